@@ -10,6 +10,9 @@
   answer_case layout of fuzz/src/lib.rs:
   [op % 3][flags: 1 = the activation asked][status u16 big-endian]
   [date length + 1, or 0][date][retry-after length + 1, or 0][retry-after][body...]
+* rules_input: request bodies for polar_license_rules::check_body, good and hostile (nesting
+  past the parser's limit up to the relay's 64 KiB body cap, the issue #62 bodies; an object of
+  keys that fills the cap), in the layout [op % 3][content-type % 4][body...].
 * cache_decode: real cache record lines (record_*.json, from a Licensing over the emulator),
   which the target seals with the right MAC.
 
@@ -92,6 +95,26 @@ def main():
         write("one_answer", name, answer(OPS[op], False, status, body, headers))
         if name == "doc_validate_200":
             write("one_answer", name + "_asked", answer(OPS[op], True, status, body, headers))
+    org = "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10"
+    good = {"key": "K", "organization_id": org, "activation_id": org, "label": "l",
+            "conditions": {"major": 1, "os": "linux"}, "meta": {"host": "h"}}
+    cap = 64 * 1024
+    head = json.dumps(dict(good, conditions={})).encode()[:-2] + b'{"a":'
+    rules = [
+        ("good", json.dumps(good).encode()),
+        ("dup_keys", b'{"key":"A","key":"K","organization_id":"%s","key":"B"}' % org.encode()),
+        ("deep_128", b"[" * 128 + b"]" * 128),
+        ("deep_129", b"[" * 129 + b"]" * 129),
+        ("deep_10000_arrays", b"[" * 10_000),
+        ("deep_10000_objects", b'{"a":' * 10_000),
+        ("deep_conditions_cap", head + b"[" * (cap - len(head))),
+        ("keys_cap", b"{" + b",".join(b'"%x":0' % i for i in range(7_700)) + b"}"),
+    ]
+    for op in OPS.values():
+        for name, body in rules:
+            # The large ones once (validate): the fuzzer's mutations reach the other routes.
+            if op == 0 or len(body) < 1024:
+                write("rules_input", f"{list(OPS)[op]}_{name}", bytes([op, 1]) + body)
     for path in sorted(SEEDS.glob("record_*.json")):
         write("cache_decode", path.stem, path.read_bytes().strip())
     print("seeds written to", CORPUS)

@@ -2,8 +2,10 @@
 //
 // Sans-IO: every decision is made in Rust by the wasm `Engine` (input checks, the request, the
 // classification of Polar's answer, the grace plan and settlement, the cache record, its seal
-// and its ledger, the feature answers), the same core the native library runs. This layer only
-// does the IO between its synchronous steps: fetch (with a timeout), the storage, the clock,
+// and its ledger, the feature answers), the same core the native library runs, but for one
+// rule still held here (issue #63): a record or ledger is not written over a ledger another
+// writer changed since the machine read it (#drive). This layer otherwise does the IO between
+// its synchronous steps: fetch (with a timeout), the storage, the clock,
 // random bytes for the install secret, one lock per storage slot (the origin's Web Lock where
 // there is one, shared by its tabs; held around reads and writes, never while a check asks Polar),
 // the set of keys being asked, and the awaits. Every step is `engine.call(name, [arguments])`;

@@ -2,9 +2,13 @@
 // (Cloudflare Workers, Deno, Bun, node). Every decision is the Rust relay's (RelayCore, the
 // same core `polar-license relay serve` runs): routes, body cap, Polar's input checks, the
 // organization check, the rate limits, what counts as a grant and the lease's claims. This file
-// only moves bytes: the request in, Polar's answer (an async fetch) in, the answer out, and the
+// moves bytes: the request in, Polar's answer (an async fetch) in, the answer out, and the
 // lease's Ed25519 signature made by WebCrypto from a non-extractable key (the private key never
-// enters the WebAssembly).
+// enters the WebAssembly). It still holds rules that belong to the core, until issue #63 moves
+// them (docs/architecture.md lists them): the store's key layout and its migration (storeKey,
+// addLinks), the overlay of unsaved changes, the coalescing of failed saves and the values
+// dropped after REFUSALS, the client's address (clientIp), its caps and timeouts, and its own
+// 500's CORS header.
 
 const SECRET_PREFIX = 'k4.secret.';
 /** The route Polar's webhooks are delivered to (the core's WEBHOOK_ROUTE). */

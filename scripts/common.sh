@@ -18,6 +18,26 @@ elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 # Runs `step_<name>` for each name after the label, timed, each result printed as
 # `==> label: name: ok (1.2s)`, then exits: 0 when every step passed, 1 otherwise (every step
 # still runs).
+#   run_steps LABEL NAME...
+# A setup script ends with `run_steps_of LABEL "$@" -- DEFAULT...`: the steps named on its
+# command line (scripts/setup.sh runs some of a script's steps at a time), else all of them.
+run_steps_of() {
+    local label="$1" picked=() step
+    shift
+    while [[ $# -gt 0 && "$1" != -- ]]; do
+        picked+=("$1")
+        shift
+    done
+    shift
+    if [[ ${#picked[@]} -eq 0 ]]; then picked=("$@"); fi
+    for step in "${picked[@]}"; do
+        if ! declare -F "step_$step" >/dev/null; then
+            echo "$label: no step named $step (steps: $*)" >&2
+            exit 2
+        fi
+    done
+    run_steps "$label" "${picked[@]}"
+}
 run_steps() {
     local label="$1" step start result failed=0
     shift

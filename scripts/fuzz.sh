@@ -2,6 +2,7 @@
 # Runs every cargo-fuzz target of fuzz/ for a bounded time and fails on any crash.
 #
 #   scripts/fuzz.sh [SECONDS] [--update] [--cmin] [TARGET...]
+#   scripts/fuzz.sh --build-only
 #
 # SECONDS    per target (default 30; libFuzzer's -max_total_time).
 # --update   grow the committed corpus: libFuzzer writes new inputs into fuzz/corpus/<target>/
@@ -11,6 +12,8 @@
 #            --update done anyway for a corpus over 256 KB, so fuzz/corpus stays small
 #            enough to commit (< 2 MB).
 # TARGET...  only these targets (default: all of them).
+# --build-only  only `cargo +nightly fuzz build` (every target; scripts/test.sh runs it in the
+#            background at niceness 19 beside the stages before fuzz, whose run then finds it built).
 #
 # libFuzzer starts from fuzz/corpus/<target>/ and the hand-made seeds fuzz/seeds/<target>/
 # (written by fuzz/seeds.py from the §6 bodies of docs/polar-api.md and real emulator
@@ -25,13 +28,15 @@ cd "$ROOT"
 SECONDS_EACH=30
 CMIN=0
 UPDATE=0
+BUILD_ONLY=0
 TARGETS=()
 for arg in "$@"; do
     case "$arg" in
     --cmin) CMIN=1 ;;
     --update) UPDATE=1 ;;
+    --build-only) BUILD_ONLY=1 ;;
     -h | --help)
-        sed -n '2,19p' "$0"
+        sed -n '2,22p' "$0"
         exit 0
         ;;
     '' | *[!0-9]*) TARGETS+=("$arg") ;;
@@ -39,7 +44,7 @@ for arg in "$@"; do
     esac
 done
 if [[ ${#TARGETS[@]} -eq 0 ]]; then
-    TARGETS=(parse_response cache_decode cache_roundtrip requests one_answer lease)
+    TARGETS=(parse_response cache_decode cache_roundtrip requests one_answer lease rules_input)
 fi
 
 if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
@@ -63,6 +68,7 @@ if ! cargo +nightly fuzz build >"$LOG_DIR/build.log" 2>&1; then
     exit 1
 fi
 echo "    built in $(elapsed "$build_start") s"
+[[ $BUILD_ONLY -eq 0 ]] || exit 0
 
 # One target's run, its corpus and its row: run_target TARGET writes $LOG_DIR/TARGET.row (the
 # table's row) and $LOG_DIR/TARGET.status (ok or the exit code).

@@ -47,4 +47,4 @@ step_sanitizers() {
     apt_install libasan8 libubsan1
 }
 
-run_steps setup-c apt sanitizers cbindgen
+run_steps_of setup-c "$@" -- apt sanitizers cbindgen

@@ -20,4 +20,4 @@ step_apt() {
 
 step_npm() { npm_ci_once "$GUEST" guest-js "" npm ci --prefix "$GUEST" --no-audit --no-fund; }
 
-run_steps setup-tauri apt npm
+run_steps_of setup-tauri "$@" -- apt npm

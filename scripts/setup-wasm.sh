@@ -97,4 +97,4 @@ step_browsers() {
 # The same stamp scripts/setup.sh writes, so whichever runs first does the work once.
 step_npm() { npm_ci_once "$NPM_DIR" npm wasm-opt bash scripts/npm-ci.sh; }
 
-run_steps setup-wasm pack target toolchain wasm_bindgen browsers geckodriver npm
+run_steps_of setup-wasm "$@" -- pack target toolchain wasm_bindgen browsers geckodriver npm

@@ -16,9 +16,10 @@ step_target() {
     rustup target add "$TARGET"
 }
 
-# tool:package pairs installed from apt when the tool is missing.
-APT_TOOLS=(x86_64-w64-mingw32-gcc:gcc-mingw-w64-x86-64 wine:wine wine64:wine64)
+# tool:package pairs installed from apt when the tool is missing (Debian's wine64 puts its loader
+# in /usr/lib/wine, not on PATH: checked by its path, else apt ran on every set-up).
+APT_TOOLS=(x86_64-w64-mingw32-gcc:gcc-mingw-w64-x86-64 wine:wine /usr/lib/wine/wine64:wine64)
 
 step_apt() { apt_tools "MinGW-w64 gcc and wine" "${APT_TOOLS[@]}"; }
 
-run_steps setup-windows target apt
+run_steps_of setup-windows "$@" -- target apt

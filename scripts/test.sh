@@ -182,7 +182,15 @@ echo "disk: ${DISK_FREE_START:-?} GB free at the start"
 
 TOTAL_START="$(now)"
 
-run_stage setup check bash scripts/setup.sh
+# The set-up (scripts/setup.sh): first what the stages up to one-answer need (npm's Prism, the C
+# tools' apt packages such as strace, the wasm32 target: seconds once installed), then the rest
+# (browsers, WebKitGTK, wine and MinGW, the pinned nightly, Zig; the wasm-bindgen CLI,
+# geckodriver, cbindgen and cargo-fuzz compiled) in the background beside fmt ... one-answer,
+# which need none of it: on a fresh machine its minutes of apt and downloads pass while they
+# compile. Waited for before the first stage that needs it (setup-rest below); a failed step
+# fails that stage, named in its log.
+run_stage setup check bash scripts/setup.sh --first
+start_stage setup-rest check bash scripts/setup.sh --rest
 run_stage fmt check cargo fmt --all --check
 # The Tauri plugin is its own stage (tauri, below): Tauri stays out of these build graphs.
 run_stage clippy check cargo clippy --workspace --exclude tauri-plugin-polar-license --all-features --all-targets -- -D warnings
@@ -209,6 +217,7 @@ run_stage doctests libtest cargo test --doc --workspace --exclude tauri-plugin-p
 # Issue #28's harness once more, its tally shown (nextest hides a passing test's output):
 # generated answers read by serde's typed path and by the npm engine's schema path.
 run_stage one-answer check cargo test -q -p polar-license --test one_answer -- --nocapture
+finish_stage setup-rest check
 # The C ABI: header drift, the example, C tests plain, under ASan/UBSan and under valgrind.
 # In the background beside the wasm stage: each used under half of the 2 cores alone (44 % and
 # 42 %: valgrind and ASan runs on one core, node suites waiting on timers and emulators).
@@ -222,16 +231,29 @@ start_stage c summary bash scripts/test-c.sh
 # the cycles the timed suites leave), and runs its tests at the normal priority.
 start_stage tauri summary env CARGO_TARGET_DIR=target/tauri-build BUILD_NICE=19 bash scripts/test-tauri.sh
 start_stage windows summary env CARGO_TARGET_DIR=target/windows-build BUILD_NICE=19 bash scripts/test-windows.sh
+# The fuzz targets' nightly ASan build (fuzz/target, a directory and a toolchain of its own),
+# at niceness 19 from here on: the cycles the stages before fuzz leave build it, and the fuzz
+# stage below finds it built (its targets then run with the cores to themselves, as before).
+start_stage fuzz-build check nice -n 19 bash scripts/fuzz.sh --build-only
+# The Python package (bindings/python): its abi3 wheel and sdist built, the wheel installed in a
+# fresh venv, pytest against the emulator and with the CLI, mypy and pyright. Beside the wasm
+# stage too, in a directory of its own (target/python/cargo), compiling at niceness 19.
+start_stage python summary env BUILD_NICE=19 bash scripts/test-python.sh
 # wasm in node and headless Chromium, the npm tarball in node and in a Vite page.
 run_stage wasm summary bash scripts/test-wasm.sh
 finish_stage c summary
-finish_stage tauri summary
-finish_stage windows summary
+# The Tauri and Windows stages go on past the wasm stage (on 85a373f they ended 183 s and 144 s
+# after it); they build in directories of their own, so the stages below, in target, run beside
+# them, and they are waited for after macos (the seller table needs the Tauri stage's rows; the
+# fuzz stage keeps the cores to itself, its targets given their seconds of wall time each).
 # Every example in examples/, run as a user runs it (cargo run --example …).
 run_stage examples summary bash scripts/examples.sh
 # What would be published: the crate's and the npm package's file lists asserted, and
 # `cargo publish --dry-run` / `npm publish --dry-run` (after the wasm stage built the package).
 run_stage package summary bash scripts/package-check.sh
+# The Python package's wheel (scripts/test-python.sh, started beside the wasm stage above) is
+# what the docs' `pip install polar-license` takes: waited for before docs.
+finish_stage python summary
 # Every code block of every Markdown file, run as pasted by a new user (tests/docs/run.mjs):
 # fresh directories and HOME, npm and cargo resolving to this checkout's packed artifacts.
 run_stage docs summary node tests/docs/run.mjs
@@ -239,8 +261,11 @@ run_stage docs summary node tests/docs/run.mjs
 # user gets through clippy -D warnings, the C static library built and its frameworks checked
 # (scripts/test-macos.sh; the link and a run need Apple's SDK: docs/macos.md).
 run_stage macos summary bash scripts/test-macos.sh
+finish_stage tauri summary
+finish_stage windows summary
 # Every fuzz target for a bounded time: any crash fails (corpus in fuzz/corpus).
 # (10 s a target by default, 20 s with FULL=1.)
+finish_stage fuzz-build check
 run_stage fuzz check bash scripts/fuzz.sh "$(full && echo 20 || echo 10)"
 # The fault matrix of the tests, c and wasm stages (Rust, C, JS) as one table; fails when a
 # face's row is missing or failed. Last, so the table sits just above the summary.

@@ -39,6 +39,8 @@ pub const MAX_KEY_BYTES: usize = 1024;
 
 const DERIVE_LABEL: &[u8] = b"polar-license/key-seal/v1";
 const SLOT_LABEL: &[u8] = b"polar-license/key-slot/v1";
+const SESSION_SLOT_LABEL: &[u8] = b"polar-license/session-slot/v1";
+const SESSION_DERIVE_LABEL: &[u8] = b"polar-license/session-seal/v1";
 const IV_BYTES: usize = 16;
 
 /// Where a store keeps the remembered key, and the keys that seal it. `Debug` shows no bytes.
@@ -126,9 +128,47 @@ impl KeySeal {
         machine: Option<&str>,
         app_secret: Option<&[u8]>,
     ) -> KeySeal {
+        KeySeal::labelled(
+            (SLOT_LABEL, DERIVE_LABEL, "key-"),
+            base_url,
+            organization_id,
+            install_secret,
+            machine,
+            app_secret,
+        )
+    }
+
+    /// The seal of the customer-portal session ([`crate::portal::SessionToken`], issue #64)
+    /// remembered beside the cache for its hour: as [`KeySeal::new`], with its own slot
+    /// (`session-…`) and keys, so neither opens the other's bytes.
+    pub fn session(
+        base_url: &str,
+        organization_id: &str,
+        install_secret: &[u8],
+        machine: Option<&str>,
+        app_secret: Option<&[u8]>,
+    ) -> KeySeal {
+        KeySeal::labelled(
+            (SESSION_SLOT_LABEL, SESSION_DERIVE_LABEL, "session-"),
+            base_url,
+            organization_id,
+            install_secret,
+            machine,
+            app_secret,
+        )
+    }
+
+    fn labelled(
+        (slot_label, derive_label, prefix): (&[u8], &[u8], &str),
+        base_url: &str,
+        organization_id: &str,
+        install_secret: &[u8],
+        machine: Option<&str>,
+        app_secret: Option<&[u8]>,
+    ) -> KeySeal {
         let (slot, root) = derive(
-            SLOT_LABEL,
-            DERIVE_LABEL,
+            slot_label,
+            derive_label,
             base_url,
             organization_id,
             install_secret,
@@ -141,7 +181,7 @@ impl KeySeal {
             m.finalize().into_bytes().into()
         };
         KeySeal {
-            slot: ["key-", &hex(&slot[..16])].concat(),
+            slot: [prefix, &hex(&slot[..16])].concat(),
             mac: sub(b"iv"),
             enc: sub(b"enc"),
         }
@@ -254,6 +294,27 @@ mod tests {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-'));
         assert!(!format!("{s:?}").contains(&hex(&s.enc)));
+    }
+
+    #[test]
+    fn the_session_seal_is_its_own() {
+        let args = (
+            "https://api.polar.sh/",
+            "org",
+            &b"secret"[..],
+            Some("machine"),
+            None,
+        );
+        let session = KeySeal::session(args.0, args.1, args.2, args.3, args.4);
+        assert!(session.slot.starts_with("session-"), "{}", session.slot);
+        assert_ne!(session.slot, seal().slot);
+        let bytes = session.seal(&Key::new("1790000000:polar_cst_abc")).unwrap();
+        assert!(!String::from_utf8_lossy(&bytes).contains("polar_cst"));
+        assert_eq!(
+            session.open(&bytes).unwrap().expose(),
+            "1790000000:polar_cst_abc"
+        );
+        assert!(seal().open(&bytes).is_err());
     }
 
     #[test]

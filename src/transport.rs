@@ -4,6 +4,7 @@
 //! can script answers and assert on the requests it gets.
 
 use crate::error::Error;
+use crate::portal::PortalRequest;
 use crate::proto::{HttpRequest, HttpResponse};
 use std::fmt;
 
@@ -85,6 +86,17 @@ impl From<TransportError> for Error {
 pub trait Transport: Send + Sync {
     /// Sends `request`; any HTTP status is an `Ok` response.
     fn send(&self, request: &HttpRequest) -> Result<HttpResponse, TransportError>;
+
+    /// Sends a customer-portal request ([`crate::portal`]: a `GET`, or a `POST` with its
+    /// `Content-Length`); any HTTP status is an `Ok` response. The default sends nothing and
+    /// fails: a transport made for the license routes alone (a closure) has no portal.
+    fn send_portal(&self, request: &PortalRequest) -> Result<HttpResponse, TransportError> {
+        let _ = request;
+        Err(TransportError::new(
+            TransportErrorKind::Other,
+            "this transport sends no customer-portal requests",
+        ))
+    }
 }
 
 impl<F> Transport for F

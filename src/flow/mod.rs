@@ -1,6 +1,7 @@
 //! The order of a check's steps, owned by the core (issue #44): one sans-IO machine per
-//! operation that every shell drives with one loop, as `ureq-proto` drives an HTTP call and
-//! the relay drives its answers (`begin` → `Step` → `finish`).
+//! operation that every shell drives with one loop, as `ureq-proto` drives an HTTP call and as
+//! the relay's hosts drive its machines (`polar_license_relay::flow::Exchange`: `want` a need,
+//! `give` what came of it).
 //!
 //! A machine is given the options and the inputs, and says what it wants next
 //! ([`Want`]): take or release the slot's lock, mark that it asks Polar, read the slot,
@@ -8,7 +9,10 @@
 //! what happened ([`Given`]). Every rule (signed mode, the clock note, the recorded
 //! answer, the fallback to the grace cache) is a step of the machine, so a shell that skips one
 //! cannot finish: the native blocking `Licensing` and the Rust-on-wasm `AsyncLicensing` are the
-//! same loop over different IO.
+//! same loop over different IO, and the npm package's license.js drives the same machines
+//! through its engine. (The steps the machines fold with are the crate's private `shared`
+//! module, `src/session.rs`; docs/architecture.md in the repository maps the machines, their
+//! shells and where the code still differs from the design.)
 
 pub mod check;
 mod ctx;

@@ -4,8 +4,12 @@ use super::transport::{ProxySetting, TlsRoots, UreqTransport};
 use crate::error::{Error, Verdict};
 use crate::key::Key;
 use crate::lease::LEASE_HEADER;
-use crate::model::{LicenseKeyActivationRead, ValidatedLicenseKey};
+use crate::model::{LicenseKeyActivationRead, LicenseKeyRead, ValidatedLicenseKey};
 use crate::options::{client_setters, ClientOptions};
+use crate::portal::{
+    parse_authenticate, parse_key_page, parse_key_with_activations, parse_request_code,
+    KeyWithActivations, Portal, PortalError, PortalRequest, SessionToken, MAX_PORTAL_PAGES,
+};
 use crate::proto::{
     parse_activate, parse_activate_for, parse_deactivate, parse_validate, parse_validate_for,
     ActivateRequest, Api, DeactivateRequest, Expect, HttpRequest, HttpResponse, Stamp,
@@ -267,5 +271,75 @@ impl BlockingClient {
             .and_then(|response| parse_deactivate(&response));
         super::events::request("deactivate", req.key.as_ref(), started, result.as_ref());
         result
+    }
+}
+
+/// The customer portal (docs/polar-api.md §16, issue #64): sign in with the emailed code, then
+/// the customer's keys and a key's devices. Free a device with [`BlockingClient::deactivate`]
+/// (the whole key, from [`BlockingClient::devices`], and the device's activation id).
+impl BlockingClient {
+    fn send_portal(
+        &self,
+        request: Result<PortalRequest, Error>,
+    ) -> Result<HttpResponse, PortalError> {
+        let request = request.map_err(PortalError::Invalid)?;
+        self.transport
+            .send_portal(&request)
+            .map_err(|e| PortalError::Offline(Error::from(e)))
+    }
+
+    /// Asks Polar to email a sign-in code to `email`. `Ok` whether or not the email is a
+    /// customer's (Polar does not say): tell the user a code is on its way if it is.
+    pub fn request_sign_in_code(&self, email: &str) -> Result<(), PortalError> {
+        let portal = Portal::for_api(&self.api);
+        parse_request_code(&self.send_portal(portal.request_code(email))?)
+    }
+
+    /// [`BlockingClient::request_sign_in_code`] naming one of several customers with this
+    /// email (after [`PortalError::CustomerSelectionRequired`]).
+    pub fn request_sign_in_code_for(
+        &self,
+        email: &str,
+        customer_id: Option<&str>,
+    ) -> Result<(), PortalError> {
+        let portal = Portal::for_api(&self.api);
+        parse_request_code(&self.send_portal(portal.request_code_for(email, customer_id))?)
+    }
+
+    /// Signs in with the emailed code (any case): a session of one hour. Keep it in memory;
+    /// never log it.
+    pub fn sign_in(&self, code: &str) -> Result<SessionToken, PortalError> {
+        let portal = Portal::for_api(&self.api);
+        parse_authenticate(&self.send_portal(portal.authenticate(code))?)
+    }
+
+    /// Every key of the signed-in customer, whole and of every status, oldest first (key
+    /// recovery); at most [`MAX_PORTAL_PAGES`] pages of 100.
+    pub fn customer_keys(
+        &self,
+        session: &SessionToken,
+    ) -> Result<Vec<LicenseKeyRead>, PortalError> {
+        let portal = Portal::for_api(&self.api);
+        let mut keys = Vec::new();
+        for page in 1..=MAX_PORTAL_PAGES {
+            let answer = parse_key_page(&self.send_portal(portal.list_keys(session, page))?)?;
+            keys.extend(answer.items);
+            if u64::from(page) >= answer.max_page {
+                break;
+            }
+        }
+        Ok(keys)
+    }
+
+    /// One key of the signed-in customer (`key_id`: its record's id) and its live devices.
+    /// Always no device when the seller has not turned on device management
+    /// (`enable_customer_admin`) for the key's benefit.
+    pub fn devices(
+        &self,
+        session: &SessionToken,
+        key_id: &str,
+    ) -> Result<KeyWithActivations, PortalError> {
+        let portal = Portal::for_api(&self.api);
+        parse_key_with_activations(&self.send_portal(portal.get_key(session, key_id))?)
     }
 }

@@ -1117,6 +1117,68 @@ impl Licensing {
         self.store.remove(&seal.slot)
     }
 
+    fn session_seal(&self) -> Result<KeySeal, Error> {
+        let identity = self.identity()?;
+        let secret = self.store.install_secret()?;
+        Ok(KeySeal::session(
+            self.client.api().base_url(),
+            self.org(),
+            &secret,
+            identity.seal.as_deref(),
+            self.app_secret.as_deref(),
+        ))
+    }
+
+    /// Remembers a customer-portal session (issue #64) beside the cache until `expires_at`
+    /// (unix seconds; a session lasts one hour from when Polar made it), sealed as the
+    /// remembered key is ([`crate::keyseal`]): never in plain text, useless on another install
+    /// or machine. It replaces any session remembered before.
+    pub fn remember_session(
+        &self,
+        token: &crate::portal::SessionToken,
+        expires_at: i64,
+    ) -> Result<(), Error> {
+        let seal = self.session_seal()?;
+        let plain = [expires_at.to_string().as_str(), ":", token.expose()].concat();
+        let bytes = seal.seal(&Key::new(plain))?;
+        let _lock = self.store.lock(&seal.slot)?;
+        self.store.save(&seal.slot, &bytes)
+    }
+
+    /// The remembered session while its hour lasts by this licensing's clock. One past its
+    /// hour counts as none and is forgotten; bytes that do not open here (sealed with another
+    /// app secret or machine binding, or edited) count as none and are left alone, as the
+    /// remembered key's are.
+    pub fn remembered_session(&self) -> Result<Option<crate::portal::SessionToken>, Error> {
+        let seal = self.session_seal()?;
+        let Some(bytes) = self.store.load(&seal.slot)? else {
+            return Ok(None);
+        };
+        let Some((expires, token)) = seal.open(&bytes).ok().and_then(|plain| {
+            let (expires, token) = plain.expose().split_once(':')?;
+            Some((expires.parse::<i64>().ok()?, token.to_string()))
+        }) else {
+            return Ok(None);
+        };
+        if expires > (self.clock)() {
+            return Ok(Some(crate::portal::SessionToken::new(token)));
+        }
+        self.forget_session()?;
+        Ok(None)
+    }
+
+    /// Forgets the remembered session (after Polar said it expired, or on sign-out).
+    pub fn forget_session(&self) -> Result<(), Error> {
+        let seal = self.session_seal()?;
+        let _lock = self.store.lock(&seal.slot)?;
+        self.store.remove(&seal.slot)
+    }
+
+    /// This licensing's clock, in unix seconds (the test hooks' clock when one was set).
+    pub fn now(&self) -> i64 {
+        (self.clock)()
+    }
+
     /// Forgets the remembered key if it is `key` (one seal, one read, under the entry's lock:
     /// a key remembered meanwhile stays).
     fn forget_remembered(&self, key: &Key) -> Result<(), Error> {

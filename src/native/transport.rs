@@ -2,6 +2,7 @@
 //! environment's proxy or the app's, no redirects, a body cap, status codes as data.
 
 use crate::error::Error;
+use crate::portal::{Method, PortalRequest};
 use crate::proto::{HttpRequest, HttpResponse, USER_AGENT};
 use crate::transport::{Transport, TransportError, TransportErrorKind};
 use std::io::ErrorKind;
@@ -271,9 +272,43 @@ impl Transport for UreqTransport {
         // (protocol_error). (`fetch` asks for and decodes the codings its host knows.)
         builder = builder.header("accept-encoding", "identity");
         // A byte slice has a known length, so ureq sends Content-Length (never chunked).
-        let mut response = builder
+        let response = builder
             .send(&request.body[..])
             .map_err(|e| map_ureq_error(e, false))?;
+        self.read(response)
+    }
+
+    fn send_portal(&self, request: &PortalRequest) -> Result<HttpResponse, TransportError> {
+        let response = match request.method {
+            Method::Get => {
+                let mut builder = self.agent.get(&request.url);
+                for (name, value) in &request.headers {
+                    builder = builder.header(*name, value);
+                }
+                builder.header("accept-encoding", "identity").call()
+            }
+            Method::Post => {
+                let mut builder = self.agent.post(&request.url);
+                for (name, value) in &request.headers {
+                    builder = builder.header(*name, value);
+                }
+                // A slice, even empty, has a known length: Content-Length is always sent.
+                builder
+                    .header("accept-encoding", "identity")
+                    .send(&request.body[..])
+            }
+        }
+        .map_err(|e| map_ureq_error(e, false))?;
+        self.read(response)
+    }
+}
+
+impl UreqTransport {
+    /// A response read whole, as [`Transport::send`] reads it: one length, the body capped.
+    fn read(
+        &self,
+        mut response: ureq::http::Response<ureq::Body>,
+    ) -> Result<HttpResponse, TransportError> {
         // A length sent twice (even twice the same) is no answer, as `fetch` reads it (ureq
         // refuses two that differ itself).
         let lengths = response.headers().get_all("content-length");

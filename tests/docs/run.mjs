@@ -16,6 +16,8 @@
 //     local registry (tests/docs/registry.mjs), and `@polar-license/tauri` to the Tauri
 //     plugin's guest package (crates/tauri/guest-js) packed; other packages come from npm's
 //     registry;
+//   - `pip install polar-license==0.1.0` resolves to the wheel in target/python/wheels
+//     (PIP_FIND_LINKS; not on PyPI yet), other Python packages to PyPI;
 //   - `npm install electron` resolves to a stand-in (tests/docs/electron-standin: its index.js
 //     says what it stands in): `npx electron .` runs the app's main process, preload and page
 //     scripts in one node process over a minimal DOM, prints what the page shows, and plays the
@@ -397,14 +399,28 @@ async function main() {
     npm_config_audit: 'false',
     ELECTRON_STANDIN_TYPE: USER_TYPES.join('|'),
     PYTHONUNBUFFERED: '1',
+    // `pip install polar-license==0.1.0` resolves to the wheel scripts/test-python.sh built
+    // (the python stage runs before this one); other packages come from PyPI, cached here.
+    PIP_FIND_LINKS: join(ROOT, 'target', 'python', 'wheels'),
+    PIP_CACHE_DIR: join(OUT, 'pip-cache'),
+    PIP_DISABLE_PIP_VERSION_CHECK: '1',
     CARGO_HOME: process.env.CARGO_HOME ?? join(process.env.HOME, '.cargo'),
     RUSTUP_HOME: process.env.RUSTUP_HOME ?? join(process.env.HOME, '.rustup'),
     // A release build here proves the command works, not what LTO makes of it (the C stage
     // builds and tests the shipped LTO profile): without FULL=1, the blocks' release builds
     // (`cargo run --release`, `cargo install`) skip LTO and use 16 codegen units (issue #55).
+    // The C library's profile (c-release, which inherits release) stays as it ships: its blocks'
+    // `bash bindings/c/install.sh` then finds the C stage's build of it in target/, where with
+    // release's overrides inherited it compiled the library and its 94 dependencies again at
+    // opt-level z.
     ...(process.env.FULL === '1'
       ? {}
-      : { CARGO_PROFILE_RELEASE_LTO: 'false', CARGO_PROFILE_RELEASE_CODEGEN_UNITS: '16' }),
+      : {
+          CARGO_PROFILE_RELEASE_LTO: 'false',
+          CARGO_PROFILE_RELEASE_CODEGEN_UNITS: '16',
+          CARGO_PROFILE_C_RELEASE_LTO: 'true',
+          CARGO_PROFILE_C_RELEASE_CODEGEN_UNITS: '1',
+        }),
   };
   for (const p of plan) {
     for (const [name, list] of p.list) {

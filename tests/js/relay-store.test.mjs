@@ -780,6 +780,23 @@ test('workerd: a Durable Object holds the store; a revocation arrives as a webho
   });
 });
 
+// Issue #62: 10,000 `[` left the Durable Object answering 500 ("memory access out of bounds")
+// to every later request. Now Polar's 400 for that body alone, and the store serves on.
+test('workerd: a body nested 10,000 deep is refused alone; the Durable Object answers the next checks', async () => {
+  await withStoredRelay(endpointFor, {}, async (live) => {
+    const key = newKey();
+    assert.equal((await check(live.host.url, key)).source, 'polar');
+    for (const body of ['['.repeat(10_000), '{"a":'.repeat(10_000)]) {
+      const r = await fetch(`${live.host.url}${VALIDATE}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+      assert.equal(r.status, 400);
+      assert.equal(await r.text(), '{"detail":"There was an error parsing the body"}');
+      const again = await check(live.host.url, key);
+      assert.equal(again.status, 200, again.body);
+      assert.equal(again.source, 'store');
+    }
+  });
+});
+
 test('workerd: without the Durable Object binding, every check is forwarded and the relay says so', async () => {
   const storeDir = await mkdtemp(join(tmpdir(), 'polar-license-do-'));
   const port = await freePort();

@@ -3,8 +3,8 @@
 // (the `workerd` npm package, offline: its outbound service is the emulator). Each host plays
 // the same scenarios: the package's own client in signed mode activates and validates through
 // the relay and licenses offline from the lease it got; Polar's answers (denials, 422s, 404s)
-// pass through byte for byte with no lease; preflights, oversized bodies and a key over its rate
-// are answered without asking Polar. In node also: a signing key whose halves disagree is
+// pass through byte for byte with no lease; preflights, oversized bodies, bodies nested past the
+// parser's limit and a key over its rate are answered without asking Polar. In node also: a signing key whose halves disagree is
 // refused at start, and a CryptoKey that is not the configured key's gives grants without a
 // lease (never one nobody can verify).
 import { test, before, after } from 'node:test';
@@ -154,6 +154,24 @@ for (const name of Object.keys(HOSTS)) {
     assert.equal(huge.status, 413);
     const text = await huge.text();
     assert.ok(!text.includes(TOKEN));
+  });
+
+  // Issue #62: 10,000 `[` overflowed the core's stack (natively an abort; under workerd the
+  // wasm instance answered 500 to every later request). Now Polar's 400 for that body alone.
+  test(`${name}: a body nested 10,000 deep is Polar's 400 for it alone, and the next check is answered`, async () => {
+    const key = await newKey();
+    for (const body of ['['.repeat(10_000), '{"a":'.repeat(10_000), '['.repeat(64 * 1024)]) {
+      for (const route of ['validate', 'activate', 'deactivate']) {
+        const relayed = await post(host().url, route, body);
+        const what = `${route}: ${body.slice(0, 5)}… (${body.length} bytes)`;
+        assert.equal(relayed.status, 400, what);
+        assert.equal(await relayed.text(), '{"detail":"There was an error parsing the body"}', what);
+      }
+      // (One call to Polar per body: the emulator, as Polar, answers 429 past 3 a second.)
+      const next = await post(host().url, 'validate', { key, organization_id: ORG });
+      assert.equal(next.status, 200, `the validate after ${body.slice(0, 5)}…: ${await next.text()}`);
+      await new Promise((r) => setTimeout(r, 400));
+    }
   });
 }
 

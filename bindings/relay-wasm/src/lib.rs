@@ -13,7 +13,11 @@
 //!    a page of the stored keys, or how long to wait) and `pollAnswered(id, got)`;
 //!
 //! with `takeJournal` (the store's changes to save) and `restore` (what was saved) beside them.
-//! Every decision is the relay core's; the JS (pkg-template/relay-handler.js) moves bytes.
+//! The decisions of a request and of the background reads are the relay core's. Not yet all
+//! (issue #63; docs/architecture.md lists them): this crate repeats the load rounds
+//! (`MAX_LOAD_ROUNDS`) and the budget's defaults that the CLI writes too, and the JS
+//! (pkg-template/relay-handler.js) holds the store's key layout and its migration, the overlay
+//! of unsaved changes, the refusal policy, the client's address and its own caps and timeouts.
 //! Waiting requests are kept in bounded tables: a host that never finishes cannot grow them.
 
 #![cfg(target_arch = "wasm32")]

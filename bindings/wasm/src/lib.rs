@@ -3,11 +3,14 @@
 //!
 //! `engine::Engine` is the sans-IO core of `polar-license` behind one synchronous export,
 //! `call(step, args)`: the package's `license.js` (in `pkg-template/`) does the IO (fetch,
-//! storage, the clock, random bytes, locks) and asks the engine between the steps, exactly
-//! where the native `Licensing` and the Rust `AsyncLicensing` call the core's session flows.
+//! storage, the clock, random bytes, locks) and asks the engine between the steps: it drives
+//! the same machines (`polar_license::flow`'s `Check` and `Update`, kept in `machines`) that
+//! the native `Licensing` and the Rust `AsyncLicensing` drive.
 //! Every decision is the core's (Polar's answers read by `polar_license::answers`, the same
-//! classification as the native faces'); this crate only reads the options the host passes
-//! (`bindings`) and writes JSON answers (`engine`).
+//! classification as the native faces'), but for the ledger's compare-and-set before a write,
+//! which license.js still holds (issue #63); this crate reads the options the host passes
+//! (`bindings`) and writes JSON answers (`engine`), and builds the features' `CheckOutcome`
+//! of an online answer itself (`machines`, `verified_at` 0).
 //!
 //! It owns the package's global allocator (talc, smaller than the default), so no Rust app
 //! that depends on `polar-license` for wasm32 gets it. `scripts/build-npm.sh` builds it with

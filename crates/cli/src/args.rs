@@ -269,6 +269,16 @@ pub enum Command {
     Remember(RememberArgs),
     /// Forget the remembered key (its cache record and activation stay)
     ForgetKey,
+    /// Sign in to the customer portal with the code Polar emails (asked on the terminal, not
+    /// shown; or --code for scripts), for `devices`; the session is sealed beside the cache
+    /// for its hour
+    SignIn(SignInArgs),
+    /// List the key's devices (its live activations: id, label, when activated, this machine
+    /// marked) through the signed-in customer session
+    Devices(DevicesArgs),
+    /// Free one device of the key by its activation id (no sign-in needed), e.g. a machine
+    /// that is gone; then `activate` here
+    Free(FreeArgs),
     /// Run the local Polar emulator until killed; the first stdout line is
     /// `listening on http://127.0.0.1:PORT`, then the organization, keys and tokens
     /// (--json only changes how startup errors are printed)
@@ -662,6 +672,42 @@ key_arg! {
 }
 
 /// `remember`
+/// `sign-in`
+#[derive(Debug, Args)]
+pub struct SignInArgs {
+    /// The email the license was bought with: Polar emails it a 6-character code (without
+    /// --code: asked for on a terminal; otherwise the command stops once it is sent)
+    #[arg(long, value_name = "EMAIL", required_unless_present = "code")]
+    pub email: Option<String>,
+
+    /// The emailed code, when it was already asked for (`sign-in --email E` without a
+    /// terminal): signs in with it, no prompt
+    #[arg(long, value_name = "CODE")]
+    pub code: Option<String>,
+
+    /// When several customers share the email: the one to sign in as (as the error lists)
+    #[arg(long, value_name = "ID")]
+    pub customer_id: Option<String>,
+}
+
+/// `devices`
+#[derive(Debug, Args)]
+pub struct DevicesArgs {
+    #[command(flatten)]
+    pub key: OptionalKeyArg,
+}
+
+/// `free`
+#[derive(Debug, Args)]
+pub struct FreeArgs {
+    /// The activation id of the device to free (as `devices` lists it)
+    #[arg(value_name = "ID")]
+    pub id: String,
+
+    #[command(flatten)]
+    pub key: OptionalKeyArg,
+}
+
 #[derive(Debug, Args)]
 pub struct RememberArgs {
     #[command(flatten)]
@@ -688,9 +734,11 @@ pub struct ActivateArgs {
     #[arg(long)]
     pub remember: bool,
 
-    /// A label for the activation, e.g. the machine's name (may be empty)
+    /// A label for the activation, e.g. the machine's name (may be empty); default: this
+    /// machine's host name and OS, e.g. `jane-laptop (Linux)`, so its device list tells
+    /// machines apart
     #[arg(long, value_name = "LABEL")]
-    pub label: String,
+    pub label: Option<String>,
 
     /// A condition stored on the activation and required on every validate naming it
     /// (repeatable; the value is an integer, a float, true/false, or else a string)

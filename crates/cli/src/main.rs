@@ -7,6 +7,7 @@
 
 mod args;
 mod demo;
+mod devices;
 mod output;
 mod relay;
 mod run;
@@ -40,6 +41,9 @@ fn main() -> ExitCode {
         Command::Status(a) => run::status(g, a).print(g.json),
         Command::Remember(a) => run::remember(g, a).print(g.json),
         Command::ForgetKey => run::forget_key(g).print(g.json),
+        Command::SignIn(a) => devices::sign_in(g, a).print(g.json),
+        Command::Devices(a) => devices::devices(g, a).print(g.json),
+        Command::Free(a) => devices::free(g, a).print(g.json),
         Command::Emulator(a) => serve::run(g, a),
         Command::Demo => demo::run(g),
         Command::Lease(c) => run::lease(g, c).print(g.json),
@@ -98,6 +102,9 @@ fn usage_error(e: &clap::Error, wants_json: bool) -> u8 {
             "emulator",
             "demo",
             "relay",
+            "sign-in",
+            "devices",
+            "free",
         ]
         .contains(&a.as_str())
     });

@@ -864,6 +864,7 @@ pub fn dir_report(dir: &Path) -> Report {
                     name.ends_with(".cache")
                         && !name.starts_with('.')
                         && !name.starts_with("key-")
+                        && !name.starts_with("session-")
                         && !name.ends_with("-seq.cache")
                         && !name.ends_with("-clock.cache")
                 })

@@ -151,7 +151,7 @@ pub fn licensing(g: &Global) -> Result<Licensing, Error> {
 }
 
 /// [`licensing`], remembering the keys it activates when `remember_keys`.
-fn licensing_with(g: &Global, remember_keys: bool) -> Result<Licensing, Error> {
+pub(crate) fn licensing_with(g: &Global, remember_keys: bool) -> Result<Licensing, Error> {
     licensing_for(g, remember_keys, None, None)
 }
 
@@ -272,9 +272,13 @@ pub fn activate(g: &Global, a: &ActivateArgs) -> Report {
         Ok(l) => l,
         Err(e) => return error_report(Some(Op::Activate), None, &e),
     };
+    let label = a
+        .label
+        .clone()
+        .unwrap_or_else(polar_license::device_label::default_device_label);
     let req = ActivateRequest {
         key: Some(key.clone()),
-        label: a.label.clone(),
+        label,
         conditions: metadata(&a.conditions),
         meta: metadata(&a.meta),
     };
@@ -297,6 +301,7 @@ pub fn activate(g: &Global, a: &ActivateArgs) -> Report {
         None => activated.online,
     };
     let mut r = report(Op::Activate, &key, None, &result);
+    crate::devices::limit_steps(&mut r);
     if r.exit == 0 {
         let bound = licensing.machine_fingerprint().is_some();
         r.json.insert("remembered".into(), true.into());
@@ -352,7 +357,7 @@ fn key_or_asked(key: Option<&str>) -> Result<Key, Error> {
 
 /// The key a command names (`--key`), else the remembered one; with neither,
 /// `invalid_input` naming `key`.
-fn key_or_remembered(licensing: &Licensing, key: Option<&str>) -> Result<Key, Error> {
+pub(crate) fn key_or_remembered(licensing: &Licensing, key: Option<&str>) -> Result<Key, Error> {
     if let Some(key) = key {
         return Ok(Key::new(key));
     }

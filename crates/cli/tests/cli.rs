@@ -594,11 +594,6 @@ fn bad_input_is_caught_locally_with_no_request() {
         "meta.k: string values must have 1-500 characters, found 0",
     );
     invalid(
-        &call(&polar, &["activate", "--key", KEY]),
-        "label",
-        "the following required arguments were not provided: --label <LABEL>",
-    );
-    invalid(
         &call(
             &polar,
             &["validate", "--key", KEY, "--activation-id", "nope"],

@@ -364,6 +364,10 @@ impl Conn<'_> {
             return self.apply_fault(fault, &mut ex, &mut body, keep_alive, head_only);
         }
         let mut r = self.complete(&mut ex, &mut body, step);
+        // The emulator's log: each customer-session email code, since no email is sent.
+        for line in lock(&self.shared.core).take_log() {
+            eprintln!("polar-license emulator: {line}");
+        }
         // A change (an admin route, an endpoint created or enabled) may have queued webhooks.
         self.shared.wake.notify_all();
         let settled = self.settle_body(&mut body);

@@ -12,6 +12,11 @@
 //! them: `GET /v1/license-keys/` (pages of up to 100, each key whole) and
 //! `GET /v1/license-keys/{id}` (with its activations), on the token budget.
 //!
+//! Customer sessions (docs/polar-api.md §16): the email code's two routes, the organization
+//! token's `POST /v1/customer-sessions/`, the `polar_cst_` tokens' hour, and the customer
+//! portal's key list, get (activations when the seed's benefit has `enable_customer_admin`)
+//! and rotate.
+//!
 //! ```no_run
 //! use polar_license_emulator::{Emulator, Options, Seed};
 //!
@@ -35,6 +40,8 @@
 //! `GET /__emulator/keys/{key}/activations`, `POST /__emulator/keys/{key}/rotate`
 //! (`{"key": "<new key>"}`: see [`Emulator::rotate_key`]), `POST /__emulator/keys/{key}/cycle`
 //! (see [`Emulator::cycle_key`]), `POST /__emulator/keys` (a [`SeedKey`]),
+//! `GET /__emulator/customer-session/codes` (the customer-session email codes not yet used or
+//! expired: see [`Core::customer_session_codes`]),
 //! `GET|POST /__emulator/webhooks/fault` (a [`WebhookFault`] as JSON, or `null`),
 //! `PATCH /__emulator/webhooks/endpoints/{id}` (`{"uses_standard_webhook_signature": false}`:
 //! that endpoint signed in Polar's original form, the HMAC key the UTF-8 bytes of the whole
@@ -67,9 +74,10 @@ pub use native::Emulator;
 use polar_license_rules::{json, validate};
 
 pub use seed::{
-    Seed, SeedKey, SeedMember, SeedOrder, SeedSubscription, SeedToken, ALL_SCOPES, DEMO_BENEFIT_ID,
-    DEMO_CUSTOMER_ID, DEMO_KEY, DEMO_KEY_DISABLED, DEMO_KEY_EXPIRED, DEMO_KEY_NO_ACTIVATIONS,
-    DEMO_KEY_REVOKED, DEMO_KEY_USAGE, DEMO_ORGANIZATION_ID, DEMO_TOKEN, DEMO_TOKEN_READ_ONLY,
+    Seed, SeedBenefit, SeedKey, SeedMember, SeedOrder, SeedSubscription, SeedToken, ALL_SCOPES,
+    DEMO_BENEFIT_ID, DEMO_CUSTOMER_ID, DEMO_KEY, DEMO_KEY_DISABLED, DEMO_KEY_EXPIRED,
+    DEMO_KEY_NO_ACTIVATIONS, DEMO_KEY_REVOKED, DEMO_KEY_USAGE, DEMO_ORGANIZATION_ID, DEMO_TOKEN,
+    DEMO_TOKEN_READ_ONLY,
 };
 
 /// How an [`Emulator`] runs.
@@ -79,7 +87,8 @@ pub struct Options {
     pub port: u16,
     /// Turns on Polar's public rate limit: 3 calls per second per client IP
     /// (the socket peer, or the `True-Client-IP` header) shared by the three
-    /// public routes, then a block of [`Options::rate_limit_block`].
+    /// public routes, then a block of [`Options::rate_limit_block`]; and the email-code
+    /// routes' limit (6 a minute and 12 an hour for both, then 900 s blocked).
     pub rate_limit: bool,
     /// How long a client stays blocked after exceeding the limit (Polar: 60 s).
     pub rate_limit_block: Duration,

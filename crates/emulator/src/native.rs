@@ -130,6 +130,13 @@ impl Emulator {
         lock(&self.shared.core).key(key)
     }
 
+    /// The customer-session email codes not yet used or expired, oldest first, each
+    /// `{code, email, customer_id, organization_id, expires_at}` (Polar would mail them;
+    /// `GET /__emulator/customer-session/codes` answers the same).
+    pub fn customer_session_codes(&self) -> Vec<serde_json::Value> {
+        lock(&self.shared.core).customer_session_codes(Time::now())
+    }
+
     /// The live (not deactivated) activations of a key, each
     /// `{id, license_key_id, label, meta, conditions, created_at, modified_at}`.
     pub fn activations(&self, key: &str) -> Vec<serde_json::Value> {

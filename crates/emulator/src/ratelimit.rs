@@ -23,6 +23,8 @@ pub(crate) struct RateLimiter {
     windows: FixedWindows,
     /// identity -> block end
     blocks: HashMap<String, Duration>,
+    /// The email-code zone's windows: a minute's and an hour's.
+    login: [FixedWindows; 2],
 }
 
 /// Whole seconds as Redis' `TTL` reports them (rounded), at least 1.
@@ -39,6 +41,14 @@ struct FixedWindows {
 }
 
 impl FixedWindows {
+    /// Whether `identity`'s current window has had `limit` calls already.
+    fn is_full(&mut self, identity: &str, limit: u32, now: Duration) -> bool {
+        self.windows.retain(|_, (end, _)| *end > now);
+        self.windows
+            .get(identity)
+            .is_some_and(|(_, calls)| *calls >= limit)
+    }
+
     /// Counts one call of `identity` when its window (of `window`, from its first call) has
     /// had fewer than `limit`; else `Some(the window's end)`, the call not counted.
     fn take(
@@ -87,6 +97,48 @@ impl RateLimiter {
     }
 }
 
+/// The path prefix regex `^/v1/customer-portal/customer-session/(request|authenticate)`: the
+/// zone `customer-session-login` (polar-api.md §16.1), one counter for both routes.
+pub(crate) fn in_login_zone(path: &str) -> bool {
+    ["request", "authenticate"].iter().any(|op| {
+        path.strip_prefix("/v1/customer-portal/customer-session/")
+            .is_some_and(|rest| rest.starts_with(op))
+    })
+}
+
+/// The email-code zone's rule: 6 a minute and 12 an hour per identity, then 900 s blocked.
+const LOGIN_RULES: [(u32, Duration); 2] = [
+    (6, Duration::from_secs(60)),
+    (12, Duration::from_secs(3600)),
+];
+/// The email-code zone's block.
+pub(crate) const LOGIN_BLOCK: Duration = Duration::from_secs(900);
+
+impl RateLimiter {
+    /// Checks one call in the email-code zone: the identity's block first (shared with the
+    /// public zone, as asgi-ratelimit keys blocks by identity), then both windows; a call past
+    /// either is refused and blocks the identity for [`LOGIN_BLOCK`] (`retry-after: 900`).
+    pub(crate) fn check_login(&mut self, identity: &str, now: Duration) -> Option<u64> {
+        self.blocks.retain(|_, end| *end > now);
+        if let Some(end) = self.blocks.get(identity) {
+            return Some(ttl_secs(end.saturating_sub(now)));
+        }
+        let full = LOGIN_RULES
+            .iter()
+            .enumerate()
+            .any(|(i, (limit, _))| self.login[i].is_full(identity, *limit, now));
+        if full {
+            self.blocks
+                .insert(identity.to_string(), now.saturating_add(LOGIN_BLOCK));
+            return Some(LOGIN_BLOCK.as_secs());
+        }
+        for (i, (limit, window)) in LOGIN_RULES.iter().enumerate() {
+            let _ = self.login[i].take(identity, *limit, *window, now);
+        }
+        None
+    }
+}
+
 /// The organization token's budget (`docs/polar-api.md` §8, §14): the zone `api` for the
 /// identity `organization:<id>`, a fixed window with no block. Every token of one organization
 /// shares one counter.
@@ -132,6 +184,46 @@ mod tests {
         );
         // The next window passes.
         assert_eq!(budget.check("org-a", 500, window, t + window), None);
+    }
+
+    #[test]
+    fn login_zone_is_6_a_minute_12_an_hour_then_900_s() {
+        let mut rl = RateLimiter::default();
+        let t = Duration::from_secs(1_000);
+        for _ in 0..6 {
+            assert_eq!(rl.check_login("ip", t), None);
+        }
+        assert_eq!(rl.check_login("ip", t), Some(900));
+        // Blocked everywhere (the public zone too), the block counted down.
+        assert_eq!(
+            rl.check(
+                "ip",
+                true,
+                Duration::from_secs(60),
+                t + Duration::from_secs(100)
+            ),
+            Some(800)
+        );
+        assert_eq!(rl.check_login("other", t), None);
+        // After the block, the minute is new but the hour has 6 left.
+        let t = t + LOGIN_BLOCK;
+        for _ in 0..6 {
+            assert_eq!(rl.check_login("ip", t), None);
+        }
+        let t = t + Duration::from_secs(61);
+        assert_eq!(rl.check_login("ip", t), Some(900));
+        // An hour after the first call both windows are new.
+        let t = t + LOGIN_BLOCK + Duration::from_secs(3600);
+        assert_eq!(rl.check_login("ip", t), None);
+        assert!(in_login_zone(
+            "/v1/customer-portal/customer-session/request"
+        ));
+        assert!(in_login_zone(
+            "/v1/customer-portal/customer-session/authenticate"
+        ));
+        assert!(!in_login_zone(
+            "/v1/customer-portal/customer-session/introspect"
+        ));
     }
 
     #[test]

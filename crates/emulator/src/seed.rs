@@ -42,6 +42,7 @@ pub const ALL_SCOPES: &[&str] = &[
     "benefits:write",
     "customers:read",
     "customers:write",
+    "customer_sessions:write",
     "orders:read",
     "subscriptions:read",
     "subscriptions:write",
@@ -71,6 +72,22 @@ pub struct Seed {
     /// The budget's window in seconds (absent: 60).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_window_seconds: Option<u64>,
+    /// The benefits' settings that change the customer portal's answers (an emulator addition
+    /// to the seed format, docs/polar-api.md §16.2); a benefit left out has them off.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub benefits: Vec<SeedBenefit>,
+}
+
+/// A license-key benefit's settings (`properties.activations` in Polar).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct SeedBenefit {
+    /// The benefit (UUID v4), as the keys' `benefit_id` names it.
+    pub id: String,
+    /// `properties.activations.enable_customer_admin`: a customer session's
+    /// `GET /v1/customer-portal/license-keys/{id}` lists the key's activations (default false:
+    /// it answers `"activations": []`).
+    #[serde(default)]
+    pub enable_customer_admin: bool,
 }
 
 /// One license key of a [`Seed`]. Every field but `key` is optional.
@@ -355,6 +372,17 @@ impl Seed {
             }
             tokens.push(token);
         }
+        let mut benefits: Vec<SeedBenefit> = Vec::with_capacity(self.benefits.len());
+        for b in &self.benefits {
+            let id = parse_uuid4(&b.id, "id of a benefit")?;
+            if benefits
+                .iter()
+                .any(|seen| parse_uuid4(&seen.id, "id").is_ok_and(|s| s == id))
+            {
+                return Err(format!("benefit {id} appears twice"));
+            }
+            benefits.push(b.clone());
+        }
         if self.token_window_seconds == Some(0) {
             return Err("token_window_seconds must be at least 1".to_string());
         }
@@ -364,6 +392,7 @@ impl Seed {
             access_tokens: tokens,
             token_budget: self.token_budget,
             token_window_seconds: self.token_window_seconds,
+            benefits,
         })
     }
 
@@ -464,6 +493,11 @@ impl Seed {
             ],
             token_budget: None,
             token_window_seconds: None,
+            // Device management on: a customer session lists the demo keys' activations.
+            benefits: vec![SeedBenefit {
+                id: DEMO_BENEFIT_ID.to_string(),
+                enable_customer_admin: true,
+            }],
         }
     }
 }

@@ -22,7 +22,7 @@ use time::OffsetDateTime;
 
 use crate::ids::Ids;
 use crate::json::{loads_bytes, obj, s, write_str, LoadError, J};
-use crate::ratelimit::{in_public_zone, RateLimiter, TokenBudget};
+use crate::ratelimit::{in_login_zone, in_public_zone, RateLimiter, TokenBudget};
 use crate::state::{GrantView, KeyFilter, Store, SvcError, SvcOk};
 use crate::util::{http_date, micros, parse_uuid4, percent_decode};
 use crate::validate::{self, error_body, json_invalid, path_uuid_error};
@@ -32,8 +32,12 @@ use crate::webhooks::{
 };
 use polar_license_rules::is_json_content_type;
 
+mod portal;
+mod sessions;
 mod webhook_routes;
 use crate::{Fault, KeyUpdate, Options, Seed, SeedKey};
+pub(crate) use sessions::SessionAuth;
+use sessions::{SessionOp, Sessions, SESSION_COLLECTIONS};
 use webhook_routes::WebhookOp;
 
 /// The list route of the organization's keys (`GET`; FastAPI's path, slash included).
@@ -460,6 +464,9 @@ pub(crate) struct Exchange {
     version: String,
     peer: String,
     pub(crate) framing: Framing,
+    /// The customer of a valid session token (`polar_cst_…`), set by the auth layer; such a
+    /// caller is anonymous to every other route (polar-api.md §16.0).
+    session: Option<SessionAuth>,
 }
 
 impl Exchange {
@@ -479,6 +486,7 @@ impl Exchange {
             version: String::new(),
             peer,
             framing,
+            session: None,
         }
     }
 
@@ -525,6 +533,8 @@ pub(crate) enum Pending {
     SetWebhookFault,
     /// `PATCH /__emulator/webhooks/endpoints/{id}`: how the endpoint's deliveries are signed.
     EndpointSignature(uuid::Uuid),
+    /// A customer-session route's body (service/sessions.rs).
+    Session(SessionOp),
 }
 
 /// Where the pipeline stopped.
@@ -590,6 +600,8 @@ pub struct Core {
     token_budget: TokenBudget,
     webhooks: Webhooks,
     organization_id: String,
+    /// Customer sessions: email codes, `polar_cst_` tokens, device-management benefits.
+    sessions: Sessions,
 }
 
 impl std::fmt::Debug for Core {
@@ -662,6 +674,7 @@ impl Core {
             ));
         }
         let store = Store::from_seed(&seed, ids, micros(now.wall))?;
+        let sessions = Sessions::from_seed(&seed)?;
         let organization_id = parse_uuid4(&seed.organization_id, "organization_id")?.to_string();
         let limit = options
             .token_budget
@@ -690,6 +703,7 @@ impl Core {
             token_budget: TokenBudget::default(),
             webhooks: Webhooks::default(),
             organization_id,
+            sessions,
         })
     }
 
@@ -1047,6 +1061,13 @@ impl Core {
                 let r = post_cors(ex, r);
                 post_version(ex, r)
             }
+            Pending::Session(op) => {
+                let r = self.session_with_body(ex, op, body, now);
+                let r = self.post_auth(r);
+                let r = post_max_body(ex, r);
+                let r = post_cors(ex, r);
+                post_version(ex, r)
+            }
             admin => {
                 let r = match body {
                     Some(raw) => self.admin_with_body(admin, raw, now),
@@ -1120,12 +1141,18 @@ impl Core {
         }
         if self.options.rate_limit && ex.path.starts_with("/v1") {
             let identity = self.rate_limit_identity(ex);
-            let retry_after = self.limiter.check(
-                &identity,
-                in_public_zone(&ex.path),
-                self.options.rate_limit_block,
-                now.monotonic,
-            );
+            // The email-code zone (6/min, 12/h, 900 s block) rides the same switch as the
+            // public zone: both are per-IP rules of Polar's production and sandbox only.
+            let retry_after = if in_login_zone(&ex.path) {
+                self.limiter.check_login(&identity, now.monotonic)
+            } else {
+                self.limiter.check(
+                    &identity,
+                    in_public_zone(&ex.path),
+                    self.options.rate_limit_block,
+                    now.monotonic,
+                )
+            };
             if let Some(secs) = retry_after {
                 let mut r = Resp::new(429);
                 r.set("retry-after", &secs.to_string());
@@ -1172,14 +1199,20 @@ impl Core {
                     organization_id: t.organization_id,
                     scopes: t.scopes.clone(),
                 },
-                None => {
-                    return Step::Done(oauth2_error(
-                        401,
-                        "invalid_token",
-                        INVALID_TOKEN_DESCRIPTION,
-                        None,
-                    ))
-                }
+                None => match self.session_of(&token, now) {
+                    Some(session) => {
+                        ex.session = Some(session);
+                        Auth::Anonymous
+                    }
+                    None => {
+                        return Step::Done(oauth2_error(
+                            401,
+                            "invalid_token",
+                            INVALID_TOKEN_DESCRIPTION,
+                            None,
+                        ))
+                    }
+                },
             },
         };
         let step = self.router(ex, auth, now);
@@ -1202,6 +1235,12 @@ impl Core {
     // ---- The router and the endpoints ---------------------------------------------------
 
     fn router(&mut self, ex: &mut Exchange, auth: Auth, now: Time) -> Step {
+        if let Some(step) = self.session_route(ex, &auth) {
+            return step;
+        }
+        if let Some(step) = self.portal_route(ex, &auth, now) {
+            return step;
+        }
         if ex.path == "/v1/webhooks" || ex.path.starts_with("/v1/webhooks/") {
             return self.webhook_route(ex, auth, now);
         }
@@ -1254,7 +1293,10 @@ impl Core {
                     None => format!("{}/", ex.path),
                 };
                 Step::Done(
-                    if route_of(&alternative).is_some() || alternative == LIST_PATH {
+                    if route_of(&alternative).is_some()
+                        || alternative == LIST_PATH
+                        || SESSION_COLLECTIONS.contains(&alternative.as_str())
+                    {
                         let mut r = Resp::new(307);
                         let host = ex.head.get("host").unwrap_or("127.0.0.1");
                         let query = ex
@@ -1597,7 +1639,9 @@ impl Core {
                 }
             }
             // Never pending here.
-            Pending::Endpoint { .. } | Pending::Webhook { .. } => Resp::internal_error(),
+            Pending::Endpoint { .. } | Pending::Webhook { .. } | Pending::Session(_) => {
+                Resp::internal_error()
+            }
         }
     }
 
@@ -1637,6 +1681,7 @@ impl Core {
                 return Core::admin_body(ex, Pending::SetWebhookFault)
             }
             "/keys" if method == "POST" => return Core::admin_body(ex, Pending::AddKey),
+            "/customer-session/codes" if get => self.codes_resp(now),
             _ => {
                 if let Some(id) = sub.strip_prefix("/webhooks/endpoints/") {
                     if method != "PATCH" {
@@ -1658,6 +1703,7 @@ impl Core {
                                 | "/fault"
                                 | "/keys"
                                 | "/webhooks/fault"
+                                | "/customer-session/codes"
                         ) {
                             Resp::detail(405, "Method Not Allowed")
                         } else {

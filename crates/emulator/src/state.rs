@@ -11,8 +11,10 @@ use super::util::{fmt_ts, parse_ts, parse_uuid4, sha256_hex};
 use super::validate::{ActivateReq, DeactivateReq, ValidateReq};
 use super::KeyUpdate;
 
+mod customers;
 #[cfg(not(target_arch = "wasm32"))]
 mod persist;
+pub(crate) use customers::{CustomerRef, RotateError, KEY_NOT_FOUND};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Status {

@@ -2196,3 +2196,52 @@ fn the_read_routes_spend_the_organizations_token_budget() {
     assert_eq!(third.status, 429);
     assert!(third.header("retry-after").is_some());
 }
+
+/// Issue #62: a body nested past the parser's limit (`polar_license_rules::json::MAX_DEPTH`)
+/// is CPython's `RecursionError`, FastAPI's 400 for that request alone, on every license
+/// route up to the emulator's 10 MiB body cap; the next request is served.
+#[test]
+fn deep_nesting_is_fastapis_400_and_the_next_request_is_served() {
+    let em = demo();
+    let token = format!("Bearer {DEMO_TOKEN}");
+    let deep_conditions = format!(
+        r#"{{"key":"{DEMO_KEY}","organization_id":"{ORG}","label":"l","conditions":{{"a":{}"#,
+        "[".repeat(64 * 1024)
+    );
+    let bodies = [
+        "[".repeat(10_000),
+        "{\"a\":".repeat(10_000),
+        format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000)),
+        deep_conditions,
+        "[".repeat(10 * 1024 * 1024),
+    ];
+    let routes = [
+        (VALIDATE, None),
+        (ACTIVATE, None),
+        (DEACTIVATE, None),
+        ("/v1/license-keys/validate", Some(token.as_str())),
+        ("/v1/license-keys/activate", Some(token.as_str())),
+        ("/v1/license-keys/deactivate", Some(token.as_str())),
+    ];
+    for (path, auth) in routes {
+        let headers: Vec<(&str, &str)> = auth.map(|a| ("Authorization", a)).into_iter().collect();
+        for body in &bodies {
+            let r = request(&em, "POST", path, Some(body), &headers);
+            assert_eq!(r.status, 400, "{path}, {} bytes: {}", body.len(), r.text());
+            assert_eq!(
+                r.text(),
+                r#"{"detail":"There was an error parsing the body"}"#
+            );
+            assert_eq!(r.header("content-type"), Some("application/json"));
+            assert_eq!(
+                validate(&em, DEMO_KEY, json!({})).status,
+                200,
+                "after {path}"
+            );
+        }
+    }
+    // The emulator's own routes read JSON with serde_json (its recursion limit): refused.
+    let r = request(&em, "POST", "/__emulator/keys", Some(&bodies[0]), &[]);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(validate(&em, DEMO_KEY, json!({})).status, 200);
+}

@@ -30,6 +30,10 @@
 //!   40 at 80 a second and a webhook every second: how the checks were answered and how
 //!   fast, and how fast the webhooks.
 //!
+//! - **Hostile bodies** (`bodies [N] [SHAPES]`, issue #62; [`bodies`]): nesting and key
+//!   counts to the 64 KiB body cap, each posted `N` times: the answer, the CPU per request,
+//!   and the relay still answering.
+//!
 //! Run: `cargo run --release -p polar-license-relay --example relay_attack [ARGS]`. It
 //! prints markdown tables. Linux: every 127/8 address is on lo.
 
@@ -52,6 +56,8 @@ use serde_json::json;
 #[path = "../tests/rig/mod.rs"]
 mod rig;
 
+#[path = "relay_attack/bodies.rs"]
+mod bodies;
 #[path = "relay_attack/phases.rs"]
 mod phases;
 #[path = "relay_attack/proxy.rs"]
@@ -663,6 +669,7 @@ fn main() {
             slow_table(seconds);
         }
         Some("budget") => budget_table(&args[1..]),
+        Some("bodies") => bodies::table(&args[1..]),
         _ => match phases::Args::parse(&args) {
             Ok(a) => phases::run(&a),
             Err(e) => {

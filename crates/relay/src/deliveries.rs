@@ -2,12 +2,12 @@
 //! drives the relay, and an address whose posts keep failing verification refused before any
 //! HMAC is computed.
 //!
-//! **Once per request.** A host that reads the store before it begins a request (the npm
-//! relay over a Durable Object: [`crate::Relay::store_wants`], then [`crate::Relay::begin`])
-//! asks about the same delivery two or three times. The first look keeps its outcome here (the
-//! request's headers and body, compared byte for byte: as cheap as a copy, and as binding as
-//! the HMAC itself); later looks at the same request read it, and the begin takes it out. The
-//! native hosts look once and keep nothing.
+//! **Once per request.** A request whose host reads the store before the request begins (the
+//! npm relay over a Durable Object: its exchange asks [`crate::Relay::store_wants`] for the
+//! loads, then begins the request) is looked at two or three times. The first look keeps its
+//! outcome here (the request's headers and body, compared byte for byte: as cheap as a copy,
+//! and as binding as the HMAC itself); later looks at the same request read it, and the begin
+//! takes it out. The native hosts look once and keep nothing.
 //!
 //! **Failures limited per address.** An address (an IPv6 client's /64) with
 //! [`MAX_FAILURES`] refused deliveries within [`FAILURE_WINDOW`] seconds gets 429 until the

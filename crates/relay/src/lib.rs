@@ -30,10 +30,20 @@
 //! * **CORS** on every answer (`Access-Control-Allow-Origin: *`, the lease, `retry-after` and
 //!   `date` exposed), preflights answered without a call.
 //!
-//! The core ([`Relay::handle`]) is sans-IO: a request as data, `now` as an argument, the
-//! upstream [`Transport`](polar_license::Transport) injected; the native server ([`serve`], feature `server`) wraps it
-//! with hyper's HTTP/1.1 server (a limit on every wait on a client and on the connections
-//! open: [`ServeOptions`]) and [`polar_license::UreqTransport`].
+//! The core is sans-IO: a request as data, `now` as an argument, the upstream
+//! [`Transport`](polar_license::Transport) injected. The order of a request's steps is a
+//! machine, [`flow::Exchange`], and the relay's own reads between requests another,
+//! [`flow::background::Background`]: every host drives them with one loop and moves bytes and
+//! time. [`Relay::handle`] is the blocking host (the relay's transport, the caller's thread);
+//! the native server ([`serve`], feature `server`) is hyper's HTTP/1.1 server (a limit on every
+//! wait on a client and on the connections open: [`ServeOptions`]) with
+//! [`polar_license::UreqTransport`]; the npm package's relay drives the same machines from JS
+//! (`bindings/relay-wasm`, `pkg-template/relay-handler.js`).
+//!
+//! The pre-machine API ([`Relay::begin`], [`Relay::finish`] and their siblings, [`Step`],
+//! [`Pending`], [`Finished`]) is still public; no host uses it, and issue #63 removes it (with
+//! the other places where the code still differs from the design: docs/architecture.md in the
+//! repository lists them). Build on [`flow::Exchange`].
 
 #![deny(unsafe_code)]
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

@@ -1,13 +1,16 @@
 //! One request through the relay, as a machine: the host asks [`Exchange::want`] what to do
-//! next and hands back what it got with [`Exchange::give`]. Every decision of the request path
-//! is taken here, in this order: the operator's routes (`/healthz`, the metrics), a webhook
-//! refused on its head before its body is read, the body's cap, the per-IP limit before any
-//! storage read, what the request touches in a host-kept store, the core's routing (Polar's
-//! input checks, the per-key limit, CORS, the breaker, the first-seen share, the store), the
-//! waits for another check's call of the same entry (at most [`crate::FLIGHT_WAITS`]),
-//! stale-while-revalidate (a stored answer once the check's patience passed, the call going
-//! on), the lease's signature, the store's changes saved before the answer (a webhook refused
-//! when they are not), and the answer counted. The host only moves bytes and time.
+//! next and hands back what it got with [`Exchange::give`]. The order of the request path is
+//! held here, each decision asked of the relay's part that owns it through [`Core`]: the
+//! operator's routes (`/healthz`, the metrics), a webhook refused on its head before its body
+//! is read, the body's cap, the per-IP limit before any storage read, what the request touches
+//! in a host-kept store, the core's routing (Polar's input checks, the per-key limit, CORS, the
+//! breaker, the first-seen share, the store), the waits for another check's call of the same
+//! entry (at most [`crate::FLIGHT_WAITS`]), stale-while-revalidate (a stored answer once the
+//! check's patience passed, the call going on), the lease's signature, the store's changes
+//! saved before the answer (a webhook refused when they are not), and the answer counted. The
+//! host moves bytes and time; where a host still holds a rule of its own (the npm relay's store
+//! protocol and client address, each host's caps, the flags of [`ExchangeOptions`]),
+//! docs/architecture.md in the repository says which, until issue #63 moves them here.
 
 use polar_license::{HttpRequest, HttpResponse, TransportError, TransportErrorKind};
 

@@ -1,7 +1,9 @@
 //! The relay's machines, sans IO (issue #52): what a host does next is asked of them and what
 //! it got is given back, as the client's own machines in the root crate's `src/flow/` are
-//! driven; every decision is theirs. No IO, thread, sleep or lock is held inside: each host runs
-//! one drive loop.
+//! driven: they hold the order of the steps and ask the relay's parts for each decision
+//! ([`Core`]). No IO, thread, sleep or lock is held inside: each host runs one drive loop.
+//! (Rules some hosts still hold, and the pre-machine API `Relay` still exports, are listed in
+//! docs/architecture.md in the repository, until issue #63 removes them.)
 //!
 //! * [`Exchange`]: one request's path ([`Exchange::want`], [`Exchange::give`]).
 //! * [`background`]: the relay's own reads between requests (the roster's paging, grant

@@ -1,0 +1,229 @@
+"""``Licensing``: the grace-aware client, the core's blocking ``Licensing`` underneath."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from datetime import date, timedelta
+from typing import Any, Optional, Union
+
+from . import _native
+from ._errors import error_from
+from ._report import Activation, CacheStatus, CheckReport, FeatureAccess, License, Lease, Validation
+
+MetaValue = Union[bool, int, float, str]
+Seconds = Union[timedelta, float, int]
+"""A duration: a ``timedelta`` or a number of seconds."""
+
+
+def _seconds(value: Optional[Seconds]) -> Optional[float]:
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    return float(value)
+
+
+def _unwrap(text: str) -> Any:
+    """The ``ok`` value of a native answer, or its ``error`` raised."""
+    answer = json.loads(text)
+    if "error" in answer:
+        raise error_from(answer["error"])
+    return answer["ok"]
+
+
+class Licensing:
+    """Grace-aware licensing for one Polar organization: the Rust crate's ``Licensing``.
+
+    ``check`` at every launch (answers from the sealed offline cache within the grace period,
+    asks Polar when the last good answer is older than ``revalidate_after``), ``activate``
+    once per machine, ``deactivate``, ``validate``, ``feature``. The cache is the one the
+    ``polar-license`` command line and every other face keep: same files, same records.
+
+    Every option mirrors the Rust ``LicensingBuilder``; an option the core refuses raises
+    :class:`InvalidInputError` naming it. Calls release the GIL while they wait for Polar or
+    the disk, so other threads run; ``check_async`` awaits a check on asyncio's default
+    executor. Thread-safe: share one instance.
+
+    :param organization_id: the seller organization (a UUID v4, from Polar's dashboard).
+    :param app_id: names the default cache directory,
+        ``<data dir>/polar-license/<app_id>`` (default: the executable's name, ``python``:
+        set it).
+    :param base_url: another Polar (the emulator, a seller's relay); ``https://``, or
+        ``http://`` on loopback only.
+    :param server: ``"production"`` (default) or ``"sandbox"``.
+    :param cache_dir: keep the cache in this directory instead.
+    :param grace_period: how long after the last good online verdict an unreachable Polar
+        still licenses (default 7 days).
+    :param revalidate_after: a verdict younger than this answers with no request (default 1 h).
+    :param clock_tolerance: how far the clock may move back (default 10 min).
+    :param timeout: whole-request timeout (default 10 s).
+    :param connect_timeout: connect timeout (default 5 s).
+    :param relay_keys: signed mode: ``KID=k4.public.…`` entries (a list, or comma-separated).
+    :param released: perpetual fallback: this build's release date.
+    :param trial: a local trial of this many days while the app has no key.
+    :param trial_benefits: benefit ids of the seller's trial products.
+    :param app_secret: a secret of the app's, mixed into the cache's seal.
+    :param require_activation: ``check`` refuses a key with no remembered activation.
+    :param machine_binding: ``True`` (the OS machine id, default), ``False`` (off), or an id
+        of the app's own.
+    :param remember_keys: remember the key of every good activation (``check()`` with none).
+    :param entitlements: features by benefit: ``{"pro": ["<benefit id>"], "api": {"benefits":
+        [...], "metered": true}}`` (a mapping, or its JSON).
+    """
+
+    def __init__(
+        self,
+        organization_id: str,
+        *,
+        app_id: Optional[str] = None,
+        base_url: Optional[str] = None,
+        server: Optional[str] = None,
+        cache_dir: Union[str, os.PathLike[str], None] = None,
+        grace_period: Optional[Seconds] = None,
+        revalidate_after: Optional[Seconds] = None,
+        clock_tolerance: Optional[Seconds] = None,
+        timeout: Optional[Seconds] = None,
+        connect_timeout: Optional[Seconds] = None,
+        relay_keys: Union[str, Sequence[str], None] = None,
+        released: Union[date, str, None] = None,
+        trial: Optional[int] = None,
+        trial_benefits: Sequence[str] = (),
+        app_secret: Union[bytes, str, None] = None,
+        require_activation: bool = False,
+        machine_binding: Union[bool, str] = True,
+        remember_keys: bool = False,
+        entitlements: Union[Mapping[str, Any], str, None] = None,
+    ) -> None:
+        keys = relay_keys if relay_keys is None or isinstance(relay_keys, str) else ",".join(relay_keys)
+        native, error = _native.NativeLicensing.build(
+            organization_id,
+            app_id,
+            base_url,
+            server,
+            None if cache_dir is None else os.fspath(cache_dir),
+            _seconds(grace_period),
+            _seconds(revalidate_after),
+            _seconds(clock_tolerance),
+            _seconds(timeout),
+            _seconds(connect_timeout),
+            keys,
+            released.isoformat() if isinstance(released, date) else released,
+            trial,
+            list(trial_benefits),
+            app_secret.encode() if isinstance(app_secret, str) else app_secret,
+            require_activation,
+            machine_binding if isinstance(machine_binding, str) else None,
+            bool(machine_binding),
+            remember_keys,
+            entitlements if entitlements is None or isinstance(entitlements, str)
+            else json.dumps(entitlements),
+        )
+        if native is None:
+            raise error_from(json.loads(error or "{}")["error"])
+        self._native = native
+
+    def __repr__(self) -> str:
+        return (f"Licensing(organization_id={self._native.organization_id()!r}, "
+                f"base_url={self._native.base_url()!r})")
+
+    @property
+    def organization_id(self) -> str:
+        """The seller organization."""
+        return self._native.organization_id()
+
+    @property
+    def base_url(self) -> str:
+        """Where requests go."""
+        return self._native.base_url()
+
+    @property
+    def machine_fingerprint(self) -> Optional[str]:
+        """This machine's fingerprint for the organization, when activations are bound."""
+        return self._native.machine_fingerprint()
+
+    def check(self, key: Optional[str] = None) -> CheckReport:
+        """The grace-aware verdict for ``key`` (``None``: the remembered key, else the local
+        trial). Never raises for an answer: not licensed is a report with its ``reason``."""
+        text, outcome = self._native.check(key)
+        return CheckReport._of(json.loads(text), outcome)
+
+    async def check_async(self, key: Optional[str] = None) -> CheckReport:
+        """:meth:`check` on asyncio's default executor: the event loop runs meanwhile."""
+        import asyncio  # here, not at the top: importing asyncio is most of a cold import
+
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, self.check, key)
+
+    def feature(self, report: CheckReport, name: str) -> FeatureAccess:
+        """May this copy use ``name``, given ``report`` (a check of this ``Licensing``)?"""
+        if report._outcome is None:
+            raise ValueError("the report did not come from Licensing.check")
+        return FeatureAccess._of(json.loads(self._native.feature(report._outcome, name)))
+
+    def has_feature(self, report: CheckReport, name: str) -> bool:
+        """``feature(report, name).granted``."""
+        return self.feature(report, name).granted
+
+    def activate(
+        self,
+        key: str,
+        label: str,
+        *,
+        conditions: Optional[Mapping[str, MetaValue]] = None,
+        meta: Optional[Mapping[str, MetaValue]] = None,
+    ) -> Activation:
+        """Activates ``key`` on this machine (takes one of the key's slots) and remembers the
+        activation; raises :class:`LicenseDenied` (``activation_limit``, ``not_found``, …)
+        or another :class:`LicenseError`."""
+        d = _unwrap(self._native.activate(
+            key, label, None if conditions is None else dict(conditions),
+            None if meta is None else dict(meta)))
+        ce = d["cache_error"]
+        return Activation(d["id"], d["label"], License._of(d["license"]), Lease._of(d["lease"]),
+                          None if ce is None else error_from(ce))
+
+    def validate(
+        self,
+        key: str,
+        *,
+        activation_id: Optional[str] = None,
+        conditions: Optional[Mapping[str, MetaValue]] = None,
+        benefit_id: Optional[str] = None,
+        customer_id: Optional[str] = None,
+        increment_usage: Optional[int] = None,
+    ) -> Validation:
+        """Validates online once (no answer from the cache); raises a :class:`LicenseError`
+        for a denial or no answer. The answer updates the key's record."""
+        d = _unwrap(self._native.validate(
+            key, activation_id, None if conditions is None else dict(conditions),
+            benefit_id, customer_id, increment_usage))
+        ce = d["cache_error"]
+        return Validation(License._of(d["license"]), Lease._of(d["lease"]),
+                          None if ce is None else error_from(ce))
+
+    def deactivate(self, key: str, activation_id: Optional[str] = None) -> None:
+        """Deactivates ``activation_id``, or the remembered activation, and forgets it."""
+        _unwrap(self._native.deactivate(key, activation_id))
+
+    def status(self, key: str) -> CacheStatus:
+        """What the cache holds for ``key``, with no request."""
+        return CacheStatus._of(_unwrap(self._native.status(key)))
+
+    def remember_key(self, key: str) -> None:
+        """Remembers ``key`` (sealed beside the records) for ``check()`` with no key."""
+        _unwrap(self._native.remember_key(key))
+
+    def remembered_key(self) -> Optional[str]:
+        """The remembered key's redacted form (``****-4C5B6A``), or ``None``."""
+        value: Optional[str] = _unwrap(self._native.remembered_key())
+        return value
+
+    def forget_key(self) -> None:
+        """Forgets the remembered key."""
+        _unwrap(self._native.forget_key())
+
+    def forget(self, key: str) -> None:
+        """Forgets everything cached for ``key`` (Polar is not told)."""
+        _unwrap(self._native.forget(key))

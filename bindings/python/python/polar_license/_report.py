@@ -1,0 +1,322 @@
+"""What the calls answer: typed, immutable, keys redacted."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from enum import Enum
+from typing import Any, Optional
+
+from . import _native
+from ._errors import LicenseError, Reason, error_from
+
+
+class Standing(str, Enum):
+    """What the cache says of a key now (``Licensing.status``), the same word on every face."""
+
+    NONE = "none"
+    """Nothing stored that can be trusted: a check asks Polar."""
+    DENIED = "denied"
+    """Polar's last answer was a denial: no cached grant."""
+    LICENSED = "licensed"
+    """A check would license from the cache now."""
+    LAPSED = "lapsed"
+    """A good verdict is stored but can no longer license from the cache."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Source(str, Enum):
+    """Where a licensed answer came from."""
+
+    ONLINE = "online"
+    CACHE = "cache"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def _time(secs: Optional[int]) -> Optional[datetime]:
+    return None if secs is None else datetime.fromtimestamp(secs, tz=timezone.utc)
+
+
+def _span(secs: Optional[float]) -> Optional[timedelta]:
+    return None if secs is None else timedelta(seconds=secs)
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Signed mode: the relay's lease the cache holds, verified (docs/signed-mode.md)."""
+
+    kid: str
+    not_before: datetime
+    expires_at: datetime
+
+    @classmethod
+    def _of(cls, d: Optional[dict[str, Any]]) -> Optional[Lease]:
+        if d is None:
+            return None
+        return cls(d["kid"], datetime.fromtimestamp(d["not_before"], tz=timezone.utc),
+                   datetime.fromtimestamp(d["expires_at"], tz=timezone.utc))
+
+
+@dataclass(frozen=True)
+class Member:
+    """The seat holder a key is assigned to (Polar API 2027-01 and later)."""
+
+    id: str
+    email: Optional[str]
+    external_id: Optional[str]
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """The subscription a key was granted through (2027-01 and later)."""
+
+    id: str
+    status: str
+    current_period_start: Optional[datetime]
+    current_period_end: Optional[datetime]
+    cancel_at_period_end: bool
+    ends_at: Optional[datetime]
+
+
+@dataclass(frozen=True)
+class Order:
+    """The order a key was granted through (2027-01 and later)."""
+
+    id: str
+    created_at: Optional[datetime]
+    status: str
+    paid: bool
+
+
+@dataclass(frozen=True)
+class License:
+    """A license as Polar returned it; the key only in Polar's redacted form."""
+
+    id: str
+    display_key: str
+    """``****-4C5B6A``: log this, never the key."""
+    status: str
+    """``granted``, ``revoked`` or ``disabled``."""
+    benefit_id: str
+    customer_id: str
+    customer_email: Optional[str]
+    expires_at: Optional[datetime]
+    usage: int
+    limit_usage: Optional[int]
+    limit_activations: Optional[int]
+    validations: int
+    activation_id: Optional[str]
+    member: Optional[Member] = None
+    subscription: Optional[Subscription] = None
+    order: Optional[Order] = None
+
+    @classmethod
+    def _of(cls, d: dict[str, Any]) -> License:
+        m, s, o = d["member"], d["subscription"], d["order"]
+        return cls(
+            id=d["id"],
+            display_key=d["display_key"],
+            status=d["status"],
+            benefit_id=d["benefit_id"],
+            customer_id=d["customer_id"],
+            customer_email=d["customer_email"],
+            expires_at=_time(d["expires_at"]),
+            usage=d["usage"],
+            limit_usage=d["limit_usage"],
+            limit_activations=d["limit_activations"],
+            validations=d["validations"],
+            activation_id=d["activation_id"],
+            member=None if m is None else Member(m["id"], m["email"], m["external_id"]),
+            subscription=None if s is None else Subscription(
+                s["id"], s["status"], _time(s["current_period_start"]),
+                _time(s["current_period_end"]), s["cancel_at_period_end"], _time(s["ends_at"])),
+            order=None if o is None else Order(
+                o["id"], _time(o["created_at"]), o["status"], o["paid"]),
+        )
+
+
+@dataclass(frozen=True)
+class Perpetual:
+    """Perpetual fallback (docs/perpetual.md), when the app stated its build's release date."""
+
+    released: date
+    paid_through: Optional[datetime]
+    fallback: bool
+    """``True`` when the answer licenses only because this build is older than the key's end."""
+
+
+@dataclass(frozen=True)
+class Trial:
+    """A trial (docs/trials.md): the local trial with no key, or a key from a trial product."""
+
+    local: bool
+    state: str
+    """``active``, ``ended`` or ``refused``."""
+    started_at: Optional[datetime]
+    ends_at: Optional[datetime]
+    days_left: int
+
+
+@dataclass(frozen=True)
+class FeatureAccess:
+    """May this copy use a feature (the ``entitlements`` map)? The core's answer."""
+
+    feature: str
+    granted: bool
+    why: str
+    """``granted``, ``license_not_valid``, ``not_granted_by_benefit``, ``unknown_feature`` or
+    ``usage_exhausted``."""
+    license_reason: Optional[Reason]
+    remaining_usage: Optional[int]
+    source: Optional[Source]
+
+    def __bool__(self) -> bool:
+        return self.granted
+
+    @classmethod
+    def _of(cls, d: dict[str, Any]) -> FeatureAccess:
+        lr, src = d["license_reason"], d["source"]
+        return cls(d["feature"], d["granted"], d["why"],
+                   None if lr is None else Reason(lr), d["remaining_usage"],
+                   None if src is None else Source(src))
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """A check's answer. ``licensed`` is the only thing that grants.
+
+    Not licensed is a normal answer, not an exception: ``reason`` says why, ``user_message``
+    what to show, ``error`` holds the matching :class:`LicenseError` (``raise_for_license()``
+    raises it). Truthy when licensed.
+    """
+
+    licensed: bool
+    outcome: str
+    """``licensed``, ``denied``, ``unverified`` or ``error``."""
+    source: Optional[Source]
+    reason: Optional[Reason]
+    error: Optional[LicenseError]
+    needs_key: bool
+    """``True`` when the app should ask for a key (none remembered, or not a key)."""
+    verified_at: Optional[datetime]
+    grace_remaining: Optional[timedelta]
+    """For a licensed answer from the cache: how long the grace still lasts."""
+    grace_ends_at: Optional[datetime]
+    fallback: Optional[Reason]
+    """For a licensed answer from the cache although Polar was asked: why Polar gave none."""
+    cache_error: Optional[LicenseError]
+    relay_source: Optional[str]
+    lease: Optional[Lease]
+    activation_id: Optional[str]
+    license: Optional[License]
+    perpetual: Optional[Perpetual]
+    trial: Optional[Trial]
+    features: dict[str, FeatureAccess]
+    _outcome: Optional[_native.NativeOutcome] = field(default=None, repr=False, compare=False)
+
+    @property
+    def user_message(self) -> Optional[str]:
+        """A sentence for the person using the app when not licensed."""
+        return None if self.error is None else self.error.user_message
+
+    @property
+    def detail(self) -> Optional[str]:
+        """Polar's ``detail`` for a denial, else ours: for logs, not for the user."""
+        return None if self.error is None else self.error.detail
+
+    @property
+    def hint(self) -> Optional[str]:
+        """For a denial of a key valid here before: what probably happened."""
+        return None if self.error is None else self.error.hint
+
+    @property
+    def cache_refreshed(self) -> bool:
+        """``False`` when the cache could not be written (the answer stands)."""
+        return self.cache_error is None
+
+    def raise_for_license(self) -> None:
+        """Raises the answer's :class:`LicenseError` unless licensed."""
+        if self.error is not None:
+            raise self.error
+
+    def __bool__(self) -> bool:
+        return self.licensed
+
+    @classmethod
+    def _of(cls, d: dict[str, Any], native: Optional[_native.NativeOutcome]) -> CheckReport:
+        e, ce, src, fb = d["error"], d["cache_error"], d["source"], d["fallback"]
+        p, t = d["perpetual"], d["trial"]
+        error = None if e is None else error_from(e)
+        return cls(
+            licensed=d["licensed"],
+            outcome=d["outcome"],
+            source=None if src is None else Source(src),
+            reason=None if error is None else error.code,
+            error=error,
+            needs_key=d["needs_key"],
+            verified_at=_time(d["verified_at"]),
+            grace_remaining=_span(d["grace_remaining"]),
+            grace_ends_at=_time(d["grace_ends_at"]),
+            fallback=None if fb is None else Reason(fb),
+            cache_error=None if ce is None else error_from(ce),
+            relay_source=d["relay_source"],
+            lease=Lease._of(d["lease"]),
+            activation_id=d["activation_id"],
+            license=None if d["license"] is None else License._of(d["license"]),
+            perpetual=None if p is None else Perpetual(
+                date.fromisoformat(p["released"]), _time(p["paid_through"]), p["fallback"]),
+            trial=None if t is None else Trial(
+                t["local"], t["state"], _time(t["started_at"]), _time(t["ends_at"]),
+                t["days_left"]),
+            features={k: FeatureAccess._of(v) for k, v in d["features"].items()},
+            _outcome=native,
+        )
+
+
+@dataclass(frozen=True)
+class Activation:
+    """A good activation: remembered in the cache, so checks validate it."""
+
+    id: str
+    label: str
+    license: License
+    lease: Optional[Lease]
+    cache_error: Optional[LicenseError]
+    """Polar activated but the cache could not remember it: keep ``id`` (or deactivate)."""
+
+
+@dataclass(frozen=True)
+class Validation:
+    """A good online validation (``Licensing.validate``)."""
+
+    license: License
+    lease: Optional[Lease]
+    cache_error: Optional[LicenseError]
+
+
+@dataclass(frozen=True)
+class CacheStatus:
+    """What the cache holds for a key, with no request (``Licensing.status``)."""
+
+    standing: Standing
+    stored: str
+    """``empty``, ``untrusted`` or ``present``."""
+    activation_id: Optional[str]
+    verified_at: Optional[datetime]
+    grace_ends_at: Optional[datetime]
+    grace_remaining: Optional[timedelta]
+    lease: Optional[Lease]
+    denied: Optional[Reason]
+    display_key: Optional[str]
+
+    @classmethod
+    def _of(cls, d: dict[str, Any]) -> CacheStatus:
+        dn = d["denied"]
+        return cls(Standing(d["standing"]), d["stored"], d["activation_id"],
+                   _time(d["verified_at"]), _time(d["grace_ends_at"]),
+                   _span(d["grace_remaining"]), Lease._of(d["lease"]),
+                   None if dn is None else Reason(dn), d["display_key"])

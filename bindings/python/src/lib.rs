@@ -1,0 +1,720 @@
+//! `polar_license._native`: the Python package's native module.
+//!
+//! The native core as it is, behind PyO3: the blocking [`Licensing`] (its file store, so a
+//! Python tool and the `polar-license` command line share one cache, record for record) and
+//! the local emulator. No rule lives here: every answer is the core's, turned into plain data
+//! (a JSON text the pure-Python layer, `python/polar_license`, reads into typed objects and
+//! exceptions). Every call that may touch the network or the disk runs with the GIL released
+//! (`Python::detach`), so other Python threads run while one waits for Polar.
+//!
+//! Keys: a check's answer carries Polar's `display_key` (`****-4C5B6A`) only, never the whole
+//! key; the core's errors never contain a key.
+
+use polar_license::features::{Entitlements, FeatureAccess};
+use polar_license::grace::LeaseWindow;
+use polar_license::lease::RelayKeys;
+use polar_license::model::LicenseKeyRead;
+use polar_license::perpetual::ReleaseDate;
+use polar_license::trial::TrialDays;
+use polar_license::{
+    ActivateRequest, CacheState, CheckOutcome, CheckReport, Denial, Error, GracePolicy, Licensing,
+    MachineBinding, MetaValue, Server, ValidateRequest, Verdict,
+};
+use polar_license_emulator::{Emulator, Fault, KeyUpdate, Options, Seed};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyString};
+use serde_json::{json, Value};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// `{"ok": value}`: what every call that can fail answers when it did not.
+fn ok(value: Value) -> String {
+    json!({ "ok": value }).to_string()
+}
+
+/// `{"error": …}` for one of the library's errors (the Python layer raises it).
+fn err(e: &Error) -> String {
+    json!({ "error": error_json(e) }).to_string()
+}
+
+/// `{"error": …}` for one of Polar's denials.
+fn denied(d: &Denial) -> String {
+    json!({ "error": denial_json(d) }).to_string()
+}
+
+fn error_json(e: &Error) -> Value {
+    let reason = e.reason();
+    json!({
+        "code": reason.code(),
+        "class": reason.class().as_str(),
+        "user_message": e.user_message(),
+        "detail": e.detail(),
+        "field": e.field(),
+        "status": e.status(),
+        "retry_after": e.retry_after(),
+        "hint": Value::Null,
+        "previously_valid": false,
+        "remaining_usages": Value::Null,
+    })
+}
+
+fn denial_json(d: &Denial) -> Value {
+    json!({
+        "code": d.reason.code(),
+        "class": d.reason.class().as_str(),
+        "user_message": d.user_message(),
+        "detail": d.detail,
+        "field": Value::Null,
+        "status": d.status,
+        "retry_after": Value::Null,
+        "hint": d.hint(),
+        "previously_valid": d.previously_valid,
+        "remaining_usages": d.remaining_usages,
+    })
+}
+
+fn lease_json(w: &LeaseWindow) -> Value {
+    json!({ "kid": w.kid, "not_before": w.not_before, "expires_at": w.expires_at })
+}
+
+/// What a Python caller may see of a license: never the whole key.
+fn license_json(l: &LicenseKeyRead, activation_id: Option<&str>) -> Value {
+    json!({
+        "id": l.id,
+        "display_key": l.display_key,
+        "status": l.status.as_str(),
+        "benefit_id": l.benefit_id,
+        "customer_id": l.customer_id,
+        "customer_email": l.customer.email,
+        "expires_at": l.expires_at.map(|t| t.unix_timestamp()),
+        "usage": l.usage,
+        "limit_usage": l.limit_usage,
+        "limit_activations": l.limit_activations,
+        "validations": l.validations,
+        "activation_id": activation_id,
+        "member": l.member.as_ref().map(|m| json!({
+            "id": m.id, "email": m.email, "external_id": m.external_id,
+        })),
+        "subscription": l.subscription.as_ref().map(|s| json!({
+            "id": s.id,
+            "status": s.status,
+            "current_period_start": s.current_period_start.map(|t| t.unix_timestamp()),
+            "current_period_end": s.current_period_end.map(|t| t.unix_timestamp()),
+            "cancel_at_period_end": s.cancel_at_period_end,
+            "ends_at": s.ends_at.map(|t| t.unix_timestamp()),
+        })),
+        "order": l.order.as_ref().map(|o| json!({
+            "id": o.id,
+            "created_at": o.created_at.map(|t| t.unix_timestamp()),
+            "status": o.status,
+            "paid": o.paid,
+        })),
+    })
+}
+
+fn feature_json(a: &FeatureAccess) -> Value {
+    json!({
+        "feature": a.feature,
+        "granted": a.granted,
+        "why": a.why.code(),
+        "license_reason": a.license_reason.map(|r| r.code()),
+        "remaining_usage": a.remaining_usage,
+        "source": a.source.map(|s| s.as_str()),
+    })
+}
+
+/// A check's report, every field a face shows (the Tauri plugin's `LicenseState`, the
+/// command line's `--json`), read from the report alone.
+fn report_json(licensing: &Licensing, report: &CheckReport) -> Value {
+    let outcome = &report.outcome;
+    let features: serde_json::Map<String, Value> = licensing
+        .entitlements()
+        .features()
+        .map(|name| {
+            let access = licensing.has_feature(outcome, name);
+            (name.to_string(), feature_json(&access))
+        })
+        .collect();
+    let error = match outcome {
+        CheckOutcome::Licensed { .. } => Value::Null,
+        CheckOutcome::Denied(d) => denial_json(d),
+        CheckOutcome::Unverified(e) => error_json(e),
+    };
+    json!({
+        "licensed": outcome.is_licensed(),
+        "outcome": outcome.kind(),
+        "source": outcome.source().map(|s| s.as_str()),
+        "error": error,
+        "needs_key": outcome.needs_key(),
+        "verified_at": outcome.verified_at(),
+        "grace_remaining": outcome.grace_remaining().map(|d| d.as_secs_f64()),
+        "grace_ends_at": report.grace_ends_at(licensing.policy()),
+        "fallback": report.fallback.as_ref().map(|e| e.reason().code()),
+        "cache_error": report.cache_error.as_ref().map(error_json),
+        "relay_source": report.relayed.map(|r| r.as_str()),
+        "lease": report.lease.as_ref().map(lease_json),
+        "activation_id": report.activation_id,
+        "license": outcome.license().map(|l| {
+            license_json(&l.license_key, l.activation.as_ref().map(|a| a.id.as_str()))
+        }),
+        "perpetual": report.perpetual.as_ref().map(|p| json!({
+            "released": p.released.to_string(),
+            "paid_through": p.paid_through,
+            "fallback": p.fallback,
+        })),
+        "trial": report.trial.as_deref().map(|t| json!({
+            "local": t.local,
+            "state": t.state.as_str(),
+            "started_at": t.started_at,
+            "ends_at": t.ends_at,
+            "days_left": t.days_left,
+        })),
+        "features": features,
+    })
+}
+
+/// A Python value as a condition or metadata value (`bool`, `int`, `float` or `str`).
+fn meta_value(value: &Bound<'_, PyAny>) -> PyResult<MetaValue> {
+    // bool first: a Python bool is an int too.
+    if value.is_instance_of::<PyBool>() {
+        Ok(MetaValue::Bool(value.extract()?))
+    } else if value.is_instance_of::<PyInt>() {
+        let i: i64 = value.extract().map_err(|_| {
+            PyValueError::new_err("a condition or meta integer must fit in 64 bits")
+        })?;
+        Ok(MetaValue::Int(i))
+    } else if value.is_instance_of::<PyFloat>() {
+        Ok(MetaValue::Float(value.extract()?))
+    } else if value.is_instance_of::<PyString>() {
+        Ok(MetaValue::Str(value.extract()?))
+    } else {
+        Err(PyTypeError::new_err(
+            "condition and meta values are bool, int, float or str",
+        ))
+    }
+}
+
+/// A Python dict as `(name, value)` pairs, in its order.
+fn pairs(dict: Option<&Bound<'_, PyDict>>) -> PyResult<Vec<(String, MetaValue)>> {
+    let mut out = Vec::new();
+    if let Some(dict) = dict {
+        for (name, value) in dict.iter() {
+            let name: String = name
+                .extract()
+                .map_err(|_| PyTypeError::new_err("condition and meta names are str"))?;
+            out.push((name, meta_value(&value)?));
+        }
+    }
+    Ok(out)
+}
+
+fn seconds(field: &str, secs: f64) -> Result<Duration, Error> {
+    Duration::try_from_secs_f64(secs)
+        .map_err(|_| Error::invalid(field, "must be a finite, non-negative number of seconds"))
+}
+
+/// The check's outcome kept whole for [`NativeLicensing::feature`]: the core answers a
+/// feature from it (no Python code decides what a verdict grants).
+#[pyclass(frozen, module = "polar_license._native")]
+struct NativeOutcome {
+    outcome: CheckOutcome,
+}
+
+/// The core's grace-aware `Licensing` (the Python class `polar_license.Licensing` wraps it).
+#[pyclass(frozen, module = "polar_license._native")]
+struct NativeLicensing {
+    inner: Licensing,
+}
+
+/// The builder's options, as the Python layer hands them over (already plain values).
+#[allow(clippy::too_many_arguments)]
+fn build(
+    organization_id: String,
+    app_id: Option<String>,
+    base_url: Option<String>,
+    server: Option<String>,
+    cache_dir: Option<String>,
+    grace_period: Option<f64>,
+    revalidate_after: Option<f64>,
+    clock_tolerance: Option<f64>,
+    timeout: Option<f64>,
+    connect_timeout: Option<f64>,
+    relay_keys: Option<String>,
+    released: Option<String>,
+    trial: Option<u32>,
+    trial_benefits: Vec<String>,
+    app_secret: Option<Vec<u8>>,
+    require_activation: bool,
+    machine_binding: Option<String>,
+    bind_machine: bool,
+    remember_keys: bool,
+    entitlements: Option<String>,
+) -> Result<Licensing, Error> {
+    let mut b = Licensing::builder(organization_id);
+    if let Some(server) = server {
+        b = b.server(match server.as_str() {
+            "production" => Server::Production,
+            "sandbox" => Server::Sandbox,
+            _ => return Err(Error::invalid("server", "is production or sandbox")),
+        });
+    }
+    if let Some(url) = base_url {
+        b = b.base_url(url);
+    }
+    if let Some(app_id) = app_id {
+        b = b.app_id(app_id);
+    }
+    if let Some(dir) = cache_dir {
+        if dir.is_empty() {
+            return Err(Error::invalid("cache_dir", "must not be empty"));
+        }
+        b = b.cache_dir(dir);
+    }
+    let mut policy = GracePolicy::default();
+    if let Some(s) = grace_period {
+        policy.grace_period = seconds("grace_period", s)?;
+    }
+    if let Some(s) = revalidate_after {
+        policy.revalidate_after = seconds("revalidate_after", s)?;
+    }
+    if let Some(s) = clock_tolerance {
+        policy.clock_tolerance = seconds("clock_tolerance", s)?;
+    }
+    b = b.policy(policy);
+    if let Some(s) = timeout {
+        b = b.timeout(seconds("timeout", s)?);
+    }
+    if let Some(s) = connect_timeout {
+        b = b.connect_timeout(seconds("connect_timeout", s)?);
+    }
+    if let Some(keys) = relay_keys {
+        b = b.relay_keys(RelayKeys::parse(&keys)?);
+    }
+    if let Some(date) = released {
+        b = b.released(ReleaseDate::parse(&date)?);
+    }
+    if let Some(days) = trial {
+        b = b.trial(TrialDays::new(days)?);
+    }
+    for benefit in trial_benefits {
+        b = b.trial_benefit(benefit);
+    }
+    if let Some(secret) = app_secret {
+        b = b.app_secret(secret);
+    }
+    b = b.require_activation(require_activation);
+    b = b.machine_binding(match (machine_binding, bind_machine) {
+        (Some(id), _) => MachineBinding::Id(id),
+        (None, true) => MachineBinding::Os,
+        (None, false) => MachineBinding::Off,
+    });
+    b = b.remember_keys(remember_keys);
+    if let Some(map) = entitlements {
+        b = b.entitlements(Entitlements::from_json(&map)?);
+    }
+    b.build()
+}
+
+#[pymethods]
+impl NativeLicensing {
+    /// Builds the core's `Licensing`; `(None, error JSON)` when an option is refused.
+    #[staticmethod]
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (organization_id, app_id, base_url, server, cache_dir, grace_period,
+        revalidate_after, clock_tolerance, timeout, connect_timeout, relay_keys, released,
+        trial, trial_benefits, app_secret, require_activation, machine_binding, bind_machine,
+        remember_keys, entitlements))]
+    fn build(
+        py: Python<'_>,
+        organization_id: String,
+        app_id: Option<String>,
+        base_url: Option<String>,
+        server: Option<String>,
+        cache_dir: Option<String>,
+        grace_period: Option<f64>,
+        revalidate_after: Option<f64>,
+        clock_tolerance: Option<f64>,
+        timeout: Option<f64>,
+        connect_timeout: Option<f64>,
+        relay_keys: Option<String>,
+        released: Option<String>,
+        trial: Option<u32>,
+        trial_benefits: Vec<String>,
+        app_secret: Option<Vec<u8>>,
+        require_activation: bool,
+        machine_binding: Option<String>,
+        bind_machine: bool,
+        remember_keys: bool,
+        entitlements: Option<String>,
+    ) -> (Option<NativeLicensing>, Option<String>) {
+        // Reads the machine id and may create the cache directory: no GIL meanwhile.
+        let built = py.detach(move || {
+            build(
+                organization_id,
+                app_id,
+                base_url,
+                server,
+                cache_dir,
+                grace_period,
+                revalidate_after,
+                clock_tolerance,
+                timeout,
+                connect_timeout,
+                relay_keys,
+                released,
+                trial,
+                trial_benefits,
+                app_secret,
+                require_activation,
+                machine_binding,
+                bind_machine,
+                remember_keys,
+                entitlements,
+            )
+        });
+        match built {
+            Ok(inner) => (Some(NativeLicensing { inner }), None),
+            Err(e) => (None, Some(err(&e))),
+        }
+    }
+
+    /// A check of `key` (`None`: the remembered key, else the local trial when one is
+    /// stated): the report's JSON and the outcome, for `feature`.
+    #[pyo3(signature = (key=None))]
+    fn check(&self, py: Python<'_>, key: Option<String>) -> (String, NativeOutcome) {
+        let report = py.detach(|| match key {
+            Some(key) => self.inner.check_report(key),
+            None => self.inner.check_remembered_report(),
+        });
+        let text = report_json(&self.inner, &report).to_string();
+        (
+            text,
+            NativeOutcome {
+                outcome: report.outcome,
+            },
+        )
+    }
+
+    /// May this copy use `feature`, given a check's outcome? The core's answer, as JSON.
+    fn feature(&self, outcome: &NativeOutcome, feature: &str) -> String {
+        feature_json(&self.inner.has_feature(&outcome.outcome, feature)).to_string()
+    }
+
+    /// Activates `key` on this machine and remembers the activation.
+    #[pyo3(signature = (key, label, conditions=None, meta=None))]
+    fn activate(
+        &self,
+        py: Python<'_>,
+        key: String,
+        label: String,
+        conditions: Option<&Bound<'_, PyDict>>,
+        meta: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<String> {
+        let mut req = ActivateRequest::new(key, label);
+        for (name, value) in pairs(conditions)? {
+            req = req.condition(name, value);
+        }
+        for (name, value) in pairs(meta)? {
+            req = req.meta(name, value);
+        }
+        let answer = py.detach(|| self.inner.activate_update(&req));
+        let lease = answer.lease.as_ref().map(lease_json);
+        Ok(match (answer.online, answer.cache_error) {
+            (Ok(Verdict::Accepted(read)), cache_error) => ok(json!({
+                "id": read.activation.id,
+                "label": read.activation.label,
+                "license": license_json(&read.license_key, Some(&read.activation.id)),
+                "lease": lease,
+                "cache_error": cache_error.as_ref().map(error_json),
+            })),
+            (Ok(Verdict::Denied(d)), _) => denied(&d),
+            (Err(e), _) => err(&e),
+        })
+    }
+
+    /// Validates online once (no answer from the cache); the answer updates the key's record.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (key, activation_id=None, conditions=None, benefit_id=None,
+        customer_id=None, increment_usage=None))]
+    fn validate(
+        &self,
+        py: Python<'_>,
+        key: String,
+        activation_id: Option<String>,
+        conditions: Option<&Bound<'_, PyDict>>,
+        benefit_id: Option<String>,
+        customer_id: Option<String>,
+        increment_usage: Option<i64>,
+    ) -> PyResult<String> {
+        let mut req = ValidateRequest::new(key);
+        if let Some(id) = activation_id {
+            req = req.activation_id(id);
+        }
+        for (name, value) in pairs(conditions)? {
+            req = req.condition(name, value);
+        }
+        if let Some(id) = benefit_id {
+            req = req.benefit_id(id);
+        }
+        if let Some(id) = customer_id {
+            req = req.customer_id(id);
+        }
+        if let Some(n) = increment_usage {
+            req = req.increment_usage(n);
+        }
+        let answer = py.detach(|| self.inner.validate_update(&req));
+        let lease = answer.lease.as_ref().map(lease_json);
+        Ok(match answer.online {
+            Ok(Verdict::Accepted(v)) => ok(json!({
+                "license": license_json(&v.license_key, v.activation.as_ref().map(|a| a.id.as_str())),
+                "lease": lease,
+                "cache_error": answer.cache_error.as_ref().map(error_json),
+            })),
+            Ok(Verdict::Denied(d)) => denied(&d),
+            Err(e) => err(&e),
+        })
+    }
+
+    /// Deactivates `activation_id`, or the remembered activation, and forgets it.
+    #[pyo3(signature = (key, activation_id=None))]
+    fn deactivate(&self, py: Python<'_>, key: String, activation_id: Option<String>) -> String {
+        let answer = py.detach(|| self.inner.deactivate(key, activation_id.as_deref()));
+        match answer {
+            Ok(Verdict::Accepted(())) => ok(Value::Null),
+            Ok(Verdict::Denied(d)) => denied(&d),
+            Err(e) => err(&e),
+        }
+    }
+
+    /// What the cache holds for `key`, with no request.
+    fn status(&self, py: Python<'_>, key: String) -> String {
+        let status = match py.detach(|| self.inner.status(key)) {
+            Ok(status) => status,
+            Err(e) => return err(&e),
+        };
+        let policy = self.inner.policy();
+        let mut out = json!({
+            "standing": status.standing.as_str(),
+            "stored": "empty",
+            "activation_id": status.activation.as_ref().map(|a| a.id.clone()),
+            "verified_at": Value::Null,
+            "grace_ends_at": Value::Null,
+            "grace_remaining": status.grace_remaining.map(|d| d.as_secs_f64()),
+            "lease": Value::Null,
+            "denied": Value::Null,
+            "display_key": Value::Null,
+        });
+        match &status.state {
+            CacheState::Empty => {}
+            CacheState::Untrusted(_) => out["stored"] = json!("untrusted"),
+            CacheState::Present(record) => {
+                out["stored"] = json!("present");
+                out["display_key"] = json!(record.display_key);
+                out["denied"] = json!(record.denied.as_ref().map(|d| d.reason.code()));
+                let lease = record.lease_gate.window();
+                out["lease"] = json!(lease.map(lease_json));
+                if let Some(good) = &record.good {
+                    out["verified_at"] = json!(good.verified_at);
+                    out["grace_ends_at"] = json!(policy.grace_end_leased(good.verified_at, lease));
+                }
+            }
+        }
+        ok(out)
+    }
+
+    /// Remembers `key` (sealed beside the records) for `check()` with no key.
+    fn remember_key(&self, py: Python<'_>, key: String) -> String {
+        match py.detach(|| self.inner.remember_key(key)) {
+            Ok(()) => ok(Value::Null),
+            Err(e) => err(&e),
+        }
+    }
+
+    /// The remembered key's display form (`****-4C5B6A`), or `null`.
+    fn remembered_key(&self, py: Python<'_>) -> String {
+        match py.detach(|| self.inner.remembered_key()) {
+            Ok(key) => ok(json!(key.map(|k| k.redacted()))),
+            Err(e) => err(&e),
+        }
+    }
+
+    /// Forgets the remembered key.
+    fn forget_key(&self, py: Python<'_>) -> String {
+        match py.detach(|| self.inner.forget_key()) {
+            Ok(()) => ok(Value::Null),
+            Err(e) => err(&e),
+        }
+    }
+
+    /// Forgets everything cached for `key` (Polar is not told).
+    fn forget(&self, py: Python<'_>, key: String) -> String {
+        match py.detach(|| self.inner.forget(key)) {
+            Ok(()) => ok(Value::Null),
+            Err(e) => err(&e),
+        }
+    }
+
+    /// This machine's fingerprint for the organization, when activations are bound.
+    fn machine_fingerprint(&self) -> Option<String> {
+        self.inner.machine_fingerprint().map(str::to_string)
+    }
+
+    /// The base URL requests go to.
+    fn base_url(&self) -> String {
+        self.inner.client().api().base_url().to_string()
+    }
+
+    /// The organization.
+    fn organization_id(&self) -> String {
+        self.inner.client().api().organization_id().to_string()
+    }
+}
+
+/// The local Polar emulator on its own threads (loopback, a free port).
+#[pyclass(frozen, module = "polar_license._native")]
+struct NativeEmulator {
+    running: Mutex<Option<Emulator>>,
+    url: String,
+    organization_id: String,
+}
+
+impl NativeEmulator {
+    fn with<T>(&self, f: impl FnOnce(&Emulator) -> T) -> PyResult<T> {
+        let running = self
+            .running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match running.as_ref() {
+            Some(emulator) => Ok(f(emulator)),
+            None => Err(PyRuntimeError::new_err("the emulator was stopped")),
+        }
+    }
+}
+
+#[pymethods]
+impl NativeEmulator {
+    /// Starts the emulator with a seed (the seed file's JSON; `None`: the demo seed) on
+    /// 127.0.0.1 and `port` (0: a free one), answering requests that send no `Polar-Version`
+    /// as `api_version` (`None`: Polar's current one).
+    #[new]
+    #[pyo3(signature = (seed_json=None, port=0, api_version=None))]
+    fn new(
+        py: Python<'_>,
+        seed_json: Option<String>,
+        port: u16,
+        api_version: Option<String>,
+    ) -> PyResult<Self> {
+        let seed = match seed_json {
+            Some(text) => Seed::from_json(&text)
+                .map_err(|e| PyValueError::new_err(format!("invalid emulator seed: {e}")))?,
+            None => Seed::demo(),
+        };
+        let emulator = py
+            .detach(|| {
+                let defaults = Options::default();
+                let options = Options {
+                    port,
+                    api_version: api_version.unwrap_or_else(|| defaults.api_version.clone()),
+                    ..defaults
+                };
+                Emulator::start(seed, options)
+            })
+            .map_err(|e| PyRuntimeError::new_err(format!("could not start the emulator: {e}")))?;
+        Ok(NativeEmulator {
+            url: emulator.url(),
+            organization_id: emulator.organization_id(),
+            running: Mutex::new(Some(emulator)),
+        })
+    }
+
+    /// Its base URL, `http://127.0.0.1:PORT`.
+    #[getter]
+    fn url(&self) -> String {
+        self.url.clone()
+    }
+
+    /// The seeded organization's id.
+    #[getter]
+    fn organization_id(&self) -> String {
+        self.organization_id.clone()
+    }
+
+    /// Injects a fault on the license routes (the admin route's JSON), or clears it (`None`).
+    #[pyo3(signature = (fault_json=None))]
+    fn set_fault(&self, fault_json: Option<String>) -> PyResult<()> {
+        let fault = match fault_json {
+            Some(text) => Some(
+                serde_json::from_str::<Fault>(&text)
+                    .map_err(|e| PyValueError::new_err(format!("invalid fault: {e}")))?,
+            ),
+            None => None,
+        };
+        self.with(|e| e.set_fault(fault))
+    }
+
+    /// A merchant-side change to a key (the admin route's JSON); `False` for an unknown key.
+    fn update_key(&self, key: &str, update_json: &str) -> PyResult<bool> {
+        let update: KeyUpdate = serde_json::from_str(update_json)
+            .map_err(|e| PyValueError::new_err(format!("invalid key update: {e}")))?;
+        self.with(|e| e.update_key(key, update))
+    }
+
+    /// License-route requests answered so far.
+    fn request_count(&self) -> PyResult<u64> {
+        self.with(Emulator::request_count)
+    }
+
+    /// The key's activations, as JSON.
+    fn activations(&self, key: &str) -> PyResult<String> {
+        self.with(|e| Value::Array(e.activations(key)).to_string())
+    }
+
+    /// Stops it (closing its connections); idempotent.
+    fn stop(&self, py: Python<'_>) {
+        let running = self
+            .running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(emulator) = running {
+            py.detach(move || emulator.stop());
+        }
+    }
+
+    /// `True` until stopped.
+    #[getter]
+    fn running(&self) -> bool {
+        self.running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some()
+    }
+}
+
+/// The native module.
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    use polar_license_emulator as emu;
+    m.add_class::<NativeLicensing>()?;
+    m.add_class::<NativeOutcome>()?;
+    m.add_class::<NativeEmulator>()?;
+    m.add("CORE_VERSION", env!("CARGO_PKG_VERSION"))?;
+    m.add(
+        "REASONS",
+        polar_license::Reason::ALL
+            .iter()
+            .map(|r| (r.code(), r.class().as_str()))
+            .collect::<Vec<_>>(),
+    )?;
+    m.add("DEMO_ORGANIZATION_ID", emu::DEMO_ORGANIZATION_ID)?;
+    m.add("DEMO_BENEFIT_ID", emu::DEMO_BENEFIT_ID)?;
+    m.add("DEMO_CUSTOMER_ID", emu::DEMO_CUSTOMER_ID)?;
+    m.add("DEMO_KEY", emu::DEMO_KEY)?;
+    m.add("DEMO_KEY_REVOKED", emu::DEMO_KEY_REVOKED)?;
+    m.add("DEMO_KEY_DISABLED", emu::DEMO_KEY_DISABLED)?;
+    m.add("DEMO_KEY_EXPIRED", emu::DEMO_KEY_EXPIRED)?;
+    m.add("DEMO_KEY_USAGE", emu::DEMO_KEY_USAGE)?;
+    m.add("DEMO_KEY_NO_ACTIVATIONS", emu::DEMO_KEY_NO_ACTIVATIONS)?;
+    Ok(())
+}

@@ -1,0 +1,452 @@
+//! `sign-in`, `devices` and `free` (issue #64): out of activations, see the key's devices and
+//! free one from here, then `activate`.
+//!
+//! `sign-in` exchanges the code Polar emails for a customer session (one hour, no refresh),
+//! sealed beside the cache for that hour ([`Licensing::remember_session`]: never in plain text,
+//! never printed). `devices` reads the key's live activations through it, this machine's
+//! marked; `free` is the public deactivate, which needs no session. The rules (which list is
+//! "device management off", which activation is this machine's) are the core's
+//! ([`polar_license::portal::devices_of`]); this module only renders.
+
+use crate::args::{DevicesArgs, FreeArgs, Global, SignInArgs};
+use crate::output::{error_report, report, unix_when, Op, Report};
+use crate::run::{key_or_remembered, licensing_with};
+use polar_license::portal::{devices_of, Device, PortalError, SessionToken};
+use polar_license::{Error, Key, Licensing, Reason};
+use serde_json::{json, Map, Value};
+
+/// How long Polar's customer session lasts (docs/polar-api.md §16.1): one hour, no refresh.
+const SESSION_SECONDS: i64 = 3600;
+
+/// The JSON object every command prints, with the contract's keys (docs/interfaces.md §2).
+fn object(command: &str, outcome: &str) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("outcome".into(), json!(outcome));
+    m.insert("reason".into(), Value::Null);
+    m.insert("detail".into(), Value::Null);
+    m.insert("source".into(), Value::Null);
+    m.insert("activation_id".into(), Value::Null);
+    m.insert("grace_remaining_seconds".into(), Value::Null);
+    m.insert("license".into(), Value::Null);
+    m.insert("command".into(), json!(command));
+    m
+}
+
+/// A failure that is no portal answer (bad input, the cache, the network), as every command
+/// renders it, named for `command`.
+fn plain_error(command: &str, error: &Error) -> Report {
+    let mut r = error_report(None, None, error);
+    r.json.insert("command".into(), json!(command));
+    input_words(&mut r);
+    r
+}
+
+/// The words for a refused input these commands take from the person at the terminal (the
+/// generic `user_message` of an `invalid_input` speaks of an app's settings): its sentence
+/// and next step.
+fn input_words(r: &mut Report) {
+    if r.json.get("reason") != Some(&json!(Reason::InvalidInput.code())) {
+        return;
+    }
+    let (message, step) = match r.json.get("field").and_then(Value::as_str) {
+        Some("email") => (
+            "That is not an email address.",
+            "pass the email the license was bought with: --email jane@example.com",
+        ),
+        Some("code") => (
+            "The code is the 6 letters and digits of the email.",
+            "type the code again as the email shows it",
+        ),
+        Some("customer_id") => (
+            "The customer id is not one the sign-in listed.",
+            "copy one of the ids the sign-in listed",
+        ),
+        Some("activation_id") => (
+            "The device id is not one `polar-license devices` lists.",
+            "copy the id from `polar-license devices`",
+        ),
+        _ => return,
+    };
+    r.json.insert("user_message".into(), json!(message));
+    r.json.insert("next_step".into(), json!(step));
+    r.lines.push(format!("  what to do: {step}"));
+}
+
+/// A portal step's failure: one sentence, its next step, and the exit code of contract §2
+/// (Polar refused: 1; refused before sending: 2; no answer: 3). `portal_error` names the
+/// failure for scripts.
+fn portal_failure(command: &str, error: &PortalError) -> Report {
+    let sign_in = "polar-license sign-in --email EMAIL";
+    let (outcome, reason, exit, kind, step): (&str, Option<Reason>, u8, &str, String) = match error
+    {
+        PortalError::Invalid(e) | PortalError::Offline(e) | PortalError::Protocol(e) => {
+            return plain_error(command, e)
+        }
+        PortalError::CodeInvalidOrExpired => (
+            "denied",
+            None,
+            1,
+            "code_invalid_or_expired",
+            format!(
+                "ask for a new code ({sign_in}), then type it within 30 minutes; \
+                 each code works once"
+            ),
+        ),
+        PortalError::SessionExpired => (
+            "denied",
+            None,
+            1,
+            "session_expired",
+            format!("sign in again: {sign_in}"),
+        ),
+        PortalError::NotSignedIn => (
+            "error",
+            Some(Reason::InvalidInput),
+            2,
+            "not_signed_in",
+            format!("sign in first: {sign_in}"),
+        ),
+        PortalError::CustomerSelectionRequired(customers) => {
+            let named = customers
+                .iter()
+                .map(|(id, name)| match name {
+                    Some(n) => format!("{id} ({n})"),
+                    None => id.clone(),
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            (
+                "error",
+                Some(Reason::InvalidInput),
+                2,
+                "customer_selection_required",
+                format!("run sign-in again with --customer-id, one of: {named}"),
+            )
+        }
+        PortalError::RateLimited(wait) => (
+            "unverified",
+            Some(Reason::RateLimited),
+            3,
+            "rate_limited",
+            match wait {
+                Some(s) => format!("wait {s} s, then try again"),
+                None => "wait 15 minutes, then try again".to_string(),
+            },
+        ),
+        PortalError::NotFound => (
+            "denied",
+            Some(Reason::NotFound),
+            1,
+            "key_not_found",
+            "this key is not among the signed-in customer's keys: sign in with the email \
+             the key was bought with, or check the key (--key)"
+                .to_string(),
+        ),
+        PortalError::DeviceManagementOff => (
+            "denied",
+            None,
+            1,
+            "device_management_off",
+            "the seller must enable \"customers can manage activations\" \
+             (enable_customer_admin) on the product's license-key benefit; meanwhile free \
+             a device by its id (polar-license free ID) or in Polar's customer portal"
+                .to_string(),
+        ),
+        PortalError::Refused { status, .. } => (
+            "error",
+            None,
+            3,
+            "refused",
+            format!("Polar refused it ({status}): try again later"),
+        ),
+        _ => ("error", None, 3, "error", "try again later".to_string()),
+    };
+    let mut m = object(command, outcome);
+    let sentence = error.to_string();
+    m.insert("reason".into(), json!(reason.map(Reason::code)));
+    m.insert("detail".into(), json!(sentence));
+    m.insert("portal_error".into(), json!(kind));
+    m.insert("next_step".into(), json!(step));
+    match error {
+        PortalError::RateLimited(wait) => {
+            m.insert("retry_after".into(), json!(wait));
+        }
+        PortalError::NotSignedIn => {
+            m.insert("field".into(), json!("session"));
+        }
+        PortalError::CustomerSelectionRequired(customers) => {
+            m.insert("field".into(), json!("customer_id"));
+            let list: Vec<Value> = customers
+                .iter()
+                .map(|(id, name)| json!({ "id": id, "name": name }))
+                .collect();
+            m.insert("customers".into(), Value::Array(list));
+        }
+        PortalError::Refused { status, error, .. } => {
+            m.insert("status".into(), json!(status));
+            m.insert("error".into(), json!(error));
+        }
+        _ => {}
+    }
+    Report {
+        json: m,
+        lines: vec![
+            format!("{outcome}: {kind} — {sentence}"),
+            format!("  what to do: {step}"),
+        ],
+        to_stderr: true,
+        exit,
+    }
+}
+
+/// The emailed code: `--code`, else asked on the terminal (not echoed), else `None` (no
+/// terminal: the command stops once the code is sent).
+fn code_asked() -> Result<Option<String>, Error> {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        return Ok(None);
+    }
+    let typed = rpassword::prompt_password("Code from the email (not shown as you type): ")
+        .map_err(|e| Error::invalid("code", format!("could not be read from the terminal: {e}")))?;
+    Ok(Some(typed.trim().to_string()))
+}
+
+/// Signs in with `code` and seals the session beside the cache for its hour.
+fn authenticate(licensing: &Licensing, code: &str) -> Result<i64, PortalError> {
+    // The hour runs from Polar's answer: counted from before the request, it ends no later.
+    let expires_at = licensing.now().saturating_add(SESSION_SECONDS);
+    let token = licensing.client().sign_in(code)?;
+    licensing
+        .remember_session(&token, expires_at)
+        .map_err(PortalError::Offline)?;
+    Ok(expires_at)
+}
+
+/// `sign-in`: asks Polar to email a code (unless `--code` is given), then signs in with the
+/// code typed on the terminal or given with `--code`.
+pub fn sign_in(g: &Global, a: &SignInArgs) -> Report {
+    const COMMAND: &str = "sign-in";
+    let licensing = match licensing_with(g, false) {
+        Ok(l) => l,
+        Err(e) => return plain_error(COMMAND, &e),
+    };
+    let mut code = a.code.clone();
+    let mut sent = false;
+    if code.is_none() {
+        let Some(email) = a.email.as_deref() else {
+            return plain_error(
+                COMMAND,
+                &Error::invalid("email", "is required: pass --email (or --code)"),
+            );
+        };
+        let asked = licensing
+            .client()
+            .request_sign_in_code_for(email, a.customer_id.as_deref());
+        if let Err(e) = asked {
+            return portal_failure(COMMAND, &e);
+        }
+        sent = true;
+        code = match code_asked() {
+            Ok(c) => c,
+            Err(e) => return plain_error(COMMAND, &e),
+        };
+    }
+    let Some(code) = code else {
+        // No terminal to type it on: the code is on its way; the script passes it next.
+        let mut m = object(COMMAND, "done");
+        m.insert("code_sent".into(), json!(true));
+        m.insert("signed_in".into(), json!(false));
+        return Report {
+            json: m,
+            lines: vec![
+                "done: if this email bought a license, Polar sent it a 6-character code \
+                 (valid 30 minutes)"
+                    .to_string(),
+                "  what to do: polar-license sign-in --code CODE".to_string(),
+            ],
+            to_stderr: false,
+            exit: 0,
+        };
+    };
+    let expires_at = match authenticate(&licensing, &code) {
+        Ok(t) => t,
+        // A cache that cannot hold the session is the cache's error, as every command says it.
+        Err(PortalError::Offline(e)) if e.reason() == Reason::CacheError => {
+            return plain_error(COMMAND, &e)
+        }
+        Err(e) => return portal_failure(COMMAND, &e),
+    };
+    let mut m = object(COMMAND, "done");
+    m.insert("code_sent".into(), json!(sent));
+    m.insert("signed_in".into(), json!(true));
+    m.insert("session_expires_at".into(), json!(unix_when(expires_at)));
+    Report {
+        json: m,
+        lines: vec![
+            "done: signed in (the session is sealed beside the cache for one hour)".to_string(),
+            format!("  {:<12} {}", "until", unix_when(expires_at)),
+            "  what to do: polar-license devices".to_string(),
+        ],
+        to_stderr: false,
+        exit: 0,
+    }
+}
+
+/// The key's devices through the remembered session, this machine's marked.
+fn list(licensing: &Licensing, key: &Key) -> Result<(Vec<Device>, Option<i64>), PortalError> {
+    let session: SessionToken = licensing
+        .remembered_session()
+        .map_err(PortalError::Offline)?
+        .ok_or(PortalError::NotSignedIn)?;
+    let client = licensing.client();
+    let read = client.customer_keys(&session).and_then(|keys| {
+        let record = keys
+            .into_iter()
+            .find(|k| k.key.expose() == key.expose())
+            .ok_or(PortalError::NotFound)?;
+        client.devices(&session, &record.id)
+    });
+    let read = match read {
+        Err(PortalError::SessionExpired) => {
+            // Polar no longer knows it: nothing is kept that cannot be used.
+            let _ = licensing.forget_session();
+            return Err(PortalError::SessionExpired);
+        }
+        other => other?,
+    };
+    // This machine's activation, as its cache remembers it (none when it cannot be read).
+    let here = licensing
+        .status(key.clone())
+        .ok()
+        .and_then(|s| s.activation.map(|a| a.id));
+    let devices = devices_of(&read, here.as_deref())?;
+    Ok((devices, read.license_key.limit_activations))
+}
+
+/// `devices`: the key's live activations through the customer session.
+pub fn devices(g: &Global, a: &DevicesArgs) -> Report {
+    const COMMAND: &str = "devices";
+    let licensing = match licensing_with(g, false) {
+        Ok(l) => l,
+        Err(e) => return plain_error(COMMAND, &e),
+    };
+    let key = match key_or_remembered(&licensing, a.key.key.as_deref()) {
+        Ok(k) => k,
+        Err(e) => return plain_error(COMMAND, &e),
+    };
+    let (devices, limit) = match list(&licensing, &key) {
+        Ok(found) => found,
+        Err(e) => {
+            let mut r = portal_failure(COMMAND, &e);
+            r.json.insert("key".into(), json!(key.redacted()));
+            return r;
+        }
+    };
+    let here = devices
+        .iter()
+        .find(|d| d.this_machine)
+        .map(|d| d.id.clone());
+    let mut m = object(COMMAND, "done");
+    m.insert("activation_id".into(), json!(here));
+    m.insert("key".into(), json!(key.redacted()));
+    m.insert("limit_activations".into(), json!(limit));
+    let listed: Vec<Value> = devices
+        .iter()
+        .map(|d| {
+            json!({
+                "id": d.id,
+                "label": d.label,
+                "activated_at": unix_when(d.activated_at.unix_timestamp()),
+                "this_machine": d.this_machine,
+            })
+        })
+        .collect();
+    m.insert("devices".into(), Value::Array(listed));
+    let in_use = match limit {
+        Some(n) => format!("{} of {n} activations in use", devices.len()),
+        None => format!("{} activations", devices.len()),
+    };
+    let mut lines = vec![format!("done: {in_use} for {}", key.redacted())];
+    for d in &devices {
+        lines.push(format!(
+            "  {}  {:<24} activated {}{}",
+            d.id,
+            d.label,
+            unix_when(d.activated_at.unix_timestamp()),
+            if d.this_machine {
+                "  (this machine)"
+            } else {
+                ""
+            }
+        ));
+    }
+    if !devices.is_empty() {
+        lines.push("  to free one: polar-license free ID, then activate here".to_string());
+    }
+    Report {
+        json: m,
+        lines,
+        to_stderr: false,
+        exit: 0,
+    }
+}
+
+/// `free ID`: the public deactivate of one activation of the key (no session); when it is
+/// this machine's, the cache forgets it, as `deactivate` does.
+pub fn free(g: &Global, a: &FreeArgs) -> Report {
+    const COMMAND: &str = "free";
+    let licensing = match licensing_with(g, true) {
+        Ok(l) => l,
+        Err(e) => return plain_error(COMMAND, &e),
+    };
+    let key = match key_or_remembered(&licensing, a.key.key.as_deref()) {
+        Ok(k) => k,
+        Err(e) => return plain_error(COMMAND, &e),
+    };
+    let here = licensing
+        .status(key.clone())
+        .ok()
+        .and_then(|s| s.activation.map(|a| a.id));
+    let freed = licensing.deactivate_update(key.clone(), Some(a.id.as_str()));
+    let mut r = report(Op::Deactivate, &key, Some(a.id.as_str()), &freed.answer);
+    r.json.insert("command".into(), json!(COMMAND));
+    input_words(&mut r);
+    if r.exit == 0 {
+        let this_machine = here.as_deref() == Some(a.id.as_str());
+        r.json.insert("this_machine".into(), json!(this_machine));
+        r.lines[0] = format!("done: freed activation {} of {}", a.id, key.redacted());
+        r.lines.push(if this_machine {
+            "  that was this machine's activation: it is no longer licensed here".to_string()
+        } else if here.is_some() {
+            "  a slot is free: activate the new machine there (polar-license activate)".to_string()
+        } else {
+            "  what to do: activate here: polar-license activate".to_string()
+        });
+    } else if r.json.get("reason") == Some(&json!(Reason::NotFound.code())) {
+        // Polar's 404 to a deactivate: no such live activation of this key.
+        let step = "this device is already freed, or it is not this key's: list them with \
+                    `polar-license devices`";
+        r.lines.retain(|l| !l.starts_with("  what to do:"));
+        r.lines.insert(1, format!("  what to do: {step}"));
+        r.json.insert("next_step".into(), json!(step));
+    }
+    r
+}
+
+/// `activate` refused at the activation limit: the text adds how to free a seat from here
+/// (`sign-in`, `devices`, `free`), after the refusal's own `what to do:` line.
+pub fn limit_steps(r: &mut Report) {
+    if r.json.get("reason") == Some(&json!(Reason::ActivationLimit.code())) {
+        let at = r
+            .lines
+            .iter()
+            .position(|l| l.starts_with("  what to do:"))
+            .map_or(r.lines.len(), |i| i + 1);
+        r.lines.insert(
+            at,
+            "  or from here: polar-license sign-in --email EMAIL, then polar-license devices \
+             and polar-license free ID"
+                .to_string(),
+        );
+    }
+}

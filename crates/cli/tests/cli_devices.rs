@@ -1,0 +1,468 @@
+//! Out of activations from the command line (issue #64): `sign-in` with the emailed code,
+//! `devices` (this machine marked), `free ID`, then `activate` here; and each failure's words
+//! and exit code: device management off, an expired session, a used code, the code rate
+//! limit. Real processes, real cache directories, the emulator on loopback (the code read
+//! from its control state, as a person reads it from the email).
+
+use polar_license_emulator::{
+    Emulator, Options, Seed, SeedBenefit, DEMO_BENEFIT_ID, DEMO_KEY, DEMO_KEY_NO_ACTIVATIONS,
+};
+use polar_license_testkit::{clean_command, Launch, ScratchDir};
+use serde_json::Value;
+use std::path::Path;
+
+const BIN: &str = env!("CARGO_BIN_EXE_polar-license");
+const EMAIL: &str = "jane.doe@gmail.com";
+
+/// Runs the binary with `--json` (or not) and returns the exit code, the JSON object (when
+/// `json`) and everything it printed.
+fn run(polar: &Emulator, dir: &Path, json: bool, args: &[&str]) -> (i32, Value, String) {
+    let (url, org) = (polar.url(), polar.organization_id());
+    let mut cmd = clean_command(BIN);
+    cmd.args([
+        "--base-url",
+        url.as_str(),
+        "--org",
+        org.as_str(),
+        "--cache-dir",
+        dir.to_str().unwrap(),
+    ]);
+    if json {
+        cmd.arg("--json");
+    }
+    let out = cmd.args(args).launch();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let v = if json {
+        serde_json::from_str(&stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: not one JSON object ({e}): {stdout}"))
+    } else {
+        Value::Null
+    };
+    (out.status.code().unwrap_or(-1), v, stdout + &stderr)
+}
+
+fn cli(polar: &Emulator, dir: &Path, args: &[&str]) -> (i32, Value, String) {
+    run(polar, dir, true, args)
+}
+
+fn last_code(polar: &Emulator) -> String {
+    polar
+        .customer_session_codes()
+        .last()
+        .and_then(|c| c["code"].as_str().map(str::to_string))
+        .expect("a code")
+}
+
+/// Signs in as a script does: ask for the code, then pass it (typed in lower case). Returns
+/// the code.
+fn sign_in(polar: &Emulator, dir: &Path) -> String {
+    let asked = cli(polar, dir, &["sign-in", "--email", EMAIL]);
+    assert_eq!(asked.0, 0, "{}", asked.2);
+    assert_eq!(
+        (&asked.1["code_sent"], &asked.1["signed_in"]),
+        (&Value::Bool(true), &Value::Bool(false)),
+        "{}",
+        asked.1
+    );
+    let code = last_code(polar).to_ascii_lowercase();
+    let done = cli(polar, dir, &["sign-in", "--code", &code]);
+    assert_eq!(done.0, 0, "{}", done.2);
+    assert_eq!(done.1["signed_in"], true, "{}", done.1);
+    assert!(done.1["session_expires_at"].is_string(), "{}", done.1);
+    // The session is a credential: never printed, never in plain text beside the cache.
+    assert!(!done.2.contains("polar_cst_"), "{}", done.2);
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap_or_default();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains("polar_cst_"),
+            "a session in plain text in the cache directory"
+        );
+    }
+    code
+}
+
+fn activate(polar: &Emulator, dir: &Path, label: &str) -> (i32, Value, String) {
+    cli(
+        polar,
+        dir,
+        &["activate", "--key", DEMO_KEY, "--label", label],
+    )
+}
+
+#[test]
+fn sign_in_list_free_another_and_activate_here_at_the_limit() {
+    let polar = Emulator::start(Seed::demo(), Options::default()).unwrap();
+    let (old, desk, here) = (
+        ScratchDir::new("cli-devices-old"),
+        ScratchDir::new("cli-devices-desk"),
+        ScratchDir::new("cli-devices-here"),
+    );
+    // The key (limit 3) is on three machines, this one among them.
+    let gone = activate(&polar, &old, "Old laptop");
+    assert_eq!(gone.0, 0, "{}", gone.2);
+    let gone_id = gone.1["activation_id"].as_str().unwrap().to_string();
+    assert_eq!(activate(&polar, &desk, "Desktop").0, 0);
+    let mine = activate(&polar, &here, "This laptop");
+    assert_eq!(mine.0, 0, "{}", mine.2);
+    let mine_id = mine.1["activation_id"].as_str().unwrap().to_string();
+    // A fourth machine is refused: the limit.
+    let new = ScratchDir::new("cli-devices-new");
+    let refused = activate(&polar, &new, "New laptop");
+    assert_eq!(
+        (refused.0, refused.1["reason"].as_str()),
+        (1, Some("activation_limit")),
+        "{}",
+        refused.1
+    );
+
+    // The refusal's text says how to free a seat from here.
+    let said = run(
+        &polar,
+        &new,
+        false,
+        &["activate", "--key", DEMO_KEY, "--label", "x"],
+    );
+    assert_eq!(said.0, 1, "{}", said.2);
+    assert!(
+        said.2
+            .contains("or from here: polar-license sign-in --email EMAIL")
+            && said.2.contains("polar-license free ID"),
+        "{}",
+        said.2
+    );
+    // Before signing in, `devices` says to sign in, with no request.
+    let before = polar.request_count();
+    let none = cli(&polar, &here, &["devices", "--key", DEMO_KEY]);
+    assert_eq!(none.0, 2, "{}", none.1);
+    assert_eq!(none.1["portal_error"], "not_signed_in", "{}", none.1);
+    assert!(none.2.contains("sign-in --email"), "{}", none.2);
+    assert_eq!(polar.request_count(), before);
+
+    let _ = sign_in(&polar, &here);
+    let listed = cli(&polar, &here, &["devices", "--key", DEMO_KEY]);
+    assert_eq!(listed.0, 0, "{}", listed.2);
+    let devices = listed.1["devices"].as_array().unwrap();
+    let rows: Vec<(&str, &str, bool)> = devices
+        .iter()
+        .map(|d| {
+            (
+                d["id"].as_str().unwrap(),
+                d["label"].as_str().unwrap(),
+                d["this_machine"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(rows.len(), 3, "{}", listed.1);
+    assert_eq!(rows[0], (gone_id.as_str(), "Old laptop", false));
+    assert_eq!(rows[1].1, "Desktop");
+    assert_eq!(rows[2], (mine_id.as_str(), "This laptop", true));
+    assert!(devices.iter().all(|d| d["activated_at"].is_string()));
+    assert_eq!(listed.1["activation_id"], mine_id.as_str());
+    assert_eq!(listed.1["limit_activations"], 3);
+    // The key is redacted everywhere it is printed.
+    assert!(!listed.2.contains(DEMO_KEY), "{}", listed.2);
+    assert!(listed.1["key"].as_str().unwrap().starts_with("****-"));
+
+    // The text marks this machine.
+    let text = run(&polar, &here, false, &["devices", "--key", DEMO_KEY]);
+    assert_eq!(text.0, 0, "{}", text.2);
+    let marked: Vec<&str> = text
+        .2
+        .lines()
+        .filter(|l| l.contains("(this machine)"))
+        .collect();
+    assert_eq!(marked.len(), 1, "{}", text.2);
+    assert!(marked[0].contains(&mine_id) && marked[0].contains("This laptop"));
+    assert!(text.2.contains("3 of 3 activations in use"), "{}", text.2);
+
+    // Free the dead laptop from this machine (the public deactivate: the session is not used).
+    let freed = cli(&polar, &here, &["free", &gone_id, "--key", DEMO_KEY]);
+    assert_eq!(freed.0, 0, "{}", freed.2);
+    assert_eq!(
+        (freed.1["command"].as_str(), &freed.1["this_machine"]),
+        (Some("free"), &Value::Bool(false)),
+        "{}",
+        freed.1
+    );
+    assert!(!freed.2.contains(DEMO_KEY), "{}", freed.2);
+    // Freed twice: Polar no longer knows it.
+    let again = cli(&polar, &new, &["free", &gone_id, "--key", DEMO_KEY]);
+    assert_eq!(again.0, 1, "{}", again.1);
+    assert_eq!(again.1["reason"], "not_found", "{}", again.1);
+    assert!(
+        again.1["next_step"]
+            .as_str()
+            .is_some_and(|s| s.contains("already freed")),
+        "{}",
+        again.1
+    );
+
+    // Now the new machine activates at what was the limit.
+    let now = activate(&polar, &new, "New laptop");
+    assert_eq!(now.0, 0, "{}", now.2);
+    let listed = cli(&polar, &here, &["devices", "--key", DEMO_KEY]);
+    let labels: Vec<&str> = listed.1["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(labels, ["Desktop", "This laptop", "New laptop"]);
+    // Freeing another device left this machine's activation remembered and marked.
+    assert_eq!(listed.1["activation_id"], mine_id.as_str(), "{}", listed.1);
+    let check = cli(&polar, &here, &["check", "--key", DEMO_KEY]);
+    assert_eq!(check.0, 0, "{}", check.2);
+}
+
+#[test]
+fn device_management_off_says_the_seller_must_enable_it() {
+    let mut seed = Seed::demo();
+    seed.benefits = vec![SeedBenefit {
+        id: DEMO_BENEFIT_ID.to_string(),
+        enable_customer_admin: false,
+    }];
+    let polar = Emulator::start(seed, Options::default()).unwrap();
+    let here = ScratchDir::new("cli-devices-off");
+    assert_eq!(activate(&polar, &here, "This laptop").0, 0);
+    let _ = sign_in(&polar, &here);
+    let off = cli(&polar, &here, &["devices", "--key", DEMO_KEY]);
+    assert_eq!(off.0, 1, "{}", off.2);
+    assert_eq!(off.1["outcome"], "denied", "{}", off.1);
+    assert_eq!(off.1["portal_error"], "device_management_off", "{}", off.1);
+    let text = run(&polar, &here, false, &["devices", "--key", DEMO_KEY]);
+    assert_eq!(text.0, 1);
+    assert!(
+        text.2.contains("customers can manage activations")
+            && text.2.contains("enable_customer_admin")
+            && text.2.contains("free ID"),
+        "{}",
+        text.2
+    );
+}
+
+#[test]
+fn a_key_not_the_customers_an_expired_session_and_a_used_code() {
+    let polar = Emulator::start(Seed::demo(), Options::default()).unwrap();
+    let here = ScratchDir::new("cli-devices-expired");
+    let used = sign_in(&polar, &here);
+    // `status` without a key counts records only: the sealed session is none.
+    let (url, org) = (polar.url(), polar.organization_id());
+    let listing = clean_command(BIN)
+        .args(["--base-url", &url, "--org", &org, "--cache-dir"])
+        .arg(&*here)
+        .args(["--json", "status"])
+        .launch();
+    let listing: Value = serde_json::from_slice(&listing.stdout).unwrap();
+    assert!(
+        listing["detail"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("0 record(s)")),
+        "{listing}"
+    );
+    // A key this customer does not hold.
+    let other = cli(&polar, &here, &["devices", "--key", "NOT-A-KEY-OF-HERS"]);
+    assert_eq!(other.0, 1, "{}", other.2);
+    assert_eq!(
+        (other.1["reason"].as_str(), other.1["portal_error"].as_str()),
+        (Some("not_found"), Some("key_not_found")),
+        "{}",
+        other.1
+    );
+    assert!(!other.2.contains("NOT-A-KEY-OF-HERS"), "{}", other.2);
+    // A key with no activation list is still listed (none).
+    let listed = cli(
+        &polar,
+        &here,
+        &["devices", "--key", DEMO_KEY_NO_ACTIVATIONS],
+    );
+    assert_eq!(listed.0, 0, "{}", listed.2);
+
+    // The code was used: typing it again is refused, and says to ask for a new one.
+    let again = run(&polar, &here, false, &["sign-in", "--code", &used]);
+    assert_eq!(again.0, 1, "{}", again.2);
+    assert!(
+        again.2.contains("code_invalid_or_expired") && again.2.contains("ask for a new code"),
+        "{}",
+        again.2
+    );
+
+    // Polar's hour passes.
+    polar.set_clock_offset(3601);
+    let expired = cli(&polar, &here, &["devices", "--key", DEMO_KEY]);
+    assert_eq!(expired.0, 1, "{}", expired.2);
+    assert_eq!(
+        expired.1["portal_error"], "session_expired",
+        "{}",
+        expired.1
+    );
+    assert!(
+        expired.1["next_step"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("sign in again")),
+        "{}",
+        expired.1
+    );
+    // It is forgotten: the next try asks to sign in, with no request.
+    let before = polar.request_count();
+    let next = cli(&polar, &here, &["devices", "--key", DEMO_KEY]);
+    assert_eq!(next.1["portal_error"], "not_signed_in", "{}", next.1);
+    assert_eq!(polar.request_count(), before);
+}
+
+#[test]
+fn the_code_rate_limit_gives_the_wait() {
+    let options = Options {
+        rate_limit: true,
+        ..Options::default()
+    };
+    let polar = Emulator::start(Seed::demo(), options).unwrap();
+    let here = ScratchDir::new("cli-devices-rate");
+    // Polar: 6 a minute per address on the code routes, then 900 s blocked.
+    for _ in 0..6 {
+        let asked = cli(&polar, &here, &["sign-in", "--email", EMAIL]);
+        assert_eq!(asked.0, 0, "{}", asked.2);
+    }
+    let limited = cli(&polar, &here, &["sign-in", "--email", EMAIL]);
+    assert_eq!(limited.0, 3, "{}", limited.2);
+    assert_eq!(limited.1["reason"], "rate_limited", "{}", limited.1);
+    let wait = limited.1["retry_after"].as_u64().expect("the wait");
+    assert!(wait > 0 && wait <= 900, "{}", limited.1);
+    let text = run(&polar, &here, false, &["sign-in", "--email", EMAIL]);
+    assert_eq!(text.0, 3);
+    assert!(
+        text.2.contains("wait ") && text.2.contains(" s, then try again"),
+        "{}",
+        text.2
+    );
+}
+
+#[test]
+fn bad_input_is_refused_unsent() {
+    let polar = Emulator::start(Seed::demo(), Options::default()).unwrap();
+    let here = ScratchDir::new("cli-devices-bad");
+    for args in [
+        &["sign-in", "--email", "jane"][..],
+        &["sign-in", "--code", "ABC"][..],
+        &["free", "not-an-id", "--key", DEMO_KEY][..],
+    ] {
+        let got = cli(&polar, &here, args);
+        // Words for the person at the terminal, not an app's settings.
+        let said = got.1["user_message"].as_str().unwrap_or_default();
+        assert!(
+            !said.contains("settings") && !said.contains("not activated"),
+            "{}",
+            got.1
+        );
+        assert!(got.1["next_step"].is_string(), "{}", got.1);
+        assert_eq!(
+            (got.0, got.1["reason"].as_str()),
+            (2, Some("invalid_input")),
+            "{args:?}: {}",
+            got.1
+        );
+    }
+    // Neither --email nor --code: a usage error.
+    assert_eq!(cli(&polar, &here, &["sign-in"]).0, 2);
+    assert_eq!(polar.request_count(), 0);
+}
+
+/// `sign-in --email E` on a terminal (`script -qfec`: a real pseudo-terminal): the code is
+/// asked for once it was sent, typed without echo, and the session works for `devices`.
+#[cfg(unix)]
+#[test]
+fn sign_in_asks_for_the_code_on_a_terminal_without_echo() {
+    use std::io::{Read, Write};
+    use std::process::Stdio;
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    let polar = Emulator::start(Seed::demo(), Options::default()).unwrap();
+    let here = ScratchDir::new("cli-devices-tty");
+    assert_eq!(activate(&polar, &here, "This laptop").0, 0);
+    let args = [
+        BIN.to_string(),
+        "--base-url".into(),
+        polar.url(),
+        "--org".into(),
+        polar.organization_id(),
+        "--cache-dir".into(),
+        here.to_str().unwrap().into(),
+        "sign-in".into(),
+        "--email".into(),
+        EMAIL.into(),
+    ];
+    let line = args
+        .iter()
+        .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut child = clean_command("script")
+        .args(["-qfec", &line, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .start();
+    let screen = Arc::new(Mutex::new(Vec::new()));
+    let mut out = child.stdout.take().unwrap();
+    let reader = {
+        let screen = Arc::clone(&screen);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = out.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                screen.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    let shown = || String::from_utf8_lossy(&screen.lock().unwrap()).into_owned();
+    let start = Instant::now();
+    while !shown().contains("Code from the email") {
+        if let Some(exit) = child.try_wait().unwrap() {
+            panic!(
+                "exited ({exit}) without asking; the terminal showed: {}",
+                shown()
+            );
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no prompt within 60 s; the terminal showed: {}",
+            shown()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The code was sent before the prompt: read it as the person reads the email.
+    let code = last_code(&polar);
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(format!("{code}\n").as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    let status = child.wait().unwrap();
+    drop(stdin);
+    reader.join().unwrap();
+    let screen = shown();
+    assert_eq!(status.code(), Some(0), "{screen}");
+    assert!(screen.contains("signed in"), "{screen}");
+    assert!(!screen.contains(&code), "the code was echoed: {screen}");
+    let listed = cli(&polar, &here, &["devices", "--key", DEMO_KEY]);
+    assert_eq!(listed.0, 0, "{}", listed.2);
+    assert_eq!(listed.1["devices"][0]["this_machine"], true, "{}", listed.1);
+}
+
+/// `activate` without `--label` labels the activation with this machine's host name and OS
+/// (issue #64 item 6), so that `devices` tells machines apart.
+#[cfg(target_os = "linux")]
+#[test]
+fn activate_without_a_label_names_the_machine() {
+    let polar = Emulator::start(Seed::demo(), Options::default()).unwrap();
+    let here = ScratchDir::new("cli-devices-label");
+    let done = cli(&polar, &here, &["activate", "--key", DEMO_KEY]);
+    assert_eq!(done.0, 0, "{}", done.2);
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let label = done.1["activation"]["label"].as_str().unwrap().to_string();
+    assert_eq!(label, format!("{} (Linux)", host.trim()), "{}", done.1);
+    // Polar holds that label, as `devices` lists it.
+    let held = polar.activations(DEMO_KEY);
+    assert_eq!(held[0]["label"], label.as_str());
+}

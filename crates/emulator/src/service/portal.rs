@@ -1,0 +1,225 @@
+//! The customer portal's license-key routes with a customer session (docs/polar-api.md
+//! §16.2: list, get with activations, rotate) and the organization token's activation read
+//! (§16.3: `GET /v1/license-keys/{id}/activations/{activation_id}`).
+
+use uuid::Uuid;
+
+use super::{
+    insufficient_scope, route_of, unauthorized, Auth, Core, Exchange, Resp, Step, Time,
+    MAX_PAGE_LIMIT,
+};
+use crate::state::{RotateError, KEY_NOT_FOUND};
+use crate::util::percent_decode;
+use crate::validate::{error_body, path_uuid_error, query_positive_int, query_uuid_error};
+
+const PORTAL_KEYS: &str = "/v1/customer-portal/license-keys/";
+
+fn not_found() -> Resp {
+    Resp::error(404, "ResourceNotFound", KEY_NOT_FOUND)
+}
+
+fn method_not_allowed(allowed: &str) -> Resp {
+    let mut r = Resp::detail(405, "Method Not Allowed");
+    r.set("allow", allowed);
+    r
+}
+
+/// The query's pairs, percent-decoded (`+` a space).
+fn query_pairs(target: &str) -> Vec<(String, String)> {
+    let query = target.split_once('?').map_or("", |(_, q)| q);
+    let query = query.split('#').next().unwrap_or("");
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (
+                percent_decode(&name.replace('+', " ")),
+                percent_decode(&value.replace('+', " ")),
+            )
+        })
+        .collect()
+}
+
+impl Core {
+    /// The routes of this module (`None`: not one of them).
+    pub(super) fn portal_route(&mut self, ex: &Exchange, auth: &Auth, now: Time) -> Option<Step> {
+        let method = ex.method();
+        let get = matches!(method, "GET" | "HEAD");
+        if let Some(rest) = ex.path.strip_prefix(PORTAL_KEYS) {
+            // The three public routes are the license routes' own.
+            if route_of(&ex.path).is_some() {
+                return None;
+            }
+            let parts: Vec<&str> = rest.split('/').collect();
+            let r = match parts.as_slice() {
+                [""] if get => self.portal_list(ex),
+                [""] => method_not_allowed("GET"),
+                [id] if get => self.portal_get(ex, id),
+                [_] => method_not_allowed("GET"),
+                [id, "rotate"] if method == "POST" => self.portal_rotate(ex, id, now),
+                [_, "rotate"] => method_not_allowed("POST"),
+                _ => return None,
+            };
+            return Some(Step::Done(r));
+        }
+        let rest = ex.path.strip_prefix("/v1/license-keys/")?;
+        let [id, "activations", activation_id] = rest.split('/').collect::<Vec<_>>()[..] else {
+            return None;
+        };
+        if !get {
+            return Some(Step::Done(method_not_allowed("GET")));
+        }
+        Some(Step::Done(self.activation_get(ex, auth, id, activation_id)))
+    }
+
+    /// `GET /v1/customer-portal/license-keys/`: the session's customer's keys.
+    fn portal_list(&self, ex: &Exchange) -> Resp {
+        let Some(session) = ex.session else {
+            return unauthorized();
+        };
+        let (mut page, mut limit, mut benefit_id) = (1u64, 10u64, None);
+        let mut errors = Vec::new();
+        // A parameter given twice: the last one counts (Starlette's `QueryParams.get`).
+        let mut last: Vec<(String, String)> = Vec::new();
+        for (name, value) in query_pairs(&ex.head.target) {
+            last.retain(|(n, _)| *n != name);
+            last.push((name, value));
+        }
+        for (name, value) in &last {
+            match name.as_str() {
+                "page" => match query_positive_int("page", value) {
+                    Ok(n) => page = n,
+                    Err(e) => errors.push(*e),
+                },
+                "limit" => match query_positive_int("limit", value) {
+                    Ok(n) => limit = n,
+                    Err(e) => errors.push(*e),
+                },
+                "benefit_id" => match query_uuid_error("benefit_id", value) {
+                    Some(e) => errors.push(e),
+                    None => benefit_id = Uuid::parse_str(value).ok(),
+                },
+                _ => {}
+            }
+        }
+        if !errors.is_empty() {
+            return Resp::json(422, &error_body(&errors));
+        }
+        // "> 100 silently clamped to 100".
+        let limit = limit.min(MAX_PAGE_LIMIT);
+        let list = self.store.customer_keys(
+            session.organization_id,
+            session.customer_id,
+            benefit_id,
+            page,
+            limit,
+            &ex.version,
+        );
+        Resp::json(200, &list)
+    }
+
+    /// `GET /v1/customer-portal/license-keys/{id}`: the key with its live activations when its
+    /// benefit has `enable_customer_admin`, else `"activations": []`.
+    fn portal_get(&self, ex: &Exchange, id: &str) -> Resp {
+        let Some(session) = ex.session else {
+            return unauthorized();
+        };
+        if let Some(e) = path_uuid_error("id", id) {
+            return Resp::json(422, &error_body(&[e]));
+        }
+        let Ok(id) = Uuid::parse_str(id) else {
+            return not_found();
+        };
+        let Some(benefit) =
+            self.store
+                .customer_key_benefit(session.organization_id, session.customer_id, id)
+        else {
+            return not_found();
+        };
+        let admin = self.sessions.admin_benefits.contains(&benefit);
+        match self.store.key_with_activations(
+            session.organization_id,
+            Some(session.customer_id),
+            id,
+            admin,
+            &ex.version,
+        ) {
+            Some(key) => Resp::json(200, &key),
+            None => not_found(),
+        }
+    }
+
+    /// `POST /v1/customer-portal/license-keys/{id}/rotate`: a new key string, everything else
+    /// kept; the old string is "Not found" at once.
+    fn portal_rotate(&mut self, ex: &Exchange, id: &str, now: Time) -> Resp {
+        let Some(session) = ex.session else {
+            return unauthorized();
+        };
+        if let Some(e) = path_uuid_error("id", id) {
+            return Resp::json(422, &error_body(&[e]));
+        }
+        let Ok(id) = Uuid::parse_str(id) else {
+            return not_found();
+        };
+        let key = match self
+            .store
+            .rotatable_key(session.organization_id, session.customer_id, id)
+        {
+            Ok(key) => key,
+            Err(RotateError::NotFound) => return not_found(),
+            Err(RotateError::Status(status)) => {
+                return Resp::error(
+                    400,
+                    "RotateNotPermitted",
+                    &format!(
+                        "License key cannot be rotated in its current status. Current status: {status}. Allowed statuses: disabled, granted."
+                    ),
+                )
+            }
+        };
+        if self.rotate_key(&key, now).is_none() {
+            return not_found();
+        }
+        match self.store.key_read_by_id(id, &ex.version) {
+            Some(read) => Resp::json(200, &read),
+            None => not_found(),
+        }
+    }
+
+    /// `GET /v1/license-keys/{id}/activations/{activation_id}` (organization token, scope
+    /// `license_keys:read` or `:write`): `LicenseKeyActivationRead`.
+    fn activation_get(&self, ex: &Exchange, auth: &Auth, id: &str, activation_id: &str) -> Resp {
+        let organization_id = match auth {
+            Auth::Anonymous => return unauthorized(),
+            Auth::Token { scopes, .. }
+                if !scopes
+                    .iter()
+                    .any(|s| s == "license_keys:read" || s == "license_keys:write") =>
+            {
+                return insufficient_scope("license_keys:read license_keys:write");
+            }
+            Auth::Token {
+                organization_id, ..
+            } => *organization_id,
+        };
+        let errors: Vec<_> = [("id", id), ("activation_id", activation_id)]
+            .iter()
+            .filter_map(|(name, value)| path_uuid_error(name, value))
+            .collect();
+        if !errors.is_empty() {
+            return Resp::json(422, &error_body(&errors));
+        }
+        let (Ok(id), Ok(activation_id)) = (Uuid::parse_str(id), Uuid::parse_str(activation_id))
+        else {
+            return not_found();
+        };
+        match self
+            .store
+            .activation_read(organization_id, id, activation_id, &ex.version)
+        {
+            Some(read) => Resp::json(200, &read),
+            None => not_found(),
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! Issue #62's hostile bodies (`bodies [N] [SHAPES]`): each shape posted `N` times (default
+//! 200) to the relay's validate route over loopback, one keep-alive connection, the relay
+//! with its defaults but no per-address limit; per shape its answer, the process's CPU per
+//! request (user + system from `/proc/self/stat`: the relay's handling, the client's writes of
+//! the body and the answer's read; the emulator behind it is never called) and whether a
+//! normal validate is answered after it. `SHAPES`: a comma-separated choice of `small`,
+//! `keys`, `dup`, `bad-conditions`, `deep`, `deep-objects` (default all; `deep` aborted the
+//! process before the depth limit, so leave it out to measure an older relay).
+
+use std::time::{Duration, Instant};
+
+use polar_license_emulator::{DEMO_KEY, DEMO_ORGANIZATION_ID};
+use polar_license_relay::{Limits, ServeOptions};
+
+use super::rig;
+
+/// The process's CPU so far (user + system), from `/proc/self/stat` in clock ticks of 10 ms
+/// (Linux's `USER_HZ`).
+fn cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// A body of `cap` bytes at most, shaped `shape`.
+fn body(shape: &str, cap: usize) -> Option<String> {
+    Some(match shape {
+        // The floor: a small body refused by the same checks (a decode error).
+        "small" => r#"{"key": "#.to_string(),
+        // 64 KiB of distinct keys (6,664 of `"kN":0,`; the issue's 7,733 were shorter).
+        "keys" => {
+            let mut text = String::from("{");
+            let mut n = 0;
+            while text.len() + 16 < cap {
+                text.push_str(&format!("\"k{n}\":0,"));
+                n += 1;
+            }
+            text.push_str("\"z\":0}");
+            text
+        }
+        // `conditions` of bad values to the cap: pydantic's four errors per value, each
+        // echoing it (Polar's 422, which the relay answers itself).
+        "bad-conditions" => {
+            let mut text = format!(
+                r#"{{"key":"K","organization_id":"{DEMO_ORGANIZATION_ID}","conditions":{{"#
+            );
+            let mut n = 0;
+            while text.len() + 24 < cap {
+                text.push_str(&format!("\"{n:x}\":null,"));
+                n += 1;
+            }
+            text.push_str("\"z\":null}}");
+            text
+        }
+        // One key repeated to the cap.
+        "dup" => format!("{{{}\"a\":1}}", "\"a\":0,".repeat((cap - 8) / 6)),
+        // 64 KiB of `[`, and of `{"a":`.
+        "deep" => "[".repeat(cap),
+        "deep-objects" => "{\"a\":".repeat(cap / 5),
+        _ => return None,
+    })
+}
+
+/// `bodies [N] [SHAPES]`.
+pub fn table(args: &[String]) {
+    let n: usize = args.first().and_then(|s| s.parse().ok()).unwrap_or(200);
+    let shapes: Vec<String> = args
+        .get(1)
+        .map_or(
+            "small,keys,dup,bad-conditions,deep,deep-objects",
+            String::as_str,
+        )
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .collect();
+    let cap = Limits::default().max_body_bytes;
+    let polar = rig::emulator();
+    let mut config = rig::config(polar.url(), "bodies");
+    config.limits = rig::unlimited();
+    let relay = rig::listen(
+        rig::relay(config, rig::upstream(Duration::from_secs(10))),
+        ServeOptions::default(),
+    );
+    let agent = rig::agent(Duration::from_secs(60));
+    let url = format!("{}{}validate", relay.url(), rig::PUBLIC);
+    println!("{n} requests of each shape to the relay's validate route, one connection:\n");
+    super::table_head(&[
+        "shape",
+        "bytes",
+        "answer",
+        "answer bytes",
+        "CPU per request",
+        "wall per request",
+        "Polar called",
+        "a validate after it",
+    ]);
+    for shape in &shapes {
+        let Some(text) = body(shape, cap) else {
+            eprintln!("relay_attack: bodies: no shape {shape}");
+            std::process::exit(2);
+        };
+        polar.reset_request_count();
+        let (cpu0, wall0) = (cpu(), Instant::now());
+        let mut answers = std::collections::BTreeMap::new();
+        let mut answer_bytes = 0;
+        for _ in 0..n {
+            let a = rig::post_with(&agent, &url, &text, &[]);
+            *answers.entry(a.status).or_insert(0u32) += 1;
+            answer_bytes = a.body.len();
+        }
+        let wall = wall0.elapsed();
+        let used = cpu().zip(cpu0).map(|(b, a)| b.saturating_sub(a));
+        let calls = polar.request_count();
+        let after = rig::validate_at(&agent, &relay.url(), DEMO_KEY, &[]);
+        let answers: Vec<String> = answers.iter().map(|(s, c)| format!("{c} × {s}")).collect();
+        println!(
+            "| {shape} | {} | {} | {answer_bytes} | {} | {:.2} ms | {calls} | {} |",
+            text.len(),
+            answers.join(", "),
+            used.map_or("?".into(), |u| format!(
+                "{:.2} ms",
+                u.as_secs_f64() * 1e3 / n as f64
+            )),
+            wall.as_secs_f64() * 1e3 / n as f64,
+            after.status,
+        );
+    }
+    relay.stop();
+}

@@ -1,0 +1,635 @@
+//! The customer portal, sans-IO (docs/polar-api.md §16.1, §16.2; issue #64): sign in with the
+//! emailed code, then read the customer's keys and a key's devices (its activations).
+//!
+//! Each step is a request to build ([`Portal`]) and an answer to read (`parse_*`); a transport
+//! sends the [`PortalRequest`] in between. The session token ([`SessionToken`]) is a
+//! credential: its `Debug` redacts it, and nothing here logs it.
+//!
+//! The flow an app runs when a key is out of activations: [`Portal::request_code`] (Polar mails
+//! a 6-character code), [`Portal::authenticate`] with what the user typed, then
+//! [`Portal::list_keys`] (key recovery: the customer's keys, whole) and [`Portal::get_key`] (its
+//! live activations, when the seller turned on `enable_customer_admin` for the benefit), then
+//! the public deactivate ([`crate::proto::DeactivateRequest`]) frees one.
+
+use crate::error::Error;
+use crate::key::Key;
+use crate::metadata::check_uuid_v4;
+use crate::model::{LicenseKeyActivation, LicenseKeyRead};
+use crate::proto::{error_body, retry_after, Api, HttpResponse, Server};
+
+/// `GET` or `POST`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// `GET` (no body).
+    Get,
+    /// `POST` with a JSON body.
+    Post,
+}
+
+impl Method {
+    /// The method's name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+        }
+    }
+}
+
+/// A portal request ready for a transport. Its body (an email, a code) and its
+/// `authorization` header are redacted in `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PortalRequest {
+    /// The method.
+    pub method: Method,
+    /// The full URL.
+    pub url: String,
+    /// Headers to send besides `Content-Length` (a `POST` always sends one, even for an empty
+    /// body: Polar answers 411 without it).
+    pub headers: Vec<(&'static str, String)>,
+    /// The JSON body (empty for a `GET`).
+    pub body: Vec<u8>,
+}
+
+impl std::fmt::Debug for PortalRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let headers: Vec<_> = self
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                if k.eq_ignore_ascii_case("authorization") {
+                    (*k, "Bearer ****".to_string())
+                } else {
+                    (*k, v.clone())
+                }
+            })
+            .collect();
+        f.debug_struct("PortalRequest")
+            .field("method", &self.method)
+            .field("url", &self.url)
+            .field("headers", &headers)
+            .field(
+                "body",
+                &format_args!("<{} bytes, redacted>", self.body.len()),
+            )
+            .finish()
+    }
+}
+
+/// A customer session token (`polar_cst_…`, or `polar_mst_…` for a member): one hour from
+/// when Polar made it, no refresh. `Debug` shows its kind only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionToken(String);
+
+impl SessionToken {
+    /// Wraps a token (`polar_cst_…` or `polar_mst_…`, as Polar's answers give it).
+    pub fn new(token: impl Into<String>) -> SessionToken {
+        SessionToken(token.into())
+    }
+
+    /// The token itself: send it, never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SessionToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = self.0.get(..10).filter(|p| p.ends_with('_')).unwrap_or("");
+        write!(f, "SessionToken({kind}****)")
+    }
+}
+
+/// Why a portal step failed, typed for the app to say what to do next.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum PortalError {
+    /// The request was refused before sending (a bad email, code or id): nothing was sent.
+    Invalid(Error),
+    /// The code is wrong, already used, or older than 30 minutes: ask for a new one.
+    CodeInvalidOrExpired,
+    /// The session's hour is over (or Polar no longer knows it): sign in again.
+    SessionExpired,
+    /// No session was sent (or not a customer's).
+    NotSignedIn,
+    /// Several customers of the organization have this email: ask again naming one of these
+    /// (`id`, `name`).
+    CustomerSelectionRequired(Vec<(String, Option<String>)>),
+    /// Too many tries: wait this many seconds (the sign-in routes block an address 900 s).
+    RateLimited(Option<u64>),
+    /// No such key for this customer.
+    NotFound,
+    /// The portal lists no device although this machine holds a live activation of the key:
+    /// the seller has not turned on device management ("customers can manage activations",
+    /// `enable_customer_admin`) on the product's license-key benefit. Freeing a seat by its id
+    /// still works (the public deactivate needs no session).
+    DeviceManagementOff,
+    /// Polar refused the request with its error envelope (`status`, `error`, `detail`).
+    Refused {
+        /// The HTTP status.
+        status: u16,
+        /// Polar's `error` (its exception's name).
+        error: String,
+        /// Polar's `detail` (a 422's first entry's message).
+        detail: String,
+    },
+    /// An answer that is not Polar's (a proxy's page, a body that does not parse).
+    Protocol(Error),
+    /// No answer: the network, a timeout, or a transport that sends no portal requests.
+    Offline(Error),
+}
+
+impl std::fmt::Display for PortalError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PortalError::Invalid(e) | PortalError::Protocol(e) | PortalError::Offline(e) => {
+                write!(f, "{e}")
+            }
+            PortalError::CodeInvalidOrExpired => {
+                f.write_str("the code is wrong, used or expired: ask for a new one")
+            }
+            PortalError::SessionExpired => f.write_str("the session expired: sign in again"),
+            PortalError::NotSignedIn => f.write_str("not signed in"),
+            PortalError::CustomerSelectionRequired(c) => {
+                write!(f, "{} customers have this email: choose one", c.len())
+            }
+            PortalError::RateLimited(Some(s)) => write!(f, "too many tries: wait {s} s"),
+            PortalError::RateLimited(None) => f.write_str("too many tries: wait"),
+            PortalError::NotFound => f.write_str("no such key for this customer"),
+            PortalError::DeviceManagementOff => f.write_str(
+                "device management is off for this product: the seller must enable \
+                 \"customers can manage activations\" (enable_customer_admin) on its \
+                 license-key benefit",
+            ),
+            PortalError::Refused {
+                status,
+                error,
+                detail,
+            } => write!(f, "{status} {error}: {detail}"),
+        }
+    }
+}
+
+impl std::error::Error for PortalError {}
+
+/// One page of the customer's keys.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyPage {
+    /// The keys, whole (every status), oldest first.
+    pub items: Vec<LicenseKeyRead>,
+    /// The customer's keys in all.
+    pub total_count: u64,
+    /// The last page (0 when there are none).
+    pub max_page: u64,
+}
+
+/// A key and its live activations (`LicenseKeyWithActivations`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyWithActivations {
+    /// The key.
+    pub license_key: LicenseKeyRead,
+    /// Its live activations; always empty when the seller has not turned on device management
+    /// (`enable_customer_admin`) for the key's benefit.
+    pub activations: Vec<LicenseKeyActivation>,
+}
+
+/// The portal's requests for one organization and server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Portal {
+    base_url: String,
+    organization_id: String,
+}
+
+/// The largest page Polar serves.
+const PAGE_LIMIT: u32 = 100;
+
+/// The most pages a client reads of the customer's keys (100 keys each): a customer with more
+/// keys than that is cut off, never an unbounded walk.
+pub const MAX_PORTAL_PAGES: u32 = 10;
+
+impl Portal {
+    /// Checks the organization id (UUID v4) and the server's URL.
+    pub fn new(organization_id: &str, server: &Server) -> Result<Portal, Error> {
+        Ok(Portal {
+            base_url: server.base_url()?,
+            organization_id: check_uuid_v4("organization_id", organization_id)?,
+        })
+    }
+
+    /// The portal of a client's organization and server (both checked when the [`Api`] was).
+    pub fn for_api(api: &Api) -> Portal {
+        Portal {
+            base_url: api.base_url().to_string(),
+            organization_id: api.organization_id().to_string(),
+        }
+    }
+
+    fn post(&self, path: &str, body: String, token: Option<&SessionToken>) -> PortalRequest {
+        let mut headers = vec![
+            ("content-type", "application/json".to_string()),
+            ("accept", "application/json".to_string()),
+        ];
+        if let Some(token) = token {
+            headers.push(("authorization", ["Bearer ", token.expose()].concat()));
+        }
+        PortalRequest {
+            method: Method::Post,
+            url: [self.base_url.as_str(), path].concat(),
+            headers,
+            body: body.into_bytes(),
+        }
+    }
+
+    fn get(&self, path: &str, token: &SessionToken) -> PortalRequest {
+        PortalRequest {
+            method: Method::Get,
+            url: [self.base_url.as_str(), path].concat(),
+            headers: vec![
+                ("accept", "application/json".to_string()),
+                ("authorization", ["Bearer ", token.expose()].concat()),
+            ],
+            body: Vec::new(),
+        }
+    }
+
+    /// Asks Polar to email a sign-in code to `email` (read with [`parse_request_code`]). Polar
+    /// answers the same for an unknown email: the app cannot tell, and says "if this email
+    /// bought a license, a code is on its way".
+    pub fn request_code(&self, email: &str) -> Result<PortalRequest, Error> {
+        self.request_code_for(email, None)
+    }
+
+    /// [`Portal::request_code`] naming one of several customers with this email (after
+    /// [`PortalError::CustomerSelectionRequired`]).
+    pub fn request_code_for(
+        &self,
+        email: &str,
+        customer_id: Option<&str>,
+    ) -> Result<PortalRequest, Error> {
+        let email = email.trim();
+        if email.is_empty()
+            || !email.contains('@')
+            || email.chars().any(|c| c.is_control() || c.is_whitespace())
+        {
+            return Err(Error::invalid("email", "must be an email address"));
+        }
+        let customer_id = customer_id
+            .map(|id| check_uuid_v4("customer_id", id))
+            .transpose()?;
+        let mut body = serde_json::json!({
+            "email": email,
+            "organization_id": self.organization_id,
+        });
+        if let (Some(id), Some(object)) = (customer_id, body.as_object_mut()) {
+            object.insert("customer_id".to_string(), serde_json::Value::String(id));
+        }
+        Ok(self.post(
+            "/v1/customer-portal/customer-session/request",
+            body.to_string(),
+            None,
+        ))
+    }
+
+    /// Exchanges the emailed code for a session (read with [`parse_authenticate`]). The code
+    /// is upper-cased and trimmed first, as Polar's own page does (the server compares it
+    /// case-sensitively); anything but 6 letters and digits is refused here, unsent.
+    pub fn authenticate(&self, code: &str) -> Result<PortalRequest, Error> {
+        let code = code.trim().to_ascii_uppercase();
+        if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(Error::invalid(
+                "code",
+                "must be the 6 letters and digits of the email",
+            ));
+        }
+        let body = serde_json::json!({ "code": code }).to_string();
+        Ok(self.post(
+            "/v1/customer-portal/customer-session/authenticate",
+            body,
+            None,
+        ))
+    }
+
+    /// Page `page` (from 1) of the session's customer's keys, 100 a page (read with
+    /// [`parse_key_page`]).
+    pub fn list_keys(&self, token: &SessionToken, page: u32) -> Result<PortalRequest, Error> {
+        if page == 0 {
+            return Err(Error::invalid("page", "starts at 1"));
+        }
+        let path = [
+            "/v1/customer-portal/license-keys/?page=",
+            &page.to_string(),
+            "&limit=",
+            &PAGE_LIMIT.to_string(),
+        ]
+        .concat();
+        Ok(self.get(&path, token))
+    }
+
+    /// One key of the session's customer and its devices (read with
+    /// [`parse_key_with_activations`]). `key_id` is the key record's id (`LicenseKeyRead::id`).
+    pub fn get_key(&self, token: &SessionToken, key_id: &str) -> Result<PortalRequest, Error> {
+        let id = check_uuid_v4("key_id", key_id)?;
+        Ok(self.get(&["/v1/customer-portal/license-keys/", &id].concat(), token))
+    }
+}
+
+/// The typed failure of a non-success answer: only Polar's own envelope is one of the typed
+/// refusals; anything else is a protocol error.
+fn failure(what: &str, resp: &HttpResponse) -> PortalError {
+    if resp.status == 429 {
+        return PortalError::RateLimited(retry_after(resp));
+    }
+    let body = error_body(resp);
+    let error = body.as_ref().and_then(|b| b.error.clone());
+    match (resp.status, error.as_deref()) {
+        (401, Some("CustomerSessionCodeInvalidOrExpired")) => PortalError::CodeInvalidOrExpired,
+        (401, Some("invalid_token")) => PortalError::SessionExpired,
+        (401, Some("Unauthorized")) => PortalError::NotSignedIn,
+        (404, Some("ResourceNotFound")) => PortalError::NotFound,
+        (409, Some("customer_selection_required")) => {
+            let customers = serde_json::from_slice::<serde_json::Value>(&resp.body)
+                .ok()
+                .and_then(|v| v.get("customers").and_then(|c| c.as_array()).cloned())
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|c| {
+                    let id = c.get("id")?.as_str()?.to_string();
+                    let name = c.get("name").and_then(|n| n.as_str()).map(str::to_string);
+                    Some((id, name))
+                })
+                .collect();
+            PortalError::CustomerSelectionRequired(customers)
+        }
+        (status, Some(error)) => {
+            let detail = body
+                .as_ref()
+                .and_then(|b| {
+                    b.detail
+                        .clone()
+                        .or_else(|| b.invalid.as_ref().and_then(|(_, msg)| msg.clone()))
+                        .or_else(|| b.error_description.clone())
+                })
+                .unwrap_or_default();
+            PortalError::Refused {
+                status,
+                error: error.to_string(),
+                detail,
+            }
+        }
+        (status, None) => PortalError::Protocol(Error::protocol(
+            Some(status),
+            [
+                &status.to_string(),
+                " for ",
+                what,
+                " without Polar's error envelope (a wrong base URL or a proxy's page)",
+            ]
+            .concat(),
+        )),
+    }
+}
+
+fn malformed(what: &str, why: &str) -> PortalError {
+    PortalError::Protocol(Error::protocol(
+        Some(200),
+        ["malformed ", what, " response: ", why].concat(),
+    ))
+}
+
+/// The body of a success as Polar's JSON (the strict reading every face does first).
+fn success_json(what: &str, resp: &HttpResponse) -> Result<serde_json::Value, PortalError> {
+    crate::strict::parse(&resp.body).map_err(|e| malformed(what, &e.text()))?;
+    serde_json::from_slice(&resp.body).map_err(|e| malformed(what, &e.to_string()))
+}
+
+/// Reads the answer to [`Portal::request_code`]: `Ok` when Polar took it (202), whether or not
+/// the email is a customer's.
+pub fn parse_request_code(resp: &HttpResponse) -> Result<(), PortalError> {
+    match resp.status {
+        202 => Ok(()),
+        _ => Err(failure("request code", resp)),
+    }
+}
+
+/// Reads the answer to [`Portal::authenticate`]: the session token.
+pub fn parse_authenticate(resp: &HttpResponse) -> Result<SessionToken, PortalError> {
+    if resp.status != 200 {
+        return Err(failure("authenticate", resp));
+    }
+    let body = success_json("authenticate", resp)?;
+    match body.get("token").and_then(|t| t.as_str()) {
+        Some(t)
+            if (t.starts_with("polar_cst_") || t.starts_with("polar_mst_"))
+                && t.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            Ok(SessionToken::new(t))
+        }
+        _ => Err(malformed(
+            "authenticate",
+            "no polar_cst_ or polar_mst_ token",
+        )),
+    }
+}
+
+/// Reads the answer to [`Portal::list_keys`].
+pub fn parse_key_page(resp: &HttpResponse) -> Result<KeyPage, PortalError> {
+    if resp.status != 200 {
+        return Err(failure("list keys", resp));
+    }
+    let mut body = success_json("list keys", resp)?;
+    let count = |name: &str| {
+        body.get("pagination")
+            .and_then(|p| p.get(name))
+            .and_then(|n| n.as_u64())
+            .ok_or_else(|| malformed("list keys", &["no pagination.", name].concat()))
+    };
+    let total_count = count("total_count")?;
+    let max_page = count("max_page")?;
+    let items = body
+        .get_mut("items")
+        .map(serde_json::Value::take)
+        .ok_or_else(|| malformed("list keys", "no items"))?;
+    let items: Vec<LicenseKeyRead> =
+        serde_json::from_value(items).map_err(|e| malformed("list keys", &e.to_string()))?;
+    Ok(KeyPage {
+        items,
+        total_count,
+        max_page,
+    })
+}
+
+/// Reads the answer to [`Portal::get_key`].
+pub fn parse_key_with_activations(resp: &HttpResponse) -> Result<KeyWithActivations, PortalError> {
+    if resp.status != 200 {
+        return Err(failure("get key", resp));
+    }
+    let mut body = success_json("get key", resp)?;
+    let activations = body
+        .as_object_mut()
+        .and_then(|o| o.remove("activations"))
+        .ok_or_else(|| malformed("get key", "no activations"))?;
+    let activations: Vec<LicenseKeyActivation> =
+        serde_json::from_value(activations).map_err(|e| malformed("get key", &e.to_string()))?;
+    let license_key: LicenseKeyRead =
+        serde_json::from_value(body).map_err(|e| malformed("get key", &e.to_string()))?;
+    Ok(KeyWithActivations {
+        license_key,
+        activations,
+    })
+}
+
+/// One device (a live activation) of a key, as a device list shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Device {
+    /// The activation id (what the public deactivate frees).
+    pub id: String,
+    /// The label it was activated with.
+    pub label: String,
+    /// When it was activated.
+    pub activated_at: time::OffsetDateTime,
+    /// `true` for the activation this machine holds (the one its cache remembers).
+    pub this_machine: bool,
+}
+
+/// The devices of a key that [`Portal::get_key`] read, this machine's marked by its
+/// activation id (`this_activation`, what the cache remembers), oldest first.
+///
+/// Polar lists no activation at all when the seller has not turned on device management
+/// (`enable_customer_admin`): an empty list while this machine holds a live activation of the
+/// key is that, [`PortalError::DeviceManagementOff`]. An empty list with no activation known
+/// here is an empty list (Polar does not say which of the two it is).
+pub fn devices_of(
+    key: &KeyWithActivations,
+    this_activation: Option<&str>,
+) -> Result<Vec<Device>, PortalError> {
+    if key.activations.is_empty() && this_activation.is_some() {
+        return Err(PortalError::DeviceManagementOff);
+    }
+    let mut devices: Vec<Device> = key
+        .activations
+        .iter()
+        .map(|a| Device {
+            id: a.id.clone(),
+            label: a.label.clone(),
+            activated_at: a.created_at,
+            this_machine: Some(a.id.as_str()) == this_activation,
+        })
+        .collect();
+    devices.sort_by_key(|d| d.activated_at);
+    Ok(devices)
+}
+
+/// The key to free a device with, from a key the portal read: the public deactivate takes the
+/// whole key, the organization and the activation id (no session needed).
+pub fn key_of(key: &KeyWithActivations) -> &Key {
+    &key.license_key.key
+}
+
+#[cfg(test)]
+#[allow(clippy::expect_used)] // tests: a panic is the failure report
+mod tests {
+    use super::*;
+
+    fn portal() -> Portal {
+        let server = Server::parse("http://127.0.0.1:8787");
+        Portal::new("2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10", &server).expect("portal")
+    }
+
+    #[test]
+    fn debug_redacts_the_token_the_code_and_the_email() {
+        let token = SessionToken::new("polar_cst_abcdefghijklmnopqrstuvwxyz0123456789A012345");
+        assert_eq!(format!("{token:?}"), "SessionToken(polar_cst_****)");
+        let req = portal().authenticate("ab12cd").expect("request");
+        let shown = format!("{req:?}");
+        assert!(!shown.contains("AB12CD"), "{shown}");
+        let req = portal().list_keys(&token, 1).expect("request");
+        let shown = format!("{req:?}");
+        assert!(!shown.contains("abcdefghij"), "{shown}");
+        let req = portal().request_code("jane@example.com").expect("request");
+        assert!(!format!("{req:?}").contains("jane"));
+    }
+
+    #[test]
+    fn bad_input_is_refused_unsent() {
+        let p = portal();
+        assert!(p.request_code("jane").is_err());
+        assert!(p.request_code(" ").is_err());
+        assert!(p.authenticate("ABC12").is_err());
+        assert!(p.authenticate("ABC-12").is_err());
+        let token = SessionToken::new("polar_cst_x");
+        assert!(p.get_key(&token, "not-a-uuid").is_err());
+        assert!(p.list_keys(&token, 0).is_err());
+    }
+
+    #[test]
+    fn devices_mark_this_machine_and_tell_management_off() {
+        let key: LicenseKeyRead = serde_json::from_value(serde_json::json!({
+            "id": "6b0c1f4e-2a3d-4e5f-8a9b-0c1d2e3f4a5b",
+            "created_at": "2026-01-01T00:00:00Z",
+            "organization_id": "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10",
+            "customer_id": "7c1d2e3f-4a5b-4c6d-8e9f-0a1b2c3d4e5f",
+            "benefit_id": "5d3c2b1a-9e8f-4a7b-8c6d-1e2f3a4b5c6d",
+            "key": "K", "display_key": "****-K", "status": "granted",
+            "limit_activations": 3, "usage": 0, "limit_usage": null, "validations": 0,
+            "last_validated_at": null, "expires_at": null,
+            "customer": {"id": "7c1d2e3f-4a5b-4c6d-8e9f-0a1b2c3d4e5f",
+                         "created_at": "2026-01-01T00:00:00Z",
+                         "organization_id": "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10"}
+        }))
+        .expect("a key");
+        let activation = |id: &str, at: &str| LicenseKeyActivation {
+            id: id.to_string(),
+            license_key_id: key.id.clone(),
+            label: id.to_string(),
+            meta: Default::default(),
+            created_at: time::OffsetDateTime::parse(
+                at,
+                &time::format_description::well_known::Rfc3339,
+            )
+            .expect("a time"),
+            modified_at: None,
+        };
+        let mut with = KeyWithActivations {
+            license_key: key.clone(),
+            activations: vec![
+                activation("b", "2026-02-01T00:00:00Z"),
+                activation("a", "2026-01-01T00:00:00Z"),
+            ],
+        };
+        let devices = devices_of(&with, Some("b")).expect("devices");
+        let shown: Vec<_> = devices
+            .iter()
+            .map(|d| (d.id.as_str(), d.this_machine))
+            .collect();
+        assert_eq!(shown, [("a", false), ("b", true)]);
+        assert_eq!(
+            devices_of(&with, None)
+                .expect("devices")
+                .iter()
+                .filter(|d| d.this_machine)
+                .count(),
+            0
+        );
+        with.activations.clear();
+        assert_eq!(
+            devices_of(&with, Some("b")),
+            Err(PortalError::DeviceManagementOff)
+        );
+        assert_eq!(devices_of(&with, None), Ok(Vec::new()));
+    }
+
+    #[test]
+    fn failures_are_typed_from_polars_envelope_only() {
+        let r = HttpResponse::new(401, r#"{"error":"invalid_token","error_description":"x"}"#);
+        assert_eq!(failure("t", &r), PortalError::SessionExpired);
+        let r = HttpResponse::new(429, "").with_header("retry-after", "900");
+        assert_eq!(failure("t", &r), PortalError::RateLimited(Some(900)));
+        let r = HttpResponse::new(404, "<html>not here</html>");
+        assert!(matches!(failure("t", &r), PortalError::Protocol(_)));
+        let r = HttpResponse::new(200, r#"{"token":"nope"}"#);
+        assert!(matches!(
+            parse_authenticate(&r),
+            Err(PortalError::Protocol(_))
+        ));
+    }
+}

@@ -73,6 +73,12 @@ export declare class LicenseError extends Error {
    * refunded one `inactive`: this tells them apart from a typo. Absent otherwise.
    */
   readonly previouslyValid?: true;
+  /**
+   * For a deactivate's `not_found` about a key this install knows is good: the activation is
+   * what is gone (freed from another device or the customer portal), not the key; `hint` and
+   * `userMessage` say so. Absent otherwise.
+   */
+  readonly activationGone?: true;
   /** With `previouslyValid`: a sentence for the user (what probably happened, where to look). */
   readonly hint?: string;
   /**

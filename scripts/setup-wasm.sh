@@ -2,6 +2,8 @@
 # Installs what the WebAssembly build and its tests need, idempotently (each step checks
 # first and skips when its work is done). Called by scripts/setup.sh; safe to run by hand.
 #
+#   scripts/setup-pack.sh: what packing alone needs (the target, the nightly, the wasm-bindgen
+#   CLI, scripts/pack's wasm-opt, zopfli and esbuild); then the test tools:
 #   rustup target wasm32-unknown-unknown
 #   the pinned nightly + rust-src the npm package's wasm is built with (scripts/wasm-toolchain.sh)
 #   wasm-bindgen CLI + wasm-bindgen-test-runner, exactly the wasm-bindgen crate's version
@@ -24,6 +26,9 @@ source "$ROOT/scripts/wasm-toolchain.sh"
 cd "$ROOT"
 
 NPM_DIR="scripts/npm"
+
+# What packing needs, alone (scripts/build-npm.sh), installed once for both.
+step_pack() { bash "$ROOT/scripts/setup-pack.sh"; }
 
 step_target() {
     if rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
@@ -92,4 +97,4 @@ step_browsers() {
 # The same stamp scripts/setup.sh writes, so whichever runs first does the work once.
 step_npm() { npm_ci_once "$NPM_DIR" npm wasm-opt bash scripts/npm-ci.sh; }
 
-run_steps_of setup-wasm "$@" -- target toolchain wasm_bindgen browsers geckodriver npm
+run_steps_of setup-wasm "$@" -- pack target toolchain wasm_bindgen browsers geckodriver npm

@@ -28,13 +28,21 @@ wasm_bindgen_version() {
     sed -n 's/^wasm-bindgen *= *"=\([0-9.]*\)".*/\1/p' "$ROOT/Cargo.toml" | head -n 1
 }
 
-# binaryen's wasm-opt, from scripts/npm's devDependencies (scripts/setup-wasm.sh installs it).
-WASM_OPT="$ROOT/scripts/npm/node_modules/.bin/wasm-opt"
+# What packing needs from npm (binaryen's wasm-opt, @gfx/zopfli, esbuild): scripts/pack, which
+# scripts/setup-pack.sh installs alone; the tests' scripts/npm holds the same versions, used when
+# scripts/pack is not installed.
+PACK_NPM_DIR="$ROOT/scripts/pack"
+if [[ -x "$PACK_NPM_DIR/node_modules/.bin/wasm-opt" ]]; then
+    PACK_MODULES="$PACK_NPM_DIR/node_modules"
+else
+    PACK_MODULES="$ROOT/scripts/npm/node_modules"
+fi
+WASM_OPT="$PACK_MODULES/.bin/wasm-opt"
 
 # need_wasm_opt WHO: exits 1 (WHO saying what to run) when WASM_OPT is not installed.
 need_wasm_opt() {
     if [[ ! -x "$WASM_OPT" ]]; then
-        echo "$1: $WASM_OPT missing: run scripts/setup-wasm.sh" >&2
+        echo "$1: $WASM_OPT missing: run scripts/setup-pack.sh" >&2
         exit 1
     fi
 }

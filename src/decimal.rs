@@ -27,6 +27,41 @@ pub fn digits(n: u64) -> String {
     out
 }
 
+/// A duration for people: whole days and hours from a day up (`14 days`, `2 days 3 hours`),
+/// hours and minutes from an hour (`3 hours`, `1 hour 20 minutes`), else minutes or seconds
+/// (`5 minutes`, `42 seconds`). What a human line says; `--json` and the logs' fields keep
+/// the number of seconds.
+pub fn duration_words(secs: u64) -> String {
+    fn unit(n: u64, one: &str) -> String {
+        let mut out = digits(n);
+        out.push(' ');
+        out.push_str(one);
+        if n != 1 {
+            out.push('s');
+        }
+        out
+    }
+    fn pair(big: u64, big_unit: &str, small: u64, small_unit: &str) -> String {
+        if small == 0 {
+            unit(big, big_unit)
+        } else {
+            [unit(big, big_unit), unit(small, small_unit)].join(" ")
+        }
+    }
+    const MINUTE: u64 = 60;
+    const HOUR: u64 = 3600;
+    const DAY: u64 = 86_400;
+    if secs >= DAY {
+        pair(secs / DAY, "day", secs % DAY / HOUR, "hour")
+    } else if secs >= HOUR {
+        pair(secs / HOUR, "hour", secs % HOUR / MINUTE, "minute")
+    } else if secs >= MINUTE {
+        unit(secs / MINUTE, "minute")
+    } else {
+        unit(secs, "second")
+    }
+}
+
 /// The value of `digits`, ASCII decimal digits and nothing else, as `u64`'s `FromStr` reads
 /// them; `None` for no digits, any other byte, or a value past `u64::MAX`. Read by hand: the
 /// core's readers (the ledger, the clock note, the JSON reader, `Retry-After`, the trial's
@@ -53,7 +88,22 @@ pub fn parse_u64(s: &str) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-    use super::{digits, parse_u64};
+
+    #[test]
+    fn durations_read_in_days_and_hours() {
+        assert_eq!(duration_words(0), "0 seconds");
+        assert_eq!(duration_words(1), "1 second");
+        assert_eq!(duration_words(300), "5 minutes");
+        assert_eq!(duration_words(3600), "1 hour");
+        assert_eq!(duration_words(4800), "1 hour 20 minutes");
+        assert_eq!(duration_words(1_209_600), "14 days");
+        assert_eq!(
+            duration_words(6 * 86_400 + 23 * 3600 + 59),
+            "6 days 23 hours"
+        );
+    }
+
+    use super::{digits, duration_words, parse_u64};
 
     #[test]
     fn parse_u64_reads_as_from_str_reads() {

@@ -4,13 +4,28 @@
 //! [`Verdict::Denied`]. `Err(Error)` means the library could not get a trustworthy answer
 //! or could not even ask.
 
-use crate::decimal::digits;
+use crate::decimal::{digits, duration_words};
 use crate::reason::{Reason, ReasonClass};
 use std::fmt;
 
 /// The detail of [`Error::no_remembered_key`].
 const NO_KEY: &str =
     "no license key is remembered here: ask the user for one, then activate or remember it";
+
+/// How a [`Error::GraceExpired`]'s cause starts when the relay's lease ended (signed mode):
+/// its detail is then that cause alone (a forged record's "verified just now" is no reason).
+pub(crate) const LEASE_ENDED: &str = "the relay's lease ended ";
+
+/// How a [`Error::Protocol`]'s detail starts when a grant's lease is signed with a key the
+/// app does not trust (`unknown_kid`): the app's relay key is not the relay's, a seller's
+/// setup mistake, not the network's ([`Error::relay_key_mismatch`]).
+pub(crate) const RELAY_KEY_MISMATCH: &str =
+    "signed mode: the relay signs with a key this app does not trust (unknown_kid)";
+
+/// [`Denial::hint`] when [`Denial::activation_gone`].
+const ACTIVATION_GONE: &str = "This device's activation no longer exists: it may have been freed \
+     from another device or the customer portal. Nothing is left to free here; activate again \
+     to use the key on this device.";
 
 /// The server's answer to a request that reached it and was understood.
 #[derive(Debug, Clone, PartialEq)]
@@ -70,6 +85,12 @@ pub struct Denial {
     /// unknown one, and a refunded one `inactive`, so this is what tells them apart from a
     /// typo. See [`Denial::hint`].
     pub previously_valid: bool,
+    /// A deactivate's `not_found` about a key this install knows is good (its record holds a
+    /// good verdict for it): Polar answers the same bare 404 for an unknown key and an unknown
+    /// activation, so here it is the activation that is gone, freed from another device or
+    /// the customer portal (or by a restarted emulator). Set with `previously_valid`; see
+    /// [`Denial::hint`]. An addition: the reason stays `not_found`.
+    pub activation_gone: bool,
 }
 
 impl Denial {
@@ -102,6 +123,9 @@ impl Denial {
     /// A sentence to show a user when a key that was valid on this install is refused now
     /// (`previously_valid`): what probably happened and where to look. `None` otherwise.
     pub fn hint(&self) -> Option<&'static str> {
+        if self.activation_gone && self.reason == Reason::NotFound {
+            return Some(ACTIVATION_GONE);
+        }
         if !self.previously_valid {
             return None;
         }
@@ -250,6 +274,13 @@ impl Error {
         }
     }
 
+    /// Signed mode: a grant's lease is signed with a key the app does not trust
+    /// (`unknown_kid`): the app's relay key does not match the relay's, a seller's setup
+    /// mistake rather than the network's (its reason stays `protocol_error`).
+    pub fn relay_key_mismatch(&self) -> bool {
+        matches!(self, Error::Protocol { detail, .. } if detail.contains(RELAY_KEY_MISMATCH))
+    }
+
     /// A short sentence to show the person using the app: what happened and what they can do,
     /// with no internals (the reason code and [`Error::detail`] are for logs and support).
     pub fn user_message(&self) -> String {
@@ -293,6 +324,12 @@ impl Error {
             Error::ServerError { .. } => {
                 "Polar, the license server, has a problem right now: try again later.".to_string()
             }
+            Error::Protocol { .. } if self.relay_key_mismatch() => {
+                "The license server signs with a key this app does not know: the app's relay \
+                 key does not match the seller's relay. Tell the seller; the network is not \
+                 the problem."
+                    .to_string()
+            }
             Error::Protocol { .. } => {
                 "Polar could not be reached: a network login page or a proxy may be in the \
                  way. Sign in to the network, or try another one."
@@ -334,20 +371,22 @@ impl Error {
                 ["status ", &digits(u64::from(*status)), ": ", detail].concat()
             }
             Error::Protocol { detail, .. } => detail.clone(),
+            // Signed mode: the lease's end decided, whatever the record says of its age.
+            Error::GraceExpired { cause, .. } if cause.starts_with(LEASE_ENDED) => cause.clone(),
             Error::GraceExpired {
                 verified_seconds_ago,
                 cause,
             } => [
                 "last verified ",
-                &digits(*verified_seconds_ago),
-                " s ago, past the grace period; ",
+                &duration_words(*verified_seconds_ago),
+                " ago, past the grace period; ",
                 cause,
             ]
             .concat(),
             Error::ClockRollback { by_seconds } => [
                 "the clock moved back ",
-                &digits(*by_seconds),
-                " s since the last verdict",
+                &duration_words(*by_seconds),
+                " since the last verdict",
             ]
             .concat(),
             Error::ClockStalled { answers } => [
@@ -505,6 +544,7 @@ mod tests {
                     status: 404,
                     remaining_usages: None,
                     previously_valid: false,
+                    activation_gone: false,
                 }
                 .user_message()
             })
@@ -517,6 +557,7 @@ mod tests {
             status: 404,
             remaining_usages: None,
             previously_valid: true,
+            activation_gone: false,
         };
         assert!(
             rotated
@@ -525,6 +566,33 @@ mod tests {
             "{}",
             rotated.user_message()
         );
+    }
+
+    #[test]
+    fn a_gone_activation_says_so_not_a_typo() {
+        let gone = Denial {
+            reason: Reason::NotFound,
+            detail: "Not found".into(),
+            status: 404,
+            remaining_usages: None,
+            previously_valid: true,
+            activation_gone: true,
+        };
+        let m = gone.user_message();
+        assert!(
+            m.starts_with("This device's activation no longer exists"),
+            "{m}"
+        );
+        assert!(m.contains("portal") && !m.contains("typo"), "{m}");
+        assert_eq!(gone.hint(), Some(m.as_str()));
+        // Only a not_found says it: another reason keeps its own words.
+        let inactive = Denial {
+            reason: Reason::Inactive,
+            ..gone
+        };
+        assert!(!inactive
+            .user_message()
+            .contains("activation no longer exists"));
     }
 
     #[test]

@@ -597,6 +597,7 @@ impl DenialMark {
     pub fn to_denial(&self) -> Denial {
         Denial {
             previously_valid: false,
+            activation_gone: false,
             reason: self.reason,
             detail: self.detail.clone(),
             status: self.status,
@@ -1099,8 +1100,15 @@ pub fn fall_back<L: LicenseData>(
             .window()
             .filter(|w| seen >= w.expires_at)
             .map(|w| {
-                let ago = crate::decimal::digits(unsigned(seen.saturating_sub(w.expires_at)));
-                ["the relay's lease ended ", &ago, " s ago (signed mode); "].concat()
+                let ago =
+                    crate::decimal::duration_words(unsigned(seen.saturating_sub(w.expires_at)));
+                [
+                    crate::error::LEASE_ENDED,
+                    &ago,
+                    " ago (signed mode): without a current lease the cache licenses nothing, \
+                     whatever the record says of its age; ",
+                ]
+                .concat()
             });
         CheckOutcome::Unverified(Error::GraceExpired {
             verified_seconds_ago: unsigned(seen.saturating_sub(good.verified_at)),

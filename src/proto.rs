@@ -1110,6 +1110,7 @@ fn snippet(body: &[u8]) -> String {
 fn denial(reason: Reason, detail: String, status: u16) -> Denial {
     Denial {
         previously_valid: false,
+        activation_gone: false,
         reason,
         detail,
         status,
@@ -1229,6 +1230,7 @@ pub fn failure(
             match remaining {
                 Some(n) => Ok(Denial {
                     previously_valid: false,
+                    activation_gone: false,
                     reason: Reason::UsageExhausted,
                     detail,
                     status,

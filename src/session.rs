@@ -620,6 +620,17 @@ pub fn hold_lease<L: LicenseData>(
             Err(why) => why,
         },
     };
+    if why == lease::NoLease::UnknownKid {
+        return Err(Error::Protocol {
+            status: Some(200),
+            detail: [
+                crate::error::RELAY_KEY_MISMATCH,
+                ": the app's relay key does not match the relay's signing key; give the app \
+                 the public key the relay prints (`polar-license relay keygen`)",
+            ]
+            .concat(),
+        });
+    }
     Err(Error::Protocol {
         status: Some(200),
         detail: [
@@ -1006,6 +1017,17 @@ pub fn unremembered<A: ActivationData>(read: &A, e: &Error) -> Error {
 fn mark_known<L, T>(opened: &Opened<L>, online: &mut Result<(Verdict<T>, Stamp), Error>) {
     if let Ok((Verdict::Denied(denial), _)) = online {
         denial.previously_valid = grace::was_valid(opened.record.as_ref());
+    }
+}
+
+/// Says on a deactivate's denial whether this install had a good verdict for the key before
+/// and, for a `not_found`, that the activation is what is gone: Polar answers the same bare
+/// 404 for an unknown key and an unknown activation, and a key this install knows is good is
+/// not the unknown one ([`crate::error::Denial::activation_gone`]).
+pub fn deactivation_denied<L>(opened: &Opened<L>, answer: &mut Result<Verdict<()>, Error>) {
+    if let Ok(Verdict::Denied(denial)) = answer {
+        denial.previously_valid = grace::was_valid(opened.record.as_ref());
+        denial.activation_gone = denial.previously_valid && denial.reason == Reason::NotFound;
     }
 }
 

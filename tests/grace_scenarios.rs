@@ -91,6 +91,7 @@ impl Server {
                     status: 404,
                     remaining_usages: None,
                     previously_valid: false,
+                    activation_gone: false,
                 })),
                 None,
             ),
@@ -611,6 +612,7 @@ fn online_denial_writes_a_tombstone_that_status_can_read() {
         status: 404,
         remaining_usages: None,
         previously_valid: false,
+        activation_gone: false,
     };
     let (action, outcome) = grace::settle::<ValidatedLicenseKey>(
         None,
@@ -693,6 +695,7 @@ fn a_replayed_grant_is_dated_from_polars_answer_by_its_age() {
         status: 404,
         remaining_usages: None,
         previously_valid: true,
+        activation_gone: false,
     };
     let (StoreAction::Write(tomb), _) = grace::settle::<ValidatedLicenseKey>(
         None,

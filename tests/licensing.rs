@@ -452,6 +452,46 @@ fn deactivate_forgets_the_remembered_activation() {
 }
 
 #[test]
+fn a_deactivate_of_an_activation_freed_elsewhere_says_the_activation_is_gone() {
+    let w = world("deactivate-gone");
+    let l = w.licensing("machine-A");
+    let id = activate(&l);
+    // Another device (its own cache) frees this device's activation, as the portal would.
+    let elsewhere = w.dir.join("other-device");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let other = w.builder(&elsewhere, "machine-B").build().unwrap();
+    assert!(other.deactivate(DEMO_KEY, Some(&id)).unwrap().is_accepted());
+    // Polar answers the same bare 404 as for an unknown key; this install knows the key is
+    // good, so the activation is what is gone.
+    let denial = match l.deactivate(DEMO_KEY, None) {
+        Ok(polar_license::Verdict::Denied(d)) => d,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(denial.reason, Reason::NotFound);
+    assert_eq!(denial.detail, "Not found");
+    assert!(
+        denial.activation_gone && denial.previously_valid,
+        "{denial:?}"
+    );
+    let m = denial.user_message();
+    assert!(
+        m.starts_with("This device's activation no longer exists"),
+        "{m}"
+    );
+    assert!(!m.contains("typo"), "{m}");
+    // A key this install never saw keeps the typo sentence: nothing says it is good.
+    let fresh = w.dir.join("fresh-device");
+    std::fs::create_dir_all(&fresh).unwrap();
+    let unknown = w.builder(&fresh, "machine-C").build().unwrap();
+    let d = match unknown.deactivate(DEMO_KEY, Some(&id)) {
+        Ok(polar_license::Verdict::Denied(d)) => d,
+        other => panic!("{other:?}"),
+    };
+    assert!(!d.activation_gone && !d.previously_valid, "{d:?}");
+    assert!(d.user_message().contains("typos"), "{}", d.user_message());
+}
+
+#[test]
 fn background_check_answers_at_once_then_delivers() {
     let w = world("background");
     let l = w.licensing("machine-A");

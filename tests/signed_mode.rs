@@ -22,7 +22,7 @@ use polar_license::proto::{HttpRequest, HttpResponse, Operation};
 use polar_license::store::Store;
 use polar_license::{
     ActivateRequest, CacheState, FileStore, Key, Licensing, MachineBinding, Reason, Standing,
-    Transport, TransportError,
+    Transport, TransportError, ValidateRequest,
 };
 use polar_license_emulator::DEMO_KEY;
 use polar_license_testkit::answers::imf_fixdate;
@@ -272,6 +272,27 @@ fn a_grant_without_a_lease_is_protocol_error_when_the_cache_cannot_answer() {
         .activations(DEMO_KEY)
         .iter()
         .all(|a| a["id"] != id.as_str()));
+}
+
+/// Issue #65: an app built with another relay's key (`unknown_kid`, a seller's setup mistake)
+/// is told so, not sent to "try another network".
+#[test]
+fn an_app_with_another_relays_key_says_the_relay_key_does_not_match() {
+    let w = world();
+    let other = SigningKey::generate(Some("someone-else")).unwrap();
+    let app = w.app(RelayKeys::parse(&other.public_pair()).unwrap());
+    let err = app
+        .validate(&ValidateRequest::new(DEMO_KEY))
+        .expect_err("a lease signed with an unknown key is no verdict");
+    assert_eq!(err.reason(), Reason::ProtocolError, "{err:?}");
+    assert!(err.relay_key_mismatch(), "{err:?}");
+    let said = err.user_message();
+    assert!(said.contains("relay key does not match"), "{said}");
+    assert!(
+        !said.contains("another one") && !said.contains("login page"),
+        "{said}"
+    );
+    assert!(err.to_string().contains("unknown_kid"), "{err}");
 }
 
 #[test]

@@ -746,6 +746,8 @@ impl<L: License> Update<L> {
                     *online = Some(answer);
                     return Phase::Unlock;
                 };
+                let mut answer = answer;
+                session::deactivation_denied(&opened, &mut answer);
                 let record = match &answer {
                     Ok(verdict) => {
                         *ends_remembered = session::ends_remembered_key(&opened, id, verdict);

@@ -44,6 +44,7 @@ import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { blocks, outputMatches } from './blocks.mjs';
+import { internalLine, selfCheck } from './internals.mjs';
 import { startRegistry } from './registry.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -336,6 +337,12 @@ async function runScenario(file, name, list, env0, crates) {
         failure = `${where}: exit ${r.code}${r.timedOut ? ' (timed out)' : ''}\n--- stdout\n${tail(r.stdout)}--- stderr\n${tail(r.stderr)}`;
         break;
       }
+      // What a sample prints is what a customer reads: no Rust Debug shape, no epoch seconds.
+      const shown = internalLine(r.stdout) ?? internalLine(r.stderr);
+      if (shown) {
+        failure = `${where}: the output shows internals, ${shown}`;
+        break;
+      }
       continue;
     }
     if (m.kind === 'output') {
@@ -365,6 +372,12 @@ async function main() {
       failures.push(e);
     }
     if (p.errors.length) failed += 1;
+  }
+  // The rule that keeps internals out of the samples' output, tried first on known lines.
+  const misjudged = selfCheck();
+  if (misjudged.length) {
+    failed += 1;
+    failures.push(`tests/docs/internals.mjs judges wrong:\n${misjudged.join('\n')}`);
   }
   if (listOnly) {
     for (const p of plan) {

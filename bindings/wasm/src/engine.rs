@@ -113,6 +113,9 @@ pub(crate) fn denial_json(denial: &Denial) -> String {
     }
     if denial.previously_valid {
         j.key("previouslyValid").bool(true);
+        if denial.activation_gone {
+            j.key("activationGone").bool(true);
+        }
         if let Some(hint) = denial.hint() {
             j.key("hint").str(hint);
         }

@@ -841,6 +841,11 @@ pub struct EmulatorArgs {
     #[arg(long, value_name = "FILE")]
     pub seed: Option<PathBuf>,
 
+    /// Keep the keys and activations in this file: loaded at start when it exists, written
+    /// (atomically) after every change; without it a restart forgets every activation
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+
     /// The port on 127.0.0.1; 0 picks a free one (read it from the first line)
     #[arg(long, value_name = "P", default_value_t = 8787)]
     pub port: u16,

@@ -455,7 +455,8 @@ fn signed_mode(emulator: &Emulator, key: &Key, walk: &mut Walk) -> Result<(), St
         ("licensed", None),
     );
     walk.step(
-        "The same forged record in signed mode: refused, its lease ended on day 7",
+        "The same forged record in signed mode: refused as forged (no relay signed it fresh; \
+         its last lease ended on day 7)",
         "--relay-key $RELAY_KEY check --key $KEY",
         &checked(&signed, key),
         ("unverified", Some("grace_expired")),

@@ -219,6 +219,7 @@ pub fn report<T: Answer>(
             m.insert("status".into(), json!(denial.status));
             m.insert("remaining_usages".into(), json!(denial.remaining_usages));
             m.insert("previously_valid".into(), json!(denial.previously_valid));
+            m.insert("activation_gone".into(), json!(denial.activation_gone));
             m.insert("hint".into(), json!(denial.hint()));
             m.insert("user_message".into(), json!(denial.user_message()));
             let mut lines = vec![format!(
@@ -229,7 +230,15 @@ pub fn report<T: Answer>(
             if let Some(hint) = denial.hint() {
                 lines.push(format!("  {hint}"));
             }
-            if let Some(step) = next_step_denied(denial.reason, denial.previously_valid) {
+            let step = if denial.activation_gone {
+                Some(
+                    "nothing to free here; run `polar-license activate` to use the key on this \
+                     machine again",
+                )
+            } else {
+                next_step_denied(denial.reason, denial.previously_valid)
+            };
+            if let Some(step) = step {
                 lines.push(format!("  what to do: {step}"));
             }
             lines.push(fact("key", &shown));
@@ -411,6 +420,11 @@ fn next_step_error(error: &Error) -> Option<String> {
                 "connect to the internet and run `polar-license check` so Polar can answer".into()
             }
             Reason::ClockRollback => "set the clock right, or connect so Polar can answer".into(),
+            Reason::ProtocolError if error.relay_key_mismatch() => {
+                "the --relay-key given does not match the relay's: use the public key \
+                 `polar-license relay keygen` printed for this relay"
+                    .into()
+            }
             Reason::ProtocolError => {
                 "something between here and Polar changed the answer (a proxy or a captive \
                  portal?): try again on another network"

@@ -24,6 +24,7 @@ pub fn run(g: &Global, a: &EmulatorArgs) -> u8 {
             schedule_scale: a.webhook_time_scale,
             timeout: a.webhook_timeout,
         },
+        state: a.state.clone(),
         ..Options::default()
     };
     let options = Options {
@@ -47,6 +48,17 @@ pub fn run(g: &Global, a: &EmulatorArgs) -> u8 {
         Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
             return usage_report(Some("emulator"), Some("seed"), &format!("bad seed: {e}"))
                 .print(g.json);
+        }
+        Err(e) if e.to_string().starts_with("the state file") => {
+            let mut report = usage_report(Some("emulator"), Some("state"), &e.to_string());
+            if e.kind() != std::io::ErrorKind::InvalidData {
+                // Not the file's content: the environment (a directory that cannot be written).
+                report.json.insert("outcome".into(), json!("error"));
+                report.json.insert("reason".into(), Value::Null);
+                report.exit = 3;
+            }
+            report.lines = vec![format!("error: {e}")];
+            return report.print(g.json);
         }
         Err(e) => {
             let mut report = usage_report(
@@ -84,6 +96,15 @@ pub fn run(g: &Global, a: &EmulatorArgs) -> u8 {
             "token budget: {budget} calls per {}s per organization (429 past it)\n",
             window.as_secs_f64()
         ));
+    }
+    match &a.state {
+        Some(path) => text.push_str(&format!(
+            "state kept in {}: activations survive a restart\n",
+            path.display()
+        )),
+        None => text.push_str(
+            "state in memory only: a restart forgets every activation (--state FILE keeps them)\n",
+        ),
     }
     text.push_str("serving until killed (Ctrl-C)\n");
     print_out(&text);

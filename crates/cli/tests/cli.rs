@@ -1125,10 +1125,27 @@ fn demo_walks_through_and_exits_zero() {
         "(from cache after offline, grace ",
         "grace_expired",
         "(from cache after server_error, grace ",
-        "the relay's lease ended ",
+        "the relay's lease ended 14 days ago",
+        "refused as forged",
+        "last verified 8 days ago",
         "all 17 steps gave the expected answer",
     ] {
         assert!(r.stdout.contains(text), "{text}: {}", r.stdout);
+    }
+    // Times for people (issue #65): no duration in bare seconds, no epoch seconds, and the
+    // forged record's refusal does not also say it was "verified 0 s ago, past the grace".
+    for line in r.stdout.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        for pair in words.windows(2) {
+            let bare_seconds = pair[0].chars().all(|c| c.is_ascii_digit()) && pair[1] == "s";
+            assert!(!bare_seconds, "a duration in seconds: {line}");
+        }
+        let epoch = words.iter().any(|w| {
+            let digits = w.trim_matches(|c: char| !c.is_ascii_digit());
+            digits.len() == 10 && digits.chars().all(|c| c.is_ascii_digit())
+        });
+        assert!(!epoch, "an epoch time: {line}");
+        assert!(!line.contains("past the grace period; the relay"), "{line}");
     }
     let r = run(&["demo", "--json"]);
     assert_eq!(r.code, 0);
@@ -1242,6 +1259,77 @@ fn emulator_command_takes_a_seed_file() {
     assert_eq!(
         (r.code, v["reason"].as_str(), v["field"].as_str()),
         (2, Some("invalid_input"), Some("seed")),
+        "{v}"
+    );
+}
+
+/// Issue #65: `emulator --state FILE` keeps an activation across a restart; without it the
+/// banner says a restart forgets; a garbage state file is a usage error naming it.
+#[test]
+fn emulator_state_file_keeps_activations_across_a_restart() {
+    let dir = ScratchDir::new("cli-emulator-state");
+    let state = dir.join("polar-state.json");
+    let state_text = state.to_str().unwrap().to_string();
+    let demo_org = "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10";
+    let demo_key = "DEMO-4F0C2A9E-5B7D-4E21-9C3A-1F2E3D4C5B6A";
+    let (_plain, _, banner) = spawn_emulator(&["--port", "0"]);
+    assert!(
+        banner
+            .iter()
+            .any(|l| l.contains("a restart forgets every activation")),
+        "{banner:?}"
+    );
+    let id = {
+        let (_child, url, banner) = spawn_emulator(&["--port", "0", "--state", &state_text]);
+        assert!(
+            banner
+                .iter()
+                .any(|l| l.contains("activations survive a restart")),
+            "{banner:?}"
+        );
+        let r = run(&[
+            "--base-url",
+            &url,
+            "--org",
+            demo_org,
+            "--json",
+            "activate",
+            "--key",
+            demo_key,
+            "--label",
+            "box",
+        ]);
+        assert_eq!(r.code, 0, "{}", r.json());
+        r.json()["activation_id"].as_str().unwrap().to_string()
+    };
+    let (_child, url, _) = spawn_emulator(&["--port", "0", "--state", &state_text]);
+    let r = run(&[
+        "--base-url",
+        &url,
+        "--org",
+        demo_org,
+        "--json",
+        "validate",
+        "--key",
+        demo_key,
+        "--activation-id",
+        &id,
+    ]);
+    assert_eq!(
+        (r.code, r.json()["outcome"].as_str()),
+        (0, Some("licensed")),
+        "{}",
+        r.json()
+    );
+
+    std::fs::write(&state, "{\"format\": torn").unwrap();
+    let r = run(&["--json", "emulator", "--port", "0", "--state", &state_text]);
+    let v = r.json();
+    assert_eq!((r.code, v["field"].as_str()), (2, Some("state")), "{v}");
+    assert!(
+        v["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("polar-state.json")),
         "{v}"
     );
 }

@@ -306,3 +306,75 @@ fn a_key_remembered_while_deactivate_waits_on_polar_stays_remembered() {
         check.1
     );
 }
+
+/// Issue #65: Polar answers the same bare 404 for an unknown key and an unknown activation.
+/// A `deactivate` of this machine's activation, freed meanwhile from another device (or the
+/// portal), says the activation is gone, not "check the key for typos": this cache knows the
+/// key is good.
+#[test]
+fn deactivate_of_an_activation_freed_elsewhere_says_the_activation_is_gone() {
+    let polar = Emulator::start(Seed::demo(), Options::default()).unwrap();
+    let here = ScratchDir::new("cli-deactivate-gone-here");
+    let there = ScratchDir::new("cli-deactivate-gone-there");
+    let act = cli(
+        &polar,
+        &here,
+        &["activate", "--key", DEMO_KEY, "--label", "a", "--remember"],
+    );
+    assert_eq!(act.0, 0, "{}", act.1);
+    let id = act.1["activation_id"].as_str().unwrap().to_string();
+    let freed = cli(
+        &polar,
+        &there,
+        &["deactivate", "--key", DEMO_KEY, "--activation-id", &id],
+    );
+    assert_eq!(freed.0, 0, "{}", freed.1);
+
+    let gone = cli(&polar, &here, &["deactivate"]);
+    answered(&gone, 1, "reason", "not_found");
+    assert_eq!(gone.1["activation_gone"], true, "{}", gone.1);
+    let said = gone.1["user_message"].as_str().unwrap_or_default();
+    assert!(
+        said.starts_with("This device's activation no longer exists") && !said.contains("typo"),
+        "{said}"
+    );
+    // The text output says it too, and no typo advice (activated and freed once more: the
+    // deactivate above forgot the activation that was gone).
+    let act = cli(
+        &polar,
+        &here,
+        &["activate", "--key", DEMO_KEY, "--label", "a", "--remember"],
+    );
+    let again = act.1["activation_id"].as_str().unwrap().to_string();
+    let freed = cli(
+        &polar,
+        &there,
+        &["deactivate", "--key", DEMO_KEY, "--activation-id", &again],
+    );
+    assert_eq!(freed.0, 0, "{}", freed.1);
+    let out = clean_command(BIN)
+        .args([
+            "--base-url",
+            &polar.url(),
+            "--org",
+            &polar.organization_id(),
+        ])
+        .args(["--cache-dir", here.to_str().unwrap(), "deactivate"])
+        .launch();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("activation no longer exists"), "{text}");
+    assert!(
+        text.contains("nothing to free here") && !text.contains("typos"),
+        "{text}"
+    );
+
+    // A cache that never saw the key good keeps the typo advice: nothing says it is good.
+    let fresh = ScratchDir::new("cli-deactivate-gone-fresh");
+    let unknown = cli(
+        &polar,
+        &fresh,
+        &["deactivate", "--key", DEMO_KEY, "--activation-id", &id],
+    );
+    answered(&unknown, 1, "reason", "not_found");
+    assert_eq!(unknown.1["activation_gone"], false, "{}", unknown.1);
+}

@@ -67,6 +67,8 @@ pub(crate) struct Shared {
     /// Wakes the webhook dispatcher (`native.rs`) after anything that may have emitted an
     /// event or finished an attempt.
     pub(crate) wake: Condvar,
+    /// [`crate::Options::state`]: where the keys and activations are kept.
+    pub(crate) state: Option<crate::native::StateFile>,
 }
 
 /// The accept loop; returns when the emulator stops.
@@ -375,6 +377,12 @@ impl Conn<'_> {
 
     /// The answer of a step: the body read (with no lock held) when the core needs it.
     fn complete(&mut self, ex: &mut Exchange, body: &mut Body, step: Step) -> Resp {
+        let r = self.answer(ex, body, step);
+        crate::native::save_state(self.shared);
+        r
+    }
+
+    fn answer(&mut self, ex: &mut Exchange, body: &mut Body, step: Step) -> Resp {
         match step {
             Step::Done(r) => r,
             Step::Body(pending) => {

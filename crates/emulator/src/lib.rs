@@ -111,6 +111,11 @@ pub struct Options {
     pub token_window: Option<Duration>,
     /// How Polar's webhooks go out ([`WebhookOptions`]).
     pub webhooks: WebhookOptions,
+    /// Keeps the keys and activations in this file ([`Emulator::start`], native only): loaded
+    /// at start when it exists (a file that cannot be read whole is an error, never ignored),
+    /// written after every request that changed them (a temporary file beside it, synced,
+    /// then renamed over it). `None` (the default): a restart forgets every activation.
+    pub state: Option<std::path::PathBuf>,
 }
 
 /// How the emulator delivers webhooks (docs/polar-api.md §14).
@@ -158,6 +163,7 @@ impl Default for Options {
             token_budget: None,
             token_window: None,
             webhooks: WebhookOptions::default(),
+            state: None,
         }
     }
 }

@@ -859,6 +859,18 @@ impl Core {
         self.store.key_json(key).map(|j| j.to_value())
     }
 
+    /// The keys and activations as a state file's text ([`Options::state`]).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(crate) fn state_text(&self) -> String {
+        self.store.state_text()
+    }
+
+    /// Takes the keys and activations of a state file's text; nothing changes on an error.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(crate) fn restore_state(&mut self, text: &str) -> Result<(), String> {
+        self.store.restore_text(text)
+    }
+
     /// The live (not deactivated) activations of a key, each
     /// `{id, license_key_id, label, meta, conditions, created_at, modified_at}`.
     pub fn activations(&self, key: &str) -> Vec<serde_json::Value> {

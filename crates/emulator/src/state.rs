@@ -12,6 +12,8 @@ use super::validate::{ActivateReq, DeactivateReq, ValidateReq};
 use super::KeyUpdate;
 
 mod customers;
+#[cfg(not(target_arch = "wasm32"))]
+mod persist;
 pub(crate) use customers::{CustomerRef, RotateError, KEY_NOT_FOUND};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -46,6 +46,14 @@ pub(crate) fn line(text: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
+/// An instant as a log line shows it: RFC 3339 in UTC (`2026-12-04T10:00:00Z`), never epoch
+/// seconds.
+pub(crate) fn instant(unix_seconds: i64) -> String {
+    let mut out = String::with_capacity(20);
+    polar_license::rfc3339::DateTime::from_unix(unix_seconds).write(&mut out);
+    out
+}
+
 /// A key as a log line shows it: redacted (`****-` and its last six characters), escaped.
 pub(crate) fn key(key: &Key) -> String {
     escaped(&key.redacted())
@@ -54,6 +62,12 @@ pub(crate) fn key(key: &Key) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_instant_is_rfc3339() {
+        assert_eq!(instant(1_796_400_831), "2026-12-04T16:13:51Z");
+        assert_eq!(instant(0), "1970-01-01T00:00:00Z");
+    }
 
     #[test]
     fn nothing_from_a_request_ends_a_line() {

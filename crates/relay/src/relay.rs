@@ -915,7 +915,7 @@ impl Relay {
                         op.as_str(),
                         crate::logged::key(key),
                         lease.id,
-                        lease.expires_at
+                        crate::logged::instant(lease.expires_at)
                     );
                     None
                 })
@@ -927,7 +927,7 @@ impl Relay {
                         op.as_str(),
                         crate::logged::key(key),
                         lease.id,
-                        lease.expires_at
+                        crate::logged::instant(lease.expires_at)
                     );
                     Some((unsigned, machine))
                 })

@@ -328,7 +328,7 @@ impl Stored {
                 log::info!(
                     "relay: validate {} 200 ({source}: Polar's answer of {age} s ago, lease until {})",
                     crate::logged::key(&pending.key),
-                    claims.expires_at
+                    crate::logged::instant(claims.expires_at)
                 );
                 let mut r = aged(sourced(r, source), age);
                 add_cors(&mut r);

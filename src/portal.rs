@@ -53,17 +53,7 @@ pub struct PortalRequest {
 
 impl std::fmt::Debug for PortalRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let headers: Vec<_> = self
-            .headers
-            .iter()
-            .map(|(k, v)| {
-                if k.eq_ignore_ascii_case("authorization") {
-                    (*k, "Bearer ****".to_string())
-                } else {
-                    (*k, v.clone())
-                }
-            })
-            .collect();
+        let headers = crate::proto::redacted_headers(&self.headers);
         f.debug_struct("PortalRequest")
             .field("method", &self.method)
             .field("url", &self.url)

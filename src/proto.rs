@@ -216,19 +216,23 @@ pub struct HttpRequest {
     pub body: Vec<u8>,
 }
 
+/// A request's headers as `Debug` shows them: an `authorization` header's token redacted.
+pub(crate) fn redacted_headers(headers: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
+    headers
+        .iter()
+        .map(|(k, v)| {
+            if k.eq_ignore_ascii_case("authorization") {
+                (*k, "Bearer ****".to_string())
+            } else {
+                (*k, v.clone())
+            }
+        })
+        .collect()
+}
+
 impl std::fmt::Debug for HttpRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let headers: Vec<_> = self
-            .headers
-            .iter()
-            .map(|(k, v)| {
-                if k.eq_ignore_ascii_case("authorization") {
-                    (*k, "Bearer ****".to_string())
-                } else {
-                    (*k, v.clone())
-                }
-            })
-            .collect();
+        let headers = redacted_headers(&self.headers);
         f.debug_struct("HttpRequest")
             .field("operation", &self.operation)
             .field("url", &self.url)

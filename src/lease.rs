@@ -254,7 +254,7 @@ pub struct LeaseClaims {
     /// The end of the subscription the key was granted through when the customer cancelled
     /// it (API version 2027-01: `cancel_at_period_end`, or status `canceled`; its `ends_at`,
     /// else its `current_period_end`), as [`crate::grace::LicenseData::cancelled_until`]
-    /// reads it. Signed only for a client that asks for signed facts ([`FACTS_HEADER`]).
+    /// reads it. Signed only for a client that asks for signed facts ([`FACTS_MARK`]).
     pub subscription_ends_at: Option<i64>,
     /// The license-key benefit.
     pub benefit_id: String,

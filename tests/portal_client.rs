@@ -1,6 +1,7 @@
 //! The core's customer-portal steps (src/portal.rs) against the emulator over loopback: sign in
 //! by emailed code, list the customer's keys, read a key's devices, free one with the public
 //! deactivate, and each typed failure (docs/polar-api.md §16.1, §16.2).
+#![cfg(not(target_arch = "wasm32"))]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

@@ -91,7 +91,7 @@ pub fn is_nonce(text: &str) -> bool {
 /// base64's 22 characters: the npm engine has hex already, and no base64 encoder), then
 /// [`FACTS_MARK`] (this client reads signed facts).
 pub fn nonce_text(random: &[u8; 16]) -> String {
-    let mut text = crate::cache::hex(random);
+    let mut text = crate::hex::hex(random);
     text.push_str(FACTS_MARK);
     text
 }
@@ -393,7 +393,7 @@ fn unix(text: &str) -> Option<i64> {
 
 /// SHA-256 of a license key as a lease names it: 64 lowercase hex digits.
 pub fn key_hash(key: &Key) -> String {
-    crate::cache::hex(&Sha256::digest(key.expose().as_bytes()))
+    crate::hex::hex(&Sha256::digest(key.expose().as_bytes()))
 }
 
 impl LeaseClaims {

@@ -132,6 +132,7 @@ pub mod features;
 pub mod fingerprint;
 pub mod flow;
 pub mod grace;
+mod hex;
 pub mod json;
 pub mod key;
 pub mod keyseal;

@@ -1073,3 +1073,21 @@ pub fn trial_report(checked: &CheckReport) -> Report {
     trial_field(&mut r, checked.trial.as_deref());
     r
 }
+
+/// `activate` refused at the activation limit: the text adds how to free a seat from here
+/// (`sign-in`, `devices`, `free`), after the refusal's own `what to do:` line.
+pub fn limit_steps(r: &mut Report) {
+    if r.json.get("reason") == Some(&json!(Reason::ActivationLimit.code())) {
+        let at = r
+            .lines
+            .iter()
+            .position(|l| l.starts_with("  what to do:"))
+            .map_or(r.lines.len(), |i| i + 1);
+        r.lines.insert(
+            at,
+            "  or from here: polar-license sign-in --email EMAIL, then polar-license devices \
+             and polar-license free ID"
+                .to_string(),
+        );
+    }
+}

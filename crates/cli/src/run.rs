@@ -301,7 +301,7 @@ pub fn activate(g: &Global, a: &ActivateArgs) -> Report {
         None => activated.online,
     };
     let mut r = report(Op::Activate, &key, None, &result);
-    crate::devices::limit_steps(&mut r);
+    crate::output::limit_steps(&mut r);
     if r.exit == 0 {
         let bound = licensing.machine_fingerprint().is_some();
         r.json.insert("remembered".into(), true.into());

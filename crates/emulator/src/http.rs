@@ -68,7 +68,7 @@ pub(crate) struct Shared {
     /// event or finished an attempt.
     pub(crate) wake: Condvar,
     /// [`crate::Options::state`]: where the keys and activations are kept.
-    pub(crate) state: Option<crate::native::StateFile>,
+    pub(crate) state: Option<crate::statefile::StateFile>,
 }
 
 /// The accept loop; returns when the emulator stops.
@@ -378,7 +378,7 @@ impl Conn<'_> {
     /// The answer of a step: the body read (with no lock held) when the core needs it.
     fn complete(&mut self, ex: &mut Exchange, body: &mut Body, step: Step) -> Resp {
         let r = self.answer(ex, body, step);
-        crate::native::save_state(self.shared);
+        save_state(self.shared);
         r
     }
 
@@ -544,5 +544,13 @@ fn reason(status: u16) -> &'static str {
         503 => "Service Unavailable",
         504 => "Gateway Timeout",
         _ => "Unknown",
+    }
+}
+
+/// Writes the state file of [`Options::state`](crate::Options::state), when there is one and
+/// the state changed (see [`StateFile::save`](crate::statefile::StateFile::save)).
+pub(crate) fn save_state(shared: &Shared) {
+    if let Some(state) = &shared.state {
+        state.save(&shared.core);
     }
 }

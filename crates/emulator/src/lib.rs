@@ -59,6 +59,8 @@ mod webhooks;
 
 #[cfg(not(target_arch = "wasm32"))]
 mod native;
+#[cfg(not(target_arch = "wasm32"))]
+mod statefile;
 
 use std::time::Duration;
 

@@ -1,10 +1,8 @@
 //! [`Emulator`]: the core ([`Core`]) behind the std HTTP server of `http.rs`, on 127.0.0.1.
 
 use std::collections::HashMap;
-use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
@@ -46,7 +44,7 @@ impl Emulator {
         let mut core = Core::new(seed, options, Time::now())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let state = match state {
-            Some(path) => Some(StateFile::open(path, &mut core)?),
+            Some(path) => Some(crate::statefile::StateFile::open(path, &mut core)?),
             None => None,
         };
         let organization_id = core.organization_id().to_string();
@@ -148,7 +146,7 @@ impl Emulator {
     pub fn update_key(&self, key: &str, update: KeyUpdate) -> bool {
         let changed = lock(&self.shared.core).update_key(key, &update, Time::now());
         self.shared.wake.notify_all();
-        save_state(&self.shared);
+        http::save_state(&self.shared);
         changed
     }
 
@@ -157,7 +155,7 @@ impl Emulator {
     pub fn cycle_key(&self, key: &str) -> bool {
         let cycled = lock(&self.shared.core).cycle_key(key, Time::now());
         self.shared.wake.notify_all();
-        save_state(&self.shared);
+        http::save_state(&self.shared);
         cycled
     }
 
@@ -173,7 +171,7 @@ impl Emulator {
     pub fn rotate_key(&self, key: &str) -> Option<String> {
         let rotated = lock(&self.shared.core).rotate_key(key, Time::now());
         self.shared.wake.notify_all();
-        save_state(&self.shared);
+        http::save_state(&self.shared);
         rotated
     }
 
@@ -181,7 +179,7 @@ impl Emulator {
     pub fn add_key(&self, key: SeedKey) -> Result<(), String> {
         let added = lock(&self.shared.core).add_key(&key, Time::now());
         self.shared.wake.notify_all();
-        save_state(&self.shared);
+        http::save_state(&self.shared);
         added
     }
 
@@ -295,106 +293,4 @@ impl Drop for Emulator {
     fn drop(&mut self) {
         self.shutdown();
     }
-}
-
-/// The state file of [`Options::state`]: its path, and the text last written to it.
-pub(crate) struct StateFile {
-    path: PathBuf,
-    last: Mutex<String>,
-}
-
-impl StateFile {
-    /// Loads `path` into `core` when it exists (a file that cannot be read whole is an error
-    /// naming it), else writes the seed's state there, so a path that cannot be written fails
-    /// at start rather than at the first activation.
-    fn open(path: PathBuf, core: &mut Core) -> io::Result<StateFile> {
-        let shown = path.display().to_string();
-        let last = match fs::read(&path) {
-            Ok(bytes) => {
-                let text = String::from_utf8(bytes).map_err(|_| {
-                    invalid_state(&shown, "it is not UTF-8 text (torn or not a state file)")
-                })?;
-                core.restore_state(&text)
-                    .map_err(|e| invalid_state(&shown, &e))?;
-                core.state_text()
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let text = core.state_text();
-                write_atomically(&path, &text).map_err(|e| {
-                    io::Error::new(e.kind(), format!("the state file {shown}: {e}"))
-                })?;
-                text
-            }
-            Err(e) => {
-                return Err(io::Error::new(
-                    e.kind(),
-                    format!("the state file {shown}: {e}"),
-                ))
-            }
-        };
-        Ok(StateFile {
-            path,
-            last: Mutex::new(last),
-        })
-    }
-}
-
-fn invalid_state(path: &str, why: &str) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidData,
-        format!(
-            "the state file {path} cannot be read: {why}; move it away (or start without \
-             --state) to begin from the seed"
-        ),
-    )
-}
-
-/// Writes the state file when the keys or activations changed since it was last written:
-/// after every request, before its answer goes out, so an answered activation is on disk. A
-/// write that fails is said on stderr (the answer stands) and tried again after the next
-/// request.
-pub(crate) fn save_state(shared: &Shared) {
-    let Some(state) = &shared.state else {
-        return;
-    };
-    // The file's lock first, then the core's only to read: writes land in the order read.
-    let mut last = lock(&state.last);
-    let text = lock(&shared.core).state_text();
-    if *last == text {
-        return;
-    }
-    match write_atomically(&state.path, &text) {
-        Ok(()) => *last = text,
-        Err(e) => eprintln!(
-            "emulator: could not write the state file {}: {e}",
-            state.path.display()
-        ),
-    }
-}
-
-/// `text` to `path` whole or not at all: a temporary file beside it, synced, renamed over it,
-/// and the directory synced (Unix) so the rename survives a crash.
-fn write_atomically(path: &Path, text: &str) -> io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .map_or_else(|| "state".into(), |n| n.to_string_lossy().into_owned());
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut file = fs::File::create(&tmp)?;
-        file.write_all(text.as_bytes())?;
-        file.sync_all()?;
-        drop(file);
-        fs::rename(&tmp, path)?;
-        #[cfg(unix)]
-        fs::File::open(&dir)?.sync_all()?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
 }

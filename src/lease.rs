@@ -1018,6 +1018,28 @@ pub fn verify_signed(
     verify_signed_with(token, keys, expect, &Builtin)
 }
 
+/// A token's parts and footer once its signature verified: within the size cap, a `v4.public` token whose
+/// footer names one of the trusted `keys`, signed by it for `machine` (checked by `ed25519`).
+/// What a lease and a signed denial both are before their claims are read.
+fn signed_parts(
+    token: &str,
+    keys: &RelayKeys,
+    machine: Option<&str>,
+    ed25519: &dyn Ed25519,
+) -> Result<(Parts, Footer), NoLease> {
+    if token.len() > MAX_LEASE_BYTES {
+        return Err(NoLease::TooLarge);
+    }
+    let parts = Parts::split(token).ok_or(NoLease::Format)?;
+    let footer = read_footer(&parts.footer).ok_or(NoLease::Format)?;
+    let key = keys.find(&footer.kid).ok_or(NoLease::UnknownKid)?;
+    match ed25519.verify(key, &parts.pre_auth(machine), &parts.signature) {
+        Checked::Valid => Ok((parts, footer)),
+        Checked::Invalid => Err(NoLease::Signature),
+        Checked::Pending => Err(NoLease::Pending),
+    }
+}
+
 /// [`verify_signed`] with the signature checked by `ed25519`. Only the signature is asked of
 /// it: a lease whose claims do not match `expect` is no lease whatever it answers.
 pub fn verify_signed_with(
@@ -1026,17 +1048,7 @@ pub fn verify_signed_with(
     expect: &LeaseExpect<'_>,
     ed25519: &dyn Ed25519,
 ) -> Result<Lease, NoLease> {
-    if token.len() > MAX_LEASE_BYTES {
-        return Err(NoLease::TooLarge);
-    }
-    let parts = Parts::split(token).ok_or(NoLease::Format)?;
-    let footer = read_footer(&parts.footer).ok_or(NoLease::Format)?;
-    let key = keys.find(&footer.kid).ok_or(NoLease::UnknownKid)?;
-    match ed25519.verify(key, &parts.pre_auth(expect.machine), &parts.signature) {
-        Checked::Valid => {}
-        Checked::Invalid => return Err(NoLease::Signature),
-        Checked::Pending => return Err(NoLease::Pending),
-    }
+    let (parts, footer) = signed_parts(token, keys, expect.machine, ed25519)?;
     // pasetors gives a verified payload only as UTF-8 text; so does this.
     std::str::from_utf8(&parts.message).map_err(|_| NoLease::Claims)?;
     let wire = read_wire(&parts.message).ok_or(NoLease::Claims)?;
@@ -1210,17 +1222,7 @@ pub fn verify_denial_with(
     expect: &DenialExpect<'_>,
     ed25519: &dyn Ed25519,
 ) -> Result<SignedDenial, NoLease> {
-    if token.len() > MAX_LEASE_BYTES {
-        return Err(NoLease::TooLarge);
-    }
-    let parts = Parts::split(token).ok_or(NoLease::Format)?;
-    let footer = read_footer(&parts.footer).ok_or(NoLease::Format)?;
-    let key = keys.find(&footer.kid).ok_or(NoLease::UnknownKid)?;
-    match ed25519.verify(key, &parts.pre_auth(expect.machine), &parts.signature) {
-        Checked::Valid => {}
-        Checked::Invalid => return Err(NoLease::Signature),
-        Checked::Pending => return Err(NoLease::Pending),
-    }
+    let (parts, footer) = signed_parts(token, keys, expect.machine, ed25519)?;
     let claims = DenialClaims::read(&parts.message).ok_or(NoLease::Claims)?;
     let reason = crate::reason::Reason::from_code(&claims.reason).ok_or(NoLease::Claims)?;
     let same = claims.organization_id == expect.organization_id

@@ -5,10 +5,10 @@
 // moves bytes: the request in, Polar's answer (an async fetch) in, the answer out, and the
 // lease's Ed25519 signature made by WebCrypto from a non-extractable key (the private key never
 // enters the WebAssembly). It still holds rules that belong to the core, until issue #63 moves
-// them (docs/architecture.md lists them): the store's key layout and its migration (storeKey,
-// addLinks), the overlay of unsaved changes, the coalescing of failed saves and the values
-// dropped after REFUSALS, the client's address (clientIp), its caps and timeouts, and its own
-// 500's CORS header.
+// them (docs/architecture.md lists them): the overlay of unsaved changes, the values dropped
+// after REFUSALS, the client's address (clientIp), its caps and timeouts, and its own 500's
+// CORS header. The store's key layout and its migration are the core's (store/layout.rs):
+// with a Durable Object this file gets, lists, puts and deletes the keys the core names.
 
 const SECRET_PREFIX = 'k4.secret.';
 /** The route Polar's webhooks are delivered to (the core's WEBHOOK_ROUTE). */
@@ -67,78 +67,6 @@ export async function importSigningKey(text, subtle = globalThis.crypto?.subtle)
     throw bad('its public half does not match its secret');
   }
   return { kid, key, publicKey: `k4.public.${x}` };
-}
-
-/** The store's key of a journal item: `e:<entry id>`, `w:<webhook id>`, `b:budget` (the
- * token budget's state: each replaces the last), and with a store read per key
- * (durableStorage) `i:<tag>|<entry id>` (an index link; `i:t:<time>|<entry id>` the time row,
- * oldest first), `n:entries` (the count), and the roster's `r:<SHA-256 of a key>` and
- * `r:phase` (its next page; 0: current). */
-function storeKey(item) {
-  switch (item.op) {
-    case 'roster':
-      return `r:${item.digest}`;
-    case 'rosterPage':
-      return 'r:phase';
-    case 'budget':
-      return 'b:budget';
-    case 'count':
-      return 'n:entries';
-    case 'put':
-    case 'delete':
-      return `e:${item.id}`;
-    case 'link':
-    case 'unlink':
-      return `i:${item.tag}|${item.id}`;
-    default:
-      return `w:${item.id}`;
-  }
-}
-
-/** The value a journal item leaves under its key (`undefined`: the key is deleted). */
-function storeValue(item) {
-  switch (item.op) {
-    case 'put':
-      return item.entry;
-    case 'budget':
-      return item.state;
-    case 'webhook':
-      return item.at;
-    case 'link':
-      return 1;
-    case 'count':
-      return item.n;
-    case 'roster':
-      return item.known ? 1 : undefined;
-    case 'rosterPage':
-      return item.page;
-    default:
-      return undefined;
-  }
-}
-
-/** The index tags of a stored entry (the core's own, for a store written before index links). */
-const tagsOf = (entry) =>
-  [entry?.license_key_id && `l:${entry.license_key_id}`, entry?.customer_id && `c:${entry.customer_id}`, entry?.key_tag].filter(
-    (t) => typeof t === 'string' && t !== '',
-  );
-
-/** A stored value read while its save ended: read again in the next round. */
-const SKIPPED = Symbol('skipped');
-
-/** The time row's prefix: `i:t:<when Polar answered, 12 digits>|<entry id>` (the core's). */
-const TIME_ROW = 'i:t:';
-const timeKey = (entry, id) => `${TIME_ROW}${String(Math.max(0, Math.floor(Number(entry?.answered_at) || 0))).padStart(12, '0')}|${id}`;
-
-/** Journal items with only the last of each key, in the order of those last changes. */
-function latestPerKey(items) {
-  const last = new Map();
-  for (const item of items) {
-    const key = storeKey(item);
-    last.delete(key);
-    last.set(key, item);
-  }
-  return [...last.values()];
 }
 
 /** Reads at most `limit` bytes of a body stream (the rest is cancelled). */
@@ -205,10 +133,10 @@ function readsDriver({ upstreamFetch, timeoutMs, persist, wake, loaded, rows, cl
       return { error: e?.name === 'TimeoutError' ? 'timed out' : 'unreachable' };
     }
   }
-  // A page of index rows (`rows(prefix, after, limit)` lists them), or why there is none.
-  async function list({ prefix, after, limit }) {
+  // A page of the stored keys (`rows(list)` lists them), or why there is none.
+  async function list(page) {
     try {
-      return await rows(prefix, after, limit);
+      return await rows(page);
     } catch (e) {
       console.error(`polar-license relay: the stored keys could not be listed for the reconcile (${failed(e)}): again in a second`);
       return { error: 'unlisted' };
@@ -332,12 +260,13 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
         (ONLY_WORKERS() ? request.headers.get('cf-connecting-ip') : null) ??
         'unknown');
     const storage = options.storage ?? null;
-    if (storage && (typeof storage.load !== 'function' || typeof storage.save !== 'function')) {
-      throw new TypeError('createRelay: storage must have load() and save(items)');
-    }
-    // A storage read per key (durableStorage's): start() reads the small global state, read()
-    // entries and list() index rows as each request needs them; else load() reads it whole.
+    // A storage read per key (durableStorage's: get, list and write the keys the core names),
+    // else one read whole (load) and saved by journal items (save).
     const paged = storage?.paged === true;
+    const wants = paged ? ['get', 'list', 'write'] : ['load', 'save'];
+    if (storage && wants.some((f) => typeof storage[f] !== 'function')) {
+      throw new TypeError(`createRelay: storage must have ${wants.join(', ')}`);
+    }
     // Whether the core keeps a verdict store (`store`: an object).
     const storeOn = typeof options.store === 'object' && options.store !== null;
     let ready = null;
@@ -347,7 +276,8 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
       const signer =
         typeof options.signingKey === 'string' ? await importSigningKey(options.signingKey, webCrypto?.subtle) : options.signingKey;
       const core = new RelayCore({ ...coreConfig(options, signer), pagedStore: paged });
-      if (storeOn && storage) core.restore(JSON.stringify((await (paged ? storage.start() : storage.load())) ?? []), performance.now());
+      if (storeOn && storage && paged) await openStore(core);
+      else if (storeOn && storage) core.restore(JSON.stringify((await storage.load()) ?? []));
       return { core, signer };
     };
     // The roster's and the reconcile's reads (store.roster, store.reconcileEvery), the core
@@ -358,16 +288,16 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
       upstreamFetch,
       timeoutMs,
       persist: (core) => persist(core),
-      // What a load names, read (`{entries, rows, roster, oldest}`), or null when it could not be.
+      // What a load names (`{keys, lists}`), read, or null when it could not be.
       loaded: async (need) => {
         try {
-          return await readNeed(need);
+          return await readAll(need);
         } catch (e) {
           console.error(`polar-license relay: the store could not be read (${e instanceof Error ? e.message : 'error'})`);
           return null;
         }
       },
-      rows: paged && typeof storage.rows === 'function' ? (prefix, after, limit) => storage.rows(prefix, after, limit) : null,
+      rows: paged ? async (page) => [...(await storage.list(page)).keys()] : null,
       wake: storage?.wake
         ? (ms) => storage.wake(ms).catch((e) => console.error(`polar-license relay: the alarm could not be set (${e instanceof Error ? e.message : 'error'})`))
         : timer,
@@ -389,66 +319,48 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
         reading.delete(saved);
       }
     };
-    // The values of `keys`, what was handed to `save` over the storage's; `SKIPPED` for a key
-    // whose save ended while it was read.
-    const readKeys = async (keys) => {
-      const [stored, saved] = await whileSaving(() => storage.read(keys.filter((k) => !overlay.has(k))));
-      return keys.map((k) => (overlay.has(k) ? overlay.get(k).value : saved.has(k) ? SKIPPED : stored.get(k)));
-    };
-    const readEntries = async (ids) =>
-      (await readKeys(ids.map((id) => `e:${id}`))).flatMap((entry, i) =>
-        entry === SKIPPED ? [] : [entry === undefined ? { op: 'delete', id: ids[i] } : { op: 'put', id: ids[i], entry }],
+    // The core's reads (`{keys, lists}`) done, what was handed to `save` over the storage's, as
+    // the core takes them (`{values: [key, value | null][], lists: ([key, value][] | null)[]}`,
+    // JSON): a key, or a listing, whose save ended while it was read is left out (read again).
+    const readAll = async ({ keys, lists }) => {
+      const [[stored, listed], saved] = await whileSaving(() =>
+        Promise.all([storage.get(keys.filter((k) => !overlay.has(k))), Promise.all(lists.map((l) => storage.list(l)))]),
       );
-    // The roster's digests (`r:<digest>`): [digest, stored] for those read.
-    const readRoster = async (digests) =>
-      (await readKeys(digests.map((d) => `r:${d}`))).flatMap((value, i) => (value === SKIPPED ? [] : [[digests[i], value !== undefined]]));
-    const readRow = async (tag) => {
-      const prefix = `i:${tag}|`;
-      const [listed, saved] = await whileSaving(() => storage.list(prefix));
-      if ([...saved].some((k) => k.startsWith(prefix))) return null;
-      const ids = new Set(listed.map((k) => k.slice(prefix.length)));
-      for (const [k, { value }] of overlay) {
-        if (!k.startsWith(prefix)) continue;
-        if (value === undefined) ids.delete(k.slice(prefix.length));
-        else ids.add(k.slice(prefix.length));
+      const values = keys.filter((k) => overlay.has(k) || !saved.has(k)).map((k) => [k, (overlay.has(k) ? overlay.get(k).value : stored.get(k)) ?? null]);
+      const pages = lists.map(({ prefix, limit }, i) => {
+        if ([...saved].some((k) => k.startsWith(prefix))) return null;
+        const page = new Map(listed[i]);
+        for (const [k, { value }] of overlay) {
+          // A bounded listing leaves out what is unsaved (it would not be in its place).
+          if (k.startsWith(prefix)) value === null || limit !== undefined ? page.delete(k) : page.set(k, value);
+        }
+        return [...page];
+      });
+      return JSON.stringify({ values, lists: pages });
+    };
+    // A paged store opened (its global state read; an older layout migrated first), the core
+    // naming each read and write.
+    const openStore = async (core) => {
+      let step = core.openStore(undefined, performance.now());
+      while (!step.done) {
+        if (step.puts) await storage.write(step.puts);
+        step = core.openStore(await readAll(step.reads), performance.now());
       }
-      return [tag, [...ids]];
-    };
-    // With the store full: the time row's first `n` keys (its oldest entries), each after
-    // TIME_ROW; null when a save ended meanwhile (read again).
-    const readOldest = async (n) => {
-      if (n === 0) return undefined;
-      if (typeof storage.oldest !== 'function') return [];
-      const [listed, saved] = await whileSaving(() => storage.oldest(n));
-      if ([...saved].some((k) => k.startsWith(TIME_ROW))) return null;
-      return listed
-        .filter((k) => !overlay.has(k))
-        .map((k) => k.slice(TIME_ROW.length));
-    };
-    // What a load names (`{entries, tags, roster, oldest}`), read: as `give` and `pollAnswered` take it (`{loaded}`).
-    const readNeed = async (need) => {
-      const [entries, rows, roster, oldest] = await Promise.all([
-        readEntries(need.entries),
-        Promise.all(need.tags.map(readRow)),
-        readRoster(need.roster ?? []),
-        readOldest(need.oldest ?? 0),
-      ]);
-      return { entries: JSON.stringify(entries), rows: JSON.stringify(rows.filter(Boolean)), roster: JSON.stringify(roster), oldest: oldest ? JSON.stringify(oldest) : undefined };
     };
     // The store's changes are saved in order, and every answer waits for a save that holds
     // its own. A save that fails keeps its items for the next one (tried again, in order) and
     // fails only the answers waiting on it: never a later request.
     let unsaved = [];
     let saving = Promise.resolve();
-    const persist = (core) => save(core.takeJournal());
-    // Saves journal items (JSON, as the core gives them).
-    const save = (journal) => {
+    const persist = (core) => save(core, core.takeJournal());
+    // Saves the core's changes (JSON: journal items, or with a paged store `[key, value]` writes).
+    const save = (core, journal) => {
       if (!storeOn || !storage) return Promise.resolve();
       const taken = JSON.parse(journal);
       if (paged) {
-        for (const item of taken) {
-          item.seq = ++seq;
-          overlay.set(storeKey(item), { value: storeValue(item), seq: item.seq });
+        for (const write of taken) {
+          write.seq = ++seq;
+          overlay.set(write[0], { value: write[1], seq: write.seq });
         }
       }
       unsaved.push(...taken);
@@ -460,19 +372,20 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
           // A storage may name values it refused for good (`durableStorage`: past its size
           // limit): dropped and logged once, never tried again with every later save (which
           // would fail each of them, and every webhook answered meanwhile).
-          const refused = await storage.save(batch);
+          const refused = await (paged ? storage.write(batch) : storage.save(batch));
           for (const [key, why] of Array.isArray(refused) ? refused : []) {
             console.error(`polar-license relay: the storage refused ${String(key).slice(0, 18)}… for good (${why}): dropped, not tried again`);
           }
-          for (const item of batch) {
-            const key = storeKey(item);
-            if (overlay.get(key)?.seq === item.seq) overlay.delete(key);
-            for (const saved of reading) saved.add(key);
+          for (const write of paged ? batch : []) {
+            if (overlay.get(write[0])?.seq === write.seq) overlay.delete(write[0]);
+            for (const saved of reading) saved.add(write[0]);
           }
         } catch (e) {
-          // Kept to be tried again, the last change of each key only (a storage that keeps
-          // failing holds no more than the store itself).
-          unsaved = latestPerKey(batch.concat(unsaved));
+          // Kept to be tried again, the last change of each key only (the core's choice).
+          const kept = batch.concat(unsaved);
+          const seqs = new Map(kept.map((w) => [w[0], w.seq]));
+          unsaved = JSON.parse(core.keepUnsaved(JSON.stringify(kept)));
+          if (paged) for (const write of unsaved) write.seq = seqs.get(write[0]);
           throw e;
         }
       });
@@ -556,7 +469,7 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
             given = { body: await readCapped(request.body, need.body) };
           } else if (need.load) {
             try {
-              given = { loaded: await readNeed(need.load) };
+              given = { loaded: await readAll(need.load) };
             } catch (e) {
               console.error(`polar-license relay: the store could not be read (${e instanceof Error ? e.message : 'error'})`);
               given = { loaded: null };
@@ -584,7 +497,7 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
             given = { signature: await sign(signer, need.sign) };
           } else if (need.persist !== undefined) {
             try {
-              await save(need.persist);
+              await save(core, need.persist);
               given = { persisted: true };
             } catch (e) {
               // A webhook is refused (Polar delivers it again); a check's answer is passed on,
@@ -673,51 +586,17 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
  * dropped as refused for good (an error that says so drops it at once). */
 const REFUSALS = 3;
 
-/** The layout of a Durable Object's store: entries read per key through index links, and the
- * time row (3). */
-const LAYOUT = 3;
-
-/** Pages a store written before index links (`e:` keys only) or the time row into them, once. */
-async function addLinks(storage) {
-  let count = 0;
-  let after;
-  for (;;) {
-    const page = await storage.list({ prefix: 'e:', limit: 512, ...(after === undefined ? {} : { startAfter: after }) });
-    if (page.size === 0) break;
-    const links = [];
-    for (const [key, entry] of page) {
-      after = key;
-      count++;
-      for (const tag of tagsOf(entry)) links.push([`i:${tag}|${key.slice(2)}`, 1]);
-      links.push([timeKey(entry, key.slice(2)), 1]);
-    }
-    for (let i = 0; i < links.length; i += 128) await storage.put(Object.fromEntries(links.slice(i, i + 128)));
-  }
-  await storage.put({ 'n:entries': count, 'v:layout': LAYOUT });
-}
-
 /**
- * A Durable Object's storage as the relay's `storage` option, read per key: entries under
- * `e:<id>`, one key per index link `i:<tag>|<id>` (the entries of a key, a license key id, a
- * customer), webhook ids under `w:<id>`, the token budget's state under `b:budget`, the count
- * of entries under `n:entries`, the roster's keys' SHA-256 under `r:<hex>` and its next page
- * under `r:phase`; written 128 keys at a time (the storage API's limit per call). At start
- * only the webhook ids (three days' worth), the budget, the count and the roster's page are
- * read: each request reads what it touches (`read`, `list`), so start-up time does not grow
- * with the store or the roster; the reconcile then learns the stored keys a page at a time
- * between requests (`rows`).
- * A store written before index links gets them once, at its first start.
+ * A Durable Object's storage as the relay's `storage` option, read per key: the core names
+ * every key (its layout, store/layout.rs: entries, index links, webhook ids, the budget, the
+ * count, the roster) and this gets, lists, puts and deletes them, 128 keys a call (the storage
+ * API's limit). Start-up reads the small global state only, each request what it touches, so
+ * start-up time does not grow with the store or the roster. A store written before index links
+ * gets them once, at its first start (the core's migration).
  */
 export function durableStorage(storage) {
   // The alarm this object set last (ms), if any.
   let alarmAt = null;
-  const getMany = async (keys) => {
-    const out = new Map();
-    for (let i = 0; i < keys.length; i += 128) {
-      for (const [k, v] of await storage.get(keys.slice(i, i + 128))) out.set(k, v);
-    }
-    return out;
-  };
   // Keys whose value was refused alone while others were written, how many saves in a row.
   const strikes = new Map();
   /** `batch` ([key, value][]) written key by key after `failed` (its call's error): the keys
@@ -755,44 +634,35 @@ export function durableStorage(storage) {
   };
   return {
     paged: true,
-    /** The store's small global state: webhook ids, the budget, the count of entries. */
-    async start() {
-      if ((await storage.get('v:layout')) !== LAYOUT) await addLinks(storage);
-      const items = [];
-      for (const [key, at] of await storage.list({ prefix: 'w:' })) items.push({ op: 'webhook', id: key.slice(2), at });
-      const global = await getMany(['b:budget', 'n:entries', 'r:phase']);
-      if (global.has('b:budget')) items.push({ op: 'budget', state: global.get('b:budget') });
-      if (global.has('n:entries')) items.push({ op: 'count', n: global.get('n:entries') });
-      // The roster's next page (0: current): its keys are read per request, never here.
-      if (global.has('r:phase')) items.push({ op: 'rosterPage', page: global.get('r:phase') });
-      return items;
-    },
     /** The values of `keys` (a Map; a key not stored is absent). */
-    read: getMany,
-    /** The keys under `prefix` (an index row). */
-    async list(prefix) {
-      return [...(await storage.list({ prefix })).keys()];
-    },
-    /** At most `limit` index rows whose tag starts with `prefix`, those after the row `after`
-     * (`<tag>|<entry id>`; undefined: from the first), in order, without their `i:`: a page
-     * of the stored keys' listing (the reconcile's). */
-    async rows(prefix, after, limit) {
-      const page = await storage.list({ prefix: `i:${prefix}`, limit, ...(after === undefined ? {} : { startAfter: `i:${after}` }) });
-      return [...page.keys()].map((k) => k.slice(2));
-    },
-    /** The time row's first `n` keys: the oldest entries (a full store's next evictions). */
-    async oldest(n) {
-      return [...(await storage.list({ prefix: TIME_ROW, limit: n })).keys()];
-    },
-    /** Everything, as journal items (a store read whole). */
-    async load() {
-      const items = [];
-      for (const [key, value] of await storage.list()) {
-        if (key.startsWith('e:')) items.push({ op: 'put', id: key.slice(2), entry: value });
-        else if (key.startsWith('w:')) items.push({ op: 'webhook', id: key.slice(2), at: value });
-        else if (key === 'b:budget') items.push({ op: 'budget', state: value });
+    async get(keys) {
+      const out = new Map();
+      for (let i = 0; i < keys.length; i += 128) {
+        for (const [k, v] of await storage.get(keys.slice(i, i + 128))) out.set(k, v);
       }
-      return items;
+      return out;
+    },
+    /** The keys under `prefix` with their values (a Map, in key order), those after `after`,
+     * at most `limit`. */
+    list: ({ prefix, after, limit }) =>
+      storage.list({ prefix, ...(limit === undefined ? {} : { limit }), ...(after === undefined ? {} : { startAfter: after }) }),
+    /** Writes `[key, value | null]` (null: deleted): the keys refused for good, `[key, why]`. */
+    async write(writes) {
+      const puts = writes.filter(([, v]) => v !== null);
+      const gone = writes.filter(([, v]) => v === null).map(([k]) => k);
+      const refused = [];
+      for (let i = 0; i < puts.length; i += 128) {
+        const batch = puts.slice(i, i + 128);
+        try {
+          await storage.put(Object.fromEntries(batch));
+        } catch (e) {
+          // One value refused fails the whole call: each written alone tells a value refused
+          // for good from a storage that is down (then the save fails, tried again later).
+          refused.push(...(await putEach(batch, e)));
+        }
+      }
+      for (let i = 0; i < gone.length; i += 128) await storage.delete(gone.slice(i, i + 128));
+      return refused;
     },
     /** The relay's next work (the roster's and the reconcile's reads) in `ms`: the object's alarm, unless one
      * rings sooner (known without a storage call when this object set it: every request asks). */
@@ -808,36 +678,6 @@ export function durableStorage(storage) {
       } else {
         alarmAt = set;
       }
-    },
-    async save(items) {
-      const puts = new Map();
-      const deletes = new Set();
-      for (const item of items) {
-        const key = storeKey(item);
-        const value = storeValue(item);
-        if (value === undefined) {
-          deletes.add(key);
-          puts.delete(key);
-        } else {
-          puts.set(key, value);
-          deletes.delete(key);
-        }
-      }
-      const entries = [...puts];
-      const refused = [];
-      for (let i = 0; i < entries.length; i += 128) {
-        const batch = entries.slice(i, i + 128);
-        try {
-          await storage.put(Object.fromEntries(batch));
-        } catch (e) {
-          // One value refused fails the whole call: each written alone tells a value refused
-          // for good from a storage that is down (then the save fails, tried again later).
-          refused.push(...(await putEach(batch, e)));
-        }
-      }
-      const gone = [...deletes];
-      for (let i = 0; i < gone.length; i += 128) await storage.delete(gone.slice(i, i + 128));
-      return refused;
     },
   };
 }

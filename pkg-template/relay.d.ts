@@ -125,29 +125,24 @@ export type RelayStoreItem =
 
 export interface RelayStorage {
   /** What was saved (`put`, `webhook` and the last `budget` items), at start. */
-  load(): Promise<RelayStoreItem[]>;
+  load?(): Promise<RelayStoreItem[]>;
   /** Changes, in order; an answer is sent only once its changes are saved. A save that
    * rejects is tried again, its changes with the next; one that resolves with `[key, why]`
    * pairs names values the storage refused for good (durableStorage's: past a Durable
    * Object's 128 KiB a value): those are dropped and logged once, never tried again. */
-  save(items: RelayStoreItem[]): Promise<void | [string, string][]>;
-  /** `true` (durableStorage's): read per key with `start`, `read` and `list` below, never whole. */
+  save?(items: RelayStoreItem[]): Promise<void | [string, string][]>;
+  /** `true` (durableStorage's): read per key with `get`, `list` and `write` below (the keys the
+   * relay's core names: its layout), never whole; `load` and `save` are then not used. */
   paged?: true;
-  /** At start: the webhook ids, the last `budget` and the `count` only. */
-  start?(): Promise<RelayStoreItem[]>;
-  /** The values saved under these keys. */
-  read?(keys: string[]): Promise<Map<string, unknown>>;
-  /** The keys saved under a prefix (an index row). */
-  list?(prefix: string): Promise<string[]>;
+  /** The values saved under these keys (a key not saved is absent). */
+  get?(keys: string[]): Promise<Map<string, unknown>>;
+  /** The keys saved under `prefix` with their values, in key order, those after `after`, at most `limit`. */
+  list?(page: { prefix: string; after?: string; limit?: number }): Promise<Map<string, unknown>>;
+  /** Writes `[key, value]` pairs (`null`: the key deleted), in order; resolves with the
+   * `[key, why]` pairs of values refused for good, as `save`. */
+  write?(writes: [string, unknown][]): Promise<[string, string][]>;
   /** Asks for `Relay.alarm()` in `ms` (durableStorage's: the object's alarm); without it, a timer. */
   wake?(ms: number): Promise<void>;
-  /** The first `n` keys of the time row (`i:t:`) in key order: a full store's oldest entries,
-   * evicted from the storage (without it, only from what is in memory). */
-  oldest?(n: number): Promise<string[]>;
-  /** At most `limit` index rows (`<tag>|<id>`, without `i:`) whose tag starts with `prefix`,
-   * after the row `after` (undefined: from the first), in key order: the reconcile's pages of
-   * the stored keys after a start (without it, only the keys Polar answers from then). */
-  rows?(prefix: string, after: string | undefined, limit: number): Promise<string[]>;
 }
 
 export interface Relay {

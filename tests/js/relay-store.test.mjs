@@ -509,25 +509,18 @@ test('node: a new relay over the same saved storage remembers the budget spent a
   assert.equal(calls, 7, 'Polar not asked during its Retry-After, across the restart');
 });
 
-test('durableStorage keeps the budget under one key and loads it back', async () => {
+test("durableStorage writes, deletes and lists the core's keys, 128 a call", async () => {
   const { durableStorage } = await import(pathToFileURL(join(PACKAGE_DIR, 'relay-handler.js')).href);
-  const kv = new Map();
-  const fake = {
-    async list() {
-      return new Map(kv);
-    },
-    async put(entries) {
-      for (const [k, v] of Object.entries(entries)) kv.set(k, v);
-    },
-    async delete(keys) {
-      for (const k of keys) kv.delete(k);
-    },
-  };
+  const fake = fakeDurable();
   const storage = durableStorage(fake);
-  const state = (n) => `1000 0 0:${n}`;
-  await storage.save([{ op: 'budget', state: state(1) }, { op: 'webhook', id: 'evt', at: 5 }, { op: 'budget', state: state(2) }]);
-  assert.deepEqual([...kv.keys()].sort(), ['b:budget', 'w:evt']);
-  assert.deepEqual(await storage.load(), [{ op: 'budget', state: state(2) }, { op: 'webhook', id: 'evt', at: 5 }]);
+  const keys = Array.from({ length: 300 }, (_, i) => `i:t:${String(i).padStart(12, '0')}|x`);
+  assert.deepEqual(await storage.write([...keys.map((k) => [k, 1]), ['b:budget', '1000 0 0:2']]), []);
+  assert.equal(fake.kv.size, 301);
+  assert.equal((await storage.get([...keys, 'b:budget', 'n:none'])).size, 301);
+  const page = await storage.list({ prefix: 'i:t:', after: keys[9], limit: 5 });
+  assert.deepEqual([...page.keys()], keys.slice(10, 15));
+  await storage.write(keys.slice(0, 200).map((k) => [k, null]));
+  assert.deepEqual([...(await storage.list({ prefix: 'i:' })).keys()], keys.slice(200));
 });
 
 /** A Durable Object's storage API over a Map (keys in order, as Cloudflare lists them), its
@@ -716,6 +709,76 @@ test("node: a Durable Object's store is read per key: a revocation refuses entri
   const up = await direct(shaky, '/v1/webhooks/polar', { headers: signedHeaders('evt-paged-down', event), body: event });
   assert.equal(up.status, 200, up.body);
   assert.equal((await direct(shaky, VALIDATE, { body: validateBody(keys[4]) })).status, 404);
+});
+
+/** A Durable Object's storage that counts its calls (get, list, put, delete, the alarm's). */
+function countedDurable(kv) {
+  const fake = Object.assign(fakeDurable(kv), { getAlarm: async () => null, setAlarm: async () => {} });
+  const calls = { get: 0, list: 0, put: 0, delete: 0, getAlarm: 0, setAlarm: 0 };
+  for (const name of Object.keys(calls)) {
+    const real = fake[name].bind(fake);
+    fake[name] = (...args) => {
+      calls[name]++;
+      return real(...args);
+    };
+  }
+  return Object.assign(fake, { calls });
+}
+
+/** The Durable Object round trips each route costs (the storage calls from the request until
+ * its work after the answer is done), at most these (measured on main at f61fc3f: start 2 gets,
+ * 2 lists and a put; a new key's check a get, a list and a put; issue #63 item 2 keeps them at
+ * these or fewer). Roster and reconcile off: their reads are the
+ * background's, not a request's. */
+const ROUND_TRIPS = {
+  start: 5,
+  'validate, a new key': 3,
+  'validate, stored': 0,
+  'validate, stored, after a restart': 2,
+  activate: 1,
+  deactivate: 2,
+  'webhook revocation': 2,
+  'validate, revoked': 0,
+  'unknown route': 0,
+};
+
+test("node: a Durable Object's round trips per request stay at or below the measured figures", async () => {
+  const { durableStorage } = await import(pathToFileURL(join(PACKAGE_DIR, 'relay-handler.js')).href);
+  const options = { accessToken: TOKEN, signingKey: SIGNING_KEY, baseUrl: polar.url, perIp: '1000/1000', perKey: '1000/1000', store: { webhookSecret: SECRET, roster: false, reconcileEvery: 0 } };
+  const fake = countedDurable();
+  let relay = relayPkg.createRelay({ ...options, storage: durableStorage(fake) });
+  const measured = {};
+  const counted = async (name, run) => {
+    const before = { ...fake.calls };
+    const out = await run();
+    await relay.alarm();
+    const spent = Object.fromEntries(Object.entries(fake.calls).map(([k, v]) => [k, v - before[k]]).filter(([, v]) => v > 0));
+    measured[name] = { total: Object.values(spent).reduce((a, b) => a + b, 0), ...spent };
+    return out;
+  };
+  await counted('start', () => direct(relay, '/healthz', { method: 'GET', headers: {} }));
+  const key = newKey();
+  const first = await counted('validate, a new key', () => direct(relay, VALIDATE, { body: validateBody(key) }));
+  assert.equal(first.source, 'polar', first.body);
+  assert.equal((await counted('validate, stored', () => direct(relay, VALIDATE, { body: validateBody(key) }))).source, 'store');
+  relay = relayPkg.createRelay({ ...options, storage: durableStorage(fake) });
+  await relay.ready();
+  await relay.alarm();
+  assert.equal((await counted('validate, stored, after a restart', () => direct(relay, VALIDATE, { body: validateBody(key) }))).source, 'store');
+  const other = newKey();
+  const activated = await counted('activate', () => direct(relay, '/v1/customer-portal/license-keys/activate', { body: JSON.stringify({ key: other, organization_id: ORG, label: 'laptop' }) }));
+  assert.equal(activated.status, 200, activated.body);
+  const deactivate = JSON.stringify({ key: other, organization_id: ORG, activation_id: JSON.parse(activated.body).id });
+  const deactivated = await counted('deactivate', () => direct(relay, '/v1/customer-portal/license-keys/deactivate', { body: deactivate }));
+  assert.equal(deactivated.status, 204, deactivated.body);
+  await counted('webhook revocation', () => revoke(relay, first, 'evt-round-trips'));
+  const refused = await counted('validate, revoked', () => direct(relay, VALIDATE, { body: validateBody(key) }));
+  assert.deepEqual([refused.status, refused.source], [404, 'store'], refused.body);
+  assert.equal((await counted('unknown route', () => direct(relay, '/nothing'))).status, 404);
+  console.log(`Durable Object round trips per request: ${JSON.stringify(measured)}`);
+  for (const [name, most] of Object.entries(ROUND_TRIPS)) {
+    assert.ok(measured[name].total <= most, `${name}: ${JSON.stringify(measured[name])} storage calls, at most ${most}`);
+  }
 });
 
 // ---- workerd, with a Durable Object ---------------------------------------------------------

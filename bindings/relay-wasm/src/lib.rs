@@ -16,8 +16,10 @@
 //! The decisions of a request and of the background reads are the relay core's. Not yet all
 //! (issue #63; docs/architecture.md lists them): this crate repeats the load rounds
 //! (`MAX_LOAD_ROUNDS`) and the budget's defaults that the CLI writes too, and the JS
-//! (pkg-template/relay-handler.js) holds the store's key layout and its migration, the overlay
-//! of unsaved changes, the refusal policy, the client's address and its own caps and timeouts.
+//! (pkg-template/relay-handler.js) holds the overlay of unsaved changes, the refusal policy,
+//! the client's address and its own caps and timeouts. A paged store's keys are the core's
+//! (`store::layout`): the host gets, lists, puts and deletes what `openStore`, `want`'s `load`,
+//! `poll` and `takeJournal` name.
 //! Waiting requests are kept in bounded tables: a host that never finishes cannot grow them.
 
 #![cfg(target_arch = "wasm32")]
@@ -35,12 +37,12 @@ use polar_license_relay::flow::background::{
     Background, Given as BackgroundGiven, Poll as BackgroundPoll,
 };
 use polar_license_relay::flow::{Exchange, ExchangeOptions, Given, Load, Need};
+use polar_license_relay::store::layout::{self, Open, Opening, Read, Reads};
 use polar_license_relay::store::{
     JournalBackend, JournalItem, PagedBackend, StoreOptions, DEFAULT_CACHED,
 };
 use polar_license_relay::{
-    Now, Rate, Relay, RelayConfig, RelayRequest, RelayResponse, RosterChange, Signer, StoreConfig,
-    STALE_AFTER_MS,
+    Now, Rate, Relay, RelayConfig, RelayRequest, RelayResponse, Signer, StoreConfig, STALE_AFTER_MS,
 };
 use wasm_bindgen::prelude::*;
 
@@ -69,6 +71,10 @@ pub struct RelayCore {
     /// paged store their loads and the stored keys' listing): one machine, driven by the host
     /// through `poll` and `pollAnswered`.
     background: RefCell<Background>,
+    /// The background job under way and what its load reads (a load's answer is read by them).
+    background_reads: RefCell<Option<(u32, Reads)>>,
+    /// A paged store's opening (`openStore`).
+    opening: RefCell<Opening>,
 }
 
 /// Where the store's entries are: all in memory (restored whole at start), or in the host's
@@ -320,16 +326,6 @@ fn roster_options(store: &JsValue, options: &mut StoreOptions) -> Result<(), JsE
     Ok(())
 }
 
-/// A roster change as a journal item for the host (`r:<digest>`, `r:phase`).
-fn roster_item(change: RosterChange) -> serde_json::Value {
-    match change {
-        RosterChange::Key(digest, known) => {
-            serde_json::json!({"op": "roster", "digest": digest, "known": known})
-        }
-        RosterChange::Page(page) => serde_json::json!({"op": "rosterPage", "page": page}),
-    }
-}
-
 /// What a roster read got (`{status, headers, body}`, or `{error}`), as the core takes it.
 fn read_answer(upstream: &JsValue) -> polar_license_relay::RosterAnswer {
     let error = get(upstream, "error");
@@ -357,20 +353,17 @@ fn patient(out: &Object, patience: Option<u64>) {
     }
 }
 
-/// What the host loads (`{entries, tags, roster, oldest}`: see [`RelayCore::missing`]).
-fn missing_js(missing: &polar_license_relay::store::Missing, roster: &[String]) -> JsValue {
-    let list = |items: &[String]| -> JsValue {
-        items
-            .iter()
-            .map(|s| JsValue::from_str(s))
-            .collect::<Array>()
-            .into()
-    };
-    let out = wrapped("entries", &list(&missing.entries));
-    set(&out, "tags", &list(&missing.tags));
-    set(&out, "roster", &list(roster));
-    set(&out, "oldest", &JsValue::from(missing.oldest as f64));
-    out.into()
+/// JSON as a JS value (the layout's reads and writes: plain data).
+fn json_js(text: serde_json::Result<String>) -> Result<JsValue, JsError> {
+    let text = text.map_err(|e| JsError::new(&e.to_string()))?;
+    js_sys::JSON::parse(&text).map_err(|_| JsError::new("the core's JSON did not parse"))
+}
+
+/// What the host read (`{values, lists}`, JSON text: see [`RelayCore::want`]'s `load`).
+fn read_of(text: &str) -> Result<Read, JsError> {
+    let json: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| JsError::new(&e.to_string()))?;
+    Ok(Read::of_json(&json))
 }
 
 /// A read of Polar's own for the host to `GET`: `{url, headers}` (the headers hold the token).
@@ -390,16 +383,16 @@ fn with_id(out: Object, id: u32) -> JsValue {
     out.into()
 }
 
-/// What the host got for a background job: rows (an array of strings) for a listing,
+/// What the host got for a background job: keys (an array of strings) for a listing,
 /// `{loaded: false | null}` for a load that could not be read, else Polar's answer (`{status, headers, body}` or `{error}`); the
 /// machine reads an `{error}` as the failure of whichever job it answers.
 fn given_of(value: &JsValue) -> BackgroundGiven {
     if Array::is_array(value) {
-        let rows = Array::from(value)
+        let keys = Array::from(value)
             .iter()
             .filter_map(|r| r.as_string())
             .collect();
-        return BackgroundGiven::Rows(Ok(rows));
+        return BackgroundGiven::Rows(Ok(layout::rows_of(keys)));
     }
     let loaded = get(value, "loaded");
     if !loaded.is_undefined() {
@@ -585,6 +578,8 @@ impl RelayCore {
             journal,
             exchanges: RefCell::new(Table::new()),
             background: RefCell::new(Background::new(paged)),
+            background_reads: RefCell::new(None),
+            opening: RefCell::new(Opening::default()),
             exchange_options: ExchangeOptions {
                 metrics,
                 host_loads,
@@ -600,36 +595,34 @@ impl RelayCore {
     /// reconcile's, and with a paged store their loads and the stored keys' listing; the core
     /// decides which and when, as natively): `{id, url, headers}` to `GET` of Polar now (the
     /// headers hold the token: never log them), its answer (`{status, headers, body}`, or
-    /// `{error}`) given to `pollAnswered`; `{id, load}` to read what `load` names (`{entries,
-    /// tags, roster, oldest}`, as `want`'s `load`), then `pollAnswered(id, {loaded: {entries,
-    /// rows, roster, oldest}})` with what was read (`{loaded: null}`: it could not be); `{id,
-    /// list: {prefix, after, limit}}` to list at most `limit` index rows whose tag starts with
-    /// `prefix` (the storage's `i:<prefix>…`), those after the row `after` (absent: from the
-    /// first), then `pollAnswered(id, rows)` with
-    /// the rows (`<tag>|<entry id>`, in order) or `{error}`; `{wait: ms}` when there is nothing
+    /// `{error}`) given to `pollAnswered`; `{id, load}` to read what `load` names (`{keys,
+    /// lists}`, as `want`'s `load`), then `pollAnswered(id, {loaded})` with what was read (as
+    /// `give` takes it; `{loaded: null}`: it could not be); `{id, list: {prefix, after,
+    /// limit}}` to list at most `limit` of the storage's keys under `prefix`, those after the
+    /// key `after` (absent: from the first), then `pollAnswered(id, keys)` with the keys (in
+    /// order) or `{error}`; `{wait: ms}` when there is nothing
     /// to do before then (a grant webhook's refetch may come sooner: poll again after each
     /// request); `null` when there will be nothing (no roster, no reconcile).
-    pub fn poll(&self, now_ms: f64, monotonic_ms: f64) -> JsValue {
+    pub fn poll(&self, now_ms: f64, monotonic_ms: f64) -> Result<JsValue, JsError> {
         let polled = self
             .background
             .borrow_mut()
             .poll(&self.relay, now(now_ms, monotonic_ms));
-        match polled {
+        Ok(match polled {
             BackgroundPoll::Send(read) => with_id(read_js(read.url(), read.headers()), read.id()),
             BackgroundPoll::Load { id, missing } => {
-                with_id(wrapped("load", &missing_js(&missing, &[])), id)
+                let reads = layout::load_reads(&missing, &[]);
+                let out = wrapped("load", &json_js(serde_json::to_string(&reads))?);
+                *self.background_reads.borrow_mut() = Some((id, reads));
+                with_id(out, id)
             }
             BackgroundPoll::List { id, page } => {
-                let list = wrapped("prefix", &JsValue::from(page.prefix));
-                if let Some(after) = &page.after {
-                    set(&list, "after", &JsValue::from(after.as_str()));
-                }
-                set(&list, "limit", &JsValue::from(page.limit as f64));
-                with_id(wrapped("list", &list.into()), id)
+                let list = layout::rows_list(page.prefix, page.after.as_deref(), page.limit);
+                with_id(wrapped("list", &json_js(serde_json::to_string(&list))?), id)
             }
             BackgroundPoll::Wait(ms) => wrapped("wait", &JsValue::from(ms as f64)).into(),
             BackgroundPoll::Done => JsValue::NULL,
-        }
+        })
     }
 
     /// What the host got for the `poll` job `id` (see `poll`), applied by the core; the
@@ -644,11 +637,16 @@ impl RelayCore {
         now_ms: f64,
         monotonic_ms: f64,
     ) -> Option<String> {
-        // A load's rows and entries (`{loaded: {entries, rows, roster, oldest}}`, as `give`
-        // takes them) are loaded here; `{loaded: null}`: they could not be read.
+        // A load's keys and listings (`{loaded: text}`, as `give` takes them) are loaded
+        // here; `{loaded: null}`: they could not be read.
         let loaded = get(&given, "loaded");
-        let given = if loaded.is_object() {
-            BackgroundGiven::Loaded(self.load_read(&loaded).is_ok())
+        let reads = self.background_reads.borrow_mut().take();
+        let given = if let Some(text) = loaded.as_string() {
+            let done = match reads.filter(|(job, _)| *job == id) {
+                Some((_, reads)) => self.load_read(&reads, &text).is_ok(),
+                None => false,
+            };
+            BackgroundGiven::Loaded(done)
         } else {
             given_of(&given)
         };
@@ -657,44 +655,103 @@ impl RelayCore {
             .answered(&self.relay, id, given, now(now_ms, monotonic_ms))
     }
 
-    /// The store's changes since the last call, as JSON (`[{op: "put", id, entry} | {op:
-    /// "delete", id} | {op: "webhook", id, at} | {op: "forget", id} | {op: "budget", state}]`;
-    /// a `budget` item replaces the last; with a paged store the roster's too, `{op: "roster",
-    /// digest, known}` and `{op: "rosterPage", page}`): the host persists them before it
-    /// answers. `[]` without a store.
+    /// The store's changes since the last call, as JSON: for a store saved whole, journal
+    /// items (`[{op: "put", id, entry} | {op: "delete", id} | {op: "webhook", id, at} | {op:
+    /// "forget", id} | {op: "budget", state}]`; a `budget` item replaces the last), the host's
+    /// `storage.save` persisting them before it answers; for a paged store (`openStore`),
+    /// writes in the core's key layout, `[[key, value | null]]` (null: delete the key), the
+    /// last change of each key only, in order, the roster's among them. `[]` without a store.
     #[wasm_bindgen(js_name = takeJournal)]
     pub fn take_journal(&self) -> Result<String, JsError> {
         let items = self.journal.as_ref().map(Kept::take).unwrap_or_default();
-        let mut out = serde_json::to_value(&items).map_err(|e| JsError::new(&e.to_string()))?;
-        if let Some(list) = out.as_array_mut() {
-            list.extend(self.relay.roster_changes().into_iter().map(roster_item));
-        }
-        // With a paged store, what was touched least recently is dropped from memory past
-        // its bound (`store.cacheEntries`), the changes being the host's to save now.
-        if let Some(Kept::Paged(paged)) = &self.journal {
+        let text = if let Some(Kept::Paged(paged)) = &self.journal {
+            let roster = self.relay.roster_changes();
+            let writes = items
+                .iter()
+                .map(layout::write_of)
+                .chain(roster.iter().map(layout::roster_write));
+            let text = layout::writes_json(layout::latest(writes)).to_string();
+            // What was touched least recently is dropped from memory past its bound
+            // (`store.cacheEntries`), the changes being the host's to save now.
             paged.trim();
-        }
-        Ok(out.to_string())
+            text
+        } else {
+            serde_json::to_value(items)
+                .map_err(|e| JsError::new(&e.to_string()))?
+                .to_string()
+        };
+        Ok(text)
     }
 
-    /// Loads what the host persisted (JSON: `put`, `webhook` and `budget` items; with a
-    /// paged store only its global state, `webhook`, `budget`, `count` and `rosterPage`); an
-    /// item that does not read back is skipped. Returns how many items were read.
-    pub fn restore(&self, items: &str, monotonic_ms: Option<f64>) -> Result<u32, JsError> {
+    /// A failed save's changes with the next's (JSON, as `takeJournal` gives them, the older
+    /// first): the last change of each key only, in order, so that a storage that keeps
+    /// failing holds no more than the store itself.
+    #[wasm_bindgen(js_name = keepUnsaved)]
+    pub fn keep_unsaved(&self, json: &str) -> Result<String, JsError> {
+        let text = if matches!(&self.journal, Some(Kept::Paged(_))) {
+            let writes: serde_json::Value =
+                serde_json::from_str(json).map_err(|e| JsError::new(&e.to_string()))?;
+            layout::writes_json(layout::latest(layout::writes_of(&writes)))
+        } else {
+            serde_json::to_value(layout::latest_items(items_of(json)?))
+                .map_err(|e| JsError::new(&e.to_string()))?
+        };
+        Ok(text.to_string())
+    }
+
+    /// A paged store's opening, one step at a time: `openStore()` first, then
+    /// `openStore(read)` with what was read (`{values, lists}` as JSON text, as `give`'s
+    /// `loaded`): each step is `{puts?: [[key, value]], reads: {keys, lists}}` (write the puts,
+    /// then read) until `{done: true}`. A storage of an older layout is migrated first. Throws
+    /// without a paged store.
+    #[wasm_bindgen(js_name = openStore)]
+    pub fn open_store(
+        &self,
+        read: Option<String>,
+        monotonic_ms: Option<f64>,
+    ) -> Result<JsValue, JsError> {
+        let Some(Kept::Paged(paged)) = &self.journal else {
+            return Err(JsError::new("openStore: the relay has no paged store"));
+        };
+        let mut opening = self.opening.borrow_mut();
+        let Some(read) = read else {
+            return Ok(wrapped("reads", &json_js(serde_json::to_string(&opening.first()))?).into());
+        };
+        match opening.step(&read_of(&read)?) {
+            Open::Next { puts, reads } => {
+                let out = wrapped("reads", &json_js(serde_json::to_string(&reads))?);
+                if !puts.is_empty() {
+                    let puts = puts.into_iter().map(|(k, v)| (k, Some(v))).collect();
+                    set(
+                        &out,
+                        "puts",
+                        &json_js(Ok(layout::writes_json(puts).to_string()))?,
+                    );
+                }
+                Ok(out.into())
+            }
+            Open::Done(started) => {
+                // The roster's next page: not paged in again when it was current
+                // (`monotonicMs`: the clock `begin` is given).
+                if let Some(page) = started.roster_page {
+                    self.relay
+                        .roster_restore(page, now(0.0, monotonic_ms.unwrap_or(0.0)));
+                }
+                paged.restore(started.items);
+                // The webhook silence counts from the last webhook the store kept.
+                self.relay.reload_last_webhook();
+                Ok(wrapped("done", &JsValue::TRUE).into())
+            }
+        }
+    }
+
+    /// Loads what the host persisted (JSON: `put`, `webhook` and `budget` items; a paged
+    /// store opens with `openStore` instead); an item that does not read back is skipped.
+    /// Returns how many items were read.
+    pub fn restore(&self, items: &str) -> Result<u32, JsError> {
         let Some(kept) = &self.journal else {
             return Ok(0);
         };
-        // The roster's next page (`rosterPage`, a paged store's): not paged in again when
-        // it was current (`monotonicMs`: the clock `begin` is given).
-        let page = serde_json::from_str::<Vec<serde_json::Value>>(items)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|v| v.get("op").and_then(|o| o.as_str()) == Some("rosterPage"))
-            .find_map(|v| v.get("page").and_then(|p| p.as_u64()));
-        if let Some(page) = page.and_then(|p| u32::try_from(p).ok()) {
-            let now = now(0.0, monotonic_ms.unwrap_or(0.0));
-            self.relay.roster_restore(page, now);
-        }
         let read: Vec<JournalItem> = items_of(items)?;
         let n = read.len() as u32;
         match kept {
@@ -715,18 +772,20 @@ impl RelayCore {
         self.exchanges.borrow_mut().put(Driven {
             exchange,
             rounds: 0,
+            reads: None,
         })
     }
 
     /// What the exchange `id` needs next (`entropy`: 16 random bytes), one of
-    /// `{body: max}` (read at most `max` bytes of the request's body), `{load: {entries,
-    /// tags, roster, oldest}}` (read them from the storage), `{flight, patience?}` (wait for
+    /// `{body: max}` (read at most `max` bytes of the request's body), `{load: {keys, lists:
+    /// [{prefix, after?, limit?}]}}` (read the keys' values and list the keys under each
+    /// prefix, in the core's key layout), `{flight, patience?}` (wait for
     /// that flight to land, at most `patience` ms), `{send: {method, url, headers, body},
     /// leads?, patience?}` (ask Polar; this exchange leads the flight `leads`, if named, which
     /// others wait on; `patience`: how long before `{patience: true}` is given instead, the
     /// call going on),
     /// `{call: true}` (the answer of the call `send` started), `{sign: bytes}` (an Ed25519
-    /// signature), `{persist: items}` (save these journal items, JSON), `{landed: flight}`
+    /// signature), `{persist: changes}` (save these, JSON, as `takeJournal`), `{landed: flight}`
     /// (wake the requests waiting on it), `{warn}`, `{error}` (log them), `{respond: {status,
     /// headers, body}}` (the answer: send it and ask again) or `{done: true}`. Each need that
     /// asks something is asked again until [`RelayCore::give`] answers it.
@@ -753,9 +812,11 @@ impl RelayCore {
                     // What the host's storage holds and the cache does not: read it (up to
                     // MAX_LOAD_ROUNDS rounds: a row names entries), else go on.
                     match self.missing_of(&load, driven.exchange.request()) {
-                        Some(missing) if driven.rounds < MAX_LOAD_ROUNDS => {
+                        Some(reads) if driven.rounds < MAX_LOAD_ROUNDS => {
                             driven.rounds += 1;
-                            wrapped("load", &missing)
+                            let out = wrapped("load", &json_js(serde_json::to_string(&reads))?);
+                            driven.reads = Some(reads);
+                            out
                         }
                         _ => {
                             driven.rounds = 0;
@@ -810,9 +871,10 @@ impl RelayCore {
         }
     }
 
-    /// What the host got for the exchange `id`'s last need: `{body: Uint8Array}`, `{loaded:
-    /// {entries, rows, roster, oldest}}` (what it read, as `load` takes it; `{loaded: null}`:
-    /// it could not be read), `{landed: true}`, `{patience: true}`, `{upstream: {status,
+    /// What the host got for the exchange `id`'s last need: `{body: Uint8Array}`, `{loaded}`
+    /// (what a `load` read, JSON text: `{values: [key, value | null][], lists: ([key,
+    /// value][] | null)[]}`, null for a key's value the storage does not hold; a key or a
+    /// listing left out, or null, was not read; `{loaded: null}`: nothing could be read), `{landed: true}`, `{patience: true}`, `{upstream: {status,
     /// headers, body} | {error: 'timeout' | 'connect'}}`, `{signature: Uint8Array}` (empty:
     /// none could be made) or `{persisted: boolean}`. An unknown `id` is ignored.
     pub fn give(&self, id: u32, given: JsValue) -> Result<(), JsError> {
@@ -833,16 +895,19 @@ impl RelayCore {
         let answer = if has("body") {
             Given::Body(bytes("body"))
         } else if has("loaded") {
-            let loaded = get(&given, "loaded");
-            if loaded.is_null() {
+            let loaded = get(&given, "loaded").as_string();
+            match (loaded, driven.reads.take()) {
+                (Some(text), Some(reads)) => {
+                    self.load_read(&reads, &text)?;
+                    // Asked again by `want`, until nothing is missing.
+                    return Ok(());
+                }
                 // Not read: the core goes on with what it holds (a webhook whose rows are
                 // missing is refused, and Polar delivers it again).
-                driven.rounds = 0;
-                Given::Loaded
-            } else {
-                self.load_read(&loaded)?;
-                // Asked again by `want`, until nothing is missing.
-                return Ok(());
+                _ => {
+                    driven.rounds = 0;
+                    Given::Loaded
+                }
             }
         } else if has("landed") {
             Given::Landed
@@ -863,62 +928,28 @@ impl RelayCore {
 }
 
 impl RelayCore {
-    /// With a paged store: loads what the host read (JSON: the entries as journal items, `put`
-    /// for one stored and `delete` for one the storage does not hold, read as `restore` reads
-    /// them; the rows, `[[tag, [hex id]]]`; the roster's digests read, `[[hex digest,
-    /// stored]]`; and, when `missing` asked for them, the time row's first keys, `[key after
-    /// "i:t:"]` in the storage's order); what does not read is skipped. Given by the host as
-    /// `{loaded: {entries, rows, roster, oldest}}` to `give` (a request's load) or to
+    /// With a paged store: loads what the host read for `reads` (`{values, lists}`, JSON
+    /// text: see `want`'s `load`), read by the core's key layout; what does not read is
+    /// skipped. Given by the host as `{loaded}` to `give` (a request's load) or to
     /// `pollAnswered` (a background job's).
-    fn load(
-        &self,
-        entries: &str,
-        rows: &str,
-        roster: Option<String>,
-        oldest: Option<String>,
-    ) -> Result<(), JsError> {
-        if let Some(Kept::Paged(paged)) = &self.journal {
-            if let Some(roster) = roster {
-                let read: Vec<(String, bool)> =
-                    serde_json::from_str(&roster).map_err(|e| JsError::new(&e.to_string()))?;
-                for (digest, known) in read {
-                    self.relay.roster_load(&digest, known);
-                }
-            }
-            let entries = items_of(entries)?
-                .into_iter()
-                .filter_map(|item| match item {
-                    JournalItem::Put { id, entry } => Some((id, Some(entry))),
-                    JournalItem::Delete { id } => Some((id, None)),
-                    _ => None,
-                })
-                .collect();
-            let rows: Vec<(String, Vec<String>)> =
-                serde_json::from_str(rows).map_err(|e| JsError::new(&e.to_string()))?;
-            paged.load(entries, rows);
-            if let Some(oldest) = oldest {
-                let listed: Vec<String> =
-                    serde_json::from_str(&oldest).map_err(|e| JsError::new(&e.to_string()))?;
-                paged.load_oldest(listed);
-            }
+    fn load_read(&self, reads: &Reads, text: &str) -> Result<(), JsError> {
+        let Some(Kept::Paged(paged)) = &self.journal else {
+            return Ok(());
+        };
+        let loaded = layout::loaded(reads, &read_of(text)?);
+        for (digest, known) in loaded.roster {
+            self.relay.roster_load(&digest, known);
+        }
+        paged.load(loaded.entries, loaded.rows);
+        if let Some(oldest) = loaded.oldest {
+            paged.load_oldest(oldest);
         }
         Ok(())
     }
 
-    /// `{entries, rows, roster, oldest}` (texts, as `load` takes them) loaded.
-    fn load_read(&self, loaded: &JsValue) -> Result<(), JsError> {
-        let text = |name: &str| get(loaded, name).as_string();
-        self.load(
-            &text("entries").unwrap_or_else(|| "[]".into()),
-            &text("rows").unwrap_or_else(|| "[]".into()),
-            text("roster"),
-            text("oldest"),
-        )
-    }
-
-    /// What a load names that a paged store's cache does not hold (`missing`'s shape), else
-    /// `None` (nothing to read, or no paged store).
-    fn missing_of(&self, load: &Load, request: &RelayRequest) -> Option<JsValue> {
+    /// What a load names that a paged store's cache does not hold, as the storage's reads,
+    /// else `None` (nothing to read, or no paged store).
+    fn missing_of(&self, load: &Load, request: &RelayRequest) -> Option<Reads> {
         let Some(Kept::Paged(paged)) = &self.journal else {
             return None;
         };
@@ -934,10 +965,8 @@ impl RelayCore {
             .and_then(|_| self.relay.roster_wants(request))
             .into_iter()
             .collect();
-        if missing.is_empty() && roster.is_empty() {
-            return None;
-        }
-        Some(missing_js(&missing, &roster))
+        let reads = layout::load_reads(&missing, &roster);
+        (!reads.is_empty()).then_some(reads)
     }
 
     /// The store's changes since the last save, as JSON journal items (see `takeJournal`).
@@ -971,8 +1000,10 @@ fn upstream_of(upstream: &JsValue) -> Result<HttpResponse, TransportError> {
     Ok(resp)
 }
 
-/// An exchange under way, with the rounds of loads of its current need.
+/// An exchange under way, with the rounds of loads of its current need and what the last
+/// asked to read.
 struct Driven {
     exchange: Exchange,
     rounds: u32,
+    reads: Option<Reads>,
 }

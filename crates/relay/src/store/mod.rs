@@ -14,6 +14,7 @@ mod budget;
 mod durable;
 mod entry;
 mod journal;
+pub mod layout;
 mod memory;
 mod paged;
 #[cfg(test)]

@@ -15,7 +15,7 @@
 //! with `takeJournal` (the store's changes to save) and `restore` (what was saved) beside them.
 //! The decisions of a request and of the background reads are the relay core's. Not yet all
 //! (issue #63; docs/architecture.md lists them): this crate repeats the load rounds
-//! (`MAX_LOAD_ROUNDS`) and the budget's defaults that the CLI writes too, and the JS
+//! (`MAX_LOAD_ROUNDS`; the budget's defaults are the core's, `StoreOptions::with_budget`), and the JS
 //! (pkg-template/relay-handler.js) holds the overlay of unsaved changes, the refusal policy,
 //! the client's address and its own caps and timeouts. A paged store's keys are the core's
 //! (`store::layout`): the host gets, lists, puts and deletes what `openStore`, `want`'s `load`,
@@ -487,9 +487,6 @@ impl RelayCore {
         let mut roster_cached = None;
         let journal = if store.is_object() {
             let mut options = StoreOptions::default();
-            if sandbox {
-                options.budget = 100;
-            }
             let secs = |name: &str| whole(&store, name, 1e9);
             if let Some(v) = secs("freshFor")? {
                 options.fresh_for = v as u64;
@@ -507,13 +504,10 @@ impl RelayCore {
             if let Some(v) = secs("reconcileEvery")? {
                 options.reconcile_every = v as u64;
             }
-            if let Some(v) = whole(&store, "budget", 1e9)? {
-                options.budget = v as u32;
-            }
-            options.reserve = match whole(&store, "budgetReserve", 1e9)? {
-                Some(v) => v as u32,
-                None => options.budget / 4,
-            };
+            // The budget's defaults are the core's (the sandbox's 100, a quarter kept).
+            let budget = whole(&store, "budget", 1e9)?.map(|v| v as u32);
+            let reserve = whole(&store, "budgetReserve", 1e9)?.map(|v| v as u32);
+            options = options.with_budget(sandbox, budget, reserve);
             // The core's own check (`relay serve` refuses the same values as its flags).
             match options.problem() {
                 Some(("fresh_for", _)) => {

@@ -394,18 +394,15 @@ fn store_config(
         let why = "--fresh-for must be at least 1 and --stale-for at least --fresh-for";
         return Err(usage_report(Some(CMD), Some("fresh_for"), why));
     }
-    let budget = a.budget.unwrap_or(if sandbox { 100 } else { 500 });
-    let reserve = a.budget_reserve.unwrap_or(budget / 4);
+    let mut options = StoreOptions::default().with_budget(sandbox, a.budget, a.budget_reserve);
+    let (budget, reserve) = (options.budget, options.reserve);
     if budget == 0 || reserve >= budget {
         let why = "--budget must be at least 1 and --budget-reserve below it";
         return Err(usage_report(Some(CMD), Some("budget"), why));
     }
-    let mut options = StoreOptions::default();
     options.fresh_for = a.fresh_for;
     options.stale_for = a.stale_for;
     options.denial_for = a.denial_for;
-    options.budget = budget;
-    options.reserve = reserve;
     options.max_entries = a.store_max_entries;
     options.roster = roster;
     options.first_seen_share = a.first_seen_share;

@@ -98,14 +98,19 @@ pub struct StoreOptions {
     pub reconcile_every: u64,
 }
 
+/// Polar's production budget for an organization token: 500 calls a minute.
+pub const POLAR_BUDGET: u32 = 500;
+/// Polar's sandbox budget: 100 calls a minute.
+pub const SANDBOX_BUDGET: u32 = 100;
+
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             fresh_for: 300,
             stale_for: 86_400,
             denial_for: 60,
-            budget: 500,
-            reserve: 125,
+            budget: POLAR_BUDGET,
+            reserve: POLAR_BUDGET / 4,
             max_entries: 1_000_000,
             budget_window_ms: MINUTE_MS,
             roster: true,
@@ -269,5 +274,26 @@ impl StoreOptions {
             ));
         }
         None
+    }
+
+    /// The token budget as a host was given it, with the defaults written once for every host
+    /// (`relay serve`'s `--budget` and `--budget-reserve`, the npm relay's `store.budget` and
+    /// `store.budgetReserve`): `budget` calls a minute (`None`: Polar's [`POLAR_BUDGET`], or
+    /// [`SANDBOX_BUDGET`] against the sandbox) and `reserve` of them kept for activations
+    /// (`None`: a quarter of the budget). [`StoreOptions::problem`] then checks them.
+    pub fn with_budget(
+        mut self,
+        sandbox: bool,
+        budget: Option<u32>,
+        reserve: Option<u32>,
+    ) -> StoreOptions {
+        let default = if sandbox {
+            SANDBOX_BUDGET
+        } else {
+            POLAR_BUDGET
+        };
+        self.budget = budget.unwrap_or(default);
+        self.reserve = reserve.unwrap_or(self.budget / 4);
+        self
     }
 }

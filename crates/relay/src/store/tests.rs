@@ -606,3 +606,24 @@ fn the_right_signature_among_others_verifies_for_two_hmacs() {
         assert_eq!(verified_with(&entries.join(" ")), (Ok(()), 2), "at {at}");
     }
 }
+
+/// The budget's defaults, one place for every host: Polar's 500 a minute, the sandbox's 100, a
+/// quarter kept for activations unless given.
+#[test]
+fn the_budgets_defaults_are_the_cores() {
+    use super::{StoreOptions, POLAR_BUDGET, SANDBOX_BUDGET};
+    let at = |sandbox, budget, reserve| {
+        let o = StoreOptions::default().with_budget(sandbox, budget, reserve);
+        (o.budget, o.reserve)
+    };
+    assert_eq!((POLAR_BUDGET, SANDBOX_BUDGET), (500, 100));
+    assert_eq!(at(false, None, None), (500, 125));
+    assert_eq!(at(true, None, None), (100, 25));
+    assert_eq!(at(true, Some(40), None), (40, 10));
+    assert_eq!(at(false, Some(40), Some(0)), (40, 0));
+    let d = StoreOptions::default();
+    assert_eq!((d.budget, d.reserve), at(false, None, None));
+    // Given, then checked by the core: a reserve at the budget is refused.
+    let o = StoreOptions::default().with_budget(false, Some(10), Some(10));
+    assert_eq!(o.problem().map(|p| p.0), Some("budget"));
+}

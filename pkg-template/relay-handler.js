@@ -5,10 +5,11 @@
 // moves bytes: the request in, Polar's answer (an async fetch) in, the answer out, and the
 // lease's Ed25519 signature made by WebCrypto from a non-extractable key (the private key never
 // enters the WebAssembly). It still holds rules that belong to the core, until issue #63 moves
-// them (docs/architecture.md lists them): the overlay of unsaved changes, the values dropped
-// after REFUSALS, the client's address (clientIp), its caps and timeouts, and its own 500's
-// CORS header. The store's key layout and its migration are the core's (store/layout.rs):
-// with a Durable Object this file gets, lists, puts and deletes the keys the core names.
+// them (docs/architecture.md lists them): the overlay of unsaved changes, the client's address
+// (clientIp), its caps and timeouts, and its own 500's CORS header. The store's key layout,
+// its migration, the coalescing of failed saves and the refusal policy are the core's
+// (store/layout.rs): with a Durable Object this file gets, lists, puts and deletes the keys the
+// core names.
 
 const SECRET_PREFIX = 'k4.secret.';
 /** The route Polar's webhooks are delivered to (the core's WEBHOOK_ROUTE). */
@@ -372,7 +373,7 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
           // A storage may name values it refused for good (`durableStorage`: past its size
           // limit): dropped and logged once, never tried again with every later save (which
           // would fail each of them, and every webhook answered meanwhile).
-          const refused = await (paged ? storage.write(batch) : storage.save(batch));
+          const refused = await (paged ? storage.write(batch, (outcome) => core.judgeRefusals(outcome)) : storage.save(batch));
           for (const [key, why] of Array.isArray(refused) ? refused : []) {
             console.error(`polar-license relay: the storage refused ${String(key).slice(0, 18)}… for good (${why}): dropped, not tried again`);
           }
@@ -582,10 +583,6 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
   };
 }
 
-/** Saves in a row that refuse one value alone, while others are written, before it is
- * dropped as refused for good (an error that says so drops it at once). */
-const REFUSALS = 3;
-
 /**
  * A Durable Object's storage as the relay's `storage` option, read per key: the core names
  * every key (its layout, store/layout.rs: entries, index links, webhook ids, the budget, the
@@ -597,41 +594,6 @@ const REFUSALS = 3;
 export function durableStorage(storage) {
   // The alarm this object set last (ms), if any.
   let alarmAt = null;
-  // Keys whose value was refused alone while others were written, how many saves in a row.
-  const strikes = new Map();
-  /** `batch` ([key, value][]) written key by key after `failed` (its call's error): the keys
-   * refused for good, [key, why][], dropped. A value is refused for good when its own write
-   * fails while another of the batch is written, with an error that says the value cannot be
-   * stored (RangeError: past the 128 KiB a value or the key's 2 KiB; a value that cannot be
-   * cloned), or in REFUSALS saves in a row; when none is written the storage is down: the
-   * save fails and every key is tried again with the next. */
-  const putEach = async (batch, failed) => {
-    const refusals = [];
-    let written = 0;
-    for (const [key, value] of batch) {
-      try {
-        await storage.put({ [key]: value });
-        written++;
-        strikes.delete(key);
-      } catch (e) {
-        refusals.push([key, e]);
-      }
-    }
-    if (written === 0) throw failed;
-    const forGood = [];
-    for (const [key, e] of refusals) {
-      const n = (strikes.get(key) ?? 0) + 1;
-      const unstorable = e instanceof RangeError || e instanceof TypeError || e?.name === 'DataCloneError';
-      if (unstorable || n >= REFUSALS) {
-        strikes.delete(key);
-        forGood.push([key, e instanceof Error ? e.message : 'refused']);
-      } else {
-        strikes.set(key, n);
-      }
-    }
-    if (forGood.length < refusals.length) throw failed;
-    return forGood;
-  };
   return {
     paged: true,
     /** The values of `keys` (a Map; a key not stored is absent). */
@@ -646,8 +608,9 @@ export function durableStorage(storage) {
      * at most `limit`. */
     list: ({ prefix, after, limit }) =>
       storage.list({ prefix, ...(limit === undefined ? {} : { limit }), ...(after === undefined ? {} : { startAfter: after }) }),
-    /** Writes `[key, value | null]` (null: deleted): the keys refused for good, `[key, why]`. */
-    async write(writes) {
+    /** Writes `[key, value | null]` (null: deleted): the keys refused for good, `[key, why]`, as
+     * `judge` (the core's refusal policy) rules on a batch refused as a whole. */
+    async write(writes, judge) {
       const puts = writes.filter(([, v]) => v !== null);
       const gone = writes.filter(([, v]) => v === null).map(([k]) => k);
       const refused = [];
@@ -656,9 +619,22 @@ export function durableStorage(storage) {
         try {
           await storage.put(Object.fromEntries(batch));
         } catch (e) {
-          // One value refused fails the whole call: each written alone tells a value refused
-          // for good from a storage that is down (then the save fails, tried again later).
-          refused.push(...(await putEach(batch, e)));
+          // One value refused fails the whole call: each written alone, the core judges a value
+          // refused for good (dropped) from a storage that is down (the save fails, tried again).
+          const outcome = { written: [], refused: [] };
+          for (const [key, value] of batch) {
+            try {
+              await storage.put({ [key]: value });
+              outcome.written.push(key);
+            } catch (err) {
+              // Past the 128 KiB a value or 2 KiB a key (RangeError), or a value that cannot be cloned.
+              const unstorable = err instanceof RangeError || err instanceof TypeError || err?.name === 'DataCloneError';
+              outcome.refused.push([key, unstorable, err instanceof Error ? err.message : 'refused']);
+            }
+          }
+          const forGood = judge?.(outcome);
+          if (!forGood) throw e;
+          refused.push(...forGood);
         }
       }
       for (let i = 0; i < gone.length; i += 128) await storage.delete(gone.slice(i, i + 128));

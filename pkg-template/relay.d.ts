@@ -139,8 +139,13 @@ export interface RelayStorage {
   /** The keys saved under `prefix` with their values, in key order, those after `after`, at most `limit`. */
   list?(page: { prefix: string; after?: string; limit?: number }): Promise<Map<string, unknown>>;
   /** Writes `[key, value]` pairs (`null`: the key deleted), in order; resolves with the
-   * `[key, why]` pairs of values refused for good, as `save`. */
-  write?(writes: [string, unknown][]): Promise<[string, string][]>;
+   * `[key, why]` pairs of values refused for good, as `save`: `judge` (the relay's refusal
+   * policy) rules on a batch the storage refused as a whole, once its keys were written one by
+   * one (`[key, unstorable, why]` refused), returning those dropped, or null to fail the save. */
+  write?(
+    writes: [string, unknown][],
+    judge?: (outcome: { written: string[]; refused: [string, boolean, string][] }) => [string, string][] | null,
+  ): Promise<[string, string][]>;
   /** Asks for `Relay.alarm()` in `ms` (durableStorage's: the object's alarm); without it, a timer. */
   wake?(ms: number): Promise<void>;
 }

@@ -37,7 +37,7 @@ use polar_license_relay::flow::background::{
     Background, Given as BackgroundGiven, Poll as BackgroundPoll,
 };
 use polar_license_relay::flow::{Exchange, ExchangeOptions, Given, Load, Need};
-use polar_license_relay::store::layout::{self, Open, Opening, Read, Reads};
+use polar_license_relay::store::layout::{self, Open, Opening, Read, Reads, Refusals, Refused};
 use polar_license_relay::store::{
     JournalBackend, JournalItem, PagedBackend, StoreOptions, DEFAULT_CACHED,
 };
@@ -75,6 +75,8 @@ pub struct RelayCore {
     background_reads: RefCell<Option<(u32, Reads)>>,
     /// A paged store's opening (`openStore`).
     opening: RefCell<Opening>,
+    /// The refusal policy of the host's storage (`judgeRefusals`).
+    refusals: RefCell<Refusals>,
 }
 
 /// Where the store's entries are: all in memory (restored whole at start), or in the host's
@@ -574,6 +576,7 @@ impl RelayCore {
             background: RefCell::new(Background::new(paged)),
             background_reads: RefCell::new(None),
             opening: RefCell::new(Opening::default()),
+            refusals: RefCell::new(Refusals::default()),
             exchange_options: ExchangeOptions {
                 metrics,
                 host_loads,
@@ -691,6 +694,49 @@ impl RelayCore {
                 .map_err(|e| JsError::new(&e.to_string()))?
         };
         Ok(text.to_string())
+    }
+
+    /// A batch of writes the storage refused as a whole, written key by key (`{written: [key],
+    /// refused: [[key, unstorable, why]]}`, `unstorable` when the storage's error says the
+    /// value can never be stored): the keys refused for good (`[[key, why]]`: drop them and log
+    /// it once), or `null` when the save fails (every key tried again with the next). The
+    /// policy is the core's (`store::layout::Refusals`).
+    #[wasm_bindgen(js_name = judgeRefusals)]
+    pub fn judge_refusals(&self, outcome: JsValue) -> JsValue {
+        let list = |name: &str| {
+            get(&outcome, name)
+                .dyn_into::<Array>()
+                .map(|a| a.to_vec())
+                .unwrap_or_default()
+        };
+        let written: Vec<String> = list("written")
+            .iter()
+            .filter_map(JsValue::as_string)
+            .collect();
+        let refused = list("refused")
+            .iter()
+            .filter_map(|r| {
+                let r = r.dyn_ref::<Array>()?;
+                Some(Refused {
+                    key: r.get(0).as_string()?,
+                    unstorable: r.get(1).is_truthy(),
+                    why: r.get(2).as_string().unwrap_or_default(),
+                })
+            })
+            .collect();
+        match self.refusals.borrow_mut().judge(&written, refused) {
+            Some(keys) => keys
+                .iter()
+                .map(|(k, why)| {
+                    let pair = Array::new();
+                    pair.push(&JsValue::from_str(k));
+                    pair.push(&JsValue::from_str(why));
+                    JsValue::from(pair)
+                })
+                .collect::<Array>()
+                .into(),
+            None => JsValue::NULL,
+        }
     }
 
     /// A paged store's opening, one step at a time: `openStore()` first, then

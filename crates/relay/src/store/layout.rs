@@ -180,6 +180,66 @@ impl Read {
     }
 }
 
+/// Saves in a row that refuse one value alone, while others of its batch are written, before
+/// the value is dropped as refused for good (an error that says it can never be stored drops
+/// it at once).
+pub const REFUSALS: u32 = 3;
+
+/// A value whose write the storage refused, written alone after its batch's call failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// Its key.
+    pub key: String,
+    /// Whether the storage's error says it can never be stored (a Durable Object's
+    /// `RangeError`: past its 128 KiB a value or 2 KiB a key; a value that cannot be cloned).
+    pub unstorable: bool,
+    /// The storage's error, as logged.
+    pub why: String,
+}
+
+/// The refusal policy of a storage that may refuse one value of a batch (a Durable Object's
+/// refuses the whole call for it): the batch written key by key tells a value refused for good,
+/// dropped and logged once, never tried again with every later save (each would fail, and every
+/// webhook answered meanwhile), from a storage that is down (nothing written: the save fails and
+/// every key is tried again with the next).
+#[derive(Debug, Default)]
+pub struct Refusals {
+    /// Keys refused alone while others were written, how many saves in a row (a few at most:
+    /// each is dropped by its third).
+    strikes: Vec<(String, u32)>,
+}
+
+impl Refusals {
+    /// A batch written key by key: `written` the keys stored, `refused` those not. The keys
+    /// refused for good (`[key, why]`: dropped), or `None` when the save fails (none written, or
+    /// a refused value is tried again with the next save).
+    pub fn judge(
+        &mut self,
+        written: &[String],
+        refused: Vec<Refused>,
+    ) -> Option<Vec<(String, String)>> {
+        self.strikes.retain(|(k, _)| !written.contains(k));
+        if written.is_empty() {
+            return None;
+        }
+        let all = refused.len();
+        let mut for_good = Vec::new();
+        for r in refused {
+            let at = self.strikes.iter().position(|(k, _)| *k == r.key);
+            let n = at.map_or(0, |i| self.strikes[i].1) + 1;
+            if let Some(i) = at {
+                self.strikes.swap_remove(i);
+            }
+            if r.unstorable || n >= REFUSALS {
+                for_good.push((r.key, r.why));
+            } else {
+                self.strikes.push((r.key, n));
+            }
+        }
+        (for_good.len() == all).then_some(for_good)
+    }
+}
+
 /// What a start reads: the layout's version, the budget, the count, the roster's page, and
 /// every webhook id (three days' worth). No entry: each request reads what it touches.
 pub fn start_reads() -> Reads {
@@ -765,6 +825,37 @@ mod tests {
             [Some(vec![("i:l:x|a".to_string(), Value::from(1))]), None]
         );
         assert_eq!(Read::of_json(&Value::Null), Read::default());
+    }
+
+    #[test]
+    fn a_value_refused_alone_is_dropped_at_once_when_unstorable_else_after_three_saves() {
+        let refused = |key: &str, unstorable| Refused {
+            key: key.into(),
+            unstorable,
+            why: "no".into(),
+        };
+        let mut r = Refusals::default();
+        let ok = ["w:a".to_string()];
+        // Nothing written: the storage is down, every key tried again, no strike counted.
+        assert_eq!(r.judge(&[], vec![refused("e:x", true)]), None);
+        // Too large: dropped at once.
+        assert_eq!(
+            r.judge(&ok, vec![refused("e:big", true)]),
+            Some(vec![("e:big".into(), "no".into())])
+        );
+        // Refused alone for another reason: tried again twice, dropped at the third save.
+        assert_eq!(r.judge(&ok, vec![refused("e:y", false)]), None);
+        assert_eq!(r.judge(&ok, vec![refused("e:y", false)]), None);
+        assert_eq!(
+            r.judge(&ok, vec![refused("e:y", false)]),
+            Some(vec![("e:y".into(), "no".into())])
+        );
+        // Written in between: its strikes start again.
+        assert_eq!(r.judge(&ok, vec![refused("e:z", false)]), None);
+        assert_eq!(r.judge(&["e:z".into()], vec![]), Some(vec![]));
+        assert_eq!(r.judge(&ok, vec![refused("e:z", false)]), None);
+        assert_eq!(r.judge(&ok, vec![refused("e:z", false)]), None);
+        assert!(r.judge(&ok, vec![refused("e:z", false)]).is_some());
     }
 
     #[test]

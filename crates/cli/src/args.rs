@@ -279,6 +279,9 @@ pub enum Command {
     /// Free one device of the key by its activation id (no sign-in needed), e.g. a machine
     /// that is gone; then `activate` here
     Free(FreeArgs),
+    /// Lost the key? List the signed-in customer's keys this machine can activate (shown
+    /// redacted, by id), or activate one of them here by its id (the whole key never shown)
+    Recover(RecoverArgs),
     /// Run the local Polar emulator until killed; the first stdout line is
     /// `listening on http://127.0.0.1:PORT`, then the organization, keys and tokens
     /// (--json only changes how startup errors are printed)
@@ -706,6 +709,19 @@ pub struct FreeArgs {
 
     #[command(flatten)]
     pub key: OptionalKeyArg,
+}
+
+/// `recover`
+#[derive(Debug, Args)]
+pub struct RecoverArgs {
+    /// The id of the key to activate here (as `recover` lists it): activated with this
+    /// machine's label and remembered, so `check` needs no --key; without it, the list
+    #[arg(value_name = "ID")]
+    pub id: Option<String>,
+
+    /// A label for the activation (default: this machine's host name and OS)
+    #[arg(long, value_name = "LABEL", requires = "id")]
+    pub label: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -588,8 +588,9 @@ pub struct RelayServeArgs {
     )]
     pub max_connections: usize,
 
-    /// Connections open at once from one client address (an IPv6 client by its /64; one more
-    /// is closed at once); 0: no cap but --max-connections. Not applied with
+    /// One client address's share of the connections open at once (an IPv6 client by its
+    /// /64), biting only when others wait: past it an address's connection is cut when
+    /// another address finds none free; 0: no share but --max-connections. Not applied with
     /// --client-ip-header (every connection is then the proxy's)
     #[arg(
         long,

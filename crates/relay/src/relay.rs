@@ -209,6 +209,10 @@ impl Relay {
                 s.options.reserve,
                 s.options.budget_window_ms,
             )),
+            reserve: Mutex::new(crate::roster::Reserve::new(
+                s.options.reserve.min(s.options.budget),
+                s.options.budget_window_ms,
+            )),
             budget_restored: std::sync::atomic::AtomicBool::new(false),
             refused: std::sync::atomic::AtomicU64::new(0),
             // On with an interval: the native server drives it, on Workers the host does.

@@ -1198,16 +1198,20 @@ fn a_relay_restarted_on_its_file_remembers_the_calls_of_its_last_minute() {
     };
     // The validates' share (8) less the 6 calls of the last run.
     assert_eq!(validates_until_refused(&relay, &calls, "a", later), 2);
-    // The reserve (2) is all that is left for activations.
+    // The reserve (2) is all that is left for activations (each from a client of its own:
+    // past the shared part a client holds at most its fair part of the reserve).
+    let from = |key: &str, client: u8| {
+        let mut req = activate_request(key);
+        req.client_ip = format!("192.0.2.{client}");
+        req
+    };
     for i in 0..2 {
         assert_eq!(
-            relay
-                .handle(&activate_request(&format!("A{i}")), later)
-                .status,
+            relay.handle(&from(&format!("A{i}"), 20 + i), later).status,
             404
         );
     }
-    assert_eq!(relay.handle(&activate_request("A2"), later).status, 429);
+    assert_eq!(relay.handle(&from("A2", 22), later).status, 429);
     assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 10);
     drop(relay);
     // Restarted again once the minute of every call has passed: the whole share again.

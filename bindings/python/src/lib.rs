@@ -23,24 +23,55 @@ use polar_license::{
 use polar_license_emulator::{Emulator, Fault, KeyUpdate, Options, Seed};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyString};
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString};
+use pyo3::IntoPyObjectExt;
 use serde_json::{json, Value};
 use std::sync::Mutex;
 use std::time::Duration;
 
 /// `{"ok": value}`: what every call that can fail answers when it did not.
-fn ok(value: Value) -> String {
-    json!({ "ok": value }).to_string()
+fn ok(value: Value) -> Value {
+    json!({ "ok": value })
 }
 
 /// `{"error": …}` for one of the library's errors (the Python layer raises it).
-fn err(e: &Error) -> String {
-    json!({ "error": error_json(e) }).to_string()
+fn err(e: &Error) -> Value {
+    json!({ "error": error_json(e) })
 }
 
 /// `{"error": …}` for one of Polar's denials.
-fn denied(d: &Denial) -> String {
-    json!({ "error": denial_json(d) }).to_string()
+fn denied(d: &Denial) -> Value {
+    json!({ "error": denial_json(d) })
+}
+
+/// A JSON value as the Python value `json.loads` would give (`dict`, `list`, `str`, `int`,
+/// `float`, `bool`, `None`), built here so that the Python layer imports no `json` (whose
+/// `re` is a large part of a cold import).
+fn to_py<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>> {
+    match value {
+        Value::Null => Ok(py.None().into_bound(py)),
+        Value::Bool(b) => b.into_bound_py_any(py),
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => i.into_bound_py_any(py),
+            (None, Some(u)) => u.into_bound_py_any(py),
+            (None, None) => n.as_f64().unwrap_or(f64::NAN).into_bound_py_any(py),
+        },
+        Value::String(s) => Ok(PyString::new(py, s).into_any()),
+        Value::Array(items) => {
+            let list = PyList::empty(py);
+            for item in items {
+                list.append(to_py(py, item)?)?;
+            }
+            Ok(list.into_any())
+        }
+        Value::Object(map) => {
+            let dict = PyDict::new(py);
+            for (name, item) in map {
+                dict.set_item(name, to_py(py, item)?)?;
+            }
+            Ok(dict.into_any())
+        }
+    }
 }
 
 fn error_json(e: &Error) -> Value {
@@ -318,7 +349,7 @@ fn build(
 
 #[pymethods]
 impl NativeLicensing {
-    /// Builds the core's `Licensing`; `(None, error JSON)` when an option is refused.
+    /// Builds the core's `Licensing`; `(None, {"error": …})` when an option is refused.
     #[staticmethod]
     #[allow(clippy::too_many_arguments)]
     #[pyo3(signature = (organization_id, app_id, base_url, server, cache_dir, grace_period,
@@ -347,7 +378,7 @@ impl NativeLicensing {
         bind_machine: bool,
         remember_keys: bool,
         entitlements: Option<String>,
-    ) -> (Option<NativeLicensing>, Option<String>) {
+    ) -> PyResult<(Option<NativeLicensing>, Option<Py<PyAny>>)> {
         // Reads the machine id and may create the cache directory: no GIL meanwhile.
         let built = py.detach(move || {
             build(
@@ -373,44 +404,52 @@ impl NativeLicensing {
                 entitlements,
             )
         });
-        match built {
+        Ok(match built {
             Ok(inner) => (Some(NativeLicensing { inner }), None),
-            Err(e) => (None, Some(err(&e))),
-        }
+            Err(e) => (None, Some(to_py(py, &err(&e))?.unbind())),
+        })
     }
 
     /// A check of `key` (`None`: the remembered key, else the local trial when one is
-    /// stated): the report's JSON and the outcome, for `feature`.
+    /// stated): the report (a dict) and the outcome, for `feature`.
     #[pyo3(signature = (key=None))]
-    fn check(&self, py: Python<'_>, key: Option<String>) -> (String, NativeOutcome) {
+    fn check(&self, py: Python<'_>, key: Option<String>) -> PyResult<(Py<PyAny>, NativeOutcome)> {
         let report = py.detach(|| match key {
             Some(key) => self.inner.check_report(key),
             None => self.inner.check_remembered_report(),
         });
-        let text = report_json(&self.inner, &report).to_string();
-        (
-            text,
+        let answer = to_py(py, &report_json(&self.inner, &report))?.unbind();
+        Ok((
+            answer,
             NativeOutcome {
                 outcome: report.outcome,
             },
-        )
+        ))
     }
 
-    /// May this copy use `feature`, given a check's outcome? The core's answer, as JSON.
-    fn feature(&self, outcome: &NativeOutcome, feature: &str) -> String {
-        feature_json(&self.inner.has_feature(&outcome.outcome, feature)).to_string()
+    /// May this copy use `feature`, given a check's outcome? The core's answer, as a dict.
+    fn feature<'py>(
+        &self,
+        py: Python<'py>,
+        outcome: &NativeOutcome,
+        feature: &str,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        to_py(
+            py,
+            &feature_json(&self.inner.has_feature(&outcome.outcome, feature)),
+        )
     }
 
     /// Activates `key` on this machine and remembers the activation.
     #[pyo3(signature = (key, label, conditions=None, meta=None))]
-    fn activate(
+    fn activate<'py>(
         &self,
-        py: Python<'_>,
+        py: Python<'py>,
         key: String,
         label: String,
         conditions: Option<&Bound<'_, PyDict>>,
         meta: Option<&Bound<'_, PyDict>>,
-    ) -> PyResult<String> {
+    ) -> PyResult<Bound<'py, PyAny>> {
         let mut req = ActivateRequest::new(key, label);
         for (name, value) in pairs(conditions)? {
             req = req.condition(name, value);
@@ -420,7 +459,7 @@ impl NativeLicensing {
         }
         let answer = py.detach(|| self.inner.activate_update(&req));
         let lease = answer.lease.as_ref().map(lease_json);
-        Ok(match (answer.online, answer.cache_error) {
+        let value = match (answer.online, answer.cache_error) {
             (Ok(Verdict::Accepted(read)), cache_error) => ok(json!({
                 "id": read.activation.id,
                 "label": read.activation.label,
@@ -430,23 +469,24 @@ impl NativeLicensing {
             })),
             (Ok(Verdict::Denied(d)), _) => denied(&d),
             (Err(e), _) => err(&e),
-        })
+        };
+        to_py(py, &value)
     }
 
     /// Validates online once (no answer from the cache); the answer updates the key's record.
     #[allow(clippy::too_many_arguments)]
     #[pyo3(signature = (key, activation_id=None, conditions=None, benefit_id=None,
         customer_id=None, increment_usage=None))]
-    fn validate(
+    fn validate<'py>(
         &self,
-        py: Python<'_>,
+        py: Python<'py>,
         key: String,
         activation_id: Option<String>,
         conditions: Option<&Bound<'_, PyDict>>,
         benefit_id: Option<String>,
         customer_id: Option<String>,
         increment_usage: Option<i64>,
-    ) -> PyResult<String> {
+    ) -> PyResult<Bound<'py, PyAny>> {
         let mut req = ValidateRequest::new(key);
         if let Some(id) = activation_id {
             req = req.activation_id(id);
@@ -465,7 +505,7 @@ impl NativeLicensing {
         }
         let answer = py.detach(|| self.inner.validate_update(&req));
         let lease = answer.lease.as_ref().map(lease_json);
-        Ok(match answer.online {
+        let value = match answer.online {
             Ok(Verdict::Accepted(v)) => ok(json!({
                 "license": license_json(&v.license_key, v.activation.as_ref().map(|a| a.id.as_str())),
                 "lease": lease,
@@ -473,25 +513,32 @@ impl NativeLicensing {
             })),
             Ok(Verdict::Denied(d)) => denied(&d),
             Err(e) => err(&e),
-        })
+        };
+        to_py(py, &value)
     }
 
     /// Deactivates `activation_id`, or the remembered activation, and forgets it.
     #[pyo3(signature = (key, activation_id=None))]
-    fn deactivate(&self, py: Python<'_>, key: String, activation_id: Option<String>) -> String {
+    fn deactivate<'py>(
+        &self,
+        py: Python<'py>,
+        key: String,
+        activation_id: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let answer = py.detach(|| self.inner.deactivate(key, activation_id.as_deref()));
-        match answer {
+        let value = match answer {
             Ok(Verdict::Accepted(())) => ok(Value::Null),
             Ok(Verdict::Denied(d)) => denied(&d),
             Err(e) => err(&e),
-        }
+        };
+        to_py(py, &value)
     }
 
     /// What the cache holds for `key`, with no request.
-    fn status(&self, py: Python<'_>, key: String) -> String {
+    fn status<'py>(&self, py: Python<'py>, key: String) -> PyResult<Bound<'py, PyAny>> {
         let status = match py.detach(|| self.inner.status(key)) {
             Ok(status) => status,
-            Err(e) => return err(&e),
+            Err(e) => return to_py(py, &err(&e)),
         };
         let policy = self.inner.policy();
         let mut out = json!({
@@ -520,39 +567,43 @@ impl NativeLicensing {
                 }
             }
         }
-        ok(out)
+        to_py(py, &ok(out))
     }
 
     /// Remembers `key` (sealed beside the records) for `check()` with no key.
-    fn remember_key(&self, py: Python<'_>, key: String) -> String {
-        match py.detach(|| self.inner.remember_key(key)) {
+    fn remember_key<'py>(&self, py: Python<'py>, key: String) -> PyResult<Bound<'py, PyAny>> {
+        let value = match py.detach(|| self.inner.remember_key(key)) {
             Ok(()) => ok(Value::Null),
             Err(e) => err(&e),
-        }
+        };
+        to_py(py, &value)
     }
 
     /// The remembered key's display form (`****-4C5B6A`), or `null`.
-    fn remembered_key(&self, py: Python<'_>) -> String {
-        match py.detach(|| self.inner.remembered_key()) {
+    fn remembered_key<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let value = match py.detach(|| self.inner.remembered_key()) {
             Ok(key) => ok(json!(key.map(|k| k.redacted()))),
             Err(e) => err(&e),
-        }
+        };
+        to_py(py, &value)
     }
 
     /// Forgets the remembered key.
-    fn forget_key(&self, py: Python<'_>) -> String {
-        match py.detach(|| self.inner.forget_key()) {
+    fn forget_key<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let value = match py.detach(|| self.inner.forget_key()) {
             Ok(()) => ok(Value::Null),
             Err(e) => err(&e),
-        }
+        };
+        to_py(py, &value)
     }
 
     /// Forgets everything cached for `key` (Polar is not told).
-    fn forget(&self, py: Python<'_>, key: String) -> String {
-        match py.detach(|| self.inner.forget(key)) {
+    fn forget<'py>(&self, py: Python<'py>, key: String) -> PyResult<Bound<'py, PyAny>> {
+        let value = match py.detach(|| self.inner.forget(key)) {
             Ok(()) => ok(Value::Null),
             Err(e) => err(&e),
-        }
+        };
+        to_py(py, &value)
     }
 
     /// This machine's fingerprint for the organization, when activations are bound.

@@ -14,7 +14,7 @@ from ._errors import (
     LicenseUnverified,
     Reason,
 )
-from ._licensing import Licensing, MetaValue, Seconds
+from ._licensing import Licensing
 from ._report import (
     Activation,
     CacheStatus,
@@ -33,6 +33,21 @@ from ._report import (
 )
 
 __version__ = "0.1.0"
+
+# ``MetaValue`` and ``Seconds`` are ``typing`` aliases, made at their first use at run time
+# (``typing`` is a large part of a cold import): type checkers read this block, Python the
+# ``__getattr__`` below.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ._licensing import MetaValue, Seconds
+else:
+
+    def __getattr__(name):
+        if name in ("MetaValue", "Seconds"):
+            from . import _licensing
+
+            return getattr(_licensing, name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "Activation",

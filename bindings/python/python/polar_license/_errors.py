@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import Any, Optional
+
+# Annotations only (``typing`` at run time is a large part of a cold import).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Optional
 
 
 class Reason(str, Enum):
@@ -121,7 +125,7 @@ class InvalidInputError(LicenseFailure, ValueError):
 
 
 def error_from(payload: dict[str, Any]) -> LicenseError:
-    """The exception for the native layer's error JSON."""
+    """The exception for the native layer's error (a dict)."""
     code = Reason(payload["code"])
     cls: type[LicenseError]
     if code is Reason.INVALID_INPUT:

@@ -2,19 +2,37 @@
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Mapping, Sequence
 from datetime import date, timedelta
-from typing import Any, Optional, Union
 
 from . import _native
 from ._errors import error_from
 from ._report import Activation, CacheStatus, CheckReport, FeatureAccess, License, Lease, Validation
 
-MetaValue = Union[bool, int, float, str]
-Seconds = Union[timedelta, float, int]
-"""A duration: a ``timedelta`` or a number of seconds."""
+# ``typing`` costs more at import than the rest of the package (docs/performance.md): type
+# checkers read this block, Python skips it, and the two aliases below are made at their first
+# use at run time (``__getattr__``), for code that reads them then (``get_type_hints``, a
+# FastAPI signature).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from typing import Any, Optional, Union
+
+    MetaValue = Union[bool, int, float, str]
+    """A condition or metadata value."""
+    Seconds = Union[timedelta, float, int]
+    """A duration: a ``timedelta`` or a number of seconds."""
+else:
+
+    def __getattr__(name):
+        if name in ("MetaValue", "Seconds"):
+            from typing import Union
+
+            aliases = {"MetaValue": Union[bool, int, float, str],
+                       "Seconds": Union[timedelta, float, int]}
+            globals().update(aliases)
+            return aliases[name]
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _seconds(value: Optional[Seconds]) -> Optional[float]:
@@ -25,12 +43,17 @@ def _seconds(value: Optional[Seconds]) -> Optional[float]:
     return float(value)
 
 
-def _unwrap(text: str) -> Any:
+def _unwrap(answer: dict[str, Any]) -> Any:
     """The ``ok`` value of a native answer, or its ``error`` raised."""
-    answer = json.loads(text)
     if "error" in answer:
         raise error_from(answer["error"])
     return answer["ok"]
+
+
+def _json(value: Mapping[str, Any]) -> str:
+    import json  # here, not at the top: only a mapping of entitlements needs it
+
+    return json.dumps(value)
 
 
 class Licensing:
@@ -118,10 +141,10 @@ class Licensing:
             bool(machine_binding),
             remember_keys,
             entitlements if entitlements is None or isinstance(entitlements, str)
-            else json.dumps(entitlements),
+            else _json(entitlements),
         )
         if native is None:
-            raise error_from(json.loads(error or "{}")["error"])
+            raise error_from((error or {})["error"])
         self._native = native
 
     def __repr__(self) -> str:
@@ -146,8 +169,8 @@ class Licensing:
     def check(self, key: Optional[str] = None) -> CheckReport:
         """The grace-aware verdict for ``key`` (``None``: the remembered key, else the local
         trial). Never raises for an answer: not licensed is a report with its ``reason``."""
-        text, outcome = self._native.check(key)
-        return CheckReport._of(json.loads(text), outcome)
+        answer, outcome = self._native.check(key)
+        return CheckReport._of(answer, outcome)
 
     async def check_async(self, key: Optional[str] = None) -> CheckReport:
         """:meth:`check` on asyncio's default executor: the event loop runs meanwhile."""
@@ -160,7 +183,7 @@ class Licensing:
         """May this copy use ``name``, given ``report`` (a check of this ``Licensing``)?"""
         if report._outcome is None:
             raise ValueError("the report did not come from Licensing.check")
-        return FeatureAccess._of(json.loads(self._native.feature(report._outcome, name)))
+        return FeatureAccess._of(self._native.feature(report._outcome, name))
 
     def has_feature(self, report: CheckReport, name: str) -> bool:
         """``feature(report, name).granted``."""

@@ -327,3 +327,38 @@ class CacheStatus:
                    _time(d["verified_at"]), _time(d["grace_ends_at"]),
                    _span(d["grace_remaining"]), Lease._of(d["lease"]),
                    None if dn is None else Reason(dn), d["display_key"])
+
+
+@record
+class Device:
+    """A device of a key: one of its live activations (``Licensing.devices``)."""
+
+    id: str
+    """The activation id (what ``free_device`` frees)."""
+    label: str
+    activated_at: datetime
+    this_machine: bool
+    """``True`` for the activation this machine's cache remembers."""
+
+
+@record
+class KeyDevices:
+    """A key's devices through the customer's session (``Licensing.devices``), oldest first."""
+
+    key_id: str
+    """The key record's id."""
+    display_key: str
+    """``****-4C5B6A``: the key, redacted."""
+    limit_activations: Optional[int]
+    devices: tuple[Device, ...]
+
+    @property
+    def this_machine(self) -> Optional[Device]:
+        """This machine's device, when it holds one of the key's activations."""
+        return next((d for d in self.devices if d.this_machine), None)
+
+    @classmethod
+    def _of(cls, d: dict[str, Any]) -> KeyDevices:
+        return cls(d["key_id"], d["display_key"], d["limit_activations"], tuple(
+            Device(v["id"], v["label"], datetime.fromtimestamp(v["activated_at"], tz=timezone.utc),
+                   v["this_machine"]) for v in d["devices"]))

@@ -44,7 +44,7 @@ export const DEFAULT_STRINGS = Object.freeze({
   customer_mismatch: 'The key {key} belongs to another customer account. Use the key of your own account.',
   usage_exhausted: 'The key {key} has no usages left. Renew or upgrade your license.',
   activation_limit:
-    'The key {key} is already active on as many devices as it allows. Deactivate it on another device (in the app there, or in the customer portal), then activate again.',
+    'The key {key} is already active on as many devices as it allows: deactivate it on one of them (in the app there, or in the customer portal if that device is gone), then activate here again.',
   activations_not_supported: 'The key {key} cannot be activated on a device. Contact the seller.',
   offline:
     'Polar could not be reached. Check the internet connection (a network login page or a proxy may be in the way), then try again.',

@@ -17,9 +17,11 @@
 #                   commands on Tauri's mock runtime, the cell from its LicenseState)
 #   npm.tsv    tests/js/seller-table.test.mjs           (scripts/test-wasm.sh `npm-node`: the
 #                   packed package's LicenseClient, an emulator process per row)
+#   python.tsv bindings/python/tests/test_seller_table.py (scripts/test-python.sh: the wheel
+#                   in a fresh venv, its Licensing, an emulator of its own per row)
 #
-# scripts/test.sh runs this stage (`seller`) last, after the tests, c, tauri and wasm stages
-# that write the TSVs.
+# scripts/test.sh runs this stage (`seller`) last, after the tests, c, tauri, wasm and python
+# stages that write the TSVs.
 #
 # Columns of a TSV: face row expected got result. A cell passes when its row is there, its
 # suite passed it and what it got is what it expected; the script exits 1 when a face's cell is
@@ -32,9 +34,10 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DIR="${SELLER_TABLE_DIR:-$ROOT/target/seller-table}"
 TABLE="$ROOT/tests/vectors/seller-rows.json"
 
-FACES=(rust cli c wasm tauri npm)
+FACES=(rust cli c wasm tauri npm python)
 FACES_PENDING=()
-declare -A LABEL=([rust]=Rust [cli]=CLI [c]=C [npm]=npm [wasm]=Rust-on-wasm [tauri]=Tauri)
+declare -A LABEL=([rust]=Rust [cli]=CLI [c]=C [npm]=npm [wasm]=Rust-on-wasm [tauri]=Tauri
+    [python]=Python)
 
 # The rows, in order, as "id<TAB>label", straight from the table.
 mapfile -t ROWS < <(node -e '

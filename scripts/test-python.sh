@@ -2,7 +2,7 @@
 # The Python package (bindings/python): its native module linted (fmt, clippy -D warnings),
 # the abi3 wheel and the sdist built by the pinned maturin, the wheel installed into a fresh
 # venv, and there pytest (against the emulator over loopback, and with the command line for the
-# shared cache), mypy and pyright (strict, on the package, its stubs, the tests and the guide's
+# shared cache; the seller table's Python column, target/seller-table/python.tsv), mypy and pyright (strict, on the package, its stubs, the tests and the guide's
 # examples). The last line is `N passed, N failed` (pytest's counts; a failed lint, build or
 # type check counts as one failure). Tools: scripts/setup-python.sh (step_python).
 set -u -o pipefail
@@ -58,7 +58,11 @@ step install "$VENV/bin/pip" install -q --disable-pip-version-check "$wheel" -r 
 # installed wheel's.
 rm -rf "$OUT/tests" && cp -r "$PKG/tests" "$OUT/tests"
 log="$OUT/pytest.log"
+# The seller's rows (tests/test_seller_table.py) write the table's Python column,
+# python.tsv, where scripts/seller-table.sh reads the faces' files.
 (cd "$OUT/tests" && POLAR_LICENSE_CLI="$ROOT/target/debug/polar-license" \
+    POLAR_SELLER_ROWS="$ROOT/tests/vectors/seller-rows.json" \
+    POLAR_SELLER_TABLE_DIR="${SELLER_TABLE_DIR:-$ROOT/target/seller-table}" \
     "$VENV/bin/python" -m pytest -p no:cacheprovider -q -rs) 2>&1 | tee "$log"
 [[ ${PIPESTATUS[0]} -eq 0 ]] || echo "--- pytest: FAILED"
 

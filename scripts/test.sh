@@ -271,8 +271,9 @@ run_stage fuzz check bash scripts/fuzz.sh "$(full && echo 20 || echo 10)"
 # face's row is missing or failed. Last, so the table sits just above the summary.
 run_stage faults check bash scripts/fault-table.sh
 # Perpetual fallback and trials (issue #54) from one table (tests/vectors/seller-rows.json),
-# the rows the tests, c, tauri and wasm stages' runners wrote (Rust, CLI, C plain/ASan/valgrind,
-# Tauri, Rust-on-wasm in node and Chromium, npm through the packed package), as one table; fails
+# the rows the tests, c, tauri, wasm and python stages' runners wrote (Rust, CLI, C
+# plain/ASan/valgrind, Tauri, Rust-on-wasm in node and Chromium, npm through the packed package,
+# Python through the wheel), as one table; fails
 # when a face's cell is missing, failed or disagrees.
 run_stage seller check bash scripts/seller-table.sh
 

@@ -109,8 +109,9 @@ impl Denial {
             Reason::CustomerMismatch => "This license key belongs to another customer.",
             Reason::UsageExhausted => "This license key has no uses left.",
             Reason::ActivationLimit => {
-                "This license key is active on as many computers as it allows: deactivate it \
-                 on one of them first."
+                "This license key is already active on as many devices as it allows: \
+                 deactivate it on one of them (in the app there, or in the customer portal if \
+                 that device is gone), then activate here again."
             }
             Reason::ActivationsNotSupported => {
                 "This license key cannot be activated on a computer."

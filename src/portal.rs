@@ -515,6 +515,20 @@ pub fn key_of(key: &KeyWithActivations) -> &Key {
     &key.license_key.key
 }
 
+/// Key recovery ("I lost my key"): of the signed-in customer's keys (a
+/// [`Portal::list_keys`] walk), the ones this machine can activate: granted and not expired at
+/// `now_unix`, newest first. Show them by their `display_key` (`****-6ED415`) and record id;
+/// the whole key goes only into the activation, never on screen.
+pub fn recoverable_keys(keys: Vec<LicenseKeyRead>, now_unix: i64) -> Vec<LicenseKeyRead> {
+    let mut offered: Vec<LicenseKeyRead> = keys
+        .into_iter()
+        .filter(|k| k.status == crate::model::LicenseKeyStatus::Granted)
+        .filter(|k| k.expires_at.is_none_or(|e| e.unix_timestamp() > now_unix))
+        .collect();
+    offered.sort_by_key(|k| std::cmp::Reverse(k.created_at));
+    offered
+}
+
 #[cfg(test)]
 #[allow(clippy::expect_used)] // tests: a panic is the failure report
 mod tests {
@@ -549,6 +563,65 @@ mod tests {
         let token = SessionToken::new("polar_cst_x");
         assert!(p.get_key(&token, "not-a-uuid").is_err());
         assert!(p.list_keys(&token, 0).is_err());
+    }
+
+    #[test]
+    fn recovery_offers_granted_unexpired_keys_newest_first() {
+        let key = |id: &str, created: &str, status: &str, expires: Option<&str>| {
+            serde_json::from_value::<LicenseKeyRead>(serde_json::json!({
+                "id": id,
+                "created_at": created,
+                "organization_id": "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10",
+                "customer_id": "7c1d2e3f-4a5b-4c6d-8e9f-0a1b2c3d4e5f",
+                "customer": serde_json::json!({
+                    "id": "7c1d2e3f-4a5b-4c6d-8e9f-0a1b2c3d4e5f",
+                    "created_at": "2026-01-01T00:00:00Z",
+                    "email": "jane@example.com",
+                    "organization_id": "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10",
+                }),
+                "benefit_id": "5d3c2b1a-9e8f-4a7b-8c6d-1e2f3a4b5c6d",
+                "key": format!("KEY-{id}"),
+                "display_key": "****-ABCDEF",
+                "status": status,
+                "limit_activations": 3,
+                "usage": 0,
+                "limit_usage": null,
+                "validations": 0,
+                "last_validated_at": null,
+                "expires_at": expires,
+            }))
+            .expect("a key")
+        };
+        // 2026-06-01T00:00:00Z
+        let now = 1_780_272_000;
+        let keys = vec![
+            key("1", "2026-01-01T00:00:00Z", "granted", None),
+            key("2", "2026-02-01T00:00:00Z", "revoked", None),
+            key("3", "2026-03-01T00:00:00Z", "disabled", None),
+            key(
+                "4",
+                "2026-04-01T00:00:00Z",
+                "granted",
+                Some("2026-05-01T00:00:00Z"),
+            ),
+            key(
+                "5",
+                "2026-05-01T00:00:00Z",
+                "granted",
+                Some("2027-01-01T00:00:00Z"),
+            ),
+            key(
+                "6",
+                "2026-06-01T00:00:00Z",
+                "granted",
+                Some("2026-06-01T00:00:00Z"),
+            ),
+        ];
+        let ids: Vec<String> = recoverable_keys(keys, now)
+            .into_iter()
+            .map(|k| k.id)
+            .collect();
+        assert_eq!(ids, ["5", "1"]);
     }
 
     #[test]

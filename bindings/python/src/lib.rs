@@ -13,34 +13,67 @@
 use polar_license::features::{Entitlements, FeatureAccess};
 use polar_license::grace::LeaseWindow;
 use polar_license::lease::RelayKeys;
+use polar_license::licensing::system_clock;
 use polar_license::model::LicenseKeyRead;
 use polar_license::perpetual::ReleaseDate;
+use polar_license::portal::{devices_of, PortalError, SessionToken};
 use polar_license::trial::TrialDays;
 use polar_license::{
-    ActivateRequest, CacheState, CheckOutcome, CheckReport, Denial, Error, GracePolicy, Licensing,
-    MachineBinding, MetaValue, Server, ValidateRequest, Verdict,
+    ActivateRequest, CacheState, CheckOutcome, CheckReport, Denial, Error, GracePolicy, Key,
+    Licensing, MachineBinding, MetaValue, Reason, Server, ValidateRequest, Verdict,
 };
 use polar_license_emulator::{Emulator, Fault, KeyUpdate, Options, Seed};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyString};
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString};
+use pyo3::IntoPyObjectExt;
 use serde_json::{json, Value};
 use std::sync::Mutex;
 use std::time::Duration;
 
 /// `{"ok": value}`: what every call that can fail answers when it did not.
-fn ok(value: Value) -> String {
-    json!({ "ok": value }).to_string()
+fn ok(value: Value) -> Value {
+    json!({ "ok": value })
 }
 
 /// `{"error": …}` for one of the library's errors (the Python layer raises it).
-fn err(e: &Error) -> String {
-    json!({ "error": error_json(e) }).to_string()
+fn err(e: &Error) -> Value {
+    json!({ "error": error_json(e) })
 }
 
 /// `{"error": …}` for one of Polar's denials.
-fn denied(d: &Denial) -> String {
-    json!({ "error": denial_json(d) }).to_string()
+fn denied(d: &Denial) -> Value {
+    json!({ "error": denial_json(d) })
+}
+
+/// A JSON value as the Python value `json.loads` would give (`dict`, `list`, `str`, `int`,
+/// `float`, `bool`, `None`), built here so that the Python layer imports no `json` (whose
+/// `re` is a large part of a cold import).
+fn to_py<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>> {
+    match value {
+        Value::Null => Ok(py.None().into_bound(py)),
+        Value::Bool(b) => b.into_bound_py_any(py),
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => i.into_bound_py_any(py),
+            (None, Some(u)) => u.into_bound_py_any(py),
+            (None, None) => n.as_f64().unwrap_or(f64::NAN).into_bound_py_any(py),
+        },
+        Value::String(s) => Ok(PyString::new(py, s).into_any()),
+        Value::Array(items) => {
+            let list = PyList::empty(py);
+            for item in items {
+                list.append(to_py(py, item)?)?;
+            }
+            Ok(list.into_any())
+        }
+        Value::Object(map) => {
+            let dict = PyDict::new(py);
+            for (name, item) in map {
+                dict.set_item(name, to_py(py, item)?)?;
+            }
+            Ok(dict.into_any())
+        }
+    }
 }
 
 fn error_json(e: &Error) -> Value {
@@ -209,6 +242,108 @@ fn pairs(dict: Option<&Bound<'_, PyDict>>) -> PyResult<Vec<(String, MetaValue)>>
     Ok(out)
 }
 
+/// How long Polar's customer session lasts (docs/polar-api.md §16.1): one hour, no refresh.
+const SESSION_SECONDS: i64 = 3600;
+
+/// A portal step's failure: `{"error": …}` for the failures that are no portal answer (bad
+/// input, no answer, not Polar's: the error classes of every call), else `{"portal_error":
+/// …}` with contract §2's name (the CLI's `portal_error`) and the reason code the contract
+/// gives it, if any.
+fn portal_err(e: &PortalError) -> Value {
+    let (kind, reason) = match e {
+        PortalError::Invalid(e) | PortalError::Protocol(e) | PortalError::Offline(e) => {
+            return err(e)
+        }
+        PortalError::CodeInvalidOrExpired => ("code_invalid_or_expired", None),
+        PortalError::SessionExpired => ("session_expired", None),
+        PortalError::NotSignedIn => ("not_signed_in", Some(Reason::InvalidInput)),
+        PortalError::CustomerSelectionRequired(_) => {
+            ("customer_selection_required", Some(Reason::InvalidInput))
+        }
+        PortalError::RateLimited(_) => ("rate_limited", Some(Reason::RateLimited)),
+        PortalError::NotFound => ("key_not_found", Some(Reason::NotFound)),
+        PortalError::DeviceManagementOff => ("device_management_off", None),
+        _ => ("refused", None),
+    };
+    let mut out = json!({
+        "portal_error": kind,
+        "code": reason.map(Reason::code),
+        "detail": e.to_string(),
+    });
+    match e {
+        PortalError::RateLimited(wait) => out["retry_after"] = json!(wait),
+        PortalError::NotSignedIn => out["field"] = json!("session"),
+        PortalError::CustomerSelectionRequired(customers) => {
+            out["field"] = json!("customer_id");
+            out["customers"] = customers
+                .iter()
+                .map(|(id, name)| json!({ "id": id, "name": name }))
+                .collect();
+        }
+        PortalError::Refused { status, error, .. } => {
+            out["status"] = json!(status);
+            out["error"] = json!(error);
+        }
+        _ => {}
+    }
+    json!({ "portal_error": out })
+}
+
+/// `key`, or the remembered key (`invalid_input`, field `key`, when there is none).
+fn key_or_remembered(licensing: &Licensing, key: Option<String>) -> Result<Key, Error> {
+    if let Some(key) = key {
+        return Ok(Key::new(key));
+    }
+    licensing.remembered_key()?.ok_or_else(|| {
+        Error::invalid(
+            "key",
+            "is required: no key is remembered here (remember_keys=True, or remember_key)",
+        )
+    })
+}
+
+/// The key's devices through the remembered session, this machine's marked: the order of
+/// steps the command line runs (crates/cli/src/devices.rs, `list`), the rules the core's
+/// (`devices_of`).
+fn list_devices(licensing: &Licensing, key: &Key) -> Result<Value, PortalError> {
+    let session: SessionToken = licensing
+        .remembered_session()
+        .map_err(PortalError::Offline)?
+        .ok_or(PortalError::NotSignedIn)?;
+    let client = licensing.client();
+    let read = client.customer_keys(&session).and_then(|keys| {
+        let record = keys
+            .into_iter()
+            .find(|k| k.key.expose() == key.expose())
+            .ok_or(PortalError::NotFound)?;
+        client.devices(&session, &record.id)
+    });
+    let read = match read {
+        Err(PortalError::SessionExpired) => {
+            // Polar no longer knows it: nothing is kept that cannot be used.
+            let _ = licensing.forget_session();
+            return Err(PortalError::SessionExpired);
+        }
+        other => other?,
+    };
+    let here = licensing
+        .status(key.clone())
+        .ok()
+        .and_then(|s| s.activation.map(|a| a.id));
+    let devices = devices_of(&read, here.as_deref())?;
+    Ok(json!({
+        "key_id": read.license_key.id,
+        "display_key": key.redacted(),
+        "limit_activations": read.license_key.limit_activations,
+        "devices": devices.iter().map(|d| json!({
+            "id": d.id,
+            "label": d.label,
+            "activated_at": d.activated_at.unix_timestamp(),
+            "this_machine": d.this_machine,
+        })).collect::<Vec<_>>(),
+    }))
+}
+
 fn seconds(field: &str, secs: f64) -> Result<Duration, Error> {
     Duration::try_from_secs_f64(secs)
         .map_err(|_| Error::invalid(field, "must be a finite, non-negative number of seconds"))
@@ -250,6 +385,7 @@ fn build(
     bind_machine: bool,
     remember_keys: bool,
     entitlements: Option<String>,
+    clock_offset: i64,
 ) -> Result<Licensing, Error> {
     let mut b = Licensing::builder(organization_id);
     if let Some(server) = server {
@@ -313,18 +449,22 @@ fn build(
     if let Some(map) = entitlements {
         b = b.entitlements(Entitlements::from_json(&map)?);
     }
+    // For tests only (the seller table's runner): every cache decision's clock, moved.
+    if clock_offset != 0 {
+        b = b.clock(move || system_clock().saturating_add(clock_offset));
+    }
     b.build()
 }
 
 #[pymethods]
 impl NativeLicensing {
-    /// Builds the core's `Licensing`; `(None, error JSON)` when an option is refused.
+    /// Builds the core's `Licensing`; `(None, {"error": …})` when an option is refused.
     #[staticmethod]
     #[allow(clippy::too_many_arguments)]
     #[pyo3(signature = (organization_id, app_id, base_url, server, cache_dir, grace_period,
         revalidate_after, clock_tolerance, timeout, connect_timeout, relay_keys, released,
         trial, trial_benefits, app_secret, require_activation, machine_binding, bind_machine,
-        remember_keys, entitlements))]
+        remember_keys, entitlements, clock_offset=0))]
     fn build(
         py: Python<'_>,
         organization_id: String,
@@ -347,7 +487,8 @@ impl NativeLicensing {
         bind_machine: bool,
         remember_keys: bool,
         entitlements: Option<String>,
-    ) -> (Option<NativeLicensing>, Option<String>) {
+        clock_offset: i64,
+    ) -> PyResult<(Option<NativeLicensing>, Option<Py<PyAny>>)> {
         // Reads the machine id and may create the cache directory: no GIL meanwhile.
         let built = py.detach(move || {
             build(
@@ -371,46 +512,55 @@ impl NativeLicensing {
                 bind_machine,
                 remember_keys,
                 entitlements,
+                clock_offset,
             )
         });
-        match built {
+        Ok(match built {
             Ok(inner) => (Some(NativeLicensing { inner }), None),
-            Err(e) => (None, Some(err(&e))),
-        }
+            Err(e) => (None, Some(to_py(py, &err(&e))?.unbind())),
+        })
     }
 
     /// A check of `key` (`None`: the remembered key, else the local trial when one is
-    /// stated): the report's JSON and the outcome, for `feature`.
+    /// stated): the report (a dict) and the outcome, for `feature`.
     #[pyo3(signature = (key=None))]
-    fn check(&self, py: Python<'_>, key: Option<String>) -> (String, NativeOutcome) {
+    fn check(&self, py: Python<'_>, key: Option<String>) -> PyResult<(Py<PyAny>, NativeOutcome)> {
         let report = py.detach(|| match key {
             Some(key) => self.inner.check_report(key),
             None => self.inner.check_remembered_report(),
         });
-        let text = report_json(&self.inner, &report).to_string();
-        (
-            text,
+        let answer = to_py(py, &report_json(&self.inner, &report))?.unbind();
+        Ok((
+            answer,
             NativeOutcome {
                 outcome: report.outcome,
             },
-        )
+        ))
     }
 
-    /// May this copy use `feature`, given a check's outcome? The core's answer, as JSON.
-    fn feature(&self, outcome: &NativeOutcome, feature: &str) -> String {
-        feature_json(&self.inner.has_feature(&outcome.outcome, feature)).to_string()
+    /// May this copy use `feature`, given a check's outcome? The core's answer, as a dict.
+    fn feature<'py>(
+        &self,
+        py: Python<'py>,
+        outcome: &NativeOutcome,
+        feature: &str,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        to_py(
+            py,
+            &feature_json(&self.inner.has_feature(&outcome.outcome, feature)),
+        )
     }
 
     /// Activates `key` on this machine and remembers the activation.
     #[pyo3(signature = (key, label, conditions=None, meta=None))]
-    fn activate(
+    fn activate<'py>(
         &self,
-        py: Python<'_>,
+        py: Python<'py>,
         key: String,
         label: String,
         conditions: Option<&Bound<'_, PyDict>>,
         meta: Option<&Bound<'_, PyDict>>,
-    ) -> PyResult<String> {
+    ) -> PyResult<Bound<'py, PyAny>> {
         let mut req = ActivateRequest::new(key, label);
         for (name, value) in pairs(conditions)? {
             req = req.condition(name, value);
@@ -420,7 +570,7 @@ impl NativeLicensing {
         }
         let answer = py.detach(|| self.inner.activate_update(&req));
         let lease = answer.lease.as_ref().map(lease_json);
-        Ok(match (answer.online, answer.cache_error) {
+        let value = match (answer.online, answer.cache_error) {
             (Ok(Verdict::Accepted(read)), cache_error) => ok(json!({
                 "id": read.activation.id,
                 "label": read.activation.label,
@@ -430,23 +580,24 @@ impl NativeLicensing {
             })),
             (Ok(Verdict::Denied(d)), _) => denied(&d),
             (Err(e), _) => err(&e),
-        })
+        };
+        to_py(py, &value)
     }
 
     /// Validates online once (no answer from the cache); the answer updates the key's record.
     #[allow(clippy::too_many_arguments)]
     #[pyo3(signature = (key, activation_id=None, conditions=None, benefit_id=None,
         customer_id=None, increment_usage=None))]
-    fn validate(
+    fn validate<'py>(
         &self,
-        py: Python<'_>,
+        py: Python<'py>,
         key: String,
         activation_id: Option<String>,
         conditions: Option<&Bound<'_, PyDict>>,
         benefit_id: Option<String>,
         customer_id: Option<String>,
         increment_usage: Option<i64>,
-    ) -> PyResult<String> {
+    ) -> PyResult<Bound<'py, PyAny>> {
         let mut req = ValidateRequest::new(key);
         if let Some(id) = activation_id {
             req = req.activation_id(id);
@@ -465,7 +616,7 @@ impl NativeLicensing {
         }
         let answer = py.detach(|| self.inner.validate_update(&req));
         let lease = answer.lease.as_ref().map(lease_json);
-        Ok(match answer.online {
+        let value = match answer.online {
             Ok(Verdict::Accepted(v)) => ok(json!({
                 "license": license_json(&v.license_key, v.activation.as_ref().map(|a| a.id.as_str())),
                 "lease": lease,
@@ -473,25 +624,32 @@ impl NativeLicensing {
             })),
             Ok(Verdict::Denied(d)) => denied(&d),
             Err(e) => err(&e),
-        })
+        };
+        to_py(py, &value)
     }
 
     /// Deactivates `activation_id`, or the remembered activation, and forgets it.
     #[pyo3(signature = (key, activation_id=None))]
-    fn deactivate(&self, py: Python<'_>, key: String, activation_id: Option<String>) -> String {
+    fn deactivate<'py>(
+        &self,
+        py: Python<'py>,
+        key: String,
+        activation_id: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let answer = py.detach(|| self.inner.deactivate(key, activation_id.as_deref()));
-        match answer {
+        let value = match answer {
             Ok(Verdict::Accepted(())) => ok(Value::Null),
             Ok(Verdict::Denied(d)) => denied(&d),
             Err(e) => err(&e),
-        }
+        };
+        to_py(py, &value)
     }
 
     /// What the cache holds for `key`, with no request.
-    fn status(&self, py: Python<'_>, key: String) -> String {
+    fn status<'py>(&self, py: Python<'py>, key: String) -> PyResult<Bound<'py, PyAny>> {
         let status = match py.detach(|| self.inner.status(key)) {
             Ok(status) => status,
-            Err(e) => return err(&e),
+            Err(e) => return to_py(py, &err(&e)),
         };
         let policy = self.inner.policy();
         let mut out = json!({
@@ -520,39 +678,140 @@ impl NativeLicensing {
                 }
             }
         }
-        ok(out)
+        to_py(py, &ok(out))
     }
 
     /// Remembers `key` (sealed beside the records) for `check()` with no key.
-    fn remember_key(&self, py: Python<'_>, key: String) -> String {
-        match py.detach(|| self.inner.remember_key(key)) {
+    fn remember_key<'py>(&self, py: Python<'py>, key: String) -> PyResult<Bound<'py, PyAny>> {
+        let value = match py.detach(|| self.inner.remember_key(key)) {
             Ok(()) => ok(Value::Null),
             Err(e) => err(&e),
-        }
+        };
+        to_py(py, &value)
     }
 
     /// The remembered key's display form (`****-4C5B6A`), or `null`.
-    fn remembered_key(&self, py: Python<'_>) -> String {
-        match py.detach(|| self.inner.remembered_key()) {
+    fn remembered_key<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let value = match py.detach(|| self.inner.remembered_key()) {
             Ok(key) => ok(json!(key.map(|k| k.redacted()))),
             Err(e) => err(&e),
-        }
+        };
+        to_py(py, &value)
     }
 
     /// Forgets the remembered key.
-    fn forget_key(&self, py: Python<'_>) -> String {
-        match py.detach(|| self.inner.forget_key()) {
+    fn forget_key<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let value = match py.detach(|| self.inner.forget_key()) {
             Ok(()) => ok(Value::Null),
             Err(e) => err(&e),
-        }
+        };
+        to_py(py, &value)
     }
 
     /// Forgets everything cached for `key` (Polar is not told).
-    fn forget(&self, py: Python<'_>, key: String) -> String {
-        match py.detach(|| self.inner.forget(key)) {
+    fn forget<'py>(&self, py: Python<'py>, key: String) -> PyResult<Bound<'py, PyAny>> {
+        let value = match py.detach(|| self.inner.forget(key)) {
             Ok(()) => ok(Value::Null),
             Err(e) => err(&e),
-        }
+        };
+        to_py(py, &value)
+    }
+
+    /// Asks Polar to email a sign-in code to `email` (`customer_id`: one of several
+    /// customers with that email).
+    #[pyo3(signature = (email, customer_id=None))]
+    fn request_sign_in_code<'py>(
+        &self,
+        py: Python<'py>,
+        email: String,
+        customer_id: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let asked = py.detach(|| {
+            self.inner
+                .client()
+                .request_sign_in_code_for(&email, customer_id.as_deref())
+        });
+        let value = match asked {
+            Ok(()) => ok(Value::Null),
+            Err(e) => portal_err(&e),
+        };
+        to_py(py, &value)
+    }
+
+    /// Signs in with the emailed code and seals the session beside the cache for its hour
+    /// (as the command line's `sign-in`): when it ends, in unix seconds.
+    fn sign_in<'py>(&self, py: Python<'py>, code: String) -> PyResult<Bound<'py, PyAny>> {
+        let value = py.detach(|| {
+            // The hour runs from Polar's answer: counted from before the request, it ends no
+            // later.
+            let expires_at = self.inner.now().saturating_add(SESSION_SECONDS);
+            let token = match self.inner.client().sign_in(&code) {
+                Ok(token) => token,
+                Err(e) => return portal_err(&e),
+            };
+            match self.inner.remember_session(&token, expires_at) {
+                Ok(()) => ok(json!(expires_at)),
+                Err(e) => err(&e),
+            }
+        });
+        to_py(py, &value)
+    }
+
+    /// Forgets the remembered session.
+    fn sign_out<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let value = match py.detach(|| self.inner.forget_session()) {
+            Ok(()) => ok(Value::Null),
+            Err(e) => err(&e),
+        };
+        to_py(py, &value)
+    }
+
+    /// The devices of `key` (`None`: the remembered key) through the remembered session.
+    #[pyo3(signature = (key=None))]
+    fn devices<'py>(&self, py: Python<'py>, key: Option<String>) -> PyResult<Bound<'py, PyAny>> {
+        let value = py.detach(|| match key_or_remembered(&self.inner, key) {
+            Ok(key) => match list_devices(&self.inner, &key) {
+                Ok(listed) => ok(listed),
+                Err(e) => portal_err(&e),
+            },
+            Err(e) => err(&e),
+        });
+        to_py(py, &value)
+    }
+
+    /// Frees the activation `activation_id` of `key` (`None`: the remembered key) with the
+    /// public deactivate (no session needed): `{"this_machine": …}`, true when it was the
+    /// activation this cache remembers (then forgotten).
+    #[pyo3(signature = (activation_id, key=None))]
+    fn free_device<'py>(
+        &self,
+        py: Python<'py>,
+        activation_id: String,
+        key: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let value = py.detach(|| {
+            let key = match key_or_remembered(&self.inner, key) {
+                Ok(key) => key,
+                Err(e) => return err(&e),
+            };
+            let here = self
+                .inner
+                .status(key.clone())
+                .ok()
+                .and_then(|s| s.activation.map(|a| a.id));
+            match self
+                .inner
+                .deactivate_update(key, Some(activation_id.as_str()))
+                .answer
+            {
+                Ok(Verdict::Accepted(())) => ok(json!({
+                    "this_machine": here.as_deref() == Some(activation_id.as_str()),
+                })),
+                Ok(Verdict::Denied(d)) => denied(&d),
+                Err(e) => err(&e),
+            }
+        });
+        to_py(py, &value)
     }
 
     /// This machine's fingerprint for the organization, when activations are bound.
@@ -596,14 +855,16 @@ impl NativeEmulator {
 impl NativeEmulator {
     /// Starts the emulator with a seed (the seed file's JSON; `None`: the demo seed) on
     /// 127.0.0.1 and `port` (0: a free one), answering requests that send no `Polar-Version`
-    /// as `api_version` (`None`: Polar's current one).
+    /// as `api_version` (`None`: Polar's current one), with Polar's rate limits when
+    /// `rate_limit`.
     #[new]
-    #[pyo3(signature = (seed_json=None, port=0, api_version=None))]
+    #[pyo3(signature = (seed_json=None, port=0, api_version=None, rate_limit=false))]
     fn new(
         py: Python<'_>,
         seed_json: Option<String>,
         port: u16,
         api_version: Option<String>,
+        rate_limit: bool,
     ) -> PyResult<Self> {
         let seed = match seed_json {
             Some(text) => Seed::from_json(&text)
@@ -615,6 +876,7 @@ impl NativeEmulator {
                 let defaults = Options::default();
                 let options = Options {
                     port,
+                    rate_limit,
                     api_version: api_version.unwrap_or_else(|| defaults.api_version.clone()),
                     ..defaults
                 };
@@ -668,6 +930,17 @@ impl NativeEmulator {
     /// The key's activations, as JSON.
     fn activations(&self, key: &str) -> PyResult<String> {
         self.with(|e| Value::Array(e.activations(key)).to_string())
+    }
+
+    /// The customer-session email codes not yet used or expired, oldest first, as JSON
+    /// (`GET /__emulator/customer-session/codes` answers the same).
+    fn customer_session_codes(&self) -> PyResult<String> {
+        self.with(|e| Value::Array(e.customer_session_codes()).to_string())
+    }
+
+    /// Moves the emulator's clock `seconds` from the real one (`POST /__emulator/clock`).
+    fn set_clock_offset(&self, seconds: i64) -> PyResult<()> {
+        self.with(|e| e.set_clock_offset(seconds))
     }
 
     /// Stops it (closing its connections); idempotent.

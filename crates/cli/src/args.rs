@@ -279,6 +279,9 @@ pub enum Command {
     /// Free one device of the key by its activation id (no sign-in needed), e.g. a machine
     /// that is gone; then `activate` here
     Free(FreeArgs),
+    /// Lost the key? List the signed-in customer's keys this machine can activate (shown
+    /// redacted, by id), or activate one of them here by its id (the whole key never shown)
+    Recover(RecoverArgs),
     /// Run the local Polar emulator until killed; the first stdout line is
     /// `listening on http://127.0.0.1:PORT`, then the organization, keys and tokens
     /// (--json only changes how startup errors are printed)
@@ -585,8 +588,9 @@ pub struct RelayServeArgs {
     )]
     pub max_connections: usize,
 
-    /// Connections open at once from one client address (an IPv6 client by its /64; one more
-    /// is closed at once); 0: no cap but --max-connections. Not applied with
+    /// One client address's share of the connections open at once (an IPv6 client by its
+    /// /64), biting only when others wait: past it an address's connection is cut when
+    /// another address finds none free; 0: no share but --max-connections. Not applied with
     /// --client-ip-header (every connection is then the proxy's)
     #[arg(
         long,
@@ -706,6 +710,19 @@ pub struct FreeArgs {
 
     #[command(flatten)]
     pub key: OptionalKeyArg,
+}
+
+/// `recover`
+#[derive(Debug, Args)]
+pub struct RecoverArgs {
+    /// The id of the key to activate here (as `recover` lists it): activated with this
+    /// machine's label and remembered, so `check` needs no --key; without it, the list
+    #[arg(value_name = "ID")]
+    pub id: Option<String>,
+
+    /// A label for the activation (default: this machine's host name and OS)
+    #[arg(long, value_name = "LABEL", requires = "id")]
+    pub label: Option<String>,
 }
 
 #[derive(Debug, Args)]

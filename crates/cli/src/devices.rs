@@ -8,10 +8,12 @@
 //! "device management off", which activation is this machine's) are the core's
 //! ([`polar_license::portal::devices_of`]); this module only renders.
 
-use crate::args::{DevicesArgs, FreeArgs, Global, SignInArgs};
+use crate::args::{
+    ActivateArgs, AskedKeyArg, DevicesArgs, FreeArgs, Global, RecoverArgs, SignInArgs,
+};
 use crate::output::{error_report, report, unix_when, Op, Report};
 use crate::run::{key_or_remembered, licensing_with};
-use polar_license::portal::{devices_of, Device, PortalError, SessionToken};
+use polar_license::portal::{devices_of, recoverable_keys, Device, PortalError, SessionToken};
 use polar_license::{Error, Key, Licensing, Reason};
 use serde_json::{json, Map, Value};
 
@@ -292,28 +294,34 @@ pub fn sign_in(g: &Global, a: &SignInArgs) -> Report {
     }
 }
 
-/// The key's devices through the remembered session, this machine's marked.
-fn list(licensing: &Licensing, key: &Key) -> Result<(Vec<Device>, Option<i64>), PortalError> {
+/// `read` through the remembered session; a session Polar no longer knows is forgotten
+/// (nothing is kept that cannot be used).
+fn with_session<T>(
+    licensing: &Licensing,
+    read: impl FnOnce(&SessionToken) -> Result<T, PortalError>,
+) -> Result<T, PortalError> {
     let session: SessionToken = licensing
         .remembered_session()
         .map_err(PortalError::Offline)?
         .ok_or(PortalError::NotSignedIn)?;
+    let answer = read(&session);
+    if matches!(answer, Err(PortalError::SessionExpired)) {
+        let _ = licensing.forget_session();
+    }
+    answer
+}
+
+/// The key's devices through the remembered session, this machine's marked.
+fn list(licensing: &Licensing, key: &Key) -> Result<(Vec<Device>, Option<i64>), PortalError> {
     let client = licensing.client();
-    let read = client.customer_keys(&session).and_then(|keys| {
-        let record = keys
+    let read = with_session(licensing, |session| {
+        let record = client
+            .customer_keys(session)?
             .into_iter()
             .find(|k| k.key.expose() == key.expose())
             .ok_or(PortalError::NotFound)?;
-        client.devices(&session, &record.id)
-    });
-    let read = match read {
-        Err(PortalError::SessionExpired) => {
-            // Polar no longer knows it: nothing is kept that cannot be used.
-            let _ = licensing.forget_session();
-            return Err(PortalError::SessionExpired);
-        }
-        other => other?,
-    };
+        client.devices(session, &record.id)
+    })?;
     // This machine's activation, as its cache remembers it (none when it cannot be read).
     let here = licensing
         .status(key.clone())
@@ -431,4 +439,92 @@ pub fn free(g: &Global, a: &FreeArgs) -> Report {
         r.json.insert("next_step".into(), json!(step));
     }
     r
+}
+
+/// `recover`: the signed-in customer's keys this machine can activate (the core's
+/// [`recoverable_keys`]), listed by id and redacted form; `recover ID` activates that one here
+/// and remembers it, as `activate --remember` does, the whole key never printed.
+pub fn recover(g: &Global, a: &RecoverArgs) -> Report {
+    const COMMAND: &str = "recover";
+    let licensing = match licensing_with(g, false) {
+        Ok(l) => l,
+        Err(e) => return plain_error(COMMAND, &e),
+    };
+    let now = licensing.now();
+    let client = licensing.client();
+    let keys = match with_session(&licensing, |session| client.customer_keys(session)) {
+        Ok(all) => recoverable_keys(all, now),
+        Err(e) => return portal_failure(COMMAND, &e),
+    };
+    if let Some(id) = a.id.as_deref() {
+        let Some(chosen) = keys.into_iter().find(|k| k.id == id) else {
+            let mut r = plain_error(
+                COMMAND,
+                &Error::invalid("id", "is not one of the keys `polar-license recover` lists"),
+            );
+            let step = "copy an id from `polar-license recover`";
+            r.json.insert("next_step".into(), json!(step));
+            r.lines.push(format!("  what to do: {step}"));
+            return r;
+        };
+        let activate = ActivateArgs {
+            key: AskedKeyArg {
+                key: Some(chosen.key.expose().to_string()),
+            },
+            remember: true,
+            label: a.label.clone(),
+            conditions: Vec::new(),
+            meta: Vec::new(),
+        };
+        let mut r = crate::run::activate(g, &activate);
+        r.json.insert("command".into(), json!(COMMAND));
+        // The customer lost the key and recovers it into this activation only: the license
+        // object shows it as Polar's display form, never whole.
+        if let Some(license) = r.json.get_mut("license").and_then(Value::as_object_mut) {
+            license.insert("key".into(), json!(chosen.display_key));
+        }
+        r.json.insert("key_id".into(), json!(chosen.id));
+        return r;
+    }
+    let mut m = object(COMMAND, "done");
+    let listed: Vec<Value> = keys
+        .iter()
+        .map(|k| {
+            json!({
+                "id": k.id,
+                "display_key": k.display_key,
+                "benefit_id": k.benefit_id,
+                "limit_activations": k.limit_activations,
+                "expires_at": k.expires_at.map(|e| unix_when(e.unix_timestamp())),
+            })
+        })
+        .collect();
+    m.insert("keys".into(), Value::Array(listed));
+    let mut lines = vec![match keys.len() {
+        0 => "done: no key of this customer can be activated (none is granted and unexpired)"
+            .to_string(),
+        1 => "done: 1 key can be activated here".to_string(),
+        n => format!("done: {n} keys can be activated here"),
+    }];
+    for k in &keys {
+        let expires = k
+            .expires_at
+            .map_or("never".to_string(), |e| unix_when(e.unix_timestamp()));
+        let limit = k
+            .limit_activations
+            .map_or("no activations".to_string(), |n| format!("{n} devices"));
+        lines.push(format!(
+            "  {}  {}  {limit:<15} expires {expires}",
+            k.id, k.display_key
+        ));
+    }
+    if !keys.is_empty() {
+        lines.push("  to activate one here: polar-license recover ID".to_string());
+    }
+    Report {
+        json: m,
+        lines,
+        to_stderr: false,
+        exit: 0,
+    }
 }

@@ -5,7 +5,8 @@
 //! from its control state, as a person reads it from the email).
 
 use polar_license_emulator::{
-    Emulator, Options, Seed, SeedBenefit, DEMO_BENEFIT_ID, DEMO_KEY, DEMO_KEY_NO_ACTIVATIONS,
+    Emulator, Options, Seed, SeedBenefit, DEMO_BENEFIT_ID, DEMO_KEY, DEMO_KEY_EXPIRED,
+    DEMO_KEY_NO_ACTIVATIONS, DEMO_KEY_REVOKED, DEMO_KEY_USAGE,
 };
 use polar_license_testkit::{clean_command, Launch, ScratchDir};
 use serde_json::Value;
@@ -465,4 +466,84 @@ fn activate_without_a_label_names_the_machine() {
     // Polar holds that label, as `devices` lists it.
     let held = polar.activations(DEMO_KEY);
     assert_eq!(held[0]["label"], label.as_str());
+}
+
+#[test]
+fn a_lost_key_is_recovered_by_signing_in_never_shown_whole() {
+    let polar = Emulator::start(Seed::demo(), Options::default()).unwrap();
+    let dir = ScratchDir::new("cli-devices-recover");
+    // Not signed in: said so, no request.
+    let before = polar.request_count();
+    let none = cli(&polar, &dir, &["recover"]);
+    assert_eq!(
+        (none.0, none.1["portal_error"].as_str()),
+        (2, Some("not_signed_in")),
+        "{}",
+        none.1
+    );
+    assert_eq!(polar.request_count(), before);
+
+    sign_in(&polar, &dir);
+    // The demo customer holds every demo key: offered are the granted, unexpired ones, by id
+    // and redacted form; revoked, disabled and expired ones are not; no whole key anywhere.
+    let listed = cli(&polar, &dir, &["recover"]);
+    assert_eq!(listed.0, 0, "{}", listed.2);
+    let keys = listed.1["keys"].as_array().unwrap().clone();
+    let shown: Vec<&str> = keys
+        .iter()
+        .map(|k| k["display_key"].as_str().unwrap())
+        .collect();
+    let mut want: Vec<String> = [DEMO_KEY, DEMO_KEY_NO_ACTIVATIONS, DEMO_KEY_USAGE]
+        .iter()
+        .map(|k| format!("****-{}", &k[k.len() - 6..]))
+        .collect();
+    let mut got: Vec<String> = shown.iter().map(|s| s.to_string()).collect();
+    want.sort();
+    got.sort();
+    assert_eq!(got, want, "{}", listed.1);
+    let text = run(&polar, &dir, false, &["recover"]).2;
+    for whole in [
+        DEMO_KEY,
+        DEMO_KEY_NO_ACTIVATIONS,
+        DEMO_KEY_USAGE,
+        DEMO_KEY_REVOKED,
+        DEMO_KEY_EXPIRED,
+    ] {
+        assert!(!listed.2.contains(whole), "{}", listed.2);
+        assert!(!text.contains(whole), "{text}");
+    }
+    assert!(
+        text.contains("to activate one here: polar-license recover ID"),
+        "{text}"
+    );
+
+    // An id not listed: refused before any activation.
+    let before = polar.activations(DEMO_KEY).len();
+    let wrong = cli(&polar, &dir, &["recover", DEMO_BENEFIT_ID]);
+    assert_eq!(
+        (wrong.0, wrong.1["field"].as_str()),
+        (2, Some("id")),
+        "{}",
+        wrong.1
+    );
+    assert_eq!(polar.activations(DEMO_KEY).len(), before);
+
+    // The chosen one is activated here and remembered: `check` needs no key.
+    let id = keys
+        .iter()
+        .find(|k| k["display_key"] == format!("****-{}", &DEMO_KEY[DEMO_KEY.len() - 6..]))
+        .and_then(|k| k["id"].as_str())
+        .unwrap()
+        .to_string();
+    let done = cli(&polar, &dir, &["recover", &id, "--label", "New laptop"]);
+    assert_eq!(done.0, 0, "{}", done.2);
+    assert_eq!(done.1["key_id"], id.as_str(), "{}", done.1);
+    assert_eq!(done.1["key_remembered"], true, "{}", done.1);
+    assert!(!done.2.contains(DEMO_KEY), "{}", done.2);
+    let activations = polar.activations(DEMO_KEY);
+    assert_eq!(activations.len(), before + 1);
+    assert!(activations.iter().any(|a| a["label"] == "New laptop"));
+    let check = cli(&polar, &dir, &["check"]);
+    assert_eq!(check.0, 0, "{}", check.2);
+    assert_eq!(check.1["outcome"], "licensed", "{}", check.1);
 }

@@ -22,8 +22,10 @@
 //!   10 %), and with the relay's defaults (issue #52: a store, the token and a webhook secret,
 //!   no other option: `StoreOptions::default()` and `ServeOptions::default()`, only the
 //!   budget and its window set to the emulator's, as the defaults are Polar's production
-//!   budget and minute). `budget [SCALE] [MINUTES] [BUDGET] [ROWS]`: `ROWS` a comma-separated
-//!   choice of `off`, `roster`, `defaults` (default all three).
+//!   budget and minute); and the defaults again with four keys Polar refuses activated at 3 a
+//!   second each from four addresses of their own (issue #62). `budget [SCALE] [MINUTES]
+//!   [BUDGET] [ROWS]`: `ROWS` a comma-separated choice of `off`, `roster`, `defaults`,
+//!   `refused` (default all four).
 //! - **The issue's own try** (`slow [SECONDS]`, default 60; not scaled): 40 stored keys past
 //!   `--fresh-for`, then Polar answering every call after 20 s (the relay's timeout is 10 s),
 //!   all 40 keys asked at once and a signed webhook half a second later, then checks of the
@@ -144,6 +146,8 @@ struct Tally {
     guesses_polar: AtomicU64,
     new: AtomicU64,
     new_polar: AtomicU64,
+    refused: AtomicU64,
+    refused_polar: AtomicU64,
 }
 
 /// The relay's breaker at `url`, as `/healthz` tells it.
@@ -315,13 +319,47 @@ enum Row {
     /// emulator's; every other store and server option as `relay serve` with `--store`,
     /// the token and `--webhook-secret` and nothing else has it.
     Defaults,
+    /// The relay's defaults, and four keys Polar refuses (revoked, expired, and two disabled
+    /// after the roster read them as granted: no webhook fires for a disabled key) activated
+    /// at 3 a second each (the default per-key rate) from four addresses of their own
+    /// (`127.0.0.200` to `.203`) throughout (issue #62, item 3).
+    Refused,
+}
+
+/// The refused keys of [`Row::Refused`].
+fn refused_key(i: usize) -> String {
+    format!("REFUSED-{i}-000000-4A5B6C")
 }
 
 fn run(row: Row, scale: f64, minutes: f64, budget: u32) -> Vec<String> {
     let window = Duration::from_secs_f64(60.0 * scale);
     let (polar, endpoint_id, secret) = attack_polar(budget, scale, Duration::from_secs(5), KNOWN);
+    if row == Row::Refused {
+        let past = time::OffsetDateTime::now_utc() - time::Duration::days(1);
+        let past = past
+            .format(&time::format_description::well_known::Rfc3339)
+            .expect("a time");
+        for (i, (status, expires_at)) in [
+            (Some("revoked"), None),
+            (None, Some(past)),
+            (None, None),
+            (None, None),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            polar
+                .add_key(SeedKey {
+                    limit_activations: Some(3),
+                    status: status.map(String::from),
+                    expires_at,
+                    ..SeedKey::new(refused_key(i))
+                })
+                .expect("a refused key");
+        }
+    }
     let store = match row {
-        Row::Defaults => {
+        Row::Defaults | Row::Refused => {
             let mut store = StoreOptions::default();
             store.budget = budget;
             store.reserve = budget / 4;
@@ -339,7 +377,7 @@ fn run(row: Row, scale: f64, minutes: f64, budget: u32) -> Vec<String> {
         polar_429: Arc::clone(&polar_429),
     };
     let mut serve = ServeOptions::default();
-    if row != Row::Defaults {
+    if !matches!(row, Row::Defaults | Row::Refused) {
         serve.concurrent_requests = 16;
     }
     let relay = rig::listen(rig::relay(config, upstream), serve);
@@ -348,6 +386,25 @@ fn run(row: Row, scale: f64, minutes: f64, budget: u32) -> Vec<String> {
 
     let rt = runtime();
     warm_up(&rt, to, KNOWN);
+    if row == Row::Refused {
+        // The roster has read every page (the two keys still granted known), then Polar
+        // disables them, telling no one.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !roster_current(&relay.url()) {
+            assert!(
+                Instant::now() < deadline,
+                "the roster never read every page"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        for i in 2..4 {
+            let update = polar_license_emulator::KeyUpdate {
+                status: Some("disabled".into()),
+                ..Default::default()
+            };
+            assert!(polar.update_key(&refused_key(i), update));
+        }
+    }
     // Polar's window of the warm-up over.
     std::thread::sleep(window);
     polar.reset_request_count();
@@ -387,6 +444,28 @@ fn run(row: Row, scale: f64, minutes: f64, budget: u32) -> Vec<String> {
         };
         let rate = per_window(20.0) / 4.0;
         threads.push(guesses(t, rate, to, Arc::clone(&stop), each));
+    }
+    // The refused keys' flood: each key at 3 a second from an address of its own.
+    if row == Row::Refused {
+        for i in 0..4usize {
+            let (tally, stop) = (Arc::clone(&tally), Arc::clone(&stop));
+            threads.push(std::thread::spawn(move || {
+                let rt = runtime();
+                let mut pace = Pace::new(3.0);
+                let from = Ipv4Addr::new(127, 0, 0, 200 + i as u8);
+                let body = json!({"key": refused_key(i), "organization_id": DEMO_ORGANIZATION_ID,
+                                  "label": "x"});
+                while !stop.load(Ordering::Relaxed) {
+                    pace.wait();
+                    if let Some((_, source)) = post_from(&rt, from, to, "activate", &body) {
+                        tally.refused.fetch_add(1, Ordering::Relaxed);
+                        if source.as_deref() == Some("polar") {
+                            tally.refused_polar.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }));
+        }
     }
     // Polar's license-route calls, sampled every 50 ms.
     let samples = Arc::new(Mutex::new(Vec::new()));
@@ -450,6 +529,9 @@ fn run(row: Row, scale: f64, minutes: f64, budget: u32) -> Vec<String> {
             Row::Defaults => {
                 "the relay's defaults (store, token, webhook secret; #52: roster on)".into()
             }
+            Row::Refused => "the relay's defaults, four refused keys' activations at 3/s from \
+                             four addresses (#62)"
+                .into(),
         },
         format!("{:.1} s", secs),
         format!(
@@ -472,7 +554,28 @@ fn run(row: Row, scale: f64, minutes: f64, budget: u32) -> Vec<String> {
         ),
         format!("{most} (budget {budget})"),
         g(&polar_429).to_string(),
+        if row == Row::Refused {
+            format!(
+                "{} ({} by Polar)",
+                g(&tally.refused),
+                g(&tally.refused_polar)
+            )
+        } else {
+            "-".into()
+        },
     ]
+}
+
+/// Whether the relay at `url` says (`/healthz`) its roster has read every page.
+fn roster_current(url: &str) -> bool {
+    let health: serde_json::Value = patient()
+        .get(&format!("{url}/healthz"))
+        .call()
+        .ok()
+        .and_then(|mut r| r.body_mut().read_to_string().ok())
+        .and_then(|b| serde_json::from_str(&b).ok())
+        .unwrap_or_default();
+    health["roster"]["state"] == "current"
 }
 
 /// The slow Polar's webhook secret (the benchmark signs its own deliveries).
@@ -694,14 +797,17 @@ fn budget_table(args: &[String]) {
     let budget: u32 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(100);
     let rows: Vec<Row> = args
         .get(3)
-        .map_or("off,roster,defaults", String::as_str)
+        .map_or("off,roster,defaults,refused", String::as_str)
         .split(',')
         .map(|r| match r.trim() {
             "off" => Row::Off,
             "roster" => Row::Roster,
             "defaults" => Row::Defaults,
+            "refused" => Row::Refused,
             other => {
-                eprintln!("relay_attack: budget: a row is off, roster or defaults, not {other}");
+                eprintln!(
+                    "relay_attack: budget: a row is off, roster, defaults or refused, not {other}"
+                );
                 std::process::exit(2);
             }
         })
@@ -716,6 +822,7 @@ fn budget_table(args: &[String]) {
         "new customers' activations answered by Polar",
         "most license calls to Polar in a window",
         "Polar's 429s",
+        "refused keys' activations sent",
     ];
     table_head(&header);
     for row in rows {

@@ -3,8 +3,8 @@
 //! HMAC is computed.
 //!
 //! **Once per request.** A request whose host reads the store before the request begins (the
-//! npm relay over a Durable Object: its exchange asks [`crate::Relay::store_wants`] for the
-//! loads, then begins the request) is looked at two or three times. The first look keeps its
+//! npm relay over a Durable Object: its exchange asks the relay what the request touches for
+//! the loads, then begins the request) is looked at two or three times. The first look keeps its
 //! outcome here (the request's headers and body, compared byte for byte: as cheap as a copy,
 //! and as binding as the HMAC itself); later looks at the same request read it, and the begin
 //! takes it out. The native hosts look once and keep nothing.
@@ -337,6 +337,7 @@ mod tests {
     }
 
     use crate::clock::Now;
+    use crate::flow::Asks;
     use crate::relay::Relay;
     use crate::store::{MemoryBackend, StoreOptions};
     use crate::types::{RelayConfig, StoreConfig, WEBHOOK_ROUTE};

@@ -31,19 +31,19 @@
 //!   `date` exposed), preflights answered without a call.
 //!
 //! The core is sans-IO: a request as data, `now` as an argument, the upstream
-//! [`Transport`](polar_license::Transport) injected. The order of a request's steps is a
-//! machine, [`flow::Exchange`], and the relay's own reads between requests another,
-//! [`flow::background::Background`]: every host drives them with one loop and moves bytes and
-//! time. [`Relay::handle`] is the blocking host (the relay's transport, the caller's thread);
-//! the native server ([`serve`], feature `server`) is hyper's HTTP/1.1 server (a limit on every
-//! wait on a client and on the connections open: [`ServeOptions`]) with
-//! [`polar_license::UreqTransport`]; the npm package's relay drives the same machines from JS
-//! (`bindings/relay-wasm`, `pkg-template/relay-handler.js`).
-//!
-//! The pre-machine API ([`Relay::begin`], [`Relay::finish`] and their siblings, [`Step`],
-//! [`Pending`], [`Finished`]) is still public; no host uses it, and issue #63 removes it (with
-//! the other places where the code still differs from the design: docs/architecture.md in the
-//! repository lists them). Build on [`flow::Exchange`].
+//! [`Transport`](polar_license::Transport) injected. **The machines are the one way in.** The
+//! order of a request's steps is a machine, [`flow::Exchange`] (the host asks
+//! [`flow::Exchange::want`] what to do next and hands back what it got with
+//! [`flow::Exchange::give`]), and the relay's own reads between requests another,
+//! [`flow::background::Background`] (`poll`, `answered`): every host drives them with one loop
+//! and moves bytes and time; [`Relay`] is what the machines ask (its configuration, its parts,
+//! the operator's routes), never a second way to answer a request. The hosts:
+//! [`Relay::handle`] runs an exchange to its end on the caller's thread, its calls through the
+//! relay's transport; the native server ([`serve`], feature `server`) is hyper's HTTP/1.1
+//! server (a limit on every wait on a client and on the connections open: [`ServeOptions`])
+//! with [`polar_license::UreqTransport`]; the npm package's relay drives the same machines from
+//! JS (`bindings/relay-wasm`, `pkg-template/relay-handler.js`). The map of the machines and
+//! their hosts is docs/architecture.md in the repository.
 
 #![deny(unsafe_code)]
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -104,10 +104,10 @@ pub use server::{
 #[cfg(not(target_arch = "wasm32"))]
 pub use types::os_entropy;
 pub use types::{
-    Entropy, Finished, Limits, Pending, RelayConfig, RelayRequest, RelayResponse, Signer, Step,
-    StoreConfig, DEFAULT_LEASE_DAYS, DEFAULT_WEBHOOK_SILENCE, FLIGHT_WAITS, HEALTH_ROUTE,
-    MAX_LEASE_DAYS, METRICS_ROUTE, RELAY_SOURCE, ROUTE_PREFIX, SOURCE_HEADER, STALE_AFTER_MS,
-    USER_AGENT, WEBHOOK_MAX_BODY_BYTES, WEBHOOK_ROUTE,
+    Entropy, Limits, RelayConfig, RelayRequest, RelayResponse, Signer, StoreConfig,
+    DEFAULT_LEASE_DAYS, DEFAULT_WEBHOOK_SILENCE, FLIGHT_WAITS, HEALTH_ROUTE, MAX_LEASE_DAYS,
+    METRICS_ROUTE, RELAY_SOURCE, ROUTE_PREFIX, SOURCE_HEADER, STALE_AFTER_MS, USER_AGENT,
+    WEBHOOK_MAX_BODY_BYTES, WEBHOOK_ROUTE,
 };
 
 pub use relay::Relay;

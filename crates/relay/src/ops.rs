@@ -233,9 +233,8 @@ impl Ops {
         (true, Some(warning))
     }
 
-    /// For a host that drives [`crate::Relay::begin`] and [`crate::Relay::finish`] itself (the npm relay):
-    /// counts the answer it gave to `req` (its status and its source header), as
-    /// [`crate::Relay::handle`] counts its own, for [`crate::Relay::metrics`] and the last webhook's time.
+    /// Counts the answer the request machine gave to `req` (its status and its source header),
+    /// on every host, for [`crate::Relay::metrics`] and the last webhook's time.
     pub(crate) fn count_answer(&self, req: &RelayRequest, r: &RelayResponse, now: Now) {
         self.seen(now);
         self.answered(req, r, now);

@@ -205,11 +205,19 @@ pub(crate) fn roster_answered(relay: &Reads<'_>, read: Read, answer: ReadAnswer,
     let key_of = |v: &serde_json::Value| v.get("key").and_then(|k| k.as_str()).map(String::from);
     match &read.job {
         Job::Page(page) => {
-            let keys: Vec<String> = value
-                .get("items")
-                .and_then(|i| i.as_array())
-                .map(|items| items.iter().filter_map(key_of).collect())
+            // The list holds every status (§16): a key revoked, disabled or expired is not
+            // known (issue #62: known keys' activations take the reserve), and leaves the
+            // roster when a relist finds it so.
+            let items = value.get("items").and_then(|i| i.as_array());
+            let listed_usable =
+                |v: &serde_json::Value| v.get("status").is_none() || usable(v, now.unix_seconds);
+            let (keys, refused): (Vec<_>, Vec<_>) = items
+                .map(|items| items.iter().partition(|v| listed_usable(v)))
                 .unwrap_or_default();
+            let keys: Vec<String> = keys.into_iter().filter_map(key_of).collect();
+            for k in refused.into_iter().filter_map(key_of) {
+                s.roster.forget(&Key::new(k));
+            }
             let max_page = value
                 .pointer("/pagination/max_page")
                 .and_then(|m| m.as_u64())
@@ -482,6 +490,10 @@ fn reconciled(s: &Stored, check: &Check, answer: ReadAnswer, now: Now) -> Outcom
             let string = key.get("key").and_then(|v| v.as_str()).map(Key::new);
             let org = key.get("organization_id").and_then(|v| v.as_str());
             if crate::roster::usable(&key, now.unix_seconds) {
+                // Granted: known again if Polar's refusals took it out of the roster.
+                if let Some(k) = &string {
+                    s.roster.learn(k);
+                }
                 // Granted (again): a stored revocation applied before this read ends
                 // (§15); Polar's own read by id says so, never a webhook.
                 let started = Now {

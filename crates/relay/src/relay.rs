@@ -60,18 +60,6 @@ debug_some!(Relay, r => {
 });
 
 impl Relay {
-    /// What `req` reads or narrows in the store: a validate its entry and its key's index row
-    /// (with every entry of it after an increment, which narrows them); a deactivation its
-    /// key's row and entries; a webhook the rows of the key id or customer it names, and their
-    /// entries. `None` without a store, or for a request that touches nothing stored (an
-    /// activation, a request refused before the store, a webhook whose signature does not
-    /// verify at `now_unix` seconds: it reads nothing). Nothing is spent here: the request is
-    /// answered by [`Relay::begin_after`] as before.
-    pub fn store_wants(&self, req: &RelayRequest, now_unix: i64) -> Option<Wants> {
-        let s = self.store.as_ref()?;
-        crate::wants::store_wants(s, || self.client_of(req), req, now_unix)
-    }
-
     /// Keeps the roster in the host's storage (a Durable Object's, read per key), at most
     /// `cached` digests of it in memory: from now on [`Relay::roster_changes`] says what to
     /// save, [`Relay::roster_wants`] what to read. Nothing without a store or a roster.
@@ -112,22 +100,6 @@ impl Relay {
         }
     }
 
-    /// The stored answer for a check whose call is slow (or under way for another check), once
-    /// its [`Pending::patience_ms`] has passed: the entry as it is now (a revocation
-    /// acknowledged meanwhile refuses), answered as when Polar cannot be asked (`stale`, with
-    /// `Age`), or as fresh (`store`) for a grant refreshed early. `None` when there is none to
-    /// give. The call goes on: [`Relay::finish`] keeps its answer. With an external signer the
-    /// lease waits for its signature ([`Finished::pre_auth`]); `entropy`: its id's 16 bytes.
-    pub fn stale_answer(
-        &self,
-        pending: &Pending,
-        now: Now,
-        entropy: Option<[u8; 16]>,
-    ) -> Option<Finished> {
-        let s = self.store.as_ref()?;
-        s.stale_answer(&self.leases, pending, now, entropy)
-    }
-
     /// The parts a background read uses ([`crate::flow::background`]).
     pub(crate) fn reads(&self) -> crate::reads::Reads<'_> {
         crate::reads::Reads {
@@ -149,30 +121,6 @@ impl Relay {
     /// silent. A host calls it now and then (the native server: every few seconds).
     pub fn check_webhooks(&self, now: Now) -> bool {
         self.ops.check_webhooks(self.store.as_ref(), now)
-    }
-
-    /// [`Relay::check_webhooks`] for a host with a log of its own (the npm relay's
-    /// `console.warn`): the warning when one is due now (once per silence period), else `None`.
-    pub fn webhook_warning(&self, now: Now) -> Option<String> {
-        self.ops.webhook_warning(self.store.as_ref(), now)
-    }
-
-    /// For a host that drives [`Relay::begin`] and [`Relay::finish`] itself (the npm relay):
-    /// counts the answer it gave to `req` (its status and its source header), as
-    /// [`Relay::handle`] counts its own, for [`Relay::metrics`] and the last webhook's time.
-    pub fn count_answer(&self, req: &RelayRequest, r: &RelayResponse, now: Now) {
-        self.ops.count_answer(req, r, now);
-    }
-
-    /// For such a host: counts a call to Polar that it made, and how it ended (the relay's
-    /// own transport counts its calls itself).
-    pub fn count_call(&self, outcome: &Result<HttpResponse, TransportError>) {
-        self.ops.count_call(outcome);
-    }
-
-    /// For such a host: a request read (`+1`) or answered (`-1`), for the in-flight gauge.
-    pub fn count_in_flight(&self, delta: i64) {
-        self.ops.count_in_flight(delta);
     }
 
     /// Reads the last webhook's time from the store again, for a host that restores the store
@@ -261,6 +209,10 @@ impl Relay {
                 s.options.reserve,
                 s.options.budget_window_ms,
             )),
+            reserve: Mutex::new(crate::roster::Reserve::new(
+                s.options.reserve.min(s.options.budget),
+                s.options.budget_window_ms,
+            )),
             budget_restored: std::sync::atomic::AtomicBool::new(false),
             refused: std::sync::atomic::AtomicU64::new(0),
             // On with an interval: the native server drives it, on Workers the host does.
@@ -307,9 +259,8 @@ impl Relay {
     /// with none configured, nothing changes (`*`). Otherwise the request's `Origin`, when it
     /// is one of them, replaces `*` (and `vary: origin` is added, so no cache serves one
     /// origin's answer to another); any other origin gets no `access-control-*` grant at all.
-    /// [`Relay::handle`] applies it; a host that runs [`Relay::begin`] and [`Relay::finish`]
-    /// applies it to the answer it sends.
-    pub fn cors(&self, req: &RelayRequest, r: &mut RelayResponse) {
+    /// The request machine applies it to every answer it gives.
+    pub(crate) fn cors(&self, req: &RelayRequest, r: &mut RelayResponse) {
         let Some(origins) = &self.cors_origins else {
             return;
         };
@@ -415,41 +366,13 @@ impl Relay {
             .map(|(_, f)| Arc::clone(f))
     }
 
-    /// The first half of [`Relay::handle`], for hosts whose call to Polar is asynchronous:
-    /// every local check, and either the answer or the call to make. (Checks of one entry
-    /// arriving together each ask Polar here: [`Relay::begin_with`] makes them wait.)
-    pub fn begin(&self, req: &RelayRequest, now: Now) -> Step {
-        self.step(self.routed(req, now, false, &*self.entropy, false))
-    }
-
-    /// [`Relay::begin`] with single flight and the host's randomness (for a lease made from
-    /// the store): [`Step::Wait`] names the call under way for the same entry, and the call
-    /// this step asks for (if any) is the one others wait on until its [`Relay::finish`].
-    pub fn begin_with(&self, req: &RelayRequest, now: Now, entropy: Option<[u8; 16]>) -> Step {
-        self.begin_after(req, now, entropy, 0)
-    }
-
-    /// [`Relay::begin_with`] for a request that has already waited `waited` times for another
-    /// check's call ([`Step::Wait`]): after [`FLIGHT_WAITS`] waits it no longer waits and asks
-    /// Polar itself, as [`Relay::handle`] does, so every host answers the same way (never a 502
-    /// of its own).
-    pub fn begin_after(
-        &self,
-        req: &RelayRequest,
-        now: Now,
-        entropy: Option<[u8; 16]>,
-        waited: u32,
-    ) -> Step {
-        self.step(self.routed(req, now, waited < FLIGHT_WAITS, &move || entropy, false))
-    }
-
-    /// For a host that reads the store before it begins a request (the npm relay over a
-    /// Durable Object's storage, [`Relay::store_wants`]): the per-IP limit first, so that a
-    /// flood of requests past it costs no storage read. `Some` (429, with `Retry-After`) when
-    /// the client is over its rate; otherwise its token is taken (`None`, also for a request
-    /// the limit does not concern) and the request goes on with [`Relay::begin_admitted`],
-    /// which does not take it again, also after waits (as the native server takes it once).
-    pub fn admit(&self, req: &RelayRequest, now: Now) -> Option<RelayResponse> {
+    /// The per-IP limit, which the request machine asks before anything is loaded from a
+    /// host-kept store (the npm relay over a Durable Object's storage), so that a flood of
+    /// requests past it costs no storage read. `Some` (429, with `Retry-After`) when the client
+    /// is over its rate; otherwise its token is taken (`None`, also for a request the limit does
+    /// not concern) and the request goes on with [`Relay::begin_admitted`], which does not take
+    /// it again, also after waits.
+    pub(crate) fn admit(&self, req: &RelayRequest, now: Now) -> Option<RelayResponse> {
         let what = match self.gate(req) {
             Ok(op) => op.as_str(),
             Err(_) if is_preflight(req) => "preflight",
@@ -467,7 +390,7 @@ impl Relay {
     /// gives them (the relay's `deliveries` module). A host that reads the body before the core sees
     /// the request (the npm relay: up to 1 MiB for a webhook) asks this first, so a forged
     /// post's body costs no read. Every other request: `None`.
-    pub fn refuse_unread(&self, req: &RelayRequest, now: Now) -> Option<RelayResponse> {
+    pub(crate) fn refuse_unread(&self, req: &RelayRequest, now: Now) -> Option<RelayResponse> {
         let path = req.path.split('?').next().unwrap_or_default();
         if path != WEBHOOK_ROUTE || req.method != "POST" {
             return None;
@@ -482,15 +405,17 @@ impl Relay {
         Some(r)
     }
 
-    /// [`Relay::begin_after`] for a request [`Relay::admit`] let through.
-    pub fn begin_admitted(
+    /// Every check of a request [`Relay::admit`] let through, after `waited` waits for another
+    /// check's call of the same entry (after [`FLIGHT_WAITS`] it no longer waits and asks Polar
+    /// itself, so no host answers a 502 of its own): the answer, or the call to make.
+    pub(crate) fn begin_admitted(
         &self,
         req: &RelayRequest,
         now: Now,
         entropy: Option<[u8; 16]>,
         waited: u32,
     ) -> Step {
-        self.step(self.routed(req, now, waited < FLIGHT_WAITS, &move || entropy, true))
+        self.step(self.routed(req, now, waited < FLIGHT_WAITS, &move || entropy))
     }
 
     fn step(&self, routed: Routed) -> Step {
@@ -512,7 +437,6 @@ impl Relay {
         now: Now,
         may_wait: bool,
         entropy: &dyn Fn() -> Option<[u8; 16]>,
-        admitted: bool,
     ) -> Routed {
         let path = req.path.split('?').next().unwrap_or_default();
         if path == WEBHOOK_ROUTE {
@@ -522,7 +446,7 @@ impl Relay {
                 return Routed::Answer(s.webhook(req, &client, max_body, now));
             }
         }
-        let pending = match self.route_checked(req, now, admitted) {
+        let pending = match self.route_checked(req) {
             Ok(pending) => pending,
             Err(answer) => return Routed::Answer(answer),
         };
@@ -613,27 +537,10 @@ impl Relay {
         Some(RelayResponse::rate_limited(secs))
     }
 
-    /// Every local check of a request ([`Relay::gate`], the per-IP limit unless `admitted`
-    /// took it already, Polar's input checks, the organization): the call it asks for.
-    fn route_checked(
-        &self,
-        req: &RelayRequest,
-        now: Now,
-        admitted: bool,
-    ) -> Result<Pending, RelayResponse> {
-        let op = match self.gate(req) {
-            Ok(op) => op,
-            // A preflight is answered without a call, but only within its client's rate.
-            Err(r) if is_preflight(req) && !admitted => {
-                return Err(self.per_ip_limit(req, "preflight", now).unwrap_or(r));
-            }
-            Err(r) => return Err(r),
-        };
-        if !admitted {
-            if let Some(r) = self.per_ip_limit(req, op.as_str(), now) {
-                return Err(r);
-            }
-        }
+    /// Every local check of a request [`Relay::admit`] let through ([`Relay::gate`], Polar's
+    /// input checks, the organization): the call it asks for.
+    fn route_checked(&self, req: &RelayRequest) -> Result<Pending, RelayResponse> {
+        let op = self.gate(req)?;
         let client = crate::roster::client_group(&self.client_of(req));
         let checked = match check_body(op.as_str(), req.header("content-type"), &req.body) {
             Some(Ok(checked)) => checked,
@@ -717,35 +624,10 @@ impl Relay {
         )
     }
 
-    /// The second half of [`Relay::handle`]: Polar's answer (or why there is none) to the
-    /// call [`Relay::begin`] asked for, passed back with a lease on a grant. The lease id's
-    /// randomness comes from the relay's entropy source.
-    pub fn finish(
-        &self,
-        pending: Box<Pending>,
-        upstream: Result<HttpResponse, TransportError>,
-        now: Now,
-    ) -> Finished {
-        let entropy = (self.entropy)();
-        self.finish_with_entropy(pending, upstream, now, entropy)
-    }
-
-    /// [`Relay::finish`] with the lease id's 16 random bytes given (a host whose randomness
-    /// is its own, such as WebCrypto's `getRandomValues`); `None`: no lease can be made.
-    pub fn finish_with_entropy(
-        &self,
-        pending: Box<Pending>,
-        upstream: Result<HttpResponse, TransportError>,
-        now: Now,
-        entropy: Option<[u8; 16]>,
-    ) -> Finished {
-        Asks::finish_made(self, &pending, upstream, Moment { now, entropy }, true)
-    }
-
     /// The answer with the externally made signature of [`Finished::pre_auth`]: the lease is
     /// added only when it verifies with the signer's public key (`true`); otherwise the answer
     /// goes without one, and an error is logged.
-    pub fn assemble(&self, finished: Finished, signature: &[u8]) -> (RelayResponse, bool) {
+    pub(crate) fn assemble(&self, finished: Finished, signature: &[u8]) -> (RelayResponse, bool) {
         let Finished {
             mut response,
             unsigned,
@@ -949,7 +831,9 @@ impl Relay {
 }
 
 /// What the machines ask of the relay ([`crate::flow::Core`]): each answered by the part that
-/// owns it, most through the relay's own methods of the same name.
+/// owns it, most through the relay's own methods of the same name. (Its steps are the crate's
+/// own: the trait is sealed, see [`Asks`].)
+#[allow(private_interfaces)]
 impl Asks for Relay {
     fn health(&self, now: Now) -> RelayResponse {
         Relay::health(self, now)
@@ -960,19 +844,19 @@ impl Asks for Relay {
     }
 
     fn count_in_flight(&self, delta: i64) {
-        Relay::count_in_flight(self, delta);
+        self.ops.count_in_flight(delta);
     }
 
     fn count_answer(&self, req: &RelayRequest, r: &RelayResponse, now: Now) {
-        Relay::count_answer(self, req, r, now);
+        self.ops.count_answer(req, r, now);
     }
 
     fn count_call(&self, outcome: &Upstream) {
-        Relay::count_call(self, outcome);
+        self.ops.count_call(outcome);
     }
 
     fn webhook_warning(&self, now: Now) -> Option<String> {
-        Relay::webhook_warning(self, now)
+        self.ops.webhook_warning(self.store.as_ref(), now)
     }
 
     fn refuse_unread(&self, req: &RelayRequest, now: Now) -> Option<RelayResponse> {
@@ -992,7 +876,8 @@ impl Asks for Relay {
     }
 
     fn store_wants(&self, req: &RelayRequest, now_unix: i64) -> Option<Wants> {
-        Relay::store_wants(self, req, now_unix)
+        let s = self.store.as_ref()?;
+        crate::wants::store_wants(s, || self.client_of(req), req, now_unix)
     }
 
     fn roster_wants(&self, req: &RelayRequest) -> Option<String> {
@@ -1008,7 +893,8 @@ impl Asks for Relay {
     }
 
     fn stale_answer(&self, pending: &Pending, at: Moment) -> Option<Finished> {
-        Relay::stale_answer(self, pending, at.now, at.entropy)
+        let s = self.store.as_ref()?;
+        s.stale_answer(&self.leases, pending, at.now, at.entropy)
     }
 
     fn give_back(&self, now: Now) {

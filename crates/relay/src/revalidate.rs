@@ -1,6 +1,6 @@
 //! Stale-while-revalidate on every host (issue #45, item 3): how long a check asking Polar
 //! waits for the answer before it is given its stored one ([`Pending::patience_ms`]), and that
-//! stored answer ([`crate::Relay::stale_answer`]) while the call goes on, its answer kept in the store
+//! stored answer ([`Stored::stale_answer`]) while the call goes on, its answer kept in the store
 //! when it comes. The exchange (`crate::flow::Exchange`) decides it on every host; the native
 //! server and the npm relay's host (a Durable Object) wait with timers and keep the call
 //! running past the answer.
@@ -14,11 +14,11 @@ use crate::verdicts::Reply;
 
 impl Pending {
     /// How long this check waits for Polar's answer (its own call, or another check's of the
-    /// same entry: [`crate::Step::Wait`]) before it is given its stored answer while the call
+    /// same entry: [`crate::types::Step::Wait`]) before it is given its stored answer while the call
     /// goes on: `Some(0)` for a grant refreshed ahead of the end of its freshness (`store` at
     /// once), `Some(stale_after_ms)` with a stored answer that may stand in for Polar's
     /// (`stale`, [`crate::STALE_AFTER_MS`] by default), `None`: it waits for Polar.
-    pub fn patience_ms(&self, stale_after_ms: u64) -> Option<u64> {
+    pub(crate) fn patience_ms(&self, stale_after_ms: u64) -> Option<u64> {
         if !self
             .stored
             .as_ref()
@@ -55,7 +55,7 @@ impl Stored {
     /// its [`Pending::patience_ms`] has passed: the entry as it is now (a revocation
     /// acknowledged meanwhile refuses), answered as when Polar cannot be asked (`stale`, with
     /// `Age`), or as fresh (`store`) for a grant refreshed early. `None` when there is none to
-    /// give. The call goes on: [`crate::Relay::finish`] keeps its answer. With an external signer the
+    /// give. The call goes on: the request machine keeps its answer. With an external signer the
     /// lease waits for its signature ([`Finished::pre_auth`]); `entropy`: its id's 16 bytes.
     pub(crate) fn stale_answer(
         &self,

@@ -8,6 +8,12 @@
 //! that activations, deactivations and increments of known keys keep. Past its share a
 //! first-seen key is answered 429 with `Retry-After`: never a denial Polar did not give.
 //!
+//! Known means granted (issue #62): a page's keys that Polar lists as revoked, disabled or
+//! expired are not known (a relist takes them out), and a known key Polar refuses
+//! [`REFUSALS_TO_FORGET`] times in a row leaves the known set until Polar grants it again (a
+//! grant webhook's refetch, a reconcile's read by id, a 200 to one of its calls). The reserve
+//! itself is shared per key and per client ([`Reserve`]).
+//!
 //! [`StoreOptions::roster`]: crate::store::StoreOptions::roster
 //! [`StoreOptions::first_seen_share`]: crate::store::StoreOptions::first_seen_share
 
@@ -21,7 +27,9 @@ use sha2::{Digest, Sha256};
 use crate::clock::Now;
 
 mod kept;
+mod reserve;
 pub use kept::RosterChange;
+pub(crate) use reserve::Reserve;
 
 /// Keys per page of `GET /v1/license-keys/` (Polar's most).
 pub(crate) const PAGE_LIMIT: u32 = 100;
@@ -29,6 +37,14 @@ pub(crate) const PAGE_LIMIT: u32 = 100;
 /// Tries of one refetch by id before it is dropped (the next grant event of the key, or the
 /// next start, brings it back).
 const REFETCH_TRIES: u32 = 5;
+
+/// Refusals of Polar's in a row (403, 404 to a call of the key's) after which a key leaves the
+/// roster's known set ([`Roster::answered`]).
+pub(crate) const REFUSALS_TO_FORGET: u32 = 3;
+
+/// Keys whose refusals in a row are counted, at most (the count is emptied when full: a key
+/// dropped from it counts again from none).
+const REFUSALS_KEPT: usize = 10_000;
 
 /// How long to wait after a failed read of Polar's (not a 429: that says its own time).
 pub(crate) const BACKOFF_MS: u64 = 5_000;
@@ -38,7 +54,7 @@ pub(crate) const BACKOFF_MS: u64 = 5_000;
 pub(crate) const RELIST_MS: u64 = 3_600_000;
 
 /// A key's SHA-256 (32 bytes, not hex: a million keys are about 50 MB).
-fn digest(key: &Key) -> [u8; 32] {
+pub(crate) fn digest(key: &Key) -> [u8; 32] {
     Sha256::digest(key.expose().as_bytes()).into()
 }
 
@@ -89,6 +105,8 @@ pub(crate) struct Inner {
     /// their refetch's "granted" may end a stored revocation. A revocation's own refetch never
     /// does (a read that lags behind the revocation must not undo it).
     lifts: HashSet<String>,
+    /// Known keys' refusals in a row ([`Roster::answered`]).
+    refusals: HashMap<[u8; 32], u32>,
 }
 
 impl Inner {
@@ -141,6 +159,7 @@ impl Roster {
                 not_before: 0,
                 warning: None,
                 lifts: HashSet::new(),
+                refusals: HashMap::new(),
             }),
         }
     }
@@ -217,7 +236,9 @@ impl Roster {
     pub(crate) fn learn(&self, key: &Key) {
         let mut inner = self.lock();
         if inner.phase != Phase::Off {
-            inner.add(digest(key));
+            let d = digest(key);
+            inner.refusals.remove(&d);
+            inner.add(d);
         }
     }
 
@@ -228,6 +249,40 @@ impl Roster {
         if inner.phase != Phase::Off {
             inner.remove(digest(key));
         }
+    }
+
+    /// Polar answered a call of `key`'s (through the relay) with `status`: a 2xx ends the key's
+    /// run of refusals; a refusal (403: an activation Polar does not permit, the key revoked,
+    /// disabled or expired, at its limit; 404: a validate's denial, a deactivation's unknown
+    /// activation) of a key the roster knows counts, and the [`REFUSALS_TO_FORGET`]th in a row
+    /// takes the key out of the known set (issue #62): its activations, deactivations and
+    /// increments then get only the first-seen share, fairly per client, never the reserve,
+    /// until Polar grants it again (a grant webhook's refetch, a reconcile's read by id, or a
+    /// 200 of Polar's to one of its calls). Whether the key left the roster now.
+    pub(crate) fn answered(&self, key: &Key, status: u16) -> bool {
+        let mut inner = self.lock();
+        if inner.phase == Phase::Off {
+            return false;
+        }
+        let d = digest(key);
+        if (200..300).contains(&status) {
+            inner.refusals.remove(&d);
+            return false;
+        }
+        if !matches!(status, 403 | 404) || !inner.hashes.contains(&d) {
+            return false;
+        }
+        if inner.refusals.len() >= REFUSALS_KEPT && !inner.refusals.contains_key(&d) {
+            inner.refusals.clear();
+        }
+        let n = inner.refusals.entry(d).or_insert(0);
+        *n += 1;
+        if *n < REFUSALS_TO_FORGET {
+            return false;
+        }
+        inner.refusals.remove(&d);
+        inner.remove(d);
+        true
     }
 
     /// A grant webhook named this license key id at `now_ms`: refetched by the worker.
@@ -602,6 +657,68 @@ pub(crate) mod tests {
         );
         r.refetch("id-2", 0);
         assert_eq!(r.next(0, 0), Job::Stop, "no refetch the token cannot read");
+    }
+
+    /// Issue #62: a known key Polar refuses three times in a row (no grant between) leaves the
+    /// known set; a grant ends a run of refusals, and makes a key known again; other answers
+    /// (Polar's 5xx, 429, a 422) and unknown keys count for nothing.
+    #[test]
+    fn a_known_key_polar_keeps_refusing_leaves_the_roster_until_it_is_granted() {
+        let r = Roster::new(true);
+        let k = Key::new("K-1".to_string());
+        r.page_read(1, &["K-1".to_string()], 1, 0);
+        assert!(!r.first_seen(&k));
+        assert!(!r.answered(&k, 403));
+        assert!(!r.answered(&k, 404));
+        assert!(!r.answered(&k, 200), "a grant ends the run");
+        assert!(!r.answered(&k, 404));
+        for other in [500, 502, 429, 422, 401] {
+            assert!(!r.answered(&k, other), "{other}");
+        }
+        assert!(!r.answered(&k, 403));
+        assert!(!r.first_seen(&k), "two in a row: still known");
+        assert!(r.answered(&k, 403), "the third in a row");
+        assert!(r.first_seen(&k));
+        assert!(!r.answered(&k, 403), "unknown keys count for nothing");
+        r.learn(&k);
+        assert!(!r.first_seen(&k), "granted again: known");
+        assert!(!r.answered(&k, 404));
+        assert!(!r.answered(&k, 404));
+        assert!(!r.first_seen(&k), "counted afresh after the grant");
+        // Without a roster nothing is forgotten (every key counts as known).
+        let off = Roster::new(false);
+        for _ in 0..5 {
+            assert!(!off.answered(&k, 403));
+        }
+        assert!(!off.first_seen(&k));
+    }
+
+    /// Issue #62: Polar's list holds every status; a key revoked, disabled or expired is not
+    /// known (its activations would take the reserve), and a relist that finds a known key so
+    /// takes it out.
+    #[test]
+    fn a_page_knows_only_keys_polar_grants() {
+        let r = relay();
+        let s = r.store.as_ref().expect("a store");
+        let items = serde_json::json!({"items": [
+            {"key": "K-GRANTED", "status": "granted"},
+            {"key": "K-LATER", "status": "granted", "expires_at": "2099-01-01T00:00:00Z"},
+            {"key": "K-REVOKED", "status": "revoked"},
+            {"key": "K-DISABLED", "status": "disabled"},
+            {"key": "K-EXPIRED", "status": "granted", "expires_at": "2020-01-01T00:00:00Z"},
+        ], "pagination": {"total_count": 5, "max_page": 1}});
+        s.roster.learn(&Key::new("K-DISABLED".to_string()));
+        let read = read_at(&r, 0).expect("page 1");
+        roster_answered(
+            &r.reads(),
+            read,
+            Ok((200, None, items.to_string().into_bytes())),
+            at(10),
+        );
+        let known = |k: &str| !s.roster.first_seen(&Key::new(k.to_string()));
+        assert!(known("K-GRANTED") && known("K-LATER"));
+        assert!(!known("K-REVOKED") && !known("K-EXPIRED"));
+        assert!(!known("K-DISABLED"), "known before, disabled since: out");
     }
 
     /// Kept in the host (the npm relay's Durable Object): what a page, a grant and a revocation

@@ -69,19 +69,22 @@ pub struct ServeOptions {
     /// Connections open at once (default 256; at least 1). One more is closed as soon as it is
     /// accepted, without a byte, and the others carry on.
     pub max_connections: usize,
-    /// Connections open at once from one client address (default
-    /// [`DEFAULT_MAX_CONNECTIONS_PER_ADDRESS`]; 0: no cap but [`ServeOptions::max_connections`]):
-    /// an IPv6 client counts by its /64 (one host picks any address of its /64), an
-    /// IPv4-mapped one as IPv4. One more from that address is closed as soon as it is
-    /// accepted, without a byte, so that one client holding idle keep-alive connections
-    /// cannot take every one of `max_connections` from the others. Behind a reverse proxy
-    /// ([`crate::RelayConfig::client_ip_header`] set) every connection comes from the proxy,
-    /// so this cap is not applied: the proxy's own limits per client stand in.
-    ///
-    /// With this cap on, the last sixteenth of `max_connections` (at least one) is kept for
-    /// addresses holding none: an address holding one already gets another only while that
-    /// many stay free, so sixteen addresses no longer take every connection from a client
-    /// arriving (issue #62).
+    /// One client address's share of the connections open at once (default
+    /// [`DEFAULT_MAX_CONNECTIONS_PER_ADDRESS`]; 0: no share, only
+    /// [`ServeOptions::max_connections`]): an IPv6 client counts by its /64 (one host picks any
+    /// address of its /64), an IPv4-mapped one as IPv4. The share bites only when others wait
+    /// (issue #62: an office of 40 behind one address got 16 answers on an idle relay): an
+    /// address may hold more while there is room, but the last sixteenth of
+    /// `max_connections` (at least one) is kept for addresses holding none (an address
+    /// holding one already gets another only while that many stay free); and when an address
+    /// within its share arrives with none free, the address holding the most beyond its share
+    /// has one connection closed (gracefully: an idle one at once, one with a request under
+    /// way once it is answered), and the newcomer is served in its place. An address at or past
+    /// its share finding none free is closed at once, without a byte. So one client holding
+    /// idle keep-alive connections never keeps the others out, and sixteen addresses within
+    /// their shares do not take every connection from a client arriving. Behind a reverse
+    /// proxy ([`crate::RelayConfig::client_ip_header`] set) every connection comes from the
+    /// proxy, so no share is applied: the proxy's own limits per client stand in.
     pub max_connections_per_address: usize,
     /// Calls to Polar at once (default 8; at least 1): each holds a thread while Polar
     /// answers, and a call past them waits for one to end. Answers with no call (from the
@@ -472,7 +475,7 @@ impl Server {
         } else {
             0
         };
-        let by_address = Arc::new(Mutex::new(HashMap::<String, usize>::new()));
+        let by_address = Arc::new(Mutex::new(Open::default()));
         let mut refusing_address = false;
         let mut http = hyper::server::conn::http1::Builder::new();
         http.timer(TokioTimer::new())
@@ -502,28 +505,37 @@ impl Server {
                     continue;
                 }
             };
-            let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
-                drop(stream);
-                if !refusing {
-                    log::warn!("relay: {max} {what} open; closing new ones until one ends");
-                    refusing = true;
+            let free = connections.available_permits();
+            // A connection is admitted now, or once a hog's connection told to close ends
+            // (its permit then comes to this one first: the semaphore is fair), or refused.
+            let (held, permit) = match Held::take(&by_address, &peer, per_address, free, kept_free)
+            {
+                Admit::Now(held) => match Arc::clone(&connections).try_acquire_owned() {
+                    Ok(permit) => (held, Some(permit)),
+                    Err(_) => (held, None),
+                },
+                Admit::AfterCut(held) => (held, None),
+                Admit::Refused if free == 0 => {
+                    drop(stream);
+                    if !refusing {
+                        log::warn!("relay: {max} {what} open; closing new ones until one ends");
+                        refusing = true;
+                    }
+                    continue;
                 }
-                continue;
+                Admit::Refused => {
+                    drop(stream);
+                    if !refusing_address {
+                        log::warn!(
+                            "relay: {per_address} {what} open from {} and no room for more (only the {kept_free} kept for addresses holding none are free); closing its new ones until one ends",
+                            address_of(&peer)
+                        );
+                        refusing_address = true;
+                    }
+                    continue;
+                }
             };
             refusing = false;
-            let free = connections.available_permits();
-            let Some(held) = Held::take(&by_address, &peer, per_address, free, kept_free) else {
-                drop(stream);
-                drop(permit);
-                if !refusing_address {
-                    log::warn!(
-                        "relay: {per_address} {what} open from {} (or it holds some and only the {kept_free} kept for others are free); closing its new ones until one ends",
-                        address_of(&peer)
-                    );
-                    refusing_address = true;
-                }
-                continue;
-            };
             refusing_address = false;
             // Nagle's algorithm off: when an answer leaves in more than one write, a client
             // reusing its connection would otherwise wait out its delayed ACK before the rest
@@ -538,9 +550,20 @@ impl Server {
             let conn = http.serve_connection(io, service(peer));
             let stopped = stopped.clone();
             let drain = self.options.drain;
+            let (connections, wait) = (Arc::clone(&connections), self.options.header_timeout);
             tokio::spawn(async move {
-                let _permit = permit;
+                // Admitted after a cut: the hog's connection's permit, within the time a
+                // client has for its headers anyway.
+                let _permit = match permit {
+                    Some(permit) => permit,
+                    None => match tokio::time::timeout(wait, connections.acquire_owned()).await {
+                        Ok(Ok(permit)) => permit,
+                        _ => return,
+                    },
+                };
+                let cut = Arc::clone(&held.cut);
                 let _held = held;
+                let mut cutting = pin!(cut.notified());
                 let mut conn = pin!(conn);
                 // Told to stop: the drain, then the graceful shutdown (an idle connection
                 // closed, one with a request under way answered first). Meanwhile the answers
@@ -550,8 +573,13 @@ impl Server {
                     tokio::time::sleep(drain).await;
                 });
                 let mut closing = false;
+                // Cut (its address holds more than its share and another waits): the same
+                // graceful end, at once.
                 let ended = poll_fn(|cx| {
-                    if !closing && drained.as_mut().poll(cx).is_ready() {
+                    if !closing
+                        && (drained.as_mut().poll(cx).is_ready()
+                            || cutting.as_mut().poll(cx).is_ready())
+                    {
                         closing = true;
                         conn.as_mut().graceful_shutdown();
                     }
@@ -954,45 +982,112 @@ fn address_of(peer: &SocketAddr) -> String {
     crate::roster::client_group(&peer.ip().to_string())
 }
 
-/// One connection counted against its address's cap, given back when dropped.
+/// The connections open, by address ([`address_of`]), each with the signal that cuts it.
+#[derive(Default)]
+struct Open {
+    next: u64,
+    by_address: HashMap<String, Vec<Conn>>,
+}
+
+/// An open connection as [`Open`] counts it.
+struct Conn {
+    id: u64,
+    cut: Arc<tokio::sync::Notify>,
+    /// Told to close ([`Open::cut_a_hog`]), not yet closed.
+    told: bool,
+}
+
+impl Open {
+    /// Tells one connection of the address holding the most beyond `cap` (counting only
+    /// those not told already) to close: `false` when no address holds more than `cap`.
+    fn cut_a_hog(&mut self, cap: usize) -> bool {
+        let untold = |conns: &Vec<Conn>| conns.iter().filter(|c| !c.told).count();
+        let hog = self
+            .by_address
+            .values_mut()
+            .filter(|conns| untold(conns) > cap)
+            .max_by_key(|conns| untold(conns));
+        let Some(conn) = hog.and_then(|conns| conns.iter_mut().find(|c| !c.told)) else {
+            return false;
+        };
+        conn.told = true;
+        conn.cut.notify_one();
+        true
+    }
+}
+
+/// How [`Held::take`] admits a connection.
+enum Admit {
+    /// There is room: at once.
+    Now(Held),
+    /// Once the connection of a hog it told to close has ended.
+    AfterCut(Held),
+    /// Closed at once.
+    Refused,
+}
+
+/// One connection counted against its address's share, given back when dropped.
 struct Held {
-    by_address: Arc<Mutex<HashMap<String, usize>>>,
+    open: Arc<Mutex<Open>>,
     address: String,
+    id: u64,
+    /// Notified when the connection is to close (a hog's, [`Open::cut_a_hog`]).
+    cut: Arc<tokio::sync::Notify>,
 }
 
 impl Held {
-    /// Counts a connection from `peer`; `None` when its address has `cap` open already (a
-    /// cap of 0: none), or holds one already while `free` (the connections left free with
-    /// this one taken) is under `kept_free`, the connections kept for addresses holding none.
+    /// Counts a connection from `peer`, with `free` connections free before it. With a share
+    /// per address (`cap`, 0: none), the share bites only when others wait (issue #62: an
+    /// office of 40 behind one address got 16 answers on an idle relay): an address may hold
+    /// more than `cap` while there is room, but one already holding some never takes the last
+    /// `kept_free` (kept for addresses holding none); and when there is no room for an address
+    /// within its share, one connection of the address holding the most beyond its share is
+    /// cut and this one admitted once it has ended ([`Admit::AfterCut`]). Otherwise, and
+    /// always without a share, no room means [`Admit::Refused`].
     fn take(
-        by_address: &Arc<Mutex<HashMap<String, usize>>>,
+        open: &Arc<Mutex<Open>>,
         peer: &SocketAddr,
         cap: usize,
         free: usize,
         kept_free: usize,
-    ) -> Option<Held> {
+    ) -> Admit {
         let address = address_of(peer);
-        let mut open = by_address.lock().unwrap_or_else(|e| e.into_inner());
-        let count = open.get(&address).copied().unwrap_or(0);
-        if cap > 0 && (count >= cap || (count > 0 && free < kept_free)) {
-            return None;
+        let mut o = open.lock().unwrap_or_else(|e| e.into_inner());
+        let count = o.by_address.get(&address).map_or(0, Vec::len);
+        let room = free > 0 && (cap == 0 || count == 0 || free > kept_free);
+        let after_cut = !room && cap > 0 && count < cap && o.cut_a_hog(cap);
+        if !room && !after_cut {
+            return Admit::Refused;
         }
-        let count = open.entry(address.clone()).or_insert(0);
-        *count += 1;
-        Some(Held {
-            by_address: Arc::clone(by_address),
+        let id = o.next;
+        o.next = o.next.wrapping_add(1);
+        let cut = Arc::new(tokio::sync::Notify::new());
+        o.by_address.entry(address.clone()).or_default().push(Conn {
+            id,
+            cut: Arc::clone(&cut),
+            told: false,
+        });
+        let held = Held {
+            open: Arc::clone(open),
             address,
-        })
+            id,
+            cut,
+        };
+        if room {
+            Admit::Now(held)
+        } else {
+            Admit::AfterCut(held)
+        }
     }
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
-        let mut open = self.by_address.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = open.get_mut(&self.address) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                open.remove(&self.address);
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(conns) = open.by_address.get_mut(&self.address) {
+            conns.retain(|c| c.id != self.id);
+            if conns.is_empty() {
+                open.by_address.remove(&self.address);
             }
         }
     }
@@ -1394,7 +1489,7 @@ fn answer_fields(message: &str) -> Vec<(&'static str, serde_json::Value)> {
 }
 
 #[cfg(test)]
-#[allow(clippy::expect_used)] // tests: a panic is the failure report
+#[allow(clippy::expect_used, clippy::panic)] // tests: a panic is the failure report
 mod tests {
     use super::*;
 
@@ -1407,42 +1502,110 @@ mod tests {
         line
     }
 
-    /// The cap per address counts IPv4 as is, an IPv4-mapped IPv6 address as IPv4, and any
+    impl Admit {
+        fn now(self) -> Option<Held> {
+            match self {
+                Admit::Now(held) => Some(held),
+                _ => None,
+            }
+        }
+    }
+
+    /// The share per address counts IPv4 as is, an IPv4-mapped IPv6 address as IPv4, and any
     /// other IPv6 address by its /64; a connection ended gives its place back.
     #[test]
     fn connections_count_per_address_and_per_64() {
         let at = |s: &str| s.parse::<SocketAddr>().expect("an address");
-        let open = Arc::new(Mutex::new(HashMap::new()));
-        let a = Held::take(&open, &at("192.0.2.1:1000"), 2, 100, 1).expect("the first");
-        let mapped =
-            Held::take(&open, &at("[::ffff:192.0.2.1]:1001"), 2, 100, 1).expect("the second");
-        assert!(Held::take(&open, &at("192.0.2.1:1002"), 2, 100, 1).is_none());
-        assert!(Held::take(&open, &at("192.0.2.2:1000"), 2, 100, 1).is_some());
-        let v6 = Held::take(&open, &at("[2001:db8:1:2::1]:1"), 2, 100, 1).expect("a /64's first");
-        let _v6b =
-            Held::take(&open, &at("[2001:db8:1:2:ffff::9]:1"), 2, 100, 1).expect("its second");
-        assert!(Held::take(&open, &at("[2001:db8:1:2:aaaa::3]:1"), 2, 100, 1).is_none());
-        assert!(Held::take(&open, &at("[2001:db8:1:3::1]:1"), 2, 100, 1).is_some());
-        drop(v6);
-        assert!(Held::take(&open, &at("[2001:db8:1:2::7]:1"), 2, 100, 1).is_some());
+        let open = Arc::new(Mutex::new(Open::default()));
+        let take = |peer: &str, cap, free| Held::take(&open, &at(peer), cap, free, 1);
+        let count = |address: &str| {
+            let o = open.lock().unwrap_or_else(|e| e.into_inner());
+            o.by_address.get(address).map_or(0, Vec::len)
+        };
+        let a = take("192.0.2.1:1000", 2, 100).now().expect("the first");
+        let mapped = take("[::ffff:192.0.2.1]:1001", 2, 100)
+            .now()
+            .expect("the second");
+        assert_eq!(count("192.0.2.1"), 2);
+        let v6 = take("[2001:db8:1:2::1]:1", 2, 100)
+            .now()
+            .expect("a /64's first");
+        let v6b = take("[2001:db8:1:2:ffff::9]:1", 2, 100)
+            .now()
+            .expect("its second");
+        assert_eq!(count("2001:db8:1:2::/64"), 2);
+        let other = take("[2001:db8:1:3::1]:1", 2, 100)
+            .now()
+            .expect("another /64");
+        drop((v6, v6b, other));
+        assert_eq!(count("2001:db8:1:2::/64"), 0);
         drop((a, mapped));
-        assert!(Held::take(&open, &at("192.0.2.1:1003"), 2, 100, 1).is_some());
-        // 0: no cap.
-        let many: Vec<Held> = (0..100)
-            .filter_map(|_| Held::take(&open, &at("198.51.100.1:1"), 0, 100, 1))
-            .collect();
-        assert_eq!(many.len(), 100);
-        drop(many);
-        assert!(!open
+        assert!(open
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .contains_key("198.51.100.1"));
+            .by_address
+            .is_empty());
+        // 0: no share; no room is no room.
+        let many: Vec<Held> = (0..100)
+            .filter_map(|_| take("198.51.100.1:1", 0, 100).now())
+            .collect();
+        assert_eq!(many.len(), 100);
+        assert!(matches!(take("198.51.100.1:1", 0, 0), Admit::Refused));
+        drop(many);
         // With only the kept connections free, an address holding one gets no other; an
         // address holding none does.
-        let _one = Held::take(&open, &at("192.0.2.2:1001"), 2, 5, 1).expect("room");
-        assert!(Held::take(&open, &at("192.0.2.2:1002"), 2, 0, 1).is_none());
-        assert!(Held::take(&open, &at("192.0.2.2:1002"), 2, 1, 1).is_some());
-        assert!(Held::take(&open, &at("192.0.2.9:1"), 2, 0, 1).is_some());
+        let _one = take("192.0.2.2:1001", 2, 5).now().expect("room");
+        assert!(matches!(take("192.0.2.2:1002", 2, 1), Admit::Refused));
+        assert!(take("192.0.2.2:1002", 2, 2).now().is_some());
+        assert!(take("192.0.2.9:1", 2, 1).now().is_some());
+    }
+
+    /// Issue #62: the share per address bites only when others wait. An address holds more
+    /// than its share while there is room; when an address within its share finds none, the
+    /// address holding the most beyond its share has one connection cut (told once each),
+    /// and the newcomer is admitted after it; an address at or past its share is refused.
+    #[test]
+    fn the_share_per_address_bites_only_when_others_wait() {
+        let at = |s: &str| s.parse::<SocketAddr>().expect("an address");
+        let open = Arc::new(Mutex::new(Open::default()));
+        let take = |peer: &str, free| Held::take(&open, &at(peer), 2, free, 1);
+        // An idle relay: one address holds 6, past its share of 2.
+        let office: Vec<Held> = (0..6)
+            .map(|n| take("192.0.2.1:1", 10 - n).now().expect("room"))
+            .collect();
+        let small: Vec<Held> = (0..3)
+            .map(|n| take("192.0.2.2:1", 4 - n).now().expect("room"))
+            .collect();
+        // Full: the office past its share is refused, as is the small one (at its share).
+        assert!(matches!(take("192.0.2.1:1", 0), Admit::Refused));
+        assert!(matches!(take("192.0.2.2:1", 0), Admit::Refused));
+        // A newcomer: the office (6 beyond a share of 2, more than the small one's 3) has
+        // its first connection cut, and the newcomer waits for it.
+        let told = |held: &[Held]| {
+            let o = open.lock().unwrap_or_else(|e| e.into_inner());
+            held.iter()
+                .filter(|h| {
+                    o.by_address[&h.address]
+                        .iter()
+                        .any(|c| c.id == h.id && c.told)
+                })
+                .count()
+        };
+        let mut waiting = Vec::new();
+        for n in 0..5 {
+            match take(&format!("192.0.2.{}:1", 10 + n), 0) {
+                Admit::AfterCut(held) => waiting.push(held),
+                _ => panic!("newcomer {n} refused"),
+            }
+        }
+        assert_eq!(
+            (told(&office), told(&small)),
+            (4, 1),
+            "6 → 2 held untold, 3 → 2"
+        );
+        // No one left beyond its share: the next newcomer is refused.
+        assert!(matches!(take("192.0.2.30:1", 0), Admit::Refused));
+        drop((office, small, waiting));
     }
 
     #[test]

@@ -29,6 +29,9 @@ pub(crate) struct Stored {
     /// The organization's keys ([`crate::roster`]), and the first-seen keys' share.
     pub(crate) roster: crate::roster::Roster,
     pub(crate) first_seen: Mutex<crate::roster::FirstSeen>,
+    /// The reserve's calls by key and by client: each holds at most its fair part
+    /// ([`Stored::take_reserved`]).
+    pub(crate) reserve: Mutex<crate::roster::Reserve>,
     /// The keys of the stored grants, asked again by id with idle budget ([`crate::reconcile`]).
     pub(crate) reconcile: crate::reconcile::queue::Reconcile,
     /// When (monotonic ms) this relay last marked each license key's entries revoked, and
@@ -148,6 +151,44 @@ impl Stored {
         budget.take(now.monotonic_ms, what).inspect_err(|_| {
             self.refused.fetch_add(1, Ordering::Relaxed);
         })?;
+        self.backend
+            .stage_budget(budget.state(now.unix_seconds, now.monotonic_ms));
+        Ok(())
+    }
+
+    /// One call of the budget for a known key's activation, deactivation or increment
+    /// ([`Use::Reserved`]) asked by `client`: while the shared part has room, as any call;
+    /// past it, from the reserve, and only while the key and the client each hold less than
+    /// their fair part of it ([`crate::roster::Reserve`], issue #62: four keys Polar refused,
+    /// from four addresses, spent the whole budget). `Err(seconds)` as [`Stored::take`].
+    pub(crate) fn take_reserved(
+        &self,
+        now: Now,
+        key: &polar_license::Key,
+        client: &str,
+    ) -> Result<(), u64> {
+        let mut budget = self.budget(now);
+        let shared = self
+            .options
+            .budget
+            .saturating_sub(self.options.reserve.min(self.options.budget));
+        let in_reserve = budget.used(now.monotonic_ms) >= shared as usize;
+        let mut reserve = self.reserve.lock().unwrap_or_else(|e| e.into_inner());
+        let d = crate::roster::digest(key);
+        let taken = if in_reserve {
+            reserve.allows(&d, client, now.monotonic_ms)
+        } else {
+            Ok(())
+        }
+        .and_then(|()| budget.take(now.monotonic_ms, Use::Reserved));
+        if let Err(secs) = taken {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(secs);
+        }
+        if in_reserve {
+            reserve.record(d, client, now.monotonic_ms);
+        }
+        drop(reserve);
         self.backend
             .stage_budget(budget.state(now.unix_seconds, now.monotonic_ms));
         Ok(())

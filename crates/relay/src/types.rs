@@ -1,8 +1,9 @@
 //! The relay's plain types, shared by all its parts: its configuration ([`RelayConfig`]),
-//! a request and an answer as data ([`RelayRequest`], [`RelayResponse`]), the steps of a
-//! check ([`Step`], [`Pending`], [`Finished`]), its routes and headers, and the small
-//! helpers that build Polar-shaped answers. A leaf: it names no part that runs (the
-//! crate root re-exports what is public here, unchanged).
+//! a request and an answer as data ([`RelayRequest`], [`RelayResponse`]), the crate-private
+//! steps of a check the request machine ([`crate::flow::Exchange`]) holds ([`Step`],
+//! [`Pending`], [`Finished`]), its routes and headers, and the small helpers that build
+//! Polar-shaped answers. A leaf: it names no part that runs (the crate root re-exports what is
+//! public here, unchanged).
 
 use std::sync::Arc;
 
@@ -55,13 +56,14 @@ pub const WEBHOOK_ROUTE: &str = "/v1/webhooks/polar";
 pub const WEBHOOK_MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// How many times a check waits for another check's call to Polar about the same entry
-/// ([`Step::Wait`]) before it asks Polar itself, on every host.
+/// ([`Need::Flight`](crate::flow::Need::Flight)) before it asks Polar itself, on every host.
 pub const FLIGHT_WAITS: u32 = 2;
 
 /// How long a check with a stored answer within its stale window waits for Polar (its own call
 /// or another check's of the same entry) before it is given that answer, `stale`, while the
 /// call goes on and its answer updates the store (stale-while-revalidate): on every host
-/// ([`Pending::patience_ms`]; natively `ServeOptions::stale_after`'s default).
+/// (the `patience_ms` of [`Need::Send`](crate::flow::Need::Send) and
+/// [`Need::Flight`](crate::flow::Need::Flight); natively `ServeOptions::stale_after`'s default).
 pub const STALE_AFTER_MS: u64 = 800;
 
 /// The routes a relay answers (Polar's customer-portal ones).
@@ -190,11 +192,12 @@ impl RelayConfig {
 /// Who signs a relay's leases.
 #[derive(Debug)]
 pub enum Signer {
-    /// This key, here: [`Relay::finish`](crate::Relay::finish) answers with the lease signed.
+    /// This key, here: the answer comes with the lease signed.
     Key(SigningKey),
-    /// A key held elsewhere (WebCrypto's non-extractable key in the npm package's relay):
-    /// [`Relay::finish`](crate::Relay::finish) hands back the lease to sign ([`Finished::pre_auth`]), and
-    /// [`Relay::assemble`](crate::Relay::assemble) adds it once its signature verifies with `public_key`.
+    /// A key held elsewhere (WebCrypto's non-extractable key in the npm package's relay): the
+    /// request machine asks its host to sign the lease's bytes
+    /// ([`Need::Sign`](crate::flow::Need::Sign)) and adds the lease once its signature
+    /// verifies with `public_key`.
     External {
         /// The key's id, in the lease's footer.
         kid: String,
@@ -229,27 +232,27 @@ impl SignWith {
     }
 }
 
-/// [`Relay::begin`](crate::Relay::begin)'s outcome.
+/// What the relay's routing decided for a request the machine let through
+/// ([`crate::flow::Exchange`] asks it and turns it into a [`Need`](crate::flow::Need)).
 #[derive(Debug)]
-pub enum Step {
+pub(crate) enum Step {
     /// The answer, with no call to Polar (a preflight, a 404, a 413, a 422, a 429, or one
     /// from the store).
     Answer(RelayResponse),
-    /// Ask Polar [`Pending::request`], then give its answer to [`Relay::finish`](crate::Relay::finish).
+    /// Ask Polar [`Pending::request`], then keep its answer (the machine's finish).
     Ask(Box<Pending>),
     /// An answer from the store whose lease waits for an external signature
-    /// ([`Finished::pre_auth`], then [`Relay::assemble`](crate::Relay::assemble)): only with [`Signer::External`].
+    /// ([`Finished::pre_auth`], then the relay's `assemble`): only with [`Signer::External`].
     Sign(Finished),
-    /// Only from [`Relay::begin_with`](crate::Relay::begin_with): another check of the same entry is asking Polar; begin
-    /// again once that call's [`Relay::finish`](crate::Relay::finish) has run (the flight is named, so a host can
-    /// wait for it). The check itself comes with it: when it has a stored answer
-    /// ([`Pending::patience_ms`]), it waits at most that long, then is given
-    /// [`Relay::stale_answer`](crate::Relay::stale_answer).
+    /// Another check of the same entry is asking Polar; begin again once that call's answer
+    /// is kept (the flight is named, so a host can wait for it). The check itself comes with
+    /// it: when it has a stored answer ([`Pending::patience_ms`]), it waits at most that
+    /// long, then is given its stored answer.
     Wait(String, Box<Pending>),
 }
 
 /// A request that passed every local check, waiting for Polar's answer.
-pub struct Pending {
+pub(crate) struct Pending {
     pub(crate) op: Operation,
     pub(crate) key: Key,
     pub(crate) checked: CheckedBody,
@@ -292,37 +295,33 @@ impl Pending {
 
     /// The call to Polar's token-authenticated route (it holds the seller's token and the
     /// license key: never log it).
-    pub fn request(&self) -> &HttpRequest {
+    pub(crate) fn request(&self) -> &HttpRequest {
         &self.request
     }
 
-    /// The flight this call leads ([`Relay::begin_with`](crate::Relay::begin_with)): checks that got [`Step::Wait`] with
-    /// this name begin again once its [`Relay::finish`](crate::Relay::finish) has run.
-    pub fn flight(&self) -> Option<String> {
+    /// The flight this call leads: checks that got [`Step::Wait`] with this name begin again
+    /// once its answer is kept.
+    pub(crate) fn flight(&self) -> Option<String> {
         self.flight.as_ref().map(store::hex_id)
     }
 }
 
-/// [`Relay::finish`](crate::Relay::finish)'s outcome: the answer, and with an external signer the lease to sign.
+/// A call's or a stored answer's end: the answer, and with an external signer the lease to
+/// sign.
 #[derive(Debug)]
-pub struct Finished {
+pub(crate) struct Finished {
     pub(crate) response: RelayResponse,
     pub(crate) unsigned: Option<(UnsignedLease, Option<String>)>,
 }
 
 impl Finished {
-    /// The answer as it stands (without the lease while one waits for its signature).
-    pub fn response(&self) -> &RelayResponse {
-        &self.response
-    }
-
     /// The bytes to sign with Ed25519, when a lease waits for an external signature.
-    pub fn pre_auth(&self) -> Option<&[u8]> {
+    pub(crate) fn pre_auth(&self) -> Option<&[u8]> {
         self.unsigned.as_ref().map(|(u, _)| u.pre_auth())
     }
 
     /// The answer, without any lease still unsigned.
-    pub fn into_response(self) -> RelayResponse {
+    pub(crate) fn into_response(self) -> RelayResponse {
         self.response
     }
 }

@@ -58,12 +58,14 @@ impl Stored {
             let Some(ticket) = around.breaker.allow(now) else {
                 return Routed::Answer(crate::types::breaker_refused(&pending));
             };
-            let what = if first_seen {
-                Use::FirstSeen
+            // A known key: the reserve past the shared part, its fair part and its client's
+            // (crate::roster::Reserve).
+            let taken = if first_seen {
+                self.take(now, Use::FirstSeen)
             } else {
-                Use::Reserved
+                self.take_reserved(now, &pending.key, &pending.client)
             };
-            if let Err(secs) = self.take(now, what) {
+            if let Err(secs) = taken {
                 around.breaker.abandon(Some(ticket), now);
                 log::info!(
                     "relay: {} {} 429 (the token's budget is spent)",
@@ -463,6 +465,19 @@ impl Stored {
         if seen.as_ref().is_some_and(|a| a.status == 200) {
             // Polar granted it: the organization's key (crate::roster).
             self.roster.learn(&pending.key);
+        }
+        // A known key Polar keeps refusing leaves the known set (crate::roster, issue #62).
+        if let Some(a) = &seen {
+            if self.roster.answered(&pending.key, a.status) {
+                log::info!(
+                    "relay: {} {} {}: Polar refused the key {} times in a row; it left the \
+                     roster (its calls get the first-seen share until Polar grants it again)",
+                    pending.op.as_str(),
+                    crate::logged::key(&pending.key),
+                    a.status,
+                    crate::roster::REFUSALS_TO_FORGET
+                );
+            }
         }
         if let Some(a) = seen.as_ref().filter(|a| a.status == 429) {
             let mut budget = self.budget(now);

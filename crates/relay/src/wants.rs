@@ -36,7 +36,7 @@ pub(crate) fn entry_of(checked: &CheckedBody, key_sha256: &str, version: Option<
 /// entries. `None` without a store, or for a request that touches nothing stored (an
 /// activation, a request refused before the store, a webhook whose signature does not
 /// verify at `now_unix` seconds: it reads nothing). Nothing is spent here: the request is
-/// answered by [`crate::Relay::begin_after`] as before.
+/// answered by the request machine's next steps as before.
 /// (`client`: the request's client, asked only for a webhook.)
 pub(crate) fn store_wants(
     s: &Stored,
@@ -90,6 +90,7 @@ pub(crate) fn store_wants(
 mod tests {
     use super::*;
     use crate::clock::Now;
+    use crate::flow::Asks;
     use crate::relay::Relay;
     use crate::store::{Keeper, MemoryBackend, StoreOptions};
     use crate::types::{RelayConfig, StoreConfig};
@@ -153,17 +154,14 @@ mod tests {
                     body: body.as_bytes().to_vec(),
                     client_ip: format!("192.0.2.{i}"),
                 };
-                let wants = relay
-                    .store_wants(&req, 0)
+                let wants = Asks::store_wants(&relay, &req, 0)
                     .unwrap_or_else(|| panic!("no wants for {body} {version:?}"));
                 backend.read.lock().unwrap().clear();
-                let _ = relay.begin(
-                    &req,
-                    Now {
-                        unix_seconds: 1_790_000_000,
-                        monotonic_ms: 0,
-                    },
-                );
+                let now = Now {
+                    unix_seconds: 1_790_000_000,
+                    monotonic_ms: 0,
+                };
+                let _ = relay.begin_admitted(&req, now, None, 0);
                 assert_eq!(
                     *backend.read.lock().unwrap(),
                     wants.entries,

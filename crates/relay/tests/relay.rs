@@ -738,17 +738,19 @@ fn a_lease_ends_with_the_license_when_that_comes_first() {
     assert_ne!(short.claims.id, long.claims.id);
 }
 
-// ---- The two halves, with a signer held elsewhere (the npm package's relay) -----------------
+// ---- The machine, with a signer held elsewhere (the npm package's relay) --------------------
 
-/// A relay whose leases are signed outside it (`Signer::External`), driven as a JS host drives
-/// it: `begin`, the call (here through ureq), `finish`, an Ed25519 signature of `pre_auth` made
-/// with the key's secret by ed25519-compact (WebCrypto's stand-in), `assemble`. Its answers
-/// are the emulator's, with a lease on grants that verifies for the machine asked; a signature
-/// by another key, or none, gives the grant without a lease.
+/// A relay whose leases are signed outside it (`Signer::External`), its request machine driven
+/// as a JS host drives it (the rig's host): the call (here through ureq), then an Ed25519
+/// signature of the bytes the machine asks to sign ([`Need::Sign`]) made with the key's secret
+/// by ed25519-compact (WebCrypto's stand-in). Its answers are the emulator's, with a lease on
+/// grants that verifies for the machine asked; a signature by another key, or none, gives the
+/// grant without a lease.
 #[test]
-fn begin_and_finish_with_an_external_signer_answer_as_handle_does() {
+fn an_external_signer_signs_what_the_machine_asks_and_answers_as_polar() {
     use polar_license::Transport;
-    use polar_license_relay::{Now, RelayRequest, Signer, Step};
+    use polar_license_relay::flow::{Given, Need};
+    use polar_license_relay::{Now, RelayRequest, Signer};
     logs::capture();
     let polar = Emulator::start(Seed::demo(), Options::default()).expect("emulator starts");
     let signing = SigningKey::generate(Some("ext")).expect("a key");
@@ -796,27 +798,20 @@ fn begin_and_finish_with_an_external_signer_answer_as_handle_does() {
         body: body.to_string().into_bytes(),
         client_ip: "192.0.2.7".into(),
     };
+    // The answer, and whether a lease was signed and verified (`Need::Sign` asked, no error).
     let run = |req: RelayRequest, sign: &dyn Fn(&[u8]) -> Vec<u8>| -> (Answer, bool) {
-        let pending = match relay.begin(&req, now()) {
-            Step::Answer(r) => {
-                return (
-                    Answer {
-                        status: r.status,
-                        headers: r.headers,
-                        body: r.body,
-                    },
-                    false,
-                )
+        let mut drive = rig::Drive::new(&relay, req, now());
+        drive.entropy = Some([3; 16]);
+        let mut signed = false;
+        let r = drive.run_with(|x, need| match need {
+            Need::Send { request, .. } => x.give(Given::Upstream(transport.send(&request))),
+            Need::Sign(bytes) => {
+                signed = true;
+                x.give(Given::Signature(sign(&bytes)));
             }
-            Step::Ask(p) => p,
-            other => panic!("no store here: {other:?}"),
-        };
-        let upstream = transport.send(pending.request());
-        let finished = relay.finish_with_entropy(pending, upstream, now(), Some([3; 16]));
-        let (r, leased) = match finished.pre_auth().map(sign) {
-            Some(signature) => relay.assemble(finished, &signature),
-            None => (finished.into_response(), false),
-        };
+            other => x.as_host(other),
+        });
+        let leased = signed && r.lease().is_some();
         (
             Answer {
                 status: r.status,
@@ -876,32 +871,44 @@ fn begin_and_finish_with_an_external_signer_answer_as_handle_does() {
         assert_eq!(relayed.header(LEASE_HEADER), None);
     }
 
-    // Answered by `begin` alone: a preflight and an unknown route.
+    // Answered by the core alone, no call asked: a preflight and an unknown route.
     let mut preflight = request("validate", &json!({}));
     preflight.method = "OPTIONS".into();
-    assert!(matches!(relay.begin(&preflight, now()), Step::Answer(r) if r.status == 204));
+    assert_eq!(
+        rig::Drive::new(&relay, preflight, now())
+            .expect_answer()
+            .status,
+        204
+    );
     let mut unknown = request("other", &json!({}));
     unknown.path = "/v1/other".into();
-    assert!(matches!(relay.begin(&unknown, now()), Step::Answer(r) if r.status == 404));
+    assert_eq!(
+        rig::Drive::new(&relay, unknown, now())
+            .expect_answer()
+            .status,
+        404
+    );
 
     // No randomness: no lease id, so no lease (and nothing to sign).
     let body = json!({"key": DEMO_KEY, "organization_id": ORG, "activation_id": act,
         "conditions": {"machine_fingerprint": "machine-X"}});
-    let Step::Ask(pending) = relay.begin(&request("validate", &body), now()) else {
-        panic!("a call");
-    };
-    let upstream = transport.send(pending.request());
-    let finished = relay.finish_with_entropy(pending, upstream, now(), None);
-    assert_eq!(finished.response().status, 200);
-    assert!(finished.pre_auth().is_none());
+    let mut drive = rig::Drive::new(&relay, request("validate", &body), now());
+    drive.entropy = None;
+    drive.expect_send();
+    drive.give(Given::Upstream(transport.send(drive.sent())));
+    let answer = drive.expect_answer();
+    assert_eq!((answer.status, answer.lease()), (200, None));
 }
 
-/// A host that reads the store before it begins (the npm relay over a Durable Object) asks
-/// `admit` first: it takes the per-IP token, so a flood past the limit is refused before any
-/// read, and `begin_admitted` does not take it again.
+/// The machine takes a request's per-IP token before it asks its host to load anything (the
+/// npm relay over a Durable Object loads what a request touches), so a flood past the limit is
+/// refused before any read; and it takes it once: a request let through is not refused later
+/// on its own token.
 #[test]
-fn admit_takes_the_per_ip_token_once_before_the_store_is_read() {
-    use polar_license_relay::{Now, RelayRequest, Step};
+fn the_machine_takes_the_per_ip_token_once_before_the_store_is_read() {
+    use polar_license_relay::flow::{ExchangeOptions, Given, Need};
+    use polar_license_relay::store::StoreOptions;
+    use polar_license_relay::{Now, RelayRequest};
     let signing = SigningKey::generate(Some("adm")).expect("a key");
     let mut config = RelayConfig::new(
         Server::Custom("http://127.0.0.1:9".into()),
@@ -912,6 +919,8 @@ fn admit_takes_the_per_ip_token_once_before_the_store_is_read() {
         per_ip: Rate::new(1, 1),
         ..generous()
     };
+    // A store the host keeps (loaded before the core reads it), as on Workers.
+    config.store = rig::store(rig::memory(10), StoreOptions::default(), None);
     let unused = |_: &polar_license::HttpRequest| {
         Err(polar_license::TransportError::new(
             polar_license::TransportErrorKind::Connect,
@@ -934,26 +943,38 @@ fn admit_takes_the_per_ip_token_once_before_the_store_is_read() {
         client_ip: "192.0.2.8".into(),
     };
     let validate = request("POST", "validate");
+    let host_loads = ExchangeOptions {
+        host_loads: true,
+        ..ExchangeOptions::default()
+    };
+    let drive = |req: &RelayRequest| rig::Drive::with(&relay, req.clone(), now, host_loads.clone());
+    let answer = |req: &RelayRequest| drive(req).run_with(|x, need| x.as_host(need));
     // A preflight takes its client's token as a post does (issue #62: preflights alone held
     // the relay's connections for free), here another client's.
     let mut preflight = request("OPTIONS", "validate");
     preflight.client_ip = "192.0.2.9".into();
-    assert!(relay.admit(&preflight, now).is_none());
-    assert_eq!(relay.admit(&preflight, now).map(|r| r.status), Some(429));
+    assert_eq!(answer(&preflight).status, 204);
+    assert_eq!(answer(&preflight).status, 429);
     // Requests the per-IP limit does not concern take nothing.
-    assert!(relay.admit(&request("POST", "other"), now).is_none());
-    assert!(relay.admit(&request("GET", "validate"), now).is_none());
-    // The one token: taken by admit, not again by begin_admitted (a call to make).
-    assert!(relay.admit(&validate, now).is_none());
-    assert!(matches!(
-        relay.begin_admitted(&validate, now, None, 0),
-        Step::Ask(_)
-    ));
-    // It was taken: begin (which takes its own) and admit are refused, with Retry-After.
-    assert!(
-        matches!(relay.begin_after(&validate, now, None, 0), Step::Answer(r) if r.status == 429)
-    );
-    let refused = relay.admit(&validate, now).expect("over the per-IP limit");
+    assert_eq!(answer(&request("POST", "other")).status, 404);
+    assert_eq!(answer(&request("GET", "validate")).status, 405);
+    // The one token: taken before the load, not again after it (the call is asked).
+    let mut first = drive(&validate);
+    match first.next() {
+        Need::Load(load) => assert!(load.store.is_some(), "{load:?}"),
+        other => panic!("the first check within its rate loads its entry: {other:?}"),
+    }
+    first.give(Given::Loaded);
+    match first.next() {
+        Need::Send { .. } => {}
+        other => panic!("the first check within its rate asks Polar: {other:?}"),
+    }
+    // It was taken: the next check is refused before anything is loaded, with Retry-After.
+    let mut second = drive(&validate);
+    let refused = match second.next() {
+        Need::Respond(r) => r,
+        other => panic!("over the per-IP limit, refused before any load: {other:?}"),
+    };
     assert_eq!(refused.status, 429);
     assert!(refused.header("retry-after").is_some());
 }

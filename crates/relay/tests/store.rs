@@ -10,16 +10,17 @@ use std::time::Duration;
 use ct_codecs::Decoder;
 use polar_license::{Transport, UreqTransport};
 use polar_license_emulator::{Emulator, Fault, KeyUpdate, SeedKey, DEMO_ORGANIZATION_ID};
+use polar_license_relay::flow::{ExchangeOptions, Given, Need};
 use polar_license_relay::store::{
     Backend, JournalBackend, MemoryBackend, RedbBackend, StoreOptions,
 };
 use polar_license_relay::{
-    serve, Limits, Now, Rate, Relay, RelayRequest, Running, ServeOptions, Step, SOURCE_HEADER,
+    serve, Limits, Now, Rate, Relay, RelayRequest, Running, ServeOptions, SOURCE_HEADER,
 };
 use polar_license_testkit::ScratchDir;
 use rig::{
     at, ids_of, now, request, rfc3339, signed, validate_request, webhook_emulator as emulator,
-    Answer,
+    Answer, Drive,
 };
 use serde_json::{json, Value};
 
@@ -598,14 +599,13 @@ fn a_revocation_acknowledged_during_the_call_wins_over_polars_failure() {
         let (lid, _) = ids_of(&first);
         // Past its freshness: the next check asks Polar.
         let later = t0 + 10;
-        let pending = match relay.begin(&validate_request(&k), at(later)) {
-            Step::Ask(pending) => pending,
-            other => panic!("expected a call to Polar: {other:?}"),
-        };
+        let mut check = Drive::new(&relay, validate_request(&k), at(later));
+        check.expect_send();
         let revoke = event("benefit_grant.revoked", &lid, &rfc3339(later));
         let hook = hook("evt-race", later, &revoke);
         assert_eq!(relay.handle(&hook, at(later)).status, 200);
-        let answer = relay.finish(pending, failure, at(later)).into_response();
+        check.give(Given::Upstream(failure));
+        let answer = check.expect_answer();
         rig::assert_refused(&answer, "the revocation during the call");
     }
 }
@@ -1198,16 +1198,20 @@ fn a_relay_restarted_on_its_file_remembers_the_calls_of_its_last_minute() {
     };
     // The validates' share (8) less the 6 calls of the last run.
     assert_eq!(validates_until_refused(&relay, &calls, "a", later), 2);
-    // The reserve (2) is all that is left for activations.
+    // The reserve (2) is all that is left for activations (each from a client of its own:
+    // past the shared part a client holds at most its fair part of the reserve).
+    let from = |key: &str, client: u8| {
+        let mut req = activate_request(key);
+        req.client_ip = format!("192.0.2.{client}");
+        req
+    };
     for i in 0..2 {
         assert_eq!(
-            relay
-                .handle(&activate_request(&format!("A{i}")), later)
-                .status,
+            relay.handle(&from(&format!("A{i}"), 20 + i), later).status,
             404
         );
     }
-    assert_eq!(relay.handle(&activate_request("A2"), later).status, 429);
+    assert_eq!(relay.handle(&from("A2", 22), later).status, 429);
     assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 10);
     drop(relay);
     // Restarted again once the minute of every call has passed: the whole share again.
@@ -1339,15 +1343,13 @@ fn an_answer_dated_ahead_of_the_clock_is_never_fresh() {
     // The clock an hour ahead when Polar answered.
     let first = relay.handle(&validate_request(&k), at(t0 + 3_600));
     assert_eq!(first.status, 200);
-    match relay.begin(&validate_request(&k), at(t0)) {
-        Step::Ask(_) => {}
+    match Drive::new(&relay, validate_request(&k), at(t0)).next() {
+        Need::Send { .. } => {}
         other => panic!("an answer from the future was used: {other:?}"),
     }
     // Its own time again: fresh.
-    match relay.begin(&validate_request(&k), at(t0 + 3_601)) {
-        Step::Answer(r) => assert_eq!(source_of(&r), Some("store")),
-        other => panic!("expected the stored answer: {other:?}"),
-    }
+    let fresh = Drive::new(&relay, validate_request(&k), at(t0 + 3_601)).expect_answer();
+    assert_eq!(source_of(&fresh), Some("store"));
 }
 
 /// A webhook's body has its own cap (1 MiB): a large signed event is read whole and acted on,
@@ -1508,12 +1510,11 @@ fn marked_stale_window(options: StoreOptions, within: i64, past: i64) {
     let hook = hook("evt-marked", t0, &update);
     assert_eq!(relay.handle(&hook, at(t0)).status, 200);
     let failing = |t: i64| {
-        let pending = match relay.begin(&validate_request(&k), at(t)) {
-            Step::Ask(pending) => pending,
-            other => panic!("a marked entry asks Polar: {other:?}"),
-        };
+        let mut check = Drive::new(&relay, validate_request(&k), at(t));
+        check.expect_send();
         let down = Ok(polar_license::HttpResponse::new(503, "Service Unavailable"));
-        relay.finish(pending, down, at(t)).into_response()
+        check.give(Given::Upstream(down));
+        check.expect_answer()
     };
     let within = failing(t0 + within);
     assert_eq!((within.status, source_of(&within)), (200, Some("stale")));
@@ -1546,12 +1547,11 @@ fn a_key_over_its_rate_gets_its_stored_grant_stale_not_a_429() {
     // Past --fresh-for: the first check asks Polar, which fails (the stored grant, stale);
     // the second, at the same instant, is over the key's rate.
     let t1 = t0 + 400;
-    let pending = match relay.begin(&validate_request(&k), at(t1)) {
-        Step::Ask(pending) => pending,
-        other => panic!("a grant past --fresh-for asks Polar: {other:?}"),
-    };
-    let down = Ok(polar_license::HttpResponse::new(503, "Service Unavailable"));
-    let first = relay.finish(pending, down, at(t1)).into_response();
+    let down = || Ok(polar_license::HttpResponse::new(503, "Service Unavailable"));
+    let mut check = Drive::new(&relay, validate_request(&k), at(t1));
+    check.expect_send();
+    check.give(Given::Upstream(down()));
+    let first = check.expect_answer();
     assert_eq!((first.status, source_of(&first)), (200, Some("stale")));
     let second = relay.handle(&validate_request(&k), at(t1));
     assert_eq!(
@@ -1560,15 +1560,10 @@ fn a_key_over_its_rate_gets_its_stored_grant_stale_not_a_429() {
     );
     // A key with nothing stored (Polar failed its first check), over its rate: 429.
     let unknown = key(&polar, "OVERRATE-NEW");
-    let pending = match relay.begin(&validate_request(&unknown), at(t1)) {
-        Step::Ask(pending) => pending,
-        other => panic!("a key with nothing stored asks Polar: {other:?}"),
-    };
-    let down = Ok(polar_license::HttpResponse::new(503, "Service Unavailable"));
-    assert_ne!(
-        relay.finish(pending, down, at(t1)).into_response().status,
-        200
-    );
+    let mut check = Drive::new(&relay, validate_request(&unknown), at(t1));
+    check.expect_send();
+    check.give(Given::Upstream(down()));
+    assert_ne!(check.expect_answer().status, 200);
     let refused = relay.handle(&validate_request(&unknown), at(t1));
     assert_eq!(refused.status, 429);
 }
@@ -1786,38 +1781,31 @@ fn the_store_keeps_no_personal_data_and_the_replayed_answer_still_grants() {
 
 // ---- One behaviour on both hosts (issue #45, item 8) ----------------------------------------
 
-/// A check waits for another's call about the same entry at most `FLIGHT_WAITS` times; then
-/// the core asks Polar for it (no flight named), for the npm relay's host as for
-/// `Relay::handle`: neither answers a 502 of its own.
+/// A check waits for another's call about the same entry at most `FLIGHT_WAITS` times (a
+/// landing that answers nothing, as when the leader's call never lands); then the machine asks
+/// Polar for it (no flight named), on every host: none answers a 502 of its own.
 #[test]
 fn a_check_that_has_waited_twice_asks_polar_itself() {
     let polar = emulator();
     let k = key(&polar, "FLIGHTS");
     let relay = core_relay(&polar, StoreOptions::default(), SECRET);
     let t = at(now());
-    let leader = match relay.begin_with(&validate_request(&k), t, None) {
-        Step::Ask(pending) => pending,
-        other => panic!("expected a call to Polar: {other:?}"),
-    };
-    assert!(leader.flight().is_some(), "the first leads the flight");
+    let mut leader = Drive::new(&relay, validate_request(&k), t);
+    let (_, led) = leader.expect_send();
+    assert!(led.is_some(), "the first leads the flight");
+    let mut check = Drive::new(&relay, validate_request(&k), t);
     for waited in 0..polar_license_relay::FLIGHT_WAITS {
-        match relay.begin_after(&validate_request(&k), t, None, waited) {
-            Step::Wait(flight, _) => assert_eq!(Some(flight), leader.flight()),
+        match check.next() {
+            Need::Flight { flight, .. } => assert_eq!(Some(flight), led),
             other => panic!("after {waited} waits, expected to wait: {other:?}"),
         }
+        check.give(Given::Landed);
     }
-    match relay.begin_after(
-        &validate_request(&k),
-        t,
-        None,
-        polar_license_relay::FLIGHT_WAITS,
-    ) {
-        Step::Ask(pending) => assert_eq!(pending.flight(), None, "it leads no flight"),
-        other => panic!("expected a call to Polar of its own: {other:?}"),
-    }
+    let (_, flight) = check.expect_send();
+    assert_eq!(flight, None, "it leads no flight");
 }
 
-/// Stale-while-revalidate as every host drives it (the npm relay's with timers): a stored
+/// Stale-while-revalidate as every host drives the machine (the npm relay's with timers): a stored
 /// grant past its freshness asks Polar with a patience of `STALE_AFTER_MS`, a grant past its
 /// refresh point with none (its `store` answer at once), a check waiting for that call the
 /// same; then the stored answer (`stale` or `store`) while the call goes on, and the call's
@@ -1832,47 +1820,55 @@ fn a_stored_grant_waits_its_patience_then_answers_from_the_store_while_the_call_
     let relay = core_relay(&polar, options, SECRET);
     let t0 = now();
     assert_eq!(relay.handle(&validate_request(&k), at(t0)).status, 200);
-    let ask = |t: i64| match relay.begin_with(&validate_request(&k), at(t), None) {
-        Step::Ask(pending) => pending,
-        other => panic!("expected a call to Polar: {other:?}"),
-    };
+    let polar_calls = rig::upstream(Duration::from_secs(5));
     // Past its refresh point (3 s of 4): still fresh, given at once.
-    let early = ask(t0 + 3);
-    assert_eq!(early.patience_ms(STALE_AFTER_MS), Some(0));
-    let held = relay
-        .stale_answer(&early, at(t0 + 3), Some([7; 16]))
-        .expect("the stored grant");
-    assert_eq!(source_of(held.response()), Some("store"));
+    let mut early = Drive::new(&relay, validate_request(&k), at(t0 + 3));
+    assert_eq!(early.expect_send().0, Some(0));
+    early.give(Given::Patience);
+    let held = early.expect_answer();
+    assert_eq!(source_of(&held), Some("store"));
     // A check meanwhile is given the grant at once too (no wait for the flight).
-    match relay.begin_with(&validate_request(&k), at(t0 + 3), Some([7; 16])) {
-        Step::Answer(r) => assert_eq!(source_of(&r), Some("store")),
-        other => panic!("expected the stored grant: {other:?}"),
-    }
-    let upstream = rig::upstream(Duration::from_secs(5)).send(early.request());
-    relay.finish(early, upstream, at(t0 + 3));
+    let meanwhile = Drive::new(&relay, validate_request(&k), at(t0 + 3)).expect_answer();
+    assert_eq!(source_of(&meanwhile), Some("store"));
+    // The call goes on past the answer; its answer is kept.
+    assert!(matches!(early.next(), Need::Call));
+    early.give(Given::Upstream(polar_calls.send(early.sent())));
+    assert!(matches!(early.next(), Need::Done));
     // Past its freshness: the call waits its patience, then the stored answer is stale.
     let t1 = t0 + 3 + 5;
-    let late = ask(t1);
-    assert_eq!(late.patience_ms(STALE_AFTER_MS), Some(STALE_AFTER_MS));
-    assert_eq!(late.patience_ms(300), Some(300), "the host's own wait");
-    let waiting = match relay.begin_with(&validate_request(&k), at(t1), None) {
-        Step::Wait(flight, pending) => {
-            assert_eq!(Some(flight), late.flight());
-            pending
+    let mut late = Drive::new(&relay, validate_request(&k), at(t1));
+    let (patience, led) = late.expect_send();
+    assert_eq!(patience, Some(STALE_AFTER_MS));
+    // The host's own wait (`ExchangeOptions::stale_after_ms`), here for a check that waits.
+    let own = ExchangeOptions {
+        stale_after_ms: 300,
+        ..ExchangeOptions::default()
+    };
+    match Drive::with(&relay, validate_request(&k), at(t1), own).next() {
+        Need::Flight { patience_ms, .. } => assert_eq!(patience_ms, Some(300)),
+        other => panic!("expected to wait for the flight: {other:?}"),
+    }
+    let mut waiting = Drive::new(&relay, validate_request(&k), at(t1));
+    match waiting.next() {
+        Need::Flight {
+            flight,
+            patience_ms,
+        } => {
+            assert_eq!(Some(flight), led);
+            assert_eq!(patience_ms, Some(STALE_AFTER_MS));
         }
         other => panic!("expected to wait for the flight: {other:?}"),
-    };
-    assert_eq!(waiting.patience_ms(STALE_AFTER_MS), Some(STALE_AFTER_MS));
-    for pending in [&late, &waiting] {
-        let stale = relay
-            .stale_answer(pending, at(t1), Some([7; 16]))
-            .expect("the stored grant");
-        assert_eq!(source_of(stale.response()), Some("stale"));
-        assert_eq!(stale.response().header("age"), Some("5"));
+    }
+    for drive in [&mut late, &mut waiting] {
+        drive.give(Given::Patience);
+        let stale = drive.expect_answer();
+        assert_eq!(source_of(&stale), Some("stale"));
+        assert_eq!(stale.header("age"), Some("5"));
     }
     // The call's answer is kept: the next check is answered from the store, fresh.
-    let upstream = rig::upstream(Duration::from_secs(5)).send(late.request());
-    relay.finish(late, upstream, at(t1));
+    assert!(matches!(late.next(), Need::Call));
+    late.give(Given::Upstream(polar_calls.send(late.sent())));
+    assert!(matches!(late.next(), Need::Done));
     let next = relay.handle(&validate_request(&k), at(t1 + 1));
     assert_eq!(
         (source_of(&next), next.header("age")),
@@ -1880,10 +1876,8 @@ fn a_stored_grant_waits_its_patience_then_answers_from_the_store_while_the_call_
     );
     // A key with nothing stored waits for Polar.
     let other = key(&polar, "PATIENCE-NEW");
-    match relay.begin_with(&validate_request(&other), at(t1), None) {
-        Step::Ask(pending) => assert_eq!(pending.patience_ms(STALE_AFTER_MS), None),
-        other => panic!("expected a call to Polar: {other:?}"),
-    }
+    let mut fresh = Drive::new(&relay, validate_request(&other), at(t1));
+    assert_eq!(fresh.expect_send().0, None);
 }
 
 /// The store's options every host refuses (`relay serve`'s flags, the npm relay's `store`):

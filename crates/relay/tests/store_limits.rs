@@ -11,11 +11,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use polar_license::Transport;
 use polar_license_emulator::{Emulator, DEMO_ORGANIZATION_ID};
+use polar_license_relay::flow::{ExchangeOptions, Given, Need};
 use polar_license_relay::store::{
     Backend, Entry, Mark, MemoryBackend, PagedBackend, StoreError, StoreOptions,
 };
-use polar_license_relay::{Relay, RelayRequest, ServeOptions};
+use polar_license_relay::{Relay, RelayRequest, RelayResponse, ServeOptions};
 use rig::host::Host;
 use rig::{at, ids_of, now, rfc3339, validate_request, PUBLIC};
 use serde_json::{json, Value};
@@ -149,22 +151,32 @@ fn start(host: &Host) -> Arc<PagedBackend> {
     Arc::new(host.start_capped(1_000, 16))
 }
 
-/// Loads what `req` touches (the handler's `fill`); with `fails`, the storage's read throws and
-/// nothing is loaded (the handler logs it and goes on).
-fn fill(
+/// `req` answered by the request machine as the Workers handler drives it: what the machine
+/// asks to load is loaded (the handler's `fill`), unless `fails`: then the storage's read
+/// throws and nothing is loaded (the handler logs it and goes on). Polar is asked over HTTP.
+fn fill_and_answer(
     host: &mut Host,
     relay: &Relay,
     b: &PagedBackend,
     req: &RelayRequest,
     when: i64,
     fails: bool,
-) {
-    let Some(wants) = relay.store_wants(req, when) else {
-        return;
+) -> RelayResponse {
+    let host_loads = ExchangeOptions {
+        host_loads: true,
+        ..ExchangeOptions::default()
     };
-    if !fails {
-        host.fill(b, &wants);
-    }
+    let polar = rig::upstream(Duration::from_secs(10));
+    rig::Drive::with(relay, req.clone(), at(when), host_loads).run_with(|x, need| match need {
+        Need::Load(load) => {
+            if let (Some(wants), false) = (&load.store, fails) {
+                host.fill(b, wants);
+            }
+            x.give(Given::Loaded);
+        }
+        Need::Send { request, .. } => x.give(Given::Upstream(polar.send(&request))),
+        other => x.as_host(other),
+    })
 }
 
 /// The marks of every entry stored.
@@ -205,8 +217,7 @@ fn a_failed_read_never_writes_over_a_stored_revocation() {
     let relay = paged_relay(&polar, &b);
     let t0 = now();
     let check = validate_request(&k);
-    fill(&mut host, &relay, &b, &check, t0, false);
-    let first = relay.handle(&check, at(t0));
+    let first = fill_and_answer(&mut host, &relay, &b, &check, t0, false);
     assert_eq!(first.status, 200);
     host.save(&b);
     let (license_key_id, _) = ids_of(&first);
@@ -220,8 +231,10 @@ fn a_failed_read_never_writes_over_a_stored_revocation() {
     })
     .to_string();
     let hook = rig::hook(SECRET, "evt-revoked", t0, &revoked);
-    fill(&mut host, &relay, &b, &hook, t0, false);
-    assert_eq!(relay.handle(&hook, at(t0)).status, 200);
+    assert_eq!(
+        fill_and_answer(&mut host, &relay, &b, &hook, t0, false).status,
+        200
+    );
     host.save(&b);
     assert_eq!(marks(&host), vec![Mark::Revoked]);
 
@@ -230,8 +243,7 @@ fn a_failed_read_never_writes_over_a_stored_revocation() {
     let relay = paged_relay(&polar, &b);
     polar.reset_request_count();
     for when in [t0 + 1, t0 + 2] {
-        fill(&mut host, &relay, &b, &check, when, true);
-        let answer = relay.handle(&check, at(when));
+        let answer = fill_and_answer(&mut host, &relay, &b, &check, when, true);
         host.save(&b);
         assert_eq!(
             (answer.status, answer.lease().is_some()),
@@ -248,8 +260,7 @@ fn a_failed_read_never_writes_over_a_stored_revocation() {
         );
     }
     // Read back: the revocation answers, still without a call.
-    fill(&mut host, &relay, &b, &check, t0 + 3, false);
-    let answer = relay.handle(&check, at(t0 + 3));
+    let answer = fill_and_answer(&mut host, &relay, &b, &check, t0 + 3, false);
     rig::assert_refused(&answer, "the stored revocation");
     assert_eq!(polar.request_count(), 0);
 }

@@ -14,10 +14,11 @@ use std::time::Duration;
 
 use polar_license::{Transport, UreqTransport};
 use polar_license_emulator::Emulator;
+use polar_license_relay::flow::Given;
 use polar_license_relay::store::{
     Backend, JournalBackend, MemoryBackend, RedbBackend, StoreOptions,
 };
-use polar_license_relay::{Relay, RelayRequest, Step};
+use polar_license_relay::{Relay, RelayRequest};
 use polar_license_testkit::ScratchDir;
 use rig::{at, ids_of, now, rfc3339, validate_request, webhook_emulator as emulator, Call};
 use serde_json::json;
@@ -235,16 +236,17 @@ fn a_revocation_acknowledged_while_a_grant_is_kept_is_never_lost() {
         let Race { name, relay, .. } = race;
         // Past its freshness: Polar is asked again, and grants.
         let later = race.t0 + 10;
-        let pending = match relay.begin(&validate_request(race.key), at(later)) {
-            Step::Ask(pending) => pending,
-            other => panic!("{name}: expected a call to Polar: {other:?}"),
-        };
-        let answer = upstream().send(pending.request());
+        let mut check = rig::Drive::new(relay, validate_request(race.key), at(later));
+        check.expect_send();
+        let answer = upstream().send(check.sent());
         let held = arm(&race.gates.keep);
         let revoke = revocation(race.lid, race.customer, later);
         let kept = while_held(
             held,
-            || relay.finish(pending, answer, at(later)).into_response(),
+            || {
+                check.give(Given::Upstream(answer));
+                check.expect_answer()
+            },
             || acknowledged(relay, &format!("evt-keep-{name}"), later, &revoke),
         );
         assert_eq!(kept.status, 200, "{name}: Polar's grant, passed on");

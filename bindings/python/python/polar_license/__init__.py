@@ -7,19 +7,30 @@ Polar to test against. Reason codes and what to tell the user: docs/answers.md.
 """
 
 from ._errors import (
+    CustomerSelectionRequired,
+    DeviceManagementOff,
     InvalidInputError,
+    KeyNotFound,
     LicenseDenied,
     LicenseError,
     LicenseFailure,
     LicenseUnverified,
+    NotSignedIn,
+    PortalError,
+    PortalRateLimited,
+    PortalRefused,
     Reason,
+    SessionExpired,
+    SignInCodeInvalid,
 )
-from ._licensing import Licensing, MetaValue, Seconds
+from ._licensing import Licensing
 from ._report import (
     Activation,
     CacheStatus,
     CheckReport,
+    Device,
     FeatureAccess,
+    KeyDevices,
     Lease,
     License,
     Member,
@@ -34,12 +45,32 @@ from ._report import (
 
 __version__ = "0.1.0"
 
+# ``MetaValue`` and ``Seconds`` are ``typing`` aliases, made at their first use at run time
+# (``typing`` is a large part of a cold import): type checkers read this block, Python the
+# ``__getattr__`` below.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ._licensing import MetaValue, Seconds
+else:
+
+    def __getattr__(name):
+        if name in ("MetaValue", "Seconds"):
+            from . import _licensing
+
+            return getattr(_licensing, name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 __all__ = [
     "Activation",
     "CacheStatus",
     "CheckReport",
+    "CustomerSelectionRequired",
+    "Device",
+    "DeviceManagementOff",
     "FeatureAccess",
     "InvalidInputError",
+    "KeyDevices",
+    "KeyNotFound",
     "Lease",
     "License",
     "LicenseDenied",
@@ -49,10 +80,16 @@ __all__ = [
     "Licensing",
     "Member",
     "MetaValue",
+    "NotSignedIn",
     "Order",
     "Perpetual",
+    "PortalError",
+    "PortalRateLimited",
+    "PortalRefused",
     "Reason",
     "Seconds",
+    "SessionExpired",
+    "SignInCodeInvalid",
     "Source",
     "Standing",
     "Subscription",

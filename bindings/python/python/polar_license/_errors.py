@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import Any, Optional
+
+# Annotations only (``typing`` at run time is a large part of a cold import).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Optional
 
 
 class Reason(str, Enum):
@@ -121,7 +125,7 @@ class InvalidInputError(LicenseFailure, ValueError):
 
 
 def error_from(payload: dict[str, Any]) -> LicenseError:
-    """The exception for the native layer's error JSON."""
+    """The exception for the native layer's error (a dict)."""
     code = Reason(payload["code"])
     cls: type[LicenseError]
     if code is Reason.INVALID_INPUT:
@@ -142,4 +146,120 @@ def error_from(payload: dict[str, Any]) -> LicenseError:
         hint=payload.get("hint"),
         previously_valid=bool(payload.get("previously_valid")),
         remaining_usages=payload.get("remaining_usages"),
+    )
+
+
+class PortalError(Exception):
+    """A step of the customer portal (``sign_in``, ``devices``) that Polar refused.
+
+    ``kind`` is the contract's ``portal_error`` name (docs/interfaces.md §2, the CLI's): a
+    subclass for each. ``code`` is the reason code the contract gives it (``not_found`` for
+    :class:`KeyNotFound`, ``rate_limited``, ``invalid_input`` for :class:`NotSignedIn` and
+    :class:`CustomerSelectionRequired`), else ``None`` (no reason code: a wrong code, an
+    expired session, device management off, another refusal). ``detail`` is the core's
+    sentence. Failures that are no portal answer (bad input, no answer, not Polar's) raise
+    the :class:`LicenseError` classes every call raises (:class:`InvalidInputError`,
+    :class:`LicenseUnverified`, :class:`LicenseFailure`). Never holds a key or a session.
+    """
+
+    kind: str
+    code: Optional[Reason]
+    detail: str
+    field: Optional[str]
+    retry_after: Optional[int]
+    status: Optional[int]
+    error: Optional[str]
+    customers: list[tuple[str, Optional[str]]]
+
+    def __init__(
+        self,
+        kind: str,
+        detail: str,
+        *,
+        code: Optional[Reason] = None,
+        field: Optional[str] = None,
+        retry_after: Optional[int] = None,
+        status: Optional[int] = None,
+        error: Optional[str] = None,
+        customers: Optional[list[tuple[str, Optional[str]]]] = None,
+    ) -> None:
+        super().__init__(f"{kind}: {detail}")
+        self.kind = kind
+        self.code = code
+        self.detail = detail
+        self.field = field
+        self.retry_after = retry_after
+        self.status = status
+        self.error = error
+        self.customers = [] if customers is None else customers
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(kind={self.kind!r}, detail={self.detail!r})"
+
+
+class SignInCodeInvalid(PortalError):
+    """``code_invalid_or_expired``: the code is wrong, used, or older than 30 minutes: ask
+    for a new one (``request_sign_in_code``)."""
+
+
+class SessionExpired(PortalError):
+    """``session_expired``: the session's hour is over (it is forgotten): sign in again."""
+
+
+class NotSignedIn(PortalError):
+    """``not_signed_in`` (``code`` ``invalid_input``, ``field`` ``session``): no session is
+    remembered here; nothing was sent. Sign in first."""
+
+
+class CustomerSelectionRequired(PortalError):
+    """``customer_selection_required`` (``invalid_input``, ``field`` ``customer_id``): several
+    customers have this email; ask again naming one of ``customers`` (``(id, name)``)."""
+
+
+class DeviceManagementOff(PortalError):
+    """``device_management_off``: the portal lists no device although this machine holds one:
+    the seller must enable "customers can manage activations" (``enable_customer_admin``) on
+    the product's license-key benefit. ``free_device`` still works."""
+
+
+class KeyNotFound(PortalError):
+    """``key_not_found`` (``code`` ``not_found``): the key is not among the signed-in
+    customer's keys."""
+
+
+class PortalRateLimited(PortalError):
+    """``rate_limited``: too many tries; ``retry_after`` is the wait in seconds (Polar's code
+    routes allow 6 a minute and 12 an hour per address, then block 900 s)."""
+
+
+class PortalRefused(PortalError):
+    """``refused``: another refusal of Polar's (``status``, ``error``)."""
+
+
+_PORTAL_ERRORS: dict[str, type[PortalError]] = {
+    "code_invalid_or_expired": SignInCodeInvalid,
+    "session_expired": SessionExpired,
+    "not_signed_in": NotSignedIn,
+    "customer_selection_required": CustomerSelectionRequired,
+    "device_management_off": DeviceManagementOff,
+    "key_not_found": KeyNotFound,
+    "rate_limited": PortalRateLimited,
+    "refused": PortalRefused,
+}
+
+
+def portal_error_from(payload: dict[str, Any]) -> PortalError:
+    """The exception for the native layer's portal failure (a dict)."""
+    kind: str = payload["portal_error"]
+    code = payload.get("code")
+    customers: list[dict[str, Any]] = payload.get("customers") or []
+    return _PORTAL_ERRORS.get(kind, PortalError)(
+        kind,
+        payload["detail"],
+        code=None if code is None else Reason(code),
+        field=payload.get("field"),
+        retry_after=payload.get("retry_after"),
+        status=payload.get("status"),
+        error=payload.get("error"),
+        customers=[(c["id"], c["name"]) for c in customers],
     )

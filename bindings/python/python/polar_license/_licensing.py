@@ -2,19 +2,46 @@
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Mapping, Sequence
-from datetime import date, timedelta
-from typing import Any, Optional, Union
+from datetime import date, datetime, timedelta, timezone
 
 from . import _native
-from ._errors import error_from
-from ._report import Activation, CacheStatus, CheckReport, FeatureAccess, License, Lease, Validation
+from ._errors import error_from, portal_error_from
+from ._report import (
+    Activation,
+    CacheStatus,
+    CheckReport,
+    FeatureAccess,
+    KeyDevices,
+    License,
+    Lease,
+    Validation,
+)
 
-MetaValue = Union[bool, int, float, str]
-Seconds = Union[timedelta, float, int]
-"""A duration: a ``timedelta`` or a number of seconds."""
+# ``typing`` costs more at import than the rest of the package (docs/performance.md): type
+# checkers read this block, Python skips it, and the two aliases below are made at their first
+# use at run time (``__getattr__``), for code that reads them then (``get_type_hints``, a
+# FastAPI signature).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from typing import Any, Optional, Union
+
+    MetaValue = Union[bool, int, float, str]
+    """A condition or metadata value."""
+    Seconds = Union[timedelta, float, int]
+    """A duration: a ``timedelta`` or a number of seconds."""
+else:
+
+    def __getattr__(name):
+        if name in ("MetaValue", "Seconds"):
+            from typing import Union
+
+            aliases = {"MetaValue": Union[bool, int, float, str],
+                       "Seconds": Union[timedelta, float, int]}
+            globals().update(aliases)
+            return aliases[name]
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _seconds(value: Optional[Seconds]) -> Optional[float]:
@@ -25,12 +52,19 @@ def _seconds(value: Optional[Seconds]) -> Optional[float]:
     return float(value)
 
 
-def _unwrap(text: str) -> Any:
-    """The ``ok`` value of a native answer, or its ``error`` raised."""
-    answer = json.loads(text)
+def _unwrap(answer: dict[str, Any]) -> Any:
+    """The ``ok`` value of a native answer, or its ``error`` (or ``portal_error``) raised."""
     if "error" in answer:
         raise error_from(answer["error"])
+    if "portal_error" in answer:
+        raise portal_error_from(answer["portal_error"])
     return answer["ok"]
+
+
+def _json(value: Mapping[str, Any]) -> str:
+    import json  # here, not at the top: only a mapping of entitlements needs it
+
+    return json.dumps(value)
 
 
 class Licensing:
@@ -71,6 +105,14 @@ class Licensing:
     :param remember_keys: remember the key of every good activation (``check()`` with none).
     :param entitlements: features by benefit: ``{"pro": ["<benefit id>"], "api": {"benefits":
         [...], "metered": true}}`` (a mapping, or its JSON).
+    :param _clock_offset_for_testing: FOR TESTS ONLY: seconds added to the system clock for
+        every cache decision (the C API's ``polar_license_config_set_clock_offset_for_testing``),
+        to age a cache without waiting. Default 0.
+
+    Out of activations, the customer portal: :meth:`request_sign_in_code`, :meth:`sign_in`
+    (the session sealed beside the cache for its hour), :meth:`devices` (the key's live
+    activations, this machine's marked) and :meth:`free_device` (by its id, no session
+    needed); a refusal of the portal's raises a :class:`PortalError`.
     """
 
     def __init__(
@@ -95,6 +137,7 @@ class Licensing:
         machine_binding: Union[bool, str] = True,
         remember_keys: bool = False,
         entitlements: Union[Mapping[str, Any], str, None] = None,
+        _clock_offset_for_testing: int = 0,
     ) -> None:
         keys = relay_keys if relay_keys is None or isinstance(relay_keys, str) else ",".join(relay_keys)
         native, error = _native.NativeLicensing.build(
@@ -118,10 +161,11 @@ class Licensing:
             bool(machine_binding),
             remember_keys,
             entitlements if entitlements is None or isinstance(entitlements, str)
-            else json.dumps(entitlements),
+            else _json(entitlements),
+            _clock_offset_for_testing,
         )
         if native is None:
-            raise error_from(json.loads(error or "{}")["error"])
+            raise error_from((error or {})["error"])
         self._native = native
 
     def __repr__(self) -> str:
@@ -146,8 +190,8 @@ class Licensing:
     def check(self, key: Optional[str] = None) -> CheckReport:
         """The grace-aware verdict for ``key`` (``None``: the remembered key, else the local
         trial). Never raises for an answer: not licensed is a report with its ``reason``."""
-        text, outcome = self._native.check(key)
-        return CheckReport._of(json.loads(text), outcome)
+        answer, outcome = self._native.check(key)
+        return CheckReport._of(answer, outcome)
 
     async def check_async(self, key: Optional[str] = None) -> CheckReport:
         """:meth:`check` on asyncio's default executor: the event loop runs meanwhile."""
@@ -160,7 +204,7 @@ class Licensing:
         """May this copy use ``name``, given ``report`` (a check of this ``Licensing``)?"""
         if report._outcome is None:
             raise ValueError("the report did not come from Licensing.check")
-        return FeatureAccess._of(json.loads(self._native.feature(report._outcome, name)))
+        return FeatureAccess._of(self._native.feature(report._outcome, name))
 
     def has_feature(self, report: CheckReport, name: str) -> bool:
         """``feature(report, name).granted``."""
@@ -227,3 +271,39 @@ class Licensing:
     def forget(self, key: str) -> None:
         """Forgets everything cached for ``key`` (Polar is not told)."""
         _unwrap(self._native.forget(key))
+
+    # The customer portal (issue #64): out of activations, see the key's devices and free one.
+
+    def request_sign_in_code(self, email: str, *, customer_id: Optional[str] = None) -> None:
+        """Asks Polar to email a 6-character sign-in code to ``email`` (valid 30 minutes).
+        Polar answers the same for an email that bought nothing: tell the user "if this email
+        bought a license, a code is on its way". ``customer_id`` names one of several customers
+        with that email (after :class:`CustomerSelectionRequired`)."""
+        _unwrap(self._native.request_sign_in_code(email, customer_id))
+
+    def sign_in(self, code: str) -> datetime:
+        """Signs in with the emailed code (any case); the customer session is sealed beside
+        the cache for its hour (never in plain text; the ``polar-license`` command line shares
+        it). Returns when the session ends. Raises :class:`SignInCodeInvalid` for a wrong,
+        used or expired code."""
+        expires_at: int = _unwrap(self._native.sign_in(code))
+        return datetime.fromtimestamp(expires_at, tz=timezone.utc)
+
+    def sign_out(self) -> None:
+        """Forgets the remembered session."""
+        _unwrap(self._native.sign_out())
+
+    def devices(self, key: Optional[str] = None) -> KeyDevices:
+        """The live activations of ``key`` (``None``: the remembered key) through the
+        remembered session, this machine's marked. Raises :class:`NotSignedIn` (no request),
+        :class:`SessionExpired`, :class:`KeyNotFound`, :class:`DeviceManagementOff`, …"""
+        return KeyDevices._of(_unwrap(self._native.devices(key)))
+
+    def free_device(self, activation_id: str, key: Optional[str] = None) -> bool:
+        """Frees the activation ``activation_id`` of ``key`` (``None``: the remembered key)
+        with the public deactivate: no session needed. Returns ``True`` when it was this
+        machine's activation (no longer licensed here; the cache forgets it). Raises
+        :class:`LicenseDenied` (``not_found``: already freed, or not this key's) or another
+        :class:`LicenseError`."""
+        freed: dict[str, Any] = _unwrap(self._native.free_device(activation_id, key))
+        return bool(freed["this_machine"])

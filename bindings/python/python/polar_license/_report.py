@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from enum import Enum
-from typing import Any, Optional
 
-from . import _native
-from ._errors import LicenseError, Reason, error_from
+from ._errors import Reason, error_from
+from ._record import field, record
+
+# Names for annotations only: importing ``typing`` at run time costs more than the rest of the
+# package (docs/performance.md). Type checkers read this block; Python skips it.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Optional
+
+    from . import _native
+    from ._errors import LicenseError
 
 
 class Standing(str, Enum):
@@ -45,7 +52,7 @@ def _span(secs: Optional[float]) -> Optional[timedelta]:
     return None if secs is None else timedelta(seconds=secs)
 
 
-@dataclass(frozen=True)
+@record
 class Lease:
     """Signed mode: the relay's lease the cache holds, verified (docs/signed-mode.md)."""
 
@@ -61,7 +68,7 @@ class Lease:
                    datetime.fromtimestamp(d["expires_at"], tz=timezone.utc))
 
 
-@dataclass(frozen=True)
+@record
 class Member:
     """The seat holder a key is assigned to (Polar API 2027-01 and later)."""
 
@@ -70,7 +77,7 @@ class Member:
     external_id: Optional[str]
 
 
-@dataclass(frozen=True)
+@record
 class Subscription:
     """The subscription a key was granted through (2027-01 and later)."""
 
@@ -82,7 +89,7 @@ class Subscription:
     ends_at: Optional[datetime]
 
 
-@dataclass(frozen=True)
+@record
 class Order:
     """The order a key was granted through (2027-01 and later)."""
 
@@ -92,7 +99,7 @@ class Order:
     paid: bool
 
 
-@dataclass(frozen=True)
+@record
 class License:
     """A license as Polar returned it; the key only in Polar's redacted form."""
 
@@ -139,7 +146,7 @@ class License:
         )
 
 
-@dataclass(frozen=True)
+@record
 class Perpetual:
     """Perpetual fallback (docs/perpetual.md), when the app stated its build's release date."""
 
@@ -149,7 +156,7 @@ class Perpetual:
     """``True`` when the answer licenses only because this build is older than the key's end."""
 
 
-@dataclass(frozen=True)
+@record
 class Trial:
     """A trial (docs/trials.md): the local trial with no key, or a key from a trial product."""
 
@@ -161,7 +168,7 @@ class Trial:
     days_left: int
 
 
-@dataclass(frozen=True)
+@record
 class FeatureAccess:
     """May this copy use a feature (the ``entitlements`` map)? The core's answer."""
 
@@ -185,7 +192,7 @@ class FeatureAccess:
                    None if src is None else Source(src))
 
 
-@dataclass(frozen=True)
+@record
 class CheckReport:
     """A check's answer. ``licensed`` is the only thing that grants.
 
@@ -277,7 +284,7 @@ class CheckReport:
         )
 
 
-@dataclass(frozen=True)
+@record
 class Activation:
     """A good activation: remembered in the cache, so checks validate it."""
 
@@ -289,7 +296,7 @@ class Activation:
     """Polar activated but the cache could not remember it: keep ``id`` (or deactivate)."""
 
 
-@dataclass(frozen=True)
+@record
 class Validation:
     """A good online validation (``Licensing.validate``)."""
 
@@ -298,7 +305,7 @@ class Validation:
     cache_error: Optional[LicenseError]
 
 
-@dataclass(frozen=True)
+@record
 class CacheStatus:
     """What the cache holds for a key, with no request (``Licensing.status``)."""
 
@@ -320,3 +327,38 @@ class CacheStatus:
                    _time(d["verified_at"]), _time(d["grace_ends_at"]),
                    _span(d["grace_remaining"]), Lease._of(d["lease"]),
                    None if dn is None else Reason(dn), d["display_key"])
+
+
+@record
+class Device:
+    """A device of a key: one of its live activations (``Licensing.devices``)."""
+
+    id: str
+    """The activation id (what ``free_device`` frees)."""
+    label: str
+    activated_at: datetime
+    this_machine: bool
+    """``True`` for the activation this machine's cache remembers."""
+
+
+@record
+class KeyDevices:
+    """A key's devices through the customer's session (``Licensing.devices``), oldest first."""
+
+    key_id: str
+    """The key record's id."""
+    display_key: str
+    """``****-4C5B6A``: the key, redacted."""
+    limit_activations: Optional[int]
+    devices: tuple[Device, ...]
+
+    @property
+    def this_machine(self) -> Optional[Device]:
+        """This machine's device, when it holds one of the key's activations."""
+        return next((d for d in self.devices if d.this_machine), None)
+
+    @classmethod
+    def _of(cls, d: dict[str, Any]) -> KeyDevices:
+        return cls(d["key_id"], d["display_key"], d["limit_activations"], tuple(
+            Device(v["id"], v["label"], datetime.fromtimestamp(v["activated_at"], tz=timezone.utc),
+                   v["this_machine"]) for v in d["devices"]))

@@ -45,10 +45,12 @@ class Emulator:
     :param api_version: the Polar API version answered (``"2026-04"``, ``"2026-10"`` or
         ``"2027-01"``, whose answers add a key's ``member``, ``subscription`` and ``order``);
         default: Polar's current one.
+    :param rate_limit: Polar's rate limits on (3 calls a second per address on the license
+        routes; 6 a minute and 12 an hour on the sign-in code routes, then 900 s blocked).
     """
 
     def __init__(self, seed: Seed = None, *, port: int = 0,
-                 api_version: Optional[str] = None) -> None:
+                 api_version: Optional[str] = None, rate_limit: bool = False) -> None:
         text: Optional[str]
         if seed is None:
             text = None
@@ -57,7 +59,7 @@ class Emulator:
         else:
             with open(os.fspath(seed), encoding="utf-8") as f:
                 text = f.read()
-        self._native = _native.NativeEmulator(text, port, api_version)
+        self._native = _native.NativeEmulator(text, port, api_version, rate_limit)
 
     @property
     def url(self) -> str:
@@ -95,6 +97,18 @@ class Emulator:
         """The key's activations, as Polar lists them."""
         value: list[dict[str, Any]] = json.loads(self._native.activations(key))
         return value
+
+    def sign_in_codes(self) -> list[dict[str, Any]]:
+        """The sign-in codes Polar would have emailed, not yet used or expired, oldest first:
+        ``{"code", "email", "customer_id", "organization_id", "expires_at"}`` each (what
+        ``GET /__emulator/customer-session/codes`` answers)."""
+        value: list[dict[str, Any]] = json.loads(self._native.customer_session_codes())
+        return value
+
+    def set_clock_offset(self, seconds: int) -> None:
+        """Moves Polar's clock ``seconds`` from the real one (``0``: back to it): expiries,
+        customer sessions and codes, trials (``POST /__emulator/clock``)."""
+        self._native.set_clock_offset(seconds)
 
     def stop(self) -> None:
         """Stops serving (idempotent): later requests are refused (``offline``)."""

@@ -34,7 +34,10 @@ impl<C: Asks + ?Sized> Core for C {}
 
 /// The exact set of things the machines ask of the relay's parts, each answered by the part
 /// that owns it (the gate, the verdict store, the leases, the breaker, the operator's counters,
-/// the roster). Public in name only (the module is private): it seals [`Core`].
+/// the roster). Public in name only (the module is private): it seals [`Core`], and its
+/// methods speak of the crate's own steps ([`Step`], [`Pending`], [`Finished`]), which no host
+/// names: nothing outside the crate can call them.
+#[allow(private_interfaces)]
 pub trait Asks {
     // The operator's routes and counters (the relay's `ops`).
 

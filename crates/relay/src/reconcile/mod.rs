@@ -229,6 +229,14 @@ pub(crate) mod tests {
             s.roster.first_seen(&Key::new("K-1".to_string())),
             "revoked: not known"
         );
+        // Granted: known (again), as a key Polar's refusals took out of the roster must be
+        // once a reconcile says granted (issue #62).
+        for granted in ["K-5", "K-6-NEW"] {
+            assert!(
+                !s.roster.first_seen(&Key::new(granted.to_string())),
+                "{granted}"
+            );
+        }
         // The expired and gone keys are dropped; the granted and rotated ones are checked again
         // later, and so are the revoked and disabled ones while their revocation refuses
         // without a call (a re-grant is heard within the interval).

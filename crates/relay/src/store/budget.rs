@@ -40,7 +40,9 @@ pub struct Budget {
 /// A refresh may spend half the reserve, rounded down (a grant past its freshness is what
 /// otherwise answers `stale`), never all of it: a store holding more grants than the budget refreshes
 /// still leaves activations their half. First-seen keys never take the last quarter of the
-/// shared part (besides their own share, [`super::StoreOptions::first_seen_share`]).
+/// shared part (besides their own share, [`super::StoreOptions::first_seen_share`]). Past the
+/// shared part, a known key's reserved call is also held to its and its client's fair part of
+/// the reserve (`crate::roster::Reserve`, issue #62).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Use {
     /// A stored grant of a known key past its freshness, asked again.

@@ -16,17 +16,20 @@ use ct_codecs::{Base64, Decoder, Encoder};
 use hmac::{Hmac, Mac};
 use polar_license::lease::{LeaseExpect, SigningKey, LEASE_HEADER};
 use polar_license::proto::Server;
-use polar_license::{AccessToken, Key, Transport, UreqTransport};
+use polar_license::{
+    AccessToken, HttpRequest, Key, Transport, TransportError, TransportErrorKind, UreqTransport,
+};
 use polar_license_emulator::{
     Emulator, Options, Seed, SeedKey, WebhookOptions, DEMO_ORGANIZATION_ID, DEMO_TOKEN,
 };
+use polar_license_relay::flow::{Exchange, ExchangeOptions, Given, Need};
 use polar_license_relay::store::{
     Backend, BudgetState, Entry, EntryId, JournalItem, MemoryBackend, PagedBackend, StoreError,
     StoreOptions, Wants,
 };
 use polar_license_relay::{
-    serve_with, Limits, Now, Rate, Relay, RelayConfig, RelayRequest, Running, ServeOptions,
-    StoreConfig, SOURCE_HEADER,
+    serve_with, Limits, Now, Rate, Relay, RelayConfig, RelayRequest, RelayResponse, Running,
+    ServeOptions, StoreConfig, SOURCE_HEADER,
 };
 use serde_json::{json, Value};
 use sha2::Sha256;
@@ -352,6 +355,166 @@ pub fn assert_refused(answer: &polar_license_relay::RelayResponse, what: &str) {
         "{what}: {}",
         String::from_utf8_lossy(&answer.body)
     );
+}
+
+// ---- The tests' one host of the request machine ----------------------------------------------
+
+/// The relay's tests' one host of the request machine ([`Exchange`]), as the native server and
+/// the npm relay are hosts of it: the test holds the clock, the randomness and what Polar
+/// answers, and sees each need the machine asks that a host decides (a call to make, a
+/// flight's landing, a slot, a signature, a load, the answer). The body, the store's save, a
+/// flight that landed and the log lines it answers as the blocking host does, by itself.
+/// [`Drive::next`] steps to the next such need; [`Drive::run`] goes to the end.
+pub struct Drive<'r> {
+    relay: &'r Relay,
+    exchange: Exchange,
+    body: Vec<u8>,
+    /// The time given to the machine at each step.
+    pub now: Now,
+    /// The 16 random bytes given at each step (a lease's id; `None`: no lease can be made).
+    pub entropy: Option<[u8; 16]>,
+    /// The call the machine last asked to send ([`Need::Call`] asks for its answer).
+    sent: Option<HttpRequest>,
+    /// The answer the machine gave the client, once it gave one.
+    pub answer: Option<RelayResponse>,
+    /// The warnings and errors the machine asked to log.
+    pub logged: Vec<String>,
+}
+
+impl<'r> Drive<'r> {
+    /// An exchange of `req` on `relay` at `now`, with the default options.
+    pub fn new(relay: &'r Relay, req: RelayRequest, now: Now) -> Drive<'r> {
+        Drive::with(relay, req, now, ExchangeOptions::default())
+    }
+
+    /// An exchange of `req` on `relay` at `now`, run with `options`.
+    pub fn with(
+        relay: &'r Relay,
+        req: RelayRequest,
+        now: Now,
+        options: ExchangeOptions,
+    ) -> Drive<'r> {
+        let body = req.body.clone();
+        Drive {
+            relay,
+            exchange: Exchange::new(req, options),
+            body,
+            now,
+            entropy: Some([7; 16]),
+            sent: None,
+            answer: None,
+            logged: Vec::new(),
+        }
+    }
+
+    /// The next need a host decides: [`Need::Send`] (its call kept for [`Drive::sent`]),
+    /// [`Need::Call`], [`Need::Flight`], [`Need::Slot`], [`Need::Sign`], [`Need::Load`],
+    /// [`Need::Respond`] (kept in [`Drive::answer`]) or [`Need::Done`]. The body is given whole
+    /// (the machine cuts it at its cap), a save succeeds, a landing and a log line are noted.
+    pub fn next(&mut self) -> Need {
+        loop {
+            match self.exchange.want(self.relay, self.now, self.entropy) {
+                Need::Body { max } => {
+                    let body = self.body[..self.body.len().min(max)].to_vec();
+                    self.exchange.give(Given::Body(body));
+                }
+                Need::Persist => self.exchange.give(Given::Persisted(true)),
+                Need::Landed(_) => {}
+                Need::Warn(text) | Need::Error(text) => self.logged.push(text),
+                Need::Send {
+                    request,
+                    flight,
+                    patience_ms,
+                } => {
+                    self.sent = Some(request.clone());
+                    return Need::Send {
+                        request,
+                        flight,
+                        patience_ms,
+                    };
+                }
+                Need::Respond(r) => {
+                    self.answer = Some(r.clone());
+                    return Need::Respond(r);
+                }
+                need => return need,
+            }
+        }
+    }
+
+    /// Hands the machine what the host got for the need [`Drive::next`] returned.
+    pub fn give(&mut self, given: Given) {
+        self.exchange.give(given);
+    }
+
+    /// The call the machine last asked to send.
+    pub fn sent(&self) -> &HttpRequest {
+        self.sent.as_ref().expect("a call was asked for")
+    }
+
+    /// The next need, which must be a call to Polar: its patience (ms) and the flight it leads.
+    pub fn expect_send(&mut self) -> (Option<u64>, Option<String>) {
+        match self.next() {
+            Need::Send {
+                flight,
+                patience_ms,
+                ..
+            } => (patience_ms, flight),
+            other => panic!("expected a call to Polar: {other:?}"),
+        }
+    }
+
+    /// The next need, which must be the answer, with no call to Polar before it.
+    pub fn expect_answer(&mut self) -> RelayResponse {
+        match self.next() {
+            Need::Respond(r) => r,
+            other => panic!("expected the answer: {other:?}"),
+        }
+    }
+
+    /// Runs to the end, each call to Polar sent through `polar`, a flight waited for taken as
+    /// landed, a slot given at once, a load taken as done, a lease signed by no one (it goes
+    /// without): the answer the client got.
+    pub fn run(self, polar: &dyn Transport) -> RelayResponse {
+        self.run_with(|x, need| match need {
+            Need::Send { request, .. } => x.give(Given::Upstream(polar.send(&request))),
+            Need::Call => {
+                let answer = polar.send(x.sent());
+                x.give(Given::Upstream(answer));
+            }
+            other => x.as_host(other),
+        })
+    }
+
+    /// Runs to the end, each need [`Drive::next`] returns handed to `answer` (which may give
+    /// the machine something with [`Drive::give`], or leave the need to [`Drive::as_host`]):
+    /// the answer the client got.
+    pub fn run_with(mut self, mut answer: impl FnMut(&mut Self, Need)) -> RelayResponse {
+        loop {
+            match self.next() {
+                Need::Done => break,
+                need => answer(&mut self, need),
+            }
+        }
+        self.answer.expect("the exchange answered")
+    }
+
+    /// What the blocking host gives for `need` when the test does not decide it: a flight
+    /// landed, a slot free, a load done, no signature, Polar unreachable; an answer is kept.
+    pub fn as_host(&mut self, need: Need) {
+        let given = match need {
+            Need::Flight { .. } => Given::Landed,
+            Need::Slot { .. } => Given::Slot,
+            Need::Load(_) => Given::Loaded,
+            Need::Sign(_) => Given::Signature(Vec::new()),
+            Need::Send { .. } | Need::Call => Given::Upstream(Err(TransportError::new(
+                TransportErrorKind::Connect,
+                "no Polar in this test",
+            ))),
+            _ => return,
+        };
+        self.give(given);
+    }
 }
 
 // ---- Clocks and waits ------------------------------------------------------------------------

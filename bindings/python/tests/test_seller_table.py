@@ -1,0 +1,224 @@
+"""The seller's rows (issue #54, "Done when" 2nd bullet; issue #66): perpetual fallback and
+trials from the one table every face plays (tests/vectors/seller-rows.json), through the
+Python package. Each row runs against an emulator of its own (seeded with the row's key: its
+benefit, expiry and 2027-01 subscription), Polar's clock moved with
+``Emulator.set_clock_offset`` and the app's with a ``Licensing`` built for each step with
+``_clock_offset_for_testing`` (as the C runner builds a client per step with
+``polar_license_config_set_clock_offset_for_testing``), the cache kept between steps. Each
+verdict is rendered exactly as the Rust faces render theirs (crates/testkit/src/seller_rows.rs,
+``Verdict::render``; tests/js/seller-rows.mjs) and the rows are written to
+``$POLAR_SELLER_TABLE_DIR/python.tsv`` (face row expected got result) for
+scripts/seller-table.sh. scripts/test-python.sh sets ``POLAR_SELLER_ROWS`` (the table) and
+``POLAR_SELLER_TABLE_DIR``; without the table the test is skipped, and the table's Python
+column then fails for want of its file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Optional
+
+import pytest
+
+from polar_license import CheckReport, Licensing
+from polar_license.emulator import Emulator
+
+ROWS = os.environ.get("POLAR_SELLER_ROWS", "")
+OUT = os.environ.get("POLAR_SELLER_TABLE_DIR", "")
+
+DAY = 86400
+ORG = "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10"
+KEY = "SELLER-4F0C2A9E-5B7D-4E21-9C3A-1F2E3D4C5B6A"
+CUSTOMER = "5d3c2b1a-1e2f-4a3b-8c4d-5e6f7a8b9c0d"
+TRIAL_BENEFIT = "7f3c1e2a-9b4d-4c8e-a1f2-3d4e5f6a7b8c"
+PAID_BENEFIT = "4b1c2d3e-5f60-4a7b-8c9d-0e1f2a3b4c5d"
+
+pytestmark = pytest.mark.skipif(not Path(ROWS).is_file(),
+                                reason="POLAR_SELLER_ROWS names no seller-rows.json")
+
+
+def seconds(day: float) -> int:
+    """A day of the table in seconds, rounded half away from zero (as the Rust runner)."""
+    s = day * DAY
+    return int(math.floor(s + 0.5)) if s >= 0 else -int(math.floor(-s + 0.5))
+
+
+def at(secs: int) -> str:
+    """``+Nd``, or ``+Nd+Mm``: a time from the row's start rounded to the minute."""
+    m = secs / 60
+    minutes = int(math.floor(m + 0.5)) if m >= 0 else -int(math.floor(-m + 0.5))
+    d, rest = divmod(minutes, 1440)
+    sign = "-" if d < 0 else "+"
+    return f"{sign}{abs(d)}d" if rest == 0 else f"{sign}{abs(d)}d+{rest}m"
+
+
+def render(v: dict[str, Any]) -> str:
+    """A verdict in the table's vocabulary as one line (tests/js/seller-rows.mjs ``render``)."""
+    s: str = v["verdict"]
+    if v.get("source") is not None:
+        s += f" {v['source']}"
+    if "fallback" in v:
+        fb, paid = v["fallback"]
+        if fb:
+            s += f" · fallback to {'?' if paid is None else at(paid)}"
+        elif paid is not None:
+            s += f" · no fallback, paid to {at(paid)}"
+        else:
+            s += " · no fallback"
+    if "trial" in v:
+        t = v["trial"]
+        if t is None:
+            s += " · no trial"
+        else:
+            ends = "?" if t["ends"] is None else at(t["ends"])
+            s += (f" · trial {'local' if t['local'] else 'key'} {t['state']} "
+                  f"{t['days_left']}d left, ends {ends}")
+    return s
+
+
+def expected(step: dict[str, Any]) -> Optional[dict[str, Any]]:
+    """A step's expectation as a verdict (seconds from the row's start), or ``None``."""
+    e = step.get("expect")
+    if not e:
+        return None
+
+    def day(d: Optional[float]) -> Optional[int]:
+        return None if d is None else seconds(d)
+
+    v: dict[str, Any] = {"verdict": e["verdict"]}
+    if e.get("source") is not None:
+        v["source"] = e["source"]
+    if isinstance(e.get("fallback"), bool):
+        v["fallback"] = [e["fallback"], day(e.get("paid_through_day"))]
+    if "trial" in e:
+        t = e["trial"]
+        v["trial"] = None if t is None else {
+            "local": t["local"], "state": t["state"], "days_left": t["days_left"],
+            "ends": day(t.get("ends_day")),
+        }
+    return v
+
+
+def unix(t: Optional[datetime]) -> Optional[int]:
+    return None if t is None else int(t.timestamp())
+
+
+def verdict(row: dict[str, Any], report: CheckReport, start: int) -> dict[str, Any]:
+    """A report in the table's vocabulary, as the Rust runner reads one
+    (``Verdict::of_report``)."""
+    app: dict[str, Any] = row.get("app") or {}
+    v: dict[str, Any] = {}
+    trial = report.trial
+    if report.licensed:
+        v["verdict"] = "licensed"
+        v["source"] = None if report.source is None else report.source.value
+    elif trial is not None and trial.local and trial.state == "active":
+        v["verdict"] = "trial"
+    else:
+        v["verdict"] = "none" if report.reason is None else report.reason.value
+    if app.get("released_day") is not None:
+        p = report.perpetual
+        paid = None if p is None else unix(p.paid_through)
+        v["fallback"] = [p is not None and p.fallback, None if paid is None else paid - start]
+    if app.get("trial_days") is not None or app.get("trial_benefit"):
+        ends = None if trial is None else unix(trial.ends_at)
+        v["trial"] = None if trial is None else {
+            "local": trial.local, "state": trial.state, "days_left": trial.days_left,
+            "ends": None if ends is None else ends - start,
+        }
+    return v
+
+
+def iso(t: int) -> str:
+    return datetime.fromtimestamp(t, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def seed(row: dict[str, Any], start: int) -> dict[str, Any]:
+    """The row's Polar: its key, with the row's benefit, expiry and subscription."""
+    p = row["polar"]
+    key: dict[str, Any] = {"key": KEY, "customer_id": CUSTOMER, "limit_activations": 3}
+    if p.get("benefit") == "trial":
+        key["benefit_id"] = TRIAL_BENEFIT
+    if p.get("benefit") == "paid":
+        key["benefit_id"] = PAID_BENEFIT
+    if p.get("expires_day") is not None:
+        key["expires_at"] = iso(start + seconds(p["expires_day"]))
+    s = p.get("subscription")
+    if s:
+        sub: dict[str, Any] = {"status": s["status"],
+                               "cancel_at_period_end": bool(s.get("cancel_at_period_end"))}
+        if s.get("period_end_day") is not None:
+            sub["current_period_end"] = iso(start + seconds(s["period_end_day"]))
+        if s.get("ends_day") is not None:
+            sub["ends_at"] = iso(start + seconds(s["ends_day"]))
+        key["subscription"] = sub
+    return {"organization_id": ORG, "license_keys": [key]}
+
+
+def play(row: dict[str, Any], cache: Path) -> tuple[str, str, list[str]]:
+    """Plays ``row``: the cell's expected and got lines, and every failed step."""
+    start = int(time.time())
+    app: dict[str, Any] = row.get("app") or {}
+    failures: list[str] = []
+    cell = (next((i for i, s in enumerate(row["steps"]) if s.get("cell")), -1))
+    want_cell = got_cell = ""
+    options: dict[str, Any] = {}
+    if app.get("released_day") is not None:
+        released = datetime.fromtimestamp(start + seconds(app["released_day"]), tz=timezone.utc)
+        options["released"] = released.date()
+    if app.get("trial_days") is not None:
+        options["trial"] = app["trial_days"]
+    if app.get("trial_benefit"):
+        options["trial_benefits"] = [TRIAL_BENEFIT]
+    with Emulator(seed(row, start), api_version=row["polar"].get("api") or "2026-10") as polar:
+        for i, step in enumerate(row["steps"]):
+            if step["do"] == "offline":
+                polar.set_fault({"kind": "close_immediately"})
+                continue
+            offset = seconds(step["day"])
+            polar.set_clock_offset(offset)
+            if step["do"] == "revoke":
+                assert polar.update_key(KEY, status="revoked")
+                continue
+            licensing = Licensing(ORG, base_url=polar.url, cache_dir=cache,
+                                  machine_binding="machine-A", timeout=10,
+                                  _clock_offset_for_testing=offset, **options)
+            if step["do"] == "activate":
+                try:
+                    licensing.activate(KEY, "laptop")
+                except Exception as e:  # noqa: BLE001 - a failed step is reported, not raised
+                    failures.append(f"step {i}: activate: {e!r}")
+                continue
+            report = licensing.check(None if step["do"] == "trial" else KEY)
+            want = expected(step)
+            if want is None:
+                continue
+            w, g = render(want), render(verdict(row, report, start))
+            if w != g:
+                failures.append(f"step {i}: expected `{w}`, got `{g}`")
+            if cell in (-1, i):
+                want_cell, got_cell = w, g
+    return want_cell, got_cell, failures
+
+
+def test_every_seller_row(tmp_path: Path) -> None:
+    rows: list[dict[str, Any]] = json.loads(Path(ROWS).read_text(encoding="utf-8"))["rows"]
+    assert len(rows) >= 11, f"the table lost rows: {len(rows)}"
+    lines = ["face\trow\texpected\tgot\tresult"]
+    failures: list[str] = []
+    for row in rows:
+        want, got, failed = play(row, tmp_path / row["id"])
+        ok = not failed and want != ""
+        lines.append(f"python\t{row['id']}\t{want}\t{got}\t{'pass' if ok else 'FAIL'}")
+        failures += [f"{row['id']}: {why}" for why in failed]
+        if want == "":
+            failures.append(f"{row['id']}: no expected check")
+    if OUT:
+        Path(OUT).mkdir(parents=True, exist_ok=True)
+        (Path(OUT) / "python.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert failures == [], "\n".join(failures)

@@ -142,6 +142,11 @@ wasm_module polar-license-ed25519-wasm polar_license_ed25519
 # no key and none remembered (the inline entries carry none, as for the verifier).
 wasm_module polar-license-trial-wasm polar_license_trial
 
+# The devices module (issue #64, `polar-license/devices`): the core's customer-portal steps (sign
+# in, list a key's devices, free one), in a wasm of its own that the default entries never load:
+# only an app importing polar-license/devices does, on its first call.
+wasm_module polar-license-devices-wasm polar_license_devices
+
 echo "==> package template"
 for f in pkg-template/*; do
     cp "$f" "$PKG/"

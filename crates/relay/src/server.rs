@@ -301,7 +301,7 @@ fn drive_background(relay: &Relay, clock: &dyn Fn() -> Now, stopped: &dyn Fn() -
 }
 
 /// The agent of the relay's own reads of Polar (the roster's, the reconcile's): 5 s to
-/// connect, 10 s in all, no proxy for a Polar on loopback.
+/// connect, [`crate::host::CALL_TIMEOUT_MS`] in all, no proxy for a Polar on loopback.
 fn agent(base_url: &str) -> ureq::Agent {
     let local = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
         .iter()
@@ -309,14 +309,15 @@ fn agent(base_url: &str) -> ureq::Agent {
     let mut config = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_connect(Some(Duration::from_secs(5)))
-        .timeout_global(Some(Duration::from_secs(10)));
+        .timeout_global(Some(Duration::from_millis(crate::host::CALL_TIMEOUT_MS)));
     if local {
         config = config.proxy(None);
     }
     config.build().into()
 }
 
-/// A `GET` of `url` with `headers`: Polar's status, `retry-after` and body (16 MiB at most).
+/// A `GET` of `url` with `headers`: Polar's status, `retry-after` and body
+/// ([`crate::host::MAX_READ_BYTES`] at most).
 fn get(agent: &ureq::Agent, url: &str, headers: &[(&str, String)]) -> crate::roster::ReadAnswer {
     let mut req = agent.get(url);
     for (name, value) in headers {
@@ -332,7 +333,7 @@ fn get(agent: &ureq::Agent, url: &str, headers: &[(&str, String)]) -> crate::ros
             let status = r.status().as_u16();
             r.body_mut()
                 .with_config()
-                .limit(16 << 20)
+                .limit(crate::host::MAX_READ_BYTES as u64)
                 .read_to_vec()
                 .map(|body| (status, retry_after, body))
                 .map_err(|e| e.to_string())
@@ -646,6 +647,16 @@ impl Server {
             body: Vec::new(),
             client_ip: peer.ip().to_string(),
         };
+        // The head as a failure answer reads it (its origin, for CORS).
+        let origin = RelayRequest {
+            headers: head
+                .headers
+                .iter()
+                .filter(|(name, _)| name == "origin")
+                .cloned()
+                .collect(),
+            ..RelayRequest::default()
+        };
         let (reply, replied) = tokio::sync::oneshot::channel();
         tokio::spawn(Arc::clone(&self).drive(head, body, expects_continue, reply));
         Ok(match replied.await {
@@ -658,9 +669,24 @@ impl Server {
                 }
                 answer
             }
-            Ok(Reply::Closing(status)) => closing(status),
-            Err(_) => closing(StatusCode::INTERNAL_SERVER_ERROR),
+            Ok(Reply::Closing(status)) => self.closing(&origin, status),
+            Err(_) => self.closing(&origin, StatusCode::INTERNAL_SERVER_ERROR),
         })
+    }
+
+    /// An answer after which the connection closes (a body that did not arrive whole or in
+    /// time, a fault): the core's failure answer ([`crate::host::failure`]: the relay's, with
+    /// the CORS grant every answer carries), `connection: close`.
+    fn closing(&self, req: &RelayRequest, status: StatusCode) -> Response<Full<Bytes>> {
+        let detail = match status {
+            StatusCode::REQUEST_TIMEOUT => "the request's body did not arrive in time",
+            StatusCode::BAD_REQUEST => "the request's body could not be read",
+            _ => "the relay's host failed",
+        };
+        let mut out = to_response(self.relay.failure(req, status.as_u16(), detail));
+        out.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        out
     }
 
     /// The server's one loop over a request's exchange ([`crate::flow::Exchange`]: every
@@ -680,8 +706,6 @@ impl Server {
     ) {
         let options = ExchangeOptions {
             stale_after_ms: self.stale_after_ms(),
-            calls_counted: true,
-            call_slots: true,
             ..ExchangeOptions::default()
         };
         let steps = self.steps_for(&head).map(Arc::clone);
@@ -1307,18 +1331,17 @@ impl log::Log for Stderr {
     }
 
     fn log(&self, record: &log::Record<'_>) {
-        if !record.target().starts_with("polar_license") {
-            return;
-        }
         match self.0 {
-            LogFormat::Text => eprintln!(
-                "{} {}",
-                record.level(),
-                crate::logged::line(&record.args().to_string())
-            ),
-            LogFormat::Json => {
+            LogFormat::Text => {
+                if let Some(text) = crate::logged::log_text(record) {
+                    eprintln!("{} {text}", record.level());
+                }
+            }
+            // JSON escapes the message itself.
+            LogFormat::Json if record.target().starts_with("polar_license") => {
                 eprintln!("{}", json_line(record.level(), &record.args().to_string()))
             }
+            LogFormat::Json => {}
         }
     }
 

@@ -309,7 +309,9 @@ fn metrics_route(config: &JsValue) -> Result<Option<(String, String)>, JsError> 
         ));
     }
     match text(config, "metricsToken")? {
-        Some(token) if token.chars().count() >= 16 => Ok(Some((path, token))),
+        Some(token) if token.chars().count() >= polar_license_relay::host::MIN_METRICS_TOKEN => {
+            Ok(Some((path, token)))
+        }
         _ => Err(bad(
             "metricsToken",
             "is required with metricsPath: a secret of at least 16 characters that the scraper sends as `authorization: Bearer <metricsToken>`",

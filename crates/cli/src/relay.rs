@@ -199,6 +199,19 @@ fn serve(g: &Global, a: &RelayServeArgs) -> u8 {
     options.write_timeout = a.write_timeout;
     options.drain = a.drain;
     options.metrics_addr = a.metrics_addr.clone().filter(|m| !m.is_empty());
+    options.metrics_token = a.metrics_token.clone().filter(|t| !t.is_empty());
+    if options
+        .metrics_token
+        .as_ref()
+        .is_some_and(|t| t.chars().count() < polar_license_relay::host::MIN_METRICS_TOKEN)
+    {
+        return usage_report(
+            Some(CMD),
+            Some("metrics_token"),
+            "--metrics-token must be at least 16 characters (a secret the scraper sends as `authorization: Bearer TOKEN`)",
+        )
+        .print(g.json);
+    }
     options.stale_after = std::time::Duration::from_millis(a.stale_after_ms);
     let options_metrics = options.metrics_addr.clone();
     let socket_line = if handed.is_some() {

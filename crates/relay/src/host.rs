@@ -24,6 +24,10 @@ pub const CALL_TIMEOUT_MS: u64 = 10_000;
 /// (a roster's pages) is run in slices, the next asked for at once.
 pub const JOBS_PER_RUN: u32 = 64;
 
+/// The fewest characters of a metrics bearer token (the npm relay's `metricsToken`, `relay
+/// serve --metrics-token`): a secret a scraper sends, not a word to guess.
+pub const MIN_METRICS_TOKEN: usize = 16;
+
 /// Where a relay runs: the one place where the hosts differ, each difference with its reason.
 /// Every other rule (routes, caps, limits, CORS, the operator's routes, the store's policy) is
 /// the same on every host.

@@ -53,7 +53,7 @@ pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 16;
 /// How [`serve_with`] treats its clients: every wait on one is bounded, and so are the
 /// connections held open and the requests answered at once. Start from
 /// [`ServeOptions::default`] and set the fields to change.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ServeOptions {
     /// How long a client has to send a request's headers, counted from when its connection
@@ -96,6 +96,11 @@ pub struct ServeOptions {
     /// listener of its own, `HOST:PORT` (default `None`: no metrics listener). Keep it off
     /// the public network: the counters are the seller's.
     pub metrics_addr: Option<String>,
+    /// The bearer token the metrics listener asks for (`authorization: Bearer <token>`; 401
+    /// without it), as the npm relay's `metricsToken` on its metrics route: the same answer
+    /// (the core's), the same headers. `None` (the default): the listener of its own is the
+    /// operator's private network and asks for none.
+    pub metrics_token: Option<String>,
     /// How long a connection open when the server is told to stop may still bring a request
     /// (default 0.5 s): each answer meanwhile says `connection: close`, so a client that
     /// reuses its connection (keep-alive) reads its answer and opens a fresh one, which the
@@ -117,8 +122,32 @@ impl Default for ServeOptions {
             concurrent_requests: 8,
             stale_after: Duration::from_millis(crate::types::STALE_AFTER_MS),
             metrics_addr: None,
+            metrics_token: None,
             drain: Duration::from_millis(500),
         }
+    }
+}
+
+impl std::fmt::Debug for ServeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeOptions")
+            .field("header_timeout", &self.header_timeout)
+            .field("body_timeout", &self.body_timeout)
+            .field("write_timeout", &self.write_timeout)
+            .field("max_connections", &self.max_connections)
+            .field(
+                "max_connections_per_address",
+                &self.max_connections_per_address,
+            )
+            .field("concurrent_requests", &self.concurrent_requests)
+            .field("stale_after", &self.stale_after)
+            .field("metrics_addr", &self.metrics_addr)
+            .field(
+                "metrics_token",
+                &self.metrics_token.as_ref().map(|_| "****"),
+            )
+            .field("drain", &self.drain)
+            .finish()
     }
 }
 
@@ -570,8 +599,9 @@ impl Server {
         let _ = connections.acquire_many(all).await;
     }
 
-    /// `GET /metrics`: the relay's metrics in Prometheus' text format, on a thread of its own;
-    /// any other path 404.
+    /// `GET /metrics`: the core's metrics answer (the npm relay's too: Prometheus' text
+    /// format, with [`ServeOptions::metrics_token`] its bearer), on a thread of its own; any
+    /// other path 404.
     async fn metrics(
         self: Arc<Self>,
         req: Request<Incoming>,
@@ -583,18 +613,27 @@ impl Server {
                 body: Vec::new(),
             }));
         }
+        let head = RelayRequest {
+            method: req.method().as_str().to_string(),
+            path: crate::types::METRICS_ROUTE.to_string(),
+            headers: req
+                .headers()
+                .get(header::AUTHORIZATION)
+                .map(|v| {
+                    let value = String::from_utf8_lossy(v.as_bytes()).into_owned();
+                    vec![("authorization".to_string(), value)]
+                })
+                .unwrap_or_default(),
+            ..RelayRequest::default()
+        };
         let relay = Arc::clone(&self.relay);
+        let token = self.options.metrics_token.clone();
         let started = self.started;
-        let text = tokio::task::spawn_blocking(move || relay.metrics(now(started)));
-        Ok(match text.await {
-            Ok(text) => to_response(RelayResponse {
-                status: 200,
-                headers: vec![(
-                    "content-type".into(),
-                    "text/plain; version=0.0.4; charset=utf-8".into(),
-                )],
-                body: text.into_bytes(),
-            }),
+        let answer = tokio::task::spawn_blocking(move || {
+            crate::flow::metrics_answer(&*relay, &head, token.as_deref(), now(started))
+        });
+        Ok(match answer.await {
+            Ok(answer) => to_response(answer),
             Err(_) => closing(StatusCode::INTERNAL_SERVER_ERROR),
         })
     }

@@ -714,21 +714,35 @@ fn operator<C: Core + ?Sized>(
     if req.path != *route {
         return None;
     }
-    let expected = format!("Bearer {token}");
-    if !req
-        .header("authorization")
-        .is_some_and(|given| same(given.as_bytes(), expected.as_bytes()))
-    {
-        return Some(RelayResponse {
+    Some(metrics_answer(relay, req, Some(token), now))
+}
+
+/// The metrics route's answer, the same on every host (the Workers host's `metricsPath`, the
+/// native server's listener of its own): with a bearer `token`, 401 (`www-authenticate:
+/// Bearer`) unless the request's `authorization` is `Bearer <token>` (compared in constant
+/// time); else Prometheus' text format, `cache-control: no-store`.
+pub(crate) fn metrics_answer<C: Core + ?Sized>(
+    relay: &C,
+    req: &RelayRequest,
+    token: Option<&str>,
+    now: Now,
+) -> RelayResponse {
+    let refused = token.is_some_and(|token| {
+        let expected = format!("Bearer {token}");
+        !req.header("authorization")
+            .is_some_and(|given| same(given.as_bytes(), expected.as_bytes()))
+    });
+    if refused {
+        return RelayResponse {
             status: 401,
             headers: vec![
                 ("content-type".into(), "application/json".into()),
                 ("www-authenticate".into(), "Bearer".into()),
             ],
             body: br#"{"detail":"the metrics need their bearer token"}"#.to_vec(),
-        });
+        };
     }
-    Some(RelayResponse {
+    RelayResponse {
         status: 200,
         headers: vec![
             (
@@ -738,7 +752,7 @@ fn operator<C: Core + ?Sized>(
             ("cache-control".into(), "no-store".into()),
         ],
         body: relay.metrics(now).into_bytes(),
-    })
+    }
 }
 
 /// The relay's own 500 (`detail`), with the CORS grant of every answer, narrowed as the

@@ -4,19 +4,16 @@
 // organization check, the rate limits, what counts as a grant and the lease's claims. This file
 // moves bytes: the request in, Polar's answer (an async fetch) in, the answer out, and the
 // lease's Ed25519 signature made by WebCrypto from a non-extractable key (the private key never
-// enters the WebAssembly). It still holds rules that belong to the core, until issue #63 moves
-// them (docs/architecture.md lists them): the overlay of unsaved changes, the client's address
-// (clientIp), its caps and timeouts, and its own 500's CORS header. The store's key layout,
-// its migration, the coalescing of failed saves and the refusal policy are the core's
-// (store/layout.rs): with a Durable Object this file gets, lists, puts and deletes the keys the
-// core names.
+// enters the WebAssembly). The caps and timeouts (RelayCore.caps()), the client's address on
+// Workers (the core's Host), and the answer when the host fails (RelayCore.failed(), with the
+// core's CORS rule) are the core's too, and so are the store's key layout, its migration, the
+// coalescing of failed saves and the refusal policy (store/layout.rs): with a Durable Object
+// this file gets, lists, puts and deletes the keys the core names. It still holds the overlay
+// of unsaved changes, until issue #63 moves it (docs/architecture.md lists it).
 
 const SECRET_PREFIX = 'k4.secret.';
 /** The route Polar's webhooks are delivered to (the core's WEBHOOK_ROUTE). */
 const WEBHOOK_ROUTE = '/v1/webhooks/polar';
-/** Polar's answers are small; a bigger one is not Polar's (and is cut here). */
-const MAX_UPSTREAM_BYTES = 1 << 20;
-const DEFAULT_TIMEOUT_MS = 10_000;
 
 function b64urlDecode(text) {
   if (!/^[A-Za-z0-9_-]*$/.test(text)) return null;
@@ -107,11 +104,6 @@ function toResponse(r) {
 
 const ONLY_WORKERS = () => globalThis.navigator?.userAgent === 'Cloudflare-Workers';
 
-/** A read's answer at most (a roster page of 100 keys; natively 16 MiB too). */
-const MAX_READ_BYTES = 16 << 20;
-/** Jobs in one run before it yields (then it asks to run again at once). */
-const JOBS_PER_RUN = 64;
-
 /**
  * The relay's own jobs between requests, one loop over the core's background machine: `poll`
  * says the next (a `GET` of Polar for the roster or the reconcile, a load of what a read
@@ -120,7 +112,7 @@ const JOBS_PER_RUN = 64;
  * One run at a time: kicked after every request (a grant webhook's refetch goes at once) and
  * when `wake`'s time comes (a Durable Object's alarm, else a timer). Returns `kick(core)`.
  */
-function readsDriver({ upstreamFetch, timeoutMs, persist, wake, loaded, rows, closed }) {
+function readsDriver({ upstreamFetch, caps, persist, wake, loaded, rows, closed }) {
   let running = null;
   let again = false;
   const clock = () => [Date.now(), performance.now()];
@@ -128,8 +120,8 @@ function readsDriver({ upstreamFetch, timeoutMs, persist, wake, loaded, rows, cl
   // Polar's answer to a read, or why there is none (never the headers: the token).
   async function get(job) {
     try {
-      const r = await upstreamFetch(job.url, { method: 'GET', headers: job.headers, redirect: 'manual', signal: AbortSignal.timeout(timeoutMs) });
-      return { status: r.status, headers: [...r.headers], body: await readCapped(r.body, MAX_READ_BYTES) };
+      const r = await upstreamFetch(job.url, { method: 'GET', headers: job.headers, redirect: 'manual', signal: AbortSignal.timeout(caps().timeoutMs) });
+      return { status: r.status, headers: [...r.headers], body: await readCapped(r.body, caps().readBytes) };
     } catch (e) {
       return { error: e?.name === 'TimeoutError' ? 'timed out' : 'unreachable' };
     }
@@ -151,7 +143,7 @@ function readsDriver({ upstreamFetch, timeoutMs, persist, wake, loaded, rows, cl
   }
   async function run(core) {
     try {
-      for (let n = 0; n < JOBS_PER_RUN && !closed(); n++) {
+      for (let n = 0; n < caps().jobsPerRun && !closed(); n++) {
         const job = core.poll(...clock());
         if (job === null) return;
         if (job.wait !== undefined) {
@@ -248,17 +240,18 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
       throw new TypeError('createRelay: signingKey (the KID=k4.secret.… text of `polar-license relay keygen`, or importSigningKey()\'s result) is required');
     }
     const upstreamFetch = options.fetch ?? globalThis.fetch.bind(globalThis);
-    const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-    // The per-IP limit's identity, from what each host hands the handler: Deno.serve's
-    // `info.remoteAddr`, Bun.serve's `server.requestIP()`, createNodeListener's socket address,
-    // Cloudflare's `cf-connecting-ip` on Workers; else one identity for all ('unknown').
+    // The core's caps and timeouts (RelayCore.caps(), read at start), `timeoutMs` the seller's.
+    let limits = null;
+    const caps = () => limits;
+    // The socket peer each host hands the handler: Deno.serve's `info.remoteAddr`, Bun.serve's
+    // `server.requestIP()`, createNodeListener's socket address; else 'unknown'. Which address
+    // counts (a proxy's header, Cloudflare's on Workers) is the core's rule.
     const clientIp =
       options.clientIp ??
       ((request, second, third) =>
         third?.clientIp ??
         second?.remoteAddr?.hostname ??
         (typeof second?.requestIP === 'function' ? second.requestIP(request)?.address : null) ??
-        (ONLY_WORKERS() ? request.headers.get('cf-connecting-ip') : null) ??
         'unknown');
     const storage = options.storage ?? null;
     // A storage read per key (durableStorage's: get, list and write the keys the core names),
@@ -276,7 +269,9 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
       const RelayCore = await load();
       const signer =
         typeof options.signingKey === 'string' ? await importSigningKey(options.signingKey, webCrypto?.subtle) : options.signingKey;
-      const core = new RelayCore({ ...coreConfig(options, signer), pagedStore: paged });
+      limits = { ...RelayCore.caps(), ...(options.timeoutMs == null ? {} : { timeoutMs: options.timeoutMs }) };
+      // Workers: a host without a socket peer (the core reads Cloudflare's header for it).
+      const core = new RelayCore({ ...coreConfig(options, signer), pagedStore: paged, host: ONLY_WORKERS() ? 'workers' : 'fetch' });
       if (storeOn && storage && paged) await openStore(core);
       else if (storeOn && storage) core.restore(JSON.stringify((await storage.load()) ?? []));
       return { core, signer };
@@ -287,7 +282,7 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
     const kickReads = readsDriver({
       closed: () => closed,
       upstreamFetch,
-      timeoutMs,
+      caps,
       persist: (core) => persist(core),
       // What a load names (`{keys, lists}`), read, or null when it could not be.
       loaded: async (need) => {
@@ -413,9 +408,9 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
           headers: send.headers,
           body: send.body,
           redirect: 'manual',
-          signal: AbortSignal.timeout(timeoutMs),
+          signal: AbortSignal.timeout(limits.timeoutMs),
         });
-        return { status: r.status, headers: [...r.headers], body: await readCapped(r.body, MAX_UPSTREAM_BYTES) };
+        return { status: r.status, headers: [...r.headers], body: await readCapped(r.body, limits.upstreamBytes) };
       } catch (e) {
         return { error: e?.name === 'TimeoutError' ? 'timeout' : 'connect' };
       }
@@ -543,6 +538,16 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
       return out;
     }
 
+    // The core's answer when the host failed (its CORS rule: the configured origins, not `*`);
+    // without the WebAssembly, a 500 that grants no origin.
+    async function failed(request) {
+      try {
+        return toResponse((await load()).failed(options, request.headers.get('origin') ?? undefined));
+      } catch {
+        return new Response('{"detail":"the relay is not configured correctly"}', { status: 500, headers: { 'content-type': 'application/json' } });
+      }
+    }
+
     return {
       /** The Web-standard handler: `export default { fetch: relay.fetch }` on Workers. */
       async fetch(request, env, ctx) {
@@ -552,10 +557,7 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
           // A configuration error (a bad option, a bad key) or a fault of the host: never the
           // token or the key in the answer or the log.
           console.error(`polar-license relay: ${e instanceof TypeError || e instanceof Error ? e.message : 'error'}`);
-          return new Response(JSON.stringify({ detail: 'the relay is not configured correctly' }), {
-            status: 500,
-            headers: { 'content-type': 'application/json', 'access-control-allow-origin': '*' },
-          });
+          return failed(request);
         }
       },
       /** Loads the WebAssembly and checks the options and the key now (else on the first request). */

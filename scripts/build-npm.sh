@@ -58,6 +58,29 @@ if [[ ! -f "$PACK_MODULES/@gfx/zopfli/package.json" ]]; then
     exit 1
 fi
 
+# What wasm-opt -Oz and zopfli made, kept by what they were made from (the input's bytes, the
+# tool's version, its flags) in $TARGET_DIR/made: a pack of unchanged code (the docs stage's
+# `bash scripts/build-npm.sh` after the wasm stage's) takes them instead of spending a minute
+# remaking the same bytes (both tools are deterministic). Entries this pack did not use are
+# removed at its end.
+MADE="$TARGET_DIR/made"
+mkdir -p "$MADE"
+PACK_STARTED="$MADE/.started"
+touch "$PACK_STARTED"
+# reused INPUT WHAT...: the path where the output for INPUT's bytes and WHAT is kept (it exists
+# when an earlier pack made it; then it counts as used by this one).
+reused() {
+    local input="$1" key
+    shift
+    key="$({ printf '%s\n' "$@"; cat "$input"; } | sha256sum | cut -d ' ' -f 1)"
+    [[ -f "$MADE/$key" ]] && touch "$MADE/$key"
+    echo "$MADE/$key"
+}
+# keep FILE PATH: FILE's bytes kept at PATH (written whole, then renamed into place).
+keep() {
+    cp "$1" "$2.tmp" && mv "$2.tmp" "$2"
+}
+
 # wasm_module CRATE NAME [WASM_OPT_FLAGS...]: CRATE built for wasm32 in a cargo run of its own
 # (crates built together share unified dependency features, and one module could change
 # another), then wasm-bindgen (`--target web`) and wasm-opt -Oz (with WASM_OPT_FLAGS) into
@@ -66,8 +89,12 @@ wasm_module() {
     local crate="$1" name="$2"
     shift 2
     echo "==> cargo +$WASM_TOOLCHAIN -p $crate (wasm32-unknown-unknown, release, opt-level z, std rebuilt, panic immediate-abort)"
-    # opt-level z only for this build (the native release profile keeps opt-level 3).
+    # opt-level z only for this build (the native release profile keeps opt-level 3). LTO and one
+    # codegen unit as Cargo.toml's release profile says, whatever the caller's environment
+    # overrides (the docs stage's runs skip LTO for native builds): the shipped bytes never
+    # depend on who packs them.
     CARGO_TARGET_DIR="$TARGET_DIR" CARGO_PROFILE_RELEASE_OPT_LEVEL=z RUSTFLAGS="$WASM_RUSTFLAGS" \
+        CARGO_PROFILE_RELEASE_LTO=true CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 \
         cargo "+$WASM_TOOLCHAIN" build "${WASM_BUILD_STD[@]}" -p "$crate" --lib --release \
         --target wasm32-unknown-unknown
     echo "==> wasm-bindgen $have_bindgen (--target web), wasm-opt -Oz ($("$WASM_OPT" --version)): $name"
@@ -78,10 +105,18 @@ wasm_module() {
         --out-name "$name" --target web --no-typescript --omit-default-module-path \
         --encode-into always
     # The features Rust enables by default for wasm32-unknown-unknown (every browser since 2021).
-    "$WASM_OPT" -Oz "$@" --strip-debug --strip-producers \
-        --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
-        --enable-mutable-globals --enable-multivalue --enable-reference-types \
-        "$PKG/${name}_bg.wasm" -o "$PKG/${name}_bg.wasm.opt"
+    local flags=(-Oz "$@" --strip-debug --strip-producers
+        --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext
+        --enable-mutable-globals --enable-multivalue --enable-reference-types)
+    local made
+    made="$(reused "$PKG/${name}_bg.wasm" "$("$WASM_OPT" --version)" "${flags[@]}")"
+    if [[ -f "$made" ]]; then
+        echo "    (wasm-opt's output for these bytes and flags, kept from an earlier pack)"
+        cp "$made" "$PKG/${name}_bg.wasm"
+        return
+    fi
+    "$WASM_OPT" "${flags[@]}" "$PKG/${name}_bg.wasm" -o "$PKG/${name}_bg.wasm.opt"
+    keep "$PKG/${name}_bg.wasm.opt" "$made"
     mv "$PKG/${name}_bg.wasm.opt" "$PKG/${name}_bg.wasm"
 }
 
@@ -112,6 +147,11 @@ echo "==> inline wasm (polar_license_inline.js: the wasm gzipped by zopfli, as b
 # DecompressionStream and node:zlib inflate) packs it 5.6 % tighter than zlib's level 9: 3 KB of
 # the inline entry (53,955 -> 50,943 bytes of it gzipped, measured 2026-11-23). inline.js inflates
 # it with DecompressionStream, inline-node.js with node:zlib.
+inline_made="$(reused "$PKG/polar_license_bg.wasm" "zopfli $(node -p 'require(process.argv[1] + "/package.json").version' "$PACK_MODULES/@gfx/zopfli") numiterations 15 inline.js 1")"
+if [[ -f "$inline_made" ]]; then
+    echo "    (the inline copy of these bytes, kept from an earlier pack)"
+    cp "$inline_made" "$PKG/polar_license_inline.js"
+else
 node -e '
     const fs = require("fs");
     const zlib = require("zlib");
@@ -124,6 +164,8 @@ node -e '
             `export default "${gz.toString("base64")}";\n`);
     });
 ' "$PKG/polar_license_bg.wasm" "$PKG/polar_license_inline.js" "$PACK_MODULES/@gfx/zopfli"
+keep "$PKG/polar_license_inline.js" "$inline_made"
+fi
 
 # The emulator's (`polar-license/emulator`): loaded only by emulator.js.
 wasm_module polar-license-emulator-wasm polar_license_emulator
@@ -141,6 +183,11 @@ wasm_module polar-license-ed25519-wasm polar_license_ed25519
 # (issue #54's cap on it), and this one is loaded only by a client with `trial` on a check with
 # no key and none remembered (the inline entries carry none, as for the verifier).
 wasm_module polar-license-trial-wasm polar_license_trial
+
+# The devices module (issue #64, `polar-license/devices`): the core's customer-portal steps (sign
+# in, list a key's devices, free one), in a wasm of its own that the default entries never load:
+# only an app importing polar-license/devices does, on its first call.
+wasm_module polar-license-devices-wasm polar_license_devices
 
 echo "==> package template"
 for f in pkg-template/*; do
@@ -182,4 +229,6 @@ rm -f "$OUT"/polar-license-*.tgz
 (cd "$PKG" && npm pack --pack-destination "$OUT" --silent >/dev/null)
 tarball="$(ls "$OUT"/polar-license-*.tgz)"
 ls -l "$PKG"
+# What this pack did not use (an older build's) goes.
+find "$MADE" -type f ! -newer "$PACK_STARTED" ! -name .started -delete
 echo "build-npm: $tarball ($(wc -c <"$tarball") bytes)"

@@ -53,10 +53,12 @@ step_wasm_bindgen() {
     cargo_tool wasm-bindgen-cli "$want" --force
 }
 
-# `npm ci` of scripts/pack (its lock), once per lock and node version.
+# `npm ci` of scripts/pack (its lock), once per lock and node version. The prefix as the
+# directory really is: through a symbolic link (a checkout linked beside an app, as the docs
+# stage links it), npm ci takes the package for a dependency of itself missing from its lock.
 step_npm() {
     npm_ci_once "$PACK_NPM_DIR" pack wasm-opt \
-        npm ci --prefix "$PACK_NPM_DIR" --no-audit --no-fund
+        npm ci --prefix "$(cd "$PACK_NPM_DIR" && pwd -P)" --no-audit --no-fund
 }
 
 run_steps setup-pack target toolchain wasm_bindgen npm

@@ -97,6 +97,10 @@ addon ed25519 addon_gz "signed mode's add-on (loaded only with relay keys, where
 # The local trial's add-on (issue #54 item 4): the core's trial step and its glue, which the
 # default entry loads only for a client with `trial` on a check with no key and none remembered.
 addon trial trial_gz "the local trial's add-on (loaded only with \`trial\`, on a check with no key and none remembered): \`polar_license_trial_bg.wasm\` + its glue"
+# The devices module (issue #64, polar-license/devices): its wasm, its glue and devices.js,
+# which only an app importing polar-license/devices loads (the default entry carries none).
+addon devices devices_gz "polar-license/devices (loaded only by an app that imports it): \`polar_license_devices_bg.wasm\` + its glue + devices.js"
+[[ "$devices_gz" == missing || ! -f "$PKG/devices.js" ]] || devices_gz=$((devices_gz + $(gz "$PKG/devices.js")))
 # The seller's relay (polar-license/relay): server-side, loaded only by its own entries, so
 # in no client's bundle; in the tarball.
 if [[ -f "$PKG/polar_license_relay_bg.wasm" ]]; then
@@ -204,6 +208,7 @@ declare -A SIZE=(
     [inline-entry]="$inline_gz"
     [signed-addon]="$addon_gz"
     [trial-addon]="$trial_gz"
+    [devices-module]="$devices_gz"
     [relay-wasm]="$( [[ -f "$PKG/polar_license_relay_bg.wasm" ]] && gz "$PKG/polar_license_relay_bg.wasm" || echo missing)"
     [tarball]="$( [[ -n "$tarball" ]] && raw "$tarball" || echo missing)"
 )

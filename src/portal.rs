@@ -529,8 +529,192 @@ pub fn recoverable_keys(keys: Vec<LicenseKeyRead>, now_unix: i64) -> Vec<License
     offered
 }
 
+impl PortalError {
+    /// The failure's name for scripts and other languages, as contract §2 names it for the
+    /// CLI's `portal_error` (`code_invalid_or_expired`, `session_expired`, `not_signed_in`,
+    /// `device_management_off`, `key_not_found`, `rate_limited`,
+    /// `customer_selection_required`, `refused`), and the reason codes of the failures that
+    /// are no portal answer (`invalid_input`, `offline`, or the error's own reason).
+    pub fn code(&self) -> &'static str {
+        match self {
+            PortalError::Invalid(e) | PortalError::Protocol(e) | PortalError::Offline(e) => {
+                e.reason().code()
+            }
+            PortalError::CodeInvalidOrExpired => "code_invalid_or_expired",
+            PortalError::SessionExpired => "session_expired",
+            PortalError::NotSignedIn => "not_signed_in",
+            PortalError::CustomerSelectionRequired(_) => "customer_selection_required",
+            PortalError::RateLimited(_) => "rate_limited",
+            PortalError::NotFound => "key_not_found",
+            PortalError::DeviceManagementOff => "device_management_off",
+            PortalError::Refused { .. } => "refused",
+        }
+    }
+
+    /// The reason code (docs/interfaces.md §1) of the failure, as contract §2 gives it with
+    /// the CLI's `portal_error`: `rate_limited`, `not_found` (`key_not_found`),
+    /// `invalid_input` (`not_signed_in`, `customer_selection_required`, bad input), the
+    /// error's own reason for no portal answer; `None` for the portal's own refusals (a wrong
+    /// code, an expired session, device management off, another refusal).
+    pub fn reason(&self) -> Option<crate::reason::Reason> {
+        use crate::reason::Reason;
+        match self {
+            PortalError::Invalid(e) | PortalError::Protocol(e) | PortalError::Offline(e) => {
+                Some(e.reason())
+            }
+            PortalError::NotSignedIn | PortalError::CustomerSelectionRequired(_) => {
+                Some(Reason::InvalidInput)
+            }
+            PortalError::RateLimited(_) => Some(Reason::RateLimited),
+            PortalError::NotFound => Some(Reason::NotFound),
+            PortalError::CodeInvalidOrExpired
+            | PortalError::SessionExpired
+            | PortalError::DeviceManagementOff
+            | PortalError::Refused { .. } => None,
+        }
+    }
+}
+
+/// A key's devices as [`ListDevices`] found them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyDevices {
+    /// The key record's id (what rotation keeps).
+    pub key_id: String,
+    /// The key's activation limit (`None`: no limit set).
+    pub limit_activations: Option<i64>,
+    /// Its live devices, oldest first, this machine's marked ([`devices_of`]).
+    pub devices: Vec<Device>,
+}
+
+/// What [`ListDevices`] wants next.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DevicesStep {
+    /// Send this request and hand its answer to [`ListDevices::answer`].
+    Send(PortalRequest),
+    /// The end: the devices, or why not.
+    Done(Result<KeyDevices, PortalError>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ListState {
+    /// Reading page `n` of the customer's keys for the key.
+    Page(u32),
+    /// Reading the key's record (its activations).
+    Key,
+    /// Over.
+    Done,
+}
+
+/// Lists a key's devices through a customer session, sans-IO: the order of steps every face
+/// runs, written once. The customer's keys are read a page at a time (at most
+/// [`MAX_PORTAL_PAGES`]) until the key is found by its string ([`PortalError::NotFound`] when
+/// it is none of them), then the key's record with its activations, read with
+/// [`devices_of`] (this machine's marked by `this_activation`, device management off told
+/// apart).
+///
+/// A shell sends each [`DevicesStep::Send`] and hands the answer (or the transport's
+/// failure, as [`PortalError::Offline`]) to [`ListDevices::answer`] until
+/// [`DevicesStep::Done`].
+#[derive(Debug, Clone)]
+pub struct ListDevices {
+    portal: Portal,
+    session: SessionToken,
+    key: Key,
+    this_activation: Option<String>,
+    state: ListState,
+}
+
+impl ListDevices {
+    /// The listing of `key`'s devices through `session`; `this_activation` is the activation
+    /// this machine holds (what its cache remembers), marked in the list.
+    pub fn new(
+        portal: Portal,
+        session: SessionToken,
+        key: Key,
+        this_activation: Option<String>,
+    ) -> ListDevices {
+        ListDevices {
+            portal,
+            session,
+            key,
+            this_activation,
+            state: ListState::Page(1),
+        }
+    }
+
+    fn finish(&mut self, result: Result<KeyDevices, PortalError>) -> DevicesStep {
+        self.state = ListState::Done;
+        DevicesStep::Done(result)
+    }
+
+    fn request(&mut self, made: Result<PortalRequest, Error>) -> DevicesStep {
+        match made {
+            Ok(request) => DevicesStep::Send(request),
+            Err(e) => self.finish(Err(PortalError::Invalid(e))),
+        }
+    }
+
+    /// The first step: the key is checked (a bad one is refused unsent), then the first page
+    /// of the customer's keys is asked for.
+    pub fn start(&mut self) -> DevicesStep {
+        if let Err(e) = crate::metadata::check_key(self.key.expose()) {
+            return self.finish(Err(PortalError::Invalid(e)));
+        }
+        self.state = ListState::Page(1);
+        let made = self.portal.list_keys(&self.session, 1);
+        self.request(made)
+    }
+
+    /// The answer to the last [`DevicesStep::Send`] (`Err`: none came, as the transport said).
+    pub fn answer(&mut self, response: Result<HttpResponse, PortalError>) -> DevicesStep {
+        let response = match response {
+            Ok(r) => r,
+            Err(e) => return self.finish(Err(e)),
+        };
+        match self.state.clone() {
+            ListState::Page(page) => {
+                let answer = match parse_key_page(&response) {
+                    Ok(a) => a,
+                    Err(e) => return self.finish(Err(e)),
+                };
+                let found = answer
+                    .items
+                    .iter()
+                    .find(|k| k.key.expose() == self.key.expose())
+                    .map(|k| k.id.clone());
+                if let Some(id) = found {
+                    self.state = ListState::Key;
+                    let made = self.portal.get_key(&self.session, &id);
+                    return self.request(made);
+                }
+                if u64::from(page) >= answer.max_page || page >= MAX_PORTAL_PAGES {
+                    return self.finish(Err(PortalError::NotFound));
+                }
+                self.state = ListState::Page(page + 1);
+                let made = self.portal.list_keys(&self.session, page + 1);
+                self.request(made)
+            }
+            ListState::Key => {
+                let listed = parse_key_with_activations(&response).and_then(|read| {
+                    let devices = devices_of(&read, self.this_activation.as_deref())?;
+                    Ok(KeyDevices {
+                        key_id: read.license_key.id.clone(),
+                        limit_activations: read.license_key.limit_activations,
+                        devices,
+                    })
+                });
+                self.finish(listed)
+            }
+            ListState::Done => self.finish(Err(PortalError::Protocol(Error::protocol(
+                None,
+                "an answer after the device list was done",
+            )))),
+        }
+    }
+}
+
 #[cfg(test)]
-#[allow(clippy::expect_used)] // tests: a panic is the failure report
+#[allow(clippy::expect_used, clippy::panic)] // tests: a panic is the failure report
 mod tests {
     use super::*;
 
@@ -679,6 +863,76 @@ mod tests {
             Err(PortalError::DeviceManagementOff)
         );
         assert_eq!(devices_of(&with, None), Ok(Vec::new()));
+    }
+
+    /// A page of keys as Polar answers it, with one key named `key`.
+    fn page(key: &str, max_page: u64) -> HttpResponse {
+        let body = serde_json::json!({
+            "items": [{
+                "id": "6b0c1f4e-2a3d-4e5f-8a9b-0c1d2e3f4a5b",
+                "created_at": "2026-01-01T00:00:00Z",
+                "organization_id": "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10",
+                "customer_id": "7c1d2e3f-4a5b-4c6d-8e9f-0a1b2c3d4e5f",
+                "benefit_id": "5d3c2b1a-9e8f-4a7b-8c6d-1e2f3a4b5c6d",
+                "key": key, "display_key": "****-K", "status": "granted",
+                "limit_activations": 3, "usage": 0, "limit_usage": null, "validations": 0,
+                "last_validated_at": null, "expires_at": null,
+                "customer": {"id": "7c1d2e3f-4a5b-4c6d-8e9f-0a1b2c3d4e5f",
+                             "created_at": "2026-01-01T00:00:00Z",
+                             "organization_id": "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10"}
+            }],
+            "pagination": {"total_count": max_page, "max_page": max_page}
+        });
+        HttpResponse::new(200, body.to_string())
+    }
+
+    fn url_of(step: &DevicesStep) -> String {
+        match step {
+            DevicesStep::Send(r) => r.url.clone(),
+            DevicesStep::Done(d) => panic!("done early: {d:?}"),
+        }
+    }
+
+    #[test]
+    fn the_listing_reads_pages_until_the_key_then_the_key_and_is_bounded() {
+        let session = SessionToken::new("polar_cst_x");
+        let mut m = ListDevices::new(portal(), session.clone(), Key::new("MINE"), None);
+        assert!(url_of(&m.start()).ends_with("/license-keys/?page=1&limit=100"));
+        // Not on page 1 of 2: page 2; there: the key's record.
+        assert!(url_of(&m.answer(Ok(page("OTHER", 2)))).ends_with("?page=2&limit=100"));
+        assert!(url_of(&m.answer(Ok(page("MINE", 2))))
+            .ends_with("/license-keys/6b0c1f4e-2a3d-4e5f-8a9b-0c1d2e3f4a5b"));
+        // On none of the pages: not found, after the last page.
+        let mut m = ListDevices::new(portal(), session.clone(), Key::new("MINE"), None);
+        m.start();
+        assert_eq!(
+            m.answer(Ok(page("OTHER", 1))),
+            DevicesStep::Done(Err(PortalError::NotFound))
+        );
+        // A server that says there are always more pages: at most MAX_PORTAL_PAGES asked.
+        let mut m = ListDevices::new(portal(), session.clone(), Key::new("MINE"), None);
+        let mut step = m.start();
+        let mut asked = 0;
+        while let DevicesStep::Send(_) = step {
+            asked += 1;
+            step = m.answer(Ok(page("OTHER", 1_000_000)));
+        }
+        assert_eq!(asked, MAX_PORTAL_PAGES);
+        assert_eq!(step, DevicesStep::Done(Err(PortalError::NotFound)));
+        // A bad key is refused unsent; no answer ends it as the transport said.
+        let mut m = ListDevices::new(portal(), session.clone(), Key::new(" padded"), None);
+        assert!(matches!(
+            m.start(),
+            DevicesStep::Done(Err(PortalError::Invalid(_)))
+        ));
+        let mut m = ListDevices::new(portal(), session, Key::new("MINE"), None);
+        m.start();
+        let expired =
+            HttpResponse::new(401, r#"{"error":"invalid_token","error_description":"x"}"#);
+        assert_eq!(
+            m.answer(Ok(expired)),
+            DevicesStep::Done(Err(PortalError::SessionExpired))
+        );
     }
 
     #[test]

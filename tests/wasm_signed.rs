@@ -10,13 +10,21 @@
 //! machine (the install secret, the app secret, this crate's own sealing code) licenses an app
 //! without relay keys and is refused in signed mode; a lease signed by another key, or for
 //! another machine, is no lease. The tests after it hold what the table does not.
+//!
+//! Issue #62 (tests/signed_facts.rs on this face): with `signs_denials` the stand-in signs
+//! Polar's denials for their request as the relay does, and as the attacker's proxy it answers
+//! validates with an unsigned "expired" (`forged_expiry`) or adds an unsigned cancelled
+//! subscription to the genuine grant (`inject`): neither makes a revoked key a fallback in
+//! signed mode, online or offline, and the denial is kept.
 #![cfg(target_arch = "wasm32")]
 
 use polar_license::cache::install_secret_from_hex;
 use polar_license::fingerprint::fingerprint_from;
 use polar_license::flow::Stored;
+use polar_license::grace::GracePolicy;
 use polar_license::grace::Source;
-use polar_license::lease::{RelayKeys, SigningKey, LEASE_HEADER, NONCE_HEADER};
+use polar_license::lease::{RelayKeys, SigningKey, DENIAL_HEADER, LEASE_HEADER, NONCE_HEADER};
+use polar_license::perpetual::ReleaseDate;
 use polar_license::testing::{self, Slot};
 use polar_license::wasm::{
     AsyncLicensing, AsyncStore, AsyncTransport, FetchTransport, MemoryStore, SECRET_NAME,
@@ -27,9 +35,9 @@ use polar_license::{
     TransportErrorKind,
 };
 use polar_license_testkit::fetch::{self, emulator};
-use polar_license_testkit::from_cache;
 use polar_license_testkit::leases::{self, DAY};
 use polar_license_testkit::signed_rows::{self, Row, Signs, Then, OTHER_KEY};
+use polar_license_testkit::{from_cache, rfc3339};
 use serde_json::{json, Value};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -64,6 +72,14 @@ struct Relay {
     tape: Rc<RefCell<Option<HttpResponse>>>,
     /// Replaying: that 200 answers, and nothing is passed on.
     replay: Rc<Cell<bool>>,
+    /// Issue #62: denials signed for their request (a `-facts` nonce), as the relay signs them.
+    signs_denials: Rc<Cell<bool>>,
+    /// Issue #62, the attacker's proxy: every validate answered with an unsigned
+    /// `404 "License key has expired."`, nothing passed on (a fake relay).
+    forged_expiry: Rc<Cell<bool>>,
+    /// Issue #62, the attacker's proxy: an unsigned cancelled `subscription` that ended the day
+    /// before `now` added to every validate's 200, the relay's lease kept.
+    inject: Rc<Cell<bool>>,
 }
 
 impl Relay {
@@ -76,6 +92,9 @@ impl Relay {
             machine: Rc::new(RefCell::new(None)),
             tape: Rc::new(RefCell::new(None)),
             replay: Rc::new(Cell::new(false)),
+            signs_denials: Rc::new(Cell::new(false)),
+            forged_expiry: Rc::new(Cell::new(false)),
+            inject: Rc::new(Cell::new(false)),
         }
     }
 
@@ -98,6 +117,13 @@ impl Relay {
                         return Ok(captured);
                     }
                 }
+                if relay.forged_expiry.get() && request.url.ends_with("/validate") {
+                    return Ok(HttpResponse::new(
+                        404,
+                        r#"{"error":"ResourceNotFound","detail":"License key has expired."}"#,
+                    )
+                    .with_header("content-type", "application/json"));
+                }
                 if relay.offline.get() {
                     return Err(TransportError::new(
                         TransportErrorKind::Connect,
@@ -113,7 +139,7 @@ impl Relay {
                     .retain(|(name, _)| !name.eq_ignore_ascii_case(NONCE_HEADER));
                 let response = fetch.send(&upstream).await?;
                 let signer = Rc::clone(&relay.signer.borrow());
-                Ok(match leases::facts(&request, &response) {
+                let answer = match leases::facts(&request, &response) {
                     Some(f) => {
                         let claims = leases::claims(&f, relay.now.get(), 3);
                         let other = relay.machine.borrow().clone();
@@ -125,8 +151,23 @@ impl Relay {
                         }
                         leased
                     }
+                    None if relay.signs_denials.get() => {
+                        match leases::denial(&request, &response, relay.now.get(), 3) {
+                            Some((claims, machine)) => {
+                                let token =
+                                    signer.sign_denial(&claims, machine.as_deref()).unwrap();
+                                response.with_header(DENIAL_HEADER, &token)
+                            }
+                            None => response,
+                        }
+                    }
                     None => response,
-                })
+                };
+                if relay.inject.get() && request.url.ends_with("/validate") && answer.status == 200
+                {
+                    return Ok(injected(answer, relay.now.get()));
+                }
+                Ok(answer)
             }
         }
     }
@@ -145,6 +186,24 @@ impl Relay {
             .build_with_transport(self.transport())
             .unwrap()
     }
+}
+
+/// `answer` (a validate's 200, its lease kept) with an unsigned cancelled subscription that
+/// ended the day before `now` added to its body.
+fn injected(answer: HttpResponse, now: i64) -> HttpResponse {
+    let mut body: Value = serde_json::from_slice(&answer.body).unwrap();
+    let ended = rfc3339(now - DAY);
+    body["subscription"] = json!({
+        "id": "7b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d",
+        "status": "canceled",
+        "current_period_start": rfc3339(now - 31 * DAY),
+        "current_period_end": ended,
+        "cancel_at_period_end": true,
+        "ends_at": ended,
+    });
+    let mut forged = HttpResponse::new(200, serde_json::to_vec(&body).unwrap());
+    forged.headers = answer.headers;
+    forged
 }
 
 /// What the threat model says an attacker can do: read the install secret beside the cache
@@ -333,4 +392,155 @@ async fn a_replayed_relay_grant_undoes_neither_a_denial_nor_a_clock_set_back() {
     assert!(!app.check(key.as_str()).await.is_licensed());
     let status = app.status(key.as_str()).await.unwrap();
     assert_eq!(status.standing, Standing::Denied, "{status:?}");
+}
+
+// ---- issue #62: signed mode trusts only signed facts (tests/signed_facts.rs on wasm) --------
+
+/// An app of `relay` over `store` for a build released at `released`, every check asking, in
+/// signed mode when `keys` is not empty.
+fn released_app(
+    relay: &Relay,
+    store: &MemoryStore,
+    keys: RelayKeys,
+    released: i64,
+) -> AsyncLicensing {
+    let now = Rc::clone(&relay.now);
+    AsyncLicensing::builder(ORG)
+        .base_url(emulator())
+        .timeout(Duration::from_secs(5))
+        .store(store.clone())
+        .machine_id(MACHINE_ID)
+        .app_secret(APP_SECRET.to_vec())
+        .relay_keys(keys)
+        .policy(GracePolicy {
+            revalidate_after: Duration::ZERO,
+            ..GracePolicy::default()
+        })
+        .released(ReleaseDate::from_unix(released))
+        .clock(move || now.get())
+        .build_with_transport(relay.transport())
+        .unwrap()
+}
+
+/// Not licensed, and no fallback.
+#[track_caller]
+fn no_fallback(report: &polar_license::CheckReport) {
+    assert!(!report.outcome.is_licensed(), "{report:?}");
+    assert_eq!(
+        report.perpetual.map(|p| p.fallback),
+        Some(false),
+        "{report:?}"
+    );
+}
+
+/// The reason of the denial the record keeps.
+async fn kept(app: &AsyncLicensing, key: &str) -> Option<Reason> {
+    let status = app.status(key).await.unwrap();
+    assert_eq!(status.standing, Standing::Denied, "{status:?}");
+    match status.state {
+        polar_license::CacheState::Present(record) => record.denied.map(|d| d.reason),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// The key paid through 30 days from now, refunded (revoked); a fake relay answers an unsigned
+/// "expired": in signed mode no fallback online, offline, nor 40 days later, and the denial
+/// kept. An app without relay keys on the same answers falls back (nothing is signed there).
+#[wasm_bindgen_test]
+async fn a_forged_unsigned_expiry_never_licenses_a_revoked_key_in_signed_mode() {
+    let relay = Relay::new();
+    relay.signs_denials.set(true);
+    let start = relay.now.get();
+    let fields = json!({ "limit_activations": 3, "expires_at": rfc3339(start + 30 * DAY) });
+    let key = fetch::new_key(emulator(), "WASM-FACTS", fields).await;
+    let (signed_store, plain_store) = (MemoryStore::new(), MemoryStore::new());
+    let signed = released_app(&relay, &signed_store, relay.keys(), start);
+    let plain = released_app(&relay, &plain_store, RelayKeys::new(), start);
+    for app in [&signed, &plain] {
+        app.activate(&ActivateRequest::new(key.as_str(), "laptop"))
+            .await
+            .expect("activate answers")
+            .accepted()
+            .expect("activated");
+    }
+    relay.advance(3600);
+    let first = signed.check_report(key.as_str()).await;
+    assert_eq!(first.outcome.source(), Some(Source::Online), "{first:?}");
+
+    fetch::patch_key(emulator(), &key, json!({ "status": "revoked" })).await;
+    relay.forged_expiry.set(true);
+    relay.advance(3600);
+    let forged = signed.check_report(key.as_str()).await;
+    assert_eq!(forged.outcome.reason(), Some(Reason::Expired), "{forged:?}");
+    no_fallback(&forged);
+    // Unsigned: the forgery is believed (the limit docs/threat-model.md states).
+    let believed = plain.check_report(key.as_str()).await;
+    assert!(believed.outcome.is_licensed(), "{believed:?}");
+    assert_eq!(
+        believed.perpetual.map(|p| p.fallback),
+        Some(true),
+        "{believed:?}"
+    );
+
+    // Offline, then 40 days later (the fake relay, then offline again).
+    relay.forged_expiry.set(false);
+    relay.offline.set(true);
+    relay.advance(3600);
+    no_fallback(&signed.check_report(key.as_str()).await);
+    relay.offline.set(false);
+    relay.forged_expiry.set(true);
+    relay.advance(40 * DAY);
+    no_fallback(&signed.check_report(key.as_str()).await);
+    relay.forged_expiry.set(false);
+    relay.offline.set(true);
+    relay.advance(60);
+    no_fallback(&signed.check_report(key.as_str()).await);
+    assert_eq!(kept(&signed, &key).await, Some(Reason::Expired));
+}
+
+/// One unsigned cancelled subscription added to the relay's genuine grant, then Polar's own
+/// "no longer active" (revoked): in signed mode no fallback on it, online or offline, and the
+/// denial kept.
+#[wasm_bindgen_test]
+async fn an_injected_unsigned_subscription_never_makes_a_revoked_key_perpetual() {
+    let relay = Relay::new();
+    relay.signs_denials.set(true);
+    let start = relay.now.get();
+    let key = new_key().await;
+    let store = MemoryStore::new();
+    // A build released three days ago: before the injected subscription's end (yesterday).
+    let app = released_app(&relay, &store, relay.keys(), start - 3 * DAY);
+    app.activate(&ActivateRequest::new(key.as_str(), "laptop"))
+        .await
+        .expect("activate answers")
+        .accepted()
+        .expect("activated");
+    relay.inject.set(true);
+    relay.advance(2 * 3600);
+    let injected = app.check_report(key.as_str()).await;
+    assert_eq!(
+        injected.outcome.source(),
+        Some(Source::Online),
+        "{injected:?}"
+    );
+    let polar_license::CheckOutcome::Licensed { license, .. } = &injected.outcome else {
+        panic!("{injected:?}")
+    };
+    assert!(license.license_key.subscription.is_some(), "injected");
+    assert_eq!(injected.paid_through(), None, "{injected:?}");
+    relay.inject.set(false);
+
+    fetch::patch_key(emulator(), &key, json!({ "status": "revoked" })).await;
+    relay.advance(2 * 3600);
+    let revoked = app.check_report(key.as_str()).await;
+    assert_eq!(
+        revoked.outcome.reason(),
+        Some(Reason::Inactive),
+        "{revoked:?}"
+    );
+    no_fallback(&revoked);
+    relay.offline.set(true);
+    relay.advance(3600);
+    no_fallback(&app.check_report(key.as_str()).await);
+    assert_eq!(kept(&app, &key).await, Some(Reason::Inactive));
 }

@@ -8,7 +8,8 @@ use crate::model::{LicenseKeyActivationRead, LicenseKeyRead, ValidatedLicenseKey
 use crate::options::{client_setters, ClientOptions};
 use crate::portal::{
     parse_authenticate, parse_key_page, parse_key_with_activations, parse_request_code,
-    KeyWithActivations, Portal, PortalError, PortalRequest, SessionToken, MAX_PORTAL_PAGES,
+    DevicesStep, KeyDevices, KeyWithActivations, ListDevices, Portal, PortalError, PortalRequest,
+    SessionToken, MAX_PORTAL_PAGES,
 };
 use crate::proto::{
     parse_activate, parse_activate_for, parse_deactivate, parse_validate, parse_validate_for,
@@ -341,5 +342,33 @@ impl BlockingClient {
     ) -> Result<KeyWithActivations, PortalError> {
         let portal = Portal::for_api(&self.api);
         parse_key_with_activations(&self.send_portal(portal.get_key(session, key_id))?)
+    }
+
+    /// The devices of `key` (its string) through the signed-in customer's session, this
+    /// machine's (`this_activation`) marked: the core's [`ListDevices`] driven over this
+    /// client's transport. Typed failures: [`PortalError::NotFound`] (not the customer's key),
+    /// [`PortalError::DeviceManagementOff`], [`PortalError::SessionExpired`], ….
+    pub fn list_devices(
+        &self,
+        session: &SessionToken,
+        key: &Key,
+        this_activation: Option<&str>,
+    ) -> Result<KeyDevices, PortalError> {
+        let mut machine = ListDevices::new(
+            Portal::for_api(&self.api),
+            session.clone(),
+            key.clone(),
+            this_activation.map(str::to_string),
+        );
+        let mut step = machine.start();
+        loop {
+            match step {
+                DevicesStep::Done(result) => return result,
+                DevicesStep::Send(request) => {
+                    let answer = self.send_portal(Ok(request));
+                    step = machine.answer(answer);
+                }
+            }
+        }
     }
 }

@@ -1174,6 +1174,23 @@ impl Licensing {
         self.store.remove(&seal.slot)
     }
 
+    /// The devices of `key` through a customer session (issue #64), this machine's marked by
+    /// the activation its cache remembers for the key (none when the cache cannot be read): the
+    /// core's [`crate::portal::ListDevices`] over this licensing's client. Free one with
+    /// [`Licensing::deactivate`] and its id (the public deactivate needs no session).
+    pub fn list_devices(
+        &self,
+        session: &crate::portal::SessionToken,
+        key: impl Into<Key>,
+    ) -> Result<crate::portal::KeyDevices, crate::portal::PortalError> {
+        let key = key.into();
+        let here = self
+            .status(key.clone())
+            .ok()
+            .and_then(|s| s.activation.map(|a| a.id));
+        self.client.list_devices(session, &key, here.as_deref())
+    }
+
     /// This licensing's clock, in unix seconds (the test hooks' clock when one was set).
     pub fn now(&self) -> i64 {
         (self.clock)()

@@ -39,10 +39,16 @@ async function nodeHost(options = {}) {
   };
 }
 
-// The worker an app would write: one relay, and (under /limited/) one whose key limit is 1/1.
+// A token Polar (the emulator) does not know: every call it makes is refused (401).
+const WRONG_TOKEN = 'polar_oat_emulator_wrong_0123456789abcdef';
+
+// The worker an app would write: one relay, (under /limited/) one whose key limit is 1/1, and
+// (under /wrong/) one whose token Polar refuses.
 const WORKER = `import { createRelay } from './polar-license/ENTRY';
 let relay;
 let limited;
+let wrong;
+let perIp;
 export default {
   async fetch(request, env, ctx) {
     const options = { accessToken: env.POLAR_ACCESS_TOKEN, signingKey: env.RELAY_SIGNING_KEY, baseUrl: 'POLAR_URL', perIp: '1000/1000' };
@@ -51,6 +57,21 @@ export default {
       limited ??= createRelay({ ...options, perKey: '1/1' });
       url.pathname = url.pathname.slice('/limited'.length);
       return limited.fetch(new Request(url, request), env, ctx);
+    }
+    if (url.pathname.startsWith('/broken/')) {
+      // Options the core refuses (a lease of 0 days): every answer is the host's 500.
+      url.pathname = url.pathname.slice('/broken'.length);
+      return createRelay({ ...options, leaseDays: 0, corsOrigins: ['https://app.example'] }).fetch(new Request(url, request), env, ctx);
+    }
+    if (url.pathname.startsWith('/perip/')) {
+      perIp ??= createRelay({ ...options, perIp: '1/1' });
+      url.pathname = url.pathname.slice('/perip'.length);
+      return perIp.fetch(new Request(url, request), env, ctx);
+    }
+    if (url.pathname.startsWith('/wrong/')) {
+      wrong ??= createRelay({ ...options, accessToken: '${WRONG_TOKEN}' });
+      url.pathname = url.pathname.slice('/wrong'.length);
+      return wrong.fetch(new Request(url, request), env, ctx);
     }
     relay ??= createRelay(options);
     return relay.fetch(request, env, ctx);
@@ -184,6 +205,89 @@ test('workerd: a key over its rate gets 429 with Retry-After and no call', async
   assert.equal(second.status, 429);
   assert.ok(Number(second.headers.get('retry-after')) >= 1);
   assert.ok(!running.workerd.output().includes(TOKEN), 'the token is never logged');
+});
+
+// Issue #63 item 3: the relay's answer when its host fails (here: options the core refuses)
+// carries the core's CORS rule, the configured origins, as every answer does: never `*` then.
+for (const name of Object.keys(HOSTS)) {
+  test(`${name}: a relay that cannot start answers 500 with the configured CORS origin, not *`, async () => {
+    const node = name === 'node' ? await nodeHost({ leaseDays: 0, corsOrigins: ['https://app.example'] }) : null;
+    const base = node ? node.url : `${running.workerd.url}/broken`;
+    try {
+      for (const [origin, granted] of [['https://app.example', 'https://app.example'], ['https://evil.example', null]]) {
+        const answer = await post(base, 'validate', { key: 'ANY-KEY-1', organization_id: ORG }, { origin });
+        assert.equal(answer.status, 500);
+        assert.equal(answer.headers.get('access-control-allow-origin'), granted, origin);
+        assert.equal(answer.headers.get('polar-license-source'), 'relay');
+        assert.deepEqual(await answer.json(), { detail: 'the relay is not configured correctly' });
+      }
+    } finally {
+      await node?.close();
+    }
+  });
+}
+
+// Issue #63 item 3: which address counts for the per-IP limit is the core's rule. On Workers
+// (no socket peer) it is Cloudflare's `cf-connecting-ip`; on node the socket's address, and a
+// client that writes that header picks no bucket of its own.
+test('workerd: the per-IP limit counts by cf-connecting-ip (the core reads it on Workers)', async () => {
+  const from = async (ip) => (await post(`${running.workerd.url}/perip`, 'validate', { key: 'ANY-KEY-1', organization_id: ORG }, { 'cf-connecting-ip': ip })).status;
+  assert.notEqual(await from('203.0.113.1'), 429);
+  assert.equal(await from('203.0.113.1'), 429);
+  assert.notEqual(await from('203.0.113.2'), 429, 'another address, a bucket of its own');
+});
+
+test('node: the per-IP limit counts by the socket, whatever cf-connecting-ip says', async () => {
+  const host = await nodeHost({ perIp: '1/1' });
+  try {
+    const from = async (ip) => (await post(host.url, 'validate', { key: 'ANY-KEY-1', organization_id: ORG }, { 'cf-connecting-ip': ip })).status;
+    assert.notEqual(await from('203.0.113.1'), 429);
+    assert.equal(await from('203.0.113.2'), 429, 'the same socket address: the same bucket');
+  } finally {
+    await host.close();
+  }
+});
+
+// Issue #63 item 4: the core's log lines reach the Workers host (its console), as they reach
+// `relay serve`'s stderr: a token Polar refuses is the seller's problem, an error line (never
+// the token), and the client's answer a 502.
+const REFUSED_LINE = "polar-license relay: Polar refused the relay's access token (401)";
+
+test("workerd: a token Polar refuses is an error line in the Worker's log, and a 502", async () => {
+  const key = await newKey();
+  const answer = await post(`${running.workerd.url}/wrong`, `${ROUTES}/validate`, { key, organization_id: ORG });
+  assert.equal(answer.status, 502, await answer.text());
+  const end = Date.now() + 5000;
+  while (!running.workerd.output().includes(REFUSED_LINE) && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+  const output = running.workerd.output();
+  assert.ok(output.includes(REFUSED_LINE), `the refused token's error line in workerd's output: ${output.slice(-2000)}`);
+  assert.ok(!output.includes(WRONG_TOKEN) && !output.includes(TOKEN), 'the token is never logged');
+});
+
+test("node: a token Polar refuses is a console.error line, Polar out of reach a console.warn line", async () => {
+  const lines = [];
+  const saved = { error: console.error, warn: console.warn, log: console.log };
+  for (const level of Object.keys(saved)) console[level] = (text) => lines.push([level, String(text)]);
+  let answer;
+  let unreached;
+  try {
+    const relay = relayPkg.createRelay({ accessToken: WRONG_TOKEN, signingKey: SIGNER.text, baseUrl: EMULATOR });
+    const body = JSON.stringify({ key: await newKey(), organization_id: ORG });
+    answer = await relay.fetch(new Request(`http://relay.test${ROUTES}/validate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body }));
+    await relay.close();
+    // Polar out of reach: the core's warning, through console.warn.
+    const down = relayPkg.createRelay({ accessToken: TOKEN, signingKey: SIGNER.text, baseUrl: DEAD, timeoutMs: 3000 });
+    unreached = await down.fetch(new Request(`http://relay.test${ROUTES}/validate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body }));
+    await down.close();
+  } finally {
+    Object.assign(console, saved);
+  }
+  assert.equal(answer.status, 502);
+  const refused = lines.filter(([, text]) => text.startsWith(REFUSED_LINE));
+  assert.deepEqual(refused.map(([level]) => level), ['error'], JSON.stringify(lines));
+  assert.ok(lines.every(([, text]) => !text.includes(WRONG_TOKEN)), 'the token is never logged');
+  assert.equal(unreached.status, 502);
+  assert.ok(lines.some(([level, text]) => level === 'warn' && /^polar-license relay: validate \*{4}\S* 502 \(Polar unreachable: \w+\)$/.test(text)), JSON.stringify(lines));
 });
 
 test('node: Polar unreachable is a 502 that names no token; a bad key file is refused at start', async () => {

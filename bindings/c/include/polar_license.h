@@ -56,33 +56,50 @@ typedef uint32_t polar_license_status;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
-// Why a feature is, or is not, granted (`polar_license_feature_access_why`). Only
-// `POLAR_LICENSE_FEATURE_WHY_GRANTED` goes with a granted feature.
-enum polar_license_feature_why
+// Why a portal call (`polar_license_client_request_sign_in_code`, `_sign_in`,
+// `_list_devices`) failed, as `polar_license_portal_result_error` tells it. Its name for
+// scripts (`polar_license_portal_result_code`) is the CLI's `portal_error`
+// (docs/interfaces.md §2).
+enum polar_license_portal_error
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
   : uint32_t
 #endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
  {
-  // No answer (a NULL access).
-  POLAR_LICENSE_FEATURE_WHY_NONE = 0,
-  // `granted`: the key's benefit grants the feature (and, if it is metered, usages are
-  // left).
-  POLAR_LICENSE_FEATURE_WHY_GRANTED = 1,
-  // `license_not_valid`: the verdict does not license (denied, unverified, error); the
-  // access's license reason says why.
-  POLAR_LICENSE_FEATURE_WHY_LICENSE_NOT_VALID = 2,
-  // `not_granted_by_benefit`: the key's benefit is not one that grants the feature.
-  POLAR_LICENSE_FEATURE_WHY_NOT_GRANTED_BY_BENEFIT = 3,
-  // `unknown_feature`: the feature is not in the client's entitlement map.
-  POLAR_LICENSE_FEATURE_WHY_UNKNOWN_FEATURE = 4,
-  // `usage_exhausted`: a metered feature, and the key has no usages left.
-  POLAR_LICENSE_FEATURE_WHY_USAGE_EXHAUSTED = 5,
+  // No failure: the call did what it was asked.
+  POLAR_LICENSE_PORTAL_ERROR_NONE = 0,
+  // `invalid_input`: an email, code or key refused before anything was sent
+  // (`polar_license_portal_result_message` names the field).
+  POLAR_LICENSE_PORTAL_ERROR_INVALID_INPUT = 1,
+  // `offline` (or `server_error`, `protocol_error`: the code names which): no answer of
+  // Polar's; try again later.
+  POLAR_LICENSE_PORTAL_ERROR_OFFLINE = 2,
+  // `code_invalid_or_expired`: the code is wrong, used, or older than 30 minutes: ask for a
+  // new one.
+  POLAR_LICENSE_PORTAL_ERROR_CODE_INVALID_OR_EXPIRED = 3,
+  // `session_expired`: the session's hour is over: sign in again (the client forgot it).
+  POLAR_LICENSE_PORTAL_ERROR_SESSION_EXPIRED = 4,
+  // `not_signed_in`: no session in this client: sign in first.
+  POLAR_LICENSE_PORTAL_ERROR_NOT_SIGNED_IN = 5,
+  // `device_management_off`: the portal lists no device although this machine holds one:
+  // the seller must enable "customers can manage activations" (`enable_customer_admin`) on
+  // the product's license-key benefit. Freeing a device by its id still works.
+  POLAR_LICENSE_PORTAL_ERROR_DEVICE_MANAGEMENT_OFF = 6,
+  // `rate_limited`: too many tries; `polar_license_portal_result_retry_after` says how long
+  // to wait (the sign-in routes block an address 900 s).
+  POLAR_LICENSE_PORTAL_ERROR_RATE_LIMITED = 7,
+  // `key_not_found`: the key is not among the signed-in customer's keys.
+  POLAR_LICENSE_PORTAL_ERROR_KEY_NOT_FOUND = 8,
+  // `customer_selection_required`: several customers have this email: ask again naming one
+  // (`polar_license_portal_result_customer_id`).
+  POLAR_LICENSE_PORTAL_ERROR_CUSTOMER_SELECTION_REQUIRED = 9,
+  // `refused`: another refusal of Polar's (the message has its status and words).
+  POLAR_LICENSE_PORTAL_ERROR_REFUSED = 10,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
-typedef enum polar_license_feature_why polar_license_feature_why;
+typedef enum polar_license_portal_error polar_license_portal_error;
 #else
-typedef uint32_t polar_license_feature_why;
+typedef uint32_t polar_license_portal_error;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
@@ -144,6 +161,36 @@ enum polar_license_reason
 typedef enum polar_license_reason polar_license_reason;
 #else
 typedef uint32_t polar_license_reason;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+// Why a feature is, or is not, granted (`polar_license_feature_access_why`). Only
+// `POLAR_LICENSE_FEATURE_WHY_GRANTED` goes with a granted feature.
+enum polar_license_feature_why
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // No answer (a NULL access).
+  POLAR_LICENSE_FEATURE_WHY_NONE = 0,
+  // `granted`: the key's benefit grants the feature (and, if it is metered, usages are
+  // left).
+  POLAR_LICENSE_FEATURE_WHY_GRANTED = 1,
+  // `license_not_valid`: the verdict does not license (denied, unverified, error); the
+  // access's license reason says why.
+  POLAR_LICENSE_FEATURE_WHY_LICENSE_NOT_VALID = 2,
+  // `not_granted_by_benefit`: the key's benefit is not one that grants the feature.
+  POLAR_LICENSE_FEATURE_WHY_NOT_GRANTED_BY_BENEFIT = 3,
+  // `unknown_feature`: the feature is not in the client's entitlement map.
+  POLAR_LICENSE_FEATURE_WHY_UNKNOWN_FEATURE = 4,
+  // `usage_exhausted`: a metered feature, and the key has no usages left.
+  POLAR_LICENSE_FEATURE_WHY_USAGE_EXHAUSTED = 5,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum polar_license_feature_why polar_license_feature_why;
+#else
+typedef uint32_t polar_license_feature_why;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
@@ -324,6 +371,10 @@ typedef struct polar_license_config polar_license_config;
 // `polar_license_client_has_feature`, read with the `polar_license_feature_access_*`
 // accessors (from any thread), freed by `polar_license_feature_access_free`.
 typedef struct polar_license_feature_access polar_license_feature_access;
+
+// The answer of a portal call (opaque): done, or a typed failure; for a device list, the
+// devices. Made by the portal calls, freed by `polar_license_portal_result_free`.
+typedef struct polar_license_portal_result polar_license_portal_result;
 
 // The inputs of one call (opaque). Made by `polar_license_request_new` with the license key,
 // filled by the `polar_license_request_set_*` / `_add_*` functions, freed by
@@ -766,6 +817,131 @@ polar_license_status polar_license_config_add_relay_key(polar_license_config *co
 // `polar_license_client_new` refuses the config as well.
 polar_license_status polar_license_config_set_relay_keys(polar_license_config *config,
                                                          const char *list);
+
+// Asks Polar to email a 6-character sign-in code to `email` (valid 30 minutes, single use).
+// `customer_id` is NULL, or one of the ids a `CUSTOMER_SELECTION_REQUIRED` answer listed.
+// Done whether or not the email is a customer's (Polar does not say: tell the user a code is
+// on its way if it is). Failures: `INVALID_INPUT` (not an email; nothing sent), `RATE_LIMITED`
+// (6 a minute, 12 an hour per address, then 900 s), `CUSTOMER_SELECTION_REQUIRED`, `OFFLINE`.
+//
+// Returns `POLAR_LICENSE_STATUS_OK` and writes a portal result to `*out_result` whatever
+// Polar answered; any other status means the call itself was refused (NULL, not UTF-8: see
+// `polar_license_client_last_error`) and nothing was written.
+polar_license_status polar_license_client_request_sign_in_code(const polar_license_client *client,
+                                                               const char *email,
+                                                               const char *customer_id,
+                                                               polar_license_portal_result **out_result);
+
+// Signs in with the emailed `code` (any case; spaces around it ignored): the session (one
+// hour, no refresh) is held in this client's memory, for every thread, in place of any
+// earlier one; it is never written to disk, never logged, and forgotten with
+// `polar_license_client_sign_out` or the client's free. Failures: `INVALID_INPUT` (not 6
+// letters and digits; nothing sent), `CODE_INVALID_OR_EXPIRED`, `RATE_LIMITED`, `OFFLINE`.
+// Status and out-pointer as for `polar_license_client_request_sign_in_code`.
+polar_license_status polar_license_client_sign_in(const polar_license_client *client,
+                                                  const char *code,
+                                                  polar_license_portal_result **out_result);
+
+// Forgets the session `polar_license_client_sign_in` kept (none: nothing to do). NULL is a
+// no-op.
+void polar_license_client_sign_out(const polar_license_client *client);
+
+// Whether this client holds a session (`polar_license_client_sign_in` succeeded, and neither
+// a sign-out nor Polar's "expired" came since). `false` for NULL.
+bool polar_license_client_signed_in(const polar_license_client *client);
+
+// The devices (live activations) of `key` through the session, oldest first, the one this
+// machine's cache remembers marked (`polar_license_portal_result_device_this_machine`), and
+// the key's activation limit. Failures: `NOT_SIGNED_IN` (no session: nothing sent),
+// `SESSION_EXPIRED` (its hour is over: the client forgets it; sign in again), `KEY_NOT_FOUND`
+// (not among the signed-in customer's keys), `DEVICE_MANAGEMENT_OFF` (the portal lists no
+// device while this machine holds one: the seller must enable `enable_customer_admin`; free by
+// id still works), `RATE_LIMITED`, `INVALID_INPUT` (a key every request refuses), `OFFLINE`.
+// Status and out-pointer as for `polar_license_client_request_sign_in_code`.
+polar_license_status polar_license_client_list_devices(const polar_license_client *client,
+                                                       const char *key,
+                                                       polar_license_portal_result **out_result);
+
+// Frees the device `activation_id` of `key` (an id from `polar_license_client_list_devices`):
+// the public deactivate, which needs no session. When it is this machine's activation, the
+// cache forgets it (as `polar_license_client_deactivate`). Then activate here with
+// `polar_license_client_activate`. Outcome `POLAR_LICENSE_OUTCOME_DONE`, or a denial
+// (`POLAR_LICENSE_REASON_NOT_FOUND`: already freed, or not this key's) or an error
+// (`invalid_input` naming `key` or `activation_id`; `offline`, `rate_limited`, …). Status and
+// out-pointer as for `polar_license_client_validate`.
+polar_license_status polar_license_client_free_device(const polar_license_client *client,
+                                                      const char *key,
+                                                      const char *activation_id,
+                                                      polar_license_result **out_result);
+
+// Frees a portal result. NULL is a no-op.
+void polar_license_portal_result_free(polar_license_portal_result *result);
+
+// Why the call failed (`POLAR_LICENSE_PORTAL_ERROR_NONE`: it did what it was asked;
+// `_INVALID_INPUT` for NULL).
+polar_license_portal_error polar_license_portal_result_error(const polar_license_portal_result *result);
+
+// The failure's name for scripts, as the CLI's `portal_error` (`"session_expired"`,
+// `"device_management_off"`, …; a failure with no portal answer: its reason code, such as
+// `"invalid_input"` or `"offline"`); `""` on success. Owned by the result. Never NULL.
+const char *polar_license_portal_result_code(const polar_license_portal_result *result);
+
+// The reason code of the failure (docs/interfaces.md §1), as the CLI's `--json` gives it with
+// `portal_error`: `RATE_LIMITED`, `NOT_FOUND` (`KEY_NOT_FOUND`), `INVALID_INPUT` (bad input,
+// `NOT_SIGNED_IN`, `CUSTOMER_SELECTION_REQUIRED`), `OFFLINE`, `SERVER_ERROR`,
+// `PROTOCOL_ERROR`; `NONE` for the portal's own refusals (a wrong code, an expired session,
+// device management off, `REFUSED`), on success, or for NULL.
+polar_license_reason polar_license_portal_result_reason(const polar_license_portal_result *result);
+
+// The failure in one sentence with what to do (`""` on success). Owned by the result. Never
+// NULL. It holds no session, no code and no whole key.
+const char *polar_license_portal_result_message(const polar_license_portal_result *result);
+
+// For `RATE_LIMITED`, the seconds to wait as Polar said them: writes them to
+// `*out_seconds` and returns `true`; `false` (nothing written) when not known.
+bool polar_license_portal_result_retry_after(const polar_license_portal_result *result,
+                                             uint64_t *out_seconds);
+
+// How many devices a `polar_license_client_list_devices` result lists (0 otherwise, or for
+// NULL).
+size_t polar_license_portal_result_device_count(const polar_license_portal_result *result);
+
+// The activation id of device `index` (what `polar_license_client_free_device` takes);
+// `""` when `index` is out of range or for NULL. Owned by the result. Never NULL.
+const char *polar_license_portal_result_device_id(const polar_license_portal_result *result,
+                                                  size_t index);
+
+// The label device `index` was activated with; `""` when out of range. Owned by the result.
+// Never NULL.
+const char *polar_license_portal_result_device_label(const polar_license_portal_result *result,
+                                                     size_t index);
+
+// When device `index` was activated, unix seconds; `-1` when out of range or for NULL.
+int64_t polar_license_portal_result_device_activated_at(const polar_license_portal_result *result,
+                                                        size_t index);
+
+// Whether device `index` is this machine's (the activation its cache remembers for the key);
+// `false` when out of range or for NULL.
+bool polar_license_portal_result_device_this_machine(const polar_license_portal_result *result,
+                                                     size_t index);
+
+// The key's activation limit, from a device list: writes it to `*out_limit` and returns
+// `true`; `false` (nothing written) when the key has none or the result is no list.
+bool polar_license_portal_result_limit_activations(const polar_license_portal_result *result,
+                                                   int64_t *out_limit);
+
+// For `CUSTOMER_SELECTION_REQUIRED`, how many customers have the email (0 otherwise).
+size_t polar_license_portal_result_customer_count(const polar_license_portal_result *result);
+
+// The id of customer `index` (pass it to `polar_license_client_request_sign_in_code`); `""`
+// when out of range. Owned by the result. Never NULL.
+const char *polar_license_portal_result_customer_id(const polar_license_portal_result *result,
+                                                    size_t index);
+
+// The name of customer `index`, `""` when Polar gave none or out of range. Owned by the
+// result. Never NULL.
+const char *polar_license_portal_result_customer_name(const polar_license_portal_result *result,
+                                                      size_t index);
 
 // The stable snake_case code of a feature why (`"granted"`, `"license_not_valid"`,
 // `"not_granted_by_benefit"`, `"unknown_feature"`, `"usage_exhausted"`: the codes of the Rust

@@ -29,6 +29,8 @@ pub struct polar_license_client {
     licensing: Licensing,
     fingerprint: CString,
     errors: Mutex<HashMap<u64, CString>>,
+    /// The customer-portal session (issue #64; `devices.rs`): memory only.
+    session: super::devices::Session,
 }
 
 // The thread rules in bindings/c/README.md rest on this (checked at compile time).
@@ -60,13 +62,34 @@ impl polar_license_client {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// The licensing the client wraps.
+    pub(crate) fn licensing(&self) -> &Licensing {
+        &self.licensing
+    }
+
+    /// The customer-portal session this client holds, if any.
+    pub(crate) fn session(&self) -> Option<polar_license::portal::SessionToken> {
+        self.session
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Holds `session` in place of any earlier one (`None`: forgets it).
+    pub(crate) fn set_session(&self, session: Option<polar_license::portal::SessionToken>) {
+        *self
+            .session
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = session;
+    }
+
     /// Starts a call: this thread's last error is cleared.
-    fn begin(&self) {
+    pub(crate) fn begin(&self) {
         self.errors().remove(&thread_key());
     }
 
     /// Records this thread's last error and returns `status`.
-    fn fail(&self, status: polar_license_status, message: &str) -> polar_license_status {
+    pub(crate) fn fail(&self, status: polar_license_status, message: &str) -> polar_license_status {
         self.errors().insert(thread_key(), to_cstring(message));
         status
     }
@@ -223,6 +246,7 @@ pub extern "C" fn polar_license_client_new(
                     licensing,
                     fingerprint,
                     errors: Mutex::new(HashMap::new()),
+                    session: Mutex::new(None),
                 };
                 out::give(out_client, client);
                 config.ok()

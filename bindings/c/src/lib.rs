@@ -35,6 +35,7 @@
 mod panic;
 mod client;
 mod config;
+mod devices;
 mod enums;
 mod feature;
 mod out;
@@ -44,6 +45,7 @@ mod strings;
 
 pub use client::*;
 pub use config::*;
+pub use devices::*;
 pub use enums::*;
 pub use feature::*;
 pub use request::*;

@@ -21,6 +21,12 @@
  * late-grant race, two processes on one cache, one's grant held by the proxy while the other
  * records a denial: it ends denied.
  *
+ * Issue #62 (POSIX only, the same proxy): signed mode trusts only signed facts. The proxy's
+ * forged, unsigned `404 "License key has expired."` never makes a revoked key a perpetual
+ * fallback of a signed app (online, offline, 40 days later; the denial kept), while an app
+ * without relay keys believes it; an unsigned `subscription` injected into the relay's genuine
+ * grant never makes Polar's later "no longer active" a fallback.
+ *
  * Needs POLAR_EMULATOR_URL, POLAR_LICENSE_CLI (the polar-license binary, with `relay`),
  * POLAR_LICENSE_FORGE_C (the polar-license-forge-c binary, bindings/c/forge) and, off Windows,
  * POLAR_LICENSE_TAPE (the polar-license-tape binary, crates/testkit). On Windows (built
@@ -1184,6 +1190,147 @@ static void a_denial_recorded_while_a_grant_was_held_survives_the_grant(void) {
     recorded_done(dir, &rl, &t);
   }
 }
+
+/* ---- issue #62: signed mode trusts only signed facts (tests/signed_facts.rs in C) ---------- */
+
+/* `at` (unix seconds, UTC) as RFC 3339 (`%Y-%m-%dT%H:%M:%SZ`) or as a date (`%Y-%m-%d`). */
+static void utc(long long at, const char *format, char *out, size_t out_len) {
+  time_t t = (time_t)at;
+  struct tm tm;
+  if (gmtime_r(&t, &tm) == NULL || strftime(out, out_len, format, &tm) == 0) fatal("a UTC time");
+}
+
+/* An app at `url` (the proxy) whose every check asks, for a build released on `released`
+ * (YYYY-MM-DD: the perpetual fallback), in signed mode (the relay's key) when `signed_mode`. */
+static polar_license_client *released_app(const char *dir, const char *url, int64_t offset,
+                                          const char *released, int signed_mode) {
+  polar_license_config *config = demo_config(url, dir);
+  must(polar_license_config_set_app_secret(config, (const uint8_t *)APP_SECRET,
+                                           strlen(APP_SECRET)));
+  if (signed_mode) must(polar_license_config_add_relay_key(config, relay_pair));
+  must(polar_license_config_set_grace_policy(config, 0, 7 * DAY, 600));
+  must(polar_license_config_set_clock_offset_for_testing(config, offset));
+  must(polar_license_config_set_released(config, released));
+  return client_of(config);
+}
+
+/* check() of `key` at `offset` with a fresh signed app released on `released`: not licensed,
+ * and no fallback; returns the answer's reason. */
+static polar_license_reason no_fallback(const char *dir, const char *url, int64_t offset,
+                                        const char *released, const char *key) {
+  polar_license_client *client = released_app(dir, url, offset, released, 1);
+  polar_license_result *r = check(client, key);
+  polar_license_reason reason = polar_license_result_reason(r);
+  CHECK(!polar_license_result_is_licensed(r));
+  CHECK(!polar_license_result_fallback(r));
+  polar_license_result_free(r);
+  polar_license_client_free(client);
+  return reason;
+}
+
+/* One of the proxy's forging switches (`/__tape/forge`: `expired` or `off`; `/__tape/inject`:
+ * `on` or `off`). */
+static void tape_forging(const tape *t, const char *route, const char *body) {
+  if (tape_route(t, "POST", route, body, NULL, 0) != 204) fatal("the proxy's forging switch");
+}
+
+/* Issue #62: the key paid through 30 days from now, then refunded (revoked); the proxy turns
+ * fake relay and answers every validate with an unsigned `404 "License key has expired."`. A
+ * build released today is not licensed by it in signed mode: online, offline (Polar
+ * unreachable behind the relay), nor 40 days later, and the denial is kept. Without relay keys
+ * the same forgery falls back (nothing is signed there: docs/threat-model.md says so). */
+static void a_forged_unsigned_expiry_never_licenses_a_revoked_key_in_signed_mode(void) {
+  char dir[64], plain[64], key[64], id[64], fields[128], ends[32], today[16];
+  long long now = now_seconds();
+  polar_license_client *client;
+  polar_license_result *r;
+  relay rl;
+  tape t;
+  utc(now + 30 * DAY, "%Y-%m-%dT%H:%M:%SZ", ends, sizeof ends);
+  utc(now, "%Y-%m-%d", today, sizeof today);
+  snprintf(fields, sizeof fields, "\"limit_activations\":3,\"expires_at\":\"%s\"", ends);
+  temp_dir(dir);
+  temp_dir(plain);
+  emu_new_key(fields, key);
+  relay_start(&rl);
+  tape_start(&t, rl.url);
+  client = released_app(dir, t.url, 0, today, 1);
+  activate_ok(client, key, id);
+  polar_license_client_free(client);
+  client = released_app(plain, t.url, 0, today, 0);
+  activate_ok(client, key, id);
+  polar_license_client_free(client);
+  licensed_online(dir, t.url, HOUR, key);
+
+  emu_patch_key(key, "{\"status\":\"revoked\"}");
+  tape_forging(&t, "/__tape/forge", "expired");
+  /* Signed: the forged "expired" only narrows (a denial), never a fallback. */
+  CHECK_INT(no_fallback(dir, t.url, 2 * HOUR, today, key), POLAR_LICENSE_REASON_EXPIRED);
+  /* Unsigned: nothing is signed, so the forgery is believed (the limit the threat model
+   * states), which is what the signed app above refuses. */
+  client = released_app(plain, t.url, 2 * HOUR, today, 0);
+  r = check(client, key);
+  CHECK(polar_license_result_is_licensed(r));
+  CHECK(polar_license_result_fallback(r));
+  polar_license_result_free(r);
+  polar_license_client_free(client);
+
+  /* Offline: the relay cannot reach Polar (502), the proxy passes it on. */
+  tape_forging(&t, "/__tape/forge", "off");
+  emu_fault("{\"kind\":\"close_immediately\"}");
+  no_fallback(dir, t.url, 3 * HOUR, today, key);
+  emu_fault(NULL);
+  /* 40 days later: the fake relay again, then offline again. */
+  tape_forging(&t, "/__tape/forge", "expired");
+  no_fallback(dir, t.url, 40 * DAY, today, key);
+  tape_forging(&t, "/__tape/forge", "off");
+  emu_fault("{\"kind\":\"close_immediately\"}");
+  no_fallback(dir, t.url, 40 * DAY + 60, today, key);
+  /* The denial kept (status reads the record). */
+  CHECK_INT(remembered(dir, t.url, 40 * DAY + 120, key), POLAR_LICENSE_REASON_EXPIRED);
+  emu_fault(NULL);
+  remove_tree(plain);
+  recorded_done(dir, &rl, &t);
+}
+
+/* Issue #62: one unsigned cancelled `subscription` (ended yesterday) added by the proxy to the
+ * relay's genuine grant, then Polar's own "no longer active" (revoked): a build released three
+ * days ago does not fall back on it in signed mode, online or offline (the signed `sub_end`
+ * claim is the only subscription fact believed), and the denial is kept. */
+static void an_injected_unsigned_subscription_never_makes_a_revoked_key_perpetual(void) {
+  char dir[64], key[64], id[64], released[16];
+  polar_license_client *client;
+  polar_license_result *r;
+  relay rl;
+  tape t;
+  utc(now_seconds() - 3 * DAY, "%Y-%m-%d", released, sizeof released);
+  temp_dir(dir);
+  emu_new_key("\"limit_activations\":3", key);
+  relay_start(&rl);
+  tape_start(&t, rl.url);
+  client = released_app(dir, t.url, 0, released, 1);
+  activate_ok(client, key, id);
+  polar_license_client_free(client);
+
+  tape_forging(&t, "/__tape/inject", "on");
+  tape_passed(&t);
+  client = released_app(dir, t.url, 2 * HOUR, released, 1);
+  r = CHECKED_FROM(client, key, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE,
+                   POLAR_LICENSE_SOURCE_ONLINE);
+  CHECK(!polar_license_result_fallback(r));
+  polar_license_result_free(r);
+  polar_license_client_free(client);
+  CHECK(tape_passed(&t) >= 1); /* the injected grant came through the proxy */
+  tape_forging(&t, "/__tape/inject", "off");
+
+  emu_patch_key(key, "{\"status\":\"revoked\"}");
+  CHECK_INT(no_fallback(dir, t.url, 4 * HOUR, released, key), POLAR_LICENSE_REASON_INACTIVE);
+  emu_fault("{\"kind\":\"close_immediately\"}");
+  no_fallback(dir, t.url, 5 * HOUR, released, key);
+  CHECK_INT(remembered(dir, t.url, 5 * HOUR + 60, key), POLAR_LICENSE_REASON_INACTIVE);
+  emu_fault(NULL);
+  recorded_done(dir, &rl, &t);
+}
 #endif
 
 int main(void) {
@@ -1227,6 +1374,8 @@ int main(void) {
   RUN(a_replayed_relay_grant_after_a_denial_is_refused_and_the_denial_kept);
   RUN(a_replayed_relay_grant_after_a_clock_set_back_is_refused_and_the_rollback_kept);
   RUN(a_denial_recorded_while_a_grant_was_held_survives_the_grant);
+  RUN(a_forged_unsigned_expiry_never_licenses_a_revoked_key_in_signed_mode);
+  RUN(an_injected_unsigned_subscription_never_makes_a_revoked_key_perpetual);
 #endif
   remove_tree(key_dir);
   return harness_summary("test_signed");

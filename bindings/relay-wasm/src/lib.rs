@@ -42,7 +42,8 @@ use polar_license_relay::store::{
     JournalBackend, JournalItem, PagedBackend, StoreOptions, DEFAULT_CACHED,
 };
 use polar_license_relay::{
-    Now, Rate, Relay, RelayConfig, RelayRequest, RelayResponse, Signer, StoreConfig, STALE_AFTER_MS,
+    Host, Now, Rate, Relay, RelayConfig, RelayRequest, RelayResponse, Signer, StoreConfig,
+    STALE_AFTER_MS,
 };
 use wasm_bindgen::prelude::*;
 
@@ -50,6 +51,47 @@ use wasm_bindgen::prelude::*;
 #[cfg(not(target_feature = "atomics"))]
 #[global_allocator]
 static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
+
+/// The relay core's log lines on the host's console (issue #63: one log channel): an error
+/// through `console.error`, a warning through `console.warn`, each the text the native server
+/// writes (`polar_license_relay::log_text`: keys redacted, control characters escaped), after
+/// `polar-license ` as the handler's own lines. Installed by the first [`RelayCore`].
+///
+/// Warnings and errors only (the seller's problems: a token Polar refuses, the breaker, the
+/// store): the info lines, one per answer, are `relay serve`'s access log, and a Worker's
+/// platform logs each request itself. `log`'s `release_max_level_warn` (Cargo.toml) leaves
+/// them out of the wasm: measured, +5.1 KB gzipped with warnings and errors, +8.4 KB with the
+/// info lines too.
+struct Console;
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_namespace = console, js_name = error)]
+    fn console_error(text: &str);
+    #[wasm_bindgen(js_namespace = console, js_name = warn)]
+    fn console_warn(text: &str);
+}
+
+impl log::Log for Console {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        let Some(text) = polar_license_relay::log_text(record) else {
+            return;
+        };
+        let text = format!("polar-license {text}");
+        match record.level() {
+            log::Level::Error => console_error(&text),
+            _ => console_warn(&text),
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+static CONSOLE: Console = Console;
 
 /// At most this many requests under way (the oldest is dropped past it: a 502).
 const MAX_WAITING: usize = 1024;
@@ -254,21 +296,10 @@ fn now(unix_ms: f64, monotonic_ms: f64) -> Now {
 }
 
 /// The answer to a request this relay no longer holds (an unknown id, or one dropped from a
-/// full table): a 502, as for Polar out of reach, the relay's own (`polar-license-source:
-/// relay`).
-fn lost() -> JsValue {
-    response_js(&RelayResponse {
-        status: 502,
-        headers: vec![
-            ("content-type".into(), "application/json".into()),
-            ("access-control-allow-origin".into(), "*".into()),
-            (
-                polar_license_relay::SOURCE_HEADER.into(),
-                polar_license_relay::RELAY_SOURCE.into(),
-            ),
-        ],
-        body: br#"{"detail":"the relay lost this request"}"#.to_vec(),
-    })
+/// full table): a 502, as for Polar out of reach, the relay's own failure answer (its CORS
+/// grant narrowed by the relay's options: the request, and so its origin, is gone).
+fn lost(relay: &Relay) -> JsValue {
+    response_js(&relay.failure(&RelayRequest::default(), 502, "the relay lost this request"))
 }
 
 /// The metrics route: `metricsPath` (a path of its own) with `metricsToken` (at least 16
@@ -287,7 +318,9 @@ fn metrics_route(config: &JsValue) -> Result<Option<(String, String)>, JsError> 
         ));
     }
     match text(config, "metricsToken")? {
-        Some(token) if token.chars().count() >= 16 => Ok(Some((path, token))),
+        Some(token) if token.chars().count() >= polar_license_relay::host::MIN_METRICS_TOKEN => {
+            Ok(Some((path, token)))
+        }
         _ => Err(bad(
             "metricsToken",
             "is required with metricsPath: a secret of at least 16 characters that the scraper sends as `authorization: Bearer <metricsToken>`",
@@ -420,6 +453,9 @@ impl RelayCore {
     /// option; never one holding the token.
     #[wasm_bindgen(constructor)]
     pub fn new(config: JsValue) -> Result<RelayCore, JsError> {
+        if log::set_logger(&CONSOLE).is_ok() {
+            log::set_max_level(log::LevelFilter::Warn);
+        }
         if !config.is_object() {
             return Err(bad("options", "must be an object"));
         }
@@ -463,6 +499,12 @@ impl RelayCore {
             relay_config.limits.max_body_bytes = max as usize;
         }
         relay_config.cors_origins = strings(&config, "corsOrigins")?;
+        // Where it runs (`host`: `'workers'`, else a fetch host with a socket peer): the core
+        // says how hosts differ (`polar_license_relay::Host`).
+        relay_config.host = match text(&config, "host")?.as_deref() {
+            Some("workers") => Host::Workers,
+            _ => Host::Fetch,
+        };
         // As `relay serve`'s --webhook-silence: seconds without a webhook before the warning
         // (0: never).
         if let Some(secs) = whole(&config, "webhookSilence", 1e9)? {
@@ -581,9 +623,6 @@ impl RelayCore {
                 metrics,
                 host_loads,
                 stale_after_ms: STALE_AFTER_MS,
-                // The host's fetch is not the relay's transport: its calls counted here.
-                calls_counted: false,
-                call_slots: false,
             },
         })
     }
@@ -650,6 +689,50 @@ impl RelayCore {
         self.background
             .borrow_mut()
             .answered(&self.relay, id, given, now(now_ms, monotonic_ms))
+    }
+
+    /// The relay's answer when the host failed around the core (`options`: `createRelay`'s;
+    /// `origin`: the request's `Origin`, if any): the core's failure answer (a 500, the
+    /// relay's, with the CORS grant every answer carries, narrowed to `options.corsOrigins`
+    /// when they read), as `{status, headers, body}`. For a relay whose options did not start
+    /// too: its CORS rule is still the core's.
+    pub fn failed(options: JsValue, origin: Option<String>) -> JsValue {
+        let origins = strings(&options, "corsOrigins").ok().flatten();
+        let req = RelayRequest {
+            headers: origin
+                .map(|o| vec![("origin".into(), o)])
+                .unwrap_or_default(),
+            ..RelayRequest::default()
+        };
+        let r = polar_license_relay::host::failure(
+            500,
+            "the relay is not configured correctly",
+            origins.as_deref(),
+            &req,
+        );
+        response_js(&r)
+    }
+
+    /// The caps and timeouts every host takes from the core (`polar_license_relay::host`):
+    /// `{upstreamBytes, readBytes, timeoutMs, jobsPerRun}`.
+    pub fn caps() -> JsValue {
+        use polar_license_relay::host;
+        let out = wrapped(
+            "upstreamBytes",
+            &JsValue::from(host::MAX_UPSTREAM_BYTES as f64),
+        );
+        set(
+            &out,
+            "readBytes",
+            &JsValue::from(host::MAX_READ_BYTES as f64),
+        );
+        set(
+            &out,
+            "timeoutMs",
+            &JsValue::from(host::CALL_TIMEOUT_MS as f64),
+        );
+        set(&out, "jobsPerRun", &JsValue::from(host::JOBS_PER_RUN));
+        out.into()
     }
 
     /// The store's changes since the last call, as JSON: for a store saved whole, journal
@@ -840,7 +923,7 @@ impl RelayCore {
         let now = now(now_ms, monotonic_ms);
         let mut table = self.exchanges.borrow_mut();
         let Some(driven) = table.get_mut(id) else {
-            let out = wrapped("respond", &lost());
+            let out = wrapped("respond", &lost(&self.relay));
             set(&out, "done", &JsValue::TRUE);
             return Ok(out.into());
         };
@@ -888,7 +971,7 @@ impl RelayCore {
                     out
                 }
                 Need::Call => wrapped("call", &JsValue::TRUE),
-                // Never asked here (no `call_slots`): a Worker's fetches wait for no slot.
+                // Never asked here (`Host::call_slots`): a fetch waits for no slot.
                 Need::Slot { .. } => {
                     driven.exchange.give(Given::Slot);
                     continue;

@@ -569,6 +569,17 @@ pub struct RelayServeArgs {
     )]
     pub metrics_addr: Option<String>,
 
+    /// The bearer token the metrics listener asks for (`authorization: Bearer TOKEN`, at
+    /// least 16 characters), as the npm relay's metricsToken; none by default
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "POLAR_LICENSE_RELAY_METRICS_TOKEN",
+        hide_env_values = true,
+        requires = "metrics_addr"
+    )]
+    pub metrics_token: Option<String>,
+
     /// The log lines on stderr: `text` (LEVEL message) or `json` (one object a line: time,
     /// level, message, and an answer's route, key (redacted), status, source and detail)
     #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"],

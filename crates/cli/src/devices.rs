@@ -4,16 +4,17 @@
 //! `sign-in` exchanges the code Polar emails for a customer session (one hour, no refresh),
 //! sealed beside the cache for that hour ([`Licensing::remember_session`]: never in plain text,
 //! never printed). `devices` reads the key's live activations through it, this machine's
-//! marked; `free` is the public deactivate, which needs no session. The rules (which list is
-//! "device management off", which activation is this machine's) are the core's
-//! ([`polar_license::portal::devices_of`]); this module only renders.
+//! marked; `free` is the public deactivate, which needs no session. The steps and the rules
+//! (which list is "device management off", which activation is this machine's) are the core's
+//! ([`Licensing::list_devices`], [`polar_license::portal::ListDevices`]); this module only
+//! renders.
 
 use crate::args::{
     ActivateArgs, AskedKeyArg, DevicesArgs, FreeArgs, Global, RecoverArgs, SignInArgs,
 };
 use crate::output::{error_report, report, unix_when, Op, Report};
 use crate::run::{key_or_remembered, licensing_with};
-use polar_license::portal::{devices_of, recoverable_keys, Device, PortalError, SessionToken};
+use polar_license::portal::{recoverable_keys, Device, PortalError, SessionToken};
 use polar_license::{Error, Key, Licensing, Reason};
 use serde_json::{json, Map, Value};
 
@@ -311,24 +312,13 @@ fn with_session<T>(
     answer
 }
 
-/// The key's devices through the remembered session, this machine's marked.
+/// The key's devices through the remembered session, this machine's marked: the core's
+/// order of steps ([`Licensing::list_devices`], the sans-IO `ListDevices` every face drives).
 fn list(licensing: &Licensing, key: &Key) -> Result<(Vec<Device>, Option<i64>), PortalError> {
-    let client = licensing.client();
-    let read = with_session(licensing, |session| {
-        let record = client
-            .customer_keys(session)?
-            .into_iter()
-            .find(|k| k.key.expose() == key.expose())
-            .ok_or(PortalError::NotFound)?;
-        client.devices(session, &record.id)
+    let found = with_session(licensing, |session| {
+        licensing.list_devices(session, key.clone())
     })?;
-    // This machine's activation, as its cache remembers it (none when it cannot be read).
-    let here = licensing
-        .status(key.clone())
-        .ok()
-        .and_then(|s| s.activation.map(|a| a.id));
-    let devices = devices_of(&read, here.as_deref())?;
-    Ok((devices, read.license_key.limit_activations))
+    Ok((found.devices, found.limit_activations))
 }
 
 /// `devices`: the key's live activations through the customer session.

@@ -4,7 +4,8 @@
 use crate::args::{Global, RelayCommand, RelayKeygenArgs, RelayServeArgs, ServerChoice};
 use crate::output::{print_err, print_out, usage_report, Report};
 use polar_license::lease::SigningKey;
-use polar_license::{AccessToken, Server, UreqTransport, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT};
+use polar_license::{AccessToken, Server, UreqTransport, DEFAULT_CONNECT_TIMEOUT};
+use polar_license_relay::host::{CALL_TIMEOUT_MS, MAX_UPSTREAM_BYTES};
 use polar_license_relay::{Limits, Rate, Relay, RelayConfig};
 use serde_json::{json, Value};
 use std::path::Path;
@@ -12,9 +13,6 @@ use std::sync::Arc;
 
 /// Where `--webhook-secret` is read from when the option is not given.
 const WEBHOOK_SECRET_ENV: &str = "POLAR_WEBHOOK_SECRET";
-
-/// The largest answer read from Polar (a license answer is a few KB).
-const MAX_UPSTREAM_BYTES: u64 = 1024 * 1024;
 
 /// Runs a `relay` subcommand; returns the exit code.
 pub fn run(g: &Global, c: &RelayCommand) -> u8 {
@@ -156,7 +154,10 @@ fn serve(g: &Global, a: &RelayServeArgs) -> u8 {
         .store
         .as_ref()
         .is_some_and(|s| s.webhook_secret.is_some());
-    let timeout = g.timeout.unwrap_or(DEFAULT_TIMEOUT);
+    // The relay's caps and timeouts are the core's (polar_license_relay::host), as on npm.
+    let timeout = g
+        .timeout
+        .unwrap_or(std::time::Duration::from_millis(CALL_TIMEOUT_MS));
     // --proxy and --tls-roots reach the relay's calls to Polar as they reach a client's.
     let proxy = match g.proxy.as_deref().map(str::trim) {
         None | Some("") => polar_license::ProxySetting::Environment,
@@ -170,7 +171,7 @@ fn serve(g: &Global, a: &RelayServeArgs) -> u8 {
     let transport = match UreqTransport::configured(
         timeout.min(DEFAULT_CONNECT_TIMEOUT),
         timeout,
-        MAX_UPSTREAM_BYTES,
+        MAX_UPSTREAM_BYTES as u64,
         roots,
         &proxy,
     ) {
@@ -198,6 +199,19 @@ fn serve(g: &Global, a: &RelayServeArgs) -> u8 {
     options.write_timeout = a.write_timeout;
     options.drain = a.drain;
     options.metrics_addr = a.metrics_addr.clone().filter(|m| !m.is_empty());
+    options.metrics_token = a.metrics_token.clone().filter(|t| !t.is_empty());
+    if options
+        .metrics_token
+        .as_ref()
+        .is_some_and(|t| t.chars().count() < polar_license_relay::host::MIN_METRICS_TOKEN)
+    {
+        return usage_report(
+            Some(CMD),
+            Some("metrics_token"),
+            "--metrics-token must be at least 16 characters (a secret the scraper sends as `authorization: Bearer TOKEN`)",
+        )
+        .print(g.json);
+    }
     options.stale_after = std::time::Duration::from_millis(a.stale_after_ms);
     let options_metrics = options.metrics_addr.clone();
     let socket_line = if handed.is_some() {

@@ -1318,6 +1318,47 @@ fn json_logs_the_silence_warning_healthz_and_metrics_from_relay_serve() {
     assert!(err.contains("cannot listen for metrics"), "{err}");
 }
 
+/// Issue #63 item 3: `--metrics-token` (by its environment variable, a secret): the metrics
+/// listener answers 401 without its bearer and the metrics with it, as the npm relay's
+/// metrics route; a token under 16 characters stops it at start, naming the option and not
+/// the token.
+#[test]
+fn the_metrics_token_is_asked_for_by_relay_serve() {
+    const TOKEN: &str = "cli-metrics-token-0123456789";
+    let dir = ScratchDir::new("relay-metrics-token");
+    let key = keygen(&dir);
+    let polar = emulator_process();
+    let log = dir.path().join("relay.log");
+    let mut cmd = serve_cmd(&polar, &key, &["--metrics-addr", "127.0.0.1:0"]);
+    cmd.env("POLAR_LICENSE_RELAY_METRICS_TOKEN", TOKEN);
+    let relay = spawn_relay(cmd, &log);
+    let (metrics, _) = metrics_and_health(&relay);
+    let status = |authorization: Option<String>| {
+        let mut req = agent().get(&metrics);
+        if let Some(a) = authorization {
+            req = req.header("authorization", a);
+        }
+        req.call().map(|r| r.status().as_u16()).unwrap_or(0)
+    };
+    assert_eq!(status(None), 401);
+    assert_eq!(status(Some(format!("Bearer {TOKEN}x"))), 401);
+    assert_eq!(status(Some(format!("Bearer {TOKEN}"))), 200);
+    assert!(!relay.log().contains(TOKEN), "{}", relay.log());
+    let (code, err) = refused(serve_cmd(
+        &polar,
+        &key,
+        &[
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--metrics-token",
+            "short-secret",
+        ],
+    ));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("metrics-token"), "{err}");
+    assert!(!err.contains("short-secret"), "{err}");
+}
+
 /// `--breaker-failures` and `--breaker-open-for` through the real binary: two calls in a row
 /// that Polar answers 503 open the breaker, the next check is the relay's 502 with no call
 /// (the metrics count none), `/healthz` and the metrics say `open`; an open time of 0 is

@@ -68,6 +68,8 @@ mod address;
 mod breaker;
 mod clock;
 mod deliveries;
+// What every host does alike, and where hosts differ (`Host`).
+pub mod host;
 // The relay's machines: a request's exchange and the background reads (`flow`, public for the
 // hosts outside this crate: the Workers binding).
 pub mod flow;
@@ -93,7 +95,9 @@ mod wants;
 
 pub use breaker::BreakerOptions;
 pub use clock::Now;
+pub use host::Host;
 pub use limit::Rate;
+pub use logged::log_text;
 pub use reconcile::ListPage as ReconcileListPage;
 pub use roster::{ReadAnswer as RosterAnswer, RosterChange};
 #[cfg(all(feature = "server", not(target_arch = "wasm32")))]

@@ -27,10 +27,6 @@ pub(crate) fn escaped(text: &str) -> String {
 /// A whole text line as the relay's own logger writes it: a control character escaped as
 /// [`escaped`] writes it (the last guard: a field a log call did not escape still cannot end
 /// the line). Other characters, spaces and quotes included, are the line's own.
-#[cfg_attr(
-    not(all(feature = "server", not(target_arch = "wasm32"))),
-    allow(dead_code)
-)]
 pub(crate) fn line(text: &str) -> std::borrow::Cow<'_, str> {
     if !text.chars().any(char::is_control) {
         return std::borrow::Cow::Borrowed(text);
@@ -44,6 +40,22 @@ pub(crate) fn line(text: &str) -> std::borrow::Cow<'_, str> {
         }
     }
     std::borrow::Cow::Owned(out)
+}
+
+/// The text of one of the relay's log lines as every host writes it (issue #63: one log
+/// channel): the native server's stderr logger and the npm relay's console logger
+/// (bindings/relay-wasm) both write this, so a line reads the same on both. `None` for a
+/// record that is not the relay's own (another crate's target). Keys are redacted and the
+/// token never logged by the lines themselves; control characters are escaped here.
+pub fn log_text(record: &log::Record<'_>) -> Option<String> {
+    if !record.target().starts_with("polar_license") {
+        return None;
+    }
+    let text = record.args().to_string();
+    Some(match line(&text) {
+        std::borrow::Cow::Borrowed(_) => text,
+        std::borrow::Cow::Owned(escaped) => escaped,
+    })
 }
 
 /// An instant as a log line shows it: RFC 3339 in UTC (`2026-12-04T10:00:00Z`), never epoch

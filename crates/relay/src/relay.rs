@@ -4,6 +4,7 @@
 
 use crate::clock::Now;
 use crate::flow::{Asks, Exchange, ExchangeOptions, Given, Moment, Need, Upstream};
+use crate::host::Host;
 use crate::leases::Leases;
 use crate::limit::Buckets;
 use crate::roster::RosterChange;
@@ -45,6 +46,7 @@ pub struct Relay {
     pub(crate) entropy: Entropy,
     pub(crate) store: Option<Stored>,
     cors_origins: Option<Vec<String>>,
+    host: Host,
     /// The operator's counters ([`Relay::metrics`], [`Relay::health`]).
     ops: Arc<crate::ops::Ops>,
     pub(crate) breaker: crate::breaker::Breaker,
@@ -252,6 +254,7 @@ impl Relay {
             transport,
             entropy,
             cors_origins: config.cors_origins,
+            host: config.host,
         })
     }
 
@@ -261,19 +264,18 @@ impl Relay {
     /// origin's answer to another); any other origin gets no `access-control-*` grant at all.
     /// The request machine applies it to every answer it gives.
     pub(crate) fn cors(&self, req: &RelayRequest, r: &mut RelayResponse) {
-        let Some(origins) = &self.cors_origins else {
-            return;
-        };
-        r.set("vary", "origin");
-        let allowed = req.header("origin").filter(|o| {
-            origins
-                .iter()
-                .any(|allowed| allowed.eq_ignore_ascii_case(o))
-        });
-        match allowed {
-            Some(origin) => r.set("access-control-allow-origin", origin),
-            None => r.headers.retain(|(k, _)| !k.starts_with("access-control-")),
-        }
+        crate::host::narrow_cors(self.cors_origins.as_deref(), req, r);
+    }
+
+    /// The relay's answer to `req` when its host failed around the core (a request it could
+    /// not read, its own fault): [`crate::host::failure`] with this relay's CORS origins.
+    pub fn failure(&self, req: &RelayRequest, status: u16, detail: &str) -> RelayResponse {
+        crate::host::failure(status, detail, self.cors_origins.as_deref(), req)
+    }
+
+    /// Where the relay runs ([`RelayConfig::host`]).
+    pub fn host(&self) -> Host {
+        self.host
     }
 
     /// The Polar base URL asked.
@@ -302,10 +304,7 @@ impl Relay {
     /// nothing else to do meanwhile), a wait for another check's call blocks on its flight,
     /// the store saves its own changes, and the answer is the one [`Need::Respond`] gives.
     pub fn handle(&self, req: &RelayRequest, now: Now) -> RelayResponse {
-        let options = ExchangeOptions {
-            calls_counted: true,
-            ..ExchangeOptions::default()
-        };
+        let options = ExchangeOptions::default();
         let head = RelayRequest {
             body: Vec::new(),
             ..req.clone()
@@ -321,7 +320,7 @@ impl Relay {
                     Given::Landed
                 }
                 Need::Send { request, .. } => Given::Upstream(self.transport.send(&request)),
-                // Never asked (no `call_slots`): the calling thread is the slot.
+                // The calling thread is the slot.
                 Need::Slot { .. } => Given::Slot,
                 // Never asked: no patience is given, so no call goes on past its check.
                 Need::Call => Given::Upstream(Err(TransportError::new(
@@ -611,7 +610,7 @@ impl Relay {
             .client_ip_header
             .as_deref()
             .and_then(|name| req.header(name));
-        crate::address::client_address(header, &req.client_ip)
+        crate::address::client_address(header, self.host.peer(req))
     }
 
     /// An `Api` for the organization a request names (checked as a UUID v4 by Polar's checks
@@ -873,6 +872,10 @@ impl Asks for Relay {
 
     fn cors(&self, req: &RelayRequest, r: &mut RelayResponse) {
         Relay::cors(self, req, r);
+    }
+
+    fn host(&self) -> Host {
+        self.host
     }
 
     fn store_wants(&self, req: &RelayRequest, now_unix: i64) -> Option<Wants> {

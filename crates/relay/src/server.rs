@@ -53,7 +53,7 @@ pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 16;
 /// How [`serve_with`] treats its clients: every wait on one is bounded, and so are the
 /// connections held open and the requests answered at once. Start from
 /// [`ServeOptions::default`] and set the fields to change.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ServeOptions {
     /// How long a client has to send a request's headers, counted from when its connection
@@ -99,6 +99,11 @@ pub struct ServeOptions {
     /// listener of its own, `HOST:PORT` (default `None`: no metrics listener). Keep it off
     /// the public network: the counters are the seller's.
     pub metrics_addr: Option<String>,
+    /// The bearer token the metrics listener asks for (`authorization: Bearer <token>`; 401
+    /// without it), as the npm relay's `metricsToken` on its metrics route: the same answer
+    /// (the core's), the same headers. `None` (the default): the listener of its own is the
+    /// operator's private network and asks for none.
+    pub metrics_token: Option<String>,
     /// How long a connection open when the server is told to stop may still bring a request
     /// (default 0.5 s): each answer meanwhile says `connection: close`, so a client that
     /// reuses its connection (keep-alive) reads its answer and opens a fresh one, which the
@@ -120,8 +125,32 @@ impl Default for ServeOptions {
             concurrent_requests: 8,
             stale_after: Duration::from_millis(crate::types::STALE_AFTER_MS),
             metrics_addr: None,
+            metrics_token: None,
             drain: Duration::from_millis(500),
         }
+    }
+}
+
+impl std::fmt::Debug for ServeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeOptions")
+            .field("header_timeout", &self.header_timeout)
+            .field("body_timeout", &self.body_timeout)
+            .field("write_timeout", &self.write_timeout)
+            .field("max_connections", &self.max_connections)
+            .field(
+                "max_connections_per_address",
+                &self.max_connections_per_address,
+            )
+            .field("concurrent_requests", &self.concurrent_requests)
+            .field("stale_after", &self.stale_after)
+            .field("metrics_addr", &self.metrics_addr)
+            .field(
+                "metrics_token",
+                &self.metrics_token.as_ref().map(|_| "****"),
+            )
+            .field("drain", &self.drain)
+            .finish()
     }
 }
 
@@ -304,7 +333,7 @@ fn drive_background(relay: &Relay, clock: &dyn Fn() -> Now, stopped: &dyn Fn() -
 }
 
 /// The agent of the relay's own reads of Polar (the roster's, the reconcile's): 5 s to
-/// connect, 10 s in all, no proxy for a Polar on loopback.
+/// connect, [`crate::host::CALL_TIMEOUT_MS`] in all, no proxy for a Polar on loopback.
 fn agent(base_url: &str) -> ureq::Agent {
     let local = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
         .iter()
@@ -312,14 +341,15 @@ fn agent(base_url: &str) -> ureq::Agent {
     let mut config = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_connect(Some(Duration::from_secs(5)))
-        .timeout_global(Some(Duration::from_secs(10)));
+        .timeout_global(Some(Duration::from_millis(crate::host::CALL_TIMEOUT_MS)));
     if local {
         config = config.proxy(None);
     }
     config.build().into()
 }
 
-/// A `GET` of `url` with `headers`: Polar's status, `retry-after` and body (16 MiB at most).
+/// A `GET` of `url` with `headers`: Polar's status, `retry-after` and body
+/// ([`crate::host::MAX_READ_BYTES`] at most).
 fn get(agent: &ureq::Agent, url: &str, headers: &[(&str, String)]) -> crate::roster::ReadAnswer {
     let mut req = agent.get(url);
     for (name, value) in headers {
@@ -335,7 +365,7 @@ fn get(agent: &ureq::Agent, url: &str, headers: &[(&str, String)]) -> crate::ros
             let status = r.status().as_u16();
             r.body_mut()
                 .with_config()
-                .limit(16 << 20)
+                .limit(crate::host::MAX_READ_BYTES as u64)
                 .read_to_vec()
                 .map(|body| (status, retry_after, body))
                 .map_err(|e| e.to_string())
@@ -597,8 +627,9 @@ impl Server {
         let _ = connections.acquire_many(all).await;
     }
 
-    /// `GET /metrics`: the relay's metrics in Prometheus' text format, on a thread of its own;
-    /// any other path 404.
+    /// `GET /metrics`: the core's metrics answer (the npm relay's too: Prometheus' text
+    /// format, with [`ServeOptions::metrics_token`] its bearer), on a thread of its own; any
+    /// other path 404.
     async fn metrics(
         self: Arc<Self>,
         req: Request<Incoming>,
@@ -610,18 +641,27 @@ impl Server {
                 body: Vec::new(),
             }));
         }
+        let head = RelayRequest {
+            method: req.method().as_str().to_string(),
+            path: crate::types::METRICS_ROUTE.to_string(),
+            headers: req
+                .headers()
+                .get(header::AUTHORIZATION)
+                .map(|v| {
+                    let value = String::from_utf8_lossy(v.as_bytes()).into_owned();
+                    vec![("authorization".to_string(), value)]
+                })
+                .unwrap_or_default(),
+            ..RelayRequest::default()
+        };
         let relay = Arc::clone(&self.relay);
+        let token = self.options.metrics_token.clone();
         let started = self.started;
-        let text = tokio::task::spawn_blocking(move || relay.metrics(now(started)));
-        Ok(match text.await {
-            Ok(text) => to_response(RelayResponse {
-                status: 200,
-                headers: vec![(
-                    "content-type".into(),
-                    "text/plain; version=0.0.4; charset=utf-8".into(),
-                )],
-                body: text.into_bytes(),
-            }),
+        let answer = tokio::task::spawn_blocking(move || {
+            crate::flow::metrics_answer(&*relay, &head, token.as_deref(), now(started))
+        });
+        Ok(match answer.await {
+            Ok(answer) => to_response(answer),
             Err(_) => closing(StatusCode::INTERNAL_SERVER_ERROR),
         })
     }
@@ -674,6 +714,16 @@ impl Server {
             body: Vec::new(),
             client_ip: peer.ip().to_string(),
         };
+        // The head as a failure answer reads it (its origin, for CORS).
+        let origin = RelayRequest {
+            headers: head
+                .headers
+                .iter()
+                .filter(|(name, _)| name == "origin")
+                .cloned()
+                .collect(),
+            ..RelayRequest::default()
+        };
         let (reply, replied) = tokio::sync::oneshot::channel();
         tokio::spawn(Arc::clone(&self).drive(head, body, expects_continue, reply));
         Ok(match replied.await {
@@ -686,9 +736,24 @@ impl Server {
                 }
                 answer
             }
-            Ok(Reply::Closing(status)) => closing(status),
-            Err(_) => closing(StatusCode::INTERNAL_SERVER_ERROR),
+            Ok(Reply::Closing(status)) => self.closing(&origin, status),
+            Err(_) => self.closing(&origin, StatusCode::INTERNAL_SERVER_ERROR),
         })
+    }
+
+    /// An answer after which the connection closes (a body that did not arrive whole or in
+    /// time, a fault): the core's failure answer ([`crate::host::failure`]: the relay's, with
+    /// the CORS grant every answer carries), `connection: close`.
+    fn closing(&self, req: &RelayRequest, status: StatusCode) -> Response<Full<Bytes>> {
+        let detail = match status {
+            StatusCode::REQUEST_TIMEOUT => "the request's body did not arrive in time",
+            StatusCode::BAD_REQUEST => "the request's body could not be read",
+            _ => "the relay's host failed",
+        };
+        let mut out = to_response(self.relay.failure(req, status.as_u16(), detail));
+        out.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        out
     }
 
     /// The server's one loop over a request's exchange ([`crate::flow::Exchange`]: every
@@ -708,8 +773,6 @@ impl Server {
     ) {
         let options = ExchangeOptions {
             stale_after_ms: self.stale_after_ms(),
-            calls_counted: true,
-            call_slots: true,
             ..ExchangeOptions::default()
         };
         let steps = self.steps_for(&head).map(Arc::clone);
@@ -1402,18 +1465,17 @@ impl log::Log for Stderr {
     }
 
     fn log(&self, record: &log::Record<'_>) {
-        if !record.target().starts_with("polar_license") {
-            return;
-        }
         match self.0 {
-            LogFormat::Text => eprintln!(
-                "{} {}",
-                record.level(),
-                crate::logged::line(&record.args().to_string())
-            ),
-            LogFormat::Json => {
+            LogFormat::Text => {
+                if let Some(text) = crate::logged::log_text(record) {
+                    eprintln!("{} {text}", record.level());
+                }
+            }
+            // JSON escapes the message itself.
+            LogFormat::Json if record.target().starts_with("polar_license") => {
                 eprintln!("{}", json_line(record.level(), &record.args().to_string()))
             }
+            LogFormat::Json => {}
         }
     }
 

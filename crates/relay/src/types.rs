@@ -5,6 +5,7 @@
 //! Polar-shaped answers. A leaf: it names no part that runs (the crate root re-exports what is
 //! public here, unchanged).
 
+use crate::host::Host;
 use std::sync::Arc;
 
 use polar_license::lease::{LeaseClaims, RelayKeys, SigningKey, UnsignedLease, LEASE_HEADER};
@@ -146,6 +147,9 @@ pub struct RelayConfig {
     /// The breaker in front of Polar ([`BreakerOptions`]: 5 failed calls in a row stop calls,
     /// the first probe after 3.75 s, at most 30 s apart; stored answers given meanwhile).
     pub breaker: BreakerOptions,
+    /// Where the relay runs ([`Host`]: the one place where hosts differ, each with its
+    /// reason; default [`Host::Native`]).
+    pub host: Host,
 }
 
 /// A relay's verdict store: where it keeps entries, how it answers from them, and the secret
@@ -185,6 +189,7 @@ impl RelayConfig {
             cors_origins: None,
             webhook_silence: DEFAULT_WEBHOOK_SILENCE,
             breaker: BreakerOptions::default(),
+            host: Host::Native,
         }
     }
 }
@@ -335,7 +340,7 @@ pub const DEFAULT_LEASE_DAYS: u32 = 7;
 pub const MAX_LEASE_DAYS: u32 = 366;
 
 /// A request as the server received it.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct RelayRequest {
     /// `POST`, `OPTIONS`, …
     pub method: String,

@@ -349,3 +349,66 @@ fn webhook_silence_counts_from_the_last_webhook_or_the_start() {
     let h: Value = serde_json::from_slice(&quiet.health(t(1_000)).body).expect("JSON");
     assert_eq!((&h["status"], &h["webhooks"]), (&json!("ok"), &Value::Null));
 }
+
+/// Issue #63 item 3: the native metrics listener answers as the npm relay's metrics route
+/// (the core's answer): with `metrics_token`, 401 and `www-authenticate: Bearer` without the
+/// bearer or with another, the metrics with it; `cache-control: no-store` either way.
+#[test]
+fn the_metrics_listener_asks_for_its_bearer_as_the_workers_route_does() {
+    const TOKEN: &str = "ops-metrics-token-0123456789";
+    let polar = rig::emulator();
+    for token in [Some(TOKEN), None] {
+        let mut serve = ServeOptions::default();
+        serve.metrics_addr = Some("127.0.0.1:0".into());
+        serve.metrics_token = token.map(str::to_string);
+        assert!(
+            !format!("{serve:?}").contains(TOKEN),
+            "the token is never in Debug"
+        );
+        let relay = start(
+            &polar,
+            Setup {
+                backend: Arc::new(MemoryBackend::new(100)),
+                options: StoreOptions::default(),
+                silence: 86_400,
+                serve,
+            },
+        );
+        let url = relay.metrics_url().expect("a metrics listener");
+        let ask = |authorization: Option<&str>| {
+            let mut req = agent().get(&url);
+            if let Some(a) = authorization {
+                req = req.header("authorization", a);
+            }
+            let resp = req.call().expect("an answer");
+            (
+                resp.status().as_u16(),
+                rig::header_of(&resp, "www-authenticate"),
+                rig::header_of(&resp, "cache-control"),
+            )
+        };
+        let bearer = format!("Bearer {TOKEN}");
+        if token.is_some() {
+            let refused = (401, Some("Bearer".to_string()), None);
+            assert_eq!(ask(None), refused);
+            assert_eq!(ask(Some(&format!("{bearer}x"))), refused);
+            assert_eq!(ask(Some(&bearer)), (200, None, Some("no-store".into())));
+            scrape_with(&url, &bearer);
+        } else {
+            assert_eq!(ask(None), (200, None, Some("no-store".into())));
+        }
+        relay.stop();
+    }
+}
+
+/// A scrape with `authorization`: Prometheus' text, with the answers' family.
+fn scrape_with(url: &str, authorization: &str) {
+    let mut resp = agent()
+        .get(url)
+        .header("authorization", authorization)
+        .call()
+        .expect("a scrape");
+    assert_eq!(resp.status().as_u16(), 200);
+    let text = resp.body_mut().read_to_string().expect("text");
+    assert!(text.contains("polar_license_relay_answers_total"), "{text}");
+}

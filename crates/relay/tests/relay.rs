@@ -1086,6 +1086,45 @@ fn validate_with(agent: &ureq::Agent, base: &str) -> Result<u16, ureq::Error> {
     Ok(resp.status().as_u16())
 }
 
+/// Issue #63 item 3: the server's own answers (a body not in by its deadline: 408) carry the
+/// core's CORS rule as every answer does: with `cors_origins`, the page named gets its origin
+/// back, another page no grant; never `*` then.
+#[test]
+fn a_408_carries_the_configured_cors_origin_not_a_star() {
+    logs::capture();
+    let polar = Emulator::start(Seed::demo(), Options::default()).expect("emulator starts");
+    let signing = SigningKey::generate(Some("k1")).expect("a key");
+    let mut config = rig::config_with(polar.url(), DEMO_TOKEN, signing);
+    config.limits = generous();
+    config.cors_origins = Some(vec!["https://app.example".into()]);
+    let relay = rig::relay(config, rig::upstream(Duration::from_secs(5)));
+    let mut options = ServeOptions::default();
+    options.body_timeout = Duration::from_millis(300);
+    let running = rig::listen(relay, options);
+    for (origin, granted) in [
+        ("https://app.example", Some("https://app.example")),
+        ("https://evil.example", None),
+    ] {
+        let mut s = connect(&running.url());
+        let head = STALLED_HEAD.replace(
+            "Host: relay\r\n",
+            &format!("Host: relay\r\nOrigin: {origin}\r\n"),
+        );
+        std::io::Write::write_all(&mut s, head.as_bytes()).expect("the head");
+        let (bytes, closed) = read_until_closed(&mut s);
+        let text = String::from_utf8_lossy(&bytes).to_ascii_lowercase();
+        assert!(closed, "{text}");
+        assert!(text.starts_with("http/1.1 408"), "{text}");
+        let allowed = text
+            .lines()
+            .find_map(|l| l.strip_prefix("access-control-allow-origin: "))
+            .map(str::trim);
+        assert_eq!(allowed, granted, "{text}");
+        assert!(text.contains("polar-license-source: relay"), "{text}");
+    }
+    running.stop();
+}
+
 #[test]
 fn stalled_bodies_hold_no_worker_and_get_408_at_their_deadline() {
     let rig = rig_with_options(|o| {

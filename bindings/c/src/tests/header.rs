@@ -63,6 +63,26 @@ fn the_status_numbers_are_stable() {
 }
 
 #[test]
+fn the_portal_error_numbers_are_stable() {
+    numbers_are(
+        "POLAR_LICENSE_PORTAL_ERROR_",
+        &[
+            ("NONE", 0),
+            ("INVALID_INPUT", 1),
+            ("OFFLINE", 2),
+            ("CODE_INVALID_OR_EXPIRED", 3),
+            ("SESSION_EXPIRED", 4),
+            ("NOT_SIGNED_IN", 5),
+            ("DEVICE_MANAGEMENT_OFF", 6),
+            ("RATE_LIMITED", 7),
+            ("KEY_NOT_FOUND", 8),
+            ("CUSTOMER_SELECTION_REQUIRED", 9),
+            ("REFUSED", 10),
+        ],
+    );
+}
+
+#[test]
 fn the_feature_why_numbers_are_stable() {
     numbers_are(
         "POLAR_LICENSE_FEATURE_WHY_",

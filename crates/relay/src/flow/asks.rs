@@ -64,6 +64,8 @@ pub trait Asks {
     fn admit(&self, req: &RelayRequest, now: Now) -> Option<RelayResponse>;
     /// Narrows an answer's CORS grant to the configured origins.
     fn cors(&self, req: &RelayRequest, r: &mut RelayResponse);
+    /// Where the relay runs: how its host differs ([`crate::Host`], the one place).
+    fn host(&self) -> crate::Host;
 
     // What a host-kept store loads before the core reads it.
 

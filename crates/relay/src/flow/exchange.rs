@@ -36,15 +36,6 @@ pub struct ExchangeOptions {
     /// How long a check with a stored answer waits for Polar before it is given that answer
     /// ([`STALE_AFTER_MS`] by default, when 0).
     pub stale_after_ms: u64,
-    /// Whether the host's calls to Polar are counted in the metrics already (a host that sends
-    /// through the relay's own transport, which counts each call): not counted again. Such a
-    /// host's [`TransportErrorKind::Connect`] is a connection never made (its call's budget
-    /// goes back); any other host's failed call keeps its place.
-    pub calls_counted: bool,
-    /// Whether the host runs its calls to Polar on slots it may have to wait for (the native
-    /// server's `ServeOptions::concurrent_requests`): [`Need::Slot`] is asked
-    /// before each [`Need::Send`], and a call whose breaker opened meanwhile is not made.
-    pub call_slots: bool,
 }
 
 impl std::fmt::Debug for ExchangeOptions {
@@ -53,8 +44,6 @@ impl std::fmt::Debug for ExchangeOptions {
             .field("metrics", &self.metrics.as_ref().map(|(route, _)| route))
             .field("host_loads", &self.host_loads)
             .field("stale_after_ms", &self.stale_after_ms)
-            .field("calls_counted", &self.calls_counted)
-            .field("call_slots", &self.call_slots)
             .finish()
     }
 }
@@ -88,7 +77,7 @@ pub enum Need {
         /// How long to wait before [`Given::Patience`] (`None`: until it lands).
         patience_ms: Option<u64>,
     },
-    /// Only with [`ExchangeOptions::call_slots`]: wait for a slot to call Polar on, then give
+    /// Only on a host whose calls hold a thread ([`crate::Host::call_slots`]): wait for a slot to call Polar on, then give
     /// [`Given::Slot`] (and hold the slot until the exchange has taken the answer of the
     /// [`Need::Send`] that follows: until it asks for anything else; a need other than that
     /// `Send` next: the slot is not used, free it). When
@@ -377,7 +366,7 @@ impl Exchange {
                     State::Answered(r)
                 }
                 Step::Sign(finished) => self.signed(relay, finished),
-                Step::Ask(pending) if self.options.call_slots => {
+                Step::Ask(pending) if relay.host().call_slots() => {
                     let patience_ms = pending.patience_ms(self.stale_after());
                     let flight = pending.flight();
                     self.ask(
@@ -476,11 +465,7 @@ impl Exchange {
                 if !saved && path == WEBHOOK_ROUTE {
                     // Never a 2xx before the webhook's change is saved: Polar delivers it
                     // again, and that delivery's answer waits for the save tried again.
-                    r = RelayResponse {
-                        status: 500,
-                        headers: vec![("content-type".into(), "application/json".into())],
-                        body: br#"{"detail":"the store failed"}"#.to_vec(),
-                    };
+                    r = failure(relay, &self.req, "the store failed");
                 }
                 if self.counted {
                     relay.count_answer(&self.req, &r, now);
@@ -558,12 +543,7 @@ impl Exchange {
             relay.count_in_flight(-1);
             self.in_flight = false;
         }
-        let mut r = RelayResponse {
-            status: 500,
-            headers: vec![("content-type".into(), "application/json".into())],
-            body: br#"{"detail":"the relay's host failed"}"#.to_vec(),
-        };
-        relay.cors(&self.req, &mut r);
+        let r = failure(relay, &self.req, "the relay's host failed");
         self.queue.push_back(Need::Respond(r));
         State::Done
     }
@@ -674,7 +654,10 @@ impl Exchange {
                 tail,
                 made,
             }) => {
-                if made && !self.options.calls_counted {
+                // The relay's own transport counts its calls (the native host); a host's
+                // fetch counts nothing ([`crate::Host`]).
+                let counted = relay.host().counts_calls();
+                if made && !counted {
                     relay.count_call(&upstream);
                 }
                 // A call Polar never saw (not made, or its connection refused: Polar's port
@@ -684,8 +667,8 @@ impl Exchange {
                 // relay's own transport tells a refused connection apart (a host's fetch, as
                 // a Worker's, fails the same way when Polar closed the connection after
                 // reading the call: that call keeps its place).
-                let refused = self.options.calls_counted
-                    && matches!(&upstream, Err(e) if e.kind == TransportErrorKind::Connect);
+                let refused =
+                    counted && matches!(&upstream, Err(e) if e.kind == TransportErrorKind::Connect);
                 if !made || refused {
                     relay.give_back(at.now);
                 }
@@ -731,21 +714,35 @@ fn operator<C: Core + ?Sized>(
     if req.path != *route {
         return None;
     }
-    let expected = format!("Bearer {token}");
-    if !req
-        .header("authorization")
-        .is_some_and(|given| same(given.as_bytes(), expected.as_bytes()))
-    {
-        return Some(RelayResponse {
+    Some(metrics_answer(relay, req, Some(token), now))
+}
+
+/// The metrics route's answer, the same on every host (the Workers host's `metricsPath`, the
+/// native server's listener of its own): with a bearer `token`, 401 (`www-authenticate:
+/// Bearer`) unless the request's `authorization` is `Bearer <token>` (compared in constant
+/// time); else Prometheus' text format, `cache-control: no-store`.
+pub(crate) fn metrics_answer<C: Core + ?Sized>(
+    relay: &C,
+    req: &RelayRequest,
+    token: Option<&str>,
+    now: Now,
+) -> RelayResponse {
+    let refused = token.is_some_and(|token| {
+        let expected = format!("Bearer {token}");
+        !req.header("authorization")
+            .is_some_and(|given| same(given.as_bytes(), expected.as_bytes()))
+    });
+    if refused {
+        return RelayResponse {
             status: 401,
             headers: vec![
                 ("content-type".into(), "application/json".into()),
                 ("www-authenticate".into(), "Bearer".into()),
             ],
             body: br#"{"detail":"the metrics need their bearer token"}"#.to_vec(),
-        });
+        };
     }
-    Some(RelayResponse {
+    RelayResponse {
         status: 200,
         headers: vec![
             (
@@ -755,7 +752,15 @@ fn operator<C: Core + ?Sized>(
             ("cache-control".into(), "no-store".into()),
         ],
         body: relay.metrics(now).into_bytes(),
-    })
+    }
+}
+
+/// The relay's own 500 (`detail`), with the CORS grant of every answer, narrowed as the
+/// relay's CORS origins say ([`crate::host::failure`]).
+fn failure<C: Core + ?Sized>(relay: &C, req: &RelayRequest, detail: &str) -> RelayResponse {
+    let mut r = crate::host::failure(500, detail, None, req);
+    relay.cors(req, &mut r);
+    r
 }
 
 /// Whether `a` and `b` are the same bytes, in a time that does not depend on where they differ.
@@ -814,13 +819,19 @@ mod tests {
     };
 
     /// A relay whose transport counts its calls (the exchange never uses it: the host sends).
+    /// A relay on a fetch host (no slots asked; its calls counted by the core).
     fn relay(calls: Arc<AtomicU32>) -> Relay {
+        relay_on(calls, crate::Host::Fetch)
+    }
+
+    fn relay_on(calls: Arc<AtomicU32>, host: crate::Host) -> Relay {
         let key = SigningKey::generate(Some("k1")).expect("a key");
-        let config = crate::types::RelayConfig::new(
+        let mut config = crate::types::RelayConfig::new(
             Server::Custom("http://127.0.0.1:9".into()),
             AccessToken::new("polar_oat_secret"),
             key,
         );
+        config.host = host;
         let transport = move |_: &HttpRequest| {
             calls.fetch_add(1, Ordering::SeqCst);
             Err(TransportError::new(TransportErrorKind::Connect, "none"))
@@ -956,7 +967,8 @@ mod tests {
     #[test]
     fn the_blocking_handle_runs_the_exchange_its_call_made_once_and_counted_once() {
         let calls = Arc::new(AtomicU32::new(0));
-        let relay = relay(calls.clone());
+        // The blocking host is the native one: its calls through the relay's transport.
+        let relay = relay_on(calls.clone(), crate::Host::Native);
         let mut req = head("POST", VALIDATE);
         req.body = VALIDATE_BODY.to_vec();
         let r = relay.handle(&req, NOW);
@@ -978,14 +990,19 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 
-    /// A relay with a store (its budget counts the calls routed to Polar).
+    /// A relay with a store (its budget counts the calls routed to Polar), on a fetch host.
     fn stored_relay() -> Relay {
+        stored_relay_on(crate::Host::Fetch)
+    }
+
+    fn stored_relay_on(host: crate::Host) -> Relay {
         let key = SigningKey::generate(Some("k1")).expect("a key");
         let mut config = crate::types::RelayConfig::new(
             Server::Custom("http://127.0.0.1:9".into()),
             AccessToken::new("polar_oat_secret"),
             key,
         );
+        config.host = host;
         config.store = Some(crate::types::StoreConfig {
             backend: Arc::new(crate::store::MemoryBackend::new(100)),
             options: crate::store::StoreOptions::default(),
@@ -1030,14 +1047,6 @@ mod tests {
         panic!("the exchange never ended: {seen:?}");
     }
 
-    fn slotted() -> ExchangeOptions {
-        ExchangeOptions {
-            calls_counted: true,
-            call_slots: true,
-            ..ExchangeOptions::default()
-        }
-    }
-
     /// With slots, a call is asked for its slot first; once it has one it goes, unless the
     /// breaker opened while it waited: then Polar is not asked, the check gets the relay's
     /// 502, and the budget the call took is given back.
@@ -1053,8 +1062,8 @@ mod tests {
             }
         };
         for breaker_opens in [false, true] {
-            let relay = stored_relay();
-            let needs = drive_with(&relay, head("POST", VALIDATE), slotted(), |n| match n {
+            let relay = stored_relay_on(crate::Host::Native);
+            let needs = drive(&relay, head("POST", VALIDATE), |n| match n {
                 Need::Body { .. } => Some(Given::Body(VALIDATE_BODY.to_vec())),
                 Need::Slot { .. } => {
                     // The call was routed (its budget taken) before it got its slot.
@@ -1087,47 +1096,38 @@ mod tests {
     }
 
     /// A call whose connection the relay's own transport saw refused (Polar's port closed, or
-    /// dropped by the host before it went) reached no Polar: its budget goes back, with or
-    /// without slots; one that timed out may have reached it and keeps its place, and so does
-    /// a host's own fetch that failed (a Worker's cannot tell a refusal from a connection
-    /// closed after the call was read).
+    /// dropped by the host before it went) reached no Polar: its budget goes back (the native
+    /// host); one that timed out may have reached it and keeps its place, and so does a host's
+    /// own fetch that failed (a Worker's cannot tell a refusal from a connection closed after
+    /// the call was read).
     #[test]
     fn a_refused_calls_budget_goes_back() {
-        let own_transport = ExchangeOptions {
-            calls_counted: true,
-            ..ExchangeOptions::default()
-        };
-        for (kind, options, used) in [
-            (TransportErrorKind::Connect, own_transport.clone(), 0),
-            (TransportErrorKind::Connect, slotted(), 0),
-            (TransportErrorKind::Connect, ExchangeOptions::default(), 1),
-            (TransportErrorKind::Timeout, own_transport, 1),
-            (TransportErrorKind::Timeout, slotted(), 1),
+        for (kind, host, used) in [
+            (TransportErrorKind::Connect, crate::Host::Native, 0),
+            (TransportErrorKind::Connect, crate::Host::Fetch, 1),
+            (TransportErrorKind::Connect, crate::Host::Workers, 1),
+            (TransportErrorKind::Timeout, crate::Host::Native, 1),
+            (TransportErrorKind::Timeout, crate::Host::Workers, 1),
         ] {
             {
-                let relay = stored_relay();
-                let needs = drive_with(
-                    &relay,
-                    head("POST", VALIDATE),
-                    options.clone(),
-                    |n| match n {
-                        Need::Body { .. } => Some(Given::Body(VALIDATE_BODY.to_vec())),
-                        Need::Slot { .. } => Some(Given::Slot),
-                        Need::Send { .. } => {
-                            assert_eq!(budget_used(&relay), 1);
-                            Some(Given::Upstream(Err(TransportError::new(kind, "no"))))
-                        }
-                        Need::Persist => Some(Given::Persisted(true)),
-                        _ => None,
-                    },
-                );
+                let relay = stored_relay_on(host);
+                let needs = drive(&relay, head("POST", VALIDATE), |n| match n {
+                    Need::Body { .. } => Some(Given::Body(VALIDATE_BODY.to_vec())),
+                    Need::Slot { .. } => Some(Given::Slot),
+                    Need::Send { .. } => {
+                        assert_eq!(budget_used(&relay), 1);
+                        Some(Given::Upstream(Err(TransportError::new(kind, "no"))))
+                    }
+                    Need::Persist => Some(Given::Persisted(true)),
+                    _ => None,
+                });
                 assert_eq!(responded(&needs).status, 502);
-                assert_eq!(budget_used(&relay), used, "{kind:?} {options:?}");
+                assert_eq!(budget_used(&relay), used, "{kind:?} {host:?}");
             }
         }
     }
 
-    /// Without slots (the blocking host, Workers) no slot is ever asked for.
+    /// On a fetch host (node, Deno, Bun, Workers) no slot is ever asked for.
     #[test]
     fn no_slot_is_asked_without_call_slots() {
         let relay = stored_relay();

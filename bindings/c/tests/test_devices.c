@@ -1,0 +1,475 @@
+/*
+ * test_devices.c: out of activations from C (issue #64): sign in with the code Polar emails,
+ * list the key's devices (this machine marked), free another device by id, then activate here;
+ * and each failure typed: a wrong or used code, device management off, an expired session, the
+ * code rate limit, a key that is not the customer's, no session, NULLs and bad UTF-8.
+ *
+ * Each test runs against a private emulator of its own (the demo seed: the demo key has 3
+ * slots, its benefit has device management on, its customer is jane.doe@gmail.com), so its
+ * clock and its per-address code limit touch no other test. The code is read from the
+ * emulator's control route, as a person reads it from the email.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#define EMAIL "jane.doe@gmail.com"
+
+static int port;
+static char url[64];
+
+static void private_start(int *pid) {
+  port = closed_port();
+  *pid = emu_start_private(port);
+  snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
+}
+
+/* A private emulator with Polar's rate limits on (`--rate-limit`: the code routes' 6 a minute
+ * per address), started as emu_start_private starts one. */
+static void private_start_rate_limited(int *pid) {
+  const char *cli = getenv("POLAR_LICENSE_CLI");
+  char port_text[16];
+  pid_t child;
+  int i;
+  port = closed_port();
+  snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
+  snprintf(port_text, sizeof port_text, "%d", port);
+  *pid = -1;
+  if (cli == NULL || cli[0] == '\0') {
+    CHECK(!"POLAR_LICENSE_CLI is set");
+    return;
+  }
+  child = fork();
+  if (child < 0) return;
+  if (child == 0) {
+    if (freopen("/dev/null", "w", stdout) == NULL) _exit(126);
+    execl(cli, cli, "emulator", "--port", port_text, "--rate-limit", (char *)NULL);
+    _exit(127);
+  }
+  *pid = (int)child;
+  /* A bounded wait for it to answer (at most 10 s), not a timing assertion. */
+  for (i = 0; i < 500; i++) {
+    if (emu_request_at(port, "GET", "/__emulator/health", NULL, NULL, 0) == 200) return;
+    {
+      struct timespec pause = {0, 20000000L};
+      nanosleep(&pause, NULL);
+    }
+  }
+  CHECK(!"the rate-limited emulator started");
+}
+
+/* A client of the private emulator with its cache in `dir` (made here). */
+static polar_license_client *client_in(char dir[64]) {
+  temp_dir(dir);
+  return client_of(demo_config(url, dir));
+}
+
+/* The newest sign-in code the private emulator has emailed (6 characters), into `code`. */
+static void last_code(char code[8]) {
+  static char body[65536];
+  const char *at, *found = NULL;
+  code[0] = '\0';
+  if (emu_request_at(port, "GET", "/__emulator/customer-session/codes", NULL, body,
+                     sizeof body) != 200) {
+    CHECK(!"the codes route answered");
+    return;
+  }
+  for (at = strstr(body, "\"code\":\""); at != NULL; at = strstr(at + 1, "\"code\":\"")) {
+    found = at + 8;
+  }
+  if (found == NULL || strlen(found) < 6) {
+    CHECK(!"a code was emailed");
+    return;
+  }
+  memcpy(code, found, 6);
+  code[6] = '\0';
+}
+
+static void set_clock(long long offset) {
+  char body[64];
+  snprintf(body, sizeof body, "{\"offset_seconds\":%lld}", offset);
+  CHECK_INT(emu_request_at(port, "POST", "/__emulator/clock", body, NULL, 0), 204);
+}
+
+/* A portal call's result, expected to be `error`, with its code (two checks, three with a
+ * failure's message). */
+static void expect_portal(polar_license_portal_result *r, polar_license_portal_error error,
+                          const char *code) {
+  CHECK_INT(polar_license_portal_result_error(r), error);
+  CHECK_STR(polar_license_portal_result_code(r), code);
+  if (error != POLAR_LICENSE_PORTAL_ERROR_NONE) {
+    const char *message = polar_license_portal_result_message(r);
+    CHECK(message[0] != '\0');
+    /* No session in any message. */
+    CHECK(strstr(message, "polar_cst_") == NULL);
+  }
+}
+
+static polar_license_portal_result *ask_code(polar_license_client *client, const char *email) {
+  polar_license_portal_result *r = NULL;
+  must(polar_license_client_request_sign_in_code(client, email, NULL, &r));
+  return r;
+}
+
+static polar_license_portal_result *sign_in_with(polar_license_client *client, const char *code) {
+  polar_license_portal_result *r = NULL;
+  must(polar_license_client_sign_in(client, code, &r));
+  return r;
+}
+
+/* Asks for a code and signs in with it (typed in lower case); the code used into `used`. */
+static void sign_in_code(polar_license_client *client, char used[8]) {
+  char code[8];
+  size_t i;
+  polar_license_portal_result *r = ask_code(client, EMAIL);
+  expect_portal(r, POLAR_LICENSE_PORTAL_ERROR_NONE, "");
+  polar_license_portal_result_free(r);
+  last_code(code);
+  memcpy(used, code, 8);
+  for (i = 0; code[i] != '\0'; i++) {
+    if (code[i] >= 'A' && code[i] <= 'Z') code[i] = (char)(code[i] - 'A' + 'a');
+  }
+  r = sign_in_with(client, code);
+  expect_portal(r, POLAR_LICENSE_PORTAL_ERROR_NONE, "");
+  polar_license_portal_result_free(r);
+  CHECK(polar_license_client_signed_in(client));
+}
+
+static void sign_in(polar_license_client *client) {
+  char used[8];
+  sign_in_code(client, used);
+}
+
+static polar_license_portal_result *list(polar_license_client *client, const char *key) {
+  polar_license_portal_result *r = NULL;
+  must(polar_license_client_list_devices(client, key, &r));
+  return r;
+}
+
+static polar_license_result *activate_labeled(polar_license_client *client, const char *key,
+                                              const char *label) {
+  polar_license_request *req = new_request(key);
+  polar_license_result *r = NULL;
+  must(polar_license_request_set_label(req, label));
+  must(polar_license_client_activate(client, req, &r));
+  polar_license_request_free(req);
+  return r;
+}
+
+static void activated(polar_license_client *client, const char *key, const char *label,
+                      char id[64]) {
+  polar_license_result *r = activate_labeled(client, key, label);
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_DONE, POLAR_LICENSE_REASON_NONE);
+  snprintf(id, 64, "%s", polar_license_result_activation_id(r));
+  polar_license_result_free(r);
+}
+
+/* The index of device `id` in a list, or -1. */
+static long device_index(const polar_license_portal_result *r, const char *id) {
+  size_t i, n = polar_license_portal_result_device_count(r);
+  for (i = 0; i < n; i++) {
+    if (strcmp(polar_license_portal_result_device_id(r, i), id) == 0) return (long)i;
+  }
+  return -1;
+}
+
+/* Whether any file directly in `dir` holds `text` (the session must not be on disk). */
+static int dir_holds(const char *dir, const char *text) {
+  char command[256];
+  snprintf(command, sizeof command, "grep -rqF '%s' '%s'", text, dir);
+  return system(command) == 0;
+}
+
+static void sign_in_list_free_another_and_activate_here(void) {
+  int pid;
+  char old_dir[64], desk_dir[64], here_dir[64], new_dir[64];
+  char old_id[64], desk_id[64], here_id[64], new_id[64], code[8];
+  polar_license_client *old, *desk, *here, *fresh;
+  polar_license_portal_result *r;
+  polar_license_result *a;
+  int64_t limit = 0;
+  long i;
+
+  private_start(&pid);
+  old = client_in(old_dir);
+  desk = client_in(desk_dir);
+  here = client_in(here_dir);
+  fresh = client_in(new_dir);
+  /* The key (limit 3) on three machines; a fourth is refused. */
+  activated(old, DEMO_KEY, "Old laptop", old_id);
+  activated(desk, DEMO_KEY, "Desktop", desk_id);
+  activated(here, DEMO_KEY, "This laptop", here_id);
+  a = activate_labeled(fresh, DEMO_KEY, "New laptop");
+  CHECK_ANSWER(a, POLAR_LICENSE_OUTCOME_DENIED, POLAR_LICENSE_REASON_ACTIVATION_LIMIT);
+  polar_license_result_free(a);
+
+  /* No session yet: typed, nothing sent. */
+  CHECK(!polar_license_client_signed_in(here));
+  r = list(here, DEMO_KEY);
+  expect_portal(r, POLAR_LICENSE_PORTAL_ERROR_NOT_SIGNED_IN, "not_signed_in");
+  CHECK_INT(polar_license_portal_result_reason(r), POLAR_LICENSE_REASON_INVALID_INPUT);
+  polar_license_portal_result_free(r);
+
+  /* A wrong code. */
+  r = ask_code(here, EMAIL);
+  polar_license_portal_result_free(r);
+  r = sign_in_with(here, "ZZZZZ9");
+  expect_portal(r, POLAR_LICENSE_PORTAL_ERROR_CODE_INVALID_OR_EXPIRED, "code_invalid_or_expired");
+  CHECK_INT(polar_license_portal_result_reason(r), POLAR_LICENSE_REASON_NONE);
+  polar_license_portal_result_free(r);
+  CHECK(!polar_license_client_signed_in(here));
+
+  /* Signed in: three devices, oldest first, this machine's marked, the limit. */
+  sign_in_code(here, code);
+  CHECK(!dir_holds(here_dir, "polar_cst_"));
+  r = list(here, DEMO_KEY);
+  expect_portal(r, POLAR_LICENSE_PORTAL_ERROR_NONE, "");
+  CHECK_INT(polar_license_portal_result_device_count(r), 3);
+  CHECK_STR(polar_license_portal_result_device_id(r, 0), old_id);
+  CHECK_STR(polar_license_portal_result_device_label(r, 0), "Old laptop");
+  CHECK_STR(polar_license_portal_result_device_id(r, 2), here_id);
+  CHECK_STR(polar_license_portal_result_device_label(r, 2), "This laptop");
+  CHECK(polar_license_portal_result_device_this_machine(r, 2));
+  CHECK(!polar_license_portal_result_device_this_machine(r, 0));
+  CHECK(!polar_license_portal_result_device_this_machine(r, 1));
+  CHECK(polar_license_portal_result_device_activated_at(r, 0) > 1700000000);
+  CHECK(polar_license_portal_result_device_activated_at(r, 0) <=
+        polar_license_portal_result_device_activated_at(r, 2));
+  CHECK(polar_license_portal_result_limit_activations(r, &limit));
+  CHECK_INT(limit, 3);
+  /* Out of range: empty, never NULL. */
+  CHECK_STR(polar_license_portal_result_device_id(r, 3), "");
+  CHECK_STR(polar_license_portal_result_device_label(r, 99), "");
+  CHECK_INT(polar_license_portal_result_device_activated_at(r, 3), -1);
+  CHECK(!polar_license_portal_result_device_this_machine(r, 3));
+  polar_license_portal_result_free(r);
+
+  /* The code that signed in is used: a second sign-in with it is refused. */
+  r = sign_in_with(here, code);
+  expect_portal(r, POLAR_LICENSE_PORTAL_ERROR_CODE_INVALID_OR_EXPIRED, "code_invalid_or_expired");
+  polar_license_portal_result_free(r);
+  /* The session held stays. */
+  CHECK(polar_license_client_signed_in(here));
+
+  /* The new machine signs in, frees the old laptop (dead: no app there) and activates. */
+  sign_in(fresh);
+  r = list(fresh, DEMO_KEY);
+  expect_portal(r, POLAR_LICENSE_PORTAL_ERROR_NONE, "");
+  CHECK_INT(polar_license_portal_result_device_count(r), 3);
+  for (i = 0; i < 3; i++) CHECK(!polar_license_portal_result_device_this_machine(r, (size_t)i));
+  polar_license_portal_result_free(r);
+  must(polar_license_client_free_device(fresh, DEMO_KEY, old_id, &a));
+  CHECK_ANSWER(a, POLAR_LICENSE_OUTCOME_DONE, POLAR_LICENSE_REASON_NONE);
+  CHECK_STR(polar_license_result_activation_id(a), old_id);
+  polar_license_result_free(a);
+  activated(fresh, DEMO_KEY, "New laptop", new_id);
+  r = list(fresh, DEMO_KEY);
+  CHECK_INT(polar_license_portal_result_device_count(r), 3);
+  CHECK_INT(device_index(r, old_id), -1);
+  CHECK(device_index(r, desk_id) >= 0);
+  i = device_index(r, new_id);
+  CHECK(i >= 0);
+  if (i >= 0) CHECK(polar_license_portal_result_device_this_machine(r, (size_t)i));
+  polar_license_portal_result_free(r);
+  /* The new machine is licensed; freed again, the old one is Polar's not_found. */
+  a = check(fresh, DEMO_KEY);
+  CHECK_ANSWER(a, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
+  polar_license_result_free(a);
+  must(polar_license_client_free_device(fresh, DEMO_KEY, old_id, &a));
+  CHECK_ANSWER(a, POLAR_LICENSE_OUTCOME_DENIED, POLAR_LICENSE_REASON_NOT_FOUND);
+  polar_license_result_free(a);
+
+  /* A key that is not the customer's. */
+  r = list(fresh, "SOMEONE-ELSES-KEY");
+  expect_portal(r, POLAR_LICENSE_PORTAL_ERROR_KEY_NOT_FOUND, "key_not_found");
+  CHECK_INT(polar_license_portal_result_reason(r), POLAR_LICENSE_REASON_NOT_FOUND);
+  polar_license_portal_result_free(r);
+
+  /* Signed out: the session is gone. */
+  polar_license_client_sign_out(fresh);
+  CHECK(!polar_license_client_signed_in(fresh));
+  r = list(fresh, DEMO_KEY);
+  expect_portal(r, POLAR_LICENSE_PORTAL_ERROR_NOT_SIGNED_IN, "not_signed_in");
+  polar_license_portal_result_free(r);
+
+  client_done(old, old_dir);
+  client_done(desk, desk_dir);
+  client_done(here, here_dir);
+  client_done(fresh, new_dir);
+  emu_stop_private(pid);
+}
+
+static void device_management_off_expired_session_and_bad_input(void) {
+  int pid;
+  char dir[64], id[64], key[64], body[256];
+  polar_license_client *client;
+  polar_license_portal_result *r;
+  polar_license_result *a;
+
+  private_start(&pid);
+  client = client_in(dir);
+  /* A key of the demo customer on a benefit without device management. */
+  snprintf(key, sizeof key, "CTEST-OFF-%ld", (long)rand());
+  snprintf(body, sizeof body,
+           "{\"key\":\"%s\",\"benefit_id\":\"" OTHER_UUID "\",\"customer_id\":\"" DEMO_CUSTOMER
+           "\",\"limit_activations\":2}",
+           key);
+  CHECK_INT(emu_request_at(port, "POST", "/__emulator/keys", body, NULL, 0), 201);
+  activated(client, key, "This laptop", id);
+  sign_in(client);
+  r = list(client, key);
+  expect_portal(r, POLAR_LICENSE_PORTAL_ERROR_DEVICE_MANAGEMENT_OFF, "device_management_off");
+  CHECK(strstr(polar_license_portal_result_message(r), "enable_customer_admin") != NULL);
+  CHECK_INT(polar_license_portal_result_device_count(r), 0);
+  polar_license_portal_result_free(r);
+  /* Freeing by id still works (the public deactivate needs no session). */
+  must(polar_license_client_free_device(client, key, id, &a));
+  CHECK_ANSWER(a, POLAR_LICENSE_OUTCOME_DONE, POLAR_LICENSE_REASON_NONE);
+  polar_license_result_free(a);
+
+  /* Bad input, refused unsent. */
+  r = list(client, " padded ");
+  expect_portal(r, POLAR_LICENSE_PORTAL_ERROR_INVALID_INPUT, "invalid_input");
+  CHECK_INT(polar_license_portal_result_reason(r), POLAR_LICENSE_REASON_INVALID_INPUT);
+  polar_license_portal_result_free(r);
+  r = ask_code(client, "not-an-email");
+  expect_portal(r, POLAR_LICENSE_PORTAL_ERROR_INVALID_INPUT, "invalid_input");
+  polar_license_portal_result_free(r);
+  r = sign_in_with(client, "12");
+  expect_portal(r, POLAR_LICENSE_PORTAL_ERROR_INVALID_INPUT, "invalid_input");
+  polar_license_portal_result_free(r);
+  /* A bad sign-in leaves the session held. */
+  CHECK(polar_license_client_signed_in(client));
+
+  /* An hour later (Polar's clock) the session is over: typed, and forgotten. */
+  set_clock(3601);
+  r = list(client, DEMO_KEY);
+  expect_portal(r, POLAR_LICENSE_PORTAL_ERROR_SESSION_EXPIRED, "session_expired");
+  polar_license_portal_result_free(r);
+  CHECK(!polar_license_client_signed_in(client));
+  r = list(client, DEMO_KEY);
+  expect_portal(r, POLAR_LICENSE_PORTAL_ERROR_NOT_SIGNED_IN, "not_signed_in");
+  polar_license_portal_result_free(r);
+  set_clock(0);
+
+  client_done(client, dir);
+  emu_stop_private(pid);
+}
+
+static void the_code_routes_rate_limit_with_the_wait(void) {
+  int pid, tries, limited = 0;
+  char dir[64];
+  uint64_t wait = 0;
+  polar_license_client *client;
+  polar_license_portal_result *r = NULL;
+
+  private_start_rate_limited(&pid);
+  client = client_in(dir);
+  /* Polar allows 6 a minute per address: the 7th (at most the 13th) is refused. */
+  for (tries = 0; tries < 13 && !limited; tries++) {
+    r = ask_code(client, EMAIL);
+    limited = polar_license_portal_result_error(r) == POLAR_LICENSE_PORTAL_ERROR_RATE_LIMITED;
+    if (!limited) {
+      expect_portal(r, POLAR_LICENSE_PORTAL_ERROR_NONE, "");
+      polar_license_portal_result_free(r);
+    }
+  }
+  CHECK(limited);
+  CHECK_INT(tries, 7);
+  if (limited) {
+    expect_portal(r, POLAR_LICENSE_PORTAL_ERROR_RATE_LIMITED, "rate_limited");
+    CHECK_INT(polar_license_portal_result_reason(r), POLAR_LICENSE_REASON_RATE_LIMITED);
+    CHECK(polar_license_portal_result_retry_after(r, &wait));
+    CHECK(wait > 0 && wait <= 900);
+    polar_license_portal_result_free(r);
+  }
+  /* Signing in from the blocked address is refused the same way. */
+  r = sign_in_with(client, "ABC123");
+  expect_portal(r, POLAR_LICENSE_PORTAL_ERROR_RATE_LIMITED, "rate_limited");
+  polar_license_portal_result_free(r);
+
+  client_done(client, dir);
+  emu_stop_private(pid);
+}
+
+static void nulls_and_bad_utf8_are_typed(void) {
+  char dir[64];
+  const char bad[] = {(char)0xff, 'x', 0};
+  polar_license_client *client;
+  polar_license_portal_result *r = NULL;
+  polar_license_result *a = NULL;
+  uint64_t wait = 7;
+  int64_t limit = 7;
+
+  temp_dir(dir);
+  client = client_of(demo_config(emu_url(), dir));
+  CHECK_INT(polar_license_client_request_sign_in_code(NULL, EMAIL, NULL, &r),
+            POLAR_LICENSE_STATUS_NULL_ARGUMENT);
+  CHECK_INT(polar_license_client_request_sign_in_code(client, NULL, NULL, &r),
+            POLAR_LICENSE_STATUS_NULL_ARGUMENT);
+  CHECK_STR(polar_license_client_last_error(client), "email is NULL");
+  CHECK_INT(polar_license_client_request_sign_in_code(client, bad, NULL, &r),
+            POLAR_LICENSE_STATUS_INVALID_UTF8);
+  CHECK_INT(polar_license_client_request_sign_in_code(client, EMAIL, bad, &r),
+            POLAR_LICENSE_STATUS_INVALID_UTF8);
+  CHECK_STR(polar_license_client_last_error(client), "customer_id is not valid UTF-8");
+  CHECK_INT(polar_license_client_request_sign_in_code(client, EMAIL, NULL, NULL),
+            POLAR_LICENSE_STATUS_NULL_ARGUMENT);
+  CHECK_INT(polar_license_client_sign_in(client, NULL, &r), POLAR_LICENSE_STATUS_NULL_ARGUMENT);
+  CHECK_INT(polar_license_client_sign_in(client, bad, &r), POLAR_LICENSE_STATUS_INVALID_UTF8);
+  CHECK_INT(polar_license_client_sign_in(client, "ABC123", NULL),
+            POLAR_LICENSE_STATUS_NULL_ARGUMENT);
+  CHECK_INT(polar_license_client_list_devices(client, NULL, &r),
+            POLAR_LICENSE_STATUS_NULL_ARGUMENT);
+  CHECK_INT(polar_license_client_list_devices(client, bad, &r), POLAR_LICENSE_STATUS_INVALID_UTF8);
+  CHECK_INT(polar_license_client_list_devices(NULL, DEMO_KEY, &r),
+            POLAR_LICENSE_STATUS_NULL_ARGUMENT);
+  CHECK_INT(polar_license_client_list_devices(client, DEMO_KEY, NULL),
+            POLAR_LICENSE_STATUS_NULL_ARGUMENT);
+  CHECK_INT(polar_license_client_free_device(client, DEMO_KEY, NULL, &a),
+            POLAR_LICENSE_STATUS_NULL_ARGUMENT);
+  CHECK_STR(polar_license_client_last_error(client), "activation_id is NULL");
+  CHECK_INT(polar_license_client_free_device(client, bad, "x", &a),
+            POLAR_LICENSE_STATUS_INVALID_UTF8);
+  CHECK_INT(polar_license_client_free_device(client, DEMO_KEY, "x", NULL),
+            POLAR_LICENSE_STATUS_NULL_ARGUMENT);
+  /* Nothing was written by any refused call. */
+  CHECK(r == NULL);
+  CHECK(a == NULL);
+  /* A bad device id is typed, unsent. */
+  must(polar_license_client_free_device(client, DEMO_KEY, "not-a-uuid", &a));
+  CHECK_INVALID(a, "activation_id");
+  polar_license_result_free(a);
+  /* NULL results read as neutral values; NULL frees and sign-outs do nothing. */
+  CHECK_INT(polar_license_portal_result_error(NULL), POLAR_LICENSE_PORTAL_ERROR_INVALID_INPUT);
+  CHECK_STR(polar_license_portal_result_code(NULL), "");
+  CHECK_STR(polar_license_portal_result_message(NULL), "");
+  CHECK_INT(polar_license_portal_result_reason(NULL), POLAR_LICENSE_REASON_NONE);
+  CHECK(!polar_license_portal_result_retry_after(NULL, &wait));
+  CHECK_INT(wait, 7);
+  CHECK(!polar_license_portal_result_limit_activations(NULL, &limit));
+  CHECK_INT(limit, 7);
+  CHECK_INT(polar_license_portal_result_device_count(NULL), 0);
+  CHECK_STR(polar_license_portal_result_device_id(NULL, 0), "");
+  CHECK_INT(polar_license_portal_result_customer_count(NULL), 0);
+  CHECK_STR(polar_license_portal_result_customer_name(NULL, 0), "");
+  CHECK(!polar_license_client_signed_in(NULL));
+  polar_license_client_sign_out(NULL);
+  polar_license_portal_result_free(NULL);
+  client_done(client, dir);
+}
+
+int main(void) {
+  srand((unsigned)time(NULL) ^ (unsigned)getpid());
+  RUN(nulls_and_bad_utf8_are_typed);
+  RUN(sign_in_list_free_another_and_activate_here);
+  RUN(device_management_off_expired_session_and_bad_input);
+  RUN(the_code_routes_rate_limit_with_the_wait);
+  return harness_summary("test_devices");
+}

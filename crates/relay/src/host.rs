@@ -1,0 +1,184 @@
+//! What every host of the relay does alike, and where the hosts truly differ (issue #63: no
+//! host holds a rule). The native server (`relay serve`, [`crate::serve`]) and the npm
+//! package's relay (bindings/relay-wasm driven by pkg-template/relay-handler.js, on Workers,
+//! node, Deno or Bun) take their caps, timeouts and failure answers from here; the few
+//! differences between them are [`Host`]'s, each with its reason.
+
+use crate::types::{add_cors, RelayRequest, RelayResponse, RELAY_SOURCE, SOURCE_HEADER};
+
+/// The most bytes of Polar's answer to a client's check that a host reads (1 MiB): Polar's
+/// answers are small, and a bigger one is not Polar's (it is cut, and reads as no answer).
+pub const MAX_UPSTREAM_BYTES: usize = 1 << 20;
+
+/// The most bytes of an answer to the relay's own reads of Polar that a host reads (16 MiB):
+/// a roster page of 100 keys, a key read by id.
+pub const MAX_READ_BYTES: usize = 16 << 20;
+
+/// How long a call to Polar may take before it fails as timed out (10 s), unless the seller
+/// sets another (`relay serve --timeout`, `createRelay`'s `timeoutMs`): the relay's own reads
+/// of Polar (the roster's, the reconcile's) take the same.
+pub const CALL_TIMEOUT_MS: u64 = 10_000;
+
+/// Background jobs ([`crate::flow::background::Background`]) a host runs in one go before it
+/// yields (64): a Durable Object answers no request while a run holds it, so a long backlog
+/// (a roster's pages) is run in slices, the next asked for at once.
+pub const JOBS_PER_RUN: u32 = 64;
+
+/// The fewest characters of a metrics bearer token (the npm relay's `metricsToken`, `relay
+/// serve --metrics-token`): a secret a scraper sends, not a word to guess.
+pub const MIN_METRICS_TOKEN: usize = 16;
+
+/// Where a relay runs: the one place where the hosts differ, each difference with its reason.
+/// Every other rule (routes, caps, limits, CORS, the operator's routes, the store's policy) is
+/// the same on every host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Host {
+    /// The native relay: `relay serve` (the hyper server) and [`crate::Relay::handle`]. Its
+    /// calls to Polar go through the relay's own transport, which counts each one in the
+    /// metrics and tells a connection that was never made apart (that call's place in the
+    /// token's budget goes back); each call holds a thread, so calls wait for one of a few
+    /// slots ([`crate::flow::Need::Slot`]), and a call whose breaker opened while it waited is
+    /// not made. The client's address is the socket peer.
+    #[default]
+    Native,
+    /// The npm package's relay on a host with a socket peer the host hands over (node's
+    /// `createNodeListener`, Deno, Bun). Its calls are the host's `fetch`: counted by the core
+    /// when their answers are given (the fetch counts nothing), and a failed fetch keeps its
+    /// place in the budget (a fetch fails the same way when Polar closed the connection after
+    /// reading the call); a fetch holds no thread, so no slot is asked for.
+    Fetch,
+    /// The npm package's relay on Cloudflare Workers: as [`Host::Fetch`], and a Worker has no
+    /// socket peer: the client's address is Cloudflare's `cf-connecting-ip`, which Cloudflare
+    /// writes on every request (a client cannot set it on a Worker), read as the peer.
+    Workers,
+}
+
+impl Host {
+    /// Whether the host's calls to Polar go through the relay's own transport (counted there,
+    /// a connection never made told apart): see [`Host::Native`].
+    pub fn counts_calls(self) -> bool {
+        matches!(self, Host::Native)
+    }
+
+    /// Whether a call to Polar waits for a slot first ([`crate::flow::Need::Slot`]): see
+    /// [`Host::Native`].
+    pub fn call_slots(self) -> bool {
+        matches!(self, Host::Native)
+    }
+
+    /// The header that stands for the socket peer on a host that has none (Workers:
+    /// `cf-connecting-ip`).
+    pub(crate) fn peer_header(self) -> Option<&'static str> {
+        match self {
+            Host::Workers => Some("cf-connecting-ip"),
+            Host::Native | Host::Fetch => None,
+        }
+    }
+
+    /// The socket peer of `req` as the per-IP limit reads it: the host's (`req.client_ip`),
+    /// or on a host without one the header that stands for it.
+    pub(crate) fn peer(self, req: &RelayRequest) -> &str {
+        let given = req.client_ip.as_str();
+        match self.peer_header().and_then(|name| req.header(name)) {
+            Some(header) if given.is_empty() || given == "unknown" => header,
+            _ => given,
+        }
+    }
+}
+
+/// The relay's answer when its host failed around the core (a configuration that does not
+/// start, a request the host could not read, a fault of the host): `status` with
+/// `{"detail": …}`, said to be the relay's (`polar-license-source: relay`), with the CORS
+/// grant every answer of the relay carries, narrowed to `cors_origins` as the core's own
+/// answers are ([`crate::Relay::cors`]). Every host answers its own failures with this.
+pub fn failure(
+    status: u16,
+    detail: &str,
+    cors_origins: Option<&[String]>,
+    req: &RelayRequest,
+) -> RelayResponse {
+    let mut r = RelayResponse::detail(status, detail);
+    r.set(SOURCE_HEADER, RELAY_SOURCE);
+    add_cors(&mut r);
+    narrow_cors(cors_origins, req, &mut r);
+    r
+}
+
+/// Narrows an answer's CORS grant to `origins` (see [`crate::RelayConfig::cors_origins`]):
+/// `None`, nothing changes (`*`); otherwise the request's `Origin`, when it is one of them,
+/// replaces `*` (and `vary: origin` is added, so no cache serves one origin's answer to
+/// another), and any other origin gets no `access-control-*` grant at all.
+pub(crate) fn narrow_cors(origins: Option<&[String]>, req: &RelayRequest, r: &mut RelayResponse) {
+    let Some(origins) = origins else {
+        return;
+    };
+    r.set("vary", "origin");
+    let allowed = req.header("origin").filter(|o| {
+        origins
+            .iter()
+            .any(|allowed| allowed.eq_ignore_ascii_case(o))
+    });
+    match allowed {
+        Some(origin) => r.set("access-control-allow-origin", origin),
+        None => r.headers.retain(|(k, _)| !k.starts_with("access-control-")),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    fn request(headers: &[(&str, &str)], client_ip: &str) -> RelayRequest {
+        RelayRequest {
+            method: "POST".into(),
+            path: "/v1/customer-portal/license-keys/validate".into(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body: Vec::new(),
+            client_ip: client_ip.into(),
+        }
+    }
+
+    #[test]
+    fn a_failure_carries_the_configured_grant_not_a_star() {
+        let page = request(&[("origin", "https://app.example")], "192.0.2.1");
+        let other = request(&[("origin", "https://evil.example")], "192.0.2.1");
+        let origins = vec!["https://app.example".to_string()];
+        let open = failure(500, "the relay's host failed", None, &page);
+        assert_eq!(open.status, 500);
+        assert_eq!(open.header("access-control-allow-origin"), Some("*"));
+        assert_eq!(open.header(SOURCE_HEADER), Some(RELAY_SOURCE));
+        let named = failure(500, "x", Some(&origins), &page);
+        assert_eq!(
+            named.header("access-control-allow-origin"),
+            Some("https://app.example")
+        );
+        assert_eq!(named.header("vary"), Some("origin"));
+        let refused = failure(500, "x", Some(&origins), &other);
+        assert!(refused
+            .headers
+            .iter()
+            .all(|(k, _)| !k.starts_with("access-control-")));
+        assert_eq!(
+            String::from_utf8(refused.body).unwrap(),
+            r#"{"detail":"x"}"#
+        );
+    }
+
+    #[test]
+    fn only_workers_reads_the_peer_from_cloudflares_header() {
+        let sent = request(&[("cf-connecting-ip", "203.0.113.9")], "");
+        assert_eq!(Host::Workers.peer(&sent), "203.0.113.9");
+        // A host with a socket peer never takes the header a client may write.
+        let direct = request(&[("cf-connecting-ip", "203.0.113.9")], "192.0.2.1");
+        assert_eq!(Host::Native.peer(&direct), "192.0.2.1");
+        assert_eq!(Host::Fetch.peer(&direct), "192.0.2.1");
+        assert_eq!(Host::Fetch.peer(&sent), "");
+        assert!(Host::Native.counts_calls() && Host::Native.call_slots());
+        assert!(!Host::Workers.counts_calls() && !Host::Fetch.call_slots());
+    }
+}

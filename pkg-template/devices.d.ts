@@ -1,0 +1,94 @@
+// polar-license/devices (issue #64): sign in with the code Polar emails, list a key's devices,
+// free one by id. Its wasm loads on the first call; the default entry carries none of it.
+
+/** What a failure is, as the CLI's `portal_error` names it, or a reason code. */
+export type DevicesErrorCode =
+  | 'code_invalid_or_expired'
+  | 'session_expired'
+  | 'not_signed_in'
+  | 'device_management_off'
+  | 'key_not_found'
+  | 'rate_limited'
+  | 'customer_selection_required'
+  | 'refused'
+  | 'invalid_input'
+  | 'offline'
+  | 'server_error'
+  | 'protocol_error'
+  | 'not_found'
+  | 'load_error'
+  | (string & {});
+
+/** A typed failure of a devices call. */
+export class DevicesError extends Error {
+  readonly name: 'DevicesError';
+  /** The failure (`session_expired`: sign in again; `device_management_off`: the seller must
+   * enable "customers can manage activations", `enable_customer_admin`; …). */
+  readonly code: DevicesErrorCode;
+  /** The reason code (docs/interfaces.md §1), or null for the portal's own refusals. */
+  readonly reason: string | null;
+  /** The input at fault, for `invalid_input`. */
+  readonly field?: string;
+  /** For `rate_limited`: the seconds to wait, when Polar said. */
+  readonly retryAfter?: number | null;
+  /** For `customer_selection_required`: the customers with this email. */
+  readonly customers?: { id: string; name: string | null }[];
+  /** For Polar's refusal of a free: its HTTP status. */
+  readonly status?: number;
+}
+
+/** One device (a live activation) of a key. */
+export interface Device {
+  /** The activation id (what `free` takes). */
+  id: string;
+  /** The label it was activated with. */
+  label: string;
+  /** When it was activated, unix seconds. */
+  activatedAt: number;
+  /** The activation this machine holds (the `activationId` given to `list`). */
+  thisMachine: boolean;
+}
+
+/** A key's devices. */
+export interface DeviceList {
+  /** The key record's id. */
+  keyId: string;
+  /** The key's activation limit (null: none). */
+  limitActivations: number | null;
+  /** Its live devices, oldest first. */
+  devices: Device[];
+}
+
+export interface DevicesOptions {
+  /** The organization (UUID v4). */
+  organizationId: string;
+  /** The server's URL (an emulator, a relay), else `server`. */
+  baseUrl?: string;
+  /** `'production'` (default) or `'sandbox'`. */
+  server?: string;
+  /** Called like the global fetch (default: the global one). */
+  fetch?: typeof fetch;
+  /** Each request's time limit, ms (default 30,000). */
+  timeoutMs?: number;
+}
+
+/** The devices of a key through a customer session, held in memory (never stored or logged). */
+export class Devices {
+  constructor(options: DevicesOptions);
+  /** Whether a session is held. */
+  readonly signedIn: boolean;
+  /** Asks Polar to email a 6-character code to `email` (resolves for any email). */
+  requestCode(email: string, options?: { customerId?: string }): Promise<void>;
+  /** Signs in with the emailed code; the session is held for its hour. */
+  signIn(code: string): Promise<void>;
+  /** Forgets the session. */
+  signOut(): void;
+  /** The key's devices, `activationId` (this machine's, from a check) marked. */
+  list(key: string, options?: { activationId?: string | null }): Promise<DeviceList>;
+  /** Frees device `activationId` of `key` (no session needed). */
+  free(key: string, activationId: string): Promise<void>;
+  toJSON(): { signedIn: boolean };
+}
+
+/** `new Devices(options)`. */
+export function devices(options: DevicesOptions): Devices;

@@ -1,0 +1,194 @@
+// polar-license/devices (issue #64): out of activations, sign in with the code Polar emails,
+// list the key's devices (this machine's marked), free one by id, then activate here.
+//
+// The steps and their rules are the core's (polar_license::portal, in its own wasm,
+// polar_license_devices_bg.wasm, loaded on the first call): this module only sends the requests
+// the wasm builds over `fetch` and hands the answers back. The default entry carries none of it.
+// The session lives in this object's memory (a private field) for its hour: never stored,
+// never logged.
+import init, * as core from './polar_license_devices.js';
+
+/** A typed failure: `code` is the CLI's `portal_error` (`session_expired`, …). */
+export class DevicesError extends Error {
+  constructor(error) {
+    super(error.message);
+    this.name = 'DevicesError';
+    this.code = error.code;
+    this.reason = error.reason ?? null;
+    if (error.field !== undefined) this.field = error.field;
+    if (error.retryAfter !== undefined) this.retryAfter = error.retryAfter;
+    if (error.customers !== undefined) this.customers = error.customers;
+    if (error.status !== undefined) this.status = error.status;
+  }
+}
+
+let loading = null;
+
+/** The module's wasm, loaded once (read from disk under node, fetched beside this file else). */
+function load() {
+  loading ??= (async () => {
+    const url = new URL('./polar_license_devices_bg.wasm', import.meta.url);
+    let source = url;
+    if (url.protocol === 'file:') {
+      const { readFile } = await import('node:fs/promises');
+      source = await readFile(url);
+    }
+    await init({ module_or_path: source });
+    return core;
+  })().catch((e) => {
+    loading = null;
+    throw new DevicesError({ code: 'load_error', reason: 'load_error', message: `polar-license/devices: its wasm did not load: ${e?.message ?? e}; copy polar_license_devices_bg.wasm beside your bundle` });
+  });
+  return loading;
+}
+
+/** The answer of a core step: its `done`, or a thrown DevicesError. */
+function done(text) {
+  const answer = JSON.parse(text);
+  if (answer.error) throw new DevicesError(answer.error);
+  return answer;
+}
+
+const TIMEOUT_MS = 30000;
+/** The most of an answer read: Polar's are a few KB; a page of 100 keys under 200 KB. */
+const MAX_BODY = 4 * 1024 * 1024;
+
+/** The devices of a key, and the sign-in that lists them. */
+export class Devices {
+  #options;
+  #fetch;
+  #timeout;
+  #session = null;
+
+  /**
+   * `options`: `organizationId`, and `baseUrl` or `server` (`'sandbox'`), as the client's;
+   * `fetch` (default: the global one), `timeoutMs` (default 30 s).
+   */
+  constructor(options = {}) {
+    if (options === null || typeof options !== 'object') throw new DevicesError({ code: 'invalid_input', reason: 'invalid_input', field: 'options', message: 'options must be an object' });
+    const { organizationId, baseUrl, server, fetch: fetchFn, timeoutMs } = options;
+    for (const [name, value] of [['organizationId', organizationId], ['baseUrl', baseUrl], ['server', server]]) {
+      if (value !== undefined && typeof value !== 'string') throw new DevicesError({ code: 'invalid_input', reason: 'invalid_input', field: name, message: `${name} must be a string` });
+    }
+    if (fetchFn !== undefined && typeof fetchFn !== 'function') throw new DevicesError({ code: 'invalid_input', reason: 'invalid_input', field: 'fetch', message: 'fetch must be a function called like the global fetch' });
+    if (timeoutMs !== undefined && !(Number.isFinite(timeoutMs) && timeoutMs > 0)) throw new DevicesError({ code: 'invalid_input', reason: 'invalid_input', field: 'timeoutMs', message: 'timeoutMs must be a positive number' });
+    this.#options = JSON.stringify({ organizationId, baseUrl, server });
+    this.#fetch = fetchFn ?? ((...a) => globalThis.fetch(...a));
+    this.#timeout = timeoutMs ?? TIMEOUT_MS;
+  }
+
+  /** Whether a session is held (signed in, and not signed out or told expired since). */
+  get signedIn() {
+    return this.#session !== null;
+  }
+
+  /** Sends a request the core built; `[status, headers JSON, body]`, status 0 for none. */
+  async #send(req) {
+    let res;
+    try {
+      res = await this.#fetch(req.url, {
+        method: req.method,
+        headers: Object.fromEntries(req.headers),
+        body: req.method === 'POST' ? req.body : undefined,
+        signal: AbortSignal.timeout(this.#timeout),
+        redirect: 'manual',
+      });
+    } catch (e) {
+      const timedOut = e?.name === 'TimeoutError' || e?.name === 'AbortError';
+      return [0, '[]', timedOut ? 'timed out' : String(e?.message ?? e)];
+    }
+    let body;
+    try {
+      body = await res.text();
+    } catch (e) {
+      return [0, '[]', String(e?.message ?? e)];
+    }
+    if (body.length > MAX_BODY) return [0, '[]', 'an answer larger than 4 MB'];
+    return [res.status, JSON.stringify([...res.headers]), body];
+  }
+
+  /** A one-request step: build with `make`, send, read with `read`. */
+  async #one(make, read) {
+    const c = await load();
+    const step = done(make(c));
+    const [status, headers, body] = await this.#send(step.send);
+    return done(read(c, status, headers, body));
+  }
+
+  /**
+   * Asks Polar to email a 6-character code to `email` (30 minutes, single use). Resolves
+   * whether or not the email is a customer's (Polar does not say). `customerId`: one of a
+   * `customer_selection_required` error's `customers`.
+   */
+  async requestCode(email, { customerId } = {}) {
+    if (typeof email !== 'string') throw new DevicesError({ code: 'invalid_input', reason: 'invalid_input', field: 'email', message: 'email must be a string' });
+    if (customerId !== undefined && typeof customerId !== 'string') throw new DevicesError({ code: 'invalid_input', reason: 'invalid_input', field: 'customer_id', message: 'customerId must be a string' });
+    await this.#one((c) => c.requestCode(this.#options, email, customerId), (c, ...r) => c.requestCodeAnswer(...r));
+  }
+
+  /** Signs in with the emailed code (any case): the session is held here for its hour. */
+  async signIn(code) {
+    if (typeof code !== 'string') throw new DevicesError({ code: 'invalid_input', reason: 'invalid_input', field: 'code', message: 'code must be a string' });
+    const signed = await this.#one((c) => c.signIn(this.#options, code), (c, ...r) => c.signInAnswer(...r));
+    this.#session = signed.done.session;
+  }
+
+  /** Forgets the session. */
+  signOut() {
+    this.#session = null;
+  }
+
+  /**
+   * The devices of `key`, oldest first, `activationId` (this machine's, from a check's
+   * `activationId`) marked `thisMachine`: `{ keyId, limitActivations, devices: [{ id, label,
+   * activatedAt (unix seconds), thisMachine }] }`.
+   */
+  async list(key, { activationId } = {}) {
+    if (typeof key !== 'string') throw new DevicesError({ code: 'invalid_input', reason: 'invalid_input', field: 'key', message: 'key must be a string' });
+    if (activationId !== undefined && activationId !== null && typeof activationId !== 'string') throw new DevicesError({ code: 'invalid_input', reason: 'invalid_input', field: 'activation_id', message: 'activationId must be a string' });
+    if (this.#session === null) throw new DevicesError({ code: 'not_signed_in', reason: 'invalid_input', message: 'not signed in' });
+    const c = await load();
+    const listing = new c.Listing(this.#options, this.#session, key, activationId ?? undefined);
+    try {
+      let step = done(listing.start());
+      // The core bounds the steps (its pages of keys, then the key): this loop ends with it.
+      while (step.send) {
+        const [status, headers, body] = await this.#send(step.send);
+        step = done(listing.answer(status, headers, body));
+      }
+      return step.done;
+    } catch (e) {
+      if (e instanceof DevicesError && e.code === 'session_expired') this.#session = null;
+      throw e;
+    } finally {
+      listing.free();
+    }
+  }
+
+  /**
+   * Frees device `activationId` of `key` (Polar's public deactivate: no session needed).
+   * A refusal of Polar's rejects with its reason as `code` (`not_found`: already freed, or not
+   * this key's). Freeing this machine's own activation: use the client's `deactivate`, which
+   * also forgets it here.
+   */
+  async free(key, activationId) {
+    for (const [name, value] of [['key', key], ['activation_id', activationId]]) {
+      if (typeof value !== 'string') throw new DevicesError({ code: 'invalid_input', reason: 'invalid_input', field: name, message: `${name} must be a string` });
+    }
+    const freed = await this.#one((c) => c.free(this.#options, key, activationId), (c, ...r) => c.freeAnswer(...r));
+    if (freed.denied) {
+      const d = freed.denied;
+      throw new DevicesError({ code: d.reason, reason: d.reason, status: d.status, message: d.userMessage });
+    }
+  }
+
+  /** A session never shows: not in `console.log`, `JSON.stringify` or `util.inspect`. */
+  toJSON() {
+    return { signedIn: this.signedIn };
+  }
+}
+
+/** The devices of a key through a customer session (`new Devices(options)`). */
+export function devices(options) {
+  return new Devices(options);
+}

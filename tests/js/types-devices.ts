@@ -1,0 +1,35 @@
+// Types of polar-license/devices (issue #64), checked by tsc against the installed tarball
+// (scripts/test-wasm.sh's npm-types): sign in, list a key's devices, free one, and read a
+// typed failure; the @ts-expect-error lines are mistakes the types must refuse.
+import { Devices, DevicesError, devices, type Device, type DeviceList } from 'polar-license/devices';
+
+async function outOfActivations(key: string, here: string | null): Promise<string[]> {
+  const d: Devices = devices({ organizationId: '2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10', server: 'sandbox', timeoutMs: 10_000 });
+  await d.requestCode('jane@example.com');
+  await d.requestCode('jane@example.com', { customerId: '8a7b6c5d-4e3f-4a1b-9c8d-7e6f5a4b3c2d' });
+  await d.signIn('ab12cd');
+  const signed: boolean = d.signedIn;
+  try {
+    const list: DeviceList = await d.list(key, { activationId: here });
+    const limit: number | null = list.limitActivations;
+    const other: Device | undefined = list.devices.find((x) => !x.thisMachine);
+    if (other) await d.free(key, other.id);
+    const when: number = list.devices[0]?.activatedAt ?? 0;
+    return [String(signed), String(limit), String(when), list.keyId];
+  } catch (e) {
+    if (e instanceof DevicesError) {
+      const wait: number | null | undefined = e.retryAfter;
+      const reason: string | null = e.reason;
+      if (e.code === 'session_expired' || e.code === 'device_management_off') return [e.message, String(wait), String(reason)];
+    }
+    throw e;
+  } finally {
+    d.signOut();
+  }
+}
+void outOfActivations;
+
+// @ts-expect-error: the organization is required
+new Devices({});
+// @ts-expect-error: list takes the key as a string
+void devices({ organizationId: 'x' }).list(42);

@@ -148,7 +148,7 @@ mod release;
 pub mod rfc3339;
 pub mod schema;
 // The flows every machine of `flow` folds with (open, seal, the grace rules' phases): private
-// to the core since issue #53 (`session` below is the deprecated way in).
+// to the core since issue #53.
 #[path = "session.rs"]
 mod shared;
 pub mod strict;
@@ -185,22 +185,6 @@ pub use proto::{
 };
 pub use reason::{Reason, ReasonClass};
 pub use shared::{CacheState, CacheStatus, Standing};
-
-/// Deprecated (issue #53): the core's flows are private to it. Drive the machines of
-/// [`flow`] (their answers carry what a shell needs: the lease's window, the activation),
-/// and take the slot's types from there ([`flow::Slot`], [`flow::Keep`], [`flow::Opened`],
-/// [`flow::LeaseMemo`]) or the crate's root ([`CacheState`], [`CacheStatus`], [`Standing`]).
-/// Kept, hidden, so that code written against 0.1 still builds; it goes at the next breaking
-/// release.
-#[doc(hidden)]
-#[deprecated(
-    since = "0.1.0",
-    note = "the core's flows are private (issue #53): drive the machines of `polar_license::flow`; \
-            its types are re-exported there and at the crate's root"
-)]
-pub mod session {
-    pub use crate::shared::*;
-}
 
 /// For the repository's tests and record forgers only: hidden, no part of the API.
 #[doc(hidden)]

@@ -61,7 +61,7 @@
 //! ## Wiring (a sketch of what `check` does)
 //!
 //! The faces run this through the machines of `polar_license::flow` and the core's private
-//! flows they fold with (`src/session.rs`, compiled as the private module `shared`), which add
+//! steps they fold with (`src/slot.rs`, `src/held.rs`, `src/flow/phases.rs`), which add
 //! what this sketch leaves out: the ledger beside each record (an older record put back is not
 //! trusted), the server's origin in the seal, no lock held while Polar is asked, and the record
 //! read again before the answer is folded in.

@@ -132,6 +132,8 @@ pub mod features;
 pub mod fingerprint;
 pub mod flow;
 pub mod grace;
+// Signed mode's hold on what a client reads: private to the core, its machines' step.
+mod held;
 mod hex;
 pub mod json;
 pub mod key;
@@ -147,10 +149,8 @@ pub mod reason;
 mod release;
 pub mod rfc3339;
 pub mod schema;
-// The flows every machine of `flow` folds with (open, seal, the grace rules' phases): private
-// to the core since issue #53.
-#[path = "session.rs"]
-mod shared;
+// A key's entries in a store, opened and sealed: private to the core (its types are `flow`'s).
+mod slot;
 pub mod strict;
 pub mod transport;
 pub mod trial;
@@ -172,6 +172,8 @@ pub use polar_license_emulator as emulator;
 
 pub use cache::{MacKey, Untrusted};
 pub use error::{Denial, Error, Verdict};
+pub use flow::standing::Standing;
+pub use flow::{CacheState, CacheStatus};
 pub use grace::{CheckOutcome, CheckReport, GracePolicy, Plan, Query, Record, Source, StoreAction};
 pub use key::{AccessToken, Key};
 pub use metadata::{MetaValue, Metadata};
@@ -184,7 +186,6 @@ pub use proto::{
     ValidateRequest,
 };
 pub use reason::{Reason, ReasonClass};
-pub use shared::{CacheState, CacheStatus, Standing};
 
 /// For the repository's tests and record forgers only: hidden, no part of the API.
 #[doc(hidden)]

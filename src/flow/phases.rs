@@ -285,13 +285,6 @@ pub fn online_only<L>(
     now: i64,
 ) -> CheckOutcome<L> {
     match online {
-        Ok(Verdict::Accepted(license)) => CheckOutcome::Licensed {
-            source: Source::Online,
-            license: Box::new(license),
-            grace_remaining: None,
-            verified_at: now,
-        },
-        Ok(Verdict::Denied(denial)) => CheckOutcome::Denied(denial),
         Err(e) if e.falls_back() => CheckOutcome::Unverified(Error::Cache {
             detail: [
                 cache_error.text(),
@@ -300,6 +293,6 @@ pub fn online_only<L>(
             ]
             .concat(),
         }),
-        Err(e) => CheckOutcome::Unverified(e),
+        online => CheckOutcome::online(online, now),
     }
 }

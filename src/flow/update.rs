@@ -35,7 +35,7 @@ use super::ctx::{open_slot, Ctx};
 use super::keystep::{KeyStep, KeyTail};
 use super::step::{Given, Left, Machine, Stored, Want};
 use crate::error::{Error, Verdict};
-use crate::grace::{LeaseWindow, Record};
+use crate::grace::{CheckOutcome, LeaseWindow, Record};
 use crate::held::{self, Granted, HeldLease};
 use crate::key::Key;
 use crate::lease::LEASE_HEADER;
@@ -135,6 +135,19 @@ pub struct Validated<L = ValidatedLicenseKey> {
     /// Signed mode: the window of the lease the key's record holds once the answer is
     /// folded in, when it verifies (an addition: no shell reads the cache again for it).
     pub lease: Option<LeaseWindow>,
+    /// The clock reading the validate was made at (the `now` its machine was given): when a
+    /// grant was verified (an addition).
+    pub verified_at: i64,
+}
+
+impl<L> Validated<L> {
+    /// The answer as a check's outcome, built by the core ([`CheckOutcome`]: a grant licensed
+    /// online, verified at [`Validated::verified_at`]), for a face that reports a validate as
+    /// it reports a check. The cache's part (`cache_error`, `lease`) is the face's to take
+    /// first.
+    pub fn outcome(self) -> CheckOutcome<L> {
+        CheckOutcome::online(self.online, self.verified_at)
+    }
 }
 
 /// What an activate came to: Polar's answer (or why there is none), and whether the key's
@@ -846,11 +859,13 @@ impl<L: License> Update<L> {
                 online: online.map_or_else(|| Err(undriven()), |a| a.map(|(v, _)| v)),
                 cache_error: self.cache_error,
                 lease: self.left.lease,
+                verified_at: self.now,
             },
             _ => Validated {
                 online: Err(undriven()),
                 cache_error: None,
                 lease: None,
+                verified_at: self.now,
             },
         }
     }

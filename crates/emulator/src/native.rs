@@ -183,6 +183,26 @@ impl Emulator {
         added
     }
 
+    /// Sets a Feature Flag benefit's `metadata` as a seller edits it in Polar (the seed's rules:
+    /// at most 50 keys, …) and sends `benefit.updated` only (docs/polar-api.md §16.4): the
+    /// benefit's new `Benefit` object, `Ok(None)` for an unknown benefit, `Err` for metadata
+    /// Polar would refuse (nothing changes then).
+    pub fn set_benefit_metadata(
+        &self,
+        id: &str,
+        metadata: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Option<serde_json::Value>, String> {
+        let set = lock(&self.shared.core).set_benefit_metadata(id, &metadata, Time::now());
+        self.shared.wake.notify_all();
+        http::save_state(&self.shared);
+        set
+    }
+
+    /// The `Benefit` object of a benefit of the seed (`None`: unknown).
+    pub fn benefit(&self, id: &str) -> Option<serde_json::Value> {
+        lock(&self.shared.core).benefit(id)
+    }
+
     /// The organization tokens' budget: calls per window (0: off) and the window.
     pub fn token_budget(&self) -> (u32, Duration) {
         lock(&self.shared.core).token_budget()

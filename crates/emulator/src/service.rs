@@ -27,11 +27,12 @@ use crate::state::{GrantView, KeyFilter, Store, SvcError, SvcOk};
 use crate::util::{http_date, micros, parse_uuid4, percent_decode};
 use crate::validate::{self, error_body, json_invalid, path_uuid_error};
 use crate::webhooks::{
-    grant_event_type, render_customer_state, render_endpoint, render_grant, GrantChange,
-    WebhookFault, WebhookOutcome, WebhookRequest, Webhooks,
+    grant_event_type, render_endpoint, render_grant, GrantChange, WebhookFault, WebhookOutcome,
+    WebhookRequest, Webhooks,
 };
 use polar_license_rules::is_json_content_type;
 
+mod entitlements;
 mod portal;
 mod sessions;
 mod webhook_routes;
@@ -535,6 +536,8 @@ pub(crate) enum Pending {
     EndpointSignature(uuid::Uuid),
     /// A customer-session route's body (service/sessions.rs).
     Session(SessionOp),
+    /// `PATCH /__emulator/benefits/{id}`: a Feature Flag's new metadata.
+    BenefitMetadata(String),
 }
 
 /// Where the pipeline stopped.
@@ -1002,9 +1005,8 @@ impl Core {
         self.emit_grant(&rotated, &change, now);
         // As Polar since #13977 (polar-license-api.md §15): a rotation also queues
         // `customer.state_changed`, the customer's state as it is now.
-        let grants = self.store.customer_grant_views(before.customer_id);
         let wall = self.clock(now);
-        if let Some(data) = render_customer_state(&grants, wall) {
+        if let Some(data) = self.store.customer_state(None, before.customer_id, wall) {
             let store = &mut self.store;
             self.webhooks.emit(
                 before.organization_id,
@@ -1259,6 +1261,9 @@ impl Core {
         if ex.path == "/v1/webhooks" || ex.path.starts_with("/v1/webhooks/") {
             return self.webhook_route(ex, auth, now);
         }
+        if let Some(step) = self.entitlement_route(ex, &auth, now) {
+            return step;
+        }
         if matches!(ex.method(), "GET" | "HEAD") {
             if let Some(r) = self.read_route(ex, &auth) {
                 return Step::Done(r);
@@ -1310,6 +1315,7 @@ impl Core {
                 Step::Done(
                     if route_of(&alternative).is_some()
                         || alternative == LIST_PATH
+                        || alternative == entitlements::GRANTS_PATH
                         || SESSION_COLLECTIONS.contains(&alternative.as_str())
                     {
                         let mut r = Resp::new(307);
@@ -1653,6 +1659,21 @@ impl Core {
                     None => Resp::detail(404, "Not Found"),
                 }
             }
+            Pending::BenefitMetadata(id) => {
+                #[derive(serde::Deserialize)]
+                struct Change {
+                    metadata: serde_json::Map<String, serde_json::Value>,
+                }
+                let change: Change = match serde_json::from_slice(raw) {
+                    Ok(c) => c,
+                    Err(e) => return Resp::detail(400, &format!("invalid change: {e}")),
+                };
+                match self.set_benefit_metadata(&id, &change.metadata, now) {
+                    Ok(Some(benefit)) => Resp::json_text(200, &benefit.to_string()),
+                    Ok(None) => Resp::detail(404, "Not Found"),
+                    Err(e) => Resp::detail(400, &e),
+                }
+            }
             // Never pending here.
             Pending::Endpoint { .. } | Pending::Webhook { .. } | Pending::Session(_) => {
                 Resp::internal_error()
@@ -1698,6 +1719,16 @@ impl Core {
             "/keys" if method == "POST" => return Core::admin_body(ex, Pending::AddKey),
             "/customer-session/codes" if get => self.codes_resp(now),
             _ => {
+                if let Some(id) = sub.strip_prefix("/benefits/") {
+                    return match method.as_str() {
+                        "GET" | "HEAD" => Step::Done(match self.benefit(id) {
+                            Some(b) => Resp::json_text(200, &b.to_string()),
+                            None => Resp::detail(404, "Not Found"),
+                        }),
+                        "PATCH" => Core::admin_body(ex, Pending::BenefitMetadata(id.to_string())),
+                        _ => Step::Done(Resp::detail(405, "Method Not Allowed")),
+                    };
+                }
                 if let Some(id) = sub.strip_prefix("/webhooks/endpoints/") {
                     if method != "PATCH" {
                         return Step::Done(Resp::detail(405, "Method Not Allowed"));

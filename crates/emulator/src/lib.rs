@@ -48,7 +48,8 @@
 //! expired: see [`Core::customer_session_codes`]),
 //! `GET|POST /__emulator/webhooks/fault` (a [`WebhookFault`] as JSON, or `null`),
 //! `GET|PATCH /__emulator/benefits/{id}` (`{"metadata": {…}}`: see
-//! [`Emulator::set_benefit_metadata`]),
+//! [`Emulator::set_benefit_metadata`]), `PATCH /__emulator/keys/{key}/benefits/{benefit_id}`
+//! (`{"is_granted": false}`: see [`Emulator::set_flag_grant`]),
 //! `PATCH /__emulator/webhooks/endpoints/{id}` (`{"uses_standard_webhook_signature": false}`:
 //! that endpoint signed in Polar's original form, the HMAC key the UTF-8 bytes of the whole
 //! `whsec_…` secret) and `GET /__emulator/health` (docs/interfaces.md §3 lists them).

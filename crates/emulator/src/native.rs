@@ -198,6 +198,21 @@ impl Emulator {
         set
     }
 
+    /// Revokes (`granted` false) or grants again the Feature Flag grant of `benefit_id` made by
+    /// `key`'s purchase: `benefit_grant.revoked` or `.created`, then `customer.state_changed`.
+    /// The grant's `BenefitGrant`; `Ok(None)`: no such key, or no grant of that benefit from it.
+    pub fn set_flag_grant(
+        &self,
+        key: &str,
+        benefit_id: &str,
+        granted: bool,
+    ) -> Result<Option<serde_json::Value>, String> {
+        let set = lock(&self.shared.core).set_flag_grant(key, benefit_id, granted, Time::now());
+        self.shared.wake.notify_all();
+        http::save_state(&self.shared);
+        set
+    }
+
     /// The `Benefit` object of a benefit of the seed (`None`: unknown).
     pub fn benefit(&self, id: &str) -> Option<serde_json::Value> {
         lock(&self.shared.core).benefit(id)

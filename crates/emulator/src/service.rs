@@ -538,6 +538,8 @@ pub(crate) enum Pending {
     Session(SessionOp),
     /// `PATCH /__emulator/benefits/{id}`: a Feature Flag's new metadata.
     BenefitMetadata(String),
+    /// `PATCH /__emulator/keys/{key}/benefits/{benefit_id}`: a flag grant revoked or granted.
+    FlagGrant { key: String, benefit_id: String },
 }
 
 /// Where the pipeline stopped.
@@ -1674,6 +1676,21 @@ impl Core {
                     Err(e) => Resp::detail(400, &e),
                 }
             }
+            Pending::FlagGrant { key, benefit_id } => {
+                #[derive(serde::Deserialize)]
+                struct Change {
+                    is_granted: bool,
+                }
+                let change: Change = match serde_json::from_slice(raw) {
+                    Ok(c) => c,
+                    Err(e) => return Resp::detail(400, &format!("invalid change: {e}")),
+                };
+                match self.set_flag_grant(&key, &benefit_id, change.is_granted, now) {
+                    Ok(Some(grant)) => Resp::json_text(200, &grant.to_string()),
+                    Ok(None) => Resp::detail(404, "Not Found"),
+                    Err(e) => Resp::detail(400, &e),
+                }
+            }
             // Never pending here.
             Pending::Endpoint { .. } | Pending::Webhook { .. } | Pending::Session(_) => {
                 Resp::internal_error()
@@ -1757,6 +1774,17 @@ impl Core {
                         },
                     );
                 };
+                // A flag grant of the key's purchase, PATCH only.
+                if let Some((key, benefit_id)) = rest.rsplit_once("/benefits/") {
+                    if method != "PATCH" {
+                        return Step::Done(Resp::detail(405, "Method Not Allowed"));
+                    }
+                    let pending = Pending::FlagGrant {
+                        key: key.to_string(),
+                        benefit_id: benefit_id.to_string(),
+                    };
+                    return Core::admin_body(ex, pending);
+                }
                 // The two changes of a key, POST only: `/cycle` (a new cycle of its benefit)
                 // and `/rotate` (a new key in its place).
                 let change = rest

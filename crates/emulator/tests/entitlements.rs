@@ -738,3 +738,102 @@ fn the_flags_values_and_grants_survive_a_restart() {
     assert_eq!(flag["benefit"]["metadata"], new);
     assert_eq!(again.benefit(PRO).expect("the benefit")["metadata"], new);
 }
+
+#[test]
+fn a_flag_revoked_and_granted_again_sends_its_grant_then_the_state() {
+    let em = start();
+    let (url, got) = receiver();
+    let events = [
+        "benefit.updated",
+        "benefit_grant.created",
+        "benefit_grant.updated",
+        "benefit_grant.revoked",
+        "customer.state_changed",
+    ];
+    let body = json!({"url": url, "format": "raw", "events": events}).to_string();
+    let r = request(
+        &em,
+        "POST",
+        "/v1/webhooks/endpoints",
+        Some(&body),
+        Some(DEMO_TOKEN),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+
+    let revoked = em
+        .set_flag_grant(KEY, PRO, false)
+        .expect("valid")
+        .expect("the key's flag grant");
+    assert_eq!(revoked["is_granted"], false);
+    assert_eq!(revoked["is_revoked"], true);
+    assert!(revoked["revoked_at"].is_string() && revoked["granted_at"].is_null());
+    // Already revoked: nothing changes, nothing is sent.
+    assert_eq!(
+        em.set_flag_grant(KEY, PRO, false)
+            .expect("valid")
+            .expect("found")["revoked_at"],
+        revoked["revoked_at"]
+    );
+    // The relay's reads: the flag is gone from the state, its grant not granted.
+    let state = ok(&em, &format!("/v1/customers/{CUSTOMER}/state"));
+    let granted = state["granted_benefits"].as_array().expect("grants");
+    assert_eq!(granted.len(), 1, "{state}");
+    assert_eq!(granted[0]["benefit_type"], "license_keys");
+    let off = ok(
+        &em,
+        &format!("{GRANTS}?customer_id={CUSTOMER}&is_granted=false"),
+    );
+    assert_eq!(off["items"], json!([revoked.clone()]));
+
+    // Granted again through the control route.
+    let again = json!({"is_granted": true}).to_string();
+    let path = format!("/__emulator/keys/{KEY}/benefits/{PRO}");
+    let r = request(&em, "PATCH", &path, Some(&again), None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["is_granted"], true);
+    assert_eq!(r.json()["id"], revoked["id"]);
+    let unknown = format!("/__emulator/keys/{LAPSED_KEY}/benefits/{OTHER_V4}");
+    assert_eq!(
+        request(&em, "PATCH", &unknown, Some(&again), None).status,
+        404
+    );
+    let bad = request(&em, "PATCH", &path, Some(r#"{"is_granted": "yes"}"#), None);
+    assert_eq!(bad.status, 400);
+    assert!(em
+        .set_flag_grant("NO-SUCH-KEY", PRO, true)
+        .expect("valid")
+        .is_none());
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while got.lock().expect("lock").len() < 4 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(20));
+    }
+    thread::sleep(Duration::from_millis(500));
+    let got = got.lock().expect("lock").clone();
+    let kinds: Vec<&str> = got
+        .iter()
+        .map(|p| p["type"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "benefit_grant.revoked",
+            "customer.state_changed",
+            "benefit_grant.created",
+            "customer.state_changed",
+        ]
+    );
+    assert_eq!(got[0]["data"], revoked);
+    assert_eq!(got[0]["data"]["benefit"]["type"], "feature_flag");
+    let flags = |state: &Value| {
+        state["data"]["granted_benefits"]
+            .as_array()
+            .expect("grants")
+            .iter()
+            .filter(|g| g["benefit_type"] == "feature_flag")
+            .count()
+    };
+    assert_eq!(flags(&got[1]), 0);
+    assert_eq!(got[2]["data"]["is_granted"], true);
+    assert_eq!(flags(&got[3]), 1);
+}

@@ -165,4 +165,52 @@ impl Core {
         let id = Uuid::parse_str(id).ok()?;
         self.store.benefit_json(id).map(|j| j.to_value())
     }
+
+    /// Revokes (`granted` false) or grants again the Feature Flag grant of `benefit_id` made by
+    /// `key`'s purchase, as Polar's grant service does: `benefit_grant.revoked` or
+    /// `benefit_grant.created` (`data`: the grant), then `customer.state_changed`; nothing when
+    /// the grant is already so. Returns the grant's `BenefitGrant`; `Ok(None)`: no such key or
+    /// no grant of that benefit from it.
+    pub fn set_flag_grant(
+        &mut self,
+        key: &str,
+        benefit_id: &str,
+        granted: bool,
+        now: Time,
+    ) -> Result<Option<serde_json::Value>, String> {
+        let benefit_id = crate::util::parse_uuid4(benefit_id, "the benefit id")?;
+        let wall = self.clock(now);
+        let Some(change) = self.store.set_flag_grant(key, benefit_id, granted, wall) else {
+            return Ok(None);
+        };
+        if change.changed {
+            let kind = if granted {
+                "benefit_grant.created"
+            } else {
+                "benefit_grant.revoked"
+            };
+            let state = self.store.customer_state(None, change.customer_id, wall);
+            let store = &mut self.store;
+            self.webhooks.emit(
+                change.organization_id,
+                kind,
+                &change.grant,
+                wall,
+                now.monotonic,
+                || store.next_id(),
+            );
+            if let Some(state) = state {
+                let store = &mut self.store;
+                self.webhooks.emit(
+                    change.organization_id,
+                    "customer.state_changed",
+                    &state,
+                    wall,
+                    now.monotonic,
+                    || store.next_id(),
+                );
+            }
+        }
+        Ok(Some(change.grant.to_value()))
+    }
 }

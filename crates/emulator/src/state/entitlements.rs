@@ -352,3 +352,42 @@ fn state_subscription(k: &KeyRec, id: &str, sub: &J) -> J {
         ("meters", J::Arr(Vec::new())),
     ])
 }
+
+impl Store {
+    /// Grants (`granted`) or revokes the Feature Flag grant of `benefit_id` made by `key`'s
+    /// purchase, its times `now`: the grant's `BenefitGrant` after, whether it changed, its
+    /// organization and customer. `None`: no such key or no such grant of it.
+    pub(crate) fn set_flag_grant(
+        &mut self,
+        key: &str,
+        benefit_id: Uuid,
+        granted: bool,
+        now: OffsetDateTime,
+    ) -> Option<FlagGrantChange> {
+        let ki = self.find_any(key)?;
+        let k = &mut self.keys[ki];
+        let g = k.grants.iter_mut().find(|g| g.benefit_id == benefit_id)?;
+        let changed = g.granted_at.is_some() != granted;
+        if changed {
+            g.granted_at = granted.then_some(now);
+            g.revoked_at = (!granted).then_some(now);
+            g.modified_at = Some(now);
+        }
+        let k = &self.keys[ki];
+        let g = k.grants.iter().find(|g| g.benefit_id == benefit_id)?;
+        Some(FlagGrantChange {
+            grant: self.flag_grant(k, g),
+            changed,
+            organization_id: k.organization_id,
+            customer_id: k.customer.id,
+        })
+    }
+}
+
+/// What [`Store::set_flag_grant`] did.
+pub(crate) struct FlagGrantChange {
+    pub(crate) grant: J,
+    pub(crate) changed: bool,
+    pub(crate) organization_id: Uuid,
+    pub(crate) customer_id: Uuid,
+}

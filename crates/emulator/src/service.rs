@@ -1023,7 +1023,8 @@ impl Core {
     }
 
     /// Adds a key (in the seed's organization unless it names another), created at `now`: a
-    /// granted or disabled one sends `benefit_grant.created`.
+    /// granted or disabled one sends `benefit_grant.created`, then one for each Feature Flag
+    /// its purchase granted (its `benefits`).
     pub fn add_key(&mut self, key: &SeedKey, now: Time) -> Result<(), String> {
         self.store.add_key(key, micros(now.wall))?;
         if self
@@ -1032,6 +1033,25 @@ impl Core {
             .is_some_and(|v| v.status != "revoked")
         {
             self.emit_grant(&key.key, &GrantChange::Created, now);
+            // The purchase's other benefits: each grant's own `benefit_grant.created`.
+            let wall = self.clock(now);
+            for b in &key.benefits {
+                let Ok(b) = parse_uuid4(b, "a benefit") else {
+                    continue;
+                };
+                let Some(made) = self.store.set_flag_grant(&key.key, b, true, wall) else {
+                    continue;
+                };
+                let store = &mut self.store;
+                self.webhooks.emit(
+                    made.organization_id,
+                    "benefit_grant.created",
+                    &made.grant,
+                    wall,
+                    now.monotonic,
+                    || store.next_id(),
+                );
+            }
         }
         Ok(())
     }

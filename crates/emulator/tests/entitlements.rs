@@ -837,3 +837,57 @@ fn a_flag_revoked_and_granted_again_sends_its_grant_then_the_state() {
     assert_eq!(got[2]["data"]["is_granted"], true);
     assert_eq!(flags(&got[3]), 1);
 }
+
+#[test]
+fn a_key_added_with_flags_sends_each_grants_created() {
+    let em = start();
+    let (url, got) = receiver();
+    let body =
+        json!({"url": url, "format": "raw", "events": ["benefit_grant.created"]}).to_string();
+    let r = request(
+        &em,
+        "POST",
+        "/v1/webhooks/endpoints",
+        Some(&body),
+        Some(DEMO_TOKEN),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    em.add_key(SeedKey {
+        benefit_id: Some(LICENSE.into()),
+        customer_id: Some(CUSTOMER.into()),
+        benefits: vec![PRO.into()],
+        ..SeedKey::new("TIER-NEW-0001")
+    })
+    .expect("added");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while got.lock().expect("lock").len() < 2 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(20));
+    }
+    thread::sleep(Duration::from_millis(300));
+    let got = got.lock().expect("lock").clone();
+    let types: Vec<&str> = got
+        .iter()
+        .map(|p| p["data"]["benefit"]["type"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(types, ["license_keys", "feature_flag"]);
+    assert_eq!(got[1]["data"]["benefit_id"], PRO);
+    assert_eq!(got[1]["data"]["is_granted"], true);
+    // The new key's flag grant is in the relay's join.
+    let id = key_id(&em, "TIER-NEW-0001");
+    let grants = ok(&em, &format!("{GRANTS}?customer_id={CUSTOMER}"));
+    assert_eq!(grants["pagination"]["total_count"], 4);
+    assert!(grants["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .any(|g| g["properties"]["license_key_id"] == json!(id)));
+    // A flag the seed does not have is refused, and nothing is added.
+    let refused = em.add_key(SeedKey {
+        benefits: vec![OTHER_V4.into()],
+        ..SeedKey::new("TIER-NEW-0002")
+    });
+    assert!(refused
+        .expect_err("refused")
+        .contains("not among the seed's benefits"));
+    assert!(em.key("TIER-NEW-0002").is_none());
+}

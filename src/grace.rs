@@ -61,7 +61,7 @@
 //! ## Wiring (a sketch of what `check` does)
 //!
 //! The faces run this through the machines of `polar_license::flow` and the core's private
-//! flows they fold with (`src/session.rs`, compiled as the private module `shared`), which add
+//! steps they fold with (`src/slot.rs`, `src/held.rs`, `src/flow/phases.rs`), which add
 //! what this sketch leaves out: the ledger beside each record (an older record put back is not
 //! trusted), the server's origin in the seal, no lock held while Polar is asked, and the record
 //! read again before the answer is folded in.
@@ -855,6 +855,23 @@ pub enum CheckOutcome<L = ValidatedLicenseKey> {
 }
 
 impl<L> CheckOutcome<L> {
+    /// An online answer as a check's outcome, built here only: a grant is licensed by Polar
+    /// (`Source::Online`, no grace counted) and verified at `now`, the clock reading the machine
+    /// that asked was given; a denial denies; an error leaves it unverified. Faces take it from
+    /// the machines ([`crate::flow::update::Validated::outcome`]), never build it.
+    pub(crate) fn online(answer: Result<Verdict<L>, Error>, now: i64) -> CheckOutcome<L> {
+        match answer {
+            Ok(Verdict::Accepted(license)) => CheckOutcome::Licensed {
+                source: Source::Online,
+                license: Box::new(license),
+                grace_remaining: None,
+                verified_at: now,
+            },
+            Ok(Verdict::Denied(denial)) => CheckOutcome::Denied(denial),
+            Err(e) => CheckOutcome::Unverified(e),
+        }
+    }
+
     /// `true` when licensed.
     pub fn is_licensed(&self) -> bool {
         matches!(self, CheckOutcome::Licensed { .. })

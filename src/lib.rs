@@ -132,6 +132,8 @@ pub mod features;
 pub mod fingerprint;
 pub mod flow;
 pub mod grace;
+// Signed mode's hold on what a client reads: private to the core, its machines' step.
+mod held;
 mod hex;
 pub mod json;
 pub mod key;
@@ -147,10 +149,8 @@ pub mod reason;
 mod release;
 pub mod rfc3339;
 pub mod schema;
-// The flows every machine of `flow` folds with (open, seal, the grace rules' phases): private
-// to the core since issue #53 (`session` below is the deprecated way in).
-#[path = "session.rs"]
-mod shared;
+// A key's entries in a store, opened and sealed: private to the core (its types are `flow`'s).
+mod slot;
 pub mod strict;
 pub mod transport;
 pub mod trial;
@@ -172,6 +172,8 @@ pub use polar_license_emulator as emulator;
 
 pub use cache::{MacKey, Untrusted};
 pub use error::{Denial, Error, Verdict};
+pub use flow::standing::Standing;
+pub use flow::{CacheState, CacheStatus};
 pub use grace::{CheckOutcome, CheckReport, GracePolicy, Plan, Query, Record, Source, StoreAction};
 pub use key::{AccessToken, Key};
 pub use metadata::{MetaValue, Metadata};
@@ -184,23 +186,6 @@ pub use proto::{
     ValidateRequest,
 };
 pub use reason::{Reason, ReasonClass};
-pub use shared::{CacheState, CacheStatus, Standing};
-
-/// Deprecated (issue #53): the core's flows are private to it. Drive the machines of
-/// [`flow`] (their answers carry what a shell needs: the lease's window, the activation),
-/// and take the slot's types from there ([`flow::Slot`], [`flow::Keep`], [`flow::Opened`],
-/// [`flow::LeaseMemo`]) or the crate's root ([`CacheState`], [`CacheStatus`], [`Standing`]).
-/// Kept, hidden, so that code written against 0.1 still builds; it goes at the next breaking
-/// release.
-#[doc(hidden)]
-#[deprecated(
-    since = "0.1.0",
-    note = "the core's flows are private (issue #53): drive the machines of `polar_license::flow`; \
-            its types are re-exported there and at the crate's root"
-)]
-pub mod session {
-    pub use crate::shared::*;
-}
 
 /// For the repository's tests and record forgers only: hidden, no part of the API.
 #[doc(hidden)]

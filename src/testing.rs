@@ -1,14 +1,15 @@
 //! For the repository's own tests and record forgers only: hidden, no part of the API, changed
-//! at will. The flows of the core (`session`) are private to it; what the tests need of them
+//! at will. The flows of the core are private to it; what the tests need of them
 //! is here, and one forger serves every test that forges a record (`forge`: the attack tests
 //! show a client refusing what someone without the seal's inputs cannot make).
 
 use crate::cache::Untrusted;
+pub use crate::flow::answer::{activated, deactivated, validated};
 use crate::flow::Stored;
 use crate::grace::{LicenseData, Record};
 use crate::key::Key;
-use crate::shared as session;
-pub use crate::shared::{activated, deactivated, seal, validated, Opened, Slot};
+use crate::slot::open;
+pub use crate::slot::{seal, Opened, Slot};
 
 /// The trusted record the slot's `stored` entries hold (as read: the record and its ledger),
 /// changed by `edit`, then sealed as the next write a client of `slot` would make for `key` of
@@ -22,12 +23,12 @@ pub fn forge<L: LicenseData>(
     edit: impl FnOnce(&mut Record<L>),
 ) -> Result<Vec<(String, Vec<u8>)>, Option<Untrusted>> {
     let (record, ledger) = (stored.record.as_deref(), stored.ledger.as_deref());
-    let opened: Opened<L> = session::open(record, ledger, slot, organization_id, key);
+    let opened: Opened<L> = open(record, ledger, slot, organization_id, key);
     let Some(mut record) = opened.record.clone() else {
         return Err(opened.untrusted);
     };
     edit(&mut record);
-    Ok(session::seal(&opened, record, slot))
+    Ok(seal(&opened, record, slot))
 }
 
 /// [`forge`] in a store: the slot's entries read from `store`, the writes stored there, in

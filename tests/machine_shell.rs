@@ -21,8 +21,8 @@ use polar_license::flow::{Keep, LeaseMemo, Slot};
 use polar_license::lease::{Builtin, RelayKeys};
 use polar_license::proto::{Api, Server};
 use polar_license::{
-    CheckOutcome, GracePolicy, HttpResponse, Key, Transport, UreqTransport, ValidateRequest,
-    Verdict,
+    CheckOutcome, GracePolicy, HttpResponse, Key, Reason, Source, Transport, UreqTransport,
+    ValidateRequest, Verdict,
 };
 use polar_license_emulator::DEMO_KEY;
 use polar_license_testkit::World;
@@ -434,4 +434,41 @@ fn a_validate_answered_otherwise_leaves_no_lock_and_grants_only_on_polars_answer
             }
         }
     }
+}
+
+/// Issue #63 item 5: a validate's outcome is the core's, which every face passes through:
+/// Polar's grant licensed online with no grace counted, verified at the clock reading the
+/// machine was given (not one a face reads itself); input refused is unverified, as a
+/// check's.
+#[test]
+fn a_validates_outcome_is_the_cores_at_the_machines_clock() {
+    let world = World::new("machine-shell-validate-outcome");
+    let client = client(&world);
+    let memos = Memos::default();
+    let ctx = client.ctx(&memos);
+    let now = unix_now() + 12_345;
+    let validate = |key: &str| {
+        let req = ValidateRequest::new(Key::new(key));
+        let mut update = Update::validate(&ctx, req, |_| Ok(Arc::clone(&client.slot)), now);
+        let drive = client.drive(&ctx, &mut update, &mut HashMap::new(), (Fault::None, None));
+        assert!(!drive.held, "the lock left held");
+        update.validated()
+    };
+    let validated = validate(DEMO_KEY);
+    assert_eq!(validated.verified_at, now);
+    match validated.outcome() {
+        CheckOutcome::Licensed {
+            source,
+            grace_remaining,
+            verified_at,
+            ..
+        } => {
+            assert_eq!(source, Source::Online);
+            assert_eq!(grace_remaining, None);
+            assert_eq!(verified_at, now);
+        }
+        other => panic!("not licensed: {other:?}"),
+    }
+    let refused = validate("").outcome();
+    assert_eq!(refused.reason(), Some(Reason::InvalidInput), "{refused:?}");
 }

@@ -35,6 +35,7 @@
 
 use super::ctx::open_slot;
 pub use super::ctx::Ctx;
+use super::phases::{self, Asking, Begin};
 pub use super::step::{Given, Want};
 use super::step::{Left, Machine, Stored};
 use crate::answers::{self, SchemaActivation, SchemaLicense};
@@ -42,6 +43,7 @@ use crate::error::{Error, Verdict};
 use crate::grace::{
     ActivationData, CheckOutcome, CheckReport, GracePolicy, LeaseWindow, LicenseData, Source,
 };
+use crate::held::{self, Granted, HeldLease};
 use crate::key::Key;
 use crate::lease::LEASE_HEADER;
 use crate::model::{LicenseKeyActivationRead, ValidatedLicenseKey};
@@ -50,7 +52,7 @@ use crate::proto::{
     parse_activate, parse_activate_for, parse_validate, parse_validate_for, Expect, HttpRequest,
     HttpResponse, Relayed, Stamp, ValidateRequest,
 };
-use crate::shared::{self as session, Asking, Begin, Granted, HeldLease, Keep, Opened, Slot};
+use crate::slot::{cached_writes, seal, Keep, Opened, Slot};
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -433,7 +435,7 @@ impl<L: Validated> Check<L> {
         let asking = self.asking.as_deref()?;
         let opened = self.opened.as_deref()?;
         self.asks_next()
-            .then(|| session::pending(opened, asking, ctx.policy))
+            .then(|| phases::pending(opened, asking, ctx.policy))
     }
 
     /// The answer, once the check has one (the report's outcome: [`Check::report`]).
@@ -726,7 +728,7 @@ impl<L: Validated> Check<L> {
         };
         self.left = Left::of(&opened);
         self.opened = Some(Arc::clone(&opened));
-        let req = match session::check_request(
+        let req = match phases::check_request(
             &self.key,
             self.explicit.as_ref(),
             &opened,
@@ -736,7 +738,7 @@ impl<L: Validated> Check<L> {
             Ok(req) => req,
             Err(e) => return Err(Box::new(self.answer(CheckOutcome::Unverified(e)))),
         };
-        let begin = session::begin(ctx.api, &opened, &req, self.now, ctx.policy);
+        let begin = phases::begin(ctx.api, &opened, &req, self.now, ctx.policy);
         Ok((opened, begin, req))
     }
 
@@ -763,7 +765,7 @@ impl<L: Validated> Check<L> {
                 if ctx.memo.answered_again(slot, self.now, self.at_ms, &stored) {
                     return self.answer(outcome);
                 }
-                let writes = session::cached_writes(opened, *write, clock_only, slot);
+                let writes = cached_writes(opened, *write, clock_only, slot);
                 State::Write(
                     writes.into(),
                     Purpose::Cached {
@@ -832,7 +834,7 @@ impl<L: Validated> Check<L> {
                     // An answer that cannot be counted is not given as fresh: Polar is asked,
                     // and the cache still answers within the grace if it cannot be.
                     Err(e) => {
-                        self.asking = ask.and_then(|req| session::asking(ctx.api, &req, self.now));
+                        self.asking = ask.and_then(|req| phases::asking(ctx.api, &req, self.now));
                         if let Some(mut asking) = self.asking.take() {
                             self.bind(ctx, &mut asking.http);
                             self.asking = Some(asking);
@@ -905,9 +907,9 @@ impl<L: Validated> Check<L> {
         let (Some(asking), Some(slot)) = (self.asking.as_deref(), self.slot()) else {
             return State::Unlock(Next::Send);
         };
-        match session::while_asked(&opened, asking, ctx.policy) {
+        match phases::while_asked(&opened, asking, ctx.policy) {
             Some((outcome, record)) => {
-                let writes = session::seal(&opened, record, slot)
+                let writes = seal(&opened, record, slot)
                     .into_iter()
                     .map(|(name, bytes)| (name, bytes, Keep::Durable))
                     .collect();
@@ -958,7 +960,7 @@ impl<L: Validated> Check<L> {
             _ => return None,
         };
         let (online, token, relayed, denial) = read(response, expect.as_ref());
-        let denial = session::held_denial(
+        let denial = held::held_denial(
             ctx.relay_keys,
             &online,
             denial.as_deref(),
@@ -980,14 +982,14 @@ impl<L: Validated> Check<L> {
         ) else {
             return State::Unlock(Next::Done);
         };
-        let (online, lease) = session::fresh_grant(
+        let (online, lease) = held::fresh_grant(
             current.record.as_ref(),
             online,
             self.lease.take(),
             ctx.policy,
         );
         let relayed = relayed_verdict(self.relayed, &online);
-        let f = session::finish(&current, asking, ctx.policy, online);
+        let f = phases::finish(&current, asking, ctx.policy, online);
         let denied = match &f.outcome {
             CheckOutcome::Denied(d) => Some(d.reason),
             _ => None,
@@ -1007,14 +1009,14 @@ impl<L: Validated> Check<L> {
         let Some(record) = f.write else {
             return State::Unlock(Next::Done);
         };
-        let record = session::with_lease(record, lease);
-        let record = session::with_denial(record, denied, self.denial.as_ref());
+        let record = held::with_lease(record, lease);
+        let record = held::with_denial(record, denied, self.denial.as_ref());
         let before = std::mem::replace(&mut self.left, Left::written(&record));
         let denied = record.denied.is_some();
         let Some(slot) = self.slot() else {
             return State::Unlock(Next::Done);
         };
-        let writes = session::seal(&current, record, slot)
+        let writes = seal(&current, record, slot)
             .into_iter()
             .map(|(name, bytes)| (name, bytes, Keep::Durable))
             .collect();
@@ -1031,14 +1033,14 @@ impl<L: Validated> Check<L> {
         ) else {
             return;
         };
-        let (online, _) = session::fresh_grant(
+        let (online, _) = held::fresh_grant(
             opened.record.as_ref(),
             online,
             self.lease.take(),
             ctx.policy,
         );
         let relayed = relayed_verdict(self.relayed, &online);
-        let f = session::finish(opened, asking, ctx.policy, online);
+        let f = phases::finish(opened, asking, ctx.policy, online);
         self.report = Some(CheckReport {
             relayed: relayed.filter(|_| !from_cache(&f.outcome)),
             outcome: f.outcome,
@@ -1073,7 +1075,7 @@ impl<L: Validated> Check<L> {
             }
             Err(e) => {
                 self.report = Some(CheckReport {
-                    outcome: session::online_only(Err(e), &cache_error, self.now),
+                    outcome: phases::online_only(Err(e), &cache_error, self.now),
                     fallback: None,
                     cache_error: Some(cache_error),
                     relayed: None,
@@ -1103,7 +1105,7 @@ impl<L: Validated> Check<L> {
             detail: "the cache could not be used".to_string(),
         });
         self.report = Some(CheckReport {
-            outcome: session::online_only(online.map(|(v, _)| v), &cache_error, self.now),
+            outcome: phases::online_only(online.map(|(v, _)| v), &cache_error, self.now),
             fallback: None,
             cache_error: Some(cache_error),
             relayed,
@@ -1158,7 +1160,7 @@ fn from_cache<L>(outcome: &CheckOutcome<L>) -> bool {
 }
 
 /// Signed mode: an online grant stands only with a lease that verifies for it
-/// (`session::held`); the lease to store with it.
+/// (`held::held`); the lease to store with it.
 fn hold<L: LicenseData>(
     ctx: &Ctx<'_, L>,
     online: Online<L>,
@@ -1167,12 +1169,12 @@ fn hold<L: LicenseData>(
     now: i64,
 ) -> (Online<L>, Option<HeldLease>) {
     let online = online.map(|answer| (answer, token));
-    let signing = session::Signing {
+    let signing = held::Signing {
         keys: ctx.relay_keys,
         policy: ctx.policy,
         ed25519: ctx.ed25519,
     };
-    session::held(signing, online, granted, now)
+    held::held(signing, online, granted, now)
 }
 
 impl<L: Validated> Machine<L> for Check<L> {

@@ -1,12 +1,14 @@
 //! What every machine of one client is given besides its inputs, and how it opens a slot.
 
 use super::memo::{Memo, Stored};
+use super::standing::{status, CacheStatus};
 use crate::grace::{GracePolicy, LicenseData};
+use crate::held::{self, LeaseMemo};
 use crate::key::Key;
 use crate::lease::{self, RelayKeys};
 use crate::model::ValidatedLicenseKey;
 use crate::proto::Api;
-use crate::shared::{self as session, CacheStatus, LeaseMemo, Opened, Slot};
+use crate::slot::{open_with_clock, Opened, Slot};
 use std::sync::Arc;
 
 /// What a machine is given besides its inputs: the client's options and memos, fixed when the
@@ -81,7 +83,7 @@ pub fn open_slot<L: LicenseData>(
         return opened;
     }
     let org = ctx.api.organization_id();
-    let mut opened = session::open_with_clock(
+    let mut opened = open_with_clock(
         stored.record.as_deref(),
         stored.ledger.as_deref(),
         stored.clock.as_deref(),
@@ -89,7 +91,7 @@ pub fn open_slot<L: LicenseData>(
         org,
         key,
     );
-    session::gate_lease(
+    held::gate_lease(
         &mut opened,
         ctx.relay_keys,
         org,
@@ -116,7 +118,7 @@ pub fn status_of<L: LicenseData>(
     now: i64,
 ) -> CacheStatus<L> {
     let opened = open_slot(ctx, slot, key, stored);
-    session::status(
+    status(
         Arc::unwrap_or_clone(opened),
         stored.record.is_some(),
         now,

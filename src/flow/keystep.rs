@@ -10,7 +10,7 @@
 
 use super::step::{Given, Stored, Want};
 use crate::error::Error;
-use crate::shared::{Keep, Slot};
+use crate::slot::{Keep, Slot};
 
 /// The remembered key's step as an update drives it.
 pub(super) trait KeyTail: Send + Sync {

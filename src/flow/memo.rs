@@ -6,7 +6,7 @@
 //! another process or tab replaced, removed or tampered with is seen at once.
 
 use crate::model::ValidatedLicenseKey;
-use crate::shared::{Opened, Slot};
+use crate::slot::{Opened, Slot};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// The stored bytes of one key: its record, its ledger and its clock note.

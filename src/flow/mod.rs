@@ -10,14 +10,19 @@
 //! answer, the fallback to the grace cache) is a step of the machine, so a shell that skips one
 //! cannot finish: the native blocking `Licensing` and the Rust-on-wasm `AsyncLicensing` are the
 //! same loop over different IO, and the npm package's license.js drives the same machines
-//! through its engine. (The steps the machines fold with are the crate's private `shared`
-//! module, `src/session.rs`; docs/architecture.md in the repository maps the machines, their
+//! through its engine. (The steps the machines fold with are private: a check's phases
+//! (`phases.rs`), what an update's answer makes of the record (`answer.rs`), what `status`
+//! reports (`standing.rs`), and the core's slot (`src/slot.rs`: open, seal) and signed mode's
+//! hold (`src/held.rs`); docs/architecture.md in the repository maps the machines, their
 //! shells and where the code still differs from the design.)
 
+pub(crate) mod answer;
 pub mod check;
 mod ctx;
 mod keystep;
 mod memo;
+mod phases;
+pub(crate) mod standing;
 mod step;
 pub mod update;
 
@@ -25,8 +30,10 @@ pub mod update;
 /// write must be kept ([`Keep`]), the slot as opened ([`Opened`]), the lease memo its context
 /// holds ([`LeaseMemo`]), and what `status` reports of an opened slot ([`status`],
 /// [`CacheStatus`], [`CacheState`]).
-pub use crate::shared::{status, CacheState, CacheStatus, Keep, LeaseMemo, Opened, Slot};
+pub use crate::held::LeaseMemo;
+pub use crate::slot::{Keep, Opened, Slot};
 pub use ctx::Ctx;
 pub use ctx::{open_slot, status_of};
 pub use memo::Memo;
+pub use standing::{status, CacheState, CacheStatus};
 pub use step::{Given, Heard, Machine, Stored, Want};

@@ -8,7 +8,7 @@ use crate::error::{Denial, Error, Verdict};
 use crate::grace::{LeaseWindow, Record};
 use crate::model::ValidatedLicenseKey;
 use crate::proto::{HttpRequest, HttpResponse};
-use crate::shared::{Keep, Opened, Slot};
+use crate::slot::{Keep, Opened, Slot};
 
 /// A machine a shell drives: it says what it wants, the shell does that IO and gives back what
 /// happened, until it wants nothing more ([`Want::Done`]); then the shell takes its answer.
@@ -130,7 +130,7 @@ impl Left {
         }
     }
 
-    /// The slot once `record` is stored (gated as it will be read: `session::with_lease`).
+    /// The slot once `record` is stored (gated as it will be read: `held::with_lease`).
     pub(crate) fn written<L>(record: &Record<L>) -> Left {
         Left {
             lease: record.lease_gate.window().cloned(),

@@ -4,14 +4,14 @@
 //!
 //! - **validate**: send the request; signed mode holds a grant to its lease; then, under the
 //!   slot's lock, the slot read anew and the answer folded into its record
-//!   (`session::validated`), a denial that cannot be stored removing the record. The answer
+//!   (`answer::validated`), a denial that cannot be stored removing the record. The answer
 //!   stands whatever the cache does; an input refused before sending is the answer alone.
 //! - **activate**: the slot must be usable before a slot on Polar is taken; then the same as
-//!   validate (`session::activated`: a good activation is a verdict and starts the grace),
+//!   validate (`answer::activated`: a good activation is a verdict and starts the grace),
 //!   with the lease for the activation just made.
 //! - **deactivate**: under the slot's lock for the whole call (the activation it names is the
-//!   record's), the target chosen (`session::deactivation_target`), the request sent, the
-//!   record told (`session::deactivated`), and whether it ends the remembered key. When
+//!   record's), the target chosen (`answer::deactivation_target`), the request sent, the
+//!   record told (`answer::deactivated`), and whether it ends the remembered key. When
 //!   the slot cannot be had, an id given is deactivated online only ([`Update::deactivation`]).
 //!
 //! Each binds its request to this machine and checks its input from the context before any
@@ -29,12 +29,14 @@
 //! [`Update::give`], then the answer ([`Update::validated`], [`Update::activated`],
 //! [`Update::deactivated`]).
 
+use super::answer;
 use super::check::Validated as License;
 use super::ctx::{open_slot, Ctx};
 use super::keystep::{KeyStep, KeyTail};
 use super::step::{Given, Left, Machine, Stored, Want};
 use crate::error::{Error, Verdict};
-use crate::grace::{LeaseWindow, Record};
+use crate::grace::{CheckOutcome, LeaseWindow, Record};
+use crate::held::{self, Granted, HeldLease};
 use crate::key::Key;
 use crate::lease::LEASE_HEADER;
 use crate::model::{LicenseKeyActivationRead, ValidatedLicenseKey};
@@ -42,7 +44,7 @@ use crate::proto::{
     parse_deactivate, ActivateRequest, DeactivateRequest, Expect, HttpRequest, HttpResponse, Stamp,
     ValidateRequest,
 };
-use crate::shared::{self as session, Granted, HeldLease, Keep, Opened, Slot};
+use crate::slot::{seal, Keep, Opened, Slot};
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -133,6 +135,19 @@ pub struct Validated<L = ValidatedLicenseKey> {
     /// Signed mode: the window of the lease the key's record holds once the answer is
     /// folded in, when it verifies (an addition: no shell reads the cache again for it).
     pub lease: Option<LeaseWindow>,
+    /// The clock reading the validate was made at (the `now` its machine was given): when a
+    /// grant was verified (an addition).
+    pub verified_at: i64,
+}
+
+impl<L> Validated<L> {
+    /// The answer as a check's outcome, built by the core ([`CheckOutcome`]: a grant licensed
+    /// online, verified at [`Validated::verified_at`]), for a face that reports a validate as
+    /// it reports a check. The cache's part (`cache_error`, `lease`) is the face's to take
+    /// first.
+    pub fn outcome(self) -> CheckOutcome<L> {
+        CheckOutcome::online(self.online, self.verified_at)
+    }
 }
 
 /// What an activate came to: Polar's answer (or why there is none), and whether the key's
@@ -153,7 +168,7 @@ impl<A: crate::grace::ActivationData> Activated<A> {
     /// activate answers, naming the new activation id so nothing is lost (`None` otherwise).
     pub fn unremembered(&self) -> Option<Error> {
         match (&self.online, &self.cache_error) {
-            (Ok(Verdict::Accepted(read)), Some(e)) => Some(session::unremembered(read, e)),
+            (Ok(Verdict::Accepted(read)), Some(e)) => Some(answer::unremembered(read, e)),
             _ => None,
         }
     }
@@ -175,7 +190,7 @@ pub struct Deactivated {
 }
 
 impl<L: License> Update<L> {
-    /// A validate of `req`, bound to this machine (`session::bound_validate` with the
+    /// A validate of `req`, bound to this machine (`answer::bound_validate` with the
     /// context's fingerprint: a request the shell bound already is the same), at the clock
     /// reading `now`. A request refused as input opens no slot.
     pub fn validate(
@@ -205,7 +220,7 @@ impl<L: License> Update<L> {
         ctx: &Ctx<'_, L>,
         req: &ValidateRequest,
     ) -> Result<(ValidateRequest, Key, HttpRequest), Error> {
-        let req = session::bound_validate(req, ctx.machine);
+        let req = answer::bound_validate(req, ctx.machine);
         let key = req
             .key
             .clone()
@@ -225,7 +240,7 @@ impl<L: License> Update<L> {
         slot: Result<Arc<Slot>, Error>,
         now: i64,
     ) -> Update<L> {
-        let req = match session::bound_activation(&req, ctx.machine) {
+        let req = match answer::bound_activation(&req, ctx.machine) {
             Ok((req, _)) => req,
             Err(_) => req,
         };
@@ -279,7 +294,7 @@ impl<L: License> Update<L> {
         ctx: &Ctx<'_, L>,
         req: &ActivateRequest,
     ) -> Result<(ActivateRequest, Key), Error> {
-        let (req, key) = session::bound_activation(req, ctx.machine)?;
+        let (req, key) = answer::bound_activation(req, ctx.machine)?;
         ctx.api.activate_request(&req)?;
         Ok((req, key))
     }
@@ -683,7 +698,7 @@ impl<L: License> Update<L> {
     /// Polar's response read.
     fn answered(&mut self, ctx: &Ctx<'_, L>, response: Result<HttpResponse, Error>) -> Phase {
         let org = ctx.api.organization_id();
-        let signing = session::Signing {
+        let signing = held::Signing {
             keys: ctx.relay_keys,
             policy: ctx.policy,
             ed25519: ctx.ed25519,
@@ -704,7 +719,7 @@ impl<L: License> Update<L> {
                     conditions: &req.conditions,
                     nonce: self.nonce.as_deref(),
                 };
-                let (answer, lease) = session::held(signing, read, &granted, now);
+                let (answer, lease) = held::held(signing, read, &granted, now);
                 let refused = matches!(answer, Err(Error::InvalidInput { .. }));
                 *online = Some(answer);
                 self.lease = lease;
@@ -724,7 +739,7 @@ impl<L: License> Update<L> {
                 });
                 let nonce = self.nonce.as_deref();
                 let (answer, lease) =
-                    session::held_activation(signing, read, org, req, &self.key, nonce, now);
+                    held::held_activation(signing, read, org, req, &self.key, nonce, now);
                 *online = Some(answer);
                 self.lease = lease;
                 Phase::Lock
@@ -747,11 +762,11 @@ impl<L: License> Update<L> {
                     return Phase::Unlock;
                 };
                 let mut answer = answer;
-                session::deactivation_denied(&opened, &mut answer);
+                answer::deactivation_denied(&opened, &mut answer);
                 let record = match &answer {
                     Ok(verdict) => {
-                        *ends_remembered = session::ends_remembered_key(&opened, id, verdict);
-                        session::deactivated(&opened, org, &self.key, now, id, verdict)
+                        *ends_remembered = answer::ends_remembered_key(&opened, id, verdict);
+                        answer::deactivated(&opened, org, &self.key, now, id, verdict)
                     }
                     Err(_) => None,
                 };
@@ -782,21 +797,21 @@ impl<L: License> Update<L> {
                 online: Some(online),
             } => {
                 self.lease = fresh(current, online, self.lease.take(), ctx.policy);
-                session::validated(&opened, org, req, ctx.machine, now, ctx.policy, online)
+                answer::validated(&opened, org, req, ctx.machine, now, ctx.policy, online)
             }
             Op::Activate {
                 req,
                 online: Some(online),
             } => {
                 self.lease = fresh(current, online, self.lease.take(), ctx.policy);
-                session::activated(&opened, org, req, &self.key, now, ctx.policy, online)
+                answer::activated(&opened, org, req, &self.key, now, ctx.policy, online)
             }
             Op::Deactivate {
                 given, id, online, ..
             } => {
                 // Set anew each time (a slot taken again once its lease is verified).
                 *online = None;
-                return match session::deactivation_target(given.as_deref(), &opened) {
+                return match answer::deactivation_target(given.as_deref(), &opened) {
                     Ok(target) => {
                         let req = DeactivateRequest::new(self.key.clone(), target.as_str());
                         *id = Some(target);
@@ -821,7 +836,7 @@ impl<L: License> Update<L> {
             _ => None,
         };
         // The lease kept (the slot may be taken again once its lease is verified).
-        let Some(record) = record.map(|r| session::with_lease(r, self.lease.clone())) else {
+        let Some(record) = record.map(|r| held::with_lease(r, self.lease.clone())) else {
             return Phase::Unlock;
         };
         self.writes(&opened, record, &slot)
@@ -833,7 +848,7 @@ impl<L: License> Update<L> {
     fn writes(&mut self, opened: &Opened<L>, record: Record<L>, slot: &Slot) -> Phase {
         self.before = std::mem::replace(&mut self.left, Left::written(&record));
         let forget = record.denied.is_some();
-        let writes = session::seal(opened, record, slot).into_iter().collect();
+        let writes = seal(opened, record, slot).into_iter().collect();
         Phase::Write(writes, forget)
     }
 
@@ -844,11 +859,13 @@ impl<L: License> Update<L> {
                 online: online.map_or_else(|| Err(undriven()), |a| a.map(|(v, _)| v)),
                 cache_error: self.cache_error,
                 lease: self.left.lease,
+                verified_at: self.now,
             },
             _ => Validated {
                 online: Err(undriven()),
                 cache_error: None,
                 lease: None,
+                verified_at: self.now,
             },
         }
     }
@@ -909,7 +926,7 @@ fn undriven() -> Error {
     }
 }
 
-/// `session::fresh_grant` in place: the answer refused as a replay or dated from its lease;
+/// `held::fresh_grant` in place: the answer refused as a replay or dated from its lease;
 /// the lease kept (the fold may run again once a lease is verified: the same again).
 fn fresh<T, L: License>(
     record: Option<&Record<L>>,
@@ -918,7 +935,7 @@ fn fresh<T, L: License>(
     policy: &crate::grace::GracePolicy,
 ) -> Option<HeldLease> {
     let answer = std::mem::replace(online, Err(undriven()));
-    let (answer, lease) = session::fresh_grant(record, answer, lease, policy);
+    let (answer, lease) = held::fresh_grant(record, answer, lease, policy);
     *online = answer;
     lease
 }

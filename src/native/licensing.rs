@@ -694,15 +694,16 @@ impl Licensing {
     /// mode: [`flow::update::Validated::lease`]), as the validate machine answers it (the
     /// request bound to this machine and checked there: [`Update::validate`]).
     pub fn validate_update(&self, req: &ValidateRequest) -> flow::update::Validated {
+        let now = (self.clock)();
         // An activation named needs this machine's identity (its fingerprint is sent).
         if let (Err(e), Some(_), Some(_)) = (self.identity(), &req.key, &req.activation_id) {
             return flow::update::Validated {
                 online: Err(e),
                 cache_error: None,
                 lease: None,
+                verified_at: now,
             };
         }
-        let now = (self.clock)();
         let mut update = Update::validate(&self.ctx(), req.clone(), |key| self.slot(key), now);
         self.drive_machine(&mut update, &mut Held::default(), |_| false);
         update.validated()

@@ -9,7 +9,7 @@ use super::request::polar_license_request;
 use super::result::polar_license_result;
 use super::strings::{str_arg, to_cstring, StrError};
 use polar_license::error::{Error, Verdict};
-use polar_license::grace::{CheckOutcome, CheckReport, Source};
+use polar_license::grace::{CheckOutcome, CheckReport};
 use polar_license::key::Key;
 use polar_license::licensing::{system_clock, Licensing, MachineBinding};
 use polar_license::metadata::check_key;
@@ -363,34 +363,17 @@ pub extern "C" fn polar_license_client_validate(
         // (one truth per key); when the record could not be updated, the result says so.
         // The result carries the lease the record holds after it (signed mode), as the
         // validate machine answers it: the cache is not read again.
-        let (answer, cache_error, lease) = match unused_fields(req, false) {
+        // The outcome is the machine's (a grant verified at the clock reading it was made at),
+        // passed through: the C face builds none.
+        let (verdict, cache_error, lease) = match unused_fields(req, false) {
             Ok(()) => {
-                let validated = client.licensing.validate_update(&validate_request(req));
-                (validated.online, validated.cache_error, validated.lease)
+                let mut validated = client.licensing.validate_update(&validate_request(req));
+                let (cache_error, lease) = (validated.cache_error.take(), validated.lease.take());
+                (validated.outcome(), cache_error, lease)
             }
-            Err(e) => (Err(e), None, None),
+            Err(e) => (CheckOutcome::Unverified(e), None, None),
         };
-        let (mut result, verdict) = match answer {
-            Ok(Verdict::Accepted(v)) => {
-                let mut r = polar_license_result::success(
-                    polar_license_outcome::Licensed,
-                    200,
-                    polar_license_source::Online,
-                );
-                r.set_license(&v.license_key);
-                r.set_activation(v.activation.as_ref());
-                let licensed = CheckOutcome::Licensed {
-                    source: Source::Online,
-                    license: Box::new(v),
-                    grace_remaining: None,
-                    verified_at: system_clock(),
-                };
-                (r, licensed)
-            }
-            Ok(Verdict::Denied(d)) => (polar_license_result::denied(&d), CheckOutcome::Denied(d)),
-            Err(e) => (polar_license_result::error(&e), CheckOutcome::Unverified(e)),
-        };
-        result.set_verdict(verdict);
+        let mut result = polar_license_result::of_outcome(verdict);
         result.set_cache_error(cache_error.as_ref());
         result.default_activation_id(requested);
         result.set_lease(lease.as_ref());

@@ -287,6 +287,14 @@ impl polar_license_result {
         self.verdict = Some(verdict);
     }
 
+    /// The result of an outcome the core built (a validate's, [`polar_license::flow::update::Validated::outcome`]),
+    /// read as a check's is, and kept for `polar_license_client_has_feature`.
+    pub(crate) fn of_outcome(outcome: CheckOutcome) -> Self {
+        let mut r = polar_license_result::check_answer(&outcome);
+        r.set_verdict(outcome);
+        r
+    }
+
     /// The verdict, when this is the result of validate, check or check_request.
     pub(crate) fn verdict(&self) -> Option<&CheckOutcome> {
         self.verdict.as_ref()

@@ -9,8 +9,8 @@
 //! Every decision is the core's (Polar's answers read by `polar_license::answers`, the same
 //! classification as the native faces'), but for the ledger's compare-and-set before a write,
 //! which license.js still holds (issue #63); this crate reads the options the host passes
-//! (`bindings`) and writes JSON answers (`engine`), and builds the features' `CheckOutcome`
-//! of an online answer itself (`machines`, `verified_at` 0).
+//! (`bindings`) and writes JSON answers (`engine`); every `CheckOutcome` it answers with is
+//! the core's (a validate's is its machine's, `Validated::outcome`).
 //!
 //! It owns the package's global allocator (talc, smaller than the default), so no Rust app
 //! that depends on `polar-license` for wasm32 gets it. `scripts/build-npm.sh` builds it with

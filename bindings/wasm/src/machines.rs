@@ -42,7 +42,7 @@ use polar_license::error::{Error, Verdict};
 use polar_license::flow::check::Check;
 use polar_license::flow::update::Update;
 use polar_license::flow::{Ctx, Given, Keep, Slot, Stored, Want};
-use polar_license::grace::{CheckOutcome, LeaseWindow, Source};
+use polar_license::grace::{CheckOutcome, LeaseWindow};
 use polar_license::json::{JsonIn, JsonOut as Json, Num};
 use polar_license::key::Key;
 use polar_license::proto::HttpResponse;
@@ -459,11 +459,10 @@ impl Engine {
         match flow {
             Flow::Check(_) | Flow::Taken => return gone(),
             Flow::Validate(update) => {
-                let validated = update.validated();
-                let online = validated.online;
-                let accepted = matches!(online, Ok(Verdict::Accepted(_)));
-                let window = self.leased(&run, validated.lease.as_ref(), accepted);
-                self.validated_json(&mut j, online, window.as_ref());
+                let mut validated = update.validated();
+                let accepted = matches!(validated.online, Ok(Verdict::Accepted(_)));
+                let window = self.leased(&run, validated.lease.take().as_ref(), accepted);
+                self.validated_json(&mut j, validated.outcome(), window.as_ref());
             }
             Flow::Activate(update) => {
                 let activated = update.activated();
@@ -509,17 +508,17 @@ impl Engine {
     fn validated_json(
         &self,
         j: &mut Json,
-        online: Result<Verdict<SchemaLicense>, Error>,
+        verdict: CheckOutcome<SchemaLicense>,
         window: Option<&LeaseWindow>,
     ) {
-        let license = match online {
-            Ok(Verdict::Accepted(license)) => license,
-            Ok(Verdict::Denied(d)) => {
-                j.raw(&denial_json(&d));
+        let license = match &verdict {
+            CheckOutcome::Licensed { license, .. } => license,
+            CheckOutcome::Denied(d) => {
+                j.raw(&denial_json(d));
                 return;
             }
-            Err(e) => {
-                j.raw(&error_json(&e));
+            CheckOutcome::Unverified(e) => {
+                j.raw(&error_json(e));
                 return;
             }
         };
@@ -529,12 +528,6 @@ impl Engine {
         license.write_license(j);
         j.key("activation");
         license.write_activation(j);
-        let verdict = CheckOutcome::Licensed {
-            source: Source::Online,
-            license: Box::new(license),
-            grace_remaining: None,
-            verified_at: 0,
-        };
         j.key("features");
         self.features_json(j, &verdict);
         j.raw("}}");

@@ -417,19 +417,12 @@ pub fn check(g: &Global, a: &CheckArgs) -> Report {
         }
         Err(e) => return error_report(Some(Op::Check), None, &e),
     };
-    // Bad input is caught before the cache is touched.
-    if let Err(e) = licensing
-        .client()
-        .api()
-        .validate_request(&ValidateRequest::new(key.clone()))
-    {
-        return error_report(Some(Op::Check), None, &e);
-    }
     if let Err(e) = feature_needs_map(g, a) {
         return error_report(Some(Op::Check), None, &e);
     }
-    // The report says how the check left the cache (its activation, its lease): no read
-    // after it.
+    // The machine checks the input before it touches the cache (bad input is `invalid_input`,
+    // nothing read or written), and its report says how the check left the cache (its
+    // activation, its lease): no read before or after it.
     let checked = licensing.check_report(key.clone());
     let mut report = check_report(
         &key,

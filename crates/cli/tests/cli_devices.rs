@@ -222,6 +222,7 @@ fn device_management_off_says_the_seller_must_enable_it() {
     seed.benefits = vec![SeedBenefit {
         id: DEMO_BENEFIT_ID.to_string(),
         enable_customer_admin: false,
+        ..SeedBenefit::default()
     }];
     let polar = Emulator::start(seed, Options::default()).unwrap();
     let here = ScratchDir::new("cli-devices-off");

@@ -17,6 +17,10 @@
 //! portal's key list, get (activations when the seed's benefit has `enable_customer_admin`)
 //! and rotate.
 //!
+//! Entitlements (docs/polar-api.md §16.4): Feature Flag benefits with their metadata, the grants
+//! a key's purchase made (`GET /v1/benefit-grants/`) and the customer's state
+//! (`GET /v1/customers/{id}/state`), read with an organization token.
+//!
 //! ```no_run
 //! use polar_license_emulator::{Emulator, Options, Seed};
 //!
@@ -43,6 +47,9 @@
 //! `GET /__emulator/customer-session/codes` (the customer-session email codes not yet used or
 //! expired: see [`Core::customer_session_codes`]),
 //! `GET|POST /__emulator/webhooks/fault` (a [`WebhookFault`] as JSON, or `null`),
+//! `GET|PATCH /__emulator/benefits/{id}` (`{"metadata": {…}}`: see
+//! [`Emulator::set_benefit_metadata`]), `PATCH /__emulator/keys/{key}/benefits/{benefit_id}`
+//! (`{"is_granted": false}`: see [`Emulator::set_flag_grant`]),
 //! `PATCH /__emulator/webhooks/endpoints/{id}` (`{"uses_standard_webhook_signature": false}`:
 //! that endpoint signed in Polar's original form, the HMAC key the UTF-8 bytes of the whole
 //! `whsec_…` secret) and `GET /__emulator/health` (docs/interfaces.md §3 lists them).

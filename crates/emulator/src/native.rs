@@ -183,6 +183,41 @@ impl Emulator {
         added
     }
 
+    /// Sets a Feature Flag benefit's `metadata` as a seller edits it in Polar (the seed's rules:
+    /// at most 50 keys, …) and sends `benefit.updated` only (docs/polar-api.md §16.4): the
+    /// benefit's new `Benefit` object, `Ok(None)` for an unknown benefit, `Err` for metadata
+    /// Polar would refuse (nothing changes then).
+    pub fn set_benefit_metadata(
+        &self,
+        id: &str,
+        metadata: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Option<serde_json::Value>, String> {
+        let set = lock(&self.shared.core).set_benefit_metadata(id, &metadata, Time::now());
+        self.shared.wake.notify_all();
+        http::save_state(&self.shared);
+        set
+    }
+
+    /// Revokes (`granted` false) or grants again the Feature Flag grant of `benefit_id` made by
+    /// `key`'s purchase: `benefit_grant.revoked` or `.created`, then `customer.state_changed`.
+    /// The grant's `BenefitGrant`; `Ok(None)`: no such key, or no grant of that benefit from it.
+    pub fn set_flag_grant(
+        &self,
+        key: &str,
+        benefit_id: &str,
+        granted: bool,
+    ) -> Result<Option<serde_json::Value>, String> {
+        let set = lock(&self.shared.core).set_flag_grant(key, benefit_id, granted, Time::now());
+        self.shared.wake.notify_all();
+        http::save_state(&self.shared);
+        set
+    }
+
+    /// The `Benefit` object of a benefit of the seed (`None`: unknown).
+    pub fn benefit(&self, id: &str) -> Option<serde_json::Value> {
+        lock(&self.shared.core).benefit(id)
+    }
+
     /// The organization tokens' budget: calls per window (0: off) and the window.
     pub fn token_budget(&self) -> (u32, Duration) {
         lock(&self.shared.core).token_budget()

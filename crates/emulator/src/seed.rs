@@ -43,6 +43,11 @@ pub const ALL_SCOPES: &[&str] = &[
     "customers:read",
     "customers:write",
     "customer_sessions:write",
+    "customer_meters:read",
+    "meters:read",
+    "meters:write",
+    "events:read",
+    "events:write",
     "orders:read",
     "subscriptions:read",
     "subscriptions:write",
@@ -78,16 +83,84 @@ pub struct Seed {
     pub benefits: Vec<SeedBenefit>,
 }
 
-/// A license-key benefit's settings (`properties.activations` in Polar).
+/// A benefit of the seed's organization: a license-key benefit's settings
+/// (`properties.activations` in Polar), or a Feature Flag benefit and its values
+/// (docs/polar-api.md §16.4).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 pub struct SeedBenefit {
-    /// The benefit (UUID v4), as the keys' `benefit_id` names it.
+    /// The benefit (UUID v4), as the keys' `benefit_id` (or `benefits`) names it.
     pub id: String,
-    /// `properties.activations.enable_customer_admin`: a customer session's
-    /// `GET /v1/customer-portal/license-keys/{id}` lists the key's activations (default false:
-    /// it answers `"activations": []`).
+    /// `properties.activations.enable_customer_admin` (license-key benefits): a customer
+    /// session's `GET /v1/customer-portal/license-keys/{id}` lists the key's activations
+    /// (default false: it answers `"activations": []`).
     #[serde(default)]
     pub enable_customer_admin: bool,
+    /// The benefit's `type`: `license_keys` (absent: the default) or `feature_flag`.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// The benefit's `metadata` (a Feature Flag's values): at most 50 keys, each 1–40
+    /// characters, each value a string of 1–500 characters, an integer, a float or a boolean.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// The benefit's `description` (absent: `License key` or `Feature flag`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// The benefit types the seed takes.
+pub(crate) const BENEFIT_TYPES: &[&str] = &["license_keys", "feature_flag"];
+
+/// Polar's `metadata` rules (`kit/metadata.py`): at most 50 keys, a key 1–40 characters, a value
+/// a string of 1–500 characters, an integer, a float or a boolean. The pairs come back in the
+/// order PostgreSQL's JSONB keeps an object's keys (shorter keys first, then by bytes), as
+/// Polar answers them. `what` names the owner in the error.
+pub(crate) fn check_metadata(
+    metadata: &serde_json::Map<String, serde_json::Value>,
+    what: &str,
+) -> Result<Vec<(String, crate::json::J)>, String> {
+    use crate::json::J;
+    use serde_json::Value;
+    if metadata.len() > 50 {
+        return Err(format!(
+            "the metadata of {what} has {} keys: at most 50",
+            metadata.len()
+        ));
+    }
+    let mut pairs = Vec::with_capacity(metadata.len());
+    for (key, value) in metadata {
+        let len = key.chars().count();
+        if !(1..=40).contains(&len) {
+            return Err(format!(
+                "the metadata key `{key}` of {what} has {len} characters: 1 to 40"
+            ));
+        }
+        let v = match value {
+            Value::String(text) => {
+                let n = text.chars().count();
+                if !(1..=500).contains(&n) {
+                    return Err(format!(
+                        "the metadata value of `{key}` of {what} has {n} characters: 1 to 500"
+                    ));
+                }
+                J::Str(text.clone())
+            }
+            Value::Bool(b) => J::Bool(*b),
+            Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+                (Some(i), _, _) => J::Int(i128::from(i)),
+                (None, Some(u), _) => J::Int(i128::from(u)),
+                (None, None, Some(f)) => J::Float(f),
+                _ => return Err(format!("the metadata value of `{key}` of {what} is not a number")),
+            },
+            Value::Null | Value::Array(_) | Value::Object(_) => {
+                return Err(format!(
+                    "the metadata value of `{key}` of {what} must be a string, an integer, a float or a boolean"
+                ))
+            }
+        };
+        pairs.push((key.clone(), v));
+    }
+    pairs.sort_by(|(a, _), (b, _)| a.len().cmp(&b.len()).then_with(|| a.cmp(b)));
+    Ok(pairs)
 }
 
 /// One license key of a [`Seed`]. Every field but `key` is optional.
@@ -132,6 +205,12 @@ pub struct SeedKey {
     /// The order the key was granted through (2027-01 on).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub order: Option<SeedOrder>,
+    /// The other benefits the same purchase granted (UUID v4s of the seed's `feature_flag`
+    /// benefits): one grant each, of the key's customer, member, subscription and order,
+    /// granted unless the key is `revoked` (an addition to the seed format of
+    /// docs/interfaces.md §3).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub benefits: Vec<String>,
 }
 
 /// A key's seat holder (`member`, API version 2027-01 and later).
@@ -318,6 +397,17 @@ impl SeedKey {
                 parse_ts(t).map_err(|e| format!("{field} of key {name}: {e}"))?;
             }
         }
+        for (i, b) in k.benefits.iter().enumerate() {
+            let id = parse_uuid4(b, &format!("benefits[{i}] of key {name}"))?;
+            if k.benefits[..i]
+                .iter()
+                .any(|seen| parse_uuid4(seen, "").is_ok_and(|s| s == id))
+            {
+                return Err(format!(
+                    "benefit {id} appears twice in the benefits of key {name}"
+                ));
+            }
+        }
         Ok(k)
     }
 }
@@ -381,7 +471,18 @@ impl Seed {
             {
                 return Err(format!("benefit {id} appears twice"));
             }
-            benefits.push(b.clone());
+            let mut b = b.clone();
+            clear_placeholder(&mut b.kind);
+            if let Some(kind) = &b.kind {
+                if !BENEFIT_TYPES.contains(&kind.as_str()) {
+                    return Err(format!(
+                        "the type `{kind}` of benefit {id} is not {}",
+                        BENEFIT_TYPES.join(" or ")
+                    ));
+                }
+            }
+            check_metadata(&b.metadata, &format!("benefit {id}"))?;
+            benefits.push(b);
         }
         if self.token_window_seconds == Some(0) {
             return Err("token_window_seconds must be at least 1".to_string());
@@ -497,6 +598,7 @@ impl Seed {
             benefits: vec![SeedBenefit {
                 id: DEMO_BENEFIT_ID.to_string(),
                 enable_customer_admin: true,
+                ..SeedBenefit::default()
             }],
         }
     }

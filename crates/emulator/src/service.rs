@@ -27,11 +27,12 @@ use crate::state::{GrantView, KeyFilter, Store, SvcError, SvcOk};
 use crate::util::{http_date, micros, parse_uuid4, percent_decode};
 use crate::validate::{self, error_body, json_invalid, path_uuid_error};
 use crate::webhooks::{
-    grant_event_type, render_customer_state, render_endpoint, render_grant, GrantChange,
-    WebhookFault, WebhookOutcome, WebhookRequest, Webhooks,
+    grant_event_type, render_endpoint, render_grant, GrantChange, WebhookFault, WebhookOutcome,
+    WebhookRequest, Webhooks,
 };
 use polar_license_rules::is_json_content_type;
 
+mod entitlements;
 mod portal;
 mod sessions;
 mod webhook_routes;
@@ -535,6 +536,10 @@ pub(crate) enum Pending {
     EndpointSignature(uuid::Uuid),
     /// A customer-session route's body (service/sessions.rs).
     Session(SessionOp),
+    /// `PATCH /__emulator/benefits/{id}`: a Feature Flag's new metadata.
+    BenefitMetadata(String),
+    /// `PATCH /__emulator/keys/{key}/benefits/{benefit_id}`: a flag grant revoked or granted.
+    FlagGrant { key: String, benefit_id: String },
 }
 
 /// Where the pipeline stopped.
@@ -1002,9 +1007,8 @@ impl Core {
         self.emit_grant(&rotated, &change, now);
         // As Polar since #13977 (polar-license-api.md §15): a rotation also queues
         // `customer.state_changed`, the customer's state as it is now.
-        let grants = self.store.customer_grant_views(before.customer_id);
         let wall = self.clock(now);
-        if let Some(data) = render_customer_state(&grants, wall) {
+        if let Some(data) = self.store.customer_state(None, before.customer_id, wall) {
             let store = &mut self.store;
             self.webhooks.emit(
                 before.organization_id,
@@ -1019,7 +1023,8 @@ impl Core {
     }
 
     /// Adds a key (in the seed's organization unless it names another), created at `now`: a
-    /// granted or disabled one sends `benefit_grant.created`.
+    /// granted or disabled one sends `benefit_grant.created`, then one for each Feature Flag
+    /// its purchase granted (its `benefits`).
     pub fn add_key(&mut self, key: &SeedKey, now: Time) -> Result<(), String> {
         self.store.add_key(key, micros(now.wall))?;
         if self
@@ -1028,6 +1033,25 @@ impl Core {
             .is_some_and(|v| v.status != "revoked")
         {
             self.emit_grant(&key.key, &GrantChange::Created, now);
+            // The purchase's other benefits: each grant's own `benefit_grant.created`.
+            let wall = self.clock(now);
+            for b in &key.benefits {
+                let Ok(b) = parse_uuid4(b, "a benefit") else {
+                    continue;
+                };
+                let Some(made) = self.store.set_flag_grant(&key.key, b, true, wall) else {
+                    continue;
+                };
+                let store = &mut self.store;
+                self.webhooks.emit(
+                    made.organization_id,
+                    "benefit_grant.created",
+                    &made.grant,
+                    wall,
+                    now.monotonic,
+                    || store.next_id(),
+                );
+            }
         }
         Ok(())
     }
@@ -1259,6 +1283,9 @@ impl Core {
         if ex.path == "/v1/webhooks" || ex.path.starts_with("/v1/webhooks/") {
             return self.webhook_route(ex, auth, now);
         }
+        if let Some(step) = self.entitlement_route(ex, &auth, now) {
+            return step;
+        }
         if matches!(ex.method(), "GET" | "HEAD") {
             if let Some(r) = self.read_route(ex, &auth) {
                 return Step::Done(r);
@@ -1310,6 +1337,7 @@ impl Core {
                 Step::Done(
                     if route_of(&alternative).is_some()
                         || alternative == LIST_PATH
+                        || alternative == entitlements::GRANTS_PATH
                         || SESSION_COLLECTIONS.contains(&alternative.as_str())
                     {
                         let mut r = Resp::new(307);
@@ -1653,6 +1681,36 @@ impl Core {
                     None => Resp::detail(404, "Not Found"),
                 }
             }
+            Pending::BenefitMetadata(id) => {
+                #[derive(serde::Deserialize)]
+                struct Change {
+                    metadata: serde_json::Map<String, serde_json::Value>,
+                }
+                let change: Change = match serde_json::from_slice(raw) {
+                    Ok(c) => c,
+                    Err(e) => return Resp::detail(400, &format!("invalid change: {e}")),
+                };
+                match self.set_benefit_metadata(&id, &change.metadata, now) {
+                    Ok(Some(benefit)) => Resp::json_text(200, &benefit.to_string()),
+                    Ok(None) => Resp::detail(404, "Not Found"),
+                    Err(e) => Resp::detail(400, &e),
+                }
+            }
+            Pending::FlagGrant { key, benefit_id } => {
+                #[derive(serde::Deserialize)]
+                struct Change {
+                    is_granted: bool,
+                }
+                let change: Change = match serde_json::from_slice(raw) {
+                    Ok(c) => c,
+                    Err(e) => return Resp::detail(400, &format!("invalid change: {e}")),
+                };
+                match self.set_flag_grant(&key, &benefit_id, change.is_granted, now) {
+                    Ok(Some(grant)) => Resp::json_text(200, &grant.to_string()),
+                    Ok(None) => Resp::detail(404, "Not Found"),
+                    Err(e) => Resp::detail(400, &e),
+                }
+            }
             // Never pending here.
             Pending::Endpoint { .. } | Pending::Webhook { .. } | Pending::Session(_) => {
                 Resp::internal_error()
@@ -1698,6 +1756,16 @@ impl Core {
             "/keys" if method == "POST" => return Core::admin_body(ex, Pending::AddKey),
             "/customer-session/codes" if get => self.codes_resp(now),
             _ => {
+                if let Some(id) = sub.strip_prefix("/benefits/") {
+                    return match method.as_str() {
+                        "GET" | "HEAD" => Step::Done(match self.benefit(id) {
+                            Some(b) => Resp::json_text(200, &b.to_string()),
+                            None => Resp::detail(404, "Not Found"),
+                        }),
+                        "PATCH" => Core::admin_body(ex, Pending::BenefitMetadata(id.to_string())),
+                        _ => Step::Done(Resp::detail(405, "Method Not Allowed")),
+                    };
+                }
                 if let Some(id) = sub.strip_prefix("/webhooks/endpoints/") {
                     if method != "PATCH" {
                         return Step::Done(Resp::detail(405, "Method Not Allowed"));
@@ -1726,6 +1794,17 @@ impl Core {
                         },
                     );
                 };
+                // A flag grant of the key's purchase, PATCH only.
+                if let Some((key, benefit_id)) = rest.rsplit_once("/benefits/") {
+                    if method != "PATCH" {
+                        return Step::Done(Resp::detail(405, "Method Not Allowed"));
+                    }
+                    let pending = Pending::FlagGrant {
+                        key: key.to_string(),
+                        benefit_id: benefit_id.to_string(),
+                    };
+                    return Core::admin_body(ex, pending);
+                }
                 // The two changes of a key, POST only: `/cycle` (a new cycle of its benefit)
                 // and `/rotate` (a new key in its place).
                 let change = rest

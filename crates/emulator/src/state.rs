@@ -12,9 +12,12 @@ use super::validate::{ActivateReq, DeactivateReq, ValidateReq};
 use super::KeyUpdate;
 
 mod customers;
+mod entitlements;
 #[cfg(not(target_arch = "wasm32"))]
 mod persist;
-pub(crate) use customers::{CustomerRef, RotateError, KEY_NOT_FOUND};
+pub(crate) use customers::{page_of, CustomerRef, RotateError, KEY_NOT_FOUND};
+pub(crate) use entitlements::GrantFilter;
+use entitlements::{BenefitRec, FlagGrant};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Status {
@@ -69,6 +72,8 @@ pub(crate) struct KeyRec {
     member: Option<(String, J)>,
     subscription: Option<(String, J)>,
     order: Option<(String, J)>,
+    /// The other benefits the key's purchase granted (Feature Flags), one grant each.
+    grants: Vec<FlagGrant>,
 }
 
 /// Whether an answer carries the fields API version 2027-01 added (docs/polar-api.md §13).
@@ -124,6 +129,8 @@ pub(crate) struct Store {
     default_org: Option<Uuid>,
     keys: Vec<KeyRec>,
     activations: Vec<Activation>,
+    /// The seed's benefits (license-key settings, Feature Flags and their metadata).
+    benefits: Vec<BenefitRec>,
     pub tokens: Vec<Token>,
     /// Where new ids come from.
     ids: Ids,
@@ -166,9 +173,13 @@ impl Store {
             default_org: Some(org),
             keys: Vec::new(),
             activations: Vec::new(),
+            benefits: Vec::new(),
             tokens: Vec::new(),
             ids,
         };
+        for b in &seed.benefits {
+            store.benefits.push(BenefitRec::from_seed(b, org, now)?);
+        }
         for key in &seed.license_keys {
             store.add_key(key, now)?;
         }
@@ -218,6 +229,21 @@ impl Store {
             Some(c) => parse_uuid4(c, "customer_id")?,
             None => self.ids.next_id(),
         };
+        let mut grants = Vec::with_capacity(key.benefits.len());
+        for b in &key.benefits {
+            let b = parse_uuid4(b, "a benefit of the key")?;
+            self.check_grantable(b, organization_id, &key.key)?;
+            grants.push(FlagGrant::new(b, status == Status::Revoked, now));
+        }
+        if self
+            .benefit(benefit_id)
+            .is_some_and(|b| !b.is_license_keys())
+        {
+            return Err(format!(
+                "benefit_id {benefit_id} of key {} names a benefit that is not of type license_keys",
+                key.key
+            ));
+        }
         let (member, subscription, order) = extras(&key, now, &mut self.ids)?;
         // A customer shared by several keys keeps one creation time.
         let customer_created = self
@@ -249,6 +275,7 @@ impl Store {
             member,
             subscription,
             order,
+            grants,
         });
         Ok(())
     }
@@ -467,17 +494,12 @@ impl Store {
     }
 
     /// What a key's webhooks say of it (first match in any organization).
-    /// The grants of every key of the customer `customer_id`, in the order the keys were added.
-    pub(crate) fn customer_grant_views(&self, customer_id: Uuid) -> Vec<GrantView> {
-        self.keys
-            .iter()
-            .filter(|k| k.customer.id == customer_id)
-            .filter_map(|k| self.grant_view(&k.key))
-            .collect()
+    pub(crate) fn grant_view(&self, key: &str) -> Option<GrantView> {
+        self.grant_view_of(&self.keys[self.find_any(key)?])
     }
 
-    pub(crate) fn grant_view(&self, key: &str) -> Option<GrantView> {
-        let k = &self.keys[self.find_any(key)?];
+    /// What a key's webhooks say of it.
+    pub(crate) fn grant_view_of(&self, k: &KeyRec) -> Option<GrantView> {
         let member = k.member.as_ref().map(|(id, j)| {
             let field = |name: &str| match j {
                 J::Obj(items) => items

@@ -839,40 +839,41 @@ pub(crate) fn page(items: Vec<J>, page: usize, limit: usize) -> J {
 /// (the SDK's `BenefitGrantLicenseKeysWebhook`), as of `now`.
 pub(crate) fn render_grant(g: &GrantView, change: &GrantChange, now: OffsetDateTime) -> J {
     let revoked = g.status == "revoked";
-    let customer_id = g.customer_id.to_string();
-    // The key's own `customer`; a webhook's `CustomerIndividual.email` is never null (the SDK's
-    // type), so a seed customer without one gets a placeholder here.
-    let customer = match &g.customer {
-        J::Obj(items) => J::Obj(
-            items
-                .iter()
-                .map(|(k, v)| match (k.as_str(), v) {
-                    ("email", J::Null) => (
-                        k.clone(),
-                        s(&format!("customer-{}@example.com", &customer_id[..8])),
-                    ),
-                    _ => (k.clone(), v.clone()),
-                })
-                .collect(),
-        ),
-        other => other.clone(),
-    };
-    let member = match &g.member {
-        Some((id, email, external_id)) => obj(vec![
-            ("id", s(id)),
-            ("created_at", s(&fmt_ts(g.key_created_at))),
-            ("modified_at", J::Null),
-            ("customer_id", s(&customer_id)),
-            (
-                "email",
-                s(email.as_deref().unwrap_or(&email_placeholder(id))),
-            ),
-            ("name", J::Null),
-            ("external_id", opt_s(external_id.as_deref())),
-            ("role", s("member")),
-        ]),
-        None => J::Null,
-    };
+    let mut items = grant_items(
+        g,
+        GrantParts {
+            id: derived_id("benefit_grant", g.key_id),
+            benefit_id: g.benefit_id,
+            created_at: g.key_created_at,
+            modified_at: now,
+            granted_at: (!revoked).then_some(g.key_created_at),
+            revoked_at: revoked.then_some(now),
+            benefit: license_benefit(g),
+            properties: key_properties(g, &g.display_key),
+        },
+    );
+    if let GrantChange::Updated {
+        previous_display_key,
+    } = change
+    {
+        items.push((
+            "previous_properties",
+            key_properties(g, previous_display_key),
+        ));
+    }
+    obj(items)
+}
+
+/// A license-key grant's `properties`.
+fn key_properties(g: &GrantView, display_key: &str) -> J {
+    obj(vec![
+        ("license_key_id", s(&g.key_id.to_string())),
+        ("display_key", s(display_key)),
+    ])
+}
+
+/// The license-key benefit of a key's grant (`BenefitLicenseKeys`).
+fn license_benefit(g: &GrantView) -> J {
     let activations = match g.limit_activations {
         Some(limit) if limit != 0 => obj(vec![
             ("limit", J::Int(i128::from(limit))),
@@ -880,7 +881,7 @@ pub(crate) fn render_grant(g: &GrantView, change: &GrantChange, now: OffsetDateT
         ]),
         _ => J::Null,
     };
-    let benefit = obj(vec![
+    obj(vec![
         ("id", s(&g.benefit_id.to_string())),
         ("created_at", s(&fmt_ts(g.key_created_at))),
         ("modified_at", J::Null),
@@ -902,31 +903,51 @@ pub(crate) fn render_grant(g: &GrantView, change: &GrantChange, now: OffsetDateT
             ]),
         ),
         ("visibility_configurable", J::Bool(true)),
-    ]);
-    let properties = |display_key: &str| {
-        obj(vec![
-            ("license_key_id", s(&g.key_id.to_string())),
-            ("display_key", s(display_key)),
-        ])
+    ])
+}
+
+/// What differs between the grants of one purchase: its own id, benefit, times and properties.
+pub(crate) struct GrantParts {
+    pub(crate) id: Uuid,
+    pub(crate) benefit_id: Uuid,
+    pub(crate) created_at: OffsetDateTime,
+    pub(crate) modified_at: OffsetDateTime,
+    pub(crate) granted_at: Option<OffsetDateTime>,
+    pub(crate) revoked_at: Option<OffsetDateTime>,
+    /// The `Benefit` object.
+    pub(crate) benefit: J,
+    pub(crate) properties: J,
+}
+
+/// A `BenefitGrant`'s fields (docs/polar-api.md §16.6), the customer, member, subscription and
+/// order those of the key `g` whose purchase made the grant.
+pub(crate) fn grant_items(g: &GrantView, parts: GrantParts) -> Vec<(&'static str, J)> {
+    let customer_id = g.customer_id.to_string();
+    let member = match &g.member {
+        Some((id, email, external_id)) => obj(vec![
+            ("id", s(id)),
+            ("created_at", s(&fmt_ts(g.key_created_at))),
+            ("modified_at", J::Null),
+            ("customer_id", s(&customer_id)),
+            (
+                "email",
+                s(email.as_deref().unwrap_or(&email_placeholder(id))),
+            ),
+            ("name", J::Null),
+            ("external_id", opt_s(external_id.as_deref())),
+            ("role", s("member")),
+        ]),
+        None => J::Null,
     };
-    let mut items = vec![
-        ("created_at", s(&fmt_ts(g.key_created_at))),
-        ("modified_at", s(&fmt_ts(now))),
-        ("id", s(&derived_id("benefit_grant", g.key_id).to_string())),
-        (
-            "granted_at",
-            if revoked {
-                J::Null
-            } else {
-                s(&fmt_ts(g.key_created_at))
-            },
-        ),
-        ("is_granted", J::Bool(!revoked)),
-        (
-            "revoked_at",
-            if revoked { s(&fmt_ts(now)) } else { J::Null },
-        ),
-        ("is_revoked", J::Bool(revoked)),
+    let ts = |t: Option<OffsetDateTime>| t.map_or(J::Null, |t| s(&fmt_ts(t)));
+    vec![
+        ("created_at", s(&fmt_ts(parts.created_at))),
+        ("modified_at", s(&fmt_ts(parts.modified_at))),
+        ("id", s(&parts.id.to_string())),
+        ("granted_at", ts(parts.granted_at)),
+        ("is_granted", J::Bool(parts.granted_at.is_some())),
+        ("revoked_at", ts(parts.revoked_at)),
+        ("is_revoked", J::Bool(parts.revoked_at.is_some())),
         ("subscription_id", opt_s(g.subscription_id.as_deref())),
         ("order_id", opt_s(g.order_id.as_deref())),
         ("customer_id", s(&customer_id)),
@@ -934,67 +955,65 @@ pub(crate) fn render_grant(g: &GrantView, change: &GrantChange, now: OffsetDateT
             "member_id",
             opt_s(g.member.as_ref().map(|(id, _, _)| id.as_str())),
         ),
-        ("benefit_id", s(&g.benefit_id.to_string())),
+        ("benefit_id", s(&parts.benefit_id.to_string())),
         ("error", J::Null),
-        ("customer", customer),
+        ("customer", webhook_customer(g)),
         ("member", member),
-        ("benefit", benefit),
-        ("properties", properties(&g.display_key)),
-    ];
-    if let GrantChange::Updated {
-        previous_display_key,
-    } = change
-    {
-        items.push(("previous_properties", properties(previous_display_key)));
-    }
-    obj(items)
+        ("benefit", parts.benefit),
+        ("properties", parts.properties),
+    ]
 }
 
-/// `customer.state_changed`'s `data`, a `CustomerState`: the customer of `grants` (their keys,
-/// each a license-key grant of that customer) as its keys show it, its `granted_benefits` those
-/// of its keys that are not revoked. The emulator models no subscription or meter: both lists
-/// are empty.
-pub(crate) fn render_customer_state(grants: &[GrantView], now: OffsetDateTime) -> Option<J> {
-    let first = grants.first()?;
-    let customer_id = first.customer_id.to_string();
-    let mut items: Vec<(String, J)> = match &first.customer {
-        J::Obj(items) => items
-            .iter()
-            .map(|(k, v)| match (k.as_str(), v) {
-                ("email", J::Null) => (
-                    k.clone(),
-                    s(&format!("customer-{}@example.com", &customer_id[..8])),
-                ),
-                _ => (k.clone(), v.clone()),
-            })
-            .collect(),
+/// The key's own `customer`; a webhook's `CustomerIndividual.email` is never null (the SDK's
+/// type), so a seed customer without one gets a placeholder here.
+fn webhook_customer(g: &GrantView) -> J {
+    let customer_id = g.customer_id.to_string();
+    match &g.customer {
+        J::Obj(items) => J::Obj(
+            items
+                .iter()
+                .map(|(k, v)| match (k.as_str(), v) {
+                    ("email", J::Null) => (
+                        k.clone(),
+                        s(&format!("customer-{}@example.com", &customer_id[..8])),
+                    ),
+                    _ => (k.clone(), v.clone()),
+                })
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// The `granted_benefits` entry of a key's license-key grant (`CustomerStateBenefitGrant`).
+pub(crate) fn key_state_grant(g: &GrantView, now: OffsetDateTime) -> J {
+    obj(vec![
+        ("id", s(&derived_id("benefit_grant", g.key_id).to_string())),
+        ("created_at", s(&fmt_ts(g.key_created_at))),
+        ("modified_at", s(&fmt_ts(now))),
+        ("granted_at", s(&fmt_ts(g.key_created_at))),
+        ("benefit_id", s(&g.benefit_id.to_string())),
+        ("benefit_type", s("license_keys")),
+        ("benefit_metadata", J::Obj(Vec::new())),
+        ("properties", key_properties(g, &g.display_key)),
+    ])
+}
+
+/// A `CustomerState` (docs/polar-api.md §16.4): the customer of `first` (one of its keys) as
+/// its keys show it, then its active subscriptions, granted benefits and active meters.
+pub(crate) fn render_customer_state(
+    first: &GrantView,
+    subscriptions: Vec<J>,
+    granted: Vec<J>,
+    meters: Vec<J>,
+) -> Option<J> {
+    let mut items: Vec<(String, J)> = match webhook_customer(first) {
+        J::Obj(items) => items,
         _ => return None,
     };
-    let granted = grants
-        .iter()
-        .filter(|g| g.status != "revoked")
-        .map(|g| {
-            obj(vec![
-                ("id", s(&derived_id("benefit_grant", g.key_id).to_string())),
-                ("created_at", s(&fmt_ts(g.key_created_at))),
-                ("modified_at", s(&fmt_ts(now))),
-                ("granted_at", s(&fmt_ts(g.key_created_at))),
-                ("benefit_id", s(&g.benefit_id.to_string())),
-                ("benefit_type", s("license_keys")),
-                ("benefit_metadata", J::Obj(Vec::new())),
-                (
-                    "properties",
-                    obj(vec![
-                        ("license_key_id", s(&g.key_id.to_string())),
-                        ("display_key", s(&g.display_key)),
-                    ]),
-                ),
-            ])
-        })
-        .collect();
-    items.push(("active_subscriptions".into(), J::Arr(Vec::new())));
+    items.push(("active_subscriptions".into(), J::Arr(subscriptions)));
     items.push(("granted_benefits".into(), J::Arr(granted)));
-    items.push(("active_meters".into(), J::Arr(Vec::new())));
+    items.push(("active_meters".into(), J::Arr(meters)));
     Some(J::Obj(items))
 }
 

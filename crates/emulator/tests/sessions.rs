@@ -911,7 +911,8 @@ fn seed_benefits_parse_and_are_checked() {
         seed.benefits,
         [SeedBenefit {
             id: DEMO_BENEFIT_ID.to_string(),
-            enable_customer_admin: true
+            enable_customer_admin: true,
+            ..SeedBenefit::default()
         }]
     );
     assert!(Seed::from_json(&format!(

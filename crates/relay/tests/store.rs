@@ -1344,7 +1344,8 @@ fn an_answer_dated_ahead_of_the_clock_is_never_fresh() {
     let first = relay.handle(&validate_request(&k), at(t0 + 3_600));
     assert_eq!(first.status, 200);
     match Drive::new(&relay, validate_request(&k), at(t0)).next() {
-        Need::Send { .. } => {}
+        // The native host asks a slot to call on first: a call either way.
+        Need::Send { .. } | Need::Slot { .. } => {}
         other => panic!("an answer from the future was used: {other:?}"),
     }
     // Its own time again: fresh.

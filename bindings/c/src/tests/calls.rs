@@ -240,3 +240,32 @@ fn a_call_that_answers_clears_the_last_error() {
         );
     }
 }
+
+/// Issue #63 item 5: a validate's result carries the core's outcome, verified at the client's
+/// own clock (its offset included) as a check's is, not at a clock the C face reads itself.
+#[test]
+fn a_validate_is_verified_at_the_clients_clock() {
+    let (_emu, url) = emulator();
+    let dir = ScratchDir::new("ffi-validate-clock");
+    let offset = 10 * 86_400;
+    let client = client(&url, &dir, offset, 3600);
+    let mut request = ptr::null_mut();
+    assert_eq!(
+        polar_license_request_new(c("FFI-RUST-KEY").as_ptr(), &mut request),
+        polar_license_status::Ok
+    );
+    let mut result = ptr::null_mut();
+    let before = polar_license::licensing::system_clock() + offset;
+    let status = polar_license_client_validate(client.0, request, &mut result);
+    let after = polar_license::licensing::system_clock() + offset;
+    polar_license_request_free(request);
+    assert_eq!(status, polar_license_status::Ok);
+    let outcome = polar_license_result_outcome(result);
+    let at = polar_license_result_verified_at(result);
+    polar_license_result_free(result);
+    assert_eq!(outcome, polar_license_outcome::Licensed);
+    assert!(
+        (before..=after).contains(&at),
+        "verified at {at}, the client's clock read {before}..={after}"
+    );
+}

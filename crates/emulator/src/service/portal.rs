@@ -18,14 +18,14 @@ fn not_found() -> Resp {
     Resp::error(404, "ResourceNotFound", KEY_NOT_FOUND)
 }
 
-fn method_not_allowed(allowed: &str) -> Resp {
+pub(super) fn method_not_allowed(allowed: &str) -> Resp {
     let mut r = Resp::detail(405, "Method Not Allowed");
     r.set("allow", allowed);
     r
 }
 
 /// The query's pairs, percent-decoded (`+` a space).
-fn query_pairs(target: &str) -> Vec<(String, String)> {
+pub(super) fn query_pairs(target: &str) -> Vec<(String, String)> {
     let query = target.split_once('?').map_or("", |(_, q)| q);
     let query = query.split('#').next().unwrap_or("");
     query

@@ -1,9 +1,11 @@
 //! The emulator's state as a file (`--state FILE`): the keys as they stand now (status,
 //! limits, usage, validations, rotations, customers) and every activation, so a restart keeps
-//! them. One JSON object, `{"format": FORMAT, "keys": […], "activations": […]}`; the access
-//! tokens and the organization stay the seed's.
+//! them. One JSON object, `{"format": FORMAT, "keys": […], "activations": […], "benefits": […]}`
+//! (each key with the `grants` of its purchase's other benefits); the access tokens and the
+//! organization stay the seed's. A file without `benefits` (or a key without `grants`, as
+//! written before they existed) keeps the seed's.
 
-use super::{Activation, Customer, KeyRec, Status, Store};
+use super::{Activation, BenefitRec, Customer, FlagGrant, KeyRec, Status, Store};
 use crate::json::{loads, obj, opt_i, opt_s, s, LoadError, J};
 use crate::util::{fmt_ts, parse_ts, parse_uuid4};
 use time::OffsetDateTime;
@@ -36,12 +38,14 @@ impl Store {
     pub(crate) fn state_text(&self) -> String {
         let keys = self.keys.iter().map(key_json).collect();
         let activations = self.activations.iter().map(activation_json).collect();
+        let benefits = self.benefits.iter().map(benefit_json).collect();
         let doc = obj(vec![
             ("format", s(FORMAT)),
             ("keys", J::Arr(keys)),
             ("activations", J::Arr(activations)),
+            ("benefits", J::Arr(benefits)),
         ]);
-        // Nothing in the state is a float: a non-finite one cannot occur.
+        // A float of the state (a flag's value) came from JSON: a non-finite one cannot occur.
         doc.to_json().unwrap_or_default()
     }
 
@@ -58,11 +62,47 @@ impl Store {
                 "not an emulator state file (its \"format\" is not \"{FORMAT}\")"
             ));
         }
-        let keys = array(&doc, "keys")?
+        let mut keys = array(&doc, "keys")?
             .iter()
             .enumerate()
             .map(|(i, k)| read_key(k).map_err(|e| format!("keys[{i}]: {e}")))
             .collect::<Result<Vec<_>, _>>()?;
+        let mut benefits = self.benefits.clone();
+        if let Some(J::Arr(list)) = field(&doc, "benefits") {
+            for (i, b) in list.iter().enumerate() {
+                let b = read_benefit(b).map_err(|e| format!("benefits[{i}]: {e}"))?;
+                match benefits.iter_mut().find(|seen| seen.id == b.id) {
+                    Some(seen) => *seen = b,
+                    None => benefits.push(b),
+                }
+            }
+        } else if field(&doc, "benefits").is_some() {
+            return Err("\"benefits\" is not a list".to_string());
+        }
+        for (i, (k, grants)) in keys.iter_mut().enumerate() {
+            match grants.take() {
+                Some(grants) => {
+                    for g in &grants {
+                        if !benefits.iter().any(|b| b.id == g.benefit_id) {
+                            return Err(format!(
+                                "keys[{i}]: the benefit {} of a grant is not in the file or the seed",
+                                g.benefit_id
+                            ));
+                        }
+                    }
+                    k.grants = grants;
+                }
+                // Written before grants were kept: the seed's, for the same key.
+                None => {
+                    k.grants = self
+                        .keys
+                        .iter()
+                        .find(|seed| seed.id == k.id)
+                        .map_or_else(Vec::new, |seed| seed.grants.clone());
+                }
+            }
+        }
+        let keys: Vec<KeyRec> = keys.into_iter().map(|(k, _)| k).collect();
         let activations = array(&doc, "activations")?
             .iter()
             .enumerate()
@@ -77,6 +117,7 @@ impl Store {
         }
         self.keys = keys;
         self.activations = activations;
+        self.benefits = benefits;
         Ok(())
     }
 }
@@ -107,7 +148,62 @@ fn key_json(k: &KeyRec) -> J {
         ("member", extra(&k.member)),
         ("subscription", extra(&k.subscription)),
         ("order", extra(&k.order)),
+        ("grants", J::Arr(k.grants.iter().map(grant_json).collect())),
     ])
+}
+
+fn grant_json(g: &FlagGrant) -> J {
+    obj(vec![
+        ("benefit_id", s(&g.benefit_id.to_string())),
+        ("created_at", ts(g.created_at)),
+        ("modified_at", opt_ts(g.modified_at)),
+        ("granted_at", opt_ts(g.granted_at)),
+        ("revoked_at", opt_ts(g.revoked_at)),
+    ])
+}
+
+fn benefit_json(b: &BenefitRec) -> J {
+    obj(vec![
+        ("id", s(&b.id.to_string())),
+        ("organization_id", s(&b.organization_id.to_string())),
+        ("type", s(&b.kind)),
+        ("description", s(&b.description)),
+        ("metadata", pairs(&b.metadata)),
+        ("created_at", ts(b.created_at)),
+        ("modified_at", opt_ts(b.modified_at)),
+    ])
+}
+
+fn read_grant(g: &J) -> Result<FlagGrant, String> {
+    Ok(FlagGrant {
+        benefit_id: uuid(g, "benefit_id")?,
+        created_at: time(g, "created_at")?,
+        modified_at: opt_time(g, "modified_at")?,
+        granted_at: opt_time(g, "granted_at")?,
+        revoked_at: opt_time(g, "revoked_at")?,
+    })
+}
+
+fn read_benefit(b: &J) -> Result<BenefitRec, String> {
+    let kind = text(b, "type")?;
+    if !crate::seed::BENEFIT_TYPES.contains(&kind) {
+        return Err(format!("unknown benefit type `{kind}`"));
+    }
+    let metadata = object_pairs(b, "metadata")?;
+    // The seed's rules hold in the file too.
+    let as_map = J::Obj(metadata.clone()).to_value();
+    if let serde_json::Value::Object(map) = as_map {
+        crate::seed::check_metadata(&map, "the benefit")?;
+    }
+    Ok(BenefitRec {
+        id: uuid(b, "id")?,
+        organization_id: uuid(b, "organization_id")?,
+        kind: kind.to_string(),
+        description: text(b, "description")?.to_string(),
+        metadata,
+        created_at: time(b, "created_at")?,
+        modified_at: opt_time(b, "modified_at")?,
+    })
 }
 
 fn activation_json(a: &Activation) -> J {
@@ -204,10 +300,21 @@ fn read_extra(j: &J, name: &str) -> Result<Option<(String, J)>, String> {
     }
 }
 
-fn read_key(k: &J) -> Result<KeyRec, String> {
+/// A key of the file, and its `grants` when the file has them.
+fn read_key(k: &J) -> Result<(KeyRec, Option<Vec<FlagGrant>>), String> {
     let status = text(k, "status")?;
     let customer = field(k, "customer").ok_or("\"customer\" is missing")?;
-    Ok(KeyRec {
+    let grants = match field(k, "grants") {
+        None => None,
+        Some(J::Arr(list)) => Some(
+            list.iter()
+                .enumerate()
+                .map(|(i, g)| read_grant(g).map_err(|e| format!("grants[{i}]: {e}")))
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+        Some(_) => return Err("\"grants\" is not a list".to_string()),
+    };
+    let key = KeyRec {
         id: uuid(k, "id")?,
         organization_id: uuid(k, "organization_id")?,
         key: text(k, "key")?.to_string(),
@@ -229,7 +336,9 @@ fn read_key(k: &J) -> Result<KeyRec, String> {
         member: read_extra(k, "member")?,
         subscription: read_extra(k, "subscription")?,
         order: read_extra(k, "order")?,
-    })
+        grants: Vec::new(),
+    };
+    Ok((key, grants))
 }
 
 fn read_activation(a: &J) -> Result<Activation, String> {

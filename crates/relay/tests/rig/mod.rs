@@ -452,15 +452,19 @@ impl<'r> Drive<'r> {
         self.sent.as_ref().expect("a call was asked for")
     }
 
-    /// The next need, which must be a call to Polar: its patience (ms) and the flight it leads.
+    /// The next need, which must be a call to Polar (a slot to call on, which the native host
+    /// asks for first, is given at once): its patience (ms) and the flight it leads.
     pub fn expect_send(&mut self) -> (Option<u64>, Option<String>) {
-        match self.next() {
-            Need::Send {
-                flight,
-                patience_ms,
-                ..
-            } => (patience_ms, flight),
-            other => panic!("expected a call to Polar: {other:?}"),
+        loop {
+            match self.next() {
+                Need::Slot { .. } => self.give(Given::Slot),
+                Need::Send {
+                    flight,
+                    patience_ms,
+                    ..
+                } => return (patience_ms, flight),
+                other => panic!("expected a call to Polar: {other:?}"),
+            }
         }
     }
 

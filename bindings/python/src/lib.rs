@@ -16,7 +16,7 @@ use polar_license::lease::RelayKeys;
 use polar_license::licensing::system_clock;
 use polar_license::model::LicenseKeyRead;
 use polar_license::perpetual::ReleaseDate;
-use polar_license::portal::{devices_of, PortalError, SessionToken};
+use polar_license::portal::{PortalError, SessionToken};
 use polar_license::trial::TrialDays;
 use polar_license::{
     ActivateRequest, CacheState, CheckOutcome, CheckReport, Denial, Error, GracePolicy, Key,
@@ -250,21 +250,11 @@ const SESSION_SECONDS: i64 = 3600;
 /// …}` with contract §2's name (the CLI's `portal_error`) and the reason code the contract
 /// gives it, if any.
 fn portal_err(e: &PortalError) -> Value {
-    let (kind, reason) = match e {
-        PortalError::Invalid(e) | PortalError::Protocol(e) | PortalError::Offline(e) => {
-            return err(e)
-        }
-        PortalError::CodeInvalidOrExpired => ("code_invalid_or_expired", None),
-        PortalError::SessionExpired => ("session_expired", None),
-        PortalError::NotSignedIn => ("not_signed_in", Some(Reason::InvalidInput)),
-        PortalError::CustomerSelectionRequired(_) => {
-            ("customer_selection_required", Some(Reason::InvalidInput))
-        }
-        PortalError::RateLimited(_) => ("rate_limited", Some(Reason::RateLimited)),
-        PortalError::NotFound => ("key_not_found", Some(Reason::NotFound)),
-        PortalError::DeviceManagementOff => ("device_management_off", None),
-        _ => ("refused", None),
-    };
+    if let PortalError::Invalid(e) | PortalError::Protocol(e) | PortalError::Offline(e) = e {
+        return err(e);
+    }
+    // The name and the reason are the core's (every face gives the same).
+    let (kind, reason) = (e.code(), e.reason());
     let mut out = json!({
         "portal_error": kind,
         "code": reason.map(Reason::code),
@@ -302,23 +292,14 @@ fn key_or_remembered(licensing: &Licensing, key: Option<String>) -> Result<Key, 
     })
 }
 
-/// The key's devices through the remembered session, this machine's marked: the order of
-/// steps the command line runs (crates/cli/src/devices.rs, `list`), the rules the core's
-/// (`devices_of`).
+/// The key's devices through the remembered session, this machine's marked: the core's order
+/// of steps ([`Licensing::list_devices`], the sans-IO `ListDevices` every face drives).
 fn list_devices(licensing: &Licensing, key: &Key) -> Result<Value, PortalError> {
     let session: SessionToken = licensing
         .remembered_session()
         .map_err(PortalError::Offline)?
         .ok_or(PortalError::NotSignedIn)?;
-    let client = licensing.client();
-    let read = client.customer_keys(&session).and_then(|keys| {
-        let record = keys
-            .into_iter()
-            .find(|k| k.key.expose() == key.expose())
-            .ok_or(PortalError::NotFound)?;
-        client.devices(&session, &record.id)
-    });
-    let read = match read {
+    let read = match licensing.list_devices(&session, key.clone()) {
         Err(PortalError::SessionExpired) => {
             // Polar no longer knows it: nothing is kept that cannot be used.
             let _ = licensing.forget_session();
@@ -326,15 +307,11 @@ fn list_devices(licensing: &Licensing, key: &Key) -> Result<Value, PortalError> 
         }
         other => other?,
     };
-    let here = licensing
-        .status(key.clone())
-        .ok()
-        .and_then(|s| s.activation.map(|a| a.id));
-    let devices = devices_of(&read, here.as_deref())?;
+    let devices = read.devices;
     Ok(json!({
-        "key_id": read.license_key.id,
+        "key_id": read.key_id,
         "display_key": key.redacted(),
-        "limit_activations": read.license_key.limit_activations,
+        "limit_activations": read.limit_activations,
         "devices": devices.iter().map(|d| json!({
             "id": d.id,
             "label": d.label,

@@ -29,8 +29,9 @@ pub struct polar_license_client {
     licensing: Licensing,
     fingerprint: CString,
     errors: Mutex<HashMap<u64, CString>>,
-    /// The customer-portal session (issue #64; `devices.rs`): memory only.
-    session: super::devices::Session,
+    /// The customer-portal session (issue #64; `devices.rs`): kept in the client's memory
+    /// only (never written, never logged).
+    session: Mutex<Option<polar_license::portal::SessionToken>>,
 }
 
 // The thread rules in bindings/c/README.md rest on this (checked at compile time).

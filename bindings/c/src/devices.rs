@@ -11,7 +11,7 @@ use super::out;
 use super::result::polar_license_result;
 use super::strings::to_cstring;
 use polar_license::error::Verdict;
-use polar_license::portal::{KeyDevices, PortalError, SessionToken};
+use polar_license::portal::{KeyDevices, PortalError};
 use std::ffi::{c_char, CString};
 
 /// Why a portal call (`polar_license_client_request_sign_in_code`, `_sign_in`,
@@ -520,6 +520,3 @@ pub extern "C" fn polar_license_portal_result_customer_name(
         })
     }
 }
-
-/// The session, kept in the client's memory (never written, never logged).
-pub(crate) type Session = std::sync::Mutex<Option<SessionToken>>;

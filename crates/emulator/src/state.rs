@@ -15,6 +15,7 @@ mod customers;
 mod entitlements;
 #[cfg(not(target_arch = "wasm32"))]
 mod persist;
+pub(crate) use crate::webhooks::GrantView;
 pub(crate) use customers::{page_of, CustomerRef, RotateError, KEY_NOT_FOUND};
 pub(crate) use entitlements::GrantFilter;
 use entitlements::{BenefitRec, FlagGrant};
@@ -98,29 +99,6 @@ pub(crate) struct Token {
     pub token: String,
     pub organization_id: Uuid,
     pub scopes: Vec<String>,
-}
-
-/// What a key's webhooks say of it (`benefit_grant.*`'s `data`).
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct GrantView {
-    pub(crate) key_id: Uuid,
-    pub(crate) organization_id: Uuid,
-    pub(crate) benefit_id: Uuid,
-    pub(crate) customer_id: Uuid,
-    /// The customer as the key's answers show it (`CustomerIndividual`).
-    pub(crate) customer: J,
-    pub(crate) key_created_at: OffsetDateTime,
-    pub(crate) status: &'static str,
-    pub(crate) limit_activations: Option<i64>,
-    pub(crate) limit_usage: Option<i64>,
-    pub(crate) usage: i64,
-    pub(crate) expires_at: Option<OffsetDateTime>,
-    pub(crate) display_key: String,
-    pub(crate) prefix: Option<String>,
-    pub(crate) subscription_id: Option<String>,
-    pub(crate) order_id: Option<String>,
-    /// id, email, external id.
-    pub(crate) member: Option<(String, Option<String>, Option<String>)>,
 }
 
 /// Everything the emulator stores.

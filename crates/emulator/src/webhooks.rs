@@ -19,8 +19,30 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::json::{obj, opt_i, opt_s, s, J};
-use crate::state::GrantView;
 use crate::util::fmt_ts;
+
+/// What a key's webhooks say of it (`benefit_grant.*`'s `data`).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct GrantView {
+    pub(crate) key_id: Uuid,
+    pub(crate) organization_id: Uuid,
+    pub(crate) benefit_id: Uuid,
+    pub(crate) customer_id: Uuid,
+    /// The customer as the key's answers show it (`CustomerIndividual`).
+    pub(crate) customer: J,
+    pub(crate) key_created_at: OffsetDateTime,
+    pub(crate) status: &'static str,
+    pub(crate) limit_activations: Option<i64>,
+    pub(crate) limit_usage: Option<i64>,
+    pub(crate) usage: i64,
+    pub(crate) expires_at: Option<OffsetDateTime>,
+    pub(crate) display_key: String,
+    pub(crate) prefix: Option<String>,
+    pub(crate) subscription_id: Option<String>,
+    pub(crate) order_id: Option<String>,
+    /// id, email, external id.
+    pub(crate) member: Option<(String, Option<String>, Option<String>)>,
+}
 
 /// Every event type of Polar's webhooks (the SDK's `WebhookEventType`, 1.0.x).
 pub(crate) const EVENT_TYPES: &[&str] = &[

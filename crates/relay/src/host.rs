@@ -6,6 +6,10 @@
 
 use crate::types::{add_cors, RelayRequest, RelayResponse, RELAY_SOURCE, SOURCE_HEADER};
 
+/// Where a relay runs (defined beside [`crate::RelayConfig`], which names it; its rules are
+/// here).
+pub use crate::types::Host;
+
 /// The most bytes of Polar's answer to a client's check that a host reads (1 MiB): Polar's
 /// answers are small, and a bigger one is not Polar's (it is cut, and reads as no answer).
 pub const MAX_UPSTREAM_BYTES: usize = 1 << 20;
@@ -27,32 +31,6 @@ pub const JOBS_PER_RUN: u32 = 64;
 /// The fewest characters of a metrics bearer token (the npm relay's `metricsToken`, `relay
 /// serve --metrics-token`): a secret a scraper sends, not a word to guess.
 pub const MIN_METRICS_TOKEN: usize = 16;
-
-/// Where a relay runs: the one place where the hosts differ, each difference with its reason.
-/// Every other rule (routes, caps, limits, CORS, the operator's routes, the store's policy) is
-/// the same on every host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum Host {
-    /// The native relay: `relay serve` (the hyper server) and [`crate::Relay::handle`]. Its
-    /// calls to Polar go through the relay's own transport, which counts each one in the
-    /// metrics and tells a connection that was never made apart (that call's place in the
-    /// token's budget goes back); each call holds a thread, so calls wait for one of a few
-    /// slots ([`crate::flow::Need::Slot`]), and a call whose breaker opened while it waited is
-    /// not made. The client's address is the socket peer.
-    #[default]
-    Native,
-    /// The npm package's relay on a host with a socket peer the host hands over (node's
-    /// `createNodeListener`, Deno, Bun). Its calls are the host's `fetch`: counted by the core
-    /// when their answers are given (the fetch counts nothing), and a failed fetch keeps its
-    /// place in the budget (a fetch fails the same way when Polar closed the connection after
-    /// reading the call); a fetch holds no thread, so no slot is asked for.
-    Fetch,
-    /// The npm package's relay on Cloudflare Workers: as [`Host::Fetch`], and a Worker has no
-    /// socket peer: the client's address is Cloudflare's `cf-connecting-ip`, which Cloudflare
-    /// writes on every request (a client cannot set it on a Worker), read as the peer.
-    Workers,
-}
 
 impl Host {
     /// Whether the host's calls to Polar go through the relay's own transport (counted there,
@@ -91,7 +69,8 @@ impl Host {
 /// start, a request the host could not read, a fault of the host): `status` with
 /// `{"detail": …}`, said to be the relay's (`polar-license-source: relay`), with the CORS
 /// grant every answer of the relay carries, narrowed to `cors_origins` as the core's own
-/// answers are ([`crate::Relay::cors`]). Every host answers its own failures with this.
+/// answers are (`Relay::cors`, which the request machine applies to every answer). Every host
+/// answers its own failures with this.
 pub fn failure(
     status: u16,
     detail: &str,

@@ -5,7 +5,6 @@
 //! Polar-shaped answers. A leaf: it names no part that runs (the crate root re-exports what is
 //! public here, unchanged).
 
-use crate::host::Host;
 use std::sync::Arc;
 
 use polar_license::lease::{LeaseClaims, RelayKeys, SigningKey, UnsignedLease, LEASE_HEADER};
@@ -106,6 +105,32 @@ impl Default for Limits {
             max_body_bytes: 64 * 1024,
         }
     }
+}
+
+/// Where a relay runs: the one place where the hosts differ, each difference with its reason.
+/// Every other rule (routes, caps, limits, CORS, the operator's routes, the store's policy) is
+/// the same on every host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Host {
+    /// The native relay: `relay serve` (the hyper server) and [`crate::Relay::handle`]. Its
+    /// calls to Polar go through the relay's own transport, which counts each one in the
+    /// metrics and tells a connection that was never made apart (that call's place in the
+    /// token's budget goes back); each call holds a thread, so calls wait for one of a few
+    /// slots ([`crate::flow::Need::Slot`]), and a call whose breaker opened while it waited is
+    /// not made. The client's address is the socket peer.
+    #[default]
+    Native,
+    /// The npm package's relay on a host with a socket peer the host hands over (node's
+    /// `createNodeListener`, Deno, Bun). Its calls are the host's `fetch`: counted by the core
+    /// when their answers are given (the fetch counts nothing), and a failed fetch keeps its
+    /// place in the budget (a fetch fails the same way when Polar closed the connection after
+    /// reading the call); a fetch holds no thread, so no slot is asked for.
+    Fetch,
+    /// The npm package's relay on Cloudflare Workers: as [`Host::Fetch`], and a Worker has no
+    /// socket peer: the client's address is Cloudflare's `cf-connecting-ip`, which Cloudflare
+    /// writes on every request (a client cannot set it on a Worker), read as the peer.
+    Workers,
 }
 
 /// How a relay runs.

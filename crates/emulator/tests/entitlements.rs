@@ -4,7 +4,7 @@
 //! values changed with only `benefit.updated` sent, and all of it kept by `--state FILE`.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -13,7 +13,7 @@ use polar_license_emulator::{
     Emulator, KeyUpdate, Options, Seed, SeedBenefit, SeedKey, SeedSubscription,
     DEMO_ORGANIZATION_ID, DEMO_TOKEN, DEMO_TOKEN_READ_ONLY,
 };
-use polar_license_testkit::http::HttpAnswer;
+use polar_license_testkit::http::{raw_exchange, HttpAnswer};
 use polar_license_testkit::ScratchDir;
 use serde_json::{json, Value};
 
@@ -51,37 +51,7 @@ fn request(
     }
     text.push_str("Connection: close\r\n\r\n");
     text.push_str(body.unwrap_or(""));
-    let mut stream = TcpStream::connect(("127.0.0.1", em.port())).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    stream.write_all(text.as_bytes()).expect("write");
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    reader.read_line(&mut line).expect("status line");
-    let status: u16 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("a status");
-    let mut headers = Vec::new();
-    loop {
-        let mut h = String::new();
-        reader.read_line(&mut h).expect("header");
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        let (k, v) = h.split_once(':').expect("a header");
-        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-    }
-    let mut body = Vec::new();
-    reader.read_to_end(&mut body).expect("body");
-    HttpAnswer {
-        status,
-        headers,
-        body,
-    }
+    raw_exchange(em.port(), &text)
 }
 
 fn get(em: &Emulator, path: &str) -> HttpAnswer {

@@ -1,16 +1,12 @@
 //! Customer sessions and the routes they open, over raw HTTP on loopback, against the exact
 //! statuses, headers and bodies of docs/polar-api.md §16.0–§16.3.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
-
 use polar_license_emulator::{
     Core, Emulator, Options, Request, Seed, SeedBenefit, SeedKey, Time, DEMO_BENEFIT_ID,
     DEMO_CUSTOMER_ID, DEMO_KEY, DEMO_KEY_DISABLED, DEMO_KEY_REVOKED, DEMO_ORGANIZATION_ID,
     DEMO_TOKEN, DEMO_TOKEN_READ_ONLY,
 };
-use polar_license_testkit::http::HttpAnswer;
+use polar_license_testkit::http::{raw_exchange, HttpAnswer};
 use serde_json::{json, Value};
 
 const ORG: &str = DEMO_ORGANIZATION_ID;
@@ -45,37 +41,7 @@ fn request(
     }
     text.push_str("Connection: close\r\n\r\n");
     text.push_str(body);
-    let mut stream = TcpStream::connect(("127.0.0.1", em.port())).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    stream.write_all(text.as_bytes()).expect("write");
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    reader.read_line(&mut line).expect("status line");
-    let status: u16 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("a status");
-    let mut headers = Vec::new();
-    loop {
-        let mut h = String::new();
-        reader.read_line(&mut h).expect("header");
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        let (k, v) = h.split_once(':').expect("a header");
-        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-    }
-    let mut body = Vec::new();
-    reader.read_to_end(&mut body).expect("body");
-    HttpAnswer {
-        status,
-        headers,
-        body,
-    }
+    raw_exchange(em.port(), &text)
 }
 
 fn post(em: &Emulator, path: &str, body: &Value) -> HttpAnswer {

@@ -84,3 +84,41 @@ pub fn read_head(stream: &mut impl std::io::Read) -> Result<Vec<u8>, Vec<u8>> {
     }
     Ok(head)
 }
+
+/// Sends `request` (a whole HTTP/1.1 request, `Connection: close`) to `127.0.0.1:port` over a
+/// raw socket and reads the answer to its end: for the tests that need bytes a client library
+/// would not send, and every header exactly as the server wrote it.
+pub fn raw_exchange(port: u16, request: &str) -> HttpAnswer {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    stream.write_all(request.as_bytes()).expect("write");
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("status line");
+    let status: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status");
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        reader.read_line(&mut h).expect("header");
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        let (k, v) = h.split_once(':').expect("a header");
+        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+    }
+    let mut body = Vec::new();
+    reader.read_to_end(&mut body).expect("body");
+    HttpAnswer {
+        status,
+        headers,
+        body,
+    }
+}

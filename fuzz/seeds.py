@@ -3,11 +3,11 @@
 
 * parse_response: the response bodies of docs/polar-api.md §6 (doc_*.json, doc_errors.json)
   and real emulator answers (emu_*.json), each with its status and operation, in the
-  ResponseInput byte layout of fuzz/src/lib.rs:
+  ResponseInput byte layout of crates/fuzz-bodies/src/lib.rs:
   [op % 3][status u16 big-endian][header count % 4]([name index][len][value])*[body...]
 * one_answer: the same answers, about polar_license_testkit::answers' key, organization and
   ids (the documentation's and the emulator's replaced, so that a 200 can be a grant), in the
-  answer_case layout of fuzz/src/lib.rs:
+  answer_case layout of crates/fuzz-bodies/src/lib.rs:
   [op % 3][flags: 1 = the activation asked][status u16 big-endian]
   [date length + 1, or 0][date][retry-after length + 1, or 0][retry-after][body...]
 * rules_input: request bodies for polar_license_rules::check_body, good and hostile (nesting

@@ -65,11 +65,19 @@ step_macos() { bash scripts/setup-macos.sh; }
 step_python() { bash scripts/setup-python.sh; }
 
 FIRST=(npm c_tools wasm_target)
-BUILDS=(cbindgen wasm_bindgen geckodriver cargo_fuzz)
-DOWNLOADS=(browsers wasm_toolchain tauri windows fuzz_nightly macos python)
+BUILDS=(cbindgen wasm_bindgen geckodriver)
+DOWNLOADS=(browsers wasm_toolchain tauri windows macos python)
+# Live fuzzing (the nightly toolchain, cargo-fuzz compiled) is the whole matrix's alone: the
+# default run replays the committed corpus through the same bodies on stable
+# (crates/fuzz-bodies/tests/corpus.rs, in the tests stage).
+FULL_ONLY=(fuzz_nightly cargo_fuzz)
+if full; then
+    BUILDS+=(cargo_fuzz)
+    DOWNLOADS+=(fuzz_nightly)
+fi
 # Steps listed nowhere (a step added without a list) join the downloads lane.
 for fn in $(declare -F | awk '{ print $3 }' | sed -n 's/^step_//p'); do
-    [[ " ${FIRST[*]} ${BUILDS[*]} ${DOWNLOADS[*]} " == *" $fn "* ]] || DOWNLOADS+=("$fn")
+    [[ " ${FIRST[*]} ${BUILDS[*]} ${DOWNLOADS[*]} ${FULL_ONLY[*]} " == *" $fn "* ]] || DOWNLOADS+=("$fn")
 done
 
 # rest: the downloads and the builds lanes at once, each lane's steps in order, each lane's

@@ -234,7 +234,12 @@ start_stage windows summary env CARGO_TARGET_DIR=target/windows-build BUILD_NICE
 # The fuzz targets' nightly ASan build (fuzz/target, a directory and a toolchain of its own),
 # at niceness 19 from here on: the cycles the stages before fuzz leave build it, and the fuzz
 # stage below finds it built (its targets then run with the cores to themselves, as before).
-start_stage fuzz-build check nice -n 19 bash scripts/fuzz.sh --build-only
+# FULL=1 only: the default run replays every committed fuzz input through the same target
+# bodies on stable in the tests stage (crates/fuzz-bodies/tests/corpus.rs), without the
+# nightly toolchain and its release ASan build of the core (the largest build of the run).
+if full; then
+    start_stage fuzz-build check nice -n 19 bash scripts/fuzz.sh --build-only
+fi
 # The Python package (bindings/python): its abi3 wheel and sdist built, the wheel installed in a
 # fresh venv, pytest against the emulator and with the CLI, mypy and pyright. Beside the wasm
 # stage too, in a directory of its own (target/python/cargo), compiling at niceness 19.
@@ -263,10 +268,12 @@ run_stage docs summary node tests/docs/run.mjs
 run_stage macos summary bash scripts/test-macos.sh
 finish_stage tauri summary
 finish_stage windows summary
-# Every fuzz target for a bounded time: any crash fails (corpus in fuzz/corpus).
-# (10 s a target by default, 20 s with FULL=1.)
-finish_stage fuzz-build check
-run_stage fuzz check bash scripts/fuzz.sh "$(full && echo 20 || echo 10)"
+# Every fuzz target for a bounded time (20 s each): any crash fails (corpus in fuzz/corpus).
+# FULL=1 only (above); the default run's tests stage replays the corpus.
+if full; then
+    finish_stage fuzz-build check
+    run_stage fuzz check bash scripts/fuzz.sh 20
+fi
 # The fault matrix of the tests, c and wasm stages (Rust, C, JS) as one table; fails when a
 # face's row is missing or failed. Last, so the table sits just above the summary.
 run_stage faults check bash scripts/fault-table.sh

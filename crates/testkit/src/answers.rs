@@ -1,6 +1,6 @@
 //! A seeded generator of answers, Polar's and not Polar's, to hold every face to one verdict
 //! (`tests/one_answer.rs` natively, `bindings/wasm/src/tests/one_answer.rs` through the npm
-//! engine, `fuzz/fuzz_targets/one_answer.rs`): [`cases`] gives, for a seed, always the same
+//! engine, `crates/fuzz-bodies/src/targets/one_answer.rs`): [`cases`] gives, for a seed, always the same
 //! endless run of [`Case`]s.
 //!
 //! Each case starts from a realistic answer (a validate's 200 with and without an activation,

@@ -2,7 +2,7 @@
 //! (`proto::parse_validate_for`, `parse_activate_for`, `parse_deactivate`: what the Rust, C
 //! and command-line faces run) and the schema table (`answers::validate_answer`,
 //! `activate_answer`, `deactivate_answer`: what the npm engine runs), each reduced to a
-//! [`Reading`] that must be equal (`tests/one_answer.rs`, `fuzz/fuzz_targets/one_answer.rs`).
+//! [`Reading`] that must be equal (`tests/one_answer.rs`, `crates/fuzz-bodies/src/targets/one_answer.rs`).
 //!
 //! A grant is compared as each path writes it: the license and the activation of the answer
 //! (serde's serialization of the typed model against `SchemaLicense::write_license` and

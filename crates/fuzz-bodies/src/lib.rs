@@ -1,5 +1,42 @@
-//! Shared inputs and oracles of the fuzz targets. What they found is pinned by
-//! `tests/fuzz_regressions.rs`.
+//! The fuzz targets' bodies, their shared inputs and oracles. `fuzz/` (cargo-fuzz, nightly)
+//! runs each body under libFuzzer (`scripts/fuzz.sh`, the `fuzz` stage of `FULL=1 bash
+//! scripts/test.sh`); `tests/corpus.rs` here replays every committed input (`fuzz/corpus`,
+//! `fuzz/seeds`) through the same bodies in the ordinary test stage, on stable. What they found
+//! is pinned by `tests/fuzz_regressions.rs`.
+
+/// One module per fuzz target (`fuzz/Cargo.toml` names a binary for each).
+pub mod targets {
+    pub mod cache_decode;
+    pub mod cache_roundtrip;
+    pub mod lease;
+    pub mod one_answer;
+    pub mod parse_response;
+    pub mod requests;
+    pub mod rules_input;
+}
+
+/// A target's body: one input, as libFuzzer hands it over (a panic is a finding).
+pub type Body = fn(&[u8]);
+
+/// Every target by name, as `fuzz/Cargo.toml` and `fuzz/corpus/<name>` name them.
+pub const TARGETS: [(&str, Body); 7] = [
+    ("cache_decode", targets::cache_decode::run),
+    ("cache_roundtrip", targets::cache_roundtrip::run),
+    ("lease", targets::lease::run),
+    ("one_answer", targets::one_answer::run),
+    ("parse_response", targets::parse_response::run),
+    ("requests", targets::requests::run),
+    ("rules_input", targets::rules_input::run),
+];
+
+/// Reads bytes as a typed input the way libfuzzer-sys's `fuzz_target!` does: too short for the
+/// type's minimum size, or not readable, is no input.
+pub fn decode<'a, T: Arbitrary<'a>>(data: &'a [u8]) -> Option<T> {
+    if data.len() < T::size_hint(0).0 {
+        return None;
+    }
+    T::arbitrary_take_rest(Unstructured::new(data)).ok()
+}
 
 use arbitrary::{Arbitrary, Unstructured};
 use polar_license::proto::Operation;
@@ -264,7 +301,7 @@ pub mod cache_key {
             assert_eq!(
                 encoded,
                 seal(body),
-                "the cache format changed: update fuzz/src/lib.rs (cache_key)"
+                "the cache format changed: update crates/fuzz-bodies/src/lib.rs (cache_key)"
             );
             key
         })

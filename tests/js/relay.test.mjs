@@ -285,6 +285,8 @@ test("node: a token Polar refuses is a console.error line, Polar out of reach a 
   assert.equal(answer.status, 502);
   const refused = lines.filter(([, text]) => text.startsWith(REFUSED_LINE));
   assert.deepEqual(refused.map(([level]) => level), ['error'], JSON.stringify(lines));
+  // The setting named as the npm relay takes it (not `relay serve`'s --access-token).
+  assert.ok(refused[0][1].includes("check createRelay's accessToken and"), refused[0][1]);
   assert.ok(lines.every(([, text]) => !text.includes(WRONG_TOKEN)), 'the token is never logged');
   assert.equal(unreached.status, 502);
   assert.ok(lines.some(([level, text]) => level === 'warn' && /^polar-license relay: validate \*{4}\S* 502 \(Polar unreachable: \w+\)$/.test(text)), JSON.stringify(lines));

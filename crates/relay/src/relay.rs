@@ -688,9 +688,15 @@ impl Relay {
             }
         };
         if refuses_token(op, &upstream) {
+            // The setting named as the seller wrote it: `relay serve`'s option, or the npm
+            // relay's `createRelay` option (a Worker's binding feeds the same option).
+            let setting = match self.host {
+                Host::Native => "--access-token (POLAR_ACCESS_TOKEN)",
+                Host::Fetch | Host::Workers => "createRelay's accessToken",
+            };
             log::error!(
-                "relay: Polar refused the relay's access token ({}): check --access-token and \
-                 its license_keys:write scope; answering 502",
+                "relay: Polar refused the relay's access token ({}): check {setting} and its \
+                 license_keys:write scope; answering 502",
                 upstream.status
             );
             return (

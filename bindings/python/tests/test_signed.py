@@ -1,12 +1,10 @@
-"""Signed mode from Python: the seller's relay (`polar-license relay serve`, in front of the
-emulator) signs a lease on every grant; a `Licensing` with its public key licenses only with a
-lease that verifies. The binary: POLAR_LICENSE_CLI (scripts/test-python.sh builds it)."""
+"""Signed mode from Python: the seller's relay (`polar-license relay serve` in front of the
+emulator: conftest.py's ``relay`` fixture) signs a lease on every grant; a `Licensing` with its
+public key licenses only with a lease that verifies. The binary: POLAR_LICENSE_CLI (scripts/test-python.sh builds it)."""
 
 from __future__ import annotations
 
 import os
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,39 +13,10 @@ from polar_license import LicenseFailure, Licensing, Reason, Source
 from polar_license.emulator import DEMO_KEY, Emulator
 
 CLI = os.environ.get("POLAR_LICENSE_CLI", "")
-TOKEN = "polar_oat_emulator_demo_0123456789abcdef"  # the demo seed's organization token
 
 pytestmark = pytest.mark.skipif(
     not Path(CLI).is_file(), reason="POLAR_LICENSE_CLI names no polar-license binary"
 )
-
-
-def clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("POLAR_")}
-
-
-@pytest.fixture
-def relay(polar_emulator: Emulator, tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """The relay's URL and its public key (`KID=k4.public.…`)."""
-    key_file = tmp_path / "signing.key"
-    public = subprocess.run(
-        [CLI, "relay", "keygen", "--org", polar_emulator.organization_id, "--out", str(key_file)],
-        env=clean_env(), capture_output=True, text=True, timeout=60, check=True,
-    ).stdout.strip()
-    serve = subprocess.Popen(
-        [CLI, "relay", "serve", "--org", polar_emulator.organization_id, "--signing-key",
-         str(key_file), "--base-url", polar_emulator.url, "--access-token", TOKEN,
-         "--port", "0"],
-        env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )
-    try:
-        assert serve.stdout is not None
-        first = serve.stdout.readline().strip()
-        assert first.startswith("listening on "), first
-        yield first.removeprefix("listening on "), public
-    finally:
-        serve.terminate()
-        serve.wait(timeout=30)
 
 
 def test_signed_mode_licenses_with_the_relays_lease(polar_emulator: Emulator, tmp_path: Path,

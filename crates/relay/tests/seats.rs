@@ -360,3 +360,156 @@ fn without_a_store_there_are_no_seats() {
     );
     assert_eq!(r.status, 404);
 }
+
+/// The Workers relay's way: a paged store the host loads before the core reads it (what a
+/// seat request touches: its key's verdict and its pool), the journal saved to the host's
+/// storage after each request, the seat lease signed outside the relay (WebCrypto's stand-in:
+/// ed25519-compact with the key's secret), and a restart between requests (a new
+/// `PagedBackend` over the same storage): the seats are kept.
+#[test]
+fn on_the_workers_path_a_seat_is_signed_elsewhere_and_outlives_a_restart() {
+    use ct_codecs::Decoder;
+    use polar_license::Transport;
+    use polar_license_relay::flow::{ExchangeOptions, Given, Need};
+    use polar_license_relay::store::PagedBackend;
+    use polar_license_relay::{RelayConfig, Signer};
+
+    let polar = rig::emulator();
+    let k = key(&polar, "WORKERS", 1);
+    let signing = SigningKey::generate(Some("ext")).expect("a key");
+    let text = signing.to_file_text();
+    let b64 = text.trim().split_once("=k4.secret.").expect("a key line").1;
+    let raw = ct_codecs::Base64UrlSafeNoPadding::decode_to_vec(b64, None).expect("base64url");
+    let secret = ed25519_compact::SecretKey::from_slice(&raw).expect("64 bytes");
+    let relay_on = |b: &Arc<PagedBackend>| {
+        let mut config = RelayConfig::with_signer(
+            polar_license::proto::Server::Custom(polar.url()),
+            polar_license::AccessToken::new(polar_license_emulator::DEMO_TOKEN),
+            Signer::External {
+                kid: "ext".into(),
+                public_key: signing.public_paserk(),
+            },
+        );
+        config.limits = rig::unlimited();
+        config.store = rig::store(
+            Arc::clone(b) as Arc<dyn Backend>,
+            StoreOptions::default(),
+            None,
+        );
+        rig::relay(config, rig::upstream(Duration::from_secs(5)))
+    };
+    let polar_http = rig::upstream(Duration::from_secs(5));
+    let mut host = rig::host::Host::default();
+    let mut signed = 0;
+    let mut answer = |host: &mut rig::host::Host,
+                      b: &PagedBackend,
+                      relay: &Relay,
+                      op: &str,
+                      body: String,
+                      when: i64,
+                      id: u8|
+     -> (RelayResponse, Value) {
+        let req = rig::request(&format!("{SEATS_PREFIX}{op}"), &[], &body);
+        let options = ExchangeOptions {
+            host_loads: true,
+            ..ExchangeOptions::default()
+        };
+        let mut drive = rig::Drive::with(relay, req, rig::at(when), options);
+        drive.entropy = Some([id; 16]);
+        let r = drive.run_with(|x, need| match need {
+            Need::Load(load) => {
+                if let Some(wants) = &load.store {
+                    host.fill(b, wants);
+                }
+                x.give(Given::Loaded);
+            }
+            Need::Send { request, .. } => x.give(Given::Upstream(polar_http.send(&request))),
+            Need::Sign(bytes) => {
+                signed += 1;
+                x.give(Given::Signature(secret.sign(&bytes, None).to_vec()));
+            }
+            other => x.as_host(other),
+        });
+        host.save(b);
+        let v = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+        (r, v)
+    };
+    let t = rig::now();
+    let b = Arc::new(host.start(16));
+    let relay = relay_on(&b);
+    let (r, v) = answer(
+        &mut host,
+        &b,
+        &relay,
+        "acquire",
+        seat_body(&k, "m-a", None, None),
+        t,
+        1,
+    );
+    assert_eq!(r.status, 200, "{v}");
+    let key = Key::new(k.clone());
+    let expect = SeatExpect {
+        organization_id: DEMO_ORGANIZATION_ID,
+        key: &key,
+        machine: "m-a",
+    };
+    let token = r
+        .header(SEAT_HEADER)
+        .expect("a seat lease signed elsewhere");
+    let seat = verify_seat(token, &signing.relay_keys(), &expect, t).expect("it verifies");
+    drop(relay);
+
+    // Restarted: the pool is read back from the host's storage.
+    let b = Arc::new(host.start(16));
+    let relay = relay_on(&b);
+    let (r, v) = answer(
+        &mut host,
+        &b,
+        &relay,
+        "acquire",
+        seat_body(&k, "m-b", None, None),
+        t + 5,
+        2,
+    );
+    assert_eq!((r.status, &v["reason"]), (409, &json!("seats_full")), "{v}");
+    let (r, v) = answer(
+        &mut host,
+        &b,
+        &relay,
+        "heartbeat",
+        seat_body(&k, "m-a", Some(&seat.seat), None),
+        t + 6,
+        3,
+    );
+    assert_eq!(r.status, 200, "{v}");
+    drop(relay);
+
+    let b = Arc::new(host.start(16));
+    let relay = relay_on(&b);
+    let (_, v) = answer(
+        &mut host,
+        &b,
+        &relay,
+        "release",
+        seat_body(&k, "m-a", Some(&seat.seat), None),
+        t + 7,
+        4,
+    );
+    assert_eq!(v["released"], true);
+    let b = Arc::new(host.start(16));
+    let relay = relay_on(&b);
+    let (r, _) = answer(
+        &mut host,
+        &b,
+        &relay,
+        "acquire",
+        seat_body(&k, "m-b", None, None),
+        t + 8,
+        5,
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        signed, 3,
+        "each seat given or extended signed outside the relay"
+    );
+}

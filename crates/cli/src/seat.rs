@@ -65,7 +65,7 @@ pub fn run(g: &Global, c: &SeatCommand) -> u8 {
 }
 
 fn fail(what: &str, e: &Error) -> u8 {
-    crate::output::print_err(&format!(
+    err(&format!(
         "polar-license seat {what}: {} ({})",
         e.text(),
         e.reason().code()
@@ -117,13 +117,13 @@ fn seat_run(g: &Global, a: &SeatRunArgs) -> u8 {
         }) => {
             let wait =
                 retry_after.map_or(String::new(), |s| format!("; the soonest frees in {s} s"));
-            crate::output::print_err(&format!(
+            err(&format!(
                 "polar-license seat run: every seat is in use ({in_use} of {size}){wait} (seats_full)"
             ));
             return u8::try_from(polar_license::Reason::SeatsFull.exit_code()).unwrap_or(1);
         }
         Ok(SeatAnswer::Denied(d)) => {
-            crate::output::print_err(&format!(
+            err(&format!(
                 "polar-license seat run: {} ({})",
                 d.detail,
                 d.reason.code()
@@ -174,16 +174,16 @@ fn seat_run(g: &Global, a: &SeatRunArgs) -> u8 {
                 match client.seat(&heartbeat) {
                     Ok(SeatAnswer::Held(_)) => {}
                     Ok(SeatAnswer::Gone) => {
-                        crate::output::print_err(
+                        err(
                             "polar-license seat run: the seat was freed (not heard from within its life): the command goes on without it",
                         );
                         return;
                     }
-                    Ok(other) => crate::output::print_err(&format!(
+                    Ok(other) => err(&format!(
                         "polar-license seat run: a heartbeat answered {}",
                         summary(&other)
                     )),
-                    Err(e) => crate::output::print_err(&format!(
+                    Err(e) => err(&format!(
                         "polar-license seat run: a heartbeat failed: {} (tried again)",
                         e.text()
                     )),
@@ -198,7 +198,7 @@ fn seat_run(g: &Global, a: &SeatRunArgs) -> u8 {
     match status {
         Ok(status) => exit_of(status),
         Err(e) => {
-            crate::output::print_err(&format!(
+            err(&format!(
                 "polar-license seat run: {} could not be run: {e}",
                 a.command[0]
             ));
@@ -218,11 +218,11 @@ fn summary(answer: &SeatAnswer) -> String {
 fn release(client: &BlockingClient, ask: &SeatAsk) {
     match client.seat(ask) {
         Ok(SeatAnswer::Released(_)) => {}
-        Ok(other) => crate::output::print_err(&format!(
+        Ok(other) => err(&format!(
             "polar-license seat run: the release answered {}",
             summary(&other)
         )),
-        Err(e) => crate::output::print_err(&format!(
+        Err(e) => err(&format!(
             "polar-license seat run: the release failed: {} (the seat frees by itself within its life)",
             e.text()
         )),
@@ -248,4 +248,9 @@ fn exit_of(status: std::process::ExitStatus) -> u8 {
         }
     }
     1
+}
+
+/// A line on stderr.
+fn err(text: &str) {
+    crate::output::print_err(&format!("{text}\n"));
 }

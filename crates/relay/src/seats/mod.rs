@@ -398,6 +398,11 @@ pub(crate) fn release(store: &dyn Backend, ask: &SeatAsk, now: Now) -> RelayResp
         pool.release(id, &machine, at)
     }) {
         Ok(Outcome::Released(released)) => {
+            log::info!(
+                "relay: seat release {} 200 (seat {id}{})",
+                crate::logged::key(&ask.key),
+                if released { " freed" } else { " not held" }
+            );
             RelayResponse::json(200, object(&[("released", released.to_string())]))
         }
         Ok(_) => gone(),

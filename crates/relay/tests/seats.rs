@@ -513,3 +513,43 @@ fn on_the_workers_path_a_seat_is_signed_elsewhere_and_outlives_a_restart() {
         "each seat given or extended signed outside the relay"
     );
 }
+
+/// A seat request is a request of the relay's like any other: its client's per-IP limit is
+/// taken before anything is read or asked (a flood of seat requests from one address costs
+/// no store read and no call to Polar), and another address is served meanwhile.
+#[test]
+fn seat_requests_take_their_clients_per_ip_limit() {
+    let polar = rig::emulator();
+    let k = key(&polar, "FLOOD", 50);
+    let signer = SigningKey::generate(Some("seats")).expect("a key");
+    let mut config = rig::config_with(polar.url(), polar_license_emulator::DEMO_TOKEN, signer);
+    config.limits = polar_license_relay::Limits {
+        per_ip: polar_license_relay::Rate::new(1, 2),
+        per_key: polar_license_relay::Rate::new(0, 0),
+        ..polar_license_relay::Limits::default()
+    };
+    config.store = rig::store(rig::memory(1_000), StoreOptions::default(), None);
+    let relay = rig::relay(config, rig::upstream(Duration::from_secs(5)));
+    polar.reset_request_count();
+    let t = rig::at(rig::now());
+    let from = |ip: &str, machine: &str| {
+        let mut req = rig::request(
+            &format!("{SEATS_PREFIX}acquire"),
+            &[],
+            &seat_body(&k, machine, None, None),
+        );
+        req.client_ip = ip.into();
+        relay.handle(&req, t)
+    };
+    let statuses: Vec<u16> = (0..10)
+        .map(|i| from("192.0.2.1", &format!("m-{i}")).status)
+        .collect();
+    assert_eq!(statuses[..2], [200, 200], "{statuses:?}");
+    assert!(statuses[2..].iter().all(|&s| s == 429), "{statuses:?}");
+    assert_eq!(
+        from("198.51.100.7", "m-other").status,
+        200,
+        "another client served"
+    );
+    assert_eq!(polar.request_count(), 1, "the flood asked Polar nothing");
+}

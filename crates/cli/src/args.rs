@@ -659,6 +659,26 @@ pub struct RelayServeArgs {
     /// (repeatable: `BENEFIT_ID=N`)
     #[arg(long = "seats", value_name = "BENEFIT_ID=N", value_parser = parse_seats)]
     pub seats: Vec<(String, u32)>,
+
+    /// Seats: at most N acquisitions per key in any SECONDS (0 turns it off; default 120 an
+    /// hour): an acquire-release loop gets `rate_limited` with the wait
+    #[arg(long, value_name = "N[/SECONDS]", default_value = "120/3600", value_parser = parse_churn,
+          env = "POLAR_LICENSE_RELAY_SEAT_CHURN")]
+    pub seat_churn: (u32, u32),
+}
+
+/// Parses `N` or `N/SECONDS` (the window defaults to an hour).
+fn parse_churn(text: &str) -> Result<(u32, u32), String> {
+    let (n, window) = text.split_once('/').unwrap_or((text, "3600"));
+    let n = n
+        .trim()
+        .parse::<u32>()
+        .map_err(|_| "N must be a whole number".to_string())?;
+    let window = window
+        .trim()
+        .parse::<u32>()
+        .map_err(|_| "SECONDS must be a whole number".to_string())?;
+    Ok((n, window))
 }
 
 /// Parses `BENEFIT_ID=N`.

@@ -553,3 +553,50 @@ fn seat_requests_take_their_clients_per_ip_limit() {
     );
     assert_eq!(polar.request_count(), 1, "the flood asked Polar nothing");
 }
+
+/// A churn loop (acquire, release, again) meets the seller's limit: `429`, Polar's reading of
+/// a rate limit (`rate_limited`) with the wait until the oldest acquisition leaves the window.
+#[test]
+fn a_churn_loop_meets_its_limit_with_the_wait() {
+    let polar = rig::emulator();
+    let k = key(&polar, "CHURN", 1);
+    let options = SeatOptions {
+        churn: 3,
+        churn_seconds: 600,
+        ..SeatOptions::default()
+    };
+    let s = relay_over(&polar, rig::memory(1_000), options);
+    let t = rig::now();
+    for i in 0..3 {
+        let at = t + i * 10;
+        let seat = held(&s, &k, "m-a", &acquire(&s, &k, "m-a", rig::at(at)), at);
+        assert_eq!(
+            release(&s, &k, "m-a", &seat, rig::at(at + 1)).1["released"],
+            true
+        );
+    }
+    let (r, v) = acquire(&s, &k, "m-a", rig::at(t + 30));
+    assert_eq!(
+        (r.status, &v["reason"]),
+        (429, &json!("rate_limited")),
+        "{v}"
+    );
+    assert_eq!(r.header("retry-after"), Some("570"));
+    let client = polar_license::proto::HttpResponse {
+        status: r.status,
+        headers: r.headers.clone(),
+        body: r.body.clone(),
+    };
+    let read = polar_license::seat::read_seat_answer(polar_license::seat::SeatOp::Acquire, &client);
+    assert_eq!(
+        read.expect_err("no seat").reason(),
+        polar_license::Reason::RateLimited
+    );
+    held(
+        &s,
+        &k,
+        "m-a",
+        &acquire(&s, &k, "m-a", rig::at(t + 601)),
+        t + 601,
+    );
+}

@@ -29,7 +29,7 @@ use sha2::{Digest, Sha256};
 use crate::clock::Now;
 use crate::store::{Backend, Entry, EntryId, Mark, Wants};
 use crate::types::{add_cors, object, string, Finished, RelayRequest, RelayResponse, SignWith};
-pub(crate) use pool::{Outcome, Pool, Sizes};
+pub(crate) use pool::{Churn, Outcome, Pool, Sizes};
 
 /// The seat routes' prefix: `acquire`, `heartbeat`, `release` follow it.
 pub const SEATS_PREFIX: &str = "/v1/seats/";
@@ -79,7 +79,16 @@ pub struct SeatOptions {
     pub per_benefit: Vec<(String, u32)>,
     /// CI seats per key at once, within the pool (`None`: the pool's size only).
     pub ci_cap: Option<u32>,
+    /// Churn: at most this many acquisitions per key in any window of `churn_seconds` (0: no
+    /// limit; at most 1,000). Default: [`SEAT_CHURN`] an hour.
+    pub churn: u32,
+    /// The churn limit's window, in seconds (60 to 86,400; default 3,600).
+    pub churn_seconds: u32,
 }
+
+/// The default churn limit: acquisitions per key per hour (a CI key of a few seats running a
+/// job every minute stays under it; an acquire-release loop meets it).
+pub const SEAT_CHURN: u32 = 120;
 
 impl Default for SeatOptions {
     fn default() -> SeatOptions {
@@ -87,6 +96,8 @@ impl Default for SeatOptions {
             seconds: SEAT_SECONDS,
             per_benefit: Vec::new(),
             ci_cap: None,
+            churn: SEAT_CHURN,
+            churn_seconds: 3_600,
         }
     }
 }
@@ -96,6 +107,12 @@ impl SeatOptions {
     pub fn problem(&self) -> Option<(&'static str, &'static str)> {
         if !(30..=3_600).contains(&self.seconds) {
             return Some(("seat_seconds", "must be 30 to 3600 seconds"));
+        }
+        if self.churn > pool::MAX_CHURN || !(60..=86_400).contains(&self.churn_seconds) {
+            return Some((
+                "seat_churn",
+                "must be at most 1000 acquisitions, in a window of 60 to 86400 seconds",
+            ));
         }
         None
     }
@@ -117,6 +134,10 @@ impl SeatOptions {
         Sizes {
             size: seller.or(limit).unwrap_or(0),
             ci_cap: self.ci_cap,
+            churn: Churn {
+                count: self.churn,
+                window: i64::from(self.churn_seconds),
+            },
         }
     }
 }
@@ -382,6 +403,29 @@ pub(crate) fn settle(
                 crate::logged::key(&ask.key)
             );
             plain(full(in_use, size, frees_at, at))
+        }
+        Outcome::Churned { at: next } => {
+            log::info!(
+                "relay: seat {} {} 429 (churn: {} acquisitions in {} s)",
+                ask.op.as_str(),
+                crate::logged::key(&ask.key),
+                options.churn,
+                options.churn_seconds
+            );
+            let mut r = RelayResponse::rate_limited(
+                u64::try_from(next.saturating_sub(at).max(1)).unwrap_or(1),
+            );
+            r.set("content-type", "application/json");
+            r.body = object(&[
+                ("error", string("SeatChurn")),
+                (
+                    "detail",
+                    string("too many seat acquisitions of this key: wait for retry-after"),
+                ),
+                ("reason", string("rate_limited")),
+            ])
+            .into_bytes();
+            plain(r)
         }
         Outcome::Gone | Outcome::Released(_) => plain(gone()),
     }

@@ -14,6 +14,20 @@ pub(crate) const MAX_SEATS: u32 = 512;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Pool {
     pub(crate) seats: Vec<Held>,
+    /// When seats were acquired within the churn window (unix seconds, oldest first; at most
+    /// [`MAX_CHURN`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) taken: Vec<i64>,
+}
+
+/// The most acquisitions a churn limit counts per window (so a pool's record stays bounded).
+pub(crate) const MAX_CHURN: u32 = 1_000;
+
+/// At most `count` acquisitions per key in any `window` seconds (`count` 0: no limit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Churn {
+    pub(crate) count: u32,
+    pub(crate) window: i64,
 }
 
 /// One seat held.
@@ -37,6 +51,8 @@ pub(crate) struct Sizes {
     pub(crate) size: u32,
     /// CI seats at once (`None`: only `size` bounds them).
     pub(crate) ci_cap: Option<u32>,
+    /// The acquisitions per window.
+    pub(crate) churn: Churn,
 }
 
 /// What a step did.
@@ -55,6 +71,9 @@ pub(crate) enum Outcome {
     Gone,
     /// A release: whether the seat was held.
     Released(bool),
+    /// Too many acquisitions of this key within the churn window: the next is possible at
+    /// `at` (unix seconds).
+    Churned { at: i64 },
 }
 
 impl Pool {
@@ -80,6 +99,19 @@ impl Pool {
         life: i64,
     ) -> Outcome {
         self.cull(now);
+        let churn = sizes.churn;
+        if churn.count > 0 {
+            self.taken.retain(|&t| t > now.saturating_sub(churn.window));
+            let limit = churn.count.min(MAX_CHURN) as usize;
+            if self.taken.len() >= limit {
+                let oldest = self.taken.first().copied().unwrap_or(now);
+                return Outcome::Churned {
+                    at: oldest.saturating_add(churn.window),
+                };
+            }
+        } else {
+            self.taken.clear();
+        }
         let size = sizes.size.min(MAX_SEATS);
         let in_use = count(self.seats.len());
         let soonest = |ci_only: bool| {
@@ -114,6 +146,9 @@ impl Pool {
             until: now.saturating_add(life),
         };
         self.seats.push(seat.clone());
+        if churn.count > 0 {
+            self.taken.push(now);
+        }
         Outcome::Held {
             seat,
             in_use: in_use + 1,
@@ -162,7 +197,45 @@ mod tests {
     const LIFE: i64 = 300;
 
     fn sizes(size: u32, ci_cap: Option<u32>) -> Sizes {
-        Sizes { size, ci_cap }
+        Sizes {
+            size,
+            ci_cap,
+            churn: Churn {
+                count: 0,
+                window: 0,
+            },
+        }
+    }
+
+    #[test]
+    fn a_churn_loop_meets_its_limit_and_the_wait_is_the_oldests() {
+        let mut pool = Pool::default();
+        let s = Sizes {
+            churn: Churn {
+                count: 3,
+                window: 3_600,
+            },
+            ..sizes(1, None)
+        };
+        // Acquire, release, again: the fourth within the hour is refused until the first
+        // acquisition leaves the window.
+        for (i, at) in [0, 10, 20].into_iter().enumerate() {
+            let id = i.to_string();
+            assert!(matches!(
+                pool.acquire(s, "m", false, &id, at, LIFE),
+                Outcome::Held { .. }
+            ));
+            assert_eq!(pool.release(&id, "m", at + 1), Outcome::Released(true));
+        }
+        assert_eq!(
+            pool.acquire(s, "m", false, "x", 30, LIFE),
+            Outcome::Churned { at: 3_600 }
+        );
+        assert!(matches!(
+            pool.acquire(s, "m", false, "x", 3_601, LIFE),
+            Outcome::Held { .. }
+        ));
+        assert!(pool.taken.len() <= 3);
     }
 
     #[test]

@@ -116,4 +116,4 @@ pub use types::{
 };
 
 pub use relay::Relay;
-pub use seats::{SeatOptions, SEATS_PREFIX, SEAT_SECONDS};
+pub use seats::{SeatOptions, SEATS_PREFIX, SEAT_CHURN, SEAT_SECONDS};

@@ -32,7 +32,12 @@ pub struct SeatRunArgs {
     pub key: KeyArg,
 
     /// A CI seat (the seller may cap CI seats apart from the others)
-    #[arg(long, env = "POLAR_LICENSE_SEAT_CI")]
+    #[arg(
+        long,
+        env = "POLAR_LICENSE_SEAT_CI",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::FalseyValueParser::new()
+    )]
     pub ci: bool,
 
     /// This machine's binding in the seat lease (default: the machine fingerprint, else the

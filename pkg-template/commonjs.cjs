@@ -29,6 +29,7 @@ const REASONS = Object.freeze({
   load_error: 'error',
   not_yet_verified: 'unverified',
   replayed: 'unverified',
+  seats_full: 'denied',
 });
 
 const EXTRAS = ['status', 'field', 'retryAfter', 'remainingUsages', 'timeout', 'cacheRefreshed', 'previouslyValid', 'hint', 'userMessage'];

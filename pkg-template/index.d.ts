@@ -20,7 +20,8 @@ export type UnverifiedCode =
   | 'grace_expired'
   | 'clock_rollback'
   | 'not_yet_verified'
-  | 'replayed';
+  | 'replayed'
+  | 'seats_full';
 
 /**
  * Why a `check()` answered from the cache although Polar was asked: nothing that is Polar's

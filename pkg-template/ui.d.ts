@@ -38,6 +38,7 @@ export interface GateStrings {
   clock_rollback: string;
   not_yet_verified: string;
   replayed: string;
+  seats_full: string;
   protocol_error: string;
   invalid_input: string;
   cache_error: string;

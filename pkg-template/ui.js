@@ -54,6 +54,7 @@ export const DEFAULT_STRINGS = Object.freeze({
   clock_rollback: "This device's clock was set back. Correct the date and time, then try again.",
   not_yet_verified: 'The license has not been checked yet. Connect to the internet, then try again.',
   replayed: 'The answer could not be trusted. Try again.',
+  seats_full: 'Every seat of this license is in use. Try again when one is free.',
   protocol_error:
     'The answer did not come from Polar (a network login page or a proxy may be in the way). Try again, or on another network.',
   invalid_input: 'That does not look like a license key. Paste the whole key, for example from your purchase email.',

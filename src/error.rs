@@ -116,6 +116,9 @@ impl Denial {
             Reason::ActivationsNotSupported => {
                 "This license key cannot be activated on a computer."
             }
+            Reason::SeatsFull => {
+                "Every seat of this license is in use: try again when one is free."
+            }
             _ => "This license key was refused.",
         };
         text.to_string()

@@ -49,6 +49,11 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fmt;
 
+mod seat;
+pub use seat::{
+    prepare_seat, verify_seat, verify_seat_with, SeatClaims, SeatExpect, SEAT_HEADER, SEAT_KINDS,
+};
+
 /// The response header a relay puts the lease in (its answers' bodies are Polar's own).
 pub const LEASE_HEADER: &str = "polar-license-lease";
 

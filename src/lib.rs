@@ -149,6 +149,7 @@ pub mod reason;
 mod release;
 pub mod rfc3339;
 pub mod schema;
+pub mod seat;
 // A key's entries in a store, opened and sealed: private to the core (its types are `flow`'s).
 mod slot;
 pub mod strict;

@@ -81,11 +81,15 @@ pub enum Reason {
     /// what it knew, and answers only if it licenses on its own. An addition to
     /// docs/interfaces.md §1 (class unverified).
     Replayed = 20,
+    /// Every seat of the key is in use (issue #67: the relay's floating and CI seats); the
+    /// relay says how many are in use and when the soonest frees. An addition to
+    /// docs/interfaces.md §1 (class denied: the relay said no, for now).
+    SeatsFull = 21,
 }
 
 impl Reason {
     /// Every reason, in number order.
-    pub const ALL: [Reason; 20] = [
+    pub const ALL: [Reason; 21] = [
         Reason::NotFound,
         Reason::Inactive,
         Reason::Expired,
@@ -106,6 +110,7 @@ impl Reason {
         Reason::LoadError,
         Reason::NotYetVerified,
         Reason::Replayed,
+        Reason::SeatsFull,
     ];
 
     /// The stable snake_case code, e.g. `not_found`.
@@ -131,6 +136,7 @@ impl Reason {
             Reason::LoadError => "load_error",
             Reason::NotYetVerified => "not_yet_verified",
             Reason::Replayed => "replayed",
+            Reason::SeatsFull => "seats_full",
         }
     }
 
@@ -145,7 +151,8 @@ impl Reason {
             | Reason::CustomerMismatch
             | Reason::UsageExhausted
             | Reason::ActivationLimit
-            | Reason::ActivationsNotSupported => ReasonClass::Denied,
+            | Reason::ActivationsNotSupported
+            | Reason::SeatsFull => ReasonClass::Denied,
             Reason::Offline
             | Reason::RateLimited
             | Reason::ServerError

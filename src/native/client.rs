@@ -261,6 +261,16 @@ impl BlockingClient {
         crate::airgap::response_line(&activation, &lease, &req).map(Verdict::Accepted)
     }
 
+    /// A seat request (issue #67) to the seller's relay at this client's base URL: acquire,
+    /// heartbeat or release one of the key's floating or CI seats
+    /// ([`crate::seat::seat_request`], [`crate::seat::read_seat_answer`]).
+    pub fn seat(&self, ask: &crate::seat::SeatAsk) -> Result<crate::seat::SeatAnswer, Error> {
+        let request =
+            crate::seat::seat_request(self.api.base_url(), self.api.organization_id(), ask)?;
+        let response = self.transport.send(&request)?;
+        crate::seat::read_seat_answer(ask.op, &response)
+    }
+
     /// Deactivates an activation, freeing its slot. A second deactivate is `not_found`.
     pub fn deactivate(&self, req: &DeactivateRequest) -> Result<Verdict<()>, Error> {
         let request = self.api.deactivate_request(req)?;

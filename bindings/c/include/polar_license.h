@@ -155,6 +155,8 @@ enum polar_license_reason
   // `replayed`: signed mode refused a grant that is not this request's answer (another
   // request's nonce) or is older than the stored lease or denial; the record is kept.
   POLAR_LICENSE_REASON_REPLAYED = 20,
+  // `seats_full`: every seat of the key is in use (the relay's floating and CI seats).
+  POLAR_LICENSE_REASON_SEATS_FULL = 21,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

@@ -78,6 +78,8 @@ pub enum polar_license_reason {
     /// `replayed`: signed mode refused a grant that is not this request's answer (another
     /// request's nonce) or is older than the stored lease or denial; the record is kept.
     Replayed = 20,
+    /// `seats_full`: every seat of the key is in use (the relay's floating and CI seats).
+    SeatsFull = 21,
 }
 
 impl From<Reason> for polar_license_reason {
@@ -104,6 +106,7 @@ impl From<Reason> for polar_license_reason {
             Reason::LoadError => C::LoadError,
             Reason::NotYetVerified => C::NotYetVerified,
             Reason::Replayed => C::Replayed,
+            Reason::SeatsFull => C::SeatsFull,
         }
     }
 }
@@ -306,6 +309,7 @@ fn reason_code_c(r: Reason) -> &'static std::ffi::CStr {
         Reason::LoadError => c"load_error",
         Reason::NotYetVerified => c"not_yet_verified",
         Reason::Replayed => c"replayed",
+        Reason::SeatsFull => c"seats_full",
     }
 }
 

@@ -53,12 +53,13 @@ static void reason_table_matches_the_contract(void) {
       {POLAR_LICENSE_REASON_LOAD_ERROR, "load_error"},
       {POLAR_LICENSE_REASON_NOT_YET_VERIFIED, "not_yet_verified"},
       {POLAR_LICENSE_REASON_REPLAYED, "replayed"},
+      {POLAR_LICENSE_REASON_SEATS_FULL, "seats_full"},
   };
   unsigned i;
   for (i = 0; i < sizeof rows / sizeof rows[0]; i++) {
     CHECK_STR(polar_license_reason_code(i), rows[i].code);
   }
-  CHECK_STR(polar_license_reason_code(21), "");
+  CHECK_STR(polar_license_reason_code(22), "");
   for (i = 0; i < sizeof rows / sizeof rows[0]; i++) {
     CHECK_INT(rows[i].reason, i);
   }

@@ -297,6 +297,10 @@ pub enum Command {
     /// runs the relay in front of the Polar chosen by --server/--base-url
     #[command(subcommand)]
     Relay(RelayCommand),
+    /// Floating and CI seats through the seller's relay (--base-url): `run` holds one of the
+    /// key's seats while a command runs
+    #[command(subcommand)]
+    Seat(crate::seat::SeatCommand),
 }
 
 /// `lease …`
@@ -641,6 +645,52 @@ pub struct RelayServeArgs {
     #[arg(long, value_name = "SECONDS", default_value = "0.5", value_parser = parse_seconds,
           env = "POLAR_LICENSE_RELAY_DRAIN")]
     pub drain: Duration,
+
+    /// Seats (issue #67): a seat's life without a heartbeat, in seconds (30 to 3600)
+    #[arg(long, value_name = "SECONDS", default_value_t = polar_license_relay::SEAT_SECONDS,
+          env = "POLAR_LICENSE_RELAY_SEAT_SECONDS")]
+    pub seat_seconds: u32,
+
+    /// Seats: CI seats per key at once, within the key's seats (default: no cap of their own)
+    #[arg(long, value_name = "N", env = "POLAR_LICENSE_RELAY_SEAT_CI_CAP")]
+    pub seat_ci_cap: Option<u32>,
+
+    /// Seats: a benefit's keys get N seats each instead of their limit_activations
+    /// (repeatable: `BENEFIT_ID=N`)
+    #[arg(long = "seats", value_name = "BENEFIT_ID=N", value_parser = parse_seats)]
+    pub seats: Vec<(String, u32)>,
+
+    /// Seats: at most N acquisitions per key in any SECONDS (0 turns it off; default 120 an
+    /// hour): an acquire-release loop gets `rate_limited` with the wait
+    #[arg(long, value_name = "N[/SECONDS]", default_value = "120/3600", value_parser = parse_churn,
+          env = "POLAR_LICENSE_RELAY_SEAT_CHURN")]
+    pub seat_churn: (u32, u32),
+}
+
+/// Parses `N` or `N/SECONDS` (the window defaults to an hour).
+fn parse_churn(text: &str) -> Result<(u32, u32), String> {
+    let (n, window) = text.split_once('/').unwrap_or((text, "3600"));
+    let n = n
+        .trim()
+        .parse::<u32>()
+        .map_err(|_| "N must be a whole number".to_string())?;
+    let window = window
+        .trim()
+        .parse::<u32>()
+        .map_err(|_| "SECONDS must be a whole number".to_string())?;
+    Ok((n, window))
+}
+
+/// Parses `BENEFIT_ID=N`.
+fn parse_seats(text: &str) -> Result<(String, u32), String> {
+    let (benefit, n) = text
+        .split_once('=')
+        .ok_or_else(|| "BENEFIT_ID=N".to_string())?;
+    let n = n
+        .trim()
+        .parse::<u32>()
+        .map_err(|_| "N must be a whole number".to_string())?;
+    Ok((benefit.trim().to_string(), n))
 }
 
 /// Parses `RATE` or `RATE/BURST` (the burst defaults to twice the rate).

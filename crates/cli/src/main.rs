@@ -11,6 +11,7 @@ mod devices;
 mod output;
 mod relay;
 mod run;
+mod seat;
 mod serve;
 
 use args::{Cli, Command};
@@ -49,6 +50,7 @@ fn main() -> ExitCode {
         Command::Demo => demo::run(g),
         Command::Lease(c) => run::lease(g, c).print(g.json),
         Command::Relay(c) => relay::run(g, c),
+        Command::Seat(c) => seat::run(g, c),
     };
     ExitCode::from(code)
 }
@@ -103,6 +105,7 @@ fn usage_error(e: &clap::Error, wants_json: bool) -> u8 {
             "emulator",
             "demo",
             "relay",
+            "seat",
             "sign-in",
             "devices",
             "free",

@@ -178,7 +178,14 @@ fn serve(g: &Global, a: &RelayServeArgs) -> u8 {
         Ok(transport) => transport,
         Err(e) => return usage_report(Some(CMD), Some("proxy"), &e.text()).print(g.json),
     };
-    let relay = match Relay::new(config, Box::new(transport)) {
+    let seats = polar_license_relay::SeatOptions {
+        seconds: a.seat_seconds,
+        per_benefit: a.seats.clone(),
+        ci_cap: a.seat_ci_cap,
+        churn: a.seat_churn.0,
+        churn_seconds: a.seat_churn.1,
+    };
+    let relay = match Relay::new(config, Box::new(transport)).and_then(|r| r.with_seats(seats)) {
         Ok(relay) => relay,
         Err(e) => {
             let field = match &e {

@@ -85,6 +85,7 @@ mod reconcile;
 mod relay;
 mod revalidate;
 mod scrub;
+mod seats;
 #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
 mod server;
 pub mod store;
@@ -115,3 +116,4 @@ pub use types::{
 };
 
 pub use relay::Relay;
+pub use seats::{SeatOptions, SEATS_PREFIX, SEAT_CHURN, SEAT_SECONDS};

@@ -50,6 +50,8 @@ pub struct Relay {
     /// The operator's counters ([`Relay::metrics`], [`Relay::health`]).
     ops: Arc<crate::ops::Ops>,
     pub(crate) breaker: crate::breaker::Breaker,
+    /// The seller's seat settings (issue #67, [`Relay::with_seats`]).
+    seats: crate::seats::SeatOptions,
 }
 
 // Never the seller's token nor the signing key.
@@ -255,7 +257,101 @@ impl Relay {
             entropy,
             cors_origins: config.cors_origins,
             host: config.host,
+            seats: crate::seats::SeatOptions::default(),
         })
+    }
+
+    /// The relay with the seller's seat settings (issue #67: a seat's life, pool sizes by
+    /// benefit, the CI cap); refused when [`crate::SeatOptions::problem`] finds one.
+    pub fn with_seats(mut self, seats: crate::seats::SeatOptions) -> Result<Relay, Error> {
+        if let Some((field, why)) = seats.problem() {
+            return Err(Error::invalid(field, why));
+        }
+        self.seats = seats;
+        Ok(self)
+    }
+
+    /// A seat request through the request machine (issue #67): a release at once, an
+    /// acquisition or a heartbeat on the key's verdict (a validate routed as any other,
+    /// its answer then the seat's: [`crate::seats::settle`]).
+    fn seat_routed(
+        &self,
+        op: crate::seats::SeatOp,
+        req: &RelayRequest,
+        now: Now,
+        may_wait: bool,
+        entropy: &dyn Fn() -> Option<[u8; 16]>,
+    ) -> Routed {
+        let Some(s) = &self.store else {
+            return Routed::Answer(RelayResponse::detail(404, "Not Found"));
+        };
+        if req.method != "POST" {
+            let mut r = RelayResponse::detail(405, "Method Not Allowed");
+            r.set("allow", "POST, OPTIONS");
+            return Routed::Answer(r);
+        }
+        if req.body.len() > self.limits.max_body_bytes {
+            return Routed::Answer(RelayResponse::error(
+                413,
+                "RequestBodyTooLarge",
+                "Request body exceeded the maximum allowed size.",
+            ));
+        }
+        let ask = match crate::seats::read_ask(op, &req.body) {
+            Ok(ask) => ask,
+            Err(r) => return Routed::Answer(r),
+        };
+        if op == crate::seats::SeatOp::Release {
+            if self
+                .organization_id
+                .as_deref()
+                .is_some_and(|org| org != ask.organization_id)
+            {
+                return Routed::Answer(private(RelayResponse::error(
+                    404,
+                    "ResourceNotFound",
+                    "Not found",
+                )));
+            }
+            return Routed::Answer(crate::seats::release(s.backend.as_ref(), &ask, now));
+        }
+        let mut pending = match self.route_checked(&crate::seats::validate_request(req, &ask)) {
+            Ok(pending) => pending,
+            Err(r) => return Routed::Answer(r),
+        };
+        pending.seat = Some(Box::new(ask.clone()));
+        let per_key = |p: &Pending| self.per_key_limit(p, now);
+        let around = crate::verdicts::Around {
+            leases: &self.leases,
+            breaker: &self.breaker,
+            per_key: &per_key,
+        };
+        match s.routed(&around, pending, now, may_wait, entropy) {
+            Routed::Stored(f) => Routed::Stored(self.seated(&ask, f, now, entropy())),
+            other => other,
+        }
+    }
+
+    /// A seat's answer on its key's verdict ([`crate::seats::settle`]).
+    fn seated(
+        &self,
+        ask: &crate::seats::SeatAsk,
+        verdict: Finished,
+        now: Now,
+        entropy: Option<[u8; 16]>,
+    ) -> Finished {
+        let Some(s) = &self.store else {
+            return verdict;
+        };
+        crate::seats::settle(
+            s.backend.as_ref(),
+            &self.seats,
+            &self.leases.signer,
+            ask,
+            verdict,
+            now,
+            entropy,
+        )
     }
 
     /// Narrows an answer's CORS grant to the configured origins ([`RelayConfig::cors_origins`]):
@@ -372,7 +468,9 @@ impl Relay {
     /// not concern) and the request goes on with [`Relay::begin_admitted`], which does not take
     /// it again, also after waits.
     pub(crate) fn admit(&self, req: &RelayRequest, now: Now) -> Option<RelayResponse> {
+        let seat = crate::seats::route(&req.path).filter(|_| !is_preflight(req));
         let what = match self.gate(req) {
+            _ if seat.is_some() => "seat",
             Ok(op) => op.as_str(),
             Err(_) if is_preflight(req) => "preflight",
             Err(_) => return None,
@@ -438,6 +536,11 @@ impl Relay {
         entropy: &dyn Fn() -> Option<[u8; 16]>,
     ) -> Routed {
         let path = req.path.split('?').next().unwrap_or_default();
+        if let Some(op) = crate::seats::route(path) {
+            if !is_preflight(req) {
+                return self.seat_routed(op, req, now, may_wait, entropy);
+            }
+        }
         if path == WEBHOOK_ROUTE {
             if let Some(s) = self.store.as_ref().filter(|s| s.webhook_secret.is_some()) {
                 let client = self.client_of(req);
@@ -599,6 +702,7 @@ impl Relay {
                 .header(NONCE_HEADER)
                 .filter(|n| is_nonce(n))
                 .map(str::to_string),
+            seat: None,
         })
     }
 
@@ -903,7 +1007,11 @@ impl Asks for Relay {
 
     fn stale_answer(&self, pending: &Pending, at: Moment) -> Option<Finished> {
         let s = self.store.as_ref()?;
-        s.stale_answer(&self.leases, pending, at.now, at.entropy)
+        let f = s.stale_answer(&self.leases, pending, at.now, at.entropy)?;
+        Some(match &pending.seat {
+            Some(ask) => self.seated(ask, f, at.now, at.entropy),
+            None => f,
+        })
     }
 
     fn give_back(&self, now: Now) {
@@ -941,7 +1049,11 @@ impl Asks for Relay {
             );
         }
         add_cors(&mut response);
-        Finished { response, unsigned }
+        let finished = Finished { response, unsigned };
+        match &pending.seat {
+            Some(ask) => self.seated(ask, finished, now, entropy),
+            None => finished,
+        }
     }
 
     fn assemble(&self, finished: Finished, signature: &[u8]) -> (RelayResponse, bool) {

@@ -302,6 +302,9 @@ pub(crate) struct Pending {
     /// The client's [`NONCE_HEADER`], when it sent one that is a nonce: signed into the
     /// lease's claims, whoever answers (Polar now, or the store).
     pub(crate) nonce: Option<String>,
+    /// A seat's acquisition or heartbeat this validate is the verdict of (issue #67): its
+    /// answer is the seat's ([`crate::seats::settle`]).
+    pub(crate) seat: Option<Box<crate::seats::SeatAsk>>,
 }
 
 // The call (the seller's token, the key in clear) is never shown; `Key` redacts itself.

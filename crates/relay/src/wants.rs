@@ -45,6 +45,9 @@ pub(crate) fn store_wants(
     now_unix: i64,
 ) -> Option<Wants> {
     let path = req.path.split('?').next().unwrap_or_default();
+    if crate::seats::route(path).is_some() {
+        return crate::seats::wants(req);
+    }
     if path == WEBHOOK_ROUTE {
         // Its outcome kept for the begin that follows (verified once per request).
         let client = crate::roster::client_group(&client());

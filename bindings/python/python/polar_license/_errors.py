@@ -36,6 +36,7 @@ class Reason(str, Enum):
     LOAD_ERROR = "load_error"
     NOT_YET_VERIFIED = "not_yet_verified"
     REPLAYED = "replayed"
+    SEATS_FULL = "seats_full"
 
     @property
     def reason_class(self) -> str:

@@ -1,0 +1,574 @@
+//! Floating and CI seats (issue #67): a key's seats shared by the machines that run now.
+//!
+//! Three routes under [`SEATS_PREFIX`], each a `POST` of JSON through the relay's one door
+//! (the request machine, its per-IP limit, its store):
+//!
+//! | route | body | answer |
+//! |---|---|---|
+//! | `acquire` | `key`, `organization_id`, `machine`, `kind` (`floating`, the default, or `ci`) | 200 with a signed seat lease ([`SEAT_HEADER`]); 409 `seats_full` with the seats in use and when the soonest frees |
+//! | `heartbeat` | the same and `seat` | 200, the seat's life extended and a new seat lease; 404 `seat_gone` when it was culled (acquire again) |
+//! | `release` | `key`, `organization_id`, `machine`, `seat` | 200 `{"released":…}` |
+//!
+//! An acquisition and a heartbeat stand on Polar's verdict of the key, as a validate through
+//! the relay does: the store's answer while it is fresh (Polar is asked at most once per key
+//! per freshness window, whatever the heartbeats), Polar's otherwise; a denial is passed on as
+//! Polar gave it, and no seat is given. The pool's size is the seller's number for the key's
+//! benefit ([`SeatOptions::per_benefit`]), else the key's `limit_activations`; CI seats have
+//! a cap of their own within it ([`SeatOptions::ci_cap`]). The pool is one value of the
+//! store, changed in one step ([`crate::store::Backend::update`]): no double grant, no lost
+//! release, and it outlives a restart as the store does. Its rules are [`pool`]'s.
+
+mod pool;
+
+use polar_license::lease::{
+    key_hash, prepare_seat, SeatClaims, LEASE_HEADER, SEAT_HEADER, SEAT_KINDS,
+};
+use polar_license::Key;
+use sha2::{Digest, Sha256};
+
+use crate::clock::Now;
+use crate::store::{Backend, Entry, EntryId, Mark, Wants};
+use crate::types::{add_cors, object, string, Finished, RelayRequest, RelayResponse, SignWith};
+pub(crate) use pool::{Churn, Outcome, Pool, Sizes};
+
+/// The seat routes' prefix: `acquire`, `heartbeat`, `release` follow it.
+pub const SEATS_PREFIX: &str = "/v1/seats/";
+
+/// The default life of a seat not heard from: 5 minutes.
+pub const SEAT_SECONDS: u32 = 300;
+
+/// The longest machine binding a seat request may name, in bytes.
+const MAX_MACHINE_BYTES: usize = 256;
+
+/// What a seat request asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SeatOp {
+    Acquire,
+    Heartbeat,
+    Release,
+}
+
+impl SeatOp {
+    fn as_str(self) -> &'static str {
+        match self {
+            SeatOp::Acquire => "acquire",
+            SeatOp::Heartbeat => "heartbeat",
+            SeatOp::Release => "release",
+        }
+    }
+}
+
+/// The seat route `path` names (a query ignored), if any.
+pub(crate) fn route(path: &str) -> Option<SeatOp> {
+    let path = path.split('?').next().unwrap_or_default();
+    match path.strip_prefix(SEATS_PREFIX)? {
+        "acquire" => Some(SeatOp::Acquire),
+        "heartbeat" => Some(SeatOp::Heartbeat),
+        "release" => Some(SeatOp::Release),
+        _ => None,
+    }
+}
+
+/// The seller's seat settings ([`crate::Relay::with_seats`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeatOptions {
+    /// A seat's life without a heartbeat, in seconds (30 to 3,600; [`SEAT_SECONDS`] by
+    /// default). A client heartbeats well within it (a third of it, by default).
+    pub seconds: u32,
+    /// Pool sizes by benefit id (a key of another benefit: its `limit_activations`).
+    pub per_benefit: Vec<(String, u32)>,
+    /// CI seats per key at once, within the pool (`None`: the pool's size only).
+    pub ci_cap: Option<u32>,
+    /// Churn: at most this many acquisitions per key in any window of `churn_seconds` (0: no
+    /// limit; at most 1,000). Default: [`SEAT_CHURN`] an hour.
+    pub churn: u32,
+    /// The churn limit's window, in seconds (60 to 86,400; default 3,600).
+    pub churn_seconds: u32,
+}
+
+/// The default churn limit: acquisitions per key per hour (a CI key of a few seats running a
+/// job every minute stays under it; an acquire-release loop meets it).
+pub const SEAT_CHURN: u32 = 120;
+
+impl Default for SeatOptions {
+    fn default() -> SeatOptions {
+        SeatOptions {
+            seconds: SEAT_SECONDS,
+            per_benefit: Vec::new(),
+            ci_cap: None,
+            churn: SEAT_CHURN,
+            churn_seconds: 3_600,
+        }
+    }
+}
+
+impl SeatOptions {
+    /// What is wrong with these options, if anything: the field at fault and why.
+    pub fn problem(&self) -> Option<(&'static str, &'static str)> {
+        if !(30..=3_600).contains(&self.seconds) {
+            return Some(("seat_seconds", "must be 30 to 3600 seconds"));
+        }
+        if self.churn > pool::MAX_CHURN || !(60..=86_400).contains(&self.churn_seconds) {
+            return Some((
+                "seat_churn",
+                "must be at most 1000 acquisitions, in a window of 60 to 86400 seconds",
+            ));
+        }
+        None
+    }
+
+    /// The pool's sizes for a grant whose Polar body is `body`: the seller's number for its
+    /// benefit, else its `limit_activations` (none: no seat).
+    fn sizes(&self, body: &[u8]) -> Sizes {
+        let v = serde_json::from_slice::<serde_json::Value>(body).unwrap_or_default();
+        let benefit = v.get("benefit_id").and_then(|b| b.as_str());
+        let seller = self
+            .per_benefit
+            .iter()
+            .find(|(b, _)| Some(b.as_str()) == benefit)
+            .map(|(_, n)| *n);
+        let limit = v
+            .get("limit_activations")
+            .and_then(serde_json::Value::as_i64)
+            .map(|n| u32::try_from(n.max(0)).unwrap_or(u32::MAX));
+        Sizes {
+            size: seller.or(limit).unwrap_or(0),
+            ci_cap: self.ci_cap,
+            churn: Churn {
+                count: self.churn,
+                window: i64::from(self.churn_seconds),
+            },
+        }
+    }
+}
+
+/// A seat request, read.
+#[derive(Clone)]
+pub(crate) struct SeatAsk {
+    pub(crate) op: SeatOp,
+    pub(crate) key: Key,
+    pub(crate) organization_id: String,
+    /// The machine binding as sent (signed into the seat lease as its implicit assertion).
+    pub(crate) machine: String,
+    pub(crate) seat: Option<String>,
+    pub(crate) ci: bool,
+}
+
+debug_some!(SeatAsk, a => { "op": a.op.as_str(), "key": a.key, "seat": a.seat });
+
+impl SeatAsk {
+    /// The key's pool in the store.
+    fn pool_id(&self) -> EntryId {
+        pool_id(&self.organization_id, &key_hash(&self.key))
+    }
+
+    /// The machine as the pool keeps it (a digest).
+    fn machine_digest(&self) -> String {
+        hex(&Sha256::digest(self.machine.as_bytes()))
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The store's id of a key's pool: a digest of its own domain, no verdict's id.
+pub(crate) fn pool_id(organization_id: &str, key_sha256: &str) -> EntryId {
+    let mut h = Sha256::new();
+    for part in ["seats", organization_id, key_sha256] {
+        h.update(part.as_bytes());
+        h.update([0u8]);
+    }
+    h.finalize().into()
+}
+
+/// A seat request's body read (`422` with what is wrong).
+pub(crate) fn read_ask(op: SeatOp, body: &[u8]) -> Result<SeatAsk, RelayResponse> {
+    let refuse = |detail: &str| RelayResponse::error(422, "InvalidSeatRequest", detail);
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|_| refuse("the body is not JSON"))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| refuse("the body is not an object"))?;
+    const FIELDS: [&str; 5] = ["key", "organization_id", "machine", "seat", "kind"];
+    if let Some(k) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+        return Err(refuse(&format!(
+            "unknown member {}",
+            crate::logged::escaped(k)
+        )));
+    }
+    let text = |name: &str| obj.get(name).and_then(|v| v.as_str());
+    let key = text("key").ok_or_else(|| refuse("key is missing"))?;
+    let organization_id =
+        text("organization_id").ok_or_else(|| refuse("organization_id is missing"))?;
+    let machine = text("machine").ok_or_else(|| refuse("machine is missing"))?;
+    if machine.is_empty()
+        || machine.len() > MAX_MACHINE_BYTES
+        || machine.chars().any(char::is_control)
+    {
+        return Err(refuse("machine must be 1 to 256 bytes of printable text"));
+    }
+    let kind = match obj.get("kind") {
+        None => "floating",
+        Some(k) => k
+            .as_str()
+            .filter(|k| SEAT_KINDS.contains(k))
+            .ok_or_else(|| refuse("kind must be floating or ci"))?,
+    };
+    let seat = match (op, text("seat")) {
+        (SeatOp::Acquire, None) => None,
+        (SeatOp::Acquire, Some(_)) => return Err(refuse("an acquisition names no seat")),
+        (_, Some(seat)) if uuid::Uuid::try_parse(seat).is_ok() => Some(seat.to_string()),
+        (_, _) => return Err(refuse("seat must be the seat's id (a UUID)")),
+    };
+    Ok(SeatAsk {
+        op,
+        key: Key::new(key),
+        organization_id: organization_id.to_string(),
+        machine: machine.to_string(),
+        seat,
+        ci: kind == "ci",
+    })
+}
+
+/// The validate a seat's verdict is asked with: the request's head (its client, its
+/// version), the key and organization as a validate's body, nothing else.
+pub(crate) fn validate_request(req: &RelayRequest, ask: &SeatAsk) -> RelayRequest {
+    let mut headers: Vec<(String, String)> = req
+        .headers
+        .iter()
+        .filter(|(k, _)| !k.eq_ignore_ascii_case("content-type"))
+        .cloned()
+        .collect();
+    headers.push(("content-type".into(), "application/json".into()));
+    RelayRequest {
+        method: "POST".into(),
+        path: format!("{}validate", crate::types::ROUTE_PREFIX),
+        headers,
+        body: object(&[
+            ("key", string(ask.key.expose())),
+            ("organization_id", string(&ask.organization_id)),
+        ])
+        .into_bytes(),
+        client_ip: req.client_ip.clone(),
+    }
+}
+
+/// What a seat request reads in a host-kept store: its key's verdict (an acquisition, a
+/// heartbeat) and its pool.
+pub(crate) fn wants(req: &RelayRequest) -> Option<Wants> {
+    let op = route(&req.path)?;
+    let ask = read_ask(op, &req.body).ok()?;
+    let pool = ask.pool_id();
+    if op == SeatOp::Release {
+        return Some(Wants {
+            entries: vec![pool],
+            tags: Vec::new(),
+            all: false,
+        });
+    }
+    let v = validate_request(req, &ask);
+    let checked =
+        polar_license_rules::check_body("validate", v.header("content-type"), &v.body)?.ok()?;
+    let key = key_hash(&ask.key);
+    let verdict = crate::wants::entry_of(
+        &checked,
+        &key,
+        crate::types::passed_version(v.header("polar-version")),
+    );
+    Some(Wants {
+        entries: vec![verdict, pool],
+        tags: vec![crate::store::key_tag(&checked.organization_id, &key)],
+        all: false,
+    })
+}
+
+/// The pool as stored (none, or unreadable: empty).
+fn pool_of(entry: Option<&Entry>) -> Pool {
+    entry
+        .and_then(|e| serde_json::from_str(&e.body).ok())
+        .unwrap_or_default()
+}
+
+/// The store's value holding `pool` (no index tag: no webhook, listing or reconcile sees it).
+fn entry_of(pool: &Pool, now: i64) -> Option<Entry> {
+    Some(Entry {
+        license_key_id: None,
+        customer_id: None,
+        answered_at: now,
+        status: 0,
+        body: serde_json::to_string(pool).ok()?,
+        headers: Vec::new(),
+        grant: false,
+        mark: Mark::None,
+        customer_event_at: 0,
+        key_event_at: 0,
+        marked_at: 0,
+        key_at: None,
+        key_tag: None,
+    })
+}
+
+/// One step on the pool `id`, read and written in one step of the store (written only when
+/// it changed).
+fn step(
+    store: &dyn Backend,
+    id: &EntryId,
+    now: i64,
+    f: &mut dyn FnMut(&mut Pool) -> Outcome,
+) -> Result<Outcome, crate::store::StoreError> {
+    let mut outcome = Outcome::Gone;
+    store.update(id, &mut |current| {
+        let before = pool_of(current);
+        let mut pool = before.clone();
+        outcome = f(&mut pool);
+        if pool == before && current.is_some() {
+            return None;
+        }
+        entry_of(&pool, now)
+    })?;
+    Ok(outcome)
+}
+
+/// A seat's id from 16 random bytes (a UUID v4).
+fn seat_id(entropy: [u8; 16]) -> String {
+    uuid::Builder::from_random_bytes(entropy)
+        .into_uuid()
+        .hyphenated()
+        .to_string()
+}
+
+/// An acquisition's or a heartbeat's answer once the key's verdict is in (`verdict`: the
+/// relay's answer to the key's validate, Polar's now or the store's): a denial or a failure
+/// passed on as it is; on a grant, the pool's step and its answer, with a seat lease signed
+/// here or to be signed elsewhere.
+pub(crate) fn settle(
+    store: &dyn Backend,
+    options: &SeatOptions,
+    signer: &SignWith,
+    ask: &SeatAsk,
+    verdict: Finished,
+    now: Now,
+    entropy: Option<[u8; 16]>,
+) -> Finished {
+    let leased = verdict
+        .unsigned
+        .as_ref()
+        .is_some_and(|(u, _)| u.header() == LEASE_HEADER)
+        || verdict.response.header(LEASE_HEADER).is_some();
+    if verdict.response.status != 200 || !leased {
+        return verdict;
+    }
+    let sizes = options.sizes(&verdict.response.body);
+    let machine = ask.machine_digest();
+    let life = i64::from(options.seconds);
+    let at = now.unix_seconds;
+    let stepped = match (ask.op, &ask.seat) {
+        (SeatOp::Acquire, _) => {
+            let Some(id) = entropy.map(seat_id) else {
+                return plain(RelayResponse::unreached(
+                    "the relay has no randomness for a seat",
+                ));
+            };
+            step(store, &ask.pool_id(), at, &mut |pool| {
+                pool.acquire(sizes, &machine, ask.ci, &id, at, life)
+            })
+        }
+        (SeatOp::Heartbeat, Some(id)) => step(store, &ask.pool_id(), at, &mut |pool| {
+            pool.heartbeat(id, &machine, at, life)
+        }),
+        _ => return plain(RelayResponse::detail(404, "Not Found")),
+    };
+    let outcome = match stepped {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            log::error!(
+                "relay: seat {} {}: the store failed: {e}",
+                ask.op.as_str(),
+                crate::logged::key(&ask.key)
+            );
+            return plain(RelayResponse::detail(503, "the relay's store failed"));
+        }
+    };
+    match outcome {
+        Outcome::Held { seat, in_use } => held(signer, ask, &seat, in_use, sizes, at),
+        Outcome::Full {
+            in_use,
+            size,
+            frees_at,
+        } => {
+            log::info!(
+                "relay: seat {} {} 409 (seats_full: {in_use} of {size})",
+                ask.op.as_str(),
+                crate::logged::key(&ask.key)
+            );
+            plain(full(in_use, size, frees_at, at))
+        }
+        Outcome::Churned { at: next } => {
+            log::info!(
+                "relay: seat {} {} 429 (churn: {} acquisitions in {} s)",
+                ask.op.as_str(),
+                crate::logged::key(&ask.key),
+                options.churn,
+                options.churn_seconds
+            );
+            let mut r = RelayResponse::rate_limited(
+                u64::try_from(next.saturating_sub(at).max(1)).unwrap_or(1),
+            );
+            r.set("content-type", "application/json");
+            r.body = object(&[
+                ("error", string("SeatChurn")),
+                (
+                    "detail",
+                    string("too many seat acquisitions of this key: wait for retry-after"),
+                ),
+                ("reason", string("rate_limited")),
+            ])
+            .into_bytes();
+            plain(r)
+        }
+        Outcome::Gone | Outcome::Released(_) => plain(gone()),
+    }
+}
+
+/// A release: no verdict asked (freeing a seat grants nothing).
+pub(crate) fn release(store: &dyn Backend, ask: &SeatAsk, now: Now) -> RelayResponse {
+    let Some(id) = &ask.seat else {
+        return RelayResponse::detail(404, "Not Found");
+    };
+    let machine = ask.machine_digest();
+    let at = now.unix_seconds;
+    match step(store, &ask.pool_id(), at, &mut |pool| {
+        pool.release(id, &machine, at)
+    }) {
+        Ok(Outcome::Released(released)) => {
+            log::info!(
+                "relay: seat release {} 200 (seat {id}{})",
+                crate::logged::key(&ask.key),
+                if released { " freed" } else { " not held" }
+            );
+            RelayResponse::json(200, object(&[("released", released.to_string())]))
+        }
+        Ok(_) => gone(),
+        Err(e) => {
+            log::error!(
+                "relay: seat release {}: the store failed: {e}",
+                crate::logged::key(&ask.key)
+            );
+            RelayResponse::detail(503, "the relay's store failed")
+        }
+    }
+}
+
+/// Seats in use in the pool of `ask`'s key now (the operator's view; a test's).
+#[allow(dead_code)]
+pub(crate) fn in_use(store: &dyn Backend, id: &EntryId, now: i64) -> u32 {
+    let mut pool = pool_of(store.get(id).ok().flatten().as_ref());
+    pool.in_use(now)
+}
+
+fn plain(mut response: RelayResponse) -> Finished {
+    add_cors(&mut response);
+    Finished {
+        response,
+        unsigned: None,
+    }
+}
+
+fn rfc3339(unix: i64) -> String {
+    use time::format_description::well_known::Rfc3339;
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+/// `409 seats_full`: how many are in use of how many, and when the soonest frees (with
+/// `retry-after`).
+fn full(in_use: u32, size: u32, frees_at: Option<i64>, now: i64) -> RelayResponse {
+    let mut members = vec![
+        ("error", string("SeatsFull")),
+        ("detail", string("every seat of this key is in use")),
+        ("reason", string("seats_full")),
+        ("in_use", in_use.to_string()),
+        ("size", size.to_string()),
+    ];
+    if let Some(at) = frees_at {
+        members.push(("frees_at", string(&rfc3339(at))));
+    }
+    let mut r = RelayResponse::json(409, object(&members));
+    if let Some(at) = frees_at {
+        r.set("retry-after", &at.saturating_sub(now).max(1).to_string());
+    }
+    r
+}
+
+/// `404 seat_gone`: the seat is not held (culled, released, or another machine's).
+fn gone() -> RelayResponse {
+    RelayResponse::json(
+        404,
+        object(&[
+            ("error", string("SeatGone")),
+            ("detail", string("no such seat is held: acquire one again")),
+            ("reason", string("seat_gone")),
+        ]),
+    )
+}
+
+/// A seat held: its answer, and its lease signed here or to be signed elsewhere.
+fn held(
+    signer: &SignWith,
+    ask: &SeatAsk,
+    seat: &pool::Held,
+    in_use: u32,
+    sizes: Sizes,
+    now: i64,
+) -> Finished {
+    let claims = SeatClaims {
+        organization_id: ask.organization_id.clone(),
+        key_sha256: key_hash(&ask.key),
+        seat: seat.id.clone(),
+        kind: if seat.ci { "ci" } else { "floating" }.to_string(),
+        issued_at: now,
+        expires_at: seat.until,
+        size: sizes.size.min(pool::MAX_SEATS),
+    };
+    let mut response = RelayResponse::json(
+        200,
+        object(&[
+            ("seat", string(&seat.id)),
+            ("kind", string(&claims.kind)),
+            ("expires_at", string(&rfc3339(seat.until))),
+            ("expires_in", seat.until.saturating_sub(now).to_string()),
+            ("in_use", in_use.to_string()),
+            ("size", claims.size.to_string()),
+        ]),
+    );
+    response.set("cache-control", "no-store");
+    add_cors(&mut response);
+    log::info!(
+        "relay: seat {} {} 200 (seat {} until {})",
+        ask.op.as_str(),
+        crate::logged::key(&ask.key),
+        seat.id,
+        crate::logged::instant(seat.until)
+    );
+    let signed = match signer {
+        SignWith::Key(key) => key.sign_seat(&claims, &ask.machine).map(|token| {
+            response.set(SEAT_HEADER, &token);
+            None
+        }),
+        SignWith::External { kid, .. } => prepare_seat(&claims, kid, &ask.machine)
+            .map(|unsigned| Some((unsigned, Some(ask.machine.clone())))),
+    };
+    match signed {
+        Ok(unsigned) => Finished { response, unsigned },
+        Err(e) => {
+            log::error!("relay: seat {} without a lease: {}", seat.id, e.text());
+            Finished {
+                response,
+                unsigned: None,
+            }
+        }
+    }
+}

@@ -1,0 +1,361 @@
+//! A key's seat pool, as rules over a value (no store, no clock: `now` is given): who holds
+//! which seat until when, what an acquisition, a heartbeat and a release do to it, and when a
+//! seat not heard from is culled. The relay keeps one pool per key in its store and changes it
+//! in one step of the store ([`crate::store::Backend::update`]), so two acquisitions never
+//! both take the last seat.
+
+use serde::{Deserialize, Serialize};
+
+/// The most seats one pool holds, whatever the key's limit says (a pool is one stored value:
+/// 512 seats are about 70 KB of it, under the store's 120 KiB per value).
+pub(crate) const MAX_SEATS: u32 = 512;
+
+/// A key's seats in use.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Pool {
+    pub(crate) seats: Vec<Held>,
+    /// When seats were acquired within the churn window (unix seconds, oldest first; at most
+    /// [`MAX_CHURN`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) taken: Vec<i64>,
+}
+
+/// The most acquisitions a churn limit counts per window (so a pool's record stays bounded).
+pub(crate) const MAX_CHURN: u32 = 1_000;
+
+/// At most `count` acquisitions per key in any `window` seconds (`count` 0: no limit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Churn {
+    pub(crate) count: u32,
+    pub(crate) window: i64,
+}
+
+/// One seat held.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Held {
+    /// The seat's id (a UUID v4).
+    pub(crate) id: String,
+    /// SHA-256 (hex) of the holder's machine binding: a heartbeat or a release from another
+    /// machine is not this seat's.
+    pub(crate) machine: String,
+    /// A CI seat (counted against the CI cap too).
+    pub(crate) ci: bool,
+    /// Free after this (unix seconds) unless heard from.
+    pub(crate) until: i64,
+}
+
+/// How many seats a pool gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Sizes {
+    /// Seats at once, of any kind.
+    pub(crate) size: u32,
+    /// CI seats at once (`None`: only `size` bounds them).
+    pub(crate) ci_cap: Option<u32>,
+    /// The acquisitions per window.
+    pub(crate) churn: Churn,
+}
+
+/// What a step did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// The seat is held until its `until`; `in_use` seats are held now, this one with them.
+    Held { seat: Held, in_use: u32 },
+    /// No seat free: `in_use` held of `size`, the soonest of them frees at `frees_at`
+    /// (`None`: none will, the pool has no seat at all).
+    Full {
+        in_use: u32,
+        size: u32,
+        frees_at: Option<i64>,
+    },
+    /// No such seat on this machine (culled, released, or never given): acquire again.
+    Gone,
+    /// A release: whether the seat was held.
+    Released(bool),
+    /// Too many acquisitions of this key within the churn window: the next is possible at
+    /// `at` (unix seconds).
+    Churned { at: i64 },
+}
+
+impl Pool {
+    /// Drops every seat whose life ended by `now`.
+    pub(crate) fn cull(&mut self, now: i64) {
+        self.seats.retain(|s| s.until > now);
+    }
+
+    /// Seats held at `now` (culled first).
+    pub(crate) fn in_use(&mut self, now: i64) -> u32 {
+        self.cull(now);
+        count(self.seats.len())
+    }
+
+    /// A new seat `id` for `machine`, held until `now + life`, when one is free under `sizes`.
+    pub(crate) fn acquire(
+        &mut self,
+        sizes: Sizes,
+        machine: &str,
+        ci: bool,
+        id: &str,
+        now: i64,
+        life: i64,
+    ) -> Outcome {
+        self.cull(now);
+        let churn = sizes.churn;
+        if churn.count > 0 {
+            self.taken.retain(|&t| t > now.saturating_sub(churn.window));
+            let limit = churn.count.min(MAX_CHURN) as usize;
+            if self.taken.len() >= limit {
+                let oldest = self.taken.first().copied().unwrap_or(now);
+                return Outcome::Churned {
+                    at: oldest.saturating_add(churn.window),
+                };
+            }
+        } else {
+            self.taken.clear();
+        }
+        let size = sizes.size.min(MAX_SEATS);
+        let in_use = count(self.seats.len());
+        let soonest = |ci_only: bool| {
+            self.seats
+                .iter()
+                .filter(|s| !ci_only || s.ci)
+                .map(|s| s.until)
+                .min()
+        };
+        if in_use >= size {
+            return Outcome::Full {
+                in_use,
+                size,
+                frees_at: soonest(false),
+            };
+        }
+        if ci {
+            let cap = sizes.ci_cap.unwrap_or(size).min(size);
+            let ci_in_use = count(self.seats.iter().filter(|s| s.ci).count());
+            if ci_in_use >= cap {
+                return Outcome::Full {
+                    in_use: ci_in_use,
+                    size: cap,
+                    frees_at: soonest(true),
+                };
+            }
+        }
+        let seat = Held {
+            id: id.to_string(),
+            machine: machine.to_string(),
+            ci,
+            until: now.saturating_add(life),
+        };
+        self.seats.push(seat.clone());
+        if churn.count > 0 {
+            self.taken.push(now);
+        }
+        Outcome::Held {
+            seat,
+            in_use: in_use + 1,
+        }
+    }
+
+    /// Seat `id` of `machine` heard from: held until `now + life`; [`Outcome::Gone`] when it
+    /// is not held (its life ended first: culled, free for others).
+    pub(crate) fn heartbeat(&mut self, id: &str, machine: &str, now: i64, life: i64) -> Outcome {
+        self.cull(now);
+        let in_use = count(self.seats.len());
+        match self
+            .seats
+            .iter_mut()
+            .find(|s| s.id == id && s.machine == machine)
+        {
+            Some(seat) => {
+                seat.until = now.saturating_add(life);
+                Outcome::Held {
+                    seat: seat.clone(),
+                    in_use,
+                }
+            }
+            None => Outcome::Gone,
+        }
+    }
+
+    /// Seat `id` of `machine` given back: free at once.
+    pub(crate) fn release(&mut self, id: &str, machine: &str, now: i64) -> Outcome {
+        self.cull(now);
+        let before = self.seats.len();
+        self.seats.retain(|s| !(s.id == id && s.machine == machine));
+        Outcome::Released(self.seats.len() < before)
+    }
+}
+
+fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    const LIFE: i64 = 300;
+
+    fn sizes(size: u32, ci_cap: Option<u32>) -> Sizes {
+        Sizes {
+            size,
+            ci_cap,
+            churn: Churn {
+                count: 0,
+                window: 0,
+            },
+        }
+    }
+
+    #[test]
+    fn a_churn_loop_meets_its_limit_and_the_wait_is_the_oldests() {
+        let mut pool = Pool::default();
+        let s = Sizes {
+            churn: Churn {
+                count: 3,
+                window: 3_600,
+            },
+            ..sizes(1, None)
+        };
+        // Acquire, release, again: the fourth within the hour is refused until the first
+        // acquisition leaves the window.
+        for (i, at) in [0, 10, 20].into_iter().enumerate() {
+            let id = i.to_string();
+            assert!(matches!(
+                pool.acquire(s, "m", false, &id, at, LIFE),
+                Outcome::Held { .. }
+            ));
+            assert_eq!(pool.release(&id, "m", at + 1), Outcome::Released(true));
+        }
+        assert_eq!(
+            pool.acquire(s, "m", false, "x", 30, LIFE),
+            Outcome::Churned { at: 3_600 }
+        );
+        assert!(matches!(
+            pool.acquire(s, "m", false, "x", 3_601, LIFE),
+            Outcome::Held { .. }
+        ));
+        assert!(pool.taken.len() <= 3);
+    }
+
+    #[test]
+    fn acquire_to_full_then_a_release_frees_one() {
+        let mut pool = Pool::default();
+        let s = sizes(2, None);
+        assert!(matches!(
+            pool.acquire(s, "m1", false, "a", 0, LIFE),
+            Outcome::Held { in_use: 1, .. }
+        ));
+        assert!(matches!(
+            pool.acquire(s, "m2", false, "b", 10, LIFE),
+            Outcome::Held { in_use: 2, .. }
+        ));
+        assert_eq!(
+            pool.acquire(s, "m3", false, "c", 20, LIFE),
+            Outcome::Full {
+                in_use: 2,
+                size: 2,
+                frees_at: Some(LIFE)
+            }
+        );
+        // Another machine cannot release a seat it does not hold.
+        assert_eq!(pool.release("a", "m3", 30), Outcome::Released(false));
+        assert_eq!(pool.release("a", "m1", 30), Outcome::Released(true));
+        assert!(matches!(
+            pool.acquire(s, "m3", false, "c", 40, LIFE),
+            Outcome::Held { in_use: 2, .. }
+        ));
+    }
+
+    #[test]
+    fn a_seat_not_heard_from_within_its_life_is_culled_and_free() {
+        let mut pool = Pool::default();
+        let s = sizes(1, None);
+        assert!(matches!(
+            pool.acquire(s, "m1", false, "a", 0, LIFE),
+            Outcome::Held { .. }
+        ));
+        // Heard from at 200: held until 500.
+        assert!(
+            matches!(pool.heartbeat("a", "m1", 200, LIFE), Outcome::Held { seat, .. } if seat.until == 200 + LIFE)
+        );
+        assert!(matches!(
+            pool.acquire(s, "m2", false, "b", 499, LIFE),
+            Outcome::Full { .. }
+        ));
+        // Not heard from by 500: culled; the next acquisition gets it, the late heartbeat not.
+        assert!(matches!(
+            pool.acquire(s, "m2", false, "b", 500, LIFE),
+            Outcome::Held { .. }
+        ));
+        assert_eq!(pool.heartbeat("a", "m1", 501, LIFE), Outcome::Gone);
+        // A heartbeat from another machine is not the seat's.
+        assert_eq!(pool.heartbeat("b", "m1", 501, LIFE), Outcome::Gone);
+    }
+
+    #[test]
+    fn ci_seats_have_a_cap_of_their_own_within_the_pool() {
+        let mut pool = Pool::default();
+        let s = sizes(3, Some(1));
+        assert!(matches!(
+            pool.acquire(s, "job1", true, "a", 0, LIFE),
+            Outcome::Held { .. }
+        ));
+        assert_eq!(
+            pool.acquire(s, "job2", true, "b", 5, LIFE),
+            Outcome::Full {
+                in_use: 1,
+                size: 1,
+                frees_at: Some(LIFE)
+            }
+        );
+        assert!(matches!(
+            pool.acquire(s, "m1", false, "c", 5, LIFE),
+            Outcome::Held { in_use: 2, .. }
+        ));
+        assert!(matches!(
+            pool.acquire(s, "m2", false, "d", 5, LIFE),
+            Outcome::Held { in_use: 3, .. }
+        ));
+        assert!(matches!(
+            pool.acquire(s, "m3", false, "e", 5, LIFE),
+            Outcome::Full {
+                in_use: 3,
+                size: 3,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn no_pool_is_larger_than_its_bound_and_an_empty_one_frees_never() {
+        let mut pool = Pool::default();
+        assert_eq!(
+            pool.acquire(sizes(0, None), "m", false, "a", 0, LIFE),
+            Outcome::Full {
+                in_use: 0,
+                size: 0,
+                frees_at: None
+            }
+        );
+        let s = sizes(u32::MAX, None);
+        // As long as the relay writes them: a UUID and a SHA-256 in hex.
+        let machine = "f".repeat(64);
+        for i in 0..MAX_SEATS {
+            let id = format!("{i:036}");
+            assert!(matches!(
+                pool.acquire(s, &machine, false, &id, 1_800_000_000, LIFE),
+                Outcome::Held { .. }
+            ));
+        }
+        assert!(matches!(
+            pool.acquire(s, "m", false, "x", 0, LIFE),
+            Outcome::Full {
+                size: MAX_SEATS,
+                ..
+            }
+        ));
+        let bytes = serde_json::to_vec(&pool).unwrap().len();
+        assert!(bytes < 120 * 1024, "{bytes} bytes");
+    }
+}

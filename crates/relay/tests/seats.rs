@@ -1,0 +1,602 @@
+//! Floating and CI seats (issue #67) through the relay's one door: `Relay::handle` (the
+//! blocking host of the request machine) in front of the emulator over loopback, the relay's
+//! clock given by the test (no sleeping: a seat's life passes by moving `now`).
+
+mod rig;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use polar_license::lease::{verify_seat, SeatExpect, SigningKey, SEAT_HEADER};
+use polar_license::Key;
+use polar_license_emulator::{Emulator, DEMO_ORGANIZATION_ID};
+use polar_license_relay::store::{Backend, RedbBackend, StoreOptions};
+use polar_license_relay::{Now, Relay, RelayResponse, SeatOptions, SEATS_PREFIX};
+use polar_license_testkit::ScratchDir;
+use serde_json::{json, Value};
+
+struct Seats {
+    relay: Relay,
+    signer: SigningKey,
+}
+
+fn relay_over(polar: &Emulator, backend: Arc<dyn Backend>, seats: SeatOptions) -> Seats {
+    let signer = SigningKey::generate(Some("seats")).expect("a key");
+    let copy = SigningKey::from_file_text(&signer.to_file_text()).expect("the key");
+    let mut config = rig::config_with(polar.url(), polar_license_emulator::DEMO_TOKEN, copy);
+    config.limits = rig::unlimited();
+    config.store = rig::store(backend, StoreOptions::default(), None);
+    let relay = rig::relay(config, rig::upstream(Duration::from_secs(5)))
+        .with_seats(seats)
+        .expect("seat options");
+    Seats { relay, signer }
+}
+
+fn seat_body(key: &str, machine: &str, seat: Option<&str>, kind: Option<&str>) -> String {
+    let mut body = json!({"key": key, "organization_id": DEMO_ORGANIZATION_ID, "machine": machine});
+    if let Some(seat) = seat {
+        body["seat"] = json!(seat);
+    }
+    if let Some(kind) = kind {
+        body["kind"] = json!(kind);
+    }
+    body.to_string()
+}
+
+fn call(relay: &Relay, op: &str, body: &str, now: Now) -> (RelayResponse, Value) {
+    let req = rig::request(&format!("{SEATS_PREFIX}{op}"), &[], body);
+    let r = relay.handle(&req, now);
+    let v = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+    (r, v)
+}
+
+fn acquire(s: &Seats, key: &str, machine: &str, now: Now) -> (RelayResponse, Value) {
+    call(
+        &s.relay,
+        "acquire",
+        &seat_body(key, machine, None, None),
+        now,
+    )
+}
+
+fn heartbeat(s: &Seats, key: &str, machine: &str, seat: &str, now: Now) -> (RelayResponse, Value) {
+    call(
+        &s.relay,
+        "heartbeat",
+        &seat_body(key, machine, Some(seat), None),
+        now,
+    )
+}
+
+fn release(s: &Seats, key: &str, machine: &str, seat: &str, now: Now) -> (RelayResponse, Value) {
+    call(
+        &s.relay,
+        "release",
+        &seat_body(key, machine, Some(seat), None),
+        now,
+    )
+}
+
+/// The seat's id, its lease verified offline for `machine` at `now`.
+fn held(s: &Seats, key: &str, machine: &str, answer: &(RelayResponse, Value), now: i64) -> String {
+    let (r, v) = answer;
+    assert_eq!(r.status, 200, "{v}");
+    let token = r.header(SEAT_HEADER).expect("a seat lease");
+    let k = Key::new(key);
+    let expect = SeatExpect {
+        organization_id: DEMO_ORGANIZATION_ID,
+        key: &k,
+        machine,
+    };
+    let claims = verify_seat(token, &s.signer.relay_keys(), &expect, now).expect("it verifies");
+    assert_eq!(claims.seat, v["seat"].as_str().expect("seat"));
+    claims.seat
+}
+
+fn key(polar: &Emulator, name: &str, limit: i64) -> String {
+    rig::add_key(polar, format!("SEATS-{name}-4A5B6C"), Some(limit))
+}
+
+#[test]
+fn seats_to_full_then_seats_full_and_a_release_frees_one_with_one_call_to_polar() {
+    let polar = rig::emulator();
+    let k = key(&polar, "FULL", 2);
+    let s = relay_over(&polar, rig::memory(1_000), SeatOptions::default());
+    polar.reset_request_count();
+    let t = rig::now();
+    let a = held(&s, &k, "m-a", &acquire(&s, &k, "m-a", rig::at(t)), t);
+    let _b = held(
+        &s,
+        &k,
+        "m-b",
+        &acquire(&s, &k, "m-b", rig::at(t + 1)),
+        t + 1,
+    );
+    let (r, v) = acquire(&s, &k, "m-c", rig::at(t + 2));
+    assert_eq!(r.status, 409, "{v}");
+    assert_eq!(v["reason"], "seats_full");
+    assert_eq!(
+        (v["in_use"].as_u64(), v["size"].as_u64()),
+        (Some(2), Some(2))
+    );
+    assert_eq!(
+        v["frees_at"],
+        rig::rfc3339(t + 300),
+        "the soonest seat's end"
+    );
+    assert_eq!(r.header("retry-after"), Some("298"));
+    // Another machine cannot give a seat back.
+    let (_, v) = release(&s, &k, "m-c", &a, rig::at(t + 3));
+    assert_eq!(v["released"], false);
+    let (r, v) = release(&s, &k, "m-a", &a, rig::at(t + 3));
+    assert_eq!((r.status, &v["released"]), (200, &json!(true)));
+    held(
+        &s,
+        &k,
+        "m-c",
+        &acquire(&s, &k, "m-c", rig::at(t + 4)),
+        t + 4,
+    );
+    assert_eq!(
+        polar.request_count(),
+        1,
+        "the key's verdict asked once, then the store's"
+    );
+}
+
+#[test]
+fn a_seat_not_heard_from_within_its_life_is_culled_and_a_heartbeat_keeps_one() {
+    let polar = rig::emulator();
+    let k = key(&polar, "CULL", 1);
+    let s = relay_over(&polar, rig::memory(1_000), SeatOptions::default());
+    let t = rig::now();
+    let a = held(&s, &k, "m-a", &acquire(&s, &k, "m-a", rig::at(t)), t);
+    // A heartbeat at +200: held until +500, its new lease saying so.
+    let (r, v) = heartbeat(&s, &k, "m-a", &a, rig::at(t + 200));
+    assert_eq!(held(&s, &k, "m-a", &(r, v.clone()), t + 200), a);
+    assert_eq!(v["expires_at"], rig::rfc3339(t + 500));
+    assert_eq!(acquire(&s, &k, "m-b", rig::at(t + 499)).0.status, 409);
+    // Not heard from by +500: free for the next machine; the late heartbeat finds it gone.
+    held(
+        &s,
+        &k,
+        "m-b",
+        &acquire(&s, &k, "m-b", rig::at(t + 500)),
+        t + 500,
+    );
+    let (r, v) = heartbeat(&s, &k, "m-a", &a, rig::at(t + 501));
+    assert_eq!((r.status, &v["reason"]), (404, &json!("seat_gone")));
+}
+
+#[test]
+fn a_heartbeat_from_another_machine_is_not_the_seats() {
+    let polar = rig::emulator();
+    let k = key(&polar, "OTHER", 1);
+    let s = relay_over(&polar, rig::memory(1_000), SeatOptions::default());
+    let t = rig::now();
+    let a = held(&s, &k, "m-a", &acquire(&s, &k, "m-a", rig::at(t)), t);
+    assert_eq!(heartbeat(&s, &k, "m-b", &a, rig::at(t + 1)).0.status, 404);
+    assert_eq!(heartbeat(&s, &k, "m-a", &a, rig::at(t + 2)).0.status, 200);
+}
+
+#[test]
+fn a_key_polar_denies_gets_polars_denial_and_no_seat() {
+    let polar = rig::emulator();
+    let s = relay_over(&polar, rig::memory(1_000), SeatOptions::default());
+    let t = rig::now();
+    let (r, v) = acquire(&s, "SEATS-NOBODY-4A5B6C", "m-a", rig::at(t));
+    assert_eq!(r.status, 404, "{v}");
+    assert!(r.header(SEAT_HEADER).is_none());
+    assert_eq!(v["error"], "ResourceNotFound", "Polar's own answer");
+}
+
+#[test]
+fn bad_seat_requests_are_refused_before_anything_is_asked() {
+    let polar = rig::emulator();
+    let k = key(&polar, "BAD", 2);
+    let s = relay_over(&polar, rig::memory(1_000), SeatOptions::default());
+    polar.reset_request_count();
+    let now = rig::at(rig::now());
+    for (op, body) in [
+        ("acquire", "not json".to_string()),
+        (
+            "acquire",
+            json!({"key": k, "organization_id": DEMO_ORGANIZATION_ID}).to_string(),
+        ),
+        ("acquire", seat_body(&k, "", None, None)),
+        ("acquire", seat_body(&k, "m\u{7}", None, None)),
+        ("acquire", seat_body(&k, "m", None, Some("team"))),
+        (
+            "acquire",
+            seat_body(&k, "m", Some("6a1f4b7e-3c2d-4e5f-8a9b-0c1d2e3f4a5b"), None),
+        ),
+        ("heartbeat", seat_body(&k, "m", None, None)),
+        ("heartbeat", seat_body(&k, "m", Some("not-a-uuid"), None)),
+        ("release", seat_body(&k, "m", None, None)),
+        (
+            "acquire",
+            json!({"key": k, "organization_id": DEMO_ORGANIZATION_ID, "machine": "m", "x": 1})
+                .to_string(),
+        ),
+    ] {
+        let (r, v) = call(&s.relay, op, &body, now);
+        assert_eq!(r.status, 422, "{op} {body}: {v}");
+    }
+    let (r, _) = call(&s.relay, "borrow", &seat_body(&k, "m", None, None), now);
+    assert_eq!(r.status, 404);
+    assert_eq!(polar.request_count(), 0);
+}
+
+#[test]
+fn ci_seats_have_their_own_cap_and_a_benefit_its_own_size() {
+    let polar = rig::emulator();
+    let benefit = polar_license_emulator::DEMO_BENEFIT_ID.to_string();
+    let k = "SEATS-CI-4A5B6C".to_string();
+    polar
+        .add_key(polar_license_emulator::SeedKey {
+            limit_activations: Some(1),
+            benefit_id: Some(benefit.clone()),
+            ..polar_license_emulator::SeedKey::new(&k)
+        })
+        .expect("a key");
+    let options = SeatOptions {
+        per_benefit: vec![(benefit, 3)],
+        ci_cap: Some(1),
+        ..SeatOptions::default()
+    };
+    let s = relay_over(&polar, rig::memory(1_000), options);
+    let t = rig::now();
+    let ci = |machine: &str| {
+        call(
+            &s.relay,
+            "acquire",
+            &seat_body(&k, machine, None, Some("ci")),
+            rig::at(t),
+        )
+    };
+    assert_eq!(ci("job-1").0.status, 200);
+    let (r, v) = ci("job-2");
+    assert_eq!(
+        (r.status, v["in_use"].as_u64(), v["size"].as_u64()),
+        (409, Some(1), Some(1))
+    );
+    // Floating seats: the seller's 3 for the benefit, not the key's limit of 1.
+    assert_eq!(acquire(&s, &k, "m-a", rig::at(t)).0.status, 200);
+    assert_eq!(acquire(&s, &k, "m-b", rig::at(t)).0.status, 200);
+    assert_eq!(acquire(&s, &k, "m-c", rig::at(t)).0.status, 409);
+}
+
+/// N clients racing for k seats get exactly k, on the store in memory and on the file.
+#[test]
+fn clients_racing_for_the_last_seats_get_exactly_as_many_as_there_are() {
+    let dir = ScratchDir::new("seats-race");
+    let backends: Vec<Arc<dyn Backend>> = vec![
+        rig::memory(1_000),
+        Arc::new(RedbBackend::open(&dir.path().join("race.redb"), 1_000).expect("a store")),
+    ];
+    for backend in backends {
+        let polar = rig::emulator();
+        let k = key(&polar, "RACE", 3);
+        let s = Arc::new(relay_over(&polar, backend, SeatOptions::default()));
+        let t = rig::now();
+        let threads: Vec<_> = (0..16)
+            .map(|i| {
+                let (s, k) = (Arc::clone(&s), k.clone());
+                std::thread::spawn(move || acquire(&s, &k, &format!("m-{i}"), rig::at(t)).0.status)
+            })
+            .collect();
+        let statuses: Vec<u16> = threads
+            .into_iter()
+            .map(|h| h.join().expect("a thread"))
+            .collect();
+        assert_eq!(
+            statuses.iter().filter(|&&c| c == 200).count(),
+            3,
+            "{statuses:?}"
+        );
+        assert_eq!(
+            statuses.iter().filter(|&&c| c == 409).count(),
+            13,
+            "{statuses:?}"
+        );
+    }
+}
+
+fn redb(path: &Path) -> Arc<dyn Backend> {
+    Arc::new(RedbBackend::open(path, 1_000).expect("a store"))
+}
+
+#[test]
+fn a_relay_restarted_mid_hold_keeps_every_seat() {
+    let polar = rig::emulator();
+    let k = key(&polar, "RESTART", 2);
+    let dir = ScratchDir::new("seats-restart");
+    let path = dir.path().join("seats.redb");
+    let t = rig::now();
+    let (a, b) = {
+        let s = relay_over(&polar, redb(&path), SeatOptions::default());
+        let a = held(&s, &k, "m-a", &acquire(&s, &k, "m-a", rig::at(t)), t);
+        let b = held(&s, &k, "m-b", &acquire(&s, &k, "m-b", rig::at(t)), t);
+        (a, b)
+    };
+    let s = relay_over(&polar, redb(&path), SeatOptions::default());
+    assert_eq!(
+        acquire(&s, &k, "m-c", rig::at(t + 10)).0.status,
+        409,
+        "both seats held"
+    );
+    assert_eq!(heartbeat(&s, &k, "m-a", &a, rig::at(t + 20)).0.status, 200);
+    assert_eq!(
+        release(&s, &k, "m-b", &b, rig::at(t + 30)).1["released"],
+        true
+    );
+    assert_eq!(acquire(&s, &k, "m-c", rig::at(t + 40)).0.status, 200);
+}
+
+#[test]
+fn the_seat_options_are_checked() {
+    let polar = rig::emulator();
+    let config = rig::config(polar.url(), "k");
+    let relay = rig::relay(config, rig::upstream(Duration::from_secs(5)));
+    let bad = SeatOptions {
+        seconds: 5,
+        ..SeatOptions::default()
+    };
+    assert!(relay.with_seats(bad).is_err());
+}
+
+#[test]
+fn without_a_store_there_are_no_seats() {
+    let polar = rig::emulator();
+    let k = key(&polar, "NOSTORE", 2);
+    let config = rig::config(polar.url(), "k");
+    let relay = rig::relay(config, rig::upstream(Duration::from_secs(5)));
+    let (r, _) = call(
+        &relay,
+        "acquire",
+        &seat_body(&k, "m", None, None),
+        rig::at(rig::now()),
+    );
+    assert_eq!(r.status, 404);
+}
+
+/// The Workers relay's way: a paged store the host loads before the core reads it (what a
+/// seat request touches: its key's verdict and its pool), the journal saved to the host's
+/// storage after each request, the seat lease signed outside the relay (WebCrypto's stand-in:
+/// ed25519-compact with the key's secret), and a restart between requests (a new
+/// `PagedBackend` over the same storage): the seats are kept.
+#[test]
+fn on_the_workers_path_a_seat_is_signed_elsewhere_and_outlives_a_restart() {
+    use ct_codecs::Decoder;
+    use polar_license::Transport;
+    use polar_license_relay::flow::{ExchangeOptions, Given, Need};
+    use polar_license_relay::store::PagedBackend;
+    use polar_license_relay::{RelayConfig, Signer};
+
+    let polar = rig::emulator();
+    let k = key(&polar, "WORKERS", 1);
+    let signing = SigningKey::generate(Some("ext")).expect("a key");
+    let text = signing.to_file_text();
+    let b64 = text.trim().split_once("=k4.secret.").expect("a key line").1;
+    let raw = ct_codecs::Base64UrlSafeNoPadding::decode_to_vec(b64, None).expect("base64url");
+    let secret = ed25519_compact::SecretKey::from_slice(&raw).expect("64 bytes");
+    let relay_on = |b: &Arc<PagedBackend>| {
+        let mut config = RelayConfig::with_signer(
+            polar_license::proto::Server::Custom(polar.url()),
+            polar_license::AccessToken::new(polar_license_emulator::DEMO_TOKEN),
+            Signer::External {
+                kid: "ext".into(),
+                public_key: signing.public_paserk(),
+            },
+        );
+        config.limits = rig::unlimited();
+        config.store = rig::store(
+            Arc::clone(b) as Arc<dyn Backend>,
+            StoreOptions::default(),
+            None,
+        );
+        rig::relay(config, rig::upstream(Duration::from_secs(5)))
+    };
+    let polar_http = rig::upstream(Duration::from_secs(5));
+    let mut host = rig::host::Host::default();
+    let mut signed = 0;
+    let mut answer = |host: &mut rig::host::Host,
+                      b: &PagedBackend,
+                      relay: &Relay,
+                      op: &str,
+                      body: String,
+                      when: i64,
+                      id: u8|
+     -> (RelayResponse, Value) {
+        let req = rig::request(&format!("{SEATS_PREFIX}{op}"), &[], &body);
+        let options = ExchangeOptions {
+            host_loads: true,
+            ..ExchangeOptions::default()
+        };
+        let mut drive = rig::Drive::with(relay, req, rig::at(when), options);
+        drive.entropy = Some([id; 16]);
+        let r = drive.run_with(|x, need| match need {
+            Need::Load(load) => {
+                if let Some(wants) = &load.store {
+                    host.fill(b, wants);
+                }
+                x.give(Given::Loaded);
+            }
+            Need::Send { request, .. } => x.give(Given::Upstream(polar_http.send(&request))),
+            Need::Sign(bytes) => {
+                signed += 1;
+                x.give(Given::Signature(secret.sign(&bytes, None).to_vec()));
+            }
+            other => x.as_host(other),
+        });
+        host.save(b);
+        let v = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+        (r, v)
+    };
+    let t = rig::now();
+    let b = Arc::new(host.start(16));
+    let relay = relay_on(&b);
+    let (r, v) = answer(
+        &mut host,
+        &b,
+        &relay,
+        "acquire",
+        seat_body(&k, "m-a", None, None),
+        t,
+        1,
+    );
+    assert_eq!(r.status, 200, "{v}");
+    let key = Key::new(k.clone());
+    let expect = SeatExpect {
+        organization_id: DEMO_ORGANIZATION_ID,
+        key: &key,
+        machine: "m-a",
+    };
+    let token = r
+        .header(SEAT_HEADER)
+        .expect("a seat lease signed elsewhere");
+    let seat = verify_seat(token, &signing.relay_keys(), &expect, t).expect("it verifies");
+    drop(relay);
+
+    // Restarted: the pool is read back from the host's storage.
+    let b = Arc::new(host.start(16));
+    let relay = relay_on(&b);
+    let (r, v) = answer(
+        &mut host,
+        &b,
+        &relay,
+        "acquire",
+        seat_body(&k, "m-b", None, None),
+        t + 5,
+        2,
+    );
+    assert_eq!((r.status, &v["reason"]), (409, &json!("seats_full")), "{v}");
+    let (r, v) = answer(
+        &mut host,
+        &b,
+        &relay,
+        "heartbeat",
+        seat_body(&k, "m-a", Some(&seat.seat), None),
+        t + 6,
+        3,
+    );
+    assert_eq!(r.status, 200, "{v}");
+    drop(relay);
+
+    let b = Arc::new(host.start(16));
+    let relay = relay_on(&b);
+    let (_, v) = answer(
+        &mut host,
+        &b,
+        &relay,
+        "release",
+        seat_body(&k, "m-a", Some(&seat.seat), None),
+        t + 7,
+        4,
+    );
+    assert_eq!(v["released"], true);
+    let b = Arc::new(host.start(16));
+    let relay = relay_on(&b);
+    let (r, _) = answer(
+        &mut host,
+        &b,
+        &relay,
+        "acquire",
+        seat_body(&k, "m-b", None, None),
+        t + 8,
+        5,
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        signed, 3,
+        "each seat given or extended signed outside the relay"
+    );
+}
+
+/// A seat request is a request of the relay's like any other: its client's per-IP limit is
+/// taken before anything is read or asked (a flood of seat requests from one address costs
+/// no store read and no call to Polar), and another address is served meanwhile.
+#[test]
+fn seat_requests_take_their_clients_per_ip_limit() {
+    let polar = rig::emulator();
+    let k = key(&polar, "FLOOD", 50);
+    let signer = SigningKey::generate(Some("seats")).expect("a key");
+    let mut config = rig::config_with(polar.url(), polar_license_emulator::DEMO_TOKEN, signer);
+    config.limits = polar_license_relay::Limits {
+        per_ip: polar_license_relay::Rate::new(1, 2),
+        per_key: polar_license_relay::Rate::new(0, 0),
+        ..polar_license_relay::Limits::default()
+    };
+    config.store = rig::store(rig::memory(1_000), StoreOptions::default(), None);
+    let relay = rig::relay(config, rig::upstream(Duration::from_secs(5)));
+    polar.reset_request_count();
+    let t = rig::at(rig::now());
+    let from = |ip: &str, machine: &str| {
+        let mut req = rig::request(
+            &format!("{SEATS_PREFIX}acquire"),
+            &[],
+            &seat_body(&k, machine, None, None),
+        );
+        req.client_ip = ip.into();
+        relay.handle(&req, t)
+    };
+    let statuses: Vec<u16> = (0..10)
+        .map(|i| from("192.0.2.1", &format!("m-{i}")).status)
+        .collect();
+    assert_eq!(statuses[..2], [200, 200], "{statuses:?}");
+    assert!(statuses[2..].iter().all(|&s| s == 429), "{statuses:?}");
+    assert_eq!(
+        from("198.51.100.7", "m-other").status,
+        200,
+        "another client served"
+    );
+    assert_eq!(polar.request_count(), 1, "the flood asked Polar nothing");
+}
+
+/// A churn loop (acquire, release, again) meets the seller's limit: `429`, Polar's reading of
+/// a rate limit (`rate_limited`) with the wait until the oldest acquisition leaves the window.
+#[test]
+fn a_churn_loop_meets_its_limit_with_the_wait() {
+    let polar = rig::emulator();
+    let k = key(&polar, "CHURN", 1);
+    let options = SeatOptions {
+        churn: 3,
+        churn_seconds: 600,
+        ..SeatOptions::default()
+    };
+    let s = relay_over(&polar, rig::memory(1_000), options);
+    let t = rig::now();
+    for i in 0..3 {
+        let at = t + i * 10;
+        let seat = held(&s, &k, "m-a", &acquire(&s, &k, "m-a", rig::at(at)), at);
+        assert_eq!(
+            release(&s, &k, "m-a", &seat, rig::at(at + 1)).1["released"],
+            true
+        );
+    }
+    let (r, v) = acquire(&s, &k, "m-a", rig::at(t + 30));
+    assert_eq!(
+        (r.status, &v["reason"]),
+        (429, &json!("rate_limited")),
+        "{v}"
+    );
+    assert_eq!(r.header("retry-after"), Some("570"));
+    let client = polar_license::proto::HttpResponse {
+        status: r.status,
+        headers: r.headers.clone(),
+        body: r.body.clone(),
+    };
+    let read = polar_license::seat::read_seat_answer(polar_license::seat::SeatOp::Acquire, &client);
+    assert_eq!(
+        read.expect_err("no seat").reason(),
+        polar_license::Reason::RateLimited
+    );
+    held(
+        &s,
+        &k,
+        "m-a",
+        &acquire(&s, &k, "m-a", rig::at(t + 601)),
+        t + 601,
+    );
+}

@@ -1,0 +1,380 @@
+//! Floating and CI seats (issue #67), the client's side: the requests to a seller's relay
+//! (`acquire`, `heartbeat`, `release` under [`SEATS_PATH`]) and the reading of its answers,
+//! with no IO. A seat is one of a key's seats shared by the machines that run now: the relay
+//! gives it for a short life (5 minutes by default) and a signed seat lease
+//! ([`crate::lease::SeatClaims`]) saying so, a heartbeat extends it, a release frees it, and
+//! one not heard from within its life frees by itself. The native shell sends them
+//! ([`crate::BlockingClient::seat`]); the CLI's `seat run` holds one while a command runs.
+
+use crate::error::{Denial, Error, Verdict};
+use crate::key::Key;
+use crate::lease::{verify_seat, NoLease, RelayKeys, SeatClaims, SeatExpect, SEAT_HEADER};
+use crate::proto::{HttpRequest, HttpResponse, Operation};
+
+/// The relay's seat routes' prefix (`acquire`, `heartbeat`, `release` follow it).
+pub const SEATS_PATH: &str = "/v1/seats/";
+
+/// The longest machine binding a seat request names, in bytes.
+pub const MAX_MACHINE_BYTES: usize = 256;
+
+/// What a seat request asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeatOp {
+    /// A new seat.
+    Acquire,
+    /// The seat's life extended.
+    Heartbeat,
+    /// The seat given back.
+    Release,
+}
+
+impl SeatOp {
+    /// `acquire`, `heartbeat` or `release`: the route's last segment.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            SeatOp::Acquire => "acquire",
+            SeatOp::Heartbeat => "heartbeat",
+            SeatOp::Release => "release",
+        }
+    }
+}
+
+/// A seat request: which key, on which machine, of which kind, and (but for an acquisition)
+/// which seat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeatAsk {
+    /// The operation.
+    pub op: SeatOp,
+    /// The license key.
+    pub key: Key,
+    /// This machine's binding (signed into the seat lease): a heartbeat or a release from
+    /// another binding is not the seat's.
+    pub machine: String,
+    /// A CI seat (the seller may cap CI seats apart); else a floating one.
+    pub ci: bool,
+    /// The seat's id (a heartbeat, a release).
+    pub seat: Option<String>,
+}
+
+/// The request for `ask` to the relay at `base_url` (no trailing slash needed), for
+/// `organization_id`; its input checked first (`invalid_input`, nothing sent).
+pub fn seat_request(
+    base_url: &str,
+    organization_id: &str,
+    ask: &SeatAsk,
+) -> Result<HttpRequest, Error> {
+    crate::metadata::check_uuid_v4("organization_id", organization_id)?;
+    crate::metadata::check_key(ask.key.expose())?;
+    if ask.machine.is_empty()
+        || ask.machine.len() > MAX_MACHINE_BYTES
+        || ask.machine.chars().any(char::is_control)
+    {
+        return Err(Error::invalid(
+            "machine",
+            "must be 1 to 256 bytes of printable text",
+        ));
+    }
+    let mut body = serde_json::json!({
+        "key": ask.key.expose(),
+        "organization_id": organization_id,
+        "machine": ask.machine,
+        "kind": if ask.ci { "ci" } else { "floating" },
+    });
+    match (ask.op, &ask.seat) {
+        (SeatOp::Acquire, None) => {
+            if let Some(o) = body.as_object_mut() {
+                o.remove("seat");
+            }
+        }
+        (SeatOp::Acquire, Some(_)) => {
+            return Err(Error::invalid("seat", "an acquisition names no seat"));
+        }
+        (_, Some(seat)) => {
+            crate::metadata::check_uuid_v4("seat", seat)?;
+            body["seat"] = serde_json::Value::String(seat.clone());
+            if ask.op == SeatOp::Release {
+                if let Some(o) = body.as_object_mut() {
+                    o.remove("kind");
+                }
+            }
+        }
+        (_, None) => return Err(Error::invalid("seat", "is required")),
+    }
+    let body = serde_json::to_vec(&body)
+        .map_err(|_| Error::invalid("seat", "the request could not be written"))?;
+    Ok(HttpRequest {
+        operation: Operation::Validate,
+        url: format!(
+            "{}{SEATS_PATH}{}",
+            base_url.trim_end_matches('/'),
+            ask.op.as_str()
+        ),
+        headers: vec![("content-type", "application/json".to_string())],
+        body,
+    })
+}
+
+/// A seat held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seat {
+    /// Its id: what a heartbeat and a release name.
+    pub id: String,
+    /// A CI seat.
+    pub ci: bool,
+    /// When it frees unless heard from (unix seconds).
+    pub expires_at: i64,
+    /// Its life from the relay's answer, in seconds (heartbeat well within it).
+    pub expires_in: u64,
+    /// Seats of the key in use now, this one with them.
+    pub in_use: u32,
+    /// The key's seats.
+    pub size: u32,
+    /// The signed seat lease, when the relay sent one.
+    pub lease: Option<String>,
+}
+
+impl Seat {
+    /// The seat's lease verified offline against the relay's `keys` for this organization,
+    /// key and machine at `now` (unix seconds), and naming this seat.
+    pub fn verify(
+        &self,
+        keys: &RelayKeys,
+        organization_id: &str,
+        key: &Key,
+        machine: &str,
+        now: i64,
+    ) -> Result<SeatClaims, NoLease> {
+        let token = self.lease.as_deref().ok_or(NoLease::Missing)?;
+        let expect = SeatExpect {
+            organization_id,
+            key,
+            machine,
+        };
+        let claims = verify_seat(token, keys, &expect, now)?;
+        if claims.seat != self.id {
+            return Err(NoLease::Mismatch);
+        }
+        Ok(claims)
+    }
+}
+
+/// What the relay answered a seat request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SeatAnswer {
+    /// The seat is held (acquired, or its life extended).
+    Held(Seat),
+    /// Every seat is in use (`seats_full`): `in_use` of `size`, the soonest frees at
+    /// `frees_at` (unix seconds), `retry_after` seconds from the answer.
+    Full {
+        /// Seats in use.
+        in_use: u32,
+        /// The key's seats (or, for a CI seat, the CI cap).
+        size: u32,
+        /// When the soonest frees.
+        frees_at: Option<i64>,
+        /// Seconds until then, as the relay counted them.
+        retry_after: Option<u64>,
+    },
+    /// The seat is not held (culled, released, or another machine's): acquire again.
+    Gone,
+    /// A release: whether the seat was held.
+    Released(bool),
+    /// Polar denied the key (its answer, as the relay passed it on).
+    Denied(Denial),
+}
+
+/// The relay's answer to a seat request `op`, read. Polar's answers (a denial, a rate
+/// limit, an unreachable Polar) are read as every answer of Polar's is.
+pub fn read_seat_answer(op: SeatOp, resp: &HttpResponse) -> Result<SeatAnswer, Error> {
+    let json = || serde_json::from_slice::<serde_json::Value>(&resp.body).ok();
+    let protocol = |detail: &str| Error::Protocol {
+        status: Some(resp.status),
+        detail: detail.to_string(),
+    };
+    let reason = json().and_then(|v| v.get("reason")?.as_str().map(str::to_string));
+    match (resp.status, reason.as_deref()) {
+        (200, _) if op == SeatOp::Release => {
+            let v = json().ok_or_else(|| protocol("a release's answer is not JSON"))?;
+            let released = v
+                .get("released")
+                .and_then(serde_json::Value::as_bool)
+                .ok_or_else(|| protocol("a release's answer names no `released`"))?;
+            Ok(SeatAnswer::Released(released))
+        }
+        (200, _) => {
+            let v = json().ok_or_else(|| protocol("a seat's answer is not JSON"))?;
+            let text = |n: &str| v.get(n).and_then(serde_json::Value::as_str);
+            let number = |n: &str| v.get(n).and_then(serde_json::Value::as_u64);
+            let seat = (|| {
+                Some(Seat {
+                    id: text("seat")?.to_string(),
+                    ci: text("kind")? == "ci",
+                    expires_at: crate::rfc3339::DateTime::parse(text("expires_at")?)?
+                        .unix_timestamp(),
+                    expires_in: number("expires_in")?,
+                    in_use: u32::try_from(number("in_use")?).ok()?,
+                    size: u32::try_from(number("size")?).ok()?,
+                    lease: resp.header(SEAT_HEADER).map(str::to_string),
+                })
+            })()
+            .ok_or_else(|| {
+                protocol("a 200 that is no seat: is the base URL the seller's relay?")
+            })?;
+            Ok(SeatAnswer::Held(seat))
+        }
+        (409, Some("seats_full")) => {
+            let v = json().unwrap_or_default();
+            let number = |n: &str| {
+                v.get(n)
+                    .and_then(serde_json::Value::as_u64)
+                    .and_then(|n| u32::try_from(n).ok())
+            };
+            Ok(SeatAnswer::Full {
+                in_use: number("in_use").unwrap_or(0),
+                size: number("size").unwrap_or(0),
+                frees_at: v
+                    .get("frees_at")
+                    .and_then(serde_json::Value::as_str)
+                    .and_then(crate::rfc3339::DateTime::parse)
+                    .map(|t| t.unix_timestamp()),
+                retry_after: resp
+                    .header("retry-after")
+                    .and_then(|s| s.trim().parse().ok()),
+            })
+        }
+        (404, Some("seat_gone")) => Ok(SeatAnswer::Gone),
+        (422, _)
+            if reason.is_none()
+                && json().is_some_and(|v| {
+                    v.get("error").and_then(|e| e.as_str()) == Some("InvalidSeatRequest")
+                }) =>
+        {
+            Err(Error::invalid(
+                "seat",
+                json()
+                    .and_then(|v| v.get("detail")?.as_str().map(str::to_string))
+                    .unwrap_or_else(|| "refused by the relay".into()),
+            ))
+        }
+        _ => match crate::proto::parse_validate(resp)? {
+            Verdict::Denied(d) => Ok(SeatAnswer::Denied(d)),
+            Verdict::Accepted(_) => Err(protocol("a seat route answered as a validate")),
+        },
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    const ORG: &str = "d2fcbff8-108b-411e-bf2b-6383e0a8802d";
+    const SEAT: &str = "6a1f4b7e-3c2d-4e5f-8a9b-0c1d2e3f4a5b";
+
+    fn ask(op: SeatOp, seat: Option<&str>) -> SeatAsk {
+        SeatAsk {
+            op,
+            key: Key::new("K-1"),
+            machine: "m".into(),
+            ci: true,
+            seat: seat.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn requests_go_to_the_relays_seat_routes_and_bad_input_sends_nothing() {
+        let r = seat_request("http://127.0.0.1:1/", ORG, &ask(SeatOp::Acquire, None)).unwrap();
+        assert_eq!(r.url, "http://127.0.0.1:1/v1/seats/acquire");
+        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"key": "K-1", "organization_id": ORG, "machine": "m", "kind": "ci"})
+        );
+        let r = seat_request("http://h", ORG, &ask(SeatOp::Release, Some(SEAT))).unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(body["seat"], SEAT);
+        assert!(body.get("kind").is_none());
+        for (a, field) in [
+            (ask(SeatOp::Acquire, Some(SEAT)), "seat"),
+            (ask(SeatOp::Heartbeat, None), "seat"),
+            (ask(SeatOp::Heartbeat, Some("nope")), "seat"),
+            (
+                SeatAsk {
+                    machine: String::new(),
+                    ..ask(SeatOp::Acquire, None)
+                },
+                "machine",
+            ),
+        ] {
+            let e = seat_request("http://h", ORG, &a).unwrap_err();
+            assert_eq!(e.reason(), crate::Reason::InvalidInput, "{a:?}");
+            assert!(e.to_string().contains(field), "{e}");
+        }
+        assert!(seat_request("http://h", "not-an-org", &ask(SeatOp::Acquire, None)).is_err());
+    }
+
+    #[test]
+    fn the_relays_answers_are_read() {
+        let held = HttpResponse::new(
+            200,
+            br#"{"seat":"6a1f4b7e-3c2d-4e5f-8a9b-0c1d2e3f4a5b","kind":"ci","expires_at":"2027-01-15T08:00:00Z","expires_in":300,"in_use":1,"size":2}"#.to_vec(),
+        );
+        match read_seat_answer(SeatOp::Acquire, &held).unwrap() {
+            SeatAnswer::Held(seat) => {
+                assert_eq!(
+                    (
+                        seat.id.as_str(),
+                        seat.ci,
+                        seat.expires_in,
+                        seat.in_use,
+                        seat.size
+                    ),
+                    (SEAT, true, 300, 1, 2)
+                );
+                assert_eq!(seat.lease, None);
+            }
+            other => panic!("{other:?}"),
+        }
+        let full = HttpResponse::new(
+            409,
+            br#"{"error":"SeatsFull","detail":"x","reason":"seats_full","in_use":2,"size":2,"frees_at":"2027-01-15T08:00:00Z"}"#.to_vec(),
+        );
+        assert!(matches!(
+            read_seat_answer(SeatOp::Acquire, &full).unwrap(),
+            SeatAnswer::Full {
+                in_use: 2,
+                size: 2,
+                frees_at: Some(_),
+                ..
+            }
+        ));
+        let gone = HttpResponse::new(
+            404,
+            br#"{"error":"SeatGone","detail":"x","reason":"seat_gone"}"#.to_vec(),
+        );
+        assert_eq!(
+            read_seat_answer(SeatOp::Heartbeat, &gone).unwrap(),
+            SeatAnswer::Gone
+        );
+        let released = HttpResponse::new(200, br#"{"released":true}"#.to_vec());
+        assert_eq!(
+            read_seat_answer(SeatOp::Release, &released).unwrap(),
+            SeatAnswer::Released(true)
+        );
+        let polar = HttpResponse::new(
+            404,
+            br#"{"error":"ResourceNotFound","detail":"Not found"}"#.to_vec(),
+        );
+        match read_seat_answer(SeatOp::Acquire, &polar).unwrap() {
+            SeatAnswer::Denied(d) => assert_eq!(d.reason, crate::Reason::NotFound),
+            other => panic!("{other:?}"),
+        }
+        let not_a_relay = HttpResponse::new(200, br#"{"id":"x"}"#.to_vec());
+        assert_eq!(
+            read_seat_answer(SeatOp::Acquire, &not_a_relay)
+                .unwrap_err()
+                .reason(),
+            crate::Reason::ProtocolError
+        );
+    }
+}

@@ -308,9 +308,13 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
           const writes = JSON.parse(batch);
           // Without a storage the store is in memory only: nothing to write.
           const refused = !storage ? [] : await (paged ? storage.write(writes, (outcome) => core.judgeRefusals(outcome)) : storage.save(writes));
-          core.saveEnded(true, Array.isArray(refused) ? refused : []);
+          // Values the storage refused for good (past its size limit): dropped, said once.
+          for (const [key, why] of Array.isArray(refused) ? refused : []) {
+            console.error(`polar-license relay: the storage refused ${String(key).slice(0, 18)}… for good (${why}): dropped, not tried again`);
+          }
+          core.saveEnded(true);
         } catch (e) {
-          core.saveEnded(false, [], e instanceof Error ? e.message : 'error');
+          core.saveEnded(false, e instanceof Error ? e.message : 'error');
           throw e;
         }
       });

@@ -760,24 +760,12 @@ impl RelayCore {
         self.saves.borrow_mut().batch().map(|b| b.to_string())
     }
 
-    /// How the batch of `saveBatch` went: `saved`, with the keys the storage refused for good
-    /// (`[[key, why]]`, dropped: logged once here), else the storage's error (`why`): the
-    /// batch is kept for the next.
+    /// How the batch of `saveBatch` went: `saved` (the keys the storage refused for good, if
+    /// any, were dropped: the host logged them), else the storage's error (`why`): the batch is
+    /// kept for the next.
     #[wasm_bindgen(js_name = saveEnded)]
-    pub fn save_ended(&self, saved: bool, refused: JsValue, why: Option<String>) {
-        if saved {
-            let refused: Vec<(String, String)> = Array::from(&refused)
-                .iter()
-                .filter_map(|r| {
-                    let r = r.dyn_into::<Array>().ok()?;
-                    Some((
-                        r.get(0).as_string()?,
-                        r.get(1).as_string().unwrap_or_default(),
-                    ))
-                })
-                .collect();
-            saves::refused_for_good(&refused);
-        } else {
+    pub fn save_ended(&self, saved: bool, why: Option<String>) {
+        if !saved {
             saves::save_failed(why.as_deref().unwrap_or("error"));
         }
         self.saves.borrow_mut().ended(saved);

@@ -98,12 +98,19 @@ impl Saves {
                 self.overlay.retain(|(k, _, _)| *k != key);
                 self.overlay.push((key.clone(), value.clone(), self.seq));
             }
-            self.unsaved.push(Held {
-                key,
-                change: value.unwrap_or(Value::Null),
-                seq: self.seq,
-            });
+            self.hold(key, value.unwrap_or(Value::Null));
         }
+    }
+
+    /// A change queued, the last of its key (an earlier one not handed yet is let go of: a
+    /// storage that keeps failing holds no more than the store).
+    fn hold(&mut self, key: String, change: Value) {
+        self.unsaved.retain(|h| h.key != key);
+        self.unsaved.push(Held {
+            key,
+            change,
+            seq: self.seq,
+        });
     }
 
     /// Changes to save (a whole store's journal items); one that does not serialize is left
@@ -115,11 +122,7 @@ impl Saves {
                 continue;
             };
             self.seq += 1;
-            self.unsaved.push(Held {
-                key,
-                change,
-                seq: self.seq,
-            });
+            self.hold(key, change);
         }
     }
 
@@ -168,11 +171,9 @@ impl Saves {
                 self.forgot = self.forgot.max(n);
             }
         } else {
-            let mut kept: Vec<Held> = Vec::new();
-            for h in batch.into_iter().chain(std::mem::take(&mut self.unsaved)) {
-                kept.retain(|k| k.key != h.key);
-                kept.push(h);
-            }
+            let mut kept = batch;
+            kept.retain(|h| !self.unsaved.iter().any(|u| u.key == h.key));
+            kept.append(&mut self.unsaved);
             self.unsaved = kept;
         }
     }
@@ -262,16 +263,6 @@ impl Saves {
             })
             .collect();
         Read { values, lists }
-    }
-}
-
-/// Logs the values a storage refused for good (`[key, why]`: dropped, never tried again with
-/// every later save, which would fail each of them and every webhook answered meanwhile), each
-/// key cut short (an entry's key names a hash, not a license key).
-pub fn refused_for_good(refused: &[(String, String)]) {
-    for (key, why) in refused {
-        let key: String = key.chars().take(18).collect();
-        log::error!("relay: the storage refused {key}… for good ({why}): dropped, not tried again");
     }
 }
 

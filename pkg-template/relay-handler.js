@@ -7,13 +7,11 @@
 // enters the WebAssembly). The caps and timeouts (RelayCore.caps()), the client's address on
 // Workers (the core's Host), and the answer when the host fails (RelayCore.failed(), with the
 // core's CORS rule) are the core's too, and so are the store's key layout, its migration, the
-// coalescing of failed saves and the refusal policy (store/layout.rs): with a Durable Object
-// this file gets, lists, puts and deletes the keys the core names. It still holds the overlay
-// of unsaved changes, until issue #63 moves it (docs/architecture.md lists it).
+// coalescing of failed saves, the refusal policy (store/layout.rs), the saves' order, what a
+// read sees of changes not saved yet and when the relay's own reads save (store/saves.rs): with
+// a Durable Object this file gets, lists, puts and deletes the keys the core names.
 
 const SECRET_PREFIX = 'k4.secret.';
-/** The route Polar's webhooks are delivered to (the core's WEBHOOK_ROUTE). */
-const WEBHOOK_ROUTE = '/v1/webhooks/polar';
 
 function b64urlDecode(text) {
   if (!/^[A-Za-z0-9_-]*$/.test(text)) return null;
@@ -126,18 +124,9 @@ function readsDriver({ upstreamFetch, caps, persist, wake, loaded, rows, closed 
       return { error: e?.name === 'TimeoutError' ? 'timed out' : 'unreachable' };
     }
   }
-  // A page of the stored keys (`rows(list)` lists them), or why there is none.
-  async function list(page) {
-    try {
-      return await rows(page);
-    } catch (e) {
-      console.error(`polar-license relay: the stored keys could not be listed for the reconcile (${failed(e)}): again in a second`);
-      return { error: 'unlisted' };
-    }
-  }
-  // What the job asks for, done.
+  // What the job asks for, done (a listing that fails: the core logs why, and lists again).
   async function does(core, job) {
-    if (job.list) return rows ? list(job.list) : { error: 'no listing' };
+    if (job.list) return rows ? rows(job.list).catch((e) => ({ error: failed(e) })) : { error: 'no listing' };
     if (job.load) return { loaded: await loaded(job.load) };
     return get(job);
   }
@@ -150,14 +139,8 @@ function readsDriver({ upstreamFetch, caps, persist, wake, loaded, rows, closed 
           wake(job.wait);
           return;
         }
-        const given = await does(core, job);
-        // A token that cannot list the keys: said once (also in /healthz and the metrics).
-        const warning = core.pollAnswered(job.id, given, ...clock());
-        if (warning) console.warn(`polar-license relay: ${warning}`);
-        // The budget's calls spent, saved as a request's are (a failed save is tried with the
-        // next). Never after a load: saving trims the cache, which would let go what the
-        // next job needs loaded (a cache of one entry never held a key's row and entry).
-        if (job.url) await persist(core).catch(() => {});
+        // Saved when the core says (after a read of Polar's: never between a load and its use).
+        if (core.pollAnswered(job.id, await does(core, job), ...clock())) await persist(core).catch(() => {});
       }
       wake(0);
     } finally {
@@ -284,56 +267,25 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
       upstreamFetch,
       caps,
       persist: (core) => persist(core),
-      // What a load names (`{keys, lists}`), read, or null when it could not be.
-      loaded: async (need) => {
-        try {
-          return await readAll(need);
-        } catch (e) {
-          console.error(`polar-license relay: the store could not be read (${e instanceof Error ? e.message : 'error'})`);
-          return null;
-        }
-      },
+      loaded: (need) => readOrNull(need),
       rows: paged ? async (page) => [...(await storage.list(page)).keys()] : null,
       wake: storage?.wake
         ? (ms) => storage.wake(ms).catch((e) => console.error(`polar-license relay: the alarm could not be set (${e instanceof Error ? e.message : 'error'})`))
         : timer,
     });
-    // With a paged store, what was handed to `save` and not saved yet, by storage key: what a
-    // read sees over the storage's own (the core drops what it cached; never a change).
-    const overlay = new Map();
-    let seq = 0;
-    // The reads under way, each with the storage keys whose save ended while it ran: what it
-    // read of them may be older than that save, so they are left for the next round to read
-    // again (never loaded as absent over an entry saved meanwhile).
-    const reading = new Set();
-    const whileSaving = async (read) => {
-      const saved = new Set();
-      reading.add(saved);
-      try {
-        return [await read(), saved];
-      } finally {
-        reading.delete(saved);
-      }
-    };
-    // The core's reads (`{keys, lists}`) done, what was handed to `save` over the storage's, as
-    // the core takes them (`{values: [key, value | null][], lists: ([key, value][] | null)[]}`,
-    // JSON): a key, or a listing, whose save ended while it was read is left out (read again).
+    // The storage's values of the keys and the listings the core names (`{keys, lists}`), as
+    // the core takes them (`{values: [key, value | null][], lists: [key, value][][]}`, JSON);
+    // the core lays its unsaved changes over them (read your writes).
     const readAll = async ({ keys, lists }) => {
-      const [[stored, listed], saved] = await whileSaving(() =>
-        Promise.all([storage.get(keys.filter((k) => !overlay.has(k))), Promise.all(lists.map((l) => storage.list(l)))]),
-      );
-      const values = keys.filter((k) => overlay.has(k) || !saved.has(k)).map((k) => [k, (overlay.has(k) ? overlay.get(k).value : stored.get(k)) ?? null]);
-      const pages = lists.map(({ prefix, limit }, i) => {
-        if ([...saved].some((k) => k.startsWith(prefix))) return null;
-        const page = new Map(listed[i]);
-        for (const [k, { value }] of overlay) {
-          // A bounded listing leaves out what is unsaved (it would not be in its place).
-          if (k.startsWith(prefix)) value === null || limit !== undefined ? page.delete(k) : page.set(k, value);
-        }
-        return [...page];
-      });
-      return JSON.stringify({ values, lists: pages });
+      const [stored, listed] = await Promise.all([storage.get(keys), Promise.all(lists.map((l) => storage.list(l)))]);
+      return JSON.stringify({ values: keys.map((k) => [k, stored.get(k) ?? null]), lists: listed.map((page) => [...page]) });
     };
+    // What a load names, read, or null when it could not be.
+    const readOrNull = (need) =>
+      readAll(need).catch((e) => {
+        console.error(`polar-license relay: the store could not be read (${e instanceof Error ? e.message : 'error'})`);
+        return null;
+      });
     // A paged store opened (its global state read; an older layout migrated first), the core
     // naming each read and write.
     const openStore = async (core) => {
@@ -343,45 +295,26 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
         step = core.openStore(await readAll(step.reads), performance.now());
       }
     };
-    // The store's changes are saved in order, and every answer waits for a save that holds
-    // its own. A save that fails keeps its items for the next one (tried again, in order) and
-    // fails only the answers waiting on it: never a later request.
-    let unsaved = [];
+    // The store's saves, one at a time in order: every answer waits for the save that holds its
+    // changes (staged when it asks). The batches, a failed one kept for the next, and what reads
+    // see meanwhile are the core's (store/saves.rs).
     let saving = Promise.resolve();
-    const persist = (core) => save(core, core.takeJournal());
-    // Saves the core's changes (JSON: journal items, or with a paged store `[key, value]` writes).
-    const save = (core, journal) => {
-      if (!storeOn || !storage) return Promise.resolve();
-      const taken = JSON.parse(journal);
-      if (paged) {
-        for (const write of taken) {
-          write.seq = ++seq;
-          overlay.set(write[0], { value: write[1], seq: write.seq });
-        }
-      }
-      unsaved.push(...taken);
+    const persist = (core) => {
+      core.stage();
       const run = saving.then(async () => {
-        if (unsaved.length === 0) return;
-        const batch = unsaved;
-        unsaved = [];
+        const batch = core.saveBatch();
+        if (batch == null) return;
         try {
-          // A storage may name values it refused for good (`durableStorage`: past its size
-          // limit): dropped and logged once, never tried again with every later save (which
-          // would fail each of them, and every webhook answered meanwhile).
-          const refused = await (paged ? storage.write(batch, (outcome) => core.judgeRefusals(outcome)) : storage.save(batch));
+          const writes = JSON.parse(batch);
+          // Without a storage the store is in memory only: nothing to write.
+          const refused = !storage ? [] : await (paged ? storage.write(writes, (outcome) => core.judgeRefusals(outcome)) : storage.save(writes));
+          // Values the storage refused for good (past its size limit): dropped, said once.
           for (const [key, why] of Array.isArray(refused) ? refused : []) {
             console.error(`polar-license relay: the storage refused ${String(key).slice(0, 18)}… for good (${why}): dropped, not tried again`);
           }
-          for (const write of paged ? batch : []) {
-            if (overlay.get(write[0])?.seq === write.seq) overlay.delete(write[0]);
-            for (const saved of reading) saved.add(write[0]);
-          }
+          core.saveEnded(true);
         } catch (e) {
-          // Kept to be tried again, the last change of each key only (the core's choice).
-          const kept = batch.concat(unsaved);
-          const seqs = new Map(kept.map((w) => [w[0], w.seq]));
-          unsaved = JSON.parse(core.keepUnsaved(JSON.stringify(kept)));
-          if (paged) for (const write of unsaved) write.seq = seqs.get(write[0]);
+          core.saveEnded(false, e instanceof Error ? e.message : 'error');
           throw e;
         }
       });
@@ -464,12 +397,7 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
           if (need.body !== undefined) {
             given = { body: await readCapped(request.body, need.body) };
           } else if (need.load) {
-            try {
-              given = { loaded: await readAll(need.load) };
-            } catch (e) {
-              console.error(`polar-license relay: the store could not be read (${e instanceof Error ? e.message : 'error'})`);
-              given = { loaded: null };
-            }
+            given = { loaded: await readOrNull(need.load) };
           } else if (need.flight !== undefined) {
             const flight = flights.get(need.flight);
             if (need.patience === undefined) {
@@ -491,16 +419,9 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
             given = { upstream: await upstream };
           } else if (need.sign) {
             given = { signature: await sign(signer, need.sign) };
-          } else if (need.persist !== undefined) {
-            try {
-              await save(core, need.persist);
-              given = { persisted: true };
-            } catch (e) {
-              // A webhook is refused (Polar delivers it again); a check's answer is passed on,
-              // its changes saved with the next request's.
-              console.error(`polar-license relay: the store could not be saved (${e instanceof Error ? e.message : 'error'})${answered ? '' : head.path === WEBHOOK_ROUTE ? ': the webhook is refused, Polar retries it' : ': the answer is passed on'}; its changes are saved with the next`);
-              given = { persisted: false };
-            }
+          } else if (need.persist) {
+            // Failed: a webhook is refused (Polar delivers it again), a check's answer passed on.
+            given = { persisted: await persist(core).then(() => true, () => false) };
           } else if (need.landed !== undefined) {
             land(need.landed);
           } else if (need.warn) {
@@ -540,9 +461,9 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
 
     // The core's answer when the host failed (its CORS rule: the configured origins, not `*`);
     // without the WebAssembly, a 500 that grants no origin.
-    async function failed(request) {
+    async function failed(origin) {
       try {
-        return toResponse((await load()).failed(options, request.headers.get('origin') ?? undefined));
+        return toResponse((await load()).failed(options, typeof origin === 'string' ? origin : undefined));
       } catch {
         return new Response('{"detail":"the relay is not configured correctly"}', { status: 500, headers: { 'content-type': 'application/json' } });
       }
@@ -557,9 +478,12 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
           // A configuration error (a bad option, a bad key) or a fault of the host: never the
           // token or the key in the answer or the log.
           console.error(`polar-license relay: ${e instanceof TypeError || e instanceof Error ? e.message : 'error'}`);
-          return failed(request);
+          return failed(request?.headers?.get?.('origin'));
         }
       },
+      /** The relay's answer when its host failed around it (`origin`: the request's, if any): a 500
+       * with the core's CORS grant (createNodeListener answers a request it could not read with it). */
+      failed,
       /** Loads the WebAssembly and checks the options and the key now (else on the first request). */
       async ready() {
         ready ??= start();

@@ -42,8 +42,12 @@ export function createNodeListener(relay) {
       res.writeHead(response.status, [...response.headers].flat());
       res.end(Buffer.from(await response.arrayBuffer()));
     } catch {
-      if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' });
-      res.end('{"detail":"the relay could not answer"}');
+      // A request node took and fetch cannot (a TRACE, a bad Host): the core's failure answer,
+      // with its CORS rule (the configured origins), as every other answer of the relay.
+      if (res.headersSent) return res.end();
+      const failed = await relay.failed(req.headers.origin);
+      res.writeHead(failed.status, [...failed.headers].flat());
+      res.end(Buffer.from(await failed.arrayBuffer()));
     }
   };
 }

@@ -160,6 +160,10 @@ export interface Relay {
   /** Stops the work between requests for good (its timer and its reads of Polar: a node, Bun or Deno process that
    * made a relay and is done with it); resolves once the run under way has ended. Requests are still answered. */
   close(): Promise<void>;
+  /** The relay's answer when its host failed around it (`origin`: the request's `Origin`, if any): a 500 with the
+   * core's CORS grant, narrowed to `corsOrigins` as every answer of the relay is (createNodeListener's for a request
+   * it could not read). */
+  failed(origin?: string): Promise<Response>;
 }
 
 /** A relay around the Rust relay's core; nothing is loaded or checked until the first request or `ready()`. */

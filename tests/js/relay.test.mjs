@@ -248,6 +248,36 @@ test('node: the per-IP limit counts by the socket, whatever cf-connecting-ip say
   }
 });
 
+// Issue #63 item 3: a request node takes and fetch cannot (a TRACE: `new Request` refuses it)
+// is answered by createNodeListener with the core's failure answer, its CORS grant narrowed to
+// corsOrigins as every other answer (it was a bare 500 with no grant, whatever the option said).
+test("node: the node listener's own 500 carries the core's CORS grant", async () => {
+  const host = await nodeHost({ corsOrigins: ['https://app.example'] });
+  const { request } = await import('node:http');
+  const trace = (origin) =>
+    new Promise((resolve, reject) => {
+      const req = request(`${host.url}${ROUTES}/validate`, { method: 'TRACE', headers: { origin } }, (res) => {
+        let body = '';
+        res.on('data', (c) => (body += c));
+        res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body }));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+  try {
+    const page = await trace('https://app.example');
+    assert.equal(page.status, 500, page.body);
+    assert.equal(page.headers['access-control-allow-origin'], 'https://app.example');
+    assert.equal(page.headers['polar-license-source'], 'relay');
+    assert.match(page.body, /"detail"/);
+    const other = await trace('https://evil.example');
+    assert.equal(other.status, 500);
+    assert.equal(other.headers['access-control-allow-origin'], undefined, 'no grant for another origin');
+  } finally {
+    await host.close();
+  }
+});
+
 // Issue #63 item 4: the core's log lines reach the Workers host (its console), as they reach
 // `relay serve`'s stderr: a token Polar refuses is the seller's problem, an error line (never
 // the token), and the client's answer a 502.

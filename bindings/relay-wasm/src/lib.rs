@@ -12,14 +12,14 @@
 //! 2. the background reads' `flow::background` machine: `poll(…)` (a `GET` of Polar, a load,
 //!    a page of the stored keys, or how long to wait) and `pollAnswered(id, got)`;
 //!
-//! with `takeJournal` (the store's changes to save) and `restore` (what was saved) beside them.
-//! The decisions of a request and of the background reads are the relay core's. Not yet all
-//! (issue #63; docs/architecture.md lists them): this crate repeats the load rounds
-//! (`MAX_LOAD_ROUNDS`; the budget's defaults are the core's, `StoreOptions::with_budget`), and the JS
-//! (pkg-template/relay-handler.js) holds the overlay of unsaved changes, the refusal policy,
-//! the client's address and its own caps and timeouts. A paged store's keys are the core's
-//! (`store::layout`): the host gets, lists, puts and deletes what `openStore`, `want`'s `load`,
-//! `poll` and `takeJournal` name.
+//! with the store's saves beside them: `stage` (the changes to save), `saveBatch` (the batch to
+//! write now), `saveEnded` (how it went), `judgeRefusals`, and `openStore` or `restore` at
+//! start. The decisions of a request, of the background reads and of the store's protocol are
+//! the relay core's (issue #63): the key layout (`store::layout`), the saves' order, the batch
+//! kept after a failed save, what a read sees of changes not saved yet (`store::saves`), when
+//! the background saves (`Background::saves_now`), the load rounds (`flow::MAX_LOAD_ROUNDS`) and
+//! the budget's defaults (`StoreOptions::with_budget`). The host gets, lists and writes what
+//! `openStore`, `want`'s and `poll`'s `load` and `saveBatch` name.
 //! Waiting requests are kept in bounded tables: a host that never finishes cannot grow them.
 
 #![cfg(target_arch = "wasm32")]
@@ -36,8 +36,9 @@ use polar_license::{
 use polar_license_relay::flow::background::{
     Background, Given as BackgroundGiven, Poll as BackgroundPoll,
 };
-use polar_license_relay::flow::{Exchange, ExchangeOptions, Given, Load, Need};
+use polar_license_relay::flow::{Exchange, ExchangeOptions, Given, Load, Need, MAX_LOAD_ROUNDS};
 use polar_license_relay::store::layout::{self, Open, Opening, Read, Reads, Refusals, Refused};
+use polar_license_relay::store::saves::{self, Reading, Saves};
 use polar_license_relay::store::{
     JournalBackend, JournalItem, PagedBackend, StoreOptions, DEFAULT_CACHED,
 };
@@ -96,9 +97,6 @@ static CONSOLE: Console = Console;
 /// At most this many requests under way (the oldest is dropped past it: a 502).
 const MAX_WAITING: usize = 1024;
 
-/// How often a request reads what the core names before it is answered (a row names entries).
-const MAX_LOAD_ROUNDS: u32 = 8;
-
 /// The relay core, configured once (see the crate docs).
 #[wasm_bindgen]
 pub struct RelayCore {
@@ -107,14 +105,18 @@ pub struct RelayCore {
     journal: Option<Kept>,
     /// The requests under way, each an exchange the host drives (`start`, `want`, `give`).
     exchanges: RefCell<Table<Driven>>,
-    /// How they run: the metrics route, whether the host loads the store.
+    /// How they run: the metrics route.
     exchange_options: ExchangeOptions,
     /// The relay's own reads between requests (the roster's, the reconcile's, and with a
     /// paged store their loads and the stored keys' listing): one machine, driven by the host
     /// through `poll` and `pollAnswered`.
     background: RefCell<Background>,
-    /// The background job under way and what its load reads (a load's answer is read by them).
-    background_reads: RefCell<Option<(u32, Reads)>>,
+    /// The background job under way and what its load reads, from when (a load's answer is
+    /// read by them).
+    background_reads: RefCell<Option<(u32, Reads, Reading)>>,
+    /// The store's saves: the host's batches in order, a failed one kept for the next, and
+    /// (a paged store) the changes every read sees until they are saved.
+    saves: RefCell<Saves>,
     /// A paged store's opening (`openStore`).
     opening: RefCell<Opening>,
     /// The refusal policy of the host's storage (`judgeRefusals`).
@@ -126,15 +128,6 @@ pub struct RelayCore {
 enum Kept {
     Whole(Arc<JournalBackend>),
     Paged(Arc<PagedBackend>),
-}
-
-impl Kept {
-    fn take(&self) -> Vec<JournalItem> {
-        match self {
-            Kept::Whole(j) => j.take(),
-            Kept::Paged(p) => p.take(),
-        }
-    }
 }
 
 /// The request as the core reads it (`{method, path, headers, clientIp}` and its body).
@@ -606,11 +599,11 @@ impl RelayCore {
         if let Some(cached) = roster_cached {
             relay.keep_roster_in_host(cached);
         }
-        let host_loads = matches!(&journal, Some(Kept::Paged(_)));
         let paged = match &journal {
             Some(Kept::Paged(paged)) => Some(Arc::clone(paged)),
             _ => None,
         };
+        let paged_store = paged.is_some();
         Ok(RelayCore {
             relay,
             journal,
@@ -619,9 +612,13 @@ impl RelayCore {
             background_reads: RefCell::new(None),
             opening: RefCell::new(Opening::default()),
             refusals: RefCell::new(Refusals::default()),
+            saves: RefCell::new(if paged_store {
+                Saves::paged()
+            } else {
+                Saves::whole()
+            }),
             exchange_options: ExchangeOptions {
                 metrics,
-                host_loads,
                 stale_after_ms: STALE_AFTER_MS,
             },
         })
@@ -648,8 +645,9 @@ impl RelayCore {
             BackgroundPoll::Send(read) => with_id(read_js(read.url(), read.headers()), read.id()),
             BackgroundPoll::Load { id, missing } => {
                 let reads = layout::load_reads(&missing, &[]);
-                let out = wrapped("load", &json_js(serde_json::to_string(&reads))?);
-                *self.background_reads.borrow_mut() = Some((id, reads));
+                let (asked, since) = self.reading(&reads);
+                let out = wrapped("load", &json_js(serde_json::to_string(&asked))?);
+                *self.background_reads.borrow_mut() = Some((id, reads, since));
                 with_id(out, id)
             }
             BackgroundPoll::List { id, page } => {
@@ -663,32 +661,31 @@ impl RelayCore {
 
     /// What the host got for the `poll` job `id` (see `poll`), applied by the core; the
     /// store's changes (the budget, what a reconcile narrowed) are then in the journal. An
-    /// unknown `id` is ignored. Returns the warning to log once when the token cannot list the
-    /// organization's keys (else `undefined`).
+    /// unknown `id` is ignored. Returns whether the host saves the store now (`stage`, then
+    /// its saves): after a read of Polar's, never between a load and the job that uses it
+    /// (`Background::saves_now`). A token that cannot list the organization's keys is
+    /// warned of once, on the console.
     #[wasm_bindgen(js_name = pollAnswered)]
-    pub fn poll_answered(
-        &self,
-        id: u32,
-        given: JsValue,
-        now_ms: f64,
-        monotonic_ms: f64,
-    ) -> Option<String> {
+    pub fn poll_answered(&self, id: u32, given: JsValue, now_ms: f64, monotonic_ms: f64) -> bool {
         // A load's keys and listings (`{loaded: text}`, as `give` takes them) are loaded
         // here; `{loaded: null}`: they could not be read.
         let loaded = get(&given, "loaded");
         let reads = self.background_reads.borrow_mut().take();
         let given = if let Some(text) = loaded.as_string() {
-            let done = match reads.filter(|(job, _)| *job == id) {
-                Some((_, reads)) => self.load_read(&reads, &text).is_ok(),
+            let done = match reads.filter(|(job, _, _)| *job == id) {
+                Some((_, reads, since)) => self.load_read(&reads, since, &text).is_ok(),
                 None => false,
             };
             BackgroundGiven::Loaded(done)
         } else {
             given_of(&given)
         };
-        self.background
-            .borrow_mut()
-            .answered(&self.relay, id, given, now(now_ms, monotonic_ms))
+        let mut background = self.background.borrow_mut();
+        let warning = background.answered(&self.relay, id, given, now(now_ms, monotonic_ms));
+        if let Some(warning) = warning {
+            log::warn!("relay: {warning}");
+        }
+        background.saves_now()
     }
 
     /// The relay's answer when the host failed around the core (`options`: `createRelay`'s;
@@ -735,48 +732,43 @@ impl RelayCore {
         out.into()
     }
 
-    /// The store's changes since the last call, as JSON: for a store saved whole, journal
-    /// items (`[{op: "put", id, entry} | {op: "delete", id} | {op: "webhook", id, at} | {op:
-    /// "forget", id} | {op: "budget", state}]`; a `budget` item replaces the last), the host's
-    /// `storage.save` persisting them before it answers; for a paged store (`openStore`),
-    /// writes in the core's key layout, `[[key, value | null]]` (null: delete the key), the
-    /// last change of each key only, in order, the roster's among them. `[]` without a store.
-    #[wasm_bindgen(js_name = takeJournal)]
-    pub fn take_journal(&self) -> Result<String, JsError> {
-        let items = self.journal.as_ref().map(Kept::take).unwrap_or_default();
-        let text = if let Some(Kept::Paged(paged)) = &self.journal {
-            let roster = self.relay.roster_changes();
-            let writes = items
-                .iter()
-                .map(layout::write_of)
-                .chain(roster.iter().map(layout::roster_write));
-            let text = layout::writes_json(layout::latest(writes)).to_string();
-            // What was touched least recently is dropped from memory past its bound
-            // (`store.cacheEntries`), the changes being the host's to save now.
-            paged.trim();
-            text
-        } else {
-            serde_json::to_value(items)
-                .map_err(|e| JsError::new(&e.to_string()))?
-                .to_string()
-        };
-        Ok(text)
+    /// Stages the store's changes since the last call for the next save ([`RelayCore::save_batch`]):
+    /// from now on every read sees them (a paged store), until they are saved.
+    pub fn stage(&self) {
+        let mut saves = self.saves.borrow_mut();
+        match &self.journal {
+            Some(Kept::Paged(paged)) => {
+                let roster = self.relay.roster_changes();
+                // The cache lets go of what was touched least recently past its bound
+                // (`store.cacheEntries`), unless a background load waits for its use.
+                let held = self.background.borrow().holds_loads();
+                saves.stage_writes(saves::take_writes(paged, &roster, held));
+            }
+            Some(Kept::Whole(whole)) => saves.stage_items(whole.take()),
+            None => {}
+        }
     }
 
-    /// A failed save's changes with the next's (JSON, as `takeJournal` gives them, the older
-    /// first): the last change of each key only, in order, so that a storage that keeps
-    /// failing holds no more than the store itself.
-    #[wasm_bindgen(js_name = keepUnsaved)]
-    pub fn keep_unsaved(&self, json: &str) -> Result<String, JsError> {
-        let text = if matches!(&self.journal, Some(Kept::Paged(_))) {
-            let writes: serde_json::Value =
-                serde_json::from_str(json).map_err(|e| JsError::new(&e.to_string()))?;
-            layout::writes_json(layout::latest(layout::writes_of(&writes)))
-        } else {
-            serde_json::to_value(layout::latest_items(items_of(json)?))
-                .map_err(|e| JsError::new(&e.to_string()))?
-        };
-        Ok(text.to_string())
+    /// The next batch to write, JSON, or `null` when nothing waits: for a store saved whole,
+    /// journal items for `storage.save` (`[{op: "put", id, entry} | {op: "delete", id} | {op:
+    /// "webhook", id, at} | {op: "forget", id} | {op: "budget", state}]`); for a paged store,
+    /// writes in the core's key layout for `storage.write`, `[[key, value | null]]` (null:
+    /// delete the key). Every change staged so far, in order (a failed batch's first, the last
+    /// change of each key only); its outcome goes to `saveEnded` before the next is asked for.
+    #[wasm_bindgen(js_name = saveBatch)]
+    pub fn save_batch(&self) -> Option<String> {
+        self.saves.borrow_mut().batch().map(|b| b.to_string())
+    }
+
+    /// How the batch of `saveBatch` went: `saved` (the keys the storage refused for good, if
+    /// any, were dropped: the host logged them), else the storage's error (`why`): the batch is
+    /// kept for the next.
+    #[wasm_bindgen(js_name = saveEnded)]
+    pub fn save_ended(&self, saved: bool, why: Option<String>) {
+        if !saved {
+            saves::save_failed(why.as_deref().unwrap_or("error"));
+        }
+        self.saves.borrow_mut().ended(saved);
     }
 
     /// A batch of writes the storage refused as a whole, written key by key (`{written: [key],
@@ -908,7 +900,7 @@ impl RelayCore {
     /// others wait on; `patience`: how long before `{patience: true}` is given instead, the
     /// call going on),
     /// `{call: true}` (the answer of the call `send` started), `{sign: bytes}` (an Ed25519
-    /// signature), `{persist: changes}` (save these, JSON, as `takeJournal`), `{landed: flight}`
+    /// signature), `{persist: true}` (the changes are staged: save, as `stage` then the saves), `{landed: flight}`
     /// (wake the requests waiting on it), `{warn}`, `{error}` (log them), `{respond: {status,
     /// headers, body}}` (the answer: send it and ask again) or `{done: true}`. Each need that
     /// asks something is asked again until [`RelayCore::give`] answers it.
@@ -937,8 +929,9 @@ impl RelayCore {
                     match self.missing_of(&load, driven.exchange.request()) {
                         Some(reads) if driven.rounds < MAX_LOAD_ROUNDS => {
                             driven.rounds += 1;
-                            let out = wrapped("load", &json_js(serde_json::to_string(&reads))?);
-                            driven.reads = Some(reads);
+                            let (asked, since) = self.reading(&reads);
+                            let out = wrapped("load", &json_js(serde_json::to_string(&asked))?);
+                            driven.reads = Some((reads, since));
                             out
                         }
                         _ => {
@@ -977,9 +970,10 @@ impl RelayCore {
                     continue;
                 }
                 Need::Sign(bytes) => wrapped("sign", &Uint8Array::from(bytes.as_slice()).into()),
+                // Staged now: saved by `saveBatch`'s next batch, the answer waiting for it.
                 Need::Persist => {
-                    let items = self.journal_json()?;
-                    wrapped("persist", &JsValue::from_str(&items))
+                    self.stage();
+                    wrapped("persist", &JsValue::TRUE)
                 }
                 Need::Landed(flight) => wrapped("landed", &JsValue::from_str(&flight)),
                 Need::Warn(text) => wrapped("warn", &JsValue::from_str(&text)),
@@ -1020,8 +1014,8 @@ impl RelayCore {
         } else if has("loaded") {
             let loaded = get(&given, "loaded").as_string();
             match (loaded, driven.reads.take()) {
-                (Some(text), Some(reads)) => {
-                    self.load_read(&reads, &text)?;
+                (Some(text), Some((reads, since))) => {
+                    self.load_read(&reads, since, &text)?;
                     // Asked again by `want`, until nothing is missing.
                     return Ok(());
                 }
@@ -1055,11 +1049,14 @@ impl RelayCore {
     /// text: see `want`'s `load`), read by the core's key layout; what does not read is
     /// skipped. Given by the host as `{loaded}` to `give` (a request's load) or to
     /// `pollAnswered` (a background job's).
-    fn load_read(&self, reads: &Reads, text: &str) -> Result<(), JsError> {
+    fn load_read(&self, reads: &Reads, since: Reading, text: &str) -> Result<(), JsError> {
         let Some(Kept::Paged(paged)) = &self.journal else {
             return Ok(());
         };
-        let loaded = layout::loaded(reads, &read_of(text)?);
+        // What the storage gave, under the changes not saved yet (read your writes), a key
+        // or listing whose save ended meanwhile left out (read again).
+        let read = self.saves.borrow().read(since, reads, &read_of(text)?);
+        let loaded = layout::loaded(reads, &read);
         for (digest, known) in loaded.roster {
             self.relay.roster_load(&digest, known);
         }
@@ -1092,9 +1089,11 @@ impl RelayCore {
         (!reads.is_empty()).then_some(reads)
     }
 
-    /// The store's changes since the last save, as JSON journal items (see `takeJournal`).
-    fn journal_json(&self) -> Result<String, JsError> {
-        self.take_journal()
+    /// What the storage is asked for `reads` (what the changes waiting for a save do not
+    /// answer already), and from when.
+    fn reading(&self, reads: &Reads) -> (Reads, Reading) {
+        let saves = self.saves.borrow();
+        (saves.unread(reads), saves.reading())
     }
 }
 
@@ -1128,5 +1127,5 @@ fn upstream_of(upstream: &JsValue) -> Result<HttpResponse, TransportError> {
 struct Driven {
     exchange: Exchange,
     rounds: u32,
-    reads: Option<Reads>,
+    reads: Option<(Reads, Reading)>,
 }

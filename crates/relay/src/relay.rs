@@ -988,6 +988,10 @@ impl Asks for Relay {
         self.host
     }
 
+    fn host_loads(&self) -> bool {
+        self.store.as_ref().is_some_and(|s| s.backend.host_loads())
+    }
+
     fn store_wants(&self, req: &RelayRequest, now_unix: i64) -> Option<Wants> {
         let s = self.store.as_ref()?;
         crate::wants::store_wants(s, || self.client_of(req), req, now_unix)

@@ -162,21 +162,20 @@ fn fill_and_answer(
     when: i64,
     fails: bool,
 ) -> RelayResponse {
-    let host_loads = ExchangeOptions {
-        host_loads: true,
-        ..ExchangeOptions::default()
-    };
     let polar = rig::upstream(Duration::from_secs(10));
-    rig::Drive::with(relay, req.clone(), at(when), host_loads).run_with(|x, need| match need {
-        Need::Load(load) => {
-            if let (Some(wants), false) = (&load.store, fails) {
-                host.fill(b, wants);
+    // A paged store: the machine asks its host to load it (no flag says so).
+    rig::Drive::with(relay, req.clone(), at(when), ExchangeOptions::default()).run_with(
+        |x, need| match need {
+            Need::Load(load) => {
+                if let (Some(wants), false) = (&load.store, fails) {
+                    host.fill(b, wants);
+                }
+                x.give(Given::Loaded);
             }
-            x.give(Given::Loaded);
-        }
-        Need::Send { request, .. } => x.give(Given::Upstream(polar.send(&request))),
-        other => x.as_host(other),
-    })
+            Need::Send { request, .. } => x.give(Given::Upstream(polar.send(&request))),
+            other => x.as_host(other),
+        },
+    )
 }
 
 /// The marks of every entry stored.

@@ -69,6 +69,10 @@ pub trait Asks {
 
     // What a host-kept store loads before the core reads it.
 
+    /// Whether the store is one its host reads per key into the core's cache (a paged store:
+    /// the npm relay over a Durable Object's storage), so a request's entries are loaded before
+    /// the core reads them ([`crate::store::Backend::host_loads`]).
+    fn host_loads(&self) -> bool;
     /// The store's entries and index rows `req` touches.
     fn store_wants(&self, req: &RelayRequest, now_unix: i64) -> Option<Wants>;
     /// The roster's digest of `req`'s key, when it has not read it.

@@ -26,9 +26,7 @@ use crate::reconcile::{Check, ListPage};
 use crate::roster::{Read, ReadAnswer};
 use crate::store::{Missing, PagedBackend, Wants};
 
-/// Rounds of loads one read waits for before it goes on without them (a read whose entries
-/// were not all loaded narrows nothing, and is asked again after a backoff).
-const MAX_LOAD_ROUNDS: u32 = 8;
+use super::MAX_LOAD_ROUNDS;
 
 /// How long the reconcile waits after its due key's entries could not be loaded.
 const LOAD_AGAIN_MS: u64 = 1_000;
@@ -160,6 +158,10 @@ pub struct Background {
     reconcile_after: u64,
     /// No listing before this monotonic ms (a page could not be listed).
     list_after: u64,
+    /// A load was answered and the next poll, which uses it, has not come yet.
+    loads_held: bool,
+    /// The last job answered was a read of Polar's.
+    polar_answered: bool,
 }
 
 debug_some!(Background, b => {
@@ -190,11 +192,30 @@ impl Background {
             check_rounds: 0,
             reconcile_after: 0,
             list_after: 0,
+            loads_held: false,
+            polar_answered: false,
         }
+    }
+
+    /// Whether a load was read for a job that has not used it yet (the next [`Background::poll`]
+    /// does): the store's cache is not trimmed meanwhile ([`crate::store::saves::take_writes`]),
+    /// or a save between the load and its use could let go of what it read.
+    pub fn holds_loads(&self) -> bool {
+        self.loads_held
+    }
+
+    /// Whether the host saves the store's changes now, before its next poll: after a read of
+    /// Polar's (the budget's call spent, what the answer narrowed), never after a load or a
+    /// listing (a save trims the cache, which could let go of what the next job needs loaded;
+    /// an answer applied once its loads are in is saved with the next read's, or when the
+    /// host's run ends).
+    pub fn saves_now(&self) -> bool {
+        self.polar_answered && !self.loads_held
     }
 
     /// What the host does next at `now`.
     pub fn poll<C: Core + ?Sized>(&mut self, relay: &C, now: Now) -> Poll {
+        self.loads_held = false;
         let parts = relay.reads();
         let relay = &parts;
         if let Some(poll) = self.parked_next(relay, now) {
@@ -276,6 +297,7 @@ impl Background {
         let Some((_, job)) = self.out.remove(at) else {
             return roster_warning(relay);
         };
+        self.polar_answered = matches!(job, Job::Roster(_) | Job::Reconcile(_));
         match job {
             Job::Roster(_) | Job::Reconcile(_) => {
                 let answer = match given {
@@ -305,6 +327,7 @@ impl Background {
                 }
             },
             Job::LoadForCheck => {
+                self.loads_held = matches!(given, Given::Loaded(true));
                 if !matches!(given, Given::Loaded(true)) {
                     self.check_rounds = 0;
                     self.reconcile_after = now.monotonic_ms.saturating_add(LOAD_AGAIN_MS);
@@ -318,6 +341,8 @@ impl Background {
                 // Applied now when all is loaded (or cannot be): its changes go with this
                 // answer's save.
                 self.apply_parked(relay, now, false);
+                // Still parked: what was loaded is for the next poll's rounds.
+                self.loads_held = ok && self.parked.iter().any(|p| p.id == parked);
             }
         }
         roster_warning(relay)
@@ -542,6 +567,59 @@ mod tests {
         paged.load(entry(), vec![(row, vec![hex.clone()])]);
         m.answered(&r, id, Given::Loaded(true), at(NOW + 60, 10));
         assert_eq!(mark(), Some(Mark::Revoked), "applied once loaded");
+    }
+
+    /// Issue #63 (the store's protocol in Rust): the host saves after a read of Polar's, never
+    /// between a load and the job that uses it, and a save then (the run's end) leaves the
+    /// cache as the load left it: a cache of two never lets go of the row just loaded for the
+    /// reconcile's next job, which asks for the entry next, not the row again.
+    #[test]
+    fn no_save_trims_what_a_load_read_before_its_use() {
+        let (paged, r, mut m) = paged_relay();
+        let hex = "01".repeat(32);
+        let row = format!("l:{}", lk(1));
+        let Poll::List { id, .. } = m.poll(&r, at(NOW, 0)) else {
+            panic!("the listing first")
+        };
+        m.answered(
+            &r,
+            id,
+            Given::Rows(Ok(vec![format!("{row}|{hex}")])),
+            at(NOW, 1),
+        );
+        assert!(!m.saves_now(), "no save after a listing");
+        assert!(matches!(m.poll(&r, at(NOW, 2)), Poll::Wait(_)));
+        let Poll::Load { id, .. } = m.poll(&r, at(NOW + 60, 3)) else {
+            panic!("the due key's rows loaded first")
+        };
+        paged.load(Vec::new(), vec![(row.clone(), vec![hex.clone()])]);
+        m.answered(&r, id, Given::Loaded(true), at(NOW + 60, 4));
+        assert!(m.holds_loads() && !m.saves_now(), "no save after a load");
+        // Another request's load meanwhile: the cache is past its bound of two.
+        paged.load(
+            Vec::new(),
+            vec![("l:a".into(), Vec::new()), ("l:b".into(), Vec::new())],
+        );
+        let writes = crate::store::saves::take_writes(&paged, &[], m.holds_loads());
+        assert!(writes.is_empty(), "{writes:?}");
+        let Poll::Load { id, missing } = m.poll(&r, at(NOW + 60, 5)) else {
+            panic!("then its entry")
+        };
+        assert!(missing.tags.is_empty(), "the row was kept: {missing:?}");
+        assert_eq!(missing.entries, vec![hex.clone()]);
+        // Used: the next save may trim again.
+        assert!(!m.holds_loads());
+        paged.load(
+            vec![(hex.clone(), Some(grant(1, 100, Mark::None)))],
+            Vec::new(),
+        );
+        m.answered(&r, id, Given::Loaded(true), at(NOW + 60, 6));
+        let read = send(m.poll(&r, at(NOW + 60, 7)));
+        m.answered(&r, read.id(), polar("granted"), at(NOW + 60, 8));
+        assert!(
+            m.saves_now(),
+            "saved after Polar's answer (the budget's call spent)"
+        );
     }
 
     /// A load that fails: the reconcile's read waits a second (no read of a key whose entries

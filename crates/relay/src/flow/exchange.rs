@@ -8,9 +8,8 @@
 //! entry (at most [`crate::FLIGHT_WAITS`]), stale-while-revalidate (a stored answer once the
 //! check's patience passed, the call going on), the lease's signature, the store's changes
 //! saved before the answer (a webhook refused when they are not), and the answer counted. The
-//! host moves bytes and time; where a host still holds a rule of its own (the npm relay's store
-//! protocol and client address, each host's caps, the flags of [`ExchangeOptions`]),
-//! docs/architecture.md in the repository says which, until issue #63 moves them here.
+//! host moves bytes and time; how hosts truly differ is [`crate::Host`]'s to say (host.rs), and
+//! whether a store is loaded by its host is the store's ([`crate::store::Backend::host_loads`]).
 
 use polar_license::{HttpRequest, HttpResponse, TransportError, TransportErrorKind};
 
@@ -30,9 +29,6 @@ const MISMATCHES: u32 = 8;
 pub struct ExchangeOptions {
     /// The metrics route and the bearer token it asks for (`None`: no such route here).
     pub metrics: Option<(String, String)>,
-    /// Whether the host keeps the store and loads what a request touches before the core
-    /// reads it ([`Need::Load`]: the npm relay over a Durable Object's storage).
-    pub host_loads: bool,
     /// How long a check with a stored answer waits for Polar before it is given that answer
     /// ([`STALE_AFTER_MS`] by default, when 0).
     pub stale_after_ms: u64,
@@ -42,7 +38,6 @@ impl std::fmt::Debug for ExchangeOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ExchangeOptions")
             .field("metrics", &self.metrics.as_ref().map(|(route, _)| route))
-            .field("host_loads", &self.host_loads)
             .field("stale_after_ms", &self.stale_after_ms)
             .finish()
     }
@@ -347,7 +342,9 @@ impl Exchange {
                 None => State::Fill(After::Begin),
             },
             (State::Fill(after), _) => {
-                if !self.options.host_loads {
+                // Loaded by the host only when the store is its to read per key (no host flag:
+                // the store says, `Backend::host_loads`).
+                if !relay.host_loads() {
                     return self.loaded(relay, at, after);
                 }
                 let load = Load {

@@ -17,6 +17,7 @@ mod journal;
 pub mod layout;
 mod memory;
 mod paged;
+pub mod saves;
 #[cfg(test)]
 mod tests;
 mod webhook;
@@ -138,6 +139,11 @@ impl std::error::Error for StoreError {}
 /// terms of the other (one implementing neither recurses without end). Every backend of this
 /// crate implements `update` (one step) and takes `put` as given.
 pub trait Backend: Send + Sync {
+    /// Whether the host reads this store per key into it before the core reads it (a paged
+    /// store's host: [`PagedBackend`]); every other backend reads its own storage.
+    fn host_loads(&self) -> bool {
+        false
+    }
     /// An entry.
     fn get(&self, id: &EntryId) -> Result<Option<Entry>, StoreError>;
     /// Stores an entry (indexed by its license key id and customer id), evicting the oldest

@@ -426,6 +426,10 @@ fn not_loaded() -> StoreError {
 }
 
 impl Backend for PagedBackend {
+    fn host_loads(&self) -> bool {
+        true
+    }
+
     /// An entry not loaded ([`PagedBackend::load`]) is an error, not `None`: only the
     /// storage knows whether it holds one.
     fn get(&self, id: &EntryId) -> Result<Option<Entry>, StoreError> {

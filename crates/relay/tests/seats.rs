@@ -410,11 +410,8 @@ fn on_the_workers_path_a_seat_is_signed_elsewhere_and_outlives_a_restart() {
                       id: u8|
      -> (RelayResponse, Value) {
         let req = rig::request(&format!("{SEATS_PREFIX}{op}"), &[], &body);
-        let options = ExchangeOptions {
-            host_loads: true,
-            ..ExchangeOptions::default()
-        };
-        let mut drive = rig::Drive::with(relay, req, rig::at(when), options);
+        // The paged store is loaded by its host (`Backend::host_loads`): the exchange asks.
+        let mut drive = rig::Drive::with(relay, req, rig::at(when), ExchangeOptions::default());
         drive.entropy = Some([id; 16]);
         let r = drive.run_with(|x, need| match need {
             Need::Load(load) => {

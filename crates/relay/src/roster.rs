@@ -29,7 +29,7 @@ use crate::clock::Now;
 mod kept;
 mod reserve;
 pub use kept::RosterChange;
-pub(crate) use reserve::Reserve;
+pub(crate) use reserve::{Holder, Reserve};
 
 /// Keys per page of `GET /v1/license-keys/` (Polar's most).
 pub(crate) const PAGE_LIMIT: u32 = 100;

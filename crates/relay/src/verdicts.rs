@@ -61,17 +61,29 @@ impl Stored {
             // A known key: the reserve past the shared part, its fair part and its client's
             // (crate::roster::Reserve).
             let taken = if first_seen {
-                self.take(now, Use::FirstSeen)
+                self.take(now, Use::FirstSeen).map_err(|secs| (secs, None))
             } else {
                 self.take_reserved(now, &pending.key, &pending.client)
             };
-            if let Err(secs) = taken {
+            if let Err((secs, who)) = taken {
                 around.breaker.abandon(Some(ticket), now);
-                log::info!(
-                    "relay: {} {} 429 (the token's budget is spent)",
-                    pending.op.as_str(),
-                    crate::logged::key(&pending.key)
-                );
+                // The real reason: a seller reading "the budget is spent" while it is not
+                // would look for the wrong fault.
+                match who {
+                    Some(who) => log::info!(
+                        "relay: {} {} 429 ({} holds its fair share of the reserve; client {}, \
+                         the budget is not spent)",
+                        pending.op.as_str(),
+                        crate::logged::key(&pending.key),
+                        who.as_str(),
+                        crate::logged::escaped(&pending.client)
+                    ),
+                    None => log::info!(
+                        "relay: {} {} 429 (the token's budget is spent)",
+                        pending.op.as_str(),
+                        crate::logged::key(&pending.key)
+                    ),
+                }
                 return Routed::Answer(budget_refused(secs));
             }
             pending.ticket = Some(ticket);
@@ -242,6 +254,13 @@ impl Stored {
         // An answer dated after now (stored while the clock was ahead) is neither fresh nor
         // stale: its age is unknown. A revocation still refuses.
         if age < 0 && e.mark != Mark::Revoked {
+            return None;
+        }
+        // Polar's answer was given for the conditions its request sent (with an activation,
+        // Polar compares them with the activation's): another request's conditions are
+        // Polar's to judge. A revocation refuses whatever they are.
+        if e.mark != Mark::Revoked && e.conditions != crate::wants::conditions_of(&pending.checked)
+        {
             return None;
         }
         let o = &self.options;
@@ -544,6 +563,7 @@ impl Stored {
                             &pending.checked.organization_id,
                             &key_hash(&pending.key),
                         )),
+                        conditions: crate::wants::conditions_of(&pending.checked),
                     };
                     // An entry past the store's size limit is answered and not stored: a
                     // storage that refuses it (a Durable Object's, 128 KiB a value) would

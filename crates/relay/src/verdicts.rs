@@ -483,7 +483,7 @@ impl Stored {
         let seen = seen.0;
         if seen.as_ref().is_some_and(|a| a.status == 200) {
             // Polar granted it: the organization's key (crate::roster).
-            self.roster.learn(&pending.key);
+            self.roster.learn(&pending.key, now.monotonic_ms);
         }
         // A known key Polar keeps refusing leaves the known set (crate::roster, issue #62).
         if let Some(a) = &seen {

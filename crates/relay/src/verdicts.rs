@@ -3,7 +3,9 @@
 //! or a call within the token's budget), the answers made from an entry, Polar's webhooks, and
 //! what Polar's answer leaves in the store.
 
-use polar_license::lease::{key_hash, prepare, UnsignedLease, LEASE_HEADER};
+use polar_license::lease::{
+    key_hash, prepare, prepare_denial, UnsignedLease, DENIAL_HEADER, LEASE_HEADER,
+};
 use polar_license::proto::{HttpResponse, Operation};
 
 use crate::breaker::Breaker;
@@ -242,13 +244,6 @@ impl Stored {
         entropy: &dyn Fn() -> Option<[u8; 16]>,
     ) -> Option<Finished> {
         let stale = reply == Reply::Stale;
-        let answered = |mut response: RelayResponse| {
-            add_cors(&mut response);
-            Finished {
-                response,
-                unsigned: None,
-            }
-        };
         let e = entry?;
         let age = now.unix_seconds.saturating_sub(e.answered_at);
         // An answer dated after now (stored while the clock was ahead) is neither fresh nor
@@ -285,7 +280,9 @@ impl Stored {
                         "ResourceNotFound",
                         "License key is no longer active.",
                     );
-                    return Some(answered(sourced(private(r), source)));
+                    let mut r = sourced(private(r), source);
+                    add_cors(&mut r);
+                    return Some(signed_denial(leases, pending, r, now, entropy));
                 }
                 None
             }
@@ -311,7 +308,9 @@ impl Stored {
                     crate::logged::key(&pending.key),
                     e.status
                 );
-                Some(answered(sourced(r, source)))
+                let mut r = sourced(r, source);
+                add_cors(&mut r);
+                Some(signed_denial(leases, pending, r, now, entropy))
             }
             _ => {
                 let window = if stale { o.stale_for } else { o.fresh_for };
@@ -720,6 +719,64 @@ pub(crate) fn refreshes_early(e: &Entry, now: i64, o: &store::StoreOptions) -> b
     let fresh_for = i64::try_from(o.fresh_for).unwrap_or(i64::MAX);
     let age = now.saturating_sub(e.answered_at);
     (0..fresh_for).contains(&age) && age >= refresh_point(e, fresh_for)
+}
+
+/// A denial answered from the store (a webhook's revocation, Polar's stored denial), with the
+/// signed denial of issue #62 when the request asks for signed facts (its nonce's mark): in
+/// signed mode only signed facts decide, and the store's denials are the relay's facts as much
+/// as Polar's answer passed on. Signed here, or left to the host's signer; without one when it
+/// cannot be signed (the client then widens nothing on it).
+fn signed_denial(
+    leases: &Leases,
+    pending: &Pending,
+    mut r: RelayResponse,
+    now: Now,
+    entropy: &dyn Fn() -> Option<[u8; 16]>,
+) -> Finished {
+    let unsigned = |response| Finished {
+        response,
+        unsigned: None,
+    };
+    let upstream = HttpResponse {
+        status: r.status,
+        headers: r.headers.clone(),
+        body: r.body.clone(),
+    };
+    let Some(denial) = leases.denial(
+        &pending.checked,
+        &pending.call,
+        &upstream,
+        now,
+        pending.nonce.as_deref(),
+        entropy(),
+    ) else {
+        return unsigned(r);
+    };
+    let machine = machine_of(&pending.checked);
+    let signed = match &leases.signer {
+        SignWith::Key(key) => key.sign_denial(&denial, machine.as_deref()).map(|token| {
+            r.set(DENIAL_HEADER, &token);
+            None
+        }),
+        SignWith::External { kid, .. } => prepare_denial(&denial, kid, machine.as_deref())
+            .map(|prepared| Some((prepared, machine))),
+    };
+    match signed {
+        Ok(prepared) => Finished {
+            response: r,
+            unsigned: prepared,
+        },
+        Err(e) => {
+            log::error!(
+                "relay: {} {} {} (stored) without a signed denial: {}",
+                pending.op.as_str(),
+                crate::logged::key(&pending.key),
+                r.status,
+                e.text()
+            );
+            unsigned(r)
+        }
+    }
 }
 
 /// The relay's own 429 when the token's budget has no room for the call.

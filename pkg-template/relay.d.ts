@@ -85,6 +85,10 @@ export interface RelayStoreOptions {
   budgetReserve?: number;
   /** Entries kept at most (default 1000000). */
   maxEntries?: number;
+  /** The store's bytes at most (default 67108864, 64 MiB; the native `--store-max-bytes`):
+   * past it refused and unknown keys' stored denials go first, then the oldest grants; a
+   * revocation a webhook told of is never evicted (a new answer is then passed on unstored). */
+  maxBytes?: number;
   /** With a storage read per key (`durableStorage`): the entries and index rows held in memory
    * at most (default 10000); the others stay in the storage and are read when a request
    * touches them. */

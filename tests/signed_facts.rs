@@ -41,6 +41,9 @@ struct Forger {
     denial: Arc<Mutex<Option<HttpResponse>>>,
     /// Every validate answered with the kept denial (a captured signed denial replayed).
     replay: Arc<AtomicBool>,
+    /// The forged expiry dressed as the relay's store answer (`polar-license-source: store`
+    /// and an `age`), as a stored denial is replayed.
+    as_stored: Arc<AtomicBool>,
 }
 
 struct Through<T> {
@@ -53,11 +56,17 @@ impl<T: Transport> Transport for Through<T> {
     fn send(&self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
         let validate = request.operation == Operation::Validate;
         if validate && self.forger.expired.load(Ordering::SeqCst) {
-            return Ok(HttpResponse::new(
+            let forged = HttpResponse::new(
                 404,
                 r#"{"error":"ResourceNotFound","detail":"License key has expired."}"#,
             )
-            .with_header("content-type", "application/json"));
+            .with_header("content-type", "application/json");
+            if self.forger.as_stored.load(Ordering::SeqCst) {
+                return Ok(forged
+                    .with_header("polar-license-source", "store")
+                    .with_header("age", "30"));
+            }
+            return Ok(forged);
         }
         if validate && self.forger.replay.load(Ordering::SeqCst) {
             if let Some(kept) = self.forger.denial.lock().unwrap().clone() {
@@ -204,6 +213,28 @@ fn a_forged_unsigned_expiry_never_licenses_a_revoked_key_in_signed_mode() {
     forger.expired.store(false, Ordering::SeqCst);
     w.offline();
     move_to(&w, start, start + 40 * DAY + 60);
+    not_licensed(&app.check_report(DEMO_KEY));
+    assert!(denied(&app).is_some(), "the denial kept");
+}
+
+/// The same forgery dressed as a denial the relay answered from its store (issue #62: the
+/// relay signs those too, so an unsigned one is no signed fact wherever it says it came from):
+/// in signed mode it widens nothing, online or offline.
+#[test]
+fn a_forged_unsigned_stored_expiry_never_licenses_a_revoked_key_in_signed_mode() {
+    let (w, forger, app, start) = activated("facts-forged-stored", true);
+    w.revoke();
+    forger.as_stored.store(true, Ordering::SeqCst);
+    forger.expired.store(true, Ordering::SeqCst);
+    move_to(&w, start, start + 3600);
+    let forged = app.check_report(DEMO_KEY);
+    assert_eq!(forged.outcome.reason(), Some(Reason::Expired), "{forged:?}");
+    not_licensed(&forged);
+    let why = forged.perpetual.and_then(|p| p.refused).unwrap_or_default();
+    assert!(why.contains("signed denial"), "{why:?}");
+    forger.expired.store(false, Ordering::SeqCst);
+    w.offline();
+    move_to(&w, start, start + 2 * 3600);
     not_licensed(&app.check_report(DEMO_KEY));
     assert!(denied(&app).is_some(), "the denial kept");
 }

@@ -564,6 +564,10 @@ impl RelayCore {
             if let Some(v) = whole(&store, "maxEntries", 1e9)? {
                 options.max_entries = v as usize;
             }
+            // `relay serve --store-max-bytes` (default 64 MiB).
+            if let Some(v) = whole(&store, "maxBytes", 1e15)? {
+                options.max_bytes = v as u64;
+            }
             roster_options(&store, &mut options)?;
             let webhook_secret = text(&store, "webhookSecret")?;
             let (kept, backend): (Kept, Arc<dyn polar_license_relay::store::Backend>) =

@@ -525,6 +525,17 @@ pub struct RelayServeArgs {
     )]
     pub store_max_entries: usize,
 
+    /// With --store: the store's bytes at most (default 64 MiB; each entry counted with its
+    /// index links). Past it refused and unknown keys' stored denials go first, then the oldest
+    /// grants; a revocation a webhook told of is never evicted
+    #[arg(
+        long,
+        value_name = "BYTES",
+        default_value_t = polar_license_relay::store::DEFAULT_MAX_BYTES,
+        env = "POLAR_LICENSE_RELAY_STORE_MAX_BYTES"
+    )]
+    pub store_max_bytes: u64,
+
     /// With --store: the secret of the webhook endpoint registered in Polar (whsec_…); turns
     /// on POST /v1/webhooks/polar. [env: POLAR_WEBHOOK_SECRET] (prefer it to the option; set
     /// without a store, it is ignored with a warning: the relay runs as before, webhooks off)

@@ -425,6 +425,7 @@ fn store_config(
     options.stale_for = a.stale_for;
     options.denial_for = a.denial_for;
     options.max_entries = a.store_max_entries;
+    options.max_bytes = a.store_max_bytes;
     options.roster = roster;
     options.first_seen_share = a.first_seen_share;
     options.marked_stale_for = a.marked_stale_for;

@@ -215,8 +215,11 @@ pub(crate) fn roster_answered(relay: &Reads<'_>, read: Read, answer: ReadAnswer,
                 .map(|items| items.iter().partition(|v| listed_usable(v)))
                 .unwrap_or_default();
             let keys: Vec<String> = keys.into_iter().filter_map(key_of).collect();
+            // Unless Polar granted it since the page was asked for (a re-grant's refetch
+            // while a relist ran: this page is older than that grant).
             for k in refused.into_iter().filter_map(key_of) {
-                s.roster.forget(&Key::new(k));
+                s.roster
+                    .forget_read(&Key::new(k), read.started.monotonic_ms);
             }
             let max_page = value
                 .pointer("/pagination/max_page")
@@ -234,7 +237,7 @@ pub(crate) fn roster_answered(relay: &Reads<'_>, read: Read, answer: ReadAnswer,
             if let Some(key) = key_of(&value) {
                 let key = Key::new(key);
                 if usable(&value, now.unix_seconds) {
-                    s.roster.learn(&key);
+                    s.roster.learn(&key, now.monotonic_ms);
                     log::info!("relay: a new grant's license key joined the roster");
                     // A revoked key granted again (§15: the same string; its re-grant's
                     // event queued this read): its stored revocation ends, Polar's read by
@@ -248,9 +251,11 @@ pub(crate) fn roster_answered(relay: &Reads<'_>, read: Read, answer: ReadAnswer,
                         retry();
                     }
                 } else {
-                    // A revocation's refetch (or a grant disabled since): no longer known.
-                    s.roster.forget(&key);
-                    log::info!("relay: a license key Polar no longer grants left the roster");
+                    // A revocation's refetch (or a grant disabled since): no longer known,
+                    // unless Polar granted it since this read began.
+                    if s.roster.forget_read(&key, read.started.monotonic_ms) {
+                        log::info!("relay: a license key Polar no longer grants left the roster");
+                    }
                 }
             }
         }
@@ -492,7 +497,7 @@ fn reconciled(s: &Stored, check: &Check, answer: ReadAnswer, now: Now) -> Outcom
             if crate::roster::usable(&key, now.unix_seconds) {
                 // Granted: known again if Polar's refusals took it out of the roster.
                 if let Some(k) = &string {
-                    s.roster.learn(k);
+                    s.roster.learn(k, now.monotonic_ms);
                 }
                 // Granted (again): a stored revocation applied before this read ends
                 // (§15); Polar's own read by id says so, never a webhook.
@@ -513,7 +518,7 @@ fn reconciled(s: &Stored, check: &Check, answer: ReadAnswer, now: Now) -> Outcom
                 }
             } else {
                 if let Some(k) = &string {
-                    s.roster.forget(k);
+                    s.roster.forget_read(k, check.started_ms);
                 }
                 if matches!(status, "revoked" | "disabled") {
                     // Noted before it is written: a read by id under way does not lift it.

@@ -233,6 +233,7 @@ impl Relay {
         let ops = Arc::new(crate::ops::Ops::new(config.webhook_silence));
         if let Some(s) = &store {
             ops.restore_last_webhook(s.backend.as_ref());
+            s.backend.cap_bytes(s.options.max_bytes);
         }
         let transport = Box::new(crate::ops::Counted {
             inner: transport,

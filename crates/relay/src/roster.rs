@@ -29,7 +29,7 @@ use crate::clock::Now;
 mod kept;
 mod reserve;
 pub use kept::RosterChange;
-pub(crate) use reserve::Reserve;
+pub(crate) use reserve::{Holder, Reserve};
 
 /// Keys per page of `GET /v1/license-keys/` (Polar's most).
 pub(crate) const PAGE_LIMIT: u32 = 100;
@@ -107,7 +107,15 @@ pub(crate) struct Inner {
     lifts: HashSet<String>,
     /// Known keys' refusals in a row ([`Roster::answered`]).
     refusals: HashMap<[u8; 32], u32>,
+    /// When (monotonic ms) Polar last granted each key ([`Roster::learn`]), and when the map
+    /// was last emptied (it is bounded): a read of Polar's begun before either takes no key
+    /// out ([`Roster::forget_read`]).
+    learned: HashMap<[u8; 32], u64>,
+    learned_emptied_ms: Option<u64>,
 }
+
+/// Keys whose last grant [`Inner::learned`] remembers, at most.
+const LEARNED_KEPT: usize = 100_000;
 
 impl Inner {
     /// `d` is the organization's (saved too when kept in the host).
@@ -160,6 +168,8 @@ impl Roster {
                 warning: None,
                 lifts: HashSet::new(),
                 refusals: HashMap::new(),
+                learned: HashMap::new(),
+                learned_emptied_ms: None,
             }),
         }
     }
@@ -232,18 +242,43 @@ impl Roster {
         inner.phase != Phase::Off && !inner.hashes.contains(&digest(key))
     }
 
-    /// Polar granted `key`: it is the organization's.
-    pub(crate) fn learn(&self, key: &Key) {
+    /// Polar granted `key` (its answer came at `now_ms`): it is the organization's, and a read
+    /// of Polar's begun before now takes it out no more ([`Roster::forget_read`]).
+    pub(crate) fn learn(&self, key: &Key, now_ms: u64) {
         let mut inner = self.lock();
         if inner.phase != Phase::Off {
             let d = digest(key);
             inner.refusals.remove(&d);
             inner.add(d);
+            if inner.learned.len() >= LEARNED_KEPT && !inner.learned.contains_key(&d) {
+                inner.learned.clear();
+                inner.learned_emptied_ms = Some(now_ms);
+            }
+            inner.learned.insert(d, now_ms);
         }
+    }
+
+    /// A read of Polar's begun at `started_ms` (a page of the list, a refetch or a reconcile's
+    /// read by id) says `key` is revoked, disabled or expired: it leaves the known set
+    /// ([`Roster::forget`]), unless Polar granted it since that read began (a re-grant while an
+    /// hourly relist ran: the relist's page is older than the grant). Whether it left.
+    pub(crate) fn forget_read(&self, key: &Key, started_ms: u64) -> bool {
+        let mut inner = self.lock();
+        if inner.phase == Phase::Off {
+            return false;
+        }
+        let d = digest(key);
+        let since = |ms: Option<u64>| ms.is_some_and(|ms| ms >= started_ms);
+        if since(inner.learned.get(&d).copied()) || since(inner.learned_emptied_ms) {
+            return false;
+        }
+        inner.remove(d);
+        true
     }
 
     /// Polar says `key` is revoked, disabled or expired: no longer the organization's key
     /// that counts as known (a grant of it later, Polar's 200, makes it known again).
+    #[cfg(test)]
     pub(crate) fn forget(&self, key: &Key) {
         let mut inner = self.lock();
         if inner.phase != Phase::Off {
@@ -650,7 +685,7 @@ pub(crate) mod tests {
         assert!(r.first_seen(&Key::new("K-9".to_string())));
         assert!(!r.first_seen(&k));
         assert_eq!(r.next(RELIST_MS * 2, 0), Job::Stop);
-        r.learn(&Key::new("K-9".to_string()));
+        r.learn(&Key::new("K-9".to_string()), 0);
         assert!(
             !r.first_seen(&Key::new("K-9".to_string())),
             "granted by Polar"
@@ -680,7 +715,7 @@ pub(crate) mod tests {
         assert!(r.answered(&k, 403), "the third in a row");
         assert!(r.first_seen(&k));
         assert!(!r.answered(&k, 403), "unknown keys count for nothing");
-        r.learn(&k);
+        r.learn(&k, 0);
         assert!(!r.first_seen(&k), "granted again: known");
         assert!(!r.answered(&k, 404));
         assert!(!r.answered(&k, 404));
@@ -707,8 +742,8 @@ pub(crate) mod tests {
             {"key": "K-DISABLED", "status": "disabled"},
             {"key": "K-EXPIRED", "status": "granted", "expires_at": "2020-01-01T00:00:00Z"},
         ], "pagination": {"total_count": 5, "max_page": 1}});
-        s.roster.learn(&Key::new("K-DISABLED".to_string()));
-        let read = read_at(&r, 0).expect("page 1");
+        s.roster.learn(&Key::new("K-DISABLED".to_string()), 0);
+        let read = read_at(&r, 5).expect("page 1");
         roster_answered(
             &r.reads(),
             read,
@@ -719,6 +754,60 @@ pub(crate) mod tests {
         assert!(known("K-GRANTED") && known("K-LATER"));
         assert!(!known("K-REVOKED") && !known("K-EXPIRED"));
         assert!(!known("K-DISABLED"), "known before, disabled since: out");
+    }
+
+    /// Issue #62: a key re-granted (its grant webhook's refetch says granted) while an hourly
+    /// relist runs is not taken out by the relist's page, which Polar read before the re-grant
+    /// (the key still revoked in it); a page begun after the grant that says revoked does.
+    #[test]
+    fn a_relists_stale_page_does_not_undo_a_regrant_made_while_it_ran() {
+        // The relist's time (a little past the hour: reads are paced).
+        const T: u64 = RELIST_MS + 1_000;
+        let r = relay();
+        let s = r.store.as_ref().expect("a store");
+        let key = Key::new("K-NEW".to_string());
+        let read = read_at(&r, 0).expect("page 1");
+        roster_answered(&r.reads(), read, page(&["K-NEW"], 1), at(10));
+        assert!(!s.roster.first_seen(&key));
+        // Revoked: its webhook's refetch takes it out.
+        event(&s.roster, "benefit_grant.revoked", NEW_KEY_ID, 100);
+        let refetch = refetch_of(&r, at(100), NEW_KEY_ID);
+        let body = |status: &str| {
+            let key = serde_json::json!({"id": NEW_KEY_ID, "key": "K-NEW", "status": status});
+            Ok((200, None, key.to_string().into_bytes()))
+        };
+        roster_answered(&r.reads(), refetch, body("revoked"), at(110));
+        assert!(s.roster.first_seen(&key), "revoked: out");
+        // The hourly relist asks for its page (Polar still lists the key revoked) ...
+        let relist = read_at(&r, T).expect("the relist's page");
+        assert!(relist.url.contains("page=1"), "{}", relist.url);
+        // ... the seller grants the key again meanwhile: its webhook's refetch says granted.
+        event(&s.roster, "benefit_grant.updated", NEW_KEY_ID, T + 50);
+        let refetch = refetch_of(&r, at(T + 50), NEW_KEY_ID);
+        roster_answered(&r.reads(), refetch, body("granted"), at(T + 60));
+        assert!(!s.roster.first_seen(&key), "re-granted: known");
+        // The relist's page lands, older than the grant: the key stays known.
+        let stale = serde_json::json!({"items": [{"key": "K-NEW", "status": "revoked"}],
+            "pagination": {"total_count": 1, "max_page": 1}});
+        roster_answered(
+            &r.reads(),
+            relist,
+            Ok((200, None, stale.to_string().into_bytes())),
+            at(T + 70),
+        );
+        assert!(
+            !s.roster.first_seen(&key),
+            "a page read before the re-grant took the key out"
+        );
+        // A later relist begun after the grant that finds it revoked again takes it out.
+        let later = read_at(&r, 2 * T + 1_000).expect("the next relist");
+        roster_answered(
+            &r.reads(),
+            later,
+            Ok((200, None, stale.to_string().into_bytes())),
+            at(2 * T + 1_010),
+        );
+        assert!(s.roster.first_seen(&key), "revoked again: out");
     }
 
     /// Kept in the host (the npm relay's Durable Object): what a page, a grant and a revocation
@@ -739,7 +828,7 @@ pub(crate) mod tests {
         );
         assert!(r.roster_changes().is_empty(), "taken once");
         // Learned again (a grant of Polar's): already saved, nothing new; a revocation deletes.
-        s.roster.learn(&Key::new("K-1".to_string()));
+        s.roster.learn(&Key::new("K-1".to_string()), 0);
         s.roster.forget(&Key::new("K-2".to_string()));
         assert_eq!(r.roster_changes(), [Saved(hex("K-2"), false)]);
 
@@ -1075,7 +1164,7 @@ pub(crate) mod tests {
             ("disabled", None),
             ("granted", Some("2020-01-01T00:00:00Z")),
         ] {
-            s.roster.learn(&Key::new("K-NEW".to_string()));
+            s.roster.learn(&Key::new("K-NEW".to_string()), 0);
             event(&s.roster, "benefit_grant.revoked", NEW_KEY_ID, 70_000);
             let refetch = refetch_of(&r, at(70_000), NEW_KEY_ID);
             let body =

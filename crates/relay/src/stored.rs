@@ -160,13 +160,14 @@ impl Stored {
     /// ([`Use::Reserved`]) asked by `client`: while the shared part has room, as any call;
     /// past it, from the reserve, and only while the key and the client each hold less than
     /// their fair part of it ([`crate::roster::Reserve`], issue #62: four keys Polar refused,
-    /// from four addresses, spent the whole budget). `Err(seconds)` as [`Stored::take`].
+    /// from four addresses, spent the whole budget). `Err((seconds, who))`: `who` the key or
+    /// the client over its fair part of the reserve, `None` when the budget itself is spent.
     pub(crate) fn take_reserved(
         &self,
         now: Now,
         key: &polar_license::Key,
         client: &str,
-    ) -> Result<(), u64> {
+    ) -> Result<(), (u64, Option<crate::roster::Holder>)> {
         let mut budget = self.budget(now);
         let shared = self
             .options
@@ -176,14 +177,20 @@ impl Stored {
         let mut reserve = self.reserve.lock().unwrap_or_else(|e| e.into_inner());
         let d = crate::roster::digest(key);
         let taken = if in_reserve {
-            reserve.allows(&d, client, now.monotonic_ms)
+            reserve
+                .allows(&d, client, now.monotonic_ms)
+                .map_err(|(secs, who)| (secs, Some(who)))
         } else {
             Ok(())
         }
-        .and_then(|()| budget.take(now.monotonic_ms, Use::Reserved));
-        if let Err(secs) = taken {
+        .and_then(|()| {
+            budget
+                .take(now.monotonic_ms, Use::Reserved)
+                .map_err(|secs| (secs, None))
+        });
+        if let Err(refused) = taken {
             self.refused.fetch_add(1, Ordering::Relaxed);
-            return Err(secs);
+            return Err(refused);
         }
         if in_reserve {
             reserve.record(d, client, now.monotonic_ms);

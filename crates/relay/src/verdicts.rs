@@ -3,7 +3,9 @@
 //! or a call within the token's budget), the answers made from an entry, Polar's webhooks, and
 //! what Polar's answer leaves in the store.
 
-use polar_license::lease::{key_hash, prepare, UnsignedLease, LEASE_HEADER};
+use polar_license::lease::{
+    key_hash, prepare, prepare_denial, UnsignedLease, DENIAL_HEADER, LEASE_HEADER,
+};
 use polar_license::proto::{HttpResponse, Operation};
 
 use crate::breaker::Breaker;
@@ -61,17 +63,29 @@ impl Stored {
             // A known key: the reserve past the shared part, its fair part and its client's
             // (crate::roster::Reserve).
             let taken = if first_seen {
-                self.take(now, Use::FirstSeen)
+                self.take(now, Use::FirstSeen).map_err(|secs| (secs, None))
             } else {
                 self.take_reserved(now, &pending.key, &pending.client)
             };
-            if let Err(secs) = taken {
+            if let Err((secs, who)) = taken {
                 around.breaker.abandon(Some(ticket), now);
-                log::info!(
-                    "relay: {} {} 429 (the token's budget is spent)",
-                    pending.op.as_str(),
-                    crate::logged::key(&pending.key)
-                );
+                // The real reason: a seller reading "the budget is spent" while it is not
+                // would look for the wrong fault.
+                match who {
+                    Some(who) => log::info!(
+                        "relay: {} {} 429 ({} holds its fair share of the reserve; client {}, \
+                         the budget is not spent)",
+                        pending.op.as_str(),
+                        crate::logged::key(&pending.key),
+                        who.as_str(),
+                        crate::logged::escaped(&pending.client)
+                    ),
+                    None => log::info!(
+                        "relay: {} {} 429 (the token's budget is spent)",
+                        pending.op.as_str(),
+                        crate::logged::key(&pending.key)
+                    ),
+                }
                 return Routed::Answer(budget_refused(secs));
             }
             pending.ticket = Some(ticket);
@@ -230,18 +244,18 @@ impl Stored {
         entropy: &dyn Fn() -> Option<[u8; 16]>,
     ) -> Option<Finished> {
         let stale = reply == Reply::Stale;
-        let answered = |mut response: RelayResponse| {
-            add_cors(&mut response);
-            Finished {
-                response,
-                unsigned: None,
-            }
-        };
         let e = entry?;
         let age = now.unix_seconds.saturating_sub(e.answered_at);
         // An answer dated after now (stored while the clock was ahead) is neither fresh nor
         // stale: its age is unknown. A revocation still refuses.
         if age < 0 && e.mark != Mark::Revoked {
+            return None;
+        }
+        // Polar's answer was given for the conditions its request sent (with an activation,
+        // Polar compares them with the activation's): another request's conditions are
+        // Polar's to judge. A revocation refuses whatever they are.
+        if e.mark != Mark::Revoked && e.conditions != crate::wants::conditions_of(&pending.checked)
+        {
             return None;
         }
         let o = &self.options;
@@ -266,7 +280,9 @@ impl Stored {
                         "ResourceNotFound",
                         "License key is no longer active.",
                     );
-                    return Some(answered(sourced(private(r), source)));
+                    let mut r = sourced(private(r), source);
+                    add_cors(&mut r);
+                    return Some(signed_denial(leases, pending, r, now, entropy));
                 }
                 None
             }
@@ -292,7 +308,9 @@ impl Stored {
                     crate::logged::key(&pending.key),
                     e.status
                 );
-                Some(answered(sourced(r, source)))
+                let mut r = sourced(r, source);
+                add_cors(&mut r);
+                Some(signed_denial(leases, pending, r, now, entropy))
             }
             _ => {
                 let window = if stale { o.stale_for } else { o.fresh_for };
@@ -464,7 +482,7 @@ impl Stored {
         let seen = seen.0;
         if seen.as_ref().is_some_and(|a| a.status == 200) {
             // Polar granted it: the organization's key (crate::roster).
-            self.roster.learn(&pending.key);
+            self.roster.learn(&pending.key, now.monotonic_ms);
         }
         // A known key Polar keeps refusing leaves the known set (crate::roster, issue #62).
         if let Some(a) = &seen {
@@ -544,6 +562,7 @@ impl Stored {
                             &pending.checked.organization_id,
                             &key_hash(&pending.key),
                         )),
+                        conditions: crate::wants::conditions_of(&pending.checked),
                     };
                     // An entry past the store's size limit is answered and not stored: a
                     // storage that refuses it (a Durable Object's, 128 KiB a value) would
@@ -700,6 +719,64 @@ pub(crate) fn refreshes_early(e: &Entry, now: i64, o: &store::StoreOptions) -> b
     let fresh_for = i64::try_from(o.fresh_for).unwrap_or(i64::MAX);
     let age = now.saturating_sub(e.answered_at);
     (0..fresh_for).contains(&age) && age >= refresh_point(e, fresh_for)
+}
+
+/// A denial answered from the store (a webhook's revocation, Polar's stored denial), with the
+/// signed denial of issue #62 when the request asks for signed facts (its nonce's mark): in
+/// signed mode only signed facts decide, and the store's denials are the relay's facts as much
+/// as Polar's answer passed on. Signed here, or left to the host's signer; without one when it
+/// cannot be signed (the client then widens nothing on it).
+fn signed_denial(
+    leases: &Leases,
+    pending: &Pending,
+    mut r: RelayResponse,
+    now: Now,
+    entropy: &dyn Fn() -> Option<[u8; 16]>,
+) -> Finished {
+    let unsigned = |response| Finished {
+        response,
+        unsigned: None,
+    };
+    let upstream = HttpResponse {
+        status: r.status,
+        headers: r.headers.clone(),
+        body: r.body.clone(),
+    };
+    let Some(denial) = leases.denial(
+        &pending.checked,
+        &pending.call,
+        &upstream,
+        now,
+        pending.nonce.as_deref(),
+        entropy(),
+    ) else {
+        return unsigned(r);
+    };
+    let machine = machine_of(&pending.checked);
+    let signed = match &leases.signer {
+        SignWith::Key(key) => key.sign_denial(&denial, machine.as_deref()).map(|token| {
+            r.set(DENIAL_HEADER, &token);
+            None
+        }),
+        SignWith::External { kid, .. } => prepare_denial(&denial, kid, machine.as_deref())
+            .map(|prepared| Some((prepared, machine))),
+    };
+    match signed {
+        Ok(prepared) => Finished {
+            response: r,
+            unsigned: prepared,
+        },
+        Err(e) => {
+            log::error!(
+                "relay: {} {} {} (stored) without a signed denial: {}",
+                pending.op.as_str(),
+                crate::logged::key(&pending.key),
+                r.status,
+                e.text()
+            );
+            unsigned(r)
+        }
+    }
 }
 
 /// The relay's own 429 when the token's budget has no room for the call.

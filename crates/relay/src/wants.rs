@@ -10,15 +10,12 @@ use crate::stored::Stored;
 use crate::types::{RelayRequest, ROUTE_PREFIX, WEBHOOK_ROUTE};
 
 /// The id of a validate's entry: the organization, the key's SHA-256, the API version asked
-/// and every field that shapes Polar's answer. Polar ignores conditions sent without an
-/// activation (they are compared with an activation's only): they are no part of the id, so
-/// random ones make no new entries.
+/// and the activation, benefit and customer, which shape Polar's answer. The `conditions` are
+/// no part of it (issue #62: a client varying them minted an entry per value, each up to
+/// 120 KiB): with an activation, Polar compares them with the activation's, and the entry
+/// holds the digest of those its answer was given for ([`conditions_of`]), replayed only to
+/// the same; without one Polar ignores them.
 pub(crate) fn entry_of(checked: &CheckedBody, key_sha256: &str, version: Option<&str>) -> EntryId {
-    let conditions: &[(String, serde_json::Value)] = if checked.activation_id.is_some() {
-        &checked.conditions
-    } else {
-        &[]
-    };
     store::entry_id(
         &checked.organization_id,
         key_sha256,
@@ -26,8 +23,13 @@ pub(crate) fn entry_of(checked: &CheckedBody, key_sha256: &str, version: Option<
         checked.activation_id.as_deref(),
         checked.benefit_id.as_deref(),
         checked.customer_id.as_deref(),
-        conditions,
+        &[],
     )
+}
+
+/// What a stored answer to `checked` keeps of its `conditions` ([`store::Entry::conditions`]).
+pub(crate) fn conditions_of(checked: &CheckedBody) -> Option<String> {
+    store::conditions_digest(checked.activation_id.as_deref(), &checked.conditions)
 }
 
 /// What `req` reads or narrows in the store: a validate its entry and its key's index row

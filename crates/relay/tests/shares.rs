@@ -226,6 +226,7 @@ fn a_key_out_of_the_roster_is_known_again_once_polar_grants_it() {
 /// customer was answered.
 #[test]
 fn a_few_keys_polar_grants_cannot_spend_the_whole_reserve() {
+    polar_license_testkit::logs::capture();
     let flooders: Vec<String> = (0..4)
         .map(|i| format!("SHARES-GREEDY-{i}-4A5B6C"))
         .collect();
@@ -265,5 +266,18 @@ fn a_few_keys_polar_grants_cannot_spend_the_whole_reserve() {
         activated, 3,
         "room left in the reserve: {seen:?} (flood {granted})"
     );
+    // Each refusal is logged with its reason: a key's (or client's) share of the reserve
+    // taken, never "the budget is spent" (it is not: new customers were answered).
+    let lines = polar_license_testkit::logs::lines();
+    let shares = lines
+        .iter()
+        .filter(|l| l.contains("activate") && l.contains("fair share of the reserve"))
+        .count();
+    assert!(shares >= 50, "{shares} refusals logged as a share taken");
+    let spent: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("budget is spent"))
+        .collect();
+    assert!(spent.is_empty(), "logged as a spent budget: {spent:#?}");
     relay.stop();
 }

@@ -183,7 +183,7 @@ pub(crate) mod tests {
         put(6, grant(6, "K-6-OLD", 100, Mark::None));
         put(16, grant(6, "K-6-NEW", 100, Mark::None));
         // The roster knows K-1 (Polar granted it once).
-        s.roster.learn(&Key::new("K-1".to_string()));
+        s.roster.learn(&Key::new("K-1".to_string()), 0);
         assert!(!s.roster.first_seen(&Key::new("K-1".to_string())));
         let answers: Vec<(u8, ReadAnswer)> = vec![
             (1, polar_key("K-1", "revoked", None)),

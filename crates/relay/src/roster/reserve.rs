@@ -9,6 +9,26 @@ use std::collections::{HashMap, VecDeque};
 /// One call of the reserve: when (monotonic ms), the key's digest, the client.
 type Call = (u64, [u8; 32], String);
 
+/// Who holds its whole fair part of the reserve ([`Reserve::allows`]): what a refusal logs,
+/// so that a seller reading the logs is not told the budget is spent when it is not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Holder {
+    /// The key asked for holds its part.
+    Key,
+    /// The client asking holds its part.
+    Client,
+}
+
+impl Holder {
+    /// What the log says of it.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Holder::Key => "the key",
+            Holder::Client => "the client",
+        }
+    }
+}
+
 /// The reserve's calls of the window, by key (its digest) and by client.
 #[derive(Debug)]
 pub(crate) struct Reserve {
@@ -64,9 +84,15 @@ impl Reserve {
     /// Whether `key` asked by `client` may take one call of the reserve at `now_ms`: each
     /// key, and each client, at most its fair part ([`fair`]: the reserve divided by one more
     /// than the keys, or the clients, holding calls of it in the window, itself included).
-    /// `Err(seconds)` until its own oldest call of the reserve leaves the window. Nothing is
-    /// taken: [`Reserve::record`] counts the call once the budget took it.
-    pub(crate) fn allows(&mut self, key: &[u8; 32], client: &str, now_ms: u64) -> Result<(), u64> {
+    /// `Err((seconds, who))` until its own oldest call of the reserve leaves the window (`who`:
+    /// the key or the client over its part). Nothing is taken: [`Reserve::record`] counts the
+    /// call once the budget took it.
+    pub(crate) fn allows(
+        &mut self,
+        key: &[u8; 32],
+        client: &str,
+        now_ms: u64,
+    ) -> Result<(), (u64, Holder)> {
         self.trim(now_ms);
         let wait = |pick: &dyn Fn(&Call) -> bool| {
             let oldest = self.calls.iter().find(|c| pick(c)).map(|(at, ..)| *at);
@@ -80,12 +106,12 @@ impl Reserve {
         let mine = self.per_key.get(key).copied().unwrap_or(0);
         let keys = self.per_key.len() + usize::from(mine == 0);
         if mine >= fair(self.cap, keys) {
-            return Err(wait(&|(_, k, _)| k == key));
+            return Err((wait(&|(_, k, _)| k == key), Holder::Key));
         }
         let ours = self.per_client.get(client).copied().unwrap_or(0);
         let clients = self.per_client.len() + usize::from(ours == 0);
         if ours >= fair(self.cap, clients) {
-            return Err(wait(&|(_, _, c)| c == client));
+            return Err((wait(&|(_, _, c)| c == client), Holder::Client));
         }
         Ok(())
     }
@@ -104,7 +130,8 @@ mod tests {
     use super::*;
 
     fn take(r: &mut Reserve, key: u8, client: &str, now_ms: u64) -> Result<(), u64> {
-        r.allows(&[key; 32], client, now_ms)?;
+        r.allows(&[key; 32], client, now_ms)
+            .map_err(|(secs, _)| secs)?;
         r.record([key; 32], client, now_ms);
         Ok(())
     }
@@ -146,5 +173,17 @@ mod tests {
         assert_eq!(take(&mut r, 1, "a", 0), Ok(()));
         assert_eq!(take(&mut r, 1, "a", 0), Err(60));
         assert_eq!(take(&mut r, 2, "b", 0), Ok(()));
+    }
+
+    /// A refusal names who is over its part (the log tells it, not "the budget is spent").
+    #[test]
+    fn a_refusal_names_the_key_or_the_client_over_its_part() {
+        let mut r = Reserve::new(4, 60_000);
+        for _ in 0..2 {
+            assert_eq!(take(&mut r, 1, "a", 0), Ok(()));
+        }
+        assert_eq!(r.allows(&[1; 32], "z", 0), Err((60, Holder::Key)));
+        assert_eq!(r.allows(&[9; 32], "a", 0), Err((60, Holder::Client)));
+        assert_eq!(r.allows(&[9; 32], "z", 0), Ok(()));
     }
 }

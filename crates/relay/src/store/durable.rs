@@ -4,11 +4,13 @@
 
 use super::entry::tags;
 use super::{
-    Backend, BudgetState, Entry, EntryId, StoreError, MAX_ENTRIES_PER_KEY, WEBHOOK_MEMORY_SECONDS,
+    evictable, eviction_rank, stored_bytes, Backend, BudgetState, Entry, EntryId, StoreError,
+    DEFAULT_MAX_BYTES, MAX_ENTRIES_PER_KEY, WEBHOOK_MEMORY_SECONDS,
 };
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 const ENTRIES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("entries");
 const INDEX: TableDefinition<&str, &[u8]> = TableDefinition::new("index");
@@ -40,6 +42,37 @@ pub struct RedbBackend {
     staged: std::sync::Mutex<Option<BudgetState>>,
     /// The file (its size: [`Backend::bytes`]).
     path: std::path::PathBuf,
+    /// The byte cap ([`Backend::cap_bytes`]).
+    max_bytes: AtomicU64,
+    /// The entries' bytes as last committed (`None`: counted again, in the next write, from
+    /// the file: at the first write, or after a write failed).
+    counts: std::sync::Mutex<Option<Counts>>,
+}
+
+/// The bytes the entries are counted for ([`stored_bytes`]), and those the byte cap may not
+/// evict (revocations).
+#[derive(Debug, Clone, Copy, Default)]
+struct Counts {
+    bytes: usize,
+    pinned: usize,
+}
+
+impl Counts {
+    fn add(&mut self, e: &Entry) {
+        let size = stored_bytes(e);
+        self.bytes = self.bytes.saturating_add(size);
+        if !evictable(e) {
+            self.pinned = self.pinned.saturating_add(size);
+        }
+    }
+
+    fn sub(&mut self, e: &Entry) {
+        let size = stored_bytes(e);
+        self.bytes = self.bytes.saturating_sub(size);
+        if !evictable(e) {
+            self.pinned = self.pinned.saturating_sub(size);
+        }
+    }
 }
 
 debug_some!(RedbBackend, b => { "max_entries": b.max_entries });
@@ -127,6 +160,8 @@ impl RedbBackend {
                 max_entries: max_entries.max(1),
                 staged: std::sync::Mutex::default(),
                 path: path.to_path_buf(),
+                max_bytes: AtomicU64::new(DEFAULT_MAX_BYTES),
+                counts: std::sync::Mutex::default(),
             }),
             Some(Err(e)) => Err(refuse(db, e)),
             None => Err(refuse(db, damaged(&unreadable))),
@@ -180,6 +215,20 @@ impl RedbBackend {
         if staged.is_none() {
             *staged = state;
         }
+    }
+
+    /// `body` given the entries' bytes as last committed (to update with what it commits):
+    /// counted again from the file at the next write when it fails.
+    fn counted<T>(
+        &self,
+        body: impl FnOnce(&mut Option<Counts>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let done = body(&mut counts);
+        if done.is_err() {
+            *counts = None;
+        }
+        done
     }
 
     /// One write transaction: `body` run in it, committed when `wrote` says it wrote, else
@@ -333,18 +382,91 @@ fn decode(bytes: &[u8]) -> Result<Entry, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| err("an entry does not read back", e))
 }
 
-/// The entries and the index rows, open in one write transaction.
+/// The entries and the index rows, open in one write transaction, with their bytes.
 struct Tables<'t> {
     entries: redb::Table<'t, &'static [u8], &'static [u8]>,
     index: redb::Table<'t, &'static str, &'static [u8]>,
+    counts: Counts,
 }
 
 impl<'t> Tables<'t> {
-    fn open(w: &'t redb::WriteTransaction) -> Result<Tables<'t>, StoreError> {
+    /// The tables, the entries' bytes as `counts` says (`None`: counted from the file).
+    fn open(
+        w: &'t redb::WriteTransaction,
+        counts: Option<Counts>,
+    ) -> Result<Tables<'t>, StoreError> {
+        let entries = w.open_table(ENTRIES).map_err(|e| err("write", e))?;
+        let counts = match counts {
+            Some(c) => c,
+            None => {
+                let mut c = Counts::default();
+                for item in entries.iter().map_err(|e| err("read", e))? {
+                    let (_, v) = item.map_err(|e| err("read", e))?;
+                    c.add(&decode(v.value())?);
+                }
+                c
+            }
+        };
         Ok(Tables {
-            entries: w.open_table(ENTRIES).map_err(|e| err("write", e))?,
+            entries,
             index: w.open_table(INDEX).map_err(|e| err("write", e))?,
+            counts,
         })
+    }
+
+    /// Frees room for `more` bytes under `max_bytes` (down to fifteen sixteenths of it when
+    /// it evicts: one pass per sixteenth), each entry with its index rows: denials before
+    /// grants, the oldest first, never a revocation nor `keep`.
+    fn make_room(
+        &mut self,
+        keep: Option<&EntryId>,
+        more: usize,
+        max_bytes: usize,
+    ) -> Result<(), StoreError> {
+        if self.counts.bytes.saturating_add(more) <= max_bytes {
+            return Ok(());
+        }
+        let kept = match keep {
+            Some(id) => self.entry(id)?.map_or(0, |e| stored_bytes(&e)),
+            None => 0,
+        };
+        if self.counts.pinned.saturating_add(kept) >= self.counts.bytes {
+            return Ok(());
+        }
+        let target = (max_bytes - max_bytes / 16).saturating_sub(more);
+        let mut ranked: Vec<((bool, i64), Vec<u8>)> = Vec::new();
+        for item in self.entries.iter().map_err(|e| err("evict", e))? {
+            let (k, v) = item.map_err(|e| err("evict", e))?;
+            if keep.is_some_and(|id| k.value() == &id[..]) {
+                continue;
+            }
+            let e = decode(v.value())?;
+            if evictable(&e) {
+                ranked.push((eviction_rank(&e), k.value().to_vec()));
+            }
+        }
+        ranked.sort_unstable();
+        for (_, k) in ranked {
+            if self.counts.bytes <= target {
+                break;
+            }
+            self.remove(&k)?;
+        }
+        Ok(())
+    }
+
+    /// Removes the entry `k` with its index rows.
+    fn remove(&mut self, k: &[u8]) -> Result<(), StoreError> {
+        let old = self.entries.remove(k).map_err(|e| err("evict", e))?;
+        let Some(old) = old else {
+            return Ok(());
+        };
+        let old = decode(old.value())?;
+        self.counts.sub(&old);
+        for tag in tags(&old) {
+            unindex(&mut self.index, &tag, k)?;
+        }
+        Ok(())
     }
 
     /// The entry `id` as stored.
@@ -369,6 +491,10 @@ impl<'t> Tables<'t> {
     /// Writes `entry` and links it from the index rows of its tags.
     fn write(&mut self, id: &EntryId, entry: &Entry) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(entry).map_err(|e| err("write", e))?;
+        if let Some(old) = self.entry(id)? {
+            self.counts.sub(&old);
+        }
+        self.counts.add(entry);
         self.entries
             .insert(&id[..], &bytes[..])
             .map_err(|e| err("write", e))?;
@@ -391,11 +517,8 @@ impl<'t> Tables<'t> {
         n: usize,
     ) -> Result<(), StoreError> {
         ages.sort_unstable();
-        for (_, k, tags) in ages.into_iter().take(n) {
-            self.entries.remove(&k[..]).map_err(|e| err("evict", e))?;
-            for tag in tags {
-                unindex(&mut self.index, &tag, &k)?;
-            }
+        for (_, k, _) in ages.into_iter().take(n) {
+            self.remove(&k)?;
         }
         Ok(())
     }
@@ -478,20 +601,48 @@ impl Backend for RedbBackend {
         id: &EntryId,
         f: &mut dyn FnMut(Option<&Entry>) -> Option<Entry>,
     ) -> Result<Option<Entry>, StoreError> {
-        self.transact(
-            |w| {
-                let mut t = Tables::open(w)?;
-                let current = t.entry(id)?;
-                let Some(entry) = f(current.as_ref()) else {
-                    return Ok(None);
-                };
-                t.write(id, &entry)?;
-                t.cap_key(id, &entry)?;
-                t.evict(self.max_entries)?;
-                Ok(Some(entry))
-            },
-            Option::is_some,
-        )
+        let max_bytes = super::byte_cap(self.max_bytes.load(Ordering::Relaxed));
+        self.counted(|counts| {
+            self.transact(
+                |w| {
+                    let mut t = Tables::open(w, *counts)?;
+                    let current = t.entry(id)?;
+                    let Some(entry) = f(current.as_ref()) else {
+                        *counts = Some(t.counts);
+                        return Ok((None, false));
+                    };
+                    let size = stored_bytes(&entry);
+                    let old = current.as_ref().map_or(0, stored_bytes);
+                    let after = |t: &Tables<'_>| t.counts.bytes.saturating_sub(old) + size;
+                    if after(&t) > max_bytes {
+                        let before = t.counts.bytes;
+                        t.make_room(Some(id), size.saturating_sub(old), max_bytes)?;
+                        if evictable(&entry) && after(&t) > max_bytes {
+                            log::warn!(
+                                "relay: the store is at its byte cap ({max_bytes} bytes) with \
+                                 revocations only left to evict: an answer is passed on and \
+                                 not stored"
+                            );
+                            // The answer it would have replaced is not given in its place.
+                            if current.as_ref().is_some_and(evictable) {
+                                t.remove(&id[..])?;
+                            }
+                            let changed = t.counts.bytes != before;
+                            *counts = Some(t.counts);
+                            return Ok((None, changed));
+                        }
+                    }
+                    t.write(id, &entry)?;
+                    t.cap_key(id, &entry)?;
+                    t.evict(self.max_entries)?;
+                    *counts = Some(t.counts);
+                    Ok((Some(entry), true))
+                },
+                // Committed when written, or when entries were evicted for nothing stored.
+                |(_, changed)| *changed,
+            )
+            .map(|(written, _)| written)
+        })
     }
 
     /// One write transaction: the webhook id looked up, each entry named read, narrowed
@@ -502,43 +653,51 @@ impl Backend for RedbBackend {
         tags: &[String],
         f: &mut dyn FnMut(&Entry) -> Option<Entry>,
     ) -> Result<Option<usize>, StoreError> {
-        self.transact(
-            |w| {
-                let mut hooks = w.open_table(WEBHOOKS).map_err(|e| err("write", e))?;
-                if let Some((webhook_id, _)) = webhook {
-                    if seen(&hooks, webhook_id)? {
-                        return Ok(None);
-                    }
-                }
-                let mut t = Tables::open(w)?;
-                let mut seen: Vec<Vec<u8>> = Vec::new();
-                let mut n = 0;
-                for tag in tags {
-                    let ids = t.row(tag, "read")?;
-                    for k in ids.chunks_exact(32) {
-                        if seen.iter().any(|s| s == k) {
-                            continue;
-                        }
-                        seen.push(k.to_vec());
-                        let Ok(id) = <EntryId>::try_from(k) else {
-                            continue;
-                        };
-                        let Some(current) = t.entry(&id)? else {
-                            continue;
-                        };
-                        if let Some(e) = f(&current) {
-                            t.write(&id, &e)?;
-                            n += 1;
+        let max_bytes = super::byte_cap(self.max_bytes.load(Ordering::Relaxed));
+        self.counted(|counts| {
+            self.transact(
+                |w| {
+                    let mut hooks = w.open_table(WEBHOOKS).map_err(|e| err("write", e))?;
+                    if let Some((webhook_id, _)) = webhook {
+                        if seen(&hooks, webhook_id)? {
+                            return Ok(None);
                         }
                     }
-                }
-                if let Some((webhook_id, at)) = webhook {
-                    remember(&mut hooks, webhook_id, at)?;
-                }
-                Ok(Some(n))
-            },
-            |n| n.is_some_and(|n| n > 0 || webhook.is_some()),
-        )
+                    let mut t = Tables::open(w, *counts)?;
+                    let mut seen: Vec<Vec<u8>> = Vec::new();
+                    let mut n = 0;
+                    for tag in tags {
+                        let ids = t.row(tag, "read")?;
+                        for k in ids.chunks_exact(32) {
+                            if seen.iter().any(|s| s == k) {
+                                continue;
+                            }
+                            seen.push(k.to_vec());
+                            let Ok(id) = <EntryId>::try_from(k) else {
+                                continue;
+                            };
+                            let Some(current) = t.entry(&id)? else {
+                                continue;
+                            };
+                            if let Some(e) = f(&current) {
+                                t.write(&id, &e)?;
+                                n += 1;
+                            }
+                        }
+                    }
+                    if let Some((webhook_id, at)) = webhook {
+                        remember(&mut hooks, webhook_id, at)?;
+                    }
+                    // A mark changes an entry's bytes a little: past the cap, others go.
+                    if n > 0 {
+                        t.make_room(None, 0, max_bytes)?;
+                    }
+                    *counts = Some(t.counts);
+                    Ok(Some(n))
+                },
+                |n| n.is_some_and(|n| n > 0 || webhook.is_some()),
+            )
+        })
     }
 
     fn index(&self, tag: &str) -> Result<Vec<EntryId>, StoreError> {
@@ -561,21 +720,26 @@ impl Backend for RedbBackend {
         at: i64,
         updates: &[(EntryId, Entry)],
     ) -> Result<bool, StoreError> {
-        self.transact(
-            |w| {
-                let mut hooks = w.open_table(WEBHOOKS).map_err(|e| err("write", e))?;
-                if seen(&hooks, webhook_id)? {
-                    return Ok(false);
-                }
-                let mut t = Tables::open(w)?;
-                for (id, entry) in updates {
-                    t.write(id, entry)?;
-                }
-                remember(&mut hooks, webhook_id, at)?;
-                Ok(true)
-            },
-            |wrote| *wrote,
-        )
+        let max_bytes = super::byte_cap(self.max_bytes.load(Ordering::Relaxed));
+        self.counted(|counts| {
+            self.transact(
+                |w| {
+                    let mut hooks = w.open_table(WEBHOOKS).map_err(|e| err("write", e))?;
+                    if seen(&hooks, webhook_id)? {
+                        return Ok(false);
+                    }
+                    let mut t = Tables::open(w, *counts)?;
+                    for (id, entry) in updates {
+                        t.write(id, entry)?;
+                    }
+                    remember(&mut hooks, webhook_id, at)?;
+                    t.make_room(None, 0, max_bytes)?;
+                    *counts = Some(t.counts);
+                    Ok(true)
+                },
+                |wrote| *wrote,
+            )
+        })
     }
 
     fn len(&self) -> Result<usize, StoreError> {
@@ -586,6 +750,29 @@ impl Backend for RedbBackend {
 
     fn bytes(&self) -> Option<u64> {
         std::fs::metadata(&self.path).ok().map(|m| m.len())
+    }
+
+    fn cap_bytes(&self, max_bytes: u64) {
+        self.max_bytes.store(max_bytes, Ordering::Relaxed);
+    }
+
+    /// Counted from the file at the first call (or the first write), then kept.
+    fn stored_bytes(&self) -> Option<u64> {
+        self.counted(|counts| {
+            if counts.is_none() {
+                let r = self.db.begin_read().map_err(|e| err("read", e))?;
+                let t = r.open_table(ENTRIES).map_err(|e| err("read", e))?;
+                let mut c = Counts::default();
+                for item in t.iter().map_err(|e| err("read", e))? {
+                    let (_, v) = item.map_err(|e| err("read", e))?;
+                    c.add(&decode(v.value())?);
+                }
+                *counts = Some(c);
+            }
+            Ok(counts.map(|c| c.bytes as u64))
+        })
+        .ok()
+        .flatten()
     }
 
     fn tags_with_prefix(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
@@ -658,6 +845,18 @@ mod tests {
         let dir = polar_license_testkit::ScratchDir::new("redb-per-key");
         let b = RedbBackend::open(&dir.path().join("cap.redb"), 1_000).expect("opened");
         crate::store::tests::caps_entries_per_key(&b);
+    }
+
+    #[test]
+    fn the_byte_cap_holds_in_the_file_and_its_count_survives_a_reopen() {
+        let dir = polar_license_testkit::ScratchDir::new("redb-bytes");
+        let path = dir.path().join("bytes.redb");
+        let b = RedbBackend::open(&path, 1_000_000).expect("opened");
+        crate::store::tests::caps_bytes(&b);
+        let bytes = b.stored_bytes();
+        drop(b);
+        let b = RedbBackend::open(&path, 1_000_000).expect("reopened");
+        assert_eq!(b.stored_bytes(), bytes, "counted again from the file");
     }
 
     fn index_rows(b: &RedbBackend) -> u64 {

@@ -86,6 +86,59 @@ pub struct Entry {
     /// what [`MAX_ENTRIES_PER_KEY`] counts (`None` in an older relay's entries).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_tag: Option<String>,
+    /// With an activation: the digest of the `conditions` Polar's answer was given for
+    /// ([`conditions_digest`]), which Polar compares with the activation's; the answer is
+    /// replayed only to a request sending the same conditions (a webhook's revocation refuses
+    /// whatever they are). `None` without an activation (Polar ignores them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conditions: Option<String>,
+}
+
+/// The digest (hex SHA-256) of the `conditions` of a validate with an activation, the
+/// members in key order (Polar compares them as a dictionary: their order is not part of
+/// it); `None` without an activation (Polar ignores them).
+pub fn conditions_digest(
+    activation_id: Option<&str>,
+    conditions: &[(String, serde_json::Value)],
+) -> Option<String> {
+    activation_id?;
+    let mut sorted: Vec<&(String, serde_json::Value)> = conditions.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut h = Sha256::new();
+    h.update(b"conditions\0");
+    for (k, v) in sorted {
+        h.update(k.as_bytes());
+        h.update([0u8]);
+        h.update(v.to_string().as_bytes());
+        h.update([0u8]);
+    }
+    let digest: [u8; 32] = h.finalize().into();
+    Some(hex_id(&digest))
+}
+
+/// What each entry is counted for beside its [`entry_size`] against the store's byte cap
+/// ([`StoreOptions::max_bytes`](super::StoreOptions::max_bytes)): its id and its index links
+/// (four of about 100 bytes in a Durable Object's storage) with the storage's own per-key
+/// cost, counted high.
+pub const ENTRY_OVERHEAD: usize = 512;
+
+/// The bytes `entry` is counted for against the store's byte cap: [`entry_size`] and
+/// [`ENTRY_OVERHEAD`].
+pub fn stored_bytes(entry: &Entry) -> usize {
+    entry_size(entry).saturating_add(ENTRY_OVERHEAD)
+}
+
+/// Whether the byte cap may evict `entry`: every entry but a revocation a webhook (or Polar
+/// read by id) marked, which only narrows (evicted, a revoked key would be asked of Polar
+/// again, and while Polar cannot be asked, answered as if never revoked).
+pub(crate) fn evictable(entry: &Entry) -> bool {
+    entry.mark != Mark::Revoked
+}
+
+/// The order in which the byte cap evicts (smallest first): denials (what refused and unknown
+/// keys left, answered only from the store) before grants, the oldest first in each.
+pub(crate) fn eviction_rank(entry: &Entry) -> (bool, i64) {
+    (entry.grant, entry.answered_at)
 }
 
 /// Entries kept per license key at most (64: every API version, activation, benefit and
@@ -143,9 +196,11 @@ pub(crate) fn id_of_hex(text: &str) -> Option<EntryId> {
     Some(out)
 }
 
-/// Entries in memory whose every change is also journaled, for a host that persists them/// The id of a validate's entry: the organization, the key's SHA-256 and every field that
-/// shapes Polar's answer (the API version asked, `None` when the client sent none; activation,
-/// benefit, customer, conditions as sent, in order).
+/// The id of an entry: the organization, the key's SHA-256 and the fields given (the API
+/// version asked, `None` when the client sent none; activation, benefit, customer, and the
+/// `conditions` given, in order). The relay gives no conditions (issue #62: a client varying
+/// them would mint an entry per value): the conditions a stored answer was given for are its
+/// [`Entry::conditions`], compared when it is replayed.
 pub fn entry_id(
     organization_id: &str,
     key_sha256: &str,
@@ -200,6 +255,7 @@ impl Entry {
             marked_at: 0,
             key_at: Some(0),
             key_tag,
+            conditions: None,
         }
     }
 }

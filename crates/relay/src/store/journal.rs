@@ -68,6 +68,14 @@ pub enum JournalItem {
         /// Entries stored.
         n: u64,
     },
+    /// The bytes the entries stored are counted for ([`PagedBackend`] only: key `n:bytes`;
+    /// each replaces the last; see [`stored_bytes`](super::stored_bytes)).
+    ///
+    /// [`PagedBackend`]: super::PagedBackend
+    Bytes {
+        /// Bytes counted.
+        n: u64,
+    },
 }
 /// Entries in memory whose every change is also journaled, for a host that persists them
 /// itself (a Durable Object's storage in the npm package's relay): [`JournalBackend::take`]

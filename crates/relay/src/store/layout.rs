@@ -5,6 +5,7 @@
 //!
 //! The keys: `e:<entry id>` an entry ([`JournalItem::Put`]), `w:<webhook id>` a webhook id
 //! done (its time), `b:budget` the token budget's state, `n:entries` the count of entries,
+//! `n:bytes` the bytes they are counted for (a storage written before it counts from 0),
 //! `i:<tag>|<entry id>` an index link (`1`; the time row's `i:t:<when Polar answered, 12
 //! digits>|<entry id>`, oldest first in key order), `r:<SHA-256 of a key>` a key of the
 //! roster (`1`) and `r:phase` the roster's next page (0: current), `v:layout` this layout's
@@ -30,6 +31,7 @@ const LINK: &str = "i:";
 const TIME_ROW: &str = "i:t:";
 const BUDGET: &str = "b:budget";
 const COUNT: &str = "n:entries";
+const BYTES: &str = "n:bytes";
 const ROSTER: &str = "r:";
 const ROSTER_PAGE: &str = "r:phase";
 
@@ -56,6 +58,7 @@ pub fn write_of(item: &JournalItem) -> Write {
         JournalItem::Link { tag, id } => (format!("{LINK}{tag}|{id}"), Some(Value::from(1))),
         JournalItem::Unlink { tag, id } => (format!("{LINK}{tag}|{id}"), None),
         JournalItem::Count { n } => (COUNT.into(), Some(Value::from(*n))),
+        JournalItem::Bytes { n } => (BYTES.into(), Some(Value::from(*n))),
     }
 }
 
@@ -244,7 +247,7 @@ impl Refusals {
 /// every webhook id (three days' worth). No entry: each request reads what it touches.
 pub fn start_reads() -> Reads {
     Reads {
-        keys: [LAYOUT_KEY, BUDGET, COUNT, ROSTER_PAGE]
+        keys: [LAYOUT_KEY, BUDGET, COUNT, ROSTER_PAGE, BYTES]
             .map(String::from)
             .to_vec(),
         lists: vec![List {
@@ -288,6 +291,9 @@ pub fn started(read: &Read) -> Started {
     }
     if let Some(n) = value(COUNT).and_then(|v| v.as_u64()) {
         items.push(JournalItem::Count { n });
+    }
+    if let Some(n) = value(BYTES).and_then(|v| v.as_u64()) {
+        items.push(JournalItem::Bytes { n });
     }
     let roster_page = value(ROSTER_PAGE)
         .and_then(|v| v.as_u64())
@@ -663,7 +669,10 @@ mod tests {
     #[test]
     fn a_start_reads_the_global_state_and_migrates_an_older_layout() {
         let reads = start_reads();
-        assert_eq!(reads.keys, ["v:layout", "b:budget", "n:entries", "r:phase"]);
+        assert_eq!(
+            reads.keys,
+            ["v:layout", "b:budget", "n:entries", "r:phase", "n:bytes"]
+        );
         let old = Read {
             values: vec![("v:layout".into(), None)],
             lists: vec![],

@@ -1,18 +1,28 @@
 //! Entries in memory: [`MemoryBackend`].
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use super::entry::tags;
 use super::{
-    Backend, BudgetState, Entry, EntryId, StoreError, MAX_ENTRIES_PER_KEY, WEBHOOK_MEMORY_SECONDS,
+    evictable, eviction_rank, stored_bytes, Backend, BudgetState, Entry, EntryId, StoreError,
+    DEFAULT_MAX_BYTES, MAX_ENTRIES_PER_KEY, WEBHOOK_MEMORY_SECONDS,
 };
 
 /// Entries in memory (lost at exit): `--store memory`, tests, hosts without a disk.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MemoryBackend {
     inner: Mutex<Memory>,
     pub(super) max_entries: usize,
+    /// The byte cap ([`Backend::cap_bytes`]).
+    max_bytes: AtomicU64,
+}
+
+impl Default for MemoryBackend {
+    fn default() -> Self {
+        MemoryBackend::new(usize::MAX)
+    }
 }
 
 /// What a narrowing wrote (the entries) and the webhook ids it forgot.
@@ -23,6 +33,11 @@ pub(super) struct Memory {
     entries: HashMap<EntryId, Entry>,
     index: HashMap<String, Vec<EntryId>>,
     pub(super) webhooks: HashMap<String, i64>,
+    /// Each entry's [`stored_bytes`], their sum, and the sum of those the byte cap may not
+    /// evict (revocations).
+    sizes: HashMap<EntryId, usize>,
+    bytes: usize,
+    pinned: usize,
 }
 
 impl MemoryBackend {
@@ -31,7 +46,13 @@ impl MemoryBackend {
         MemoryBackend {
             inner: Mutex::default(),
             max_entries: max_entries.max(1),
+            max_bytes: AtomicU64::new(DEFAULT_MAX_BYTES),
         }
+    }
+
+    /// The byte cap in force ([`super::byte_cap`] of what was set).
+    pub(super) fn max_bytes(&self) -> usize {
+        super::byte_cap(self.max_bytes.load(Ordering::Relaxed))
     }
 
     pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Memory> {
@@ -47,23 +68,105 @@ impl Memory {
                 ids.push(*id);
             }
         }
+        self.unsize(id);
+        let size = stored_bytes(entry);
+        self.sizes.insert(*id, size);
+        self.bytes = self.bytes.saturating_add(size);
+        if !evictable(entry) {
+            self.pinned = self.pinned.saturating_add(size);
+        }
         self.entries.insert(*id, entry.clone());
     }
 
-    /// [`Backend::update`] under the lock: what was written, and the ids evicted.
+    /// Takes the entry `id`'s bytes out of the counts (before it is written anew or removed).
+    fn unsize(&mut self, id: &EntryId) {
+        if let Some(size) = self.sizes.remove(id) {
+            self.bytes = self.bytes.saturating_sub(size);
+            if self.entries.get(id).is_some_and(|e| !evictable(e)) {
+                self.pinned = self.pinned.saturating_sub(size);
+            }
+        }
+    }
+
+    /// The bytes its entries are counted for.
+    pub(super) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// [`Backend::update`] under the lock: what was written, and the ids evicted. Past the
+    /// byte cap `max_bytes` the cheapest to lose go first ([`Memory::make_room`]); an entry
+    /// that finds no room (only revocations left to evict) is not written, unless it is a
+    /// revocation itself.
     pub(super) fn update(
         &mut self,
         id: &EntryId,
         f: &mut dyn FnMut(Option<&Entry>) -> Option<Entry>,
         max: usize,
+        max_bytes: usize,
     ) -> (Option<Entry>, Vec<EntryId>) {
         let Some(entry) = f(self.entries.get(id)) else {
             return (None, Vec::new());
         };
+        let size = stored_bytes(&entry);
+        let old = self.sizes.get(id).copied().unwrap_or(0);
+        let mut removed = Vec::new();
+        if self.bytes.saturating_sub(old).saturating_add(size) > max_bytes {
+            removed = self.make_room(Some(id), size.saturating_sub(old), max_bytes);
+            if evictable(&entry) && self.bytes.saturating_sub(old).saturating_add(size) > max_bytes
+            {
+                log::warn!(
+                    "relay: the store is at its byte cap ({max_bytes} bytes) with revocations \
+                     only left to evict: an answer is passed on and not stored"
+                );
+                // The answer it would have replaced is not given in its place either
+                // (unless a revocation: that only refuses).
+                if self.entries.get(id).is_some_and(evictable) && self.remove(id) {
+                    removed.push(*id);
+                }
+                return (None, removed);
+            }
+        }
         self.insert(id, &entry);
-        let mut removed = self.cap_key(id, &entry);
+        removed.extend(self.cap_key(id, &entry));
         removed.extend(self.evict(max));
         (Some(entry), removed)
+    }
+
+    /// Frees room for `more` bytes under `max_bytes` (down to fifteen sixteenths of it when
+    /// it evicts: one sort per sixteenth): denials before grants, the oldest first
+    /// ([`eviction_rank`]), never a revocation nor `keep`. Returns the ids removed.
+    pub(super) fn make_room(
+        &mut self,
+        keep: Option<&EntryId>,
+        more: usize,
+        max_bytes: usize,
+    ) -> Vec<EntryId> {
+        let mut removed = Vec::new();
+        if self.bytes.saturating_add(more) <= max_bytes {
+            return removed;
+        }
+        let target = (max_bytes - max_bytes / 16).saturating_sub(more);
+        // Nothing evictable left (revocations only): no sort for nothing.
+        let kept = keep.and_then(|k| self.sizes.get(k)).copied().unwrap_or(0);
+        if self.pinned.saturating_add(kept) >= self.bytes {
+            return removed;
+        }
+        let mut ranked: Vec<((bool, i64), EntryId)> = self
+            .entries
+            .iter()
+            .filter(|(k, e)| Some(*k) != keep && evictable(e))
+            .map(|(k, e)| (eviction_rank(e), *k))
+            .collect();
+        ranked.sort_unstable();
+        for (_, k) in ranked {
+            if self.bytes <= target {
+                break;
+            }
+            if self.remove(&k) {
+                removed.push(k);
+            }
+        }
+        removed
     }
 
     /// Past [`MAX_ENTRIES_PER_KEY`] entries of `entry`'s key, its oldest others go; returns
@@ -94,6 +197,7 @@ impl Memory {
 
     /// Removes an entry with its index rows; whether it was there.
     fn remove(&mut self, id: &EntryId) -> bool {
+        self.unsize(id);
         let Some(e) = self.entries.remove(id) else {
             return false;
         };
@@ -131,7 +235,7 @@ impl Memory {
                 }
                 seen.push(id);
                 if let Some(e) = self.entries.get(&id).and_then(&mut *f) {
-                    self.entries.insert(id, e.clone());
+                    self.insert(&id, &e);
                     written.push((id, e));
                 }
             }
@@ -259,7 +363,7 @@ impl<K: Keeper> Backend for K {
         self.read(id);
         let store = self.memory();
         let mut m = store.lock();
-        let (written, removed) = m.update(id, f, store.max_entries);
+        let (written, removed) = m.update(id, f, store.max_entries, store.max_bytes());
         let put: Vec<(EntryId, Entry)> = written.iter().map(|e| (*id, e.clone())).collect();
         self.record(Changes {
             written: &put,
@@ -276,13 +380,16 @@ impl<K: Keeper> Backend for K {
         tags: &[String],
         f: &mut dyn FnMut(&Entry) -> Option<Entry>,
     ) -> Result<Option<usize>, StoreError> {
-        let mut m = self.memory().lock();
+        let store = self.memory();
+        let mut m = store.lock();
         let Some((written, forgotten)) = m.narrow(webhook, tags, f) else {
             return Ok(None);
         };
+        // A mark changes an entry's bytes a little: past the cap, others go.
+        let removed = m.make_room(None, 0, store.max_bytes());
         self.record(Changes {
             written: &written,
-            removed: &[],
+            removed: &removed,
             forgotten,
             webhook,
         });
@@ -305,13 +412,15 @@ impl<K: Keeper> Backend for K {
         at: i64,
         updates: &[(EntryId, Entry)],
     ) -> Result<bool, StoreError> {
-        let mut m = self.memory().lock();
+        let store = self.memory();
+        let mut m = store.lock();
         let Some(forgotten) = m.apply_webhook(webhook_id, at, updates) else {
             return Ok(false);
         };
+        let removed = m.make_room(None, 0, store.max_bytes());
         self.record(Changes {
             written: updates,
-            removed: &[],
+            removed: &removed,
             forgotten,
             webhook: Some((webhook_id, at)),
         });
@@ -320,6 +429,14 @@ impl<K: Keeper> Backend for K {
 
     fn len(&self) -> Result<usize, StoreError> {
         Ok(self.memory().lock().entries.len())
+    }
+
+    fn cap_bytes(&self, max_bytes: u64) {
+        self.memory().max_bytes.store(max_bytes, Ordering::Relaxed);
+    }
+
+    fn stored_bytes(&self) -> Option<u64> {
+        Some(self.memory().lock().bytes() as u64)
     }
 
     fn tags_with_prefix(&self, prefix: &str) -> Result<Vec<String>, StoreError> {

@@ -26,9 +26,10 @@ pub use budget::{Budget, BudgetState, Use};
 #[cfg(all(feature = "durable", not(target_arch = "wasm32")))]
 pub use durable::RedbBackend;
 pub use entry::{
-    entry_id, entry_size, key_tag, Entry, EntryId, Mark, MARKED_STALE_SECONDS, MAX_ENTRIES_PER_KEY,
-    MAX_ENTRY_BYTES,
+    conditions_digest, entry_id, entry_size, key_tag, stored_bytes, Entry, EntryId, Mark,
+    ENTRY_OVERHEAD, MARKED_STALE_SECONDS, MAX_ENTRIES_PER_KEY, MAX_ENTRY_BYTES,
 };
+pub(crate) use entry::{evictable, eviction_rank};
 pub(crate) use entry::{hex_id, id_of_hex};
 pub use journal::{JournalBackend, JournalItem};
 #[cfg(test)]
@@ -69,6 +70,15 @@ pub struct StoreOptions {
     pub reserve: u32,
     /// Entries kept at most (default 1,000,000); past it the oldest answers go first.
     pub max_entries: usize,
+    /// The store's bytes at most (default [`DEFAULT_MAX_BYTES`], 64 MiB: safe in a small
+    /// VM's memory and a Durable Object's storage), each entry counted as
+    /// [`stored_bytes`]; at least [`MAX_ENTRY_BYTES`] plus its overhead is kept whatever is
+    /// set. Past it what is cheapest to lose goes first: denials (refused and unknown keys'
+    /// answers) before grants, the oldest first; never a revocation a webhook marked (a
+    /// webhook only narrows: evicted, a revoked key would be licensed again while Polar cannot
+    /// be asked). When only revocations are left to evict, a new answer is passed on and not
+    /// stored, with a warning.
+    pub max_bytes: u64,
     /// The budget's window in ms (default 60,000: Polar's minute; shorter only for tests and
     /// benchmarks that scale time against an emulator's `--token-window`).
     pub budget_window_ms: u64,
@@ -99,6 +109,9 @@ pub struct StoreOptions {
     pub reconcile_every: u64,
 }
 
+/// The default of [`StoreOptions::max_bytes`]: 64 MiB.
+pub const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
+
 /// Polar's production budget for an organization token: 500 calls a minute.
 pub const POLAR_BUDGET: u32 = 500;
 /// Polar's sandbox budget: 100 calls a minute.
@@ -113,6 +126,7 @@ impl Default for StoreOptions {
             budget: POLAR_BUDGET,
             reserve: POLAR_BUDGET / 4,
             max_entries: 1_000_000,
+            max_bytes: DEFAULT_MAX_BYTES,
             budget_window_ms: MINUTE_MS,
             roster: true,
             first_seen_share: 10,
@@ -225,6 +239,14 @@ pub trait Backend: Send + Sync {
     }
     /// Entries held.
     fn len(&self) -> Result<usize, StoreError>;
+    /// Sets the store's byte cap ([`StoreOptions::max_bytes`]; [`Relay::new`](crate::Relay::new)
+    /// gives it the option's value): nothing by default (a backend of its own keeps no count).
+    /// Every backend of this crate counts its entries' bytes and evicts past it.
+    fn cap_bytes(&self, _max_bytes: u64) {}
+    /// The bytes its entries are counted for ([`stored_bytes`] each), when it counts them.
+    fn stored_bytes(&self) -> Option<u64> {
+        None
+    }
     /// Whether it holds nothing.
     fn is_empty(&self) -> Result<bool, StoreError> {
         Ok(self.len()? == 0)
@@ -257,6 +279,14 @@ pub trait Backend: Send + Sync {
     fn last_webhook_at(&self) -> Result<Option<i64>, StoreError> {
         Ok(None)
     }
+}
+
+/// The byte cap in force for `max_bytes` set ([`StoreOptions::max_bytes`]): at least one
+/// entry of the largest size stored, with its overhead.
+pub(crate) fn byte_cap(max_bytes: u64) -> usize {
+    usize::try_from(max_bytes)
+        .unwrap_or(usize::MAX)
+        .max(MAX_ENTRY_BYTES + ENTRY_OVERHEAD)
 }
 
 /// Webhook ids are remembered this long (Polar retries for about 16 hours).

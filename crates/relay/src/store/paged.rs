@@ -12,10 +12,21 @@
 //! (`i:t:<when Polar answered, zero-padded>|<id>`), so a full store lists its
 //! [`OLDEST_BATCH`] oldest entries (the storage's key order), reads the next to go, and
 //! evicts it from the storage with its links: as the native backends evict their oldest.
+//!
+//! The byte cap ([`StoreOptions::max_bytes`](super::StoreOptions::max_bytes)): the bytes the
+//! entries are counted for are kept in the storage (`n:bytes`, [`JournalItem::Bytes`]); near
+//! the cap the time row's oldest are read as for a full store, and past it the cache's cheapest
+//! to lose go ([`eviction_rank`]: denials before grants, the oldest first). A revocation is
+//! never evicted: it has no link in the time row (one an older relay linked is unlinked when
+//! listed), so the oldest listed are all the cap may take.
 
 use super::entry::{hex_id, id_of_hex, tags};
-use super::{Backend, BudgetState, Entry, EntryId, JournalItem, StoreError, MAX_ENTRIES_PER_KEY};
+use super::{
+    evictable, eviction_rank, stored_bytes, Backend, BudgetState, Entry, EntryId, JournalItem,
+    StoreError, DEFAULT_MAX_BYTES, ENTRY_OVERHEAD, MAX_ENTRIES_PER_KEY, MAX_ENTRY_BYTES,
+};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// Entries (and index rows) held in memory by default: about 10,000 answers of ~1 KiB.
@@ -73,6 +84,8 @@ pub struct PagedBackend {
     inner: Mutex<Paged>,
     max_entries: usize,
     max_cached: usize,
+    /// The byte cap ([`Backend::cap_bytes`]).
+    max_bytes: AtomicU64,
 }
 
 /// An entry as read from the storage (`None`: the storage does not hold it).
@@ -96,6 +109,8 @@ struct Paged {
     webhooks: HashMap<String, i64>,
     /// Entries in the storage.
     count: usize,
+    /// The bytes they are counted for ([`stored_bytes`] each).
+    bytes: usize,
     journal: Vec<JournalItem>,
     budget: Option<BudgetState>,
     tick: u64,
@@ -121,16 +136,28 @@ impl Paged {
     fn write(&mut self, id: &EntryId, entry: Entry) {
         let prior = self.entries.get(id).and_then(|s| s.entry.as_ref());
         let old = prior.map(tags);
-        let old_time = prior.map(time_tag);
+        let old_time = prior.map(|p| (time_tag(p), evictable(p)));
+        let old_size = prior.map_or(0, stored_bytes);
         let new = tags(&entry);
-        // Its link in the time row moves with the time.
-        let new_time = time_tag(&entry);
-        if old_time.as_ref() != Some(&new_time) {
-            if let Some(t) = old_time {
+        // Its link in the time row moves with the time; a revocation has none (the byte cap
+        // never evicts it).
+        let new_time = evictable(&entry).then(|| time_tag(&entry));
+        let unchanged = matches!((&old_time, &new_time), (Some((t, true)), Some(n)) if t == n);
+        if !unchanged {
+            if let Some((t, _)) = old_time {
                 self.link(&t, id, false);
             }
-            self.link(&new_time, id, true);
+            if let Some(t) = &new_time {
+                self.link(t, id, true);
+            }
         }
+        self.bytes = self
+            .bytes
+            .saturating_sub(old_size)
+            .saturating_add(stored_bytes(&entry));
+        self.journal.push(JournalItem::Bytes {
+            n: self.bytes as u64,
+        });
         self.unlist(id);
         for tag in new
             .iter()
@@ -187,6 +214,10 @@ impl Paged {
         self.link(&time_tag(&entry), id, false);
         self.unlist(id);
         self.count = self.count.saturating_sub(1);
+        self.bytes = self.bytes.saturating_sub(stored_bytes(&entry));
+        self.journal.push(JournalItem::Bytes {
+            n: self.bytes as u64,
+        });
         self.journal.push(JournalItem::Delete { id: hex_id(id) });
         self.journal.push(JournalItem::Count {
             n: self.count as u64,
@@ -232,6 +263,34 @@ impl Paged {
         }
     }
 
+    /// Frees room for `more` bytes under `max_bytes`: the cache's cheapest to lose first
+    /// ([`eviction_rank`]: the storage's oldest are among them, [`PagedBackend::missing`]
+    /// has them read near the cap), never a revocation nor `keep`.
+    fn make_room(&mut self, keep: Option<&EntryId>, more: usize, max_bytes: usize) {
+        if self.bytes.saturating_add(more) <= max_bytes {
+            return;
+        }
+        let mut ranked: Vec<((bool, i64), EntryId)> = self
+            .entries
+            .iter()
+            .filter(|(k, _)| Some(*k) != keep)
+            .filter_map(|(k, s)| {
+                let e = s.entry.as_ref().filter(|e| evictable(e))?;
+                Some((eviction_rank(e), *k))
+            })
+            .collect();
+        ranked.sort_unstable();
+        for (_, k) in ranked {
+            if self.bytes.saturating_add(more) <= max_bytes {
+                break;
+            }
+            self.remove(&k);
+        }
+        if self.oldest.as_ref().is_some_and(Vec::is_empty) {
+            self.oldest = None;
+        }
+    }
+
     /// Past [`MAX_ENTRIES_PER_KEY`] entries of `entry`'s key (its row loaded), its oldest
     /// others go; past the store's cap, the storage's oldest go ([`Paged::evict`]).
     fn cap(&mut self, id: &EntryId, entry: &Entry, max_entries: usize) {
@@ -271,7 +330,12 @@ impl PagedBackend {
             inner: Mutex::default(),
             max_entries: max_entries.max(1),
             max_cached: max_cached.max(1),
+            max_bytes: AtomicU64::new(DEFAULT_MAX_BYTES),
         }
+    }
+
+    fn max_bytes(&self) -> usize {
+        super::byte_cap(self.max_bytes.load(Ordering::Relaxed))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Paged> {
@@ -294,6 +358,7 @@ impl PagedBackend {
                 }
                 JournalItem::Budget { state } => p.budget = Some(state),
                 JournalItem::Count { n } => p.count = usize::try_from(n).unwrap_or(usize::MAX),
+                JournalItem::Bytes { n } => p.bytes = usize::try_from(n).unwrap_or(usize::MAX),
                 _ => {}
             }
         }
@@ -329,9 +394,15 @@ impl PagedBackend {
             }
         }
         // A full store lists its oldest (its next evictions) until they are used up, and
-        // reads those the next write evicts.
-        if p.count >= self.max_entries {
-            let over = (p.count + 1 - self.max_entries).min(OLDEST_BATCH);
+        // reads those the next write evicts; near its byte cap (one entry of the largest size
+        // from it), all of them listed.
+        let near_cap = p.bytes + MAX_ENTRY_BYTES + ENTRY_OVERHEAD > self.max_bytes();
+        if p.count >= self.max_entries || near_cap {
+            let over = if near_cap {
+                OLDEST_BATCH
+            } else {
+                (p.count + 1 - self.max_entries).min(OLDEST_BATCH)
+            };
             match p.oldest.take() {
                 None => out.oldest = OLDEST_BATCH,
                 Some(listed) => {
@@ -342,6 +413,10 @@ impl PagedBackend {
                             Some(None) => p.link(&format!("{TIME_ROW}{at:012}"), &id, false),
                             // Written since: no longer among the oldest.
                             Some(Some(e)) if e.answered_at != at => {}
+                            // A revocation an older relay linked: never evicted, unlinked.
+                            Some(Some(e)) if !evictable(e) => {
+                                p.link(&format!("{TIME_ROW}{at:012}"), &id, false)
+                            }
                             Some(Some(_)) => kept.push((at, id)),
                             None => {
                                 if kept.len() < over {
@@ -453,6 +528,22 @@ impl Backend for PagedBackend {
         let Some(entry) = f(p.entry(id)) else {
             return Ok(None);
         };
+        // Past the byte cap the cache's cheapest to lose go; an answer that finds no room
+        // (revocations only left) is not written, unless a revocation itself.
+        let max_bytes = self.max_bytes();
+        let size = stored_bytes(&entry);
+        let old = p.entry(id).map_or(0, stored_bytes);
+        p.make_room(Some(id), size.saturating_sub(old), max_bytes);
+        if evictable(&entry) && p.bytes.saturating_sub(old).saturating_add(size) > max_bytes {
+            log::warn!(
+                "relay: the store is at its byte cap ({max_bytes} bytes) with revocations only \
+                 left to evict: an answer is passed on and not stored"
+            );
+            if p.entry(id).is_some_and(evictable) {
+                p.remove(id);
+            }
+            return Ok(None);
+        }
         p.write(id, entry.clone());
         p.cap(id, &entry, self.max_entries);
         Ok(Some(entry))
@@ -494,6 +585,9 @@ impl Backend for PagedBackend {
         if let Some((webhook_id, at)) = webhook {
             p.remember(webhook_id, at);
         }
+        // A mark changes an entry's bytes a little: past the cap, others go.
+        let max_bytes = self.max_bytes();
+        p.make_room(None, 0, max_bytes);
         Ok(Some(written))
     }
 
@@ -527,6 +621,14 @@ impl Backend for PagedBackend {
         Ok(self.lock().count)
     }
 
+    fn cap_bytes(&self, max_bytes: u64) {
+        self.max_bytes.store(max_bytes, Ordering::Relaxed);
+    }
+
+    fn stored_bytes(&self) -> Option<u64> {
+        Some(self.lock().bytes as u64)
+    }
+
     fn stage_budget(&self, state: BudgetState) {
         let mut p = self.lock();
         p.journal
@@ -552,7 +654,7 @@ mod host;
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
-    use super::super::{narrowed, Mark, Narrowing};
+    use super::super::{narrowed, stored_bytes, Mark, Narrowing};
     use super::host::Host;
     use super::*;
 
@@ -577,6 +679,7 @@ mod tests {
             marked_at: 0,
             key_at: Some(0),
             key_tag: Some(format!("k:{key}")),
+            conditions: None,
         }
     }
 
@@ -715,6 +818,76 @@ mod tests {
             "{entries} entries stored past the maximum of 100"
         );
         assert_eq!(host.kv["n:entries"], serde_json::json!(entries));
+    }
+
+    /// The byte cap in the host's storage (issue #62): a flood of denials of distinct keys,
+    /// with restarts (nothing cached, the count of bytes read back from `n:bytes`), keeps the
+    /// storage's entries under the cap, its count exact; a revocation is never evicted, and one
+    /// an older relay linked in the time row is unlinked when listed, never taken.
+    #[test]
+    fn past_its_byte_cap_the_storage_keeps_its_revocations_and_stays_under_it() {
+        let cap: usize = 256 * 1024;
+        let mut host = Host::default();
+        let mut b = PagedBackend::new(1_000_000, 16);
+        b.cap_bytes(cap as u64);
+        let mut revoked = entry(0, 1);
+        revoked.mark = Mark::Revoked;
+        host.fill(&b, &validate_wants(0, 0));
+        b.put(&id(0), &revoked).unwrap();
+        host.save(&b);
+        assert!(
+            !host.kv.keys().any(|k| k.starts_with("i:t:")),
+            "a revocation has no link in the time row"
+        );
+        // As an older relay left it: linked in the time row, the oldest of all.
+        host.kv.insert(
+            format!("i:t:{:012}|{}", 1, hex_id(&id(0))),
+            serde_json::json!(1),
+        );
+        let stored = |host: &Host| -> (usize, usize) {
+            let entries: Vec<Entry> = host
+                .kv
+                .iter()
+                .filter(|(k, _)| k.starts_with("e:"))
+                .map(|(_, v)| serde_json::from_value(v.clone()).unwrap())
+                .collect();
+            (entries.len(), entries.iter().map(stored_bytes).sum())
+        };
+        for n in 1..=400 {
+            if n % 50 == 0 {
+                b = host.start(16);
+                b.cap_bytes(cap as u64);
+            }
+            let mut denial = entry(n, 1_000 + n as i64);
+            denial.grant = false;
+            denial.status = 404;
+            denial.body = format!("{{\"detail\":\"{}\"}}", "x".repeat(2_000));
+            host.fill(&b, &validate_wants(n, n));
+            b.put(&id(n), &denial).unwrap();
+            host.save(&b);
+            if n % 10 != 0 {
+                continue;
+            }
+            let (count, bytes) = stored(&host);
+            assert!(
+                bytes <= cap,
+                "{n}: {bytes} bytes stored past the cap of {cap}"
+            );
+            assert_eq!(host.kv["n:bytes"], serde_json::json!(bytes), "{n}");
+            assert_eq!(host.kv["n:entries"], serde_json::json!(count), "{n}");
+        }
+        let (count, _) = stored(&host);
+        assert!(count < 200, "{count} entries: the cap evicted");
+        let kept: Entry =
+            serde_json::from_value(host.kv[&format!("e:{}", hex_id(&id(0)))].clone()).unwrap();
+        assert_eq!(kept, revoked, "the revocation stays");
+        assert!(
+            !host
+                .kv
+                .contains_key(&format!("i:t:{:012}|{}", 1, hex_id(&id(0)))),
+            "its old time link unlinked"
+        );
+        assert!(host.kv.contains_key(&format!("e:{}", hex_id(&id(400)))));
     }
 
     /// A full store evicts its oldest from the storage, with every link, reading no entry

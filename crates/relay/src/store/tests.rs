@@ -173,6 +173,7 @@ pub(crate) fn granted(key: &str, customer: &str, at: i64) -> Entry {
         marked_at: 0,
         key_at: None,
         key_tag: None,
+        conditions: None,
     }
 }
 
@@ -287,6 +288,7 @@ pub(crate) fn caps_entries_per_key(b: &dyn Backend) {
     let entry = |i: usize, tag: &str| Entry {
         answered_at: 1_000 + i as i64,
         key_tag: Some(tag.to_string()),
+        conditions: None,
         ..key_entry()
     };
     let id = |i: usize, salt: u8| {
@@ -322,6 +324,109 @@ pub(crate) fn caps_entries_per_key(b: &dyn Backend) {
         b.index("l:L").expect("index").len(),
         MAX_ENTRIES_PER_KEY + 1
     );
+}
+
+/// The byte cap (issue #62): a flood of denials of distinct keys (what unknown and refused
+/// keys leave), then of grants, keeps the store's bytes under its cap; denials go before
+/// grants and the oldest first, so known keys' grants outlive the denials' flood; a
+/// revocation a webhook marked is never evicted; and once only revocations are left to evict,
+/// a new answer is not stored while every revocation stays.
+pub(crate) fn caps_bytes(b: &dyn Backend) {
+    let cap: usize = 256 * 1024;
+    b.cap_bytes(cap as u64);
+    let id = |i: usize, salt: u8| {
+        let mut id = [salt; 32];
+        id[..8].copy_from_slice(&(i as u64).to_be_bytes());
+        id
+    };
+    let body = |n: usize| format!("{{\"detail\":\"{}\"}}", "x".repeat(n));
+    let entry = |i: usize, grant: bool, at: i64| Entry {
+        license_key_id: Some(format!("L{i}")),
+        customer_id: Some(format!("C{i}")),
+        grant,
+        status: if grant { 200 } else { 404 },
+        body: body(2_000),
+        key_tag: Some(key_tag("org", &format!("sha{i}"))),
+        ..granted("", "", at)
+    };
+    let under = |what: &str| {
+        let bytes = b.stored_bytes().expect("counted") as usize;
+        assert!(bytes <= cap, "{what}: {bytes} bytes past the cap of {cap}");
+    };
+    // A revocation, the oldest of all, and five known keys' grants.
+    let mut revoked = entry(0, true, 1);
+    revoked.mark = Mark::Revoked;
+    b.put(&id(0, 9), &revoked).expect("put");
+    for k in 1..=5 {
+        b.put(&id(k, 1), &entry(k, true, 10 + k as i64))
+            .expect("put");
+    }
+    // A flood of denials of distinct keys, newer than all of them.
+    // (Each entry about 2.5 KB: some 100 fit, three times over.)
+    for i in 0..300 {
+        b.put(&id(i, 2), &entry(1_000 + i, false, 100 + i as i64))
+            .expect("put");
+        under("the denials' flood");
+    }
+    assert_eq!(b.get(&id(0, 9)).expect("get"), Some(revoked.clone()));
+    for k in 1..=5 {
+        assert!(b.get(&id(k, 1)).expect("get").is_some(), "grant {k} kept");
+    }
+    assert!(
+        b.get(&id(0, 2)).expect("get").is_none(),
+        "the oldest denial went"
+    );
+    assert!(
+        b.get(&id(299, 2)).expect("get").is_some(),
+        "the newest stays"
+    );
+    // A flood of grants: the denials go first, then the oldest grants; never the revocation.
+    for i in 0..300 {
+        b.put(&id(i, 3), &entry(5_000 + i, true, 10_000 + i as i64))
+            .expect("put");
+        under("the grants' flood");
+    }
+    assert_eq!(b.get(&id(0, 9)).expect("get"), Some(revoked.clone()));
+    assert!(
+        b.get(&id(299, 2)).expect("get").is_none(),
+        "denials went first"
+    );
+    assert!(b.get(&id(299, 3)).expect("get").is_some());
+    // Revocations alone fill the cap (they are always written: a webhook only narrows).
+    let mut n = 0;
+    while (b.stored_bytes().expect("counted") as usize) < cap {
+        let mut r = entry(20_000 + n, true, 20_000 + n as i64);
+        r.mark = Mark::Revoked;
+        b.put(&id(n, 4), &r).expect("put");
+        n += 1;
+    }
+    let held = b.len().expect("len");
+    // Then a new answer finds no room: passed on, not stored; every revocation stays.
+    let written = b
+        .update(&id(1, 5), &mut |_| Some(entry(30_000, true, 30_000)))
+        .expect("update");
+    assert_eq!(written, None, "stored past the cap");
+    assert!(b.get(&id(1, 5)).expect("get").is_none());
+    assert_eq!(b.get(&id(0, 9)).expect("get"), Some(revoked));
+    for i in 0..n {
+        assert!(
+            b.get(&id(i, 4)).expect("get").is_some(),
+            "revocation {i} kept"
+        );
+    }
+    assert!(b.len().expect("len") <= held);
+}
+
+#[test]
+fn the_byte_cap_holds_in_memory_and_in_the_journal() {
+    caps_bytes(&MemoryBackend::new(1_000_000));
+    let journal = JournalBackend::new(1_000_000);
+    caps_bytes(&journal);
+    // What the journal recorded restores to the same bytes.
+    let restored = JournalBackend::new(1_000_000);
+    restored.restore(layout::latest_items(journal.take()));
+    assert_eq!(restored.stored_bytes(), journal.stored_bytes());
+    assert_eq!(restored.len().expect("len"), journal.len().expect("len"));
 }
 
 #[test]

@@ -29,6 +29,7 @@ impl Host {
                 JournalItem::Link { tag, id } => (format!("i:{tag}|{id}"), Some(1.into())),
                 JournalItem::Unlink { tag, id } => (format!("i:{tag}|{id}"), None),
                 JournalItem::Count { n } => ("n:entries".into(), Some(n.into())),
+                JournalItem::Bytes { n } => ("n:bytes".into(), Some(n.into())),
                 JournalItem::Webhook { id, at } => (format!("w:{id}"), Some(at.into())),
                 JournalItem::Forget { id } => (format!("w:{id}"), None),
                 JournalItem::Budget { .. } => continue,
@@ -41,7 +42,8 @@ impl Host {
         b.trim();
     }
 
-    /// What a restarted host reads at start: the count (no webhooks or budget here).
+    /// What a restarted host reads at start: the count and the bytes (no webhooks or budget
+    /// here).
     pub fn start(&self, max_cached: usize) -> PagedBackend {
         self.start_capped(1_000_000, max_cached)
     }
@@ -54,7 +56,10 @@ impl Host {
             .get("n:entries")
             .and_then(|v| v.as_u64())
             .unwrap_or(0);
-        b.restore(vec![JournalItem::Count { n }]);
+        let bytes = self.kv.get("n:bytes").and_then(|v| v.as_u64());
+        let mut items = vec![JournalItem::Count { n }];
+        items.extend(bytes.map(|n| JournalItem::Bytes { n }));
+        b.restore(items);
         b
     }
 

@@ -597,3 +597,58 @@ fn a_churn_loop_meets_its_limit_with_the_wait() {
         t + 601,
     );
 }
+
+/// The store's byte cap (issue #62) never evicts a key's seat pool: a flood of other keys'
+/// answers past the cap leaves every held seat held (its heartbeat answered) and a full pool
+/// full. Before, a pool was stored as an answer of status 0 with no grant, so the cap evicted
+/// it among the first, and the flood took the seat from its holder at the next heartbeat.
+#[test]
+fn a_flood_past_the_stores_byte_cap_keeps_every_held_seat() {
+    const CAP: u64 = 256 * 1024;
+    let polar = rig::budgeted_emulator(100_000);
+    let k = key(&polar, "CAPPED", 1);
+    let signer = SigningKey::generate(Some("seats")).expect("a key");
+    let copy = SigningKey::from_file_text(&signer.to_file_text()).expect("the key");
+    let mut config = rig::config_with(polar.url(), polar_license_emulator::DEMO_TOKEN, copy);
+    config.limits = rig::unlimited();
+    let mut options = StoreOptions::default();
+    options.roster = false;
+    options.budget = 100_000;
+    options.reserve = 1_000;
+    // 256 KiB: the cap is never below one largest entry (about 120 KiB).
+    options.max_bytes = CAP;
+    let backend = Arc::new(polar_license_relay::store::MemoryBackend::new(1_000_000));
+    let stored: Arc<dyn Backend> = backend.clone();
+    config.store = rig::store(stored, options, None);
+    let relay = rig::relay(config, rig::upstream(Duration::from_secs(5)))
+        .with_seats(SeatOptions::default())
+        .expect("seat options");
+    let s = Seats { relay, signer };
+    let t = rig::now();
+    let seat = held(&s, &k, "m-a", &acquire(&s, &k, "m-a", rig::at(t)), t);
+    // Unknown keys' denials, each stored: well past the cap (about 400 bytes each, counted).
+    for i in 0..800 {
+        let body =
+            json!({"key": format!("FLOOD-{i:04}-4A5B6C"), "organization_id": DEMO_ORGANIZATION_ID});
+        let req = rig::request(
+            "/v1/customer-portal/license-keys/validate",
+            &[],
+            &body.to_string(),
+        );
+        let r = s.relay.handle(&req, rig::at(t + 1));
+        assert_eq!(r.status, 404, "{}", String::from_utf8_lossy(&r.body));
+    }
+    let bytes = backend.stored_bytes().expect("counted");
+    assert!(
+        bytes <= CAP && bytes > CAP / 2,
+        "the cap holds and the store is full: {bytes} bytes"
+    );
+    let (r, v) = heartbeat(&s, &k, "m-a", &seat, rig::at(t + 2));
+    assert_eq!(r.status, 200, "the held seat is still held: {v}");
+    let (r, v) = acquire(&s, &k, "m-b", rig::at(t + 3));
+    assert_eq!(
+        (r.status, v["reason"].as_str()),
+        (409, Some("seats_full")),
+        "{v}"
+    );
+}

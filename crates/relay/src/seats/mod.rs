@@ -296,7 +296,8 @@ fn entry_of(pool: &Pool, now: i64) -> Option<Entry> {
         license_key_id: None,
         customer_id: None,
         answered_at: now,
-        status: 0,
+        // Never evicted by the store's byte cap (`store::evictable`).
+        status: crate::store::SEAT_POOL_STATUS,
         body: serde_json::to_string(pool).ok()?,
         headers: Vec::new(),
         grant: false,
@@ -306,6 +307,7 @@ fn entry_of(pool: &Pool, now: i64) -> Option<Entry> {
         marked_at: 0,
         key_at: None,
         key_tag: None,
+        conditions: None,
     })
 }
 

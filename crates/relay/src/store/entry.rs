@@ -128,11 +128,17 @@ pub fn stored_bytes(entry: &Entry) -> usize {
     entry_size(entry).saturating_add(ENTRY_OVERHEAD)
 }
 
+/// The status a key's seat pool is stored with (`crate::seats`): no answer of Polar's has it.
+pub(crate) const SEAT_POOL_STATUS: u16 = 0;
+
 /// Whether the byte cap may evict `entry`: every entry but a revocation a webhook (or Polar
 /// read by id) marked, which only narrows (evicted, a revoked key would be asked of Polar
-/// again, and while Polar cannot be asked, answered as if never revoked).
+/// again, and while Polar cannot be asked, answered as if never revoked), and a key's seat
+/// pool (evicted, its seats held now would be forgotten: a flood of other keys would take
+/// every floating seat from its holder at the next heartbeat). Pools stay bounded without it:
+/// one per key Polar granted, at most `seats::pool::MAX_SEATS` seats each.
 pub(crate) fn evictable(entry: &Entry) -> bool {
-    entry.mark != Mark::Revoked
+    entry.mark != Mark::Revoked && entry.status != SEAT_POOL_STATUS
 }
 
 /// The order in which the byte cap evicts (smallest first): denials (what refused and unknown

@@ -192,6 +192,16 @@ pub fn relay(config: RelayConfig, upstream: impl Transport + 'static) -> Relayed
     }
 }
 
+/// The relay of `config` with a memory store of 1,000 entries verifying webhooks with
+/// `secret`, calling Polar with a 10 s timeout, served with the default options.
+pub fn listen_stored(mut config: RelayConfig, secret: &str) -> Running {
+    config.store = store(memory(1_000), StoreOptions::default(), Some(secret.into()));
+    listen(
+        relay(config, upstream(Duration::from_secs(10))),
+        ServeOptions::default(),
+    )
+}
+
 /// `relay` served on a loopback port of its own with `options`.
 pub fn listen(relay: impl Into<Relay>, options: ServeOptions) -> Running {
     serve_with(Arc::new(relay.into()), "127.0.0.1:0", options).expect("it listens")
@@ -705,6 +715,44 @@ pub fn connect_from(
     stream.set_nonblocking(false).ok()?;
     stream.set_read_timeout(Some(read_timeout)).ok()?;
     Some(stream)
+}
+
+/// A connection from `from` that answers a preflight (so the server surely counts it), then
+/// stays open, idle: its status (0: refused) and the stream.
+pub fn held_from(
+    rt: &tokio::runtime::Runtime,
+    from: Ipv4Addr,
+    to: SocketAddr,
+) -> (u16, Option<std::net::TcpStream>) {
+    let Some(mut stream) = connect_from(rt, from, to, Duration::from_secs(5)) else {
+        return (0, None);
+    };
+    let head = format!("OPTIONS {}validate HTTP/1.1\r\nhost: {to}\r\n\r\n", PUBLIC);
+    let mut got = [0u8; 512];
+    let n = stream
+        .write_all(head.as_bytes())
+        .ok()
+        .and_then(|()| stream.read(&mut got).ok())
+        .unwrap_or(0);
+    let status = String::from_utf8_lossy(&got[..n])
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, Some(stream))
+}
+
+/// The loopback address `relay` listens on.
+pub fn address(relay: &Running) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], relay.port()))
+}
+
+/// A runtime of one thread for the sockets a test binds ([`connect_from`], [`post_from`]).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .expect("a runtime")
 }
 
 /// One `POST` of `body` to `path` on a connection of its own from `from` (a 127.0.0.N address:

@@ -163,6 +163,10 @@ struct Silence {
 
 impl Ops {
     /// [`crate::RelayConfig::webhook_silence`], in seconds.
+    #[cfg_attr(
+        not(all(feature = "server", not(target_arch = "wasm32"))),
+        allow(dead_code)
+    )]
     pub(crate) fn webhook_silence(&self) -> u64 {
         self.webhook_silence
     }

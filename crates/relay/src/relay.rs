@@ -47,7 +47,16 @@ pub struct Relay {
     pub(crate) client_ip_header: Option<String>,
     per_ip: Mutex<Buckets>,
     per_key: Mutex<Buckets>,
+    /// The native server's calls and lease ids (a host of its own gives the machine both).
+    #[cfg_attr(
+        not(all(feature = "server", not(target_arch = "wasm32"))),
+        allow(dead_code)
+    )]
     pub(crate) transport: Box<dyn Transport>,
+    #[cfg_attr(
+        not(all(feature = "server", not(target_arch = "wasm32"))),
+        allow(dead_code)
+    )]
     pub(crate) entropy: Entropy,
     pub(crate) store: Option<Stored>,
     cors_origins: Option<Vec<String>>,
@@ -119,6 +128,10 @@ impl Relay {
     }
 
     /// [`RelayConfig::webhook_silence`], in seconds.
+    #[cfg_attr(
+        not(all(feature = "server", not(target_arch = "wasm32"))),
+        allow(dead_code)
+    )]
     pub(crate) fn webhook_silence(&self) -> u64 {
         self.ops.webhook_silence()
     }
@@ -354,6 +367,10 @@ impl Relay {
 
     /// The call under way for the entry `flight` (its hex id, as [`Step::Wait`] names it);
     /// `None` when none is (it landed, or there is no store).
+    #[cfg_attr(
+        not(all(feature = "server", not(target_arch = "wasm32"))),
+        allow(dead_code)
+    )]
     pub(crate) fn flight(&self, flight: &str) -> Option<Arc<Flight>> {
         let s = self.store.as_ref()?;
         let flights = s.flights.lock().unwrap_or_else(|e| e.into_inner());

@@ -673,3 +673,52 @@ fn a_check_refused_as_input_touches_no_cache() {
     assert!(checked.is_licensed(), "{checked:?}");
     assert!(dir.exists());
 }
+
+/// With no cache at all (`LicensingBuilder::no_cache`, what the command line's `validate`
+/// runs with when it has no cache directory) every call still runs its machine: a validate
+/// asks Polar and answers, its `cache_error` the reason there is no cache; an activate takes
+/// no slot on Polar (it answers that reason, nothing sent); a deactivate of an explicit id
+/// frees it online only; a check asks Polar, its report's `cache_error` the reason; `status`
+/// answers the reason.
+#[test]
+fn with_no_cache_the_machines_answer_what_needs_none_and_take_no_slot() {
+    let w = world("no-cache");
+    let why = Error::Cache {
+        detail: "no local data directory on this platform; set a cache directory".into(),
+    };
+    let l = w
+        .builder(&w.dir, "m1")
+        .no_cache(why.clone())
+        .build()
+        .expect("licensing builds");
+    w.requests();
+    let validated = l.validate_update(&ValidateRequest::new(DEMO_KEY));
+    assert!(
+        matches!(validated.online, Ok(polar_license::Verdict::Accepted(_))),
+        "{:?}",
+        validated.online
+    );
+    assert_eq!(validated.cache_error.as_ref(), Some(&why));
+    assert!(validated.lease.is_none());
+    assert_eq!(w.requests(), 1);
+
+    let activated = l.activate_update(&ActivateRequest::new(DEMO_KEY, "laptop"));
+    assert_eq!(activated.online.as_ref().err(), Some(&why));
+    assert!(activated.replaced_activation_id.is_none());
+    assert_eq!(w.requests(), 0, "no slot taken");
+    assert!(w.polar.activations(DEMO_KEY).is_empty());
+
+    // An activation made elsewhere, freed from here by its id: online only.
+    let id = activate(&w.licensing("m2"));
+    w.requests();
+    assert!(l.deactivate(DEMO_KEY, Some(id.as_str())).is_ok());
+    assert_eq!(w.requests(), 1);
+    assert!(w.polar.activations(DEMO_KEY).is_empty());
+
+    assert_eq!(l.status(DEMO_KEY).err(), Some(why.clone()));
+    // A check asks Polar (nothing to answer from), and says the cache was not refreshed.
+    let checked = l.check_report(DEMO_KEY);
+    licensed(&checked.outcome, Source::Online, None);
+    assert_eq!(checked.cache_error.as_ref(), Some(&why));
+    assert_eq!(w.requests(), 1);
+}

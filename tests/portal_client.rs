@@ -3,10 +3,6 @@
 //! deactivate, and each typed failure (docs/polar-api.md §16.1, §16.2).
 #![cfg(not(target_arch = "wasm32"))]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
-
 use polar_license::portal::{
     parse_authenticate, parse_key_page, parse_key_with_activations, parse_request_code, Method,
     Portal, PortalError, PortalRequest, SessionToken,
@@ -35,32 +31,13 @@ fn send(
         head.push_str(&format!("content-length: {}\r\n", body.len()));
     }
     head.push_str("\r\n");
-    let mut stream = TcpStream::connect(("127.0.0.1", em.port())).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    stream.write_all(head.as_bytes()).expect("head");
-    stream.write_all(body).expect("body");
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    reader.read_line(&mut line).expect("status");
-    let status: u16 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("a status");
-    let mut response = HttpResponse::new(status, Vec::new());
-    loop {
-        let mut h = String::new();
-        reader.read_line(&mut h).expect("header");
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        let (k, v) = h.split_once(':').expect("header");
-        response = response.with_header(&k.trim().to_ascii_lowercase(), v.trim());
+    let mut request = head.into_bytes();
+    request.extend_from_slice(body);
+    let answer = polar_license_testkit::http::raw_exchange_bytes(em.port(), &request);
+    let mut response = HttpResponse::new(answer.status, answer.body);
+    for (k, v) in &answer.headers {
+        response = response.with_header(k, v);
     }
-    reader.read_to_end(&mut response.body).expect("body");
     response
 }
 

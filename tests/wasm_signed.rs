@@ -27,8 +27,8 @@ use polar_license::lease::{RelayKeys, SigningKey, DENIAL_HEADER, LEASE_HEADER, N
 use polar_license::perpetual::ReleaseDate;
 use polar_license::testing::{self, Slot};
 use polar_license::wasm::{
-    AsyncLicensing, AsyncStore, AsyncTransport, FetchTransport, MemoryStore, SECRET_NAME,
-    STORAGE_PREFIX,
+    AsyncLicensing, AsyncLicensingBuilder, AsyncStore, AsyncTransport, FetchTransport, MemoryStore,
+    SECRET_NAME, STORAGE_PREFIX,
 };
 use polar_license::{
     ActivateRequest, HttpRequest, HttpResponse, Key, Reason, Standing, TransportError,
@@ -172,8 +172,9 @@ impl Relay {
         }
     }
 
-    /// The app over `store`, in signed mode when `keys` is not empty.
-    fn app(&self, store: &MemoryStore, keys: RelayKeys) -> AsyncLicensing {
+    /// The app's builder over `store` and this relay's clock, in signed mode when `keys` is
+    /// not empty.
+    fn builder(&self, store: &MemoryStore, keys: RelayKeys) -> AsyncLicensingBuilder {
         let now = Rc::clone(&self.now);
         AsyncLicensing::builder(ORG)
             .base_url(emulator())
@@ -183,6 +184,11 @@ impl Relay {
             .app_secret(APP_SECRET.to_vec())
             .relay_keys(keys)
             .clock(move || now.get())
+    }
+
+    /// The app over `store`, in signed mode when `keys` is not empty.
+    fn app(&self, store: &MemoryStore, keys: RelayKeys) -> AsyncLicensing {
+        self.builder(store, keys)
             .build_with_transport(self.transport())
             .unwrap()
     }
@@ -404,20 +410,13 @@ fn released_app(
     keys: RelayKeys,
     released: i64,
 ) -> AsyncLicensing {
-    let now = Rc::clone(&relay.now);
-    AsyncLicensing::builder(ORG)
-        .base_url(emulator())
-        .timeout(Duration::from_secs(5))
-        .store(store.clone())
-        .machine_id(MACHINE_ID)
-        .app_secret(APP_SECRET.to_vec())
-        .relay_keys(keys)
+    relay
+        .builder(store, keys)
         .policy(GracePolicy {
             revalidate_after: Duration::ZERO,
             ..GracePolicy::default()
         })
         .released(ReleaseDate::from_unix(released))
-        .clock(move || now.get())
         .build_with_transport(relay.transport())
         .unwrap()
 }

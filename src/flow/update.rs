@@ -69,6 +69,9 @@ enum Op<L: License> {
 }
 
 enum Phase {
+    /// An activate's read of the slot before it sends: a slot whose bytes cannot be read
+    /// takes no slot on Polar (the answer is that error, nothing sent).
+    Peek,
     Send,
     Lock,
     Read,
@@ -114,6 +117,9 @@ pub struct Update<L: License = ValidatedLicenseKey> {
     /// removal of it ([`Update::remembering`], [`Update::forgetting_sealed`]); or why the key
     /// could not be sealed. Boxed behind a trait: a shell that never remembers never links it.
     tail: Option<Result<Box<dyn KeyTail>, Error>>,
+    /// An activate: the activation the record remembered when the new one was folded in (the
+    /// one it replaces, which still takes a slot on Polar).
+    replaced: Option<String>,
 }
 
 impl<L: License> std::fmt::Debug for Update<L> {
@@ -161,6 +167,28 @@ pub struct Activated<A = LicenseKeyActivationRead> {
     /// Signed mode: the window of the lease the key's record holds once the answer is
     /// folded in, when it verifies (an addition: no shell reads the cache again for it).
     pub lease: Option<LeaseWindow>,
+    /// A good activation the record learned: the activation the record remembered before it,
+    /// when another (Polar does not de-duplicate: it still takes a slot until it is
+    /// deactivated). An addition: no shell reads the cache before the machine for it.
+    pub replaced_activation_id: Option<String>,
+}
+
+impl<A> Activated<A> {
+    /// An activate that ended before it began with `e` as its answer (the input, or the
+    /// machine's identity, refused): nothing sent, the cache untouched.
+    pub fn failed(e: Error) -> Activated<A> {
+        Activated::answered(Err(e))
+    }
+
+    /// An activate answered `online` without a cache step (an air-gapped line's denial).
+    pub(crate) fn answered(online: Result<Verdict<A>, Error>) -> Activated<A> {
+        Activated {
+            online,
+            cache_error: None,
+            lease: None,
+            replaced_activation_id: None,
+        }
+    }
 }
 
 impl<A: crate::grace::ActivationData> Activated<A> {
@@ -250,6 +278,8 @@ impl<L: License> Update<L> {
             (Ok(http), Ok(slot)) => {
                 update.slot = Ok(slot);
                 update.bind(ctx, http);
+                // The slot read first: one that cannot be read sends nothing.
+                update.phase = Phase::Peek;
             }
             (Err(e), _) | (_, Err(e)) => update.fail(e),
         }
@@ -398,6 +428,7 @@ impl<L: License> Update<L> {
             before: Left::default(),
             unusable: None,
             tail: None,
+            replaced: None,
         }
     }
 
@@ -488,6 +519,7 @@ impl<L: License> Update<L> {
         }
         let slot = self.slot.as_deref().ok();
         match (&self.phase, slot) {
+            (Phase::Peek, Some(slot)) => Want::Read(slot),
             (Phase::Send, _) => match &self.request {
                 Some(request) => Want::Send(request),
                 None => Want::Done,
@@ -555,6 +587,11 @@ impl<L: License> Update<L> {
     fn take(&mut self, ctx: &Ctx<'_, L>, given: Given) {
         let phase = std::mem::replace(&mut self.phase, Phase::Done);
         self.phase = match (phase, given) {
+            (Phase::Peek, Given::Read(Ok(_))) => Phase::Send,
+            (Phase::Peek, Given::Read(Err(e))) => {
+                self.fail(e);
+                Phase::Done
+            }
             (Phase::Send, Given::Response(response)) => self.answered(ctx, response),
             (Phase::Lock, Given::Locked(Ok(()))) => Phase::Read,
             (Phase::Lock, Given::Locked(Err(e))) => {
@@ -804,6 +841,14 @@ impl<L: License> Update<L> {
                 online: Some(online),
             } => {
                 self.lease = fresh(current, online, self.lease.take(), ctx.policy);
+                self.replaced = match (&*online, &opened.remembered) {
+                    (Ok((Verdict::Accepted(new), _)), Some(old))
+                        if old.id != crate::grace::ActivationData::activation_id(new) =>
+                    {
+                        Some(old.id.clone())
+                    }
+                    _ => None,
+                };
                 answer::activated(&opened, org, req, &self.key, now, ctx.policy, online)
             }
             Op::Deactivate {
@@ -875,6 +920,9 @@ impl<L: License> Update<L> {
         match self.op {
             Op::Activate { online, .. } => Activated {
                 online: online.map_or_else(|| Err(undriven()), |a| a.map(|(v, _)| v)),
+                // Only what the record learned: an activation it could not write replaced
+                // nothing.
+                replaced_activation_id: self.replaced.filter(|_| self.cache_error.is_none()),
                 cache_error: self.cache_error,
                 lease: self.left.lease,
             },
@@ -882,6 +930,7 @@ impl<L: License> Update<L> {
                 online: Err(undriven()),
                 cache_error: None,
                 lease: None,
+                replaced_activation_id: None,
             },
         }
     }

@@ -186,6 +186,18 @@ impl LicensingBuilder {
         self
     }
 
+    /// No cache at all, because of `why` (a cache directory that cannot be found, say): every
+    /// call still runs its machine, with a key's slot that cannot be had. So
+    /// [`Licensing::validate_update`] (and a deactivate of an explicit activation id) asks
+    /// Polar and answers, its `cache_error` being `why` (the cache did not learn it), and so
+    /// does a check (nothing to answer from: [`CheckReport::cache_error`] is `why`); an
+    /// activate and [`Licensing::status`] answer `why`, and an activate takes no slot on
+    /// Polar. The command line's `validate` runs this way when it has no cache directory.
+    pub fn no_cache(mut self, why: Error) -> Self {
+        self.store = Some(Arc::new(NoCache(why)));
+        self
+    }
+
     /// How activations are bound to the machine (default: the OS machine id).
     pub fn machine_binding(mut self, binding: MachineBinding) -> Self {
         self.machine = binding;
@@ -280,6 +292,27 @@ impl LicensingBuilder {
     /// Uses an in-memory store (nothing survives the process).
     pub fn memory_store(self) -> Result<Self, Error> {
         Ok(self.store(MemoryStore::new()?))
+    }
+}
+
+/// The store of [`LicensingBuilder::no_cache`]: every step fails with why there is none.
+struct NoCache(Error);
+
+impl Store for NoCache {
+    fn load(&self, _: &str) -> Result<Option<Vec<u8>>, Error> {
+        Err(self.0.clone())
+    }
+    fn save(&self, _: &str, _: &[u8]) -> Result<(), Error> {
+        Err(self.0.clone())
+    }
+    fn remove(&self, _: &str) -> Result<(), Error> {
+        Err(self.0.clone())
+    }
+    fn install_secret(&self) -> Result<Vec<u8>, Error> {
+        Err(self.0.clone())
+    }
+    fn lock(&self, _: &str) -> Result<SlotLock, Error> {
+        Err(self.0.clone())
     }
 }
 
@@ -523,11 +556,7 @@ impl Licensing {
     /// (when that fails, it is the `cache_error`).
     pub fn activate_update(&self, req: &ActivateRequest) -> flow::update::Activated {
         if let Err(e) = self.identity() {
-            return flow::update::Activated {
-                online: Err(e),
-                cache_error: None,
-                lease: None,
-            };
+            return flow::update::Activated::failed(e);
         }
         let now = (self.clock)();
         // The key's seal is made once the machine has checked the input and wants the slot;
@@ -589,11 +618,7 @@ impl Licensing {
     /// refused, the record written under the slot's lock). A store that fails is the
     /// `cache_error`; a denial in the line is the answer, and nothing is stored for it.
     pub fn lease_install_update(&self, line: &str) -> flow::update::Activated {
-        let answered = |online| flow::update::Activated {
-            online,
-            cache_error: None,
-            lease: None,
-        };
+        let answered = flow::update::Activated::answered;
         let (req, answer) = match self.installed(line) {
             Ok(Ok(installed)) => installed,
             Ok(Err(denied)) => return answered(Ok(denied)),

@@ -410,11 +410,7 @@ pub extern "C" fn polar_license_client_activate(
         // and stores the answer as a verdict.
         let activated = match unused_fields(req, true) {
             Ok(()) => licensing.activate_update(&activate),
-            Err(e) => polar_license::flow::update::Activated {
-                online: Err(e),
-                cache_error: None,
-                lease: None,
-            },
+            Err(e) => polar_license::flow::update::Activated::failed(e),
         };
         let unremembered = activated.unremembered();
         let mut result = match activated.online {

@@ -14,8 +14,8 @@ use polar_license::lease::RelayKeys;
 use polar_license::perpetual::ReleaseDate;
 use polar_license::trial::TrialDays;
 use polar_license::{
-    system_clock, ActivateRequest, BlockingClient, CacheState, CacheStatus, Clock, Error,
-    FileStore, GracePolicy, Key, Licensing, MachineBinding, MetaValue, Metadata, Reason, Server,
+    system_clock, ActivateRequest, BlockingClient, CacheState, Clock, Error, FileStore,
+    GracePolicy, Key, Licensing, MachineBinding, MetaValue, Metadata, Reason, Server,
     ValidateRequest, Verdict, DEFAULT_CONNECT_TIMEOUT,
 };
 use std::path::PathBuf;
@@ -75,12 +75,6 @@ macro_rules! connect {
             Some(url) => builder.proxy(polar_license::ProxySetting::Url(url.to_string())),
         }
     }};
-}
-
-/// Builds the client from the global options. A bad option is `invalid_input`, before any
-/// request.
-pub fn client(g: &Global) -> Result<BlockingClient, Error> {
-    connect!(BlockingClient::builder(org(g)?), g).build()
 }
 
 /// The grace policy: the defaults of docs/interfaces.md §4a, overridden by the global options.
@@ -152,7 +146,16 @@ pub fn licensing(g: &Global) -> Result<Licensing, Error> {
 
 /// [`licensing`], remembering the keys it activates when `remember_keys`.
 pub(crate) fn licensing_with(g: &Global, remember_keys: bool) -> Result<Licensing, Error> {
-    licensing_for(g, remember_keys, None, None)
+    licensing_for(g, remember_keys, None, None, NoCacheDir::Fail)
+}
+
+/// What a command does when its cache directory cannot be had.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum NoCacheDir {
+    /// It fails with that error.
+    Fail,
+    /// Its machine runs with no cache ([`polar_license::LicensingBuilder::no_cache`]).
+    Answer,
 }
 
 /// What `check` states about trials: the local trial's days and the trial benefit ids.
@@ -165,12 +168,19 @@ fn licensing_for(
     remember_keys: bool,
     released: Option<ReleaseDate>,
     trials: Option<Trials<'_>>,
+    no_dir: NoCacheDir,
 ) -> Result<Licensing, Error> {
     let mut builder = connect!(Licensing::builder(org(g)?), g)
         .policy(policy(g))
-        .cache_dir(cache_dir(g)?)
         .require_activation(g.require_activation)
         .remember_keys(remember_keys);
+    builder = match cache_dir(g) {
+        Ok(dir) => builder.cache_dir(dir),
+        Err(e) if no_dir == NoCacheDir::Answer && e.reason() != Reason::InvalidInput => {
+            builder.no_cache(e)
+        }
+        Err(e) => return Err(e),
+    };
     if let Some(secret) = g.app_secret.as_deref().filter(|s| !s.is_empty()) {
         builder = builder.app_secret(secret.as_bytes().to_vec());
     }
@@ -218,11 +228,6 @@ fn metadata(pairs: &[(String, MetaValue)]) -> Metadata {
     pairs.iter().cloned().collect()
 }
 
-/// The activation id a cache status remembers.
-fn activation_of(status: &CacheStatus) -> Option<String> {
-    status.activation.as_ref().map(|a| a.id.clone())
-}
-
 /// `validate`: one online call, no cache answer (docs/interfaces.md §2). It sends this machine's
 /// fingerprint among the conditions when it names an activation (the conditions `activate`
 /// stored), and its answer updates the key's record (a revocation it sees is the next
@@ -239,24 +244,16 @@ pub fn validate(g: &Global, a: &ValidateArgs) -> Report {
         increment_usage: a.increment_usage,
         conditions: metadata(&a.conditions),
     };
-    // The lease the record holds after it is the validate machine's answer too.
-    let (result, cache_error, lease) = match licensing(g) {
-        Ok(licensing) => {
-            let validated = licensing.validate_update(&req);
-            (validated.online, validated.cache_error, validated.lease)
-        }
-        Err(e) if e.reason() == Reason::InvalidInput => {
-            return error_report(Some(Op::Validate), requested, &e)
-        }
-        // No cache directory here: the answer needs none, and says the cache did not learn it.
-        Err(e) => match client(g) {
-            Ok(client) => (client.validate(&req), Some(e), None),
-            Err(e) => return error_report(Some(Op::Validate), requested, &e),
-        },
+    // No cache directory here: the validate machine runs all the same, with no cache (the
+    // answer needs none, and says the cache did not learn it). The lease the record holds
+    // after it is the machine's answer too.
+    let validated = match licensing_for(g, false, None, None, NoCacheDir::Answer) {
+        Ok(licensing) => licensing.validate_update(&req),
+        Err(e) => return error_report(Some(Op::Validate), requested, &e),
     };
-    let mut r = report(Op::Validate, &key, requested, &result);
-    cache_write(&mut r, cache_error.as_ref());
-    lease_field(&mut r, lease.as_ref());
+    let mut r = report(Op::Validate, &key, requested, &validated.online);
+    cache_write(&mut r, validated.cache_error.as_ref());
+    lease_field(&mut r, validated.lease.as_ref());
     r
 }
 
@@ -282,20 +279,12 @@ pub fn activate(g: &Global, a: &ActivateArgs) -> Report {
         conditions: metadata(&a.conditions),
         meta: metadata(&a.meta),
     };
-    // Bad input first, then make sure the cache can be read (and learn which activation this
-    // one replaces): no slot is taken on Polar for a cache that cannot be opened. One that
-    // can be read but not written fails after Polar activated, with the new activation id in
-    // the error (Licensing::activate), so nothing is lost.
-    let ready = licensing
-        .client()
-        .api()
-        .activate_request(&req)
-        .and_then(|_| licensing.status(key.clone()));
-    let previous = match ready {
-        Ok(status) => activation_of(&status),
-        Err(e) => return error_report(Some(Op::Activate), None, &e),
-    };
+    // The activate machine checks the input, then reads the key's slot before it sends (no
+    // slot is taken on Polar for a cache that cannot be opened), and says which activation
+    // the record remembered before this one. A cache that can be read but not written fails
+    // after Polar activated, with the new activation id in the error, so nothing is lost.
     let activated = licensing.activate_update(&req);
+    let previous = activated.replaced_activation_id.clone();
     let result = match activated.unremembered() {
         Some(e) => Err(e),
         None => activated.online,
@@ -393,7 +382,7 @@ pub fn check(g: &Global, a: &CheckArgs) -> Report {
     };
     let stated = (days.is_some() || !a.trial_benefit.is_empty())
         .then_some((days, a.trial_benefit.as_slice()));
-    let licensing = match licensing_for(g, false, released, stated) {
+    let licensing = match licensing_for(g, false, released, stated, NoCacheDir::Fail) {
         Ok(l) => l,
         Err(e) => return error_report(Some(Op::Check), None, &e),
     };

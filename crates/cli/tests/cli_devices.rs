@@ -8,7 +8,7 @@ use polar_license_emulator::{
     Emulator, Options, Seed, SeedBenefit, DEMO_BENEFIT_ID, DEMO_KEY, DEMO_KEY_EXPIRED,
     DEMO_KEY_NO_ACTIVATIONS, DEMO_KEY_REVOKED, DEMO_KEY_USAGE,
 };
-use polar_license_testkit::{clean_command, Launch, ScratchDir};
+use polar_license_testkit::{clean_command, on_terminal, Launch, ScratchDir};
 use serde_json::Value;
 use std::path::Path;
 
@@ -374,11 +374,6 @@ fn bad_input_is_refused_unsent() {
 #[cfg(unix)]
 #[test]
 fn sign_in_asks_for_the_code_on_a_terminal_without_echo() {
-    use std::io::{Read, Write};
-    use std::process::Stdio;
-    use std::sync::{Arc, Mutex};
-    use std::time::{Duration, Instant};
-
     let polar = Emulator::start(Seed::demo(), Options::default()).unwrap();
     let here = ScratchDir::new("cli-devices-tty");
     assert_eq!(activate(&polar, &here, "This laptop").0, 0);
@@ -394,57 +389,13 @@ fn sign_in_asks_for_the_code_on_a_terminal_without_echo() {
         "--email".into(),
         EMAIL.into(),
     ];
-    let line = args
-        .iter()
-        .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
-        .collect::<Vec<_>>()
-        .join(" ");
-    let mut child = clean_command("script")
-        .args(["-qfec", &line, "/dev/null"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .start();
-    let screen = Arc::new(Mutex::new(Vec::new()));
-    let mut out = child.stdout.take().unwrap();
-    let reader = {
-        let screen = Arc::clone(&screen);
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = out.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                screen.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
-        })
-    };
-    let shown = || String::from_utf8_lossy(&screen.lock().unwrap()).into_owned();
-    let start = Instant::now();
-    while !shown().contains("Code from the email") {
-        if let Some(exit) = child.try_wait().unwrap() {
-            panic!(
-                "exited ({exit}) without asking; the terminal showed: {}",
-                shown()
-            );
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "no prompt within 60 s; the terminal showed: {}",
-            shown()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
     // The code was sent before the prompt: read it as the person reads the email.
-    let code = last_code(&polar);
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(format!("{code}\n").as_bytes()).unwrap();
-    stdin.flush().unwrap();
-    let status = child.wait().unwrap();
-    drop(stdin);
-    reader.join().unwrap();
-    let screen = shown();
-    assert_eq!(status.code(), Some(0), "{screen}");
+    let mut code = String::new();
+    let (status, screen) = on_terminal(&args, "Code from the email", || {
+        code = last_code(&polar);
+        code.clone()
+    });
+    assert_eq!(status, Some(0), "{screen}");
     assert!(screen.contains("signed in"), "{screen}");
     assert!(!screen.contains(&code), "the code was echoed: {screen}");
     let listed = cli(&polar, &here, &["devices", "--key", DEMO_KEY]);

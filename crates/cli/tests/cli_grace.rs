@@ -517,6 +517,97 @@ fn activating_again_names_the_activation_it_replaced() {
     );
 }
 
+/// The library's activate of the demo key with `label` over `w`'s cache, as the command runs
+/// it (the OS's machine binding).
+fn library_activate(w: &World, label: &str) -> polar_license::flow::update::Activated {
+    let licensing = w
+        .licensing_builder(polar_license::MachineBinding::Os)
+        .build()
+        .expect("the library");
+    licensing.activate_update(&polar_license::ActivateRequest::new(DEMO_KEY, label))
+}
+
+/// The activate machine, not the command, reads the cache before it sends (issue #63, item 5):
+/// with a stale record (past its grace, its activation freed on Polar meanwhile) `activate`
+/// makes one request, no validate before it, and names the activation the record remembered;
+/// the library's `activate_update` over the same cache answers the same way (the CLI's answer
+/// is the machine's).
+#[test]
+fn activate_over_a_stale_cache_names_what_it_replaced_as_the_library_does() {
+    let w = world();
+    let first = w.at(0, &["activate", "--key", DEMO_KEY, "--label", "a"]);
+    assert_eq!(first.code, 0, "{first:?}");
+    let old = first.str("activation_id").expect("id").to_string();
+    // Freed on Polar from elsewhere: the record here still names it.
+    let elsewhere = w.dir.join("elsewhere");
+    let mut cmd = w.cli(BIN, &elsewhere, 0);
+    cmd.args([
+        "--json",
+        "deactivate",
+        "--key",
+        DEMO_KEY,
+        "--activation-id",
+        &old,
+    ]);
+    assert_eq!(parse(&cmd.launch()).code, 0);
+    w.requests();
+    let later = GRACE + 3 * DAY;
+    let second = w.at(later, &["activate", "--key", DEMO_KEY, "--label", "b"]);
+    assert_eq!(second.code, 0, "{second:?}");
+    assert_eq!(second.str("replaced_activation_id"), Some(old.as_str()));
+    assert_eq!(
+        w.requests(),
+        1,
+        "the activation alone: no validate before it"
+    );
+    let new = second.str("activation_id").expect("id").to_string();
+    assert_eq!(w.status(later).str("activation_id"), Some(new.as_str()));
+
+    // The library over the same cache: the same order of steps, the same answer.
+    let activated = library_activate(&w, "c");
+    assert!(
+        activated.cache_error.is_none(),
+        "{:?}",
+        activated.cache_error
+    );
+    assert!(activated.online.is_ok(), "{:?}", activated.online);
+    assert_eq!(
+        activated.replaced_activation_id.as_deref(),
+        Some(new.as_str())
+    );
+    assert_eq!(w.requests(), 1, "one activation");
+}
+
+/// A cache whose record cannot be read (a link to itself in its place): `activate` takes no
+/// slot on Polar and says why, as the library's `activate_update` does: the machine reads the
+/// slot before it sends.
+#[cfg(unix)]
+#[test]
+fn activate_with_an_unreadable_record_takes_no_slot_as_the_library_does() {
+    let w = world();
+    let first = w.at(0, &["activate", "--key", DEMO_KEY, "--label", "a"]);
+    assert_eq!(first.code, 0, "{first:?}");
+    let record = w.record_file();
+    std::fs::remove_file(&record).expect("remove the record");
+    std::os::unix::fs::symlink(&record, &record).expect("a link to itself in its place");
+    w.requests();
+    let a = w.at(0, &["activate", "--key", DEMO_KEY, "--label", "b"]);
+    assert_eq!(a.str("reason"), Some("cache_error"), "{a:?}");
+    assert!(a.v["replaced_activation_id"].is_null(), "{a:?}");
+    assert_eq!(w.requests(), 0, "nothing sent");
+    assert_eq!(w.polar.activations(DEMO_KEY).len(), 1);
+
+    let activated = library_activate(&w, "c");
+    assert_eq!(
+        activated.online.as_ref().err().map(|e| e.reason().code()),
+        Some("cache_error"),
+        "{:?}",
+        activated.online
+    );
+    assert_eq!(w.requests(), 0, "nothing sent");
+    assert_eq!(w.polar.activations(DEMO_KEY).len(), 1);
+}
+
 #[test]
 fn require_activation_refuses_a_key_not_activated_here() {
     let w = world();

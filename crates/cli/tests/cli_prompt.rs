@@ -8,11 +8,8 @@ use polar_license::Key;
 use polar_license_emulator::{Emulator, Options, Seed, DEMO_KEY};
 use polar_license_testkit::{clean_command, Launch, ScratchDir};
 use serde_json::Value;
-use std::io::{Read, Write};
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_polar-license");
 
@@ -32,48 +29,12 @@ fn globals(polar: &Emulator, dir: &Path) -> Vec<String> {
 /// once the prompt is on the screen, and returns the exit code and everything the terminal
 /// showed.
 fn on_terminal(args: &[String], typed: &str) -> (i32, String) {
-    let line = std::iter::once(BIN.to_string())
+    let command: Vec<String> = std::iter::once(BIN.to_string())
         .chain(args.iter().cloned())
-        .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
-        .collect::<Vec<_>>()
-        .join(" ");
-    let mut child = clean_command("script")
-        .args(["-qfec", &line, "/dev/null"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .start();
-    let screen = Arc::new(Mutex::new(Vec::new()));
-    let mut out = child.stdout.take().unwrap();
-    let reader = {
-        let screen = Arc::clone(&screen);
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = out.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                screen.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
-        })
-    };
-    let shown = || String::from_utf8_lossy(&screen.lock().unwrap()).into_owned();
-    let start = Instant::now();
-    while !shown().contains("License key") {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "no prompt within 60 s; the terminal showed: {}",
-            shown()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(format!("{typed}\n").as_bytes()).unwrap();
-    stdin.flush().unwrap();
-    let status = child.wait().unwrap();
-    drop(stdin);
-    reader.join().unwrap();
-    (status.code().unwrap_or(-1), shown())
+        .collect();
+    let (code, screen) =
+        polar_license_testkit::on_terminal(&command, "License key", || typed.to_string());
+    (code.unwrap_or(-1), screen)
 }
 
 #[test]

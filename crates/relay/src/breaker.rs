@@ -64,7 +64,7 @@ enum State {
     HalfOpen(u64),
 }
 
-/// The breaker's state as the operator reads it ([`crate::Relay::health`], the metrics).
+/// The breaker's state as the operator reads it (`Relay::health`, the metrics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Reading {
     /// `closed`, `open` or `half_open`.

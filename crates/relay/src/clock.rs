@@ -1,6 +1,7 @@
 //! The clock as the core reads it: given, never read ([`Now`]).
 
-/// A clock reading, given to [`Relay::handle`](crate::Relay::handle): the core reads no clock.
+/// A clock reading, given to the machines ([`crate::flow::Exchange::want`]): the core reads no
+/// clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Now {
     /// Wall-clock unix seconds (the lease's `iat`, `nbf`, `exp`, the expiry check).

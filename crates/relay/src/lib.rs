@@ -37,9 +37,7 @@
 //! [`flow::Exchange::give`]), and the relay's own reads between requests another,
 //! [`flow::background::Background`] (`poll`, `answered`): every host drives them with one loop
 //! and moves bytes and time; [`Relay`] is what the machines ask (its configuration, its parts,
-//! the operator's routes), never a second way to answer a request. The hosts:
-//! [`Relay::handle`] runs an exchange to its end on the caller's thread, its calls through the
-//! relay's transport; the native server ([`serve`], feature `server`) is hyper's HTTP/1.1
+//! the operator's routes), never a second way to answer a request. The hosts: the native server ([`serve`], feature `server`) is hyper's HTTP/1.1
 //! server (a limit on every wait on a client and on the connections open: [`ServeOptions`])
 //! with [`polar_license::UreqTransport`]; the npm package's relay drives the same machines from
 //! JS (`bindings/relay-wasm`, `pkg-template/relay-handler.js`). The map of the machines and

@@ -1,5 +1,5 @@
-//! What an operator reads of a running relay (contract §5b): its health ([`crate::Relay::health`],
-//! `GET /healthz`), its counters in Prometheus' text format ([`crate::Relay::metrics`], `GET /metrics`
+//! What an operator reads of a running relay (contract §5b): its health (`Relay::health`,
+//! `GET /healthz`), its counters in Prometheus' text format (`Relay::metrics`, `GET /metrics`
 //! on a listener of its own) and the alarm when Polar's webhooks stop arriving
 //! ([`crate::Relay::check_webhooks`]). Nothing here names a key, a customer or the token: every label
 //! is one of a few fixed words or an HTTP status.
@@ -88,7 +88,7 @@ impl Ops {
         );
     }
 
-    /// Counts an answer of [`crate::Relay::handle`].
+    /// Counts an answer of the request machine.
     pub(crate) fn answered(&self, req: &RelayRequest, r: &RelayResponse, now: Now) {
         let path = req.path.split('?').next().unwrap_or_default();
         let route = if path == WEBHOOK_ROUTE {
@@ -152,7 +152,7 @@ impl Transport for Counted {
     }
 }
 
-/// What [`crate::Relay::health`] finds of the webhooks.
+/// What `Relay::health` finds of the webhooks.
 struct Silence {
     /// Seconds since the last webhook, when one came since the start.
     since_last: Option<i64>,
@@ -163,6 +163,10 @@ struct Silence {
 
 impl Ops {
     /// [`crate::RelayConfig::webhook_silence`], in seconds.
+    #[cfg_attr(
+        not(all(feature = "server", not(target_arch = "wasm32"))),
+        allow(dead_code)
+    )]
     pub(crate) fn webhook_silence(&self) -> u64 {
         self.webhook_silence
     }
@@ -234,7 +238,7 @@ impl Ops {
     }
 
     /// Counts the answer the request machine gave to `req` (its status and its source header),
-    /// on every host, for [`crate::Relay::metrics`] and the last webhook's time.
+    /// on every host, for `Relay::metrics` and the last webhook's time.
     pub(crate) fn count_answer(&self, req: &RelayRequest, r: &RelayResponse, now: Now) {
         self.seen(now);
         self.answered(req, r, now);

@@ -3,7 +3,9 @@
 //! Every method of the relay is here; what each part does is the part's own.
 
 use crate::clock::Now;
-use crate::flow::{Asks, Exchange, ExchangeOptions, Given, Moment, Need, Upstream};
+use crate::flow::{Asks, Moment, Upstream};
+#[cfg(test)]
+use crate::flow::{Exchange, ExchangeOptions, Given, Need};
 use crate::host::Host;
 use crate::leases::Leases;
 use crate::limit::Buckets;
@@ -20,7 +22,9 @@ use polar_license::lease::{
     DENIAL_HEADER, LEASE_HEADER, NONCE_HEADER,
 };
 use polar_license::proto::{Api, HttpResponse, Operation, Server};
-use polar_license::{AccessToken, Error, Key, Transport, TransportError, TransportErrorKind};
+#[cfg(test)]
+use polar_license::TransportErrorKind;
+use polar_license::{AccessToken, Error, Key, Transport, TransportError};
 use polar_license_rules::check_body;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -32,7 +36,8 @@ use crate::types::{
 };
 
 /// The relay: configuration, rate-limit state and the upstream transport. Share it between
-/// threads behind an `Arc`; [`Relay::handle`] takes `&self`.
+/// threads behind an `Arc`; the machines ([`crate::flow::Exchange`], the one door) ask it
+/// through `&self`.
 pub struct Relay {
     token: AccessToken,
     base_url: String,
@@ -42,7 +47,16 @@ pub struct Relay {
     pub(crate) client_ip_header: Option<String>,
     per_ip: Mutex<Buckets>,
     per_key: Mutex<Buckets>,
+    /// The native server's calls and lease ids (a host of its own gives the machine both).
+    #[cfg_attr(
+        not(all(feature = "server", not(target_arch = "wasm32"))),
+        allow(dead_code)
+    )]
     pub(crate) transport: Box<dyn Transport>,
+    #[cfg_attr(
+        not(all(feature = "server", not(target_arch = "wasm32"))),
+        allow(dead_code)
+    )]
     pub(crate) entropy: Entropy,
     pub(crate) store: Option<Stored>,
     cors_origins: Option<Vec<String>>,
@@ -116,7 +130,11 @@ impl Relay {
     }
 
     /// [`RelayConfig::webhook_silence`], in seconds.
-    pub fn webhook_silence(&self) -> u64 {
+    #[cfg_attr(
+        not(all(feature = "server", not(target_arch = "wasm32"))),
+        allow(dead_code)
+    )]
+    pub(crate) fn webhook_silence(&self) -> u64 {
         self.ops.webhook_silence()
     }
 
@@ -138,7 +156,7 @@ impl Relay {
     /// entries it holds, the token budget's state, and with webhooks on how long since the
     /// last one and whether that is past the silence limit (`"status": "warning"`, still
     /// 200: the relay answers). No key, no token, no customer.
-    pub fn health(&self, now: Now) -> RelayResponse {
+    pub(crate) fn health(&self, now: Now) -> RelayResponse {
         self.ops.health(self.store.as_ref(), &self.breaker, now)
     }
 
@@ -146,7 +164,7 @@ impl Relay {
     /// `GET /metrics`: answers by route, source and status; Polar's calls and their errors;
     /// the token budget (used, refused); webhooks by outcome and the time since the last;
     /// the store's entries and bytes. No label names a key or a customer.
-    pub fn metrics(&self, now: Now) -> String {
+    pub(crate) fn metrics(&self, now: Now) -> String {
         self.ops.metrics(self.store.as_ref(), &self.breaker, now)
     }
 
@@ -370,28 +388,19 @@ impl Relay {
         crate::host::failure(status, detail, self.cors_origins.as_deref(), req)
     }
 
-    /// Where the relay runs ([`RelayConfig::host`]).
-    pub fn host(&self) -> Host {
-        self.host
-    }
-
     /// The Polar base URL asked.
     pub fn base_url(&self) -> &str {
         &self.base_url
     }
 
-    /// The signing key's `kid`.
-    pub fn kid(&self) -> &str {
-        self.leases.signer.kid()
-    }
-
     /// The limits in force.
-    pub fn limits(&self) -> Limits {
+    #[cfg(test)]
+    pub(crate) fn limits(&self) -> Limits {
         self.limits
     }
 
-    /// Answers one request (see the crate docs for what it does, in order): the request
-    /// path's machine ([`crate::flow::Exchange`], as every host runs it), its calls made through the
+    /// The crate's unit tests' blocking host (the integration tests' is `Relayed` in
+    /// tests/rig): answers one request with the request path's machine ([`crate::flow::Exchange`], as every host runs it), its calls made through the
     /// relay's transport and waited for. With a store, a check whose entry another check is
     /// asking Polar for waits for that answer (one call per entry). `GET /healthz` is
     /// answered ([`Relay::health`]) as every host answers it.
@@ -400,7 +409,8 @@ impl Relay {
     /// goes through the relay's transport and is waited for (no stale answer: the host has
     /// nothing else to do meanwhile), a wait for another check's call blocks on its flight,
     /// the store saves its own changes, and the answer is the one [`Need::Respond`] gives.
-    pub fn handle(&self, req: &RelayRequest, now: Now) -> RelayResponse {
+    #[cfg(test)]
+    pub(crate) fn handle(&self, req: &RelayRequest, now: Now) -> RelayResponse {
         let options = ExchangeOptions::default();
         let head = RelayRequest {
             body: Vec::new(),
@@ -445,6 +455,7 @@ impl Relay {
 
     /// Blocks until the call for the entry `flight` (its hex id, as [`Step::Wait`] names it)
     /// lands, at most 30 s; at once when there is none under way.
+    #[cfg(test)]
     fn wait_flight(&self, flight: &str) {
         if let Some(f) = self.flight(flight) {
             f.wait();
@@ -453,6 +464,10 @@ impl Relay {
 
     /// The call under way for the entry `flight` (its hex id, as [`Step::Wait`] names it);
     /// `None` when none is (it landed, or there is no store).
+    #[cfg_attr(
+        not(all(feature = "server", not(target_arch = "wasm32"))),
+        allow(dead_code)
+    )]
     pub(crate) fn flight(&self, flight: &str) -> Option<Arc<Flight>> {
         let s = self.store.as_ref()?;
         let flights = s.flights.lock().unwrap_or_else(|e| e.into_inner());

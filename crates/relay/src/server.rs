@@ -95,7 +95,7 @@ pub struct ServeOptions {
     /// it gets that answer, `stale` (default 0.8 s); the call goes on and its answer updates
     /// the store (stale-while-revalidate).
     pub stale_after: Duration,
-    /// Where to serve [`Relay::metrics`] (`GET /metrics`, Prometheus' text format) on a
+    /// Where to serve the relay's metrics (`GET /metrics`, Prometheus' text format) on a
     /// listener of its own, `HOST:PORT` (default `None`: no metrics listener). Keep it off
     /// the public network: the counters are the seller's.
     pub metrics_addr: Option<String>,

@@ -254,7 +254,9 @@ impl Flight {
         *self.done.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Waits until the flight lands, at most [`FLIGHT_WAIT`].
+    /// Waits until the flight lands, at most [`FLIGHT_WAIT`] (the crate's tests' blocking
+    /// host: every other host waits without blocking, on [`Flight::landed`]).
+    #[cfg(test)]
     pub(crate) fn wait(&self) {
         let done = self.done.lock().unwrap_or_else(|e| e.into_inner());
         let _ = self

@@ -113,7 +113,7 @@ impl Default for Limits {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Host {
-    /// The native relay: `relay serve` (the hyper server) and [`crate::Relay::handle`]. Its
+    /// The native relay: `relay serve` (the hyper server), or a blocking host of its own. Its
     /// calls to Polar go through the relay's own transport, which counts each one in the
     /// metrics and tells a connection that was never made apart (that call's place in the
     /// token's budget goes back); each call holds a thread, so calls wait for one of a few
@@ -166,7 +166,7 @@ pub struct RelayConfig {
     /// `Origin` and are not affected.
     pub cors_origins: Option<Vec<String>>,
     /// With webhooks on: after this many seconds without one, [`Relay::check_webhooks`](crate::Relay::check_webhooks) logs a
-    /// warning and [`Relay::health`](crate::Relay::health) says so (default [`DEFAULT_WEBHOOK_SILENCE`], a day; 0:
+    /// warning and the health route (`GET /healthz`) says so (default [`DEFAULT_WEBHOOK_SILENCE`], a day; 0:
     /// never).
     pub webhook_silence: u64,
     /// The breaker in front of Polar ([`BreakerOptions`]: 5 failed calls in a row stop calls,

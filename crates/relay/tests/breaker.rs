@@ -315,7 +315,7 @@ fn timeouts_open_the_breaker_and_the_calls_queued_are_not_made() {
 fn core_with_breaker_of_16_s(
     polar: impl polar_license::Transport + 'static,
     kid: &str,
-) -> polar_license_relay::Relay {
+) -> rig::Relayed {
     let mut config = rig::config("http://127.0.0.1:9".into(), kid);
     config.limits = rig::unlimited();
     config.breaker = BreakerOptions {

@@ -10,7 +10,6 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use polar_license_emulator::{Emulator, Fault, KeyUpdate, SeedKey};
-use polar_license_relay::store::StoreOptions;
 use polar_license_relay::{Limits, Running, ServeOptions};
 use serde_json::{json, Value};
 
@@ -27,30 +26,7 @@ fn start(polar: &Emulator, limits: Option<Limits>, proxied: bool) -> Running {
     if proxied {
         config.client_ip_header = Some("x-forwarded-for".into());
     }
-    config.store = rig::store(
-        rig::memory(1_000),
-        StoreOptions::default(),
-        Some(SECRET.into()),
-    );
-    rig::listen(
-        rig::relay(config, rig::upstream(Duration::from_secs(10))),
-        ServeOptions::default(),
-    )
-}
-
-fn address(relay: &Running) -> SocketAddr {
-    relay
-        .url()
-        .strip_prefix("http://")
-        .and_then(|a| a.parse().ok())
-        .expect("an address")
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()
-        .expect("a runtime")
+    rig::listen_stored(config, SECRET)
 }
 
 /// One request, raw, on a connection of its own from `from` (a 127.0.0.N address): its status
@@ -120,8 +96,8 @@ fn a_flood_of_preflights_is_limited_per_address_and_another_address_is_answered(
     let polar = rig::webhook_emulator();
     let key = rig::add_key(&polar, "DOOR-PREFLIGHT-4A5B6C".into(), Some(3));
     let relay = start(&polar, None, false);
-    let to = address(&relay);
-    let rt = runtime();
+    let to = rig::address(&relay);
+    let rt = rig::runtime();
     polar.reset_request_count();
     let flooder = Ipv4Addr::new(127, 0, 0, 2);
     let statuses: Vec<u16> = (0..60).map(|_| preflight_from(&rt, flooder, to)).collect();
@@ -162,39 +138,16 @@ fn addresses_holding_connections_leave_one_for_an_address_holding_none() {
         rig::relay(config, rig::upstream(Duration::from_secs(10))),
         options,
     );
-    let to = address(&relay);
-    let rt = runtime();
+    let to = rig::address(&relay);
+    let rt = rig::runtime();
     // Each hog's connection answers a preflight first (so it is surely counted), then idles.
     let mut held = Vec::new();
     let mut answered = Vec::new();
     for hog in [2u8, 3] {
         for _ in 0..4 {
-            let Some(mut stream) = rig::connect_from(
-                &rt,
-                Ipv4Addr::new(127, 0, 0, hog),
-                to,
-                Duration::from_secs(5),
-            ) else {
-                answered.push(0);
-                continue;
-            };
-            let head = format!(
-                "OPTIONS {}validate HTTP/1.1\r\nhost: {to}\r\n\r\n",
-                rig::PUBLIC
-            );
-            let mut got = [0u8; 512];
-            let n = stream
-                .write_all(head.as_bytes())
-                .ok()
-                .and_then(|()| stream.read(&mut got).ok())
-                .unwrap_or(0);
-            let status = String::from_utf8_lossy(&got[..n])
-                .split_whitespace()
-                .nth(1)
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0u16);
+            let (status, stream) = rig::held_from(&rt, Ipv4Addr::new(127, 0, 0, hog), to);
             answered.push(status);
-            held.push(stream);
+            held.extend(stream);
         }
     }
     let victim = validate_from(&rt, Ipv4Addr::new(127, 0, 0, 4), to, &key);
@@ -287,7 +240,7 @@ fn a_genuine_delivery_is_heard_beside_its_addresss_forged_ones() {
     let polar = rig::webhook_emulator();
     let key = rig::add_key(&polar, "DOOR-REVOKED-4A5B6C".into(), Some(3));
     let relay = start(&polar, Some(rig::unlimited()), false);
-    let (url, to) = (relay.url(), address(&relay));
+    let (url, to) = (relay.url(), rig::address(&relay));
     let agent = rig::agent(Duration::from_secs(30));
     let first = rig::validate_at(&agent, &url, &key, &[]);
     assert_eq!(first.status, 200, "{}", first.body);
@@ -341,7 +294,7 @@ fn failures_from_many_addresses_are_limited_together() {
         .add_key(SeedKey::new("DOOR-MANY-4A5B6C"))
         .expect("a key");
     let relay = start(&polar, Some(rig::unlimited()), true);
-    let (url, to) = (relay.url(), address(&relay));
+    let (url, to) = (relay.url(), rig::address(&relay));
     let agent = rig::agent(Duration::from_secs(30));
     for n in 0..1_000usize {
         let from = format!("10.{}.{}.1", n / 256, n % 256);

@@ -10,8 +10,7 @@ mod rig;
 use std::time::Duration;
 
 use polar_license_emulator::{DEMO_KEY, DEMO_ORGANIZATION_ID};
-use polar_license_relay::store::StoreOptions;
-use polar_license_relay::{Limits, Running, ServeOptions};
+use polar_license_relay::{Limits, Running};
 
 const SECRET: &str = "whsec_b3BzLXRlc3Qtc2VjcmV0LTAxMjM0NTY3ODk=";
 const ORG: &str = DEMO_ORGANIZATION_ID;
@@ -21,15 +20,7 @@ const PARSE_ERROR: &str = r#"{"detail":"There was an error parsing the body"}"#;
 fn start(polar: &polar_license_emulator::Emulator) -> Running {
     let mut config = rig::config(polar.url(), "hostile");
     config.limits = rig::unlimited();
-    config.store = rig::store(
-        rig::memory(1_000),
-        StoreOptions::default(),
-        Some(SECRET.into()),
-    );
-    rig::listen(
-        rig::relay(config, rig::upstream(Duration::from_secs(10))),
-        ServeOptions::default(),
-    )
+    rig::listen_stored(config, SECRET)
 }
 
 /// `body` posted as JSON to `url` with `headers`: its status and text.

@@ -17,13 +17,6 @@ use serde_json::json;
 
 const SECRET: &str = "whsec_b2ZmaWNlLXRlc3Qtc2VjcmV0LTAxMjM0NTY3ODk=";
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()
-        .expect("a runtime")
-}
-
 /// The status of a whole answer read from `stream` (0: none, the connection reset or closed).
 fn status_of(stream: &mut TcpStream) -> u16 {
     let mut raw = Vec::new();
@@ -72,8 +65,8 @@ fn forty_clients_at_once_from_one_address_on_an_idle_relay_are_all_answered() {
         rig::relay(config, rig::upstream(Duration::from_secs(10))),
         ServeOptions::default(),
     );
-    let to = SocketAddr::from(([127, 0, 0, 1], relay.port()));
-    let rt = runtime();
+    let to = rig::address(&relay);
+    let rt = rig::runtime();
     let office = Ipv4Addr::new(127, 0, 0, 2);
     let open = |n: usize| {
         (0..n)
@@ -101,34 +94,6 @@ fn forty_clients_at_once_from_one_address_on_an_idle_relay_are_all_answered() {
     relay.stop();
 }
 
-/// A connection from `from` that answers a preflight (so the server surely counts it), then
-/// stays open, idle: its status (0: refused) and the stream.
-fn held_from(
-    rt: &tokio::runtime::Runtime,
-    from: Ipv4Addr,
-    to: SocketAddr,
-) -> (u16, Option<TcpStream>) {
-    let Some(mut stream) = rig::connect_from(rt, from, to, Duration::from_secs(5)) else {
-        return (0, None);
-    };
-    let head = format!(
-        "OPTIONS {}validate HTTP/1.1\r\nhost: {to}\r\n\r\n",
-        rig::PUBLIC
-    );
-    let mut got = [0u8; 512];
-    let n = stream
-        .write_all(head.as_bytes())
-        .ok()
-        .and_then(|()| stream.read(&mut got).ok())
-        .unwrap_or(0);
-    let status = String::from_utf8_lossy(&got[..n])
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, Some(stream))
-}
-
 /// Issue #62, the other side: a hog is cut when another waits. 8 connections, a share of 2
 /// per address (one kept for addresses holding none): an idle relay lets one address hold 7,
 /// past its share; an address holding none takes the last; when a third address arrives with
@@ -150,13 +115,13 @@ fn a_hog_past_its_share_is_cut_when_another_address_waits() {
         rig::relay(config, rig::upstream(Duration::from_secs(10))),
         options,
     );
-    let to = SocketAddr::from(([127, 0, 0, 1], relay.port()));
-    let rt = runtime();
+    let to = rig::address(&relay);
+    let rt = rig::runtime();
     let hog_address = Ipv4Addr::new(127, 0, 0, 2);
     let (statuses, mut hog): (Vec<u16>, Vec<_>) =
-        (0..7).map(|_| held_from(&rt, hog_address, to)).unzip();
+        (0..7).map(|_| rig::held_from(&rt, hog_address, to)).unzip();
     assert_eq!(statuses, [204; 7], "an idle relay: the hog holds 7");
-    let (status, _quiet) = held_from(&rt, Ipv4Addr::new(127, 0, 0, 3), to);
+    let (status, _quiet) = rig::held_from(&rt, Ipv4Addr::new(127, 0, 0, 3), to);
     assert_eq!(
         status, 204,
         "the last connection, kept for an address holding none"
@@ -182,6 +147,6 @@ fn a_hog_past_its_share_is_cut_when_another_address_waits() {
     }
     assert_eq!(closed, 1);
     // The hog is past its share and nothing is free: its next connection is refused.
-    assert_eq!(held_from(&rt, hog_address, to).0, 0);
+    assert_eq!(rig::held_from(&rt, hog_address, to).0, 0);
     relay.stop();
 }

@@ -339,14 +339,16 @@ fn webhook_silence_counts_from_the_last_webhook_or_the_start() {
     assert!(!r.check_webhooks(t(0)));
     assert!(!r.check_webhooks(t(59)));
     assert!(r.check_webhooks(t(60)));
-    let h: Value = serde_json::from_slice(&r.health(t(61)).body).expect("JSON");
+    let h: Value =
+        serde_json::from_slice(&r.handle(&rig::get("/healthz"), t(61)).body).expect("JSON");
     assert_eq!(h["status"], "warning");
     // Off at 0, and without a secret (no webhooks to miss).
     assert!(!relay(0, Some(SECRET)).check_webhooks(t(1_000_000)));
     let quiet = relay(60, None);
     assert!(!quiet.check_webhooks(t(0)));
     assert!(!quiet.check_webhooks(t(1_000)));
-    let h: Value = serde_json::from_slice(&quiet.health(t(1_000)).body).expect("JSON");
+    let h: Value =
+        serde_json::from_slice(&quiet.handle(&rig::get("/healthz"), t(1_000)).body).expect("JSON");
     assert_eq!((&h["status"], &h["webhooks"]), (&json!("ok"), &Value::Null));
 }
 

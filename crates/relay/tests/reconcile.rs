@@ -325,14 +325,16 @@ fn the_last_webhooks_time_survives_a_restart() {
     let reopened: Arc<dyn Backend> = Arc::new(RedbBackend::open(&path, 100).expect("reopened"));
     for b in [reopened, restored as Arc<dyn Backend>] {
         let again = relay(b);
-        let h: Value = serde_json::from_slice(&again.health(t(10)).body).expect("JSON");
+        let h: Value =
+            serde_json::from_slice(&again.handle(&rig::get("/healthz"), t(10)).body).expect("JSON");
         assert_eq!(h["webhooks"]["seconds_since_last"], 10, "{h}");
         assert!(!again.check_webhooks(t(59)));
         assert!(
             again.check_webhooks(t(60)),
             "silent 60 s after the last webhook"
         );
-        let h: Value = serde_json::from_slice(&again.health(t(61)).body).expect("JSON");
+        let h: Value =
+            serde_json::from_slice(&again.handle(&rig::get("/healthz"), t(61)).body).expect("JSON");
         assert_eq!(h["status"], "warning");
     }
 }

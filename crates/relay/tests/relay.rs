@@ -1292,8 +1292,12 @@ fn a_relay_restarted_on_its_handed_over_listener_refuses_no_connection() {
         config.limits = generous();
         let relay = rig::relay(config, rig::upstream(Duration::from_secs(5)));
         let handed = listener.try_clone().expect("a copy of the listener");
-        polar_license_relay::serve_on(Arc::new(relay), handed, ServeOptions::default())
-            .expect("it serves on the listener")
+        polar_license_relay::serve_on(
+            Arc::new(polar_license_relay::Relay::from(relay)),
+            handed,
+            ServeOptions::default(),
+        )
+        .expect("it serves on the listener")
     };
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
     let mut running = start(&listener);

@@ -66,17 +66,6 @@ fn relay(polar: &Emulator) -> Running {
     relay
 }
 
-fn address(relay: &Running) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], relay.port()))
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()
-        .expect("a runtime")
-}
-
 /// `op` (activate, validate) of `key` from `from`: the status and `polar-license-source`
 /// (`None`: no answer).
 fn ask(
@@ -158,7 +147,7 @@ fn keys_polar_keeps_refusing_leave_the_roster_and_new_customers_are_answered() {
     for (key, update) in refused.iter().zip(updates) {
         assert!(polar.update_key(key, update), "{key}");
     }
-    let (rt, to) = (runtime(), address(&relay));
+    let (rt, to) = (rig::runtime(), rig::address(&relay));
     polar.reset_request_count();
     // The flood: 50 activations of each refused key, round robin, one address each.
     let mut answers = Vec::new();
@@ -195,7 +184,7 @@ fn a_key_out_of_the_roster_is_known_again_once_polar_grants_it() {
     let key = "SHARES-BACK-4A5B6C".to_string();
     let polar = polar(std::slice::from_ref(&key), 3);
     let relay = relay(&polar);
-    let (rt, to) = (runtime(), address(&relay));
+    let (rt, to) = (rig::runtime(), rig::address(&relay));
     let from = Ipv4Addr::new(127, 0, 0, 21);
     let set = |status: &str| {
         let update = KeyUpdate {
@@ -234,7 +223,7 @@ fn a_few_keys_polar_grants_cannot_spend_the_whole_reserve() {
     keys.extend(new_keys());
     let polar = polar(&keys, 1_000);
     let relay = relay(&polar);
-    let (rt, to) = (runtime(), address(&relay));
+    let (rt, to) = (rig::runtime(), rig::address(&relay));
     polar.reset_request_count();
     let mut granted = 0;
     for _ in 0..50 {

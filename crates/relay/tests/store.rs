@@ -128,7 +128,7 @@ fn checks_of_one_key_arriving_together_make_one_call() {
     assert_eq!(polar.request_count(), 1, "single flight");
 }
 
-/// The same through the blocking `Relay::handle` (its one loop over the exchange): a check
+/// The same through a blocking host (the rig's `Relayed::handle`, one loop over the exchange): a check
 /// that finds another's call under way blocks on that flight, then answers from the store.
 #[test]
 fn checks_of_one_key_arriving_together_make_one_call_through_the_blocking_handle() {
@@ -567,7 +567,7 @@ fn an_answer_of_one_api_version_never_answers_another() {
 }
 
 /// A relay driven as a host drives it (begin, the call, finish) with a clock of the test's.
-fn core_relay(polar: &Emulator, options: StoreOptions, secret: &str) -> Relay {
+fn core_relay(polar: &Emulator, options: StoreOptions, secret: &str) -> rig::Relayed {
     let mut config = rig::config(polar.url(), "core");
     config.limits = rig::unlimited();
     config.store = rig::store(memory(), options, Some(secret.to_string()));
@@ -833,7 +833,7 @@ fn hook(id: &str, ts: i64, body: &str) -> RelayRequest {
 }
 
 /// [`hook`] handled by `relay` at `when`: its status.
-fn deliver_core(relay: &Relay, id: &str, body: &str, when: i64) -> u16 {
+fn deliver_core(relay: &rig::Relayed, id: &str, body: &str, when: i64) -> u16 {
     relay.handle(&hook(id, when, body), at(when)).status
 }
 
@@ -1117,7 +1117,7 @@ fn relay_on_file(
     path: &std::path::Path,
     options: StoreOptions,
     calls: Arc<std::sync::atomic::AtomicUsize>,
-) -> Relay {
+) -> rig::Relayed {
     let mut config = rig::config("http://127.0.0.1:9".into(), "budget");
     config.limits = rig::unlimited();
     let backend = Arc::new(RedbBackend::open(path, 1_000).expect("the file"));
@@ -1140,7 +1140,7 @@ fn activate_request(key: &str) -> RelayRequest {
 
 /// Validates of new keys at `now` until the relay refuses one: how many went to Polar.
 fn validates_until_refused(
-    relay: &Relay,
+    relay: &rig::Relayed,
     calls: &std::sync::atomic::AtomicUsize,
     tag: &str,
     now: Now,
@@ -1620,26 +1620,24 @@ fn with_personal_data(body: &[u8]) -> Vec<u8> {
 }
 
 /// The emulator behind a transport that fills in the customer's personal data.
-fn personal_polar() -> Box<dyn polar_license::Transport> {
+fn personal_polar() -> impl polar_license::Transport {
     let upstream = rig::upstream(Duration::from_secs(5));
-    Box::new(
-        move |req: &polar_license::HttpRequest| -> Result<
-            polar_license::HttpResponse,
-            polar_license::TransportError,
-        > {
-            use polar_license::Transport as _;
-            let mut answer = upstream.send(req)?;
-            answer.body = with_personal_data(&answer.body);
-            Ok(answer)
-        },
-    )
+    move |req: &polar_license::HttpRequest| -> Result<
+        polar_license::HttpResponse,
+        polar_license::TransportError,
+    > {
+        use polar_license::Transport as _;
+        let mut answer = upstream.send(req)?;
+        answer.body = with_personal_data(&answer.body);
+        Ok(answer)
+    }
 }
 
-fn personal_relay(polar: &Emulator, backend: Arc<dyn Backend>) -> Relay {
+fn personal_relay(polar: &Emulator, backend: Arc<dyn Backend>) -> rig::Relayed {
     let mut config = rig::config(polar.url(), "personal");
     config.limits = rig::unlimited();
     config.store = rig::store(backend, StoreOptions::default(), None);
-    Relay::new(config, personal_polar()).expect("the relay")
+    rig::relay(config, personal_polar())
 }
 
 /// The personal data found in `bytes`.
@@ -1690,8 +1688,11 @@ fn the_store_keeps_no_personal_data_and_the_replayed_answer_still_grants() {
     let dir = ScratchDir::new("relay-store-personal");
     let path = dir.path().join("store.redb");
     let backend = Arc::new(RedbBackend::open(&path, 1_000).expect("a store"));
-    let relay =
-        serve(Arc::new(personal_relay(&polar, backend)), "127.0.0.1:0").expect("it listens");
+    let relay = serve(
+        Arc::new(Relay::from(personal_relay(&polar, backend))),
+        "127.0.0.1:0",
+    )
+    .expect("it listens");
     // Polar's default version (what the native client asks, no `polar-version`) and 2027-01
     // (the member).
     let ask = |version: &str| match version {

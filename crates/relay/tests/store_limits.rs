@@ -191,7 +191,7 @@ fn marks(host: &Host) -> Vec<Mark> {
         .collect()
 }
 
-fn paged_relay(polar: &Emulator, backend: &Arc<PagedBackend>) -> Relay {
+fn paged_relay(polar: &Emulator, backend: &Arc<PagedBackend>) -> rig::Relayed {
     let mut config = rig::config(polar.url(), "paged");
     config.limits = rig::unlimited();
     config.store = rig::store(

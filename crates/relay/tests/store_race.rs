@@ -18,7 +18,7 @@ use polar_license_relay::flow::Given;
 use polar_license_relay::store::{
     Backend, JournalBackend, MemoryBackend, RedbBackend, StoreOptions,
 };
-use polar_license_relay::{Relay, RelayRequest};
+use polar_license_relay::RelayRequest;
 use polar_license_testkit::ScratchDir;
 use rig::{at, ids_of, now, rfc3339, validate_request, webhook_emulator as emulator, Call};
 use serde_json::json;
@@ -83,7 +83,7 @@ fn upstream() -> UreqTransport {
     rig::upstream(Duration::from_secs(5))
 }
 
-fn relay(polar: &Emulator, backend: Arc<dyn Backend>) -> Relay {
+fn relay(polar: &Emulator, backend: Arc<dyn Backend>) -> rig::Relayed {
     let mut config = rig::config(polar.url(), "race");
     config.limits = rig::unlimited();
     let mut options = StoreOptions::default();
@@ -99,7 +99,7 @@ struct Race<'a> {
     name: &'static str,
     /// Its gates.
     gates: &'a Gates,
-    relay: &'a Relay,
+    relay: &'a rig::Relayed,
     key: &'a str,
     /// The key's license key id.
     lid: &'a str,
@@ -146,7 +146,7 @@ fn on_every_backend(label: &str, race: impl Fn(&Race<'_>) -> i64) {
 
 /// Delivers the revocation `body` as webhook `id` at `at_unix`, and asserts that it was
 /// acknowledged (200).
-fn acknowledged(relay: &Relay, id: &str, at_unix: i64, body: &str) {
+fn acknowledged(relay: &rig::Relayed, id: &str, at_unix: i64, body: &str) {
     let r = relay.handle(&hook(id, at_unix, body), at(at_unix));
     assert_eq!(r.status, 200, "{id}: the revocation acknowledged");
 }

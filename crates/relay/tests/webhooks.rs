@@ -13,8 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use polar_license_emulator::SeedKey;
-use polar_license_relay::store::StoreOptions;
-use polar_license_relay::{Running, ServeOptions};
+use polar_license_relay::Running;
 
 const SECRET: &str = "whsec_b3BzLXRlc3Qtc2VjcmV0LTAxMjM0NTY3ODk=";
 
@@ -63,15 +62,7 @@ fn huge_body() -> Vec<u8> {
 fn start(polar: &polar_license_emulator::Emulator) -> Running {
     let mut config = rig::config(polar.url(), "hooks");
     config.limits = rig::unlimited();
-    config.store = rig::store(
-        rig::memory(1_000),
-        StoreOptions::default(),
-        Some(SECRET.into()),
-    );
-    rig::listen(
-        rig::relay(config, rig::upstream(Duration::from_secs(10))),
-        ServeOptions::default(),
-    )
+    rig::listen_stored(config, SECRET)
 }
 
 /// `n` stored answers of `key`, asked one after another: each one's time, sorted.

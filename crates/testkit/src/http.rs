@@ -89,12 +89,17 @@ pub fn read_head(stream: &mut impl std::io::Read) -> Result<Vec<u8>, Vec<u8>> {
 /// raw socket and reads the answer to its end: for the tests that need bytes a client library
 /// would not send, and every header exactly as the server wrote it.
 pub fn raw_exchange(port: u16, request: &str) -> HttpAnswer {
+    raw_exchange_bytes(port, request.as_bytes())
+}
+
+/// [`raw_exchange`] of a request given as bytes (its body any bytes).
+pub fn raw_exchange_bytes(port: u16, request: &[u8]) -> HttpAnswer {
     use std::io::{BufRead, BufReader, Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
-    stream.write_all(request.as_bytes()).expect("write");
+    stream.write_all(request).expect("write");
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
     reader.read_line(&mut line).expect("status line");

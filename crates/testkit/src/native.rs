@@ -130,6 +130,75 @@ pub fn wrapped(wrapper: &str, args: &[&str], inner: &Command) -> Command {
     cmd
 }
 
+/// Runs `command` (the program and its arguments) on a pseudo-terminal (`script -qfec`), and
+/// once `prompt` is on the screen types what `typed` gives (asked then: what the person reads
+/// once prompted) and Enter: the exit code (`None`: killed by a signal) and everything the
+/// terminal showed. Panics when the program exits without prompting, or shows no prompt in
+/// 60 s.
+#[cfg(unix)]
+pub fn on_terminal(
+    command: &[String],
+    prompt: &str,
+    typed: impl FnOnce() -> String,
+) -> (Option<i32>, String) {
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+    let line = command
+        .iter()
+        .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut child = clean_command("script")
+        .args(["-qfec", &line, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .start();
+    let screen = Arc::new(Mutex::new(Vec::new()));
+    let mut out = child.stdout.take().expect("its stdout");
+    let reader = {
+        let screen = Arc::clone(&screen);
+        thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = out.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                screen
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    let shown =
+        || String::from_utf8_lossy(&screen.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
+    let start = Instant::now();
+    while !shown().contains(prompt) {
+        if let Some(exit) = child.try_wait().expect("its state") {
+            panic!(
+                "exited ({exit}) without asking; the terminal showed: {}",
+                shown()
+            );
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no prompt within 60 s; the terminal showed: {}",
+            shown()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    let mut stdin = child.stdin.take().expect("its stdin");
+    stdin
+        .write_all(format!("{}\n", typed()).as_bytes())
+        .expect("typed");
+    stdin.flush().expect("typed");
+    let status = child.wait().expect("it ends");
+    drop(stdin);
+    reader.join().expect("the screen read");
+    (status.code(), shown())
+}
+
 /// Runs or starts a command, trying again only when the process could not be *started*:
 /// wine, which runs the Windows stage (scripts/test-windows.sh), now and then fails to spawn
 /// one of many quick launches ("Internal error", 1359), and one such failure made a whole CI

@@ -115,6 +115,11 @@ pub enum Need {
 impl Need {
     /// Writes a [`Need::Warn`] or a [`Need::Error`] to the log (the native hosts' one way of
     /// meeting them); any other need is left alone.
+    // The native server's (and the unit tests' blocking host's).
+    #[cfg_attr(
+        not(all(feature = "server", not(target_arch = "wasm32"))),
+        allow(dead_code)
+    )]
     pub(crate) fn log(&self) {
         match self {
             Need::Warn(text) => log::warn!("relay: {text}"),

@@ -15,7 +15,7 @@
 //!
 //! A host's whole loop for one request (here every call to Polar answered 404 by a stand-in;
 //! a real host sends [`Need::Send`]'s request, waits for flights, signs with an external key,
-//! saves a store it keeps; `server.rs` and `Relay::handle` are this crate's two hosts):
+//! saves a store it keeps; `server.rs` is this crate's host, the npm relay's JS another):
 //!
 //! ```
 //! use polar_license::lease::SigningKey;

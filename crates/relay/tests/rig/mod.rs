@@ -7,9 +7,10 @@
 //! Not every suite uses every helper.
 #![allow(dead_code)]
 
+use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ct_codecs::{Base64, Decoder, Encoder};
@@ -179,14 +180,133 @@ pub fn upstream(timeout: Duration) -> UreqTransport {
     UreqTransport::new(Duration::from_secs(2), timeout, 1 << 20)
 }
 
-/// The relay of `config` calling Polar through `upstream`.
-pub fn relay(config: RelayConfig, upstream: impl Transport + 'static) -> Relay {
-    Relay::new(config, Box::new(upstream)).expect("the relay")
+/// The relay of `config` calling Polar through `upstream`, with the tests' blocking host of
+/// its request machine ([`Relayed::handle`]).
+pub fn relay(config: RelayConfig, upstream: impl Transport + 'static) -> Relayed {
+    let polar: Arc<dyn Transport> = Arc::new(upstream);
+    let relay = Relay::new(config, Box::new(Through(Arc::clone(&polar)))).expect("the relay");
+    Relayed {
+        relay,
+        polar,
+        flying: Default::default(),
+    }
+}
+
+/// The relay of `config` with a memory store of 1,000 entries verifying webhooks with
+/// `secret`, calling Polar with a 10 s timeout, served with the default options.
+pub fn listen_stored(mut config: RelayConfig, secret: &str) -> Running {
+    config.store = store(memory(1_000), StoreOptions::default(), Some(secret.into()));
+    listen(
+        relay(config, upstream(Duration::from_secs(10))),
+        ServeOptions::default(),
+    )
 }
 
 /// `relay` served on a loopback port of its own with `options`.
-pub fn listen(relay: Relay, options: ServeOptions) -> Running {
-    serve_with(Arc::new(relay), "127.0.0.1:0", options).expect("it listens")
+pub fn listen(relay: impl Into<Relay>, options: ServeOptions) -> Running {
+    serve_with(Arc::new(relay.into()), "127.0.0.1:0", options).expect("it listens")
+}
+
+/// One transport shared by the relay (its own calls: the background's, the native server's)
+/// and the tests' blocking host ([`Relayed::handle`]).
+struct Through(Arc<dyn Transport>);
+
+impl Transport for Through {
+    fn send(
+        &self,
+        request: &HttpRequest,
+    ) -> Result<polar_license::proto::HttpResponse, TransportError> {
+        self.0.send(request)
+    }
+}
+
+/// A relay and the transport its calls to Polar go through: the tests' blocking host of the
+/// request machine, on the caller's thread (the door every host goes through: [`Exchange`],
+/// driven by [`Drive`]). Everything else is the relay's (`Deref`).
+pub struct Relayed {
+    relay: Relay,
+    polar: Arc<dyn Transport>,
+    /// The flights a check of this host leads, until the machine says they landed.
+    flying: (Mutex<HashSet<String>>, Condvar),
+}
+
+impl std::ops::Deref for Relayed {
+    type Target = Relay;
+    fn deref(&self) -> &Relay {
+        &self.relay
+    }
+}
+
+impl From<Relayed> for Relay {
+    fn from(relayed: Relayed) -> Relay {
+        relayed.relay
+    }
+}
+
+impl Relayed {
+    /// Answers `req` at `now` as a blocking host does: the request machine driven to its end,
+    /// each call to Polar made through the relay's transport and waited for (no patience, so
+    /// no stale answer while a call runs), another check's call waited for until the machine
+    /// that leads it says it landed (at most 30 s), the store saving itself, a lease signed
+    /// by the relay (no host signature).
+    pub fn handle(&self, req: &RelayRequest, now: Now) -> RelayResponse {
+        let polar = &*self.polar;
+        let mut drive = Drive::new(&self.relay, req.clone(), now);
+        drive.entropy = polar_license_relay::os_entropy();
+        loop {
+            let need = drive.next();
+            self.landed(&mut drive);
+            match need {
+                Need::Done => break,
+                Need::Send {
+                    request, flight, ..
+                } => {
+                    if let Some(flight) = flight {
+                        self.lock().insert(flight);
+                    }
+                    drive.give(Given::Upstream(polar.send(&request)));
+                }
+                Need::Call => {
+                    let answer = polar.send(drive.sent());
+                    drive.give(Given::Upstream(answer));
+                }
+                Need::Flight { flight, .. } => {
+                    self.wait(&flight);
+                    drive.give(Given::Landed);
+                }
+                other => drive.as_host(other),
+            }
+        }
+        self.landed(&mut drive);
+        drive.answer.expect("the exchange answered")
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.flying.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The flights `drive`'s machine said landed: their waiters wake.
+    fn landed(&self, drive: &mut Drive<'_>) {
+        if drive.landed.is_empty() {
+            return;
+        }
+        let mut flying = self.lock();
+        for flight in drive.landed.drain(..) {
+            flying.remove(&flight);
+        }
+        self.flying.1.notify_all();
+    }
+
+    /// Blocks while `flight` is led by a check of this host (a moment first: the leading
+    /// check's host may not have been handed its call yet), at most 30 s.
+    fn wait(&self, flight: &str) {
+        std::thread::sleep(Duration::from_millis(5));
+        let flying = self.lock();
+        let _ = self
+            .flying
+            .1
+            .wait_timeout_while(flying, Duration::from_secs(30), |f| f.contains(flight));
+    }
 }
 
 // ---- Calls over HTTP -------------------------------------------------------------------------
@@ -334,6 +454,17 @@ pub fn validate_request(key: &str) -> RelayRequest {
     )
 }
 
+/// A `GET` of `path` from 192.0.2.9 (the operator's `/healthz`), as the core receives it.
+pub fn get(path: &str) -> RelayRequest {
+    RelayRequest {
+        method: "GET".into(),
+        path: path.into(),
+        headers: Vec::new(),
+        body: Vec::new(),
+        client_ip: "192.0.2.9".into(),
+    }
+}
+
 /// A delivery of `body` signed with `secret` at `ts` (id `id`), as the core receives it.
 pub fn hook(secret: &str, id: &str, ts: i64, body: &str) -> RelayRequest {
     request(WEBHOOK, &signed(secret, id, ts, body), body)
@@ -379,6 +510,9 @@ pub struct Drive<'r> {
     pub answer: Option<RelayResponse>,
     /// The warnings and errors the machine asked to log.
     pub logged: Vec<String>,
+    /// The flights the machine said landed ([`Need::Landed`]), for a host whose other checks
+    /// wait on them.
+    pub landed: Vec<String>,
 }
 
 impl<'r> Drive<'r> {
@@ -404,6 +538,7 @@ impl<'r> Drive<'r> {
             sent: None,
             answer: None,
             logged: Vec::new(),
+            landed: Vec::new(),
         }
     }
 
@@ -419,7 +554,7 @@ impl<'r> Drive<'r> {
                     self.exchange.give(Given::Body(body));
                 }
                 Need::Persist => self.exchange.give(Given::Persisted(true)),
-                Need::Landed(_) => {}
+                Need::Landed(flight) => self.landed.push(flight),
                 Need::Warn(text) | Need::Error(text) => self.logged.push(text),
                 Need::Send {
                     request,
@@ -580,6 +715,44 @@ pub fn connect_from(
     stream.set_nonblocking(false).ok()?;
     stream.set_read_timeout(Some(read_timeout)).ok()?;
     Some(stream)
+}
+
+/// A connection from `from` that answers a preflight (so the server surely counts it), then
+/// stays open, idle: its status (0: refused) and the stream.
+pub fn held_from(
+    rt: &tokio::runtime::Runtime,
+    from: Ipv4Addr,
+    to: SocketAddr,
+) -> (u16, Option<std::net::TcpStream>) {
+    let Some(mut stream) = connect_from(rt, from, to, Duration::from_secs(5)) else {
+        return (0, None);
+    };
+    let head = format!("OPTIONS {}validate HTTP/1.1\r\nhost: {to}\r\n\r\n", PUBLIC);
+    let mut got = [0u8; 512];
+    let n = stream
+        .write_all(head.as_bytes())
+        .ok()
+        .and_then(|()| stream.read(&mut got).ok())
+        .unwrap_or(0);
+    let status = String::from_utf8_lossy(&got[..n])
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, Some(stream))
+}
+
+/// The loopback address `relay` listens on.
+pub fn address(relay: &Running) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], relay.port()))
+}
+
+/// A runtime of one thread for the sockets a test binds ([`connect_from`], [`post_from`]).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .expect("a runtime")
 }
 
 /// One `POST` of `body` to `path` on a connection of its own from `from` (a 127.0.0.N address:

@@ -1,5 +1,5 @@
-//! Floating and CI seats (issue #67) through the relay's one door: `Relay::handle` (the
-//! blocking host of the request machine) in front of the emulator over loopback, the relay's
+//! Floating and CI seats (issue #67) through the relay's one door: the rig's blocking host of
+//! the request machine (`rig::Relayed::handle`) in front of the emulator over loopback, the relay's
 //! clock given by the test (no sleeping: a seat's life passes by moving `now`).
 
 mod rig;
@@ -17,7 +17,7 @@ use polar_license_testkit::ScratchDir;
 use serde_json::{json, Value};
 
 struct Seats {
-    relay: Relay,
+    relay: rig::Relayed,
     signer: SigningKey,
 }
 
@@ -44,7 +44,7 @@ fn seat_body(key: &str, machine: &str, seat: Option<&str>, kind: Option<&str>) -
     body.to_string()
 }
 
-fn call(relay: &Relay, op: &str, body: &str, now: Now) -> (RelayResponse, Value) {
+fn call(relay: &rig::Relayed, op: &str, body: &str, now: Now) -> (RelayResponse, Value) {
     let req = rig::request(&format!("{SEATS_PREFIX}{op}"), &[], body);
     let r = relay.handle(&req, now);
     let v = serde_json::from_slice(&r.body).unwrap_or(Value::Null);

@@ -244,6 +244,23 @@ impl From<Relayed> for Relay {
 }
 
 impl Relayed {
+    /// [`Relay::with_seats`] on the relay this host drives.
+    pub fn with_seats(
+        self,
+        seats: polar_license_relay::SeatOptions,
+    ) -> Result<Relayed, polar_license::Error> {
+        let Relayed {
+            relay,
+            polar,
+            flying,
+        } = self;
+        Ok(Relayed {
+            relay: relay.with_seats(seats)?,
+            polar,
+            flying,
+        })
+    }
+
     /// Answers `req` at `now` as a blocking host does: the request machine driven to its end,
     /// each call to Polar made through the relay's transport and waited for (no patience, so
     /// no stale answer while a call runs), another check's call waited for until the machine

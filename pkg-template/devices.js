@@ -171,6 +171,32 @@ export class Devices {
   }
 
   /**
+   * Key recovery ("I lost my key"): the signed-in customer's keys this device can activate
+   * (granted, unexpired, newest first; the core decides): `[{ id, displayKey, benefitId,
+   * limitActivations, expiresAt (unix seconds or null) }]`. Each item's `key` is the whole key,
+   * for the activation only: not enumerable, so `JSON.stringify` and `console.log` show none.
+   */
+  async recover() {
+    if (this.#session === null) throw new DevicesError({ code: 'not_signed_in', reason: 'invalid_input', message: 'not signed in' });
+    const c = await load();
+    const walk = new c.Recovery(...this.#options, this.#session, Date.now() / 1000);
+    try {
+      let step = done(walk.start());
+      // The core bounds the pages (MAX_PORTAL_PAGES): this loop ends with it.
+      while (step.send) {
+        const [status, headers, body] = await this.#send(step.send);
+        step = done(walk.answer(status, headers, body));
+      }
+      return step.done.keys.map(({ key, ...shown }) => Object.defineProperty(shown, 'key', { value: key, enumerable: false }));
+    } catch (e) {
+      if (e instanceof DevicesError && e.code === 'session_expired') this.#session = null;
+      throw e;
+    } finally {
+      walk.free();
+    }
+  }
+
+  /**
    * Frees device `activationId` of `key` (Polar's public deactivate: no session needed).
    * A refusal of Polar's rejects with its reason as `code` (`not_found`: already freed, or not
    * this key's). Freeing this machine's own activation: use the client's `deactivate`, which

@@ -20,9 +20,10 @@
 use polar_license::error::{Error, Verdict};
 use polar_license::json::JsonOut;
 use polar_license::key::Key;
+use polar_license::model::LicenseKeyRead;
 use polar_license::portal::{
-    parse_authenticate, parse_request_code, DevicesStep, ListDevices, Portal, PortalError,
-    PortalRequest, SessionToken,
+    parse_authenticate, parse_key_page, parse_request_code, recoverable_keys, DevicesStep,
+    ListDevices, Portal, PortalError, PortalRequest, SessionToken, MAX_PORTAL_PAGES,
 };
 use polar_license::proto::{parse_deactivate, Api, DeactivateRequest, HttpResponse, Server};
 use wasm_bindgen::prelude::*;
@@ -272,6 +273,91 @@ impl Listing {
             Some(m) => step(m.answer(response(status, headers, body))),
             None => error(&PortalError::NotSignedIn),
         }
+    }
+}
+
+/// Key recovery ("I lost my key"): the signed-in customer's keys, a page of 100 at a time (at
+/// most [`MAX_PORTAL_PAGES`], as the native client's `customer_keys` walks them), then the
+/// ones this machine can activate (the core's [`recoverable_keys`]: granted, unexpired at
+/// `now`, newest first).
+#[wasm_bindgen]
+pub struct Recovery {
+    portal: Result<Portal, Option<PortalError>>,
+    session: SessionToken,
+    now: i64,
+    page: u32,
+    keys: Vec<LicenseKeyRead>,
+}
+
+#[wasm_bindgen]
+impl Recovery {
+    /// The walk through `session`; `now`: the host's clock, unix seconds.
+    #[wasm_bindgen(constructor)]
+    pub fn new(
+        org: &str,
+        base_url: Option<String>,
+        server: Option<String>,
+        session: &str,
+        now: f64,
+    ) -> Recovery {
+        // Seconds since 1970 from the host's clock: far inside i64 (a NaN is 0).
+        #[allow(clippy::cast_possible_truncation)]
+        let now = now as i64;
+        Recovery {
+            portal: portal(org, base_url, server).map_err(Some),
+            session: SessionToken::new(session),
+            now,
+            page: 1,
+            keys: Vec::new(),
+        }
+    }
+
+    /// The first step (the first page's request).
+    pub fn start(&mut self) -> String {
+        self.page = 1;
+        self.keys.clear();
+        self.request()
+    }
+
+    fn request(&mut self) -> String {
+        sent(match &mut self.portal {
+            Ok(p) => p
+                .list_keys(&self.session, self.page)
+                .map(|r| send(&r))
+                .map_err(PortalError::Invalid),
+            Err(e) => Err(e.take().unwrap_or(PortalError::NotSignedIn)),
+        })
+    }
+
+    /// The answer to the last page's request: the next page's request, or `{"done": {"keys":
+    /// [{id, displayKey, key, benefitId, limitActivations, expiresAt}]}}` (`key` whole: for the
+    /// activation only, never shown).
+    pub fn answer(&mut self, status: u16, headers: &str, body: &str) -> String {
+        let page = match response(status, headers, body).and_then(|r| parse_key_page(&r)) {
+            Ok(page) => page,
+            Err(e) => return error(&e),
+        };
+        self.keys.extend(page.items);
+        if u64::from(self.page) < page.max_page && self.page < MAX_PORTAL_PAGES {
+            self.page += 1;
+            return self.request();
+        }
+        let mut o = JsonOut::new();
+        o.raw("{").key("keys").raw("[");
+        let keys = recoverable_keys(std::mem::take(&mut self.keys), self.now);
+        for (i, k) in keys.iter().enumerate() {
+            o.raw(if i == 0 { "{" } else { ",{" });
+            o.key("id").str(&k.id).key("displayKey").str(&k.display_key);
+            o.key("key")
+                .str(k.key.expose())
+                .key("benefitId")
+                .str(&k.benefit_id);
+            o.key("limitActivations").opt_int(k.limit_activations);
+            o.key("expiresAt")
+                .opt_int(k.expires_at.map(|e| e.unix_timestamp()))
+                .raw("}");
+        }
+        answer(Ok(o.raw("]}").done()))
     }
 }
 

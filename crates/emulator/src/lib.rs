@@ -227,7 +227,7 @@ pub struct KeyUpdate {
 /// As JSON (admin route): `{"kind":"status","status":500,"body":"Internal Server Error"}`,
 /// `{"kind":"hang"}`, `{"kind":"delay","ms":1500}`, …
 ///
-/// Read through [`FaultFields`] (a plain struct's derive, then the kind's fields taken from
+/// Read through `FaultFields` (a plain struct's derive, then the kind's fields taken from
 /// it): serde's internally tagged enum buffers every member and cost the npm emulator's wasm
 /// about 15 KB.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]

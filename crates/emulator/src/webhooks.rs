@@ -134,7 +134,7 @@ const RESPONSE_KEPT: usize = 2048;
 /// `{"kind":"delay","ms":1500}`, `{"kind":"stale_timestamp","seconds":600}`,
 /// `{"kind":"bad_signature"}`, `{"kind":"large","bytes":100000}`.
 ///
-/// Read through [`WebhookFaultFields`], as [`crate::Fault`] is (an internally tagged enum's
+/// Read through `WebhookFaultFields`, as [`crate::Fault`] is (an internally tagged enum's
 /// derive is about 8 KB of the npm emulator's wasm).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(

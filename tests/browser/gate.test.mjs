@@ -158,6 +158,14 @@ test("a bundler keeps import 'polar-license/ui' (package.json's sideEffects name
   assert.match(stdout, /customElements\.define\(TAG, PolarLicenseGate\)/);
 });
 
+test('ui.d.ts names every string of DEFAULT_STRINGS, and no other', async () => {
+  const dts = await readFile(join(PACKAGE, 'ui.d.ts'), 'utf8');
+  const start = dts.indexOf('export interface GateStrings');
+  const declared = [...dts.slice(start, dts.indexOf('\n}\n', start)).matchAll(/^  (\w+): string;/gm)].map((m) => m[1]);
+  assert.ok(declared.includes('freeSeat') && declared.includes('title'), declared.join());
+  assert.deepEqual([...declared].sort(), Object.keys(DEFAULT_STRINGS).sort());
+});
+
 eachEngine(TOOLS, (engine, browser) => {
   let page;
   const keys = [];

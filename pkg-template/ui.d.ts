@@ -47,6 +47,11 @@ export interface GateStrings {
   noDevices: string;
   keysHint: string;
   useKey: string;
+  /** Above the accounts of one email (Polar's `customer_selection_required`). */
+  accountsHint: string;
+  /** An account without a name (`{n}`: its place). */
+  account: string;
+  pickAccount: string;
   noKeys: string;
   invalid_email: string;
   invalid_code: string;
@@ -123,8 +128,9 @@ export interface GateCheckResult {
 
 export type GateState = 'empty' | 'checking' | 'activating' | 'licensed' | 'refused' | 'deactivating' | 'free-seat' | 'recover';
 
-/** Where "Free a seat" and "Lost your key?" are: the email, the code, the list. */
-export type GateStep = 'email' | 'code' | 'list';
+/** Where "Free a seat" and "Lost your key?" are: the email, the account (when several have
+ * that email), the code, the list. */
+export type GateStep = 'email' | 'customer' | 'code' | 'list';
 
 /** What the screen asks of polar-license/devices (a `Devices` has all of it). */
 export type GateDevices = Pick<Devices, 'signedIn' | 'requestCode' | 'signIn' | 'list' | 'free' | 'recover'>;

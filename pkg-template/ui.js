@@ -58,6 +58,9 @@ export const DEFAULT_STRINGS = Object.freeze({
     'Polar lists no device for {key}: the seller may not let customers manage their devices. Deactivate the key in the app on the other device, or contact the seller.',
   keysHint: 'Your keys for this app. Pick one to activate it on this device.',
   useKey: 'Use',
+  accountsHint: 'Several accounts have this email. Pick the one of your purchase: Polar sends the code for it.',
+  account: 'Account {n}',
+  pickAccount: 'Choose',
   noKeys: 'No key of this account can be activated here (none is active and unexpired). Check the email, or buy a license.',
   // The failures of the sign-in and the lists (polar-license/devices' `code`).
   invalid_email: 'That does not look like an email address.',
@@ -507,10 +510,10 @@ export class PolarLicenseGate extends Base {
     const entry = this.#els.entry;
     const value = entry.value.trim();
     const d = this.#devices;
-    if (this.#busy || !d || this.#step === 'list') return;
+    if (this.#busy || !d || this.#step === 'list' || this.#step === 'customer') return;
     if (this.#step === 'email') {
+      this.#email = value;
       if (await this.#work(() => d.requestCode(value))) {
-        this.#email = value;
         this.#step = 'code';
         entry.value = '';
         this.#set(this.#state);
@@ -533,6 +536,15 @@ export class PolarLicenseGate extends Base {
 
   /** A device freed then the kept key activated, or a recovered key activated. */
   async #pick(item) {
+    if (this.#step === 'customer') {
+      // One of the customers with this email (Polar's customer_selection_required): its code.
+      if (await this.#work(() => this.#devices.requestCode(this.#email, { customerId: item.id }))) {
+        this.#step = 'code';
+        this.#set(this.#state);
+        this.#els.entry.focus();
+      }
+      return;
+    }
     const key = this.#state === 'free-seat' ? this.#held : item.key;
     if (this.#state === 'free-seat') {
       const freeing = this.#t('freeing', { device: item.label });
@@ -554,6 +566,12 @@ export class PolarLicenseGate extends Base {
     } catch (e) {
       const code = codeOf(e);
       if (code === 'session_expired' || code === 'not_signed_in') this.#step = 'email';
+      if (code === 'customer_selection_required' && Array.isArray(e.customers)) {
+        this.#items = e.customers;
+        this.#step = 'customer';
+        this.#set(state);
+        return false;
+      }
       const name = code === 'invalid_input' && `invalid_${e.field}` in this.#strings ? `invalid_${e.field}` : code;
       this.#set(state, { reason: code, message: await this.#sentence({ ...e, code: name, retryAfter: e?.retryAfter ?? undefined }, this.#held) });
       return false;
@@ -659,7 +677,8 @@ export class PolarLicenseGate extends Base {
     for (const b of [e.retry, e.freeSeat, e.lostKey, e.back, e.next]) setBusy(b, busy);
     e.flow.hidden = !flow;
     if (flow) {
-      const list = this.#step === 'list';
+      const customer = this.#step === 'customer';
+      const list = this.#step === 'list' || customer;
       const email = this.#step === 'email';
       e.entryLabel.hidden = e.entry.hidden = e.next.hidden = list;
       e.entry.readOnly = busy;
@@ -668,7 +687,9 @@ export class PolarLicenseGate extends Base {
       e.entryLabel.textContent = this.#t(email ? 'emailLabel' : 'codeLabel');
       e.next.textContent = this.#t(email ? 'sendCode' : 'signIn');
       const picking = state === 'free-seat';
-      e.intro.textContent = list
+      e.intro.textContent = customer
+        ? this.#t('accountsHint')
+        : list
         ? this.#t(this.#items.length ? (picking ? 'devicesHint' : 'keysHint') : picking ? 'noDevices' : 'noKeys', { key: held })
         : this.#t(email ? 'emailHint' : 'codeHint', { email: this.#email });
       e.list.hidden = !list;
@@ -677,13 +698,13 @@ export class PolarLicenseGate extends Base {
           const li = document.createElement('li');
           const text = document.createElement('span');
           text.id = `item-${i}`;
-          text.textContent = picking ? `${item.label} (${this.#t('activatedOn', { date: this.#date(item.activatedAt * 1000) })})` : item.displayKey;
+          text.textContent = customer ? (item.name ?? this.#t('account', { n: i + 1 })) : picking ? `${item.label} (${this.#t('activatedOn', { date: this.#date(item.activatedAt * 1000) })})` : item.displayKey;
           const pick = document.createElement('button');
           pick.type = 'button';
           pick.className = 'secondary';
           pick.setAttribute('part', 'button pick');
           pick.setAttribute('aria-describedby', text.id);
-          pick.textContent = this.#t(picking ? 'free' : 'useKey');
+          pick.textContent = this.#t(customer ? 'pickAccount' : picking ? 'free' : 'useKey');
           setBusy(pick, busy);
           pick.addEventListener('click', () => this.#busy || this.#pick(item));
           li.append(text, pick);

@@ -19,7 +19,8 @@
 // one and activates the kept key, never retyped; for a product without device management Polar
 // lists none and the gate says so, Back returning to the refusal; "Lost your key?" lists the customer's keys
 // (granted, unexpired: an expired and a revoked key of the same customer are not offered) by
-// their display form and activates the one picked. Each of those states is screenshotted too.
+// their display form and activates the one picked; an email of two accounts asks which one first.
+// Each of those states is screenshotted too.
 // Focus: after a refusal on the input (aria-invalid), after the activation on the title. Also: a
 // client without the key (an Electron preload's bridge) checked and deactivated with none; the
 // app's strings; README's three lines as they are (the element made from options), last.
@@ -45,6 +46,7 @@ const PORTAL = 'https://polar.sh/example/portal';
 // A benefit whose customers may manage their devices (enable_customer_admin), and its customer.
 const BENEFIT = '5b1d9c7e-3a2f-4e6d-8c9b-1a2b3c4d5e6f';
 // One customer per engine (the emulator is shared: an email of two customers would ask which).
+const ENGINE_DIGIT = { chromium: '1', firefox: '2', webkit: '3' };
 const CUSTOMERS = { chromium: '6c2e0d8f-4b3a-4f7e-9d0c-2b3c4d5e6f71', firefox: '6c2e0d8f-4b3a-4f7e-9d0c-2b3c4d5e6f72', webkit: '6c2e0d8f-4b3a-4f7e-9d0c-2b3c4d5e6f73' };
 const README = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'README.md');
 
@@ -491,6 +493,35 @@ eachEngine(TOOLS, (engine, browser) => {
     await page.evaluate(() => document.querySelector('polar-license-gate').deactivate());
     await settled();
     assert.equal(emu.activations(lost).length, 0);
+  });
+
+  test('one email, two accounts: the gate asks which (Polar\'s customer_selection_required), then signs in to that one', async () => {
+    const twins = `twins-${engine}@example.com`;
+    const [first, second] = [1, 2].map((n) => `6c2e0d8f-4b3a-4f7e-9d0c-2b3c4d5e6${ENGINE_DIGIT[engine]}8${n}`);
+    const mine = newKey({ customer_id: second, customer_email: twins, limit_activations: 2 });
+    const theirs = newKey({ customer_id: first, customer_email: twins, limit_activations: 2 });
+    keys.push(mine, theirs);
+    await page.evaluate(() => document.querySelector('polar-license-gate').devices.signOut());
+    await press('lost-key');
+    await page.waitFor(() => document.querySelector('polar-license-gate').state === 'recover');
+    await enter(twins);
+    let snap = await inState('recover-accounts', { state: 'recover', message: '' });
+    assert.equal(await step(), 'customer');
+    assert.equal(snap.intro, DEFAULT_STRINGS.accountsHint);
+    assert.equal(snap.items.length, 2, JSON.stringify(snap.items));
+    const customers = (await (await fetch(`${emu.url}/__emulator/customer-session/codes`)).json()).codes.length;
+    // The second account listed (which of the two it is, Polar's order says).
+    await press('pick', 1);
+    await page.waitFor(() => window.gateTest.events.at(-1).step === 'code');
+    const codes = (await (await fetch(`${emu.url}/__emulator/customer-session/codes`)).json()).codes;
+    assert.equal(codes.length, customers + 1, 'one code sent for the account picked');
+    await enter(codes.at(-1).code);
+    snap = await inState('recover-account-keys', { state: 'recover', message: '' });
+    // Only the keys of the account picked: one of the two, not both.
+    const picked = [mine, theirs].filter((k) => snap.items.includes(redactKey(k)));
+    assert.equal(picked.length, 1, JSON.stringify(snap.items));
+    assert.deepEqual(snap.items, [redactKey(picked[0])]);
+    await press('back');
   });
 
   test('activating, then licensed: holder, expiry, device, the focus on the title', async () => {

@@ -59,6 +59,21 @@ export interface DeviceList {
   devices: Device[];
 }
 
+/** A key the signed-in customer can activate here (key recovery). */
+export interface RecoverableKey {
+  /** The key record's id. */
+  id: string;
+  /** Polar's display form (`****-6ED415`): what to show. */
+  displayKey: string;
+  /** The whole key, for the activation only (not enumerable: never in JSON or logs). */
+  readonly key: string;
+  benefitId: string;
+  /** The key's activation limit (null: none). */
+  limitActivations: number | null;
+  /** When it expires, unix seconds (null: never). */
+  expiresAt: number | null;
+}
+
 export interface DevicesOptions {
   /** The organization (UUID v4). */
   organizationId: string;
@@ -85,6 +100,8 @@ export class Devices {
   signOut(): void;
   /** The key's devices, `activationId` (this machine's, from a check) marked. */
   list(key: string, options?: { activationId?: string | null }): Promise<DeviceList>;
+  /** Key recovery: the signed-in customer's keys this device can activate, newest first. */
+  recover(): Promise<RecoverableKey[]>;
   /** Frees device `activationId` of `key` (no session needed). */
   free(key: string, activationId: string): Promise<void>;
   toJSON(): { signedIn: boolean };

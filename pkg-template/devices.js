@@ -30,7 +30,10 @@ function load() {
     const url = new URL('./polar_license_devices_bg.wasm', import.meta.url);
     let source = url;
     if (url.protocol === 'file:') {
-      const { readFile } = await import('node:fs/promises');
+      // Named through a variable: a browser bundler (esbuild, Vite) leaves it alone, where a
+      // literal 'node:fs/promises' fails the build of an app that imports polar-license/ui.
+      const fs = 'node:fs/promises';
+      const { readFile } = globalThis.process?.getBuiltinModule?.(fs) ?? (await import(fs));
       source = await readFile(url);
     }
     await init({ module_or_path: source });
@@ -72,7 +75,8 @@ export class Devices {
     }
     if (fetchFn !== undefined && typeof fetchFn !== 'function') throw new DevicesError({ code: 'invalid_input', reason: 'invalid_input', field: 'fetch', message: 'fetch must be a function called like the global fetch' });
     if (timeoutMs !== undefined && !(Number.isFinite(timeoutMs) && timeoutMs > 0)) throw new DevicesError({ code: 'invalid_input', reason: 'invalid_input', field: 'timeoutMs', message: 'timeoutMs must be a positive number' });
-    this.#options = JSON.stringify({ organizationId, baseUrl, server });
+    // The core's three options, as the wasm takes them (it parses no JSON of its own).
+    this.#options = [organizationId ?? '', baseUrl, server];
     this.#fetch = fetchFn ?? ((...a) => globalThis.fetch(...a));
     this.#timeout = timeoutMs ?? TIMEOUT_MS;
   }
@@ -82,7 +86,7 @@ export class Devices {
     return this.#session !== null;
   }
 
-  /** Sends a request the core built; `[status, headers JSON, body]`, status 0 for none. */
+  /** Sends a request the core built; `[status, headers as name\nvalue\n…, body]`, status 0 for none. */
   async #send(req) {
     let res;
     try {
@@ -95,16 +99,17 @@ export class Devices {
       });
     } catch (e) {
       const timedOut = e?.name === 'TimeoutError' || e?.name === 'AbortError';
-      return [0, '[]', timedOut ? 'timed out' : String(e?.message ?? e)];
+      return [0, '', timedOut ? 'timed out' : String(e?.message ?? e)];
     }
     let body;
     try {
       body = await res.text();
     } catch (e) {
-      return [0, '[]', String(e?.message ?? e)];
+      return [0, '', String(e?.message ?? e)];
     }
-    if (body.length > MAX_BODY) return [0, '[]', 'an answer larger than 4 MB'];
-    return [res.status, JSON.stringify([...res.headers]), body];
+    if (body.length > MAX_BODY) return [0, '', 'an answer larger than 4 MB'];
+    // fetch's header names and values hold no line break.
+    return [res.status, [...res.headers].flat().join('\n'), body];
   }
 
   /** A one-request step: build with `make`, send, read with `read`. */
@@ -123,13 +128,13 @@ export class Devices {
   async requestCode(email, { customerId } = {}) {
     if (typeof email !== 'string') throw new DevicesError({ code: 'invalid_input', reason: 'invalid_input', field: 'email', message: 'email must be a string' });
     if (customerId !== undefined && typeof customerId !== 'string') throw new DevicesError({ code: 'invalid_input', reason: 'invalid_input', field: 'customer_id', message: 'customerId must be a string' });
-    await this.#one((c) => c.requestCode(this.#options, email, customerId), (c, ...r) => c.requestCodeAnswer(...r));
+    await this.#one((c) => c.requestCode(...this.#options, email, customerId), (c, ...r) => c.requestCodeAnswer(...r));
   }
 
   /** Signs in with the emailed code (any case): the session is held here for its hour. */
   async signIn(code) {
     if (typeof code !== 'string') throw new DevicesError({ code: 'invalid_input', reason: 'invalid_input', field: 'code', message: 'code must be a string' });
-    const signed = await this.#one((c) => c.signIn(this.#options, code), (c, ...r) => c.signInAnswer(...r));
+    const signed = await this.#one((c) => c.signIn(...this.#options, code), (c, ...r) => c.signInAnswer(...r));
     this.#session = signed.done.session;
   }
 
@@ -148,7 +153,7 @@ export class Devices {
     if (activationId !== undefined && activationId !== null && typeof activationId !== 'string') throw new DevicesError({ code: 'invalid_input', reason: 'invalid_input', field: 'activation_id', message: 'activationId must be a string' });
     if (this.#session === null) throw new DevicesError({ code: 'not_signed_in', reason: 'invalid_input', message: 'not signed in' });
     const c = await load();
-    const listing = new c.Listing(this.#options, this.#session, key, activationId ?? undefined);
+    const listing = new c.Listing(...this.#options, this.#session, key, activationId ?? undefined);
     try {
       let step = done(listing.start());
       // The core bounds the steps (its pages of keys, then the key): this loop ends with it.
@@ -166,6 +171,32 @@ export class Devices {
   }
 
   /**
+   * Key recovery ("I lost my key"): the signed-in customer's keys this device can activate
+   * (granted, unexpired, newest first; the core decides): `[{ id, displayKey, benefitId,
+   * limitActivations, expiresAt (unix seconds or null) }]`. Each item's `key` is the whole key,
+   * for the activation only: not enumerable, so `JSON.stringify` and `console.log` show none.
+   */
+  async recover() {
+    if (this.#session === null) throw new DevicesError({ code: 'not_signed_in', reason: 'invalid_input', message: 'not signed in' });
+    const c = await load();
+    const walk = new c.Recovery(...this.#options, this.#session, Date.now() / 1000);
+    try {
+      let step = done(walk.start());
+      // The core bounds the pages (MAX_PORTAL_PAGES): this loop ends with it.
+      while (step.send) {
+        const [status, headers, body] = await this.#send(step.send);
+        step = done(walk.answer(status, headers, body));
+      }
+      return step.done.keys.map(({ key, ...shown }) => Object.defineProperty(shown, 'key', { value: key, enumerable: false }));
+    } catch (e) {
+      if (e instanceof DevicesError && e.code === 'session_expired') this.#session = null;
+      throw e;
+    } finally {
+      walk.free();
+    }
+  }
+
+  /**
    * Frees device `activationId` of `key` (Polar's public deactivate: no session needed).
    * A refusal of Polar's rejects with its reason as `code` (`not_found`: already freed, or not
    * this key's). Freeing this machine's own activation: use the client's `deactivate`, which
@@ -175,7 +206,7 @@ export class Devices {
     for (const [name, value] of [['key', key], ['activation_id', activationId]]) {
       if (typeof value !== 'string') throw new DevicesError({ code: 'invalid_input', reason: 'invalid_input', field: name, message: `${name} must be a string` });
     }
-    const freed = await this.#one((c) => c.free(this.#options, key, activationId), (c, ...r) => c.freeAnswer(...r));
+    const freed = await this.#one((c) => c.free(...this.#options, key, activationId), (c, ...r) => c.freeAnswer(...r));
     if (freed.denied) {
       const d = freed.denied;
       throw new DevicesError({ code: d.reason, reason: d.reason, status: d.status, message: d.userMessage });

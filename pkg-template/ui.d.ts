@@ -1,5 +1,6 @@
 // Types of `polar-license/ui`: the activation screen `<polar-license-gate>` (hand-written).
 import type { LicenseClientOptions, ReasonCode } from './index.js';
+import type { Devices, DevicesErrorCode } from './devices.js';
 
 /** Every string the screen shows; `{key}` is the redacted key, `{grace}` and `{wait}` durations. */
 export interface GateStrings {
@@ -22,6 +23,45 @@ export interface GateStrings {
   deactivating: string;
   deactivated: string;
   portal: string;
+  /** "Try again" with the key kept from an unverified refusal (`{key}`). */
+  tryAgain: string;
+  freeSeat: string;
+  lostKey: string;
+  back: string;
+  recoverTitle: string;
+  emailLabel: string;
+  emailHint: string;
+  sendCode: string;
+  codeLabel: string;
+  /** `{email}`: where the code went. */
+  codeHint: string;
+  signIn: string;
+  working: string;
+  /** Above the key's devices (`{key}`). */
+  devicesHint: string;
+  /** After a device's label (`{date}`). */
+  activatedOn: string;
+  free: string;
+  /** `{device}`: its label. */
+  freeing: string;
+  noDevices: string;
+  keysHint: string;
+  useKey: string;
+  /** Above the accounts of one email (Polar's `customer_selection_required`). */
+  accountsHint: string;
+  /** An account without a name (`{n}`: its place). */
+  account: string;
+  pickAccount: string;
+  noKeys: string;
+  invalid_email: string;
+  invalid_code: string;
+  not_signed_in: string;
+  customer_selection_required: string;
+  refused: string;
+  code_invalid_or_expired: string;
+  session_expired: string;
+  device_management_off: string;
+  key_not_found: string;
   not_found: string;
   inactive: string;
   expired: string;
@@ -87,7 +127,14 @@ export interface GateCheckResult {
   };
 }
 
-export type GateState = 'empty' | 'checking' | 'activating' | 'licensed' | 'refused' | 'deactivating';
+export type GateState = 'empty' | 'checking' | 'activating' | 'licensed' | 'refused' | 'deactivating' | 'free-seat' | 'recover';
+
+/** Where "Free a seat" and "Lost your key?" are: the email, the account (when several have
+ * that email), the code, the list. */
+export type GateStep = 'email' | 'customer' | 'code' | 'list';
+
+/** What the screen asks of polar-license/devices (a `Devices` has all of it). */
+export type GateDevices = Pick<Devices, 'signedIn' | 'requestCode' | 'signIn' | 'list' | 'free' | 'recover'>;
 
 /** What the screen shows of a licensed key (never the whole key). */
 export interface GateLicenseView {
@@ -109,8 +156,11 @@ export interface GateLicenseView {
 /** The `detail` of the `polar-license-change` event, sent at every change of state. */
 export interface GateChangeDetail {
   state: GateState;
-  /** The reason code of a refusal (or of a failed deactivation), else `null`. */
-  reason: ReasonCode | 'unknown' | null;
+  /** With `state` `free-seat` or `recover`. */
+  step?: GateStep;
+  /** The reason code of a refusal (or of a failed deactivation; in `free-seat` and `recover`,
+   * the `code` of polar-license/devices' failure), else `null`. */
+  reason: ReasonCode | DevicesErrorCode | 'unknown' | null;
   licensed: boolean;
   /** The sentence shown in the live region. */
   message: string;
@@ -121,27 +171,36 @@ export interface GateChangeDetail {
 /**
  * `<polar-license-gate>`, defined when this module is imported. Attributes: `device-label` (the
  * activation's label, default `Browser on <platform>`), `portal-url` (a link to the customer
- * portal, shown with the refusals it helps with and when licensed). Styled through CSS custom
+ * portal, shown with the refusals it helps with and when licensed). With `devices` (or
+ * `options`): "Free a seat" at the activation limit and "Lost your key?". Styled through CSS custom
  * properties (`--polar-gate-accent`, `--polar-gate-danger`, …) and `::part()` (`container`,
  * `title`, `form`, `label`, `input`, `hint`, `button`, `activate`, `deactivate`, `details`,
- * `message`, `actions`, `link`, `portal`).
+ * `message`, `actions`, `link`, `portal`, `retry`, `free-seat`, `lost-key`, `back`, `sign-in`,
+ * `entry`, `next`, `list`, `pick`).
  */
 export declare class PolarLicenseGate extends HTMLElement {
   /** The client (a `LicenseClient`, or any object of this shape). */
   client: GateClient | null;
-  /** Or options: a `LicenseClient` is made from them (`rememberKeys` on by default). */
+  /** Or options: a `LicenseClient` is made from them (`rememberKeys` on by default), and a
+   * `Devices` of polar-license/devices on the first "Free a seat" or "Lost your key?". */
   set options(options: LicenseClientOptions);
+  /** polar-license/devices' `Devices` (or this shape): "Free a seat" and "Lost your key?". */
+  devices: GateDevices | null;
   /** The app's strings over the English ones. */
   get strings(): Readonly<GateStrings>;
   set strings(strings: Partial<GateStrings>);
   readonly state: GateState;
-  readonly reason: ReasonCode | 'unknown' | null;
+  readonly reason: ReasonCode | DevicesErrorCode | 'unknown' | null;
   /** Checks the key activated here, or the client's remembered key (`empty` without one). */
   refresh(): Promise<void>;
   /** Activates `key` on this device, as the form does. */
   activate(key: string): Promise<void>;
   /** Deactivates this device and forgets the key here. */
   deactivate(): Promise<void>;
+  /** After the activation limit: sign in by email code, list the key's devices, free one. */
+  freeSeat(): Promise<void>;
+  /** Sign in by email code, pick one of the customer's keys, activate it here. */
+  recoverKey(): Promise<void>;
 }
 
 declare global {

@@ -8,6 +8,11 @@
 //
 // The key is never shown whole: once submitted the field is cleared, and every text, attribute
 // and event names it as the library's redaction does (`****-` and its last six characters).
+// A refusal the library calls unverified (`kind`, e.g. offline) keeps the key in memory for
+// "Try again"; at the activation limit, "Free a seat" signs in by email code and lists the
+// key's devices through polar-license/devices (its `devices` property), frees the one picked
+// and activates the kept key; "Lost your key?" lists the customer's keys the same way. The
+// core decides each step (what is listed, what a failure is): this screen only shows them.
 
 const TAG = 'polar-license-gate';
 
@@ -33,6 +38,41 @@ export const DEFAULT_STRINGS = Object.freeze({
   deactivating: 'Deactivating this device…',
   deactivated: 'This device is deactivated: its seat is free for another device.',
   portal: 'Open the customer portal',
+  tryAgain: 'Try again with {key}',
+  freeSeat: 'Free a seat',
+  lostKey: 'Lost your key?',
+  back: 'Back',
+  recoverTitle: 'Find your key',
+  emailLabel: 'Email',
+  emailHint: 'The email of your purchase: Polar sends a sign-in code to it.',
+  sendCode: 'Send the code',
+  codeLabel: 'Code from the email',
+  codeHint: 'The 6-character code Polar emailed to {email}. It works once, for 30 minutes.',
+  signIn: 'Sign in',
+  working: 'One moment…',
+  devicesHint: 'The devices using {key}. Free one you no longer use: this device is then activated with the key.',
+  activatedOn: 'activated {date}',
+  free: 'Free',
+  freeing: 'Freeing the seat of {device}…',
+  noDevices:
+    'Polar lists no device for {key}: the seller may not let customers manage their devices. Deactivate the key in the app on the other device, or contact the seller.',
+  keysHint: 'Your keys for this app. Pick one to activate it on this device.',
+  useKey: 'Use',
+  accountsHint: 'Several accounts have this email. Pick the one of your purchase: Polar sends the code for it.',
+  account: 'Account {n}',
+  pickAccount: 'Choose',
+  noKeys: 'No key of this account can be activated here (none is active and unexpired). Check the email, or buy a license.',
+  // The failures of the sign-in and the lists (polar-license/devices' `code`).
+  invalid_email: 'That does not look like an email address.',
+  invalid_code: 'Enter the 6-character code from the email.',
+  code_invalid_or_expired: 'That code is wrong, used or expired. Check it, or go back and ask for a new one.',
+  session_expired: 'The sign-in has expired. Enter your email again for a new code.',
+  device_management_off:
+    'This app does not let customers manage their devices (the seller has not turned it on). Deactivate the key in the app on the other device, or contact the seller.',
+  not_signed_in: 'Enter your email to get a sign-in code.',
+  customer_selection_required: 'Several accounts have this email. Contact the seller to find your key.',
+  refused: 'Polar refused this step. Try again later, or use the customer portal.',
+  key_not_found: 'The key {key} is not one of this account’s keys. Sign in with the email of its purchase.',
   // One sentence per reason code (docs/interfaces.md §1), with the next step.
   not_found:
     'The key {key} is not a key of this app. Check that you copied the whole key, and that it is the key of this product.',
@@ -137,6 +177,10 @@ dd { margin: 0; overflow-wrap: anywhere; }
 :host([state='licensed']) .message { color: var(--polar-gate-success, #146c2e); }
 :host([state='licensed'][reason]) .message { color: var(--polar-gate-danger, #b3261e); }
 :host([offline]) .message { color: var(--polar-gate-warning, #7a4a00); }
+:host([state='free-seat'][reason]) .message, :host([state='recover'][reason]) .message { color: var(--polar-gate-danger, #b3261e); }
+ul { list-style: none; margin: 0; padding: 0; display: grid; gap: 0.5rem; }
+li { display: flex; flex-wrap: wrap; gap: 0.25rem 1rem; align-items: center; justify-content: space-between; padding: 0.5rem 0; border-top: 1px solid var(--polar-gate-muted, #c4c7cf); }
+li > span { flex: 1 1 10rem; }
 .actions { display: flex; flex-wrap: wrap; gap: 0.5rem 1rem; align-items: center; margin-top: 0.75rem; }
 `;
 
@@ -150,10 +194,21 @@ const TEMPLATE = `<style>${STYLE}</style>
     <p part="hint" class="hint" id="hint"></p>
     <button part="button activate" class="primary" type="submit"></button>
   </form>
+  <form part="form sign-in" id="flow" novalidate>
+    <p part="hint" class="hint" id="intro"></p>
+    <label part="label" for="entry"></label>
+    <input part="input entry" id="entry" autocapitalize="off" spellcheck="false" aria-describedby="intro message">
+    <button part="button next" class="primary" type="submit"></button>
+    <ul part="list"></ul>
+  </form>
   <dl part="details"></dl>
   <p part="message" class="message" id="message" role="status" aria-live="polite"></p>
   <div part="actions" class="actions">
     <button part="button deactivate" class="secondary" type="button"></button>
+    <button part="button retry" class="primary" type="button"></button>
+    <button part="button free-seat" class="secondary" type="button"></button>
+    <button part="button lost-key" class="secondary" type="button"></button>
+    <button part="button back" class="secondary" type="button"></button>
     <a part="link portal" target="_blank" rel="noopener noreferrer"></a>
   </div>
 </section>`;
@@ -175,6 +230,15 @@ export class PolarLicenseGate extends Base {
   #message = '';
   #busy = false;
   #els = null;
+  #devices = null;
+  #devicesPending = null;
+  /** The key of the last refusal, kept for "Try again" and "Free a seat" (memory only). */
+  #held = null;
+  #retry = false;
+  #refusal = null;
+  #step = 'email';
+  #email = '';
+  #items = [];
 
   static get observedAttributes() {
     return ['portal-url', 'device-label', 'lang'];
@@ -194,9 +258,19 @@ export class PolarLicenseGate extends Base {
       submit: $('form button'),
       details: $('dl'),
       message: $('.message'),
-      deactivate: $('.secondary'),
+      deactivate: $('[part~=deactivate]'),
       portal: $('a'),
       actions: $('.actions'),
+      flow: $('#flow'),
+      intro: $('#intro'),
+      entryLabel: $('[for=entry]'),
+      entry: $('#entry'),
+      next: $('[part~=next]'),
+      list: $('ul'),
+      retry: $('[part~=retry]'),
+      freeSeat: $('[part~=free-seat]'),
+      lostKey: $('[part~=lost-key]'),
+      back: $('[part~=back]'),
     };
     this.#els.form.addEventListener('submit', (e) => {
       e.preventDefault();
@@ -206,12 +280,20 @@ export class PolarLicenseGate extends Base {
       this.activate(key);
     });
     this.#els.deactivate.addEventListener('click', () => this.deactivate());
+    this.#els.retry.addEventListener('click', () => this.activate(this.#held));
+    this.#els.freeSeat.addEventListener('click', () => this.freeSeat());
+    this.#els.lostKey.addEventListener('click', () => this.recoverKey());
+    this.#els.back.addEventListener('click', () => this.#back());
+    this.#els.flow.addEventListener('submit', (e) => {
+      e.preventDefault();
+      this.#next();
+    });
   }
 
   connectedCallback() {
     // A property the page set before this module defined the element (an own property that
     // hides the accessor): set again through it.
-    for (const name of ['strings', 'options', 'client']) {
+    for (const name of ['strings', 'options', 'client', 'devices']) {
       if (Object.hasOwn(this, name)) {
         const value = this[name];
         delete this[name];
@@ -249,12 +331,30 @@ export class PolarLicenseGate extends Base {
       // The client entry could not be loaded (a CSP, a bundle without it): said as load_error.
       (e) => Promise.reject(Object.assign(new Error(`polar-license: ${e}`), { code: 'load_error' })),
     );
+    // Free a seat and key recovery through polar-license/devices, loaded on their first use.
+    this.#devices = null;
+    this.#devicesPending = () => import('./devices.js').then(({ Devices }) => (this.#devices = new Devices(options)));
     if (this.isConnected) this.refresh();
+  }
+
+  /**
+   * "Free a seat" and "Lost your key?": a `Devices` of polar-license/devices (or an object with
+   * its `requestCode`, `signIn`, `list`, `free`, `recover` and `signedIn`); made from `options`
+   * when those are set. Without it the screen offers neither.
+   */
+  get devices() {
+    return this.#devices;
+  }
+  set devices(devices) {
+    this.#devices = devices ?? null;
+    this.#devicesPending = null;
+    this.#render();
   }
 
   /** Another client: nothing known here of the last one's key. */
   #reset() {
     this.#key = null;
+    this.#held = null;
     if (this.#state !== 'empty' || this.#message) this.#set('empty');
   }
 
@@ -267,7 +367,7 @@ export class PolarLicenseGate extends Base {
     this.#render();
   }
 
-  /** `empty`, `checking`, `activating`, `licensed`, `refused` or `deactivating`. */
+  /** `empty`, `checking`, `activating`, `licensed`, `refused`, `deactivating`, `free-seat` or `recover`. */
   get state() {
     return this.#state;
   }
@@ -288,6 +388,7 @@ export class PolarLicenseGate extends Base {
    */
   async refresh() {
     if (this.#busy) return;
+    this.#held = null;
     const client = await this.#ready().catch((e) => this.#fail(e, null));
     if (!client) return;
     let key = this.#key;
@@ -325,12 +426,17 @@ export class PolarLicenseGate extends Base {
       const label = this.getAttribute('device-label') || defaultLabel();
       const activated = await client.activate(text, { label });
       this.#key = text;
+      this.#held = null;
       // An activation is a verdict: this check answers from the cache, with no request.
       const result = await client.check(text);
       this.#licensed(result, activated?.activation ?? null);
       if (focused) this.#els.title.focus();
     } catch (e) {
+      // Kept (in memory) when the library calls the refusal unverified, or at the limit.
+      this.#retry = e?.kind === 'unverified';
+      this.#held = this.#retry || codeOf(e) === 'activation_limit' ? text : null;
       await this.#fail(e, text);
+      this.#refusal = { reason: this.#reason, message: this.#message };
       if (focused) this.#els.input.focus();
     } finally {
       this.#busy = false;
@@ -342,6 +448,7 @@ export class PolarLicenseGate extends Base {
     const client = this.#client;
     const licensed = this.#state === 'licensed';
     if (this.#busy || !client || !(this.#key || licensed)) return;
+    this.#held = null;
     const focused = this.#hasFocus();
     this.#busy = true;
     const shown = { view: this.#view };
@@ -357,6 +464,121 @@ export class PolarLicenseGate extends Base {
       this.#set('licensed', { ...shown, reason: codeOf(e), message: await this.#sentence(e, this.#key) });
     } finally {
       this.#busy = false;
+    }
+  }
+
+  /** "Free a seat" (after the activation limit, the refused key kept): sign in, list, free one. */
+  freeSeat() {
+    return this.#held ? this.#open('free-seat') : Promise.resolve();
+  }
+
+  /** "Lost your key?": sign in, pick one of the customer's keys, activate it here. */
+  recoverKey() {
+    return this.#open('recover');
+  }
+
+  async #open(state) {
+    if (this.#busy) return;
+    const focused = this.#hasFocus();
+    const devices = await this.#ready$();
+    if (!devices) return;
+    this.#step = 'email';
+    this.#items = [];
+    this.#set(state);
+    if (devices.signedIn) await this.#work(() => this.#show());
+    if (focused) (this.#step === 'list' ? this.#els.title : this.#els.entry).focus();
+  }
+
+  async #ready$() {
+    try {
+      return this.#devices ?? (await this.#devicesPending?.()) ?? null;
+    } catch (e) {
+      await this.#fail(e, null);
+      return null;
+    }
+  }
+
+  #back() {
+    if (this.#busy) return;
+    const r = this.#refusal;
+    if (this.#held && r) this.#set('refused', r);
+    else this.#set('empty');
+    this.#els.input.focus();
+  }
+
+  /** The flow's form: the email, then the code. */
+  async #next() {
+    const entry = this.#els.entry;
+    const value = entry.value.trim();
+    const d = this.#devices;
+    if (this.#busy || !d || this.#step === 'list' || this.#step === 'customer') return;
+    if (this.#step === 'email') {
+      this.#email = value;
+      if (await this.#work(() => d.requestCode(value))) {
+        this.#step = 'code';
+        entry.value = '';
+        this.#set(this.#state);
+        entry.focus();
+      }
+    } else {
+      entry.value = '';
+      if (await this.#work(() => d.signIn(value).then(() => this.#show()))) this.#els.title.focus();
+      else entry.focus();
+    }
+  }
+
+  /** The list: the kept key's devices, or the customer's keys. */
+  async #show() {
+    const d = this.#devices;
+    this.#items = this.#state === 'free-seat' ? (await d.list(this.#held)).devices : await d.recover();
+    this.#step = 'list';
+    this.#set(this.#state);
+  }
+
+  /** A device freed then the kept key activated, or a recovered key activated. */
+  async #pick(item) {
+    if (this.#step === 'customer') {
+      // One of the customers with this email (Polar's customer_selection_required): its code.
+      if (await this.#work(() => this.#devices.requestCode(this.#email, { customerId: item.id }))) {
+        this.#step = 'code';
+        this.#set(this.#state);
+        this.#els.entry.focus();
+      }
+      return;
+    }
+    const key = this.#state === 'free-seat' ? this.#held : item.key;
+    if (this.#state === 'free-seat') {
+      const freeing = this.#t('freeing', { device: item.label });
+      if (!(await this.#work(() => this.#devices.free(key, item.id), freeing))) return;
+    }
+    this.#els.title.focus();
+    await this.activate(key);
+  }
+
+  /** Runs a step of the flow, busy meanwhile; a failure said in the flow. Resolves to success. */
+  async #work(step, message = this.#t('working')) {
+    const state = this.#state;
+    this.#busy = true;
+    this.#set(state, { message });
+    try {
+      await step();
+      if (this.#state === state && this.#message === message) this.#set(state);
+      return true;
+    } catch (e) {
+      const code = codeOf(e);
+      if (code === 'session_expired' || code === 'not_signed_in') this.#step = 'email';
+      if (code === 'customer_selection_required' && Array.isArray(e.customers)) {
+        this.#items = e.customers;
+        this.#step = 'customer';
+        this.#set(state);
+        return false;
+      }
+      const name = code === 'invalid_input' && `invalid_${e.field}` in this.#strings ? `invalid_${e.field}` : code;
+      this.#set(state, { reason: code, message: await this.#sentence({ ...e, code: name, retryAfter: e?.retryAfter ?? undefined }, this.#held) });
+      return false;
+    } finally {
+      this.#busy = false;
+      this.#render();
     }
   }
 
@@ -397,8 +619,9 @@ export class PolarLicenseGate extends Base {
       const status = await this.#client.status(key).catch(() => null);
       if (status?.blockedUntil && status.now) wait = Math.max(1, status.blockedUntil - status.now);
     }
-    const has = Object.hasOwn(this.#strings, code) && code !== 'unknown';
-    return this.#t(has ? code : 'unknown', {
+    const has = (c) => Object.hasOwn(this.#strings, c) && c !== 'unknown' && c !== 'locale';
+    // A failure of polar-license/devices without a sentence of its own: its reason's.
+    return this.#t(has(code) ? code : has(error?.reason) ? error.reason : 'unknown', {
       key: redactKey(key),
       code,
       wait: this.#duration(wait ?? 60),
@@ -411,8 +634,10 @@ export class PolarLicenseGate extends Base {
     this.#message = message;
     this.#view = state === 'licensed' || state === 'deactivating' ? view : {};
     this.#render();
+    const flow = state === 'free-seat' || state === 'recover';
     const detail = {
       state,
+      ...(flow ? { step: this.#step } : {}),
       reason,
       licensed: state === 'licensed',
       message,
@@ -430,14 +655,64 @@ export class PolarLicenseGate extends Base {
     if (this.#reason) this.setAttribute('reason', this.#reason);
     else this.removeAttribute('reason');
     this.toggleAttribute('offline', licensedView && !!this.#view.offline);
-    const busy = state === 'activating' || state === 'checking' || state === 'deactivating';
-    e.title.textContent = this.#t(licensedView ? 'licensedTitle' : 'title');
+    const flow = state === 'free-seat' || state === 'recover';
+    const busy = this.#busy || state === 'activating' || state === 'checking' || state === 'deactivating';
+    e.title.textContent = this.#t(licensedView ? 'licensedTitle' : state === 'free-seat' ? 'freeSeat' : state === 'recover' ? 'recoverTitle' : 'title');
     e.label.textContent = this.#t('keyLabel');
     e.hint.textContent = this.#t('keyHint');
     e.submit.textContent = this.#t('activate');
     e.deactivate.textContent = this.#t('deactivate');
     e.portal.textContent = this.#t('portal');
-    e.form.hidden = licensedView;
+    e.form.hidden = licensedView || flow;
+    const held = redactKey(this.#held);
+    const open = state === 'empty' || state === 'refused';
+    const devices = !!(this.#devices || this.#devicesPending);
+    e.retry.textContent = this.#t('tryAgain', { key: held });
+    e.freeSeat.textContent = this.#t('freeSeat');
+    e.lostKey.textContent = this.#t('lostKey');
+    e.back.textContent = this.#t('back');
+    e.retry.hidden = !(state === 'refused' && this.#retry && this.#held);
+    e.freeSeat.hidden = !(devices && state === 'refused' && this.#held && this.#reason === 'activation_limit');
+    e.lostKey.hidden = !(devices && open);
+    e.back.hidden = !flow;
+    for (const b of [e.retry, e.freeSeat, e.lostKey, e.back, e.next]) setBusy(b, busy);
+    e.flow.hidden = !flow;
+    if (flow) {
+      const customer = this.#step === 'customer';
+      const list = this.#step === 'list' || customer;
+      const email = this.#step === 'email';
+      e.entryLabel.hidden = e.entry.hidden = e.next.hidden = list;
+      e.entry.readOnly = busy;
+      e.entry.type = email ? 'email' : 'text';
+      e.entry.autocomplete = email ? 'email' : 'one-time-code';
+      e.entryLabel.textContent = this.#t(email ? 'emailLabel' : 'codeLabel');
+      e.next.textContent = this.#t(email ? 'sendCode' : 'signIn');
+      const picking = state === 'free-seat';
+      e.intro.textContent = customer
+        ? this.#t('accountsHint')
+        : list
+        ? this.#t(this.#items.length ? (picking ? 'devicesHint' : 'keysHint') : picking ? 'noDevices' : 'noKeys', { key: held })
+        : this.#t(email ? 'emailHint' : 'codeHint', { email: this.#email });
+      e.list.hidden = !list;
+      e.list.replaceChildren(
+        ...(list ? this.#items : []).map((item, i) => {
+          const li = document.createElement('li');
+          const text = document.createElement('span');
+          text.id = `item-${i}`;
+          text.textContent = customer ? (item.name ?? this.#t('account', { n: i + 1 })) : picking ? `${item.label} (${this.#t('activatedOn', { date: this.#date(item.activatedAt * 1000) })})` : item.displayKey;
+          const pick = document.createElement('button');
+          pick.type = 'button';
+          pick.className = 'secondary';
+          pick.setAttribute('part', 'button pick');
+          pick.setAttribute('aria-describedby', text.id);
+          pick.textContent = this.#t(customer ? 'pickAccount' : picking ? 'free' : 'useKey');
+          setBusy(pick, busy);
+          pick.addEventListener('click', () => this.#busy || this.#pick(item));
+          li.append(text, pick);
+          return li;
+        }),
+      );
+    }
     e.input.readOnly = busy;
     e.input.setAttribute('aria-invalid', state === 'refused' ? 'true' : 'false');
     setBusy(e.submit, busy);
@@ -446,7 +721,7 @@ export class PolarLicenseGate extends Base {
     e.deactivate.hidden = !licensedView;
     const portal = this.getAttribute('portal-url');
     e.portal.hidden = !portal || !(licensedView || PORTAL_REASONS.has(this.#reason));
-    e.actions.hidden = e.deactivate.hidden && e.portal.hidden;
+    e.actions.hidden = [e.deactivate, e.portal, e.retry, e.freeSeat, e.lostKey, e.back].every((b) => b.hidden);
     if (portal) e.portal.href = portal;
     else e.portal.removeAttribute('href');
     e.details.replaceChildren();

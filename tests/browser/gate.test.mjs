@@ -13,6 +13,14 @@
 //   - axe-core (scripts/npm's pinned copy) finds no violation in the page, shadow tree included;
 //   - a screenshot: target/npm/gate/<engine>-<state>.png, and with GATE_SHOTS=DIR the Chromium
 //     ones of the gate alone into DIR (docs/img/gate/ holds them: the guides show them).
+// Issue #64: a refusal the library calls unverified (offline) keeps the key for "Try again"; at
+// the activation limit "Free a seat" signs in with the code the emulator "emails" (read from its
+// control route, as a person reads the email; a wrong code first), lists the key's devices, frees
+// one and activates the kept key, never retyped; for a product without device management Polar
+// lists none and the gate says so, Back returning to the refusal; "Lost your key?" lists the customer's keys
+// (granted, unexpired: an expired and a revoked key of the same customer are not offered) by
+// their display form and activates the one picked; an email of two accounts asks which one first.
+// Each of those states is screenshotted too.
 // Focus: after a refusal on the input (aria-invalid), after the activation on the title. Also: a
 // client without the key (an Electron preload's bridge) checked and deactivated with none; the
 // app's strings; README's three lines as they are (the element made from options), last.
@@ -35,6 +43,11 @@ const SHOTS = join(SCREENSHOT ? dirname(SCREENSHOT) : join(CONSUMER, '..'), 'gat
 const ORG = '2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10';
 const OTHER_ORG = '7c9e6679-7425-40de-944b-e07fc1f90ae7';
 const PORTAL = 'https://polar.sh/example/portal';
+// A benefit whose customers may manage their devices (enable_customer_admin), and its customer.
+const BENEFIT = '5b1d9c7e-3a2f-4e6d-8c9b-1a2b3c4d5e6f';
+// One customer per engine (the emulator is shared: an email of two customers would ask which).
+const ENGINE_DIGIT = { chromium: '1', firefox: '2', webkit: '3' };
+const CUSTOMERS = { chromium: '6c2e0d8f-4b3a-4f7e-9d0c-2b3c4d5e6f71', firefox: '6c2e0d8f-4b3a-4f7e-9d0c-2b3c4d5e6f72', webkit: '6c2e0d8f-4b3a-4f7e-9d0c-2b3c4d5e6f73' };
 const README = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'README.md');
 
 const { DEFAULT_STRINGS, redactKey } = await import(pathToFileURL(join(PACKAGE, 'ui.js')).href);
@@ -87,6 +100,9 @@ const PAGE = `<!doctype html>
       deactivate: async (key) => inner.deactivate(key ?? (await inner.rememberedKey())),
     };
   };
+  // "Free a seat" and "Lost your key?" through polar-license/devices.
+  const { Devices } = await import('./node_modules/polar-license/devices.js');
+  gate.devices = new Devices({ organizationId: q.get('org'), baseUrl: q.get('api') });
   gate.client = new LicenseClient({
     organizationId: q.get('org'),
     baseUrl: q.get('api'),
@@ -113,7 +129,10 @@ before(async () => {
   await writeFile(join(CONSUMER, 'gate.html'), PAGE);
   site = await serve(CONSUMER);
   // Polar's 2027-01 answers: the seat holder and the subscription reach the screen.
-  emu = await startEmulator({ seed: { organization_id: ORG, license_keys: [] }, apiVersion: '2027-01' });
+  emu = await startEmulator({
+    seed: { organization_id: ORG, license_keys: [], benefits: [{ id: BENEFIT, enable_customer_admin: true }] },
+    apiVersion: '2027-01',
+  });
   await mkdir(SHOTS, { recursive: true });
   if (GATE_SHOTS) await mkdir(GATE_SHOTS, { recursive: true });
 });
@@ -139,6 +158,14 @@ test("a bundler keeps import 'polar-license/ui' (package.json's sideEffects name
   });
   assert.doesNotMatch(stderr, /ignored-bare-import/);
   assert.match(stdout, /customElements\.define\(TAG, PolarLicenseGate\)/);
+});
+
+test('ui.d.ts names every string of DEFAULT_STRINGS, and no other', async () => {
+  const dts = await readFile(join(PACKAGE, 'ui.d.ts'), 'utf8');
+  const start = dts.indexOf('export interface GateStrings');
+  const declared = [...dts.slice(start, dts.indexOf('\n}\n', start)).matchAll(/^  (\w+): string;/gm)].map((m) => m[1]);
+  assert.ok(declared.includes('freeSeat') && declared.includes('title'), declared.join());
+  assert.deepEqual([...declared].sort(), Object.keys(DEFAULT_STRINGS).sort());
 });
 
 eachEngine(TOOLS, (engine, browser) => {
@@ -168,6 +195,10 @@ eachEngine(TOOLS, (engine, browser) => {
         title: root.querySelector('h2').textContent,
         details: [...root.querySelectorAll('dt')].map((dt) => [dt.textContent, dt.nextElementSibling.textContent]),
         portal: visible(root.querySelector('[part~=portal]')) ? root.querySelector('[part~=portal]').href : null,
+        buttons: [...root.querySelectorAll('button')].filter(visible).map((b) => b.textContent),
+        intro: visible(root.querySelector('#intro')) ? root.querySelector('#intro').textContent : null,
+        entry: visible(root.querySelector('#entry')) ? [root.querySelector('[for=entry]').textContent, root.querySelector('#entry').type, root.querySelector('#entry').value] : null,
+        items: [...root.querySelectorAll('li')].map((li) => li.firstChild.textContent),
         deactivate: visible(root.querySelector('[part~=deactivate]')),
         form: visible(root.querySelector('form')),
         focus: root.activeElement?.getAttribute('part') ?? null,
@@ -296,6 +327,201 @@ eachEngine(TOOLS, (engine, browser) => {
     } finally {
       emu.setFault(null);
     }
+  });
+
+  /** Clicks the visible button of `part` (the focus on it first, as a keyboard user's). */
+  const press = (part, index = 0) =>
+    page.evaluate(
+      ({ part, index }) => {
+        const button = [...document.querySelector('polar-license-gate').shadowRoot.querySelectorAll(`[part~=${part}]`)].filter((b) => !b.closest('[hidden]'))[index];
+        if (!button) throw new Error(`no visible ${part} button`);
+        button.focus();
+        button.click();
+      },
+      { part, index },
+    );
+  /** Types into the sign-in field and presses its button; waits for the step to end. */
+  const enter = async (text) => {
+    await page.evaluate((t) => {
+      const root = document.querySelector('polar-license-gate').shadowRoot;
+      root.querySelector('#entry').focus();
+      root.querySelector('#entry').value = t;
+      root.querySelector('[part~=next]').click();
+    }, text);
+    await page.waitFor(() => document.querySelector('polar-license-gate').shadowRoot.querySelector('[part~=next]').getAttribute('aria-disabled') !== 'true');
+  };
+  const lastCode = async () => {
+    const { codes } = await (await fetch(`${emu.url}/__emulator/customer-session/codes`)).json();
+    assert.ok(codes.length > 0, 'a code was emailed');
+    return codes.at(-1).code;
+  };
+  const step = () => page.evaluate(() => window.gateTest.events.at(-1).step);
+  // This engine's customer's keys, oldest first (what "Lost your key?" may offer).
+  const customerKeys = [];
+  const EMAIL = `seat-${engine}@example.com`;
+  const CUSTOMER = CUSTOMERS[engine];
+
+  test('offline: the typed key kept (in memory only), "Try again" activates it once Polar answers', async () => {
+    const key = newKey({ limit_activations: 2 });
+    keys.push(key);
+    emu.setFault({ kind: 'close_immediately' });
+    let snap;
+    try {
+      snap = await refused('try-again', key, 'offline');
+    } finally {
+      emu.setFault(null);
+    }
+    const again = DEFAULT_STRINGS.tryAgain.replace('{key}', redactKey(key));
+    assert.ok(snap.buttons.includes(again), JSON.stringify(snap.buttons));
+    assert.ok(!snap.buttons.includes(DEFAULT_STRINGS.freeSeat), 'no "Free a seat" when offline');
+    assert.equal(emu.activations(key).length, 0);
+    await press('retry');
+    await settled();
+    const licensed = await inState('try-again-licensed', { state: 'licensed', message: DEFAULT_STRINGS.licensed });
+    assert.equal(Object.fromEntries(licensed.details)[DEFAULT_STRINGS.key], redactKey(key));
+    assert.equal(emu.activations(key).length, 1);
+    await page.evaluate(() => document.querySelector('polar-license-gate').deactivate());
+    await settled();
+    assert.equal(emu.activations(key).length, 0);
+  });
+
+  test('the activation limit: "Free a seat" signs in by email code, lists the devices, frees one, activates the kept key', async () => {
+    const key = newKey({ limit_activations: 2, benefit_id: BENEFIT, customer_id: CUSTOMER, customer_email: EMAIL });
+    keys.push(key);
+    customerKeys.push(key);
+    for (const label of ['Old laptop', 'Desktop']) {
+      const r = await fetch(`${emu.url}/v1/customer-portal/license-keys/activate`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ key, organization_id: ORG, label }),
+      });
+      assert.equal(r.status, 200);
+    }
+    const limit = await refused('free-seat-offered', key, 'activation_limit');
+    assert.ok(limit.buttons.includes(DEFAULT_STRINGS.freeSeat), JSON.stringify(limit.buttons));
+    assert.ok(!limit.buttons.some((b) => b.startsWith('Try again')), 'no "Try again" for a denial');
+
+    await press('free-seat');
+    await page.waitFor(() => document.querySelector('polar-license-gate').state === 'free-seat');
+    let snap = await inState('free-seat-email', { state: 'free-seat', message: '' });
+    assert.equal(snap.title, DEFAULT_STRINGS.freeSeat);
+    assert.deepEqual(snap.entry, [DEFAULT_STRINGS.emailLabel, 'email', '']);
+    assert.equal(snap.form, false, 'the key form hidden');
+    assert.equal(snap.focus, 'input entry');
+    assert.equal(await step(), 'email');
+
+    await enter('not an email');
+    await inState('free-seat-bad-email', { state: 'free-seat', reason: 'invalid_input', message: DEFAULT_STRINGS.invalid_email });
+    await enter(EMAIL);
+    snap = await inState('free-seat-code', { state: 'free-seat', message: '' });
+    assert.deepEqual(snap.entry, [DEFAULT_STRINGS.codeLabel, 'text', '']);
+    assert.equal(snap.intro, DEFAULT_STRINGS.codeHint.replace('{email}', EMAIL));
+    assert.equal(await step(), 'code');
+
+    await enter('ZZZZZ9');
+    snap = await inState('free-seat-wrong-code', { state: 'free-seat', reason: 'code_invalid_or_expired', message: DEFAULT_STRINGS.code_invalid_or_expired });
+    assert.equal(snap.entry[2], '', 'the code field cleared');
+    await enter((await lastCode()).toLowerCase());
+    snap = await inState('free-seat-devices', { state: 'free-seat', message: '' });
+    assert.equal(await step(), 'list');
+    assert.equal(snap.intro, DEFAULT_STRINGS.devicesHint.replace('{key}', redactKey(key)));
+    assert.equal(snap.items.length, 2, JSON.stringify(snap.items));
+    assert.match(snap.items[0], /^Old laptop \(activated .*\d{4}.*\)$/);
+    assert.match(snap.items[1], /^Desktop \(activated /);
+    assert.deepEqual(snap.buttons.filter((b) => b === DEFAULT_STRINGS.free).length, 2);
+    assert.equal(snap.focus, 'title');
+
+    await press('pick', 0);
+    await page.waitFor(() => document.querySelector('polar-license-gate').state === 'licensed');
+    snap = await inState('seat-freed', { state: 'licensed', message: DEFAULT_STRINGS.licensed });
+    assert.deepEqual(emu.activations(key).map((a) => a.label).sort(), ["Ada's laptop", 'Desktop']);
+    assert.equal(Object.fromEntries(snap.details)[DEFAULT_STRINGS.device], "Ada's laptop");
+    await page.evaluate(() => document.querySelector('polar-license-gate').deactivate());
+    await settled();
+  });
+
+  test('"Free a seat" for a product without device management: no device listed, said so; Back returns to the refusal', async () => {
+    // The session of the test before is still held: the list comes at once.
+    const key = newKey({ limit_activations: 1, customer_id: CUSTOMER, customer_email: EMAIL });
+    keys.push(key);
+    customerKeys.push(key);
+    const r = await fetch(`${emu.url}/v1/customer-portal/license-keys/activate`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ key, organization_id: ORG, label: 'Old laptop' }),
+    });
+    assert.equal(r.status, 200);
+    await refused('free-seat-limit-again', key, 'activation_limit');
+    await press('free-seat');
+    await page.waitFor(() => document.querySelector('polar-license-gate').state === 'free-seat' && window.gateTest.events.at(-1).step === 'list');
+    const snap = await inState('free-seat-management-off', { state: 'free-seat', message: '' });
+    assert.deepEqual(snap.items, []);
+    assert.equal(snap.intro, DEFAULT_STRINGS.noDevices.replace('{key}', redactKey(key)));
+    await press('back');
+    const back = await inState('free-seat-back', { state: 'refused', reason: 'activation_limit', message: said('activation_limit', key) });
+    assert.ok(back.buttons.includes(DEFAULT_STRINGS.freeSeat));
+    assert.equal(back.focus, 'input');
+    assert.equal(emu.activations(key).length, 1);
+  });
+
+  test('"Lost your key?": signed in by email code, the customer\'s activatable keys by display form, the one picked activated', async () => {
+    const lost = newKey({ limit_activations: 2, benefit_id: BENEFIT, customer_id: CUSTOMER, customer_email: EMAIL });
+    const expired = newKey({ customer_id: CUSTOMER, customer_email: EMAIL, expires_at: '2024-01-31T00:00:00Z' });
+    const revoked = newKey({ customer_id: CUSTOMER, customer_email: EMAIL, status: 'revoked' });
+    keys.push(lost, expired, revoked);
+    await page.evaluate(() => document.querySelector('polar-license-gate').devices.signOut());
+    // Offered with the refusal of the test before too (and in the empty state: see the shots).
+    const offered = await inState('recover-offered', { state: 'refused', reason: 'activation_limit' });
+    assert.ok(offered.buttons.includes(DEFAULT_STRINGS.lostKey), JSON.stringify(offered.buttons));
+    await press('lost-key');
+    await page.waitFor(() => document.querySelector('polar-license-gate').state === 'recover');
+    let snap = await inState('recover-email', { state: 'recover', message: '' });
+    assert.equal(snap.title, DEFAULT_STRINGS.recoverTitle);
+    await enter(EMAIL);
+    await enter(await lastCode());
+    snap = await inState('recover-keys', { state: 'recover', message: '' });
+    assert.equal(snap.intro, DEFAULT_STRINGS.keysHint);
+    // The granted, unexpired ones (the expired and the revoked key not offered), newest first:
+    // the oldest, made seconds before the others, last.
+    assert.deepEqual([...snap.items].sort(), [lost, ...customerKeys].map(redactKey).sort());
+    assert.equal(snap.items.at(-1), redactKey(customerKeys[0]));
+    await press('pick', snap.items.indexOf(redactKey(lost)));
+    await page.waitFor(() => document.querySelector('polar-license-gate').state === 'licensed');
+    snap = await inState('recovered', { state: 'licensed', message: DEFAULT_STRINGS.licensed });
+    assert.equal(Object.fromEntries(snap.details)[DEFAULT_STRINGS.key], redactKey(lost));
+    assert.equal(emu.activations(lost).length, 1);
+    await page.evaluate(() => document.querySelector('polar-license-gate').deactivate());
+    await settled();
+    assert.equal(emu.activations(lost).length, 0);
+  });
+
+  test('one email, two accounts: the gate asks which (Polar\'s customer_selection_required), then signs in to that one', async () => {
+    const twins = `twins-${engine}@example.com`;
+    const [first, second] = [1, 2].map((n) => `6c2e0d8f-4b3a-4f7e-9d0c-2b3c4d5e6${ENGINE_DIGIT[engine]}8${n}`);
+    const mine = newKey({ customer_id: second, customer_email: twins, limit_activations: 2 });
+    const theirs = newKey({ customer_id: first, customer_email: twins, limit_activations: 2 });
+    keys.push(mine, theirs);
+    await page.evaluate(() => document.querySelector('polar-license-gate').devices.signOut());
+    await press('lost-key');
+    await page.waitFor(() => document.querySelector('polar-license-gate').state === 'recover');
+    await enter(twins);
+    let snap = await inState('recover-accounts', { state: 'recover', message: '' });
+    assert.equal(await step(), 'customer');
+    assert.equal(snap.intro, DEFAULT_STRINGS.accountsHint);
+    assert.equal(snap.items.length, 2, JSON.stringify(snap.items));
+    const customers = (await (await fetch(`${emu.url}/__emulator/customer-session/codes`)).json()).codes.length;
+    // The second account listed (which of the two it is, Polar's order says).
+    await press('pick', 1);
+    await page.waitFor(() => window.gateTest.events.at(-1).step === 'code');
+    const codes = (await (await fetch(`${emu.url}/__emulator/customer-session/codes`)).json()).codes;
+    assert.equal(codes.length, customers + 1, 'one code sent for the account picked');
+    await enter(codes.at(-1).code);
+    snap = await inState('recover-account-keys', { state: 'recover', message: '' });
+    // Only the keys of the account picked: one of the two, not both.
+    const picked = [mine, theirs].filter((k) => snap.items.includes(redactKey(k)));
+    assert.equal(picked.length, 1, JSON.stringify(snap.items));
+    assert.deepEqual(snap.items, [redactKey(picked[0])]);
+    await press('back');
   });
 
   test('activating, then licensed: holder, expiry, device, the focus on the title', async () => {

@@ -169,3 +169,36 @@ test('the code routes rate limit with the wait; no answer is offline', async (t)
   const offline = await rejection(down.requestCode(EMAIL));
   assert.deepEqual([offline.code, offline.reason], ['offline', 'offline']);
 });
+
+test("key recovery: the customer's keys this device can activate, the whole key only for the activation", async (t) => {
+  const polar = await emulator(t);
+  const d = new Devices({ organizationId: ORG, baseUrl: polar.url });
+  assert.equal((await rejection(d.recover())).code, 'not_signed_in');
+  const lost = 'LOST-7D2C9A4E-1B3F-4C5D-8E6F-0A1B2C3D4E5F';
+  const expired = 'EXPD-7D2C9A4E-1B3F-4C5D-8E6F-0A1B2C3D4E60';
+  const revoked = 'RVKD-7D2C9A4E-1B3F-4C5D-8E6F-0A1B2C3D4E61';
+  polar.addKey({ key: lost, customer_id: DEMO_CUSTOMER, customer_email: EMAIL, limit_activations: 2 });
+  polar.addKey({ key: expired, customer_id: DEMO_CUSTOMER, customer_email: EMAIL, expires_at: '2024-01-31T00:00:00Z' });
+  polar.addKey({ key: revoked, customer_id: DEMO_CUSTOMER, customer_email: EMAIL, status: 'revoked' });
+  await d.requestCode(EMAIL);
+  await d.signIn(await lastCode(polar));
+  const keys = await d.recover();
+  const shown = keys.map((k) => k.displayKey);
+  // Granted and unexpired only (the core's recoverable_keys): the demo key and the lost one.
+  assert.ok(shown.includes(`****-${lost.slice(-6)}`), JSON.stringify(shown));
+  assert.ok(shown.includes(`****-${README_KEY.slice(-6)}`), JSON.stringify(shown));
+  for (const gone of [expired, revoked]) assert.ok(!shown.includes(`****-${gone.slice(-6)}`), `${gone} offered`);
+  const item = keys.find((k) => k.displayKey.endsWith(lost.slice(-6)));
+  assert.equal(item.key, lost);
+  assert.equal(item.limitActivations, 2);
+  assert.equal(item.expiresAt, null);
+  assert.match(item.id, /^[0-9a-f-]{36}$/);
+  // The whole key is not enumerable: no JSON, no inspect, no spread shows it.
+  assert.deepEqual(Object.keys(item).sort(), ['benefitId', 'displayKey', 'expiresAt', 'id', 'limitActivations']);
+  for (const text of [JSON.stringify(keys), inspect(keys), JSON.stringify({ ...item })]) {
+    assert.ok(!text.includes(lost) && !text.includes(README_KEY), text);
+  }
+  const activated = await client(polar).activate(item.key, { label: 'Recovered here' });
+  assert.equal(activated.activation.label, 'Recovered here');
+  assert.deepEqual(polar.activations(lost).map((a) => a.label), ['Recovered here']);
+});

@@ -1,7 +1,7 @@
 // Types of polar-license/devices (issue #64), checked by tsc against the installed tarball
 // (scripts/test-wasm.sh's npm-types): sign in, list a key's devices, free one, and read a
 // typed failure; the @ts-expect-error lines are mistakes the types must refuse.
-import { Devices, DevicesError, devices, type Device, type DeviceList } from 'polar-license/devices';
+import { Devices, DevicesError, devices, type Device, type DeviceList, type RecoverableKey } from 'polar-license/devices';
 
 async function outOfActivations(key: string, here: string | null): Promise<string[]> {
   const d: Devices = devices({ organizationId: '2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10', server: 'sandbox', timeoutMs: 10_000 });
@@ -33,3 +33,16 @@ void outOfActivations;
 new Devices({});
 // @ts-expect-error: list takes the key as a string
 void devices({ organizationId: 'x' }).list(42);
+
+// Key recovery: the display form to show, the whole key (read-only) only for the activation.
+async function lostKey(d: Devices): Promise<string | undefined> {
+  const keys: RecoverableKey[] = await d.recover();
+  const first = keys[0];
+  if (!first) return undefined;
+  const shown: string = first.displayKey;
+  const expires: number | null = first.expiresAt;
+  // @ts-expect-error: the whole key is read-only
+  first.key = 'x';
+  return `${shown} ${expires} ${first.key.length}`;
+}
+void lostKey;

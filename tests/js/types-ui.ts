@@ -1,8 +1,9 @@
 // Types of polar-license/ui (the activation screen), checked by tsc against the installed
 // tarball (scripts/test-wasm.sh's npm-types): a page that makes the element, hands it a
 // LicenseClient or a bridge of its own, sets its strings and reads its events.
-import { DEFAULT_STRINGS, PolarLicenseGate, redactKey, type GateChangeDetail, type GateClient, type GateState } from 'polar-license/ui';
+import { DEFAULT_STRINGS, PolarLicenseGate, redactKey, type GateChangeDetail, type GateClient, type GateDevices, type GateState, type GateStep } from 'polar-license/ui';
 import { LicenseClient } from 'polar-license';
+import { Devices } from 'polar-license/devices';
 
 const gate: PolarLicenseGate = document.createElement('polar-license-gate');
 gate.setAttribute('portal-url', 'https://polar.sh/example/portal');
@@ -39,3 +40,24 @@ console.log(title, english, shown, reason);
 
 // @ts-expect-error: the state is read-only
 gate.state = 'licensed';
+
+// "Free a seat" and "Lost your key?" (issue #64): polar-license/devices' Devices, or this shape.
+gate.devices = new Devices({ organizationId: '2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10' });
+const own: GateDevices = {
+  signedIn: false,
+  requestCode: async () => undefined,
+  signIn: async () => undefined,
+  list: async () => ({ keyId: 'k', limitActivations: 2, devices: [{ id: 'a', label: 'Old laptop', activatedAt: 0, thisMachine: false }] }),
+  free: async () => undefined,
+  recover: async () => [],
+};
+gate.devices = own;
+gate.strings = { freeSeat: 'Platz freigeben', lostKey: 'Schlüssel verloren?', tryAgain: 'Erneut mit {key}' };
+void gate.freeSeat();
+void gate.recoverKey();
+gate.addEventListener('polar-license-change', ({ detail }) => {
+  const step: GateStep | undefined = detail.step;
+  if (detail.state === 'free-seat' && detail.reason === 'code_invalid_or_expired') console.log(step);
+});
+// @ts-expect-error: a devices object needs the list and free calls
+gate.devices = { signedIn: false };

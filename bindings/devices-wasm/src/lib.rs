@@ -10,80 +10,127 @@
 //!
 //! Every function answers JSON: `{"send": {method, url, headers: [[name, value]], body}}` (a
 //! request for the host to send), `{"done": …}`, or `{"error": {code, reason, message,
-//! retryAfter?, customers?}}` (`code`: the CLI's `portal_error`, docs/interfaces.md §2).
+//! retryAfter?, customers?}}` (`code`: the CLI's `portal_error`, docs/interfaces.md §2),
+//! written with the core's `JsonOut`; the options come as three strings and an answer's
+//! headers as `name\nvalue\n…` (fetch's header names and values hold no line break), so this
+//! module parses no JSON of its own (serde_json's readers stay out of its wasm).
 
 #![cfg(target_arch = "wasm32")]
 
 use polar_license::error::{Error, Verdict};
+use polar_license::json::JsonOut;
 use polar_license::key::Key;
+use polar_license::model::LicenseKeyRead;
 use polar_license::portal::{
-    parse_authenticate, parse_request_code, DevicesStep, ListDevices, Portal, PortalError,
-    PortalRequest, SessionToken,
+    parse_authenticate, parse_key_page, parse_request_code, recoverable_keys, DevicesStep,
+    ListDevices, Portal, PortalError, PortalRequest, SessionToken, MAX_PORTAL_PAGES,
 };
 use polar_license::proto::{parse_deactivate, Api, DeactivateRequest, HttpResponse, Server};
-use serde_json::{json, Value};
 use wasm_bindgen::prelude::*;
 
-/// The organization and server of the module's options (JSON: `organizationId`, and `baseUrl`,
+/// The organization and server of the module's options (`organizationId`, and `baseUrl`,
 /// else `server`, else production), checked as the client checks them.
-fn api(options: &str) -> Result<Api, Error> {
-    let o: Value = serde_json::from_str(options).unwrap_or(Value::Null);
-    let text = |name: &str| o.get(name).and_then(Value::as_str).map(str::to_string);
-    let server = match (text("baseUrl"), text("server")) {
+fn api(
+    organization_id: &str,
+    base_url: Option<String>,
+    server: Option<String>,
+) -> Result<Api, Error> {
+    let server = match (base_url, server) {
         (Some(url), _) => Server::Custom(url),
         (None, Some(server)) => Server::parse(&server),
         (None, None) => Server::Production,
     };
-    Api::new(&text("organizationId").unwrap_or_default(), &server)
+    Api::new(organization_id, &server)
 }
 
-fn portal(options: &str) -> Result<Portal, PortalError> {
-    api(options)
+fn portal(
+    org: &str,
+    base_url: Option<String>,
+    server: Option<String>,
+) -> Result<Portal, PortalError> {
+    api(org, base_url, server)
         .map(|api| Portal::for_api(&api))
         .map_err(PortalError::Invalid)
 }
 
-fn send(request: &PortalRequest) -> Value {
-    let headers: Vec<Value> = request.headers.iter().map(|(k, v)| json!([k, v])).collect();
-    json!({ "send": {
-        "method": request.method.as_str(),
-        "url": request.url,
-        "headers": headers,
-        "body": String::from_utf8_lossy(&request.body),
-    }})
+/// `{"send": …}`: a request for the host to send.
+fn send_parts<K: AsRef<str>>(
+    method: &str,
+    url: &str,
+    headers: &[(K, String)],
+    body: &[u8],
+) -> String {
+    let mut o = JsonOut::new();
+    o.raw("{")
+        .key("send")
+        .raw("{")
+        .key("method")
+        .str(method)
+        .key("url")
+        .str(url);
+    o.key("headers").raw("[");
+    for (i, (k, v)) in headers.iter().enumerate() {
+        o.raw(if i == 0 { "[" } else { ",[" })
+            .str(k.as_ref())
+            .raw(",")
+            .str(v)
+            .raw("]");
+    }
+    o.raw("]").key("body").str(&String::from_utf8_lossy(body));
+    o.raw("}}").done()
 }
 
-fn error(e: &PortalError) -> Value {
-    let mut o = json!({
-        "code": e.code(),
-        "reason": e.reason().map(|r| r.code()),
-        "message": e.to_string(),
-    });
+fn send(request: &PortalRequest) -> String {
+    send_parts(
+        request.method.as_str(),
+        &request.url,
+        &request.headers,
+        &request.body,
+    )
+}
+
+fn error(e: &PortalError) -> String {
+    let mut o = JsonOut::new();
+    o.raw("{").key("error").raw("{").key("code").str(e.code());
+    o.key("reason").opt_str(e.reason().map(|r| r.code()));
+    o.key("message").str(&e.to_string());
     if let PortalError::Invalid(Error::InvalidInput { field, .. }) = e {
-        o["field"] = json!(field);
+        o.key("field").str(field);
     }
     if let PortalError::RateLimited(wait) = e {
-        o["retryAfter"] = json!(wait);
+        o.key("retryAfter")
+            .opt_int(wait.and_then(|w| i64::try_from(w).ok()));
     }
     if let PortalError::CustomerSelectionRequired(customers) = e {
-        o["customers"] = customers
-            .iter()
-            .map(|(id, name)| json!({ "id": id, "name": name }))
-            .collect();
+        o.key("customers").raw("[");
+        for (i, (id, name)) in customers.iter().enumerate() {
+            o.raw(if i == 0 { "{" } else { ",{" });
+            o.key("id")
+                .str(id)
+                .key("name")
+                .opt_str(name.as_deref())
+                .raw("}");
+        }
+        o.raw("]");
     }
-    json!({ "error": o })
+    o.raw("}}").done()
 }
 
-fn answer(v: Result<Value, PortalError>) -> String {
+/// `{"done": DONE}` (DONE already JSON), or the error.
+fn answer(v: Result<String, PortalError>) -> String {
     match v {
-        Ok(v) => v,
+        Ok(done) => ["{\"done\":", &done, "}"].concat(),
         Err(e) => error(&e),
     }
-    .to_string()
 }
 
-/// The response the host got (`headers`: JSON `[[name, value]]`), or the failure it had
-/// (`status` 0: no answer; `body` the host's description of why).
+/// A request's answer, or the error.
+fn sent(v: Result<String, PortalError>) -> String {
+    v.unwrap_or_else(|e| error(&e))
+}
+
+/// The response the host got (`headers`: `name\nvalue\n…`), or the failure it had (`status`
+/// 0: no answer; `body` the host's description of why).
 fn response(status: u16, headers: &str, body: &str) -> Result<HttpResponse, PortalError> {
     if status == 0 {
         return Err(PortalError::Offline(Error::Offline {
@@ -91,10 +138,10 @@ fn response(status: u16, headers: &str, body: &str) -> Result<HttpResponse, Port
             detail: body.to_string(),
         }));
     }
-    let pairs: Vec<(String, String)> = serde_json::from_str(headers).unwrap_or_default();
     let mut r = HttpResponse::new(status, body.as_bytes().to_vec());
-    for (name, value) in pairs {
-        r = r.with_header(&name.to_ascii_lowercase(), &value);
+    let mut lines = headers.split('\n');
+    while let (Some(name), Some(value)) = (lines.next(), lines.next()) {
+        r = r.with_header(&name.to_ascii_lowercase(), value);
     }
     Ok(r)
 }
@@ -102,8 +149,14 @@ fn response(status: u16, headers: &str, body: &str) -> Result<HttpResponse, Port
 /// The request asking Polar to email a sign-in code to `email` (`customer_id`: one of a
 /// `customer_selection_required` answer's, or none).
 #[wasm_bindgen(js_name = requestCode)]
-pub fn request_code(options: &str, email: &str, customer_id: Option<String>) -> String {
-    answer(portal(options).and_then(|p| {
+pub fn request_code(
+    org: &str,
+    base_url: Option<String>,
+    server: Option<String>,
+    email: &str,
+    customer_id: Option<String>,
+) -> String {
+    sent(portal(org, base_url, server).and_then(|p| {
         p.request_code_for(email, customer_id.as_deref())
             .map(|r| send(&r))
             .map_err(PortalError::Invalid)
@@ -116,14 +169,14 @@ pub fn request_code_answer(status: u16, headers: &str, body: &str) -> String {
     answer(
         response(status, headers, body)
             .and_then(|r| parse_request_code(&r))
-            .map(|()| json!({ "done": true })),
+            .map(|()| "true".to_string()),
     )
 }
 
 /// The request signing in with the emailed `code`.
 #[wasm_bindgen(js_name = signIn)]
-pub fn sign_in(options: &str, code: &str) -> String {
-    answer(portal(options).and_then(|p| {
+pub fn sign_in(org: &str, base_url: Option<String>, server: Option<String>, code: &str) -> String {
+    sent(portal(org, base_url, server).and_then(|p| {
         p.authenticate(code)
             .map(|r| send(&r))
             .map_err(PortalError::Invalid)
@@ -137,7 +190,14 @@ pub fn sign_in_answer(status: u16, headers: &str, body: &str) -> String {
     answer(
         response(status, headers, body)
             .and_then(|r| parse_authenticate(&r))
-            .map(|token| json!({ "done": { "session": token.expose() } })),
+            .map(|token| {
+                let mut o = JsonOut::new();
+                o.raw("{")
+                    .key("session")
+                    .str(token.expose())
+                    .raw("}")
+                    .done()
+            }),
     )
 }
 
@@ -149,29 +209,23 @@ pub struct Listing {
 }
 
 fn step(step: DevicesStep) -> String {
-    answer(match step {
-        DevicesStep::Send(request) => Ok(send(&request)),
+    match step {
+        DevicesStep::Send(request) => send(&request),
         DevicesStep::Done(Ok(found)) => {
-            let devices: Vec<Value> = found
-                .devices
-                .iter()
-                .map(|d| {
-                    json!({
-                        "id": d.id,
-                        "label": d.label,
-                        "activatedAt": d.activated_at.unix_timestamp(),
-                        "thisMachine": d.this_machine,
-                    })
-                })
-                .collect();
-            Ok(json!({ "done": {
-                "keyId": found.key_id,
-                "limitActivations": found.limit_activations,
-                "devices": devices,
-            }}))
+            let mut o = JsonOut::new();
+            o.raw("{").key("keyId").str(&found.key_id);
+            o.key("limitActivations").opt_int(found.limit_activations);
+            o.key("devices").raw("[");
+            for (i, d) in found.devices.iter().enumerate() {
+                o.raw(if i == 0 { "{" } else { ",{" });
+                o.key("id").str(&d.id).key("label").str(&d.label);
+                o.key("activatedAt").int(d.activated_at.unix_timestamp());
+                o.key("thisMachine").bool(d.this_machine).raw("}");
+            }
+            answer(Ok(o.raw("]}").done()))
         }
-        DevicesStep::Done(Err(e)) => Err(e),
-    })
+        DevicesStep::Done(Err(e)) => error(&e),
+    }
 }
 
 #[wasm_bindgen]
@@ -180,12 +234,14 @@ impl Listing {
     /// this machine holds) marked.
     #[wasm_bindgen(constructor)]
     pub fn new(
-        options: &str,
+        org: &str,
+        base_url: Option<String>,
+        server: Option<String>,
         session: &str,
         key: &str,
         this_activation: Option<String>,
     ) -> Listing {
-        match portal(options) {
+        match portal(org, base_url, server) {
             Ok(p) => Listing {
                 machine: Some(ListDevices::new(
                     p,
@@ -206,8 +262,8 @@ impl Listing {
     pub fn start(&mut self) -> String {
         match (&mut self.machine, self.first.take()) {
             (Some(m), _) => step(m.start()),
-            (None, Some(e)) => error(&e).to_string(),
-            (None, None) => error(&PortalError::NotSignedIn).to_string(),
+            (None, Some(e)) => error(&e),
+            (None, None) => error(&PortalError::NotSignedIn),
         }
     }
 
@@ -215,30 +271,113 @@ impl Listing {
     pub fn answer(&mut self, status: u16, headers: &str, body: &str) -> String {
         match &mut self.machine {
             Some(m) => step(m.answer(response(status, headers, body))),
-            None => error(&PortalError::NotSignedIn).to_string(),
+            None => error(&PortalError::NotSignedIn),
         }
+    }
+}
+
+/// Key recovery ("I lost my key"): the signed-in customer's keys, a page of 100 at a time (at
+/// most [`MAX_PORTAL_PAGES`], as the native client's `customer_keys` walks them), then the
+/// ones this machine can activate (the core's [`recoverable_keys`]: granted, unexpired at
+/// `now`, newest first).
+#[wasm_bindgen]
+pub struct Recovery {
+    portal: Result<Portal, Option<PortalError>>,
+    session: SessionToken,
+    now: i64,
+    page: u32,
+    keys: Vec<LicenseKeyRead>,
+}
+
+#[wasm_bindgen]
+impl Recovery {
+    /// The walk through `session`; `now`: the host's clock, unix seconds.
+    #[wasm_bindgen(constructor)]
+    pub fn new(
+        org: &str,
+        base_url: Option<String>,
+        server: Option<String>,
+        session: &str,
+        now: f64,
+    ) -> Recovery {
+        // Seconds since 1970 from the host's clock: far inside i64 (a NaN is 0).
+        #[allow(clippy::cast_possible_truncation)]
+        let now = now as i64;
+        Recovery {
+            portal: portal(org, base_url, server).map_err(Some),
+            session: SessionToken::new(session),
+            now,
+            page: 1,
+            keys: Vec::new(),
+        }
+    }
+
+    /// The first step (the first page's request).
+    pub fn start(&mut self) -> String {
+        self.page = 1;
+        self.keys.clear();
+        self.request()
+    }
+
+    fn request(&mut self) -> String {
+        sent(match &mut self.portal {
+            Ok(p) => p
+                .list_keys(&self.session, self.page)
+                .map(|r| send(&r))
+                .map_err(PortalError::Invalid),
+            Err(e) => Err(e.take().unwrap_or(PortalError::NotSignedIn)),
+        })
+    }
+
+    /// The answer to the last page's request: the next page's request, or `{"done": {"keys":
+    /// [{id, displayKey, key, benefitId, limitActivations, expiresAt}]}}` (`key` whole: for the
+    /// activation only, never shown).
+    pub fn answer(&mut self, status: u16, headers: &str, body: &str) -> String {
+        let page = match response(status, headers, body).and_then(|r| parse_key_page(&r)) {
+            Ok(page) => page,
+            Err(e) => return error(&e),
+        };
+        self.keys.extend(page.items);
+        if u64::from(self.page) < page.max_page && self.page < MAX_PORTAL_PAGES {
+            self.page += 1;
+            return self.request();
+        }
+        let mut o = JsonOut::new();
+        o.raw("{").key("keys").raw("[");
+        let keys = recoverable_keys(std::mem::take(&mut self.keys), self.now);
+        for (i, k) in keys.iter().enumerate() {
+            o.raw(if i == 0 { "{" } else { ",{" });
+            o.key("id").str(&k.id).key("displayKey").str(&k.display_key);
+            o.key("key")
+                .str(k.key.expose())
+                .key("benefitId")
+                .str(&k.benefit_id);
+            o.key("limitActivations").opt_int(k.limit_activations);
+            o.key("expiresAt")
+                .opt_int(k.expires_at.map(|e| e.unix_timestamp()))
+                .raw("}");
+        }
+        answer(Ok(o.raw("]}").done()))
     }
 }
 
 /// The public deactivate of `activation_id` of `key` (frees a device; no session needed).
 #[wasm_bindgen(js_name = free)]
-pub fn free(options: &str, key: &str, activation_id: &str) -> String {
-    let made = api(options).and_then(|api| {
+pub fn free(
+    org: &str,
+    base_url: Option<String>,
+    server: Option<String>,
+    key: &str,
+    activation_id: &str,
+) -> String {
+    let made = api(org, base_url, server).and_then(|api| {
         polar_license::metadata::check_key(key)?;
         api.deactivate_request(&DeactivateRequest::new(key, activation_id))
     });
-    answer(match made {
-        Ok(r) => {
-            let headers: Vec<Value> = r.headers.iter().map(|(k, v)| json!([k, v])).collect();
-            Ok(json!({ "send": {
-                "method": "POST",
-                "url": r.url,
-                "headers": headers,
-                "body": String::from_utf8_lossy(&r.body),
-            }}))
-        }
-        Err(e) => Err(PortalError::Invalid(e)),
-    })
+    match made {
+        Ok(r) => send_parts("POST", &r.url, &r.headers, &r.body),
+        Err(e) => error(&PortalError::Invalid(e)),
+    }
 }
 
 /// Polar's answer to [`free`]: `{"done": true}`, or `{"denied": {reason, detail, userMessage,
@@ -252,15 +391,23 @@ pub fn free_answer(status: u16, headers: &str, body: &str) -> String {
             e => PortalError::Offline(e),
         })
     });
-    answer(read.map(|v| match v {
-        Verdict::Accepted(()) => json!({ "done": true }),
-        Verdict::Denied(d) => json!({ "denied": {
-            "reason": d.reason.code(),
-            "detail": d.detail,
-            "userMessage": d.user_message(),
-            "status": d.status,
-        }}),
-    }))
+    match read {
+        Ok(Verdict::Accepted(())) => answer(Ok("true".to_string())),
+        Ok(Verdict::Denied(d)) => {
+            let mut o = JsonOut::new();
+            o.raw("{")
+                .key("denied")
+                .raw("{")
+                .key("reason")
+                .str(d.reason.code());
+            o.key("detail")
+                .str(&d.detail)
+                .key("userMessage")
+                .str(&d.user_message());
+            o.key("status").uint(u64::from(d.status)).raw("}}").done()
+        }
+        Err(e) => error(&e),
+    }
 }
 
 /// The module's allocator (single-threaded wasm: no atomics), as the engine's.

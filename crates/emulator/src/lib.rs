@@ -226,8 +226,12 @@ pub struct KeyUpdate {
 ///
 /// As JSON (admin route): `{"kind":"status","status":500,"body":"Internal Server Error"}`,
 /// `{"kind":"hang"}`, `{"kind":"delay","ms":1500}`, …
+///
+/// Read through `FaultFields` (a plain struct's derive, then the kind's fields taken from
+/// it): serde's internally tagged enum buffers every member and cost the npm emulator's wasm
+/// about 15 KB.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case", try_from = "FaultFields")]
 pub enum Fault {
     /// Read the request, never answer; the socket stays open until the
     /// emulator stops or 60 s pass.
@@ -281,5 +285,152 @@ pub enum Fault {
     },
 }
 
+/// A [`Fault`] as JSON, every kind's fields optional (what [`Fault`] is read through).
+#[derive(Deserialize)]
+struct FaultFields {
+    kind: String,
+    ms: Option<u64>,
+    ms_per_byte: Option<u64>,
+    status: Option<u16>,
+    body: Option<String>,
+    retry_after: Option<u64>,
+    bytes: Option<u64>,
+    headers: Option<Vec<(String, String)>>,
+}
+
+/// `missing field `NAME``, as serde's derive says it.
+fn need<T>(value: Option<T>, name: &str) -> Result<T, String> {
+    value.ok_or_else(|| format!("missing field `{name}`"))
+}
+
+impl TryFrom<FaultFields> for Fault {
+    type Error = String;
+
+    fn try_from(f: FaultFields) -> Result<Fault, String> {
+        Ok(match f.kind.as_str() {
+            "hang" => Fault::Hang,
+            "delay" => Fault::Delay {
+                ms: need(f.ms, "ms")?,
+            },
+            "slow_body" => Fault::SlowBody {
+                ms_per_byte: need(f.ms_per_byte, "ms_per_byte")?,
+            },
+            "status" => Fault::Status {
+                status: need(f.status, "status")?,
+                body: need(f.body, "body")?,
+            },
+            "rate_limited" => Fault::RateLimited {
+                retry_after: f.retry_after,
+            },
+            "malformed" => Fault::Malformed,
+            "truncated" => Fault::Truncated,
+            "huge" => Fault::Huge {
+                bytes: need(f.bytes, "bytes")?,
+            },
+            "close_immediately" => Fault::CloseImmediately,
+            "respond" => Fault::Respond {
+                status: need(f.status, "status")?,
+                headers: f.headers.unwrap_or_default(),
+                body: f.body.unwrap_or_default(),
+            },
+            other => {
+                return Err(format!(
+                    "unknown variant `{other}`, expected one of `hang`, `delay`, `slow_body`, \
+                     `status`, `rate_limited`, `malformed`, `truncated`, `huge`, \
+                     `close_immediately`, `respond`"
+                ))
+            }
+        })
+    }
+}
+
 // The README's example is a whole program that also uses the client crate (which this one
 // does not depend on): tests/docs/run.mjs runs it as pasted, in a new project.
+
+#[cfg(test)]
+mod fault_tests {
+    use super::{Fault, WebhookFault};
+
+    /// Every kind as its JSON (what `Serialize` writes) reads back as itself; a missing field
+    /// and an unknown kind are refused, naming them.
+    #[test]
+    fn faults_read_back_what_they_write_and_refuse_what_is_missing() {
+        let faults = [
+            Fault::Hang,
+            Fault::Delay { ms: 1500 },
+            Fault::SlowBody { ms_per_byte: 3 },
+            Fault::Status {
+                status: 503,
+                body: "down".into(),
+            },
+            Fault::RateLimited { retry_after: None },
+            Fault::RateLimited {
+                retry_after: Some(30),
+            },
+            Fault::Malformed,
+            Fault::Truncated,
+            Fault::Huge { bytes: 9 },
+            Fault::CloseImmediately,
+            Fault::Respond {
+                status: 302,
+                headers: vec![("location".into(), "https://login.example".into())],
+                body: "<html>sign in</html>".into(),
+            },
+        ];
+        for fault in faults {
+            let text = serde_json::to_string(&fault).unwrap();
+            assert_eq!(
+                serde_json::from_str::<Fault>(&text).unwrap(),
+                fault,
+                "{text}"
+            );
+        }
+        let respond: Fault = serde_json::from_str(r#"{"kind":"respond","status":407}"#).unwrap();
+        assert_eq!(
+            respond,
+            Fault::Respond {
+                status: 407,
+                headers: vec![],
+                body: String::new()
+            }
+        );
+        let missing = serde_json::from_str::<Fault>(r#"{"kind":"status","status":500}"#);
+        assert!(missing
+            .unwrap_err()
+            .to_string()
+            .contains("missing field `body`"));
+        let unknown = serde_json::from_str::<Fault>(r#"{"kind":"nope"}"#);
+        assert!(unknown
+            .unwrap_err()
+            .to_string()
+            .contains("unknown variant `nope`"));
+        assert!(serde_json::from_str::<Fault>(r#"{"ms":5}"#).is_err());
+
+        let hooks = [
+            WebhookFault::Duplicate,
+            WebhookFault::Reorder,
+            WebhookFault::Delay { ms: 10 },
+            WebhookFault::StaleTimestamp { seconds: 600 },
+            WebhookFault::BadSignature,
+            WebhookFault::Large { bytes: 100_000 },
+        ];
+        for fault in hooks {
+            let text = serde_json::to_string(&fault).unwrap();
+            assert_eq!(
+                serde_json::from_str::<WebhookFault>(&text).unwrap(),
+                fault,
+                "{text}"
+            );
+        }
+        let missing = serde_json::from_str::<WebhookFault>(r#"{"kind":"stale_timestamp"}"#);
+        assert!(missing
+            .unwrap_err()
+            .to_string()
+            .contains("missing field `seconds`"));
+        let unknown = serde_json::from_str::<WebhookFault>(r#"{"kind":"lost"}"#);
+        assert!(unknown
+            .unwrap_err()
+            .to_string()
+            .contains("unknown variant `lost`"));
+    }
+}

@@ -133,8 +133,15 @@ const RESPONSE_KEPT: usize = 2048;
 /// As JSON (`POST /__emulator/webhooks/fault`): `{"kind":"duplicate"}`, `{"kind":"reorder"}`,
 /// `{"kind":"delay","ms":1500}`, `{"kind":"stale_timestamp","seconds":600}`,
 /// `{"kind":"bad_signature"}`, `{"kind":"large","bytes":100000}`.
+///
+/// Read through `WebhookFaultFields`, as [`crate::Fault`] is (an internally tagged enum's
+/// derive is about 8 KB of the npm emulator's wasm).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(
+    tag = "kind",
+    rename_all = "snake_case",
+    try_from = "WebhookFaultFields"
+)]
 pub enum WebhookFault {
     /// Deliver the event twice (the same `webhook-id`), the second right after the first
     /// succeeded: at least once means a receiver sees repeats.
@@ -165,6 +172,44 @@ pub enum WebhookFault {
         /// The least size of the body, in bytes.
         bytes: usize,
     },
+}
+
+/// A [`WebhookFault`] as JSON, every kind's fields optional.
+#[derive(Deserialize)]
+struct WebhookFaultFields {
+    kind: String,
+    ms: Option<u64>,
+    seconds: Option<u64>,
+    bytes: Option<usize>,
+}
+
+impl TryFrom<WebhookFaultFields> for WebhookFault {
+    type Error = String;
+
+    fn try_from(f: WebhookFaultFields) -> Result<WebhookFault, String> {
+        let need =
+            |value: Option<u64>, name: &str| value.ok_or_else(|| format!("missing field `{name}`"));
+        Ok(match f.kind.as_str() {
+            "duplicate" => WebhookFault::Duplicate,
+            "reorder" => WebhookFault::Reorder,
+            "delay" => WebhookFault::Delay {
+                ms: need(f.ms, "ms")?,
+            },
+            "stale_timestamp" => WebhookFault::StaleTimestamp {
+                seconds: need(f.seconds, "seconds")?,
+            },
+            "bad_signature" => WebhookFault::BadSignature,
+            "large" => WebhookFault::Large {
+                bytes: f.bytes.ok_or_else(|| "missing field `bytes`".to_string())?,
+            },
+            other => {
+                return Err(format!(
+                    "unknown variant `{other}`, expected one of `duplicate`, `reorder`, \
+                     `delay`, `stale_timestamp`, `bad_signature`, `large`"
+                ))
+            }
+        })
+    }
 }
 
 /// An HTTP request the host must send for the core: one attempt at one event.

@@ -21,6 +21,10 @@
 //! a key's purchase made (`GET /v1/benefit-grants/`) and the customer's state
 //! (`GET /v1/customers/{id}/state`), read with an organization token.
 //!
+//! Meters and credits (docs/polar-api.md §16.5, the `billing` feature, on by default): the
+//! seed's meters, `meter_credit` benefits crediting units at grant, `POST /v1/events/ingest`,
+//! `GET /v1/customer-meters/` and the customer portal's `GET /v1/customer-portal/meters/`.
+//!
 //! ```no_run
 //! use polar_license_emulator::{Emulator, Options, Seed};
 //!
@@ -83,8 +87,8 @@ pub use native::Emulator;
 use polar_license_rules::{json, validate};
 
 pub use seed::{
-    Seed, SeedBenefit, SeedKey, SeedMember, SeedOrder, SeedSubscription, SeedToken, ALL_SCOPES,
-    DEMO_BENEFIT_ID, DEMO_CUSTOMER_ID, DEMO_KEY, DEMO_KEY_DISABLED, DEMO_KEY_EXPIRED,
+    Seed, SeedBenefit, SeedKey, SeedMember, SeedMeter, SeedOrder, SeedSubscription, SeedToken,
+    ALL_SCOPES, DEMO_BENEFIT_ID, DEMO_CUSTOMER_ID, DEMO_KEY, DEMO_KEY_DISABLED, DEMO_KEY_EXPIRED,
     DEMO_KEY_NO_ACTIVATIONS, DEMO_KEY_REVOKED, DEMO_KEY_USAGE, DEMO_ORGANIZATION_ID, DEMO_TOKEN,
     DEMO_TOKEN_READ_ONLY,
 };

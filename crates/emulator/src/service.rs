@@ -34,6 +34,8 @@ use polar_license_rules::is_json_content_type;
 
 mod entitlements;
 #[cfg(feature = "billing")]
+mod lifecycle;
+#[cfg(feature = "billing")]
 mod meters;
 mod portal;
 mod sessions;
@@ -545,6 +547,9 @@ pub(crate) enum Pending {
     /// `POST /v1/events/ingest` (service/meters.rs), its caller.
     #[cfg(feature = "billing")]
     Ingest(Auth),
+    /// `POST /__emulator/keys/{key}/subscription`: a lifecycle change (service/lifecycle.rs).
+    #[cfg(feature = "billing")]
+    Subscription(String),
 }
 
 /// Where the pipeline stopped.
@@ -1742,6 +1747,18 @@ impl Core {
             }
             #[cfg(feature = "billing")]
             Pending::Ingest(_) => Resp::internal_error(),
+            #[cfg(feature = "billing")]
+            Pending::Subscription(key) => {
+                let change: lifecycle::SubscriptionChange = match serde_json::from_slice(raw) {
+                    Ok(c) => c,
+                    Err(e) => return Resp::detail(400, &format!("invalid change: {e}")),
+                };
+                match self.change_subscription(&key, &change, now) {
+                    Ok(Some(j)) => Resp::json(200, &j),
+                    Ok(None) => Resp::detail(404, "Not Found"),
+                    Err(e) => Resp::detail(400, &e),
+                }
+            }
         }
     }
 
@@ -1821,6 +1838,13 @@ impl Core {
                         },
                     );
                 };
+                #[cfg(feature = "billing")]
+                if let Some(key) = rest.strip_suffix("/subscription") {
+                    if method != "POST" {
+                        return Step::Done(Resp::detail(405, "Method Not Allowed"));
+                    }
+                    return Core::admin_body(ex, Pending::Subscription(key.to_string()));
+                }
                 // A flag grant of the key's purchase, PATCH only.
                 if let Some((key, benefit_id)) = rest.rsplit_once("/benefits/") {
                     if method != "PATCH" {

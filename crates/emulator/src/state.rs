@@ -14,6 +14,8 @@ use super::KeyUpdate;
 mod customers;
 mod entitlements;
 #[cfg(feature = "billing")]
+pub(crate) mod lifecycle;
+#[cfg(feature = "billing")]
 mod meters;
 #[cfg(not(target_arch = "wasm32"))]
 mod persist;

@@ -55,8 +55,9 @@
 //! [`Emulator::set_benefit_metadata`]), `PATCH /__emulator/keys/{key}/benefits/{benefit_id}`
 //! (`{"is_granted": false}`: see [`Emulator::set_flag_grant`]),
 //! `POST /__emulator/keys/{key}/subscription` (`{"action": "cancel_at_period_end" |
-//! "pause_at_period_end" | "period_end" | "resume"}`: the subscription's lifecycle, the
-//! `billing` feature's),
+//! "pause_at_period_end" | "period_end" | "past_due" | "grace_end" | "resume"}`: the
+//! subscription's lifecycle), `POST /__emulator/keys/{key}/refund` (`{"revoke_benefits":
+//! bool}`), `POST /__emulator/keys/{key}/seat/revoke` (these three the `billing` feature's),
 //! `PATCH /__emulator/webhooks/endpoints/{id}` (`{"uses_standard_webhook_signature": false}`:
 //! that endpoint signed in Polar's original form, the HMAC key the UTF-8 bytes of the whole
 //! `whsec_…` secret) and `GET /__emulator/health` (docs/interfaces.md §3 lists them).

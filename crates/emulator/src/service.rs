@@ -550,6 +550,9 @@ pub(crate) enum Pending {
     /// `POST /__emulator/keys/{key}/subscription`: a lifecycle change (service/lifecycle.rs).
     #[cfg(feature = "billing")]
     Subscription(String),
+    /// `POST /__emulator/keys/{key}/refund`: the key's order refunded.
+    #[cfg(feature = "billing")]
+    Refund(String),
 }
 
 /// Where the pipeline stopped.
@@ -1759,6 +1762,21 @@ impl Core {
                     Err(e) => Resp::detail(400, &e),
                 }
             }
+            #[cfg(feature = "billing")]
+            Pending::Refund(key) => {
+                let change: lifecycle::RefundChange = match serde_json::from_slice(raw) {
+                    Ok(c) => c,
+                    Err(e) => return Resp::detail(400, &format!("invalid refund: {e}")),
+                };
+                match self.refund(&key, &change, now) {
+                    Ok(Some(j)) => Resp::json(200, &j),
+                    Ok(None) => Resp::detail(404, "Not Found"),
+                    Err(lifecycle::RefundRefusal::Polar(error, detail)) => {
+                        Resp::error(400, error, detail)
+                    }
+                    Err(lifecycle::RefundRefusal::Control(e)) => Resp::detail(400, &e),
+                }
+            }
         }
     }
 
@@ -1844,6 +1862,24 @@ impl Core {
                         return Step::Done(Resp::detail(405, "Method Not Allowed"));
                     }
                     return Core::admin_body(ex, Pending::Subscription(key.to_string()));
+                }
+                #[cfg(feature = "billing")]
+                if let Some(key) = rest.strip_suffix("/refund") {
+                    if method != "POST" {
+                        return Step::Done(Resp::detail(405, "Method Not Allowed"));
+                    }
+                    return Core::admin_body(ex, Pending::Refund(key.to_string()));
+                }
+                #[cfg(feature = "billing")]
+                if let Some(key) = rest.strip_suffix("/seat/revoke") {
+                    if method != "POST" {
+                        return Step::Done(Resp::detail(405, "Method Not Allowed"));
+                    }
+                    return Step::Done(match self.revoke_seat(key, now) {
+                        Ok(Some(j)) => Resp::json(200, &j),
+                        Ok(None) => Resp::detail(404, "Not Found"),
+                        Err(e) => Resp::detail(400, &e),
+                    });
                 }
                 // A flag grant of the key's purchase, PATCH only.
                 if let Some((key, benefit_id)) = rest.rsplit_once("/benefits/") {

@@ -10,8 +10,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use polar_license_emulator::{
-    Emulator, Options, Seed, SeedBenefit, SeedKey, SeedSubscription, DEMO_KEY,
-    DEMO_ORGANIZATION_ID, DEMO_TOKEN,
+    Emulator, Options, Seed, SeedBenefit, SeedKey, SeedMember, SeedOrder, SeedSubscription,
+    DEMO_KEY, DEMO_ORGANIZATION_ID, DEMO_TOKEN,
 };
 use polar_license_testkit::http::{raw_exchange, HttpAnswer};
 use polar_license_testkit::ScratchDir;
@@ -23,7 +23,16 @@ const LICENSE: &str = "3a4b5c6d-7e8f-4a1b-8c2d-3e4f5a6b7c8d";
 const CUSTOMER: &str = "6b7c8d9e-0f1a-4b2c-9d3e-4f5a6b7c8d9e";
 const SUBSCRIPTION: &str = "9e0f1a2b-3c4d-4e5f-8a6b-7c8d9e0f1a2b";
 const KEY: &str = "TIER-1B2C3D4E-5F6A-4B7C-8D9E-0F1A2B3C4D5E";
-const EVENTS: [&str; 10] = [
+const ONE_TIME: &str = "ONCE-2C3D4E5F-6A7B-4C8D-9E0F-1A2B3C4D5E6F";
+const SEAT: &str = "SEAT-3D4E5F6A-7B8C-4D9E-8F0A-2B3C4D5E6F7A";
+const ORDER: &str = "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d";
+const SUB_ORDER: &str = "2b3c4d5e-6f7a-4b8c-9d0e-1f2a3b4c5d6e";
+const MEMBER: &str = "3c4d5e6f-7a8b-4c9d-8e0f-2a3b4c5d6e7f";
+const EVENTS: [&str; 14] = [
+    "refund.created",
+    "order.refunded",
+    "customer_seat.revoked",
+    "subscription.past_due",
     "subscription.updated",
     "subscription.canceled",
     "subscription.revoked",
@@ -92,9 +101,48 @@ fn seed() -> Seed {
             ..SeedSubscription::default()
         }),
         benefits: vec![PRO.into()],
+        order: Some(SeedOrder {
+            id: Some(SUB_ORDER.into()),
+            ..SeedOrder::default()
+        }),
         ..SeedKey::new(KEY)
     });
+    seed.license_keys.push(SeedKey {
+        benefit_id: Some(LICENSE.into()),
+        customer_id: Some(CUSTOMER.into()),
+        order: Some(SeedOrder {
+            id: Some(ORDER.into()),
+            ..SeedOrder::default()
+        }),
+        ..SeedKey::new(ONE_TIME)
+    });
+    seed.license_keys.push(SeedKey {
+        benefit_id: Some(LICENSE.into()),
+        customer_id: Some(CUSTOMER.into()),
+        member: Some(SeedMember {
+            id: Some(MEMBER.into()),
+            email: Some("seat@example.com".into()),
+            ..SeedMember::default()
+        }),
+        subscription: Some(SeedSubscription {
+            id: Some(SUBSCRIPTION.into()),
+            ..SeedSubscription::default()
+        }),
+        ..SeedKey::new(SEAT)
+    });
     seed
+}
+
+fn validate_key(em: &Emulator, key: &str) -> u16 {
+    let body = json!({"key": key, "organization_id": ORG}).to_string();
+    raw_exchange(
+        em.port(),
+        &format!(
+            "POST /v1/customer-portal/license-keys/validate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+    .status
 }
 
 /// A loopback receiver recording every delivery's body, answering 204.
@@ -185,11 +233,14 @@ fn a_cancellation_keeps_the_key_until_the_period_ends() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["status"], "canceled");
     assert!(r.json()["ended_at"].is_string());
-    let (kinds, events) = take(&got, 4);
+    // Every key of the subscription goes (the seat's too), each grant's webhook after the
+    // subscription's, then the state once.
+    let (kinds, events) = take(&got, 5);
     assert_eq!(
         kinds,
         [
             "subscription.revoked",
+            "benefit_grant.revoked",
             "benefit_grant.revoked",
             "benefit_grant.revoked",
             "customer.state_changed"
@@ -199,8 +250,16 @@ fn a_cancellation_keeps_the_key_until_the_period_ends() {
     assert_eq!(events[1]["data"]["subscription_id"], SUBSCRIPTION);
     assert!(events[1]["data"]["properties"]["license_key_id"].is_string());
     assert_eq!(events[2]["data"]["benefit_id"], PRO);
-    assert_eq!(events[3]["data"]["active_subscriptions"], json!([]));
-    assert_eq!(events[3]["data"]["granted_benefits"], json!([]));
+    assert_eq!(events[3]["data"]["member_id"], MEMBER);
+    assert_eq!(events[4]["data"]["active_subscriptions"], json!([]));
+    // What stays granted: the one-time order's key alone.
+    let granted = events[4]["data"]["granted_benefits"]
+        .as_array()
+        .expect("grants")
+        .clone();
+    assert_eq!(granted.len(), 1, "{granted:?}");
+    assert_eq!(validate_key(&em, ONE_TIME), 200);
+    assert_eq!(validate_key(&em, SEAT), 404);
     let v = validate(&em, None);
     assert_eq!(v.status, 404);
     assert_eq!(
@@ -242,7 +301,7 @@ fn a_pause_revokes_at_period_end_and_a_resume_licenses_the_same_key_again() {
     let r = change(&em, KEY, json!({"action": "period_end"}));
     assert_eq!(r.json()["status"], "paused");
     assert!(r.json()["paused_at"].is_string());
-    let (kinds, events) = take(&got, 5);
+    let (kinds, events) = take(&got, 7);
     assert_eq!(
         kinds,
         [
@@ -250,9 +309,13 @@ fn a_pause_revokes_at_period_end_and_a_resume_licenses_the_same_key_again() {
             "subscription.paused",
             "benefit_grant.revoked",
             "benefit_grant.revoked",
+            "customer_seat.revoked",
+            "benefit_grant.revoked",
             "customer.state_changed"
         ]
     );
+    assert_eq!(events[4]["data"]["member_id"], Value::Null);
+    assert_eq!(events[5]["data"]["member_id"], MEMBER);
     assert_eq!(events[1]["data"]["status"], "paused");
     assert_eq!(events[1]["data"]["resumes_at"], resumes);
     assert_eq!(validate(&em, Some(&activation)).status, 404);
@@ -283,6 +346,8 @@ fn a_pause_revokes_at_period_end_and_a_resume_licenses_the_same_key_again() {
         .filter(|g| g["benefit_id"] == PRO)
         .collect();
     assert_eq!(flags[0]["benefit_metadata"], json!({"role": "editor"}));
+    // A seat is not granted again until it is claimed again.
+    assert_eq!(validate_key(&em, SEAT), 404);
     // The same key and the same activation validate again.
     let v = validate(&em, Some(&activation));
     assert_eq!(v.status, 200, "{}", v.text());
@@ -347,4 +412,146 @@ fn a_paused_subscription_survives_a_restart_and_resumes_after_it() {
     let (kinds, _) = take(&got, 5);
     assert_eq!(kinds[..2], ["subscription.updated", "subscription.resumed"]);
     assert_eq!(validate(&again, None).status, 200);
+}
+
+#[test]
+fn past_due_revokes_at_once_without_grace_and_after_it_with_grace() {
+    let (em, got) = start(Options::default());
+    let r = change(&em, KEY, json!({"action": "past_due", "grace_days": 3}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["status"], "past_due");
+    let (kinds, _) = take(&got, 2);
+    assert_eq!(kinds, ["subscription.updated", "subscription.past_due"]);
+    // Within the grace the key still validates.
+    assert_eq!(validate(&em, None).status, 200);
+    let r = change(&em, KEY, json!({"action": "grace_end"}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let (kinds, _) = take(&got, 4);
+    assert_eq!(
+        kinds,
+        [
+            "benefit_grant.revoked",
+            "benefit_grant.revoked",
+            "benefit_grant.revoked",
+            "customer.state_changed"
+        ]
+    );
+    assert_eq!(validate(&em, None).status, 404);
+
+    // No grace: revoked with the past_due.
+    let (em, got) = start(Options::default());
+    assert_eq!(change(&em, KEY, json!({"action": "past_due"})).status, 200);
+    let (kinds, _) = take(&got, 6);
+    assert_eq!(
+        kinds,
+        [
+            "subscription.updated",
+            "subscription.past_due",
+            "benefit_grant.revoked",
+            "benefit_grant.revoked",
+            "benefit_grant.revoked",
+            "customer.state_changed"
+        ]
+    );
+    assert_eq!(validate(&em, None).status, 404);
+}
+
+#[test]
+fn a_refund_revokes_a_one_time_key_only_when_asked() {
+    let (em, got) = start(Options::default());
+    let refund = |key: &str, revoke: bool| {
+        request(
+            &em,
+            "POST",
+            &format!("/__emulator/keys/{key}/refund"),
+            Some(&json!({"revoke_benefits": revoke}).to_string()),
+        )
+    };
+    // A subscription's benefits cannot be revoked by a refund: Polar's own 400.
+    let r = refund(KEY, true);
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.json(),
+        json!({"error": "RevokeSubscriptionBenefitsProhibited", "detail": "Subscription benefits can only be revoked upon cancellation"})
+    );
+    // Without revocation a subscription order's key is unaffected.
+    let r = refund(KEY, false);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let (kinds, events) = take(&got, 2);
+    assert_eq!(kinds, ["refund.created", "order.refunded"]);
+    assert_eq!(events[0]["data"]["order_id"], SUB_ORDER);
+    assert_eq!(events[0]["data"]["revoke_benefits"], false);
+    assert_eq!(events[1]["data"]["id"], SUB_ORDER);
+    assert_eq!(events[1]["data"]["status"], "refunded");
+    assert_eq!(events[1]["data"]["subscription_id"], SUBSCRIPTION);
+    assert_eq!(validate_key(&em, KEY), 200);
+    assert_eq!(refund(KEY, false).status, 400, "refunded already");
+
+    // A one-time order refunded with revocation: its key goes.
+    let r = refund(ONE_TIME, true);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let (kinds, events) = take(&got, 4);
+    assert_eq!(
+        kinds,
+        [
+            "refund.created",
+            "order.refunded",
+            "benefit_grant.revoked",
+            "customer.state_changed"
+        ]
+    );
+    assert_eq!(events[1]["data"]["subscription_id"], Value::Null);
+    assert_eq!(events[2]["data"]["order_id"], ORDER);
+    assert_eq!(validate_key(&em, ONE_TIME), 404);
+    assert_eq!(refund(DEMO_KEY, false).status, 400, "no order");
+}
+
+#[test]
+fn a_revoked_seat_sends_its_nulled_payload_then_the_members_grant() {
+    let (em, got) = start(Options::default());
+    let r = request(
+        &em,
+        "POST",
+        &format!("/__emulator/keys/{SEAT}/seat/revoke"),
+        Some(""),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let (kinds, events) = take(&got, 3);
+    assert_eq!(
+        kinds,
+        [
+            "customer_seat.revoked",
+            "benefit_grant.revoked",
+            "customer.state_changed"
+        ]
+    );
+    let seat = &events[0]["data"];
+    assert_eq!(seat["status"], "revoked");
+    assert_eq!(seat["subscription_id"], SUBSCRIPTION);
+    for nulled in ["customer_id", "member_id", "member", "email"] {
+        assert_eq!(seat[nulled], Value::Null, "{nulled}");
+    }
+    assert!(seat["revoked_at"].is_string());
+    // The grant that follows says whose it was.
+    let grant = &events[1]["data"];
+    assert_eq!(grant["member_id"], MEMBER);
+    assert_eq!(grant["customer_id"], CUSTOMER);
+    assert!(grant["properties"]["license_key_id"].is_string());
+    assert_eq!(validate_key(&em, SEAT), 404);
+    // The other keys of the customer stay.
+    assert_eq!(validate_key(&em, KEY), 200);
+    let again = request(
+        &em,
+        "POST",
+        &format!("/__emulator/keys/{SEAT}/seat/revoke"),
+        Some(""),
+    );
+    assert_eq!(again.status, 400);
+    let none = request(
+        &em,
+        "POST",
+        &format!("/__emulator/keys/{KEY}/seat/revoke"),
+        Some(""),
+    );
+    assert_eq!(none.status, 400);
 }

@@ -16,9 +16,20 @@ pub(crate) struct SubscriptionOf {
     pub(crate) customer_id: Uuid,
     pub(crate) id: String,
     pub(crate) object: J,
-    /// The Feature Flag (and meter credit) grants of the key's purchase still granted.
-    pub(crate) granted: Vec<Uuid>,
     pub(crate) key_created_at: OffsetDateTime,
+}
+
+/// A key's purchase: what a refund or a seat's revocation reads of it.
+pub(crate) struct PurchaseOf {
+    pub(crate) organization_id: Uuid,
+    pub(crate) customer_id: Uuid,
+    pub(crate) customer_email: Option<String>,
+    pub(crate) key_id: Uuid,
+    pub(crate) key_created_at: OffsetDateTime,
+    /// The order's id and object.
+    pub(crate) order: Option<(String, J)>,
+    pub(crate) subscription_id: Option<String>,
+    pub(crate) member_id: Option<String>,
 }
 
 pub(crate) fn get<'a>(j: &'a J, name: &str) -> Option<&'a J> {
@@ -38,14 +49,18 @@ impl Store {
             customer_id: k.customer.id,
             id,
             object,
-            granted: k
-                .grants
-                .iter()
-                .filter(|g| g.granted_at.is_some())
-                .map(|g| g.benefit_id)
-                .collect(),
             key_created_at: k.created_at,
         })
+    }
+
+    /// The keys of subscription `id`, in the order they were made: each key string and whether
+    /// it is a seat's (has a member).
+    pub(crate) fn subscription_keys(&self, id: &str) -> Vec<(String, bool)> {
+        self.keys
+            .iter()
+            .filter(|k| k.subscription.as_ref().is_some_and(|(sid, _)| sid == id))
+            .map(|k| (k.key.clone(), k.member.is_some()))
+            .collect()
     }
 
     /// Every benefit of `key`'s purchase besides its own (granted or not).
@@ -55,6 +70,37 @@ impl Store {
             .find(|k| k.key == key)
             .map(|k| k.grants.iter().map(|g| g.benefit_id).collect())
             .unwrap_or_default()
+    }
+
+    /// What a refund or a seat's revocation reads of `key`: its purchase (`None`: unknown key).
+    pub(crate) fn purchase_of(&self, key: &str) -> Option<PurchaseOf> {
+        let k = self.keys.iter().find(|k| k.key == key)?;
+        Some(PurchaseOf {
+            organization_id: k.organization_id,
+            customer_id: k.customer.id,
+            customer_email: k.customer.email.clone(),
+            key_id: k.id,
+            key_created_at: k.created_at,
+            order: k.order.clone(),
+            subscription_id: k.subscription.as_ref().map(|(id, _)| id.clone()),
+            member_id: k.member.as_ref().map(|(id, _)| id.clone()),
+        })
+    }
+
+    /// Sets fields of order `id`'s object, on every key of it.
+    pub(crate) fn set_order(&mut self, id: &str, fields: &[(&str, J)]) {
+        for k in &mut self.keys {
+            if let Some((oid, J::Obj(items))) = &mut k.order {
+                if oid == id {
+                    for (name, value) in fields {
+                        match items.iter_mut().find(|(k, _)| k == name) {
+                            Some(slot) => slot.1 = value.clone(),
+                            None => items.push((name.to_string(), value.clone())),
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// Sets fields of subscription `id`'s object, on every key of it.

@@ -106,6 +106,7 @@ pub struct SeedMeter {
 }
 
 /// A meter's aggregation, as the seed names it.
+#[cfg(feature = "billing")]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Aggregation {
     Count,
@@ -113,6 +114,7 @@ pub(crate) enum Aggregation {
     Sum(String),
 }
 
+#[cfg(feature = "billing")]
 impl SeedMeter {
     /// The meter's aggregation, or why the seed's is not one the emulator takes.
     pub(crate) fn aggregation(&self) -> Result<Aggregation, String> {
@@ -558,6 +560,30 @@ impl Seed {
             check_metadata(&b.metadata, &format!("benefit {id}"))?;
             benefits.push(b);
         }
+        // The meters' and credits' checks are the `billing` feature's: without it a seed with
+        // either is refused whole (state.rs).
+        #[cfg(feature = "billing")]
+        let meters = self.checked_meters(&benefits)?;
+        #[cfg(not(feature = "billing"))]
+        let meters = self.meters.clone();
+        if self.token_window_seconds == Some(0) {
+            return Err("token_window_seconds must be at least 1".to_string());
+        }
+        Ok(Seed {
+            organization_id: self.organization_id.clone(),
+            license_keys: keys,
+            access_tokens: tokens,
+            token_budget: self.token_budget,
+            token_window_seconds: self.token_window_seconds,
+            benefits,
+            meters,
+        })
+    }
+
+    /// The seed's meters, checked, and its `meter_credit` benefits' properties checked
+    /// against them.
+    #[cfg(feature = "billing")]
+    fn checked_meters(&self, benefits: &[SeedBenefit]) -> Result<Vec<SeedMeter>, String> {
         let mut meters: Vec<SeedMeter> = Vec::with_capacity(self.meters.len());
         for m in &self.meters {
             let id = parse_uuid4(&m.id, "id of a meter")?;
@@ -581,7 +607,7 @@ impl Seed {
             m.aggregation()?;
             meters.push(m.clone());
         }
-        for b in &benefits {
+        for b in benefits {
             let id = &b.id;
             let credit = b.kind.as_deref() == Some("meter_credit");
             if !credit {
@@ -615,18 +641,7 @@ impl Seed {
                 None => return Err(format!("the meter_credit benefit {id} has no units")),
             }
         }
-        if self.token_window_seconds == Some(0) {
-            return Err("token_window_seconds must be at least 1".to_string());
-        }
-        Ok(Seed {
-            organization_id: self.organization_id.clone(),
-            license_keys: keys,
-            access_tokens: tokens,
-            token_budget: self.token_budget,
-            token_window_seconds: self.token_window_seconds,
-            benefits,
-            meters,
-        })
+        Ok(meters)
     }
 
     /// The start-up banner's lines about the seed, as `polar-license emulator` and the npm

@@ -3,6 +3,9 @@
 //! with the key's answers as the table says and Polar's webhooks read in the order queued; and
 //! a paused subscription kept by `--state FILE`.
 
+// Meters, credits and the lifecycle's control routes are the `billing` feature's.
+#![cfg(feature = "billing")]
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};

@@ -4,6 +4,9 @@
 //! token's `GET /v1/customer-meters/`, the customer portal's `GET /v1/customer-portal/meters/`,
 //! the customer state's `active_meters`, and all of it kept by `--state FILE`.
 
+// Meters, credits and the lifecycle's control routes are the `billing` feature's.
+#![cfg(feature = "billing")]
+
 use polar_license_emulator::{
     Emulator, Options, Seed, SeedBenefit, SeedKey, SeedMeter, DEMO_ORGANIZATION_ID, DEMO_TOKEN,
     DEMO_TOKEN_READ_ONLY,

@@ -68,6 +68,7 @@ impl BenefitRec {
                 "meter_credit" => "Meter credit".to_string(),
                 _ => "License key".to_string(),
             });
+        #[cfg(feature = "billing")]
         let credit = match (&b.meter_id, b.units) {
             (Some(meter), Some(units)) if kind == "meter_credit" => Some(MeterCredit {
                 meter_id: parse_uuid4(meter, "meter_id of a benefit")?,
@@ -76,6 +77,8 @@ impl BenefitRec {
             }),
             _ => None,
         };
+        #[cfg(not(feature = "billing"))]
+        let credit = None;
         Ok(BenefitRec {
             id,
             organization_id,
@@ -126,6 +129,7 @@ impl Store {
     /// A grant's `properties`: `{}` for a Feature Flag; a granted meter credit's
     /// `{last_credited_meter_id, last_credited_units, last_credited_at}` (it credits at each
     /// grant, so the last credit is the grant's time).
+    #[cfg(feature = "billing")]
     fn grant_properties(&self, g: &FlagGrant) -> J {
         let credit = self.benefit(g.benefit_id).and_then(|b| b.credit);
         match (credit, g.granted_at) {
@@ -136,6 +140,12 @@ impl Store {
             ]),
             _ => J::Obj(Vec::new()),
         }
+    }
+
+    /// A grant's `properties`: `{}` (no meter credits without the `billing` feature).
+    #[cfg(not(feature = "billing"))]
+    fn grant_properties(&self, _: &FlagGrant) -> J {
+        J::Obj(Vec::new())
     }
 }
 

@@ -10,7 +10,7 @@
 //! later), never resets and never takes units back; events are kept as their sums per customer
 //! and meter, and their `external_id`s.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -142,7 +142,8 @@ pub(crate) struct Consumed {
 pub(crate) struct Usage {
     pub(crate) meters: Vec<MeterRec>,
     pub(crate) credits: Vec<Credit>,
-    pub(crate) consumed: Vec<Consumed>,
+    /// By who the events named and the meter: one lookup per event and meter.
+    pub(crate) consumed: BTreeMap<(Who, Uuid), Consumed>,
     /// The `external_id`s of the events taken, per organization (unique there).
     pub(crate) external_ids: BTreeSet<(Uuid, String)>,
 }
@@ -262,23 +263,24 @@ impl Store {
                 let Some(units) = m.units_of(&e.name, &e.metadata) else {
                     continue;
                 };
-                match self
-                    .usage
-                    .consumed
-                    .iter_mut()
-                    .find(|c| c.who == e.who && c.meter_id == m.id)
-                {
+                let slot = (e.who.clone(), m.id);
+                match self.usage.consumed.get_mut(&slot) {
                     Some(c) => {
                         c.units += units;
                         c.last_at = now;
                     }
-                    None => self.usage.consumed.push(Consumed {
-                        who: e.who.clone(),
-                        meter_id: m.id,
-                        units,
-                        first_at: now,
-                        last_at: now,
-                    }),
+                    None => {
+                        self.usage.consumed.insert(
+                            slot,
+                            Consumed {
+                                who: e.who.clone(),
+                                meter_id: m.id,
+                                units,
+                                first_at: now,
+                                last_at: now,
+                            },
+                        );
+                    }
                 }
             }
         }
@@ -324,7 +326,7 @@ impl Store {
             let consumed: Vec<&Consumed> = self
                 .usage
                 .consumed
-                .iter()
+                .values()
                 .filter(|c| c.meter_id == m.id)
                 .filter(|c| match &c.who {
                     Who::Id(id) => *id == customer_id,
@@ -445,7 +447,7 @@ pub(crate) mod file {
             .collect();
         let consumed = u
             .consumed
-            .iter()
+            .values()
             .map(|c| {
                 let (kind, who) = match &c.who {
                     Who::Id(id) => ("customer_id", id.to_string()),
@@ -514,13 +516,15 @@ pub(crate) mod file {
                 (_, Ok(x)) => Who::External(x.to_string()),
                 (Err(e), _) => return Err(at(e)),
             };
-            u.consumed.push(Consumed {
-                who,
-                meter_id: parse_uuid4(text(c, "meter_id").map_err(at)?, "meter_id")?,
+            let meter_id = parse_uuid4(text(c, "meter_id").map_err(at)?, "meter_id")?;
+            let consumed = Consumed {
+                who: who.clone(),
+                meter_id,
                 units: number(c, "units").map_err(at)?,
                 first_at: parse_ts(text(c, "first_at").map_err(at)?)?,
                 last_at: parse_ts(text(c, "last_at").map_err(at)?)?,
-            });
+            };
+            u.consumed.insert((who, meter_id), consumed);
         }
         for (i, x) in list(j, "external_ids")?.iter().enumerate() {
             match x {

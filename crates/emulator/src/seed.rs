@@ -84,6 +84,9 @@ pub struct Seed {
     /// The organization's meters (docs/polar-api.md §16.5; an emulator addition to the seed
     /// format): what each counts of the events `POST /v1/events/ingest` takes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    // Without the `billing` feature (the npm emulator) the meters are counted, not read: a seed
+    // with any is refused ([`Seed::normalized`]), and their reader stays out of the wasm.
+    #[cfg_attr(not(feature = "billing"), serde(deserialize_with = "meters_counted"))]
     pub meters: Vec<SeedMeter>,
 }
 
@@ -103,6 +106,13 @@ pub struct SeedMeter {
     /// (a `metadata.` prefix is dropped, as Polar does).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aggregation: Option<serde_json::Value>,
+}
+
+/// As many default meters as the seed lists, each read as anything (no `billing` feature).
+#[cfg(not(feature = "billing"))]
+fn meters_counted<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<SeedMeter>, D::Error> {
+    let seen: Vec<serde::de::IgnoredAny> = Deserialize::deserialize(d)?;
+    Ok(vec![SeedMeter::default(); seen.len()])
 }
 
 /// A meter's aggregation, as the seed names it.
@@ -165,15 +175,20 @@ pub struct SeedBenefit {
     /// The benefit's `description` (absent: `License key` or `Feature flag`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    /// A `meter_credit` benefit's meter (UUID v4, one of the seed's `meters`).
+    /// A `meter_credit` benefit's meter (UUID v4, one of the seed's `meters`). Without the
+    /// `billing` feature this and the next two are not read (a `meter_credit` benefit is
+    /// refused).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(not(feature = "billing"), serde(skip_deserializing))]
     pub meter_id: Option<String>,
     /// A `meter_credit` benefit's units, credited at each grant (int32, more than 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(not(feature = "billing"), serde(skip_deserializing))]
     pub units: Option<i64>,
     /// A `meter_credit` benefit's `rollover` (shown as given; the emulator credits at each grant
     /// and never resets).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[cfg_attr(not(feature = "billing"), serde(skip_deserializing))]
     pub rollover: bool,
 }
 
@@ -565,7 +580,18 @@ impl Seed {
         #[cfg(feature = "billing")]
         let meters = self.checked_meters(&benefits)?;
         #[cfg(not(feature = "billing"))]
-        let meters = self.meters.clone();
+        let meters = {
+            let credits = benefits
+                .iter()
+                .any(|b| b.kind.as_deref() == Some("meter_credit"));
+            if !self.meters.is_empty() || credits {
+                return Err(
+                    "meters and meter_credit benefits need the emulator's `billing` feature (the npm package's emulator is built without it: use `polar-license emulator`)"
+                        .to_string(),
+                );
+            }
+            Vec::new()
+        };
         if self.token_window_seconds == Some(0) {
             return Err("token_window_seconds must be at least 1".to_string());
         }

@@ -175,18 +175,6 @@ impl Store {
                 .meters
                 .push(meters::MeterRec::from_seed(m, org, now)?);
         }
-        #[cfg(not(feature = "billing"))]
-        if !seed.meters.is_empty()
-            || seed
-                .benefits
-                .iter()
-                .any(|b| b.kind.as_deref() == Some("meter_credit"))
-        {
-            return Err(
-                "meters and meter_credit benefits need the emulator's `billing` feature (the npm package's emulator is built without it: use `polar-license emulator`)"
-                    .to_string(),
-            );
-        }
         for b in &seed.benefits {
             store.benefits.push(BenefitRec::from_seed(b, org, now)?);
         }

@@ -21,6 +21,10 @@
 //! a key's purchase made (`GET /v1/benefit-grants/`) and the customer's state
 //! (`GET /v1/customers/{id}/state`), read with an organization token.
 //!
+//! Meters and credits (docs/polar-api.md §16.5, the `billing` feature, on by default): the
+//! seed's meters, `meter_credit` benefits crediting units at grant, `POST /v1/events/ingest`,
+//! `GET /v1/customer-meters/` and the customer portal's `GET /v1/customer-portal/meters/`.
+//!
 //! ```no_run
 //! use polar_license_emulator::{Emulator, Options, Seed};
 //!
@@ -50,6 +54,10 @@
 //! `GET|PATCH /__emulator/benefits/{id}` (`{"metadata": {…}}`: see
 //! [`Emulator::set_benefit_metadata`]), `PATCH /__emulator/keys/{key}/benefits/{benefit_id}`
 //! (`{"is_granted": false}`: see [`Emulator::set_flag_grant`]),
+//! `POST /__emulator/keys/{key}/subscription` (`{"action": "cancel_at_period_end" |
+//! "pause_at_period_end" | "period_end" | "past_due" | "grace_end" | "resume"}`: the
+//! subscription's lifecycle), `POST /__emulator/keys/{key}/refund` (`{"revoke_benefits":
+//! bool}`), `POST /__emulator/keys/{key}/seat/revoke` (these three the `billing` feature's),
 //! `PATCH /__emulator/webhooks/endpoints/{id}` (`{"uses_standard_webhook_signature": false}`:
 //! that endpoint signed in Polar's original form, the HMAC key the UTF-8 bytes of the whole
 //! `whsec_…` secret) and `GET /__emulator/health` (docs/interfaces.md §3 lists them).
@@ -83,8 +91,8 @@ pub use native::Emulator;
 use polar_license_rules::{json, validate};
 
 pub use seed::{
-    Seed, SeedBenefit, SeedKey, SeedMember, SeedOrder, SeedSubscription, SeedToken, ALL_SCOPES,
-    DEMO_BENEFIT_ID, DEMO_CUSTOMER_ID, DEMO_KEY, DEMO_KEY_DISABLED, DEMO_KEY_EXPIRED,
+    Seed, SeedBenefit, SeedKey, SeedMember, SeedMeter, SeedOrder, SeedSubscription, SeedToken,
+    ALL_SCOPES, DEMO_BENEFIT_ID, DEMO_CUSTOMER_ID, DEMO_KEY, DEMO_KEY_DISABLED, DEMO_KEY_EXPIRED,
     DEMO_KEY_NO_ACTIVATIONS, DEMO_KEY_REVOKED, DEMO_KEY_USAGE, DEMO_ORGANIZATION_ID, DEMO_TOKEN,
     DEMO_TOKEN_READ_ONLY,
 };

@@ -81,6 +81,76 @@ pub struct Seed {
     /// to the seed format, docs/polar-api.md §16.2); a benefit left out has them off.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub benefits: Vec<SeedBenefit>,
+    /// The organization's meters (docs/polar-api.md §16.5; an emulator addition to the seed
+    /// format): what each counts of the events `POST /v1/events/ingest` takes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    // Without the `billing` feature (the npm emulator) the meters are counted, not read: a seed
+    // with any is refused ([`Seed::normalized`]), and their reader stays out of the wasm.
+    #[cfg_attr(not(feature = "billing"), serde(deserialize_with = "meters_counted"))]
+    pub meters: Vec<SeedMeter>,
+}
+
+/// A meter of the seed's organization. Polar's meters filter events by any clause; the
+/// emulator's match one event name (a documented simplification) and aggregate as Polar's
+/// `count` or `sum` of a metadata property (only numeric values count, as Polar's
+/// `jsonb_typeof = 'number'`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+pub struct SeedMeter {
+    /// The meter (UUID v4), as a `meter_credit` benefit's `meter_id` names it.
+    pub id: String,
+    /// The meter's name (Polar: at least 3 characters).
+    pub name: String,
+    /// The event name it counts (its filter: `name` equals this).
+    pub event_name: String,
+    /// `{"func": "count"}` (absent: the default) or `{"func": "sum", "property": "tokens"}`
+    /// (a `metadata.` prefix is dropped, as Polar does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregation: Option<serde_json::Value>,
+}
+
+/// As many default meters as the seed lists, each read as anything (no `billing` feature).
+#[cfg(not(feature = "billing"))]
+fn meters_counted<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<SeedMeter>, D::Error> {
+    let seen: Vec<serde::de::IgnoredAny> = Deserialize::deserialize(d)?;
+    Ok(vec![SeedMeter::default(); seen.len()])
+}
+
+/// A meter's aggregation, as the seed names it.
+#[cfg(feature = "billing")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Aggregation {
+    Count,
+    /// The sum of this metadata property (numbers only).
+    Sum(String),
+}
+
+#[cfg(feature = "billing")]
+impl SeedMeter {
+    /// The meter's aggregation, or why the seed's is not one the emulator takes.
+    pub(crate) fn aggregation(&self) -> Result<Aggregation, String> {
+        let what = format!("the aggregation of meter {}", self.id);
+        let Some(agg) = &self.aggregation else {
+            return Ok(Aggregation::Count);
+        };
+        let func = agg.get("func").and_then(|f| f.as_str());
+        match func {
+            Some("count") => Ok(Aggregation::Count),
+            Some("sum") => match agg.get("property").and_then(|p| p.as_str()) {
+                Some(p) => {
+                    let p = p.strip_prefix("metadata.").unwrap_or(p);
+                    if p.is_empty() {
+                        Err(format!("{what} sums an empty property"))
+                    } else {
+                        Ok(Aggregation::Sum(p.to_string()))
+                    }
+                }
+                None => Err(format!("{what} is a sum without a \"property\"")),
+            },
+            _ => Err(format!(
+                "{what} is not {{\"func\": \"count\"}} or {{\"func\": \"sum\", \"property\": …}}"
+            )),
+        }
+    }
 }
 
 /// A benefit of the seed's organization: a license-key benefit's settings
@@ -105,10 +175,25 @@ pub struct SeedBenefit {
     /// The benefit's `description` (absent: `License key` or `Feature flag`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// A `meter_credit` benefit's meter (UUID v4, one of the seed's `meters`). Without the
+    /// `billing` feature this and the next two are not read (a `meter_credit` benefit is
+    /// refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(not(feature = "billing"), serde(skip_deserializing))]
+    pub meter_id: Option<String>,
+    /// A `meter_credit` benefit's units, credited at each grant (int32, more than 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(not(feature = "billing"), serde(skip_deserializing))]
+    pub units: Option<i64>,
+    /// A `meter_credit` benefit's `rollover` (shown as given; the emulator credits at each grant
+    /// and never resets).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[cfg_attr(not(feature = "billing"), serde(skip_deserializing))]
+    pub rollover: bool,
 }
 
 /// The benefit types the seed takes.
-pub(crate) const BENEFIT_TYPES: &[&str] = &["license_keys", "feature_flag"];
+pub(crate) const BENEFIT_TYPES: &[&str] = &["license_keys", "feature_flag", "meter_credit"];
 
 /// Polar's `metadata` rules (`kit/metadata.py`): at most 50 keys, a key 1–40 characters, a value
 /// a string of 1–500 characters, an integer, a float or a boolean. The pairs come back in the
@@ -195,6 +280,11 @@ pub struct SeedKey {
     /// The customer's email (shown in the `customer` and `user` objects).
     #[serde(default)]
     pub customer_email: Option<String>,
+    /// The customer's `external_id` (the seller's id for it; an addition to the seed format of
+    /// docs/interfaces.md §3): `GET /v1/customers/external/{id}/state`, the
+    /// `external_customer_id` filters and events name the customer by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_external_id: Option<String>,
     /// The seat holder (answered from API version 2027-01 on; an addition to the seed format of
     /// docs/interfaces.md §3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -326,6 +416,7 @@ impl SeedKey {
         clear_placeholder(&mut k.benefit_id);
         clear_placeholder(&mut k.customer_id);
         clear_placeholder(&mut k.customer_email);
+        clear_placeholder(&mut k.customer_external_id);
         if k.key.is_empty() {
             return Err("a license key has an empty `key`".to_string());
         }
@@ -484,6 +575,23 @@ impl Seed {
             check_metadata(&b.metadata, &format!("benefit {id}"))?;
             benefits.push(b);
         }
+        // The meters' and credits' checks are the `billing` feature's: without it a seed with
+        // either is refused whole (state.rs).
+        #[cfg(feature = "billing")]
+        let meters = self.checked_meters(&benefits)?;
+        #[cfg(not(feature = "billing"))]
+        let meters = {
+            let credits = benefits
+                .iter()
+                .any(|b| b.kind.as_deref() == Some("meter_credit"));
+            if !self.meters.is_empty() || credits {
+                return Err(
+                    "meters and meter_credit benefits need the emulator's `billing` feature (the npm package's emulator is built without it: use `polar-license emulator`)"
+                        .to_string(),
+                );
+            }
+            Vec::new()
+        };
         if self.token_window_seconds == Some(0) {
             return Err("token_window_seconds must be at least 1".to_string());
         }
@@ -494,7 +602,72 @@ impl Seed {
             token_budget: self.token_budget,
             token_window_seconds: self.token_window_seconds,
             benefits,
+            meters,
         })
+    }
+
+    /// The seed's meters, checked, and its `meter_credit` benefits' properties checked
+    /// against them.
+    #[cfg(feature = "billing")]
+    fn checked_meters(&self, benefits: &[SeedBenefit]) -> Result<Vec<SeedMeter>, String> {
+        let mut meters: Vec<SeedMeter> = Vec::with_capacity(self.meters.len());
+        for m in &self.meters {
+            let id = parse_uuid4(&m.id, "id of a meter")?;
+            if meters
+                .iter()
+                .any(|seen| parse_uuid4(&seen.id, "id").is_ok_and(|s| s == id))
+            {
+                return Err(format!("meter {id} appears twice"));
+            }
+            if m.name.chars().count() < 3 {
+                return Err(format!(
+                    "the name of meter {id} has fewer than 3 characters"
+                ));
+            }
+            let n = m.event_name.chars().count();
+            if !(1..=128).contains(&n) {
+                return Err(format!(
+                    "the event_name of meter {id} has {n} characters: 1 to 128"
+                ));
+            }
+            m.aggregation()?;
+            meters.push(m.clone());
+        }
+        for b in benefits {
+            let id = &b.id;
+            let credit = b.kind.as_deref() == Some("meter_credit");
+            if !credit {
+                if b.meter_id.is_some() || b.units.is_some() || b.rollover {
+                    return Err(format!(
+                        "benefit {id} has meter_id, units or rollover but is not of type meter_credit"
+                    ));
+                }
+                continue;
+            }
+            let meter = b
+                .meter_id
+                .as_deref()
+                .ok_or_else(|| format!("the meter_credit benefit {id} has no meter_id"))?;
+            let meter = parse_uuid4(meter, &format!("meter_id of benefit {id}"))?;
+            if !meters
+                .iter()
+                .any(|m| parse_uuid4(&m.id, "id").is_ok_and(|m| m == meter))
+            {
+                return Err(format!(
+                    "the meter {meter} of benefit {id} is not among the seed's meters"
+                ));
+            }
+            match b.units {
+                Some(u) if u > 0 && i32::try_from(u).is_ok() => {}
+                Some(u) => {
+                    return Err(format!(
+                        "the units {u} of benefit {id} are not an int32 above 0"
+                    ))
+                }
+                None => return Err(format!("the meter_credit benefit {id} has no units")),
+            }
+        }
+        Ok(meters)
     }
 
     /// The start-up banner's lines about the seed, as `polar-license emulator` and the npm
@@ -600,6 +773,7 @@ impl Seed {
                 enable_customer_admin: true,
                 ..SeedBenefit::default()
             }],
+            meters: Vec::new(),
         }
     }
 }

@@ -33,6 +33,10 @@ use crate::webhooks::{
 use polar_license_rules::is_json_content_type;
 
 mod entitlements;
+#[cfg(feature = "billing")]
+mod lifecycle;
+#[cfg(feature = "billing")]
+mod meters;
 mod portal;
 mod sessions;
 mod webhook_routes;
@@ -540,6 +544,15 @@ pub(crate) enum Pending {
     BenefitMetadata(String),
     /// `PATCH /__emulator/keys/{key}/benefits/{benefit_id}`: a flag grant revoked or granted.
     FlagGrant { key: String, benefit_id: String },
+    /// `POST /v1/events/ingest` (service/meters.rs), its caller.
+    #[cfg(feature = "billing")]
+    Ingest(Auth),
+    /// `POST /__emulator/keys/{key}/subscription`: a lifecycle change (service/lifecycle.rs).
+    #[cfg(feature = "billing")]
+    Subscription(String),
+    /// `POST /__emulator/keys/{key}/refund`: the key's order refunded.
+    #[cfg(feature = "billing")]
+    Refund(String),
 }
 
 /// Where the pipeline stopped.
@@ -1100,6 +1113,21 @@ impl Core {
                 let r = post_cors(ex, r);
                 post_version(ex, r)
             }
+            #[cfg(feature = "billing")]
+            Pending::Ingest(auth) => {
+                let r = match body {
+                    Some(raw) => self.ingest(ex, &auth, raw, now),
+                    None => {
+                        let mut r = Resp::bad_request();
+                        r.bare = true;
+                        r
+                    }
+                };
+                let r = self.post_auth(r);
+                let r = post_max_body(ex, r);
+                let r = post_cors(ex, r);
+                post_version(ex, r)
+            }
             Pending::Session(op) => {
                 let r = self.session_with_body(ex, op, body, now);
                 let r = self.post_auth(r);
@@ -1286,6 +1314,10 @@ impl Core {
         if let Some(step) = self.entitlement_route(ex, &auth, now) {
             return step;
         }
+        #[cfg(feature = "billing")]
+        if let Some(step) = self.meter_route(ex, &auth) {
+            return step;
+        }
         if matches!(ex.method(), "GET" | "HEAD") {
             if let Some(r) = self.read_route(ex, &auth) {
                 return Step::Done(r);
@@ -1338,6 +1370,7 @@ impl Core {
                     if route_of(&alternative).is_some()
                         || alternative == LIST_PATH
                         || alternative == entitlements::GRANTS_PATH
+                        || billing_collection(&alternative)
                         || SESSION_COLLECTIONS.contains(&alternative.as_str())
                     {
                         let mut r = Resp::new(307);
@@ -1715,6 +1748,35 @@ impl Core {
             Pending::Endpoint { .. } | Pending::Webhook { .. } | Pending::Session(_) => {
                 Resp::internal_error()
             }
+            #[cfg(feature = "billing")]
+            Pending::Ingest(_) => Resp::internal_error(),
+            #[cfg(feature = "billing")]
+            Pending::Subscription(key) => {
+                let change: lifecycle::SubscriptionChange = match serde_json::from_slice(raw) {
+                    Ok(c) => c,
+                    Err(e) => return Resp::detail(400, &format!("invalid change: {e}")),
+                };
+                match self.change_subscription(&key, &change, now) {
+                    Ok(Some(j)) => Resp::json(200, &j),
+                    Ok(None) => Resp::detail(404, "Not Found"),
+                    Err(e) => Resp::detail(400, &e),
+                }
+            }
+            #[cfg(feature = "billing")]
+            Pending::Refund(key) => {
+                let change: lifecycle::RefundChange = match serde_json::from_slice(raw) {
+                    Ok(c) => c,
+                    Err(e) => return Resp::detail(400, &format!("invalid refund: {e}")),
+                };
+                match self.refund(&key, &change, now) {
+                    Ok(Some(j)) => Resp::json(200, &j),
+                    Ok(None) => Resp::detail(404, "Not Found"),
+                    Err(lifecycle::RefundRefusal::Polar(error, detail)) => {
+                        Resp::error(400, error, detail)
+                    }
+                    Err(lifecycle::RefundRefusal::Control(e)) => Resp::detail(400, &e),
+                }
+            }
         }
     }
 
@@ -1794,6 +1856,31 @@ impl Core {
                         },
                     );
                 };
+                #[cfg(feature = "billing")]
+                if let Some(key) = rest.strip_suffix("/subscription") {
+                    if method != "POST" {
+                        return Step::Done(Resp::detail(405, "Method Not Allowed"));
+                    }
+                    return Core::admin_body(ex, Pending::Subscription(key.to_string()));
+                }
+                #[cfg(feature = "billing")]
+                if let Some(key) = rest.strip_suffix("/refund") {
+                    if method != "POST" {
+                        return Step::Done(Resp::detail(405, "Method Not Allowed"));
+                    }
+                    return Core::admin_body(ex, Pending::Refund(key.to_string()));
+                }
+                #[cfg(feature = "billing")]
+                if let Some(key) = rest.strip_suffix("/seat/revoke") {
+                    if method != "POST" {
+                        return Step::Done(Resp::detail(405, "Method Not Allowed"));
+                    }
+                    return Step::Done(match self.revoke_seat(key, now) {
+                        Ok(Some(j)) => Resp::json(200, &j),
+                        Ok(None) => Resp::detail(404, "Not Found"),
+                        Err(e) => Resp::detail(400, &e),
+                    });
+                }
                 // A flag grant of the key's purchase, PATCH only.
                 if let Some((key, benefit_id)) = rest.rsplit_once("/benefits/") {
                     if method != "PATCH" {
@@ -2036,6 +2123,19 @@ fn unauthorized() -> Resp {
     let mut r = Resp::error(401, "Unauthorized", "Unauthorized");
     r.set("www-authenticate", "Bearer realm=\"polar\"");
     r
+}
+
+/// Whether `path` is a collection route of the meters (Starlette redirects its slashless form).
+fn billing_collection(path: &str) -> bool {
+    #[cfg(feature = "billing")]
+    {
+        path == meters::ORG_METERS || path == meters::PORTAL_METERS
+    }
+    #[cfg(not(feature = "billing"))]
+    {
+        let _ = path;
+        false
+    }
 }
 
 fn method_not_allowed() -> Resp {

@@ -13,12 +13,18 @@ use super::KeyUpdate;
 
 mod customers;
 mod entitlements;
+#[cfg(feature = "billing")]
+pub(crate) mod lifecycle;
+#[cfg(feature = "billing")]
+mod meters;
 #[cfg(not(target_arch = "wasm32"))]
 mod persist;
 pub(crate) use crate::webhooks::GrantView;
 pub(crate) use customers::{page_of, CustomerRef, RotateError, KEY_NOT_FOUND};
 pub(crate) use entitlements::GrantFilter;
 use entitlements::{BenefitRec, FlagGrant};
+#[cfg(feature = "billing")]
+pub(crate) use meters::{CustomerMeter, NewEvent, Who};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Status {
@@ -50,6 +56,8 @@ impl Status {
 pub(crate) struct Customer {
     id: Uuid,
     email: Option<String>,
+    /// The seller's id for the customer (`external_id`).
+    external_id: Option<String>,
     created_at: OffsetDateTime,
 }
 
@@ -109,6 +117,9 @@ pub(crate) struct Store {
     activations: Vec<Activation>,
     /// The seed's benefits (license-key settings, Feature Flags and their metadata).
     benefits: Vec<BenefitRec>,
+    /// Meters, credits and the events' sums (docs/polar-api.md §16.5).
+    #[cfg(feature = "billing")]
+    usage: meters::Usage,
     pub tokens: Vec<Token>,
     /// Where new ids come from.
     ids: Ids,
@@ -152,9 +163,18 @@ impl Store {
             keys: Vec::new(),
             activations: Vec::new(),
             benefits: Vec::new(),
+            #[cfg(feature = "billing")]
+            usage: meters::Usage::default(),
             tokens: Vec::new(),
             ids,
         };
+        #[cfg(feature = "billing")]
+        for m in &seed.meters {
+            store
+                .usage
+                .meters
+                .push(meters::MeterRec::from_seed(m, org, now)?);
+        }
         for b in &seed.benefits {
             store.benefits.push(BenefitRec::from_seed(b, org, now)?);
         }
@@ -223,13 +243,35 @@ impl Store {
             ));
         }
         let (member, subscription, order) = extras(&key, now, &mut self.ids)?;
-        // A customer shared by several keys keeps one creation time.
-        let customer_created = self
-            .keys
-            .iter()
-            .find(|k| k.customer.id == customer_id)
-            .map(|k| k.customer.created_at)
-            .unwrap_or(now);
+        // A customer shared by several keys keeps one creation time and one external id.
+        let earlier = self.keys.iter().find(|k| k.customer.id == customer_id);
+        let customer_created = earlier.map(|k| k.customer.created_at).unwrap_or(now);
+        let external_id = match (earlier, &key.customer_external_id) {
+            (Some(k), Some(given)) if k.customer.external_id.as_ref() != Some(given) => {
+                return Err(format!(
+                    "key {} gives customer {customer_id} another external id than an earlier key",
+                    key.key
+                ))
+            }
+            (Some(k), _) => k.customer.external_id.clone(),
+            (None, given) => given.clone(),
+        };
+        if let Some(x) = &external_id {
+            if self
+                .keys
+                .iter()
+                .any(|k| k.customer.id != customer_id && k.customer.external_id.as_ref() == Some(x))
+            {
+                return Err(format!(
+                    "the customer external id {x} of key {} is another customer's",
+                    key.key
+                ));
+            }
+        }
+        #[cfg(feature = "billing")]
+        for g in grants.iter().filter(|g| g.granted_at.is_some()) {
+            self.credit_grant(customer_id, g.benefit_id, now);
+        }
         let id = self.ids.next_id();
         self.keys.push(KeyRec {
             id,
@@ -248,6 +290,7 @@ impl Store {
             customer: Customer {
                 id: customer_id,
                 email: key.customer_email.clone(),
+                external_id,
                 created_at: customer_created,
             },
             member,
@@ -762,7 +805,7 @@ fn render_customer(k: &KeyRec) -> J {
         ("created_at", s(&fmt_ts(c.created_at))),
         ("modified_at", J::Null),
         ("metadata", J::Obj(Vec::new())),
-        ("external_id", J::Null),
+        ("external_id", opt_s(c.external_id.as_deref())),
         ("email", opt_s(email)),
         ("email_verified", J::Bool(true)),
         ("type", s("individual")),

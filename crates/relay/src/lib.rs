@@ -66,6 +66,7 @@ mod address;
 mod breaker;
 mod clock;
 mod deliveries;
+pub mod entitlements;
 // What every host does alike, and where hosts differ (`Host`).
 pub mod host;
 // The relay's machines: a request's exchange and the background reads (`flow`, public for the

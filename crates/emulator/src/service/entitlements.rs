@@ -57,12 +57,39 @@ impl Core {
         let id = ex
             .path
             .strip_prefix("/v1/customers/")
-            .and_then(|rest| rest.strip_suffix("/state"))
-            .filter(|id| !id.contains('/'))?;
+            .and_then(|rest| rest.strip_suffix("/state"))?;
+        let external = match id.strip_prefix("external/") {
+            Some(x) if !x.contains('/') => Some(x),
+            _ if id.contains('/') => return None,
+            _ => None,
+        };
         if !get {
             return Some(Step::Done(super::portal::method_not_allowed("GET")));
         }
-        Some(Step::Done(self.customer_state_get(ex, auth, id, now)))
+        Some(Step::Done(match external {
+            Some(x) => self.customer_state_external(auth, x, now),
+            None => self.customer_state_get(ex, auth, id, now),
+        }))
+    }
+
+    /// `GET /v1/customers/external/{external_id}/state`: the same `CustomerState`, the
+    /// customer named by its `external_id`; 404 `Not found` for any other.
+    fn customer_state_external(&self, auth: &Auth, external_id: &str, now: Time) -> Resp {
+        let organization_id = match token_org(auth, &["customers:read", "customers:write"]) {
+            Ok(org) => org,
+            Err(r) => return r,
+        };
+        let state = self
+            .store
+            .customer_by_external_id(organization_id, external_id)
+            .and_then(|id| {
+                self.store
+                    .customer_state(Some(organization_id), id, self.clock(now))
+            });
+        match state {
+            Some(state) => Resp::json(200, &state),
+            None => Resp::error(404, "ResourceNotFound", "Not found"),
+        }
     }
 
     /// `GET /v1/benefit-grants/`: `ListResource[BenefitGrant]` of the token's organization,

@@ -29,6 +29,27 @@ pub(crate) struct BenefitRec {
     pub(crate) metadata: Vec<(String, J)>,
     pub(crate) created_at: OffsetDateTime,
     pub(crate) modified_at: Option<OffsetDateTime>,
+    /// A `meter_credit` benefit's properties: its meter, units and rollover.
+    pub(crate) credit: Option<MeterCredit>,
+}
+
+/// A `meter_credit` benefit's properties (docs/polar-api.md §16.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MeterCredit {
+    pub(crate) meter_id: Uuid,
+    pub(crate) units: i64,
+    pub(crate) rollover: bool,
+}
+
+impl MeterCredit {
+    /// The benefit's `properties`.
+    pub(crate) fn render(&self) -> J {
+        obj(vec![
+            ("meter_id", s(&self.meter_id.to_string())),
+            ("units", J::Int(i128::from(self.units))),
+            ("rollover", J::Bool(self.rollover)),
+        ])
+    }
 }
 
 impl BenefitRec {
@@ -39,13 +60,25 @@ impl BenefitRec {
     ) -> Result<BenefitRec, String> {
         let id = parse_uuid4(&b.id, "id of a benefit")?;
         let kind = b.kind.clone().unwrap_or_else(|| "license_keys".to_string());
-        let description = b.description.clone().unwrap_or_else(|| {
-            if kind == "feature_flag" {
-                "Feature flag".to_string()
-            } else {
-                "License key".to_string()
-            }
-        });
+        let description = b
+            .description
+            .clone()
+            .unwrap_or_else(|| match kind.as_str() {
+                "feature_flag" => "Feature flag".to_string(),
+                "meter_credit" => "Meter credit".to_string(),
+                _ => "License key".to_string(),
+            });
+        #[cfg(feature = "billing")]
+        let credit = match (&b.meter_id, b.units) {
+            (Some(meter), Some(units)) if kind == "meter_credit" => Some(MeterCredit {
+                meter_id: parse_uuid4(meter, "meter_id of a benefit")?,
+                units,
+                rollover: b.rollover,
+            }),
+            _ => None,
+        };
+        #[cfg(not(feature = "billing"))]
+        let credit = None;
         Ok(BenefitRec {
             id,
             organization_id,
@@ -54,6 +87,7 @@ impl BenefitRec {
             description,
             created_at: now,
             modified_at: None,
+            credit,
         })
     }
 
@@ -61,7 +95,8 @@ impl BenefitRec {
         self.kind == "license_keys"
     }
 
-    /// The `Benefit` object of a Feature Flag (`BenefitFeatureFlag`: `properties` `{}`), as
+    /// The `Benefit` object of a Feature Flag (`BenefitFeatureFlag`: `properties` `{}`) or a
+    /// meter credit (`properties` its meter, units and rollover), as
     /// `benefit.updated` and a grant's `benefit` carry it.
     pub(crate) fn render(&self) -> J {
         obj(vec![
@@ -79,9 +114,38 @@ impl BenefitRec {
             ("organization_id", s(&self.organization_id.to_string())),
             ("metadata", J::Obj(self.metadata.clone())),
             ("visibility", s("private")),
-            ("properties", J::Obj(Vec::new())),
+            (
+                "properties",
+                self.credit
+                    .as_ref()
+                    .map_or_else(|| J::Obj(Vec::new()), MeterCredit::render),
+            ),
             ("visibility_configurable", J::Bool(true)),
         ])
+    }
+}
+
+impl Store {
+    /// A grant's `properties`: `{}` for a Feature Flag; a granted meter credit's
+    /// `{last_credited_meter_id, last_credited_units, last_credited_at}` (it credits at each
+    /// grant, so the last credit is the grant's time).
+    #[cfg(feature = "billing")]
+    fn grant_properties(&self, g: &FlagGrant) -> J {
+        let credit = self.benefit(g.benefit_id).and_then(|b| b.credit);
+        match (credit, g.granted_at) {
+            (Some(c), Some(at)) => obj(vec![
+                ("last_credited_meter_id", s(&c.meter_id.to_string())),
+                ("last_credited_units", J::Int(i128::from(c.units))),
+                ("last_credited_at", s(&fmt_ts(at))),
+            ]),
+            _ => J::Obj(Vec::new()),
+        }
+    }
+
+    /// A grant's `properties`: `{}` (no meter credits without the `billing` feature).
+    #[cfg(not(feature = "billing"))]
+    fn grant_properties(&self, _: &FlagGrant) -> J {
+        J::Obj(Vec::new())
     }
 }
 
@@ -123,6 +187,21 @@ pub(crate) struct GrantFilter {
 }
 
 impl Store {
+    /// The customer of `organization_id` whose `external_id` is `external_id`, if a key names it.
+    pub(crate) fn customer_by_external_id(
+        &self,
+        organization_id: Uuid,
+        external_id: &str,
+    ) -> Option<Uuid> {
+        self.keys
+            .iter()
+            .find(|k| {
+                k.organization_id == organization_id
+                    && k.customer.external_id.as_deref() == Some(external_id)
+            })
+            .map(|k| k.customer.id)
+    }
+
     /// A benefit of the seed.
     pub(crate) fn benefit(&self, id: Uuid) -> Option<&BenefitRec> {
         self.benefits.iter().find(|b| b.id == id)
@@ -165,8 +244,13 @@ impl Store {
             .filter(|k| {
                 filter.customer_ids.is_empty() || filter.customer_ids.contains(&k.customer.id)
             })
-            // The emulator's customers have no external id: such a filter matches none.
-            .filter(|_| filter.external_customer_ids.is_empty())
+            .filter(|k| {
+                filter.external_customer_ids.is_empty()
+                    || k.customer
+                        .external_id
+                        .as_ref()
+                        .is_some_and(|x| filter.external_customer_ids.contains(x))
+            })
             .collect();
         keys.sort_by_key(|k| k.created_at);
         let mut items = Vec::new();
@@ -208,7 +292,7 @@ impl Store {
                     granted_at: g.granted_at,
                     revoked_at: g.revoked_at,
                     benefit,
-                    properties: J::Obj(Vec::new()),
+                    properties: self.grant_properties(g),
                 },
             )),
             None => J::Null,
@@ -268,11 +352,24 @@ impl Store {
                     ("benefit_id", s(&g.benefit_id.to_string())),
                     ("benefit_type", s(kind)),
                     ("benefit_metadata", J::Obj(metadata)),
-                    ("properties", J::Obj(Vec::new())),
+                    ("properties", self.grant_properties(g)),
                 ]));
             }
         }
-        crate::webhooks::render_customer_state(&first, subscriptions, granted, Vec::new())
+        #[cfg(feature = "billing")]
+        let meters = match organization_id {
+            Some(org) => self.customer_meters(org, customer_id),
+            None => keys
+                .first()
+                .map(|k| self.customer_meters(k.organization_id, customer_id))
+                .unwrap_or_default(),
+        }
+        .iter()
+        .map(super::CustomerMeter::render_state)
+        .collect();
+        #[cfg(not(feature = "billing"))]
+        let meters = Vec::new();
+        crate::webhooks::render_customer_state(&first, subscriptions, granted, meters)
     }
 
     /// Sets a Feature Flag's metadata (checked as the seed's), its `modified_at` `now`:
@@ -365,6 +462,8 @@ impl Store {
         now: OffsetDateTime,
     ) -> Option<FlagGrantChange> {
         let ki = self.find_any(key)?;
+        #[cfg(feature = "billing")]
+        let customer_id = self.keys[ki].customer.id;
         let k = &mut self.keys[ki];
         let g = k.grants.iter_mut().find(|g| g.benefit_id == benefit_id)?;
         let changed = g.granted_at.is_some() != granted;
@@ -372,6 +471,11 @@ impl Store {
             g.granted_at = granted.then_some(now);
             g.revoked_at = (!granted).then_some(now);
             g.modified_at = Some(now);
+        }
+        // A meter credit grant made again credits its units again.
+        #[cfg(feature = "billing")]
+        if changed && granted {
+            self.credit_grant(customer_id, benefit_id, now);
         }
         let k = &self.keys[ki];
         let g = k.grants.iter().find(|g| g.benefit_id == benefit_id)?;

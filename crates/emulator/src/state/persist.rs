@@ -39,12 +39,16 @@ impl Store {
         let keys = self.keys.iter().map(key_json).collect();
         let activations = self.activations.iter().map(activation_json).collect();
         let benefits = self.benefits.iter().map(benefit_json).collect();
-        let doc = obj(vec![
+        #[allow(unused_mut)]
+        let mut doc = vec![
             ("format", s(FORMAT)),
             ("keys", J::Arr(keys)),
             ("activations", J::Arr(activations)),
             ("benefits", J::Arr(benefits)),
-        ]);
+        ];
+        #[cfg(feature = "billing")]
+        doc.push(("usage", super::meters::file::write(&self.usage)));
+        let doc = obj(doc);
         // A float of the state (a flag's value) came from JSON: a non-finite one cannot occur.
         doc.to_json().unwrap_or_default()
     }
@@ -115,9 +119,21 @@ impl Store {
                 ));
             }
         }
+        // A file without `usage` (written before meters, or without them) keeps the seed's.
+        #[cfg(feature = "billing")]
+        let usage = match field(&doc, "usage") {
+            None => None,
+            Some(u) => {
+                Some(super::meters::file::read(u, &self.usage).map_err(|e| format!("usage: {e}"))?)
+            }
+        };
         self.keys = keys;
         self.activations = activations;
         self.benefits = benefits;
+        #[cfg(feature = "billing")]
+        if let Some(usage) = usage {
+            self.usage = usage;
+        }
         Ok(())
     }
 }
@@ -142,6 +158,7 @@ fn key_json(k: &KeyRec) -> J {
             obj(vec![
                 ("id", s(&k.customer.id.to_string())),
                 ("email", opt_s(k.customer.email.as_deref())),
+                ("external_id", opt_s(k.customer.external_id.as_deref())),
                 ("created_at", ts(k.customer.created_at)),
             ]),
         ),
@@ -171,6 +188,12 @@ fn benefit_json(b: &BenefitRec) -> J {
         ("metadata", pairs(&b.metadata)),
         ("created_at", ts(b.created_at)),
         ("modified_at", opt_ts(b.modified_at)),
+        (
+            "properties",
+            b.credit
+                .as_ref()
+                .map_or(J::Null, super::entitlements::MeterCredit::render),
+        ),
     ])
 }
 
@@ -203,6 +226,14 @@ fn read_benefit(b: &J) -> Result<BenefitRec, String> {
         metadata,
         created_at: time(b, "created_at")?,
         modified_at: opt_time(b, "modified_at")?,
+        credit: match field(b, "properties") {
+            None | Some(J::Null) => None,
+            Some(p) => Some(super::entitlements::MeterCredit {
+                meter_id: uuid(p, "meter_id")?,
+                units: int(p, "units")?,
+                rollover: matches!(field(p, "rollover"), Some(J::Bool(true))),
+            }),
+        },
     })
 }
 
@@ -331,6 +362,7 @@ fn read_key(k: &J) -> Result<(KeyRec, Option<Vec<FlagGrant>>), String> {
         customer: Customer {
             id: uuid(customer, "id")?,
             email: opt_text(customer, "email")?,
+            external_id: opt_text(customer, "external_id")?,
             created_at: time(customer, "created_at")?,
         },
         member: read_extra(k, "member")?,

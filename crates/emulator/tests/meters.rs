@@ -1,0 +1,469 @@
+//! Meters and credits (docs/polar-api.md §16.5) over raw HTTP on loopback: a `meter_credit`
+//! grant's units, `POST /v1/events/ingest` (the batch refused whole by its first bad event,
+//! `external_id` duplicates skipped and counted, future timestamps refused), the organization
+//! token's `GET /v1/customer-meters/`, the customer portal's `GET /v1/customer-portal/meters/`,
+//! the customer state's `active_meters`, and all of it kept by `--state FILE`.
+
+// Meters, credits and the lifecycle's control routes are the `billing` feature's.
+#![cfg(feature = "billing")]
+
+use polar_license_emulator::{
+    Emulator, Options, Seed, SeedBenefit, SeedKey, SeedMeter, DEMO_ORGANIZATION_ID, DEMO_TOKEN,
+    DEMO_TOKEN_READ_ONLY,
+};
+use polar_license_testkit::http::{raw_exchange, HttpAnswer};
+use polar_license_testkit::ScratchDir;
+use serde_json::{json, Value};
+
+const ORG: &str = DEMO_ORGANIZATION_ID;
+const CALLS: &str = "4b1d2c3e-5f6a-4b7c-8d9e-0f1a2b3c4d5e";
+const TOKENS: &str = "5c2e3d4f-6a7b-4c8d-9e0f-1a2b3c4d5e6f";
+const CREDIT: &str = "6d3f4e5a-7b8c-4d9e-8f0a-2b3c4d5e6f7a";
+const LICENSE: &str = "7e4a5f6b-8c9d-4e0f-9a1b-3c4d5e6f7a8b";
+const CUSTOMER: &str = "8f5b6a7c-9d0e-4f1a-8b2c-4d5e6f7a8b9c";
+const OTHER_V4: &str = "21bf892b-2e46-4f50-8060-8fdaf02aa482";
+const KEY: &str = "METER-1A2B3C4D-5E6F-4A7B-8C9D-0E1F2A3B4C5D";
+const MEMBER: &str = "9a6c7b8d-0e1f-4a2b-9c3d-5e6f7a8b9c0d";
+const INGEST: &str = "/v1/events/ingest";
+const METERS: &str = "/v1/customer-meters/";
+const PORTAL: &str = "/v1/customer-portal/meters/";
+
+fn request(
+    em: &Emulator,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    token: Option<&str>,
+) -> HttpAnswer {
+    let mut text = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+    if let Some(token) = token {
+        text.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    if let Some(body) = body {
+        text.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    text.push_str("Connection: close\r\n\r\n");
+    text.push_str(body.unwrap_or(""));
+    raw_exchange(em.port(), &text)
+}
+
+fn ok(em: &Emulator, path: &str) -> Value {
+    let r = request(em, "GET", path, None, Some(DEMO_TOKEN));
+    assert_eq!(r.status, 200, "{path}: {}", r.text());
+    r.json()
+}
+
+fn ingest(em: &Emulator, events: Value) -> HttpAnswer {
+    let body = json!({ "events": events }).to_string();
+    request(em, "POST", INGEST, Some(&body), Some(DEMO_TOKEN))
+}
+
+fn seed() -> Seed {
+    let mut seed = Seed::demo();
+    seed.meters = vec![
+        SeedMeter {
+            id: CALLS.into(),
+            name: "API calls".into(),
+            event_name: "api_call".into(),
+            aggregation: None,
+        },
+        SeedMeter {
+            id: TOKENS.into(),
+            name: "LLM tokens".into(),
+            event_name: "completion".into(),
+            aggregation: Some(json!({"func": "sum", "property": "metadata.tokens"})),
+        },
+    ];
+    seed.benefits.push(SeedBenefit {
+        id: CREDIT.into(),
+        kind: Some("meter_credit".into()),
+        meter_id: Some(CALLS.into()),
+        units: Some(100),
+        ..SeedBenefit::default()
+    });
+    seed.license_keys.push(SeedKey {
+        benefit_id: Some(LICENSE.into()),
+        customer_id: Some(CUSTOMER.into()),
+        customer_email: Some("meter@example.com".into()),
+        customer_external_id: Some("user-42".into()),
+        member: Some(polar_license_emulator::SeedMember {
+            id: Some(MEMBER.into()),
+            ..Default::default()
+        }),
+        benefits: vec![CREDIT.into()],
+        ..SeedKey::new(KEY)
+    });
+    seed
+}
+
+fn start() -> Emulator {
+    Emulator::start(seed(), Options::default()).expect("the emulator starts")
+}
+
+fn the_meter(em: &Emulator) -> Value {
+    let list = ok(em, &format!("{METERS}?customer_id={CUSTOMER}"));
+    assert_eq!(list["pagination"], json!({"total_count": 1, "max_page": 1}));
+    list["items"][0].clone()
+}
+
+#[test]
+fn a_credit_grant_gives_a_balance_that_events_consume() {
+    let em = start();
+    let m = the_meter(&em);
+    // The organization token's item: the portal's fields, the customer and the full meter.
+    let names: Vec<&String> = m.as_object().expect("an object").keys().collect();
+    let mut want = [
+        "id",
+        "created_at",
+        "modified_at",
+        "customer_id",
+        "meter_id",
+        "consumed_units",
+        "credited_units",
+        "balance",
+        "customer",
+        "meter",
+    ];
+    want.sort_unstable();
+    assert_eq!(names, want);
+    assert_eq!(m["customer_id"], CUSTOMER);
+    assert_eq!(m["meter_id"], CALLS);
+    assert_eq!(m["credited_units"], json!(100));
+    assert_eq!(m["consumed_units"], json!(0.0));
+    assert_eq!(m["balance"], json!(100.0));
+    assert_eq!(m["customer"]["external_id"], "user-42");
+    assert_eq!(m["meter"]["name"], "API calls");
+    assert_eq!(m["meter"]["aggregation"], json!({"func": "count"}));
+    assert_eq!(
+        m["meter"]["filter"],
+        json!({"conjunction": "and", "clauses": [{"property": "name", "operator": "eq", "value": "api_call"}]})
+    );
+    assert_eq!(m["meter"]["organization_id"], ORG);
+
+    // Two by id, one by the customer's external id, one another meter's, one nobody's.
+    let r = ingest(
+        &em,
+        json!([
+            {"name": "api_call", "customer_id": CUSTOMER, "external_id": "e1"},
+            {"name": "api_call", "customer_id": CUSTOMER, "member_id": MEMBER, "external_id": "e2"},
+            {"name": "api_call", "external_customer_id": "user-42", "external_id": "e3"},
+            {"name": "completion", "customer_id": CUSTOMER, "metadata": {"tokens": 250}},
+            {"name": "api_call", "external_customer_id": "not-a-customer-yet"},
+        ]),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), r#"{"inserted":5,"duplicates":0}"#);
+    // A retried report: its external_id is skipped and counted, the new one counts.
+    let r = ingest(
+        &em,
+        json!([
+            {"name": "api_call", "customer_id": CUSTOMER, "external_id": "e3"},
+            {"name": "api_call", "customer_id": CUSTOMER, "external_id": "e2"},
+            {"name": "api_call", "customer_id": CUSTOMER, "external_id": "e4"},
+        ]),
+    );
+    assert_eq!(r.text(), r#"{"inserted":1,"duplicates":2}"#);
+    let m = the_meter(&em);
+    assert_eq!(m["consumed_units"], json!(4.0));
+    assert_eq!(m["credited_units"], json!(100));
+    assert_eq!(m["balance"], json!(96.0));
+
+    // The customer state carries the same meter.
+    let state = ok(&em, &format!("/v1/customers/{CUSTOMER}/state"));
+    assert_eq!(
+        state["active_meters"],
+        json!([{
+            "id": m["id"], "created_at": m["created_at"], "modified_at": m["modified_at"],
+            "meter_id": CALLS, "consumed_units": 4.0, "credited_units": 100, "balance": 96.0,
+        }])
+    );
+    let by_external = ok(&em, "/v1/customers/external/user-42/state");
+    assert_eq!(by_external["id"], CUSTOMER);
+    assert_eq!(by_external["active_meters"], state["active_meters"]);
+    let r = request(
+        &em,
+        "GET",
+        "/v1/customers/external/nobody/state",
+        None,
+        Some(DEMO_TOKEN),
+    );
+    assert_eq!(r.status, 404);
+    // The credit grant, in the grants list, says what it credited.
+    let grants = ok(&em, "/v1/benefit-grants/?external_customer_id=user-42");
+    let credit = grants["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|g| g["benefit_id"] == CREDIT)
+        .expect("the credit grant")
+        .clone();
+    assert_eq!(credit["benefit"]["type"], "meter_credit");
+    assert_eq!(
+        credit["benefit"]["properties"],
+        json!({"meter_id": CALLS, "units": 100, "rollover": false})
+    );
+    assert_eq!(credit["properties"]["last_credited_meter_id"], CALLS);
+    assert_eq!(credit["properties"]["last_credited_units"], 100);
+
+    // The customer's own view, with a customer session.
+    let body = json!({"customer_id": CUSTOMER}).to_string();
+    let session = request(
+        &em,
+        "POST",
+        "/v1/customer-sessions/",
+        Some(&body),
+        Some(DEMO_TOKEN),
+    );
+    assert_eq!(session.status, 201, "{}", session.text());
+    let token = session.json()["token"]
+        .as_str()
+        .expect("a token")
+        .to_string();
+    let portal = request(&em, "GET", PORTAL, None, Some(&token));
+    assert_eq!(portal.status, 200, "{}", portal.text());
+    let portal = portal.json();
+    assert_eq!(
+        portal["items"][0],
+        json!({
+            "id": m["id"], "created_at": m["created_at"], "modified_at": m["modified_at"],
+            "customer_id": CUSTOMER, "meter_id": CALLS, "consumed_units": 4.0,
+            "credited_units": 100, "balance": 96.0,
+            "meter": {"id": CALLS, "created_at": m["meter"]["created_at"], "modified_at": null, "name": "API calls"},
+        })
+    );
+    let id = m["id"].as_str().expect("an id");
+    let one = request(&em, "GET", &format!("{PORTAL}{id}"), None, Some(&token));
+    assert_eq!(one.json(), portal["items"][0]);
+    let one = request(&em, "GET", &format!("{METERS}{id}"), None, Some(DEMO_TOKEN));
+    assert_eq!(one.json(), m);
+    for path in [format!("{PORTAL}{OTHER_V4}"), format!("{METERS}{OTHER_V4}")] {
+        let t = if path.starts_with(PORTAL) {
+            token.as_str()
+        } else {
+            DEMO_TOKEN
+        };
+        let r = request(&em, "GET", &path, None, Some(t));
+        assert_eq!(r.status, 404, "{path}");
+        assert_eq!(
+            r.json(),
+            json!({"error": "ResourceNotFound", "detail": "Not found"})
+        );
+    }
+    // The portal's filters: a name matching none, a bad sorting.
+    let none = request(
+        &em,
+        "GET",
+        &format!("{PORTAL}?query=tokens"),
+        None,
+        Some(&token),
+    );
+    assert_eq!(none.json()["items"], json!([]));
+    let bad = request(
+        &em,
+        "GET",
+        &format!("{PORTAL}?sorting=nope"),
+        None,
+        Some(&token),
+    );
+    assert_eq!(bad.status, 422);
+    assert_eq!(bad.json()["detail"][0]["msg"], "Invalid sorting criterion.");
+    // An organization token is nobody on the portal, a session nobody on the org route.
+    let r = request(&em, "GET", PORTAL, None, Some(DEMO_TOKEN));
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        r.json(),
+        json!({"error": "Unauthorized", "detail": "Unauthorized"})
+    );
+    let r = request(&em, "GET", METERS, None, Some(&token));
+    assert_eq!(r.status, 401);
+}
+
+#[test]
+fn one_bad_event_refuses_the_whole_batch() {
+    let em = start();
+    let good = json!({"name": "api_call", "customer_id": CUSTOMER, "external_id": "g1"});
+    let cases = [
+        (
+            json!({"name": "api_call", "customer_id": OTHER_V4}),
+            json!({"type": "customer_id", "loc": ["body", "events", 1, "customer_id"], "msg": "Customer not found.", "input": OTHER_V4}),
+        ),
+        (
+            json!({"name": "api_call", "customer_id": CUSTOMER, "organization_id": ORG}),
+            json!({"type": "organization_token", "loc": ["body", "events", 1, "organization_id"], "msg": "Setting organization_id is disallowed when using an organization token.", "input": ORG}),
+        ),
+        (
+            json!({"name": "api_call", "customer_id": CUSTOMER, "member_id": OTHER_V4}),
+            json!({"type": "member_id", "loc": ["body", "events", 1, "member_id"], "msg": "Member not found.", "input": OTHER_V4}),
+        ),
+    ];
+    for (bad, entry) in cases {
+        let r = ingest(&em, json!([good, bad]));
+        assert_eq!(r.status, 422, "{bad}");
+        assert_eq!(
+            r.json(),
+            json!({"error": "PolarRequestValidationError", "detail": [entry]}),
+            "{bad}"
+        );
+    }
+    // Nothing of the refused batches counted, nor their external ids.
+    assert_eq!(the_meter(&em)["consumed_units"], json!(0.0));
+    assert_eq!(
+        ingest(&em, json!([good])).text(),
+        r#"{"inserted":1,"duplicates":0}"#
+    );
+
+    // A future timestamp: the schema's error, from both members of Polar's union.
+    let future = "2999-01-01T00:00:00Z";
+    let event = json!({"name": "api_call", "customer_id": CUSTOMER, "timestamp": future});
+    let r = ingest(&em, json!([event]));
+    assert_eq!(r.status, 422);
+    let ctx = json!({"error": {}});
+    let msg = "Value error, Timestamp must be in the past.";
+    assert_eq!(
+        r.json(),
+        json!({"error": "RequestValidationError", "detail": [
+            {"type": "value_error", "loc": ["body", "events", 0, "EventCreateCustomer", "timestamp"], "msg": msg, "input": future, "ctx": ctx},
+            {"type": "value_error", "loc": ["body", "events", 0, "EventCreateExternalCustomer", "timestamp"], "msg": msg, "input": future, "ctx": ctx},
+            {"type": "missing", "loc": ["body", "events", 0, "EventCreateExternalCustomer", "external_customer_id"], "msg": "Field required", "input": event},
+        ]})
+    );
+    // A past one is taken.
+    let past =
+        json!({"name": "api_call", "customer_id": CUSTOMER, "timestamp": "2020-01-01T00:00:00Z"});
+    assert_eq!(ingest(&em, json!([past])).status, 200);
+    assert_eq!(the_meter(&em)["consumed_units"], json!(2.0));
+    // No events field.
+    let r = request(&em, "POST", INGEST, Some("{}"), Some(DEMO_TOKEN));
+    assert_eq!(
+        r.json(),
+        json!({"error": "RequestValidationError", "detail": [{"type": "missing", "loc": ["body", "events"], "msg": "Field required", "input": {}}]})
+    );
+}
+
+#[test]
+fn the_routes_ask_their_scopes() {
+    let em = start();
+    let body = json!({"events": []}).to_string();
+    let r = request(&em, "POST", INGEST, Some(&body), None);
+    assert_eq!(r.status, 401);
+    let r = request(&em, "POST", INGEST, Some(&body), Some(DEMO_TOKEN_READ_ONLY));
+    assert_eq!(r.status, 403);
+    assert!(r
+        .header("www-authenticate")
+        .is_some_and(|h| h.contains(r#"scope="events:write""#)));
+    let r = request(&em, "GET", METERS, None, Some(DEMO_TOKEN_READ_ONLY));
+    assert_eq!(r.status, 403);
+    assert!(r
+        .header("www-authenticate")
+        .is_some_and(|h| h.contains(r#"scope="customer_meters:read""#)));
+    let r = request(&em, "GET", INGEST, None, Some(DEMO_TOKEN));
+    assert_eq!(r.status, 405);
+    // An empty batch is a batch.
+    let r = request(&em, "POST", INGEST, Some(&body), Some(DEMO_TOKEN));
+    assert_eq!(r.text(), r#"{"inserted":0,"duplicates":0}"#);
+    // Starlette's slash redirect for the collection.
+    let r = request(&em, "GET", "/v1/customer-meters", None, Some(DEMO_TOKEN));
+    assert_eq!(r.status, 307);
+}
+
+#[test]
+fn a_credit_granted_again_credits_again_and_sums_count_numbers_only() {
+    let em = start();
+    assert!(em
+        .set_flag_grant(KEY, CREDIT, false)
+        .expect("valid")
+        .is_some());
+    // Revoked: the meter is no longer the customer's.
+    let list = ok(&em, METERS);
+    assert_eq!(list["items"], json!([]));
+    em.set_flag_grant(KEY, CREDIT, true).expect("valid");
+    assert_eq!(the_meter(&em)["credited_units"], json!(200));
+    // The token meter is not the customer's (no credit names it): its sums are kept all the
+    // same, and only numbers count.
+    let r = ingest(
+        &em,
+        json!([
+            {"name": "completion", "customer_id": CUSTOMER, "metadata": {"tokens": 1.5}},
+            {"name": "completion", "customer_id": CUSTOMER, "metadata": {"tokens": "7"}},
+            {"name": "completion", "customer_id": CUSTOMER, "metadata": {"tokens": true}},
+        ]),
+    );
+    assert_eq!(r.text(), r#"{"inserted":3,"duplicates":0}"#);
+    assert_eq!(the_meter(&em)["consumed_units"], json!(0.0));
+}
+
+#[test]
+fn the_balance_and_the_seen_external_ids_survive_a_restart() {
+    let dir = ScratchDir::new("emulator-meters-state");
+    let file = dir.join("polar.json");
+    let kept = || {
+        let options = Options {
+            state: Some(file.clone()),
+            ..Options::default()
+        };
+        Emulator::start(seed(), options).expect("the emulator starts")
+    };
+    let em = kept();
+    let r = ingest(
+        &em,
+        json!([{"name": "api_call", "customer_id": CUSTOMER, "external_id": "r1"}]),
+    );
+    assert_eq!(r.status, 200);
+    let before = the_meter(&em);
+    em.stop();
+    let again = kept();
+    assert_eq!(the_meter(&again), before);
+    let r = ingest(
+        &again,
+        json!([{"name": "api_call", "customer_id": CUSTOMER, "external_id": "r1"}]),
+    );
+    assert_eq!(r.text(), r#"{"inserted":0,"duplicates":1}"#);
+    assert_eq!(the_meter(&again)["balance"], json!(99.0));
+}
+
+#[test]
+fn the_seed_refuses_meters_polar_would_refuse() {
+    let with = |meters: Value, benefits: Value| {
+        Seed::from_json(
+            &json!({"organization_id": ORG, "meters": meters, "benefits": benefits}).to_string(),
+        )
+    };
+    let meter = json!({"id": CALLS, "name": "API calls", "event_name": "api_call"});
+    let credit = |units: Value, meter_id: &str| json!({"id": CREDIT, "type": "meter_credit", "meter_id": meter_id, "units": units});
+    assert!(with(json!([meter]), json!([credit(json!(5), CALLS)])).is_ok());
+    let cases = [
+        (json!([meter, meter]), json!([]), "appears twice"),
+        (
+            json!([{"id": CALLS, "name": "AP", "event_name": "x"}]),
+            json!([]),
+            "fewer than 3",
+        ),
+        (
+            json!([{"id": CALLS, "name": "API", "event_name": "x", "aggregation": {"func": "avg"}}]),
+            json!([]),
+            "is not",
+        ),
+        (
+            json!([meter]),
+            json!([credit(json!(0), CALLS)]),
+            "int32 above 0",
+        ),
+        (
+            json!([meter]),
+            json!([credit(json!(5), OTHER_V4)]),
+            "not among the seed's meters",
+        ),
+        (
+            json!([meter]),
+            json!([{"id": CREDIT, "type": "feature_flag", "units": 5}]),
+            "not of type meter_credit",
+        ),
+    ];
+    for (meters, benefits, why) in cases {
+        let err = with(meters.clone(), benefits.clone()).expect_err("refused");
+        assert!(err.contains(why), "{meters} {benefits}: {err}");
+    }
+}

@@ -1,0 +1,183 @@
+//! The relay's join of a key to its entitlements (issue #68 item 2, docs/polar-api.md
+//! §16.4–16.5), on the emulator's answers read over loopback: a flag's values typed as
+//! Polar's metadata values, a value changed, a flag revoked, another purchase's flags kept
+//! apart, a revoked key with none, and a customer's meter balance.
+
+use std::collections::BTreeMap;
+
+use polar_license_emulator::{
+    Emulator, Options, Seed, SeedBenefit, SeedKey, SeedMeter, SeedSubscription, DEMO_TOKEN,
+};
+use polar_license_relay::entitlements::{
+    key_entitlements, meter_balances, page_items, Entitlement,
+};
+use polar_license_testkit::http::raw_exchange;
+use serde_json::{json, Value};
+
+const PRO: &str = "0f6c1f5e-8b2a-4c3d-9e4f-5a6b7c8d9e0f";
+const TEAM: &str = "1a7d2e6f-9c3b-4d4e-8f5a-6b7c8d9e0f1a";
+const CREDIT: &str = "6d3f4e5a-7b8c-4d9e-8f0a-2b3c4d5e6f7a";
+const CALLS: &str = "4b1d2c3e-5f6a-4b7c-8d9e-0f1a2b3c4d5e";
+const LICENSE: &str = "3a4b5c6d-7e8f-4a1b-8c2d-3e4f5a6b7c8d";
+const CUSTOMER: &str = "6b7c8d9e-0f1a-4b2c-9d3e-4f5a6b7c8d9e";
+const KEY: &str = "TIER-1B2C3D4E-5F6A-4B7C-8D9E-0F1A2B3C4D5E";
+const OTHER: &str = "TIER-9F8E7D6C-5B4A-4392-8180-7F6E5D4C3B2A";
+const LAPSED: &str = "TIER-2C3D4E5F-6A7B-4C8D-9E0F-1A2B3C4D5E6F";
+
+fn seed() -> Seed {
+    let mut seed = Seed::demo();
+    let flag = |id: &str, metadata: Value| SeedBenefit {
+        id: id.into(),
+        kind: Some("feature_flag".into()),
+        metadata: metadata.as_object().expect("an object").clone(),
+        ..SeedBenefit::default()
+    };
+    seed.benefits.push(flag(
+        PRO,
+        json!({"max_upload_size": 10, "role": "editor", "ratio": 1.5, "beta": true}),
+    ));
+    seed.benefits
+        .push(flag(TEAM, json!({"seats": 5, "role": "admin"})));
+    seed.meters.push(SeedMeter {
+        id: CALLS.into(),
+        name: "API calls".into(),
+        event_name: "api_call".into(),
+        aggregation: None,
+    });
+    seed.benefits.push(SeedBenefit {
+        id: CREDIT.into(),
+        kind: Some("meter_credit".into()),
+        meter_id: Some(CALLS.into()),
+        units: Some(50),
+        ..SeedBenefit::default()
+    });
+    let key = |key: &str, subscription: &str, benefits: Vec<&str>| SeedKey {
+        benefit_id: Some(LICENSE.into()),
+        customer_id: Some(CUSTOMER.into()),
+        subscription: Some(SeedSubscription {
+            id: Some(subscription.into()),
+            ..SeedSubscription::default()
+        }),
+        benefits: benefits.into_iter().map(String::from).collect(),
+        ..SeedKey::new(key)
+    };
+    // One customer, two purchases: each key's flags are its purchase's only.
+    seed.license_keys.push(key(
+        KEY,
+        "9e0f1a2b-3c4d-4e5f-8a6b-7c8d9e0f1a2b",
+        vec![PRO, CREDIT],
+    ));
+    seed.license_keys.push(key(
+        OTHER,
+        "8d9e0f1a-2b3c-4d4e-9f5a-6b7c8d9e0f1a",
+        vec![TEAM],
+    ));
+    seed.license_keys.push(SeedKey {
+        status: Some("revoked".into()),
+        ..key(LAPSED, "7c8d9e0f-1a2b-4c3d-8e4f-5a6b7c8d9e0f", vec![PRO])
+    });
+    seed
+}
+
+fn get(em: &Emulator, path: &str) -> Value {
+    let r = raw_exchange(
+        em.port(),
+        &format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {DEMO_TOKEN}\r\nConnection: close\r\n\r\n"),
+    );
+    assert_eq!(r.status, 200, "{path}: {}", r.text());
+    r.json()
+}
+
+fn key_id(em: &Emulator, key: &str) -> String {
+    em.key(key).expect("the key")["id"]
+        .as_str()
+        .expect("an id")
+        .to_string()
+}
+
+fn entitlements(em: &Emulator, key: &str) -> BTreeMap<String, Entitlement> {
+    let page = get(
+        em,
+        &format!("/v1/benefit-grants/?customer_id={CUSTOMER}&limit=100"),
+    );
+    let items = page_items(&page).expect("a list");
+    key_entitlements(items, &key_id(em, key))
+}
+
+#[test]
+fn a_keys_flag_values_are_its_purchases_typed_as_polar_sends_them() {
+    let em = Emulator::start(seed(), Options::default()).expect("starts");
+    let got = entitlements(&em, KEY);
+    let want: BTreeMap<String, Entitlement> = [
+        ("max_upload_size", Entitlement::Int(10)),
+        ("role", Entitlement::Str("editor".into())),
+        ("ratio", Entitlement::Float(1.5)),
+        ("beta", Entitlement::Bool(true)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    assert_eq!(got, want);
+    // The other purchase of the same customer: its own flag's values only.
+    let other = entitlements(&em, OTHER);
+    assert_eq!(other.get("role"), Some(&Entitlement::Str("admin".into())));
+    assert_eq!(other.get("seats"), Some(&Entitlement::Int(5)));
+    assert_eq!(other.get("max_upload_size"), None);
+    // A revoked key has none, though its flag grant of the seed is its purchase's.
+    assert!(entitlements(&em, LAPSED).is_empty());
+
+    // A value changed: the next read has it.
+    let new = json!({"max_upload_size": 100, "role": "owner"});
+    em.set_benefit_metadata(PRO, new.as_object().expect("obj").clone())
+        .expect("valid")
+        .expect("known");
+    let got = entitlements(&em, KEY);
+    assert_eq!(got.get("max_upload_size"), Some(&Entitlement::Int(100)));
+    assert_eq!(got.get("beta"), None);
+    // The flag revoked: its values are gone; granted again, back.
+    em.set_flag_grant(KEY, PRO, false).expect("valid");
+    assert!(entitlements(&em, KEY).is_empty());
+    em.set_flag_grant(KEY, PRO, true).expect("valid");
+    assert_eq!(
+        entitlements(&em, KEY).get("role"),
+        Some(&Entitlement::Str("owner".into()))
+    );
+}
+
+#[test]
+fn a_customers_balance_is_read_by_meter_name() {
+    let em = Emulator::start(seed(), Options::default()).expect("starts");
+    let body = json!({"events": [
+        {"name": "api_call", "customer_id": CUSTOMER},
+        {"name": "api_call", "customer_id": CUSTOMER},
+    ]})
+    .to_string();
+    let r = raw_exchange(
+        em.port(),
+        &format!(
+            "POST /v1/events/ingest HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {DEMO_TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let page = get(&em, &format!("/v1/customer-meters/?customer_id={CUSTOMER}"));
+    let balances = meter_balances(page_items(&page).expect("a list"), CUSTOMER);
+    assert_eq!(balances, BTreeMap::from([("API calls".to_string(), 48.0)]));
+    assert!(meter_balances(page_items(&page).expect("a list"), PRO).is_empty());
+    assert!(page_items(&json!({"detail": "Not found"})).is_err());
+}
+
+#[test]
+fn values_polar_cannot_hold_are_left_out() {
+    assert_eq!(Entitlement::from_json(&Value::Null), None);
+    assert_eq!(Entitlement::from_json(&json!([1])), None);
+    assert_eq!(Entitlement::from_json(&json!(u64::MAX)), None);
+    assert_eq!(
+        Entitlement::from_json(&json!(-3)),
+        Some(Entitlement::Int(-3))
+    );
+    assert_eq!(
+        Entitlement::from_json(&json!(2.0)),
+        Some(Entitlement::Float(2.0))
+    );
+}

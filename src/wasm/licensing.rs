@@ -638,6 +638,27 @@ impl AsyncLicensing {
         ))
     }
 
+    /// The devices of `key` through a customer session (issue #64), this machine's marked by
+    /// the activation its cache remembers for the key (none when the cache cannot be read): the
+    /// core's [`crate::portal::ListDevices`] over this licensing's client, as the native
+    /// `Licensing::list_devices`. Free one with [`AsyncLicensing::deactivate`] and its id (the
+    /// public deactivate needs no session), then [`AsyncLicensing::activate`] here.
+    pub async fn list_devices(
+        &self,
+        session: &crate::portal::SessionToken,
+        key: impl Into<Key>,
+    ) -> Result<crate::portal::KeyDevices, crate::portal::PortalError> {
+        let key = key.into();
+        let here = self
+            .status(key.clone())
+            .await
+            .ok()
+            .and_then(|s| s.activation.map(|a| a.id));
+        self.client
+            .list_devices(session, &key, here.as_deref())
+            .await
+    }
+
     /// Forgets everything cached for `key` (the server is not told).
     pub async fn forget(&self, key: impl Into<Key>) -> Result<(), Error> {
         let key = key.into();

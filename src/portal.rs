@@ -529,6 +529,34 @@ pub fn recoverable_keys(keys: Vec<LicenseKeyRead>, now_unix: i64) -> Vec<License
     offered
 }
 
+/// A rotated key's new string (issue #64 item 4): rotation keeps a key's record id, its limits
+/// and every activation id, and the old string is `404` at once. Of the signed-in customer's
+/// keys (a [`Portal::list_keys`] walk), the one with the record id `key_id` (what this
+/// machine's cache remembers of the old string's license), when its string is no longer `old`;
+/// `None` when the customer has no such key or it was not rotated.
+pub fn rotated_key(keys: &[LicenseKeyRead], key_id: &str, old: &Key) -> Option<Key> {
+    keys.iter()
+        .find(|k| k.id.eq_ignore_ascii_case(key_id))
+        .filter(|k| k.key.expose() != old.expose())
+        .map(|k| k.key.clone())
+}
+
+/// The validate that follows a rotated key: the new string with the activation the old
+/// string's cache remembers (its id and the conditions it was made with), which rotation
+/// keeps; run it through the update machine carrying that activation
+/// ([`crate::flow::update::Update::carrying`]) so the new string's record remembers it.
+pub fn follow_request(
+    new_key: &Key,
+    activation: Option<&crate::grace::StoredActivation>,
+) -> crate::proto::ValidateRequest {
+    let mut req = crate::proto::ValidateRequest::new(new_key.clone());
+    if let Some(a) = activation {
+        req.activation_id = Some(a.id.clone());
+        req.conditions = a.conditions.clone();
+    }
+    req
+}
+
 impl PortalError {
     /// The failure's name for scripts and other languages, as contract §2 names it for the
     /// CLI's `portal_error` (`code_invalid_or_expired`, `session_expired`, `not_signed_in`,

@@ -1192,6 +1192,72 @@ impl Licensing {
         self.client.list_devices(session, &key, here.as_deref())
     }
 
+    /// Follows a rotated key (issue #64 item 4): rotation keeps a key's record id, limits and
+    /// activations, and Polar answers the old string `404` at once (a check of it is
+    /// `not_found`). Through a customer session, the customer's keys are read for the record id
+    /// this machine's cache remembers of `old`'s license ([`crate::portal::rotated_key`]); the
+    /// new string is validated with the activation `old`'s cache remembers
+    /// ([`crate::portal::follow_request`]), and the new string's record remembers that
+    /// activation ([`Update::carrying`]), so later checks of the new string validate it: no
+    /// slot is taken. Once Polar grants it, `old`'s record is forgotten and, when `old` was the
+    /// remembered key, the new string is remembered in its place.
+    ///
+    /// `Ok((new key, Polar's verdict))`; failures typed: [`PortalError::Invalid`] when nothing
+    /// of `old`'s license is cached here (no record id to follow), [`PortalError::NotFound`]
+    /// when the customer has no key of that id or it was not rotated, the session's own
+    /// failures, and a validate that got no answer (`Offline`, `Protocol`, or the cache that
+    /// could not learn the grant, by its reason code).
+    ///
+    /// [`PortalError::Invalid`]: crate::portal::PortalError::Invalid
+    /// [`PortalError::NotFound`]: crate::portal::PortalError::NotFound
+    pub fn follow_rotation(
+        &self,
+        session: &crate::portal::SessionToken,
+        old: impl Into<Key>,
+    ) -> Result<(Key, Verdict<ValidatedLicenseKey>), crate::portal::PortalError> {
+        use crate::portal::PortalError;
+        let old = old.into();
+        let status = self.status(old.clone()).map_err(portal_failure)?;
+        let flow::CacheState::Present(record) = &status.state else {
+            return Err(PortalError::Invalid(Error::invalid(
+                "key",
+                "no license of this key is cached here: nothing to follow",
+            )));
+        };
+        let Some(key_id) = record
+            .good
+            .as_ref()
+            .map(|g| g.license.license_key.id.clone())
+        else {
+            return Err(PortalError::Invalid(Error::invalid(
+                "key",
+                "no license of this key is cached here: nothing to follow",
+            )));
+        };
+        let keys = self.client.customer_keys(session)?;
+        let new = crate::portal::rotated_key(&keys, &key_id, &old).ok_or(PortalError::NotFound)?;
+        let req = crate::portal::follow_request(&new, status.activation.as_ref());
+        let now = (self.clock)();
+        let mut update = Update::validate(&self.ctx(), req, |key| self.slot(key), now);
+        if let Some(activation) = status.activation {
+            update = update.carrying(activation);
+        }
+        self.drive_machine(&mut update, &mut Held::default(), |_| false);
+        let validated = update.validated();
+        let verdict = match (validated.online, validated.cache_error) {
+            (Ok(Verdict::Accepted(_)), Some(e)) | (Err(e), _) => return Err(portal_failure(e)),
+            (Ok(verdict), _) => verdict,
+        };
+        if verdict.is_accepted() {
+            let remembered = self.remembered_key().ok().flatten();
+            self.forget(old.clone()).map_err(portal_failure)?;
+            if remembered.is_some_and(|k| k.expose() == old.expose()) {
+                self.remember_key(new.clone()).map_err(portal_failure)?;
+            }
+        }
+        Ok((new, verdict))
+    }
+
     /// This licensing's clock, in unix seconds (the test hooks' clock when one was set).
     pub fn now(&self) -> i64 {
         (self.clock)()
@@ -1299,4 +1365,15 @@ fn random_nonce() -> Option<[u8; 16]> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).ok()?;
     Some(bytes)
+}
+
+/// A failure with no portal answer, typed as the portal's: bad input, no answer, or the rest
+/// (its own reason code says which: `cache_error`, `protocol_error`, …).
+fn portal_failure(e: Error) -> crate::portal::PortalError {
+    use crate::portal::PortalError;
+    match e.reason() {
+        crate::reason::Reason::InvalidInput => PortalError::Invalid(e),
+        crate::reason::Reason::Offline => PortalError::Offline(e),
+        _ => PortalError::Protocol(e),
+    }
 }

@@ -558,6 +558,17 @@ pub fn follow_request(
 }
 
 impl PortalError {
+    /// A failure with no portal answer (a step of a portal flow that is no portal request: the
+    /// cache read, a validate), typed as the portal's: bad input, no answer, or the rest, whose
+    /// own reason code says which (`cache_error`, `protocol_error`, …).
+    pub fn of_error(e: Error) -> PortalError {
+        match e.reason() {
+            crate::reason::Reason::InvalidInput => PortalError::Invalid(e),
+            crate::reason::Reason::Offline => PortalError::Offline(e),
+            _ => PortalError::Protocol(e),
+        }
+    }
+
     /// The failure's name for scripts and other languages, as contract §2 names it for the
     /// CLI's `portal_error` (`code_invalid_or_expired`, `session_expired`, `not_signed_in`,
     /// `device_management_off`, `key_not_found`, `rate_limited`,

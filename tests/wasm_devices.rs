@@ -150,6 +150,12 @@ async fn recovery_offers_the_customers_granted_keys() {
         .expect("the customer's keys");
     assert!(keys.iter().all(|k| k.customer_id == CUSTOMER));
     let offered = recoverable_keys(keys, date_now());
+    // The licensing's own list is the same.
+    let listed = here.recoverable_keys(&session).await.expect("recoverable");
+    assert_eq!(
+        listed.iter().map(|k| &k.id).collect::<Vec<_>>(),
+        offered.iter().map(|k| &k.id).collect::<Vec<_>>()
+    );
     let found = offered
         .iter()
         .find(|k| k.key.expose() == key)
@@ -206,6 +212,54 @@ async fn each_failure_is_typed() {
     let off = here.list_devices(&session, unmanaged.as_str()).await;
     assert_eq!(off, Err(PortalError::DeviceManagementOff));
     assert_eq!(off.unwrap_err().code(), "device_management_off");
+}
+
+/// Rotates `key` at the emulator (`POST /__emulator/keys/{key}/rotate`, Polar's rotate): its
+/// new string.
+async fn rotate(key: &str) -> String {
+    let resp = Request::post(&format!("{}/__emulator/keys/{key}/rotate", emulator()))
+        .send()
+        .await
+        .expect("the rotate route");
+    assert_eq!(resp.status(), 200);
+    let body: Value = serde_json::from_str(&resp.text().await.expect("text")).expect("json");
+    body["key"].as_str().expect("the new key").to_string()
+}
+
+#[wasm_bindgen_test]
+async fn a_rotated_key_is_followed_with_its_activation() {
+    let key = customers_key(MANAGED, 1).await;
+    let here = app("machine-rotation");
+    let activation = activation_id(&here, &key, "This laptop").await;
+    let rotated = rotate(&key).await;
+    assert_ne!(rotated, key);
+    // The old string is Polar's 404 at once.
+    let asked = polar_license::ValidateRequest::new(key.as_str()).activation_id(activation.clone());
+    match here.validate(&asked).await {
+        Ok(Verdict::Denied(d)) => assert_eq!(d.reason, Reason::NotFound),
+        other => panic!("the old string: {other:?}"),
+    }
+    let session = sign_in(&here).await;
+    let (new, verdict) = here
+        .follow_rotation(&session, key.as_str())
+        .await
+        .expect("followed");
+    assert_eq!(new.expose(), rotated);
+    assert!(verdict.is_accepted(), "{verdict:?}");
+    let status = here.status(new.clone()).await.expect("status");
+    assert_eq!(status.activation.map(|a| a.id), Some(activation.clone()));
+    let report = here.check_report(new.clone()).await;
+    assert!(report.outcome.is_licensed(), "{:?}", report.outcome);
+    assert_eq!(report.activation_id.as_deref(), Some(activation.as_str()));
+    assert!(matches!(
+        here.status(key.as_str()).await.expect("status").state,
+        polar_license::wasm::CacheState::Empty
+    ));
+    // Not rotated again: nothing to follow.
+    assert_eq!(
+        here.follow_rotation(&session, new.clone()).await,
+        Err(PortalError::NotFound)
+    );
 }
 
 #[wasm_bindgen_test]

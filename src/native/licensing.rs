@@ -1192,6 +1192,37 @@ impl Licensing {
         self.client.list_devices(session, &key, here.as_deref())
     }
 
+    /// Key recovery ("I lost my key", issue #64 item 3): the signed-in customer's keys this
+    /// machine can activate, granted and unexpired by this licensing's clock, newest first
+    /// ([`crate::portal::recoverable_keys`]). Show them by `display_key` and `id`; the whole
+    /// key goes only into [`Licensing::recover_key`].
+    pub fn recoverable_keys(
+        &self,
+        session: &crate::portal::SessionToken,
+    ) -> Result<Vec<crate::model::LicenseKeyRead>, crate::portal::PortalError> {
+        let keys = self.client.customer_keys(session)?;
+        Ok(crate::portal::recoverable_keys(keys, (self.clock)()))
+    }
+
+    /// Activates here the recoverable key whose record id is `key_id` (one
+    /// [`Licensing::recoverable_keys`] listed), with `label`, as [`Licensing::activate_update`]
+    /// does (the key remembered when remembering is on): the whole key never leaves the
+    /// library. [`crate::portal::PortalError::NotFound`] when `key_id` is none of them (nothing
+    /// activated).
+    pub fn recover_key(
+        &self,
+        session: &crate::portal::SessionToken,
+        key_id: &str,
+        label: &str,
+    ) -> Result<flow::update::Activated, crate::portal::PortalError> {
+        let chosen = self
+            .recoverable_keys(session)?
+            .into_iter()
+            .find(|k| k.id.eq_ignore_ascii_case(key_id.trim()))
+            .ok_or(crate::portal::PortalError::NotFound)?;
+        Ok(self.activate_update(&ActivateRequest::new(chosen.key, label)))
+    }
+
     /// Follows a rotated key (issue #64 item 4): rotation keeps a key's record id, limits and
     /// activations, and Polar answers the old string `404` at once (a check of it is
     /// `not_found`). Through a customer session, the customer's keys are read for the record id
@@ -1217,7 +1248,9 @@ impl Licensing {
     ) -> Result<(Key, Verdict<ValidatedLicenseKey>), crate::portal::PortalError> {
         use crate::portal::PortalError;
         let old = old.into();
-        let status = self.status(old.clone()).map_err(portal_failure)?;
+        let status = self
+            .status(old.clone())
+            .map_err(crate::portal::PortalError::of_error)?;
         let flow::CacheState::Present(record) = &status.state else {
             return Err(PortalError::Invalid(Error::invalid(
                 "key",
@@ -1245,14 +1278,18 @@ impl Licensing {
         self.drive_machine(&mut update, &mut Held::default(), |_| false);
         let validated = update.validated();
         let verdict = match (validated.online, validated.cache_error) {
-            (Ok(Verdict::Accepted(_)), Some(e)) | (Err(e), _) => return Err(portal_failure(e)),
+            (Ok(Verdict::Accepted(_)), Some(e)) | (Err(e), _) => {
+                return Err(crate::portal::PortalError::of_error(e))
+            }
             (Ok(verdict), _) => verdict,
         };
         if verdict.is_accepted() {
             let remembered = self.remembered_key().ok().flatten();
-            self.forget(old.clone()).map_err(portal_failure)?;
+            self.forget(old.clone())
+                .map_err(crate::portal::PortalError::of_error)?;
             if remembered.is_some_and(|k| k.expose() == old.expose()) {
-                self.remember_key(new.clone()).map_err(portal_failure)?;
+                self.remember_key(new.clone())
+                    .map_err(crate::portal::PortalError::of_error)?;
             }
         }
         Ok((new, verdict))
@@ -1365,15 +1402,4 @@ fn random_nonce() -> Option<[u8; 16]> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).ok()?;
     Some(bytes)
-}
-
-/// A failure with no portal answer, typed as the portal's: bad input, no answer, or the rest
-/// (its own reason code says which: `cache_error`, `protocol_error`, …).
-fn portal_failure(e: Error) -> crate::portal::PortalError {
-    use crate::portal::PortalError;
-    match e.reason() {
-        crate::reason::Reason::InvalidInput => PortalError::Invalid(e),
-        crate::reason::Reason::Offline => PortalError::Offline(e),
-        _ => PortalError::Protocol(e),
-    }
 }

@@ -904,6 +904,59 @@ mod tests {
         assert_eq!(devices_of(&with, None), Ok(Vec::new()));
     }
 
+    #[test]
+    fn a_rotation_is_found_by_record_id_and_followed_with_the_activation() {
+        let read = |id: &str, key: &str| {
+            serde_json::from_value::<LicenseKeyRead>(serde_json::json!({
+                "id": id,
+                "created_at": "2026-01-01T00:00:00Z",
+                "organization_id": "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10",
+                "customer_id": "7c1d2e3f-4a5b-4c6d-8e9f-0a1b2c3d4e5f",
+                "benefit_id": "5d3c2b1a-9e8f-4a7b-8c6d-1e2f3a4b5c6d",
+                "key": key, "display_key": "****-K", "status": "granted",
+                "limit_activations": 1, "usage": 0, "limit_usage": null, "validations": 0,
+                "last_validated_at": null, "expires_at": null,
+                "customer": {"id": "7c1d2e3f-4a5b-4c6d-8e9f-0a1b2c3d4e5f",
+                             "created_at": "2026-01-01T00:00:00Z",
+                             "organization_id": "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10"}
+            }))
+            .expect("a key")
+        };
+        let id = "6b0c1f4e-2a3d-4e5f-8a9b-0c1d2e3f4a5b";
+        let other = "1b0c1f4e-2a3d-4e5f-8a9b-0c1d2e3f4a5b";
+        let old = Key::new("OLD-1");
+        let keys = vec![read(other, "OTHER-1"), read(id, "NEW-1")];
+        // By record id (any case), whatever the other keys are.
+        assert_eq!(
+            rotated_key(&keys, &id.to_ascii_uppercase(), &old).map(|k| k.expose().to_string()),
+            Some("NEW-1".to_string())
+        );
+        // Not rotated (the same string), or no key of that id: nothing to follow.
+        assert_eq!(rotated_key(&[read(id, "OLD-1")], id, &old), None);
+        assert_eq!(
+            rotated_key(&keys, "9b0c1f4e-2a3d-4e5f-8a9b-0c1d2e3f4a5b", &old),
+            None
+        );
+        // The follow names the activation and its conditions; none without one.
+        let mut conditions = crate::metadata::Metadata::default();
+        conditions.insert(
+            "machine_fingerprint".to_string(),
+            crate::metadata::MetaValue::from("abc"),
+        );
+        let activation = crate::grace::StoredActivation {
+            id: "a1".to_string(),
+            label: "This laptop".to_string(),
+            conditions: conditions.clone(),
+            created_at: 0,
+        };
+        let req = follow_request(&Key::new("NEW-1"), Some(&activation));
+        assert_eq!(req.key.as_ref().map(Key::expose), Some("NEW-1"));
+        assert_eq!(req.activation_id.as_deref(), Some("a1"));
+        assert_eq!(req.conditions, conditions);
+        let bare = follow_request(&Key::new("NEW-1"), None);
+        assert_eq!(bare.activation_id, None);
+    }
+
     /// A page of keys as Polar answers it, with one key named `key`.
     fn page(key: &str, max_page: u64) -> HttpResponse {
         let body = serde_json::json!({

@@ -529,7 +529,46 @@ pub fn recoverable_keys(keys: Vec<LicenseKeyRead>, now_unix: i64) -> Vec<License
     offered
 }
 
+/// A rotated key's new string (issue #64 item 4): rotation keeps a key's record id, its limits
+/// and every activation id, and the old string is `404` at once. Of the signed-in customer's
+/// keys (a [`Portal::list_keys`] walk), the one with the record id `key_id` (what this
+/// machine's cache remembers of the old string's license), when its string is no longer `old`;
+/// `None` when the customer has no such key or it was not rotated.
+pub fn rotated_key(keys: &[LicenseKeyRead], key_id: &str, old: &Key) -> Option<Key> {
+    keys.iter()
+        .find(|k| k.id.eq_ignore_ascii_case(key_id))
+        .filter(|k| k.key.expose() != old.expose())
+        .map(|k| k.key.clone())
+}
+
+/// The validate that follows a rotated key: the new string with the activation the old
+/// string's cache remembers (its id and the conditions it was made with), which rotation
+/// keeps; run it through the update machine carrying that activation
+/// ([`crate::flow::update::Update::carrying`]) so the new string's record remembers it.
+pub fn follow_request(
+    new_key: &Key,
+    activation: Option<&crate::grace::StoredActivation>,
+) -> crate::proto::ValidateRequest {
+    let mut req = crate::proto::ValidateRequest::new(new_key.clone());
+    if let Some(a) = activation {
+        req.activation_id = Some(a.id.clone());
+        req.conditions = a.conditions.clone();
+    }
+    req
+}
+
 impl PortalError {
+    /// A failure with no portal answer (a step of a portal flow that is no portal request: the
+    /// cache read, a validate), typed as the portal's: bad input, no answer, or the rest, whose
+    /// own reason code says which (`cache_error`, `protocol_error`, …).
+    pub fn of_error(e: Error) -> PortalError {
+        match e.reason() {
+            crate::reason::Reason::InvalidInput => PortalError::Invalid(e),
+            crate::reason::Reason::Offline => PortalError::Offline(e),
+            _ => PortalError::Protocol(e),
+        }
+    }
+
     /// The failure's name for scripts and other languages, as contract §2 names it for the
     /// CLI's `portal_error` (`code_invalid_or_expired`, `session_expired`, `not_signed_in`,
     /// `device_management_off`, `key_not_found`, `rate_limited`,
@@ -863,6 +902,59 @@ mod tests {
             Err(PortalError::DeviceManagementOff)
         );
         assert_eq!(devices_of(&with, None), Ok(Vec::new()));
+    }
+
+    #[test]
+    fn a_rotation_is_found_by_record_id_and_followed_with_the_activation() {
+        let read = |id: &str, key: &str| {
+            serde_json::from_value::<LicenseKeyRead>(serde_json::json!({
+                "id": id,
+                "created_at": "2026-01-01T00:00:00Z",
+                "organization_id": "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10",
+                "customer_id": "7c1d2e3f-4a5b-4c6d-8e9f-0a1b2c3d4e5f",
+                "benefit_id": "5d3c2b1a-9e8f-4a7b-8c6d-1e2f3a4b5c6d",
+                "key": key, "display_key": "****-K", "status": "granted",
+                "limit_activations": 1, "usage": 0, "limit_usage": null, "validations": 0,
+                "last_validated_at": null, "expires_at": null,
+                "customer": {"id": "7c1d2e3f-4a5b-4c6d-8e9f-0a1b2c3d4e5f",
+                             "created_at": "2026-01-01T00:00:00Z",
+                             "organization_id": "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10"}
+            }))
+            .expect("a key")
+        };
+        let id = "6b0c1f4e-2a3d-4e5f-8a9b-0c1d2e3f4a5b";
+        let other = "1b0c1f4e-2a3d-4e5f-8a9b-0c1d2e3f4a5b";
+        let old = Key::new("OLD-1");
+        let keys = vec![read(other, "OTHER-1"), read(id, "NEW-1")];
+        // By record id (any case), whatever the other keys are.
+        assert_eq!(
+            rotated_key(&keys, &id.to_ascii_uppercase(), &old).map(|k| k.expose().to_string()),
+            Some("NEW-1".to_string())
+        );
+        // Not rotated (the same string), or no key of that id: nothing to follow.
+        assert_eq!(rotated_key(&[read(id, "OLD-1")], id, &old), None);
+        assert_eq!(
+            rotated_key(&keys, "9b0c1f4e-2a3d-4e5f-8a9b-0c1d2e3f4a5b", &old),
+            None
+        );
+        // The follow names the activation and its conditions; none without one.
+        let mut conditions = crate::metadata::Metadata::default();
+        conditions.insert(
+            "machine_fingerprint".to_string(),
+            crate::metadata::MetaValue::from("abc"),
+        );
+        let activation = crate::grace::StoredActivation {
+            id: "a1".to_string(),
+            label: "This laptop".to_string(),
+            conditions: conditions.clone(),
+            created_at: 0,
+        };
+        let req = follow_request(&Key::new("NEW-1"), Some(&activation));
+        assert_eq!(req.key.as_ref().map(Key::expose), Some("NEW-1"));
+        assert_eq!(req.activation_id.as_deref(), Some("a1"));
+        assert_eq!(req.conditions, conditions);
+        let bare = follow_request(&Key::new("NEW-1"), None);
+        assert_eq!(bare.activation_id, None);
     }
 
     /// A page of keys as Polar answers it, with one key named `key`.

@@ -35,7 +35,7 @@ use super::ctx::{open_slot, Ctx};
 use super::keystep::{KeyStep, KeyTail};
 use super::step::{Given, Left, Machine, Stored, Want};
 use crate::error::{Error, Verdict};
-use crate::grace::{CheckOutcome, LeaseWindow, Record};
+use crate::grace::{CheckOutcome, LeaseWindow, Record, StoredActivation};
 use crate::held::{self, Granted, HeldLease};
 use crate::key::Key;
 use crate::lease::LEASE_HEADER;
@@ -120,6 +120,10 @@ pub struct Update<L: License = ValidatedLicenseKey> {
     /// An activate: the activation the record remembered when the new one was folded in (the
     /// one it replaces, which still takes a slot on Polar).
     replaced: Option<String>,
+    /// A validate following a rotated key ([`Update::carrying`]): the activation the old
+    /// string's record remembered, remembered by the new string's record when Polar grants
+    /// it.
+    carried: Option<StoredActivation>,
 }
 
 impl<L: License> std::fmt::Debug for Update<L> {
@@ -429,7 +433,18 @@ impl<L: License> Update<L> {
             unusable: None,
             tail: None,
             replaced: None,
+            carried: None,
         }
+    }
+
+    /// A validate that follows a rotated key (issue #64 item 4; see
+    /// [`crate::portal::follow_request`]): the new string's record, when it remembers no
+    /// activation of its own, remembers `activation` (the old string's, which rotation keeps)
+    /// once Polar grants the request that names it, so later checks of the new string
+    /// validate the same activation. A request naming another activation remembers none.
+    pub fn carrying(mut self, activation: StoredActivation) -> Update<L> {
+        self.carried = Some(activation);
+        self
     }
 
     /// A good activation also remembers its key, as the last step of the update: `entry` is
@@ -823,7 +838,14 @@ impl<L: License> Update<L> {
         let Ok(slot) = self.slot.as_ref().map(Arc::clone) else {
             return Phase::Unlock;
         };
-        let opened = open_slot(ctx, &slot, &self.key, &stored);
+        let mut opened = open_slot(ctx, &slot, &self.key, &stored);
+        if opened.remembered.is_none() && self.carried.is_some() {
+            // Only a validate carries one ([`Update::carrying`]); `answer::validated` keeps it
+            // only for a request that names it.
+            Arc::make_mut(&mut opened)
+                .remembered
+                .clone_from(&self.carried);
+        }
         self.left = Left::of(&opened);
         let org = ctx.api.organization_id();
         let now = self.now;

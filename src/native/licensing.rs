@@ -1217,6 +1217,109 @@ impl Licensing {
         self.client.list_devices(session, &key, here.as_deref())
     }
 
+    /// Key recovery ("I lost my key", issue #64 item 3): the signed-in customer's keys this
+    /// machine can activate, granted and unexpired by this licensing's clock, newest first
+    /// ([`crate::portal::recoverable_keys`]). Show them by `display_key` and `id`; the whole
+    /// key goes only into [`Licensing::recover_key`].
+    pub fn recoverable_keys(
+        &self,
+        session: &crate::portal::SessionToken,
+    ) -> Result<Vec<crate::model::LicenseKeyRead>, crate::portal::PortalError> {
+        let keys = self.client.customer_keys(session)?;
+        Ok(crate::portal::recoverable_keys(keys, (self.clock)()))
+    }
+
+    /// Activates here the recoverable key whose record id is `key_id` (one
+    /// [`Licensing::recoverable_keys`] listed), with `label`, as [`Licensing::activate_update`]
+    /// does (the key remembered when remembering is on): the whole key never leaves the
+    /// library. [`crate::portal::PortalError::NotFound`] when `key_id` is none of them (nothing
+    /// activated).
+    pub fn recover_key(
+        &self,
+        session: &crate::portal::SessionToken,
+        key_id: &str,
+        label: &str,
+    ) -> Result<flow::update::Activated, crate::portal::PortalError> {
+        let chosen = self
+            .recoverable_keys(session)?
+            .into_iter()
+            .find(|k| k.id.eq_ignore_ascii_case(key_id.trim()))
+            .ok_or(crate::portal::PortalError::NotFound)?;
+        Ok(self.activate_update(&ActivateRequest::new(chosen.key, label)))
+    }
+
+    /// Follows a rotated key (issue #64 item 4): rotation keeps a key's record id, limits and
+    /// activations, and Polar answers the old string `404` at once (a check of it is
+    /// `not_found`). Through a customer session, the customer's keys are read for the record id
+    /// this machine's cache remembers of `old`'s license ([`crate::portal::rotated_key`]); the
+    /// new string is validated with the activation `old`'s cache remembers
+    /// ([`crate::portal::follow_request`]), and the new string's record remembers that
+    /// activation ([`Update::carrying`]), so later checks of the new string validate it: no
+    /// slot is taken. Once Polar grants it, `old`'s record is forgotten and, when `old` was the
+    /// remembered key, the new string is remembered in its place.
+    ///
+    /// `Ok((new key, Polar's verdict))`; failures typed: [`PortalError::Invalid`] when nothing
+    /// of `old`'s license is cached here (no record id to follow), [`PortalError::NotFound`]
+    /// when the customer has no key of that id or it was not rotated, the session's own
+    /// failures, and a validate that got no answer (`Offline`, `Protocol`, or the cache that
+    /// could not learn the grant, by its reason code).
+    ///
+    /// [`PortalError::Invalid`]: crate::portal::PortalError::Invalid
+    /// [`PortalError::NotFound`]: crate::portal::PortalError::NotFound
+    pub fn follow_rotation(
+        &self,
+        session: &crate::portal::SessionToken,
+        old: impl Into<Key>,
+    ) -> Result<(Key, Verdict<ValidatedLicenseKey>), crate::portal::PortalError> {
+        use crate::portal::PortalError;
+        let old = old.into();
+        let status = self
+            .status(old.clone())
+            .map_err(crate::portal::PortalError::of_error)?;
+        let flow::CacheState::Present(record) = &status.state else {
+            return Err(PortalError::Invalid(Error::invalid(
+                "key",
+                "no license of this key is cached here: nothing to follow",
+            )));
+        };
+        let Some(key_id) = record
+            .good
+            .as_ref()
+            .map(|g| g.license.license_key.id.clone())
+        else {
+            return Err(PortalError::Invalid(Error::invalid(
+                "key",
+                "no license of this key is cached here: nothing to follow",
+            )));
+        };
+        let keys = self.client.customer_keys(session)?;
+        let new = crate::portal::rotated_key(&keys, &key_id, &old).ok_or(PortalError::NotFound)?;
+        let req = crate::portal::follow_request(&new, status.activation.as_ref());
+        let now = (self.clock)();
+        let mut update = Update::validate(&self.ctx(), req, |key| self.slot(key), now);
+        if let Some(activation) = status.activation {
+            update = update.carrying(activation);
+        }
+        self.drive_machine(&mut update, &mut Held::default(), |_| false);
+        let validated = update.validated();
+        let verdict = match (validated.online, validated.cache_error) {
+            (Ok(Verdict::Accepted(_)), Some(e)) | (Err(e), _) => {
+                return Err(crate::portal::PortalError::of_error(e))
+            }
+            (Ok(verdict), _) => verdict,
+        };
+        if verdict.is_accepted() {
+            let remembered = self.remembered_key().ok().flatten();
+            self.forget(old.clone())
+                .map_err(crate::portal::PortalError::of_error)?;
+            if remembered.is_some_and(|k| k.expose() == old.expose()) {
+                self.remember_key(new.clone())
+                    .map_err(crate::portal::PortalError::of_error)?;
+            }
+        }
+        Ok((new, verdict))
+    }
+
     /// This licensing's clock, in unix seconds (the test hooks' clock when one was set).
     pub fn now(&self) -> i64 {
         (self.clock)()

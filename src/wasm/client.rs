@@ -2,8 +2,14 @@
 
 use super::transport::{AsyncTransport, FetchTransport};
 use crate::error::{Error, Verdict};
-use crate::model::{LicenseKeyActivationRead, ValidatedLicenseKey};
+use crate::key::Key;
+use crate::model::{LicenseKeyActivationRead, LicenseKeyRead, ValidatedLicenseKey};
 use crate::options::{client_setters, ClientOptions};
+use crate::portal::{
+    parse_authenticate, parse_key_page, parse_key_with_activations, parse_request_code,
+    DevicesStep, KeyDevices, KeyWithActivations, ListDevices, Portal, PortalError, PortalRequest,
+    SessionToken, MAX_PORTAL_PAGES,
+};
 use crate::proto::{
     parse_activate, parse_activate_for, parse_deactivate, parse_validate, parse_validate_for,
     ActivateRequest, Api, DeactivateRequest, Expect, HttpRequest, Stamp, ValidateRequest,
@@ -162,5 +168,110 @@ impl AsyncClient {
     pub async fn deactivate(&self, req: &DeactivateRequest) -> Result<Verdict<()>, Error> {
         let request = self.api.deactivate_request(req)?;
         parse_deactivate(&self.transport.send(&request).await?)
+    }
+}
+
+/// The customer portal (docs/polar-api.md §16, issue #64), the twin of the native
+/// `BlockingClient`'s: sign in with the emailed code, then the customer's keys and a key's
+/// devices, each request a `fetch` with the session's bearer. Free a device with
+/// [`AsyncClient::deactivate`] (the whole key and the device's activation id; no session).
+impl AsyncClient {
+    async fn send_portal(
+        &self,
+        request: Result<PortalRequest, Error>,
+    ) -> Result<crate::proto::HttpResponse, PortalError> {
+        let request = request.map_err(PortalError::Invalid)?;
+        self.transport
+            .send_portal(&request)
+            .await
+            .map_err(|e| PortalError::Offline(Error::from(e)))
+    }
+
+    /// Asks Polar to email a sign-in code to `email`. `Ok` whether or not the email is a
+    /// customer's (Polar does not say): tell the user a code is on its way if it is.
+    pub async fn request_sign_in_code(&self, email: &str) -> Result<(), PortalError> {
+        self.request_sign_in_code_for(email, None).await
+    }
+
+    /// [`AsyncClient::request_sign_in_code`] naming one of several customers with this email
+    /// (after [`PortalError::CustomerSelectionRequired`]).
+    pub async fn request_sign_in_code_for(
+        &self,
+        email: &str,
+        customer_id: Option<&str>,
+    ) -> Result<(), PortalError> {
+        let portal = Portal::for_api(&self.api);
+        parse_request_code(
+            &self
+                .send_portal(portal.request_code_for(email, customer_id))
+                .await?,
+        )
+    }
+
+    /// Signs in with the emailed code (any case): a session of one hour. Keep it in memory;
+    /// never log it.
+    pub async fn sign_in(&self, code: &str) -> Result<SessionToken, PortalError> {
+        let portal = Portal::for_api(&self.api);
+        parse_authenticate(&self.send_portal(portal.authenticate(code)).await?)
+    }
+
+    /// Every key of the signed-in customer, whole and of every status, oldest first (key
+    /// recovery: offer [`crate::portal::recoverable_keys`] of them); at most
+    /// [`MAX_PORTAL_PAGES`] pages of 100.
+    pub async fn customer_keys(
+        &self,
+        session: &SessionToken,
+    ) -> Result<Vec<LicenseKeyRead>, PortalError> {
+        let portal = Portal::for_api(&self.api);
+        let mut keys = Vec::new();
+        for page in 1..=MAX_PORTAL_PAGES {
+            let answer = parse_key_page(&self.send_portal(portal.list_keys(session, page)).await?)?;
+            keys.extend(answer.items);
+            if u64::from(page) >= answer.max_page {
+                break;
+            }
+        }
+        Ok(keys)
+    }
+
+    /// One key of the signed-in customer (`key_id`: its record's id) and its live devices.
+    /// Always no device when the seller has not turned on device management
+    /// (`enable_customer_admin`) for the key's benefit.
+    pub async fn devices(
+        &self,
+        session: &SessionToken,
+        key_id: &str,
+    ) -> Result<KeyWithActivations, PortalError> {
+        let portal = Portal::for_api(&self.api);
+        parse_key_with_activations(&self.send_portal(portal.get_key(session, key_id)).await?)
+    }
+
+    /// The devices of `key` (its string) through the signed-in customer's session, this
+    /// machine's (`this_activation`) marked: the core's [`ListDevices`] driven over this
+    /// client's transport, as the native client drives it. Typed failures:
+    /// [`PortalError::NotFound`] (not the customer's key), [`PortalError::DeviceManagementOff`],
+    /// [`PortalError::SessionExpired`], ….
+    pub async fn list_devices(
+        &self,
+        session: &SessionToken,
+        key: &Key,
+        this_activation: Option<&str>,
+    ) -> Result<KeyDevices, PortalError> {
+        let mut machine = ListDevices::new(
+            Portal::for_api(&self.api),
+            session.clone(),
+            key.clone(),
+            this_activation.map(str::to_string),
+        );
+        let mut step = machine.start();
+        loop {
+            match step {
+                DevicesStep::Done(result) => return result,
+                DevicesStep::Send(request) => {
+                    let answer = self.send_portal(Ok(request)).await;
+                    step = machine.answer(answer);
+                }
+            }
+        }
     }
 }

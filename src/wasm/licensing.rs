@@ -638,6 +638,93 @@ impl AsyncLicensing {
         ))
     }
 
+    /// The devices of `key` through a customer session (issue #64), this machine's marked by
+    /// the activation its cache remembers for the key (none when the cache cannot be read): the
+    /// core's [`crate::portal::ListDevices`] over this licensing's client, as the native
+    /// `Licensing::list_devices`. Free one with [`AsyncLicensing::deactivate`] and its id (the
+    /// public deactivate needs no session), then [`AsyncLicensing::activate`] here.
+    pub async fn list_devices(
+        &self,
+        session: &crate::portal::SessionToken,
+        key: impl Into<Key>,
+    ) -> Result<crate::portal::KeyDevices, crate::portal::PortalError> {
+        let key = key.into();
+        let here = self
+            .status(key.clone())
+            .await
+            .ok()
+            .and_then(|s| s.activation.map(|a| a.id));
+        self.client
+            .list_devices(session, &key, here.as_deref())
+            .await
+    }
+
+    /// Key recovery ("I lost my key", issue #64 item 3): the signed-in customer's keys this
+    /// machine can activate, granted and unexpired by this licensing's clock, newest first
+    /// ([`crate::portal::recoverable_keys`]), as the native `Licensing::recoverable_keys`. Show
+    /// them by `display_key`; the whole key goes only into [`AsyncLicensing::activate`].
+    pub async fn recoverable_keys(
+        &self,
+        session: &crate::portal::SessionToken,
+    ) -> Result<Vec<crate::model::LicenseKeyRead>, crate::portal::PortalError> {
+        let keys = self.client.customer_keys(session).await?;
+        Ok(crate::portal::recoverable_keys(keys, (self.clock)()))
+    }
+
+    /// Follows a rotated key (issue #64 item 4), as the native `Licensing::follow_rotation`
+    /// does: the same record id's new string from the customer's keys
+    /// ([`crate::portal::rotated_key`]), validated with the activation `old`'s cache remembers
+    /// ([`crate::portal::follow_request`]), which the new string's record then remembers (the
+    /// update machine carrying it); once Polar grants it, `old`'s record is forgotten.
+    /// `Ok((new key, Polar's verdict))`; [`crate::portal::PortalError::Invalid`] when nothing
+    /// of `old`'s license is cached here, [`crate::portal::PortalError::NotFound`] when the
+    /// customer has no key of that id or it was not rotated.
+    pub async fn follow_rotation(
+        &self,
+        session: &crate::portal::SessionToken,
+        old: impl Into<Key>,
+    ) -> Result<(Key, Verdict<ValidatedLicenseKey>), crate::portal::PortalError> {
+        use crate::portal::PortalError;
+        let old = old.into();
+        let status = self
+            .status(old.clone())
+            .await
+            .map_err(PortalError::of_error)?;
+        let key_id = match &status.state {
+            flow::CacheState::Present(record) => record
+                .good
+                .as_ref()
+                .map(|g| g.license.license_key.id.clone()),
+            _ => None,
+        };
+        let Some(key_id) = key_id else {
+            return Err(PortalError::Invalid(Error::invalid(
+                "key",
+                "no license of this key is cached here: nothing to follow",
+            )));
+        };
+        let keys = self.client.customer_keys(session).await?;
+        let new = crate::portal::rotated_key(&keys, &key_id, &old).ok_or(PortalError::NotFound)?;
+        let req = crate::portal::follow_request(&new, status.activation.as_ref());
+        let slot = Some(self.slot(&new).await.map(Arc::new));
+        let mut update = Update::validate(&self.ctx(), req, |_| had(slot), (self.clock)());
+        if let Some(activation) = status.activation {
+            update = update.carrying(activation);
+        }
+        self.drive(&mut update).await;
+        let validated = update.validated();
+        let verdict = match (validated.online, validated.cache_error) {
+            (Ok(Verdict::Accepted(_)), Some(e)) | (Err(e), _) => {
+                return Err(PortalError::of_error(e))
+            }
+            (Ok(verdict), _) => verdict,
+        };
+        if verdict.is_accepted() {
+            self.forget(old).await.map_err(PortalError::of_error)?;
+        }
+        Ok((new, verdict))
+    }
+
     /// Forgets everything cached for `key` (the server is not told).
     pub async fn forget(&self, key: impl Into<Key>) -> Result<(), Error> {
         let key = key.into();

@@ -5,8 +5,8 @@
 //! | native (`src/native/`) | wasm (`src/wasm/`) | what |
 //! |---|---|---|
 //! | `UreqTransport` (`transport.rs`) | [`AsyncTransport`], [`FetchTransport`] (`transport.rs`) | sends one request |
-//! | `BlockingClient` (`client.rs`) | [`AsyncClient`] (`client.rs`) | validate, activate, deactivate |
-//! | `Licensing` (`licensing.rs`) | [`AsyncLicensing`] (`licensing.rs`) | grace-aware `check`, remembered activations, `status`, `has_feature`, the local trial (`check_trial_report`) |
+//! | `BlockingClient` (`client.rs`) | [`AsyncClient`] (`client.rs`) | validate, activate, deactivate; the customer portal (sign in, the customer's keys, a key's devices) |
+//! | `Licensing` (`licensing.rs`) | [`AsyncLicensing`] (`licensing.rs`) | grace-aware `check`, remembered activations, `status`, `has_feature`, the local trial (`check_trial_report`), `list_devices` |
 //! | `Store` (`store.rs`) | [`AsyncStore`] (`store.rs`) | `localStorage`, memory, or the app's `{ get, set, remove }` |
 //! | `system_clock` (`clock.rs`) | [`date_now`] (`js.rs`) | the clock, read in one place |
 //!

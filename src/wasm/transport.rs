@@ -23,6 +23,7 @@
 //! emulator's admin routes).
 
 use super::js::{describe, LocalFuture};
+use crate::portal::{Method, PortalRequest};
 use crate::proto::{HttpRequest, HttpResponse};
 use crate::transport::{TransportError, TransportErrorKind};
 use std::future::Future;
@@ -42,6 +43,24 @@ pub trait AsyncTransport {
         &'a self,
         request: &'a HttpRequest,
     ) -> LocalFuture<'a, Result<HttpResponse, TransportError>>;
+
+    /// Sends a customer-portal request ([`crate::portal`]: a `GET` with its headers, the
+    /// session's bearer among them, or a `POST` with its body); any HTTP status is an `Ok`
+    /// response. The default sends nothing and fails, as the native
+    /// [`Transport::send_portal`](crate::transport::Transport::send_portal)'s does: a transport
+    /// made for the license routes alone (a closure) has no portal.
+    fn send_portal<'a>(
+        &'a self,
+        request: &'a PortalRequest,
+    ) -> LocalFuture<'a, Result<HttpResponse, TransportError>> {
+        let _ = request;
+        Box::pin(async {
+            Err(TransportError::new(
+                TransportErrorKind::Other,
+                "this transport sends no customer-portal requests",
+            ))
+        })
+    }
 }
 
 impl<F, Fut> AsyncTransport for F
@@ -119,10 +138,10 @@ fn kind_of(value: &JsValue) -> TransportErrorKind {
 impl FetchTransport {
     async fn exchange(
         &self,
-        request: &HttpRequest,
+        url: &str,
         init: &RequestInit,
     ) -> Result<HttpResponse, (JsValue, bool)> {
-        let promise = global_fetch(&request.url, init).map_err(|e| (e, false))?;
+        let promise = global_fetch(url, init).map_err(|e| (e, false))?;
         let response: Response = JsFuture::from(promise)
             .await
             .map_err(|e| (e, false))?
@@ -172,18 +191,29 @@ impl FetchTransport {
         })
     }
 
-    async fn send_fetch(&self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
+    /// One exchange: `GET` (no body) or `POST` (the body, its length sent by `fetch`).
+    async fn send_fetch(
+        &self,
+        method: Method,
+        url: &str,
+        request_headers: &[(&'static str, String)],
+        body: &[u8],
+    ) -> Result<HttpResponse, TransportError> {
         let setup = |e: JsValue| TransportError::new(TransportErrorKind::Other, describe(&e));
         let controller = AbortController::new().map_err(setup)?;
         let signal = controller.signal();
         let headers = Headers::new().map_err(setup)?;
-        for (name, value) in &request.headers {
+        for (name, value) in request_headers {
             headers.append(name, value).map_err(setup)?;
         }
         let init = RequestInit::new();
-        init.set_method("POST");
+        init.set_method(method.as_str());
         init.set_headers(&headers);
-        init.set_body(&js_sys::Uint8Array::from(&request.body[..]));
+        if method == Method::Post {
+            // Even an empty body: `fetch` then sends `Content-Length: 0` (Polar answers 411
+            // to a POST without one).
+            init.set_body(&js_sys::Uint8Array::from(body));
+        }
         init.set_redirect(RequestRedirect::Manual);
         init.set_signal(Some(&signal));
 
@@ -195,7 +225,7 @@ impl FetchTransport {
             id,
             _callback: callback,
         };
-        let result = self.exchange(request, &init).await;
+        let result = self.exchange(url, &init).await;
         drop(timer);
         result.map_err(|(e, reading_body)| {
             let too_large = e.as_string().is_some_and(|s| s == "too large");
@@ -236,6 +266,18 @@ impl AsyncTransport for FetchTransport {
         &'a self,
         request: &'a HttpRequest,
     ) -> LocalFuture<'a, Result<HttpResponse, TransportError>> {
-        Box::pin(self.send_fetch(request))
+        Box::pin(self.send_fetch(Method::Post, &request.url, &request.headers, &request.body))
+    }
+
+    fn send_portal<'a>(
+        &'a self,
+        request: &'a PortalRequest,
+    ) -> LocalFuture<'a, Result<HttpResponse, TransportError>> {
+        Box::pin(self.send_fetch(
+            request.method,
+            &request.url,
+            &request.headers,
+            &request.body,
+        ))
     }
 }

@@ -945,6 +945,49 @@ const char *polar_license_portal_result_customer_id(const polar_license_portal_r
 const char *polar_license_portal_result_customer_name(const polar_license_portal_result *result,
                                                       size_t index);
 
+// Key recovery ("I lost my key"): the signed-in customer's keys this machine can activate
+// (granted and unexpired, newest first: the core's `Licensing::recoverable_keys`), read with
+// `polar_license_portal_result_key_count`, `_key_id`, `_key_display` and `_key_expires_at`;
+// never the whole key. Activate one here with `polar_license_client_recover`. Failures:
+// `NOT_SIGNED_IN` (nothing sent), `SESSION_EXPIRED` (the client forgets it), `RATE_LIMITED`,
+// `OFFLINE`. Status and out-pointer as for `polar_license_client_request_sign_in_code`.
+polar_license_status polar_license_client_recoverable_keys(const polar_license_client *client,
+                                                           polar_license_portal_result **out_result);
+
+// Activates here the recoverable key `key_id` (an id from
+// `polar_license_client_recoverable_keys`) with `label`, through the session: the whole key
+// goes only into the activation (and is remembered when the config's `remember_keys` is on:
+// then `polar_license_client_check_remembered` checks it). The result is an activate's
+// (`polar_license_client_activate`): `POLAR_LICENSE_OUTCOME_DONE` with the activation, a
+// denial (`activation_limit`: free a device first), or an error: `invalid_input` naming
+// `session` (not signed in, or the session expired: the client forgets it) or `key_id` (not a
+// recoverable key of the customer; nothing activated), `offline`, `rate_limited`, ….
+// Status and out-pointer as for `polar_license_client_validate`.
+polar_license_status polar_license_client_recover(const polar_license_client *client,
+                                                  const char *key_id,
+                                                  const char *label,
+                                                  polar_license_result **out_result);
+
+// How many keys a `polar_license_client_recoverable_keys` result lists (0 otherwise, or for
+// NULL).
+size_t polar_license_portal_result_key_count(const polar_license_portal_result *result);
+
+// The record id of key `index` (what `polar_license_client_recover` takes); `""` when out of
+// range or for NULL. Owned by the result. Never NULL.
+const char *polar_license_portal_result_key_id(const polar_license_portal_result *result,
+                                               size_t index);
+
+// The display form of key `index` (`****-6ED415`: show this, never the whole key); `""` when
+// out of range or for NULL. Owned by the result. Never NULL.
+const char *polar_license_portal_result_key_display(const polar_license_portal_result *result,
+                                                    size_t index);
+
+// When key `index` expires, unix seconds: writes it to `*out_expires_at` and returns `true`;
+// `false` (nothing written) when it never expires, `index` is out of range, or for NULL.
+bool polar_license_portal_result_key_expires_at(const polar_license_portal_result *result,
+                                                size_t index,
+                                                int64_t *out_expires_at);
+
 // The stable snake_case code of a feature why (`"granted"`, `"license_not_valid"`,
 // `"not_granted_by_benefit"`, `"unknown_feature"`, `"usage_exhausted"`: the codes of the Rust
 // API, the command line and JS), or `""` for `POLAR_LICENSE_FEATURE_WHY_NONE` and unknown

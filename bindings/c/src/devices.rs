@@ -78,6 +78,13 @@ struct DeviceRow {
     this_machine: bool,
 }
 
+/// One recoverable key, as C reads it (never the whole key).
+struct KeyRow {
+    id: CString,
+    display_key: CString,
+    expires_at: Option<i64>,
+}
+
 /// The answer of a portal call (opaque): done, or a typed failure; for a device list, the
 /// devices. Made by the portal calls, freed by `polar_license_portal_result_free`.
 pub struct polar_license_portal_result {
@@ -90,6 +97,7 @@ pub struct polar_license_portal_result {
     limit_activations: Option<i64>,
     key_id: CString,
     customers: Vec<(CString, Option<CString>)>,
+    keys: Vec<KeyRow>,
 }
 
 impl polar_license_portal_result {
@@ -104,6 +112,7 @@ impl polar_license_portal_result {
             limit_activations: None,
             key_id: CString::default(),
             customers: Vec::new(),
+            keys: Vec::new(),
         }
     }
 
@@ -517,6 +526,169 @@ pub extern "C" fn polar_license_portal_result_customer_name(
                 .get(index)
                 .and_then(|c| c.1.as_ref())
                 .map_or(c"".as_ptr(), |n| n.as_ptr())
+        })
+    }
+}
+
+/// Key recovery ("I lost my key"): the signed-in customer's keys this machine can activate
+/// (granted and unexpired, newest first: the core's `Licensing::recoverable_keys`), read with
+/// `polar_license_portal_result_key_count`, `_key_id`, `_key_display` and `_key_expires_at`;
+/// never the whole key. Activate one here with `polar_license_client_recover`. Failures:
+/// `NOT_SIGNED_IN` (nothing sent), `SESSION_EXPIRED` (the client forgets it), `RATE_LIMITED`,
+/// `OFFLINE`. Status and out-pointer as for `polar_license_client_request_sign_in_code`.
+#[no_mangle]
+pub extern "C" fn polar_license_client_recoverable_keys(
+    client: *const polar_license_client,
+    out_result: *mut *mut polar_license_portal_result,
+) -> super::enums::polar_license_status {
+    portal_call!(client, out_result, [] {
+        let listed = match client.session() {
+            None => Err(PortalError::NotSignedIn),
+            Some(session) => client.licensing().recoverable_keys(&session),
+        };
+        if listed == Err(PortalError::SessionExpired) {
+            client.set_session(None);
+        }
+        polar_license_portal_result::of(listed.map(|keys| {
+            let mut r = polar_license_portal_result::done();
+            r.keys = keys
+                .iter()
+                .map(|k| KeyRow {
+                    id: to_cstring(&k.id),
+                    display_key: to_cstring(&k.display_key),
+                    expires_at: k.expires_at.map(|e| e.unix_timestamp()),
+                })
+                .collect();
+            r
+        }))
+    })
+}
+
+/// The failure of recovery's portal step as an activate result's error: the portal's own
+/// failures are `invalid_input` naming `session` (sign in again) or `key_id` (not a recoverable
+/// key), the rest keep their reason (`offline`, `rate_limited`, …).
+fn recovery_error(e: &PortalError) -> polar_license::Error {
+    use polar_license::Error;
+    match e {
+        PortalError::Invalid(e) | PortalError::Offline(e) | PortalError::Protocol(e) => e.clone(),
+        PortalError::RateLimited(wait) => Error::RateLimited { retry_after: *wait },
+        PortalError::NotFound => Error::invalid(
+            "key_id",
+            "is not one of the keys polar_license_client_recoverable_keys lists",
+        ),
+        other => Error::invalid("session", other.to_string()),
+    }
+}
+
+/// Activates here the recoverable key `key_id` (an id from
+/// `polar_license_client_recoverable_keys`) with `label`, through the session: the whole key
+/// goes only into the activation (and is remembered when the config's `remember_keys` is on:
+/// then `polar_license_client_check_remembered` checks it). The result is an activate's
+/// (`polar_license_client_activate`): `POLAR_LICENSE_OUTCOME_DONE` with the activation, a
+/// denial (`activation_limit`: free a device first), or an error: `invalid_input` naming
+/// `session` (not signed in, or the session expired: the client forgets it) or `key_id` (not a
+/// recoverable key of the customer; nothing activated), `offline`, `rate_limited`, ….
+/// Status and out-pointer as for `polar_license_client_validate`.
+#[no_mangle]
+pub extern "C" fn polar_license_client_recover(
+    client: *const polar_license_client,
+    key_id: *const c_char,
+    label: *const c_char,
+    out_result: *mut *mut polar_license_result,
+) -> super::enums::polar_license_status {
+    ffi_boundary! {
+        let client = try_ref!(client);
+        client.begin();
+        let key_id = portal_str!(client, key_id, "key_id");
+        let label = portal_str!(client, label, "label");
+        if out_result.is_null() {
+            return client.fail(
+                super::enums::polar_license_status::NullArgument,
+                "out_result is NULL",
+            );
+        }
+        let recovered = match client.session() {
+            None => Err(PortalError::NotSignedIn),
+            Some(session) => client.licensing().recover_key(&session, key_id, label),
+        };
+        if matches!(recovered, Err(PortalError::SessionExpired)) {
+            client.set_session(None);
+        }
+        let result = match recovered {
+            Err(e) => polar_license_result::error(&recovery_error(&e)),
+            Ok(activated) => {
+                let unremembered = activated.unremembered();
+                let mut r = match activated.online {
+                    Ok(Verdict::Accepted(read)) => {
+                        let mut r = match unremembered {
+                            Some(e) => polar_license_result::error(&e),
+                            None => polar_license_result::success(
+                                polar_license_outcome::Done,
+                                200,
+                                polar_license_source::None,
+                            ),
+                        };
+                        r.set_license(&read.license_key);
+                        r.set_activation(Some(&read.activation));
+                        r
+                    }
+                    Ok(Verdict::Denied(d)) => polar_license_result::denied(&d),
+                    Err(e) => polar_license_result::error(&e),
+                };
+                r.set_lease(activated.lease.as_ref());
+                r
+            }
+        };
+        out::give(out_result, result);
+        super::enums::polar_license_status::Ok
+    }
+}
+
+/// How many keys a `polar_license_client_recoverable_keys` result lists (0 otherwise, or for
+/// NULL).
+#[no_mangle]
+pub extern "C" fn polar_license_portal_result_key_count(
+    result: *const polar_license_portal_result,
+) -> usize {
+    ffi_boundary! { read(result, |r| r.keys.len()) }
+}
+
+/// The record id of key `index` (what `polar_license_client_recover` takes); `""` when out of
+/// range or for NULL. Owned by the result. Never NULL.
+#[no_mangle]
+pub extern "C" fn polar_license_portal_result_key_id(
+    result: *const polar_license_portal_result,
+    index: usize,
+) -> *const c_char {
+    ffi_boundary! {
+        read(result, |r| r.keys.get(index).map_or(c"".as_ptr(), |k| k.id.as_ptr()))
+    }
+}
+
+/// The display form of key `index` (`****-6ED415`: show this, never the whole key); `""` when
+/// out of range or for NULL. Owned by the result. Never NULL.
+#[no_mangle]
+pub extern "C" fn polar_license_portal_result_key_display(
+    result: *const polar_license_portal_result,
+    index: usize,
+) -> *const c_char {
+    ffi_boundary! {
+        read(result, |r| r.keys.get(index).map_or(c"".as_ptr(), |k| k.display_key.as_ptr()))
+    }
+}
+
+/// When key `index` expires, unix seconds: writes it to `*out_expires_at` and returns `true`;
+/// `false` (nothing written) when it never expires, `index` is out of range, or for NULL.
+#[no_mangle]
+pub extern "C" fn polar_license_portal_result_key_expires_at(
+    result: *const polar_license_portal_result,
+    index: usize,
+    out_expires_at: *mut i64,
+) -> bool {
+    ffi_boundary! {
+        check_out!(out_expires_at);
+        read(result, |r| {
+            out::write_some(out_expires_at, r.keys.get(index).and_then(|k| k.expires_at))
         })
     }
 }

@@ -465,11 +465,116 @@ static void nulls_and_bad_utf8_are_typed(void) {
   client_done(client, dir);
 }
 
+/* How many live activations the private emulator holds for `key` (its control route). */
+static int emu_activation_count(int at, const char *key) {
+  static char body[65536];
+  char path[160];
+  const char *p;
+  int count = 0;
+  snprintf(path, sizeof path, "/__emulator/keys/%s/activations", key);
+  if (emu_request_at(at, "GET", path, NULL, body, sizeof body) != 200) {
+    CHECK(!"the activations route answered");
+    return -1;
+  }
+  for (p = strstr(body, "\"label\""); p != NULL; p = strstr(p + 1, "\"label\"")) count++;
+  return count;
+}
+
+/* Key recovery ("I lost my key", issue #64 item 3): the signed-in customer's keys this machine
+ * can activate, by id and display form only (never the whole key; revoked and expired ones not
+ * offered), one activated here by its id and remembered, so the app checks it without the key;
+ * not signed in and an id that is none of them typed, nothing activated. */
+static void recover_a_lost_key(void) {
+  int pid;
+  char dir[64];
+  polar_license_config *config;
+  polar_license_client *here;
+  polar_license_portal_result *r = NULL;
+  polar_license_result *a = NULL;
+  size_t i, n;
+  long demo = -1;
+  int64_t expires = 7;
+  char demo_id[64];
+
+  private_start(&pid);
+  temp_dir(dir);
+  config = demo_config(url, dir);
+  must(polar_license_config_set_remember_keys(config, true));
+  here = client_of(config);
+
+  /* Not signed in: typed, nothing sent, nothing activated. */
+  must(polar_license_client_recoverable_keys(here, &r));
+  expect_portal(r, POLAR_LICENSE_PORTAL_ERROR_NOT_SIGNED_IN, "not_signed_in");
+  CHECK_INT(polar_license_portal_result_key_count(r), 0);
+  polar_license_portal_result_free(r);
+  must(polar_license_client_recover(here, "0e1d2c3b-4a59-4687-9a5b-4c3d2e1f0a9b", "This laptop",
+                                    &a));
+  CHECK_INVALID(a, "session");
+  polar_license_result_free(a);
+
+  sign_in(here);
+  must(polar_license_client_recoverable_keys(here, &r));
+  expect_portal(r, POLAR_LICENSE_PORTAL_ERROR_NONE, "");
+  n = polar_license_portal_result_key_count(r);
+  CHECK(n >= 1);
+  for (i = 0; i < n; i++) {
+    const char *shown = polar_license_portal_result_key_display(r, i);
+    CHECK(strncmp(shown, "****-", 5) == 0);
+    CHECK(strstr(shown, "DEMO-") == NULL);
+    /* The revoked and the expired demo keys are not offered. */
+    CHECK(strcmp(shown, "****-2B3C4D") != 0);
+    CHECK(strcmp(shown, "****-635445") != 0);
+    if (strcmp(shown, "****-4C5B6A") == 0) demo = (long)i;
+  }
+  CHECK(demo >= 0);
+  if (demo < 0) {
+    polar_license_portal_result_free(r);
+    client_done(here, dir);
+    emu_stop_private(pid);
+    return;
+  }
+  snprintf(demo_id, sizeof demo_id, "%s", polar_license_portal_result_key_id(r, (size_t)demo));
+  CHECK(strlen(demo_id) == 36);
+  CHECK(!polar_license_portal_result_key_expires_at(r, (size_t)demo, &expires));
+  CHECK_INT(expires, 7);
+  CHECK_STR(polar_license_portal_result_key_id(r, n), "");
+  CHECK_STR(polar_license_portal_result_key_display(r, n), "");
+  polar_license_portal_result_free(r);
+
+  /* An id that is none of them: typed, nothing activated. */
+  must(polar_license_client_recover(here, "0e1d2c3b-4a59-4687-9a5b-4c3d2e1f0a9b", "This laptop",
+                                    &a));
+  CHECK_INVALID(a, "key_id");
+  polar_license_result_free(a);
+  CHECK_INT(emu_activation_count(port, DEMO_KEY), 0);
+
+  /* The demo key by its id: activated here, and remembered. */
+  must(polar_license_client_recover(here, demo_id, "This laptop", &a));
+  CHECK_ANSWER(a, POLAR_LICENSE_OUTCOME_DONE, POLAR_LICENSE_REASON_NONE);
+  CHECK(polar_license_result_activation_id(a)[0] != '\0');
+  polar_license_result_free(a);
+  CHECK_INT(emu_activation_count(port, DEMO_KEY), 1);
+  must(polar_license_client_check_remembered(here, &a));
+  CHECK_ANSWER(a, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
+  polar_license_result_free(a);
+  /* NULLs: typed, nothing written. */
+  CHECK_INT(polar_license_client_recover(here, NULL, "x", &a), POLAR_LICENSE_STATUS_NULL_ARGUMENT);
+  CHECK_INT(polar_license_client_recover(here, demo_id, "x", NULL),
+            POLAR_LICENSE_STATUS_NULL_ARGUMENT);
+  CHECK_INT(polar_license_client_recoverable_keys(NULL, &r), POLAR_LICENSE_STATUS_NULL_ARGUMENT);
+  CHECK_INT(polar_license_portal_result_key_count(NULL), 0);
+  CHECK_STR(polar_license_portal_result_key_id(NULL, 0), "");
+
+  client_done(here, dir);
+  emu_stop_private(pid);
+}
+
 int main(void) {
   srand((unsigned)time(NULL) ^ (unsigned)getpid());
   RUN(nulls_and_bad_utf8_are_typed);
   RUN(sign_in_list_free_another_and_activate_here);
   RUN(device_management_off_expired_session_and_bad_input);
   RUN(the_code_routes_rate_limit_with_the_wait);
+  RUN(recover_a_lost_key);
   return harness_summary("test_devices");
 }

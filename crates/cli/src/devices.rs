@@ -14,7 +14,7 @@ use crate::args::{
 };
 use crate::output::{error_report, report, unix_when, Op, Report};
 use crate::run::{key_or_remembered, licensing_with};
-use polar_license::portal::{recoverable_keys, Device, PortalError, SessionToken};
+use polar_license::portal::{Device, PortalError, SessionToken};
 use polar_license::{Error, Key, Licensing, Reason};
 use serde_json::{json, Map, Value};
 
@@ -432,18 +432,16 @@ pub fn free(g: &Global, a: &FreeArgs) -> Report {
 }
 
 /// `recover`: the signed-in customer's keys this machine can activate (the core's
-/// [`recoverable_keys`]), listed by id and redacted form; `recover ID` activates that one here
-/// and remembers it, as `activate --remember` does, the whole key never printed.
+/// `Licensing::recoverable_keys`), listed by id and redacted form; `recover ID` activates that
+/// one here and remembers it, as `activate --remember` does, the whole key never printed.
 pub fn recover(g: &Global, a: &RecoverArgs) -> Report {
     const COMMAND: &str = "recover";
     let licensing = match licensing_with(g, false) {
         Ok(l) => l,
         Err(e) => return plain_error(COMMAND, &e),
     };
-    let now = licensing.now();
-    let client = licensing.client();
-    let keys = match with_session(&licensing, |session| client.customer_keys(session)) {
-        Ok(all) => recoverable_keys(all, now),
+    let keys = match with_session(&licensing, |session| licensing.recoverable_keys(session)) {
+        Ok(keys) => keys,
         Err(e) => return portal_failure(COMMAND, &e),
     };
     if let Some(id) = a.id.as_deref() {

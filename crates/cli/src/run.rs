@@ -77,6 +77,12 @@ macro_rules! connect {
     }};
 }
 
+/// Builds the client from the global options (the seat commands' requests to the relay). A
+/// bad option is `invalid_input`, before any request.
+pub fn client(g: &Global) -> Result<BlockingClient, Error> {
+    connect!(BlockingClient::builder(org(g)?), g).build()
+}
+
 /// The grace policy: the defaults of docs/interfaces.md §4a, overridden by the global options.
 fn policy(g: &Global) -> GracePolicy {
     let mut policy = GracePolicy::default();

@@ -1264,10 +1264,20 @@ impl Licensing {
             self.app_secret.as_deref(),
         );
         let _lock = self.store.lock(&seal.slot)?;
-        let stored = self.store.load(&seal.slot)?.map(|bytes| seal.open(&bytes));
-        let answer = crate::trial::local(stored, days, (self.clock)(), &self.policy);
-        if let Some(record) = answer.write {
+        let own = self.store.load(&seal.slot)?;
+        // The slot every app of the organization shared before each had its own: read while
+        // this app's holds nothing, its record moved here when it is this app's.
+        let shared = match own {
+            None if seal.shared_slot != seal.slot => self.store.load(&seal.shared_slot)?,
+            _ => None,
+        };
+        let stored = seal.stored(own.as_deref(), shared.as_deref());
+        let answer = crate::trial::local(stored.record, days, (self.clock)(), &self.policy);
+        if let Some(record) = stored.write(&answer) {
             self.store.save(&seal.slot, &seal.seal(&record))?;
+        }
+        if stored.adopted.is_some() {
+            self.store.remove(&seal.shared_slot)?;
         }
         let error = answer.error.unwrap_or_else(Error::no_remembered_key);
         Ok(CheckReport {

@@ -487,19 +487,29 @@ impl AsyncLicensing {
             self.app_secret.as_deref(),
         );
         let name = storage_name(&seal.slot);
+        let shared_name = storage_name(&seal.shared_slot);
         let _lock = lock(&name).await?;
-        let stored = self
-            .store
-            .get(&name)
-            .await?
-            .map(|text| seal.open(text.as_bytes()));
-        let answer = crate::trial::local(stored, days, (self.clock)(), &self.policy);
-        if let Some(record) = answer.write {
+        let own = self.store.get(&name).await?;
+        // The slot every app of the organization shared before each had its own: read while
+        // this app's holds nothing, its record moved here when it is this app's.
+        let shared = match own {
+            None if shared_name != name => self.store.get(&shared_name).await?,
+            _ => None,
+        };
+        let stored = seal.stored(
+            own.as_deref().map(str::as_bytes),
+            shared.as_deref().map(str::as_bytes),
+        );
+        let answer = crate::trial::local(stored.record, days, (self.clock)(), &self.policy);
+        if let Some(record) = stored.write(&answer) {
             // The sealed record is UTF-8 text (decimal lines and hex): lossless.
             let bytes = seal.seal(&record);
             self.store
                 .set(&name, &String::from_utf8_lossy(&bytes))
                 .await?;
+        }
+        if stored.adopted.is_some() {
+            self.store.remove(&shared_name).await?;
         }
         let error = answer.error.unwrap_or_else(Error::no_remembered_key);
         Ok(CheckReport {

@@ -34,10 +34,10 @@ pub use crate::release::{Trial, TrialState};
 pub const HEADER: &str = "polar-license-trial v1\n";
 
 const DERIVE_LABEL: &[u8] = b"polar-license/trial-seal/v1";
-/// The slot every app of an organization shared before issue #62 (the origin and the
-/// organization only): read once, for [`TrialSeal::stored`]'s migration.
+/// The slot every app of an organization shares (the origin and the organization only): the
+/// npm add-on's, and read once by the other faces for [`TrialSeal::stored`]'s migration.
 const SLOT_LABEL: &[u8] = b"polar-license/trial-slot/v1";
-/// The app's own slot: the origin, the organization and the app's secret.
+/// The app's own slot ([`TrialSeal::app_slot`]): the shared slot with the app's secret.
 const APP_SLOT_LABEL: &[u8] = b"polar-license/trial-slot/v2";
 
 /// The length of a local trial, in days (1 to 3650).
@@ -97,19 +97,17 @@ pub enum Unopened {
 /// Where a store keeps the local trial's record, and the key that seals it. `Debug` shows no
 /// bytes.
 ///
-/// Each app has its own slot (issue #62): two apps of one organization sharing a cache
-/// directory each have their own trial, neither refusing the other's record. The slot before
-/// that, which every app of the organization shared, is [`TrialSeal::shared_slot`]: read once,
-/// when the app's own holds nothing, and moved to it only when it opens under this app's seal
+/// [`TrialSeal::slot`] is the slot every app of the organization shares (the origin and the
+/// organization only): the npm package's trial add-on keeps its record there. The native and
+/// Rust-on-wasm faces keep theirs in the app's own slot, [`TrialSeal::app_slot`] (issue #62):
+/// two apps of one organization sharing a cache directory each have their own trial, neither
+/// refusing the other's record. While the app's slot holds nothing, the shared slot is read
+/// once, and its record copied to the app's slot only when it opens under this app's seal
 /// ([`TrialSeal::stored`]).
 #[derive(Clone, PartialEq, Eq)]
 pub struct TrialSeal {
-    /// The app's store slot (`trial-` and 32 hex digits: a hash of the server's origin, the
-    /// organization and the app's secret).
+    /// The shared store slot (`trial-` and 32 hex digits: the origin and the organization).
     pub slot: String,
-    /// The slot every app of the organization shared before (`trial-` and 32 hex digits: the
-    /// origin and the organization only).
-    pub shared_slot: String,
     mac: [u8; 32],
 }
 
@@ -118,14 +116,14 @@ pub struct TrialSeal {
 pub struct Stored {
     /// The record for [`local`] (`None`: none, the trial starts).
     pub record: Option<Result<TrialRecord, Unopened>>,
-    /// The shared slot's record, which opened under this app's seal: it moves to the app's
-    /// slot (written there, then the shared slot removed).
+    /// The shared slot's record, which opened under this app's seal: it is copied to the
+    /// app's slot (and left in the shared one, where the npm package's add-on reads it).
     pub adopted: Option<TrialRecord>,
 }
 
 impl Stored {
     /// The record to write to the app's slot after [`local`]'s `answer` on this: the answer's,
-    /// else an adopted record as it was (it moves even when unchanged).
+    /// else an adopted record as it was (it is copied even when unchanged).
     pub fn write(&self, answer: &LocalAnswer) -> Option<TrialRecord> {
         answer.write.or(self.adopted)
     }
@@ -160,10 +158,25 @@ impl TrialSeal {
             app_secret,
         );
         TrialSeal {
-            slot: ["trial-", &hex(&app_slot(&slot, app_secret)[..16])].concat(),
-            shared_slot: ["trial-", &hex(&slot[..16])].concat(),
+            slot: ["trial-", &hex(&slot[..16])].concat(),
             mac: root,
         }
+    }
+
+    /// The app's own slot (`trial-` and 32 hex digits): the shared slot's name with the app's
+    /// `app_secret` (framed, "none" told from "empty"), as [`TrialSeal::new`] was given it.
+    pub fn app_slot(&self, app_secret: Option<&[u8]>) -> String {
+        let mut h = crate::keyseal::hmac_with(APP_SLOT_LABEL);
+        h.update(self.slot.as_bytes());
+        match app_secret {
+            Some(secret) => {
+                h.update(&[1]);
+                h.update(&(secret.len() as u64).to_be_bytes());
+                h.update(secret);
+            }
+            None => h.update(&[0]),
+        }
+        ["trial-", &hex(&h.finalize().into_bytes()[..16])].concat()
     }
 
     /// The trial's record from the app's slot's bytes `own`, else (nothing there) from the
@@ -239,24 +252,6 @@ impl TrialSeal {
         }
         Ok(record)
     }
-}
-
-/// The app's slot: the shared slot's hash (the origin and the organization) with the app's
-/// secret, framed ("none" told from "empty").
-fn app_slot(shared: &[u8; 32], app_secret: Option<&[u8]>) -> [u8; 32] {
-    use sha2::Digest;
-    let mut h = sha2::Sha256::new();
-    h.update(APP_SLOT_LABEL);
-    h.update(shared);
-    match app_secret {
-        Some(secret) => {
-            h.update([1]);
-            h.update((secret.len() as u64).to_be_bytes());
-            h.update(secret);
-        }
-        None => h.update([0]),
-    }
-    h.finalize().into()
 }
 
 /// A record's decimal line: an optional `-` and digits, as `i64`'s `FromStr` reads them
@@ -443,20 +438,26 @@ mod tests {
             with(None, "m"),
             with(Some(b""), "m"),
         );
-        // The app's secret names the slot ("none" told from "empty"); the machine does not
+        let app = |s: &TrialSeal, secret: Option<&[u8]>| s.app_slot(secret);
+        // The app's secret names its slot ("none" told from "empty"); the machine does not
         // (a record copied to another machine is found, and refused).
-        let slots = [&a.slot, &b.slot, &none.slot, &empty.slot];
+        let slots = [
+            app(&a, Some(b"a")),
+            app(&b, Some(b"b")),
+            app(&none, None),
+            app(&empty, Some(b"")),
+        ];
         for (i, x) in slots.iter().enumerate() {
             assert!(x.starts_with("trial-") && x.len() == 38, "{x}");
             for y in &slots[i + 1..] {
                 assert_ne!(x, y);
             }
         }
-        assert_eq!(with(Some(b"a"), "n").slot, a.slot);
-        // The shared slot is the one before: the origin and the organization only.
+        assert_eq!(app(&with(Some(b"a"), "n"), Some(b"a")), slots[0]);
+        // The shared slot: the origin and the organization only.
         for s in [&b, &none, &empty] {
-            assert_eq!(s.shared_slot, a.shared_slot);
-            assert!(!slots.contains(&&s.shared_slot));
+            assert_eq!(s.slot, a.slot);
+            assert!(!slots.contains(&s.slot));
         }
         let r = TrialRecord {
             started: 1_790_000_000,
@@ -474,7 +475,7 @@ mod tests {
         // Nothing there: the shared record is adopted when it is this app's...
         let adopted = a.stored(None, Some(&mine));
         assert_eq!((adopted.record, adopted.adopted), (Some(Ok(r)), Some(r)));
-        // ...moved even when the answer leaves it as it was.
+        // ...copied even when the answer leaves it as it was.
         let answer = local(
             adopted.record,
             TrialDays::new(14).unwrap(),

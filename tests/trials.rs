@@ -276,8 +276,9 @@ fn slot_file(dir: &ScratchDir, slot: &str) -> PathBuf {
     dir.path().join(format!("{slot}.cache"))
 }
 
-/// The slots of the app with `secret` (its own, the shared one before issue #62) on `polar`:
-/// their names depend on the server's origin, the organization and the app's secret only.
+/// The slots of the app with `secret` (its own, the one every app of the organization shares)
+/// on `polar`: their names depend on the server's origin, the organization and the app's
+/// secret only.
 fn slots_of(polar: &Emulator, secret: &str) -> (String, String) {
     let seal = TrialSeal::new(
         &polar.url(),
@@ -286,7 +287,7 @@ fn slots_of(polar: &Emulator, secret: &str) -> (String, String) {
         None,
         Some(secret.as_bytes()),
     );
-    (seal.slot, seal.shared_slot)
+    (seal.app_slot(Some(secret.as_bytes())), seal.slot)
 }
 
 #[test]
@@ -341,16 +342,21 @@ fn an_old_shared_trial_slot_is_adopted_by_its_app_and_left_alone_by_another() {
     let viewer = app_with_secret(&polar, &dir, &clock, "viewer-secret");
     let t = local(&viewer.check_trial_report(), TrialState::Active, 14);
     assert_eq!(t.started_at, Some(start + 2 * DAY));
-    assert_eq!(std::fs::read(slot_file(&dir, &shared)).ok(), Some(old));
+    assert_eq!(
+        std::fs::read(slot_file(&dir, &shared)).ok().as_ref(),
+        Some(&old)
+    );
 
-    // Its own app adopts it: the trial goes on from its start (not a new one), moved to the
-    // app's slot, the shared slot gone.
+    // Its own app adopts it: the trial goes on from its start (not a new one), copied to the
+    // app's slot (the shared one left as it was, where the npm add-on reads it).
     clock.set(start + 4 * DAY);
     let t = local(&editor.check_trial_report(), TrialState::Active, 10);
     assert_eq!(t.started_at, Some(start));
     assert!(slot_file(&dir, &editor_slot).exists());
-    assert!(!slot_file(&dir, &shared).exists());
-    // Read once: from now on the app's slot answers (the viewer's trial untouched).
+    assert_eq!(std::fs::read(slot_file(&dir, &shared)).ok(), Some(old));
+    // Read once: from now on the app's slot answers (a shared record edited now changes
+    // nothing; the viewer's trial untouched).
+    std::fs::write(slot_file(&dir, &shared), b"not a record").expect("edited");
     clock.set(start + 6 * DAY);
     let t = local(&editor.check_trial_report(), TrialState::Active, 8);
     assert_eq!(t.started_at, Some(start));

@@ -1263,21 +1263,20 @@ impl Licensing {
             identity.seal.as_deref(),
             self.app_secret.as_deref(),
         );
-        let _lock = self.store.lock(&seal.slot)?;
-        let own = self.store.load(&seal.slot)?;
-        // The slot every app of the organization shared before each had its own: read while
-        // this app's holds nothing, its record moved here when it is this app's.
+        let slot = seal.app_slot(self.app_secret.as_deref());
+        let _lock = self.store.lock(&slot)?;
+        let own = self.store.load(&slot)?;
+        // The slot every app of the organization shares (the npm add-on's, and every face's
+        // before issue #62): read while this app's holds nothing, its record copied here
+        // when it is this app's.
         let shared = match own {
-            None if seal.shared_slot != seal.slot => self.store.load(&seal.shared_slot)?,
-            _ => None,
+            None => self.store.load(&seal.slot)?,
+            Some(_) => None,
         };
         let stored = seal.stored(own.as_deref(), shared.as_deref());
         let answer = crate::trial::local(stored.record, days, (self.clock)(), &self.policy);
         if let Some(record) = stored.write(&answer) {
-            self.store.save(&seal.slot, &seal.seal(&record))?;
-        }
-        if stored.adopted.is_some() {
-            self.store.remove(&seal.shared_slot)?;
+            self.store.save(&slot, &seal.seal(&record))?;
         }
         let error = answer.error.unwrap_or_else(Error::no_remembered_key);
         Ok(CheckReport {

@@ -486,15 +486,15 @@ impl AsyncLicensing {
             self.machine.as_deref(),
             self.app_secret.as_deref(),
         );
-        let name = storage_name(&seal.slot);
-        let shared_name = storage_name(&seal.shared_slot);
+        let name = storage_name(&seal.app_slot(self.app_secret.as_deref()));
         let _lock = lock(&name).await?;
         let own = self.store.get(&name).await?;
-        // The slot every app of the organization shared before each had its own: read while
-        // this app's holds nothing, its record moved here when it is this app's.
+        // The slot every app of the organization shares (the npm add-on's, and every face's
+        // before issue #62): read while this app's holds nothing, its record copied here
+        // when it is this app's.
         let shared = match own {
-            None if shared_name != name => self.store.get(&shared_name).await?,
-            _ => None,
+            None => self.store.get(&storage_name(&seal.slot)).await?,
+            Some(_) => None,
         };
         let stored = seal.stored(
             own.as_deref().map(str::as_bytes),
@@ -508,9 +508,7 @@ impl AsyncLicensing {
                 .set(&name, &String::from_utf8_lossy(&bytes))
                 .await?;
         }
-        if stored.adopted.is_some() {
-            self.store.remove(&shared_name).await?;
-        }
+
         let error = answer.error.unwrap_or_else(Error::no_remembered_key);
         Ok(CheckReport {
             trial: Some(Box::new(answer.trial)),

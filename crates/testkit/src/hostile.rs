@@ -562,6 +562,30 @@ impl Figures {
     }
 }
 
+/// Every `.rs` file under `dir` (recursively), with its path: a crate's sources, for
+/// [`path_literals`] (a router file added later is read too).
+pub fn sources(dir: &std::path::Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                if let Ok(text) = std::fs::read_to_string(&p) {
+                    out.push((p.display().to_string(), text));
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 /// The string literals starting with `/` in `source`'s code (not its comments, not after its
 /// first `#[cfg(test)]`): the paths a router compares with, for a suite to find each among its
 /// crate's list of routes.
@@ -570,7 +594,8 @@ pub fn path_literals(source: &str) -> Vec<String> {
     let mut out = Vec::new();
     for line in code.lines() {
         let line = line.trim_start();
-        if line.starts_with("//") {
+        // Comments, and JSON pointers (`.pointer("/data/…")`), are no paths.
+        if line.starts_with("//") || line.contains(".pointer(") {
             continue;
         }
         let line = line.split(" //").next().unwrap_or(line);

@@ -6,7 +6,9 @@
 //! * **A local trial of N days** ([`TrialDays`]): with no key, the first check starts it; its
 //!   start is sealed in the cache beside the records (an HMAC-SHA256 under a key derived from
 //!   the organization, the server's origin, the per-install secret, this machine's identity and
-//!   the app's secret, as [`crate::keyseal`] seals the remembered key), so an edited or copied
+//!   the app's secret, as [`crate::keyseal`] seals the remembered key; in a slot of the app's
+//!   own, named by its secret, so that two apps of one organization sharing a cache directory
+//!   each have their own trial: [`TrialSeal`]), so an edited or copied
 //!   record is refused ([`TrialState::Refused`]: it never restarts the trial). The record keeps
 //!   the latest clock reading it saw: a clock set back past the grace policy's tolerance is
 //!   `clock_rollback`, as for the grace. After N days the trial has [`TrialState::Ended`].
@@ -32,7 +34,11 @@ pub use crate::release::{Trial, TrialState};
 pub const HEADER: &str = "polar-license-trial v1\n";
 
 const DERIVE_LABEL: &[u8] = b"polar-license/trial-seal/v1";
+/// The slot every app of an organization shares (the origin and the organization only): the
+/// npm add-on's, and read once by the other faces for [`TrialSeal::stored`]'s migration.
 const SLOT_LABEL: &[u8] = b"polar-license/trial-slot/v1";
+/// The app's own slot ([`TrialSeal::app_slot`]): the shared slot with the app's secret.
+const APP_SLOT_LABEL: &[u8] = b"polar-license/trial-slot/v2";
 
 /// The length of a local trial, in days (1 to 3650).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -90,11 +96,37 @@ pub enum Unopened {
 
 /// Where a store keeps the local trial's record, and the key that seals it. `Debug` shows no
 /// bytes.
+///
+/// [`TrialSeal::slot`] is the slot every app of the organization shares (the origin and the
+/// organization only): the npm package's trial add-on keeps its record there. The native and
+/// Rust-on-wasm faces keep theirs in the app's own slot, [`TrialSeal::app_slot`] (issue #62):
+/// two apps of one organization sharing a cache directory each have their own trial, neither
+/// refusing the other's record. While the app's slot holds nothing, the shared slot is read
+/// once, and its record copied to the app's slot only when it opens under this app's seal
+/// ([`TrialSeal::stored`]).
 #[derive(Clone, PartialEq, Eq)]
 pub struct TrialSeal {
-    /// The store slot (`trial-` and 32 hex digits).
+    /// The shared store slot (`trial-` and 32 hex digits: the origin and the organization).
     pub slot: String,
     mac: [u8; 32],
+}
+
+/// What a trial's slots hold, as [`TrialSeal::stored`] reads them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    /// The record for [`local`] (`None`: none, the trial starts).
+    pub record: Option<Result<TrialRecord, Unopened>>,
+    /// The shared slot's record, which opened under this app's seal: it is copied to the
+    /// app's slot (and left in the shared one, where the npm package's add-on reads it).
+    pub adopted: Option<TrialRecord>,
+}
+
+impl Stored {
+    /// The record to write to the app's slot after [`local`]'s `answer` on this: the answer's,
+    /// else an adopted record as it was (it is copied even when unchanged).
+    pub fn write(&self, answer: &LocalAnswer) -> Option<TrialRecord> {
+        answer.write.or(self.adopted)
+    }
 }
 
 impl std::fmt::Debug for TrialSeal {
@@ -128,6 +160,46 @@ impl TrialSeal {
         TrialSeal {
             slot: ["trial-", &hex(&slot[..16])].concat(),
             mac: root,
+        }
+    }
+
+    /// The app's own slot (`trial-` and 32 hex digits): the shared slot's name with the app's
+    /// `app_secret` (framed, "none" told from "empty"), as [`TrialSeal::new`] was given it.
+    pub fn app_slot(&self, app_secret: Option<&[u8]>) -> String {
+        let mut h = crate::keyseal::hmac_with(APP_SLOT_LABEL);
+        h.update(self.slot.as_bytes());
+        match app_secret {
+            Some(secret) => {
+                h.update(&[1]);
+                h.update(&(secret.len() as u64).to_be_bytes());
+                h.update(secret);
+            }
+            None => h.update(&[0]),
+        }
+        ["trial-", &hex(&h.finalize().into_bytes()[..16])].concat()
+    }
+
+    /// The trial's record from the app's slot's bytes `own`, else (nothing there) from the
+    /// shared slot's `shared`: adopted when it opens under this seal (this app's record from
+    /// before each app had its own slot), else ignored and left where it is (another app's, or
+    /// not a record: the app's own trial starts). A shell reads `shared` only when `own` is
+    /// `None`, and only while the two slots differ.
+    pub fn stored(&self, own: Option<&[u8]>, shared: Option<&[u8]>) -> Stored {
+        if let Some(own) = own {
+            return Stored {
+                record: Some(self.open(own)),
+                adopted: None,
+            };
+        }
+        match shared.map(|bytes| self.open(bytes)) {
+            Some(Ok(record)) => Stored {
+                record: Some(Ok(record)),
+                adopted: Some(record),
+            },
+            _ => Stored {
+                record: None,
+                adopted: None,
+            },
         }
     }
 
@@ -347,6 +419,77 @@ mod tests {
             Err(Unopened::Malformed)
         );
         assert!(!format!("{s:?}").contains("mac"));
+    }
+
+    #[test]
+    fn each_app_has_its_own_slot_and_adopts_only_its_own_shared_record() {
+        let with = |secret: Option<&[u8]>, machine| {
+            TrialSeal::new(
+                "https://api.polar.sh/",
+                ORG,
+                b"install",
+                Some(machine),
+                secret,
+            )
+        };
+        let (a, b, none, empty) = (
+            with(Some(b"a"), "m"),
+            with(Some(b"b"), "m"),
+            with(None, "m"),
+            with(Some(b""), "m"),
+        );
+        let app = |s: &TrialSeal, secret: Option<&[u8]>| s.app_slot(secret);
+        // The app's secret names its slot ("none" told from "empty"); the machine does not
+        // (a record copied to another machine is found, and refused).
+        let slots = [
+            app(&a, Some(b"a")),
+            app(&b, Some(b"b")),
+            app(&none, None),
+            app(&empty, Some(b"")),
+        ];
+        for (i, x) in slots.iter().enumerate() {
+            assert!(x.starts_with("trial-") && x.len() == 38, "{x}");
+            for y in &slots[i + 1..] {
+                assert_ne!(x, y);
+            }
+        }
+        assert_eq!(app(&with(Some(b"a"), "n"), Some(b"a")), slots[0]);
+        // The shared slot: the origin and the organization only.
+        for s in [&b, &none, &empty] {
+            assert_eq!(s.slot, a.slot);
+            assert!(!slots.contains(&s.slot));
+        }
+        let r = TrialRecord {
+            started: 1_790_000_000,
+            latest_seen: 1_790_000_100,
+        };
+        let (mine, theirs) = (a.seal(&r), b.seal(&r));
+        // The app's own slot answers when it holds anything: the shared one is not read.
+        let own = a.stored(Some(&mine), Some(&theirs));
+        assert_eq!((own.record, own.adopted), (Some(Ok(r)), None));
+        let own = a.stored(Some(&theirs), Some(&mine));
+        assert_eq!(
+            (own.record, own.adopted),
+            (Some(Err(Unopened::BadSeal)), None)
+        );
+        // Nothing there: the shared record is adopted when it is this app's...
+        let adopted = a.stored(None, Some(&mine));
+        assert_eq!((adopted.record, adopted.adopted), (Some(Ok(r)), Some(r)));
+        // ...copied even when the answer leaves it as it was.
+        let answer = local(
+            adopted.record,
+            TrialDays::new(14).unwrap(),
+            r.latest_seen,
+            &GracePolicy::default(),
+        );
+        assert_eq!(answer.write, None);
+        assert_eq!(adopted.write(&answer), Some(r));
+        // ...and ignored (the app's own trial starts) when it is another's or not a record.
+        for other in [&theirs[..], b"polar-license-trial v1\n1\n", b""] {
+            let ignored = a.stored(None, Some(other));
+            assert_eq!((ignored.record, ignored.adopted), (None, None));
+        }
+        assert_eq!(a.stored(None, None).record, None);
     }
 
     #[test]

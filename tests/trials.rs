@@ -6,7 +6,7 @@
 //! trial with its end; a revoked key is not one; with no trial stated, nothing changes.
 #![cfg(not(target_arch = "wasm32"))]
 
-use polar_license::trial::{TrialDays, TrialState};
+use polar_license::trial::{TrialDays, TrialSeal, TrialState};
 use polar_license::{ActivateRequest, Licensing, MachineBinding, Reason};
 use polar_license_emulator::{Emulator, Seed, DEMO_KEY};
 use polar_license_testkit::seller_rows::{expire_at, revoke, DAY, PAID_BENEFIT, TRIAL_BENEFIT};
@@ -253,4 +253,113 @@ fn a_key_of_a_named_trial_benefit_is_a_trial_and_a_paid_one_is_not() {
     );
     let (_dir, l) = trial_benefit_app(&polar_paid, "trial-paid", &clock);
     no_trial(&l.check_report(DEMO_KEY));
+}
+
+/// A client of `polar` on `machine-A` with a trial of 14 days and the app secret `secret`.
+fn app_with_secret(
+    polar: &Emulator,
+    dir: &ScratchDir,
+    clock: &FakeClock,
+    secret: &str,
+) -> Licensing {
+    licensing_builder(polar, dir.path(), MachineBinding::Id("machine-A".into()))
+        .timeout(Duration::from_secs(5))
+        .clock(clock.reader())
+        .trial(TrialDays::new(14).expect("days"))
+        .app_secret(secret.as_bytes().to_vec())
+        .build()
+        .expect("licensing builds")
+}
+
+/// The file of the store slot `slot` in `dir`.
+fn slot_file(dir: &ScratchDir, slot: &str) -> PathBuf {
+    dir.path().join(format!("{slot}.cache"))
+}
+
+/// The slots of the app with `secret` (its own, the one every app of the organization shares)
+/// on `polar`: their names depend on the server's origin, the organization and the app's
+/// secret only.
+fn slots_of(polar: &Emulator, secret: &str) -> (String, String) {
+    let seal = TrialSeal::new(
+        &polar.url(),
+        &polar.organization_id(),
+        b"",
+        None,
+        Some(secret.as_bytes()),
+    );
+    (seal.app_slot(Some(secret.as_bytes())), seal.slot)
+}
+
+#[test]
+fn two_apps_of_one_organization_on_one_cache_directory_each_have_their_own_trial() {
+    let start = unix_now();
+    let polar = emulator_answering(Seed::demo(), "2026-10");
+    let dir = ScratchDir::new("trial-two-apps");
+    let clock = FakeClock::new(start);
+    let editor = app_with_secret(&polar, &dir, &clock, "editor-secret");
+    let viewer = app_with_secret(&polar, &dir, &clock, "viewer-secret");
+
+    // The editor starts its trial; three days later the viewer starts its own (before issue
+    // #62 it found the editor's record in the one shared slot and refused it).
+    let t = local(&editor.check_trial_report(), TrialState::Active, 14);
+    assert_eq!(t.started_at, Some(start));
+    clock.set(start + 3 * DAY);
+    let t = local(&viewer.check_trial_report(), TrialState::Active, 14);
+    assert_eq!(t.started_at, Some(start + 3 * DAY));
+    // Neither clobbers the other: each counts down from its own start.
+    clock.set(start + 5 * DAY);
+    let t = local(&editor.check_trial_report(), TrialState::Active, 9);
+    assert_eq!(t.started_at, Some(start));
+    let t = local(&viewer.check_trial_report(), TrialState::Active, 12);
+    assert_eq!(t.started_at, Some(start + 3 * DAY));
+    // Two records, in two slots, none in the shared one.
+    let (editor_slot, shared) = slots_of(&polar, "editor-secret");
+    let (viewer_slot, viewer_shared) = slots_of(&polar, "viewer-secret");
+    assert_ne!(editor_slot, viewer_slot);
+    assert_eq!(shared, viewer_shared);
+    assert!(slot_file(&dir, &editor_slot).exists());
+    assert!(slot_file(&dir, &viewer_slot).exists());
+    assert!(!slot_file(&dir, &shared).exists());
+}
+
+#[test]
+fn an_old_shared_trial_slot_is_adopted_by_its_app_and_left_alone_by_another() {
+    let start = unix_now();
+    let polar = emulator_answering(Seed::demo(), "2026-10");
+    let dir = ScratchDir::new("trial-adopted");
+    let clock = FakeClock::new(start);
+    let editor = app_with_secret(&polar, &dir, &clock, "editor-secret");
+    let (editor_slot, shared) = slots_of(&polar, "editor-secret");
+    // The editor's trial as a release before issue #62 kept it: the same sealed bytes, in
+    // the slot every app of the organization shared.
+    local(&editor.check_trial_report(), TrialState::Active, 14);
+    std::fs::rename(slot_file(&dir, &editor_slot), slot_file(&dir, &shared)).expect("moved");
+    let old = std::fs::read(slot_file(&dir, &shared)).expect("the old record");
+
+    // Another app of the organization: the old record does not open under its seal, so it is
+    // not its trial (its own starts, not refused) and it is left where it is.
+    clock.set(start + 2 * DAY);
+    let viewer = app_with_secret(&polar, &dir, &clock, "viewer-secret");
+    let t = local(&viewer.check_trial_report(), TrialState::Active, 14);
+    assert_eq!(t.started_at, Some(start + 2 * DAY));
+    assert_eq!(
+        std::fs::read(slot_file(&dir, &shared)).ok().as_ref(),
+        Some(&old)
+    );
+
+    // Its own app adopts it: the trial goes on from its start (not a new one), copied to the
+    // app's slot (the shared one left as it was, where the npm add-on reads it).
+    clock.set(start + 4 * DAY);
+    let t = local(&editor.check_trial_report(), TrialState::Active, 10);
+    assert_eq!(t.started_at, Some(start));
+    assert!(slot_file(&dir, &editor_slot).exists());
+    assert_eq!(std::fs::read(slot_file(&dir, &shared)).ok(), Some(old));
+    // Read once: from now on the app's slot answers (a shared record edited now changes
+    // nothing; the viewer's trial untouched).
+    std::fs::write(slot_file(&dir, &shared), b"not a record").expect("edited");
+    clock.set(start + 6 * DAY);
+    let t = local(&editor.check_trial_report(), TrialState::Active, 8);
+    assert_eq!(t.started_at, Some(start));
+    let t = local(&viewer.check_trial_report(), TrialState::Active, 10);
+    assert_eq!(t.started_at, Some(start + 2 * DAY));
 }

@@ -55,6 +55,8 @@ struct Body {
     expects_continue: bool,
     read: Option<Vec<u8>>,
     continue_sent: bool,
+    /// Its read failed (the client stopped sending, or closed): never waited for again.
+    failed: bool,
 }
 
 /// State shared by the accept loop and the connection threads.
@@ -255,6 +257,9 @@ impl Conn<'_> {
         if let Some(read) = &body.read {
             return Ok(read.clone());
         }
+        if body.failed {
+            return Err(());
+        }
         let read = match body.framing {
             Framing::Empty | Framing::Chunked => Vec::new(),
             Framing::Length(n) => {
@@ -265,7 +270,13 @@ impl Conn<'_> {
                         .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
                         .map_err(|_| ())?;
                 }
-                self.read_exact_body(n)?
+                match self.read_exact_body(n) {
+                    Ok(read) => read,
+                    Err(()) => {
+                        body.failed = true;
+                        return Err(());
+                    }
+                }
             }
         };
         body.read = Some(read.clone());
@@ -277,6 +288,12 @@ impl Conn<'_> {
     fn settle_body(&mut self, body: &mut Body) -> bool {
         if body.read.is_some() {
             return true;
+        }
+        // A body that stopped coming is not waited for a second time (a request shorter than
+        // its `content-length` held its connection for twice the stall limit: issue #62 item
+        // 5's table): the connection closes.
+        if body.failed {
+            return false;
         }
         match body.framing {
             Framing::Empty => true,
@@ -356,6 +373,7 @@ impl Conn<'_> {
             expects_continue: wire.expects_continue(),
             read: None,
             continue_sent: false,
+            failed: false,
         };
         let head_only = wire.head.method == "HEAD";
         let mut ex = Exchange::new(wire.head, peer.to_string(), framing);

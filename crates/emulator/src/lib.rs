@@ -66,6 +66,7 @@
 mod http;
 mod ids;
 mod ratelimit;
+pub mod routes;
 mod seed;
 mod service;
 mod state;

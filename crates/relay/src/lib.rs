@@ -108,10 +108,10 @@ pub use server::{
 #[cfg(not(target_arch = "wasm32"))]
 pub use types::os_entropy;
 pub use types::{
-    Entropy, Limits, RelayConfig, RelayRequest, RelayResponse, Signer, StoreConfig,
-    DEFAULT_LEASE_DAYS, DEFAULT_WEBHOOK_SILENCE, FLIGHT_WAITS, HEALTH_ROUTE, MAX_LEASE_DAYS,
-    METRICS_ROUTE, RELAY_SOURCE, ROUTE_PREFIX, SOURCE_HEADER, STALE_AFTER_MS, USER_AGENT,
-    WEBHOOK_MAX_BODY_BYTES, WEBHOOK_ROUTE,
+    Entropy, Limits, Listener, RelayConfig, RelayRequest, RelayResponse, Route, Signer,
+    StoreConfig, DEFAULT_LEASE_DAYS, DEFAULT_WEBHOOK_SILENCE, FLIGHT_WAITS, HEALTH_ROUTE,
+    MAX_LEASE_DAYS, METRICS_ROUTE, RELAY_SOURCE, ROUTES, ROUTE_PREFIX, SOURCE_HEADER,
+    STALE_AFTER_MS, USER_AGENT, WEBHOOK_MAX_BODY_BYTES, WEBHOOK_ROUTE,
 };
 
 pub use relay::Relay;

@@ -50,6 +50,10 @@ const DRAIN_MAX: u64 = 1 << 20;
 /// still has room for its apps' short requests.
 pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 16;
 
+/// The largest request head (line and headers) the server reads: 64 KiB (a larger one is
+/// 431). The relay's requests carry a few short headers.
+pub(crate) const MAX_HEAD_BYTES: usize = 64 * 1024;
+
 /// How [`serve_with`] treats its clients: every wait on one is bounded, and so are the
 /// connections held open and the requests answered at once. Start from
 /// [`ServeOptions::default`] and set the fields to change.
@@ -508,8 +512,13 @@ impl Server {
         let by_address = Arc::new(Mutex::new(Open::default()));
         let mut refusing_address = false;
         let mut http = hyper::server::conn::http1::Builder::new();
+        // A request's head (line and headers) of at most 64 KiB, as the emulator's and near
+        // Cloudflare's 32 KiB: hyper's default (its buffer, about 400 KiB) let each connection
+        // hold 400 KiB of headers the relay never reads (issue #62 item 5's table); a larger
+        // head is answered 431.
         http.timer(TokioTimer::new())
             .header_read_timeout(self.options.header_timeout)
+            .max_header_size(MAX_HEAD_BYTES)
             .half_close(half_close);
         let mut stop = pin!(stop_requested(stopped.clone()));
         let mut refusing = false;

@@ -30,6 +30,77 @@ pub const HEALTH_ROUTE: &str = "/healthz";
 /// The metrics route on the metrics listener.
 pub const METRICS_ROUTE: &str = "/metrics";
 
+/// Where a [`Route`] is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Listener {
+    /// The relay's own listener (natively `relay serve`'s address; on Workers the Worker's).
+    Public,
+    /// The metrics listener (natively `ServeOptions::metrics_addr`; on Workers the handler's
+    /// `metricsPath` on the Worker's own).
+    Metrics,
+}
+
+/// One route a relay answers from outside: its path, the methods it serves (a CORS preflight,
+/// `OPTIONS`, is answered on the three license routes too), whether it reads a body, and its
+/// listener. Every other path is 404, every other method 405 or 404.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    /// The path (no query).
+    pub path: &'static str,
+    /// The methods that reach the route's rules.
+    pub methods: &'static [&'static str],
+    /// Whether the route reads a JSON body (capped: [`Limits::max_body_bytes`], the webhook's
+    /// [`WEBHOOK_MAX_BODY_BYTES`]).
+    pub reads_body: bool,
+    /// Where it is answered.
+    pub listener: Listener,
+}
+
+/// Every route a relay answers from outside, on every host (the native server and the npm
+/// package's handler answer the same list through the same core): the table the hostile-input
+/// suites (`crates/relay/tests/hostile.rs`) cross with every hostile shape, so that a route
+/// added here is attacked without a test being edited. A route answered anywhere must be here
+/// (that suite's `every_route_in_the_code_is_in_the_list` reads the routers for paths).
+pub const ROUTES: &[Route] = &[
+    Route {
+        path: "/v1/customer-portal/license-keys/validate",
+        methods: &["POST"],
+        reads_body: true,
+        listener: Listener::Public,
+    },
+    Route {
+        path: "/v1/customer-portal/license-keys/activate",
+        methods: &["POST"],
+        reads_body: true,
+        listener: Listener::Public,
+    },
+    Route {
+        path: "/v1/customer-portal/license-keys/deactivate",
+        methods: &["POST"],
+        reads_body: true,
+        listener: Listener::Public,
+    },
+    Route {
+        path: WEBHOOK_ROUTE,
+        methods: &["POST"],
+        reads_body: true,
+        listener: Listener::Public,
+    },
+    Route {
+        path: HEALTH_ROUTE,
+        methods: &["GET", "HEAD"],
+        reads_body: false,
+        listener: Listener::Public,
+    },
+    Route {
+        path: METRICS_ROUTE,
+        methods: &["GET", "HEAD"],
+        reads_body: false,
+        listener: Listener::Metrics,
+    },
+];
+
 /// A lease to be signed elsewhere, with the machine it binds (see [`Finished`]).
 pub(crate) type Unsigned = Option<(UnsignedLease, Option<String>)>;
 

@@ -23,6 +23,8 @@ pub mod answers;
 #[cfg(target_arch = "wasm32")]
 pub mod fetch;
 #[cfg(not(target_arch = "wasm32"))]
+pub mod hostile;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod http;
 pub mod leases;
 pub mod logs;

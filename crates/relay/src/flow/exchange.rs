@@ -722,13 +722,20 @@ fn operator<C: Core + ?Sized>(
 /// The metrics route's answer, the same on every host (the Workers host's `metricsPath`, the
 /// native server's listener of its own): with a bearer `token`, 401 (`www-authenticate:
 /// Bearer`) unless the request's `authorization` is `Bearer <token>` (compared in constant
-/// time); else Prometheus' text format, `cache-control: no-store`.
+/// time); else Prometheus' text format, `cache-control: no-store`. A method other than `GET`
+/// or `HEAD` is 405 (the native listener asked every method here: `DELETE /metrics` was
+/// answered the metrics, issue #62 item 5's table).
 pub(crate) fn metrics_answer<C: Core + ?Sized>(
     relay: &C,
     req: &RelayRequest,
     token: Option<&str>,
     now: Now,
 ) -> RelayResponse {
+    if req.method != "GET" && req.method != "HEAD" {
+        let mut r = RelayResponse::detail(405, "Method Not Allowed");
+        r.set("allow", "GET, HEAD");
+        return r;
+    }
     let refused = token.is_some_and(|token| {
         let expected = format!("Bearer {token}");
         !req.header("authorization")

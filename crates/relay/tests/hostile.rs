@@ -1,0 +1,243 @@
+//! Hostile inputs as a table (issue #62 item 5): every route of the relay's own list
+//! ([`polar_license_relay::ROUTES`], the native server's and the npm handler's through the same
+//! core) crossed with every hostile shape of the testkit's generator
+//! (`polar_license_testkit::hostile`), over loopback against `relay serve`'s server. Each is
+//! answered with a 4xx (or, where the route does not read what the shape spoils, anything but a
+//! 5xx) within a bound, the relay serves the next request, and a normal check after it is
+//! licensed; requests that never end are cut by the server's timeouts while it serves others.
+//! A route added to the list is attacked without this file being edited, and a path the
+//! relay's routers compare with that the list does not hold fails
+//! `every_route_in_the_code_is_in_the_list`.
+//!
+//! The figures (the slowest answer and the CPU per exchange, by shape) are printed: run with
+//! `--no-capture` to read them. `FULL=1`: every method of every route, larger heads, and the
+//! webhook's bodies to its own 1 MiB cap.
+
+mod rig;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use polar_license_emulator::DEMO_KEY;
+use polar_license_relay::store::StoreOptions;
+use polar_license_relay::{
+    Limits, Listener, Running, ServeOptions, ROUTES, ROUTE_PREFIX, WEBHOOK_MAX_BODY_BYTES,
+    WEBHOOK_ROUTE,
+};
+use polar_license_testkit::hostile::{self, Expect, Figures, Outcome, Pace, Target};
+
+const SECRET: &str = "whsec_b3BzLXRlc3Qtc2VjcmV0LTAxMjM0NTY3ODk=";
+/// The server's header and body timeouts here: what a request that never ends may hold.
+const TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a whole hostile request may take to be answered: generous (two shared cores, a
+/// debug build), it catches a hang, not a slow answer.
+const BOUND: Duration = Duration::from_secs(20);
+
+fn start(polar: &polar_license_emulator::Emulator) -> Running {
+    let mut config = rig::config(polar.url(), "hostile");
+    config.limits = rig::unlimited();
+    config.store = rig::store(
+        rig::memory(1_000),
+        StoreOptions::default(),
+        Some(SECRET.into()),
+    );
+    let mut options = ServeOptions::default();
+    options.header_timeout = TIMEOUT;
+    options.body_timeout = TIMEOUT;
+    options.metrics_addr = Some("127.0.0.1:0".into());
+    rig::listen(
+        rig::relay(config, rig::upstream(Duration::from_secs(10))),
+        options,
+    )
+}
+
+fn addr_of(url: &str) -> SocketAddr {
+    let rest = url.strip_prefix("http://").expect("http");
+    let host = rest.split('/').next().expect("host");
+    host.parse().expect("an address")
+}
+
+/// Every (route, method) of the list as a target on `relay` (every method with `full`, else
+/// the first), a webhook's bodies signed so that they are read.
+fn targets(relay: &Running, full: bool) -> Vec<Target> {
+    let public = addr_of(&relay.url());
+    let metrics = addr_of(&relay.metrics_url().expect("a metrics listener"));
+    let ids = Arc::new(AtomicU64::new(0));
+    let mut out = Vec::new();
+    for route in ROUTES {
+        let addr = match route.listener {
+            Listener::Public => public,
+            Listener::Metrics => metrics,
+            other => panic!("a listener this suite does not know: {other:?}"),
+        };
+        let methods = if full {
+            route.methods
+        } else {
+            &route.methods[..1]
+        };
+        for method in methods {
+            let sign: Option<hostile::Sign> = (route.path == WEBHOOK_ROUTE).then(|| {
+                let ids = Arc::clone(&ids);
+                Arc::new(move |body: &[u8]| {
+                    let n = ids.fetch_add(1, Ordering::Relaxed);
+                    let text = String::from_utf8_lossy(body);
+                    // A body that is not UTF-8 is signed over its lossy text: refused (401).
+                    rig::signed(SECRET, &format!("msg_hostile_{n}"), rig::now(), &text)
+                }) as hostile::Sign
+            });
+            out.push(Target {
+                addr,
+                method: method.to_string(),
+                path: route.path.to_string(),
+                headers: Vec::new(),
+                reads_body: route.reads_body,
+                sign,
+            });
+        }
+    }
+    out
+}
+
+/// A normal check through the relay: licensed.
+fn still_serves(agent: &ureq::Agent, relay: &Running, after: &str) {
+    let next = rig::validate_at(agent, &relay.url(), DEMO_KEY, &[]);
+    assert_eq!(
+        next.status, 200,
+        "the validate after {after}: {}",
+        next.body
+    );
+}
+
+#[test]
+fn every_route_answers_every_hostile_shape_and_the_relay_still_serves() {
+    let full = hostile::full();
+    let polar = rig::emulator();
+    let relay = start(&polar);
+    let agent = rig::agent(Duration::from_secs(30));
+    still_serves(&agent, &relay, "nothing");
+    let mut figures = Figures::default();
+    let mut unending = Vec::new();
+    let started = Instant::now();
+    for t in targets(&relay, full) {
+        let cap = if full && t.path == WEBHOOK_ROUTE {
+            WEBHOOK_MAX_BODY_BYTES
+        } else {
+            Limits::default().max_body_bytes
+        };
+        for shape in hostile::shapes(&t, cap, full) {
+            let what = format!("{t:?}, {} ({} bytes)", shape.name, shape.bytes.len());
+            if shape.pace == Pace::Unending {
+                let conn = hostile::open(t.addr, &shape.bytes).expect(&what);
+                unending.push((what, shape.expect, conn, Instant::now()));
+                continue;
+            }
+            let cpu = hostile::cpu_time();
+            let (outcome, took) = hostile::exchange(t.addr, &shape.bytes, BOUND);
+            figures.add(shape.name, took, hostile::cpu_time().saturating_sub(cpu));
+            let status = match &outcome {
+                Outcome::Answered { status, .. } => *status,
+                other => panic!("{what}: no answer within {BOUND:?}: {other:?}"),
+            };
+            // A signed delivery of any JSON document is acknowledged (Polar would retry a
+            // refused one forever); the license routes refuse every shape.
+            let expect = if shape.json && t.path == WEBHOOK_ROUTE {
+                Expect::NoFault
+            } else {
+                shape.expect
+            };
+            match expect {
+                Expect::Refused => assert!(
+                    (400..500).contains(&status),
+                    "{what}: {status}, {outcome:?}"
+                ),
+                Expect::NoFault => assert!(status < 500, "{what}: {status}, {outcome:?}"),
+            }
+            still_serves(&agent, &relay, &what);
+        }
+    }
+    let whole = started.elapsed();
+    // Every request that never ends is still open: the relay serves others meanwhile, then
+    // cuts each within its timeout (408 for a body, a close for a head).
+    assert!(!unending.is_empty());
+    still_serves(&agent, &relay, "the requests that never end, opened");
+    let mut slowest = Duration::ZERO;
+    for (what, expect, mut conn, opened) in unending {
+        let outcome = hostile::read_answer(&mut conn, TIMEOUT * 10);
+        let took = opened.elapsed();
+        slowest = slowest.max(took);
+        match outcome {
+            Outcome::Closed => {}
+            Outcome::Answered { status, .. } if expect == Expect::NoFault => {
+                assert!(status < 500, "{what}: {status}")
+            }
+            Outcome::Answered { status, .. } => {
+                assert!((400..500).contains(&status), "{what}: {status}")
+            }
+            other => panic!("{what}: not cut within {:?}: {other:?}", TIMEOUT * 10),
+        }
+    }
+    still_serves(&agent, &relay, "the requests that never end, cut");
+    eprintln!(
+        "relay hostile table ({} routes, full: {full}): whole requests in {} ms; the last \
+         request that never ends cut {} ms after it was opened (timeouts {} ms)\n{}",
+        ROUTES.len(),
+        whole.as_millis(),
+        slowest.as_millis(),
+        TIMEOUT.as_millis(),
+        figures.table()
+    );
+}
+
+#[test]
+fn every_route_in_the_code_is_in_the_list() {
+    let mut found = 0;
+    // Every source file of the crate (a router file added later is read too).
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    for (file, source) in hostile::sources(&src) {
+        for path in hostile::path_literals(&source) {
+            found += 1;
+            assert!(
+                ROUTES.iter().any(|r| r.path.contains(path.as_str())),
+                "{file} compares with {path:?}, which no route of polar_license_relay::ROUTES \
+                 names: add the route to the list (the hostile table then attacks it)"
+            );
+        }
+    }
+    assert!(found >= 3, "the routers' paths were read: {found}");
+    // The three license routes are the prefix and their operation, as the router reads them.
+    for op in ["validate", "activate", "deactivate"] {
+        let path = format!("{ROUTE_PREFIX}{op}");
+        assert!(ROUTES.iter().any(|r| r.path == path), "{path}");
+    }
+}
+
+#[test]
+fn every_route_of_the_list_is_answered_as_a_route() {
+    // A route of the list the relay does not answer would be a table attacking nothing: each
+    // answers its method with something else than the unknown path's 404.
+    let polar = rig::emulator();
+    let relay = start(&polar);
+    for t in targets(&relay, true) {
+        let mut bytes = format!(
+            "{} {} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\ncontent-type: application/json\r\n",
+            t.method, t.path, t.addr
+        )
+        .into_bytes();
+        let body = format!(
+            r#"{{"key":"{DEMO_KEY}","organization_id":"{}"}}"#,
+            polar_license_emulator::DEMO_ORGANIZATION_ID
+        );
+        let body = if t.reads_body { body } else { String::new() };
+        if let Some(sign) = &t.sign {
+            for (k, v) in sign(body.as_bytes()) {
+                bytes.extend(format!("{k}: {v}\r\n").as_bytes());
+            }
+        }
+        bytes.extend(format!("content-length: {}\r\n\r\n{body}", body.len()).as_bytes());
+        let (outcome, _) = hostile::exchange(t.addr, &bytes, BOUND);
+        let status = outcome.status().expect("an answer");
+        assert!(status != 404 && status < 500, "{t:?}: {outcome:?}");
+    }
+}

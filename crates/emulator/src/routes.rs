@@ -112,6 +112,18 @@ pub const ROUTES: &[Route] = &[
     route("/v1/customer-sessions/", &["POST"], true, Token),
     route("/v1/benefit-grants/", &["GET"], false, Token),
     route("/v1/customers/{id}/state", &["GET"], false, Token),
+    route("/v1/customers/external/{id}/state", &["GET"], false, Token),
+    // Meters and credits (§16.5; the `billing` feature, which the npm emulator leaves out).
+    #[cfg(feature = "billing")]
+    route("/v1/events/ingest", &["POST"], true, Token),
+    #[cfg(feature = "billing")]
+    route("/v1/customer-meters/", &["GET"], false, Token),
+    #[cfg(feature = "billing")]
+    route("/v1/customer-meters/{id}", &["GET"], false, Token),
+    #[cfg(feature = "billing")]
+    route("/v1/customer-portal/meters/", &["GET"], false, Session),
+    #[cfg(feature = "billing")]
+    route("/v1/customer-portal/meters/{id}", &["GET"], false, Session),
     route("/v1/webhooks/endpoints", &["GET", "POST"], true, Token),
     route(
         "/v1/webhooks/endpoints/{id}",
@@ -156,6 +168,23 @@ pub const ROUTES: &[Route] = &[
         Admin,
     ),
     route("/__emulator/keys/{key}/cycle", &["POST"], false, Admin),
+    // The subscription's lifecycle (§16.6; the `billing` feature).
+    #[cfg(feature = "billing")]
+    route(
+        "/__emulator/keys/{key}/subscription",
+        &["POST"],
+        true,
+        Admin,
+    ),
+    #[cfg(feature = "billing")]
+    route("/__emulator/keys/{key}/refund", &["POST"], true, Admin),
+    #[cfg(feature = "billing")]
+    route(
+        "/__emulator/keys/{key}/seat/revoke",
+        &["POST"],
+        false,
+        Admin,
+    ),
     route("/__emulator/keys/{key}/rotate", &["POST"], false, Admin),
     route("/__emulator/keys/{key}/activations", &["GET"], false, Admin),
 ];

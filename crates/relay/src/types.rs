@@ -81,6 +81,25 @@ pub const ROUTES: &[Route] = &[
         reads_body: true,
         listener: Listener::Public,
     },
+    // A key's seats (issue #67; `crate::seats::SEATS_PREFIX`): with a store.
+    Route {
+        path: "/v1/seats/acquire",
+        methods: &["POST"],
+        reads_body: true,
+        listener: Listener::Public,
+    },
+    Route {
+        path: "/v1/seats/heartbeat",
+        methods: &["POST"],
+        reads_body: true,
+        listener: Listener::Public,
+    },
+    Route {
+        path: "/v1/seats/release",
+        methods: &["POST"],
+        reads_body: true,
+        listener: Listener::Public,
+    },
     Route {
         path: WEBHOOK_ROUTE,
         methods: &["POST"],

@@ -11,6 +11,7 @@
 //! key; the core's errors never contain a key.
 
 use polar_license::features::{Entitlements, FeatureAccess};
+use polar_license::flow::update::Activated;
 use polar_license::grace::LeaseWindow;
 use polar_license::lease::RelayKeys;
 use polar_license::licensing::system_clock;
@@ -292,21 +293,31 @@ fn key_or_remembered(licensing: &Licensing, key: Option<String>) -> Result<Key, 
     })
 }
 
+/// The remembered session ([`PortalError::NotSignedIn`] when none: no request).
+fn remembered_session(licensing: &Licensing) -> Result<SessionToken, PortalError> {
+    licensing
+        .remembered_session()
+        .map_err(PortalError::Offline)?
+        .ok_or(PortalError::NotSignedIn)
+}
+
+/// A portal step's answer, the session forgotten when Polar no longer knows it (nothing is
+/// kept that cannot be used; the next step asks to sign in, with no request).
+fn forgetting_expired<T>(
+    licensing: &Licensing,
+    answer: Result<T, PortalError>,
+) -> Result<T, PortalError> {
+    if let Err(PortalError::SessionExpired) = answer {
+        let _ = licensing.forget_session();
+    }
+    answer
+}
+
 /// The key's devices through the remembered session, this machine's marked: the core's order
 /// of steps ([`Licensing::list_devices`], the sans-IO `ListDevices` every face drives).
 fn list_devices(licensing: &Licensing, key: &Key) -> Result<Value, PortalError> {
-    let session: SessionToken = licensing
-        .remembered_session()
-        .map_err(PortalError::Offline)?
-        .ok_or(PortalError::NotSignedIn)?;
-    let read = match licensing.list_devices(&session, key.clone()) {
-        Err(PortalError::SessionExpired) => {
-            // Polar no longer knows it: nothing is kept that cannot be used.
-            let _ = licensing.forget_session();
-            return Err(PortalError::SessionExpired);
-        }
-        other => other?,
-    };
+    let session = remembered_session(licensing)?;
+    let read = forgetting_expired(licensing, licensing.list_devices(&session, key.clone()))?;
     let devices = read.devices;
     Ok(json!({
         "key_id": read.key_id,
@@ -319,6 +330,41 @@ fn list_devices(licensing: &Licensing, key: &Key) -> Result<Value, PortalError> 
             "this_machine": d.this_machine,
         })).collect::<Vec<_>>(),
     }))
+}
+
+/// Key recovery through the remembered session: the customer's keys this machine can
+/// activate ([`Licensing::recoverable_keys`]: granted, unexpired, newest first), each by its
+/// record id and redacted form only (the whole key never leaves the library).
+fn recoverable_keys(licensing: &Licensing) -> Result<Value, PortalError> {
+    let session = remembered_session(licensing)?;
+    let keys = forgetting_expired(licensing, licensing.recoverable_keys(&session))?;
+    Ok(keys
+        .iter()
+        .map(|k| {
+            json!({
+                "id": k.id,
+                "display_key": k.key.redacted(),
+                "expires_at": k.expires_at.map(|t| t.unix_timestamp()),
+                "limit_activations": k.limit_activations,
+            })
+        })
+        .collect())
+}
+
+/// An activate's answer as `activate` gives it (the activation, or the denial or error).
+fn activated_json(answer: Activated) -> Value {
+    let lease = answer.lease.as_ref().map(lease_json);
+    match (answer.online, answer.cache_error) {
+        (Ok(Verdict::Accepted(read)), cache_error) => ok(json!({
+            "id": read.activation.id,
+            "label": read.activation.label,
+            "license": license_json(&read.license_key, Some(&read.activation.id)),
+            "lease": lease,
+            "cache_error": cache_error.as_ref().map(error_json),
+        })),
+        (Ok(Verdict::Denied(d)), _) => denied(&d),
+        (Err(e), _) => err(&e),
+    }
 }
 
 fn seconds(field: &str, secs: f64) -> Result<Duration, Error> {
@@ -545,19 +591,7 @@ impl NativeLicensing {
         for (name, value) in pairs(meta)? {
             req = req.meta(name, value);
         }
-        let answer = py.detach(|| self.inner.activate_update(&req));
-        let lease = answer.lease.as_ref().map(lease_json);
-        let value = match (answer.online, answer.cache_error) {
-            (Ok(Verdict::Accepted(read)), cache_error) => ok(json!({
-                "id": read.activation.id,
-                "label": read.activation.label,
-                "license": license_json(&read.license_key, Some(&read.activation.id)),
-                "lease": lease,
-                "cache_error": cache_error.as_ref().map(error_json),
-            })),
-            (Ok(Verdict::Denied(d)), _) => denied(&d),
-            (Err(e), _) => err(&e),
-        };
+        let value = activated_json(py.detach(|| self.inner.activate_update(&req)));
         to_py(py, &value)
     }
 
@@ -786,6 +820,67 @@ impl NativeLicensing {
                 })),
                 Ok(Verdict::Denied(d)) => denied(&d),
                 Err(e) => err(&e),
+            }
+        });
+        to_py(py, &value)
+    }
+
+    /// Key recovery: the signed-in customer's keys this machine can activate (granted,
+    /// unexpired, newest first), each `{"id", "display_key", "expires_at", "limit_activations"}`.
+    fn recoverable_keys<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let value = py.detach(|| match recoverable_keys(&self.inner) {
+            Ok(keys) => ok(keys),
+            Err(e) => portal_err(&e),
+        });
+        to_py(py, &value)
+    }
+
+    /// Activates here the recoverable key `key_id` with `label`, as `activate` does (the
+    /// whole key goes from Polar's answer into the activation, never to Python).
+    fn recover_key<'py>(
+        &self,
+        py: Python<'py>,
+        key_id: String,
+        label: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let value = py.detach(|| {
+            let recovered = remembered_session(&self.inner).and_then(|session| {
+                forgetting_expired(
+                    &self.inner,
+                    self.inner.recover_key(&session, &key_id, &label),
+                )
+            });
+            match recovered {
+                Ok(answer) => activated_json(answer),
+                Err(e) => portal_err(&e),
+            }
+        });
+        to_py(py, &value)
+    }
+
+    /// Follows the rotated `old_key` through the remembered session with the activation this
+    /// cache holds (no slot taken): `{"key", "display_key", "license"}`, the new key and
+    /// Polar's validation of it.
+    fn follow_rotation<'py>(
+        &self,
+        py: Python<'py>,
+        old_key: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let value = py.detach(|| {
+            let followed = remembered_session(&self.inner).and_then(|session| {
+                forgetting_expired(&self.inner, self.inner.follow_rotation(&session, old_key))
+            });
+            match followed {
+                Ok((new, Verdict::Accepted(v))) => ok(json!({
+                    "key": new.expose(),
+                    "display_key": new.redacted(),
+                    "license": license_json(
+                        &v.license_key,
+                        v.activation.as_ref().map(|a| a.id.as_str()),
+                    ),
+                })),
+                Ok((_, Verdict::Denied(d))) => denied(&d),
+                Err(e) => portal_err(&e),
             }
         });
         to_py(py, &value)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import urllib.request
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -26,6 +27,7 @@ from polar_license import (
     PortalError,
     PortalRateLimited,
     Reason,
+    RecoverableKey,
     SessionExpired,
     SignInCodeInvalid,
 )
@@ -219,6 +221,156 @@ def test_bad_input_is_refused_unsent(polar_emulator: Emulator, tmp_path: Path) -
             call()
         assert raised.value.field == field
     assert polar_emulator.request_count() == 0
+
+
+# Key recovery and rotation: the demo customer's keys in a seed of their own, one customer id
+# (one email, one customer), each kind of key the recovery must tell apart (each by its last six
+# characters, as the redacted form shows it).
+JANE = str(uuid.uuid4())
+GOOD = "GOOD-7C1A2B3D-4E5F-8A9B-0C1D2E3F-A00001"  # granted, one seat, no expiry
+LATER = "LATER-7C1A2B3D-4E5F-8A9B-0C1D2E3F-B00002"  # granted, expires in 2099
+REVOKED = "REVOKED-7C1A2B3D-4E5F-8A9B-0C1D2E3F-C00003"
+EXPIRED = "EXPIRED-7C1A2B3D-4E5F-8A9B-0C1D2E3F-D00004"
+OTHERS = "OTHERS-7C1A2B3D-4E5F-8A9B-0C1D2E3F-E00005"  # another customer's
+
+
+def customer_seed() -> dict[str, object]:
+    benefit = str(uuid.uuid4())
+
+    def key(key: str, **more: object) -> dict[str, object]:
+        return {"key": key, "benefit_id": benefit, "customer_id": JANE, "customer_email": EMAIL,
+                "limit_activations": 1, **more}
+
+    return {
+        "organization_id": str(uuid.uuid4()),
+        "license_keys": [
+            key(GOOD),
+            key(LATER, expires_at="2099-01-01T00:00:00Z"),
+            key(REVOKED, status="revoked"),
+            key(EXPIRED, expires_at="2020-01-01T00:00:00Z"),
+            {"key": OTHERS, "benefit_id": benefit, "customer_id": str(uuid.uuid4()),
+             "customer_email": "someone.else@example.com", "limit_activations": 1},
+        ],
+        "benefits": [{"id": benefit, "enable_customer_admin": True}],
+    }
+
+
+def remembering(polar: Emulator, cache: Path, name: str) -> Licensing:
+    return Licensing(polar.organization_id, base_url=polar.url, cache_dir=cache,
+                     machine_binding=name, remember_keys=True)
+
+
+def rotate(polar: Emulator, key: str) -> str:
+    """The seller rotates ``key`` (``POST /__emulator/keys/{key}/rotate``, what Polar's rotate
+    does: the record id, limits and activations kept, the old string 404): the new string."""
+    asked = urllib.request.Request(f"{polar.url}/__emulator/keys/{key}/rotate", data=b"",
+                                   method="POST")
+    with urllib.request.urlopen(asked, timeout=30) as answer:
+        new: str = json.loads(answer.read())["key"]
+    return new
+
+
+def test_recovery_offers_only_granted_unexpired_keys_and_activates_one(tmp_path: Path) -> None:
+    with Emulator(customer_seed()) as polar:
+        here = remembering(polar, tmp_path / "here", "new-laptop")
+        before = polar.request_count()
+        with pytest.raises(NotSignedIn):
+            here.recoverable_keys()
+        with pytest.raises(NotSignedIn):
+            here.recover_key(str(uuid.uuid4()), "New laptop")
+        assert polar.request_count() == before
+
+        sign_in(polar, here)
+        offered = here.recoverable_keys()
+        assert all(isinstance(k, RecoverableKey) for k in offered)
+        # Granted and unexpired only: not the revoked, the expired, nor another customer's.
+        assert sorted(k.display_key for k in offered) == sorted(
+            "****-" + k[-6:] for k in (GOOD, LATER))
+        by_display = {k.display_key: k for k in offered}
+        later = by_display["****-" + LATER[-6:]]
+        assert later.expires_at == datetime(2099, 1, 1, tzinfo=timezone.utc)
+        assert later.limit_activations == 1
+        assert by_display["****-" + GOOD[-6:]].expires_at is None
+        # The whole key is never handed out: not in any field, repr or str.
+        for k in offered:
+            for text in (repr(k), str(k), k.id, k.display_key):
+                for whole in (GOOD, LATER, REVOKED, EXPIRED, OTHERS):
+                    assert whole not in text
+
+        # An id that is none of the offered keys: KeyNotFound, nothing activated.
+        with pytest.raises(KeyNotFound) as unknown:
+            here.recover_key(str(uuid.uuid4()), "New laptop")
+        assert unknown.value.code is Reason.NOT_FOUND
+        assert polar.activations(GOOD) == [] and polar.activations(LATER) == []
+
+        good = by_display["****-" + GOOD[-6:]]
+        recovered = here.recover_key(good.id, "New laptop")
+        assert recovered.label == "New laptop"
+        assert recovered.license.id == good.id
+        assert recovered.license.display_key == good.display_key
+        assert [a["id"] for a in polar.activations(GOOD)] == [recovered.id]
+        assert GOOD not in repr(recovered)
+        # Remembered: the app checks with no key, and the activation licenses here.
+        assert here.remembered_key() == good.display_key
+        report = here.check()
+        assert report.licensed and report.license is not None
+        assert report.license.activation_id == recovered.id
+        # Recovery activates as ``activate`` does: the one-seat key is full for another machine.
+        other = remembering(polar, tmp_path / "other", "desktop")
+        sign_in(polar, other)
+        with pytest.raises(LicenseDenied) as full:
+            other.recover_key(good.id, "Desktop")
+        assert full.value.code is Reason.ACTIVATION_LIMIT
+
+        polar.set_clock_offset(3601)  # Polar's hour passes
+        with pytest.raises(SessionExpired):
+            here.recoverable_keys()
+        with pytest.raises(NotSignedIn):  # forgotten
+            here.recover_key(good.id, "New laptop")
+
+
+def test_a_rotated_key_is_followed_keeping_its_activation(tmp_path: Path) -> None:
+    with Emulator(customer_seed()) as polar:
+        here = remembering(polar, tmp_path / "here", "laptop")
+        mine = here.activate(GOOD, "This laptop")
+        new = rotate(polar, GOOD)
+        assert new != GOOD
+        # Polar answers the old string not_found at once.
+        with pytest.raises(LicenseDenied) as gone:
+            here.validate(GOOD, activation_id=mine.id)
+        assert gone.value.code is Reason.NOT_FOUND
+
+        with pytest.raises(NotSignedIn):
+            here.follow_rotation(GOOD)
+        sign_in(polar, here)
+        followed = here.follow_rotation(GOOD)
+        assert followed.key == new
+        assert followed.display_key == "****-" + new[-6:]
+        assert followed.license.activation_id == mine.id
+        for text in (repr(followed), str(followed)):
+            assert new not in text and GOOD not in text
+        # The same activation, still the key's only one: no second seat was taken.
+        assert [a["id"] for a in polar.activations(new)] == [mine.id]
+        assert here.status(new).activation_id == mine.id
+        assert here.check(new).licensed
+        # The new string remembered in the old one's place; the old record forgotten.
+        assert here.remembered_key() == followed.display_key
+        assert here.check().licensed
+        assert here.status(GOOD).stored == "empty"
+        # The limit-1 key is full: another machine is refused a seat.
+        with pytest.raises(LicenseDenied) as full:
+            remembering(polar, tmp_path / "other", "desktop").activate(new, "Desktop")
+        assert full.value.code is Reason.ACTIVATION_LIMIT
+
+        # Typed failures: nothing cached of the old string now (no record id to follow), and
+        # a key that was not rotated.
+        with pytest.raises(InvalidInputError) as nothing:
+            here.follow_rotation(GOOD)
+        assert nothing.value.field == "key"
+        assert GOOD not in str(nothing.value)
+        with pytest.raises(KeyNotFound):
+            here.follow_rotation(new)
+        assert here.check(new).licensed  # left alone
 
 
 CLI = os.environ.get("POLAR_LICENSE_CLI", "")

@@ -15,6 +15,8 @@ from ._report import (
     KeyDevices,
     License,
     Lease,
+    RecoverableKey,
+    RotatedKey,
     Validation,
 )
 
@@ -50,6 +52,12 @@ def _seconds(value: Optional[Seconds]) -> Optional[float]:
     if isinstance(value, timedelta):
         return value.total_seconds()
     return float(value)
+
+
+def _activation(d: dict[str, Any]) -> Activation:
+    ce = d["cache_error"]
+    return Activation(d["id"], d["label"], License._of(d["license"]), Lease._of(d["lease"]),
+                      None if ce is None else error_from(ce))
 
 
 def _unwrap(answer: dict[str, Any]) -> Any:
@@ -112,7 +120,8 @@ class Licensing:
     Out of activations, the customer portal: :meth:`request_sign_in_code`, :meth:`sign_in`
     (the session sealed beside the cache for its hour), :meth:`devices` (the key's live
     activations, this machine's marked) and :meth:`free_device` (by its id, no session
-    needed); a refusal of the portal's raises a :class:`PortalError`.
+    needed); "I lost my key": :meth:`recoverable_keys` and :meth:`recover_key`; a rotated key:
+    :meth:`follow_rotation`. A refusal of the portal's raises a :class:`PortalError`.
     """
 
     def __init__(
@@ -221,12 +230,9 @@ class Licensing:
         """Activates ``key`` on this machine (takes one of the key's slots) and remembers the
         activation; raises :class:`LicenseDenied` (``activation_limit``, ``not_found``, …)
         or another :class:`LicenseError`."""
-        d = _unwrap(self._native.activate(
+        return _activation(_unwrap(self._native.activate(
             key, label, None if conditions is None else dict(conditions),
-            None if meta is None else dict(meta)))
-        ce = d["cache_error"]
-        return Activation(d["id"], d["label"], License._of(d["license"]), Lease._of(d["lease"]),
-                          None if ce is None else error_from(ce))
+            None if meta is None else dict(meta))))
 
     def validate(
         self,
@@ -307,3 +313,33 @@ class Licensing:
         :class:`LicenseError`."""
         freed: dict[str, Any] = _unwrap(self._native.free_device(activation_id, key))
         return bool(freed["this_machine"])
+
+    # Key recovery and rotation (issue #64): through the same remembered session.
+
+    def recoverable_keys(self) -> tuple[RecoverableKey, ...]:
+        """"I lost my key": the signed-in customer's keys this machine can activate (granted,
+        not expired), newest first, each by its record id and redacted form (the whole key is
+        never handed out; :meth:`recover_key` activates one). Raises :class:`NotSignedIn` (no
+        request), :class:`SessionExpired` (the session is forgotten), …"""
+        keys: list[dict[str, Any]] = _unwrap(self._native.recoverable_keys())
+        return tuple(RecoverableKey._of(k) for k in keys)
+
+    def recover_key(self, key_id: str, label: str) -> Activation:
+        """Activates here the recoverable key whose record id is ``key_id`` (one of
+        :meth:`recoverable_keys`) with ``label``, as :meth:`activate` does (the key remembered
+        when remembering is on). Raises :class:`KeyNotFound` when ``key_id`` is none of them
+        (nothing activated), :class:`NotSignedIn`, :class:`SessionExpired`, and what
+        :meth:`activate` raises (:class:`LicenseDenied` ``activation_limit``, …)."""
+        return _activation(_unwrap(self._native.recover_key(key_id, label)))
+
+    def follow_rotation(self, old_key: str) -> RotatedKey:
+        """Follows ``old_key`` after the key was rotated (Polar answers the old string
+        ``not_found`` at once; rotation keeps the record id, limits and activations): the
+        customer's key with the record id this cache remembers is validated with the
+        activation this machine holds, so no slot is taken, and remembered in the old one's
+        place. Raises :class:`InvalidInputError` (field ``key``) when nothing of ``old_key`` is
+        cached here, :class:`KeyNotFound` when it was not rotated (or is not the customer's),
+        :class:`NotSignedIn`, :class:`SessionExpired`, :class:`LicenseDenied` for Polar's
+        refusal of the new key, …"""
+        d = _unwrap(self._native.follow_rotation(old_key))
+        return RotatedKey(d["display_key"], License._of(d["license"]), d["key"])

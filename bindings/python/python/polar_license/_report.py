@@ -362,3 +362,36 @@ class KeyDevices:
         return cls(d["key_id"], d["display_key"], d["limit_activations"], tuple(
             Device(v["id"], v["label"], datetime.fromtimestamp(v["activated_at"], tz=timezone.utc),
                    v["this_machine"]) for v in d["devices"]))
+
+
+@record
+class RecoverableKey:
+    """One of the signed-in customer's keys this machine can activate
+    (``Licensing.recoverable_keys``): granted and not expired. Shown by its redacted form; the
+    whole key goes only into the activation (``Licensing.recover_key``)."""
+
+    id: str
+    """The key record's id (what ``recover_key`` takes)."""
+    display_key: str
+    """``****-4C5B6A``: the key, redacted."""
+    expires_at: Optional[datetime]
+    limit_activations: Optional[int]
+
+    @classmethod
+    def _of(cls, d: dict[str, Any]) -> RecoverableKey:
+        return cls(d["id"], d["display_key"], _time(d["expires_at"]), d["limit_activations"])
+
+
+@record
+class RotatedKey:
+    """A rotated key followed (``Licensing.follow_rotation``): its new string, validated
+    with the activation this machine held (no slot taken). ``repr`` shows only the redacted
+    form."""
+
+    display_key: str
+    """``****-4C5B6A``: the new key, redacted."""
+    license: License
+    """Polar's validation of the new key with this machine's activation."""
+    key: str = field(default="", repr=False)
+    """The new key: check it from now on (or ``check()`` with no key when remembering is on:
+    it is remembered in the old one's place). Never log it."""

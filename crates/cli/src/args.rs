@@ -300,7 +300,7 @@ pub enum Command {
     /// Floating and CI seats through the seller's relay (--base-url): `run` holds one of the
     /// key's seats while a command runs
     #[command(subcommand)]
-    Seat(crate::seat::SeatCommand),
+    Seat(SeatCommand),
 }
 
 /// `lease …`
@@ -1185,4 +1185,50 @@ mod tests {
         assert!(parse_seconds("inf").is_err());
         assert!(parse_seconds("a week").is_err());
     }
+}
+
+/// `seat …`
+#[derive(Debug, Subcommand)]
+pub enum SeatCommand {
+    /// Hold one of the key's seats through the seller's relay (--base-url) while COMMAND
+    /// runs: acquired first, heartbeated while it runs, released when it exits (whatever its
+    /// exit code, which is this command's); no Polar activation is made
+    Run(SeatRunArgs),
+}
+
+/// `seat run`
+#[derive(Debug, Args)]
+pub struct SeatRunArgs {
+    #[command(flatten)]
+    pub key: KeyArg,
+
+    /// A CI seat (the seller may cap CI seats apart from the others)
+    #[arg(
+        long,
+        env = "POLAR_LICENSE_SEAT_CI",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::FalseyValueParser::new()
+    )]
+    pub ci: bool,
+
+    /// This machine's binding in the seat lease (default: the machine fingerprint, else the
+    /// host's name)
+    #[arg(long, value_name = "TEXT")]
+    pub machine: Option<String>,
+
+    /// Seconds between heartbeats, fractions allowed (default: a third of the seat's life)
+    #[arg(long, value_name = "SECONDS", hide = true, value_parser = parse_interval)]
+    pub heartbeat: Option<Duration>,
+
+    /// The command and its arguments
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s > 0.0 && *s <= 3_600.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| "a number of seconds above 0, at most 3600".to_string())
 }

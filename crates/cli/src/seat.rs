@@ -10,57 +10,10 @@ use std::process::Command;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use clap::{Args, Subcommand};
 use polar_license::seat::{SeatAnswer, SeatAsk, SeatOp};
 use polar_license::{BlockingClient, Error, Key};
 
-use crate::args::{Global, KeyArg};
-
-/// `seat …`
-#[derive(Debug, Subcommand)]
-pub enum SeatCommand {
-    /// Hold one of the key's seats through the seller's relay (--base-url) while COMMAND
-    /// runs: acquired first, heartbeated while it runs, released when it exits (whatever its
-    /// exit code, which is this command's); no Polar activation is made
-    Run(SeatRunArgs),
-}
-
-/// `seat run`
-#[derive(Debug, Args)]
-pub struct SeatRunArgs {
-    #[command(flatten)]
-    pub key: KeyArg,
-
-    /// A CI seat (the seller may cap CI seats apart from the others)
-    #[arg(
-        long,
-        env = "POLAR_LICENSE_SEAT_CI",
-        action = clap::ArgAction::SetTrue,
-        value_parser = clap::builder::FalseyValueParser::new()
-    )]
-    pub ci: bool,
-
-    /// This machine's binding in the seat lease (default: the machine fingerprint, else the
-    /// host's name)
-    #[arg(long, value_name = "TEXT")]
-    pub machine: Option<String>,
-
-    /// Seconds between heartbeats, fractions allowed (default: a third of the seat's life)
-    #[arg(long, value_name = "SECONDS", hide = true, value_parser = parse_interval)]
-    pub heartbeat: Option<Duration>,
-
-    /// The command and its arguments
-    #[arg(last = true, required = true, value_name = "COMMAND")]
-    pub command: Vec<String>,
-}
-
-fn parse_interval(text: &str) -> Result<Duration, String> {
-    text.parse::<f64>()
-        .ok()
-        .filter(|s| s.is_finite() && *s > 0.0 && *s <= 3_600.0)
-        .map(Duration::from_secs_f64)
-        .ok_or_else(|| "a number of seconds above 0, at most 3600".to_string())
-}
+use crate::args::{Global, SeatCommand, SeatRunArgs};
 
 /// Runs `seat …`: the exit code.
 pub fn run(g: &Global, c: &SeatCommand) -> u8 {

@@ -394,7 +394,7 @@ pub(crate) struct Pending {
     pub(crate) nonce: Option<String>,
     /// A seat's acquisition or heartbeat this validate is the verdict of (issue #67): its
     /// answer is the seat's ([`crate::seats::settle`]).
-    pub(crate) seat: Option<Box<crate::seats::SeatAsk>>,
+    pub(crate) seat: Option<Box<crate::seats::ask::SeatAsk>>,
 }
 
 // The call (the seller's token, the key in clear) is never shown; `Key` redacts itself.

@@ -98,7 +98,7 @@ impl Stored {
             .iter()
             .find(|(name, _)| *name == "polar-version")
             .map(|(_, v)| v.as_str());
-        let id = crate::wants::entry_of(&pending.checked, &key_hash(&pending.key), version);
+        let id = crate::store::checked_entry_id(&pending.checked, &key_hash(&pending.key), version);
         // A stored answer that could not be read is not known to be absent: a revocation a
         // webhook left may be there. No call and nothing written over it: 503, the client
         // asks again.
@@ -254,7 +254,8 @@ impl Stored {
         // Polar's answer was given for the conditions its request sent (with an activation,
         // Polar compares them with the activation's): another request's conditions are
         // Polar's to judge. A revocation refuses whatever they are.
-        if e.mark != Mark::Revoked && e.conditions != crate::wants::conditions_of(&pending.checked)
+        if e.mark != Mark::Revoked
+            && e.conditions != crate::store::checked_conditions(&pending.checked)
         {
             return None;
         }
@@ -562,7 +563,7 @@ impl Stored {
                             &pending.checked.organization_id,
                             &key_hash(&pending.key),
                         )),
-                        conditions: crate::wants::conditions_of(&pending.checked),
+                        conditions: crate::store::checked_conditions(&pending.checked),
                     };
                     // An entry past the store's size limit is answered and not stored: a
                     // storage that refuses it (a Durable Object's, 128 KiB a value) would

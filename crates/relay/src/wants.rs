@@ -3,34 +3,11 @@
 //! Object's storage) loads that much, then the core answers.
 
 use polar_license::lease::key_hash;
-use polar_license_rules::{check_body, CheckedBody};
+use polar_license_rules::check_body;
 
-use crate::store::{self, EntryId, Wants};
+use crate::store::{self, Wants};
 use crate::stored::Stored;
 use crate::types::{RelayRequest, ROUTE_PREFIX, WEBHOOK_ROUTE};
-
-/// The id of a validate's entry: the organization, the key's SHA-256, the API version asked
-/// and the activation, benefit and customer, which shape Polar's answer. The `conditions` are
-/// no part of it (issue #62: a client varying them minted an entry per value, each up to
-/// 120 KiB): with an activation, Polar compares them with the activation's, and the entry
-/// holds the digest of those its answer was given for ([`conditions_of`]), replayed only to
-/// the same; without one Polar ignores them.
-pub(crate) fn entry_of(checked: &CheckedBody, key_sha256: &str, version: Option<&str>) -> EntryId {
-    store::entry_id(
-        &checked.organization_id,
-        key_sha256,
-        version,
-        checked.activation_id.as_deref(),
-        checked.benefit_id.as_deref(),
-        checked.customer_id.as_deref(),
-        &[],
-    )
-}
-
-/// What a stored answer to `checked` keeps of its `conditions` ([`store::Entry::conditions`]).
-pub(crate) fn conditions_of(checked: &CheckedBody) -> Option<String> {
-    store::conditions_digest(checked.activation_id.as_deref(), &checked.conditions)
-}
 
 /// What `req` reads or narrows in the store: a validate its entry and its key's index row
 /// (with every entry of it after an increment, which narrows them); a deactivation its
@@ -78,7 +55,7 @@ pub(crate) fn store_wants(
             all: true,
         });
     }
-    let id = entry_of(
+    let id = store::checked_entry_id(
         &checked,
         &key,
         crate::types::passed_version(req.header("polar-version")),
@@ -97,7 +74,7 @@ mod tests {
     use crate::clock::Now;
     use crate::flow::Asks;
     use crate::relay::Relay;
-    use crate::store::{Keeper, MemoryBackend, StoreOptions};
+    use crate::store::{EntryId, Keeper, MemoryBackend, StoreOptions};
     use crate::types::{RelayConfig, StoreConfig};
     use polar_license::lease::SigningKey;
     use polar_license::{AccessToken, Server};

@@ -18,6 +18,7 @@
 //! store, changed in one step ([`crate::store::Backend::update`]): no double grant, no lost
 //! release, and it outlives a restart as the store does. Its rules are [`pool`]'s.
 
+pub(crate) mod ask;
 mod pool;
 
 use polar_license::lease::{
@@ -29,6 +30,7 @@ use sha2::{Digest, Sha256};
 use crate::clock::Now;
 use crate::store::{Backend, Entry, EntryId, Mark, Wants};
 use crate::types::{add_cors, object, string, Finished, RelayRequest, RelayResponse, SignWith};
+pub(crate) use ask::{SeatAsk, SeatOp};
 pub(crate) use pool::{Churn, Outcome, Pool, Sizes};
 
 /// The seat routes' prefix: `acquire`, `heartbeat`, `release` follow it.
@@ -39,24 +41,6 @@ pub const SEAT_SECONDS: u32 = 300;
 
 /// The longest machine binding a seat request may name, in bytes.
 const MAX_MACHINE_BYTES: usize = 256;
-
-/// What a seat request asks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum SeatOp {
-    Acquire,
-    Heartbeat,
-    Release,
-}
-
-impl SeatOp {
-    fn as_str(self) -> &'static str {
-        match self {
-            SeatOp::Acquire => "acquire",
-            SeatOp::Heartbeat => "heartbeat",
-            SeatOp::Release => "release",
-        }
-    }
-}
 
 /// The seat route `path` names (a query ignored), if any.
 pub(crate) fn route(path: &str) -> Option<SeatOp> {
@@ -141,20 +125,6 @@ impl SeatOptions {
         }
     }
 }
-
-/// A seat request, read.
-#[derive(Clone)]
-pub(crate) struct SeatAsk {
-    pub(crate) op: SeatOp,
-    pub(crate) key: Key,
-    pub(crate) organization_id: String,
-    /// The machine binding as sent (signed into the seat lease as its implicit assertion).
-    pub(crate) machine: String,
-    pub(crate) seat: Option<String>,
-    pub(crate) ci: bool,
-}
-
-debug_some!(SeatAsk, a => { "op": a.op.as_str(), "key": a.key, "seat": a.seat });
 
 impl SeatAsk {
     /// The key's pool in the store.
@@ -271,7 +241,7 @@ pub(crate) fn wants(req: &RelayRequest) -> Option<Wants> {
     let checked =
         polar_license_rules::check_body("validate", v.header("content-type"), &v.body)?.ok()?;
     let key = key_hash(&ask.key);
-    let verdict = crate::wants::entry_of(
+    let verdict = crate::store::checked_entry_id(
         &checked,
         &key,
         crate::types::passed_version(v.header("polar-version")),

@@ -1,5 +1,6 @@
 //! An entry: one stored answer of Polar's, its id, and the index tags it is found by.
 
+use polar_license_rules::CheckedBody;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -264,6 +265,33 @@ impl Entry {
             conditions: None,
         }
     }
+}
+
+/// The id of a validate's entry: the organization, the key's SHA-256, the API version asked
+/// and the activation, benefit and customer, which shape Polar's answer. The `conditions` are
+/// no part of it (issue #62: a client varying them minted an entry per value, each up to
+/// 120 KiB): with an activation, Polar compares them with the activation's, and the entry
+/// holds the digest of those its answer was given for ([`checked_conditions`]), replayed only to
+/// the same; without one Polar ignores them.
+pub(crate) fn checked_entry_id(
+    checked: &CheckedBody,
+    key_sha256: &str,
+    version: Option<&str>,
+) -> EntryId {
+    entry_id(
+        &checked.organization_id,
+        key_sha256,
+        version,
+        checked.activation_id.as_deref(),
+        checked.benefit_id.as_deref(),
+        checked.customer_id.as_deref(),
+        &[],
+    )
+}
+
+/// What a stored answer to `checked` keeps of its `conditions` ([`Entry::conditions`]).
+pub(crate) fn checked_conditions(checked: &CheckedBody) -> Option<String> {
+    conditions_digest(checked.activation_id.as_deref(), &checked.conditions)
 }
 
 #[cfg(test)]

@@ -1,0 +1,37 @@
+//! A seat request as the relay reads it (issue #67): what it asks and of which key. A leaf of
+//! its own, so that the request's types ([`crate::types`]) can carry one without depending on
+//! the seats' rules ([`crate::seats`]).
+
+use polar_license::Key;
+
+/// What a seat request asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SeatOp {
+    Acquire,
+    Heartbeat,
+    Release,
+}
+
+impl SeatOp {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            SeatOp::Acquire => "acquire",
+            SeatOp::Heartbeat => "heartbeat",
+            SeatOp::Release => "release",
+        }
+    }
+}
+
+/// A seat request, read.
+#[derive(Clone)]
+pub(crate) struct SeatAsk {
+    pub(crate) op: SeatOp,
+    pub(crate) key: Key,
+    pub(crate) organization_id: String,
+    /// The machine binding as sent (signed into the seat lease as its implicit assertion).
+    pub(crate) machine: String,
+    pub(crate) seat: Option<String>,
+    pub(crate) ci: bool,
+}
+
+debug_some!(SeatAsk, a => { "op": a.op.as_str(), "key": a.key, "seat": a.seat });

@@ -4,7 +4,7 @@
 
 use polar_license_emulator::{DEMO_KEY, DEMO_KEY_NO_ACTIVATIONS, DEMO_ORGANIZATION_ID, DEMO_TOKEN};
 use polar_license_testkit::http::{self, HttpAnswer};
-use polar_license_testkit::{clean_command, Launch, ScratchDir, Served};
+use polar_license_testkit::{clean_command, relay_serve, Launch, ScratchDir, Served};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -41,15 +41,7 @@ fn validate(relay: &Served) -> (u16, Option<String>) {
 
 fn start_relay(polar: &Served, key: &str, store: &str, secret: &str) -> Served {
     Served::start_with_banner(
-        clean_command(BIN)
-            .args([
-                "--base-url",
-                &polar.url,
-                "relay",
-                "serve",
-                "--signing-key",
-                key,
-            ])
+        relay_serve(BIN, &polar.url, key)
             .args(["--port", "0", "--store", store])
             .env("POLAR_ACCESS_TOKEN", DEMO_TOKEN)
             .env("POLAR_WEBHOOK_SECRET", secret),
@@ -184,15 +176,7 @@ fn a_kill_9_loses_no_acknowledged_verdict_and_no_webhook_id() {
     // A damaged store is refused at start, with what to do.
     let damaged = dir.path().join("damaged.redb");
     std::fs::write(&damaged, vec![0x5a; 8192]).expect("write");
-    let o = clean_command(BIN)
-        .args([
-            "--base-url",
-            &polar.url,
-            "relay",
-            "serve",
-            "--signing-key",
-            key,
-        ])
+    let o = relay_serve(BIN, &polar.url, key)
         .args(["--port", "0", "--store", damaged.to_str().expect("UTF-8")])
         .env("POLAR_ACCESS_TOKEN", DEMO_TOKEN)
         .launch();
@@ -201,15 +185,7 @@ fn a_kill_9_loses_no_acknowledged_verdict_and_no_webhook_id() {
     assert!(err.contains("damaged"), "{err}");
 
     // A webhook secret without a store is a usage error.
-    let o = clean_command(BIN)
-        .args([
-            "--base-url",
-            &polar.url,
-            "relay",
-            "serve",
-            "--signing-key",
-            key,
-        ])
+    let o = relay_serve(BIN, &polar.url, key)
         .args(["--port", "0", "--webhook-secret", secret])
         .env("POLAR_ACCESS_TOKEN", DEMO_TOKEN)
         .launch();

@@ -6,7 +6,7 @@
 
 use polar_license_emulator::{DEMO_KEY, DEMO_ORGANIZATION_ID, DEMO_TOKEN};
 use polar_license_testkit::http::{self, HttpAnswer};
-use polar_license_testkit::{clean_command, Launch, ScratchDir, Served};
+use polar_license_testkit::{clean_command, relay_serve, Launch, ScratchDir, Served};
 use serde_json::Value;
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -47,15 +47,7 @@ fn world() -> World {
     assert_eq!(made.status.code(), Some(0), "{made:?}");
     let pair = String::from_utf8_lossy(&made.stdout).trim().to_string();
     let relay = Served::start_with_banner(
-        clean_command(BIN)
-            .args([
-                "--base-url",
-                &polar.url,
-                "relay",
-                "serve",
-                "--signing-key",
-                &key,
-            ])
+        relay_serve(BIN, &polar.url, &key)
             .args(["--port", "0", "--store", "memory", "--seat-ci-cap", "1"])
             // Jobs in a row from one address, faster than CI runs them.
             .args(["--per-ip", "100/200"])

@@ -6,17 +6,16 @@
 // Meters, credits and the lifecycle's control routes are the `billing` feature's.
 #![cfg(feature = "billing")]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use polar_license_emulator::{
     Emulator, Options, Seed, SeedBenefit, SeedKey, SeedMember, SeedOrder, SeedSubscription,
     DEMO_KEY, DEMO_ORGANIZATION_ID, DEMO_TOKEN,
 };
-use polar_license_testkit::http::{raw_exchange, HttpAnswer};
+use polar_license_testkit::http::{
+    json_receiver, json_request, raw_exchange, take_deliveries, HttpAnswer,
+};
 use polar_license_testkit::ScratchDir;
 use serde_json::{json, Value};
 
@@ -49,18 +48,7 @@ const EVENTS: [&str; 14] = [
 ];
 
 fn request(em: &Emulator, method: &str, path: &str, body: Option<&str>) -> HttpAnswer {
-    let mut text = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {DEMO_TOKEN}\r\n"
-    );
-    if let Some(body) = body {
-        text.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
-    }
-    text.push_str("Connection: close\r\n\r\n");
-    text.push_str(body.unwrap_or(""));
-    raw_exchange(em.port(), &text)
+    json_request(em.port(), method, path, body, Some(DEMO_TOKEN))
 }
 
 fn change(em: &Emulator, key: &str, body: Value) -> HttpAnswer {
@@ -73,7 +61,12 @@ fn change(em: &Emulator, key: &str, body: Value) -> HttpAnswer {
 }
 
 fn validate(em: &Emulator, activation: Option<&str>) -> HttpAnswer {
-    let mut body = json!({"key": KEY, "organization_id": ORG});
+    validate_as(em, KEY, activation)
+}
+
+/// `POST /v1/customer-portal/license-keys/validate` of `key` (with `activation`), no token.
+fn validate_as(em: &Emulator, key: &str, activation: Option<&str>) -> HttpAnswer {
+    let mut body = json!({"key": key, "organization_id": ORG});
     if let Some(a) = activation {
         body["activation_id"] = json!(a);
     }
@@ -137,57 +130,13 @@ fn seed() -> Seed {
 }
 
 fn validate_key(em: &Emulator, key: &str) -> u16 {
-    let body = json!({"key": key, "organization_id": ORG}).to_string();
-    raw_exchange(
-        em.port(),
-        &format!(
-            "POST /v1/customer-portal/license-keys/validate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        ),
-    )
-    .status
-}
-
-/// A loopback receiver recording every delivery's body, answering 204.
-fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let url = format!("http://{}/hooks", listener.local_addr().expect("addr"));
-    let got: Arc<Mutex<Vec<Value>>> = Arc::default();
-    let record = Arc::clone(&got);
-    thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-            let mut length = 0usize;
-            loop {
-                let mut h = String::new();
-                if reader.read_line(&mut h).unwrap_or(0) == 0 {
-                    break;
-                }
-                let h = h.trim_end().to_ascii_lowercase();
-                if h.is_empty() {
-                    break;
-                }
-                if let Some(v) = h.strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0; length];
-            if reader.read_exact(&mut body).is_ok() {
-                if let Ok(v) = serde_json::from_slice(&body) {
-                    record.lock().expect("lock").push(v);
-                }
-            }
-            let _ = stream.write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n");
-        }
-    });
-    (url, got)
+    validate_as(em, key, None).status
 }
 
 /// An emulator with an endpoint for the lifecycle's events, and what it received.
 fn start(options: Options) -> (Emulator, Arc<Mutex<Vec<Value>>>) {
     let em = Emulator::start(seed(), options).expect("the emulator starts");
-    let (url, got) = receiver();
+    let (url, got) = json_receiver();
     let body = json!({"url": url, "format": "raw", "events": EVENTS}).to_string();
     let r = request(&em, "POST", "/v1/webhooks/endpoints", Some(&body));
     assert_eq!(r.status, 201, "{}", r.text());
@@ -197,12 +146,7 @@ fn start(options: Options) -> (Emulator, Arc<Mutex<Vec<Value>>>) {
 /// The types of the events received once `n` have come (in order: one endpoint, one in
 /// flight), then the bodies; the received list emptied.
 fn take(got: &Arc<Mutex<Vec<Value>>>, n: usize) -> (Vec<String>, Vec<Value>) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while got.lock().expect("lock").len() < n && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(20));
-    }
-    thread::sleep(Duration::from_millis(300));
-    let events: Vec<Value> = std::mem::take(&mut *got.lock().expect("lock"));
+    let events = take_deliveries(got, n, Duration::from_millis(300));
     let kinds = events
         .iter()
         .map(|e| e["type"].as_str().unwrap_or("").to_string())

@@ -61,21 +61,24 @@ fn acquire(s: &Seats, key: &str, machine: &str, now: Now) -> (RelayResponse, Val
 }
 
 fn heartbeat(s: &Seats, key: &str, machine: &str, seat: &str, now: Now) -> (RelayResponse, Value) {
-    call(
-        &s.relay,
-        "heartbeat",
-        &seat_body(key, machine, Some(seat), None),
-        now,
-    )
+    on_seat(s, "heartbeat", key, machine, seat, now)
 }
 
 fn release(s: &Seats, key: &str, machine: &str, seat: &str, now: Now) -> (RelayResponse, Value) {
-    call(
-        &s.relay,
-        "release",
-        &seat_body(key, machine, Some(seat), None),
-        now,
-    )
+    on_seat(s, "release", key, machine, seat, now)
+}
+
+/// `op` (`heartbeat`, `release`) on the seat `seat` that `machine` holds with `key`.
+fn on_seat(
+    s: &Seats,
+    op: &str,
+    key: &str,
+    machine: &str,
+    seat: &str,
+    now: Now,
+) -> (RelayResponse, Value) {
+    let body = seat_body(key, machine, Some(seat), None);
+    call(&s.relay, op, &body, now)
 }
 
 /// The seat's id, its lease verified offline for `machine` at `now`.
@@ -434,15 +437,8 @@ fn on_the_workers_path_a_seat_is_signed_elsewhere_and_outlives_a_restart() {
     let t = rig::now();
     let b = Arc::new(host.start(16));
     let relay = relay_on(&b);
-    let (r, v) = answer(
-        &mut host,
-        &b,
-        &relay,
-        "acquire",
-        seat_body(&k, "m-a", None, None),
-        t,
-        1,
-    );
+    let body = seat_body(&k, "m-a", None, None);
+    let (r, v) = answer(&mut host, &b, &relay, "acquire", body, t, 1);
     assert_eq!(r.status, 200, "{v}");
     let key = Key::new(k.clone());
     let expect = SeatExpect {
@@ -459,51 +455,23 @@ fn on_the_workers_path_a_seat_is_signed_elsewhere_and_outlives_a_restart() {
     // Restarted: the pool is read back from the host's storage.
     let b = Arc::new(host.start(16));
     let relay = relay_on(&b);
-    let (r, v) = answer(
-        &mut host,
-        &b,
-        &relay,
-        "acquire",
-        seat_body(&k, "m-b", None, None),
-        t + 5,
-        2,
-    );
+    let body = seat_body(&k, "m-b", None, None);
+    let (r, v) = answer(&mut host, &b, &relay, "acquire", body, t + 5, 2);
     assert_eq!((r.status, &v["reason"]), (409, &json!("seats_full")), "{v}");
-    let (r, v) = answer(
-        &mut host,
-        &b,
-        &relay,
-        "heartbeat",
-        seat_body(&k, "m-a", Some(&seat.seat), None),
-        t + 6,
-        3,
-    );
+    let body = seat_body(&k, "m-a", Some(&seat.seat), None);
+    let (r, v) = answer(&mut host, &b, &relay, "heartbeat", body, t + 6, 3);
     assert_eq!(r.status, 200, "{v}");
     drop(relay);
 
     let b = Arc::new(host.start(16));
     let relay = relay_on(&b);
-    let (_, v) = answer(
-        &mut host,
-        &b,
-        &relay,
-        "release",
-        seat_body(&k, "m-a", Some(&seat.seat), None),
-        t + 7,
-        4,
-    );
+    let body = seat_body(&k, "m-a", Some(&seat.seat), None);
+    let (_, v) = answer(&mut host, &b, &relay, "release", body, t + 7, 4);
     assert_eq!(v["released"], true);
     let b = Arc::new(host.start(16));
     let relay = relay_on(&b);
-    let (r, _) = answer(
-        &mut host,
-        &b,
-        &relay,
-        "acquire",
-        seat_body(&k, "m-b", None, None),
-        t + 8,
-        5,
-    );
+    let body = seat_body(&k, "m-b", None, None);
+    let (r, _) = answer(&mut host, &b, &relay, "acquire", body, t + 8, 5);
     assert_eq!(r.status, 200);
     assert_eq!(
         signed, 3,

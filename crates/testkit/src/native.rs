@@ -257,10 +257,36 @@ pub fn cli_against(
     cmd
 }
 
+/// `bin --base-url POLAR_URL relay serve --signing-key KEY_FILE`, the host's settings
+/// cleared ([`clean_command`]): the command line's relay in front of the emulator at
+/// `polar_url`, for a suite to add its own options to.
+pub fn relay_serve(bin: &str, polar_url: &str, signing_key: &str) -> Command {
+    let mut cmd = clean_command(bin);
+    cmd.args([
+        "--base-url",
+        polar_url,
+        "relay",
+        "serve",
+        "--signing-key",
+        signing_key,
+    ]);
+    cmd
+}
+
 /// The emulator serving `seed`, answering as Polar's API `version` (`2026-10`, `2027-01`).
 pub fn emulator_answering(seed: Seed, version: &str) -> Emulator {
     let options = Options {
         api_version: version.to_string(),
+        ..Options::default()
+    };
+    Emulator::start(seed, options).expect("the emulator starts")
+}
+
+/// The emulator serving `seed` and keeping its state in `file` (`--state FILE`): started
+/// again on the same file, it serves what the last one left.
+pub fn emulator_kept(seed: Seed, file: &std::path::Path) -> Emulator {
+    let options = Options {
+        state: Some(file.to_path_buf()),
         ..Options::default()
     };
     Emulator::start(seed, options).expect("the emulator starts")

@@ -134,10 +134,7 @@ fn addresses_holding_connections_leave_one_for_an_address_holding_none() {
     let mut options = ServeOptions::default();
     options.max_connections = 8;
     options.max_connections_per_address = 4;
-    let relay = rig::listen(
-        rig::relay(config, rig::upstream(Duration::from_secs(10))),
-        options,
-    );
+    let relay = rig::listen_with(config, options);
     let to = rig::address(&relay);
     let rt = rig::runtime();
     // Each hog's connection answers a preflight first (so it is surely counted), then idles.

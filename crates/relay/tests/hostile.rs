@@ -47,10 +47,7 @@ fn start(polar: &polar_license_emulator::Emulator) -> Running {
     options.header_timeout = TIMEOUT;
     options.body_timeout = TIMEOUT;
     options.metrics_addr = Some("127.0.0.1:0".into());
-    rig::listen(
-        rig::relay(config, rig::upstream(Duration::from_secs(10))),
-        options,
-    )
+    rig::listen_with(config, options)
 }
 
 fn addr_of(url: &str) -> SocketAddr {

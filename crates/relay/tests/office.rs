@@ -11,7 +11,6 @@ use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::Duration;
 
 use polar_license_emulator::DEMO_ORGANIZATION_ID;
-use polar_license_relay::store::StoreOptions;
 use polar_license_relay::ServeOptions;
 use serde_json::json;
 
@@ -56,15 +55,7 @@ fn forty_clients_at_once_from_one_address_on_an_idle_relay_are_all_answered() {
         .collect();
     let mut config = rig::config(polar.url(), "office");
     config.limits = rig::unlimited();
-    config.store = rig::store(
-        rig::memory(1_000),
-        StoreOptions::default(),
-        Some(SECRET.into()),
-    );
-    let relay = rig::listen(
-        rig::relay(config, rig::upstream(Duration::from_secs(10))),
-        ServeOptions::default(),
-    );
+    let relay = rig::listen_stored(config, SECRET);
     let to = rig::address(&relay);
     let rt = rig::runtime();
     let office = Ipv4Addr::new(127, 0, 0, 2);
@@ -111,10 +102,7 @@ fn a_hog_past_its_share_is_cut_when_another_address_waits() {
     options.max_connections_per_address = 2;
     // Idle connections stay open for the test's length (a slow machine's included).
     options.header_timeout = Duration::from_secs(60);
-    let relay = rig::listen(
-        rig::relay(config, rig::upstream(Duration::from_secs(10))),
-        options,
-    );
+    let relay = rig::listen_with(config, options);
     let to = rig::address(&relay);
     let rt = rig::runtime();
     let hog_address = Ipv4Addr::new(127, 0, 0, 2);

@@ -196,10 +196,12 @@ pub fn relay(config: RelayConfig, upstream: impl Transport + 'static) -> Relayed
 /// `secret`, calling Polar with a 10 s timeout, served with the default options.
 pub fn listen_stored(mut config: RelayConfig, secret: &str) -> Running {
     config.store = store(memory(1_000), StoreOptions::default(), Some(secret.into()));
-    listen(
-        relay(config, upstream(Duration::from_secs(10))),
-        ServeOptions::default(),
-    )
+    listen_with(config, ServeOptions::default())
+}
+
+/// The relay of `config`, calling Polar with a 10 s timeout, served with `options`.
+pub fn listen_with(config: RelayConfig, options: ServeOptions) -> Running {
+    listen(relay(config, upstream(Duration::from_secs(10))), options)
 }
 
 /// `relay` served on a loopback port of its own with `options`.

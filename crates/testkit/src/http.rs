@@ -68,6 +68,16 @@ impl HttpAnswer {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
+
+    /// The `loc` of each error of a 422's `detail` list, in order; panics, showing the body,
+    /// when `detail` is no list.
+    pub fn detail_locs(&self) -> Vec<Value> {
+        let body = self.json();
+        let Some(detail) = body["detail"].as_array() else {
+            panic!("no detail list: {body}")
+        };
+        detail.iter().map(|e| e["loc"].clone()).collect()
+    }
 }
 
 /// An HTTP message's head (its first line, the headers, the blank line) read from `stream` a

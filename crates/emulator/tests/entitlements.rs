@@ -6,21 +6,19 @@
 use std::time::Duration;
 
 use polar_license_emulator::{
-    Emulator, KeyUpdate, Options, Seed, SeedBenefit, SeedKey, SeedSubscription,
-    DEMO_ORGANIZATION_ID, DEMO_TOKEN, DEMO_TOKEN_READ_ONLY,
+    Emulator, KeyUpdate, Options, Seed, SeedBenefit, SeedKey, DEMO_ORGANIZATION_ID, DEMO_TOKEN,
+    DEMO_TOKEN_READ_ONLY,
 };
 use polar_license_testkit::http::{json_receiver, json_request, take_deliveries, HttpAnswer};
-use polar_license_testkit::{emulator_kept, ScratchDir};
+use polar_license_testkit::{customers_key, emulator_kept, feature_flag, ScratchDir};
 use serde_json::{json, Value};
+
+mod common;
+use common::{tier_key, CUSTOMER, KEY, LICENSE, PRO, SUBSCRIPTION};
 
 const ORG: &str = DEMO_ORGANIZATION_ID;
 const GRANTS: &str = "/v1/benefit-grants/";
-const PRO: &str = "0f6c1f5e-8b2a-4c3d-9e4f-5a6b7c8d9e0f";
-const LICENSE: &str = "3a4b5c6d-7e8f-4a1b-8c2d-3e4f5a6b7c8d";
-const CUSTOMER: &str = "6b7c8d9e-0f1a-4b2c-9d3e-4f5a6b7c8d9e";
 const LAPSED: &str = "7c8d9e0f-1a2b-4c3d-8e4f-5a6b7c8d9e0f";
-const SUBSCRIPTION: &str = "9e0f1a2b-3c4d-4e5f-8a6b-7c8d9e0f1a2b";
-const KEY: &str = "TIER-1B2C3D4E-5F6A-4B7C-8D9E-0F1A2B3C4D5E";
 const LAPSED_KEY: &str = "TIER-2C3D4E5F-6A7B-4C8D-9E0F-1A2B3C4D5E6F";
 const OTHER_V4: &str = "21bf892b-2e46-4f50-8060-8fdaf02aa482";
 const INSUFFICIENT: &str =
@@ -43,24 +41,8 @@ fn ok(em: &Emulator, path: &str) -> Value {
 fn flag_seed() -> Seed {
     let mut seed = Seed::demo();
     let metadata = json!({"max_upload_size": 10, "role": "editor", "ratio": 1.5, "beta": true});
-    seed.benefits.push(SeedBenefit {
-        id: PRO.into(),
-        kind: Some("feature_flag".into()),
-        metadata: metadata.as_object().expect("an object").clone(),
-        ..SeedBenefit::default()
-    });
-    seed.license_keys.push(SeedKey {
-        benefit_id: Some(LICENSE.into()),
-        customer_id: Some(CUSTOMER.into()),
-        customer_email: Some("tier@example.com".into()),
-        limit_activations: Some(2),
-        subscription: Some(SeedSubscription {
-            id: Some(SUBSCRIPTION.into()),
-            ..SeedSubscription::default()
-        }),
-        benefits: vec![PRO.into()],
-        ..SeedKey::new(KEY)
-    });
+    seed.benefits.push(feature_flag(PRO, metadata));
+    seed.license_keys.push(tier_key());
     seed.license_keys.push(SeedKey {
         benefit_id: Some(LICENSE.into()),
         customer_id: Some(LAPSED.into()),
@@ -751,10 +733,8 @@ fn a_key_added_with_flags_sends_each_grants_created() {
     );
     assert_eq!(r.status, 201, "{}", r.text());
     em.add_key(SeedKey {
-        benefit_id: Some(LICENSE.into()),
-        customer_id: Some(CUSTOMER.into()),
         benefits: vec![PRO.into()],
-        ..SeedKey::new("TIER-NEW-0001")
+        ..customers_key("TIER-NEW-0001", LICENSE, CUSTOMER)
     })
     .expect("added");
     let got = take_deliveries(&got, 2, Duration::from_millis(300));

@@ -10,21 +10,19 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use polar_license_emulator::{
-    Emulator, Options, Seed, SeedBenefit, SeedKey, SeedMember, SeedOrder, SeedSubscription,
-    DEMO_KEY, DEMO_ORGANIZATION_ID, DEMO_TOKEN,
+    Emulator, Options, Seed, SeedKey, SeedMember, SeedOrder, DEMO_KEY, DEMO_ORGANIZATION_ID,
+    DEMO_TOKEN,
 };
 use polar_license_testkit::http::{
     json_receiver, json_request, raw_exchange, take_deliveries, HttpAnswer,
 };
-use polar_license_testkit::ScratchDir;
+use polar_license_testkit::{customers_key, feature_flag, subscription_with_id, ScratchDir};
 use serde_json::{json, Value};
 
+mod common;
+use common::{tier_key, CUSTOMER, KEY, LICENSE, PRO, SUBSCRIPTION};
+
 const ORG: &str = DEMO_ORGANIZATION_ID;
-const PRO: &str = "0f6c1f5e-8b2a-4c3d-9e4f-5a6b7c8d9e0f";
-const LICENSE: &str = "3a4b5c6d-7e8f-4a1b-8c2d-3e4f5a6b7c8d";
-const CUSTOMER: &str = "6b7c8d9e-0f1a-4b2c-9d3e-4f5a6b7c8d9e";
-const SUBSCRIPTION: &str = "9e0f1a2b-3c4d-4e5f-8a6b-7c8d9e0f1a2b";
-const KEY: &str = "TIER-1B2C3D4E-5F6A-4B7C-8D9E-0F1A2B3C4D5E";
 const ONE_TIME: &str = "ONCE-2C3D4E5F-6A7B-4C8D-9E0F-1A2B3C4D5E6F";
 const SEAT: &str = "SEAT-3D4E5F6A-7B8C-4D9E-8F0A-2B3C4D5E6F7A";
 const ORDER: &str = "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d";
@@ -81,50 +79,30 @@ fn validate_as(em: &Emulator, key: &str, activation: Option<&str>) -> HttpAnswer
 
 fn seed() -> Seed {
     let mut seed = Seed::demo();
-    seed.benefits.push(SeedBenefit {
-        id: PRO.into(),
-        kind: Some("feature_flag".into()),
-        metadata: json!({"role": "editor"}).as_object().expect("obj").clone(),
-        ..SeedBenefit::default()
-    });
+    seed.benefits
+        .push(feature_flag(PRO, json!({"role": "editor"})));
     seed.license_keys.push(SeedKey {
-        benefit_id: Some(LICENSE.into()),
-        customer_id: Some(CUSTOMER.into()),
-        customer_email: Some("tier@example.com".into()),
-        limit_activations: Some(2),
-        subscription: Some(SeedSubscription {
-            id: Some(SUBSCRIPTION.into()),
-            ..SeedSubscription::default()
-        }),
-        benefits: vec![PRO.into()],
         order: Some(SeedOrder {
             id: Some(SUB_ORDER.into()),
             ..SeedOrder::default()
         }),
-        ..SeedKey::new(KEY)
+        ..tier_key()
     });
     seed.license_keys.push(SeedKey {
-        benefit_id: Some(LICENSE.into()),
-        customer_id: Some(CUSTOMER.into()),
         order: Some(SeedOrder {
             id: Some(ORDER.into()),
             ..SeedOrder::default()
         }),
-        ..SeedKey::new(ONE_TIME)
+        ..customers_key(ONE_TIME, LICENSE, CUSTOMER)
     });
     seed.license_keys.push(SeedKey {
-        benefit_id: Some(LICENSE.into()),
-        customer_id: Some(CUSTOMER.into()),
         member: Some(SeedMember {
             id: Some(MEMBER.into()),
             email: Some("seat@example.com".into()),
             ..SeedMember::default()
         }),
-        subscription: Some(SeedSubscription {
-            id: Some(SUBSCRIPTION.into()),
-            ..SeedSubscription::default()
-        }),
-        ..SeedKey::new(SEAT)
+        subscription: Some(subscription_with_id(SUBSCRIPTION)),
+        ..customers_key(SEAT, LICENSE, CUSTOMER)
     });
     seed
 }

@@ -6,7 +6,7 @@
 use polar_license::{Licensing, LicensingBuilder, MachineBinding};
 
 mod world;
-use polar_license_emulator::{Emulator, Options, Seed, SeedSubscription};
+use polar_license_emulator::{Emulator, Options, Seed, SeedBenefit, SeedKey, SeedSubscription};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -290,6 +290,34 @@ pub fn emulator_kept(seed: Seed, file: &std::path::Path) -> Emulator {
         ..Options::default()
     };
     Emulator::start(seed, options).expect("the emulator starts")
+}
+
+/// A seed key `key` of `customer_id`'s, bought with the license benefit `benefit_id`; the
+/// rest as [`SeedKey::new`] leaves it.
+pub fn customers_key(key: &str, benefit_id: &str, customer_id: &str) -> SeedKey {
+    SeedKey {
+        benefit_id: Some(benefit_id.into()),
+        customer_id: Some(customer_id.into()),
+        ..SeedKey::new(key)
+    }
+}
+
+/// A Feature Flag benefit `id` with `metadata` (a JSON object; panics on anything else).
+pub fn feature_flag(id: &str, metadata: serde_json::Value) -> SeedBenefit {
+    SeedBenefit {
+        id: id.into(),
+        kind: Some("feature_flag".into()),
+        metadata: metadata.as_object().expect("an object").clone(),
+        ..SeedBenefit::default()
+    }
+}
+
+/// The seed subscription with the id `id`, the rest its default.
+pub fn subscription_with_id(id: &str) -> SeedSubscription {
+    SeedSubscription {
+        id: Some(id.into()),
+        ..SeedSubscription::default()
+    }
 }
 
 /// A subscription in `status` whose current period ends at `period_end` (unix seconds), for a

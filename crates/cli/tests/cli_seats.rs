@@ -77,6 +77,12 @@ fn run(w: &World, extra: &[&str], command: &[&str]) -> Output {
     seat_run(w, extra, command).launch()
 }
 
+/// A run of `true` exits 0: it got the seat (`why`).
+fn succeeds(w: &World, why: &str) {
+    let o = run(w, &[], &["true"]);
+    assert_eq!(o.status.code(), Some(0), "{why}: {o:?}");
+}
+
 #[test]
 fn the_commands_exit_code_is_returned_and_its_seat_released_whatever_it_was() {
     let w = world();
@@ -94,11 +100,7 @@ fn the_commands_exit_code_is_returned_and_its_seat_released_whatever_it_was() {
     );
     let missing = run(&w, &[], &["/nonexistent/command"]);
     assert_eq!(missing.status.code(), Some(127), "{missing:?}");
-    assert_eq!(
-        run(&w, &[], &["true"]).status.code(),
-        Some(0),
-        "released after a command that could not start"
-    );
+    succeeds(&w, "released after a command that could not start");
 }
 
 #[test]
@@ -120,11 +122,7 @@ fn a_second_job_gets_seats_full_while_the_first_holds_the_seat() {
     assert!(text.contains("seats_full"), "{text}");
     assert!(text.contains("1 of 1"), "{text}");
     assert_eq!(holder.wait().expect("the holder ends").code(), Some(0));
-    assert_eq!(
-        run(&w, &[], &["true"]).status.code(),
-        Some(0),
-        "free once the holder exits"
-    );
+    succeeds(&w, "free once the holder exits");
 }
 
 #[test]

@@ -4,7 +4,7 @@
 
 use polar_license_emulator::{DEMO_KEY, DEMO_KEY_NO_ACTIVATIONS, DEMO_ORGANIZATION_ID, DEMO_TOKEN};
 use polar_license_testkit::http::{self, HttpAnswer};
-use polar_license_testkit::{clean_command, relay_serve, Launch, ScratchDir, Served};
+use polar_license_testkit::{clean_command, relay_keygen, relay_serve, Launch, ScratchDir, Served};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -360,13 +360,7 @@ fn emulator_process() -> Served {
 }
 
 fn keygen(dir: &ScratchDir) -> String {
-    let file = dir.path().join("relay.key");
-    let key = file.to_str().expect("UTF-8").to_string();
-    let o = clean_command(BIN)
-        .args(["relay", "keygen", "--out", &key])
-        .launch();
-    assert_eq!(o.status.code(), Some(0), "{o:?}");
-    key
+    relay_keygen(BIN, dir, "relay.key").0
 }
 
 fn validate_key(relay: &str, key: &str) -> (u16, Option<String>) {
@@ -1042,13 +1036,7 @@ fn the_drain_by_option_or_environment_keeps_an_idle_connection_after_sigterm() {
 
 /// A relay key pair: `relay keygen`'s file and the `KID=PUBLIC` it prints.
 fn keygen_pair(dir: &ScratchDir) -> (String, String) {
-    let file = dir.path().join("relay-pair.key");
-    let key = file.to_str().expect("UTF-8").to_string();
-    let o = clean_command(BIN)
-        .args(["relay", "keygen", "--out", &key])
-        .launch();
-    assert_eq!(o.status.code(), Some(0), "{o:?}");
-    (key, String::from_utf8_lossy(&o.stdout).trim().to_string())
+    relay_keygen(BIN, dir, "relay-pair.key")
 }
 
 /// docs/threat-model.md's row on a relay's `stale` answers, played with the real binaries: the

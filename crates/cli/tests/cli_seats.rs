@@ -6,7 +6,7 @@
 
 use polar_license_emulator::{DEMO_KEY, DEMO_ORGANIZATION_ID, DEMO_TOKEN};
 use polar_license_testkit::http::{self, HttpAnswer};
-use polar_license_testkit::{clean_command, relay_serve, Launch, ScratchDir, Served};
+use polar_license_testkit::{clean_command, relay_keygen, relay_serve, Launch, ScratchDir, Served};
 use serde_json::Value;
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -39,13 +39,7 @@ struct World {
 fn world() -> World {
     let dir = ScratchDir::new("cli-seats");
     let polar = Served::start(clean_command(BIN).args(["emulator", "--port", "0"]));
-    let key = dir.path().join("relay.key");
-    let key = key.to_str().expect("UTF-8").to_string();
-    let made = clean_command(BIN)
-        .args(["relay", "keygen", "--out", &key])
-        .launch();
-    assert_eq!(made.status.code(), Some(0), "{made:?}");
-    let pair = String::from_utf8_lossy(&made.stdout).trim().to_string();
+    let (key, pair) = relay_keygen(BIN, &dir, "relay.key");
     let relay = Served::start_with_banner(
         relay_serve(BIN, &polar.url, &key)
             .args(["--port", "0", "--store", "memory", "--seat-ci-cap", "1"])

@@ -257,6 +257,19 @@ pub fn cli_against(
     cmd
 }
 
+/// `bin relay keygen --out DIR/NAME`, which must exit 0: the key file's path and the public
+/// pair it printed (`kid=k4.public.…`).
+pub fn relay_keygen(bin: &str, dir: &ScratchDir, name: &str) -> (String, String) {
+    let file = dir.path().join(name);
+    let key = file.to_str().expect("UTF-8").to_string();
+    let made = clean_command(bin)
+        .args(["relay", "keygen", "--out", &key])
+        .launch();
+    assert_eq!(made.status.code(), Some(0), "{made:?}");
+    let pair = String::from_utf8_lossy(&made.stdout).trim().to_string();
+    (key, pair)
+}
+
 /// `bin --base-url POLAR_URL relay serve --signing-key KEY_FILE`, the host's settings
 /// cleared ([`clean_command`]): the command line's relay in front of the emulator at
 /// `polar_url`, for a suite to add its own options to.

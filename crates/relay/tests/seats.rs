@@ -101,11 +101,18 @@ fn key(polar: &Emulator, name: &str, limit: i64) -> String {
     rig::add_key(polar, format!("SEATS-{name}-4A5B6C"), Some(limit))
 }
 
+/// The emulator, a key `name` of `limit` seats on it, and a relay over a memory store with
+/// the default seat options.
+fn seats_of(name: &str, limit: i64) -> (Emulator, String, Seats) {
+    let polar = rig::emulator();
+    let k = key(&polar, name, limit);
+    let s = relay_over(&polar, rig::memory(1_000), SeatOptions::default());
+    (polar, k, s)
+}
+
 #[test]
 fn seats_to_full_then_seats_full_and_a_release_frees_one_with_one_call_to_polar() {
-    let polar = rig::emulator();
-    let k = key(&polar, "FULL", 2);
-    let s = relay_over(&polar, rig::memory(1_000), SeatOptions::default());
+    let (polar, k, s) = seats_of("FULL", 2);
     polar.reset_request_count();
     let t = rig::now();
     let a = held(&s, &k, "m-a", &acquire(&s, &k, "m-a", rig::at(t)), t);
@@ -150,9 +157,7 @@ fn seats_to_full_then_seats_full_and_a_release_frees_one_with_one_call_to_polar(
 
 #[test]
 fn a_seat_not_heard_from_within_its_life_is_culled_and_a_heartbeat_keeps_one() {
-    let polar = rig::emulator();
-    let k = key(&polar, "CULL", 1);
-    let s = relay_over(&polar, rig::memory(1_000), SeatOptions::default());
+    let (_polar, k, s) = seats_of("CULL", 1);
     let t = rig::now();
     let a = held(&s, &k, "m-a", &acquire(&s, &k, "m-a", rig::at(t)), t);
     // A heartbeat at +200: held until +500, its new lease saying so.
@@ -174,9 +179,7 @@ fn a_seat_not_heard_from_within_its_life_is_culled_and_a_heartbeat_keeps_one() {
 
 #[test]
 fn a_heartbeat_from_another_machine_is_not_the_seats() {
-    let polar = rig::emulator();
-    let k = key(&polar, "OTHER", 1);
-    let s = relay_over(&polar, rig::memory(1_000), SeatOptions::default());
+    let (_polar, k, s) = seats_of("OTHER", 1);
     let t = rig::now();
     let a = held(&s, &k, "m-a", &acquire(&s, &k, "m-a", rig::at(t)), t);
     assert_eq!(heartbeat(&s, &k, "m-b", &a, rig::at(t + 1)).0.status, 404);
@@ -196,9 +199,7 @@ fn a_key_polar_denies_gets_polars_denial_and_no_seat() {
 
 #[test]
 fn bad_seat_requests_are_refused_before_anything_is_asked() {
-    let polar = rig::emulator();
-    let k = key(&polar, "BAD", 2);
-    let s = relay_over(&polar, rig::memory(1_000), SeatOptions::default());
+    let (polar, k, s) = seats_of("BAD", 2);
     polar.reset_request_count();
     let now = rig::at(rig::now());
     for (op, body) in [

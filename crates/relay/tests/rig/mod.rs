@@ -204,6 +204,37 @@ pub fn listen_with(config: RelayConfig, options: ServeOptions) -> Running {
     listen(relay(config, upstream(Duration::from_secs(10))), options)
 }
 
+/// The connection caps' set-up: the webhook emulator with a key `key` of 3 activations, a
+/// relay config signed as `kid` with no rate limits, and serve options of `max` connections,
+/// `per_address` of them per address (for the test to adjust, then [`listen_with`]).
+pub fn capped(
+    kid: &str,
+    key: &str,
+    max: usize,
+    per_address: usize,
+) -> (Emulator, String, RelayConfig, ServeOptions) {
+    let polar = webhook_emulator();
+    let key = add_key(&polar, key.into(), Some(3));
+    let mut config = config(polar.url(), kid);
+    config.limits = unlimited();
+    let mut options = ServeOptions::default();
+    options.max_connections = max;
+    options.max_connections_per_address = per_address;
+    (polar, key, config, options)
+}
+
+/// The status of a whole answer read from `stream` to its end (0: none, the connection reset
+/// or closed).
+pub fn status_of(stream: &mut impl Read) -> u16 {
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    String::from_utf8_lossy(&raw)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
 /// `relay` served on a loopback port of its own with `options`.
 pub fn listen(relay: impl Into<Relay>, options: ServeOptions) -> Running {
     serve_with(Arc::new(relay.into()), "127.0.0.1:0", options).expect("it listens")

@@ -290,12 +290,17 @@ fn slots_of(polar: &Emulator, secret: &str) -> (String, String) {
     (seal.app_slot(Some(secret.as_bytes())), seal.slot)
 }
 
-#[test]
-fn two_apps_of_one_organization_on_one_cache_directory_each_have_their_own_trial() {
+/// Now, the demo organization's emulator, a scratch cache directory named `name` and a clock
+/// set to now: what the apps of one organization share.
+fn apps_world(name: &str) -> (i64, Emulator, ScratchDir, FakeClock) {
     let start = unix_now();
     let polar = emulator_answering(Seed::demo(), "2026-10");
-    let dir = ScratchDir::new("trial-two-apps");
-    let clock = FakeClock::new(start);
+    (start, polar, ScratchDir::new(name), FakeClock::new(start))
+}
+
+#[test]
+fn two_apps_of_one_organization_on_one_cache_directory_each_have_their_own_trial() {
+    let (start, polar, dir, clock) = apps_world("trial-two-apps");
     let editor = app_with_secret(&polar, &dir, &clock, "editor-secret");
     let viewer = app_with_secret(&polar, &dir, &clock, "viewer-secret");
 
@@ -324,10 +329,7 @@ fn two_apps_of_one_organization_on_one_cache_directory_each_have_their_own_trial
 
 #[test]
 fn an_old_shared_trial_slot_is_adopted_by_its_app_and_left_alone_by_another() {
-    let start = unix_now();
-    let polar = emulator_answering(Seed::demo(), "2026-10");
-    let dir = ScratchDir::new("trial-adopted");
-    let clock = FakeClock::new(start);
+    let (start, polar, dir, clock) = apps_world("trial-adopted");
     let editor = app_with_secret(&polar, &dir, &clock, "editor-secret");
     let (editor_slot, shared) = slots_of(&polar, "editor-secret");
     // The editor's trial as a release before issue #62 kept it: the same sealed bytes, in

@@ -4,7 +4,7 @@
 
 use polar_license_emulator::{DEMO_KEY, DEMO_KEY_NO_ACTIVATIONS, DEMO_ORGANIZATION_ID, DEMO_TOKEN};
 use polar_license_testkit::http::{self, HttpAnswer};
-use polar_license_testkit::{clean_command, Launch, ScratchDir, Served};
+use polar_license_testkit::{clean_command, relay_keygen, relay_serve, Launch, ScratchDir, Served};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -41,15 +41,7 @@ fn validate(relay: &Served) -> (u16, Option<String>) {
 
 fn start_relay(polar: &Served, key: &str, store: &str, secret: &str) -> Served {
     Served::start_with_banner(
-        clean_command(BIN)
-            .args([
-                "--base-url",
-                &polar.url,
-                "relay",
-                "serve",
-                "--signing-key",
-                key,
-            ])
+        relay_serve(BIN, &polar.url, key)
             .args(["--port", "0", "--store", store])
             .env("POLAR_ACCESS_TOKEN", DEMO_TOKEN)
             .env("POLAR_WEBHOOK_SECRET", secret),
@@ -184,15 +176,7 @@ fn a_kill_9_loses_no_acknowledged_verdict_and_no_webhook_id() {
     // A damaged store is refused at start, with what to do.
     let damaged = dir.path().join("damaged.redb");
     std::fs::write(&damaged, vec![0x5a; 8192]).expect("write");
-    let o = clean_command(BIN)
-        .args([
-            "--base-url",
-            &polar.url,
-            "relay",
-            "serve",
-            "--signing-key",
-            key,
-        ])
+    let o = relay_serve(BIN, &polar.url, key)
         .args(["--port", "0", "--store", damaged.to_str().expect("UTF-8")])
         .env("POLAR_ACCESS_TOKEN", DEMO_TOKEN)
         .launch();
@@ -201,15 +185,7 @@ fn a_kill_9_loses_no_acknowledged_verdict_and_no_webhook_id() {
     assert!(err.contains("damaged"), "{err}");
 
     // A webhook secret without a store is a usage error.
-    let o = clean_command(BIN)
-        .args([
-            "--base-url",
-            &polar.url,
-            "relay",
-            "serve",
-            "--signing-key",
-            key,
-        ])
+    let o = relay_serve(BIN, &polar.url, key)
         .args(["--port", "0", "--webhook-secret", secret])
         .env("POLAR_ACCESS_TOKEN", DEMO_TOKEN)
         .launch();
@@ -384,13 +360,7 @@ fn emulator_process() -> Served {
 }
 
 fn keygen(dir: &ScratchDir) -> String {
-    let file = dir.path().join("relay.key");
-    let key = file.to_str().expect("UTF-8").to_string();
-    let o = clean_command(BIN)
-        .args(["relay", "keygen", "--out", &key])
-        .launch();
-    assert_eq!(o.status.code(), Some(0), "{o:?}");
-    key
+    relay_keygen(BIN, dir, "relay.key").0
 }
 
 fn validate_key(relay: &str, key: &str) -> (u16, Option<String>) {
@@ -1066,13 +1036,7 @@ fn the_drain_by_option_or_environment_keeps_an_idle_connection_after_sigterm() {
 
 /// A relay key pair: `relay keygen`'s file and the `KID=PUBLIC` it prints.
 fn keygen_pair(dir: &ScratchDir) -> (String, String) {
-    let file = dir.path().join("relay-pair.key");
-    let key = file.to_str().expect("UTF-8").to_string();
-    let o = clean_command(BIN)
-        .args(["relay", "keygen", "--out", &key])
-        .launch();
-    assert_eq!(o.status.code(), Some(0), "{o:?}");
-    (key, String::from_utf8_lossy(&o.stdout).trim().to_string())
+    relay_keygen(BIN, dir, "relay-pair.key")
 }
 
 /// docs/threat-model.md's row on a relay's `stale` answers, played with the real binaries: the

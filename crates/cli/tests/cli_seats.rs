@@ -6,7 +6,7 @@
 
 use polar_license_emulator::{DEMO_KEY, DEMO_ORGANIZATION_ID, DEMO_TOKEN};
 use polar_license_testkit::http::{self, HttpAnswer};
-use polar_license_testkit::{clean_command, Launch, ScratchDir, Served};
+use polar_license_testkit::{clean_command, relay_keygen, relay_serve, Launch, ScratchDir, Served};
 use serde_json::Value;
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -39,23 +39,9 @@ struct World {
 fn world() -> World {
     let dir = ScratchDir::new("cli-seats");
     let polar = Served::start(clean_command(BIN).args(["emulator", "--port", "0"]));
-    let key = dir.path().join("relay.key");
-    let key = key.to_str().expect("UTF-8").to_string();
-    let made = clean_command(BIN)
-        .args(["relay", "keygen", "--out", &key])
-        .launch();
-    assert_eq!(made.status.code(), Some(0), "{made:?}");
-    let pair = String::from_utf8_lossy(&made.stdout).trim().to_string();
+    let (key, pair) = relay_keygen(BIN, &dir, "relay.key");
     let relay = Served::start_with_banner(
-        clean_command(BIN)
-            .args([
-                "--base-url",
-                &polar.url,
-                "relay",
-                "serve",
-                "--signing-key",
-                &key,
-            ])
+        relay_serve(BIN, &polar.url, &key)
             .args(["--port", "0", "--store", "memory", "--seat-ci-cap", "1"])
             // Jobs in a row from one address, faster than CI runs them.
             .args(["--per-ip", "100/200"])
@@ -85,6 +71,12 @@ fn run(w: &World, extra: &[&str], command: &[&str]) -> Output {
     seat_run(w, extra, command).launch()
 }
 
+/// A run of `true` exits 0: it got the seat (`why`).
+fn succeeds(w: &World, why: &str) {
+    let o = run(w, &[], &["true"]);
+    assert_eq!(o.status.code(), Some(0), "{why}: {o:?}");
+}
+
 #[test]
 fn the_commands_exit_code_is_returned_and_its_seat_released_whatever_it_was() {
     let w = world();
@@ -102,11 +94,7 @@ fn the_commands_exit_code_is_returned_and_its_seat_released_whatever_it_was() {
     );
     let missing = run(&w, &[], &["/nonexistent/command"]);
     assert_eq!(missing.status.code(), Some(127), "{missing:?}");
-    assert_eq!(
-        run(&w, &[], &["true"]).status.code(),
-        Some(0),
-        "released after a command that could not start"
-    );
+    succeeds(&w, "released after a command that could not start");
 }
 
 #[test]
@@ -128,11 +116,7 @@ fn a_second_job_gets_seats_full_while_the_first_holds_the_seat() {
     assert!(text.contains("seats_full"), "{text}");
     assert!(text.contains("1 of 1"), "{text}");
     assert_eq!(holder.wait().expect("the holder ends").code(), Some(0));
-    assert_eq!(
-        run(&w, &[], &["true"]).status.code(),
-        Some(0),
-        "free once the holder exits"
-    );
+    succeeds(&w, "free once the holder exits");
 }
 
 #[test]

@@ -3,28 +3,22 @@
 //! key's purchase made, joined by the key's id), `GET /v1/customers/{id}/state`, a flag's
 //! values changed with only `benefit.updated` sent, and all of it kept by `--state FILE`.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use polar_license_emulator::{
-    Emulator, KeyUpdate, Options, Seed, SeedBenefit, SeedKey, SeedSubscription,
-    DEMO_ORGANIZATION_ID, DEMO_TOKEN, DEMO_TOKEN_READ_ONLY,
+    Emulator, KeyUpdate, Options, Seed, SeedBenefit, SeedKey, DEMO_ORGANIZATION_ID, DEMO_TOKEN,
+    DEMO_TOKEN_READ_ONLY,
 };
-use polar_license_testkit::http::{raw_exchange, HttpAnswer};
-use polar_license_testkit::ScratchDir;
+use polar_license_testkit::http::{json_receiver, json_request, take_deliveries, HttpAnswer};
+use polar_license_testkit::{customers_key, emulator_kept, feature_flag, ScratchDir};
 use serde_json::{json, Value};
+
+mod common;
+use common::{tier_key, CUSTOMER, KEY, LICENSE, PRO, SUBSCRIPTION};
 
 const ORG: &str = DEMO_ORGANIZATION_ID;
 const GRANTS: &str = "/v1/benefit-grants/";
-const PRO: &str = "0f6c1f5e-8b2a-4c3d-9e4f-5a6b7c8d9e0f";
-const LICENSE: &str = "3a4b5c6d-7e8f-4a1b-8c2d-3e4f5a6b7c8d";
-const CUSTOMER: &str = "6b7c8d9e-0f1a-4b2c-9d3e-4f5a6b7c8d9e";
 const LAPSED: &str = "7c8d9e0f-1a2b-4c3d-8e4f-5a6b7c8d9e0f";
-const SUBSCRIPTION: &str = "9e0f1a2b-3c4d-4e5f-8a6b-7c8d9e0f1a2b";
-const KEY: &str = "TIER-1B2C3D4E-5F6A-4B7C-8D9E-0F1A2B3C4D5E";
 const LAPSED_KEY: &str = "TIER-2C3D4E5F-6A7B-4C8D-9E0F-1A2B3C4D5E6F";
 const OTHER_V4: &str = "21bf892b-2e46-4f50-8060-8fdaf02aa482";
 const INSUFFICIENT: &str =
@@ -32,30 +26,8 @@ const INSUFFICIENT: &str =
 
 // ---- a raw HTTP client ---------------------------------------------------------------------
 
-fn request(
-    em: &Emulator,
-    method: &str,
-    path: &str,
-    body: Option<&str>,
-    token: Option<&str>,
-) -> HttpAnswer {
-    let mut text = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
-    if let Some(token) = token {
-        text.push_str(&format!("Authorization: Bearer {token}\r\n"));
-    }
-    if let Some(body) = body {
-        text.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
-    }
-    text.push_str("Connection: close\r\n\r\n");
-    text.push_str(body.unwrap_or(""));
-    raw_exchange(em.port(), &text)
-}
-
 fn get(em: &Emulator, path: &str) -> HttpAnswer {
-    request(em, "GET", path, None, Some(DEMO_TOKEN))
+    json_request(em.port(), "GET", path, None, Some(DEMO_TOKEN))
 }
 
 fn ok(em: &Emulator, path: &str) -> Value {
@@ -69,24 +41,8 @@ fn ok(em: &Emulator, path: &str) -> Value {
 fn flag_seed() -> Seed {
     let mut seed = Seed::demo();
     let metadata = json!({"max_upload_size": 10, "role": "editor", "ratio": 1.5, "beta": true});
-    seed.benefits.push(SeedBenefit {
-        id: PRO.into(),
-        kind: Some("feature_flag".into()),
-        metadata: metadata.as_object().expect("an object").clone(),
-        ..SeedBenefit::default()
-    });
-    seed.license_keys.push(SeedKey {
-        benefit_id: Some(LICENSE.into()),
-        customer_id: Some(CUSTOMER.into()),
-        customer_email: Some("tier@example.com".into()),
-        limit_activations: Some(2),
-        subscription: Some(SeedSubscription {
-            id: Some(SUBSCRIPTION.into()),
-            ..SeedSubscription::default()
-        }),
-        benefits: vec![PRO.into()],
-        ..SeedKey::new(KEY)
-    });
+    seed.benefits.push(feature_flag(PRO, metadata));
+    seed.license_keys.push(tier_key());
     seed.license_keys.push(SeedKey {
         benefit_id: Some(LICENSE.into()),
         customer_id: Some(LAPSED.into()),
@@ -337,13 +293,13 @@ fn the_grants_route_refuses_as_polar_does() {
         assert_eq!(page["pagination"]["total_count"], total, "{word}");
     }
 
-    let anonymous = request(&em, "GET", GRANTS, None, None);
+    let anonymous = json_request(em.port(), "GET", GRANTS, None, None);
     assert_eq!(anonymous.status, 401);
     assert_eq!(
         anonymous.json(),
         json!({"error": "Unauthorized", "detail": "Unauthorized"})
     );
-    let read_only = request(&em, "GET", GRANTS, None, Some(DEMO_TOKEN_READ_ONLY));
+    let read_only = json_request(em.port(), "GET", GRANTS, None, Some(DEMO_TOKEN_READ_ONLY));
     assert_eq!(read_only.status, 403);
     assert_eq!(
         read_only.json(),
@@ -352,7 +308,7 @@ fn the_grants_route_refuses_as_polar_does() {
     assert!(read_only
         .header("www-authenticate")
         .is_some_and(|h| h.contains(r#"scope="benefits:read benefits:write""#)));
-    let post = request(&em, "POST", GRANTS, Some("{}"), Some(DEMO_TOKEN));
+    let post = json_request(em.port(), "POST", GRANTS, Some("{}"), Some(DEMO_TOKEN));
     assert_eq!(post.status, 405);
     // Starlette's slash redirect.
     let bare = get(&em, "/v1/benefit-grants?is_granted=true");
@@ -444,16 +400,16 @@ fn the_customer_state_refuses_as_polar_does() {
     let bad = get(&em, "/v1/customers/nope/state");
     assert_eq!(bad.status, 422);
     assert_eq!(bad.json()["detail"][0]["loc"], json!(["path", "id"]));
-    let anonymous = request(
-        &em,
+    let anonymous = json_request(
+        em.port(),
         "GET",
         &format!("/v1/customers/{CUSTOMER}/state"),
         None,
         None,
     );
     assert_eq!(anonymous.status, 401);
-    let read_only = request(
-        &em,
+    let read_only = json_request(
+        em.port(),
         "GET",
         &format!("/v1/customers/{CUSTOMER}/state"),
         None,
@@ -467,46 +423,10 @@ fn the_customer_state_refuses_as_polar_does() {
 
 // ---- changing a flag's values --------------------------------------------------------------
 
-/// A loopback receiver recording every delivery's body, answering 204.
-fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let url = format!("http://{}/hooks", listener.local_addr().expect("addr"));
-    let got: Arc<Mutex<Vec<Value>>> = Arc::default();
-    let record = Arc::clone(&got);
-    thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-            let mut length = 0usize;
-            loop {
-                let mut h = String::new();
-                if reader.read_line(&mut h).unwrap_or(0) == 0 {
-                    break;
-                }
-                let h = h.trim_end().to_ascii_lowercase();
-                if h.is_empty() {
-                    break;
-                }
-                if let Some(v) = h.strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0; length];
-            if reader.read_exact(&mut body).is_ok() {
-                if let Ok(v) = serde_json::from_slice(&body) {
-                    record.lock().expect("lock").push(v);
-                }
-            }
-            let _ = stream.write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n");
-        }
-    });
-    (url, got)
-}
-
 #[test]
 fn a_flags_new_values_send_only_benefit_updated() {
     let em = start();
-    let (url, got) = receiver();
+    let (url, got) = json_receiver();
     let events = [
         "benefit.updated",
         "benefit_grant.created",
@@ -515,8 +435,8 @@ fn a_flags_new_values_send_only_benefit_updated() {
         "customer.state_changed",
     ];
     let body = json!({"url": url, "format": "raw", "events": events}).to_string();
-    let r = request(
-        &em,
+    let r = json_request(
+        em.port(),
         "POST",
         "/v1/webhooks/endpoints",
         Some(&body),
@@ -534,8 +454,8 @@ fn a_flags_new_values_send_only_benefit_updated() {
     assert!(answer["modified_at"].is_string());
     // The control route does the same, and checks as the seed does.
     let again = json!({"metadata": {"max_upload_size": 200, "role": "admin"}}).to_string();
-    let patched = request(
-        &em,
+    let patched = json_request(
+        em.port(),
         "PATCH",
         &format!("/__emulator/benefits/{PRO}"),
         Some(&again),
@@ -544,8 +464,8 @@ fn a_flags_new_values_send_only_benefit_updated() {
     assert_eq!(patched.status, 200, "{}", patched.text());
     assert_eq!(patched.json()["metadata"]["max_upload_size"], 200);
     let too_long = json!({"metadata": {"role": "x".repeat(501)}}).to_string();
-    let refused = request(
-        &em,
+    let refused = json_request(
+        em.port(),
         "PATCH",
         &format!("/__emulator/benefits/{PRO}"),
         Some(&too_long),
@@ -557,8 +477,8 @@ fn a_flags_new_values_send_only_benefit_updated() {
         "{}",
         refused.text()
     );
-    let unknown = request(
-        &em,
+    let unknown = json_request(
+        em.port(),
         "PATCH",
         &format!("/__emulator/benefits/{OTHER_V4}"),
         Some(&again),
@@ -581,12 +501,7 @@ fn a_flags_new_values_send_only_benefit_updated() {
     );
 
     // Two benefit.updated, nothing else (no grant webhook, no state change).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while got.lock().expect("lock").len() < 2 && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(20));
-    }
-    thread::sleep(Duration::from_millis(500));
-    let got = got.lock().expect("lock").clone();
+    let got = take_deliveries(&got, 2, Duration::from_millis(500));
     let kinds: Vec<&str> = got
         .iter()
         .map(|p| p["type"].as_str().unwrap_or(""))
@@ -672,13 +587,7 @@ fn the_seed_refuses_metadata_polar_would_refuse() {
 fn the_flags_values_and_grants_survive_a_restart() {
     let dir = ScratchDir::new("emulator-entitlements-state");
     let file = dir.join("polar.json");
-    let kept = || {
-        let options = Options {
-            state: Some(file.clone()),
-            ..Options::default()
-        };
-        Emulator::start(flag_seed(), options).expect("the emulator starts")
-    };
+    let kept = || emulator_kept(flag_seed(), &file);
     let em = kept();
     let new = json!({"role": "owner"});
     em.set_benefit_metadata(PRO, new.as_object().expect("an object").clone())
@@ -712,7 +621,7 @@ fn the_flags_values_and_grants_survive_a_restart() {
 #[test]
 fn a_flag_revoked_and_granted_again_sends_its_grant_then_the_state() {
     let em = start();
-    let (url, got) = receiver();
+    let (url, got) = json_receiver();
     let events = [
         "benefit.updated",
         "benefit_grant.created",
@@ -721,8 +630,8 @@ fn a_flag_revoked_and_granted_again_sends_its_grant_then_the_state() {
         "customer.state_changed",
     ];
     let body = json!({"url": url, "format": "raw", "events": events}).to_string();
-    let r = request(
-        &em,
+    let r = json_request(
+        em.port(),
         "POST",
         "/v1/webhooks/endpoints",
         Some(&body),
@@ -758,28 +667,29 @@ fn a_flag_revoked_and_granted_again_sends_its_grant_then_the_state() {
     // Granted again through the control route.
     let again = json!({"is_granted": true}).to_string();
     let path = format!("/__emulator/keys/{KEY}/benefits/{PRO}");
-    let r = request(&em, "PATCH", &path, Some(&again), None);
+    let r = json_request(em.port(), "PATCH", &path, Some(&again), None);
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["is_granted"], true);
     assert_eq!(r.json()["id"], revoked["id"]);
     let unknown = format!("/__emulator/keys/{LAPSED_KEY}/benefits/{OTHER_V4}");
     assert_eq!(
-        request(&em, "PATCH", &unknown, Some(&again), None).status,
+        json_request(em.port(), "PATCH", &unknown, Some(&again), None).status,
         404
     );
-    let bad = request(&em, "PATCH", &path, Some(r#"{"is_granted": "yes"}"#), None);
+    let bad = json_request(
+        em.port(),
+        "PATCH",
+        &path,
+        Some(r#"{"is_granted": "yes"}"#),
+        None,
+    );
     assert_eq!(bad.status, 400);
     assert!(em
         .set_flag_grant("NO-SUCH-KEY", PRO, true)
         .expect("valid")
         .is_none());
 
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while got.lock().expect("lock").len() < 4 && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(20));
-    }
-    thread::sleep(Duration::from_millis(500));
-    let got = got.lock().expect("lock").clone();
+    let got = take_deliveries(&got, 4, Duration::from_millis(500));
     let kinds: Vec<&str> = got
         .iter()
         .map(|p| p["type"].as_str().unwrap_or(""))
@@ -811,11 +721,11 @@ fn a_flag_revoked_and_granted_again_sends_its_grant_then_the_state() {
 #[test]
 fn a_key_added_with_flags_sends_each_grants_created() {
     let em = start();
-    let (url, got) = receiver();
+    let (url, got) = json_receiver();
     let body =
         json!({"url": url, "format": "raw", "events": ["benefit_grant.created"]}).to_string();
-    let r = request(
-        &em,
+    let r = json_request(
+        em.port(),
         "POST",
         "/v1/webhooks/endpoints",
         Some(&body),
@@ -823,18 +733,11 @@ fn a_key_added_with_flags_sends_each_grants_created() {
     );
     assert_eq!(r.status, 201, "{}", r.text());
     em.add_key(SeedKey {
-        benefit_id: Some(LICENSE.into()),
-        customer_id: Some(CUSTOMER.into()),
         benefits: vec![PRO.into()],
-        ..SeedKey::new("TIER-NEW-0001")
+        ..customers_key("TIER-NEW-0001", LICENSE, CUSTOMER)
     })
     .expect("added");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while got.lock().expect("lock").len() < 2 && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(20));
-    }
-    thread::sleep(Duration::from_millis(300));
-    let got = got.lock().expect("lock").clone();
+    let got = take_deliveries(&got, 2, Duration::from_millis(300));
     let types: Vec<&str> = got
         .iter()
         .map(|p| p["data"]["benefit"]["type"].as_str().unwrap_or(""))

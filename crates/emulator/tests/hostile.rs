@@ -20,7 +20,7 @@ use polar_license_emulator::{
     Emulator, Options, Seed, DEMO_BENEFIT_ID, DEMO_CUSTOMER_ID, DEMO_KEY, DEMO_KEY_USAGE,
     DEMO_ORGANIZATION_ID, DEMO_TOKEN,
 };
-use polar_license_testkit::hostile::{self, Expect, Figures, Outcome, Pace, Target};
+use polar_license_testkit::hostile::{self, Expect, Figures, Outcome, Target};
 
 /// How long a whole hostile request may take to be answered: generous (two shared cores, a
 /// debug build), it catches a hang, not a slow answer.
@@ -178,18 +178,10 @@ fn every_route_answers_every_hostile_shape_and_the_emulator_still_serves() {
     let targets = targets(&em, full);
     for t in &targets {
         for shape in hostile::shapes(t, cap, full) {
-            let what = format!("{t:?}, {} ({} bytes)", shape.name, shape.bytes.len());
-            if shape.pace == Pace::Unending {
-                let conn = hostile::open(t.addr, &shape.bytes).expect(&what);
-                unending.push((what, shape.expect, conn, Instant::now()));
+            let Some((what, status, outcome)) =
+                hostile::send_shape(t, &shape, BOUND, &mut figures, &mut unending)
+            else {
                 continue;
-            }
-            let cpu = hostile::cpu_time();
-            let (outcome, took) = hostile::exchange(t.addr, &shape.bytes, BOUND);
-            figures.add(shape.name, took, hostile::cpu_time().saturating_sub(cpu));
-            let status = match &outcome {
-                Outcome::Answered { status, .. } => *status,
-                other => panic!("{what}: no answer within {BOUND:?}: {other:?}"),
             };
             // The emulator's control routes take any JSON document their fields allow, and an
             // empty body as "none" (`POST /__emulator/fault` with none clears the fault).
@@ -230,17 +222,8 @@ fn every_route_answers_every_hostile_shape_and_the_emulator_still_serves() {
     let mut cut = 0;
     if full {
         for (what, expect, mut conn, opened) in unending {
-            let outcome = hostile::read_answer(&mut conn, STALL.saturating_sub(opened.elapsed()));
-            match outcome {
-                Outcome::Closed => {}
-                Outcome::Answered { status, .. } if expect == Expect::NoFault => {
-                    assert!(status < 500, "{what}: {status}")
-                }
-                Outcome::Answered { status, .. } => {
-                    assert!((400..500).contains(&status), "{what}: {status}")
-                }
-                other => panic!("{what}: not cut within {STALL:?}: {other:?}"),
-            }
+            let within = STALL.saturating_sub(opened.elapsed());
+            hostile::expect_cut(&what, expect, &mut conn, within);
             cut += 1;
         }
     } else {
@@ -260,24 +243,18 @@ fn every_route_answers_every_hostile_shape_and_the_emulator_still_serves() {
 
 #[test]
 fn every_route_in_the_code_is_in_the_list() {
-    let mut found = 0;
-    // Every source file of the crate (a router file added later is read too).
-    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    for (file, source) in hostile::sources(&src) {
-        for path in hostile::path_literals(&source) {
-            // `/api/v1/…` is Polar's old prefix for `/v1/…`, rewritten before routing.
-            if path == "/api/v1" {
-                continue;
-            }
-            found += 1;
-            assert!(
-                ROUTES.iter().any(|r| r.path.contains(path.as_str())),
-                "{file} compares with {path:?}, which no route of \
-                 polar_license_emulator::routes::ROUTES names: add the route to the list (the \
-                 hostile table then attacks it)"
-            );
-        }
+    let paths = hostile::code_paths(env!("CARGO_MANIFEST_DIR"));
+    // `/api/v1/…` is Polar's old prefix for `/v1/…`, rewritten before routing.
+    let paths: Vec<_> = paths.iter().filter(|(_, p)| p != "/api/v1").collect();
+    for (file, path) in &paths {
+        assert!(
+            ROUTES.iter().any(|r| r.path.contains(path.as_str())),
+            "{file} compares with {path:?}, which no route of \
+             polar_license_emulator::routes::ROUTES names: add the route to the list (the \
+             hostile table then attacks it)"
+        );
     }
+    let found = paths.len();
     assert!(found >= 20, "the router's paths were read: {found}");
 }
 

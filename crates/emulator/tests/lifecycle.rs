@@ -6,26 +6,23 @@
 // Meters, credits and the lifecycle's control routes are the `billing` feature's.
 #![cfg(feature = "billing")]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use polar_license_emulator::{
-    Emulator, Options, Seed, SeedBenefit, SeedKey, SeedMember, SeedOrder, SeedSubscription,
-    DEMO_KEY, DEMO_ORGANIZATION_ID, DEMO_TOKEN,
+    Emulator, Options, Seed, SeedKey, SeedMember, SeedOrder, DEMO_KEY, DEMO_ORGANIZATION_ID,
+    DEMO_TOKEN,
 };
-use polar_license_testkit::http::{raw_exchange, HttpAnswer};
-use polar_license_testkit::ScratchDir;
+use polar_license_testkit::http::{
+    json_receiver, json_request, raw_exchange, take_deliveries, HttpAnswer,
+};
+use polar_license_testkit::{customers_key, feature_flag, subscription_with_id, ScratchDir};
 use serde_json::{json, Value};
 
+mod common;
+use common::{tier_key, CUSTOMER, KEY, LICENSE, PRO, SUBSCRIPTION};
+
 const ORG: &str = DEMO_ORGANIZATION_ID;
-const PRO: &str = "0f6c1f5e-8b2a-4c3d-9e4f-5a6b7c8d9e0f";
-const LICENSE: &str = "3a4b5c6d-7e8f-4a1b-8c2d-3e4f5a6b7c8d";
-const CUSTOMER: &str = "6b7c8d9e-0f1a-4b2c-9d3e-4f5a6b7c8d9e";
-const SUBSCRIPTION: &str = "9e0f1a2b-3c4d-4e5f-8a6b-7c8d9e0f1a2b";
-const KEY: &str = "TIER-1B2C3D4E-5F6A-4B7C-8D9E-0F1A2B3C4D5E";
 const ONE_TIME: &str = "ONCE-2C3D4E5F-6A7B-4C8D-9E0F-1A2B3C4D5E6F";
 const SEAT: &str = "SEAT-3D4E5F6A-7B8C-4D9E-8F0A-2B3C4D5E6F7A";
 const ORDER: &str = "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d";
@@ -49,18 +46,7 @@ const EVENTS: [&str; 14] = [
 ];
 
 fn request(em: &Emulator, method: &str, path: &str, body: Option<&str>) -> HttpAnswer {
-    let mut text = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {DEMO_TOKEN}\r\n"
-    );
-    if let Some(body) = body {
-        text.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
-    }
-    text.push_str("Connection: close\r\n\r\n");
-    text.push_str(body.unwrap_or(""));
-    raw_exchange(em.port(), &text)
+    json_request(em.port(), method, path, body, Some(DEMO_TOKEN))
 }
 
 fn change(em: &Emulator, key: &str, body: Value) -> HttpAnswer {
@@ -73,7 +59,12 @@ fn change(em: &Emulator, key: &str, body: Value) -> HttpAnswer {
 }
 
 fn validate(em: &Emulator, activation: Option<&str>) -> HttpAnswer {
-    let mut body = json!({"key": KEY, "organization_id": ORG});
+    validate_as(em, KEY, activation)
+}
+
+/// `POST /v1/customer-portal/license-keys/validate` of `key` (with `activation`), no token.
+fn validate_as(em: &Emulator, key: &str, activation: Option<&str>) -> HttpAnswer {
+    let mut body = json!({"key": key, "organization_id": ORG});
     if let Some(a) = activation {
         body["activation_id"] = json!(a);
     }
@@ -88,106 +79,42 @@ fn validate(em: &Emulator, activation: Option<&str>) -> HttpAnswer {
 
 fn seed() -> Seed {
     let mut seed = Seed::demo();
-    seed.benefits.push(SeedBenefit {
-        id: PRO.into(),
-        kind: Some("feature_flag".into()),
-        metadata: json!({"role": "editor"}).as_object().expect("obj").clone(),
-        ..SeedBenefit::default()
-    });
+    seed.benefits
+        .push(feature_flag(PRO, json!({"role": "editor"})));
     seed.license_keys.push(SeedKey {
-        benefit_id: Some(LICENSE.into()),
-        customer_id: Some(CUSTOMER.into()),
-        customer_email: Some("tier@example.com".into()),
-        limit_activations: Some(2),
-        subscription: Some(SeedSubscription {
-            id: Some(SUBSCRIPTION.into()),
-            ..SeedSubscription::default()
-        }),
-        benefits: vec![PRO.into()],
         order: Some(SeedOrder {
             id: Some(SUB_ORDER.into()),
             ..SeedOrder::default()
         }),
-        ..SeedKey::new(KEY)
+        ..tier_key()
     });
     seed.license_keys.push(SeedKey {
-        benefit_id: Some(LICENSE.into()),
-        customer_id: Some(CUSTOMER.into()),
         order: Some(SeedOrder {
             id: Some(ORDER.into()),
             ..SeedOrder::default()
         }),
-        ..SeedKey::new(ONE_TIME)
+        ..customers_key(ONE_TIME, LICENSE, CUSTOMER)
     });
     seed.license_keys.push(SeedKey {
-        benefit_id: Some(LICENSE.into()),
-        customer_id: Some(CUSTOMER.into()),
         member: Some(SeedMember {
             id: Some(MEMBER.into()),
             email: Some("seat@example.com".into()),
             ..SeedMember::default()
         }),
-        subscription: Some(SeedSubscription {
-            id: Some(SUBSCRIPTION.into()),
-            ..SeedSubscription::default()
-        }),
-        ..SeedKey::new(SEAT)
+        subscription: Some(subscription_with_id(SUBSCRIPTION)),
+        ..customers_key(SEAT, LICENSE, CUSTOMER)
     });
     seed
 }
 
 fn validate_key(em: &Emulator, key: &str) -> u16 {
-    let body = json!({"key": key, "organization_id": ORG}).to_string();
-    raw_exchange(
-        em.port(),
-        &format!(
-            "POST /v1/customer-portal/license-keys/validate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        ),
-    )
-    .status
-}
-
-/// A loopback receiver recording every delivery's body, answering 204.
-fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let url = format!("http://{}/hooks", listener.local_addr().expect("addr"));
-    let got: Arc<Mutex<Vec<Value>>> = Arc::default();
-    let record = Arc::clone(&got);
-    thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-            let mut length = 0usize;
-            loop {
-                let mut h = String::new();
-                if reader.read_line(&mut h).unwrap_or(0) == 0 {
-                    break;
-                }
-                let h = h.trim_end().to_ascii_lowercase();
-                if h.is_empty() {
-                    break;
-                }
-                if let Some(v) = h.strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0; length];
-            if reader.read_exact(&mut body).is_ok() {
-                if let Ok(v) = serde_json::from_slice(&body) {
-                    record.lock().expect("lock").push(v);
-                }
-            }
-            let _ = stream.write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n");
-        }
-    });
-    (url, got)
+    validate_as(em, key, None).status
 }
 
 /// An emulator with an endpoint for the lifecycle's events, and what it received.
 fn start(options: Options) -> (Emulator, Arc<Mutex<Vec<Value>>>) {
     let em = Emulator::start(seed(), options).expect("the emulator starts");
-    let (url, got) = receiver();
+    let (url, got) = json_receiver();
     let body = json!({"url": url, "format": "raw", "events": EVENTS}).to_string();
     let r = request(&em, "POST", "/v1/webhooks/endpoints", Some(&body));
     assert_eq!(r.status, 201, "{}", r.text());
@@ -197,12 +124,7 @@ fn start(options: Options) -> (Emulator, Arc<Mutex<Vec<Value>>>) {
 /// The types of the events received once `n` have come (in order: one endpoint, one in
 /// flight), then the bodies; the received list emptied.
 fn take(got: &Arc<Mutex<Vec<Value>>>, n: usize) -> (Vec<String>, Vec<Value>) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while got.lock().expect("lock").len() < n && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(20));
-    }
-    thread::sleep(Duration::from_millis(300));
-    let events: Vec<Value> = std::mem::take(&mut *got.lock().expect("lock"));
+    let events = take_deliveries(got, n, Duration::from_millis(300));
     let kinds = events
         .iter()
         .map(|e| e["type"].as_str().unwrap_or("").to_string())

@@ -11,8 +11,8 @@ use polar_license_emulator::{
     Emulator, Options, Seed, SeedBenefit, SeedKey, SeedMeter, DEMO_ORGANIZATION_ID, DEMO_TOKEN,
     DEMO_TOKEN_READ_ONLY,
 };
-use polar_license_testkit::http::{raw_exchange, HttpAnswer};
-use polar_license_testkit::ScratchDir;
+use polar_license_testkit::http::{json_request, HttpAnswer};
+use polar_license_testkit::{emulator_kept, ScratchDir};
 use serde_json::{json, Value};
 
 const ORG: &str = DEMO_ORGANIZATION_ID;
@@ -28,37 +28,15 @@ const INGEST: &str = "/v1/events/ingest";
 const METERS: &str = "/v1/customer-meters/";
 const PORTAL: &str = "/v1/customer-portal/meters/";
 
-fn request(
-    em: &Emulator,
-    method: &str,
-    path: &str,
-    body: Option<&str>,
-    token: Option<&str>,
-) -> HttpAnswer {
-    let mut text = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
-    if let Some(token) = token {
-        text.push_str(&format!("Authorization: Bearer {token}\r\n"));
-    }
-    if let Some(body) = body {
-        text.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
-    }
-    text.push_str("Connection: close\r\n\r\n");
-    text.push_str(body.unwrap_or(""));
-    raw_exchange(em.port(), &text)
-}
-
 fn ok(em: &Emulator, path: &str) -> Value {
-    let r = request(em, "GET", path, None, Some(DEMO_TOKEN));
+    let r = json_request(em.port(), "GET", path, None, Some(DEMO_TOKEN));
     assert_eq!(r.status, 200, "{path}: {}", r.text());
     r.json()
 }
 
 fn ingest(em: &Emulator, events: Value) -> HttpAnswer {
     let body = json!({ "events": events }).to_string();
-    request(em, "POST", INGEST, Some(&body), Some(DEMO_TOKEN))
+    json_request(em.port(), "POST", INGEST, Some(&body), Some(DEMO_TOKEN))
 }
 
 fn seed() -> Seed {
@@ -183,8 +161,8 @@ fn a_credit_grant_gives_a_balance_that_events_consume() {
     let by_external = ok(&em, "/v1/customers/external/user-42/state");
     assert_eq!(by_external["id"], CUSTOMER);
     assert_eq!(by_external["active_meters"], state["active_meters"]);
-    let r = request(
-        &em,
+    let r = json_request(
+        em.port(),
         "GET",
         "/v1/customers/external/nobody/state",
         None,
@@ -210,8 +188,8 @@ fn a_credit_grant_gives_a_balance_that_events_consume() {
 
     // The customer's own view, with a customer session.
     let body = json!({"customer_id": CUSTOMER}).to_string();
-    let session = request(
-        &em,
+    let session = json_request(
+        em.port(),
         "POST",
         "/v1/customer-sessions/",
         Some(&body),
@@ -222,7 +200,7 @@ fn a_credit_grant_gives_a_balance_that_events_consume() {
         .as_str()
         .expect("a token")
         .to_string();
-    let portal = request(&em, "GET", PORTAL, None, Some(&token));
+    let portal = json_request(em.port(), "GET", PORTAL, None, Some(&token));
     assert_eq!(portal.status, 200, "{}", portal.text());
     let portal = portal.json();
     assert_eq!(
@@ -235,9 +213,21 @@ fn a_credit_grant_gives_a_balance_that_events_consume() {
         })
     );
     let id = m["id"].as_str().expect("an id");
-    let one = request(&em, "GET", &format!("{PORTAL}{id}"), None, Some(&token));
+    let one = json_request(
+        em.port(),
+        "GET",
+        &format!("{PORTAL}{id}"),
+        None,
+        Some(&token),
+    );
     assert_eq!(one.json(), portal["items"][0]);
-    let one = request(&em, "GET", &format!("{METERS}{id}"), None, Some(DEMO_TOKEN));
+    let one = json_request(
+        em.port(),
+        "GET",
+        &format!("{METERS}{id}"),
+        None,
+        Some(DEMO_TOKEN),
+    );
     assert_eq!(one.json(), m);
     for path in [format!("{PORTAL}{OTHER_V4}"), format!("{METERS}{OTHER_V4}")] {
         let t = if path.starts_with(PORTAL) {
@@ -245,7 +235,7 @@ fn a_credit_grant_gives_a_balance_that_events_consume() {
         } else {
             DEMO_TOKEN
         };
-        let r = request(&em, "GET", &path, None, Some(t));
+        let r = json_request(em.port(), "GET", &path, None, Some(t));
         assert_eq!(r.status, 404, "{path}");
         assert_eq!(
             r.json(),
@@ -253,16 +243,16 @@ fn a_credit_grant_gives_a_balance_that_events_consume() {
         );
     }
     // The portal's filters: a name matching none, a bad sorting.
-    let none = request(
-        &em,
+    let none = json_request(
+        em.port(),
         "GET",
         &format!("{PORTAL}?query=tokens"),
         None,
         Some(&token),
     );
     assert_eq!(none.json()["items"], json!([]));
-    let bad = request(
-        &em,
+    let bad = json_request(
+        em.port(),
         "GET",
         &format!("{PORTAL}?sorting=nope"),
         None,
@@ -271,13 +261,13 @@ fn a_credit_grant_gives_a_balance_that_events_consume() {
     assert_eq!(bad.status, 422);
     assert_eq!(bad.json()["detail"][0]["msg"], "Invalid sorting criterion.");
     // An organization token is nobody on the portal, a session nobody on the org route.
-    let r = request(&em, "GET", PORTAL, None, Some(DEMO_TOKEN));
+    let r = json_request(em.port(), "GET", PORTAL, None, Some(DEMO_TOKEN));
     assert_eq!(r.status, 401);
     assert_eq!(
         r.json(),
         json!({"error": "Unauthorized", "detail": "Unauthorized"})
     );
-    let r = request(&em, "GET", METERS, None, Some(&token));
+    let r = json_request(em.port(), "GET", METERS, None, Some(&token));
     assert_eq!(r.status, 401);
 }
 
@@ -336,7 +326,7 @@ fn one_bad_event_refuses_the_whole_batch() {
     assert_eq!(ingest(&em, json!([past])).status, 200);
     assert_eq!(the_meter(&em)["consumed_units"], json!(2.0));
     // No events field.
-    let r = request(&em, "POST", INGEST, Some("{}"), Some(DEMO_TOKEN));
+    let r = json_request(em.port(), "POST", INGEST, Some("{}"), Some(DEMO_TOKEN));
     assert_eq!(
         r.json(),
         json!({"error": "RequestValidationError", "detail": [{"type": "missing", "loc": ["body", "events"], "msg": "Field required", "input": {}}]})
@@ -347,25 +337,37 @@ fn one_bad_event_refuses_the_whole_batch() {
 fn the_routes_ask_their_scopes() {
     let em = start();
     let body = json!({"events": []}).to_string();
-    let r = request(&em, "POST", INGEST, Some(&body), None);
+    let r = json_request(em.port(), "POST", INGEST, Some(&body), None);
     assert_eq!(r.status, 401);
-    let r = request(&em, "POST", INGEST, Some(&body), Some(DEMO_TOKEN_READ_ONLY));
+    let r = json_request(
+        em.port(),
+        "POST",
+        INGEST,
+        Some(&body),
+        Some(DEMO_TOKEN_READ_ONLY),
+    );
     assert_eq!(r.status, 403);
     assert!(r
         .header("www-authenticate")
         .is_some_and(|h| h.contains(r#"scope="events:write""#)));
-    let r = request(&em, "GET", METERS, None, Some(DEMO_TOKEN_READ_ONLY));
+    let r = json_request(em.port(), "GET", METERS, None, Some(DEMO_TOKEN_READ_ONLY));
     assert_eq!(r.status, 403);
     assert!(r
         .header("www-authenticate")
         .is_some_and(|h| h.contains(r#"scope="customer_meters:read""#)));
-    let r = request(&em, "GET", INGEST, None, Some(DEMO_TOKEN));
+    let r = json_request(em.port(), "GET", INGEST, None, Some(DEMO_TOKEN));
     assert_eq!(r.status, 405);
     // An empty batch is a batch.
-    let r = request(&em, "POST", INGEST, Some(&body), Some(DEMO_TOKEN));
+    let r = json_request(em.port(), "POST", INGEST, Some(&body), Some(DEMO_TOKEN));
     assert_eq!(r.text(), r#"{"inserted":0,"duplicates":0}"#);
     // Starlette's slash redirect for the collection.
-    let r = request(&em, "GET", "/v1/customer-meters", None, Some(DEMO_TOKEN));
+    let r = json_request(
+        em.port(),
+        "GET",
+        "/v1/customer-meters",
+        None,
+        Some(DEMO_TOKEN),
+    );
     assert_eq!(r.status, 307);
 }
 
@@ -399,13 +401,7 @@ fn a_credit_granted_again_credits_again_and_sums_count_numbers_only() {
 fn the_balance_and_the_seen_external_ids_survive_a_restart() {
     let dir = ScratchDir::new("emulator-meters-state");
     let file = dir.join("polar.json");
-    let kept = || {
-        let options = Options {
-            state: Some(file.clone()),
-            ..Options::default()
-        };
-        Emulator::start(seed(), options).expect("the emulator starts")
-    };
+    let kept = || emulator_kept(seed(), &file);
     let em = kept();
     let r = ingest(
         &em,

@@ -846,13 +846,7 @@ fn the_organization_token_reads_one_activation() {
     );
     let r = get_as(&em, "/v1/license-keys/x/activations/y", DEMO_TOKEN);
     assert_eq!(r.status, 422);
-    let detail = r.json()["detail"].clone();
-    let locs: Vec<Value> = detail
-        .as_array()
-        .expect("detail")
-        .iter()
-        .map(|e| e["loc"].clone())
-        .collect();
+    let locs = r.detail_locs();
     assert_eq!(
         locs,
         [json!(["path", "id"]), json!(["path", "activation_id"])]

@@ -4,7 +4,7 @@
 
 use polar_license_emulator::{Emulator, Options, Seed, DEMO_KEY, DEMO_ORGANIZATION_ID};
 use polar_license_testkit::http::{agent, HttpAnswer};
-use polar_license_testkit::ScratchDir;
+use polar_license_testkit::{emulator_kept, ScratchDir};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::Duration;
@@ -22,11 +22,18 @@ fn post(em: &Emulator, path: &str, body: &Value) -> HttpAnswer {
 }
 
 fn kept(path: &Path) -> Emulator {
-    let options = Options {
-        state: Some(path.to_path_buf()),
-        ..Options::default()
-    };
-    Emulator::start(Seed::demo(), options).expect("the emulator starts")
+    emulator_kept(Seed::demo(), path)
+}
+
+/// The demo key activated on `em` as "box": the activation's answer, a 200.
+fn activate_box(em: &Emulator) -> HttpAnswer {
+    let act = post(
+        em,
+        ACTIVATE,
+        &json!({"key": DEMO_KEY, "organization_id": DEMO_ORGANIZATION_ID, "label": "box"}),
+    );
+    assert_eq!(act.status, 200, "{}", act.text());
+    act
 }
 
 #[test]
@@ -34,12 +41,7 @@ fn an_activation_survives_a_restart_with_a_state_file() {
     let dir = ScratchDir::new("emulator-state-restart");
     let file = dir.join("polar.json");
     let em = kept(&file);
-    let act = post(
-        &em,
-        ACTIVATE,
-        &json!({"key": DEMO_KEY, "organization_id": DEMO_ORGANIZATION_ID, "label": "box"}),
-    );
-    assert_eq!(act.status, 200, "{}", act.text());
+    let act = activate_box(&em);
     let id = act.json()["id"].as_str().unwrap().to_string();
     em.stop();
 
@@ -77,12 +79,7 @@ fn a_torn_or_garbage_state_file_is_a_clear_error_and_is_left_as_it_was() {
     let dir = ScratchDir::new("emulator-state-torn");
     let file = dir.join("polar.json");
     let em = kept(&file);
-    let act = post(
-        &em,
-        ACTIVATE,
-        &json!({"key": DEMO_KEY, "organization_id": DEMO_ORGANIZATION_ID, "label": "box"}),
-    );
-    assert_eq!(act.status, 200, "{}", act.text());
+    activate_box(&em);
     em.stop();
     let whole = std::fs::read(&file).unwrap();
     for bad in [

@@ -1267,13 +1267,7 @@ fn endpoint_routes_need_a_webhooks_scope_and_refuse_bad_bodies() {
         Some(&json!({"url": "nope", "format": "discord", "events": ["benefit_grant.nope"]})),
     );
     assert_eq!(r.status, 422, "{}", r.text());
-    let detail = r.json()["detail"].clone();
-    let locs: Vec<Value> = detail
-        .as_array()
-        .expect("detail")
-        .iter()
-        .map(|e| e["loc"].clone())
-        .collect();
+    let locs = r.detail_locs();
     assert_eq!(
         locs,
         vec![

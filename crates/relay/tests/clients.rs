@@ -18,10 +18,7 @@ fn relay(polar: &polar_license_emulator::Emulator) -> polar_license_relay::Runni
         ..Limits::default()
     };
     config.client_ip_header = Some("x-forwarded-for".into());
-    rig::listen(
-        rig::relay(config, rig::upstream(Duration::from_secs(10))),
-        ServeOptions::default(),
-    )
+    rig::listen_with(config, ServeOptions::default())
 }
 
 fn statuses(answers: &[Answer]) -> Vec<u16> {

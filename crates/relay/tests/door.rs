@@ -10,7 +10,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use polar_license_emulator::{Emulator, Fault, KeyUpdate, SeedKey};
-use polar_license_relay::{Limits, Running, ServeOptions};
+use polar_license_relay::{Limits, Running};
 use serde_json::{json, Value};
 
 const SECRET: &str = "whsec_b3BzLXRlc3Qtc2VjcmV0LTAxMjM0NTY3ODk=";
@@ -49,13 +49,7 @@ fn raw_from(
         return 0;
     }
     let _ = stream.write_all(body);
-    let mut raw = Vec::new();
-    let _ = stream.read_to_end(&mut raw);
-    String::from_utf8_lossy(&raw)
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
+    rig::status_of(&mut stream)
 }
 
 /// A browser's preflight of a validate, from `from`.
@@ -127,17 +121,8 @@ fn a_flood_of_preflights_is_limited_per_address_and_another_address_is_answered(
 /// validate is answered. On the code before, the third address's connection was closed.
 #[test]
 fn addresses_holding_connections_leave_one_for_an_address_holding_none() {
-    let polar = rig::webhook_emulator();
-    let key = rig::add_key(&polar, "DOOR-SHARE-4A5B6C".into(), Some(3));
-    let mut config = rig::config(polar.url(), "door");
-    config.limits = rig::unlimited();
-    let mut options = ServeOptions::default();
-    options.max_connections = 8;
-    options.max_connections_per_address = 4;
-    let relay = rig::listen(
-        rig::relay(config, rig::upstream(Duration::from_secs(10))),
-        options,
-    );
+    let (_polar, key, config, options) = rig::capped("door", "DOOR-SHARE-4A5B6C", 8, 4);
+    let relay = rig::listen_with(config, options);
     let to = rig::address(&relay);
     let rt = rig::runtime();
     // Each hog's connection answers a preflight first (so it is surely counted), then idles.

@@ -11,6 +11,7 @@ use polar_license_emulator::{
 use polar_license_relay::entitlements::{
     key_entitlements, meter_balances, page_items, Entitlement,
 };
+use polar_license_testkit::feature_flag;
 use polar_license_testkit::http::raw_exchange;
 use serde_json::{json, Value};
 
@@ -26,12 +27,7 @@ const LAPSED: &str = "TIER-2C3D4E5F-6A7B-4C8D-9E0F-1A2B3C4D5E6F";
 
 fn seed() -> Seed {
     let mut seed = Seed::demo();
-    let flag = |id: &str, metadata: Value| SeedBenefit {
-        id: id.into(),
-        kind: Some("feature_flag".into()),
-        metadata: metadata.as_object().expect("an object").clone(),
-        ..SeedBenefit::default()
-    };
+    let flag = feature_flag;
     seed.benefits.push(flag(
         PRO,
         json!({"max_upload_size": 10, "role": "editor", "ratio": 1.5, "beta": true}),

@@ -26,7 +26,7 @@ use polar_license_relay::{
     Limits, Listener, Running, ServeOptions, ROUTES, ROUTE_PREFIX, WEBHOOK_MAX_BODY_BYTES,
     WEBHOOK_ROUTE,
 };
-use polar_license_testkit::hostile::{self, Expect, Figures, Outcome, Pace, Target};
+use polar_license_testkit::hostile::{self, Expect, Figures, Target};
 
 const SECRET: &str = "whsec_b3BzLXRlc3Qtc2VjcmV0LTAxMjM0NTY3ODk=";
 /// The server's header and body timeouts here: what a request that never ends may hold.
@@ -47,10 +47,7 @@ fn start(polar: &polar_license_emulator::Emulator) -> Running {
     options.header_timeout = TIMEOUT;
     options.body_timeout = TIMEOUT;
     options.metrics_addr = Some("127.0.0.1:0".into());
-    rig::listen(
-        rig::relay(config, rig::upstream(Duration::from_secs(10))),
-        options,
-    )
+    rig::listen_with(config, options)
 }
 
 fn addr_of(url: &str) -> SocketAddr {
@@ -127,18 +124,10 @@ fn every_route_answers_every_hostile_shape_and_the_relay_still_serves() {
             Limits::default().max_body_bytes
         };
         for shape in hostile::shapes(&t, cap, full) {
-            let what = format!("{t:?}, {} ({} bytes)", shape.name, shape.bytes.len());
-            if shape.pace == Pace::Unending {
-                let conn = hostile::open(t.addr, &shape.bytes).expect(&what);
-                unending.push((what, shape.expect, conn, Instant::now()));
+            let Some((what, status, outcome)) =
+                hostile::send_shape(&t, &shape, BOUND, &mut figures, &mut unending)
+            else {
                 continue;
-            }
-            let cpu = hostile::cpu_time();
-            let (outcome, took) = hostile::exchange(t.addr, &shape.bytes, BOUND);
-            figures.add(shape.name, took, hostile::cpu_time().saturating_sub(cpu));
-            let status = match &outcome {
-                Outcome::Answered { status, .. } => *status,
-                other => panic!("{what}: no answer within {BOUND:?}: {other:?}"),
             };
             // A signed delivery of any JSON document is acknowledged (Polar would retry a
             // refused one forever); the license routes refuse every shape.
@@ -164,19 +153,8 @@ fn every_route_answers_every_hostile_shape_and_the_relay_still_serves() {
     still_serves(&agent, &relay, "the requests that never end, opened");
     let mut slowest = Duration::ZERO;
     for (what, expect, mut conn, opened) in unending {
-        let outcome = hostile::read_answer(&mut conn, TIMEOUT * 10);
-        let took = opened.elapsed();
-        slowest = slowest.max(took);
-        match outcome {
-            Outcome::Closed => {}
-            Outcome::Answered { status, .. } if expect == Expect::NoFault => {
-                assert!(status < 500, "{what}: {status}")
-            }
-            Outcome::Answered { status, .. } => {
-                assert!((400..500).contains(&status), "{what}: {status}")
-            }
-            other => panic!("{what}: not cut within {:?}: {other:?}", TIMEOUT * 10),
-        }
+        hostile::expect_cut(&what, expect, &mut conn, TIMEOUT * 10);
+        slowest = slowest.max(opened.elapsed());
     }
     still_serves(&agent, &relay, "the requests that never end, cut");
     eprintln!(
@@ -192,19 +170,15 @@ fn every_route_answers_every_hostile_shape_and_the_relay_still_serves() {
 
 #[test]
 fn every_route_in_the_code_is_in_the_list() {
-    let mut found = 0;
-    // Every source file of the crate (a router file added later is read too).
-    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    for (file, source) in hostile::sources(&src) {
-        for path in hostile::path_literals(&source) {
-            found += 1;
-            assert!(
-                ROUTES.iter().any(|r| r.path.contains(path.as_str())),
-                "{file} compares with {path:?}, which no route of polar_license_relay::ROUTES \
-                 names: add the route to the list (the hostile table then attacks it)"
-            );
-        }
+    let paths = hostile::code_paths(env!("CARGO_MANIFEST_DIR"));
+    for (file, path) in &paths {
+        assert!(
+            ROUTES.iter().any(|r| r.path.contains(path.as_str())),
+            "{file} compares with {path:?}, which no route of polar_license_relay::ROUTES \
+             names: add the route to the list (the hostile table then attacks it)"
+        );
     }
+    let found = paths.len();
     assert!(found >= 3, "the routers' paths were read: {found}");
     // The three license routes are the prefix and their operation, as the router reads them.
     for op in ["validate", "activate", "deactivate"] {

@@ -11,21 +11,13 @@ use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::Duration;
 
 use polar_license_emulator::DEMO_ORGANIZATION_ID;
-use polar_license_relay::store::StoreOptions;
-use polar_license_relay::ServeOptions;
 use serde_json::json;
 
 const SECRET: &str = "whsec_b2ZmaWNlLXRlc3Qtc2VjcmV0LTAxMjM0NTY3ODk=";
 
 /// The status of a whole answer read from `stream` (0: none, the connection reset or closed).
 fn status_of(stream: &mut TcpStream) -> u16 {
-    let mut raw = Vec::new();
-    let _ = stream.read_to_end(&mut raw);
-    String::from_utf8_lossy(&raw)
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
+    rig::status_of(stream)
 }
 
 /// A request on its own connection (`connection: close`): its raw bytes.
@@ -56,15 +48,7 @@ fn forty_clients_at_once_from_one_address_on_an_idle_relay_are_all_answered() {
         .collect();
     let mut config = rig::config(polar.url(), "office");
     config.limits = rig::unlimited();
-    config.store = rig::store(
-        rig::memory(1_000),
-        StoreOptions::default(),
-        Some(SECRET.into()),
-    );
-    let relay = rig::listen(
-        rig::relay(config, rig::upstream(Duration::from_secs(10))),
-        ServeOptions::default(),
-    );
+    let relay = rig::listen_stored(config, SECRET);
     let to = rig::address(&relay);
     let rt = rig::runtime();
     let office = Ipv4Addr::new(127, 0, 0, 2);
@@ -102,19 +86,10 @@ fn forty_clients_at_once_from_one_address_on_an_idle_relay_are_all_answered() {
 /// On the code before, the hog's third connection was closed at once.
 #[test]
 fn a_hog_past_its_share_is_cut_when_another_address_waits() {
-    let polar = rig::webhook_emulator();
-    let key = rig::add_key(&polar, "OFFICE-WAITS-4A5B6C".into(), Some(3));
-    let mut config = rig::config(polar.url(), "office");
-    config.limits = rig::unlimited();
-    let mut options = ServeOptions::default();
-    options.max_connections = 8;
-    options.max_connections_per_address = 2;
+    let (_polar, key, config, mut options) = rig::capped("office", "OFFICE-WAITS-4A5B6C", 8, 2);
     // Idle connections stay open for the test's length (a slow machine's included).
     options.header_timeout = Duration::from_secs(60);
-    let relay = rig::listen(
-        rig::relay(config, rig::upstream(Duration::from_secs(10))),
-        options,
-    );
+    let relay = rig::listen_with(config, options);
     let to = rig::address(&relay);
     let rt = rig::runtime();
     let hog_address = Ipv4Addr::new(127, 0, 0, 2);

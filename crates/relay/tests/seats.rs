@@ -61,21 +61,24 @@ fn acquire(s: &Seats, key: &str, machine: &str, now: Now) -> (RelayResponse, Val
 }
 
 fn heartbeat(s: &Seats, key: &str, machine: &str, seat: &str, now: Now) -> (RelayResponse, Value) {
-    call(
-        &s.relay,
-        "heartbeat",
-        &seat_body(key, machine, Some(seat), None),
-        now,
-    )
+    on_seat(s, "heartbeat", key, machine, seat, now)
 }
 
 fn release(s: &Seats, key: &str, machine: &str, seat: &str, now: Now) -> (RelayResponse, Value) {
-    call(
-        &s.relay,
-        "release",
-        &seat_body(key, machine, Some(seat), None),
-        now,
-    )
+    on_seat(s, "release", key, machine, seat, now)
+}
+
+/// `op` (`heartbeat`, `release`) on the seat `seat` that `machine` holds with `key`.
+fn on_seat(
+    s: &Seats,
+    op: &str,
+    key: &str,
+    machine: &str,
+    seat: &str,
+    now: Now,
+) -> (RelayResponse, Value) {
+    let body = seat_body(key, machine, Some(seat), None);
+    call(&s.relay, op, &body, now)
 }
 
 /// The seat's id, its lease verified offline for `machine` at `now`.
@@ -98,11 +101,18 @@ fn key(polar: &Emulator, name: &str, limit: i64) -> String {
     rig::add_key(polar, format!("SEATS-{name}-4A5B6C"), Some(limit))
 }
 
+/// The emulator, a key `name` of `limit` seats on it, and a relay over a memory store with
+/// the default seat options.
+fn seats_of(name: &str, limit: i64) -> (Emulator, String, Seats) {
+    let polar = rig::emulator();
+    let k = key(&polar, name, limit);
+    let s = relay_over(&polar, rig::memory(1_000), SeatOptions::default());
+    (polar, k, s)
+}
+
 #[test]
 fn seats_to_full_then_seats_full_and_a_release_frees_one_with_one_call_to_polar() {
-    let polar = rig::emulator();
-    let k = key(&polar, "FULL", 2);
-    let s = relay_over(&polar, rig::memory(1_000), SeatOptions::default());
+    let (polar, k, s) = seats_of("FULL", 2);
     polar.reset_request_count();
     let t = rig::now();
     let a = held(&s, &k, "m-a", &acquire(&s, &k, "m-a", rig::at(t)), t);
@@ -147,9 +157,7 @@ fn seats_to_full_then_seats_full_and_a_release_frees_one_with_one_call_to_polar(
 
 #[test]
 fn a_seat_not_heard_from_within_its_life_is_culled_and_a_heartbeat_keeps_one() {
-    let polar = rig::emulator();
-    let k = key(&polar, "CULL", 1);
-    let s = relay_over(&polar, rig::memory(1_000), SeatOptions::default());
+    let (_polar, k, s) = seats_of("CULL", 1);
     let t = rig::now();
     let a = held(&s, &k, "m-a", &acquire(&s, &k, "m-a", rig::at(t)), t);
     // A heartbeat at +200: held until +500, its new lease saying so.
@@ -171,9 +179,7 @@ fn a_seat_not_heard_from_within_its_life_is_culled_and_a_heartbeat_keeps_one() {
 
 #[test]
 fn a_heartbeat_from_another_machine_is_not_the_seats() {
-    let polar = rig::emulator();
-    let k = key(&polar, "OTHER", 1);
-    let s = relay_over(&polar, rig::memory(1_000), SeatOptions::default());
+    let (_polar, k, s) = seats_of("OTHER", 1);
     let t = rig::now();
     let a = held(&s, &k, "m-a", &acquire(&s, &k, "m-a", rig::at(t)), t);
     assert_eq!(heartbeat(&s, &k, "m-b", &a, rig::at(t + 1)).0.status, 404);
@@ -193,9 +199,7 @@ fn a_key_polar_denies_gets_polars_denial_and_no_seat() {
 
 #[test]
 fn bad_seat_requests_are_refused_before_anything_is_asked() {
-    let polar = rig::emulator();
-    let k = key(&polar, "BAD", 2);
-    let s = relay_over(&polar, rig::memory(1_000), SeatOptions::default());
+    let (polar, k, s) = seats_of("BAD", 2);
     polar.reset_request_count();
     let now = rig::at(rig::now());
     for (op, body) in [
@@ -434,15 +438,8 @@ fn on_the_workers_path_a_seat_is_signed_elsewhere_and_outlives_a_restart() {
     let t = rig::now();
     let b = Arc::new(host.start(16));
     let relay = relay_on(&b);
-    let (r, v) = answer(
-        &mut host,
-        &b,
-        &relay,
-        "acquire",
-        seat_body(&k, "m-a", None, None),
-        t,
-        1,
-    );
+    let body = seat_body(&k, "m-a", None, None);
+    let (r, v) = answer(&mut host, &b, &relay, "acquire", body, t, 1);
     assert_eq!(r.status, 200, "{v}");
     let key = Key::new(k.clone());
     let expect = SeatExpect {
@@ -459,51 +456,23 @@ fn on_the_workers_path_a_seat_is_signed_elsewhere_and_outlives_a_restart() {
     // Restarted: the pool is read back from the host's storage.
     let b = Arc::new(host.start(16));
     let relay = relay_on(&b);
-    let (r, v) = answer(
-        &mut host,
-        &b,
-        &relay,
-        "acquire",
-        seat_body(&k, "m-b", None, None),
-        t + 5,
-        2,
-    );
+    let body = seat_body(&k, "m-b", None, None);
+    let (r, v) = answer(&mut host, &b, &relay, "acquire", body, t + 5, 2);
     assert_eq!((r.status, &v["reason"]), (409, &json!("seats_full")), "{v}");
-    let (r, v) = answer(
-        &mut host,
-        &b,
-        &relay,
-        "heartbeat",
-        seat_body(&k, "m-a", Some(&seat.seat), None),
-        t + 6,
-        3,
-    );
+    let body = seat_body(&k, "m-a", Some(&seat.seat), None);
+    let (r, v) = answer(&mut host, &b, &relay, "heartbeat", body, t + 6, 3);
     assert_eq!(r.status, 200, "{v}");
     drop(relay);
 
     let b = Arc::new(host.start(16));
     let relay = relay_on(&b);
-    let (_, v) = answer(
-        &mut host,
-        &b,
-        &relay,
-        "release",
-        seat_body(&k, "m-a", Some(&seat.seat), None),
-        t + 7,
-        4,
-    );
+    let body = seat_body(&k, "m-a", Some(&seat.seat), None);
+    let (_, v) = answer(&mut host, &b, &relay, "release", body, t + 7, 4);
     assert_eq!(v["released"], true);
     let b = Arc::new(host.start(16));
     let relay = relay_on(&b);
-    let (r, _) = answer(
-        &mut host,
-        &b,
-        &relay,
-        "acquire",
-        seat_body(&k, "m-b", None, None),
-        t + 8,
-        5,
-    );
+    let body = seat_body(&k, "m-b", None, None);
+    let (r, _) = answer(&mut host, &b, &relay, "acquire", body, t + 8, 5);
     assert_eq!(r.status, 200);
     assert_eq!(
         signed, 3,

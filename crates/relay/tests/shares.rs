@@ -47,10 +47,7 @@ fn relay(polar: &Emulator) -> Running {
     store.budget = BUDGET;
     store.reserve = BUDGET / 4;
     config.store = rig::store(rig::memory(10_000), store, None);
-    let relay = rig::listen(
-        rig::relay(config, rig::upstream(Duration::from_secs(10))),
-        ServeOptions::default(),
-    );
+    let relay = rig::listen_with(config, ServeOptions::default());
     let agent = rig::agent(Duration::from_secs(10));
     let current = rig::wait_until(Duration::from_secs(30), Duration::from_millis(50), || {
         let health: Value = agent

@@ -49,10 +49,7 @@ fn denials_answered_from_the_store_are_signed_for_the_request_that_asks() {
     let mut options = StoreOptions::default();
     options.roster = false;
     config.store = rig::store(rig::memory(1_000), options, Some(SECRET.into()));
-    let relay = rig::listen(
-        rig::relay(config, rig::upstream(Duration::from_secs(10))),
-        ServeOptions::default(),
-    );
+    let relay = rig::listen_with(config, ServeOptions::default());
     let base = relay.url();
     let nonce = |n: u8| nonce_text(&[n; 16]);
     let verified = |token: Option<String>, key: &str, nonce: &str| {

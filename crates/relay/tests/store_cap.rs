@@ -54,10 +54,7 @@ fn floods_of_new_keys_and_new_conditions_keep_the_store_under_its_cap() {
     config.limits = rig::unlimited();
     let stored: Arc<dyn Backend> = backend.clone();
     config.store = rig::store(stored, options, Some(SECRET.into()));
-    let relay = rig::listen(
-        rig::relay(config, rig::upstream(Duration::from_secs(10))),
-        ServeOptions::default(),
-    );
+    let relay = rig::listen_with(config, ServeOptions::default());
     let agent = rig::agent(Duration::from_secs(10));
     let base = relay.url();
     let under = |what: &str| {

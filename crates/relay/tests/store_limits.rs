@@ -90,10 +90,7 @@ fn an_answer_past_a_storage_value_is_answered_and_never_written() {
         StoreOptions::default(),
         Some(SECRET.into()),
     );
-    let relay = rig::listen(
-        rig::relay(config, rig::upstream(Duration::from_secs(10))),
-        ServeOptions::default(),
-    );
+    let relay = rig::listen_with(config, ServeOptions::default());
     let agent = rig::agent(Duration::from_secs(30));
     let body = json!({"key": big, "organization_id": DEMO_ORGANIZATION_ID,
                       "activation_id": activation})

@@ -523,6 +523,53 @@ pub fn cpu_time() -> Duration {
     Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }
 
+/// A request that never ends, left open: what it is, what its answer must be, its connection,
+/// and when it was opened.
+pub type Unending = (String, Expect, TcpStream, Instant);
+
+/// One shape sent to `t`: one that never ends is opened and put in `unending` (`None`); any
+/// other is sent whole, its wall and CPU time added to `figures`, and its description, status
+/// and outcome returned. Panics when the target cannot be reached or does not answer within
+/// `bound`.
+pub fn send_shape(
+    t: &Target,
+    shape: &Shape,
+    bound: Duration,
+    figures: &mut Figures,
+    unending: &mut Vec<Unending>,
+) -> Option<(String, u16, Outcome)> {
+    let what = format!("{t:?}, {} ({} bytes)", shape.name, shape.bytes.len());
+    if shape.pace == Pace::Unending {
+        let conn = open(t.addr, &shape.bytes).expect(&what);
+        unending.push((what, shape.expect, conn, Instant::now()));
+        return None;
+    }
+    let cpu = cpu_time();
+    let (outcome, took) = exchange(t.addr, &shape.bytes, bound);
+    figures.add(shape.name, took, cpu_time().saturating_sub(cpu));
+    let status = match &outcome {
+        Outcome::Answered { status, .. } => *status,
+        other => panic!("{what}: no answer within {bound:?}: {other:?}"),
+    };
+    Some((what, status, outcome))
+}
+
+/// How a request that never ends (`what`, opened on `conn`) was ended, read within `bound`: a
+/// close, or an answer as `expect` says (a 4xx for [`Expect::Refused`], anything under 500 for
+/// [`Expect::NoFault`]); panics on anything else, silence included.
+pub fn expect_cut(what: &str, expect: Expect, conn: &mut TcpStream, bound: Duration) {
+    match read_answer(conn, bound) {
+        Outcome::Closed => {}
+        Outcome::Answered { status, .. } if expect == Expect::NoFault => {
+            assert!(status < 500, "{what}: {status}")
+        }
+        Outcome::Answered { status, .. } => {
+            assert!((400..500).contains(&status), "{what}: {status}")
+        }
+        other => panic!("{what}: not cut within {bound:?}: {other:?}"),
+    }
+}
+
 /// Whether the bigger matrix was asked for (`FULL=1`).
 pub fn full() -> bool {
     std::env::var("FULL").is_ok_and(|v| v == "1")
@@ -583,6 +630,20 @@ pub fn sources(dir: &std::path::Path) -> Vec<(String, String)> {
         }
     }
     out.sort();
+    out
+}
+
+/// Every path a router of the crate at `manifest_dir` compares with: `(file, path)` for each
+/// [`path_literals`] of each of [`sources`] under its `src` (a router file added later is read
+/// too).
+pub fn code_paths(manifest_dir: &str) -> Vec<(String, String)> {
+    let src = std::path::Path::new(manifest_dir).join("src");
+    let mut out = Vec::new();
+    for (file, source) in sources(&src) {
+        for path in path_literals(&source) {
+            out.push((file.clone(), path));
+        }
+    }
     out
 }
 

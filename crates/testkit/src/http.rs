@@ -68,6 +68,16 @@ impl HttpAnswer {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
+
+    /// The `loc` of each error of a 422's `detail` list, in order; panics, showing the body,
+    /// when `detail` is no list.
+    pub fn detail_locs(&self) -> Vec<Value> {
+        let body = self.json();
+        let Some(detail) = body["detail"].as_array() else {
+            panic!("no detail list: {body}")
+        };
+        detail.iter().map(|e| e["loc"].clone()).collect()
+    }
 }
 
 /// An HTTP message's head (its first line, the headers, the blank line) read from `stream` a
@@ -126,4 +136,84 @@ pub fn raw_exchange_bytes(port: u16, request: &[u8]) -> HttpAnswer {
         headers,
         body,
     }
+}
+
+/// `method path` sent to `127.0.0.1:port` by [`raw_exchange`] (`Host: 127.0.0.1`,
+/// `Connection: close`), with `Authorization: Bearer token` when there is a token and `body`
+/// as `application/json` with its length when there is a body: the emulator suites' plain
+/// client, every byte of it visible here.
+pub fn json_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    token: Option<&str>,
+) -> HttpAnswer {
+    let mut text = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+    if let Some(token) = token {
+        text.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    if let Some(body) = body {
+        text.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    text.push_str("Connection: close\r\n\r\n");
+    text.push_str(body.unwrap_or(""));
+    raw_exchange(port, &text)
+}
+
+/// A webhook endpoint on loopback: the URL to register (`http://127.0.0.1:PORT/hooks`) and
+/// every delivery's JSON body in the order received (a body that is not JSON is not recorded);
+/// each delivery is answered `204 No Content`. The listener lives as long as the test.
+pub fn json_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/hooks", listener.local_addr().expect("addr"));
+    let got: std::sync::Arc<std::sync::Mutex<Vec<Value>>> = std::sync::Arc::default();
+    let record = std::sync::Arc::clone(&got);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut length = 0usize;
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                    break;
+                }
+                let h = h.trim_end().to_ascii_lowercase();
+                if h.is_empty() {
+                    break;
+                }
+                if let Some(v) = h.strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            if reader.read_exact(&mut body).is_ok() {
+                if let Ok(v) = serde_json::from_slice(&body) {
+                    record.lock().expect("lock").push(v);
+                }
+            }
+            let _ = stream.write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n");
+        }
+    });
+    (url, got)
+}
+
+/// What a [`json_receiver`] has received once `n` deliveries have come (or 20 seconds have
+/// passed), after a further `settle` for any that should not come; the list emptied.
+pub fn take_deliveries(
+    got: &std::sync::Mutex<Vec<Value>>,
+    n: usize,
+    settle: Duration,
+) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while got.lock().expect("lock").len() < n && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(settle);
+    std::mem::take(&mut *got.lock().expect("lock"))
 }

@@ -6,7 +6,7 @@
 use polar_license::{Licensing, LicensingBuilder, MachineBinding};
 
 mod world;
-use polar_license_emulator::{Emulator, Options, Seed, SeedSubscription};
+use polar_license_emulator::{Emulator, Options, Seed, SeedBenefit, SeedKey, SeedSubscription};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -257,6 +257,35 @@ pub fn cli_against(
     cmd
 }
 
+/// `bin relay keygen --out DIR/NAME`, which must exit 0: the key file's path and the public
+/// pair it printed (`kid=k4.public.…`).
+pub fn relay_keygen(bin: &str, dir: &ScratchDir, name: &str) -> (String, String) {
+    let file = dir.path().join(name);
+    let key = file.to_str().expect("UTF-8").to_string();
+    let made = clean_command(bin)
+        .args(["relay", "keygen", "--out", &key])
+        .launch();
+    assert_eq!(made.status.code(), Some(0), "{made:?}");
+    let pair = String::from_utf8_lossy(&made.stdout).trim().to_string();
+    (key, pair)
+}
+
+/// `bin --base-url POLAR_URL relay serve --signing-key KEY_FILE`, the host's settings
+/// cleared ([`clean_command`]): the command line's relay in front of the emulator at
+/// `polar_url`, for a suite to add its own options to.
+pub fn relay_serve(bin: &str, polar_url: &str, signing_key: &str) -> Command {
+    let mut cmd = clean_command(bin);
+    cmd.args([
+        "--base-url",
+        polar_url,
+        "relay",
+        "serve",
+        "--signing-key",
+        signing_key,
+    ]);
+    cmd
+}
+
 /// The emulator serving `seed`, answering as Polar's API `version` (`2026-10`, `2027-01`).
 pub fn emulator_answering(seed: Seed, version: &str) -> Emulator {
     let options = Options {
@@ -264,6 +293,44 @@ pub fn emulator_answering(seed: Seed, version: &str) -> Emulator {
         ..Options::default()
     };
     Emulator::start(seed, options).expect("the emulator starts")
+}
+
+/// The emulator serving `seed` and keeping its state in `file` (`--state FILE`): started
+/// again on the same file, it serves what the last one left.
+pub fn emulator_kept(seed: Seed, file: &std::path::Path) -> Emulator {
+    let options = Options {
+        state: Some(file.to_path_buf()),
+        ..Options::default()
+    };
+    Emulator::start(seed, options).expect("the emulator starts")
+}
+
+/// A seed key `key` of `customer_id`'s, bought with the license benefit `benefit_id`; the
+/// rest as [`SeedKey::new`] leaves it.
+pub fn customers_key(key: &str, benefit_id: &str, customer_id: &str) -> SeedKey {
+    SeedKey {
+        benefit_id: Some(benefit_id.into()),
+        customer_id: Some(customer_id.into()),
+        ..SeedKey::new(key)
+    }
+}
+
+/// A Feature Flag benefit `id` with `metadata` (a JSON object; panics on anything else).
+pub fn feature_flag(id: &str, metadata: serde_json::Value) -> SeedBenefit {
+    SeedBenefit {
+        id: id.into(),
+        kind: Some("feature_flag".into()),
+        metadata: metadata.as_object().expect("an object").clone(),
+        ..SeedBenefit::default()
+    }
+}
+
+/// The seed subscription with the id `id`, the rest its default.
+pub fn subscription_with_id(id: &str) -> SeedSubscription {
+    SeedSubscription {
+        id: Some(id.into()),
+        ..SeedSubscription::default()
+    }
 }
 
 /// A subscription in `status` whose current period ends at `period_end` (unix seconds), for a

@@ -196,10 +196,43 @@ pub fn relay(config: RelayConfig, upstream: impl Transport + 'static) -> Relayed
 /// `secret`, calling Polar with a 10 s timeout, served with the default options.
 pub fn listen_stored(mut config: RelayConfig, secret: &str) -> Running {
     config.store = store(memory(1_000), StoreOptions::default(), Some(secret.into()));
-    listen(
-        relay(config, upstream(Duration::from_secs(10))),
-        ServeOptions::default(),
-    )
+    listen_with(config, ServeOptions::default())
+}
+
+/// The relay of `config`, calling Polar with a 10 s timeout, served with `options`.
+pub fn listen_with(config: RelayConfig, options: ServeOptions) -> Running {
+    listen(relay(config, upstream(Duration::from_secs(10))), options)
+}
+
+/// The connection caps' set-up: the webhook emulator with a key `key` of 3 activations, a
+/// relay config signed as `kid` with no rate limits, and serve options of `max` connections,
+/// `per_address` of them per address (for the test to adjust, then [`listen_with`]).
+pub fn capped(
+    kid: &str,
+    key: &str,
+    max: usize,
+    per_address: usize,
+) -> (Emulator, String, RelayConfig, ServeOptions) {
+    let polar = webhook_emulator();
+    let key = add_key(&polar, key.into(), Some(3));
+    let mut config = config(polar.url(), kid);
+    config.limits = unlimited();
+    let mut options = ServeOptions::default();
+    options.max_connections = max;
+    options.max_connections_per_address = per_address;
+    (polar, key, config, options)
+}
+
+/// The status of a whole answer read from `stream` to its end (0: none, the connection reset
+/// or closed).
+pub fn status_of(stream: &mut impl Read) -> u16 {
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    String::from_utf8_lossy(&raw)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }
 
 /// `relay` served on a loopback port of its own with `options`.

@@ -13,7 +13,8 @@ export type DenialCode =
   | 'customer_mismatch'
   | 'usage_exhausted'
   | 'activation_limit'
-  | 'activations_not_supported';
+  | 'activations_not_supported'
+  | 'seats_full';
 
 /** No trustworthy answer (network, rate limit, server fault, grace rules). */
 export type UnverifiedCode =
@@ -23,8 +24,7 @@ export type UnverifiedCode =
   | 'grace_expired'
   | 'clock_rollback'
   | 'not_yet_verified'
-  | 'replayed'
-  | 'seats_full';
+  | 'replayed';
 
 /** The request or the answer is wrong in a way retrying will not fix (`load_error`: never
  * from this plugin, the npm package's own). */

@@ -257,7 +257,7 @@ fn every_reason_code_and_command_for_the_guest_package() {
         .iter()
         .map(|r| json!({ "code": r.code(), "class": r.class().as_str() }))
         .collect();
-    assert_eq!(reasons.len(), 20);
+    assert_eq!(reasons.len(), 21);
     common::write_fixture("reasons.json", &Value::Array(reasons));
     common::write_fixture("commands.json", &json!(COMMANDS));
 }

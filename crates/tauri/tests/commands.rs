@@ -1021,3 +1021,21 @@ fn a_lost_key_is_recovered_by_its_id_and_the_whole_key_never_reaches_the_webview
     let state = w.check();
     assert!(state.licensed, "{state:?}");
 }
+
+#[test]
+fn a_session_polar_no_longer_knows_is_typed_and_forgotten() {
+    let w = Plugin::new("session-expired");
+    w.activate();
+    w.sign_in();
+    let _: DeviceList = w.ok("list_devices", json!({}));
+    // An hour and a second later by Polar's clock: the session is over.
+    w.polar.set_clock_offset(HOUR + 1);
+    let expired = w.device_err("list_devices", json!({}));
+    assert_eq!(expired.portal_error, "session_expired");
+    assert_eq!((expired.class.as_str(), expired.code), ("denied", None));
+    // Forgotten: the next step asks nobody and says to sign in.
+    take_requests(&w.polar);
+    let next = w.device_err("recoverable_keys", json!({}));
+    assert_eq!(next.portal_error, "not_signed_in");
+    assert_eq!(take_requests(&w.polar), 0);
+}

@@ -13,7 +13,8 @@ export type DenialCode =
   | 'customer_mismatch'
   | 'usage_exhausted'
   | 'activation_limit'
-  | 'activations_not_supported';
+  | 'activations_not_supported'
+  | 'seats_full';
 
 /** No trustworthy answer (network, rate limit, server fault, grace rules). */
 export type UnverifiedCode =
@@ -23,8 +24,7 @@ export type UnverifiedCode =
   | 'grace_expired'
   | 'clock_rollback'
   | 'not_yet_verified'
-  | 'replayed'
-  | 'seats_full';
+  | 'replayed';
 
 /** The request or the answer is wrong in a way retrying will not fix (`load_error`: never
  * from this plugin, the npm package's own). */
@@ -262,6 +262,90 @@ export declare class LicenseError extends Error implements LicenseErrorData {
   toJSON(): LicenseErrorData;
 }
 
+/** One device (a live activation) of a key. */
+export interface DeviceInfo {
+  /** The activation id (what `freeDevice` frees). */
+  id: string;
+  label: string;
+  /** Unix seconds. */
+  activatedAt: number;
+  /** The activation this machine holds. */
+  thisMachine: boolean;
+}
+
+/** `listDevices`' answer: the key's live devices, oldest first. */
+export interface DeviceList {
+  /** The key, redacted (`****-4C5B6A`). */
+  displayKey: string;
+  keyId: string;
+  limitActivations: number | null;
+  devices: DeviceInfo[];
+}
+
+/** A key `recoverableKeys` offers (never the whole key). */
+export interface RecoverableKey {
+  /** What `recoverKey` takes. */
+  id: string;
+  displayKey: string;
+  benefitId: string;
+  limitActivations: number | null;
+  /** Unix seconds; `null`: never. */
+  expiresAt: number | null;
+}
+
+/** One of several customers with the email. */
+export interface CustomerChoice {
+  id: string;
+  name: string | null;
+}
+
+/** The name of a customer-portal failure (docs/interfaces.md §2's `portal_error`), or the reason code of a failure that is no portal answer. */
+export type PortalErrorCode =
+  | 'code_invalid_or_expired'
+  | 'session_expired'
+  | 'not_signed_in'
+  | 'customer_selection_required'
+  | 'rate_limited'
+  | 'key_not_found'
+  | 'device_management_off'
+  | 'refused'
+  | ReasonCode;
+
+/** A customer-portal step's error as it crosses the IPC. */
+export interface DeviceErrorData {
+  portalError: PortalErrorCode;
+  /** The reason code, when the failure has one. */
+  code: ReasonCode | null;
+  class: ReasonClass;
+  /** A sentence for the person using the app, with its next step. */
+  userMessage: string;
+  detail: string;
+  /** For `invalid_input`: the field at fault (`session` when not signed in). */
+  field: string | null;
+  /** The HTTP status of a `refused`. */
+  status: number | null;
+  /** For `rate_limited`: seconds to wait. */
+  retryAfter: number | null;
+  /** For `customer_selection_required`: the customers to choose from. */
+  customers: CustomerChoice[];
+}
+
+/** Why a sign-in, device or recovery step failed. */
+export declare class DeviceError extends Error implements DeviceErrorData {
+  readonly name: 'DeviceError';
+  readonly portalError: PortalErrorCode;
+  readonly code: ReasonCode | null;
+  readonly class: ReasonClass;
+  readonly userMessage: string;
+  readonly detail: string;
+  readonly field: string | null;
+  readonly status: number | null;
+  readonly retryAfter: number | null;
+  readonly customers: CustomerChoice[];
+  constructor(data: DeviceErrorData);
+  toJSON(): DeviceErrorData;
+}
+
 /** The event `checkInBackground` is followed by when `pending`. */
 export declare const CHECKED_EVENT: 'polar-license://checked';
 
@@ -289,3 +373,17 @@ export declare function rememberedKey(): Promise<RememberedKey>;
 export declare function forgetKey(): Promise<void>;
 /** May this copy use `feature`? */
 export declare function hasFeature(feature: string, key?: string): Promise<FeatureState>;
+/** Asks Polar to email a sign-in code to `email` (rejects with a DeviceError). */
+export declare function requestSignInCode(email: string, options?: { customerId?: string }): Promise<void>;
+/** Signs in with the emailed code; the session stays in the plugin's memory. */
+export declare function signIn(code: string): Promise<void>;
+/** Forgets the customer session. */
+export declare function signOut(): Promise<void>;
+/** The devices of the remembered key (or `key`), this machine's marked (rejects with a DeviceError). */
+export declare function listDevices(key?: string): Promise<DeviceList>;
+/** Frees the device `activationId` (rejects with a LicenseError, as `deactivate`). */
+export declare function freeDevice(activationId: string, options?: { key?: string }): Promise<void>;
+/** The signed-in customer's keys this machine can activate (rejects with a DeviceError). */
+export declare function recoverableKeys(): Promise<RecoverableKey[]>;
+/** Activates the recoverable key `id` here (a DeviceError for the session's step, a LicenseError for the activation's). */
+export declare function recoverKey(id: string, options?: { label?: string }): Promise<Activated>;

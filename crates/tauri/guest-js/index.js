@@ -34,6 +34,41 @@ export class LicenseError extends Error {
   }
 }
 
+/** Why a customer-portal step failed (sign-in, devices, key recovery): the core's typed
+ * failure, as an Error. `portalError` names it (`not_signed_in`, `session_expired`,
+ * `code_invalid_or_expired`, `device_management_off`, `key_not_found`, `rate_limited`, …). */
+export class DeviceError extends Error {
+  constructor(data) {
+    super(data.userMessage);
+    this.name = 'DeviceError';
+    this.portalError = data.portalError;
+    this.code = data.code;
+    this.class = data.class;
+    this.userMessage = data.userMessage;
+    this.detail = data.detail;
+    this.field = data.field;
+    this.status = data.status;
+    this.retryAfter = data.retryAfter;
+    this.customers = data.customers;
+  }
+
+  /** The plugin's fields as plain data. */
+  toJSON() {
+    const { portalError, code, userMessage, detail, field, status, retryAfter, customers } = this;
+    return { portalError, code, class: this.class, userMessage, detail, field, status, retryAfter, customers };
+  }
+}
+
+function isDeviceError(value) {
+  return (
+    value !== null &&
+    typeof value === 'object' &&
+    typeof value.portalError === 'string' &&
+    typeof value.class === 'string' &&
+    typeof value.userMessage === 'string'
+  );
+}
+
 function isPluginError(value) {
   return (
     value !== null &&
@@ -53,7 +88,7 @@ async function call(command, entries = {}) {
   try {
     return await invoke(`plugin:polar-license|${command}`, args(entries));
   } catch (e) {
-    throw isPluginError(e) ? new LicenseError(e) : e instanceof Error ? e : new Error(String(e));
+    throw isDeviceError(e) ? new DeviceError(e) : isPluginError(e) ? new LicenseError(e) : e instanceof Error ? e : new Error(String(e));
   }
 }
 
@@ -111,4 +146,43 @@ export async function forgetKey() {
 /** May this copy use `feature` (the app's entitlement map)? */
 export function hasFeature(feature, key) {
   return call('has_feature', { feature, key });
+}
+
+// Out of activations (a customer session signed in with the code Polar emails; the plugin
+// keeps it in memory, never in the webview).
+
+/** Asks Polar to email a 6-character sign-in code to `email` (`customerId`: one of several
+ * customers with that email, after `customer_selection_required`). */
+export async function requestSignInCode(email, options = {}) {
+  await call('request_sign_in_code', { email, customerId: options.customerId });
+}
+
+/** Signs in with the emailed code (the session lasts one hour). */
+export async function signIn(code) {
+  await call('sign_in', { code });
+}
+
+/** Forgets the customer session. */
+export async function signOut() {
+  await call('sign_out');
+}
+
+/** The devices of the remembered key (or `key`), this machine's marked. */
+export function listDevices(key) {
+  return call('list_devices', { key });
+}
+
+/** Frees the device `activationId` of the remembered key (or `key`); no session needed. */
+export async function freeDevice(activationId, options = {}) {
+  await call('free_device', { activationId, key: options.key });
+}
+
+/** The signed-in customer's keys this machine can activate, by id and display form. */
+export function recoverableKeys() {
+  return call('recoverable_keys');
+}
+
+/** Activates here the recoverable key `id` and remembers it. */
+export function recoverKey(id, options = {}) {
+  return call('recover_key', { id, label: options.label });
 }

@@ -551,3 +551,244 @@ impl StatusState {
         state
     }
 }
+
+/// One device (a live activation) of a key, as `listDevices` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceInfo {
+    /// The activation id (what `freeDevice` frees).
+    pub id: String,
+    /// The label it was activated with.
+    pub label: String,
+    /// When it was activated (unix seconds).
+    pub activated_at: i64,
+    /// `true` for the activation this machine holds.
+    pub this_machine: bool,
+}
+
+/// `listDevices`' answer: the key's live devices, oldest first, this machine's marked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceList {
+    /// The key, redacted (`****-4C5B6A`).
+    pub display_key: String,
+    /// The key record's id.
+    pub key_id: String,
+    /// The key's activation limit (`null`: none set).
+    pub limit_activations: Option<i64>,
+    /// Its live devices.
+    pub devices: Vec<DeviceInfo>,
+}
+
+impl DeviceList {
+    /// From the core's answer.
+    pub fn of(key: &polar_license::Key, found: &polar_license::portal::KeyDevices) -> DeviceList {
+        DeviceList {
+            display_key: key.redacted(),
+            key_id: found.key_id.clone(),
+            limit_activations: found.limit_activations,
+            devices: found
+                .devices
+                .iter()
+                .map(|d| DeviceInfo {
+                    id: d.id.clone(),
+                    label: d.label.clone(),
+                    activated_at: d.activated_at.unix_timestamp(),
+                    this_machine: d.this_machine,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// One key `recoverableKeys` offers: its record id and display form, never the whole key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecoverableKey {
+    /// The key record's id (what `recoverKey` takes).
+    pub id: String,
+    /// Polar's display form (`****-4C5B6A`).
+    pub display_key: String,
+    /// The benefit that granted it.
+    pub benefit_id: String,
+    /// Its activation limit (`null`: none set).
+    pub limit_activations: Option<i64>,
+    /// When it expires (unix seconds; `null`: never).
+    pub expires_at: Option<i64>,
+}
+
+impl RecoverableKey {
+    /// From a key the portal listed (the whole key is left behind).
+    pub fn of(key: &LicenseKeyRead) -> RecoverableKey {
+        RecoverableKey {
+            id: key.id.clone(),
+            display_key: key.display_key.clone(),
+            benefit_id: key.benefit_id.clone(),
+            limit_activations: key.limit_activations,
+            expires_at: key.expires_at.map(|t| t.unix_timestamp()),
+        }
+    }
+}
+
+/// One of several customers with the email (`customer_selection_required`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomerChoice {
+    /// The customer id to sign in again with.
+    pub id: String,
+    /// The customer's name, when Polar gave one.
+    pub name: Option<String>,
+}
+
+/// Why a customer-portal step failed (`requestSignInCode`, `signIn`, `listDevices`,
+/// `recoverableKeys`, `recoverKey`): the core's typed failure, never a bare string.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceError {
+    /// The failure's name (docs/interfaces.md §2's `portal_error`: `code_invalid_or_expired`,
+    /// `session_expired`, `not_signed_in`, `device_management_off`, `key_not_found`,
+    /// `rate_limited`, `customer_selection_required`, `refused`), or the reason code of a
+    /// failure that is no portal answer (`invalid_input`, `offline`, …).
+    pub portal_error: String,
+    /// The reason code (docs/interfaces.md §1), when the failure has one.
+    pub code: Option<String>,
+    /// `denied`, `unverified` or `error`.
+    pub class: String,
+    /// A sentence for the person using the app, with its next step.
+    pub user_message: String,
+    /// What the library says: for logs and support.
+    pub detail: String,
+    /// For `invalid_input`: the field at fault (`session` when not signed in).
+    pub field: Option<String>,
+    /// Polar's HTTP status of a `refused`.
+    pub status: Option<u16>,
+    /// For `rate_limited`: seconds to wait, when Polar said.
+    pub retry_after: Option<u64>,
+    /// For `customer_selection_required`: the customers to choose from.
+    pub customers: Vec<CustomerChoice>,
+}
+
+impl DeviceError {
+    /// From the core's portal failure.
+    pub fn of(error: &polar_license::portal::PortalError) -> DeviceError {
+        use polar_license::portal::PortalError as P;
+        if let P::Invalid(e) | P::Offline(e) | P::Protocol(e) = error {
+            let reason = e.reason();
+            return DeviceError {
+                portal_error: error.code().to_string(),
+                code: Some(reason.code().to_string()),
+                class: reason.class().as_str().to_string(),
+                user_message: e.user_message(),
+                detail: e.detail(),
+                field: e.field().map(str::to_string),
+                status: e.status(),
+                retry_after: e.retry_after(),
+                customers: Vec::new(),
+            };
+        }
+        let (class, message) = match error {
+            P::CodeInvalidOrExpired => (
+                "denied",
+                "That code is wrong, used or expired: ask for a new code and type it within \
+                 30 minutes."
+                    .to_string(),
+            ),
+            P::SessionExpired => (
+                "denied",
+                "Your sign-in has expired: sign in again with a new code.".to_string(),
+            ),
+            P::NotSignedIn => (
+                "error",
+                "Sign in first with the code emailed to you.".to_string(),
+            ),
+            P::CustomerSelectionRequired(_) => (
+                "error",
+                "Several accounts use this email: choose one and ask for a code again.".to_string(),
+            ),
+            P::RateLimited(Some(s)) => (
+                "unverified",
+                format!("Too many tries: wait {s} s, then try again."),
+            ),
+            P::RateLimited(None) => (
+                "unverified",
+                "Too many tries: wait 15 minutes, then try again.".to_string(),
+            ),
+            P::NotFound => (
+                "denied",
+                "This key is not among your keys: sign in with the email the key was bought \
+                 with."
+                    .to_string(),
+            ),
+            P::DeviceManagementOff => (
+                "denied",
+                "This product does not list devices: the seller must enable \"customers can \
+                 manage activations\"; meanwhile free a device in Polar's customer portal."
+                    .to_string(),
+            ),
+            _ => (
+                "error",
+                "Polar refused the request: try again later.".to_string(),
+            ),
+        };
+        DeviceError {
+            portal_error: error.code().to_string(),
+            code: error.reason().map(|r| r.code().to_string()),
+            class: class.to_string(),
+            user_message: message,
+            detail: error.to_string(),
+            field: match error {
+                P::NotSignedIn => Some("session".to_string()),
+                P::CustomerSelectionRequired(_) => Some("customer_id".to_string()),
+                _ => None,
+            },
+            status: match error {
+                P::Refused { status, .. } => Some(*status),
+                _ => None,
+            },
+            retry_after: match error {
+                P::RateLimited(wait) => *wait,
+                _ => None,
+            },
+            customers: match error {
+                P::CustomerSelectionRequired(c) => c
+                    .iter()
+                    .map(|(id, name)| CustomerChoice {
+                        id: id.clone(),
+                        name: name.clone(),
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            },
+        }
+    }
+}
+
+/// Why `recoverKey` failed: the customer session's step ([`DeviceError`]) or the activation's
+/// ([`LicenseError`], Polar's denial such as `activation_limit`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RecoverError {
+    /// The session's step failed (nothing activated).
+    Portal(DeviceError),
+    /// The activation failed.
+    License(LicenseError),
+}
+
+impl std::fmt::Display for DeviceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.portal_error, self.detail)
+    }
+}
+
+impl std::error::Error for DeviceError {}
+
+impl std::fmt::Display for RecoverError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RecoverError::Portal(e) => e.fmt(f),
+            RecoverError::License(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for RecoverError {}

@@ -11,4 +11,11 @@
     "remembered_key",
     "forget_key",
     "has_feature",
+    "request_sign_in_code",
+    "sign_in",
+    "sign_out",
+    "list_devices",
+    "free_device",
+    "recoverable_keys",
+    "recover_key",
 ]

@@ -4,11 +4,12 @@
 //! (`activate`, `validate`), on the runtime's blocking pool, as the cache reads do.
 
 use crate::answers::{
-    Activated, FeatureState, LeaseInfo, LicenseError, LicenseState, RememberedKey, StatusState,
-    Validated,
+    Activated, DeviceError, DeviceList, FeatureState, LeaseInfo, LicenseError, LicenseState,
+    RecoverError, RecoverableKey, RememberedKey, StatusState, Validated,
 };
 use crate::{PolarLicense, CHECKED_EVENT};
 use polar_license::grace::{CheckOutcome, CheckReport};
+use polar_license::portal::{PortalError, SessionToken};
 use polar_license::{ActivateRequest, Error, Key, Licensing, ValidateRequest, Verdict};
 use std::future::Future;
 use tauri::{AppHandle, Emitter, Runtime, State};
@@ -213,4 +214,138 @@ pub(crate) async fn has_feature(
         Err(e) => CheckOutcome::Unverified(e),
     };
     Ok(FeatureState::of(&licensing.has_feature(&outcome, &feature)))
+}
+
+// Devices and key recovery (issue #64): out of activations, the user signs in with the code
+// Polar emails, sees the key's devices, frees one and activates here; or recovers a lost key.
+// The steps and their rules are the core's (`Licensing::list_devices`, `recover_key`, the
+// public deactivate); the session lives in the plugin's state, in memory only.
+
+type PortalAnswer<T> = Result<T, DeviceError>;
+
+/// Runs a portal step on the blocking pool; a task that stopped is an error of no answer.
+async fn portal_blocking<T: Send + 'static>(
+    licensing: &Licensing,
+    work: impl FnOnce(Licensing) -> Result<T, PortalError> + Send + 'static,
+) -> PortalAnswer<T> {
+    blocking(licensing, work)
+        .await
+        .map_err(PortalError::of_error)
+        .and_then(|answer| answer)
+        .map_err(|e| DeviceError::of(&e))
+}
+
+/// `read` through the session signed in; one Polar no longer knows (`session_expired`) is
+/// forgotten, so nothing is kept that cannot be used.
+async fn with_session<T: Send + 'static>(
+    state: &PolarLicense,
+    read: impl FnOnce(Licensing, &SessionToken) -> Result<T, PortalError> + Send + 'static,
+) -> PortalAnswer<T> {
+    let Some(session) = state.session() else {
+        return Err(DeviceError::of(&PortalError::NotSignedIn));
+    };
+    let answer = portal_blocking(state.licensing(), move |l| read(l, &session)).await;
+    if matches!(&answer, Err(e) if e.portal_error == PortalError::SessionExpired.code()) {
+        state.set_session(None);
+    }
+    answer
+}
+
+/// Asks Polar to email a 6-character sign-in code to `email` (`customerId`: one of several
+/// customers with that email, after `customer_selection_required`).
+#[tauri::command]
+pub(crate) async fn request_sign_in_code(
+    state: State<'_, PolarLicense>,
+    email: String,
+    customer_id: Option<String>,
+) -> PortalAnswer<()> {
+    portal_blocking(state.licensing(), move |l| {
+        l.client()
+            .request_sign_in_code_for(&email, customer_id.as_deref())
+    })
+    .await
+}
+
+/// Signs in with the emailed code: the customer session (one hour) is kept in the plugin's
+/// memory, never written, never sent to the webview.
+#[tauri::command]
+pub(crate) async fn sign_in(state: State<'_, PolarLicense>, code: String) -> PortalAnswer<()> {
+    let session = portal_blocking(state.licensing(), move |l| l.client().sign_in(&code)).await?;
+    state.set_session(Some(session));
+    Ok(())
+}
+
+/// Forgets the customer session.
+#[tauri::command]
+pub(crate) async fn sign_out(state: State<'_, PolarLicense>) -> PortalAnswer<()> {
+    state.set_session(None);
+    Ok(())
+}
+
+/// The devices of `key` (default: the remembered key) through the session, this machine's
+/// marked.
+#[tauri::command]
+pub(crate) async fn list_devices(
+    state: State<'_, PolarLicense>,
+    key: Option<String>,
+) -> PortalAnswer<DeviceList> {
+    let key = key_or_remembered(state.licensing(), key)
+        .await
+        .map_err(|e| DeviceError::of(&PortalError::of_error(e)))?;
+    with_session(&state, move |l, session| {
+        l.list_devices(session, key.clone())
+            .map(|found| DeviceList::of(&key, &found))
+    })
+    .await
+}
+
+/// Frees the device `activation_id` of `key` (default: the remembered key): the public
+/// deactivate, which needs no session; when it is this machine's, the cache forgets it.
+#[tauri::command]
+pub(crate) async fn free_device(
+    state: State<'_, PolarLicense>,
+    activation_id: String,
+    key: Option<String>,
+) -> Answer<()> {
+    let licensing = state.licensing();
+    let key = key_or_remembered(licensing, key).await?;
+    accepted(licensing.deactivate_async(key, Some(activation_id.as_str()))).await
+}
+
+/// The signed-in customer's keys this machine can activate, by id and display form (the whole
+/// key never crosses to the webview).
+#[tauri::command]
+pub(crate) async fn recoverable_keys(
+    state: State<'_, PolarLicense>,
+) -> PortalAnswer<Vec<RecoverableKey>> {
+    with_session(&state, |l, session| {
+        l.recoverable_keys(session)
+            .map(|keys| keys.iter().map(RecoverableKey::of).collect())
+    })
+    .await
+}
+
+/// Activates here the recoverable key `id` (label: `label`, default the app's name) and
+/// remembers it, as `activate` does: the whole key goes only into the activation.
+#[tauri::command]
+pub(crate) async fn recover_key<R: Runtime>(
+    app: AppHandle<R>,
+    state: State<'_, PolarLicense>,
+    id: String,
+    label: Option<String>,
+) -> Result<Activated, RecoverError> {
+    let label = label.unwrap_or_else(|| app.package_info().name.clone());
+    let activated = with_session(&state, move |l, session| {
+        l.recover_key(session, &id, &label)
+    })
+    .await
+    .map_err(RecoverError::Portal)?;
+    let answer = match activated.unremembered() {
+        Some(e) => Err(e),
+        None => activated.online,
+    };
+    let read = accepted(std::future::ready(answer))
+        .await
+        .map_err(RecoverError::License)?;
+    Ok(Activated::of(&read, activated.lease.as_ref()))
 }

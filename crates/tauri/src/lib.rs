@@ -13,7 +13,9 @@
 //!
 //! and the webview gets the commands `check`, `checkInBackground` (with its later
 //! `polar-license://checked` event), `activate`, `deactivate`, `validate`, `status`,
-//! `rememberedKey`, `forgetKey` and `hasFeature` through the guest package
+//! `rememberedKey`, `forgetKey`, `hasFeature` and, out of activations (a customer session
+//! signed in with the code Polar emails, kept in memory), `requestSignInCode`, `signIn`,
+//! `signOut`, `listDevices`, `freeDevice`, `recoverableKeys` and `recoverKey` through the guest package
 //! `@polar-license/tauri` (the capability `polar-license:default` allows them all). Every
 //! answer and error crosses as typed data ([`answers`]): a reason code and its class, a
 //! sentence for the user, a hint, the grace's end, the features it unlocks; never a bare
@@ -28,15 +30,18 @@ pub mod answers;
 mod commands;
 
 pub use answers::{
-    Activated, FeatureState, LicenseError, LicenseState, LicenseSummary, MemberInfo, OrderInfo,
-    PerpetualState, RememberedKey, StatusState, SubscriptionInfo, TrialInfo, Validated,
+    Activated, CustomerChoice, DeviceError, DeviceInfo, DeviceList, FeatureState, LicenseError,
+    LicenseState, LicenseSummary, MemberInfo, OrderInfo, PerpetualState, RecoverError,
+    RecoverableKey, RememberedKey, StatusState, SubscriptionInfo, TrialInfo, Validated,
 };
 pub use polar_license::features::Entitlements;
 pub use polar_license::perpetual::ReleaseDate;
 pub use polar_license::trial::TrialDays;
 pub use polar_license::{Licensing, LicensingBuilder};
 
+use polar_license::portal::SessionToken;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use tauri::plugin::{Builder, TauriPlugin};
 use tauri::{Manager, Runtime};
 
@@ -214,12 +219,28 @@ pub struct PolarLicense {
     licensing: Licensing,
     /// A local trial was stated ([`Options::trial`]).
     trial: bool,
+    /// The customer session `sign_in` got (issue #64): in memory only, never written, never
+    /// sent to the webview; `Debug` shows its kind only.
+    session: Arc<Mutex<Option<SessionToken>>>,
 }
 
 impl PolarLicense {
     /// The app's [`Licensing`].
     pub fn licensing(&self) -> &Licensing {
         &self.licensing
+    }
+
+    /// The customer session signed in, if any.
+    pub(crate) fn session(&self) -> Option<SessionToken> {
+        self.session
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Keeps (or, `None`, forgets) the customer session.
+    pub(crate) fn set_session(&self, session: Option<SessionToken>) {
+        *self.session.lock().unwrap_or_else(|e| e.into_inner()) = session;
     }
 }
 
@@ -254,12 +275,23 @@ pub fn init<R: Runtime>(organization_id: impl Into<String>, options: Options) ->
             commands::remembered_key,
             commands::forget_key,
             commands::has_feature,
+            commands::request_sign_in_code,
+            commands::sign_in,
+            commands::sign_out,
+            commands::list_devices,
+            commands::free_device,
+            commands::recoverable_keys,
+            commands::recover_key,
         ])
         .setup(move |app, _api| {
             let identifier = app.config().identifier.clone();
             let trial = options.trial.is_some();
             let licensing = options.build(organization_id, &identifier)?;
-            app.manage(PolarLicense { licensing, trial });
+            app.manage(PolarLicense {
+                licensing,
+                trial,
+                session: Arc::default(),
+            });
             Ok(())
         })
         .build()

@@ -13,13 +13,17 @@
 
 use polar_license::lease::SigningKey;
 use polar_license::{AccessToken, MachineBinding, Reason, Server, UreqTransport};
-use polar_license_emulator::{Fault, DEMO_BENEFIT_ID, DEMO_KEY, DEMO_KEY_REVOKED};
+use polar_license::{ActivateRequest, Licensing, Verdict};
+use polar_license_emulator::{
+    Fault, DEMO_BENEFIT_ID, DEMO_KEY, DEMO_KEY_DISABLED, DEMO_KEY_EXPIRED, DEMO_KEY_NO_ACTIVATIONS,
+    DEMO_KEY_REVOKED, DEMO_KEY_USAGE,
+};
 use polar_license_relay::store::{MemoryBackend, StoreOptions};
 use polar_license_relay::{serve, Relay, RelayConfig, Running, StoreConfig};
 use polar_license_tauri::{
-    Activated, Entitlements, FeatureState, LicenseError, LicenseState, Options, PerpetualState,
-    PolarLicenseExt, ReleaseDate, RememberedKey, StatusState, TrialDays, TrialInfo, Validated,
-    CHECKED_EVENT, COMMANDS,
+    Activated, DeviceError, DeviceList, Entitlements, FeatureState, LicenseError, LicenseState,
+    Options, PerpetualState, PolarLicenseExt, RecoverableKey, ReleaseDate, RememberedKey,
+    StatusState, TrialDays, TrialInfo, Validated, CHECKED_EVENT, COMMANDS,
 };
 use polar_license_testkit::{take_requests, unix_now, ScratchDir, Tape, World};
 use serde::de::DeserializeOwned;
@@ -189,14 +193,27 @@ impl Plugin {
     /// webview does; the raw JSON answer (`Err`: the rejection).
     fn invoke(&self, command: &str, args: Value) -> Result<Value, Value> {
         let answer = common::invoke(&self.webview, command, args.clone());
-        // A key crosses the IPC into the plugin, never back out.
+        // A key crosses the IPC into the plugin, never back out; nor does a customer
+        // session (`polar_cst_…`).
         let text = format!("{answer:?}");
-        for key in [DEMO_KEY, DEMO_KEY_REVOKED, "DEMO-NOT-A-KEY"] {
+        for key in [
+            DEMO_KEY,
+            DEMO_KEY_REVOKED,
+            DEMO_KEY_NO_ACTIVATIONS,
+            DEMO_KEY_DISABLED,
+            DEMO_KEY_EXPIRED,
+            DEMO_KEY_USAGE,
+            "DEMO-NOT-A-KEY",
+        ] {
             assert!(
                 !text.contains(key),
                 "{command} answered the whole key: {text}"
             );
         }
+        assert!(
+            !text.contains("polar_cst_") && !text.contains("polar_mst_"),
+            "{command} answered the session: {text}"
+        );
         self.record(match &answer {
             Ok(value) => json!({ "command": command, "args": args, "ok": value }),
             Err(value) => json!({ "command": command, "args": args, "err": value }),
@@ -239,6 +256,30 @@ impl Plugin {
         }
     }
 
+    /// An answer that must reject with a customer-portal failure.
+    fn device_err(&self, command: &str, args: Value) -> DeviceError {
+        match self.invoke(command, args) {
+            Ok(value) => panic!("{command} resolved: {value}"),
+            Err(e) => serde_json::from_value(e).expect("a DeviceError, not a bare string"),
+        }
+    }
+
+    /// Asks for a sign-in code for the demo customer and signs in with the one the emulator
+    /// would have emailed (`/__emulator/customer-session/codes`).
+    fn sign_in(&self) {
+        let _: () = self.ok(
+            "request_sign_in_code",
+            json!({ "email": "jane.doe@gmail.com" }),
+        );
+        let code = self
+            .polar
+            .customer_session_codes()
+            .last()
+            .and_then(|c| c["code"].as_str().map(str::to_string))
+            .expect("a code");
+        let _: () = self.ok("sign_in", json!({ "code": code }));
+    }
+
     fn check(&self) -> LicenseState {
         self.ok("check", json!({}))
     }
@@ -257,7 +298,7 @@ fn every_reason_code_and_command_for_the_guest_package() {
         .iter()
         .map(|r| json!({ "code": r.code(), "class": r.class().as_str() }))
         .collect();
-    assert_eq!(reasons.len(), 20);
+    assert_eq!(reasons.len(), 21);
     common::write_fixture("reasons.json", &Value::Array(reasons));
     common::write_fixture("commands.json", &json!(COMMANDS));
 }
@@ -840,4 +881,161 @@ fn a_replayed_relay_grant_undoes_neither_a_revocation_nor_a_clock_set_back() {
     assert!(!offline.licensed, "{offline:?}");
     let status: StatusState = w.ok("status", json!({}));
     assert_eq!(status.denied.as_deref(), Some("inactive"), "{status:?}");
+}
+
+/// Activates `key` on another machine (its own install, straight through Polar's API): one of
+/// the key's slots taken elsewhere.
+fn activate_elsewhere(w: &Plugin, key: &str, label: &str) -> String {
+    let other = ScratchDir::new(&format!("tauri-elsewhere-{label}"));
+    let licensing = Licensing::builder(w.polar.organization_id())
+        .base_url(w.polar.url())
+        .cache_dir(other.path())
+        .build()
+        .expect("licensing");
+    match licensing
+        .client()
+        .activate(&ActivateRequest::new(key, label))
+    {
+        Ok(Verdict::Accepted(a)) => a.activation.id,
+        other => panic!("activate elsewhere: {other:?}"),
+    }
+}
+
+#[test]
+fn at_the_limit_the_user_signs_in_frees_another_device_and_activates_here() {
+    let w = Plugin::new("devices");
+    let old = activate_elsewhere(&w, DEMO_KEY, "Old laptop");
+    activate_elsewhere(&w, DEMO_KEY, "Desk");
+    activate_elsewhere(&w, DEMO_KEY, "Studio");
+    let refused = w.err(
+        "activate",
+        json!({ "key": DEMO_KEY, "label": "Jane's laptop" }),
+    );
+    assert_eq!(refused.code, "activation_limit");
+
+    // Not signed in: typed, and Polar is not asked.
+    take_requests(&w.polar);
+    let not = w.device_err("list_devices", json!({ "key": DEMO_KEY }));
+    assert_eq!(
+        (
+            not.portal_error.as_str(),
+            not.code.as_deref(),
+            not.field.as_deref()
+        ),
+        ("not_signed_in", Some("invalid_input"), Some("session"))
+    );
+    assert_eq!(take_requests(&w.polar), 0);
+
+    // A wrong code is Polar's refusal, typed; the right one signs in.
+    let _: () = w.ok(
+        "request_sign_in_code",
+        json!({ "email": "jane.doe@gmail.com" }),
+    );
+    let wrong = w.device_err("sign_in", json!({ "code": "ZZZZZZ" }));
+    assert_eq!(wrong.portal_error, "code_invalid_or_expired");
+    assert_eq!((wrong.class.as_str(), wrong.code), ("denied", None));
+    w.sign_in();
+
+    let listed: DeviceList = w.ok("list_devices", json!({ "key": DEMO_KEY }));
+    assert_eq!(listed.display_key, "****-4C5B6A");
+    assert_eq!(listed.limit_activations, Some(3));
+    let labels: Vec<&str> = listed.devices.iter().map(|d| d.label.as_str()).collect();
+    assert_eq!(labels, ["Old laptop", "Desk", "Studio"]);
+    assert!(listed.devices.iter().all(|d| !d.this_machine));
+    assert_eq!(listed.devices[0].id, old);
+
+    // Free the dead laptop (the public deactivate), then activate here.
+    let _: () = w.ok(
+        "free_device",
+        json!({ "key": DEMO_KEY, "activationId": old }),
+    );
+    assert_eq!(w.polar.activations(DEMO_KEY).len(), 2);
+    let here = w.activate();
+    let listed: DeviceList = w.ok("list_devices", json!({}));
+    assert_eq!(listed.devices.len(), 3);
+    let mine: Vec<&str> = listed
+        .devices
+        .iter()
+        .filter(|d| d.this_machine)
+        .map(|d| d.id.as_str())
+        .collect();
+    assert_eq!(mine, [here.activation_id.as_str()]);
+    assert!(listed.devices.iter().all(|d| d.id != old));
+    assert!(w.check().licensed);
+
+    // Freeing it again: Polar's 404, typed as `deactivate`'s.
+    let again = w.err(
+        "free_device",
+        json!({ "key": DEMO_KEY, "activationId": old }),
+    );
+    assert_eq!(again.code, "not_found");
+
+    // Signed out: the session is gone from memory.
+    let _: () = w.ok("sign_out", json!({}));
+    let out = w.device_err("list_devices", json!({}));
+    assert_eq!(out.portal_error, "not_signed_in");
+}
+
+#[test]
+fn a_lost_key_is_recovered_by_its_id_and_the_whole_key_never_reaches_the_webview() {
+    let w = Plugin::new("recover");
+    let not = w.device_err("recoverable_keys", json!({}));
+    assert_eq!(not.portal_error, "not_signed_in");
+    w.sign_in();
+    let keys: Vec<RecoverableKey> = w.ok("recoverable_keys", json!({}));
+    let demo = w.polar.key(DEMO_KEY).expect("the demo key");
+    let demo_id = demo["id"].as_str().expect("its id");
+    let offered = keys
+        .iter()
+        .find(|k| k.id == demo_id)
+        .expect("the demo key is offered");
+    assert_eq!(offered.display_key, "****-4C5B6A");
+    assert_eq!(offered.limit_activations, Some(3));
+    // Granted and unexpired only: the revoked, disabled and expired demo keys are not offered.
+    for gone in [DEMO_KEY_REVOKED, DEMO_KEY_DISABLED, DEMO_KEY_EXPIRED] {
+        let id = w.polar.key(gone).expect("a demo key")["id"].clone();
+        assert!(keys.iter().all(|k| json!(k.id) != id), "{gone} offered");
+    }
+
+    // An id not offered: typed, nothing activated.
+    let unknown = w.invoke(
+        "recover_key",
+        json!({ "id": "00000000-0000-0000-0000-000000000000", "label": "New laptop" }),
+    );
+    let unknown: DeviceError =
+        serde_json::from_value(unknown.expect_err("not offered")).expect("a DeviceError");
+    assert_eq!(unknown.portal_error, "key_not_found");
+    assert!(w.polar.activations(DEMO_KEY).is_empty());
+
+    let recovered: Activated = w.ok(
+        "recover_key",
+        json!({ "id": demo_id, "label": "New laptop" }),
+    );
+    assert_eq!(recovered.label, "New laptop");
+    assert_eq!(recovered.license.display_key, "****-4C5B6A");
+    let live = w.polar.activations(DEMO_KEY);
+    assert_eq!(live.len(), 1);
+    assert_eq!(live[0]["id"], json!(recovered.activation_id));
+    let remembered: RememberedKey = w.ok("remembered_key", json!({}));
+    assert_eq!(remembered.display_key.as_deref(), Some("****-4C5B6A"));
+    let state = w.check();
+    assert!(state.licensed, "{state:?}");
+}
+
+#[test]
+fn a_session_polar_no_longer_knows_is_typed_and_forgotten() {
+    let w = Plugin::new("session-expired");
+    w.activate();
+    w.sign_in();
+    let _: DeviceList = w.ok("list_devices", json!({}));
+    // An hour and a second later by Polar's clock: the session is over.
+    w.polar.set_clock_offset(HOUR + 1);
+    let expired = w.device_err("list_devices", json!({}));
+    assert_eq!(expired.portal_error, "session_expired");
+    assert_eq!((expired.class.as_str(), expired.code), ("denied", None));
+    // Forgotten: the next step asks nobody and says to sign in.
+    take_requests(&w.polar);
+    let next = w.device_err("recoverable_keys", json!({}));
+    assert_eq!(next.portal_error, "not_signed_in");
+    assert_eq!(take_requests(&w.polar), 0);
 }

@@ -23,13 +23,20 @@ const TYPE_OF = {
   has_feature: 'FeatureState',
   deactivate: 'null',
   forget_key: 'null',
+  request_sign_in_code: 'null',
+  sign_in: 'null',
+  sign_out: 'null',
+  list_devices: 'DeviceList',
+  free_device: 'null',
+  recoverable_keys: 'RecoverableKey[]',
+  recover_key: 'Activated',
 };
 
 test('every answer the plugin gave has exactly the declared type', () => {
   assert.ok(existsSync(TSC), `${TSC}: npm ci in crates/tauri/guest-js (scripts/setup.sh does)`);
   const dir = fixturesDir();
   const lines = [
-    "import type { Activated, FeatureState, LicenseErrorData, LicenseState, ReasonClass, ReasonCode,",
+    "import type { Activated, DeviceErrorData, DeviceList, FeatureState, LicenseErrorData, RecoverableKey, LicenseState, ReasonClass, ReasonCode,",
     "  RememberedKey, StatusState, Validated } from '../../index.js';",
     "import { CHECKED_EVENT } from '../../index.js';",
   ];
@@ -42,6 +49,8 @@ test('every answer the plugin gave has exactly the declared type', () => {
         lines.push(`const a${n}: LicenseState = ${JSON.stringify(entry.payload)};`);
       } else if ('ok' in entry) {
         lines.push(`const a${n}: ${TYPE_OF[entry.command]} = ${JSON.stringify(entry.ok)};`);
+      } else if (typeof entry.err === 'object' && 'portalError' in entry.err) {
+        lines.push(`const a${n}: DeviceErrorData = ${JSON.stringify(entry.err)};`);
       } else if (typeof entry.err === 'object') {
         lines.push(`const a${n}: LicenseErrorData = ${JSON.stringify(entry.err)};`);
       }

@@ -104,7 +104,7 @@ test('REASONS is the Rust reason table', async () => {
     Object.fromEntries(rows.map((r) => [r.code, r.kind])),
     { ...REASONS },
   );
-  assert.equal(rows.length, 20); // docs/interfaces.md §1's 18, not_yet_verified and replayed
+  assert.equal(rows.length, 21); // docs/interfaces.md §1's 18, not_yet_verified, replayed and seats_full
   assert.ok(Object.isFrozen(REASONS));
 });
 

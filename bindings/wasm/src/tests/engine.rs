@@ -1154,8 +1154,12 @@ fn signed_mode_asks_the_host_to_verify_then_takes_the_answer_again() {
     let now = json!({ "secret": SECRET, "now": NOW });
     let start = parsed(&e.start("activate", KEY.into(), &now.to_string(), options));
     let id = start["id"].as_str().unwrap().to_string();
-    assert!(start.get("send").is_some(), "{start}");
     let give = |given: Value, body: Vec<u8>| parsed(&e.give(&id, &given.to_string(), body));
+    // The activate machine reads the key's slot before it sends (issue #63 item 5: what it
+    // replaces), here empty; then it sends.
+    assert!(start.get("read").is_some(), "{start}");
+    let sends = give(json!({ "read": [null, null, null] }), Vec::new());
+    assert!(sends.get("send").is_some(), "{sends}");
     let response =
         json!({ "response": { "status": 200, "headers": [["polar-license-lease", lease]] } });
 

@@ -139,10 +139,13 @@ impl Paged {
         let old_time = prior.map(|p| (time_tag(p), evictable(p)));
         let old_size = prior.map_or(0, stored_bytes);
         let new = tags(&entry);
-        // Its link in the time row moves with the time; a revocation has none (the byte cap
-        // never evicts it).
+        // Its link in the time row moves with the time; a revocation gets none (the byte cap
+        // never evicts it), and a link it had as a grant stays until the eviction lists it and
+        // unlinks it: a webhook's revocation costs no storage call more (a Durable Object's
+        // round trips per request, tests/js/relay-store.test.mjs).
         let new_time = evictable(&entry).then(|| time_tag(&entry));
-        let unchanged = matches!((&old_time, &new_time), (Some((t, true)), Some(n)) if t == n);
+        let unchanged = new_time.is_none()
+            || matches!((&old_time, &new_time), (Some((t, true)), Some(n)) if t == n);
         if !unchanged {
             if let Some((t, _)) = old_time {
                 self.link(&t, id, false);
@@ -411,12 +414,14 @@ impl PagedBackend {
                         match p.entries.get(&id).map(|s| s.entry.as_ref()) {
                             // Absent from the storage: its time link was left behind.
                             Some(None) => p.link(&format!("{TIME_ROW}{at:012}"), &id, false),
-                            // Written since: no longer among the oldest.
-                            Some(Some(e)) if e.answered_at != at => {}
-                            // A revocation an older relay linked: never evicted, unlinked.
+                            // A revocation's link (kept from its grant, or an older relay's):
+                            // never evicted, unlinked (before the time check: a revocation's
+                            // time may have moved since the link was made).
                             Some(Some(e)) if !evictable(e) => {
                                 p.link(&format!("{TIME_ROW}{at:012}"), &id, false)
                             }
+                            // Written since: no longer among the oldest.
+                            Some(Some(e)) if e.answered_at != at => {}
                             Some(Some(_)) => kept.push((at, id)),
                             None => {
                                 if kept.len() < over {

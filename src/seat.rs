@@ -4,7 +4,7 @@
 //! gives it for a short life (5 minutes by default) and a signed seat lease
 //! ([`crate::lease::SeatClaims`]) saying so, a heartbeat extends it, a release frees it, and
 //! one not heard from within its life frees by itself. The native shell sends them
-//! ([`crate::BlockingClient::seat`]); the CLI's `seat run` holds one while a command runs.
+//! (`BlockingClient::seat`, natively); the CLI's `seat run` holds one while a command runs.
 
 use crate::error::{Denial, Error, Verdict};
 use crate::key::Key;

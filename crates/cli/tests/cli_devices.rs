@@ -8,7 +8,9 @@ use polar_license_emulator::{
     Emulator, Options, Seed, SeedBenefit, DEMO_BENEFIT_ID, DEMO_KEY, DEMO_KEY_EXPIRED,
     DEMO_KEY_NO_ACTIVATIONS, DEMO_KEY_REVOKED, DEMO_KEY_USAGE,
 };
-use polar_license_testkit::{clean_command, on_terminal, Launch, ScratchDir};
+#[cfg(unix)]
+use polar_license_testkit::on_terminal;
+use polar_license_testkit::{clean_command, Launch, ScratchDir};
 use serde_json::Value;
 use std::path::Path;
 

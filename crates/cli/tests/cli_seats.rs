@@ -100,21 +100,34 @@ fn the_commands_exit_code_is_returned_and_its_seat_released_whatever_it_was() {
 #[test]
 fn a_second_job_gets_seats_full_while_the_first_holds_the_seat() {
     let w = world();
-    let mut holder = seat_run(&w, &["--timeout", "5"], &["sleep", "2"]).start();
-    // The holder has its seat once a run beside it is refused.
-    let mut refused = None;
-    for _ in 0..100 {
-        let o = run(&w, &[], &["true"]);
-        if o.status.code() == Some(1) {
-            refused = Some(o);
-            break;
-        }
+    // The holder's command runs only once its seat is held: it says so with a file, then
+    // waits until the test lets it go (at most 60 s), so no timing decides who holds the seat.
+    let held = w._dir.path().join("held");
+    let go = w._dir.path().join("go");
+    let script = format!(
+        "touch '{}'; i=0; while [ ! -e '{}' ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done",
+        held.display(),
+        go.display()
+    );
+    let mut holder = seat_run(&w, &["--timeout", "5"], &["sh", "-c", &script]).start();
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    while !held.exists() {
+        assert!(
+            std::time::Instant::now() < until,
+            "the holder never got its seat"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
-    let refused = refused.expect("refused while the seat is held");
+    let refused = run(&w, &[], &["true"]);
+    assert_eq!(
+        refused.status.code(),
+        Some(1),
+        "refused while the seat is held: {refused:?}"
+    );
     let text = String::from_utf8_lossy(&refused.stderr);
     assert!(text.contains("seats_full"), "{text}");
     assert!(text.contains("1 of 1"), "{text}");
+    std::fs::write(&go, b"").expect("the go file");
     assert_eq!(holder.wait().expect("the holder ends").code(), Some(0));
     succeeds(&w, "free once the holder exits");
 }

@@ -29,7 +29,10 @@ export async function importSigningKey(text, subtle = globalThis.crypto?.subtle,
   } catch (e) {
     throw new TypeError(e instanceof Error ? e.message : 'signingKey: not a signing key');
   }
-  const { kid, d, x } = parts;
+  const { kid, raw } = parts;
+  // The halves as a JWK's base64url (WebCrypto's format).
+  const b64url = (bytes) => btoa(String.fromCharCode(...bytes)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+  const [d, x] = [b64url(raw.subarray(0, 32)), b64url(raw.subarray(32))];
   let key;
   let verifier;
   try {

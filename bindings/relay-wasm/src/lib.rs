@@ -31,7 +31,6 @@
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 use js_sys::{Array, Object, Reflect, Uint8Array};
@@ -204,24 +203,24 @@ fn items_of(json: &str) -> Result<Vec<JournalItem>, JsError> {
 /// A bounded table of waiting entries by id; the oldest is dropped when full.
 struct Table<T> {
     next: u32,
-    entries: VecDeque<(u32, T)>,
+    entries: Vec<(u32, T)>,
 }
 
 impl<T> Table<T> {
     fn new() -> Self {
         Table {
             next: 1,
-            entries: VecDeque::new(),
+            entries: Vec::new(),
         }
     }
 
     fn put(&mut self, value: T) -> u32 {
         if self.entries.len() >= MAX_WAITING {
-            self.entries.pop_front();
+            self.entries.remove(0);
         }
         let id = self.next;
         self.next = self.next.wrapping_add(1).max(1);
-        self.entries.push_back((id, value));
+        self.entries.push((id, value));
         id
     }
 
@@ -234,7 +233,7 @@ impl<T> Table<T> {
 
     fn take(&mut self, id: u32) -> Option<T> {
         let at = self.entries.iter().position(|(k, _)| *k == id)?;
-        self.entries.remove(at).map(|(_, v)| v)
+        Some(self.entries.remove(at).1)
     }
 }
 
@@ -791,8 +790,8 @@ impl RelayCore {
     }
 
     /// A signing key file's text (`KID=k4.secret.…`) read by the core's reader
-    /// (`polar_license::lease::read_key_file`): `{kid, d, x}`, the Ed25519 seed and public half
-    /// as base64url (a JWK's), for the host's WebCrypto to import (it checks the halves match).
+    /// (`polar_license::lease::read_key_file`): `{kid, raw}`, the Ed25519 seed then the public
+    /// half (64 bytes), for the host's WebCrypto to import (it checks the halves match).
     /// Throws `signingKey: …`, never with the secret.
     #[wasm_bindgen(js_name = signingKey)]
     pub fn signing_key(text: JsValue) -> Result<JsValue, JsError> {
@@ -803,16 +802,8 @@ impl RelayCore {
                 "expected the one line KID=k4.secret.… that `polar-license relay keygen` writes",
             )
         })?;
-        let b64 = |bytes: &[u8]| {
-            use ct_codecs::Encoder;
-            let mut out = [0u8; 43];
-            ct_codecs::Base64UrlSafeNoPadding::encode_to_str(&mut out, bytes)
-                .map(str::to_string)
-                .unwrap_or_default()
-        };
         let out = wrapped("kid", &JsValue::from_str(&kid));
-        set(&out, "d", &JsValue::from_str(&b64(&raw[..32])));
-        set(&out, "x", &JsValue::from_str(&b64(&raw[32..])));
+        set(&out, "raw", &Uint8Array::from(&raw[..]).into());
         Ok(out.into())
     }
 

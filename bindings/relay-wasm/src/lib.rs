@@ -543,13 +543,20 @@ impl RelayCore {
         // Where it runs (`host`: `'workers'`, else a fetch host with a socket peer): the core
         // says how hosts differ (`polar_license_relay::Host`).
         relay_config.host = Host::of_user_agent(text(&config, "userAgent")?.as_deref());
-        // `relay serve --timeout`'s, in milliseconds (1 to 10 minutes), else the core's.
-        let timeout_ms = match whole(&config, "timeoutMs", 600_000.0)? {
-            Some(ms) if ms < 1.0 => {
-                return Err(bad("timeoutMs", "must be a whole number from 1 to 600000"))
+        // `relay serve --timeout`'s (any positive time), in milliseconds, else the core's; at
+        // most a timer's longest wait (2^31 - 1 ms, about 24.8 days).
+        let timeout = get(&config, "timeoutMs");
+        let timeout_ms = match timeout.as_f64() {
+            _ if timeout.is_undefined() || timeout.is_null() => {
+                polar_license_relay::host::CALL_TIMEOUT_MS
             }
-            Some(ms) => ms as u64,
-            None => polar_license_relay::host::CALL_TIMEOUT_MS,
+            Some(ms) if ms.is_finite() && ms > 0.0 => ms.ceil().min(2_147_483_647.0) as u64,
+            _ => {
+                return Err(bad(
+                    "timeoutMs",
+                    "must be a positive number of milliseconds",
+                ))
+            }
         };
         // As `relay serve`'s --webhook-silence: seconds without a webhook before the warning
         // (0: never).

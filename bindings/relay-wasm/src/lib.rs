@@ -834,7 +834,7 @@ impl RelayCore {
         }
     }
 
-    /// Stages the store's changes since the last call for the next save ([`RelayCore::save_batch`]):
+    /// Stages the store's changes since the last call for the next save ([`RelayCore::save_step`]):
     /// from now on every read sees them (a paged store), until they are saved.
     pub fn stage(&self) {
         let mut saves = self.saves.borrow_mut();

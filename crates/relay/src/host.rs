@@ -85,7 +85,7 @@ impl Host {
 /// address (the handler's third argument's `clientIp`), Deno.serve's `info.remoteAddr.hostname`,
 /// Bun.serve's `server.requestIP(request).address`; `unknown` when none is a non-empty string.
 /// Which address the per-IP limit then counts (a proxy's header, Cloudflare's on Workers) is
-/// [`Host::peer`]'s and the relay's `client_ip_header` rule.
+/// `Host::peer`'s and the relay's `client_ip_header` rule.
 pub fn socket_peer<'a>(facts: impl IntoIterator<Item = Option<&'a str>>) -> &'a str {
     facts
         .into_iter()

@@ -201,7 +201,7 @@ function coreConfig(options, signer) {
     kid: signer.kid,
     publicKey: signer.publicKey,
   };
-  for (const name of ['baseUrl', 'server', 'leaseDays', 'organizationId', 'perIp', 'perKey', 'clientIpHeader', 'maxBodyBytes', 'corsOrigins', 'breakerFailures', 'breakerOpenFor', 'webhookSilence', 'metricsPath', 'metricsToken', 'store']) {
+  for (const name of ['baseUrl', 'server', 'leaseDays', 'organizationId', 'perIp', 'perKey', 'clientIpHeader', 'maxBodyBytes', 'corsOrigins', 'breakerFailures', 'breakerOpenFor', 'webhookSilence', 'metricsPath', 'metricsToken', 'store', 'seats']) {
     if (options[name] !== undefined && options[name] !== null) config[name] = options[name];
   }
   return config;
@@ -395,7 +395,14 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
           }
           if (need.done) return;
           if (need.body !== undefined) {
-            given = { body: await readCapped(request.body, need.body) };
+            // A body whose stream broke off: the core's 400 (as natively), not the host's 500.
+            const body = await readCapped(request.body, need.body).catch(() => null);
+            if (body === null) {
+              answered = true;
+              respond(toResponse(core.bodyFailed(id)));
+              return;
+            }
+            given = { body };
           } else if (need.load) {
             given = { loaded: await readOrNull(need.load) };
           } else if (need.flight !== undefined) {

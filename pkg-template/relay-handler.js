@@ -363,7 +363,14 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
           }
           if (need.done) return;
           if (need.body !== undefined) {
-            given = { body: await readCapped(request.body, need.body) };
+            // A body whose stream broke off: the core's 400 (as natively), not the host's 500.
+            const body = await readCapped(request.body, need.body).catch(() => null);
+            if (body === null) {
+              answered = true;
+              respond(toResponse(core.bodyFailed(id)));
+              return;
+            }
+            given = { body };
           } else if (need.load) {
             given = { loaded: await readOrNull(need.load) };
           } else if (need.flight !== undefined) {

@@ -65,6 +65,24 @@ export interface RelayOptions {
   /** Where the store's changes persist (a Durable Object's: `durableStorage(state.storage)`);
    * without it the store lives in memory. */
   storage?: RelayStorage;
+  /** Floating and CI seats (`POST /v1/seats/acquire|heartbeat|release`, with a store), as
+   * `relay serve`'s seat flags; the defaults when left out. */
+  seats?: RelaySeatOptions;
+}
+
+/** The seller's seat settings (issue #67). */
+export interface RelaySeatOptions {
+  /** A seat's life without a heartbeat, in seconds (30 to 3600; default 300). */
+  seconds?: number;
+  /** CI seats per key at once, within the key's seats (default: no cap of their own). */
+  ciCap?: number;
+  /** At most this many acquisitions per key in any `churnSeconds` (0: no limit; at most
+   * 1000; default 120). */
+  churn?: number;
+  /** The churn limit's window in seconds (60 to 86400; default 3600). */
+  churnSeconds?: number;
+  /** Seats per key by benefit id, instead of the key's `limit_activations`. */
+  perBenefit?: Record<string, number>;
 }
 
 export interface RelayStoreOptions {

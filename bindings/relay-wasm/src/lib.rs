@@ -49,8 +49,8 @@ use polar_license_relay::store::{
     JournalBackend, JournalItem, PagedBackend, StoreOptions, DEFAULT_CACHED,
 };
 use polar_license_relay::{
-    Host, Now, Rate, Relay, RelayConfig, RelayRequest, RelayResponse, Signer, StoreConfig,
-    STALE_AFTER_MS,
+    Host, Now, Rate, Relay, RelayConfig, RelayRequest, RelayResponse, SeatOptions, Signer,
+    StoreConfig, STALE_AFTER_MS,
 };
 use wasm_bindgen::prelude::*;
 
@@ -402,6 +402,66 @@ fn roster_options(store: &JsValue, options: &mut StoreOptions) -> Result<(), JsE
     Ok(())
 }
 
+/// The seat options (`seats`: `seconds`, `ciCap`, `churn`, `churnSeconds`, `perBenefit` as
+/// `{benefitId: n}`), as `relay serve`'s `--seat-seconds`, `--seat-ci-cap`, `--seat-churn` and
+/// `--seats`; the core's defaults for what is left out, its check for the values.
+fn seat_options(config: &JsValue) -> Result<SeatOptions, JsError> {
+    let mut seats = SeatOptions::default();
+    let v = get(config, "seats");
+    if v.is_undefined() || v.is_null() {
+        return Ok(seats);
+    }
+    if !v.is_object() {
+        return Err(bad("seats", "must be an object"));
+    }
+    let field = |name: &str| format!("seats.{name}");
+    let n = |name: &str| {
+        whole(&v, name, f64::from(u32::MAX))
+            .map_err(|_| bad(&field(name), "must be a whole number"))
+    };
+    if let Some(s) = n("seconds")? {
+        seats.seconds = s as u32;
+    }
+    if let Some(c) = n("ciCap")? {
+        seats.ci_cap = Some(c as u32);
+    }
+    if let Some(c) = n("churn")? {
+        seats.churn = c as u32;
+    }
+    if let Some(s) = n("churnSeconds")? {
+        seats.churn_seconds = s as u32;
+    }
+    let per = get(&v, "perBenefit");
+    if !per.is_undefined() && !per.is_null() {
+        if !per.is_object() || Array::is_array(&per) {
+            return Err(bad(
+                "seats.perBenefit",
+                "must be an object of benefit id to seats",
+            ));
+        }
+        for entry in Object::entries(&Object::from(per.clone())).iter() {
+            let pair = Array::from(&entry);
+            let benefit = pair.get(0).as_string().unwrap_or_default();
+            let size = pair
+                .get(1)
+                .as_f64()
+                .filter(|n| n.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(n));
+            let Some(size) = size else {
+                return Err(bad(
+                    "seats.perBenefit",
+                    "each benefit's seats must be a whole number",
+                ));
+            };
+            seats.per_benefit.push((benefit, size as u32));
+        }
+    }
+    match seats.problem() {
+        Some(("seat_seconds", why)) => Err(bad("seats.seconds", why)),
+        Some((_, why)) => Err(bad("seats.churn", why)),
+        None => Ok(seats),
+    }
+}
+
 /// What a roster read got (`{status, headers, body}`, or `{error}`), as the core takes it.
 fn read_answer(upstream: &JsValue) -> polar_license_relay::RosterAnswer {
     let error = get(upstream, "error");
@@ -490,7 +550,8 @@ impl RelayCore {
     /// `accessToken`, `kid`, `publicKey`, `leaseDays`, `organizationId`, `perIp`, `perKey`,
     /// `clientIpHeader`, `maxBodyBytes`, `corsOrigins`, `breakerFailures`, `breakerOpenFor`,
     /// `webhookSilence`, `metricsPath` with `metricsToken`, `store`, with `store.roster` and
-    /// `store.firstSeenShare`, `store.reconcileEvery`). Throws an `Error` naming the bad
+    /// `store.firstSeenShare`, `store.reconcileEvery`; `seats`: `seconds`, `ciCap`, `churn`,
+    /// `churnSeconds`, `perBenefit`, as `relay serve`'s seat flags). Throws an `Error` naming the bad
     /// option; never one holding the token.
     #[wasm_bindgen(constructor)]
     pub fn new(config: JsValue) -> Result<RelayCore, JsError> {
@@ -658,7 +719,9 @@ impl RelayCore {
                 "the npm relay calls Polar with the host's fetch",
             ))
         };
+        let seats = seat_options(&config)?;
         let relay = Relay::with_entropy(relay_config, Box::new(unused), Box::new(|| None))
+            .and_then(|r| r.with_seats(seats))
             .map_err(|e| JsError::new(&e.text()))?;
         if let Some(cached) = roster_cached {
             relay.keep_roster_in_host(cached);
@@ -1121,6 +1184,22 @@ impl RelayCore {
                 }
             };
             return Ok(out.into());
+        }
+    }
+
+    /// The answer to the exchange `id` whose body could not be read (its stream broke off: a
+    /// chunked framing the runtime refuses, a connection reset): a 400, the relay's own failure
+    /// answer with its CORS grant, as the native server answers a body broken off; the
+    /// exchange ends (nothing was asked or stored for it: a body is the first thing read).
+    #[wasm_bindgen(js_name = bodyFailed)]
+    pub fn body_failed(&self, id: u32) -> JsValue {
+        match self.exchanges.borrow_mut().take(id) {
+            Some(driven) => response_js(&self.relay.failure(
+                driven.exchange.request(),
+                400,
+                "the request's body could not be read",
+            )),
+            None => lost(&self.relay),
         }
     }
 

@@ -362,6 +362,17 @@ impl Relay {
         let Some(s) = &self.store else {
             return verdict;
         };
+        if ask.op == crate::seats::SeatOp::Acquire && verdict.response.status == 200 {
+            // The key's ordinary activations read first (its pool's size counts them).
+            if let Some(id) = serde_json::from_slice::<serde_json::Value>(&verdict.response.body)
+                .ok()
+                .as_ref()
+                .and_then(|v| v.get("id"))
+                .and_then(|v| v.as_str())
+            {
+                s.reconcile.count_seats(id);
+            }
+        }
         crate::seats::settle(
             s.backend.as_ref(),
             &self.seats,

@@ -621,3 +621,85 @@ fn a_flood_past_the_stores_byte_cap_keeps_every_held_seat() {
         "{v}"
     );
 }
+
+/// An ordinary activation of `k` through the relay (`label` its machine): the activation id.
+fn activate(s: &Seats, k: &str, label: &str, now: Now) -> String {
+    let body = json!({"key": k, "organization_id": DEMO_ORGANIZATION_ID, "label": label});
+    let req = rig::request(
+        "/v1/customer-portal/license-keys/activate",
+        &[],
+        &body.to_string(),
+    );
+    let r = s.relay.handle(&req, now);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let v: Value = serde_json::from_slice(&r.body).expect("JSON");
+    v["id"].as_str().expect("an activation id").to_string()
+}
+
+/// Seats in use plus the key's ordinary activations never exceed what the seller sold: a
+/// 3-activation key with 2 ordinary activations (made through the relay) has 1 seat, and a
+/// deactivation gives one back.
+#[test]
+fn a_keys_ordinary_activations_are_taken_from_its_seats() {
+    let (_polar, k, s) = seats_of("ACTS", 3);
+    let t = rig::now();
+    // The pool made by a first seat, given back.
+    let seat = held(&s, &k, "m-a", &acquire(&s, &k, "m-a", rig::at(t)), t);
+    release(&s, &k, "m-a", &seat, rig::at(t + 1));
+    let first = activate(&s, &k, "laptop", rig::at(t + 2));
+    activate(&s, &k, "desktop", rig::at(t + 3));
+    let (r, v) = acquire(&s, &k, "m-a", rig::at(t + 4));
+    assert_eq!((r.status, v["size"].as_u64()), (200, Some(1)), "{v}");
+    let (r, v) = acquire(&s, &k, "m-b", rig::at(t + 5));
+    assert_eq!(
+        (r.status, v["reason"].as_str(), v["size"].as_u64()),
+        (409, Some("seats_full"), Some(1)),
+        "3 sold, 2 activated, 1 seat held: {v}"
+    );
+    let body = json!({"key": k, "organization_id": DEMO_ORGANIZATION_ID, "activation_id": first});
+    let req = rig::request(
+        "/v1/customer-portal/license-keys/deactivate",
+        &[],
+        &body.to_string(),
+    );
+    assert_eq!(s.relay.handle(&req, rig::at(t + 6)).status, 204);
+    let (r, v) = acquire(&s, &k, "m-b", rig::at(t + 7));
+    assert_eq!((r.status, v["size"].as_u64()), (200, Some(2)), "{v}");
+}
+
+/// Activations made at Polar directly (not through the relay) are read by id with the key's
+/// first seat (the reconcile's `GET /v1/license-keys/{id}`, in the relay's background): the
+/// pool shrinks to what is left of the limit.
+#[test]
+fn activations_made_elsewhere_are_read_by_id_with_the_first_seat() {
+    let polar = rig::emulator();
+    let k = key(&polar, "READ", 3);
+    let a = rig::agent(Duration::from_secs(10));
+    for label in ["laptop", "desktop"] {
+        let body = json!({"key": k, "organization_id": DEMO_ORGANIZATION_ID, "label": label});
+        let r = rig::post_with(
+            &a,
+            &format!("{}/v1/customer-portal/license-keys/activate", polar.url()),
+            &body.to_string(),
+            &[],
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let signer = SigningKey::generate(Some("seats")).expect("a key");
+    let mut config = rig::config_with(polar.url(), polar_license_emulator::DEMO_TOKEN, signer);
+    config.limits = rig::unlimited();
+    config.store = rig::store(rig::memory(1_000), StoreOptions::default(), None);
+    let relay = rig::relay(config, rig::upstream(Duration::from_secs(5)))
+        .with_seats(SeatOptions::default())
+        .expect("seat options");
+    let running = rig::listen(relay, polar_license_relay::ServeOptions::default());
+    let url = format!("{}{SEATS_PREFIX}acquire", running.url());
+    let first = rig::post_with(&a, &url, &seat_body(&k, "m-a", None, None), &[]);
+    assert_eq!(first.status, 200, "{}", first.body);
+    let shrunk = rig::wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
+        let r = rig::post_with(&a, &url, &seat_body(&k, "m-b", None, None), &[]);
+        let v: Value = serde_json::from_str(&r.body).unwrap_or(Value::Null);
+        r.status == 409 && v["size"] == 1
+    });
+    assert!(shrunk, "the pool is 3 less 2 activations read by id");
+}

@@ -122,6 +122,7 @@ impl SeatOptions {
                 count: self.churn,
                 window: i64::from(self.churn_seconds),
             },
+            less_activations: seller.is_none(),
         }
     }
 }
@@ -347,7 +348,7 @@ pub(crate) fn settle(
             })
         }
         (SeatOp::Heartbeat, Some(id)) => step(store, &ask.pool_id(), at, &mut |pool| {
-            pool.heartbeat(id, &machine, at, life)
+            pool.heartbeat(sizes, id, &machine, at, life)
         }),
         _ => return plain(RelayResponse::detail(404, "Not Found")),
     };
@@ -363,7 +364,7 @@ pub(crate) fn settle(
         }
     };
     match outcome {
-        Outcome::Held { seat, in_use } => held(signer, ask, &seat, in_use, sizes, at),
+        Outcome::Held { seat, in_use, size } => held(signer, ask, &seat, in_use, size, at),
         Outcome::Full {
             in_use,
             size,
@@ -432,6 +433,58 @@ pub(crate) fn release(store: &dyn Backend, ask: &SeatAsk, now: Now) -> RelayResp
     }
 }
 
+/// The key's ordinary activations as Polar answered them through the relay: an activation
+/// (`+1`) or a deactivation (`-1`) of the key `key` of `organization_id` moves its pool's
+/// count, when the key has a pool (none is made: a key that never had a seat has its
+/// activations read by id with its first seat, [`crate::reconcile`]).
+pub(crate) fn count_activation(
+    store: &dyn Backend,
+    organization_id: &str,
+    key: &Key,
+    delta: i32,
+    now: i64,
+) {
+    let id = pool_id(organization_id, &key_hash(key));
+    let changed = store.update(&id, &mut |current| {
+        let mut pool = pool_of(Some(current?));
+        pool.activations = pool.activations.saturating_add_signed(delta);
+        entry_of(&pool, now)
+    });
+    if let Err(e) = changed {
+        log::warn!(
+            "relay: the activations of {} are not counted in its seats ({e}): the reconcile's \
+             next read of the key counts them",
+            crate::logged::key(key)
+        );
+    }
+}
+
+/// The key's ordinary activations as Polar read them by id (`count`, the reconcile's
+/// `GET /v1/license-keys/{id}`): its pool's count set, when it has a pool (none is made).
+pub(crate) fn set_activations(
+    store: &dyn Backend,
+    organization_id: &str,
+    key: &Key,
+    count: u32,
+    now: i64,
+) {
+    let id = pool_id(organization_id, &key_hash(key));
+    let changed = store.update(&id, &mut |current| {
+        let mut pool = pool_of(Some(current?));
+        if pool.activations == count {
+            return None;
+        }
+        pool.activations = count;
+        entry_of(&pool, now)
+    });
+    if let Err(e) = changed {
+        log::debug!(
+            "relay: the activations of {} read by id are not counted in its seats ({e})",
+            crate::logged::key(key)
+        );
+    }
+}
+
 /// Seats in use in the pool of `ask`'s key now (the operator's view; a test's).
 #[allow(dead_code)]
 pub(crate) fn in_use(store: &dyn Backend, id: &EntryId, now: i64) -> u32 {
@@ -493,7 +546,7 @@ fn held(
     ask: &SeatAsk,
     seat: &pool::Held,
     in_use: u32,
-    sizes: Sizes,
+    size: u32,
     now: i64,
 ) -> Finished {
     let claims = SeatClaims {
@@ -503,7 +556,7 @@ fn held(
         kind: if seat.ci { "ci" } else { "floating" }.to_string(),
         issued_at: now,
         expires_at: seat.until,
-        size: sizes.size.min(pool::MAX_SEATS),
+        size,
     };
     let mut response = RelayResponse::json(
         200,

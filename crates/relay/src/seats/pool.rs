@@ -18,6 +18,16 @@ pub(crate) struct Pool {
     /// [`MAX_CHURN`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) taken: Vec<i64>,
+    /// The key's ordinary (Polar) activations as the relay last knew them: set from Polar's
+    /// read of the key by id (the reconcile's `GET /v1/license-keys/{id}`), moved by one with
+    /// each activation and deactivation Polar answered through the relay. A default pool is
+    /// the key's `limit_activations` less these.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub(crate) activations: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// The most acquisitions a churn limit counts per window (so a pool's record stays bounded).
@@ -53,13 +63,30 @@ pub(crate) struct Sizes {
     pub(crate) ci_cap: Option<u32>,
     /// The acquisitions per window.
     pub(crate) churn: Churn,
+    /// `size` is the key's `limit_activations`, less the key's ordinary activations
+    /// ([`Pool::activations`]): seats in use and activations never exceed what was sold. A
+    /// seller's number for the benefit is the seats' own (`false`).
+    pub(crate) less_activations: bool,
+}
+
+impl Sizes {
+    /// The seats `pool` gives at once, at most [`MAX_SEATS`].
+    pub(crate) fn of(self, pool: &Pool) -> u32 {
+        let size = if self.less_activations {
+            self.size.saturating_sub(pool.activations)
+        } else {
+            self.size
+        };
+        size.min(MAX_SEATS)
+    }
 }
 
 /// What a step did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Outcome {
-    /// The seat is held until its `until`; `in_use` seats are held now, this one with them.
-    Held { seat: Held, in_use: u32 },
+    /// The seat is held until its `until`; `in_use` seats are held now, this one with them,
+    /// of `size`.
+    Held { seat: Held, in_use: u32, size: u32 },
     /// No seat free: `in_use` held of `size`, the soonest of them frees at `frees_at`
     /// (`None`: none will, the pool has no seat at all).
     Full {
@@ -112,7 +139,7 @@ impl Pool {
         } else {
             self.taken.clear();
         }
-        let size = sizes.size.min(MAX_SEATS);
+        let size = sizes.of(self);
         let in_use = count(self.seats.len());
         let soonest = |ci_only: bool| {
             self.seats
@@ -152,14 +179,23 @@ impl Pool {
         Outcome::Held {
             seat,
             in_use: in_use + 1,
+            size,
         }
     }
 
     /// Seat `id` of `machine` heard from: held until `now + life`; [`Outcome::Gone`] when it
     /// is not held (its life ended first: culled, free for others).
-    pub(crate) fn heartbeat(&mut self, id: &str, machine: &str, now: i64, life: i64) -> Outcome {
+    pub(crate) fn heartbeat(
+        &mut self,
+        sizes: Sizes,
+        id: &str,
+        machine: &str,
+        now: i64,
+        life: i64,
+    ) -> Outcome {
         self.cull(now);
         let in_use = count(self.seats.len());
+        let size = sizes.of(self);
         match self
             .seats
             .iter_mut()
@@ -170,6 +206,7 @@ impl Pool {
                 Outcome::Held {
                     seat: seat.clone(),
                     in_use,
+                    size,
                 }
             }
             None => Outcome::Gone,
@@ -204,6 +241,7 @@ mod tests {
                 count: 0,
                 window: 0,
             },
+            less_activations: false,
         }
     }
 
@@ -277,7 +315,7 @@ mod tests {
         ));
         // Heard from at 200: held until 500.
         assert!(
-            matches!(pool.heartbeat("a", "m1", 200, LIFE), Outcome::Held { seat, .. } if seat.until == 200 + LIFE)
+            matches!(pool.heartbeat(s, "a", "m1", 200, LIFE), Outcome::Held { seat, .. } if seat.until == 200 + LIFE)
         );
         assert!(matches!(
             pool.acquire(s, "m2", false, "b", 499, LIFE),
@@ -288,9 +326,9 @@ mod tests {
             pool.acquire(s, "m2", false, "b", 500, LIFE),
             Outcome::Held { .. }
         ));
-        assert_eq!(pool.heartbeat("a", "m1", 501, LIFE), Outcome::Gone);
+        assert_eq!(pool.heartbeat(s, "a", "m1", 501, LIFE), Outcome::Gone);
         // A heartbeat from another machine is not the seat's.
-        assert_eq!(pool.heartbeat("b", "m1", 501, LIFE), Outcome::Gone);
+        assert_eq!(pool.heartbeat(s, "b", "m1", 501, LIFE), Outcome::Gone);
     }
 
     #[test]

@@ -184,6 +184,7 @@ fn serve(g: &Global, a: &RelayServeArgs) -> u8 {
         ci_cap: a.seat_ci_cap,
         churn: a.seat_churn.0,
         churn_seconds: a.seat_churn.1,
+        borrow_days: a.seat_borrow_days,
     };
     let relay = match Relay::new(config, Box::new(transport)).and_then(|r| r.with_seats(seats)) {
         Ok(relay) => relay,

@@ -320,6 +320,9 @@ impl Relay {
             Ok(ask) => ask,
             Err(r) => return Routed::Answer(r),
         };
+        if let Some(r) = self.seats.refuses_borrowing(&ask) {
+            return Routed::Answer(r);
+        }
         if op == crate::seats::SeatOp::Release {
             if self
                 .organization_id

@@ -703,3 +703,93 @@ fn activations_made_elsewhere_are_read_by_id_with_the_first_seat() {
     });
     assert!(shrunk, "the pool is 3 less 2 activations read by id");
 }
+
+/// Borrowing (offline use): a floating seat lent for the days asked, at most the seller's;
+/// its lease says `borrowed` and licenses offline until its end and not after; the pool
+/// counts it until then (no heartbeat needed), or until it is given back early. A relay lends
+/// nothing by default.
+#[test]
+fn a_borrowed_seat_licenses_offline_until_its_end_and_frees_by_itself() {
+    let polar = rig::emulator();
+    let k = key(&polar, "BORROW", 1);
+    let s = relay_over(
+        &polar,
+        rig::memory(1_000),
+        SeatOptions {
+            borrow_days: 7,
+            ..SeatOptions::default()
+        },
+    );
+    let borrow = |machine: &str, days: u64, kind: Option<&str>, at: i64| {
+        let mut body: Value = serde_json::from_str(&seat_body(&k, machine, None, kind)).unwrap();
+        body["borrow_days"] = json!(days);
+        call(&s.relay, "acquire", &body.to_string(), rig::at(at))
+    };
+    let t = rig::now();
+    let week = 7 * 86_400;
+    for (days, kind) in [(8, None), (0, None), (7, Some("ci"))] {
+        let (r, v) = borrow("m-a", days, kind, t);
+        assert_eq!(r.status, 422, "{days} days, {kind:?}: {v}");
+    }
+    let answer = borrow("m-a", 7, None, t);
+    assert_eq!(answer.1["borrowed"], true, "{}", answer.1);
+    assert_eq!(answer.1["expires_in"], week);
+    let seat = held(&s, &k, "m-a", &answer, t);
+    let token = answer.0.header(SEAT_HEADER).expect("a lease");
+    let key = Key::new(&k);
+    let expect = SeatExpect {
+        organization_id: DEMO_ORGANIZATION_ID,
+        key: &key,
+        machine: "m-a",
+    };
+    let keys = s.signer.relay_keys();
+    let claims = verify_seat(token, &keys, &expect, t + week - 1).expect("offline, to its end");
+    assert!(claims.borrowed);
+    assert_eq!(claims.expires_at, t + week);
+    assert_eq!(
+        verify_seat(token, &keys, &expect, t + week),
+        Err(polar_license::lease::NoLease::Expired)
+    );
+    // Held for the week with no heartbeat; a heartbeat does not shorten it.
+    let (r, v) = heartbeat(&s, &k, "m-a", &seat, rig::at(t + 10));
+    assert_eq!(
+        (r.status, &v["expires_at"]),
+        (200, &json!(rig::rfc3339(t + week)))
+    );
+    let (r, v) = acquire(&s, &k, "m-b", rig::at(t + week - 1));
+    assert_eq!(
+        (r.status, v["reason"].as_str()),
+        (409, Some("seats_full")),
+        "{v}"
+    );
+    // Its end passed: free by itself.
+    let other = held(
+        &s,
+        &k,
+        "m-b",
+        &acquire(&s, &k, "m-b", rig::at(t + week)),
+        t + week,
+    );
+    release(&s, &k, "m-b", &other, rig::at(t + week + 1));
+    // Given back early: free at once.
+    let later = t + week + 2;
+    let answer = borrow("m-a", 3, None, later);
+    let again = held(&s, &k, "m-a", &answer, later);
+    assert_eq!(
+        release(&s, &k, "m-a", &again, rig::at(later + 1)).1["released"],
+        true
+    );
+    held(
+        &s,
+        &k,
+        "m-b",
+        &acquire(&s, &k, "m-b", rig::at(later + 2)),
+        later + 2,
+    );
+    // A relay lends nothing by default.
+    let plain = relay_over(&polar, rig::memory(1_000), SeatOptions::default());
+    let mut body: Value = serde_json::from_str(&seat_body(&k, "m-c", None, None)).unwrap();
+    body["borrow_days"] = json!(1);
+    let (r, v) = call(&plain.relay, "acquire", &body.to_string(), rig::at(t));
+    assert_eq!(r.status, 422, "{v}");
+}

@@ -68,7 +68,15 @@ pub struct SeatOptions {
     pub churn: u32,
     /// The churn limit's window, in seconds (60 to 86,400; default 3,600).
     pub churn_seconds: u32,
+    /// Borrowing (offline use): the most days a floating seat may be borrowed for (`0`, the
+    /// default: no borrowing; at most [`MAX_BORROW_DAYS`]). A borrowed seat is its machine's
+    /// until its end with no heartbeat, licensed offline by its signed seat lease (a
+    /// `borrowed` claim), and counts in the pool until it is given back or its end passes.
+    pub borrow_days: u32,
 }
+
+/// The longest borrowing a seller may allow, in days.
+pub const MAX_BORROW_DAYS: u32 = 90;
 
 /// The default churn limit: acquisitions per key per hour (a CI key of a few seats running a
 /// job every minute stays under it; an acquire-release loop meets it).
@@ -82,6 +90,7 @@ impl Default for SeatOptions {
             ci_cap: None,
             churn: SEAT_CHURN,
             churn_seconds: 3_600,
+            borrow_days: 0,
         }
     }
 }
@@ -97,6 +106,28 @@ impl SeatOptions {
                 "seat_churn",
                 "must be at most 1000 acquisitions, in a window of 60 to 86400 seconds",
             ));
+        }
+        if self.borrow_days > MAX_BORROW_DAYS {
+            return Some(("seat_borrow_days", "must be at most 90 days"));
+        }
+        None
+    }
+
+    /// Why a borrowing `ask` is refused under these options, if it is (before Polar is asked).
+    pub(crate) fn refuses_borrowing(&self, ask: &SeatAsk) -> Option<RelayResponse> {
+        let days = ask.borrow_days?;
+        let refuse = |detail: String| RelayResponse::error(422, "InvalidSeatRequest", &detail);
+        if self.borrow_days == 0 {
+            return Some(refuse("this relay lends no seats for offline use".into()));
+        }
+        if ask.ci {
+            return Some(refuse("a CI seat is not borrowed".into()));
+        }
+        if days == 0 || days > self.borrow_days {
+            return Some(refuse(format!(
+                "borrow_days must be 1 to {}",
+                self.borrow_days
+            )));
         }
         None
     }
@@ -161,7 +192,14 @@ pub(crate) fn read_ask(op: SeatOp, body: &[u8]) -> Result<SeatAsk, RelayResponse
     let obj = v
         .as_object()
         .ok_or_else(|| refuse("the body is not an object"))?;
-    const FIELDS: [&str; 5] = ["key", "organization_id", "machine", "seat", "kind"];
+    const FIELDS: [&str; 6] = [
+        "key",
+        "organization_id",
+        "machine",
+        "seat",
+        "kind",
+        "borrow_days",
+    ];
     if let Some(k) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
         return Err(refuse(&format!(
             "unknown member {}",
@@ -192,6 +230,16 @@ pub(crate) fn read_ask(op: SeatOp, body: &[u8]) -> Result<SeatAsk, RelayResponse
         (_, Some(seat)) if uuid::Uuid::try_parse(seat).is_ok() => Some(seat.to_string()),
         (_, _) => return Err(refuse("seat must be the seat's id (a UUID)")),
     };
+    let borrow_days = match (op, obj.get("borrow_days")) {
+        (_, None) => None,
+        (SeatOp::Acquire, Some(d)) => Some(
+            d.as_u64()
+                .and_then(|d| u32::try_from(d).ok())
+                .filter(|d| (1..=MAX_BORROW_DAYS).contains(d))
+                .ok_or_else(|| refuse("borrow_days must be a number of days, 1 to 90"))?,
+        ),
+        (_, Some(_)) => return Err(refuse("only an acquisition borrows")),
+    };
     Ok(SeatAsk {
         op,
         key: Key::new(key),
@@ -199,6 +247,7 @@ pub(crate) fn read_ask(op: SeatOp, body: &[u8]) -> Result<SeatAsk, RelayResponse
         machine: machine.to_string(),
         seat,
         ci: kind == "ci",
+        borrow_days,
     })
 }
 
@@ -336,6 +385,11 @@ pub(crate) fn settle(
     let machine = ask.machine_digest();
     let life = i64::from(options.seconds);
     let at = now.unix_seconds;
+    // A borrowing: days, no heartbeat (checked against the options before Polar was asked).
+    let lent = ask
+        .borrow_days
+        .filter(|_| options.refuses_borrowing(ask).is_none())
+        .map(|days| i64::from(days) * 86_400);
     let stepped = match (ask.op, &ask.seat) {
         (SeatOp::Acquire, _) => {
             let Some(id) = entropy.map(seat_id) else {
@@ -343,8 +397,9 @@ pub(crate) fn settle(
                     "the relay has no randomness for a seat",
                 ));
             };
-            step(store, &ask.pool_id(), at, &mut |pool| {
-                pool.acquire(sizes, &machine, ask.ci, &id, at, life)
+            step(store, &ask.pool_id(), at, &mut |pool| match lent {
+                Some(days) => pool.borrow(sizes, &machine, &id, at, days),
+                None => pool.acquire(sizes, &machine, ask.ci, &id, at, life),
             })
         }
         (SeatOp::Heartbeat, Some(id)) => step(store, &ask.pool_id(), at, &mut |pool| {
@@ -557,18 +612,20 @@ fn held(
         issued_at: now,
         expires_at: seat.until,
         size,
+        borrowed: seat.borrowed,
     };
-    let mut response = RelayResponse::json(
-        200,
-        object(&[
-            ("seat", string(&seat.id)),
-            ("kind", string(&claims.kind)),
-            ("expires_at", string(&rfc3339(seat.until))),
-            ("expires_in", seat.until.saturating_sub(now).to_string()),
-            ("in_use", in_use.to_string()),
-            ("size", claims.size.to_string()),
-        ]),
-    );
+    let mut members = vec![
+        ("seat", string(&seat.id)),
+        ("kind", string(&claims.kind)),
+        ("expires_at", string(&rfc3339(seat.until))),
+        ("expires_in", seat.until.saturating_sub(now).to_string()),
+        ("in_use", in_use.to_string()),
+        ("size", claims.size.to_string()),
+    ];
+    if seat.borrowed {
+        members.push(("borrowed", "true".to_string()));
+    }
+    let mut response = RelayResponse::json(200, object(&members));
     response.set("cache-control", "no-store");
     add_cors(&mut response);
     log::info!(

@@ -52,6 +52,14 @@ pub(crate) struct Held {
     pub(crate) ci: bool,
     /// Free after this (unix seconds) unless heard from.
     pub(crate) until: i64,
+    /// Borrowed for offline use: held until `until` with no heartbeat (one changes nothing),
+    /// unless given back first.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub(crate) borrowed: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// How many seats a pool gives.
@@ -125,6 +133,33 @@ impl Pool {
         now: i64,
         life: i64,
     ) -> Outcome {
+        self.take(sizes, machine, ci, id, now, life, false)
+    }
+
+    /// A new floating seat `id` borrowed by `machine` for offline use until `now + life`
+    /// (days): as an acquisition, with no heartbeat to keep it.
+    pub(crate) fn borrow(
+        &mut self,
+        sizes: Sizes,
+        machine: &str,
+        id: &str,
+        now: i64,
+        life: i64,
+    ) -> Outcome {
+        self.take(sizes, machine, false, id, now, life, true)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn take(
+        &mut self,
+        sizes: Sizes,
+        machine: &str,
+        ci: bool,
+        id: &str,
+        now: i64,
+        life: i64,
+        borrowed: bool,
+    ) -> Outcome {
         self.cull(now);
         let churn = sizes.churn;
         if churn.count > 0 {
@@ -171,6 +206,7 @@ impl Pool {
             machine: machine.to_string(),
             ci,
             until: now.saturating_add(life),
+            borrowed,
         };
         self.seats.push(seat.clone());
         if churn.count > 0 {
@@ -202,7 +238,10 @@ impl Pool {
             .find(|s| s.id == id && s.machine == machine)
         {
             Some(seat) => {
-                seat.until = now.saturating_add(life);
+                // A borrowed seat keeps its end: a heartbeat neither shortens nor extends it.
+                if !seat.borrowed {
+                    seat.until = now.saturating_add(life);
+                }
                 Outcome::Held {
                     seat: seat.clone(),
                     in_use,
@@ -274,6 +313,42 @@ mod tests {
             Outcome::Held { .. }
         ));
         assert!(pool.taken.len() <= 3);
+    }
+
+    #[test]
+    fn a_borrowed_seat_is_held_to_its_end_unless_given_back() {
+        let mut pool = Pool::default();
+        let s = sizes(1, None);
+        let week = 7 * 86_400;
+        assert!(matches!(
+            pool.borrow(s, "m1", "a", 0, week),
+            Outcome::Held { seat, .. } if seat.borrowed && seat.until == week
+        ));
+        // No heartbeat keeps it, none changes its end; the pool is full until then.
+        assert!(matches!(
+            pool.heartbeat(s, "a", "m1", 10, LIFE),
+            Outcome::Held { seat, .. } if seat.until == week
+        ));
+        assert!(matches!(
+            pool.acquire(s, "m2", false, "b", week - 1, LIFE),
+            Outcome::Full { frees_at: Some(w), .. } if w == week
+        ));
+        // Its end passed: free by itself.
+        assert!(matches!(
+            pool.acquire(s, "m2", false, "b", week, LIFE),
+            Outcome::Held { .. }
+        ));
+        // Given back early: free at once.
+        let mut pool = Pool::default();
+        assert!(matches!(
+            pool.borrow(s, "m1", "a", 0, week),
+            Outcome::Held { .. }
+        ));
+        assert_eq!(pool.release("a", "m1", 5), Outcome::Released(true));
+        assert!(matches!(
+            pool.acquire(s, "m2", false, "b", 6, LIFE),
+            Outcome::Held { .. }
+        ));
     }
 
     #[test]

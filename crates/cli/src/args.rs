@@ -677,6 +677,13 @@ pub struct RelayServeArgs {
           env = "POLAR_LICENSE_RELAY_SEAT_CHURN")]
     pub seat_churn: (u32, u32),
 
+    /// At most N activations and deactivations together per key in any SECONDS, taken toward
+    /// Polar (0 turns it off; default 30 an hour): a deactivate-activate loop gets
+    /// `rate_limited` with the wait
+    #[arg(long, value_name = "N[/SECONDS]", default_value = "30/3600", value_parser = parse_churn,
+          env = "POLAR_LICENSE_RELAY_ACTIVATION_CHURN")]
+    pub activation_churn: (u32, u32),
+
     /// Seats: lend a floating seat for offline use for at most N days (1 to 90; default 0,
     /// no borrowing): `seat borrow --days N`
     #[arg(

@@ -66,6 +66,8 @@ pub struct Relay {
     pub(crate) breaker: crate::breaker::Breaker,
     /// The seller's seat settings (issue #67, [`Relay::with_seats`]).
     seats: crate::seats::SeatOptions,
+    /// The activations and deactivations let through per key (their churn limit, issue #67).
+    churned: crate::seats::Churned,
 }
 
 // Never the seller's token nor the signing key.
@@ -277,6 +279,7 @@ impl Relay {
             cors_origins: config.cors_origins,
             host: config.host,
             seats: crate::seats::SeatOptions::default(),
+            churned: crate::seats::Churned::default(),
         })
     }
 
@@ -616,6 +619,23 @@ impl Relay {
             &key_hash(&pending.key),
         ]
         .concat();
+        if matches!(pending.op, Operation::Activate | Operation::Deactivate) {
+            let churn = self.seats.activation_churn();
+            if let Err(next) = self.churned.check(&key_id, churn, now.unix_seconds) {
+                log::info!(
+                    "relay: {} {} 429 (churn: {} activations and deactivations in {} s)",
+                    pending.op.as_str(),
+                    crate::logged::key(&pending.key),
+                    churn.count,
+                    churn.window
+                );
+                return Some(crate::seats::churned(
+                    "ActivationChurn",
+                    "too many activations and deactivations of this key: wait for retry-after",
+                    next.saturating_sub(now.unix_seconds),
+                ));
+            }
+        }
         let secs = take(&self.per_key, &key_id, now)?;
         log::info!(
             "relay: {} {} 429 (key over its rate)",
@@ -1064,6 +1084,21 @@ impl Asks for Relay {
         let Moment { now, entropy } = at;
         if made {
             self.breaker.record(&upstream, pending.ticket, now);
+        }
+        // An activation or a deactivation Polar made: counted in the key's churn (issue #67).
+        let made_one = matches!(
+            (pending.op, upstream.as_ref().map(|u| u.status)),
+            (Operation::Activate, Ok(200)) | (Operation::Deactivate, Ok(204))
+        );
+        if made_one {
+            let key_id = [
+                pending.checked.organization_id.as_str(),
+                ":",
+                &key_hash(&pending.key),
+            ]
+            .concat();
+            self.churned
+                .count(&key_id, self.seats.activation_churn(), now.unix_seconds);
         }
         let seen = self
             .store

@@ -793,3 +793,69 @@ fn a_borrowed_seat_licenses_offline_until_its_end_and_frees_by_itself() {
     let (r, v) = call(&plain.relay, "acquire", &body.to_string(), rig::at(t));
     assert_eq!(r.status, 422, "{v}");
 }
+
+/// A deactivate-activate loop meets the churn limit on a key's activations and deactivations:
+/// `429`, `rate_limited`, with the wait until the oldest leaves the window (no call to Polar
+/// past it); another key is not held back; the window passed, the key is let through again.
+#[test]
+fn an_activation_churn_loop_meets_its_limit_with_the_wait() {
+    let polar = rig::emulator();
+    let k = key(&polar, "ACHURN", 5);
+    let other = key(&polar, "ACHURN2", 5);
+    let options = SeatOptions {
+        activation_churn: 3,
+        activation_churn_seconds: 600,
+        ..SeatOptions::default()
+    };
+    let s = relay_over(&polar, rig::memory(1_000), options);
+    let t = rig::now();
+    let deactivate = |id: &str, at: i64| {
+        let body = json!({"key": k, "organization_id": DEMO_ORGANIZATION_ID, "activation_id": id});
+        let req = rig::request(
+            "/v1/customer-portal/license-keys/deactivate",
+            &[],
+            &body.to_string(),
+        );
+        s.relay.handle(&req, rig::at(at))
+    };
+    let first = activate(&s, &k, "m", rig::at(t));
+    assert_eq!(deactivate(&first, t + 10).status, 204);
+    activate(&s, &k, "m", rig::at(t + 20));
+    polar.reset_request_count();
+    let body = json!({"key": k, "organization_id": DEMO_ORGANIZATION_ID, "label": "m"});
+    let req = rig::request(
+        "/v1/customer-portal/license-keys/activate",
+        &[],
+        &body.to_string(),
+    );
+    let r = s.relay.handle(&req, rig::at(t + 30));
+    let v: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+    assert_eq!(
+        (r.status, &v["reason"]),
+        (429, &json!("rate_limited")),
+        "{v}"
+    );
+    assert_eq!(r.header("retry-after"), Some("570"));
+    assert_eq!(
+        polar.request_count(),
+        0,
+        "Polar is not asked past the limit"
+    );
+    let client = polar_license::proto::HttpResponse {
+        status: r.status,
+        headers: r.headers.clone(),
+        body: r.body.clone(),
+    };
+    let read = polar_license::proto::parse_activate(&client);
+    assert_eq!(
+        read.expect_err("no activation").reason(),
+        polar_license::Reason::RateLimited
+    );
+    assert_eq!(
+        deactivate(&first, t + 31).status,
+        429,
+        "deactivations count with them"
+    );
+    activate(&s, &other, "m", rig::at(t + 32));
+    activate(&s, &k, "m", rig::at(t + 601));
+}

@@ -19,7 +19,10 @@
 //! release, and it outlives a restart as the store does. Its rules are [`pool`]'s.
 
 pub(crate) mod ask;
+mod churn;
 mod pool;
+
+pub(crate) use churn::Churned;
 
 use polar_license::lease::{
     key_hash, prepare_seat, SeatClaims, LEASE_HEADER, SEAT_HEADER, SEAT_KINDS,
@@ -68,12 +71,23 @@ pub struct SeatOptions {
     pub churn: u32,
     /// The churn limit's window, in seconds (60 to 86,400; default 3,600).
     pub churn_seconds: u32,
+    /// Churn of the key's ordinary activations and deactivations: at most this many of them
+    /// together per key in any window of `activation_churn_seconds`, let through to Polar (0:
+    /// no limit; at most 1,000). Default: [`ACTIVATION_CHURN`] an hour.
+    pub activation_churn: u32,
+    /// That limit's window, in seconds (60 to 86,400; default 3,600).
+    pub activation_churn_seconds: u32,
     /// Borrowing (offline use): the most days a floating seat may be borrowed for (`0`, the
     /// default: no borrowing; at most [`MAX_BORROW_DAYS`]). A borrowed seat is its machine's
     /// until its end with no heartbeat, licensed offline by its signed seat lease (a
     /// `borrowed` claim), and counts in the pool until it is given back or its end passes.
     pub borrow_days: u32,
 }
+
+/// The default churn limit on a key's activations and deactivations together, per hour: a
+/// person moving a licence between machines stays well under it; a CI job that activates and
+/// deactivates per run, or a deactivate-activate loop minting fresh leases, meets it.
+pub const ACTIVATION_CHURN: u32 = 30;
 
 /// The longest borrowing a seller may allow, in days.
 pub const MAX_BORROW_DAYS: u32 = 90;
@@ -90,6 +104,8 @@ impl Default for SeatOptions {
             ci_cap: None,
             churn: SEAT_CHURN,
             churn_seconds: 3_600,
+            activation_churn: ACTIVATION_CHURN,
+            activation_churn_seconds: 3_600,
             borrow_days: 0,
         }
     }
@@ -107,10 +123,26 @@ impl SeatOptions {
                 "must be at most 1000 acquisitions, in a window of 60 to 86400 seconds",
             ));
         }
+        if self.activation_churn > pool::MAX_CHURN
+            || !(60..=86_400).contains(&self.activation_churn_seconds)
+        {
+            return Some((
+                "activation_churn",
+                "must be at most 1000 activations and deactivations, in a window of 60 to 86400 seconds",
+            ));
+        }
         if self.borrow_days > MAX_BORROW_DAYS {
             return Some(("seat_borrow_days", "must be at most 90 days"));
         }
         None
+    }
+
+    /// The churn limit on activations and deactivations.
+    pub(crate) fn activation_churn(&self) -> Churn {
+        Churn {
+            count: self.activation_churn,
+            window: i64::from(self.activation_churn_seconds),
+        }
     }
 
     /// Why a borrowing `ask` is refused under these options, if it is (before Polar is asked).
@@ -440,20 +472,11 @@ pub(crate) fn settle(
                 options.churn,
                 options.churn_seconds
             );
-            let mut r = RelayResponse::rate_limited(
-                u64::try_from(next.saturating_sub(at).max(1)).unwrap_or(1),
-            );
-            r.set("content-type", "application/json");
-            r.body = object(&[
-                ("error", string("SeatChurn")),
-                (
-                    "detail",
-                    string("too many seat acquisitions of this key: wait for retry-after"),
-                ),
-                ("reason", string("rate_limited")),
-            ])
-            .into_bytes();
-            plain(r)
+            plain(churned(
+                "SeatChurn",
+                "too many seat acquisitions of this key: wait for retry-after",
+                next.saturating_sub(at),
+            ))
         }
         Outcome::Gone | Outcome::Released(_) => plain(gone()),
     }
@@ -580,6 +603,20 @@ fn full(in_use: u32, size: u32, frees_at: Option<i64>, now: i64) -> RelayRespons
     if let Some(at) = frees_at {
         r.set("retry-after", &at.saturating_sub(now).max(1).to_string());
     }
+    r
+}
+
+/// A churn limit's `429` (`rate_limited`, `retry-after` the `wait` in seconds): `error` and
+/// `detail` say which.
+pub(crate) fn churned(error: &str, detail: &str, wait: i64) -> RelayResponse {
+    let mut r = RelayResponse::rate_limited(u64::try_from(wait.max(1)).unwrap_or(1));
+    r.set("content-type", "application/json");
+    r.body = object(&[
+        ("error", string(error)),
+        ("detail", string(detail)),
+        ("reason", string("rate_limited")),
+    ])
+    .into_bytes();
     r
 }
 

@@ -241,6 +241,7 @@ impl Relay {
             refused: std::sync::atomic::AtomicU64::new(0),
             // On with an interval: the native server drives it, on Workers the host does.
             reconcile: crate::reconcile::Reconcile::new(s.options.reconcile_every > 0),
+            seats_seen: crate::seats::Seen::default(),
             backend: s.backend,
             options: s.options,
             webhook_secret: s.webhook_secret,
@@ -338,7 +339,12 @@ impl Relay {
                     "Not found",
                 )));
             }
-            return Routed::Answer(crate::seats::release(s.backend.as_ref(), &ask, now));
+            return Routed::Answer(crate::seats::release(
+                s.backend.as_ref(),
+                &s.seats_seen,
+                &ask,
+                now,
+            ));
         }
         let mut pending = match self.route_checked(&crate::seats::validate_request(req, &ask)) {
             Ok(pending) => pending,
@@ -381,6 +387,7 @@ impl Relay {
         }
         crate::seats::settle(
             s.backend.as_ref(),
+            &s.seats_seen,
             &self.seats,
             &self.leases.signer,
             ask,

@@ -859,3 +859,63 @@ fn an_activation_churn_loop_meets_its_limit_with_the_wait() {
     activate(&s, &other, "m", rig::at(t + 32));
     activate(&s, &k, "m", rig::at(t + 601));
 }
+
+/// `/healthz` and `/metrics` report the seats in use (no key named): held, borrowed, the
+/// pools with one held, the most in one pool; a seat's end passed or a release, and it no
+/// longer counts.
+#[test]
+fn health_and_metrics_report_the_seats_in_use() {
+    let polar = rig::emulator();
+    let a = key(&polar, "HEALTH-A", 3);
+    let b = key(&polar, "HEALTH-B", 3);
+    let s = relay_over(
+        &polar,
+        rig::memory(1_000),
+        SeatOptions {
+            borrow_days: 2,
+            ..SeatOptions::default()
+        },
+    );
+    let t = rig::now();
+    let health = |at: i64| -> Value {
+        let r = s.relay.handle(&rig::get("/healthz"), rig::at(at));
+        serde_json::from_slice::<Value>(&r.body).expect("JSON")["seats"].clone()
+    };
+    assert_eq!(health(t)["in_use"], 0);
+    let a1 = held(&s, &a, "m1", &acquire(&s, &a, "m1", rig::at(t)), t);
+    held(&s, &a, "m2", &acquire(&s, &a, "m2", rig::at(t)), t);
+    let mut body: Value = serde_json::from_str(&seat_body(&b, "m3", None, None)).unwrap();
+    body["borrow_days"] = json!(2);
+    let (r, v) = call(&s.relay, "acquire", &body.to_string(), rig::at(t + 1));
+    assert_eq!(r.status, 200, "{v}");
+    assert_eq!(
+        health(t + 2),
+        json!({"in_use": 3, "pools_in_use": 2, "most_in_a_pool": 2, "borrowed": 1})
+    );
+    // The metrics route as the Workers host serves it (a path and its bearer).
+    let mut get = rig::get("/metrics");
+    get.headers
+        .push(("authorization".into(), "Bearer metrics-token".into()));
+    let options = polar_license_relay::flow::ExchangeOptions {
+        metrics: Some(("/metrics".into(), "metrics-token".into())),
+        ..Default::default()
+    };
+    let mut drive = rig::Drive::with(&s.relay, get, rig::at(t + 2), options);
+    let metrics = drive.expect_answer();
+    assert_eq!(metrics.status, 200);
+    let text = String::from_utf8_lossy(&metrics.body);
+    for line in [
+        "polar_license_relay_seats_in_use{kind=\"held\"} 2",
+        "polar_license_relay_seats_in_use{kind=\"borrowed\"} 1",
+        "polar_license_relay_seat_pools_in_use 2",
+        "polar_license_relay_seats_in_use_most_in_a_pool 2",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
+    }
+    release(&s, &a, "m1", &a1, rig::at(t + 3));
+    // m2's life (5 minutes) ends: only the borrowed seat is left.
+    assert_eq!(
+        health(t + 301),
+        json!({"in_use": 1, "pools_in_use": 1, "most_in_a_pool": 1, "borrowed": 1})
+    );
+}

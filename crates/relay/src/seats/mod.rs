@@ -21,8 +21,10 @@
 pub(crate) mod ask;
 mod churn;
 mod pool;
+mod seen;
 
 pub(crate) use churn::Churned;
+pub(crate) use seen::Seen;
 
 use polar_license::lease::{
     key_hash, prepare_seat, SeatClaims, LEASE_HEADER, SEAT_HEADER, SEAT_KINDS,
@@ -364,23 +366,31 @@ fn entry_of(pool: &Pool, now: i64) -> Option<Entry> {
 }
 
 /// One step on the pool `id`, read and written in one step of the store (written only when
-/// it changed).
+/// it changed); the operator's count (`seen`) told what it left.
 fn step(
     store: &dyn Backend,
+    seen: &Seen,
     id: &EntryId,
     now: i64,
     f: &mut dyn FnMut(&mut Pool) -> Outcome,
 ) -> Result<Outcome, crate::store::StoreError> {
     let mut outcome = Outcome::Gone;
+    let mut ends = Vec::new();
     store.update(id, &mut |current| {
         let before = pool_of(current);
         let mut pool = before.clone();
         outcome = f(&mut pool);
+        ends = pool
+            .seats
+            .iter()
+            .map(|s| if s.borrowed { -s.until } else { s.until })
+            .collect();
         if pool == before && current.is_some() {
             return None;
         }
         entry_of(&pool, now)
     })?;
+    seen.saw(id, ends, now);
     Ok(outcome)
 }
 
@@ -396,8 +406,10 @@ fn seat_id(entropy: [u8; 16]) -> String {
 /// relay's answer to the key's validate, Polar's now or the store's): a denial or a failure
 /// passed on as it is; on a grant, the pool's step and its answer, with a seat lease signed
 /// here or to be signed elsewhere.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn settle(
     store: &dyn Backend,
+    seen: &Seen,
     options: &SeatOptions,
     signer: &SignWith,
     ask: &SeatAsk,
@@ -429,12 +441,12 @@ pub(crate) fn settle(
                     "the relay has no randomness for a seat",
                 ));
             };
-            step(store, &ask.pool_id(), at, &mut |pool| match lent {
+            step(store, seen, &ask.pool_id(), at, &mut |pool| match lent {
                 Some(days) => pool.borrow(sizes, &machine, &id, at, days),
                 None => pool.acquire(sizes, &machine, ask.ci, &id, at, life),
             })
         }
-        (SeatOp::Heartbeat, Some(id)) => step(store, &ask.pool_id(), at, &mut |pool| {
+        (SeatOp::Heartbeat, Some(id)) => step(store, seen, &ask.pool_id(), at, &mut |pool| {
             pool.heartbeat(sizes, id, &machine, at, life)
         }),
         _ => return plain(RelayResponse::detail(404, "Not Found")),
@@ -483,13 +495,13 @@ pub(crate) fn settle(
 }
 
 /// A release: no verdict asked (freeing a seat grants nothing).
-pub(crate) fn release(store: &dyn Backend, ask: &SeatAsk, now: Now) -> RelayResponse {
+pub(crate) fn release(store: &dyn Backend, seen: &Seen, ask: &SeatAsk, now: Now) -> RelayResponse {
     let Some(id) = &ask.seat else {
         return RelayResponse::detail(404, "Not Found");
     };
     let machine = ask.machine_digest();
     let at = now.unix_seconds;
-    match step(store, &ask.pool_id(), at, &mut |pool| {
+    match step(store, seen, &ask.pool_id(), at, &mut |pool| {
         pool.release(id, &machine, at)
     }) {
         Ok(Outcome::Released(released)) => {

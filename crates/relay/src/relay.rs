@@ -374,8 +374,12 @@ impl Relay {
         let Some(s) = &self.store else {
             return verdict;
         };
-        if ask.op == crate::seats::SeatOp::Acquire && verdict.response.status == 200 {
-            // The key's ordinary activations read first (its pool's size counts them).
+        if ask.op == crate::seats::SeatOp::Acquire
+            && verdict.response.status == 200
+            && !s.backend.host_loads()
+        {
+            // The key's ordinary activations read first (its pool's size counts them; not
+            // with a store read per key, whose reconcile does not load the pool).
             if let Some(id) = serde_json::from_slice::<serde_json::Value>(&verdict.response.body)
                 .ok()
                 .as_ref()

@@ -11,10 +11,9 @@ use crate::types::{RelayRequest, ROUTE_PREFIX, WEBHOOK_ROUTE};
 
 /// What `req` reads or narrows in the store: a validate its entry and its key's index row
 /// (with every entry of it after an increment, which narrows them); a deactivation its
-/// key's row and entries, and its key's seat pool (its count of activations, issue #67); an
-/// activation its key's seat pool; a webhook the rows of the key id or customer it names, and
-/// their entries. `None` without a store, or for a request that touches nothing stored (a
-/// request refused before the store, a webhook whose signature does not
+/// key's row and entries; a webhook the rows of the key id or customer it names, and their
+/// entries. `None` without a store, or for a request that touches nothing stored (an
+/// activation, a request refused before the store, a webhook whose signature does not
 /// verify at `now_unix` seconds: it reads nothing). Nothing is spent here: the request is
 /// answered by the request machine's next steps as before.
 /// (`client`: the request's client, asked only for a webhook.)
@@ -43,24 +42,15 @@ pub(crate) fn store_wants(
         });
     }
     let op = path.strip_prefix(ROUTE_PREFIX)?;
-    if !matches!(op, "validate" | "activate" | "deactivate") {
+    if op != "validate" && op != "deactivate" {
         return None;
     }
     let checked = check_body(op, req.header("content-type"), &req.body)?.ok()?;
     let key = key_hash(&polar_license::Key::new(checked.key.clone()));
-    // An activation or a deactivation moves the count of its key's seat pool (issue #67).
-    let pool = crate::seats::pool_id(&checked.organization_id, &key);
-    if op == "activate" {
-        return Some(Wants {
-            entries: vec![pool],
-            tags: Vec::new(),
-            all: false,
-        });
-    }
     let tags = vec![store::key_tag(&checked.organization_id, &key)];
     if op == "deactivate" {
         return Some(Wants {
-            entries: vec![pool],
+            entries: Vec::new(),
             tags,
             all: true,
         });

@@ -526,7 +526,9 @@ pub(crate) fn release(store: &dyn Backend, seen: &Seen, ask: &SeatAsk, now: Now)
 /// The key's ordinary activations as Polar answered them through the relay: an activation
 /// (`+1`) or a deactivation (`-1`) of the key `key` of `organization_id` moves its pool's
 /// count, when the key has a pool (none is made: a key that never had a seat has its
-/// activations read by id with its first seat, [`crate::reconcile`]).
+/// activations read by id with its first seat, [`crate::reconcile`]). Not with a store the
+/// host reads per key (a Durable Object's): an activation does not load the pool there (its
+/// round trips stay as measured), so such a relay's pools do not count activations yet.
 pub(crate) fn count_activation(
     store: &dyn Backend,
     organization_id: &str,
@@ -534,6 +536,9 @@ pub(crate) fn count_activation(
     delta: i32,
     now: i64,
 ) {
+    if store.host_loads() {
+        return;
+    }
     let id = pool_id(organization_id, &key_hash(key));
     let changed = store.update(&id, &mut |current| {
         let mut pool = pool_of(Some(current?));
@@ -550,7 +555,8 @@ pub(crate) fn count_activation(
 }
 
 /// The key's ordinary activations as Polar read them by id (`count`, the reconcile's
-/// `GET /v1/license-keys/{id}`): its pool's count set, when it has a pool (none is made).
+/// `GET /v1/license-keys/{id}`): its pool's count set, when it has a pool (none is made; not
+/// with a store the host reads per key, whose reconcile loads the key's answers only).
 pub(crate) fn set_activations(
     store: &dyn Backend,
     organization_id: &str,
@@ -558,6 +564,9 @@ pub(crate) fn set_activations(
     count: u32,
     now: i64,
 ) {
+    if store.host_loads() {
+        return;
+    }
     let id = pool_id(organization_id, &key_hash(key));
     let changed = store.update(&id, &mut |current| {
         let mut pool = pool_of(Some(current?));

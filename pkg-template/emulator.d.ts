@@ -109,7 +109,7 @@ export interface RunningEmulator {
   updateKey(key: string, update: KeyUpdate): boolean;
   /** Rotates a key: its new string, the old one is unknown from now on (`undefined`: unknown). */
   rotateKey(key: string): string | undefined;
-  /** A new billing period: the key's usage back to 0 and `benefit_grant.cycled` sent. */
+  /** A new billing period: `benefit_grant.cycled` sent, the key unchanged (Polar does not reset its usage). */
   cycleKey(key: string): boolean;
   /** Sets (`null` clears) the failure of the next change's webhook deliveries. */
   setWebhookFault(fault: WebhookFault | null): void;

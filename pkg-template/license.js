@@ -1317,13 +1317,17 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = [], 
           throw new LicenseError('load_error', `local trial: ${trial ? describe(e) : "not in this entry: import from 'polar-license'"}${entry === 'web' ? '; copy polar_license_trial.js and its .wasm beside your bundle' : ''}`);
         }
         const json = JSON.stringify(o);
-        const name = t.slot(json);
+        // The app's own slot; the one every app shared before (issue #62) read only while
+        // the app's holds nothing: the core adopts its record when it is this app's.
+        const name = t.slot(json, false);
+        const sharedName = t.slot(json, true);
         throw fail(
           await locked(name, async () => {
             const s = this.#store;
             for (let round = 0; ; round += 1) {
               const stored = (await s.get(name)) ?? undefined;
-              const a = JSON.parse(t.step(json, secret, stored, this.#now()));
+              const shared = stored === undefined ? (await s.get(sharedName)) ?? undefined : undefined;
+              const a = JSON.parse(t.step(json, secret, stored, shared, this.#now()));
               // None read: the file store creates the record only where still none is (node's
               // processes share no lock); another's created meanwhile is read and answered.
               if (a.write !== null) {

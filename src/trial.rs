@@ -34,8 +34,8 @@ pub use crate::release::{Trial, TrialState};
 pub const HEADER: &str = "polar-license-trial v1\n";
 
 const DERIVE_LABEL: &[u8] = b"polar-license/trial-seal/v1";
-/// The slot every app of an organization shares (the origin and the organization only): the
-/// npm add-on's, and read once by the other faces for [`TrialSeal::stored`]'s migration.
+/// The slot every app of an organization shared before issue #62 (the origin and the
+/// organization only): read once by every face for [`TrialSeal::stored`]'s migration.
 const SLOT_LABEL: &[u8] = b"polar-license/trial-slot/v1";
 /// The app's own slot ([`TrialSeal::app_slot`]): the shared slot with the app's secret.
 const APP_SLOT_LABEL: &[u8] = b"polar-license/trial-slot/v2";
@@ -97,9 +97,9 @@ pub enum Unopened {
 /// Where a store keeps the local trial's record, and the key that seals it. `Debug` shows no
 /// bytes.
 ///
-/// [`TrialSeal::slot`] is the slot every app of the organization shares (the origin and the
-/// organization only): the npm package's trial add-on keeps its record there. The native and
-/// Rust-on-wasm faces keep theirs in the app's own slot, [`TrialSeal::app_slot`] (issue #62):
+/// [`TrialSeal::slot`] is the slot every app of the organization shared before issue #62 (the
+/// origin and the organization only). Every face (the npm package's trial add-on too) keeps
+/// its record in the app's own slot, [`TrialSeal::app_slot`] (issue #62):
 /// two apps of one organization sharing a cache directory each have their own trial, neither
 /// refusing the other's record. While the app's slot holds nothing, the shared slot is read
 /// once, and its record copied to the app's slot only when it opens under this app's seal
@@ -117,7 +117,7 @@ pub struct Stored {
     /// The record for [`local`] (`None`: none, the trial starts).
     pub record: Option<Result<TrialRecord, Unopened>>,
     /// The shared slot's record, which opened under this app's seal: it is copied to the
-    /// app's slot (and left in the shared one, where the npm package's add-on reads it).
+    /// app's slot (and left in the shared one, where an older release reads it).
     pub adopted: Option<TrialRecord>,
 }
 

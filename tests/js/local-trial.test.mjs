@@ -76,6 +76,59 @@ test('a clock set back past the tolerance is clock_rollback; an edited record is
   assert.deepEqual([edited.code, edited.trial.state, edited.trial.daysLeft], ['invalid_input', 'refused', 0]);
 });
 
+test('two apps of one organization on one store each have their own trial (issue #62)', async () => {
+  const storage = mapStorage();
+  let day = 0;
+  const app = (appSecret) => new LicenseClient({
+    organizationId: ORG, baseUrl: EMULATOR, storage, appSecret, trial: 14, clock: () => (START + day * DAY) * 1000,
+  });
+  const editor = app('editor-secret');
+  const viewer = app('viewer-secret');
+  assert.equal((await rejection(editor.check())).trial.startedAt, START);
+  day = 3;
+  // Before issue #62 the viewer found the editor's record in the one shared slot: refused.
+  const v = (await rejection(viewer.check())).trial;
+  assert.deepEqual([v.state, v.startedAt, v.daysLeft], ['active', START + 3 * DAY, 14]);
+  day = 5;
+  assert.deepEqual([(await rejection(editor.check())).trial.daysLeft, (await rejection(viewer.check())).trial.daysLeft], [9, 12]);
+  assert.equal([...storage.map.keys()].filter((k) => k.includes('trial-')).length, 2);
+});
+
+test('a record in the slot every app shared is adopted by its own app, ignored by another', async () => {
+  const storage = mapStorage();
+  let day = 0;
+  const app = (appSecret) => new LicenseClient({
+    organizationId: ORG, baseUrl: EMULATOR, storage, appSecret, trial: 14, clock: () => (START + day * DAY) * 1000,
+  });
+  const editor = app('editor-secret');
+  await rejection(editor.check());
+  const [own] = [...storage.map.keys()].filter((k) => k.includes('trial-'));
+  // Where a release before issue #62 kept it: the shared slot (its name is the native
+  // library's: the trial's slot of an app with no secret is not it, so read it from the
+  // viewer's first check, which reads the shared slot while its own is empty).
+  const sealed = storage.map.get(own);
+  storage.map.delete(own);
+  const reads = [];
+  const get = storage.get.bind(storage);
+  storage.get = async (name) => { reads.push(name); return get(name); };
+  day = 2;
+  const viewer = app('viewer-secret');
+  assert.equal((await rejection(viewer.check())).trial.startedAt, START + 2 * DAY, 'not the editor\'s trial');
+  const shared = reads.filter((k) => k.includes('trial-')).find((k) => !storage.map.has(k) || storage.map.get(k) === undefined);
+  assert.ok(shared, `the shared slot was read: ${reads}`);
+  storage.map.set(shared, sealed);
+  storage.map.delete([...storage.map.keys()].find((k) => k.includes('trial-') && k !== shared));
+  // The viewer's own trial is gone now; the shared record is the editor's: the viewer starts
+  // anew and leaves it, the editor adopts it (its start kept) into its own slot.
+  day = 4;
+  assert.equal((await rejection(viewer.check())).trial.startedAt, START + 4 * DAY);
+  assert.equal(storage.map.get(shared), sealed);
+  const adopted = (await rejection(editor.check())).trial;
+  assert.deepEqual([adopted.startedAt, adopted.daysLeft], [START, 10]);
+  assert.ok(storage.map.has(own), 'copied to the editor\'s slot');
+  assert.equal(storage.map.get(shared), sealed, 'the shared slot left as it was');
+});
+
 test('trial days that are no whole number from 1 to 3650 are invalid_input, field trial', async () => {
   for (const bad of [0, 3651, 1.5, '14', -1]) {
     const e = await rejection(client(mapStorage(), bad).check());

@@ -221,7 +221,7 @@ impl Emulator {
         Ok(())
     }
 
-    /// A new billing period for a key (usage back to 0, `benefit_grant.cycled`); `false` when
+    /// A new billing period for a key (`benefit_grant.cycled`, the key unchanged); `false` when
     /// the key is unknown.
     #[wasm_bindgen(js_name = cycleKey)]
     pub fn cycle_key(

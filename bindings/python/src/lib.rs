@@ -1010,6 +1010,13 @@ impl NativeEmulator {
         self.with(|e| Value::Array(e.customer_session_codes()).to_string())
     }
 
+    /// Rotates a key as Polar's `POST /v1/license-keys/{id}/rotate` does (the record's id,
+    /// limits and activations kept; the old string answers 404 from now on): its new string,
+    /// `None` when no such key.
+    fn rotate_key(&self, key: &str) -> PyResult<Option<String>> {
+        self.with(|e| e.rotate_key(key))
+    }
+
     /// Moves the emulator's clock `seconds` from the real one (`POST /__emulator/clock`).
     fn set_clock_offset(&self, seconds: i64) -> PyResult<()> {
         self.with(|e| e.set_clock_offset(seconds))

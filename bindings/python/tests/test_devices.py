@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import urllib.request
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -261,12 +260,11 @@ def remembering(polar: Emulator, cache: Path, name: str) -> Licensing:
 
 
 def rotate(polar: Emulator, key: str) -> str:
-    """The seller rotates ``key`` (``POST /__emulator/keys/{key}/rotate``, what Polar's rotate
-    does: the record id, limits and activations kept, the old string 404): the new string."""
-    asked = urllib.request.Request(f"{polar.url}/__emulator/keys/{key}/rotate", data=b"",
-                                   method="POST")
-    with urllib.request.urlopen(asked, timeout=30) as answer:
-        new: str = json.loads(answer.read())["key"]
+    """The seller rotates ``key`` (what Polar's rotate does: the record id, limits and
+    activations kept, the old string 404): the new string."""
+    new = polar.rotate_key(key)
+    assert new is not None and new != key, new
+    assert polar.rotate_key("NO-SUCH-KEY") is None
     return new
 
 

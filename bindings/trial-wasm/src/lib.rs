@@ -89,24 +89,41 @@ impl Client {
     }
 }
 
-/// The store slot of the client's local trial (the package's prefix and `trial-` with 32 hex
-/// digits, as natively): it depends on the server's origin and the organization only.
-/// `options`: the client's options as JSON, as the engine gets them.
+/// A store slot of the client's local trial (the package's prefix and `trial-` with 32 hex
+/// digits, as natively): with `shared` false the app's own slot (the origin, the organization
+/// and the app's secret: `TrialSeal::app_slot`, issue #62), with `shared` true the slot every
+/// app of the organization shared before it (read only while the app's own holds nothing, its
+/// record adopted when it is this app's). `options`: the client's options as JSON, as the
+/// engine gets them.
 #[wasm_bindgen]
-pub fn slot(options: &str) -> String {
-    [STORAGE_PREFIX, &Client::new(options).seal("").slot].concat()
+pub fn slot(options: &str, shared: bool) -> String {
+    let client = Client::new(options);
+    let seal = client.seal("");
+    let name = match shared {
+        true => seal.slot,
+        false => seal.app_slot(client.app_secret.as_deref().map(str::as_bytes)),
+    };
+    [STORAGE_PREFIX, &name].concat()
 }
 
 /// The local trial at `now` (unix seconds) for a check with no key, for the client's
 /// `options` (JSON, as the engine gets them: `trial` days, the server, the organization, the
-/// machine and app secrets the store is sealed with, `gracePolicy.clockTolerance`), from its
-/// slot's stored text (`None`: nothing stored, this check starts it), with the install
+/// machine and app secrets the store is sealed with, `gracePolicy.clockTolerance`), from the
+/// app's slot's stored text `stored` (`None`: nothing stored) or, when it holds nothing, the
+/// shared slot's `shared` (adopted when it opens under this app's seal; else this check
+/// starts the trial), with the install
 /// `secret` (hex). JSON: `{"error": {code, detail, userMessage, field?, trial: {local, state,
-/// startedAt, endsAt, daysLeft}}, "write": the text to store or null}`. The error is the one of
+/// startedAt, endsAt, daysLeft}}, "write": the text to store in the app's slot or null}`. The error is the one of
 /// a check with no key (`invalid_input`, field `key`) or `clock_rollback`, as
 /// `Licensing::check_trial_report` answers natively.
 #[wasm_bindgen]
-pub fn step(options: &str, secret: &str, stored: Option<String>, now: f64) -> String {
+pub fn step(
+    options: &str,
+    secret: &str,
+    stored: Option<String>,
+    shared: Option<String>,
+    now: f64,
+) -> String {
     let client = Client::new(options);
     let seal = client.seal(secret);
     let d = GracePolicy::default();
@@ -135,13 +152,17 @@ pub fn step(options: &str, secret: &str, stored: Option<String>, now: f64) -> St
             return j.raw("}}").done();
         }
     };
-    let stored = stored.map(|text| seal.open(text.as_bytes()));
-    let answer = trial::local(stored, days, now as i64, &policy);
+    let stored = seal.stored(
+        stored.as_deref().map(str::as_bytes),
+        shared.as_deref().map(str::as_bytes),
+    );
+    let answer = trial::local(stored.record, days, now as i64, &policy);
+    let write = stored.write(&answer);
     let error = answer.error.unwrap_or_else(Error::no_remembered_key);
     error_json(&mut j, &error);
     answer.trial.write_json(j.key("trial")).raw("}");
     j.key("write");
-    match answer.write {
+    match write {
         // The sealed record is text (a header, decimal lines and hex): lossless.
         Some(record) => j.str(std::str::from_utf8(&seal.seal(&record)).unwrap_or_default()),
         None => j.null(),

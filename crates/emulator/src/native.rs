@@ -150,7 +150,7 @@ impl Emulator {
         changed
     }
 
-    /// A new billing period for a key: its usage back to 0, and `benefit_grant.cycled` sent to
+    /// A new billing period for a key: `benefit_grant.cycled` sent to
     /// the webhook endpoints. `false` when the key is unknown.
     pub fn cycle_key(&self, key: &str) -> bool {
         let cycled = lock(&self.shared.core).cycle_key(key, Time::now());

@@ -964,10 +964,11 @@ impl Core {
         );
     }
 
-    /// A new billing period for a key, as when Polar cycles a subscription: its usage goes back
-    /// to 0 and `benefit_grant.cycled` is sent. `false`: unknown key.
+    /// A new billing period for a key, as when Polar cycles a subscription:
+    /// `benefit_grant.cycled` is sent, the key unchanged (its usage is not reset: §16.6).
+    /// `false`: unknown key.
     pub fn cycle_key(&mut self, key: &str, now: Time) -> bool {
-        if !self.store.cycle_key(key, micros(now.wall)) {
+        if !self.store.cycle_key(key) {
             return false;
         }
         self.emit_grant(key, &GrantChange::Cycled, now);

@@ -558,16 +558,12 @@ impl Store {
         })
     }
 
-    /// A new billing period for a key (Polar's `benefit_grant.cycled`): its usage back to 0.
-    /// `false`: unknown key.
-    pub(crate) fn cycle_key(&mut self, key: &str, now: OffsetDateTime) -> bool {
-        let Some(ki) = self.find_any(key) else {
-            return false;
-        };
-        let k = &mut self.keys[ki];
-        k.usage = 0;
-        k.modified_at = Some(now);
-        true
+    /// A new billing period for a key (Polar's `benefit_grant.cycled`): whether the key is
+    /// known (`false`: unknown key). The key itself is unchanged: Polar's license-key
+    /// benefit's `cycle` returns the grant's properties as they are, `usage` is not reset
+    /// (docs/polar-api.md §16.6).
+    pub(crate) fn cycle_key(&self, key: &str) -> bool {
+        self.find_any(key).is_some()
     }
 
     /// `GET /v1/license-keys/` (docs/polar-api.md §14): `ListResource[LicenseKeyRead]` of the

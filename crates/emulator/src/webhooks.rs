@@ -339,7 +339,7 @@ pub(crate) enum GrantChange {
     Updated { previous_display_key: String },
     /// `benefit_grant.revoked`.
     Revoked,
-    /// A new billing period (usage reset): `benefit_grant.cycled`.
+    /// A new billing period (the key unchanged, usage not reset): `benefit_grant.cycled`.
     Cycled,
 }
 

@@ -603,9 +603,10 @@ fn every_change_to_a_key_has_its_event() {
     let receiver = Receiver::start(|_, _| 200);
     let (_, secret) = register(&polar, &receiver.url, GRANT_EVENTS, None);
     let update = |u: KeyUpdate| assert!(polar.update_key(DEMO_KEY, u));
-    // Revoke, re-grant, disable, enable, expire, a new activation limit, a usage reset, a new
-    // key, a rotation. As Polar since September 2026 (polar-license-api.md §15): the re-grant
-    // gives the same string back, and disabling or enabling fires no grant webhook.
+    // Revoke, re-grant, disable, enable, expire, a new activation limit, a new usage, a new
+    // period, a new key, a rotation. As Polar since September 2026 (polar-license-api.md
+    // §15): the re-grant gives the same string back, and disabling or enabling fires no grant
+    // webhook.
     for status in ["revoked", "granted", "disabled", "granted"] {
         update(KeyUpdate {
             status: Some(status.into()),
@@ -628,7 +629,8 @@ fn every_change_to_a_key_has_its_event() {
         }
     ));
     assert!(polar.cycle_key(DEMO_KEY));
-    assert_eq!(polar.key(DEMO_KEY).expect("key")["usage"], 0);
+    // Polar's cycle keeps the key as it is: its usage is not reset (§16.6).
+    assert_eq!(polar.key(DEMO_KEY).expect("key")["usage"], 4);
     polar
         .add_key(SeedKey::new("NEW-0A1B2C3D"))
         .expect("a new key");
@@ -658,7 +660,7 @@ fn every_change_to_a_key_has_its_event() {
             "benefit_grant.updated", // expired
             "benefit_grant.updated", // a new activation limit
             "benefit_grant.updated", // usage set
-            "benefit_grant.cycled",  // a new period: usage reset
+            "benefit_grant.cycled",  // a new period (usage kept)
             "benefit_grant.created", // a new key
             "benefit_grant.updated", // rotated
         ]

@@ -64,6 +64,9 @@ struct Signed {
     lease_days: u32,
     store: bool,
     tape: bool,
+    /// Whether the app holds the relay's public keys (signed mode); without them the app
+    /// talks to the relay unsigned.
+    keys: bool,
 }
 
 impl std::ops::Deref for Plugin {
@@ -101,6 +104,7 @@ impl Plugin {
             lease_days,
             store: true,
             tape: false,
+            keys: true,
         };
         Plugin::build(name, &["polar-license:default"], Some(signed), |o| o)
     }
@@ -112,6 +116,7 @@ impl Plugin {
             lease_days: 3,
             store: false,
             tape: true,
+            keys: true,
         };
         Plugin::build(name, &["polar-license:default"], Some(signed), |o| o)
     }
@@ -155,7 +160,10 @@ impl Plugin {
             (None, Some((running, _))) => running.url(),
             (None, None) => polar.url(),
         };
-        let relay_keys = relay.as_ref().map(|(_, keys)| keys.clone());
+        let relay_keys = relay
+            .as_ref()
+            .filter(|_| signed.is_some_and(|s| s.keys))
+            .map(|(_, keys)| keys.clone());
         let reader = world.clock.reader();
         let entitlements = Entitlements::new()
             .grant("export", [DEMO_BENEFIT_ID])
@@ -762,6 +770,118 @@ fn an_expired_key_keeps_licensing_an_older_build_and_a_revoked_one_never() {
     assert!(!revoked.licensed, "{revoked:?}");
     assert_eq!(revoked.code.as_deref(), Some("inactive"));
     assert_eq!(revoked.perpetual.map(|p| p.fallback), Some(false));
+}
+
+/// Issue #62 item 2 on the Tauri face: signed mode trusts only signed facts. The key is paid
+/// through 30 days from now and refunded (revoked); between the app and the seller's relay sits
+/// the attacker's proxy ([`Tape`]), which answers every validate with an unsigned
+/// `404 "License key has expired."`. A build released today is not licensed by it in signed
+/// mode: online, offline (Polar unreachable behind the relay), nor 40 days later. The same
+/// app holding no relay keys falls back on the forgery (nothing is signed there: the limit
+/// docs/threat-model.md states), which shows the proxy's forgery reaches the app.
+#[test]
+fn a_forged_unsigned_expiry_never_licenses_a_revoked_key_in_signed_mode() {
+    let start = unix_now();
+    let released = ReleaseDate::from_unix(start);
+    let build = |name: &str, keys: bool| {
+        let signed = Signed {
+            lease_days: 3,
+            store: false,
+            tape: true,
+            keys,
+        };
+        Plugin::build(name, &["polar-license:default"], Some(signed), move |o| {
+            o.released(released)
+        })
+    };
+    let signed = build("signed-facts-expiry", true);
+    let unsigned = build("signed-facts-expiry-unsigned", false);
+    for app in [&signed, &unsigned] {
+        app.at_real_time();
+        app.expire_at(start + 30 * DAY);
+        app.activate();
+        app.clock.advance(HOUR);
+        let online = app.check();
+        assert!(online.licensed, "{online:?}");
+        app.revoke();
+        app.tape.as_ref().expect("the proxy").forging_expiry(true);
+        app.clock.advance(HOUR);
+    }
+    let forged = signed.check();
+    assert!(!forged.licensed, "{forged:?}");
+    assert_eq!(forged.code.as_deref(), Some("expired"), "{forged:?}");
+    assert_eq!(forged.perpetual.map(|p| p.fallback), Some(false));
+    let believed = unsigned.check();
+    assert!(
+        believed.licensed,
+        "unsigned mode believes the forgery: {believed:?}"
+    );
+    assert_eq!(believed.perpetual.map(|p| p.fallback), Some(true));
+
+    // Offline: the relay cannot reach Polar; then 40 days later, the fake relay and offline.
+    let tape = signed.tape.as_ref().expect("the proxy");
+    tape.forging_expiry(false);
+    signed.polar.set_fault(Some(Fault::CloseImmediately));
+    signed.clock.advance(HOUR);
+    let offline = signed.check();
+    assert!(!offline.licensed, "{offline:?}");
+    signed.polar.set_fault(None);
+    tape.forging_expiry(true);
+    signed.clock.advance(40 * DAY);
+    let later = signed.check();
+    assert!(!later.licensed, "{later:?}");
+    tape.forging_expiry(false);
+    signed.polar.set_fault(Some(Fault::CloseImmediately));
+    signed.clock.advance(60);
+    let later_offline = signed.check();
+    assert!(!later_offline.licensed, "{later_offline:?}");
+}
+
+/// Issue #62 item 2: one unsigned cancelled `subscription` added by the proxy to the relay's
+/// genuine grant, then Polar's own "no longer active" (revoked): in signed mode no fallback on
+/// it, online or offline (the signed `sub_end` claim is the only subscription fact believed).
+#[test]
+fn an_injected_unsigned_subscription_never_makes_a_revoked_key_perpetual() {
+    let start = unix_now();
+    // A build released three days ago: before the injected subscription's end (yesterday).
+    let released = ReleaseDate::from_unix(start - 3 * DAY);
+    let signed = Signed {
+        lease_days: 3,
+        store: false,
+        tape: true,
+        keys: true,
+    };
+    let app = Plugin::build(
+        "signed-facts-subscription",
+        &["polar-license:default"],
+        Some(signed),
+        move |o| o.released(released),
+    );
+    app.at_real_time();
+    app.activate();
+    let tape = app.tape.as_ref().expect("the proxy");
+    tape.injecting_subscription(true);
+    tape.passed();
+    app.clock.advance(2 * HOUR);
+    let injected = app.check();
+    assert!(injected.licensed, "{injected:?}");
+    assert_eq!(injected.source.as_deref(), Some("online"), "{injected:?}");
+    assert!(
+        tape.passed() >= 1,
+        "the injected grant came through the proxy"
+    );
+    tape.injecting_subscription(false);
+    app.revoke();
+    app.clock.advance(2 * HOUR);
+    let revoked = app.check();
+    assert!(!revoked.licensed, "{revoked:?}");
+    assert_eq!(revoked.code.as_deref(), Some("inactive"), "{revoked:?}");
+    assert_eq!(revoked.perpetual.map(|p| p.fallback), Some(false));
+    app.polar.set_fault(Some(Fault::CloseImmediately));
+    app.clock.advance(HOUR);
+    let offline = app.check();
+    assert!(!offline.licensed, "{offline:?}");
+    app.polar.set_fault(None);
 }
 
 /// Trials (issue #54 item 4) on the Tauri face: with no key remembered, the local trial starts

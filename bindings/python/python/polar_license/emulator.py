@@ -105,6 +105,12 @@ class Emulator:
         value: list[dict[str, Any]] = json.loads(self._native.customer_session_codes())
         return value
 
+    def rotate_key(self, key: str) -> Optional[str]:
+        """Rotates ``key`` as the seller (or the customer in the portal) does with Polar's
+        rotate: the record's id, limits and activations kept, the old string answers 404 from
+        now on. The new string; ``None`` when no such key."""
+        return self._native.rotate_key(key)
+
     def set_clock_offset(self, seconds: int) -> None:
         """Moves Polar's clock ``seconds`` from the real one (``0``: back to it): expiries,
         customer sessions and codes, trials (``POST /__emulator/clock``)."""

@@ -501,3 +501,66 @@ fn a_lost_key_is_recovered_by_signing_in_never_shown_whole() {
     assert_eq!(check.0, 0, "{}", check.2);
     assert_eq!(check.1["outcome"], "licensed", "{}", check.1);
 }
+
+#[test]
+fn follow_rotation_follows_the_remembered_key_with_this_machines_activation() {
+    let polar = Emulator::start(Seed::demo(), Options::default()).unwrap();
+    let dir = ScratchDir::new("cli-devices-follow");
+    let act = cli(
+        &polar,
+        &dir,
+        &[
+            "activate",
+            "--key",
+            DEMO_KEY,
+            "--label",
+            "Laptop",
+            "--remember",
+        ],
+    );
+    assert_eq!(act.0, 0, "{}", act.2);
+    let activation = act.1["activation_id"].as_str().unwrap().to_string();
+    // Nothing rotated yet, not signed in: said so, nothing sent.
+    let before = polar.request_count();
+    let unsigned = cli(&polar, &dir, &["follow-rotation"]);
+    assert_eq!(
+        (unsigned.0, unsigned.1["portal_error"].as_str()),
+        (2, Some("not_signed_in")),
+        "{}",
+        unsigned.1
+    );
+    assert_eq!(polar.request_count(), before);
+    sign_in(&polar, &dir);
+    let same = cli(&polar, &dir, &["follow-rotation"]);
+    assert_eq!(
+        (same.0, same.1["portal_error"].as_str()),
+        (1, Some("key_not_found")),
+        "{}",
+        same.1
+    );
+
+    // The seller rotates the key: the old string is not_found at once.
+    let new = polar.rotate_key(DEMO_KEY).expect("rotated");
+    let stale = cli(&polar, &dir, &["validate", "--key", DEMO_KEY]);
+    assert_eq!(stale.1["reason"], "not_found", "{}", stale.1);
+    let used = polar.activations(&new).len();
+    let done = cli(&polar, &dir, &["follow-rotation"]);
+    assert_eq!(done.0, 0, "{}", done.2);
+    assert_eq!(done.1["command"], "follow-rotation", "{}", done.1);
+    assert_eq!(done.1["outcome"], "licensed", "{}", done.1);
+    assert_eq!(done.1["activation_id"], activation.as_str(), "{}", done.1);
+    assert_eq!(done.1["remembered"], true, "{}", done.1);
+    assert_eq!(
+        done.1["key"],
+        format!("****-{}", &new[new.len() - 6..]).as_str(),
+        "{}",
+        done.1
+    );
+    // The new string is never printed whole; no slot was taken for it.
+    assert!(!done.2.contains(&new), "{}", done.2);
+    assert_eq!(polar.activations(&new).len(), used);
+    // `check` of the remembered key is the new string's, with the same activation.
+    let check = cli(&polar, &dir, &["check"]);
+    assert_eq!(check.0, 0, "{}", check.2);
+    assert_eq!(check.1["activation_id"], activation.as_str(), "{}", check.1);
+}

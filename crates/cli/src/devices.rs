@@ -296,6 +296,18 @@ pub fn sign_in(g: &Global, a: &SignInArgs) -> Report {
     }
 }
 
+/// The command's licensing (`remember_keys` as it needs), then its key: `key`, else the
+/// remembered one.
+fn licensing_and_key(
+    g: &Global,
+    remember_keys: bool,
+    key: Option<&str>,
+) -> Result<(Licensing, Key), Error> {
+    let licensing = licensing_with(g, remember_keys)?;
+    let key = key_or_remembered(&licensing, key)?;
+    Ok((licensing, key))
+}
+
 /// `read` through the remembered session; a session Polar no longer knows is forgotten
 /// (nothing is kept that cannot be used).
 fn with_session<T>(
@@ -325,12 +337,8 @@ fn list(licensing: &Licensing, key: &Key) -> Result<(Vec<Device>, Option<i64>), 
 /// `devices`: the key's live activations through the customer session.
 pub fn devices(g: &Global, a: &DevicesArgs) -> Report {
     const COMMAND: &str = "devices";
-    let licensing = match licensing_with(g, false) {
-        Ok(l) => l,
-        Err(e) => return plain_error(COMMAND, &e),
-    };
-    let key = match key_or_remembered(&licensing, a.key.key.as_deref()) {
-        Ok(k) => k,
+    let (licensing, key) = match licensing_and_key(g, false, a.key.key.as_deref()) {
+        Ok(had) => had,
         Err(e) => return plain_error(COMMAND, &e),
     };
     let (devices, limit) = match list(&licensing, &key) {
@@ -394,12 +402,8 @@ pub fn devices(g: &Global, a: &DevicesArgs) -> Report {
 /// this machine's, the cache forgets it, as `deactivate` does.
 pub fn free(g: &Global, a: &FreeArgs) -> Report {
     const COMMAND: &str = "free";
-    let licensing = match licensing_with(g, true) {
-        Ok(l) => l,
-        Err(e) => return plain_error(COMMAND, &e),
-    };
-    let key = match key_or_remembered(&licensing, a.key.key.as_deref()) {
-        Ok(k) => k,
+    let (licensing, key) = match licensing_and_key(g, true, a.key.key.as_deref()) {
+        Ok(had) => had,
         Err(e) => return plain_error(COMMAND, &e),
     };
     let here = licensing
@@ -439,12 +443,8 @@ pub fn free(g: &Global, a: &FreeArgs) -> Report {
 /// old one's place when the old one was remembered. The new string is shown redacted only.
 pub fn follow_rotation(g: &Global, a: &FollowRotationArgs) -> Report {
     const COMMAND: &str = "follow-rotation";
-    let licensing = match licensing_with(g, true) {
-        Ok(l) => l,
-        Err(e) => return plain_error(COMMAND, &e),
-    };
-    let old = match key_or_remembered(&licensing, a.key.key.as_deref()) {
-        Ok(k) => k,
+    let (licensing, old) = match licensing_and_key(g, true, a.key.key.as_deref()) {
+        Ok(had) => had,
         Err(e) => return plain_error(COMMAND, &e),
     };
     let (new, verdict) =

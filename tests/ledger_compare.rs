@@ -176,47 +176,46 @@ impl Client {
         panic!("a machine that never ends");
     }
 
-    /// A check of `key` over `entries` (as the browser reads, or the native clients): its
-    /// report's cache error, and what the drive saw.
-    fn check(
+    /// `op` of `key` over `entries`: its cache error, and what the drive saw.
+    fn run(
         &self,
         key: &str,
         entries: &mut Entries,
-        browser: bool,
+        op: Op,
         meanwhile: bool,
         writes: Writes,
     ) -> (Option<String>, Seen) {
         let (memo, lease) = (Memo::default(), LeaseMemo::default());
         let ctx = self.ctx(&memo, &lease);
         let slot = self.slot(key);
-        let now = unix_now();
-        let check = Check::new(&ctx, Key::new(key), None, Ok(Arc::clone(&slot)), now, 0);
-        let mut check = if browser {
-            check.unlocked_read()
-        } else {
-            check
-        };
-        let seen = self.drive(&ctx, &mut check, &slot, entries, meanwhile, writes);
-        let report = check.report();
-        (report.cache_error.map(|e| e.detail()), seen)
+        let (key, now) = (Key::new(key), unix_now());
+        match op {
+            Op::Check { browser } => {
+                let check = Check::new(&ctx, key, None, Ok(Arc::clone(&slot)), now, 0);
+                let mut check = if browser {
+                    check.unlocked_read()
+                } else {
+                    check
+                };
+                let seen = self.drive(&ctx, &mut check, &slot, entries, meanwhile, writes);
+                (check.report().cache_error.map(|e| e.detail()), seen)
+            }
+            Op::Validate => {
+                let req = ValidateRequest::new(key);
+                let mut update = Update::validate(&ctx, req, |_| Ok(Arc::clone(&slot)), now);
+                let seen = self.drive(&ctx, &mut update, &slot, entries, meanwhile, writes);
+                (update.validated().cache_error.map(|e| e.detail()), seen)
+            }
+        }
     }
+}
 
-    /// A validate of `key`: its cache error, and what the drive saw.
-    fn validate(
-        &self,
-        key: &str,
-        entries: &mut Entries,
-        meanwhile: bool,
-        writes: Writes,
-    ) -> (Option<String>, Seen) {
-        let (memo, lease) = (Memo::default(), LeaseMemo::default());
-        let ctx = self.ctx(&memo, &lease);
-        let slot = self.slot(key);
-        let req = ValidateRequest::new(Key::new(key));
-        let mut update = Update::validate(&ctx, req, |_| Ok(Arc::clone(&slot)), unix_now());
-        let seen = self.drive(&ctx, &mut update, &slot, entries, meanwhile, writes);
-        (update.validated().cache_error.map(|e| e.detail()), seen)
-    }
+/// What a drive runs: a check (read as the browser reads, or as the native clients do), or a
+/// validate.
+#[derive(Clone, Copy)]
+enum Op {
+    Check { browser: bool },
+    Validate,
 }
 
 fn unix_now() -> i64 {
@@ -237,7 +236,13 @@ fn every_write_of_the_record_or_ledger_compares_the_ledger_as_last_read_or_writt
     let client = Client::new(&world);
     for browser in [false, true] {
         let mut entries = Entries::new();
-        let (error, first) = client.check(DEMO_KEY, &mut entries, browser, false, Writes::Compared);
+        let (error, first) = client.run(
+            DEMO_KEY,
+            &mut entries,
+            Op::Check { browser },
+            false,
+            Writes::Compared,
+        );
         assert_eq!(error, None, "browser {browser}");
         assert!(first.uncompared.is_empty(), "{:?}", first.uncompared);
         // The first record and its ledger: none read, then the ledger the machine wrote.
@@ -251,7 +256,13 @@ fn every_write_of_the_record_or_ledger_compares_the_ledger_as_last_read_or_writt
         assert_eq!(first.compares[0].1, None, "browser {browser}");
         assert_eq!(first.late, 0);
         // A validate after it compares with the ledger it reads.
-        let (error, again) = client.validate(DEMO_KEY, &mut entries, false, Writes::Compared);
+        let (error, again) = client.run(
+            DEMO_KEY,
+            &mut entries,
+            Op::Validate,
+            false,
+            Writes::Compared,
+        );
         assert_eq!(error, None, "browser {browser}");
         assert!(again.uncompared.is_empty(), "{:?}", again.uncompared);
         assert_eq!(again.compares.first().map(|c| c.1.clone()), Some(ledger));
@@ -278,16 +289,28 @@ fn a_write_after_another_writer_stored_a_newer_ledger_stores_nothing() {
     };
     for browser in [false, true] {
         let mut entries = Entries::new();
-        let (error, seen) = client.check(DEMO_KEY, &mut entries, browser, true, Writes::Compared);
+        let (error, seen) = client.run(
+            DEMO_KEY,
+            &mut entries,
+            Op::Check { browser },
+            true,
+            Writes::Compared,
+        );
         late(&format!("check, browser {browser}"), error, &seen, &entries);
     }
     let mut entries = Entries::new();
-    let (error, seen) = client.validate(DEMO_KEY, &mut entries, true, Writes::Compared);
+    let (error, seen) = client.run(DEMO_KEY, &mut entries, Op::Validate, true, Writes::Compared);
     late("validate", error, &seen, &entries);
 
     // The control: a shell that writes without the compare loses the other writer's record.
     let mut entries = Entries::new();
-    let (error, seen) = client.check(DEMO_KEY, &mut entries, true, true, Writes::Uncompared);
+    let (error, seen) = client.run(
+        DEMO_KEY,
+        &mut entries,
+        Op::Check { browser: true },
+        true,
+        Writes::Uncompared,
+    );
     assert_eq!(error, None);
     assert_eq!(seen.late, 0);
     assert!(
@@ -305,7 +328,13 @@ fn a_denial_that_lost_its_compare_leaves_the_newer_record() {
     let key = "POLAR-UNKNOWN-KEY-0000";
     for browser in [false, true] {
         let mut entries = Entries::new();
-        let (error, seen) = client.check(key, &mut entries, browser, true, Writes::Compared);
+        let (error, seen) = client.run(
+            key,
+            &mut entries,
+            Op::Check { browser },
+            true,
+            Writes::Compared,
+        );
         let error = error.unwrap_or_default();
         assert!(
             error.contains("stored meanwhile"),
@@ -321,7 +350,13 @@ fn a_denial_that_lost_its_compare_leaves_the_newer_record() {
     }
     // A write that fails otherwise (not late) still removes the record: the rule is the
     // compare's alone.
-    let (error, seen) = client.check(key, &mut Entries::new(), false, false, Writes::Fail);
+    let (error, seen) = client.run(
+        key,
+        &mut Entries::new(),
+        Op::Check { browser: false },
+        false,
+        Writes::Fail,
+    );
     assert_eq!(error.as_deref(), Some("disk full"));
     assert_eq!(seen.removed, vec![client.slot(key).name.clone()]);
 }

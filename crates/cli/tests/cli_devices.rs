@@ -85,6 +85,19 @@ fn sign_in(polar: &Emulator, dir: &Path) -> String {
     code
 }
 
+/// `command` without a session: `not_signed_in` (exit 2), and no request sent.
+fn not_signed_in(polar: &Emulator, dir: &Path, command: &str) {
+    let before = polar.request_count();
+    let none = cli(polar, dir, &[command]);
+    assert_eq!(
+        (none.0, none.1["portal_error"].as_str()),
+        (2, Some("not_signed_in")),
+        "{command}: {}",
+        none.1
+    );
+    assert_eq!(polar.request_count(), before, "{command}");
+}
+
 fn activate(polar: &Emulator, dir: &Path, label: &str) -> (i32, Value, String) {
     cli(
         polar,
@@ -427,15 +440,7 @@ fn a_lost_key_is_recovered_by_signing_in_never_shown_whole() {
     let polar = Emulator::start(Seed::demo(), Options::default()).unwrap();
     let dir = ScratchDir::new("cli-devices-recover");
     // Not signed in: said so, no request.
-    let before = polar.request_count();
-    let none = cli(&polar, &dir, &["recover"]);
-    assert_eq!(
-        (none.0, none.1["portal_error"].as_str()),
-        (2, Some("not_signed_in")),
-        "{}",
-        none.1
-    );
-    assert_eq!(polar.request_count(), before);
+    not_signed_in(&polar, &dir, "recover");
 
     sign_in(&polar, &dir);
     // The demo customer holds every demo key: offered are the granted, unexpired ones, by id
@@ -506,30 +511,12 @@ fn a_lost_key_is_recovered_by_signing_in_never_shown_whole() {
 fn follow_rotation_follows_the_remembered_key_with_this_machines_activation() {
     let polar = Emulator::start(Seed::demo(), Options::default()).unwrap();
     let dir = ScratchDir::new("cli-devices-follow");
-    let act = cli(
-        &polar,
-        &dir,
-        &[
-            "activate",
-            "--key",
-            DEMO_KEY,
-            "--label",
-            "Laptop",
-            "--remember",
-        ],
-    );
+    let act = activate(&polar, &dir, "Laptop");
+    assert_eq!(cli(&polar, &dir, &["remember", "--key", DEMO_KEY]).0, 0);
     assert_eq!(act.0, 0, "{}", act.2);
     let activation = act.1["activation_id"].as_str().unwrap().to_string();
     // Nothing rotated yet, not signed in: said so, nothing sent.
-    let before = polar.request_count();
-    let unsigned = cli(&polar, &dir, &["follow-rotation"]);
-    assert_eq!(
-        (unsigned.0, unsigned.1["portal_error"].as_str()),
-        (2, Some("not_signed_in")),
-        "{}",
-        unsigned.1
-    );
-    assert_eq!(polar.request_count(), before);
+    not_signed_in(&polar, &dir, "follow-rotation");
     sign_in(&polar, &dir);
     let same = cli(&polar, &dir, &["follow-rotation"]);
     assert_eq!(

@@ -120,11 +120,7 @@ impl Client {
                 Want::Lock(_) => Given::Locked(Ok(())),
                 Want::Unlock => Given::Unlocked,
                 Want::Mark(_) => Given::Marked(true),
-                Want::Read(slot) => Given::Read(Ok(Stored {
-                    record: entries.get(&slot.name).cloned(),
-                    ledger: entries.get(&slot.ledger).cloned(),
-                    clock: entries.get(&slot.clock).cloned(),
-                })),
+                Want::Read(slot) => Given::Read(Ok(stored(entries, slot))),
                 Want::Write {
                     name,
                     bytes,
@@ -182,8 +178,7 @@ impl Client {
         key: &str,
         entries: &mut Entries,
         op: Op,
-        meanwhile: bool,
-        writes: Writes,
+        (meanwhile, writes): How,
     ) -> (Option<String>, Seen) {
         let (memo, lease) = (Memo::default(), LeaseMemo::default());
         let ctx = self.ctx(&memo, &lease);
@@ -210,12 +205,30 @@ impl Client {
     }
 }
 
+/// Whether another writer stores its record and ledger before the first ordered write, and
+/// how the shell stores.
+type How = (bool, Writes);
+/// Nobody else writes; the shell compares as asked.
+const ALONE: How = (false, Writes::Compared);
+/// Another writer stores first; the shell compares as asked.
+const RACED: How = (true, Writes::Compared);
+
 /// What a drive runs: a check (read as the browser reads, or as the native clients do), or a
 /// validate.
 #[derive(Clone, Copy)]
 enum Op {
     Check { browser: bool },
     Validate,
+}
+
+/// The slot's bytes as `entries` hold them.
+fn stored(entries: &Entries, slot: &Slot) -> Stored {
+    let entry = |name: &String| entries.get(name).cloned();
+    Stored {
+        record: entry(&slot.name),
+        ledger: entry(&slot.ledger),
+        clock: entry(&slot.clock),
+    }
 }
 
 fn unix_now() -> i64 {
@@ -236,13 +249,7 @@ fn every_write_of_the_record_or_ledger_compares_the_ledger_as_last_read_or_writt
     let client = Client::new(&world);
     for browser in [false, true] {
         let mut entries = Entries::new();
-        let (error, first) = client.run(
-            DEMO_KEY,
-            &mut entries,
-            Op::Check { browser },
-            false,
-            Writes::Compared,
-        );
+        let (error, first) = client.run(DEMO_KEY, &mut entries, Op::Check { browser }, ALONE);
         assert_eq!(error, None, "browser {browser}");
         assert!(first.uncompared.is_empty(), "{:?}", first.uncompared);
         // The first record and its ledger: none read, then the ledger the machine wrote.
@@ -256,13 +263,7 @@ fn every_write_of_the_record_or_ledger_compares_the_ledger_as_last_read_or_writt
         assert_eq!(first.compares[0].1, None, "browser {browser}");
         assert_eq!(first.late, 0);
         // A validate after it compares with the ledger it reads.
-        let (error, again) = client.run(
-            DEMO_KEY,
-            &mut entries,
-            Op::Validate,
-            false,
-            Writes::Compared,
-        );
+        let (error, again) = client.run(DEMO_KEY, &mut entries, Op::Validate, ALONE);
         assert_eq!(error, None, "browser {browser}");
         assert!(again.uncompared.is_empty(), "{:?}", again.uncompared);
         assert_eq!(again.compares.first().map(|c| c.1.clone()), Some(ledger));
@@ -289,17 +290,11 @@ fn a_write_after_another_writer_stored_a_newer_ledger_stores_nothing() {
     };
     for browser in [false, true] {
         let mut entries = Entries::new();
-        let (error, seen) = client.run(
-            DEMO_KEY,
-            &mut entries,
-            Op::Check { browser },
-            true,
-            Writes::Compared,
-        );
+        let (error, seen) = client.run(DEMO_KEY, &mut entries, Op::Check { browser }, RACED);
         late(&format!("check, browser {browser}"), error, &seen, &entries);
     }
     let mut entries = Entries::new();
-    let (error, seen) = client.run(DEMO_KEY, &mut entries, Op::Validate, true, Writes::Compared);
+    let (error, seen) = client.run(DEMO_KEY, &mut entries, Op::Validate, RACED);
     late("validate", error, &seen, &entries);
 
     // The control: a shell that writes without the compare loses the other writer's record.
@@ -308,8 +303,7 @@ fn a_write_after_another_writer_stored_a_newer_ledger_stores_nothing() {
         DEMO_KEY,
         &mut entries,
         Op::Check { browser: true },
-        true,
-        Writes::Uncompared,
+        (true, Writes::Uncompared),
     );
     assert_eq!(error, None);
     assert_eq!(seen.late, 0);
@@ -328,13 +322,7 @@ fn a_denial_that_lost_its_compare_leaves_the_newer_record() {
     let key = "POLAR-UNKNOWN-KEY-0000";
     for browser in [false, true] {
         let mut entries = Entries::new();
-        let (error, seen) = client.run(
-            key,
-            &mut entries,
-            Op::Check { browser },
-            true,
-            Writes::Compared,
-        );
+        let (error, seen) = client.run(key, &mut entries, Op::Check { browser }, RACED);
         let error = error.unwrap_or_default();
         assert!(
             error.contains("stored meanwhile"),
@@ -354,8 +342,7 @@ fn a_denial_that_lost_its_compare_leaves_the_newer_record() {
         key,
         &mut Entries::new(),
         Op::Check { browser: false },
-        false,
-        Writes::Fail,
+        (false, Writes::Fail),
     );
     assert_eq!(error.as_deref(), Some("disk full"));
     assert_eq!(seen.removed, vec![client.slot(key).name.clone()]);

@@ -1,66 +1,50 @@
 // polar-license/relay: the seller-run relay as a Web-standard `fetch(request)` handler
 // (Cloudflare Workers, Deno, Bun, node). Every decision is the Rust relay's (RelayCore, the
 // same core `polar-license relay serve` runs): routes, body cap, Polar's input checks, the
-// organization check, the rate limits, what counts as a grant and the lease's claims. This file
-// moves bytes: the request in, Polar's answer (an async fetch) in, the answer out, and the
-// lease's Ed25519 signature made by WebCrypto from a non-extractable key (the private key never
-// enters the WebAssembly). The caps and timeouts (RelayCore.caps()), the client's address on
-// Workers (the core's Host), and the answer when the host fails (RelayCore.failed(), with the
-// core's CORS rule) are the core's too, and so are the store's key layout, its migration, the
-// coalescing of failed saves, the refusal policy (store/layout.rs), the saves' order, what a
-// read sees of changes not saved yet and when the relay's own reads save (store/saves.rs): with
-// a Durable Object this file gets, lists, puts and deletes the keys the core names.
-
-const SECRET_PREFIX = 'k4.secret.';
-
-function b64urlDecode(text) {
-  if (!/^[A-Za-z0-9_-]*$/.test(text)) return null;
-  const b64 = text.replace(/-/g, '+').replace(/_/g, '/') + '='.repeat((4 - (text.length % 4)) % 4);
-  try {
-    return Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-  } catch {
-    return null;
-  }
-}
-
-function b64url(bytes) {
-  let s = '';
-  for (const b of bytes) s += String.fromCharCode(b);
-  return btoa(s).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
-}
-
-const bad = (what) =>
-  new TypeError(`signingKey: ${what}: expected the one line KID=k4.secret.… that \`polar-license relay keygen\` writes`);
+// organization check, the rate limits, what counts as a grant and the lease's claims; the caps
+// and timeouts (core.caps()), the client's address from the runtime's facts and Workers told by
+// its user agent (host.rs), the answer when the host fails (RelayCore.failed(), with the core's
+// CORS rule), the signing key file's format (RelayCore.signingKey), the storage's alarm
+// (core.alarm), and the store's protocol: its key layout and migration (store/layout.rs), the
+// saves, their calls of at most 128 keys, a call refused as a whole written again key by key and
+// what is dropped for good (store/saves.rs, store/saves/writing.rs). This file is I/O: the
+// request and its body in, Polar's answer (an async fetch) in, the answer out, the storage's
+// get, list, put, delete and alarm as the core names them, and the lease's Ed25519 signature
+// made by WebCrypto from a non-extractable key (the key file's text passes through the
+// WebAssembly once, to be read; the CryptoKey that signs never does).
 
 /**
  * Reads a signing key file's text (`KID=k4.secret.…`, as `polar-license relay keygen` writes
- * it) into a non-extractable WebCrypto Ed25519 key. Checks that the secret and the public half
- * belong together (a probe signature) so a damaged key fails here, not as leases nobody can
- * verify. Errors never contain the secret.
+ * it) into a non-extractable WebCrypto Ed25519 key: the core reads the format
+ * (`RelayCore.signingKey`, the reader `relay serve` uses); WebCrypto imports the halves and
+ * signs a probe that the public half verifies, so a damaged key fails here, not as leases
+ * nobody can verify. Errors never contain the secret.
+ * @param {() => Promise<Function> | Function} load returns the RelayCore class, once loaded
  */
-export async function importSigningKey(text, subtle = globalThis.crypto?.subtle) {
+export async function importSigningKey(text, subtle = globalThis.crypto?.subtle, load) {
   if (!subtle) throw new TypeError('signingKey: this runtime has no WebCrypto (crypto.subtle)');
-  const line = typeof text === 'string' ? text.trim() : '';
-  const eq = line.indexOf('=');
-  if (eq <= 0) throw bad('no KID= before the key');
-  const kid = line.slice(0, eq);
-  const secret = line.slice(eq + 1);
-  if (!secret.startsWith(SECRET_PREFIX)) throw bad('not a k4.secret key');
-  const raw = b64urlDecode(secret.slice(SECRET_PREFIX.length));
-  if (!raw || raw.length !== 64) throw bad('the key is not 64 bytes of base64url');
-  const x = b64url(raw.subarray(32));
+  let parts;
+  try {
+    parts = (await load()).signingKey(text);
+  } catch (e) {
+    throw new TypeError(e instanceof Error ? e.message : 'signingKey: not a signing key');
+  }
+  const { kid, raw } = parts;
+  // The halves as a JWK's base64url (WebCrypto's format).
+  const b64url = (bytes) => btoa(String.fromCharCode(...bytes)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+  const [d, x] = [b64url(raw.subarray(0, 32)), b64url(raw.subarray(32))];
   let key;
   let verifier;
   try {
-    key = await subtle.importKey('jwk', { kty: 'OKP', crv: 'Ed25519', d: b64url(raw.subarray(0, 32)), x }, { name: 'Ed25519' }, false, ['sign']);
-    verifier = await subtle.importKey('raw', raw.subarray(32), { name: 'Ed25519' }, false, ['verify']);
+    key = await subtle.importKey('jwk', { kty: 'OKP', crv: 'Ed25519', d, x }, { name: 'Ed25519' }, false, ['sign']);
+    verifier = await subtle.importKey('jwk', { kty: 'OKP', crv: 'Ed25519', x }, { name: 'Ed25519' }, false, ['verify']);
   } catch (e) {
     throw new TypeError(`signingKey: WebCrypto refused the Ed25519 key (${e?.name ?? 'Error'})`);
   }
   const probe = new TextEncoder().encode('polar-license relay key check');
   const signature = await subtle.sign({ name: 'Ed25519' }, key, probe);
   if (!(await subtle.verify({ name: 'Ed25519' }, verifier, signature, probe))) {
-    throw bad('its public half does not match its secret');
+    throw new TypeError('signingKey: its public half does not match its secret');
   }
   return { kid, key, publicKey: `k4.public.${x}` };
 }
@@ -100,8 +84,6 @@ function toResponse(r) {
   return new Response(empty || r.body.length === 0 ? null : r.body, { status: r.status, headers: r.headers });
 }
 
-const ONLY_WORKERS = () => globalThis.navigator?.userAgent === 'Cloudflare-Workers';
-
 /**
  * The relay's own jobs between requests, one loop over the core's background machine: `poll`
  * says the next (a `GET` of Polar for the roster or the reconcile, a load of what a read
@@ -136,13 +118,13 @@ function readsDriver({ upstreamFetch, caps, persist, wake, loaded, rows, closed 
         const job = core.poll(...clock());
         if (job === null) return;
         if (job.wait !== undefined) {
-          wake(job.wait);
+          wake(core, job.wait);
           return;
         }
         // Saved when the core says (after a read of Polar's: never between a load and its use).
         if (core.pollAnswered(job.id, await does(core, job), ...clock())) await persist(core).catch(() => {});
       }
-      wake(0);
+      wake(core, 0);
     } finally {
       // What an answer applied after its loads narrowed, saved once the run ends.
       await persist(core).catch(() => {});
@@ -192,22 +174,6 @@ function timerWake(kick) {
 }
 
 /**
- * The relay's options, checked once: the core (RelayCore) checks the rest and names the field.
- * @returns the RelayCore config without the signing key
- */
-function coreConfig(options, signer) {
-  const config = {
-    accessToken: options.accessToken,
-    kid: signer.kid,
-    publicKey: signer.publicKey,
-  };
-  for (const name of ['baseUrl', 'server', 'leaseDays', 'organizationId', 'perIp', 'perKey', 'clientIpHeader', 'maxBodyBytes', 'corsOrigins', 'breakerFailures', 'breakerOpenFor', 'webhookSilence', 'metricsPath', 'metricsToken', 'store']) {
-    if (options[name] !== undefined && options[name] !== null) config[name] = options[name];
-  }
-  return config;
-}
-
-/**
  * Binds the handler to a way of loading the WebAssembly (each entry has its own: a module
  * import on Workers, a file read on node).
  * @param {() => Promise<Function> | Function} load returns the RelayCore class, once loaded
@@ -223,27 +189,21 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
       throw new TypeError('createRelay: signingKey (the KID=k4.secret.… text of `polar-license relay keygen`, or importSigningKey()\'s result) is required');
     }
     const upstreamFetch = options.fetch ?? globalThis.fetch.bind(globalThis);
-    // The core's caps and timeouts (RelayCore.caps(), read at start), `timeoutMs` the seller's.
+    // The core's caps and timeouts (core.caps(), read at start: `timeoutMs` is an option it reads).
     let limits = null;
     const caps = () => limits;
-    // The socket peer each host hands the handler: Deno.serve's `info.remoteAddr`, Bun.serve's
-    // `server.requestIP()`, createNodeListener's socket address; else 'unknown'. Which address
-    // counts (a proxy's header, Cloudflare's on Workers) is the core's rule.
-    const clientIp =
-      options.clientIp ??
-      ((request, second, third) =>
-        third?.clientIp ??
-        second?.remoteAddr?.hostname ??
-        (typeof second?.requestIP === 'function' ? second.requestIP(request)?.address : null) ??
-        'unknown');
     const storage = options.storage ?? null;
-    // A storage read per key (durableStorage's: get, list and write the keys the core names),
-    // else one read whole (load) and saved by journal items (save).
+    // A storage read per key (durableStorage's: get, list, put and delete the keys the core
+    // names), else one read whole (load) and saved by journal items (save).
     const paged = storage?.paged === true;
-    const wants = paged ? ['get', 'list', 'write'] : ['load', 'save'];
+    const wants = paged ? ['get', 'list', storage.put ? 'delete' : 'write'] : ['load', 'save'];
     if (storage && wants.some((f) => typeof storage[f] !== 'function')) {
       throw new TypeError(`createRelay: storage must have ${wants.join(', ')}`);
     }
+    // One storage call the core names: `put` (at most 128 values) and `delete` (at most 128
+    // keys), or a storage's own `write` of `[key, value | null]`.
+    const put = (pairs) => (storage.put ? storage.put(Object.fromEntries(pairs)) : storage.write(pairs));
+    const remove = (keys) => (storage.delete ? storage.delete(keys) : storage.write(keys.map((k) => [k, null])));
     // Whether the core keeps a verdict store (`store`: an object).
     const storeOn = typeof options.store === 'object' && options.store !== null;
     let ready = null;
@@ -251,17 +211,27 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
     const start = async () => {
       const RelayCore = await load();
       const signer =
-        typeof options.signingKey === 'string' ? await importSigningKey(options.signingKey, webCrypto?.subtle) : options.signingKey;
-      limits = { ...RelayCore.caps(), ...(options.timeoutMs == null ? {} : { timeoutMs: options.timeoutMs }) };
-      // Workers: a host without a socket peer (the core reads Cloudflare's header for it).
-      const core = new RelayCore({ ...coreConfig(options, signer), pagedStore: paged, host: ONLY_WORKERS() ? 'workers' : 'fetch' });
+        typeof options.signingKey === 'string' ? await importSigningKey(options.signingKey, webCrypto?.subtle, load) : options.signingKey;
+      // The options as given (the core reads its own and names a bad one), the runtime's user
+      // agent (the core tells Workers by it) and whether the storage is read per key.
+      const { signingKey, fetch, storage: s, clientIp, ...given } = options;
+      const core = new RelayCore({ ...given, kid: signer.kid, publicKey: signer.publicKey, pagedStore: paged, userAgent: globalThis.navigator?.userAgent });
+      limits = core.caps();
       if (storeOn && storage && paged) await openStore(core);
       else if (storeOn && storage) core.restore(JSON.stringify((await storage.load()) ?? []));
       return { core, signer };
     };
     // The roster's and the reconcile's reads (store.roster, store.reconcileEvery), the core
     // deciding each: woken by the Durable Object's alarm (durableStorage's `wake`), else by a timer.
-    const timer = storage?.wake ? null : timerWake(() => ready?.then(({ core }) => kickReads(core), () => {}));
+    const alarms = storage?.getAlarm && storage?.setAlarm;
+    const timer = alarms || storage?.wake ? null : timerWake(() => ready?.then(({ core }) => kickReads(core), () => {}));
+    // The storage's alarm, as the core rules (`core.alarm`: set unless one rings sooner).
+    const ring = async (core, ms) => {
+      let step = core.alarm(Date.now(), ms);
+      if (step?.read) step = core.alarm(Date.now(), ms, (await storage.getAlarm()) ?? null);
+      if (step?.set !== undefined) await storage.setAlarm(step.set);
+    };
+    const alarmFailed = (e) => console.error(`polar-license relay: the alarm could not be set (${e instanceof Error ? e.message : 'error'})`);
     const kickReads = readsDriver({
       closed: () => closed,
       upstreamFetch,
@@ -269,16 +239,19 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
       persist: (core) => persist(core),
       loaded: (need) => readOrNull(need),
       rows: paged ? async (page) => [...(await storage.list(page)).keys()] : null,
-      wake: storage?.wake
-        ? (ms) => storage.wake(ms).catch((e) => console.error(`polar-license relay: the alarm could not be set (${e instanceof Error ? e.message : 'error'})`))
-        : timer,
+      wake: alarms
+        ? (core, ms) => ring(core, ms).catch(alarmFailed)
+        : storage?.wake
+          ? (core, ms) => storage.wake(ms).catch(alarmFailed)
+          : (core, ms) => timer(ms),
     });
     // The storage's values of the keys and the listings the core names (`{keys, lists}`), as
     // the core takes them (`{values: [key, value | null][], lists: [key, value][][]}`, JSON);
     // the core lays its unsaved changes over them (read your writes).
-    const readAll = async ({ keys, lists }) => {
-      const [stored, listed] = await Promise.all([storage.get(keys), Promise.all(lists.map((l) => storage.list(l)))]);
-      return JSON.stringify({ values: keys.map((k) => [k, stored.get(k) ?? null]), lists: listed.map((page) => [...page]) });
+    const readAll = async ({ gets, lists }) => {
+      const [stored, listed] = await Promise.all([Promise.all(gets.map((keys) => storage.get(keys))), Promise.all(lists.map((l) => storage.list(l)))]);
+      const values = gets.flatMap((keys, i) => keys.map((k) => [k, stored[i].get(k) ?? null]));
+      return JSON.stringify({ values, lists: listed.map((page) => [...page]) });
     };
     // What a load names, read, or null when it could not be.
     const readOrNull = (need) =>
@@ -291,31 +264,26 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
     const openStore = async (core) => {
       let step = core.openStore(undefined, performance.now());
       while (!step.done) {
-        if (step.puts) await storage.write(step.puts);
+        for (const call of step.puts ?? []) await put(call);
         step = core.openStore(await readAll(step.reads), performance.now());
       }
     };
     // The store's saves, one at a time in order: every answer waits for the save that holds its
-    // changes (staged when it asks). The batches, a failed one kept for the next, and what reads
-    // see meanwhile are the core's (store/saves.rs).
+    // changes (staged when it asks). Each call (what to write, how many a call, a call refused
+    // as a whole written again key by key, what is dropped for good) is the core's
+    // (core.saveStep: store/saves.rs); this makes the call and hands back how it went.
     let saving = Promise.resolve();
+    const call1 = (step) =>
+      !storage ? [] : step.save ? storage.save(step.save) : step.put ? put(step.put) : remove(step.delete);
     const persist = (core) => {
       core.stage();
       const run = saving.then(async () => {
-        const batch = core.saveBatch();
-        if (batch == null) return;
-        try {
-          const writes = JSON.parse(batch);
-          // Without a storage the store is in memory only: nothing to write.
-          const refused = !storage ? [] : await (paged ? storage.write(writes, (outcome) => core.judgeRefusals(outcome)) : storage.save(writes));
-          // Values the storage refused for good (past its size limit): dropped, said once.
-          for (const [key, why] of Array.isArray(refused) ? refused : []) {
-            console.error(`polar-license relay: the storage refused ${String(key).slice(0, 18)}… for good (${why}): dropped, not tried again`);
-          }
-          core.saveEnded(true);
-        } catch (e) {
-          core.saveEnded(false, e instanceof Error ? e.message : 'error');
-          throw e;
+        for (let step = core.saveStep(); step !== null; ) {
+          if (step.failed !== undefined) throw new Error(step.failed);
+          const outcome = await Promise.resolve()
+            .then(() => call1(step))
+            .then((refused) => (Array.isArray(refused) ? { refused: JSON.stringify(refused) } : {}), (e) => ({ error: e?.name ?? 'Error', why: e instanceof Error ? e.message : 'error' }));
+          step = core.saveStep(outcome);
         }
       });
       saving = run.catch(() => {});
@@ -395,7 +363,14 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
           }
           if (need.done) return;
           if (need.body !== undefined) {
-            given = { body: await readCapped(request.body, need.body) };
+            // A body whose stream broke off: the core's 400 (as natively), not the host's 500.
+            const body = await readCapped(request.body, need.body).catch(() => null);
+            if (body === null) {
+              answered = true;
+              respond(toResponse(core.bodyFailed(id)));
+              return;
+            }
+            given = { body };
           } else if (need.load) {
             given = { loaded: await readOrNull(need.load) };
           } else if (need.flight !== undefined) {
@@ -446,12 +421,16 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
       ready ??= start();
       const { core, signer } = await ready;
       const url = new URL(request.url);
-      const head = {
-        method: request.method,
-        path: url.pathname,
-        headers: [...request.headers],
-        clientIp: String((await clientIp(request, env, ctx)) ?? 'unknown'),
-      };
+      // The runtime's facts about the client's address, the core picking (host::socket_peer):
+      // the seller's `clientIp`, createNodeListener's socket address, Deno.serve's
+      // `info.remoteAddr`, Bun.serve's `server.requestIP()`.
+      const peers = [
+        options.clientIp ? await options.clientIp(request, env, ctx) : null,
+        ctx?.clientIp,
+        env?.remoteAddr?.hostname,
+        typeof env?.requestIP === 'function' ? env.requestIP(request)?.address : null,
+      ];
+      const head = { method: request.method, path: url.pathname, headers: [...request.headers], peers };
       const out = await drive(core, signer, request, head, ctx);
       // The relay's own next reads (a grant webhook's refetch, a page, a reconcile), after the answer.
       const reads = kickReads(core);
@@ -512,75 +491,21 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
 /**
  * A Durable Object's storage as the relay's `storage` option, read per key: the core names
  * every key (its layout, store/layout.rs: entries, index links, webhook ids, the budget, the
- * count, the roster) and this gets, lists, puts and deletes them, 128 keys a call (the storage
- * API's limit). Start-up reads the small global state only, each request what it touches, so
+ * count, the roster) and each call (at most 128 keys, the storage API's limit) is the core's:
+ * this is the object's own get, list, put, delete and alarm. Start-up reads the small global state only, each request what it touches, so
  * start-up time does not grow with the store or the roster. A store written before index links
  * gets them once, at its first start (the core's migration).
  */
 export function durableStorage(storage) {
-  // The alarm this object set last (ms), if any.
-  let alarmAt = null;
   return {
     paged: true,
-    /** The values of `keys` (a Map; a key not stored is absent). */
-    async get(keys) {
-      const out = new Map();
-      for (let i = 0; i < keys.length; i += 128) {
-        for (const [k, v] of await storage.get(keys.slice(i, i + 128))) out.set(k, v);
-      }
-      return out;
-    },
-    /** The keys under `prefix` with their values (a Map, in key order), those after `after`,
-     * at most `limit`. */
+    get: (keys) => storage.get(keys),
     list: ({ prefix, after, limit }) =>
       storage.list({ prefix, ...(limit === undefined ? {} : { limit }), ...(after === undefined ? {} : { startAfter: after }) }),
-    /** Writes `[key, value | null]` (null: deleted): the keys refused for good, `[key, why]`, as
-     * `judge` (the core's refusal policy) rules on a batch refused as a whole. */
-    async write(writes, judge) {
-      const puts = writes.filter(([, v]) => v !== null);
-      const gone = writes.filter(([, v]) => v === null).map(([k]) => k);
-      const refused = [];
-      for (let i = 0; i < puts.length; i += 128) {
-        const batch = puts.slice(i, i + 128);
-        try {
-          await storage.put(Object.fromEntries(batch));
-        } catch (e) {
-          // One value refused fails the whole call: each written alone, the core judges a value
-          // refused for good (dropped) from a storage that is down (the save fails, tried again).
-          const outcome = { written: [], refused: [] };
-          for (const [key, value] of batch) {
-            try {
-              await storage.put({ [key]: value });
-              outcome.written.push(key);
-            } catch (err) {
-              // Past the 128 KiB a value or 2 KiB a key (RangeError), or a value that cannot be cloned.
-              const unstorable = err instanceof RangeError || err instanceof TypeError || err?.name === 'DataCloneError';
-              outcome.refused.push([key, unstorable, err instanceof Error ? err.message : 'refused']);
-            }
-          }
-          const forGood = judge?.(outcome);
-          if (!forGood) throw e;
-          refused.push(...forGood);
-        }
-      }
-      for (let i = 0; i < gone.length; i += 128) await storage.delete(gone.slice(i, i + 128));
-      return refused;
-    },
-    /** The relay's next work (the roster's and the reconcile's reads) in `ms`: the object's alarm, unless one
-     * rings sooner (known without a storage call when this object set it: every request asks). */
-    async wake(ms) {
-      const now = Date.now();
-      const at = now + ms;
-      if (alarmAt !== null && alarmAt > now && alarmAt <= at) return;
-      const set = await storage.getAlarm();
-      // None set, one past (the alarm ringing now), or a later one: this one.
-      if (set === null || set === undefined || set <= now || set > at) {
-        await storage.setAlarm(at);
-        alarmAt = at;
-      } else {
-        alarmAt = set;
-      }
-    },
+    put: (entries) => storage.put(entries),
+    delete: (keys) => storage.delete(keys),
+    getAlarm: () => storage.getAlarm(),
+    setAlarm: (at) => storage.setAlarm(at),
   };
 }
 

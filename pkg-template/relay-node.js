@@ -7,16 +7,17 @@ import { initSync, RelayCore } from './polar_license_relay.js';
 import { bindRelay, importSigningKey as importKey } from './relay-handler.js';
 
 let loaded = false;
-export const createRelay = bindRelay(() => {
+const load = () => {
   if (!loaded) {
     initSync({ module: readFileSync(new URL('./polar_license_relay_bg.wasm', import.meta.url)) });
     loaded = true;
   }
   return RelayCore;
-}, globalThis.crypto ?? webcrypto);
+};
+export const createRelay = bindRelay(load, globalThis.crypto ?? webcrypto);
 
-/** importSigningKey with node's WebCrypto (node 18 has no global `crypto`). */
-export const importSigningKey = (text, subtle = (globalThis.crypto ?? webcrypto).subtle) => importKey(text, subtle);
+/** importSigningKey with node's WebCrypto (node 18 has no global `crypto`), the key read by the core. */
+export const importSigningKey = (text, subtle = (globalThis.crypto ?? webcrypto).subtle) => importKey(text, subtle, load);
 
 /**
  * A `node:http` request listener around the handler: `http.createServer(createNodeListener(relay))`.

@@ -6,15 +6,18 @@ import wasmModule from './polar_license_relay_bg.wasm';
 import { bindRelay } from './relay-handler.js';
 
 let loaded = false;
-export const createRelay = bindRelay(() => {
+const load = () => {
   if (!loaded) {
     initSync({ module: wasmModule });
     loaded = true;
   }
   return RelayCore;
-});
-export { importSigningKey, durableStorage } from './relay-handler.js';
-import { bindDurable } from './relay-handler.js';
+};
+export const createRelay = bindRelay(load);
+/** Reads `KID=k4.secret.…` (the core's reader) into a non-extractable WebCrypto key. */
+export const importSigningKey = (text, subtle = globalThis.crypto?.subtle) => importKey(text, subtle, load);
+export { durableStorage } from './relay-handler.js';
+import { bindDurable, importSigningKey as importKey } from './relay-handler.js';
 
 /** `relayStore(optionsOf)`: the Durable Object class holding the verdict store;
  * `relayWorker(optionsOf)`: the Worker's handler in front of it (see the README). */

@@ -65,6 +65,24 @@ export interface RelayOptions {
   /** Where the store's changes persist (a Durable Object's: `durableStorage(state.storage)`);
    * without it the store lives in memory. */
   storage?: RelayStorage;
+  /** Floating and CI seats (`POST /v1/seats/acquire|heartbeat|release`, with a store), as
+   * `relay serve`'s seat flags; the defaults when left out. */
+  seats?: RelaySeatOptions;
+}
+
+/** The seller's seat settings (issue #67). */
+export interface RelaySeatOptions {
+  /** A seat's life without a heartbeat, in seconds (30 to 3600; default 300). */
+  seconds?: number;
+  /** CI seats per key at once, within the key's seats (default: no cap of their own). */
+  ciCap?: number;
+  /** At most this many acquisitions per key in any `churnSeconds` (0: no limit; at most
+   * 1000; default 120). */
+  churn?: number;
+  /** The churn limit's window in seconds (60 to 86400; default 3600). */
+  churnSeconds?: number;
+  /** Seats per key by benefit id, instead of the key's `limit_activations`. */
+  perBenefit?: Record<string, number>;
 }
 
 export interface RelayStoreOptions {
@@ -135,22 +153,30 @@ export interface RelayStorage {
    * pairs names values the storage refused for good (durableStorage's: past a Durable
    * Object's 128 KiB a value): those are dropped and logged once, never tried again. */
   save?(items: RelayStoreItem[]): Promise<void | [string, string][]>;
-  /** `true` (durableStorage's): read per key with `get`, `list` and `write` below (the keys the
+  /** `true` (durableStorage's): read per key with `get`, `list`, `put` and `delete` (or `write`) below (the keys the
    * relay's core names: its layout), never whole; `load` and `save` are then not used. */
   paged?: true;
   /** The values saved under these keys (a key not saved is absent). */
   get?(keys: string[]): Promise<Map<string, unknown>>;
   /** The keys saved under `prefix` with their values, in key order, those after `after`, at most `limit`. */
   list?(page: { prefix: string; after?: string; limit?: number }): Promise<Map<string, unknown>>;
-  /** Writes `[key, value]` pairs (`null`: the key deleted), in order; resolves with the
-   * `[key, why]` pairs of values refused for good, as `save`: `judge` (the relay's refusal
-   * policy) rules on a batch the storage refused as a whole, once its keys were written one by
-   * one (`[key, unstorable, why]` refused), returning those dropped, or null to fail the save. */
-  write?(
-    writes: [string, unknown][],
-    judge?: (outcome: { written: string[]; refused: [string, boolean, string][] }) => [string, string][] | null,
-  ): Promise<[string, string][]>;
-  /** Asks for `Relay.alarm()` in `ms` (durableStorage's: the object's alarm); without it, a timer. */
+  /** Stores these values (durableStorage's: one call of the object's storage; the relay hands
+   * at most 128). A call that rejects is written again key by key, and the relay's core judges
+   * from the errors (their `name`: `RangeError`, `TypeError`, `DataCloneError` mean never
+   * storable) which values are dropped for good. */
+  put?(entries: Record<string, unknown>): Promise<void>;
+  /** Deletes these keys (at most 128 a call). */
+  delete?(keys: string[]): Promise<void>;
+  /** A storage without `put` and `delete`: writes `[key, value]` pairs (`null`: the key
+   * deleted), in order, each call as the relay's core batches them; resolves with the `[key,
+   * why]` pairs of values refused for good, if any. */
+  write?(writes: [string, unknown][]): Promise<void | [string, string][]>;
+  /** The storage's alarm (durableStorage's: the object's): the relay sets it for its next work
+   * between requests, unless one rings sooner, and `Relay.alarm()` runs that work. */
+  getAlarm?(): Promise<number | null>;
+  setAlarm?(at: number): Promise<void>;
+  /** Asks for `Relay.alarm()` in `ms` (a storage without `getAlarm`/`setAlarm`); without
+   * either, a timer. */
   wake?(ms: number): Promise<void>;
 }
 
@@ -173,7 +199,7 @@ export interface Relay {
 /** A relay around the Rust relay's core; nothing is loaded or checked until the first request or `ready()`. */
 export function createRelay(options: RelayOptions): Relay;
 
-/** Reads `KID=k4.secret.…` into a non-extractable WebCrypto Ed25519 key, checking its halves match. */
+/** Reads `KID=k4.secret.…` (with the relay core's reader) into a non-extractable WebCrypto Ed25519 key, checking its halves match. */
 export function importSigningKey(text: string, subtle?: SubtleCrypto): Promise<RelaySigner>;
 
 /** Workers only: a Durable Object's storage (`state.storage`) as `RelayStorage`, read per key. */

@@ -189,6 +189,13 @@ if ! cargo build -p polar-license-testkit --bin polar-license-forge 2>&1 | tail 
     exit 1
 fi
 FORGE_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/polar-license-forge"
+# The hostile-input table's requests (tests/js/relay-hostile.test.mjs sends them to the relay
+# under workerd): the relay crate's example prints the native table's routes and shapes.
+if ! cargo build -p polar-license-relay --example hostile_shapes 2>&1 | tail -n 3; then
+    echo "test-wasm: cannot build the hostile_shapes example" >&2
+    exit 1
+fi
+HOSTILE_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/examples/hostile_shapes"
 
 # Each as NAME:VAR, its URL exported as POLAR_WASM_<VAR>_URL.
 for emulator in main:EMULATOR fault:FAULT matrix:MATRIX trust:TRUST seller:SELLER dead:DEAD; do
@@ -349,7 +356,8 @@ node_tests() {
     env XDG_DATA_HOME="$data" POLAR_EMULATOR_URL="$POLAR_WASM_EMULATOR_URL" \
         POLAR_DEAD_URL="$POLAR_WASM_DEAD_URL" POLAR_FAULT_URL="$POLAR_WASM_FAULT_URL" \
         POLAR_MATRIX_URL="$POLAR_WASM_MATRIX_URL" POLAR_TRUST_URL="$POLAR_WASM_TRUST_URL" \
-        POLAR_CLI="$EMULATOR_BIN" POLAR_FORGE="$FORGE_BIN" CONSUMER="$CONSUMER" "${vars[@]}" \
+        POLAR_CLI="$EMULATOR_BIN" POLAR_FORGE="$FORGE_BIN" POLAR_HOSTILE_SHAPES="$HOSTILE_BIN" \
+        CONSUMER="$CONSUMER" "${vars[@]}" \
         "$node" --test "${limit[@]}" --test-reporter=tap "${files[@]}"
 }
 # The same suites under the oldest Node the package supports (engines: node >= 18): the
@@ -381,7 +389,8 @@ node18() {
 # Default: the suites that run the package's code in node itself, where Node 18 differs (fetch,
 # WebCrypto and Ed25519, the file store and fs APIs, workers and IPC, timers and aborts, the
 # fault matrix's js-node18 rows). Left to FULL=1: the suites that run the package in workerd,
-# Bun or Deno (relay, relay-parity, relay-store, webhooks, workerd-client, runtimes), whose
+# Bun or Deno (relay, relay-parity, relay-store, relay-hostile, relay-seats, webhooks,
+# workerd-client, runtimes), whose
 # runtime is not node, and the README's examples (readme), which node 20 runs. Never under
 # Node 18: the seller table's runner (seller-table), which writes target/seller-table/npm.tsv
 # once, from node 20's run.
@@ -389,7 +398,7 @@ NODE18_SUITES=()
 for f in tests/js/*.test.mjs; do
     case "$(basename "$f" .test.mjs)" in
     seller-table) ;;
-    relay | relay-parity | relay-store | webhooks | workerd-client | runtimes | readme) ;;
+    relay | relay-parity | relay-store | relay-hostile | relay-seats | webhooks | workerd-client | runtimes | readme) ;;
     *) NODE18_SUITES+=("$f") ;;
     esac
 done

@@ -476,6 +476,32 @@ fn paserk<K: FormatAsPaserk>(key: &K) -> String {
     out
 }
 
+/// A signing key file's text (one line `KID=k4.secret.…`, as `polar-license relay keygen`
+/// writes it) read as its kid and the secret's 64 bytes (the Ed25519 seed, then the public
+/// half), with nothing derived: the one reader of the format, for [`SigningKey::from_file_text`]
+/// and for a host that signs with a key of its own (the npm relay's WebCrypto key, which
+/// checks that the halves match). The error never holds the secret.
+pub fn read_key_file(text: &str) -> Result<(String, [u8; 64]), Error> {
+    let bad = || {
+        Error::invalid(
+            "signing_key",
+            "a signing key file holds one line KID=k4.secret.… (polar-license relay keygen)",
+        )
+    };
+    let (kid, secret) = text.trim().split_once('=').ok_or_else(bad)?;
+    check_kid(kid)?;
+    // pasetors panics on an all-zero seed (ed25519-compact's `from_seed`); such a key is
+    // refused here, before it sees it.
+    let raw = secret.strip_prefix("k4.secret.").ok_or_else(bad)?;
+    let mut bytes = [0u8; 64];
+    let decoded =
+        ct_codecs::Base64UrlSafeNoPadding::decode(&mut bytes, raw, None).map_err(|_| bad())?;
+    if decoded.len() != 64 || decoded[..32].iter().all(|&b| b == 0) {
+        return Err(bad());
+    }
+    Ok((kid.to_string(), bytes))
+}
+
 impl SigningKey {
     /// A new random key pair. `kid` defaults to the public key's PASERK id (`k4.pid.…`).
     pub fn generate(kid: Option<&str>) -> Result<SigningKey, Error> {
@@ -507,17 +533,8 @@ impl SigningKey {
                 "a signing key file holds one line KID=k4.secret.… (polar-license relay keygen)",
             )
         };
-        let (kid, secret) = text.trim().split_once('=').ok_or_else(bad)?;
-        check_kid(kid)?;
-        // pasetors panics on an all-zero seed (ed25519-compact's `from_seed`); such a key is
-        // refused here, before it sees it.
-        let raw = secret.strip_prefix("k4.secret.").ok_or_else(bad)?;
-        let mut bytes = [0u8; 64];
-        let decoded =
-            ct_codecs::Base64UrlSafeNoPadding::decode(&mut bytes, raw, None).map_err(|_| bad())?;
-        if decoded.len() != 64 || decoded[..32].iter().all(|&b| b == 0) {
-            return Err(bad());
-        }
+        let (kid, _) = read_key_file(text)?;
+        let secret = text.trim().split_once('=').ok_or_else(bad)?.1;
         let secret = AsymmetricSecretKey::<V4>::try_from(secret).map_err(|_| bad())?;
         let public = AsymmetricPublicKey::<V4>::try_from(&secret).map_err(|_| bad())?;
         SigningKey::of(kid.to_string(), AsymmetricKeyPair { public, secret })

@@ -114,6 +114,38 @@ pub fn seat_request(
     })
 }
 
+/// The longest a relay lends a seat for offline use, in days (a seller allows less, or none).
+pub const MAX_BORROW_DAYS: u32 = 90;
+
+/// The request to borrow one of the key's floating seats for offline use for `days` days
+/// from the relay at `base_url` (`ask`: an acquisition of a floating seat; the relay refuses
+/// more days than its seller allows, or any when it lends none). The seat's lease (a
+/// `borrowed` claim, its end `days` from now) licenses offline until then and not after
+/// ([`Seat::verify_borrowed`]); a release gives it back early.
+pub fn borrow_request(
+    base_url: &str,
+    organization_id: &str,
+    ask: &SeatAsk,
+    days: u32,
+) -> Result<HttpRequest, Error> {
+    if ask.op != SeatOp::Acquire {
+        return Err(Error::invalid("seat", "only an acquisition borrows"));
+    }
+    if ask.ci {
+        return Err(Error::invalid("seat", "a CI seat is not borrowed"));
+    }
+    if !(1..=MAX_BORROW_DAYS).contains(&days) {
+        return Err(Error::invalid("days", "must be 1 to 90"));
+    }
+    let mut request = seat_request(base_url, organization_id, ask)?;
+    let mut body: serde_json::Value = serde_json::from_slice(&request.body)
+        .map_err(|_| Error::invalid("seat", "the request could not be written"))?;
+    body["borrow_days"] = serde_json::Value::from(days);
+    request.body = serde_json::to_vec(&body)
+        .map_err(|_| Error::invalid("seat", "the request could not be written"))?;
+    Ok(request)
+}
+
 /// A seat held.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Seat {
@@ -153,6 +185,24 @@ impl Seat {
         let claims = verify_seat(token, keys, &expect, now)?;
         if claims.seat != self.id {
             return Err(NoLease::Mismatch);
+        }
+        Ok(claims)
+    }
+
+    /// A borrowed seat's lease verified offline, as [`Seat::verify`] does, and borrowed (its
+    /// `borrowed` claim; a seat lease that is not is [`NoLease::Claims`]): it licenses at
+    /// `now` until its end (`expires_at`) and not after ([`NoLease::Expired`]).
+    pub fn verify_borrowed(
+        &self,
+        keys: &RelayKeys,
+        organization_id: &str,
+        key: &Key,
+        machine: &str,
+        now: i64,
+    ) -> Result<SeatClaims, NoLease> {
+        let claims = self.verify(keys, organization_id, key, machine, now)?;
+        if !claims.borrowed {
+            return Err(NoLease::Claims);
         }
         Ok(claims)
     }
@@ -311,6 +361,94 @@ mod tests {
             assert!(e.to_string().contains(field), "{e}");
         }
         assert!(seat_request("http://h", "not-an-org", &ask(SeatOp::Acquire, None)).is_err());
+    }
+
+    #[test]
+    fn a_borrowed_seat_licenses_offline_until_its_end_and_not_after() {
+        use crate::lease::SigningKey;
+        let signer = SigningKey::generate(Some("k1")).unwrap();
+        let keys = signer.relay_keys();
+        let key = Key::new("K-1");
+        let now = 1_800_000_000;
+        let end = now + 7 * 86_400;
+        let claims = SeatClaims {
+            organization_id: ORG.into(),
+            key_sha256: crate::lease::key_hash(&key),
+            seat: SEAT.into(),
+            kind: "floating".into(),
+            issued_at: now,
+            expires_at: end,
+            size: 1,
+            borrowed: true,
+        };
+        let lease = signer.sign_seat(&claims, "m").unwrap();
+        let mut answer = HttpResponse::new(
+            200,
+            br#"{"seat":"6a1f4b7e-3c2d-4e5f-8a9b-0c1d2e3f4a5b","kind":"floating","expires_at":"2027-01-22T08:00:00Z","expires_in":604800,"in_use":1,"size":1,"borrowed":true}"#.to_vec(),
+        );
+        answer.headers.push((SEAT_HEADER.to_string(), lease));
+        let SeatAnswer::Held(seat) = read_seat_answer(SeatOp::Acquire, &answer).unwrap() else {
+            panic!("no seat");
+        };
+        // The clock is the caller's: offline, a day before its end, a second before it, at it.
+        for at in [now + 86_400, end - 1] {
+            assert!(
+                seat.verify_borrowed(&keys, ORG, &key, "m", at)
+                    .unwrap()
+                    .borrowed
+            );
+        }
+        assert_eq!(
+            seat.verify_borrowed(&keys, ORG, &key, "m", end),
+            Err(NoLease::Expired)
+        );
+        // A seat that is not borrowed does not license offline as one.
+        let short = signer
+            .sign_seat(
+                &SeatClaims {
+                    borrowed: false,
+                    expires_at: now + 300,
+                    ..claims
+                },
+                "m",
+            )
+            .unwrap();
+        let held = Seat {
+            lease: Some(short),
+            ..seat
+        };
+        assert_eq!(
+            held.verify_borrowed(&keys, ORG, &key, "m", now),
+            Err(NoLease::Claims)
+        );
+    }
+
+    #[test]
+    fn a_borrowing_asks_days_of_a_floating_acquisition_only() {
+        let floating = SeatAsk {
+            ci: false,
+            ..ask(SeatOp::Acquire, None)
+        };
+        let r = borrow_request("http://h", ORG, &floating, 7).unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(
+            (body["borrow_days"].as_u64(), body["kind"].as_str()),
+            (Some(7), Some("floating"))
+        );
+        assert_eq!(r.url, "http://h/v1/seats/acquire");
+        for (a, days) in [
+            (floating.clone(), 0),
+            (floating.clone(), 91),
+            (ask(SeatOp::Acquire, None), 7),
+            (ask(SeatOp::Release, Some(SEAT)), 7),
+        ] {
+            assert_eq!(
+                borrow_request("http://h", ORG, &a, days)
+                    .unwrap_err()
+                    .reason(),
+                crate::Reason::InvalidInput
+            );
+        }
     }
 
     #[test]

@@ -40,6 +40,10 @@ pub struct SeatClaims {
     pub expires_at: i64,
     /// The pool's size when it was given (the seats of this key at once).
     pub size: u32,
+    /// Borrowed for offline use (the `borrowed` claim): the seat is this machine's until
+    /// `expires_at` (days, not minutes) with no heartbeat, unless given back first; this
+    /// lease licenses offline until then and not after.
+    pub borrowed: bool,
 }
 
 #[derive(Serialize)]
@@ -53,10 +57,18 @@ struct SeatWire {
     org: String,
     kind: String,
     size: u32,
+    /// Present (`true`) on a borrowed seat's lease only: a seat lease without it is the same
+    /// token as before borrowing existed.
+    #[serde(skip_serializing_if = "is_false")]
+    borrowed: bool,
 }
 
-const SEAT_FIELDS: [&str; 9] = [
-    "iss", "typ", "sub", "iat", "exp", "jti", "org", "kind", "size",
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+const SEAT_FIELDS: [&str; 10] = [
+    "iss", "typ", "sub", "iat", "exp", "jti", "org", "kind", "size", "borrowed",
 ];
 
 impl SeatClaims {
@@ -71,6 +83,7 @@ impl SeatClaims {
             org: self.organization_id.clone(),
             kind: self.kind.clone(),
             size: self.size,
+            borrowed: self.borrowed,
         })
     }
 
@@ -94,6 +107,7 @@ impl SeatClaims {
             issued_at: unix(&text("iat")?)?,
             expires_at: unix(&text("exp")?)?,
             size: u32::try_from(v.member("size")?.int()?).ok()?,
+            borrowed: v.optional("borrowed", JsonIn::boolean)?.unwrap_or(false),
         })
     }
 }
@@ -185,6 +199,7 @@ mod tests {
             issued_at: now,
             expires_at: now + 300,
             size: 2,
+            borrowed: false,
         }
     }
 
@@ -232,6 +247,40 @@ mod tests {
             verify_seat(&token, &keys, &expect, now - 400),
             Err(NoLease::NotYetValid)
         );
+    }
+
+    #[test]
+    fn a_borrowed_seat_says_so_and_licenses_until_its_end_and_not_after() {
+        let signer = SigningKey::generate(Some("k1")).unwrap();
+        let keys = signer.relay_keys();
+        let key = Key::new("K-1");
+        let now = 1_800_000_000;
+        let week = 7 * 86_400;
+        let borrowed = SeatClaims {
+            kind: "floating".into(),
+            expires_at: now + week,
+            borrowed: true,
+            ..claims(&key, now)
+        };
+        let token = signer.sign_seat(&borrowed, "m").unwrap();
+        let expect = SeatExpect {
+            organization_id: ORG,
+            key: &key,
+            machine: "m",
+        };
+        assert_eq!(
+            verify_seat(&token, &keys, &expect, now + week - 1).unwrap(),
+            borrowed
+        );
+        assert_eq!(
+            verify_seat(&token, &keys, &expect, now + week),
+            Err(NoLease::Expired)
+        );
+        // A seat lease that is not borrowed has no such claim (the token as before).
+        let plain = signer.sign_seat(&claims(&key, now), "m").unwrap();
+        let parts = super::super::Parts::split(&plain).unwrap();
+        assert!(!String::from_utf8_lossy(&parts.message).contains("borrowed"));
+        assert!(!verify_seat(&plain, &keys, &expect, now).unwrap().borrowed);
     }
 
     #[test]

@@ -271,6 +271,24 @@ impl BlockingClient {
         crate::seat::read_seat_answer(ask.op, &response)
     }
 
+    /// Borrows one of the key's floating seats for offline use for `days` days from the
+    /// seller's relay ([`crate::seat::borrow_request`]): its answer, a seat whose lease
+    /// licenses offline until its end ([`crate::seat::Seat::verify_borrowed`]).
+    pub fn borrow_seat(
+        &self,
+        ask: &crate::seat::SeatAsk,
+        days: u32,
+    ) -> Result<crate::seat::SeatAnswer, Error> {
+        let request = crate::seat::borrow_request(
+            self.api.base_url(),
+            self.api.organization_id(),
+            ask,
+            days,
+        )?;
+        let response = self.transport.send(&request)?;
+        crate::seat::read_seat_answer(ask.op, &response)
+    }
+
     /// Deactivates an activation, freeing its slot. A second deactivate is `not_found`.
     pub fn deactivate(&self, req: &DeactivateRequest) -> Result<Verdict<()>, Error> {
         let request = self.api.deactivate_request(req)?;

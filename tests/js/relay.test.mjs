@@ -346,6 +346,11 @@ test('node: Polar unreachable is a 502 that names no token; a bad key file is re
   const e = await rejection(relayPkg.createRelay({ accessToken: TOKEN, signingKey: SIGNER.text, baseUrl: EMULATOR, leaseDays: 0 }).ready());
   assert.match(e.message, /lease/i);
   assert.ok(!e.message.includes(TOKEN));
+  // The calls' timeout is read by the core (issue #63 item 3), as --timeout: a positive time.
+  for (const timeoutMs of [0, -5, 'soon']) {
+    const late = await rejection(relayPkg.createRelay({ accessToken: TOKEN, signingKey: SIGNER.text, baseUrl: EMULATOR, timeoutMs }).ready());
+    assert.match(late.message, /^timeoutMs: /, String(timeoutMs));
+  }
   // A token the core refuses: the error names the option, never the token.
   const badToken = 'polar_oat secret-7Q2Z';
   const t = await rejection(relayPkg.createRelay({ accessToken: badToken, signingKey: SIGNER.text, baseUrl: EMULATOR }).ready());

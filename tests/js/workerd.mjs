@@ -44,6 +44,8 @@ export async function runWorkerd(dir, port, probe) {
   }
   return {
     url,
+    // Its process id (the hostile table reads its CPU time from /proc).
+    pid: child.pid,
     output: () => output,
     // A workerd still running 15 s after SIGTERM (a request stuck in the worker holds it) is
     // killed and the close rejects, naming it: a test never waits on it for ever.

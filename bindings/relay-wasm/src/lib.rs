@@ -12,21 +12,25 @@
 //! 2. the background reads' `flow::background` machine: `poll(…)` (a `GET` of Polar, a load,
 //!    a page of the stored keys, or how long to wait) and `pollAnswered(id, got)`;
 //!
-//! with the store's saves beside them: `stage` (the changes to save), `saveBatch` (the batch to
-//! write now), `saveEnded` (how it went), `judgeRefusals`, and `openStore` or `restore` at
-//! start. The decisions of a request, of the background reads and of the store's protocol are
-//! the relay core's (issue #63): the key layout (`store::layout`), the saves' order, the batch
-//! kept after a failed save, what a read sees of changes not saved yet (`store::saves`), when
-//! the background saves (`Background::saves_now`), the load rounds (`flow::MAX_LOAD_ROUNDS`) and
-//! the budget's defaults (`StoreOptions::with_budget`). The host gets, lists and writes what
-//! `openStore`, `want`'s and `poll`'s `load` and `saveBatch` name.
+//! with the store's saves beside them: `stage` (the changes to save), `saveStep` (the
+//! storage's next call of a save, and how the last went), and `openStore` or `restore` at
+//! start; `signingKey` (the key file read by the core), `alarm` (when to set the storage's
+//! alarm), `caps`. The decisions of a request, of the background reads and of the store's
+//! protocol are the relay core's (issue #63): the key layout (`store::layout`), the saves'
+//! order, the batch kept after a failed save, what a read sees of changes not saved yet
+//! (`store::saves`), a save's calls and its refusals (`store::saves::writing`), a request's
+//! rounds of loads (`store::saves::loads`), when the background saves
+//! (`Background::saves_now`), the caps, timeouts, the socket peer, the runtime and the alarm
+//! (`host`), and the budget's defaults (`StoreOptions::with_budget`). This crate reads the
+//! options and moves values between JS and the core: no loop and no default of its own. The
+//! host gets, lists, puts and deletes what `openStore`, `want`'s and `poll`'s `load` and
+//! `saveStep` name.
 //! Waiting requests are kept in bounded tables: a host that never finishes cannot grow them.
 
 #![cfg(target_arch = "wasm32")]
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 use js_sys::{Array, Object, Reflect, Uint8Array};
@@ -36,15 +40,17 @@ use polar_license::{
 use polar_license_relay::flow::background::{
     Background, Given as BackgroundGiven, Poll as BackgroundPoll,
 };
-use polar_license_relay::flow::{Exchange, ExchangeOptions, Given, Load, Need, MAX_LOAD_ROUNDS};
-use polar_license_relay::store::layout::{self, Open, Opening, Read, Reads, Refusals, Refused};
+use polar_license_relay::flow::{Exchange, ExchangeOptions, Given, Need};
+use polar_license_relay::store::layout::{self, Open, Opening, Read, Reads, Refusals};
+use polar_license_relay::store::saves::loads::Loads;
+use polar_license_relay::store::saves::writing::{self, Call, Next, StorageError, Writing};
 use polar_license_relay::store::saves::{self, Reading, Saves};
 use polar_license_relay::store::{
     JournalBackend, JournalItem, PagedBackend, StoreOptions, DEFAULT_CACHED,
 };
 use polar_license_relay::{
-    Host, Now, Rate, Relay, RelayConfig, RelayRequest, RelayResponse, Signer, StoreConfig,
-    STALE_AFTER_MS,
+    Host, Now, Rate, Relay, RelayConfig, RelayRequest, RelayResponse, SeatOptions, Signer,
+    StoreConfig, STALE_AFTER_MS,
 };
 use wasm_bindgen::prelude::*;
 
@@ -94,8 +100,8 @@ impl log::Log for Console {
 
 static CONSOLE: Console = Console;
 
-/// At most this many requests under way (the oldest is dropped past it: a 502).
-const MAX_WAITING: usize = 1024;
+/// At most this many requests under way (the oldest is dropped past it: a 502): the core's.
+const MAX_WAITING: usize = polar_license_relay::host::MAX_EXCHANGES;
 
 /// The relay core, configured once (see the crate docs).
 #[wasm_bindgen]
@@ -119,8 +125,20 @@ pub struct RelayCore {
     saves: RefCell<Saves>,
     /// A paged store's opening (`openStore`).
     opening: RefCell<Opening>,
-    /// The refusal policy of the host's storage (`judgeRefusals`).
+    /// The refusal policy of the host's storage (`saveStep`).
     refusals: RefCell<Refusals>,
+    /// The save under way (`saveStep`): a paged store's calls, or a whole store's one save.
+    saving: RefCell<Option<Saving>>,
+    /// The storage's alarm (`alarm`).
+    alarm: RefCell<polar_license_relay::host::Alarm>,
+    /// The calls' timeout (`timeoutMs`, else the core's).
+    timeout_ms: u64,
+}
+
+/// A save under way.
+enum Saving {
+    Paged(Writing),
+    Whole,
 }
 
 /// Where the store's entries are: all in memory (restored whole at start), or in the host's
@@ -138,8 +156,38 @@ fn request_of(request: &JsValue, body: &[u8]) -> RelayRequest {
         path: string("path"),
         headers: headers_of(&get(request, "headers")),
         body: body.to_vec(),
-        client_ip: string("clientIp"),
+        client_ip: peer_of(&get(request, "peers")),
     }
+}
+
+/// The socket peer from the facts the host gathered (`peers`: see `start`), as the core
+/// picks it (`host::socket_peer`).
+fn peer_of(facts: &JsValue) -> String {
+    let facts: Vec<Option<String>> = facts
+        .dyn_ref::<Array>()
+        .map(|a| a.iter().map(|v| v.as_string()).collect())
+        .unwrap_or_default();
+    polar_license_relay::host::socket_peer(facts.iter().map(Option::as_deref)).to_string()
+}
+
+/// A storage read as the host makes it: `{gets: [keys][], lists}`, each get at most
+/// `writing::KEYS_PER_CALL` keys (a Durable Object's limit a call).
+fn reads_js(reads: &Reads) -> Result<JsValue, JsError> {
+    let gets = strings_json(
+        reads
+            .keys
+            .chunks(writing::KEYS_PER_CALL)
+            .map(|call| strings_json(call.iter().map(String::as_str))),
+    );
+    let lists = serde_json::to_string(&reads.lists).map_err(|e| JsError::new(&e.to_string()))?;
+    json_js(Ok(format!("{{\"gets\":{gets},\"lists\":{lists}}}")))
+}
+
+/// A JSON array of strings (or of arrays), as text.
+fn strings_json<T: Into<serde_json::Value>>(
+    items: impl IntoIterator<Item = T>,
+) -> serde_json::Value {
+    serde_json::Value::Array(items.into_iter().map(Into::into).collect())
 }
 
 /// Journal items of JSON, those that do not read skipped (never read as a grant).
@@ -155,24 +203,24 @@ fn items_of(json: &str) -> Result<Vec<JournalItem>, JsError> {
 /// A bounded table of waiting entries by id; the oldest is dropped when full.
 struct Table<T> {
     next: u32,
-    entries: VecDeque<(u32, T)>,
+    entries: Vec<(u32, T)>,
 }
 
 impl<T> Table<T> {
     fn new() -> Self {
         Table {
             next: 1,
-            entries: VecDeque::new(),
+            entries: Vec::new(),
         }
     }
 
     fn put(&mut self, value: T) -> u32 {
         if self.entries.len() >= MAX_WAITING {
-            self.entries.pop_front();
+            self.entries.remove(0);
         }
         let id = self.next;
         self.next = self.next.wrapping_add(1).max(1);
-        self.entries.push_back((id, value));
+        self.entries.push((id, value));
         id
     }
 
@@ -185,7 +233,7 @@ impl<T> Table<T> {
 
     fn take(&mut self, id: u32) -> Option<T> {
         let at = self.entries.iter().position(|(k, _)| *k == id)?;
-        self.entries.remove(at).map(|(_, v)| v)
+        Some(self.entries.remove(at).1)
     }
 }
 
@@ -354,6 +402,66 @@ fn roster_options(store: &JsValue, options: &mut StoreOptions) -> Result<(), JsE
     Ok(())
 }
 
+/// The seat options (`seats`: `seconds`, `ciCap`, `churn`, `churnSeconds`, `perBenefit` as
+/// `{benefitId: n}`), as `relay serve`'s `--seat-seconds`, `--seat-ci-cap`, `--seat-churn` and
+/// `--seats`; the core's defaults for what is left out, its check for the values.
+fn seat_options(config: &JsValue) -> Result<SeatOptions, JsError> {
+    let mut seats = SeatOptions::default();
+    let v = get(config, "seats");
+    if v.is_undefined() || v.is_null() {
+        return Ok(seats);
+    }
+    if !v.is_object() {
+        return Err(bad("seats", "must be an object"));
+    }
+    let field = |name: &str| format!("seats.{name}");
+    let n = |name: &str| {
+        whole(&v, name, f64::from(u32::MAX))
+            .map_err(|_| bad(&field(name), "must be a whole number"))
+    };
+    if let Some(s) = n("seconds")? {
+        seats.seconds = s as u32;
+    }
+    if let Some(c) = n("ciCap")? {
+        seats.ci_cap = Some(c as u32);
+    }
+    if let Some(c) = n("churn")? {
+        seats.churn = c as u32;
+    }
+    if let Some(s) = n("churnSeconds")? {
+        seats.churn_seconds = s as u32;
+    }
+    let per = get(&v, "perBenefit");
+    if !per.is_undefined() && !per.is_null() {
+        if !per.is_object() || Array::is_array(&per) {
+            return Err(bad(
+                "seats.perBenefit",
+                "must be an object of benefit id to seats",
+            ));
+        }
+        for entry in Object::entries(&Object::from(per.clone())).iter() {
+            let pair = Array::from(&entry);
+            let benefit = pair.get(0).as_string().unwrap_or_default();
+            let size = pair
+                .get(1)
+                .as_f64()
+                .filter(|n| n.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(n));
+            let Some(size) = size else {
+                return Err(bad(
+                    "seats.perBenefit",
+                    "each benefit's seats must be a whole number",
+                ));
+            };
+            seats.per_benefit.push((benefit, size as u32));
+        }
+    }
+    match seats.problem() {
+        Some(("seat_seconds", why)) => Err(bad("seats.seconds", why)),
+        Some((_, why)) => Err(bad("seats.churn", why)),
+        None => Ok(seats),
+    }
+}
+
 /// What a roster read got (`{status, headers, body}`, or `{error}`), as the core takes it.
 fn read_answer(upstream: &JsValue) -> polar_license_relay::RosterAnswer {
     let error = get(upstream, "error");
@@ -442,7 +550,8 @@ impl RelayCore {
     /// `accessToken`, `kid`, `publicKey`, `leaseDays`, `organizationId`, `perIp`, `perKey`,
     /// `clientIpHeader`, `maxBodyBytes`, `corsOrigins`, `breakerFailures`, `breakerOpenFor`,
     /// `webhookSilence`, `metricsPath` with `metricsToken`, `store`, with `store.roster` and
-    /// `store.firstSeenShare`, `store.reconcileEvery`). Throws an `Error` naming the bad
+    /// `store.firstSeenShare`, `store.reconcileEvery`; `seats`: `seconds`, `ciCap`, `churn`,
+    /// `churnSeconds`, `perBenefit`, as `relay serve`'s seat flags). Throws an `Error` naming the bad
     /// option; never one holding the token.
     #[wasm_bindgen(constructor)]
     pub fn new(config: JsValue) -> Result<RelayCore, JsError> {
@@ -494,9 +603,21 @@ impl RelayCore {
         relay_config.cors_origins = strings(&config, "corsOrigins")?;
         // Where it runs (`host`: `'workers'`, else a fetch host with a socket peer): the core
         // says how hosts differ (`polar_license_relay::Host`).
-        relay_config.host = match text(&config, "host")?.as_deref() {
-            Some("workers") => Host::Workers,
-            _ => Host::Fetch,
+        relay_config.host = Host::of_user_agent(text(&config, "userAgent")?.as_deref());
+        // `relay serve --timeout`'s (any positive time), in milliseconds, else the core's; at
+        // most a timer's longest wait (2^31 - 1 ms, about 24.8 days).
+        let timeout = get(&config, "timeoutMs");
+        let timeout_ms = match timeout.as_f64() {
+            _ if timeout.is_undefined() || timeout.is_null() => {
+                polar_license_relay::host::CALL_TIMEOUT_MS
+            }
+            Some(ms) if ms.is_finite() && ms > 0.0 => ms.ceil().min(2_147_483_647.0) as u64,
+            _ => {
+                return Err(bad(
+                    "timeoutMs",
+                    "must be a positive number of milliseconds",
+                ))
+            }
         };
         // As `relay serve`'s --webhook-silence: seconds without a webhook before the warning
         // (0: never).
@@ -598,7 +719,9 @@ impl RelayCore {
                 "the npm relay calls Polar with the host's fetch",
             ))
         };
+        let seats = seat_options(&config)?;
         let relay = Relay::with_entropy(relay_config, Box::new(unused), Box::new(|| None))
+            .and_then(|r| r.with_seats(seats))
             .map_err(|e| JsError::new(&e.text()))?;
         if let Some(cached) = roster_cached {
             relay.keep_roster_in_host(cached);
@@ -616,6 +739,9 @@ impl RelayCore {
             background_reads: RefCell::new(None),
             opening: RefCell::new(Opening::default()),
             refusals: RefCell::new(Refusals::default()),
+            saving: RefCell::new(None),
+            alarm: RefCell::new(Default::default()),
+            timeout_ms,
             saves: RefCell::new(if paged_store {
                 Saves::paged()
             } else {
@@ -650,7 +776,7 @@ impl RelayCore {
             BackgroundPoll::Load { id, missing } => {
                 let reads = layout::load_reads(&missing, &[]);
                 let (asked, since) = self.reading(&reads);
-                let out = wrapped("load", &json_js(serde_json::to_string(&asked))?);
+                let out = wrapped("load", &reads_js(&asked)?);
                 *self.background_reads.borrow_mut() = Some((id, reads, since));
                 with_id(out, id)
             }
@@ -715,8 +841,9 @@ impl RelayCore {
     }
 
     /// The caps and timeouts every host takes from the core (`polar_license_relay::host`):
-    /// `{upstreamBytes, readBytes, timeoutMs, jobsPerRun}`.
-    pub fn caps() -> JsValue {
+    /// `{upstreamBytes, readBytes, timeoutMs, jobsPerRun}` (`timeoutMs`: the option's, else
+    /// the core's).
+    pub fn caps(&self) -> JsValue {
         use polar_license_relay::host;
         let out = wrapped(
             "upstreamBytes",
@@ -727,16 +854,50 @@ impl RelayCore {
             "readBytes",
             &JsValue::from(host::MAX_READ_BYTES as f64),
         );
-        set(
-            &out,
-            "timeoutMs",
-            &JsValue::from(host::CALL_TIMEOUT_MS as f64),
-        );
+        set(&out, "timeoutMs", &JsValue::from(self.timeout_ms as f64));
         set(&out, "jobsPerRun", &JsValue::from(host::JOBS_PER_RUN));
         out.into()
     }
 
-    /// Stages the store's changes since the last call for the next save ([`RelayCore::save_batch`]):
+    /// A signing key file's text (`KID=k4.secret.…`) read by the core's reader
+    /// (`polar_license::lease::read_key_file`): `{kid, raw}`, the Ed25519 seed then the public
+    /// half (64 bytes), for the host's WebCrypto to import (it checks the halves match).
+    /// Throws `signingKey: …`, never with the secret.
+    #[wasm_bindgen(js_name = signingKey)]
+    pub fn signing_key(text: JsValue) -> Result<JsValue, JsError> {
+        let text = text.as_string().unwrap_or_default();
+        let (kid, raw) = polar_license::lease::read_key_file(&text).map_err(|_| {
+            bad(
+                "signingKey",
+                "expected the one line KID=k4.secret.… that `polar-license relay keygen` writes",
+            )
+        })?;
+        let out = wrapped("kid", &JsValue::from_str(&kid));
+        set(&out, "raw", &Uint8Array::from(&raw[..]).into());
+        Ok(out.into())
+    }
+
+    /// The storage's alarm for the background's next job in `ms` (`poll`'s `{wait}`), now
+    /// `nowMs`: `{read: true}` (read the alarm set, then ask again with it as `stored`, null
+    /// when none), `{set: at}` (set it at `at`) or null (one rings sooner). The rule is the
+    /// core's (`host::Alarm`).
+    pub fn alarm(&self, now_ms: f64, ms: f64, stored: JsValue) -> JsValue {
+        use polar_license_relay::host::Ring;
+        let whole = |x: f64| if x.is_finite() { x.max(0.0) as u64 } else { 0 };
+        let now = whole(now_ms);
+        let stored = (!stored.is_undefined()).then(|| stored.as_f64().map(whole));
+        match self
+            .alarm
+            .borrow_mut()
+            .wake(now, now.saturating_add(whole(ms)), stored)
+        {
+            Ring::Keep => JsValue::NULL,
+            Ring::Read => wrapped("read", &JsValue::TRUE).into(),
+            Ring::Set(at) => wrapped("set", &JsValue::from(at as f64)).into(),
+        }
+    }
+
+    /// Stages the store's changes since the last call for the next save ([`RelayCore::save_step`]):
     /// from now on every read sees them (a paged store), until they are saved.
     pub fn stage(&self) {
         let mut saves = self.saves.borrow_mut();
@@ -753,69 +914,94 @@ impl RelayCore {
         }
     }
 
-    /// The next batch to write, JSON, or `null` when nothing waits: for a store saved whole,
-    /// journal items for `storage.save` (`[{op: "put", id, entry} | {op: "delete", id} | {op:
-    /// "webhook", id, at} | {op: "forget", id} | {op: "budget", state}]`); for a paged store,
-    /// writes in the core's key layout for `storage.write`, `[[key, value | null]]` (null:
-    /// delete the key). Every change staged so far, in order (a failed batch's first, the last
-    /// change of each key only); its outcome goes to `saveEnded` before the next is asked for.
-    #[wasm_bindgen(js_name = saveBatch)]
-    pub fn save_batch(&self) -> Option<String> {
-        self.saves.borrow_mut().batch().map(|b| b.to_string())
-    }
-
-    /// How the batch of `saveBatch` went: `saved` (the keys the storage refused for good, if
-    /// any, were dropped: the host logged them), else the storage's error (`why`): the batch is
-    /// kept for the next.
-    #[wasm_bindgen(js_name = saveEnded)]
-    pub fn save_ended(&self, saved: bool, why: Option<String>) {
-        if !saved {
-            saves::save_failed(why.as_deref().unwrap_or("error"));
-        }
-        self.saves.borrow_mut().ended(saved);
-    }
-
-    /// A batch of writes the storage refused as a whole, written key by key (`{written: [key],
-    /// refused: [[key, unstorable, why]]}`, `unstorable` when the storage's error says the
-    /// value can never be stored): the keys refused for good (`[[key, why]]`: drop them and log
-    /// it once), or `null` when the save fails (every key tried again with the next). The
-    /// policy is the core's (`store::layout::Refusals`).
-    #[wasm_bindgen(js_name = judgeRefusals)]
-    pub fn judge_refusals(&self, outcome: JsValue) -> JsValue {
-        let list = |name: &str| {
-            get(&outcome, name)
-                .dyn_into::<Array>()
-                .map(|a| a.to_vec())
-                .unwrap_or_default()
+    /// The store's save, one storage call at a time: `saveStep()` begins one (every change
+    /// staged so far, a failed save's first), then `saveStep(outcome)` with how each call went
+    /// (`{}` done, `{refused: '[[key, why]]'}` a storage's own refusals for good, JSON text,
+    /// `{error: name, why}` the storage's error as caught). Each step is `{put: [[key, value]]}` (at most 128
+    /// values: one call), `{delete: [key]}` (at most 128), `{save: items}` (a store saved
+    /// whole: journal items for `storage.save`), `{failed: why}` (the save failed: its changes
+    /// are kept for the next) or `null` (saved, or nothing to save). The batches, a put refused
+    /// as a whole written key by key, and which values are dropped for good are the core's
+    /// (`store::saves::writing`, `store::layout::Refusals`); it logs what it drops.
+    #[wasm_bindgen(js_name = saveStep)]
+    pub fn save_step(&self, outcome: JsValue) -> Result<JsValue, JsError> {
+        let mut saving = self.saving.borrow_mut();
+        let mut saves = self.saves.borrow_mut();
+        let end = if outcome.is_undefined() {
+            *saving = None;
+            let Some(batch) = saves.batch() else {
+                return Ok(JsValue::NULL);
+            };
+            if !matches!(self.journal, Some(Kept::Paged(_))) {
+                *saving = Some(Saving::Whole);
+                return Ok(wrapped("save", &json_js(Ok(batch.to_string()))?).into());
+            }
+            *saving = Some(Saving::Paged(Writing::new(layout::writes_of(&batch))));
+            None
+        } else {
+            // A storage's own refusals for good (`[[key, why]]`, JSON text): logged, dropped.
+            if let Some(text) = get(&outcome, "refused").as_string() {
+                let refused = serde_json::from_str(&text).unwrap_or_default();
+                for (key, why) in layout::writes_of(&refused) {
+                    writing::dropped(&key, why.as_ref().and_then(|w| w.as_str()).unwrap_or(""));
+                }
+            }
+            let error = get(&outcome, "error");
+            let result = match error.is_undefined() {
+                true => Ok(()),
+                false => Err(StorageError {
+                    name: error.as_string().unwrap_or_default(),
+                    message: get(&outcome, "why")
+                        .as_string()
+                        .unwrap_or_else(|| "error".into()),
+                }),
+            };
+            match saving.as_mut() {
+                Some(Saving::Paged(w)) => {
+                    w.ended(result);
+                    None
+                }
+                Some(Saving::Whole) => Some(result.map_err(|e| e.message)),
+                None => return Ok(JsValue::NULL),
+            }
         };
-        let written: Vec<String> = list("written")
-            .iter()
-            .filter_map(JsValue::as_string)
-            .collect();
-        let refused = list("refused")
-            .iter()
-            .filter_map(|r| {
-                let r = r.dyn_ref::<Array>()?;
-                Some(Refused {
-                    key: r.get(0).as_string()?,
-                    unstorable: r.get(1).is_truthy(),
-                    why: r.get(2).as_string().unwrap_or_default(),
-                })
-            })
-            .collect();
-        match self.refusals.borrow_mut().judge(&written, refused) {
-            Some(keys) => keys
-                .iter()
-                .map(|(k, why)| {
-                    let pair = Array::new();
-                    pair.push(&JsValue::from_str(k));
-                    pair.push(&JsValue::from_str(why));
-                    JsValue::from(pair)
-                })
-                .collect::<Array>()
-                .into(),
-            None => JsValue::NULL,
-        }
+        let end = match (end, saving.as_mut()) {
+            (Some(end), _) => end,
+            (None, Some(Saving::Paged(w))) => match w.next(&mut self.refusals.borrow_mut()) {
+                Next::Call(call) => {
+                    let (name, json) = match call {
+                        Call::Put(pairs) => (
+                            "put",
+                            layout::writes_json(
+                                pairs.into_iter().map(|(k, v)| (k, Some(v))).collect(),
+                            ),
+                        ),
+                        Call::Delete(keys) => ("delete", strings_json(keys)),
+                    };
+                    return Ok(wrapped(name, &json_js(Ok(json.to_string()))?).into());
+                }
+                Next::Saved(dropped) => {
+                    for (key, why) in dropped {
+                        writing::dropped(&key, &why);
+                    }
+                    Ok(())
+                }
+                Next::Failed(why) => Err(why),
+            },
+            (None, _) => return Ok(JsValue::NULL),
+        };
+        *saving = None;
+        Ok(match end {
+            Ok(()) => {
+                saves.ended(true);
+                JsValue::NULL
+            }
+            Err(why) => {
+                saves::save_failed(&why);
+                saves.ended(false);
+                wrapped("failed", &JsValue::from_str(&why)).into()
+            }
+        })
     }
 
     /// A paged store's opening, one step at a time: `openStore()` first, then
@@ -834,18 +1020,21 @@ impl RelayCore {
         };
         let mut opening = self.opening.borrow_mut();
         let Some(read) = read else {
-            return Ok(wrapped("reads", &json_js(serde_json::to_string(&opening.first()))?).into());
+            return Ok(wrapped("reads", &reads_js(&opening.first())?).into());
         };
         match opening.step(&read_of(&read)?) {
             Open::Next { puts, reads } => {
-                let out = wrapped("reads", &json_js(serde_json::to_string(&reads))?);
+                let out = wrapped("reads", &reads_js(&reads)?);
                 if !puts.is_empty() {
-                    let puts = puts.into_iter().map(|(k, v)| (k, Some(v))).collect();
-                    set(
-                        &out,
-                        "puts",
-                        &json_js(Ok(layout::writes_json(puts).to_string()))?,
-                    );
+                    // The storage's calls, at most `KEYS_PER_CALL` values each.
+                    let calls = puts.chunks(writing::KEYS_PER_CALL).map(|call| {
+                        layout::writes_json(
+                            call.iter()
+                                .map(|(k, v)| (k.clone(), Some(v.clone())))
+                                .collect(),
+                        )
+                    });
+                    set(&out, "puts", &json_js(Ok(strings_json(calls).to_string()))?);
                 }
                 Ok(out.into())
             }
@@ -890,7 +1079,7 @@ impl RelayCore {
         let exchange = Exchange::new(req, self.exchange_options.clone());
         self.exchanges.borrow_mut().put(Driven {
             exchange,
-            rounds: 0,
+            loads: Loads::default(),
             reads: None,
         })
     }
@@ -928,18 +1117,24 @@ impl RelayCore {
             let out = match need {
                 Need::Body { max } => wrapped("body", &JsValue::from(max as f64)),
                 Need::Load(load) => {
-                    // What the host's storage holds and the cache does not: read it (up to
-                    // MAX_LOAD_ROUNDS rounds: a row names entries), else go on.
-                    match self.missing_of(&load, driven.exchange.request()) {
-                        Some(reads) if driven.rounds < MAX_LOAD_ROUNDS => {
-                            driven.rounds += 1;
+                    // What the host's storage holds and the cache does not, round by round,
+                    // as the core's `Loads` says; else go on.
+                    let Some(Kept::Paged(paged)) = &self.journal else {
+                        driven.exchange.give(Given::Loaded);
+                        continue;
+                    };
+                    let roster = load
+                        .roster
+                        .as_ref()
+                        .and_then(|_| self.relay.roster_wants(driven.exchange.request()));
+                    match driven.loads.next(paged, load.store.as_ref(), roster) {
+                        Some(reads) => {
                             let (asked, since) = self.reading(&reads);
-                            let out = wrapped("load", &json_js(serde_json::to_string(&asked))?);
+                            let out = wrapped("load", &reads_js(&asked)?);
                             driven.reads = Some((reads, since));
                             out
                         }
-                        _ => {
-                            driven.rounds = 0;
+                        None => {
                             driven.exchange.give(Given::Loaded);
                             continue;
                         }
@@ -974,7 +1169,7 @@ impl RelayCore {
                     continue;
                 }
                 Need::Sign(bytes) => wrapped("sign", &Uint8Array::from(bytes.as_slice()).into()),
-                // Staged now: saved by `saveBatch`'s next batch, the answer waiting for it.
+                // Staged now: saved by `saveStep`'s next save, the answer waiting for it.
                 Need::Persist => {
                     self.stage();
                     wrapped("persist", &JsValue::TRUE)
@@ -989,6 +1184,22 @@ impl RelayCore {
                 }
             };
             return Ok(out.into());
+        }
+    }
+
+    /// The answer to the exchange `id` whose body could not be read (its stream broke off: a
+    /// chunked framing the runtime refuses, a connection reset): a 400, the relay's own failure
+    /// answer with its CORS grant, as the native server answers a body broken off; the
+    /// exchange ends (nothing was asked or stored for it: a body is the first thing read).
+    #[wasm_bindgen(js_name = bodyFailed)]
+    pub fn body_failed(&self, id: u32) -> JsValue {
+        match self.exchanges.borrow_mut().take(id) {
+            Some(driven) => response_js(&self.relay.failure(
+                driven.exchange.request(),
+                400,
+                "the request's body could not be read",
+            )),
+            None => lost(&self.relay),
         }
     }
 
@@ -1026,7 +1237,7 @@ impl RelayCore {
                 // Not read: the core goes on with what it holds (a webhook whose rows are
                 // missing is refused, and Polar delivers it again).
                 _ => {
-                    driven.rounds = 0;
+                    driven.loads.unread();
                     Given::Loaded
                 }
             }
@@ -1071,28 +1282,6 @@ impl RelayCore {
         Ok(())
     }
 
-    /// What a load names that a paged store's cache does not hold, as the storage's reads,
-    /// else `None` (nothing to read, or no paged store).
-    fn missing_of(&self, load: &Load, request: &RelayRequest) -> Option<Reads> {
-        let Some(Kept::Paged(paged)) = &self.journal else {
-            return None;
-        };
-        let missing = load
-            .store
-            .as_ref()
-            .map(|wants| paged.missing(wants))
-            .unwrap_or_default();
-        // The roster's digest is named until it is read (`load`'s roster).
-        let roster: Vec<String> = load
-            .roster
-            .as_ref()
-            .and_then(|_| self.relay.roster_wants(request))
-            .into_iter()
-            .collect();
-        let reads = layout::load_reads(&missing, &roster);
-        (!reads.is_empty()).then_some(reads)
-    }
-
     /// What the storage is asked for `reads` (what the changes waiting for a save do not
     /// answer already), and from when.
     fn reading(&self, reads: &Reads) -> (Reads, Reading) {
@@ -1130,6 +1319,6 @@ fn upstream_of(upstream: &JsValue) -> Result<HttpResponse, TransportError> {
 /// asked to read.
 struct Driven {
     exchange: Exchange,
-    rounds: u32,
+    loads: Loads,
     reads: Option<(Reads, Reading)>,
 }

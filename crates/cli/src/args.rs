@@ -680,6 +680,23 @@ pub struct RelayServeArgs {
     #[arg(long, value_name = "N[/SECONDS]", default_value = "120/3600", value_parser = parse_churn,
           env = "POLAR_LICENSE_RELAY_SEAT_CHURN")]
     pub seat_churn: (u32, u32),
+
+    /// At most N activations and deactivations together per key in any SECONDS, taken toward
+    /// Polar (0 turns it off; default 30 an hour): a deactivate-activate loop gets
+    /// `rate_limited` with the wait
+    #[arg(long, value_name = "N[/SECONDS]", default_value = "30/3600", value_parser = parse_churn,
+          env = "POLAR_LICENSE_RELAY_ACTIVATION_CHURN")]
+    pub activation_churn: (u32, u32),
+
+    /// Seats: lend a floating seat for offline use for at most N days (1 to 90; default 0,
+    /// no borrowing): `seat borrow --days N`
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        env = "POLAR_LICENSE_RELAY_SEAT_BORROW_DAYS"
+    )]
+    pub seat_borrow_days: u32,
 }
 
 /// Parses `N` or `N/SECONDS` (the window defaults to an hour).
@@ -1205,6 +1222,43 @@ pub enum SeatCommand {
     /// runs: acquired first, heartbeated while it runs, released when it exits (whatever its
     /// exit code, which is this command's); no Polar activation is made
     Run(SeatRunArgs),
+    /// Borrow one of the key's floating seats for offline use for N days (the seller's relay
+    /// lends at most its --seat-borrow-days): prints the seat's id, its end and its signed
+    /// lease as JSON (the lease licenses offline until the end, not after)
+    Borrow(SeatBorrowArgs),
+    /// Give a borrowed (or held) seat back before its end: free for others at once
+    Return(SeatReturnArgs),
+}
+
+/// `seat borrow`
+#[derive(Debug, Args)]
+pub struct SeatBorrowArgs {
+    #[command(flatten)]
+    pub key: KeyArg,
+
+    /// Days to borrow the seat for (1 to 90; the relay refuses more than its seller allows)
+    #[arg(long, value_name = "N")]
+    pub days: u32,
+
+    /// This machine's binding in the seat lease (default: the machine fingerprint, else the
+    /// host's name)
+    #[arg(long, value_name = "TEXT")]
+    pub machine: Option<String>,
+}
+
+/// `seat return`
+#[derive(Debug, Args)]
+pub struct SeatReturnArgs {
+    #[command(flatten)]
+    pub key: KeyArg,
+
+    /// The seat's id, as `seat borrow` printed it
+    #[arg(long, value_name = "ID")]
+    pub seat: String,
+
+    /// The machine binding the seat was borrowed with (default: as `seat borrow`'s)
+    #[arg(long, value_name = "TEXT")]
+    pub machine: Option<String>,
 }
 
 /// `seat run`

@@ -184,6 +184,9 @@ fn serve(g: &Global, a: &RelayServeArgs) -> u8 {
         ci_cap: a.seat_ci_cap,
         churn: a.seat_churn.0,
         churn_seconds: a.seat_churn.1,
+        borrow_days: a.seat_borrow_days,
+        activation_churn: a.activation_churn.0,
+        activation_churn_seconds: a.activation_churn.1,
     };
     let relay = match Relay::new(config, Box::new(transport)).and_then(|r| r.with_seats(seats)) {
         Ok(relay) => relay,

@@ -5,20 +5,61 @@
 //! is made: a seat is the relay's, and one not heard from (this process killed) frees within
 //! its life. The rules are the relay's and the core's (`polar_license::seat`); this command
 //! only schedules the heartbeat.
+//!
+//! SIGINT and SIGTERM sent to `seat run` are passed on to COMMAND (Unix), and the seat is
+//! released once COMMAND exits; on Windows a console's Ctrl-C or Ctrl-Break reaches every
+//! process of the console, COMMAND with it, and `seat run` waits for COMMAND and releases. An
+//! acquisition or a release the relay refuses with `429` is asked again after its wait, for
+//! at most [`MAX_WAIT`] in all.
+//!
+//! `seat borrow --days N` borrows a floating seat for offline use (its signed lease licenses
+//! until its end, with no heartbeat) and `seat return --seat ID` gives it back early.
 
 use std::process::Command;
 use std::sync::mpsc;
 use std::time::Duration;
 
 use polar_license::seat::{SeatAnswer, SeatAsk, SeatOp};
-use polar_license::{BlockingClient, Error, Key};
+use polar_license::{BlockingClient, Error, Key, Reason};
 
-use crate::args::{Global, SeatCommand, SeatRunArgs};
+use crate::args::{Global, SeatBorrowArgs, SeatCommand, SeatReturnArgs, SeatRunArgs};
+
+/// The longest `seat run` waits in all for the relay's `429`s (an acquisition's, a release's)
+/// before it gives up: a per-IP limit's wait is seconds; a churn limit's can be an hour.
+const MAX_WAIT: Duration = Duration::from_secs(60);
 
 /// Runs `seat …`: the exit code.
 pub fn run(g: &Global, c: &SeatCommand) -> u8 {
     match c {
         SeatCommand::Run(a) => seat_run(g, a),
+        SeatCommand::Borrow(a) => seat_borrow(g, a),
+        SeatCommand::Return(a) => seat_return(g, a),
+    }
+}
+
+/// `f` asked again after each `429`'s wait (1 s when the relay names none) while the waits
+/// come to at most [`MAX_WAIT`] in all.
+fn patiently(
+    what: &str,
+    mut f: impl FnMut() -> Result<SeatAnswer, Error>,
+) -> Result<SeatAnswer, Error> {
+    let mut waited = Duration::ZERO;
+    loop {
+        match f() {
+            Err(e) if e.reason() == Reason::RateLimited => {
+                let wait = Duration::from_secs(e.retry_after().unwrap_or(1).max(1));
+                if waited + wait > MAX_WAIT {
+                    return Err(e);
+                }
+                err(&format!(
+                    "polar-license seat: the relay limits requests: the {what} is asked again in {} s",
+                    wait.as_secs()
+                ));
+                std::thread::sleep(wait);
+                waited += wait;
+            }
+            other => return other,
+        }
     }
 }
 
@@ -31,8 +72,8 @@ fn fail(what: &str, e: &Error) -> u8 {
     u8::try_from(e.reason().exit_code()).unwrap_or(3)
 }
 
-fn machine(g: &Global, a: &SeatRunArgs) -> String {
-    if let Some(m) = a.machine.as_deref().filter(|m| !m.is_empty()) {
+fn machine(g: &Global, given: Option<&str>) -> String {
+    if let Some(m) = given.filter(|m| !m.is_empty()) {
         return m.to_string();
     }
     let org = g.org.as_deref().unwrap_or_default();
@@ -45,19 +86,147 @@ fn machine(g: &Global, a: &SeatRunArgs) -> String {
         .unwrap_or_else(|| "unbound".to_string())
 }
 
-fn seat_run(g: &Global, a: &SeatRunArgs) -> u8 {
+/// The client of the seller's relay (`--base-url` required).
+fn relay_client(g: &Global) -> Result<BlockingClient, Error> {
     if g.base_url.as_deref().is_none_or(str::is_empty) {
-        return fail(
-            "run",
-            &Error::invalid("base_url", "is required: the seller's relay (--base-url)"),
-        );
+        return Err(Error::invalid(
+            "base_url",
+            "is required: the seller's relay (--base-url)",
+        ));
     }
-    let client = match crate::run::client(g) {
+    crate::run::client(g)
+}
+
+/// `seats_full`, or Polar's denial, or another answer than a seat, on stderr: the exit code.
+fn not_held(what: &str, answer: SeatAnswer) -> u8 {
+    match answer {
+        SeatAnswer::Full {
+            in_use,
+            size,
+            retry_after,
+            ..
+        } => {
+            let wait =
+                retry_after.map_or(String::new(), |s| format!("; the soonest frees in {s} s"));
+            err(&format!(
+                "polar-license seat {what}: every seat is in use ({in_use} of {size}){wait} (seats_full)"
+            ));
+            u8::try_from(Reason::SeatsFull.exit_code()).unwrap_or(1)
+        }
+        SeatAnswer::Denied(d) => {
+            err(&format!(
+                "polar-license seat {what}: {} ({})",
+                d.detail,
+                d.reason.code()
+            ));
+            u8::try_from(d.reason.exit_code()).unwrap_or(1)
+        }
+        other => fail(
+            what,
+            &Error::Protocol {
+                status: None,
+                detail: format!("the relay answered an acquisition with {other:?}"),
+            },
+        ),
+    }
+}
+
+fn seat_borrow(g: &Global, a: &SeatBorrowArgs) -> u8 {
+    let client = match relay_client(g) {
+        Ok(client) => client,
+        Err(e) => return fail("borrow", &e),
+    };
+    let key = Key::new(a.key.key.clone());
+    let machine = machine(g, a.machine.as_deref());
+    let ask = SeatAsk {
+        op: SeatOp::Acquire,
+        key: key.clone(),
+        machine: machine.clone(),
+        ci: false,
+        seat: None,
+    };
+    let seat = match patiently("borrowing", || client.borrow_seat(&ask, a.days)) {
+        Ok(SeatAnswer::Held(seat)) => seat,
+        Ok(other) => return not_held("borrow", other),
+        Err(e) => return fail("borrow", &e),
+    };
+    if !g.relay_keys.is_empty() {
+        let verified = polar_license::lease::RelayKeys::parse(&g.relay_keys.join(","))
+            .map_err(|e| e.text())
+            .and_then(|keys| {
+                let org = g.org.as_deref().unwrap_or_default();
+                seat.verify_borrowed(&keys, org, &key, &machine, now())
+                    .map_err(|why| {
+                        format!("the seat's lease is no borrowed seat ({})", why.as_str())
+                    })
+            });
+        if let Err(why) = verified {
+            release(&client, &release_ask(&ask, &seat.id));
+            return fail(
+                "borrow",
+                &Error::Protocol {
+                    status: Some(200),
+                    detail: why,
+                },
+            );
+        }
+    }
+    let mut expires_at = String::new();
+    polar_license::rfc3339::DateTime::from_unix(seat.expires_at).write(&mut expires_at);
+    let out = serde_json::json!({
+        "seat": seat.id,
+        "machine": machine,
+        "expires_at": expires_at,
+        "lease": seat.lease,
+    });
+    crate::output::print_out(&format!("{out}\n"));
+    0
+}
+
+fn release_ask(ask: &SeatAsk, seat: &str) -> SeatAsk {
+    SeatAsk {
+        op: SeatOp::Release,
+        seat: Some(seat.to_string()),
+        ..ask.clone()
+    }
+}
+
+fn seat_return(g: &Global, a: &SeatReturnArgs) -> u8 {
+    let client = match relay_client(g) {
+        Ok(client) => client,
+        Err(e) => return fail("return", &e),
+    };
+    let ask = SeatAsk {
+        op: SeatOp::Release,
+        key: Key::new(a.key.key.clone()),
+        machine: machine(g, a.machine.as_deref()),
+        ci: false,
+        seat: Some(a.seat.clone()),
+    };
+    match patiently("return", || client.seat(&ask)) {
+        Ok(SeatAnswer::Released(true)) => 0,
+        Ok(SeatAnswer::Released(false)) => {
+            err("polar-license seat return: no such seat was held on this machine (its end passed, or it was given back)");
+            u8::try_from(Reason::NotFound.exit_code()).unwrap_or(1)
+        }
+        Ok(other) => fail(
+            "return",
+            &Error::Protocol {
+                status: None,
+                detail: format!("the relay answered a release with {}", summary(&other)),
+            },
+        ),
+        Err(e) => fail("return", &e),
+    }
+}
+
+fn seat_run(g: &Global, a: &SeatRunArgs) -> u8 {
+    let client = match relay_client(g) {
         Ok(client) => client,
         Err(e) => return fail("run", &e),
     };
     let key = Key::new(a.key.key.clone());
-    let machine = machine(g, a);
+    let machine = machine(g, a.machine.as_deref());
     let ask = |op: SeatOp, seat: Option<String>| SeatAsk {
         op,
         key: key.clone(),
@@ -65,38 +234,9 @@ fn seat_run(g: &Global, a: &SeatRunArgs) -> u8 {
         ci: a.ci,
         seat,
     };
-    let seat = match client.seat(&ask(SeatOp::Acquire, None)) {
+    let seat = match patiently("acquisition", || client.seat(&ask(SeatOp::Acquire, None))) {
         Ok(SeatAnswer::Held(seat)) => seat,
-        Ok(SeatAnswer::Full {
-            in_use,
-            size,
-            retry_after,
-            ..
-        }) => {
-            let wait =
-                retry_after.map_or(String::new(), |s| format!("; the soonest frees in {s} s"));
-            err(&format!(
-                "polar-license seat run: every seat is in use ({in_use} of {size}){wait} (seats_full)"
-            ));
-            return u8::try_from(polar_license::Reason::SeatsFull.exit_code()).unwrap_or(1);
-        }
-        Ok(SeatAnswer::Denied(d)) => {
-            err(&format!(
-                "polar-license seat run: {} ({})",
-                d.detail,
-                d.reason.code()
-            ));
-            return u8::try_from(d.reason.exit_code()).unwrap_or(1);
-        }
-        Ok(other) => {
-            return fail(
-                "run",
-                &Error::Protocol {
-                    status: None,
-                    detail: format!("the relay answered an acquisition with {other:?}"),
-                },
-            )
-        }
+        Ok(other) => return not_held("run", other),
         Err(e) => return fail("run", &e),
     };
     // Signed mode: the seat holds only with a lease that verifies.
@@ -149,7 +289,17 @@ fn seat_run(g: &Global, a: &SeatRunArgs) -> u8 {
             }
         })
     };
-    let status = Command::new(&a.command[0]).args(&a.command[1..]).status();
+    // Signals caught from here on: passed on to the command, the seat released after it.
+    let passing = signals::catch();
+    let status = Command::new(&a.command[0])
+        .args(&a.command[1..])
+        .spawn()
+        .and_then(|mut child| {
+            if let Some(passing) = &passing {
+                passing.to(child.id());
+            }
+            child.wait()
+        });
     let _ = stop.send(());
     let _ = beat.join();
     release(&client, &ask(SeatOp::Release, Some(seat.id)));
@@ -174,7 +324,7 @@ fn summary(answer: &SeatAnswer) -> String {
 }
 
 fn release(client: &BlockingClient, ask: &SeatAsk) {
-    match client.seat(ask) {
+    match patiently("release", || client.seat(ask)) {
         Ok(SeatAnswer::Released(_)) => {}
         Ok(other) => err(&format!(
             "polar-license seat run: the release answered {}",
@@ -211,4 +361,88 @@ fn exit_of(status: std::process::ExitStatus) -> u8 {
 /// A line on stderr.
 fn err(text: &str) {
     crate::output::print_err(&format!("{text}\n"));
+}
+
+/// SIGINT and SIGTERM caught while the command runs and passed on to it (Unix); a console's
+/// Ctrl-C and Ctrl-Break caught (Windows: the command, on the same console, gets its own).
+mod signals {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+
+    /// The caught signals' thread: where they go once the command runs.
+    pub struct Passing {
+        child: Arc<AtomicU32>,
+    }
+
+    impl Passing {
+        /// The command's process id: the signals go to it from now on.
+        pub fn to(&self, pid: u32) {
+            self.child.store(pid, Ordering::SeqCst);
+        }
+    }
+
+    /// The signals caught from now on (`None` when they could not be: they then end this
+    /// process as before, the seat freeing within its life).
+    pub fn catch() -> Option<Passing> {
+        let child = Arc::new(AtomicU32::new(0));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .ok()?;
+        let waiting = {
+            let _entered = runtime.enter();
+            waiting(Arc::clone(&child))?
+        };
+        std::thread::Builder::new()
+            .name("seat-run-signals".into())
+            .spawn(move || runtime.block_on(waiting))
+            .ok()?;
+        Some(Passing { child })
+    }
+
+    #[cfg(unix)]
+    fn waiting(
+        child: Arc<AtomicU32>,
+    ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
+        use rustix::process::{kill_process, Pid, Signal};
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut interrupt = signal(SignalKind::interrupt()).ok()?;
+        let mut terminate = signal(SignalKind::terminate()).ok()?;
+        Some(async move {
+            loop {
+                let sig = tokio::select! {
+                    Some(()) = interrupt.recv() => Signal::INT,
+                    Some(()) = terminate.recv() => Signal::TERM,
+                    else => return,
+                };
+                let pid = i32::try_from(child.load(Ordering::SeqCst))
+                    .ok()
+                    .and_then(Pid::from_raw);
+                if let Some(pid) = pid {
+                    let _ = kill_process(pid, sig);
+                }
+            }
+        })
+    }
+
+    #[cfg(windows)]
+    fn waiting(
+        child: Arc<AtomicU32>,
+    ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
+        use tokio::signal::windows::{ctrl_break, ctrl_c};
+        let mut c = ctrl_c().ok()?;
+        let mut brk = ctrl_break().ok()?;
+        Some(async move {
+            // The command shares the console: it gets the event itself. Caught here so that
+            // this process outlives it and releases the seat.
+            let _ = &child;
+            loop {
+                tokio::select! {
+                    Some(()) = c.recv() => {}
+                    Some(()) = brk.recv() => {}
+                    else => return,
+                }
+            }
+        })
+    }
 }

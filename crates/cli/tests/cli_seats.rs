@@ -37,14 +37,19 @@ struct World {
 
 /// The emulator, and a relay in front of it with one CI seat per key.
 fn world() -> World {
+    world_with(&["--seat-ci-cap", "1", "--per-ip", "100/200"])
+}
+
+/// The emulator, and a relay in front of it with `seats` options (`--per-ip 100/200` among
+/// them: jobs in a row from one address, faster than CI runs them).
+fn world_with(seats: &[&str]) -> World {
     let dir = ScratchDir::new("cli-seats");
     let polar = Served::start(clean_command(BIN).args(["emulator", "--port", "0"]));
     let (key, pair) = relay_keygen(BIN, &dir, "relay.key");
     let relay = Served::start_with_banner(
         relay_serve(BIN, &polar.url, &key)
-            .args(["--port", "0", "--store", "memory", "--seat-ci-cap", "1"])
-            // Jobs in a row from one address, faster than CI runs them.
-            .args(["--per-ip", "100/200"])
+            .args(["--port", "0", "--store", "memory"])
+            .args(seats)
             .env("POLAR_ACCESS_TOKEN", DEMO_TOKEN),
         "serving until killed",
     )
@@ -132,17 +137,175 @@ fn a_second_job_gets_seats_full_while_the_first_holds_the_seat() {
     succeeds(&w, "free once the holder exits");
 }
 
+/// The key's live activations at Polar (the emulator's own view).
+fn activations(polar: &Served) -> usize {
+    let request = ureq::http::Request::builder()
+        .method("GET")
+        .uri(format!(
+            "{}/__emulator/keys/{DEMO_KEY}/activations",
+            polar.url
+        ))
+        .body(String::new())
+        .expect("a request");
+    let answer = HttpAnswer::read(
+        http::agent(Duration::from_secs(10))
+            .run(request)
+            .expect("an answer"),
+    );
+    let v: Value = serde_json::from_slice(&answer.body).expect("JSON");
+    v.as_array().expect("a list").len()
+}
+
+/// A seat of the demo key acquired at the relay for `machine`: the status.
+fn acquire_at(w: &World, machine: &str) -> u16 {
+    let body = serde_json::json!({
+        "key": DEMO_KEY, "organization_id": DEMO_ORGANIZATION_ID, "machine": machine,
+    });
+    let request = ureq::http::Request::builder()
+        .method("POST")
+        .uri(format!("{}/v1/seats/acquire", w.relay.url))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .expect("a request");
+    HttpAnswer::read(
+        http::agent(Duration::from_secs(10))
+            .run(request)
+            .expect("an answer"),
+    )
+    .status
+}
+
 #[test]
-fn twenty_ci_jobs_in_a_row_make_no_polar_activation_and_leave_no_seat_held() {
-    let w = world();
-    let before = requests(&w.polar);
-    for job in 0..20 {
+fn fifty_ci_jobs_in_a_row_on_a_two_seat_key_make_no_polar_activation_and_leave_no_seat_held() {
+    let benefit = format!("{}=2", polar_license_emulator::DEMO_BENEFIT_ID);
+    let w = world_with(&["--seats", &benefit, "--per-ip", "1000/2000"]);
+    let before = (requests(&w.polar), activations(&w.polar));
+    for job in 0..50 {
         let o = run(&w, &[], &["true"]);
         assert_eq!(o.status.code(), Some(0), "job {job}: {o:?}");
     }
-    // The key's verdict was asked of Polar once (a validate), then answered by the relay's
-    // store: no activation, nothing per job.
-    assert_eq!(requests(&w.polar) - before, 1);
+    assert_eq!(activations(&w.polar), before.1, "no Polar activation");
+    // The key's verdict asked of Polar once (a validate) and its activations read once by id
+    // (the pool's count), then the relay's store: nothing per job.
+    let calls = requests(&w.polar) - before.0;
+    assert!((1..=2).contains(&calls), "{calls} calls to Polar");
+    // Both seats free: no job left one held.
+    assert_eq!(
+        (acquire_at(&w, "after-1"), acquire_at(&w, "after-2")),
+        (200, 200)
+    );
+    assert_eq!(acquire_at(&w, "after-3"), 409, "the key has 2 seats");
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_is_passed_on_to_the_command_and_the_seat_released_after_it() {
+    let w = world();
+    let held = w._dir.path().join("held-term");
+    // The command says when it holds the seat, and exits 5 on SIGTERM.
+    let script = format!(
+        "trap 'echo got TERM; exit 5' TERM; touch '{}'; i=0; while [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done",
+        held.display()
+    );
+    let mut cmd = seat_run(&w, &[], &["sh", "-c", &script]);
+    cmd.stdout(std::process::Stdio::piped());
+    let holder = cmd.spawn().expect("seat run starts");
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    while !held.exists() {
+        assert!(
+            std::time::Instant::now() < until,
+            "the holder never got its seat"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &holder.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let out = holder.wait_with_output().expect("seat run ends");
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "the command's own exit: {out:?}"
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "got TERM\n");
+    succeeds(&w, "released after the signal");
+}
+
+#[test]
+fn an_acquisition_and_a_release_refused_429_are_asked_again_after_the_wait() {
+    // One request a second per address: each job's release (and the next acquisition) is
+    // refused 429 first, then asked again after the relay's wait.
+    let w = world_with(&["--seat-ci-cap", "1", "--per-ip", "1/1"]);
+    let mut waited = false;
+    for job in 0..3 {
+        let o = run(&w, &[], &["true"]);
+        assert_eq!(o.status.code(), Some(0), "job {job}: {o:?}");
+        waited |= String::from_utf8_lossy(&o.stderr).contains("asked again");
+    }
+    assert!(waited, "a 429 was met and waited out");
+}
+
+#[test]
+fn a_seat_borrowed_for_offline_use_holds_until_given_back() {
+    let benefit = format!("{}=1", polar_license_emulator::DEMO_BENEFIT_ID);
+    let w = world_with(&[
+        "--seats",
+        &benefit,
+        "--seat-borrow-days",
+        "7",
+        "--per-ip",
+        "100/200",
+    ]);
+    let seat_cmd = |args: &[&str]| {
+        let mut cmd = clean_command(BIN);
+        cmd.args(["--base-url", &w.relay.url, "--org", DEMO_ORGANIZATION_ID])
+            .arg("seat")
+            .args(args)
+            .env("POLAR_LICENSE_KEY", DEMO_KEY);
+        cmd.launch()
+    };
+    let refused = seat_cmd(&["borrow", "--days", "8", "--machine", "laptop"]);
+    assert_ne!(refused.status.code(), Some(0), "{refused:?}");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("borrow_days"),
+        "{refused:?}"
+    );
+    let o = seat_cmd(&[
+        "borrow",
+        "--days",
+        "3",
+        "--machine",
+        "laptop",
+        "--relay-key",
+        &w.pair,
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let v: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    let seat = v["seat"].as_str().expect("a seat id");
+    let keys = polar_license::lease::RelayKeys::parse(&w.pair).expect("the relay's key");
+    let key = polar_license::Key::new(DEMO_KEY);
+    let expect = polar_license::lease::SeatExpect {
+        organization_id: DEMO_ORGANIZATION_ID,
+        key: &key,
+        machine: "laptop",
+    };
+    let claims = polar_license::lease::verify_seat(
+        v["lease"].as_str().expect("a lease"),
+        &keys,
+        &expect,
+        polar_license_testkit::unix_now() + 2 * 86_400,
+    )
+    .expect("licenses offline two days on");
+    assert!(claims.borrowed);
+    // The key's one seat is lent: a job is refused until it is given back.
+    assert_eq!(run(&w, &[], &["true"]).status.code(), Some(1));
+    let back = seat_cmd(&["return", "--seat", seat, "--machine", "laptop"]);
+    assert_eq!(back.status.code(), Some(0), "{back:?}");
+    succeeds(&w, "free once returned");
+    let again = seat_cmd(&["return", "--seat", seat, "--machine", "laptop"]);
+    assert_ne!(again.status.code(), Some(0), "not held twice: {again:?}");
 }
 
 #[test]

@@ -38,6 +38,13 @@
 //! - **The door** (`door [N]`, issue #62; [`door`]): CORS preflights and forged webhook
 //!   deliveries (1 MiB from new addresses, 1 MiB and 64 KiB from one address past its
 //!   failures), each `N` times: the answers and the CPU per request.
+//! - **The store's byte cap** (`store [SECONDS] [CAP_KIB]`, issue #62; [`floods`]): floods of
+//!   new keys and of new `conditions` against a relay whose store is capped, known customers
+//!   checked meanwhile: the store's most bytes against the cap, the process's memory, the
+//!   known checks' answers.
+//! - **A seats flood** (`seats [SECONDS]`, issue #67; [`floods`]): acquisitions on one key
+//!   from many addresses while other keys acquire, heartbeat and release and known customers
+//!   are checked: the flood's answers, the others' answers and latency.
 //!
 //! Run: `cargo run --release -p polar-license-relay --example relay_attack [ARGS]`. It
 //! prints markdown tables. Linux: every 127/8 address is on lo.
@@ -65,6 +72,8 @@ mod rig;
 mod bodies;
 #[path = "relay_attack/door.rs"]
 mod door;
+#[path = "relay_attack/floods.rs"]
+mod floods;
 #[path = "relay_attack/phases.rs"]
 mod phases;
 #[path = "relay_attack/proxy.rs"]
@@ -779,6 +788,8 @@ fn main() {
         Some("budget") => budget_table(&args[1..]),
         Some("bodies") => bodies::table(&args[1..]),
         Some("door") => door::table(&args[1..]),
+        Some("store") => floods::store_table(&args[1..]),
+        Some("seats") => floods::seats_table(&args[1..]),
         _ => match phases::Args::parse(&args) {
             Ok(a) => phases::run(&a),
             Err(e) => {

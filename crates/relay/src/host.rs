@@ -28,11 +28,26 @@ pub const CALL_TIMEOUT_MS: u64 = 10_000;
 /// (a roster's pages) is run in slices, the next asked for at once.
 pub const JOBS_PER_RUN: u32 = 64;
 
+/// Requests a host keeps under way at most (1024; the npm relay's table of exchanges): past
+/// it the oldest is dropped and answered 502, so a host whose requests never finish cannot
+/// grow the table.
+pub const MAX_EXCHANGES: usize = 1024;
+
 /// The fewest characters of a metrics bearer token (the npm relay's `metricsToken`, `relay
 /// serve --metrics-token`): a secret a scraper sends, not a word to guess.
 pub const MIN_METRICS_TOKEN: usize = 16;
 
 impl Host {
+    /// The npm relay's host, from the runtime's user agent (`navigator.userAgent`, as the
+    /// handler reads it): `Cloudflare-Workers` is [`Host::Workers`] (no socket peer: the
+    /// address is Cloudflare's header), any other a [`Host::Fetch`].
+    pub fn of_user_agent(user_agent: Option<&str>) -> Host {
+        match user_agent {
+            Some("Cloudflare-Workers") => Host::Workers,
+            _ => Host::Fetch,
+        }
+    }
+
     /// Whether the host's calls to Polar go through the relay's own transport (counted there,
     /// a connection never made told apart): see [`Host::Native`].
     pub fn counts_calls(self) -> bool {
@@ -61,6 +76,63 @@ impl Host {
         match self.peer_header().and_then(|name| req.header(name)) {
             Some(header) if given.is_empty() || given == "unknown" => header,
             _ => given,
+        }
+    }
+}
+
+/// The socket peer a fetch host was handed, from the facts each runtime gives the handler, in
+/// this order: the seller's `clientIp` option's answer, node's `createNodeListener` socket
+/// address (the handler's third argument's `clientIp`), Deno.serve's `info.remoteAddr.hostname`,
+/// Bun.serve's `server.requestIP(request).address`; `unknown` when none is a non-empty string.
+/// Which address the per-IP limit then counts (a proxy's header, Cloudflare's on Workers) is
+/// `Host::peer`'s and the relay's `client_ip_header` rule.
+pub fn socket_peer<'a>(facts: impl IntoIterator<Item = Option<&'a str>>) -> &'a str {
+    facts
+        .into_iter()
+        .flatten()
+        .find(|peer| !peer.is_empty())
+        .unwrap_or("unknown")
+}
+
+/// A host's alarm (a Durable Object's: one per object) for the relay's next work between
+/// requests: set for the background's next job unless one rings sooner, which is known without
+/// a storage call when this relay set it (every request asks), else read first (another
+/// instance of the object may have set it). Times in milliseconds since the epoch.
+#[derive(Debug, Default)]
+pub struct Alarm {
+    set: Option<u64>,
+}
+
+/// What a host does with its alarm ([`Alarm::wake`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ring {
+    /// Nothing: an alarm rings sooner.
+    Keep,
+    /// Read the alarm set, then ask again with it.
+    Read,
+    /// Set the alarm at this time.
+    Set(u64),
+}
+
+impl Alarm {
+    /// The alarm for work due at `at`, now `now`; `stored`: the alarm the storage holds, once
+    /// read (`Some(None)`: none).
+    pub fn wake(&mut self, now: u64, at: u64, stored: Option<Option<u64>>) -> Ring {
+        let sooner = |set: u64| set > now && set <= at;
+        if self.set.is_some_and(sooner) {
+            return Ring::Keep;
+        }
+        match stored {
+            None => Ring::Read,
+            Some(Some(set)) if sooner(set) => {
+                self.set = Some(set);
+                Ring::Keep
+            }
+            // None set, one past (ringing now), or a later one: this one.
+            Some(_) => {
+                self.set = Some(at);
+                Ring::Set(at)
+            }
         }
     }
 }
@@ -120,6 +192,49 @@ mod tests {
             body: Vec::new(),
             client_ip: client_ip.into(),
         }
+    }
+
+    #[test]
+    fn the_alarm_is_set_unless_one_rings_sooner() {
+        let mut alarm = Alarm::default();
+        assert_eq!(alarm.wake(1_000, 5_000, None), Ring::Read);
+        assert_eq!(alarm.wake(1_000, 5_000, Some(None)), Ring::Set(5_000));
+        // Ours rings sooner: no storage call.
+        assert_eq!(alarm.wake(2_000, 9_000, None), Ring::Keep);
+        // Sooner work: read, then set.
+        assert_eq!(alarm.wake(2_000, 3_000, None), Ring::Read);
+        assert_eq!(
+            alarm.wake(2_000, 3_000, Some(Some(5_000))),
+            Ring::Set(3_000)
+        );
+        // One another instance set sooner is kept; one past is replaced.
+        let mut other = Alarm::default();
+        assert_eq!(other.wake(1_000, 9_000, Some(Some(4_000))), Ring::Keep);
+        assert_eq!(other.wake(1_000, 9_000, None), Ring::Keep);
+        let mut late = Alarm::default();
+        assert_eq!(late.wake(5_000, 9_000, Some(Some(4_000))), Ring::Set(9_000));
+    }
+
+    #[test]
+    fn the_runtime_and_its_socket_peer() {
+        assert_eq!(
+            Host::of_user_agent(Some("Cloudflare-Workers")),
+            Host::Workers
+        );
+        for other in [
+            None,
+            Some("Node.js/20"),
+            Some("Deno/2.0"),
+            Some("cloudflare-workers"),
+        ] {
+            assert_eq!(Host::of_user_agent(other), Host::Fetch, "{other:?}");
+        }
+        assert_eq!(
+            socket_peer([None, Some(""), Some("192.0.2.7"), Some("x")]),
+            "192.0.2.7"
+        );
+        assert_eq!(socket_peer([Some("seller"), Some("192.0.2.7")]), "seller");
+        assert_eq!(socket_peer([None, None]), "unknown");
     }
 
     #[test]

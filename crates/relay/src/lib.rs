@@ -115,4 +115,6 @@ pub use types::{
 };
 
 pub use relay::Relay;
-pub use seats::{SeatOptions, SEATS_PREFIX, SEAT_CHURN, SEAT_SECONDS};
+pub use seats::{
+    SeatOptions, ACTIVATION_CHURN, MAX_BORROW_DAYS, SEATS_PREFIX, SEAT_CHURN, SEAT_SECONDS,
+};

@@ -329,6 +329,15 @@ impl Ops {
                 .map_or(serde_json::Value::Null, |s| s.reconcile.reading(s.options.reconcile_every)),
             "roster": stored
                 .map_or(serde_json::Value::Null, |s| s.roster.reading()),
+            "seats": stored.map_or(serde_json::Value::Null, |s| {
+                let r = s.seats_seen.reading(now.unix_seconds);
+                serde_json::json!({
+                    "in_use": r.in_use,
+                    "pools_in_use": r.pools,
+                    "most_in_a_pool": r.most,
+                    "borrowed": r.borrowed,
+                })
+            }),
             "webhooks": webhooks,
             "breaker": {
                 "state": breaker.state,
@@ -450,6 +459,31 @@ impl Ops {
                 "counter",
                 "Calls to Polar the budget refused (answered stale from the store, or 429).",
                 &[(String::new(), s.refused.load(Ordering::Relaxed).to_string())],
+            );
+            let seats = s.seats_seen.reading(now.unix_seconds);
+            family(
+                "seats_in_use",
+                "gauge",
+                "Seats held now (issue #67), in all of the keys' pools; of them borrowed for offline use (kind=\"borrowed\") and the others (kind=\"held\").",
+                &[
+                    (
+                        "{kind=\"held\"}".to_string(),
+                        (seats.in_use - seats.borrowed).to_string(),
+                    ),
+                    ("{kind=\"borrowed\"}".to_string(), seats.borrowed.to_string()),
+                ],
+            );
+            family(
+                "seat_pools_in_use",
+                "gauge",
+                "Keys' seat pools with a seat held now (no label names a key).",
+                &[(String::new(), seats.pools.to_string())],
+            );
+            family(
+                "seats_in_use_most_in_a_pool",
+                "gauge",
+                "The most seats held now in one key's pool.",
+                &[(String::new(), seats.most.to_string())],
             );
             let (up, entries) = match s.backend.len() {
                 Ok(n) => (1, Some(n)),

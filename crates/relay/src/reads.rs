@@ -508,6 +508,21 @@ fn reconciled(s: &Stored, check: &Check, answer: ReadAnswer, now: Now) -> Outcom
                 if s.lift_revoked(&license_key_id, started, now).is_none() {
                     return backoff("was not applied (the store could not lift)");
                 }
+                // The key's ordinary activations, counted in its seats (issue #67).
+                if let (Some(k), Some(org), Some(live)) = (
+                    &string,
+                    org,
+                    key.get("activations").and_then(|a| a.as_array()),
+                ) {
+                    let live = u32::try_from(live.len()).unwrap_or(u32::MAX);
+                    crate::seats::set_activations(
+                        s.backend.as_ref(),
+                        org,
+                        k,
+                        live,
+                        now.unix_seconds,
+                    );
+                }
                 // Rotated: the grants of any other string than the key's now are stale.
                 match (string, org) {
                     (Some(k), Some(org)) => {

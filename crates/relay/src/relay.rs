@@ -66,6 +66,8 @@ pub struct Relay {
     pub(crate) breaker: crate::breaker::Breaker,
     /// The seller's seat settings (issue #67, [`Relay::with_seats`]).
     seats: crate::seats::SeatOptions,
+    /// The activations and deactivations let through per key (their churn limit, issue #67).
+    churned: crate::seats::Churned,
 }
 
 // Never the seller's token nor the signing key.
@@ -239,6 +241,7 @@ impl Relay {
             refused: std::sync::atomic::AtomicU64::new(0),
             // On with an interval: the native server drives it, on Workers the host does.
             reconcile: crate::reconcile::Reconcile::new(s.options.reconcile_every > 0),
+            seats_seen: crate::seats::Seen::default(),
             backend: s.backend,
             options: s.options,
             webhook_secret: s.webhook_secret,
@@ -277,6 +280,7 @@ impl Relay {
             cors_origins: config.cors_origins,
             host: config.host,
             seats: crate::seats::SeatOptions::default(),
+            churned: crate::seats::Churned::default(),
         })
     }
 
@@ -320,6 +324,9 @@ impl Relay {
             Ok(ask) => ask,
             Err(r) => return Routed::Answer(r),
         };
+        if let Some(r) = self.seats.refuses_borrowing(&ask) {
+            return Routed::Answer(r);
+        }
         if op == crate::seats::SeatOp::Release {
             if self
                 .organization_id
@@ -332,7 +339,12 @@ impl Relay {
                     "Not found",
                 )));
             }
-            return Routed::Answer(crate::seats::release(s.backend.as_ref(), &ask, now));
+            return Routed::Answer(crate::seats::release(
+                s.backend.as_ref(),
+                &s.seats_seen,
+                &ask,
+                now,
+            ));
         }
         let mut pending = match self.route_checked(&crate::seats::validate_request(req, &ask)) {
             Ok(pending) => pending,
@@ -362,8 +374,24 @@ impl Relay {
         let Some(s) = &self.store else {
             return verdict;
         };
+        if ask.op == crate::seats::SeatOp::Acquire
+            && verdict.response.status == 200
+            && !s.backend.host_loads()
+        {
+            // The key's ordinary activations read first (its pool's size counts them; not
+            // with a store read per key, whose reconcile does not load the pool).
+            if let Some(id) = serde_json::from_slice::<serde_json::Value>(&verdict.response.body)
+                .ok()
+                .as_ref()
+                .and_then(|v| v.get("id"))
+                .and_then(|v| v.as_str())
+            {
+                s.reconcile.count_seats(id);
+            }
+        }
         crate::seats::settle(
             s.backend.as_ref(),
+            &s.seats_seen,
             &self.seats,
             &self.leases.signer,
             ask,
@@ -602,6 +630,23 @@ impl Relay {
             &key_hash(&pending.key),
         ]
         .concat();
+        if matches!(pending.op, Operation::Activate | Operation::Deactivate) {
+            let churn = self.seats.activation_churn();
+            if let Err(next) = self.churned.check(&key_id, churn, now.unix_seconds) {
+                log::info!(
+                    "relay: {} {} 429 (churn: {} activations and deactivations in {} s)",
+                    pending.op.as_str(),
+                    crate::logged::key(&pending.key),
+                    churn.count,
+                    churn.window
+                );
+                return Some(crate::seats::churned(
+                    "ActivationChurn",
+                    "too many activations and deactivations of this key: wait for retry-after",
+                    next.saturating_sub(now.unix_seconds),
+                ));
+            }
+        }
         let secs = take(&self.per_key, &key_id, now)?;
         log::info!(
             "relay: {} {} 429 (key over its rate)",
@@ -1050,6 +1095,21 @@ impl Asks for Relay {
         let Moment { now, entropy } = at;
         if made {
             self.breaker.record(&upstream, pending.ticket, now);
+        }
+        // An activation or a deactivation Polar made: counted in the key's churn (issue #67).
+        let made_one = matches!(
+            (pending.op, upstream.as_ref().map(|u| u.status)),
+            (Operation::Activate, Ok(200)) | (Operation::Deactivate, Ok(204))
+        );
+        if made_one {
+            let key_id = [
+                pending.checked.organization_id.as_str(),
+                ":",
+                &key_hash(&pending.key),
+            ]
+            .concat();
+            self.churned
+                .count(&key_id, self.seats.activation_churn(), now.unix_seconds);
         }
         let seen = self
             .store

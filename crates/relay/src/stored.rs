@@ -34,6 +34,8 @@ pub(crate) struct Stored {
     pub(crate) reserve: Mutex<crate::roster::Reserve>,
     /// The keys of the stored grants, asked again by id with idle budget ([`crate::reconcile`]).
     pub(crate) reconcile: crate::reconcile::queue::Reconcile,
+    /// Seats in use per pool, as the operator sees them ([`crate::seats::Seen`], issue #67).
+    pub(crate) seats_seen: crate::seats::Seen,
     /// When (monotonic ms) this relay last marked each license key's entries revoked, and
     /// when the map was last emptied (it is bounded): a read of Polar by id that began
     /// before either lifts no revocation ([`Stored::lift_revoked`]).

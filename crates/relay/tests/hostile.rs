@@ -9,6 +9,9 @@
 //! relay's routers compare with that the list does not hold fails
 //! `every_route_in_the_code_is_in_the_list`.
 //!
+//! The same requests reach the npm relay under workerd (`tests/js/relay-hostile.test.mjs`),
+//! printed for it by the example `hostile_shapes`: one table for both hosts.
+//!
 //! The figures (the slowest answer and the CPU per exchange, by shape) are printed: run with
 //! `--no-capture` to read them. `FULL=1`: every method of every route, larger heads, and the
 //! webhook's bodies to its own 1 MiB cap.

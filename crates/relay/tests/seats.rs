@@ -621,3 +621,301 @@ fn a_flood_past_the_stores_byte_cap_keeps_every_held_seat() {
         "{v}"
     );
 }
+
+/// An ordinary activation of `k` through the relay (`label` its machine): the activation id.
+fn activate(s: &Seats, k: &str, label: &str, now: Now) -> String {
+    let body = json!({"key": k, "organization_id": DEMO_ORGANIZATION_ID, "label": label});
+    let req = rig::request(
+        "/v1/customer-portal/license-keys/activate",
+        &[],
+        &body.to_string(),
+    );
+    let r = s.relay.handle(&req, now);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let v: Value = serde_json::from_slice(&r.body).expect("JSON");
+    v["id"].as_str().expect("an activation id").to_string()
+}
+
+/// Seats in use plus the key's ordinary activations never exceed what the seller sold: a
+/// 3-activation key with 2 ordinary activations (made through the relay) has 1 seat, and a
+/// deactivation gives one back.
+#[test]
+fn a_keys_ordinary_activations_are_taken_from_its_seats() {
+    let (_polar, k, s) = seats_of("ACTS", 3);
+    let t = rig::now();
+    // The pool made by a first seat, given back.
+    let seat = held(&s, &k, "m-a", &acquire(&s, &k, "m-a", rig::at(t)), t);
+    release(&s, &k, "m-a", &seat, rig::at(t + 1));
+    let first = activate(&s, &k, "laptop", rig::at(t + 2));
+    activate(&s, &k, "desktop", rig::at(t + 3));
+    let (r, v) = acquire(&s, &k, "m-a", rig::at(t + 4));
+    assert_eq!((r.status, v["size"].as_u64()), (200, Some(1)), "{v}");
+    let (r, v) = acquire(&s, &k, "m-b", rig::at(t + 5));
+    assert_eq!(
+        (r.status, v["reason"].as_str(), v["size"].as_u64()),
+        (409, Some("seats_full"), Some(1)),
+        "3 sold, 2 activated, 1 seat held: {v}"
+    );
+    let body = json!({"key": k, "organization_id": DEMO_ORGANIZATION_ID, "activation_id": first});
+    let req = rig::request(
+        "/v1/customer-portal/license-keys/deactivate",
+        &[],
+        &body.to_string(),
+    );
+    assert_eq!(s.relay.handle(&req, rig::at(t + 6)).status, 204);
+    let (r, v) = acquire(&s, &k, "m-b", rig::at(t + 7));
+    assert_eq!((r.status, v["size"].as_u64()), (200, Some(2)), "{v}");
+}
+
+/// Activations made at Polar directly (not through the relay) are read by id with the key's
+/// first seat (the reconcile's `GET /v1/license-keys/{id}`, in the relay's background): the
+/// pool shrinks to what is left of the limit.
+#[test]
+fn activations_made_elsewhere_are_read_by_id_with_the_first_seat() {
+    let polar = rig::emulator();
+    let k = key(&polar, "READ", 3);
+    let a = rig::agent(Duration::from_secs(10));
+    for label in ["laptop", "desktop"] {
+        let body = json!({"key": k, "organization_id": DEMO_ORGANIZATION_ID, "label": label});
+        let r = rig::post_with(
+            &a,
+            &format!("{}/v1/customer-portal/license-keys/activate", polar.url()),
+            &body.to_string(),
+            &[],
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let signer = SigningKey::generate(Some("seats")).expect("a key");
+    let mut config = rig::config_with(polar.url(), polar_license_emulator::DEMO_TOKEN, signer);
+    config.limits = rig::unlimited();
+    config.store = rig::store(rig::memory(1_000), StoreOptions::default(), None);
+    let relay = rig::relay(config, rig::upstream(Duration::from_secs(5)))
+        .with_seats(SeatOptions::default())
+        .expect("seat options");
+    let running = rig::listen(relay, polar_license_relay::ServeOptions::default());
+    let url = format!("{}{SEATS_PREFIX}acquire", running.url());
+    let first = rig::post_with(&a, &url, &seat_body(&k, "m-a", None, None), &[]);
+    assert_eq!(first.status, 200, "{}", first.body);
+    let shrunk = rig::wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
+        let r = rig::post_with(&a, &url, &seat_body(&k, "m-b", None, None), &[]);
+        let v: Value = serde_json::from_str(&r.body).unwrap_or(Value::Null);
+        r.status == 409 && v["size"] == 1
+    });
+    assert!(shrunk, "the pool is 3 less 2 activations read by id");
+}
+
+/// Borrowing (offline use): a floating seat lent for the days asked, at most the seller's;
+/// its lease says `borrowed` and licenses offline until its end and not after; the pool
+/// counts it until then (no heartbeat needed), or until it is given back early. A relay lends
+/// nothing by default.
+#[test]
+fn a_borrowed_seat_licenses_offline_until_its_end_and_frees_by_itself() {
+    let polar = rig::emulator();
+    let k = key(&polar, "BORROW", 1);
+    let s = relay_over(
+        &polar,
+        rig::memory(1_000),
+        SeatOptions {
+            borrow_days: 7,
+            ..SeatOptions::default()
+        },
+    );
+    let borrow = |machine: &str, days: u64, kind: Option<&str>, at: i64| {
+        let mut body: Value = serde_json::from_str(&seat_body(&k, machine, None, kind)).unwrap();
+        body["borrow_days"] = json!(days);
+        call(&s.relay, "acquire", &body.to_string(), rig::at(at))
+    };
+    let t = rig::now();
+    let week = 7 * 86_400;
+    for (days, kind) in [(8, None), (0, None), (7, Some("ci"))] {
+        let (r, v) = borrow("m-a", days, kind, t);
+        assert_eq!(r.status, 422, "{days} days, {kind:?}: {v}");
+    }
+    let answer = borrow("m-a", 7, None, t);
+    assert_eq!(answer.1["borrowed"], true, "{}", answer.1);
+    assert_eq!(answer.1["expires_in"], week);
+    let seat = held(&s, &k, "m-a", &answer, t);
+    let token = answer.0.header(SEAT_HEADER).expect("a lease");
+    let key = Key::new(&k);
+    let expect = SeatExpect {
+        organization_id: DEMO_ORGANIZATION_ID,
+        key: &key,
+        machine: "m-a",
+    };
+    let keys = s.signer.relay_keys();
+    let claims = verify_seat(token, &keys, &expect, t + week - 1).expect("offline, to its end");
+    assert!(claims.borrowed);
+    assert_eq!(claims.expires_at, t + week);
+    assert_eq!(
+        verify_seat(token, &keys, &expect, t + week),
+        Err(polar_license::lease::NoLease::Expired)
+    );
+    // Held for the week with no heartbeat; a heartbeat does not shorten it.
+    let (r, v) = heartbeat(&s, &k, "m-a", &seat, rig::at(t + 10));
+    assert_eq!(
+        (r.status, &v["expires_at"]),
+        (200, &json!(rig::rfc3339(t + week)))
+    );
+    let (r, v) = acquire(&s, &k, "m-b", rig::at(t + week - 1));
+    assert_eq!(
+        (r.status, v["reason"].as_str()),
+        (409, Some("seats_full")),
+        "{v}"
+    );
+    // Its end passed: free by itself.
+    let other = held(
+        &s,
+        &k,
+        "m-b",
+        &acquire(&s, &k, "m-b", rig::at(t + week)),
+        t + week,
+    );
+    release(&s, &k, "m-b", &other, rig::at(t + week + 1));
+    // Given back early: free at once.
+    let later = t + week + 2;
+    let answer = borrow("m-a", 3, None, later);
+    let again = held(&s, &k, "m-a", &answer, later);
+    assert_eq!(
+        release(&s, &k, "m-a", &again, rig::at(later + 1)).1["released"],
+        true
+    );
+    held(
+        &s,
+        &k,
+        "m-b",
+        &acquire(&s, &k, "m-b", rig::at(later + 2)),
+        later + 2,
+    );
+    // A relay lends nothing by default.
+    let plain = relay_over(&polar, rig::memory(1_000), SeatOptions::default());
+    let mut body: Value = serde_json::from_str(&seat_body(&k, "m-c", None, None)).unwrap();
+    body["borrow_days"] = json!(1);
+    let (r, v) = call(&plain.relay, "acquire", &body.to_string(), rig::at(t));
+    assert_eq!(r.status, 422, "{v}");
+}
+
+/// A deactivate-activate loop meets the churn limit on a key's activations and deactivations:
+/// `429`, `rate_limited`, with the wait until the oldest leaves the window (no call to Polar
+/// past it); another key is not held back; the window passed, the key is let through again.
+#[test]
+fn an_activation_churn_loop_meets_its_limit_with_the_wait() {
+    let polar = rig::emulator();
+    let k = key(&polar, "ACHURN", 5);
+    let other = key(&polar, "ACHURN2", 5);
+    let options = SeatOptions {
+        activation_churn: 3,
+        activation_churn_seconds: 600,
+        ..SeatOptions::default()
+    };
+    let s = relay_over(&polar, rig::memory(1_000), options);
+    let t = rig::now();
+    let deactivate = |id: &str, at: i64| {
+        let body = json!({"key": k, "organization_id": DEMO_ORGANIZATION_ID, "activation_id": id});
+        let req = rig::request(
+            "/v1/customer-portal/license-keys/deactivate",
+            &[],
+            &body.to_string(),
+        );
+        s.relay.handle(&req, rig::at(at))
+    };
+    let first = activate(&s, &k, "m", rig::at(t));
+    assert_eq!(deactivate(&first, t + 10).status, 204);
+    activate(&s, &k, "m", rig::at(t + 20));
+    polar.reset_request_count();
+    let body = json!({"key": k, "organization_id": DEMO_ORGANIZATION_ID, "label": "m"});
+    let req = rig::request(
+        "/v1/customer-portal/license-keys/activate",
+        &[],
+        &body.to_string(),
+    );
+    let r = s.relay.handle(&req, rig::at(t + 30));
+    let v: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+    assert_eq!(
+        (r.status, &v["reason"]),
+        (429, &json!("rate_limited")),
+        "{v}"
+    );
+    assert_eq!(r.header("retry-after"), Some("570"));
+    assert_eq!(
+        polar.request_count(),
+        0,
+        "Polar is not asked past the limit"
+    );
+    let client = polar_license::proto::HttpResponse {
+        status: r.status,
+        headers: r.headers.clone(),
+        body: r.body.clone(),
+    };
+    let read = polar_license::proto::parse_activate(&client);
+    assert_eq!(
+        read.expect_err("no activation").reason(),
+        polar_license::Reason::RateLimited
+    );
+    assert_eq!(
+        deactivate(&first, t + 31).status,
+        429,
+        "deactivations count with them"
+    );
+    activate(&s, &other, "m", rig::at(t + 32));
+    activate(&s, &k, "m", rig::at(t + 601));
+}
+
+/// `/healthz` and `/metrics` report the seats in use (no key named): held, borrowed, the
+/// pools with one held, the most in one pool; a seat's end passed or a release, and it no
+/// longer counts.
+#[test]
+fn health_and_metrics_report_the_seats_in_use() {
+    let polar = rig::emulator();
+    let a = key(&polar, "HEALTH-A", 3);
+    let b = key(&polar, "HEALTH-B", 3);
+    let s = relay_over(
+        &polar,
+        rig::memory(1_000),
+        SeatOptions {
+            borrow_days: 2,
+            ..SeatOptions::default()
+        },
+    );
+    let t = rig::now();
+    let health = |at: i64| -> Value {
+        let r = s.relay.handle(&rig::get("/healthz"), rig::at(at));
+        serde_json::from_slice::<Value>(&r.body).expect("JSON")["seats"].clone()
+    };
+    assert_eq!(health(t)["in_use"], 0);
+    let a1 = held(&s, &a, "m1", &acquire(&s, &a, "m1", rig::at(t)), t);
+    held(&s, &a, "m2", &acquire(&s, &a, "m2", rig::at(t)), t);
+    let mut body: Value = serde_json::from_str(&seat_body(&b, "m3", None, None)).unwrap();
+    body["borrow_days"] = json!(2);
+    let (r, v) = call(&s.relay, "acquire", &body.to_string(), rig::at(t + 1));
+    assert_eq!(r.status, 200, "{v}");
+    assert_eq!(
+        health(t + 2),
+        json!({"in_use": 3, "pools_in_use": 2, "most_in_a_pool": 2, "borrowed": 1})
+    );
+    // The metrics route as the Workers host serves it (a path and its bearer).
+    let mut get = rig::get("/metrics");
+    get.headers
+        .push(("authorization".into(), "Bearer metrics-token".into()));
+    let options = polar_license_relay::flow::ExchangeOptions {
+        metrics: Some(("/metrics".into(), "metrics-token".into())),
+        ..Default::default()
+    };
+    let mut drive = rig::Drive::with(&s.relay, get, rig::at(t + 2), options);
+    let metrics = drive.expect_answer();
+    assert_eq!(metrics.status, 200);
+    let text = String::from_utf8_lossy(&metrics.body);
+    for line in [
+        "polar_license_relay_seats_in_use{kind=\"held\"} 2",
+        "polar_license_relay_seats_in_use{kind=\"borrowed\"} 1",
+        "polar_license_relay_seat_pools_in_use 2",
+        "polar_license_relay_seats_in_use_most_in_a_pool 2",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
+    }
+    release(&s, &a, "m1", &a1, rig::at(t + 3));
+    // m2's life (5 minutes) ends: only the borrowed seat is left.
+    assert_eq!(
+        health(t + 301),
+        json!({"in_use": 1, "pools_in_use": 1, "most_in_a_pool": 1, "borrowed": 1})
+    );
+}

@@ -47,7 +47,16 @@ fn relay(polar: &Emulator) -> Running {
     store.budget = BUDGET;
     store.reserve = BUDGET / 4;
     config.store = rig::store(rig::memory(10_000), store, None);
-    let relay = rig::listen_with(config, ServeOptions::default());
+    // The reserve's shares are what is measured: no churn limit on the keys' activations
+    // (issue #67's would refuse the flood first).
+    let seats = polar_license_relay::SeatOptions {
+        activation_churn: 0,
+        ..polar_license_relay::SeatOptions::default()
+    };
+    let relayed = rig::relay(config, rig::upstream(Duration::from_secs(10)))
+        .with_seats(seats)
+        .expect("seat options");
+    let relay = rig::listen(relayed, ServeOptions::default());
     let agent = rig::agent(Duration::from_secs(10));
     let current = rig::wait_until(Duration::from_secs(30), Duration::from_millis(50), || {
         let health: Value = agent

@@ -71,6 +71,9 @@ pub(crate) struct Queue {
     /// Calls by outcome, and entries narrowed (the metrics).
     pub(crate) calls: BTreeMap<Outcome, u64>,
     pub(crate) narrowed: u64,
+    /// Keys whose seats asked for their activations to be read (issue #67): each read once
+    /// first, then as often as the other keys.
+    pub(crate) seats_read: std::collections::HashSet<u128>,
 }
 
 impl Queue {
@@ -145,6 +148,10 @@ impl Check {
 // The URL and when the read began: the request's headers hold the seller's token.
 debug_some!(Check, c => { "url": c.url, "started": c.started });
 
+/// The most keys [`Reconcile::count_seats`] remembers having read first (a bound on its
+/// memory; past it a new pool's activations are read in their turn).
+const SEATS_READ_CAP: usize = 100_000;
+
 impl Reconcile {
     pub(crate) fn new(on: bool) -> Reconcile {
         Reconcile {
@@ -164,6 +171,18 @@ impl Reconcile {
         let mut q = self.lock();
         if let (true, Some(id)) = (q.on, uuid_of(license_key_id)) {
             q.set(id, at);
+        }
+    }
+
+    /// A seat pool of the key `license_key_id` wants its ordinary activations counted (issue
+    /// #67): the key is read first, once per key while the relay runs (its count is the pool's
+    /// and outlives a restart; then it is read each interval as the other keys are).
+    pub(crate) fn count_seats(&self, license_key_id: &str) {
+        let mut q = self.lock();
+        if let (true, Some(id)) = (q.on, uuid_of(license_key_id)) {
+            if q.seats_read.len() < SEATS_READ_CAP && q.seats_read.insert(id) {
+                q.set(id, i64::MIN / 2);
+            }
         }
     }
 

@@ -32,6 +32,8 @@ pub(crate) struct SeatAsk {
     pub(crate) machine: String,
     pub(crate) seat: Option<String>,
     pub(crate) ci: bool,
+    /// An acquisition to borrow the seat for offline use, for this many days.
+    pub(crate) borrow_days: Option<u32>,
 }
 
-debug_some!(SeatAsk, a => { "op": a.op.as_str(), "key": a.key, "seat": a.seat });
+debug_some!(SeatAsk, a => { "op": a.op.as_str(), "key": a.key, "seat": a.seat, "borrow_days": a.borrow_days });

@@ -19,7 +19,12 @@
 //! release, and it outlives a restart as the store does. Its rules are [`pool`]'s.
 
 pub(crate) mod ask;
+mod churn;
 mod pool;
+mod seen;
+
+pub(crate) use churn::Churned;
+pub(crate) use seen::Seen;
 
 use polar_license::lease::{
     key_hash, prepare_seat, SeatClaims, LEASE_HEADER, SEAT_HEADER, SEAT_KINDS,
@@ -68,7 +73,26 @@ pub struct SeatOptions {
     pub churn: u32,
     /// The churn limit's window, in seconds (60 to 86,400; default 3,600).
     pub churn_seconds: u32,
+    /// Churn of the key's ordinary activations and deactivations: at most this many of them
+    /// together per key in any window of `activation_churn_seconds`, let through to Polar (0:
+    /// no limit; at most 1,000). Default: [`ACTIVATION_CHURN`] an hour.
+    pub activation_churn: u32,
+    /// That limit's window, in seconds (60 to 86,400; default 3,600).
+    pub activation_churn_seconds: u32,
+    /// Borrowing (offline use): the most days a floating seat may be borrowed for (`0`, the
+    /// default: no borrowing; at most [`MAX_BORROW_DAYS`]). A borrowed seat is its machine's
+    /// until its end with no heartbeat, licensed offline by its signed seat lease (a
+    /// `borrowed` claim), and counts in the pool until it is given back or its end passes.
+    pub borrow_days: u32,
 }
+
+/// The default churn limit on a key's activations and deactivations together, per hour: a
+/// person moving a licence between machines stays well under it; a CI job that activates and
+/// deactivates per run, or a deactivate-activate loop minting fresh leases, meets it.
+pub const ACTIVATION_CHURN: u32 = 30;
+
+/// The longest borrowing a seller may allow, in days.
+pub const MAX_BORROW_DAYS: u32 = 90;
 
 /// The default churn limit: acquisitions per key per hour (a CI key of a few seats running a
 /// job every minute stays under it; an acquire-release loop meets it).
@@ -82,6 +106,9 @@ impl Default for SeatOptions {
             ci_cap: None,
             churn: SEAT_CHURN,
             churn_seconds: 3_600,
+            activation_churn: ACTIVATION_CHURN,
+            activation_churn_seconds: 3_600,
+            borrow_days: 0,
         }
     }
 }
@@ -97,6 +124,44 @@ impl SeatOptions {
                 "seat_churn",
                 "must be at most 1000 acquisitions, in a window of 60 to 86400 seconds",
             ));
+        }
+        if self.activation_churn > pool::MAX_CHURN
+            || !(60..=86_400).contains(&self.activation_churn_seconds)
+        {
+            return Some((
+                "activation_churn",
+                "must be at most 1000 activations and deactivations, in a window of 60 to 86400 seconds",
+            ));
+        }
+        if self.borrow_days > MAX_BORROW_DAYS {
+            return Some(("seat_borrow_days", "must be at most 90 days"));
+        }
+        None
+    }
+
+    /// The churn limit on activations and deactivations.
+    pub(crate) fn activation_churn(&self) -> Churn {
+        Churn {
+            count: self.activation_churn,
+            window: i64::from(self.activation_churn_seconds),
+        }
+    }
+
+    /// Why a borrowing `ask` is refused under these options, if it is (before Polar is asked).
+    pub(crate) fn refuses_borrowing(&self, ask: &SeatAsk) -> Option<RelayResponse> {
+        let days = ask.borrow_days?;
+        let refuse = |detail: String| RelayResponse::error(422, "InvalidSeatRequest", &detail);
+        if self.borrow_days == 0 {
+            return Some(refuse("this relay lends no seats for offline use".into()));
+        }
+        if ask.ci {
+            return Some(refuse("a CI seat is not borrowed".into()));
+        }
+        if days == 0 || days > self.borrow_days {
+            return Some(refuse(format!(
+                "borrow_days must be 1 to {}",
+                self.borrow_days
+            )));
         }
         None
     }
@@ -122,6 +187,7 @@ impl SeatOptions {
                 count: self.churn,
                 window: i64::from(self.churn_seconds),
             },
+            less_activations: seller.is_none(),
         }
     }
 }
@@ -160,7 +226,14 @@ pub(crate) fn read_ask(op: SeatOp, body: &[u8]) -> Result<SeatAsk, RelayResponse
     let obj = v
         .as_object()
         .ok_or_else(|| refuse("the body is not an object"))?;
-    const FIELDS: [&str; 5] = ["key", "organization_id", "machine", "seat", "kind"];
+    const FIELDS: [&str; 6] = [
+        "key",
+        "organization_id",
+        "machine",
+        "seat",
+        "kind",
+        "borrow_days",
+    ];
     if let Some(k) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
         return Err(refuse(&format!(
             "unknown member {}",
@@ -191,6 +264,16 @@ pub(crate) fn read_ask(op: SeatOp, body: &[u8]) -> Result<SeatAsk, RelayResponse
         (_, Some(seat)) if uuid::Uuid::try_parse(seat).is_ok() => Some(seat.to_string()),
         (_, _) => return Err(refuse("seat must be the seat's id (a UUID)")),
     };
+    let borrow_days = match (op, obj.get("borrow_days")) {
+        (_, None) => None,
+        (SeatOp::Acquire, Some(d)) => Some(
+            d.as_u64()
+                .and_then(|d| u32::try_from(d).ok())
+                .filter(|d| (1..=MAX_BORROW_DAYS).contains(d))
+                .ok_or_else(|| refuse("borrow_days must be a number of days, 1 to 90"))?,
+        ),
+        (_, Some(_)) => return Err(refuse("only an acquisition borrows")),
+    };
     Ok(SeatAsk {
         op,
         key: Key::new(key),
@@ -198,6 +281,7 @@ pub(crate) fn read_ask(op: SeatOp, body: &[u8]) -> Result<SeatAsk, RelayResponse
         machine: machine.to_string(),
         seat,
         ci: kind == "ci",
+        borrow_days,
     })
 }
 
@@ -282,23 +366,31 @@ fn entry_of(pool: &Pool, now: i64) -> Option<Entry> {
 }
 
 /// One step on the pool `id`, read and written in one step of the store (written only when
-/// it changed).
+/// it changed); the operator's count (`seen`) told what it left.
 fn step(
     store: &dyn Backend,
+    seen: &Seen,
     id: &EntryId,
     now: i64,
     f: &mut dyn FnMut(&mut Pool) -> Outcome,
 ) -> Result<Outcome, crate::store::StoreError> {
     let mut outcome = Outcome::Gone;
+    let mut ends = Vec::new();
     store.update(id, &mut |current| {
         let before = pool_of(current);
         let mut pool = before.clone();
         outcome = f(&mut pool);
+        ends = pool
+            .seats
+            .iter()
+            .map(|s| if s.borrowed { -s.until } else { s.until })
+            .collect();
         if pool == before && current.is_some() {
             return None;
         }
         entry_of(&pool, now)
     })?;
+    seen.saw(id, ends, now);
     Ok(outcome)
 }
 
@@ -314,8 +406,10 @@ fn seat_id(entropy: [u8; 16]) -> String {
 /// relay's answer to the key's validate, Polar's now or the store's): a denial or a failure
 /// passed on as it is; on a grant, the pool's step and its answer, with a seat lease signed
 /// here or to be signed elsewhere.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn settle(
     store: &dyn Backend,
+    seen: &Seen,
     options: &SeatOptions,
     signer: &SignWith,
     ask: &SeatAsk,
@@ -335,6 +429,11 @@ pub(crate) fn settle(
     let machine = ask.machine_digest();
     let life = i64::from(options.seconds);
     let at = now.unix_seconds;
+    // A borrowing: days, no heartbeat (checked against the options before Polar was asked).
+    let lent = ask
+        .borrow_days
+        .filter(|_| options.refuses_borrowing(ask).is_none())
+        .map(|days| i64::from(days) * 86_400);
     let stepped = match (ask.op, &ask.seat) {
         (SeatOp::Acquire, _) => {
             let Some(id) = entropy.map(seat_id) else {
@@ -342,12 +441,13 @@ pub(crate) fn settle(
                     "the relay has no randomness for a seat",
                 ));
             };
-            step(store, &ask.pool_id(), at, &mut |pool| {
-                pool.acquire(sizes, &machine, ask.ci, &id, at, life)
+            step(store, seen, &ask.pool_id(), at, &mut |pool| match lent {
+                Some(days) => pool.borrow(sizes, &machine, &id, at, days),
+                None => pool.acquire(sizes, &machine, ask.ci, &id, at, life),
             })
         }
-        (SeatOp::Heartbeat, Some(id)) => step(store, &ask.pool_id(), at, &mut |pool| {
-            pool.heartbeat(id, &machine, at, life)
+        (SeatOp::Heartbeat, Some(id)) => step(store, seen, &ask.pool_id(), at, &mut |pool| {
+            pool.heartbeat(sizes, id, &machine, at, life)
         }),
         _ => return plain(RelayResponse::detail(404, "Not Found")),
     };
@@ -363,7 +463,7 @@ pub(crate) fn settle(
         }
     };
     match outcome {
-        Outcome::Held { seat, in_use } => held(signer, ask, &seat, in_use, sizes, at),
+        Outcome::Held { seat, in_use, size } => held(signer, ask, &seat, in_use, size, at),
         Outcome::Full {
             in_use,
             size,
@@ -384,33 +484,24 @@ pub(crate) fn settle(
                 options.churn,
                 options.churn_seconds
             );
-            let mut r = RelayResponse::rate_limited(
-                u64::try_from(next.saturating_sub(at).max(1)).unwrap_or(1),
-            );
-            r.set("content-type", "application/json");
-            r.body = object(&[
-                ("error", string("SeatChurn")),
-                (
-                    "detail",
-                    string("too many seat acquisitions of this key: wait for retry-after"),
-                ),
-                ("reason", string("rate_limited")),
-            ])
-            .into_bytes();
-            plain(r)
+            plain(churned(
+                "SeatChurn",
+                "too many seat acquisitions of this key: wait for retry-after",
+                next.saturating_sub(at),
+            ))
         }
         Outcome::Gone | Outcome::Released(_) => plain(gone()),
     }
 }
 
 /// A release: no verdict asked (freeing a seat grants nothing).
-pub(crate) fn release(store: &dyn Backend, ask: &SeatAsk, now: Now) -> RelayResponse {
+pub(crate) fn release(store: &dyn Backend, seen: &Seen, ask: &SeatAsk, now: Now) -> RelayResponse {
     let Some(id) = &ask.seat else {
         return RelayResponse::detail(404, "Not Found");
     };
     let machine = ask.machine_digest();
     let at = now.unix_seconds;
-    match step(store, &ask.pool_id(), at, &mut |pool| {
+    match step(store, seen, &ask.pool_id(), at, &mut |pool| {
         pool.release(id, &machine, at)
     }) {
         Ok(Outcome::Released(released)) => {
@@ -429,6 +520,67 @@ pub(crate) fn release(store: &dyn Backend, ask: &SeatAsk, now: Now) -> RelayResp
             );
             RelayResponse::detail(503, "the relay's store failed")
         }
+    }
+}
+
+/// The key's ordinary activations as Polar answered them through the relay: an activation
+/// (`+1`) or a deactivation (`-1`) of the key `key` of `organization_id` moves its pool's
+/// count, when the key has a pool (none is made: a key that never had a seat has its
+/// activations read by id with its first seat, [`crate::reconcile`]). Not with a store the
+/// host reads per key (a Durable Object's): an activation does not load the pool there (its
+/// round trips stay as measured), so such a relay's pools do not count activations yet.
+pub(crate) fn count_activation(
+    store: &dyn Backend,
+    organization_id: &str,
+    key: &Key,
+    delta: i32,
+    now: i64,
+) {
+    if store.host_loads() {
+        return;
+    }
+    let id = pool_id(organization_id, &key_hash(key));
+    let changed = store.update(&id, &mut |current| {
+        let mut pool = pool_of(Some(current?));
+        pool.activations = pool.activations.saturating_add_signed(delta);
+        entry_of(&pool, now)
+    });
+    if let Err(e) = changed {
+        log::warn!(
+            "relay: the activations of {} are not counted in its seats ({e}): the reconcile's \
+             next read of the key counts them",
+            crate::logged::key(key)
+        );
+    }
+}
+
+/// The key's ordinary activations as Polar read them by id (`count`, the reconcile's
+/// `GET /v1/license-keys/{id}`): its pool's count set, when it has a pool (none is made; not
+/// with a store the host reads per key, whose reconcile loads the key's answers only).
+pub(crate) fn set_activations(
+    store: &dyn Backend,
+    organization_id: &str,
+    key: &Key,
+    count: u32,
+    now: i64,
+) {
+    if store.host_loads() {
+        return;
+    }
+    let id = pool_id(organization_id, &key_hash(key));
+    let changed = store.update(&id, &mut |current| {
+        let mut pool = pool_of(Some(current?));
+        if pool.activations == count {
+            return None;
+        }
+        pool.activations = count;
+        entry_of(&pool, now)
+    });
+    if let Err(e) = changed {
+        log::debug!(
+            "relay: the activations of {} read by id are not counted in its seats ({e})",
+            crate::logged::key(key)
+        );
     }
 }
 
@@ -475,6 +627,20 @@ fn full(in_use: u32, size: u32, frees_at: Option<i64>, now: i64) -> RelayRespons
     r
 }
 
+/// A churn limit's `429` (`rate_limited`, `retry-after` the `wait` in seconds): `error` and
+/// `detail` say which.
+pub(crate) fn churned(error: &str, detail: &str, wait: i64) -> RelayResponse {
+    let mut r = RelayResponse::rate_limited(u64::try_from(wait.max(1)).unwrap_or(1));
+    r.set("content-type", "application/json");
+    r.body = object(&[
+        ("error", string(error)),
+        ("detail", string(detail)),
+        ("reason", string("rate_limited")),
+    ])
+    .into_bytes();
+    r
+}
+
 /// `404 seat_gone`: the seat is not held (culled, released, or another machine's).
 fn gone() -> RelayResponse {
     RelayResponse::json(
@@ -493,7 +659,7 @@ fn held(
     ask: &SeatAsk,
     seat: &pool::Held,
     in_use: u32,
-    sizes: Sizes,
+    size: u32,
     now: i64,
 ) -> Finished {
     let claims = SeatClaims {
@@ -503,19 +669,21 @@ fn held(
         kind: if seat.ci { "ci" } else { "floating" }.to_string(),
         issued_at: now,
         expires_at: seat.until,
-        size: sizes.size.min(pool::MAX_SEATS),
+        size,
+        borrowed: seat.borrowed,
     };
-    let mut response = RelayResponse::json(
-        200,
-        object(&[
-            ("seat", string(&seat.id)),
-            ("kind", string(&claims.kind)),
-            ("expires_at", string(&rfc3339(seat.until))),
-            ("expires_in", seat.until.saturating_sub(now).to_string()),
-            ("in_use", in_use.to_string()),
-            ("size", claims.size.to_string()),
-        ]),
-    );
+    let mut members = vec![
+        ("seat", string(&seat.id)),
+        ("kind", string(&claims.kind)),
+        ("expires_at", string(&rfc3339(seat.until))),
+        ("expires_in", seat.until.saturating_sub(now).to_string()),
+        ("in_use", in_use.to_string()),
+        ("size", claims.size.to_string()),
+    ];
+    if seat.borrowed {
+        members.push(("borrowed", "true".to_string()));
+    }
+    let mut response = RelayResponse::json(200, object(&members));
     response.set("cache-control", "no-store");
     add_cors(&mut response);
     log::info!(

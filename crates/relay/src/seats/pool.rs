@@ -18,6 +18,16 @@ pub(crate) struct Pool {
     /// [`MAX_CHURN`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) taken: Vec<i64>,
+    /// The key's ordinary (Polar) activations as the relay last knew them: set from Polar's
+    /// read of the key by id (the reconcile's `GET /v1/license-keys/{id}`), moved by one with
+    /// each activation and deactivation Polar answered through the relay. A default pool is
+    /// the key's `limit_activations` less these.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub(crate) activations: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// The most acquisitions a churn limit counts per window (so a pool's record stays bounded).
@@ -42,6 +52,14 @@ pub(crate) struct Held {
     pub(crate) ci: bool,
     /// Free after this (unix seconds) unless heard from.
     pub(crate) until: i64,
+    /// Borrowed for offline use: held until `until` with no heartbeat (one changes nothing),
+    /// unless given back first.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub(crate) borrowed: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// How many seats a pool gives.
@@ -53,13 +71,30 @@ pub(crate) struct Sizes {
     pub(crate) ci_cap: Option<u32>,
     /// The acquisitions per window.
     pub(crate) churn: Churn,
+    /// `size` is the key's `limit_activations`, less the key's ordinary activations
+    /// ([`Pool::activations`]): seats in use and activations never exceed what was sold. A
+    /// seller's number for the benefit is the seats' own (`false`).
+    pub(crate) less_activations: bool,
+}
+
+impl Sizes {
+    /// The seats `pool` gives at once, at most [`MAX_SEATS`].
+    pub(crate) fn of(self, pool: &Pool) -> u32 {
+        let size = if self.less_activations {
+            self.size.saturating_sub(pool.activations)
+        } else {
+            self.size
+        };
+        size.min(MAX_SEATS)
+    }
 }
 
 /// What a step did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Outcome {
-    /// The seat is held until its `until`; `in_use` seats are held now, this one with them.
-    Held { seat: Held, in_use: u32 },
+    /// The seat is held until its `until`; `in_use` seats are held now, this one with them,
+    /// of `size`.
+    Held { seat: Held, in_use: u32, size: u32 },
     /// No seat free: `in_use` held of `size`, the soonest of them frees at `frees_at`
     /// (`None`: none will, the pool has no seat at all).
     Full {
@@ -98,6 +133,33 @@ impl Pool {
         now: i64,
         life: i64,
     ) -> Outcome {
+        self.take(sizes, machine, ci, id, now, life, false)
+    }
+
+    /// A new floating seat `id` borrowed by `machine` for offline use until `now + life`
+    /// (days): as an acquisition, with no heartbeat to keep it.
+    pub(crate) fn borrow(
+        &mut self,
+        sizes: Sizes,
+        machine: &str,
+        id: &str,
+        now: i64,
+        life: i64,
+    ) -> Outcome {
+        self.take(sizes, machine, false, id, now, life, true)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn take(
+        &mut self,
+        sizes: Sizes,
+        machine: &str,
+        ci: bool,
+        id: &str,
+        now: i64,
+        life: i64,
+        borrowed: bool,
+    ) -> Outcome {
         self.cull(now);
         let churn = sizes.churn;
         if churn.count > 0 {
@@ -112,7 +174,7 @@ impl Pool {
         } else {
             self.taken.clear();
         }
-        let size = sizes.size.min(MAX_SEATS);
+        let size = sizes.of(self);
         let in_use = count(self.seats.len());
         let soonest = |ci_only: bool| {
             self.seats
@@ -144,6 +206,7 @@ impl Pool {
             machine: machine.to_string(),
             ci,
             until: now.saturating_add(life),
+            borrowed,
         };
         self.seats.push(seat.clone());
         if churn.count > 0 {
@@ -152,24 +215,37 @@ impl Pool {
         Outcome::Held {
             seat,
             in_use: in_use + 1,
+            size,
         }
     }
 
     /// Seat `id` of `machine` heard from: held until `now + life`; [`Outcome::Gone`] when it
     /// is not held (its life ended first: culled, free for others).
-    pub(crate) fn heartbeat(&mut self, id: &str, machine: &str, now: i64, life: i64) -> Outcome {
+    pub(crate) fn heartbeat(
+        &mut self,
+        sizes: Sizes,
+        id: &str,
+        machine: &str,
+        now: i64,
+        life: i64,
+    ) -> Outcome {
         self.cull(now);
         let in_use = count(self.seats.len());
+        let size = sizes.of(self);
         match self
             .seats
             .iter_mut()
             .find(|s| s.id == id && s.machine == machine)
         {
             Some(seat) => {
-                seat.until = now.saturating_add(life);
+                // A borrowed seat keeps its end: a heartbeat neither shortens nor extends it.
+                if !seat.borrowed {
+                    seat.until = now.saturating_add(life);
+                }
                 Outcome::Held {
                     seat: seat.clone(),
                     in_use,
+                    size,
                 }
             }
             None => Outcome::Gone,
@@ -204,6 +280,7 @@ mod tests {
                 count: 0,
                 window: 0,
             },
+            less_activations: false,
         }
     }
 
@@ -236,6 +313,42 @@ mod tests {
             Outcome::Held { .. }
         ));
         assert!(pool.taken.len() <= 3);
+    }
+
+    #[test]
+    fn a_borrowed_seat_is_held_to_its_end_unless_given_back() {
+        let mut pool = Pool::default();
+        let s = sizes(1, None);
+        let week = 7 * 86_400;
+        assert!(matches!(
+            pool.borrow(s, "m1", "a", 0, week),
+            Outcome::Held { seat, .. } if seat.borrowed && seat.until == week
+        ));
+        // No heartbeat keeps it, none changes its end; the pool is full until then.
+        assert!(matches!(
+            pool.heartbeat(s, "a", "m1", 10, LIFE),
+            Outcome::Held { seat, .. } if seat.until == week
+        ));
+        assert!(matches!(
+            pool.acquire(s, "m2", false, "b", week - 1, LIFE),
+            Outcome::Full { frees_at: Some(w), .. } if w == week
+        ));
+        // Its end passed: free by itself.
+        assert!(matches!(
+            pool.acquire(s, "m2", false, "b", week, LIFE),
+            Outcome::Held { .. }
+        ));
+        // Given back early: free at once.
+        let mut pool = Pool::default();
+        assert!(matches!(
+            pool.borrow(s, "m1", "a", 0, week),
+            Outcome::Held { .. }
+        ));
+        assert_eq!(pool.release("a", "m1", 5), Outcome::Released(true));
+        assert!(matches!(
+            pool.acquire(s, "m2", false, "b", 6, LIFE),
+            Outcome::Held { .. }
+        ));
     }
 
     #[test]
@@ -277,7 +390,7 @@ mod tests {
         ));
         // Heard from at 200: held until 500.
         assert!(
-            matches!(pool.heartbeat("a", "m1", 200, LIFE), Outcome::Held { seat, .. } if seat.until == 200 + LIFE)
+            matches!(pool.heartbeat(s, "a", "m1", 200, LIFE), Outcome::Held { seat, .. } if seat.until == 200 + LIFE)
         );
         assert!(matches!(
             pool.acquire(s, "m2", false, "b", 499, LIFE),
@@ -288,9 +401,9 @@ mod tests {
             pool.acquire(s, "m2", false, "b", 500, LIFE),
             Outcome::Held { .. }
         ));
-        assert_eq!(pool.heartbeat("a", "m1", 501, LIFE), Outcome::Gone);
+        assert_eq!(pool.heartbeat(s, "a", "m1", 501, LIFE), Outcome::Gone);
         // A heartbeat from another machine is not the seat's.
-        assert_eq!(pool.heartbeat("b", "m1", 501, LIFE), Outcome::Gone);
+        assert_eq!(pool.heartbeat(s, "b", "m1", 501, LIFE), Outcome::Gone);
     }
 
     #[test]

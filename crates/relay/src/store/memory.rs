@@ -267,7 +267,10 @@ impl Memory {
         Some(forgotten)
     }
 
-    /// Evicts the oldest past `max`; returns the ids removed.
+    /// Evicts the oldest past `max`; returns the ids removed. As the byte cap, it never
+    /// evicts a revocation nor a key's seat pool ([`evictable`]): the count may pass `max`
+    /// by those alone (each bounded of its own: one pool per key Polar granted, revocations
+    /// by the keys a webhook revoked).
     fn evict(&mut self, max: usize) -> Vec<EntryId> {
         let mut removed = Vec::new();
         if self.entries.len() <= max {
@@ -277,6 +280,7 @@ impl Memory {
         let mut ages: Vec<(i64, EntryId)> = self
             .entries
             .iter()
+            .filter(|(_, e)| evictable(e))
             .map(|(id, e)| (e.answered_at, *id))
             .collect();
         ages.sort_unstable();

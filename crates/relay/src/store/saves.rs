@@ -19,6 +19,9 @@
 //!   go of what was touched least recently, which must not be what a load just read for the
 //!   job that needs it next.
 
+pub mod loads;
+pub mod writing;
+
 use serde_json::Value;
 
 use super::layout::{self, Read, Reads, Write};

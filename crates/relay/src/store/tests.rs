@@ -417,6 +417,54 @@ pub(crate) fn caps_bytes(b: &dyn Backend) {
     assert!(b.len().expect("len") <= held);
 }
 
+/// The memory store's count cap (`max_entries`) spares what the byte cap spares: a key's seat
+/// pool and a webhook's revocation, however old, while newer answers flood it. Before, it
+/// evicted the oldest whatever they were: the flood took the held seats and the revocation
+/// (a revoked key then asked of Polar again, or while Polar cannot answer, granted).
+#[test]
+fn the_count_cap_spares_seat_pools_and_revocations() {
+    let b = MemoryBackend::new(8);
+    let pool_id = [1u8; 32];
+    let revoked_id = [2u8; 32];
+    let pool = Entry {
+        status: SEAT_POOL_STATUS,
+        grant: false,
+        key_tag: None,
+        license_key_id: None,
+        customer_id: None,
+        body: r#"{"seats":[]}"#.into(),
+        ..granted("", "", 0)
+    };
+    let revoked = Entry {
+        mark: Mark::Revoked,
+        marked_at: 1,
+        ..granted("lk-revoked", "c", 1)
+    };
+    b.put(&pool_id, &pool).unwrap();
+    b.put(&revoked_id, &revoked).unwrap();
+    for i in 0..100u8 {
+        let mut id = [0u8; 32];
+        id[0] = 10;
+        id[1] = i;
+        b.put(&id, &granted(&format!("lk-{i}"), "c", 100 + i64::from(i)))
+            .unwrap();
+    }
+    assert_eq!(b.get(&pool_id).unwrap(), Some(pool));
+    assert_eq!(b.get(&revoked_id).unwrap(), Some(revoked));
+    let held = (0..100u8)
+        .filter(|i| {
+            let mut id = [0u8; 32];
+            id[0] = 10;
+            id[1] = *i;
+            b.get(&id).unwrap().is_some()
+        })
+        .count();
+    assert!(
+        held <= 6,
+        "the cap holds for the others: {held} of 100 kept"
+    );
+}
+
 #[test]
 fn the_byte_cap_holds_in_memory_and_in_the_journal() {
     caps_bytes(&MemoryBackend::new(1_000_000));

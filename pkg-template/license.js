@@ -2,9 +2,8 @@
 //
 // Sans-IO: every decision is made in Rust by the wasm `Engine` (input checks, the request, the
 // classification of Polar's answer, the grace plan and settlement, the cache record, its seal
-// and its ledger, the feature answers), the same core the native library runs, but for one
-// rule still held here (issue #63): a record or ledger is not written over a ledger another
-// writer changed since the machine read it (#drive). This layer otherwise does the IO between
+// and its ledger and the compare before writing them, the feature answers), the same core the
+// native library runs. This layer does the IO between
 // its synchronous steps: fetch (with a timeout), the storage, the clock,
 // random bytes for the install secret, one lock per storage slot (the origin's Web Lock where
 // there is one, shared by its tabs; held around reads and writes, never while a check asks Polar),
@@ -1377,17 +1376,16 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = [], 
       }
       // The engine reads the first three (the secret and slot are the run's and the key's).
       const start = this.#start(engine, 'check', key, secret, run, run.same ? [] : texts);
-      read = [names, read[1]];
       const result = (end) => {
         const ok = checked(end.done, end.refreshed, feature);
         if (feature === undefined) ok.relaySource = end.relaySource ?? null;
         return ok;
       };
       // A cached answer is the start's (one call into the engine): #drive returns it at once.
-      if (!background) return result(await this.#drive(engine, start, undefined, read));
+      if (!background) return result(await this.#drive(engine, start));
       let early;
       const pending = new Promise((resolve) => (early = resolve));
-      const driven = this.#drive(engine, start, early, read);
+      const driven = this.#drive(engine, start, early);
       const first = await Promise.race([pending, driven]);
       if (first.pending === undefined) return result(first);
       background.pending = true;
@@ -1406,21 +1404,14 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = [], 
      * check asks Polar, fetch, the host's Ed25519) until it is done; resolves `{ done: answer,
      * …}` (a check's `refreshed` and `relaySource`, an activate's `cacheError`, a deactivate's
      * `forgetKey`). `onPending(want)`: the check is about to ask Polar, with the answer to give
-     * meanwhile (a check in the background). `read`: `[names, ledger]`, the slot's names and its
-     * ledger as `#check` read them before the start.
-     * Writes stay ordered by sequence: a record or ledger is not written over a ledger that
-     * changed since the machine read the slot (another writer's, in another tab, window or
-     * process, where the lock is not shared: a late writer loses rather than leave a newer
-     * ledger ahead of an older record), nor is the record then removed.
+     * meanwhile (a check in the background). A write the machine compares first is stored
+     * only while the entry it names holds what it says (the machine's compare-and-set).
      */
-    async #drive(engine, start, onPending, read = [[]]) {
+    async #drive(engine, start, onPending) {
       const { id } = start;
       const s = this.#store;
       let release = null;
       let mark = null;
-      // The slot's [record, ledger, clock] names, and its ledger as last read or written.
-      let [names, seen] = read;
-      let late = false;
       let rounds = 0;
       let want = start;
       // Each give answers what the check wants next.
@@ -1439,7 +1430,6 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = [], 
             }
             // A clock note that cannot be read is no note (the next answer is written durably).
             const clock = await s.get(clockName).then((c) => c ?? null, () => null);
-            [names, seen] = [want.read, read[0] ?? undefined];
             give({ read: [read[1], read[0], clock] });
           } else if (want.lock) {
             const held = await lock(want.lock);
@@ -1459,21 +1449,17 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = [], 
             if (want.pending !== undefined) onPending?.(want);
             give({ marked: mine });
           } else if (want.write) {
+            // The machine's compare first, when it asks one: a ledger that changed meanwhile
+            // (another writer's) is answered late, and nothing is stored.
             const [name, text, keep] = want.write;
-            late = false;
+            const [ledger, holds] = want.compare ?? [];
             const failed = await attempt(async () => {
-              const ordered = name === names[0] || name === names[1];
-              if (ordered && ((await s.get(names[1])) ?? undefined) !== seen) {
-                late = true;
-                throw cacheError('a newer record of this key was stored meanwhile (by another tab or process)');
-              }
+              if (ledger && ((await s.get(ledger)) ?? null) !== holds) return true;
               await s.set(name, text, keep === 'volatile' ? 'volatile' : keep === undefined);
-              if (name === names[1]) seen = text;
             });
-            give({ written: failed ? failed.detail : true });
+            give(failed === true ? { late: true } : { written: failed ? failed.detail : true });
           } else if (want.remove) {
-            // A newer record stored meanwhile stays.
-            if (!late) await attempt(() => s.remove(want.remove));
+            await attempt(() => s.remove(want.remove));
             give({ removed: true });
           } else if (want.send) {
             const [status, body, date, retryAfter, fail, detail, lease, age, source] = await this.#send(want.send);

@@ -45,6 +45,7 @@ fn asked(want: &Want<'_>) -> Option<&'static str> {
         Want::Remove(_) => "removed",
         Want::Send(_) => "response",
         Want::Verify => "verified",
+        Want::Portal(_) => "response",
         Want::Done => return None,
     })
 }
@@ -201,7 +202,9 @@ impl Client {
                         ledger: entries.get(&slot.ledger).cloned(),
                         clock: entries.get(&slot.clock).cloned(),
                     })),
-                    Want::Write { name, bytes, keep } => {
+                    Want::Write {
+                        name, bytes, keep, ..
+                    } => {
                         assert!(
                             d.held || keep == Keep::Volatile,
                             "a {keep:?} write of {name} without the lock: {:?}",
@@ -217,7 +220,7 @@ impl Client {
                     Want::Send(request) => {
                         Given::Response(self.polar.send(request).map_err(Into::into))
                     }
-                    Want::Verify | Want::Done => Given::Verified,
+                    Want::Verify | Want::Done | Want::Portal(_) => Given::Verified,
                 },
             };
             if let Given::Response(Ok(r)) = &given {

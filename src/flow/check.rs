@@ -24,7 +24,7 @@
 //!         Want::Unlock => Given::Unlocked,
 //!         Want::Mark(name) => Given::Marked(/* try the mark */),
 //!         Want::Read(slot) => Given::Read(/* record, ledger, clock note */),
-//!         Want::Write { name, bytes, keep } => Given::Written(/* store it */),
+//!         Want::Write { name, bytes, keep, compare } => Given::Written(/* store it, the compare first */),
 //!         Want::Remove(name) => Given::Removed,
 //!         Want::Send(request) => Given::Response(/* the transport's answer */),
 //!         Want::Done => break check.report(),
@@ -37,7 +37,7 @@ use super::ctx::open_slot;
 pub use super::ctx::Ctx;
 use super::phases::{self, Asking, Begin};
 pub use super::step::{Given, Want};
-use super::step::{Left, Machine, Stored};
+use super::step::{Ledger, Left, Machine, Stored};
 use crate::answers::{self, SchemaActivation, SchemaLicense};
 use crate::error::{Error, Verdict};
 use crate::grace::{
@@ -214,6 +214,8 @@ pub struct Check<L = ValidatedLicenseKey> {
     /// rule's cache side is held to, and the rule ([`crate::perpetual`]), boxed: a check
     /// moves at every step.
     released: Option<Box<Released<L>>>,
+    /// The slot's ledger as last read or written: the compares of the check's writes.
+    ledger: Ledger,
 }
 
 /// Perpetual fallback's rule ([`crate::perpetual::apply`]) as [`Check::released`] names it:
@@ -314,6 +316,7 @@ impl<L: Validated> Check<L> {
             denial: None,
             left: Left::default(),
             released: None,
+            ledger: Ledger::default(),
         }
     }
 
@@ -403,11 +406,12 @@ impl<L: Validated> Check<L> {
                 Want::Lock(&slot.name)
             }
             (State::Read | State::WhileRead | State::FinishRead, Some(slot)) => Want::Read(slot),
-            (State::Write(writes, _), _) => match writes.front() {
+            (State::Write(writes, _), slot) => match writes.front() {
                 Some((name, bytes, keep)) => Want::Write {
                     name,
                     bytes,
                     keep: *keep,
+                    compare: self.ledger.compare(slot, name),
                 },
                 None => Want::Done,
             },
@@ -557,6 +561,7 @@ impl<L: Validated> Check<L> {
 
     /// [`Check::give`]'s step.
     fn take(&mut self, ctx: &Ctx<'_, L>, given: Given) {
+        let given = self.ledger.take(given);
         let state = std::mem::replace(&mut self.state, State::Done);
         self.state = match (state, given) {
             (State::Peek, Given::Read(Ok(stored))) => self.peek(ctx, stored),
@@ -807,6 +812,9 @@ impl<L: Validated> Check<L> {
         let Some((name, bytes, keep)) = writes.pop_front() else {
             return State::Unlock(Next::Done);
         };
+        if result.is_ok() {
+            self.ledger.wrote(self.slot.as_deref(), &name, &bytes);
+        }
         match (purpose, result) {
             (
                 Purpose::Cached {
@@ -888,8 +896,9 @@ impl<L: Validated> Check<L> {
                     report.cache_error = Some(e);
                 }
                 self.left = before;
-                // A tombstone that cannot be written must not leave an old grant.
-                if denied {
+                // A tombstone that cannot be written must not leave an old grant (a record
+                // another writer stored meanwhile stays).
+                if denied && !self.ledger.late() {
                     State::Forget
                 } else {
                     State::Unlock(Next::Done)

@@ -94,6 +94,7 @@ impl KeyTail for KeyStep {
                 name: &self.entry,
                 bytes,
                 keep: Keep::Durable,
+                compare: None,
             },
             (Phase::Read, _, Some(slot)) => Want::Read(slot),
             (Phase::Remove, ..) => Want::Remove(&self.entry),

@@ -19,6 +19,7 @@
 pub(crate) mod answer;
 pub mod check;
 mod ctx;
+pub mod follow;
 mod keystep;
 mod memo;
 mod phases;
@@ -36,4 +37,4 @@ pub use ctx::Ctx;
 pub use ctx::{open_slot, status_of};
 pub use memo::Memo;
 pub use standing::{status, CacheState, CacheStatus};
-pub use step::{Given, Heard, Machine, Stored, Want};
+pub use step::{Compare, Given, Heard, Machine, Stored, Want};

@@ -50,7 +50,8 @@ pub enum Want<'m> {
     Mark(&'m str),
     /// Read the slot's record, ledger and clock note: [`Given::Read`].
     Read(&'m Slot),
-    /// Store one entry as `keep` says: [`Given::Written`].
+    /// Store one entry as `keep` says: [`Given::Written`]; with `compare`, only while the
+    /// entry it names still holds what it says, else store nothing: [`Given::Late`].
     Write {
         /// The entry's name.
         name: &'m str,
@@ -58,12 +59,17 @@ pub enum Want<'m> {
         bytes: &'m [u8],
         /// How it must be kept.
         keep: Keep,
+        /// The compare before the write, when the write is the slot's record or ledger.
+        compare: Option<Compare<'m>>,
     },
     /// Remove an entry (a denial that could not be stored must not leave an old grant):
     /// [`Given::Removed`].
     Remove(&'m str),
     /// Send this validate request: [`Given::Response`].
     Send(&'m HttpRequest),
+    /// Send this customer-portal request (the follow of a rotated key, [`super::follow`]):
+    /// [`Given::Response`].
+    Portal(&'m crate::portal::PortalRequest),
     /// The lease verifier asked its host to verify signatures ([`crate::lease::Ed25519::defers`],
     /// the npm engine's): have them verified, then [`Given::Verified`]. Never wanted with the
     /// core's own verifier, which answers at once.
@@ -86,6 +92,9 @@ pub enum Given {
     Read(Result<Stored, Error>),
     /// The entry was stored, or why not.
     Written(Result<(), Error>),
+    /// The entry was not stored: the compare's entry held something else (another writer's
+    /// ledger, where the lock is not shared by every writer).
+    Late,
     /// The entry was removed (or could not be: the next read then fails too).
     Removed,
     /// Polar's response (any status), or why there was none.
@@ -102,10 +111,87 @@ impl Given {
             Given::Marked(_) => "marked",
             Given::Read(_) => "read",
             Given::Written(_) => "written",
+            Given::Late => "late",
             Given::Removed => "removed",
             Given::Response(_) => "response",
             Given::Verified => "verified",
         }
+    }
+}
+
+/// The compare of an ordered write ([`Want::Write`]): the slot's record or ledger is stored
+/// only while the slot's ledger holds what the machine last read or wrote there, so that a
+/// writer whose lock another writer does not share (another tab, window or process of a
+/// browser's storage) loses rather than put an older answer over a newer one, a denial among
+/// them. The shell reads the entry `ledger` names and compares its bytes; a shell whose lock
+/// every writer shares finds it unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compare<'m> {
+    /// The slot's ledger entry.
+    pub ledger: &'m str,
+    /// What it held (`None`: no entry).
+    pub holds: Option<&'m [u8]>,
+}
+
+impl Compare<'_> {
+    /// Whether the ledger as read now (`now`) is still the one compared against.
+    pub fn holds(&self, now: Option<&[u8]>) -> bool {
+        self.holds == now
+    }
+}
+
+/// The slot's ledger as a machine last read or wrote it: the compares of its ordered writes
+/// ([`Compare`]), and whether its last write lost one (then a record it would remove after
+/// a failed write is another writer's, newer: it stays).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Ledger {
+    /// `None` before the machine read the slot (no compare then).
+    seen: Option<Option<Vec<u8>>>,
+    late: bool,
+}
+
+impl Ledger {
+    /// The compare of a write of `name` in `slot`, when it is the record or the ledger.
+    pub(crate) fn compare<'a>(&'a self, slot: Option<&'a Slot>, name: &str) -> Option<Compare<'a>> {
+        let slot = slot.filter(|s| name == s.name || name == s.ledger)?;
+        let seen = self.seen.as_ref()?;
+        Some(Compare {
+            ledger: &slot.ledger,
+            holds: seen.as_deref(),
+        })
+    }
+
+    /// A write of `name` in `slot` stored `bytes`: the ledger written is the one compared next.
+    pub(crate) fn wrote(&mut self, slot: Option<&Slot>, name: &str, bytes: &[u8]) {
+        if slot.is_some_and(|s| name == s.ledger) {
+            self.seen = Some(Some(bytes.to_vec()));
+        }
+    }
+
+    /// What `given` says of the ledger: a read's ledger, or a write that lost its compare
+    /// (given on as the write's error, nothing stored).
+    pub(crate) fn take(&mut self, given: Given) -> Given {
+        match given {
+            Given::Read(Ok(stored)) => {
+                self.seen = Some(stored.ledger.clone());
+                self.late = false;
+                Given::Read(Ok(stored))
+            }
+            Given::Late => {
+                self.late = true;
+                Given::Written(Err(Error::Cache {
+                    detail: "a newer record of this key was stored meanwhile (by another tab or \
+                             process)"
+                        .to_string(),
+                }))
+            }
+            given => given,
+        }
+    }
+
+    /// The last write lost its compare: a record removed now would be the newer writer's.
+    pub(crate) fn late(&self) -> bool {
+        self.late
     }
 }
 

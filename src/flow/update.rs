@@ -33,7 +33,7 @@ use super::answer;
 use super::check::Validated as License;
 use super::ctx::{open_slot, Ctx};
 use super::keystep::{KeyStep, KeyTail};
-use super::step::{Given, Left, Machine, Stored, Want};
+use super::step::{Given, Ledger, Left, Machine, Stored, Want};
 use crate::error::{Error, Verdict};
 use crate::grace::{CheckOutcome, LeaseWindow, Record, StoredActivation};
 use crate::held::{self, Granted, HeldLease};
@@ -124,6 +124,8 @@ pub struct Update<L: License = ValidatedLicenseKey> {
     /// string's record remembered, remembered by the new string's record when Polar grants
     /// it.
     carried: Option<StoredActivation>,
+    /// The slot's ledger as last read or written: the compares of the update's writes.
+    ledger: Ledger,
 }
 
 impl<L: License> std::fmt::Debug for Update<L> {
@@ -426,6 +428,7 @@ impl<L: License> Update<L> {
             cache_error: None,
             phase: Phase::Send,
             misanswered: false,
+            ledger: Ledger::default(),
             verifying: None,
             nonce: None,
             left: Left::default(),
@@ -541,11 +544,12 @@ impl<L: License> Update<L> {
             },
             (Phase::Lock, Some(slot)) => Want::Lock(&slot.name),
             (Phase::Read, Some(slot)) => Want::Read(slot),
-            (Phase::Write(writes, _), _) => match writes.front() {
+            (Phase::Write(writes, _), slot) => match writes.front() {
                 Some((name, bytes)) => Want::Write {
                     name,
                     bytes,
                     keep: Keep::Durable,
+                    compare: self.ledger.compare(slot, name),
                 },
                 None => Want::Done,
             },
@@ -600,6 +604,7 @@ impl<L: License> Update<L> {
 
     /// [`Update::give`]'s step.
     fn take(&mut self, ctx: &Ctx<'_, L>, given: Given) {
+        let given = self.ledger.take(given);
         let phase = std::mem::replace(&mut self.phase, Phase::Done);
         self.phase = match (phase, given) {
             (Phase::Peek, Given::Read(Ok(_))) => Phase::Send,
@@ -630,7 +635,9 @@ impl<L: License> Update<L> {
                 Phase::Unlock
             }
             (Phase::Write(mut writes, forget), Given::Written(Ok(()))) => {
-                writes.pop_front();
+                if let Some((name, bytes)) = writes.pop_front() {
+                    self.ledger.wrote(self.slot.as_deref().ok(), &name, &bytes);
+                }
                 if writes.is_empty() {
                     Phase::Unlock
                 } else {
@@ -640,7 +647,8 @@ impl<L: License> Update<L> {
             (Phase::Write(_, forget), Given::Written(Err(e))) => {
                 self.unlearned(e);
                 self.left = std::mem::take(&mut self.before);
-                if forget {
+                // A record another writer stored meanwhile stays.
+                if forget && !self.ledger.late() {
                     Phase::Forget
                 } else {
                     Phase::Unlock

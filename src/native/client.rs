@@ -307,6 +307,11 @@ impl BlockingClient {
 /// the customer's keys and a key's devices. Free a device with [`BlockingClient::deactivate`]
 /// (the whole key, from [`BlockingClient::devices`], and the device's activation id).
 impl BlockingClient {
+    /// Sends one customer-portal request for a machine of the core ([`crate::flow::Want::Portal`]).
+    pub(crate) fn portal_response(&self, request: &PortalRequest) -> Result<HttpResponse, Error> {
+        self.transport.send_portal(request).map_err(Error::from)
+    }
+
     fn send_portal(
         &self,
         request: Result<PortalRequest, Error>,

@@ -22,7 +22,9 @@ use crate::error::{Error, Verdict};
 use crate::features::{Entitlements, FeatureAccess};
 use crate::fingerprint::fingerprint_from;
 use crate::flow::CacheStatus;
-use crate::flow::{self, check::Check, update::Update, Given, Machine, Stored, Want};
+use crate::flow::{
+    self, check::Check, follow::Follow, update::Update, Given, Machine, Stored, Want,
+};
 use crate::flow::{Keep, LeaseMemo, Slot};
 use crate::grace::{CheckOutcome, CheckReport, GracePolicy};
 use crate::key::Key;
@@ -842,11 +844,20 @@ impl Licensing {
                     Err(_) => true,
                 }),
                 Want::Read(slot) => Given::Read(self.read(slot)),
-                Want::Write { name, bytes, keep } => Given::Written(match keep {
-                    Keep::Durable => self.store.save(name, bytes),
-                    Keep::Revertible => self.store.save_revertible(name, bytes),
-                    Keep::Volatile => self.store.save_volatile(name, bytes),
-                }),
+                Want::Write {
+                    name,
+                    bytes,
+                    keep,
+                    compare,
+                } => match compare.map(|c| (c, self.store.load(c.ledger))) {
+                    Some((_, Err(e))) => Given::Written(Err(e)),
+                    Some((c, Ok(now))) if !c.holds(now.as_deref()) => Given::Late,
+                    _ => Given::Written(match keep {
+                        Keep::Durable => self.store.save(name, bytes),
+                        Keep::Revertible => self.store.save_revertible(name, bytes),
+                        Keep::Volatile => self.store.save_volatile(name, bytes),
+                    }),
+                },
                 Want::Remove(name) => {
                     // If even this fails, the store is broken and the next read fails too.
                     let _ = self.store.remove(name);
@@ -856,6 +867,7 @@ impl Licensing {
                     sent = Some(Instant::now());
                     Given::Response(send(request))
                 }
+                Want::Portal(request) => Given::Response(self.client.portal_response(request)),
                 // The core's verifier answers at once: never wanted here.
                 Want::Verify => Given::Verified,
                 Want::Done => return,
@@ -1271,50 +1283,28 @@ impl Licensing {
         session: &crate::portal::SessionToken,
         old: impl Into<Key>,
     ) -> Result<(Key, Verdict<ValidatedLicenseKey>), crate::portal::PortalError> {
-        use crate::portal::PortalError;
         let old = old.into();
-        let status = self
-            .status(old.clone())
-            .map_err(crate::portal::PortalError::of_error)?;
-        let flow::CacheState::Present(record) = &status.state else {
-            return Err(PortalError::Invalid(Error::invalid(
-                "key",
-                "no license of this key is cached here: nothing to follow",
-            )));
-        };
-        let Some(key_id) = record
-            .good
-            .as_ref()
-            .map(|g| g.license.license_key.id.clone())
-        else {
-            return Err(PortalError::Invalid(Error::invalid(
-                "key",
-                "no license of this key is cached here: nothing to follow",
-            )));
-        };
-        let keys = self.client.customer_keys(session)?;
-        let new = crate::portal::rotated_key(&keys, &key_id, &old).ok_or(PortalError::NotFound)?;
-        let req = crate::portal::follow_request(&new, status.activation.as_ref());
         let now = (self.clock)();
-        let mut update = Update::validate(&self.ctx(), req, |key| self.slot(key), now);
-        if let Some(activation) = status.activation {
-            update = update.carrying(activation);
-        }
-        self.drive_machine(&mut update, &mut Held::default(), |_| false);
-        let validated = update.validated();
-        let verdict = match (validated.online, validated.cache_error) {
-            (Ok(Verdict::Accepted(_)), Some(e)) | (Err(e), _) => {
-                return Err(crate::portal::PortalError::of_error(e))
-            }
-            (Ok(verdict), _) => verdict,
-        };
-        if verdict.is_accepted() {
+        let slot = self.slot(&old);
+        let slots = Box::new(|key: &Key| self.slot(key));
+        let ctx = self.ctx();
+        let mut follow = Follow::new(&ctx, old.clone(), slot, session.clone(), slots, now);
+        self.drive_with(
+            &ctx,
+            &mut follow,
+            &mut Held::default(),
+            |_| false,
+            |request| self.client.send(request),
+        );
+        let forgot = follow.forgot();
+        let (new, verdict) = follow.answer()?;
+        // The remembered key is this shell's own entry: the new string in the old one's place.
+        if forgot {
+            let of_error = crate::portal::PortalError::of_error;
             let remembered = self.remembered_key().ok().flatten();
-            self.forget(old.clone())
-                .map_err(crate::portal::PortalError::of_error)?;
+            self.forget_remembered(&old).map_err(of_error)?;
             if remembered.is_some_and(|k| k.expose() == old.expose()) {
-                self.remember_key(new.clone())
-                    .map_err(crate::portal::PortalError::of_error)?;
+                self.remember_key(new.clone()).map_err(of_error)?;
             }
         }
         Ok((new, verdict))

@@ -176,6 +176,17 @@ impl AsyncClient {
 /// devices, each request a `fetch` with the session's bearer. Free a device with
 /// [`AsyncClient::deactivate`] (the whole key and the device's activation id; no session).
 impl AsyncClient {
+    /// Sends one customer-portal request for a machine of the core ([`crate::flow::Want::Portal`]).
+    pub(crate) async fn portal_response(
+        &self,
+        request: &PortalRequest,
+    ) -> Result<crate::proto::HttpResponse, Error> {
+        self.transport
+            .send_portal(request)
+            .await
+            .map_err(Error::from)
+    }
+
     async fn send_portal(
         &self,
         request: Result<PortalRequest, Error>,

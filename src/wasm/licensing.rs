@@ -22,7 +22,9 @@ use crate::error::{Error, Verdict};
 use crate::features::{Entitlements, FeatureAccess};
 use crate::fingerprint::fingerprint_from;
 use crate::flow::CacheStatus;
-use crate::flow::{self, check::Check, update::Update, Given, Machine, Stored, Want};
+use crate::flow::{
+    self, check::Check, follow::Follow, update::Update, Compare, Given, Machine, Stored, Want,
+};
 use crate::flow::{LeaseMemo, Slot};
 use crate::grace::{CheckOutcome, CheckReport, GracePolicy};
 use crate::key::Key;
@@ -307,14 +309,19 @@ impl AsyncLicensing {
     /// machine's fingerprint (when bound) and the app secret, as on native.
     async fn slot(&self, key: &Key) -> Result<Slot, Error> {
         let secret = self.install_secret().await?;
-        Ok(Slot::new(
+        Ok(self.slot_of(key, &secret))
+    }
+
+    /// `key`'s slot under the install secret `secret`.
+    fn slot_of(&self, key: &Key, secret: &[u8]) -> Slot {
+        Slot::new(
             self.client.api().base_url(),
             self.org(),
             key,
-            &secret,
+            secret,
             self.machine.as_deref(),
             self.app_secret.as_deref(),
-        ))
+        )
     }
 
     async fn read(&self, slot: &Slot) -> Result<Stored, Error> {
@@ -517,23 +524,14 @@ impl AsyncLicensing {
     }
 
     /// The one drive loop of this shell: does the IO a machine of the core asks for (the
-    /// storage, the locks, `fetch`) until it is done.
-    ///
-    /// Writes stay ordered by the ledger, as license.js orders them: a record or ledger is not
-    /// written when the slot's ledger changed since the machine last read it (another writer's,
-    /// in another tab, window or process where the lock is not shared: a late writer loses
-    /// rather than put an older answer over a newer one, a denial among them), nor is the
-    /// record then removed. Where the lock is shared (Web Locks), the machine reads the slot
-    /// anew under it and decides itself what a denial written meanwhile means.
+    /// storage, the locks, `fetch`) until it is done. A write with a compare is made only
+    /// while the slot's ledger still holds what the machine says (the machine's rule, as in
+    /// license.js: a late writer loses, where the lock is not shared by every writer).
     async fn drive<M: Machine>(&self, machine: &mut M) {
         let ctx = self.ctx();
         // The locks the machine holds (released when it says, or when it ends).
         let mut held = None;
         let mut mark = None;
-        // The storage names of the slot's record and ledger as last read, and that ledger.
-        let mut names: Option<(String, String)> = None;
-        let mut seen: Option<String> = None;
-        let mut late = false;
         loop {
             let given = match machine.want() {
                 Want::Lock(name) => Given::Locked(lock(&storage_name(name)).await.map(|guard| {
@@ -547,38 +545,23 @@ impl AsyncLicensing {
                     mark = try_lock(&storage_name(name)).await;
                     Given::Marked(mark.is_some())
                 }
-                Want::Read(slot) => {
-                    let read = self.read(slot).await;
-                    if let Ok(stored) = &read {
-                        let ledger = storage_name(&slot.ledger);
-                        names = Some((storage_name(&slot.name), ledger));
-                        seen = stored
-                            .ledger
-                            .as_ref()
-                            .map(|b| String::from_utf8_lossy(b).into_owned());
-                    }
-                    Given::Read(read)
-                }
+                Want::Read(slot) => Given::Read(self.read(slot).await),
                 // The storage keeps every write as it is given (no durability to choose).
-                Want::Write { name, bytes, .. } => {
-                    let name = storage_name(name);
-                    // The cache format is UTF-8 text (a header, compact JSON and hex): lossless.
-                    let text = String::from_utf8_lossy(bytes);
-                    late = false;
-                    Given::Written(
-                        self.write_ordered(&name, &text, names.as_ref(), &mut seen, &mut late)
-                            .await,
-                    )
-                }
+                Want::Write {
+                    name,
+                    bytes,
+                    compare,
+                    ..
+                } => self.write(name, bytes, compare).await,
                 Want::Remove(name) => {
-                    // A newer record stored meanwhile stays. If even this fails, the storage
-                    // is broken and the next read fails too.
-                    if !late {
-                        let _ = self.store.remove(&storage_name(name)).await;
-                    }
+                    // If even this fails, the storage is broken and the next read fails too.
+                    let _ = self.store.remove(&storage_name(name)).await;
                     Given::Removed
                 }
                 Want::Send(request) => Given::Response(self.client.send(request).await),
+                Want::Portal(request) => {
+                    Given::Response(self.client.portal_response(request).await)
+                }
                 // The core's verifier answers at once: never wanted here.
                 Want::Verify => Given::Verified,
                 Want::Done => break,
@@ -588,33 +571,18 @@ impl AsyncLicensing {
         drop((held, mark));
     }
 
-    /// Stores `text` under `name`; the slot's record or ledger (`names`) only while its ledger
-    /// is still `seen` (then `late` is set and nothing is written), a ledger written becoming
-    /// the one seen.
-    async fn write_ordered(
-        &self,
-        name: &str,
-        text: &str,
-        names: Option<&(String, String)>,
-        seen: &mut Option<String>,
-        late: &mut bool,
-    ) -> Result<(), Error> {
-        let ordered = names.filter(|(record, ledger)| name == record || name == ledger);
-        if let Some((_, ledger)) = ordered {
-            if self.store.get(ledger).await? != *seen {
-                *late = true;
-                return Err(Error::Cache {
-                    detail: "a newer record of this key was stored meanwhile (by another tab or \
-                             process)"
-                        .to_string(),
-                });
+    /// Stores `bytes` under `name`, after `compare` when the machine asks for one.
+    async fn write(&self, name: &str, bytes: &[u8], compare: Option<Compare<'_>>) -> Given {
+        if let Some(c) = compare {
+            match self.store.get(&storage_name(c.ledger)).await {
+                Ok(now) if c.holds(now.as_deref().map(str::as_bytes)) => {}
+                Ok(_) => return Given::Late,
+                Err(e) => return Given::Written(Err(e)),
             }
         }
-        self.store.set(name, text).await?;
-        if ordered.is_some_and(|(_, ledger)| name == ledger) {
-            *seen = Some(text.to_string());
-        }
-        Ok(())
+        // The cache format is UTF-8 text (a header, compact JSON and hex): lossless.
+        let text = String::from_utf8_lossy(bytes);
+        Given::Written(self.store.set(&storage_name(name), &text).await)
     }
 
     /// Deactivates `activation_id`, or the remembered activation when `None`, and forgets it.
@@ -692,45 +660,24 @@ impl AsyncLicensing {
         session: &crate::portal::SessionToken,
         old: impl Into<Key>,
     ) -> Result<(Key, Verdict<ValidatedLicenseKey>), crate::portal::PortalError> {
-        use crate::portal::PortalError;
         let old = old.into();
-        let status = self
-            .status(old.clone())
-            .await
-            .map_err(PortalError::of_error)?;
-        let key_id = match &status.state {
-            flow::CacheState::Present(record) => record
-                .good
-                .as_ref()
-                .map(|g| g.license.license_key.id.clone()),
-            _ => None,
+        let secret = self.install_secret().await;
+        let slot = |key: &Key| {
+            let secret = secret.as_ref().map_err(Clone::clone)?;
+            Ok(Arc::new(self.slot_of(key, secret)))
         };
-        let Some(key_id) = key_id else {
-            return Err(PortalError::Invalid(Error::invalid(
-                "key",
-                "no license of this key is cached here: nothing to follow",
-            )));
-        };
-        let keys = self.client.customer_keys(session).await?;
-        let new = crate::portal::rotated_key(&keys, &key_id, &old).ok_or(PortalError::NotFound)?;
-        let req = crate::portal::follow_request(&new, status.activation.as_ref());
-        let slot = Some(self.slot(&new).await.map(Arc::new));
-        let mut update = Update::validate(&self.ctx(), req, |_| had(slot), (self.clock)());
-        if let Some(activation) = status.activation {
-            update = update.carrying(activation);
-        }
-        self.drive(&mut update).await;
-        let validated = update.validated();
-        let verdict = match (validated.online, validated.cache_error) {
-            (Ok(Verdict::Accepted(_)), Some(e)) | (Err(e), _) => {
-                return Err(PortalError::of_error(e))
-            }
-            (Ok(verdict), _) => verdict,
-        };
-        if verdict.is_accepted() {
-            self.forget(old).await.map_err(PortalError::of_error)?;
-        }
-        Ok((new, verdict))
+        let old_slot = slot(&old);
+        let ctx = self.ctx();
+        let mut follow = Follow::new(
+            &ctx,
+            old,
+            old_slot,
+            session.clone(),
+            Box::new(slot),
+            (self.clock)(),
+        );
+        self.drive(&mut follow).await;
+        follow.answer()
     }
 
     /// Forgets everything cached for `key` (the server is not told).

@@ -412,28 +412,7 @@ pub extern "C" fn polar_license_client_activate(
             Ok(()) => licensing.activate_update(&activate),
             Err(e) => polar_license::flow::update::Activated::failed(e),
         };
-        let unremembered = activated.unremembered();
-        let mut result = match activated.online {
-            Ok(Verdict::Accepted(read)) => {
-                // Activated but not remembered: cache_error, with the activation (its id and
-                // the license) on the result, so nothing is lost.
-                let mut r = match unremembered {
-                    Some(e) => polar_license_result::error(&e),
-                    None => polar_license_result::success(
-                        polar_license_outcome::Done,
-                        200,
-                        polar_license_source::None,
-                    ),
-                };
-                r.set_license(&read.license_key);
-                r.set_activation(Some(&read.activation));
-                r
-            }
-            Ok(Verdict::Denied(d)) => polar_license_result::denied(&d),
-            Err(e) => polar_license_result::error(&e),
-        };
-        result.set_lease(activated.lease.as_ref());
-        result
+        polar_license_result::activated(activated)
     })
 }
 

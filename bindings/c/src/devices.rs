@@ -616,28 +616,7 @@ pub extern "C" fn polar_license_client_recover(
         }
         let result = match recovered {
             Err(e) => polar_license_result::error(&recovery_error(&e)),
-            Ok(activated) => {
-                let unremembered = activated.unremembered();
-                let mut r = match activated.online {
-                    Ok(Verdict::Accepted(read)) => {
-                        let mut r = match unremembered {
-                            Some(e) => polar_license_result::error(&e),
-                            None => polar_license_result::success(
-                                polar_license_outcome::Done,
-                                200,
-                                polar_license_source::None,
-                            ),
-                        };
-                        r.set_license(&read.license_key);
-                        r.set_activation(Some(&read.activation));
-                        r
-                    }
-                    Ok(Verdict::Denied(d)) => polar_license_result::denied(&d),
-                    Err(e) => polar_license_result::error(&e),
-                };
-                r.set_lease(activated.lease.as_ref());
-                r
-            }
+            Ok(activated) => polar_license_result::activated(activated),
         };
         out::give(out_result, result);
         super::enums::polar_license_status::Ok

@@ -7,7 +7,8 @@ use super::enums::{
 use super::out;
 use super::panic::Boundary;
 use super::strings::to_cstring;
-use polar_license::error::{Denial, Error};
+use polar_license::error::{Denial, Error, Verdict};
+use polar_license::flow::update::Activated;
 use polar_license::grace::{CheckOutcome, CheckReport, GracePolicy, LeaseWindow};
 use polar_license::model::{LicenseKeyActivation, LicenseKeyRead};
 use polar_license::proto::Relayed;
@@ -201,6 +202,32 @@ impl polar_license_result {
         let mut r = polar_license_result::new(outcome);
         r.http_status = http_status;
         r.source = source;
+        r
+    }
+
+    /// An activate's answer (the activate machine's, or a recovered key's): done with the
+    /// license and the activation, or `cache_error` with both when the key could not be
+    /// remembered (so nothing is lost); Polar's denial; the error; and the key's lease.
+    pub(crate) fn activated(activated: Activated) -> Self {
+        let unremembered = activated.unremembered();
+        let mut r = match activated.online {
+            Ok(Verdict::Accepted(read)) => {
+                let mut r = match unremembered {
+                    Some(e) => polar_license_result::error(&e),
+                    None => polar_license_result::success(
+                        polar_license_outcome::Done,
+                        200,
+                        polar_license_source::None,
+                    ),
+                };
+                r.set_license(&read.license_key);
+                r.set_activation(Some(&read.activation));
+                r
+            }
+            Ok(Verdict::Denied(d)) => polar_license_result::denied(&d),
+            Err(e) => polar_license_result::error(&e),
+        };
+        r.set_lease(activated.lease.as_ref());
         r
     }
 

@@ -15,7 +15,10 @@
 //! * `{"lock": name}`, `{"unlock": true}`: the slot's lock;
 //! * `{"mark": name}`: try to take the mark that this check asks Polar (not waiting); with
 //!   `"pending": answer` for a check in the background (the answer to give at once);
-//! * `{"write": [name, text, keep?]}` (`keep`: `revertible` or `volatile`, else durable), or
+//! * `{"write": [name, text, keep?]}` (`keep`: `revertible` or `volatile`, else durable), with
+//!   `"compare": [ledger, text]` for the slot's record or ledger: stored only while the entry
+//!   `ledger` still holds `text` (`null`: nothing), else nothing is stored and the answer is
+//!   `{"late": true}` (the machine's compare-and-set: another writer's newer ledger stays); or
 //!   `{"remove": name}`;
 //! * `{"send": {"url", "headers", "body"}}`;
 //! * `{"verify": [[id, public key, message, signature]…]}` (hex): lease signatures for the host
@@ -27,7 +30,8 @@
 //!
 //! `give` takes `{"locked": true}` or `{"locked": "why not"}`, `{"unlocked": true}`,
 //! `{"marked": bool}`, `{"read": [record, ledger, clock]}` (texts or `null`) or
-//! `{"read": "why not"}`, `{"written": true}` or `{"written": "why not"}`, `{"removed": true}`,
+//! `{"read": "why not"}`, `{"written": true}` or `{"written": "why not"}`, `{"late": true}`,
+//! `{"removed": true}`,
 //! `{"response": {"status", "headers": [[name, value]…]}}` with the body as bytes, or
 //! `{"response": {"fail": 1 (connect), 2 (timeout) or 3 (bad body), "detail"}}`, and
 //! `{"verified": true}`.
@@ -71,6 +75,11 @@ fn number(o: &Value, name: &str) -> i64 {
 }
 
 /// Text or `null`.
+/// Stored text as it is (the cache format is UTF-8: a header, compact JSON and hex).
+fn text(bytes: &[u8]) -> &str {
+    std::str::from_utf8(bytes).unwrap_or_default()
+}
+
 fn opt_text(v: Option<&Value>) -> Option<Vec<u8>> {
     v.and_then(JsonIn::string).map(String::into_bytes)
 }
@@ -365,16 +374,29 @@ impl Engine {
                 name: n,
                 bytes,
                 keep,
+                compare,
             } => {
                 // The cache format is UTF-8 text (a header, compact JSON and hex): lossless.
-                j.raw("{\"write\":[").str(&name(n)).raw(",");
-                j.str(std::str::from_utf8(bytes).unwrap_or_default());
+                j.raw("{\"write\":[")
+                    .str(&name(n))
+                    .raw(",")
+                    .str(text(bytes));
                 match keep {
                     Keep::Revertible => j.raw(",").str("revertible"),
                     Keep::Volatile => j.raw(",").str("volatile"),
                     Keep::Durable => &mut j,
                 };
-                j.raw("]}");
+                j.raw("]");
+                // Stored only while the ledger holds this (`null`: nothing), else `late`.
+                if let Some(c) = compare {
+                    j.raw(",\"compare\":[").str(&name(c.ledger)).raw(",");
+                    match c.holds {
+                        Some(holds) => j.str(text(holds)),
+                        None => j.raw("null"),
+                    };
+                    j.raw("]");
+                }
+                j.raw("}");
             }
             Want::Remove(n) => {
                 j.raw("{\"remove\":").str(&name(n)).raw("}");
@@ -385,6 +407,8 @@ impl Engine {
                 j.raw("}");
             }
             Want::Verify => return verify_json(&self.ed25519.take_asked()),
+            // The follow of a rotated key is no machine of this engine's.
+            Want::Portal(_) => return gone(),
             Want::Done => {
                 let run = runs.take(id);
                 drop(runs);
@@ -424,6 +448,7 @@ impl Engine {
                 }),
             }),
             "written" => Given::Written(outcome(&v)),
+            "late" => Given::Late,
             "removed" => Given::Removed,
             "response" => Given::Response(response(&v, body)),
             _ => Given::Verified,

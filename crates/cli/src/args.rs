@@ -282,6 +282,10 @@ pub enum Command {
     /// Lost the key? List the signed-in customer's keys this machine can activate (shown
     /// redacted, by id), or activate one of them here by its id (the whole key never shown)
     Recover(RecoverArgs),
+    /// The seller rotated the key (its old string is now `not_found`)? Follow it through the
+    /// signed-in customer session: the same key's new string, with this machine's activation
+    /// (no slot taken), remembered in the old one's place (shown redacted only)
+    FollowRotation(FollowRotationArgs),
     /// Run the local Polar emulator until killed; the first stdout line is
     /// `listening on http://127.0.0.1:PORT`, then the organization, keys and tokens
     /// (--json only changes how startup errors are printed)
@@ -797,6 +801,13 @@ pub struct FreeArgs {
     #[arg(value_name = "ID")]
     pub id: String,
 
+    #[command(flatten)]
+    pub key: OptionalKeyArg,
+}
+
+/// `follow-rotation`
+#[derive(Debug, Args)]
+pub struct FollowRotationArgs {
     #[command(flatten)]
     pub key: OptionalKeyArg,
 }

@@ -10,7 +10,8 @@
 //! renders.
 
 use crate::args::{
-    ActivateArgs, AskedKeyArg, DevicesArgs, FreeArgs, Global, RecoverArgs, SignInArgs,
+    ActivateArgs, AskedKeyArg, DevicesArgs, FollowRotationArgs, FreeArgs, Global, RecoverArgs,
+    SignInArgs,
 };
 use crate::output::{error_report, report, unix_when, Op, Report};
 use crate::run::{key_or_remembered, licensing_with};
@@ -295,6 +296,18 @@ pub fn sign_in(g: &Global, a: &SignInArgs) -> Report {
     }
 }
 
+/// The command's licensing (`remember_keys` as it needs), then its key: `key`, else the
+/// remembered one.
+fn licensing_and_key(
+    g: &Global,
+    remember_keys: bool,
+    key: Option<&str>,
+) -> Result<(Licensing, Key), Error> {
+    let licensing = licensing_with(g, remember_keys)?;
+    let key = key_or_remembered(&licensing, key)?;
+    Ok((licensing, key))
+}
+
 /// `read` through the remembered session; a session Polar no longer knows is forgotten
 /// (nothing is kept that cannot be used).
 fn with_session<T>(
@@ -324,12 +337,8 @@ fn list(licensing: &Licensing, key: &Key) -> Result<(Vec<Device>, Option<i64>), 
 /// `devices`: the key's live activations through the customer session.
 pub fn devices(g: &Global, a: &DevicesArgs) -> Report {
     const COMMAND: &str = "devices";
-    let licensing = match licensing_with(g, false) {
-        Ok(l) => l,
-        Err(e) => return plain_error(COMMAND, &e),
-    };
-    let key = match key_or_remembered(&licensing, a.key.key.as_deref()) {
-        Ok(k) => k,
+    let (licensing, key) = match licensing_and_key(g, false, a.key.key.as_deref()) {
+        Ok(had) => had,
         Err(e) => return plain_error(COMMAND, &e),
     };
     let (devices, limit) = match list(&licensing, &key) {
@@ -393,12 +402,8 @@ pub fn devices(g: &Global, a: &DevicesArgs) -> Report {
 /// this machine's, the cache forgets it, as `deactivate` does.
 pub fn free(g: &Global, a: &FreeArgs) -> Report {
     const COMMAND: &str = "free";
-    let licensing = match licensing_with(g, true) {
-        Ok(l) => l,
-        Err(e) => return plain_error(COMMAND, &e),
-    };
-    let key = match key_or_remembered(&licensing, a.key.key.as_deref()) {
-        Ok(k) => k,
+    let (licensing, key) = match licensing_and_key(g, true, a.key.key.as_deref()) {
+        Ok(had) => had,
         Err(e) => return plain_error(COMMAND, &e),
     };
     let here = licensing
@@ -427,6 +432,58 @@ pub fn free(g: &Global, a: &FreeArgs) -> Report {
         r.lines.retain(|l| !l.starts_with("  what to do:"));
         r.lines.insert(1, format!("  what to do: {step}"));
         r.json.insert("next_step".into(), json!(step));
+    }
+    r
+}
+
+/// `follow-rotation`: the key the seller rotated (Polar answers its old string `not_found`),
+/// followed through the signed-in customer session by the core's follow machine
+/// (`Licensing::follow_rotation`): the same key's new string validated with this machine's
+/// activation (no slot taken), the old record forgotten, and the new string remembered in the
+/// old one's place when the old one was remembered. The new string is shown redacted only.
+pub fn follow_rotation(g: &Global, a: &FollowRotationArgs) -> Report {
+    const COMMAND: &str = "follow-rotation";
+    let (licensing, old) = match licensing_and_key(g, true, a.key.key.as_deref()) {
+        Ok(had) => had,
+        Err(e) => return plain_error(COMMAND, &e),
+    };
+    let (new, verdict) =
+        match with_session(&licensing, |s| licensing.follow_rotation(s, old.clone())) {
+            Ok(followed) => followed,
+            Err(e) => {
+                let mut r = portal_failure(COMMAND, &e);
+                r.json.insert("key".into(), json!(old.redacted()));
+                return r;
+            }
+        };
+    let accepted = verdict.is_accepted();
+    let remembered = licensing.remembered_key().ok().flatten();
+    let was_remembered = accepted && remembered.is_some_and(|k| k.expose() == new.expose());
+    let mut r = report(Op::Validate, &new, None, &Ok(verdict));
+    r.json.insert("command".into(), json!(COMMAND));
+    r.json.insert("key".into(), json!(new.redacted()));
+    r.json.insert("followed_from".into(), json!(old.redacted()));
+    r.json
+        .insert("remembered".into(), json!(accepted && was_remembered));
+    // The new string is never shown whole.
+    if let Some(license) = r.json.get_mut("license").and_then(Value::as_object_mut) {
+        license.insert("key".into(), json!(new.redacted()));
+    }
+    if accepted {
+        r.lines[0] = format!(
+            "done: {} was rotated; followed to {} (this machine's activation kept)",
+            old.redacted(),
+            new.redacted()
+        );
+        if was_remembered {
+            r.lines
+                .push("  the new key is remembered in the old one's place".to_string());
+        } else {
+            r.lines.push(
+                "  what to do: check the new key with --key, or remember it (polar-license recover lists it)"
+                    .to_string(),
+            );
+        }
     }
     r
 }

@@ -46,6 +46,7 @@ fn main() -> ExitCode {
         Command::Devices(a) => devices::devices(g, a).print(g.json),
         Command::Free(a) => devices::free(g, a).print(g.json),
         Command::Recover(a) => devices::recover(g, a).print(g.json),
+        Command::FollowRotation(a) => devices::follow_rotation(g, a).print(g.json),
         Command::Emulator(a) => serve::run(g, a),
         Command::Demo => demo::run(g),
         Command::Lease(c) => run::lease(g, c).print(g.json),

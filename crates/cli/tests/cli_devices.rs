@@ -85,6 +85,19 @@ fn sign_in(polar: &Emulator, dir: &Path) -> String {
     code
 }
 
+/// `command` without a session: `not_signed_in` (exit 2), and no request sent.
+fn not_signed_in(polar: &Emulator, dir: &Path, command: &str) {
+    let before = polar.request_count();
+    let none = cli(polar, dir, &[command]);
+    assert_eq!(
+        (none.0, none.1["portal_error"].as_str()),
+        (2, Some("not_signed_in")),
+        "{command}: {}",
+        none.1
+    );
+    assert_eq!(polar.request_count(), before, "{command}");
+}
+
 fn activate(polar: &Emulator, dir: &Path, label: &str) -> (i32, Value, String) {
     cli(
         polar,
@@ -427,15 +440,7 @@ fn a_lost_key_is_recovered_by_signing_in_never_shown_whole() {
     let polar = Emulator::start(Seed::demo(), Options::default()).unwrap();
     let dir = ScratchDir::new("cli-devices-recover");
     // Not signed in: said so, no request.
-    let before = polar.request_count();
-    let none = cli(&polar, &dir, &["recover"]);
-    assert_eq!(
-        (none.0, none.1["portal_error"].as_str()),
-        (2, Some("not_signed_in")),
-        "{}",
-        none.1
-    );
-    assert_eq!(polar.request_count(), before);
+    not_signed_in(&polar, &dir, "recover");
 
     sign_in(&polar, &dir);
     // The demo customer holds every demo key: offered are the granted, unexpired ones, by id
@@ -500,4 +505,49 @@ fn a_lost_key_is_recovered_by_signing_in_never_shown_whole() {
     let check = cli(&polar, &dir, &["check"]);
     assert_eq!(check.0, 0, "{}", check.2);
     assert_eq!(check.1["outcome"], "licensed", "{}", check.1);
+}
+
+#[test]
+fn follow_rotation_follows_the_remembered_key_with_this_machines_activation() {
+    let polar = Emulator::start(Seed::demo(), Options::default()).unwrap();
+    let dir = ScratchDir::new("cli-devices-follow");
+    let act = activate(&polar, &dir, "Laptop");
+    assert_eq!(cli(&polar, &dir, &["remember", "--key", DEMO_KEY]).0, 0);
+    assert_eq!(act.0, 0, "{}", act.2);
+    let activation = act.1["activation_id"].as_str().unwrap().to_string();
+    // Nothing rotated yet, not signed in: said so, nothing sent.
+    not_signed_in(&polar, &dir, "follow-rotation");
+    sign_in(&polar, &dir);
+    let same = cli(&polar, &dir, &["follow-rotation"]);
+    assert_eq!(
+        (same.0, same.1["portal_error"].as_str()),
+        (1, Some("key_not_found")),
+        "{}",
+        same.1
+    );
+
+    // The seller rotates the key: the old string is not_found at once.
+    let new = polar.rotate_key(DEMO_KEY).expect("rotated");
+    let stale = cli(&polar, &dir, &["validate", "--key", DEMO_KEY]);
+    assert_eq!(stale.1["reason"], "not_found", "{}", stale.1);
+    let used = polar.activations(&new).len();
+    let done = cli(&polar, &dir, &["follow-rotation"]);
+    assert_eq!(done.0, 0, "{}", done.2);
+    assert_eq!(done.1["command"], "follow-rotation", "{}", done.1);
+    assert_eq!(done.1["outcome"], "licensed", "{}", done.1);
+    assert_eq!(done.1["activation_id"], activation.as_str(), "{}", done.1);
+    assert_eq!(done.1["remembered"], true, "{}", done.1);
+    assert_eq!(
+        done.1["key"],
+        format!("****-{}", &new[new.len() - 6..]).as_str(),
+        "{}",
+        done.1
+    );
+    // The new string is never printed whole; no slot was taken for it.
+    assert!(!done.2.contains(&new), "{}", done.2);
+    assert_eq!(polar.activations(&new).len(), used);
+    // `check` of the remembered key is the new string's, with the same activation.
+    let check = cli(&polar, &dir, &["check"]);
+    assert_eq!(check.0, 0, "{}", check.2);
+    assert_eq!(check.1["activation_id"], activation.as_str(), "{}", check.1);
 }

@@ -8,14 +8,18 @@
 
 mod rig;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ct_codecs::{Base64UrlSafeNoPadding, Decoder};
+use polar_license::grace::{CheckOutcome, GracePolicy};
 use polar_license::lease::{
     nonce_text, verify_denial, DenialExpect, RelayKeys, SigningKey, DENIAL_HEADER, NONCE_HEADER,
 };
+use polar_license::proto::{HttpRequest, HttpResponse};
 use polar_license::stopped::{StopKind, Stopped, STOPPED_HEADER};
-use polar_license::Key;
+use polar_license::{Key, Licensing, MachineBinding, Transport, TransportError, UreqTransport};
 use polar_license_emulator::{
     Emulator, Options, Seed, SeedKey, SeedMember, SeedOrder, SeedSubscription, WebhookOptions,
     DEMO_ORGANIZATION_ID, DEMO_TOKEN,
@@ -328,4 +332,132 @@ fn signed_mode_carries_the_detail_in_the_signed_denial_for_the_client_that_asks(
     let signed = verify_denial(&token, &keys, &expect).expect("it verifies");
     assert_eq!(signed.stopped(), None);
     assert!(c.stopped.is_some());
+}
+
+/// What the proxy between the app and the relay does to a validate's answer.
+#[derive(Clone, Default)]
+struct Proxy {
+    /// A `polar-license-stopped` header written in (replacing the relay's), unsigned.
+    forged: Arc<Mutex<Option<&'static str>>>,
+    /// The relay's signed denial taken out.
+    strip_signed: Arc<AtomicBool>,
+}
+
+struct Through {
+    inner: UreqTransport,
+    proxy: Proxy,
+}
+
+impl Transport for Through {
+    fn send(&self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
+        let mut r = self.inner.send(request)?;
+        if let Some(forged) = *self.proxy.forged.lock().expect("lock") {
+            r.headers
+                .retain(|(n, _)| !n.eq_ignore_ascii_case(STOPPED_HEADER));
+            r.headers
+                .push((STOPPED_HEADER.to_string(), forged.to_string()));
+        }
+        if self.proxy.strip_signed.load(Ordering::SeqCst) {
+            r.headers
+                .retain(|(n, _)| !n.eq_ignore_ascii_case(DENIAL_HEADER));
+        }
+        Ok(r)
+    }
+}
+
+/// The app's `Licensing` (the native face; the CLI, C ABI, Python and Tauri share it) talking
+/// to `relay` through `proxy`, in signed mode when `keys` has the relay's key.
+fn app(relay: &Running, dir: &std::path::Path, keys: RelayKeys, proxy: &Proxy) -> Licensing {
+    Licensing::builder(DEMO_ORGANIZATION_ID)
+        .base_url(relay.url())
+        .cache_dir(dir)
+        .machine_binding(MachineBinding::Id("lifecycle-machine".into()))
+        .app_secret(b"the lifecycle test's app secret".to_vec())
+        .relay_keys(keys)
+        // Every check asks (through the relay), as the cache's revalidation would in time.
+        .policy(GracePolicy {
+            revalidate_after: Duration::ZERO,
+            ..GracePolicy::default()
+        })
+        .build_with_transport(Through {
+            inner: rig::upstream(Duration::from_secs(10)),
+            proxy: proxy.clone(),
+        })
+        .expect("the app builds")
+}
+
+fn detail(outcome: &CheckOutcome) -> Option<Stopped> {
+    match outcome {
+        CheckOutcome::Denied(d) => d.stopped,
+        other => panic!("not a denial: {other:?}"),
+    }
+}
+
+/// The verdict carries the detail on the native face: unsigned from the header; in signed
+/// mode only from the signed denial, never from a header a proxy wrote.
+#[test]
+fn the_verdict_carries_the_detail_and_signed_mode_believes_only_the_signed_one() {
+    let (polar, relay, public) = start();
+    let dir = polar_license_testkit::ScratchDir::new("lifecycle-faces");
+    let mut keys = RelayKeys::new();
+    keys.add_pair(&public).expect("the relay's key");
+    let proxy = Proxy::default();
+    let unsigned = app(
+        &relay,
+        &dir.path().join("unsigned"),
+        RelayKeys::new(),
+        &proxy,
+    );
+    let signed = app(&relay, &dir.path().join("signed"), keys, &proxy);
+    assert!(unsigned.check(PAUSED).is_licensed());
+    assert!(signed.check(PAUSED).is_licensed());
+    change(
+        &polar,
+        PAUSED,
+        json!({"action": "pause_at_period_end", "resumes_at": RESUMES_AT}),
+    );
+    change(&polar, PAUSED, json!({"action": "period_end"}));
+    let _ = stopped(&relay, PAUSED);
+
+    let paused = Some(StopKind::Paused);
+    let outcome = unsigned.check(PAUSED);
+    let s = detail(&outcome).expect("the detail");
+    assert_eq!(
+        (s.kind, s.until),
+        (StopKind::Paused, Some(unix(RESUMES_AT)))
+    );
+    if let CheckOutcome::Denied(d) = &outcome {
+        assert_eq!(
+            d.reason,
+            polar_license::Reason::Inactive,
+            "the reason stays"
+        );
+    }
+    assert_eq!(detail(&signed.check(PAUSED)).map(|s| s.kind), paused);
+
+    // A proxy writes another detail: the unsigned app reads it (it has no way to tell), the
+    // signed one still reads the relay's signed detail.
+    *proxy.forged.lock().expect("lock") = Some("refunded; at=1");
+    assert_eq!(
+        detail(&unsigned.check(PAUSED)).map(|s| s.kind),
+        Some(StopKind::Refunded)
+    );
+    assert_eq!(detail(&signed.check(PAUSED)).map(|s| s.kind), paused);
+    // Without the signed denial, the signed app believes no detail at all.
+    proxy.strip_signed.store(true, Ordering::SeqCst);
+    let outcome = signed.check(PAUSED);
+    assert_eq!(detail(&outcome), None);
+    assert!(!outcome.is_licensed());
+    // A detail that does not read is none.
+    proxy.strip_signed.store(false, Ordering::SeqCst);
+    *proxy.forged.lock().expect("lock") = Some("gone fishing");
+    assert_eq!(detail(&unsigned.check(PAUSED)), None);
+    *proxy.forged.lock().expect("lock") = None;
+
+    // Resumed: the same apps license again at their next checks.
+    change(&polar, PAUSED, json!({"action": "resume"}));
+    let again = rig::wait_until(Duration::from_secs(15), Duration::from_millis(100), || {
+        unsigned.check(PAUSED).is_licensed() && signed.check(PAUSED).is_licensed()
+    });
+    assert!(again, "licensed again after the resume");
 }

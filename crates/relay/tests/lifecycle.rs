@@ -17,7 +17,7 @@ use polar_license::grace::{CheckOutcome, GracePolicy};
 use polar_license::lease::{
     nonce_text, verify_denial, DenialExpect, RelayKeys, SigningKey, DENIAL_HEADER, NONCE_HEADER,
 };
-use polar_license::proto::{HttpRequest, HttpResponse};
+use polar_license::proto::{HttpRequest, HttpResponse, ValidateRequest};
 use polar_license::stopped::{StopKind, Stopped, STOPPED_HEADER};
 use polar_license::{Key, Licensing, MachineBinding, Transport, TransportError, UreqTransport};
 use polar_license_emulator::{
@@ -443,11 +443,19 @@ fn the_verdict_carries_the_detail_and_signed_mode_believes_only_the_signed_one()
         Some(StopKind::Refunded)
     );
     assert_eq!(detail(&signed.check(PAUSED)).map(|s| s.kind), paused);
+    // `validate` (the update flow) reads it alike.
+    let validated = |app: &Licensing| match app.validate(&ValidateRequest::new(PAUSED)) {
+        Ok(polar_license::Verdict::Denied(d)) => d.stopped.map(|s| s.kind),
+        other => panic!("not a denial: {other:?}"),
+    };
+    assert_eq!(validated(&unsigned), Some(StopKind::Refunded));
+    assert_eq!(validated(&signed), paused);
     // Without the signed denial, the signed app believes no detail at all.
     proxy.strip_signed.store(true, Ordering::SeqCst);
     let outcome = signed.check(PAUSED);
     assert_eq!(detail(&outcome), None);
     assert!(!outcome.is_licensed());
+    assert_eq!(validated(&signed), None);
     // A detail that does not read is none.
     proxy.strip_signed.store(false, Ordering::SeqCst);
     *proxy.forged.lock().expect("lock") = Some("gone fishing");

@@ -1,5 +1,17 @@
 // Types of polar-license (hand-written; checked by tests/js/types.ts with `tsc --noEmit`).
 
+/** Why a key stopped (a denial's detail from the seller's relay, issue #68). */
+export type StopKind = 'paused' | 'canceled' | 'seat_revoked' | 'refunded' | 'rotated' | 'past_due';
+
+/** A denial's detail: what stopped the key, and its dates (unix seconds, `null` when unknown). */
+export interface Stopped {
+  readonly kind: StopKind;
+  /** When it happened (paused, ended, removed, refunded, rotated, went past due). */
+  readonly at: number | null;
+  /** For `paused`: when the subscription resumes, if Polar said. */
+  readonly until: number | null;
+}
+
 /** A reason the server said no. A denial is never covered by the offline grace. */
 export type DenialCode =
   | 'not_found'
@@ -82,6 +94,13 @@ export declare class LicenseError extends Error {
   readonly activationGone?: true;
   /** With `previouslyValid`: a sentence for the user (what probably happened, where to look). */
   readonly hint?: string;
+  /**
+   * For a denial through the seller's relay: why the key stopped, as Polar's webhooks told the
+   * relay (issue #68). An addition beside `code`, which stays what Polar's answer gives; the
+   * denial stays re-checkable (a resumed subscription licenses again at the next check).
+   * Absent otherwise.
+   */
+  readonly stopped?: Stopped;
   /**
    * A short sentence to show the person using the app ("Polar could not be reached: a network
    * login page or a proxy may be in the way. …"), for every answer the WebAssembly decided

@@ -39,7 +39,7 @@ export const REASONS = Object.freeze({
   seats_full: 'denied',
 });
 
-const EXTRAS = ['status', 'field', 'retryAfter', 'remainingUsages', 'timeout', 'cacheRefreshed', 'previouslyValid', 'activationGone', 'hint', 'userMessage', 'fallback', 'paidThrough', 'trial'];
+const EXTRAS = ['status', 'field', 'retryAfter', 'remainingUsages', 'timeout', 'cacheRefreshed', 'previouslyValid', 'activationGone', 'hint', 'userMessage', 'fallback', 'paidThrough', 'trial', 'stopped'];
 
 /**
  * Why a call did not succeed. `code` is a stable reason code (see REASONS), `kind` tells a
@@ -522,7 +522,7 @@ const NO_BODY = new Uint8Array(0);
 /**
  * Sends `ask` (`{ url, headers, body }`): a whole-request timeout through an AbortController,
  * no redirects followed, a cap on the body, status codes as data. Resolves the engine's
- * reply arguments: `[status, body, date, retryAfter, fail, detail, lease, age, source]`, `fail` 0, or
+ * reply arguments: `[status, body, date, retryAfter, fail, detail, lease, age, source, stopped]`, `fail` 0, or
  * 1 (could not connect), 2 (timed out), 3 (truncated or too large); `date`, `retryAfter`,
  * `lease` (a relay's `polar-license-lease`, signed mode) and `age` (a relay's replay of a
  * stored answer: the grace runs from when Polar gave it) are the headers as `fetch` gives
@@ -570,7 +570,7 @@ async function send(ask, timeout, fetchFn = fetch) {
     reading = true;
     const body = await readCapped(resp);
     if (body === null) return tooLarge();
-    return [resp.status, body, date, retryAfter, 0, '', header('polar-license-lease'), header('age'), header('polar-license-source')];
+    return [resp.status, body, date, retryAfter, 0, '', header('polar-license-lease'), header('age'), header('polar-license-source'), header('polar-license-stopped')];
   } catch (e) {
     if (controller.signal.aborted) return failed(2, `no complete answer within ${Math.floor(timeout)} ms`);
     if (reading) return failed(3, `truncated response body: ${describe(e)}`);
@@ -1462,8 +1462,8 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = [], 
             await attempt(() => s.remove(want.remove));
             give({ removed: true });
           } else if (want.send) {
-            const [status, body, date, retryAfter, fail, detail, lease, age, source] = await this.#send(want.send);
-            const headers = Object.entries({ date, 'retry-after': retryAfter, 'polar-license-lease': lease, age, 'polar-license-source': source }).filter(([, v]) => v !== undefined);
+            const [status, body, date, retryAfter, fail, detail, lease, age, source, stopped] = await this.#send(want.send);
+            const headers = Object.entries({ date, 'retry-after': retryAfter, 'polar-license-lease': lease, age, 'polar-license-source': source, 'polar-license-stopped': stopped }).filter(([, v]) => v !== undefined);
             give({ response: fail ? { fail, detail } : { status, headers } }, body);
           } else if (want.verify) {
             rounds += 1;

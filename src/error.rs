@@ -91,6 +91,12 @@ pub struct Denial {
     /// the customer portal (or by a restarted emulator). Set with `previously_valid`; see
     /// [`Denial::hint`]. An addition: the reason stays `not_found`.
     pub activation_gone: bool,
+    /// Why the key stopped, when the relay's lifecycle record explains this denial (issue #68,
+    /// [`crate::stopped`]): paused, canceled, seat removed, refunded, rotated, past due. An
+    /// addition beside the reason, which stays what Polar's answer gives; in signed mode only
+    /// the detail inside the relay's signed denial of this request is read. The denial stays
+    /// re-checkable: a resumed subscription licenses again at the next check.
+    pub stopped: Option<crate::stopped::Stopped>,
 }
 
 impl Denial {
@@ -549,6 +555,7 @@ mod tests {
                     remaining_usages: None,
                     previously_valid: false,
                     activation_gone: false,
+                    stopped: None,
                 }
                 .user_message()
             })
@@ -562,6 +569,7 @@ mod tests {
             remaining_usages: None,
             previously_valid: true,
             activation_gone: false,
+            stopped: None,
         };
         assert!(
             rotated
@@ -581,6 +589,7 @@ mod tests {
             remaining_usages: None,
             previously_valid: true,
             activation_gone: true,
+            stopped: None,
         };
         let m = gone.user_message();
         assert!(

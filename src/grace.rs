@@ -598,6 +598,7 @@ impl DenialMark {
         Denial {
             previously_valid: false,
             activation_gone: false,
+            stopped: None,
             reason: self.reason,
             detail: self.detail.clone(),
             status: self.status,

@@ -310,6 +310,26 @@ pub fn held_denial<L>(
         .then(|| (token.to_string(), signed))
 }
 
+/// Why the key stopped (issue #68), read into an online denial: in signed mode only from the
+/// relay's signed denial of this request (`denial`, from [`held_denial`]: the header beside it
+/// is anyone's to write), otherwise from the relay's [`crate::stopped::STOPPED_HEADER`]
+/// (`header`). A grant, or a detail that does not read, is left as it is.
+pub fn with_stopped<L>(
+    mut online: Result<(Verdict<L>, Stamp), Error>,
+    header: Option<&str>,
+    keys: &RelayKeys,
+    denial: &Option<(String, lease::SignedDenial)>,
+) -> Result<(Verdict<L>, Stamp), Error> {
+    if let Ok((Verdict::Denied(d), _)) = &mut online {
+        d.stopped = if keys.is_empty() {
+            header.and_then(crate::stopped::Stopped::from_text)
+        } else {
+            denial.as_ref().and_then(|(_, signed)| signed.stopped())
+        };
+    }
+    online
+}
+
 /// Signed mode: the record a check writes, its denial carrying the relay's signed denial of
 /// this request (`denial`, from [`held_denial`]) when the denial written is the one it signs
 /// (`denied`: the reason of the check's own denial). Anything else is written as it is.

@@ -94,10 +94,11 @@ pub fn is_nonce(text: &str) -> bool {
 
 /// A nonce for [`NONCE_HEADER`] from 16 random bytes: 32 hex digits (hex rather than
 /// base64's 22 characters: the npm engine has hex already, and no base64 encoder), then
-/// [`FACTS_MARK`] (this client reads signed facts).
+/// [`crate::stopped::STOP_MARK`], which ends with [`FACTS_MARK`] (this client reads signed
+/// facts, and a signed denial's `stop` claim).
 pub fn nonce_text(random: &[u8; 16]) -> String {
     let mut text = crate::hex::hex(random);
-    text.push_str(FACTS_MARK);
+    text.push_str(crate::stopped::STOP_MARK);
     text
 }
 
@@ -1124,6 +1125,11 @@ pub struct DenialClaims {
     /// The request's [`NONCE_HEADER`], copied unchanged: a denial is signed only for a
     /// request that carried one.
     pub nonce: String,
+    /// Why the key stopped, as the relay's lifecycle record explains the denial (issue #68,
+    /// [`crate::stopped`]): written only when there is one, and only for a request whose nonce
+    /// asks for it ([`crate::stopped::STOP_MARK`]); an older client's reading refuses a
+    /// member it does not know.
+    pub stop: Option<crate::stopped::Stopped>,
 }
 
 #[derive(Serialize)]
@@ -1138,10 +1144,12 @@ struct DenialWire {
     act: Option<String>,
     reason: String,
     nonce: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stop: Option<String>,
 }
 
-const DENIAL_FIELDS: [&str; 10] = [
-    "iss", "typ", "sub", "iat", "exp", "jti", "org", "act", "reason", "nonce",
+const DENIAL_FIELDS: [&str; 11] = [
+    "iss", "typ", "sub", "iat", "exp", "jti", "org", "act", "reason", "nonce", "stop",
 ];
 
 impl DenialClaims {
@@ -1157,6 +1165,7 @@ impl DenialClaims {
             act: self.activation_id.clone(),
             reason: self.reason.clone(),
             nonce: self.nonce.clone(),
+            stop: self.stop.as_ref().map(crate::stopped::Stopped::to_text),
         })
     }
 
@@ -1177,6 +1186,12 @@ impl DenialClaims {
             expires_at: unix(&text("exp")?)?,
             id: text("jti")?,
             nonce: text("nonce")?,
+            // A detail this library cannot read (a kind a newer relay adds) is no detail: the
+            // denial itself stands as signed.
+            stop: v
+                .optional("stop", JsonIn::string)?
+                .as_deref()
+                .and_then(crate::stopped::Stopped::from_text),
         })
     }
 }
@@ -1205,9 +1220,16 @@ pub struct SignedDenial {
     at: i64,
     until: i64,
     nonce: String,
+    stop: Option<crate::stopped::Stopped>,
 }
 
 impl SignedDenial {
+    /// Why the key stopped, as the relay signed it (issue #68): the one detail a client in
+    /// signed mode believes.
+    pub fn stopped(&self) -> Option<crate::stopped::Stopped> {
+        self.stop
+    }
+
     /// The key that signed it.
     pub fn kid(&self) -> &str {
         &self.kid
@@ -1259,6 +1281,7 @@ pub fn verify_denial_with(
         at: claims.issued_at,
         until: claims.expires_at,
         nonce: claims.nonce,
+        stop: claims.stop,
     })
 }
 

@@ -1115,6 +1115,7 @@ fn denial(reason: Reason, detail: String, status: u16) -> Denial {
     Denial {
         previously_valid: false,
         activation_gone: false,
+        stopped: None,
         reason,
         detail,
         status,
@@ -1235,6 +1236,7 @@ pub fn failure(
                 Some(n) => Ok(Denial {
                     previously_valid: false,
                     activation_gone: false,
+                    stopped: None,
                     reason: Reason::UsageExhausted,
                     detail,
                     status,

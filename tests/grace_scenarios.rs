@@ -92,6 +92,7 @@ impl Server {
                     remaining_usages: None,
                     previously_valid: false,
                     activation_gone: false,
+                    stopped: None,
                 })),
                 None,
             ),
@@ -613,6 +614,7 @@ fn online_denial_writes_a_tombstone_that_status_can_read() {
         remaining_usages: None,
         previously_valid: false,
         activation_gone: false,
+        stopped: None,
     };
     let (action, outcome) = grace::settle::<ValidatedLicenseKey>(
         None,
@@ -696,6 +698,7 @@ fn a_replayed_grant_is_dated_from_polars_answer_by_its_age() {
         remaining_usages: None,
         previously_valid: true,
         activation_gone: false,
+        stopped: None,
     };
     let (StoreAction::Write(tomb), _) = grace::settle::<ValidatedLicenseKey>(
         None,

@@ -968,6 +968,11 @@ impl<L: Validated> Check<L> {
             }
             _ => return None,
         };
+        let stopped = response
+            .as_ref()
+            .ok()
+            .and_then(|r| r.single(crate::stopped::STOPPED_HEADER))
+            .map(str::to_string);
         let (online, token, relayed, denial) = read(response, expect.as_ref());
         let denial = held::held_denial(
             ctx.relay_keys,
@@ -978,6 +983,7 @@ impl<L: Validated> Check<L> {
             ctx.policy,
             ctx.ed25519,
         );
+        let online = held::with_stopped(online, stopped.as_deref(), ctx.relay_keys, &denial);
         let (online, lease) = hold(ctx, online, token, &granted, now);
         Some((online, lease, relayed, denial))
     }

@@ -768,8 +768,12 @@ impl<L: License> Update<L> {
         match &mut self.op {
             Op::Validate { req, online } => {
                 let expect = Expect::validate(org, req, now);
+                // Why the key stopped (issue #68): the relay's header, and its signed denial.
+                let (mut stopped, mut denial) = (None, None);
                 let read = response.and_then(|r| {
                     let verdict = L::validate_answer(&r, expect.as_ref())?;
+                    stopped = r.single(crate::stopped::STOPPED_HEADER).map(str::to_string);
+                    denial = r.single(crate::lease::DENIAL_HEADER).map(str::to_string);
                     Ok(((verdict, r.stamp()), token(&r)))
                 });
                 let granted = Granted {
@@ -779,6 +783,20 @@ impl<L: License> Update<L> {
                     conditions: &req.conditions,
                     nonce: self.nonce.as_deref(),
                 };
+                let read = read.and_then(|(online, lease)| {
+                    let online = Ok(online);
+                    let signed = held::held_denial(
+                        signing.keys,
+                        &online,
+                        denial.as_deref(),
+                        &granted,
+                        now,
+                        signing.policy,
+                        signing.ed25519,
+                    );
+                    held::with_stopped(online, stopped.as_deref(), signing.keys, &signed)
+                        .map(|online| (online, lease))
+                });
                 let (answer, lease) = held::held(signing, read, &granted, now);
                 let refused = matches!(answer, Err(Error::InvalidInput { .. }));
                 *online = Some(answer);

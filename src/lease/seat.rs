@@ -312,6 +312,7 @@ mod tests {
             expires_at: now + 300,
             id: "j".into(),
             nonce: "n".into(),
+            stop: None,
         };
         let token = signer.sign_denial(&denial, Some("m")).unwrap();
         let expect = SeatExpect {

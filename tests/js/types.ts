@@ -20,6 +20,8 @@ import {
   type ReasonCode,
   type ReasonKind,
   type StorageAdapter,
+  type StopKind,
+  type Stopped,
   type UnverifiedCode,
   type ValidateResult,
 } from 'polar-license';
@@ -188,6 +190,13 @@ export function handle(err: unknown): ReasonKind | undefined {
     const extra: number | undefined = err.status ?? err.retryAfter ?? err.remainingUsages;
     const field: string | undefined = err.field;
     const notRefreshed: false | undefined = err.cacheRefreshed;
+    const stopped: Stopped | undefined = err.stopped;
+    const resumes: number | null | undefined = stopped?.kind === 'paused' ? stopped.until : undefined;
+    const kindOf: StopKind | undefined = err.toJSON().stopped?.kind;
+    void [resumes, kindOf];
+    // @ts-expect-error the detail's kinds are a closed union
+    const unknownKind: StopKind = 'gone_fishing';
+    void unknownKind;
     const load: ReasonCode = 'load_error';
     void [notRefreshed, load];
     const base: Error = err;

@@ -292,6 +292,37 @@ typedef uint32_t polar_license_cache_state;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
+// Why a key stopped (`polar_license_result_stopped`, issue #68): the relay's detail of a
+// denial, from Polar's lifecycle webhooks. An addition beside the reason, which stays what
+// Polar's answer gives; in signed mode only the relay's signed detail is read.
+enum polar_license_stopped
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // No detail: not a denial, no relay, or none it could tell.
+  POLAR_LICENSE_STOPPED_NONE = 0,
+  // The subscription is paused (`polar_license_result_stopped_until`: when it resumes).
+  POLAR_LICENSE_STOPPED_PAUSED = 1,
+  // The subscription was canceled and has ended.
+  POLAR_LICENSE_STOPPED_CANCELED = 2,
+  // The team's admin removed this member's seat.
+  POLAR_LICENSE_STOPPED_SEAT_REVOKED = 3,
+  // The order was refunded and its benefits revoked.
+  POLAR_LICENSE_STOPPED_REFUNDED = 4,
+  // This key string was replaced by a new one (the customer portal shows it).
+  POLAR_LICENSE_STOPPED_ROTATED = 5,
+  // A payment failed and the grace period ended.
+  POLAR_LICENSE_STOPPED_PAST_DUE = 6,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum polar_license_stopped polar_license_stopped;
+#else
+typedef uint32_t polar_license_stopped;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
 // Trials (`polar_license_result_trial`): where the trial a check tells of stands.
 enum polar_license_trial
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -1232,6 +1263,22 @@ const char *polar_license_result_license_json(const polar_license_result *result
 // `polar_license_result_hint` says it in a sentence. `false` otherwise and for NULL. Set by
 // check, check_request, validate, activate and status.
 bool polar_license_result_previously_valid(const polar_license_result *result);
+
+// For a denial: why the key stopped, when the seller's relay told (issue #68): paused,
+// canceled, seat revoked, refunded, rotated, past due; `POLAR_LICENSE_STOPPED_NONE` otherwise
+// and for NULL. An addition beside `polar_license_result_reason`, which stays what Polar's
+// answer gives; the denial stays re-checkable (a resumed subscription licenses again at the
+// next check). In signed mode only the relay's signed detail is read. Set by check,
+// check_request and validate.
+polar_license_stopped polar_license_result_stopped(const polar_license_result *result);
+
+// With `polar_license_result_stopped`: when it happened (paused, ended, removed, refunded,
+// rotated, went past due; unix seconds), or -1 when unknown, no detail or NULL.
+int64_t polar_license_result_stopped_at(const polar_license_result *result);
+
+// With `POLAR_LICENSE_STOPPED_PAUSED`: when the subscription resumes (unix seconds), or -1
+// when unknown, another detail or NULL.
+int64_t polar_license_result_stopped_until(const polar_license_result *result);
 
 // With `polar_license_result_previously_valid`: a sentence to show the user (what probably
 // happened, where to look), or `""`. Never NULL; owned by the result.

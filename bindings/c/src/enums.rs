@@ -167,6 +167,43 @@ pub enum polar_license_relay_source {
     Stale = 3,
 }
 
+/// Why a key stopped (`polar_license_result_stopped`, issue #68): the relay's detail of a
+/// denial, from Polar's lifecycle webhooks. An addition beside the reason, which stays what
+/// Polar's answer gives; in signed mode only the relay's signed detail is read.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum polar_license_stopped {
+    /// No detail: not a denial, no relay, or none it could tell.
+    None = 0,
+    /// The subscription is paused (`polar_license_result_stopped_until`: when it resumes).
+    Paused = 1,
+    /// The subscription was canceled and has ended.
+    Canceled = 2,
+    /// The team's admin removed this member's seat.
+    SeatRevoked = 3,
+    /// The order was refunded and its benefits revoked.
+    Refunded = 4,
+    /// This key string was replaced by a new one (the customer portal shows it).
+    Rotated = 5,
+    /// A payment failed and the grace period ended.
+    PastDue = 6,
+}
+
+impl From<Option<polar_license::stopped::StopKind>> for polar_license_stopped {
+    fn from(k: Option<polar_license::stopped::StopKind>) -> Self {
+        use polar_license::stopped::StopKind as K;
+        match k {
+            None => polar_license_stopped::None,
+            Some(K::Paused) => polar_license_stopped::Paused,
+            Some(K::Canceled) => polar_license_stopped::Canceled,
+            Some(K::SeatRevoked) => polar_license_stopped::SeatRevoked,
+            Some(K::Refunded) => polar_license_stopped::Refunded,
+            Some(K::Rotated) => polar_license_stopped::Rotated,
+            Some(K::PastDue) => polar_license_stopped::PastDue,
+        }
+    }
+}
+
 /// Trials (`polar_license_result_trial`): where the trial a check tells of stands.
 #[repr(u32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 
 use super::enums::{
     polar_license_cache_state, polar_license_outcome, polar_license_reason,
-    polar_license_relay_source, polar_license_source, polar_license_trial,
+    polar_license_relay_source, polar_license_source, polar_license_stopped, polar_license_trial,
 };
 use super::out;
 use super::panic::Boundary;
@@ -50,6 +50,10 @@ pub struct polar_license_result {
     previously_valid: bool,
     /// With `previously_valid`: a sentence for the user.
     hint: CString,
+    /// Why the key stopped (issue #68), and its dates (unix seconds, -1 unknown).
+    stopped: polar_license_stopped,
+    stopped_at: i64,
+    stopped_until: i64,
     /// For an answer that does not license: a sentence to show the user.
     user_message: CString,
     /// For a licensed check: when its grace ends (unix seconds), else -1.
@@ -151,6 +155,9 @@ impl polar_license_result {
             grant: Grant::none(),
             previously_valid: false,
             hint: CString::default(),
+            stopped: polar_license_stopped::None,
+            stopped_at: -1,
+            stopped_until: -1,
             user_message: CString::default(),
             grace_ends_at: -1,
             verdict: None,
@@ -248,6 +255,9 @@ impl polar_license_result {
     fn set_known(&mut self, d: &Denial) {
         self.previously_valid = d.previously_valid;
         self.hint = to_cstring(d.hint().unwrap_or_default());
+        self.stopped = d.stopped.map(|s| s.kind).into();
+        self.stopped_at = d.stopped.and_then(|s| s.at).unwrap_or(-1);
+        self.stopped_until = d.stopped.and_then(|s| s.until).unwrap_or(-1);
     }
 
     /// No trustworthy answer.
@@ -678,6 +688,33 @@ pub extern "C" fn polar_license_result_previously_valid(
     result: *const polar_license_result,
 ) -> bool {
     ffi_boundary! { read(result, |r| r.previously_valid) }
+}
+
+/// For a denial: why the key stopped, when the seller's relay told (issue #68): paused,
+/// canceled, seat revoked, refunded, rotated, past due; `POLAR_LICENSE_STOPPED_NONE` otherwise
+/// and for NULL. An addition beside `polar_license_result_reason`, which stays what Polar's
+/// answer gives; the denial stays re-checkable (a resumed subscription licenses again at the
+/// next check). In signed mode only the relay's signed detail is read. Set by check,
+/// check_request and validate.
+#[no_mangle]
+pub extern "C" fn polar_license_result_stopped(
+    result: *const polar_license_result,
+) -> polar_license_stopped {
+    ffi_boundary! { read(result, |r| r.stopped) }
+}
+
+/// With `polar_license_result_stopped`: when it happened (paused, ended, removed, refunded,
+/// rotated, went past due; unix seconds), or -1 when unknown, no detail or NULL.
+#[no_mangle]
+pub extern "C" fn polar_license_result_stopped_at(result: *const polar_license_result) -> i64 {
+    ffi_boundary! { read(result, |r| r.stopped_at) }
+}
+
+/// With `POLAR_LICENSE_STOPPED_PAUSED`: when the subscription resumes (unix seconds), or -1
+/// when unknown, another detail or NULL.
+#[no_mangle]
+pub extern "C" fn polar_license_result_stopped_until(result: *const polar_license_result) -> i64 {
+    ffi_boundary! { read(result, |r| r.stopped_until) }
 }
 
 /// With `polar_license_result_previously_valid`: a sentence to show the user (what probably

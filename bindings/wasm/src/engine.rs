@@ -120,6 +120,18 @@ pub(crate) fn denial_json(denial: &Denial) -> String {
             j.key("hint").str(hint);
         }
     }
+    // Why the key stopped (issue #68): `{kind, at, until}`, the dates unix seconds or null.
+    if let Some(s) = denial.stopped {
+        j.key("stopped").raw("{");
+        j.key("kind").str(s.kind.code());
+        for (name, date) in [("at", s.at), ("until", s.until)] {
+            match date {
+                Some(n) => j.key(name).int(n),
+                None => j.key(name).null(),
+            };
+        }
+        j.raw("}");
+    }
     j.raw("}}").done()
 }
 

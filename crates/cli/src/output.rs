@@ -7,6 +7,7 @@
 use polar_license::features::{FeatureAccess, FeatureWhy};
 use polar_license::grace::LeaseWindow;
 use polar_license::proto::Relayed;
+use polar_license::stopped::{StopKind, Stopped};
 use polar_license::trial::{Trial, TrialState};
 use polar_license::{
     CacheState, CacheStatus, CheckOutcome, CheckReport, Error, GracePolicy, Key,
@@ -220,6 +221,8 @@ pub fn report<T: Answer>(
             m.insert("remaining_usages".into(), json!(denial.remaining_usages));
             m.insert("previously_valid".into(), json!(denial.previously_valid));
             m.insert("activation_gone".into(), json!(denial.activation_gone));
+            // Issue #68 (an addition): why the key stopped, when the relay told.
+            m.insert("stopped".into(), stopped_json(denial.stopped.as_ref()));
             m.insert("hint".into(), json!(denial.hint()));
             m.insert("user_message".into(), json!(denial.user_message()));
             let mut lines = vec![format!(
@@ -230,11 +233,16 @@ pub fn report<T: Answer>(
             if let Some(hint) = denial.hint() {
                 lines.push(format!("  {hint}"));
             }
+            if let Some(s) = &denial.stopped {
+                lines.push(format!("  stopped: {}", stopped_text(s)));
+            }
             let step = if denial.activation_gone {
                 Some(
                     "nothing to free here; run `polar-license activate` to use the key on this \
                      machine again",
                 )
+            } else if let Some(s) = &denial.stopped {
+                Some(next_step_stopped(s.kind))
             } else {
                 next_step_denied(denial.reason, denial.previously_valid)
             };
@@ -369,6 +377,57 @@ pub fn error_report(op: Option<Op>, requested_activation: Option<&str>, error: &
         lines,
         to_stderr: true,
         exit: exit_code(reason),
+    }
+}
+
+/// A denial's detail in `--json` (issue #68): `{"kind", "at", "until"}` (dates RFC 3339 or
+/// null), or null.
+fn stopped_json(s: Option<&Stopped>) -> serde_json::Value {
+    match s {
+        None => serde_json::Value::Null,
+        Some(s) => json!({
+            "kind": s.kind.code(),
+            "at": s.at.map(unix_when),
+            "until": s.until.map(unix_when),
+        }),
+    }
+}
+
+/// A denial's detail in the text output: what stopped the key and its dates.
+fn stopped_text(s: &Stopped) -> String {
+    let what = match s.kind {
+        StopKind::Paused => "the subscription is paused",
+        StopKind::Canceled => "the subscription was canceled and has ended",
+        StopKind::SeatRevoked => "the team's admin removed this seat",
+        StopKind::Refunded => "the order was refunded",
+        StopKind::Rotated => "this key was replaced by a new one",
+        StopKind::PastDue => "a payment failed and the grace period ended",
+    };
+    let mut text = format!("{} ({what}", s.kind.code());
+    if let Some(at) = s.at {
+        text.push_str(&format!(", since {}", unix_when(at)));
+    }
+    if let Some(until) = s.until {
+        text.push_str(&format!(", resumes {}", unix_when(until)));
+    }
+    text.push(')');
+    text
+}
+
+/// What the person at the terminal can do about a key that stopped (issue #68).
+fn next_step_stopped(kind: StopKind) -> &'static str {
+    match kind {
+        StopKind::Paused => {
+            "wait for the subscription to resume (or resume it in the customer portal), then \
+             run this again: it licenses again at the next check"
+        }
+        StopKind::Canceled => "renew the subscription in the customer portal, then run this again",
+        StopKind::SeatRevoked => "ask your team's admin for a seat, then run this again",
+        StopKind::Refunded => "the purchase was refunded: buy it again to use the key",
+        StopKind::Rotated => "use the new key the customer portal shows",
+        StopKind::PastDue => {
+            "update the payment method in the customer portal, then run this again"
+        }
     }
 }
 

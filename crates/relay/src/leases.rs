@@ -144,6 +144,8 @@ impl Leases {
             expires_at: at.saturating_add(self.seconds),
             id: id.hyphenated().to_string(),
             nonce: nonce.to_string(),
+            // Issue #68's detail: crate::lifecycle::signed adds it.
+            stop: None,
         })
     }
 }

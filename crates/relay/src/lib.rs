@@ -73,6 +73,7 @@ pub mod host;
 // hosts outside this crate: the Workers binding).
 pub mod flow;
 mod leases;
+mod lifecycle;
 mod limit;
 mod logged;
 mod ops;

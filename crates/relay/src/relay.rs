@@ -250,6 +250,7 @@ impl Relay {
             first_seen: Mutex::new(first_seen),
             revoked: Mutex::new(crate::stored::Revocations::default()),
             deliveries: crate::deliveries::Deliveries::default(),
+            lifecycle: crate::lifecycle::Lifecycle::default(),
         });
         let ops = Arc::new(crate::ops::Ops::new(config.webhook_silence));
         if let Some(s) = &store {
@@ -890,6 +891,12 @@ impl Relay {
                     crate::logged::key(key),
                     upstream.status
                 );
+                // Why the key stopped, beside Polar's denial (crate::lifecycle).
+                let stop = self
+                    .store
+                    .as_ref()
+                    .and_then(|s| s.lifecycle.denied(pending, &upstream));
+                crate::lifecycle::tell(&mut r, stop);
                 let denial = self.leases.denial(
                     checked,
                     call,
@@ -898,6 +905,7 @@ impl Relay {
                     pending.nonce.as_deref(),
                     entropy,
                 );
+                let denial = crate::lifecycle::signed(denial, stop);
                 return match denial {
                     Some(denial) => {
                         let (r, unsigned) = self.denied(pending, r, &denial);

@@ -42,6 +42,8 @@ pub(crate) struct Stored {
     pub(crate) revoked: Mutex<Revocations>,
     /// Polar's webhook deliveries: failures by address, outcomes between looks.
     pub(crate) deliveries: crate::deliveries::Deliveries,
+    /// Why keys stopped, as Polar's lifecycle webhooks told (issue #68, [`crate::lifecycle`]).
+    pub(crate) lifecycle: crate::lifecycle::Lifecycle,
 }
 
 /// See [`Stored::revoked`].

@@ -283,7 +283,8 @@ impl Stored {
                     );
                     let mut r = sourced(private(r), source);
                     add_cors(&mut r);
-                    return Some(signed_denial(leases, pending, r, now, entropy));
+                    let stop = self.lifecycle.explain(&pending.key);
+                    return Some(signed_denial(leases, pending, r, now, entropy, stop));
                 }
                 None
             }
@@ -311,7 +312,8 @@ impl Stored {
                 );
                 let mut r = sourced(r, source);
                 add_cors(&mut r);
-                Some(signed_denial(leases, pending, r, now, entropy))
+                let stop = self.lifecycle.explain(&pending.key);
+                Some(signed_denial(leases, pending, r, now, entropy, stop))
             }
             _ => {
                 let window = if stale { o.stale_for } else { o.fresh_for };
@@ -416,6 +418,7 @@ impl Stored {
             .and_then(|t| t.as_str())
             .unwrap_or("?")
             .to_string();
+        self.lifecycle.on_event(&event);
         // Read, narrowed and written in one step of the store's: two deliveries at once (a
         // retry after Polar's timeout and the next event), or an answer kept meanwhile, each
         // narrow what the other wrote, never a copy read before it.
@@ -485,6 +488,7 @@ impl Stored {
             // Polar granted it: the organization's key (crate::roster).
             self.roster.learn(&pending.key, now.monotonic_ms);
         }
+        self.lifecycle.learn_from(pending, seen.as_ref());
         // A known key Polar keeps refusing leaves the known set (crate::roster, issue #62).
         if let Some(a) = &seen {
             if self.roster.answered(&pending.key, a.status) {
@@ -748,11 +752,13 @@ fn signed_denial(
     mut r: RelayResponse,
     now: Now,
     entropy: &dyn Fn() -> Option<[u8; 16]>,
+    stop: Option<polar_license::stopped::Stopped>,
 ) -> Finished {
     let unsigned = |response| Finished {
         response,
         unsigned: None,
     };
+    crate::lifecycle::tell(&mut r, stop);
     let upstream = HttpResponse {
         status: r.status,
         headers: r.headers.clone(),
@@ -768,6 +774,7 @@ fn signed_denial(
     ) else {
         return unsigned(r);
     };
+    let denial = crate::lifecycle::with_stop(denial, stop);
     let machine = machine_of(&pending.checked);
     let signed = match &leases.signer {
         SignWith::Key(key) => key.sign_denial(&denial, machine.as_deref()).map(|token| {

@@ -124,6 +124,7 @@ pub fn denial(
             expires_at: now + days * DAY,
             id: "5c1e7a3b-2d4f-4e6a-9b8c-7d6e5f4a3b2c".to_string(),
             nonce,
+            stop: None,
         },
         machine,
     ))

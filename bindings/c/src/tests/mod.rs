@@ -6,6 +6,7 @@ mod calls;
 mod features;
 mod header;
 mod signed;
+mod stopped;
 
 use crate::*;
 use polar_license_emulator::DEMO_ORGANIZATION_ID;

@@ -1,0 +1,45 @@
+// Why a key stopped (issue #68) on the npm face: a denial through the seller's relay carries
+// `stopped` ({kind, at, until}) beside its `code`, which stays Polar's. The relay's own work
+// (the detail from Polar's webhooks, signed mode) is tested against the real relay in
+// crates/relay/tests/lifecycle.rs; here the `fetch` option stands in for that relay in front
+// of the suite's emulator (POLAR_EMULATOR_URL): Polar's denial passed on, the relay's
+// `polar-license-stopped` header added, as the relay answers a paused key.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { EMULATOR, ORG, mapStorage, newKey, patchKey, pkg, rejection } from './emulator.mjs';
+
+const { LicenseClient } = await pkg();
+
+/** A client of the emulator asking at every check, its answers given `stopped` as header. */
+function client(stopped) {
+  return new LicenseClient({
+    organizationId: ORG,
+    baseUrl: EMULATOR,
+    storage: mapStorage(),
+    gracePolicy: { revalidateAfter: 0 },
+    fetch: async (url, init) => {
+      const resp = await fetch(url, init);
+      if (stopped === undefined) return resp;
+      const headers = new Headers(resp.headers);
+      headers.set('polar-license-stopped', stopped);
+      return new Response(await resp.arrayBuffer(), { status: resp.status, headers });
+    },
+  });
+}
+
+test('a denial carries why the key stopped, its code unchanged', async () => {
+  const key = await newKey({});
+  assert.equal((await client('paused; at=1780272000; until=1780444800').check(key)).source, 'online');
+  await patchKey(key, { status: 'revoked' });
+  const e = await rejection(client('paused; at=1780272000; until=1780444800').check(key));
+  assert.equal(e.code, 'inactive');
+  assert.deepEqual(e.stopped, { kind: 'paused', at: 1780272000, until: 1780444800 });
+  assert.deepEqual(JSON.parse(JSON.stringify(e)).stopped, e.stopped, 'toJSON keeps it');
+  const rotated = await rejection(client('rotated; at=5').check(key));
+  assert.deepEqual(rotated.stopped, { kind: 'rotated', at: 5, until: null });
+  const validated = await rejection(client('seat_revoked').validate(key));
+  assert.deepEqual(validated.stopped, { kind: 'seat_revoked', at: null, until: null });
+  // No detail, or one that does not read: none.
+  assert.equal('stopped' in (await rejection(client().check(key))), false);
+  assert.equal('stopped' in (await rejection(client('gone fishing').check(key))), false);
+});

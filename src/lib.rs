@@ -150,6 +150,7 @@ mod release;
 pub mod rfc3339;
 pub mod schema;
 pub mod seat;
+pub mod seat_hold;
 pub mod stopped;
 // A key's entries in a store, opened and sealed: private to the core (its types are `flow`'s).
 mod slot;

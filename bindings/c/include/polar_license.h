@@ -347,6 +347,42 @@ typedef uint32_t polar_license_trial;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
+// What a seat call came to, as `polar_license_seat_result_error` tells it.
+enum polar_license_seat_error
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // No failure: the seat is held (acquire, heartbeat) or was released.
+  POLAR_LICENSE_SEAT_ERROR_NONE = 0,
+  // `invalid_input`: a key, machine or organization refused before anything was sent
+  // (`polar_license_seat_result_message` names the field), or the seat was already
+  // released.
+  POLAR_LICENSE_SEAT_ERROR_INVALID_INPUT = 1,
+  // `seats_full`: every seat of the key is in use; `polar_license_seat_result_in_use`,
+  // `_size`, `_frees_at` and `_retry_after` say how many and when the soonest frees.
+  POLAR_LICENSE_SEAT_ERROR_SEATS_FULL = 2,
+  // `seat_gone`: the relay no longer holds this seat (not heard from within its life, or
+  // Polar denied the key): acquire again.
+  POLAR_LICENSE_SEAT_ERROR_SEAT_GONE = 3,
+  // `denied`: Polar denied the key (the reason says why: `not_found`, `inactive`,
+  // `expired`, …); no seat.
+  POLAR_LICENSE_SEAT_ERROR_DENIED = 4,
+  // `rate_limited`: too many acquisitions (the relay's churn limit) or requests;
+  // `polar_license_seat_result_retry_after` says how long to wait.
+  POLAR_LICENSE_SEAT_ERROR_RATE_LIMITED = 5,
+  // `offline` (or `server_error`, `protocol_error`: the reason says which): no answer of
+  // the relay's; the seat, if held, is kept (try the heartbeat again within its life).
+  POLAR_LICENSE_SEAT_ERROR_OFFLINE = 6,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum polar_license_seat_error polar_license_seat_error;
+#else
+typedef uint32_t polar_license_seat_error;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
 // Which Polar to talk to.
 enum polar_license_server
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -419,6 +455,14 @@ typedef struct polar_license_request polar_license_request;
 // `polar_license_result_*` accessors (from any thread), freed by `polar_license_result_free`.
 // Every string an accessor returns belongs to the result and stays valid until it is freed.
 typedef struct polar_license_result polar_license_result;
+
+// A seat held through the relay (opaque): made by `polar_license_client_seat_acquire`,
+// freed by `polar_license_seat_free`. Its state is locked inside: any thread may heartbeat,
+// release or read it, at the same time as others.
+typedef struct polar_license_seat polar_license_seat;
+
+// The answer of a seat call (opaque), freed by `polar_license_seat_result_free`.
+typedef struct polar_license_seat_result polar_license_seat_result;
 
 // The callback of `polar_license_client_check_in_background`: called once, on a background
 // thread the library started, with the app's `user_data` and the fresh answer, which the
@@ -1392,6 +1436,109 @@ uint32_t polar_license_result_trial_days_left(const polar_license_result *result
 // days, or a trial key's subscription period end or expiry, whichever comes first. -1 when
 // not known (a refused record) and when there is no trial.
 int64_t polar_license_result_trial_ends_at(const polar_license_result *result);
+
+// Acquires one of `key`'s seats for this machine from the seller's relay at the client's base
+// URL (a CI seat when `ci`; a floating one otherwise). `machine` is the binding signed into
+// the seat's lease (1 to 256 bytes of printable text); NULL takes the client's machine
+// fingerprint (`polar_license_client_machine_fingerprint`; with machine binding off there is
+// none, and the call's result is `INVALID_INPUT`). No Polar activation is made.
+//
+// Returns `POLAR_LICENSE_STATUS_OK` and writes a seat result to `*out_result` whatever the
+// relay answered, and to `*out_seat` the seat when the result's error is
+// `POLAR_LICENSE_SEAT_ERROR_NONE` (NULL otherwise): heartbeat it every
+// `polar_license_seat_heartbeat_interval` seconds, release it when done, then free it. Any
+// other status means the call itself was refused (a NULL or a string not UTF-8: see
+// `polar_license_client_last_error`) and nothing was written.
+polar_license_status polar_license_client_seat_acquire(const polar_license_client *client,
+                                                       const char *key,
+                                                       const char *machine,
+                                                       bool ci,
+                                                       polar_license_seat **out_seat,
+                                                       polar_license_seat_result **out_result);
+
+// Extends the seat's life (call it every `polar_license_seat_heartbeat_interval` seconds,
+// from any thread). The result's error is `NONE` (held; `polar_license_seat_expires_at` moved
+// on), `SEAT_GONE` (the relay no longer holds it: acquire again; later heartbeats send
+// nothing and answer `SEAT_GONE`), `DENIED` (Polar denied the key: the seat is gone too),
+// `OFFLINE` (no answer: the seat is kept, try again within its life), or `INVALID_INPUT`
+// (released). Status and out-pointer as for `polar_license_client_seat_acquire`.
+polar_license_status polar_license_seat_heartbeat(const polar_license_client *client,
+                                                  const polar_license_seat *seat,
+                                                  polar_license_seat_result **out_result);
+
+// Gives the seat back to the key's pool (another machine may take it at once). Whatever the
+// answer, the seat is released here: a relay that cannot be reached lets it free by itself
+// within its life (`OFFLINE`). `polar_license_seat_result_released` says whether the relay
+// still held it. A second release answers `INVALID_INPUT` and sends nothing. Status and
+// out-pointer as for `polar_license_client_seat_acquire`.
+polar_license_status polar_license_seat_release(const polar_license_client *client,
+                                                const polar_license_seat *seat,
+                                                polar_license_seat_result **out_result);
+
+// Frees a seat handle. It sends nothing: release the seat first (a seat freed while held
+// frees at the relay by itself within its life). NULL is a no-op. No other thread may be
+// using it.
+void polar_license_seat_free(polar_license_seat *seat);
+
+// The seat's id (what the relay's heartbeat and release name). Owned by the seat, valid until
+// it is freed. `""` for NULL. Never NULL.
+const char *polar_license_seat_id(const polar_license_seat *seat);
+
+// When the seat frees unless heard from, unix seconds (moved on by each heartbeat); `-1` for
+// NULL.
+int64_t polar_license_seat_expires_at(const polar_license_seat *seat);
+
+// How often to heartbeat, in seconds (a third of the seat's life, at least 1); `0` for NULL.
+uint32_t polar_license_seat_heartbeat_interval(const polar_license_seat *seat);
+
+// Whether the seat is held: acquired, and neither released nor gone (a heartbeat answered
+// `SEAT_GONE` or `DENIED`). `false` for NULL.
+bool polar_license_seat_held(const polar_license_seat *seat);
+
+// Whether it is a CI seat. `false` for NULL.
+bool polar_license_seat_ci(const polar_license_seat *seat);
+
+// Frees a seat result. NULL is a no-op.
+void polar_license_seat_result_free(polar_license_seat_result *result);
+
+// What the call came to (`POLAR_LICENSE_SEAT_ERROR_NONE`: done; `_INVALID_INPUT` for NULL).
+polar_license_seat_error polar_license_seat_result_error(const polar_license_seat_result *result);
+
+// The reason code (docs/interfaces.md §1): `SEATS_FULL`, Polar's denial (`NOT_FOUND`,
+// `INACTIVE`, …), `RATE_LIMITED`, `INVALID_INPUT`, `OFFLINE`, `SERVER_ERROR`,
+// `PROTOCOL_ERROR`; `NONE` on success, for `SEAT_GONE` or for NULL.
+polar_license_reason polar_license_seat_result_reason(const polar_license_seat_result *result);
+
+// The failure's name for scripts (`"seats_full"`, `"seat_gone"`, `"invalid_input"`,
+// `"offline"`, a denial's reason code); `""` on success. Owned by the result. Never NULL.
+const char *polar_license_seat_result_code(const polar_license_seat_result *result);
+
+// The failure in one sentence (`""` on success). Owned by the result. Never NULL. It holds
+// no whole key.
+const char *polar_license_seat_result_message(const polar_license_seat_result *result);
+
+// Seats of the key in use, as the relay said (a seat held: this one with them; `SEATS_FULL`:
+// all of them): writes it to `*out_in_use` and returns `true`; `false` (nothing written)
+// otherwise.
+bool polar_license_seat_result_in_use(const polar_license_seat_result *result,
+                                      uint32_t *out_in_use);
+
+// The key's seats (for a CI seat that is full, the CI cap): as `_in_use`.
+bool polar_license_seat_result_size(const polar_license_seat_result *result, uint32_t *out_size);
+
+// For `SEATS_FULL`, when the soonest seat frees, unix seconds: writes it to `*out_frees_at`
+// and returns `true`; `false` (nothing written) when not known.
+bool polar_license_seat_result_frees_at(const polar_license_seat_result *result,
+                                        int64_t *out_frees_at);
+
+// For `SEATS_FULL` and `RATE_LIMITED`, the seconds to wait as the relay said them: writes
+// them to `*out_seconds` and returns `true`; `false` (nothing written) when not known.
+bool polar_license_seat_result_retry_after(const polar_license_seat_result *result,
+                                           uint64_t *out_seconds);
+
+// For a release, whether the relay still held the seat (`false`: it had freed by itself).
+// `false` otherwise, or for NULL.
+bool polar_license_seat_result_released(const polar_license_seat_result *result);
 
 #ifdef __cplusplus
 }  // extern "C"

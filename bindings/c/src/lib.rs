@@ -41,6 +41,7 @@ mod feature;
 mod out;
 mod request;
 mod result;
+mod seats;
 mod strings;
 
 pub use client::*;
@@ -50,6 +51,7 @@ pub use enums::*;
 pub use feature::*;
 pub use request::*;
 pub use result::*;
+pub use seats::*;
 
 use std::ffi::c_char;
 

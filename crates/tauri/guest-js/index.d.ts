@@ -387,3 +387,89 @@ export declare function freeDevice(activationId: string, options?: { key?: strin
 export declare function recoverableKeys(): Promise<RecoverableKey[]>;
 /** Activates the recoverable key `id` here (a DeviceError for the session's step, a LicenseError for the activation's). */
 export declare function recoverKey(id: string, options?: { label?: string }): Promise<Activated>;
+
+/** A seat held through the seller's relay (issue #67), as `seatAcquire` and `seatHeartbeat`
+ * answer it. */
+export interface SeatInfo {
+  /** What `seatHeartbeat` and `seatRelease` take. */
+  id: string;
+  ci: boolean;
+  /** When it frees unless heard from (unix seconds). */
+  expiresAt: number;
+  /** How often to heartbeat, in seconds (a third of its life). */
+  heartbeatEvery: number;
+  /** Seats of the key in use, this one with them. */
+  inUse: number;
+  /** The key's seats. */
+  size: number;
+}
+
+/** `seatRelease`'s answer: whether the relay still held the seat. */
+export interface SeatReleased {
+  released: boolean;
+}
+
+/** A seat command's error as it crosses the IPC. */
+export interface SeatErrorData extends Omit<LicenseErrorData, 'code'> {
+  /** A reason code (`seats_full`, Polar's denial, `invalid_input`, `offline`, …) or `seat_gone`. */
+  code: ReasonCode | 'seat_gone';
+  /** `seats_full`: the seats in use. */
+  inUse: number | null;
+  /** `seats_full`: the key's seats (for a CI seat, the CI cap). */
+  size: number | null;
+  /** `seats_full`: when the soonest seat frees (unix seconds). */
+  freesAt: number | null;
+  /** The plugin holds the seat no more: acquire again (`false`: a held seat is kept). */
+  gone: boolean;
+}
+
+/** Why a seat command failed (at runtime a subclass of LicenseError). */
+export declare class SeatError extends Error implements SeatErrorData {
+  readonly name: 'SeatError';
+  readonly code: ReasonCode | 'seat_gone';
+  readonly class: ReasonClass;
+  readonly userMessage: string;
+  readonly detail: string;
+  readonly hint: string | null;
+  readonly field: string | null;
+  readonly status: number | null;
+  readonly retryAfter: number | null;
+  readonly remainingUsages: number | null;
+  readonly inUse: number | null;
+  readonly size: number | null;
+  readonly freesAt: number | null;
+  readonly gone: boolean;
+  constructor(data: SeatErrorData);
+  toJSON(): SeatErrorData;
+}
+
+/** Options of `seatAcquire` and `seat`. */
+export interface SeatOptions {
+  /** The key (default: the remembered key). */
+  key?: string;
+  /** The machine binding (default: this machine's fingerprint). */
+  machine?: string;
+  /** A CI seat. */
+  ci?: boolean;
+}
+
+/** A seat `seat()` holds: heartbeated by the package until released. */
+export interface HeldSeat {
+  /** The seat as the last heartbeat left it. */
+  readonly info: SeatInfo;
+  readonly id: string;
+  /** Stops the heartbeat and gives the seat back (once; later calls get the same answer). */
+  release(): Promise<SeatReleased | { released: false; error: unknown }>;
+}
+
+/** Acquires one of the key's seats for this machine (rejects with a SeatError: `seats_full`, …). */
+export declare function seatAcquire(options?: SeatOptions): Promise<SeatInfo>;
+/** Extends the seat's life (rejects with a SeatError; `gone` when the seat is no longer held). */
+export declare function seatHeartbeat(seat: string): Promise<SeatInfo>;
+/** Gives the seat back. */
+export declare function seatRelease(seat: string): Promise<SeatReleased>;
+/** Holds a seat: heartbeated every `heartbeatEvery` seconds, released when `signal` aborts;
+ * `onLost` is called once when a heartbeat finds it gone. */
+export declare function seat(
+  options?: SeatOptions & { signal?: AbortSignal; onLost?: (error: SeatError) => void },
+): Promise<HeldSeat>;

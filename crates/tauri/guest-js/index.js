@@ -186,3 +186,95 @@ export function recoverableKeys() {
 export function recoverKey(id, options = {}) {
   return call('recover_key', { id, label: options.label });
 }
+
+// Floating and CI seats (issue #67) through the seller's relay (the plugin's base URL). The
+// plugin holds the seat and decides what each answer does to it; this package only schedules
+// the heartbeat.
+
+/** Why a seat command failed: a LicenseError (`seats_full`, `seat_gone`, Polar's denial,
+ * `invalid_input`, `offline`, …) with, for `seats_full`, the seats in use and when the
+ * soonest frees. */
+export class SeatError extends LicenseError {
+  constructor(data) {
+    super(data);
+    this.name = 'SeatError';
+    this.inUse = data.inUse;
+    this.size = data.size;
+    this.freesAt = data.freesAt;
+    this.gone = data.gone;
+  }
+
+  /** The plugin's fields as plain data. */
+  toJSON() {
+    return { ...super.toJSON(), inUse: this.inUse, size: this.size, freesAt: this.freesAt, gone: this.gone };
+  }
+}
+
+/** Acquires one of the key's seats (default: the remembered key) for this machine. */
+export function seatAcquire(options = {}) {
+  return seatCallTyped('seat_acquire', { key: options.key, machine: options.machine, ci: options.ci });
+}
+
+/** Extends the seat `seat`'s life (rejects with `seat_gone` when the relay freed it). */
+export function seatHeartbeat(seat) {
+  return seatCallTyped('seat_heartbeat', { seat });
+}
+
+/** Gives the seat `seat` back. */
+export function seatRelease(seat) {
+  return seatCallTyped('seat_release', { seat });
+}
+
+async function seatCallTyped(command, entries) {
+  try {
+    return await invoke(`plugin:polar-license|${command}`, args(entries));
+  } catch (e) {
+    throw isPluginError(e) ? new SeatError(e) : e instanceof Error ? e : new Error(String(e));
+  }
+}
+
+/** Holds a seat: acquired now, heartbeated every `heartbeatEvery` seconds, released when
+ * `options.signal` aborts (or `release()` is called). `onLost(error)` is called once if a
+ * heartbeat finds the seat gone (or Polar denies the key); a heartbeat that cannot reach the
+ * relay is tried again at the next beat. Resolves to the seat's handle; rejects with a
+ * SeatError (`seats_full`, …) when no seat is held. */
+export async function seat(options = {}) {
+  const { signal, onLost } = options;
+  if (signal?.aborted) throw signal.reason ?? new Error('aborted');
+  let info = await seatAcquire(options);
+  let timer = null;
+  let released = null;
+  const stop = () => {
+    if (timer !== null) clearInterval(timer);
+    timer = null;
+    signal?.removeEventListener('abort', release);
+  };
+  async function release() {
+    if (released === null) {
+      stop();
+      released = seatRelease(info.id).catch((e) => ({ released: false, error: e }));
+    }
+    return released;
+  }
+  timer = setInterval(async () => {
+    try {
+      info = await seatHeartbeat(info.id);
+    } catch (e) {
+      // The plugin says whether the seat is still held: a relay out of reach keeps it.
+      if (e instanceof SeatError && e.gone) {
+        stop();
+        onLost?.(e);
+      }
+    }
+  }, Math.max(1, info.heartbeatEvery) * 1000);
+  signal?.addEventListener('abort', release, { once: true });
+  return {
+    get info() {
+      return info;
+    },
+    get id() {
+      return info.id;
+    },
+    release,
+  };
+}

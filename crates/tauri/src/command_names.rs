@@ -18,4 +18,7 @@
     "free_device",
     "recoverable_keys",
     "recover_key",
+    "seat_acquire",
+    "seat_heartbeat",
+    "seat_release",
 ]

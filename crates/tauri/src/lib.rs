@@ -28,6 +28,7 @@
 
 pub mod answers;
 mod commands;
+mod seats;
 
 pub use answers::{
     Activated, CustomerChoice, DeviceError, DeviceInfo, DeviceList, FeatureState, LicenseError,
@@ -38,6 +39,7 @@ pub use polar_license::features::Entitlements;
 pub use polar_license::perpetual::ReleaseDate;
 pub use polar_license::trial::TrialDays;
 pub use polar_license::{Licensing, LicensingBuilder};
+pub use seats::{SeatError, SeatInfo, SeatReleased};
 
 use polar_license::portal::SessionToken;
 use std::path::PathBuf;
@@ -222,6 +224,8 @@ pub struct PolarLicense {
     /// The customer session `sign_in` got (issue #64): in memory only, never written, never
     /// sent to the webview; `Debug` shows its kind only.
     session: Arc<Mutex<Option<SessionToken>>>,
+    /// The seats held through the relay (issue #67), by id: in memory only.
+    seats: Arc<Mutex<std::collections::HashMap<String, polar_license::seat_hold::SeatHold>>>,
 }
 
 impl PolarLicense {
@@ -236,6 +240,16 @@ impl PolarLicense {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// The seats held (issue #67), locked.
+    pub(crate) fn seats(
+        &self,
+    ) -> std::sync::MutexGuard<
+        '_,
+        std::collections::HashMap<String, polar_license::seat_hold::SeatHold>,
+    > {
+        self.seats.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Keeps (or, `None`, forgets) the customer session.
@@ -282,6 +296,9 @@ pub fn init<R: Runtime>(organization_id: impl Into<String>, options: Options) ->
             commands::free_device,
             commands::recoverable_keys,
             commands::recover_key,
+            seats::seat_acquire,
+            seats::seat_heartbeat,
+            seats::seat_release,
         ])
         .setup(move |app, _api| {
             let identifier = app.config().identifier.clone();
@@ -291,6 +308,7 @@ pub fn init<R: Runtime>(organization_id: impl Into<String>, options: Options) ->
                 licensing,
                 trial,
                 session: Arc::default(),
+                seats: Arc::default(),
             });
             Ok(())
         })

@@ -23,7 +23,8 @@ use polar_license_relay::{serve, Relay, RelayConfig, Running, StoreConfig};
 use polar_license_tauri::{
     Activated, DeviceError, DeviceList, Entitlements, FeatureState, LicenseError, LicenseState,
     Options, PerpetualState, PolarLicenseExt, RecoverableKey, ReleaseDate, RememberedKey,
-    StatusState, TrialDays, TrialInfo, Validated, CHECKED_EVENT, COMMANDS,
+    SeatError, SeatInfo, SeatReleased, StatusState, TrialDays, TrialInfo, Validated, CHECKED_EVENT,
+    COMMANDS,
 };
 use polar_license_testkit::{take_requests, unix_now, ScratchDir, Tape, World};
 use serde::de::DeserializeOwned;
@@ -1158,4 +1159,125 @@ fn a_session_polar_no_longer_knows_is_typed_and_forgotten() {
     let next = w.device_err("recoverable_keys", json!({}));
     assert_eq!(next.portal_error, "not_signed_in");
     assert_eq!(take_requests(&w.polar), 0);
+}
+
+/// Issue #67's walk through the plugin's seat commands, against the relay in process (its
+/// store in memory): a one-seat key held by this app, a second machine's acquisition is
+/// `seats_full` with the count and the soonest free time, a heartbeat moves the seat's life
+/// on, the release frees it and the second machine gets it; a released seat is unknown to
+/// every later command, a revoked key is Polar's denial, bad input is typed. No whole key in
+/// any answer; no Polar activation made.
+#[test]
+fn a_seat_is_held_heartbeated_and_released_and_a_full_pool_is_typed() {
+    let w = Plugin::signed("seats", 3);
+    w.at_real_time();
+    let key = "SEAT-ONE-TAURI-7F3A";
+    let mut seed = polar_license_emulator::SeedKey::new(key);
+    seed.limit_activations = Some(1);
+    w.polar.add_key(seed).expect("the key");
+    let answered = |command: &str, args: Value| {
+        let answer = w.invoke(command, args);
+        assert!(
+            !format!("{answer:?}").contains(key),
+            "{command} answered the whole key"
+        );
+        answer
+    };
+    let held: SeatInfo = serde_json::from_value(
+        answered(
+            "seat_acquire",
+            json!({ "key": key, "machine": "machine-A" }),
+        )
+        .expect("a seat"),
+    )
+    .expect("a SeatInfo");
+    assert_eq!((held.in_use, held.size, held.ci), (1, 1, false));
+    assert_eq!(
+        held.heartbeat_every,
+        u64::from(polar_license_relay::SEAT_SECONDS / 3)
+    );
+    let now = unix_now();
+    assert!(
+        held.expires_at > now && held.expires_at <= now + 305,
+        "{held:?}"
+    );
+
+    let full: SeatError = serde_json::from_value(
+        answered(
+            "seat_acquire",
+            json!({ "key": key, "machine": "machine-B" }),
+        )
+        .expect_err("seats_full"),
+    )
+    .expect("a SeatError");
+    assert_eq!(
+        (full.error.code.as_str(), full.in_use, full.size),
+        ("seats_full", Some(1), Some(1))
+    );
+    let frees_at = full.frees_at.expect("frees_at");
+    assert!((frees_at - held.expires_at).abs() <= 1, "{full:?}");
+    assert!(full.error.retry_after.is_some_and(|s| s >= 1), "{full:?}");
+    assert!(full.error.user_message.contains("1 of 1"), "{full:?}");
+    assert!(!full.gone, "{full:?}");
+
+    std::thread::sleep(Duration::from_millis(1100));
+    let beat: SeatInfo = serde_json::from_value(
+        answered("seat_heartbeat", json!({ "seat": held.id })).expect("held"),
+    )
+    .expect("a SeatInfo");
+    assert_eq!(beat.id, held.id);
+    assert!(beat.expires_at > held.expires_at, "{beat:?} after {held:?}");
+
+    let released: SeatReleased = serde_json::from_value(
+        answered("seat_release", json!({ "seat": held.id })).expect("released"),
+    )
+    .expect("a SeatReleased");
+    assert!(released.released);
+    for command in ["seat_heartbeat", "seat_release"] {
+        let gone: SeatError = serde_json::from_value(
+            answered(command, json!({ "seat": held.id })).expect_err(command),
+        )
+        .expect("a SeatError");
+        assert_eq!(
+            (gone.error.code.as_str(), gone.error.field.as_deref()),
+            ("invalid_input", Some("seat")),
+            "{command}"
+        );
+        assert!(gone.gone, "{command}: {gone:?}");
+    }
+    let second: SeatInfo = serde_json::from_value(
+        answered(
+            "seat_acquire",
+            json!({ "key": key, "machine": "machine-B", "ci": true }),
+        )
+        .expect("the freed seat"),
+    )
+    .expect("a SeatInfo");
+    assert!(second.ci);
+    let _: SeatReleased = serde_json::from_value(
+        answered("seat_release", json!({ "seat": second.id })).expect("released"),
+    )
+    .expect("a SeatReleased");
+    assert!(
+        w.polar.activations(key).is_empty(),
+        "a seat made an activation"
+    );
+
+    let revoked: SeatError = serde_json::from_value(
+        answered(
+            "seat_acquire",
+            json!({ "key": DEMO_KEY_REVOKED, "machine": "m" }),
+        )
+        .expect_err("revoked"),
+    )
+    .expect("a SeatError");
+    assert_eq!(revoked.error.code, "inactive", "{revoked:?}");
+    let bad: SeatError = serde_json::from_value(
+        answered("seat_acquire", json!({ "key": key, "machine": "" })).expect_err("no machine"),
+    )
+    .expect("a SeatError");
+    assert_eq!(
+        (bad.error.code.as_str(), bad.error.field.as_deref()),
+        ("invalid_input", Some("machine"))
+    );
 }

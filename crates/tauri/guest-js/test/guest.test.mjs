@@ -60,6 +60,12 @@ function callFor({ command, args }) {
       return () => guest.recoverableKeys();
     case 'recover_key':
       return () => guest.recoverKey(args.id, { label: args.label });
+    case 'seat_acquire':
+      return () => guest.seatAcquire({ key: args.key, machine: args.machine, ci: args.ci });
+    case 'seat_heartbeat':
+      return () => guest.seatHeartbeat(args.seat);
+    case 'seat_release':
+      return () => guest.seatRelease(args.seat);
     default:
       throw new Error(`no function of the package invokes ${command}`);
   }
@@ -111,6 +117,12 @@ for (const { name, entries } of scenarios) {
           if (typeof entry.err === 'object' && 'portalError' in entry.err) {
             assert.ok(error instanceof guest.DeviceError, `${entry.command}: ${error}`);
             assert.equal(error.name, 'DeviceError');
+            assert.equal(error.message, entry.err.userMessage);
+            assert.deepEqual(error.toJSON(), entry.err);
+          } else if (typeof entry.err === 'object' && entry.command.startsWith('seat_')) {
+            assert.ok(error instanceof guest.SeatError, `${entry.command}: ${error}`);
+            assert.ok(error instanceof guest.LicenseError);
+            assert.equal(error.name, 'SeatError');
             assert.equal(error.message, entry.err.userMessage);
             assert.deepEqual(error.toJSON(), entry.err);
           } else if (typeof entry.err === 'object') {

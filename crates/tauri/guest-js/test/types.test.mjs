@@ -30,6 +30,9 @@ const TYPE_OF = {
   free_device: 'null',
   recoverable_keys: 'RecoverableKey[]',
   recover_key: 'Activated',
+  seat_acquire: 'SeatInfo',
+  seat_heartbeat: 'SeatInfo',
+  seat_release: 'SeatReleased',
 };
 
 test('every answer the plugin gave has exactly the declared type', () => {
@@ -37,7 +40,7 @@ test('every answer the plugin gave has exactly the declared type', () => {
   const dir = fixturesDir();
   const lines = [
     "import type { Activated, DeviceErrorData, DeviceList, FeatureState, LicenseErrorData, RecoverableKey, LicenseState, ReasonClass, ReasonCode,",
-    "  RememberedKey, StatusState, Validated } from '../../index.js';",
+    "  RememberedKey, SeatErrorData, SeatInfo, SeatReleased, StatusState, Validated } from '../../index.js';",
     "import { CHECKED_EVENT } from '../../index.js';",
   ];
   let n = 0;
@@ -51,6 +54,8 @@ test('every answer the plugin gave has exactly the declared type', () => {
         lines.push(`const a${n}: ${TYPE_OF[entry.command]} = ${JSON.stringify(entry.ok)};`);
       } else if (typeof entry.err === 'object' && 'portalError' in entry.err) {
         lines.push(`const a${n}: DeviceErrorData = ${JSON.stringify(entry.err)};`);
+      } else if (typeof entry.err === 'object' && entry.command.startsWith('seat_')) {
+        lines.push(`const a${n}: SeatErrorData = ${JSON.stringify(entry.err)};`);
       } else if (typeof entry.err === 'object') {
         lines.push(`const a${n}: LicenseErrorData = ${JSON.stringify(entry.err)};`);
       }

@@ -1,0 +1,512 @@
+//! Floating and CI seats (issue #67): acquire one of a key's seats through the seller's relay
+//! (the client's base URL), heartbeat it within its life, release it. The steps are the core's
+//! (`polar_license::seat_hold::SeatHold`: which request comes next, what an answer does to
+//! the hold, how often to beat); this file only hands them to C. The heartbeat's thread is the
+//! app's: call `polar_license_seat_heartbeat` every `polar_license_seat_heartbeat_interval`
+//! seconds from any thread.
+
+use super::client::polar_license_client;
+use super::enums::{polar_license_reason, polar_license_status};
+use super::out;
+use super::strings::to_cstring;
+use polar_license::seat::{SeatAnswer, SeatOp};
+use polar_license::seat_hold::{HoldState, SeatHold};
+use polar_license::Key;
+use std::ffi::{c_char, CString};
+use std::sync::{Mutex, MutexGuard};
+
+/// What a seat call came to, as `polar_license_seat_result_error` tells it.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum polar_license_seat_error {
+    /// No failure: the seat is held (acquire, heartbeat) or was released.
+    None = 0,
+    /// `invalid_input`: a key, machine or organization refused before anything was sent
+    /// (`polar_license_seat_result_message` names the field), or the seat was already
+    /// released.
+    InvalidInput = 1,
+    /// `seats_full`: every seat of the key is in use; `polar_license_seat_result_in_use`,
+    /// `_size`, `_frees_at` and `_retry_after` say how many and when the soonest frees.
+    SeatsFull = 2,
+    /// `seat_gone`: the relay no longer holds this seat (not heard from within its life, or
+    /// Polar denied the key): acquire again.
+    SeatGone = 3,
+    /// `denied`: Polar denied the key (the reason says why: `not_found`, `inactive`,
+    /// `expired`, …); no seat.
+    Denied = 4,
+    /// `rate_limited`: too many acquisitions (the relay's churn limit) or requests;
+    /// `polar_license_seat_result_retry_after` says how long to wait.
+    RateLimited = 5,
+    /// `offline` (or `server_error`, `protocol_error`: the reason says which): no answer of
+    /// the relay's; the seat, if held, is kept (try the heartbeat again within its life).
+    Offline = 6,
+}
+
+impl super::panic::Boundary for polar_license_seat_error {
+    fn on_panic() -> Self {
+        polar_license_seat_error::Offline
+    }
+    fn on_null() -> Self {
+        polar_license_seat_error::InvalidInput
+    }
+}
+
+/// A seat held through the relay (opaque): made by `polar_license_client_seat_acquire`,
+/// freed by `polar_license_seat_free`. Its state is locked inside: any thread may heartbeat,
+/// release or read it, at the same time as others.
+pub struct polar_license_seat {
+    hold: Mutex<SeatHold>,
+    /// The seat's id, fixed for its life.
+    id: CString,
+}
+
+// The thread rules in bindings/c/README.md rest on this (checked at compile time).
+const _: fn() = || {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<polar_license_seat>();
+};
+
+impl polar_license_seat {
+    fn hold(&self) -> MutexGuard<'_, SeatHold> {
+        self.hold
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The answer of a seat call (opaque), freed by `polar_license_seat_result_free`.
+pub struct polar_license_seat_result {
+    error: polar_license_seat_error,
+    reason: polar_license_reason,
+    code: CString,
+    message: CString,
+    in_use: Option<u32>,
+    size: Option<u32>,
+    frees_at: Option<i64>,
+    retry_after: Option<u64>,
+    released: bool,
+}
+
+impl polar_license_seat_result {
+    fn done() -> Self {
+        polar_license_seat_result {
+            error: polar_license_seat_error::None,
+            reason: polar_license_reason::None,
+            code: CString::default(),
+            message: CString::default(),
+            in_use: None,
+            size: None,
+            frees_at: None,
+            retry_after: None,
+            released: false,
+        }
+    }
+
+    fn failed(error: polar_license_seat_error, code: &str, message: &str) -> Self {
+        polar_license_seat_result {
+            error,
+            code: to_cstring(code),
+            message: to_cstring(message),
+            ..Self::done()
+        }
+    }
+
+    fn of_error(e: &polar_license::Error) -> Self {
+        use polar_license::Reason;
+        let reason = e.reason();
+        let kind = match reason {
+            Reason::InvalidInput => polar_license_seat_error::InvalidInput,
+            Reason::RateLimited => polar_license_seat_error::RateLimited,
+            _ => polar_license_seat_error::Offline,
+        };
+        let mut r = Self::failed(kind, reason.code(), &e.to_string());
+        r.reason = reason.into();
+        if let polar_license::Error::RateLimited { retry_after } = e {
+            r.retry_after = *retry_after;
+        }
+        r
+    }
+
+    /// The answer to an acquisition or a heartbeat that is not `Held`.
+    fn of_answer(answer: &SeatAnswer) -> Self {
+        match answer {
+            SeatAnswer::Held(seat) => {
+                let mut r = Self::done();
+                r.in_use = Some(seat.in_use);
+                r.size = Some(seat.size);
+                r
+            }
+            SeatAnswer::Released(held) => {
+                let mut r = Self::done();
+                r.released = *held;
+                r
+            }
+            SeatAnswer::Full {
+                in_use,
+                size,
+                frees_at,
+                retry_after,
+            } => {
+                let wait = retry_after.map_or(String::new(), |s| {
+                    format!("; the soonest frees in {s} s")
+                });
+                let mut r = Self::failed(
+                    polar_license_seat_error::SeatsFull,
+                    "seats_full",
+                    &format!("every seat is in use ({in_use} of {size}){wait}"),
+                );
+                r.reason = polar_license_reason::SeatsFull;
+                r.in_use = Some(*in_use);
+                r.size = Some(*size);
+                r.frees_at = *frees_at;
+                r.retry_after = *retry_after;
+                r
+            }
+            SeatAnswer::Gone => Self::failed(
+                polar_license_seat_error::SeatGone,
+                "seat_gone",
+                "the relay no longer holds this seat (not heard from within its life): acquire again",
+            ),
+            SeatAnswer::Denied(d) => {
+                let mut r =
+                    Self::failed(polar_license_seat_error::Denied, d.reason.code(), &d.detail);
+                r.reason = d.reason.into();
+                r
+            }
+        }
+    }
+}
+
+/// A string argument of a seat call, or an early return of NULL_ARGUMENT / INVALID_UTF8 with
+/// this thread's last error set.
+macro_rules! seat_str {
+    ($client:expr, $ptr:expr, $name:literal) => {
+        match super::strings::str_arg($ptr) {
+            Ok(s) => s,
+            Err(super::strings::StrError::Null) => {
+                return $client.fail(
+                    polar_license_status::NullArgument,
+                    concat!($name, " is NULL"),
+                )
+            }
+            Err(super::strings::StrError::Utf8) => {
+                return $client.fail(
+                    polar_license_status::InvalidUtf8,
+                    concat!($name, " is not valid UTF-8"),
+                )
+            }
+        }
+    };
+}
+
+/// Acquires one of `key`'s seats for this machine from the seller's relay at the client's base
+/// URL (a CI seat when `ci`; a floating one otherwise). `machine` is the binding signed into
+/// the seat's lease (1 to 256 bytes of printable text); NULL takes the client's machine
+/// fingerprint (`polar_license_client_machine_fingerprint`; with machine binding off there is
+/// none, and the call's result is `INVALID_INPUT`). No Polar activation is made.
+///
+/// Returns `POLAR_LICENSE_STATUS_OK` and writes a seat result to `*out_result` whatever the
+/// relay answered, and to `*out_seat` the seat when the result's error is
+/// `POLAR_LICENSE_SEAT_ERROR_NONE` (NULL otherwise): heartbeat it every
+/// `polar_license_seat_heartbeat_interval` seconds, release it when done, then free it. Any
+/// other status means the call itself was refused (a NULL or a string not UTF-8: see
+/// `polar_license_client_last_error`) and nothing was written.
+#[no_mangle]
+pub extern "C" fn polar_license_client_seat_acquire(
+    client: *const polar_license_client,
+    key: *const c_char,
+    machine: *const c_char,
+    ci: bool,
+    out_seat: *mut *mut polar_license_seat,
+    out_result: *mut *mut polar_license_seat_result,
+) -> polar_license_status {
+    ffi_boundary! {
+        let client = try_ref!(client);
+        client.begin();
+        let key = seat_str!(client, key, "key");
+        let machine = if machine.is_null() {
+            client.licensing().machine_fingerprint().unwrap_or_default()
+        } else {
+            seat_str!(client, machine, "machine")
+        };
+        if out_seat.is_null() {
+            return client.fail(polar_license_status::NullArgument, "out_seat is NULL");
+        }
+        if out_result.is_null() {
+            return client.fail(polar_license_status::NullArgument, "out_result is NULL");
+        }
+        let ask = SeatHold::acquire_ask(Key::new(key), machine.to_string(), ci);
+        let answered = client
+            .licensing()
+            .client()
+            .seat(&ask)
+            .and_then(|answer| SeatHold::acquire(&ask, answer));
+        let (seat, result) = match answered {
+            Ok(Ok(hold)) => {
+                let result = polar_license_seat_result::of_answer(&SeatAnswer::Held(hold.seat().clone()));
+                let id = to_cstring(&hold.seat().id);
+                let seat = Box::into_raw(Box::new(polar_license_seat { hold: Mutex::new(hold), id }));
+                (seat, result)
+            }
+            Ok(Err(refused)) => (std::ptr::null_mut(), polar_license_seat_result::of_answer(&refused)),
+            Err(e) => (std::ptr::null_mut(), polar_license_seat_result::of_error(&e)),
+        };
+        out::write(out_seat, seat);
+        out::give(out_result, result);
+        polar_license_status::Ok
+    }
+}
+
+/// Sends `op` for the seat when the hold has a request for it, and folds the answer in.
+fn step(
+    client: &polar_license_client,
+    seat: &polar_license_seat,
+    op: SeatOp,
+) -> polar_license_seat_result {
+    // The request is taken under the lock, sent without it (a heartbeat on one thread does
+    // not hold up a read on another), and its answer folded in under it again.
+    let ask = {
+        let hold = seat.hold();
+        match op {
+            SeatOp::Release => hold.release_ask(),
+            _ => hold.heartbeat_ask(),
+        }
+    };
+    let Some(ask) = ask else {
+        let state = seat.hold().state();
+        return match state {
+            HoldState::Released => polar_license_seat_result::failed(
+                polar_license_seat_error::InvalidInput,
+                "invalid_input",
+                "invalid seat: it was released",
+            ),
+            _ => polar_license_seat_result::of_answer(&SeatAnswer::Gone),
+        };
+    };
+    match client.licensing().client().seat(&ask) {
+        Ok(answer) => {
+            seat.hold().absorb(op, &answer);
+            polar_license_seat_result::of_answer(&answer)
+        }
+        Err(e) => {
+            if op == SeatOp::Release {
+                // Released all the same: the seat frees by itself within its life.
+                seat.hold().absorb(op, &SeatAnswer::Released(false));
+            }
+            polar_license_seat_result::of_error(&e)
+        }
+    }
+}
+
+macro_rules! seat_call {
+    ($client:ident, $seat:ident, $out:ident, $op:expr) => {
+        ffi_boundary! {
+            let client = try_ref!($client);
+            client.begin();
+            if $seat.is_null() {
+                return client.fail(polar_license_status::NullArgument, "seat is NULL");
+            }
+            let seat = try_ref!($seat);
+            if $out.is_null() {
+                return client.fail(polar_license_status::NullArgument, "out_result is NULL");
+            }
+            out::give($out, step(client, seat, $op));
+            polar_license_status::Ok
+        }
+    };
+}
+
+/// Extends the seat's life (call it every `polar_license_seat_heartbeat_interval` seconds,
+/// from any thread). The result's error is `NONE` (held; `polar_license_seat_expires_at` moved
+/// on), `SEAT_GONE` (the relay no longer holds it: acquire again; later heartbeats send
+/// nothing and answer `SEAT_GONE`), `DENIED` (Polar denied the key: the seat is gone too),
+/// `OFFLINE` (no answer: the seat is kept, try again within its life), or `INVALID_INPUT`
+/// (released). Status and out-pointer as for `polar_license_client_seat_acquire`.
+#[no_mangle]
+pub extern "C" fn polar_license_seat_heartbeat(
+    client: *const polar_license_client,
+    seat: *const polar_license_seat,
+    out_result: *mut *mut polar_license_seat_result,
+) -> polar_license_status {
+    seat_call!(client, seat, out_result, SeatOp::Heartbeat)
+}
+
+/// Gives the seat back to the key's pool (another machine may take it at once). Whatever the
+/// answer, the seat is released here: a relay that cannot be reached lets it free by itself
+/// within its life (`OFFLINE`). `polar_license_seat_result_released` says whether the relay
+/// still held it. A second release answers `INVALID_INPUT` and sends nothing. Status and
+/// out-pointer as for `polar_license_client_seat_acquire`.
+#[no_mangle]
+pub extern "C" fn polar_license_seat_release(
+    client: *const polar_license_client,
+    seat: *const polar_license_seat,
+    out_result: *mut *mut polar_license_seat_result,
+) -> polar_license_status {
+    seat_call!(client, seat, out_result, SeatOp::Release)
+}
+
+/// Frees a seat handle. It sends nothing: release the seat first (a seat freed while held
+/// frees at the relay by itself within its life). NULL is a no-op. No other thread may be
+/// using it.
+#[no_mangle]
+pub extern "C" fn polar_license_seat_free(seat: *mut polar_license_seat) {
+    ffi_boundary! { out::free(seat) }
+}
+
+fn read_seat<T: super::panic::Boundary>(
+    seat: *const polar_license_seat,
+    f: impl FnOnce(&SeatHold) -> T,
+) -> T {
+    let seat = try_ref!(seat);
+    let hold = seat.hold();
+    f(&hold)
+}
+
+/// The seat's id (what the relay's heartbeat and release name). Owned by the seat, valid until
+/// it is freed. `""` for NULL. Never NULL.
+#[no_mangle]
+pub extern "C" fn polar_license_seat_id(seat: *const polar_license_seat) -> *const c_char {
+    ffi_boundary! {
+        let seat = try_ref!(seat);
+        seat.id.as_ptr()
+    }
+}
+
+/// When the seat frees unless heard from, unix seconds (moved on by each heartbeat); `-1` for
+/// NULL.
+#[no_mangle]
+pub extern "C" fn polar_license_seat_expires_at(seat: *const polar_license_seat) -> i64 {
+    ffi_boundary! { read_seat(seat, |h| h.seat().expires_at) }
+}
+
+/// How often to heartbeat, in seconds (a third of the seat's life, at least 1); `0` for NULL.
+#[no_mangle]
+pub extern "C" fn polar_license_seat_heartbeat_interval(seat: *const polar_license_seat) -> u32 {
+    ffi_boundary! {
+        read_seat(seat, |h| u32::try_from(h.heartbeat_every().as_secs()).unwrap_or(u32::MAX))
+    }
+}
+
+/// Whether the seat is held: acquired, and neither released nor gone (a heartbeat answered
+/// `SEAT_GONE` or `DENIED`). `false` for NULL.
+#[no_mangle]
+pub extern "C" fn polar_license_seat_held(seat: *const polar_license_seat) -> bool {
+    ffi_boundary! { read_seat(seat, |h| h.state() == HoldState::Held) }
+}
+
+/// Whether it is a CI seat. `false` for NULL.
+#[no_mangle]
+pub extern "C" fn polar_license_seat_ci(seat: *const polar_license_seat) -> bool {
+    ffi_boundary! { read_seat(seat, |h| h.seat().ci) }
+}
+
+/// Frees a seat result. NULL is a no-op.
+#[no_mangle]
+pub extern "C" fn polar_license_seat_result_free(result: *mut polar_license_seat_result) {
+    ffi_boundary! { out::free(result) }
+}
+
+fn read<T: super::panic::Boundary>(
+    result: *const polar_license_seat_result,
+    f: impl FnOnce(&polar_license_seat_result) -> T,
+) -> T {
+    let r = try_ref!(result);
+    f(r)
+}
+
+/// What the call came to (`POLAR_LICENSE_SEAT_ERROR_NONE`: done; `_INVALID_INPUT` for NULL).
+#[no_mangle]
+pub extern "C" fn polar_license_seat_result_error(
+    result: *const polar_license_seat_result,
+) -> polar_license_seat_error {
+    ffi_boundary! { read(result, |r| r.error) }
+}
+
+/// The reason code (docs/interfaces.md §1): `SEATS_FULL`, Polar's denial (`NOT_FOUND`,
+/// `INACTIVE`, …), `RATE_LIMITED`, `INVALID_INPUT`, `OFFLINE`, `SERVER_ERROR`,
+/// `PROTOCOL_ERROR`; `NONE` on success, for `SEAT_GONE` or for NULL.
+#[no_mangle]
+pub extern "C" fn polar_license_seat_result_reason(
+    result: *const polar_license_seat_result,
+) -> polar_license_reason {
+    ffi_boundary! { read(result, |r| r.reason) }
+}
+
+/// The failure's name for scripts (`"seats_full"`, `"seat_gone"`, `"invalid_input"`,
+/// `"offline"`, a denial's reason code); `""` on success. Owned by the result. Never NULL.
+#[no_mangle]
+pub extern "C" fn polar_license_seat_result_code(
+    result: *const polar_license_seat_result,
+) -> *const c_char {
+    ffi_boundary! { read(result, |r| r.code.as_ptr()) }
+}
+
+/// The failure in one sentence (`""` on success). Owned by the result. Never NULL. It holds
+/// no whole key.
+#[no_mangle]
+pub extern "C" fn polar_license_seat_result_message(
+    result: *const polar_license_seat_result,
+) -> *const c_char {
+    ffi_boundary! { read(result, |r| r.message.as_ptr()) }
+}
+
+/// Seats of the key in use, as the relay said (a seat held: this one with them; `SEATS_FULL`:
+/// all of them): writes it to `*out_in_use` and returns `true`; `false` (nothing written)
+/// otherwise.
+#[no_mangle]
+pub extern "C" fn polar_license_seat_result_in_use(
+    result: *const polar_license_seat_result,
+    out_in_use: *mut u32,
+) -> bool {
+    ffi_boundary! {
+        check_out!(out_in_use);
+        read(result, |r| out::write_some(out_in_use, r.in_use))
+    }
+}
+
+/// The key's seats (for a CI seat that is full, the CI cap): as `_in_use`.
+#[no_mangle]
+pub extern "C" fn polar_license_seat_result_size(
+    result: *const polar_license_seat_result,
+    out_size: *mut u32,
+) -> bool {
+    ffi_boundary! {
+        check_out!(out_size);
+        read(result, |r| out::write_some(out_size, r.size))
+    }
+}
+
+/// For `SEATS_FULL`, when the soonest seat frees, unix seconds: writes it to `*out_frees_at`
+/// and returns `true`; `false` (nothing written) when not known.
+#[no_mangle]
+pub extern "C" fn polar_license_seat_result_frees_at(
+    result: *const polar_license_seat_result,
+    out_frees_at: *mut i64,
+) -> bool {
+    ffi_boundary! {
+        check_out!(out_frees_at);
+        read(result, |r| out::write_some(out_frees_at, r.frees_at))
+    }
+}
+
+/// For `SEATS_FULL` and `RATE_LIMITED`, the seconds to wait as the relay said them: writes
+/// them to `*out_seconds` and returns `true`; `false` (nothing written) when not known.
+#[no_mangle]
+pub extern "C" fn polar_license_seat_result_retry_after(
+    result: *const polar_license_seat_result,
+    out_seconds: *mut u64,
+) -> bool {
+    ffi_boundary! {
+        check_out!(out_seconds);
+        read(result, |r| out::write_some(out_seconds, r.retry_after))
+    }
+}
+
+/// For a release, whether the relay still held the seat (`false`: it had freed by itself).
+/// `false` otherwise, or for NULL.
+#[no_mangle]
+pub extern "C" fn polar_license_seat_result_released(
+    result: *const polar_license_seat_result,
+) -> bool {
+    ffi_boundary! { read(result, |r| r.released) }
+}

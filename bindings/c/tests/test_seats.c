@@ -1,0 +1,416 @@
+/*
+ * test_seats.c: floating and CI seats from C (issue #67 item 5) through the real relay
+ * (`polar-license relay serve --store memory`, a process in front of the shared emulator):
+ * acquire a key's only seat, a second machine's acquisition is SEATS_FULL with the count in use
+ * and the soonest free time, the holder heartbeats it from a thread of the app's while the main
+ * thread reads it, releases it, and the second machine acquires it; a revoked key is Polar's
+ * denial with no seat; the relay gone is OFFLINE and the seat kept until released; NULLs, bad
+ * UTF-8 and a bad machine are refused clearly, nothing sent.
+ *
+ * Needs POLAR_EMULATOR_URL and POLAR_LICENSE_CLI (the polar-license binary, with `relay`). POSIX
+ * only (the relay is a forked process).
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+/* The emulator's seed token with every scope (crates/emulator/src/seed.rs, DEMO_TOKEN). */
+#define EMU_TOKEN "polar_oat_emulator_demo_0123456789abcdef"
+#define REVOKED_KEY "DEMO-REVOKED-7A1B2C3D-4E5F-4A6B-8C7D-9E0F1A2B3C4D"
+/* A seat's life on the test relay (its smallest): a heartbeat every 10 s. */
+#define SEAT_SECONDS 30
+
+static char key_dir[64];
+static char key_file[128];
+static pid_t relay_pid;
+static char relay_url[128];
+static char relay_log[160];
+
+static void fatal(const char *what) {
+  fprintf(stderr, "fatal: %s\n", what);
+  exit(2);
+}
+
+static void pause_ms(int ms) {
+  struct timespec step;
+  step.tv_sec = ms / 1000;
+  step.tv_nsec = (long)(ms % 1000) * 1000 * 1000;
+  nanosleep(&step, NULL);
+}
+
+/* Starts `polar-license --base-url EMULATOR relay serve` on a free port with a memory store and
+ * seats of SEAT_SECONDS; returns once it printed `listening on URL` (at most 10 s). */
+static void relay_start(void) {
+  const char *cli = getenv("POLAR_LICENSE_CLI");
+  int i;
+  if (cli == NULL || cli[0] == '\0') fatal("set POLAR_LICENSE_CLI");
+  snprintf(relay_log, sizeof relay_log, "%s/relay-%d.log", key_dir, rand());
+  relay_pid = fork();
+  if (relay_pid < 0) fatal("fork");
+  if (relay_pid == 0) {
+    if (freopen(relay_log, "w", stdout) == NULL) _exit(126);
+    if (freopen("/dev/null", "w", stderr) == NULL) _exit(126);
+    /* The token through the environment: it stays out of the process list. */
+    if (setenv("POLAR_ACCESS_TOKEN", EMU_TOKEN, 1) != 0) _exit(126);
+    execl(cli, cli, "--base-url", emu_url(), "relay", "serve", "--signing-key", key_file, "--port",
+          "0", "--store", "memory", "--per-ip", "0", "--per-key", "0", "--seat-seconds",
+          "30", (char *)NULL);
+    _exit(127);
+  }
+  relay_url[0] = '\0';
+  for (i = 0; i < 500 && relay_url[0] == '\0'; i++) {
+    char line[128] = "";
+    FILE *log = fopen(relay_log, "r");
+    if (log != NULL) {
+      if (fgets(line, sizeof line, log) != NULL && strncmp(line, "listening on ", 13) == 0 &&
+          strchr(line, '\n') != NULL) {
+        line[strcspn(line, "\r\n")] = '\0';
+        snprintf(relay_url, sizeof relay_url, "%s", line + 13);
+      }
+      fclose(log);
+    }
+    if (relay_url[0] == '\0') pause_ms(20);
+  }
+  if (relay_url[0] == '\0') {
+    kill(relay_pid, SIGKILL);
+    waitpid(relay_pid, NULL, 0);
+    fatal("the relay did not start (polar-license relay serve)");
+  }
+}
+
+static void relay_stop(void) {
+  if (relay_pid <= 0) return;
+  kill(relay_pid, SIGTERM);
+  waitpid(relay_pid, NULL, 0);
+  relay_pid = 0;
+  remove(relay_log);
+}
+
+/* A client of the demo organization whose base URL is the relay. */
+static polar_license_client *relay_client(char dir[64]) {
+  temp_dir(dir);
+  return client_of(demo_config(relay_url, dir));
+}
+
+/* An acquisition that must return OK; the seat (NULL unless held) into *seat. */
+static polar_license_seat_result *acquire(polar_license_client *client, const char *key,
+                                          const char *machine, bool ci, polar_license_seat **seat) {
+  polar_license_seat_result *r = NULL;
+  *seat = (polar_license_seat *)1; /* must be overwritten, NULL or not */
+  CHECK_INT(polar_license_client_seat_acquire(client, key, machine, ci, seat, &r),
+            POLAR_LICENSE_STATUS_OK);
+  if (r == NULL) fatal("no seat result");
+  return r;
+}
+
+static polar_license_seat_result *beat(polar_license_client *client, polar_license_seat *seat) {
+  polar_license_seat_result *r = NULL;
+  CHECK_INT(polar_license_seat_heartbeat(client, seat, &r), POLAR_LICENSE_STATUS_OK);
+  if (r == NULL) fatal("no heartbeat result");
+  return r;
+}
+
+static polar_license_seat_result *give_back(polar_license_client *client,
+                                            polar_license_seat *seat) {
+  polar_license_seat_result *r = NULL;
+  CHECK_INT(polar_license_seat_release(client, seat, &r), POLAR_LICENSE_STATUS_OK);
+  if (r == NULL) fatal("no release result");
+  return r;
+}
+
+#define CHECK_SEAT_ERROR(r, want)                                                                 \
+  do {                                                                                            \
+    CHECK_INT(polar_license_seat_result_error(r), want);                                          \
+    if (polar_license_seat_result_error(r) != (want))                                             \
+      fprintf(stderr, "  the result said: %s (%s)\n", polar_license_seat_result_message(r),       \
+              polar_license_seat_result_code(r));                                                 \
+  } while (0)
+
+struct heartbeat_job {
+  polar_license_client *client;
+  polar_license_seat *seat;
+  polar_license_seat_error error;
+  int64_t expires_at;
+};
+
+/* The app's heartbeat thread: one heartbeat, its answer kept for the main thread. */
+static void *heartbeat_thread(void *arg) {
+  struct heartbeat_job *job = arg;
+  polar_license_seat_result *r = NULL;
+  if (polar_license_seat_heartbeat(job->client, job->seat, &r) == POLAR_LICENSE_STATUS_OK) {
+    job->error = polar_license_seat_result_error(r);
+    job->expires_at = polar_license_seat_expires_at(job->seat);
+  }
+  polar_license_seat_result_free(r);
+  return NULL;
+}
+
+/* The issue's walk: one seat, two machines. */
+static void one_seat_two_machines(void) {
+  char dir[64], key[64];
+  polar_license_client *client = relay_client(dir);
+  polar_license_seat *first = NULL, *second = NULL;
+  polar_license_seat_result *r;
+  uint32_t n = 0;
+  int64_t frees_at = 0, first_expiry;
+  uint64_t wait = 0;
+  long long now = (long long)time(NULL);
+  struct heartbeat_job job;
+  pthread_t thread;
+  int i;
+
+  emu_new_key("\"limit_activations\":1", key);
+
+  r = acquire(client, key, "machine-a", false, &first);
+  CHECK_SEAT_ERROR(r, POLAR_LICENSE_SEAT_ERROR_NONE);
+  CHECK(first != NULL);
+  CHECK(polar_license_seat_result_in_use(r, &n) && n == 1);
+  CHECK(polar_license_seat_result_size(r, &n) && n == 1);
+  CHECK_STR(polar_license_seat_result_code(r), "");
+  polar_license_seat_result_free(r);
+  if (first == NULL) {
+    client_done(client, dir);
+    return;
+  }
+  CHECK(strlen(polar_license_seat_id(first)) == 36);
+  CHECK(polar_license_seat_held(first));
+  CHECK(!polar_license_seat_ci(first));
+  CHECK_INT(polar_license_seat_heartbeat_interval(first), SEAT_SECONDS / 3);
+  first_expiry = polar_license_seat_expires_at(first);
+  CHECK(first_expiry >= now + SEAT_SECONDS - 2 && first_expiry <= now + SEAT_SECONDS + 5);
+
+  /* Another machine: every seat is in use, how many, and when the soonest frees. */
+  r = acquire(client, key, "machine-b", false, &second);
+  CHECK_SEAT_ERROR(r, POLAR_LICENSE_SEAT_ERROR_SEATS_FULL);
+  CHECK(second == NULL);
+  CHECK_INT(polar_license_seat_result_reason(r), POLAR_LICENSE_REASON_SEATS_FULL);
+  CHECK_STR(polar_license_seat_result_code(r), "seats_full");
+  CHECK(polar_license_seat_result_in_use(r, &n) && n == 1);
+  CHECK(polar_license_seat_result_size(r, &n) && n == 1);
+  CHECK(polar_license_seat_result_frees_at(r, &frees_at));
+  CHECK(frees_at >= first_expiry - 1 && frees_at <= first_expiry + 1);
+  CHECK(polar_license_seat_result_retry_after(r, &wait) && wait >= 1 && wait <= SEAT_SECONDS);
+  CHECK(strstr(polar_license_seat_result_message(r), "1 of 1") != NULL);
+  CHECK(strstr(polar_license_seat_result_message(r), key) == NULL);
+  polar_license_seat_result_free(r);
+
+  /* The heartbeat on the app's thread, the seat read on this one meanwhile (its state is
+   * locked inside: no data race under valgrind or ASan). */
+  pause_ms(1100);
+  job.client = client;
+  job.seat = first;
+  job.error = POLAR_LICENSE_SEAT_ERROR_OFFLINE;
+  job.expires_at = 0;
+  CHECK_INT(pthread_create(&thread, NULL, heartbeat_thread, &job), 0);
+  for (i = 0; i < 100; i++) CHECK(polar_license_seat_expires_at(first) >= first_expiry);
+  CHECK_INT(pthread_join(thread, NULL), 0);
+  CHECK_INT(job.error, POLAR_LICENSE_SEAT_ERROR_NONE);
+  CHECK(job.expires_at > first_expiry);
+  CHECK(polar_license_seat_held(first));
+
+  /* Released: the relay held it; a second release and a heartbeat send nothing. */
+  r = give_back(client, first);
+  CHECK_SEAT_ERROR(r, POLAR_LICENSE_SEAT_ERROR_NONE);
+  CHECK(polar_license_seat_result_released(r));
+  polar_license_seat_result_free(r);
+  CHECK(!polar_license_seat_held(first));
+  r = give_back(client, first);
+  CHECK_SEAT_ERROR(r, POLAR_LICENSE_SEAT_ERROR_INVALID_INPUT);
+  CHECK(strstr(polar_license_seat_result_message(r), "released") != NULL);
+  polar_license_seat_result_free(r);
+  r = beat(client, first);
+  CHECK_SEAT_ERROR(r, POLAR_LICENSE_SEAT_ERROR_INVALID_INPUT);
+  polar_license_seat_result_free(r);
+  polar_license_seat_free(first);
+
+  /* The other machine gets it now. */
+  r = acquire(client, key, "machine-b", false, &second);
+  CHECK_SEAT_ERROR(r, POLAR_LICENSE_SEAT_ERROR_NONE);
+  CHECK(second != NULL);
+  polar_license_seat_result_free(r);
+  if (second != NULL) {
+    r = give_back(client, second);
+    CHECK_SEAT_ERROR(r, POLAR_LICENSE_SEAT_ERROR_NONE);
+    polar_license_seat_result_free(r);
+    polar_license_seat_free(second);
+  }
+  /* Seats made no Polar activation: the key's only slot is still free to activate. */
+  {
+    polar_license_request *req = new_request(key);
+    polar_license_result *activated = NULL;
+    polar_license_client *direct = NULL;
+    char direct_dir[64];
+    temp_dir(direct_dir);
+    direct = client_of(demo_config(emu_url(), direct_dir));
+    must(polar_license_request_set_label(req, "after the seats"));
+    CHECK_INT(polar_license_client_activate(direct, req, &activated), POLAR_LICENSE_STATUS_OK);
+    CHECK_ANSWER(activated, POLAR_LICENSE_OUTCOME_DONE, POLAR_LICENSE_REASON_NONE);
+    polar_license_result_free(activated);
+    polar_license_request_free(req);
+    client_done(direct, direct_dir);
+  }
+  client_done(client, dir);
+}
+
+/* A CI seat of the demo key, taken with the client's own machine fingerprint (NULL). */
+static void a_ci_seat_with_the_machine_fingerprint(void) {
+  char dir[64], key[64];
+  polar_license_client *client = relay_client(dir);
+  polar_license_seat *seat = NULL;
+  polar_license_seat_result *r;
+  emu_new_key("\"limit_activations\":2", key);
+  r = acquire(client, key, NULL, true, &seat);
+  CHECK_SEAT_ERROR(r, POLAR_LICENSE_SEAT_ERROR_NONE);
+  polar_license_seat_result_free(r);
+  if (seat != NULL) {
+    CHECK(polar_license_seat_ci(seat));
+    r = give_back(client, seat);
+    CHECK_SEAT_ERROR(r, POLAR_LICENSE_SEAT_ERROR_NONE);
+    polar_license_seat_result_free(r);
+    polar_license_seat_free(seat);
+  }
+  client_done(client, dir);
+}
+
+/* Polar's denial of the key is the answer: no seat. */
+static void a_revoked_key_gets_polars_denial_and_no_seat(void) {
+  char dir[64];
+  polar_license_client *client = relay_client(dir);
+  polar_license_seat *seat = NULL;
+  polar_license_seat_result *r = acquire(client, REVOKED_KEY, "machine-a", false, &seat);
+  CHECK_SEAT_ERROR(r, POLAR_LICENSE_SEAT_ERROR_DENIED);
+  CHECK(seat == NULL);
+  CHECK_INT(polar_license_seat_result_reason(r), POLAR_LICENSE_REASON_INACTIVE);
+  CHECK_STR(polar_license_seat_result_code(r), "inactive");
+  polar_license_seat_result_free(r);
+  client_done(client, dir);
+}
+
+/* The relay gone: a heartbeat is OFFLINE and the seat kept; the release lets it go here. */
+static void the_relay_gone_keeps_the_seat_until_released(void) {
+  char dir[64], key[64];
+  polar_license_client *client;
+  polar_license_seat *seat = NULL;
+  polar_license_seat_result *r;
+  emu_new_key("\"limit_activations\":1", key);
+  relay_stop();
+  relay_start();
+  client = relay_client(dir);
+  r = acquire(client, key, "machine-a", false, &seat);
+  CHECK_SEAT_ERROR(r, POLAR_LICENSE_SEAT_ERROR_NONE);
+  polar_license_seat_result_free(r);
+  relay_stop();
+  if (seat != NULL) {
+    r = beat(client, seat);
+    CHECK_SEAT_ERROR(r, POLAR_LICENSE_SEAT_ERROR_OFFLINE);
+    CHECK_INT(polar_license_seat_result_reason(r), POLAR_LICENSE_REASON_OFFLINE);
+    polar_license_seat_result_free(r);
+    CHECK(polar_license_seat_held(seat));
+    r = give_back(client, seat);
+    CHECK_SEAT_ERROR(r, POLAR_LICENSE_SEAT_ERROR_OFFLINE);
+    polar_license_seat_result_free(r);
+    CHECK(!polar_license_seat_held(seat));
+    polar_license_seat_free(seat);
+  }
+  client_done(client, dir);
+  relay_start();
+}
+
+/* NULLs and bad UTF-8: a typed status naming the argument, nothing written; a machine the
+ * relay would refuse: INVALID_INPUT naming it, nothing sent. */
+static void nulls_bad_utf8_and_bad_input_are_refused(void) {
+  char dir[64];
+  polar_license_client *client = relay_client(dir);
+  polar_license_seat *seat = NULL;
+  polar_license_seat_result *r = NULL;
+  const char bad[] = {'K', (char)0xff, 0};
+  uint32_t n = 7;
+  int64_t t = 7;
+  uint64_t w = 7;
+
+  CHECK_INT(polar_license_client_seat_acquire(NULL, DEMO_KEY, "m", false, &seat, &r),
+            POLAR_LICENSE_STATUS_NULL_ARGUMENT);
+  CHECK_INT(polar_license_client_seat_acquire(client, NULL, "m", false, &seat, &r),
+            POLAR_LICENSE_STATUS_NULL_ARGUMENT);
+  CHECK_STR(polar_license_client_last_error(client), "key is NULL");
+  CHECK_INT(polar_license_client_seat_acquire(client, bad, "m", false, &seat, &r),
+            POLAR_LICENSE_STATUS_INVALID_UTF8);
+  CHECK_STR(polar_license_client_last_error(client), "key is not valid UTF-8");
+  CHECK_INT(polar_license_client_seat_acquire(client, DEMO_KEY, bad, false, &seat, &r),
+            POLAR_LICENSE_STATUS_INVALID_UTF8);
+  CHECK_STR(polar_license_client_last_error(client), "machine is not valid UTF-8");
+  CHECK_INT(polar_license_client_seat_acquire(client, DEMO_KEY, "m", false, NULL, &r),
+            POLAR_LICENSE_STATUS_NULL_ARGUMENT);
+  CHECK_STR(polar_license_client_last_error(client), "out_seat is NULL");
+  CHECK_INT(polar_license_client_seat_acquire(client, DEMO_KEY, "m", false, &seat, NULL),
+            POLAR_LICENSE_STATUS_NULL_ARGUMENT);
+  CHECK_STR(polar_license_client_last_error(client), "out_result is NULL");
+  CHECK(seat == NULL && r == NULL);
+  CHECK_INT(polar_license_seat_heartbeat(client, NULL, &r), POLAR_LICENSE_STATUS_NULL_ARGUMENT);
+  CHECK_STR(polar_license_client_last_error(client), "seat is NULL");
+  CHECK_INT(polar_license_seat_release(client, NULL, &r), POLAR_LICENSE_STATUS_NULL_ARGUMENT);
+  CHECK_INT(polar_license_seat_heartbeat(NULL, NULL, &r), POLAR_LICENSE_STATUS_NULL_ARGUMENT);
+  CHECK(r == NULL);
+  /* Accessors of NULL: the neutral values, nothing written. */
+  CHECK_STR(polar_license_seat_id(NULL), "");
+  CHECK_INT(polar_license_seat_expires_at(NULL), -1);
+  CHECK_INT(polar_license_seat_heartbeat_interval(NULL), 0);
+  CHECK(!polar_license_seat_held(NULL));
+  CHECK_INT(polar_license_seat_result_error(NULL), POLAR_LICENSE_SEAT_ERROR_INVALID_INPUT);
+  CHECK_STR(polar_license_seat_result_message(NULL), "");
+  CHECK(!polar_license_seat_result_in_use(NULL, &n) && n == 7);
+  CHECK(!polar_license_seat_result_frees_at(NULL, &t) && t == 7);
+  CHECK(!polar_license_seat_result_retry_after(NULL, &w) && w == 7);
+  polar_license_seat_free(NULL);
+  polar_license_seat_result_free(NULL);
+
+  /* An empty machine (binding off gives the same): refused before anything is sent. */
+  {
+    long before = emu_request_count();
+    r = acquire(client, DEMO_KEY, "", false, &seat);
+    CHECK_SEAT_ERROR(r, POLAR_LICENSE_SEAT_ERROR_INVALID_INPUT);
+    CHECK_INT(polar_license_seat_result_reason(r), POLAR_LICENSE_REASON_INVALID_INPUT);
+    CHECK(strstr(polar_license_seat_result_message(r), "machine") != NULL);
+    CHECK(seat == NULL);
+    polar_license_seat_result_free(r);
+    r = acquire(client, "", "m", false, &seat);
+    CHECK_SEAT_ERROR(r, POLAR_LICENSE_SEAT_ERROR_INVALID_INPUT);
+    CHECK(strstr(polar_license_seat_result_message(r), "key") != NULL);
+    polar_license_seat_result_free(r);
+    CHECK_INT(emu_request_count(), before);
+  }
+  client_done(client, dir);
+}
+
+int main(void) {
+  const char *cli = getenv("POLAR_LICENSE_CLI");
+  char command[512], line[256];
+  FILE *pipe;
+  emu_url();
+  if (cli == NULL || cli[0] == '\0') fatal("set POLAR_LICENSE_CLI");
+  srand((unsigned)time(NULL) ^ (unsigned)getpid());
+  temp_dir(key_dir);
+  snprintf(key_file, sizeof key_file, "%s/relay.key", key_dir);
+  snprintf(command, sizeof command, "'%s' relay keygen --out '%s' 2>/dev/null", cli, key_file);
+  pipe = popen(command, "r");
+  if (pipe == NULL || fgets(line, sizeof line, pipe) == NULL) fatal("polar-license relay keygen");
+  while (fgetc(pipe) != EOF) {
+  }
+  if (pclose(pipe) != 0) fatal("polar-license relay keygen");
+  relay_start();
+  RUN(one_seat_two_machines);
+  RUN(a_ci_seat_with_the_machine_fingerprint);
+  RUN(a_revoked_key_gets_polars_denial_and_no_seat);
+  RUN(the_relay_gone_keeps_the_seat_until_released);
+  RUN(nulls_bad_utf8_and_bad_input_are_refused);
+  relay_stop();
+  remove_tree(key_dir);
+  return harness_summary("test_seats");
+}

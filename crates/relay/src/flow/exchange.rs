@@ -376,7 +376,7 @@ impl Exchange {
                 }
                 Step::Sign(finished) => self.signed(relay, finished),
                 Step::Ask(pending) if relay.host().call_slots() => {
-                    let patience_ms = pending.patience_ms(self.stale_after());
+                    let patience_ms = self.patience(&pending);
                     let flight = pending.flight();
                     self.ask(
                         Need::Slot { patience_ms },
@@ -393,13 +393,13 @@ impl Exchange {
                         request: pending.request().clone(),
                         method: pending.method(),
                         flight: pending.flight(),
-                        patience_ms: pending.patience_ms(self.stale_after()),
+                        patience_ms: self.patience(&pending),
                     };
                     let flight = pending.flight();
                     self.ask(need, State::Asking(pending, flight))
                 }
                 Step::Wait(flight, pending) => {
-                    let patience_ms = pending.patience_ms(self.stale_after());
+                    let patience_ms = self.patience(&pending);
                     let check = patience_ms.map(|_| pending);
                     let need = Need::Flight {
                         flight: flight.clone(),
@@ -468,6 +468,16 @@ impl Exchange {
                 // verdict), asked once: its own answer is the request's.
                 self.followed = true;
                 match relay.follow(&self.req, &r, at) {
+                    // A host whose calls hold a thread waits for a slot first, as for any call.
+                    Some(Ok(read)) if relay.host().call_slots() => self.ask(
+                        Need::Slot { patience_ms: None },
+                        State::Slotting {
+                            pending: read,
+                            flight: None,
+                            deadline: None,
+                            tail: false,
+                        },
+                    ),
                     Some(Ok(read)) => {
                         let need = Need::Send {
                             request: read.request().clone(),
@@ -587,6 +597,16 @@ impl Exchange {
     fn again(&mut self) -> State {
         self.waited = self.waited.saturating_add(1);
         State::Fill(After::Begin)
+    }
+
+    /// How long a check waits for Polar before its stored answer is given: never for a device
+    /// listing (issue #64), whose verdict only proves the key and whose read follows it (a
+    /// stale answer with its call going on would leave two calls under way).
+    fn patience(&self, pending: &Pending) -> Option<u64> {
+        if crate::devices::is_route(&self.req.path) {
+            return None;
+        }
+        pending.patience_ms(self.stale_after())
     }
 
     fn stale_after(&self) -> u64 {

@@ -107,7 +107,13 @@ impl Relay {
     /// read before the request is answered, when the roster is kept in the host and has not
     /// read it yet; else `None`.
     pub fn roster_wants(&self, req: &RelayRequest) -> Option<String> {
-        self.store.as_ref()?.roster.wants(req)
+        let roster = &self.store.as_ref()?.roster;
+        if crate::devices::is_route(&req.path) {
+            // A device listing's key, as its verdict's validate names it.
+            let ask = crate::devices::read_ask(&req.body).ok()?;
+            return roster.wants(&crate::devices::validate_request(req, &ask));
+        }
+        roster.wants(req)
     }
 
     /// What the host read of a digest [`Relay::roster_wants`] named: the organization's

@@ -24,7 +24,6 @@
 //! needed). The steps are the request machine's ([`crate::flow::Exchange`]): the read is a
 //! [`crate::flow::Need::Send`] whose method is `GET`.
 
-use polar_license::portal::parse_key_with_activations;
 use polar_license::{HttpRequest, HttpResponse, Key, TransportError};
 
 use crate::types::{object, string, RelayRequest, RelayResponse, ROUTE_PREFIX};
@@ -120,6 +119,52 @@ pub(crate) fn read_request(base_url: &str, validate: &HttpRequest, key_id: &str)
     }
 }
 
+/// The list made of Polar's `LicenseKeyWithActivations` (`body`): the key's id, its limit,
+/// its activations (id, label, `created_at` as Polar wrote it), oldest first, this machine's
+/// marked; and how many. `None`: not Polar's answer.
+fn listing(ask: &DevicesAsk, body: &[u8]) -> Option<(serde_json::Value, usize)> {
+    use serde_json::Value;
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let key_id = v.get("id")?.as_str()?;
+    let limit = match v.get("limit_activations") {
+        None | Some(Value::Null) => Value::Null,
+        Some(n) => Value::from(n.as_i64()?),
+    };
+    let mut rows = Vec::new();
+    for a in v.get("activations")?.as_array()? {
+        let id = a.get("id")?.as_str()?;
+        let created_at = a.get("created_at")?.as_str()?;
+        // RFC 3339 in UTC as Polar writes it: ordered as text.
+        let at =
+            time::OffsetDateTime::parse(created_at, &time::format_description::well_known::Rfc3339)
+                .ok()?;
+        let this = ask
+            .activation_id
+            .as_deref()
+            .is_some_and(|here| here.eq_ignore_ascii_case(id));
+        rows.push((
+            at,
+            serde_json::json!({
+                "id": id,
+                "label": a.get("label")?.as_str()?,
+                "created_at": created_at,
+                "this_machine": this,
+            }),
+        ));
+    }
+    rows.sort_by_key(|(at, _)| *at);
+    let count = rows.len();
+    let activations: Vec<Value> = rows.into_iter().map(|(_, row)| row).collect();
+    Some((
+        serde_json::json!({
+            "license_key_id": key_id,
+            "limit_activations": limit,
+            "activations": activations,
+        }),
+        count,
+    ))
+}
+
 /// An answer of the device listing that is not the list (the validate's refusal, a local
 /// refusal): Polar's status and body, without a lease or a signed denial (a device list is
 /// no verdict).
@@ -172,42 +217,18 @@ pub(crate) fn answer(
         );
         return r;
     }
-    let read = match parse_key_with_activations(&upstream) {
-        Ok(read) => read,
-        Err(e) => {
-            log::warn!(
-                "relay: devices {} 502 (Polar's answer did not read: {e})",
-                crate::logged::key(&ask.key)
-            );
-            return RelayResponse::unreached("Polar's answer did not read");
-        }
+    // Read as JSON values, Polar's fields passed as it wrote them (no model of the key: the
+    // relay's wasm stays small).
+    let Some((body, listed)) = listing(ask, &upstream.body) else {
+        log::warn!(
+            "relay: devices {} 502 (Polar's answer did not read)",
+            crate::logged::key(&ask.key)
+        );
+        return RelayResponse::unreached("Polar's answer did not read");
     };
-    let mut activations = read.activations;
-    activations.sort_by_key(|a| a.created_at);
-    let rfc3339 = &time::format_description::well_known::Rfc3339;
-    let listed: Vec<serde_json::Value> = activations
-        .iter()
-        .map(|a| {
-            serde_json::json!({
-                "id": a.id,
-                "label": a.label,
-                "created_at": a.created_at.format(rfc3339).unwrap_or_default(),
-                "this_machine": ask
-                    .activation_id
-                    .as_deref()
-                    .is_some_and(|here| here.eq_ignore_ascii_case(&a.id)),
-            })
-        })
-        .collect();
-    let body = serde_json::json!({
-        "license_key_id": read.license_key.id,
-        "limit_activations": read.license_key.limit_activations,
-        "activations": listed,
-    });
     log::info!(
-        "relay: devices {} 200 ({} listed)",
-        crate::logged::key(&ask.key),
-        activations.len()
+        "relay: devices {} 200 ({listed} listed)",
+        crate::logged::key(&ask.key)
     );
     crate::types::private(RelayResponse::json(200, body.to_string()))
 }

@@ -81,6 +81,11 @@ export interface DevicesOptions {
   baseUrl?: string;
   /** `'production'` (default) or `'sandbox'`. */
   server?: string;
+  /**
+   * The seller's relay's URL (issue #64): when not signed in, `list` asks the relay, where the
+   * key proves it is the customer's (no email code).
+   */
+  relay?: string;
   /** Called like the global fetch (default: the global one). */
   fetch?: typeof fetch;
   /** Each request's time limit, ms (default 30,000). */

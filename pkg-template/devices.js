@@ -62,21 +62,25 @@ export class Devices {
   #fetch;
   #timeout;
   #session = null;
+  #relay = null;
 
   /**
    * `options`: `organizationId`, and `baseUrl` or `server` (`'sandbox'`), as the client's;
+   * `relay` (the seller's relay's URL: `list` asks it when not signed in, issue #64);
    * `fetch` (default: the global one), `timeoutMs` (default 30 s).
    */
   constructor(options = {}) {
     if (options === null || typeof options !== 'object') throw new DevicesError({ code: 'invalid_input', reason: 'invalid_input', field: 'options', message: 'options must be an object' });
-    const { organizationId, baseUrl, server, fetch: fetchFn, timeoutMs } = options;
-    for (const [name, value] of [['organizationId', organizationId], ['baseUrl', baseUrl], ['server', server]]) {
+    const { organizationId, baseUrl, server, relay, fetch: fetchFn, timeoutMs } = options;
+    for (const [name, value] of [['organizationId', organizationId], ['baseUrl', baseUrl], ['server', server], ['relay', relay]]) {
       if (value !== undefined && typeof value !== 'string') throw new DevicesError({ code: 'invalid_input', reason: 'invalid_input', field: name, message: `${name} must be a string` });
     }
     if (fetchFn !== undefined && typeof fetchFn !== 'function') throw new DevicesError({ code: 'invalid_input', reason: 'invalid_input', field: 'fetch', message: 'fetch must be a function called like the global fetch' });
     if (timeoutMs !== undefined && !(Number.isFinite(timeoutMs) && timeoutMs > 0)) throw new DevicesError({ code: 'invalid_input', reason: 'invalid_input', field: 'timeoutMs', message: 'timeoutMs must be a positive number' });
     // The core's three options, as the wasm takes them (it parses no JSON of its own).
     this.#options = [organizationId ?? '', baseUrl, server];
+    // The seller's relay's URL (issue #64): without a session, `list` asks it.
+    this.#relay = relay ?? null;
     this.#fetch = fetchFn ?? ((...a) => globalThis.fetch(...a));
     this.#timeout = timeoutMs ?? TIMEOUT_MS;
   }
@@ -151,9 +155,12 @@ export class Devices {
   async list(key, { activationId } = {}) {
     if (typeof key !== 'string') throw new DevicesError({ code: 'invalid_input', reason: 'invalid_input', field: 'key', message: 'key must be a string' });
     if (activationId !== undefined && activationId !== null && typeof activationId !== 'string') throw new DevicesError({ code: 'invalid_input', reason: 'invalid_input', field: 'activation_id', message: 'activationId must be a string' });
-    if (this.#session === null) throw new DevicesError({ code: 'not_signed_in', reason: 'invalid_input', message: 'not signed in' });
+    if (this.#session === null && this.#relay === null) throw new DevicesError({ code: 'not_signed_in', reason: 'invalid_input', message: 'not signed in' });
     const c = await load();
-    const listing = new c.Listing(...this.#options, this.#session, key, activationId ?? undefined);
+    // The session when there is one; else the seller's relay (the key proves it is the caller's).
+    const listing = this.#session === null
+      ? c.Listing.viaRelay(...this.#options, this.#relay, key, activationId ?? undefined)
+      : new c.Listing(...this.#options, this.#session, key, activationId ?? undefined);
     try {
       let step = done(listing.start());
       // The core bounds the steps (its pages of keys, then the key): this loop ends with it.

@@ -190,6 +190,9 @@ pub struct Portal {
     organization_id: String,
 }
 
+/// The seller's relay's device-listing route (issue #64; the relay's `DEVICES_ROUTE`).
+pub const RELAY_DEVICES_PATH: &str = "/v1/devices/list";
+
 /// The largest page Polar serves.
 const PAGE_LIMIT: u32 = 100;
 
@@ -297,6 +300,46 @@ impl Portal {
             body,
             None,
         ))
+    }
+
+    /// The requests of a client's organization sent to the seller's relay at `relay_url`
+    /// (`https://`, or `http://` on loopback only: checked as a base URL is), for
+    /// [`Portal::relay_devices`].
+    pub fn for_relay(api: &Api, relay_url: &str) -> Result<Portal, Error> {
+        Ok(Portal {
+            base_url: Server::Custom(relay_url.to_string())
+                .base_url()
+                .map_err(|e| match e {
+                    Error::InvalidInput { message, .. } => Error::invalid("relay_url", message),
+                    other => other,
+                })?,
+            organization_id: api.organization_id().to_string(),
+        })
+    }
+
+    /// A key's devices through the seller's relay (its `POST` [`RELAY_DEVICES_PATH`], read with
+    /// [`parse_relay_devices`]; issue #64): the key, the organization and this machine's
+    /// activation id (marked in the answer) in the body, never in the URL. No session: the
+    /// key proves it is the caller's, as at Polar, and the relay reads the key's activations
+    /// with the seller's token (every live one, whatever `enable_customer_admin` says). A bad
+    /// key or activation id is refused here, unsent.
+    pub fn relay_devices(
+        &self,
+        key: &Key,
+        this_activation: Option<&str>,
+    ) -> Result<PortalRequest, Error> {
+        crate::metadata::check_key(key.expose())?;
+        let mut body = serde_json::json!({
+            "key": key.expose(),
+            "organization_id": self.organization_id,
+        });
+        if let Some(id) = this_activation {
+            let id = check_uuid_v4("activation_id", id)?;
+            if let Some(object) = body.as_object_mut() {
+                object.insert("activation_id".to_string(), serde_json::Value::String(id));
+            }
+        }
+        Ok(self.post(RELAY_DEVICES_PATH, body.to_string(), None))
     }
 
     /// Page `page` (from 1) of the session's customer's keys, 100 a page (read with
@@ -468,6 +511,65 @@ pub fn parse_key_with_activations(resp: &HttpResponse) -> Result<KeyWithActivati
     })
 }
 
+/// Reads the seller's relay's answer to [`Portal::relay_devices`]: the key's devices, oldest
+/// first, this machine's (`this_activation`) marked. A key the relay (Polar) does not know is
+/// [`PortalError::NotFound`]; its rates or its token's budget, [`PortalError::RateLimited`]
+/// with the wait; the relay's 5xx (Polar out of its reach), [`PortalError::Offline`]. Device
+/// management never matters here: the relay reads with the seller's token.
+pub fn parse_relay_devices(
+    resp: &HttpResponse,
+    this_activation: Option<&str>,
+) -> Result<KeyDevices, PortalError> {
+    if resp.status >= 500 {
+        return Err(PortalError::Offline(Error::ServerError {
+            status: resp.status,
+            detail: String::from_utf8_lossy(&resp.body[..resp.body.len().min(200)]).into_owned(),
+        }));
+    }
+    if resp.status != 200 {
+        return Err(failure("relay devices", resp));
+    }
+    let body = success_json("relay devices", resp)?;
+    let bad = |why: &str| malformed("relay devices", why);
+    let key_id = body
+        .get("license_key_id")
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| bad("no license_key_id"))?
+        .to_string();
+    let limit_activations = match body.get("limit_activations") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(v) => Some(v.as_i64().ok_or_else(|| bad("limit_activations"))?),
+    };
+    let listed = body
+        .get("activations")
+        .and_then(|v| v.as_array())
+        .ok_or_else(|| bad("no activations"))?;
+    let rfc3339 = &time::format_description::well_known::Rfc3339;
+    let mut devices = Vec::with_capacity(listed.len());
+    for a in listed {
+        let text = |name: &str| {
+            a.get(name)
+                .and_then(|v| v.as_str())
+                .ok_or_else(|| bad(&["an activation without ", name].concat()))
+        };
+        let id = text("id")?.to_string();
+        let activated_at = time::OffsetDateTime::parse(text("created_at")?, rfc3339)
+            .map_err(|_| bad("an activation's created_at"))?;
+        devices.push(Device {
+            this_machine: this_activation.is_some_and(|here| here.eq_ignore_ascii_case(&id)),
+            id,
+            label: text("label")?.to_string(),
+            activated_at,
+        });
+    }
+    devices.sort_by_key(|d| d.activated_at);
+    Ok(KeyDevices {
+        key_id,
+        limit_activations,
+        devices,
+    })
+}
+
 /// One device (a live activation) of a key, as a device list shows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Device {
@@ -636,6 +738,8 @@ pub enum DevicesStep {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum ListState {
+    /// Reading the key's devices from the seller's relay.
+    Relay,
     /// Reading page `n` of the customer's keys for the key.
     Page(u32),
     /// Reading the key's record (its activations).
@@ -657,7 +761,8 @@ enum ListState {
 #[derive(Debug, Clone)]
 pub struct ListDevices {
     portal: Portal,
-    session: SessionToken,
+    /// `None`: through the seller's relay ([`ListDevices::via_relay`]).
+    session: Option<SessionToken>,
     key: Key,
     this_activation: Option<String>,
     state: ListState,
@@ -674,10 +779,24 @@ impl ListDevices {
     ) -> ListDevices {
         ListDevices {
             portal,
-            session,
+            session: Some(session),
             key,
             this_activation,
             state: ListState::Page(1),
+        }
+    }
+
+    /// The listing of `key`'s devices through the seller's relay (issue #64: no session; the
+    /// key proves it is the caller's), `portal` made with [`Portal::for_relay`]; one request,
+    /// [`Portal::relay_devices`], read with [`parse_relay_devices`]. `this_activation` is
+    /// marked.
+    pub fn via_relay(portal: Portal, key: Key, this_activation: Option<String>) -> ListDevices {
+        ListDevices {
+            portal,
+            session: None,
+            key,
+            this_activation,
+            state: ListState::Relay,
         }
     }
 
@@ -699,8 +818,15 @@ impl ListDevices {
         if let Err(e) = crate::metadata::check_key(self.key.expose()) {
             return self.finish(Err(PortalError::Invalid(e)));
         }
+        let Some(session) = &self.session else {
+            self.state = ListState::Relay;
+            let made = self
+                .portal
+                .relay_devices(&self.key, self.this_activation.as_deref());
+            return self.request(made);
+        };
         self.state = ListState::Page(1);
-        let made = self.portal.list_keys(&self.session, 1);
+        let made = self.portal.list_keys(session, 1);
         self.request(made)
     }
 
@@ -710,8 +836,12 @@ impl ListDevices {
             Ok(r) => r,
             Err(e) => return self.finish(Err(e)),
         };
-        match self.state.clone() {
-            ListState::Page(page) => {
+        match (self.state.clone(), self.session.clone()) {
+            (ListState::Relay, _) => {
+                let listed = parse_relay_devices(&response, self.this_activation.as_deref());
+                self.finish(listed)
+            }
+            (ListState::Page(page), Some(session)) => {
                 let answer = match parse_key_page(&response) {
                     Ok(a) => a,
                     Err(e) => return self.finish(Err(e)),
@@ -723,17 +853,17 @@ impl ListDevices {
                     .map(|k| k.id.clone());
                 if let Some(id) = found {
                     self.state = ListState::Key;
-                    let made = self.portal.get_key(&self.session, &id);
+                    let made = self.portal.get_key(&session, &id);
                     return self.request(made);
                 }
                 if u64::from(page) >= answer.max_page || page >= MAX_PORTAL_PAGES {
                     return self.finish(Err(PortalError::NotFound));
                 }
                 self.state = ListState::Page(page + 1);
-                let made = self.portal.list_keys(&self.session, page + 1);
+                let made = self.portal.list_keys(&session, page + 1);
                 self.request(made)
             }
-            ListState::Key => {
+            (ListState::Key, _) => {
                 let listed = parse_key_with_activations(&response).and_then(|read| {
                     let devices = devices_of(&read, self.this_activation.as_deref())?;
                     Ok(KeyDevices {
@@ -744,10 +874,12 @@ impl ListDevices {
                 });
                 self.finish(listed)
             }
-            ListState::Done => self.finish(Err(PortalError::Protocol(Error::protocol(
-                None,
-                "an answer after the device list was done",
-            )))),
+            (ListState::Done, _) | (ListState::Page(_), None) => {
+                self.finish(Err(PortalError::Protocol(Error::protocol(
+                    None,
+                    "an answer after the device list was done",
+                ))))
+            }
         }
     }
 }
@@ -1025,6 +1157,81 @@ mod tests {
             m.answer(Ok(expired)),
             DevicesStep::Done(Err(PortalError::SessionExpired))
         );
+    }
+
+    #[test]
+    fn through_a_relay_one_post_with_the_key_in_the_body_read_and_marked() {
+        let api = Api::new(
+            "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10",
+            &Server::parse("http://127.0.0.1:8787"),
+        )
+        .expect("api");
+        let relay = Portal::for_relay(&api, "http://127.0.0.1:8788/").expect("relay");
+        assert!(Portal::for_relay(&api, "http://relay.example.com").is_err());
+        let here = "6B0C1F4E-2A3D-4E5F-8A9B-0C1D2E3F4A5B";
+        let mut m = ListDevices::via_relay(relay.clone(), Key::new("MINE-1"), Some(here.into()));
+        let DevicesStep::Send(req) = m.start() else {
+            panic!("a request")
+        };
+        assert_eq!(req.method, Method::Post);
+        assert_eq!(req.url, "http://127.0.0.1:8788/v1/devices/list");
+        assert!(!req.url.contains("MINE"));
+        let body: serde_json::Value = serde_json::from_slice(&req.body).expect("JSON");
+        assert_eq!(body["key"], "MINE-1");
+        assert_eq!(body["activation_id"], here.to_ascii_lowercase());
+        assert!(!req.headers.iter().any(|(k, _)| *k == "authorization"));
+        let listed = serde_json::json!({
+            "license_key_id": "9b0c1f4e-2a3d-4e5f-8a9b-0c1d2e3f4a5b",
+            "limit_activations": 2,
+            "activations": [
+                {"id": here.to_ascii_lowercase(), "label": "new", "created_at": "2026-02-01T00:00:00Z", "this_machine": true},
+                {"id": "1b0c1f4e-2a3d-4e5f-8a9b-0c1d2e3f4a5b", "label": "old", "created_at": "2026-01-01T00:00:00Z", "this_machine": false}
+            ]
+        });
+        let DevicesStep::Done(Ok(found)) = m.answer(Ok(HttpResponse::new(200, listed.to_string())))
+        else {
+            panic!("the devices")
+        };
+        let shown: Vec<_> = found
+            .devices
+            .iter()
+            .map(|d| (d.label.as_str(), d.this_machine))
+            .collect();
+        assert_eq!(shown, [("old", false), ("new", true)]);
+        assert_eq!(found.limit_activations, Some(2));
+        // The relay's refusals, typed.
+        let typed = |resp: HttpResponse| parse_relay_devices(&resp, None).map(|_| ());
+        let not_found = r#"{"error":"ResourceNotFound","detail":"Not found"}"#;
+        assert_eq!(
+            typed(HttpResponse::new(404, not_found)),
+            Err(PortalError::NotFound)
+        );
+        assert_eq!(
+            typed(HttpResponse::new(429, "").with_header("retry-after", "7")),
+            Err(PortalError::RateLimited(Some(7)))
+        );
+        assert!(matches!(
+            typed(HttpResponse::new(
+                502,
+                r#"{"detail":"the relay could not reach Polar"}"#
+            )),
+            Err(PortalError::Offline(_))
+        ));
+        assert!(matches!(
+            typed(HttpResponse::new(200, r#"{"activations":[]}"#)),
+            Err(PortalError::Protocol(_))
+        ));
+        // A bad activation id or key: refused unsent.
+        let mut m = ListDevices::via_relay(relay.clone(), Key::new("MINE-1"), Some("x".into()));
+        assert!(matches!(
+            m.start(),
+            DevicesStep::Done(Err(PortalError::Invalid(_)))
+        ));
+        let mut m = ListDevices::via_relay(relay, Key::new(""), None);
+        assert!(matches!(
+            m.start(),
+            DevicesStep::Done(Err(PortalError::Invalid(_)))
+        ));
     }
 
     #[test]

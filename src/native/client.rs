@@ -405,4 +405,31 @@ impl BlockingClient {
             }
         }
     }
+
+    /// The devices of `key` through the seller's relay at `relay_url` (issue #64: its
+    /// `POST /v1/devices/list`; no session, the key proves it is the caller's and the relay
+    /// reads with the seller's token), this machine's (`this_activation`) marked: the core's
+    /// [`ListDevices::via_relay`] over this client's transport. Typed failures:
+    /// [`PortalError::NotFound`] (a key Polar does not know), [`PortalError::RateLimited`] with
+    /// the wait, [`PortalError::Offline`] (the relay, or Polar behind it, out of reach).
+    pub fn list_devices_via_relay(
+        &self,
+        relay_url: &str,
+        key: &Key,
+        this_activation: Option<&str>,
+    ) -> Result<KeyDevices, PortalError> {
+        let portal = Portal::for_relay(&self.api, relay_url).map_err(PortalError::Invalid)?;
+        let mut machine =
+            ListDevices::via_relay(portal, key.clone(), this_activation.map(str::to_string));
+        let mut step = machine.start();
+        loop {
+            match step {
+                DevicesStep::Done(result) => return result,
+                DevicesStep::Send(request) => {
+                    let answer = self.send_portal(Ok(request));
+                    step = machine.answer(answer);
+                }
+            }
+        }
+    }
 }

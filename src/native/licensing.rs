@@ -1229,6 +1229,45 @@ impl Licensing {
         self.client.list_devices(session, &key, here.as_deref())
     }
 
+    /// The devices of `key` through the seller's relay at `relay_url` (issue #64: the relay's
+    /// `POST /v1/devices/list`; no session needed, the key proves it is the caller's, and the
+    /// relay reads every live activation with the seller's token whatever the product's
+    /// device-management setting), this machine's marked by the activation its cache
+    /// remembers for the key. An app with a relay lists this way while the customer has not
+    /// signed in; with a session, [`Licensing::list_devices`]. Free one with
+    /// [`Licensing::deactivate`] and its id.
+    pub fn list_devices_via_relay(
+        &self,
+        relay_url: &str,
+        key: impl Into<Key>,
+    ) -> Result<crate::portal::KeyDevices, crate::portal::PortalError> {
+        let key = key.into();
+        let here = self
+            .status(key.clone())
+            .ok()
+            .and_then(|s| s.activation.map(|a| a.id));
+        self.client
+            .list_devices_via_relay(relay_url, &key, here.as_deref())
+    }
+
+    /// The devices of `key` by the way the app has (issue #64): through the customer
+    /// `session` when there is one ([`Licensing::list_devices`]), else through the seller's
+    /// relay at `relay_url` when the app set one ([`Licensing::list_devices_via_relay`]), else
+    /// [`crate::portal::PortalError::NotSignedIn`] (sign in first). The one rule every face
+    /// takes for "which way", written once.
+    pub fn list_devices_any(
+        &self,
+        session: Option<&crate::portal::SessionToken>,
+        relay_url: Option<&str>,
+        key: impl Into<Key>,
+    ) -> Result<crate::portal::KeyDevices, crate::portal::PortalError> {
+        match (session, relay_url) {
+            (Some(session), _) => self.list_devices(session, key),
+            (None, Some(relay)) => self.list_devices_via_relay(relay, key),
+            (None, None) => Err(crate::portal::PortalError::NotSignedIn),
+        }
+    }
+
     /// Key recovery ("I lost my key", issue #64 item 3): the signed-in customer's keys this
     /// machine can activate, granted and unexpired by this licensing's clock, newest first
     /// ([`crate::portal::recoverable_keys`]). Show them by `display_key` and `id`; the whole

@@ -286,4 +286,28 @@ impl AsyncClient {
             }
         }
     }
+
+    /// The devices of `key` through the seller's relay at `relay_url` (issue #64: no session;
+    /// the key proves it is the caller's), this machine's (`this_activation`) marked: the
+    /// core's [`ListDevices::via_relay`] over `fetch`, as the native client drives it.
+    pub async fn list_devices_via_relay(
+        &self,
+        relay_url: &str,
+        key: &Key,
+        this_activation: Option<&str>,
+    ) -> Result<KeyDevices, PortalError> {
+        let portal = Portal::for_relay(&self.api, relay_url).map_err(PortalError::Invalid)?;
+        let mut machine =
+            ListDevices::via_relay(portal, key.clone(), this_activation.map(str::to_string));
+        let mut step = machine.start();
+        loop {
+            match step {
+                DevicesStep::Done(result) => return result,
+                DevicesStep::Send(request) => {
+                    let answer = self.send_portal(Ok(request)).await;
+                    step = machine.answer(answer);
+                }
+            }
+        }
+    }
 }

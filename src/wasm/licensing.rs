@@ -635,6 +635,25 @@ impl AsyncLicensing {
             .await
     }
 
+    /// The devices of `key` through the seller's relay at `relay_url` (issue #64: no session;
+    /// the key proves it is the caller's), this machine's marked, as the native
+    /// `Licensing::list_devices_via_relay`.
+    pub async fn list_devices_via_relay(
+        &self,
+        relay_url: &str,
+        key: impl Into<Key>,
+    ) -> Result<crate::portal::KeyDevices, crate::portal::PortalError> {
+        let key = key.into();
+        let here = self
+            .status(key.clone())
+            .await
+            .ok()
+            .and_then(|s| s.activation.map(|a| a.id));
+        self.client
+            .list_devices_via_relay(relay_url, &key, here.as_deref())
+            .await
+    }
+
     /// Key recovery ("I lost my key", issue #64 item 3): the signed-in customer's keys this
     /// machine can activate, granted and unexpired by this licensing's clock, newest first
     /// ([`crate::portal::recoverable_keys`]), as the native `Licensing::recoverable_keys`. Show

@@ -12,7 +12,8 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { inspect } from 'node:util';
-import { ORG, PACKAGE_DIR, README_KEY, mapStorage, pkg, rejection } from './emulator.mjs';
+import { createServer } from 'node:http';
+import { ORG, PACKAGE_DIR, README_KEY, importAsApp, mapStorage, pkg, rejection, relaySigningKey } from './emulator.mjs';
 
 const { LicenseClient } = await pkg();
 const devicesModule = await import(pathToFileURL(join(PACKAGE_DIR, 'devices.js')).href);
@@ -201,4 +202,46 @@ test("key recovery: the customer's keys this device can activate, the whole key 
   const activated = await client(polar).activate(item.key, { label: 'Recovered here' });
   assert.equal(activated.activation.label, 'Recovered here');
   assert.deepEqual(polar.activations(lost).map((a) => a.label), ['Recovered here']);
+});
+
+// Issue #64: with no session, the seller's relay (`polar-license/relay` in node, in front of
+// the package's emulator) lists the key's devices: the key proves it is the customer's, the
+// relay's machine reads them with a GET of Polar's token route (its handler passes the method
+// through to fetch). This machine's marked; a key Polar does not know is `key_not_found`.
+test("without a session the seller's relay lists the devices", async (t) => {
+  const polar = await emulator(t);
+  const relayPkg = await importAsApp('relay-import-devices.mjs', 'polar-license/relay');
+  const relay = relayPkg.createRelay({
+    accessToken: 'polar_oat_emulator_demo_0123456789abcdef',
+    signingKey: relaySigningKey('devices-js').text,
+    baseUrl: polar.url,
+    perIp: '1000/1000',
+  });
+  const server = createServer(relayPkg.createNodeListener(relay));
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise((resolve) => server.close(resolve)));
+  const relayUrl = `http://127.0.0.1:${server.address().port}`;
+
+  const [old, here] = [client(polar), client(polar)];
+  const oldId = (await old.activate(README_KEY, { label: 'Old laptop' })).activation.id;
+  const hereId = (await here.activate(README_KEY, { label: 'This laptop' })).activation.id;
+  const d = devices({ organizationId: ORG, baseUrl: polar.url, relay: relayUrl });
+  assert.equal(d.signedIn, false);
+  const listed = await d.list(README_KEY, { activationId: hereId });
+  assert.deepEqual(
+    listed.devices.map((x) => [x.id, x.label, x.thisMachine]),
+    [
+      [oldId, 'Old laptop', false],
+      [hereId, 'This laptop', true],
+    ],
+  );
+  assert.equal(listed.limitActivations, 3);
+  // No code was emailed: no session was asked for.
+  const codes = await (await fetch(`${polar.url}/__emulator/customer-session/codes`)).json();
+  assert.equal(codes.codes.length, 0);
+  const unknown = await rejection(d.list('NOT-A-REAL-KEY-1'));
+  assert.equal(unknown.code, 'key_not_found');
+  // Without a relay nor a session: sign in first.
+  const none = await rejection(devices({ organizationId: ORG, baseUrl: polar.url }).list(README_KEY));
+  assert.equal(none.code, 'not_signed_in');
 });

@@ -939,6 +939,22 @@ polar_license_status polar_license_client_list_devices(const polar_license_clien
                                                        const char *key,
                                                        polar_license_portal_result **out_result);
 
+// The devices (live activations) of `key` through the seller's relay at `relay_url` (issue
+// #64: its `POST /v1/devices/list`), with no session: the key proves it is the caller's, and
+// the relay reads every live activation with the seller's token, whatever the product's
+// device management. Oldest first, the one this machine's cache remembers marked, and the
+// key's activation limit, as `polar_license_client_list_devices`. An app lists this way
+// while `polar_license_client_signed_in` is false. Failures: `KEY_NOT_FOUND` (a key Polar
+// does not know), `RATE_LIMITED` (the relay's per-key or per-address rate, or its token's
+// budget: the wait in `polar_license_portal_result_retry_after`), `INVALID_INPUT` (a relay
+// URL that is not `https://`, or `http://` on loopback; a key every request refuses: nothing
+// sent), `OFFLINE` (the relay, or Polar behind it, out of reach). Status and out-pointer as
+// for `polar_license_client_request_sign_in_code`.
+polar_license_status polar_license_client_list_devices_via_relay(const polar_license_client *client,
+                                                                 const char *relay_url,
+                                                                 const char *key,
+                                                                 polar_license_portal_result **out_result);
+
 // Frees the device `activation_id` of `key` (an id from `polar_license_client_list_devices`):
 // the public deactivate, which needs no session. When it is this machine's activation, the
 // cache forgets it (as `polar_license_client_deactivate`). Then activate here with

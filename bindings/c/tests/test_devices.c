@@ -569,6 +569,110 @@ static void recover_a_lost_key(void) {
   emu_stop_private(pid);
 }
 
+/* The seller's relay (`polar-license relay serve`) in front of the private emulator, on a port
+ * of its own, its signing key made by `relay keygen` in `dir`: its pid (its port in
+ * `relay_port`). */
+static int relay_start(const char *dir, int *relay_port) {
+  const char *cli = getenv("POLAR_LICENSE_CLI");
+  char key[128], port_text[16];
+  pid_t child;
+  int i, status;
+  *relay_port = closed_port();
+  snprintf(port_text, sizeof port_text, "%d", *relay_port);
+  snprintf(key, sizeof key, "%s/relay.key", dir);
+  if (cli == NULL || cli[0] == '\0') {
+    CHECK(!"POLAR_LICENSE_CLI is set");
+    return -1;
+  }
+  child = fork();
+  if (child < 0) return -1;
+  if (child == 0) {
+    if (freopen("/dev/null", "w", stdout) == NULL) _exit(126);
+    execl(cli, cli, "relay", "keygen", "--out", key, (char *)NULL);
+    _exit(127);
+  }
+  waitpid(child, &status, 0);
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  child = fork();
+  if (child < 0) return -1;
+  if (child == 0) {
+    if (freopen("/dev/null", "w", stdout) == NULL) _exit(126);
+    setenv("POLAR_ACCESS_TOKEN", "polar_oat_emulator_demo_0123456789abcdef", 1);
+    execl(cli, cli, "--base-url", url, "relay", "serve", "--signing-key", key, "--port",
+          port_text, (char *)NULL);
+    _exit(127);
+  }
+  /* A bounded wait for it to answer (at most 10 s), not a timing assertion. */
+  for (i = 0; i < 500; i++) {
+    if (emu_request_at(*relay_port, "GET", "/healthz", NULL, NULL, 0) == 200) return (int)child;
+    {
+      struct timespec pause = {0, 20000000L};
+      nanosleep(&pause, NULL);
+    }
+  }
+  CHECK(!"the relay started");
+  return (int)child;
+}
+
+static polar_license_portal_result *list_via(polar_license_client *client, const char *relay,
+                                             const char *key) {
+  polar_license_portal_result *r = NULL;
+  must(polar_license_client_list_devices_via_relay(client, relay, key, &r));
+  return r;
+}
+
+/* Out of activations with no sign-in: the seller's relay lists the key's devices (the key
+ * proves it is the customer's; no email code), this machine marked; a key Polar does not know
+ * is KEY_NOT_FOUND, a relay URL that is no base URL INVALID_INPUT, NULLs NULL_ARGUMENT. */
+static void list_through_the_relay_without_a_session(void) {
+  int pid, relay_pid, relay_port;
+  char old_dir[64], here_dir[64], keys_dir[64], relay[64], old_id[64], here_id[64];
+  polar_license_client *old, *here;
+  polar_license_portal_result *r;
+  long i;
+
+  private_start(&pid);
+  temp_dir(keys_dir);
+  relay_pid = relay_start(keys_dir, &relay_port);
+  snprintf(relay, sizeof relay, "http://127.0.0.1:%d", relay_port);
+  old = client_in(old_dir);
+  here = client_in(here_dir);
+  activated(old, DEMO_KEY, "Old laptop", old_id);
+  activated(here, DEMO_KEY, "This laptop", here_id);
+  CHECK(!polar_license_client_signed_in(here));
+
+  r = list_via(here, relay, DEMO_KEY);
+  expect_portal(r, POLAR_LICENSE_PORTAL_ERROR_NONE, "");
+  CHECK_INT((long long)polar_license_portal_result_device_count(r), 2);
+  i = device_index(r, here_id);
+  CHECK(i == 1);
+  if (i >= 0) {
+    CHECK(polar_license_portal_result_device_this_machine(r, (size_t)i));
+    CHECK_STR(polar_license_portal_result_device_label(r, (size_t)i), "This laptop");
+  }
+  i = device_index(r, old_id);
+  CHECK(i == 0);
+  if (i >= 0) CHECK(!polar_license_portal_result_device_this_machine(r, (size_t)i));
+  polar_license_portal_result_free(r);
+
+  r = list_via(here, relay, "NOT-A-REAL-KEY-1");
+  expect_portal(r, POLAR_LICENSE_PORTAL_ERROR_KEY_NOT_FOUND, "key_not_found");
+  polar_license_portal_result_free(r);
+  r = list_via(here, "http://relay.example.com", DEMO_KEY);
+  expect_portal(r, POLAR_LICENSE_PORTAL_ERROR_INVALID_INPUT, "invalid_input");
+  polar_license_portal_result_free(r);
+  r = NULL;
+  CHECK_INT(polar_license_client_list_devices_via_relay(here, NULL, DEMO_KEY, &r),
+            POLAR_LICENSE_STATUS_NULL_ARGUMENT);
+  CHECK(r == NULL);
+
+  client_done(old, old_dir);
+  client_done(here, here_dir);
+  emu_stop_private(relay_pid);
+  remove_tree(keys_dir);
+  emu_stop_private(pid);
+}
+
 int main(void) {
   srand((unsigned)time(NULL) ^ (unsigned)getpid());
   RUN(nulls_and_bad_utf8_are_typed);
@@ -576,5 +680,6 @@ int main(void) {
   RUN(device_management_off_expired_session_and_bad_input);
   RUN(the_code_routes_rate_limit_with_the_wait);
   RUN(recover_a_lost_key);
+  RUN(list_through_the_relay_without_a_session);
   return harness_summary("test_devices");
 }

@@ -258,6 +258,30 @@ impl Listing {
         }
     }
 
+    /// The listing of `key`'s devices through the seller's relay at `relay_url` (issue #64: no
+    /// session; the key proves it is the caller's), `this_activation` marked.
+    #[wasm_bindgen(js_name = viaRelay)]
+    pub fn via_relay(
+        org: &str,
+        base_url: Option<String>,
+        server: Option<String>,
+        relay_url: &str,
+        key: &str,
+        this_activation: Option<String>,
+    ) -> Listing {
+        let relayed = api(org, base_url, server).and_then(|api| Portal::for_relay(&api, relay_url));
+        match relayed {
+            Ok(p) => Listing {
+                machine: Some(ListDevices::via_relay(p, Key::new(key), this_activation)),
+                first: None,
+            },
+            Err(e) => Listing {
+                machine: None,
+                first: Some(PortalError::Invalid(e)),
+            },
+        }
+    }
+
     /// The first step.
     pub fn start(&mut self) -> String {
         match (&mut self.machine, self.first.take()) {

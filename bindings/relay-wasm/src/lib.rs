@@ -34,6 +34,7 @@ use std::cell::RefCell;
 use std::sync::Arc;
 
 use js_sys::{Array, Object, Reflect, Uint8Array};
+use polar_license::portal::Method;
 use polar_license::{
     AccessToken, HttpRequest, HttpResponse, Server, TransportError, TransportErrorKind,
 };
@@ -311,9 +312,20 @@ fn response_js(r: &RelayResponse) -> JsValue {
     out.into()
 }
 
-fn ask_js(request: &HttpRequest) -> JsValue {
+/// A call as the handler's `fetch` takes it: a `GET` (a device listing's read, issue #64)
+/// has no body.
+fn ask_js(request: &HttpRequest, method: Method) -> JsValue {
     let out = Object::new();
-    set(&out, "method", &JsValue::from_str("POST"));
+    set(&out, "method", &JsValue::from_str(method.as_str()));
+    if method == Method::Get {
+        set(&out, "url", &JsValue::from_str(&request.url));
+        set(
+            &out,
+            "headers",
+            &headers_js(request.headers.iter().map(|(k, v)| (*k, v.as_str()))).into(),
+        );
+        return out.into();
+    }
     set(&out, "url", &JsValue::from_str(&request.url));
     set(
         &out,
@@ -1150,10 +1162,11 @@ impl RelayCore {
                 }
                 Need::Send {
                     request,
+                    method,
                     flight,
                     patience_ms,
                 } => {
-                    let out = wrapped("send", &ask_js(&request));
+                    let out = wrapped("send", &ask_js(&request, method));
                     // `leads`, not `flight`: `{flight}` is the need to wait for one (a host that
                     // read a call as a wait gave `landed` for ever and never sent it).
                     if let Some(flight) = flight {

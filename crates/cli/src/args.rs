@@ -274,7 +274,8 @@ pub enum Command {
     /// for its hour
     SignIn(SignInArgs),
     /// List the key's devices (its live activations: id, label, when activated, this machine
-    /// marked) through the signed-in customer session
+    /// marked) through the signed-in customer session, or without one through the seller's
+    /// relay (--relay)
     Devices(DevicesArgs),
     /// Free one device of the key by its activation id (no sign-in needed), e.g. a machine
     /// that is gone; then `activate` here
@@ -792,6 +793,11 @@ pub struct SignInArgs {
 pub struct DevicesArgs {
     #[command(flatten)]
     pub key: OptionalKeyArg,
+
+    /// The seller's relay (its URL): without a sign-in, list the devices through it (the key
+    /// proves it is yours; no email code)
+    #[arg(long, value_name = "URL", env = "POLAR_LICENSE_RELAY_URL")]
+    pub relay: Option<String>,
 }
 
 /// `free`

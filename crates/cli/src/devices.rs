@@ -325,12 +325,23 @@ fn with_session<T>(
     answer
 }
 
-/// The key's devices through the remembered session, this machine's marked: the core's
-/// order of steps ([`Licensing::list_devices`], the sans-IO `ListDevices` every face drives).
-fn list(licensing: &Licensing, key: &Key) -> Result<(Vec<Device>, Option<i64>), PortalError> {
-    let found = with_session(licensing, |session| {
-        licensing.list_devices(session, key.clone())
-    })?;
+/// The key's devices through the remembered session, or without one through the seller's
+/// relay (`relay`), this machine's marked: the core's choice and order of steps
+/// ([`Licensing::list_devices_any`], the sans-IO `ListDevices` every face drives).
+fn list(
+    licensing: &Licensing,
+    key: &Key,
+    relay: Option<&str>,
+) -> Result<(Vec<Device>, Option<i64>), PortalError> {
+    let session = licensing
+        .remembered_session()
+        .map_err(PortalError::Offline)?;
+    let found = match session {
+        Some(_) => with_session(licensing, |session| {
+            licensing.list_devices_any(Some(session), relay, key.clone())
+        })?,
+        None => licensing.list_devices_any(None, relay, key.clone())?,
+    };
     Ok((found.devices, found.limit_activations))
 }
 
@@ -341,7 +352,7 @@ pub fn devices(g: &Global, a: &DevicesArgs) -> Report {
         Ok(had) => had,
         Err(e) => return plain_error(COMMAND, &e),
     };
-    let (devices, limit) = match list(&licensing, &key) {
+    let (devices, limit) = match list(&licensing, &key, a.relay.as_deref()) {
         Ok(found) => found,
         Err(e) => {
             let mut r = portal_failure(COMMAND, &e);

@@ -551,3 +551,151 @@ fn follow_rotation_follows_the_remembered_key_with_this_machines_activation() {
     assert_eq!(check.0, 0, "{}", check.2);
     assert_eq!(check.1["activation_id"], activation.as_str(), "{}", check.1);
 }
+
+/// The seller's relay in front of `polar` (`relay serve` as a process, the emulator's demo
+/// token): its URL and the process.
+fn relay_in_front_of(polar: &Emulator, dir: &ScratchDir) -> polar_license_testkit::Served {
+    let (key, _) = polar_license_testkit::relay_keygen(BIN, dir, "relay.key");
+    polar_license_testkit::Served::start(
+        polar_license_testkit::relay_serve(BIN, &polar.url(), &key)
+            .args(["--port", "0"])
+            .env("POLAR_ACCESS_TOKEN", polar_license_emulator::DEMO_TOKEN),
+    )
+}
+
+#[test]
+fn through_the_relay_without_a_sign_in_list_free_another_and_activate_here() {
+    let polar = Emulator::start(Seed::demo(), Options::default()).unwrap();
+    let keys = ScratchDir::new("cli-devices-relay-key");
+    let relay = relay_in_front_of(&polar, &keys);
+    let (old, desk, here) = (
+        ScratchDir::new("cli-devices-relay-old"),
+        ScratchDir::new("cli-devices-relay-desk"),
+        ScratchDir::new("cli-devices-relay-here"),
+    );
+    let gone = activate(&polar, &old, "Old laptop");
+    let gone_id = gone.1["activation_id"].as_str().unwrap().to_string();
+    assert_eq!(activate(&polar, &desk, "Desktop").0, 0);
+    let mine = activate(&polar, &here, "This laptop");
+    let mine_id = mine.1["activation_id"].as_str().unwrap().to_string();
+    let new = ScratchDir::new("cli-devices-relay-new");
+    assert_eq!(activate(&polar, &new, "New laptop").0, 1);
+
+    // No sign-in, no email code: the relay lists them, this machine marked.
+    let listed = cli(
+        &polar,
+        &here,
+        &["devices", "--key", DEMO_KEY, "--relay", &relay.url],
+    );
+    assert_eq!(listed.0, 0, "{}", listed.2);
+    let rows: Vec<(String, String, bool)> = listed.1["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["id"].as_str().unwrap().to_string(),
+                d["label"].as_str().unwrap().to_string(),
+                d["this_machine"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(rows.len(), 3, "{}", listed.1);
+    assert_eq!(rows[0], (gone_id.clone(), "Old laptop".to_string(), false));
+    assert_eq!(rows[2], (mine_id.clone(), "This laptop".to_string(), true));
+    assert_eq!(listed.1["limit_activations"], 3);
+    assert!(!listed.2.contains(DEMO_KEY), "{}", listed.2);
+    // No customer session was asked for.
+    assert!(polar.customer_session_codes().is_empty());
+
+    // The relay URL from the environment, as an app's settings give it; the dead laptop
+    // freed (Polar's public deactivate), then the new machine activates.
+    let mut cmd = polar_license_testkit::clean_command(BIN);
+    let out = cmd
+        .args([
+            "--base-url",
+            &polar.url(),
+            "--org",
+            &polar.organization_id(),
+        ])
+        .args(["--cache-dir", new.to_str().unwrap(), "--json"])
+        .args(["devices", "--key", DEMO_KEY])
+        .env("POLAR_LICENSE_RELAY_URL", &relay.url)
+        .launch();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let from_env: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(from_env["devices"].as_array().map(Vec::len), Some(3));
+    assert_eq!(
+        from_env["activation_id"],
+        Value::Null,
+        "nothing is this machine's"
+    );
+    assert_eq!(
+        cli(&polar, &new, &["free", &gone_id, "--key", DEMO_KEY]).0,
+        0
+    );
+    assert_eq!(activate(&polar, &new, "New laptop").0, 0);
+    let after = cli(
+        &polar,
+        &here,
+        &["devices", "--key", DEMO_KEY, "--relay", &relay.url],
+    );
+    let labels: Vec<&str> = after.1["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(labels, ["Desktop", "This laptop", "New laptop"]);
+
+    // A key the relay's Polar does not know: `key_not_found`, exit 1.
+    let unknown = cli(
+        &polar,
+        &here,
+        &[
+            "devices",
+            "--key",
+            "NOT-A-REAL-KEY-1",
+            "--relay",
+            &relay.url,
+        ],
+    );
+    assert_eq!(unknown.1["portal_error"], "key_not_found", "{}", unknown.1);
+    assert_ne!(unknown.0, 0);
+    // A relay URL that is no base URL is refused unsent (exit 2).
+    let bad = cli(
+        &polar,
+        &here,
+        &[
+            "devices",
+            "--key",
+            DEMO_KEY,
+            "--relay",
+            "http://relay.example.com",
+        ],
+    );
+    assert_eq!(
+        (bad.0, bad.1["reason"].as_str()),
+        (2, Some("invalid_input")),
+        "{}",
+        bad.1
+    );
+    // A relay that is not there: offline (exit 3).
+    let down = cli(
+        &polar,
+        &here,
+        &[
+            "devices",
+            "--key",
+            DEMO_KEY,
+            "--relay",
+            "http://127.0.0.1:9",
+        ],
+    );
+    assert_eq!(
+        (down.0, down.1["reason"].as_str()),
+        (3, Some("offline")),
+        "{}",
+        down.1
+    );
+}

@@ -66,6 +66,8 @@ mod address;
 mod breaker;
 mod clock;
 mod deliveries;
+// A key's devices through the relay (issue #64).
+mod devices;
 pub mod entitlements;
 // What every host does alike, and where hosts differ (`Host`).
 pub mod host;
@@ -110,8 +112,8 @@ pub use server::{
 pub use types::os_entropy;
 pub use types::{
     Entropy, Limits, Listener, RelayConfig, RelayRequest, RelayResponse, Route, Signer,
-    StoreConfig, DEFAULT_LEASE_DAYS, DEFAULT_WEBHOOK_SILENCE, FLIGHT_WAITS, HEALTH_ROUTE,
-    MAX_LEASE_DAYS, METRICS_ROUTE, RELAY_SOURCE, ROUTES, ROUTE_PREFIX, SOURCE_HEADER,
+    StoreConfig, DEFAULT_LEASE_DAYS, DEFAULT_WEBHOOK_SILENCE, DEVICES_ROUTE, FLIGHT_WAITS,
+    HEALTH_ROUTE, MAX_LEASE_DAYS, METRICS_ROUTE, RELAY_SOURCE, ROUTES, ROUTE_PREFIX, SOURCE_HEADER,
     STALE_AFTER_MS, USER_AGENT, WEBHOOK_MAX_BODY_BYTES, WEBHOOK_ROUTE,
 };
 

@@ -150,6 +150,15 @@ impl Transport for Counted {
         self.ops.called(&outcome);
         outcome
     }
+
+    fn send_portal(
+        &self,
+        request: &polar_license::portal::PortalRequest,
+    ) -> Result<HttpResponse, TransportError> {
+        let outcome = self.inner.send_portal(request);
+        self.ops.called(&outcome);
+        outcome
+    }
 }
 
 /// What `Relay::health` finds of the webhooks.

@@ -109,7 +109,13 @@ impl Relay {
     /// read before the request is answered, when the roster is kept in the host and has not
     /// read it yet; else `None`.
     pub fn roster_wants(&self, req: &RelayRequest) -> Option<String> {
-        self.store.as_ref()?.roster.wants(req)
+        let roster = &self.store.as_ref()?.roster;
+        if crate::devices::is_route(&req.path) {
+            // A device listing's key, as its verdict's validate names it.
+            let ask = crate::devices::read_ask(&req.body).ok()?;
+            return roster.wants(&crate::devices::validate_request(req, &ask));
+        }
+        roster.wants(req)
     }
 
     /// What the host read of a digest [`Relay::roster_wants`] named: the organization's
@@ -455,7 +461,9 @@ impl Relay {
                     self.wait_flight(&flight);
                     Given::Landed
                 }
-                Need::Send { request, .. } => Given::Upstream(self.transport.send(&request)),
+                Need::Send {
+                    request, method, ..
+                } => Given::Upstream(crate::host::send(&*self.transport, &request, method)),
                 // The calling thread is the slot.
                 Need::Slot { .. } => Given::Slot,
                 // Never asked: no patience is given, so no call goes on past its check.
@@ -514,8 +522,10 @@ impl Relay {
     /// it again, also after waits.
     pub(crate) fn admit(&self, req: &RelayRequest, now: Now) -> Option<RelayResponse> {
         let seat = crate::seats::route(&req.path).filter(|_| !is_preflight(req));
+        let devices = crate::devices::is_route(&req.path) && !is_preflight(req);
         let what = match self.gate(req) {
             _ if seat.is_some() => "seat",
+            _ if devices => "devices",
             Ok(op) => op.as_str(),
             Err(_) if is_preflight(req) => "preflight",
             Err(_) => return None,
@@ -593,10 +603,116 @@ impl Relay {
                 return Routed::Answer(s.webhook(req, &client, max_body, now));
             }
         }
+        if crate::devices::is_route(path) && !is_preflight(req) {
+            return self.devices_routed(req, now, may_wait, entropy);
+        }
         let pending = match self.route_checked(req) {
             Ok(pending) => pending,
             Err(answer) => return Routed::Answer(answer),
         };
+        self.route_pending(pending, now, may_wait, entropy)
+    }
+
+    /// A device listing (issue #64, [`crate::devices`]): its key's verdict first, a validate
+    /// routed as any other (the per-key limit, the breaker, the store, the budget); the read of
+    /// the key's devices follows a 200 ([`Relay::follow`]).
+    fn devices_routed(
+        &self,
+        req: &RelayRequest,
+        now: Now,
+        may_wait: bool,
+        entropy: &dyn Fn() -> Option<[u8; 16]>,
+    ) -> Routed {
+        if req.method != "POST" {
+            let mut r = RelayResponse::detail(405, "Method Not Allowed");
+            r.set("allow", "POST, OPTIONS");
+            return Routed::Answer(r);
+        }
+        if req.body.len() > self.limits.max_body_bytes {
+            return Routed::Answer(RelayResponse::error(
+                413,
+                "RequestBodyTooLarge",
+                "Request body exceeded the maximum allowed size.",
+            ));
+        }
+        let ask = match crate::devices::read_ask(&req.body) {
+            Ok(ask) => ask,
+            Err(r) => return Routed::Answer(private(r)),
+        };
+        match self.route_checked(&crate::devices::validate_request(req, &ask)) {
+            Ok(pending) => self.route_pending(pending, now, may_wait, entropy),
+            Err(r) => Routed::Answer(r),
+        }
+    }
+
+    /// The read that follows a device listing's answer (issue #64): after the key's verdict
+    /// (a validate's 200, from Polar or the store), the `GET` of the key's record, within the
+    /// per-key limit, the breaker and the token's budget (`Ok`); any other answer passes on
+    /// without a lease or a signed denial, and so does a refusal of the read (`Err`). `None`
+    /// for every other request.
+    pub(crate) fn follow(
+        &self,
+        req: &RelayRequest,
+        answer: &RelayResponse,
+        now: Now,
+    ) -> Option<Result<Box<Pending>, RelayResponse>> {
+        if !crate::devices::is_route(&req.path) || is_preflight(req) {
+            return None;
+        }
+        let refused = |r: RelayResponse| {
+            let mut r = crate::devices::refusal(r);
+            add_cors(&mut r);
+            Some(Err(r))
+        };
+        if answer.status != 200 {
+            return refused(answer.clone());
+        }
+        let Ok(ask) = crate::devices::read_ask(&req.body) else {
+            return refused(RelayResponse::detail(404, "Not Found"));
+        };
+        let Some(key_id) = crate::devices::key_id_of(answer) else {
+            log::warn!(
+                "relay: devices {} 502 (the key's verdict names no key id)",
+                crate::logged::key(&ask.key)
+            );
+            return refused(RelayResponse::unreached("Polar's answer did not read"));
+        };
+        let mut pending = match self.route_checked(&crate::devices::validate_request(req, &ask)) {
+            Ok(pending) => pending,
+            Err(r) => return refused(r),
+        };
+        pending.request = crate::devices::read_request(&self.base_url, &pending.request, &key_id);
+        pending.nonce = None;
+        pending.devices = Some(Box::new(ask));
+        if let Some(r) = self.per_key_limit(&pending, now) {
+            return refused(r);
+        }
+        let Some(ticket) = self.breaker.allow(now) else {
+            return refused(breaker_refused(&pending));
+        };
+        if let Some(s) = &self.store {
+            if let Err(secs) = s.take(now, crate::store::Use::Shared) {
+                self.breaker.abandon(Some(ticket), now);
+                log::info!(
+                    "relay: devices {} 429 (the token's budget is spent)",
+                    crate::logged::key(&pending.key)
+                );
+                return refused(RelayResponse::rate_limited(secs));
+            }
+        }
+        pending.ticket = Some(ticket);
+        Some(Ok(Box::new(pending)))
+    }
+
+    /// A request past its local checks, through the store (or, without one, the per-key limit
+    /// and the breaker): the answer, the call, or the wait.
+    fn route_pending(
+        &self,
+        pending: Pending,
+        now: Now,
+        may_wait: bool,
+        entropy: &dyn Fn() -> Option<[u8; 16]>,
+    ) -> Routed {
         match &self.store {
             Some(s) => {
                 let per_key = |p: &Pending| self.per_key_limit(p, now);
@@ -765,6 +881,7 @@ impl Relay {
                 .filter(|n| is_nonce(n))
                 .map(str::to_string),
             seat: None,
+            devices: None,
         })
     }
 
@@ -1119,6 +1236,15 @@ impl Asks for Relay {
             self.churned
                 .count(&key_id, self.seats.activation_churn(), now.unix_seconds);
         }
+        if let Some(ask) = &pending.devices {
+            // A device listing's read: the list, kept nowhere, with no lease.
+            let mut response = crate::devices::answer(ask, upstream);
+            add_cors(&mut response);
+            return Finished {
+                response,
+                unsigned: None,
+            };
+        }
         let seen = self
             .store
             .as_ref()
@@ -1146,6 +1272,15 @@ impl Asks for Relay {
 
     fn assemble(&self, finished: Finished, signature: &[u8]) -> (RelayResponse, bool) {
         Relay::assemble(self, finished, signature)
+    }
+
+    fn follow(
+        &self,
+        req: &RelayRequest,
+        answer: &RelayResponse,
+        at: Moment,
+    ) -> Option<Result<Box<Pending>, RelayResponse>> {
+        Relay::follow(self, req, answer, at.now)
     }
 
     fn reads(&self) -> crate::reads::Reads<'_> {

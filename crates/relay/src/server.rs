@@ -851,13 +851,15 @@ impl Server {
                 }
                 Io::Send {
                     request,
+                    method,
                     patience_ms,
                 } => {
                     let permit = slot.take();
                     let relay = Arc::clone(&self.relay);
                     let mut sent = tokio::task::spawn_blocking(move || {
                         // Held until the call ends, even when the client has gone.
-                        (relay.transport.send(&request), permit)
+                        let sent = crate::host::send(&*relay.transport, &request, method);
+                        (sent, permit)
                     });
                     let answered = match patience_ms {
                         Some(ms) => tokio::time::timeout(Duration::from_millis(ms), &mut sent)
@@ -934,10 +936,12 @@ impl Server {
                     Need::Slot { patience_ms } => Io::Slot { patience_ms },
                     Need::Send {
                         request,
+                        method,
                         patience_ms,
                         ..
                     } => Io::Send {
                         request,
+                        method,
                         patience_ms,
                     },
                     Need::Call => Io::Call,
@@ -1212,6 +1216,7 @@ enum Io {
     /// Polar's answer to `request`, at most `patience_ms` (the call goes on past it).
     Send {
         request: polar_license::HttpRequest,
+        method: polar_license::portal::Method,
         patience_ms: Option<u64>,
     },
     /// The answer of the call under way.

@@ -30,6 +30,10 @@ pub const HEALTH_ROUTE: &str = "/healthz";
 /// The metrics route on the metrics listener.
 pub const METRICS_ROUTE: &str = "/metrics";
 
+/// A key's devices through the relay (issue #64, `crate::devices`): `POST` with the key, the
+/// organization and optionally this machine's activation id in a JSON body.
+pub const DEVICES_ROUTE: &str = "/v1/devices/list";
+
 /// Where a [`Route`] is answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -96,6 +100,14 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         path: "/v1/seats/release",
+        methods: &["POST"],
+        reads_body: true,
+        listener: Listener::Public,
+    },
+    // A key's devices (issue #64; `crate::devices`): the key proves it is the caller's, the
+    // relay reads the key's activations with its token.
+    Route {
+        path: DEVICES_ROUTE,
         methods: &["POST"],
         reads_body: true,
         listener: Listener::Public,
@@ -395,6 +407,9 @@ pub(crate) struct Pending {
     /// A seat's acquisition or heartbeat this validate is the verdict of (issue #67): its
     /// answer is the seat's ([`crate::seats::settle`]).
     pub(crate) seat: Option<Box<crate::seats::ask::SeatAsk>>,
+    /// A device listing's read of the key's record (issue #64): a `GET` of
+    /// [`Pending::request`]'s URL, its answer the list ([`crate::devices::answer`]).
+    pub(crate) devices: Option<Box<crate::devices::ask::DevicesAsk>>,
 }
 
 // The call (the seller's token, the key in clear) is never shown; `Key` redacts itself.
@@ -420,6 +435,15 @@ impl Pending {
     /// license key: never log it).
     pub(crate) fn request(&self) -> &HttpRequest {
         &self.request
+    }
+
+    /// The call's method: `GET` for a device listing's read (no body), else `POST`.
+    pub(crate) fn method(&self) -> polar_license::portal::Method {
+        if self.devices.is_some() {
+            polar_license::portal::Method::Get
+        } else {
+            polar_license::portal::Method::Post
+        }
     }
 
     /// The flight this call leads: checks that got [`Step::Wait`] with this name begin again

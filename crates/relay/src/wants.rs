@@ -27,6 +27,12 @@ pub(crate) fn store_wants(
     if crate::seats::route(path).is_some() {
         return crate::seats::wants(req);
     }
+    if crate::devices::is_route(path) {
+        // A device listing reads its key's verdict as a validate does.
+        let ask = crate::devices::read_ask(&req.body).ok()?;
+        let validate = crate::devices::validate_request(req, &ask);
+        return store_wants(s, client, &validate, now_unix);
+    }
     if path == WEBHOOK_ROUTE {
         // Its outcome kept for the begin that follows (verified once per request).
         let client = crate::roster::client_group(&client());

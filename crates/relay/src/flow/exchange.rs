@@ -11,6 +11,7 @@
 //! host moves bytes and time; how hosts truly differ is [`crate::Host`]'s to say (host.rs), and
 //! whether a store is loaded by its host is the store's ([`crate::store::Backend::host_loads`]).
 
+use polar_license::portal::Method;
 use polar_license::{HttpRequest, HttpResponse, TransportError, TransportErrorKind};
 
 use super::{Core, Moment};
@@ -88,6 +89,9 @@ pub enum Need {
     Send {
         /// The call.
         request: HttpRequest,
+        /// Its method: `POST` with the request's body (the license routes), or `GET` with its
+        /// URL and headers and no body (a device listing's read of the key's record).
+        method: Method,
         /// The flight this call leads: other checks wait on it until [`Need::Landed`].
         flight: Option<String>,
         /// How long to wait for it before [`Given::Patience`] (`None`: until it answers).
@@ -232,6 +236,8 @@ pub struct Exchange {
     tail: Option<Tail>,
     /// Answers the host gave that were not for the need asked (a host's fault).
     mismatched: u32,
+    /// Whether the answer was asked for the call it leads to ([`Core`]'s `follow`).
+    followed: bool,
 }
 
 debug_some!(Exchange, e => { "request": e.req, "waited": e.waited });
@@ -252,6 +258,7 @@ impl Exchange {
             counted: true,
             tail: None,
             mismatched: 0,
+            followed: false,
         }
     }
 
@@ -369,7 +376,7 @@ impl Exchange {
                 }
                 Step::Sign(finished) => self.signed(relay, finished),
                 Step::Ask(pending) if relay.host().call_slots() => {
-                    let patience_ms = pending.patience_ms(self.stale_after());
+                    let patience_ms = self.patience(&pending);
                     let flight = pending.flight();
                     self.ask(
                         Need::Slot { patience_ms },
@@ -384,14 +391,15 @@ impl Exchange {
                 Step::Ask(pending) => {
                     let need = Need::Send {
                         request: pending.request().clone(),
+                        method: pending.method(),
                         flight: pending.flight(),
-                        patience_ms: pending.patience_ms(self.stale_after()),
+                        patience_ms: self.patience(&pending),
                     };
                     let flight = pending.flight();
                     self.ask(need, State::Asking(pending, flight))
                 }
                 Step::Wait(flight, pending) => {
-                    let patience_ms = pending.patience_ms(self.stale_after());
+                    let patience_ms = self.patience(&pending);
                     let check = patience_ms.map(|_| pending);
                     let need = Need::Flight {
                         flight: flight.clone(),
@@ -454,6 +462,34 @@ impl Exchange {
                     ));
                 }
                 State::Answered(r)
+            }
+            (State::Answered(r), _) if !self.followed => {
+                // A call this answer leads to (a device listing's read after its key's
+                // verdict), asked once: its own answer is the request's.
+                self.followed = true;
+                match relay.follow(&self.req, &r, at) {
+                    // A host whose calls hold a thread waits for a slot first, as for any call.
+                    Some(Ok(read)) if relay.host().call_slots() => self.ask(
+                        Need::Slot { patience_ms: None },
+                        State::Slotting {
+                            pending: read,
+                            flight: None,
+                            deadline: None,
+                            tail: false,
+                        },
+                    ),
+                    Some(Ok(read)) => {
+                        let need = Need::Send {
+                            request: read.request().clone(),
+                            method: read.method(),
+                            flight: None,
+                            patience_ms: None,
+                        };
+                        self.ask(need, State::Asking(read, None))
+                    }
+                    Some(Err(r)) => State::Answered(r),
+                    None => State::Answered(r),
+                }
             }
             (State::Answered(r), _) => {
                 if self.in_flight {
@@ -563,6 +599,16 @@ impl Exchange {
         State::Fill(After::Begin)
     }
 
+    /// How long a check waits for Polar before its stored answer is given: never for a device
+    /// listing (issue #64), whose verdict only proves the key and whose read follows it (a
+    /// stale answer with its call going on would leave two calls under way).
+    fn patience(&self, pending: &Pending) -> Option<u64> {
+        if crate::devices::is_route(&self.req.path) {
+            return None;
+        }
+        pending.patience_ms(self.stale_after())
+    }
+
     fn stale_after(&self) -> u64 {
         match self.options.stale_after_ms {
             0 => STALE_AFTER_MS,
@@ -596,6 +642,7 @@ impl Exchange {
         }
         let need = Need::Send {
             request: pending.request().clone(),
+            method: pending.method(),
             flight: flight.clone(),
             // What is left of the check's patience (none left: at once).
             patience_ms: deadline.map(|at| at.saturating_sub(now.monotonic_ms)),

@@ -251,6 +251,14 @@ impl Transport for Through {
     ) -> Result<polar_license::proto::HttpResponse, TransportError> {
         self.0.send(request)
     }
+
+    // A device listing's read (issue #64) is a GET.
+    fn send_portal(
+        &self,
+        request: &polar_license::portal::PortalRequest,
+    ) -> Result<polar_license::proto::HttpResponse, TransportError> {
+        self.0.send_portal(request)
+    }
 }
 
 /// A relay and the transport its calls to Polar go through: the tests' blocking host of the
@@ -309,12 +317,26 @@ impl Relayed {
             match need {
                 Need::Done => break,
                 Need::Send {
-                    request, flight, ..
+                    request,
+                    method,
+                    flight,
+                    ..
                 } => {
                     if let Some(flight) = flight {
                         self.lock().insert(flight);
                     }
-                    drive.give(Given::Upstream(polar.send(&request)));
+                    let answer = match method {
+                        polar_license::portal::Method::Get => {
+                            polar.send_portal(&polar_license::portal::PortalRequest {
+                                method,
+                                url: request.url.clone(),
+                                headers: request.headers.clone(),
+                                body: Vec::new(),
+                            })
+                        }
+                        polar_license::portal::Method::Post => polar.send(&request),
+                    };
+                    drive.give(Given::Upstream(answer));
                 }
                 Need::Call => {
                     let answer = polar.send(drive.sent());
@@ -608,12 +630,14 @@ impl<'r> Drive<'r> {
                 Need::Warn(text) | Need::Error(text) => self.logged.push(text),
                 Need::Send {
                     request,
+                    method,
                     flight,
                     patience_ms,
                 } => {
                     self.sent = Some(request.clone());
                     return Need::Send {
                         request,
+                        method,
                         flight,
                         patience_ms,
                     };

@@ -1,0 +1,285 @@
+//! A key's devices through the seller's relay (issue #64): `POST` [`DEVICES_ROUTE`] with the
+//! key in the body (a key never sits in a URL), as Polar's public routes take it:
+//!
+//! ```json
+//! {"key": "…", "organization_id": "…", "activation_id": "…"}
+//! ```
+//!
+//! (`activation_id` optional: the activation this machine holds, marked in the answer). The
+//! key proves it is the caller's as it does at Polar: the relay first asks the key's verdict
+//! (a validate of the key and the organization, routed as every validate is: the per-key
+//! limit, the breaker, the store, the token's budget), and passes any answer but a 200 on
+//! (a wrong key is Polar's `404 {"error":"ResourceNotFound","detail":"Not found"}`). On a 200
+//! it reads the key's record by its id with the organization token
+//! (`GET /v1/license-keys/{id}`: every live activation, whatever the benefit's
+//! `enable_customer_admin`; docs/polar-api.md §16.3) within the same bounds (the per-key
+//! limit, the breaker, one more call of the budget) and answers
+//!
+//! ```json
+//! {"license_key_id": "…", "limit_activations": 3,
+//!  "activations": [{"id": "…", "label": "…", "created_at": "…", "this_machine": false}]}
+//! ```
+//!
+//! oldest first, with no lease. Freeing a device stays Polar's public deactivate (no token
+//! needed). The steps are the request machine's ([`crate::flow::Exchange`]): the read is a
+//! [`crate::flow::Need::Send`] whose method is `GET`.
+
+use polar_license::{HttpRequest, HttpResponse, Key, TransportError};
+
+use crate::types::{object, string, RelayRequest, RelayResponse, ROUTE_PREFIX};
+
+pub(crate) mod ask;
+
+pub use crate::types::DEVICES_ROUTE;
+pub(crate) use ask::DevicesAsk;
+
+/// Whether `path` (a query ignored) is the device-listing route.
+pub(crate) fn is_route(path: &str) -> bool {
+    path.split('?').next().unwrap_or_default() == DEVICES_ROUTE
+}
+
+/// The body read (`422` in Polar's shape, `InvalidDevicesRequest`, with what is wrong). The
+/// key and the organization are checked as Polar checks a validate's, by the validate that
+/// follows; here only the members and the activation id.
+pub(crate) fn read_ask(body: &[u8]) -> Result<DevicesAsk, RelayResponse> {
+    let refuse = |detail: &str| RelayResponse::error(422, "InvalidDevicesRequest", detail);
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|_| refuse("the body is not JSON"))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| refuse("the body is not an object"))?;
+    const FIELDS: [&str; 3] = ["key", "organization_id", "activation_id"];
+    if let Some(k) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+        return Err(refuse(&format!(
+            "unknown member {}",
+            crate::logged::escaped(k)
+        )));
+    }
+    let text = |name: &str| obj.get(name).and_then(|v| v.as_str());
+    let key = text("key").ok_or_else(|| refuse("key is missing"))?;
+    let organization_id =
+        text("organization_id").ok_or_else(|| refuse("organization_id is missing"))?;
+    let activation_id = match obj.get("activation_id") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(id)) if uuid::Uuid::try_parse(id).is_ok() => {
+            Some(id.to_ascii_lowercase())
+        }
+        Some(_) => return Err(refuse("activation_id must be an activation's id (a UUID)")),
+    };
+    Ok(DevicesAsk {
+        key: Key::new(key),
+        organization_id: organization_id.to_string(),
+        activation_id,
+    })
+}
+
+/// The validate that proves the key (the request's head: its client, its version; the key
+/// and the organization as a validate's body, nothing else).
+pub(crate) fn validate_request(req: &RelayRequest, ask: &DevicesAsk) -> RelayRequest {
+    let mut headers: Vec<(String, String)> = req
+        .headers
+        .iter()
+        .filter(|(k, _)| !k.eq_ignore_ascii_case("content-type"))
+        .cloned()
+        .collect();
+    headers.push(("content-type".into(), "application/json".into()));
+    RelayRequest {
+        method: "POST".into(),
+        path: format!("{ROUTE_PREFIX}validate"),
+        headers,
+        body: object(&[
+            ("key", string(ask.key.expose())),
+            ("organization_id", string(&ask.organization_id)),
+        ])
+        .into_bytes(),
+        client_ip: req.client_ip.clone(),
+    }
+}
+
+/// The key record's id in a validate's 200 (`None`: not Polar's answer).
+pub(crate) fn key_id_of(validated: &RelayResponse) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(&validated.body).ok()?;
+    let id = v.get("id")?.as_str()?;
+    uuid::Uuid::try_parse(id).ok().map(|u| u.to_string())
+}
+
+/// The read of the key's record (`GET {base}/v1/license-keys/{id}`) made of the validate's
+/// call (its token, its version, its user agent): no body.
+pub(crate) fn read_request(base_url: &str, validate: &HttpRequest, key_id: &str) -> HttpRequest {
+    HttpRequest {
+        operation: validate.operation,
+        url: format!("{base_url}/v1/license-keys/{key_id}"),
+        headers: validate
+            .headers
+            .iter()
+            .filter(|(k, _)| !k.eq_ignore_ascii_case("content-type"))
+            .cloned()
+            .collect(),
+        body: Vec::new(),
+    }
+}
+
+/// The list made of Polar's `LicenseKeyWithActivations` (`body`): the key's id, its limit,
+/// its activations (id, label, `created_at` as Polar wrote it), oldest first, this machine's
+/// marked; and how many. `None`: not Polar's answer.
+fn listing(ask: &DevicesAsk, body: &[u8]) -> Option<(serde_json::Value, usize)> {
+    use serde_json::Value;
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let key_id = v.get("id")?.as_str()?;
+    let limit = match v.get("limit_activations") {
+        None | Some(Value::Null) => Value::Null,
+        Some(n) => Value::from(n.as_i64()?),
+    };
+    let mut rows = Vec::new();
+    for a in v.get("activations")?.as_array()? {
+        let id = a.get("id")?.as_str()?;
+        let created_at = a.get("created_at")?.as_str()?;
+        // RFC 3339 in UTC as Polar writes it: ordered as text.
+        let at =
+            time::OffsetDateTime::parse(created_at, &time::format_description::well_known::Rfc3339)
+                .ok()?;
+        let this = ask
+            .activation_id
+            .as_deref()
+            .is_some_and(|here| here.eq_ignore_ascii_case(id));
+        rows.push((
+            at,
+            serde_json::json!({
+                "id": id,
+                "label": a.get("label")?.as_str()?,
+                "created_at": created_at,
+                "this_machine": this,
+            }),
+        ));
+    }
+    rows.sort_by_key(|(at, _)| *at);
+    let count = rows.len();
+    let activations: Vec<Value> = rows.into_iter().map(|(_, row)| row).collect();
+    Some((
+        serde_json::json!({
+            "license_key_id": key_id,
+            "limit_activations": limit,
+            "activations": activations,
+        }),
+        count,
+    ))
+}
+
+/// An answer of the device listing that is not the list (the validate's refusal, a local
+/// refusal): Polar's status and body, without a lease or a signed denial (a device list is
+/// no verdict).
+pub(crate) fn refusal(mut r: RelayResponse) -> RelayResponse {
+    r.headers.retain(|(k, _)| {
+        !k.eq_ignore_ascii_case(polar_license::lease::LEASE_HEADER)
+            && !k.eq_ignore_ascii_case(polar_license::lease::DENIAL_HEADER)
+    });
+    r
+}
+
+/// The answer made of Polar's answer to the read: the list (200), or Polar's refusal passed
+/// on (a key gone meanwhile: 404), or the relay's 502 (Polar out of reach, the seller's token
+/// refused, an answer that does not read).
+pub(crate) fn answer(
+    ask: &DevicesAsk,
+    upstream: Result<HttpResponse, TransportError>,
+) -> RelayResponse {
+    let upstream = match upstream {
+        Ok(r) => r,
+        Err(e) => {
+            log::warn!(
+                "relay: devices {} 502 (Polar unreachable: {:?})",
+                crate::logged::key(&ask.key),
+                e.kind
+            );
+            return RelayResponse::unreached("the relay could not reach Polar");
+        }
+    };
+    if matches!(upstream.status, 401 | 403) {
+        log::error!(
+            "relay: Polar refused the relay's access token ({}) reading a key's devices: check \
+             its license_keys:read (or :write) scope; answering 502",
+            upstream.status
+        );
+        return RelayResponse::unreached("the relay could not ask Polar");
+    }
+    if upstream.status != 200 {
+        let mut r = RelayResponse::new(upstream.status);
+        for name in ["content-type", "retry-after", "date", "polar-version"] {
+            if let Some(value) = upstream.header(name) {
+                r.set(name, value);
+            }
+        }
+        r.body = upstream.body;
+        log::info!(
+            "relay: devices {} {} (Polar's answer to the read)",
+            crate::logged::key(&ask.key),
+            r.status
+        );
+        return r;
+    }
+    // Read as JSON values, Polar's fields passed as it wrote them (no model of the key: the
+    // relay's wasm stays small).
+    let Some((body, listed)) = listing(ask, &upstream.body) else {
+        log::warn!(
+            "relay: devices {} 502 (Polar's answer did not read)",
+            crate::logged::key(&ask.key)
+        );
+        return RelayResponse::unreached("Polar's answer did not read");
+    };
+    log::info!(
+        "relay: devices {} 200 ({listed} listed)",
+        crate::logged::key(&ask.key)
+    );
+    crate::types::private(RelayResponse::json(200, body.to_string()))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_body_is_read_strictly() {
+        let ok = br#"{"key":"K-1","organization_id":"2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10","activation_id":"6B0C1F4E-2A3D-4E5F-8A9B-0C1D2E3F4A5B"}"#;
+        let ask = read_ask(ok).expect("read");
+        assert_eq!(
+            ask.activation_id.as_deref(),
+            Some("6b0c1f4e-2a3d-4e5f-8a9b-0c1d2e3f4a5b")
+        );
+        for bad in [
+            &b"not json"[..],
+            br#"[]"#,
+            br#"{"organization_id":"x"}"#,
+            br#"{"key":"K","organization_id":"x","extra":1}"#,
+            br#"{"key":"K","organization_id":"x","activation_id":"nope"}"#,
+            br#"{"key":"K","organization_id":"x","activation_id":7}"#,
+        ] {
+            let r = read_ask(bad).expect_err("refused");
+            assert_eq!(r.status, 422, "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn the_read_has_no_body_and_no_content_type() {
+        let post = HttpRequest {
+            operation: polar_license::Operation::Validate,
+            url: "http://127.0.0.1:9/v1/license-keys/validate".into(),
+            headers: vec![
+                ("content-type", "application/json".into()),
+                ("authorization", "Bearer t".into()),
+            ],
+            body: b"{}".to_vec(),
+        };
+        let get = read_request(
+            "http://127.0.0.1:9",
+            &post,
+            "6b0c1f4e-2a3d-4e5f-8a9b-0c1d2e3f4a5b",
+        );
+        assert_eq!(
+            get.url,
+            "http://127.0.0.1:9/v1/license-keys/6b0c1f4e-2a3d-4e5f-8a9b-0c1d2e3f4a5b"
+        );
+        assert!(get.body.is_empty());
+        assert_eq!(get.headers, vec![("authorization", "Bearer t".to_string())]);
+    }
+}

@@ -1,0 +1,277 @@
+//! A key's devices through the seller's relay (issue #64, `POST /v1/devices/list`): the key
+//! proves it is the caller's (a validate of the key and the organization; a wrong key is
+//! Polar's 404), then the relay reads the key's record with its token
+//! (`GET /v1/license-keys/{id}`) and answers its live activations, this machine's marked.
+//! Over loopback: `relay serve`'s server in front of the emulator, and the rig's blocking host
+//! of the request machine where the test counts the relay's calls.
+
+mod rig;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use polar_license::portal::PortalRequest;
+use polar_license::{HttpRequest, HttpResponse, Transport, TransportError, UreqTransport};
+
+use polar_license_emulator::{Emulator, DEMO_ORGANIZATION_ID};
+use polar_license_relay::store::StoreOptions;
+use polar_license_relay::{Limits, Rate, RelayConfig, ServeOptions, DEVICES_ROUTE};
+use serde_json::{json, Value};
+
+/// The relay's calls to Polar, counted: the posts and the gets apart.
+struct Counting {
+    inner: UreqTransport,
+    posts: Arc<AtomicU32>,
+    gets: Arc<AtomicU32>,
+}
+
+impl Transport for Counting {
+    fn send(&self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
+        self.posts.fetch_add(1, Ordering::SeqCst);
+        self.inner.send(request)
+    }
+
+    fn send_portal(&self, request: &PortalRequest) -> Result<HttpResponse, TransportError> {
+        assert_eq!(request.method, polar_license::portal::Method::Get);
+        assert!(request.body.is_empty());
+        self.gets.fetch_add(1, Ordering::SeqCst);
+        self.inner.send_portal(request)
+    }
+}
+
+/// A relay of `config` whose calls are counted: it, the posts, the gets.
+fn counted(config: RelayConfig) -> (rig::Relayed, Arc<AtomicU32>, Arc<AtomicU32>) {
+    let (posts, gets) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
+    let upstream = Counting {
+        inner: rig::upstream(Duration::from_secs(10)),
+        posts: Arc::clone(&posts),
+        gets: Arc::clone(&gets),
+    };
+    (rig::relay(config, upstream), posts, gets)
+}
+
+/// `key` activated at Polar (the emulator's public route) as `label`: the activation's id.
+fn activate(polar: &Emulator, key: &str, label: &str) -> String {
+    let mut r = rig::agent(Duration::from_secs(10))
+        .post(&format!("{}{}activate", polar.url(), rig::PUBLIC))
+        .header("content-type", "application/json")
+        .send(
+            json!({"key": key, "organization_id": DEMO_ORGANIZATION_ID, "label": label})
+                .to_string(),
+        )
+        .expect("an answer");
+    assert_eq!(r.status().as_u16(), 200);
+    let v: Value =
+        serde_json::from_str(&r.body_mut().read_to_string().expect("body")).expect("JSON");
+    v["id"].as_str().expect("an id").to_string()
+}
+
+/// `activation_id` of `key` freed at Polar (the public deactivate: no token).
+fn deactivate(polar: &Emulator, key: &str, activation_id: &str) {
+    let r = rig::agent(Duration::from_secs(10))
+        .post(&format!("{}{}deactivate", polar.url(), rig::PUBLIC))
+        .header("content-type", "application/json")
+        .send(
+            json!({"key": key, "organization_id": DEMO_ORGANIZATION_ID, "activation_id": activation_id})
+                .to_string(),
+        )
+        .expect("an answer");
+    assert_eq!(r.status().as_u16(), 204);
+}
+
+fn list_body(key: &str, here: Option<&str>) -> String {
+    let mut body = json!({"key": key, "organization_id": DEMO_ORGANIZATION_ID});
+    if let Some(id) = here {
+        body["activation_id"] = json!(id);
+    }
+    body.to_string()
+}
+
+/// The device list asked of the relay at `base`: its answer.
+fn list_at(base: &str, key: &str, here: Option<&str>) -> rig::Answer {
+    rig::post_with(
+        &rig::agent(Duration::from_secs(10)),
+        &format!("{base}{DEVICES_ROUTE}"),
+        &list_body(key, here),
+        &[],
+    )
+}
+
+fn json_of(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or(Value::Null)
+}
+
+/// The listed activations as `(id, label, this_machine)`.
+fn listed(v: &Value) -> Vec<(String, String, bool)> {
+    v["activations"]
+        .as_array()
+        .expect("activations")
+        .iter()
+        .map(|a| {
+            (
+                a["id"].as_str().expect("id").to_string(),
+                a["label"].as_str().expect("label").to_string(),
+                a["this_machine"].as_bool().expect("this_machine"),
+            )
+        })
+        .collect()
+}
+
+fn config(polar: &Emulator, stored: bool) -> RelayConfig {
+    let mut config = rig::config(polar.url(), "devices");
+    config.limits = rig::unlimited();
+    if stored {
+        config.store = rig::store(rig::memory(100), StoreOptions::default(), None);
+    }
+    config
+}
+
+#[test]
+fn a_key_lists_its_devices_through_the_relay_oldest_first_this_one_marked() {
+    let polar = rig::emulator();
+    let key = rig::add_key(&polar, "DEV-LIST-1".into(), Some(3));
+    let old = activate(&polar, &key, "Old laptop (Linux)");
+    let here = activate(&polar, &key, "Studio Mac (macOS)");
+    for stored in [false, true] {
+        let relay = rig::listen_with(config(&polar, stored), ServeOptions::default());
+        let answer = list_at(&relay.url(), &key, Some(&here));
+        assert_eq!(answer.status, 200, "stored {stored}: {}", answer.body);
+        assert_eq!(answer.lease, None, "a device list carries no lease");
+        let v = json_of(&answer.body);
+        assert_eq!(v["limit_activations"], json!(3));
+        assert!(v["license_key_id"]
+            .as_str()
+            .is_some_and(|id| id.len() == 36));
+        assert_eq!(
+            listed(&v),
+            [
+                (old.clone(), "Old laptop (Linux)".to_string(), false),
+                (here.clone(), "Studio Mac (macOS)".to_string(), true),
+            ]
+        );
+        // The key never in the answer; the times as RFC 3339.
+        assert!(!answer.body.contains(&key));
+        assert!(v["activations"][0]["created_at"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z') || t.contains('+')));
+        // Without an activation id nothing is marked.
+        let v = json_of(&list_at(&relay.url(), &key, None).body);
+        assert!(listed(&v).iter().all(|(_, _, this)| !this));
+    }
+    // A device freed by the public deactivate (no token) is gone from the next list.
+    deactivate(&polar, &key, &old);
+    let relay = rig::listen_with(config(&polar, false), ServeOptions::default());
+    let v = json_of(&list_at(&relay.url(), &key, Some(&here)).body);
+    assert_eq!(listed(&v), [(here, "Studio Mac (macOS)".to_string(), true)]);
+}
+
+#[test]
+fn a_wrong_key_is_polars_404_and_no_read_of_any_key() {
+    let polar = rig::emulator();
+    let config = config(&polar, false);
+    let (relay, posts, gets) = counted(config);
+    let req = rig::request(
+        DEVICES_ROUTE,
+        &[],
+        &list_body("NOT-A-KEY-OF-THIS-ORG", None),
+    );
+    let r = relay.handle(&req, rig::at(rig::now()));
+    assert_eq!(r.status, 404);
+    assert_eq!(
+        json_of(&String::from_utf8_lossy(&r.body)),
+        json!({"error": "ResourceNotFound", "detail": "Not found"})
+    );
+    // One call: the validate; no read followed it.
+    assert_eq!(
+        (posts.load(Ordering::SeqCst), gets.load(Ordering::SeqCst)),
+        (1, 0)
+    );
+    // A known key: the validate and the read (a GET).
+    let key = rig::add_key(&polar, "DEV-LIST-2".into(), Some(2));
+    activate(&polar, &key, "one");
+    let req = rig::request(DEVICES_ROUTE, &[], &list_body(&key, None));
+    assert_eq!(relay.handle(&req, rig::at(rig::now())).status, 200);
+    assert_eq!(
+        (posts.load(Ordering::SeqCst), gets.load(Ordering::SeqCst)),
+        (2, 1)
+    );
+}
+
+#[test]
+fn another_organization_a_bad_body_or_a_get_are_refused_without_polar() {
+    let polar = rig::emulator();
+    let mut config = config(&polar, false);
+    config.organization_id = Some(DEMO_ORGANIZATION_ID.into());
+    let (relay, posts, gets) = counted(config);
+    let now = rig::at(rig::now());
+    let other = json!({"key": "K-1", "organization_id": "d2fcbff8-108b-411e-bf2b-6383e0a8802d"});
+    let r = relay.handle(&rig::request(DEVICES_ROUTE, &[], &other.to_string()), now);
+    assert_eq!(r.status, 404);
+    for bad in [
+        "not json".to_string(),
+        json!({"key": "K-1"}).to_string(),
+        json!({"key": "K-1", "organization_id": DEMO_ORGANIZATION_ID, "activation_id": "x"})
+            .to_string(),
+        json!({"key": "K-1", "organization_id": DEMO_ORGANIZATION_ID, "url": "x"}).to_string(),
+    ] {
+        let r = relay.handle(&rig::request(DEVICES_ROUTE, &[], &bad), now);
+        assert_eq!(r.status, 422, "{bad}");
+    }
+    // Polar's own checks of the key: an empty key is its 422.
+    let empty = json!({"key": "", "organization_id": DEMO_ORGANIZATION_ID});
+    let r = relay.handle(&rig::request(DEVICES_ROUTE, &[], &empty.to_string()), now);
+    assert_eq!(r.status, 422);
+    // The key never in a URL: a GET is 405.
+    let mut get = rig::get(DEVICES_ROUTE);
+    get.path = format!("{DEVICES_ROUTE}?key=K-1");
+    let r = relay.handle(&get, now);
+    assert_eq!(r.status, 405);
+    assert_eq!(
+        (posts.load(Ordering::SeqCst), gets.load(Ordering::SeqCst)),
+        (0, 0)
+    );
+}
+
+#[test]
+fn listings_are_bounded_per_key_per_address_and_by_the_budget() {
+    let polar = rig::emulator();
+    let key = rig::add_key(&polar, "DEV-LIST-3".into(), Some(2));
+    activate(&polar, &key, "one");
+    // Per key: a burst of 2 calls; a listing is 2 (the verdict, the read).
+    let mut c = config(&polar, false);
+    c.limits = Limits {
+        per_ip: Rate::new(0, 0),
+        per_key: Rate::new(1, 2),
+        ..Limits::default()
+    };
+    let relay = rig::listen_with(c, ServeOptions::default());
+    assert_eq!(list_at(&relay.url(), &key, None).status, 200);
+    let second = list_at(&relay.url(), &key, None);
+    assert_eq!(second.status, 429, "{}", second.body);
+    assert_eq!(second.source.as_deref(), Some("relay"));
+    // Per address: a burst of 1.
+    let mut c = config(&polar, false);
+    c.limits = Limits {
+        per_ip: Rate::new(1, 1),
+        per_key: Rate::new(0, 0),
+        ..Limits::default()
+    };
+    let relay = rig::listen_with(c, ServeOptions::default());
+    assert_eq!(list_at(&relay.url(), &key, None).status, 200);
+    assert_eq!(list_at(&relay.url(), &key, None).status, 429);
+    // The token's budget: 3 calls a minute, no reserve; a stored grant answers the verdict
+    // (fresh), so the reads spend one call each until the budget has none.
+    let mut c = config(&polar, true);
+    if let Some(store) = c.store.as_mut() {
+        store.options.budget = 3;
+        store.options.reserve = 0;
+        store.options.roster = false;
+    }
+    let relay = rig::listen_with(c, ServeOptions::default());
+    let statuses: Vec<u16> = (0..4)
+        .map(|_| list_at(&relay.url(), &key, None).status)
+        .collect();
+    // The verdict and a read, a read, then no room: 429.
+    assert_eq!(statuses, [200, 200, 429, 429], "{statuses:?}");
+}

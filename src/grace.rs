@@ -1036,6 +1036,27 @@ impl<L> CheckReport<L> {
         self.cache_error.is_none()
     }
 
+    /// The value of the entitlement `name` (issue #68, docs/entitlements.md): a Feature Flag
+    /// value Polar grants the key, as the relay signed it into the lease this licensed answer
+    /// stands on, read offline. `None` when the key is granted no such value, when the answer
+    /// does not license, and whenever no lease carries values: in unsigned mode (values need
+    /// the seller's relay: Polar's answers to a client carry none), or when the relay does not
+    /// sign them ([`CheckReport::entitlements`] tells the two apart).
+    pub fn entitlement(&self, name: &str) -> Option<crate::lease::EntitlementValue> {
+        self.entitlements()?.value(name).cloned()
+    }
+
+    /// Every value and meter balance the relay signed into the lease of this licensed answer;
+    /// `None` when it signed none (unsigned mode, a relay without entitlements on or that had
+    /// not read them yet) or the answer does not license. `Some` with no values: Polar grants
+    /// the key none.
+    pub fn entitlements(&self) -> Option<&crate::lease::EntitlementClaims> {
+        match &self.outcome {
+            CheckOutcome::Licensed { .. } => self.lease.as_ref()?.facts.entitlements(),
+            _ => None,
+        }
+    }
+
     /// When the grace of a licensed answer ends under `policy` (unix seconds of the local
     /// clock), never past the end of the lease the report carries (signed mode: the cache
     /// stops licensing then). `None` when not licensed. What every face reports as the

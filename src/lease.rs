@@ -78,6 +78,20 @@ pub fn asks_facts(nonce: &str) -> bool {
     nonce.ends_with(FACTS_MARK)
 }
 
+/// How a client in signed mode asks its relay for the key's entitlements (issue #68): the
+/// lease's `ent` claim ([`EntitlementClaims`]). Its nonce ends with this mark, which ends with
+/// [`crate::stopped::STOP_MARK`] and [`FACTS_MARK`] (such a client reads the signed facts and
+/// a signed denial's `stop` claim too). A client older than the claim
+/// sends a nonce without it, and the relay then leaves the claim out (that client's reading
+/// refuses a member it does not know).
+pub const ENTITLEMENTS_MARK: &str = "-ent-stop-facts";
+
+/// Whether the request whose nonce is `nonce` asks for the entitlements claim
+/// ([`ENTITLEMENTS_MARK`]).
+pub fn asks_entitlements(nonce: &str) -> bool {
+    nonce.ends_with(ENTITLEMENTS_MARK)
+}
+
 /// The response header a relay puts a signed denial in ([`DenialClaims`]): Polar's denial of
 /// this key, for the request that carried the nonce it names. In signed mode a denial
 /// widens nothing (the perpetual fallback) unless it comes with one that verifies.
@@ -94,11 +108,12 @@ pub fn is_nonce(text: &str) -> bool {
 
 /// A nonce for [`NONCE_HEADER`] from 16 random bytes: 32 hex digits (hex rather than
 /// base64's 22 characters: the npm engine has hex already, and no base64 encoder), then
-/// [`crate::stopped::STOP_MARK`], which ends with [`FACTS_MARK`] (this client reads signed
-/// facts, and a signed denial's `stop` claim).
+/// [`ENTITLEMENTS_MARK`] (this client reads the entitlements claim; the mark ends with
+/// [`crate::stopped::STOP_MARK`], which ends with [`FACTS_MARK`]: it reads the signed facts and
+/// a signed denial's `stop` claim too).
 pub fn nonce_text(random: &[u8; 16]) -> String {
     let mut text = crate::hex::hex(random);
-    text.push_str(crate::stopped::STOP_MARK);
+    text.push_str(ENTITLEMENTS_MARK);
     text
 }
 
@@ -282,6 +297,111 @@ pub struct LeaseClaims {
     /// (contract §5, freshness): an online grant in signed mode stands only with its own
     /// request's nonce. `None`: the request carried none, or the relay is older than the claim.
     pub nonce: Option<String>,
+    /// What Polar knows of the key's customer (issue #68): the key's Feature Flag values and
+    /// its customer's meter balances, as the relay last read them with its organization token.
+    /// `None`: the relay did not sign them (unsigned for a client that does not ask
+    /// ([`ENTITLEMENTS_MARK`]), a relay older than the claim, or values it had not read yet
+    /// or a webhook made stale). `Some` with an empty map: Polar grants the key no values.
+    pub entitlements: Option<EntitlementClaims>,
+}
+
+/// An entitlement's value, typed as Polar's metadata values are (a string, an integer, a
+/// float or a boolean): a Feature Flag benefit's `metadata` value (issue #68).
+pub type EntitlementValue = crate::metadata::MetaValue;
+
+/// The values and balances a relay signed into a lease (issue #68,
+/// docs/entitlements.md): the key's Feature Flag values by name, and its customer's meter
+/// balances (credited − consumed units, as Polar computes them) by meter name.
+#[derive(Debug, Clone, Default)]
+pub struct EntitlementClaims {
+    /// The Feature Flag values granted with the key's purchase, by metadata key.
+    pub values: std::collections::BTreeMap<String, EntitlementValue>,
+    /// The customer's meter balances, by meter name.
+    pub balances: std::collections::BTreeMap<String, f64>,
+}
+
+/// Floats compared by their bits, so that equality is an equivalence (`Eq`, as the claims).
+fn same_float(a: f64, b: f64) -> bool {
+    a.to_bits() == b.to_bits()
+}
+
+impl PartialEq for EntitlementClaims {
+    fn eq(&self, other: &EntitlementClaims) -> bool {
+        use crate::metadata::MetaValue as V;
+        let value = |a: &V, b: &V| match (a, b) {
+            (V::Float(x), V::Float(y)) => same_float(*x, *y),
+            (a, b) => a == b,
+        };
+        self.values.len() == other.values.len()
+            && self.balances.len() == other.balances.len()
+            && self
+                .values
+                .iter()
+                .zip(&other.values)
+                .all(|((ka, a), (kb, b))| ka == kb && value(a, b))
+            && self
+                .balances
+                .iter()
+                .zip(&other.balances)
+                .all(|((ka, a), (kb, b))| ka == kb && same_float(*a, *b))
+    }
+}
+
+impl Eq for EntitlementClaims {}
+
+impl EntitlementClaims {
+    /// The value of the entitlement `name`, when the key is granted one.
+    pub fn value(&self, name: &str) -> Option<&EntitlementValue> {
+        self.values.get(name)
+    }
+
+    /// The customer's balance of the meter named `meter`, when Polar has one.
+    pub fn balance(&self, meter: &str) -> Option<f64> {
+        self.balances.get(meter).copied()
+    }
+}
+
+/// [`EntitlementClaims`] as the token writes them (`ent`).
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireEntitlements {
+    values: std::collections::BTreeMap<String, EntitlementValue>,
+    balances: std::collections::BTreeMap<String, f64>,
+}
+
+impl From<EntitlementClaims> for WireEntitlements {
+    fn from(e: EntitlementClaims) -> WireEntitlements {
+        WireEntitlements {
+            values: e.values,
+            balances: e.balances,
+        }
+    }
+}
+
+/// The `ent` member: an object of `values` (metadata values) and `balances` (numbers), no
+/// other member, every balance finite.
+fn read_entitlements(v: &crate::strict::Value) -> Option<EntitlementClaims> {
+    use crate::json::JsonIn;
+    let known = v
+        .members()?
+        .iter()
+        .all(|(k, _)| k == "values" || k == "balances");
+    if !known {
+        return None;
+    }
+    let values = crate::json::read_metadata(&v.member("values")?)?;
+    let mut balances = std::collections::BTreeMap::new();
+    for (name, n) in v.member("balances")?.members()? {
+        let units = match n.number()? {
+            crate::json::Num::Int(i) => i as f64,
+            crate::json::Num::Float(f) => f,
+        };
+        if !units.is_finite() {
+            return None;
+        }
+        balances.insert(name, units);
+    }
+    Some(EntitlementClaims { values, balances })
 }
 
 /// The claims as they are written in the token (PASETO's registered names where one exists).
@@ -309,6 +429,10 @@ struct Wire {
     /// without it as before (its reading refuses unknown members).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     nonce: Option<String>,
+    /// Written only when the relay signs them, and only for a client that asks
+    /// ([`ENTITLEMENTS_MARK`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ent: Option<WireEntitlements>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -318,7 +442,7 @@ struct Footer {
 }
 
 /// [`Wire`]'s members, for [`read_wire`].
-const WIRE_FIELDS: [&str; 16] = [
+const WIRE_FIELDS: [&str; 17] = [
     "iss",
     "sub",
     "iat",
@@ -335,6 +459,7 @@ const WIRE_FIELDS: [&str; 16] = [
     "limit_usage",
     "limit_activations",
     "nonce",
+    "ent",
 ];
 
 /// An object whose members are all among `fields` (`deny_unknown_fields`), read by the core's
@@ -373,6 +498,10 @@ fn read_wire(payload: &[u8]) -> Option<Wire> {
         limit_usage: v.optional("limit_usage", JsonIn::int)?,
         limit_activations: v.optional("limit_activations", JsonIn::int)?,
         nonce: v.optional("nonce", JsonIn::string)?,
+        ent: match v.member("ent") {
+            None => None,
+            Some(ent) => Some(WireEntitlements::from(read_entitlements(&ent)?)),
+        },
     })
 }
 
@@ -421,6 +550,7 @@ impl LeaseClaims {
             limit_usage: self.limit_usage,
             limit_activations: self.limit_activations,
             nonce: self.nonce.clone(),
+            ent: self.entitlements.clone().map(WireEntitlements::from),
         })
     }
 
@@ -450,6 +580,10 @@ impl LeaseClaims {
             expires_at: unix(&w.exp)?,
             id: w.jti,
             nonce: w.nonce,
+            entitlements: w.ent.map(|e| EntitlementClaims {
+                values: e.values,
+                balances: e.balances,
+            }),
         })
     }
 }
@@ -884,6 +1018,7 @@ pub struct SignedFacts {
     license_expires_at: Option<i64>,
     subscription_ends_at: Option<i64>,
     issued_at: i64,
+    entitlements: Option<EntitlementClaims>,
 }
 
 impl SignedFacts {
@@ -892,7 +1027,15 @@ impl SignedFacts {
             license_expires_at: claims.license_expires_at,
             subscription_ends_at: claims.subscription_ends_at,
             issued_at: claims.issued_at,
+            entitlements: claims.entitlements.clone(),
         }
+    }
+
+    /// The key's entitlement values and its customer's meter balances as the relay signed
+    /// them (issue #68): `None` when the lease carries none (a relay without
+    /// `--entitlements`, older than the claim, or that had not read them yet).
+    pub fn entitlements(&self) -> Option<&EntitlementClaims> {
+        self.entitlements.as_ref()
     }
 
     /// The license's `expires_at` as the relay signed it.
@@ -931,6 +1074,7 @@ impl SignedFacts {
             license_expires_at,
             subscription_ends_at,
             issued_at,
+            entitlements: None,
         }
     }
 }
@@ -1318,6 +1462,7 @@ mod tests {
             expires_at: now + 7 * 86_400,
             id: "6a1f4b7e-3c2d-4e5f-8a9b-0c1d2e3f4a5b".into(),
             nonce: None,
+            entitlements: None,
         }
     }
 

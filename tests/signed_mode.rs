@@ -368,6 +368,7 @@ fn the_lease_fixture_the_js_tests_sign_again_is_what_the_relay_signs() {
         expires_at: c["expires_at"].as_i64().unwrap(),
         id: text("id"),
         nonce: None,
+        entitlements: None,
     };
     let machine = doc["machine"].as_str().unwrap();
     let token = signer.sign(&claims, Some(machine)).unwrap();

@@ -273,6 +273,7 @@ impl LicensingBuilder {
             remember_keys: self.remember_keys,
             relay_keys: Arc::new(self.options.relay_keys),
             lease_memo: Arc::default(),
+            last_entitlements: Arc::default(),
         })
     }
 
@@ -370,6 +371,8 @@ pub struct Licensing {
     remember_keys: bool,
     relay_keys: Arc<RelayKeys>,
     lease_memo: Arc<LeaseMemo>,
+    /// The entitlements of the last check's answer ([`Licensing::entitlement`]).
+    last_entitlements: Arc<std::sync::Mutex<Option<crate::lease::EntitlementClaims>>>,
 }
 
 impl std::fmt::Debug for Licensing {
@@ -894,7 +897,29 @@ impl Licensing {
         self.drive(&mut check, &mut Held::default(), false);
         let report = self.with_trial(check.report());
         super::events::decision(key, &report);
+        *self
+            .last_entitlements
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = report.entitlements().cloned();
         report
+    }
+
+    /// The value of the entitlement `name` as the last check's licensed answer read it from
+    /// its verified lease, offline (issue #68, docs/entitlements.md): a Feature Flag value
+    /// typed as Polar's metadata values (string, integer, float, boolean). `None` when the key
+    /// is granted no such value, when the last check did not license, and whenever values are
+    /// not known: **in unsigned mode** (no relay keys: Polar's answers to a client never carry
+    /// a Feature Flag's values, only the seller's relay with its organization token can read
+    /// them and sign them into the lease), or with a relay that does not sign them (started
+    /// without `--entitlements`) or had not read them yet. [`CheckReport::entitlements`] tells
+    /// "granted none" (`Some`, empty) from "not known" (`None`).
+    pub fn entitlement(&self, name: &str) -> Option<crate::lease::EntitlementValue> {
+        self.last_entitlements
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()?
+            .value(name)
+            .cloned()
     }
 
     /// Answers at once from the cache and, when the policy wants a fresh verdict, revalidates

@@ -10,8 +10,10 @@
 //! granted `feature_flag` grants of the same scope are the key's, their `benefit.metadata` its
 //! values. A key whose grant is absent or revoked has none.
 //!
-//! Not yet wired: the relay's reads, its cache kept fresh by `benefit.updated`,
-//! `benefit_grant.*` and `customer.state_changed`, and the lease's signed claim come next.
+//! Wired (with [`crate::store::StoreOptions::entitlements`] on): a granted validate or
+//! activate whose client asks ([`polar_license::lease::ENTITLEMENTS_MARK`]) gets the key's
+//! values and balances signed into its lease ([`crate::entitled`]'s cache, read by the
+//! background machine within the token's budget, kept fresh by the webhooks).
 
 use std::collections::BTreeMap;
 

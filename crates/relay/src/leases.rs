@@ -96,6 +96,7 @@ impl Leases {
             expires_at,
             id: id.hyphenated().to_string(),
             nonce: None,
+            entitlements: None,
         };
         Ok((claims, holder))
     }

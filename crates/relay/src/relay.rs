@@ -248,6 +248,7 @@ impl Relay {
             // On with an interval: the native server drives it, on Workers the host does.
             reconcile: crate::reconcile::Reconcile::new(s.options.reconcile_every > 0),
             seats_seen: crate::seats::Seen::default(),
+            entitled: crate::entitled::Entitled::new(s.options.entitlements),
             backend: s.backend,
             options: s.options,
             webhook_secret: s.webhook_secret,
@@ -999,7 +1000,7 @@ impl Relay {
         let granted = self
             .leases
             .grant(op, checked, call, &upstream, now, verified_at, entropy);
-        let (lease, holder) = match granted {
+        let (mut lease, holder) = match granted {
             Ok((lease, holder)) => (pending.claims(lease), holder),
             Err(why) => {
                 log::info!(
@@ -1032,6 +1033,11 @@ impl Relay {
                 };
             }
         };
+        if let Some(s) = &self.store {
+            let nonce = pending.nonce.as_deref();
+            s.entitled
+                .sign_in(&mut lease, &holder, nonce, now, &s.options);
+        }
         let (r, unsigned) = self.leased(pending, r, &lease);
         (r, unsigned, Some(holder))
     }

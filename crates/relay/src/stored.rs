@@ -44,6 +44,8 @@ pub(crate) struct Stored {
     pub(crate) deliveries: crate::deliveries::Deliveries,
     /// Why keys stopped, as Polar's lifecycle webhooks told (issue #68, [`crate::lifecycle`]).
     pub(crate) lifecycle: crate::lifecycle::Lifecycle,
+    /// What Polar knows of the customers, signed into their keys' leases ([`crate::entitled`]).
+    pub(crate) entitled: crate::entitled::Entitled,
 }
 
 /// See [`Stored::revoked`].

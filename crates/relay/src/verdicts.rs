@@ -332,7 +332,7 @@ impl Stored {
                     headers: r.headers.clone(),
                     body: r.body.clone(),
                 };
-                let (claims, _) = leases
+                let (claims, holder) = leases
                     .grant(
                         pending.op,
                         &pending.checked,
@@ -343,7 +343,10 @@ impl Stored {
                         entropy(),
                     )
                     .ok()?;
-                let claims = pending.claims(claims);
+                let mut claims = pending.claims(claims);
+                let nonce = pending.nonce.as_deref();
+                self.entitled
+                    .sign_in(&mut claims, &holder, nonce, now, &self.options);
                 if claims.expires_at <= now.unix_seconds {
                     return None;
                 }
@@ -448,6 +451,7 @@ impl Stored {
         // A grant event's key refetched by id (crate::roster), once what it narrowed is
         // written: Polar's answer then ends a revocation the key's re-grant made obsolete.
         crate::roster::on_event(&self.roster, &event, now.monotonic_ms);
+        self.entitled.on_event(&event);
         match narrowed {
             Ok(Some(count)) => {
                 log::info!(

@@ -1,7 +1,11 @@
 //! The relay's join of a key to its entitlements (issue #68 item 2, docs/polar-api.md
 //! §16.4–16.5), on the emulator's answers read over loopback: a flag's values typed as
 //! Polar's metadata values, a value changed, a flag revoked, another purchase's flags kept
-//! apart, a revoked key with none, and a customer's meter balance.
+//! apart, a revoked key with none, and a customer's meter balance. Then the relay's half
+//! (issue #68 item 2) end to end: the native relay with `entitlements` on signs them into its
+//! leases, kept fresh by Polar's webhooks, and the Rust face reads them offline.
+
+mod rig;
 
 use std::collections::BTreeMap;
 
@@ -176,4 +180,219 @@ fn values_polar_cannot_hold_are_left_out() {
         Entitlement::from_json(&json!(2.0)),
         Some(Entitlement::Float(2.0))
     );
+}
+
+// ---- The relay signs them into its leases; the Rust face reads them offline ----------------
+
+use polar_license::lease::{self, EntitlementValue, RelayKeys, SigningKey, NONCE_HEADER};
+use polar_license::licensing::MachineBinding;
+use polar_license::{Key, Licensing};
+use polar_license_emulator::DEMO_ORGANIZATION_ID;
+use polar_license_relay::store::StoreOptions;
+use polar_license_relay::{Running, ServeOptions};
+use std::time::{Duration, Instant};
+
+/// The seed's emulator, with webhooks delivered at once, and a relay in front of it with a
+/// memory store and entitlements on, its webhook endpoint registered in Polar for the events
+/// that keep the values fresh; the relay's public key.
+fn signed_relay() -> (Emulator, Running, RelayKeys) {
+    let options = Options {
+        webhooks: polar_license_emulator::WebhookOptions {
+            schedule_scale: 0.0001,
+            timeout: Duration::from_secs(5),
+        },
+        ..Options::default()
+    };
+    let polar = Emulator::start(seed(), options).expect("starts");
+    let (endpoint, secret) = rig::endpoint(
+        &polar,
+        &[
+            "benefit.updated",
+            "benefit_grant.created",
+            "benefit_grant.revoked",
+            "benefit_grant.updated",
+            "customer.state_changed",
+        ],
+    );
+    let signer = SigningKey::generate(Some("ent-test")).expect("a key");
+    let keys = signer.relay_keys();
+    let mut config = rig::config_with(polar.url(), DEMO_TOKEN, signer);
+    config.limits = rig::unlimited();
+    let mut store = StoreOptions::default();
+    store.entitlements = true;
+    store.reconcile_every = 0;
+    store.roster = false;
+    config.store = rig::store(rig::memory(100), store, Some(secret));
+    let upstream = rig::upstream(Duration::from_secs(5));
+    let relay = rig::listen(rig::relay(config, upstream), ServeOptions::default());
+    rig::point_endpoint_at(&polar, &endpoint, &relay);
+    (polar, relay, keys)
+}
+
+/// The app in signed mode through `relay`, its cache in memory.
+fn app(relay: &Running, keys: &RelayKeys) -> Licensing {
+    Licensing::builder(DEMO_ORGANIZATION_ID)
+        .base_url(relay.url())
+        .relay_keys(keys.clone())
+        .machine_binding(MachineBinding::Off)
+        .policy(polar_license::GracePolicy {
+            revalidate_after: Duration::ZERO,
+            ..polar_license::GracePolicy::default()
+        })
+        .memory_store()
+        .expect("a memory store")
+        .build()
+        .expect("builds")
+}
+
+/// Checks `key` until `done` holds of the app's `max_upload_size` (each check licensed),
+/// within 10 s; every value seen on the way, in order.
+fn until(
+    app: &Licensing,
+    key: &str,
+    done: impl Fn(&Option<EntitlementValue>) -> bool,
+) -> Vec<Option<EntitlementValue>> {
+    let start = Instant::now();
+    let mut seen = Vec::new();
+    loop {
+        let report = app.check_report(Key::new(key));
+        assert!(report.outcome.is_licensed(), "{:?}", report.outcome);
+        let v = app.entitlement("max_upload_size");
+        assert_eq!(report.entitlement("max_upload_size"), v);
+        seen.push(v.clone());
+        if done(&v) {
+            return seen;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "not within 10 s: {seen:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_relay_signs_a_keys_values_and_the_app_reads_them_offline_granted_changed_revoked() {
+    let (polar, relay, keys) = signed_relay();
+    let app = app(&relay, &keys);
+    // Granted: the first lease may go without them (the relay reads them after it); within a
+    // few checks the lease carries the key's values, typed as Polar's metadata.
+    let seen = until(&app, KEY, |v| v.is_some());
+    assert_eq!(seen.last(), Some(&Some(EntitlementValue::Int(10))));
+    let report = app.check_report(Key::new(KEY));
+    let signed = report.entitlements().expect("signed values").clone();
+    assert_eq!(
+        signed.value("role"),
+        Some(&EntitlementValue::Str("editor".into()))
+    );
+    assert_eq!(signed.value("ratio"), Some(&EntitlementValue::Float(1.5)));
+    assert_eq!(signed.value("beta"), Some(&EntitlementValue::Bool(true)));
+    assert_eq!(signed.value("seats"), None, "the other purchase's flag");
+    assert_eq!(signed.balance("API calls"), Some(50.0));
+    // The other purchase of the same customer: its own flag's values (the customer's values
+    // are cached: no wait).
+    let other = app.check_report(Key::new(OTHER));
+    let other = other.entitlements().expect("signed values");
+    assert_eq!(other.value("seats"), Some(&EntitlementValue::Int(5)));
+    assert_eq!(
+        other.value("role"),
+        Some(&EntitlementValue::Str("admin".into()))
+    );
+    assert_eq!(other.value("max_upload_size"), None);
+
+    // Changed: `benefit.updated` marks the customer's values stale; the next read has the new.
+    polar
+        .set_benefit_metadata(
+            PRO,
+            json!({"max_upload_size": 100, "role": "owner"})
+                .as_object()
+                .expect("obj")
+                .clone(),
+        )
+        .expect("valid")
+        .expect("known");
+    until(&app, KEY, |v| *v == Some(EntitlementValue::Int(100)));
+    let report = app.check_report(Key::new(KEY));
+    let signed = report.entitlements().expect("signed values");
+    assert_eq!(
+        signed.value("role"),
+        Some(&EntitlementValue::Str("owner".into()))
+    );
+    assert_eq!(signed.value("beta"), None, "gone from the flag's metadata");
+
+    // Revoked: the flag's grant revoked (`benefit_grant.revoked`): its values are gone, the
+    // key still licensed, the customer's balance still signed.
+    polar.set_flag_grant(KEY, PRO, false).expect("valid");
+    until(&app, KEY, |v| {
+        v.is_none()
+            && app
+                .check_report(Key::new(KEY))
+                .entitlements()
+                .is_some_and(|e| e.values.is_empty())
+    });
+    let report = app.check_report(Key::new(KEY));
+    assert_eq!(
+        report.entitlements().and_then(|e| e.balance("API calls")),
+        Some(50.0)
+    );
+}
+
+/// A lease whose values were altered does not verify: re-signed by another key, or its
+/// claims' bytes edited (the signature then covers other bytes).
+#[test]
+fn a_lease_with_altered_values_is_refused() {
+    let (_polar, relay, keys) = signed_relay();
+    let app = app(&relay, &keys);
+    until(&app, KEY, |v| v.is_some());
+    let nonce = lease::nonce_text(&[9; 16]);
+    let answer = rig::validate_at(
+        &rig::agent(Duration::from_secs(30)),
+        &relay.url(),
+        KEY,
+        &[(NONCE_HEADER, &nonce)],
+    );
+    let token = answer.lease.expect("a lease");
+    let key = Key::new(KEY);
+    let expect = rig::expect_lease(&key, None, None);
+    let good = lease::verify_signed(&token, &keys, &expect).expect("verifies");
+    let mut claims = good.claims.clone();
+    assert_eq!(
+        claims
+            .entitlements
+            .as_ref()
+            .and_then(|e| e.value("max_upload_size")),
+        Some(&EntitlementValue::Int(10))
+    );
+    // Re-signed by a key the app does not trust, under the trusted key's kid.
+    let forger = SigningKey::generate(Some("ent-test")).expect("a key");
+    if let Some(e) = claims.entitlements.as_mut() {
+        e.values
+            .insert("max_upload_size".into(), EntitlementValue::Int(1_000_000));
+    }
+    let forged = forger.sign(&claims, None).expect("signed");
+    assert!(lease::verify_signed(&forged, &forger.relay_keys(), &expect).is_ok());
+    assert_eq!(
+        lease::verify_signed(&forged, &keys, &expect).map(|_| ()),
+        Err(lease::NoLease::Signature)
+    );
+    // The trusted token's payload edited: `10` made `90` in place.
+    let edited = edit_payload(&token, b"\"max_upload_size\":10", b"\"max_upload_size\":90");
+    assert_eq!(
+        lease::verify_signed(&edited, &keys, &expect).map(|_| ()),
+        Err(lease::NoLease::Signature)
+    );
+}
+
+/// `token` with `from` replaced by `to` (as long) in its signed payload.
+fn edit_payload(token: &str, from: &[u8], to: &[u8]) -> String {
+    use ct_codecs::{Base64UrlSafeNoPadding as B64, Decoder, Encoder};
+    let parts: Vec<&str> = token.split('.').collect();
+    let mut body = B64::decode_to_vec(parts[2], None).expect("base64url");
+    let at = body
+        .windows(from.len())
+        .position(|w| w == from)
+        .expect("the value in the payload");
+    body[at..at + to.len()].copy_from_slice(to);
+    let body = B64::encode_to_string(&body).expect("base64url");
+    format!("{}.{}.{}.{}", parts[0], parts[1], body, parts[3])
 }

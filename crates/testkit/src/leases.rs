@@ -179,6 +179,7 @@ pub fn claims(f: &Facts, now: i64, days: i64) -> LeaseClaims {
         expires_at: license_expires_at.map_or(exp, |at| exp.min(at)),
         id: "0b6f4f3e-2f0c-4c47-9d7e-5a1f7d2c9e10".to_string(),
         nonce: f.nonce.clone(),
+        entitlements: None,
     }
 }
 

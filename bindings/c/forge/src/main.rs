@@ -180,6 +180,7 @@ fn redate(
             expires_at: now + 365 * 86_400,
             id: "7f1e2d3c-4b5a-4968-8776-655443322110".into(),
             nonce: None,
+            entitlements: None,
         };
         good.lease = Some(
             fake.sign(&claims, seal)

@@ -1129,6 +1129,7 @@ fn signed_lease(signer: &polar_license::lease::SigningKey, key: &str) -> String 
         expires_at: NOW as i64 + 3 * 86_400,
         id: "6a1f4b7e-3c2d-4e5f-8a9b-0c1d2e3f4a5b".into(),
         nonce: None,
+        entitlements: None,
     };
     let machine = polar_license::fingerprint::fingerprint_from(MACHINE, ORG);
     signer.sign(&claims, Some(&machine)).unwrap()

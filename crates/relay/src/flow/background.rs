@@ -131,6 +131,8 @@ enum Job {
     LoadForCheck,
     /// A load for the parked answer of this job id.
     LoadForAnswer(u32),
+    /// A page of a customer's grants or meters (crate::entitled).
+    Entitled,
 }
 
 /// An answer whose entries are not all in the cache yet: applied once loaded (or after
@@ -233,6 +235,16 @@ impl Background {
                 return Poll::List { id, page };
             }
         }
+        // The customers' values a grant's lease asked for (crate::entitled): first, as the
+        // customers' checks are; each read's call from the budget's shared part.
+        let entitled = match relay.store.map(|s| s.entitled.next_read(relay, now)) {
+            Some(Ok((url, headers))) => return self.send_entitled(url, headers),
+            Some(Err(Some(ms))) => Some(ms),
+            _ => None,
+        };
+        if let Some(ms) = entitled {
+            wait_for(ms);
+        }
         let mut on = false;
         for spin in 0..MAX_SPINS {
             let mut again = false;
@@ -297,8 +309,17 @@ impl Background {
         let Some((_, job)) = self.out.remove(at) else {
             return roster_warning(relay);
         };
-        self.polar_answered = matches!(job, Job::Roster(_) | Job::Reconcile(_));
+        self.polar_answered = matches!(job, Job::Roster(_) | Job::Reconcile(_) | Job::Entitled);
         match job {
+            Job::Entitled => {
+                let answer = match given {
+                    Given::Polar(answer) => answer,
+                    other => Err(format!("the host gave no answer of Polar's ({other:?})")),
+                };
+                if let Some(s) = relay.store {
+                    s.entitled.answered(answer, now);
+                }
+            }
             Job::Roster(_) | Job::Reconcile(_) => {
                 let answer = match given {
                     Given::Polar(answer) => answer,
@@ -385,6 +406,11 @@ impl Background {
         let paged = self.paged.as_ref()?;
         let missing = paged.missing(&wants_of(relay, job)?);
         (!missing.is_empty()).then_some(missing)
+    }
+
+    fn send_entitled(&mut self, url: String, headers: Vec<(&'static str, String)>) -> Poll {
+        let id = self.put(Job::Entitled);
+        Poll::Send(Request { id, url, headers })
     }
 
     fn put(&mut self, job: Job) -> u32 {

@@ -109,6 +109,14 @@ pub struct StoreOptions {
     /// and its entries narrowed when Polar says the key is revoked, disabled, expired, rotated
     /// or gone (default 600 s; 0 turns it off): see `crate::reconcile`.
     pub reconcile_every: u64,
+    /// Sign what Polar knows of each key's customer into its leases (issue #68, default
+    /// **off**; docs/entitlements.md): the key's Feature Flag values and its customer's meter
+    /// balances, read with the organization token (it then needs `benefits:read` and
+    /// `customer_meters:read`) by the background reads from the budget's shared part, cached
+    /// per customer for `fresh_for` (then read again; signed for at most `stale_for`), kept
+    /// fresh by `benefit.updated`, `benefit_grant.*` and `customer.state_changed`. Signed only
+    /// for a client that asks ([`polar_license::lease::ENTITLEMENTS_MARK`]).
+    pub entitlements: bool,
 }
 
 /// The default of [`StoreOptions::max_bytes`]: 64 MiB.
@@ -134,6 +142,7 @@ impl Default for StoreOptions {
             first_seen_share: 10,
             marked_stale_for: 3_600,
             reconcile_every: 600,
+            entitlements: false,
         }
     }
 }

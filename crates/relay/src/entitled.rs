@@ -1,0 +1,435 @@
+//! The relay's cache of what Polar knows of its customers (issue #68 item 2,
+//! docs/entitlements.md): per customer, the Feature Flag grants and meter balances read from
+//! Polar with the organization token, signed into the leases of its keys' grants.
+//!
+//! * **Read** by the background machine ([`crate::flow::background`]) as Polar's
+//!   `GET /v1/benefit-grants/?customer_id=…&is_granted=true` and
+//!   `GET /v1/customer-meters/?customer_id=…` pages, each call taken from the token's budget's
+//!   shared part, one customer at a time, only for customers whose keys a client in signed mode
+//!   checks: a grant's lease asks for its customer ([`Entitled::sign_in`]) when the cache has no
+//!   values for it, a webhook made them stale, or they are older than the store's `fresh_for`.
+//! * **Signed** ([`Entitled::sign_in`]) into a grant's lease when the client asks
+//!   ([`polar_license::lease::ENTITLEMENTS_MARK`]) and the cache holds the customer's values,
+//!   unmarked and younger than the store's `stale_for`; otherwise the lease goes without the
+//!   claim (the client reads "not known", never "not granted").
+//! * **Kept fresh** by the webhooks ([`Entitled::on_event`]): `benefit.updated` marks every
+//!   customer holding that benefit stale, `benefit_grant.*` and `customer.state_changed` their
+//!   customer. A webhook only marks: values come from Polar's reads alone, never from a
+//!   webhook's body, so a webhook cannot grant.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Mutex;
+
+use polar_license::lease::{asks_entitlements, EntitlementClaims, EntitlementValue, LeaseClaims};
+use serde_json::Value as Json;
+
+use crate::clock::Now;
+use crate::entitlements::{key_entitlements, meter_balances, page_items, Entitlement};
+use crate::reads::{read_headers, Reads};
+use crate::roster::ReadAnswer;
+use crate::store::{StoreOptions, Use};
+use crate::stored::Holder;
+
+/// Customers whose values are kept at most (past it the oldest read goes).
+pub(crate) const CUSTOMERS_KEPT: usize = 10_000;
+
+/// Customers waiting for a read at most (past it a new one waits for its next check).
+const WANTED_KEPT: usize = 1_024;
+
+/// Items asked per page.
+pub(crate) const PAGE_LIMIT: u32 = 100;
+
+/// Pages read per list at most: a customer with more grants or meters than
+/// `PAGE_LIMIT × MAX_PAGES` gets no values signed (a partial list could leave a granted value
+/// out, which a client would read as "not granted").
+pub(crate) const MAX_PAGES: u32 = 10;
+
+/// How long the reads wait after one failed (Polar's 5xx, the network).
+const BACKOFF_MS: u64 = 5_000;
+
+/// The claim's JSON at most: with it a lease stays within
+/// [`polar_license::lease::MAX_LEASE_BYTES`] (a lease without it is about 1,100 bytes as a
+/// token, and the token is base64url of the claims). Values past it are not signed (a
+/// warning says so): the lease goes without the claim.
+pub const MAX_ENTITLEMENT_BYTES: usize = 2_048;
+
+/// A read's headers (they hold the seller's token: never logged).
+pub(crate) type Headers = Vec<(&'static str, String)>;
+
+/// A customer's values as last read.
+struct Known {
+    /// The grants, compacted to what the join reads.
+    grants: Vec<Json>,
+    balances: BTreeMap<String, f64>,
+    /// When they were read (monotonic ms).
+    read_ms: u64,
+    /// A webhook said they changed since.
+    stale: bool,
+}
+
+/// Which list a read is on, and its page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Grants(u32),
+    Meters(u32),
+}
+
+/// The customer being read.
+struct Reading {
+    customer: String,
+    phase: Phase,
+    grants: Vec<Json>,
+    meters: Vec<Json>,
+    /// A webhook marked the customer while it was read: kept stale, read again.
+    dirty: bool,
+}
+
+#[derive(Default)]
+struct State {
+    known: HashMap<String, Known>,
+    wanted: VecDeque<String>,
+    reading: Option<Reading>,
+    /// No read before this (monotonic ms).
+    after_ms: u64,
+    /// The token cannot read them (Polar's 401 or 403): no more reads.
+    refused: bool,
+}
+
+/// The cache (see the module docs). On only with [`StoreOptions::entitlements`].
+pub(crate) struct Entitled {
+    on: bool,
+    state: Mutex<State>,
+}
+
+/// How long the background machine waits with nothing to read (a grant's lease may want a
+/// customer sooner: the native host polls again within 200 ms).
+const IDLE_MS: u64 = 200;
+
+impl Entitled {
+    pub(crate) fn new(on: bool) -> Entitled {
+        Entitled {
+            on,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Signs the key's values and its customer's balances into `claims` when the client asked
+    /// (`nonce`) and the cache holds them fresh enough; asks for a read of the customer when it
+    /// holds none, a webhook made them stale, or they are past `fresh_for`.
+    pub(crate) fn sign_in(
+        &self,
+        claims: &mut LeaseClaims,
+        holder: &Holder,
+        nonce: Option<&str>,
+        now: Now,
+        options: &StoreOptions,
+    ) {
+        if !self.on || !nonce.is_some_and(asks_entitlements) {
+            return;
+        }
+        let customer = holder.customer_id.as_str();
+        let mut state = self.lock();
+        if state.refused {
+            return;
+        }
+        let (signed, want) = match state.known.get(customer) {
+            None => (None, true),
+            Some(k) => {
+                let age_ms = now.monotonic_ms.saturating_sub(k.read_ms);
+                let usable = !k.stale && age_ms < options.stale_for.saturating_mul(1000);
+                let fresh = usable && age_ms < options.fresh_for.saturating_mul(1000);
+                let signed = usable.then(|| joined(k, &holder.license_key_id));
+                (signed, !fresh)
+            }
+        };
+        if want {
+            want_read(&mut state, customer);
+        }
+        drop(state);
+        claims.entitlements = signed.filter(|e| {
+            let bytes =
+                serde_json::to_vec(&(&e.values, &e.balances)).map_or(usize::MAX, |b| b.len());
+            if bytes > MAX_ENTITLEMENT_BYTES {
+                log::warn!(
+                    "relay: a key's entitlements take {bytes} bytes, past the lease's \
+                     {MAX_ENTITLEMENT_BYTES}: its lease goes without them"
+                );
+                return false;
+            }
+            true
+        });
+    }
+
+    /// A webhook's event: marks the customers whose values it may change stale (never a
+    /// value of its own: the next read is Polar's).
+    pub(crate) fn on_event(&self, event: &Json) {
+        if !self.on {
+            return;
+        }
+        let kind = event.get("type").and_then(Json::as_str).unwrap_or_default();
+        let data = event.get("data");
+        let text = |name: &str| data.and_then(|d| d.get(name)).and_then(Json::as_str);
+        let mut state = self.lock();
+        match kind {
+            "benefit.updated" => {
+                let Some(benefit) = text("id") else { return };
+                let holds = |grants: &[Json]| {
+                    grants
+                        .iter()
+                        .any(|g| g.get("benefit_id").and_then(Json::as_str) == Some(benefit))
+                };
+                for k in state.known.values_mut() {
+                    if holds(&k.grants) {
+                        k.stale = true;
+                    }
+                }
+                // A read under way may have read the benefit before its change.
+                if let Some(r) = state.reading.as_mut() {
+                    r.dirty = true;
+                }
+            }
+            k if k.starts_with("benefit_grant.") => {
+                if let Some(customer) = text("customer_id") {
+                    mark(&mut state, customer);
+                }
+            }
+            "customer.state_changed" => {
+                if let Some(customer) = text("id") {
+                    mark(&mut state, customer);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The next read's URL at `now`, its call taken from the budget; `Err(Some(ms))` to wait,
+    /// `Err(None)` when off.
+    pub(crate) fn next_read(
+        &self,
+        relay: &Reads<'_>,
+        now: Now,
+    ) -> Result<(String, Headers), Option<u64>> {
+        let Some(s) = relay.store.filter(|_| self.on) else {
+            return Err(None);
+        };
+        let mut state = self.lock();
+        if state.refused {
+            return Err(None);
+        }
+        if now.monotonic_ms < state.after_ms {
+            return Err(Some(state.after_ms - now.monotonic_ms));
+        }
+        if state.reading.is_none() {
+            let Some(customer) = state.wanted.pop_front() else {
+                return Err(Some(IDLE_MS));
+            };
+            state.reading = Some(Reading {
+                customer,
+                phase: Phase::Grants(1),
+                grants: Vec::new(),
+                meters: Vec::new(),
+                dirty: false,
+            });
+        }
+        if relay.breaker.is_open(now) {
+            return Err(Some(1_000));
+        }
+        if let Err(secs) = s.take(now, Use::Shared) {
+            state.after_ms = now.monotonic_ms.saturating_add(secs.saturating_mul(1000));
+            return Err(Some(secs.saturating_mul(1000)));
+        }
+        let r = state.reading.as_ref().ok_or(Some(0))?;
+        let url = match r.phase {
+            Phase::Grants(page) => format!(
+                "{}/v1/benefit-grants/?customer_id={}&is_granted=true&limit={PAGE_LIMIT}&page={page}",
+                relay.base_url, r.customer
+            ),
+            Phase::Meters(page) => format!(
+                "{}/v1/customer-meters/?customer_id={}&limit={PAGE_LIMIT}&page={page}",
+                relay.base_url, r.customer
+            ),
+        };
+        Ok((url, read_headers(relay)))
+    }
+
+    /// Polar's answer to the read [`Entitled::next_read`] gave.
+    pub(crate) fn answered(&self, answer: ReadAnswer, now: Now) {
+        let mut state = self.lock();
+        let Some(mut r) = state.reading.take() else {
+            return;
+        };
+        let page = match answer {
+            Ok((200, _, body)) => serde_json::from_slice::<Json>(&body).ok(),
+            Ok((401 | 403, _, _)) => {
+                log::warn!(
+                    "relay: Polar refused the token's read of benefit grants or customer \
+                     meters (it needs benefits:read and customer_meters:read): leases go \
+                     without entitlements"
+                );
+                state.refused = true;
+                return;
+            }
+            Ok((status, retry_after, _)) => {
+                log::warn!("relay: an entitlements read answered {status}: again later");
+                let wait = retry_after.map_or(BACKOFF_MS, |s| s.saturating_mul(1000));
+                return again(&mut state, r, now.monotonic_ms.saturating_add(wait));
+            }
+            Err(e) => {
+                log::warn!("relay: an entitlements read failed ({e}): again later");
+                return again(&mut state, r, now.monotonic_ms.saturating_add(BACKOFF_MS));
+            }
+        };
+        let Some((items, max_page)) = page.as_ref().and_then(|p| {
+            let items = page_items(p).ok()?.to_vec();
+            let max_page = p
+                .get("pagination")
+                .and_then(|g| g.get("max_page"))
+                .and_then(Json::as_u64)
+                .unwrap_or(1);
+            Some((items, max_page))
+        }) else {
+            log::warn!("relay: an entitlements read's answer is not Polar's list: again later");
+            return again(&mut state, r, now.monotonic_ms.saturating_add(BACKOFF_MS));
+        };
+        if max_page > u64::from(MAX_PAGES) {
+            log::warn!(
+                "relay: a customer has more than {} grants or meters: its leases go without \
+                 entitlements",
+                PAGE_LIMIT * MAX_PAGES
+            );
+            state.known.remove(&r.customer);
+            return;
+        }
+        let next = |page: u32| u64::from(page) < max_page;
+        r.phase = match r.phase {
+            Phase::Grants(page) => {
+                r.grants.extend(items.iter().map(compact));
+                if next(page) {
+                    Phase::Grants(page + 1)
+                } else {
+                    Phase::Meters(1)
+                }
+            }
+            Phase::Meters(page) => {
+                r.meters.extend(items);
+                if next(page) {
+                    Phase::Meters(page + 1)
+                } else {
+                    let balances = meter_balances(&r.meters, &r.customer);
+                    let (customer, dirty) = (r.customer, r.dirty);
+                    if state.known.len() >= CUSTOMERS_KEPT && !state.known.contains_key(&customer) {
+                        let oldest = state
+                            .known
+                            .iter()
+                            .min_by_key(|(_, k)| k.read_ms)
+                            .map(|(c, _)| c.clone());
+                        if let Some(oldest) = oldest {
+                            state.known.remove(&oldest);
+                        }
+                    }
+                    state.known.insert(
+                        customer.clone(),
+                        Known {
+                            grants: r.grants,
+                            balances,
+                            read_ms: now.monotonic_ms,
+                            stale: dirty,
+                        },
+                    );
+                    if dirty {
+                        want_read(&mut state, &customer);
+                    }
+                    return;
+                }
+            }
+        };
+        state.reading = Some(r);
+    }
+}
+
+/// A read that failed: the customer is read again from the start after `at`.
+fn again(state: &mut State, r: Reading, at: u64) {
+    state.after_ms = at;
+    if !state.wanted.contains(&r.customer) {
+        state.wanted.push_front(r.customer);
+    }
+}
+
+/// Asks for a read of `customer` (once; a customer id that is not a UUID is never read).
+fn want_read(state: &mut State, customer: &str) {
+    if polar_license::metadata::check_uuid_v4("customer_id", customer).is_err() {
+        return;
+    }
+    let reading = state
+        .reading
+        .as_ref()
+        .is_some_and(|r| r.customer == customer);
+    if reading || state.wanted.iter().any(|c| c == customer) || state.wanted.len() >= WANTED_KEPT {
+        return;
+    }
+    state.wanted.push_back(customer.to_string());
+}
+
+/// A webhook's mark on `customer`'s values.
+fn mark(state: &mut State, customer: &str) {
+    if let Some(k) = state.known.get_mut(customer) {
+        k.stale = true;
+    }
+    if let Some(r) = state.reading.as_mut().filter(|r| r.customer == customer) {
+        r.dirty = true;
+    }
+}
+
+/// What the join reads of a grant ([`key_entitlements`]), and its benefit's id.
+fn compact(g: &Json) -> Json {
+    let pick = |j: &Json, names: &[&str]| {
+        let mut o = serde_json::Map::new();
+        for name in names {
+            if let Some(v) = j.get(*name) {
+                o.insert((*name).to_string(), v.clone());
+            }
+        }
+        Json::Object(o)
+    };
+    let mut out = pick(
+        g,
+        &[
+            "is_granted",
+            "subscription_id",
+            "order_id",
+            "member_id",
+            "benefit_id",
+        ],
+    );
+    if let (Json::Object(o), Some(p)) = (&mut out, g.get("properties")) {
+        o.insert("properties".into(), pick(p, &["license_key_id"]));
+    }
+    if let (Json::Object(o), Some(b)) = (&mut out, g.get("benefit")) {
+        o.insert("benefit".into(), pick(b, &["type", "metadata"]));
+    }
+    out
+}
+
+/// The key's values and its customer's balances, as signed.
+fn joined(k: &Known, license_key_id: &str) -> EntitlementClaims {
+    let values = key_entitlements(&k.grants, license_key_id)
+        .into_iter()
+        .map(|(name, v)| {
+            let v = match v {
+                Entitlement::Str(s) => EntitlementValue::Str(s),
+                Entitlement::Int(i) => EntitlementValue::Int(i),
+                Entitlement::Float(f) => EntitlementValue::Float(f),
+                Entitlement::Bool(b) => EntitlementValue::Bool(b),
+            };
+            (name, v)
+        })
+        .collect();
+    EntitlementClaims {
+        values,
+        balances: k.balances.clone(),
+    }
+}

@@ -1542,6 +1542,59 @@ mod tests {
         );
     }
 
+    /// Issue #68: the entitlements claim round-trips through the token, typed as Polar's
+    /// metadata values (an integer stays an integer, `2.0` a float); its reading refuses an
+    /// `ent` that is not exactly `values` and `balances` of scalars and numbers.
+    #[test]
+    fn the_entitlements_claim_round_trips_and_a_bad_one_is_no_lease() -> Result<(), Error> {
+        use crate::metadata::MetaValue;
+        let key = Key::new("MYAPP-50B22C51-07BD-4160-A61E-19B6CC6ED415");
+        let signer = SigningKey::generate(Some("k1"))?;
+        let mut c = claims(&key, 1_800_000_000);
+        let mut ent = EntitlementClaims::default();
+        ent.values.insert("size".into(), MetaValue::Int(10));
+        ent.values.insert("ratio".into(), MetaValue::Float(2.0));
+        ent.values
+            .insert("role".into(), MetaValue::Str("editor".into()));
+        ent.values.insert("beta".into(), MetaValue::Bool(false));
+        ent.balances.insert("API calls".into(), 48.5);
+        ent.balances.insert("seats".into(), 3.0);
+        c.entitlements = Some(ent.clone());
+        let token = signer.sign(&c, None)?;
+        let lease = verify_signed(&token, &signer.relay_keys(), &expect(&key, None))
+            .map_err(|e| Error::invalid("lease", e.as_str()))?;
+        assert_eq!(lease.claims.entitlements.as_ref(), Some(&ent));
+        assert_eq!(lease.facts().entitlements(), Some(&ent));
+        assert_eq!(ent.value("ratio"), Some(&MetaValue::Float(2.0)));
+        assert_eq!(ent.balance("API calls"), Some(48.5));
+        // Without the claim: none (not "none granted").
+        c.entitlements = None;
+        let token = signer.sign(&c, None)?;
+        let lease = verify_signed(&token, &signer.relay_keys(), &expect(&key, None))
+            .map_err(|e| Error::invalid("lease", e.as_str()))?;
+        assert_eq!(lease.facts().entitlements(), None);
+        // The strict reading of `ent` itself.
+        let read = |text: &str| {
+            crate::strict::parse(text.as_bytes())
+                .ok()
+                .and_then(|v| read_entitlements(&v))
+        };
+        assert!(
+            read(r#"{"values":{"a":1,"b":"x","c":true,"d":1.5},"balances":{"m":2}}"#).is_some()
+        );
+        for bad in [
+            r#"{"values":{}}"#,
+            r#"{"values":{},"balances":{},"more":1}"#,
+            r#"{"values":{"a":[1]},"balances":{}}"#,
+            r#"{"values":{"a":null},"balances":{}}"#,
+            r#"{"values":{},"balances":{"m":"1"}}"#,
+            r#"null"#,
+        ] {
+            assert!(read(bad).is_none(), "{bad}");
+        }
+        Ok(())
+    }
+
     /// A lease prepared here and signed elsewhere is the token the key signs itself: the same
     /// message and footer, the signature over the same PAE (Ed25519 is deterministic, so the
     /// key's own signature assembles into its own token, which verifies).

@@ -149,6 +149,7 @@ impl AsyncLicensingBuilder {
             memo: Rc::default(),
             relay_keys: Rc::new(self.options.relay_keys),
             lease_memo: Rc::default(),
+            last_entitlements: Rc::default(),
         })
     }
 
@@ -190,6 +191,8 @@ pub struct AsyncLicensing {
     /// Signed mode: the relay keys (empty: unsigned).
     relay_keys: Rc<RelayKeys>,
     lease_memo: Rc<LeaseMemo>,
+    /// The entitlements of the last check's answer ([`AsyncLicensing::entitlement`]).
+    last_entitlements: Rc<std::cell::RefCell<Option<crate::lease::EntitlementClaims>>>,
 }
 
 impl std::fmt::Debug for AsyncLicensing {
@@ -460,7 +463,22 @@ impl AsyncLicensing {
         if let Some(benefits) = self.trial_benefits.as_deref() {
             crate::trial::apply(&mut report, benefits, (self.clock)());
         }
+        *self.last_entitlements.borrow_mut() = report.entitlements().cloned();
         report
+    }
+
+    /// The value of the entitlement `name` as the last check's licensed answer read it from
+    /// its verified lease, offline (issue #68, docs/entitlements.md; as the native
+    /// `Licensing::entitlement`). `None` when the key is granted no such value, when the last
+    /// check did not license, and whenever values are not known: in unsigned mode (values need
+    /// the seller's relay), or with a relay that does not sign them or had not read them yet
+    /// ([`CheckReport::entitlements`] tells "none granted" from "not known").
+    pub fn entitlement(&self, name: &str) -> Option<crate::lease::EntitlementValue> {
+        self.last_entitlements
+            .borrow()
+            .as_ref()?
+            .value(name)
+            .cloned()
     }
 
     /// The local trial's answer, for an app with no key ([`crate::trial`], as the native

@@ -113,7 +113,12 @@ pub fn is_nonce(text: &str) -> bool {
 /// a signed denial's `stop` claim too).
 pub fn nonce_text(random: &[u8; 16]) -> String {
     let mut text = crate::hex::hex(random);
-    text.push_str(ENTITLEMENTS_MARK);
+    // Without the feature the client reads no `ent` claim: it asks for the rest only.
+    if cfg!(feature = "entitlements") {
+        text.push_str(ENTITLEMENTS_MARK);
+    } else {
+        text.push_str(crate::stopped::STOP_MARK);
+    }
     text
 }
 
@@ -378,6 +383,7 @@ impl From<EntitlementClaims> for WireEntitlements {
     }
 }
 
+#[cfg(feature = "entitlements")]
 /// The `ent` member: an object of `values` (metadata values) and `balances` (numbers), no
 /// other member, every balance finite.
 fn read_entitlements(v: &crate::strict::Value) -> Option<EntitlementClaims> {
@@ -498,9 +504,16 @@ fn read_wire(payload: &[u8]) -> Option<Wire> {
         limit_usage: v.optional("limit_usage", JsonIn::int)?,
         limit_activations: v.optional("limit_activations", JsonIn::int)?,
         nonce: v.optional("nonce", JsonIn::string)?,
+        #[cfg(feature = "entitlements")]
         ent: match v.member("ent") {
             None => None,
             Some(ent) => Some(WireEntitlements::from(read_entitlements(&ent)?)),
+        },
+        // Without the feature a lease with the claim is refused, as by a client older than it.
+        #[cfg(not(feature = "entitlements"))]
+        ent: match v.member("ent") {
+            None => None,
+            Some(_) => return None,
         },
     })
 }
@@ -1018,6 +1031,7 @@ pub struct SignedFacts {
     license_expires_at: Option<i64>,
     subscription_ends_at: Option<i64>,
     issued_at: i64,
+    #[cfg(feature = "entitlements")]
     entitlements: Option<EntitlementClaims>,
 }
 
@@ -1027,6 +1041,7 @@ impl SignedFacts {
             license_expires_at: claims.license_expires_at,
             subscription_ends_at: claims.subscription_ends_at,
             issued_at: claims.issued_at,
+            #[cfg(feature = "entitlements")]
             entitlements: claims.entitlements.clone(),
         }
     }
@@ -1035,7 +1050,10 @@ impl SignedFacts {
     /// them (issue #68): `None` when the lease carries none (a relay without
     /// `--entitlements`, older than the claim, or that had not read them yet).
     pub fn entitlements(&self) -> Option<&EntitlementClaims> {
-        self.entitlements.as_ref()
+        #[cfg(feature = "entitlements")]
+        return self.entitlements.as_ref();
+        #[cfg(not(feature = "entitlements"))]
+        None
     }
 
     /// The license's `expires_at` as the relay signed it.
@@ -1074,6 +1092,7 @@ impl SignedFacts {
             license_expires_at,
             subscription_ends_at,
             issued_at,
+            #[cfg(feature = "entitlements")]
             entitlements: None,
         }
     }
@@ -1546,6 +1565,7 @@ mod tests {
     /// metadata values (an integer stays an integer, `2.0` a float); its reading refuses an
     /// `ent` that is not exactly `values` and `balances` of scalars and numbers.
     #[test]
+    #[cfg(feature = "entitlements")]
     fn the_entitlements_claim_round_trips_and_a_bad_one_is_no_lease() -> Result<(), Error> {
         use crate::metadata::MetaValue;
         let key = Key::new("MYAPP-50B22C51-07BD-4160-A61E-19B6CC6ED415");

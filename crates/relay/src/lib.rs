@@ -68,6 +68,7 @@ mod clock;
 mod deliveries;
 // A key's devices through the relay (issue #64).
 mod devices;
+#[cfg(feature = "entitlements")]
 mod entitled;
 pub mod entitlements;
 // What every host does alike, and where hosts differ (`Host`).

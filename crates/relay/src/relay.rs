@@ -248,6 +248,7 @@ impl Relay {
             // On with an interval: the native server drives it, on Workers the host does.
             reconcile: crate::reconcile::Reconcile::new(s.options.reconcile_every > 0),
             seats_seen: crate::seats::Seen::default(),
+            #[cfg(feature = "entitlements")]
             entitled: crate::entitled::Entitled::new(s.options.entitlements),
             backend: s.backend,
             options: s.options,
@@ -1000,6 +1001,7 @@ impl Relay {
         let granted = self
             .leases
             .grant(op, checked, call, &upstream, now, verified_at, entropy);
+        #[cfg_attr(not(feature = "entitlements"), allow(unused_mut))]
         let (mut lease, holder) = match granted {
             Ok((lease, holder)) => (pending.claims(lease), holder),
             Err(why) => {
@@ -1033,6 +1035,7 @@ impl Relay {
                 };
             }
         };
+        #[cfg(feature = "entitlements")]
         if let Some(s) = &self.store {
             let nonce = pending.nonce.as_deref();
             s.entitled

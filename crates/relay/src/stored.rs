@@ -44,7 +44,8 @@ pub(crate) struct Stored {
     pub(crate) deliveries: crate::deliveries::Deliveries,
     /// Why keys stopped, as Polar's lifecycle webhooks told (issue #68, [`crate::lifecycle`]).
     pub(crate) lifecycle: crate::lifecycle::Lifecycle,
-    /// What Polar knows of the customers, signed into their keys' leases ([`crate::entitled`]).
+    /// What Polar knows of the customers, signed into their keys' leases (`crate::entitled`).
+    #[cfg(feature = "entitlements")]
     pub(crate) entitled: crate::entitled::Entitled,
 }
 

@@ -343,10 +343,18 @@ impl Stored {
                         entropy(),
                     )
                     .ok()?;
+                #[cfg_attr(not(feature = "entitlements"), allow(unused_mut))]
                 let mut claims = pending.claims(claims);
-                let nonce = pending.nonce.as_deref();
-                self.entitled
-                    .sign_in(&mut claims, &holder, nonce, now, &self.options);
+                #[cfg(feature = "entitlements")]
+                self.entitled.sign_in(
+                    &mut claims,
+                    &holder,
+                    pending.nonce.as_deref(),
+                    now,
+                    &self.options,
+                );
+                #[cfg(not(feature = "entitlements"))]
+                let _ = holder;
                 if claims.expires_at <= now.unix_seconds {
                     return None;
                 }
@@ -451,6 +459,7 @@ impl Stored {
         // A grant event's key refetched by id (crate::roster), once what it narrowed is
         // written: Polar's answer then ends a revocation the key's re-grant made obsolete.
         crate::roster::on_event(&self.roster, &event, now.monotonic_ms);
+        #[cfg(feature = "entitlements")]
         self.entitled.on_event(&event);
         match narrowed {
             Ok(Some(count)) => {

@@ -132,6 +132,7 @@ enum Job {
     /// A load for the parked answer of this job id.
     LoadForAnswer(u32),
     /// A page of a customer's grants or meters (crate::entitled).
+    #[cfg_attr(not(feature = "entitlements"), allow(dead_code))]
     Entitled,
 }
 
@@ -237,13 +238,16 @@ impl Background {
         }
         // The customers' values a grant's lease asked for (crate::entitled): first, as the
         // customers' checks are; each read's call from the budget's shared part.
-        let entitled = match relay.store.map(|s| s.entitled.next_read(relay, now)) {
-            Some(Ok((url, headers))) => return self.send_entitled(url, headers),
-            Some(Err(Some(ms))) => Some(ms),
-            _ => None,
-        };
-        if let Some(ms) = entitled {
-            wait_for(ms);
+        #[cfg(feature = "entitlements")]
+        {
+            let entitled = match relay.store.map(|s| s.entitled.next_read(relay, now)) {
+                Some(Ok((url, headers))) => return self.send_entitled(url, headers),
+                Some(Err(Some(ms))) => Some(ms),
+                _ => None,
+            };
+            if let Some(ms) = entitled {
+                wait_for(ms);
+            }
         }
         let mut on = false;
         for spin in 0..MAX_SPINS {
@@ -316,9 +320,12 @@ impl Background {
                     Given::Polar(answer) => answer,
                     other => Err(format!("the host gave no answer of Polar's ({other:?})")),
                 };
+                #[cfg(feature = "entitlements")]
                 if let Some(s) = relay.store {
                     s.entitled.answered(answer, now);
                 }
+                #[cfg(not(feature = "entitlements"))]
+                let _ = answer;
             }
             Job::Roster(_) | Job::Reconcile(_) => {
                 let answer = match given {
@@ -408,6 +415,7 @@ impl Background {
         (!missing.is_empty()).then_some(missing)
     }
 
+    #[cfg(feature = "entitlements")]
     fn send_entitled(&mut self, url: String, headers: Vec<(&'static str, String)>) -> Poll {
         let id = self.put(Job::Entitled);
         Poll::Send(Request { id, url, headers })

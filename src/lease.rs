@@ -367,6 +367,7 @@ impl EntitlementClaims {
 }
 
 /// [`EntitlementClaims`] as the token writes them (`ent`).
+#[cfg(feature = "entitlements")]
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WireEntitlements {
@@ -374,6 +375,7 @@ struct WireEntitlements {
     balances: std::collections::BTreeMap<String, f64>,
 }
 
+#[cfg(feature = "entitlements")]
 impl From<EntitlementClaims> for WireEntitlements {
     fn from(e: EntitlementClaims) -> WireEntitlements {
         WireEntitlements {
@@ -437,6 +439,7 @@ struct Wire {
     nonce: Option<String>,
     /// Written only when the relay signs them, and only for a client that asks
     /// ([`ENTITLEMENTS_MARK`]).
+    #[cfg(feature = "entitlements")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     ent: Option<WireEntitlements>,
 }
@@ -486,6 +489,11 @@ fn strict_object(bytes: &[u8], fields: &[&str]) -> Option<crate::strict::Value> 
 fn read_wire(payload: &[u8]) -> Option<Wire> {
     use crate::json::JsonIn;
     let v = strict_object(payload, &WIRE_FIELDS)?;
+    // Without the feature a lease with the claim is refused, as by a client older than it.
+    #[cfg(not(feature = "entitlements"))]
+    if v.member("ent").is_some() {
+        return None;
+    }
     let text = |name: &str| v.member(name)?.string();
     Some(Wire {
         iss: text("iss")?,
@@ -508,12 +516,6 @@ fn read_wire(payload: &[u8]) -> Option<Wire> {
         ent: match v.member("ent") {
             None => None,
             Some(ent) => Some(WireEntitlements::from(read_entitlements(&ent)?)),
-        },
-        // Without the feature a lease with the claim is refused, as by a client older than it.
-        #[cfg(not(feature = "entitlements"))]
-        ent: match v.member("ent") {
-            None => None,
-            Some(_) => return None,
         },
     })
 }
@@ -563,6 +565,7 @@ impl LeaseClaims {
             limit_usage: self.limit_usage,
             limit_activations: self.limit_activations,
             nonce: self.nonce.clone(),
+            #[cfg(feature = "entitlements")]
             ent: self.entitlements.clone().map(WireEntitlements::from),
         })
     }
@@ -593,10 +596,13 @@ impl LeaseClaims {
             expires_at: unix(&w.exp)?,
             id: w.jti,
             nonce: w.nonce,
+            #[cfg(feature = "entitlements")]
             entitlements: w.ent.map(|e| EntitlementClaims {
                 values: e.values,
                 balances: e.balances,
             }),
+            #[cfg(not(feature = "entitlements"))]
+            entitlements: None,
         })
     }
 }

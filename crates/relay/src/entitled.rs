@@ -433,3 +433,159 @@ fn joined(k: &Known, license_key_id: &str) -> EntitlementClaims {
         balances: k.balances.clone(),
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::expect_used)] // tests: a panic is the failure report
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const CUSTOMER: &str = "6b7c8d9e-0f1a-4b2c-9d3e-4f5a6b7c8d9e";
+    const KEY_ID: &str = "3a4b5c6d-7e8f-4a1b-8c2d-3e4f5a6b7c8d";
+    const FLAG: &str = "0f6c1f5e-8b2a-4c3d-9e4f-5a6b7c8d9e0f";
+    const NONCE: &str = "00112233445566778899aabbccddeeff-ent-facts";
+
+    fn at(ms: u64) -> Now {
+        Now {
+            unix_seconds: 1_800_000_000 + i64::try_from(ms / 1000).unwrap_or(0),
+            monotonic_ms: ms,
+        }
+    }
+
+    fn holder() -> Holder {
+        Holder {
+            license_key_id: KEY_ID.into(),
+            customer_id: CUSTOMER.into(),
+        }
+    }
+
+    fn claims() -> LeaseClaims {
+        LeaseClaims {
+            organization_id: "o".into(),
+            key_sha256: "k".into(),
+            activation_id: None,
+            status: "granted".into(),
+            license_expires_at: None,
+            subscription_ends_at: None,
+            benefit_id: "b".into(),
+            usage: 0,
+            limit_usage: None,
+            limit_activations: None,
+            issued_at: 0,
+            not_before: 0,
+            expires_at: 1,
+            id: "i".into(),
+            nonce: Some(NONCE.into()),
+            entitlements: None,
+        }
+    }
+
+    /// What a lease for the key gets signed at `now` (and the customer then wanted or not).
+    fn signed(e: &Entitled, now: Now) -> Option<EntitlementClaims> {
+        let mut c = claims();
+        e.sign_in(
+            &mut c,
+            &holder(),
+            Some(NONCE),
+            now,
+            &StoreOptions::default(),
+        );
+        c.entitlements
+    }
+
+    /// The read the host would be asked for next (without the budget: the machine's part).
+    fn start_read(e: &Entitled) {
+        let mut s = e.lock();
+        let customer = s.wanted.pop_front().expect("the customer wanted");
+        s.reading = Some(Reading {
+            customer,
+            phase: Phase::Grants(1),
+            grants: Vec::new(),
+            meters: Vec::new(),
+            dirty: false,
+        });
+    }
+
+    fn page(items: serde_json::Value) -> ReadAnswer {
+        let body = json!({"items": items, "pagination": {"total_count": 1, "max_page": 1}});
+        Ok((200, None, body.to_string().into_bytes()))
+    }
+
+    fn grants(size: i64) -> ReadAnswer {
+        page(json!([
+            {"is_granted": true, "subscription_id": "s", "benefit_id": "lk",
+             "properties": {"license_key_id": KEY_ID}, "benefit": {"type": "license_keys"}},
+            {"is_granted": true, "subscription_id": "s", "benefit_id": FLAG,
+             "properties": {}, "benefit": {"type": "feature_flag", "metadata": {"size": size}}},
+        ]))
+    }
+
+    fn meters() -> ReadAnswer {
+        page(json!([{"customer_id": CUSTOMER, "balance": 7.5, "meter": {"name": "calls"}}]))
+    }
+
+    /// A webhook that comes while the customer is being read: the read's values are kept
+    /// stale (never signed) and the customer read again; only a clean read's are signed. A
+    /// webhook's body never sets a value.
+    #[test]
+    fn a_webhook_during_a_read_keeps_that_read_unsigned() {
+        let e = Entitled::new(true);
+        assert_eq!(signed(&e, at(0)), None, "nothing read yet");
+        start_read(&e);
+        e.answered(grants(10), at(1));
+        e.on_event(&json!({"type": "benefit_grant.updated", "data": {"customer_id": CUSTOMER}}));
+        e.answered(meters(), at(2));
+        assert_eq!(signed(&e, at(3)), None, "read across a webhook: stale");
+        assert_eq!(e.lock().wanted.front().map(String::as_str), Some(CUSTOMER));
+        // A webhook's body with values of its own: still nothing signed.
+        e.on_event(&json!({"type": "benefit.updated",
+            "data": {"id": FLAG, "type": "feature_flag", "metadata": {"size": 999}}}));
+        assert_eq!(signed(&e, at(4)), None);
+        start_read(&e);
+        e.answered(grants(20), at(5));
+        e.answered(meters(), at(6));
+        let got = signed(&e, at(7)).expect("a clean read is signed");
+        assert_eq!(got.value("size"), Some(&EntitlementValue::Int(20)));
+        assert_eq!(got.balance("calls"), Some(7.5));
+        // `benefit.updated` of the flag the customer holds: stale again.
+        e.on_event(&json!({"type": "benefit.updated", "data": {"id": FLAG}}));
+        assert_eq!(signed(&e, at(8)), None);
+        // Another benefit's update leaves a fresh read alone.
+        start_read(&e);
+        e.answered(grants(30), at(9));
+        e.answered(meters(), at(10));
+        e.on_event(&json!({"type": "benefit.updated", "data": {"id": "another"}}));
+        let got = signed(&e, at(11)).expect("signed");
+        assert_eq!(got.value("size"), Some(&EntitlementValue::Int(30)));
+        // A client that does not ask gets no claim.
+        let facts = "00112233445566778899aabbccddeeff-facts";
+        let mut c = claims();
+        c.nonce = Some(facts.into());
+        e.sign_in(
+            &mut c,
+            &holder(),
+            Some(facts),
+            at(12),
+            &StoreOptions::default(),
+        );
+        assert_eq!(c.entitlements, None);
+        // Past `stale_for` (a day): not signed, read again.
+        assert_eq!(signed(&e, at(10 + 86_400_000)), None);
+    }
+
+    /// A token Polar refuses turns the reads off; a failed read is tried again.
+    #[test]
+    fn a_refused_token_turns_the_reads_off_and_a_failure_retries() {
+        let e = Entitled::new(true);
+        signed(&e, at(0));
+        start_read(&e);
+        e.answered(Err("reset".into()), at(1));
+        assert_eq!(e.lock().wanted.front().map(String::as_str), Some(CUSTOMER));
+        assert!(e.lock().after_ms > 1);
+        start_read(&e);
+        e.answered(Ok((403, None, Vec::new())), at(2));
+        assert!(e.lock().refused);
+        assert_eq!(signed(&e, at(3)), None);
+        assert!(e.lock().wanted.is_empty(), "no more reads asked");
+    }
+}

@@ -1054,7 +1054,7 @@ impl SignedFacts {
 
     /// The key's entitlement values and its customer's meter balances as the relay signed
     /// them (issue #68): `None` when the lease carries none (a relay without
-    /// `--entitlements`, older than the claim, or that had not read them yet).
+    /// `--sign-entitlements`, older than the claim, or that had not read them yet).
     pub fn entitlements(&self) -> Option<&EntitlementClaims> {
         #[cfg(feature = "entitlements")]
         return self.entitlements.as_ref();

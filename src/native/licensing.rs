@@ -911,7 +911,7 @@ impl Licensing {
     /// not known: **in unsigned mode** (no relay keys: Polar's answers to a client never carry
     /// a Feature Flag's values, only the seller's relay with its organization token can read
     /// them and sign them into the lease), or with a relay that does not sign them (started
-    /// without `--entitlements`) or had not read them yet. [`CheckReport::entitlements`] tells
+    /// without `--sign-entitlements`) or had not read them yet. [`CheckReport::entitlements`] tells
     /// "granted none" (`Some`, empty) from "not known" (`None`).
     pub fn entitlement(&self, name: &str) -> Option<crate::lease::EntitlementValue> {
         self.last_entitlements

@@ -513,8 +513,8 @@ pub struct RelayServeArgs {
     /// With --store: sign each key's Feature Flag values and its customer's meter balances
     /// into its leases, for clients that ask (docs/entitlements.md); the token then needs
     /// benefits:read and customer_meters:read. Off by default
-    #[arg(long, env = "POLAR_LICENSE_RELAY_ENTITLEMENTS")]
-    pub entitlements: bool,
+    #[arg(long, env = "POLAR_LICENSE_RELAY_SIGN_ENTITLEMENTS")]
+    pub sign_entitlements: bool,
 
     /// With --store: how long a check with a stored answer (within --stale-for) waits for a
     /// slow Polar before it gets that answer, stale (the call goes on and updates the store)

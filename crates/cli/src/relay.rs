@@ -433,7 +433,7 @@ fn store_config(
     options.first_seen_share = a.first_seen_share;
     options.marked_stale_for = a.marked_stale_for;
     options.reconcile_every = a.reconcile_every;
-    options.entitlements = a.entitlements;
+    options.entitlements = a.sign_entitlements;
     let (backend, place): (Arc<dyn polar_license_relay::store::Backend>, String) =
         if choice.eq_ignore_ascii_case("memory") {
             (

@@ -12,7 +12,7 @@
 //!
 //! Wired (with [`crate::store::StoreOptions::entitlements`] on): a granted validate or
 //! activate whose client asks ([`polar_license::lease::ENTITLEMENTS_MARK`]) gets the key's
-//! values and balances signed into its lease ([`crate::entitled`]'s cache, read by the
+//! values and balances signed into its lease (the relay's cache, `crate::entitled`, read by the
 //! background machine within the token's budget, kept fresh by the webhooks).
 
 use std::collections::BTreeMap;

@@ -115,7 +115,9 @@ pub struct StoreOptions {
     /// `customer_meters:read`) by the background reads from the budget's shared part, cached
     /// per customer for `fresh_for` (then read again; signed for at most `stale_for`), kept
     /// fresh by `benefit.updated`, `benefit_grant.*` and `customer.state_changed`. Signed only
-    /// for a client that asks ([`polar_license::lease::ENTITLEMENTS_MARK`]).
+    /// for a client that asks ([`polar_license::lease::ENTITLEMENTS_MARK`]). Only with the
+    /// crate's `entitlements` feature (on by default; the npm relay's wasm is built without
+    /// it): without it the option does nothing.
     pub entitlements: bool,
 }
 

@@ -443,7 +443,7 @@ mod tests {
     const CUSTOMER: &str = "6b7c8d9e-0f1a-4b2c-9d3e-4f5a6b7c8d9e";
     const KEY_ID: &str = "3a4b5c6d-7e8f-4a1b-8c2d-3e4f5a6b7c8d";
     const FLAG: &str = "0f6c1f5e-8b2a-4c3d-9e4f-5a6b7c8d9e0f";
-    const NONCE: &str = "00112233445566778899aabbccddeeff-ent-facts";
+    const NONCE: &str = "00112233445566778899aabbccddeeff-ent-stop-facts";
 
     fn at(ms: u64) -> Now {
         Now {

@@ -1369,6 +1369,22 @@ mod http_date_tests {
     }
 }
 
+/// A client without signed mode (the bare clients' `validate`): a denial's detail read from the
+/// relay's [`crate::stopped::STOPPED_HEADER`] beside it. A grant is left as it is; so is a
+/// detail that does not read. The check flow reads it in [`crate::held`], where signed mode
+/// believes only the signed one.
+pub(crate) fn read_stopped_unsigned<T>(
+    mut verdict: crate::Verdict<T>,
+    response: &HttpResponse,
+) -> crate::Verdict<T> {
+    if let crate::Verdict::Denied(d) = &mut verdict {
+        d.stopped = response
+            .single(crate::stopped::STOPPED_HEADER)
+            .and_then(crate::stopped::Stopped::from_text);
+    }
+    verdict
+}
+
 #[cfg(test)]
 mod tests {
     use super::{is_ipv4_loopback, is_ipv6_loopback, is_loopback_host};

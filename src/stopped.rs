@@ -132,20 +132,6 @@ impl Stopped {
     }
 }
 
-/// A client without signed mode (the bare clients' `validate`): a denial's detail read from the
-/// relay's [`STOPPED_HEADER`] beside it. A grant is left as it is; so is a detail that does not
-/// read. The check flow reads it in [`crate::held`], where signed mode believes only the
-/// signed one.
-pub(crate) fn read_unsigned<T>(
-    mut verdict: crate::Verdict<T>,
-    response: &crate::proto::HttpResponse,
-) -> crate::Verdict<T> {
-    if let crate::Verdict::Denied(d) = &mut verdict {
-        d.stopped = response.single(STOPPED_HEADER).and_then(Stopped::from_text);
-    }
-    verdict
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

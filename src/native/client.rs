@@ -184,7 +184,7 @@ impl BlockingClient {
                 Some(expect) => parse_validate_for(&response, expect)?,
                 None => parse_validate(&response)?,
             };
-            let verdict = crate::stopped::read_unsigned(verdict, &response);
+            let verdict = crate::proto::read_stopped_unsigned(verdict, &response);
             Ok(((verdict, stamp), lease_header(&response)))
         })();
         super::events::request("validate", key, started, result.as_ref().map(|a| &a.0 .0));

@@ -133,7 +133,7 @@ impl AsyncClient {
             Some(expect) => parse_validate_for(&response, expect)?,
             None => parse_validate(&response)?,
         };
-        let verdict = crate::stopped::read_unsigned(verdict, &response);
+        let verdict = crate::proto::read_stopped_unsigned(verdict, &response);
         Ok((verdict, stamp))
     }
 

@@ -25,10 +25,9 @@ use serde_json::Value as Json;
 
 use crate::clock::Now;
 use crate::entitlements::{key_entitlements, meter_balances, page_items, Entitlement};
-use crate::reads::{read_headers, Reads};
 use crate::roster::ReadAnswer;
-use crate::store::{StoreOptions, Use};
-use crate::stored::Holder;
+use crate::store::StoreOptions;
+use crate::types::Holder;
 
 /// Customers whose values are kept at most (past it the oldest read goes).
 pub(crate) const CUSTOMERS_KEPT: usize = 10_000;
@@ -52,9 +51,6 @@ const BACKOFF_MS: u64 = 5_000;
 /// token, and the token is base64url of the claims). Values past it are not signed (a
 /// warning says so): the lease goes without the claim.
 pub const MAX_ENTITLEMENT_BYTES: usize = 2_048;
-
-/// A read's headers (they hold the seller's token: never logged).
-pub(crate) type Headers = Vec<(&'static str, String)>;
 
 /// A customer's values as last read.
 struct Known {
@@ -206,16 +202,20 @@ impl Entitled {
         }
     }
 
-    /// The next read's URL at `now`, its call taken from the budget; `Err(Some(ms))` to wait,
-    /// `Err(None)` when off.
+    /// The next read's URL on Polar at `base_url` at `now`, its call taken from the budget
+    /// with `take` (the seconds to wait when refused) once `breaker_open` says Polar may be
+    /// asked; `Err(Some(ms))` to wait, `Err(None)` when off. The caller adds the read's
+    /// headers (the seller's token).
     pub(crate) fn next_read(
         &self,
-        relay: &Reads<'_>,
+        base_url: &str,
+        breaker_open: impl FnOnce() -> bool,
+        take: impl FnOnce() -> Result<(), u64>,
         now: Now,
-    ) -> Result<(String, Headers), Option<u64>> {
-        let Some(s) = relay.store.filter(|_| self.on) else {
+    ) -> Result<String, Option<u64>> {
+        if !self.on {
             return Err(None);
-        };
+        }
         let mut state = self.lock();
         if state.refused {
             return Err(None);
@@ -235,10 +235,10 @@ impl Entitled {
                 dirty: false,
             });
         }
-        if relay.breaker.is_open(now) {
+        if breaker_open() {
             return Err(Some(1_000));
         }
-        if let Err(secs) = s.take(now, Use::Shared) {
+        if let Err(secs) = take() {
             state.after_ms = now.monotonic_ms.saturating_add(secs.saturating_mul(1000));
             return Err(Some(secs.saturating_mul(1000)));
         }
@@ -246,14 +246,14 @@ impl Entitled {
         let url = match r.phase {
             Phase::Grants(page) => format!(
                 "{}/v1/benefit-grants/?customer_id={}&is_granted=true&limit={PAGE_LIMIT}&page={page}",
-                relay.base_url, r.customer
+                base_url, r.customer
             ),
             Phase::Meters(page) => format!(
                 "{}/v1/customer-meters/?customer_id={}&limit={PAGE_LIMIT}&page={page}",
-                relay.base_url, r.customer
+                base_url, r.customer
             ),
         };
-        Ok((url, read_headers(relay)))
+        Ok(url)
     }
 
     /// Polar's answer to the read [`Entitled::next_read`] gave.

@@ -10,8 +10,7 @@ use polar_license::Verdict;
 use polar_license_rules::CheckedBody;
 
 use crate::clock::Now;
-use crate::stored::Holder;
-use crate::types::{Call, SignWith};
+use crate::types::{Call, Holder, SignWith};
 
 /// Who signs the relay's leases, and how long a lease lasts.
 pub(crate) struct Leases {

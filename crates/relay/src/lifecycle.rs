@@ -29,8 +29,7 @@ use polar_license::proto::{HttpResponse, Operation};
 use polar_license::stopped::{StopKind, Stopped, STOPPED_HEADER};
 use polar_license::Key;
 
-use crate::stored::Answered;
-use crate::types::{Pending, RelayResponse};
+use crate::types::{Answered, Pending, RelayResponse};
 use serde_json::Value as Json;
 
 /// The most records each map holds (about 200 bytes each: a few MB at most).

@@ -29,7 +29,8 @@ use polar_license_rules::check_body;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::stored::{Flight, Holder, Stored};
+use crate::stored::{Flight, Stored};
+use crate::types::Holder;
 use crate::types::{
     add_cors, breaker_refused, check_origin, invalid, machine_of, preflight, private,
     refuses_token, with_version, Call, Routed, SignWith, Unsigned, DUMMY_ORG, PASSED_HEADERS,

@@ -12,6 +12,7 @@ use polar_license::TransportError;
 
 use crate::clock::Now;
 use crate::store::{Backend, Budget, EntryId, StoreOptions, Use};
+use crate::types::{Answered, Holder};
 
 /// A relay's store, as it runs.
 pub(crate) struct Stored {
@@ -278,21 +279,6 @@ impl Flight {
 /// ([`Seen::held_by`]: the body is not read again for them); nothing when Polar was not
 /// reached.
 pub(crate) struct Seen(pub(crate) Option<Answered>);
-
-/// Polar's answer, as far as the store cares.
-pub(crate) struct Answered {
-    pub(crate) status: u16,
-    pub(crate) retry_after: Option<u64>,
-    pub(crate) denial: bool,
-    pub(crate) license_key_id: Option<String>,
-    pub(crate) customer_id: Option<String>,
-}
-
-/// The license key and customer a grant names (read with the grant: `id` and `customer_id`).
-pub(crate) struct Holder {
-    pub(crate) license_key_id: String,
-    pub(crate) customer_id: String,
-}
 
 impl Seen {
     /// Polar's status and `retry-after`, and for a 404 whether it is Polar's denial (its error

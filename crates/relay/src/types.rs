@@ -829,6 +829,21 @@ pub(crate) fn sourced(mut r: RelayResponse, source: &str) -> RelayResponse {
     r
 }
 
+/// Polar's answer, as far as the store cares.
+pub(crate) struct Answered {
+    pub(crate) status: u16,
+    pub(crate) retry_after: Option<u64>,
+    pub(crate) denial: bool,
+    pub(crate) license_key_id: Option<String>,
+    pub(crate) customer_id: Option<String>,
+}
+
+/// The license key and customer a grant names (read with the grant: `id` and `customer_id`).
+pub(crate) struct Holder {
+    pub(crate) license_key_id: String,
+    pub(crate) customer_id: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

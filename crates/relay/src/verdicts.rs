@@ -13,7 +13,8 @@ use crate::clock::Now;
 use crate::leases::Leases;
 use crate::scrub::{scrub, unscrub};
 use crate::store::{self, Entry, Mark, Use};
-use crate::stored::{Answered, Seen, Stored};
+use crate::stored::{Seen, Stored};
+use crate::types::Answered;
 use crate::types::{
     add_cors, machine_of, private, sourced, Finished, Pending, RelayRequest, RelayResponse, Routed,
     SignWith, PASSED_HEADERS,

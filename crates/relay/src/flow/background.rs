@@ -240,8 +240,17 @@ impl Background {
         // customers' checks are; each read's call from the budget's shared part.
         #[cfg(feature = "entitlements")]
         {
-            let entitled = match relay.store.map(|s| s.entitled.next_read(relay, now)) {
-                Some(Ok((url, headers))) => return self.send_entitled(url, headers),
+            let entitled = match relay.store.map(|s| {
+                s.entitled.next_read(
+                    relay.base_url,
+                    || relay.breaker.is_open(now),
+                    || s.take(now, crate::store::Use::Shared),
+                    now,
+                )
+            }) {
+                Some(Ok(url)) => {
+                    return self.send_entitled(url, crate::reads::read_headers(relay));
+                }
                 Some(Err(Some(ms))) => Some(ms),
                 _ => None,
             };

@@ -1,5 +1,5 @@
 // Types of `polar-license/ui`: the activation screen `<polar-license-gate>` (hand-written).
-import type { LicenseClientOptions, ReasonCode } from './index.js';
+import type { LicenseClientOptions, ReasonCode, Stopped } from './index.js';
 import type { Devices, DevicesErrorCode } from './devices.js';
 
 /** Every string the screen shows; `{key}` is the redacted key, `{grace}` and `{wait}` durations. */
@@ -85,6 +85,18 @@ export interface GateStrings {
   load_error: string;
   /** A code without a string of its own (`{code}`). */
   unknown: string;
+  /** Why the key stopped (a refusal's `stopped`, from the seller's relay): said in place of the
+   * reason's sentence. `{at}`, `{until}`: dates; `{key}`: the redacted key. */
+  stopped_paused: string;
+  /** A pause with its end known (`{until}`). */
+  stopped_paused_until: string;
+  stopped_canceled: string;
+  /** A cancellation with its date known (`{at}`). */
+  stopped_canceled_at: string;
+  stopped_seat_revoked: string;
+  stopped_refunded: string;
+  stopped_rotated: string;
+  stopped_past_due: string;
   /** The locale of dates and durations; empty: the element's `lang`, else the browser's. */
   locale: string;
 }
@@ -161,6 +173,8 @@ export interface GateChangeDetail {
   /** The reason code of a refusal (or of a failed deactivation; in `free-seat` and `recover`,
    * the `code` of polar-license/devices' failure), else `null`. */
   reason: ReasonCode | DevicesErrorCode | 'unknown' | null;
+  /** With a refusal through the seller's relay: why the key stopped, else `null`. */
+  stopped: Stopped | null;
   licensed: boolean;
   /** The sentence shown in the live region. */
   message: string;
@@ -191,6 +205,10 @@ export declare class PolarLicenseGate extends HTMLElement {
   set strings(strings: Partial<GateStrings>);
   readonly state: GateState;
   readonly reason: ReasonCode | DevicesErrorCode | 'unknown' | null;
+  /** With a refusal through the seller's relay: why the key stopped (also the `stopped`
+   * attribute, its kind), else `null`. A paused, cancelled, past-due or removed-seat key keeps
+   * "Try again", which checks it again (a resumed subscription licenses then). */
+  readonly stopped: Stopped | null;
   /** Checks the key activated here, or the client's remembered key (`empty` without one). */
   refresh(): Promise<void>;
   /** Activates `key` on this device, as the form does. */

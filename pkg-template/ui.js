@@ -102,12 +102,27 @@ export const DEFAULT_STRINGS = Object.freeze({
     'This device could not save the license. Check that the app may store data (private browsing can prevent it), then try again.',
   load_error: 'The licensing module could not be loaded. Reload the page; if that does not help, contact the seller.',
   unknown: 'The key could not be activated ({code}). Try again.',
+  // Why a key stopped, when the seller's relay says (a denial's `stopped`, issue #68): said in
+  // place of the reason's sentence. `{at}` and `{until}` are dates.
+  stopped_paused: 'Your subscription is paused. It will license again when it resumes; check again then.',
+  stopped_paused_until: 'Your subscription is paused until {until}. It will license again then; check again after that.',
+  stopped_canceled: 'Your subscription has ended. Subscribe again in the customer portal, then check again.',
+  stopped_canceled_at: 'Your subscription was cancelled on {at}. Subscribe again in the customer portal, then check again.',
+  stopped_seat_revoked: "Your team's admin removed your seat. Ask them for a seat, then check again.",
+  stopped_refunded: 'This purchase was refunded, so the key {key} no longer licenses. Buy a license to use the app again.',
+  stopped_rotated:
+    'This key was replaced by a new one: find it in your email or the customer portal, or use Lost your key?',
+  stopped_past_due: 'Payment failed: update your payment method in the customer portal, then check again.',
   // The locale of dates and durations (default: the element's `lang`, the page's, the browser's).
   locale: '',
 });
 
 /** The reasons after which the customer portal helps (seats, renewals, refunds). */
 const PORTAL_REASONS = new Set(['activation_limit', 'expired', 'inactive', 'usage_exhausted']);
+
+/** The stops after which the same key may license again (resumed, renewed, paid, re-seated):
+ * "Try again" checks it. A refunded or replaced key does not come back. */
+const STOPS_AGAIN = new Set(['paused', 'canceled', 'seat_revoked', 'past_due']);
 
 /** The library's redaction of a key (src/key.rs `redact`). */
 export function redactKey(key) {
@@ -235,6 +250,8 @@ export class PolarLicenseGate extends Base {
   /** The key of the last refusal, kept for "Try again" and "Free a seat" (memory only). */
   #held = null;
   #retry = false;
+  /** Why the key of the refusal shown stopped (`{ kind, at, until }`), else `null`. */
+  #stopped = null;
   #refusal = null;
   #step = 'email';
   #email = '';
@@ -280,7 +297,8 @@ export class PolarLicenseGate extends Base {
       this.activate(key);
     });
     this.#els.deactivate.addEventListener('click', () => this.deactivate());
-    this.#els.retry.addEventListener('click', () => this.activate(this.#held));
+    // A stopped key that was checked is checked again (no new activation); else activated.
+    this.#els.retry.addEventListener('click', () => (this.#retry === 'check' ? this.refresh() : this.activate(this.#held)));
     this.#els.freeSeat.addEventListener('click', () => this.freeSeat());
     this.#els.lostKey.addEventListener('click', () => this.recoverKey());
     this.#els.back.addEventListener('click', () => this.#back());
@@ -377,6 +395,11 @@ export class PolarLicenseGate extends Base {
     return this.#reason;
   }
 
+  /** With a refusal through the seller's relay: why the key stopped (`{ kind, at, until }`). */
+  get stopped() {
+    return this.#stopped;
+  }
+
   async #ready() {
     return this.#client ?? (this.#clientPending ? await this.#clientPending : null);
   }
@@ -407,7 +430,11 @@ export class PolarLicenseGate extends Base {
     } catch (e) {
       // No key remembered by the client: nothing to say yet.
       if (!key && codeOf(e) === 'invalid_input' && (e?.field ?? 'key') === 'key') this.#set('empty');
-      else await this.#fail(e, key);
+      else {
+        // A key that may license again (a paused subscription resumed): "Try again" checks it.
+        if (key && STOPS_AGAIN.has(stopOf(e)?.kind)) [this.#held, this.#retry] = [key, 'check'];
+        await this.#fail(e, key);
+      }
     } finally {
       this.#busy = false;
     }
@@ -436,7 +463,7 @@ export class PolarLicenseGate extends Base {
       this.#retry = e?.kind === 'unverified';
       this.#held = this.#retry || codeOf(e) === 'activation_limit' ? text : null;
       await this.#fail(e, text);
-      this.#refusal = { reason: this.#reason, message: this.#message };
+      this.#refusal = { reason: this.#reason, stopped: this.#stopped, message: this.#message };
       if (focused) this.#els.input.focus();
     } finally {
       this.#busy = false;
@@ -607,7 +634,7 @@ export class PolarLicenseGate extends Base {
 
   async #fail(error, key) {
     const code = codeOf(error);
-    this.#set('refused', { reason: code, message: await this.#sentence(error, key) });
+    this.#set('refused', { reason: code, stopped: stopOf(error), message: await this.#sentence(error, key) });
     return null;
   }
 
@@ -620,17 +647,25 @@ export class PolarLicenseGate extends Base {
       if (status?.blockedUntil && status.now) wait = Math.max(1, status.blockedUntil - status.now);
     }
     const has = (c) => Object.hasOwn(this.#strings, c) && c !== 'unknown' && c !== 'locale';
+    const stop = stopOf(error);
+    const values = { key: redactKey(key), code, wait: this.#duration(wait ?? 60) };
+    if (stop) {
+      // Why the key stopped says more than the reason (Polar's same 404 for each).
+      // A pause's end or a cancellation's date, when known, has a sentence of its own.
+      const name = `stopped_${stop.kind}`;
+      const dated = { paused: ['until', stop.until], canceled: ['at', stop.at] }[stop.kind];
+      const which = dated?.[1] != null && has(`${name}_${dated[0]}`) ? `${name}_${dated[0]}` : name;
+      for (const k of ['at', 'until']) if (stop[k] != null) values[k] = this.#date(stop[k] * 1000);
+      if (has(which)) return this.#t(which, values);
+    }
     // A failure of polar-license/devices without a sentence of its own: its reason's.
-    return this.#t(has(code) ? code : has(error?.reason) ? error.reason : 'unknown', {
-      key: redactKey(key),
-      code,
-      wait: this.#duration(wait ?? 60),
-    });
+    return this.#t(has(code) ? code : has(error?.reason) ? error.reason : 'unknown', values);
   }
 
-  #set(state, { reason = null, message = '', view = {} } = {}) {
+  #set(state, { reason = null, stopped = null, message = '', view = {} } = {}) {
     this.#state = state;
     this.#reason = reason;
+    this.#stopped = stopped;
     this.#message = message;
     this.#view = state === 'licensed' || state === 'deactivating' ? view : {};
     this.#render();
@@ -639,6 +674,7 @@ export class PolarLicenseGate extends Base {
       state,
       ...(flow ? { step: this.#step } : {}),
       reason,
+      stopped,
       licensed: state === 'licensed',
       message,
       ...(state === 'licensed' ? { license: { ...this.#view } } : {}),
@@ -654,6 +690,8 @@ export class PolarLicenseGate extends Base {
     this.setAttribute('state', state);
     if (this.#reason) this.setAttribute('reason', this.#reason);
     else this.removeAttribute('reason');
+    if (this.#stopped) this.setAttribute('stopped', this.#stopped.kind);
+    else this.removeAttribute('stopped');
     this.toggleAttribute('offline', licensedView && !!this.#view.offline);
     const flow = state === 'free-seat' || state === 'recover';
     const busy = this.#busy || state === 'activating' || state === 'checking' || state === 'deactivating';
@@ -720,7 +758,8 @@ export class PolarLicenseGate extends Base {
     e.title.parentElement.setAttribute('aria-busy', busy ? 'true' : 'false');
     e.deactivate.hidden = !licensedView;
     const portal = this.getAttribute('portal-url');
-    e.portal.hidden = !portal || !(licensedView || PORTAL_REASONS.has(this.#reason));
+    const stop = this.#stopped?.kind;
+    e.portal.hidden = !portal || !(licensedView || (stop ? stop !== 'seat_revoked' : PORTAL_REASONS.has(this.#reason)));
     e.actions.hidden = [e.deactivate, e.portal, e.retry, e.freeSeat, e.lostKey, e.back].every((b) => b.hidden);
     if (portal) e.portal.href = portal;
     else e.portal.removeAttribute('href');
@@ -783,6 +822,12 @@ export class PolarLicenseGate extends Base {
 function setBusy(button, busy) {
   if (busy) button.setAttribute('aria-disabled', 'true');
   else button.removeAttribute('aria-disabled');
+}
+
+/** A refusal's `stopped` (the seller's relay), when it names a kind. */
+function stopOf(error) {
+  const s = error?.stopped;
+  return typeof s?.kind === 'string' ? { kind: s.kind, at: s.at ?? null, until: s.until ?? null } : null;
 }
 
 function codeOf(error) {

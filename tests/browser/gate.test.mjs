@@ -21,6 +21,10 @@
 // (granted, unexpired: an expired and a revoked key of the same customer are not offered) by
 // their display form and activates the one picked; an email of two accounts asks which one first.
 // Each of those states is screenshotted too.
+// Issue #68: a denial the seller's relay explains (its polar-license-stopped header, added by the
+// page's fetch in front of the emulator's real denial, as tests/js/stopped.test.mjs does) says
+// why the key stopped, each kind in its words with its dates, and keeps "Try again" for a key
+// that may license again: the subscription resumed, it checks again and licenses (no new seat).
 // Focus: after a refusal on the input (aria-invalid), after the activation on the title. Also: a
 // client without the key (an Electron preload's bridge) checked and deactivated with none; the
 // app's strings; README's three lines as they are (the element made from options), last.
@@ -113,7 +117,13 @@ const PAGE = `<!doctype html>
     clock: () => Date.now() + (window.gateTest.skew ?? 0),
     fetch: async (url, init) => {
       if (held) await held;
-      return fetch(url, init);
+      const resp = await fetch(url, init);
+      // The seller's relay in front of Polar adds why a key stopped to a denial (issue #68).
+      const stopped = window.gateTest.stopped;
+      if (!stopped || resp.ok) return resp;
+      const headers = new Headers(resp.headers);
+      headers.set('polar-license-stopped', stopped);
+      return new Response(await resp.arrayBuffer(), { status: resp.status, statusText: resp.statusText, headers });
     },
   });
   window.gateTest.ready = true;
@@ -228,7 +238,7 @@ eachEngine(TOOLS, (engine, browser) => {
     });
     assert.deepEqual(violations, [], `${where}: axe-core`);
     await page.screenshot(join(SHOTS, `${engine}-${name}.png`));
-    if (GATE_SHOTS && engine === 'chromium' && !/^(bridge|subscription|deactivate-|grace-renewed)/.test(name)) {
+    if (GATE_SHOTS && engine === 'chromium' && !/^(bridge|subscription|deactivate-|grace-renewed)|-undated$/.test(name)) {
       // The page's main (its heading and the gate), as wide as the gate and its margin.
       const box = await page.evaluate(() => {
         const gate = document.querySelector('polar-license-gate').getBoundingClientRect();
@@ -635,6 +645,84 @@ eachEngine(TOOLS, (engine, browser) => {
       await settled();
       assert.equal(emu.activations(key).length, 0);
     }
+  });
+
+  test('refused with why the key stopped (the relay\'s detail): each kind said; resumed, "Try again" licenses it', async () => {
+    const key = newKey({ limit_activations: 2 });
+    keys.push(key);
+    await page.evaluate((k) => document.querySelector('polar-license-gate').activate(k), key);
+    await settled();
+    await inState('subscription-before-stop', { state: 'licensed', message: DEFAULT_STRINGS.licensed });
+    // Polar's answer for each: the same 404 "no longer active".
+    emu.updateKey(key, { status: 'revoked' });
+    // Noon UTC: the same day in every time zone the runner may have.
+    const at = Date.UTC(2027, 4, 20, 12) / 1000;
+    const until = Date.UTC(2027, 5, 3, 12) / 1000;
+    const day = (s) => page.evaluate((ms) => new Intl.DateTimeFormat('en', { dateStyle: 'long' }).format(new Date(ms)), s * 1000);
+    const again = DEFAULT_STRINGS.tryAgain.replace('{key}', redactKey(key));
+    const rows = [
+      ['paused', `paused; at=${at}; until=${until}`, DEFAULT_STRINGS.stopped_paused_until.replace('{until}', await day(until)), { retry: true, portal: true }],
+      ['canceled', `canceled; at=${at}`, DEFAULT_STRINGS.stopped_canceled_at.replace('{at}', await day(at)), { retry: true, portal: true }],
+      ['canceled-undated', 'canceled', DEFAULT_STRINGS.stopped_canceled, { retry: true, portal: true }],
+      ['seat-revoked', `seat_revoked; at=${at}`, DEFAULT_STRINGS.stopped_seat_revoked, { retry: true, portal: false }],
+      ['refunded', `refunded; at=${at}`, DEFAULT_STRINGS.stopped_refunded.replace('{key}', redactKey(key)), { retry: false, portal: true }],
+      ['rotated', `rotated; at=${at}`, DEFAULT_STRINGS.stopped_rotated, { retry: false, portal: true, lostKey: true }],
+      ['past-due', `past_due; at=${at}`, DEFAULT_STRINGS.stopped_past_due, { retry: true, portal: true }],
+      ['paused-undated', `paused; at=${at}`, DEFAULT_STRINGS.stopped_paused, { retry: true, portal: true }],
+    ];
+    for (const [name, header, message, want] of rows) {
+      await page.evaluate((h) => {
+        window.gateTest.stopped = h;
+        return document.querySelector('polar-license-gate').refresh();
+      }, header);
+      await settled();
+      const snap = await inState(`stopped-${name}`, { state: 'refused', reason: 'inactive', message });
+      const where = `${browser.version}, ${name}`;
+      assert.equal(snap.buttons.includes(again), want.retry, `${where}: ${JSON.stringify(snap.buttons)}`);
+      assert.equal(snap.portal, want.portal ? PORTAL : null, where);
+      if (want.lostKey) assert.ok(snap.buttons.includes(DEFAULT_STRINGS.lostKey), where);
+      const kind = header.split(';')[0];
+      // As JSON: a driver may not pass one object twice (the event's is the gate's).
+      const seen = JSON.parse(
+        await page.evaluate(() => {
+          const gate = document.querySelector('polar-license-gate');
+          return JSON.stringify({ stopped: gate.stopped, attr: gate.getAttribute('stopped'), event: window.gateTest.events.at(-1).stopped });
+        }),
+      );
+      assert.equal(seen.attr, kind, where);
+      assert.deepEqual(seen.stopped, seen.event, where);
+      assert.equal(seen.stopped.kind, kind, where);
+      assert.equal(seen.stopped.at, header.includes('at=') ? at : null, where);
+      assert.equal(seen.stopped.until, header.includes('until=') ? until : null, where);
+    }
+    // The subscription resumes (the same key, its activation kept): "Try again" checks it.
+    emu.updateKey(key, { status: 'granted' });
+    await page.evaluate(() => (window.gateTest.stopped = null));
+    await press('retry');
+    await settled();
+    const snap = await inState('subscription-resumed', { state: 'licensed', message: DEFAULT_STRINGS.licensed });
+    assert.equal(snap.attrs.includes(' stopped='), false, 'the attribute gone');
+    assert.equal(emu.activations(key).length, 1, 'checked again, not activated again');
+
+    // The app's words, a date in them.
+    emu.updateKey(key, { status: 'revoked' });
+    const german = await page.evaluate(async (h) => {
+      const gate = document.querySelector('polar-license-gate');
+      gate.strings = { stopped_paused_until: 'Pausiert bis {until}.' };
+      window.gateTest.stopped = h;
+      await gate.refresh();
+      const text = gate.shadowRoot.querySelector('[part~=message]').textContent;
+      gate.strings = {};
+      window.gateTest.stopped = null;
+      return text;
+    }, `paused; until=${until}`);
+    assert.equal(german, `Pausiert bis ${await day(until)}.`);
+    emu.updateKey(key, { status: 'granted' });
+    await page.evaluate(() => document.querySelector('polar-license-gate').refresh());
+    await settled();
+    await page.evaluate(() => document.querySelector('polar-license-gate').deactivate());
+    await settled();
+    assert.equal(emu.activations(key).length, 0);
   });
 
   test('refused: rate limited, with the wait', async () => {

@@ -2,7 +2,7 @@
 // tarball (scripts/test-wasm.sh's npm-types): a page that makes the element, hands it a
 // LicenseClient or a bridge of its own, sets its strings and reads its events.
 import { DEFAULT_STRINGS, PolarLicenseGate, redactKey, type GateChangeDetail, type GateClient, type GateDevices, type GateState, type GateStep } from 'polar-license/ui';
-import { LicenseClient } from 'polar-license';
+import { LicenseClient, type StopKind } from 'polar-license';
 import { Devices } from 'polar-license/devices';
 
 const gate: PolarLicenseGate = document.createElement('polar-license-gate');
@@ -40,6 +40,16 @@ console.log(title, english, shown, reason);
 
 // @ts-expect-error: the state is read-only
 gate.state = 'licensed';
+
+// Why a key stopped (issue #68): the seller's relay's detail of a refusal, and its words.
+const stopKind: StopKind | undefined = gate.stopped?.kind;
+const resumes: number | null | undefined = gate.stopped?.until;
+const pausedWords: string = DEFAULT_STRINGS.stopped_paused_until;
+gate.strings = { stopped_rotated: 'Neuer Schlüssel im Kundenportal.' };
+gate.addEventListener('polar-license-change', (event) => console.log(event.detail.stopped?.at));
+// @ts-expect-error: read-only
+gate.stopped = null;
+console.log(stopKind, resumes, pausedWords);
 
 // "Free a seat" and "Lost your key?" (issue #64): polar-license/devices' Devices, or this shape.
 gate.devices = new Devices({ organizationId: '2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10' });

@@ -108,7 +108,12 @@ fn portal_failure(command: &str, error: &PortalError) -> Report {
             Some(Reason::InvalidInput),
             2,
             "not_signed_in",
-            format!("sign in first: {sign_in}"),
+            // `devices` alone has another way in: the seller's relay needs no session.
+            if command == "devices" {
+                format!("sign in ({sign_in}), or list through the seller's relay with --relay URL")
+            } else {
+                format!("sign in first: {sign_in}")
+            },
         ),
         PortalError::CustomerSelectionRequired(customers) => {
             let named = customers

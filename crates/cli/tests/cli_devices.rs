@@ -153,6 +153,12 @@ fn sign_in_list_free_another_and_activate_here_at_the_limit() {
     assert_eq!(none.0, 2, "{}", none.1);
     assert_eq!(none.1["portal_error"], "not_signed_in", "{}", none.1);
     assert!(none.2.contains("sign-in --email"), "{}", none.2);
+    assert!(
+        none.2
+            .contains("or list through the seller's relay with --relay URL"),
+        "{}",
+        none.2
+    );
     assert_eq!(polar.request_count(), before);
 
     let _ = sign_in(&polar, &here);

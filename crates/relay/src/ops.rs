@@ -15,7 +15,9 @@ use polar_license::{Transport, TransportError, TransportErrorKind};
 use crate::breaker::Breaker;
 use crate::clock::Now;
 use crate::stored::Stored;
-use crate::types::{RelayRequest, RelayResponse, ROUTE_PREFIX, SOURCE_HEADER, WEBHOOK_ROUTE};
+use crate::types::{
+    RelayRequest, RelayResponse, DEVICES_ROUTE, ROUTE_PREFIX, SOURCE_HEADER, WEBHOOK_ROUTE,
+};
 
 /// The relay's counters (shared with the transport wrapper that counts Polar's calls).
 #[derive(Debug, Default)]
@@ -93,6 +95,8 @@ impl Ops {
         let path = req.path.split('?').next().unwrap_or_default();
         let route = if path == WEBHOOK_ROUTE {
             "webhook"
+        } else if path == DEVICES_ROUTE {
+            "devices"
         } else {
             match path.strip_prefix(ROUTE_PREFIX) {
                 Some("validate") => "validate",
@@ -385,7 +389,7 @@ impl Ops {
         family(
             "answers_total",
             "counter",
-            "Answers given, by route (validate, activate, deactivate, webhook, other), source (polar, store, stale) and HTTP status.",
+            "Answers given, by route (validate, activate, deactivate, devices, webhook, other), source (polar, store, stale) and HTTP status.",
             &answers,
         );
         family(
@@ -563,5 +567,53 @@ impl Ops {
             );
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(path: &str) -> RelayRequest {
+        RelayRequest {
+            method: "POST".into(),
+            path: path.into(),
+            headers: Vec::new(),
+            body: Vec::new(),
+            client_ip: "127.0.0.1".into(),
+        }
+    }
+
+    /// Each route the metrics name has its own label (issue #64's devices route among them,
+    /// a query ignored); any other path is `other`.
+    #[test]
+    fn answers_are_labelled_by_route() {
+        let ops = Ops::new(0);
+        let now = Now {
+            unix_seconds: 1,
+            monotonic_ms: 1,
+        };
+        for path in [
+            format!("{ROUTE_PREFIX}validate"),
+            DEVICES_ROUTE.to_string(),
+            format!("{DEVICES_ROUTE}?x=1"),
+            WEBHOOK_ROUTE.to_string(),
+            "/v1/elsewhere".to_string(),
+        ] {
+            ops.answered(&request(&path), &RelayResponse::new(200), now);
+        }
+        let counted: Vec<(&str, u64)> = lock(&ops.answers)
+            .iter()
+            .map(|((route, _, _), n)| (*route, *n))
+            .collect();
+        assert_eq!(
+            counted,
+            [
+                ("devices", 2),
+                ("other", 1),
+                ("validate", 1),
+                ("webhook", 1)
+            ]
+        );
     }
 }

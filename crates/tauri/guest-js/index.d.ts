@@ -380,7 +380,13 @@ export declare function signIn(code: string): Promise<void>;
 /** Forgets the customer session. */
 export declare function signOut(): Promise<void>;
 /** The devices of the remembered key (or `key`), this machine's marked (rejects with a DeviceError). */
-export declare function listDevices(key?: string): Promise<DeviceList>;
+export declare function listDevices(
+  key?: string,
+  options?: {
+    /** Without a session: the seller's relay's URL, which lists the key's devices (issue #64). */
+    relay?: string;
+  },
+): Promise<DeviceList>;
 /** Frees the device `activationId` (rejects with a LicenseError, as `deactivate`). */
 export declare function freeDevice(activationId: string, options?: { key?: string }): Promise<void>;
 /** The signed-in customer's keys this machine can activate (rejects with a DeviceError). */

@@ -167,9 +167,12 @@ export async function signOut() {
   await call('sign_out');
 }
 
-/** The devices of the remembered key (or `key`), this machine's marked. */
-export function listDevices(key) {
-  return call('list_devices', { key });
+/**
+ * The devices of the remembered key (or `key`), this machine's marked: through the signed-in
+ * session, or without one through the seller's relay (`options.relay`, its URL).
+ */
+export function listDevices(key, options = {}) {
+  return call('list_devices', { key, relay: options.relay });
 }
 
 /** Frees the device `activationId` of the remembered key (or `key`); no session needed. */

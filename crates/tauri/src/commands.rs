@@ -283,20 +283,32 @@ pub(crate) async fn sign_out(state: State<'_, PolarLicense>) -> PortalAnswer<()>
 }
 
 /// The devices of `key` (default: the remembered key) through the session, this machine's
-/// marked.
+/// marked; with no session, through the seller's relay at `relay` when the app gives one
+/// (issue #64: the key proves it is the customer's, no email code). Which way is the core's
+/// (`Licensing::list_devices_any`).
 #[tauri::command]
 pub(crate) async fn list_devices(
     state: State<'_, PolarLicense>,
     key: Option<String>,
+    relay: Option<String>,
 ) -> PortalAnswer<DeviceList> {
     let key = key_or_remembered(state.licensing(), key)
         .await
         .map_err(|e| DeviceError::of(&PortalError::of_error(e)))?;
-    with_session(&state, move |l, session| {
-        l.list_devices(session, key.clone())
+    // The session signed in, else the relay: the core picks (one order, written once).
+    let session = state.session();
+    let signed_in = session.is_some();
+    let answer = portal_blocking(state.licensing(), move |l| {
+        l.list_devices_any(session.as_ref(), relay.as_deref(), key.clone())
             .map(|found| DeviceList::of(&key, &found))
     })
-    .await
+    .await;
+    if signed_in
+        && matches!(&answer, Err(e) if e.portal_error == PortalError::SessionExpired.code())
+    {
+        state.set_session(None);
+    }
+    answer
 }
 
 /// Frees the device `activation_id` of `key` (default: the remembered key): the public

@@ -1281,3 +1281,47 @@ fn a_seat_is_held_heartbeated_and_released_and_a_full_pool_is_typed() {
         ("invalid_input", Some("machine"))
     );
 }
+
+/// Issue #64: with no session, the app lists the key's devices through the seller's relay
+/// (the key proves it is the customer's; no email code), this machine marked; a key Polar does
+/// not know is `key_not_found`.
+#[test]
+fn without_a_session_the_sellers_relay_lists_the_devices() {
+    let w = Plugin::new("devices-relay");
+    let key = SigningKey::generate(Some("tauri-devices")).expect("a key");
+    let config = RelayConfig::new(
+        Server::Custom(w.polar.url()),
+        AccessToken::new(polar_license_emulator::DEMO_TOKEN),
+        key,
+    );
+    let transport = UreqTransport::new(Duration::from_secs(2), Duration::from_secs(5), 1 << 20);
+    let relay = Relay::new(config, Box::new(transport)).expect("the relay");
+    let running = serve(Arc::new(relay), "127.0.0.1:0").expect("the relay listens");
+    let old = activate_elsewhere(&w, DEMO_KEY, "Old laptop");
+    let here = w.activate();
+
+    let listed: DeviceList = w.ok(
+        "list_devices",
+        json!({ "key": DEMO_KEY, "relay": running.url() }),
+    );
+    let rows: Vec<(&str, bool)> = listed
+        .devices
+        .iter()
+        .map(|d| (d.id.as_str(), d.this_machine))
+        .collect();
+    assert_eq!(
+        rows,
+        [(old.as_str(), false), (here.activation_id.as_str(), true)]
+    );
+    assert_eq!(listed.limit_activations, Some(3));
+    // No customer session was asked for, none kept.
+    assert!(w.polar.customer_session_codes().is_empty());
+    let unknown = w.device_err(
+        "list_devices",
+        json!({ "key": "NOT-A-REAL-KEY-1", "relay": running.url() }),
+    );
+    assert_eq!(unknown.portal_error, "key_not_found");
+    // Without a relay nor a session: sign in first, as before.
+    let not = w.device_err("list_devices", json!({ "key": DEMO_KEY }));
+    assert_eq!(not.portal_error, "not_signed_in");
+}

@@ -53,7 +53,7 @@ function callFor({ command, args }) {
     case 'sign_out':
       return () => guest.signOut();
     case 'list_devices':
-      return () => guest.listDevices(args.key);
+      return () => guest.listDevices(args.key, { relay: args.relay });
     case 'free_device':
       return () => guest.freeDevice(args.activationId, { key: args.key });
     case 'recoverable_keys':

@@ -347,6 +347,37 @@ typedef uint32_t polar_license_trial;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
+// The kind of an entitlement's value (`polar_license_result_entitlement`, issue #68,
+// docs/entitlements.md): a Feature Flag value the seller's relay signed into the lease of a
+// licensed answer, typed as Polar's metadata values, or why there is none.
+enum polar_license_entitlement
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // No values are known: unsigned mode (values need the seller's relay), a relay without
+  // `--sign-entitlements` or that had not read them yet, an answer that does not license,
+  // or a NULL argument.
+  POLAR_LICENSE_ENTITLEMENT_UNKNOWN = 0,
+  // Values are known and Polar grants the key no value of this name.
+  POLAR_LICENSE_ENTITLEMENT_ABSENT = 1,
+  // A string (`polar_license_result_entitlement_string`).
+  POLAR_LICENSE_ENTITLEMENT_STRING = 2,
+  // An integer (`polar_license_result_entitlement_int`).
+  POLAR_LICENSE_ENTITLEMENT_INT = 3,
+  // A float (`polar_license_result_entitlement_float`).
+  POLAR_LICENSE_ENTITLEMENT_FLOAT = 4,
+  // A boolean (`polar_license_result_entitlement_bool`).
+  POLAR_LICENSE_ENTITLEMENT_BOOL = 5,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum polar_license_entitlement polar_license_entitlement;
+#else
+typedef uint32_t polar_license_entitlement;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
 // What a seat call came to, as `polar_license_seat_result_error` tells it.
 enum polar_license_seat_error
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -1452,6 +1483,41 @@ uint32_t polar_license_result_trial_days_left(const polar_license_result *result
 // days, or a trial key's subscription period end or expiry, whichever comes first. -1 when
 // not known (a refused record) and when there is no trial.
 int64_t polar_license_result_trial_ends_at(const polar_license_result *result);
+
+// The entitlement `name` of a licensed check (issue #68, docs/entitlements.md): a Feature
+// Flag value the seller's relay signed into the lease, read offline. Its kind says which
+// accessor reads it (`POLAR_LICENSE_ENTITLEMENT_STRING`, `_INT`, `_FLOAT`, `_BOOL`);
+// `POLAR_LICENSE_ENTITLEMENT_ABSENT` when Polar grants the key no value of that name;
+// `POLAR_LICENSE_ENTITLEMENT_UNKNOWN` when no values are known: unsigned mode (values need
+// the seller's relay, `relay serve --sign-entitlements`), a relay that did not sign them yet,
+// an answer that does not license, a result of another call than check, or a NULL or
+// non-UTF-8 argument. Set by check and check_request.
+polar_license_entitlement polar_license_result_entitlement(const polar_license_result *result,
+                                                           const char *name);
+
+// The entitlement `name` when it is a string (`POLAR_LICENSE_ENTITLEMENT_STRING`), else `""`
+// (the kind tells an empty answer apart). Never NULL; owned by the result.
+const char *polar_license_result_entitlement_string(const polar_license_result *result,
+                                                    const char *name);
+
+// Writes the entitlement `name` to `*out` and returns true when it is an integer
+// (`POLAR_LICENSE_ENTITLEMENT_INT`); else false, `*out` untouched (also for a NULL argument).
+bool polar_license_result_entitlement_int(const polar_license_result *result,
+                                          const char *name,
+                                          int64_t *out);
+
+// Writes the entitlement `name` to `*out` and returns true when it is a float
+// (`POLAR_LICENSE_ENTITLEMENT_FLOAT`; an integer is not: read it with
+// `polar_license_result_entitlement_int`); else false, `*out` untouched.
+bool polar_license_result_entitlement_float(const polar_license_result *result,
+                                            const char *name,
+                                            double *out);
+
+// Writes the entitlement `name` to `*out` and returns true when it is a boolean
+// (`POLAR_LICENSE_ENTITLEMENT_BOOL`); else false, `*out` untouched.
+bool polar_license_result_entitlement_bool(const polar_license_result *result,
+                                           const char *name,
+                                           bool *out);
 
 // Acquires one of `key`'s seats for this machine from the seller's relay at the client's base
 // URL (a CI seat when `ci`; a floating one otherwise). `machine` is the binding signed into

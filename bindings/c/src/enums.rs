@@ -189,6 +189,28 @@ pub enum polar_license_stopped {
     PastDue = 6,
 }
 
+/// The kind of an entitlement's value (`polar_license_result_entitlement`, issue #68,
+/// docs/entitlements.md): a Feature Flag value the seller's relay signed into the lease of a
+/// licensed answer, typed as Polar's metadata values, or why there is none.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum polar_license_entitlement {
+    /// No values are known: unsigned mode (values need the seller's relay), a relay without
+    /// `--sign-entitlements` or that had not read them yet, an answer that does not license,
+    /// or a NULL argument.
+    Unknown = 0,
+    /// Values are known and Polar grants the key no value of this name.
+    Absent = 1,
+    /// A string (`polar_license_result_entitlement_string`).
+    String = 2,
+    /// An integer (`polar_license_result_entitlement_int`).
+    Int = 3,
+    /// A float (`polar_license_result_entitlement_float`).
+    Float = 4,
+    /// A boolean (`polar_license_result_entitlement_bool`).
+    Bool = 5,
+}
+
 impl From<Option<polar_license::stopped::StopKind>> for polar_license_stopped {
     fn from(k: Option<polar_license::stopped::StopKind>) -> Self {
         use polar_license::stopped::StopKind as K;

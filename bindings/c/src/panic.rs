@@ -7,9 +7,9 @@
 //! [`Boundary::on_bad_utf8`].
 
 use super::enums::{
-    polar_license_cache_state, polar_license_feature_why, polar_license_outcome,
-    polar_license_reason, polar_license_relay_source, polar_license_source, polar_license_status,
-    polar_license_stopped, polar_license_trial,
+    polar_license_cache_state, polar_license_entitlement, polar_license_feature_why,
+    polar_license_outcome, polar_license_reason, polar_license_relay_source, polar_license_source,
+    polar_license_status, polar_license_stopped, polar_license_trial,
 };
 use std::ffi::c_char;
 
@@ -72,6 +72,8 @@ neutral! {
     polar_license_trial => polar_license_trial::None;
     /// A detail that cannot be read is none.
     polar_license_stopped => polar_license_stopped::None;
+    /// An entitlement that cannot be read is not known (never granted).
+    polar_license_entitlement => polar_license_entitlement::Unknown;
 }
 
 /// Runs an `extern "C"` body, turning a panic into the return type's [`Boundary::on_panic`].

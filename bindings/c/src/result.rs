@@ -1,8 +1,9 @@
 //! `polar_license_result`: the answer of one call, read through accessors.
 
 use super::enums::{
-    polar_license_cache_state, polar_license_outcome, polar_license_reason,
-    polar_license_relay_source, polar_license_source, polar_license_stopped, polar_license_trial,
+    polar_license_cache_state, polar_license_entitlement, polar_license_outcome,
+    polar_license_reason, polar_license_relay_source, polar_license_source, polar_license_stopped,
+    polar_license_trial,
 };
 use super::out;
 use super::panic::Boundary;
@@ -10,6 +11,7 @@ use super::strings::to_cstring;
 use polar_license::error::{Denial, Error, Verdict};
 use polar_license::flow::update::Activated;
 use polar_license::grace::{CheckOutcome, CheckReport, GracePolicy, LeaseWindow};
+use polar_license::lease::EntitlementValue;
 use polar_license::model::{LicenseKeyActivation, LicenseKeyRead};
 use polar_license::proto::Relayed;
 use polar_license::reason::Reason;
@@ -74,6 +76,9 @@ pub struct polar_license_result {
     paid_through: i64,
     /// Trials: the trial this check tells of (`None`: none).
     trial: Option<polar_license::trial::Trial>,
+    /// The entitlement values the relay signed into the lease of a licensed check (issue #68),
+    /// each with its C string (`""` for a value that is not a string); `None`: not known.
+    entitlements: Option<std::collections::BTreeMap<String, (EntitlementValue, CString)>>,
 }
 
 /// What 2027-01's license answers add (`member`, `subscription`, `order`), for the accessors:
@@ -167,6 +172,7 @@ impl polar_license_result {
             fallback: false,
             paid_through: -1,
             trial: None,
+            entitlements: None,
         }
     }
 
@@ -301,6 +307,20 @@ impl polar_license_result {
         r.fallback = report.perpetual.is_some_and(|p| p.fallback);
         r.paid_through = report.paid_through().unwrap_or(-1);
         r.trial = report.trial.as_deref().copied();
+        // The core's reading: values only for a licensed answer whose lease signed them.
+        r.entitlements = report.entitlements().map(|claims| {
+            claims
+                .values
+                .iter()
+                .map(|(name, value)| {
+                    let text = match value {
+                        EntitlementValue::Str(s) => to_cstring(s),
+                        _ => CString::default(),
+                    };
+                    (name.clone(), (value.clone(), text))
+                })
+                .collect()
+        });
         r
     }
 
@@ -942,4 +962,114 @@ pub extern "C" fn polar_license_result_trial_days_left(result: *const polar_lice
 #[no_mangle]
 pub extern "C" fn polar_license_result_trial_ends_at(result: *const polar_license_result) -> i64 {
     ffi_boundary! { read(result, |r| r.trial.and_then(|t| t.ends_at).unwrap_or(-1)) }
+}
+
+/// An entitlement of the result by name, for the `polar_license_result_entitlement*`
+/// accessors: `None` when no values are known, `Some(None)` when the name is not granted.
+type Entry<'a> = Option<Option<&'a (EntitlementValue, CString)>>;
+
+fn entitlement_of<T: Boundary>(
+    result: *const polar_license_result,
+    name: *const c_char,
+    f: impl FnOnce(Entry<'_>) -> T,
+) -> T {
+    let r = try_ref!(result);
+    let name = try_str!(name);
+    f(r.entitlements.as_ref().map(|values| values.get(name)))
+}
+
+/// The entitlement `name` of a licensed check (issue #68, docs/entitlements.md): a Feature
+/// Flag value the seller's relay signed into the lease, read offline. Its kind says which
+/// accessor reads it (`POLAR_LICENSE_ENTITLEMENT_STRING`, `_INT`, `_FLOAT`, `_BOOL`);
+/// `POLAR_LICENSE_ENTITLEMENT_ABSENT` when Polar grants the key no value of that name;
+/// `POLAR_LICENSE_ENTITLEMENT_UNKNOWN` when no values are known: unsigned mode (values need
+/// the seller's relay, `relay serve --sign-entitlements`), a relay that did not sign them yet,
+/// an answer that does not license, a result of another call than check, or a NULL or
+/// non-UTF-8 argument. Set by check and check_request.
+#[no_mangle]
+pub extern "C" fn polar_license_result_entitlement(
+    result: *const polar_license_result,
+    name: *const c_char,
+) -> polar_license_entitlement {
+    ffi_boundary! {
+        entitlement_of(result, name, |entry| match entry {
+            None => polar_license_entitlement::Unknown,
+            Some(None) => polar_license_entitlement::Absent,
+            Some(Some((EntitlementValue::Str(_), _))) => polar_license_entitlement::String,
+            Some(Some((EntitlementValue::Int(_), _))) => polar_license_entitlement::Int,
+            Some(Some((EntitlementValue::Float(_), _))) => polar_license_entitlement::Float,
+            Some(Some((EntitlementValue::Bool(_), _))) => polar_license_entitlement::Bool,
+        })
+    }
+}
+
+/// The entitlement `name` when it is a string (`POLAR_LICENSE_ENTITLEMENT_STRING`), else `""`
+/// (the kind tells an empty answer apart). Never NULL; owned by the result.
+#[no_mangle]
+pub extern "C" fn polar_license_result_entitlement_string(
+    result: *const polar_license_result,
+    name: *const c_char,
+) -> *const c_char {
+    ffi_boundary! {
+        entitlement_of(result, name, |entry| match entry {
+            Some(Some((EntitlementValue::Str(_), text))) => text.as_ptr(),
+            _ => c"".as_ptr(),
+        })
+    }
+}
+
+/// Writes the entitlement `name` to `*out` and returns true when it is an integer
+/// (`POLAR_LICENSE_ENTITLEMENT_INT`); else false, `*out` untouched (also for a NULL argument).
+#[no_mangle]
+pub extern "C" fn polar_license_result_entitlement_int(
+    result: *const polar_license_result,
+    name: *const c_char,
+    out: *mut i64,
+) -> bool {
+    ffi_boundary! {
+        entitlement_of(result, name, |entry| match entry {
+            Some(Some((EntitlementValue::Int(v), _))) => write_out(out, *v),
+            _ => false,
+        })
+    }
+}
+
+/// Writes the entitlement `name` to `*out` and returns true when it is a float
+/// (`POLAR_LICENSE_ENTITLEMENT_FLOAT`; an integer is not: read it with
+/// `polar_license_result_entitlement_int`); else false, `*out` untouched.
+#[no_mangle]
+pub extern "C" fn polar_license_result_entitlement_float(
+    result: *const polar_license_result,
+    name: *const c_char,
+    out: *mut f64,
+) -> bool {
+    ffi_boundary! {
+        entitlement_of(result, name, |entry| match entry {
+            Some(Some((EntitlementValue::Float(v), _))) => write_out(out, *v),
+            _ => false,
+        })
+    }
+}
+
+/// Writes the entitlement `name` to `*out` and returns true when it is a boolean
+/// (`POLAR_LICENSE_ENTITLEMENT_BOOL`); else false, `*out` untouched.
+#[no_mangle]
+pub extern "C" fn polar_license_result_entitlement_bool(
+    result: *const polar_license_result,
+    name: *const c_char,
+    out: *mut bool,
+) -> bool {
+    ffi_boundary! {
+        entitlement_of(result, name, |entry| match entry {
+            Some(Some((EntitlementValue::Bool(v), _))) => write_out(out, *v),
+            _ => false,
+        })
+    }
+}
+
+/// `*out = value` and true; false (nothing written) when `out` is NULL.
+fn write_out<T>(out: *mut T, value: T) -> bool {
+    let out = try_mut!(out);
+    *out = value;
+    true
 }

@@ -258,6 +258,11 @@ pub enum Command {
     /// The grace-aware verdict: validates the remembered activation, answering from the
     /// offline cache as the grace policy allows
     Check(CheckArgs),
+    /// The value of the entitlement NAME (a Feature Flag value the seller's relay signed into
+    /// the lease, docs/entitlements.md), from the grace-aware check: printed alone, exit 0,
+    /// when granted; exit 4 when Polar grants the key no such value; exit 5 when no values are
+    /// known (unsigned mode, or a relay without --sign-entitlements); else check's own exit
+    Entitlement(EntitlementArgs),
     /// Deactivate an activation (default: the remembered one), freeing its slot, and forget
     /// it in the cache
     Deactivate(DeactivateArgs),
@@ -941,6 +946,17 @@ pub struct CheckArgs {
     /// end (`trial` in `--json`). Repeatable
     #[arg(long = "trial-benefit", value_name = "ID")]
     pub trial_benefit: Vec<String>,
+}
+
+/// `entitlement`
+#[derive(Debug, Args)]
+pub struct EntitlementArgs {
+    /// The entitlement's name (a key of the Feature Flag's metadata, e.g. max_upload_size)
+    #[arg(value_name = "NAME")]
+    pub name: String,
+
+    #[command(flatten)]
+    pub key: OptionalKeyArg,
 }
 
 /// `deactivate`

@@ -6,6 +6,7 @@
 
 use polar_license::features::{FeatureAccess, FeatureWhy};
 use polar_license::grace::LeaseWindow;
+use polar_license::lease::EntitlementClaims;
 use polar_license::proto::Relayed;
 use polar_license::stopped::{StopKind, Stopped};
 use polar_license::trial::{Trial, TrialState};
@@ -1149,4 +1150,94 @@ pub fn limit_steps(r: &mut Report) {
                 .to_string(),
         );
     }
+}
+
+/// Adds `entitlements` to a report of `check` or `validate` (issue #68, docs/entitlements.md):
+/// the Feature Flag values the relay signed into the lease of a licensed answer, by name, or
+/// null when none are known (unsigned mode, a relay without `--sign-entitlements`, an answer
+/// that does not license). A human line lists them when they are known.
+pub fn entitlements_field(r: &mut Report, claims: Option<&EntitlementClaims>) {
+    let Some(claims) = claims else {
+        r.json.insert("entitlements".into(), Value::Null);
+        return;
+    };
+    let values: Map<String, Value> = claims
+        .values
+        .iter()
+        .map(|(name, value)| (name.clone(), json!(value)))
+        .collect();
+    r.json.insert("entitlements".into(), Value::Object(values));
+    let listed = claims
+        .values
+        .iter()
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let listed = if listed.is_empty() {
+        "none granted (signed by the relay)".to_string()
+    } else {
+        listed
+    };
+    r.lines.push(fact("entitlements", &listed));
+}
+
+/// Exit code of `entitlement NAME` when the key is licensed but Polar grants it no such value.
+pub const EXIT_ENTITLEMENT_ABSENT: u8 = 4;
+/// Exit code of `entitlement NAME` when the key is licensed but no values are known.
+pub const EXIT_ENTITLEMENT_UNKNOWN: u8 = 5;
+
+/// The answer of `entitlement NAME` from its check's report `r` and the signed values of that
+/// check (`claims`, the core's `CheckReport::entitlements`): the value alone on stdout, exit 0,
+/// when granted; exit 4 and a line saying so when the key is granted no such value; exit 5 when
+/// no values are known (`signed`: whether the command runs in signed mode, for what to do). An
+/// answer that does not license stays the check's own (its exit, its lines). `--json` adds
+/// `entitlement` `{name, value, state}` (state `granted`, `absent`, `unknown` or
+/// `not_licensed`).
+pub fn entitlement_report(
+    mut r: Report,
+    name: &str,
+    claims: Option<&EntitlementClaims>,
+    signed: bool,
+) -> Report {
+    let licensed = r.exit == 0 && r.outcome() == "licensed";
+    let value = claims.and_then(|c| c.value(name));
+    let state = match (licensed, claims, value) {
+        (false, _, _) => "not_licensed",
+        (true, None, _) => "unknown",
+        (true, Some(_), None) => "absent",
+        (true, Some(_), Some(_)) => "granted",
+    };
+    r.json.insert(
+        "entitlement".into(),
+        json!({"name": name, "value": value, "state": state}),
+    );
+    let headline = match (state, value) {
+        ("granted", Some(v)) => {
+            r.lines = vec![v.to_string()];
+            r.to_stderr = false;
+            return r;
+        }
+        ("absent", _) => {
+            r.exit = EXIT_ENTITLEMENT_ABSENT;
+            format!("entitlement {name}: not granted (Polar grants this key no such value)")
+        }
+        ("unknown", _) if signed => {
+            r.exit = EXIT_ENTITLEMENT_UNKNOWN;
+            format!(
+                "entitlement {name}: not known (the relay's lease carries no values: start it \
+                 with --sign-entitlements, or check again once it has read them)"
+            )
+        }
+        ("unknown", _) => {
+            r.exit = EXIT_ENTITLEMENT_UNKNOWN;
+            format!(
+                "entitlement {name}: not known in unsigned mode (values need the seller's relay: \
+                 point --base-url at it and pass --relay-key)"
+            )
+        }
+        _ => return r,
+    };
+    r.to_stderr = true;
+    r.lines.insert(0, headline);
+    r
 }

@@ -2,12 +2,13 @@
 //! [`Licensing`]), send, render.
 
 use crate::args::{
-    ActivateArgs, CheckArgs, DeactivateArgs, Global, LeaseCommand, LeaseRequestArgs, RememberArgs,
-    ServerChoice, StatusArgs, ValidateArgs,
+    ActivateArgs, CheckArgs, DeactivateArgs, EntitlementArgs, Global, LeaseCommand,
+    LeaseRequestArgs, RememberArgs, ServerChoice, StatusArgs, ValidateArgs,
 };
 use crate::output::{
-    cache_write, check_report, dir_report, error_report, feature_report, key_report, lease_field,
-    line_report, report, status_report, trial_field, trial_report, Op, Report,
+    cache_write, check_report, dir_report, entitlement_report, entitlements_field, error_report,
+    feature_report, key_report, lease_field, line_report, report, status_report, trial_field,
+    trial_report, Op, Report,
 };
 use polar_license::features::Entitlements;
 use polar_license::lease::RelayKeys;
@@ -260,6 +261,14 @@ pub fn validate(g: &Global, a: &ValidateArgs) -> Report {
     let mut r = report(Op::Validate, &key, requested, &validated.online);
     cache_write(&mut r, validated.cache_error.as_ref());
     lease_field(&mut r, validated.lease.as_ref());
+    // The values the relay signed into the lease of a licensed answer (issue #68); null when
+    // none are known, or the answer does not license.
+    let claims = validated
+        .lease
+        .as_ref()
+        .and_then(|w| w.facts.entitlements())
+        .filter(|_| r.exit == 0 && r.outcome() == "licensed");
+    entitlements_field(&mut r, claims);
     r
 }
 
@@ -434,6 +443,7 @@ pub fn check(g: &Global, a: &CheckArgs) -> Report {
             .entry("grace_ends_at")
             .or_insert(serde_json::Value::Null);
     }
+    entitlements_field(&mut report, checked.entitlements());
     if stated.is_some() {
         trial_field(&mut report, checked.trial.as_deref());
     }
@@ -441,6 +451,37 @@ pub fn check(g: &Global, a: &CheckArgs) -> Report {
         Some(name) => feature_report(report, &licensing.has_feature(&checked.outcome, name)),
         None => report,
     }
+}
+
+/// `entitlement NAME`: the grace-aware check of `--key` or the remembered key, answered with
+/// the value of the entitlement NAME its lease signed (docs/entitlements.md).
+pub fn entitlement(g: &Global, a: &EntitlementArgs) -> Report {
+    let licensing = match licensing_for(g, false, None, None, NoCacheDir::Fail) {
+        Ok(l) => l,
+        Err(e) => return error_report(Some(Op::Check), None, &e),
+    };
+    let key = match key_or_remembered(&licensing, a.key.key.as_deref()) {
+        Ok(key) => key,
+        Err(e) => return error_report(Some(Op::Check), None, &e),
+    };
+    let checked = licensing.check_report(key.clone());
+    let mut report = check_report(
+        &key,
+        &checked,
+        checked.activation_id.as_deref(),
+        licensing.policy(),
+    );
+    report
+        .json
+        .insert("command".into(), serde_json::Value::from("entitlement"));
+    lease_field(&mut report, checked.lease.as_ref());
+    entitlements_field(&mut report, checked.entitlements());
+    entitlement_report(
+        report,
+        &a.name,
+        checked.entitlements(),
+        !g.relay_keys.is_empty(),
+    )
 }
 
 /// `deactivate`: the named activation, or the remembered one; the cache forgets it.

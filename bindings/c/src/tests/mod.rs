@@ -3,6 +3,7 @@
 #![allow(unsafe_code)] // calling the extern "C" functions
 
 mod calls;
+mod entitlements;
 mod features;
 mod header;
 mod signed;

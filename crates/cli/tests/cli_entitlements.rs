@@ -1,0 +1,233 @@
+//! The command line's entitlements (issue #68 item 2, docs/entitlements.md) as real processes:
+//! `polar-license emulator` seeded with a Feature Flag benefit, `polar-license relay serve
+//! --store memory --sign-entitlements` in front of it, and `check --json`, `validate --json`
+//! and `entitlement NAME` pointed at the relay in signed mode; then the same commands in
+//! unsigned mode, straight at the emulator, where no value is known.
+
+use polar_license_emulator::{Seed, SeedKey, SeedSubscription, DEMO_ORGANIZATION_ID, DEMO_TOKEN};
+use polar_license_testkit::{
+    clean_command, feature_flag, relay_keygen, relay_serve, Launch, ScratchDir, Served,
+};
+use serde_json::{json, Value};
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_polar-license");
+
+const PRO: &str = "0f6c1f5e-8b2a-4c3d-9e4f-5a6b7c8d9e0f";
+const LICENSE: &str = "3a4b5c6d-7e8f-4a1b-8c2d-3e4f5a6b7c8d";
+const CUSTOMER: &str = "6b7c8d9e-0f1a-4b2c-9d3e-4f5a6b7c8d9e";
+/// Granted the PRO flag.
+const KEY: &str = "TIER-1B2C3D4E-5F6A-4B7C-8D9E-0F1A2B3C4D5E";
+/// Another purchase of the same customer, with no flag.
+const BARE: &str = "TIER-9F8E7D6C-5B4A-4392-8180-7F6E5D4C3B2A";
+
+/// The demo seed with a Feature Flag benefit granted to KEY's purchase, and BARE's purchase
+/// with none, written to a seed file in `dir`.
+fn seed_file(dir: &ScratchDir) -> String {
+    let mut seed = Seed::demo();
+    seed.benefits.push(feature_flag(
+        PRO,
+        json!({"max_upload_size": 10, "role": "editor", "ratio": 1.5, "beta": true}),
+    ));
+    let key = |key: &str, subscription: &str, benefits: Vec<&str>| SeedKey {
+        benefit_id: Some(LICENSE.into()),
+        customer_id: Some(CUSTOMER.into()),
+        subscription: Some(SeedSubscription {
+            id: Some(subscription.into()),
+            ..SeedSubscription::default()
+        }),
+        benefits: benefits.into_iter().map(String::from).collect(),
+        ..SeedKey::new(key)
+    };
+    seed.license_keys
+        .push(key(KEY, "9e0f1a2b-3c4d-4e5f-8a6b-7c8d9e0f1a2b", vec![PRO]));
+    seed.license_keys
+        .push(key(BARE, "8d9e0f1a-2b3c-4d4e-9f5a-6b7c8d9e0f1a", vec![]));
+    let file = dir.path().join("seed.json");
+    std::fs::write(&file, serde_json::to_vec(&seed).expect("JSON")).expect("write the seed");
+    file.to_str().expect("UTF-8").to_string()
+}
+
+/// The emulator on `seed`.
+fn emulator(seed: &str) -> Served {
+    Served::start(clean_command(BIN).args(["emulator", "--port", "0", "--seed", seed]))
+}
+
+/// The client command at `url` with its cache in `dir` (every check asks online), signed
+/// mode when `pair` is given.
+fn client(url: &str, dir: &ScratchDir, pair: Option<&str>, args: &[&str]) -> Output {
+    let cache = dir.path().join("cache");
+    let mut cmd = clean_command(BIN);
+    cmd.args(["--base-url", url, "--org", DEMO_ORGANIZATION_ID])
+        .args(["--cache-dir", cache.to_str().expect("UTF-8")])
+        .args(["--no-machine-binding", "--revalidate-after", "0"]);
+    if let Some(pair) = pair {
+        cmd.args(["--relay-key", pair]);
+    }
+    cmd.args(args).launch()
+}
+
+fn json_of(o: &Output) -> Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("one JSON object ({e}): {o:?}"))
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn signed_values_reach_check_validate_and_the_entitlement_command() {
+    let dir = ScratchDir::new("cli-entitlements");
+    let polar = emulator(&seed_file(&dir));
+    let (signing_key, pair) = relay_keygen(BIN, &dir, "relay.key");
+    let relay = Served::start_with_banner(
+        relay_serve(BIN, &polar.url, &signing_key)
+            .args(["--port", "0", "--store", "memory", "--sign-entitlements"])
+            .env("POLAR_ACCESS_TOKEN", DEMO_TOKEN),
+        "serving until killed",
+    )
+    .0;
+    let signed = |args: &[&str]| client(&relay.url, &dir, Some(&pair), args);
+
+    // The first lease may go without the values (the relay reads the customer after it):
+    // within a few checks, `check --json` has them, typed as Polar's metadata.
+    let want = json!({"max_upload_size": 10, "role": "editor", "ratio": 1.5, "beta": true});
+    let start = Instant::now();
+    let mut seen = Vec::new();
+    loop {
+        let o = signed(&["--json", "check", "--key", KEY]);
+        assert_eq!(o.status.code(), Some(0), "{o:?}");
+        let v = json_of(&o);
+        assert_eq!(v["outcome"], "licensed", "{v}");
+        seen.push(v["entitlements"].clone());
+        if !v["entitlements"].is_null() {
+            assert_eq!(v["entitlements"], want, "{v}");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no values within 10 s: {seen:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // `validate --json`: the same values, from the lease of its own answer.
+    let o = signed(&["--json", "validate", "--key", KEY]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert_eq!(json_of(&o)["entitlements"], want);
+
+    // `entitlement NAME`: the value alone on stdout, exit 0, each type as Polar has it.
+    for (name, printed) in [
+        ("max_upload_size", "10"),
+        ("role", "editor"),
+        ("ratio", "1.5"),
+        ("beta", "true"),
+    ] {
+        let o = signed(&["entitlement", name, "--key", KEY]);
+        assert_eq!(o.status.code(), Some(0), "{name}: {o:?}");
+        assert_eq!(text(&o.stdout), format!("{printed}\n"), "{name}");
+    }
+    let o = signed(&["--json", "entitlement", "role", "--key", KEY]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let v = json_of(&o);
+    assert_eq!(
+        v["entitlement"],
+        json!({"name": "role", "value": "editor", "state": "granted"})
+    );
+    assert_eq!(
+        (&v["command"], &v["outcome"]),
+        (&json!("entitlement"), &json!("licensed"))
+    );
+
+    // A name the flag does not set: exit 4, a clear line on stderr, nothing on stdout.
+    let o = signed(&["entitlement", "seats", "--key", KEY]);
+    assert_eq!(o.status.code(), Some(4), "{o:?}");
+    assert!(o.stdout.is_empty(), "{o:?}");
+    assert!(
+        text(&o.stderr).starts_with("entitlement seats: not granted"),
+        "{o:?}"
+    );
+    let o = signed(&["--json", "entitlement", "seats", "--key", KEY]);
+    assert_eq!(o.status.code(), Some(4), "{o:?}");
+    assert_eq!(
+        json_of(&o)["entitlement"],
+        json!({"name": "seats", "value": null, "state": "absent"})
+    );
+
+    // Another purchase of the customer, with no flag: the relay signs "none" (an empty
+    // object, not null), and any name is absent.
+    let start = Instant::now();
+    loop {
+        let v = json_of(&signed(&["--json", "check", "--key", BARE]));
+        assert_eq!(v["outcome"], "licensed", "{v}");
+        if !v["entitlements"].is_null() {
+            assert_eq!(v["entitlements"], json!({}), "{v}");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let o = signed(&["entitlement", "max_upload_size", "--key", BARE]);
+    assert_eq!(o.status.code(), Some(4), "{o:?}");
+
+    // Unsigned mode, straight at the emulator: the key licenses, and no value is known.
+    let unsigned = ScratchDir::new("cli-entitlements-unsigned");
+    let o = client(
+        &polar.url,
+        &unsigned,
+        None,
+        &["--json", "check", "--key", KEY],
+    );
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let v = json_of(&o);
+    assert_eq!(
+        (&v["outcome"], &v["entitlements"]),
+        (&json!("licensed"), &Value::Null)
+    );
+    let o = client(
+        &polar.url,
+        &unsigned,
+        None,
+        &["--json", "validate", "--key", KEY],
+    );
+    assert_eq!(json_of(&o)["entitlements"], Value::Null, "{o:?}");
+    let o = client(
+        &polar.url,
+        &unsigned,
+        None,
+        &["entitlement", "role", "--key", KEY],
+    );
+    assert_eq!(o.status.code(), Some(5), "{o:?}");
+    assert!(o.stdout.is_empty(), "{o:?}");
+    let err = text(&o.stderr);
+    assert!(
+        err.starts_with("entitlement role: not known in unsigned mode") && err.contains("relay"),
+        "{err}"
+    );
+    let o = client(
+        &polar.url,
+        &unsigned,
+        None,
+        &["--json", "entitlement", "role", "--key", KEY],
+    );
+    assert_eq!(o.status.code(), Some(5), "{o:?}");
+    assert_eq!(json_of(&o)["entitlement"]["state"], "unknown");
+
+    // A denied key: the check's own answer and exit, never a value.
+    let o = signed(&[
+        "--json",
+        "entitlement",
+        "role",
+        "--key",
+        "TIER-NOT-A-KEY-AT-ALL",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let v = json_of(&o);
+    assert_eq!(v["outcome"], "denied", "{v}");
+    assert_eq!(
+        v["entitlement"],
+        json!({"name": "role", "value": null, "state": "not_licensed"})
+    );
+    assert_eq!(v["entitlements"], Value::Null);
+}

@@ -29,7 +29,8 @@ use std::time::Duration;
         (default 10 minutes), or held still across many answers, is `clock_rollback`.",
     after_help = "Exit codes: 0 licensed or done, 1 denied, 2 invalid input or usage, \
         3 unverified or error (offline, rate limited, server error, protocol error, grace \
-        expired, clock rollback, cache error).\n\
+        expired, clock rollback, cache error); `entitlement` only: 4 not granted, 5 not known \
+        (values need the seller's relay).\n\
         With --json, stdout holds exactly one JSON object with at least: outcome, reason, \
         detail, source, activation_id, grace_remaining_seconds, license.\n\n\
         Try it offline: polar-license demo"

@@ -511,6 +511,30 @@ impl RelayRequest {
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
+
+    /// The validate that proves `key` of `organization_id` for a route that is not one of
+    /// Polar's (a seat, a device listing): this request's head (its client, its version), the
+    /// key and the organization as a validate's body, nothing else.
+    pub(crate) fn validate_of(&self, key: &Key, organization_id: &str) -> RelayRequest {
+        let mut headers: Vec<(String, String)> = self
+            .headers
+            .iter()
+            .filter(|(k, _)| !k.eq_ignore_ascii_case("content-type"))
+            .cloned()
+            .collect();
+        headers.push(("content-type".into(), "application/json".into()));
+        RelayRequest {
+            method: "POST".into(),
+            path: format!("{ROUTE_PREFIX}validate"),
+            headers,
+            body: object(&[
+                ("key", string(key.expose())),
+                ("organization_id", string(organization_id)),
+            ])
+            .into_bytes(),
+            client_ip: self.client_ip.clone(),
+        }
+    }
 }
 
 /// The relay's answer.

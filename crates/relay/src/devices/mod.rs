@@ -26,7 +26,7 @@
 
 use polar_license::{HttpRequest, HttpResponse, Key, TransportError};
 
-use crate::types::{object, string, RelayRequest, RelayResponse, ROUTE_PREFIX};
+use crate::types::{RelayRequest, RelayResponse};
 
 pub(crate) mod ask;
 
@@ -73,27 +73,9 @@ pub(crate) fn read_ask(body: &[u8]) -> Result<DevicesAsk, RelayResponse> {
     })
 }
 
-/// The validate that proves the key (the request's head: its client, its version; the key
-/// and the organization as a validate's body, nothing else).
+/// The validate that proves the key ([`RelayRequest::validate_of`]).
 pub(crate) fn validate_request(req: &RelayRequest, ask: &DevicesAsk) -> RelayRequest {
-    let mut headers: Vec<(String, String)> = req
-        .headers
-        .iter()
-        .filter(|(k, _)| !k.eq_ignore_ascii_case("content-type"))
-        .cloned()
-        .collect();
-    headers.push(("content-type".into(), "application/json".into()));
-    RelayRequest {
-        method: "POST".into(),
-        path: format!("{ROUTE_PREFIX}validate"),
-        headers,
-        body: object(&[
-            ("key", string(ask.key.expose())),
-            ("organization_id", string(&ask.organization_id)),
-        ])
-        .into_bytes(),
-        client_ip: req.client_ip.clone(),
-    }
+    req.validate_of(&ask.key, &ask.organization_id)
 }
 
 /// The key record's id in a validate's 200 (`None`: not Polar's answer).

@@ -285,27 +285,9 @@ pub(crate) fn read_ask(op: SeatOp, body: &[u8]) -> Result<SeatAsk, RelayResponse
     })
 }
 
-/// The validate a seat's verdict is asked with: the request's head (its client, its
-/// version), the key and organization as a validate's body, nothing else.
+/// The validate a seat's verdict is asked with ([`RelayRequest::validate_of`]).
 pub(crate) fn validate_request(req: &RelayRequest, ask: &SeatAsk) -> RelayRequest {
-    let mut headers: Vec<(String, String)> = req
-        .headers
-        .iter()
-        .filter(|(k, _)| !k.eq_ignore_ascii_case("content-type"))
-        .cloned()
-        .collect();
-    headers.push(("content-type".into(), "application/json".into()));
-    RelayRequest {
-        method: "POST".into(),
-        path: format!("{}validate", crate::types::ROUTE_PREFIX),
-        headers,
-        body: object(&[
-            ("key", string(ask.key.expose())),
-            ("organization_id", string(&ask.organization_id)),
-        ])
-        .into_bytes(),
-        client_ip: req.client_ip.clone(),
-    }
+    req.validate_of(&ask.key, &ask.organization_id)
 }
 
 /// What a seat request reads in a host-kept store: its key's verdict (an acquisition, a

@@ -18,6 +18,7 @@ mod client;
 mod clock;
 mod events;
 pub mod licensing;
+mod seat_guard;
 pub mod store;
 mod transport;
 
@@ -25,6 +26,7 @@ pub use blocking::Blocking;
 pub use client::{BlockingClient, ClientBuilder};
 pub use clock::{system_clock, Clock};
 pub use licensing::{Licensing, LicensingBuilder, MachineBinding};
+pub use seat_guard::SeatGuard;
 pub use store::{FileStore, MemoryStore, SlotLock, Store};
 pub use transport::{
     ProxySetting, TlsRoots, UreqTransport, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES,

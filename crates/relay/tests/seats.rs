@@ -919,3 +919,47 @@ fn health_and_metrics_report_the_seats_in_use() {
         json!({"in_use": 1, "pools_in_use": 1, "most_in_a_pool": 1, "borrowed": 1})
     );
 }
+
+/// Issue #67 item 5, the Rust face: a `SeatGuard` (`BlockingClient::hold_seat`) holds its seat
+/// over HTTP (`relay serve`'s host on loopback, the real clock): a second machine gets
+/// `seats_full` while it is held; dropping the guard gives the seat back at once (the other
+/// machine's next acquisition gets it, long before the seat's 5-minute life would end); an
+/// explicit release says how it went.
+#[test]
+fn a_seat_guard_holds_its_seat_and_gives_it_back_when_dropped() {
+    use polar_license::seat::SeatAnswer;
+    use polar_license::seat_hold::HoldState;
+    let polar = rig::emulator();
+    let k = key(&polar, "guard", 1);
+    let served = rig::listen_stored(rig::config(polar.url(), "guard"), "whsec_guard");
+    let client = polar_license::BlockingClient::builder(DEMO_ORGANIZATION_ID)
+        .base_url(served.url())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("a client");
+    let guard = client
+        .hold_seat(Key::new(k.clone()), "machine-A", false)
+        .expect("an answer")
+        .expect("the seat");
+    assert_eq!(guard.state(), HoldState::Held);
+    assert_eq!((guard.seat().in_use, guard.seat().size), (1, 1));
+    assert!(!format!("{guard:?}").contains(&k), "the key redacted");
+    match client.hold_seat(Key::new(k.clone()), "machine-B", false) {
+        Ok(Err(SeatAnswer::Full { in_use, .. })) => assert_eq!(in_use, 1),
+        other => panic!("machine-B while A holds the one seat: {other:?}"),
+    }
+    drop(guard);
+    let b = client
+        .hold_seat(Key::new(k.clone()), "machine-B", false)
+        .expect("an answer")
+        .expect("the seat A's guard gave back");
+    assert!(matches!(
+        client.hold_seat(Key::new(k.clone()), "machine-A", false),
+        Ok(Err(SeatAnswer::Full { .. }))
+    ));
+    b.release().expect("released");
+    let again = client
+        .hold_seat(Key::new(k), "machine-A", false)
+        .expect("an answer");
+    assert!(again.is_ok(), "free again after the release: {again:?}");
+}

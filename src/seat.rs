@@ -165,7 +165,17 @@ pub struct Seat {
     pub lease: Option<String>,
 }
 
+/// The shortest heartbeat interval a seat asks for, in seconds.
+const MIN_BEAT: u64 = 1;
+
 impl Seat {
+    /// How often to heartbeat it: a third of its life (at least a second), so one lost
+    /// heartbeat still leaves the next within it. Every face's (the CLI's `seat run`, the
+    /// hold of [`crate::seat_hold::SeatHold`]).
+    pub fn heartbeat_every(&self) -> core::time::Duration {
+        core::time::Duration::from_secs((self.expires_in / 3).max(MIN_BEAT))
+    }
+
     /// The seat's lease verified offline against the relay's `keys` for this organization,
     /// key and machine at `now` (unix seconds), and naming this seat.
     pub fn verify(

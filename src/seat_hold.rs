@@ -44,9 +44,6 @@ pub struct SeatHold {
     state: HoldState,
 }
 
-/// The shortest heartbeat interval a hold asks for.
-const MIN_BEAT: u64 = 1;
-
 impl SeatHold {
     /// The request for a new seat of `key` on `machine` (a CI seat when `ci`).
     pub fn acquire_ask(key: Key, machine: String, ci: bool) -> SeatAsk {
@@ -125,10 +122,9 @@ impl SeatHold {
         self.state
     }
 
-    /// How often to heartbeat: a third of the seat's life (at least a second), so one lost
-    /// heartbeat still leaves the next within it.
+    /// How often to heartbeat ([`Seat::heartbeat_every`]).
     pub fn heartbeat_every(&self) -> Duration {
-        Duration::from_secs((self.seat.expires_in / 3).max(MIN_BEAT))
+        self.seat.heartbeat_every()
     }
 
     /// The seat as the relay last answered it.

@@ -259,9 +259,7 @@ fn seat_run(g: &Global, a: &SeatRunArgs) -> u8 {
             );
         }
     }
-    let every = a
-        .heartbeat
-        .unwrap_or_else(|| Duration::from_secs(seat.expires_in.max(3) / 3));
+    let every = a.heartbeat.unwrap_or_else(|| seat.heartbeat_every());
     let (stop, stopped) = mpsc::channel::<()>();
     let beat = {
         let client = crate::run::client(g);

@@ -97,6 +97,8 @@ impl Ops {
             "webhook"
         } else if path == DEVICES_ROUTE {
             "devices"
+        } else if path.starts_with(crate::seats::SEATS_PREFIX) {
+            "seats"
         } else {
             match path.strip_prefix(ROUTE_PREFIX) {
                 Some("validate") => "validate",
@@ -389,7 +391,7 @@ impl Ops {
         family(
             "answers_total",
             "counter",
-            "Answers given, by route (validate, activate, deactivate, devices, webhook, other), source (polar, store, stale) and HTTP status.",
+            "Answers given, by route (validate, activate, deactivate, devices, seats, webhook, other), source (polar, store, stale) and HTTP status.",
             &answers,
         );
         family(
@@ -597,6 +599,8 @@ mod tests {
             format!("{ROUTE_PREFIX}validate"),
             DEVICES_ROUTE.to_string(),
             format!("{DEVICES_ROUTE}?x=1"),
+            format!("{}acquire", crate::seats::SEATS_PREFIX),
+            format!("{}release", crate::seats::SEATS_PREFIX),
             WEBHOOK_ROUTE.to_string(),
             "/v1/elsewhere".to_string(),
         ] {
@@ -611,6 +615,7 @@ mod tests {
             [
                 ("devices", 2),
                 ("other", 1),
+                ("seats", 2),
                 ("validate", 1),
                 ("webhook", 1)
             ]

@@ -1237,6 +1237,14 @@ impl Licensing {
         self.store.remove(&seal.slot)
     }
 
+    /// The activation this machine's cache remembers for `key` (none when the cache cannot
+    /// be read): what a device listing marks as this machine.
+    fn this_activation(&self, key: &Key) -> Option<String> {
+        self.status(key.clone())
+            .ok()
+            .and_then(|s| s.activation.map(|a| a.id))
+    }
+
     /// The devices of `key` through a customer session (issue #64), this machine's marked by
     /// the activation its cache remembers for the key (none when the cache cannot be read): the
     /// core's [`crate::portal::ListDevices`] over this licensing's client. Free one with
@@ -1247,10 +1255,7 @@ impl Licensing {
         key: impl Into<Key>,
     ) -> Result<crate::portal::KeyDevices, crate::portal::PortalError> {
         let key = key.into();
-        let here = self
-            .status(key.clone())
-            .ok()
-            .and_then(|s| s.activation.map(|a| a.id));
+        let here = self.this_activation(&key);
         self.client.list_devices(session, &key, here.as_deref())
     }
 
@@ -1267,10 +1272,7 @@ impl Licensing {
         key: impl Into<Key>,
     ) -> Result<crate::portal::KeyDevices, crate::portal::PortalError> {
         let key = key.into();
-        let here = self
-            .status(key.clone())
-            .ok()
-            .and_then(|s| s.activation.map(|a| a.id));
+        let here = self.this_activation(&key);
         self.client
             .list_devices_via_relay(relay_url, &key, here.as_deref())
     }

@@ -632,6 +632,15 @@ impl AsyncLicensing {
         ))
     }
 
+    /// The activation this machine's cache remembers for `key` (none when the cache cannot
+    /// be read): what a device listing marks as this machine.
+    async fn this_activation(&self, key: &Key) -> Option<String> {
+        self.status(key.clone())
+            .await
+            .ok()
+            .and_then(|s| s.activation.map(|a| a.id))
+    }
+
     /// The devices of `key` through a customer session (issue #64), this machine's marked by
     /// the activation its cache remembers for the key (none when the cache cannot be read): the
     /// core's [`crate::portal::ListDevices`] over this licensing's client, as the native
@@ -643,11 +652,7 @@ impl AsyncLicensing {
         key: impl Into<Key>,
     ) -> Result<crate::portal::KeyDevices, crate::portal::PortalError> {
         let key = key.into();
-        let here = self
-            .status(key.clone())
-            .await
-            .ok()
-            .and_then(|s| s.activation.map(|a| a.id));
+        let here = self.this_activation(&key).await;
         self.client
             .list_devices(session, &key, here.as_deref())
             .await
@@ -662,11 +667,7 @@ impl AsyncLicensing {
         key: impl Into<Key>,
     ) -> Result<crate::portal::KeyDevices, crate::portal::PortalError> {
         let key = key.into();
-        let here = self
-            .status(key.clone())
-            .await
-            .ok()
-            .and_then(|s| s.activation.map(|a| a.id));
+        let here = self.this_activation(&key).await;
         self.client
             .list_devices_via_relay(relay_url, &key, here.as_deref())
             .await

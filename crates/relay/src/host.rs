@@ -40,7 +40,8 @@ pub const MIN_METRICS_TOKEN: usize = 16;
 /// Sends a call the request machine asks for ([`crate::flow::Need::Send`]) through a
 /// native host's transport: a `POST` as the license routes take it, a `GET` (a device
 /// listing's read of the key's record, issue #64) with the call's URL and headers and no body.
-#[cfg(not(target_arch = "wasm32"))]
+/// Only `relay serve`'s server and the tests drive a native exchange.
+#[cfg(all(not(target_arch = "wasm32"), any(test, feature = "server")))]
 pub(crate) fn send(
     transport: &dyn polar_license::Transport,
     request: &polar_license::HttpRequest,

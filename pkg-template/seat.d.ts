@@ -75,6 +75,8 @@ export interface SeatsOptions {
   organizationId: string;
   /** The seller's relay's URL (`polar-license relay serve`, or the Workers relay). */
   relay: string;
+  /** A LicenseClient: `seat()` without a key takes its remembered key. */
+  client?: { rememberedKey(): Promise<string | null> };
   /** Default: the global fetch. */
   fetch?: typeof globalThis.fetch;
   /** Each request's timeout in milliseconds (default 30,000). */
@@ -83,8 +85,8 @@ export interface SeatsOptions {
 
 /** Options of `seat()`. */
 export interface SeatOptions {
-  /** The license key. */
-  key: string;
+  /** The license key (default: the `client`'s remembered key; none: `invalid_input`). */
+  key?: string;
   /** The binding signed into the seat (default: a random one per seat). */
   machine?: string;
   /** A CI seat (the seller may cap them apart). */
@@ -99,7 +101,7 @@ export interface SeatOptions {
 export declare class Seats {
   constructor(options: SeatsOptions);
   /** Holds one of the key's seats (rejects with a SeatError: `seats_full`, …). */
-  seat(options: SeatOptions): Promise<HeldSeat>;
+  seat(options?: SeatOptions): Promise<HeldSeat>;
 }
 
 /** `new Seats(options)`. */

@@ -94,22 +94,26 @@ export class Seats {
   #relay;
   #fetch;
   #timeout;
+  #client;
 
   /**
-   * `options`: `organizationId`, `relay` (the seller's relay's URL), `fetch` (default: the
-   * global one), `timeoutMs` (each request's, default 30 s).
+   * `options`: `organizationId`, `relay` (the seller's relay's URL), `client` (a LicenseClient:
+   * `seat()` without a key takes its remembered key), `fetch` (default: the global one),
+   * `timeoutMs` (each request's, default 30 s).
    */
   constructor(options = {}) {
     if (options === null || typeof options !== 'object') throw fail('invalid_input', 'options', 'options must be an object');
-    const { organizationId, relay, fetch: fetchFn, timeoutMs } = options;
+    const { organizationId, relay, client, fetch: fetchFn, timeoutMs } = options;
     for (const [name, value] of [['organizationId', organizationId], ['relay', relay]]) {
       if (typeof value !== 'string') throw fail('invalid_input', name === 'relay' ? 'relay' : 'organization_id', `${name} must be a string`);
     }
+    if (client !== undefined && typeof client?.rememberedKey !== 'function') throw fail('invalid_input', 'client', 'client must be a LicenseClient');
     if (fetchFn !== undefined && typeof fetchFn !== 'function') throw fail('invalid_input', 'fetch', 'fetch must be a function called like the global fetch');
     if (timeoutMs !== undefined && !(Number.isFinite(timeoutMs) && timeoutMs > 0)) throw fail('invalid_input', 'timeoutMs', 'timeoutMs must be a positive number');
     [this.#org, this.#relay] = [organizationId, relay];
     this.#fetch = fetchFn ?? ((...a) => globalThis.fetch(...a));
     this.#timeout = timeoutMs ?? TIMEOUT_MS;
+    this.#client = client ?? null;
   }
 
   /**
@@ -118,12 +122,18 @@ export class Seats {
    * is called once when a heartbeat finds the seat gone (the relay freed it, or Polar denied the
    * key); a heartbeat that cannot reach the relay keeps the seat and beats again at the next
    * interval. Resolves to the seat's handle `{ id, expiresAt, info, release() }`; rejects with a
-   * SeatError (`seats_full`, …) when no seat is held. `machine`: the binding signed into the
-   * seat (default: a random one per call); `ci`: a CI seat.
+   * SeatError (`seats_full`, …) when no seat is held. `key`: default, the client's remembered
+   * key; `machine`: the binding signed into the seat (default: a random one per call); `ci`: a
+   * CI seat.
    */
   async seat(options = {}) {
     if (options === null || typeof options !== 'object') throw fail('invalid_input', 'options', 'options must be an object');
-    const { key, machine, ci, signal, onLost } = options;
+    const { machine, ci, signal, onLost } = options;
+    let { key } = options;
+    if (key === undefined && this.#client !== null) {
+      key = await this.#client.rememberedKey();
+      if (key === null) throw fail('invalid_input', 'key', 'key: none given, and the client remembers none');
+    }
     if (typeof key !== 'string') throw fail('invalid_input', 'key', 'key must be a string');
     if (machine !== undefined && typeof machine !== 'string') throw fail('invalid_input', 'machine', 'machine must be a string');
     if (onLost !== undefined && typeof onLost !== 'function') throw fail('invalid_input', 'onLost', 'onLost must be a function');

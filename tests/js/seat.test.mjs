@@ -31,7 +31,7 @@ const skip = CLI ? false : 'needs the native command line (POLAR_CLI)';
  * set while they were on (a later tick fires nothing): there only the rows without a tick run. */
 const ticks = skip || (process.versions.node.split('.')[0] === '18' ? "Node 18's mock timers stop at undici's (node 20 runs this row)" : false);
 
-const { LicenseError } = await pkg();
+const { LicenseClient, LicenseError } = await pkg();
 const { Seats, SeatError, seats } = await import(pathToFileURL(join(PACKAGE_DIR, 'seat.js')).href);
 const { startEmulator } = await import(pathToFileURL(join(PACKAGE_DIR, 'emulator.js')).href);
 
@@ -277,4 +277,19 @@ test('a signal aborted while the seat is acquired: the seat just taken goes back
   const next = await seats({ organizationId: ORG, relay: relay.url }).seat({ key });
   assert.equal(next.state, 'held', 'the seat was given back');
   await next.release();
+});
+
+test("without a key, the client's remembered key; none remembered is invalid_input with nothing sent", { skip }, async () => {
+  const key = newKey(1);
+  const client = new LicenseClient({ organizationId: ORG, baseUrl: relay.url, storage: 'memory' });
+  const rec = recording();
+  const s = seats({ organizationId: ORG, relay: relay.url, client, fetch: rec.fetch });
+  const none = await rejection(s.seat());
+  assert.deepEqual([none.code, none.field], ['invalid_input', 'key'], none.message);
+  assert.equal(rec.sent.length, 0);
+  await client.rememberKey(key);
+  const held = await s.seat();
+  assert.equal(rec.sent[0].body.key, key, "the remembered key's seat");
+  assert.deepEqual(await held.release(), { released: true });
+  assert.throws(() => seats({ organizationId: ORG, relay: relay.url, client: {} }), (e) => e.code === 'invalid_input' && e.field === 'client');
 });

@@ -1,7 +1,14 @@
 // Types of polar-license/seat (issue #67 item 5), checked by tsc against the installed tarball
 // (scripts/test-wasm.sh's npm-types): hold a seat with an AbortSignal, read seats_full and a
 // lost seat; the @ts-expect-error lines are mistakes the types must refuse.
+import { LicenseClient } from 'polar-license';
 import { Seats, SeatError, seats, type HeldSeat, type SeatInfo, type SeatReleased } from 'polar-license/seat';
+
+// The key a LicenseClient remembers.
+async function remembered(client: LicenseClient, signal: AbortSignal): Promise<HeldSeat> {
+  return seats({ organizationId: '2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10', relay: 'https://relay.example.com', client }).seat({ signal });
+}
+void remembered;
 
 async function floating(key: string): Promise<string> {
   const ctl = new AbortController();
@@ -36,7 +43,9 @@ void floating;
 
 // @ts-expect-error: the relay is required
 new Seats({ organizationId: 'x' });
-// @ts-expect-error: the key is required
-void seats({ organizationId: 'x', relay: 'y' }).seat({});
+// @ts-expect-error: the key is a string
+void seats({ organizationId: 'x', relay: 'y' }).seat({ key: 42 });
+// @ts-expect-error: the client is a LicenseClient
+void seats({ organizationId: 'x', relay: 'y', client: {} });
 // @ts-expect-error: onLost takes an error
 void seats({ organizationId: 'x', relay: 'y' }).seat({ key: 'k', onLost: 42 });

@@ -16,6 +16,8 @@ export class SeatError extends LicenseError {
   constructor(error, gone = false) {
     super(error.code, error.detail, error);
     this.name = 'SeatError';
+    // `seat_gone` is no reason code: the core names its kind.
+    if (error.kind !== undefined) this.kind = error.kind;
     this.inUse = error.inUse ?? null;
     this.size = error.size ?? null;
     this.freesAt = error.freesAt ?? null;

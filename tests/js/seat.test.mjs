@@ -228,7 +228,8 @@ test('a seat the relay freed is lost at the next heartbeat: onLost once, with se
   await until(() => lost.length === 1, 'onLost called');
   const [e] = lost;
   assert.ok(e instanceof SeatError && e instanceof LicenseError);
-  assert.deepEqual([e.code, e.gone], ['seat_gone', true]);
+  assert.deepEqual([e.code, e.kind, e.gone], ['seat_gone', 'denied', true]);
+  assert.match(e.userMessage, /take a seat again/);
   assert.equal(held.state, 'gone');
   mock.timers.tick(held.info.heartbeatMs * 3);
   await sleep(50);

@@ -14,9 +14,9 @@
 //! (nothing to send), `{"held": SEAT}`, `{"released": bool}`, or `{"error": ERROR}`; a
 //! heartbeat's answer adds `"state"` (`held`, `gone`). SEAT is `{id, ci, expiresAt (unix
 //! seconds), expiresIn, heartbeatMs, inUse, size}`; ERROR is `{code, detail, userMessage,
-//! status?, retryAfter?, field?, inUse?, size?, freesAt?}` (`code`: a reason code, or
-//! `seat_gone`). An answer's headers come as `name\nvalue\n…` (fetch's names and values hold
-//! no line break).
+//! status?, retryAfter?, field?, inUse?, size?, freesAt?, kind?}` (`code`: a reason code,
+//! or `seat_gone` with its `kind`). An answer's headers come as `name\nvalue\n…` (fetch's
+//! names and values hold no line break).
 
 #![cfg(target_arch = "wasm32")]
 
@@ -142,7 +142,9 @@ fn error_object(o: &mut JsonOut, f: &Failure<'_>) {
             o.key("freesAt").opt_int(*frees_at);
         }
         Failure::Refused(_) => {
+            // Not a reason code: its kind said here, `denied` as the Tauri face's.
             o.key("code").str("seat_gone");
+            o.key("kind").str("denied");
             o.key("detail").str("seat_gone");
             o.key("userMessage")
                 .str("This seat was freed (not heard from within its life): take a seat again.");

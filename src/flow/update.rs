@@ -160,6 +160,16 @@ impl<L> Validated<L> {
     pub fn outcome(self) -> CheckOutcome<L> {
         CheckOutcome::online(self.online, self.verified_at)
     }
+
+    /// The values the relay signed into the lease of an answer that licenses (issue #68), as
+    /// [`CheckReport::entitlements`](crate::grace::CheckReport::entitlements) reads a check's:
+    /// `None` when the answer does not license or the lease carries none.
+    pub fn entitlements(&self) -> Option<&crate::lease::EntitlementClaims> {
+        match self.online {
+            Ok(Verdict::Accepted(_)) => self.lease.as_ref()?.facts.entitlements(),
+            _ => None,
+        }
+    }
 }
 
 /// What an activate came to: Polar's answer (or why there is none), and whether the key's

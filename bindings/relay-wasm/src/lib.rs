@@ -394,7 +394,7 @@ fn roster_options(store: &JsValue, options: &mut StoreOptions) -> Result<(), JsE
             .as_bool()
             .ok_or_else(|| bad("store.roster", "must be true or false"))?;
     }
-    if let Some(share) = whole(store, "firstSeenShare", 100.0)? {
+    if let Some(share) = whole(store, "firstSeenShare", f64::from(u32::MAX))? {
         options.first_seen_share = share as u32;
     }
     Ok(())
@@ -584,7 +584,8 @@ impl RelayCore {
                 public_key,
             },
         );
-        if let Some(days) = whole(&config, "leaseDays", 366.0)? {
+        // The range is the core's (`Relay::with_entropy`: 1 to MAX_LEASE_DAYS), as natively.
+        if let Some(days) = whole(&config, "leaseDays", f64::from(u32::MAX))? {
             relay_config.lease_days = days as u32;
         }
         relay_config.organization_id = text(&config, "organizationId")?;
@@ -657,22 +658,7 @@ impl RelayCore {
             let budget = whole(&store, "budget", 1e9)?.map(|v| v as u32);
             let reserve = whole(&store, "budgetReserve", 1e9)?.map(|v| v as u32);
             options = options.with_budget(sandbox, budget, reserve);
-            // The core's own check (`relay serve` refuses the same values as its flags).
-            match options.problem() {
-                Some(("fresh_for", _)) => {
-                    return Err(bad(
-                        "store.freshFor",
-                        "must be at least 1, and staleFor at least freshFor",
-                    ))
-                }
-                Some(_) => {
-                    return Err(bad(
-                        "store.budget",
-                        "must be at least 1 and above budgetReserve",
-                    ))
-                }
-                None => {}
-            }
+            // Checked by the core (`StoreOptions::problem`, in `Relay::with_entropy`), as natively.
             if let Some(v) = whole(&store, "maxEntries", 1e9)? {
                 options.max_entries = v as usize;
             }

@@ -483,12 +483,12 @@ pub struct RelayServeArgs {
     pub no_roster: bool,
 
     /// With --roster: the percent of the budget keys it does not know may spend, shared
-    /// fairly per client address (per /64 for IPv6); past it they are answered 429
+    /// fairly per client address (per /64 for IPv6); past it they are answered 429 (0 to 100:
+    /// the relay core's check, StoreOptions::problem)
     #[arg(
         long,
         value_name = "PERCENT",
         default_value_t = 10,
-        value_parser = clap::value_parser!(u32).range(0..=100),
         env = "POLAR_LICENSE_RELAY_FIRST_SEEN_SHARE"
     )]
     pub first_seen_share: u32,

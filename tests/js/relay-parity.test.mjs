@@ -597,6 +597,7 @@ const OPTION_ROWS = [
   ['the reconcile every second', ['--reconcile-every', '1'], { store: { reconcileEvery: 1 } }, 'accepted'],
   ['a reconcile interval not a number', ['--reconcile-every', 'often'], { store: { reconcileEvery: 'often' } }, 'reconcile-every'],
   ['a negative reconcile interval', ['--reconcile-every=-1'], { store: { reconcileEvery: -1 } }, 'reconcile-every'],
+  ['entitlements signed (issue #68)', ['--sign-entitlements'], { signEntitlements: true, store: {} }, 'accepted'],
   ['the defaults', [], { store: {} }, 'accepted'],
 ];
 
@@ -609,6 +610,10 @@ test('both hosts: the same store options refused, naming the same option', { ski
     table.map(([what, native, npm]) => [what, native, npm]),
     table.map(([what, , , expected]) => [what, expected, expected]),
   );
+  // npm only (the native flag takes no value): signEntitlements a boolean, with a store.
+  assert.match(String(await npmOptions({ signEntitlements: 'yes', store: {} })), /signEntitlements: must be true or false/);
+  assert.match(String(await npmOptions({ signEntitlements: true })), /signEntitlements: needs a store/);
+  assert.equal(await npmOptions({ signEntitlements: false }), 'accepted');
 });
 
 // ---- the operator's routes -----------------------------------------------------------------

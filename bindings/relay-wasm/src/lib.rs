@@ -385,6 +385,18 @@ fn strings(config: &JsValue, name: &str) -> Result<Option<Vec<String>>, JsError>
         .map(Some)
 }
 
+/// `signEntitlements` (`relay serve --sign-entitlements`, issue #68): a customer's Feature
+/// Flag values and meter balances read from Polar in the background and signed into its keys'
+/// leases for clients that ask; `false` when left out.
+fn sign_entitlements(config: &JsValue) -> Result<bool, JsError> {
+    let on = get(config, "signEntitlements");
+    if on.is_undefined() || on.is_null() {
+        return Ok(false);
+    }
+    on.as_bool()
+        .ok_or_else(|| bad("signEntitlements", "must be true or false"))
+}
+
 /// The roster (`relay serve`'s --roster and --first-seen-share): `store.roster` (a boolean)
 /// and `store.firstSeenShare` (a percent, 0 to 100).
 fn roster_options(store: &JsValue, options: &mut StoreOptions) -> Result<(), JsError> {
@@ -632,6 +644,12 @@ impl RelayCore {
                 host::breaker_open_for(secs as u64).map_err(|e| JsError::new(&e.text()))?;
         }
         let store = get(&config, "store");
+        if !store.is_object() && sign_entitlements(&config)? {
+            return Err(bad(
+                "signEntitlements",
+                "needs a store (the values are the store's)",
+            ));
+        }
         // With a paged store the roster is kept in the host's storage too, as many digests
         // cached as entries (`store.cacheEntries`).
         let mut roster_cached = None;
@@ -667,6 +685,7 @@ impl RelayCore {
                 options.max_bytes = v as u64;
             }
             roster_options(&store, &mut options)?;
+            options.entitlements = sign_entitlements(&config)?;
             let webhook_secret = text(&store, "webhookSecret")?;
             let (kept, backend): (Kept, Arc<dyn polar_license_relay::store::Backend>) =
                 if get(&config, "pagedStore").is_truthy() {

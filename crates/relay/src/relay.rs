@@ -767,6 +767,19 @@ impl Relay {
                 ));
             }
         }
+        if pending.op == Operation::Activate {
+            // Seats held plus the key's activations within what was sold (issue #67).
+            if let Some(s) = &self.store {
+                if let Some(r) = crate::seats::refuses_activation(
+                    s.backend.as_ref(),
+                    &pending.checked.organization_id,
+                    &pending.key,
+                    now.unix_seconds,
+                ) {
+                    return Some(r);
+                }
+            }
+        }
         let secs = take(&self.per_key, &key_id, now)?;
         log::info!(
             "relay: {} {} 429 (key over its rate)",

@@ -667,6 +667,80 @@ fn a_keys_ordinary_activations_are_taken_from_its_seats() {
     assert_eq!((r.status, v["size"].as_u64()), (200, Some(2)), "{v}");
 }
 
+/// An ordinary activation through the relay while seats are held: refused, Polar not asked,
+/// when seats in use plus the key's activations already reach its `limit_activations`, in
+/// Polar's own words for an activation past the limit (every client reads it as
+/// `activation_limit`); once a seat is released, the activation is Polar's again. A seller's
+/// number for the benefit is the seats' own: no activation is refused for it.
+#[test]
+fn an_activation_is_refused_while_seats_held_fill_what_was_sold() {
+    let (polar, k, s) = seats_of("ROOM", 3);
+    let t = rig::now();
+    let a = held(&s, &k, "m-a", &acquire(&s, &k, "m-a", rig::at(t)), t);
+    held(
+        &s,
+        &k,
+        "m-b",
+        &acquire(&s, &k, "m-b", rig::at(t + 1)),
+        t + 1,
+    );
+    // 2 seats and 0 activations of 3: one activation fits.
+    activate(&s, &k, "laptop", rig::at(t + 2));
+    // 2 seats and 1 activation of 3: the next is refused before Polar is asked.
+    polar.reset_request_count();
+    let body = json!({"key": k, "organization_id": DEMO_ORGANIZATION_ID, "label": "desktop"});
+    let req = rig::request(
+        "/v1/customer-portal/license-keys/activate",
+        &[],
+        &body.to_string(),
+    );
+    let r = s.relay.handle(&req, rig::at(t + 3));
+    let v: Value = serde_json::from_slice(&r.body).expect("JSON");
+    assert_eq!(
+        (r.status, &v["error"], &v["detail"], &v["reason"]),
+        (
+            403,
+            &json!("NotPermitted"),
+            &json!("License key activation limit already reached"),
+            &json!("activation_limit")
+        ),
+        "{v}"
+    );
+    assert_eq!(
+        (
+            v["seats_in_use"].as_u64(),
+            v["activations"].as_u64(),
+            v["limit_activations"].as_u64()
+        ),
+        (Some(2), Some(1), Some(3)),
+        "{v}"
+    );
+    assert_eq!(polar.request_count(), 0, "Polar is not asked");
+    // A seat released: the activation is Polar's to make again.
+    release(&s, &k, "m-a", &a, rig::at(t + 4));
+    activate(&s, &k, "desktop", rig::at(t + 5));
+
+    // A benefit with the seller's own number of seats: activations are not counted in them,
+    // nor refused for them.
+    let polar = rig::emulator();
+    let benefit = polar_license_emulator::DEMO_BENEFIT_ID.to_string();
+    let k = "SEATS-OWN-4A5B6C".to_string();
+    polar
+        .add_key(polar_license_emulator::SeedKey {
+            limit_activations: Some(1),
+            benefit_id: Some(benefit.clone()),
+            ..polar_license_emulator::SeedKey::new(&k)
+        })
+        .expect("a key");
+    let options = SeatOptions {
+        per_benefit: vec![(benefit, 2)],
+        ..SeatOptions::default()
+    };
+    let s = relay_over(&polar, rig::memory(1_000), options);
+    held(&s, &k, "m-a", &acquire(&s, &k, "m-a", rig::at(t)), t);
+    activate(&s, &k, "laptop", rig::at(t + 1));
+}
+
 /// Activations made at Polar directly (not through the relay) are read by id with the key's
 /// first seat (the reconcile's `GET /v1/license-keys/{id}`, in the relay's background): the
 /// pool shrinks to what is left of the limit.

@@ -566,6 +566,53 @@ pub(crate) fn set_activations(
     }
 }
 
+/// Why an ordinary activation of `key` (of `organization_id`) through the relay is refused
+/// at `now`, before Polar is asked: seats held in the key's default pool plus its ordinary
+/// activations already reach its `limit_activations` (what the seller sold; issue #67).
+/// Polar's own answer to an activation past the limit (`403 NotPermitted`, "License key
+/// activation limit already reached"), so that every client reads it as it reads Polar's
+/// (`activation_limit`: deactivate a device, or here, wait for a seat to be released), with
+/// the seats' figures beside it (`seats_in_use`, `activations`, `limit_activations`, `reason`
+/// `activation_limit`). `None`: no pool, no seat held, a seller's number for the benefit, or
+/// a pool the store could not read (Polar's count still decides).
+pub(crate) fn refuses_activation(
+    store: &dyn Backend,
+    organization_id: &str,
+    key: &Key,
+    now: i64,
+) -> Option<RelayResponse> {
+    let id = pool_id(organization_id, &key_hash(key));
+    let entry = match store.get(&id) {
+        Ok(entry) => entry?,
+        Err(e) => {
+            log::warn!(
+                "relay: activate {}: its seats are not read ({e}): Polar's count decides",
+                crate::logged::key(key)
+            );
+            return None;
+        }
+    };
+    let (in_use, activations, limit) = pool_of(Some(&entry)).room_to_activate(now).err()?;
+    log::info!(
+        "relay: activate {} 403 (activation limit: {in_use} seats held and {activations}          activations of {limit})",
+        crate::logged::key(key)
+    );
+    Some(RelayResponse::json(
+        403,
+        object(&[
+            ("error", string("NotPermitted")),
+            (
+                "detail",
+                string("License key activation limit already reached"),
+            ),
+            ("reason", string("activation_limit")),
+            ("seats_in_use", in_use.to_string()),
+            ("activations", activations.to_string()),
+            ("limit_activations", limit.to_string()),
+        ]),
+    ))
+}
+
 /// Seats in use in the pool of `ask`'s key now (the operator's view; a test's).
 #[allow(dead_code)]
 pub(crate) fn in_use(store: &dyn Backend, id: &EntryId, now: i64) -> u32 {

@@ -413,7 +413,13 @@ fn on_the_workers_path_a_seat_is_signed_elsewhere_and_outlives_a_restart() {
                       when: i64,
                       id: u8|
      -> (RelayResponse, Value) {
-        let req = rig::request(&format!("{SEATS_PREFIX}{op}"), &[], &body);
+        // A seat route by its name, any other by its path.
+        let path = if op.starts_with('/') {
+            op.to_string()
+        } else {
+            format!("{SEATS_PREFIX}{op}")
+        };
+        let req = rig::request(&path, &[], &body);
         // The paged store is loaded by its host (`Backend::host_loads`): the exchange asks.
         let mut drive = rig::Drive::with(relay, req, rig::at(when), ExchangeOptions::default());
         drive.entropy = Some([id; 16]);
@@ -474,9 +480,103 @@ fn on_the_workers_path_a_seat_is_signed_elsewhere_and_outlives_a_restart() {
     let body = seat_body(&k, "m-b", None, None);
     let (r, _) = answer(&mut host, &b, &relay, "acquire", body, t + 8, 5);
     assert_eq!(r.status, 200);
+
+    // The key's ordinary activations through the relay are counted in its pool here too
+    // (the pool read with the activation, and with the deactivation's key entries), and an
+    // activation is refused while seats held fill what was sold.
+    let k2 = rig::add_key(&polar, "SEATS-WORKERS-ACTS-4A5B6C".into(), Some(2));
+    const ACTIVATE: &str = "/v1/customer-portal/license-keys/activate";
+    const DEACTIVATE: &str = "/v1/customer-portal/license-keys/deactivate";
+    let activation = |label: &str| {
+        json!({"key": k2, "organization_id": DEMO_ORGANIZATION_ID, "label": label}).to_string()
+    };
+    let (r, v) = answer(
+        &mut host,
+        &b,
+        &relay,
+        "acquire",
+        seat_body(&k2, "m-a", None, None),
+        t + 10,
+        6,
+    );
+    assert_eq!((r.status, v["size"].as_u64()), (200, Some(2)), "{v}");
+    let first = v["seat"].as_str().expect("seat").to_string();
+    let (r, v) = answer(
+        &mut host,
+        &b,
+        &relay,
+        ACTIVATE,
+        activation("laptop"),
+        t + 11,
+        7,
+    );
+    assert_eq!(r.status, 200, "{v}");
+    let activation_id = v["id"].as_str().expect("an activation id").to_string();
+    let b = Arc::new(host.start(16));
+    let relay = relay_on(&b);
+    let (r, v) = answer(
+        &mut host,
+        &b,
+        &relay,
+        "acquire",
+        seat_body(&k2, "m-b", None, None),
+        t + 12,
+        8,
+    );
     assert_eq!(
-        signed, 3,
-        "each seat given or extended signed outside the relay"
+        (r.status, v["reason"].as_str(), v["size"].as_u64()),
+        (409, Some("seats_full"), Some(1)),
+        "2 sold, 1 activated, 1 seat held, after a restart: {v}"
+    );
+    let (r, v) = answer(
+        &mut host,
+        &b,
+        &relay,
+        ACTIVATE,
+        activation("desktop"),
+        t + 13,
+        9,
+    );
+    assert_eq!(
+        (r.status, v["detail"].as_str()),
+        (403, Some("License key activation limit already reached")),
+        "{v}"
+    );
+    let body =
+        json!({"key": k2, "organization_id": DEMO_ORGANIZATION_ID, "activation_id": activation_id});
+    let (r, _) = answer(
+        &mut host,
+        &b,
+        &relay,
+        DEACTIVATE,
+        body.to_string(),
+        t + 14,
+        10,
+    );
+    assert_eq!(r.status, 204);
+    let (r, v) = answer(
+        &mut host,
+        &b,
+        &relay,
+        "acquire",
+        seat_body(&k2, "m-b", None, None),
+        t + 15,
+        11,
+    );
+    assert_eq!((r.status, v["size"].as_u64()), (200, Some(2)), "{v}");
+    let (_, v) = answer(
+        &mut host,
+        &b,
+        &relay,
+        "release",
+        seat_body(&k2, "m-a", Some(&first), None),
+        t + 16,
+        12,
+    );
+    assert_eq!(v["released"], true);
+    assert_eq!(
+        signed, 6,
+        "each seat given or extended signed outside the relay (3 of the first key, 2 of the second; the activation's lease)"
     );
 }
 

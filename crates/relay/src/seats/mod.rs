@@ -301,6 +301,7 @@ pub(crate) fn wants(req: &RelayRequest) -> Option<Wants> {
             entries: vec![pool],
             tags: Vec::new(),
             all: false,
+            later: Vec::new(),
         });
     }
     let v = validate_request(req, &ask);
@@ -316,6 +317,7 @@ pub(crate) fn wants(req: &RelayRequest) -> Option<Wants> {
         entries: vec![verdict, pool],
         tags: vec![crate::store::key_tag(&checked.organization_id, &key)],
         all: false,
+        later: Vec::new(),
     })
 }
 
@@ -508,9 +510,10 @@ pub(crate) fn release(store: &dyn Backend, seen: &Seen, ask: &SeatAsk, now: Now)
 /// The key's ordinary activations as Polar answered them through the relay: an activation
 /// (`+1`) or a deactivation (`-1`) of the key `key` of `organization_id` moves its pool's
 /// count, when the key has a pool (none is made: a key that never had a seat has its
-/// activations read by id with its first seat, [`crate::reconcile`]). Not with a store the
-/// host reads per key (a Durable Object's): an activation does not load the pool there (its
-/// round trips stay as measured), so such a relay's pools do not count activations yet.
+/// activations read by id with its first seat, [`crate::reconcile`]). With a store the host
+/// reads per key (a Durable Object's), the pool was loaded with the request
+/// ([`crate::wants::store_wants`]: an activation's one read, a deactivation's with its key's
+/// entries).
 pub(crate) fn count_activation(
     store: &dyn Backend,
     organization_id: &str,
@@ -518,9 +521,6 @@ pub(crate) fn count_activation(
     delta: i32,
     now: i64,
 ) {
-    if store.host_loads() {
-        return;
-    }
     let id = pool_id(organization_id, &key_hash(key));
     let changed = store.update(&id, &mut |current| {
         let mut pool = pool_of(Some(current?));

@@ -513,7 +513,8 @@ pub(crate) fn release(store: &dyn Backend, seen: &Seen, ask: &SeatAsk, now: Now)
 /// activations read by id with its first seat, [`crate::reconcile`]). With a store the host
 /// reads per key (a Durable Object's), the pool was loaded with the request
 /// ([`crate::wants::store_wants`]: an activation's one read, a deactivation's with its key's
-/// entries).
+/// entries, when it has any: a key with none stored has its pool uncounted there, the
+/// pool's count the reconcile's next read by id sets natively).
 pub(crate) fn count_activation(
     store: &dyn Backend,
     organization_id: &str,
@@ -522,6 +523,13 @@ pub(crate) fn count_activation(
     now: i64,
 ) {
     let id = pool_id(organization_id, &key_hash(key));
+    if store.host_loads() && store.get(&id).is_err() {
+        log::debug!(
+            "relay: the activations of {} are not counted in its seats (its pool was not read)",
+            crate::logged::key(key)
+        );
+        return;
+    }
     let changed = store.update(&id, &mut |current| {
         let mut pool = pool_of(Some(current?));
         pool.activations = pool.activations.saturating_add_signed(delta);

@@ -57,9 +57,9 @@ pub struct Wants {
     pub tags: Vec<String>,
     /// Whether every entry of those rows is read.
     pub all: bool,
-    /// Entries read once the rows are: with the rows' entries when a row is read first (one
-    /// storage call for both), else at once. A deactivation's seat pool, read beside its
-    /// key's entries without a call of its own.
+    /// Entries read with the entries the rows name, once the rows are read (one storage
+    /// call for both); not read when the rows name none. A deactivation's seat pool, read
+    /// beside its key's entries without a call of its own.
     pub later: Vec<EntryId>,
 }
 
@@ -389,7 +389,9 @@ impl PagedBackend {
                 None => out.tags.push(tag.clone()),
             }
         }
-        if out.tags.is_empty() {
+        // Read with the rows' entries only: never a storage call of their own for a row
+        // that names nothing (then they are left unread, and the core does without them).
+        if out.tags.is_empty() && !ids.is_empty() {
             ids.extend(wants.later.iter().copied());
         }
         for id in ids {
@@ -696,7 +698,7 @@ mod tests {
     }
 
     /// An entry wanted `later` is read with the entries of the rows read first (one call
-    /// of the host's for both), or at once when no row is missing.
+    /// of the host's for both), and not when the rows name none.
     #[test]
     fn an_entry_wanted_later_is_read_with_the_rows_entries() {
         let b = PagedBackend::new(100, 1_000);
@@ -715,6 +717,13 @@ mod tests {
         let next = b.missing(&wants);
         assert!(next.tags.is_empty());
         assert_eq!(next.entries, vec![hex_id(&id(3)), hex_id(&id(7))]);
+        // A row that names nothing: nothing read for it, nor the later entry.
+        let empty = Wants {
+            tags: vec!["k:2".into()],
+            ..wants
+        };
+        b.load(Vec::new(), vec![("k:2".into(), Vec::new())]);
+        assert_eq!(b.missing(&empty), Missing::default());
     }
 
     /// What a validate of entry `n` of `key` reads: the entry and its key's row.

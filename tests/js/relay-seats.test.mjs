@@ -8,6 +8,10 @@
 // - two clients on a one-seat key: the second gets `seats_full` (409, with how many are in use
 //   and when the soonest frees); the first releases, and the second's next try, at its
 //   heartbeat, gets the seat;
+// - a key's ordinary activations through the relay are taken from its seats (a two-activation
+//   key with one activation has one seat), and an activation while seats held fill what was
+//   sold is refused as Polar refuses one past the limit (403, its words); a deactivation gives
+//   the seat back;
 // - a relay restarted mid-hold (the process stopped, workerd stopped, each started again on the
 //   same store) keeps every seat: a third client still gets `seats_full`, the holders'
 //   heartbeat and release are answered as the seats', and the freed seat goes to the third;
@@ -190,6 +194,32 @@ test('two clients on a one-seat key: the second gets seats_full, then the seat a
     const start = performance.now();
     held(h, await seat(h, 'acquire', key, 'client-b'), "the second client's next try");
     assert.ok(performance.now() - start < (LIFE_S * 1000) / 3, `${h.name}: within one heartbeat`);
+  }
+});
+
+test("a key's activations through the relay are taken from its seats, and an activation is refused while seats held fill what was sold (both hosts)", { skip }, async () => {
+  const post = async (h, path, body) => {
+    const r = await fetch(`${h.relay.url}/v1/customer-portal/license-keys/${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const text = await r.text();
+    return { status: r.status, text, json: text ? JSON.parse(text) : null };
+  };
+  for (const h of hosts) {
+    const key = newKey(2);
+    const a = held(h, await seat(h, 'acquire', key, 'acts-a'), 'a');
+    const laptop = await post(h, 'activate', { key, organization_id: ORG, label: 'laptop' });
+    assert.equal(laptop.status, 200, `${h.name}: ${laptop.text}`);
+    // 2 sold, 1 activated: 1 seat, held.
+    full(h, await seat(h, 'acquire', key, 'acts-b'), 1, 1, 'b with one activation');
+    const refused = await post(h, 'activate', { key, organization_id: ORG, label: 'desktop' });
+    assert.deepEqual(
+      [refused.status, refused.json?.detail, refused.json?.seats_in_use],
+      [403, 'License key activation limit already reached', 1],
+      `${h.name}: ${refused.text}`,
+    );
+    const gone = await post(h, 'deactivate', { key, organization_id: ORG, activation_id: laptop.json.id });
+    assert.equal(gone.status, 204, `${h.name}: ${gone.text}`);
+    held(h, await seat(h, 'acquire', key, 'acts-b'), 'b once the activation is gone');
+    assert.equal((await seat(h, 'release', key, 'acts-a', a)).json?.released, true, h.name);
   }
 });
 

@@ -338,6 +338,66 @@ fn a_relay_restarted_mid_hold_keeps_every_seat() {
     assert_eq!(acquire(&s, &k, "m-c", rig::at(t + 40)).0.status, 200);
 }
 
+/// A store written before entries had kinds (a pool told apart by its status 0 alone, as
+/// the relay wrote it until issue #67's store kind): its pools load as pools, never evicted,
+/// their seats held; the pool's next step writes it with its kind (`"kind":"seat_pool"`).
+#[test]
+fn a_store_written_before_entry_kinds_keeps_its_pools() {
+    use polar_license_relay::store::{Entry, EntryKind, Mark};
+    use sha2::{Digest, Sha256};
+    let hex = |b: &[u8]| b.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let polar = rig::emulator();
+    let k = key(&polar, "OLDPOOL", 1);
+    let dir = ScratchDir::new("seats-old-format");
+    let path = dir.path().join("seats.redb");
+    let t = rig::now();
+    let seat = "6f1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b";
+    let mut h = Sha256::new();
+    for part in [
+        "seats",
+        DEMO_ORGANIZATION_ID,
+        &polar_license::lease::key_hash(&Key::new(k.clone())),
+    ] {
+        h.update(part.as_bytes());
+        h.update([0u8]);
+    }
+    let pool_id: [u8; 32] = h.finalize().into();
+    // The pool as the relay wrote it before kinds: no `kind` member, status 0.
+    let old = json!({
+        "license_key_id": null, "customer_id": null, "answered_at": t, "status": 0,
+        "body": json!({"seats": [{"id": seat, "machine": hex(&Sha256::digest(b"m-old")),
+            "ci": false, "until": t + 300}]}).to_string(),
+        "headers": [], "grant": false, "mark": "None", "last_event_at": 0,
+        "key_event_at": 0, "marked_at": 0, "key_at": null,
+    });
+    let entry: Entry = serde_json::from_value(old.clone()).expect("an old entry reads");
+    assert_eq!((entry.kind, entry.kind()), (None, EntryKind::SeatPool));
+    assert_eq!(entry.mark, Mark::None);
+    assert_eq!(
+        serde_json::to_value(&entry).expect("JSON"),
+        old,
+        "the old format, as written then"
+    );
+    redb(&path).put(&pool_id, &entry).expect("written");
+
+    let store = redb(&path);
+    let s = relay_over(&polar, Arc::clone(&store), SeatOptions::default());
+    let (r, v) = acquire(&s, &k, "m-new", rig::at(t + 10));
+    assert_eq!(
+        (r.status, v["reason"].as_str()),
+        (409, Some("seats_full")),
+        "{v}"
+    );
+    let (r, v) = heartbeat(&s, &k, "m-old", seat, rig::at(t + 20));
+    assert_eq!(r.status, 200, "{v}");
+    let written = store.get(&pool_id).expect("read").expect("the pool");
+    assert_eq!(
+        (written.kind, written.status),
+        (Some(EntryKind::SeatPool), 0),
+        "written with its kind at its next step (its status kept for an older relay)"
+    );
+}
+
 #[test]
 fn the_seat_options_are_checked() {
     let polar = rig::emulator();

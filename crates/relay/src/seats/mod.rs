@@ -346,6 +346,7 @@ fn entry_of(pool: &Pool, now: i64) -> Option<Entry> {
         key_at: None,
         key_tag: None,
         conditions: None,
+        kind: Some(crate::store::EntryKind::SeatPool),
     })
 }
 

@@ -694,6 +694,7 @@ mod tests {
             key_at: Some(0),
             key_tag: Some(format!("k:{key}")),
             conditions: None,
+            kind: None,
         }
     }
 

@@ -743,7 +743,10 @@ const ROUND_TRIPS = {
   'validate, a new key': 3,
   'validate, stored': 0,
   'validate, stored, after a restart': 2,
-  activate: 1,
+  // Issue #67: one more than measured at f61fc3f, the read of the key's seat pool (an
+  // activation is refused while seats held fill what was sold, and counted in the pool); a
+  // deactivation reads the pool with its key's entries, no call of its own.
+  activate: 2,
   deactivate: 2,
   'webhook revocation': 2,
   'validate, revoked': 0,

@@ -412,6 +412,18 @@ fn roster_options(store: &JsValue, options: &mut StoreOptions) -> Result<(), JsE
     Ok(())
 }
 
+/// `seats.testOnlySeconds`: a seat's life under the 30 s a seller may set, for test suites
+/// only ([`Relay::with_test_only_seat_seconds`]).
+fn test_only_seat_seconds(config: &JsValue) -> Result<Option<u32>, JsError> {
+    let v = get(config, "seats");
+    if !v.is_object() {
+        return Ok(None);
+    }
+    whole(&v, "testOnlySeconds", 3_600.0)
+        .map(|s| s.map(|s| s as u32))
+        .map_err(|_| bad("seats.testOnlySeconds", "must be 1 to 3600 seconds"))
+}
+
 /// The seat options (`seats`: `seconds`, `ciCap`, `churn`, `churnSeconds`, `perBenefit` as
 /// `{benefitId: n}`), as `relay serve`'s `--seat-seconds`, `--seat-ci-cap`, `--seat-churn` and
 /// `--seats`; the core's defaults for what is left out, its check for the values.
@@ -716,8 +728,13 @@ impl RelayCore {
             ))
         };
         let seats = seat_options(&config)?;
+        let test_life = test_only_seat_seconds(&config)?;
         let relay = Relay::with_entropy(relay_config, Box::new(unused), Box::new(|| None))
             .and_then(|r| r.with_seats(seats))
+            .and_then(|r| match test_life {
+                Some(s) => r.with_test_only_seat_seconds(s),
+                None => Ok(r),
+            })
             .map_err(|e| JsError::new(&e.text()))?;
         if let Some(cached) = roster_cached {
             relay.keep_roster_in_host(cached);

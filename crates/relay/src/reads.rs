@@ -127,6 +127,7 @@ pub(crate) fn refetch_wants(relay: &Reads<'_>, read: &Read) -> Option<crate::sto
             entries: Vec::new(),
             tags: vec![format!("l:{id}")],
             all: true,
+            later: Vec::new(),
         }),
         _ => None,
     }

@@ -304,6 +304,25 @@ impl Relay {
         Ok(self)
     }
 
+    /// For test suites only: a seat's life of `seconds` (1 to 3,600), under the 30 s that
+    /// [`crate::SeatOptions::problem`] allows a seller, so that a suite waits out a vanished
+    /// holder's seat in a few seconds, not 30 (`relay serve` takes it from
+    /// `POLAR_LICENSE_RELAY_TEST_ONLY_SEAT_SECONDS`, the npm relay from
+    /// `seats.testOnlySeconds`). A life this short would cull a real client's seat between two
+    /// heartbeats over a slow network: never for production.
+    #[doc(hidden)]
+    pub fn with_test_only_seat_seconds(mut self, seconds: u32) -> Result<Relay, Error> {
+        if !(1..=3_600).contains(&seconds) {
+            return Err(Error::invalid(
+                "test_only_seat_seconds",
+                "must be 1 to 3600 seconds",
+            ));
+        }
+        log::warn!("relay: a seat's life of {seconds} s, for tests only");
+        self.seats.seconds = seconds;
+        Ok(self)
+    }
+
     /// A seat request through the request machine (issue #67): a release at once, an
     /// acquisition or a heartbeat on the key's verdict (a validate routed as any other,
     /// its answer then the seat's: [`crate::seats::settle`]).
@@ -765,6 +784,19 @@ impl Relay {
                     "too many activations and deactivations of this key: wait for retry-after",
                     next.saturating_sub(now.unix_seconds),
                 ));
+            }
+        }
+        if pending.op == Operation::Activate {
+            // Seats held plus the key's activations within what was sold (issue #67).
+            if let Some(s) = &self.store {
+                if let Some(r) = crate::seats::refuses_activation(
+                    s.backend.as_ref(),
+                    &pending.checked.organization_id,
+                    &pending.key,
+                    now.unix_seconds,
+                ) {
+                    return Some(r);
+                }
             }
         }
         let secs = take(&self.per_key, &key_id, now)?;

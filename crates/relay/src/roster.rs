@@ -922,6 +922,7 @@ pub(crate) mod tests {
                 entries: Vec::new(),
                 tags: vec![format!("l:{NEW_KEY_ID}")],
                 all: true,
+                later: Vec::new(),
             })
         );
     }

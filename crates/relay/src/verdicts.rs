@@ -597,6 +597,7 @@ impl Stored {
                             &key_hash(&pending.key),
                         )),
                         conditions: crate::store::checked_conditions(&pending.checked),
+                        kind: None,
                     };
                     // An entry past the store's size limit is answered and not stored: a
                     // storage that refuses it (a Durable Object's, 128 KiB a value) would

@@ -14,7 +14,8 @@ use crate::types::{RelayRequest, ROUTE_PREFIX, WEBHOOK_ROUTE};
 /// key's row and entries; a webhook the rows of the key id or customer it names, and their
 /// entries. `None` without a store, or for a request that touches nothing stored (an
 /// activation, a request refused before the store, a webhook whose signature does not
-/// verify at `now_unix` seconds: it reads nothing). Nothing is spent here: the request is
+/// verify at `now_unix` seconds: it reads nothing); an activation its key's seat pool, a
+/// deactivation that pool too, read with its key's entries. Nothing is spent here: the request is
 /// answered by the request machine's next steps as before.
 /// (`client`: the request's client, asked only for a webhook.)
 pub(crate) fn store_wants(
@@ -45,20 +46,34 @@ pub(crate) fn store_wants(
             entries: Vec::new(),
             tags,
             all: true,
+            later: Vec::new(),
         });
     }
     let op = path.strip_prefix(ROUTE_PREFIX)?;
-    if op != "validate" && op != "deactivate" {
+    if op != "validate" && op != "deactivate" && op != "activate" {
         return None;
     }
     let checked = check_body(op, req.header("content-type"), &req.body)?.ok()?;
     let key = key_hash(&polar_license::Key::new(checked.key.clone()));
+    // The key's seat pool (issue #67): an activation is checked against the seats held and
+    // counted in them, a deactivation counted (read with the key's entries, no call of its
+    // own).
+    let pool = crate::seats::pool_id(&checked.organization_id, &key);
+    if op == "activate" {
+        return Some(Wants {
+            entries: vec![pool],
+            tags: Vec::new(),
+            all: false,
+            later: Vec::new(),
+        });
+    }
     let tags = vec![store::key_tag(&checked.organization_id, &key)];
     if op == "deactivate" {
         return Some(Wants {
             entries: Vec::new(),
             tags,
             all: true,
+            later: vec![pool],
         });
     }
     let id = store::checked_entry_id(
@@ -70,6 +85,7 @@ pub(crate) fn store_wants(
         entries: vec![id],
         tags,
         all: checked.increment_usage.unwrap_or(0) > 0,
+        later: Vec::new(),
     })
 }
 

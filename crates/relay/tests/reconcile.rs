@@ -416,6 +416,7 @@ fn every_backend_lists_the_license_key_ids_it_holds() {
         key_at: Some(0),
         key_tag: None,
         conditions: None,
+        kind: None,
     };
     let dir = ScratchDir::new("relay-reconcile-tags");
     let path = dir.path().join("store.redb");

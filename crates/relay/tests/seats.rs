@@ -338,6 +338,66 @@ fn a_relay_restarted_mid_hold_keeps_every_seat() {
     assert_eq!(acquire(&s, &k, "m-c", rig::at(t + 40)).0.status, 200);
 }
 
+/// A store written before entries had kinds (a pool told apart by its status 0 alone, as
+/// the relay wrote it until issue #67's store kind): its pools load as pools, never evicted,
+/// their seats held; the pool's next step writes it with its kind (`"kind":"seat_pool"`).
+#[test]
+fn a_store_written_before_entry_kinds_keeps_its_pools() {
+    use polar_license_relay::store::{Entry, EntryKind, Mark};
+    use sha2::{Digest, Sha256};
+    let hex = |b: &[u8]| b.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let polar = rig::emulator();
+    let k = key(&polar, "OLDPOOL", 1);
+    let dir = ScratchDir::new("seats-old-format");
+    let path = dir.path().join("seats.redb");
+    let t = rig::now();
+    let seat = "6f1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b";
+    let mut h = Sha256::new();
+    for part in [
+        "seats",
+        DEMO_ORGANIZATION_ID,
+        &polar_license::lease::key_hash(&Key::new(k.clone())),
+    ] {
+        h.update(part.as_bytes());
+        h.update([0u8]);
+    }
+    let pool_id: [u8; 32] = h.finalize().into();
+    // The pool as the relay wrote it before kinds: no `kind` member, status 0.
+    let old = json!({
+        "license_key_id": null, "customer_id": null, "answered_at": t, "status": 0,
+        "body": json!({"seats": [{"id": seat, "machine": hex(&Sha256::digest(b"m-old")),
+            "ci": false, "until": t + 300}]}).to_string(),
+        "headers": [], "grant": false, "mark": "None", "last_event_at": 0,
+        "key_event_at": 0, "marked_at": 0, "key_at": null,
+    });
+    let entry: Entry = serde_json::from_value(old.clone()).expect("an old entry reads");
+    assert_eq!((entry.kind, entry.kind()), (None, EntryKind::SeatPool));
+    assert_eq!(entry.mark, Mark::None);
+    assert_eq!(
+        serde_json::to_value(&entry).expect("JSON"),
+        old,
+        "the old format, as written then"
+    );
+    redb(&path).put(&pool_id, &entry).expect("written");
+
+    let store = redb(&path);
+    let s = relay_over(&polar, Arc::clone(&store), SeatOptions::default());
+    let (r, v) = acquire(&s, &k, "m-new", rig::at(t + 10));
+    assert_eq!(
+        (r.status, v["reason"].as_str()),
+        (409, Some("seats_full")),
+        "{v}"
+    );
+    let (r, v) = heartbeat(&s, &k, "m-old", seat, rig::at(t + 20));
+    assert_eq!(r.status, 200, "{v}");
+    let written = store.get(&pool_id).expect("read").expect("the pool");
+    assert_eq!(
+        (written.kind, written.status),
+        (Some(EntryKind::SeatPool), 0),
+        "written with its kind at its next step (its status kept for an older relay)"
+    );
+}
+
 #[test]
 fn the_seat_options_are_checked() {
     let polar = rig::emulator();
@@ -413,7 +473,13 @@ fn on_the_workers_path_a_seat_is_signed_elsewhere_and_outlives_a_restart() {
                       when: i64,
                       id: u8|
      -> (RelayResponse, Value) {
-        let req = rig::request(&format!("{SEATS_PREFIX}{op}"), &[], &body);
+        // A seat route by its name, any other by its path.
+        let path = if op.starts_with('/') {
+            op.to_string()
+        } else {
+            format!("{SEATS_PREFIX}{op}")
+        };
+        let req = rig::request(&path, &[], &body);
         // The paged store is loaded by its host (`Backend::host_loads`): the exchange asks.
         let mut drive = rig::Drive::with(relay, req, rig::at(when), ExchangeOptions::default());
         drive.entropy = Some([id; 16]);
@@ -474,9 +540,103 @@ fn on_the_workers_path_a_seat_is_signed_elsewhere_and_outlives_a_restart() {
     let body = seat_body(&k, "m-b", None, None);
     let (r, _) = answer(&mut host, &b, &relay, "acquire", body, t + 8, 5);
     assert_eq!(r.status, 200);
+
+    // The key's ordinary activations through the relay are counted in its pool here too
+    // (the pool read with the activation, and with the deactivation's key entries), and an
+    // activation is refused while seats held fill what was sold.
+    let k2 = rig::add_key(&polar, "SEATS-WORKERS-ACTS-4A5B6C".into(), Some(2));
+    const ACTIVATE: &str = "/v1/customer-portal/license-keys/activate";
+    const DEACTIVATE: &str = "/v1/customer-portal/license-keys/deactivate";
+    let activation = |label: &str| {
+        json!({"key": k2, "organization_id": DEMO_ORGANIZATION_ID, "label": label}).to_string()
+    };
+    let (r, v) = answer(
+        &mut host,
+        &b,
+        &relay,
+        "acquire",
+        seat_body(&k2, "m-a", None, None),
+        t + 10,
+        6,
+    );
+    assert_eq!((r.status, v["size"].as_u64()), (200, Some(2)), "{v}");
+    let first = v["seat"].as_str().expect("seat").to_string();
+    let (r, v) = answer(
+        &mut host,
+        &b,
+        &relay,
+        ACTIVATE,
+        activation("laptop"),
+        t + 11,
+        7,
+    );
+    assert_eq!(r.status, 200, "{v}");
+    let activation_id = v["id"].as_str().expect("an activation id").to_string();
+    let b = Arc::new(host.start(16));
+    let relay = relay_on(&b);
+    let (r, v) = answer(
+        &mut host,
+        &b,
+        &relay,
+        "acquire",
+        seat_body(&k2, "m-b", None, None),
+        t + 12,
+        8,
+    );
     assert_eq!(
-        signed, 3,
-        "each seat given or extended signed outside the relay"
+        (r.status, v["reason"].as_str(), v["size"].as_u64()),
+        (409, Some("seats_full"), Some(1)),
+        "2 sold, 1 activated, 1 seat held, after a restart: {v}"
+    );
+    let (r, v) = answer(
+        &mut host,
+        &b,
+        &relay,
+        ACTIVATE,
+        activation("desktop"),
+        t + 13,
+        9,
+    );
+    assert_eq!(
+        (r.status, v["detail"].as_str()),
+        (403, Some("License key activation limit already reached")),
+        "{v}"
+    );
+    let body =
+        json!({"key": k2, "organization_id": DEMO_ORGANIZATION_ID, "activation_id": activation_id});
+    let (r, _) = answer(
+        &mut host,
+        &b,
+        &relay,
+        DEACTIVATE,
+        body.to_string(),
+        t + 14,
+        10,
+    );
+    assert_eq!(r.status, 204);
+    let (r, v) = answer(
+        &mut host,
+        &b,
+        &relay,
+        "acquire",
+        seat_body(&k2, "m-b", None, None),
+        t + 15,
+        11,
+    );
+    assert_eq!((r.status, v["size"].as_u64()), (200, Some(2)), "{v}");
+    let (_, v) = answer(
+        &mut host,
+        &b,
+        &relay,
+        "release",
+        seat_body(&k2, "m-a", Some(&first), None),
+        t + 16,
+        12,
+    );
+    assert_eq!(v["released"], true);
+    assert_eq!(
+        signed, 6,
+        "each seat given or extended signed outside the relay (3 of the first key, 2 of the second; the activation's lease)"
     );
 }
 
@@ -665,6 +825,80 @@ fn a_keys_ordinary_activations_are_taken_from_its_seats() {
     assert_eq!(s.relay.handle(&req, rig::at(t + 6)).status, 204);
     let (r, v) = acquire(&s, &k, "m-b", rig::at(t + 7));
     assert_eq!((r.status, v["size"].as_u64()), (200, Some(2)), "{v}");
+}
+
+/// An ordinary activation through the relay while seats are held: refused, Polar not asked,
+/// when seats in use plus the key's activations already reach its `limit_activations`, in
+/// Polar's own words for an activation past the limit (every client reads it as
+/// `activation_limit`); once a seat is released, the activation is Polar's again. A seller's
+/// number for the benefit is the seats' own: no activation is refused for it.
+#[test]
+fn an_activation_is_refused_while_seats_held_fill_what_was_sold() {
+    let (polar, k, s) = seats_of("ROOM", 3);
+    let t = rig::now();
+    let a = held(&s, &k, "m-a", &acquire(&s, &k, "m-a", rig::at(t)), t);
+    held(
+        &s,
+        &k,
+        "m-b",
+        &acquire(&s, &k, "m-b", rig::at(t + 1)),
+        t + 1,
+    );
+    // 2 seats and 0 activations of 3: one activation fits.
+    activate(&s, &k, "laptop", rig::at(t + 2));
+    // 2 seats and 1 activation of 3: the next is refused before Polar is asked.
+    polar.reset_request_count();
+    let body = json!({"key": k, "organization_id": DEMO_ORGANIZATION_ID, "label": "desktop"});
+    let req = rig::request(
+        "/v1/customer-portal/license-keys/activate",
+        &[],
+        &body.to_string(),
+    );
+    let r = s.relay.handle(&req, rig::at(t + 3));
+    let v: Value = serde_json::from_slice(&r.body).expect("JSON");
+    assert_eq!(
+        (r.status, &v["error"], &v["detail"], &v["reason"]),
+        (
+            403,
+            &json!("NotPermitted"),
+            &json!("License key activation limit already reached"),
+            &json!("activation_limit")
+        ),
+        "{v}"
+    );
+    assert_eq!(
+        (
+            v["seats_in_use"].as_u64(),
+            v["activations"].as_u64(),
+            v["limit_activations"].as_u64()
+        ),
+        (Some(2), Some(1), Some(3)),
+        "{v}"
+    );
+    assert_eq!(polar.request_count(), 0, "Polar is not asked");
+    // A seat released: the activation is Polar's to make again.
+    release(&s, &k, "m-a", &a, rig::at(t + 4));
+    activate(&s, &k, "desktop", rig::at(t + 5));
+
+    // A benefit with the seller's own number of seats: activations are not counted in them,
+    // nor refused for them.
+    let polar = rig::emulator();
+    let benefit = polar_license_emulator::DEMO_BENEFIT_ID.to_string();
+    let k = "SEATS-OWN-4A5B6C".to_string();
+    polar
+        .add_key(polar_license_emulator::SeedKey {
+            limit_activations: Some(1),
+            benefit_id: Some(benefit.clone()),
+            ..polar_license_emulator::SeedKey::new(&k)
+        })
+        .expect("a key");
+    let options = SeatOptions {
+        per_benefit: vec![(benefit, 2)],
+        ..SeatOptions::default()
+    };
+    let s = relay_over(&polar, rig::memory(1_000), options);
+    held(&s, &k, "m-a", &acquire(&s, &k, "m-a", rig::at(t)), t);
+    activate(&s, &k, "laptop", rig::at(t + 1));
 }
 
 /// Activations made at Polar directly (not through the relay) are read by id with the key's

@@ -91,6 +91,7 @@ pub(crate) fn key_wants(id: u128) -> Wants {
         entries: Vec::new(),
         tags: vec![format!("l:{}", uuid::Uuid::from_u128(id).hyphenated())],
         all: true,
+        later: Vec::new(),
     }
 }
 

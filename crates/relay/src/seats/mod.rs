@@ -301,6 +301,7 @@ pub(crate) fn wants(req: &RelayRequest) -> Option<Wants> {
             entries: vec![pool],
             tags: Vec::new(),
             all: false,
+            later: Vec::new(),
         });
     }
     let v = validate_request(req, &ask);
@@ -316,6 +317,7 @@ pub(crate) fn wants(req: &RelayRequest) -> Option<Wants> {
         entries: vec![verdict, pool],
         tags: vec![crate::store::key_tag(&checked.organization_id, &key)],
         all: false,
+        later: Vec::new(),
     })
 }
 
@@ -344,6 +346,7 @@ fn entry_of(pool: &Pool, now: i64) -> Option<Entry> {
         key_at: None,
         key_tag: None,
         conditions: None,
+        kind: Some(crate::store::EntryKind::SeatPool),
     })
 }
 
@@ -508,9 +511,11 @@ pub(crate) fn release(store: &dyn Backend, seen: &Seen, ask: &SeatAsk, now: Now)
 /// The key's ordinary activations as Polar answered them through the relay: an activation
 /// (`+1`) or a deactivation (`-1`) of the key `key` of `organization_id` moves its pool's
 /// count, when the key has a pool (none is made: a key that never had a seat has its
-/// activations read by id with its first seat, [`crate::reconcile`]). Not with a store the
-/// host reads per key (a Durable Object's): an activation does not load the pool there (its
-/// round trips stay as measured), so such a relay's pools do not count activations yet.
+/// activations read by id with its first seat, [`crate::reconcile`]). With a store the host
+/// reads per key (a Durable Object's), the pool was loaded with the request
+/// ([`crate::wants::store_wants`]: an activation's one read, a deactivation's with its key's
+/// entries, when it has any: a key with none stored has its pool uncounted there, the
+/// pool's count the reconcile's next read by id sets natively).
 pub(crate) fn count_activation(
     store: &dyn Backend,
     organization_id: &str,
@@ -518,10 +523,14 @@ pub(crate) fn count_activation(
     delta: i32,
     now: i64,
 ) {
-    if store.host_loads() {
+    let id = pool_id(organization_id, &key_hash(key));
+    if store.host_loads() && store.get(&id).is_err() {
+        log::debug!(
+            "relay: the activations of {} are not counted in its seats (its pool was not read)",
+            crate::logged::key(key)
+        );
         return;
     }
-    let id = pool_id(organization_id, &key_hash(key));
     let changed = store.update(&id, &mut |current| {
         let mut pool = pool_of(Some(current?));
         pool.activations = pool.activations.saturating_add_signed(delta);
@@ -564,6 +573,53 @@ pub(crate) fn set_activations(
             crate::logged::key(key)
         );
     }
+}
+
+/// Why an ordinary activation of `key` (of `organization_id`) through the relay is refused
+/// at `now`, before Polar is asked: seats held in the key's default pool plus its ordinary
+/// activations already reach its `limit_activations` (what the seller sold; issue #67).
+/// Polar's own answer to an activation past the limit (`403 NotPermitted`, "License key
+/// activation limit already reached"), so that every client reads it as it reads Polar's
+/// (`activation_limit`: deactivate a device, or here, wait for a seat to be released), with
+/// the seats' figures beside it (`seats_in_use`, `activations`, `limit_activations`, `reason`
+/// `activation_limit`). `None`: no pool, no seat held, a seller's number for the benefit, or
+/// a pool the store could not read (Polar's count still decides).
+pub(crate) fn refuses_activation(
+    store: &dyn Backend,
+    organization_id: &str,
+    key: &Key,
+    now: i64,
+) -> Option<RelayResponse> {
+    let id = pool_id(organization_id, &key_hash(key));
+    let entry = match store.get(&id) {
+        Ok(entry) => entry?,
+        Err(e) => {
+            log::warn!(
+                "relay: activate {}: its seats are not read ({e}): Polar's count decides",
+                crate::logged::key(key)
+            );
+            return None;
+        }
+    };
+    let (in_use, activations, limit) = pool_of(Some(&entry)).room_to_activate(now).err()?;
+    log::info!(
+        "relay: activate {} 403 (activation limit: {in_use} seats held and {activations}          activations of {limit})",
+        crate::logged::key(key)
+    );
+    Some(RelayResponse::json(
+        403,
+        object(&[
+            ("error", string("NotPermitted")),
+            (
+                "detail",
+                string("License key activation limit already reached"),
+            ),
+            ("reason", string("activation_limit")),
+            ("seats_in_use", in_use.to_string()),
+            ("activations", activations.to_string()),
+            ("limit_activations", limit.to_string()),
+        ]),
+    ))
 }
 
 /// Seats in use in the pool of `ask`'s key now (the operator's view; a test's).

@@ -24,6 +24,13 @@ pub(crate) struct Pool {
     /// the key's `limit_activations` less these.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub(crate) activations: u32,
+    /// The key's `limit_activations` as its last acquisition or heartbeat read it, when the
+    /// pool is a default one (its size that limit less [`Pool::activations`]): what an
+    /// ordinary activation through the relay is checked against ([`Pool::room_to_activate`]).
+    /// `None`: a seller's number for the benefit (the seats are the seller's own, beside the
+    /// activations), or no seat asked yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) limit: Option<u32>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -78,6 +85,11 @@ pub(crate) struct Sizes {
 }
 
 impl Sizes {
+    /// The key's `limit_activations` when the pool is a default one ([`Pool::limit`]).
+    fn limit(self) -> Option<u32> {
+        self.less_activations.then_some(self.size)
+    }
+
     /// The seats `pool` gives at once, at most [`MAX_SEATS`].
     pub(crate) fn of(self, pool: &Pool) -> u32 {
         let size = if self.less_activations {
@@ -161,6 +173,7 @@ impl Pool {
         borrowed: bool,
     ) -> Outcome {
         self.cull(now);
+        self.limit = sizes.limit();
         let churn = sizes.churn;
         if churn.count > 0 {
             self.taken.retain(|&t| t > now.saturating_sub(churn.window));
@@ -230,6 +243,7 @@ impl Pool {
         life: i64,
     ) -> Outcome {
         self.cull(now);
+        self.limit = sizes.limit();
         let in_use = count(self.seats.len());
         let size = sizes.of(self);
         match self
@@ -250,6 +264,21 @@ impl Pool {
             }
             None => Outcome::Gone,
         }
+    }
+
+    /// Whether one more ordinary activation fits at `now` beside the seats held: `Err` with
+    /// the seats held, the activations counted and the limit when seats in use plus the
+    /// key's activations already reach its `limit_activations` (a default pool only; with no
+    /// seat held, Polar's own count decides, as without seats).
+    pub(crate) fn room_to_activate(&mut self, now: i64) -> Result<(), (u32, u32, u32)> {
+        let Some(limit) = self.limit else {
+            return Ok(());
+        };
+        let in_use = self.in_use(now);
+        if in_use == 0 || in_use.saturating_add(self.activations) < limit {
+            return Ok(());
+        }
+        Err((in_use, self.activations, limit))
     }
 
     /// Seat `id` of `machine` given back: free at once.

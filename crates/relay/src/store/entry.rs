@@ -93,6 +93,36 @@ pub struct Entry {
     /// whatever they are). `None` without an activation (Polar ignores them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conditions: Option<String>,
+    /// What the value is ([`EntryKind`]): `None` in an answer of Polar's (written so since
+    /// the store began), `Some(SeatPool)` in a key's seat pool. Read with [`Entry::kind`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<EntryKind>,
+}
+
+/// What a stored value is (issue #67): an answer of Polar's, or a key's seat pool
+/// (`crate::seats`, written `"kind":"seat_pool"`). Other kinds may follow; an older relay
+/// reading one ignores the member (and sees the status it is written with).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    /// An answer of Polar's, stored to be replayed (the default).
+    Answer,
+    /// A key's floating and CI seats (`crate::seats::pool`): never an answer, never evicted.
+    SeatPool,
+}
+
+impl Entry {
+    /// What this value is: its `kind` as written, or, in a store written before kinds were
+    /// (a pool then was told apart by its status, 0, which no answer of
+    /// Polar's has), a pool by that status and an answer otherwise. Such a pool is written
+    /// with its kind at its next step.
+    pub fn kind(&self) -> EntryKind {
+        match self.kind {
+            Some(kind) => kind,
+            None if self.status == SEAT_POOL_STATUS => EntryKind::SeatPool,
+            None => EntryKind::Answer,
+        }
+    }
 }
 
 /// The digest (hex SHA-256) of the `conditions` of a validate with an activation, the
@@ -130,6 +160,9 @@ pub fn stored_bytes(entry: &Entry) -> usize {
 }
 
 /// The status a key's seat pool is stored with (`crate::seats`): no answer of Polar's has it.
+/// Its kind says what it is ([`EntryKind::SeatPool`]); the status stays, so that a relay older
+/// than kinds reading a newer store still tells a pool apart (and a store written before kinds
+/// reads its pools as pools, [`Entry::kind`]).
 pub(crate) const SEAT_POOL_STATUS: u16 = 0;
 
 /// Whether the byte cap may evict `entry`: every entry but a revocation a webhook (or Polar
@@ -139,7 +172,7 @@ pub(crate) const SEAT_POOL_STATUS: u16 = 0;
 /// every floating seat from its holder at the next heartbeat). Pools stay bounded without it:
 /// one per key Polar granted, at most `seats::pool::MAX_SEATS` seats each.
 pub(crate) fn evictable(entry: &Entry) -> bool {
-    entry.mark != Mark::Revoked && entry.status != SEAT_POOL_STATUS
+    entry.mark != Mark::Revoked && entry.kind() != EntryKind::SeatPool
 }
 
 /// The order in which the byte cap evicts (smallest first): denials (what refused and unknown
@@ -263,6 +296,7 @@ impl Entry {
             key_at: Some(0),
             key_tag,
             conditions: None,
+            kind: None,
         }
     }
 }

@@ -29,8 +29,8 @@ pub(crate) use entry::{
     checked_conditions, checked_entry_id, evictable, eviction_rank, SEAT_POOL_STATUS,
 };
 pub use entry::{
-    conditions_digest, entry_id, entry_size, key_tag, stored_bytes, Entry, EntryId, Mark,
-    ENTRY_OVERHEAD, MARKED_STALE_SECONDS, MAX_ENTRIES_PER_KEY, MAX_ENTRY_BYTES,
+    conditions_digest, entry_id, entry_size, key_tag, stored_bytes, Entry, EntryId, EntryKind,
+    Mark, ENTRY_OVERHEAD, MARKED_STALE_SECONDS, MAX_ENTRIES_PER_KEY, MAX_ENTRY_BYTES,
 };
 pub(crate) use entry::{hex_id, id_of_hex};
 pub use journal::{JournalBackend, JournalItem};

@@ -57,6 +57,10 @@ pub struct Wants {
     pub tags: Vec<String>,
     /// Whether every entry of those rows is read.
     pub all: bool,
+    /// Entries read with the entries the rows name, once the rows are read (one storage
+    /// call for both); not read when the rows name none. A deactivation's seat pool, read
+    /// beside its key's entries without a call of its own.
+    pub later: Vec<EntryId>,
 }
 
 /// What the host loads before the core answers: entries (hex ids) and index rows (tags).
@@ -385,6 +389,11 @@ impl PagedBackend {
                 None => out.tags.push(tag.clone()),
             }
         }
+        // Read with the rows' entries only: never a storage call of their own for a row
+        // that names nothing (then they are left unread, and the core does without them).
+        if out.tags.is_empty() && !ids.is_empty() {
+            ids.extend(wants.later.iter().copied());
+        }
         for id in ids {
             match p.entries.get_mut(&id) {
                 Some(slot) => slot.touched = tick,
@@ -685,7 +694,37 @@ mod tests {
             key_at: Some(0),
             key_tag: Some(format!("k:{key}")),
             conditions: None,
+            kind: None,
         }
+    }
+
+    /// An entry wanted `later` is read with the entries of the rows read first (one call
+    /// of the host's for both), and not when the rows name none.
+    #[test]
+    fn an_entry_wanted_later_is_read_with_the_rows_entries() {
+        let b = PagedBackend::new(100, 1_000);
+        let wants = Wants {
+            tags: vec!["k:1".into()],
+            all: true,
+            later: vec![id(7)],
+            ..Wants::default()
+        };
+        let first = b.missing(&wants);
+        assert_eq!(
+            (first.tags.clone(), first.entries.clone()),
+            (vec!["k:1".to_string()], Vec::new())
+        );
+        b.load(Vec::new(), vec![("k:1".into(), vec![hex_id(&id(3))])]);
+        let next = b.missing(&wants);
+        assert!(next.tags.is_empty());
+        assert_eq!(next.entries, vec![hex_id(&id(3)), hex_id(&id(7))]);
+        // A row that names nothing: nothing read for it, nor the later entry.
+        let empty = Wants {
+            tags: vec!["k:2".into()],
+            ..wants
+        };
+        b.load(Vec::new(), vec![("k:2".into(), Vec::new())]);
+        assert_eq!(b.missing(&empty), Missing::default());
     }
 
     /// What a validate of entry `n` of `key` reads: the entry and its key's row.
@@ -694,6 +733,7 @@ mod tests {
             entries: vec![id(n)],
             tags: vec![format!("k:{key}")],
             all: false,
+            ..Wants::default()
         }
     }
 
@@ -732,6 +772,7 @@ mod tests {
                 entries: Vec::new(),
                 tags: n.tags.clone(),
                 all: true,
+                ..Wants::default()
             };
             host.reads = 0;
             host.fill(&b, &wants);
@@ -782,6 +823,7 @@ mod tests {
                 entries: vec![id(9)],
                 tags: Vec::new(),
                 all: false,
+                ..Wants::default()
             },
         );
         assert_eq!(b.get(&id(9)).unwrap(), None);

@@ -174,6 +174,7 @@ pub(crate) fn granted(key: &str, customer: &str, at: i64) -> Entry {
         key_at: None,
         key_tag: None,
         conditions: None,
+        kind: None,
     }
 }
 

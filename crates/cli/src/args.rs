@@ -522,6 +522,18 @@ pub struct RelayServeArgs {
     #[arg(long, env = "POLAR_LICENSE_RELAY_SIGN_ENTITLEMENTS")]
     pub sign_entitlements: bool,
 
+    /// With --store: take usage reports (POST /v1/usage/record), keep them in the store and
+    /// ingest them to Polar in batches within the budget (docs/entitlements.md); the token
+    /// then needs events:write. Off by default
+    #[arg(long, env = "POLAR_LICENSE_RELAY_RECORD_USAGE")]
+    pub record_usage: bool,
+
+    /// With --record-usage and --sign-entitlements: refuse a usage report whose meter's
+    /// balance is at or below zero (402, reason credits_exhausted). Off by default: Polar
+    /// never refuses usage
+    #[arg(long, env = "POLAR_LICENSE_RELAY_REFUSE_AT_ZERO_CREDITS")]
+    pub refuse_at_zero_credits: bool,
+
     /// With --store: how long a check with a stored answer (within --stale-for) waits for a
     /// slow Polar before it gets that answer, stale (the call goes on and updates the store)
     #[arg(

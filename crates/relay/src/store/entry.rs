@@ -139,7 +139,9 @@ pub(crate) const SEAT_POOL_STATUS: u16 = 0;
 /// every floating seat from its holder at the next heartbeat). Pools stay bounded without it:
 /// one per key Polar granted, at most `seats::pool::MAX_SEATS` seats each.
 pub(crate) fn evictable(entry: &Entry) -> bool {
-    entry.mark != Mark::Revoked && entry.status != SEAT_POOL_STATUS
+    entry.mark != Mark::Revoked
+        && entry.status != SEAT_POOL_STATUS
+        && entry.status != crate::usage::USAGE_STATUS
 }
 
 /// The order in which the byte cap evicts (smallest first): denials (what refused and unknown

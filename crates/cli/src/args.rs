@@ -312,6 +312,12 @@ pub enum Command {
     /// key's seats while a command runs
     #[command(subcommand)]
     Seat(SeatCommand),
+    /// Report UNITS of METER (the event name the seller's meter counts) used with the key to
+    /// the seller's relay (--relay; `relay serve --record-usage`): one idempotency id, sent
+    /// again with the same id when the relay cannot be reached, so it counts once; prints the
+    /// meter's balance the relay knows. Exit 1 when refused (credits_exhausted, the key
+    /// denied), 2 for bad input, 3 when the relay could not take it
+    Usage(UsageArgs),
 }
 
 /// `lease …`
@@ -822,6 +828,25 @@ pub struct DevicesArgs {
     /// proves it is yours; no email code)
     #[arg(long, value_name = "URL", env = "POLAR_LICENSE_RELAY_URL")]
     pub relay: Option<String>,
+}
+
+/// `usage`
+#[derive(Debug, Args)]
+pub struct UsageArgs {
+    /// The meter's event name, e.g. tokens_used
+    #[arg(value_name = "METER")]
+    pub meter: String,
+
+    /// The units used (a number above 0)
+    #[arg(value_name = "UNITS")]
+    pub units: f64,
+
+    #[command(flatten)]
+    pub key: OptionalKeyArg,
+
+    /// The seller's relay (its URL)
+    #[arg(long, value_name = "URL", env = "POLAR_LICENSE_RELAY_URL")]
+    pub relay: String,
 }
 
 /// `free`

@@ -30,6 +30,7 @@ const REASONS = Object.freeze({
   not_yet_verified: 'unverified',
   replayed: 'unverified',
   seats_full: 'denied',
+  credits_exhausted: 'denied',
 });
 
 const EXTRAS = ['status', 'field', 'retryAfter', 'remainingUsages', 'timeout', 'cacheRefreshed', 'previouslyValid', 'hint', 'userMessage'];

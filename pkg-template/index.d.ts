@@ -39,7 +39,8 @@ export type UnverifiedCode =
   | 'clock_rollback'
   | 'not_yet_verified'
   | 'replayed'
-  | 'seats_full';
+  | 'seats_full'
+  | 'credits_exhausted';
 
 /**
  * Why a `check()` answered from the cache although Polar was asked: nothing that is Polar's

@@ -37,6 +37,7 @@ export const REASONS = Object.freeze({
   not_yet_verified: 'unverified',
   replayed: 'unverified',
   seats_full: 'denied',
+  credits_exhausted: 'denied',
 });
 
 const EXTRAS = ['status', 'field', 'retryAfter', 'remainingUsages', 'timeout', 'cacheRefreshed', 'previouslyValid', 'activationGone', 'hint', 'userMessage', 'fallback', 'paidThrough', 'trial', 'stopped'];

@@ -79,6 +79,7 @@ export interface GateStrings {
   not_yet_verified: string;
   replayed: string;
   seats_full: string;
+  credits_exhausted: string;
   protocol_error: string;
   invalid_input: string;
   cache_error: string;

@@ -95,6 +95,7 @@ export const DEFAULT_STRINGS = Object.freeze({
   not_yet_verified: 'The license has not been checked yet. Connect to the internet, then try again.',
   replayed: 'The answer could not be trusted. Try again.',
   seats_full: 'Every seat of this license is in use. Try again when one is free.',
+  credits_exhausted: 'The credits of this license are used up. Buy more, or wait for the next period.',
   protocol_error:
     'The answer did not come from Polar (a network login page or a proxy may be in the way). Try again, or on another network.',
   invalid_input: 'That does not look like a license key. Paste the whole key, for example from your purchase email.',

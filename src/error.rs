@@ -125,6 +125,9 @@ impl Denial {
             Reason::SeatsFull => {
                 "Every seat of this license is in use: try again when one is free."
             }
+            Reason::CreditsExhausted => {
+                "The credits of this license are used up: buy more or wait for the next period."
+            }
             _ => "This license key was refused.",
         };
         text.to_string()

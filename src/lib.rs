@@ -157,6 +157,8 @@ mod slot;
 pub mod strict;
 pub mod transport;
 pub mod trial;
+// Usage reported through the seller's relay (issue #68 item 3).
+pub mod usage;
 
 // The two shells around it: the native one (ureq, files, threads) and the wasm32 one (fetch,
 // Web Storage, promises), file for file alike.

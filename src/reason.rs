@@ -85,11 +85,16 @@ pub enum Reason {
     /// relay says how many are in use and when the soonest frees. An addition to
     /// docs/interfaces.md §1 (class denied: the relay said no, for now).
     SeatsFull = 21,
+    /// The seller's relay refuses usage at zero credits (issue #68 item 3: its
+    /// `--refuse-at-zero-credits` rule; the meter's balance is carried). An addition to
+    /// docs/interfaces.md §1 (class denied: the relay said no; Polar itself never refuses
+    /// usage).
+    CreditsExhausted = 22,
 }
 
 impl Reason {
     /// Every reason, in number order.
-    pub const ALL: [Reason; 21] = [
+    pub const ALL: [Reason; 22] = [
         Reason::NotFound,
         Reason::Inactive,
         Reason::Expired,
@@ -111,6 +116,7 @@ impl Reason {
         Reason::NotYetVerified,
         Reason::Replayed,
         Reason::SeatsFull,
+        Reason::CreditsExhausted,
     ];
 
     /// The stable snake_case code, e.g. `not_found`.
@@ -137,6 +143,7 @@ impl Reason {
             Reason::NotYetVerified => "not_yet_verified",
             Reason::Replayed => "replayed",
             Reason::SeatsFull => "seats_full",
+            Reason::CreditsExhausted => "credits_exhausted",
         }
     }
 
@@ -152,7 +159,8 @@ impl Reason {
             | Reason::UsageExhausted
             | Reason::ActivationLimit
             | Reason::ActivationsNotSupported
-            | Reason::SeatsFull => ReasonClass::Denied,
+            | Reason::SeatsFull
+            | Reason::CreditsExhausted => ReasonClass::Denied,
             Reason::Offline
             | Reason::RateLimited
             | Reason::ServerError

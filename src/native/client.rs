@@ -272,6 +272,50 @@ impl BlockingClient {
         crate::seat::read_seat_answer(ask.op, &response)
     }
 
+    /// Reports `units` of `meter` (the event name the seller's meter counts) used with `key`
+    /// to the seller's relay at this client's base URL (issue #68 item 3: its
+    /// `POST /v1/usage/record`, `relay serve --record-usage`). The report gets one
+    /// idempotency id here; when the relay cannot be reached, answers 5xx or asks to wait, the
+    /// same report (the same id) is sent again, [`crate::usage::USAGE_SENDS`] times in all,
+    /// so it counts once. The answer: recorded (with the meter's balance as the relay knows
+    /// it), `credits_exhausted` (the seller's rule at zero), a backlog, or Polar's denial of
+    /// the key.
+    pub fn record_usage(
+        &self,
+        key: &Key,
+        meter: &str,
+        units: f64,
+    ) -> Result<crate::usage::UsageAnswer, Error> {
+        let mut entropy = [0u8; 16];
+        getrandom::fill(&mut entropy)
+            .map_err(|e| Error::invalid("usage", format!("no random id: {e}")))?;
+        let report = crate::usage::UsageReport::new(key.clone(), meter, units, entropy);
+        self.send_usage(&report)
+    }
+
+    /// Sends `report` (its own id), again with the same id while it is worth it
+    /// ([`crate::usage::send_again`]), [`crate::usage::USAGE_SENDS`] times at most.
+    pub fn send_usage(
+        &self,
+        report: &crate::usage::UsageReport,
+    ) -> Result<crate::usage::UsageAnswer, Error> {
+        let request =
+            crate::usage::usage_request(self.api.base_url(), self.api.organization_id(), report)?;
+        let mut sends = 0;
+        loop {
+            sends += 1;
+            let result = self
+                .transport
+                .send(&request)
+                .map_err(Error::from)
+                .and_then(|response| crate::usage::read_usage_answer(&response));
+            if sends >= crate::usage::USAGE_SENDS || !crate::usage::send_again(&result) {
+                return result;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200 * u64::from(sends)));
+        }
+    }
+
     /// Borrows one of the key's floating seats for offline use for `days` days from the
     /// seller's relay ([`crate::seat::borrow_request`]): its answer, a seat whose lease
     /// licenses offline until its end ([`crate::seat::Seat::verify_borrowed`]).

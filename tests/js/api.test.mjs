@@ -108,7 +108,7 @@ test('REASONS is the Rust reason table', async () => {
     Object.fromEntries(rows.map((r) => [r.code, r.kind])),
     { ...REASONS },
   );
-  assert.equal(rows.length, 21); // docs/interfaces.md §1's 18, not_yet_verified, replayed and seats_full
+  assert.equal(rows.length, 22); // docs/interfaces.md §1's 18, not_yet_verified, replayed, seats_full and credits_exhausted
   assert.ok(Object.isFrozen(REASONS));
 });
 

@@ -157,6 +157,8 @@ enum polar_license_reason
   POLAR_LICENSE_REASON_REPLAYED = 20,
   // `seats_full`: every seat of the key is in use (the relay's floating and CI seats).
   POLAR_LICENSE_REASON_SEATS_FULL = 21,
+  // `credits_exhausted`: the seller's relay refuses usage at zero credits.
+  POLAR_LICENSE_REASON_CREDITS_EXHAUSTED = 22,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

@@ -80,6 +80,8 @@ pub enum polar_license_reason {
     Replayed = 20,
     /// `seats_full`: every seat of the key is in use (the relay's floating and CI seats).
     SeatsFull = 21,
+    /// `credits_exhausted`: the seller's relay refuses usage at zero credits.
+    CreditsExhausted = 22,
 }
 
 impl From<Reason> for polar_license_reason {
@@ -107,6 +109,7 @@ impl From<Reason> for polar_license_reason {
             Reason::NotYetVerified => C::NotYetVerified,
             Reason::Replayed => C::Replayed,
             Reason::SeatsFull => C::SeatsFull,
+            Reason::CreditsExhausted => C::CreditsExhausted,
         }
     }
 }
@@ -369,6 +372,7 @@ fn reason_code_c(r: Reason) -> &'static std::ffi::CStr {
         Reason::NotYetVerified => c"not_yet_verified",
         Reason::Replayed => c"replayed",
         Reason::SeatsFull => c"seats_full",
+        Reason::CreditsExhausted => c"credits_exhausted",
     }
 }
 

@@ -54,6 +54,7 @@ static void reason_table_matches_the_contract(void) {
       {POLAR_LICENSE_REASON_NOT_YET_VERIFIED, "not_yet_verified"},
       {POLAR_LICENSE_REASON_REPLAYED, "replayed"},
       {POLAR_LICENSE_REASON_SEATS_FULL, "seats_full"},
+      {POLAR_LICENSE_REASON_CREDITS_EXHAUSTED, "credits_exhausted"},
   };
   unsigned i;
   for (i = 0; i < sizeof rows / sizeof rows[0]; i++) {

@@ -312,6 +312,12 @@ pub enum Command {
     /// key's seats while a command runs
     #[command(subcommand)]
     Seat(SeatCommand),
+    /// Report UNITS of METER (the event name the seller's meter counts) used with the key to
+    /// the seller's relay (--relay; `relay serve --record-usage`): one idempotency id, sent
+    /// again with the same id when the relay cannot be reached, so it counts once; prints the
+    /// meter's balance the relay knows. Exit 1 when refused (credits_exhausted, the key
+    /// denied), 2 for bad input, 3 when the relay could not take it
+    Usage(UsageArgs),
 }
 
 /// `lease …`
@@ -521,6 +527,18 @@ pub struct RelayServeArgs {
     /// benefits:read and customer_meters:read. Off by default
     #[arg(long, env = "POLAR_LICENSE_RELAY_SIGN_ENTITLEMENTS")]
     pub sign_entitlements: bool,
+
+    /// With --store: take usage reports (POST /v1/usage/record), keep them in the store and
+    /// ingest them to Polar in batches within the budget (docs/entitlements.md); the token
+    /// then needs events:write. Off by default
+    #[arg(long, env = "POLAR_LICENSE_RELAY_RECORD_USAGE")]
+    pub record_usage: bool,
+
+    /// With --record-usage and --sign-entitlements: refuse a usage report whose meter's
+    /// balance is at or below zero (402, reason credits_exhausted). Off by default: Polar
+    /// never refuses usage
+    #[arg(long, env = "POLAR_LICENSE_RELAY_REFUSE_AT_ZERO_CREDITS")]
+    pub refuse_at_zero_credits: bool,
 
     /// With --store: how long a check with a stored answer (within --stale-for) waits for a
     /// slow Polar before it gets that answer, stale (the call goes on and updates the store)
@@ -810,6 +828,25 @@ pub struct DevicesArgs {
     /// proves it is yours; no email code)
     #[arg(long, value_name = "URL", env = "POLAR_LICENSE_RELAY_URL")]
     pub relay: Option<String>,
+}
+
+/// `usage`
+#[derive(Debug, Args)]
+pub struct UsageArgs {
+    /// The meter's event name, e.g. tokens_used
+    #[arg(value_name = "METER")]
+    pub meter: String,
+
+    /// The units used (a number above 0)
+    #[arg(value_name = "UNITS")]
+    pub units: f64,
+
+    #[command(flatten)]
+    pub key: OptionalKeyArg,
+
+    /// The seller's relay (its URL)
+    #[arg(long, value_name = "URL", env = "POLAR_LICENSE_RELAY_URL")]
+    pub relay: String,
 }
 
 /// `free`

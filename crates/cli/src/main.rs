@@ -13,6 +13,7 @@ mod relay;
 mod run;
 mod seat;
 mod serve;
+mod usage;
 
 use args::{Cli, Command};
 use clap::Parser;
@@ -53,6 +54,7 @@ fn main() -> ExitCode {
         Command::Lease(c) => run::lease(g, c).print(g.json),
         Command::Relay(c) => relay::run(g, c),
         Command::Seat(c) => seat::run(g, c),
+        Command::Usage(a) => usage::usage(g, a).print(g.json),
     };
     ExitCode::from(code)
 }

@@ -455,6 +455,19 @@ fn store_config(
     options.marked_stale_for = a.marked_stale_for;
     options.reconcile_every = a.reconcile_every;
     options.entitlements = a.sign_entitlements;
+    options.usage = a.record_usage;
+    options.refuse_at_zero_credits = a.refuse_at_zero_credits;
+    if let Some((field, why)) = options.problem() {
+        let why = match field {
+            "refuse_at_zero_credits" => {
+                "--refuse-at-zero-credits needs --record-usage and --sign-entitlements (the \
+                 balance is read with them)"
+                    .to_string()
+            }
+            _ => why.to_string(),
+        };
+        return Err(usage_report(Some(CMD), Some(field), &why));
+    }
     let (backend, place): (Arc<dyn polar_license_relay::store::Backend>, String) =
         if choice.eq_ignore_ascii_case("memory") {
             (

@@ -35,7 +35,7 @@ const CLOCK_OFFSET_VAR: &str = "POLAR_LICENSE_CLOCK_OFFSET";
 const CLOCK_AT_VAR: &str = "POLAR_LICENSE_CLOCK_AT";
 
 /// The organization id from the global options, or `invalid_input`.
-fn org(g: &Global) -> Result<&str, Error> {
+pub(crate) fn org(g: &Global) -> Result<&str, Error> {
     g.org.as_deref().filter(|s| !s.is_empty()).ok_or_else(|| {
         Error::invalid(
             "organization_id",

@@ -57,6 +57,11 @@ struct Known {
     /// The grants, compacted to what the join reads.
     grants: Vec<Json>,
     balances: BTreeMap<String, f64>,
+    /// The balances by the event name each meter counts, with what a usage report counts on
+    /// it (the relay's usage route, `crate::usage`).
+    events: BTreeMap<String, (f64, crate::usage::Counts)>,
+    /// When the read of the meters began (monotonic ms).
+    meters_from_ms: u64,
     /// When they were read (monotonic ms).
     read_ms: u64,
     /// A webhook said they changed since.
@@ -76,6 +81,8 @@ struct Reading {
     phase: Phase,
     grants: Vec<Json>,
     meters: Vec<Json>,
+    /// When the meters' first page was asked (monotonic ms).
+    meters_from_ms: Option<u64>,
     /// A webhook marked the customer while it was read: kept stale, read again.
     dirty: bool,
 }
@@ -232,6 +239,7 @@ impl Entitled {
                 phase: Phase::Grants(1),
                 grants: Vec::new(),
                 meters: Vec::new(),
+                meters_from_ms: None,
                 dirty: false,
             });
         }
@@ -242,7 +250,10 @@ impl Entitled {
             state.after_ms = now.monotonic_ms.saturating_add(secs.saturating_mul(1000));
             return Err(Some(secs.saturating_mul(1000)));
         }
-        let r = state.reading.as_ref().ok_or(Some(0))?;
+        let r = state.reading.as_mut().ok_or(Some(0))?;
+        if matches!(r.phase, Phase::Meters(_)) && r.meters_from_ms.is_none() {
+            r.meters_from_ms = Some(now.monotonic_ms);
+        }
         let url = match r.phase {
             Phase::Grants(page) => format!(
                 "{}/v1/benefit-grants/?customer_id={}&is_granted=true&limit={PAGE_LIMIT}&page={page}",
@@ -320,6 +331,8 @@ impl Entitled {
                     Phase::Meters(page + 1)
                 } else {
                     let balances = meter_balances(&r.meters, &r.customer);
+                    let events = event_balances(&r.meters, &r.customer);
+                    let meters_from_ms = r.meters_from_ms.unwrap_or(now.monotonic_ms);
                     let (customer, dirty) = (r.customer, r.dirty);
                     if state.known.len() >= CUSTOMERS_KEPT && !state.known.contains_key(&customer) {
                         let oldest = state
@@ -336,6 +349,8 @@ impl Entitled {
                         Known {
                             grants: r.grants,
                             balances,
+                            events,
+                            meters_from_ms,
                             read_ms: now.monotonic_ms,
                             stale: dirty,
                         },
@@ -349,6 +364,105 @@ impl Entitled {
         };
         state.reading = Some(r);
     }
+}
+
+impl Entitled {
+    /// The balance of the meter counting `event` for `customer` as last read (within the
+    /// store's `stale_for`), for the usage route; asks for a read when none is held or it is
+    /// past `fresh_for` or marked.
+    pub(crate) fn event_balance(
+        &self,
+        customer: &str,
+        event: &str,
+        now: Now,
+        options: &StoreOptions,
+    ) -> Option<crate::usage::KnownBalance> {
+        if !self.on {
+            return None;
+        }
+        let mut state = self.lock();
+        if state.refused {
+            return None;
+        }
+        let (known, want) = match state.known.get(customer) {
+            None => (None, true),
+            Some(k) => {
+                let age_ms = now.monotonic_ms.saturating_sub(k.read_ms);
+                let usable = age_ms < options.stale_for.saturating_mul(1000);
+                let fresh = !k.stale && age_ms < options.fresh_for.saturating_mul(1000);
+                let known = usable
+                    .then(|| {
+                        k.events
+                            .get(event)
+                            .map(|(balance, counts)| crate::usage::KnownBalance {
+                                balance: *balance,
+                                read_from_ms: k.meters_from_ms,
+                                counts: *counts,
+                            })
+                    })
+                    .flatten();
+                (known, !fresh)
+            }
+        };
+        if want {
+            want_read(&mut state, customer);
+        }
+        known
+    }
+
+    /// A batch of `customer`'s usage was ingested: its balances changed (read them again).
+    pub(crate) fn ingested(&self, customer: &str) {
+        if !self.on {
+            return;
+        }
+        let mut state = self.lock();
+        mark(&mut state, customer);
+        want_read(&mut state, customer);
+    }
+}
+
+/// A customer's meter balances by the event name each meter counts (its filter's clause
+/// `name` `eq` …, as Polar's org-side `meter` carries it), with what a usage report counts on
+/// it: a `sum` of `units` its units, a `count` one.
+fn event_balances(
+    meters: &[Json],
+    customer_id: &str,
+) -> BTreeMap<String, (f64, crate::usage::Counts)> {
+    use crate::usage::Counts;
+    let mut out = BTreeMap::new();
+    for m in meters {
+        if m.get("customer_id").and_then(Json::as_str) != Some(customer_id) {
+            continue;
+        }
+        let (Some(meter), Some(balance)) =
+            (m.get("meter"), m.get("balance").and_then(Json::as_f64))
+        else {
+            continue;
+        };
+        let agg = meter.get("aggregation");
+        let func = agg.and_then(|a| a.get("func")).and_then(Json::as_str);
+        let property = agg
+            .and_then(|a| a.get("property"))
+            .and_then(Json::as_str)
+            .map(|p| p.strip_prefix("metadata.").unwrap_or(p));
+        let counts = match (func, property) {
+            (Some("count"), _) => Counts::One,
+            (Some("sum"), Some("units")) => Counts::Units,
+            _ => Counts::Unknown,
+        };
+        let clauses = meter
+            .get("filter")
+            .and_then(|f| f.get("clauses"))
+            .and_then(Json::as_array);
+        for c in clauses.into_iter().flatten() {
+            let is_name = c.get("property").and_then(Json::as_str) == Some("name")
+                && c.get("operator").and_then(Json::as_str) == Some("eq");
+            if let (true, Some(event)) = (is_name, c.get("value").and_then(Json::as_str)) {
+                out.entry(event.to_string()).or_insert((balance, counts));
+            }
+        }
+    }
+    out
 }
 
 /// A read that failed: the customer is read again from the start after `at`.
@@ -502,6 +616,7 @@ mod tests {
             phase: Phase::Grants(1),
             grants: Vec::new(),
             meters: Vec::new(),
+            meters_from_ms: None,
             dirty: false,
         });
     }

@@ -95,6 +95,8 @@ mod server;
 pub mod store;
 mod stored;
 mod types;
+// Usage reported through the relay and ingested to Polar (issue #68 item 3).
+mod usage;
 mod verdicts;
 mod wants;
 
@@ -123,3 +125,4 @@ pub use relay::Relay;
 pub use seats::{
     SeatOptions, ACTIVATION_CHURN, MAX_BORROW_DAYS, SEATS_PREFIX, SEAT_CHURN, SEAT_SECONDS,
 };
+pub use usage::{MAX_PENDING_PER_KEY, MAX_PENDING_TOTAL, USAGE_ROUTE};

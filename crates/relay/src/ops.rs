@@ -97,6 +97,8 @@ impl Ops {
             "webhook"
         } else if path == DEVICES_ROUTE {
             "devices"
+        } else if path == crate::usage::USAGE_ROUTE {
+            "usage"
         } else if path.starts_with(crate::seats::SEATS_PREFIX) {
             "seats"
         } else {
@@ -391,7 +393,7 @@ impl Ops {
         family(
             "answers_total",
             "counter",
-            "Answers given, by route (validate, activate, deactivate, devices, seats, webhook, other), source (polar, store, stale) and HTTP status.",
+            "Answers given, by route (validate, activate, deactivate, devices, usage, seats, webhook, other), source (polar, store, stale) and HTTP status.",
             &answers,
         );
         family(

@@ -116,6 +116,10 @@ impl Relay {
             let ask = crate::devices::read_ask(&req.body).ok()?;
             return roster.wants(&crate::devices::validate_request(req, &ask));
         }
+        if crate::usage::is_route(&req.path) {
+            let ask = crate::usage::read_ask(&req.body).ok()?;
+            return roster.wants(&crate::usage::validate_request(req, &ask));
+        }
         roster.wants(req)
     }
 
@@ -251,6 +255,11 @@ impl Relay {
             seats_seen: crate::seats::Seen::default(),
             #[cfg(feature = "entitlements")]
             entitled: crate::entitled::Entitled::new(s.options.entitlements),
+            // Only with the `entitlements` feature (the npm relay's wasm is built without it).
+            usage: crate::usage::Usage::new(
+                cfg!(feature = "entitlements") && s.options.usage,
+                s.options.refuse_at_zero_credits,
+            ),
             backend: s.backend,
             options: s.options,
             webhook_secret: s.webhook_secret,
@@ -545,9 +554,11 @@ impl Relay {
     pub(crate) fn admit(&self, req: &RelayRequest, now: Now) -> Option<RelayResponse> {
         let seat = crate::seats::route(&req.path).filter(|_| !is_preflight(req));
         let devices = crate::devices::is_route(&req.path) && !is_preflight(req);
+        let usage = self.usage_on(req);
         let what = match self.gate(req) {
             _ if seat.is_some() => "seat",
             _ if devices => "devices",
+            _ if usage => "usage",
             Ok(op) => op.as_str(),
             Err(_) if is_preflight(req) => "preflight",
             Err(_) => return None,
@@ -628,6 +639,9 @@ impl Relay {
         if crate::devices::is_route(path) && !is_preflight(req) {
             return self.devices_routed(req, now, may_wait, entropy);
         }
+        if self.usage_on(req) {
+            return self.usage_routed(req, now, may_wait, entropy);
+        }
         let pending = match self.route_checked(req) {
             Ok(pending) => pending,
             Err(answer) => return Routed::Answer(answer),
@@ -667,6 +681,83 @@ impl Relay {
         }
     }
 
+    /// Whether `req` is a usage report this relay takes (issue #68 item 3, [`crate::usage`]:
+    /// a store with usage on; else the route is unknown here).
+    pub(crate) fn usage_on(&self, req: &RelayRequest) -> bool {
+        crate::usage::is_route(&req.path)
+            && !is_preflight(req)
+            && self.store.as_ref().is_some_and(|s| s.usage.on())
+    }
+
+    /// A usage report (issue #68 item 3, [`crate::usage`]): its key's verdict first, a
+    /// validate routed as any other (the per-key limit, the breaker, the store, the budget);
+    /// the report is kept once it is a grant ([`Relay::follow`]).
+    fn usage_routed(
+        &self,
+        req: &RelayRequest,
+        now: Now,
+        may_wait: bool,
+        entropy: &dyn Fn() -> Option<[u8; 16]>,
+    ) -> Routed {
+        if req.method != "POST" {
+            let mut r = RelayResponse::detail(405, "Method Not Allowed");
+            r.set("allow", "POST, OPTIONS");
+            return Routed::Answer(r);
+        }
+        if req.body.len() > self.limits.max_body_bytes {
+            return Routed::Answer(RelayResponse::error(
+                413,
+                "RequestBodyTooLarge",
+                "Request body exceeded the maximum allowed size.",
+            ));
+        }
+        let ask = match crate::usage::read_ask(&req.body) {
+            Ok(ask) => ask,
+            Err(r) => return Routed::Answer(private(r)),
+        };
+        match self.route_checked(&crate::usage::validate_request(req, &ask)) {
+            Ok(pending) => self.route_pending(pending, now, may_wait, entropy),
+            Err(r) => Routed::Answer(r),
+        }
+    }
+
+    /// A usage report's answer once its key's verdict is in: a grant keeps the report
+    /// ([`crate::usage::Usage::record`]); any other answer passes on without a lease or a
+    /// signed denial, and nothing is kept.
+    fn usage_followed(
+        &self,
+        req: &RelayRequest,
+        answer: &RelayResponse,
+        now: Now,
+    ) -> RelayResponse {
+        let mut r = self.usage_answer(req, answer, now);
+        add_cors(&mut r);
+        r
+    }
+
+    fn usage_answer(&self, req: &RelayRequest, answer: &RelayResponse, now: Now) -> RelayResponse {
+        if answer.status != 200 {
+            return crate::devices::refusal(answer.clone());
+        }
+        let (Ok(ask), Some(s)) = (crate::usage::read_ask(&req.body), self.store.as_ref()) else {
+            return RelayResponse::detail(404, "Not Found");
+        };
+        let Some(customer) = crate::usage::customer_of(answer) else {
+            log::warn!(
+                "relay: usage {} 502 (the key's verdict names no customer)",
+                crate::logged::key(&ask.key)
+            );
+            return RelayResponse::unreached("Polar's answer did not read");
+        };
+        #[cfg(feature = "entitlements")]
+        let known = s
+            .entitled
+            .event_balance(&customer, &ask.meter, now, &s.options);
+        #[cfg(not(feature = "entitlements"))]
+        let known = None;
+        s.usage.record(&*s.backend, &ask, &customer, known, now)
+    }
+
     /// The read that follows a device listing's answer (issue #64): after the key's verdict
     /// (a validate's 200, from Polar or the store), the `GET` of the key's record, within the
     /// per-key limit, the breaker and the token's budget (`Ok`); any other answer passes on
@@ -678,6 +769,9 @@ impl Relay {
         answer: &RelayResponse,
         now: Now,
     ) -> Option<Result<Box<Pending>, RelayResponse>> {
+        if self.usage_on(req) {
+            return Some(Err(self.usage_followed(req, answer, now)));
+        }
         if !crate::devices::is_route(&req.path) || is_preflight(req) {
             return None;
         }

@@ -320,7 +320,11 @@ fn drive_background(relay: &Relay, clock: &dyn Fn() -> Now, stopped: &dyn Fn() -
     while !stopped() {
         match machine.poll(relay, clock()) {
             Next::Send(read) => {
-                let answer = get(&agent, read.url(), read.headers());
+                let answer = match read.body() {
+                    // A batch of usage reports (crate::usage): a POST of its JSON.
+                    Some(body) => post(&agent, read.url(), read.headers(), body),
+                    None => get(&agent, read.url(), read.headers()),
+                };
                 machine.answered(relay, read.id(), Given::Polar(answer), clock());
             }
             Next::Wait(ms) => std::thread::sleep(Duration::from_millis(ms.clamp(10, 200))),
@@ -359,7 +363,28 @@ fn get(agent: &ureq::Agent, url: &str, headers: &[(&str, String)]) -> crate::ros
     for (name, value) in headers {
         req = req.header(*name, value);
     }
-    match req.call() {
+    read_answer(req.call())
+}
+
+/// A `POST` of `body` to `url` with `headers`, read as [`get`] reads.
+fn post(
+    agent: &ureq::Agent,
+    url: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> crate::roster::ReadAnswer {
+    let mut req = agent.post(url);
+    for (name, value) in headers {
+        req = req.header(*name, value);
+    }
+    read_answer(req.send(body))
+}
+
+/// Polar's status, `retry-after` and body ([`crate::host::MAX_READ_BYTES`] at most).
+fn read_answer(
+    answer: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+) -> crate::roster::ReadAnswer {
+    match answer {
         Ok(mut r) => {
             let retry_after = r
                 .headers()

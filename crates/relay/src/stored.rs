@@ -48,6 +48,8 @@ pub(crate) struct Stored {
     /// What Polar knows of the customers, signed into their keys' leases (`crate::entitled`).
     #[cfg(feature = "entitlements")]
     pub(crate) entitled: crate::entitled::Entitled,
+    /// Usage reports kept and ingested (`crate::usage`).
+    pub(crate) usage: crate::usage::Usage,
 }
 
 /// See [`Stored::revoked`].

@@ -112,6 +112,13 @@ pub const ROUTES: &[Route] = &[
         reads_body: true,
         listener: Listener::Public,
     },
+    // Usage reports (issue #68 item 3; `crate::usage`): with a store that takes them.
+    Route {
+        path: crate::usage::USAGE_ROUTE,
+        methods: &["POST"],
+        reads_body: true,
+        listener: Listener::Public,
+    },
     Route {
         path: WEBHOOK_ROUTE,
         methods: &["POST"],

@@ -34,6 +34,13 @@ pub(crate) fn store_wants(
         let validate = crate::devices::validate_request(req, &ask);
         return store_wants(s, client, &validate, now_unix);
     }
+    if crate::usage::is_route(path) {
+        // A usage report reads its key's verdict as a validate does (its buffer is read by
+        // the store itself: usage is on only where the store is not loaded per key).
+        let ask = crate::usage::read_ask(&req.body).ok()?;
+        let validate = crate::usage::validate_request(req, &ask);
+        return store_wants(s, client, &validate, now_unix);
+    }
     if path == WEBHOOK_ROUTE {
         // Its outcome kept for the begin that follows (verified once per request).
         let client = crate::roster::client_group(&client());

@@ -41,11 +41,10 @@ const BOUND: Duration = Duration::from_secs(20);
 fn start(polar: &polar_license_emulator::Emulator) -> Running {
     let mut config = rig::config(polar.url(), "hostile");
     config.limits = rig::unlimited();
-    config.store = rig::store(
-        rig::memory(1_000),
-        StoreOptions::default(),
-        Some(SECRET.into()),
-    );
+    // Usage reports taken (issue #68 item 3): their route is attacked with the others.
+    let mut store = StoreOptions::default();
+    store.usage = true;
+    config.store = rig::store(rig::memory(1_000), store, Some(SECRET.into()));
     let mut options = ServeOptions::default();
     options.header_timeout = TIMEOUT;
     options.body_timeout = TIMEOUT;

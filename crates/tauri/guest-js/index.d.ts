@@ -14,7 +14,8 @@ export type DenialCode =
   | 'usage_exhausted'
   | 'activation_limit'
   | 'activations_not_supported'
-  | 'seats_full';
+  | 'seats_full'
+  | 'credits_exhausted';
 
 /** No trustworthy answer (network, rate limit, server fault, grace rules). */
 export type UnverifiedCode =

@@ -37,6 +37,7 @@ class Reason(str, Enum):
     NOT_YET_VERIFIED = "not_yet_verified"
     REPLAYED = "replayed"
     SEATS_FULL = "seats_full"
+    CREDITS_EXHAUSTED = "credits_exhausted"
 
     @property
     def reason_class(self) -> str:

@@ -72,12 +72,14 @@ pub enum Poll {
     Done,
 }
 
-/// One read of Polar's: a `GET` of [`Request::url`] with [`Request::headers`].
+/// One call of Polar's: a `GET` of [`Request::url`] with [`Request::headers`], or, when it
+/// has a [`Request::body`], a `POST` of it (JSON: the usage ingestion's batches).
 pub struct Request {
     id: u32,
     url: String,
     /// They hold the seller's token: never logged.
     headers: Vec<(&'static str, String)>,
+    body: Option<Vec<u8>>,
 }
 
 impl Request {
@@ -94,6 +96,11 @@ impl Request {
     /// The request's headers: they hold the seller's token (never log them).
     pub fn headers(&self) -> &[(&'static str, String)] {
         &self.headers
+    }
+
+    /// The body to `POST` (JSON, its `content-type` among the headers); `None`: a `GET`.
+    pub fn body(&self) -> Option<&[u8]> {
+        self.body.as_deref()
     }
 }
 
@@ -134,6 +141,8 @@ enum Job {
     /// A page of a customer's grants or meters (crate::entitled).
     #[cfg_attr(not(feature = "entitlements"), allow(dead_code))]
     Entitled,
+    /// A batch of usage reports ingested (crate::usage).
+    Usage,
 }
 
 /// An answer whose entries are not all in the cache yet: applied once loaded (or after
@@ -254,6 +263,31 @@ impl Background {
                 return Poll::List { id, page };
             }
         }
+        // The usage reports waiting (crate::usage): each batch's call from the budget's shared
+        // part.
+        if let Some(s) = relay.store.filter(|s| s.usage.on()) {
+            match s.usage.next_batch(
+                &*s.backend,
+                relay.base_url,
+                || relay.breaker.is_open(now),
+                || s.take(now, crate::store::Use::Shared),
+                now,
+            ) {
+                Ok((url, body)) => {
+                    let mut headers = crate::reads::read_headers(relay);
+                    headers.push(("content-type", "application/json".to_string()));
+                    let id = self.put(Job::Usage);
+                    return Poll::Send(Request {
+                        id,
+                        url,
+                        headers,
+                        body: Some(body),
+                    });
+                }
+                Err(Some(ms)) => wait_for(ms),
+                Err(None) => {}
+            }
+        }
         // The customers' values a grant's lease asked for (crate::entitled): first, as the
         // customers' checks are; each read's call from the budget's shared part.
         #[cfg(feature = "entitlements")]
@@ -340,8 +374,23 @@ impl Background {
         let Some((_, job)) = self.out.remove(at) else {
             return roster_warning(relay);
         };
-        self.polar_answered = matches!(job, Job::Roster(_) | Job::Reconcile(_) | Job::Entitled);
+        self.polar_answered = matches!(
+            job,
+            Job::Roster(_) | Job::Reconcile(_) | Job::Entitled | Job::Usage
+        );
         match job {
+            Job::Usage => {
+                let answer = match given {
+                    Given::Polar(answer) => answer,
+                    other => Err(format!("the host gave no answer of Polar's ({other:?})")),
+                };
+                if let Some(s) = relay.store {
+                    if let Some(_customer) = s.usage.answered(&*s.backend, answer, now) {
+                        #[cfg(feature = "entitlements")]
+                        s.entitled.ingested(&_customer);
+                    }
+                }
+            }
             Job::Entitled => {
                 let answer = match given {
                     Given::Polar(answer) => answer,
@@ -445,7 +494,12 @@ impl Background {
     #[cfg(feature = "entitlements")]
     fn send_entitled(&mut self, url: String, headers: Vec<(&'static str, String)>) -> Poll {
         let id = self.put(Job::Entitled);
-        Poll::Send(Request { id, url, headers })
+        Poll::Send(Request {
+            id,
+            url,
+            headers,
+            body: None,
+        })
     }
 
     fn put(&mut self, job: Job) -> u32 {
@@ -460,7 +514,12 @@ impl Background {
 
     fn send(&mut self, job: Job, url: String, headers: Vec<(&'static str, String)>) -> Say {
         let id = self.put(job);
-        Say::Job(Poll::Send(Request { id, url, headers }))
+        Say::Job(Poll::Send(Request {
+            id,
+            url,
+            headers,
+            body: None,
+        }))
     }
 
     /// The roster's say: its next read, or how long until one.

@@ -109,6 +109,9 @@ pub enum EntryKind {
     Answer,
     /// A key's floating and CI seats (`crate::seats::pool`): never an answer, never evicted.
     SeatPool,
+    /// A key's usage reports waiting to be ingested (`crate::usage`, issue #68 item 3,
+    /// written `"kind":"usage_buffer"`): never an answer, never evicted.
+    UsageBuffer,
 }
 
 impl Entry {
@@ -172,7 +175,8 @@ pub(crate) const SEAT_POOL_STATUS: u16 = 0;
 /// every floating seat from its holder at the next heartbeat). Pools stay bounded without it:
 /// one per key Polar granted, at most `seats::pool::MAX_SEATS` seats each.
 pub(crate) fn evictable(entry: &Entry) -> bool {
-    entry.mark != Mark::Revoked && entry.kind() != EntryKind::SeatPool
+    entry.mark != Mark::Revoked
+        && !matches!(entry.kind(), EntryKind::SeatPool | EntryKind::UsageBuffer)
 }
 
 /// The order in which the byte cap evicts (smallest first): denials (what refused and unknown

@@ -119,6 +119,17 @@ pub struct StoreOptions {
     /// crate's `entitlements` feature (on by default; the npm relay's wasm is built without
     /// it): without it the option does nothing.
     pub entitlements: bool,
+    /// Take usage reports (issue #68 item 3, default **off**; the relay's `usage` module,
+    /// docs/entitlements.md): `POST /v1/usage/record` keeps each report of a key Polar grants
+    /// in the store and the background reads ingest them to Polar in batches
+    /// (`POST /v1/events/ingest`: the token then needs `events:write`) from the budget's
+    /// shared part. With [`StoreOptions::entitlements`] the answer carries the meter's
+    /// balance as the relay knows it. Only with the crate's `entitlements` feature.
+    pub usage: bool,
+    /// With [`StoreOptions::usage`] and [`StoreOptions::entitlements`]: refuse a report whose
+    /// meter's known balance is at or below zero (402, reason `credits_exhausted`; default
+    /// **off**: Polar itself never refuses usage).
+    pub refuse_at_zero_credits: bool,
 }
 
 /// The default of [`StoreOptions::max_bytes`]: 64 MiB.
@@ -145,6 +156,8 @@ impl Default for StoreOptions {
             marked_stale_for: 3_600,
             reconcile_every: 600,
             entitlements: false,
+            usage: false,
+            refuse_at_zero_credits: false,
         }
     }
 }
@@ -314,6 +327,12 @@ impl StoreOptions {
             return Some((
                 "fresh_for",
                 "must be at least 1 second, and stale_for at least fresh_for",
+            ));
+        }
+        if self.refuse_at_zero_credits && !(self.usage && self.entitlements) {
+            return Some((
+                "refuse_at_zero_credits",
+                "needs usage and entitlements on (the balance is read with them)",
             ));
         }
         if self.budget == 0 || self.reserve >= self.budget {

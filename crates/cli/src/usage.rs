@@ -1,0 +1,129 @@
+//! `polar-license usage METER UNITS --relay URL` (issue #68 item 3): one usage report to the
+//! seller's relay, through the core's `BlockingClient::record_usage` (its idempotency id, its
+//! sends of the same id). The command only renders the core's answer.
+
+use crate::args::{Global, UsageArgs};
+use crate::output::{error_report, Report};
+use crate::run::{key_or_remembered, licensing_with};
+use polar_license::usage::UsageAnswer;
+use polar_license::{BlockingClient, Error, Reason};
+use serde_json::{json, Map, Value};
+
+const COMMAND: &str = "usage";
+
+fn object(outcome: &str) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("command".into(), json!(COMMAND));
+    m.insert("outcome".into(), json!(outcome));
+    m
+}
+
+fn failed(error: &Error) -> Report {
+    let mut r = error_report(None, None, error);
+    r.json.insert("command".into(), json!(COMMAND));
+    r
+}
+
+/// The balance as a person reads it (`unknown` when the relay has not read it).
+fn shown(balance: Option<f64>) -> String {
+    balance.map_or_else(|| "unknown".to_string(), |b| format!("{b}"))
+}
+
+/// `usage METER UNITS`.
+pub fn usage(g: &Global, a: &UsageArgs) -> Report {
+    let licensing = match licensing_with(g, false) {
+        Ok(l) => l,
+        Err(e) => return failed(&e),
+    };
+    let key = match key_or_remembered(&licensing, a.key.key.as_deref()) {
+        Ok(k) => k,
+        Err(e) => return failed(&e),
+    };
+    let client = match crate::run::org(g).and_then(|org| {
+        let mut b = BlockingClient::builder(org).base_url(&a.relay);
+        if let Some(t) = g.timeout {
+            b = b.timeout(t);
+        }
+        b.build()
+    }) {
+        Ok(c) => c,
+        Err(e) => return failed(&e),
+    };
+    let answer = match client.record_usage(&key, &a.meter, a.units) {
+        Ok(answer) => answer,
+        Err(e) => return failed(&e),
+    };
+    let redacted = key.redacted();
+    let mut m = object("done");
+    m.insert("key".into(), json!(redacted));
+    m.insert("meter".into(), json!(a.meter));
+    m.insert("units".into(), json!(a.units));
+    match answer {
+        UsageAnswer::Recorded { duplicate, balance } => {
+            m.insert("duplicate".into(), json!(duplicate));
+            m.insert("balance".into(), json!(balance));
+            Report {
+                json: m,
+                lines: vec![format!(
+                    "done: {} units of {} recorded for {redacted}{}; balance {}",
+                    a.units,
+                    a.meter,
+                    if duplicate {
+                        " (once: sent before)"
+                    } else {
+                        ""
+                    },
+                    shown(balance)
+                )],
+                to_stderr: false,
+                exit: 0,
+            }
+        }
+        UsageAnswer::CreditsExhausted { balance } => {
+            let reason = Reason::CreditsExhausted;
+            m.insert("outcome".into(), json!("denied"));
+            m.insert("reason".into(), json!(reason.code()));
+            m.insert("balance".into(), json!(balance));
+            Report {
+                json: m,
+                lines: vec![format!(
+                    "denied: the credits of {} are used up (balance {balance}): not recorded \
+                     (credits_exhausted)",
+                    a.meter
+                )],
+                to_stderr: true,
+                exit: u8::try_from(reason.exit_code()).unwrap_or(1),
+            }
+        }
+        UsageAnswer::Backlog { retry_after } => {
+            let reason = Reason::RateLimited;
+            m.insert("outcome".into(), json!("unverified"));
+            m.insert("reason".into(), json!(reason.code()));
+            m.insert("retry_after".into(), json!(retry_after));
+            Report {
+                json: m,
+                lines: vec![format!(
+                    "unverified: the relay has too many reports waiting: not recorded, run \
+                     again later ({})",
+                    reason.code()
+                )],
+                to_stderr: true,
+                exit: u8::try_from(reason.exit_code()).unwrap_or(3),
+            }
+        }
+        UsageAnswer::Denied(d) => {
+            m.insert("outcome".into(), json!("denied"));
+            m.insert("reason".into(), json!(d.reason.code()));
+            m.insert("detail".into(), json!(d.detail));
+            Report {
+                json: m,
+                lines: vec![format!(
+                    "denied: Polar refused the key {redacted}: not recorded ({})",
+                    d.reason.code()
+                )],
+                to_stderr: true,
+                exit: u8::try_from(d.reason.exit_code()).unwrap_or(1),
+            }
+        }
+    }
+}

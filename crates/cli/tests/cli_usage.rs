@@ -1,0 +1,139 @@
+//! `polar-license usage METER UNITS --relay URL` (issue #68 item 3, docs/entitlements.md) as
+//! real processes: `polar-license emulator` seeded with a meter credit benefit of 10 units,
+//! `polar-license relay serve --store memory --record-usage --sign-entitlements
+//! --refuse-at-zero-credits` in front of it; reports recorded with the balance after them,
+//! then refused at zero with `credits_exhausted` (exit 1), a wrong key denied (exit 1), bad
+//! units refused unsent (exit 2).
+
+use polar_license_emulator::{
+    Seed, SeedBenefit, SeedKey, SeedMeter, SeedSubscription, DEMO_ORGANIZATION_ID, DEMO_TOKEN,
+};
+use polar_license_testkit::{clean_command, relay_keygen, relay_serve, Launch, ScratchDir, Served};
+use serde_json::{json, Value};
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_polar-license");
+
+const LICENSE: &str = "3a4b5c6d-7e8f-4a1b-8c2d-3e4f5a6b7c8d";
+const CREDIT: &str = "6d3f4e5a-7b8c-4d9e-8f0a-2b3c4d5e6f7a";
+const TOKENS: &str = "4b1d2c3e-5f6a-4b7c-8d9e-0f1a2b3c4d5e";
+const CUSTOMER: &str = "6b7c8d9e-0f1a-4b2c-9d3e-4f5a6b7c8d9e";
+const KEY: &str = "USE-1B2C3D4E-5F6A-4B7C-8D9E-0F1A2B3C4D5E";
+
+fn seed_file(dir: &ScratchDir) -> String {
+    let mut seed = Seed::demo();
+    seed.meters.push(SeedMeter {
+        id: TOKENS.into(),
+        name: "Tokens".into(),
+        event_name: "tokens_used".into(),
+        aggregation: Some(json!({"func": "sum", "property": "units"})),
+    });
+    seed.benefits.push(SeedBenefit {
+        id: CREDIT.into(),
+        kind: Some("meter_credit".into()),
+        meter_id: Some(TOKENS.into()),
+        units: Some(10),
+        ..SeedBenefit::default()
+    });
+    seed.license_keys.push(SeedKey {
+        benefit_id: Some(LICENSE.into()),
+        customer_id: Some(CUSTOMER.into()),
+        subscription: Some(SeedSubscription {
+            id: Some("9e0f1a2b-3c4d-4e5f-8a6b-7c8d9e0f1a2b".into()),
+            ..SeedSubscription::default()
+        }),
+        benefits: vec![CREDIT.into()],
+        ..SeedKey::new(KEY)
+    });
+    let file = dir.path().join("seed.json");
+    std::fs::write(&file, serde_json::to_vec(&seed).expect("JSON")).expect("write the seed");
+    file.to_str().expect("UTF-8").to_string()
+}
+
+fn usage(relay: &str, dir: &ScratchDir, key: &str, units: &str) -> Output {
+    let cache = dir.path().join("cache");
+    clean_command(BIN)
+        .args(["--org", DEMO_ORGANIZATION_ID, "--json"])
+        .args(["--cache-dir", cache.to_str().expect("UTF-8")])
+        .args([
+            "usage",
+            "tokens_used",
+            units,
+            "--key",
+            key,
+            "--relay",
+            relay,
+        ])
+        .launch()
+}
+
+fn json_of(o: &Output) -> Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("one JSON object ({e}): {o:?}"))
+}
+
+#[test]
+fn usage_is_recorded_with_its_balance_then_refused_at_zero() {
+    let dir = ScratchDir::new("cli-usage");
+    let polar = Served::start(clean_command(BIN).args([
+        "emulator",
+        "--port",
+        "0",
+        "--seed",
+        &seed_file(&dir),
+    ]));
+    let (signing_key, _pair) = relay_keygen(BIN, &dir, "relay.key");
+    let relay = Served::start_with_banner(
+        relay_serve(BIN, &polar.url, &signing_key)
+            .args(["--port", "0", "--store", "memory", "--record-usage"])
+            .args(["--sign-entitlements", "--refuse-at-zero-credits"])
+            .args(["--per-ip", "0", "--per-key", "0"])
+            .env("POLAR_ACCESS_TOKEN", DEMO_TOKEN),
+        "serving until killed",
+    )
+    .0;
+    // Reports of 1 until the relay has read the customer's meters (its answer then carries
+    // the balance), then of 4 down to zero and past it.
+    let start = Instant::now();
+    let mut used = 0.0;
+    loop {
+        let o = usage(&relay.url, &dir, KEY, "1");
+        assert_eq!(o.status.code(), Some(0), "{o:?}");
+        used += 1.0;
+        let v = json_of(&o);
+        assert_eq!(v["outcome"], "done", "{v}");
+        if let Some(b) = v["balance"].as_f64() {
+            assert_eq!(b, 10.0 - used, "{v}");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "no balance: {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    while used < 10.0 {
+        let o = usage(&relay.url, &dir, KEY, "4");
+        assert_eq!(o.status.code(), Some(0), "{o:?}");
+        used += 4.0;
+        assert_eq!(json_of(&o)["balance"].as_f64(), Some(10.0 - used), "{o:?}");
+    }
+    let o = usage(&relay.url, &dir, KEY, "1");
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let v = json_of(&o);
+    assert_eq!(
+        (&v["outcome"], &v["reason"]),
+        (&json!("denied"), &json!("credits_exhausted")),
+        "{v}"
+    );
+    // A key Polar does not know: its denial, nothing recorded.
+    let o = usage(&relay.url, &dir, "USE-NOT-A-KEY-AT-ALL", "1");
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert_eq!(json_of(&o)["reason"], "not_found", "{o:?}");
+    // Bad units: refused before anything is sent.
+    let o = usage(&relay.url, &dir, KEY, "0");
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    let v = json_of(&o);
+    assert_eq!(
+        (&v["reason"], &v["field"]),
+        (&json!("invalid_input"), &json!("units")),
+        "{v}"
+    );
+}

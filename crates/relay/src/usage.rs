@@ -1,0 +1,780 @@
+//! Usage reported through the seller's relay (issue #68 item 3, docs/entitlements.md): a
+//! client reports units of a meter, the relay keeps the report in its store and ingests the
+//! buffered reports to Polar in batches (`POST /v1/events/ingest`), within the token's budget.
+//!
+//! `POST` [`USAGE_ROUTE`] with the key in the body (never in a URL):
+//!
+//! ```json
+//! {"key": "…", "organization_id": "…", "activation_id": "…",
+//!  "meter": "api_call", "units": 3, "id": "6b0c1f4e-…"}
+//! ```
+//!
+//! (`activation_id` optional; `meter` the event name Polar's meter counts, 1 to 128 bytes;
+//! `units` a number, more than 0 and at most [`MAX_UNITS`]; `id` the client's idempotency id,
+//! 1 to 64 of `A-Z a-z 0-9 - _ .`: a report sent again with the same id counts once).
+//!
+//! * **The key proves it is the caller's** as a device listing's does: the relay first asks
+//!   the key's verdict (a validate routed as any other: the per-key limit, the breaker, the
+//!   store, the token's budget) and passes any answer but a 200 on as it is. The customer is
+//!   the validate's `customer_id` (Polar's word, never the client's).
+//! * **Kept before it is answered.** A granted report is added to its key's buffer, one value
+//!   of the store changed in one step ([`crate::store::Backend::update`]: a durable store has
+//!   it on disk when the client reads `recorded`), at most [`MAX_PENDING_PER_KEY`] reports
+//!   waiting per key and [`MAX_PENDING_TOTAL`] in all (past either, 429 `UsageBacklog`: no
+//!   request grows the store past its bound); a report whose id the buffer holds (waiting, or
+//!   among the last [`DONE_KEPT`] ingested) is answered `duplicate` and not kept again.
+//! * **Ingested in the background** ([`crate::flow::background`]): one batch per key (its
+//!   waiting reports, at most [`MAX_PENDING_PER_KEY`]), one call of the budget's shared part,
+//!   each event's `external_id` the key's namespace and the report's id (so Polar too counts a
+//!   report once, whatever the relay remembers), `customer_id` from the verdict, `metadata`
+//!   `{"units": units}`. Polar down (5xx, unreachable, 429): the batch stays, tried again
+//!   after a backoff. Polar's 422 (one bad event rejects the batch, e.g. a customer deleted
+//!   since): those reports are dropped with an error log (sent again they would be refused
+//!   again). Polar's 401 or 403 (the token lacks `events:write`): ingestion stops, with an
+//!   error log; the reports stay in the store.
+//! * **The balance the relay knows** ([`crate::entitled`], with entitlements on): the meter's
+//!   balance Polar last answered, less the units ingested since that read began and the units
+//!   still waiting (a meter that sums `units` counts a report's units; a `count` meter counts
+//!   each report once). `null` when the relay has not read the customer's meters yet (it asks
+//!   for a read).
+//! * **The seller's rule** ([`crate::store::StoreOptions::refuse_at_zero_credits`], off by
+//!   default): a report whose meter's known balance is at or below zero is refused, 402 with
+//!   the reason `credits_exhausted`, and not kept. Polar itself never refuses usage.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use polar_license::lease::key_hash;
+use polar_license::Key;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::clock::Now;
+use crate::store::{Backend, Entry, EntryId, Mark};
+use crate::types::{RelayRequest, RelayResponse};
+
+/// The usage route: `POST` a report (see the module docs).
+pub const USAGE_ROUTE: &str = "/v1/usage/record";
+
+/// Reports waiting per key at most (past it: 429 `UsageBacklog` until a batch is ingested).
+pub const MAX_PENDING_PER_KEY: usize = 100;
+
+/// Reports waiting in all at most.
+pub const MAX_PENDING_TOTAL: usize = 100_000;
+
+/// Ingested report ids a key's buffer remembers (its newest), for duplicates answered
+/// without Polar; older ones Polar's `external_id` still counts once.
+pub const DONE_KEPT: usize = 256;
+
+/// The most units one report may carry.
+pub const MAX_UNITS: f64 = 1_000_000_000.0;
+
+/// The longest id, in bytes.
+const MAX_ID_BYTES: usize = 64;
+
+/// The longest meter (event) name, in bytes (Polar's `name` ≤ 128).
+const MAX_METER_BYTES: usize = 128;
+
+/// The status a key's usage buffer is stored with (no answer of Polar's has it).
+pub(crate) const USAGE_STATUS: u16 = 1;
+
+/// The prefix of a usage buffer's index tag (one tag per buffer: found again at a restart).
+const TAG_PREFIX: &str = "u:";
+
+/// How long ingestion waits after a batch failed (Polar's 5xx, the network).
+const BACKOFF_MS: u64 = 1_000;
+
+/// How long the background machine waits with nothing to ingest.
+const IDLE_MS: u64 = 200;
+
+/// A usage report as the relay reads it.
+#[derive(Clone)]
+pub(crate) struct UsageAsk {
+    pub(crate) key: Key,
+    pub(crate) organization_id: String,
+    pub(crate) meter: String,
+    pub(crate) units: f64,
+    pub(crate) id: String,
+}
+
+debug_some!(UsageAsk, a => { "key": a.key, "meter": a.meter, "units": a.units, "id": a.id });
+
+/// Whether `path` (a query ignored) is the usage route.
+pub(crate) fn is_route(path: &str) -> bool {
+    path.split('?').next().unwrap_or_default() == USAGE_ROUTE
+}
+
+/// The body read (`422` in Polar's shape, `InvalidUsageRequest`, with what is wrong). The key
+/// and the organization are checked as Polar checks a validate's, by the validate that
+/// follows.
+pub(crate) fn read_ask(body: &[u8]) -> Result<UsageAsk, RelayResponse> {
+    let refuse = |detail: &str| RelayResponse::error(422, "InvalidUsageRequest", detail);
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|_| refuse("the body is not JSON"))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| refuse("the body is not an object"))?;
+    const FIELDS: [&str; 6] = [
+        "key",
+        "organization_id",
+        "activation_id",
+        "meter",
+        "units",
+        "id",
+    ];
+    if let Some(k) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+        return Err(refuse(&format!(
+            "unknown member {}",
+            crate::logged::escaped(k)
+        )));
+    }
+    let text = |name: &str| obj.get(name).and_then(|v| v.as_str());
+    let key = text("key").ok_or_else(|| refuse("key is missing"))?;
+    let organization_id =
+        text("organization_id").ok_or_else(|| refuse("organization_id is missing"))?;
+    match obj.get("activation_id") {
+        None | Some(serde_json::Value::Null) => {}
+        Some(serde_json::Value::String(id)) if uuid::Uuid::try_parse(id).is_ok() => {}
+        Some(_) => return Err(refuse("activation_id must be an activation's id (a UUID)")),
+    }
+    let meter = text("meter").ok_or_else(|| refuse("meter is missing"))?;
+    if meter.is_empty() || meter.len() > MAX_METER_BYTES || meter.chars().any(char::is_control) {
+        return Err(refuse("meter must be 1 to 128 bytes of printable text"));
+    }
+    let units = obj
+        .get("units")
+        .and_then(serde_json::Value::as_f64)
+        .filter(|u| u.is_finite() && *u > 0.0 && *u <= MAX_UNITS)
+        .ok_or_else(|| refuse("units must be a number above 0, at most 1000000000"))?;
+    let id = text("id").ok_or_else(|| refuse("id is missing"))?;
+    if id.is_empty()
+        || id.len() > MAX_ID_BYTES
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        return Err(refuse(
+            "id must be 1 to 64 characters of A-Z, a-z, 0-9, '-', '_' or '.'",
+        ));
+    }
+    Ok(UsageAsk {
+        key: Key::new(key),
+        organization_id: organization_id.to_string(),
+        meter: meter.to_string(),
+        units,
+        id: id.to_string(),
+    })
+}
+
+/// The validate that proves the key ([`RelayRequest::validate_of`]).
+pub(crate) fn validate_request(req: &RelayRequest, ask: &UsageAsk) -> RelayRequest {
+    req.validate_of(&ask.key, &ask.organization_id)
+}
+
+/// One report waiting to be ingested.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Report {
+    id: String,
+    meter: String,
+    units: f64,
+    /// When the relay took it (unix seconds): the event's `timestamp`.
+    at: i64,
+}
+
+/// A key's buffer, one value of the store.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct Buffer {
+    /// The key's customer, as its last verdict named it.
+    customer_id: String,
+    /// The namespace of its events' `external_id`s (a digest of the organization and the
+    /// key: never the key).
+    space: String,
+    pending: Vec<Report>,
+    /// The newest ingested ids, oldest first.
+    done: VecDeque<String>,
+}
+
+/// The store's id of a key's buffer: a digest of its own domain.
+fn buffer_id(organization_id: &str, key_sha256: &str) -> EntryId {
+    let mut h = Sha256::new();
+    for part in ["usage", organization_id, key_sha256] {
+        h.update(part.as_bytes());
+        h.update([0u8]);
+    }
+    h.finalize().into()
+}
+
+fn buffer_of(entry: Option<&Entry>) -> Option<Buffer> {
+    entry.and_then(|e| serde_json::from_str(&e.body).ok())
+}
+
+fn entry_of(id: &EntryId, buffer: &Buffer, now: i64) -> Option<Entry> {
+    Some(Entry {
+        license_key_id: None,
+        customer_id: None,
+        answered_at: now,
+        // Never evicted by the store's byte cap (`store::evictable`, by its kind); the status
+        // (no answer of Polar's has it) keeps an older relay from replaying it.
+        status: USAGE_STATUS,
+        kind: Some(crate::store::EntryKind::UsageBuffer),
+        body: serde_json::to_string(buffer).ok()?,
+        headers: Vec::new(),
+        grant: false,
+        mark: Mark::None,
+        customer_event_at: 0,
+        key_event_at: 0,
+        marked_at: 0,
+        key_at: None,
+        // Its own tag: found again at a restart (`Usage::restore`), narrowed by no webhook.
+        key_tag: Some(format!("{TAG_PREFIX}{}", crate::store::hex_id(id))),
+        conditions: None,
+    })
+}
+
+/// What a report counts on its meter: a meter that sums `units` counts them, a `count` meter
+/// one per report, any other aggregation nothing the relay can tell.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[cfg_attr(not(feature = "entitlements"), allow(dead_code))]
+pub(crate) enum Counts {
+    Units,
+    One,
+    Unknown,
+}
+
+impl Counts {
+    fn of(self, units: f64) -> f64 {
+        match self {
+            Counts::Units => units,
+            Counts::One => 1.0,
+            Counts::Unknown => 0.0,
+        }
+    }
+}
+
+/// A meter's balance as the relay last read it ([`crate::entitled`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KnownBalance {
+    pub(crate) balance: f64,
+    /// When the read of the meters began (monotonic ms): a batch ingested before is in it.
+    pub(crate) read_from_ms: u64,
+    pub(crate) counts: Counts,
+}
+
+/// A batch handed to the host, until Polar answers.
+struct Batch {
+    buffer: EntryId,
+    customer: String,
+    ids: Vec<String>,
+    units: Vec<(String, f64)>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Buffers with reports waiting, in the order they are ingested.
+    queue: VecDeque<EntryId>,
+    queued: HashSet<EntryId>,
+    /// Reports waiting, in all.
+    pending_total: usize,
+    /// Units and reports waiting by customer and meter (what the known balance does not hold
+    /// yet).
+    pending_units: HashMap<String, BTreeMap<String, (f64, u32)>>,
+    /// Units ingested by customer, with when (monotonic ms), newest last.
+    ingested: HashMap<String, Vec<(u64, String, f64)>>,
+    batch: Option<Batch>,
+    after_ms: u64,
+    /// The token cannot ingest (Polar's 401 or 403): no more batches.
+    refused: bool,
+}
+
+/// The usage buffers' state (see the module docs). On only with
+/// [`crate::store::StoreOptions::usage`].
+pub(crate) struct Usage {
+    on: bool,
+    refuse_at_zero: bool,
+    restored: AtomicBool,
+    state: Mutex<State>,
+}
+
+/// What a report's answer says.
+struct Recorded {
+    duplicate: bool,
+}
+
+impl Usage {
+    pub(crate) fn new(on: bool, refuse_at_zero: bool) -> Usage {
+        Usage {
+            on,
+            refuse_at_zero,
+            restored: AtomicBool::new(false),
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    pub(crate) fn on(&self) -> bool {
+        self.on
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reads the buffers a last run left waiting (once, at the first use).
+    fn restore(&self, store: &dyn Backend) {
+        if !self.on || self.restored.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let tags = match store.tags_with_prefix(TAG_PREFIX) {
+            Ok(tags) => tags,
+            Err(e) => {
+                log::error!("relay: {e}: the usage a last run buffered is not read back");
+                return;
+            }
+        };
+        let mut state = self.lock();
+        let mut found = 0usize;
+        for tag in tags {
+            let Some(id) = tag
+                .strip_prefix(TAG_PREFIX)
+                .and_then(crate::store::id_of_hex)
+            else {
+                continue;
+            };
+            let Ok(Some(buffer)) = store.get(&id).map(|e| buffer_of(e.as_ref())) else {
+                continue;
+            };
+            if buffer.pending.is_empty() {
+                continue;
+            }
+            found += buffer.pending.len();
+            state.pending_total += buffer.pending.len();
+            let units = state
+                .pending_units
+                .entry(buffer.customer_id.clone())
+                .or_default();
+            for r in &buffer.pending {
+                let w = units.entry(r.meter.clone()).or_default();
+                w.0 += r.units;
+                w.1 += 1;
+            }
+            if state.queued.insert(id) {
+                state.queue.push_back(id);
+            }
+        }
+        if found > 0 {
+            log::info!("relay: {found} usage reports a last run buffered are ingested again");
+        }
+    }
+
+    /// The balance of `meter` the relay knows for `customer` after what it holds waiting
+    /// (`known`: Polar's last read), `None` when it has not read it.
+    fn balance_after(state: &State, customer: &str, meter: &str, known: KnownBalance) -> f64 {
+        let (units, reports) = state
+            .pending_units
+            .get(customer)
+            .and_then(|m| m.get(meter))
+            .copied()
+            .unwrap_or((0.0, 0));
+        // Waiting reports, counted as the meter counts them.
+        let waiting = match known.counts {
+            Counts::Units => units,
+            Counts::One => f64::from(reports),
+            Counts::Unknown => 0.0,
+        };
+        let since: f64 = state
+            .ingested
+            .get(customer)
+            .map(|list| {
+                list.iter()
+                    .filter(|(at, m, _)| *at >= known.read_from_ms && m == meter)
+                    .map(|(_, _, u)| known.counts.of(*u))
+                    .sum()
+            })
+            .unwrap_or(0.0);
+        known.balance - since - waiting
+    }
+
+    /// A report of a key Polar granted (`customer`: the verdict's `customer_id`), kept in its
+    /// key's buffer in one step of the store: the answer (200 recorded or duplicate, 402
+    /// `credits_exhausted`, 429 `UsageBacklog`, 503 when the store failed).
+    pub(crate) fn record(
+        &self,
+        store: &dyn Backend,
+        ask: &UsageAsk,
+        customer: &str,
+        known: Option<KnownBalance>,
+        now: Now,
+    ) -> RelayResponse {
+        self.restore(store);
+        let key = key_hash(&ask.key);
+        let id = buffer_id(&ask.organization_id, &key);
+        let mut state = self.lock();
+        let before = known.map(|k| Self::balance_after(&state, customer, &ask.meter, k));
+        let mut outcome: Option<Result<Recorded, RelayResponse>> = None;
+        let total_full = state.pending_total >= MAX_PENDING_TOTAL;
+        let refuse_at_zero = self.refuse_at_zero;
+        let written = store.update(&id, &mut |current| {
+            let mut buffer = buffer_of(current).unwrap_or_default();
+            let seen = buffer.pending.iter().any(|r| r.id == ask.id)
+                || buffer.done.iter().any(|d| *d == ask.id);
+            if seen {
+                outcome = Some(Ok(Recorded { duplicate: true }));
+                return None;
+            }
+            if refuse_at_zero && before.is_some_and(|b| b <= 0.0) {
+                outcome = Some(Err(exhausted(&ask.meter, before.unwrap_or(0.0))));
+                return None;
+            }
+            if buffer.pending.len() >= MAX_PENDING_PER_KEY || total_full {
+                outcome = Some(Err(backlog()));
+                return None;
+            }
+            buffer.customer_id = customer.to_string();
+            buffer.space = space(&ask.organization_id, &key);
+            buffer.pending.push(Report {
+                id: ask.id.clone(),
+                meter: ask.meter.clone(),
+                units: ask.units,
+                at: now.unix_seconds,
+            });
+            outcome = Some(Ok(Recorded { duplicate: false }));
+            entry_of(&id, &buffer, now.unix_seconds)
+        });
+        if let Err(e) = written {
+            log::error!("relay: {e}: a usage report was not kept (503)");
+            return RelayResponse::error(
+                503,
+                "UsageNotKept",
+                "the relay could not keep the report: send it again with the same id",
+            );
+        }
+        let recorded = match outcome {
+            Some(Ok(r)) => r,
+            Some(Err(r)) => {
+                log::info!(
+                    "relay: usage {} {} ({})",
+                    crate::logged::key(&ask.key),
+                    r.status,
+                    if r.status == 402 {
+                        "credits exhausted"
+                    } else {
+                        "backlog"
+                    }
+                );
+                return r;
+            }
+            None => return RelayResponse::error(503, "UsageNotKept", "the store did not answer"),
+        };
+        if !recorded.duplicate {
+            state.pending_total += 1;
+            let w = state
+                .pending_units
+                .entry(customer.to_string())
+                .or_default()
+                .entry(ask.meter.clone())
+                .or_default();
+            w.0 += ask.units;
+            w.1 += 1;
+            if state.queued.insert(id) {
+                state.queue.push_back(id);
+            }
+        }
+        let balance = known.map(|k| Self::balance_after(&state, customer, &ask.meter, k));
+        drop(state);
+        log::info!(
+            "relay: usage {} 200 ({})",
+            crate::logged::key(&ask.key),
+            if recorded.duplicate {
+                "a duplicate"
+            } else {
+                "recorded"
+            }
+        );
+        let body = serde_json::json!({
+            "id": ask.id,
+            "meter": ask.meter,
+            "units": ask.units,
+            "recorded": true,
+            "duplicate": recorded.duplicate,
+            "balance": balance,
+        });
+        crate::types::private(RelayResponse::json(200, body.to_string()))
+    }
+
+    /// The next batch's call (`POST {base_url}/v1/events/ingest` and its body) at `now`, its
+    /// call taken from the budget with `take` once `breaker_open` says Polar may be asked;
+    /// `Err(Some(ms))` to wait, `Err(None)` when off.
+    pub(crate) fn next_batch(
+        &self,
+        store: &dyn Backend,
+        base_url: &str,
+        breaker_open: impl FnOnce() -> bool,
+        take: impl FnOnce() -> Result<(), u64>,
+        now: Now,
+    ) -> Result<(String, Vec<u8>), Option<u64>> {
+        if !self.on {
+            return Err(None);
+        }
+        self.restore(store);
+        let mut state = self.lock();
+        if state.refused {
+            return Err(None);
+        }
+        if state.batch.is_some() {
+            return Err(Some(IDLE_MS));
+        }
+        if now.monotonic_ms < state.after_ms {
+            return Err(Some(state.after_ms - now.monotonic_ms));
+        }
+        let Some(&id) = state.queue.front() else {
+            return Err(Some(IDLE_MS));
+        };
+        let buffer = match store.get(&id) {
+            Ok(e) => buffer_of(e.as_ref()),
+            Err(e) => {
+                log::error!("relay: {e}: a usage buffer could not be read: again later");
+                state.after_ms = now.monotonic_ms.saturating_add(BACKOFF_MS);
+                return Err(Some(BACKOFF_MS));
+            }
+        };
+        let Some(buffer) = buffer.filter(|b| !b.pending.is_empty()) else {
+            state.queue.pop_front();
+            state.queued.remove(&id);
+            return Err(Some(0));
+        };
+        if breaker_open() {
+            return Err(Some(1_000));
+        }
+        if let Err(secs) = take() {
+            state.after_ms = now.monotonic_ms.saturating_add(secs.saturating_mul(1000));
+            return Err(Some(secs.saturating_mul(1000)));
+        }
+        let events: Vec<serde_json::Value> = buffer
+            .pending
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "name": r.meter,
+                    "customer_id": buffer.customer_id,
+                    "external_id": format!("{}:{}", buffer.space, r.id),
+                    "timestamp": timestamp(r.at),
+                    "metadata": {"units": r.units},
+                })
+            })
+            .collect();
+        let body = serde_json::json!({ "events": events })
+            .to_string()
+            .into_bytes();
+        state.batch = Some(Batch {
+            buffer: id,
+            customer: buffer.customer_id.clone(),
+            ids: buffer.pending.iter().map(|r| r.id.clone()).collect(),
+            units: buffer
+                .pending
+                .iter()
+                .map(|r| (r.meter.clone(), r.units))
+                .collect(),
+        });
+        Ok((format!("{base_url}/v1/events/ingest"), body))
+    }
+
+    /// Polar's answer to the batch [`Usage::next_batch`] gave. `Some(customer)`: the batch was
+    /// ingested, so that customer's balances changed (read them again).
+    pub(crate) fn answered(
+        &self,
+        store: &dyn Backend,
+        answer: crate::roster::ReadAnswer,
+        now: Now,
+    ) -> Option<String> {
+        let mut state = self.lock();
+        let batch = state.batch.take()?;
+        let ingested_now = match answer {
+            Ok((200, _, body)) => {
+                let counted = serde_json::from_slice::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| {
+                        Some((v.get("inserted")?.as_u64()?, v.get("duplicates")?.as_u64()?))
+                    });
+                match counted {
+                    Some((inserted, duplicates)) => log::info!(
+                        "relay: usage ingested: {inserted} events inserted, {duplicates} \
+                         already counted"
+                    ),
+                    None => log::warn!("relay: usage ingested (Polar's answer did not read)"),
+                }
+                true
+            }
+            Ok((401 | 403, _, _)) => {
+                log::error!(
+                    "relay: Polar refused the token's ingestion of usage events (it needs \
+                     events:write): the reports stay in the store, not ingested"
+                );
+                state.refused = true;
+                return None;
+            }
+            Ok((422, _, body)) => {
+                log::error!(
+                    "relay: Polar refused a batch of {} usage reports (422: {}): they are \
+                     dropped",
+                    batch.ids.len(),
+                    String::from_utf8_lossy(&body[..body.len().min(300)])
+                );
+                false
+            }
+            Ok((status, retry_after, _)) => {
+                log::warn!("relay: a usage batch answered {status}: kept, again later");
+                let wait = retry_after.map_or(BACKOFF_MS, |s| s.saturating_mul(1000));
+                state.after_ms = now.monotonic_ms.saturating_add(wait);
+                return None;
+            }
+            Err(e) => {
+                log::warn!("relay: a usage batch failed ({e}): kept, again later");
+                state.after_ms = now.monotonic_ms.saturating_add(BACKOFF_MS);
+                return None;
+            }
+        };
+        let ids = batch.ids.clone();
+        let written = store.update(&batch.buffer, &mut |current| {
+            let mut buffer = buffer_of(current)?;
+            buffer.pending.retain(|r| !ids.contains(&r.id));
+            if ingested_now {
+                for id in &ids {
+                    buffer.done.push_back(id.clone());
+                }
+                while buffer.done.len() > DONE_KEPT {
+                    buffer.done.pop_front();
+                }
+            }
+            entry_of(&batch.buffer, &buffer, now.unix_seconds)
+        });
+        let left = match written {
+            Ok(Some(e)) => buffer_of(Some(&e)).map_or(0, |b| b.pending.len()),
+            Ok(None) => 0,
+            Err(e) => {
+                // Polar has them; sent again, their external ids count once.
+                log::error!("relay: {e}: an ingested usage batch stays in the store");
+                state.after_ms = now.monotonic_ms.saturating_add(BACKOFF_MS);
+                return ingested_now.then_some(batch.customer);
+            }
+        };
+        state.pending_total = state.pending_total.saturating_sub(batch.ids.len());
+        if let Some(units) = state.pending_units.get_mut(&batch.customer) {
+            for (meter, u) in &batch.units {
+                if let Some(w) = units.get_mut(meter) {
+                    w.0 -= u;
+                    w.1 = w.1.saturating_sub(1);
+                    if w.1 == 0 {
+                        units.remove(meter);
+                    }
+                }
+            }
+            if units.is_empty() {
+                state.pending_units.remove(&batch.customer);
+            }
+        }
+        if ingested_now {
+            let list = state.ingested.entry(batch.customer.clone()).or_default();
+            for (meter, u) in &batch.units {
+                list.push((now.monotonic_ms, meter.clone(), *u));
+            }
+            // Bounded: what a read older than the oldest kept would need is gone with it.
+            let over = list.len().saturating_sub(DONE_KEPT);
+            list.drain(..over);
+        }
+        if left == 0 {
+            if state.queue.front() == Some(&batch.buffer) {
+                state.queue.pop_front();
+            } else {
+                state.queue.retain(|b| *b != batch.buffer);
+            }
+            state.queued.remove(&batch.buffer);
+        } else if let Some(front) = state.queue.pop_front() {
+            // Its turn passes to the next key's.
+            state.queue.push_back(front);
+        }
+        ingested_now.then_some(batch.customer)
+    }
+}
+
+/// The namespace of a key's events' `external_id`s: 16 hex digits of a digest of the
+/// organization and the key's SHA-256 (never the key).
+fn space(organization_id: &str, key_sha256: &str) -> String {
+    let mut h = Sha256::new();
+    for part in ["usage-events", organization_id, key_sha256] {
+        h.update(part.as_bytes());
+        h.update([0u8]);
+    }
+    let d: [u8; 32] = h.finalize().into();
+    crate::store::hex_id(&d)[..16].to_string()
+}
+
+/// RFC 3339 in UTC of unix seconds (now, when it cannot be written).
+fn timestamp(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+/// The seller's rule's refusal: 402, the reason `credits_exhausted`, the balance known.
+fn exhausted(meter: &str, balance: f64) -> RelayResponse {
+    let body = serde_json::json!({
+        "error": "CreditsExhausted",
+        "detail": "the credits of this meter are used up: the report was not recorded",
+        "reason": "credits_exhausted",
+        "meter": meter,
+        "balance": balance,
+    });
+    crate::types::private(RelayResponse::json(402, body.to_string()))
+}
+
+/// Too many reports waiting (the key's, or the relay's in all): 429, try again later.
+fn backlog() -> RelayResponse {
+    let mut r = RelayResponse::error(
+        429,
+        "UsageBacklog",
+        "too many usage reports wait to be ingested: send this one again later with the same id",
+    );
+    r.set("retry-after", "60");
+    crate::types::private(r)
+}
+
+/// The customer a validate's 200 names (`None`: not Polar's answer).
+pub(crate) fn customer_of(validated: &RelayResponse) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(&validated.body).ok()?;
+    let id = v.get("customer_id")?.as_str()?;
+    uuid::Uuid::try_parse(id).ok().map(|u| u.to_string())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_body_is_read_strictly() {
+        let ok =
+            br#"{"key":"K-1","organization_id":"o","meter":"api_call","units":2.5,"id":"a-1"}"#;
+        let ask = read_ask(ok).expect("read");
+        assert_eq!(ask.units, 2.5);
+        for bad in [
+            &b"not json"[..],
+            br#"[]"#,
+            br#"{"key":"K","organization_id":"o","meter":"m","units":1}"#,
+            br#"{"key":"K","organization_id":"o","meter":"m","units":0,"id":"x"}"#,
+            br#"{"key":"K","organization_id":"o","meter":"m","units":-1,"id":"x"}"#,
+            br#"{"key":"K","organization_id":"o","meter":"m","units":"1","id":"x"}"#,
+            br#"{"key":"K","organization_id":"o","meter":"m","units":1e12,"id":"x"}"#,
+            br#"{"key":"K","organization_id":"o","meter":"","units":1,"id":"x"}"#,
+            br#"{"key":"K","organization_id":"o","meter":"m","units":1,"id":"a b"}"#,
+            br#"{"key":"K","organization_id":"o","meter":"m","units":1,"id":"x","more":1}"#,
+            br#"{"key":"K","organization_id":"o","meter":"m","units":1,"id":"x","activation_id":"no"}"#,
+        ] {
+            let r = read_ask(bad).expect_err("refused");
+            assert_eq!(r.status, 422, "{}", String::from_utf8_lossy(bad));
+        }
+    }
+}

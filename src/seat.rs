@@ -6,10 +6,12 @@
 //! one not heard from within its life frees by itself. The native shell sends them
 //! (`BlockingClient::seat`, natively); the CLI's `seat run` holds one while a command runs.
 
-use crate::error::{Denial, Error, Verdict};
+use crate::error::{Denial, Error};
+use crate::json::JsonOut;
 use crate::key::Key;
 use crate::lease::{verify_seat, NoLease, RelayKeys, SeatClaims, SeatExpect, SEAT_HEADER};
-use crate::proto::{HttpRequest, HttpResponse, Operation};
+use crate::proto::{ErrorBody, HttpRequest, HttpResponse, Operation};
+use crate::strict::Value;
 
 /// The relay's seat routes' prefix (`acquire`, `heartbeat`, `release` follow it).
 pub const SEATS_PATH: &str = "/v1/seats/";
@@ -74,44 +76,50 @@ pub fn seat_request(
             "must be 1 to 256 bytes of printable text",
         ));
     }
-    let mut body = serde_json::json!({
-        "key": ask.key.expose(),
-        "organization_id": organization_id,
-        "machine": ask.machine,
-        "kind": if ask.ci { "ci" } else { "floating" },
-    });
-    match (ask.op, &ask.seat) {
-        (SeatOp::Acquire, None) => {
-            if let Some(o) = body.as_object_mut() {
-                o.remove("seat");
-            }
-        }
+    seat_body(ask, organization_id, None).map(|body| HttpRequest {
+        operation: Operation::Validate,
+        url: [base_url.trim_end_matches('/'), SEATS_PATH, ask.op.as_str()].concat(),
+        headers: vec![("content-type", "application/json".to_string())],
+        body: body.into_bytes(),
+    })
+}
+
+/// A seat request's body, its members in name order (as serde_json wrote them): `kind` but
+/// for a release, `seat` but for an acquisition, `borrow_days` for a borrowing. Written with
+/// the core's [`JsonOut`] (no serde code in a face that links only the seats).
+fn seat_body(
+    ask: &SeatAsk,
+    organization_id: &str,
+    borrow_days: Option<u32>,
+) -> Result<String, Error> {
+    let seat = match (ask.op, &ask.seat) {
+        (SeatOp::Acquire, None) => None,
         (SeatOp::Acquire, Some(_)) => {
             return Err(Error::invalid("seat", "an acquisition names no seat"));
         }
         (_, Some(seat)) => {
             crate::metadata::check_uuid_v4("seat", seat)?;
-            body["seat"] = serde_json::Value::String(seat.clone());
-            if ask.op == SeatOp::Release {
-                if let Some(o) = body.as_object_mut() {
-                    o.remove("kind");
-                }
-            }
+            Some(seat.as_str())
         }
         (_, None) => return Err(Error::invalid("seat", "is required")),
+    };
+    let mut o = JsonOut::new();
+    o.raw("{");
+    if let Some(days) = borrow_days {
+        o.key("borrow_days").uint(u64::from(days));
     }
-    let body = serde_json::to_vec(&body)
-        .map_err(|_| Error::invalid("seat", "the request could not be written"))?;
-    Ok(HttpRequest {
-        operation: Operation::Validate,
-        url: format!(
-            "{}{SEATS_PATH}{}",
-            base_url.trim_end_matches('/'),
-            ask.op.as_str()
-        ),
-        headers: vec![("content-type", "application/json".to_string())],
-        body,
-    })
+    o.key("key").str(ask.key.expose());
+    if ask.op != SeatOp::Release {
+        o.key("kind").str(if ask.ci { "ci" } else { "floating" });
+    }
+    o.key("machine")
+        .str(&ask.machine)
+        .key("organization_id")
+        .str(organization_id);
+    if let Some(seat) = seat {
+        o.key("seat").str(seat);
+    }
+    Ok(o.raw("}").done())
 }
 
 /// The longest a relay lends a seat for offline use, in days (a seller allows less, or none).
@@ -138,11 +146,7 @@ pub fn borrow_request(
         return Err(Error::invalid("days", "must be 1 to 90"));
     }
     let mut request = seat_request(base_url, organization_id, ask)?;
-    let mut body: serde_json::Value = serde_json::from_slice(&request.body)
-        .map_err(|_| Error::invalid("seat", "the request could not be written"))?;
-    body["borrow_days"] = serde_json::Value::from(days);
-    request.body = serde_json::to_vec(&body)
-        .map_err(|_| Error::invalid("seat", "the request could not be written"))?;
+    request.body = seat_body(ask, organization_id, Some(days))?.into_bytes();
     Ok(request)
 }
 
@@ -243,37 +247,79 @@ pub enum SeatAnswer {
     Denied(Denial),
 }
 
-/// The relay's answer to a seat request `op`, read. Polar's answers (a denial, a rate
-/// limit, an unreachable Polar) are read as every answer of Polar's is.
+/// The member `name` of an object (`None` when `v` is no object or has none).
+fn get<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
+    match v {
+        Value::Object(members) => members
+            .binary_search_by(|(n, _)| n.as_str().cmp(name))
+            .ok()
+            .and_then(|i| members.get(i))
+            .map(|(_, v)| v),
+        _ => None,
+    }
+}
+
+/// The string member `name`.
+fn text<'a>(v: &'a Value, name: &str) -> Option<&'a str> {
+    match get(v, name)? {
+        Value::Str(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// The member `name` when it is an integer that fits `u64`.
+fn number(v: &Value, name: &str) -> Option<u64> {
+    match get(v, name)? {
+        Value::UInt(n) => Some(*n),
+        _ => None,
+    }
+}
+
+/// The member `name` when it is an integer that fits `u32`.
+fn count(v: &Value, name: &str) -> Option<u32> {
+    number(v, name).and_then(|n| u32::try_from(n).ok())
+}
+
+/// The member `name`, an RFC 3339 time, in unix seconds.
+fn time(v: &Value, name: &str) -> Option<i64> {
+    crate::rfc3339::DateTime::parse(text(v, name)?).map(|t| t.unix_timestamp())
+}
+
+/// The relay's answer to a seat request `op`, read. Its body is read with the core's strict
+/// reader ([`crate::strict`]), as Polar's answers are: a body that is not JSON, or a 200
+/// without a seat's members, is a `protocol_error`, never a panic. Polar's answers (a denial,
+/// a rate limit, an unreachable Polar) are classified as every answer of Polar's is
+/// ([`crate::proto::failure`]).
 pub fn read_seat_answer(op: SeatOp, resp: &HttpResponse) -> Result<SeatAnswer, Error> {
-    let json = || serde_json::from_slice::<serde_json::Value>(&resp.body).ok();
     let protocol = |detail: &str| Error::Protocol {
         status: Some(resp.status),
         detail: detail.to_string(),
     };
-    let reason = json().and_then(|v| v.get("reason")?.as_str().map(str::to_string));
-    match (resp.status, reason.as_deref()) {
+    let json = crate::strict::parse(&resp.body).ok();
+    let body = json.as_ref().unwrap_or(&Value::Null);
+    let reason = text(body, "reason");
+    match (resp.status, reason) {
         (200, _) if op == SeatOp::Release => {
-            let v = json().ok_or_else(|| protocol("a release's answer is not JSON"))?;
-            let released = v
-                .get("released")
-                .and_then(serde_json::Value::as_bool)
-                .ok_or_else(|| protocol("a release's answer names no `released`"))?;
-            Ok(SeatAnswer::Released(released))
+            if json.is_none() {
+                return Err(protocol("a release's answer is not JSON"));
+            }
+            match get(body, "released") {
+                Some(Value::Bool(released)) => Ok(SeatAnswer::Released(*released)),
+                _ => Err(protocol("a release's answer names no `released`")),
+            }
         }
         (200, _) => {
-            let v = json().ok_or_else(|| protocol("a seat's answer is not JSON"))?;
-            let text = |n: &str| v.get(n).and_then(serde_json::Value::as_str);
-            let number = |n: &str| v.get(n).and_then(serde_json::Value::as_u64);
+            if json.is_none() {
+                return Err(protocol("a seat's answer is not JSON"));
+            }
             let seat = (|| {
                 Some(Seat {
-                    id: text("seat")?.to_string(),
-                    ci: text("kind")? == "ci",
-                    expires_at: crate::rfc3339::DateTime::parse(text("expires_at")?)?
-                        .unix_timestamp(),
-                    expires_in: number("expires_in")?,
-                    in_use: u32::try_from(number("in_use")?).ok()?,
-                    size: u32::try_from(number("size")?).ok()?,
+                    id: text(body, "seat")?.to_string(),
+                    ci: text(body, "kind")? == "ci",
+                    expires_at: time(body, "expires_at")?,
+                    expires_in: number(body, "expires_in")?,
+                    in_use: count(body, "in_use")?,
+                    size: count(body, "size")?,
                     lease: resp.header(SEAT_HEADER).map(str::to_string),
                 })
             })()
@@ -282,44 +328,31 @@ pub fn read_seat_answer(op: SeatOp, resp: &HttpResponse) -> Result<SeatAnswer, E
             })?;
             Ok(SeatAnswer::Held(seat))
         }
-        (409, Some("seats_full")) => {
-            let v = json().unwrap_or_default();
-            let number = |n: &str| {
-                v.get(n)
-                    .and_then(serde_json::Value::as_u64)
-                    .and_then(|n| u32::try_from(n).ok())
-            };
-            Ok(SeatAnswer::Full {
-                in_use: number("in_use").unwrap_or(0),
-                size: number("size").unwrap_or(0),
-                frees_at: v
-                    .get("frees_at")
-                    .and_then(serde_json::Value::as_str)
-                    .and_then(crate::rfc3339::DateTime::parse)
-                    .map(|t| t.unix_timestamp()),
-                retry_after: resp
-                    .header("retry-after")
-                    .and_then(|s| s.trim().parse().ok()),
-            })
-        }
+        (409, Some("seats_full")) => Ok(SeatAnswer::Full {
+            in_use: count(body, "in_use").unwrap_or(0),
+            size: count(body, "size").unwrap_or(0),
+            frees_at: time(body, "frees_at"),
+            retry_after: resp
+                .header("retry-after")
+                .and_then(|s| s.trim().parse().ok()),
+        }),
         (404, Some("seat_gone")) => Ok(SeatAnswer::Gone),
-        (422, _)
-            if reason.is_none()
-                && json().is_some_and(|v| {
-                    v.get("error").and_then(|e| e.as_str()) == Some("InvalidSeatRequest")
-                }) =>
-        {
-            Err(Error::invalid(
-                "seat",
-                json()
-                    .and_then(|v| v.get("detail")?.as_str().map(str::to_string))
-                    .unwrap_or_else(|| "refused by the relay".into()),
-            ))
-        }
-        _ => match crate::proto::parse_validate(resp)? {
-            Verdict::Denied(d) => Ok(SeatAnswer::Denied(d)),
-            Verdict::Accepted(_) => Err(protocol("a seat route answered as a validate")),
-        },
+        (422, None) if text(body, "error") == Some("InvalidSeatRequest") => Err(Error::invalid(
+            "seat",
+            text(body, "detail")
+                .unwrap_or("refused by the relay")
+                .to_string(),
+        )),
+        // Every 200 is read above: what is left is a failure, Polar's (passed on by the
+        // relay) or one on the way.
+        _ => crate::proto::failure(
+            Operation::Validate,
+            resp.status,
+            &resp.body,
+            json.as_ref().and_then(ErrorBody::read).as_ref(),
+            resp.single("retry-after"),
+        )
+        .map(SeatAnswer::Denied),
     }
 }
 
@@ -524,5 +557,197 @@ mod tests {
                 .reason(),
             crate::Reason::ProtocolError
         );
+    }
+
+    /// The bodies as serde_json's `json!` wrote them (members in name order, its escapes):
+    /// byte for byte, whatever the machine's text.
+    #[test]
+    fn request_bodies_are_written_as_serde_json_wrote_them() {
+        for machine in [
+            "m",
+            "a \"quoted\" \\ name",
+            "héllo wörld ✓",
+            "tab\there",
+            "\u{7f}x",
+        ] {
+            for ci in [true, false] {
+                let mut a = SeatAsk {
+                    machine: machine.into(),
+                    ci,
+                    ..ask(SeatOp::Acquire, None)
+                };
+                if machine.chars().any(char::is_control) {
+                    // Refused before anything is written.
+                    assert!(seat_request("http://h", ORG, &a).is_err(), "{machine:?}");
+                    continue;
+                }
+                let kind = if ci { "ci" } else { "floating" };
+                let want = |v: serde_json::Value| serde_json::to_vec(&v).unwrap();
+                let r = seat_request("http://h", ORG, &a).unwrap();
+                assert_eq!(
+                    r.body,
+                    want(
+                        serde_json::json!({"key": "K-1", "organization_id": ORG, "machine": machine, "kind": kind})
+                    )
+                );
+                if !ci {
+                    let r = borrow_request("http://h", ORG, &a, 90).unwrap();
+                    assert_eq!(
+                        r.body,
+                        want(
+                            serde_json::json!({"key": "K-1", "organization_id": ORG, "machine": machine, "kind": kind, "borrow_days": 90})
+                        )
+                    );
+                }
+                a.seat = Some(SEAT.into());
+                a.op = SeatOp::Heartbeat;
+                let r = seat_request("http://h", ORG, &a).unwrap();
+                assert_eq!(r.url, "http://h/v1/seats/heartbeat");
+                assert_eq!(
+                    r.body,
+                    want(
+                        serde_json::json!({"key": "K-1", "organization_id": ORG, "machine": machine, "kind": kind, "seat": SEAT})
+                    )
+                );
+                a.op = SeatOp::Release;
+                let r = seat_request("http://h", ORG, &a).unwrap();
+                assert_eq!(r.url, "http://h/v1/seats/release");
+                assert_eq!(
+                    r.body,
+                    want(
+                        serde_json::json!({"key": "K-1", "organization_id": ORG, "machine": machine, "seat": SEAT})
+                    )
+                );
+            }
+        }
+    }
+
+    /// A malformed answer is a typed `protocol_error` (or, for a failure's status, the failure
+    /// it is), never a panic nor a seat: every prefix of a seat's answer, bodies the strict
+    /// reader refuses, members of the wrong type or out of range.
+    #[test]
+    fn a_malformed_answer_is_a_protocol_error_not_a_panic() {
+        let whole = br#"{"seat":"6a1f4b7e-3c2d-4e5f-8a9b-0c1d2e3f4a5b","kind":"ci","expires_at":"2027-01-15T08:00:00Z","expires_in":300,"in_use":1,"size":2}"#;
+        assert!(matches!(
+            read_seat_answer(SeatOp::Heartbeat, &HttpResponse::new(200, whole.to_vec())),
+            Ok(SeatAnswer::Held(_))
+        ));
+        let protocol = |op: SeatOp, status: u16, body: &[u8]| {
+            let e = read_seat_answer(op, &HttpResponse::new(status, body.to_vec()))
+                .expect_err(&String::from_utf8_lossy(body));
+            assert_eq!(
+                e.reason(),
+                crate::Reason::ProtocolError,
+                "{status} {}: {e}",
+                String::from_utf8_lossy(body)
+            );
+        };
+        for end in 0..whole.len() {
+            protocol(SeatOp::Acquire, 200, &whole[..end]);
+            protocol(SeatOp::Release, 200, &whole[..end]);
+        }
+        let held = String::from_utf8(whole.to_vec()).unwrap();
+        for bad in [
+            // Refused by the strict reader: a member twice, a lone surrogate, not UTF-8 text,
+            // trailing text.
+            held.replace(r#""size":2"#, r#""size":2,"size":3"#),
+            held.replace("6a1f4b7e", r"\ud800"),
+            held.clone() + " x",
+            // A seat's members of the wrong type or out of range.
+            held.replace(r#""expires_in":300"#, r#""expires_in":300.0"#),
+            held.replace(r#""expires_in":300"#, r#""expires_in":-1"#),
+            held.replace(r#""in_use":1"#, r#""in_use":4294967296"#),
+            held.replace(r#""size":2"#, r#""size":"2""#),
+            held.replace(r#""kind":"ci""#, r#""kind":null"#),
+            held.replace("2027-01-15T08:00:00Z", "tomorrow"),
+            held.replace(r#","in_use":1"#, ""),
+            "[]".into(),
+            "null".into(),
+        ] {
+            protocol(SeatOp::Acquire, 200, bad.as_bytes());
+        }
+        protocol(SeatOp::Acquire, 200, b"\xff\xfe{}");
+        for bad in [
+            r#"{"released":"yes"}"#,
+            r#"{"released":null}"#,
+            "{}",
+            "true",
+        ] {
+            protocol(SeatOp::Release, 200, bad.as_bytes());
+        }
+        // A failure's status with a body that is not Polar's envelope: no denial.
+        for (status, body) in [
+            (404, "<html>not found</html>"),
+            (404, r#"{"reason":"seat_gone""#),
+            (403, r#"{"detail":"x"}"#),
+            (409, r#"{"reason":"seats_ful"}"#),
+        ] {
+            protocol(SeatOp::Heartbeat, status, body.as_bytes());
+        }
+    }
+
+    #[test]
+    fn the_relays_refusals_and_polars_failures_keep_their_kinds() {
+        // seats_full whose numbers are missing or malformed: still full, the numbers 0.
+        let full = HttpResponse::new(
+            409,
+            br#"{"reason":"seats_full","in_use":"2","frees_at":7}"#.to_vec(),
+        )
+        .with_header("retry-after", " 30 ");
+        assert_eq!(
+            read_seat_answer(SeatOp::Acquire, &full).unwrap(),
+            SeatAnswer::Full {
+                in_use: 0,
+                size: 0,
+                frees_at: None,
+                retry_after: Some(30)
+            }
+        );
+        let full = HttpResponse::new(
+            409,
+            br#"{"reason":"seats_full","in_use":3,"size":3,"frees_at":"2027-01-15T08:00:00Z"}"#
+                .to_vec(),
+        );
+        assert_eq!(
+            read_seat_answer(SeatOp::Acquire, &full).unwrap(),
+            SeatAnswer::Full {
+                in_use: 3,
+                size: 3,
+                frees_at: Some(1_800_000_000),
+                retry_after: None
+            }
+        );
+        let invalid = HttpResponse::new(
+            422,
+            br#"{"error":"InvalidSeatRequest","detail":"unknown seat kind"}"#.to_vec(),
+        );
+        let e = read_seat_answer(SeatOp::Acquire, &invalid).unwrap_err();
+        assert_eq!(e.reason(), crate::Reason::InvalidInput);
+        assert!(e.to_string().contains("unknown seat kind"), "{e}");
+        let limited = HttpResponse::new(429, br#"{"detail":"slow down"}"#.to_vec())
+            .with_header("retry-after", "12");
+        assert_eq!(
+            read_seat_answer(SeatOp::Heartbeat, &limited).unwrap_err(),
+            Error::RateLimited {
+                retry_after: Some(12)
+            }
+        );
+        let down = HttpResponse::new(502, b"bad gateway".to_vec());
+        assert_eq!(
+            read_seat_answer(SeatOp::Release, &down)
+                .unwrap_err()
+                .reason(),
+            crate::Reason::ServerError
+        );
+        let expired = HttpResponse::new(
+            404,
+            br#"{"error":"ResourceNotFound","detail":"License key has expired."}"#.to_vec(),
+        );
+        match read_seat_answer(SeatOp::Heartbeat, &expired).unwrap() {
+            SeatAnswer::Denied(d) => {
+                assert_eq!((d.reason, d.status), (crate::Reason::Expired, 404));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

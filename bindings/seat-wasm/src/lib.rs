@@ -21,7 +21,7 @@
 #![cfg(target_arch = "wasm32")]
 
 use polar_license::error::{Denial, Error};
-use polar_license::json::JsonOut;
+use polar_license::json::{digits, JsonOut};
 use polar_license::key::Key;
 use polar_license::proto::HttpResponse;
 use polar_license::seat::{read_seat_answer, seat_request, Seat, SeatAnswer, SeatAsk, SeatOp};
@@ -115,20 +115,14 @@ fn error_object(o: &mut JsonOut, f: &Failure<'_>) {
             // The sentence as the Tauri face's (crates/tauri/src/seats.rs).
             let mut message = [
                 "Every seat of this license is in use (",
-                &in_use.to_string(),
+                &digits(u64::from(*in_use)),
                 " of ",
-                &size.to_string(),
+                &digits(u64::from(*size)),
                 ").",
             ]
             .concat();
             if let Some(s) = retry_after {
-                message = [
-                    &message,
-                    " The soonest frees in ",
-                    &s.to_string(),
-                    " seconds.",
-                ]
-                .concat();
+                message = [&message, " The soonest frees in ", &digits(*s), " seconds."].concat();
             }
             o.key("code").str("seats_full");
             o.key("detail").str("seats_full");

@@ -12,7 +12,8 @@
 // Rows that run here: `bodies [N] [SHAPES]` (nested bodies, keys to the cap; no per-address
 // limit, as natively) and `seats [SECONDS]` (a seats flood; the relay's default limits and
 // seat options, the benchmark's keys added to this Polar first, each client's address in
-// `cf-connecting-ip`).
+// `cf-connecting-ip`) and `door [N]` (CORS preflights and forged deliveries; the relay's
+// defaults and the row's webhook secret).
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -26,10 +27,13 @@ const { PACKAGE_DIR, README_KEY, relaySigningKey } = await import('../tests/js/e
 
 const TOKEN = 'polar_oat_emulator_demo_0123456789abcdef';
 const VALIDATE = '/v1/customer-portal/license-keys/validate';
-const ROWS = new Set(['bodies', 'seats']);
+const ROWS = new Set(['bodies', 'seats', 'door']);
+/** The door row's webhook secret (crates/relay/examples/relay_attack/door.rs's). */
+const SECRET = 'whsec_b3BzLXRlc3Qtc2VjcmV0LTAxMjM0NTY3ODk=';
 /** Each row's relay options (relay-handler.js's), and the keys it adds to Polar (the Rust row's). */
 const SETUP = {
   bodies: { options: `perIp: '0', perKey: '0',`, keys: [] },
+  door: { options: `store: { webhookSecret: '${SECRET}' },`, keys: [] },
   seats: {
     options: `seats: {},`,
     keys: [
@@ -60,7 +64,7 @@ try {
     store: { dir, uniqueKey: 'polar-license-attack' },
     probe: VALIDATE,
   });
-  const args = [row, ...rest, '--url', relay.url, ...(row === 'bodies' ? ['--pid', String(relay.pid), '--key', README_KEY] : [])];
+  const args = [row, ...rest, '--url', relay.url, ...(row === 'seats' ? [] : ['--pid', String(relay.pid), '--key', README_KEY])];
   console.log(`workerd (pid ${relay.pid}) at ${relay.url}; ${bin} ${args.join(' ')}`);
   const child = spawn(bin, args, { stdio: 'inherit' });
   code = await new Promise((r) => child.once('exit', (c) => r(c ?? 1)));

@@ -20,14 +20,9 @@ use polar_license_relay::{Limits, ServeOptions};
 
 use super::rig;
 
-/// The process's CPU so far (user + system), from `/proc/self/stat` in clock ticks of 10 ms
-/// (Linux's `USER_HZ`).
-pub(crate) fn cpu() -> Option<Duration> {
-    cpu_of("self")
-}
-
-/// The CPU so far of the process `pid` (`self`: this one), as [`cpu`].
-fn cpu_of(pid: &str) -> Option<Duration> {
+/// The CPU so far (user + system) of the process `pid` (`self`: this one), from
+/// `/proc/PID/stat` in clock ticks of 10 ms (Linux's `USER_HZ`).
+pub(crate) fn cpu_of(pid: &str) -> Option<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after = stat.rsplit_once(')')?.1;
     let fields: Vec<&str> = after.split_whitespace().collect();
@@ -75,13 +70,14 @@ fn body(shape: &str, cap: usize) -> Option<String> {
 }
 
 /// A relay already running elsewhere: its base URL, its process, the key a check asks.
-struct Remote {
-    base: String,
-    pid: String,
-    key: String,
+pub(crate) struct Remote {
+    pub(crate) base: String,
+    pub(crate) pid: String,
+    pub(crate) key: String,
 }
 
-fn remote(args: &[String]) -> Option<Remote> {
+/// `--url BASE [--pid PID] [--key KEY]` among `args`: a relay running elsewhere.
+pub(crate) fn remote(args: &[String]) -> Option<Remote> {
     let value = |name: &str| {
         args.iter()
             .position(|a| a == name)

@@ -12,6 +12,12 @@ export interface Stopped {
   readonly until: number | null;
 }
 
+/**
+ * An entitlement's value (issue #68): a Feature Flag value Polar grants the key, as the seller's
+ * relay signed it into the lease (Polar's metadata values: string, integer, float, boolean).
+ */
+export type EntitlementValue = string | number | boolean;
+
 /** A reason the server said no. A denial is never covered by the offline grace. */
 export type DenialCode =
   | 'not_found'
@@ -501,6 +507,12 @@ export interface CheckResult extends ValidateResult {
    * and for the cache's answers.
    */
   relaySource: 'polar' | 'store' | 'stale' | null;
+  /**
+   * The entitlement values the seller's relay signed into this answer's lease (issue #68), by
+   * name; `null` when not known (unsigned mode, a relay that signs none or had not read them
+   * yet). `{}`: the key is granted none.
+   */
+  entitlements: Record<string, EntitlementValue> | null;
   /** From `checkInBackground`: `true` when Polar is being asked and `onFresh` will be called. */
   pending?: boolean;
   /** Plain data, safe for JSON and structured clone (e.g. across Electron's IPC). */
@@ -619,6 +631,14 @@ export declare class LicenseClient {
    * map; `protocol_error`; `cache_error`).
    */
   hasFeature(key: string, name: string): Promise<FeatureAccess>;
+  /**
+   * The value of entitlement `name` as the last check's licensed answer read it from its signed
+   * lease, offline (issue #68): `undefined` when the key is granted no such value; `null` when
+   * values are not known (unsigned mode: only the seller's relay can read them, with
+   * `signEntitlements` / `--sign-entitlements`; a relay that had not read them yet; or the last
+   * check did not license). No request.
+   */
+  entitlement(name: string): EntitlementValue | undefined | null;
   /** What the cache holds for `key`, with no request. */
   status(key: string): Promise<CacheStatus>;
   /** Forgets everything cached for `key` (Polar is not told), the remembered key too if it is this one. */

@@ -522,7 +522,7 @@ const NO_BODY = new Uint8Array(0);
 /**
  * Sends `ask` (`{ url, headers, body }`): a whole-request timeout through an AbortController,
  * no redirects followed, a cap on the body, status codes as data. Resolves the engine's
- * reply arguments: `[status, body, date, retryAfter, fail, detail, lease, age, source, stopped]`, `fail` 0, or
+ * reply arguments: `[status, body, date, retryAfter, fail, detail, lease, age, source, stopped, denial]`, `fail` 0, or
  * 1 (could not connect), 2 (timed out), 3 (truncated or too large); `date`, `retryAfter`,
  * `lease` (a relay's `polar-license-lease`, signed mode) and `age` (a relay's replay of a
  * stored answer: the grace runs from when Polar gave it) are the headers as `fetch` gives
@@ -570,7 +570,7 @@ async function send(ask, timeout, fetchFn = fetch) {
     reading = true;
     const body = await readCapped(resp);
     if (body === null) return tooLarge();
-    return [resp.status, body, date, retryAfter, 0, '', header('polar-license-lease'), header('age'), header('polar-license-source'), header('polar-license-stopped')];
+    return [resp.status, body, date, retryAfter, 0, '', header('polar-license-lease'), header('age'), header('polar-license-source'), header('polar-license-stopped'), header('polar-license-denial')];
   } catch (e) {
     if (controller.signal.aborted) return failed(2, `no complete answer within ${Math.floor(timeout)} ms`);
     if (reading) return failed(3, `truncated response body: ${describe(e)}`);
@@ -1106,6 +1106,8 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = [], 
 
     /** The last install secret the engine found usable (the same text is again). */
     #secretSeen = null;
+    /** The last check's signed entitlement values (issue #68): `null` when not known. */
+    #values = null;
 
     /** The per-install secret, created on first use (a malformed one is replaced). */
     async #secret() {
@@ -1377,8 +1379,12 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = [], 
       // The engine reads the first three (the secret and slot are the run's and the key's).
       const start = this.#start(engine, 'check', key, secret, run, run.same ? [] : texts);
       const result = (end) => {
+        if (feature === undefined) this.#values = null;
         const ok = checked(end.done, end.refreshed, feature);
-        if (feature === undefined) ok.relaySource = end.relaySource ?? null;
+        if (feature === undefined) {
+          ok.relaySource = end.relaySource ?? null;
+          this.#values = ok.entitlements;
+        }
         return ok;
       };
       // A cached answer is the start's (one call into the engine): #drive returns it at once.
@@ -1462,8 +1468,8 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = [], 
             await attempt(() => s.remove(want.remove));
             give({ removed: true });
           } else if (want.send) {
-            const [status, body, date, retryAfter, fail, detail, lease, age, source, stopped] = await this.#send(want.send);
-            const headers = Object.entries({ date, 'retry-after': retryAfter, 'polar-license-lease': lease, age, 'polar-license-source': source, 'polar-license-stopped': stopped }).filter(([, v]) => v !== undefined);
+            const [status, body, date, retryAfter, fail, detail, lease, age, source, stopped, denial] = await this.#send(want.send);
+            const headers = Object.entries({ date, 'retry-after': retryAfter, 'polar-license-lease': lease, age, 'polar-license-source': source, 'polar-license-stopped': stopped, 'polar-license-denial': denial }).filter(([, v]) => v !== undefined);
             give({ response: fail ? { fail, detail } : { status, headers } }, body);
           } else if (want.verify) {
             rounds += 1;
@@ -1532,6 +1538,18 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = [], 
       checkKey(key);
       checkFeature(name);
       return this.#check(key, name);
+    }
+
+    /**
+     * The value of entitlement `name` as the last check's licensed answer read it from its
+     * signed lease, offline (issue #68): a string, number or boolean; `undefined` when the key
+     * is granted no such value; `null` when values are not known (unsigned mode, a relay that
+     * signs none, or the last check did not license).
+     */
+    entitlement(name) {
+      if (typeof name !== 'string') throw invalid('name', 'must be a string');
+      const values = this.#values;
+      return values === null ? null : Object.hasOwn(values, name) ? values[name] : undefined;
     }
 
     /** What the cache holds for `key`, with no request. */

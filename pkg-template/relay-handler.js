@@ -1,17 +1,10 @@
 // polar-license/relay: the seller-run relay as a Web-standard `fetch(request)` handler
 // (Cloudflare Workers, Deno, Bun, node). Every decision is the Rust relay's (RelayCore, the
-// same core `polar-license relay serve` runs): routes, body cap, Polar's input checks, the
-// organization check, the rate limits, what counts as a grant and the lease's claims; the caps
-// and timeouts (core.caps()), the client's address from the runtime's facts and Workers told by
-// its user agent (host.rs), the answer when the host fails (RelayCore.failed(), with the core's
-// CORS rule), the signing key file's format (RelayCore.signingKey), the storage's alarm
-// (core.alarm), and the store's protocol: its key layout and migration (store/layout.rs), the
-// saves, their calls of at most 128 keys, a call refused as a whole written again key by key and
-// what is dropped for good (store/saves.rs, store/saves/writing.rs). This file is I/O: the
-// request and its body in, Polar's answer (an async fetch) in, the answer out, the storage's
-// get, list, put, delete and alarm as the core names them, and the lease's Ed25519 signature
-// made by WebCrypto from a non-extractable key (the key file's text passes through the
-// WebAssembly once, to be read; the CryptoKey that signs never does).
+// core `polar-license relay serve` runs; docs/architecture.md lists where each rule lives):
+// this file is I/O. The request and its body in, Polar's answer (an async fetch) in, the answer
+// out; the storage's get, list, put, delete and alarm as the core names them; the lease's
+// Ed25519 signature by WebCrypto from a non-extractable key (the key file's text passes
+// through the WebAssembly once, to be read; the CryptoKey that signs never does).
 
 /**
  * Reads a signing key file's text (`KID=k4.secret.…`, as `polar-license relay keygen` writes
@@ -79,6 +72,18 @@ async function readCapped(body, limit) {
   return out;
 }
 
+/** Polar's answer to a call the core names (`{method, url, headers, body}`; a read of the
+ * background's has no method: a GET), its body read to at most `bytes`, or why there is none
+ * (`timeout`, `connect`); never its headers in a log: they hold the token. */
+async function callPolar(upstreamFetch, ask, timeoutMs, bytes) {
+  try {
+    const r = await upstreamFetch(ask.url, { method: ask.method, headers: ask.headers, body: ask.body, redirect: 'manual', signal: AbortSignal.timeout(timeoutMs) });
+    return { status: r.status, headers: [...r.headers], body: await readCapped(r.body, bytes) };
+  } catch (e) {
+    return { error: e?.name === 'TimeoutError' ? 'timeout' : 'connect' };
+  }
+}
+
 function toResponse(r) {
   const empty = r.status === 101 || r.status === 204 || r.status === 205 || r.status === 304;
   return new Response(empty || r.body.length === 0 ? null : r.body, { status: r.status, headers: r.headers });
@@ -97,24 +102,16 @@ function readsDriver({ upstreamFetch, caps, persist, wake, loaded, rows, closed 
   let again = false;
   const clock = () => [Date.now(), performance.now()];
   const failed = (e) => (e instanceof Error ? e.message : 'error');
-  // Polar's answer to a read, or why there is none (never the headers: the token).
-  async function get(job) {
-    try {
-      const r = await upstreamFetch(job.url, { method: 'GET', headers: job.headers, redirect: 'manual', signal: AbortSignal.timeout(caps().timeoutMs) });
-      return { status: r.status, headers: [...r.headers], body: await readCapped(r.body, caps().readBytes) };
-    } catch (e) {
-      return { error: e?.name === 'TimeoutError' ? 'timed out' : 'unreachable' };
-    }
-  }
   // What the job asks for, done (a listing that fails: the core logs why, and lists again).
   async function does(core, job) {
     if (job.list) return rows ? rows(job.list).catch((e) => ({ error: failed(e) })) : { error: 'no listing' };
     if (job.load) return { loaded: await loaded(job.load) };
-    return get(job);
+    return callPolar(upstreamFetch, job, caps().timeoutMs, caps().readBytes);
   }
   async function run(core) {
     try {
-      for (let n = 0; n < caps().jobsPerRun && !closed(); n++) {
+      // Until the core says wait (after its jobs in a row: host::JOBS_PER_RUN) or done.
+      while (!closed()) {
         const job = core.poll(...clock());
         if (job === null) return;
         if (job.wait !== undefined) {
@@ -124,7 +121,6 @@ function readsDriver({ upstreamFetch, caps, persist, wake, loaded, rows, closed 
         // Saved when the core says (after a read of Polar's: never between a load and its use).
         if (core.pollAnswered(job.id, await does(core, job), ...clock())) await persist(core).catch(() => {});
       }
-      wake(core, 0);
     } finally {
       // What an answer applied after its loads narrowed, saved once the run ends.
       await persist(core).catch(() => {});
@@ -181,13 +177,9 @@ function timerWake(kick) {
  */
 export function bindRelay(load, webCrypto = globalThis.crypto) {
   return function createRelay(options = {}) {
-    if (typeof options !== 'object' || options === null) throw new TypeError('createRelay: options must be an object');
-    if (typeof options.accessToken !== 'string' || options.accessToken === '') {
-      throw new TypeError('createRelay: accessToken (your Polar organization token) is required');
-    }
-    if (!options.signingKey) {
-      throw new TypeError('createRelay: signingKey (the KID=k4.secret.… text of `polar-license relay keygen`, or importSigningKey()\'s result) is required');
-    }
+    // Nothing checked here: the core reads every option (the token, the key, the rest) at
+    // start, `ready()` or the first request, and names a bad one.
+    options = Object(options);
     const upstreamFetch = options.fetch ?? globalThis.fetch.bind(globalThis);
     // The core's caps and timeouts (core.caps(), read at start: `timeoutMs` is an option it reads).
     let limits = null;
@@ -210,11 +202,11 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
     let closed = false;
     const start = async () => {
       const RelayCore = await load();
-      const signer =
-        typeof options.signingKey === 'string' ? await importSigningKey(options.signingKey, webCrypto?.subtle, load) : options.signingKey;
       // The options as given (the core reads its own and names a bad one), the runtime's user
       // agent (the core tells Workers by it) and whether the storage is read per key.
       const { signingKey, fetch, storage: s, clientIp, ...given } = options;
+      // importSigningKey()'s result, else the key file's text (or nothing: the core says so).
+      const signer = typeof signingKey === 'object' && signingKey !== null ? signingKey : await importSigningKey(signingKey, webCrypto?.subtle, load);
       const core = new RelayCore({ ...given, kid: signer.kid, publicKey: signer.publicKey, pagedStore: paged, userAgent: globalThis.navigator?.userAgent });
       limits = core.caps();
       if (storeOn && storage && paged) await openStore(core);
@@ -301,22 +293,6 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
       return Promise.race([Promise.resolve(promise).then(() => true, () => true), late]).finally(() => clearTimeout(timer));
     };
 
-    /** Polar's answer to the core's call, or why there is none (never its headers: the token). */
-    async function call(send) {
-      try {
-        const r = await upstreamFetch(send.url, {
-          method: send.method,
-          headers: send.headers,
-          body: send.body,
-          redirect: 'manual',
-          signal: AbortSignal.timeout(limits.timeoutMs),
-        });
-        return { status: r.status, headers: [...r.headers], body: await readCapped(r.body, limits.upstreamBytes) };
-      } catch (e) {
-        return { error: e?.name === 'TimeoutError' ? 'timeout' : 'connect' };
-      }
-    }
-
     /** The lease's Ed25519 signature by WebCrypto (empty when it cannot sign: the core answers
      * without a lease). */
     async function sign(signer, bytes) {
@@ -388,7 +364,7 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
               flights.set(need.leads, landing);
               led.set(need.leads, { landing, end });
             }
-            upstream = call(need.send);
+            upstream = callPolar(upstreamFetch, need.send, limits.timeoutMs, limits.upstreamBytes);
             given = need.patience === undefined || (await settlesWithin(upstream, need.patience)) ? { upstream: await upstream } : { patience: true };
           } else if (need.call) {
             given = { upstream: await upstream };

@@ -68,6 +68,11 @@ export interface RelayOptions {
   /** Floating and CI seats (`POST /v1/seats/acquire|heartbeat|release`, with a store), as
    * `relay serve`'s seat flags; the defaults when left out. */
   seats?: RelaySeatOptions;
+  /** Sign each customer's Feature Flag values and meter balances into its keys' leases, for
+   * clients that ask (issue #68, `relay serve --sign-entitlements`; needs `store`): read from
+   * Polar in the background within the budget (the token then needs `benefits:read` and
+   * `customer_meters:read`), kept fresh by the benefit and grant webhooks. Default false. */
+  signEntitlements?: boolean;
 }
 
 /** The seller's seat settings (issue #67). */

@@ -21,6 +21,8 @@
 #      then the local trial's add-on (the crate polar-license-trial-wasm, bindings/trial-wasm:
 #      the core's trial step) into polar_license_trial{.js,_bg.wasm}, loaded by the default
 #      entries only for a client with `trial` on a check with no key and none remembered
+#      (then the devices module's and the seat module's, polar_license_devices and
+#      polar_license_seat, loaded only by polar-license/devices and polar-license/seat)
 #   8. pkg-template/ copied beside it, the version filled in from Cargo.toml
 #   9. the default entries (browser.js, node.js) bundled, one module each (esbuild); the
 #      modules as they were also in target/npm/parts (tests, benchmarks; never packed)
@@ -188,6 +190,11 @@ wasm_module polar-license-trial-wasm polar_license_trial
 # in, list a key's devices, free one), in a wasm of its own that the default entries never load:
 # only an app importing polar-license/devices does, on its first call.
 wasm_module polar-license-devices-wasm polar_license_devices
+
+# The seat module (issue #67 item 5, `polar-license/seat`): the core's held seat (SeatHold: the
+# acquisition, the heartbeat and its interval, the release, a lost seat), in a wasm of its own
+# that the default entries never load: only an app importing polar-license/seat does.
+wasm_module polar-license-seat-wasm polar_license_seat
 
 echo "==> package template"
 for f in pkg-template/*; do

@@ -101,6 +101,10 @@ addon trial trial_gz "the local trial's add-on (loaded only with \`trial\`, on a
 # which only an app importing polar-license/devices loads (the default entry carries none).
 addon devices devices_gz "polar-license/devices (loaded only by an app that imports it): \`polar_license_devices_bg.wasm\` + its glue + devices.js"
 [[ "$devices_gz" == missing || ! -f "$PKG/devices.js" ]] || devices_gz=$((devices_gz + $(gz "$PKG/devices.js")))
+# The seat module (issue #67 item 5, polar-license/seat): its wasm, its glue and seat.js, which
+# only an app importing polar-license/seat loads (the default entry carries none).
+addon seat seat_gz "polar-license/seat (loaded only by an app that imports it): \`polar_license_seat_bg.wasm\` + its glue + seat.js"
+[[ "$seat_gz" == missing || ! -f "$PKG/seat.js" ]] || seat_gz=$((seat_gz + $(gz "$PKG/seat.js")))
 # The seller's relay (polar-license/relay): server-side, loaded only by its own entries, so
 # in no client's bundle; in the tarball.
 if [[ -f "$PKG/polar_license_relay_bg.wasm" ]]; then
@@ -209,6 +213,7 @@ declare -A SIZE=(
     [signed-addon]="$addon_gz"
     [trial-addon]="$trial_gz"
     [devices-module]="$devices_gz"
+    [seat-module]="$seat_gz"
     [relay-wasm]="$( [[ -f "$PKG/polar_license_relay_bg.wasm" ]] && gz "$PKG/polar_license_relay_bg.wasm" || echo missing)"
     [tarball]="$( [[ -n "$tarball" ]] && raw "$tarball" || echo missing)"
 )

@@ -247,7 +247,7 @@ wasm_tests() {
 # Code and tests (the examples and benches are native programs).
 suite wasm-clippy check cargo clippy --target wasm32-unknown-unknown -p polar-license \
     -p polar-license-wasm -p polar-license-emulator-wasm -p polar-license-relay-wasm \
-    -p polar-license-ed25519-wasm -p polar-license-trial-wasm -p polar-license-devices-wasm --lib --tests -- -D warnings
+    -p polar-license-ed25519-wasm -p polar-license-trial-wasm -p polar-license-devices-wasm -p polar-license-seat-wasm --lib --tests -- -D warnings
 suite wasm-node libtest wasm_tests
 # (suite runs it in a pipeline's subshell: the export stays there.)
 wasm_tests_browser() {
@@ -298,13 +298,15 @@ check_imports() {
 }
 check_all_imports() {
     # The engine's, the emulator's (polar-license/emulator), the relay's (polar-license/relay)
-    # signed mode's add-on, the local trial's and the devices module's (issue #64).
+    # signed mode's add-on, the local trial's, the devices module's (issue #64) and the seat
+    # module's (issue #67).
     check_imports "$NPM_OUT/pkg/polar_license_bg.wasm" &&
         check_imports "$NPM_OUT/pkg/polar_license_emulator_bg.wasm" &&
         check_imports "$NPM_OUT/pkg/polar_license_relay_bg.wasm" &&
         check_imports "$NPM_OUT/pkg/polar_license_ed25519_bg.wasm" &&
         check_imports "$NPM_OUT/pkg/polar_license_trial_bg.wasm" &&
-        check_imports "$NPM_OUT/pkg/polar_license_devices_bg.wasm"
+        check_imports "$NPM_OUT/pkg/polar_license_devices_bg.wasm" &&
+        check_imports "$NPM_OUT/pkg/polar_license_seat_bg.wasm"
 }
 suite wasm-imports libtest check_all_imports
 
@@ -323,12 +325,12 @@ suite npm-install check install_consumer
 
 types() {
     cp tests/js/types.ts tests/js/types-cjs.cts tests/js/types-inline.ts tests/js/types-inline-cjs.cts \
-        tests/js/types-emulator.ts tests/js/types-emulator-cjs.cts tests/js/types-ui.ts tests/js/types-devices.ts tests/js/tsconfig.json "$CONSUMER/" &&
+        tests/js/types-emulator.ts tests/js/types-emulator-cjs.cts tests/js/types-ui.ts tests/js/types-devices.ts tests/js/types-seat.ts tests/js/tsconfig.json "$CONSUMER/" &&
         node tests/js/readme-blocks.mjs ts "$CONSUMER/node_modules/polar-license/README.md" \
             >"$CONSUMER/readme-example.ts" &&
         cp "$CONSUMER/readme-example.ts" "$CONSUMER/readme-example.cts" &&
         (cd "$CONSUMER" && "$TOOLS/.bin/tsc" -p tsconfig.json --noEmit) &&
-        echo "test result: ok. 10 passed; 0 failed"
+        echo "test result: ok. 11 passed; 0 failed"
 }
 suite npm-types libtest types
 
@@ -389,7 +391,7 @@ node18() {
 # Default: the suites that run the package's code in node itself, where Node 18 differs (fetch,
 # WebCrypto and Ed25519, the file store and fs APIs, workers and IPC, timers and aborts, the
 # fault matrix's js-node18 rows). Left to FULL=1: the suites that run the package in workerd,
-# Bun or Deno (relay, relay-parity, relay-store, relay-hostile, relay-seats, webhooks,
+# Bun or Deno (relay, relay-parity, relay-store, relay-hostile, relay-seats, relay-values, webhooks,
 # workerd-client, runtimes), whose
 # runtime is not node, and the README's examples (readme), which node 20 runs. Never under
 # Node 18: the seller table's runner (seller-table), which writes target/seller-table/npm.tsv
@@ -398,7 +400,7 @@ NODE18_SUITES=()
 for f in tests/js/*.test.mjs; do
     case "$(basename "$f" .test.mjs)" in
     seller-table) ;;
-    relay | relay-parity | relay-store | relay-hostile | relay-seats | webhooks | workerd-client | runtimes | readme) ;;
+    relay | relay-parity | relay-store | relay-hostile | relay-seats | relay-values | webhooks | workerd-client | runtimes | readme) ;;
     *) NODE18_SUITES+=("$f") ;;
     esac
 done

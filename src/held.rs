@@ -330,6 +330,26 @@ pub fn with_stopped<L>(
     online
 }
 
+/// [`with_stopped`] of an update's answer (validate, activate): the relay's signed denial of
+/// this request (`token`, its [`lease::DENIAL_HEADER`]) verified as [`held_denial`] does, then
+/// the detail read from it in signed mode, or from `header` otherwise.
+pub fn stopped_of<L>(
+    signing: Signing<'_>,
+    online: Result<(Verdict<L>, Stamp), Error>,
+    header: Option<&str>,
+    token: Option<&str>,
+    granted: &Granted<'_>,
+    now: i64,
+) -> Result<(Verdict<L>, Stamp), Error> {
+    let Signing {
+        keys,
+        policy,
+        ed25519,
+    } = signing;
+    let signed = held_denial(keys, &online, token, granted, now, policy, ed25519);
+    with_stopped(online, header, keys, &signed)
+}
+
 /// Signed mode: the record a check writes, its denial carrying the relay's signed denial of
 /// this request (`denial`, from [`held_denial`]) when the denial written is the one it signs
 /// (`denied`: the reason of the check's own denial). Anything else is written as it is.

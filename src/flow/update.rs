@@ -160,6 +160,16 @@ impl<L> Validated<L> {
     pub fn outcome(self) -> CheckOutcome<L> {
         CheckOutcome::online(self.online, self.verified_at)
     }
+
+    /// The values the relay signed into the lease of an answer that licenses (issue #68), as
+    /// [`CheckReport::entitlements`](crate::grace::CheckReport::entitlements) reads a check's:
+    /// `None` when the answer does not license or the lease carries none.
+    pub fn entitlements(&self) -> Option<&crate::lease::EntitlementClaims> {
+        match self.online {
+            Ok(Verdict::Accepted(_)) => self.lease.as_ref()?.facts.entitlements(),
+            _ => None,
+        }
+    }
 }
 
 /// What an activate came to: Polar's answer (or why there is none), and whether the key's
@@ -784,17 +794,8 @@ impl<L: License> Update<L> {
                     nonce: self.nonce.as_deref(),
                 };
                 let read = read.and_then(|(online, lease)| {
-                    let online = Ok(online);
-                    let signed = held::held_denial(
-                        signing.keys,
-                        &online,
-                        denial.as_deref(),
-                        &granted,
-                        now,
-                        signing.policy,
-                        signing.ed25519,
-                    );
-                    held::with_stopped(online, stopped.as_deref(), signing.keys, &signed)
+                    let (header, token) = (stopped.as_deref(), denial.as_deref());
+                    held::stopped_of(signing, Ok(online), header, token, &granted, now)
                         .map(|online| (online, lease))
                 });
                 let (answer, lease) = held::held(signing, read, &granted, now);
@@ -811,11 +812,28 @@ impl<L: License> Update<L> {
             }
             Op::Activate { req, online } => {
                 let expect = Expect::activate(org, req, now);
+                // Why the key stopped (issue #68), read as validate reads it: a refused
+                // activation carries the relay's header and, in signed mode, its signed denial.
+                let (mut stopped, mut denial) = (None, None);
                 let read = response.and_then(|r| {
                     let verdict = L::activate_answer(&r, expect.as_ref())?;
+                    stopped = r.single(crate::stopped::STOPPED_HEADER).map(str::to_string);
+                    denial = r.single(crate::lease::DENIAL_HEADER).map(str::to_string);
                     Ok(((verdict, r.stamp()), token(&r)))
                 });
                 let nonce = self.nonce.as_deref();
+                let granted = Granted {
+                    organization_id: org,
+                    key: &self.key,
+                    activation_id: None,
+                    conditions: &req.conditions,
+                    nonce,
+                };
+                let read = read.and_then(|(online, lease)| {
+                    let (header, token) = (stopped.as_deref(), denial.as_deref());
+                    held::stopped_of(signing, Ok(online), header, token, &granted, now)
+                        .map(|online| (online, lease))
+                });
                 let (answer, lease) =
                     held::held_activation(signing, read, org, req, &self.key, nonce, now);
                 *online = Some(answer);

@@ -597,6 +597,7 @@ const OPTION_ROWS = [
   ['the reconcile every second', ['--reconcile-every', '1'], { store: { reconcileEvery: 1 } }, 'accepted'],
   ['a reconcile interval not a number', ['--reconcile-every', 'often'], { store: { reconcileEvery: 'often' } }, 'reconcile-every'],
   ['a negative reconcile interval', ['--reconcile-every=-1'], { store: { reconcileEvery: -1 } }, 'reconcile-every'],
+  ['entitlements signed (issue #68)', ['--sign-entitlements'], { signEntitlements: true, store: {} }, 'accepted'],
   ['the defaults', [], { store: {} }, 'accepted'],
 ];
 
@@ -609,6 +610,10 @@ test('both hosts: the same store options refused, naming the same option', { ski
     table.map(([what, native, npm]) => [what, native, npm]),
     table.map(([what, , , expected]) => [what, expected, expected]),
   );
+  // npm only (the native flag takes no value): signEntitlements a boolean, with a store.
+  assert.match(String(await npmOptions({ signEntitlements: 'yes', store: {} })), /signEntitlements: must be true or false/);
+  assert.match(String(await npmOptions({ signEntitlements: true })), /signEntitlements: needs a store/);
+  assert.equal(await npmOptions({ signEntitlements: false }), 'accepted');
 });
 
 // ---- the operator's routes -----------------------------------------------------------------
@@ -1028,4 +1033,26 @@ test('npm relay: the metrics route is off by default, answers only with its bear
   assert.equal(await npmOptions({ metricsPath: '/healthz', metricsToken: METRICS_TOKEN, store: {} }), 'metrics-path');
   assert.equal(await npmOptions({ metricsPath: VALIDATE, metricsToken: METRICS_TOKEN, store: {} }), 'metrics-path');
   assert.equal(await npmOptions({ metricsPath: 'metrics', metricsToken: METRICS_TOKEN, store: {} }), 'metrics-path');
+  // Seats' and devices' routes are the relay's too (host::metrics_route reads ROUTES).
+  assert.equal(await npmOptions({ metricsPath: '/v1/seats/acquire', metricsToken: METRICS_TOKEN, store: {} }), 'metrics-path');
+  assert.equal(await npmOptions({ metricsPath: '/v1/devices/list', metricsToken: METRICS_TOKEN, store: {} }), 'metrics-path');
+});
+
+test('npm relay: createRelay checks nothing itself; the core names a missing token or key at ready(), never the token', { skip }, async () => {
+  const rows = [
+    [{ signingKey: keyText('opt') }, 'accessToken'],
+    [{ accessToken: '', signingKey: keyText('opt') }, 'accessToken'],
+    [{ accessToken: TOKEN }, 'signingKey'],
+    [{ accessToken: TOKEN, signingKey: 'not a key' }, 'signingKey'],
+  ];
+  for (const [options, field] of rows) {
+    const relay = relayPkg.createRelay({ baseUrl: polarUrl, ...options });
+    const e = await relay.ready().then(() => null, (e) => e);
+    assert.match(String(e?.message), new RegExp(`^${field}: `), JSON.stringify(Object.keys(options)));
+    assert.ok(!String(e.message).includes(TOKEN));
+    // A request to a relay that cannot start: the core's 500 (its CORS rule), the log naming why.
+    assert.equal((await relay.fetch(new Request('http://relay.test/healthz'))).status, 500);
+  }
+  const bare = await relayPkg.createRelay(null).ready().then(() => null, (e) => e);
+  assert.match(String(bare?.message), /^signingKey: /, 'no options: the key is named first');
 });

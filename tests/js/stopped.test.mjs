@@ -39,6 +39,11 @@ test('a denial carries why the key stopped, its code unchanged', async () => {
   assert.deepEqual(rotated.stopped, { kind: 'rotated', at: 5, until: null });
   const validated = await rejection(client('seat_revoked').validate(key));
   assert.deepEqual(validated.stopped, { kind: 'seat_revoked', at: null, until: null });
+  // A refused activation carries it too (issue #68: the activate machine reads it as validate).
+  const activated = await rejection(client('refunded; at=7').activate(key, { label: 'stopped-test' }));
+  assert.equal(activated.code, 'inactive');
+  assert.deepEqual(activated.stopped, { kind: 'refunded', at: 7, until: null });
+  assert.equal('stopped' in (await rejection(client().activate(key, { label: 'stopped-test' }))), false);
   // No detail, or one that does not read: none.
   assert.equal('stopped' in (await rejection(client().check(key))), false);
   assert.equal('stopped' in (await rejection(client('gone fishing').check(key))), false);

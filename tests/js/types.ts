@@ -12,6 +12,7 @@ import {
   type Lease,
   type LicenseErrorData,
   type DenialCode,
+  type EntitlementValue,
   type FallbackCode,
   type FeatureAccess,
   type FeatureMap,
@@ -113,6 +114,15 @@ export async function gating(key: string): Promise<boolean> {
   // @ts-expect-error why codes are a closed union
   const bad: FeatureWhy = 'revoked';
   void [online, left, bad];
+  // Issue #68: entitlement values, read offline from the signed lease.
+  const values: Record<string, EntitlementValue> | null = verdict.entitlements;
+  const value: EntitlementValue | undefined | null = gated.entitlement('max_upload_size');
+  if (typeof value === 'number') void (value + 1);
+  // @ts-expect-error a value is a string, number or boolean, not always a string
+  const text: string = gated.entitlement('role');
+  // @ts-expect-error entitlement needs a name
+  gated.entitlement();
+  void [values, text];
   return access.granted;
 }
 

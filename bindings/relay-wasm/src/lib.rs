@@ -50,7 +50,7 @@ use polar_license_relay::store::{
     JournalBackend, JournalItem, PagedBackend, StoreOptions, DEFAULT_CACHED,
 };
 use polar_license_relay::{
-    Host, Now, Rate, Relay, RelayConfig, RelayRequest, RelayResponse, SeatOptions, Signer,
+    host, Host, Now, Rate, Relay, RelayConfig, RelayRequest, RelayResponse, SeatOptions, Signer,
     StoreConfig, STALE_AFTER_MS,
 };
 use wasm_bindgen::prelude::*;
@@ -102,7 +102,7 @@ impl log::Log for Console {
 static CONSOLE: Console = Console;
 
 /// At most this many requests under way (the oldest is dropped past it: a 502): the core's.
-const MAX_WAITING: usize = polar_license_relay::host::MAX_EXCHANGES;
+const MAX_WAITING: usize = host::MAX_EXCHANGES;
 
 /// The relay core, configured once (see the crate docs).
 #[wasm_bindgen]
@@ -131,7 +131,7 @@ pub struct RelayCore {
     /// The save under way (`saveStep`): a paged store's calls, or a whole store's one save.
     saving: RefCell<Option<Saving>>,
     /// The storage's alarm (`alarm`).
-    alarm: RefCell<polar_license_relay::host::Alarm>,
+    alarm: RefCell<host::Alarm>,
     /// The calls' timeout (`timeoutMs`, else the core's).
     timeout_ms: u64,
 }
@@ -168,7 +168,7 @@ fn peer_of(facts: &JsValue) -> String {
         .dyn_ref::<Array>()
         .map(|a| a.iter().map(|v| v.as_string()).collect())
         .unwrap_or_default();
-    polar_license_relay::host::socket_peer(facts.iter().map(Option::as_deref)).to_string()
+    host::socket_peer(facts.iter().map(Option::as_deref)).to_string()
 }
 
 /// A storage read as the host makes it: `{gets: [keys][], lists}`, each get at most
@@ -355,30 +355,16 @@ fn lost(relay: &Relay) -> JsValue {
     response_js(&relay.failure(&RelayRequest::default(), 502, "the relay lost this request"))
 }
 
-/// The metrics route: `metricsPath` (a path of its own) with `metricsToken` (at least 16
-/// characters), or neither (off).
+/// The metrics route: `metricsPath` with `metricsToken`, as the core checks them
+/// (`host::metrics_route`), or neither (off).
 fn metrics_route(config: &JsValue) -> Result<Option<(String, String)>, JsError> {
     let Some(path) = text(config, "metricsPath")? else {
         return Ok(None);
     };
-    let ours = path == polar_license_relay::HEALTH_ROUTE
-        || path == polar_license_relay::WEBHOOK_ROUTE
-        || path.starts_with(polar_license_relay::ROUTE_PREFIX);
-    if !path.starts_with('/') || path.contains('?') || ours {
-        return Err(bad(
-            "metricsPath",
-            "must be a path of its own (such as /metrics), not one of the relay's routes",
-        ));
-    }
-    match text(config, "metricsToken")? {
-        Some(token) if token.chars().count() >= polar_license_relay::host::MIN_METRICS_TOKEN => {
-            Ok(Some((path, token)))
-        }
-        _ => Err(bad(
-            "metricsToken",
-            "is required with metricsPath: a secret of at least 16 characters that the scraper sends as `authorization: Bearer <metricsToken>`",
-        )),
-    }
+    let token = text(config, "metricsToken")?;
+    host::metrics_route(&path, token.as_deref())
+        .map(Some)
+        .map_err(|e| JsError::new(&e.text()))
 }
 
 /// An optional array of strings.
@@ -399,6 +385,18 @@ fn strings(config: &JsValue, name: &str) -> Result<Option<Vec<String>>, JsError>
         .map(Some)
 }
 
+/// `signEntitlements` (`relay serve --sign-entitlements`, issue #68): a customer's Feature
+/// Flag values and meter balances read from Polar in the background and signed into its keys'
+/// leases for clients that ask; `false` when left out.
+fn sign_entitlements(config: &JsValue) -> Result<bool, JsError> {
+    let on = get(config, "signEntitlements");
+    if on.is_undefined() || on.is_null() {
+        return Ok(false);
+    }
+    on.as_bool()
+        .ok_or_else(|| bad("signEntitlements", "must be true or false"))
+}
+
 /// The roster (`relay serve`'s --roster and --first-seen-share): `store.roster` (a boolean)
 /// and `store.firstSeenShare` (a percent, 0 to 100).
 fn roster_options(store: &JsValue, options: &mut StoreOptions) -> Result<(), JsError> {
@@ -408,7 +406,7 @@ fn roster_options(store: &JsValue, options: &mut StoreOptions) -> Result<(), JsE
             .as_bool()
             .ok_or_else(|| bad("store.roster", "must be true or false"))?;
     }
-    if let Some(share) = whole(store, "firstSeenShare", 100.0)? {
+    if let Some(share) = whole(store, "firstSeenShare", f64::from(u32::MAX))? {
         options.first_seen_share = share as u32;
     }
     Ok(())
@@ -474,24 +472,24 @@ fn seat_options(config: &JsValue) -> Result<SeatOptions, JsError> {
     }
 }
 
-/// What a roster read got (`{status, headers, body}`, or `{error}`), as the core takes it.
+/// What a background job got (`{status, headers, body}`, or `{error}`: a read's `timeout` or
+/// `connect`, a listing's message), as the core takes it: an answer is read as a call's
+/// ([`upstream_of`]).
 fn read_answer(upstream: &JsValue) -> polar_license_relay::RosterAnswer {
     let error = get(upstream, "error");
     if !error.is_undefined() && !error.is_null() {
-        return Err(error
-            .as_string()
-            .unwrap_or_else(|| "the host's fetch failed".into()));
+        return Err(match error.as_string().as_deref() {
+            Some("timeout") => "timed out".into(),
+            Some("connect") => "unreachable".into(),
+            Some(why) => why.into(),
+            None => "the host's fetch failed".into(),
+        });
     }
-    let status = get(upstream, "status").as_f64().unwrap_or(0.0);
-    let retry_after = headers_of(&get(upstream, "headers"))
-        .into_iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("retry-after"))
-        .and_then(|(_, v)| v.trim().parse::<u64>().ok());
-    let body = get(upstream, "body")
-        .dyn_into::<Uint8Array>()
-        .map(|b| b.to_vec())
-        .unwrap_or_default();
-    Ok((status.clamp(0.0, 999.0) as u16, retry_after, body))
+    let answer = upstream_of(upstream).map_err(|e| e.detail)?;
+    let retry_after = answer
+        .header("retry-after")
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    Ok((answer.status, retry_after, answer.body))
 }
 
 /// `patience` (milliseconds) on a step, when its check has a stored answer to give meanwhile.
@@ -598,7 +596,8 @@ impl RelayCore {
                 public_key,
             },
         );
-        if let Some(days) = whole(&config, "leaseDays", 366.0)? {
+        // The range is the core's (`Relay::with_entropy`: 1 to MAX_LEASE_DAYS), as natively.
+        if let Some(days) = whole(&config, "leaseDays", f64::from(u32::MAX))? {
             relay_config.lease_days = days as u32;
         }
         relay_config.organization_id = text(&config, "organizationId")?;
@@ -620,9 +619,7 @@ impl RelayCore {
         // most a timer's longest wait (2^31 - 1 ms, about 24.8 days).
         let timeout = get(&config, "timeoutMs");
         let timeout_ms = match timeout.as_f64() {
-            _ if timeout.is_undefined() || timeout.is_null() => {
-                polar_license_relay::host::CALL_TIMEOUT_MS
-            }
+            _ if timeout.is_undefined() || timeout.is_null() => host::CALL_TIMEOUT_MS,
             Some(ms) if ms.is_finite() && ms > 0.0 => ms.ceil().min(2_147_483_647.0) as u64,
             _ => {
                 return Err(bad(
@@ -638,20 +635,21 @@ impl RelayCore {
         }
         let metrics = metrics_route(&config)?;
         // The breaker in front of Polar, as `relay serve`'s --breaker-failures (0 turns it off)
-        // and --breaker-open-for (1 to 3600 seconds).
+        // and --breaker-open-for (the core's range: `host::breaker_open_for`).
         if let Some(n) = whole(&config, "breakerFailures", f64::from(u32::MAX))? {
             relay_config.breaker.failures = n as u32;
         }
-        if let Some(secs) = whole(&config, "breakerOpenFor", 3600.0)? {
-            if secs < 1.0 {
-                return Err(bad(
-                    "breakerOpenFor",
-                    "must be a whole number from 1 to 3600",
-                ));
-            }
-            relay_config.breaker.open_for_ms = secs as u64 * 1000;
+        if let Some(secs) = whole(&config, "breakerOpenFor", f64::from(u32::MAX))? {
+            relay_config.breaker.open_for_ms =
+                host::breaker_open_for(secs as u64).map_err(|e| JsError::new(&e.text()))?;
         }
         let store = get(&config, "store");
+        if !store.is_object() && sign_entitlements(&config)? {
+            return Err(bad(
+                "signEntitlements",
+                "needs a store (the values are the store's)",
+            ));
+        }
         // With a paged store the roster is kept in the host's storage too, as many digests
         // cached as entries (`store.cacheEntries`).
         let mut roster_cached = None;
@@ -678,22 +676,7 @@ impl RelayCore {
             let budget = whole(&store, "budget", 1e9)?.map(|v| v as u32);
             let reserve = whole(&store, "budgetReserve", 1e9)?.map(|v| v as u32);
             options = options.with_budget(sandbox, budget, reserve);
-            // The core's own check (`relay serve` refuses the same values as its flags).
-            match options.problem() {
-                Some(("fresh_for", _)) => {
-                    return Err(bad(
-                        "store.freshFor",
-                        "must be at least 1, and staleFor at least freshFor",
-                    ))
-                }
-                Some(_) => {
-                    return Err(bad(
-                        "store.budget",
-                        "must be at least 1 and above budgetReserve",
-                    ))
-                }
-                None => {}
-            }
+            // Checked by the core (`StoreOptions::problem`, in `Relay::with_entropy`), as natively.
             if let Some(v) = whole(&store, "maxEntries", 1e9)? {
                 options.max_entries = v as usize;
             }
@@ -702,6 +685,7 @@ impl RelayCore {
                 options.max_bytes = v as u64;
             }
             roster_options(&store, &mut options)?;
+            options.entitlements = sign_entitlements(&config)?;
             let webhook_secret = text(&store, "webhookSecret")?;
             let (kept, backend): (Kept, Arc<dyn polar_license_relay::store::Backend>) =
                 if get(&config, "pagedStore").is_truthy() {
@@ -843,7 +827,7 @@ impl RelayCore {
                 .unwrap_or_default(),
             ..RelayRequest::default()
         };
-        let r = polar_license_relay::host::failure(
+        let r = host::failure(
             500,
             "the relay is not configured correctly",
             origins.as_deref(),
@@ -853,10 +837,9 @@ impl RelayCore {
     }
 
     /// The caps and timeouts every host takes from the core (`polar_license_relay::host`):
-    /// `{upstreamBytes, readBytes, timeoutMs, jobsPerRun}` (`timeoutMs`: the option's, else
+    /// `{upstreamBytes, readBytes, timeoutMs}` (`timeoutMs`: the option's, else
     /// the core's).
     pub fn caps(&self) -> JsValue {
-        use polar_license_relay::host;
         let out = wrapped(
             "upstreamBytes",
             &JsValue::from(host::MAX_UPSTREAM_BYTES as f64),
@@ -867,7 +850,6 @@ impl RelayCore {
             &JsValue::from(host::MAX_READ_BYTES as f64),
         );
         set(&out, "timeoutMs", &JsValue::from(self.timeout_ms as f64));
-        set(&out, "jobsPerRun", &JsValue::from(host::JOBS_PER_RUN));
         out.into()
     }
 
@@ -877,7 +859,12 @@ impl RelayCore {
     /// Throws `signingKey: …`, never with the secret.
     #[wasm_bindgen(js_name = signingKey)]
     pub fn signing_key(text: JsValue) -> Result<JsValue, JsError> {
-        let text = text.as_string().unwrap_or_default();
+        let Some(text) = text.as_string() else {
+            return Err(bad(
+                "signingKey",
+                "is required: the KID=k4.secret.… text of `polar-license relay keygen`, or importSigningKey()'s result",
+            ));
+        };
         let (kid, raw) = polar_license::lease::read_key_file(&text).map_err(|_| {
             bad(
                 "signingKey",
@@ -894,7 +881,7 @@ impl RelayCore {
     /// when none), `{set: at}` (set it at `at`) or null (one rings sooner). The rule is the
     /// core's (`host::Alarm`).
     pub fn alarm(&self, now_ms: f64, ms: f64, stored: JsValue) -> JsValue {
-        use polar_license_relay::host::Ring;
+        use host::Ring;
         let whole = |x: f64| if x.is_finite() { x.max(0.0) as u64 } else { 0 };
         let now = whole(now_ms);
         let stored = (!stored.is_undefined()).then(|| stored.as_f64().map(whole));

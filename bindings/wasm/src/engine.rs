@@ -372,6 +372,13 @@ impl Engine {
                 j.key("graceEndsAt")
                     .int(self.policy.grace_end_leased(*verified_at, lease));
                 lease_json(&mut j, lease);
+                // Issue #68: the values the relay signed into this answer's lease, read
+                // offline (`null`: not known, as `CheckReport::entitlements`'s `None`).
+                j.key("entitlements");
+                match lease.and_then(|w| w.facts.entitlements()) {
+                    Some(e) => j.meta(&e.values),
+                    None => j.null(),
+                };
                 j.key("reason").opt_str(fallback.map(|e| e.reason().code()));
                 j.key("features");
                 self.features_json(&mut j, outcome);

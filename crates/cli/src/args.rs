@@ -483,12 +483,12 @@ pub struct RelayServeArgs {
     pub no_roster: bool,
 
     /// With --roster: the percent of the budget keys it does not know may spend, shared
-    /// fairly per client address (per /64 for IPv6); past it they are answered 429
+    /// fairly per client address (per /64 for IPv6); past it they are answered 429 (0 to 100:
+    /// the relay core's check, StoreOptions::problem)
     #[arg(
         long,
         value_name = "PERCENT",
         default_value_t = 10,
-        value_parser = clap::value_parser!(u32).range(0..=100),
         env = "POLAR_LICENSE_RELAY_FIRST_SEEN_SHARE"
     )]
     pub first_seen_share: u32,
@@ -582,12 +582,12 @@ pub struct RelayServeArgs {
 
     /// The longest the breaker stops calls to Polar once open; then one call probes (the first
     /// probe after an eighth of it, each failed probe doubling the wait up to it; a probe
-    /// whose connection was refused keeps the eighth)
+    /// whose connection was refused keeps the eighth); 1 to 3600 (the relay core's range,
+    /// polar_license_relay::host::breaker_open_for)
     #[arg(
         long,
         value_name = "SECONDS",
         default_value_t = 30,
-        value_parser = clap::value_parser!(u64).range(1..=3600),
         env = "POLAR_LICENSE_RELAY_BREAKER_OPEN_FOR"
     )]
     pub breaker_open_for: u64,

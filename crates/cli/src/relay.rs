@@ -93,6 +93,17 @@ fn write_owner_only(path: &Path, bytes: &[u8], force: bool) -> std::io::Result<(
     file.sync_all()
 }
 
+/// An option the relay core refused (its typed error names the field): the flag it came
+/// from named (`breaker_open_for` is `--breaker-open-for`), then the core's reason.
+fn option_refused(cmd: &str, e: &polar_license::Error) -> Report {
+    let (field, why) = match e {
+        polar_license::Error::InvalidInput { field, message } => (field.as_str(), message.clone()),
+        _ => ("relay", e.text()),
+    };
+    let message = format!("--{}: {why}", field.replace('_', "-"));
+    usage_report(Some(cmd), Some(field), &message)
+}
+
 fn serve(g: &Global, a: &RelayServeArgs) -> u8 {
     const CMD: &str = "relay serve";
     // First, before any thread starts: reading it removes the variables.
@@ -132,9 +143,14 @@ fn serve(g: &Global, a: &RelayServeArgs) -> u8 {
     config.client_ip_header = a.client_ip_header.clone();
     config.cors_origins = (!a.cors_origins.is_empty()).then(|| a.cors_origins.clone());
     config.webhook_silence = a.webhook_silence;
+    // The option's range is the core's (the npm relay's breakerOpenFor reads it the same).
+    let open_for_ms = match polar_license_relay::host::breaker_open_for(a.breaker_open_for) {
+        Ok(ms) => ms,
+        Err(e) => return option_refused(CMD, &e).print(g.json),
+    };
     config.breaker = polar_license_relay::BreakerOptions {
         failures: a.breaker_failures,
-        open_for_ms: a.breaker_open_for.saturating_mul(1000),
+        open_for_ms,
     };
     config.limits = Limits {
         per_ip: Rate::new(a.per_ip.0, a.per_ip.1),
@@ -210,17 +226,13 @@ fn serve(g: &Global, a: &RelayServeArgs) -> u8 {
     options.drain = a.drain;
     options.metrics_addr = a.metrics_addr.clone().filter(|m| !m.is_empty());
     options.metrics_token = a.metrics_token.clone().filter(|t| !t.is_empty());
-    if options
+    // The token's rule is the core's (the npm relay's metricsToken reads it the same).
+    if let Some(Err(e)) = options
         .metrics_token
-        .as_ref()
-        .is_some_and(|t| t.chars().count() < polar_license_relay::host::MIN_METRICS_TOKEN)
+        .as_deref()
+        .map(polar_license_relay::host::metrics_token)
     {
-        return usage_report(
-            Some(CMD),
-            Some("metrics_token"),
-            "--metrics-token must be at least 16 characters (a secret the scraper sends as `authorization: Bearer TOKEN`)",
-        )
-        .print(g.json);
+        return option_refused(CMD, &e).print(g.json);
     }
     options.stale_after = std::time::Duration::from_millis(a.stale_after_ms);
     let options_metrics = options.metrics_addr.clone();

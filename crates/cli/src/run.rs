@@ -261,14 +261,9 @@ pub fn validate(g: &Global, a: &ValidateArgs) -> Report {
     let mut r = report(Op::Validate, &key, requested, &validated.online);
     cache_write(&mut r, validated.cache_error.as_ref());
     lease_field(&mut r, validated.lease.as_ref());
-    // The values the relay signed into the lease of a licensed answer (issue #68); null when
-    // none are known, or the answer does not license.
-    let claims = validated
-        .lease
-        .as_ref()
-        .and_then(|w| w.facts.entitlements())
-        .filter(|_| r.exit == 0 && r.outcome() == "licensed");
-    entitlements_field(&mut r, claims);
+    // The values the relay signed into the lease of a licensed answer (issue #68), as the
+    // core reads them; null when none are known, or the answer does not license.
+    entitlements_field(&mut r, validated.entitlements());
     r
 }
 

@@ -1,8 +1,9 @@
 //! Why a key stopped (issue #68) on the command line: `polar-license emulator` and `polar-license
 //! relay serve --store … --webhook-secret …` as real processes, Polar's webhooks delivered to
 //! the relay, and `polar-license validate` through it printing the denial's detail (`--json`'s
-//! `stopped`, the text's `stopped:` and `what to do:` lines). The case is a rotation: the old
-//! string answers Polar's 404 "Not found", which the relay explains as `rotated`.
+//! `stopped`, the text's `stopped:` and `what to do:` lines), and `polar-license activate`
+//! refused alike. The case is a rotation: the old string answers Polar's 404 "Not found",
+//! which the relay explains as `rotated`.
 
 use polar_license_emulator::{DEMO_KEY, DEMO_ORGANIZATION_ID, DEMO_TOKEN};
 use polar_license_testkit::http::{self, HttpAnswer};
@@ -40,6 +41,23 @@ fn validate(relay: &Served, cache: &str, key: &str, json: bool) -> (i32, String)
         cmd.arg("--json");
     }
     let o = cmd.args(["validate", "--key", key]).launch();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).to_string(),
+    )
+}
+
+/// `polar-license activate` of `key` through `relay`: its exit code and stdout.
+fn activate(relay: &Served, cache: &str, key: &str, json: bool) -> (i32, String) {
+    let mut cmd = clean_command(BIN);
+    cmd.args(["--base-url", &relay.url, "--org", DEMO_ORGANIZATION_ID])
+        .args(["--cache-dir", cache]);
+    if json {
+        cmd.arg("--json");
+    }
+    let o = cmd
+        .args(["activate", "--key", key, "--label", "lifecycle box"])
+        .launch();
     (
         o.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&o.stdout).to_string(),
@@ -122,6 +140,24 @@ fn validate_prints_why_the_key_stopped() {
     );
     assert!(
         out.contains("what to do: use the new key the customer portal shows"),
+        "{out}"
+    );
+    // A refused activation of the old string carries it too (issue #68): JSON and text.
+    let (code, out) = activate(&relay, cache, DEMO_KEY, true);
+    let v: Value = serde_json::from_str(&out).expect("one JSON object");
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(
+        (&v["command"], &v["outcome"]),
+        (&json!("activate"), &json!("denied")),
+        "{v}"
+    );
+    assert_eq!(v["reason"], "not_found", "the reason stays Polar's: {v}");
+    assert_eq!(v["stopped"]["kind"], "rotated", "{v}");
+    assert!(v["stopped"]["at"].is_string(), "{v}");
+    let (code, out) = activate(&relay, cache, DEMO_KEY, false);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("  stopped: rotated (this key was replaced by a new one"),
         "{out}"
     );
     // The new string licenses, and a denial without a detail says `stopped: null`.

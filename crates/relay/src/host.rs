@@ -5,6 +5,7 @@
 //! differences between them are [`Host`]'s, each with its reason.
 
 use crate::types::{add_cors, RelayRequest, RelayResponse, RELAY_SOURCE, SOURCE_HEADER};
+use polar_license::Error;
 
 /// Where a relay runs (defined beside [`crate::RelayConfig`], which names it; its rules are
 /// here).
@@ -23,9 +24,9 @@ pub const MAX_READ_BYTES: usize = 16 << 20;
 /// of Polar (the roster's, the reconcile's) take the same.
 pub const CALL_TIMEOUT_MS: u64 = 10_000;
 
-/// Background jobs ([`crate::flow::background::Background`]) a host runs in one go before it
-/// yields (64): a Durable Object answers no request while a run holds it, so a long backlog
-/// (a roster's pages) is run in slices, the next asked for at once.
+/// Background jobs ([`crate::flow::background::Background`]) handed out in a row before the
+/// machine says `Wait(0)` (64): a Durable Object answers no request while a run holds it, so a
+/// long backlog (a roster's pages) is run in slices, the next at once.
 pub const JOBS_PER_RUN: u32 = 64;
 
 /// Requests a host keeps under way at most (1024; the npm relay's table of exchanges): past
@@ -37,10 +38,74 @@ pub const MAX_EXCHANGES: usize = 1024;
 /// serve --metrics-token`): a secret a scraper sends, not a word to guess.
 pub const MIN_METRICS_TOKEN: usize = 16;
 
+/// The longest a breaker may stay open, in seconds (an hour): the option's top (`relay serve
+/// --breaker-open-for`, `createRelay`'s `breakerOpenFor`).
+pub const MAX_BREAKER_OPEN_FOR: u64 = 3600;
+
+/// The breaker's longest open time as a seller gives it, in seconds (`relay serve
+/// --breaker-open-for`, `createRelay`'s `breakerOpenFor`), read into
+/// [`crate::BreakerOptions::open_for_ms`]: 1 to [`MAX_BREAKER_OPEN_FOR`] (a breaker that never
+/// waits is no breaker; past an hour a Polar back up stays unused). Every host reads the
+/// option through this, so the range is written once.
+pub fn breaker_open_for(seconds: u64) -> Result<u64, Error> {
+    if (1..=MAX_BREAKER_OPEN_FOR).contains(&seconds) {
+        Ok(seconds * 1000)
+    } else {
+        Err(Error::invalid(
+            "breaker_open_for",
+            "must be a whole number of seconds from 1 to 3600",
+        ))
+    }
+}
+
+/// The metrics bearer token as a seller gives it (`relay serve --metrics-token`,
+/// `createRelay`'s `metricsToken`): at least [`MIN_METRICS_TOKEN`] characters. The error never
+/// holds the token.
+pub fn metrics_token(token: &str) -> Result<(), Error> {
+    if token.chars().count() >= MIN_METRICS_TOKEN {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "metrics_token",
+            "must be a secret of at least 16 characters (the scraper sends it as \
+             `authorization: Bearer <token>`)",
+        ))
+    }
+}
+
+/// The metrics route on the relay's own listener, for a host with no second port (Workers:
+/// `createRelay`'s `metricsPath` with `metricsToken`; `relay serve` has a listener of its own,
+/// `--metrics-addr`, and reads its token with [`metrics_token`]): a path of its own, not one of
+/// the relay's routes, and the token it asks for. Returns the `(path, token)` the request
+/// machine answers on ([`crate::flow::ExchangeOptions::metrics`]).
+pub fn metrics_route(path: &str, token: Option<&str>) -> Result<(String, String), Error> {
+    // Every route the relay's own listener answers (crate::ROUTES: a route added there is
+    // kept from the metrics path without an edit here), and the license routes' prefix.
+    let ours = path.starts_with(crate::types::ROUTE_PREFIX)
+        || crate::types::ROUTES
+            .iter()
+            .any(|r| r.listener == crate::types::Listener::Public && r.path == path);
+    if !path.starts_with('/') || path.contains('?') || ours {
+        return Err(Error::invalid(
+            "metrics_path",
+            "must be a path of its own (such as /metrics), not one of the relay's routes",
+        ));
+    }
+    let token = token.ok_or_else(|| {
+        Error::invalid(
+            "metrics_token",
+            "is required with the metrics path: a secret of at least 16 characters",
+        )
+    })?;
+    metrics_token(token)?;
+    Ok((path.to_string(), token.to_string()))
+}
+
 /// Sends a call the request machine asks for ([`crate::flow::Need::Send`]) through a
 /// native host's transport: a `POST` as the license routes take it, a `GET` (a device
 /// listing's read of the key's record, issue #64) with the call's URL and headers and no body.
-#[cfg(not(target_arch = "wasm32"))]
+/// Only `relay serve`'s server and the tests drive a native exchange.
+#[cfg(all(not(target_arch = "wasm32"), any(test, feature = "server")))]
 pub(crate) fn send(
     transport: &dyn polar_license::Transport,
     request: &polar_license::HttpRequest,

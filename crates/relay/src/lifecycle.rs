@@ -266,11 +266,12 @@ impl Lifecycle {
     }
 
     /// The detail of Polar's answer `upstream` to `pending` when it is a denial of the key
-    /// (validate 404, activate 403) the records explain.
+    /// (validate 404; activate 403, or 404 for a string no longer the key's, a rotated one)
+    /// the records explain.
     pub(crate) fn denied(&self, pending: &Pending, upstream: &HttpResponse) -> Option<Stopped> {
         let denial = match pending.op {
             Operation::Validate => upstream.status == 404,
-            Operation::Activate => upstream.status == 403,
+            Operation::Activate => matches!(upstream.status, 403 | 404),
             Operation::Deactivate => false,
         };
         if denial {

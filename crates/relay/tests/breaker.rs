@@ -659,3 +659,20 @@ fn one_keys_500s_never_open_the_breaker_but_502_503_504_do() {
         relay.stop();
     }
 }
+
+/// The breaker's open time as a seller gives it (`relay serve --breaker-open-for`,
+/// `createRelay`'s `breakerOpenFor`), read by the one rule both hosts call: 1 to 3600 s.
+#[test]
+fn the_breakers_open_time_is_one_second_to_an_hour() {
+    use polar_license_relay::host::breaker_open_for;
+    assert_eq!(breaker_open_for(1).unwrap(), 1_000);
+    assert_eq!(breaker_open_for(3600).unwrap(), 3_600_000);
+    for bad in [0, 3601, u64::MAX] {
+        match breaker_open_for(bad) {
+            Err(polar_license::Error::InvalidInput { field, .. }) => {
+                assert_eq!(field, "breaker_open_for")
+            }
+            other => panic!("{bad}: {other:?}"),
+        }
+    }
+}

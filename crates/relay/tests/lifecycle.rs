@@ -386,6 +386,15 @@ fn app(relay: &Running, dir: &std::path::Path, keys: RelayKeys, proxy: &Proxy) -
         .expect("the app builds")
 }
 
+/// `app`'s activation of `key`, refused: the denial's detail (its kind).
+fn activated(app: &Licensing, key: &str) -> Option<StopKind> {
+    let req = polar_license::proto::ActivateRequest::new(key, "lifecycle-machine");
+    match app.activate(&req) {
+        Ok(polar_license::Verdict::Denied(d)) => d.stopped.map(|s| s.kind),
+        other => panic!("not a denial: {other:?}"),
+    }
+}
+
 fn detail(outcome: &CheckOutcome) -> Option<Stopped> {
     match outcome {
         CheckOutcome::Denied(d) => d.stopped,
@@ -450,17 +459,31 @@ fn the_verdict_carries_the_detail_and_signed_mode_believes_only_the_signed_one()
     };
     assert_eq!(validated(&unsigned), Some(StopKind::Refunded));
     assert_eq!(validated(&signed), paused);
+    // A refused activation carries it too (Polar's 403 for the paused key), read alike.
+    assert_eq!(activated(&unsigned, PAUSED), Some(StopKind::Refunded));
+    assert_eq!(activated(&signed, PAUSED), paused);
     // Without the signed denial, the signed app believes no detail at all.
     proxy.strip_signed.store(true, Ordering::SeqCst);
     let outcome = signed.check(PAUSED);
     assert_eq!(detail(&outcome), None);
     assert!(!outcome.is_licensed());
     assert_eq!(validated(&signed), None);
+    assert_eq!(activated(&signed, PAUSED), None);
     // A detail that does not read is none.
     proxy.strip_signed.store(false, Ordering::SeqCst);
     *proxy.forged.lock().expect("lock") = Some("gone fishing");
     assert_eq!(detail(&unsigned.check(PAUSED)), None);
+    assert_eq!(activated(&unsigned, PAUSED), None);
     *proxy.forged.lock().expect("lock") = None;
+    // The relay's own detail on a refused activation, unsigned and signed.
+    assert_eq!(activated(&unsigned, PAUSED), paused);
+    assert_eq!(activated(&signed, PAUSED), paused);
+    // A rotated string's activation: Polar's 404 "Not found", explained as `rotated`.
+    assert!(unsigned.check(ROTATED).is_licensed());
+    let _ = polar.rotate_key(ROTATED).expect("rotated");
+    let _ = stopped(&relay, ROTATED);
+    assert_eq!(activated(&unsigned, ROTATED), Some(StopKind::Rotated));
+    assert_eq!(activated(&signed, ROTATED), Some(StopKind::Rotated));
 
     // Resumed: the same apps license again at their next checks.
     change(&polar, PAUSED, json!({"action": "resume"}));

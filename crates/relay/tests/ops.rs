@@ -414,3 +414,49 @@ fn scrape_with(url: &str, authorization: &str) {
     let text = resp.body_mut().read_to_string().expect("text");
     assert!(text.contains("polar_license_relay_answers_total"), "{text}");
 }
+
+/// The metrics options both hosts read through the core (`host::metrics_token`,
+/// `host::metrics_route`): the Workers path keeps off every public route (`ROUTES`: a route
+/// added there is covered) and under the license routes, the token has 16 characters at least,
+/// and no error holds the token.
+#[test]
+fn the_metrics_route_keeps_off_every_route_and_asks_a_long_token() {
+    use polar_license_relay::host::{metrics_route, metrics_token, MIN_METRICS_TOKEN};
+    use polar_license_relay::{Listener, ROUTES};
+    let token = "metrics-token-0123456789";
+    assert_eq!(
+        metrics_route("/ops/metrics", Some(token)).unwrap(),
+        ("/ops/metrics".to_string(), token.to_string())
+    );
+    let field = |r: Result<(String, String), polar_license::Error>| match r {
+        Err(polar_license::Error::InvalidInput { field, message }) => {
+            assert!(!message.contains(token), "{message}");
+            field
+        }
+        other => panic!("{other:?}"),
+    };
+    for route in ROUTES.iter().filter(|r| r.listener == Listener::Public) {
+        assert_eq!(
+            field(metrics_route(route.path, Some(token))),
+            "metrics_path"
+        );
+    }
+    for path in [
+        "metrics",
+        "/metrics?x=1",
+        "/v1/customer-portal/license-keys/x",
+    ] {
+        assert_eq!(
+            field(metrics_route(path, Some(token))),
+            "metrics_path",
+            "{path}"
+        );
+    }
+    assert_eq!(field(metrics_route("/metrics", None)), "metrics_token");
+    assert_eq!(
+        field(metrics_route("/metrics", Some("short"))),
+        "metrics_token"
+    );
+    assert!(metrics_token(&"x".repeat(MIN_METRICS_TOKEN)).is_ok());
+    assert!(metrics_token(&"x".repeat(MIN_METRICS_TOKEN - 1)).is_err());
+}

@@ -1888,8 +1888,10 @@ fn a_stored_grant_waits_its_patience_then_answers_from_the_store_while_the_call_
 fn store_options_no_host_accepts_are_refused_by_the_core() {
     let polar = emulator();
     type Case = (fn(&mut StoreOptions), Option<&'static str>);
-    let cases: [Case; 6] = [
+    let cases: [Case; 8] = [
         (|o| o.fresh_for = 0, Some("fresh_for")),
+        (|o| o.first_seen_share = 101, Some("first_seen_share")),
+        (|o| o.first_seen_share = 100, None),
         (
             |o| {
                 o.fresh_for = 20;

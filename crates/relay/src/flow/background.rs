@@ -165,6 +165,8 @@ pub struct Background {
     loads_held: bool,
     /// The last job answered was a read of Polar's.
     polar_answered: bool,
+    /// Jobs handed out since the last wait (see [`Background::poll`]).
+    ran: u32,
 }
 
 debug_some!(Background, b => {
@@ -197,6 +199,7 @@ impl Background {
             list_after: 0,
             loads_held: false,
             polar_answered: false,
+            ran: 0,
         }
     }
 
@@ -216,8 +219,23 @@ impl Background {
         self.polar_answered && !self.loads_held
     }
 
-    /// What the host does next at `now`.
+    /// What the host does next at `now`: after [`crate::host::JOBS_PER_RUN`] jobs in a row, a
+    /// `Wait(0)` (a Durable Object answers no request while a run holds it, so a long backlog,
+    /// a roster's pages, is run in slices: the host sets its alarm for now and goes on there).
     pub fn poll<C: Core + ?Sized>(&mut self, relay: &C, now: Now) -> Poll {
+        if self.ran >= crate::host::JOBS_PER_RUN {
+            self.ran = 0;
+            return Poll::Wait(0);
+        }
+        let poll = self.next_job(relay, now);
+        match poll {
+            Poll::Wait(_) | Poll::Done => self.ran = 0,
+            Poll::Send(_) | Poll::Load { .. } | Poll::List { .. } => self.ran += 1,
+        }
+        poll
+    }
+
+    fn next_job<C: Core + ?Sized>(&mut self, relay: &C, now: Now) -> Poll {
         self.loads_held = false;
         let parts = relay.reads();
         let relay = &parts;
@@ -558,6 +576,23 @@ mod tests {
             Poll::Send(read) => read,
             other => panic!("a read, not {other:?}"),
         }
+    }
+
+    /// A host runs at most `JOBS_PER_RUN` jobs in a row: the machine then says `Wait(0)` (the
+    /// host yields: a Durable Object answers requests between slices) and goes on after it.
+    #[test]
+    fn a_run_is_sliced_after_its_jobs_in_a_row() {
+        let (_, r, mut m) = paged_relay();
+        m.ran = crate::host::JOBS_PER_RUN - 1;
+        let Poll::List { id, .. } = m.poll(&r, at(NOW, 0)) else {
+            panic!("the listing first")
+        };
+        let row = format!("l:{}|{}", lk(1), "01".repeat(32));
+        m.answered(&r, id, Given::Rows(Ok(vec![row])), at(NOW, 1));
+        assert!(matches!(m.poll(&r, at(NOW, 2)), Poll::Wait(0)));
+        // The job due comes at the next poll, the count from 0 again.
+        assert!(matches!(m.poll(&r, at(NOW + 60, 3)), Poll::Load { .. }));
+        assert_eq!(m.ran, 1);
     }
 
     /// A store read per key (Workers), caching `cached` entries and rows, its reconcile asking

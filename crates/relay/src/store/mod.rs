@@ -322,6 +322,9 @@ impl StoreOptions {
                 "must be at least 1 call a minute, and the reserve below it",
             ));
         }
+        if self.first_seen_share > 100 {
+            return Some(("first_seen_share", "must be a percent, 0 to 100"));
+        }
         None
     }
 

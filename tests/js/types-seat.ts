@@ -1,0 +1,51 @@
+// Types of polar-license/seat (issue #67 item 5), checked by tsc against the installed tarball
+// (scripts/test-wasm.sh's npm-types): hold a seat with an AbortSignal, read seats_full and a
+// lost seat; the @ts-expect-error lines are mistakes the types must refuse.
+import { LicenseClient } from 'polar-license';
+import { Seats, SeatError, seats, type HeldSeat, type SeatInfo, type SeatReleased } from 'polar-license/seat';
+
+// The key a LicenseClient remembers.
+async function remembered(client: LicenseClient, signal: AbortSignal): Promise<HeldSeat> {
+  return seats({ organizationId: '2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10', relay: 'https://relay.example.com', client }).seat({ signal });
+}
+void remembered;
+
+async function floating(key: string): Promise<string> {
+  const ctl = new AbortController();
+  const s: Seats = seats({ organizationId: '2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10', relay: 'https://relay.example.com', timeoutMs: 10_000 });
+  try {
+    const held: HeldSeat = await s.seat({
+      key,
+      ci: false,
+      signal: ctl.signal,
+      onLost: (e: SeatError) => {
+        const gone: boolean = e.gone;
+        void gone;
+      },
+    });
+    const info: SeatInfo = held.info;
+    const until: number = held.expiresAt;
+    const state: 'held' | 'gone' | 'released' = held.state;
+    ctl.abort();
+    const back: SeatReleased = await held.release();
+    return [held.id, info.heartbeatMs, until, state, back.released].join(' ');
+  } catch (e) {
+    if (e instanceof SeatError && e.code === 'seats_full') {
+      const inUse: number | null = e.inUse;
+      const size: number | null = e.size;
+      const freesAt: number | null = e.freesAt;
+      return `${inUse} of ${size}, free at ${freesAt}: ${e.userMessage}`;
+    }
+    throw e;
+  }
+}
+void floating;
+
+// @ts-expect-error: the relay is required
+new Seats({ organizationId: 'x' });
+// @ts-expect-error: the key is a string
+void seats({ organizationId: 'x', relay: 'y' }).seat({ key: 42 });
+// @ts-expect-error: the client is a LicenseClient
+void seats({ organizationId: 'x', relay: 'y', client: {} });
+// @ts-expect-error: onLost takes an error
+void seats({ organizationId: 'x', relay: 'y' }).seat({ key: 'k', onLost: 42 });

@@ -10,6 +10,12 @@
 // request that leaves the Durable Object broken, as 10,000 `[` did before, fails the next
 // check). Requests that never end are held open while the relay serves a check, then let go.
 //
+// The crowds are rows of the same table (`hostile::crowds` in the testkit, printed by the same
+// example beside each route's shapes): 8 addresses × 8 connections (FULL=1: 16 × 16), each
+// connection from its own loopback address (and told to the relay in `cf-connecting-ip`, as
+// Cloudflare's edge writes it) holding a CORS preflight answered, or a request whose headers
+// never end, all held open while a normal check is licensed; never a 5xx from the worker.
+//
 // Bounded: the default run sends every route's first method with every shape once (a few
 // seconds); FULL=1 sends the native table's bigger matrix (every method, larger heads, the
 // webhook's bodies to its 1 MiB cap). The dump is the binary scripts/test-wasm.sh builds
@@ -228,5 +234,72 @@ test(
         ...lines,
       ].join('\n'),
     );
+  },
+);
+
+/**
+ * `bytes` sent from `from` (a loopback address) to `port` on a connection held open: resolves
+ * `{socket, status}` once an answer's head is whole (`status`), or the server closed (`status`
+ * null), or at once with `unending` (`status` undefined).
+ */
+function held(port, from, bytes, unending) {
+  return new Promise((resolve) => {
+    const socket = connect({ port, host: '127.0.0.1', localAddress: from });
+    let buf = Buffer.alloc(0);
+    let done = false;
+    const finish = (status) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      resolve({ socket, status });
+    };
+    const timer = setTimeout(() => finish('silent'), BOUND_MS);
+    socket.on('data', (d) => {
+      buf = Buffer.concat([buf, d]);
+      if (buf.indexOf('\r\n\r\n') < 0) return;
+      const status = /^HTTP\/1\.[01] (\d{3})/.exec(buf.subarray(0, 16).toString('latin1'));
+      finish(status ? Number(status[1]) : null);
+    });
+    socket.on('error', () => finish(null));
+    socket.on('close', () => finish(null));
+    socket.write(bytes);
+    if (unending) finish(undefined);
+  });
+}
+
+test(
+  'every route of the relay list under a crowd of addresses under workerd: another client is licensed meanwhile',
+  { skip: SHAPES_BIN ? false : 'needs the table dump (POLAR_HOSTILE_SHAPES: scripts/test-wasm.sh builds it)', timeout: FULL ? 900_000 : 120_000 },
+  async () => {
+    const port = Number(new URL(relay.url).port);
+    const table = await dump(`127.0.0.1:${port}`);
+    const started = performance.now();
+    const failures = [];
+    const lines = [];
+    let rows = 0;
+    for (const t of table.targets) {
+      assert.ok(t.crowds.length >= 2, `${t.method} ${t.path}: its crowds`);
+      for (const crowd of t.crowds) {
+        const what = `${t.method} ${t.path}, ${crowd.name} (${crowd.connections.length} connections)`;
+        const unending = crowd.pace === 'unending';
+        const open = await Promise.all(crowd.connections.map((c) => held(port, c.from, Buffer.from(c.bytes, 'base64'), unending)));
+        const answers = {};
+        for (const { status } of open) {
+          if (status === undefined) continue;
+          answers[status] = (answers[status] ?? 0) + 1;
+          if (status === 'silent') failures.push(`${what}: a connection not answered within ${BOUND_MS} ms`);
+          else if (status !== null && status >= 500) failures.push(`${what}: ${status}`);
+        }
+        const next = await check();
+        if (next.status !== 200) failures.push(`${what}: the check meanwhile: ${next.status} ${next.body.slice(0, 120)}`);
+        for (const { socket } of open) socket.destroy();
+        lines.push(`${what}: ${JSON.stringify(answers)}`);
+        rows += 1;
+      }
+    }
+    assert.deepEqual(failures, [], failures.join('\n'));
+    assert.equal(rows, table.targets.length * 2, 'a crowd of each kind on every route');
+    await stillServes('every crowd, let go');
+    console.log([`workerd crowds (${rows} rows) in ${Math.round(performance.now() - started)} ms`, ...lines].join('\n'));
   },
 );

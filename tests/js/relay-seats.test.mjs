@@ -22,6 +22,10 @@
 //   TEST_LIFE_S (3 s: the relays' test-only life, POLAR_LICENSE_RELAY_TEST_ONLY_SEAT_SECONDS and
 //   `seats.testOnlySeconds`, under the 30 s a seller may set), the two hosts at once: a few
 //   seconds of the run, not 30.
+// - a flood of acquisitions on a full key (issue #62) meets the per-key limit: each refusal of
+//   the full pool takes a token of the key's bucket (`--per-key 1/3`, `perKey: '1/3'` on a
+//   host of its own each), so past the bucket the flood gets 429 `rate_limited` with the wait,
+//   and the holder's heartbeat is still answered; the rule is the relay core's, both hosts.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -51,10 +55,10 @@ let scratch;
 let keyFile;
 let keyText;
 
-/** `polar-license relay serve` on the store file `store` (`env`: more of its environment);
- * resolves `{url, close}` once it serves. */
-function relayServe(store, env = {}) {
-  const args = ['--base-url', polar.url, 'relay', 'serve', '--signing-key', keyFile, '--port', '0', '--per-ip', '0', '--per-key', '0',
+/** `polar-license relay serve` on the store file `store` (`env`: more of its environment; its
+ * per-key limit `perKey`, none by default); resolves `{url, close}` once it serves. */
+function relayServe(store, env = {}, perKey = '0') {
+  const args = ['--base-url', polar.url, 'relay', 'serve', '--signing-key', keyFile, '--port', '0', '--per-ip', '0', '--per-key', perKey,
     '--store', store, '--no-roster', '--reconcile-every', '0', '--seat-seconds', `${LIFE_S}`];
   const child = spawn(CLI, args, {
     env: { PATH: process.env.PATH, HOME: scratch, XDG_DATA_HOME: scratch, POLAR_ACCESS_TOKEN: TOKEN, ...env },
@@ -270,4 +274,37 @@ test(`a holder that vanishes frees its seat after the seat's life (${TEST_LIFE_S
       assert.deepEqual([late.status, late.json?.reason], [404, 'seat_gone'], `${h.name}: the vanished holder's late heartbeat: ${late.text}`);
     }),
   );
+});
+
+test('a flood of acquisitions on a full key meets the per-key limit: 429 with the wait, the holder still answered (both hosts)', { skip }, async () => {
+  const flooded = [
+    { name: 'native', relay: await relayServe(join(scratch, 'flood.redb'), {}, '1/3') },
+    {
+      name: 'workers',
+      relay: await workerd(
+        await mkdtemp(join(scratch, 'do-flood-')),
+        storeWorker(`perIp: '0', perKey: '1/3', store: { roster: false, reconcileEvery: 0 }, seats: { seconds: ${LIFE_S} },`),
+      ),
+    },
+  ];
+  try {
+    for (const h of flooded) {
+      const key = newKey(1);
+      const mine = held(h, await seat(h, 'acquire', key, 'holder'), 'the holder');
+      const answers = [];
+      for (let i = 0; i < 20; i += 1) answers.push(await seat(h, 'acquire', key, `flood-${i}`));
+      const statuses = answers.map((a) => a.status);
+      // The verdict asked of Polar took one token of three: two refusals from the pool, then 429.
+      assert.deepEqual(statuses.slice(0, 2), [409, 409], `${h.name}: ${statuses}`);
+      const limited = answers.slice(2).filter((a) => a.status === 429);
+      assert.ok(limited.length >= 15, `${h.name}: the flood past the bucket limited: ${statuses}`);
+      for (const a of limited) {
+        assert.equal(a.json?.reason, 'rate_limited', `${h.name}: ${a.text}`);
+        assert.ok(Number(a.retryAfter) >= 1, `${h.name}: the wait: ${a.retryAfter}`);
+      }
+      held(h, await seat(h, 'heartbeat', key, 'holder', mine), "the holder's heartbeat during the flood");
+    }
+  } finally {
+    for (const h of flooded) await h.relay.close();
+  }
 });

@@ -12,8 +12,12 @@
 //! ```text
 //! {"full": false, "body_cap": 65536, "webhook_cap": 1048576,
 //!  "targets": [{"method", "path", "reads_body", "webhook", "shapes": [
-//!     {"name", "pace": "whole" | "unending", "expect": "refused" | "no_fault", "json", "bytes"}]}]}
+//!     {"name", "pace": "whole" | "unending", "expect": "refused" | "no_fault", "json", "bytes"}],
+//!   "crowds": [{"name", "pace": "whole" | "unending", "connections": [{"from", "bytes"}]}]}]}
 //! ```
+//!
+//! (`crowds`: the testkit's `hostile::crowds`, 8 addresses of 8 connections each, 16 × 16
+//! with `--full`: each connection from `from`, a loopback address, its request held open.)
 //!
 //! (`bytes`: standard base64.) The webhook route's bodies are signed with the secret, as the
 //! native table signs them, so that they are read; the metrics route (a listener of its own
@@ -149,12 +153,34 @@ fn main() {
                     })
                 })
                 .collect();
+            let (addresses, per_address) = if args.full { (16, 16) } else { (8, 8) };
+            let crowds: Vec<Value> = hostile::crowds(&t, addresses, per_address)
+                .into_iter()
+                .map(|c| {
+                    let connections: Vec<Value> = c
+                        .connections
+                        .iter()
+                        .map(|(from, bytes)| {
+                            json!({
+                                "from": from.to_string(),
+                                "bytes": Base64::encode_to_string(bytes).unwrap_or_default(),
+                            })
+                        })
+                        .collect();
+                    json!({
+                        "name": c.name,
+                        "pace": if c.pace == Pace::Whole { "whole" } else { "unending" },
+                        "connections": connections,
+                    })
+                })
+                .collect();
             targets.push(json!({
                 "method": method,
                 "path": path,
                 "reads_body": route.reads_body,
                 "webhook": webhook,
                 "shapes": shapes,
+                "crowds": crowds,
             }));
         }
     }

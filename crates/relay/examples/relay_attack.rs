@@ -34,7 +34,8 @@
 //!
 //! - **Hostile bodies** (`bodies [N] [SHAPES]`, issue #62; [`bodies`]): nesting and key
 //!   counts to the 64 KiB body cap, each posted `N` times: the answer, the CPU per request,
-//!   and the relay still answering.
+//!   and the relay still answering. `--url BASE --pid PID`: against a relay running
+//!   elsewhere (the npm relay under workerd: `scripts/relay-attack-workerd.mjs`).
 //! - **The door** (`door [N]`, issue #62; [`door`]): CORS preflights and forged webhook
 //!   deliveries (1 MiB from new addresses, 1 MiB and 64 KiB from one address past its
 //!   failures), each `N` times: the answers and the CPU per request.
@@ -44,7 +45,8 @@
 //!   known checks' answers.
 //! - **A seats flood** (`seats [SECONDS]`, issue #67; [`floods`]): acquisitions on one key
 //!   from many addresses while other keys acquire, heartbeat and release and known customers
-//!   are checked: the flood's answers, the others' answers and latency.
+//!   are checked: the flood's answers, the others' answers and latency. `--url BASE`: against
+//!   a relay running elsewhere (under workerd: `scripts/relay-attack-workerd.mjs`).
 //!
 //! Run: `cargo run --release -p polar-license-relay --example relay_attack [ARGS]`. It
 //! prints markdown tables. Linux: every 127/8 address is on lo.

@@ -88,6 +88,27 @@ impl Buckets {
         let missing_ms = (1000 - bucket.milli).div_ceil(rate);
         Some(missing_ms.div_ceil(1000).max(1))
     }
+
+    /// Whether `id` has a token at `now_ms`, none taken: `None` when it has (or has no bucket
+    /// yet), else the whole seconds until one is back (at least 1), as [`Buckets::take`]
+    /// would answer.
+    pub(crate) fn wait(&self, id: &str, now_ms: u64) -> Option<u64> {
+        let Rate { per_second, burst } = self.rate;
+        if per_second == 0 || burst == 0 {
+            return None;
+        }
+        let bucket = self.map.get(id)?;
+        let rate = u64::from(per_second);
+        let refilled = now_ms.saturating_sub(bucket.at_ms).saturating_mul(rate);
+        let milli = bucket
+            .milli
+            .saturating_add(refilled)
+            .min(u64::from(burst) * 1000);
+        if milli >= 1000 {
+            return None;
+        }
+        Some((1000 - milli).div_ceil(rate).div_ceil(1000).max(1))
+    }
 }
 
 #[cfg(test)]
@@ -107,6 +128,21 @@ mod tests {
         // Off: never limited.
         let mut off = Buckets::new(Rate::new(0, 0));
         assert!((0..100).all(|_| off.take("ip", 0).is_none()));
+    }
+
+    #[test]
+    fn a_wait_takes_nothing_and_says_what_take_would() {
+        let mut b = Buckets::new(Rate::new(1, 2));
+        assert_eq!(b.wait("k", 0), None, "no bucket yet: a token");
+        assert_eq!(b.take("k", 0), None);
+        assert_eq!(b.wait("k", 0), None);
+        assert_eq!(b.wait("k", 0), None, "a wait took nothing");
+        assert_eq!(b.take("k", 0), None);
+        assert_eq!(b.wait("k", 0), Some(1));
+        assert_eq!(b.take("k", 0), Some(1));
+        assert_eq!(b.wait("k", 1_000), None, "one back a second later");
+        let off = Buckets::new(Rate::new(0, 0));
+        assert_eq!(off.wait("k", 0), None);
     }
 
     #[test]

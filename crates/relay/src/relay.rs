@@ -427,7 +427,22 @@ impl Relay {
                 s.reconcile.count_seats(id);
             }
         }
-        crate::seats::settle(
+        // Refusals of a full pool count against the key's per-key limit (issue #62): a flood
+        // of acquisitions on a full key meets `429` with the wait, its pool not read again
+        // while the key's bucket is empty (its verdict comes from the store, which skips the
+        // per-key limit, so nothing else counts it).
+        let key_id = [ask.organization_id.as_str(), ":", &key_hash(&ask.key)].concat();
+        let acquiring = ask.op == crate::seats::SeatOp::Acquire && verdict.response.status == 200;
+        if acquiring {
+            let waiting = {
+                let guard = self.per_key.lock().unwrap_or_else(|e| e.into_inner());
+                guard.wait(&key_id, now.monotonic_ms)
+            };
+            if let Some(secs) = waiting {
+                return seats_flooded(ask, secs);
+            }
+        }
+        let settled = crate::seats::settle(
             s.backend.as_ref(),
             &s.seats_seen,
             &self.seats,
@@ -436,7 +451,13 @@ impl Relay {
             verdict,
             now,
             entropy,
-        )
+        );
+        if acquiring && settled.response.status == 409 {
+            if let Some(secs) = take(&self.per_key, &key_id, now) {
+                return seats_flooded(ask, secs);
+            }
+        }
+        settled
     }
 
     /// Narrows an answer's CORS grant to the configured origins ([`RelayConfig::cors_origins`]):
@@ -1427,6 +1448,25 @@ impl Asks for Relay {
 /// Whether `req` is a CORS preflight (any `OPTIONS`: the relay answers each one alike).
 fn is_preflight(req: &RelayRequest) -> bool {
     req.method.eq_ignore_ascii_case("OPTIONS")
+}
+
+/// A seat acquisition refused for its key's refusals of a full pool: `429`, `rate_limited`,
+/// with the wait (the seat churn's shape, [`crate::seats::churned`]).
+fn seats_flooded(ask: &crate::seats::SeatAsk, secs: u64) -> Finished {
+    log::info!(
+        "relay: seat acquire {} 429 (refused acquisitions of a full pool over the key's rate)",
+        crate::logged::key(&ask.key)
+    );
+    let mut response = crate::seats::churned(
+        "SeatsFlooded",
+        "too many refused seat acquisitions of this key: wait for retry-after",
+        i64::try_from(secs).unwrap_or(i64::MAX),
+    );
+    add_cors(&mut response);
+    Finished {
+        response,
+        unsigned: None,
+    }
 }
 
 fn take(buckets: &Mutex<Buckets>, id: &str, now: Now) -> Option<u64> {

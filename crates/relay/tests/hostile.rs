@@ -12,12 +12,17 @@
 //! The same requests reach the npm relay under workerd (`tests/js/relay-hostile.test.mjs`),
 //! printed for it by the example `hostile_shapes`: one table for both hosts.
 //!
+//! The crowds (`hostile::crowds`: preflight-only connections and requests that never end, from
+//! many addresses) are rows of the same table: per route, filling the server's connection cap
+//! while another address's validate must be licensed.
+//!
 //! The figures (the slowest answer and the CPU per exchange, by shape) are printed: run with
 //! `--no-capture` to read them. `FULL=1`: every method of every route, larger heads, and the
 //! webhook's bodies to its own 1 MiB cap.
 
 mod rig;
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -29,7 +34,7 @@ use polar_license_relay::{
     Limits, Listener, Running, ServeOptions, ROUTES, ROUTE_PREFIX, WEBHOOK_MAX_BODY_BYTES,
     WEBHOOK_ROUTE,
 };
-use polar_license_testkit::hostile::{self, Expect, Figures, Target};
+use polar_license_testkit::hostile::{self, Expect, Figures, Pace, Target};
 
 const SECRET: &str = "whsec_b3BzLXRlc3Qtc2VjcmV0LTAxMjM0NTY3ODk=";
 /// The server's header and body timeouts here: what a request that never ends may hold.
@@ -99,9 +104,11 @@ fn targets(relay: &Running, full: bool) -> Vec<Target> {
     out
 }
 
-/// A normal check through the relay: licensed.
-fn still_serves(agent: &ureq::Agent, relay: &Running, after: &str) {
-    let next = rig::validate_at(agent, &relay.url(), DEMO_KEY, &[]);
+/// A normal check through the relay, on a new connection (an agent's pooled one may have been
+/// closed by the server's idle timeout meanwhile): licensed.
+fn still_serves(relay: &Running, after: &str) {
+    let agent = rig::agent(Duration::from_secs(30));
+    let next = rig::validate_at(&agent, &relay.url(), DEMO_KEY, &[]);
     assert_eq!(
         next.status, 200,
         "the validate after {after}: {}",
@@ -114,8 +121,7 @@ fn every_route_answers_every_hostile_shape_and_the_relay_still_serves() {
     let full = hostile::full();
     let polar = rig::emulator();
     let relay = start(&polar);
-    let agent = rig::agent(Duration::from_secs(30));
-    still_serves(&agent, &relay, "nothing");
+    still_serves(&relay, "nothing");
     let mut figures = Figures::default();
     let mut unending = Vec::new();
     let started = Instant::now();
@@ -145,20 +151,20 @@ fn every_route_answers_every_hostile_shape_and_the_relay_still_serves() {
                 ),
                 Expect::NoFault => assert!(status < 500, "{what}: {status}, {outcome:?}"),
             }
-            still_serves(&agent, &relay, &what);
+            still_serves(&relay, &what);
         }
     }
     let whole = started.elapsed();
     // Every request that never ends is still open: the relay serves others meanwhile, then
     // cuts each within its timeout (408 for a body, a close for a head).
     assert!(!unending.is_empty());
-    still_serves(&agent, &relay, "the requests that never end, opened");
+    still_serves(&relay, "the requests that never end, opened");
     let mut slowest = Duration::ZERO;
     for (what, expect, mut conn, opened) in unending {
         hostile::expect_cut(&what, expect, &mut conn, TIMEOUT * 10);
         slowest = slowest.max(opened.elapsed());
     }
-    still_serves(&agent, &relay, "the requests that never end, cut");
+    still_serves(&relay, "the requests that never end, cut");
     eprintln!(
         "relay hostile table ({} routes, full: {full}): whole requests in {} ms; the last \
          request that never ends cut {} ms after it was opened (timeouts {} ms)\n{}",
@@ -167,6 +173,94 @@ fn every_route_answers_every_hostile_shape_and_the_relay_still_serves() {
         slowest.as_millis(),
         TIMEOUT.as_millis(),
         figures.table()
+    );
+}
+
+/// The crowds' size in the default run: addresses, and connections from each (`FULL=1`: 16 ×
+/// 16, the issue's). The server's connection cap is their product, so a crowd takes all of it.
+const CROWD: (u8, usize) = (8, 8);
+const CROWD_FULL: (u8, usize) = (16, 16);
+
+/// The crowds as rows of the table (issue #62 item 4): every route of the list, each crowd of
+/// the testkit's (`hostile::crowds`: preflight-only connections, requests that never end) from
+/// many addresses filling the server's whole connection cap, held open while another client
+/// (an address holding none, on a new connection) validates: licensed. Each crowd's answers
+/// are refusals or preflights, never a 5xx; after all are let go the relay still serves.
+#[test]
+fn every_route_under_a_crowd_of_addresses_leaves_a_connection_for_another_client() {
+    let full = hostile::full();
+    let (addresses, per_address) = if full { CROWD_FULL } else { CROWD };
+    let polar = rig::emulator();
+    let mut config = rig::config(polar.url(), "hostile-crowd");
+    config.limits = rig::unlimited();
+    config.store = rig::store(
+        rig::memory(1_000),
+        StoreOptions::default(),
+        Some(SECRET.into()),
+    );
+    let mut options = ServeOptions::default();
+    options.header_timeout = Duration::from_secs(30);
+    options.max_connections = usize::from(addresses) * per_address;
+    options.metrics_addr = Some("127.0.0.1:0".into());
+    let relay = rig::listen_with(config, options);
+    let rt = rig::runtime();
+    let public = addr_of(&relay.url());
+    let another = |after: &str| {
+        let body = serde_json::json!({"key": DEMO_KEY, "organization_id": polar_license_emulator::DEMO_ORGANIZATION_ID});
+        let got = rig::post_from(
+            &rt,
+            std::net::Ipv4Addr::new(127, 0, 0, 9),
+            public,
+            &format!("{ROUTE_PREFIX}validate"),
+            &body,
+        );
+        assert_eq!(
+            got.map(|g| g.0),
+            Some(200),
+            "another client's validate, {after}"
+        );
+    };
+    another("before any crowd");
+    let started = Instant::now();
+    let mut rows = 0;
+    for t in targets(&relay, false) {
+        for crowd in hostile::crowds(&t, addresses, per_address) {
+            let what = format!("{t:?}, {} ({addresses} x {per_address})", crowd.name);
+            let mut held = Vec::new();
+            let mut answers = std::collections::BTreeMap::<u16, usize>::new();
+            for (ip, bytes) in &crowd.connections {
+                let Some(mut conn) = rig::connect_from(&rt, *ip, t.addr, Duration::from_secs(5))
+                else {
+                    *answers.entry(0).or_default() += 1;
+                    continue;
+                };
+                let _ = conn.write_all(bytes);
+                if crowd.pace == Pace::Whole {
+                    let status = match hostile::read_answer(&mut conn, BOUND) {
+                        hostile::Outcome::Answered { status, .. } => status,
+                        hostile::Outcome::Silent => panic!("{what}: no answer within {BOUND:?}"),
+                        _ => 0,
+                    };
+                    assert!(status < 500, "{what}: {status}");
+                    *answers.entry(status).or_default() += 1;
+                }
+                held.push(conn);
+            }
+            another(&what);
+            rows += 1;
+            eprintln!("{what}: {} held, answers {answers:?}", held.len());
+            drop(held);
+        }
+    }
+    assert_eq!(
+        rows,
+        2 * ROUTES.len(),
+        "a crowd of each kind on every route"
+    );
+    still_serves(&relay, "every crowd, let go");
+    eprintln!(
+        "relay crowds ({rows} rows of {addresses} x {per_address} connections): {} ms",
+        started.elapsed().as_millis()
     );
 }
 

@@ -680,6 +680,60 @@ fn seat_requests_take_their_clients_per_ip_limit() {
     assert_eq!(polar.request_count(), 1, "the flood asked Polar nothing");
 }
 
+/// A flood of acquisitions on a full key (issue #62): each refusal counts against the key's
+/// per-key limit, so past its burst the flood meets `429` (`rate_limited`) with the wait, its
+/// pool not read; the holder's heartbeat is answered meanwhile, Polar is asked once, and once
+/// the wait has passed the key's next acquisition is answered from its pool again. Before,
+/// every refusal was a `409` at the flood's rate, counted by no limit.
+#[test]
+fn a_flood_of_acquisitions_on_a_full_key_meets_the_per_key_limit() {
+    let polar = rig::emulator();
+    let k = key(&polar, "FULLFLOOD", 1);
+    let signer = SigningKey::generate(Some("seats")).expect("a key");
+    let copy = SigningKey::from_file_text(&signer.to_file_text()).expect("the key");
+    let mut config = rig::config_with(polar.url(), polar_license_emulator::DEMO_TOKEN, copy);
+    config.limits = polar_license_relay::Limits {
+        per_ip: polar_license_relay::Rate::new(0, 0),
+        per_key: polar_license_relay::Rate::new(1, 3),
+        ..polar_license_relay::Limits::default()
+    };
+    config.store = rig::store(rig::memory(1_000), StoreOptions::default(), None);
+    let s = Seats {
+        relay: rig::relay(config, rig::upstream(Duration::from_secs(5))),
+        signer,
+    };
+    polar.reset_request_count();
+    let t = rig::now();
+    let mine = held(&s, &k, "m-a", &acquire(&s, &k, "m-a", rig::at(t)), t);
+    // The verdict asked of Polar took one token of three; the flood's refusals take the rest.
+    let flood: Vec<(u16, Value, Option<String>)> = (0..40)
+        .map(|i| {
+            let (r, v) = acquire(&s, &k, &format!("m-{i}"), rig::at(t));
+            let wait = r.header("retry-after").map(str::to_string);
+            (r.status, v, wait)
+        })
+        .collect();
+    let statuses: Vec<u16> = flood.iter().map(|f| f.0).collect();
+    assert_eq!(statuses[..2], [409, 409], "{statuses:?}");
+    assert!(statuses[2..].iter().all(|&s| s == 429), "{statuses:?}");
+    for (_, v, wait) in &flood[2..] {
+        assert_eq!(v["reason"], "rate_limited", "{v}");
+        assert_eq!(
+            wait.as_deref(),
+            Some("1"),
+            "the wait for the key's next token"
+        );
+    }
+    let (r, v) = heartbeat(&s, &k, "m-a", &mine, rig::at(t));
+    assert_eq!(r.status, 200, "the holder is still answered: {v}");
+    assert_eq!(polar.request_count(), 1, "the flood asked Polar nothing");
+    // A second on, one token is back: the next acquisition is the pool's answer again.
+    let (r, v) = acquire(&s, &k, "m-late", rig::at(t + 1));
+    assert_eq!((r.status, &v["reason"]), (409, &json!("seats_full")), "{v}");
+    let (r, _) = acquire(&s, &k, "m-late", rig::at(t + 1));
+    assert_eq!(r.status, 429, "and the flood meets the limit again");
+}
+
 /// A churn loop (acquire, release, again) meets the seller's limit: `429`, Polar's reading of
 /// a rate limit (`rate_limited`) with the wait until the oldest acquisition leaves the window.
 #[test]

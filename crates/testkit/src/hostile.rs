@@ -3,14 +3,16 @@
 //! duplicate keys, huge numbers, bytes that are not UTF-8, NUL bytes, overlong strings, wrong
 //! content types, absurd paths and query strings, methods not allowed, oversized or broken
 //! headers, broken chunked framing, and requests that never end: slow headers, a chunked body
-//! without its last chunk, a body shorter than its length), each as the raw bytes sent over
-//! one connection, and the exchange that sends them and reads the answer with a bound.
+//! without its last chunk, a body shorter than its length, a webhook delivery whose signature
+//! is forged), each as the raw bytes sent over one connection, and the exchange that sends them
+//! and reads the answer with a bound; and the crowds ([`crowds`]): many connections at once
+//! from many addresses, preflight-only or never ending, while another client must be served.
 //!
 //! A suite crosses [`shapes`] with its crate's own list of routes, so that a route added to
 //! that list is attacked without the suite being edited. Native only.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -339,6 +341,21 @@ pub fn shapes(t: &Target, cap: usize, full: bool) -> Vec<Shape> {
     garbage.extend(vec![0u8; 64]);
     garbage.extend(b"\r\n\r\n");
     out.push(whole("TLS bytes instead of HTTP", Expect::Refused, garbage));
+    // A delivery whose signature is forged: the headers of another body's signature (a valid
+    // form, a wrong MAC), on a body that would be read.
+    if let Some(sign) = &t.sign {
+        // (Signed, this event is acknowledged: it names no key.)
+        let body = br#"{"type":"benefit_grant.updated","timestamp":"2026-01-01T00:00:00Z","data":{"id":"g","customer_id":"c"}}"#;
+        let mut extra = vec![
+            ("content-type".to_string(), "application/json".to_string()),
+            ("content-length".to_string(), body.len().to_string()),
+        ];
+        extra.extend(sign(b"{\"another\":\"body\"}"));
+        let mut bytes = head(t, &t.method, &t.path, &extra);
+        bytes.extend(b"\r\n");
+        bytes.extend(body);
+        out.push(whole("a forged signature", Expect::Refused, bytes));
+    }
     // Requests that never end.
     let mut slow = head(t, &t.method, &t.path, &[]);
     slow.extend(b"x-slow: a");
@@ -372,6 +389,65 @@ pub fn shapes(t: &Target, cap: usize, full: bool) -> Vec<Shape> {
         json: false,
     });
     out
+}
+
+/// Many connections at once to one route, from many addresses (issue #62 item 4): each
+/// connection's request sent and the connection held open, while another client (an address
+/// holding none) must be served; then all let go.
+#[derive(Debug, Clone)]
+pub struct Crowd {
+    /// What it is, for the failure message and the figures.
+    pub name: &'static str,
+    /// Each connection: the address it comes from (a loopback one: Linux routes all of 127/8
+    /// to lo; a host that reads the client's address from a header is told it in
+    /// `cf-connecting-ip`, written in the bytes) and the bytes it sends.
+    pub connections: Vec<(Ipv4Addr, Vec<u8>)>,
+    /// [`Pace::Whole`]: each request is answered (anything but a 5xx) or its connection closed,
+    /// and the connection is held after the answer (keep-alive); [`Pace::Unending`]: the
+    /// requests never end, each connection held until the server ends it.
+    pub pace: Pace,
+}
+
+/// The crowds for `t`: `addresses` addresses (`127.0.0.20` on) of `per_address` connections
+/// each, every connection holding a CORS preflight answered (a browser's `OPTIONS`, which
+/// reads no body and asks Polar nothing), or a request whose headers never end.
+pub fn crowds(t: &Target, addresses: u8, per_address: usize) -> Vec<Crowd> {
+    let from = |a: u8| Ipv4Addr::new(127, 0, 0, 20u8.saturating_add(a));
+    let each = |bytes: &dyn Fn(Ipv4Addr) -> Vec<u8>| {
+        (0..addresses)
+            .flat_map(|a| (0..per_address).map(move |_| from(a)))
+            .map(|ip| (ip, bytes(ip)))
+            .collect::<Vec<_>>()
+    };
+    let ip_header = |ip: Ipv4Addr| ("cf-connecting-ip".to_string(), ip.to_string());
+    let preflight = |ip: Ipv4Addr| {
+        let mut b = format!(
+            "OPTIONS {} HTTP/1.1\r\nhost: {}\r\norigin: https://app.example\r\n\
+             access-control-request-method: {}\r\naccess-control-request-headers: content-type\r\n",
+            t.path, t.addr, t.method
+        )
+        .into_bytes();
+        let (k, v) = ip_header(ip);
+        b.extend(format!("{k}: {v}\r\ncontent-length: 0\r\n\r\n").as_bytes());
+        b
+    };
+    let never = |ip: Ipv4Addr| {
+        let mut b = head(t, &t.method, &t.path, &[ip_header(ip)]);
+        b.extend(b"x-slow: a");
+        b
+    };
+    vec![
+        Crowd {
+            name: "preflight-only connections from many addresses",
+            connections: each(&preflight),
+            pace: Pace::Whole,
+        },
+        Crowd {
+            name: "many addresses holding requests that never end",
+            connections: each(&never),
+            pace: Pace::Unending,
+        },
+    ]
 }
 
 /// How an exchange ended.
@@ -426,7 +502,8 @@ fn parse(buf: &[u8], ended: bool) -> Option<Outcome> {
             status,
             body: body[..n].to_vec(),
         }),
-        _ if ended || status == 100 => Some(Outcome::Answered {
+        // A 204 (a preflight's) has no body: whole at its head, its connection kept.
+        _ if ended || status == 100 || status == 204 => Some(Outcome::Answered {
             status,
             body: body.to_vec(),
         }),

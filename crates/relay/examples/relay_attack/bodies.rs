@@ -6,6 +6,12 @@
 //! normal validate is answered after it. `SHAPES`: a comma-separated choice of `small`,
 //! `keys`, `dup`, `bad-conditions`, `deep`, `deep-objects` (default all; `deep` aborted the
 //! process before the depth limit, so leave it out to measure an older relay).
+//!
+//! `bodies N SHAPES --url BASE --pid PID [--key KEY]`: the same rows against a relay already
+//! running at `BASE` (the npm relay under workerd: `scripts/relay-attack-workerd.mjs` starts
+//! it and runs this), the CPU per request read from `/proc/PID/stat` (the relay's process:
+//! its handling only, the client's writes not in it), the validate after each shape of `KEY`
+//! (default the demo key); Polar's calls are not counted there.
 
 use std::time::{Duration, Instant};
 
@@ -14,10 +20,10 @@ use polar_license_relay::{Limits, ServeOptions};
 
 use super::rig;
 
-/// The process's CPU so far (user + system), from `/proc/self/stat` in clock ticks of 10 ms
-/// (Linux's `USER_HZ`).
-pub(crate) fn cpu() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+/// The CPU so far (user + system) of the process `pid` (`self`: this one), from
+/// `/proc/PID/stat` in clock ticks of 10 ms (Linux's `USER_HZ`).
+pub(crate) fn cpu_of(pid: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after = stat.rsplit_once(')')?.1;
     let fields: Vec<&str> = after.split_whitespace().collect();
     let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
@@ -63,8 +69,36 @@ fn body(shape: &str, cap: usize) -> Option<String> {
     })
 }
 
-/// `bodies [N] [SHAPES]`.
+/// A relay already running elsewhere: its base URL, its process, the key a check asks.
+pub(crate) struct Remote {
+    pub(crate) base: String,
+    pub(crate) pid: String,
+    pub(crate) key: String,
+}
+
+/// `--url BASE [--pid PID] [--key KEY]` among `args`: a relay running elsewhere.
+pub(crate) fn remote(args: &[String]) -> Option<Remote> {
+    let value = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    Some(Remote {
+        base: value("--url")?,
+        pid: value("--pid").unwrap_or_else(|| "self".into()),
+        key: value("--key").unwrap_or_else(|| DEMO_KEY.into()),
+    })
+}
+
+/// `bodies [N] [SHAPES] [--url BASE --pid PID [--key KEY]]`.
 pub fn table(args: &[String]) {
+    let remote = remote(args);
+    let args: Vec<String> = args
+        .iter()
+        .take_while(|a| !a.starts_with("--"))
+        .cloned()
+        .collect();
     let n: usize = args.first().and_then(|s| s.parse().ok()).unwrap_or(200);
     let shapes: Vec<String> = args
         .get(1)
@@ -76,16 +110,35 @@ pub fn table(args: &[String]) {
         .map(|s| s.trim().to_string())
         .collect();
     let cap = Limits::default().max_body_bytes;
-    let polar = rig::emulator();
-    let mut config = rig::config(polar.url(), "bodies");
-    config.limits = rig::unlimited();
-    let relay = rig::listen(
-        rig::relay(config, rig::upstream(Duration::from_secs(10))),
-        ServeOptions::default(),
-    );
+    // In process (the native relay in front of the emulator), or the relay at `--url`.
+    let local = match &remote {
+        Some(_) => None,
+        None => {
+            let polar = rig::emulator();
+            let mut config = rig::config(polar.url(), "bodies");
+            config.limits = rig::unlimited();
+            let relay = rig::listen(
+                rig::relay(config, rig::upstream(Duration::from_secs(10))),
+                ServeOptions::default(),
+            );
+            Some((polar, relay))
+        }
+    };
+    let (base, pid, key) = match (&remote, &local) {
+        (Some(r), _) => (r.base.clone(), r.pid.clone(), r.key.clone()),
+        (None, Some((_, relay))) => (relay.url(), "self".into(), DEMO_KEY.into()),
+        (None, None) => return,
+    };
     let agent = rig::agent(Duration::from_secs(60));
-    let url = format!("{}{}validate", relay.url(), rig::PUBLIC);
-    println!("{n} requests of each shape to the relay's validate route, one connection:\n");
+    let url = format!("{base}{}validate", rig::PUBLIC);
+    println!(
+        "{n} requests of each shape to the relay's validate route at {}, one connection:\n",
+        if remote.is_some() {
+            base.as_str()
+        } else {
+            "this process"
+        }
+    );
     super::table_head(&[
         "shape",
         "bytes",
@@ -101,8 +154,10 @@ pub fn table(args: &[String]) {
             eprintln!("relay_attack: bodies: no shape {shape}");
             std::process::exit(2);
         };
-        polar.reset_request_count();
-        let (cpu0, wall0) = (cpu(), Instant::now());
+        if let Some((polar, _)) = &local {
+            polar.reset_request_count();
+        }
+        let (cpu0, wall0) = (cpu_of(&pid), Instant::now());
         let mut answers = std::collections::BTreeMap::new();
         let mut answer_bytes = 0;
         for _ in 0..n {
@@ -111,9 +166,11 @@ pub fn table(args: &[String]) {
             answer_bytes = a.body.len();
         }
         let wall = wall0.elapsed();
-        let used = cpu().zip(cpu0).map(|(b, a)| b.saturating_sub(a));
-        let calls = polar.request_count();
-        let after = rig::validate_at(&agent, &relay.url(), DEMO_KEY, &[]);
+        let used = cpu_of(&pid).zip(cpu0).map(|(b, a)| b.saturating_sub(a));
+        let calls = local.as_ref().map_or("n/a".to_string(), |(polar, _)| {
+            polar.request_count().to_string()
+        });
+        let after = rig::validate_at(&agent, &base, &key, &[]);
         let answers: Vec<String> = answers.iter().map(|(s, c)| format!("{c} × {s}")).collect();
         println!(
             "| {shape} | {} | {} | {answer_bytes} | {} | {:.2} ms | {calls} | {} |",
@@ -127,5 +184,7 @@ pub fn table(args: &[String]) {
             after.status,
         );
     }
-    relay.stop();
+    if let Some((_, relay)) = local {
+        relay.stop();
+    }
 }

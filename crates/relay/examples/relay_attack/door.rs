@@ -12,13 +12,18 @@
 //! - forged 1 MiB deliveries from one address past its 10 failures (429, no HMAC);
 //! - forged 64 KiB deliveries from one address past its 10 failures (verified: a genuine one
 //!   is never refused for its address's forged ones; before, 429).
+//!
+//! `door N --url BASE --pid PID`: the same rows against a relay running at `BASE` with this
+//! webhook secret and its defaults (the npm relay under workerd:
+//! `scripts/relay-attack-workerd.mjs`), the CPU read from `/proc/PID/stat`; each address also
+//! sent in `cf-connecting-ip`, where Workers read it.
 
 use std::time::Duration;
 
 use polar_license_relay::store::StoreOptions;
 use polar_license_relay::ServeOptions;
 
-use super::bodies::cpu;
+use super::bodies::{cpu_of, remote};
 use super::rig;
 
 const SECRET: &str = "whsec_b3BzLXRlc3Qtc2VjcmV0LTAxMjM0NTY3ODk=";
@@ -33,22 +38,43 @@ fn forged_body(len: usize) -> Vec<u8> {
 
 /// `door [N]`.
 pub fn table(args: &[String]) {
-    let n: usize = args.first().and_then(|s| s.parse().ok()).unwrap_or(200);
-    let polar = rig::emulator();
-    let mut config = rig::config(polar.url(), "door");
-    config.client_ip_header = Some("x-forwarded-for".into());
-    config.store = rig::store(
-        rig::memory(1_000),
-        StoreOptions::default(),
-        Some(SECRET.into()),
-    );
-    let relay = rig::listen(
-        rig::relay(config, rig::upstream(Duration::from_secs(10))),
-        ServeOptions::default(),
-    );
+    let remote = remote(args);
+    let n: usize = args
+        .first()
+        .filter(|a| !a.starts_with("--"))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200);
+    let local = match &remote {
+        Some(_) => None,
+        None => {
+            let polar = rig::emulator();
+            let mut config = rig::config(polar.url(), "door");
+            config.client_ip_header = Some("x-forwarded-for".into());
+            config.store = rig::store(
+                rig::memory(1_000),
+                StoreOptions::default(),
+                Some(SECRET.into()),
+            );
+            let relay = rig::listen(
+                rig::relay(config, rig::upstream(Duration::from_secs(10))),
+                ServeOptions::default(),
+            );
+            Some((polar, relay))
+        }
+    };
+    let (base, pid) = match (&remote, &local) {
+        (Some(r), _) => (r.base.clone(), r.pid.clone()),
+        (None, Some((_, relay))) => (relay.url(), "self".to_string()),
+        (None, None) => return,
+    };
+    let cpu = || cpu_of(&pid);
     let agent = rig::agent(Duration::from_secs(60));
-    let base = relay.url();
-    println!("{n} requests of each kind, one connection, the relay's defaults:\n");
+    println!(
+        "{n} requests of each kind, one connection, the relay's defaults (the relay {}):\n",
+        remote
+            .as_ref()
+            .map_or("in this process", |r| r.base.as_str())
+    );
     super::table_head(&["requests", "answers", "CPU per request"]);
     let row = |what: &str, send: &mut dyn FnMut(usize) -> u16| {
         let before = cpu();
@@ -72,6 +98,7 @@ pub fn table(args: &[String]) {
         agent
             .options(&preflight_url)
             .header("x-forwarded-for", "198.51.100.1")
+            .header("cf-connecting-ip", "198.51.100.1")
             .header("origin", "https://app.example")
             .header("access-control-request-method", "POST")
             .call()
@@ -83,6 +110,7 @@ pub fn table(args: &[String]) {
             .post(&hook_url)
             .header("content-type", "application/json")
             .header("x-forwarded-for", from)
+            .header("cf-connecting-ip", from)
             .header("webhook-id", &format!("msg_forged_{i}"))
             .header("webhook-timestamp", &rig::now().to_string())
             .header(
@@ -103,5 +131,7 @@ pub fn table(args: &[String]) {
     row("forged 64 KiB deliveries, one address", &mut |i| {
         forge(i, "198.51.100.3", &small)
     });
-    relay.stop();
+    if let Some((_, relay)) = local {
+        relay.stop();
+    }
 }

@@ -120,7 +120,7 @@ fn validate(
         agent,
         &format!("{base}{}validate", rig::PUBLIC),
         &body.to_string(),
-        &[("x-forwarded-for", from)],
+        &[("x-forwarded-for", from), ("cf-connecting-ip", from)],
     );
     (a, t.elapsed())
 }
@@ -282,7 +282,9 @@ fn seat(
         agent,
         &format!("{base}{SEATS_PREFIX}{op}"),
         &body.to_string(),
-        &[("x-forwarded-for", from)],
+        // The client's address as a proxy writes it (natively read from `x-forwarded-for`,
+        // as configured; under workerd from `cf-connecting-ip`, as Cloudflare's edge writes it).
+        &[("x-forwarded-for", from), ("cf-connecting-ip", from)],
     );
     let v = serde_json::from_str(&a.body).unwrap_or(Value::Null);
     (a.status, v, t.elapsed())
@@ -296,26 +298,56 @@ fn seat_body(key: &str, machine: &str, seat: Option<&str>) -> Value {
     body
 }
 
-/// `seats [SECONDS]`.
+/// `seats [SECONDS] [--url BASE]`: with `--url`, against the relay at `BASE` (the npm relay
+/// under workerd: `scripts/relay-attack-workerd.mjs` starts it, its defaults and seats on, and
+/// adds the same keys to its Polar first).
 pub fn seats_table(args: &[String]) {
-    let seconds: f64 = args.first().and_then(|s| s.parse().ok()).unwrap_or(20.0);
-    let polar = rig::emulator();
-    let flooded = rig::add_key(&polar, "SEATFLOOD-TARGET-4A5B6C".into(), Some(5));
-    let others: Vec<String> = (0..8)
-        .map(|i| rig::add_key(&polar, format!("SEATFLOOD-OTHER-{i}-4A5B6C"), Some(2)))
-        .collect();
-    let known: Vec<String> = (0..20)
-        .map(|i| rig::add_key(&polar, format!("SEATFLOOD-KNOWN-{i:02}-4A5B6C"), Some(3)))
-        .collect();
-    let mut config = rig::config(polar.url(), "flood-seats");
-    config.limits = Limits::default();
-    config.client_ip_header = Some("x-forwarded-for".into());
-    config.store = rig::store(rig::memory(10_000), StoreOptions::default(), None);
-    let relay = rig::relay(config, rig::upstream(Duration::from_secs(10)))
-        .with_seats(SeatOptions::default())
-        .expect("seat options");
-    let relay = rig::listen(relay, ServeOptions::default());
-    let base = relay.url();
+    let remote = args
+        .iter()
+        .position(|a| a == "--url")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
+    let seconds: f64 = args
+        .first()
+        .filter(|a| !a.starts_with("--"))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20.0);
+    let names = (
+        "SEATFLOOD-TARGET-4A5B6C".to_string(),
+        (0..8)
+            .map(|i| format!("SEATFLOOD-OTHER-{i}-4A5B6C"))
+            .collect::<Vec<_>>(),
+        (0..20)
+            .map(|i| format!("SEATFLOOD-KNOWN-{i:02}-4A5B6C"))
+            .collect::<Vec<_>>(),
+    );
+    let (flooded, others, known) = names;
+    let local = match &remote {
+        Some(_) => None,
+        None => {
+            let polar = rig::emulator();
+            rig::add_key(&polar, flooded.clone(), Some(5));
+            for k in &others {
+                rig::add_key(&polar, k.clone(), Some(2));
+            }
+            for k in &known {
+                rig::add_key(&polar, k.clone(), Some(3));
+            }
+            let mut config = rig::config(polar.url(), "flood-seats");
+            config.limits = Limits::default();
+            config.client_ip_header = Some("x-forwarded-for".into());
+            config.store = rig::store(rig::memory(10_000), StoreOptions::default(), None);
+            let relay = rig::relay(config, rig::upstream(Duration::from_secs(10)))
+                .with_seats(SeatOptions::default())
+                .expect("seat options");
+            Some((polar, rig::listen(relay, ServeOptions::default())))
+        }
+    };
+    let base = match (&remote, &local) {
+        (Some(url), _) => url.clone(),
+        (None, Some((_, relay))) => relay.url(),
+        (None, None) => return,
+    };
     let agent = rig::agent(Duration::from_secs(30));
     for (i, k) in known.iter().enumerate() {
         let (a, _) = validate(
@@ -405,7 +437,8 @@ pub fn seats_table(args: &[String]) {
     let mut checks = checks.lock().expect("tally");
     println!(
         "A flood of acquisitions on one key of 5 seats from new addresses ({seconds} s; the relay's \
-         default limits and seat options):\n"
+         default limits and seat options; the relay {}):\n",
+        remote.as_deref().unwrap_or("in this process")
     );
     super::table_head(&[
         "flood acquisitions sent",
@@ -433,5 +466,7 @@ pub fn seats_table(args: &[String]) {
         super::pct(checks.of(200), checks.sent()),
         checks.latency(),
     );
-    relay.stop();
+    if let Some((_, relay)) = local {
+        relay.stop();
+    }
 }

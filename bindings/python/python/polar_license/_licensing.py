@@ -219,6 +219,19 @@ class Licensing:
         """``feature(report, name).granted``."""
         return self.feature(report, name).granted
 
+    def entitlement(self, name: str) -> Optional[Union[str, int, float, bool]]:
+        """The entitlement value ``name`` as the last :meth:`check`'s licensed answer read it
+        from its verified lease, offline (issue #68, docs/entitlements.md): a Feature Flag
+        value typed as Polar's metadata (``str``, ``int``, ``float``, ``bool``). ``None`` when
+        the key is granted no such value, when the last check did not license, and whenever
+        values are not known: **in unsigned mode** (no ``relay_keys``: Polar's answers to a
+        client never carry a Feature Flag's values; only the seller's relay, started with
+        ``--sign-entitlements``, reads them and signs them into the lease), or before the relay
+        read them. ``CheckReport.entitlements`` tells "granted none" (``{}``) from "not known"
+        (``None``)."""
+        value: Optional[Union[str, int, float, bool]] = self._native.entitlement(name)
+        return value
+
     def activate(
         self,
         key: str,

@@ -355,6 +355,24 @@ fn list_devices(licensing: &Licensing, key: &Key) -> Result<Value, PortalError> 
     Ok(devices_json(key, &read))
 }
 
+/// The key's devices by the way the app has ([`Licensing::list_devices_any`], issue #64): the
+/// remembered session when there is one, else the seller's relay at `relay` (the key proves
+/// it is the customer's: no sign-in), else [`PortalError::NotSignedIn`].
+fn list_devices_any(
+    licensing: &Licensing,
+    key: &Key,
+    relay: Option<&str>,
+) -> Result<Value, PortalError> {
+    let session = licensing
+        .remembered_session()
+        .map_err(PortalError::Offline)?;
+    let read = forgetting_expired(
+        licensing,
+        licensing.list_devices_any(session.as_ref(), relay, key.clone()),
+    )?;
+    Ok(devices_json(key, &read))
+}
+
 /// Key recovery through the remembered session: the customer's keys this machine can
 /// activate ([`Licensing::recoverable_keys`]: granted, unexpired, newest first), each by its
 /// record id and redacted form only (the whole key never leaves the library).
@@ -815,6 +833,25 @@ impl NativeLicensing {
     fn devices<'py>(&self, py: Python<'py>, key: Option<String>) -> PyResult<Bound<'py, PyAny>> {
         let value = py.detach(|| match key_or_remembered(&self.inner, key) {
             Ok(key) => match list_devices(&self.inner, &key) {
+                Ok(listed) => ok(listed),
+                Err(e) => portal_err(&e),
+            },
+            Err(e) => err(&e),
+        });
+        to_py(py, &value)
+    }
+
+    /// The devices of `key` (`None`: the remembered key): through the remembered session when
+    /// there is one, else through the seller's relay at `relay` (the core picks).
+    #[pyo3(signature = (key=None, relay=None))]
+    fn list_devices<'py>(
+        &self,
+        py: Python<'py>,
+        key: Option<String>,
+        relay: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let value = py.detach(|| match key_or_remembered(&self.inner, key) {
+            Ok(key) => match list_devices_any(&self.inner, &key, relay.as_deref()) {
                 Ok(listed) => ok(listed),
                 Err(e) => portal_err(&e),
             },

@@ -318,6 +318,15 @@ class Licensing:
         :class:`SessionExpired`, :class:`KeyNotFound`, :class:`DeviceManagementOff`, …"""
         return KeyDevices._of(_unwrap(self._native.devices(key)))
 
+    def list_devices(self, key: Optional[str] = None, *, relay: Optional[str] = None) -> KeyDevices:
+        """The live activations of ``key`` (``None``: the remembered key), this machine's
+        marked, by the way the app has (the core picks, in this order, as every face does):
+        through the remembered session when signed in, else through the seller's relay at
+        ``relay`` (its URL: the key proves it is the customer's, no email code), else
+        :class:`NotSignedIn` (no request). Raises :class:`KeyNotFound` (a key the relay's Polar
+        does not know), :class:`SessionExpired`, :class:`DeviceManagementOff`, …"""
+        return KeyDevices._of(_unwrap(self._native.list_devices(key, relay)))
+
     def free_device(self, activation_id: str, key: Optional[str] = None) -> bool:
         """Frees the activation ``activation_id`` of ``key`` (``None``: the remembered key)
         with the public deactivate: no session needed. Returns ``True`` when it was this

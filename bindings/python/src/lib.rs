@@ -90,6 +90,7 @@ fn error_json(e: &Error) -> Value {
         "hint": Value::Null,
         "previously_valid": false,
         "remaining_usages": Value::Null,
+        "stopped": Value::Null,
     })
 }
 
@@ -105,7 +106,24 @@ fn denial_json(d: &Denial) -> Value {
         "hint": d.hint(),
         "previously_valid": d.previously_valid,
         "remaining_usages": d.remaining_usages,
+        "stopped": d.stopped.as_ref().map(stopped_json),
     })
+}
+
+/// Why a key stopped (issue #68, a denial's detail from the seller's relay): its kind and
+/// dates (unix seconds).
+fn stopped_json(s: &polar_license::stopped::Stopped) -> Value {
+    json!({ "kind": s.kind.code(), "at": s.at, "until": s.until })
+}
+
+/// The values a relay signed into a lease, by name (typed as Polar's metadata).
+fn entitlements_json(claims: &polar_license::lease::EntitlementClaims) -> Value {
+    claims
+        .values
+        .iter()
+        .map(|(name, value)| (name.clone(), json!(value)))
+        .collect::<serde_json::Map<String, Value>>()
+        .into()
 }
 
 fn lease_json(w: &LeaseWindow) -> Value {
@@ -205,6 +223,7 @@ fn report_json(licensing: &Licensing, report: &CheckReport) -> Value {
             "days_left": t.days_left,
         })),
         "features": features,
+        "entitlements": report.entitlements().map(entitlements_json),
     })
 }
 
@@ -313,23 +332,45 @@ fn forgetting_expired<T>(
     answer
 }
 
-/// The key's devices through the remembered session, this machine's marked: the core's order
-/// of steps ([`Licensing::list_devices`], the sans-IO `ListDevices` every face drives).
-fn list_devices(licensing: &Licensing, key: &Key) -> Result<Value, PortalError> {
-    let session = remembered_session(licensing)?;
-    let read = forgetting_expired(licensing, licensing.list_devices(&session, key.clone()))?;
-    let devices = read.devices;
-    Ok(json!({
+/// A key's devices as the Python layer reads them (`KeyDevices`), this machine's marked.
+fn devices_json(key: &Key, read: &polar_license::portal::KeyDevices) -> Value {
+    json!({
         "key_id": read.key_id,
         "display_key": key.redacted(),
         "limit_activations": read.limit_activations,
-        "devices": devices.iter().map(|d| json!({
+        "devices": read.devices.iter().map(|d| json!({
             "id": d.id,
             "label": d.label,
             "activated_at": d.activated_at.unix_timestamp(),
             "this_machine": d.this_machine,
         })).collect::<Vec<_>>(),
-    }))
+    })
+}
+
+/// The key's devices through the remembered session, this machine's marked: the core's order
+/// of steps ([`Licensing::list_devices`], the sans-IO `ListDevices` every face drives).
+fn list_devices(licensing: &Licensing, key: &Key) -> Result<Value, PortalError> {
+    let session = remembered_session(licensing)?;
+    let read = forgetting_expired(licensing, licensing.list_devices(&session, key.clone()))?;
+    Ok(devices_json(key, &read))
+}
+
+/// The key's devices by the way the app has ([`Licensing::list_devices_any`], issue #64): the
+/// remembered session when there is one, else the seller's relay at `relay` (the key proves
+/// it is the customer's: no sign-in), else [`PortalError::NotSignedIn`].
+fn list_devices_any(
+    licensing: &Licensing,
+    key: &Key,
+    relay: Option<&str>,
+) -> Result<Value, PortalError> {
+    let session = licensing
+        .remembered_session()
+        .map_err(PortalError::Offline)?;
+    let read = forgetting_expired(
+        licensing,
+        licensing.list_devices_any(session.as_ref(), relay, key.clone()),
+    )?;
+    Ok(devices_json(key, &read))
 }
 
 /// Key recovery through the remembered session: the customer's keys this machine can
@@ -574,6 +615,16 @@ impl NativeLicensing {
         )
     }
 
+    /// The entitlement value `name` as the last check's licensed answer read it from its
+    /// verified lease (the core's `Licensing::entitlement`): `None` when not granted or not
+    /// known.
+    fn entitlement<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+        match self.inner.entitlement(name) {
+            Some(value) => to_py(py, &json!(value)),
+            None => Ok(py.None().into_bound(py)),
+        }
+    }
+
     /// Activates `key` on this machine and remembers the activation.
     #[pyo3(signature = (key, label, conditions=None, meta=None))]
     fn activate<'py>(
@@ -782,6 +833,25 @@ impl NativeLicensing {
     fn devices<'py>(&self, py: Python<'py>, key: Option<String>) -> PyResult<Bound<'py, PyAny>> {
         let value = py.detach(|| match key_or_remembered(&self.inner, key) {
             Ok(key) => match list_devices(&self.inner, &key) {
+                Ok(listed) => ok(listed),
+                Err(e) => portal_err(&e),
+            },
+            Err(e) => err(&e),
+        });
+        to_py(py, &value)
+    }
+
+    /// The devices of `key` (`None`: the remembered key): through the remembered session when
+    /// there is one, else through the seller's relay at `relay` (the core picks).
+    #[pyo3(signature = (key=None, relay=None))]
+    fn list_devices<'py>(
+        &self,
+        py: Python<'py>,
+        key: Option<String>,
+        relay: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let value = py.detach(|| match key_or_remembered(&self.inner, key) {
+            Ok(key) => match list_devices_any(&self.inner, &key, relay.as_deref()) {
                 Ok(listed) => ok(listed),
                 Err(e) => portal_err(&e),
             },

@@ -389,3 +389,32 @@ def test_the_cli_lists_devices_with_the_session_python_signed_in(tmp_path: Path)
         assert done.returncode == 0, done.stdout + done.stderr
         listed = json.loads(done.stdout)
         assert [(d["id"], d["this_machine"]) for d in listed["devices"]] == [(mine.id, True)]
+
+
+@pytest.mark.skipif(not Path(CLI).is_file(), reason="POLAR_LICENSE_CLI names no binary")
+def test_through_the_relay_without_a_sign_in_list_free_another_and_activate_here(
+        polar_emulator: Emulator, relay: tuple[str, str], tmp_path: Path) -> None:
+    """Issue #64's other way: the seller's relay lists the key's devices (the key proves it is
+    the customer's), no email code; the core picks it when no session is remembered."""
+    polar, url = polar_emulator, relay[0]
+    old = machine(polar, tmp_path / "old", "old-laptop")
+    gone = old.activate(DEMO_KEY, "Old laptop")
+    here = machine(polar, tmp_path / "here", "this-laptop")
+    mine = here.activate(DEMO_KEY, "This laptop")
+    # Without the relay and no sign-in: not signed in, no request.
+    with pytest.raises(NotSignedIn):
+        here.list_devices(DEMO_KEY)
+    listed = here.list_devices(DEMO_KEY, relay=url)
+    assert [(d.id, d.label, d.this_machine) for d in listed.devices] == [
+        (gone.id, "Old laptop", False), (mine.id, "This laptop", True)]
+    assert listed.display_key.startswith("****-") and DEMO_KEY not in repr(listed)
+    assert listed.this_machine is not None and listed.this_machine.id == mine.id
+    # Free the dead laptop's seat by id; the next listing no longer has it.
+    assert here.free_device(gone.id, DEMO_KEY) is False
+    assert [d.id for d in here.list_devices(DEMO_KEY, relay=url).devices] == [mine.id]
+    # A key the relay's Polar does not know.
+    with pytest.raises(KeyNotFound):
+        here.list_devices("DEMO-NOT-A-KEY-OF-ANYONE", relay=url)
+    # Signed in, the session is the way (the core's order), relay or not.
+    sign_in(polar, here)
+    assert [d.id for d in here.list_devices(DEMO_KEY, relay=url).devices] == [mine.id]

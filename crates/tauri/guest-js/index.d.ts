@@ -158,6 +158,45 @@ export interface LicenseState {
   trial: Trial | null;
   /** Every feature of the app's entitlement map, by name. */
   features: Record<string, FeatureState>;
+  /**
+   * The key's entitlement values (issue #68): the Feature Flag values Polar grants it, by
+   * name, as the seller's relay signed them into the lease this licensed answer stands on
+   * (read offline). `{}`: Polar grants none. `null`: not known (unsigned mode: values need
+   * the seller's relay; a relay without `--sign-entitlements` or that had not read them
+   * yet; not licensed).
+   */
+  entitlements: Record<string, EntitlementValue> | null;
+  /** For a denial through the seller's relay: why the key stopped; `null` otherwise. */
+  stopped: Stopped | null;
+}
+
+/** An entitlement value, typed as Polar's metadata values. */
+export type EntitlementValue = string | number | boolean;
+
+/** `entitlement`'s answer: one value of the key (issue #68). */
+export interface EntitlementState {
+  name: string;
+  /** The value when `granted`, else `null`. */
+  value: EntitlementValue | null;
+  /**
+   * `granted`; `absent` (the relay signed the key's values, this one is not among them);
+   * `unknown` (the lease carries no values: a relay without `--sign-entitlements`, or that
+   * had not read them yet: check again); `unsigned` (the answer stands on no signed lease:
+   * values need the seller's relay and its public key); `not_licensed` (`check` says why).
+   */
+  state: 'granted' | 'absent' | 'unknown' | 'unsigned' | 'not_licensed';
+}
+
+/** Why a key stopped (a denial's detail from the seller's relay, issue #68). */
+export type StopKind = 'paused' | 'canceled' | 'seat_revoked' | 'refunded' | 'rotated' | 'past_due';
+
+/** A denial's detail: what stopped the key, and its dates (unix seconds, `null` when unknown). */
+export interface Stopped {
+  kind: StopKind;
+  /** When it happened (paused, ended, removed, refunded, rotated, went past due). */
+  at: number | null;
+  /** For `paused`: when the subscription resumes, if Polar said. */
+  until: number | null;
 }
 
 /** A trial's standing (docs/trials.md). */
@@ -245,6 +284,8 @@ export interface LicenseErrorData {
   retryAfter: number | null;
   /** For `usage_exhausted`: the usages left. */
   remainingUsages: number | null;
+  /** For a denial through the seller's relay: why the key stopped; `null` otherwise. */
+  stopped: Stopped | null;
 }
 
 /** Why a command failed: every rejection of these functions that comes from the plugin. */
@@ -259,6 +300,7 @@ export declare class LicenseError extends Error implements LicenseErrorData {
   readonly status: number | null;
   readonly retryAfter: number | null;
   readonly remainingUsages: number | null;
+  readonly stopped: Stopped | null;
   constructor(data: LicenseErrorData);
   toJSON(): LicenseErrorData;
 }
@@ -374,6 +416,8 @@ export declare function rememberedKey(): Promise<RememberedKey>;
 export declare function forgetKey(): Promise<void>;
 /** May this copy use `feature`? */
 export declare function hasFeature(feature: string, key?: string): Promise<FeatureState>;
+/** The entitlement value `name` the seller's relay signed into the key's lease (a check, then read offline). */
+export declare function entitlement(name: string, key?: string): Promise<EntitlementState>;
 /** Asks Polar to email a sign-in code to `email` (rejects with a DeviceError). */
 export declare function requestSignInCode(email: string, options?: { customerId?: string }): Promise<void>;
 /** Signs in with the emailed code; the session stays in the plugin's memory. */
@@ -442,6 +486,7 @@ export declare class SeatError extends Error implements SeatErrorData {
   readonly status: number | null;
   readonly retryAfter: number | null;
   readonly remainingUsages: number | null;
+  readonly stopped: Stopped | null;
   readonly inUse: number | null;
   readonly size: number | null;
   readonly freesAt: number | null;

@@ -25,12 +25,15 @@ export class LicenseError extends Error {
     this.status = data.status;
     this.retryAfter = data.retryAfter;
     this.remainingUsages = data.remainingUsages;
+    // Why the key stopped (issue #68): from the seller's relay, else null (an older plugin
+    // sends no field).
+    this.stopped = data.stopped ?? null;
   }
 
   /** The plugin's fields as plain data. */
   toJSON() {
-    const { code, userMessage, detail, hint, field, status, retryAfter, remainingUsages } = this;
-    return { code, class: this.class, userMessage, detail, hint, field, status, retryAfter, remainingUsages };
+    const { code, userMessage, detail, hint, field, status, retryAfter, remainingUsages, stopped } = this;
+    return { code, class: this.class, userMessage, detail, hint, field, status, retryAfter, remainingUsages, stopped };
   }
 }
 
@@ -146,6 +149,13 @@ export async function forgetKey() {
 /** May this copy use `feature` (the app's entitlement map)? */
 export function hasFeature(feature, key) {
   return call('has_feature', { feature, key });
+}
+
+/** The entitlement value `name` of `key` (default: the remembered key) the seller's relay
+ * signed into the lease (issue #68): a check, then the value read offline. Never rejects
+ * for a value not granted or not known: that is its `state`. */
+export function entitlement(name, key) {
+  return call('entitlement', { name, key });
 }
 
 // Out of activations (a customer session signed in with the code Polar emails; the plugin

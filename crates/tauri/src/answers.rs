@@ -4,11 +4,13 @@
 
 use polar_license::features::FeatureAccess;
 use polar_license::grace::{CheckReport, LeaseWindow};
+use polar_license::lease::{EntitlementClaims, EntitlementValue};
 use polar_license::model::{
     LicenseKeyActivationRead, LicenseKeyMember, LicenseKeyOrder, LicenseKeyRead,
     LicenseKeySubscription,
 };
 use polar_license::perpetual::Perpetual;
+use polar_license::stopped::Stopped;
 use polar_license::trial::Trial;
 use polar_license::{CacheState, CacheStatus, Denial, Error, Licensing};
 use serde::{Deserialize, Serialize};
@@ -74,6 +76,99 @@ pub struct LicenseState {
     pub trial: Option<TrialInfo>,
     /// Every feature of the app's entitlement map, granted or not, by name.
     pub features: BTreeMap<String, FeatureState>,
+    /// The key's entitlement values (issue #68, docs/entitlements.md): the Feature Flag
+    /// values Polar grants it, by name, typed as Polar's metadata (a string, a number or a
+    /// boolean), as the seller's relay signed them into the lease this licensed answer stands
+    /// on (read offline). `{}`: Polar grants none. `null`: not known: in unsigned mode (values
+    /// need the seller's relay), with a relay that does not sign them, before it read them,
+    /// or when not licensed.
+    #[serde(default)]
+    pub entitlements: Option<BTreeMap<String, serde_json::Value>>,
+    /// For a denial through the seller's relay: why the key stopped (issue #68), as Polar's
+    /// webhooks told the relay; `null` otherwise. The reason (`code`) stays Polar's, and the
+    /// denial stays re-checkable (a resumed subscription licenses at the next check).
+    #[serde(default)]
+    pub stopped: Option<StoppedInfo>,
+}
+
+/// Why a key stopped (issue #68, a denial's detail from the seller's relay), as the npm
+/// package's `Stopped` names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoppedInfo {
+    /// `paused`, `canceled`, `seat_revoked`, `refunded`, `rotated` or `past_due`.
+    pub kind: String,
+    /// When it happened (unix seconds), when known.
+    pub at: Option<i64>,
+    /// For `paused`: when the subscription resumes (unix seconds), if Polar said.
+    pub until: Option<i64>,
+}
+
+impl StoppedInfo {
+    /// From the core's detail.
+    pub fn of(s: &Stopped) -> StoppedInfo {
+        StoppedInfo {
+            kind: s.kind.code().to_string(),
+            at: s.at,
+            until: s.until,
+        }
+    }
+}
+
+/// An entitlement value as JSON: a string, a number or a boolean.
+fn entitlement_json(value: &EntitlementValue) -> serde_json::Value {
+    match value {
+        EntitlementValue::Str(s) => serde_json::Value::from(s.as_str()),
+        EntitlementValue::Int(i) => serde_json::Value::from(*i),
+        // A float Polar holds is finite; one that is not crosses as `null`.
+        EntitlementValue::Float(f) => serde_json::Value::from(*f),
+        EntitlementValue::Bool(b) => serde_json::Value::from(*b),
+    }
+}
+
+/// Signed values by name, as JSON.
+fn entitlements_json(claims: &EntitlementClaims) -> BTreeMap<String, serde_json::Value> {
+    claims
+        .values
+        .iter()
+        .map(|(name, value)| (name.clone(), entitlement_json(value)))
+        .collect()
+}
+
+/// `entitlement`'s answer: one entitlement value of the key (issue #68).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EntitlementState {
+    /// The name asked about (the Feature Flag's metadata key).
+    pub name: String,
+    /// The value when granted: a string, a number or a boolean; `null` otherwise.
+    pub value: Option<serde_json::Value>,
+    /// `granted`; `absent` (the relay signed the key's values and this one is not among
+    /// them); `unknown` (the lease carries no values: a relay started without
+    /// `--sign-entitlements`, or that had not read them yet: check again); `unsigned` (the
+    /// answer stands on no signed lease: values need the seller's relay and its public key,
+    /// signed mode); `not_licensed` (the check did not license: its state says why).
+    pub state: String,
+}
+
+impl EntitlementState {
+    /// `name` of a check's report.
+    pub fn of(report: &CheckReport, name: &str) -> EntitlementState {
+        let claims = report.entitlements();
+        let value = claims.and_then(|c| c.value(name));
+        let state = match (report.outcome.is_licensed(), claims, value) {
+            (false, _, _) => "not_licensed",
+            (true, Some(_), Some(_)) => "granted",
+            (true, Some(_), None) => "absent",
+            (true, None, _) if report.lease.is_none() => "unsigned",
+            (true, None, _) => "unknown",
+        };
+        EntitlementState {
+            name: name.to_string(),
+            value: value.map(entitlement_json),
+            state: state.to_string(),
+        }
+    }
 }
 
 /// What a check says about the release dates the key covers (perpetual fallback,
@@ -315,6 +410,10 @@ pub struct LicenseError {
     pub retry_after: Option<u64>,
     /// For `usage_exhausted`: the usages left.
     pub remaining_usages: Option<i64>,
+    /// For a denial through the seller's relay: why the key stopped (issue #68); `null`
+    /// otherwise.
+    #[serde(default)]
+    pub stopped: Option<StoppedInfo>,
 }
 
 /// `activate`'s answer.
@@ -389,6 +488,7 @@ impl LicenseError {
             status: error.status(),
             retry_after: error.retry_after(),
             remaining_usages: None,
+            stopped: None,
         }
     }
 
@@ -404,6 +504,7 @@ impl LicenseError {
             status: Some(denial.status),
             retry_after: None,
             remaining_usages: denial.remaining_usages,
+            stopped: denial.stopped.as_ref().map(StoppedInfo::of),
         }
     }
 }
@@ -502,6 +603,13 @@ impl LicenseState {
             perpetual: report.perpetual.as_ref().map(PerpetualState::of),
             trial: report.trial.as_deref().map(TrialInfo::of),
             features,
+            entitlements: report.entitlements().map(entitlements_json),
+            stopped: match outcome {
+                polar_license::grace::CheckOutcome::Denied(d) => {
+                    d.stopped.as_ref().map(StoppedInfo::of)
+                }
+                _ => None,
+            },
         }
     }
 }

@@ -11,6 +11,7 @@
     "remembered_key",
     "forget_key",
     "has_feature",
+    "entitlement",
     "request_sign_in_code",
     "sign_in",
     "sign_out",

@@ -4,8 +4,8 @@
 //! (`activate`, `validate`), on the runtime's blocking pool, as the cache reads do.
 
 use crate::answers::{
-    Activated, DeviceError, DeviceList, FeatureState, LeaseInfo, LicenseError, LicenseState,
-    RecoverError, RecoverableKey, RememberedKey, StatusState, Validated,
+    Activated, DeviceError, DeviceList, EntitlementState, FeatureState, LeaseInfo, LicenseError,
+    LicenseState, RecoverError, RecoverableKey, RememberedKey, StatusState, Validated,
 };
 use crate::{PolarLicense, CHECKED_EVENT};
 use polar_license::grace::{CheckOutcome, CheckReport};
@@ -214,6 +214,24 @@ pub(crate) async fn has_feature(
         Err(e) => CheckOutcome::Unverified(e),
     };
     Ok(FeatureState::of(&licensing.has_feature(&outcome, &feature)))
+}
+
+/// The entitlement value `name` of `key` (default: the remembered key), issue #68: a check
+/// (from the cache within its rules, else Polar through the seller's relay), then the value
+/// the relay signed into the lease that answer stands on, read offline. Never rejects: a value
+/// not granted, not known or of a key that does not license is a state.
+#[tauri::command]
+pub(crate) async fn entitlement(
+    state: State<'_, PolarLicense>,
+    name: String,
+    key: Option<String>,
+) -> Answer<EntitlementState> {
+    let licensing = state.licensing();
+    let report = match key_or_remembered(licensing, key).await {
+        Ok(key) => licensing.check_report_async(key).await,
+        Err(e) => CheckReport::of(CheckOutcome::Unverified(e)),
+    };
+    Ok(EntitlementState::of(&report, &name))
 }
 
 // Devices and key recovery (issue #64): out of activations, the user signs in with the code

@@ -13,7 +13,8 @@
 //!
 //! and the webview gets the commands `check`, `checkInBackground` (with its later
 //! `polar-license://checked` event), `activate`, `deactivate`, `validate`, `status`,
-//! `rememberedKey`, `forgetKey`, `hasFeature` and, out of activations (a customer session
+//! `rememberedKey`, `forgetKey`, `hasFeature`, `entitlement` (a value the seller's relay signed
+//! into the lease, issue #68) and, out of activations (a customer session
 //! signed in with the code Polar emails, kept in memory), `requestSignInCode`, `signIn`,
 //! `signOut`, `listDevices`, `freeDevice`, `recoverableKeys` and `recoverKey` through the guest package
 //! `@polar-license/tauri` (the capability `polar-license:default` allows them all). Every
@@ -31,9 +32,10 @@ mod commands;
 mod seats;
 
 pub use answers::{
-    Activated, CustomerChoice, DeviceError, DeviceInfo, DeviceList, FeatureState, LicenseError,
-    LicenseState, LicenseSummary, MemberInfo, OrderInfo, PerpetualState, RecoverError,
-    RecoverableKey, RememberedKey, StatusState, SubscriptionInfo, TrialInfo, Validated,
+    Activated, CustomerChoice, DeviceError, DeviceInfo, DeviceList, EntitlementState, FeatureState,
+    LicenseError, LicenseState, LicenseSummary, MemberInfo, OrderInfo, PerpetualState,
+    RecoverError, RecoverableKey, RememberedKey, StatusState, StoppedInfo, SubscriptionInfo,
+    TrialInfo, Validated,
 };
 pub use polar_license::features::Entitlements;
 pub use polar_license::perpetual::ReleaseDate;
@@ -289,6 +291,7 @@ pub fn init<R: Runtime>(organization_id: impl Into<String>, options: Options) ->
             commands::remembered_key,
             commands::forget_key,
             commands::has_feature,
+            commands::entitlement,
             commands::request_sign_in_code,
             commands::sign_in,
             commands::sign_out,

@@ -95,6 +95,7 @@ impl SeatError {
             status: None,
             retry_after: None,
             remaining_usages: None,
+            stopped: None,
         }
     }
 

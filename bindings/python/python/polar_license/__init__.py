@@ -22,6 +22,8 @@ from ._errors import (
     Reason,
     SessionExpired,
     SignInCodeInvalid,
+    StopKind,
+    Stopped,
 )
 from ._licensing import Licensing
 from ._report import (
@@ -96,6 +98,8 @@ __all__ = [
     "SignInCodeInvalid",
     "Source",
     "Standing",
+    "StopKind",
+    "Stopped",
     "Subscription",
     "Trial",
     "Validation",

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from enum import Enum
+
+from ._record import record
 
 # Annotations only (``typing`` at run time is a large part of a cold import).
 TYPE_CHECKING = False
@@ -57,6 +60,49 @@ def _classes() -> dict[str, str]:
 _CLASSES = _classes()
 
 
+class StopKind(str, Enum):
+    """Why a key stopped (issue #68): a denial's detail from the seller's relay, as Polar's
+    webhooks told it. A ``str`` enum: ``StopKind.PAUSED == "paused"``."""
+
+    PAUSED = "paused"
+    """The subscription is paused (``until``: when it resumes, if Polar said)."""
+    CANCELED = "canceled"
+    """The subscription was canceled and has ended (``at``: when it ended)."""
+    SEAT_REVOKED = "seat_revoked"
+    """The customer's team removed this member's seat."""
+    REFUNDED = "refunded"
+    """The order was refunded and its benefits revoked."""
+    ROTATED = "rotated"
+    """This key string was replaced by a new one (the new one is in the customer portal)."""
+    PAST_DUE = "past_due"
+    """A payment failed and the grace period ended (``at``: when it went past due)."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@record
+class Stopped:
+    """Why a key stopped: the kind, and its dates when known. An addition beside the denial's
+    ``code``, which stays what Polar's answer gives; the denial stays re-checkable (a resumed
+    subscription licenses again at the next check)."""
+
+    kind: StopKind
+    at: Optional[datetime]
+    """When it happened (paused, ended, removed, refunded, rotated, went past due)."""
+    until: Optional[datetime]
+    """For ``paused``: when the subscription resumes, if Polar said."""
+
+    @classmethod
+    def _of(cls, d: Optional[dict[str, Any]]) -> Optional[Stopped]:
+        if d is None:
+            return None
+        at, until = d["at"], d["until"]
+        return cls(StopKind(d["kind"]),
+                   None if at is None else datetime.fromtimestamp(at, tz=timezone.utc),
+                   None if until is None else datetime.fromtimestamp(until, tz=timezone.utc))
+
+
 class LicenseError(Exception):
     """No license: Polar's denial, no trustworthy answer, or an error.
 
@@ -76,6 +122,9 @@ class LicenseError(Exception):
     hint: Optional[str]
     previously_valid: bool
     remaining_usages: Optional[int]
+    stopped: Optional[Stopped]
+    """For a denial through the seller's relay: why the key stopped (issue #68), else
+    ``None``."""
 
     def __init__(
         self,
@@ -89,6 +138,7 @@ class LicenseError(Exception):
         hint: Optional[str] = None,
         previously_valid: bool = False,
         remaining_usages: Optional[int] = None,
+        stopped: Optional[Stopped] = None,
     ) -> None:
         super().__init__(f"{code.value}: {detail}")
         self.code = code
@@ -100,6 +150,7 @@ class LicenseError(Exception):
         self.hint = hint
         self.previously_valid = previously_valid
         self.remaining_usages = remaining_usages
+        self.stopped = stopped
 
     @property
     def reason_class(self) -> str:
@@ -148,6 +199,7 @@ def error_from(payload: dict[str, Any]) -> LicenseError:
         hint=payload.get("hint"),
         previously_valid=bool(payload.get("previously_valid")),
         remaining_usages=payload.get("remaining_usages"),
+        stopped=Stopped._of(payload.get("stopped")),
     )
 
 

@@ -219,6 +219,19 @@ class Licensing:
         """``feature(report, name).granted``."""
         return self.feature(report, name).granted
 
+    def entitlement(self, name: str) -> Optional[Union[str, int, float, bool]]:
+        """The entitlement value ``name`` as the last :meth:`check`'s licensed answer read it
+        from its verified lease, offline (issue #68, docs/entitlements.md): a Feature Flag
+        value typed as Polar's metadata (``str``, ``int``, ``float``, ``bool``). ``None`` when
+        the key is granted no such value, when the last check did not license, and whenever
+        values are not known: **in unsigned mode** (no ``relay_keys``: Polar's answers to a
+        client never carry a Feature Flag's values; only the seller's relay, started with
+        ``--sign-entitlements``, reads them and signs them into the lease), or before the relay
+        read them. ``CheckReport.entitlements`` tells "granted none" (``{}``) from "not known"
+        (``None``)."""
+        value: Optional[Union[str, int, float, bool]] = self._native.entitlement(name)
+        return value
+
     def activate(
         self,
         key: str,
@@ -304,6 +317,15 @@ class Licensing:
         remembered session, this machine's marked. Raises :class:`NotSignedIn` (no request),
         :class:`SessionExpired`, :class:`KeyNotFound`, :class:`DeviceManagementOff`, …"""
         return KeyDevices._of(_unwrap(self._native.devices(key)))
+
+    def list_devices(self, key: Optional[str] = None, *, relay: Optional[str] = None) -> KeyDevices:
+        """The live activations of ``key`` (``None``: the remembered key), this machine's
+        marked, by the way the app has (the core picks, in this order, as every face does):
+        through the remembered session when signed in, else through the seller's relay at
+        ``relay`` (its URL: the key proves it is the customer's, no email code), else
+        :class:`NotSignedIn` (no request). Raises :class:`KeyNotFound` (a key the relay's Polar
+        does not know), :class:`SessionExpired`, :class:`DeviceManagementOff`, …"""
+        return KeyDevices._of(_unwrap(self._native.list_devices(key, relay)))
 
     def free_device(self, activation_id: str, key: Optional[str] = None) -> bool:
         """Frees the activation ``activation_id`` of ``key`` (``None``: the remembered key)

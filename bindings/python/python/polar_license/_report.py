@@ -14,8 +14,12 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Optional
 
+    from typing import Union
+
     from . import _native
-    from ._errors import LicenseError
+    from ._errors import LicenseError, Stopped
+
+    EntitlementValue = Union[str, int, float, bool]
 
 
 class Standing(str, Enum):
@@ -223,7 +227,25 @@ class CheckReport:
     perpetual: Optional[Perpetual]
     trial: Optional[Trial]
     features: dict[str, FeatureAccess]
+    entitlements: Optional[dict[str, EntitlementValue]] = None
+    """The key's entitlement values (issue #68, docs/entitlements.md): the Feature Flag values
+    Polar grants it, by name, typed as Polar's metadata (``str``, ``int``, ``float``,
+    ``bool``), as the seller's relay signed them into the lease this licensed answer stands on
+    (read offline). ``{}``: Polar grants none. ``None``: not known: in unsigned mode (no
+    ``relay_keys``: values need the seller's relay), with a relay started without
+    ``--sign-entitlements`` or that had not read them yet, or when not licensed."""
     _outcome: Optional[_native.NativeOutcome] = field(default=None, repr=False, compare=False)
+
+    def entitlement(self, name: str) -> Optional[EntitlementValue]:
+        """The value of the entitlement ``name`` of this answer (``None``: not granted, or
+        not known: :attr:`entitlements` tells the two apart)."""
+        return None if self.entitlements is None else self.entitlements.get(name)
+
+    @property
+    def stopped(self) -> Optional[Stopped]:
+        """For a denial through the seller's relay: why the key stopped (paused, canceled, a
+        seat removed, refunded, rotated, past due) and its dates; else ``None``."""
+        return None if self.error is None else self.error.stopped
 
     @property
     def user_message(self) -> Optional[str]:
@@ -280,6 +302,7 @@ class CheckReport:
                 t["local"], t["state"], _time(t["started_at"]), _time(t["ends_at"]),
                 t["days_left"]),
             features={k: FeatureAccess._of(v) for k, v in d["features"].items()},
+            entitlements=d["entitlements"],
             _outcome=native,
         )
 

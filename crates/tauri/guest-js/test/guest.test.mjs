@@ -46,6 +46,8 @@ function callFor({ command, args }) {
       return () => guest.forgetKey();
     case 'has_feature':
       return () => guest.hasFeature(args.feature, args.key);
+    case 'entitlement':
+      return () => guest.entitlement(args.name, args.key);
     case 'request_sign_in_code':
       return () => guest.requestSignInCode(args.email, { customerId: args.customerId });
     case 'sign_in':

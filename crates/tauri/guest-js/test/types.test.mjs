@@ -21,6 +21,7 @@ const TYPE_OF = {
   status: 'StatusState',
   remembered_key: 'RememberedKey',
   has_feature: 'FeatureState',
+  entitlement: 'EntitlementState',
   deactivate: 'null',
   forget_key: 'null',
   request_sign_in_code: 'null',
@@ -39,7 +40,7 @@ test('every answer the plugin gave has exactly the declared type', () => {
   assert.ok(existsSync(TSC), `${TSC}: npm ci in crates/tauri/guest-js (scripts/setup.sh does)`);
   const dir = fixturesDir();
   const lines = [
-    "import type { Activated, DeviceErrorData, DeviceList, FeatureState, LicenseErrorData, RecoverableKey, LicenseState, ReasonClass, ReasonCode,",
+    "import type { Activated, DeviceErrorData, DeviceList, EntitlementState, FeatureState, LicenseErrorData, RecoverableKey, LicenseState, ReasonClass, ReasonCode,",
     "  RememberedKey, SeatErrorData, SeatInfo, SeatReleased, StatusState, Validated } from '../../index.js';",
     "import { CHECKED_EVENT } from '../../index.js';",
   ];

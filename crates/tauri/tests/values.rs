@@ -1,0 +1,559 @@
+//! What Polar knows of the key beyond "good or not" (issue #68) through the plugin's commands,
+//! on Tauri's mock runtime: the emulator seeded with a Feature Flag benefit and lifecycle keys,
+//! the seller's relay (crates/relay, in process over loopback) in front of it with entitlements
+//! signed into its leases and Polar's webhooks delivered to it.
+//!
+//! - `check`'s `entitlements` and the `entitlement` command: a granted value read (typed as
+//!   Polar's metadata), a name not granted `absent`, unsigned mode `unsigned` (values need the
+//!   relay), and a lease whose values a proxy altered refused (no altered value ever read);
+//! - `stopped` on the state of a denied check and on the rejection of `validate`, from the
+//!   emulator's lifecycle control routes (a pause with its resume date, a rotation).
+//!
+//! Every answer is recorded for the guest package's tests (`answers-values-*.json`).
+
+use ct_codecs::{Base64UrlSafeNoPadding as B64, Decoder, Encoder};
+use polar_license::lease::{SigningKey, LEASE_HEADER};
+use polar_license::{AccessToken, GracePolicy, MachineBinding, Server, UreqTransport};
+use polar_license_emulator::{
+    Emulator, Options as EmulatorOptions, Seed, SeedKey, SeedSubscription, WebhookOptions,
+    DEMO_TOKEN,
+};
+use polar_license_relay::store::{MemoryBackend, StoreOptions};
+use polar_license_relay::{serve, Limits, Rate, Relay, RelayConfig, Running, StoreConfig};
+use polar_license_tauri::{EntitlementState, LicenseError, LicenseState, Options};
+use polar_license_testkit::http::json_request;
+use polar_license_testkit::{customers_key, feature_flag, ScratchDir};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tauri::test::MockRuntime;
+use tauri::{App, WebviewWindow};
+
+mod common;
+
+const PRO: &str = "0f6c1f5e-8b2a-4c3d-9e4f-5a6b7c8d9e0f";
+const LICENSE: &str = "3a4b5c6d-7e8f-4a1b-8c2d-3e4f5a6b7c8d";
+const CUSTOMER: &str = "6b7c8d9e-0f1a-4b2c-9d3e-4f5a6b7c8d9e";
+/// Granted the PRO flag.
+const KEY: &str = "TIER-1B2C3D4E-5F6A-4B7C-8D9E-0F1A2B3C4D5E";
+/// Paused at period end, then the period ends.
+const PAUSED: &str = "LIFE-PAUSE-1B2C3D";
+/// Rotated: the old string stops.
+const ROTATED: &str = "LIFE-ROTATE-7B8C9D";
+const RESUMES_AT: i64 = 1_938_211_200; // 2031-06-03T00:00:00Z
+const EVENTS: [&str; 12] = [
+    "subscription.updated",
+    "subscription.canceled",
+    "subscription.revoked",
+    "subscription.paused",
+    "subscription.resumed",
+    "benefit.updated",
+    "benefit_grant.created",
+    "benefit_grant.updated",
+    "benefit_grant.revoked",
+    "benefit_grant.cycled",
+    "customer.state_changed",
+    "order.refunded",
+];
+
+fn seed() -> Seed {
+    let mut seed = Seed::demo();
+    seed.benefits.push(feature_flag(
+        PRO,
+        json!({"max_upload_size": 10, "role": "editor", "ratio": 1.5, "beta": true}),
+    ));
+    let subscribed = |key: &str, n: u8, benefits: Vec<String>| SeedKey {
+        subscription: Some(SeedSubscription {
+            id: Some(format!("9e0f1a2b-3c4d-4e5f-8a6b-7c8d9e0f1a{n:02x}")),
+            ..SeedSubscription::default()
+        }),
+        benefits,
+        ..customers_key(key, LICENSE, CUSTOMER)
+    };
+    seed.license_keys
+        .push(subscribed(KEY, 1, vec![PRO.to_string()]));
+    seed.license_keys.push(subscribed(PAUSED, 2, Vec::new()));
+    seed.license_keys
+        .push(customers_key(ROTATED, LICENSE, CUSTOMER));
+    seed
+}
+
+/// The emulator (webhooks sent at once) and the relay in front of it: a memory store,
+/// entitlements signed, no per-client limits, Polar's webhooks delivered to it; the relay's
+/// public key pair.
+struct Seller {
+    polar: Emulator,
+    relay: Running,
+    keys: polar_license::lease::RelayKeys,
+}
+
+fn seller() -> Seller {
+    let options = EmulatorOptions {
+        webhooks: WebhookOptions {
+            schedule_scale: 0.0001,
+            timeout: Duration::from_secs(5),
+        },
+        ..EmulatorOptions::default()
+    };
+    let polar = Emulator::start(seed(), options).expect("the emulator");
+    let created = json_request(
+        polar.port(),
+        "POST",
+        "/v1/webhooks/endpoints",
+        Some(
+            &json!({"url": "http://127.0.0.1:9/later", "format": "raw", "events": EVENTS})
+                .to_string(),
+        ),
+        Some(DEMO_TOKEN),
+    );
+    assert_eq!(created.status, 201, "{}", created.text());
+    let endpoint: Value = created.json();
+    let signer = SigningKey::generate(Some("tauri-values")).expect("a key");
+    let keys = signer.relay_keys();
+    let mut config = RelayConfig::new(
+        Server::Custom(polar.url()),
+        AccessToken::new(DEMO_TOKEN),
+        signer,
+    );
+    config.limits = Limits {
+        per_ip: Rate::new(0, 0),
+        per_key: Rate::new(0, 0),
+        ..Limits::default()
+    };
+    let mut store = StoreOptions::default();
+    store.entitlements = true;
+    store.reconcile_every = 0;
+    store.roster = false;
+    config.store = Some(StoreConfig {
+        backend: Arc::new(MemoryBackend::new(1_000)),
+        options: store,
+        webhook_secret: endpoint["secret"].as_str().map(str::to_string),
+    });
+    let upstream = UreqTransport::new(Duration::from_secs(2), Duration::from_secs(5), 1 << 20);
+    let relay = Relay::new(config, Box::new(upstream)).expect("the relay");
+    let relay = serve(Arc::new(relay), "127.0.0.1:0").expect("the relay listens");
+    let id = endpoint["id"].as_str().expect("an id");
+    let pointed = json_request(
+        polar.port(),
+        "PATCH",
+        &format!("/v1/webhooks/endpoints/{id}"),
+        Some(&json!({"url": format!("{}/v1/webhooks/polar", relay.url())}).to_string()),
+        Some(DEMO_TOKEN),
+    );
+    assert_eq!(pointed.status, 200, "{}", pointed.text());
+    Seller { polar, relay, keys }
+}
+
+/// The app on the mock runtime, talking to `url`, in signed mode when `keys` is given, every
+/// check asking online; its answers recorded as `answers-values-<name>.json`.
+struct App2 {
+    _app: App<MockRuntime>,
+    webview: WebviewWindow<MockRuntime>,
+    _dir: ScratchDir,
+    name: String,
+    recorded: Mutex<Vec<Value>>,
+}
+
+impl App2 {
+    fn new(name: &str, url: &str, keys: Option<&polar_license::lease::RelayKeys>) -> App2 {
+        let dir = ScratchDir::new(&format!("tauri-values-{name}"));
+        let keys = keys.cloned();
+        let options = Options::default()
+            .base_url(url)
+            .cache_dir(dir.path())
+            .configure(move |b| {
+                let b = b
+                    .machine_binding(MachineBinding::Off)
+                    .timeout(Duration::from_secs(5))
+                    .policy(GracePolicy {
+                        revalidate_after: Duration::ZERO,
+                        ..GracePolicy::default()
+                    });
+                match keys {
+                    Some(keys) => b.relay_keys(keys),
+                    None => b,
+                }
+            });
+        let (app, webview) = common::app_with_window(
+            polar_license_emulator::DEMO_ORGANIZATION_ID,
+            options,
+            &["polar-license:default"],
+        );
+        App2 {
+            _app: app,
+            webview,
+            _dir: dir,
+            name: name.to_string(),
+            recorded: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn invoke(&self, command: &str, args: Value) -> Result<Value, Value> {
+        let answer = common::invoke(&self.webview, command, args.clone());
+        let text = format!("{answer:?}");
+        for key in [KEY, PAUSED, ROTATED] {
+            assert!(!text.contains(key), "{command} answered the whole key");
+        }
+        let mut recorded = self.recorded.lock().unwrap_or_else(|e| e.into_inner());
+        recorded.push(match &answer {
+            Ok(value) => json!({ "command": command, "args": args, "ok": value }),
+            Err(value) => json!({ "command": command, "args": args, "err": value }),
+        });
+        common::write_fixture(
+            &format!("answers-values-{}.json", self.name),
+            &Value::Array(recorded.clone()),
+        );
+        answer
+    }
+
+    fn check(&self, key: &str) -> LicenseState {
+        let value = self
+            .invoke("check", json!({ "key": key }))
+            .expect("check resolves");
+        serde_json::from_value(value).expect("a LicenseState")
+    }
+
+    fn entitlement(&self, key: &str, name: &str) -> EntitlementState {
+        let value = self
+            .invoke("entitlement", json!({ "key": key, "name": name }))
+            .expect("entitlement resolves");
+        serde_json::from_value(value).expect("an EntitlementState")
+    }
+
+    fn validate_err(&self, key: &str) -> LicenseError {
+        match self.invoke("validate", json!({ "key": key })) {
+            Ok(v) => panic!("validate resolved: {v}"),
+            Err(e) => serde_json::from_value(e).expect("a LicenseError"),
+        }
+    }
+}
+
+/// Checks `key` until its state has `entitlements` (each check licensed), within 10 s.
+fn until_values(app: &App2, key: &str) -> LicenseState {
+    let start = Instant::now();
+    loop {
+        let state = app.check(key);
+        assert!(state.licensed, "{state:?}");
+        if state.entitlements.is_some() {
+            return state;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no values in 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn signed_values_are_read_typed_absent_names_are_absent_and_unsigned_mode_needs_the_relay() {
+    let seller = seller();
+    let app = App2::new("signed", &seller.relay.url(), Some(&seller.keys));
+    let state = until_values(&app, KEY);
+    assert_eq!(
+        state.entitlements,
+        Some(
+            [
+                ("beta".to_string(), json!(true)),
+                ("max_upload_size".to_string(), json!(10)),
+                ("ratio".to_string(), json!(1.5)),
+                ("role".to_string(), json!("editor")),
+            ]
+            .into_iter()
+            .collect()
+        )
+    );
+    assert_eq!(state.stopped, None);
+    // The command: each type as Polar holds it, crossing the IPC as JSON.
+    for (name, want) in [
+        ("max_upload_size", json!(10)),
+        ("role", json!("editor")),
+        ("ratio", json!(1.5)),
+        ("beta", json!(true)),
+    ] {
+        let got = app.entitlement(KEY, name);
+        assert_eq!(
+            (got.state.as_str(), got.value.as_ref()),
+            ("granted", Some(&want)),
+            "{name}"
+        );
+    }
+    let raw = app
+        .invoke(
+            "entitlement",
+            json!({"key": KEY, "name": "max_upload_size"}),
+        )
+        .expect("resolves");
+    assert!(raw["value"].is_i64(), "an integer stays an integer: {raw}");
+    // A name the flag does not set: absent, no value.
+    let seats = app.entitlement(KEY, "seats");
+    assert_eq!((seats.state.as_str(), seats.value), ("absent", None));
+    // A key that does not license: its state says so, no value.
+    let unknown = app.entitlement(KEY.replace("TIER", "NONE").as_str(), "role");
+    assert_eq!(
+        (unknown.state.as_str(), unknown.value),
+        ("not_licensed", None)
+    );
+
+    // Unsigned mode, straight at the emulator: licensed, and no value known: `unsigned`.
+    let plain = App2::new("unsigned", &seller.polar.url(), None);
+    let state = plain.check(KEY);
+    assert!(state.licensed, "{state:?}");
+    assert_eq!(state.entitlements, None);
+    let role = plain.entitlement(KEY, "role");
+    assert_eq!((role.state.as_str(), role.value), ("unsigned", None));
+    // The relay's client without its public key: unsigned too (nothing it reads is signed).
+    let keyless = App2::new("keyless", &seller.relay.url(), None);
+    let role = keyless.entitlement(KEY, "role");
+    assert_eq!((role.state.as_str(), role.value), ("unsigned", None));
+}
+
+/// A proxy on loopback between the app and `upstream`: while `altering` is set, it edits the
+/// relay's lease on every answer (`from` replaced by `to`, as long, inside its signed
+/// payload), counting the leases it edited; else it passes every answer on as it came.
+struct Proxy {
+    url: String,
+    altering: Arc<AtomicBool>,
+    edited: Arc<Mutex<u32>>,
+}
+
+fn altering_proxy(upstream: String, from: &'static [u8], to: &'static [u8]) -> Proxy {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a port");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let edited = Arc::new(Mutex::new(0u32));
+    let altering = Arc::new(AtomicBool::new(false));
+    let (count, on) = (Arc::clone(&edited), Arc::clone(&altering));
+    let upstream = upstream.trim_start_matches("http://").to_string();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let upstream = upstream.clone();
+            let (count, on) = (Arc::clone(&count), Arc::clone(&on));
+            std::thread::spawn(move || {
+                let (from, to) = if on.load(Ordering::SeqCst) {
+                    (from, to)
+                } else {
+                    (from, from)
+                };
+                let _ = relay_one(client, &upstream, from, to, &count);
+            });
+        }
+    });
+    Proxy {
+        url,
+        altering,
+        edited,
+    }
+}
+
+/// One HTTP message (head and a `content-length` body) from `r`.
+fn message(r: &mut impl BufRead) -> Option<(String, Vec<u8>)> {
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        head.push_str(&line);
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let length = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    r.read_exact(&mut body).ok()?;
+    Some((head, body))
+}
+
+fn relay_one(
+    client: TcpStream,
+    upstream: &str,
+    from: &[u8],
+    to: &[u8],
+    edited: &Mutex<u32>,
+) -> Option<()> {
+    let (head, body) = message(&mut BufReader::new(client.try_clone().ok()?))?;
+    // One request per connection, passed on as it came (but closing).
+    let head = head.replacen("\r\n", "\r\nconnection: close\r\n", 1);
+    let mut up = TcpStream::connect(upstream).ok()?;
+    up.write_all(head.as_bytes()).ok()?;
+    up.write_all(&body).ok()?;
+    let (answer, body) = message(&mut BufReader::new(up))?;
+    let mut out = String::new();
+    for line in answer.split_inclusive("\r\n") {
+        match line.split_once(':') {
+            Some((name, value)) if name.eq_ignore_ascii_case(LEASE_HEADER) => {
+                let altered = if from == to {
+                    None
+                } else {
+                    edit(value.trim(), from, to)
+                };
+                if altered.is_some() {
+                    *edited.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+                }
+                let token = altered.unwrap_or_else(|| value.trim().to_string());
+                out.push_str(&format!("{name}: {token}\r\n"));
+            }
+            _ => out.push_str(line),
+        }
+    }
+    let mut client = client;
+    client.write_all(out.as_bytes()).ok()?;
+    client.write_all(&body).ok()
+}
+
+/// `token` (`v4.public.<payload>[.<footer>]`) with `from` replaced by `to` in its payload's
+/// claims; `None` when they are not there.
+fn edit(token: &str, from: &[u8], to: &[u8]) -> Option<String> {
+    let parts: Vec<&str> = token.split('.').collect();
+    let mut payload = B64::decode_to_vec(parts.get(2)?, None).ok()?;
+    let at = payload.windows(from.len()).position(|w| w == from)?;
+    payload[at..at + to.len()].copy_from_slice(to);
+    let mut parts: Vec<String> = parts.iter().map(|p| p.to_string()).collect();
+    parts[2] = B64::encode_to_string(&payload).ok()?;
+    Some(parts.join("."))
+}
+
+#[test]
+fn a_lease_whose_values_were_altered_is_refused_and_no_altered_value_is_read() {
+    let seller = seller();
+    // The relay reads the customer's values first (through an honest app).
+    let honest = App2::new("honest", &seller.relay.url(), Some(&seller.keys));
+    let _ = until_values(&honest, KEY);
+    let proxy = altering_proxy(
+        seller.relay.url(),
+        b"\"max_upload_size\":10",
+        b"\"max_upload_size\":90",
+    );
+    let cached = App2::new("altered-cached", &proxy.url, Some(&seller.keys));
+    // Passed on as it came, the proxy's answers license with the relay's values.
+    let state = cached.check(KEY);
+    assert!(state.licensed, "{state:?}");
+    assert_eq!(
+        cached.entitlement(KEY, "max_upload_size").value,
+        Some(json!(10))
+    );
+    proxy.altering.store(true, Ordering::SeqCst);
+    // Altered: not Polar's answer (`protocol_error`); the app holding an earlier grant
+    // licenses from its cache, with the values of the lease it verified then.
+    let state = cached.check(KEY);
+    assert_eq!(
+        (state.source.as_deref(), state.fallback.as_deref()),
+        (Some("cache"), Some("protocol_error")),
+        "{state:?}"
+    );
+    assert_eq!(
+        state
+            .entitlements
+            .as_ref()
+            .and_then(|e| e.get("max_upload_size")),
+        Some(&json!(10))
+    );
+    // An app with nothing cached: refused, no value read.
+    let app = App2::new("altered", &proxy.url, Some(&seller.keys));
+    for _ in 0..3 {
+        let state = app.check(KEY);
+        assert!(
+            !state.licensed,
+            "a lease that does not verify licensed: {state:?}"
+        );
+        assert_eq!(state.code.as_deref(), Some("protocol_error"), "{state:?}");
+        assert_eq!(state.entitlements, None, "{state:?}");
+        let got = app.entitlement(KEY, "max_upload_size");
+        assert_ne!(got.value, Some(json!(90)), "the altered value was read");
+        assert_eq!((got.state.as_str(), got.value), ("not_licensed", None));
+    }
+    assert!(
+        *proxy.edited.lock().unwrap_or_else(|e| e.into_inner()) >= 4,
+        "the proxy altered the leases"
+    );
+}
+
+/// Polar's lifecycle control route of the emulator for `key`.
+fn lifecycle(polar: &Emulator, key: &str, body: Value) {
+    let r = json_request(
+        polar.port(),
+        "POST",
+        &format!("/__emulator/keys/{key}/subscription"),
+        Some(&body.to_string()),
+        Some(DEMO_TOKEN),
+    );
+    assert!(r.status < 300, "{key}: {} {}", r.status, r.text());
+}
+
+/// Checks `key` until it is denied with a detail (the webhooks arrive within moments).
+fn until_stopped(app: &App2, key: &str) -> LicenseState {
+    let start = Instant::now();
+    loop {
+        let state = app.check(key);
+        if state.stopped.is_some() {
+            return state;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "no detail in 15 s: {state:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_denial_through_the_relay_says_why_the_key_stopped_with_its_dates() {
+    let seller = seller();
+    let apps = [
+        App2::new("stop-unsigned", &seller.relay.url(), None),
+        App2::new("stop-signed", &seller.relay.url(), Some(&seller.keys)),
+    ];
+    // Licensed first, through the relay (it learns each string's key id).
+    for app in &apps {
+        for key in [PAUSED, ROTATED] {
+            let state = app.check(key);
+            assert!(state.licensed, "{key}: {state:?}");
+            assert_eq!(state.stopped, None);
+        }
+    }
+    // Paused at period end with its resume date, then the period ends; rotated.
+    lifecycle(
+        &seller.polar,
+        PAUSED,
+        json!({"action": "pause_at_period_end", "resumes_at": "2031-06-03T00:00:00Z"}),
+    );
+    lifecycle(&seller.polar, PAUSED, json!({"action": "period_end"}));
+    seller.polar.rotate_key(ROTATED).expect("rotated");
+    for app in &apps {
+        let state = until_stopped(app, PAUSED);
+        assert!(!state.licensed);
+        assert_eq!(state.class.as_deref(), Some("denied"), "{state:?}");
+        let stopped = state.stopped.expect("why");
+        assert_eq!(stopped.kind, "paused", "{}", app.name);
+        assert_eq!(stopped.until, Some(RESUMES_AT));
+        assert!(stopped.at.is_some(), "paused at");
+        // `validate` rejects with the same detail.
+        let e = app.validate_err(PAUSED);
+        assert_eq!(e.code, state.code.expect("a code"));
+        assert_eq!(e.stopped.as_ref().map(|s| s.kind.as_str()), Some("paused"));
+        assert_eq!(e.stopped.and_then(|s| s.until), Some(RESUMES_AT));
+        let rotated = until_stopped(app, ROTATED);
+        assert_eq!(
+            rotated.code.as_deref(),
+            Some("not_found"),
+            "the reason stays Polar's"
+        );
+        let rotated = rotated.stopped.expect("why");
+        assert_eq!((rotated.kind.as_str(), rotated.until), ("rotated", None));
+        assert!(rotated.at.is_some());
+        // A denial the relay cannot explain: no detail.
+        let state = app.check("NOT-A-KEY-OF-ANYONE");
+        assert!(!state.licensed);
+        assert_eq!(state.stopped, None);
+    }
+}

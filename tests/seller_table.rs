@@ -5,9 +5,12 @@
 //! step of any row answers otherwise than the table says.
 #![cfg(not(target_arch = "wasm32"))]
 
-use polar_license::{ActivateRequest, MachineBinding};
+use polar_license::portal::{PortalError, SessionToken};
+use polar_license::{ActivateRequest, Licensing, MachineBinding, Verdict as Answer};
 use polar_license_emulator::DEMO_KEY;
-use polar_license_testkit::seller_rows::{play, Found, Row, RowPolar, Step, Verdict};
+use polar_license_testkit::seller_rows::{
+    devices_cell, play, Found, Row, RowPolar, Step, Verdict, DEVICES_EMAIL,
+};
 use polar_license_testkit::{licensing_builder, ScratchDir};
 use std::time::Duration;
 
@@ -23,6 +26,7 @@ fn run_row(row: &Row) -> Found {
         .build()
         .expect("licensing builds");
     let mut found = Found::new(row);
+    let mut session: Option<SessionToken> = None;
     for (i, step) in row.steps.iter().enumerate() {
         // The clocks, Polar's revocation and its outage; the app's calls below.
         world.play(step);
@@ -41,10 +45,59 @@ fn run_row(row: &Row) -> Found {
                 let got = Verdict::of_report(row, &app.check_trial_report(), start);
                 found.compare(i, want.as_ref(), &got);
             }
-            Step::Revoke(_) | Step::Offline => {}
+            Step::TryActivate(want) => {
+                let got = match app.activate(&ActivateRequest::new(DEMO_KEY, "This laptop")) {
+                    Ok(Answer::Accepted(_)) => "activated".to_string(),
+                    Ok(Answer::Denied(d)) => d.reason.code().to_string(),
+                    Err(e) => e.reason().code().to_string(),
+                };
+                found.compare(i, want.as_ref(), &Verdict::word(got));
+            }
+            Step::SignIn => {
+                let signed = app
+                    .client()
+                    .request_sign_in_code(DEVICES_EMAIL)
+                    .and_then(|()| app.client().sign_in(&world.emailed_code()));
+                match signed {
+                    Ok(token) => session = Some(token),
+                    Err(e) => found.failures.push(format!("step {i}: sign in: {e:?}")),
+                }
+            }
+            Step::Devices(want) => {
+                let got = match listed(&app, session.as_ref()) {
+                    Ok(d) => {
+                        devices_cell(d.devices.len(), d.devices.iter().any(|d| d.this_machine))
+                    }
+                    Err(e) => e.code().to_string(),
+                };
+                found.compare(i, want.as_ref(), &Verdict::word(got));
+            }
+            Step::FreeOther => {
+                let other = listed(&app, session.as_ref()).ok().and_then(|d| {
+                    d.devices
+                        .into_iter()
+                        .find(|d| !d.this_machine)
+                        .map(|d| d.id)
+                });
+                let freed = other.map(|id| app.deactivate(DEMO_KEY, Some(&id)));
+                if !matches!(freed, Some(Ok(Answer::Accepted(())))) {
+                    found
+                        .failures
+                        .push(format!("step {i}: free another: {freed:?}"));
+                }
+            }
+            Step::Revoke(_) | Step::Offline | Step::Elsewhere(_) => {}
         }
     }
     found
+}
+
+/// The key's devices through the row's session (none: not signed in).
+fn listed(
+    app: &Licensing,
+    session: Option<&SessionToken>,
+) -> Result<polar_license::portal::KeyDevices, PortalError> {
+    app.list_devices(session.ok_or(PortalError::NotSignedIn)?, DEMO_KEY)
 }
 
 #[test]

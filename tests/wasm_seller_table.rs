@@ -13,13 +13,16 @@
 //! table says.
 #![cfg(target_arch = "wasm32")]
 
+use polar_license::portal::{PortalError, SessionToken};
 use polar_license::wasm::{date_now, AsyncLicensing};
 use polar_license::ActivateRequest;
+use polar_license::Verdict as Answer;
 use polar_license_testkit::fetch::{
-    new_key, patch_key, seller, set_clock, set_fault_at, Versioned,
+    elsewhere, emailed_codes, new_key, patch_key, seller, set_clock, set_fault_at, Versioned,
 };
 use polar_license_testkit::seller_rows::{
-    rows, seconds, tsv, Found, Row, Step, Verdict, TSV_MARKER,
+    devices_cell, emailed_code, rows, seconds, tsv, Found, Row, Step, Verdict, DEVICES_EMAIL,
+    TSV_MARKER,
 };
 use serde_json::{json, Value};
 use std::cell::Cell;
@@ -46,6 +49,7 @@ async fn run_row(row: &Row) -> Found {
         .build_with_transport(Versioned::new(row.api()))
         .expect("licensing builds");
     let mut found = Found::new(row);
+    let mut session: Option<SessionToken> = None;
     for (i, step) in row.steps.iter().enumerate() {
         if let Some(offset) = step.day().map(seconds) {
             set_clock(polar, offset).await;
@@ -70,6 +74,64 @@ async fn run_row(row: &Row) -> Found {
             }
             Step::Revoke(_) => patch_key(polar, &key, json!({ "status": "revoked" })).await,
             Step::Offline => set_fault_at(polar, json!({ "kind": "close_immediately" })).await,
+            Step::Elsewhere(label) => elsewhere(polar, &key, label).await,
+            Step::TryActivate(want) => {
+                let answer = app
+                    .activate(&ActivateRequest::new(key.as_str(), "This laptop"))
+                    .await;
+                let got = match answer {
+                    Ok(Answer::Accepted(_)) => "activated".to_string(),
+                    Ok(Answer::Denied(d)) => d.reason.code().to_string(),
+                    Err(e) => e.reason().code().to_string(),
+                };
+                found.compare(i, want.as_ref(), &Verdict::word(got));
+            }
+            Step::SignIn => {
+                let signed = match app.client().request_sign_in_code(DEVICES_EMAIL).await {
+                    Ok(()) => {
+                        let code = emailed_code(&emailed_codes(polar).await);
+                        app.client().sign_in(&code).await
+                    }
+                    Err(e) => Err(e),
+                };
+                match signed {
+                    Ok(token) => session = Some(token),
+                    Err(e) => found.failures.push(format!("step {i}: sign in: {e:?}")),
+                }
+            }
+            Step::Devices(want) => {
+                let listed = match &session {
+                    Some(s) => app.list_devices(s, key.as_str()).await,
+                    None => Err(PortalError::NotSignedIn),
+                };
+                let got = match listed {
+                    Ok(d) => {
+                        devices_cell(d.devices.len(), d.devices.iter().any(|d| d.this_machine))
+                    }
+                    Err(e) => e.code().to_string(),
+                };
+                found.compare(i, want.as_ref(), &Verdict::word(got));
+            }
+            Step::FreeOther => {
+                let other = match &session {
+                    Some(s) => app.list_devices(s, key.as_str()).await.ok().and_then(|d| {
+                        d.devices
+                            .into_iter()
+                            .find(|d| !d.this_machine)
+                            .map(|d| d.id)
+                    }),
+                    None => None,
+                };
+                let freed = match other {
+                    Some(id) => Some(app.deactivate(key.as_str(), Some(&id)).await),
+                    None => None,
+                };
+                if !matches!(freed, Some(Ok(Answer::Accepted(())))) {
+                    found
+                        .failures
+                        .push(format!("step {i}: free another: {freed:?}"));
+                }
+            }
         }
     }
     set_fault_at(polar, Value::Null).await;

@@ -6,7 +6,7 @@
 // `node tests/js/seller-rows.mjs --flat` prints the rows for the C runner
 // (bindings/c/tests/test_seller_table.c), one tab-separated line each:
 //   row  ID  API  EXPIRES_DAY  BENEFIT  SUB_STATUS  PERIOD_END_DAY  CANCEL  ENDS_DAY
-//        RELEASED_DAY  TRIAL_DAYS  TRIAL_BENEFIT
+//        RELEASED_DAY  TRIAL_DAYS  TRIAL_BENEFIT  LIMIT_ACTIVATIONS  CUSTOMER_ADMIN
 //   step DO  DAY  CELL  EXPECTED   (EXPECTED rendered; `-` where a field is absent)
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -89,6 +89,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url) && process.argv[2] === '-
         'row', r.id, p.api || '2026-10', dash(p.expires_day), dash(p.benefit), dash(s.status),
         dash(s.period_end_day), s.cancel_at_period_end ? 1 : 0, dash(s.ends_day),
         dash(a.released_day), a.trial_days || 0, a.trial_benefit ? 1 : 0,
+        p.limit_activations ?? 3, p.customer_admin === false ? 0 : 1,
       ].join('\t'),
     );
     for (const st of r.steps) {

@@ -19,11 +19,12 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { PACKAGE_DIR, mapStorage, pkg, started, stop } from './emulator.mjs';
 import { PAID_BENEFIT, TRIAL_BENEFIT, expected, render, rows } from './seller-rows.mjs';
 
 const { LicenseClient } = await pkg();
+const { Devices } = await import(pathToFileURL(join(PACKAGE_DIR, 'devices.js')).href);
 
 const DAY = 86400;
 const ORG = '2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10';
@@ -31,11 +32,20 @@ const KEY = 'SELLER-4F0C2A9E-5B7D-4E21-9C3A-1F2E3D4C5B6A';
 const iso = (s) => new Date(s * 1000).toISOString().replace('.000Z', 'Z');
 const seconds = (day) => Math.round(day * DAY);
 const dayOf = (d) => (d == null ? null : seconds(d));
+// Devices rows (issue #64): the key's customer, and a benefit with device management on.
+const DEVICES_EMAIL = 'jane.doe@gmail.com';
+const DEVICES_BENEFIT = '5d3c2b1a-9e8f-4a7b-8c6d-1e2f3a4b5c6d';
+const isDevicesRow = (row) => row.steps.some((s) => s.do === 'sign_in' || s.do === 'elsewhere');
 
 /** The row's Polar: an emulator process of its own, seeded with the row's key. */
 async function emulator(row, start, dir) {
   const p = row.polar;
-  const key = { key: KEY, customer_id: '5d3c2b1a-1e2f-4a3b-8c4d-5e6f7a8b9c0d', limit_activations: 3 };
+  const key = { key: KEY, customer_id: '5d3c2b1a-1e2f-4a3b-8c4d-5e6f7a8b9c0d', limit_activations: p.limit_activations ?? 3 };
+  const benefits = [];
+  if (isDevicesRow(row)) {
+    Object.assign(key, { customer_email: DEVICES_EMAIL, benefit_id: DEVICES_BENEFIT });
+    benefits.push({ id: DEVICES_BENEFIT, enable_customer_admin: p.customer_admin !== false });
+  }
   if (p.benefit === 'trial') key.benefit_id = TRIAL_BENEFIT;
   if (p.benefit === 'paid') key.benefit_id = PAID_BENEFIT;
   if (p.expires_day != null) key.expires_at = iso(start + seconds(p.expires_day));
@@ -50,7 +60,7 @@ async function emulator(row, start, dir) {
     };
   }
   const seed = join(dir, 'seed.json');
-  writeFileSync(seed, JSON.stringify({ organization_id: ORG, license_keys: [key] }));
+  writeFileSync(seed, JSON.stringify({ organization_id: ORG, license_keys: [key], benefits }));
   const bin = join(PACKAGE_DIR, 'emulator-cli.js');
   const args = [bin, '--port', '0', '--seed', seed, '--api-version', p.api || '2026-10'];
   return started(process.execPath, args, 1);
@@ -113,7 +123,59 @@ async function play(row) {
       await post(base, '/__emulator/clock', { offset_seconds: offset });
     };
     const cellAt = row.steps.findIndex((s) => s.cell);
+    const compare = (i, step, got) => {
+      const want = expected(step);
+      if (!want) return;
+      const [w, g] = [render(want), render(got)];
+      if (w !== g) found.failures.push(`step ${i}: expected \`${w}\`, got \`${g}\``);
+      if (cellAt === -1 || cellAt === i) [found.expected, found.got] = [w, g];
+    };
+    // Devices rows: the package's polar-license/devices (its session in memory) and this
+    // machine's activation as the app knows it (from its activate).
+    const dev = new Devices({ organizationId: ORG, baseUrl: base });
+    let hereId = null;
+    const listed = async () => {
+      try {
+        const d = await dev.list(KEY, { activationId: hereId });
+        return `devices:${d.devices.length},this:${d.devices.some((x) => x.thisMachine) ? 'marked' : 'unmarked'}`;
+      } catch (e) {
+        return e.code ?? String(e);
+      }
+    };
     for (const [i, step] of row.steps.entries()) {
+      if (step.do === 'elsewhere') {
+        await post(base, '/v1/customer-portal/license-keys/activate', { key: KEY, organization_id: ORG, label: step.label });
+        continue;
+      }
+      if (step.do === 'try_activate') {
+        let got;
+        try {
+          hereId = (await client.activate(KEY, { label: 'This laptop' })).activation.id;
+          got = 'activated';
+        } catch (e) {
+          got = e.code ?? String(e);
+        }
+        compare(i, step, { verdict: got });
+        continue;
+      }
+      if (step.do === 'sign_in') {
+        await dev.requestCode(DEVICES_EMAIL);
+        const r = await fetch(`${base}/__emulator/customer-session/codes`);
+        const { codes } = await r.json();
+        await dev.signIn(codes.filter((c) => c.email === DEVICES_EMAIL).at(-1).code);
+        continue;
+      }
+      if (step.do === 'devices') {
+        compare(i, step, { verdict: await listed() });
+        continue;
+      }
+      if (step.do === 'free_other') {
+        const d = await dev.list(KEY, { activationId: hereId });
+        const other = d.devices.find((x) => !x.thisMachine);
+        if (!other) found.failures.push(`step ${i}: no other device`);
+        else await dev.free(KEY, other.id);
+        continue;
+      }
       if (step.do === 'offline') {
         await post(base, '/__emulator/fault', { kind: 'close_immediately' });
         continue;
@@ -138,11 +200,7 @@ async function play(row) {
       } catch (e) {
         got = e;
       }
-      const want = expected(step);
-      if (!want) continue;
-      const [w, g] = [render(want), render(verdict(row, got, start))];
-      if (w !== g) found.failures.push(`step ${i}: expected \`${w}\`, got \`${g}\``);
-      if (cellAt === -1 || cellAt === i) [found.expected, found.got] = [w, g];
+      compare(i, step, verdict(row, got, start));
     }
   } catch (e) {
     found.failures.push(`the row could not be played: ${e.stack ?? e}`);

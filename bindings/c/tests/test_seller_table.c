@@ -25,6 +25,11 @@
 #define DAY 86400LL
 #define TRIAL_BENEFIT "7f3c1e2a-9b4d-4c8e-a1f2-3d4e5f6a7b8c"
 #define PAID_BENEFIT "4b1c2d3e-5f60-4a7b-8c9d-0e1f2a3b4c5d"
+/* Devices rows (issue #64): the demo benefit (device management on) and its customer's email. */
+#define DEVICES_BENEFIT "5d3c2b1a-9e8f-4a7b-8c6d-1e2f3a4b5c6d"
+#define DEVICES_EMAIL "jane.doe@gmail.com"
+/* A benefit no seed describes: device management off. */
+#define UNMANAGED_BENEFIT "0e1d2c3b-4a59-4687-9a5b-4c3d2e1f0a9b"
 #define MAX_STEPS 16
 #define LINE 512
 
@@ -39,7 +44,7 @@ struct row {
   char id[64];
   char expires_day[16], benefit[16], sub_status[16], period_end_day[16], ends_day[16];
   char released_day[16];
-  int cancel, trial_days, trial_benefit;
+  int cancel, trial_days, trial_benefit, limit_activations, customer_admin, devices;
   struct step steps[MAX_STEPS];
   int n_steps;
 };
@@ -134,13 +139,54 @@ static polar_license_client *app(const struct row *row, const char *dir, long lo
   return client_of(config);
 }
 
+/* Another machine activates `key` (set-up: Polar's public activate, not the C API). */
+static void elsewhere(const char *key) {
+  char body[256];
+  snprintf(body, sizeof body,
+           "{\"key\":\"%s\",\"organization_id\":\"" DEMO_ORG "\",\"label\":\"elsewhere\"}", key);
+  if (emu_request("POST", "/v1/customer-portal/license-keys/activate", body, NULL, 0) != 200)
+    stop("another machine could not activate");
+}
+
+/* The newest code the emulator "emailed" (its /__emulator/customer-session/codes), into
+ * `code`; "" when none. */
+static void emailed_code(char code[8]) {
+  static char body[1 << 18];
+  const char *at, *found = NULL;
+  code[0] = '\0';
+  if (emu_request("GET", "/__emulator/customer-session/codes", NULL, body, sizeof body) != 200)
+    return;
+  for (at = strstr(body, "\"code\":\""); at != NULL; at = strstr(at + 1, "\"code\":\"")) found = at + 8;
+  if (found != NULL && strlen(found) >= 6) {
+    memcpy(code, found, 6);
+    code[6] = '\0';
+  }
+}
+
+/* A devices step's cell from a portal result: `devices:N,this:marked|unmarked`, or the
+ * failure's code. */
+static void devices_cell(const polar_license_portal_result *r, char out[256]) {
+  size_t i, n;
+  int marked = 0;
+  if (polar_license_portal_result_error(r) != POLAR_LICENSE_PORTAL_ERROR_NONE) {
+    snprintf(out, 256, "%s", polar_license_portal_result_code(r));
+    return;
+  }
+  n = polar_license_portal_result_device_count(r);
+  for (i = 0; i < n; i++) marked |= polar_license_portal_result_device_this_machine(r, i);
+  snprintf(out, 256, "devices:%zu,this:%s", n, marked ? "marked" : "unmarked");
+}
+
 static void run_row(const struct row *row) {
   char key[64], fields[384], dir[64], got[256] = "", expected[256] = "", t1[32], t2[32];
   long long start = (long long)time(NULL);
   int i, failed = 0, cell_set = 0;
   size_t n = 0;
-  /* Activations on, as the demo key of the other faces' seed (3), whatever the benefit. */
-  n += (size_t)snprintf(fields, sizeof fields, "\"limit_activations\":3");
+  /* The client that signs in, held for the row (its session lives in its memory). */
+  polar_license_client *held = NULL;
+  /* Activations on, as the demo key of the other faces' seed (3, unless the row says),
+   * whatever the benefit. */
+  n += (size_t)snprintf(fields, sizeof fields, "\"limit_activations\":%d", row->limit_activations);
   if (strcmp(row->expires_day, "-") != 0) {
     when(start + seconds(atof(row->expires_day)), 0, t1);
     n += (size_t)snprintf(fields + n, sizeof fields - n, ",\"expires_at\":\"%s\"", t1);
@@ -157,7 +203,11 @@ static void run_row(const struct row *row) {
     }
     n += (size_t)snprintf(fields + n, sizeof fields - n, "}");
   }
-  if (strcmp(row->benefit, "trial") == 0)
+  if (row->devices) {
+    n += (size_t)snprintf(fields + n, sizeof fields - n,
+                          ",\"customer_email\":\"" DEVICES_EMAIL "\"");
+    emu_new_key_on(row->customer_admin ? DEVICES_BENEFIT : UNMANAGED_BENEFIT, fields, key);
+  } else if (strcmp(row->benefit, "trial") == 0)
     emu_new_key_on(TRIAL_BENEFIT, fields, key);
   else if (strcmp(row->benefit, "paid") == 0)
     emu_new_key_on(PAID_BENEFIT, fields, key);
@@ -179,8 +229,75 @@ static void run_row(const struct row *row) {
       emu_patch_key(key, "{\"status\":\"revoked\"}");
       continue;
     }
+    if (strcmp(s->what, "elsewhere") == 0) {
+      elsewhere(key);
+      continue;
+    }
+    if (strcmp(s->what, "sign_in") == 0 || strcmp(s->what, "devices") == 0 ||
+        strcmp(s->what, "free_other") == 0) {
+      polar_license_portal_result *p = NULL;
+      char g[256], code[8];
+      if (held == NULL) held = app(row, dir, start, offset);
+      if (strcmp(s->what, "sign_in") == 0) {
+        must(polar_license_client_request_sign_in_code(held, DEVICES_EMAIL, NULL, &p));
+        polar_license_portal_result_free(p);
+        p = NULL;
+        emailed_code(code);
+        must(polar_license_client_sign_in(held, code, &p));
+        if (polar_license_portal_result_error(p) != POLAR_LICENSE_PORTAL_ERROR_NONE) {
+          fprintf(stderr, "%s: step %d: sign in: %s\n", row->id, i, polar_license_portal_result_code(p));
+          failed = 1;
+        }
+      } else if (strcmp(s->what, "devices") == 0) {
+        must(polar_license_client_list_devices(held, key, &p));
+        devices_cell(p, g);
+        if (strcmp(g, s->expected) != 0) {
+          fprintf(stderr, "%s: step %d: expected `%s`, got `%s`\n", row->id, i, s->expected, g);
+          failed = 1;
+        }
+        CHECK_STR(g, s->expected);
+        if (!cell_set) {
+          snprintf(got, sizeof got, "%s", g);
+          snprintf(expected, sizeof expected, "%s", s->expected);
+          if (s->cell) cell_set = 1;
+        }
+      } else {
+        /* free_other: the oldest device the session lists that is not this machine's. */
+        size_t k, count;
+        polar_license_result *freed = NULL;
+        const char *id = NULL;
+        must(polar_license_client_list_devices(held, key, &p));
+        count = polar_license_portal_result_device_count(p);
+        for (k = 0; k < count && id == NULL; k++)
+          if (!polar_license_portal_result_device_this_machine(p, k))
+            id = polar_license_portal_result_device_id(p, k);
+        if (id != NULL) must(polar_license_client_free_device(held, key, id, &freed));
+        if (freed == NULL || polar_license_result_outcome(freed) != POLAR_LICENSE_OUTCOME_DONE) {
+          fprintf(stderr, "%s: step %d: free another failed\n", row->id, i);
+          failed = 1;
+        }
+        polar_license_result_free(freed);
+      }
+      polar_license_portal_result_free(p);
+      continue;
+    }
     c = app(row, dir, start, offset);
-    if (strcmp(s->what, "activate") == 0) {
+    if (strcmp(s->what, "try_activate") == 0) {
+      char g[256];
+      polar_license_request *request = new_request(key);
+      polar_license_request_set_label(request, "This laptop");
+      must(polar_license_client_activate(c, request, &r));
+      polar_license_request_free(request);
+      snprintf(g, sizeof g, "%s",
+               polar_license_result_outcome(r) == POLAR_LICENSE_OUTCOME_DONE
+                   ? "activated"
+                   : polar_license_reason_code(polar_license_result_reason(r)));
+      if (strcmp(g, s->expected) != 0) {
+        fprintf(stderr, "%s: step %d: expected `%s`, got `%s`\n", row->id, i, s->expected, g);
+        failed = 1;
+      }
+      CHECK_STR(g, s->expected);
+    } else if (strcmp(s->what, "activate") == 0) {
       polar_license_request *request = new_request(key);
       polar_license_request_set_label(request, "laptop");
       must(polar_license_client_activate(c, request, &r));
@@ -216,6 +333,7 @@ static void run_row(const struct row *row) {
     polar_license_result_free(r);
     polar_license_client_free(c);
   }
+  polar_license_client_free(held);
   emu_fault(NULL);
   set_polar_clock(0);
   remove_tree(dir);
@@ -254,15 +372,15 @@ static int n_rows;
 
 static void read_rows(const char *path) {
   char line[LINE];
-  char *f[12];
+  char *f[14];
   FILE *in = fopen(path, "r");
   if (in == NULL) {
     perror(path);
     stop("no flattened seller rows (POLAR_SELLER_ROWS)");
   }
   while (fgets(line, sizeof line, in) != NULL) {
-    int n = split(line, f, 12);
-    if (n == 12 && strcmp(f[0], "row") == 0 && n_rows < 64) {
+    int n = split(line, f, 14);
+    if (n == 14 && strcmp(f[0], "row") == 0 && n_rows < 64) {
       struct row *r = &rows[n_rows++];
       memset(r, 0, sizeof *r);
       snprintf(r->id, sizeof r->id, "%s", f[1]);
@@ -275,6 +393,8 @@ static void read_rows(const char *path) {
       snprintf(r->released_day, sizeof r->released_day, "%s", f[9]);
       r->trial_days = atoi(f[10]);
       r->trial_benefit = atoi(f[11]);
+      r->limit_activations = atoi(f[12]);
+      r->customer_admin = atoi(f[13]);
     } else if (n == 5 && strcmp(f[0], "step") == 0 && n_rows > 0) {
       struct row *r = &rows[n_rows - 1];
       struct step *s;
@@ -284,6 +404,7 @@ static void read_rows(const char *path) {
       s->day = strcmp(f[2], "-") == 0 ? 0 : atof(f[2]);
       s->cell = atoi(f[3]);
       snprintf(s->expected, sizeof s->expected, "%s", f[4]);
+      if (strcmp(s->what, "sign_in") == 0) r->devices = 1;
     } else {
       fprintf(stderr, "seller rows: a line that is no row: %s\n", line);
       stop("bad seller rows");

@@ -19,13 +19,14 @@ import json
 import math
 import os
 import time
+import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
 
 import pytest
 
-from polar_license import CheckReport, Licensing
+from polar_license import CheckReport, LicenseError, Licensing, PortalError
 from polar_license.emulator import Emulator
 
 ROWS = os.environ.get("POLAR_SELLER_ROWS", "")
@@ -37,6 +38,9 @@ KEY = "SELLER-4F0C2A9E-5B7D-4E21-9C3A-1F2E3D4C5B6A"
 CUSTOMER = "5d3c2b1a-1e2f-4a3b-8c4d-5e6f7a8b9c0d"
 TRIAL_BENEFIT = "7f3c1e2a-9b4d-4c8e-a1f2-3d4e5f6a7b8c"
 PAID_BENEFIT = "4b1c2d3e-5f60-4a7b-8c9d-0e1f2a3b4c5d"
+# Devices rows (issue #64): the key's customer's email, a benefit with device management on.
+DEVICES_EMAIL = "jane.doe@gmail.com"
+DEVICES_BENEFIT = "5d3c2b1a-9e8f-4a7b-8c6d-1e2f3a4b5c6d"
 
 pytestmark = pytest.mark.skipif(not Path(ROWS).is_file(),
                                 reason="POLAR_SELLER_ROWS names no seller-rows.json")
@@ -141,7 +145,13 @@ def iso(t: int) -> str:
 def seed(row: dict[str, Any], start: int) -> dict[str, Any]:
     """The row's Polar: its key, with the row's benefit, expiry and subscription."""
     p = row["polar"]
-    key: dict[str, Any] = {"key": KEY, "customer_id": CUSTOMER, "limit_activations": 3}
+    key: dict[str, Any] = {"key": KEY, "customer_id": CUSTOMER,
+                           "limit_activations": p.get("limit_activations", 3)}
+    benefits: list[dict[str, Any]] = []
+    if is_devices_row(row):
+        key.update(customer_email=DEVICES_EMAIL, benefit_id=DEVICES_BENEFIT)
+        benefits.append({"id": DEVICES_BENEFIT,
+                         "enable_customer_admin": p.get("customer_admin", True)})
     if p.get("benefit") == "trial":
         key["benefit_id"] = TRIAL_BENEFIT
     if p.get("benefit") == "paid":
@@ -157,7 +167,31 @@ def seed(row: dict[str, Any], start: int) -> dict[str, Any]:
         if s.get("ends_day") is not None:
             sub["ends_at"] = iso(start + seconds(s["ends_day"]))
         key["subscription"] = sub
-    return {"organization_id": ORG, "license_keys": [key]}
+    return {"organization_id": ORG, "license_keys": [key], "benefits": benefits}
+
+
+def is_devices_row(row: dict[str, Any]) -> bool:
+    return any(s["do"] in ("sign_in", "elsewhere") for s in row["steps"])
+
+
+def devices_cell(licensing: Licensing) -> str:
+    """The key's devices through the session as a cell (``devices:N,this:marked``), or the
+    failure's ``portal_error`` name."""
+    try:
+        found = licensing.devices(KEY)
+    except PortalError as e:
+        return e.kind
+    marked = "marked" if found.this_machine is not None else "unmarked"
+    return f"devices:{len(found.devices)},this:{marked}"
+
+
+def elsewhere(polar: Emulator, label: str) -> None:
+    """Another machine activates the key (set-up: Polar's public activate)."""
+    body = json.dumps({"key": KEY, "organization_id": ORG, "label": label}).encode()
+    req = urllib.request.Request(f"{polar.url}/v1/customer-portal/license-keys/activate",
+                                 data=body, headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.status == 200
 
 
 def play(row: dict[str, Any], cache: Path) -> tuple[str, str, list[str]]:
@@ -180,7 +214,10 @@ def play(row: dict[str, Any], cache: Path) -> tuple[str, str, list[str]]:
             if step["do"] == "offline":
                 polar.set_fault({"kind": "close_immediately"})
                 continue
-            offset = seconds(step["day"])
+            if step["do"] == "elsewhere":
+                elsewhere(polar, step["label"])
+                continue
+            offset = seconds(step.get("day", 0))
             polar.set_clock_offset(offset)
             if step["do"] == "revoke":
                 assert polar.update_key(KEY, status="revoked")
@@ -194,11 +231,34 @@ def play(row: dict[str, Any], cache: Path) -> tuple[str, str, list[str]]:
                 except Exception as e:  # noqa: BLE001 - a failed step is reported, not raised
                     failures.append(f"step {i}: activate: {e!r}")
                 continue
-            report = licensing.check(None if step["do"] == "trial" else KEY)
+            got: dict[str, Any]
+            if step["do"] == "sign_in":
+                licensing.request_sign_in_code(DEVICES_EMAIL)
+                code = [c for c in polar.sign_in_codes() if c["email"] == DEVICES_EMAIL][-1]
+                licensing.sign_in(code["code"])
+                continue
+            if step["do"] == "free_other":
+                other = next((d for d in licensing.devices(KEY).devices if not d.this_machine),
+                             None)
+                if other is None:
+                    failures.append(f"step {i}: no other device")
+                else:
+                    licensing.free_device(other.id, KEY)
+                continue
+            if step["do"] == "try_activate":
+                try:
+                    licensing.activate(KEY, "This laptop")
+                    got = {"verdict": "activated"}
+                except LicenseError as e:
+                    got = {"verdict": e.code.value}
+            elif step["do"] == "devices":
+                got = {"verdict": devices_cell(licensing)}
+            else:
+                got = verdict(row, licensing.check(None if step["do"] == "trial" else KEY), start)
             want = expected(step)
             if want is None:
                 continue
-            w, g = render(want), render(verdict(row, report, start))
+            w, g = render(want), render(got)
             if w != g:
                 failures.append(f"step {i}: expected `{w}`, got `{g}`")
             if cell in (-1, i):

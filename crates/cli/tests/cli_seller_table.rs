@@ -8,7 +8,8 @@
 use polar_license::schema::rfc3339 as parse_time;
 use polar_license_emulator::{Emulator, Fault, DEMO_KEY};
 use polar_license_testkit::seller_rows::{
-    play, revoke, seconds, Found, Row, Step, TrialCell, Verdict, TRIAL_BENEFIT,
+    devices_cell, elsewhere, emailed_code, play, revoke, seconds, Found, Row, Step, TrialCell,
+    Verdict, DEVICES_EMAIL, TRIAL_BENEFIT,
 };
 use polar_license_testkit::{
     cli_against, expect_answer_keys, json_answer, rfc3339, unix_now, Launch, ScratchDir,
@@ -146,9 +147,76 @@ fn run_row(row: &Row) -> Found {
                 revoke(&polar);
             }
             Step::Offline => polar.set_fault(Some(Fault::CloseImmediately)),
+            Step::Elsewhere(label) => {
+                elsewhere(&polar, DEMO_KEY, label);
+            }
+            Step::TryActivate(want) => {
+                let mut args = key("activate");
+                args.extend(["--label".to_string(), "This laptop".to_string()]);
+                let (code, v) = run(&polar, &dir, 0, &args);
+                let got = match (code, v["outcome"].as_str()) {
+                    (0, Some("done")) => "activated".to_string(),
+                    _ => v["reason"].as_str().unwrap_or("none").to_string(),
+                };
+                found.compare(i, want.as_ref(), &Verdict::word(got));
+            }
+            Step::SignIn => {
+                let email = ["sign-in", "--email", DEVICES_EMAIL].map(String::from);
+                let (code, v) = run(&polar, &dir, 0, &email);
+                let typed = emailed_code(&polar.customer_session_codes());
+                let (code2, v2) = run(
+                    &polar,
+                    &dir,
+                    0,
+                    &["sign-in", "--code", &typed].map(String::from),
+                );
+                if code != 0 || code2 != 0 || v2["signed_in"] != true {
+                    found.failures.push(format!("step {i}: sign in: {v} {v2}"));
+                }
+            }
+            Step::Devices(want) => {
+                let (_, v) = run(&polar, &dir, 0, &key("devices"));
+                found.compare(i, want.as_ref(), &Verdict::word(devices_of(&v)));
+            }
+            Step::FreeOther => {
+                let (_, v) = run(&polar, &dir, 0, &key("devices"));
+                let other = v["devices"].as_array().and_then(|d| {
+                    d.iter()
+                        .find(|d| d["this_machine"] == false)
+                        .and_then(|d| d["id"].as_str())
+                        .map(str::to_string)
+                });
+                let Some(id) = other else {
+                    found
+                        .failures
+                        .push(format!("step {i}: no other device: {v}"));
+                    continue;
+                };
+                let mut args = vec!["free".to_string(), id];
+                args.extend(key("").into_iter().skip(1));
+                let (code, v) = run(&polar, &dir, 0, &args);
+                if code != 0 {
+                    found.failures.push(format!("step {i}: free: {v}"));
+                }
+            }
         }
     }
     found
+}
+
+/// `devices --json`'s answer as a cell: the devices listed and whether one is this machine's,
+/// or the failure's `portal_error` (else its reason).
+fn devices_of(v: &Value) -> String {
+    match v["devices"].as_array() {
+        Some(d) if v["outcome"] == "done" => {
+            devices_cell(d.len(), d.iter().any(|d| d["this_machine"] == true))
+        }
+        _ => v["portal_error"]
+            .as_str()
+            .or(v["reason"].as_str())
+            .unwrap_or("none")
+            .to_string(),
+    }
 }
 
 #[test]

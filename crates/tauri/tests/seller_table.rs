@@ -10,8 +10,10 @@
 //! any row answers otherwise than the table says.
 
 use polar_license_emulator::DEMO_KEY;
-use polar_license_tauri::{Activated, LicenseState, Options};
-use polar_license_testkit::seller_rows::{play, Found, Row, RowPolar, Step, TrialCell, Verdict};
+use polar_license_tauri::{Activated, DeviceError, DeviceList, LicenseState, Options};
+use polar_license_testkit::seller_rows::{
+    devices_cell, play, Found, Row, RowPolar, Step, TrialCell, Verdict, DEVICES_EMAIL,
+};
 use polar_license_testkit::ScratchDir;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
@@ -100,7 +102,57 @@ fn run_row(row: &Row) -> Found {
                         .push(format!("step {i}: check rejected: {e}")),
                 }
             }
-            Step::Revoke(_) | Step::Offline => {}
+            Step::TryActivate(want) => {
+                let got = match app.invoke::<Activated>(
+                    "activate",
+                    json!({ "key": DEMO_KEY, "label": "This laptop" }),
+                ) {
+                    Ok(_) => "activated".to_string(),
+                    Err(e) => e["code"].as_str().unwrap_or("none").to_string(),
+                };
+                found.compare(i, want.as_ref(), &Verdict::word(got));
+            }
+            Step::SignIn => {
+                let asked =
+                    app.invoke::<()>("request_sign_in_code", json!({ "email": DEVICES_EMAIL }));
+                let signed = asked.and_then(|()| {
+                    app.invoke::<()>("sign_in", json!({ "code": world.emailed_code() }))
+                });
+                if let Err(e) = signed {
+                    found.failures.push(format!("step {i}: sign in: {e}"));
+                }
+            }
+            // The key's devices through the plugin's session.
+            Step::Devices(want) => {
+                let listed = app.invoke::<DeviceList>("list_devices", json!({ "key": DEMO_KEY }));
+                let got = match listed {
+                    Ok(d) => {
+                        devices_cell(d.devices.len(), d.devices.iter().any(|d| d.this_machine))
+                    }
+                    // The plugin's DeviceError, as the webview receives it.
+                    Err(e) => serde_json::from_value::<DeviceError>(e.clone())
+                        .map_or_else(|_| e.to_string(), |d| d.portal_error),
+                };
+                found.compare(i, want.as_ref(), &Verdict::word(got));
+            }
+            Step::FreeOther => {
+                let other = app
+                    .invoke::<DeviceList>("list_devices", json!({ "key": DEMO_KEY }))
+                    .ok()
+                    .and_then(|d| d.devices.into_iter().find(|d| !d.this_machine));
+                let freed = other.map(|d| {
+                    app.invoke::<()>(
+                        "free_device",
+                        json!({ "key": DEMO_KEY, "activationId": d.id }),
+                    )
+                });
+                if !matches!(freed, Some(Ok(()))) {
+                    found
+                        .failures
+                        .push(format!("step {i}: free another: {freed:?}"));
+                }
+            }
+            Step::Revoke(_) | Step::Offline | Step::Elsewhere(_) => {}
         }
     }
     found

@@ -95,6 +95,36 @@ impl AsyncTransport for Versioned {
         request.headers.push(("polar-version", self.api.clone()));
         Box::pin(async move { self.inner.send(&request).await })
     }
+
+    /// The customer portal's requests (a devices row's sign-in and listing) as `fetch` sends
+    /// them: no `Polar-Version` (the portal's answers have one shape).
+    fn send_portal<'a>(
+        &'a self,
+        request: &'a polar_license::portal::PortalRequest,
+    ) -> LocalFuture<'a, Result<HttpResponse, TransportError>> {
+        self.inner.send_portal(request)
+    }
+}
+
+/// Another machine activates `key` at the emulator at `base` (Polar's public activate) as
+/// `label`: set-up for a devices row, not the face's call.
+pub async fn elsewhere(base: &str, key: &str, label: &str) {
+    send(
+        Request::post(&format!("{base}/v1/customer-portal/license-keys/activate")),
+        json!({ "key": key, "organization_id": "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10", "label": label }),
+        200,
+    )
+    .await;
+}
+
+/// The emulator at `base`'s "emailed" codes (`GET /__emulator/customer-session/codes`).
+pub async fn emailed_codes(base: &str) -> Vec<Value> {
+    let resp = Request::get(&format!("{base}/__emulator/customer-session/codes"))
+        .send()
+        .await
+        .expect("the codes route");
+    let body: Value = serde_json::from_str(&resp.text().await.expect("text")).expect("json");
+    body["codes"].as_array().cloned().unwrap_or_default()
 }
 
 /// `n` random hex digits.

@@ -67,6 +67,38 @@ pub enum Step {
     Revoke(f64),
     /// Polar becomes unreachable.
     Offline,
+    /// Another machine activates the row's key with this label (set-up: Polar's public
+    /// activate, not the face's call).
+    Elsewhere(String),
+    /// This machine activates the key: `activated`, or the refusal's reason code.
+    TryActivate(Option<Verdict>),
+    /// The customer signs in with the code the emulator "emailed" to the key's customer
+    /// ([`DEVICES_EMAIL`]; read from `/__emulator/customer-session/codes`).
+    SignIn,
+    /// The key's devices listed through a customer session: [`devices_cell`] of the face's
+    /// answer, or the failure's code (contract §2's `portal_error` names).
+    Devices(Option<Verdict>),
+    /// Frees (the public deactivate, by its id) the oldest device the session lists that is
+    /// not this machine's.
+    FreeOther,
+}
+
+/// The email of the customer who owns a devices row's key (the emulator's demo customer).
+pub const DEVICES_EMAIL: &str = "jane.doe@gmail.com";
+/// The demo customer's id (`polar_license_emulator::DEMO_CUSTOMER_ID`).
+pub const DEVICES_CUSTOMER: &str = "8a7b6c5d-4e3f-4a1b-9c8d-7e6f5a4b3c2d";
+/// The demo benefit (device management, `enable_customer_admin`, on).
+pub const DEVICES_BENEFIT: &str = "5d3c2b1a-9e8f-4a7b-8c6d-1e2f3a4b5c6d";
+/// A benefit no seed describes: device management off (a devices row with
+/// `"customer_admin": false`).
+pub const UNMANAGED_BENEFIT: &str = "0e1d2c3b-4a59-4687-9a5b-4c3d2e1f0a9b";
+
+/// A device listing's cell: how many devices, and whether one is marked as this machine's.
+pub fn devices_cell(count: usize, this_marked: bool) -> String {
+    format!(
+        "devices:{count},this:{}",
+        if this_marked { "marked" } else { "unmarked" }
+    )
 }
 
 /// A trial as the faces report it, its end in days from the row's start.
@@ -109,6 +141,15 @@ fn at(seconds: i64) -> String {
 }
 
 impl Verdict {
+    /// A verdict that is one word (a devices step's cell, an activation's `activated` or its
+    /// reason code): no perpetual or trial part.
+    pub fn word(word: impl Into<String>) -> Verdict {
+        Verdict {
+            verdict: word.into(),
+            ..Verdict::default()
+        }
+    }
+
     /// A verdict as a face stated it, in the row's terms: the perpetual answer counts only when
     /// the row states a release day (none given: no fallback), the trial answer only when it
     /// states a trial (local or by benefit). `perpetual`'s paid-through time and `trial`'s end
@@ -238,6 +279,13 @@ pub fn rows() -> Vec<Row> {
                         Some("trial") => Step::Trial(at, expect(s)),
                         Some("revoke") => Step::Revoke(at),
                         Some("offline") => Step::Offline,
+                        Some("elsewhere") => {
+                            Step::Elsewhere(s["label"].as_str().expect("label").to_string())
+                        }
+                        Some("try_activate") => Step::TryActivate(expect(s)),
+                        Some("sign_in") => Step::SignIn,
+                        Some("devices") => Step::Devices(expect(s)),
+                        Some("free_other") => Step::FreeOther,
                         other => panic!("unknown step {other:?} in {}", r["id"]),
                     }
                 })
@@ -332,8 +380,17 @@ impl Row {
     /// rather than start one.
     pub fn seed_key(&self, start: i64) -> Value {
         let p = &self.polar;
-        // Activation slots as the demo key has them.
-        let mut fields = json!({ "limit_activations": 3 });
+        // Activation slots as the demo key has them, unless the row says.
+        let mut fields = json!({ "limit_activations": self.limit_activations() });
+        if self.devices() {
+            fields["customer_id"] = json!(DEVICES_CUSTOMER);
+            fields["customer_email"] = json!(DEVICES_EMAIL);
+            fields["benefit_id"] = json!(if self.customer_admin() {
+                DEVICES_BENEFIT
+            } else {
+                UNMANAGED_BENEFIT
+            });
+        }
         match p["benefit"].as_str() {
             Some("trial") => fields["benefit_id"] = json!(TRIAL_BENEFIT),
             Some("paid") => fields["benefit_id"] = json!(PAID_BENEFIT),
@@ -359,6 +416,27 @@ impl Row {
         fields
     }
 
+    /// The key's activation slots: the row's `limit_activations`, else the demo key's 3.
+    pub fn limit_activations(&self) -> i64 {
+        self.polar["limit_activations"].as_i64().unwrap_or(3)
+    }
+
+    /// Whether the key's benefit lets customers manage their devices (`enable_customer_admin`):
+    /// the row's `customer_admin`, else on.
+    pub fn customer_admin(&self) -> bool {
+        self.polar["customer_admin"].as_bool().unwrap_or(true)
+    }
+
+    /// Whether the row is about the key's devices (a step signs in, lists or frees).
+    pub fn devices(&self) -> bool {
+        self.steps.iter().any(|s| {
+            matches!(
+                s,
+                Step::Elsewhere(_) | Step::SignIn | Step::Devices(_) | Step::FreeOther
+            )
+        })
+    }
+
     /// The API version the row's Polar answers in (`Polar-Version`).
     pub fn api(&self) -> &str {
         self.polar["api"].as_str().unwrap_or("2026-10")
@@ -371,6 +449,10 @@ impl Row {
     pub fn emulator(&self, start: i64) -> Emulator {
         let p = &self.polar;
         let mut seed = Seed::demo();
+        seed.license_keys[0].limit_activations = Some(self.limit_activations());
+        if !self.customer_admin() {
+            seed.license_keys[0].benefit_id = Some(UNMANAGED_BENEFIT.into());
+        }
         match p["benefit"].as_str() {
             Some("trial") => seed.license_keys[0].benefit_id = Some(TRIAL_BENEFIT.into()),
             Some("paid") => seed.license_keys[0].benefit_id = Some(PAID_BENEFIT.into()),
@@ -440,7 +522,12 @@ impl Step {
             Step::Activate(day) | Step::Check(day, _) | Step::Trial(day, _) | Step::Revoke(day) => {
                 Some(*day)
             }
-            Step::Offline => None,
+            Step::Offline
+            | Step::Elsewhere(_)
+            | Step::TryActivate(_)
+            | Step::SignIn
+            | Step::Devices(_)
+            | Step::FreeOther => None,
         }
     }
 }
@@ -511,9 +598,52 @@ impl RowPolar {
         match step {
             Step::Revoke(_) => revoke(&self.polar),
             Step::Offline => self.polar.set_fault(Some(Fault::CloseImmediately)),
-            Step::Activate(_) | Step::Check(..) | Step::Trial(..) => {}
+            Step::Elsewhere(label) => {
+                elsewhere(&self.polar, DEMO_KEY, label);
+            }
+            _ => {}
         }
     }
+
+    /// The code the emulator last "emailed" to [`DEVICES_EMAIL`].
+    pub fn emailed_code(&self) -> String {
+        emailed_code(&self.polar.customer_session_codes())
+    }
+}
+
+/// The newest code in the emulator's `/__emulator/customer-session/codes` list (`codes`) sent
+/// to [`DEVICES_EMAIL`].
+pub fn emailed_code(codes: &[Value]) -> String {
+    codes
+        .iter()
+        .rev()
+        .find(|c| c["email"] == DEVICES_EMAIL)
+        .and_then(|c| c["code"].as_str())
+        .expect("a code emailed")
+        .to_string()
+}
+
+/// Another machine activates `key` at the emulator `polar` as `label` (Polar's public
+/// activate): the activation's id.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn elsewhere(polar: &Emulator, key: &str, label: &str) -> String {
+    let body = json!({
+        "key": key,
+        "organization_id": polar.organization_id(),
+        "label": label,
+    });
+    let mut resp = crate::http::agent(std::time::Duration::from_secs(10))
+        .post(&format!(
+            "{}/v1/customer-portal/license-keys/activate",
+            polar.url()
+        ))
+        .header("content-type", "application/json")
+        .send(body.to_string())
+        .expect("an answer");
+    assert_eq!(resp.status().as_u16(), 200, "elsewhere activates");
+    let v: Value =
+        serde_json::from_str(&resp.body_mut().read_to_string().expect("body")).expect("JSON");
+    v["id"].as_str().expect("an id").to_string()
 }
 
 /// What a face found for a row: the row's cell (its last expected check) and every mismatch.

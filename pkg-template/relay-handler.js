@@ -188,29 +188,25 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
     // A storage read per key (durableStorage's: get, list, put and delete the keys the core
     // names), else one read whole (load) and saved by journal items (save).
     const paged = storage?.paged === true;
-    const wants = paged ? ['get', 'list', storage.put ? 'delete' : 'write'] : ['load', 'save'];
-    if (storage && wants.some((f) => typeof storage[f] !== 'function')) {
-      throw new TypeError(`createRelay: storage must have ${wants.join(', ')}`);
-    }
     // One storage call the core names: `put` (at most 128 values) and `delete` (at most 128
     // keys), or a storage's own `write` of `[key, value | null]`.
     const put = (pairs) => (storage.put ? storage.put(Object.fromEntries(pairs)) : storage.write(pairs));
     const remove = (keys) => (storage.delete ? storage.delete(keys) : storage.write(keys.map((k) => [k, null])));
-    // Whether the core keeps a verdict store (`store`: an object).
-    const storeOn = typeof options.store === 'object' && options.store !== null;
     let ready = null;
     let closed = false;
     const start = async () => {
       const RelayCore = await load();
-      // The options as given (the core reads its own and names a bad one), the runtime's user
-      // agent (the core tells Workers by it) and whether the storage is read per key.
-      const { signingKey, fetch, storage: s, clientIp, ...given } = options;
+      // The options as given (the core reads its own and names a bad one, the storage's calls
+      // too), the runtime's user agent (the core tells Workers by it) and whether the storage
+      // is read per key.
+      const { signingKey, fetch, clientIp, ...given } = options;
       // importSigningKey()'s result, else the key file's text (or nothing: the core says so).
       const signer = typeof signingKey === 'object' && signingKey !== null ? signingKey : await importSigningKey(signingKey, webCrypto?.subtle, load);
       const core = new RelayCore({ ...given, kid: signer.kid, publicKey: signer.publicKey, pagedStore: paged, userAgent: globalThis.navigator?.userAgent });
       limits = core.caps();
-      if (storeOn && storage && paged) await openStore(core);
-      else if (storeOn && storage) core.restore(JSON.stringify((await storage.load()) ?? []));
+      // Whether a verdict store is kept is the core's (`limits.store`).
+      if (limits.store && storage && paged) await openStore(core);
+      else if (limits.store && storage) core.restore(JSON.stringify((await storage.load()) ?? []));
       return { core, signer };
     };
     // The roster's and the reconcile's reads (store.roster, store.reconcileEvery), the core
@@ -504,7 +500,7 @@ export function bindDurable(createRelay) {
       open() {
         this.relay ??= createRelay({
           ...optionsOf(this.env),
-          store: { ...(optionsOf(this.env).store ?? {}) },
+          durableObject: true,
           storage: durableStorage(this.state.storage),
         });
         return this.relay;
@@ -527,8 +523,8 @@ export function bindDurable(createRelay) {
         if (namespace) return namespace.get(namespace.idFromName(name)).fetch(request);
         if (!forwarding) {
           console.warn(`polar-license relay: no Durable Object binding ${binding}: no verdict store, every check is forwarded to Polar`);
-          const { store, storage, ...options } = optionsOf(env);
-          forwarding = createRelay(options);
+          // The core keeps no store without the binding (`durableObject: false`).
+          forwarding = createRelay({ ...optionsOf(env), durableObject: false });
         }
         return forwarding.fetch(request, env, ctx);
       },

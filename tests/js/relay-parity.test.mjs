@@ -580,6 +580,8 @@ const OPTION_ROWS = [
   ['a bad per-key rate', ['--per-key', '1/x'], { perKey: '1/x', store: {} }, 'per-key'],
   ['no entries', ['--store-max-entries', '0'], { store: { maxEntries: 0 } }, 'accepted'],
   ['no body', ['--max-body-bytes', '0'], { maxBodyBytes: 0, store: {} }, 'accepted'],
+  ['a body cap of 16 MiB', ['--max-body-bytes', '16777216'], { maxBodyBytes: 16777216, store: {} }, 'accepted'],
+  ['a body cap past 16 MiB', ['--max-body-bytes', '16777217'], { maxBodyBytes: 16777217, store: {} }, 'max-body-bytes'],
   ['the smallest usable', ['--budget', '1', '--budget-reserve', '0', '--fresh-for', '1', '--stale-for', '1', '--denial-for', '0'], { store: { budget: 1, budgetReserve: 0, freshFor: 1, staleFor: 1, denialFor: 0 } }, 'accepted'],
   ['a breaker open for 0 s', ['--breaker-open-for', '0'], { breakerOpenFor: 0, store: {} }, 'breaker-open-for'],
   ['a breaker open for 3601 s', ['--breaker-open-for', '3601'], { breakerOpenFor: 3601, store: {} }, 'breaker-open-for'],

@@ -583,6 +583,59 @@ async function revoke(relay, validated, webhookId, forged = false) {
   assert.equal(r.status, forged ? 401 : 200, r.body);
 }
 
+test("the Durable Object pieces' store is the core's rule (host::StoreHome): the object keeps one though none is given, a Worker without the binding none though one is", async () => {
+  const { bindDurable } = await import(pathToFileURL(join(PACKAGE_DIR, 'relay-handler.js')).href);
+  const { relayStore, relayWorker } = bindDurable(relayPkg.createRelay);
+  const base = { accessToken: TOKEN, signingKey: SIGNING_KEY, baseUrl: polar.url, perIp: '1000/1000', clientIp: () => '127.0.0.1' };
+  const sources = async (handler, env, ctx) => {
+    const key = newKey();
+    const out = [];
+    for (let i = 0; i < 2; i++) {
+      const r = await handler.fetch(new Request(`http://relay.test${VALIDATE}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: validateBody(key) }), env, ctx);
+      assert.equal(r.status, 200, await r.clone().text());
+      out.push(r.headers.get('polar-license-source'));
+      await r.text();
+    }
+    return out;
+  };
+  const PolarRelayStore = relayStore(() => base);
+  const fake = fakeDurable();
+  const object = new PolarRelayStore({ storage: fake, waitUntil: () => {} }, {});
+  try {
+    assert.deepEqual(await sources(object), ['polar', 'store'], 'no store option: the object keeps one');
+    assert.ok(fake.kv.size > 0, "the object's storage holds the store");
+  } finally {
+    await object.relay.close();
+  }
+  const warn = console.warn;
+  const warned = [];
+  console.warn = (...a) => warned.push(a.join(' '));
+  const worker = relayWorker(() => ({ ...base, store: { freshFor: 600 } }));
+  try {
+    assert.deepEqual(await sources(worker, {}, {}), ['polar', 'polar'], 'no binding: no store, though the options give one');
+  } finally {
+    console.warn = warn;
+  }
+  assert.ok(warned.some((w) => w.includes('no Durable Object binding POLAR_RELAY_STORE')), `${warned}`);
+});
+
+test("createRelay: a storage without the calls its kind needs is named at ready() with the core's wording (host::storage_calls)", async () => {
+  const noop = async () => {};
+  for (const [storage, wants] of [
+    [{ load: noop }, 'storage: must have load, save'],
+    [{ paged: true, get: noop, list: noop, put: noop }, 'storage: must have get, list, delete'],
+    [{ paged: true, get: noop, write: noop }, 'storage: must have get, list, write'],
+  ]) {
+    const relay = relayPkg.createRelay({ accessToken: TOKEN, signingKey: SIGNING_KEY, baseUrl: polar.url, store: {}, storage });
+    await assert.rejects(relay.ready(), (e) => e.message.includes(wants), wants);
+    await relay.close();
+  }
+  // The calls its kind needs, and nothing is refused.
+  const ok = relayPkg.createRelay({ accessToken: TOKEN, signingKey: SIGNING_KEY, baseUrl: polar.url, store: {}, storage: { load: async () => [], save: noop } });
+  await ok.ready();
+  await ok.close();
+});
+
 test("node: a Durable Object's store is read only for checks within the per-IP limit: a flood of unknown keys past it costs no storage read", async () => {
   const { durableStorage } = await import(pathToFileURL(join(PACKAGE_DIR, 'relay-handler.js')).href);
   const fake = fakeDurable();

@@ -573,8 +573,10 @@ impl RelayCore {
     /// `clientIpHeader`, `maxBodyBytes`, `corsOrigins`, `breakerFailures`, `breakerOpenFor`,
     /// `webhookSilence`, `metricsPath` with `metricsToken`, `store`, with `store.roster` and
     /// `store.firstSeenShare`, `store.reconcileEvery`; `seats`: `seconds`, `ciCap`, `churn`,
-    /// `churnSeconds`, `perBenefit`, as `relay serve`'s seat flags). Throws an `Error` naming the bad
-    /// option; never one holding the token.
+    /// `churnSeconds`, `perBenefit`, as `relay serve`'s seat flags), and the handler's facts:
+    /// `storage` (its calls checked), `pagedStore`, `durableObject` (`true` inside the Durable
+    /// Object, `false` a Worker without its binding), `userAgent`. Throws an `Error` naming the
+    /// bad option; never one holding the token.
     #[wasm_bindgen(constructor)]
     pub fn new(config: JsValue) -> Result<RelayCore, JsError> {
         if log::set_logger(&CONSOLE).is_ok() {
@@ -620,8 +622,10 @@ impl RelayCore {
         if let Some(rate) = text(&config, "perKey")? {
             relay_config.limits.per_key = Rate::parse(&rate).map_err(|e| bad("perKey", &e))?;
         }
-        if let Some(max) = whole(&config, "maxBodyBytes", 16_777_216.0)? {
-            relay_config.limits.max_body_bytes = max as usize;
+        // The core's range (`host::max_body_bytes`: 0 to 16 MiB), as `relay serve`'s.
+        if let Some(max) = whole(&config, "maxBodyBytes", 1e15)? {
+            relay_config.limits.max_body_bytes =
+                host::max_body_bytes(max as u64).map_err(|e| JsError::new(&e.text()))?;
         }
         relay_config.cors_origins = strings(&config, "corsOrigins")?;
         // Where it runs (`host`: `'workers'`, else a fetch host with a socket peer): the core
@@ -655,7 +659,24 @@ impl RelayCore {
             relay_config.breaker.open_for_ms =
                 host::breaker_open_for(secs as u64).map_err(|e| JsError::new(&e.text()))?;
         }
-        let store = get(&config, "store");
+        // The storage's calls (`host::storage_calls`) and whether a store is kept
+        // (`host::StoreHome`: given, in the Durable Object, or a Worker with no binding), the
+        // core's rules from the handler's facts.
+        let storage = get(&config, "storage");
+        let paged = get(&config, "pagedStore").is_truthy();
+        if !storage.is_undefined() && !storage.is_null() {
+            host::storage_calls(paged, |call| get(&storage, call).is_function())
+                .map_err(|e| JsError::new(&e.text()))?;
+        }
+        let home = host::StoreHome::of_fact(get(&config, "durableObject").as_bool());
+        let given = get(&config, "store");
+        let store = if !home.keeps_store(given.is_object()) {
+            JsValue::UNDEFINED
+        } else if given.is_object() {
+            given
+        } else {
+            Object::new().into()
+        };
         if !store.is_object() && sign_entitlements(&config)? {
             return Err(bad(
                 "signEntitlements",
@@ -699,17 +720,16 @@ impl RelayCore {
             roster_options(&store, &mut options)?;
             options.entitlements = sign_entitlements(&config)?;
             let webhook_secret = text(&store, "webhookSecret")?;
-            let (kept, backend): (Kept, Arc<dyn polar_license_relay::store::Backend>) =
-                if get(&config, "pagedStore").is_truthy() {
-                    let cached =
-                        whole(&store, "cacheEntries", 1e9)?.map_or(DEFAULT_CACHED, |v| v as usize);
-                    roster_cached = Some(cached);
-                    let paged = Arc::new(PagedBackend::new(options.max_entries, cached));
-                    (Kept::Paged(paged.clone()), paged)
-                } else {
-                    let whole = Arc::new(JournalBackend::new(options.max_entries));
-                    (Kept::Whole(whole.clone()), whole)
-                };
+            let (kept, backend): (Kept, Arc<dyn polar_license_relay::store::Backend>) = if paged {
+                let cached =
+                    whole(&store, "cacheEntries", 1e9)?.map_or(DEFAULT_CACHED, |v| v as usize);
+                roster_cached = Some(cached);
+                let paged = Arc::new(PagedBackend::new(options.max_entries, cached));
+                (Kept::Paged(paged.clone()), paged)
+            } else {
+                let whole = Arc::new(JournalBackend::new(options.max_entries));
+                (Kept::Whole(whole.clone()), whole)
+            };
             relay_config.store = Some(StoreConfig {
                 backend,
                 options,
@@ -854,8 +874,9 @@ impl RelayCore {
     }
 
     /// The caps and timeouts every host takes from the core (`polar_license_relay::host`):
-    /// `{upstreamBytes, readBytes, timeoutMs}` (`timeoutMs`: the option's, else
-    /// the core's).
+    /// `{upstreamBytes, readBytes, timeoutMs, store}` (`timeoutMs`: the option's, else
+    /// the core's; `store`: whether a verdict store is kept, `host::StoreHome`'s rule, so
+    /// whether the host reads its storage at start).
     pub fn caps(&self) -> JsValue {
         let out = wrapped(
             "upstreamBytes",
@@ -867,6 +888,7 @@ impl RelayCore {
             &JsValue::from(host::MAX_READ_BYTES as f64),
         );
         set(&out, "timeoutMs", &JsValue::from(self.timeout_ms as f64));
+        set(&out, "store", &JsValue::from(self.journal.is_some()));
         out.into()
     }
 

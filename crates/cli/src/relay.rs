@@ -148,6 +148,11 @@ fn serve(g: &Global, a: &RelayServeArgs) -> u8 {
         Ok(ms) => ms,
         Err(e) => return option_refused(CMD, &e).print(g.json),
     };
+    // The body cap's range is the core's too (the npm relay's maxBodyBytes reads it the same).
+    let max_body_bytes = match polar_license_relay::host::max_body_bytes(a.max_body_bytes as u64) {
+        Ok(max) => max,
+        Err(e) => return option_refused(CMD, &e).print(g.json),
+    };
     config.breaker = polar_license_relay::BreakerOptions {
         failures: a.breaker_failures,
         open_for_ms,
@@ -155,7 +160,7 @@ fn serve(g: &Global, a: &RelayServeArgs) -> u8 {
     config.limits = Limits {
         per_ip: Rate::new(a.per_ip.0, a.per_ip.1),
         per_key: Rate::new(a.per_key.0, a.per_key.1),
-        max_body_bytes: a.max_body_bytes,
+        max_body_bytes,
     };
     let sandbox = matches!(config.server, Server::Sandbox);
     let store_line = match store_config(a, sandbox) {

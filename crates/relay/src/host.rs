@@ -58,6 +58,83 @@ pub fn breaker_open_for(seconds: u64) -> Result<u64, Error> {
     }
 }
 
+/// The largest request body a seller may let a host read (16 MiB): a license request is a few
+/// hundred bytes and a webhook a few KiB, so past this a body only costs the relay memory and
+/// time (no single request may cost more than a request).
+pub const MAX_BODY_BYTES: u64 = 16 << 20;
+
+/// The request body cap as a seller gives it (`relay serve --max-body-bytes`, `createRelay`'s
+/// `maxBodyBytes`), read into [`crate::Limits::max_body_bytes`]: 0 (no body) to
+/// [`MAX_BODY_BYTES`]. Every host reads the option through this, so the range is written once.
+pub fn max_body_bytes(bytes: u64) -> Result<usize, Error> {
+    match usize::try_from(bytes) {
+        Ok(max) if bytes <= MAX_BODY_BYTES => Ok(max),
+        _ => Err(Error::invalid(
+            "max_body_bytes",
+            "must be a whole number of bytes from 0 to 16777216 (16 MiB)",
+        )),
+    }
+}
+
+/// Where the npm relay runs, as far as its verdict store goes (`createRelay`'s `durableObject`
+/// fact, set by the package's Durable Object pieces, not by a seller).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreHome {
+    /// Not a Durable Object's (node, Deno, Bun, a Worker's own `createRelay`): the store is
+    /// the seller's `store` option.
+    Given,
+    /// Inside the Durable Object (`relayStore`): the object exists to hold the store, so it
+    /// keeps one, with the defaults when the seller gave none.
+    DurableObject,
+    /// A Worker with no Durable Object binding (`relayWorker`): an isolate's memory is not
+    /// one store (each isolate would keep its own and spend its own budget), so none is kept
+    /// and every check is forwarded to Polar.
+    Unbound,
+}
+
+impl StoreHome {
+    /// From the `durableObject` fact: `true` inside the object, `false` a Worker without
+    /// the binding, absent anywhere else.
+    pub fn of_fact(durable_object: Option<bool>) -> StoreHome {
+        match durable_object {
+            None => StoreHome::Given,
+            Some(true) => StoreHome::DurableObject,
+            Some(false) => StoreHome::Unbound,
+        }
+    }
+
+    /// Whether the relay keeps a verdict store, given whether the seller's `store` option is
+    /// an object (`given`).
+    pub fn keeps_store(self, given: bool) -> bool {
+        match self {
+            StoreHome::Given => given,
+            StoreHome::DurableObject => true,
+            StoreHome::Unbound => false,
+        }
+    }
+}
+
+/// The calls a host's `storage` must have, from the calls it has: a storage read per key
+/// (`paged`: a Durable Object's) is read with `get` and `list` and written with `put` and
+/// `delete` (at most 128 each), or with its own `write` of `[key, value | null]` when it has
+/// no `put`; a storage read whole has `load` and `save`. Names the calls wanted when one is
+/// missing.
+pub fn storage_calls(paged: bool, has: impl Fn(&str) -> bool) -> Result<(), Error> {
+    let wants: &[&str] = match (paged, has("put")) {
+        (true, true) => &["get", "list", "delete"],
+        (true, false) => &["get", "list", "write"],
+        (false, _) => &["load", "save"],
+    };
+    if wants.iter().all(|call| has(call)) {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "storage",
+            format!("must have {}", wants.join(", ")),
+        ))
+    }
+}
+
 /// The metrics bearer token as a seller gives it (`relay serve --metrics-token`,
 /// `createRelay`'s `metricsToken`): at least [`MIN_METRICS_TOKEN`] characters. The error never
 /// holds the token.
@@ -267,6 +344,58 @@ pub(crate) fn narrow_cors(origins: Option<&[String]>, req: &RelayRequest, r: &mu
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_body_cap_is_0_to_16_mib() {
+        assert_eq!(max_body_bytes(0).unwrap(), 0);
+        assert_eq!(max_body_bytes(64 * 1024).unwrap(), 65_536);
+        assert_eq!(max_body_bytes(16 << 20).unwrap(), 16 << 20);
+        for too_big in [(16 << 20) + 1, u64::from(u32::MAX), u64::MAX] {
+            match max_body_bytes(too_big) {
+                Err(Error::InvalidInput { field, message }) => {
+                    assert_eq!(field, "max_body_bytes");
+                    assert!(message.contains("16 MiB"), "{message}");
+                }
+                other => panic!("{too_big}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_store_is_kept_by_where_the_relay_runs() {
+        let home = StoreHome::of_fact;
+        assert!(home(None).keeps_store(true));
+        assert!(!home(None).keeps_store(false));
+        // The Durable Object keeps one, given or not; a Worker with no binding never.
+        assert!(home(Some(true)).keeps_store(false));
+        assert!(home(Some(true)).keeps_store(true));
+        assert!(!home(Some(false)).keeps_store(true));
+    }
+
+    #[test]
+    fn a_storage_is_named_the_calls_it_lacks() {
+        let having = |calls: &'static [&'static str]| move |c: &str| calls.contains(&c);
+        assert!(storage_calls(false, having(&["load", "save"])).is_ok());
+        assert!(storage_calls(true, having(&["get", "list", "put", "delete"])).is_ok());
+        assert!(storage_calls(true, having(&["get", "list", "write"])).is_ok());
+        for (paged, calls, wants) in [
+            (false, &["load"][..], "must have load, save"),
+            (
+                true,
+                &["get", "list", "put"][..],
+                "must have get, list, delete",
+            ),
+            (true, &["get", "write"][..], "must have get, list, write"),
+            (true, &["load", "save"][..], "must have get, list, write"),
+        ] {
+            match storage_calls(paged, |c: &str| calls.contains(&c)) {
+                Err(Error::InvalidInput { field, message }) => {
+                    assert_eq!((field.as_str(), message.as_str()), ("storage", wants));
+                }
+                other => panic!("{calls:?}: {other:?}"),
+            }
+        }
+    }
 
     fn request(headers: &[(&str, &str)], client_ip: &str) -> RelayRequest {
         RelayRequest {

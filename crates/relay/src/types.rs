@@ -34,6 +34,10 @@ pub const METRICS_ROUTE: &str = "/metrics";
 /// organization and optionally this machine's activation id in a JSON body.
 pub const DEVICES_ROUTE: &str = "/v1/devices/list";
 
+/// Usage reports through the relay (issue #68 item 3, `crate::usage`): `POST` a report with
+/// the key, the meter, the units and the report's idempotency id in a JSON body.
+pub const USAGE_ROUTE: &str = "/v1/usage/record";
+
 /// Where a [`Route`] is answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -114,7 +118,7 @@ pub const ROUTES: &[Route] = &[
     },
     // Usage reports (issue #68 item 3; `crate::usage`): with a store that takes them.
     Route {
-        path: crate::usage::USAGE_ROUTE,
+        path: USAGE_ROUTE,
         methods: &["POST"],
         reads_body: true,
         listener: Listener::Public,

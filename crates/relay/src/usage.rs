@@ -52,10 +52,8 @@ use sha2::{Digest, Sha256};
 
 use crate::clock::Now;
 use crate::store::{Backend, Entry, EntryId, Mark};
+pub use crate::types::USAGE_ROUTE;
 use crate::types::{RelayRequest, RelayResponse};
-
-/// The usage route: `POST` a report (see the module docs).
-pub const USAGE_ROUTE: &str = "/v1/usage/record";
 
 /// Reports waiting per key at most (past it: 429 `UsageBacklog` until a batch is ingested).
 pub const MAX_PENDING_PER_KEY: usize = 100;

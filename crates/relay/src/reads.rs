@@ -404,12 +404,8 @@ pub(crate) fn reconcile_read(relay: &Reads<'_>, now: Now) -> Result<Check, Optio
     // answer decides). A revocation that still refuses is asked about: a key granted
     // again (§15: the same string) has its revocation ended within the interval.
     let tag = format!("l:{license_key_id}");
-    let denial_for = i64::try_from(s.options.denial_for).unwrap_or(i64::MAX);
-    let refusing = |e: &Entry| {
-        now.unix_seconds
-            .saturating_sub(e.marked_at.max(e.answered_at))
-            < denial_for
-    };
+    let refusing =
+        |e: &Entry| store::refuses_without_call(e, now.unix_seconds, s.options.denial_for);
     let live = s.backend.index(&tag).ok().is_some_and(|ids| {
         ids.iter().any(|e| {
             s.backend

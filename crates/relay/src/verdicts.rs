@@ -266,13 +266,9 @@ impl Stored {
             Mark::Revoked => {
                 // Counted from when the relay marked it (its clock), not the event's own time:
                 // a late delivery refuses as long as a prompt one.
-                let marked = if e.marked_at > 0 {
-                    e.marked_at
-                } else {
-                    e.key_event_at.max(e.customer_event_at)
-                };
-                let since = now.unix_seconds.saturating_sub(marked.max(e.answered_at));
-                if stale || since < i64::try_from(o.denial_for).unwrap_or(i64::MAX) {
+                // A newer event made it a re-check: Polar is asked (it refuses only while
+                // Polar cannot be).
+                if stale || store::refuses_without_call(e, now.unix_seconds, o.denial_for) {
                     log::info!(
                         "relay: validate {} 404 ({source}: revoked by a webhook)",
                         crate::logged::key(&pending.key)
@@ -451,7 +447,9 @@ impl Stored {
             .narrow(Some((id, now.unix_seconds)), &tags, &mut |entry| {
                 let n = n.as_ref()?;
                 let mut e = store::narrowed(entry, n)?;
-                e.marked_at = now.unix_seconds;
+                if e.marked_at != store::RECHECK_MARKED_AT {
+                    e.marked_at = now.unix_seconds;
+                }
                 if rotated && e.mark == Mark::Stale && entry.answered_at <= n.at {
                     e.marked_at = 0;
                 }

@@ -100,6 +100,11 @@ fn seed() -> Seed {
 /// The emulator with the cases' keys, its webhooks sent at once, and the relay (a memory
 /// store, signing, no rate limits) its endpoint delivers to, verifying with its secret.
 fn start() -> (Emulator, Running, String) {
+    start_with(StoreOptions::default())
+}
+
+/// [`start`] with the store's options `store`.
+fn start_with(store: StoreOptions) -> (Emulator, Running, String) {
     let options = Options {
         webhooks: WebhookOptions {
             schedule_scale: 0.0001,
@@ -113,7 +118,7 @@ fn start() -> (Emulator, Running, String) {
     let public = signer.public_pair();
     let mut config = rig::config_with(polar.url(), DEMO_TOKEN, signer);
     config.limits = rig::unlimited();
-    config.store = rig::store(rig::memory(1_000), StoreOptions::default(), Some(secret));
+    config.store = rig::store(rig::memory(1_000), store, Some(secret));
     let relay = rig::listen_with(config, ServeOptions::default());
     rig::point_endpoint_at(&polar, &endpoint, &relay);
     (polar, relay, public)
@@ -491,4 +496,35 @@ fn the_verdict_carries_the_detail_and_signed_mode_believes_only_the_signed_one()
         unsigned.check(PAUSED).is_licensed() && signed.check(PAUSED).is_licensed()
     });
     assert!(again, "licensed again after the resume");
+}
+
+/// Issue #68: without the roster (no read of Polar by id after a re-grant's webhook), a paused
+/// subscription resumed licenses its key again at the next check after the resume's webhooks,
+/// long before its revocation's `denial_for` (an hour here) ends: the webhook made the stored
+/// revocation a re-check, and Polar's own answer decided. While Polar cannot be asked it would
+/// still refuse (a webhook never grants: `webhooks.rs`'s forged and reordered cases).
+#[test]
+fn without_the_roster_a_resume_licenses_again_at_the_next_check() {
+    let mut store = StoreOptions::default();
+    store.roster = false;
+    store.denial_for = 3_600;
+    let (polar, relay, _) = start_with(store);
+    assert_eq!(validate(&relay, PAUSED, None).status, 200, "licensed first");
+    change(
+        &polar,
+        PAUSED,
+        json!({"action": "pause_at_period_end", "resumes_at": RESUMES_AT}),
+    );
+    change(&polar, PAUSED, json!({"action": "period_end"}));
+    assert_eq!(stopped(&relay, PAUSED).kind, StopKind::Paused);
+    change(&polar, PAUSED, json!({"action": "resume"}));
+    let mut last = None;
+    let resumed = rig::wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
+        let c = validate(&relay, PAUSED, None);
+        let done = c.status == 200;
+        last = Some((c.status, c.stopped));
+        done
+    });
+    assert!(resumed, "licensed again without the roster: {last:?}");
+    assert_eq!(last, Some((200, None)));
 }

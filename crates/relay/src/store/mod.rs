@@ -41,9 +41,9 @@ pub use paged::{Missing, PagedBackend, Wants, DEFAULT_CACHED};
 #[cfg(test)]
 pub(crate) use webhook::HMACS;
 pub use webhook::{
-    narrowed, narrowing, rotation, verify_webhook, webhook_secret_usable,
-    webhook_signatures_within_limits, Narrowing, WebhookRefusal, WEBHOOK_MAX_SIGNATURES,
-    WEBHOOK_MAX_SIGNATURE_HEADER, WEBHOOK_TOLERANCE,
+    narrowed, narrowing, refuses_without_call, rotation, verify_webhook, webhook_secret_usable,
+    webhook_signatures_within_limits, Narrowing, WebhookRefusal, RECHECK_MARKED_AT,
+    WEBHOOK_MAX_SIGNATURES, WEBHOOK_MAX_SIGNATURE_HEADER, WEBHOOK_TOLERANCE,
 };
 pub(crate) use webhook::{webhook_headers, webhook_signed};
 

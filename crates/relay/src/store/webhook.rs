@@ -295,5 +295,37 @@ pub fn narrowed(entry: &Entry, n: &Narrowing) -> Option<Entry> {
         (Mark::Revoked, _) | (_, Mark::Revoked) => Mark::Revoked,
         _ => Mark::Stale,
     };
+    if mark == Mark::Revoked {
+        // A revocation (again): it refuses without a call from now (the caller stamps it).
+        if e.marked_at == RECHECK_MARKED_AT {
+            e.marked_at = 0;
+        }
+    } else if entry.mark == Mark::Revoked && n.at >= entry.key_event_at {
+        // A change Polar told of since the key's revocation (a grant created again, a
+        // subscription resumed, issue #68): the revocation becomes a re-check. It stays a
+        // revocation (a webhook never grants: while Polar cannot be asked it refuses), but
+        // no longer refuses without a call: the next check asks Polar, whose answer decides.
+        e.marked_at = RECHECK_MARKED_AT;
+    }
     (e != *entry).then_some(e)
+}
+
+/// [`Entry::marked_at`] of a revocation a newer event made a re-check ([`narrowed`]): its
+/// time without a call is over (a second after the epoch, older than any `denial_for`), and
+/// a read of Polar by id lifts it as it would any revocation.
+pub const RECHECK_MARKED_AT: i64 = 1;
+
+/// Whether a revoked `entry` still refuses without a call at `now` (`denial_for` seconds from
+/// when it was marked, not once a newer event made it a re-check).
+pub fn refuses_without_call(entry: &Entry, now: i64, denial_for: u64) -> bool {
+    if entry.marked_at == RECHECK_MARKED_AT {
+        return false;
+    }
+    let marked = if entry.marked_at > 0 {
+        entry.marked_at
+    } else {
+        entry.key_event_at.max(entry.customer_event_at)
+    };
+    now.saturating_sub(marked.max(entry.answered_at))
+        < i64::try_from(denial_for).unwrap_or(i64::MAX)
 }

@@ -114,7 +114,7 @@ pub fn is_nonce(text: &str) -> bool {
 pub fn nonce_text(random: &[u8; 16]) -> String {
     let mut text = crate::hex::hex(random);
     // Without the feature the client reads no `ent` claim: it asks for the rest only.
-    if cfg!(feature = "entitlements") {
+    if cfg!(any(feature = "entitlements", feature = "entitlement-text")) {
         text.push_str(ENTITLEMENTS_MARK);
     } else {
         text.push_str(crate::stopped::STOP_MARK);
@@ -412,6 +412,47 @@ fn read_entitlements(v: &crate::strict::Value) -> Option<EntitlementClaims> {
     Some(EntitlementClaims { values, balances })
 }
 
+/// The `ent` member's `values` as JSON text (the `entitlement-text` feature: the npm engine's,
+/// whose host reads it with `JSON.parse`): the same rules as the `entitlements` feature's (only
+/// `values` and `balances`, each value a metadata value, each balance a finite number), the
+/// values written in name order as [`crate::json::JsonOut::meta`] writes them, the balances
+/// checked and left out (the check's answer exposes values only). No typed map is built: the
+/// signature covers the whole token, so the text is as trusted as the typed claim.
+#[cfg(feature = "entitlement-text")]
+fn entitlement_text(v: &crate::strict::Value) -> Option<String> {
+    use crate::json::JsonIn;
+    let mut values = None;
+    let mut balances = false;
+    for (k, member) in v.members()? {
+        match k.as_str() {
+            "values" => values = Some(member),
+            "balances" => {
+                for (_, n) in member.members()? {
+                    let finite = match n.number()? {
+                        crate::json::Num::Int(_) => true,
+                        crate::json::Num::Float(f) => f.is_finite(),
+                    };
+                    if !finite {
+                        return None;
+                    }
+                }
+                balances = true;
+            }
+            _ => return None,
+        }
+    }
+    if !balances {
+        return None;
+    }
+    let mut j = crate::json::JsonOut::new();
+    j.raw("{");
+    for (name, value) in values?.members()? {
+        j.key(&name)
+            .meta_value(&crate::json::read_meta_value(&value)?);
+    }
+    Some(j.raw("}").done())
+}
+
 /// The claims as they are written in the token (PASETO's registered names where one exists).
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -442,6 +483,10 @@ struct Wire {
     #[cfg(feature = "entitlements")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     ent: Option<WireEntitlements>,
+    /// The `ent` claim's values as JSON text ([`entitlement_text`]), never written.
+    #[cfg(feature = "entitlement-text")]
+    #[serde(skip)]
+    ent_text: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -490,7 +535,7 @@ fn read_wire(payload: &[u8]) -> Option<Wire> {
     use crate::json::JsonIn;
     let v = strict_object(payload, &WIRE_FIELDS)?;
     // Without the feature a lease with the claim is refused, as by a client older than it.
-    #[cfg(not(feature = "entitlements"))]
+    #[cfg(not(any(feature = "entitlements", feature = "entitlement-text")))]
     if v.member("ent").is_some() {
         return None;
     }
@@ -516,6 +561,11 @@ fn read_wire(payload: &[u8]) -> Option<Wire> {
         ent: match v.member("ent") {
             None => None,
             Some(ent) => Some(WireEntitlements::from(read_entitlements(&ent)?)),
+        },
+        #[cfg(feature = "entitlement-text")]
+        ent_text: match v.member("ent") {
+            None => None,
+            Some(ent) => Some(entitlement_text(&ent)?),
         },
     })
 }
@@ -567,6 +617,8 @@ impl LeaseClaims {
             nonce: self.nonce.clone(),
             #[cfg(feature = "entitlements")]
             ent: self.entitlements.clone().map(WireEntitlements::from),
+            #[cfg(feature = "entitlement-text")]
+            ent_text: None,
         })
     }
 
@@ -1039,6 +1091,8 @@ pub struct SignedFacts {
     issued_at: i64,
     #[cfg(feature = "entitlements")]
     entitlements: Option<EntitlementClaims>,
+    #[cfg(feature = "entitlement-text")]
+    entitlement_text: Option<String>,
 }
 
 impl SignedFacts {
@@ -1049,7 +1103,20 @@ impl SignedFacts {
             issued_at: claims.issued_at,
             #[cfg(feature = "entitlements")]
             entitlements: claims.entitlements.clone(),
+            #[cfg(feature = "entitlement-text")]
+            entitlement_text: None,
         }
+    }
+
+    /// The key's entitlement values as the relay signed them, as JSON text (an object of
+    /// metadata values by name, in name order; the balances left out): the
+    /// `entitlement-text` feature's reading, for a host that parses JSON itself (the npm
+    /// engine). `None` as [`SignedFacts::entitlements`]'s `None`, or without the feature.
+    pub fn entitlement_values_json(&self) -> Option<&str> {
+        #[cfg(feature = "entitlement-text")]
+        return self.entitlement_text.as_deref();
+        #[cfg(not(feature = "entitlement-text"))]
+        None
     }
 
     /// The key's entitlement values and its customer's meter balances as the relay signed
@@ -1100,6 +1167,8 @@ impl SignedFacts {
             issued_at,
             #[cfg(feature = "entitlements")]
             entitlements: None,
+            #[cfg(feature = "entitlement-text")]
+            entitlement_text: None,
         }
     }
 }
@@ -1243,7 +1312,10 @@ pub fn verify_signed_with(
     let (parts, footer) = signed_parts(token, keys, expect.machine, ed25519)?;
     // pasetors gives a verified payload only as UTF-8 text; so does this.
     std::str::from_utf8(&parts.message).map_err(|_| NoLease::Claims)?;
-    let wire = read_wire(&parts.message).ok_or(NoLease::Claims)?;
+    #[cfg_attr(not(feature = "entitlement-text"), allow(unused_mut))]
+    let mut wire = read_wire(&parts.message).ok_or(NoLease::Claims)?;
+    #[cfg(feature = "entitlement-text")]
+    let ent_text = wire.ent_text.take();
     let claims = LeaseClaims::from_wire(wire).ok_or(NoLease::Claims)?;
     let same = claims.organization_id == expect.organization_id
         && claims.key_sha256 == key_hash(expect.key)
@@ -1259,9 +1331,15 @@ pub fn verify_signed_with(
     {
         return Err(NoLease::Expired);
     }
+    #[cfg_attr(not(feature = "entitlement-text"), allow(unused_mut))]
+    let mut facts = SignedFacts::of(&claims);
+    #[cfg(feature = "entitlement-text")]
+    {
+        facts.entitlement_text = ent_text;
+    }
     Ok(Lease {
         kid: footer.kid,
-        facts: SignedFacts::of(&claims),
+        facts,
         claims,
     })
 }
@@ -1614,6 +1692,66 @@ mod tests {
             r#"{"values":{"a":[1]},"balances":{}}"#,
             r#"{"values":{"a":null},"balances":{}}"#,
             r#"{"values":{},"balances":{"m":"1"}}"#,
+            r#"null"#,
+        ] {
+            assert!(read(bad).is_none(), "{bad}");
+        }
+        Ok(())
+    }
+
+    /// The `entitlement-text` reading (the npm engine's): the values of the verified claim as
+    /// the JSON text the typed claim writes (name order, the balances left out), `None` without
+    /// the claim, and the same refusals as the typed reading.
+    #[test]
+    #[cfg(all(feature = "entitlements", feature = "entitlement-text"))]
+    fn the_entitlement_text_is_the_typed_claims_values() -> Result<(), Error> {
+        use crate::metadata::MetaValue;
+        let key = Key::new("MYAPP-50B22C51-07BD-4160-A61E-19B6CC6ED415");
+        let signer = SigningKey::generate(Some("k1"))?;
+        let mut c = claims(&key, 1_800_000_000);
+        let mut ent = EntitlementClaims::default();
+        ent.values.insert("size".into(), MetaValue::Int(10));
+        ent.values.insert("ratio".into(), MetaValue::Float(2.5));
+        ent.values
+            .insert("role".into(), MetaValue::Str("ed\"itor".into()));
+        ent.values.insert("beta".into(), MetaValue::Bool(false));
+        ent.balances.insert("API calls".into(), 48.5);
+        c.entitlements = Some(ent.clone());
+        let token = signer.sign(&c, None)?;
+        let lease = verify_signed(&token, &signer.relay_keys(), &expect(&key, None))
+            .map_err(|e| Error::invalid("lease", e.as_str()))?;
+        let mut typed = crate::json::JsonOut::new();
+        typed.meta(&ent.values);
+        assert_eq!(
+            lease.facts().entitlement_values_json(),
+            Some(r#"{"beta":false,"ratio":2.5,"role":"ed\"itor","size":10}"#)
+        );
+        assert_eq!(
+            lease.facts().entitlement_values_json(),
+            Some(typed.as_str())
+        );
+        c.entitlements = None;
+        let token = signer.sign(&c, None)?;
+        let lease = verify_signed(&token, &signer.relay_keys(), &expect(&key, None))
+            .map_err(|e| Error::invalid("lease", e.as_str()))?;
+        assert_eq!(lease.facts().entitlement_values_json(), None);
+        let read = |text: &str| {
+            crate::strict::parse(text.as_bytes())
+                .ok()
+                .and_then(|v| entitlement_text(&v))
+        };
+        assert_eq!(
+            read(r#"{"values":{"a":1,"b":"x"},"balances":{"m":2}}"#).as_deref(),
+            Some(r#"{"a":1,"b":"x"}"#)
+        );
+        for bad in [
+            r#"{"values":{}}"#,
+            r#"{"balances":{}}"#,
+            r#"{"values":{},"balances":{},"more":1}"#,
+            r#"{"values":{"a":[1]},"balances":{}}"#,
+            r#"{"values":{"a":null},"balances":{}}"#,
+            r#"{"values":{},"balances":{"m":"1"}}"#,
+            r#"{"values":[],"balances":{}}"#,
             r#"null"#,
         ] {
             assert!(read(bad).is_none(), "{bad}");

@@ -375,8 +375,10 @@ impl Engine {
                 // Issue #68: the values the relay signed into this answer's lease, read
                 // offline (`null`: not known, as `CheckReport::entitlements`'s `None`).
                 j.key("entitlements");
-                match lease.and_then(|w| w.facts.entitlements()) {
-                    Some(e) => j.meta(&e.values),
+                // The claim's values as the core checked and wrote them (JSON text, parsed
+                // with the rest of this answer by the host's JSON.parse).
+                match lease.and_then(|w| w.facts.entitlement_values_json()) {
+                    Some(text) => j.raw(text),
                     None => j.null(),
                 };
                 j.key("reason").opt_str(fallback.map(|e| e.reason().code()));

@@ -255,9 +255,9 @@ impl Relay {
             seats_seen: crate::seats::Seen::default(),
             #[cfg(feature = "entitlements")]
             entitled: crate::entitled::Entitled::new(s.options.entitlements),
-            // Only with the `entitlements` feature (the npm relay's wasm is built without it).
+            // Only with the `usage` feature (the npm relay's wasm is built without it).
             usage: crate::usage::Usage::new(
-                cfg!(feature = "entitlements") && s.options.usage,
+                cfg!(feature = "usage") && s.options.usage,
                 s.options.refuse_at_zero_credits,
             ),
             backend: s.backend,

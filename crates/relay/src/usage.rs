@@ -310,7 +310,8 @@ impl Usage {
     }
 
     pub(crate) fn on(&self) -> bool {
-        self.on
+        // A constant `false` without the feature: every path behind it leaves the build.
+        cfg!(feature = "usage") && self.on
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {

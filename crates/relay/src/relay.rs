@@ -680,6 +680,24 @@ impl Relay {
         may_wait: bool,
         entropy: &dyn Fn() -> Option<[u8; 16]>,
     ) -> Routed {
+        self.key_proven_routed(req, now, may_wait, entropy, |req| {
+            crate::devices::read_ask(&req.body)
+                .map(|ask| crate::devices::validate_request(req, &ask))
+        })
+    }
+
+    /// A route whose key proves itself as at Polar (a device listing, a usage report): `POST`
+    /// only, its body within the cap, read into the validate of its key (`validate_of`: its
+    /// refusal answered as the relay's own), which is routed as any other validate (the per-key
+    /// limit, the breaker, the store, the budget); what follows a 200 is [`Relay::follow`]'s.
+    fn key_proven_routed(
+        &self,
+        req: &RelayRequest,
+        now: Now,
+        may_wait: bool,
+        entropy: &dyn Fn() -> Option<[u8; 16]>,
+        validate_of: impl FnOnce(&RelayRequest) -> Result<RelayRequest, RelayResponse>,
+    ) -> Routed {
         if req.method != "POST" {
             let mut r = RelayResponse::detail(405, "Method Not Allowed");
             r.set("allow", "POST, OPTIONS");
@@ -692,11 +710,11 @@ impl Relay {
                 "Request body exceeded the maximum allowed size.",
             ));
         }
-        let ask = match crate::devices::read_ask(&req.body) {
-            Ok(ask) => ask,
+        let validate = match validate_of(req) {
+            Ok(validate) => validate,
             Err(r) => return Routed::Answer(private(r)),
         };
-        match self.route_checked(&crate::devices::validate_request(req, &ask)) {
+        match self.route_checked(&validate) {
             Ok(pending) => self.route_pending(pending, now, may_wait, entropy),
             Err(r) => Routed::Answer(r),
         }
@@ -720,26 +738,9 @@ impl Relay {
         may_wait: bool,
         entropy: &dyn Fn() -> Option<[u8; 16]>,
     ) -> Routed {
-        if req.method != "POST" {
-            let mut r = RelayResponse::detail(405, "Method Not Allowed");
-            r.set("allow", "POST, OPTIONS");
-            return Routed::Answer(r);
-        }
-        if req.body.len() > self.limits.max_body_bytes {
-            return Routed::Answer(RelayResponse::error(
-                413,
-                "RequestBodyTooLarge",
-                "Request body exceeded the maximum allowed size.",
-            ));
-        }
-        let ask = match crate::usage::read_ask(&req.body) {
-            Ok(ask) => ask,
-            Err(r) => return Routed::Answer(private(r)),
-        };
-        match self.route_checked(&crate::usage::validate_request(req, &ask)) {
-            Ok(pending) => self.route_pending(pending, now, may_wait, entropy),
-            Err(r) => Routed::Answer(r),
-        }
+        self.key_proven_routed(req, now, may_wait, entropy, |req| {
+            crate::usage::read_ask(&req.body).map(|ask| crate::usage::validate_request(req, &ask))
+        })
     }
 
     /// A usage report's answer once its key's verdict is in: a grant keeps the report

@@ -38,6 +38,28 @@ pub const DEVICES_ROUTE: &str = "/v1/devices/list";
 /// the key, the meter, the units and the report's idempotency id in a JSON body.
 pub const USAGE_ROUTE: &str = "/v1/usage/record";
 
+/// The JSON object of a relay route's body (a seat request, a device listing, a usage
+/// report), its members only those of `fields`; else `refuse`'s answer (the route's `422`)
+/// saying what is wrong: not JSON, not an object, or the first unknown member (escaped).
+pub(crate) fn ask_object(
+    body: &[u8],
+    fields: &[&str],
+    refuse: impl Fn(&str) -> RelayResponse,
+) -> Result<serde_json::Map<String, serde_json::Value>, RelayResponse> {
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|_| refuse("the body is not JSON"))?;
+    let serde_json::Value::Object(obj) = v else {
+        return Err(refuse("the body is not an object"));
+    };
+    if let Some(k) = obj.keys().find(|k| !fields.contains(&k.as_str())) {
+        return Err(refuse(&format!(
+            "unknown member {}",
+            crate::logged::escaped(k)
+        )));
+    }
+    Ok(obj)
+}
+
 /// Where a [`Route`] is answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

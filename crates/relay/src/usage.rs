@@ -108,11 +108,6 @@ pub(crate) fn is_route(path: &str) -> bool {
 /// follows.
 pub(crate) fn read_ask(body: &[u8]) -> Result<UsageAsk, RelayResponse> {
     let refuse = |detail: &str| RelayResponse::error(422, "InvalidUsageRequest", detail);
-    let v: serde_json::Value =
-        serde_json::from_slice(body).map_err(|_| refuse("the body is not JSON"))?;
-    let obj = v
-        .as_object()
-        .ok_or_else(|| refuse("the body is not an object"))?;
     const FIELDS: [&str; 6] = [
         "key",
         "organization_id",
@@ -121,12 +116,7 @@ pub(crate) fn read_ask(body: &[u8]) -> Result<UsageAsk, RelayResponse> {
         "units",
         "id",
     ];
-    if let Some(k) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
-        return Err(refuse(&format!(
-            "unknown member {}",
-            crate::logged::escaped(k)
-        )));
-    }
+    let obj = crate::types::ask_object(body, &FIELDS, refuse)?;
     let text = |name: &str| obj.get(name).and_then(|v| v.as_str());
     let key = text("key").ok_or_else(|| refuse("key is missing"))?;
     let organization_id =

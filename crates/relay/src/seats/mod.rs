@@ -221,11 +221,6 @@ pub(crate) fn pool_id(organization_id: &str, key_sha256: &str) -> EntryId {
 /// A seat request's body read (`422` with what is wrong).
 pub(crate) fn read_ask(op: SeatOp, body: &[u8]) -> Result<SeatAsk, RelayResponse> {
     let refuse = |detail: &str| RelayResponse::error(422, "InvalidSeatRequest", detail);
-    let v: serde_json::Value =
-        serde_json::from_slice(body).map_err(|_| refuse("the body is not JSON"))?;
-    let obj = v
-        .as_object()
-        .ok_or_else(|| refuse("the body is not an object"))?;
     const FIELDS: [&str; 6] = [
         "key",
         "organization_id",
@@ -234,12 +229,7 @@ pub(crate) fn read_ask(op: SeatOp, body: &[u8]) -> Result<SeatAsk, RelayResponse
         "kind",
         "borrow_days",
     ];
-    if let Some(k) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
-        return Err(refuse(&format!(
-            "unknown member {}",
-            crate::logged::escaped(k)
-        )));
-    }
+    let obj = crate::types::ask_object(body, &FIELDS, refuse)?;
     let text = |name: &str| obj.get(name).and_then(|v| v.as_str());
     let key = text("key").ok_or_else(|| refuse("key is missing"))?;
     let organization_id =

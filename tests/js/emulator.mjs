@@ -92,6 +92,48 @@ export function stop(child) {
 }
 
 /**
+ * The native command line (`CLI`) with `args`, its home `home` and more of its environment
+ * `env`; resolves `{ url, close }` once its stdout has `listening on URL` and `ready` (none:
+ * the URL alone), rejects when it exits first or has not served in 20 s. `close()` stops it
+ * (SIGTERM) and resolves once it has exited.
+ */
+export function served(args, { home, env = {}, ready = 'serving until killed' } = {}) {
+  const child = spawn(CLI, args, {
+    env: { PATH: process.env.PATH, HOME: home, XDG_DATA_HOME: home, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${args.join(' ')} did not serve in 20 s: ${stderr}`));
+    }, 20_000);
+    child.stdout.on('data', (d) => {
+      stdout += d;
+      const url = /listening on (http\S+)/.exec(stdout)?.[1];
+      if (url && (!ready || stdout.includes(ready))) {
+        clearTimeout(timer);
+        resolve({
+          url,
+          close: () =>
+            new Promise((done) => {
+              if (child.exitCode !== null || child.signalCode !== null) return done();
+              child.once('exit', done);
+              child.kill('SIGTERM');
+            }),
+        });
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${args.join(' ')} exited (${code}): ${stderr}`));
+    });
+  });
+}
+
+/**
  * `polar-license${subpath}` through the exports map, as the consumer resolves it: node's ESM
  * import gives the package's file `esm`, require its file `cjs`, whose exports are the
  * package's names. Resolves the CommonJS face.

@@ -49,6 +49,7 @@ test('granted by one of several benefits, not by another, and unknown features',
   assert.deepEqual(Object.keys(pro).sort(), [
     'activation',
     'cacheRefreshed',
+    'entitlements',
     'graceEndsAt',
     'graceRemaining',
     'lease',

@@ -35,7 +35,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { freePort, relayUnderWorkerd, storeWorker } from './workerd.mjs';
-import { CLI, ORG, PACKAGE_DIR } from './emulator.mjs';
+import { CLI, ORG, PACKAGE_DIR, served } from './emulator.mjs';
 
 const TOKEN = 'polar_oat_emulator_demo_0123456789abcdef';
 const VALIDATE = '/v1/customer-portal/license-keys/validate';
@@ -60,39 +60,7 @@ let keyText;
 function relayServe(store, env = {}, perKey = '0') {
   const args = ['--base-url', polar.url, 'relay', 'serve', '--signing-key', keyFile, '--port', '0', '--per-ip', '0', '--per-key', perKey,
     '--store', store, '--no-roster', '--reconcile-every', '0', '--seat-seconds', `${LIFE_S}`];
-  const child = spawn(CLI, args, {
-    env: { PATH: process.env.PATH, HOME: scratch, XDG_DATA_HOME: scratch, POLAR_ACCESS_TOKEN: TOKEN, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stderr.on('data', (d) => (stderr += d));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`relay serve did not serve in 20 s: ${stderr}`));
-    }, 20_000);
-    child.stdout.on('data', (d) => {
-      stdout += d;
-      const url = /^listening on (\S+)$/m.exec(stdout)?.[1];
-      if (url && stdout.includes('serving until killed')) {
-        clearTimeout(timer);
-        resolve({
-          url,
-          close: () =>
-            new Promise((done) => {
-              if (child.exitCode !== null || child.signalCode !== null) return done();
-              child.once('exit', done);
-              child.kill('SIGTERM');
-            }),
-        });
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`relay serve exited (${code}): ${stderr}`));
-    });
-  });
+  return served(args, { home: scratch, env: { POLAR_ACCESS_TOKEN: TOKEN, ...env } });
 }
 
 const WORKER = storeWorker(`perIp: '0', perKey: '0', store: { roster: false, reconcileEvery: 0 }, seats: { seconds: ${LIFE_S} },`);

@@ -469,7 +469,8 @@ fn store_config(
                  balance is read with them)"
                     .to_string()
             }
-            _ => why.to_string(),
+            // The flag named, as clap names the ones it checks itself.
+            _ => format!("--{}: {why}", field.replace('_', "-")),
         };
         return Err(usage_report(Some(CMD), Some(field), &why));
     }

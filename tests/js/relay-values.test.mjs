@@ -251,14 +251,12 @@ test('each lifecycle case ends in its typed detail, on a check and on an activat
   );
 });
 
-// KNOWN BUG (session 38's note, first item): the core's re-check (a webhook newer than a key's
-// revocation makes the next check ask Polar, crates/relay/src/store/webhook.rs) licenses a
-// resumed key on `relay serve`, but the Workers relay still answers `inactive` 10 s after the
-// resume (seen in the CI run of the merged main): a `todo` there until it is fixed, so the run
-// shows it without hiding the native row.
+// Issue #68 on Workers: a check that asked Polar while the pause's revocation landed stored
+// Polar's denial (which names no key or customer) with the revocation's mark, out of every later
+// webhook's reach: refused from the store for `denial_for` after the resume. The denial now keeps
+// the key's ids (crates/relay/src/verdicts.rs; crates/relay/tests/store_limits.rs drives the race).
 for (const name of HOSTS) {
-  const todo = name === 'workers' ? 'the Workers relay keeps a resumed key refused (known bug)' : false;
-  test(`a resumed subscription licenses the same key again (${name})`, { skip, todo }, async () => {
+  test(`a resumed subscription licenses the same key again (${name})`, { skip }, async () => {
     const h = hosts.find((h) => h.name === name);
     const paused = h.keys.cases.paused;
     await control('POST', `/__emulator/keys/${paused}/subscription`, { action: 'resume' });

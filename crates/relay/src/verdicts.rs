@@ -620,6 +620,18 @@ impl Stored {
                         self.backend.update(id, &mut |current| {
                             let mut entry = answer.clone();
                             if let Some(current) = current {
+                                // Polar's denial names no key or customer (its 404 says
+                                // neither): it keeps the ids the key's entry is indexed by,
+                                // so that the key's later webhooks (a resume's, a re-grant's)
+                                // and the roster's lift still reach it (issue #68: a
+                                // revocation carried onto a denial that named nothing refused
+                                // for the whole `denial_for`, out of every webhook's reach).
+                                if entry.license_key_id.is_none() {
+                                    entry.license_key_id = current.license_key_id.clone();
+                                }
+                                if entry.customer_id.is_none() {
+                                    entry.customer_id = current.customer_id.clone();
+                                }
                                 entry.customer_event_at = current.customer_event_at;
                                 entry.key_event_at = current.key_event_at;
                                 let seen = |e: &Entry| {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use polar_license::Transport;
-use polar_license_emulator::{Emulator, DEMO_ORGANIZATION_ID};
+use polar_license_emulator::{Emulator, KeyUpdate, DEMO_ORGANIZATION_ID};
 use polar_license_relay::flow::{ExchangeOptions, Given, Need};
 use polar_license_relay::store::{
     Backend, Entry, Mark, MemoryBackend, PagedBackend, StoreError, StoreOptions,
@@ -259,4 +259,118 @@ fn a_failed_read_never_writes_over_a_stored_revocation() {
     let answer = fill_and_answer(&mut host, &relay, &b, &check, t0 + 3, false);
     rig::assert_refused(&answer, "the stored revocation");
     assert_eq!(polar.request_count(), 0);
+}
+
+/// Issue #68, on the Workers store (paged, loaded per request as the Durable Object loads it):
+/// a check asks Polar while the key is being revoked, Polar answers its denial (404, which names
+/// no key or customer) and the revocation's webhook lands while that call is under way. The
+/// denial is stored with the revocation's mark and still reachable by the key's webhooks: once
+/// Polar grants the key again (a resumed subscription), the grant's webhook makes it a re-check
+/// and the next check is Polar's own 200 (the webhook grants nothing by itself: before Polar
+/// grants again, the revocation refuses). Before the fix the stored denial dropped the key's
+/// ids, no webhook reached it, and it refused from the store for the whole `denial_for`.
+#[test]
+fn a_denial_stored_while_a_revocation_lands_is_reached_by_the_keys_later_webhooks() {
+    let polar = rig::webhook_emulator();
+    let k = rig::add_key(&polar, "RESUME-RACE-5B6C7D".into(), None);
+    let mut host = Host::default();
+    let b = start(&host);
+    let relay = paged_relay(&polar, &b);
+    let t0 = now();
+    let check = validate_request(&k);
+    let first = fill_and_answer(&mut host, &relay, &b, &check, t0, false);
+    assert_eq!(first.status, 200);
+    host.save(&b);
+    let (license_key_id, customer_id) = ids_of(&first);
+    let event = |kind: &str, at: i64| {
+        json!({
+            "type": kind,
+            "timestamp": rfc3339(at),
+            "api_version": "2026-10",
+            "data": {"modified_at": rfc3339(at), "customer_id": customer_id,
+                     "properties": {"license_key_id": license_key_id,
+                                    "display_key": "****-5B6C7D"}}
+        })
+        .to_string()
+    };
+    let set = |status: &str| {
+        assert!(polar.update_key(
+            &k,
+            KeyUpdate {
+                status: Some(status.to_string()),
+                ..KeyUpdate::default()
+            }
+        ));
+    };
+    // The subscription changes (a purchase event: the key's answer is asked again).
+    let updated = event("benefit_grant.updated", t0 + 1);
+    let hook = rig::hook(SECRET, "evt-updated", t0 + 1, &updated);
+    assert_eq!(
+        fill_and_answer(&mut host, &relay, &b, &hook, t0 + 1, false).status,
+        200
+    );
+    host.save(&b);
+    // Polar revokes the key; the check asks Polar, and the revocation's webhook is applied
+    // while the call is under way.
+    set("revoked");
+    let revoked = event("benefit_grant.revoked", t0 + 2);
+    let revoked = rig::hook(SECRET, "evt-revoked", t0 + 2, &revoked);
+    let upstream = rig::upstream(Duration::from_secs(10));
+    let mut landed = false;
+    let denied = rig::Drive::with(
+        &relay,
+        check.clone(),
+        at(t0 + 2),
+        ExchangeOptions::default(),
+    )
+    .run_with(|x, need| match need {
+        Need::Load(load) => {
+            if let Some(wants) = &load.store {
+                host.fill(&b, wants);
+            }
+            x.give(Given::Loaded);
+        }
+        Need::Send { request, .. } => {
+            let answer = upstream.send(&request);
+            if !landed {
+                landed = true;
+                let hooked = fill_and_answer(&mut host, &relay, &b, &revoked, t0 + 2, false);
+                assert_eq!(hooked.status, 200);
+            }
+            x.give(Given::Upstream(answer));
+        }
+        other => x.as_host(other),
+    });
+    host.save(&b);
+    assert!(landed, "the check asked Polar");
+    rig::assert_refused(&denied, "Polar's denial");
+    assert_eq!(
+        marks(&host),
+        vec![Mark::Revoked],
+        "the revocation's mark kept"
+    );
+    // Refused from the store meanwhile (a webhook alone never grants).
+    let refused = fill_and_answer(&mut host, &relay, &b, &check, t0 + 3, false);
+    rig::assert_refused(&refused, "the stored revocation");
+    assert_eq!(refused.header("polar-license-source"), Some("store"));
+    // Granted again (the resume): its webhook reaches the stored denial, the next check is
+    // Polar's grant, well within `denial_for` (60 s).
+    set("granted");
+    let created = event("benefit_grant.created", t0 + 4);
+    let hook = rig::hook(SECRET, "evt-created", t0 + 4, &created);
+    assert_eq!(
+        fill_and_answer(&mut host, &relay, &b, &hook, t0 + 4, false).status,
+        200
+    );
+    host.save(&b);
+    let again = fill_and_answer(&mut host, &relay, &b, &check, t0 + 5, false);
+    host.save(&b);
+    assert_eq!(
+        (again.status, again.header("polar-license-source")),
+        (200, Some("polar")),
+        "licensed again by Polar's answer: {}",
+        String::from_utf8_lossy(&again.body)
+    );
+    assert!(again.lease().is_some(), "Polar's grant is leased");
+    assert_eq!(marks(&host), vec![Mark::None]);
 }

@@ -20,7 +20,8 @@
 #   wasm-browser  the same suites in headless Chromium (WASM_BINDGEN_USE_BROWSER=1); the seller
 #                 table's rows as target/seller-table/wasm-chromium.tsv
 #   wasm-firefox  the same suites in headless Firefox ESR (geckodriver)
-#   npm-build     scripts/build-npm.sh (cargo, wasm-bindgen, wasm-opt, npm pack)
+#   npm-build     scripts/build-npm.sh (cargo, wasm-bindgen, wasm-opt, npm pack), in the
+#                 background from the stage's start, beside the suites above
 #   npm-size      scripts/size.sh --no-build: every part within scripts/size-budget.txt
 #   wasm-imports  the packaged wasms (the engine's, the emulator's, the relay's) import nothing
 #                 from `env`
@@ -176,6 +177,16 @@ replay() {
 
 # ---- emulators ---------------------------------------------------------------------------
 
+# The npm package's build (scripts/build-npm.sh: seven release wasm builds with LTO and one
+# codegen unit, so mostly on one core, then wasm-bindgen, wasm-opt and zopfli) in the
+# background from here, beside the emulators' builds and the wasm32 suites below, which wait on
+# node and the browsers more than they compute; at niceness 10, so that their builds and timed
+# tests keep the cores they use. It builds in a directory of its own (target/npm-wasm) and
+# writes only target/npm/{pkg,parts,*.tgz}, which none of those suites reads; waited for before
+# npm-size, the first suite that needs it. (In the foreground after wasm-firefox, it was 124 s
+# of the stage's 820 on 95c778d.)
+suite_start npm-build check nice -n 10 bash scripts/build-npm.sh
+
 echo "==> building the emulator (cargo build -p polar-license-cli)"
 if ! cargo build -p polar-license-cli --bin polar-license 2>&1 | tail -n 3; then
     echo "test-wasm: cannot build the emulator" >&2
@@ -276,7 +287,7 @@ suite wasm-firefox libtest wasm_tests_firefox
 
 # ---- the npm package -----------------------------------------------------------------------
 
-suite npm-build check bash scripts/build-npm.sh
+suite_finish npm-build check
 # Each part of the package against its budget (scripts/size-budget.txt): a part over fails.
 suite npm-size check bash scripts/size.sh --no-build
 

@@ -109,7 +109,7 @@ start_stage() {
         start="$(now)"
         within "$STAGE_LIMIT" "$@" >"$log" 2>&1
         echo "$? $(elapsed "$start")" >"$LOG_DIR/.$name.done"
-        # For after_stage: stays until the next run (finish_stage takes .done away).
+        # For after_downloads: stays until the next run (finish_stage takes .done away).
         touch "$LOG_DIR/.$name.ended"
         # Reaped only by finish_stage, so that its CPU counts there and not in the stage that
         # runs when it ends (bash adds a child's CPU to `times` when it reaps it).
@@ -118,13 +118,14 @@ start_stage() {
     BG_PID[$name]=$!
 }
 
-# after_stage NAME CMD...: waits until the background stage NAME has ended (passed or not), then
-# runs CMD. A background stage that needs the set-up's rest starts with the first stages this way,
-# instead of after them: its compiling, at niceness 19, takes the cycles that they leave.
-after_stage() {
-    local name="$1"
-    shift
-    while [[ ! -e "$LOG_DIR/.$name.ended" ]]; do sleep 1; done
+# after_downloads CMD...: waits until the set-up's downloads lane has ended (scripts/setup.sh
+# --rest: apt, rustup, pip, npm -- all that the Tauri, Windows and macos stages need; on a fresh
+# machine the builds lane beside it compiles the wasm-bindgen CLI, geckodriver and cbindgen for
+# minutes more), or else the whole setup-rest stage, then runs CMD.
+after_downloads() {
+    while [[ ! -e target/setup-logs/downloads.ended && ! -e "$LOG_DIR/.setup-rest.ended" ]]; do
+        sleep 1
+    done
     "$@"
 }
 
@@ -203,6 +204,7 @@ TOTAL_START="$(now)"
 # compile. Waited for before the first stage that needs it (setup-rest below); a failed step
 # fails that stage, named in its log.
 run_stage setup check bash scripts/setup.sh --first
+rm -f target/setup-logs/downloads.ended
 start_stage setup-rest check bash scripts/setup.sh --rest
 # The Tauri plugin and its guest package (scripts/test-tauri.sh): clippy, docs, the commands
 # through Tauri's mock runtime against the emulator, the guest package against Tauri's IPC mocks.
@@ -211,17 +213,17 @@ start_stage setup-rest check bash scripts/setup.sh --rest
 # macOS user gets through clippy -D warnings, the C static library built and its frameworks
 # checked (scripts/test-macos.sh; the link and a run need Apple's SDK: docs/macos.md).
 # The three stages of the run that mostly compile, started now, in the background, as soon as
-# the set-up's rest has ended (after_stage): each builds in a directory of its own (no wait on
-# cargo's lock of target) at niceness 19 (BUILD_NICE; macos as a whole), so that their
+# the set-up's downloads have ended (after_downloads): each builds in a directory of its own (no
+# wait on cargo's lock of target) at niceness 19 (BUILD_NICE; macos as a whole), so that their
 # compiling takes only the cycles the stages in the foreground leave -- the tests stage alone
 # leaves about half of the 2 cores idle -- and the Tauri and Windows stages run their tests at
-# the normal priority. Started after one-answer instead (before this change), the Tauri
-# stage's 600 s of CPU at niceness 19 ended the run, alone, after every other stage.
-start_stage tauri summary after_stage setup-rest \
+# the normal priority. Started after one-answer instead (before this change), the Tauri stage's
+# 600 s of CPU at niceness 19 ended the run, alone, after every other stage.
+start_stage tauri summary after_downloads \
     env CARGO_TARGET_DIR=target/tauri-build BUILD_NICE=19 bash scripts/test-tauri.sh
-start_stage windows summary after_stage setup-rest \
+start_stage windows summary after_downloads \
     env CARGO_TARGET_DIR=target/windows-build BUILD_NICE=19 bash scripts/test-windows.sh
-start_stage macos summary after_stage setup-rest \
+start_stage macos summary after_downloads \
     env CARGO_TARGET_DIR=target/macos-build nice -n 19 bash scripts/test-macos.sh
 run_stage fmt check cargo fmt --all --check
 # The Tauri plugin is its own stage (tauri, below): Tauri stays out of these build graphs.

@@ -180,12 +180,13 @@ replay() {
 # The npm package's build (scripts/build-npm.sh: seven release wasm builds with LTO and one
 # codegen unit, so mostly on one core, then wasm-bindgen, wasm-opt and zopfli) in the
 # background from here, beside the emulators' builds and the wasm32 suites below, which wait on
-# node and the browsers more than they compute; at niceness 10, so that their builds and timed
-# tests keep the cores they use. It builds in a directory of its own (target/npm-wasm) and
+# node and the browsers more than they compute; at niceness 5, so that their builds and timed
+# tests keep most of the cores they use, while it still goes before the stages compiling beside
+# this one (Python at 10, Tauri, Windows and macos at 19): its end is on the run's critical path. It builds in a directory of its own (target/npm-wasm) and
 # writes only target/npm/{pkg,parts,*.tgz}, which none of those suites reads; waited for before
 # npm-size, the first suite that needs it. (In the foreground after wasm-firefox, it was 124 s
 # of the stage's 820 on 95c778d.)
-suite_start npm-build check nice -n 10 bash scripts/build-npm.sh
+suite_start npm-build check nice -n 5 bash scripts/build-npm.sh
 
 echo "==> building the emulator (cargo build -p polar-license-cli)"
 if ! cargo build -p polar-license-cli --bin polar-license 2>&1 | tail -n 3; then

@@ -78,6 +78,11 @@ cleanup() {
         kill "$pid" 2>/dev/null
         wait "$pid" 2>/dev/null
     done
+    # A background suite not waited for (the stage left early): it and what it started.
+    for pid in "${SUITE_PID[@]}"; do
+        # shellcheck disable=SC2046
+        kill $(descendants "$pid") "$pid" 2>/dev/null
+    done
 }
 trap cleanup EXIT
 
@@ -161,6 +166,7 @@ suite_start() {
 suite_finish() {
     local name="$1" kind="$2" rc=1 secs=0
     wait "${SUITE_PID[$name]}"
+    unset "SUITE_PID[$name]"
     [[ -f "$LOG_DIR/.$name.done" ]] && read -r rc secs <"$LOG_DIR/.$name.done"
     rm -f "$LOG_DIR/.$name.done"
     mv "$LOG_DIR/$name.log" "$LOG_DIR/$name.log.bg"
@@ -182,10 +188,11 @@ replay() {
 # background from here, beside the emulators' builds and the wasm32 suites below, which wait on
 # node and the browsers more than they compute; at niceness 5, so that their builds and timed
 # tests keep most of the cores they use, while it still goes before the stages compiling beside
-# this one (Python at 10, Tauri, Windows and macos at 19): its end is on the run's critical path. It builds in a directory of its own (target/npm-wasm) and
-# writes only target/npm/{pkg,parts,*.tgz}, which none of those suites reads; waited for before
-# npm-size, the first suite that needs it. (In the foreground after wasm-firefox, it was 124 s
-# of the stage's 820 on 95c778d.)
+# this one (Python at 10, Tauri, Windows and macos at 19): its end is on the run's critical
+# path. It builds in a directory of its own (target/npm-wasm) and writes only
+# target/npm/{pkg,parts,*.tgz}, which none of those suites reads; waited for before npm-size,
+# the first suite that needs it. (In the foreground after wasm-firefox, it was 124 s of the
+# stage's 820 on 95c778d.)
 suite_start npm-build check nice -n 5 bash scripts/build-npm.sh
 
 echo "==> building the emulator (cargo build -p polar-license-cli)"

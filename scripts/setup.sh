@@ -86,7 +86,15 @@ rest() {
     local dir="$ROOT/target/setup-logs" lane failed=0
     mkdir -p "$dir"
     echo "==> setup: the downloads (${DOWNLOADS[*]}) and the builds (${BUILDS[*]}) at once; each lane's log follows when both end"
-    (run_steps setup "${DOWNLOADS[@]}") </dev/null >"$dir/downloads.log" 2>&1 &
+    # downloads.ended: the downloads lane is over (passed or not), for the test command's stages
+    # that need only it (scripts/test.sh, after_downloads), which start before the builds end.
+    rm -f "$dir/downloads.ended"
+    (
+        (run_steps setup "${DOWNLOADS[@]}")
+        rc=$?
+        touch "$dir/downloads.ended"
+        exit "$rc"
+    ) </dev/null >"$dir/downloads.log" 2>&1 &
     local downloads=$!
     # At niceness 10: beside the test command's first stages (timed tests among them) the
     # compiling takes the cycles they leave, and still all of both cores when they have ended.

@@ -5,7 +5,8 @@
 # with --exclude tauri-plugin-polar-license), so that their build graphs stay as they were and
 # no wasm32 or Windows build meets Tauri. Here, on Linux with libwebkit2gtk-4.1-dev
 # (scripts/setup-tauri.sh):
-#   1. clippy of the crate and its tests, warnings denied; its docs, warnings denied;
+#   1. its docs, warnings denied; clippy of the crate and its tests, warnings denied, in the
+#      build of step 2 (clippy-driver compiles it: one pass over Tauri's dependencies, not two);
 #   2. its Rust tests: the commands through Tauri's IPC on the mock runtime against the
 #      emulator (they record every answer for step 4), the seller table's rows through the
 #      commands (tests/seller_table.rs: target/seller-table/tauri.tsv for
@@ -14,9 +15,12 @@
 #   3. what `cargo package` would ship (the permissions and build.rs in, the tests out);
 #   4. the guest package (crates/tauri/guest-js) in node against @tauri-apps/api's IPC mocks,
 #      replaying the answers of step 2, and tsc over them against index.d.ts.
-# Measured cold (a fresh target dir, 2 cores shared with two other builds, load average about
-# 7): 15 min 14 s wall, 8 min 20 s of CPU (clippy 5 min 21 s, doc 1 min 39 s, the test build
-# 8 min 7 s); warm, about 10 s. The last line is `tauri: N passed, N failed`.
+# Measured cold (a fresh target dir, CPU seconds user + system, on a machine shared with other
+# builds at load averages 10 to 28): before clippy moved into the test build, clippy 286 s,
+# then doc 74 s (a re-check of glib, gio, gtk, webkit2gtk, tauri-runtime, ... whose features
+# differ without the dev-dependencies), then the test build; now doc 272 s, then the test build
+# with clippy 294 s; warm, about 24 s (the tests and the guest package). The last line is
+# `tauri: N passed, N failed`.
 set -u -o pipefail
 
 # shellcheck source=scripts/common.sh
@@ -37,14 +41,40 @@ check() { # name command...
     if "$@"; then record "$name" 1 0; else record "$name" 0 1; fi
 }
 
-check clippy build cargo clippy -p tauri-plugin-polar-license --all-targets -- -D warnings
 check doc build env RUSTDOCFLAGS=-Dwarnings cargo doc -p tauri-plugin-polar-license --no-deps
 
-echo "==> cargo test -p tauri-plugin-polar-license"
+# Clippy inside the test build: clippy-driver, Clippy's rustc (cargo clippy's own
+# RUSTC_WORKSPACE_WRAPPER), compiles the workspace's crates of this build -- the plugin's library,
+# its tests and build script, and the workspace crates it uses -- with Clippy's lints, as
+# `cargo clippy -p tauri-plugin-polar-license --all-targets` checks them, and it makes the
+# binaries too; the crates from crates.io are compiled by rustc. One pass over Tauri's
+# dependencies where clippy's check and the test build made two (a check of every crate cannot
+# serve a build: cargo keeps their outputs apart). The doc step above is a pass of its own:
+# without the dev-dependencies (tauri's `test` feature, the relay's server, ...), the features of
+# half of Tauri's dependencies differ from the tests', so it cannot reuse theirs either.
+# Warnings do not stop the build (its tests still run): any warning it prints fails clippy, as
+# `-D warnings` did. What else clippy-driver changes: `--cfg clippy` (no code here reads it) and
+# no MIR optimisation and no null and alignment checks of unsafe code in these crates (none
+# has any: #![deny(unsafe_code)]).
+CLIPPY_DRIVER="$(rustup which clippy-driver 2>/dev/null || command -v clippy-driver)"
+export RUSTC_WORKSPACE_WRAPPER="$CLIPPY_DRIVER"
+echo "==> cargo test -p tauri-plugin-polar-license --all-targets --no-run (compiled by $CLIPPY_DRIVER: clippy)"
 # The fixtures step 4 reads: this run's only.
 rm -rf "${CARGO_TARGET_DIR:-target}/tmp/polar-license-tauri"
 # Built first (a failure to build shows in the run below, which then builds nothing new).
-build cargo test -p tauri-plugin-polar-license --no-run 2>&1 | tail -n 3
+build cargo test -p tauri-plugin-polar-license --all-targets --no-run 2>&1 | tee "$OUT/build.log"
+rc=${PIPESTATUS[0]}
+# Cargo's line for each crate that warned: "warning: `tauri-plugin-polar-license` (lib test)
+# generated 1 warning" (kept from an earlier build's output when nothing was recompiled).
+warned="$(sed 's/\x1b\[[0-9;]*m//g' "$OUT/build.log" | grep -E '^warning: .* generated [0-9]+ warnings?' || true)"
+if [[ $rc -eq 0 && -z "$warned" ]]; then
+    record clippy 1 0
+else
+    [[ -n "$warned" ]] && echo "clippy: warnings denied (-D warnings):" && echo "$warned"
+    record clippy 0 1
+fi
+
+echo "==> cargo test -p tauri-plugin-polar-license"
 cargo test -p tauri-plugin-polar-license --no-fail-fast 2>&1 | tee "$OUT/cargo-test.log"
 rc=${PIPESTATUS[0]}
 read -r p f <<<"$(sed 's/\x1b\[[0-9;]*m//g' "$OUT/cargo-test.log" | grep -E '^test result: ' |

@@ -20,7 +20,8 @@
 #   wasm-browser  the same suites in headless Chromium (WASM_BINDGEN_USE_BROWSER=1); the seller
 #                 table's rows as target/seller-table/wasm-chromium.tsv
 #   wasm-firefox  the same suites in headless Firefox ESR (geckodriver)
-#   npm-build     scripts/build-npm.sh (cargo, wasm-bindgen, wasm-opt, npm pack)
+#   npm-build     scripts/build-npm.sh (cargo, wasm-bindgen, wasm-opt, npm pack), in the
+#                 background from the stage's start, beside the suites above
 #   npm-size      scripts/size.sh --no-build: every part within scripts/size-budget.txt
 #   wasm-imports  the packaged wasms (the engine's, the emulator's, the relay's) import nothing
 #                 from `env`
@@ -76,6 +77,11 @@ cleanup() {
     for pid in "${PIDS[@]}"; do
         kill "$pid" 2>/dev/null
         wait "$pid" 2>/dev/null
+    done
+    # A background suite not waited for (the stage left early): it and what it started.
+    for pid in "${SUITE_PID[@]}"; do
+        # shellcheck disable=SC2046
+        kill $(descendants "$pid") "$pid" 2>/dev/null
     done
 }
 trap cleanup EXIT
@@ -160,6 +166,7 @@ suite_start() {
 suite_finish() {
     local name="$1" kind="$2" rc=1 secs=0
     wait "${SUITE_PID[$name]}"
+    unset "SUITE_PID[$name]"
     [[ -f "$LOG_DIR/.$name.done" ]] && read -r rc secs <"$LOG_DIR/.$name.done"
     rm -f "$LOG_DIR/.$name.done"
     mv "$LOG_DIR/$name.log" "$LOG_DIR/$name.log.bg"
@@ -175,6 +182,18 @@ replay() {
 }
 
 # ---- emulators ---------------------------------------------------------------------------
+
+# The npm package's build (scripts/build-npm.sh: seven release wasm builds with LTO and one
+# codegen unit, so mostly on one core, then wasm-bindgen, wasm-opt and zopfli) in the
+# background from here, beside the emulators' builds and the wasm32 suites below, which wait on
+# node and the browsers more than they compute; at niceness 5, so that their builds and timed
+# tests keep most of the cores they use, while it still goes before the stages compiling beside
+# this one (Python at 10, Tauri, Windows and macos at 19): its end is on the run's critical
+# path. It builds in a directory of its own (target/npm-wasm) and writes only
+# target/npm/{pkg,parts,*.tgz}, which none of those suites reads; waited for before npm-size,
+# the first suite that needs it. (In the foreground after wasm-firefox, it was 124 s of the
+# stage's 820 on 95c778d.)
+suite_start npm-build check nice -n 5 bash scripts/build-npm.sh
 
 echo "==> building the emulator (cargo build -p polar-license-cli)"
 if ! cargo build -p polar-license-cli --bin polar-license 2>&1 | tail -n 3; then
@@ -276,7 +295,7 @@ suite wasm-firefox libtest wasm_tests_firefox
 
 # ---- the npm package -----------------------------------------------------------------------
 
-suite npm-build check bash scripts/build-npm.sh
+suite_finish npm-build check
 # Each part of the package against its budget (scripts/size-budget.txt): a part over fails.
 suite npm-size check bash scripts/size.sh --no-build
 

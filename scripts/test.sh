@@ -104,15 +104,29 @@ start_stage() {
     local log="$LOG_DIR/$name.log"
     echo
     echo "==> $name (in the background, its log shown when it ends): $*"
+    rm -f "$LOG_DIR/.$name.ended"
     (
         start="$(now)"
         within "$STAGE_LIMIT" "$@" >"$log" 2>&1
         echo "$? $(elapsed "$start")" >"$LOG_DIR/.$name.done"
+        # For after_downloads: stays until the next run (finish_stage takes .done away).
+        touch "$LOG_DIR/.$name.ended"
         # Reaped only by finish_stage, so that its CPU counts there and not in the stage that
         # runs when it ends (bash adds a child's CPU to `times` when it reaps it).
         while [[ ! -e "$LOG_DIR/.$name.collect" ]]; do sleep 0.5; done
     ) </dev/null &
     BG_PID[$name]=$!
+}
+
+# after_downloads CMD...: waits until the set-up's downloads lane has ended (scripts/setup.sh
+# --rest: apt, rustup, pip, npm -- all that the Tauri, Windows and macos stages need; on a fresh
+# machine the builds lane beside it compiles the wasm-bindgen CLI, geckodriver and cbindgen for
+# minutes more), or else the whole setup-rest stage, then runs CMD.
+after_downloads() {
+    while [[ ! -e target/setup-logs/downloads.ended && ! -e "$LOG_DIR/.setup-rest.ended" ]]; do
+        sleep 1
+    done
+    "$@"
 }
 
 # finish_stage NAME KIND: waits for the stage start_stage began. Its wall time is its own; its
@@ -190,7 +204,27 @@ TOTAL_START="$(now)"
 # compile. Waited for before the first stage that needs it (setup-rest below); a failed step
 # fails that stage, named in its log.
 run_stage setup check bash scripts/setup.sh --first
+rm -f target/setup-logs/downloads.ended
 start_stage setup-rest check bash scripts/setup.sh --rest
+# The Tauri plugin and its guest package (scripts/test-tauri.sh): clippy, docs, the commands
+# through Tauri's mock runtime against the emulator, the guest package against Tauri's IPC mocks.
+# Windows (x86_64-pc-windows-gnu) under wine: the demo, the Rust suites, the C quick start
+# (scripts/test-windows.sh). macOS compiled and linted with Zig as the C compiler: every crate a
+# macOS user gets through clippy -D warnings, the C static library built and its frameworks
+# checked (scripts/test-macos.sh; the link and a run need Apple's SDK: docs/macos.md).
+# The three stages of the run that mostly compile, started now, in the background, as soon as
+# the set-up's downloads have ended (after_downloads): each builds in a directory of its own (no
+# wait on cargo's lock of target) at niceness 19 (BUILD_NICE; macos as a whole), so that their
+# compiling takes only the cycles the stages in the foreground leave -- the tests stage alone
+# leaves about half of the 2 cores idle -- and the Tauri and Windows stages run their tests at
+# the normal priority. Started after one-answer instead (before this change), the Tauri stage's
+# 600 s of CPU at niceness 19 ended the run, alone, after every other stage.
+start_stage tauri summary after_downloads \
+    env CARGO_TARGET_DIR=target/tauri-build BUILD_NICE=19 bash scripts/test-tauri.sh
+start_stage windows summary after_downloads \
+    env CARGO_TARGET_DIR=target/windows-build BUILD_NICE=19 bash scripts/test-windows.sh
+start_stage macos summary after_downloads \
+    env CARGO_TARGET_DIR=target/macos-build nice -n 19 bash scripts/test-macos.sh
 run_stage fmt check cargo fmt --all --check
 # The Tauri plugin is its own stage (tauri, below): Tauri stays out of these build graphs.
 run_stage clippy check cargo clippy --workspace --exclude tauri-plugin-polar-license --all-features --all-targets -- -D warnings
@@ -222,15 +256,6 @@ finish_stage setup-rest check
 # In the background beside the wasm stage: each used under half of the 2 cores alone (44 % and
 # 42 %: valgrind and ASan runs on one core, node suites waiting on timers and emulators).
 start_stage c summary bash scripts/test-c.sh
-# The Tauri plugin and its guest package (scripts/test-tauri.sh): clippy, docs, the commands
-# through Tauri's mock runtime against the emulator, the guest package against Tauri's IPC mocks.
-# Windows (x86_64-pc-windows-gnu) under wine: the demo, the Rust suites, the C quick start
-# (scripts/test-windows.sh). Both in the background beside the wasm stage too, which leaves more
-# than half of the 2 cores idle with the C stage beside it: each builds in a directory of its
-# own (no wait on cargo's lock of target) at niceness 19 (BUILD_NICE: its compiling takes only
-# the cycles the timed suites leave), and runs its tests at the normal priority.
-start_stage tauri summary env CARGO_TARGET_DIR=target/tauri-build BUILD_NICE=19 bash scripts/test-tauri.sh
-start_stage windows summary env CARGO_TARGET_DIR=target/windows-build BUILD_NICE=19 bash scripts/test-windows.sh
 # The fuzz targets' nightly ASan build (fuzz/target, a directory and a toolchain of its own),
 # at niceness 19 from here on: the cycles the stages before fuzz leave build it, and the fuzz
 # stage below finds it built (its targets then run with the cores to themselves, as before).
@@ -242,15 +267,18 @@ if full; then
 fi
 # The Python package (bindings/python): its abi3 wheel and sdist built, the wheel installed in a
 # fresh venv, pytest against the emulator and with the CLI, mypy and pyright. Beside the wasm
-# stage too, in a directory of its own (target/python/cargo), compiling at niceness 19.
-start_stage python summary env BUILD_NICE=19 bash scripts/test-python.sh
+# stage too, in a directory of its own (target/python/cargo), compiling at niceness 10: the docs
+# stage waits for its wheel, and the Tauri, Windows and macos stages, which only the end of the
+# run waits for, compile at 19 beside it (its 250 s of CPU at an equal share would end after
+# the wasm stage).
+start_stage python summary env BUILD_NICE=10 bash scripts/test-python.sh
 # wasm in node and headless Chromium, the npm tarball in node and in a Vite page.
 run_stage wasm summary bash scripts/test-wasm.sh
 finish_stage c summary
-# The Tauri and Windows stages go on past the wasm stage (on 85a373f they ended 183 s and 144 s
-# after it); they build in directories of their own, so the stages below, in target, run beside
-# them, and they are waited for after macos (the seller table needs the Tauri stage's rows; the
-# fuzz stage keeps the cores to itself, its targets given their seconds of wall time each).
+# The Tauri, Windows and macos stages (started after setup) may go on past the wasm stage; they
+# build in directories of their own, so the stages below, in target, run beside them, and they
+# are waited for after docs (the seller table needs the Tauri stage's rows; the fuzz stage keeps
+# the cores to itself, its targets given their seconds of wall time each).
 # Every example in examples/, run as a user runs it (cargo run --example …).
 run_stage examples summary bash scripts/examples.sh
 # What would be published: the crate's and the npm package's file lists asserted, and
@@ -262,10 +290,7 @@ finish_stage python summary
 # Every code block of every Markdown file, run as pasted by a new user (tests/docs/run.mjs):
 # fresh directories and HOME, npm and cargo resolving to this checkout's packed artifacts.
 run_stage docs summary node tests/docs/run.mjs
-# macOS (aarch64 and x86_64) compiled and linted with Zig as the C compiler: every crate a macOS
-# user gets through clippy -D warnings, the C static library built and its frameworks checked
-# (scripts/test-macos.sh; the link and a run need Apple's SDK: docs/macos.md).
-run_stage macos summary bash scripts/test-macos.sh
+finish_stage macos summary
 finish_stage tauri summary
 finish_stage windows summary
 # Every fuzz target for a bounded time (20 s each): any crash fails (corpus in fuzz/corpus).

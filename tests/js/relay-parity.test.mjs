@@ -600,7 +600,7 @@ const OPTION_ROWS = [
   ['a reconcile interval not a number', ['--reconcile-every', 'often'], { store: { reconcileEvery: 'often' } }, 'reconcile-every'],
   ['a negative reconcile interval', ['--reconcile-every=-1'], { store: { reconcileEvery: -1 } }, 'reconcile-every'],
   ['entitlements signed (issue #68)', ['--sign-entitlements'], { signEntitlements: true, store: {} }, 'accepted'],
-  ['usage recorded, the seller's rule on (issue #68)', ['--sign-entitlements', '--record-usage', '--refuse-at-zero-credits'], { signEntitlements: true, recordUsage: true, refuseAtZeroCredits: true, store: {} }, 'accepted'],
+  ["usage recorded, the seller's rule on (issue #68)", ['--sign-entitlements', '--record-usage', '--refuse-at-zero-credits'], { signEntitlements: true, recordUsage: true, refuseAtZeroCredits: true, store: {} }, 'accepted'],
   ["the seller's rule without usage", ['--sign-entitlements', '--refuse-at-zero-credits'], { signEntitlements: true, refuseAtZeroCredits: true, store: {} }, 'refuse-at-zero-credits'],
   ["the seller's rule without entitlements", ['--record-usage', '--refuse-at-zero-credits'], { recordUsage: true, refuseAtZeroCredits: true, store: {} }, 'refuse-at-zero-credits'],
   ['the defaults', [], { store: {} }, 'accepted'],

@@ -73,6 +73,16 @@ export interface RelayOptions {
    * Polar in the background within the budget (the token then needs `benefits:read` and
    * `customer_meters:read`), kept fresh by the benefit and grant webhooks. Default false. */
   signEntitlements?: boolean;
+  /** Take apps' usage reports on `POST /v1/usage/record` (issue #68, `relay serve
+   * --record-usage`; needs `store`): a report of a key Polar grants is kept in the store (a
+   * retried id counted once), ingested to Polar's meters in batches within the budget
+   * (`POST /v1/events/ingest`: the token then needs `events:write`), kept while Polar is down.
+   * With `signEntitlements` the answer carries the meter's balance. Default false. */
+  recordUsage?: boolean;
+  /** The seller's rule (`relay serve --refuse-at-zero-credits`; needs `recordUsage` and
+   * `signEntitlements`): a report whose meter's balance is at or below zero is refused, 402
+   * `credits_exhausted`, and not kept. Polar itself never refuses usage. Default false. */
+  refuseAtZeroCredits?: boolean;
 }
 
 /** The seller's seat settings (issue #67). */

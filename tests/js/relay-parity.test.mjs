@@ -540,10 +540,10 @@ async function nativeOptions(args) {
 /** The option an error names, in `relay serve`'s spelling (`--lease-days`, `lease_days` or
  * `leaseDays` all name `lease-days`); the first named wins. */
 function named(text) {
-  const m = /(first[-_]?seen[-_]?share|reconcile[-_]?every|marked[-_]?stale[-_]?for|webhook[-_]?silence|metrics[-_]?path|metrics[-_]?token|budget|fresh[-_]?for|stale[-_]?for|per[-_]?ip|per[-_]?key|lease[-_]?days|max[-_]?entries|max[-_]?body[-_]?bytes|breaker[-_]?open[-_]?for)/i.exec(String(text));
+  const m = /(first[-_]?seen[-_]?share|reconcile[-_]?every|marked[-_]?stale[-_]?for|webhook[-_]?silence|metrics[-_]?path|metrics[-_]?token|budget|fresh[-_]?for|stale[-_]?for|per[-_]?ip|per[-_]?key|lease[-_]?days|max[-_]?entries|max[-_]?body[-_]?bytes|breaker[-_]?open[-_]?for|refuse[-_]?at[-_]?zero[-_]?credits)/i.exec(String(text));
   if (!m) return `unnamed: ${text}`;
   const name = m[1].toLowerCase().replace(/[-_]/g, '');
-  return { firstseenshare: 'first-seen-share', reconcileevery: 'reconcile-every', markedstalefor: 'marked-stale-for', webhooksilence: 'webhook-silence', metricspath: 'metrics-path', metricstoken: 'metrics-token', budget: 'budget', freshfor: 'fresh-for', stalefor: 'fresh-for', perip: 'per-ip', perkey: 'per-key', leasedays: 'lease-days', maxentries: 'max-entries', maxbodybytes: 'max-body-bytes', breakeropenfor: 'breaker-open-for' }[name];
+  return { firstseenshare: 'first-seen-share', reconcileevery: 'reconcile-every', markedstalefor: 'marked-stale-for', webhooksilence: 'webhook-silence', metricspath: 'metrics-path', metricstoken: 'metrics-token', budget: 'budget', freshfor: 'fresh-for', stalefor: 'fresh-for', perip: 'per-ip', perkey: 'per-key', leasedays: 'lease-days', maxentries: 'max-entries', maxbodybytes: 'max-body-bytes', breakeropenfor: 'breaker-open-for', refuseatzerocredits: 'refuse-at-zero-credits' }[name];
 }
 
 /** The npm relay's verdict on `store` options: the option it names when it refuses. */
@@ -600,6 +600,9 @@ const OPTION_ROWS = [
   ['a reconcile interval not a number', ['--reconcile-every', 'often'], { store: { reconcileEvery: 'often' } }, 'reconcile-every'],
   ['a negative reconcile interval', ['--reconcile-every=-1'], { store: { reconcileEvery: -1 } }, 'reconcile-every'],
   ['entitlements signed (issue #68)', ['--sign-entitlements'], { signEntitlements: true, store: {} }, 'accepted'],
+  ["usage recorded, the seller's rule on (issue #68)", ['--sign-entitlements', '--record-usage', '--refuse-at-zero-credits'], { signEntitlements: true, recordUsage: true, refuseAtZeroCredits: true, store: {} }, 'accepted'],
+  ["the seller's rule without usage", ['--sign-entitlements', '--refuse-at-zero-credits'], { signEntitlements: true, refuseAtZeroCredits: true, store: {} }, 'refuse-at-zero-credits'],
+  ["the seller's rule without entitlements", ['--record-usage', '--refuse-at-zero-credits'], { recordUsage: true, refuseAtZeroCredits: true, store: {} }, 'refuse-at-zero-credits'],
   ['the defaults', [], { store: {} }, 'accepted'],
 ];
 
@@ -612,10 +615,12 @@ test('both hosts: the same store options refused, naming the same option', { ski
     table.map(([what, native, npm]) => [what, native, npm]),
     table.map(([what, , , expected]) => [what, expected, expected]),
   );
-  // npm only (the native flag takes no value): signEntitlements a boolean, with a store.
+  // npm only (the native flags take no value): signEntitlements and recordUsage booleans, with a store.
   assert.match(String(await npmOptions({ signEntitlements: 'yes', store: {} })), /signEntitlements: must be true or false/);
   assert.match(String(await npmOptions({ signEntitlements: true })), /signEntitlements: needs a store/);
   assert.equal(await npmOptions({ signEntitlements: false }), 'accepted');
+  assert.match(String(await npmOptions({ recordUsage: 1, store: {} })), /recordUsage: must be true or false/);
+  assert.match(String(await npmOptions({ recordUsage: true })), /recordUsage: needs a store/);
 });
 
 // ---- the operator's routes -----------------------------------------------------------------

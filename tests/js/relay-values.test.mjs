@@ -16,6 +16,13 @@
 //   kept answering `inactive` while Polar licensed the key; the resume's webhook now makes the
 //   stored revocation a re-check in the core, with or without the roster).
 //
+// - credits (`--record-usage` / `recordUsage`, `POST /v1/usage/record`): a balance consumed to
+//   zero and past it without the seller's rule (Polar never refuses usage: the key licenses,
+//   Polar's balance reads negative), and to zero with it (`--refuse-at-zero-credits` /
+//   `refuseAtZeroCredits`: `credits_exhausted`, the report not ingested); a retried report (the
+//   same id) counted once; a report while Polar is down (the emulator stopped, restarted on its
+//   state file and port) ingested once after.
+//
 // The hosts' rows run at once; no row waits on a clock (the emulator sends its webhooks at once,
 // `--webhook-time-scale 0.0001`), each poll is bounded.
 import { test, before, after } from 'node:test';
@@ -54,6 +61,18 @@ const VALUES = { max_upload_size: 10, role: 'editor', ratio: 1.5, beta: true };
 const HOSTS = ['native', 'workers'];
 const CASES = ['paused', 'canceled', 'past_due', 'seat_revoked', 'refunded', 'rotated'];
 
+const USAGE = '/v1/usage/record';
+/** The meter (the sum of each event's `units`) and the credit benefit of 10 units on it. */
+const METER = '4b1d2c3e-5f6a-4b7c-8d9e-0f1a2b3c4d5e';
+const CREDIT = '6d3f4e5a-7b8c-4d9e-8f0a-2b3c4d5e6f7a';
+const EVENT = 'tokens_used';
+const CREDITED = 10;
+/** The credit keys of host `i`: `free` on its relay, `rule` on its relay with the seller's rule. */
+const creditsOf = (i) =>
+  Object.fromEntries(
+    ['free', 'rule'].map((v, j) => [v, { key: `USE-${HOSTS[i].toUpperCase()}-${v.toUpperCase()}-7A8B`, customer: uuid('c', 2 * i + j) }]),
+  );
+
 const { LicenseClient } = await pkg();
 
 /** A UUID v4 whose last two hex digits are `n`, of family `f` (one hex digit). */
@@ -85,15 +104,23 @@ function seed() {
     keys.push(key(k.cases.seat_revoked, 4, { ...sub(4), member: { id: uuid('3', i), email: `seat${i}@example.com` } }));
     keys.push(key(k.cases.refunded, 5, { order: { id: uuid('1', 16 * i + 5) } }));
     keys.push(key(k.cases.rotated, 6, {}));
+    Object.values(creditsOf(i)).forEach(({ key, customer }, j) =>
+      keys.push({ key, benefit_id: LICENSE, customer_id: customer, subscription: { id: uuid('e', 2 * i + j) }, benefits: [CREDIT] }),
+    );
   });
-  return { organization_id: ORG, access_tokens: [{ token: TOKEN, organization_id: ORG }], benefits, license_keys: keys };
+  benefits.push({ id: CREDIT, type: 'meter_credit', meter_id: METER, units: CREDITED });
+  const meters = [{ id: METER, name: 'Tokens', event_name: EVENT, aggregation: { func: 'sum', property: 'units' } }];
+  return { organization_id: ORG, access_tokens: [{ token: TOKEN, organization_id: ORG }], benefits, meters, license_keys: keys };
 }
 
 let scratch;
 let polar;
 let keyFile;
 let pair;
+let polarArgs;
 const hosts = [];
+/** Per host, its relay with the seller's rule (`refuseAtZeroCredits`). */
+const ruled = [];
 
 /** A call to the emulator with the organization token: `{ status, json }`. */
 async function call(method, path, body) {
@@ -116,28 +143,32 @@ async function control(method, path, body) {
   return r.json;
 }
 
+/** A relay on `name`'s host taking usage (with the seller's rule: `rule`), its webhooks from
+ * `endpoint` (none: no webhooks). */
+async function relayOn(name, endpoint, rule) {
+  if (name === 'native') {
+    const args = ['--base-url', polar.url, 'relay', 'serve', '--signing-key', keyFile, '--port', '0', '--per-ip', '0', '--per-key', '0',
+      '--store', 'memory', '--reconcile-every', '0', '--sign-entitlements', '--record-usage', ...(rule ? ['--refuse-at-zero-credits'] : [])];
+    return served(args, { home: scratch, env: { POLAR_ACCESS_TOKEN: TOKEN, ...(endpoint ? { POLAR_WEBHOOK_SECRET: endpoint.secret } : {}) } });
+  }
+  const worker = storeWorker(`perIp: '0', perKey: '0', signEntitlements: true, recordUsage: true, refuseAtZeroCredits: ${rule},
+  store: { reconcileEvery: 0, webhookSecret: env.POLAR_WEBHOOK_SECRET || undefined },`);
+  return relayUnderWorkerd({
+    port: await freePort(),
+    worker,
+    polarUrl: polar.url,
+    bindings: { POLAR_ACCESS_TOKEN: TOKEN, RELAY_SIGNING_KEY: readFileSync(keyFile, 'utf8').trim(), ...(endpoint ? { POLAR_WEBHOOK_SECRET: endpoint.secret } : {}) },
+    store: { dir: await mkdtemp(join(scratch, 'do-')), uniqueKey: `polar-relay-values-test${rule ? '-rule' : ''}` },
+    probe: VALIDATE,
+  });
+}
+
 /** A relay on `name`'s host, its endpoint made at the emulator and pointed at it. */
 async function host(name, i) {
   const endpoint = await control('POST', '/v1/webhooks/endpoints', { url: 'http://127.0.0.1:9/later', format: 'raw', events: EVENTS });
-  let relay;
-  if (name === 'native') {
-    const args = ['--base-url', polar.url, 'relay', 'serve', '--signing-key', keyFile, '--port', '0', '--per-ip', '0', '--per-key', '0',
-      '--store', 'memory', '--reconcile-every', '0', '--sign-entitlements'];
-    relay = await served(args, { home: scratch, env: { POLAR_ACCESS_TOKEN: TOKEN, POLAR_WEBHOOK_SECRET: endpoint.secret } });
-  } else {
-    const worker = storeWorker(`perIp: '0', perKey: '0', signEntitlements: true,
-  store: { reconcileEvery: 0, webhookSecret: env.POLAR_WEBHOOK_SECRET },`);
-    relay = await relayUnderWorkerd({
-      port: await freePort(),
-      worker,
-      polarUrl: polar.url,
-      bindings: { POLAR_ACCESS_TOKEN: TOKEN, RELAY_SIGNING_KEY: readFileSync(keyFile, 'utf8').trim(), POLAR_WEBHOOK_SECRET: endpoint.secret },
-      store: { dir: await mkdtemp(join(scratch, 'do-')), uniqueKey: 'polar-relay-values-test' },
-      probe: VALIDATE,
-    });
-  }
+  const relay = await relayOn(name, endpoint, false);
   await control('PATCH', `/v1/webhooks/endpoints/${endpoint.id}`, { url: `${relay.url}/v1/webhooks/polar` });
-  return { name, relay, keys: keysOf(i), client: client(relay.url) };
+  return { name, relay, keys: keysOf(i), credits: creditsOf(i), client: client(relay.url) };
 }
 
 /** The app: signed mode with the relay's key, every check asking the relay. */
@@ -150,7 +181,9 @@ before(async () => {
   scratch = await mkdtemp(join(tmpdir(), 'polar-license-values-'));
   const seedFile = join(scratch, 'seed.json');
   writeFileSync(seedFile, JSON.stringify(seed()));
-  polar = await served(['emulator', '--port', '0', '--seed', seedFile, '--webhook-time-scale', '0.0001'], { home: scratch, ready: null });
+  // Its state in a file: the credits' last row stops it and starts it again on its port.
+  polarArgs = ['emulator', '--seed', seedFile, '--state', join(scratch, 'polar-state.json'), '--webhook-time-scale', '0.0001'];
+  polar = await served([...polarArgs, '--port', '0'], { home: scratch, ready: null });
   keyFile = join(scratch, 'relay.key');
   const keygen = spawn(CLI, ['relay', 'keygen', '--out', keyFile], { stdio: ['ignore', 'pipe', 'ignore'], env: { PATH: process.env.PATH, HOME: scratch } });
   let out = '';
@@ -158,9 +191,10 @@ before(async () => {
   assert.equal(await new Promise((r) => keygen.once('exit', r)), 0, 'relay keygen');
   pair = out.trim();
   for (const [i, name] of HOSTS.entries()) hosts.push(await host(name, i));
+  for (const [i, name] of HOSTS.entries()) ruled.push({ name, relay: await relayOn(name, null, true), credits: creditsOf(i) });
 });
 after(async () => {
-  for (const h of hosts) await h.relay.close();
+  for (const h of [...hosts, ...ruled]) await h.relay.close();
   await polar?.close();
   if (scratch) await rm(scratch, { recursive: true, force: true });
 });
@@ -285,4 +319,134 @@ test('unsigned mode knows no values: null, never undefined; a name must be a str
   assert.equal(r.entitlements, null);
   assert.equal(unsigned.entitlement('max_upload_size'), null);
   assert.throws(() => unsigned.entitlement(7), (e) => e.code === 'invalid_input' && e.field === 'name');
+});
+
+/** A usage report of `units` with the idempotency id `id` for `key` through `relay`: `{ status, json }`. */
+async function report(relay, key, units, id) {
+  const r = await fetch(`${relay.url}${USAGE}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ key, organization_id: ORG, meter: EVENT, units, id }),
+  });
+  const text = await r.text();
+  return { status: r.status, json: JSON.parse(text) };
+}
+
+/** Polar's (the emulator's) meter of `customer`: `{ consumed, balance }`, as it counted the events ingested. */
+async function meter(customer) {
+  const { items } = await control('GET', `/v1/customer-meters/?customer_id=${customer}`);
+  const m = items.find((m) => m.meter_id === METER);
+  return { consumed: m?.consumed_units ?? 0, balance: m?.balance ?? CREDITED };
+}
+
+/** Waits (10 s at most) until Polar has counted `want` units of `customer`'s. */
+async function untilConsumed(customer, want, what) {
+  const start = performance.now();
+  for (;;) {
+    const { consumed } = await meter(customer);
+    if (Math.abs(consumed - want) < 1e-9) return;
+    assert.ok(performance.now() - start < 10_000, `${what}: Polar counted ${consumed}, not ${want}, in 10 s`);
+    await new Promise((res) => setTimeout(res, 25));
+  }
+}
+
+/** Reports 1 unit at a time (new ids `tag-n`) until the relay's answer knows the balance (its
+ * first read of the customer's meters); returns the units reported. */
+async function untilBalanceKnown(relay, key, tag) {
+  const start = performance.now();
+  for (let n = 1; ; n++) {
+    const { status, json } = await report(relay, key, 1, `${tag}-${n}`);
+    assert.equal(status, 200, JSON.stringify(json));
+    if (json.balance !== null) return n;
+    assert.ok(performance.now() - start < 10_000, `no balance in 10 s: ${JSON.stringify(json)}`);
+    await new Promise((res) => setTimeout(res, 50));
+  }
+}
+
+test('credits consumed to zero and past it without the seller\'s rule: Polar never refuses usage (both hosts)', { skip, timeout: 60_000 }, async () => {
+  await Promise.all(
+    hosts.map(async (h) => {
+      const { key, customer } = h.credits.free;
+      let used = await untilBalanceKnown(h.relay, key, 'free');
+      while (used < CREDITED + 4) {
+        const { status, json } = await report(h.relay, key, 2, `past-${used}`);
+        assert.equal(status, 200, `${h.name}: nothing refuses usage: ${JSON.stringify(json)}`);
+        used += 2;
+        assert.equal(json.balance, CREDITED - used, `${h.name}: the balance the relay knows`);
+      }
+      await untilConsumed(customer, used, h.name);
+      assert.equal((await meter(customer)).balance, CREDITED - used, `${h.name}: Polar's balance reads negative`);
+      // The key still licenses: Polar's answer, not the balance, is the verdict.
+      assert.equal((await h.client.check(key)).source, 'online', `${h.name}: licensed past zero`);
+    }),
+  );
+});
+
+test("the seller's rule refuses usage at zero with credits_exhausted, and keeps nothing (both hosts)", { skip, timeout: 60_000 }, async () => {
+  await Promise.all(
+    ruled.map(async (h) => {
+      const { key, customer } = h.credits.rule;
+      let used = await untilBalanceKnown(h.relay, key, 'rule');
+      // Down to zero (the report crossing it is kept: the usage happened).
+      while (used < CREDITED) {
+        const { status, json } = await report(h.relay, key, 3, `use-${used}`);
+        assert.equal(status, 200, `${h.name}: ${JSON.stringify(json)}`);
+        used += 3;
+        assert.equal(json.balance, CREDITED - used, `${h.name}: the balance the relay knows`);
+      }
+      const { status, json } = await report(h.relay, key, 1, 'over-1');
+      assert.equal(status, 402, `${h.name}: ${JSON.stringify(json)}`);
+      assert.equal(json.reason, 'credits_exhausted', h.name);
+      assert.equal(json.balance, CREDITED - used, h.name);
+      await untilConsumed(customer, used, h.name);
+      // The refused report never reaches Polar (a batch comes within 200 ms of a report).
+      await new Promise((res) => setTimeout(res, 400));
+      assert.equal((await meter(customer)).consumed, used, `${h.name}: the refused report was not ingested`);
+    }),
+  );
+});
+
+test('a retried usage report (the same id) is counted once (both hosts)', { skip, timeout: 60_000 }, async () => {
+  await Promise.all(
+    hosts.map(async (h) => {
+      const { key, customer } = h.credits.free;
+      const before = (await meter(customer)).consumed;
+      const first = await report(h.relay, key, 3, 'retry-1');
+      assert.equal(first.status, 200, JSON.stringify(first.json));
+      assert.deepEqual([first.json.recorded, first.json.duplicate], [true, false], `${h.name}: ${JSON.stringify(first.json)}`);
+      // Sent again before it was ingested, and after.
+      const waiting = await report(h.relay, key, 3, 'retry-1');
+      assert.equal(waiting.json.duplicate, true, `${h.name}: while waiting: ${JSON.stringify(waiting.json)}`);
+      await untilConsumed(customer, before + 3, h.name);
+      const ingested = await report(h.relay, key, 3, 'retry-1');
+      assert.equal(ingested.status, 200);
+      assert.equal(ingested.json.duplicate, true, `${h.name}: once ingested: ${JSON.stringify(ingested.json)}`);
+      await new Promise((res) => setTimeout(res, 400));
+      assert.equal((await meter(customer)).consumed, before + 3, `${h.name}: Polar counted it once`);
+    }),
+  );
+});
+
+// Last: it stops Polar (every row above would see it down).
+test('a usage report while Polar is down is kept and ingested once after (both hosts)', { skip, timeout: 60_000 }, async () => {
+  // Each key's verdict stored by the rows above (fresh for minutes): a report needs no call.
+  const before = await Promise.all(hosts.map(async (h) => (await meter(h.credits.free.customer)).consumed));
+  const port = new URL(polar.url).port;
+  await polar.close();
+  for (const h of hosts) {
+    const { status, json } = await report(h.relay, h.credits.free.key, 2, 'down-1');
+    assert.equal(status, 200, `${h.name}: ${JSON.stringify(json)}`);
+    assert.equal(json.recorded, true, h.name);
+  }
+  // Polar unreachable: each relay tries its batch, keeps it, tries again after a backoff.
+  await new Promise((res) => setTimeout(res, 1_200));
+  polar = await served([...polarArgs, '--port', port], { home: scratch, ready: null });
+  await Promise.all(
+    hosts.map(async (h, i) => {
+      const { customer } = h.credits.free;
+      await untilConsumed(customer, before[i] + 2, `${h.name}: after Polar came back`);
+      await new Promise((res) => setTimeout(res, 400));
+      assert.equal((await meter(customer)).consumed, before[i] + 2, `${h.name}: ingested once`);
+    }),
+  );
 });

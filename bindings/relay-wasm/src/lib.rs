@@ -385,16 +385,18 @@ fn strings(config: &JsValue, name: &str) -> Result<Option<Vec<String>>, JsError>
         .map(Some)
 }
 
-/// `signEntitlements` (`relay serve --sign-entitlements`, issue #68): a customer's Feature
-/// Flag values and meter balances read from Polar in the background and signed into its keys'
-/// leases for clients that ask; `false` when left out.
-fn sign_entitlements(config: &JsValue) -> Result<bool, JsError> {
-    let on = get(config, "signEntitlements");
+/// A `true` or `false` option, `false` when left out: `signEntitlements` (`relay serve
+/// --sign-entitlements`, issue #68: a customer's Feature Flag values and meter balances read
+/// from Polar in the background and signed into its keys' leases for clients that ask),
+/// `recordUsage` (`--record-usage`: `POST /v1/usage/record` kept and ingested to Polar's
+/// meters), `refuseAtZeroCredits` (`--refuse-at-zero-credits`: the seller's rule, the core's).
+fn flag(config: &JsValue, name: &str) -> Result<bool, JsError> {
+    let on = get(config, name);
     if on.is_undefined() || on.is_null() {
         return Ok(false);
     }
     on.as_bool()
-        .ok_or_else(|| bad("signEntitlements", "must be true or false"))
+        .ok_or_else(|| bad(name, "must be true or false"))
 }
 
 /// The roster (`relay serve`'s --roster and --first-seen-share): `store.roster` (a boolean)
@@ -537,14 +539,16 @@ fn read_of(text: &str) -> Result<Read, JsError> {
     Ok(Read::of_json(&json))
 }
 
-/// A read of Polar's own for the host to `GET`: `{url, headers}` (the headers hold the token).
-fn read_js(url: &str, headers: &[(&'static str, String)]) -> Object {
-    let out = wrapped("url", &JsValue::from_str(url));
-    set(
-        &out,
-        "headers",
-        &headers_js(headers.iter().map(|(k, v)| (*k, v.as_str()))).into(),
-    );
+/// A call of Polar's own: `{url, headers}` to `GET` (the headers hold the token), or with
+/// `method: 'POST'` and its `body` (a usage batch).
+fn read_js(read: &polar_license_relay::flow::background::Request) -> Object {
+    let out = wrapped("url", &JsValue::from_str(read.url()));
+    let headers = read.headers().iter().map(|(k, v)| (*k, v.as_str()));
+    set(&out, "headers", &headers_js(headers).into());
+    if let Some(body) = read.body() {
+        set(&out, "method", &JsValue::from_str("POST"));
+        set(&out, "body", &Uint8Array::from(body).into());
+    }
     out
 }
 
@@ -586,7 +590,8 @@ impl RelayCore {
     /// `clientIpHeader`, `maxBodyBytes`, `corsOrigins`, `breakerFailures`, `breakerOpenFor`,
     /// `webhookSilence`, `metricsPath` with `metricsToken`, `store`, with `store.roster` and
     /// `store.firstSeenShare`, `store.reconcileEvery`; `seats`: `seconds`, `ciCap`, `churn`,
-    /// `churnSeconds`, `perBenefit`, as `relay serve`'s seat flags), and the handler's facts:
+    /// `churnSeconds`, `perBenefit`, as `relay serve`'s seat flags; `signEntitlements`,
+    /// `recordUsage`, `refuseAtZeroCredits`), and the handler's facts:
     /// `storage` (its calls checked), `pagedStore`, `durableObject` (`true` inside the Durable
     /// Object, `false` a Worker without its binding), `userAgent`. Throws an `Error` naming the
     /// bad option; never one holding the token.
@@ -690,11 +695,10 @@ impl RelayCore {
         } else {
             Object::new().into()
         };
-        if !store.is_object() && sign_entitlements(&config)? {
-            return Err(bad(
-                "signEntitlements",
-                "needs a store (the values are the store's)",
-            ));
+        for name in ["signEntitlements", "recordUsage"] {
+            if !store.is_object() && flag(&config, name)? {
+                return Err(bad(name, "needs a store (its values are the store's)"));
+            }
         }
         // With a paged store the roster is kept in the host's storage too, as many digests
         // cached as entries (`store.cacheEntries`).
@@ -731,7 +735,9 @@ impl RelayCore {
                 options.max_bytes = v as u64;
             }
             roster_options(&store, &mut options)?;
-            options.entitlements = sign_entitlements(&config)?;
+            options.entitlements = flag(&config, "signEntitlements")?;
+            options.usage = flag(&config, "recordUsage")?;
+            options.refuse_at_zero_credits = flag(&config, "refuseAtZeroCredits")?;
             let webhook_secret = text(&store, "webhookSecret")?;
             let (kept, backend): (Kept, Arc<dyn polar_license_relay::store::Backend>) = if paged {
                 let cached =
@@ -818,7 +824,7 @@ impl RelayCore {
             .borrow_mut()
             .poll(&self.relay, now(now_ms, monotonic_ms));
         Ok(match polled {
-            BackgroundPoll::Send(read) => with_id(read_js(read.url(), read.headers()), read.id()),
+            BackgroundPoll::Send(read) => with_id(read_js(&read), read.id()),
             BackgroundPoll::Load { id, missing } => {
                 let reads = layout::load_reads(&missing, &[]);
                 let (asked, since) = self.reading(&reads);

@@ -60,8 +60,9 @@ struct Known {
     /// The balances by the event name each meter counts, with what a usage report counts on
     /// it (the relay's usage route, `crate::usage`).
     events: BTreeMap<String, (f64, crate::usage::Counts)>,
-    /// When the read of the meters began (monotonic ms).
-    meters_from_ms: u64,
+    /// The usage batches the relay had ingested when the meters' first page was asked
+    /// ([`crate::usage::Usage::ingestions`]): Polar's balances count them, not those after.
+    meters_after: u64,
     /// When they were read (monotonic ms).
     read_ms: u64,
     /// A webhook said they changed since.
@@ -81,8 +82,8 @@ struct Reading {
     phase: Phase,
     grants: Vec<Json>,
     meters: Vec<Json>,
-    /// When the meters' first page was asked (monotonic ms).
-    meters_from_ms: Option<u64>,
+    /// The usage batches ingested when the meters' first page was asked.
+    meters_after: Option<u64>,
     /// A webhook marked the customer while it was read: kept stale, read again.
     dirty: bool,
 }
@@ -218,6 +219,7 @@ impl Entitled {
         base_url: &str,
         breaker_open: impl FnOnce() -> bool,
         take: impl FnOnce() -> Result<(), u64>,
+        ingestions: u64,
         now: Now,
     ) -> Result<String, Option<u64>> {
         if !self.on {
@@ -239,7 +241,7 @@ impl Entitled {
                 phase: Phase::Grants(1),
                 grants: Vec::new(),
                 meters: Vec::new(),
-                meters_from_ms: None,
+                meters_after: None,
                 dirty: false,
             });
         }
@@ -251,8 +253,8 @@ impl Entitled {
             return Err(Some(secs.saturating_mul(1000)));
         }
         let r = state.reading.as_mut().ok_or(Some(0))?;
-        if matches!(r.phase, Phase::Meters(_)) && r.meters_from_ms.is_none() {
-            r.meters_from_ms = Some(now.monotonic_ms);
+        if matches!(r.phase, Phase::Meters(_)) && r.meters_after.is_none() {
+            r.meters_after = Some(ingestions);
         }
         let url = match r.phase {
             Phase::Grants(page) => format!(
@@ -332,7 +334,8 @@ impl Entitled {
                 } else {
                     let balances = meter_balances(&r.meters, &r.customer);
                     let events = event_balances(&r.meters, &r.customer);
-                    let meters_from_ms = r.meters_from_ms.unwrap_or(now.monotonic_ms);
+                    // Never asked (no page sent): every batch kept counts as after it.
+                    let meters_after = r.meters_after.unwrap_or(0);
                     let (customer, dirty) = (r.customer, r.dirty);
                     if state.known.len() >= CUSTOMERS_KEPT && !state.known.contains_key(&customer) {
                         let oldest = state
@@ -350,7 +353,7 @@ impl Entitled {
                             grants: r.grants,
                             balances,
                             events,
-                            meters_from_ms,
+                            meters_after,
                             read_ms: now.monotonic_ms,
                             stale: dirty,
                         },
@@ -396,7 +399,7 @@ impl Entitled {
                             .get(event)
                             .map(|(balance, counts)| crate::usage::KnownBalance {
                                 balance: *balance,
-                                read_from_ms: k.meters_from_ms,
+                                read_after: k.meters_after,
                                 counts: *counts,
                             })
                     })
@@ -616,7 +619,7 @@ mod tests {
             phase: Phase::Grants(1),
             grants: Vec::new(),
             meters: Vec::new(),
-            meters_from_ms: None,
+            meters_after: None,
             dirty: false,
         });
     }

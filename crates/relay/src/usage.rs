@@ -42,7 +42,7 @@
 //!   the reason `credits_exhausted`, and not kept. Polar itself never refuses usage.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use polar_license::lease::key_hash;
@@ -51,6 +51,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::clock::Now;
+use crate::reconcile::ListPage;
 use crate::store::{Backend, Entry, EntryId, Mark};
 pub use crate::types::USAGE_ROUTE;
 use crate::types::{RelayRequest, RelayResponse};
@@ -155,6 +156,12 @@ pub(crate) fn read_ask(body: &[u8]) -> Result<UsageAsk, RelayResponse> {
     })
 }
 
+/// The store's id of the buffer a report is kept in: what a store read per key loads with
+/// the report's validate ([`crate::wants`]).
+pub(crate) fn buffer_of_ask(ask: &UsageAsk) -> EntryId {
+    buffer_id(&ask.organization_id, &key_hash(&ask.key))
+}
+
 /// The validate that proves the key ([`RelayRequest::validate_of`]).
 pub(crate) fn validate_request(req: &RelayRequest, ask: &UsageAsk) -> RelayRequest {
     req.validate_of(&ask.key, &ask.organization_id)
@@ -244,8 +251,10 @@ impl Counts {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct KnownBalance {
     pub(crate) balance: f64,
-    /// When the read of the meters began (monotonic ms): a batch ingested before is in it.
-    pub(crate) read_from_ms: u64,
+    /// The batches ingested when the read of the meters was asked ([`Usage::ingestions`]):
+    /// those are in it, later ones not (a count, not a time: a batch and a read in the same
+    /// millisecond, or under a host's coarse clock, are still told apart).
+    pub(crate) read_after: u64,
     pub(crate) counts: Counts,
 }
 
@@ -267,13 +276,34 @@ struct State {
     /// Units and reports waiting by customer and meter (what the known balance does not hold
     /// yet).
     pending_units: HashMap<String, BTreeMap<String, (f64, u32)>>,
-    /// Units ingested by customer, with when (monotonic ms), newest last.
+    /// Units ingested by customer, with the batch's number ([`Usage::ingestions`] after it),
+    /// newest last.
     ingested: HashMap<String, Vec<(u64, String, f64)>>,
     batch: Option<Batch>,
     after_ms: u64,
     /// The token cannot ingest (Polar's 401 or 403): no more batches.
     refused: bool,
+    /// The listing of a last run's buffers (a store read per key).
+    listing: Listing,
+    /// No listing before this monotonic ms (a page could not be listed).
+    list_after_ms: u64,
+    /// Buffers queued by the listing whose reports are not counted yet (until first read).
+    listed: HashSet<EntryId>,
 }
+
+/// Where the listing of a last run's buffers is (a store read per key).
+#[derive(Default)]
+enum Listing {
+    /// Not listed (a store that reads its own buffers at start).
+    #[default]
+    Off,
+    /// The page after this row is next (`None`: the first).
+    Due(Option<String>),
+    Done,
+}
+
+/// Rows per page of the listing.
+const LIST_PAGE: usize = 128;
 
 /// The usage buffers' state (see the module docs). On only with
 /// [`crate::store::StoreOptions::usage`].
@@ -281,6 +311,8 @@ pub(crate) struct Usage {
     on: bool,
     refuse_at_zero: bool,
     restored: AtomicBool,
+    /// Batches Polar has ingested so far (this run).
+    ingestions: AtomicU64,
     state: Mutex<State>,
 }
 
@@ -295,8 +327,15 @@ impl Usage {
             on,
             refuse_at_zero,
             restored: AtomicBool::new(false),
+            ingestions: AtomicU64::new(0),
             state: Mutex::new(State::default()),
         }
+    }
+
+    /// The batches Polar has ingested so far: a read of the meters asked now counts them
+    /// ([`KnownBalance::read_after`]).
+    pub(crate) fn ingestions(&self) -> u64 {
+        self.ingestions.load(Ordering::SeqCst)
     }
 
     pub(crate) fn on(&self) -> bool {
@@ -311,6 +350,11 @@ impl Usage {
     /// Reads the buffers a last run left waiting (once, at the first use).
     fn restore(&self, store: &dyn Backend) {
         if !self.on || self.restored.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        if store.host_loads() {
+            // Its buffers are listed from the host's storage by the background machine.
+            self.lock().listing = Listing::Due(None);
             return;
         }
         let tags = match store.tags_with_prefix(TAG_PREFIX) {
@@ -336,16 +380,7 @@ impl Usage {
                 continue;
             }
             found += buffer.pending.len();
-            state.pending_total += buffer.pending.len();
-            let units = state
-                .pending_units
-                .entry(buffer.customer_id.clone())
-                .or_default();
-            for r in &buffer.pending {
-                let w = units.entry(r.meter.clone()).or_default();
-                w.0 += r.units;
-                w.1 += 1;
-            }
+            Self::count(&mut state, &buffer);
             if state.queued.insert(id) {
                 state.queue.push_back(id);
             }
@@ -353,6 +388,76 @@ impl Usage {
         if found > 0 {
             log::info!("relay: {found} usage reports a last run buffered are ingested again");
         }
+    }
+
+    /// A buffer's waiting reports counted in the totals (read back from the store).
+    fn count(state: &mut State, buffer: &Buffer) {
+        state.pending_total += buffer.pending.len();
+        let units = state
+            .pending_units
+            .entry(buffer.customer_id.clone())
+            .or_default();
+        for r in &buffer.pending {
+            let w = units.entry(r.meter.clone()).or_default();
+            w.0 += r.units;
+            w.1 += 1;
+        }
+    }
+
+    /// A buffer found by the listing counted, the first time the store is read for it.
+    fn count_listed(state: &mut State, id: &EntryId, buffer: Option<&Buffer>) {
+        if let Some(b) = buffer.filter(|_| state.listed.remove(id)) {
+            Self::count(state, b);
+        }
+    }
+
+    /// With a store read per key (a Durable Object's): the next page of the buffers a last
+    /// run left (their index rows, `u:<buffer>|<entry>`), listed by the background machine
+    /// (`None`: listed, or not yet due).
+    pub(crate) fn list_page(&self, store: &dyn Backend, now: Now) -> Option<ListPage> {
+        self.restore(store);
+        let state = self.lock();
+        match &state.listing {
+            Listing::Due(after) if now.monotonic_ms >= state.list_after_ms => Some(ListPage {
+                prefix: TAG_PREFIX,
+                after: after.clone(),
+                limit: LIST_PAGE,
+            }),
+            _ => None,
+        }
+    }
+
+    /// A page [`Usage::list_page`] named, listed (`Err`: it could not be: again after a
+    /// backoff): each buffer queued, counted when first read (a page shorter than asked, or
+    /// one that does not move on, ends the listing).
+    pub(crate) fn listed(&self, rows: Result<&[String], ()>, now: Now) {
+        let mut state = self.lock();
+        let Listing::Due(after) = &state.listing else {
+            return;
+        };
+        let Ok(rows) = rows else {
+            state.list_after_ms = now.monotonic_ms.saturating_add(BACKOFF_MS);
+            return;
+        };
+        let last = rows.last().cloned();
+        let done = rows.len() < LIST_PAGE || last.is_none() || last == *after;
+        for row in rows {
+            let id = row
+                .strip_prefix(TAG_PREFIX)
+                .and_then(|r| r.split_once('|'))
+                .and_then(|(_, entry)| crate::store::id_of_hex(entry));
+            if let Some(id) = id {
+                if state.queued.insert(id) {
+                    state.listed.insert(id);
+                    state.queue.push_back(id);
+                }
+            }
+        }
+        state.listing = if done {
+            Listing::Done
+        } else {
+            Listing::Due(last)
+        };
     }
 
     /// The balance of `meter` the relay knows for `customer` after what it holds waiting
@@ -375,7 +480,7 @@ impl Usage {
             .get(customer)
             .map(|list| {
                 list.iter()
-                    .filter(|(at, m, _)| *at >= known.read_from_ms && m == meter)
+                    .filter(|(n, m, _)| *n > known.read_after && m == meter)
                     .map(|(_, _, u)| known.counts.of(*u))
                     .sum()
             })
@@ -404,6 +509,7 @@ impl Usage {
         let refuse_at_zero = self.refuse_at_zero;
         let written = store.update(&id, &mut |current| {
             let mut buffer = buffer_of(current).unwrap_or_default();
+            Self::count_listed(&mut state, &id, current.and(Some(&buffer)));
             let seen = buffer.pending.iter().any(|r| r.id == ask.id)
                 || buffer.done.iter().any(|d| *d == ask.id);
             if seen {
@@ -490,6 +596,28 @@ impl Usage {
         crate::types::private(RelayResponse::json(200, body.to_string()))
     }
 
+    /// The buffer the next batch at `now` reads (`None`: no batch is due): a store read per
+    /// key loads it first ([`crate::flow::background`]).
+    pub(crate) fn next_buffer(&self, now: Now) -> Option<EntryId> {
+        let state = self.lock();
+        let due = self.on() && !state.refused && state.batch.is_none();
+        (due && now.monotonic_ms >= state.after_ms)
+            .then(|| state.queue.front().copied())
+            .flatten()
+    }
+
+    /// Whether nothing waits: no report queued, no batch out, no listing due (a host whose
+    /// requests wake the background machine need not poll meanwhile).
+    pub(crate) fn idle(&self) -> bool {
+        let state = self.lock();
+        state.queue.is_empty() && state.batch.is_none() && !matches!(state.listing, Listing::Due(_))
+    }
+
+    /// A load of the next batch's buffer failed: tried again after a backoff.
+    pub(crate) fn load_failed(&self, now: Now) {
+        self.lock().after_ms = now.monotonic_ms.saturating_add(BACKOFF_MS);
+    }
+
     /// The next batch's call (`POST {base_url}/v1/events/ingest` and its body) at `now`, its
     /// call taken from the budget with `take` once `breaker_open` says Polar may be asked;
     /// `Err(Some(ms))` to wait, `Err(None)` when off.
@@ -526,6 +654,7 @@ impl Usage {
                 return Err(Some(BACKOFF_MS));
             }
         };
+        Self::count_listed(&mut state, &id, buffer.as_ref());
         let Some(buffer) = buffer.filter(|b| !b.pending.is_empty()) else {
             state.queue.pop_front();
             state.queued.remove(&id);
@@ -662,9 +791,10 @@ impl Usage {
             }
         }
         if ingested_now {
+            let n = self.ingestions.fetch_add(1, Ordering::SeqCst) + 1;
             let list = state.ingested.entry(batch.customer.clone()).or_default();
             for (meter, u) in &batch.units {
-                list.push((now.monotonic_ms, meter.clone(), *u));
+                list.push((n, meter.clone(), *u));
             }
             // Bounded: what a read older than the oldest kept would need is gone with it.
             let over = list.len().saturating_sub(DONE_KEPT);

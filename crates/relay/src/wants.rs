@@ -35,11 +35,15 @@ pub(crate) fn store_wants(
         return store_wants(s, client, &validate, now_unix);
     }
     if crate::usage::is_route(path) {
-        // A usage report reads its key's verdict as a validate does (its buffer is read by
-        // the store itself: usage is on only where the store is not loaded per key).
+        // A usage report reads its key's verdict as a validate does, and its key's buffer
+        // with it (the same storage call).
         let ask = crate::usage::read_ask(&req.body).ok()?;
         let validate = crate::usage::validate_request(req, &ask);
-        return store_wants(s, client, &validate, now_unix);
+        let mut wants = store_wants(s, client, &validate, now_unix)?;
+        if s.usage.on() {
+            wants.entries.push(crate::usage::buffer_of_ask(&ask));
+        }
+        return Some(wants);
     }
     if path == WEBHOOK_ROUTE {
         // Its outcome kept for the begin that follows (verified once per request).

@@ -143,6 +143,10 @@ enum Job {
     Entitled,
     /// A batch of usage reports ingested (crate::usage).
     Usage,
+    /// A load of the next usage batch's buffer.
+    LoadForUsage,
+    /// A page of the listing of a last run's usage buffers.
+    UsageList,
 }
 
 /// An answer whose entries are not all in the cache yet: applied once loaded (or after
@@ -266,6 +270,29 @@ impl Background {
         // The usage reports waiting (crate::usage): each batch's call from the budget's shared
         // part.
         if let Some(s) = relay.store.filter(|s| s.usage.on()) {
+            // With a store read per key, a last run's buffers listed first, and each batch's
+            // buffer loaded before it is read.
+            let listing = !self.out.iter().any(|(_, j)| matches!(j, Job::UsageList));
+            if let Some(page) = self
+                .paged
+                .as_ref()
+                .filter(|_| listing)
+                .and_then(|_| s.usage.list_page(&*s.backend, now))
+            {
+                let id = self.put(Job::UsageList);
+                return Poll::List { id, page };
+            }
+            let buffer = self.paged.as_ref().zip(s.usage.next_buffer(now));
+            if let Some((paged, id)) = buffer {
+                let missing = paged.missing(&crate::store::Wants {
+                    entries: vec![id],
+                    ..Default::default()
+                });
+                if !missing.is_empty() {
+                    let id = self.put(Job::LoadForUsage);
+                    return Poll::Load { id, missing };
+                }
+            }
             match s.usage.next_batch(
                 &*s.backend,
                 relay.base_url,
@@ -284,6 +311,9 @@ impl Background {
                         body: Some(body),
                     });
                 }
+                // Nothing waiting, with a store read per key (Workers): no poll meanwhile (a
+                // Durable Object's alarm would cost storage calls); each request wakes it.
+                Err(Some(_)) if self.paged.is_some() && s.usage.idle() => {}
                 Err(Some(ms)) => wait_for(ms),
                 Err(None) => {}
             }
@@ -297,6 +327,7 @@ impl Background {
                     relay.base_url,
                     || relay.breaker.is_open(now),
                     || s.take(now, crate::store::Use::Shared),
+                    s.usage.ingestions(),
                     now,
                 )
             }) {
@@ -430,6 +461,27 @@ impl Background {
                     self.list_after = now.monotonic_ms.saturating_add(LIST_AGAIN_MS);
                 }
             },
+            Job::UsageList => {
+                if let Some(s) = relay.store {
+                    let rows = match &given {
+                        Given::Rows(Ok(rows)) => Ok(rows.as_slice()),
+                        other => {
+                            log::error!(
+                                "relay: the usage buffers could not be listed ({other:?}): again \
+                                 in a second"
+                            );
+                            Err(())
+                        }
+                    };
+                    s.usage.listed(rows, now);
+                }
+            }
+            Job::LoadForUsage => {
+                self.loads_held = matches!(given, Given::Loaded(true));
+                if let Some(s) = relay.store.filter(|_| !self.loads_held) {
+                    s.usage.load_failed(now);
+                }
+            }
             Job::LoadForCheck => {
                 self.loads_held = matches!(given, Given::Loaded(true));
                 if !matches!(given, Given::Loaded(true)) {

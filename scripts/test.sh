@@ -225,6 +225,14 @@ start_stage windows summary after_downloads \
     env CARGO_TARGET_DIR=target/windows-build BUILD_NICE=19 bash scripts/test-windows.sh
 start_stage macos summary after_downloads \
     env CARGO_TARGET_DIR=target/macos-build nice -n 19 bash scripts/test-macos.sh
+# The release build of the CLI that README's first block (`cargo run --release -p
+# polar-license-cli -- demo`) and the `cargo install --locked --path crates/cli` blocks make,
+# with the docs stage's profile overrides (tests/docs/run.mjs --prebuild): at niceness 19 from
+# here, in target/ (target/release: a cargo lock of its own, so no stage here waits on it), so
+# that those blocks, run as written in the docs stage, find it built. Made in the docs stage
+# itself it was the stage's largest cost (README's try, 436 s of the 732 s stage in CI's run of
+# 95c778d). The docs stage fails a scenario that compiles it again (DOCS_PREBUILT=1).
+start_stage docs-build check nice -n 19 node tests/docs/run.mjs --prebuild
 run_stage fmt check cargo fmt --all --check
 # The Tauri plugin is its own stage (tauri, below): Tauri stays out of these build graphs.
 run_stage clippy check cargo clippy --workspace --exclude tauri-plugin-polar-license --all-features --all-targets -- -D warnings
@@ -289,7 +297,8 @@ run_stage package summary bash scripts/package-check.sh
 finish_stage python summary
 # Every code block of every Markdown file, run as pasted by a new user (tests/docs/run.mjs):
 # fresh directories and HOME, npm and cargo resolving to this checkout's packed artifacts.
-run_stage docs summary node tests/docs/run.mjs
+finish_stage docs-build check
+run_stage docs summary env DOCS_PREBUILT=1 node tests/docs/run.mjs
 finish_stage macos summary
 finish_stage tauri summary
 finish_stage windows summary

@@ -59,6 +59,7 @@ const BLOCK_TIMEOUT_MS = Number(process.env.DOCS_BLOCK_TIMEOUT ?? 900) * 1000;
 const args = process.argv.slice(2);
 const only = args.includes('--only') ? args[args.indexOf('--only') + 1] : null;
 const listOnly = args.includes('--list');
+const prebuild = args.includes('--prebuild');
 const files = args.filter((a, i) => a.endsWith('.md') && args[i - 1] !== '--only');
 
 function markdownFiles() {
@@ -138,6 +139,55 @@ function packCrates() {
     found[c] = join(dir, `${c}-${version}`);
   }
   return { found, targetDir: meta.target_directory };
+}
+
+/** What cargo sees in every scenario (and in --prebuild's build): the toolchain's homes, and the
+ * release profile's overrides. */
+function cargoEnv() {
+  return {
+    CARGO_HOME: process.env.CARGO_HOME ?? join(process.env.HOME, '.cargo'),
+    RUSTUP_HOME: process.env.RUSTUP_HOME ?? join(process.env.HOME, '.rustup'),
+    // A release build here proves the command works, not what LTO makes of it (the C stage
+    // builds and tests the shipped LTO profile): without FULL=1, the blocks' release builds
+    // (`cargo run --release`, `cargo install`) skip LTO and use 16 codegen units (issue #55).
+    // The C library's profile (c-release, which inherits release) stays as it ships: its blocks'
+    // `bash bindings/c/install.sh` then finds the C stage's build of it in target/, where with
+    // release's overrides inherited it compiled the library and its 94 dependencies again at
+    // opt-level z.
+    ...(process.env.FULL === '1'
+      ? {}
+      : {
+          CARGO_PROFILE_RELEASE_LTO: 'false',
+          CARGO_PROFILE_RELEASE_CODEGEN_UNITS: '16',
+          CARGO_PROFILE_C_RELEASE_LTO: 'true',
+          CARGO_PROFILE_C_RELEASE_CODEGEN_UNITS: '1',
+        }),
+  };
+}
+
+/** The release build of the CLI that README's try block (`cargo run --release -p polar-license-cli
+ * -- demo`) and the `cargo install --locked --path crates/cli` blocks make: what --prebuild builds,
+ * and how a block's log shows it was built again. */
+const PREBUILD = ['build', '--release', '-p', 'polar-license-cli'];
+const BUILDS_CLI = /cargo (run|build) --release -p polar-license-cli|cargo install [^\n]*--path crates\/cli/;
+const REBUILT_CLI = /Compiling polar-license-cli v/;
+
+/** `--prebuild`: that build, made ahead. scripts/test.sh runs it in the background at niceness 19
+ * from the run's start (the docs-build stage), so that those blocks, run as written in the docs
+ * stage, find it fresh: the same target directory, the same profile and overrides (cargoEnv), the
+ * same package and features. A block still builds whatever is not fresh; a failure here is a
+ * failure of those blocks too. */
+function prebuildRelease() {
+  const meta = JSON.parse(execFileSync('cargo', ['metadata', '--format-version', '1', '--no-deps'], { cwd: ROOT, encoding: 'utf8' }));
+  console.log(`docs-build: cargo ${PREBUILD.join(' ')} (CARGO_TARGET_DIR=${meta.target_directory}, the docs stage's overrides)`);
+  const started = Date.now();
+  const r = spawnSync('cargo', PREBUILD, {
+    cwd: ROOT,
+    env: { ...process.env, ...cargoEnv(), CARGO_TARGET_DIR: meta.target_directory },
+    stdio: 'inherit',
+  });
+  console.log(`docs-build: exit ${r.status} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  return r.status === 0 ? 0 : 1;
 }
 
 /** The `electron` stand-in, packed into target/docs/; returns the tarball's path. */
@@ -353,6 +403,13 @@ async function runScenario(file, name, list, env0, crates) {
     }
   }
   for (const pid of background) killGroup(pid);
+  // Under scripts/test.sh, the docs-build stage built the CLI these blocks build: building it
+  // again means their flags and its differ (cargoEnv, PREBUILD), its minutes back in this stage.
+  if (!failure && process.env.DOCS_PREBUILT === '1' && list.some((b) => b.marker.kind === 'run' && BUILDS_CLI.test(b.code))) {
+    if (REBUILT_CLI.test(readFileSync(log, 'utf8'))) {
+      failure = `${file}: ${name} compiled polar-license-cli again, which the docs-build stage had built (cargo ${PREBUILD.join(' ')}): the blocks' flags and tests/docs/run.mjs's PREBUILD or cargoEnv differ (see ${log})`;
+    }
+  }
   return failure;
 }
 
@@ -362,6 +419,7 @@ function tail(text, lines = 40) {
 }
 
 async function main() {
+  if (prebuild) return prebuildRelease();
   const targets = files.length ? files : markdownFiles();
   const plan = targets.map((f) => ({ file: f, ...scenarios(f) }));
   let passed = 0;
@@ -404,23 +462,7 @@ async function main() {
     PIP_FIND_LINKS: join(ROOT, 'target', 'python', 'wheels'),
     PIP_CACHE_DIR: join(OUT, 'pip-cache'),
     PIP_DISABLE_PIP_VERSION_CHECK: '1',
-    CARGO_HOME: process.env.CARGO_HOME ?? join(process.env.HOME, '.cargo'),
-    RUSTUP_HOME: process.env.RUSTUP_HOME ?? join(process.env.HOME, '.rustup'),
-    // A release build here proves the command works, not what LTO makes of it (the C stage
-    // builds and tests the shipped LTO profile): without FULL=1, the blocks' release builds
-    // (`cargo run --release`, `cargo install`) skip LTO and use 16 codegen units (issue #55).
-    // The C library's profile (c-release, which inherits release) stays as it ships: its blocks'
-    // `bash bindings/c/install.sh` then finds the C stage's build of it in target/, where with
-    // release's overrides inherited it compiled the library and its 94 dependencies again at
-    // opt-level z.
-    ...(process.env.FULL === '1'
-      ? {}
-      : {
-          CARGO_PROFILE_RELEASE_LTO: 'false',
-          CARGO_PROFILE_RELEASE_CODEGEN_UNITS: '16',
-          CARGO_PROFILE_C_RELEASE_LTO: 'true',
-          CARGO_PROFILE_C_RELEASE_CODEGEN_UNITS: '1',
-        }),
+    ...cargoEnv(),
   };
   for (const p of plan) {
     for (const [name, list] of p.list) {

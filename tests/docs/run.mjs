@@ -171,6 +171,8 @@ function cargoEnv() {
 const PREBUILD = ['build', '--release', '-p', 'polar-license-cli'];
 const BUILDS_CLI = /cargo (run|build) --release -p polar-license-cli|cargo install [^\n]*--path crates\/cli/;
 const REBUILT_CLI = /Compiling polar-license-cli v/;
+/** Written by a --prebuild that succeeded (and removed when one starts). */
+const PREBUILT = join(OUT, 'prebuilt');
 
 /** `--prebuild`: that build, made ahead. scripts/test.sh runs it in the background at niceness 19
  * from the run's start (the docs-build stage), so that those blocks, run as written in the docs
@@ -180,6 +182,8 @@ const REBUILT_CLI = /Compiling polar-license-cli v/;
 function prebuildRelease() {
   const meta = JSON.parse(execFileSync('cargo', ['metadata', '--format-version', '1', '--no-deps'], { cwd: ROOT, encoding: 'utf8' }));
   console.log(`docs-build: cargo ${PREBUILD.join(' ')} (CARGO_TARGET_DIR=${meta.target_directory}, the docs stage's overrides)`);
+  mkdirSync(OUT, { recursive: true });
+  rmSync(PREBUILT, { force: true });
   const started = Date.now();
   const r = spawnSync('cargo', PREBUILD, {
     cwd: ROOT,
@@ -187,7 +191,9 @@ function prebuildRelease() {
     stdio: 'inherit',
   });
   console.log(`docs-build: exit ${r.status} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
-  return r.status === 0 ? 0 : 1;
+  if (r.status !== 0) return 1;
+  writeFileSync(PREBUILT, `cargo ${PREBUILD.join(' ')}\n`);
+  return 0;
 }
 
 /** The `electron` stand-in, packed into target/docs/; returns the tarball's path. */
@@ -403,9 +409,10 @@ async function runScenario(file, name, list, env0, crates) {
     }
   }
   for (const pid of background) killGroup(pid);
-  // Under scripts/test.sh, the docs-build stage built the CLI these blocks build: building it
-  // again means their flags and its differ (cargoEnv, PREBUILD), its minutes back in this stage.
-  if (!failure && process.env.DOCS_PREBUILT === '1' && list.some((b) => b.marker.kind === 'run' && BUILDS_CLI.test(b.code))) {
+  // Under scripts/test.sh, the docs-build stage built the CLI these blocks build (when it
+  // succeeded: its mark): building it again means their flags and its differ (cargoEnv,
+  // PREBUILD), its minutes back in this stage.
+  if (!failure && process.env.DOCS_PREBUILT === '1' && existsSync(PREBUILT) && list.some((b) => b.marker.kind === 'run' && BUILDS_CLI.test(b.code))) {
     if (REBUILT_CLI.test(readFileSync(log, 'utf8'))) {
       failure = `${file}: ${name} compiled polar-license-cli again, which the docs-build stage had built (cargo ${PREBUILD.join(' ')}): the blocks' flags and tests/docs/run.mjs's PREBUILD or cargoEnv differ (see ${log})`;
     }

@@ -86,6 +86,14 @@ export interface RelaySeatOptions {
   churn?: number;
   /** The churn limit's window in seconds (60 to 86400; default 3600). */
   churnSeconds?: number;
+  /** At most this many activations and deactivations together per key in any
+   * `activationChurnSeconds`, let through to Polar (0: no limit; at most 1000; default 30). */
+  activationChurn?: number;
+  /** The activation churn limit's window in seconds (60 to 86400; default 3600). */
+  activationChurnSeconds?: number;
+  /** Lend a floating seat for offline use for at most this many days (1 to 90; default 0, no
+   * borrowing): an acquisition with `borrow_days`. */
+  borrowDays?: number;
   /** Seats per key by benefit id, instead of the key's `limit_activations`. */
   perBenefit?: Record<string, number>;
 }

@@ -977,6 +977,38 @@ impl<L> CheckOutcome<L> {
     }
 }
 
+/// What a licensed answer says about one entitlement (issue #68, docs/entitlements.md):
+/// [`CheckReport::entitlement_state`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntitlementState {
+    /// The relay signed the key's values and this one is among them.
+    Granted,
+    /// The relay signed the key's values and this one is not among them: Polar grants the
+    /// key no such value.
+    Absent,
+    /// The answer stands on a signed lease that carries no values: a relay started without
+    /// `--sign-entitlements`, or one that had not read them yet (check again).
+    Unknown,
+    /// The answer stands on no signed lease: values need the seller's relay and its public
+    /// key (signed mode).
+    Unsigned,
+    /// The answer does not license: its own reason says why.
+    NotLicensed,
+}
+
+impl EntitlementState {
+    /// The state's code: `granted`, `absent`, `unknown`, `unsigned`, `not_licensed`.
+    pub fn code(self) -> &'static str {
+        match self {
+            EntitlementState::Granted => "granted",
+            EntitlementState::Absent => "absent",
+            EntitlementState::Unknown => "unknown",
+            EntitlementState::Unsigned => "unsigned",
+            EntitlementState::NotLicensed => "not_licensed",
+        }
+    }
+}
+
 /// A check's answer, with what happened around it: why a cached answer came from the cache
 /// although Polar was asked (`fallback`), and whether the cache could not be updated
 /// (`cache_error`: the answer stands, but the record was not refreshed, so a later check may
@@ -1044,6 +1076,25 @@ impl<L> CheckReport<L> {
     /// sign them ([`CheckReport::entitlements`] tells the two apart).
     pub fn entitlement(&self, name: &str) -> Option<crate::lease::EntitlementValue> {
         self.entitlements()?.value(name).cloned()
+    }
+
+    /// What this answer says about the entitlement `name`, as one of five states every face
+    /// shows the same way (docs/entitlements.md), with the value when granted.
+    pub fn entitlement_state(
+        &self,
+        name: &str,
+    ) -> (EntitlementState, Option<&crate::lease::EntitlementValue>) {
+        if !self.outcome.is_licensed() {
+            return (EntitlementState::NotLicensed, None);
+        }
+        match self.entitlements() {
+            Some(claims) => match claims.value(name) {
+                Some(value) => (EntitlementState::Granted, Some(value)),
+                None => (EntitlementState::Absent, None),
+            },
+            None if self.lease.is_none() => (EntitlementState::Unsigned, None),
+            None => (EntitlementState::Unknown, None),
+        }
     }
 
     /// Every value and meter balance the relay signed into the lease of this licensed answer;

@@ -179,7 +179,10 @@ pub use cache::{MacKey, Untrusted};
 pub use error::{Denial, Error, Verdict};
 pub use flow::standing::Standing;
 pub use flow::{CacheState, CacheStatus};
-pub use grace::{CheckOutcome, CheckReport, GracePolicy, Plan, Query, Record, Source, StoreAction};
+pub use grace::{
+    CheckOutcome, CheckReport, EntitlementState, GracePolicy, Plan, Query, Record, Source,
+    StoreAction,
+};
 pub use key::{AccessToken, Key};
 pub use metadata::{MetaValue, Metadata};
 pub use model::{

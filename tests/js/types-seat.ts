@@ -49,3 +49,11 @@ void seats({ organizationId: 'x', relay: 'y' }).seat({ key: 42 });
 void seats({ organizationId: 'x', relay: 'y', client: {} });
 // @ts-expect-error: onLost takes an error
 void seats({ organizationId: 'x', relay: 'y' }).seat({ key: 'k', onLost: 42 });
+
+// The relay's seat settings (polar-license/relay's `seats`), as `relay serve`'s flags.
+import type { RelaySeatOptions } from 'polar-license/relay';
+const settings: RelaySeatOptions = { seconds: 300, ciCap: 2, churn: 120, churnSeconds: 3600, activationChurn: 30, activationChurnSeconds: 3600, borrowDays: 7, perBenefit: { b: 5 } };
+void settings;
+// @ts-expect-error: borrowDays is a number of days
+const badBorrow: RelaySeatOptions = { borrowDays: '7' };
+void badBorrow;

@@ -441,9 +441,11 @@ fn test_only_seat_seconds(config: &JsValue) -> Result<Option<u32>, JsError> {
         .map_err(|_| bad("seats.testOnlySeconds", "must be 1 to 3600 seconds"))
 }
 
-/// The seat options (`seats`: `seconds`, `ciCap`, `churn`, `churnSeconds`, `perBenefit` as
-/// `{benefitId: n}`), as `relay serve`'s `--seat-seconds`, `--seat-ci-cap`, `--seat-churn` and
-/// `--seats`; the core's defaults for what is left out, its check for the values.
+/// The seat options (`seats`: `seconds`, `ciCap`, `churn`, `churnSeconds`, `activationChurn`,
+/// `activationChurnSeconds`, `borrowDays`, `perBenefit` as `{benefitId: n}`), as `relay
+/// serve`'s `--seat-seconds`, `--seat-ci-cap`, `--seat-churn`, `--activation-churn`,
+/// `--seat-borrow-days` and `--seats`; the core's defaults for what is left out, its check for
+/// the values.
 fn seat_options(config: &JsValue) -> Result<SeatOptions, JsError> {
     let mut seats = SeatOptions::default();
     let v = get(config, "seats");
@@ -469,6 +471,15 @@ fn seat_options(config: &JsValue) -> Result<SeatOptions, JsError> {
     }
     if let Some(s) = n("churnSeconds")? {
         seats.churn_seconds = s as u32;
+    }
+    if let Some(c) = n("activationChurn")? {
+        seats.activation_churn = c as u32;
+    }
+    if let Some(s) = n("activationChurnSeconds")? {
+        seats.activation_churn_seconds = s as u32;
+    }
+    if let Some(d) = n("borrowDays")? {
+        seats.borrow_days = d as u32;
     }
     let per = get(&v, "perBenefit");
     if !per.is_undefined() && !per.is_null() {
@@ -496,6 +507,8 @@ fn seat_options(config: &JsValue) -> Result<SeatOptions, JsError> {
     }
     match seats.problem() {
         Some(("seat_seconds", why)) => Err(bad("seats.seconds", why)),
+        Some(("activation_churn", why)) => Err(bad("seats.activationChurn", why)),
+        Some(("seat_borrow_days", why)) => Err(bad("seats.borrowDays", why)),
         Some((_, why)) => Err(bad("seats.churn", why)),
         None => Ok(seats),
     }

@@ -6,12 +6,12 @@
 
 use polar_license::features::{FeatureAccess, FeatureWhy};
 use polar_license::grace::LeaseWindow;
-use polar_license::lease::EntitlementClaims;
+use polar_license::lease::{EntitlementClaims, EntitlementValue};
 use polar_license::proto::Relayed;
 use polar_license::stopped::{StopKind, Stopped};
 use polar_license::trial::{Trial, TrialState};
 use polar_license::{
-    CacheState, CacheStatus, CheckOutcome, CheckReport, Error, GracePolicy, Key,
+    CacheState, CacheStatus, CheckOutcome, CheckReport, EntitlementState, Error, GracePolicy, Key,
     LicenseKeyActivation, LicenseKeyActivationRead, LicenseKeyRead, Reason, ReasonClass, Source,
     Standing, ValidatedLicenseKey, Verdict,
 };
@@ -1196,39 +1196,37 @@ pub const EXIT_ENTITLEMENT_UNKNOWN: u8 = 5;
 pub fn entitlement_report(
     mut r: Report,
     name: &str,
-    claims: Option<&EntitlementClaims>,
-    signed: bool,
+    state: EntitlementState,
+    value: Option<&EntitlementValue>,
 ) -> Report {
-    let licensed = r.exit == 0 && r.outcome() == "licensed";
-    let value = claims.and_then(|c| c.value(name));
-    let state = match (licensed, claims, value) {
-        (false, _, _) => "not_licensed",
-        (true, None, _) => "unknown",
-        (true, Some(_), None) => "absent",
-        (true, Some(_), Some(_)) => "granted",
+    // `--json` says `unknown` for both kinds of "no values" (docs/interfaces.md); the text
+    // says which.
+    let code = match state {
+        EntitlementState::Unsigned => EntitlementState::Unknown.code(),
+        other => other.code(),
     };
     r.json.insert(
         "entitlement".into(),
-        json!({"name": name, "value": value, "state": state}),
+        json!({"name": name, "value": value, "state": code}),
     );
     let headline = match (state, value) {
-        ("granted", Some(v)) => {
+        (EntitlementState::Granted, Some(v)) => {
             r.lines = vec![v.to_string()];
             r.to_stderr = false;
             return r;
         }
-        ("absent", _) => {
+        (EntitlementState::Absent, _) => {
             r.exit = EXIT_ENTITLEMENT_ABSENT;
             format!("entitlement {name}: not granted (Polar grants this key no such value)")
         }
-        ("unknown", _) if signed => {
+        (EntitlementState::Unknown, _) => {
             r.exit = EXIT_ENTITLEMENT_UNKNOWN;
             format!(
                 "entitlement {name}: not known (the relay's lease carries no values: start it \
                  with --sign-entitlements, or check again once it has read them)"
             )
         }
-        ("unknown", _) => {
+        (EntitlementState::Unsigned, _) => {
             r.exit = EXIT_ENTITLEMENT_UNKNOWN;
             format!(
                 "entitlement {name}: not known in unsigned mode (values need the seller's relay: \

@@ -471,12 +471,8 @@ pub fn entitlement(g: &Global, a: &EntitlementArgs) -> Report {
         .insert("command".into(), serde_json::Value::from("entitlement"));
     lease_field(&mut report, checked.lease.as_ref());
     entitlements_field(&mut report, checked.entitlements());
-    entitlement_report(
-        report,
-        &a.name,
-        checked.entitlements(),
-        !g.relay_keys.is_empty(),
-    )
+    let (state, value) = checked.entitlement_state(&a.name);
+    entitlement_report(report, &a.name, state, value)
 }
 
 /// `deactivate`: the named activation, or the remembered one; the cache forgets it.

@@ -7,7 +7,8 @@
 //! only schedules the heartbeat.
 //!
 //! SIGINT and SIGTERM sent to `seat run` are passed on to COMMAND (Unix), and the seat is
-//! released once COMMAND exits; on Windows a console's Ctrl-C or Ctrl-Break reaches every
+//! released once COMMAND exits; a terminal's Ctrl-C, which reaches COMMAND itself (the same
+//! process group), is not passed on a second time (Linux tells it apart); on Windows a console's Ctrl-C or Ctrl-Break reaches every
 //! process of the console, COMMAND with it, and `seat run` waits for COMMAND and releases. An
 //! acquisition or a release the relay refuses with `429` is asked again after its wait, for
 //! at most [`MAX_WAIT`] in all.
@@ -16,10 +17,11 @@
 //! until its end, with no heartbeat) and `seat return --seat ID` gives it back early.
 
 use std::process::Command;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use polar_license::seat::{SeatAnswer, SeatAsk, SeatOp};
+use polar_license::seat_hold::{HoldState, SeatHold};
 use polar_license::{BlockingClient, Error, Key, Reason};
 
 use crate::args::{Global, SeatBorrowArgs, SeatCommand, SeatReturnArgs, SeatRunArgs};
@@ -161,7 +163,7 @@ fn seat_borrow(g: &Global, a: &SeatBorrowArgs) -> u8 {
                     })
             });
         if let Err(why) = verified {
-            release(&client, &release_ask(&ask, &seat.id));
+            send_release(&client, &release_ask(&ask, &seat.id));
             return fail(
                 "borrow",
                 &Error::Protocol {
@@ -227,16 +229,14 @@ fn seat_run(g: &Global, a: &SeatRunArgs) -> u8 {
     };
     let key = Key::new(a.key.key.clone());
     let machine = machine(g, a.machine.as_deref());
-    let ask = |op: SeatOp, seat: Option<String>| SeatAsk {
-        op,
-        key: key.clone(),
-        machine: machine.clone(),
-        ci: a.ci,
-        seat,
-    };
-    let seat = match patiently("acquisition", || client.seat(&ask(SeatOp::Acquire, None))) {
-        Ok(SeatAnswer::Held(seat)) => seat,
-        Ok(other) => return not_held("run", other),
+    // The core's hold says what to send and what each answer does; this command only sends
+    // and schedules.
+    let ask = SeatHold::acquire_ask(key.clone(), machine.clone(), a.ci);
+    let hold = match patiently("acquisition", || client.seat(&ask))
+        .and_then(|answer| SeatHold::acquire(&ask, answer))
+    {
+        Ok(Ok(hold)) => hold,
+        Ok(Err(other)) => return not_held("run", other),
         Err(e) => return fail("run", &e),
     };
     // Signed mode: the seat holds only with a lease that verifies.
@@ -245,11 +245,13 @@ fn seat_run(g: &Global, a: &SeatRunArgs) -> u8 {
             .map_err(|e| e.text())
             .and_then(|keys| {
                 let org = g.org.as_deref().unwrap_or_default();
-                seat.verify(&keys, org, &key, &machine, now())
+                hold.seat()
+                    .verify(&keys, org, &key, &machine, now())
                     .map_err(|why| format!("the seat's lease is no lease ({})", why.as_str()))
             });
         if let Err(why) = verified {
-            release(&client, &ask(SeatOp::Release, Some(seat.id.clone())));
+            let mut hold = hold;
+            release(&client, &mut hold);
             return fail(
                 "run",
                 &Error::Protocol {
@@ -259,26 +261,50 @@ fn seat_run(g: &Global, a: &SeatRunArgs) -> u8 {
             );
         }
     }
-    let every = a.heartbeat.unwrap_or_else(|| seat.heartbeat_every());
+    let hold = Arc::new(Mutex::new(hold));
     let (stop, stopped) = mpsc::channel::<()>();
     let beat = {
         let client = crate::run::client(g);
-        let heartbeat = ask(SeatOp::Heartbeat, Some(seat.id.clone()));
+        let hold = Arc::clone(&hold);
+        let every = a.heartbeat;
         std::thread::spawn(move || {
             let Ok(client) = client else { return };
-            while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
+            loop {
+                let wait = every.unwrap_or_else(|| lock(&hold).heartbeat_every());
+                if !matches!(
+                    stopped.recv_timeout(wait),
+                    Err(mpsc::RecvTimeoutError::Timeout)
+                ) {
+                    return;
+                }
+                let Some(heartbeat) = lock(&hold).heartbeat_ask() else {
+                    return;
+                };
                 match client.seat(&heartbeat) {
-                    Ok(SeatAnswer::Held(_)) => {}
-                    Ok(SeatAnswer::Gone) => {
-                        err(
-                            "polar-license seat run: the seat was freed (not heard from within its life): the command goes on without it",
-                        );
-                        return;
+                    Ok(answer) => {
+                        let state = lock(&hold).absorb(SeatOp::Heartbeat, &answer);
+                        match (state, &answer) {
+                            (HoldState::Held, SeatAnswer::Held(_)) => {}
+                            (HoldState::Held, other) => err(&format!(
+                                "polar-license seat run: a heartbeat answered {}",
+                                summary(other)
+                            )),
+                            (_, SeatAnswer::Denied(d)) => {
+                                err(&format!(
+                                    "polar-license seat run: the seat ended at a heartbeat: {} ({}): the command goes on without it",
+                                    d.detail,
+                                    d.reason.code()
+                                ));
+                                return;
+                            }
+                            _ => {
+                                err(
+                                    "polar-license seat run: the seat was freed (not heard from within its life): the command goes on without it",
+                                );
+                                return;
+                            }
+                        }
                     }
-                    Ok(other) => err(&format!(
-                        "polar-license seat run: a heartbeat answered {}",
-                        summary(&other)
-                    )),
                     Err(e) => err(&format!(
                         "polar-license seat run: a heartbeat failed: {} (tried again)",
                         e.text()
@@ -300,7 +326,7 @@ fn seat_run(g: &Global, a: &SeatRunArgs) -> u8 {
         });
     let _ = stop.send(());
     let _ = beat.join();
-    release(&client, &ask(SeatOp::Release, Some(seat.id)));
+    release(&client, &mut lock(&hold));
     match status {
         Ok(status) => exit_of(status),
         Err(e) => {
@@ -313,6 +339,12 @@ fn seat_run(g: &Global, a: &SeatRunArgs) -> u8 {
     }
 }
 
+/// The hold, whatever a panicking holder left it as.
+fn lock(hold: &Mutex<SeatHold>) -> std::sync::MutexGuard<'_, SeatHold> {
+    hold.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn summary(answer: &SeatAnswer) -> String {
     match answer {
         SeatAnswer::Denied(d) => d.reason.code().to_string(),
@@ -321,17 +353,33 @@ fn summary(answer: &SeatAnswer) -> String {
     }
 }
 
-fn release(client: &BlockingClient, ask: &SeatAsk) {
+/// The hold's release sent (none when it was released already), and its answer absorbed.
+fn release(client: &BlockingClient, hold: &mut SeatHold) {
+    if let Some(ask) = hold.release_ask() {
+        if let Some(answer) = send_release(client, &ask) {
+            hold.absorb(SeatOp::Release, &answer);
+        }
+    }
+}
+
+/// A release sent (asked again after a `429`'s wait): its answer, what went wrong on stderr.
+fn send_release(client: &BlockingClient, ask: &SeatAsk) -> Option<SeatAnswer> {
     match patiently("release", || client.seat(ask)) {
-        Ok(SeatAnswer::Released(_)) => {}
-        Ok(other) => err(&format!(
-            "polar-license seat run: the release answered {}",
-            summary(&other)
-        )),
-        Err(e) => err(&format!(
-            "polar-license seat run: the release failed: {} (the seat frees by itself within its life)",
-            e.text()
-        )),
+        Ok(answer @ SeatAnswer::Released(_)) => Some(answer),
+        Ok(other) => {
+            err(&format!(
+                "polar-license seat run: the release answered {}",
+                summary(&other)
+            ));
+            Some(other)
+        }
+        Err(e) => {
+            err(&format!(
+                "polar-license seat run: the release failed: {} (the seat frees by itself within its life)",
+                e.text()
+            ));
+            None
+        }
     }
 }
 
@@ -379,8 +427,49 @@ mod signals {
         }
     }
 
-    /// The signals caught from now on (`None` when they could not be: they then end this
-    /// process as before, the seat freeing within its life).
+    /// Unix: the signals read with who sent them, on a thread of their own. A terminal's
+    /// Ctrl-C (SIGINT, `si_code` SI_KERNEL: the kernel's, from the terminal) went to the whole
+    /// foreground process group, the command with it, so it is not passed on: the command gets
+    /// one SIGINT, not two. A signal a process sent (`kill`, a CI runner's cancel) to this
+    /// process only is passed on to the command. Where the sender cannot be read (macOS fills
+    /// in no cause) it is passed on, as before.
+    #[cfg(unix)]
+    pub fn catch() -> Option<Passing> {
+        use rustix::process::{kill_process, Pid, Signal};
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        use signal_hook::iterator::exfiltrator::WithOrigin;
+        use signal_hook::iterator::SignalsInfo;
+        use signal_hook::low_level::siginfo::Cause;
+        let child = Arc::new(AtomicU32::new(0));
+        let mut signals = SignalsInfo::<WithOrigin>::new([SIGINT, SIGTERM]).ok()?;
+        let to = Arc::clone(&child);
+        std::thread::Builder::new()
+            .name("seat-run-signals".into())
+            .spawn(move || {
+                for origin in signals.forever() {
+                    if origin.signal == SIGINT && origin.cause == Cause::Kernel {
+                        continue;
+                    }
+                    let sig = if origin.signal == SIGINT {
+                        Signal::INT
+                    } else {
+                        Signal::TERM
+                    };
+                    let pid = i32::try_from(to.load(Ordering::SeqCst))
+                        .ok()
+                        .and_then(Pid::from_raw);
+                    if let Some(pid) = pid {
+                        let _ = kill_process(pid, sig);
+                    }
+                }
+            })
+            .ok()?;
+        Some(Passing { child })
+    }
+
+    /// Windows: a console's Ctrl-C and Ctrl-Break caught (the command, on the same console,
+    /// gets its own) so that this process outlives the command and releases the seat.
+    #[cfg(windows)]
     pub fn catch() -> Option<Passing> {
         let child = Arc::new(AtomicU32::new(0));
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -396,31 +485,6 @@ mod signals {
             .spawn(move || runtime.block_on(waiting))
             .ok()?;
         Some(Passing { child })
-    }
-
-    #[cfg(unix)]
-    fn waiting(
-        child: Arc<AtomicU32>,
-    ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
-        use rustix::process::{kill_process, Pid, Signal};
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut interrupt = signal(SignalKind::interrupt()).ok()?;
-        let mut terminate = signal(SignalKind::terminate()).ok()?;
-        Some(async move {
-            loop {
-                let sig = tokio::select! {
-                    Some(()) = interrupt.recv() => Signal::INT,
-                    Some(()) = terminate.recv() => Signal::TERM,
-                    else => return,
-                };
-                let pid = i32::try_from(child.load(Ordering::SeqCst))
-                    .ok()
-                    .and_then(Pid::from_raw);
-                if let Some(pid) = pid {
-                    let _ = kill_process(pid, sig);
-                }
-            }
-        })
     }
 
     #[cfg(windows)]

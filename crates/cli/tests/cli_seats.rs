@@ -197,6 +197,150 @@ fn fifty_ci_jobs_in_a_row_on_a_two_seat_key_make_no_polar_activation_and_leave_n
     assert_eq!(acquire_at(&w, "after-3"), 409, "the key has 2 seats");
 }
 
+/// The core's hold (`SeatHold`) decides what a heartbeat's answer does: Polar's denial of
+/// the key at a heartbeat (revoked while the command runs) ends the hold, said once on
+/// stderr, and no heartbeat is sent after it; the command runs on and its exit code is
+/// returned. Before, `seat run` kept its own loop, which went on beating a denied key at every
+/// interval (each a call the relay answered again).
+#[test]
+fn a_key_denied_at_a_heartbeat_ends_the_hold_and_no_heartbeat_follows() {
+    let w = world_with(&[
+        "--per-ip",
+        "100/200",
+        "--per-key",
+        "0",
+        "--fresh-for",
+        "1",
+        "--stale-for",
+        "1",
+    ]);
+    let ready = w._dir.path().join("ready-denied");
+    let script = format!("touch '{}'; sleep 3; exit 4", ready.display());
+    // The heartbeat every 0.4 s (the seat's own would be a third of its 5 minutes).
+    let mut with_beat = clean_command(BIN);
+    with_beat
+        .args(["--base-url", &w.relay.url, "--org", DEMO_ORGANIZATION_ID])
+        .args(["seat", "run", "--ci", "--machine", "job-runner"])
+        .args(["--heartbeat", "0.4", "--", "sh", "-c", &script])
+        .env("POLAR_LICENSE_KEY", DEMO_KEY)
+        .stderr(std::process::Stdio::piped());
+    let holder = with_beat.spawn().expect("seat run starts");
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    while !ready.exists() {
+        assert!(
+            std::time::Instant::now() < until,
+            "the holder never got its seat"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let request = ureq::http::Request::builder()
+        .method("PATCH")
+        .uri(format!("{}/__emulator/keys/{DEMO_KEY}", w.polar.url))
+        .header("content-type", "application/json")
+        .body(r#"{"status":"revoked"}"#.to_string())
+        .expect("a request");
+    let revoked = HttpAnswer::read(
+        http::agent(Duration::from_secs(10))
+            .run(request)
+            .expect("an answer"),
+    );
+    assert_eq!(revoked.status, 200, "{}", revoked.text());
+    let out = holder.wait_with_output().expect("seat run ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "the command's own exit: {stderr}"
+    );
+    assert_eq!(
+        stderr.matches("the seat ended at a heartbeat").count(),
+        1,
+        "the hold ends once: {stderr}"
+    );
+    assert!(
+        stderr.contains("no longer active"),
+        "Polar's denial: {stderr}"
+    );
+    assert!(
+        !stderr.contains("a heartbeat answered"),
+        "no heartbeat after the denial: {stderr}"
+    );
+}
+
+/// `text` in single quotes for `sh`.
+#[cfg(target_os = "linux")]
+fn quoted(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+/// A terminal's Ctrl-C during `seat run` (a real pseudo-terminal: util-linux `script`, the
+/// byte 0x03 typed into it, the kernel's SIGINT to the terminal's foreground process group,
+/// `seat run` and its command in it): the command gets one SIGINT, not two (`seat run` does
+/// not pass on what the terminal sent the command already), its exit code is returned and
+/// the seat released. Before, `seat run` passed every SIGINT on, and the command counted two.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_terminals_ctrl_c_reaches_the_command_once_and_the_seat_is_released() {
+    use std::io::Write;
+    let w = world();
+    let count = w._dir.path().join("sigints");
+    let ready = w._dir.path().join("ready");
+    // The command counts its SIGINTs (perl's handler runs once a signal), says when it holds
+    // the seat, and after its first SIGINT waits half a second for a second one, then exits 7.
+    let perl = r#"$SIG{INT} = sub { open my $f, ">>", $ARGV[0]; print $f "INT\n"; close $f; $got = 1 };
+        open my $r, ">", $ARGV[1]; close $r;
+        for (1 .. 1200) { last if $got; select(undef, undef, undef, 0.05) }
+        select(undef, undef, undef, 0.5);
+        exit($got ? 7 : 9);"#;
+    let inner = seat_run(
+        &w,
+        &[],
+        &[
+            "perl",
+            "-e",
+            perl,
+            &count.display().to_string(),
+            &ready.display().to_string(),
+        ],
+    );
+    let mut line = String::from("exec");
+    for part in std::iter::once(inner.get_program()).chain(inner.get_args()) {
+        line.push(' ');
+        line.push_str(&quoted(&part.to_string_lossy()));
+    }
+    let mut cmd = clean_command("script");
+    cmd.args(["-q", "-e", "-c", &line, "/dev/null"])
+        .env("POLAR_LICENSE_KEY", DEMO_KEY)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut terminal = cmd.spawn().expect("script runs");
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    while !ready.exists() {
+        assert!(
+            std::time::Instant::now() < until,
+            "the command never got its seat"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut keys = terminal.stdin.take().expect("the terminal's input");
+    keys.write_all(&[0x03]).expect("Ctrl-C typed");
+    keys.flush().expect("typed");
+    let out = terminal.wait_with_output().expect("the terminal ends");
+    drop(keys);
+    assert_eq!(
+        std::fs::read_to_string(&count).unwrap_or_default(),
+        "INT\n",
+        "the command's SIGINTs: {out:?}"
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "the command's own exit: {out:?}"
+    );
+    succeeds(&w, "released after Ctrl-C");
+}
+
 #[cfg(unix)]
 #[test]
 fn sigterm_is_passed_on_to_the_command_and_the_seat_released_after_it() {

@@ -154,19 +154,11 @@ pub struct EntitlementState {
 impl EntitlementState {
     /// `name` of a check's report.
     pub fn of(report: &CheckReport, name: &str) -> EntitlementState {
-        let claims = report.entitlements();
-        let value = claims.and_then(|c| c.value(name));
-        let state = match (report.outcome.is_licensed(), claims, value) {
-            (false, _, _) => "not_licensed",
-            (true, Some(_), Some(_)) => "granted",
-            (true, Some(_), None) => "absent",
-            (true, None, _) if report.lease.is_none() => "unsigned",
-            (true, None, _) => "unknown",
-        };
+        let (state, value) = report.entitlement_state(name);
         EntitlementState {
             name: name.to_string(),
             value: value.map(entitlement_json),
-            state: state.to_string(),
+            state: state.code().to_string(),
         }
     }
 }

@@ -175,10 +175,15 @@ pub fn store_table(args: &[String]) {
     target.add_key(&bound, 3);
     let base = target.base.clone();
     let agent = rig::agent(Duration::from_secs(30));
-    let Some((_, max_bytes)) = store_bytes(&agent, &base) else {
+    let Some((_, option)) = store_bytes(&agent, &base) else {
         eprintln!("relay_attack: store: the relay at {base} tells no store bytes on /healthz");
         std::process::exit(2);
     };
+    // The cap in force: the option, but never below one entry at its largest (the store's
+    // floor, whatever the option says).
+    let floor = (polar_license_relay::store::MAX_ENTRY_BYTES
+        + polar_license_relay::store::ENTRY_OVERHEAD) as u64;
+    let max_bytes = option.max(floor);
     for k in &known {
         let (a, _) = validate(&agent, &base, k, Value::Null, "192.0.2.1");
         assert_eq!(a.status, 200, "{k}: {}", a.body);

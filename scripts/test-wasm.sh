@@ -210,11 +210,12 @@ fi
 FORGE_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/polar-license-forge"
 # The hostile-input table's requests (tests/js/relay-hostile.test.mjs sends them to the relay
 # under workerd): the relay crate's example prints the native table's routes and shapes.
-if ! cargo build -p polar-license-relay --example hostile_shapes 2>&1 | tail -n 3; then
+if ! cargo build -p polar-license-relay --example hostile_shapes --example relay_attack 2>&1 | tail -n 3; then
     echo "test-wasm: cannot build the hostile_shapes example" >&2
     exit 1
 fi
 HOSTILE_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/examples/hostile_shapes"
+ATTACK_BIN="${HOSTILE_BIN%/*}/relay_attack" # tests/js/relay-attack.test.mjs
 
 # Each as NAME:VAR, its URL exported as POLAR_WASM_<VAR>_URL.
 for emulator in main:EMULATOR fault:FAULT matrix:MATRIX trust:TRUST seller:SELLER dead:DEAD; do
@@ -377,7 +378,7 @@ node_tests() {
     env XDG_DATA_HOME="$data" POLAR_EMULATOR_URL="$POLAR_WASM_EMULATOR_URL" \
         POLAR_DEAD_URL="$POLAR_WASM_DEAD_URL" POLAR_FAULT_URL="$POLAR_WASM_FAULT_URL" \
         POLAR_MATRIX_URL="$POLAR_WASM_MATRIX_URL" POLAR_TRUST_URL="$POLAR_WASM_TRUST_URL" \
-        POLAR_CLI="$EMULATOR_BIN" POLAR_FORGE="$FORGE_BIN" POLAR_HOSTILE_SHAPES="$HOSTILE_BIN" \
+        POLAR_CLI="$EMULATOR_BIN" POLAR_FORGE="$FORGE_BIN" POLAR_HOSTILE_SHAPES="$HOSTILE_BIN" POLAR_RELAY_ATTACK="$ATTACK_BIN" \
         CONSUMER="$CONSUMER" "${vars[@]}" \
         "$node" --test "${limit[@]}" --test-reporter=tap "${files[@]}"
 }
@@ -419,7 +420,7 @@ NODE18_SUITES=()
 for f in tests/js/*.test.mjs; do
     case "$(basename "$f" .test.mjs)" in
     seller-table) ;;
-    relay | relay-parity | relay-store | relay-hostile | relay-seats | relay-values | webhooks | workerd-client | runtimes | readme) ;;
+    relay | relay-attack | relay-parity | relay-store | relay-hostile | relay-seats | relay-values | webhooks | workerd-client | runtimes | readme) ;;
     *) NODE18_SUITES+=("$f") ;;
     esac
 done

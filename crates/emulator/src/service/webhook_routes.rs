@@ -46,13 +46,7 @@ fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
 }
 
 fn verr(typ: &'static str, loc: &[&str], msg: &str, input: &J) -> VErr {
-    VErr {
-        typ,
-        loc: loc.iter().map(|p| s(p)).collect(),
-        msg: msg.to_string(),
-        input: input.clone(),
-        ctx: None,
-    }
+    VErr::new(typ, loc.iter().map(|p| s(p)).collect(), msg, input, None)
 }
 
 /// pydantic's message for a value outside an enum: `Input should be 'a', 'b' or 'c'`.

@@ -395,7 +395,7 @@ impl Store {
     }
 }
 
-fn field_str<'a>(j: &'a J, name: &str) -> Option<&'a str> {
+pub(super) fn field_str<'a>(j: &'a J, name: &str) -> Option<&'a str> {
     match j {
         J::Obj(items) => items
             .iter()

@@ -557,6 +557,19 @@ impl Store {
         self.find_any(key).is_some()
     }
 
+    /// The keys of `organization_id` (the token's), in the order they were made: none unless
+    /// it is one of `organization_ids` when that filter is given.
+    fn keys_in<'a>(
+        &'a self,
+        organization_id: Uuid,
+        organization_ids: &'a [Uuid],
+    ) -> impl Iterator<Item = &'a KeyRec> + 'a {
+        self.keys.iter().filter(move |k| {
+            k.organization_id == organization_id
+                && (organization_ids.is_empty() || organization_ids.contains(&k.organization_id))
+        })
+    }
+
     /// `GET /v1/license-keys/` (docs/polar-api.md §14): `ListResource[LicenseKeyRead]` of the
     /// keys of `organization_id` (the token's) that match the filters (none given: all), in
     /// the order they were made, page `page` (from 1) of `limit` items, each with its full key.
@@ -569,13 +582,7 @@ impl Store {
         version: &str,
     ) -> J {
         let matching: Vec<&KeyRec> = self
-            .keys
-            .iter()
-            .filter(|k| k.organization_id == organization_id)
-            .filter(|k| {
-                filter.organization_ids.is_empty()
-                    || filter.organization_ids.contains(&k.organization_id)
-            })
+            .keys_in(organization_id, &filter.organization_ids)
             .filter(|k| filter.benefit_ids.is_empty() || filter.benefit_ids.contains(&k.benefit_id))
             .filter(|k| {
                 filter.statuses.is_empty() || filter.statuses.iter().any(|s| s == k.status.as_str())

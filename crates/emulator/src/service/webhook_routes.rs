@@ -5,9 +5,10 @@
 
 use uuid::Uuid;
 
+use super::portal::query_pairs;
 use super::{insufficient_scope, unauthorized, Auth, Core, Exchange, Pending, Resp, Step, Time};
 use crate::json::{loads_bytes, s, J};
-use crate::util::{micros, percent_decode};
+use crate::util::micros;
 use crate::validate::{error_body, path_uuid_error, VErr};
 use crate::webhooks::{new_secret, page, render_endpoint, EVENT_TYPES};
 
@@ -20,23 +21,6 @@ pub(crate) enum WebhookOp {
 
 const READ: &[&str] = &["webhooks:read", "webhooks:write"];
 const WRITE: &[&str] = &["webhooks:write"];
-
-/// The query's parameters, percent-decoded (`+` is a space).
-fn query(target: &str) -> Vec<(String, String)> {
-    let Some((_, q)) = target.split_once('?') else {
-        return Vec::new();
-    };
-    q.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (
-                percent_decode(&k.replace('+', " ")),
-                percent_decode(&v.replace('+', " ")),
-            )
-        })
-        .collect()
-}
 
 fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
     params
@@ -130,7 +114,7 @@ impl Core {
         let not_found = || Resp::error(404, "ResourceNotFound", "Not found");
         let r = match (parts.as_slice(), method, path_id) {
             (["endpoints"], "GET", _) => {
-                let params = query(&ex.head.target);
+                let params = query_pairs(&ex.head.target);
                 let wanted = param(&params, "organization_id");
                 let items = self
                     .webhooks
@@ -185,7 +169,7 @@ impl Core {
                 }
             }
             (["deliveries"], "GET", _) => {
-                let params = query(&ex.head.target);
+                let params = query_pairs(&ex.head.target);
                 let endpoint_id =
                     param(&params, "endpoint_id").and_then(|v| Uuid::parse_str(v).ok());
                 let succeeded = match param(&params, "succeeded") {

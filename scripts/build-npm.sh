@@ -197,6 +197,11 @@ wasm_module polar-license-devices-wasm polar_license_devices
 # that the default entries never load: only an app importing polar-license/seat does.
 wasm_module polar-license-seat-wasm polar_license_seat
 
+# The usage module (issue #68 item 3, `polar-license/usage`): the core's usage report
+# (RecordUsage: its idempotency id, its sends again of the same id, the relay's typed answers),
+# in a wasm of its own that only an app importing polar-license/usage loads.
+wasm_module polar-license-usage-wasm polar_license_usage
+
 echo "==> package template"
 for f in pkg-template/*; do
     cp "$f" "$PKG/"

@@ -345,12 +345,12 @@ suite npm-install check install_consumer
 
 types() {
     cp tests/js/types.ts tests/js/types-cjs.cts tests/js/types-inline.ts tests/js/types-inline-cjs.cts \
-        tests/js/types-emulator.ts tests/js/types-emulator-cjs.cts tests/js/types-ui.ts tests/js/types-devices.ts tests/js/types-seat.ts tests/js/tsconfig.json "$CONSUMER/" &&
+        tests/js/types-emulator.ts tests/js/types-emulator-cjs.cts tests/js/types-ui.ts tests/js/types-devices.ts tests/js/types-seat.ts tests/js/types-usage.ts tests/js/tsconfig.json "$CONSUMER/" &&
         node tests/js/readme-blocks.mjs ts "$CONSUMER/node_modules/polar-license/README.md" \
             >"$CONSUMER/readme-example.ts" &&
         cp "$CONSUMER/readme-example.ts" "$CONSUMER/readme-example.cts" &&
         (cd "$CONSUMER" && "$TOOLS/.bin/tsc" -p tsconfig.json --noEmit) &&
-        echo "test result: ok. 11 passed; 0 failed"
+        echo "test result: ok. 12 passed; 0 failed"
 }
 suite npm-types libtest types
 

@@ -7,6 +7,7 @@
 // The session lives in this object's memory (a private field) for its hour: never stored,
 // never logged.
 import init, * as core from './polar_license_devices.js';
+import { wasmLoader, send } from './wasm-io.js';
 
 /** A typed failure: `code` is the CLI's `portal_error` (`session_expired`, …). */
 export class DevicesError extends Error {
@@ -22,28 +23,10 @@ export class DevicesError extends Error {
   }
 }
 
-let loading = null;
-
-/** The module's wasm, loaded once (read from disk under node, fetched beside this file else). */
-function load() {
-  loading ??= (async () => {
-    const url = new URL('./polar_license_devices_bg.wasm', import.meta.url);
-    let source = url;
-    if (url.protocol === 'file:') {
-      // Named through a variable: a browser bundler (esbuild, Vite) leaves it alone, where a
-      // literal 'node:fs/promises' fails the build of an app that imports polar-license/ui.
-      const fs = 'node:fs/promises';
-      const { readFile } = globalThis.process?.getBuiltinModule?.(fs) ?? (await import(fs));
-      source = await readFile(url);
-    }
-    await init({ module_or_path: source });
-    return core;
-  })().catch((e) => {
-    loading = null;
-    throw new DevicesError({ code: 'load_error', reason: 'load_error', message: `polar-license/devices: its wasm did not load: ${e?.message ?? e}; copy polar_license_devices_bg.wasm beside your bundle` });
-  });
-  return loading;
-}
+/** The module's wasm, loaded on the first call and once. */
+const load = wasmLoader(new URL('./polar_license_devices_bg.wasm', import.meta.url), init, core, (why) =>
+  new DevicesError({ code: 'load_error', reason: 'load_error', message: `polar-license/devices: its wasm did not load: ${why}; copy polar_license_devices_bg.wasm beside your bundle` }),
+);
 
 /** The answer of a core step: its `done`, or a thrown DevicesError. */
 function done(text) {
@@ -90,30 +73,9 @@ export class Devices {
     return this.#session !== null;
   }
 
-  /** Sends a request the core built; `[status, headers as name\nvalue\n…, body]`, status 0 for none. */
-  async #send(req) {
-    let res;
-    try {
-      res = await this.#fetch(req.url, {
-        method: req.method,
-        headers: Object.fromEntries(req.headers),
-        body: req.method === 'POST' ? req.body : undefined,
-        signal: AbortSignal.timeout(this.#timeout),
-        redirect: 'manual',
-      });
-    } catch (e) {
-      const timedOut = e?.name === 'TimeoutError' || e?.name === 'AbortError';
-      return [0, '', timedOut ? 'timed out' : String(e?.message ?? e)];
-    }
-    let body;
-    try {
-      body = await res.text();
-    } catch (e) {
-      return [0, '', String(e?.message ?? e)];
-    }
-    if (body.length > MAX_BODY) return [0, '', 'an answer larger than 4 MB'];
-    // fetch's header names and values hold no line break.
-    return [res.status, [...res.headers].flat().join('\n'), body];
+  /** Sends a request the core built (`wasm-io.js`'s `send`). */
+  #send(req) {
+    return send(this.#fetch, this.#timeout, req, MAX_BODY, '4 MB');
   }
 
   /** A one-request step: build with `make`, send, read with `read`. */

@@ -6,6 +6,9 @@
 // Ed25519 signature by WebCrypto from a non-extractable key (the key file's text passes
 // through the WebAssembly once, to be read; the CryptoKey that signs never does).
 
+/** A thrown value's message, for a log line (never an option's value: the core's errors hold none). */
+const why = (e) => (e instanceof Error ? e.message : 'error');
+
 /**
  * Reads a signing key file's text (`KID=k4.secret.…`, as `polar-license relay keygen` writes
  * it) into a non-extractable WebCrypto Ed25519 key: the core reads the format
@@ -25,69 +28,54 @@ export async function importSigningKey(text, subtle = globalThis.crypto?.subtle,
   const { kid, raw } = parts;
   // The halves as a JWK's base64url (WebCrypto's format).
   const b64url = (bytes) => btoa(String.fromCharCode(...bytes)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
-  const [d, x] = [b64url(raw.subarray(0, 32)), b64url(raw.subarray(32))];
+  const [ed25519, x] = [{ name: 'Ed25519' }, b64url(raw.subarray(32))];
   let key;
   let verifier;
   try {
-    key = await subtle.importKey('jwk', { kty: 'OKP', crv: 'Ed25519', d, x }, { name: 'Ed25519' }, false, ['sign']);
-    verifier = await subtle.importKey('jwk', { kty: 'OKP', crv: 'Ed25519', x }, { name: 'Ed25519' }, false, ['verify']);
+    key = await subtle.importKey('jwk', { kty: 'OKP', crv: 'Ed25519', d: b64url(raw.subarray(0, 32)), x }, ed25519, false, ['sign']);
+    verifier = await subtle.importKey('jwk', { kty: 'OKP', crv: 'Ed25519', x }, ed25519, false, ['verify']);
   } catch (e) {
     throw new TypeError(`signingKey: WebCrypto refused the Ed25519 key (${e?.name ?? 'Error'})`);
   }
   const probe = new TextEncoder().encode('polar-license relay key check');
-  const signature = await subtle.sign({ name: 'Ed25519' }, key, probe);
-  if (!(await subtle.verify({ name: 'Ed25519' }, verifier, signature, probe))) {
-    throw new TypeError('signingKey: its public half does not match its secret');
-  }
+  if (!(await subtle.verify(ed25519, verifier, await subtle.sign(ed25519, key, probe), probe))) throw new TypeError('signingKey: its public half does not match its secret');
   return { kid, key, publicKey: `k4.public.${x}` };
 }
 
 /** Reads at most `limit` bytes of a body stream (the rest is cancelled). */
 async function readCapped(body, limit) {
-  if (!body) return new Uint8Array(0);
-  const reader = body.getReader();
+  const reader = body?.getReader();
   const chunks = [];
   let size = 0;
   try {
-    for (;;) {
+    while (reader && size < limit) {
       const { done, value } = await reader.read();
       if (done) break;
-      const room = limit - size;
-      chunks.push(value.length > room ? value.subarray(0, room) : value);
-      size += Math.min(value.length, room);
-      if (size >= limit) {
-        await reader.cancel().catch(() => {});
-        break;
-      }
+      chunks.push(value.subarray(0, limit - size));
+      size += chunks.at(-1).length;
     }
+    if (size >= limit) await reader?.cancel().catch(() => {});
   } finally {
-    reader.releaseLock?.();
+    reader?.releaseLock?.();
   }
-  const out = new Uint8Array(size);
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
+  return new Uint8Array(await new Blob(chunks).arrayBuffer());
 }
 
 /** Polar's answer to a call the core names (`{method, url, headers, body}`; a read of the
- * background's has no method: a GET), its body read to at most `bytes`, or why there is none
- * (`timeout`, `connect`); never its headers in a log: they hold the token. */
+ * background's has no method: a GET), its body read to at most `bytes`, or the name of what the
+ * fetch threw (the core tells a timeout from no answer); never its headers in a log: they hold
+ * the token. */
 async function callPolar(upstreamFetch, ask, timeoutMs, bytes) {
   try {
     const r = await upstreamFetch(ask.url, { method: ask.method, headers: ask.headers, body: ask.body, redirect: 'manual', signal: AbortSignal.timeout(timeoutMs) });
     return { status: r.status, headers: [...r.headers], body: await readCapped(r.body, bytes) };
   } catch (e) {
-    return { error: e?.name === 'TimeoutError' ? 'timeout' : 'connect' };
+    return { thrown: e?.name ?? 'Error' };
   }
 }
 
-function toResponse(r) {
-  const empty = r.status === 101 || r.status === 204 || r.status === 205 || r.status === 304;
-  return new Response(empty || r.body.length === 0 ? null : r.body, { status: r.status, headers: r.headers });
-}
+/** The core's answer (`{status, headers, body}`, its body null where a Response takes none). */
+const toResponse = (r) => new Response(r.body, r);
 
 /**
  * The relay's own jobs between requests, one loop over the core's background machine: `poll`
@@ -101,10 +89,9 @@ function readsDriver({ upstreamFetch, caps, persist, wake, loaded, rows, closed 
   let running = null;
   let again = false;
   const clock = () => [Date.now(), performance.now()];
-  const failed = (e) => (e instanceof Error ? e.message : 'error');
   // What the job asks for, done (a listing that fails: the core logs why, and lists again).
   async function does(core, job) {
-    if (job.list) return rows ? rows(job.list).catch((e) => ({ error: failed(e) })) : { error: 'no listing' };
+    if (job.list) return rows(job.list).catch((e) => ({ error: why(e) }));
     if (job.load) return { loaded: await loaded(job.load) };
     return callPolar(upstreamFetch, job, caps().timeoutMs, caps().readBytes);
   }
@@ -137,7 +124,7 @@ function readsDriver({ upstreamFetch, caps, persist, wake, loaded, rows, closed 
           await run(core);
         }
       } catch (e) {
-        console.error(`polar-license relay: the relay's reads of Polar stopped (${failed(e)}): again with the next request`);
+        console.error(`polar-license relay: the relay's reads of Polar stopped (${why(e)}): again with the next request`);
       } finally {
         running = null;
       }
@@ -146,8 +133,9 @@ function readsDriver({ upstreamFetch, caps, persist, wake, loaded, rows, closed 
   };
 }
 
-/** `wake(ms)` by a timer (a host without a Durable Object's alarm): one pending at a time,
- * never keeping a node process alive; `wake.stop()` clears it for good (`relay.close()`). */
+/** `wake(ms)` by a timer (a host without a Durable Object's alarm; `ms` at most a timer's
+ * longest, the core's): one pending at a time, never keeping a node process alive;
+ * `wake.stop()` clears it for good (`relay.close()`). */
 function timerWake(kick) {
   let timer = null;
   let stopped = false;
@@ -158,7 +146,7 @@ function timerWake(kick) {
     timer = setTimeout(() => {
       timer = null;
       kick();
-    }, Math.min(ms, 2 ** 31 - 1));
+    }, ms);
     timer?.unref?.();
   };
   wake.stop = () => {
@@ -184,54 +172,49 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
     // The core's caps and timeouts (core.caps(), read at start: `timeoutMs` is an option it reads).
     let limits = null;
     const caps = () => limits;
+    // Read per key (durableStorage's `paged`: get, list, put and delete the keys the core
+    // names), else one read whole (load) and saved by journal items (save): the core tells.
     const storage = options.storage ?? null;
-    // A storage read per key (durableStorage's: get, list, put and delete the keys the core
-    // names), else one read whole (load) and saved by journal items (save).
-    const paged = storage?.paged === true;
-    // One storage call the core names: `put` (at most 128 values) and `delete` (at most 128
-    // keys), or a storage's own `write` of `[key, value | null]`.
-    const put = (pairs) => (storage.put ? storage.put(Object.fromEntries(pairs)) : storage.write(pairs));
-    const remove = (keys) => (storage.delete ? storage.delete(keys) : storage.write(keys.map((k) => [k, null])));
+    // One storage call the core names (`put`, `delete`, a storage's own `write`, a whole `save`).
+    const call1 = (step) =>
+      !storage ? [] : step.save ? storage.save(step.save) : step.put ? storage.put(Object.fromEntries(step.put)) : step.delete ? storage.delete(step.delete) : storage.write(step.write);
     let ready = null;
     let closed = false;
     const start = async () => {
       const RelayCore = await load();
-      // The options as given (the core reads its own and names a bad one, the storage's calls
-      // too), the runtime's user agent (the core tells Workers by it) and whether the storage
-      // is read per key.
+      // The options as given (the core reads its own and names a bad one; of the storage, its
+      // calls and whether it is read per key) and the runtime's user agent (the core tells
+      // Workers by it).
       const { signingKey, fetch, clientIp, ...given } = options;
       // importSigningKey()'s result, else the key file's text (or nothing: the core says so).
       const signer = typeof signingKey === 'object' && signingKey !== null ? signingKey : await importSigningKey(signingKey, webCrypto?.subtle, load);
-      const core = new RelayCore({ ...given, kid: signer.kid, publicKey: signer.publicKey, pagedStore: paged, userAgent: globalThis.navigator?.userAgent });
+      const core = new RelayCore({ ...given, kid: signer.kid, publicKey: signer.publicKey, userAgent: globalThis.navigator?.userAgent });
       limits = core.caps();
-      // Whether a verdict store is kept is the core's (`limits.store`).
-      if (limits.store && storage && paged) await openStore(core);
-      else if (limits.store && storage) core.restore(JSON.stringify((await storage.load()) ?? []));
+      // Whether and how the storage is read at start is the core's (`limits.start`).
+      if (limits.start === 'open') await openStore(core);
+      else if (limits.start === 'restore') core.restore(JSON.stringify((await storage.load()) ?? []));
       return { core, signer };
     };
     // The roster's and the reconcile's reads (store.roster, store.reconcileEvery), the core
-    // deciding each: woken by the Durable Object's alarm (durableStorage's `wake`), else by a timer.
-    const alarms = storage?.getAlarm && storage?.setAlarm;
-    const timer = alarms || storage?.wake ? null : timerWake(() => ready?.then(({ core }) => kickReads(core), () => {}));
+    // deciding each: woken as the core says (`limits.wake`: the storage's alarm, its own
+    // `wake`, else a timer).
+    const timer = timerWake(() => ready?.then(({ core }) => kickReads(core), () => {}));
     // The storage's alarm, as the core rules (`core.alarm`: set unless one rings sooner).
     const ring = async (core, ms) => {
       let step = core.alarm(Date.now(), ms);
       if (step?.read) step = core.alarm(Date.now(), ms, (await storage.getAlarm()) ?? null);
       if (step?.set !== undefined) await storage.setAlarm(step.set);
     };
-    const alarmFailed = (e) => console.error(`polar-license relay: the alarm could not be set (${e instanceof Error ? e.message : 'error'})`);
+    const alarmFailed = (e) => console.error(`polar-license relay: the alarm could not be set (${why(e)})`);
     const kickReads = readsDriver({
       closed: () => closed,
       upstreamFetch,
       caps,
       persist: (core) => persist(core),
       loaded: (need) => readOrNull(need),
-      rows: paged ? async (page) => [...(await storage.list(page)).keys()] : null,
-      wake: alarms
-        ? (core, ms) => ring(core, ms).catch(alarmFailed)
-        : storage?.wake
-          ? (core, ms) => storage.wake(ms).catch(alarmFailed)
-          : (core, ms) => timer(ms),
+      rows: async (page) => [...(await storage.list(page)).keys()],
+      wake: (core, ms) =>
+        limits.wake === 'alarm' ? ring(core, ms).catch(alarmFailed) : limits.wake === 'wake' ? storage.wake(ms).catch(alarmFailed) : timer(ms),
     });
     // The storage's values of the keys and the listings the core names (`{keys, lists}`), as
     // the core takes them (`{values: [key, value | null][], lists: [key, value][][]}`, JSON);
@@ -244,7 +227,7 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
     // What a load names, read, or null when it could not be.
     const readOrNull = (need) =>
       readAll(need).catch((e) => {
-        console.error(`polar-license relay: the store could not be read (${e instanceof Error ? e.message : 'error'})`);
+        console.error(`polar-license relay: the store could not be read (${why(e)})`);
         return null;
       });
     // A paged store opened (its global state read; an older layout migrated first), the core
@@ -252,7 +235,7 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
     const openStore = async (core) => {
       let step = core.openStore(undefined, performance.now());
       while (!step.done) {
-        for (const call of step.puts ?? []) await put(call);
+        for (const call of step.calls ?? []) await call1(call);
         step = core.openStore(await readAll(step.reads), performance.now());
       }
     };
@@ -261,8 +244,6 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
     // as a whole written again key by key, what is dropped for good) is the core's
     // (core.saveStep: store/saves.rs); this makes the call and hands back how it went.
     let saving = Promise.resolve();
-    const call1 = (step) =>
-      !storage ? [] : step.save ? storage.save(step.save) : step.put ? put(step.put) : remove(step.delete);
     const persist = (core) => {
       core.stage();
       const run = saving.then(async () => {
@@ -270,7 +251,7 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
           if (step.failed !== undefined) throw new Error(step.failed);
           const outcome = await Promise.resolve()
             .then(() => call1(step))
-            .then((refused) => (Array.isArray(refused) ? { refused: JSON.stringify(refused) } : {}), (e) => ({ error: e?.name ?? 'Error', why: e instanceof Error ? e.message : 'error' }));
+            .then((refused) => (Array.isArray(refused) ? { refused: JSON.stringify(refused) } : {}), (e) => ({ error: e?.name ?? 'Error', why: why(e) }));
           step = core.saveStep(outcome);
         }
       });
@@ -289,14 +270,13 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
       return Promise.race([Promise.resolve(promise).then(() => true, () => true), late]).finally(() => clearTimeout(timer));
     };
 
-    /** The lease's Ed25519 signature by WebCrypto (empty when it cannot sign: the core answers
-     * without a lease). */
+    /** The lease's Ed25519 signature by WebCrypto, else the name of what it threw (the core
+     * logs it and answers without a lease). */
     async function sign(signer, bytes) {
       try {
         return new Uint8Array(await webCrypto.subtle.sign({ name: 'Ed25519' }, signer.key, bytes));
       } catch (e) {
-        console.error(`polar-license relay: WebCrypto could not sign the lease (${e?.name ?? 'Error'}): answering without one`);
-        return new Uint8Array(0);
+        return e?.name ?? 'Error';
       }
     }
 
@@ -371,16 +351,15 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
             given = { persisted: await persist(core).then(() => true, () => false) };
           } else if (need.landed !== undefined) {
             land(need.landed);
-          } else if (need.warn) {
-            console.warn(`polar-license relay: ${need.warn}`);
-          } else if (need.error) {
-            console.error(`polar-license relay: ${need.error}`);
+          } else if (need.warn || need.error) {
+            // The core's own lines (their text is its), on the console as its logger writes.
+            console[need.warn ? 'warn' : 'error'](`polar-license relay: ${need.warn ?? need.error}`);
           }
         }
       })()
         .catch((e) => {
           if (!answered) refuse(e);
-          else console.error(`polar-license relay: a call to Polar failed (${e instanceof Error ? e.message : 'error'})`);
+          else console.error(`polar-license relay: a call to Polar failed (${why(e)})`);
         })
         .finally(() => {
           for (const flight of [...led.keys()]) land(flight);
@@ -414,7 +393,7 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
     // without the WebAssembly, a 500 that grants no origin.
     async function failed(origin) {
       try {
-        return toResponse((await load()).failed(options, typeof origin === 'string' ? origin : undefined));
+        return toResponse((await load()).failed(options, origin));
       } catch {
         return new Response('{"detail":"the relay is not configured correctly"}', { status: 500, headers: { 'content-type': 'application/json' } });
       }
@@ -428,7 +407,7 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
         } catch (e) {
           // A configuration error (a bad option, a bad key) or a fault of the host: never the
           // token or the key in the answer or the log.
-          console.error(`polar-license relay: ${e instanceof TypeError || e instanceof Error ? e.message : 'error'}`);
+          console.error(`polar-license relay: ${why(e)}`);
           return failed(request?.headers?.get?.('origin'));
         }
       },
@@ -453,7 +432,7 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
        * run under way, if any, has ended. Requests are still answered, with no reads after them. */
       async close() {
         closed = true;
-        timer?.stop();
+        timer.stop();
         await kickReads(null);
       },
     };
@@ -464,9 +443,10 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
  * A Durable Object's storage as the relay's `storage` option, read per key: the core names
  * every key (its layout, store/layout.rs: entries, index links, webhook ids, the budget, the
  * count, the roster) and each call (at most 128 keys, the storage API's limit) is the core's:
- * this is the object's own get, list, put, delete and alarm. Start-up reads the small global state only, each request what it touches, so
- * start-up time does not grow with the store or the roster. A store written before index links
- * gets them once, at its first start (the core's migration).
+ * this is the object's own get, list, put, delete and alarm. Start-up reads the small global
+ * state only, each request what it touches, so start-up time does not grow with the store or the
+ * roster. A store written before index links gets them once, at its first start (the core's
+ * migration).
  */
 export function durableStorage(storage) {
   return {
@@ -498,11 +478,7 @@ export function bindDurable(createRelay) {
         this.relay = null;
       }
       open() {
-        this.relay ??= createRelay({
-          ...optionsOf(this.env),
-          durableObject: true,
-          storage: durableStorage(this.state.storage),
-        });
+        this.relay ??= createRelay({ ...optionsOf(this.env), durableObject: true, storage: durableStorage(this.state.storage) });
         return this.relay;
       }
       async fetch(request) {

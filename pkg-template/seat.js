@@ -8,6 +8,7 @@
 // and wires the signal, as the Tauri guest's `seat()` does. The default entry carries none of it.
 import init, * as core from './polar_license_seat.js';
 import { LicenseError } from 'polar-license';
+import { wasmLoader, send as sendWith } from './wasm-io.js';
 
 /** Why a seat was not held or was lost: a LicenseError (`seats_full`, `seat_gone`, Polar's
  * denial of the key, `invalid_input`, `offline`, …) with, for `seats_full`, the seats in use,
@@ -27,56 +28,12 @@ export class SeatError extends LicenseError {
 
 const fail = (code, field, detail) => new SeatError({ code, field, detail });
 
-let loading = null;
-
-/** The module's wasm, loaded once (read from disk under node, fetched beside this file else). */
-function load() {
-  loading ??= (async () => {
-    const url = new URL('./polar_license_seat_bg.wasm', import.meta.url);
-    let source = url;
-    if (url.protocol === 'file:') {
-      // Named through a variable: a browser bundler leaves it alone (as devices.js).
-      const fs = 'node:fs/promises';
-      const { readFile } = globalThis.process?.getBuiltinModule?.(fs) ?? (await import(fs));
-      source = await readFile(url);
-    }
-    await init({ module_or_path: source });
-    return core;
-  })().catch((e) => {
-    loading = null;
-    throw fail('load_error', undefined, `polar-license/seat: its wasm did not load: ${e?.message ?? e}; copy polar_license_seat_bg.wasm beside your bundle`);
-  });
-  return loading;
-}
+/** The module's wasm, loaded on the first call and once. */
+const load = wasmLoader(new URL('./polar_license_seat_bg.wasm', import.meta.url), init, core, (why) =>
+  fail('load_error', undefined, `polar-license/seat: its wasm did not load: ${why}; copy polar_license_seat_bg.wasm beside your bundle`),
+);
 
 const TIMEOUT_MS = 30000;
-/** The most of an answer read: a seat's is under 2 KB. */
-const MAX_BODY = 64 * 1024;
-
-/** Sends a request the core built; `[status, headers as name\nvalue\n…, body]`, status 0 for none. */
-async function sendWith(fetchFn, timeout, req) {
-  let res;
-  try {
-    res = await fetchFn(req.url, {
-      method: req.method,
-      headers: Object.fromEntries(req.headers),
-      body: req.body,
-      signal: AbortSignal.timeout(timeout),
-      redirect: 'manual',
-    });
-  } catch (e) {
-    const timedOut = e?.name === 'TimeoutError' || e?.name === 'AbortError';
-    return [0, '', timedOut ? 'timed out' : String(e?.message ?? e)];
-  }
-  let body;
-  try {
-    body = await res.text();
-  } catch (e) {
-    return [0, '', String(e?.message ?? e)];
-  }
-  if (body.length > MAX_BODY) return [0, '', 'an answer larger than 64 KB'];
-  return [res.status, [...res.headers].flat().join('\n'), body];
-}
 
 /** A random binding for this holder (one process, one tab): a seat is this run's, not the
  * machine's. Node 18 has no global crypto: node:crypto's there. */
@@ -143,7 +100,8 @@ export class Seats {
     if (signal?.aborted) throw signal.reason ?? new Error('aborted');
     const c = await load();
     const hold = new c.Hold(this.#org, this.#relay, key, machine ?? (await randomMachine()), ci === true);
-    const send = (req) => sendWith(this.#fetch, this.#timeout, req);
+    // The most of an answer read: a seat's is under 2 KB.
+    const send = (req) => sendWith(this.#fetch, this.#timeout, req, 64 * 1024, '64 KB');
     // A request the core built, sent, its answer read by `read`: the core's JSON.
     const step = async (ask, read) => {
       const asked = JSON.parse(ask);

@@ -25,7 +25,8 @@
 #      polar_license_seat, loaded only by polar-license/devices and polar-license/seat)
 #   8. pkg-template/ copied beside it, the version filled in from Cargo.toml
 #   9. the default entries (browser.js, node.js) bundled, one module each (esbuild); the
-#      modules as they were also in target/npm/parts (tests, benchmarks; never packed)
+#      modules as they were also in target/npm/parts (tests, benchmarks; never packed); then
+#      devices.js and seat.js, each with wasm-io.js (the loader and sender they share) inside
 #  10. npm pack -> target/npm/polar-license-<version>.tgz
 #
 # Nothing generated is ever written into the source tree. Run scripts/setup-pack.sh first (what
@@ -196,6 +197,11 @@ wasm_module polar-license-devices-wasm polar_license_devices
 # that the default entries never load: only an app importing polar-license/seat does.
 wasm_module polar-license-seat-wasm polar_license_seat
 
+# The usage module (issue #68 item 3, `polar-license/usage`): the core's usage report
+# (RecordUsage: its idempotency id, its sends again of the same id, the relay's typed answers),
+# in a wasm of its own that only an app importing polar-license/usage loads.
+wasm_module polar-license-usage-wasm polar_license_usage
+
 echo "==> package template"
 for f in pkg-template/*; do
     cp "$f" "$PKG/"
@@ -230,6 +236,20 @@ for entry in browser node; do
         --banner:js="// polar-license $version: $entry.js with the modules it imports, bundled by scripts/build-npm.sh (sources: pkg-template/, the glue: wasm-bindgen)." \
         --outfile="$PKG/$entry.js" --allow-overwrite)
 done
+
+echo "==> polar-license/devices and polar-license/seat bundled: each one module with wasm-io.js"
+# The two modules share their wasm's loader and their sender (pkg-template/wasm-io.js, one
+# source); an app imports one or the other, so each ships with it inside, and wasm-io.js is not
+# shipped: as a module of its own it cost each about 700 B gzipped (a second request, a second
+# gzip stream). Left out: the module's glue, loaded beside it, and polar-license's LicenseError.
+for module in devices seat; do
+    cp "$PKG/$module.js" "$PKG/wasm-io.js" "$PARTS/"
+    (cd "$PARTS" && "$ESBUILD" "$module.js" --bundle --format=esm --platform=neutral --log-level=warning \
+        --external:'node:*' --external:polar-license --external:"./polar_license_$module.js" --legal-comments=none \
+        --banner:js="// polar-license $version: $module.js with wasm-io.js, bundled by scripts/build-npm.sh (sources: pkg-template/, the glue: wasm-bindgen)." \
+        --outfile="$PKG/$module.js" --allow-overwrite)
+done
+rm "$PKG/wasm-io.js"
 
 echo "==> npm pack"
 rm -f "$OUT"/polar-license-*.tgz

@@ -13,7 +13,13 @@
 // limit, as natively) and `seats [SECONDS]` (a seats flood; the relay's default limits and
 // seat options, the benchmark's keys added to this Polar first, each client's address in
 // `cf-connecting-ip`) and `door [N]` (CORS preflights and forged deliveries; the relay's
-// defaults and the row's webhook secret).
+// defaults and the row's webhook secret); issue #62's `office [N]` (40 clients at once from one
+// address, per-address limits off), `crowd [ADDRESSES] [EACH]` (16 × 16 connections held with
+// preflights, the relay's defaults, another address's validate), `hooks [FORGED]` (a signed
+// revocation beside forged deliveries from one address, per-address limits off) and
+// `store [SECONDS] [CAP_KIB]` (the conditions flood against a store capped at CAP_KIB, default
+// 1024; its bytes read from /healthz): these add their keys to this Polar themselves (its admin
+// routes, `--polar`) and print `met` or `MISSED` (a missed row exits 1).
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -27,13 +33,28 @@ const { PACKAGE_DIR, README_KEY, relaySigningKey } = await import('../tests/js/e
 
 const TOKEN = 'polar_oat_emulator_demo_0123456789abcdef';
 const VALIDATE = '/v1/customer-portal/license-keys/validate';
-const ROWS = new Set(['bodies', 'seats', 'door']);
+const ROWS = new Set(['bodies', 'seats', 'door', 'office', 'crowd', 'hooks', 'store']);
 /** The door row's webhook secret (crates/relay/examples/relay_attack/door.rs's). */
 const SECRET = 'whsec_b3BzLXRlc3Qtc2VjcmV0LTAxMjM0NTY3ODk=';
 /** Each row's relay options (relay-handler.js's), and the keys it adds to Polar (the Rust row's). */
 const SETUP = {
   bodies: { options: `perIp: '0', perKey: '0',`, keys: [] },
   door: { options: `store: { webhookSecret: '${SECRET}' },`, keys: [] },
+  office: { options: `perIp: '0', perKey: '0', store: { webhookSecret: '${SECRET}' },`, keys: [], polar: true },
+  crowd: { options: `store: { webhookSecret: '${SECRET}' },`, keys: [], polar: true },
+  hooks: { options: `perIp: '0', perKey: '0', store: { webhookSecret: '${SECRET}' },`, keys: [], polar: true },
+  // The Rust row's store: roster off, Polar's budget out of the way, capped at CAP_KIB.
+  store: {
+    options: (rest) =>
+      `perIp: '0', perKey: '0', store: { roster: false, budget: 10000000, budgetReserve: 1000, maxBytes: ${
+        1024 * Number(rest.filter((a) => !a.startsWith('--'))[1] ?? 1024)
+      } },`,
+    keys: [],
+    polar: true,
+    pid: true,
+    // Polar's token budget out of the way: the flood asks for new keys as fast as it is answered.
+    emulator: { tokenBudget: 10000000 },
+  },
   seats: {
     options: `seats: {},`,
     keys: [
@@ -50,7 +71,7 @@ if (!bin || !ROWS.has(row)) {
   process.exit(2);
 }
 const { startEmulator } = await import(pathToFileURL(join(PACKAGE_DIR, 'emulator.js')).href);
-const polar = await startEmulator();
+const polar = await startEmulator(SETUP[row].emulator);
 for (const [key, limit] of SETUP[row].keys) polar.addKey({ key, limit_activations: limit });
 const dir = await mkdtemp(join(tmpdir(), 'polar-license-attack-do-'));
 let relay;
@@ -58,13 +79,22 @@ let code = 1;
 try {
   relay = await relayUnderWorkerd({
     port: await freePort(),
-    worker: storeWorker(SETUP[row].options),
+    worker: storeWorker(typeof SETUP[row].options === 'function' ? SETUP[row].options(rest) : SETUP[row].options),
     polarUrl: polar.url,
     bindings: { POLAR_ACCESS_TOKEN: TOKEN, RELAY_SIGNING_KEY: relaySigningKey('attack').text },
     store: { dir, uniqueKey: 'polar-license-attack' },
     probe: VALIDATE,
   });
-  const args = [row, ...rest, '--url', relay.url, ...(row === 'seats' ? [] : ['--pid', String(relay.pid), '--key', README_KEY])];
+  const { polar: admin, pid } = SETUP[row];
+  const args = [
+    row,
+    ...rest,
+    '--url',
+    relay.url,
+    ...(admin ? ['--polar', polar.url] : []),
+    ...(pid ? ['--pid', String(relay.pid)] : []),
+    ...(row === 'seats' || admin ? [] : ['--pid', String(relay.pid), '--key', README_KEY]),
+  ];
   console.log(`workerd (pid ${relay.pid}) at ${relay.url}; ${bin} ${args.join(' ')}`);
   const child = spawn(bin, args, { stdio: 'inherit' });
   code = await new Promise((r) => child.once('exit', (c) => r(c ?? 1)));

@@ -105,6 +105,10 @@ addon devices devices_gz "polar-license/devices (loaded only by an app that impo
 # only an app importing polar-license/seat loads (the default entry carries none).
 addon seat seat_gz "polar-license/seat (loaded only by an app that imports it): \`polar_license_seat_bg.wasm\` + its glue + seat.js"
 [[ "$seat_gz" == missing || ! -f "$PKG/seat.js" ]] || seat_gz=$((seat_gz + $(gz "$PKG/seat.js")))
+# The usage module (issue #68 item 3, polar-license/usage): its wasm, its glue and usage.js,
+# which only an app importing polar-license/usage loads (the default entry carries none).
+addon usage usage_gz "polar-license/usage (loaded only by an app that imports it): \`polar_license_usage_bg.wasm\` + its glue + usage.js"
+[[ "$usage_gz" == missing || ! -f "$PKG/usage.js" ]] || usage_gz=$((usage_gz + $(gz "$PKG/usage.js")))
 # The seller's relay (polar-license/relay): server-side, loaded only by its own entries, so
 # in no client's bundle; in the tarball.
 if [[ -f "$PKG/polar_license_relay_bg.wasm" ]]; then
@@ -214,6 +218,7 @@ declare -A SIZE=(
     [trial-addon]="$trial_gz"
     [devices-module]="$devices_gz"
     [seat-module]="$seat_gz"
+    [usage-module]="$usage_gz"
     [relay-wasm]="$( [[ -f "$PKG/polar_license_relay_bg.wasm" ]] && gz "$PKG/polar_license_relay_bg.wasm" || echo missing)"
     [tarball]="$( [[ -n "$tarball" ]] && raw "$tarball" || echo missing)"
 )

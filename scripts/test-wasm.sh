@@ -210,11 +210,12 @@ fi
 FORGE_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/polar-license-forge"
 # The hostile-input table's requests (tests/js/relay-hostile.test.mjs sends them to the relay
 # under workerd): the relay crate's example prints the native table's routes and shapes.
-if ! cargo build -p polar-license-relay --example hostile_shapes 2>&1 | tail -n 3; then
+if ! cargo build -p polar-license-relay --example hostile_shapes --example relay_attack 2>&1 | tail -n 3; then
     echo "test-wasm: cannot build the hostile_shapes example" >&2
     exit 1
 fi
 HOSTILE_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/examples/hostile_shapes"
+ATTACK_BIN="${HOSTILE_BIN%/*}/relay_attack" # tests/js/relay-attack.test.mjs
 
 # Each as NAME:VAR, its URL exported as POLAR_WASM_<VAR>_URL.
 for emulator in main:EMULATOR fault:FAULT matrix:MATRIX trust:TRUST seller:SELLER dead:DEAD; do
@@ -266,7 +267,7 @@ wasm_tests() {
 # Code and tests (the examples and benches are native programs).
 suite wasm-clippy check cargo clippy --target wasm32-unknown-unknown -p polar-license \
     -p polar-license-wasm -p polar-license-emulator-wasm -p polar-license-relay-wasm \
-    -p polar-license-ed25519-wasm -p polar-license-trial-wasm -p polar-license-devices-wasm -p polar-license-seat-wasm --lib --tests -- -D warnings
+    -p polar-license-ed25519-wasm -p polar-license-trial-wasm -p polar-license-devices-wasm -p polar-license-seat-wasm -p polar-license-usage-wasm --lib --tests -- -D warnings
 suite wasm-node libtest wasm_tests
 # (suite runs it in a pipeline's subshell: the export stays there.)
 wasm_tests_browser() {
@@ -344,12 +345,12 @@ suite npm-install check install_consumer
 
 types() {
     cp tests/js/types.ts tests/js/types-cjs.cts tests/js/types-inline.ts tests/js/types-inline-cjs.cts \
-        tests/js/types-emulator.ts tests/js/types-emulator-cjs.cts tests/js/types-ui.ts tests/js/types-devices.ts tests/js/types-seat.ts tests/js/tsconfig.json "$CONSUMER/" &&
+        tests/js/types-emulator.ts tests/js/types-emulator-cjs.cts tests/js/types-ui.ts tests/js/types-devices.ts tests/js/types-seat.ts tests/js/types-usage.ts tests/js/tsconfig.json "$CONSUMER/" &&
         node tests/js/readme-blocks.mjs ts "$CONSUMER/node_modules/polar-license/README.md" \
             >"$CONSUMER/readme-example.ts" &&
         cp "$CONSUMER/readme-example.ts" "$CONSUMER/readme-example.cts" &&
         (cd "$CONSUMER" && "$TOOLS/.bin/tsc" -p tsconfig.json --noEmit) &&
-        echo "test result: ok. 11 passed; 0 failed"
+        echo "test result: ok. 12 passed; 0 failed"
 }
 suite npm-types libtest types
 
@@ -377,7 +378,7 @@ node_tests() {
     env XDG_DATA_HOME="$data" POLAR_EMULATOR_URL="$POLAR_WASM_EMULATOR_URL" \
         POLAR_DEAD_URL="$POLAR_WASM_DEAD_URL" POLAR_FAULT_URL="$POLAR_WASM_FAULT_URL" \
         POLAR_MATRIX_URL="$POLAR_WASM_MATRIX_URL" POLAR_TRUST_URL="$POLAR_WASM_TRUST_URL" \
-        POLAR_CLI="$EMULATOR_BIN" POLAR_FORGE="$FORGE_BIN" POLAR_HOSTILE_SHAPES="$HOSTILE_BIN" \
+        POLAR_CLI="$EMULATOR_BIN" POLAR_FORGE="$FORGE_BIN" POLAR_HOSTILE_SHAPES="$HOSTILE_BIN" POLAR_RELAY_ATTACK="$ATTACK_BIN" \
         CONSUMER="$CONSUMER" "${vars[@]}" \
         "$node" --test "${limit[@]}" --test-reporter=tap "${files[@]}"
 }
@@ -410,7 +411,7 @@ node18() {
 # Default: the suites that run the package's code in node itself, where Node 18 differs (fetch,
 # WebCrypto and Ed25519, the file store and fs APIs, workers and IPC, timers and aborts, the
 # fault matrix's js-node18 rows). Left to FULL=1: the suites that run the package in workerd,
-# Bun or Deno (relay, relay-parity, relay-store, relay-hostile, relay-seats, relay-values, webhooks,
+# Bun or Deno (relay, relay-attack, relay-parity, relay-store, relay-hostile, relay-seats, relay-values, webhooks,
 # workerd-client, runtimes), whose
 # runtime is not node, and the README's examples (readme), which node 20 runs. Never under
 # Node 18: the seller table's runner (seller-table), which writes target/seller-table/npm.tsv
@@ -419,7 +420,7 @@ NODE18_SUITES=()
 for f in tests/js/*.test.mjs; do
     case "$(basename "$f" .test.mjs)" in
     seller-table) ;;
-    relay | relay-parity | relay-store | relay-hostile | relay-seats | relay-values | webhooks | workerd-client | runtimes | readme) ;;
+    relay | relay-attack | relay-parity | relay-store | relay-hostile | relay-seats | relay-values | webhooks | workerd-client | runtimes | readme) ;;
     *) NODE18_SUITES+=("$f") ;;
     esac
 done

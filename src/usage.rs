@@ -2,12 +2,16 @@
 //! request to the relay's [`USAGE_PATH`] and the reading of its answer, with no IO. A report
 //! carries an idempotency id made here ([`UsageReport::new`], a UUID v4 of the caller's
 //! random bytes); a retry sends the same report, so the relay (and Polar behind it) counts it
-//! once. The native shell sends it (`BlockingClient::record_usage`); the CLI's `usage`
-//! command is that call.
+//! once. [`RecordUsage`] is the one machine every face drives (the sends of one report, the
+//! same id each time, which answers end it): the native client's `record_usage` and the
+//! CLI's `usage` command, the C ABI, the npm module `polar-license/usage`, Tauri and Python
+//! only send what it asks and hand back what came.
 
-use crate::error::{Denial, Error, Verdict};
+use crate::error::{Denial, Error};
+use crate::json::JsonOut;
 use crate::key::Key;
-use crate::proto::{HttpRequest, HttpResponse, Operation};
+use crate::proto::{ErrorBody, HttpRequest, HttpResponse, Operation};
+use crate::strict::Value;
 
 /// The relay's usage route.
 pub const USAGE_PATH: &str = "/v1/usage/record";
@@ -125,15 +129,21 @@ pub fn usage_request(
             "must be 1 to 64 characters of A-Z, a-z, 0-9, '-', '_' or '.'",
         ));
     }
-    let body = serde_json::json!({
-        "key": report.key.expose(),
-        "organization_id": organization_id,
-        "meter": meter,
-        "units": report.units,
-        "id": report.id,
-    });
-    let body = serde_json::to_vec(&body)
-        .map_err(|_| Error::invalid("usage", "the request could not be written"))?;
+    // Its members in name order, as serde_json wrote them; written with the core's JsonOut
+    // (no serde code in a face that links only the usage report).
+    let mut o = JsonOut::new();
+    o.raw("{")
+        .key("id")
+        .str(&report.id)
+        .key("key")
+        .str(report.key.expose())
+        .key("meter")
+        .str(meter)
+        .key("organization_id")
+        .str(organization_id)
+        .key("units")
+        .float(report.units);
+    let body = o.raw("}").done().into_bytes();
     Ok(HttpRequest {
         operation: Operation::Validate,
         url: format!("{}{USAGE_PATH}", base_url.trim_end_matches('/')),
@@ -142,57 +152,89 @@ pub fn usage_request(
     })
 }
 
-/// The relay's answer to a report, read. Polar's answers (a denial, a rate limit, an
-/// unreachable Polar) are read as every answer of Polar's is.
+/// The member `name` of an object (`None` when `v` is no object or has none).
+fn get<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
+    match v {
+        Value::Object(members) => members
+            .binary_search_by(|(n, _)| n.as_str().cmp(name))
+            .ok()
+            .and_then(|i| members.get(i))
+            .map(|(_, v)| v),
+        _ => None,
+    }
+}
+
+/// The string member `name`.
+fn text<'a>(v: &'a Value, name: &str) -> Option<&'a str> {
+    match get(v, name)? {
+        Value::Str(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// The number member `name`, whatever its form.
+fn number(v: &Value, name: &str) -> Option<f64> {
+    match get(v, name)? {
+        // Balances are far inside f64's exact integers.
+        #[allow(clippy::cast_precision_loss)]
+        Value::UInt(n) => Some(*n as f64),
+        #[allow(clippy::cast_precision_loss)]
+        Value::Int(n) => Some(*n as f64),
+        Value::Float(x) => Some(*x),
+        _ => None,
+    }
+}
+
+/// The relay's answer to a report, read with the core's strict reader ([`crate::strict`]):
+/// a body that is not JSON, or a 200 without a report's members, is a `protocol_error`,
+/// never a panic. Polar's answers (a denial, a rate limit, an unreachable Polar) are
+/// classified as every answer of Polar's is ([`crate::proto::failure`]).
 pub fn read_usage_answer(resp: &HttpResponse) -> Result<UsageAnswer, Error> {
-    let json = || serde_json::from_slice::<serde_json::Value>(&resp.body).ok();
     let protocol = |detail: &str| Error::Protocol {
         status: Some(resp.status),
         detail: detail.to_string(),
     };
-    let error = json().and_then(|v| v.get("error")?.as_str().map(str::to_string));
-    let reason = json().and_then(|v| v.get("reason")?.as_str().map(str::to_string));
+    let json = crate::strict::parse(&resp.body).ok();
+    let body = json.as_ref().unwrap_or(&Value::Null);
     let retry_after = || {
         resp.header("retry-after")
             .and_then(|s| s.trim().parse().ok())
     };
-    match (resp.status, reason.as_deref(), error.as_deref()) {
-        (200, _, _) => {
-            let v = json().ok_or_else(|| protocol("a usage answer is not JSON"))?;
-            let recorded = v.get("recorded").and_then(serde_json::Value::as_bool);
-            let duplicate = v.get("duplicate").and_then(serde_json::Value::as_bool);
-            match (recorded, duplicate) {
-                (Some(true), Some(duplicate)) => Ok(UsageAnswer::Recorded {
-                    duplicate,
-                    balance: v.get("balance").and_then(serde_json::Value::as_f64),
-                }),
-                _ => Err(protocol(
-                    "a 200 that is no usage answer: is the base URL the seller's relay?",
-                )),
-            }
-        }
+    match (resp.status, text(body, "reason"), text(body, "error")) {
+        (200, _, _) => match (get(body, "recorded"), get(body, "duplicate")) {
+            (Some(Value::Bool(true)), Some(Value::Bool(duplicate))) => Ok(UsageAnswer::Recorded {
+                duplicate: *duplicate,
+                balance: number(body, "balance"),
+            }),
+            _ if json.is_none() => Err(protocol("a usage answer is not JSON")),
+            _ => Err(protocol(
+                "a 200 that is no usage answer: is the base URL the seller's relay?",
+            )),
+        },
         (402, Some("credits_exhausted"), _) => Ok(UsageAnswer::CreditsExhausted {
-            balance: json()
-                .and_then(|v| v.get("balance")?.as_f64())
-                .unwrap_or(0.0),
+            balance: number(body, "balance").unwrap_or(0.0),
         }),
         (429, _, Some("UsageBacklog")) => Ok(UsageAnswer::Backlog {
             retry_after: retry_after(),
         }),
         (422, _, Some("InvalidUsageRequest")) => Err(Error::invalid(
             "usage",
-            json()
-                .and_then(|v| v.get("detail")?.as_str().map(str::to_string))
-                .unwrap_or_else(|| "refused by the relay".into()),
+            text(body, "detail").unwrap_or("refused by the relay"),
         )),
         (503, _, Some("UsageNotKept")) => Err(Error::ServerError {
             status: 503,
             detail: "the relay could not keep the report".to_string(),
         }),
-        _ => match crate::proto::parse_validate(resp)? {
-            Verdict::Denied(d) => Ok(UsageAnswer::Denied(d)),
-            Verdict::Accepted(_) => Err(protocol("the usage route answered as a validate")),
-        },
+        // Every 200 is read above: what is left is a failure, Polar's (passed on by the
+        // relay) or one on the way.
+        _ => crate::proto::failure(
+            Operation::Validate,
+            resp.status,
+            &resp.body,
+            json.as_ref().and_then(ErrorBody::read).as_ref(),
+            resp.single("retry-after"),
+        )
+        .map(UsageAnswer::Denied),
     }
 }
 
@@ -204,6 +246,85 @@ pub fn send_again(result: &Result<UsageAnswer, Error>) -> bool {
         Ok(answer) => answer.again(),
         Err(Error::Offline { .. } | Error::ServerError { .. }) => true,
         Err(_) => false,
+    }
+}
+
+/// How long a shell waits before the `n`th send of a report (`n` from 1): none before the
+/// first, then 200 ms more before each send again.
+pub fn wait_before(n: u32) -> core::time::Duration {
+    core::time::Duration::from_millis(200 * u64::from(n.saturating_sub(1)))
+}
+
+/// What a shell does next for a report ([`RecordUsage`]).
+#[derive(Debug)]
+pub enum UsageStep {
+    /// Send `request` after waiting `after` (zero for the first send), then hand what came
+    /// back to [`RecordUsage::answer`].
+    Send {
+        /// The request: the same bytes, the same id, every time.
+        request: HttpRequest,
+        /// How long to wait first.
+        after: core::time::Duration,
+    },
+    /// The report's end: the relay's typed answer, or the error of the last send.
+    Done(Result<UsageAnswer, Error>),
+}
+
+/// One usage report, sent through the seller's relay (issue #68 item 3): the one machine
+/// every face drives (the native client, the C ABI, the npm module, the Rust-on-wasm client,
+/// Tauri, Python). It owns the rules: the request is built and checked once (bad input is
+/// refused here, before any send), every send carries the report's one id, a send is
+/// repeated only while [`send_again`] says so and [`USAGE_SENDS`] times at most, with the
+/// waits of [`wait_before`]; which answers are final is [`read_usage_answer`]'s. A shell only
+/// sends, waits and hands back what came.
+#[derive(Debug)]
+pub struct RecordUsage {
+    request: HttpRequest,
+    id: String,
+    sends: u32,
+}
+
+impl RecordUsage {
+    /// The machine for `report` to the relay at `base_url` for `organization_id`; its input
+    /// checked ([`usage_request`]: `invalid_input`, nothing to send).
+    pub fn new(
+        base_url: &str,
+        organization_id: &str,
+        report: &UsageReport,
+    ) -> Result<RecordUsage, Error> {
+        Ok(RecordUsage {
+            request: usage_request(base_url, organization_id, report)?,
+            id: report.id.clone(),
+            sends: 0,
+        })
+    }
+
+    /// The report's idempotency id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The first step: the first send.
+    pub fn start(&mut self) -> UsageStep {
+        self.send()
+    }
+
+    fn send(&mut self) -> UsageStep {
+        self.sends += 1;
+        UsageStep::Send {
+            request: self.request.clone(),
+            after: wait_before(self.sends),
+        }
+    }
+
+    /// What the last send brought (`Err`: no answer came, as the transport said): the same
+    /// request again, or the end.
+    pub fn answer(&mut self, sent: Result<HttpResponse, Error>) -> UsageStep {
+        let result = sent.and_then(|response| read_usage_answer(&response));
+        if self.sends >= USAGE_SENDS || !send_again(&result) {
+            return UsageStep::Done(result);
+        }
+        self.send()
     }
 }
 
@@ -299,5 +420,80 @@ mod tests {
             422,
             r#"{"error":"InvalidUsageRequest","detail":"units"}"#
         )));
+    }
+
+    /// The body's id of a step's request.
+    fn sent_id(step: &UsageStep) -> String {
+        match step {
+            UsageStep::Send { request, .. } => {
+                let v: serde_json::Value = serde_json::from_slice(&request.body).expect("JSON");
+                v["id"].as_str().expect("an id").to_string()
+            }
+            UsageStep::Done(r) => panic!("no send: {r:?}"),
+        }
+    }
+
+    #[test]
+    fn the_machine_sends_one_id_again_while_worth_it_and_stops_at_the_final_answer() {
+        let r = report();
+        let mut m = RecordUsage::new("http://127.0.0.1:9", ORG, &r).expect("a machine");
+        let first = m.start();
+        assert!(matches!(first, UsageStep::Send { after, .. } if after.is_zero()));
+        assert_eq!(sent_id(&first), r.id);
+        // Out of reach, then the relay's 503: each time the same id again, waiting longer.
+        let again = m.answer(Err(Error::Offline {
+            timeout: true,
+            detail: "timed out".into(),
+        }));
+        assert_eq!(sent_id(&again), r.id);
+        assert!(matches!(again, UsageStep::Send { after, .. } if after.as_millis() == 200));
+        let third = m.answer(Ok(HttpResponse::new(
+            503,
+            br#"{"error":"UsageNotKept","detail":"x"}"#.to_vec(),
+        )));
+        assert_eq!(sent_id(&third), r.id);
+        // The third send's answer ends it, whatever it is.
+        match m.answer(Ok(HttpResponse::new(
+            429,
+            br#"{"error":"UsageBacklog","detail":"x"}"#.to_vec(),
+        ))) {
+            UsageStep::Done(Ok(UsageAnswer::Backlog { .. })) => {}
+            other => panic!("{other:?}"),
+        }
+        // A final answer ends it at once: recorded, credits exhausted, a denial, a refusal.
+        for (status, body) in [
+            (200, r#"{"recorded":true,"duplicate":false,"balance":null}"#),
+            (
+                402,
+                r#"{"error":"CreditsExhausted","reason":"credits_exhausted","balance":0}"#,
+            ),
+            (404, r#"{"error":"ResourceNotFound","detail":"Not found"}"#),
+            (422, r#"{"error":"InvalidUsageRequest","detail":"units"}"#),
+        ] {
+            let mut m = RecordUsage::new("http://h", ORG, &r).expect("a machine");
+            let _ = m.start();
+            match m.answer(Ok(HttpResponse::new(status, body.as_bytes().to_vec()))) {
+                UsageStep::Done(_) => {}
+                other => panic!("{status}: {other:?}"),
+            }
+        }
+        // Bad input: no machine, nothing to send.
+        assert!(RecordUsage::new(
+            "http://h",
+            ORG,
+            &UsageReport {
+                units: -1.0,
+                ..report()
+            }
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn a_body_that_is_not_json_is_a_protocol_error() {
+        assert!(matches!(
+            read_usage_answer(&HttpResponse::new(200, b"<html>".to_vec())),
+            Err(Error::Protocol { .. })
+        ));
     }
 }

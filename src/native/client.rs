@@ -286,33 +286,62 @@ impl BlockingClient {
         meter: &str,
         units: f64,
     ) -> Result<crate::usage::UsageAnswer, Error> {
-        let mut entropy = [0u8; 16];
-        getrandom::fill(&mut entropy)
-            .map_err(|e| Error::invalid("usage", format!("no random id: {e}")))?;
-        let report = crate::usage::UsageReport::new(key.clone(), meter, units, entropy);
-        self.send_usage(&report)
+        self.send_usage(&Self::usage_report(key, meter, units, None)?)
     }
 
-    /// Sends `report` (its own id), again with the same id while it is worth it
-    /// ([`crate::usage::send_again`]), [`crate::usage::USAGE_SENDS`] times at most.
+    /// A report of `units` of `meter` for `key` with `id` as its idempotency id (an app's
+    /// own: a report it sends again later with the same id counts once), or, `None`, a new
+    /// random one (a UUID v4). Its input is checked when it is sent.
+    pub fn usage_report(
+        key: &Key,
+        meter: &str,
+        units: f64,
+        id: Option<&str>,
+    ) -> Result<crate::usage::UsageReport, Error> {
+        let mut entropy = [0u8; 16];
+        if id.is_none() {
+            getrandom::fill(&mut entropy)
+                .map_err(|e| Error::invalid("usage", format!("no random id: {e}")))?;
+        }
+        let mut report = crate::usage::UsageReport::new(key.clone(), meter, units, entropy);
+        if let Some(id) = id {
+            report.id = id.to_string();
+        }
+        Ok(report)
+    }
+
+    /// Sends `report` (its own id: an app's own idempotency id, or one a retry of the
+    /// app's keeps) through the core's machine ([`crate::usage::RecordUsage`]): again with
+    /// the same id while the core says so, [`crate::usage::USAGE_SENDS`] times at most.
     pub fn send_usage(
         &self,
         report: &crate::usage::UsageReport,
     ) -> Result<crate::usage::UsageAnswer, Error> {
-        let request =
-            crate::usage::usage_request(self.api.base_url(), self.api.organization_id(), report)?;
-        let mut sends = 0;
+        self.send_usage_via(None, report)
+    }
+
+    /// [`BlockingClient::send_usage`] to the seller's relay at `relay_url` (`None`: this
+    /// client's base URL), through this client's transport.
+    pub fn send_usage_via(
+        &self,
+        relay_url: Option<&str>,
+        report: &crate::usage::UsageReport,
+    ) -> Result<crate::usage::UsageAnswer, Error> {
+        use crate::usage::{RecordUsage, UsageStep};
+        let base = relay_url.unwrap_or(self.api.base_url());
+        let mut machine = RecordUsage::new(base, self.api.organization_id(), report)?;
+        let mut step = machine.start();
         loop {
-            sends += 1;
-            let result = self
-                .transport
-                .send(&request)
-                .map_err(Error::from)
-                .and_then(|response| crate::usage::read_usage_answer(&response));
-            if sends >= crate::usage::USAGE_SENDS || !crate::usage::send_again(&result) {
-                return result;
+            match step {
+                UsageStep::Send { request, after } => {
+                    if !after.is_zero() {
+                        std::thread::sleep(after);
+                    }
+                    let sent = self.transport.send(&request).map_err(Error::from);
+                    step = machine.answer(sent);
+                }
+                UsageStep::Done(result) => return result,
             }
-            std::thread::sleep(std::time::Duration::from_millis(200 * u64::from(sends)));
         }
     }
 

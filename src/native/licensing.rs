@@ -1277,6 +1277,28 @@ impl Licensing {
             .list_devices_via_relay(relay_url, &key, here.as_deref())
     }
 
+    /// Reports `units` of `meter` used with `key` to the seller's relay at `relay_url`
+    /// (`None`: this licensing's base URL) (issue #68 item 3): the report's idempotency id
+    /// (`id`, the app's own, or a new UUID v4) and the relay's answer, through the core's
+    /// machine ([`crate::usage::RecordUsage`]: the same id sent again while the relay cannot
+    /// be reached, answers 5xx or asks to wait). The id is empty only when none could be made.
+    pub fn record_usage(
+        &self,
+        relay_url: Option<&str>,
+        key: &Key,
+        meter: &str,
+        units: f64,
+        id: Option<&str>,
+    ) -> (String, Result<crate::usage::UsageAnswer, Error>) {
+        match BlockingClient::usage_report(key, meter, units, id) {
+            Ok(report) => {
+                let answer = self.client.send_usage_via(relay_url, &report);
+                (report.id, answer)
+            }
+            Err(e) => (String::new(), Err(e)),
+        }
+    }
+
     /// The devices of `key` by the way the app has (issue #64): through the customer
     /// `session` when there is one ([`Licensing::list_devices`]), else through the seller's
     /// relay at `relay_url` when the app set one ([`Licensing::list_devices_via_relay`]), else

@@ -93,11 +93,12 @@ export function stop(child) {
 
 /**
  * The native command line (`CLI`) with `args`, its home `home` and more of its environment
- * `env`; resolves `{ url, close }` once its stdout has `listening on URL` and `ready` (none:
- * the URL alone), rejects when it exits first or has not served in 20 s. `close()` stops it
- * (SIGTERM) and resolves once it has exited.
+ * `env`; resolves `{ url, close, child, stdout, stderr }` once its stdout has `listening on URL`
+ * and `ready` (none: the URL alone; `stdout` its text then, `stderr()` its text so far), rejects
+ * when it has not served in 20 s, and when it exits first (or resolves with `exited(code,
+ * stderr)`, if given). `close()` stops it (SIGTERM) and resolves once it has exited.
  */
-export function served(args, { home, env = {}, ready = 'serving until killed' } = {}) {
+export function served(args, { home, env = {}, ready = 'serving until killed', exited } = {}) {
   const child = spawn(CLI, args, {
     env: { PATH: process.env.PATH, HOME: home, XDG_DATA_HOME: home, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -117,6 +118,9 @@ export function served(args, { home, env = {}, ready = 'serving until killed' } 
         clearTimeout(timer);
         resolve({
           url,
+          child,
+          stdout,
+          stderr: () => stderr,
           close: () =>
             new Promise((done) => {
               if (child.exitCode !== null || child.signalCode !== null) return done();
@@ -128,9 +132,33 @@ export function served(args, { home, env = {}, ready = 'serving until killed' } 
     });
     child.once('exit', (code) => {
       clearTimeout(timer);
-      reject(new Error(`${args.join(' ')} exited (${code}): ${stderr}`));
+      if (exited) resolve(exited(code, stderr));
+      else reject(new Error(`${args.join(' ')} exited (${code}): ${stderr}`));
     });
   });
+}
+
+/** A client (`LicenseClient`: the package's) of the emulator asking Polar at every check, on a
+ * storage of its own, with the options `more`. */
+export function askingClient(LicenseClient, more = {}) {
+  return new LicenseClient({ organizationId: ORG, baseUrl: EMULATOR, storage: mapStorage(), gracePolicy: { revalidateAfter: 0 }, ...more });
+}
+
+/** A new key of `seats` seats at an in-process Polar (`polar.addKey`), named `${prefix}-…`. */
+export function seatKey(polar, seats, prefix) {
+  const key = `${prefix}-${Math.random().toString(16).slice(2, 10).toUpperCase()}-4A5B6C`;
+  polar.addKey({ key, limit_activations: seats });
+  return key;
+}
+
+/** Forwards a request node's server took (its body read into `chunks`) to `base`, as a proxy
+ * between the package and a server does: fetch's answer (a GET's or HEAD's body left out). */
+export function forward(base, req, chunks) {
+  const headers = { ...req.headers };
+  delete headers.host;
+  delete headers['content-length'];
+  const body = req.method === 'GET' || req.method === 'HEAD' ? undefined : Buffer.concat(chunks);
+  return fetch(`${base}${req.url}`, { method: req.method, headers, body });
 }
 
 /**

@@ -76,12 +76,14 @@ test('a clock set back past the tolerance is clock_rollback; an edited record is
   assert.deepEqual([edited.code, edited.trial.state, edited.trial.daysLeft], ['invalid_input', 'refused', 0]);
 });
 
+/** The app of `appSecret` on `storage`, its trial of 14 days, its clock `day()` days after START. */
+const trialApp = (storage, day) => (appSecret) =>
+  new LicenseClient({ organizationId: ORG, baseUrl: EMULATOR, storage, appSecret, trial: 14, clock: () => (START + day() * DAY) * 1000 });
+
 test('two apps of one organization on one store each have their own trial (issue #62)', async () => {
   const storage = mapStorage();
   let day = 0;
-  const app = (appSecret) => new LicenseClient({
-    organizationId: ORG, baseUrl: EMULATOR, storage, appSecret, trial: 14, clock: () => (START + day * DAY) * 1000,
-  });
+  const app = trialApp(storage, () => day);
   const editor = app('editor-secret');
   const viewer = app('viewer-secret');
   assert.equal((await rejection(editor.check())).trial.startedAt, START);
@@ -97,9 +99,7 @@ test('two apps of one organization on one store each have their own trial (issue
 test('a record in the slot every app shared is adopted by its own app, ignored by another', async () => {
   const storage = mapStorage();
   let day = 0;
-  const app = (appSecret) => new LicenseClient({
-    organizationId: ORG, baseUrl: EMULATOR, storage, appSecret, trial: 14, clock: () => (START + day * DAY) * 1000,
-  });
+  const app = trialApp(storage, () => day);
   const editor = app('editor-secret');
   await rejection(editor.check());
   const [own] = [...storage.map.keys()].filter((k) => k.includes('trial-'));

@@ -303,3 +303,29 @@ test(
     console.log([`workerd crowds (${rows} rows) in ${Math.round(performance.now() - started)} ms`, ...lines].join('\n'));
   },
 );
+
+test(
+  'every route of the relay list that verifies signatures hears a genuine delivery after forged ones under workerd',
+  { skip: SHAPES_BIN ? false : 'needs the table dump (POLAR_HOSTILE_SHAPES: scripts/test-wasm.sh builds it)', timeout: 120_000 },
+  async () => {
+    // The testkit's row (`hostile::genuine_after_forged`, issue #62 item 4): forged deliveries
+    // from one address (its `cf-connecting-ip`) past its failure limit, each refused, then
+    // Polar's signed one from the same address, acknowledged (before issue #62: 429).
+    const port = Number(new URL(relay.url).port);
+    const table = await dump(`127.0.0.1:${port}`);
+    let rows = 0;
+    for (const t of table.targets) {
+      const row = t.genuine_after_forged;
+      if (!row) continue;
+      const what = `${t.method} ${t.path}`;
+      const refused = [];
+      for (const bytes of row.forged) refused.push((await exchange(port, Buffer.from(bytes, 'base64'))).status);
+      assert.ok(refused.every((s) => s >= 400 && s < 500), `${what}: the forged ones ${refused}`);
+      const heard = await exchange(port, Buffer.from(row.genuine, 'base64'));
+      assert.ok(heard.status >= 200 && heard.status < 300, `${what}: the genuine delivery after ${refused.length} forged ones (${refused}): ${heard.status} ${heard.body}`);
+      rows += 1;
+    }
+    assert.equal(rows, 1, 'the webhook route, the one that signs');
+    await stillServes('the genuine delivery');
+  },
+);

@@ -20,7 +20,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { freePort, relayUnderWorkerd, storeWorker } from './workerd.mjs';
-import { CLI, ORG, PACKAGE_DIR, importAsApp, relaySigningKey } from './emulator.mjs';
+import { CLI, ORG, PACKAGE_DIR, forward, importAsApp, relaySigningKey, served } from './emulator.mjs';
 
 const TOKEN = 'polar_oat_emulator_demo_0123456789abcdef';
 const ROUTES = '/v1/customer-portal/license-keys';
@@ -79,14 +79,7 @@ const polar = createServer(async (req, res) => {
   unanswered++;
   res.once('close', () => unanswered--);
   if (slowMs > 0) await new Promise((r) => setTimeout(r, slowMs));
-  const headers = { ...req.headers };
-  delete headers.host;
-  delete headers['content-length'];
-  const r = await fetch(`${emulator.url}${req.url}`, {
-    method: req.method,
-    headers,
-    body: req.method === 'GET' ? undefined : Buffer.concat(chunks),
-  });
+  const r = await forward(emulator.url, req, chunks);
   const out = {};
   for (const [k, v] of r.headers) if (!['content-length', 'transfer-encoding', 'connection', 'keep-alive'].includes(k)) out[k] = v;
   res.writeHead(r.status, out);
@@ -96,38 +89,13 @@ let polarUrl;
 
 // ---- the two hosts ---------------------------------------------------------------------
 
-/** `polar-license relay serve` with `args`; resolves `{url, close}` once it serves, or
- * `{code, stderr}` when it exits first. */
-function relayServe(args, dir) {
-  const child = spawn(CLI, ['--base-url', polarUrl, 'relay', 'serve', ...args], {
-    env: { PATH: process.env.PATH, HOME: dir, XDG_DATA_HOME: dir, POLAR_ACCESS_TOKEN: TOKEN },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stderr.on('data', (d) => (stderr += d));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`relay serve neither served nor exited in 20 s: ${stderr}`));
-    }, 20_000);
-    child.stdout.on('data', (d) => {
-      stdout += d;
-      const url = /^listening on (\S+)$/m.exec(stdout)?.[1];
-      if (url && stdout.includes('serving until killed')) {
-        clearTimeout(timer);
-        resolve({
-          url,
-          metrics: /^metrics: (\S+);/m.exec(stdout)?.[1] ?? null,
-          close: () => stopRelay(child, () => stderr),
-        });
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stderr });
-    });
-  });
+/** `polar-license relay serve` with `args`; resolves `{url, metrics, close}` once it serves,
+ * or `{code, stderr}` when it exits first. */
+async function relayServe(args, dir) {
+  const env = { POLAR_ACCESS_TOKEN: TOKEN };
+  const r = await served(['--base-url', polarUrl, 'relay', 'serve', ...args], { home: dir, env, exited: (code, stderr) => ({ code, stderr }) });
+  if (r.child === undefined) return r;
+  return { url: r.url, metrics: /^metrics: (\S+);/m.exec(r.stdout)?.[1] ?? null, close: () => stopRelay(r.child, r.stderr) };
 }
 
 /** Stops a `relay serve` (SIGTERM) and resolves once it has exited. Rejects, naming it, when

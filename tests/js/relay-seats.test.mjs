@@ -44,7 +44,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { freePort, relayUnderWorkerd, storeWorker } from './workerd.mjs';
-import { CLI, ORG, PACKAGE_DIR, served } from './emulator.mjs';
+import { CLI, ORG, PACKAGE_DIR, seatKey, served } from './emulator.mjs';
 
 const TOKEN = 'polar_oat_emulator_demo_0123456789abcdef';
 const VALIDATE = '/v1/customer-portal/license-keys/validate';
@@ -139,11 +139,7 @@ after(async () => {
 });
 
 /** A new key of `seats` seats at this file's Polar. */
-function newKey(seats) {
-  const key = `SEATS-${Math.random().toString(16).slice(2, 10).toUpperCase()}-4A5B6C`;
-  polar.addKey({ key, limit_activations: seats });
-  return key;
-}
+const newKey = (seats) => seatKey(polar, seats, 'SEATS');
 
 /** `op` on `h`'s relay for `machine` (with its `seat`): `{status, body, lease, retryAfter}`. */
 async function seat(h, op, key, machine, seatId) {

@@ -22,7 +22,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { CLI, ORG, PACKAGE_DIR, pkg, rejection, served } from './emulator.mjs';
+import { CLI, ORG, PACKAGE_DIR, pkg, rejection, seatKey, served } from './emulator.mjs';
 
 const LIFE_S = 30;
 const TOKEN = 'polar_oat_emulator_demo_0123456789abcdef';
@@ -74,11 +74,7 @@ after(async () => {
 });
 
 /** A new key of `n` seats at this file's Polar. */
-function newKey(n) {
-  const key = `SEAT-${Math.random().toString(16).slice(2, 10).toUpperCase()}-4A5B6C`;
-  polar.addKey({ key, limit_activations: n });
-  return key;
-}
+const newKey = (n) => seatKey(polar, n, 'SEAT');
 
 /** A fetch that records each request (`{op, done}`: the route's last segment, its answer's status). */
 function recording(fail = () => false) {

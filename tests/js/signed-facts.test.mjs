@@ -12,7 +12,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
-import { EMULATOR, ORG, importAsApp, mapStorage, newKey, patchKey, pkg, rejection, relaySigningKey } from './emulator.mjs';
+import { EMULATOR, ORG, forward, importAsApp, mapStorage, newKey, patchKey, pkg, rejection, relaySigningKey } from './emulator.mjs';
 
 const { LicenseClient } = await pkg();
 const relayPkg = await importAsApp('signed-facts-relay.mjs', 'polar-license/relay');
@@ -67,14 +67,7 @@ async function rig(now) {
       return;
     }
     forge.passed += 1;
-    const headers = { ...req.headers };
-    delete headers.host;
-    delete headers['content-length'];
-    const answer = await fetch(`${relayServer.url}${req.url}`, {
-      method: req.method,
-      headers,
-      body: req.method === 'GET' || req.method === 'HEAD' ? undefined : Buffer.concat(chunks),
-    });
+    const answer = await forward(relayServer.url, req, chunks);
     let body = Buffer.from(await answer.arrayBuffer());
     if (validate && answer.status === 200 && forge.inject) {
       const json = JSON.parse(body.toString('utf8'));

@@ -6,17 +6,13 @@
 // `polar-license-stopped` header added, as the relay answers a paused key.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { EMULATOR, ORG, mapStorage, newKey, patchKey, pkg, rejection } from './emulator.mjs';
+import { askingClient, newKey, patchKey, pkg, rejection } from './emulator.mjs';
 
 const { LicenseClient } = await pkg();
 
 /** A client of the emulator asking at every check, its answers given `stopped` as header. */
 function client(stopped) {
-  return new LicenseClient({
-    organizationId: ORG,
-    baseUrl: EMULATOR,
-    storage: mapStorage(),
-    gracePolicy: { revalidateAfter: 0 },
+  return askingClient(LicenseClient, {
     fetch: async (url, init) => {
       const resp = await fetch(url, init);
       if (stopped === undefined) return resp;

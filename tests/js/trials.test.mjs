@@ -6,7 +6,7 @@
 // emulator (POLAR_EMULATOR_URL) over loopback. (tests/trials.rs: the Rust face.)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { EMULATOR, ORG, mapStorage, newKey, patchKey, pkg, rejection } from './emulator.mjs';
+import { askingClient, newKey, patchKey, pkg, rejection } from './emulator.mjs';
 
 const { LicenseClient } = await pkg();
 
@@ -17,13 +17,7 @@ const iso = (s) => new Date(s * 1000).toISOString().replace('.000Z', 'Z');
 
 /** A client of the emulator asking Polar at every check, naming `trialBenefit` (if any). */
 function client(trialBenefit) {
-  return new LicenseClient({
-    organizationId: ORG,
-    baseUrl: EMULATOR,
-    storage: mapStorage(),
-    gracePolicy: { revalidateAfter: 0 },
-    ...(trialBenefit === undefined ? {} : { trialBenefit }),
-  });
+  return askingClient(LicenseClient, trialBenefit === undefined ? {} : { trialBenefit });
 }
 
 test('a key of a named trial benefit is a trial with its end; another benefit is none', async () => {

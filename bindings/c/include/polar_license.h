@@ -416,6 +416,44 @@ typedef uint32_t polar_license_seat_error;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
+// What a usage report came to, as `polar_license_usage_result_error` tells it.
+enum polar_license_usage_error
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // Recorded (or, `polar_license_usage_result_duplicate`, recorded before under the same
+  // id: counted once).
+  POLAR_LICENSE_USAGE_ERROR_NONE = 0,
+  // `invalid_input`: a key, meter, units, id or organization refused before anything was
+  // sent (`polar_license_usage_result_message` names the field), or the relay's refusal of
+  // the report's body.
+  POLAR_LICENSE_USAGE_ERROR_INVALID_INPUT = 1,
+  // `credits_exhausted`: the seller's rule at zero credits refused it (not recorded);
+  // `polar_license_usage_result_balance` is the balance the relay knows.
+  POLAR_LICENSE_USAGE_ERROR_CREDITS_EXHAUSTED = 2,
+  // `usage_backlog`: too many reports wait at the relay, even after the sends again; send it
+  // later with the same id (`polar_license_usage_result_id`,
+  // `polar_license_usage_result_retry_after`).
+  POLAR_LICENSE_USAGE_ERROR_BACKLOG = 3,
+  // `denied`: Polar denied the key (the reason says why: `not_found`, `inactive`, …).
+  POLAR_LICENSE_USAGE_ERROR_DENIED = 4,
+  // `rate_limited`: Polar's or the relay's rate limit;
+  // `polar_license_usage_result_retry_after` says how long to wait.
+  POLAR_LICENSE_USAGE_ERROR_RATE_LIMITED = 5,
+  // `offline` (or `server_error`, `protocol_error`: the reason says which): no answer of the
+  // relay's, after the sends again of the same id. It may have been recorded: send it again
+  // with the same id, and it counts once.
+  POLAR_LICENSE_USAGE_ERROR_OFFLINE = 6,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum polar_license_usage_error polar_license_usage_error;
+#else
+typedef uint32_t polar_license_usage_error;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
 // Which Polar to talk to.
 enum polar_license_server
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -496,6 +534,9 @@ typedef struct polar_license_seat polar_license_seat;
 
 // The answer of a seat call (opaque), freed by `polar_license_seat_result_free`.
 typedef struct polar_license_seat_result polar_license_seat_result;
+
+// The answer of a usage report (opaque), freed by `polar_license_usage_result_free`.
+typedef struct polar_license_usage_result polar_license_usage_result;
 
 // The callback of `polar_license_client_check_in_background`: called once, on a background
 // thread the library started, with the app's `user_data` and the fresh answer, which the
@@ -1623,6 +1664,67 @@ bool polar_license_seat_result_retry_after(const polar_license_seat_result *resu
 // For a release, whether the relay still held the seat (`false`: it had freed by itself).
 // `false` otherwise, or for NULL.
 bool polar_license_seat_result_released(const polar_license_seat_result *result);
+
+// Reports `units` of `meter` (the event name the seller's meter counts, 1 to 128 bytes of
+// printable text) used with `key` to the seller's relay at the client's base URL
+// (`relay serve --record-usage`). `units`: above 0, at most 1,000,000,000 (NaN, infinities,
+// zero and negatives are `INVALID_INPUT`, nothing sent). `id`: the report's idempotency id
+// (1 to 64 characters of `A-Z a-z 0-9 - _ .`), or NULL for a new one made here; a report sent
+// again with the same id is counted once. The core sends it again with the same id when the
+// relay cannot be reached, answers 5xx or asks to wait, three sends at most.
+//
+// Returns `POLAR_LICENSE_STATUS_OK` and writes a usage result to `*out_result` whatever the
+// relay answered (`polar_license_usage_result_error`). Any other status means the call itself
+// was refused (a NULL `client`, `key`, `meter` or `out_result`, or a string not UTF-8: see
+// `polar_license_client_last_error`) and nothing was written or sent. Any thread (see the
+// module's thread rules in bindings/c/README.md).
+polar_license_status polar_license_client_record_usage(const polar_license_client *client,
+                                                       const char *key,
+                                                       const char *meter,
+                                                       double units,
+                                                       const char *id,
+                                                       polar_license_usage_result **out_result);
+
+// Frees a usage result. NULL is a no-op.
+void polar_license_usage_result_free(polar_license_usage_result *result);
+
+// What the report came to (`POLAR_LICENSE_USAGE_ERROR_NONE`: recorded; `_INVALID_INPUT` for
+// NULL).
+polar_license_usage_error polar_license_usage_result_error(const polar_license_usage_result *result);
+
+// The reason code (docs/interfaces.md §1): `CREDITS_EXHAUSTED`, Polar's denial (`NOT_FOUND`,
+// …), `RATE_LIMITED`, `INVALID_INPUT`, `OFFLINE`, `SERVER_ERROR`, `PROTOCOL_ERROR`; `NONE`
+// when recorded, for a backlog, or for NULL.
+polar_license_reason polar_license_usage_result_reason(const polar_license_usage_result *result);
+
+// The failure's name for scripts (`"credits_exhausted"`, `"usage_backlog"`,
+// `"invalid_input"`, `"offline"`, a denial's reason code); `""` when recorded. Owned by the
+// result. Never NULL.
+const char *polar_license_usage_result_code(const polar_license_usage_result *result);
+
+// The failure in one sentence (`""` when recorded). Owned by the result. Never NULL. It holds
+// no whole key.
+const char *polar_license_usage_result_message(const polar_license_usage_result *result);
+
+// The report's idempotency id (the one given, or the one made): send it again with this id
+// and it counts once. `""` when the report was refused before it had one, or for NULL. Owned
+// by the result. Never NULL.
+const char *polar_license_usage_result_id(const polar_license_usage_result *result);
+
+// Whether the relay had recorded a report with this id before (counted once). `false` for
+// NULL.
+bool polar_license_usage_result_duplicate(const polar_license_usage_result *result);
+
+// The meter's balance as the relay knows it after this report (recorded, or
+// `CREDITS_EXHAUSTED`): writes it to `*out_balance` and returns `true`; `false` (nothing
+// written) when the relay has not read it yet, or for NULL.
+bool polar_license_usage_result_balance(const polar_license_usage_result *result,
+                                        double *out_balance);
+
+// For `BACKLOG` and `RATE_LIMITED`, the seconds to wait as the relay said them: writes them
+// to `*out_seconds` and returns `true`; `false` (nothing written) when not known.
+bool polar_license_usage_result_retry_after(const polar_license_usage_result *result,
+                                            uint64_t *out_seconds);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -43,6 +43,7 @@ mod request;
 mod result;
 mod seats;
 mod strings;
+mod usage;
 
 pub use client::*;
 pub use config::*;
@@ -52,6 +53,7 @@ pub use feature::*;
 pub use request::*;
 pub use result::*;
 pub use seats::*;
+pub use usage::*;
 
 use std::ffi::c_char;
 

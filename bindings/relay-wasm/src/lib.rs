@@ -101,6 +101,10 @@ impl log::Log for Console {
 
 static CONSOLE: Console = Console;
 
+/// A timer's longest wait (2^31 - 1 ms, about 24.8 days: `setTimeout` fires at once past it):
+/// the longest call timeout and the longest `wait` the background asks for.
+const LONGEST_TIMER_MS: u64 = 2_147_483_647;
+
 /// At most this many requests under way (the oldest is dropped past it: a 502): the core's.
 const MAX_WAITING: usize = host::MAX_EXCHANGES;
 
@@ -134,6 +138,12 @@ pub struct RelayCore {
     alarm: RefCell<host::Alarm>,
     /// The calls' timeout (`timeoutMs`, else the core's).
     timeout_ms: u64,
+    /// How the host reads its storage at start (`caps`' `start`), if it does.
+    start: Option<&'static str>,
+    /// How the host wakes the background (`caps`' `wake`).
+    wake: &'static str,
+    /// Whether the storage's calls are its own `write`s (it has no `put`).
+    writes: bool,
 }
 
 /// A save under way.
@@ -143,7 +153,7 @@ enum Saving {
 }
 
 /// Where the store's entries are: all in memory (restored whole at start), or in the host's
-/// storage, read per key into a bounded cache (`pagedStore`: a Durable Object's storage).
+/// storage, read per key into a bounded cache (`storage.paged`: a Durable Object's storage).
 enum Kept {
     Whole(Arc<JournalBackend>),
     Paged(Arc<PagedBackend>),
@@ -308,7 +318,14 @@ fn response_js(r: &RelayResponse) -> JsValue {
         "headers",
         &headers_js(r.headers.iter().map(|(k, v)| (k.as_str(), v.as_str()))).into(),
     );
-    set(&out, "body", &Uint8Array::from(r.body.as_slice()).into());
+    // The Fetch standard's null-body statuses (a `Response` refuses a body with them), and
+    // an empty body, as `null`: the host passes the object to `new Response(body, init)`.
+    let body = if r.body.is_empty() || matches!(r.status, 101 | 204 | 205 | 304) {
+        JsValue::NULL
+    } else {
+        Uint8Array::from(r.body.as_slice()).into()
+    };
+    set(&out, "body", &body);
     out.into()
 }
 
@@ -499,18 +516,21 @@ fn seat_options(config: &JsValue) -> Result<SeatOptions, JsError> {
     }
 }
 
-/// What a background job got (`{status, headers, body}`, or `{error}`: a read's `timeout` or
-/// `connect`, a listing's message), as the core takes it: an answer is read as a call's
+/// What a background job got (`{status, headers, body}`, `{thrown}`: a read's fetch failed,
+/// or `{error}`: a listing's message), as the core takes it: an answer is read as a call's
 /// ([`upstream_of`]).
 fn read_answer(upstream: &JsValue) -> polar_license_relay::RosterAnswer {
+    if let Some(kind) = thrown_of(upstream) {
+        return Err(match kind {
+            TransportErrorKind::Timeout => "timed out".into(),
+            _ => "unreachable".into(),
+        });
+    }
     let error = get(upstream, "error");
     if !error.is_undefined() && !error.is_null() {
-        return Err(match error.as_string().as_deref() {
-            Some("timeout") => "timed out".into(),
-            Some("connect") => "unreachable".into(),
-            Some(why) => why.into(),
-            None => "the host's fetch failed".into(),
-        });
+        return Err(error
+            .as_string()
+            .unwrap_or_else(|| "the host's storage failed".into()));
     }
     let answer = upstream_of(upstream).map_err(|e| e.detail)?;
     let retry_after = answer
@@ -559,8 +579,8 @@ fn with_id(out: Object, id: u32) -> JsValue {
 }
 
 /// What the host got for a background job: keys (an array of strings) for a listing,
-/// `{loaded: false | null}` for a load that could not be read, else Polar's answer (`{status, headers, body}` or `{error}`); the
-/// machine reads an `{error}` as the failure of whichever job it answers.
+/// `{loaded: false | null}` for a load that could not be read, else Polar's answer (`{status, headers, body}` or `{thrown}`) or
+/// `{error}`; the machine reads a failure as the failure of whichever job it answers.
 fn given_of(value: &JsValue) -> BackgroundGiven {
     if Array::is_array(value) {
         let keys = Array::from(value)
@@ -592,8 +612,8 @@ impl RelayCore {
     /// `store.firstSeenShare`, `store.reconcileEvery`; `seats`: `seconds`, `ciCap`, `churn`,
     /// `churnSeconds`, `perBenefit`, as `relay serve`'s seat flags; `signEntitlements`,
     /// `recordUsage`, `refuseAtZeroCredits`), and the handler's facts:
-    /// `storage` (its calls checked), `pagedStore`, `durableObject` (`true` inside the Durable
-    /// Object, `false` a Worker without its binding), `userAgent`. Throws an `Error` naming the
+    /// `storage` (its calls checked; `storage.paged`: read per key), `durableObject` (`true`
+    /// inside the Durable Object, `false` a Worker without its binding), `userAgent`. Throws an `Error` naming the
     /// bad option; never one holding the token.
     #[wasm_bindgen(constructor)]
     pub fn new(config: JsValue) -> Result<RelayCore, JsError> {
@@ -603,6 +623,7 @@ impl RelayCore {
         if !config.is_object() {
             return Err(bad("options", "must be an object"));
         }
+        let home = host::StoreHome::of_fact(get(&config, "durableObject").as_bool());
         let token = text(&config, "accessToken")?
             .filter(|t| !t.is_empty())
             .ok_or_else(|| bad("accessToken", "is required (your Polar organization token)"))?;
@@ -654,7 +675,9 @@ impl RelayCore {
         let timeout = get(&config, "timeoutMs");
         let timeout_ms = match timeout.as_f64() {
             _ if timeout.is_undefined() || timeout.is_null() => host::CALL_TIMEOUT_MS,
-            Some(ms) if ms.is_finite() && ms > 0.0 => ms.ceil().min(2_147_483_647.0) as u64,
+            Some(ms) if ms.is_finite() && ms > 0.0 => {
+                (ms.ceil().min(LONGEST_TIMER_MS as f64)) as u64
+            }
             _ => {
                 return Err(bad(
                     "timeoutMs",
@@ -681,12 +704,20 @@ impl RelayCore {
         // (`host::StoreHome`: given, in the Durable Object, or a Worker with no binding), the
         // core's rules from the handler's facts.
         let storage = get(&config, "storage");
-        let paged = get(&config, "pagedStore").is_truthy();
-        if !storage.is_undefined() && !storage.is_null() {
-            host::storage_calls(paged, |call| get(&storage, call).is_function())
-                .map_err(|e| JsError::new(&e.text()))?;
+        // A storage read per key (`durableStorage`'s `paged: true`), else read whole.
+        let paged = get(&storage, "paged").as_bool() == Some(true);
+        let has = |call: &str| get(&storage, call).is_function();
+        let storage_given = !storage.is_undefined() && !storage.is_null();
+        if storage_given {
+            host::storage_calls(paged, has).map_err(|e| JsError::new(&e.text()))?;
         }
-        let home = host::StoreHome::of_fact(get(&config, "durableObject").as_bool());
+        // The background woken by the storage's alarm (a Durable Object's), a `wake` of its
+        // own, else a timer.
+        let wake = match (has("getAlarm") && has("setAlarm"), has("wake")) {
+            (true, _) => "alarm",
+            (false, true) => "wake",
+            _ => "timer",
+        };
         let given = get(&config, "store");
         let store = if !home.keeps_store(given.is_object()) {
             JsValue::UNDEFINED
@@ -783,6 +814,13 @@ impl RelayCore {
             _ => None,
         };
         let paged_store = paged.is_some();
+        // A kept store is read from the storage at start: opened key by key (paged), else
+        // restored whole from its `load`.
+        let start = match (&journal, storage_given) {
+            (Some(Kept::Paged(_)), true) => Some("open"),
+            (Some(Kept::Whole(_)), true) => Some("restore"),
+            _ => None,
+        };
         Ok(RelayCore {
             relay,
             journal,
@@ -794,6 +832,9 @@ impl RelayCore {
             saving: RefCell::new(None),
             alarm: RefCell::new(Default::default()),
             timeout_ms,
+            start,
+            wake,
+            writes: storage_given && !has("put"),
             saves: RefCell::new(if paged_store {
                 Saves::paged()
             } else {
@@ -810,12 +851,12 @@ impl RelayCore {
     /// reconcile's, and with a paged store their loads and the stored keys' listing; the core
     /// decides which and when, as natively): `{id, url, headers}` to `GET` of Polar now (the
     /// headers hold the token: never log them), its answer (`{status, headers, body}`, or
-    /// `{error}`) given to `pollAnswered`; `{id, load}` to read what `load` names (`{keys,
+    /// `{thrown: name}`, as `give`'s `upstream`) given to `pollAnswered`; `{id, load}` to read what `load` names (`{keys,
     /// lists}`, as `want`'s `load`), then `pollAnswered(id, {loaded})` with what was read (as
     /// `give` takes it; `{loaded: null}`: it could not be); `{id, list: {prefix, after,
     /// limit}}` to list at most `limit` of the storage's keys under `prefix`, those after the
     /// key `after` (absent: from the first), then `pollAnswered(id, keys)` with the keys (in
-    /// order) or `{error}`; `{wait: ms}` when there is nothing
+    /// order) or `{error: message}`; `{wait: ms}` (at most a timer's longest wait) when there is nothing
     /// to do before then (a grant webhook's refetch may come sooner: poll again after each
     /// request); `null` when there will be nothing (no roster, no reconcile).
     pub fn poll(&self, now_ms: f64, monotonic_ms: f64) -> Result<JsValue, JsError> {
@@ -836,7 +877,11 @@ impl RelayCore {
                 let list = layout::rows_list(page.prefix, page.after.as_deref(), page.limit);
                 with_id(wrapped("list", &json_js(serde_json::to_string(&list))?), id)
             }
-            BackgroundPoll::Wait(ms) => wrapped("wait", &JsValue::from(ms as f64)).into(),
+            // At most a timer's longest wait (a host without an alarm sets one): it then polls
+            // again and is told to wait on.
+            BackgroundPoll::Wait(ms) => {
+                wrapped("wait", &JsValue::from(ms.min(LONGEST_TIMER_MS) as f64)).into()
+            }
             BackgroundPoll::Done => JsValue::NULL,
         })
     }
@@ -875,10 +920,11 @@ impl RelayCore {
     /// relay's, with the CORS grant every answer carries, narrowed to `options.corsOrigins`
     /// when they read), as `{status, headers, body}`. For a relay whose options did not start
     /// too: its CORS rule is still the core's.
-    pub fn failed(options: JsValue, origin: Option<String>) -> JsValue {
+    pub fn failed(options: JsValue, origin: JsValue) -> JsValue {
         let origins = strings(&options, "corsOrigins").ok().flatten();
         let req = RelayRequest {
             headers: origin
+                .as_string()
                 .map(|o| vec![("origin".into(), o)])
                 .unwrap_or_default(),
             ..RelayRequest::default()
@@ -893,9 +939,12 @@ impl RelayCore {
     }
 
     /// The caps and timeouts every host takes from the core (`polar_license_relay::host`):
-    /// `{upstreamBytes, readBytes, timeoutMs, store}` (`timeoutMs`: the option's, else
-    /// the core's; `store`: whether a verdict store is kept, `host::StoreHome`'s rule, so
-    /// whether the host reads its storage at start).
+    /// `{upstreamBytes, readBytes, timeoutMs, start, wake}` (`timeoutMs`: the option's, else
+    /// the core's; `start`: how the host reads its storage at start, `'open'` (`openStore`),
+    /// `'restore'` (`restore` with its `load`) or absent (no store kept, `host::StoreHome`'s
+    /// rule, or no storage); `wake`: how it wakes the background at `poll`'s `wait`,
+    /// `'alarm'` (the storage's, as `alarm` rules), `'wake'` (the storage's own) or
+    /// `'timer'`).
     pub fn caps(&self) -> JsValue {
         let out = wrapped(
             "upstreamBytes",
@@ -907,7 +956,10 @@ impl RelayCore {
             &JsValue::from(host::MAX_READ_BYTES as f64),
         );
         set(&out, "timeoutMs", &JsValue::from(self.timeout_ms as f64));
-        set(&out, "store", &JsValue::from(self.journal.is_some()));
+        if let Some(start) = self.start {
+            set(&out, "start", &JsValue::from_str(start));
+        }
+        set(&out, "wake", &JsValue::from_str(self.wake));
         out.into()
     }
 
@@ -975,7 +1027,8 @@ impl RelayCore {
     /// staged so far, a failed save's first), then `saveStep(outcome)` with how each call went
     /// (`{}` done, `{refused: '[[key, why]]'}` a storage's own refusals for good, JSON text,
     /// `{error: name, why}` the storage's error as caught). Each step is `{put: [[key, value]]}` (at most 128
-    /// values: one call), `{delete: [key]}` (at most 128), `{save: items}` (a store saved
+    /// values: one call), `{delete: [key]}` (at most 128), `{write: [[key, value | null]]}`
+    /// (either, for a storage whose own `write` stands for both), `{save: items}` (a store saved
     /// whole: journal items for `storage.save`), `{failed: why}` (the save failed: its changes
     /// are kept for the next) or `null` (saved, or nothing to save). The batches, a put refused
     /// as a whole written key by key, and which values are dropped for good are the core's
@@ -1025,18 +1078,7 @@ impl RelayCore {
         let end = match (end, saving.as_mut()) {
             (Some(end), _) => end,
             (None, Some(Saving::Paged(w))) => match w.next(&mut self.refusals.borrow_mut()) {
-                Next::Call(call) => {
-                    let (name, json) = match call {
-                        Call::Put(pairs) => (
-                            "put",
-                            layout::writes_json(
-                                pairs.into_iter().map(|(k, v)| (k, Some(v))).collect(),
-                            ),
-                        ),
-                        Call::Delete(keys) => ("delete", strings_json(keys)),
-                    };
-                    return Ok(wrapped(name, &json_js(Ok(json.to_string()))?).into());
-                }
+                Next::Call(call) => return self.storage_call(call),
                 Next::Saved(dropped) => {
                     for (key, why) in dropped {
                         writing::dropped(&key, &why);
@@ -1063,8 +1105,8 @@ impl RelayCore {
 
     /// A paged store's opening, one step at a time: `openStore()` first, then
     /// `openStore(read)` with what was read (`{values, lists}` as JSON text, as `give`'s
-    /// `loaded`): each step is `{puts?: [[key, value]], reads: {keys, lists}}` (write the puts,
-    /// then read) until `{done: true}`. A storage of an older layout is migrated first. Throws
+    /// `loaded`): each step is `{calls?: [call], reads: {keys, lists}}` (make the calls,
+    /// each a `{put}` or `{write}` as `saveStep`'s, then read) until `{done: true}`. A storage of an older layout is migrated first. Throws
     /// without a paged store.
     #[wasm_bindgen(js_name = openStore)]
     pub fn open_store(
@@ -1084,14 +1126,11 @@ impl RelayCore {
                 let out = wrapped("reads", &reads_js(&reads)?);
                 if !puts.is_empty() {
                     // The storage's calls, at most `KEYS_PER_CALL` values each.
-                    let calls = puts.chunks(writing::KEYS_PER_CALL).map(|call| {
-                        layout::writes_json(
-                            call.iter()
-                                .map(|(k, v)| (k.clone(), Some(v.clone())))
-                                .collect(),
-                        )
-                    });
-                    set(&out, "puts", &json_js(Ok(strings_json(calls).to_string()))?);
+                    let calls = Array::new();
+                    for call in puts.chunks(writing::KEYS_PER_CALL) {
+                        calls.push(&self.storage_call(Call::Put(call.to_vec()))?);
+                    }
+                    set(&out, "calls", &calls.into());
                 }
                 Ok(out.into())
             }
@@ -1152,7 +1191,7 @@ impl RelayCore {
     /// `{call: true}` (the answer of the call `send` started), `{sign: bytes}` (an Ed25519
     /// signature), `{persist: true}` (the changes are staged: save, as `stage` then the saves), `{landed: flight}`
     /// (wake the requests waiting on it), `{warn}`, `{error}` (log them), `{respond: {status,
-    /// headers, body}}` (the answer: send it and ask again) or `{done: true}`. Each need that
+    /// headers, body}}` (`body` null for none: `new Response(body, respond)`) (the answer: send it and ask again) or `{done: true}`. Each need that
     /// asks something is asked again until [`RelayCore::give`] answers it.
     pub fn want(
         &self,
@@ -1265,8 +1304,9 @@ impl RelayCore {
     /// (what a `load` read, JSON text: `{values: [key, value | null][], lists: ([key,
     /// value][] | null)[]}`, null for a key's value the storage does not hold; a key or a
     /// listing left out, or null, was not read; `{loaded: null}`: nothing could be read), `{landed: true}`, `{patience: true}`, `{upstream: {status,
-    /// headers, body} | {error: 'timeout' | 'connect'}}`, `{signature: Uint8Array}` (empty:
-    /// none could be made) or `{persisted: boolean}`. An unknown `id` is ignored.
+    /// headers, body} | {thrown: name}}` (the name of what the fetch threw),
+    /// `{signature: Uint8Array | name}` (the name of what WebCrypto threw: logged, and the answer
+    /// goes without a lease) or `{persisted: boolean}`. An unknown `id` is ignored.
     pub fn give(&self, id: u32, given: JsValue) -> Result<(), JsError> {
         let mut table = self.exchanges.borrow_mut();
         let Some(driven) = table.get_mut(id) else {
@@ -1306,6 +1346,12 @@ impl RelayCore {
         } else if has("upstream") {
             Given::Upstream(upstream_of(&get(&given, "upstream")))
         } else if has("signature") {
+            // What WebCrypto threw instead (its name): the answer goes without a lease.
+            if let Some(name) = get(&given, "signature").as_string() {
+                log::error!(
+                    "relay: WebCrypto could not sign the lease ({name}): answering without one"
+                );
+            }
             Given::Signature(bytes("signature"))
         } else if has("persisted") {
             Given::Persisted(get(&given, "persisted").is_truthy())
@@ -1318,6 +1364,24 @@ impl RelayCore {
 }
 
 impl RelayCore {
+    /// One storage call as the host makes it: `{put: [[key, value]]}`, `{delete: [key]}`, or,
+    /// for a storage with its own `write` and no `put` (`host::storage_calls`), `{write:
+    /// [[key, value | null]]}` (null: delete).
+    fn storage_call(&self, call: Call) -> Result<JsValue, JsError> {
+        let (name, json) = match (call, self.writes) {
+            (Call::Put(pairs), writes) => (
+                if writes { "write" } else { "put" },
+                layout::writes_json(pairs.into_iter().map(|(k, v)| (k, Some(v))).collect()),
+            ),
+            (Call::Delete(keys), true) => (
+                "write",
+                layout::writes_json(keys.into_iter().map(|k| (k, None)).collect()),
+            ),
+            (Call::Delete(keys), false) => ("delete", strings_json(keys)),
+        };
+        Ok(wrapped(name, &json_js(Ok(json.to_string()))?).into())
+    }
+
     /// With a paged store: loads what the host read for `reads` (`{values, lists}`, JSON
     /// text: see `want`'s `load`), read by the core's key layout; what does not read is
     /// skipped. Given by the host as `{loaded}` to `give` (a request's load) or to
@@ -1348,16 +1412,21 @@ impl RelayCore {
     }
 }
 
-/// Polar's answer as the host gives it (`{status, headers, body}`, or `{error}` when it could
+/// How the host's fetch failed (`{thrown: name}`, the name of what it threw), if it did:
+/// `AbortSignal.timeout`'s `TimeoutError` is the call's timeout, anything else no answer (the
+/// network, DNS, TLS, a refused connection).
+fn thrown_of(value: &JsValue) -> Option<TransportErrorKind> {
+    let name = get(value, "thrown");
+    (!name.is_undefined()).then(|| match name.as_string().as_deref() {
+        Some("TimeoutError") => TransportErrorKind::Timeout,
+        _ => TransportErrorKind::Connect,
+    })
+}
+
+/// Polar's answer as the host gives it (`{status, headers, body}`, or `{thrown}` when it could
 /// not be reached).
 fn upstream_of(upstream: &JsValue) -> Result<HttpResponse, TransportError> {
-    let error = get(upstream, "error");
-    if !error.is_undefined() && !error.is_null() {
-        let kind = match error.as_string().as_deref() {
-            Some("timeout") => TransportErrorKind::Timeout,
-            Some("connect") => TransportErrorKind::Connect,
-            _ => TransportErrorKind::Other,
-        };
+    if let Some(kind) = thrown_of(upstream) {
         return Err(TransportError::new(kind, "the host's fetch failed"));
     }
     let status = get(upstream, "status").as_f64().unwrap_or(0.0);

@@ -13,28 +13,14 @@ use crate::args::{
     ActivateArgs, AskedKeyArg, DevicesArgs, FollowRotationArgs, FreeArgs, Global, RecoverArgs,
     SignInArgs,
 };
-use crate::output::{error_report, report, unix_when, Op, Report};
+use crate::output::{base_object, error_report, report, unix_when, Op, Report};
 use crate::run::{key_or_remembered, licensing_with};
 use polar_license::portal::{Device, PortalError, SessionToken};
 use polar_license::{Error, Key, Licensing, Reason};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 /// How long Polar's customer session lasts (docs/polar-api.md §16.1): one hour, no refresh.
 const SESSION_SECONDS: i64 = 3600;
-
-/// The JSON object every command prints, with the contract's keys (docs/interfaces.md §2).
-fn object(command: &str, outcome: &str) -> Map<String, Value> {
-    let mut m = Map::new();
-    m.insert("outcome".into(), json!(outcome));
-    m.insert("reason".into(), Value::Null);
-    m.insert("detail".into(), Value::Null);
-    m.insert("source".into(), Value::Null);
-    m.insert("activation_id".into(), Value::Null);
-    m.insert("grace_remaining_seconds".into(), Value::Null);
-    m.insert("license".into(), Value::Null);
-    m.insert("command".into(), json!(command));
-    m
-}
 
 /// A failure that is no portal answer (bad input, the cache, the network), as every command
 /// renders it, named for `command`.
@@ -170,7 +156,7 @@ fn portal_failure(command: &str, error: &PortalError) -> Report {
         ),
         _ => ("error", None, 3, "error", "try again later".to_string()),
     };
-    let mut m = object(command, outcome);
+    let mut m = base_object(Some(command), outcome);
     let sentence = error.to_string();
     m.insert("reason".into(), json!(reason.map(Reason::code)));
     m.insert("detail".into(), json!(sentence));
@@ -262,7 +248,7 @@ pub fn sign_in(g: &Global, a: &SignInArgs) -> Report {
     }
     let Some(code) = code else {
         // No terminal to type it on: the code is on its way; the script passes it next.
-        let mut m = object(COMMAND, "done");
+        let mut m = base_object(Some(COMMAND), "done");
         m.insert("code_sent".into(), json!(true));
         m.insert("signed_in".into(), json!(false));
         return Report {
@@ -285,7 +271,7 @@ pub fn sign_in(g: &Global, a: &SignInArgs) -> Report {
         }
         Err(e) => return portal_failure(COMMAND, &e),
     };
-    let mut m = object(COMMAND, "done");
+    let mut m = base_object(Some(COMMAND), "done");
     m.insert("code_sent".into(), json!(sent));
     m.insert("signed_in".into(), json!(true));
     m.insert("session_expires_at".into(), json!(unix_when(expires_at)));
@@ -369,7 +355,7 @@ pub fn devices(g: &Global, a: &DevicesArgs) -> Report {
         .iter()
         .find(|d| d.this_machine)
         .map(|d| d.id.clone());
-    let mut m = object(COMMAND, "done");
+    let mut m = base_object(Some(COMMAND), "done");
     m.insert("activation_id".into(), json!(here));
     m.insert("key".into(), json!(key.redacted()));
     m.insert("limit_activations".into(), json!(limit));
@@ -547,7 +533,7 @@ pub fn recover(g: &Global, a: &RecoverArgs) -> Report {
         r.json.insert("key_id".into(), json!(chosen.id));
         return r;
     }
-    let mut m = object(COMMAND, "done");
+    let mut m = base_object(Some(COMMAND), "done");
     let listed: Vec<Value> = keys
         .iter()
         .map(|k| {

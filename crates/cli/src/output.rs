@@ -185,7 +185,7 @@ pub fn print_err(text: &str) {
 }
 
 /// The JSON object with every key of docs/interfaces.md §2 present (null when not applicable).
-fn base_object(command: Option<&str>, outcome: &str) -> Map<String, Value> {
+pub(crate) fn base_object(command: Option<&str>, outcome: &str) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("outcome".into(), json!(outcome));
     m.insert("reason".into(), Value::Null);

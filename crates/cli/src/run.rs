@@ -15,8 +15,8 @@ use polar_license::lease::RelayKeys;
 use polar_license::perpetual::ReleaseDate;
 use polar_license::trial::TrialDays;
 use polar_license::{
-    system_clock, ActivateRequest, BlockingClient, CacheState, Clock, Error, FileStore,
-    GracePolicy, Key, Licensing, MachineBinding, MetaValue, Metadata, Reason, Server,
+    system_clock, ActivateRequest, BlockingClient, CacheState, CheckReport, Clock, Error,
+    FileStore, GracePolicy, Key, Licensing, MachineBinding, MetaValue, Metadata, Reason, Server,
     ValidateRequest, Verdict, DEFAULT_CONNECT_TIMEOUT,
 };
 use std::path::PathBuf;
@@ -422,13 +422,7 @@ pub fn check(g: &Global, a: &CheckArgs) -> Report {
     // The machine checks the input before it touches the cache (bad input is `invalid_input`,
     // nothing read or written), and its report says how the check left the cache (its
     // activation, its lease): no read before or after it.
-    let checked = licensing.check_report(key.clone());
-    let mut report = check_report(
-        &key,
-        &checked,
-        checked.activation_id.as_deref(),
-        licensing.policy(),
-    );
+    let (checked, mut report) = checked_and_reported(&licensing, &key);
     // Its lease as the check left it (contract §5; null in unsigned mode); beside a lease,
     // `grace_ends_at` is always there (null when not licensed).
     lease_field(&mut report, checked.lease.as_ref());
@@ -448,6 +442,19 @@ pub fn check(g: &Global, a: &CheckArgs) -> Report {
     }
 }
 
+/// The grace-aware check of `key` and its report, which says how the check left the cache
+/// (its activation).
+fn checked_and_reported(licensing: &Licensing, key: &Key) -> (CheckReport, Report) {
+    let checked = licensing.check_report(key.clone());
+    let report = check_report(
+        key,
+        &checked,
+        checked.activation_id.as_deref(),
+        licensing.policy(),
+    );
+    (checked, report)
+}
+
 /// `entitlement NAME`: the grace-aware check of `--key` or the remembered key, answered with
 /// the value of the entitlement NAME its lease signed (docs/entitlements.md).
 pub fn entitlement(g: &Global, a: &EntitlementArgs) -> Report {
@@ -459,13 +466,7 @@ pub fn entitlement(g: &Global, a: &EntitlementArgs) -> Report {
         Ok(key) => key,
         Err(e) => return error_report(Some(Op::Check), None, &e),
     };
-    let checked = licensing.check_report(key.clone());
-    let mut report = check_report(
-        &key,
-        &checked,
-        checked.activation_id.as_deref(),
-        licensing.policy(),
-    );
+    let (checked, mut report) = checked_and_reported(&licensing, &key);
     report
         .json
         .insert("command".into(), serde_json::Value::from("entitlement"));

@@ -332,6 +332,13 @@ impl Resp {
         r
     }
 
+    /// A body that could not be read: the ASGI server's 400, past every middleware.
+    pub(crate) fn unread() -> Resp {
+        let mut r = Resp::bad_request();
+        r.bare = true;
+        r
+    }
+
     /// Starlette's ServerErrorMiddleware answer.
     pub(crate) fn internal_error() -> Resp {
         let mut r = Resp::text(500, "Internal Server Error");
@@ -1118,11 +1125,7 @@ impl Core {
             Pending::Ingest(auth) => {
                 let r = match body {
                     Some(raw) => self.ingest(ex, &auth, raw, now),
-                    None => {
-                        let mut r = Resp::bad_request();
-                        r.bare = true;
-                        r
-                    }
+                    None => Resp::unread(),
                 };
                 let r = self.post_auth(r);
                 let r = post_max_body(ex, r);
@@ -1482,25 +1485,11 @@ impl Core {
         now: Time,
     ) -> Resp {
         let Some(raw) = raw else {
-            let mut r = Resp::bad_request();
-            r.bare = true;
-            return r;
+            return Resp::unread();
         };
-        // FastAPI: an empty body is `None`; JSON is parsed only for a JSON content type.
-        let body = if raw.is_empty() {
-            J::Null
-        } else if is_json_content_type(ex.head.get("content-type")) {
-            match loads_bytes(raw) {
-                Ok(v) => v,
-                Err(LoadError::Decode { msg, pos }) => {
-                    return Resp::json(422, &error_body(&[json_invalid(msg, pos)]));
-                }
-                Err(LoadError::Other) => {
-                    return Resp::detail(400, "There was an error parsing the body");
-                }
-            }
-        } else {
-            J::Str(String::from_utf8_lossy(raw).into_owned())
+        let body = match read_body(ex, raw) {
+            Ok(body) => body,
+            Err(r) => return r,
         };
         let scope = match token_auth {
             None => None,
@@ -2109,6 +2098,24 @@ fn oauth2_error(status: u16, error: &str, description: &str, scope: Option<&str>
         ),
     );
     r
+}
+
+/// A request body as FastAPI reads it: an empty body is `None`, JSON is parsed only for a
+/// JSON content type (else the text), and JSON that does not parse is its 422 (or 400).
+pub(super) fn read_body(ex: &Exchange, raw: &[u8]) -> Result<J, Resp> {
+    if raw.is_empty() {
+        return Ok(J::Null);
+    }
+    if !is_json_content_type(ex.head.get("content-type")) {
+        return Ok(J::Str(String::from_utf8_lossy(raw).into_owned()));
+    }
+    match loads_bytes(raw) {
+        Ok(v) => Ok(v),
+        Err(LoadError::Decode { msg, pos }) => {
+            Err(Resp::json(422, &error_body(&[json_invalid(msg, pos)])))
+        }
+        Err(LoadError::Other) => Err(Resp::detail(400, "There was an error parsing the body")),
+    }
 }
 
 fn insufficient_scope(scope: &str) -> Resp {

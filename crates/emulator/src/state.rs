@@ -22,7 +22,7 @@ mod persist;
 pub(crate) use crate::webhooks::GrantView;
 pub(crate) use customers::{page_of, CustomerRef, RotateError, KEY_NOT_FOUND};
 pub(crate) use entitlements::GrantFilter;
-use entitlements::{BenefitRec, FlagGrant};
+use entitlements::{field_str, BenefitRec, FlagGrant};
 #[cfg(feature = "billing")]
 pub(crate) use meters::{CustomerMeter, NewEvent, Who};
 
@@ -522,16 +522,7 @@ impl Store {
     /// What a key's webhooks say of it.
     pub(crate) fn grant_view_of(&self, k: &KeyRec) -> Option<GrantView> {
         let member = k.member.as_ref().map(|(id, j)| {
-            let field = |name: &str| match j {
-                J::Obj(items) => items
-                    .iter()
-                    .find(|(n, _)| n == name)
-                    .and_then(|(_, v)| match v {
-                        J::Str(text) => Some(text.clone()),
-                        _ => None,
-                    }),
-                _ => None,
-            };
+            let field = |name: &str| field_str(j, name).map(str::to_string);
             (id.clone(), field("email"), field("external_id"))
         });
         Some(GrantView {
@@ -566,6 +557,19 @@ impl Store {
         self.find_any(key).is_some()
     }
 
+    /// The keys of `organization_id` (the token's), in the order they were made: none unless
+    /// it is one of `organization_ids` when that filter is given.
+    fn keys_in<'a>(
+        &'a self,
+        organization_id: Uuid,
+        organization_ids: &'a [Uuid],
+    ) -> impl Iterator<Item = &'a KeyRec> + 'a {
+        self.keys.iter().filter(move |k| {
+            k.organization_id == organization_id
+                && (organization_ids.is_empty() || organization_ids.contains(&k.organization_id))
+        })
+    }
+
     /// `GET /v1/license-keys/` (docs/polar-api.md §14): `ListResource[LicenseKeyRead]` of the
     /// keys of `organization_id` (the token's) that match the filters (none given: all), in
     /// the order they were made, page `page` (from 1) of `limit` items, each with its full key.
@@ -578,38 +582,16 @@ impl Store {
         version: &str,
     ) -> J {
         let matching: Vec<&KeyRec> = self
-            .keys
-            .iter()
-            .filter(|k| k.organization_id == organization_id)
-            .filter(|k| {
-                filter.organization_ids.is_empty()
-                    || filter.organization_ids.contains(&k.organization_id)
-            })
+            .keys_in(organization_id, &filter.organization_ids)
             .filter(|k| filter.benefit_ids.is_empty() || filter.benefit_ids.contains(&k.benefit_id))
             .filter(|k| {
                 filter.statuses.is_empty() || filter.statuses.iter().any(|s| s == k.status.as_str())
             })
             .collect();
-        let total = matching.len() as u64;
-        let skip =
-            usize::try_from(page.saturating_sub(1).saturating_mul(limit)).unwrap_or(usize::MAX);
-        let take = usize::try_from(limit).unwrap_or(usize::MAX);
         let items = matching
             .iter()
-            .skip(skip)
-            .take(take)
-            .map(|k| J::Obj(render_read(k, extended(version))))
-            .collect();
-        obj(vec![
-            ("items", J::Arr(items)),
-            (
-                "pagination",
-                obj(vec![
-                    ("total_count", J::Int(i128::from(total))),
-                    ("max_page", J::Int(i128::from(total.div_ceil(limit.max(1))))),
-                ]),
-            ),
-        ])
+            .map(|k| J::Obj(render_read(k, extended(version))));
+        page_of(items, page, limit)
     }
 
     /// `GET /v1/license-keys/{id}`: `LicenseKeyWithActivations` of a key of `organization_id`

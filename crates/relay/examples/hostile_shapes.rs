@@ -13,8 +13,13 @@
 //! {"full": false, "body_cap": 65536, "webhook_cap": 1048576,
 //!  "targets": [{"method", "path", "reads_body", "webhook", "shapes": [
 //!     {"name", "pace": "whole" | "unending", "expect": "refused" | "no_fault", "json", "bytes"}],
-//!   "crowds": [{"name", "pace": "whole" | "unending", "connections": [{"from", "bytes"}]}]}]}
+//!   "crowds": [{"name", "pace": "whole" | "unending", "connections": [{"from", "bytes"}]}],
+//!   "genuine_after_forged": null | {"forged": [bytes], "genuine": bytes}}]}
 //! ```
+//!
+//! (`genuine_after_forged`: the testkit's `hostile::genuine_after_forged`, on a route that
+//! verifies signatures: forged deliveries from one address past its failure limit, each to be
+//! refused, then a signed one to be acknowledged.)
 //!
 //! (`crowds`: the testkit's `hostile::crowds`, 8 addresses of 8 connections each, 16 × 16
 //! with `--full`: each connection from `from`, a loopback address, its request held open.)
@@ -174,6 +179,15 @@ fn main() {
                     })
                 })
                 .collect();
+            // A genuine delivery after forged ones (the routes that sign; null elsewhere).
+            let b64 = |b: &[u8]| Base64::encode_to_string(b).unwrap_or_default();
+            let genuine_after_forged =
+                hostile::genuine_after_forged(&t).map(|(forged, genuine)| {
+                    json!({
+                        "forged": forged.iter().map(|b| b64(b)).collect::<Vec<_>>(),
+                        "genuine": b64(&genuine),
+                    })
+                });
             targets.push(json!({
                 "method": method,
                 "path": path,
@@ -181,6 +195,7 @@ fn main() {
                 "webhook": webhook,
                 "shapes": shapes,
                 "crowds": crowds,
+                "genuine_after_forged": genuine_after_forged,
             }));
         }
     }

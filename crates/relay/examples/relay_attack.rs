@@ -48,6 +48,13 @@
 //!   are checked: the flood's answers, the others' answers and latency. `--url BASE`: against
 //!   a relay running elsewhere (under workerd: `scripts/relay-attack-workerd.mjs`).
 //!
+//! - **Connections and deliveries from few addresses** (`office [N]`, `crowd [ADDRESSES]
+//!   [EACH]`, `hooks [FORGED]`, issue #62; [`crowds`]): 40 clients at once from one address on
+//!   an idle relay, 16 addresses × 16 connections held with preflights while another client
+//!   validates, a genuine revocation beside forged deliveries from one address. `--url BASE
+//!   --polar POLAR_URL`: against a relay running elsewhere, the keys added to Polar through the
+//!   emulator's admin routes. Each prints `met` or `MISSED`; a missed target exits 1.
+//!
 //! Run: `cargo run --release -p polar-license-relay --example relay_attack [ARGS]`. It
 //! prints markdown tables. Linux: every 127/8 address is on lo.
 
@@ -72,6 +79,8 @@ mod rig;
 
 #[path = "relay_attack/bodies.rs"]
 mod bodies;
+#[path = "relay_attack/crowds.rs"]
+mod crowds;
 #[path = "relay_attack/door.rs"]
 mod door;
 #[path = "relay_attack/floods.rs"]
@@ -792,6 +801,9 @@ fn main() {
         Some("door") => door::table(&args[1..]),
         Some("store") => floods::store_table(&args[1..]),
         Some("seats") => floods::seats_table(&args[1..]),
+        Some("office") => crowds::office_table(&args[1..]),
+        Some("crowd") => crowds::crowd_table(&args[1..]),
+        Some("hooks") => crowds::hooks_table(&args[1..]),
         _ => match phases::Args::parse(&args) {
             Ok(a) => phases::run(&a),
             Err(e) => {
@@ -799,6 +811,9 @@ fn main() {
                 std::process::exit(2);
             }
         },
+    }
+    if crowds::MISSED.load(Ordering::Relaxed) {
+        std::process::exit(1);
     }
 }
 

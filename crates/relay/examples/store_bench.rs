@@ -20,6 +20,7 @@ use polar_license_emulator::{
 };
 use polar_license_relay::store::{Backend, RedbBackend, StoreOptions};
 use polar_license_relay::{Running, ServeOptions};
+use polar_license_testkit::answers::Rng;
 
 // The relay's tests' rig: the relay and Polar's webhook endpoint set up as they do it.
 #[path = "../tests/rig/mod.rs"]
@@ -34,21 +35,6 @@ const THREADS: usize = 8;
 
 fn agent() -> ureq::Agent {
     rig::agent(Duration::from_secs(10))
-}
-
-/// xorshift64*: the same keys and order in both runs.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
 }
 
 /// Zipf(1.0) over `n` keys: the cumulative weights, for a binary search.
@@ -227,7 +213,8 @@ fn run(mode: &Mode, scale: f64, minutes: f64, keys: usize, dir: &std::path::Path
             );
             std::thread::spawn(move || {
                 let agent = agent();
-                let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (t as u64 + 1));
+                // The same keys and order in both runs.
+                let mut rng = Rng::new(t as u64 + 1);
                 let mut due = Instant::now();
                 while !stop.load(Ordering::Relaxed) {
                     due += per_thread;

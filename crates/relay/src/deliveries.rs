@@ -342,19 +342,13 @@ mod tests {
     use crate::store::{MemoryBackend, StoreOptions};
     use crate::types::{RelayConfig, StoreConfig, WEBHOOK_ROUTE};
     use hmac::{Hmac, Mac};
-    use polar_license::lease::SigningKey;
-    use polar_license::{AccessToken, Server};
     use std::sync::Arc;
 
     const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
     const AT: i64 = 1_790_000_000;
 
     fn relay() -> Relay {
-        let mut config = RelayConfig::new(
-            Server::Custom("http://127.0.0.1:9".into()),
-            AccessToken::new("polar_oat_secret"),
-            SigningKey::generate(Some("k1")).expect("a key"),
-        );
+        let mut config = RelayConfig::for_tests();
         config.store = Some(StoreConfig {
             backend: Arc::new(MemoryBackend::new(100)),
             options: StoreOptions::default(),

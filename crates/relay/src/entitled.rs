@@ -88,6 +88,20 @@ struct Reading {
     dirty: bool,
 }
 
+impl Reading {
+    /// A read of `customer` from its grants' first page.
+    fn of(customer: String) -> Reading {
+        Reading {
+            customer,
+            phase: Phase::Grants(1),
+            grants: Vec::new(),
+            meters: Vec::new(),
+            meters_after: None,
+            dirty: false,
+        }
+    }
+}
+
 #[derive(Default)]
 struct State {
     known: HashMap<String, Known>,
@@ -236,14 +250,7 @@ impl Entitled {
             let Some(customer) = state.wanted.pop_front() else {
                 return Err(Some(IDLE_MS));
             };
-            state.reading = Some(Reading {
-                customer,
-                phase: Phase::Grants(1),
-                grants: Vec::new(),
-                meters: Vec::new(),
-                meters_after: None,
-                dirty: false,
-            });
+            state.reading = Some(Reading::of(customer));
         }
         if breaker_open() {
             return Err(Some(1_000));
@@ -614,14 +621,7 @@ mod tests {
     fn start_read(e: &Entitled) {
         let mut s = e.lock();
         let customer = s.wanted.pop_front().expect("the customer wanted");
-        s.reading = Some(Reading {
-            customer,
-            phase: Phase::Grants(1),
-            grants: Vec::new(),
-            meters: Vec::new(),
-            meters_after: None,
-            dirty: false,
-        });
+        s.reading = Some(Reading::of(customer));
     }
 
     fn page(items: serde_json::Value) -> ReadAnswer {

@@ -281,8 +281,9 @@ impl Ops {
     }
 
     /// `GET /healthz`: 200 with a small JSON body while the relay can answer, 503 when it
-    /// cannot (its store does not read). The body says whether the store is open and how many
-    /// entries it holds, the token budget's state, and with webhooks on how long since the
+    /// cannot (its store does not read). The body says whether the store is open, how many
+    /// entries it holds and the bytes they are counted for against its byte cap (`bytes`,
+    /// `max_bytes`), the token budget's state, and with webhooks on how long since the
     /// last one and whether that is past the silence limit (`"status": "warning"`, still
     /// 200: the relay answers). No key, no token, no customer.
     pub(crate) fn health(
@@ -297,7 +298,13 @@ impl Ops {
             None => (serde_json::Value::Null, serde_json::Value::Null),
             Some(s) => {
                 let store = match s.backend.len() {
-                    Ok(n) => serde_json::json!({"open": true, "entries": n}),
+                    // The bytes its entries are counted for, against the byte cap: what an
+                    // operator (and the attack benchmark, from outside) reads of the cap.
+                    Ok(n) => match s.backend.stored_bytes() {
+                        Some(bytes) => serde_json::json!({"open": true, "entries": n,
+                            "bytes": bytes, "max_bytes": s.options.max_bytes}),
+                        None => serde_json::json!({"open": true, "entries": n}),
+                    },
                     Err(e) => {
                         log::error!("relay: /healthz: {e}");
                         failing = true;

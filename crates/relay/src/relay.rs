@@ -1491,14 +1491,12 @@ mod tests {
     fn relay_over(
         transport: impl Fn(&HttpRequest) -> Result<HttpResponse, TransportError> + Send + Sync + 'static,
     ) -> Relay {
-        let key = SigningKey::generate(Some("k1")).expect("a key");
-        let config = RelayConfig::new(
-            Server::Custom("http://127.0.0.1:9".into()),
-            AccessToken::new("polar_oat_secret"),
-            key,
-        );
-        Relay::with_entropy(config, Box::new(transport), Box::new(|| Some([7; 16])))
-            .expect("a relay")
+        Relay::with_entropy(
+            RelayConfig::for_tests(),
+            Box::new(transport),
+            Box::new(|| Some([7; 16])),
+        )
+        .expect("a relay")
     }
 
     fn validate(body: &str) -> RelayRequest {
@@ -1592,12 +1590,7 @@ mod tests {
                 r#"{"error":"ResourceNotFound","detail":"Not found"}"#,
             ))
         };
-        let key = SigningKey::generate(Some("k1")).expect("a key");
-        let mut config = RelayConfig::new(
-            Server::Custom("http://127.0.0.1:9".into()),
-            AccessToken::new("t"),
-            key,
-        );
+        let mut config = RelayConfig::for_tests();
         config.limits = Limits {
             per_ip,
             per_key,
@@ -1639,126 +1632,121 @@ mod tests {
 
     /// No limit.
     const OFF: Rate = Rate::new(0, 0);
-    /// 429, retry after a second.
-    fn refused() -> (u16, Option<String>) {
-        (429, Some("1".into()))
+
+    /// One case of the rate limits: a relay limited `per_ip` and `per_key` (the client named
+    /// by `ip_header` when given), asked `reqs` (each at its clock in ms), answers `statuses`
+    /// (every 429 with `retry-after: 1`, nothing else with one) and makes `calls` calls.
+    struct LimitCase {
+        what: &'static str,
+        per_ip: Rate,
+        per_key: Rate,
+        ip_header: Option<&'static str>,
+        reqs: Vec<(RelayRequest, u64)>,
+        statuses: Vec<u16>,
+        calls: u32,
     }
 
     #[test]
-    fn the_per_ip_bucket_at_a_fixed_clock() {
+    fn the_rate_limits_at_a_fixed_clock() {
         let a = |key: &str| for_key(key, "192.0.2.1");
-        let (got, calls) = limited(
-            Rate::new(1, 2),
-            OFF,
-            None,
-            &[
-                (a("K1"), 0),
-                (a("K2"), 0),
-                (a("K3"), 0),
-                (for_key("K3", "192.0.2.2"), 0),
-                (a("K3"), 999),
-                (a("K3"), 1000),
-            ],
-        );
-        let none = |s: u16| (s, None);
-        assert_eq!(
-            got,
-            vec![
-                none(404),
-                none(404),
-                refused(),
-                none(404),
-                refused(),
-                none(404)
-            ]
-        );
-        assert_eq!(calls, 4);
-    }
-
-    #[test]
-    fn an_ipv6_client_is_one_bucket_across_its_64() {
-        let (got, calls) = limited(
-            Rate::new(1, 2),
-            OFF,
-            None,
-            &[
-                (for_key("K1", "2001:db8:1:2::1"), 0),
-                (for_key("K2", "2001:db8:1:2:aaaa::7"), 0),
-                // A new address of the same /64: the same bucket.
-                (for_key("K3", "2001:db8:1:2:ffff:1:2:3"), 0),
-                // Another /64: its own.
-                (for_key("K4", "2001:db8:1:3::1"), 0),
-            ],
-        );
-        let statuses: Vec<u16> = got.iter().map(|(s, _)| *s).collect();
-        assert_eq!(statuses, vec![404, 404, 429, 404]);
-        assert_eq!(calls, 3);
-    }
-
-    #[test]
-    fn the_per_key_bucket_at_a_fixed_clock() {
-        let (got, calls) = limited(
-            OFF,
-            Rate::new(2, 1),
-            None,
-            &[
-                (for_key("K1", "192.0.2.1"), 0),
-                (for_key("K1", "192.0.2.2"), 100),
-                (for_key("K2", "192.0.2.2"), 100),
-                (for_key("K1", "192.0.2.3"), 500),
-            ],
-        );
-        assert_eq!(got, vec![(404, None), refused(), (404, None), (404, None)]);
-        assert_eq!(calls, 3);
-    }
-
-    #[test]
-    fn behind_a_proxy_its_own_entry_names_the_client() {
-        let (got, calls) = limited(
-            Rate::new(1, 1),
-            OFF,
-            Some("x-forwarded-for"),
-            &[
-                (via("6.6.6.6, 198.51.100.7"), 0),
-                // The client's own entries change nothing: the proxy's (the last) is the same.
-                (via("7.7.7.7, 198.51.100.7"), 0),
-                (via("198.51.100.8"), 0),
-                // No header: the socket peer (the proxy itself).
-                (for_key("K1", "10.0.0.254"), 0),
-            ],
-        );
-        assert_eq!(got, vec![(404, None), refused(), (404, None), (404, None)]);
-        assert_eq!(calls, 3);
-    }
-
-    /// A proxy header's `IP:port` is the IP's bucket whatever the port (a client writing a
-    /// new port each time gets no new bucket), and a value that is no address is the proxy's
-    /// own bucket (the socket peer), never a fresh one.
-    #[test]
-    fn behind_a_proxy_a_port_or_garbage_is_no_new_identity() {
-        let (got, calls) = limited(
-            Rate::new(1, 2),
-            OFF,
-            Some("x-forwarded-for"),
-            &[
-                (via("198.51.100.7:1001"), 0),
-                (via("198.51.100.7:1002"), 0),
-                (via("6.6.6.6, 198.51.100.7:1003"), 0),
-                (via("[2001:db8::1]:4711"), 0),
-                (via("[2001:db8::2]:4712"), 0),
-                (via("[2001:db8::3]:4713"), 0),
-                (via("garbage-1"), 0),
-                (via("198.51.100.7:port"), 0),
-                (via("unknown"), 0),
-                (for_key("K1", "10.0.0.254"), 0),
-            ],
-        );
-        let statuses: Vec<u16> = got.iter().map(|(s, _)| *s).collect();
-        assert_eq!(
-            statuses,
-            vec![404, 404, 429, 404, 404, 429, 404, 404, 429, 429]
-        );
-        assert_eq!(calls, 6);
+        let cases = [
+            LimitCase {
+                what: "the per-IP bucket",
+                per_ip: Rate::new(1, 2),
+                per_key: OFF,
+                ip_header: None,
+                reqs: vec![
+                    (a("K1"), 0),
+                    (a("K2"), 0),
+                    (a("K3"), 0),
+                    (for_key("K3", "192.0.2.2"), 0),
+                    (a("K3"), 999),
+                    (a("K3"), 1000),
+                ],
+                statuses: vec![404, 404, 429, 404, 429, 404],
+                calls: 4,
+            },
+            LimitCase {
+                what: "an IPv6 client is one bucket across its /64",
+                per_ip: Rate::new(1, 2),
+                per_key: OFF,
+                ip_header: None,
+                reqs: vec![
+                    (for_key("K1", "2001:db8:1:2::1"), 0),
+                    (for_key("K2", "2001:db8:1:2:aaaa::7"), 0),
+                    // A new address of the same /64: the same bucket.
+                    (for_key("K3", "2001:db8:1:2:ffff:1:2:3"), 0),
+                    // Another /64: its own.
+                    (for_key("K4", "2001:db8:1:3::1"), 0),
+                ],
+                statuses: vec![404, 404, 429, 404],
+                calls: 3,
+            },
+            LimitCase {
+                what: "the per-key bucket",
+                per_ip: OFF,
+                per_key: Rate::new(2, 1),
+                ip_header: None,
+                reqs: vec![
+                    (for_key("K1", "192.0.2.1"), 0),
+                    (for_key("K1", "192.0.2.2"), 100),
+                    (for_key("K2", "192.0.2.2"), 100),
+                    (for_key("K1", "192.0.2.3"), 500),
+                ],
+                statuses: vec![404, 429, 404, 404],
+                calls: 3,
+            },
+            LimitCase {
+                what: "behind a proxy, its own entry names the client",
+                per_ip: Rate::new(1, 1),
+                per_key: OFF,
+                ip_header: Some("x-forwarded-for"),
+                reqs: vec![
+                    (via("6.6.6.6, 198.51.100.7"), 0),
+                    // The client's own entries change nothing: the proxy's (the last) is the
+                    // same.
+                    (via("7.7.7.7, 198.51.100.7"), 0),
+                    (via("198.51.100.8"), 0),
+                    // No header: the socket peer (the proxy itself).
+                    (for_key("K1", "10.0.0.254"), 0),
+                ],
+                statuses: vec![404, 429, 404, 404],
+                calls: 3,
+            },
+            // A proxy header's `IP:port` is the IP's bucket whatever the port (a client
+            // writing a new port each time gets no new bucket), and a value that is no address
+            // is the proxy's own bucket (the socket peer), never a fresh one.
+            LimitCase {
+                what: "behind a proxy, a port or garbage is no new identity",
+                per_ip: Rate::new(1, 2),
+                per_key: OFF,
+                ip_header: Some("x-forwarded-for"),
+                reqs: vec![
+                    (via("198.51.100.7:1001"), 0),
+                    (via("198.51.100.7:1002"), 0),
+                    (via("6.6.6.6, 198.51.100.7:1003"), 0),
+                    (via("[2001:db8::1]:4711"), 0),
+                    (via("[2001:db8::2]:4712"), 0),
+                    (via("[2001:db8::3]:4713"), 0),
+                    (via("garbage-1"), 0),
+                    (via("198.51.100.7:port"), 0),
+                    (via("unknown"), 0),
+                    (for_key("K1", "10.0.0.254"), 0),
+                ],
+                statuses: vec![404, 404, 429, 404, 404, 429, 404, 404, 429, 429],
+                calls: 6,
+            },
+        ];
+        for case in cases {
+            let (got, calls) = limited(case.per_ip, case.per_key, case.ip_header, &case.reqs);
+            let want: Vec<(u16, Option<String>)> = case
+                .statuses
+                .iter()
+                .map(|&s| (s, (s == 429).then(|| "1".to_string())))
+                .collect();
+            assert_eq!(got, want, "{}", case.what);
+            assert_eq!(calls, case.calls, "{}", case.what);
+        }
     }
 
     /// `cors_origins`: an allowed page gets its origin back (and `vary: origin`), any other
@@ -1785,12 +1773,7 @@ mod tests {
             assert_eq!(r.header("vary"), None);
         }
 
-        let key = SigningKey::generate(Some("k1")).expect("a key");
-        let mut config = RelayConfig::new(
-            Server::Custom("http://127.0.0.1:9".into()),
-            AccessToken::new("polar_oat_secret"),
-            key,
-        );
+        let mut config = RelayConfig::for_tests();
         config.cors_origins = Some(vec![
             "https://app.example.com".into(),
             "http://localhost:5173".into(),
@@ -1836,11 +1819,7 @@ mod tests {
             vec!["https://app.example.com/path".to_string()],
             vec!["*".to_string()],
         ] {
-            let mut config = RelayConfig::new(
-                Server::Custom("http://127.0.0.1:9".into()),
-                AccessToken::new("t"),
-                SigningKey::generate(Some("k1")).expect("a key"),
-            );
+            let mut config = RelayConfig::for_tests();
             config.cors_origins = Some(bad.clone());
             let transport = |_: &HttpRequest| Ok(HttpResponse::new(500, ""));
             let refused = Relay::with_entropy(config, Box::new(transport), Box::new(|| None));

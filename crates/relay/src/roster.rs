@@ -961,16 +961,7 @@ pub(crate) mod tests {
         backend: std::sync::Arc<dyn crate::store::Backend>,
         options: crate::store::StoreOptions,
     ) -> Relay {
-        let mut config = crate::types::RelayConfig::new(
-            polar_license::proto::Server::Custom("http://127.0.0.1:9".into()),
-            polar_license::AccessToken::new("t"),
-            polar_license::lease::SigningKey::generate(Some("k1")).expect("a key"),
-        );
-        config.store = Some(crate::types::StoreConfig {
-            backend,
-            options,
-            webhook_secret: None,
-        });
+        let config = crate::types::RelayConfig::stored_for_tests(backend, options);
         let never = |_: &polar_license::proto::HttpRequest| -> Result<
             polar_license::proto::HttpResponse,
             polar_license::TransportError,
@@ -1116,7 +1107,7 @@ pub(crate) mod tests {
         assert!(first
             .headers
             .iter()
-            .any(|(n, v)| *n == "authorization" && v == "Bearer t"));
+            .any(|(n, v)| *n == "authorization" && v == "Bearer polar_oat_secret"));
         roster_answered(&r.reads(), first, page(&["K-1"], 3), at(10));
         assert!(!s.roster.first_seen(&Key::new("K-1".to_string())));
         assert!(s.roster.first_seen(&Key::new("K-2".to_string())));

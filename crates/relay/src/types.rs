@@ -902,6 +902,34 @@ pub(crate) struct Holder {
 }
 
 #[cfg(test)]
+impl RelayConfig {
+    /// A unit test's relay: Polar on a closed local port, the token `polar_oat_secret`, a new
+    /// signing key `k1`.
+    #[allow(clippy::expect_used)]
+    pub(crate) fn for_tests() -> RelayConfig {
+        RelayConfig::new(
+            polar_license::proto::Server::Custom("http://127.0.0.1:9".into()),
+            AccessToken::new("polar_oat_secret"),
+            SigningKey::generate(Some("k1")).expect("a key"),
+        )
+    }
+
+    /// [`RelayConfig::for_tests`] with a store over `backend` (no webhook secret).
+    pub(crate) fn stored_for_tests(
+        backend: Arc<dyn Backend>,
+        options: StoreOptions,
+    ) -> RelayConfig {
+        let mut config = RelayConfig::for_tests();
+        config.store = Some(StoreConfig {
+            backend,
+            options,
+            webhook_secret: None,
+        });
+        config
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

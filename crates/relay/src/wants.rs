@@ -108,9 +108,7 @@ mod tests {
     use crate::flow::Asks;
     use crate::relay::Relay;
     use crate::store::{EntryId, Keeper, MemoryBackend, StoreOptions};
-    use crate::types::{RelayConfig, StoreConfig};
-    use polar_license::lease::SigningKey;
-    use polar_license::{AccessToken, Server};
+    use crate::types::RelayConfig;
     use std::sync::{Arc, Mutex};
 
     /// A store in memory that records the entries the relay reads.
@@ -132,16 +130,7 @@ mod tests {
     #[test]
     fn what_a_validate_wants_is_the_entry_the_relay_reads() {
         let backend = Arc::new(Recording::default());
-        let mut config = RelayConfig::new(
-            Server::Custom("http://127.0.0.1:9".into()),
-            AccessToken::new("polar_oat_secret"),
-            SigningKey::generate(Some("k1")).expect("a key"),
-        );
-        config.store = Some(StoreConfig {
-            backend: backend.clone(),
-            options: StoreOptions::default(),
-            webhook_secret: None,
-        });
+        let config = RelayConfig::stored_for_tests(backend.clone(), StoreOptions::default());
         let relay = Relay::new(
             config,
             Box::new(|_: &polar_license::HttpRequest| unreachable!("begin never calls Polar")),

@@ -264,6 +264,41 @@ fn every_route_under_a_crowd_of_addresses_leaves_a_connection_for_another_client
     );
 }
 
+/// A genuine delivery after forged ones as a row of the table (issue #62 item 4): every
+/// route of the list that verifies signatures (the webhook route), the testkit's row
+/// (`hostile::genuine_after_forged`): more forged deliveries from one address than its
+/// failure limit (10 a minute), each refused, then Polar's signed one from the same address is
+/// acknowledged. Before issue #62 it got 429 (a revocation never heard).
+#[test]
+fn every_signing_route_hears_a_genuine_delivery_after_forged_ones() {
+    let polar = rig::emulator();
+    let relay = start(&polar);
+    let mut rows = 0;
+    for t in targets(&relay, false) {
+        let Some((forged, genuine)) = hostile::genuine_after_forged(&t) else {
+            continue;
+        };
+        let status = |bytes: &[u8]| match hostile::exchange(t.addr, bytes, BOUND).0 {
+            hostile::Outcome::Answered { status, .. } => status,
+            other => panic!("{t:?}: {other:?}"),
+        };
+        let refused: Vec<u16> = forged.iter().map(|b| status(b)).collect();
+        assert!(
+            refused.iter().all(|s| (400..500).contains(s)),
+            "{t:?}: the forged ones {refused:?}"
+        );
+        let heard = status(&genuine);
+        assert!(
+            (200..300).contains(&heard),
+            "{t:?}: the genuine delivery after {} forged ones ({refused:?}): {heard}",
+            forged.len()
+        );
+        rows += 1;
+    }
+    assert_eq!(rows, 1, "the webhook route, the one that signs");
+    still_serves(&relay, "the genuine delivery");
+}
+
 #[test]
 fn every_route_in_the_code_is_in_the_list() {
     let paths = hostile::code_paths(env!("CARGO_MANIFEST_DIR"));

@@ -20,6 +20,17 @@ pub struct VErr {
 }
 
 impl VErr {
+    /// An entry of `typ` at `loc`.
+    pub fn new(typ: &'static str, loc: Vec<J>, msg: &str, input: &J, ctx: Option<J>) -> VErr {
+        VErr {
+            typ,
+            loc,
+            msg: msg.to_string(),
+            input: input.clone(),
+            ctx,
+        }
+    }
+
     pub fn to_j(&self) -> J {
         let mut items = vec![
             ("type", s(self.typ)),
@@ -46,16 +57,6 @@ fn loc(parts: &[&str]) -> Vec<J> {
     parts.iter().map(|p| s(p)).collect()
 }
 
-fn err(typ: &'static str, loc: Vec<J>, msg: &str, input: &J, ctx: Option<J>) -> VErr {
-    VErr {
-        typ,
-        loc,
-        msg: msg.to_string(),
-        input: input.clone(),
-        ctx,
-    }
-}
-
 /// The json_invalid entry FastAPI builds from a `JSONDecodeError`.
 pub fn json_invalid(msg: &str, pos: usize) -> VErr {
     VErr {
@@ -69,12 +70,12 @@ pub fn json_invalid(msg: &str, pos: usize) -> VErr {
 
 /// The body is absent (`Content-Length: 0`) or JSON `null`.
 pub fn body_missing() -> VErr {
-    err("missing", loc(&["body"]), "Field required", &J::Null, None)
+    VErr::new("missing", loc(&["body"]), "Field required", &J::Null, None)
 }
 
 /// The body is not an object (or not JSON at all, for a non-JSON content type).
 pub fn body_not_object(input: &J) -> VErr {
-    err(
+    VErr::new(
         "model_attributes_type",
         loc(&["body"]),
         "Input should be a valid dictionary or object to extract fields from",
@@ -86,7 +87,7 @@ pub fn body_not_object(input: &J) -> VErr {
 const NUL_MSG: &str = "Value error, This value contains invalid characters";
 
 fn nul_error(field: &str, input: &J) -> VErr {
-    err(
+    VErr::new(
         "value_error",
         loc(&["body", field]),
         NUL_MSG,
@@ -120,7 +121,7 @@ impl<'a> Body<'a> {
 
     fn missing(&mut self, name: &str) {
         let whole = self.whole.clone();
-        self.errors.push(err(
+        self.errors.push(VErr::new(
             "missing",
             loc(&["body", name]),
             "Field required",
@@ -145,7 +146,7 @@ impl<'a> Body<'a> {
                 }
             }
             Some(other) => {
-                self.errors.push(err(
+                self.errors.push(VErr::new(
                     "string_type",
                     loc(&["body", name]),
                     "Input should be a valid string",
@@ -171,7 +172,7 @@ impl<'a> Body<'a> {
         let text = match value {
             J::Str(text) => text,
             other => {
-                self.errors.push(err(
+                self.errors.push(VErr::new(
                     "uuid_type",
                     loc(&["body", name]),
                     "UUID input should be a string, bytes or UUID object",
@@ -182,7 +183,7 @@ impl<'a> Body<'a> {
             }
         };
         if let Some(problem) = uuid_error(text) {
-            self.errors.push(err(
+            self.errors.push(VErr::new(
                 "uuid_parsing",
                 loc(&["body", name]),
                 &format!("Input should be a valid UUID, {problem}"),
@@ -193,7 +194,7 @@ impl<'a> Body<'a> {
         }
         let id = Uuid::parse_str(text).map_err(|_| ())?;
         if id.get_version_num() != 4 || id.get_variant() != uuid::Variant::RFC4122 {
-            self.errors.push(err(
+            self.errors.push(VErr::new(
                 "uuid_version",
                 loc(&["body", name]),
                 "UUID version 4 expected",
@@ -215,12 +216,12 @@ impl<'a> Body<'a> {
         let parsed = match lax_int(value) {
             Ok(v) => v,
             Err((typ, msg)) => {
-                self.errors.push(err(typ, place, msg, value, None));
+                self.errors.push(VErr::new(typ, place, msg, value, None));
                 return Err(());
             }
         };
         if parsed < 0 {
-            self.errors.push(err(
+            self.errors.push(VErr::new(
                 "greater_than_equal",
                 place,
                 "Input should be greater than or equal to 0",
@@ -241,7 +242,7 @@ impl<'a> Body<'a> {
         let items = match value {
             J::Obj(items) => items,
             other => {
-                self.errors.push(err(
+                self.errors.push(VErr::new(
                     "dict_type",
                     loc(&["body", name]),
                     "Input should be a valid dictionary",
@@ -259,7 +260,7 @@ impl<'a> Body<'a> {
             let mut ok = true;
             if key_len < 1 {
                 ok = false;
-                errors.push(err(
+                errors.push(VErr::new(
                     "string_too_short",
                     key_loc(),
                     "String should have at least 1 character",
@@ -268,7 +269,7 @@ impl<'a> Body<'a> {
                 ));
             } else if key_len > 40 {
                 ok = false;
-                errors.push(err(
+                errors.push(VErr::new(
                     "string_too_long",
                     key_loc(),
                     "String should have at most 40 characters",
@@ -284,7 +285,7 @@ impl<'a> Body<'a> {
                 }
                 Err(member_errors) => {
                     for (tag, typ, msg, ctx) in member_errors {
-                        errors.push(err(
+                        errors.push(VErr::new(
                             typ,
                             vec![s("body"), s(name), J::Str(key.clone()), s(tag)],
                             msg,
@@ -300,7 +301,7 @@ impl<'a> Body<'a> {
             return None;
         }
         if out.len() > 50 {
-            self.errors.push(err(
+            self.errors.push(VErr::new(
                 "too_long",
                 loc(&["body", name]),
                 &format!(
@@ -626,14 +627,14 @@ pub fn query_positive_int(name: &str, value: &str) -> Result<u64, Box<VErr>> {
         .ok()
         .filter(|_| !trimmed.is_empty());
     match parsed {
-        None => Err(Box::new(err(
+        None => Err(Box::new(VErr::new(
             "int_parsing",
             loc(&["query", name]),
             "Input should be a valid integer, unable to parse string as an integer",
             &input,
             None,
         ))),
-        Some(n) if n <= 0 => Err(Box::new(err(
+        Some(n) if n <= 0 => Err(Box::new(VErr::new(
             "greater_than",
             loc(&["query", name]),
             "Input should be greater than 0",
@@ -650,7 +651,7 @@ pub fn query_status_error(value: &str) -> Option<VErr> {
         return None;
     }
     let expected = "'granted', 'revoked' or 'disabled'";
-    Some(err(
+    Some(VErr::new(
         "enum",
         loc(&["query", "status"]),
         &format!("Input should be {expected}"),
@@ -662,7 +663,7 @@ pub fn query_status_error(value: &str) -> Option<VErr> {
 fn uuid_error_at(place: &str, name: &str, value: &str) -> Option<VErr> {
     let input = J::Str(value.to_string());
     if let Some(problem) = uuid_error(value) {
-        return Some(err(
+        return Some(VErr::new(
             "uuid_parsing",
             loc(&[place, name]),
             &format!("Input should be a valid UUID, {problem}"),
@@ -672,7 +673,7 @@ fn uuid_error_at(place: &str, name: &str, value: &str) -> Option<VErr> {
     }
     match Uuid::parse_str(value) {
         Ok(id) if id.get_version_num() != 4 || id.get_variant() != uuid::Variant::RFC4122 => {
-            Some(err(
+            Some(VErr::new(
                 "uuid_version",
                 loc(&[place, name]),
                 "UUID version 4 expected",

@@ -391,6 +391,37 @@ pub fn shapes(t: &Target, cap: usize, full: bool) -> Vec<Shape> {
     out
 }
 
+/// Forged deliveries sent one after another from one address before a genuine one.
+pub const FORGED_BEFORE_GENUINE: usize = 12;
+
+/// A delivery whose signature verifies after its address's forged ones (issue #62 item 4:
+/// behind a proxy whose client header is not configured, 10 forged deliveries a minute made the
+/// relay answer Polar's genuine ones 429): for a target that signs (`t.sign`, the webhook
+/// route), [`FORGED_BEFORE_GENUINE`] forged deliveries (refused, each a 4xx), then Polar's
+/// signed one (acknowledged, a 2xx: it names no key), all from one address (`cf-connecting-ip`,
+/// where Workers read it; the native relay reads each socket's own, all from this process).
+/// `None` for a target that does not sign.
+pub fn genuine_after_forged(t: &Target) -> Option<(Vec<Vec<u8>>, Vec<u8>)> {
+    let sign = t.sign.as_ref()?;
+    let body = br#"{"type":"benefit_grant.updated","timestamp":"2026-01-01T00:00:00Z","data":{"id":"g","customer_id":"c"}}"#;
+    let request = |signature: Vec<(String, String)>| {
+        let mut extra = vec![
+            ("content-type".to_string(), "application/json".to_string()),
+            ("content-length".to_string(), body.len().to_string()),
+            ("cf-connecting-ip".to_string(), "198.51.100.62".to_string()),
+        ];
+        extra.extend(signature);
+        let mut bytes = head(t, &t.method, &t.path, &extra);
+        bytes.extend(b"\r\n");
+        bytes.extend(body);
+        bytes
+    };
+    let forged = (0..FORGED_BEFORE_GENUINE)
+        .map(|_| request(sign(b"{\"another\":\"body\"}")))
+        .collect();
+    Some((forged, request(sign(body))))
+}
+
 /// Many connections at once to one route, from many addresses (issue #62 item 4): each
 /// connection's request sent and the connection held open, while another client (an address
 /// holding none) must be served; then all let go.

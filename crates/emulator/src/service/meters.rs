@@ -18,16 +18,16 @@ use uuid::Uuid;
 
 use super::portal::{method_not_allowed, query_pairs};
 use super::{
-    insufficient_scope, unauthorized, Auth, Core, Exchange, Resp, Step, Time, MAX_PAGE_LIMIT,
+    insufficient_scope, read_body, unauthorized, Auth, Core, Exchange, Resp, Step, Time,
+    MAX_PAGE_LIMIT,
 };
-use crate::json::{loads_bytes, obj, s, LoadError, J};
+use crate::json::{obj, s, J};
 use crate::state::{page_of, CustomerMeter, NewEvent, Who};
 use crate::util::parse_ts;
 use crate::validate::{
-    body_missing, body_not_object, error_body, json_invalid, path_uuid_error, query_positive_int,
+    body_missing, body_not_object, error_body, path_uuid_error, query_positive_int,
     query_uuid_error, uuid_error, VErr,
 };
-use polar_license_rules::is_json_content_type;
 
 /// The ingest route.
 pub(super) const INGEST_PATH: &str = "/v1/events/ingest";
@@ -39,16 +39,6 @@ pub(super) const PORTAL_METERS: &str = "/v1/customer-portal/meters/";
 const MAX_NAME: usize = 128;
 /// The two members of Polar's `EventCreate` union, in its order.
 const MEMBERS: [&str; 2] = ["EventCreateCustomer", "EventCreateExternalCustomer"];
-
-fn entry(typ: &'static str, loc: Vec<J>, msg: &str, input: &J, ctx: Option<J>) -> VErr {
-    VErr {
-        typ,
-        loc,
-        msg: msg.to_string(),
-        input: input.clone(),
-        ctx,
-    }
-}
 
 fn event_loc(index: usize, rest: &[&str]) -> Vec<J> {
     let mut loc = vec![s("body"), s("events"), J::Int(index as i128)];
@@ -62,7 +52,7 @@ fn field<'a>(items: &'a [(String, J)], name: &str) -> Option<&'a J> {
 
 /// The service's one 422 entry (`PolarRequestValidationError`).
 fn service_error(typ: &'static str, index: usize, name: &str, msg: &str, input: &J) -> Resp {
-    let e = entry(typ, event_loc(index, &[name]), msg, input, None);
+    let e = VErr::new(typ, event_loc(index, &[name]), msg, input, None);
     Resp::json(
         422,
         &obj(vec![
@@ -85,7 +75,7 @@ fn member_errors(
     if let Some(ts) = field(items, "timestamp") {
         match ts {
             J::Str(text) => match parse_ts(text) {
-                Ok(t) if t > now => errors.push(entry(
+                Ok(t) if t > now => errors.push(VErr::new(
                     "value_error",
                     at("timestamp"),
                     "Value error, Timestamp must be in the past.",
@@ -94,14 +84,14 @@ fn member_errors(
                 )),
                 Ok(_) => {}
                 // A date-time without an offset parses as a naive one in pydantic.
-                Err(_) if naive_datetime(text) => errors.push(entry(
+                Err(_) if naive_datetime(text) => errors.push(VErr::new(
                     "timezone_aware",
                     at("timestamp"),
                     "Input should have timezone info",
                     ts,
                     None,
                 )),
-                Err(_) => errors.push(entry(
+                Err(_) => errors.push(VErr::new(
                     "datetime_parsing",
                     at("timestamp"),
                     "Input should be a valid datetime",
@@ -109,7 +99,7 @@ fn member_errors(
                     None,
                 )),
             },
-            _ => errors.push(entry(
+            _ => errors.push(VErr::new(
                 "datetime_type",
                 at("timestamp"),
                 "Input should be a valid datetime",
@@ -119,8 +109,14 @@ fn member_errors(
         }
     }
     match field(items, "name") {
-        None => errors.push(entry("missing", at("name"), "Field required", event, None)),
-        Some(J::Str(text)) if text.chars().count() > MAX_NAME => errors.push(entry(
+        None => errors.push(VErr::new(
+            "missing",
+            at("name"),
+            "Field required",
+            event,
+            None,
+        )),
+        Some(J::Str(text)) if text.chars().count() > MAX_NAME => errors.push(VErr::new(
             "string_too_long",
             at("name"),
             "String should have at most 128 characters",
@@ -128,7 +124,7 @@ fn member_errors(
             Some(obj(vec![("max_length", J::Int(MAX_NAME as i128))])),
         )),
         Some(J::Str(_)) => {}
-        Some(other) => errors.push(entry(
+        Some(other) => errors.push(VErr::new(
             "string_type",
             at("name"),
             "Input should be a valid string",
@@ -138,7 +134,7 @@ fn member_errors(
     }
     match field(items, "metadata") {
         None | Some(J::Obj(_)) => {}
-        Some(other) => errors.push(entry(
+        Some(other) => errors.push(VErr::new(
             "dict_type",
             at("metadata"),
             "Input should be a valid dictionary",
@@ -148,7 +144,7 @@ fn member_errors(
     }
     if member == MEMBERS[0] {
         match field(items, "customer_id") {
-            None => errors.push(entry(
+            None => errors.push(VErr::new(
                 "missing",
                 at("customer_id"),
                 "Field required",
@@ -157,7 +153,7 @@ fn member_errors(
             )),
             Some(J::Str(text)) => {
                 if let Some(problem) = uuid_error(text) {
-                    errors.push(entry(
+                    errors.push(VErr::new(
                         "uuid_parsing",
                         at("customer_id"),
                         &format!("Input should be a valid UUID, {problem}"),
@@ -166,7 +162,7 @@ fn member_errors(
                     ));
                 }
             }
-            Some(other) => errors.push(entry(
+            Some(other) => errors.push(VErr::new(
                 "uuid_type",
                 at("customer_id"),
                 "UUID input should be a string, bytes or UUID object",
@@ -176,7 +172,7 @@ fn member_errors(
         }
     } else {
         match field(items, "external_customer_id") {
-            None => errors.push(entry(
+            None => errors.push(VErr::new(
                 "missing",
                 at("external_customer_id"),
                 "Field required",
@@ -184,7 +180,7 @@ fn member_errors(
                 None,
             )),
             Some(J::Str(_)) => {}
-            Some(other) => errors.push(entry(
+            Some(other) => errors.push(VErr::new(
                 "string_type",
                 at("external_customer_id"),
                 "Input should be a valid string",
@@ -207,7 +203,7 @@ fn event_errors(index: usize, event: &J, now: OffsetDateTime) -> Vec<VErr> {
         return MEMBERS
             .iter()
             .map(|m| {
-                entry(
+                VErr::new(
                     "model_attributes_type",
                     event_loc(index, &[m]),
                     "Input should be a valid dictionary or object to extract fields from",
@@ -259,20 +255,9 @@ impl Core {
 
     /// `POST /v1/events/ingest` with its body.
     pub(super) fn ingest(&mut self, ex: &Exchange, auth: &Auth, raw: &[u8], now: Time) -> Resp {
-        let body = if raw.is_empty() {
-            J::Null
-        } else if is_json_content_type(ex.head.get("content-type")) {
-            match loads_bytes(raw) {
-                Ok(v) => v,
-                Err(LoadError::Decode { msg, pos }) => {
-                    return Resp::json(422, &error_body(&[json_invalid(msg, pos)]));
-                }
-                Err(LoadError::Other) => {
-                    return Resp::detail(400, "There was an error parsing the body");
-                }
-            }
-        } else {
-            J::Str(String::from_utf8_lossy(raw).into_owned())
+        let body = match read_body(ex, raw) {
+            Ok(body) => body,
+            Err(r) => return r,
         };
         let organization_id = match auth {
             Auth::Anonymous => return unauthorized(),
@@ -291,7 +276,7 @@ impl Core {
         let events = match field(items, "events") {
             Some(J::Arr(events)) => events,
             None => {
-                let e = entry(
+                let e = VErr::new(
                     "missing",
                     vec![s("body"), s("events")],
                     "Field required",
@@ -301,7 +286,7 @@ impl Core {
                 return Resp::json(422, &error_body(&[e]));
             }
             Some(other) => {
-                let e = entry(
+                let e = VErr::new(
                     "list_type",
                     vec![s("body"), s("events")],
                     "Input should be a valid list",
@@ -437,10 +422,7 @@ impl Core {
             .filter(|cm| query.keeps(cm))
             .collect();
         query.sort(&mut picked);
-        let items = picked
-            .iter()
-            .map(|cm| self.store.render_org_meter(cm))
-            .collect();
+        let items = picked.iter().map(|cm| self.store.render_org_meter(cm));
         Resp::json(200, &page_of(items, query.page, query.limit))
     }
 
@@ -461,7 +443,7 @@ impl Core {
         };
         let mut picked: Vec<CustomerMeter> = all.into_iter().filter(|cm| query.keeps(cm)).collect();
         query.sort(&mut picked);
-        let items = picked.iter().map(CustomerMeter::render_portal).collect();
+        let items = picked.iter().map(CustomerMeter::render_portal);
         Resp::json(200, &page_of(items, query.page, query.limit))
     }
 
@@ -560,7 +542,7 @@ impl MeterQuery {
         }
         errors.extend(page_errors);
         if let Some(value) = bad_sorting {
-            errors.push(entry(
+            errors.push(VErr::new(
                 "value_error",
                 vec![s("query"), s("sorting")],
                 "Invalid sorting criterion.",

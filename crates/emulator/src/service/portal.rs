@@ -4,6 +4,7 @@
 
 use uuid::Uuid;
 
+use super::sessions::SessionAuth;
 use super::{
     insufficient_scope, route_of, unauthorized, Auth, Core, Exchange, Resp, Step, Time,
     MAX_PAGE_LIMIT,
@@ -122,14 +123,9 @@ impl Core {
     /// `GET /v1/customer-portal/license-keys/{id}`: the key with its live activations when its
     /// benefit has `enable_customer_admin`, else `"activations": []`.
     fn portal_get(&self, ex: &Exchange, id: &str) -> Resp {
-        let Some(session) = ex.session else {
-            return unauthorized();
-        };
-        if let Some(e) = path_uuid_error("id", id) {
-            return Resp::json(422, &error_body(&[e]));
-        }
-        let Ok(id) = Uuid::parse_str(id) else {
-            return not_found();
+        let (session, id) = match session_and_key(ex, id) {
+            Ok(found) => found,
+            Err(r) => return r,
         };
         let Some(benefit) =
             self.store
@@ -153,14 +149,9 @@ impl Core {
     /// `POST /v1/customer-portal/license-keys/{id}/rotate`: a new key string, everything else
     /// kept; the old string is "Not found" at once.
     fn portal_rotate(&mut self, ex: &Exchange, id: &str, now: Time) -> Resp {
-        let Some(session) = ex.session else {
-            return unauthorized();
-        };
-        if let Some(e) = path_uuid_error("id", id) {
-            return Resp::json(422, &error_body(&[e]));
-        }
-        let Ok(id) = Uuid::parse_str(id) else {
-            return not_found();
+        let (session, id) = match session_and_key(ex, id) {
+            Ok(found) => found,
+            Err(r) => return r,
         };
         let key = match self
             .store
@@ -222,4 +213,19 @@ impl Core {
             None => not_found(),
         }
     }
+}
+
+/// A portal key route's customer session and `{id}`: 401 without a session, the 422 of an
+/// id that is no UUID, or "Not found".
+fn session_and_key(ex: &Exchange, id: &str) -> Result<(SessionAuth, Uuid), Resp> {
+    let Some(session) = ex.session else {
+        return Err(unauthorized());
+    };
+    if let Some(e) = path_uuid_error("id", id) {
+        return Err(Resp::json(422, &error_body(&[e])));
+    }
+    let Ok(id) = Uuid::parse_str(id) else {
+        return Err(not_found());
+    };
+    Ok((session, id))
 }

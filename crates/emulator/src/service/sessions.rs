@@ -13,14 +13,13 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{insufficient_scope, unauthorized, Auth, Core, Exchange, Pending, Resp, Step, Time};
-use crate::json::{loads_bytes, obj, opt_s, s, LoadError, J};
+use super::{
+    insufficient_scope, read_body, unauthorized, Auth, Core, Exchange, Pending, Resp, Step, Time,
+};
+use crate::json::{obj, opt_s, s, J};
 use crate::state::CustomerRef;
 use crate::util::{fmt_ts, micros};
-use crate::validate::{
-    body_missing, body_not_object, error_body, json_invalid, query_uuid_error, VErr,
-};
-use polar_license_rules::is_json_content_type;
+use crate::validate::{body_missing, body_not_object, error_body, query_uuid_error, VErr};
 
 /// `CUSTOMER_SESSION_CODE_TTL`: 30 minutes.
 const CODE_TTL: Duration = Duration::from_secs(30 * 60);
@@ -187,13 +186,7 @@ pub(crate) fn token_with_checksum(prefix: &str, random: &str) -> String {
 
 /// A pydantic error entry.
 fn verr(typ: &'static str, loc: &[&str], msg: &str, input: &J, ctx: Option<J>) -> VErr {
-    VErr {
-        typ,
-        loc: loc.iter().map(|p| s(p)).collect(),
-        msg: msg.to_string(),
-        input: input.clone(),
-        ctx,
-    }
+    VErr::new(typ, loc.iter().map(|p| s(p)).collect(), msg, input, ctx)
 }
 
 /// Why an address fails `email_validator`'s syntax check (its messages), `None` when it
@@ -229,21 +222,24 @@ impl<'a> Fields<'a> {
         self.items.iter().find(|(k, _)| k == name).map(|(_, v)| v)
     }
 
+    /// pydantic's `missing` for a required field: always `None`.
+    fn missing<T>(&mut self, name: &str) -> Option<T> {
+        let e = verr(
+            "missing",
+            &["body", name],
+            "Field required",
+            self.whole,
+            None,
+        );
+        self.errors.push(e);
+        None
+    }
+
     /// A required (or, with `optional`, nullable and defaulted) `str`.
     fn string(&mut self, name: &str, optional: bool) -> Option<String> {
         match self.get(name) {
             None | Some(J::Null) if optional => None,
-            None => {
-                let whole = self.whole.clone();
-                self.errors.push(verr(
-                    "missing",
-                    &["body", name],
-                    "Field required",
-                    &whole,
-                    None,
-                ));
-                None
-            }
+            None => self.missing(name),
             Some(J::Str(text)) => Some(text.clone()),
             Some(other) => {
                 self.errors.push(verr(
@@ -262,17 +258,7 @@ impl<'a> Fields<'a> {
     fn uuid4(&mut self, name: &str, optional: bool) -> Option<Uuid> {
         match self.get(name) {
             None | Some(J::Null) if optional => None,
-            None => {
-                let whole = self.whole.clone();
-                self.errors.push(verr(
-                    "missing",
-                    &["body", name],
-                    "Field required",
-                    &whole,
-                    None,
-                ));
-                None
-            }
+            None => self.missing(name),
             Some(J::Str(text)) => match query_uuid_error(name, text) {
                 Some(mut e) => {
                     e.loc = vec![s("body"), s(name)];
@@ -292,23 +278,6 @@ impl<'a> Fields<'a> {
                 None
             }
         }
-    }
-}
-
-/// The body as FastAPI reads it: empty is `None`, JSON only for a JSON content type.
-fn read_body(ex: &Exchange, raw: &[u8]) -> Result<J, Resp> {
-    if raw.is_empty() {
-        return Ok(J::Null);
-    }
-    if !is_json_content_type(ex.head.get("content-type")) {
-        return Ok(J::Str(String::from_utf8_lossy(raw).into_owned()));
-    }
-    match loads_bytes(raw) {
-        Ok(v) => Ok(v),
-        Err(LoadError::Decode { msg, pos }) => {
-            Err(Resp::json(422, &error_body(&[json_invalid(msg, pos)])))
-        }
-        Err(LoadError::Other) => Err(Resp::detail(400, "There was an error parsing the body")),
     }
 }
 
@@ -393,9 +362,7 @@ impl Core {
         now: Time,
     ) -> Resp {
         let Some(raw) = raw else {
-            let mut r = Resp::bad_request();
-            r.bare = true;
-            return r;
+            return Resp::unread();
         };
         let body = match read_body(ex, raw) {
             Ok(body) => body,

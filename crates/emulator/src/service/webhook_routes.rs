@@ -5,9 +5,10 @@
 
 use uuid::Uuid;
 
+use super::portal::query_pairs;
 use super::{insufficient_scope, unauthorized, Auth, Core, Exchange, Pending, Resp, Step, Time};
 use crate::json::{loads_bytes, s, J};
-use crate::util::{micros, percent_decode};
+use crate::util::micros;
 use crate::validate::{error_body, path_uuid_error, VErr};
 use crate::webhooks::{new_secret, page, render_endpoint, EVENT_TYPES};
 
@@ -21,23 +22,6 @@ pub(crate) enum WebhookOp {
 const READ: &[&str] = &["webhooks:read", "webhooks:write"];
 const WRITE: &[&str] = &["webhooks:write"];
 
-/// The query's parameters, percent-decoded (`+` is a space).
-fn query(target: &str) -> Vec<(String, String)> {
-    let Some((_, q)) = target.split_once('?') else {
-        return Vec::new();
-    };
-    q.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (
-                percent_decode(&k.replace('+', " ")),
-                percent_decode(&v.replace('+', " ")),
-            )
-        })
-        .collect()
-}
-
 fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
     params
         .iter()
@@ -46,13 +30,7 @@ fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
 }
 
 fn verr(typ: &'static str, loc: &[&str], msg: &str, input: &J) -> VErr {
-    VErr {
-        typ,
-        loc: loc.iter().map(|p| s(p)).collect(),
-        msg: msg.to_string(),
-        input: input.clone(),
-        ctx: None,
-    }
+    VErr::new(typ, loc.iter().map(|p| s(p)).collect(), msg, input, None)
 }
 
 /// pydantic's message for a value outside an enum: `Input should be 'a', 'b' or 'c'`.
@@ -136,7 +114,7 @@ impl Core {
         let not_found = || Resp::error(404, "ResourceNotFound", "Not found");
         let r = match (parts.as_slice(), method, path_id) {
             (["endpoints"], "GET", _) => {
-                let params = query(&ex.head.target);
+                let params = query_pairs(&ex.head.target);
                 let wanted = param(&params, "organization_id");
                 let items = self
                     .webhooks
@@ -191,7 +169,7 @@ impl Core {
                 }
             }
             (["deliveries"], "GET", _) => {
-                let params = query(&ex.head.target);
+                let params = query_pairs(&ex.head.target);
                 let endpoint_id =
                     param(&params, "endpoint_id").and_then(|v| Uuid::parse_str(v).ok());
                 let succeeded = match param(&params, "succeeded") {

@@ -23,12 +23,18 @@ pub(crate) enum RotateError {
     Status(&'static str),
 }
 
-/// One page of keys: `{"items": […], "pagination": {"total_count", "max_page"}}`.
-pub(crate) fn page_of(items: Vec<J>, page: u64, limit: u64) -> J {
+/// One page of keys: `{"items": […], "pagination": {"total_count", "max_page"}}`. Only the
+/// page's items are taken from `items` (a lazy map renders only those).
+pub(crate) fn page_of<I>(items: I, page: u64, limit: u64) -> J
+where
+    I: IntoIterator<Item = J>,
+    I::IntoIter: ExactSizeIterator,
+{
+    let items = items.into_iter();
     let total = items.len() as u64;
     let skip = usize::try_from(page.saturating_sub(1).saturating_mul(limit)).unwrap_or(usize::MAX);
     let take = usize::try_from(limit).unwrap_or(usize::MAX);
-    let items = items.into_iter().skip(skip).take(take).collect();
+    let items = items.skip(skip).take(take).collect();
     obj(vec![
         ("items", J::Arr(items)),
         (
@@ -105,8 +111,7 @@ impl Store {
         keys.sort_by_key(|k| k.created_at);
         let items = keys
             .into_iter()
-            .map(|k| J::Obj(render_read(k, extended(version))))
-            .collect();
+            .map(|k| J::Obj(render_read(k, extended(version))));
         page_of(items, page, limit)
     }
 

@@ -234,13 +234,7 @@ impl Store {
     /// were made.
     pub(crate) fn benefit_grants(&self, organization_id: Uuid, filter: &GrantFilter) -> Vec<J> {
         let mut keys: Vec<&KeyRec> = self
-            .keys
-            .iter()
-            .filter(|k| k.organization_id == organization_id)
-            .filter(|k| {
-                filter.organization_ids.is_empty()
-                    || filter.organization_ids.contains(&k.organization_id)
-            })
+            .keys_in(organization_id, &filter.organization_ids)
             .filter(|k| {
                 filter.customer_ids.is_empty() || filter.customer_ids.contains(&k.customer.id)
             })
@@ -395,7 +389,7 @@ impl Store {
     }
 }
 
-fn field_str<'a>(j: &'a J, name: &str) -> Option<&'a str> {
+pub(super) fn field_str<'a>(j: &'a J, name: &str) -> Option<&'a str> {
     match j {
         J::Obj(items) => items
             .iter()

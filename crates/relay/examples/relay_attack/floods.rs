@@ -32,13 +32,6 @@ use serde_json::{json, Value};
 
 use super::rig;
 
-/// The process's resident memory now, in KiB (`VmRSS`), on Linux.
-fn rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
 /// Answers by status (`N × status`), and the latencies of those answered.
 #[derive(Default)]
 struct Tally {
@@ -125,30 +118,72 @@ fn validate(
     (a, t.elapsed())
 }
 
-/// `store [SECONDS] [CAP_KIB]`.
+/// The store's counted bytes and its cap, as the relay at `base` says them (`/healthz`'s
+/// `store.bytes` and `store.max_bytes`: read from outside, the same on both hosts).
+fn store_bytes(agent: &ureq::Agent, base: &str) -> Option<(u64, u64)> {
+    let mut r = agent.get(&format!("{base}/healthz")).call().ok()?;
+    let h: Value = serde_json::from_str(&r.body_mut().read_to_string().ok()?).ok()?;
+    Some((
+        h["store"]["bytes"].as_u64()?,
+        h["store"]["max_bytes"].as_u64()?,
+    ))
+}
+
+/// The resident memory (`VmRSS`, KiB) of the process `pid` (`self`: this one), on Linux.
+fn rss_of(pid: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// `store [SECONDS] [CAP_KIB] [--url BASE --polar POLAR_URL [--pid PID]]`: with `--url`,
+/// against the relay at `BASE` (its store capped at `CAP_KIB`, its roster off and no
+/// per-address or per-key limit, as `scripts/relay-attack-workerd.mjs` starts the npm relay),
+/// the keys added to Polar through the emulator's admin routes, the relay's memory read from
+/// `/proc/PID/status`.
 pub fn store_table(args: &[String]) {
-    let seconds: f64 = args.first().and_then(|s| s.parse().ok()).unwrap_or(20.0);
-    let cap_kib: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1024);
+    let nums = super::crowds::numbers(args);
+    let seconds = nums.first().copied().unwrap_or(20) as f64;
+    let cap_kib: u64 = nums.get(1).copied().unwrap_or(1024);
     let cap = cap_kib * 1024;
-    let polar = rig::budgeted_emulator(10_000_000);
+    let pid = super::crowds::flag(args, "--pid").unwrap_or_else(|| "self".into());
+    let target = super::crowds::Target::of(
+        args,
+        |polar_url| {
+            let backend = Arc::new(MemoryBackend::new(1_000_000));
+            let mut options = StoreOptions::default();
+            options.roster = false;
+            options.budget = 10_000_000;
+            options.reserve = 1_000;
+            options.max_bytes = cap;
+            let mut config = rig::config(polar_url, "flood-store");
+            config.limits = rig::unlimited();
+            config.client_ip_header = Some("x-forwarded-for".into());
+            let stored: Arc<dyn Backend> = backend;
+            config.store = rig::store(stored, options, None);
+            rig::relay(config, rig::upstream(Duration::from_secs(10))).into()
+        },
+        ServeOptions::default(),
+    );
     let known: Vec<String> = (0..20)
-        .map(|i| rig::add_key(&polar, format!("FLOOD-KNOWN-{i:02}-4A5B6C"), Some(3)))
+        .map(|i| format!("FLOOD-KNOWN-{i:02}-4A5B6C"))
         .collect();
-    let bound = rig::add_key(&polar, "FLOOD-BOUND-4A5B6C".into(), Some(3));
-    let backend = Arc::new(MemoryBackend::new(1_000_000));
-    let mut options = StoreOptions::default();
-    options.roster = false;
-    options.budget = 10_000_000;
-    options.reserve = 1_000;
-    options.max_bytes = cap;
-    let mut config = rig::config(polar.url(), "flood-store");
-    config.limits = rig::unlimited();
-    config.client_ip_header = Some("x-forwarded-for".into());
-    let stored: Arc<dyn Backend> = backend.clone();
-    config.store = rig::store(stored, options, None);
-    let relay = rig::listen_with(config, ServeOptions::default());
-    let base = relay.url();
+    for k in &known {
+        target.add_key(k, 3);
+    }
+    let bound = "FLOOD-BOUND-4A5B6C".to_string();
+    target.add_key(&bound, 3);
+    let base = target.base.clone();
     let agent = rig::agent(Duration::from_secs(30));
+    let Some((_, option)) = store_bytes(&agent, &base) else {
+        eprintln!("relay_attack: store: the relay at {base} tells no store bytes on /healthz");
+        std::process::exit(2);
+    };
+    // The cap in force: the option, but never below one entry at its largest (the store's
+    // floor, whatever the option says).
+    let floor = (polar_license_relay::store::MAX_ENTRY_BYTES
+        + polar_license_relay::store::ENTRY_OVERHEAD) as u64;
+    let max_bytes = option.max(floor);
     for k in &known {
         let (a, _) = validate(&agent, &base, k, Value::Null, "192.0.2.1");
         assert_eq!(a.status, 200, "{k}: {}", a.body);
@@ -156,7 +191,7 @@ pub fn store_table(args: &[String]) {
     // One activation bound to its conditions, at Polar.
     let activated = rig::post_with(
         &agent,
-        &format!("{}{}activate", polar.url(), rig::PUBLIC),
+        &format!("{}{}activate", target.polar, rig::PUBLIC),
         &json!({"key": bound, "organization_id": DEMO_ORGANIZATION_ID, "label": "flood",
                 "conditions": {"machine": "m-1"}})
         .to_string(),
@@ -171,7 +206,7 @@ pub fn store_table(args: &[String]) {
     let checks = Arc::new(Mutex::new(Tally::default()));
     let sources = Arc::new(Mutex::new(BTreeMap::<String, u64>::new()));
     let most = Arc::new(Mutex::new((0u64, 0u64)));
-    let rss_start = rss_kib();
+    let rss_start = rss_of(&pid);
     let mut threads = Vec::new();
     for t in 0..2u64 {
         let (agent, base, flood) = (agent.clone(), base.clone(), Arc::clone(&flood));
@@ -213,10 +248,11 @@ pub fn store_table(args: &[String]) {
         }));
     }
     {
-        let (backend, most) = (Arc::clone(&backend), Arc::clone(&most));
-        threads.push(looped(&stop, Some(Duration::from_millis(20)), move |_| {
-            let bytes = backend.stored_bytes().unwrap_or(0);
-            let rss = rss_kib().unwrap_or(0);
+        let (agent, base, most, pid) =
+            (agent.clone(), base.clone(), Arc::clone(&most), pid.clone());
+        threads.push(looped(&stop, Some(Duration::from_millis(50)), move |_| {
+            let bytes = store_bytes(&agent, &base).map_or(0, |b| b.0);
+            let rss = rss_of(&pid).unwrap_or(0);
             let mut m = most.lock().expect("most");
             m.0 = m.0.max(bytes);
             m.1 = m.1.max(rss);
@@ -228,8 +264,7 @@ pub fn store_table(args: &[String]) {
         let _ = t.join();
     }
     let (most_bytes, most_rss) = *most.lock().expect("most");
-    let end_bytes = backend.stored_bytes().unwrap_or(0);
-    let entries = backend.len().unwrap_or(0);
+    let end_bytes = store_bytes(&agent, &base).map_or(0, |b| b.0);
     let flood = flood.lock().expect("tally");
     let mut checks = checks.lock().expect("tally");
     let sources: Vec<String> = sources
@@ -239,8 +274,10 @@ pub fn store_table(args: &[String]) {
         .map(|(s, n)| format!("{n} {s}"))
         .collect();
     println!(
-        "The store's byte cap under a flood of new keys and new conditions ({seconds} s, cap {cap_kib} KiB, \
-         roster off, no per-address or per-key limit):\n"
+        "The store's byte cap under a flood of new keys and new conditions ({seconds} s, cap \
+         {max_bytes} bytes, roster off, no per-address or per-key limit; the relay {}; its \
+         bytes read from /healthz every 50 ms):\n",
+        target.named()
     );
     super::table_head(&[
         "flood requests sent",
@@ -248,25 +285,27 @@ pub fn store_table(args: &[String]) {
         "store's most bytes (cap)",
         "store at the end",
         "most RSS (at the start)",
+        "within the cap, known checks all 200",
         "known checks sent",
         "answered 200",
         "their sources",
         "known checks p50 / p99 / max",
     ]);
     println!(
-        "| {} ({:.0}/s) | {} | {most_bytes} ({cap}) | {end_bytes} bytes, {entries} entries | {} MiB ({} MiB) | {} | {} ({}) | {} | {} |",
+        "| {} ({:.0}/s) | {} | {most_bytes} ({max_bytes}) | {end_bytes} bytes | {} MiB ({} MiB) | {} | {} | {} ({}) | {} | {} |",
         flood.sent(),
         flood.sent() as f64 / seconds,
         flood.answers(),
         most_rss / 1024,
         rss_start.unwrap_or(0) / 1024,
+        super::crowds::verdict(most_bytes > 0 && most_bytes <= max_bytes && checks.of(200) == checks.sent()),
         checks.sent(),
         checks.of(200),
         super::pct(checks.of(200), checks.sent()),
         sources.join(", "),
         checks.latency(),
     );
-    relay.stop();
+    target.stop();
 }
 
 /// A seat request `op` with `body` from `from`, timed: the status and body.

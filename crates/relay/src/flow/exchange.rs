@@ -829,8 +829,7 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 mod tests {
     use super::*;
     use crate::relay::Relay;
-    use polar_license::lease::SigningKey;
-    use polar_license::{AccessToken, Server, TransportErrorKind};
+    use polar_license::TransportErrorKind;
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::sync::Arc;
 
@@ -881,12 +880,7 @@ mod tests {
     }
 
     fn relay_on(calls: Arc<AtomicU32>, host: crate::Host) -> Relay {
-        let key = SigningKey::generate(Some("k1")).expect("a key");
-        let mut config = crate::types::RelayConfig::new(
-            Server::Custom("http://127.0.0.1:9".into()),
-            AccessToken::new("polar_oat_secret"),
-            key,
-        );
+        let mut config = crate::types::RelayConfig::for_tests();
         config.host = host;
         let transport = move |_: &HttpRequest| {
             calls.fetch_add(1, Ordering::SeqCst);
@@ -1052,18 +1046,11 @@ mod tests {
     }
 
     fn stored_relay_on(host: crate::Host) -> Relay {
-        let key = SigningKey::generate(Some("k1")).expect("a key");
-        let mut config = crate::types::RelayConfig::new(
-            Server::Custom("http://127.0.0.1:9".into()),
-            AccessToken::new("polar_oat_secret"),
-            key,
+        let mut config = crate::types::RelayConfig::stored_for_tests(
+            Arc::new(crate::store::MemoryBackend::new(100)),
+            crate::store::StoreOptions::default(),
         );
         config.host = host;
-        config.store = Some(crate::types::StoreConfig {
-            backend: Arc::new(crate::store::MemoryBackend::new(100)),
-            options: crate::store::StoreOptions::default(),
-            webhook_secret: None,
-        });
         let transport = |_: &HttpRequest| -> Result<HttpResponse, TransportError> {
             panic!("the exchange's host sends, never the relay's transport")
         };

@@ -612,13 +612,6 @@ pub(crate) fn refuses_activation(
     ))
 }
 
-/// Seats in use in the pool of `ask`'s key now (the operator's view; a test's).
-#[allow(dead_code)]
-pub(crate) fn in_use(store: &dyn Backend, id: &EntryId, now: i64) -> u32 {
-    let mut pool = pool_of(store.get(id).ok().flatten().as_ref());
-    pool.in_use(now)
-}
-
 fn plain(mut response: RelayResponse) -> Finished {
     add_cors(&mut response);
     Finished {

@@ -680,21 +680,13 @@ mod tests {
 
     fn entry(key: usize, at: i64) -> Entry {
         Entry {
-            license_key_id: Some(format!("lk-{key}")),
             customer_id: Some(format!("cu-{}", key % 10)),
-            answered_at: at,
-            status: 200,
-            body: "{}".into(),
-            headers: Vec::new(),
-            grant: true,
-            mark: Mark::None,
-            customer_event_at: 0,
-            key_event_at: 0,
-            marked_at: 0,
-            key_at: Some(0),
-            key_tag: Some(format!("k:{key}")),
-            conditions: None,
-            kind: None,
+            ..Entry::test_grant(
+                format!("lk-{key}"),
+                at,
+                Mark::None,
+                Some(format!("k:{key}")),
+            )
         }
     }
 

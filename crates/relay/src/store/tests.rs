@@ -160,21 +160,9 @@ fn key_entry() -> Entry {
 /// untouched by webhooks.
 pub(crate) fn granted(key: &str, customer: &str, at: i64) -> Entry {
     Entry {
-        license_key_id: Some(key.into()),
         customer_id: Some(customer.into()),
-        answered_at: at,
-        status: 200,
-        body: "{}".into(),
-        headers: vec![],
-        grant: true,
-        mark: Mark::None,
-        customer_event_at: 0,
-        key_event_at: 0,
-        marked_at: 0,
         key_at: None,
-        key_tag: None,
-        conditions: None,
-        kind: None,
+        ..Entry::test_grant(key.into(), at, Mark::None, None)
     }
 }
 

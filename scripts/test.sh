@@ -227,12 +227,13 @@ start_stage macos summary after_downloads \
     env CARGO_TARGET_DIR=target/macos-build nice -n 19 bash scripts/test-macos.sh
 # The release build of the CLI that README's first block (`cargo run --release -p
 # polar-license-cli -- demo`) and the `cargo install --locked --path crates/cli` blocks make,
-# with the docs stage's profile overrides (tests/docs/run.mjs --prebuild): at niceness 19 from
+# with the docs stage's profile overrides (tests/docs/run.mjs --prebuild): at niceness 10 from
 # here, in target/ (target/release: a cargo lock of its own, so no stage here waits on it), so
 # that those blocks, run as written in the docs stage, find it built. Made in the docs stage
 # itself it was the stage's largest cost (README's try, 436 s of the 732 s stage in CI's run of
-# 95c778d). The docs stage fails a scenario that compiles it again (DOCS_PREBUILT=1).
-start_stage docs-build check nice -n 19 node tests/docs/run.mjs --prebuild
+# 95c778d). The docs stage fails a scenario that compiles it again (DOCS_PREBUILT=1). Niceness
+# 10, above the three stages at 19, so that it is done before the docs stage needs it.
+start_stage docs-build check nice -n 10 node tests/docs/run.mjs --prebuild
 run_stage fmt check cargo fmt --all --check
 # The Tauri plugin is its own stage (tauri, below): Tauri stays out of these build graphs.
 run_stage clippy check cargo clippy --workspace --exclude tauri-plugin-polar-license --all-features --all-targets -- -D warnings

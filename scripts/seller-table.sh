@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Prints the seller's rows (issue #54, "Done when" 2nd bullet: perpetual fallback and trials on
-# every face from one table; issue #64: a key's devices, listed through a customer session, freed
-# and activated here, device management off) as one markdown table: bash scripts/seller-table.sh
+# every face from one table; issue #64: a key's devices, listed through a customer session or
+# through the seller's relay (`relay serve`, or the npm relay, in front of the row's Polar), freed
+# and activated here, device management off, a lost key recovered) as one markdown table:
+# bash scripts/seller-table.sh
 #
 # The rows are tests/vectors/seller-rows.json; each face's runner plays them and writes what it
 # got under target/seller-table/ (override with SELLER_TABLE_DIR):

@@ -222,6 +222,28 @@ for emulator in main:EMULATOR fault:FAULT matrix:MATRIX trust:TRUST seller:SELLE
     start_emulator "${emulator%%:*}" || exit 1
     export "POLAR_WASM_${emulator#*:}_URL=$LAST_URL"
 done
+# The seller table's relay (`relay serve` in front of the seller emulator, its demo token): the
+# Rust-on-wasm runner lists a `devices_relay` row's devices through it (POLAR_WASM_SELLER_RELAY_URL).
+start_seller_relay() {
+    local out="$LOG_DIR/wasm-relay-seller.out" key="$LOG_DIR/wasm-relay-seller.key"
+    rm -f "$key"
+    "$EMULATOR_BIN" relay keygen --out "$key" >"$out" 2>&1 || { cat "$out" >&2; return 1; }
+    : >"$out"
+    POLAR_ACCESS_TOKEN=polar_oat_emulator_demo_0123456789abcdef "$EMULATOR_BIN" \
+        --base-url "$POLAR_WASM_SELLER_URL" relay serve --signing-key "$key" --port 0 >"$out" 2>&1 &
+    PIDS+=("$!")
+    for _ in $(seq 1 100); do
+        if [[ "$(head -n 1 "$out" 2>/dev/null)" == "listening on "* ]]; then
+            POLAR_WASM_SELLER_RELAY_URL="$(head -n 1 "$out" | sed 's/^listening on //')"
+            export POLAR_WASM_SELLER_RELAY_URL
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "the seller relay did not start: $(cat "$out")" >&2
+    return 1
+}
+start_seller_relay || exit 1
 kill "$LAST_PID" && wait "$LAST_PID" 2>/dev/null
 echo "emulator $POLAR_WASM_EMULATOR_URL, faults $POLAR_WASM_FAULT_URL, matrix $POLAR_WASM_MATRIX_URL, trust $POLAR_WASM_TRUST_URL, seller $POLAR_WASM_SELLER_URL, stopped $POLAR_WASM_DEAD_URL"
 

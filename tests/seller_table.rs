@@ -9,9 +9,10 @@ use polar_license::portal::{PortalError, SessionToken};
 use polar_license::{ActivateRequest, Licensing, MachineBinding, Verdict as Answer};
 use polar_license_emulator::DEMO_KEY;
 use polar_license_testkit::seller_rows::{
-    devices_cell, play, Found, Row, RowPolar, Step, Verdict, DEVICES_EMAIL,
+    devices_cell, play, recovered_cell, shows_key, Found, Row, RowPolar, Step, Verdict,
+    DEVICES_EMAIL,
 };
-use polar_license_testkit::{licensing_builder, ScratchDir};
+use polar_license_testkit::{cli_bin, licensing_builder, relay_in_front_of, ScratchDir};
 use std::time::Duration;
 
 fn run_row(row: &Row) -> Found {
@@ -25,6 +26,12 @@ fn run_row(row: &Row) -> Found {
         .set_up(start, builder)
         .build()
         .expect("licensing builds");
+    // The seller's relay (`relay serve`) in front of the row's Polar, when a step lists
+    // through it.
+    let relays = ScratchDir::new(&format!("seller-{}-relay", row.id));
+    let relay = row
+        .relay()
+        .then(|| relay_in_front_of(&cli_bin(), &world.polar.url(), &relays));
     let mut found = Found::new(row);
     let mut session: Option<SessionToken> = None;
     for (i, step) in row.steps.iter().enumerate() {
@@ -86,10 +93,48 @@ fn run_row(row: &Row) -> Found {
                         .push(format!("step {i}: free another: {freed:?}"));
                 }
             }
-            Step::Revoke(_) | Step::Offline | Step::Elsewhere(_) => {}
+            Step::DevicesRelay(want) => {
+                let listed = match &relay {
+                    Some(relay) => app.list_devices_via_relay(&relay.url, DEMO_KEY),
+                    None => Err(PortalError::NotSignedIn),
+                };
+                let got = match listed {
+                    Ok(d) => {
+                        devices_cell(d.devices.len(), d.devices.iter().any(|d| d.this_machine))
+                    }
+                    Err(e) => e.code().to_string(),
+                };
+                found.compare(i, want.as_ref(), &Verdict::word(got));
+            }
+            // "I lost my key": the customer's keys through the session, the one shown as the
+            // row's key activated here by its id.
+            Step::Recover(want) => {
+                let got = match recovered(&app, session.as_ref()) {
+                    Ok(got) => got,
+                    Err(e) => e.code().to_string(),
+                };
+                found.compare(i, want.as_ref(), &Verdict::word(got));
+            }
+            Step::Revoke(_) | Step::Offline | Step::Elsewhere(_) | Step::PolarClock(_) => {}
         }
     }
     found
+}
+
+/// Key recovery through the row's session: the listed key shown as [`DEMO_KEY`] activated
+/// here by its id ([`recovered_cell`]), or `unlisted`.
+fn recovered(app: &Licensing, session: Option<&SessionToken>) -> Result<String, PortalError> {
+    let session = session.ok_or(PortalError::NotSignedIn)?;
+    let keys = app.recoverable_keys(session)?;
+    let Some(lost) = keys.iter().find(|k| shows_key(&k.display_key, DEMO_KEY)) else {
+        return Ok("unlisted".to_string());
+    };
+    let activated = app.recover_key(session, &lost.id, "Recovered here")?;
+    Ok(recovered_cell(&match activated.online {
+        Ok(Answer::Accepted(_)) => "activated".to_string(),
+        Ok(Answer::Denied(d)) => d.reason.code().to_string(),
+        Err(e) => e.reason().code().to_string(),
+    }))
 }
 
 /// The key's devices through the row's session (none: not signed in).

@@ -18,11 +18,12 @@ use polar_license::wasm::{date_now, AsyncLicensing};
 use polar_license::ActivateRequest;
 use polar_license::Verdict as Answer;
 use polar_license_testkit::fetch::{
-    elsewhere, emailed_codes, new_key, patch_key, seller, set_clock, set_fault_at, Versioned,
+    elsewhere, emailed_codes, new_key, patch_key, seller, seller_relay, set_clock, set_fault_at,
+    Versioned,
 };
 use polar_license_testkit::seller_rows::{
-    devices_cell, emailed_code, rows, seconds, tsv, Found, Row, Step, Verdict, DEVICES_EMAIL,
-    TSV_MARKER,
+    devices_cell, emailed_code, recovered_cell, rows, seconds, shows_key, tsv, Found, Row, Step,
+    Verdict, DEVICES_EMAIL, TSV_MARKER,
 };
 use serde_json::{json, Value};
 use std::cell::Cell;
@@ -75,6 +76,8 @@ async fn run_row(row: &Row) -> Found {
             Step::Revoke(_) => patch_key(polar, &key, json!({ "status": "revoked" })).await,
             Step::Offline => set_fault_at(polar, json!({ "kind": "close_immediately" })).await,
             Step::Elsewhere(label) => elsewhere(polar, &key, label).await,
+            // Polar's clock alone (the app's stays).
+            Step::PolarClock(day) => set_clock(polar, seconds(*day)).await,
             Step::TryActivate(want) => {
                 let answer = app
                     .activate(&ActivateRequest::new(key.as_str(), "This laptop"))
@@ -108,6 +111,42 @@ async fn run_row(row: &Row) -> Found {
                     Ok(d) => {
                         devices_cell(d.devices.len(), d.devices.iter().any(|d| d.this_machine))
                     }
+                    Err(e) => e.code().to_string(),
+                };
+                found.compare(i, want.as_ref(), &Verdict::word(got));
+            }
+            // No session: through the seller's relay in front of the row's Polar.
+            Step::DevicesRelay(want) => {
+                let listed = app
+                    .list_devices_via_relay(seller_relay(), key.as_str())
+                    .await;
+                let got = match listed {
+                    Ok(d) => {
+                        devices_cell(d.devices.len(), d.devices.iter().any(|d| d.this_machine))
+                    }
+                    Err(e) => e.code().to_string(),
+                };
+                found.compare(i, want.as_ref(), &Verdict::word(got));
+            }
+            // "I lost my key": the customer's keys through the session; the one shown as the
+            // row's key activated here (the whole key only into the activation).
+            Step::Recover(want) => {
+                let listed = match &session {
+                    Some(s) => app.recoverable_keys(s).await,
+                    None => Err(PortalError::NotSignedIn),
+                };
+                let got = match listed {
+                    Ok(keys) => match keys.iter().find(|k| shows_key(&k.display_key, &key)) {
+                        Some(lost) => {
+                            let request = ActivateRequest::new(lost.key.expose(), "Recovered here");
+                            recovered_cell(&match app.activate(&request).await {
+                                Ok(Answer::Accepted(_)) => "activated".to_string(),
+                                Ok(Answer::Denied(d)) => d.reason.code().to_string(),
+                                Err(e) => e.reason().code().to_string(),
+                            })
+                        }
+                        None => "unlisted".to_string(),
+                    },
                     Err(e) => e.code().to_string(),
                 };
                 found.compare(i, want.as_ref(), &Verdict::word(got));

@@ -20,7 +20,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { PACKAGE_DIR, mapStorage, pkg, started, stop } from './emulator.mjs';
+import { createServer } from 'node:http';
+import { PACKAGE_DIR, importAsApp, mapStorage, pkg, relaySigningKey, started, stop } from './emulator.mjs';
 import { PAID_BENEFIT, TRIAL_BENEFIT, expected, render, rows } from './seller-rows.mjs';
 
 const { LicenseClient } = await pkg();
@@ -35,6 +36,7 @@ const dayOf = (d) => (d == null ? null : seconds(d));
 // Devices rows (issue #64): the key's customer, and a benefit with device management on.
 const DEVICES_EMAIL = 'jane.doe@gmail.com';
 const DEVICES_BENEFIT = '5d3c2b1a-9e8f-4a7b-8c6d-1e2f3a4b5c6d';
+const RELAY_TOKEN = 'polar_oat_emulator_demo_0123456789abcdef';
 const isDevicesRow = (row) => row.steps.some((s) => s.do === 'sign_in' || s.do === 'elsewhere');
 
 /** The row's Polar: an emulator process of its own, seeded with the row's key. */
@@ -60,10 +62,29 @@ async function emulator(row, start, dir) {
     };
   }
   const seed = join(dir, 'seed.json');
-  writeFileSync(seed, JSON.stringify({ organization_id: ORG, license_keys: [key], benefits }));
+  // The organization token the seller's relay reads the key's devices with (a devices_relay row).
+  const access_tokens = row.steps.some((s) => s.do === 'devices_relay') ? [{ token: RELAY_TOKEN }] : [];
+  writeFileSync(seed, JSON.stringify({ organization_id: ORG, license_keys: [key], benefits, access_tokens }));
   const bin = join(PACKAGE_DIR, 'emulator-cli.js');
   const args = [bin, '--port', '0', '--seed', seed, '--api-version', p.api || '2026-10'];
   return started(process.execPath, args, 1);
+}
+
+/**
+ * The seller's relay (the package's `polar-license/relay` in node) in front of the row's Polar at
+ * `base`, when a step lists through it (`devices_relay`): its URL and its server, else null.
+ */
+async function relayFor(row, base) {
+  if (!row.steps.some((s) => s.do === 'devices_relay')) return null;
+  const relayPkg = await importAsApp('relay-import-seller.mjs', 'polar-license/relay');
+  const relay = relayPkg.createRelay({
+    accessToken: RELAY_TOKEN,
+    signingKey: relaySigningKey('seller-js').text,
+    baseUrl: base,
+  });
+  const server = createServer(relayPkg.createNodeListener(relay));
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { url: `http://127.0.0.1:${server.address().port}`, server };
 }
 
 /** A check's answer (or rejection) in the table's vocabulary, times from `start`. */
@@ -101,9 +122,11 @@ async function play(row) {
   const dir = mkdtempSync(join(tmpdir(), `seller-${row.id}-`));
   const found = { id: row.id, expected: '', got: '', failures: [] };
   let polar;
+  let relay;
   try {
     polar = await emulator(row, start, dir);
     const base = polar.url;
+    relay = await relayFor(row, base);
     const app = row.app || {};
     let offset = 0;
     const options = {
@@ -134,9 +157,11 @@ async function play(row) {
     // machine's activation as the app knows it (from its activate).
     const dev = new Devices({ organizationId: ORG, baseUrl: base });
     let hereId = null;
-    const listed = async () => {
+    // Through the seller's relay: no session, the key proves it is the customer's.
+    const viaRelay = relay && new Devices({ organizationId: ORG, baseUrl: base, relay: relay.url });
+    const listed = async (through = dev) => {
       try {
-        const d = await dev.list(KEY, { activationId: hereId });
+        const d = await through.list(KEY, { activationId: hereId });
         return `devices:${d.devices.length},this:${d.devices.some((x) => x.thisMachine) ? 'marked' : 'unmarked'}`;
       } catch (e) {
         return e.code ?? String(e);
@@ -167,6 +192,36 @@ async function play(row) {
       }
       if (step.do === 'devices') {
         compare(i, step, { verdict: await listed() });
+        continue;
+      }
+      if (step.do === 'polar_clock') {
+        // Polar's clock alone (the app's stays); the devices steps do not move it back.
+        await post(base, '/__emulator/clock', { offset_seconds: seconds(step.day) });
+        continue;
+      }
+      if (step.do === 'recover') {
+        // "I lost my key": the customer's keys through the session; the one whose display form
+        // is the row's key's (****-last six) activated here (the whole key only into it).
+        let got;
+        try {
+          const lost = (await dev.recover()).find((k) => k.displayKey.toUpperCase().endsWith(KEY.slice(-6).toUpperCase()));
+          if (!lost) got = 'unlisted';
+          else {
+            try {
+              hereId = (await client.activate(lost.key, { label: 'Recovered here' })).activation.id;
+              got = 'recovered:activated';
+            } catch (e) {
+              got = `recovered:${e.code ?? e}`;
+            }
+          }
+        } catch (e) {
+          got = e.code ?? String(e);
+        }
+        compare(i, step, { verdict: got });
+        continue;
+      }
+      if (step.do === 'devices_relay') {
+        compare(i, step, { verdict: await listed(viaRelay) });
         continue;
       }
       if (step.do === 'free_other') {
@@ -205,6 +260,7 @@ async function play(row) {
   } catch (e) {
     found.failures.push(`the row could not be played: ${e.stack ?? e}`);
   } finally {
+    if (relay) await new Promise((resolve) => relay.server.close(resolve));
     if (polar) await stop(polar.child);
     rmSync(dir, { recursive: true, force: true });
   }

@@ -18,7 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "harness.h"
 
@@ -54,6 +56,51 @@ static FILE *tsv;
 static void stop(const char *what) {
   fprintf(stderr, "test_seller_table: %s\n", what);
   exit(2);
+}
+
+/* The seller's relay (`polar-license relay serve`, POLAR_LICENSE_CLI) in front of the suite's
+ * emulator on a port of its own, its signing key made by `relay keygen` in `dir`: its pid, its
+ * URL in `relay` (a devices_relay step lists through it). */
+static int relay_start(const char *dir, char relay[64]) {
+  const char *cli = getenv("POLAR_LICENSE_CLI");
+  char key[128], port_text[16];
+  pid_t child;
+  int i, status, relay_port = closed_port();
+  snprintf(port_text, sizeof port_text, "%d", relay_port);
+  snprintf(relay, 64, "http://127.0.0.1:%d", relay_port);
+  snprintf(key, sizeof key, "%s/relay.key", dir);
+  if (cli == NULL || cli[0] == '\0') {
+    CHECK(!"POLAR_LICENSE_CLI is set");
+    return -1;
+  }
+  child = fork();
+  if (child < 0) return -1;
+  if (child == 0) {
+    if (freopen("/dev/null", "w", stdout) == NULL) _exit(126);
+    execl(cli, cli, "relay", "keygen", "--out", key, (char *)NULL);
+    _exit(127);
+  }
+  waitpid(child, &status, 0);
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  child = fork();
+  if (child < 0) return -1;
+  if (child == 0) {
+    if (freopen("/dev/null", "w", stdout) == NULL) _exit(126);
+    setenv("POLAR_ACCESS_TOKEN", "polar_oat_emulator_demo_0123456789abcdef", 1);
+    execl(cli, cli, "--base-url", emu_url(), "relay", "serve", "--signing-key", key, "--port",
+          port_text, (char *)NULL);
+    _exit(127);
+  }
+  /* A bounded wait for it to answer (at most 10 s), not a timing assertion. */
+  for (i = 0; i < 500; i++) {
+    if (emu_request_at(relay_port, "GET", "/healthz", NULL, NULL, 0) == 200) return (int)child;
+    {
+      struct timespec pause = {0, 20000000L};
+      nanosleep(&pause, NULL);
+    }
+  }
+  CHECK(!"the relay started");
+  return (int)child;
 }
 
 static long long seconds(double day) { return (long long)(day * (double)DAY + (day < 0 ? -0.5 : 0.5)); }
@@ -179,6 +226,9 @@ static void devices_cell(const polar_license_portal_result *r, char out[256]) {
 
 static void run_row(const struct row *row) {
   char key[64], fields[384], dir[64], got[256] = "", expected[256] = "", t1[32], t2[32];
+  char relay_dir[64], relay[64] = "";
+  int relay_pid = -1;
+  long long ahead = 0; /* where a polar_clock step moved Polar's clock alone */
   long long start = (long long)time(NULL);
   int i, failed = 0, cell_set = 0;
   size_t n = 0;
@@ -214,6 +264,10 @@ static void run_row(const struct row *row) {
   else
     emu_new_key(fields, key);
   temp_dir(dir);
+  temp_dir(relay_dir);
+  for (i = 0; i < row->n_steps; i++)
+    if (strcmp(row->steps[i].what, "devices_relay") == 0 && relay_pid < 0)
+      relay_pid = relay_start(relay_dir, relay);
 
   for (i = 0; i < row->n_steps; i++) {
     const struct step *s = &row->steps[i];
@@ -224,7 +278,12 @@ static void run_row(const struct row *row) {
       emu_fault("{\"kind\":\"close_immediately\"}");
       continue;
     }
-    set_polar_clock(offset);
+    if (strcmp(s->what, "polar_clock") == 0) {
+      ahead = offset;
+      set_polar_clock(ahead);
+      continue;
+    }
+    set_polar_clock(offset + ahead);
     if (strcmp(s->what, "revoke") == 0) {
       emu_patch_key(key, "{\"status\":\"revoked\"}");
       continue;
@@ -234,7 +293,8 @@ static void run_row(const struct row *row) {
       continue;
     }
     if (strcmp(s->what, "sign_in") == 0 || strcmp(s->what, "devices") == 0 ||
-        strcmp(s->what, "free_other") == 0) {
+        strcmp(s->what, "free_other") == 0 || strcmp(s->what, "devices_relay") == 0 ||
+        strcmp(s->what, "recover") == 0) {
       polar_license_portal_result *p = NULL;
       char g[256], code[8];
       if (held == NULL) held = app(row, dir, start, offset);
@@ -248,9 +308,50 @@ static void run_row(const struct row *row) {
           fprintf(stderr, "%s: step %d: sign in: %s\n", row->id, i, polar_license_portal_result_code(p));
           failed = 1;
         }
-      } else if (strcmp(s->what, "devices") == 0) {
-        must(polar_license_client_list_devices(held, key, &p));
+      } else if (strcmp(s->what, "devices") == 0 || strcmp(s->what, "devices_relay") == 0) {
+        if (strcmp(s->what, "devices") == 0)
+          must(polar_license_client_list_devices(held, key, &p));
+        else
+          must(polar_license_client_list_devices_via_relay(held, relay, key, &p));
         devices_cell(p, g);
+        if (strcmp(g, s->expected) != 0) {
+          fprintf(stderr, "%s: step %d: expected `%s`, got `%s`\n", row->id, i, s->expected, g);
+          failed = 1;
+        }
+        CHECK_STR(g, s->expected);
+        if (!cell_set) {
+          snprintf(got, sizeof got, "%s", g);
+          snprintf(expected, sizeof expected, "%s", s->expected);
+          if (s->cell) cell_set = 1;
+        }
+      } else if (strcmp(s->what, "recover") == 0) {
+        /* "I lost my key": the customer's keys through the session; the one whose display
+         * form is the row's key's (****-last six) activated here by its id. */
+        size_t k, count;
+        const char *id = NULL;
+        must(polar_license_client_recoverable_keys(held, &p));
+        if (polar_license_portal_result_error(p) != POLAR_LICENSE_PORTAL_ERROR_NONE) {
+          snprintf(g, sizeof g, "%s", polar_license_portal_result_code(p));
+        } else {
+          count = polar_license_portal_result_key_count(p);
+          for (k = 0; k < count && id == NULL; k++) {
+            const char *shown = polar_license_portal_result_key_display(p, k);
+            size_t n = strlen(shown), m = strlen(key);
+            if (n > 6 && m >= 6 && strcmp(shown + n - 6, key + m - 6) == 0)
+              id = polar_license_portal_result_key_id(p, k);
+          }
+          if (id == NULL) {
+            snprintf(g, sizeof g, "unlisted");
+          } else {
+            polar_license_result *a = NULL;
+            must(polar_license_client_recover(held, id, "Recovered here", &a));
+            snprintf(g, sizeof g, "recovered:%s",
+                     polar_license_result_outcome(a) == POLAR_LICENSE_OUTCOME_DONE
+                         ? "activated"
+                         : polar_license_reason_code(polar_license_result_reason(a)));
+            polar_license_result_free(a);
+          }
+        }
         if (strcmp(g, s->expected) != 0) {
           fprintf(stderr, "%s: step %d: expected `%s`, got `%s`\n", row->id, i, s->expected, g);
           failed = 1;
@@ -334,9 +435,11 @@ static void run_row(const struct row *row) {
     polar_license_client_free(c);
   }
   polar_license_client_free(held);
+  emu_stop_private(relay_pid);
   emu_fault(NULL);
   set_polar_clock(0);
   remove_tree(dir);
+  remove_tree(relay_dir);
   CHECK(!failed);
   fprintf(tsv, "c\t%s\t%s\t%s\t%s\n", row->id, expected, got,
           !failed && expected[0] ? "pass" : "FAIL");
@@ -404,7 +507,8 @@ static void read_rows(const char *path) {
       s->day = strcmp(f[2], "-") == 0 ? 0 : atof(f[2]);
       s->cell = atoi(f[3]);
       snprintf(s->expected, sizeof s->expected, "%s", f[4]);
-      if (strcmp(s->what, "sign_in") == 0) r->devices = 1;
+      if (strcmp(s->what, "sign_in") == 0 || strcmp(s->what, "devices_relay") == 0)
+        r->devices = 1;
     } else {
       fprintf(stderr, "seller rows: a line that is no row: %s\n", line);
       stop("bad seller rows");

@@ -15,11 +15,14 @@ column then fails for want of its file.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import subprocess
 import time
 import urllib.request
+from collections.abc import Generator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
@@ -30,6 +33,9 @@ from polar_license import CheckReport, LicenseError, Licensing, PortalError
 from polar_license.emulator import Emulator
 
 ROWS = os.environ.get("POLAR_SELLER_ROWS", "")
+# The CLI whose ``relay serve`` a devices_relay row lists through (scripts/test-python.sh sets it).
+CLI = os.environ.get("POLAR_LICENSE_CLI", "")
+TOKEN = "polar_oat_emulator_demo_0123456789abcdef"  # the demo seed's organization token
 OUT = os.environ.get("POLAR_SELLER_TABLE_DIR", "")
 
 DAY = 86400
@@ -167,22 +173,47 @@ def seed(row: dict[str, Any], start: int) -> dict[str, Any]:
         if s.get("ends_day") is not None:
             sub["ends_at"] = iso(start + seconds(s["ends_day"]))
         key["subscription"] = sub
-    return {"organization_id": ORG, "license_keys": [key], "benefits": benefits}
+    seeded: dict[str, Any] = {"organization_id": ORG, "license_keys": [key], "benefits": benefits}
+    if any(st["do"] == "devices_relay" for st in row["steps"]):
+        # The organization token the seller's relay reads the key's devices with.
+        seeded["access_tokens"] = [{"token": TOKEN}]
+    return seeded
 
 
 def is_devices_row(row: dict[str, Any]) -> bool:
     return any(s["do"] in ("sign_in", "elsewhere") for s in row["steps"])
 
 
-def devices_cell(licensing: Licensing) -> str:
-    """The key's devices through the session as a cell (``devices:N,this:marked``), or the
-    failure's ``portal_error`` name."""
+def devices_cell(licensing: Licensing, relay: str = "") -> str:
+    """The key's devices through the session (with ``relay``, through the seller's relay at
+    that URL) as a cell (``devices:N,this:marked``), or the failure's ``portal_error`` name."""
     try:
-        found = licensing.devices(KEY)
+        found = licensing.list_devices(KEY, relay=relay) if relay else licensing.devices(KEY)
     except PortalError as e:
         return e.kind
     marked = "marked" if found.this_machine is not None else "unmarked"
     return f"devices:{len(found.devices)},this:{marked}"
+
+
+def recovered(licensing: Licensing) -> str:
+    """"I lost my key": the customer's keys through the session, the one whose display form
+    is the row's key's (``****-`` and its last six) activated here by its id, as a cell
+    (``recovered:activated`` or ``recovered:REASON``), ``unlisted``, or the session's
+    failure."""
+    try:
+        keys = licensing.recoverable_keys()
+    except PortalError as e:
+        return e.kind
+    lost = next((k for k in keys if k.display_key.upper().endswith(KEY[-6:].upper())), None)
+    if lost is None:
+        return "unlisted"
+    try:
+        licensing.recover_key(lost.id, "Recovered here")
+    except LicenseError as e:
+        return f"recovered:{e.code.value}"
+    except PortalError as e:
+        return e.kind
+    return "recovered:activated"
 
 
 def elsewhere(polar: Emulator, label: str) -> None:
@@ -192,6 +223,33 @@ def elsewhere(polar: Emulator, label: str) -> None:
                                  data=body, headers={"content-type": "application/json"})
     with urllib.request.urlopen(req, timeout=10) as resp:
         assert resp.status == 200
+
+
+@contextlib.contextmanager
+def relay_in_front_of(polar: Emulator, row: dict[str, Any], keys: Path) -> Generator[str, None, None]:
+    """The seller's relay (the CLI's ``relay serve``) in front of ``polar`` when a step of
+    ``row`` lists through it: its URL (else ``""``)."""
+    if not any(s["do"] == "devices_relay" for s in row["steps"]):
+        yield ""
+        return
+    assert CLI, "POLAR_LICENSE_CLI names no polar-license binary"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POLAR_")}
+    keys.mkdir(parents=True, exist_ok=True)
+    key_file = keys / "relay.key"
+    subprocess.run([CLI, "relay", "keygen", "--org", ORG, "--out", str(key_file)], env=env,
+                   capture_output=True, text=True, timeout=60, check=True)
+    serve = subprocess.Popen(
+        [CLI, "relay", "serve", "--org", ORG, "--signing-key", str(key_file), "--base-url",
+         polar.url, "--access-token", TOKEN, "--port", "0"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert serve.stdout is not None
+        first = serve.stdout.readline().strip()
+        assert first.startswith("listening on "), first
+        yield first.removeprefix("listening on ")
+    finally:
+        serve.terminate()
+        serve.wait(timeout=30)
 
 
 def play(row: dict[str, Any], cache: Path) -> tuple[str, str, list[str]]:
@@ -209,7 +267,9 @@ def play(row: dict[str, Any], cache: Path) -> tuple[str, str, list[str]]:
         options["trial"] = app["trial_days"]
     if app.get("trial_benefit"):
         options["trial_benefits"] = [TRIAL_BENEFIT]
-    with Emulator(seed(row, start), api_version=row["polar"].get("api") or "2026-10") as polar:
+    with Emulator(seed(row, start), api_version=row["polar"].get("api") or "2026-10") as polar, \
+            relay_in_front_of(polar, row, cache.with_name(cache.name + "-relay")) as relay:
+        ahead = 0
         for i, step in enumerate(row["steps"]):
             if step["do"] == "offline":
                 polar.set_fault({"kind": "close_immediately"})
@@ -217,8 +277,13 @@ def play(row: dict[str, Any], cache: Path) -> tuple[str, str, list[str]]:
             if step["do"] == "elsewhere":
                 elsewhere(polar, step["label"])
                 continue
+            if step["do"] == "polar_clock":
+                # Polar's clock alone (the app's stays): the devices steps keep it there.
+                ahead = seconds(step["day"])
+                polar.set_clock_offset(ahead)
+                continue
             offset = seconds(step.get("day", 0))
-            polar.set_clock_offset(offset)
+            polar.set_clock_offset(offset + ahead)
             if step["do"] == "revoke":
                 assert polar.update_key(KEY, status="revoked")
                 continue
@@ -253,6 +318,10 @@ def play(row: dict[str, Any], cache: Path) -> tuple[str, str, list[str]]:
                     got = {"verdict": e.code.value}
             elif step["do"] == "devices":
                 got = {"verdict": devices_cell(licensing)}
+            elif step["do"] == "recover":
+                got = {"verdict": recovered(licensing)}
+            elif step["do"] == "devices_relay":
+                got = {"verdict": devices_cell(licensing, relay)}
             else:
                 got = verdict(row, licensing.check(None if step["do"] == "trial" else KEY), start)
             want = expected(step)

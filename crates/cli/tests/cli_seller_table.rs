@@ -8,11 +8,12 @@
 use polar_license::schema::rfc3339 as parse_time;
 use polar_license_emulator::{Emulator, Fault, DEMO_KEY};
 use polar_license_testkit::seller_rows::{
-    devices_cell, elsewhere, emailed_code, play, revoke, seconds, Found, Row, Step, TrialCell,
-    Verdict, DEVICES_EMAIL, TRIAL_BENEFIT,
+    devices_cell, elsewhere, emailed_code, play, recovered_cell, revoke, seconds, shows_key, Found,
+    Row, Step, TrialCell, Verdict, DEVICES_EMAIL, TRIAL_BENEFIT,
 };
 use polar_license_testkit::{
-    cli_against, expect_answer_keys, json_answer, rfc3339, unix_now, Launch, ScratchDir,
+    cli_against, expect_answer_keys, json_answer, relay_in_front_of, rfc3339, unix_now, Launch,
+    ScratchDir,
 };
 use serde_json::Value;
 
@@ -20,7 +21,18 @@ const BIN: &str = env!("CARGO_BIN_EXE_polar-license");
 
 /// `polar-license --json ARGS…` at `offset` seconds from now (Polar's clock moved with it).
 fn run(polar: &Emulator, dir: &ScratchDir, offset: i64, args: &[String]) -> (i32, Value) {
-    polar.set_clock_offset(offset);
+    run_at(polar, dir, offset, offset, args)
+}
+
+/// [`run`] with Polar's clock at `polar_offset` (a `polar_clock` step moved it alone).
+fn run_at(
+    polar: &Emulator,
+    dir: &ScratchDir,
+    offset: i64,
+    polar_offset: i64,
+    args: &[String],
+) -> (i32, Value) {
+    polar.set_clock_offset(polar_offset);
     let mut cmd = cli_against(BIN, &polar.url(), &polar.organization_id(), dir.path());
     cmd.env("POLAR_LICENSE_CLOCK_OFFSET", offset.to_string())
         .arg("--json")
@@ -119,9 +131,18 @@ fn run_row(row: &Row) -> Found {
             .map(|s| s.to_string())
             .collect()
     };
+    // The seller's relay (`relay serve`) in front of the row's Polar, when a step lists
+    // through it.
+    let relays = ScratchDir::new(&format!("cli-seller-{}-relay", row.id));
+    let relay = row
+        .relay()
+        .then(|| relay_in_front_of(BIN, &polar.url(), &relays));
     let mut found = Found::new(row);
+    // Where a `polar_clock` step moved Polar's clock alone (the devices steps keep it there).
+    let mut ahead = 0;
     for (i, step) in row.steps.iter().enumerate() {
         match step {
+            Step::PolarClock(day) => ahead = seconds(*day),
             Step::Activate(day) => {
                 let mut args = key("activate");
                 args.extend(["--label".to_string(), "laptop".to_string()]);
@@ -175,8 +196,41 @@ fn run_row(row: &Row) -> Found {
                 }
             }
             Step::Devices(want) => {
-                let (_, v) = run(&polar, &dir, 0, &key("devices"));
+                let (_, v) = run_at(&polar, &dir, 0, ahead, &key("devices"));
                 found.compare(i, want.as_ref(), &Verdict::word(devices_of(&v)));
+            }
+            // `devices --relay URL`: no session, the relay lists them.
+            Step::DevicesRelay(want) => {
+                let mut args = key("devices");
+                if let Some(relay) = &relay {
+                    args.extend(["--relay".to_string(), relay.url.clone()]);
+                }
+                let (_, v) = run(&polar, &dir, 0, &args);
+                found.compare(i, want.as_ref(), &Verdict::word(devices_of(&v)));
+            }
+            // `recover --json` lists the customer's keys; `recover ID` activates the one shown
+            // as the row's key here.
+            Step::Recover(want) => {
+                let (_, listed) = run(&polar, &dir, 0, &["recover".to_string()]);
+                let lost = listed["keys"].as_array().and_then(|keys| {
+                    keys.iter()
+                        .find(|k| shows_key(k["display_key"].as_str().unwrap_or(""), DEMO_KEY))
+                        .and_then(|k| k["id"].as_str())
+                        .map(str::to_string)
+                });
+                let got = match (listed["outcome"].as_str(), lost) {
+                    (Some("done"), Some(id)) => {
+                        let args = ["recover", &id, "--label", "Recovered here"].map(String::from);
+                        let (code, v) = run(&polar, &dir, 0, &args);
+                        recovered_cell(match (code, v["outcome"].as_str()) {
+                            (0, Some("done")) => "activated",
+                            _ => v["reason"].as_str().unwrap_or("none"),
+                        })
+                    }
+                    (Some("done"), None) => "unlisted".to_string(),
+                    _ => devices_of(&listed),
+                };
+                found.compare(i, want.as_ref(), &Verdict::word(got));
             }
             Step::FreeOther => {
                 let (_, v) = run(&polar, &dir, 0, &key("devices"));

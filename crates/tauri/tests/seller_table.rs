@@ -9,14 +9,22 @@
 //! target/seller-table/tauri.tsv for scripts/seller-table.sh; the test fails when a step of
 //! any row answers otherwise than the table says.
 
-use polar_license_emulator::DEMO_KEY;
-use polar_license_tauri::{Activated, DeviceError, DeviceList, LicenseState, Options};
+use polar_license::lease::SigningKey;
+use polar_license::{AccessToken, Server, UreqTransport};
+use polar_license_emulator::{Emulator, DEMO_KEY, DEMO_TOKEN};
+use polar_license_relay::{serve, Relay, RelayConfig, Running};
+use polar_license_tauri::{
+    Activated, DeviceError, DeviceList, LicenseState, Options, RecoverableKey,
+};
 use polar_license_testkit::seller_rows::{
-    devices_cell, play, Found, Row, RowPolar, Step, TrialCell, Verdict, DEVICES_EMAIL,
+    devices_cell, play, recovered_cell, shows_key, Found, Row, RowPolar, Step, TrialCell, Verdict,
+    DEVICES_EMAIL,
 };
 use polar_license_testkit::ScratchDir;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
 use tauri::test::MockRuntime;
 use tauri::{App, WebviewWindow};
 
@@ -63,6 +71,20 @@ fn verdict(row: &Row, state: &LicenseState, start: i64) -> Verdict {
     Verdict::stated(row, (verdict, source), perpetual, trial)
 }
 
+/// The seller's relay (the relay crate's server, as `relay serve` runs it) in front of `polar`,
+/// reading with the emulator's demo token.
+fn relay_in_front_of(polar: &Emulator) -> Running {
+    let key = SigningKey::generate(Some("tauri-seller")).expect("a key");
+    let config = RelayConfig::new(
+        Server::Custom(polar.url()),
+        AccessToken::new(DEMO_TOKEN),
+        key,
+    );
+    let transport = UreqTransport::new(Duration::from_secs(2), Duration::from_secs(10), 1 << 20);
+    let relay = Relay::new(config, Box::new(transport)).expect("the relay");
+    serve(Arc::new(relay), "127.0.0.1:0").expect("the relay listens")
+}
+
 fn run_row(row: &Row) -> Found {
     let world = RowPolar::new(row);
     let start = world.start;
@@ -81,6 +103,8 @@ fn run_row(row: &Row) -> Found {
         &["polar-license:default"],
     );
     let app = TauriApp { _app: app, webview };
+    // The seller's relay in front of the row's Polar, when a step lists through it.
+    let relay = row.relay().then(|| relay_in_front_of(&world.polar));
     let mut found = Found::new(row);
     for (i, step) in row.steps.iter().enumerate() {
         // The clocks, Polar's revocation and its outage; the app's invocations below.
@@ -135,6 +159,40 @@ fn run_row(row: &Row) -> Found {
                 };
                 found.compare(i, want.as_ref(), &Verdict::word(got));
             }
+            // No session: the plugin lists through the relay the app names.
+            Step::DevicesRelay(want) => {
+                let listed = app.invoke::<DeviceList>(
+                    "list_devices",
+                    json!({ "key": DEMO_KEY, "relay": relay.as_ref().map(Running::url) }),
+                );
+                let got = match listed {
+                    Ok(d) => {
+                        devices_cell(d.devices.len(), d.devices.iter().any(|d| d.this_machine))
+                    }
+                    Err(e) => serde_json::from_value::<DeviceError>(e.clone())
+                        .map_or_else(|_| e.to_string(), |d| d.portal_error),
+                };
+                found.compare(i, want.as_ref(), &Verdict::word(got));
+            }
+            // "I lost my key": the plugin's recoverable keys, the one shown as the row's key
+            // recovered here by its id.
+            Step::Recover(want) => {
+                let got = match app.invoke::<Vec<RecoverableKey>>("recoverable_keys", json!({})) {
+                    Ok(keys) => match keys.iter().find(|k| shows_key(&k.display_key, DEMO_KEY)) {
+                        Some(lost) => recovered_cell(&match app.invoke::<Activated>(
+                            "recover_key",
+                            json!({ "id": lost.id, "label": "Recovered here" }),
+                        ) {
+                            Ok(_) => "activated".to_string(),
+                            Err(e) => e["code"].as_str().unwrap_or("none").to_string(),
+                        }),
+                        None => "unlisted".to_string(),
+                    },
+                    Err(e) => serde_json::from_value::<DeviceError>(e.clone())
+                        .map_or_else(|_| e.to_string(), |d| d.portal_error),
+                };
+                found.compare(i, want.as_ref(), &Verdict::word(got));
+            }
             Step::FreeOther => {
                 let other = app
                     .invoke::<DeviceList>("list_devices", json!({ "key": DEMO_KEY }))
@@ -152,7 +210,7 @@ fn run_row(row: &Row) -> Found {
                         .push(format!("step {i}: free another: {freed:?}"));
                 }
             }
-            Step::Revoke(_) | Step::Offline | Step::Elsewhere(_) => {}
+            Step::Revoke(_) | Step::Offline | Step::Elsewhere(_) | Step::PolarClock(_) => {}
         }
     }
     found

@@ -46,6 +46,15 @@ pub fn seller() -> &'static str {
     )
 }
 
+/// The seller's relay in front of [`seller`] (`POLAR_WASM_SELLER_RELAY_URL`: `relay serve`,
+/// started by scripts/test-wasm.sh): a `devices_relay` row lists through it.
+pub fn seller_relay() -> &'static str {
+    baked(
+        "POLAR_WASM_SELLER_RELAY_URL",
+        option_env!("POLAR_WASM_SELLER_RELAY_URL"),
+    )
+}
+
 /// Moves the clock of the emulator at `base` to `offset` seconds from the wall clock
 /// (`POST /__emulator/clock`).
 pub async fn set_clock(base: &str, offset: i64) {

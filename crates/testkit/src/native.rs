@@ -286,6 +286,40 @@ pub fn relay_serve(bin: &str, polar_url: &str, signing_key: &str) -> Command {
     cmd
 }
 
+/// The seller's relay in front of the emulator at `polar_url`: `bin relay serve` as a process
+/// on a port of its own, its signing key made by `relay keygen` in `dir`, reading with the
+/// emulator's demo token. Killed when dropped.
+pub fn relay_in_front_of(bin: &str, polar_url: &str, dir: &ScratchDir) -> Served {
+    let (key, _) = relay_keygen(bin, dir, "relay.key");
+    Served::start(
+        relay_serve(bin, polar_url, &key)
+            .args(["--port", "0"])
+            .env("POLAR_ACCESS_TOKEN", polar_license_emulator::DEMO_TOKEN),
+    )
+}
+
+/// The `polar-license` binary for a suite outside the command line's crate:
+/// `POLAR_LICENSE_CLI` when set, else the one cargo built next to the test's own directory
+/// (`target/debug/polar-license`; `cargo build -p polar-license-cli` makes it, as the
+/// workspace's test run does).
+pub fn cli_bin() -> String {
+    if let Some(bin) = std::env::var_os("POLAR_LICENSE_CLI").filter(|b| !b.is_empty()) {
+        return bin.to_string_lossy().into_owned();
+    }
+    let exe = std::env::current_exe().expect("the test's own path");
+    let name = format!("polar-license{}", std::env::consts::EXE_SUFFIX);
+    let bin = exe
+        .ancestors()
+        .skip(1)
+        .take(2)
+        .map(|dir| dir.join(&name))
+        .find(|bin| bin.is_file())
+        .unwrap_or_else(|| {
+            panic!("no {name} next to {exe:?}: build it (cargo build -p polar-license-cli) or set POLAR_LICENSE_CLI")
+        });
+    bin.to_string_lossy().into_owned()
+}
+
 /// The emulator serving `seed`, answering as Polar's API `version` (`2026-10`, `2027-01`).
 pub fn emulator_answering(seed: Seed, version: &str) -> Emulator {
     let options = Options {

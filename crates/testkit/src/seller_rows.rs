@@ -81,6 +81,31 @@ pub enum Step {
     /// Frees (the public deactivate, by its id) the oldest device the session lists that is
     /// not this machine's.
     FreeOther,
+    /// The key's devices listed through the seller's relay (`relay serve` in front of the
+    /// row's Polar; no session): [`devices_cell`] of the face's answer, or the failure's code.
+    DevicesRelay(Option<Verdict>),
+    /// Key recovery ("I lost my key"): the signed-in customer's keys listed through the
+    /// session, the one whose display form ([`shows_key`]) is the row's key activated here by
+    /// its id: [`recovered_cell`] of the face's answer, `unlisted`, or the session's failure.
+    Recover(Option<Verdict>),
+    /// Polar's clock alone moves to this day (the app's stays where it is): a customer
+    /// session the app still holds, past its hour at Polar.
+    PolarClock(f64),
+}
+
+/// Whether Polar's display form of a key (`****-6ED415`: what the customer who lost the key
+/// still sees in an old email or receipt) is `key`'s: its last six characters.
+pub fn shows_key(display_key: &str, key: &str) -> bool {
+    let tail: String = key
+        .chars()
+        .skip(key.chars().count().saturating_sub(6))
+        .collect();
+    display_key.len() > tail.len() && display_key.to_uppercase().ends_with(&tail.to_uppercase())
+}
+
+/// A recovery's cell: `recovered:` and `activated` or the activation's reason code.
+pub fn recovered_cell(outcome: &str) -> String {
+    format!("recovered:{outcome}")
 }
 
 /// The email of the customer who owns a devices row's key (the emulator's demo customer).
@@ -286,6 +311,9 @@ pub fn rows() -> Vec<Row> {
                         Some("sign_in") => Step::SignIn,
                         Some("devices") => Step::Devices(expect(s)),
                         Some("free_other") => Step::FreeOther,
+                        Some("devices_relay") => Step::DevicesRelay(expect(s)),
+                        Some("recover") => Step::Recover(expect(s)),
+                        Some("polar_clock") => Step::PolarClock(at),
                         other => panic!("unknown step {other:?} in {}", r["id"]),
                     }
                 })
@@ -432,9 +460,22 @@ impl Row {
         self.steps.iter().any(|s| {
             matches!(
                 s,
-                Step::Elsewhere(_) | Step::SignIn | Step::Devices(_) | Step::FreeOther
+                Step::Elsewhere(_)
+                    | Step::SignIn
+                    | Step::Devices(_)
+                    | Step::FreeOther
+                    | Step::DevicesRelay(_)
+                    | Step::Recover(_)
             )
         })
+    }
+
+    /// Whether a step lists through the seller's relay: the face starts one in front of the
+    /// row's Polar.
+    pub fn relay(&self) -> bool {
+        self.steps
+            .iter()
+            .any(|s| matches!(s, Step::DevicesRelay(_)))
     }
 
     /// The API version the row's Polar answers in (`Polar-Version`).
@@ -527,7 +568,10 @@ impl Step {
             | Step::TryActivate(_)
             | Step::SignIn
             | Step::Devices(_)
-            | Step::FreeOther => None,
+            | Step::FreeOther
+            | Step::DevicesRelay(_)
+            | Step::Recover(_)
+            | Step::PolarClock(_) => None,
         }
     }
 }
@@ -601,6 +645,7 @@ impl RowPolar {
             Step::Elsewhere(label) => {
                 elsewhere(&self.polar, DEMO_KEY, label);
             }
+            Step::PolarClock(day) => self.polar.set_clock_offset(seconds(*day)),
             _ => {}
         }
     }

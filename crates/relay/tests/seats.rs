@@ -1251,3 +1251,100 @@ fn a_seat_guard_holds_its_seat_and_gives_it_back_when_dropped() {
         .expect("an answer");
     assert!(again.is_ok(), "free again after the release: {again:?}");
 }
+
+/// The activation churn is a stored fact (issue #67 item 4): a deactivate-activate loop spaced
+/// around restarts of the relay on its store (natively a redb file; on Workers a Durable
+/// Object leaving memory) still meets the limit, with the wait from the first of the window.
+/// Activations Polar refuses (a guessed key) store nothing: only a key Polar activated or
+/// deactivated gets a record, never evicted but bounded by the keys sold.
+#[test]
+fn an_activation_churn_loop_around_restarts_still_meets_its_limit() {
+    let polar = rig::emulator();
+    let k = key(&polar, "ACHURN-RESTART", 5);
+    let options = SeatOptions {
+        activation_churn: 3,
+        activation_churn_seconds: 600,
+        ..SeatOptions::default()
+    };
+    let dir = ScratchDir::new("achurn-restart");
+    let path = dir.path().join("churn.redb");
+    let t = rig::now();
+    let deactivate = |s: &Seats, id: &str, at: i64| {
+        let body = json!({"key": k, "organization_id": DEMO_ORGANIZATION_ID, "activation_id": id});
+        let req = rig::request(
+            "/v1/customer-portal/license-keys/deactivate",
+            &[],
+            &body.to_string(),
+        );
+        s.relay.handle(&req, rig::at(at))
+    };
+    // Each step on a relay of its own over the same file: a restart between each.
+    let first = activate(
+        &relay_over(&polar, redb(&path), options.clone()),
+        &k,
+        "m",
+        rig::at(t),
+    );
+    assert_eq!(
+        deactivate(
+            &relay_over(&polar, redb(&path), options.clone()),
+            &first,
+            t + 10
+        )
+        .status,
+        204
+    );
+    activate(
+        &relay_over(&polar, redb(&path), options.clone()),
+        &k,
+        "m",
+        rig::at(t + 20),
+    );
+    let s = relay_over(&polar, redb(&path), options.clone());
+    polar.reset_request_count();
+    let body = json!({"key": k, "organization_id": DEMO_ORGANIZATION_ID, "label": "m"});
+    let req = rig::request(
+        "/v1/customer-portal/license-keys/activate",
+        &[],
+        &body.to_string(),
+    );
+    let r = s.relay.handle(&req, rig::at(t + 30));
+    let v: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+    assert_eq!(
+        (r.status, &v["reason"]),
+        (429, &json!("rate_limited")),
+        "after restarts: {v}"
+    );
+    assert_eq!(r.header("retry-after"), Some("570"));
+    assert_eq!(
+        polar.request_count(),
+        0,
+        "Polar is not asked past the limit"
+    );
+    drop(s);
+    let s = relay_over(&polar, redb(&path), options.clone());
+    assert_eq!(deactivate(&s, &first, t + 31).status, 429);
+    // The window passed: let through again, after a restart too.
+    drop(s);
+    activate(
+        &relay_over(&polar, redb(&path), options.clone()),
+        &k,
+        "m",
+        rig::at(t + 601),
+    );
+
+    // Guessed keys (Polar's 404) leave nothing stored: no record per key Polar refused.
+    let backend = redb(&path);
+    let before = backend.len().expect("a count");
+    let s = relay_over(&polar, Arc::clone(&backend), options);
+    for n in 0..20 {
+        let body = json!({"key": format!("GUESS-{n}-4A5B6C"), "organization_id": DEMO_ORGANIZATION_ID, "label": "m"});
+        let req = rig::request(
+            "/v1/customer-portal/license-keys/activate",
+            &[],
+            &body.to_string(),
+        );
+        assert_eq!(s.relay.handle(&req, rig::at(t + 700)).status, 404);
+    }
+    assert_eq!(backend.len().expect("a count"), before);
+}

@@ -1348,3 +1348,65 @@ fn an_activation_churn_loop_around_restarts_still_meets_its_limit() {
     }
     assert_eq!(backend.len().expect("a count"), before);
 }
+
+/// The same loop on the Workers relay's way (a paged store its host loads per request, the
+/// journal saved after each; `rig::host` as `relay-handler.js` keeps a Durable Object's
+/// storage): a new `PagedBackend` over the same storage before each activation, as when the
+/// Durable Object left memory between them, and the fourth activation within the window is
+/// still refused with the wait, Polar not asked. (A deactivation of a key with no stored
+/// entries reads no pool there, `wants.rs`: counted in the relay's memory only.)
+#[test]
+fn on_the_workers_path_the_activation_churn_outlives_the_durable_object() {
+    use polar_license::Transport;
+    use polar_license_relay::flow::{ExchangeOptions, Given, Need};
+
+    let polar = rig::emulator();
+    let k = key(&polar, "ACHURN-WORKERS", 5);
+    let options = SeatOptions {
+        activation_churn: 3,
+        activation_churn_seconds: 600,
+        ..SeatOptions::default()
+    };
+    let polar_http = rig::upstream(Duration::from_secs(5));
+    let mut host = rig::host::Host::default();
+    let t = rig::now();
+    let body = json!({"key": k, "organization_id": DEMO_ORGANIZATION_ID, "label": "m"}).to_string();
+    let mut activate_after_a_restart = |at: i64| -> RelayResponse {
+        let b = Arc::new(host.start(16));
+        let s = relay_over(&polar, Arc::clone(&b) as Arc<dyn Backend>, options.clone());
+        let req = rig::request("/v1/customer-portal/license-keys/activate", &[], &body);
+        let drive = rig::Drive::with(&s.relay, req, rig::at(at), ExchangeOptions::default());
+        let r = drive.run_with(|x, need| match need {
+            Need::Load(load) => {
+                if let Some(wants) = &load.store {
+                    host.fill(&b, wants);
+                }
+                x.give(Given::Loaded);
+            }
+            Need::Send { request, .. } => x.give(Given::Upstream(polar_http.send(&request))),
+            other => x.as_host(other),
+        });
+        host.save(&b);
+        r
+    };
+    for at in [t, t + 10, t + 20] {
+        let r = activate_after_a_restart(at);
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    }
+    polar.reset_request_count();
+    let r = activate_after_a_restart(t + 30);
+    let v: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+    assert_eq!(
+        (r.status, &v["reason"]),
+        (429, &json!("rate_limited")),
+        "{v}"
+    );
+    assert_eq!(r.header("retry-after"), Some("570"));
+    assert_eq!(
+        polar.request_count(),
+        0,
+        "Polar is not asked past the limit"
+    );
+    let r = activate_after_a_restart(t + 601);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+}

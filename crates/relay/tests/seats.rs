@@ -1351,10 +1351,10 @@ fn an_activation_churn_loop_around_restarts_still_meets_its_limit() {
 
 /// The same loop on the Workers relay's way (a paged store its host loads per request, the
 /// journal saved after each; `rig::host` as `relay-handler.js` keeps a Durable Object's
-/// storage): a new `PagedBackend` over the same storage before each activation, as when the
-/// Durable Object left memory between them, and the fourth activation within the window is
-/// still refused with the wait, Polar not asked. (A deactivation of a key with no stored
-/// entries reads no pool there, `wants.rs`: counted in the relay's memory only.)
+/// storage): a new `PagedBackend` over the same storage before each step, as when the Durable
+/// Object left memory between them; activate, deactivate (a key with no answer stored: its
+/// pool read alone, `wants.rs`), activate, and the next within the window is still refused
+/// with the wait, Polar not asked.
 #[test]
 fn on_the_workers_path_the_activation_churn_outlives_the_durable_object() {
     use polar_license::Transport;
@@ -1370,11 +1370,12 @@ fn on_the_workers_path_the_activation_churn_outlives_the_durable_object() {
     let polar_http = rig::upstream(Duration::from_secs(5));
     let mut host = rig::host::Host::default();
     let t = rig::now();
-    let body = json!({"key": k, "organization_id": DEMO_ORGANIZATION_ID, "label": "m"}).to_string();
-    let mut activate_after_a_restart = |at: i64| -> RelayResponse {
+    let activation = json!({"key": k, "organization_id": DEMO_ORGANIZATION_ID, "label": "m"});
+    let mut after_a_restart = |route: &str, body: &Value, at: i64| -> (RelayResponse, Value) {
         let b = Arc::new(host.start(16));
         let s = relay_over(&polar, Arc::clone(&b) as Arc<dyn Backend>, options.clone());
-        let req = rig::request("/v1/customer-portal/license-keys/activate", &[], &body);
+        let path = format!("/v1/customer-portal/license-keys/{route}");
+        let req = rig::request(&path, &[], &body.to_string());
         let drive = rig::Drive::with(&s.relay, req, rig::at(at), ExchangeOptions::default());
         let r = drive.run_with(|x, need| match need {
             Need::Load(load) => {
@@ -1387,15 +1388,19 @@ fn on_the_workers_path_the_activation_churn_outlives_the_durable_object() {
             other => x.as_host(other),
         });
         host.save(&b);
-        r
+        let v = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+        (r, v)
     };
-    for at in [t, t + 10, t + 20] {
-        let r = activate_after_a_restart(at);
-        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-    }
+    let (r, v) = after_a_restart("activate", &activation, t);
+    assert_eq!(r.status, 200, "{v}");
+    let deactivation =
+        json!({"key": k, "organization_id": DEMO_ORGANIZATION_ID, "activation_id": v["id"]});
+    let (r, v) = after_a_restart("deactivate", &deactivation, t + 10);
+    assert_eq!(r.status, 204, "{v}");
+    let (r, v) = after_a_restart("activate", &activation, t + 20);
+    assert_eq!(r.status, 200, "{v}");
     polar.reset_request_count();
-    let r = activate_after_a_restart(t + 30);
-    let v: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+    let (r, v) = after_a_restart("activate", &activation, t + 30);
     assert_eq!(
         (r.status, &v["reason"]),
         (429, &json!("rate_limited")),
@@ -1407,6 +1412,6 @@ fn on_the_workers_path_the_activation_churn_outlives_the_durable_object() {
         0,
         "Polar is not asked past the limit"
     );
-    let r = activate_after_a_restart(t + 601);
-    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let (r, v) = after_a_restart("activate", &activation, t + 601);
+    assert_eq!(r.status, 200, "{v}");
 }

@@ -510,8 +510,7 @@ pub(crate) fn release(store: &dyn Backend, seen: &Seen, ask: &SeatAsk, now: Now)
 /// ([`pool::MAX_CHURN`] at most), those past the window dropped at every write. With a store
 /// the host reads per key (a Durable Object's), the pool was loaded with the request
 /// ([`crate::wants::store_wants`]: an activation's one read, a deactivation's with its key's
-/// entries, when it has any: a key with none stored has its pool uncounted there, the
-/// pool's count the reconcile's next read by id sets natively).
+/// entries, or alone when it has none).
 pub(crate) fn count_activation(
     store: &dyn Backend,
     organization_id: &str,

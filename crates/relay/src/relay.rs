@@ -887,7 +887,20 @@ impl Relay {
         .concat();
         if matches!(pending.op, Operation::Activate | Operation::Deactivate) {
             let churn = self.seats.activation_churn();
-            if let Err(next) = self.churned.check(&key_id, churn, now.unix_seconds) {
+            // The stored record (it outlives a restart, a Durable Object out of memory), and
+            // the relay's memory (a host-loaded store may not have read the pool): the later
+            // wait of the two.
+            let stored = self.store.as_ref().and_then(|s| {
+                crate::seats::activation_churned(
+                    s.backend.as_ref(),
+                    &pending.checked.organization_id,
+                    &pending.key,
+                    churn,
+                    now.unix_seconds,
+                )
+            });
+            let remembered = self.churned.check(&key_id, churn, now.unix_seconds).err();
+            if let Some(next) = stored.max(remembered) {
                 log::info!(
                     "relay: {} {} 429 (churn: {} activations and deactivations in {} s)",
                     pending.op.as_str(),
@@ -1391,8 +1404,22 @@ impl Asks for Relay {
                 &key_hash(&pending.key),
             ]
             .concat();
-            self.churned
-                .count(&key_id, self.seats.activation_churn(), now.unix_seconds);
+            let churn = self.seats.activation_churn();
+            self.churned.count(&key_id, churn, now.unix_seconds);
+            if let Some(s) = &self.store {
+                crate::seats::count_activation(
+                    s.backend.as_ref(),
+                    &pending.checked.organization_id,
+                    &pending.key,
+                    if pending.op == Operation::Activate {
+                        1
+                    } else {
+                        -1
+                    },
+                    churn,
+                    now.unix_seconds,
+                );
+            }
         }
         if let Some(ask) = &pending.devices {
             // A device listing's read: the list, kept nowhere, with no lease.

@@ -514,21 +514,8 @@ impl Stored {
                 );
             }
         }
-        // An ordinary activation or deactivation Polar made: counted in the key's seats.
-        let activated = match (pending.op, seen.as_ref().map(|a| a.status)) {
-            (Operation::Activate, Some(200)) => 1,
-            (Operation::Deactivate, Some(204)) => -1,
-            _ => 0,
-        };
-        if activated != 0 {
-            crate::seats::count_activation(
-                self.backend.as_ref(),
-                &pending.checked.organization_id,
-                &pending.key,
-                activated,
-                now.unix_seconds,
-            );
-        }
+        // An ordinary activation or deactivation Polar made is counted in the key's seats and
+        // churn by the relay (`Relay::finish_made`: the churn limit is the seat options').
         if let Some(a) = seen.as_ref().filter(|a| a.status == 429) {
             let mut budget = self.budget(now);
             budget.learn(now.monotonic_ms, a.retry_after);

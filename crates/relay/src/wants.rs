@@ -67,8 +67,8 @@ pub(crate) fn store_wants(
     let checked = check_body(op, req.header("content-type"), &req.body)?.ok()?;
     let key = key_hash(&polar_license::Key::new(checked.key.clone()));
     // The key's seat pool (issue #67): an activation is checked against the seats held and
-    // counted in them, a deactivation counted (read with the key's entries, no call of its
-    // own).
+    // counted in them, a deactivation counted, both in its churn (a deactivation's read with
+    // the key's entries, or alone once its row names none).
     let pool = crate::seats::pool_id(&checked.organization_id, &key);
     if op == "activate" {
         return Some(Wants {

@@ -1251,3 +1251,167 @@ fn a_seat_guard_holds_its_seat_and_gives_it_back_when_dropped() {
         .expect("an answer");
     assert!(again.is_ok(), "free again after the release: {again:?}");
 }
+
+/// The activation churn is a stored fact (issue #67 item 4): a deactivate-activate loop spaced
+/// around restarts of the relay on its store (natively a redb file; on Workers a Durable
+/// Object leaving memory) still meets the limit, with the wait from the first of the window.
+/// Activations Polar refuses (a guessed key) store nothing: only a key Polar activated or
+/// deactivated gets a record, never evicted but bounded by the keys sold.
+#[test]
+fn an_activation_churn_loop_around_restarts_still_meets_its_limit() {
+    let polar = rig::emulator();
+    let k = key(&polar, "ACHURN-RESTART", 5);
+    let options = SeatOptions {
+        activation_churn: 3,
+        activation_churn_seconds: 600,
+        ..SeatOptions::default()
+    };
+    let dir = ScratchDir::new("achurn-restart");
+    let path = dir.path().join("churn.redb");
+    let t = rig::now();
+    let deactivate = |s: &Seats, id: &str, at: i64| {
+        let body = json!({"key": k, "organization_id": DEMO_ORGANIZATION_ID, "activation_id": id});
+        let req = rig::request(
+            "/v1/customer-portal/license-keys/deactivate",
+            &[],
+            &body.to_string(),
+        );
+        s.relay.handle(&req, rig::at(at))
+    };
+    // Each step on a relay of its own over the same file: a restart between each.
+    let first = activate(
+        &relay_over(&polar, redb(&path), options.clone()),
+        &k,
+        "m",
+        rig::at(t),
+    );
+    assert_eq!(
+        deactivate(
+            &relay_over(&polar, redb(&path), options.clone()),
+            &first,
+            t + 10
+        )
+        .status,
+        204
+    );
+    activate(
+        &relay_over(&polar, redb(&path), options.clone()),
+        &k,
+        "m",
+        rig::at(t + 20),
+    );
+    let s = relay_over(&polar, redb(&path), options.clone());
+    polar.reset_request_count();
+    let body = json!({"key": k, "organization_id": DEMO_ORGANIZATION_ID, "label": "m"});
+    let req = rig::request(
+        "/v1/customer-portal/license-keys/activate",
+        &[],
+        &body.to_string(),
+    );
+    let r = s.relay.handle(&req, rig::at(t + 30));
+    let v: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+    assert_eq!(
+        (r.status, &v["reason"]),
+        (429, &json!("rate_limited")),
+        "after restarts: {v}"
+    );
+    assert_eq!(r.header("retry-after"), Some("570"));
+    assert_eq!(
+        polar.request_count(),
+        0,
+        "Polar is not asked past the limit"
+    );
+    drop(s);
+    let s = relay_over(&polar, redb(&path), options.clone());
+    assert_eq!(deactivate(&s, &first, t + 31).status, 429);
+    // The window passed: let through again, after a restart too.
+    drop(s);
+    activate(
+        &relay_over(&polar, redb(&path), options.clone()),
+        &k,
+        "m",
+        rig::at(t + 601),
+    );
+
+    // Guessed keys (Polar's 404) leave nothing stored: no record per key Polar refused.
+    let backend = redb(&path);
+    let before = backend.len().expect("a count");
+    let s = relay_over(&polar, Arc::clone(&backend), options);
+    for n in 0..20 {
+        let body = json!({"key": format!("GUESS-{n}-4A5B6C"), "organization_id": DEMO_ORGANIZATION_ID, "label": "m"});
+        let req = rig::request(
+            "/v1/customer-portal/license-keys/activate",
+            &[],
+            &body.to_string(),
+        );
+        assert_eq!(s.relay.handle(&req, rig::at(t + 700)).status, 404);
+    }
+    assert_eq!(backend.len().expect("a count"), before);
+}
+
+/// The same loop on the Workers relay's way (a paged store its host loads per request, the
+/// journal saved after each; `rig::host` as `relay-handler.js` keeps a Durable Object's
+/// storage): a new `PagedBackend` over the same storage before each step, as when the Durable
+/// Object left memory between them; activate, deactivate (a key with no answer stored: its
+/// pool read alone, `wants.rs`), activate, and the next within the window is still refused
+/// with the wait, Polar not asked.
+#[test]
+fn on_the_workers_path_the_activation_churn_outlives_the_durable_object() {
+    use polar_license::Transport;
+    use polar_license_relay::flow::{ExchangeOptions, Given, Need};
+
+    let polar = rig::emulator();
+    let k = key(&polar, "ACHURN-WORKERS", 5);
+    let options = SeatOptions {
+        activation_churn: 3,
+        activation_churn_seconds: 600,
+        ..SeatOptions::default()
+    };
+    let polar_http = rig::upstream(Duration::from_secs(5));
+    let mut host = rig::host::Host::default();
+    let t = rig::now();
+    let activation = json!({"key": k, "organization_id": DEMO_ORGANIZATION_ID, "label": "m"});
+    let mut after_a_restart = |route: &str, body: &Value, at: i64| -> (RelayResponse, Value) {
+        let b = Arc::new(host.start(16));
+        let s = relay_over(&polar, Arc::clone(&b) as Arc<dyn Backend>, options.clone());
+        let path = format!("/v1/customer-portal/license-keys/{route}");
+        let req = rig::request(&path, &[], &body.to_string());
+        let drive = rig::Drive::with(&s.relay, req, rig::at(at), ExchangeOptions::default());
+        let r = drive.run_with(|x, need| match need {
+            Need::Load(load) => {
+                if let Some(wants) = &load.store {
+                    host.fill(&b, wants);
+                }
+                x.give(Given::Loaded);
+            }
+            Need::Send { request, .. } => x.give(Given::Upstream(polar_http.send(&request))),
+            other => x.as_host(other),
+        });
+        host.save(&b);
+        let v = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+        (r, v)
+    };
+    let (r, v) = after_a_restart("activate", &activation, t);
+    assert_eq!(r.status, 200, "{v}");
+    let deactivation =
+        json!({"key": k, "organization_id": DEMO_ORGANIZATION_ID, "activation_id": v["id"]});
+    let (r, v) = after_a_restart("deactivate", &deactivation, t + 10);
+    assert_eq!(r.status, 204, "{v}");
+    let (r, v) = after_a_restart("activate", &activation, t + 20);
+    assert_eq!(r.status, 200, "{v}");
+    polar.reset_request_count();
+    let (r, v) = after_a_restart("activate", &activation, t + 30);
+    assert_eq!(
+        (r.status, &v["reason"]),
+        (429, &json!("rate_limited")),
+        "{v}"
+    );
+    assert_eq!(r.header("retry-after"), Some("570"));
+    assert_eq!(
+        polar.request_count(),
+        0,
+        "Polar is not asked past the limit"
+    );
+    let (r, v) = after_a_restart("activate", &activation, t + 601);
+    assert_eq!(r.status, 200, "{v}");
+}

@@ -5,7 +5,10 @@
 //! Polar is not asked: the seat acquisitions' churn denial ([`super::settle`]), the same shape.
 //! Only what Polar made is counted, so guessed keys (which Polar refuses) add nothing here.
 //!
-//! It is kept in the relay's memory (as the per-key rate is): a restart starts it again.
+//! This is the relay's memory of it (as the per-key rate is: a restart starts it again). With a
+//! store, each key's record is also stored in its seat pool (`super::count_activation`,
+//! `super::activation_churned`), which outlives a restart and, on Workers, a Durable Object
+//! leaving memory; the relay refuses on the later wait of the two.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;

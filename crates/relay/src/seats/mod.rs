@@ -500,17 +500,23 @@ pub(crate) fn release(store: &dyn Backend, seen: &Seen, ask: &SeatAsk, now: Now)
 
 /// The key's ordinary activations as Polar answered them through the relay: an activation
 /// (`+1`) or a deactivation (`-1`) of the key `key` of `organization_id` moves its pool's
-/// count, when the key has a pool (none is made: a key that never had a seat has its
-/// activations read by id with its first seat, [`crate::reconcile`]). With a store the host
-/// reads per key (a Durable Object's), the pool was loaded with the request
+/// count, when the key has a pool, and is stamped in the pool's churn record (`churn`,
+/// issue #67 item 4: stored, so that a restarted relay still meets the limit). A key with
+/// no pool gets one for that record when the limit is on (its activations then unknown, 0,
+/// as a pool a first seat makes: read by id by [`crate::reconcile`]); with the limit off none
+/// is made. Only what Polar made is counted, so only a key Polar activated or deactivated
+/// (one the seller sold) ever gets a pool this way: pools are never evicted by the store's
+/// caps, and stay bounded by the keys sold, each record at most `churn`'s count of stamps
+/// ([`pool::MAX_CHURN`] at most), those past the window dropped at every write. With a store
+/// the host reads per key (a Durable Object's), the pool was loaded with the request
 /// ([`crate::wants::store_wants`]: an activation's one read, a deactivation's with its key's
-/// entries, when it has any: a key with none stored has its pool uncounted there, the
-/// pool's count the reconcile's next read by id sets natively).
+/// entries, or alone when it has none).
 pub(crate) fn count_activation(
     store: &dyn Backend,
     organization_id: &str,
     key: &Key,
     delta: i32,
+    churn: Churn,
     now: i64,
 ) {
     let id = pool_id(organization_id, &key_hash(key));
@@ -522,8 +528,14 @@ pub(crate) fn count_activation(
         return;
     }
     let changed = store.update(&id, &mut |current| {
-        let mut pool = pool_of(Some(current?));
-        pool.activations = pool.activations.saturating_add_signed(delta);
+        if current.is_none() && churn.count == 0 {
+            return None;
+        }
+        let mut pool = pool_of(current);
+        if current.is_some() {
+            pool.activations = pool.activations.saturating_add_signed(delta);
+        }
+        pool.count_churn(churn, now);
         entry_of(&pool, now)
     });
     if let Err(e) = changed {
@@ -533,6 +545,35 @@ pub(crate) fn count_activation(
             crate::logged::key(key)
         );
     }
+}
+
+/// When the next ordinary activation or deactivation of `key` (of `organization_id`) is
+/// possible (`Some(unix seconds)`) if one now would pass its stored churn record's limit
+/// ([`count_activation`]); `None`: within it, the limit off, no pool, or its pool not read
+/// (a host-loaded store that did not load it, or a store that failed: the relay's memory of
+/// the churn still counts, [`crate::seats::Churned`]).
+pub(crate) fn activation_churned(
+    store: &dyn Backend,
+    organization_id: &str,
+    key: &Key,
+    churn: Churn,
+    now: i64,
+) -> Option<i64> {
+    if churn.count == 0 {
+        return None;
+    }
+    let id = pool_id(organization_id, &key_hash(key));
+    let entry = match store.get(&id) {
+        Ok(entry) => entry?,
+        Err(e) => {
+            log::debug!(
+                "relay: the churn of {} is not read from its pool ({e})",
+                crate::logged::key(key)
+            );
+            return None;
+        }
+    };
+    pool_of(Some(&entry)).activation_churn(churn, now).err()
 }
 
 /// The key's ordinary activations as Polar read them by id (`count`, the reconcile's

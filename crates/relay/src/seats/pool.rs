@@ -31,6 +31,12 @@ pub(crate) struct Pool {
     /// activations), or no seat asked yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) limit: Option<u32>,
+    /// When Polar made the key's ordinary activations and deactivations through the relay
+    /// within their churn window (unix seconds, oldest first; at most the limit's count, at
+    /// most [`MAX_CHURN`]): stored, so that a relay restarted (a Durable Object out of memory)
+    /// still meets the limit ([`Pool::activation_churn`], [`Pool::count_churn`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) churned: Vec<i64>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -281,6 +287,39 @@ impl Pool {
         Err((in_use, self.activations, limit))
     }
 
+    /// Whether one more ordinary activation or deactivation at `now` is within `churn`:
+    /// `Ok`, or `Err(at)`, the next is possible at `at` (when the oldest counted leaves the
+    /// window). Off (`count` 0): always `Ok`.
+    pub(crate) fn activation_churn(&self, churn: Churn, now: i64) -> Result<(), i64> {
+        if churn.count == 0 {
+            return Ok(());
+        }
+        let since = now.saturating_sub(churn.window);
+        let mut within = self.churned.iter().filter(|&&t| t > since);
+        let oldest = within.clone().next().copied();
+        let limit = churn.count.min(MAX_CHURN) as usize;
+        if within.by_ref().count() >= limit {
+            return Err(oldest.unwrap_or(now).saturating_add(churn.window));
+        }
+        Ok(())
+    }
+
+    /// One ordinary activation or deactivation Polar made at `now`, counted in `churn`'s
+    /// window: the record keeps only those within it, at most the limit's count (off: none).
+    pub(crate) fn count_churn(&mut self, churn: Churn, now: i64) {
+        if churn.count == 0 {
+            self.churned.clear();
+            return;
+        }
+        let since = now.saturating_sub(churn.window);
+        self.churned.retain(|&t| t > since);
+        let limit = churn.count.min(MAX_CHURN) as usize;
+        while self.churned.len() >= limit {
+            self.churned.remove(0);
+        }
+        self.churned.push(now);
+    }
+
     /// Seat `id` of `machine` given back: free at once.
     pub(crate) fn release(&mut self, id: &str, machine: &str, now: i64) -> Outcome {
         self.cull(now);
@@ -311,6 +350,43 @@ mod tests {
             },
             less_activations: false,
         }
+    }
+
+    /// The stored activation churn: the limit met with the wait of the oldest in the window,
+    /// the record pruned to the window and to the count at every write (bounded whatever the
+    /// loop), it survives the pool's JSON (what the store keeps), and off it keeps nothing.
+    #[test]
+    fn the_stored_activation_churn_is_bounded_and_outlives_its_json() {
+        let churn = Churn {
+            count: 3,
+            window: 600,
+        };
+        let mut pool = Pool::default();
+        for at in [0, 10, 20] {
+            assert_eq!(pool.activation_churn(churn, at), Ok(()));
+            pool.count_churn(churn, at);
+        }
+        assert_eq!(pool.activation_churn(churn, 30), Err(600));
+        let text = serde_json::to_string(&pool).unwrap();
+        let read: Pool = serde_json::from_str(&text).unwrap();
+        assert_eq!(read.activation_churn(churn, 30), Err(600));
+        assert_eq!(read.activation_churn(churn, 600), Ok(()));
+        // A long loop keeps at most the count, only those within the window.
+        for at in 0..5_000 {
+            pool.count_churn(churn, 1_000 + at);
+        }
+        assert_eq!(pool.churned, vec![5_997, 5_998, 5_999]);
+        pool.count_churn(churn, 10_000);
+        assert_eq!(pool.churned, vec![10_000]);
+        let off = Churn {
+            count: 0,
+            window: 600,
+        };
+        pool.count_churn(off, 10_001);
+        assert!(pool.churned.is_empty());
+        assert_eq!(pool.activation_churn(off, 10_001), Ok(()));
+        // An empty record is not written (a pool's JSON as before the record).
+        assert!(!serde_json::to_string(&pool).unwrap().contains("churned"));
     }
 
     #[test]

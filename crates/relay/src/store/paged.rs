@@ -58,8 +58,8 @@ pub struct Wants {
     /// Whether every entry of those rows is read.
     pub all: bool,
     /// Entries read with the entries the rows name, once the rows are read (one storage
-    /// call for both); not read when the rows name none. A deactivation's seat pool, read
-    /// beside its key's entries without a call of its own.
+    /// call for both); when the rows name none, in a call of their own (none when cached). A
+    /// deactivation's seat pool, read beside its key's entries.
     pub later: Vec<EntryId>,
 }
 
@@ -389,9 +389,10 @@ impl PagedBackend {
                 None => out.tags.push(tag.clone()),
             }
         }
-        // Read with the rows' entries only: never a storage call of their own for a row
-        // that names nothing (then they are left unread, and the core does without them).
-        if out.tags.is_empty() && !ids.is_empty() {
+        // Read once the rows are, with their entries (one call for both); when the rows name
+        // none, in a call of their own (a deactivation of a key with no answer stored still
+        // reads its seat pool, where its churn is counted: issue #67), none when cached.
+        if out.tags.is_empty() {
             ids.extend(wants.later.iter().copied());
         }
         for id in ids {
@@ -691,7 +692,7 @@ mod tests {
     }
 
     /// An entry wanted `later` is read with the entries of the rows read first (one call
-    /// of the host's for both), and not when the rows name none.
+    /// of the host's for both), and, when the rows name none, alone once they are read.
     #[test]
     fn an_entry_wanted_later_is_read_with_the_rows_entries() {
         let b = PagedBackend::new(100, 1_000);
@@ -710,12 +711,17 @@ mod tests {
         let next = b.missing(&wants);
         assert!(next.tags.is_empty());
         assert_eq!(next.entries, vec![hex_id(&id(3)), hex_id(&id(7))]);
-        // A row that names nothing: nothing read for it, nor the later entry.
+        // A row that names nothing: the later entry alone, then nothing once it is cached.
         let empty = Wants {
             tags: vec!["k:2".into()],
+            later: vec![id(8)],
             ..wants
         };
         b.load(Vec::new(), vec![("k:2".into(), Vec::new())]);
+        let alone = b.missing(&empty);
+        assert!(alone.tags.is_empty());
+        assert_eq!(alone.entries, vec![hex_id(&id(8))]);
+        b.load(vec![(hex_id(&id(8)), None)], Vec::new());
         assert_eq!(b.missing(&empty), Missing::default());
     }
 

@@ -525,3 +525,65 @@ export declare function seatRelease(seat: string): Promise<SeatReleased>;
 export declare function seat(
   options?: SeatOptions & { signal?: AbortSignal; onLost?: (error: SeatError) => void },
 ): Promise<HeldSeat>;
+
+/** `recordUsage`'s answer: a report the seller's relay recorded (issue #68). */
+export interface UsageRecorded {
+  /** The report's idempotency id (the one given, or the one made: a UUID v4). */
+  id: string;
+  /** Recorded before under this id: counted once. */
+  duplicate: boolean;
+  /** The meter's balance as the relay knows it after this report; null when not read yet. */
+  balance: number | null;
+}
+
+/** `recordUsage`'s error as it crosses the IPC. */
+export interface UsageErrorData extends Omit<LicenseErrorData, 'code'> {
+  /** A reason code (`credits_exhausted`, Polar's denial of the key, `invalid_input`, `offline`,
+   * `rate_limited`, …) or `usage_backlog` (too many reports wait at the relay: send it again
+   * later with the same `id`; `retryAfter` when the relay said). */
+  code: ReasonCode | 'usage_backlog';
+  /** `credits_exhausted`: the balance the relay knows (at or below zero); else null. */
+  balance: number | null;
+  /** The report's idempotency id: sent again with it, the report counts once (`''` when the
+   * report was refused before it had one). */
+  id: string;
+}
+
+/** Why a report was not recorded (at runtime a subclass of LicenseError). */
+export declare class UsageError extends Error implements UsageErrorData {
+  readonly name: 'UsageError';
+  readonly code: ReasonCode | 'usage_backlog';
+  readonly class: ReasonClass;
+  readonly userMessage: string;
+  readonly detail: string;
+  readonly hint: string | null;
+  readonly field: string | null;
+  readonly status: number | null;
+  readonly retryAfter: number | null;
+  readonly remainingUsages: number | null;
+  readonly stopped: Stopped | null;
+  readonly balance: number | null;
+  readonly id: string;
+  constructor(data: UsageErrorData);
+  toJSON(): UsageErrorData;
+}
+
+/** Options of `recordUsage`. */
+export interface UsageOptions {
+  /** The event name the seller's meter counts (1 to 128 bytes of printable text). */
+  meter: string;
+  /** The units used: above 0, at most 1,000,000,000 (NaN, infinities, 0 and negatives are
+   * `invalid_input`, nothing sent). */
+  units: number;
+  /** The app's own idempotency id (1 to 64 of `A-Z a-z 0-9 - _ .`); default a new UUID v4. */
+  id?: string;
+  /** The key (default: the remembered key). */
+  key?: string;
+  /** The seller's relay's URL (`relay serve --record-usage`); default the plugin's base URL. */
+  relay?: string;
+}
+
+/** Reports `units` of `meter` to the seller's relay (rejects with a UsageError). Sent again with
+ * the same id (three sends at most) while the relay cannot be reached, answers 5xx or asks to
+ * wait: a retried report counts once. */
+export declare function recordUsage(options: UsageOptions): Promise<UsageRecorded>;

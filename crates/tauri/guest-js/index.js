@@ -291,3 +291,35 @@ export async function seat(options = {}) {
     release,
   };
 }
+
+// Usage reported to the seller's relay (issue #68): the report, its idempotency id and its
+// sends again with the same id are the plugin's core; this package only passes the answer on.
+
+/** Why a report was not recorded: a LicenseError (`credits_exhausted` with the `balance`,
+ * Polar's denial of the key, `invalid_input`, `offline`, `rate_limited`, or `usage_backlog`:
+ * send it again later with the same `id`), with the report's `id`. */
+export class UsageError extends LicenseError {
+  constructor(data) {
+    super(data);
+    this.name = 'UsageError';
+    this.balance = data.balance ?? null;
+    this.id = data.id;
+  }
+
+  /** The plugin's fields as plain data. */
+  toJSON() {
+    return { ...super.toJSON(), balance: this.balance, id: this.id };
+  }
+}
+
+/** Reports `units` of `meter` used with the remembered key (or `key`) to the seller's relay
+ * (`relay`, its URL; default the plugin's base URL), with the app's idempotency `id` (default a
+ * new UUID v4): resolves to `{ id, duplicate, balance }`, rejects with a UsageError. */
+export async function recordUsage(options = {}) {
+  const { meter, units, id, key, relay } = options;
+  try {
+    return await invoke('plugin:polar-license|record_usage', args({ meter, units, id, key, relay }));
+  } catch (e) {
+    throw isPluginError(e) ? new UsageError(e) : e instanceof Error ? e : new Error(String(e));
+  }
+}

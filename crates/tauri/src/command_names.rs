@@ -22,4 +22,5 @@
     "seat_acquire",
     "seat_heartbeat",
     "seat_release",
+    "record_usage",
 ]

@@ -16,8 +16,9 @@
 //! `rememberedKey`, `forgetKey`, `hasFeature`, `entitlement` (a value the seller's relay signed
 //! into the lease, issue #68) and, out of activations (a customer session
 //! signed in with the code Polar emails, kept in memory), `requestSignInCode`, `signIn`,
-//! `signOut`, `listDevices`, `freeDevice`, `recoverableKeys` and `recoverKey` through the guest package
-//! `@polar-license/tauri` (the capability `polar-license:default` allows them all). Every
+//! `signOut`, `listDevices`, `freeDevice`, `recoverableKeys` and `recoverKey`, floating and CI
+//! seats, and `recordUsage` (usage reported to the seller's relay, issue #68) through the guest
+//! package `@polar-license/tauri` (the capability `polar-license:default` allows them all). Every
 //! answer and error crosses as typed data ([`answers`]): a reason code and its class, a
 //! sentence for the user, a hint, the grace's end, the features it unlocks; never a bare
 //! string, never the whole key.
@@ -30,6 +31,7 @@
 pub mod answers;
 mod commands;
 mod seats;
+mod usage;
 
 pub use answers::{
     Activated, CustomerChoice, DeviceError, DeviceInfo, DeviceList, EntitlementState, FeatureState,
@@ -42,6 +44,7 @@ pub use polar_license::perpetual::ReleaseDate;
 pub use polar_license::trial::TrialDays;
 pub use polar_license::{Licensing, LicensingBuilder};
 pub use seats::{SeatError, SeatInfo, SeatReleased};
+pub use usage::{UsageError, UsageRecorded};
 
 use polar_license::portal::SessionToken;
 use std::path::PathBuf;
@@ -302,6 +305,7 @@ pub fn init<R: Runtime>(organization_id: impl Into<String>, options: Options) ->
             seats::seat_acquire,
             seats::seat_heartbeat,
             seats::seat_release,
+            usage::record_usage,
         ])
         .setup(move |app, _api| {
             let identifier = app.config().identifier.clone();

@@ -68,6 +68,9 @@ function callFor({ command, args }) {
       return () => guest.seatHeartbeat(args.seat);
     case 'seat_release':
       return () => guest.seatRelease(args.seat);
+    case 'record_usage':
+      return () =>
+        guest.recordUsage({ meter: args.meter, units: args.units, id: args.id, key: args.key, relay: args.relay });
     default:
       throw new Error(`no function of the package invokes ${command}`);
   }
@@ -125,6 +128,12 @@ for (const { name, entries } of scenarios) {
             assert.ok(error instanceof guest.SeatError, `${entry.command}: ${error}`);
             assert.ok(error instanceof guest.LicenseError);
             assert.equal(error.name, 'SeatError');
+            assert.equal(error.message, entry.err.userMessage);
+            assert.deepEqual(error.toJSON(), entry.err);
+          } else if (typeof entry.err === 'object' && entry.command === 'record_usage') {
+            assert.ok(error instanceof guest.UsageError, `${entry.command}: ${error}`);
+            assert.ok(error instanceof guest.LicenseError);
+            assert.equal(error.name, 'UsageError');
             assert.equal(error.message, entry.err.userMessage);
             assert.deepEqual(error.toJSON(), entry.err);
           } else if (typeof entry.err === 'object') {

@@ -34,6 +34,7 @@ const TYPE_OF = {
   seat_acquire: 'SeatInfo',
   seat_heartbeat: 'SeatInfo',
   seat_release: 'SeatReleased',
+  record_usage: 'UsageRecorded',
 };
 
 test('every answer the plugin gave has exactly the declared type', () => {
@@ -41,7 +42,7 @@ test('every answer the plugin gave has exactly the declared type', () => {
   const dir = fixturesDir();
   const lines = [
     "import type { Activated, DeviceErrorData, DeviceList, EntitlementState, FeatureState, LicenseErrorData, RecoverableKey, LicenseState, ReasonClass, ReasonCode,",
-    "  RememberedKey, SeatErrorData, SeatInfo, SeatReleased, StatusState, Validated } from '../../index.js';",
+    "  RememberedKey, SeatErrorData, SeatInfo, SeatReleased, StatusState, UsageErrorData, UsageRecorded, Validated } from '../../index.js';",
     "import { CHECKED_EVENT } from '../../index.js';",
   ];
   let n = 0;
@@ -57,6 +58,8 @@ test('every answer the plugin gave has exactly the declared type', () => {
         lines.push(`const a${n}: DeviceErrorData = ${JSON.stringify(entry.err)};`);
       } else if (typeof entry.err === 'object' && entry.command.startsWith('seat_')) {
         lines.push(`const a${n}: SeatErrorData = ${JSON.stringify(entry.err)};`);
+      } else if (typeof entry.err === 'object' && entry.command === 'record_usage') {
+        lines.push(`const a${n}: UsageErrorData = ${JSON.stringify(entry.err)};`);
       } else if (typeof entry.err === 'object') {
         lines.push(`const a${n}: LicenseErrorData = ${JSON.stringify(entry.err)};`);
       }

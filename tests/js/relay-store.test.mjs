@@ -960,6 +960,53 @@ test('workerd: without the Durable Object binding, every check is forwarded and 
   }
 });
 
+// Issue #68: with `signEntitlements` on, the values reader asked for a wake-up every 200 ms
+// with nothing to read, so the Durable Object's alarm rang forever after the last request (an
+// invocation billed each time, the object kept in memory). The object's alarm calls are counted
+// (`GET /__alarms`, a route of the test's object).
+const ALARMS_WORKER = storeWorker(`perIp: '1000/1000',
+  perKey: '1000/1000',
+  signEntitlements: true,
+  store: { webhookSecret: env.POLAR_WEBHOOK_SECRET },`).replace(
+  'export const PolarRelayStore = relayStore(optionsOf);',
+  `const Store = relayStore(optionsOf);
+let alarms = 0;
+export class PolarRelayStore extends Store {
+  async alarm() {
+    alarms++;
+    return super.alarm();
+  }
+  async fetch(request) {
+    if (new URL(request.url).pathname !== '/__alarms') return super.fetch(request);
+    return Response.json({ alarms });
+  }
+}`,
+);
+
+// The values' own reads (a customer wanted, read, signed) are relay-values' rows on both hosts
+// and the core's unit test (flow/background.rs): this suite's npm emulator has no grants route.
+test("workerd: with signEntitlements on and nothing due, the Durable Object's alarm rings no more after the last request", async () => {
+  await withStoredRelay(endpointFor, { worker: ALARMS_WORKER }, async (live, endpoint) => {
+    const alarms = async () => (await (await fetch(`${live.host.url}/__alarms`)).json()).alarms;
+    const key = newKey();
+    assert.equal((await check(live.host.url, key)).source, 'polar');
+    assert.equal((await check(live.host.url, key)).source, 'store');
+    // A webhook (a request too): a revocation of another key.
+    const other = newKey();
+    assert.equal((await check(live.host.url, other)).source, 'polar');
+    polar.updateKey(other, { status: 'revoked' });
+    await waitDelivered(endpoint.id, 'benefit_grant.revoked');
+    // The work the last request left may ring the alarm once; then nothing is due.
+    await new Promise((r) => setTimeout(r, 300));
+    const before = await alarms();
+    await new Promise((r) => setTimeout(r, 1_500));
+    const rang = (await alarms()) - before;
+    console.log(`Durable Object alarms over 1.5 s idle with signEntitlements on: ${rang} (${before} before)`);
+    assert.ok(rang <= 1, `the alarm rang ${rang} times in 1.5 s with nothing due`);
+    assert.equal((await check(live.host.url, key)).source, 'store', 'the relay still answers');
+  });
+});
+
 // A store of at most CAPPED entries, a cache of one, and its storage read back whole
 // (`GET /__storage`, a route of the test's object).
 const CAPPED = 10;

@@ -276,6 +276,14 @@ impl Entitled {
         Ok(url)
     }
 
+    /// Whether no customer's values are due: none wanted, none being read (a host whose
+    /// requests wake the background machine need not poll meanwhile: a request or webhook
+    /// that makes values due asks for them, [`Entitled::sign_in`], and wakes it).
+    pub(crate) fn idle(&self) -> bool {
+        let state = self.lock();
+        state.reading.is_none() && state.wanted.is_empty()
+    }
+
     /// Polar's answer to the read [`Entitled::next_read`] gave.
     pub(crate) fn answered(&self, answer: ReadAnswer, now: Now) {
         let mut state = self.lock();

@@ -334,6 +334,13 @@ impl Background {
                 Some(Ok(url)) => {
                     return self.send_entitled(url, crate::reads::read_headers(relay));
                 }
+                // Nothing due, with a store read per key (Workers): no poll meanwhile (each
+                // alarm of a Durable Object is an invocation); each request wakes it.
+                Some(Err(Some(_)))
+                    if self.paged.is_some() && relay.store.is_some_and(|s| s.entitled.idle()) =>
+                {
+                    None
+                }
                 Some(Err(Some(ms))) => Some(ms),
                 _ => None,
             };
@@ -887,6 +894,55 @@ mod tests {
         assert!(matches!(
             Background::new(None).poll(&off, at(NOW, 0)),
             Poll::Done
+        ));
+    }
+
+    /// Issue #68: with values signed (`entitlements`) and a store read per key (Workers), no
+    /// customer's values due asks for no wake-up (a Durable Object's alarm is an invocation);
+    /// a customer wanted is read at the next poll, its pages one after the other, and once
+    /// read the machine is done again. Natively it waits 200 ms instead (no request wakes the
+    /// native loop once it has ended).
+    #[cfg(feature = "entitlements")]
+    #[test]
+    fn values_with_nothing_due_ask_no_wake_up_on_a_paged_store() {
+        let options = StoreOptions {
+            entitlements: true,
+            reconcile_every: 0,
+            roster: false,
+            ..StoreOptions::default()
+        };
+        let paged = Arc::new(PagedBackend::new(100, 2));
+        let r = relay_on(paged.clone(), options.clone());
+        let s = r.store.as_ref().expect("a store");
+        let mut m = Background::new(Some(paged));
+        assert!(matches!(m.poll(&r, at(NOW, 0)), Poll::Done));
+        // A usage batch ingested (or a lease's ask) wants the customer: read at once.
+        let customer = "7d3c1e2a-4b5f-4c6d-8e9f-0a1b2c3d4e5f";
+        s.entitled.ingested(customer);
+        let page = || {
+            let body = serde_json::json!({"items": [], "pagination": {"max_page": 1}});
+            Given::Polar(Ok((200, None, body.to_string().into_bytes())))
+        };
+        let grants = send(m.poll(&r, at(NOW, 1)));
+        assert!(
+            grants.url().contains("/v1/benefit-grants/"),
+            "{}",
+            grants.url()
+        );
+        m.answered(&r, grants.id(), page(), at(NOW, 2));
+        let meters = send(m.poll(&r, at(NOW, 3)));
+        assert!(
+            meters.url().contains("/v1/customer-meters/"),
+            "{}",
+            meters.url()
+        );
+        m.answered(&r, meters.id(), page(), at(NOW, 4));
+        assert!(matches!(m.poll(&r, at(NOW, 5)), Poll::Done));
+        // Natively: the loop polls on (200 ms), as before.
+        let native = relay_with(options);
+        assert!(matches!(
+            Background::new(None).poll(&native, at(NOW, 0)),
+            Poll::Wait(200)
         ));
     }
 }

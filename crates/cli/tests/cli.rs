@@ -299,18 +299,14 @@ fn activation_lifecycle() {
     assert!(v["source"].is_null(), "{v}");
 
     // Same conditions (typed: major=2 is an integer): licensed, with the activation.
-    let same = [
-        "validate",
-        "--key",
-        KEY,
-        "--activation-id",
-        &id,
-        "--condition",
-        "machine=A",
-        "--condition",
-        "major=2",
-    ];
-    let ok = call(&polar, &same);
+    let validate_on = |conditions: &[&str]| {
+        let mut args = vec!["validate", "--key", KEY, "--activation-id", &id];
+        for condition in conditions {
+            args.extend(["--condition", condition]);
+        }
+        call(&polar, &args)
+    };
+    let ok = validate_on(&["machine=A", "major=2"]);
     assert_eq!(
         (ok.0, ok.1["outcome"].as_str()),
         (0, Some("licensed")),
@@ -321,35 +317,11 @@ fn activation_lifecycle() {
     assert_eq!(ok.1["activation"]["label"], "machine A");
 
     // Another machine, and "2" as a string is not 2: conditions_mismatch.
-    let other = call(
-        &polar,
-        &[
-            "validate",
-            "--key",
-            KEY,
-            "--activation-id",
-            &id,
-            "--condition",
-            "machine=B",
-            "--condition",
-            "major=2",
-        ],
-    );
+    let other = validate_on(&["machine=B", "major=2"]);
     denied(&other, "conditions_mismatch", MISMATCH);
     assert_eq!(other.1["activation_id"], id.as_str());
     denied(
-        &call(
-            &polar,
-            &[
-                "validate",
-                "--key",
-                KEY,
-                "--activation-id",
-                &id,
-                "--condition",
-                "machine=A",
-            ],
-        ),
+        &validate_on(&["machine=A"]),
         "conditions_mismatch",
         MISMATCH,
     );
@@ -402,7 +374,11 @@ fn activation_lifecycle() {
     );
     assert_eq!(done.1["activation_id"], id.as_str());
     assert_eq!(done.1["status"], 204);
-    denied(&call(&polar, &same), "not_found", NOT_FOUND);
+    denied(
+        &validate_on(&["machine=A", "major=2"]),
+        "not_found",
+        NOT_FOUND,
+    );
     denied(
         &call(
             &polar,

@@ -259,6 +259,18 @@ pub fn cli_against(
     cmd
 }
 
+/// `bin emulator` on a free port with its webhooks sent at once (`--webhook-time-scale
+/// 0.0001`): Polar as the command line's suites run it, a real process.
+pub fn emulator_served(bin: &str) -> Served {
+    Served::start(clean_command(bin).args([
+        "emulator",
+        "--port",
+        "0",
+        "--webhook-time-scale",
+        "0.0001",
+    ]))
+}
+
 /// `bin relay keygen --out DIR/NAME`, which must exit 0: the key file's path and the public
 /// pair it printed (`kid=k4.public.…`).
 pub fn relay_keygen(bin: &str, dir: &ScratchDir, name: &str) -> (String, String) {
@@ -286,18 +298,6 @@ pub fn relay_serve(bin: &str, polar_url: &str, signing_key: &str) -> Command {
         signing_key,
     ]);
     cmd
-}
-
-/// `bin emulator` on a free port with its webhooks sent at once (`--webhook-time-scale
-/// 0.0001`): Polar as the command line's suites run it, a real process.
-pub fn emulator_served(bin: &str) -> Served {
-    Served::start(clean_command(bin).args([
-        "emulator",
-        "--port",
-        "0",
-        "--webhook-time-scale",
-        "0.0001",
-    ]))
 }
 
 /// The emulator serving `seed`, answering as Polar's API `version` (`2026-10`, `2027-01`).

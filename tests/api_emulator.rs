@@ -6,6 +6,7 @@ use polar_license::{
     ActivateRequest, BlockingClient, DeactivateRequest, Error, Reason, ValidateRequest, Verdict,
 };
 use polar_license_emulator::{Emulator, Fault, Options, Seed};
+use polar_license_testkit::refused;
 use serde_json::json;
 use std::time::Duration;
 
@@ -17,18 +18,16 @@ const KEY: &str = "MYAPP-50B22C51-07BD-4160-A61E-19B6CC6ED415";
 const TOKEN: &str = "polar_oat_test_token_0123456789";
 
 fn seed() -> Seed {
+    let mut keys = vec![
+        json!({"key": KEY, "limit_activations": 2, "limit_usage": 100, "usage": 99,
+         "benefit_id": BENEFIT, "customer_id": CUSTOMER, "customer_email": "jane.doe@gmail.com"}),
+    ];
+    keys.extend(refused::seed_rows());
+    keys.push(json!({"key": "OTHER-ORG-KEY-0001", "organization_id": OTHER_ORG}));
     Seed::from_json(
         &json!({
             "organization_id": ORG,
-            "license_keys": [
-                {"key": KEY, "limit_activations": 2, "limit_usage": 100, "usage": 99,
-                 "benefit_id": BENEFIT, "customer_id": CUSTOMER, "customer_email": "jane.doe@gmail.com"},
-                {"key": "REVOKED-KEY-0001", "status": "revoked", "limit_activations": 2},
-                {"key": "DISABLED-KEY-0001", "status": "disabled", "limit_activations": 2},
-                {"key": "EXPIRED-KEY-0001", "expires_at": "2020-01-01T00:00:00Z", "limit_activations": 2},
-                {"key": "NO-ACTIVATIONS-0001"},
-                {"key": "OTHER-ORG-KEY-0001", "organization_id": OTHER_ORG}
-            ],
+            "license_keys": keys,
             "access_tokens": [{"token": TOKEN, "organization_id": ORG}]
         })
         .to_string(),

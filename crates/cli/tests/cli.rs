@@ -2,6 +2,7 @@
 //! `--json` object, and every row of docs/polar-api.md §6.4 reachable from the command line.
 
 use polar_license_emulator::{Emulator, Fault, Options, Seed};
+use polar_license_testkit::refused::{self, DISABLED, EXPIRED, NO_ACTIVATIONS, REVOKED};
 use polar_license_testkit::{clean_command, expect_answer_keys, Launch, ScratchDir, Served};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -17,10 +18,6 @@ const OTHER_CUSTOMER: &str = "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d";
 const UNKNOWN_ACTIVATION: &str = "21bf892b-2e46-4f50-8060-8fdaf02aa482";
 const KEY: &str = "MYAPP-50B22C51-07BD-4160-A61E-19B6CC6ED415";
 const KEY_SHOWN: &str = "****-6ED415";
-const REVOKED: &str = "REVOKED-KEY-0001";
-const DISABLED: &str = "DISABLED-KEY-0001";
-const EXPIRED: &str = "EXPIRED-KEY-0001";
-const NO_ACTIVATIONS: &str = "NO-ACTIVATIONS-0001";
 const TOKEN: &str = "polar_oat_test_token_0123456789";
 
 const NOT_FOUND: &str = "Not found";
@@ -39,17 +36,15 @@ thread_local! {
 }
 
 fn seed() -> Seed {
+    let mut keys = vec![
+        json!({"key": KEY, "limit_activations": 2, "limit_usage": 100, "usage": 99,
+               "benefit_id": BENEFIT, "customer_id": CUSTOMER}),
+    ];
+    keys.extend(refused::seed_rows());
     Seed::from_json(
         &json!({
             "organization_id": ORG,
-            "license_keys": [
-                {"key": KEY, "limit_activations": 2, "limit_usage": 100, "usage": 99,
-                 "benefit_id": BENEFIT, "customer_id": CUSTOMER},
-                {"key": REVOKED, "status": "revoked", "limit_activations": 2},
-                {"key": DISABLED, "status": "disabled", "limit_activations": 2},
-                {"key": EXPIRED, "expires_at": "2020-01-01T00:00:00Z", "limit_activations": 2},
-                {"key": NO_ACTIVATIONS},
-            ],
+            "license_keys": keys,
             "access_tokens": [{"token": TOKEN}]
         })
         .to_string(),
@@ -304,20 +299,14 @@ fn activation_lifecycle() {
     assert!(v["source"].is_null(), "{v}");
 
     // Same conditions (typed: major=2 is an integer): licensed, with the activation.
-    let ok = call(
-        &polar,
-        &[
-            "validate",
-            "--key",
-            KEY,
-            "--activation-id",
-            &id,
-            "--condition",
-            "machine=A",
-            "--condition",
-            "major=2",
-        ],
-    );
+    let validate_on = |conditions: &[&str]| {
+        let mut args = vec!["validate", "--key", KEY, "--activation-id", &id];
+        for condition in conditions {
+            args.extend(["--condition", condition]);
+        }
+        call(&polar, &args)
+    };
+    let ok = validate_on(&["machine=A", "major=2"]);
     assert_eq!(
         (ok.0, ok.1["outcome"].as_str()),
         (0, Some("licensed")),
@@ -328,35 +317,11 @@ fn activation_lifecycle() {
     assert_eq!(ok.1["activation"]["label"], "machine A");
 
     // Another machine, and "2" as a string is not 2: conditions_mismatch.
-    let other = call(
-        &polar,
-        &[
-            "validate",
-            "--key",
-            KEY,
-            "--activation-id",
-            &id,
-            "--condition",
-            "machine=B",
-            "--condition",
-            "major=2",
-        ],
-    );
+    let other = validate_on(&["machine=B", "major=2"]);
     denied(&other, "conditions_mismatch", MISMATCH);
     assert_eq!(other.1["activation_id"], id.as_str());
     denied(
-        &call(
-            &polar,
-            &[
-                "validate",
-                "--key",
-                KEY,
-                "--activation-id",
-                &id,
-                "--condition",
-                "machine=A",
-            ],
-        ),
+        &validate_on(&["machine=A"]),
         "conditions_mismatch",
         MISMATCH,
     );
@@ -410,20 +375,7 @@ fn activation_lifecycle() {
     assert_eq!(done.1["activation_id"], id.as_str());
     assert_eq!(done.1["status"], 204);
     denied(
-        &call(
-            &polar,
-            &[
-                "validate",
-                "--key",
-                KEY,
-                "--activation-id",
-                &id,
-                "--condition",
-                "machine=A",
-                "--condition",
-                "major=2",
-            ],
-        ),
+        &validate_on(&["machine=A", "major=2"]),
         "not_found",
         NOT_FOUND,
     );
@@ -539,78 +491,58 @@ fn bad_input_is_caught_locally_with_no_request() {
         "organization_id",
         "organization_id: must be a version 4 UUID, found version 7",
     );
-    invalid(
-        &call(
-            &polar,
-            &["validate", "--key", KEY, "--increment-usage", "-1"],
-        ),
-        "increment_usage",
-        "increment_usage: must be >= 0",
-    );
     let long = format!("{}=1", "k".repeat(41));
-    invalid(
-        &call(&polar, &["validate", "--key", KEY, "--condition", &long]),
-        "conditions",
-        "conditions: keys must have 1-40 characters, found 41",
-    );
-    invalid(
-        &call(
-            &polar,
-            &[
-                "activate",
-                "--key",
-                KEY,
-                "--label",
-                "a",
-                "--condition",
-                &long,
-            ],
+    let long = long.as_str();
+    let long_key = "conditions: keys must have 1-40 characters, found 41";
+    let activate_a = |more: &[&'static str]| {
+        let mut args = vec!["activate", "--key", KEY, "--label", "a"];
+        args.extend_from_slice(more);
+        args
+    };
+    for (args, field, detail) in [
+        (
+            vec!["validate", "--key", KEY, "--increment-usage", "-1"],
+            "increment_usage",
+            "increment_usage: must be >= 0",
         ),
-        "conditions",
-        "conditions: keys must have 1-40 characters, found 41",
-    );
-    invalid(
-        &call(
-            &polar,
-            &[
-                "activate",
-                "--key",
-                KEY,
-                "--label",
-                "a",
-                "--condition",
-                "k=",
-            ],
+        (
+            vec!["validate", "--key", KEY, "--condition", long],
+            "conditions",
+            long_key,
         ),
-        "conditions.k",
-        "conditions.k: string values must have 1-500 characters, found 0",
-    );
-    invalid(
-        &call(
-            &polar,
-            &["activate", "--key", KEY, "--label", "a", "--meta", "k="],
+        (
+            [activate_a(&["--condition"]), vec![long]].concat(),
+            "conditions",
+            long_key,
         ),
-        "meta.k",
-        "meta.k: string values must have 1-500 characters, found 0",
-    );
-    invalid(
-        &call(
-            &polar,
-            &["validate", "--key", KEY, "--activation-id", "nope"],
+        (
+            activate_a(&["--condition", "k="]),
+            "conditions.k",
+            "conditions.k: string values must have 1-500 characters, found 0",
         ),
-        "activation_id",
-        "activation_id: must be a UUID (version 4)",
-    );
-    invalid(
-        &call(&polar, &["validate", "--key", ""]),
-        "key",
-        "key: must not be empty",
-    );
-    invalid(
-        &call(&polar, &["deactivate", "--key", KEY]),
-        "activation_id",
-        "activation_id: none given and no activation remembered for this key",
-    );
+        (
+            activate_a(&["--meta", "k="]),
+            "meta.k",
+            "meta.k: string values must have 1-500 characters, found 0",
+        ),
+        (
+            vec!["validate", "--key", KEY, "--activation-id", "nope"],
+            "activation_id",
+            "activation_id: must be a UUID (version 4)",
+        ),
+        (
+            vec!["validate", "--key", ""],
+            "key",
+            "key: must not be empty",
+        ),
+        (
+            vec!["deactivate", "--key", KEY],
+            "activation_id",
+            "activation_id: none given and no activation remembered for this key",
+        ),
+    ] {
+        invalid(&call(&polar, &args), field, detail);
+    }
     // A missing `=` is a usage error.
     let (code, v) = call(
         &polar,

@@ -4,9 +4,10 @@
 //! and `entitlement NAME` pointed at the relay in signed mode; then the same commands in
 //! unsigned mode, straight at the emulator, where no value is known.
 
-use polar_license_emulator::{Seed, SeedKey, SeedSubscription, DEMO_ORGANIZATION_ID, DEMO_TOKEN};
+use polar_license_emulator::{Seed, DEMO_ORGANIZATION_ID, DEMO_TOKEN};
 use polar_license_testkit::{
-    clean_command, feature_flag, relay_keygen, relay_serve, Launch, ScratchDir, Served,
+    clean_command, feature_flag, relay_keygen, relay_serve, subscribed_key, Launch, ScratchDir,
+    Served,
 };
 use serde_json::{json, Value};
 use std::process::Output;
@@ -30,15 +31,8 @@ fn seed_file(dir: &ScratchDir) -> String {
         PRO,
         json!({"max_upload_size": 10, "role": "editor", "ratio": 1.5, "beta": true}),
     ));
-    let key = |key: &str, subscription: &str, benefits: Vec<&str>| SeedKey {
-        benefit_id: Some(LICENSE.into()),
-        customer_id: Some(CUSTOMER.into()),
-        subscription: Some(SeedSubscription {
-            id: Some(subscription.into()),
-            ..SeedSubscription::default()
-        }),
-        benefits: benefits.into_iter().map(String::from).collect(),
-        ..SeedKey::new(key)
+    let key = |key: &str, subscription: &str, benefits: Vec<&str>| {
+        subscribed_key(key, LICENSE, CUSTOMER, subscription, &benefits)
     };
     seed.license_keys
         .push(key(KEY, "9e0f1a2b-3c4d-4e5f-8a6b-7c8d9e0f1a2b", vec![PRO]));

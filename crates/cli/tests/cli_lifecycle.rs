@@ -6,26 +6,17 @@
 //! which the relay explains as `rotated`.
 
 use polar_license_emulator::{DEMO_KEY, DEMO_ORGANIZATION_ID, DEMO_TOKEN};
-use polar_license_testkit::http::{self, HttpAnswer};
-use polar_license_testkit::{clean_command, relay_keygen, relay_serve, Launch, ScratchDir, Served};
+use polar_license_testkit::http;
+use polar_license_testkit::{
+    clean_command, emulator_served, relay_keygen, relay_serve, Launch, ScratchDir, Served,
+};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_polar-license");
 
 fn call(method: &str, url: &str, body: Option<Value>) -> (u16, Value) {
-    let request = ureq::http::Request::builder()
-        .method(method)
-        .uri(url)
-        .header("authorization", format!("Bearer {DEMO_TOKEN}"))
-        .header("content-type", "application/json")
-        .body(body.map(|b| b.to_string()).unwrap_or_default())
-        .expect("a request");
-    let answer = HttpAnswer::read(
-        http::agent(Duration::from_secs(30))
-            .run(request)
-            .expect("an answer"),
-    );
+    let answer = http::bearer_call(method, url, DEMO_TOKEN, body);
     (
         answer.status,
         serde_json::from_slice(&answer.body).unwrap_or(Value::Null),
@@ -72,38 +63,21 @@ fn validate_prints_why_the_key_stopped() {
     let store = dir.path().join("verdicts.redb");
     let cache = dir.path().join("cache");
     let cache = cache.to_str().expect("UTF-8");
-    let polar = Served::start(clean_command(BIN).args([
-        "emulator",
-        "--port",
-        "0",
-        "--webhook-time-scale",
-        "0.0001",
-    ]));
-    let (status, endpoint) = call(
-        "POST",
-        &format!("{}/v1/webhooks/endpoints", polar.url),
-        Some(json!({"url": "http://127.0.0.1:9/later", "format": "raw",
-                    "events": ["benefit_grant.updated", "benefit_grant.revoked"]})),
-    );
-    assert_eq!(status, 201, "{endpoint}");
-    let (secret, id) = (
-        endpoint["secret"].as_str().expect("secret"),
-        endpoint["id"].as_str().expect("id"),
+    let polar = emulator_served(BIN);
+    let (secret, id) = http::webhook_endpoint(
+        &polar.url,
+        DEMO_TOKEN,
+        &["benefit_grant.updated", "benefit_grant.revoked"],
     );
     let relay = Served::start_with_banner(
         relay_serve(BIN, &polar.url, key)
             .args(["--port", "0", "--store", store.to_str().expect("UTF-8")])
             .env("POLAR_ACCESS_TOKEN", DEMO_TOKEN)
-            .env("POLAR_WEBHOOK_SECRET", secret),
+            .env("POLAR_WEBHOOK_SECRET", &secret),
         "serving until killed",
     )
     .0;
-    let (status, _) = call(
-        "PATCH",
-        &format!("{}/v1/webhooks/endpoints/{id}", polar.url),
-        Some(json!({"url": format!("{}/v1/webhooks/polar", relay.url)})),
-    );
-    assert_eq!(status, 200);
+    http::point_endpoint(&polar.url, DEMO_TOKEN, &id, &relay.url);
 
     // Licensed through the relay (which learns the string's key id), then rotated.
     let (code, out) = validate(&relay, cache, DEMO_KEY, true);

@@ -5,10 +5,11 @@
 //! then refused at zero with `credits_exhausted` (exit 1), a wrong key denied (exit 1), bad
 //! units refused unsent (exit 2).
 
-use polar_license_emulator::{
-    Seed, SeedBenefit, SeedKey, SeedMeter, SeedSubscription, DEMO_ORGANIZATION_ID, DEMO_TOKEN,
+use polar_license_emulator::{Seed, DEMO_ORGANIZATION_ID, DEMO_TOKEN};
+use polar_license_testkit::{
+    clean_command, meter, meter_credit, relay_keygen, relay_serve, subscribed_key, Launch,
+    ScratchDir, Served,
 };
-use polar_license_testkit::{clean_command, relay_keygen, relay_serve, Launch, ScratchDir, Served};
 use serde_json::{json, Value};
 use std::process::Output;
 use std::time::{Duration, Instant};
@@ -23,29 +24,20 @@ const KEY: &str = "USE-1B2C3D4E-5F6A-4B7C-8D9E-0F1A2B3C4D5E";
 
 fn seed_file(dir: &ScratchDir) -> String {
     let mut seed = Seed::demo();
-    seed.meters.push(SeedMeter {
-        id: TOKENS.into(),
-        name: "Tokens".into(),
-        event_name: "tokens_used".into(),
-        aggregation: Some(json!({"func": "sum", "property": "units"})),
-    });
-    seed.benefits.push(SeedBenefit {
-        id: CREDIT.into(),
-        kind: Some("meter_credit".into()),
-        meter_id: Some(TOKENS.into()),
-        units: Some(10),
-        ..SeedBenefit::default()
-    });
-    seed.license_keys.push(SeedKey {
-        benefit_id: Some(LICENSE.into()),
-        customer_id: Some(CUSTOMER.into()),
-        subscription: Some(SeedSubscription {
-            id: Some("9e0f1a2b-3c4d-4e5f-8a6b-7c8d9e0f1a2b".into()),
-            ..SeedSubscription::default()
-        }),
-        benefits: vec![CREDIT.into()],
-        ..SeedKey::new(KEY)
-    });
+    seed.meters.push(meter(
+        TOKENS,
+        "Tokens",
+        "tokens_used",
+        Some(json!({"func": "sum", "property": "units"})),
+    ));
+    seed.benefits.push(meter_credit(CREDIT, TOKENS, 10));
+    seed.license_keys.push(subscribed_key(
+        KEY,
+        LICENSE,
+        CUSTOMER,
+        "9e0f1a2b-3c4d-4e5f-8a6b-7c8d9e0f1a2b",
+        &[CREDIT],
+    ));
     let file = dir.path().join("seed.json");
     std::fs::write(&file, serde_json::to_vec(&seed).expect("JSON")).expect("write the seed");
     file.to_str().expect("UTF-8").to_string()

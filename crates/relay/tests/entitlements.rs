@@ -9,14 +9,12 @@ mod rig;
 
 use std::collections::BTreeMap;
 
-use polar_license_emulator::{
-    Emulator, Options, Seed, SeedBenefit, SeedKey, SeedMeter, SeedSubscription, DEMO_TOKEN,
-};
+use polar_license_emulator::{Emulator, Options, Seed, SeedKey, DEMO_TOKEN};
 use polar_license_relay::entitlements::{
     key_entitlements, meter_balances, page_items, Entitlement,
 };
-use polar_license_testkit::feature_flag;
 use polar_license_testkit::http::raw_exchange;
+use polar_license_testkit::{feature_flag, meter, meter_credit, subscribed_key};
 use serde_json::{json, Value};
 
 const PRO: &str = "0f6c1f5e-8b2a-4c3d-9e4f-5a6b7c8d9e0f";
@@ -38,28 +36,11 @@ fn seed() -> Seed {
     ));
     seed.benefits
         .push(flag(TEAM, json!({"seats": 5, "role": "admin"})));
-    seed.meters.push(SeedMeter {
-        id: CALLS.into(),
-        name: "API calls".into(),
-        event_name: "api_call".into(),
-        aggregation: None,
-    });
-    seed.benefits.push(SeedBenefit {
-        id: CREDIT.into(),
-        kind: Some("meter_credit".into()),
-        meter_id: Some(CALLS.into()),
-        units: Some(50),
-        ..SeedBenefit::default()
-    });
-    let key = |key: &str, subscription: &str, benefits: Vec<&str>| SeedKey {
-        benefit_id: Some(LICENSE.into()),
-        customer_id: Some(CUSTOMER.into()),
-        subscription: Some(SeedSubscription {
-            id: Some(subscription.into()),
-            ..SeedSubscription::default()
-        }),
-        benefits: benefits.into_iter().map(String::from).collect(),
-        ..SeedKey::new(key)
+    seed.meters
+        .push(meter(CALLS, "API calls", "api_call", None));
+    seed.benefits.push(meter_credit(CREDIT, CALLS, 50));
+    let key = |key: &str, subscription: &str, benefits: Vec<&str>| {
+        subscribed_key(key, LICENSE, CUSTOMER, subscription, &benefits)
     };
     // One customer, two purchases: each key's flags are its purchase's only.
     seed.license_keys.push(key(

@@ -313,10 +313,7 @@ fn forged_replayed_stale_and_reordered_webhooks_change_nothing_and_none_grants()
     let regrant = event("benefit_grant.created", lid, "2026-11-25T10:02:00Z");
     let h = signed(secret, "evt-3", now(), &regrant);
     assert_eq!(deliver(&relay, &h, &regrant), 200);
-    polar.set_fault(Some(Fault::Status {
-        status: 503,
-        body: "Service Unavailable".into(),
-    }));
+    polar_answers_503(&polar);
     let denied = validate(&relay, &k);
     assert_eq!(
         (denied.status, denied.lease.is_none()),
@@ -370,10 +367,7 @@ fn past_the_budget_and_through_an_outage_a_known_grant_answers_stale_and_an_unkn
     let relay = start_relay(&polar, memory(), options, None);
     assert_eq!(validate(&relay, &k).source.as_deref(), Some("polar"));
     std::thread::sleep(Duration::from_millis(1_100));
-    polar.set_fault(Some(Fault::Status {
-        status: 503,
-        body: "Service Unavailable".into(),
-    }));
+    polar_answers_503(&polar);
     let through = validate(&relay, &k);
     assert_eq!(
         (through.status, through.source.as_deref()),
@@ -702,10 +696,7 @@ fn a_revoked_grant_of_another_benefit_refuses_nothing() {
             deliver_core(&relay, &format!("evt-c{n}"), &body.to_string(), when),
             200
         );
-        polar.set_fault(Some(Fault::Status {
-            status: 503,
-            body: "Service Unavailable".into(),
-        }));
+        polar_answers_503(&polar);
         let during = relay.handle(&validate_request(&k), at(when));
         assert_eq!(
             (during.status, during.header(SOURCE_HEADER)),
@@ -828,6 +819,37 @@ fn a_damaged_file_closed_cleanly_is_refused_and_stays_refused() {
 // ---- Events out of order (Polar delivers at least once, in any order, to a relay that was
 // down): a revocation yields only to a newer event about its own key ------------------------
 
+/// From now on Polar's emulator answers every call 503 "Service Unavailable".
+fn polar_answers_503(polar: &Emulator) {
+    polar.set_fault(Some(Fault::Status {
+        status: 503,
+        body: "Service Unavailable".into(),
+    }));
+}
+
+/// With Polar's request count reset: `k` refused at `when` from the store (404) without a call,
+/// then, Polar answering 503, refused at `when + 1` too (`why`: no stale grant stands in).
+fn refused_by_the_store_while_polar_fails(
+    relay: &rig::Relayed,
+    polar: &Emulator,
+    k: &str,
+    when: i64,
+    why: &str,
+) {
+    polar.reset_request_count();
+    let refused = relay.handle(&validate_request(k), at(when));
+    assert_eq!(
+        (refused.status, refused.header(SOURCE_HEADER)),
+        (404, Some("store")),
+        "{}",
+        String::from_utf8_lossy(&refused.body)
+    );
+    assert_eq!(polar.request_count(), 0, "refused without a call");
+    polar_answers_503(polar);
+    let during = relay.handle(&validate_request(k), at(when + 1));
+    rig::assert_refused(&during, why);
+}
+
 /// A delivery signed with [`SECRET`], as the core receives it.
 fn hook(id: &str, ts: i64, body: &str) -> RelayRequest {
     rig::hook(SECRET, id, ts, body)
@@ -895,21 +917,13 @@ fn a_revocation_delivered_after_a_newer_customer_event_still_refuses() {
     ] {
         assert_eq!(deliver_core(&relay, id, &body, arrival), 200, "{id}");
     }
-    polar.reset_request_count();
-    let refused = relay.handle(&validate_request(&k), at(arrival + 1));
-    assert_eq!(
-        (refused.status, refused.header(SOURCE_HEADER)),
-        (404, Some("store")),
-        "{}",
-        String::from_utf8_lossy(&refused.body)
+    refused_by_the_store_while_polar_fails(
+        &relay,
+        &polar,
+        &k,
+        arrival + 1,
+        "no stale grant while Polar cannot be asked",
     );
-    assert_eq!(polar.request_count(), 0, "refused without a call");
-    polar.set_fault(Some(Fault::Status {
-        status: 503,
-        body: "Service Unavailable".into(),
-    }));
-    let during = relay.handle(&validate_request(&k), at(arrival + 2));
-    rig::assert_refused(&during, "no stale grant while Polar cannot be asked");
 }
 
 /// The key re-granted at t2, asked again (Polar's answer stored), then its revocation of t1 <
@@ -971,19 +985,13 @@ fn an_older_event_never_undoes_a_newer_revocation() {
     ] {
         assert_eq!(deliver_core(&relay, id, &body, t0 + 31), 200, "{id}");
     }
-    polar.reset_request_count();
-    let refused = relay.handle(&validate_request(&k), at(t0 + 32));
-    assert_eq!(
-        (refused.status, refused.header(SOURCE_HEADER)),
-        (404, Some("store"))
+    refused_by_the_store_while_polar_fails(
+        &relay,
+        &polar,
+        &k,
+        t0 + 32,
+        "refused while Polar fails",
     );
-    assert_eq!(polar.request_count(), 0);
-    polar.set_fault(Some(Fault::Status {
-        status: 503,
-        body: "Service Unavailable".into(),
-    }));
-    let during = relay.handle(&validate_request(&k), at(t0 + 33));
-    rig::assert_refused(&during, "refused while Polar fails");
 }
 
 /// Through the native relay over loopback, with its file: the customer's newer event

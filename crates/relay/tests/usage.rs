@@ -12,14 +12,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use polar_license::lease::SigningKey;
-use polar_license_emulator::{
-    Emulator, Options, Seed, SeedBenefit, SeedKey, SeedMeter, SeedSubscription,
-    DEMO_ORGANIZATION_ID, DEMO_TOKEN,
-};
+use polar_license_emulator::{Emulator, Options, Seed, DEMO_ORGANIZATION_ID, DEMO_TOKEN};
 use polar_license_relay::store::{Backend, RedbBackend, StoreOptions};
 use polar_license_relay::{Running, ServeOptions, MAX_PENDING_PER_KEY, USAGE_ROUTE};
 use polar_license_testkit::http::raw_exchange;
-use polar_license_testkit::ScratchDir;
+use polar_license_testkit::{meter, meter_credit, subscribed_key, ScratchDir};
 use serde_json::{json, Value};
 
 const LICENSE: &str = "3a4b5c6d-7e8f-4a1b-8c2d-3e4f5a6b7c8d";
@@ -35,19 +32,13 @@ const EVENT: &str = "tokens_used";
 /// Ten credited units of a meter summing `units`, on two customers' keys.
 fn seed() -> Seed {
     let mut seed = Seed::demo();
-    seed.meters.push(SeedMeter {
-        id: TOKENS.into(),
-        name: "Tokens".into(),
-        event_name: EVENT.into(),
-        aggregation: Some(json!({"func": "sum", "property": "units"})),
-    });
-    seed.benefits.push(SeedBenefit {
-        id: CREDIT.into(),
-        kind: Some("meter_credit".into()),
-        meter_id: Some(TOKENS.into()),
-        units: Some(10),
-        ..SeedBenefit::default()
-    });
+    seed.meters.push(meter(
+        TOKENS,
+        "Tokens",
+        EVENT,
+        Some(json!({"func": "sum", "property": "units"})),
+    ));
+    seed.benefits.push(meter_credit(CREDIT, TOKENS, 10));
     for (key, customer, sub) in [
         (KEY, CUSTOMER, "9e0f1a2b-3c4d-4e5f-8a6b-7c8d9e0f1a2b"),
         (
@@ -56,16 +47,8 @@ fn seed() -> Seed {
             "8d9e0f1a-2b3c-4d4e-9f5a-6b7c8d9e0f1a",
         ),
     ] {
-        seed.license_keys.push(SeedKey {
-            benefit_id: Some(LICENSE.into()),
-            customer_id: Some(customer.into()),
-            subscription: Some(SeedSubscription {
-                id: Some(sub.into()),
-                ..SeedSubscription::default()
-            }),
-            benefits: vec![CREDIT.into()],
-            ..SeedKey::new(key)
-        });
+        seed.license_keys
+            .push(subscribed_key(key, LICENSE, customer, sub, &[CREDIT]));
     }
     seed
 }

@@ -164,6 +164,52 @@ pub fn json_request(
     raw_exchange(port, &text)
 }
 
+/// `method url` with `Authorization: Bearer token` and `body` as JSON, over [`agent`] (30 s):
+/// the suites' call to the emulator's owner routes and the relay's, read whole.
+pub fn bearer_call(method: &str, url: &str, token: &str, body: Option<Value>) -> HttpAnswer {
+    let request = ureq::http::Request::builder()
+        .method(method)
+        .uri(url)
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(body.map(|b| b.to_string()).unwrap_or_default())
+        .expect("a request");
+    HttpAnswer::read(
+        agent(Duration::from_secs(30))
+            .run(request)
+            .expect("an answer"),
+    )
+}
+
+/// A raw webhook endpoint for `events` registered (201) with Polar's emulator at `polar_url`,
+/// pointed at a closed port until [`point_endpoint`] names its receiver: its secret and id.
+pub fn webhook_endpoint(polar_url: &str, token: &str, events: &[&str]) -> (String, String) {
+    let answer = bearer_call(
+        "POST",
+        &format!("{polar_url}/v1/webhooks/endpoints"),
+        token,
+        Some(
+            serde_json::json!({"url": "http://127.0.0.1:9/later", "format": "raw", "events": events}),
+        ),
+    );
+    assert_eq!(answer.status, 201, "{}", answer.text());
+    let endpoint = answer.json();
+    let field = |name: &str| endpoint[name].as_str().expect(name).to_string();
+    (field("secret"), field("id"))
+}
+
+/// Points the emulator's webhook endpoint `id` at the relay at `relay_url` (its
+/// `/v1/webhooks/polar`); the emulator must answer 200.
+pub fn point_endpoint(polar_url: &str, token: &str, id: &str, relay_url: &str) {
+    let answer = bearer_call(
+        "PATCH",
+        &format!("{polar_url}/v1/webhooks/endpoints/{id}"),
+        token,
+        Some(serde_json::json!({"url": format!("{relay_url}/v1/webhooks/polar")})),
+    );
+    assert_eq!(answer.status, 200, "{}", answer.text());
+}
+
 /// A webhook endpoint on loopback: the URL to register (`http://127.0.0.1:PORT/hooks`) and
 /// every delivery's JSON body in the order received (a body that is not JSON is not recorded);
 /// each delivery is answered `204 No Content`. The listener lives as long as the test.

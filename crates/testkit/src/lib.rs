@@ -30,6 +30,7 @@ pub mod leases;
 pub mod logs;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod readings;
+pub mod refused;
 pub mod seller_rows;
 pub mod signed_rows;
 #[cfg(not(target_arch = "wasm32"))]

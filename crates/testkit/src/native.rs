@@ -6,7 +6,9 @@
 use polar_license::{Licensing, LicensingBuilder, MachineBinding};
 
 mod world;
-use polar_license_emulator::{Emulator, Options, Seed, SeedBenefit, SeedKey, SeedSubscription};
+use polar_license_emulator::{
+    Emulator, Options, Seed, SeedBenefit, SeedKey, SeedMeter, SeedSubscription,
+};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -257,6 +259,18 @@ pub fn cli_against(
     cmd
 }
 
+/// `bin emulator` on a free port with its webhooks sent at once (`--webhook-time-scale
+/// 0.0001`): Polar as the command line's suites run it, a real process.
+pub fn emulator_served(bin: &str) -> Served {
+    Served::start(clean_command(bin).args([
+        "emulator",
+        "--port",
+        "0",
+        "--webhook-time-scale",
+        "0.0001",
+    ]))
+}
+
 /// `bin relay keygen --out DIR/NAME`, which must exit 0: the key file's path and the public
 /// pair it printed (`kid=k4.public.…`).
 pub fn relay_keygen(bin: &str, dir: &ScratchDir, name: &str) -> (String, String) {
@@ -346,6 +360,49 @@ pub fn customers_key(key: &str, benefit_id: &str, customer_id: &str) -> SeedKey 
         benefit_id: Some(benefit_id.into()),
         customer_id: Some(customer_id.into()),
         ..SeedKey::new(key)
+    }
+}
+
+/// [`customers_key`] bought under the subscription `subscription_id`, granted `benefits` (the
+/// ids of the purchase's other benefits: flags, credits).
+pub fn subscribed_key(
+    key: &str,
+    benefit_id: &str,
+    customer_id: &str,
+    subscription_id: &str,
+    benefits: &[&str],
+) -> SeedKey {
+    SeedKey {
+        subscription: Some(subscription_with_id(subscription_id)),
+        benefits: benefits.iter().map(|b| b.to_string()).collect(),
+        ..customers_key(key, benefit_id, customer_id)
+    }
+}
+
+/// A meter `id` named `name` counting the events named `event_name`, aggregated as
+/// `aggregation` says (Polar's JSON; `None` counts them).
+pub fn meter(
+    id: &str,
+    name: &str,
+    event_name: &str,
+    aggregation: Option<serde_json::Value>,
+) -> SeedMeter {
+    SeedMeter {
+        id: id.into(),
+        name: name.into(),
+        event_name: event_name.into(),
+        aggregation,
+    }
+}
+
+/// A meter credit benefit `id` granting `units` of the meter `meter_id`.
+pub fn meter_credit(id: &str, meter_id: &str, units: i64) -> SeedBenefit {
+    SeedBenefit {
+        id: id.into(),
+        kind: Some("meter_credit".into()),
+        meter_id: Some(meter_id.into()),
+        units: Some(units),
+        ..SeedBenefit::default()
     }
 }
 

@@ -373,6 +373,52 @@ fn list_devices_any(
     Ok(devices_json(key, &read))
 }
 
+/// A usage report's answer as the Python layer reads it (issue #68 item 3): `{"ok": {"id",
+/// "duplicate", "balance"}}` when the relay recorded it, else `{"error": …}` with the report's
+/// `id` (to send it again with the same id) and, for `credits_exhausted`, the `balance`; a
+/// backlog is `usage_backlog` (the Python layer raises it as `rate_limited`, with
+/// `retry_after`). Conversion only: which answer is which is the core's
+/// ([`polar_license::usage::RecordUsage`]).
+fn usage_json(id: &str, answer: &Result<polar_license::usage::UsageAnswer, Error>) -> Value {
+    use polar_license::usage::UsageAnswer;
+    let mut out = match answer {
+        Ok(UsageAnswer::Recorded { duplicate, balance }) => {
+            return ok(json!({ "id": id, "duplicate": duplicate, "balance": balance }));
+        }
+        Ok(UsageAnswer::CreditsExhausted { balance }) => {
+            let detail =
+                format!("no credits left (balance {balance}): the report was not recorded");
+            // The core's sentence for the reason (a denial of the seller's rule, not Polar's).
+            let as_denial = Denial {
+                reason: Reason::CreditsExhausted,
+                detail: detail.clone(),
+                status: 0,
+                remaining_usages: None,
+                previously_valid: false,
+                activation_gone: false,
+                stopped: None,
+            };
+            let mut e = denial_json(&as_denial);
+            e["status"] = Value::Null;
+            e["balance"] = json!(balance);
+            e
+        }
+        Ok(UsageAnswer::Backlog { retry_after }) => {
+            let mut e = error_json(&Error::RateLimited {
+                retry_after: *retry_after,
+            });
+            e["usage_backlog"] = json!(true);
+            e["detail"] =
+                json!("too many reports wait at the relay: send it again later with the same id");
+            e
+        }
+        Ok(UsageAnswer::Denied(d)) => denial_json(d),
+        Err(e) => error_json(e),
+    };
+    out["id"] = json!(id);
+    json!({ "error": out })
+}
+
 /// Key recovery through the remembered session: the customer's keys this machine can
 /// activate ([`Licensing::recoverable_keys`]: granted, unexpired, newest first), each by its
 /// record id and redacted form only (the whole key never leaves the library).
@@ -855,6 +901,31 @@ impl NativeLicensing {
                 Ok(listed) => ok(listed),
                 Err(e) => portal_err(&e),
             },
+            Err(e) => err(&e),
+        });
+        to_py(py, &value)
+    }
+
+    /// Reports `units` of `meter` used with `key` (`None`: the remembered key) to the seller's
+    /// relay at `relay` (`relay serve --record-usage`) with the idempotency id `id` (`None`: a
+    /// new one): the core's [`Licensing::record_usage`] (its checks, its sends of the same id).
+    #[pyo3(signature = (meter, units, relay, key=None, id=None))]
+    fn record_usage<'py>(
+        &self,
+        py: Python<'py>,
+        meter: String,
+        units: f64,
+        relay: String,
+        key: Option<String>,
+        id: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let value = py.detach(|| match key_or_remembered(&self.inner, key) {
+            Ok(key) => {
+                let (id, answer) =
+                    self.inner
+                        .record_usage(Some(&relay), &key, &meter, units, id.as_deref());
+                usage_json(&id, &answer)
+            }
             Err(e) => err(&e),
         });
         to_py(py, &value)

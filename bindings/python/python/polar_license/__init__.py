@@ -24,6 +24,7 @@ from ._errors import (
     SignInCodeInvalid,
     StopKind,
     Stopped,
+    UsageBacklog,
 )
 from ._licensing import Licensing
 from ._report import (
@@ -44,6 +45,7 @@ from ._report import (
     Standing,
     Subscription,
     Trial,
+    UsageRecorded,
     Validation,
 )
 
@@ -102,5 +104,7 @@ __all__ = [
     "Stopped",
     "Subscription",
     "Trial",
+    "UsageBacklog",
+    "UsageRecorded",
     "Validation",
 ]

@@ -125,6 +125,12 @@ class LicenseError(Exception):
     stopped: Optional[Stopped]
     """For a denial through the seller's relay: why the key stopped (issue #68), else
     ``None``."""
+    balance: Optional[float]
+    """For ``credits_exhausted`` (``Licensing.record_usage``): the meter's balance the relay
+    knows (at or below zero), else ``None``."""
+    usage_id: Optional[str]
+    """For a usage report that failed (``Licensing.record_usage``): the report's idempotency
+    id. Send it again later with this id and it counts once. Else ``None``."""
 
     def __init__(
         self,
@@ -139,6 +145,8 @@ class LicenseError(Exception):
         previously_valid: bool = False,
         remaining_usages: Optional[int] = None,
         stopped: Optional[Stopped] = None,
+        balance: Optional[float] = None,
+        usage_id: Optional[str] = None,
     ) -> None:
         super().__init__(f"{code.value}: {detail}")
         self.code = code
@@ -151,6 +159,8 @@ class LicenseError(Exception):
         self.previously_valid = previously_valid
         self.remaining_usages = remaining_usages
         self.stopped = stopped
+        self.balance = balance
+        self.usage_id = usage_id
 
     @property
     def reason_class(self) -> str:
@@ -177,12 +187,20 @@ class InvalidInputError(LicenseFailure, ValueError):
     """``invalid_input``: refused before any request; ``field`` names the culprit."""
 
 
+class UsageBacklog(LicenseUnverified):
+    """``rate_limited`` from ``Licensing.record_usage``: too many reports wait at the seller's
+    relay, even after the core sent it again. Send it again after ``retry_after`` seconds with
+    the same ``usage_id``: it counts once."""
+
+
 def error_from(payload: dict[str, Any]) -> LicenseError:
     """The exception for the native layer's error (a dict)."""
     code = Reason(payload["code"])
     cls: type[LicenseError]
     if code is Reason.INVALID_INPUT:
         cls = InvalidInputError
+    elif payload.get("usage_backlog"):
+        cls = UsageBacklog
     elif code.reason_class == "denied":
         cls = LicenseDenied
     elif code.reason_class == "unverified":
@@ -200,6 +218,8 @@ def error_from(payload: dict[str, Any]) -> LicenseError:
         previously_valid=bool(payload.get("previously_valid")),
         remaining_usages=payload.get("remaining_usages"),
         stopped=Stopped._of(payload.get("stopped")),
+        balance=payload.get("balance"),
+        usage_id=payload.get("id"),
     )
 
 

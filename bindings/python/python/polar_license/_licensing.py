@@ -17,6 +17,7 @@ from ._report import (
     Lease,
     RecoverableKey,
     RotatedKey,
+    UsageRecorded,
     Validation,
 )
 
@@ -326,6 +327,23 @@ class Licensing:
         :class:`NotSignedIn` (no request). Raises :class:`KeyNotFound` (a key the relay's Polar
         does not know), :class:`SessionExpired`, :class:`DeviceManagementOff`, …"""
         return KeyDevices._of(_unwrap(self._native.list_devices(key, relay)))
+
+    def record_usage(self, meter: str, units: float, *, relay: str, key: Optional[str] = None,
+                     id: Optional[str] = None) -> UsageRecorded:
+        """Reports ``units`` of ``meter`` (the event name the seller's meter counts) used with
+        ``key`` (``None``: the remembered key) to the seller's relay at ``relay`` (its URL:
+        ``relay serve --record-usage``), with the idempotency id ``id`` (1 to 64 characters of
+        ``A-Z a-z 0-9 - _ .``; ``None``: a new one). The core sends it again with the same id
+        while the relay cannot be reached, answers 5xx or asks to wait (three sends at most); a
+        report sent again with the same id counts once (``duplicate``).
+
+        Raises :class:`LicenseDenied` ``credits_exhausted`` (the seller's rule at zero credits:
+        not recorded; ``balance``), :class:`UsageBacklog` (``retry_after``), Polar's denial of
+        the key (:class:`LicenseDenied`), :class:`LicenseUnverified` (no answer: it may have
+        been recorded), each with the report's ``usage_id`` to send it again with; and
+        :class:`InvalidInputError` for a bad meter, units (above 0, at most 1,000,000,000),
+        id or key, before any request."""
+        return UsageRecorded._of(_unwrap(self._native.record_usage(meter, units, relay, key, id)))
 
     def free_device(self, activation_id: str, key: Optional[str] = None) -> bool:
         """Frees the activation ``activation_id`` of ``key`` (``None``: the remembered key)

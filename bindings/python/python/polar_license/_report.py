@@ -418,3 +418,19 @@ class RotatedKey:
     key: str = field(default="", repr=False)
     """The new key: check it from now on (or ``check()`` with no key when remembering is on:
     it is remembered in the old one's place). Never log it."""
+
+
+@record
+class UsageRecorded:
+    """A usage report the seller's relay recorded (``Licensing.record_usage``)."""
+
+    id: str
+    """The report's idempotency id: the app's own, or the one made for it (a UUID v4)."""
+    duplicate: bool
+    """The relay had seen this id before: counted once, not again."""
+    balance: Optional[float]
+    """The meter's balance the relay knows after this report (``None``: not read yet)."""
+
+    @classmethod
+    def _of(cls, d: dict[str, Any]) -> UsageRecorded:
+        return cls(d["id"], bool(d["duplicate"]), d["balance"])

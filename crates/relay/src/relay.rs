@@ -332,6 +332,46 @@ impl Relay {
         Ok(self)
     }
 
+    /// For test suites and benchmarks only: Polar's budget window (the store's budget, its
+    /// reserve and the roster's first-seen share: [`crate::store::StoreOptions::budget_window_ms`])
+    /// of `seconds` (1 to 3,600) instead of Polar's minute, so that a run facing an emulator
+    /// whose token window is scaled down (its `token_window`) spends and regains the budget as
+    /// fast as that Polar does (`relay serve` takes it from
+    /// `POLAR_LICENSE_RELAY_TEST_ONLY_BUDGET_SECONDS`, the npm relay from
+    /// `store.testOnlyBudgetSeconds`). Against Polar itself a window not its minute lets the
+    /// relay spend past Polar's budget (429s) or leave it unused: never for production. Without
+    /// a store, it changes nothing.
+    #[doc(hidden)]
+    pub fn with_test_only_budget_seconds(mut self, seconds: u32) -> Result<Relay, Error> {
+        if !(1..=3_600).contains(&seconds) {
+            return Err(Error::invalid(
+                "test_only_budget_seconds",
+                "must be 1 to 3600 seconds",
+            ));
+        }
+        log::warn!("relay: a budget window of {seconds} s, not Polar's minute, for tests only");
+        if let Some(s) = self.store.as_mut() {
+            let window_ms = u64::from(seconds) * 1_000;
+            s.options.budget_window_ms = window_ms;
+            // As `new` builds them, with the window given.
+            s.budget = Mutex::new(Budget::with_window(
+                s.options.budget,
+                s.options.reserve,
+                window_ms,
+            ));
+            s.reserve = Mutex::new(crate::roster::Reserve::new(
+                s.options.reserve.min(s.options.budget),
+                window_ms,
+            ));
+            s.first_seen = Mutex::new(crate::roster::FirstSeen::new(
+                s.options.budget,
+                s.options.first_seen_share,
+                window_ms,
+            ));
+        }
+        Ok(self)
+    }
+
     /// A seat request through the request machine (issue #67): a release at once, an
     /// acquisition or a heartbeat on the key's verdict (a validate routed as any other,
     /// its answer then the seat's: [`crate::seats::settle`]).

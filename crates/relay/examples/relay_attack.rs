@@ -25,7 +25,14 @@
 //!   budget and minute); and the defaults again with four keys Polar refuses activated at 3 a
 //!   second each from four addresses of their own (issue #62). `budget [SCALE] [MINUTES]
 //!   [BUDGET] [ROWS]`: `ROWS` a comma-separated choice of `off`, `roster`, `defaults`,
-//!   `refused` (default all four).
+//!   `refused` (default all four). The `refused` row prints `met` when at least 95 % of the
+//!   new customers' activations were answered by Polar, else `MISSED` (exit 1). `--url BASE
+//!   --polar POLAR_URL` (rows `defaults` and `refused`): against a relay running elsewhere
+//!   with its defaults, its budget and test-only window matching that Polar's token budget
+//!   and window, that Polar's endpoint for the grant events pointed at it (`relay serve`, or
+//!   the npm relay under workerd: `scripts/relay-attack-workerd.mjs`; docs/performance.md has
+//!   the commands), the keys added through the emulator's admin routes, each client's
+//!   address also in `cf-connecting-ip`.
 //! - **The issue's own try** (`slow [SECONDS]`, default 60; not scaled): 40 stored keys past
 //!   `--fresh-for`, then Polar answering every call after 20 s (the relay's timeout is 10 s),
 //!   all 40 keys asked at once and a signed webhook half a second later, then checks of the

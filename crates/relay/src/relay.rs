@@ -1913,3 +1913,50 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::expect_used)] // tests: a panic is the failure report
+mod test_only_budget {
+    use crate::store::{StoreOptions, Use};
+
+    /// The test-only budget window: refused outside 1 to 3,600 s; given, the budget spent in
+    /// it is whole again after that window, where Polar's minute would still hold it.
+    #[test]
+    fn a_test_only_budget_window_is_bounded_and_replaces_polars_minute() {
+        let options = || StoreOptions {
+            budget: 4,
+            reserve: 1,
+            ..StoreOptions::default()
+        };
+        let relay = || crate::roster::tests::relay_with(options());
+        for bad in [0, 3_601] {
+            assert!(
+                relay().with_test_only_budget_seconds(bad).is_err(),
+                "{bad} s"
+            );
+        }
+        let spent_then = |r: &super::Relay, later_ms: u64| {
+            let s = r.store.as_ref().expect("a store");
+            let mut budget = s.budget.lock().expect("the budget");
+            while budget.take(0, Use::Reserved).is_ok() {}
+            budget.take(later_ms, Use::Reserved).is_ok()
+        };
+        let short = relay()
+            .with_test_only_budget_seconds(2)
+            .expect("2 s is allowed");
+        assert_eq!(
+            short
+                .store
+                .as_ref()
+                .expect("a store")
+                .options
+                .budget_window_ms,
+            2_000
+        );
+        assert!(spent_then(&short, 2_001), "the 2 s window over");
+        assert!(
+            !spent_then(&relay(), 2_001),
+            "Polar's minute still holds it"
+        );
+    }
+}

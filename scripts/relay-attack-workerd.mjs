@@ -19,7 +19,12 @@
 // revocation beside forged deliveries from one address, per-address limits off) and
 // `store [SECONDS] [CAP_KIB]` (the conditions flood against a store capped at CAP_KIB, default
 // 1024; its bytes read from /healthz): these add their keys to this Polar themselves (its admin
-// routes, `--polar`) and print `met` or `MISSED` (a missed row exits 1).
+// routes, `--polar`) and print `met` or `MISSED` (a missed row exits 1); and the budget part's
+// `budget [SCALE] [MINUTES] [BUDGET] refused|defaults` (issue #62: the refused keys' flood
+// beside new customers' activations; this Polar's token budget BUDGET a window of 60 × SCALE s,
+// its webhook schedule scaled alike, an endpoint for the grant events made here before the
+// relay starts and given to it as its webhook secret; the relay's budget BUDGET, a quarter
+// kept, its window the same through the test-only `store.testOnlyBudgetSeconds`).
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -33,7 +38,7 @@ const { PACKAGE_DIR, README_KEY, relaySigningKey } = await import('../tests/js/e
 
 const TOKEN = 'polar_oat_emulator_demo_0123456789abcdef';
 const VALIDATE = '/v1/customer-portal/license-keys/validate';
-const ROWS = new Set(['bodies', 'seats', 'door', 'office', 'crowd', 'hooks', 'store']);
+const ROWS = new Set(['bodies', 'seats', 'door', 'office', 'crowd', 'hooks', 'store', 'budget']);
 /** The door row's webhook secret (crates/relay/examples/relay_attack/door.rs's). */
 const SECRET = 'whsec_b3BzLXRlc3Qtc2VjcmV0LTAxMjM0NTY3ODk=';
 /** Each row's relay options (relay-handler.js's), and the keys it adds to Polar (the Rust row's). */
@@ -55,6 +60,25 @@ const SETUP = {
     // Polar's token budget out of the way: the flood asks for new keys as fast as it is answered.
     emulator: { tokenBudget: 10000000 },
   },
+  // The budget part's arguments: SCALE (0.1), MINUTES (2), BUDGET (100), the rows.
+  budget: {
+    numbers: (rest) => {
+      const [scale = '0.1', , budget = '100'] = rest.filter((a) => !a.startsWith('--'));
+      return { windowS: Math.round(60 * Number(scale)), budget: Number(budget), scale: Number(scale) };
+    },
+    options: (rest, secret) => {
+      const { windowS, budget } = SETUP.budget.numbers(rest);
+      return `store: { webhookSecret: '${secret}', budget: ${budget}, budgetReserve: ${Math.floor(budget / 4)}, testOnlyBudgetSeconds: ${windowS} },`;
+    },
+    keys: [],
+    polar: true,
+    emulator: (rest) => {
+      const { windowS, budget, scale } = SETUP.budget.numbers(rest);
+      return { tokenBudget: budget, tokenWindowMs: windowS * 1000, webhookTimeScale: scale };
+    },
+    // Polar's endpoint for the grant events, pointed at the relay's port (its secret the relay's).
+    endpoint: ['benefit_grant.created', 'benefit_grant.updated', 'benefit_grant.revoked'],
+  },
   seats: {
     options: `seats: {},`,
     keys: [
@@ -71,21 +95,33 @@ if (!bin || !ROWS.has(row)) {
   process.exit(2);
 }
 const { startEmulator } = await import(pathToFileURL(join(PACKAGE_DIR, 'emulator.js')).href);
-const polar = await startEmulator(SETUP[row].emulator);
-for (const [key, limit] of SETUP[row].keys) polar.addKey({ key, limit_activations: limit });
+const setup = SETUP[row];
+const polar = await startEmulator(typeof setup.emulator === 'function' ? setup.emulator(rest) : setup.emulator);
+for (const [key, limit] of setup.keys) polar.addKey({ key, limit_activations: limit });
 const dir = await mkdtemp(join(tmpdir(), 'polar-license-attack-do-'));
+const port = await freePort();
 let relay;
 let code = 1;
 try {
+  let secret;
+  if (setup.endpoint) {
+    const made = await fetch(`${polar.url}/v1/webhooks/endpoints`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ url: `http://127.0.0.1:${port}/v1/webhooks/polar`, format: 'raw', events: setup.endpoint }),
+    });
+    if (made.status !== 201 && made.status !== 200) throw new Error(`the webhook endpoint: ${made.status} ${await made.text()}`);
+    ({ secret } = await made.json());
+  }
   relay = await relayUnderWorkerd({
-    port: await freePort(),
-    worker: storeWorker(typeof SETUP[row].options === 'function' ? SETUP[row].options(rest) : SETUP[row].options),
+    port,
+    worker: storeWorker(typeof setup.options === 'function' ? setup.options(rest, secret) : setup.options),
     polarUrl: polar.url,
     bindings: { POLAR_ACCESS_TOKEN: TOKEN, RELAY_SIGNING_KEY: relaySigningKey('attack').text },
     store: { dir, uniqueKey: 'polar-license-attack' },
     probe: VALIDATE,
   });
-  const { polar: admin, pid } = SETUP[row];
+  const { polar: admin, pid } = setup;
   const args = [
     row,
     ...rest,

@@ -443,6 +443,19 @@ fn test_only_seat_seconds(config: &JsValue) -> Result<Option<u32>, JsError> {
         .map_err(|_| bad("seats.testOnlySeconds", "must be 1 to 3600 seconds"))
 }
 
+/// `store.testOnlyBudgetSeconds`: Polar's budget window under its minute, for test suites and
+/// benchmarks facing an emulator whose token window is scaled only
+/// ([`Relay::with_test_only_budget_seconds`]).
+fn test_only_budget_seconds(config: &JsValue) -> Result<Option<u32>, JsError> {
+    let v = get(config, "store");
+    if !v.is_object() {
+        return Ok(None);
+    }
+    whole(&v, "testOnlyBudgetSeconds", 3_600.0)
+        .map(|s| s.map(|s| s as u32))
+        .map_err(|_| bad("store.testOnlyBudgetSeconds", "must be 1 to 3600 seconds"))
+}
+
 /// The seat options (`seats`: `seconds`, `ciCap`, `churn`, `churnSeconds`, `activationChurn`,
 /// `activationChurnSeconds`, `borrowDays`, `perBenefit` as `{benefitId: n}`), as `relay
 /// serve`'s `--seat-seconds`, `--seat-ci-cap`, `--seat-churn`, `--activation-churn`,
@@ -799,10 +812,15 @@ impl RelayCore {
         };
         let seats = seat_options(&config)?;
         let test_life = test_only_seat_seconds(&config)?;
+        let test_window = test_only_budget_seconds(&config)?;
         let relay = Relay::with_entropy(relay_config, Box::new(unused), Box::new(|| None))
             .and_then(|r| r.with_seats(seats))
             .and_then(|r| match test_life {
                 Some(s) => r.with_test_only_seat_seconds(s),
+                None => Ok(r),
+            })
+            .and_then(|r| match test_window {
+                Some(s) => r.with_test_only_budget_seconds(s),
                 None => Ok(r),
             })
             .map_err(|e| JsError::new(&e.text()))?;

@@ -332,6 +332,46 @@ impl Relay {
         Ok(self)
     }
 
+    /// For test suites and benchmarks only: Polar's budget window (the store's budget, its
+    /// reserve and the roster's first-seen share: [`crate::store::StoreOptions::budget_window_ms`])
+    /// of `seconds` (1 to 3,600) instead of Polar's minute, so that a run facing an emulator
+    /// whose token window is scaled down (its `token_window`) spends and regains the budget as
+    /// fast as that Polar does (`relay serve` takes it from
+    /// `POLAR_LICENSE_RELAY_TEST_ONLY_BUDGET_SECONDS`, the npm relay from
+    /// `store.testOnlyBudgetSeconds`). Against Polar itself a window not its minute lets the
+    /// relay spend past Polar's budget (429s) or leave it unused: never for production. Without
+    /// a store, it changes nothing.
+    #[doc(hidden)]
+    pub fn with_test_only_budget_seconds(mut self, seconds: u32) -> Result<Relay, Error> {
+        if !(1..=3_600).contains(&seconds) {
+            return Err(Error::invalid(
+                "test_only_budget_seconds",
+                "must be 1 to 3600 seconds",
+            ));
+        }
+        log::warn!("relay: a budget window of {seconds} s, not Polar's minute, for tests only");
+        if let Some(s) = self.store.as_mut() {
+            let window_ms = u64::from(seconds) * 1_000;
+            s.options.budget_window_ms = window_ms;
+            // As `new` builds them, with the window given.
+            s.budget = Mutex::new(Budget::with_window(
+                s.options.budget,
+                s.options.reserve,
+                window_ms,
+            ));
+            s.reserve = Mutex::new(crate::roster::Reserve::new(
+                s.options.reserve.min(s.options.budget),
+                window_ms,
+            ));
+            s.first_seen = Mutex::new(crate::roster::FirstSeen::new(
+                s.options.budget,
+                s.options.first_seen_share,
+                window_ms,
+            ));
+        }
+        Ok(self)
+    }
+
     /// A seat request through the request machine (issue #67): a release at once, an
     /// acquisition or a heartbeat on the key's verdict (a validate routed as any other,
     /// its answer then the seat's: [`crate::seats::settle`]).
@@ -1877,5 +1917,52 @@ mod tests {
             let transport = |_: &HttpRequest| Ok(HttpResponse::new(500, ""));
             assert!(Relay::with_entropy(config, Box::new(transport), Box::new(|| None)).is_err());
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::expect_used)] // tests: a panic is the failure report
+mod test_only_budget {
+    use crate::store::{StoreOptions, Use};
+
+    /// The test-only budget window: refused outside 1 to 3,600 s; given, the budget spent in
+    /// it is whole again after that window, where Polar's minute would still hold it.
+    #[test]
+    fn a_test_only_budget_window_is_bounded_and_replaces_polars_minute() {
+        let options = || StoreOptions {
+            budget: 4,
+            reserve: 1,
+            ..StoreOptions::default()
+        };
+        let relay = || crate::roster::tests::relay_with(options());
+        for bad in [0, 3_601] {
+            assert!(
+                relay().with_test_only_budget_seconds(bad).is_err(),
+                "{bad} s"
+            );
+        }
+        let spent_then = |r: &super::Relay, later_ms: u64| {
+            let s = r.store.as_ref().expect("a store");
+            let mut budget = s.budget.lock().expect("the budget");
+            while budget.take(0, Use::Reserved).is_ok() {}
+            budget.take(later_ms, Use::Reserved).is_ok()
+        };
+        let short = relay()
+            .with_test_only_budget_seconds(2)
+            .expect("2 s is allowed");
+        assert_eq!(
+            short
+                .store
+                .as_ref()
+                .expect("a store")
+                .options
+                .budget_window_ms,
+            2_000
+        );
+        assert!(spent_then(&short, 2_001), "the 2 s window over");
+        assert!(
+            !spent_then(&relay(), 2_001),
+            "Polar's minute still holds it"
+        );
     }
 }

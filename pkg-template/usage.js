@@ -25,6 +25,14 @@ export class UsageError extends LicenseError {
 
 const fail = (code, field, detail) => new UsageError({ code, field, detail });
 
+/** 16 random bytes for a new id. Node 18 has no global crypto: node:crypto's there. */
+async function randomBytes() {
+  const bytes = new Uint8Array(16);
+  if (typeof globalThis.crypto?.getRandomValues === 'function') return globalThis.crypto.getRandomValues(bytes);
+  const name = 'node:crypto';
+  return (await import(name)).webcrypto.getRandomValues(bytes);
+}
+
 let loading = null;
 
 /** The module's wasm, loaded once (read from disk under node, fetched beside this file else). */
@@ -95,7 +103,7 @@ export async function recordUsage(options) {
   if (timeoutMs !== undefined && !(Number.isFinite(timeoutMs) && timeoutMs > 0)) throw fail('invalid_input', 'timeout_ms', 'timeoutMs must be a positive number');
   const send = fetchFn ?? ((...a) => globalThis.fetch(...a));
   const c = await load();
-  const report = new c.Report(organizationId, relay, key, meter, units, id, globalThis.crypto.getRandomValues(new Uint8Array(16)));
+  const report = new c.Report(organizationId, relay, key, meter, units, id, await randomBytes());
   try {
     let step = JSON.parse(report.start());
     // The core bounds the sends (three at most): this loop ends with it.

@@ -70,6 +70,8 @@ test('the tarball ships exactly the allowlist', async () => {
     'polar_license_seat_bg.wasm',
     'polar_license_trial.js',
     'polar_license_trial_bg.wasm',
+    'polar_license_usage.js',
+    'polar_license_usage_bg.wasm',
     'relay-handler.js',
     'relay-node.js',
     'relay-workerd.js',
@@ -79,6 +81,8 @@ test('the tarball ships exactly the allowlist', async () => {
     'seat.js',
     'ui.d.ts',
     'ui.js',
+    'usage.d.ts',
+    'usage.js',
     'workerd.js',
   ]);
 });

@@ -810,11 +810,11 @@ const ROUND_TRIPS = {
  * (measured: none grows; with nothing waiting the usage machine sets no alarm), start 1 more
  * (the list of the buffers a last run left), a report of a new key 5 (its key's entry, row
  * and buffer in one get; the report kept, then its batch ingested, each a put; the alarm's get
- * and set), a retried one none (answered from the buffer in the cache). A new key's report is
- * allowed 7: on a loaded machine the ingestion sometimes falls into a second background run,
- * which reads and sets the alarm once more (seen in 3 of 5 runs there; the entry, row, buffer
- * and batch calls stay the same). */
-const USAGE_ROUND_TRIPS = { start: ROUND_TRIPS.start + 1, 'usage report, a new key': 7, 'usage report, retried': 0 };
+ * and set), a retried one none (answered from the buffer in the cache). The reports' figures
+ * count the storage calls apart from the alarm's; the alarm's reads and sets fall in whichever
+ * report's window the background run does (timing: seen in the retried one's in CI, twice in
+ * the new one's on a loaded machine), so the two reports' together are at most two pairs. */
+const USAGE_ROUND_TRIPS = { start: ROUND_TRIPS.start + 1, 'usage report, a new key': 3, 'usage report, retried': 0 };
 
 for (const usage of [false, true])
 test(`node: a Durable Object's round trips per request stay at or below the measured figures${usage ? ' (usage on)' : ''}`, async () => {
@@ -858,8 +858,16 @@ test(`node: a Durable Object's round trips per request stay at or below the meas
     assert.equal(JSON.parse(again.body).duplicate, true, again.body);
   }
   console.log(`Durable Object round trips per request${usage ? ' (usage on)' : ''}: ${JSON.stringify(measured)}`);
+  const alarms = (m) => (m.getAlarm ?? 0) + (m.setAlarm ?? 0);
   for (const [name, most] of Object.entries({ ...ROUND_TRIPS, ...(usage ? USAGE_ROUND_TRIPS : {}) })) {
-    assert.ok(measured[name].total <= most, `${name}: ${JSON.stringify(measured[name])} storage calls, at most ${most}`);
+    const calls = measured[name].total - (name.startsWith('usage report') ? alarms(measured[name]) : 0);
+    assert.ok(calls <= most, `${name}: ${JSON.stringify(measured[name])} storage calls (the alarm's apart), at most ${most}`);
+  }
+  if (usage) {
+    // The usage machine's alarm reads and sets land in whichever of the two reports' windows
+    // its background run falls (timing): the two reports together at most two pairs.
+    const both = alarms(measured['usage report, a new key']) + alarms(measured['usage report, retried']);
+    assert.ok(both <= 4, `the usage reports' alarm calls: ${both}, at most 4`);
   }
 });
 

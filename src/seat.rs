@@ -247,29 +247,9 @@ pub enum SeatAnswer {
     Denied(Denial),
 }
 
-/// The member `name` of an object (`None` when `v` is no object or has none).
-fn get<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
-    match v {
-        Value::Object(members) => members
-            .binary_search_by(|(n, _)| n.as_str().cmp(name))
-            .ok()
-            .and_then(|i| members.get(i))
-            .map(|(_, v)| v),
-        _ => None,
-    }
-}
-
-/// The string member `name`.
-fn text<'a>(v: &'a Value, name: &str) -> Option<&'a str> {
-    match get(v, name)? {
-        Value::Str(s) => Some(s),
-        _ => None,
-    }
-}
-
 /// The member `name` when it is an integer that fits `u64`.
 fn number(v: &Value, name: &str) -> Option<u64> {
-    match get(v, name)? {
+    match v.get(name)? {
         Value::UInt(n) => Some(*n),
         _ => None,
     }
@@ -282,7 +262,7 @@ fn count(v: &Value, name: &str) -> Option<u32> {
 
 /// The member `name`, an RFC 3339 time, in unix seconds.
 fn time(v: &Value, name: &str) -> Option<i64> {
-    crate::rfc3339::DateTime::parse(text(v, name)?).map(|t| t.unix_timestamp())
+    crate::rfc3339::DateTime::parse(v.text_of(name)?).map(|t| t.unix_timestamp())
 }
 
 /// The relay's answer to a seat request `op`, read. Its body is read with the core's strict
@@ -297,13 +277,13 @@ pub fn read_seat_answer(op: SeatOp, resp: &HttpResponse) -> Result<SeatAnswer, E
     };
     let json = crate::strict::parse(&resp.body).ok();
     let body = json.as_ref().unwrap_or(&Value::Null);
-    let reason = text(body, "reason");
+    let reason = body.text_of("reason");
     match (resp.status, reason) {
         (200, _) if op == SeatOp::Release => {
             if json.is_none() {
                 return Err(protocol("a release's answer is not JSON"));
             }
-            match get(body, "released") {
+            match body.get("released") {
                 Some(Value::Bool(released)) => Ok(SeatAnswer::Released(*released)),
                 _ => Err(protocol("a release's answer names no `released`")),
             }
@@ -314,8 +294,8 @@ pub fn read_seat_answer(op: SeatOp, resp: &HttpResponse) -> Result<SeatAnswer, E
             }
             let seat = (|| {
                 Some(Seat {
-                    id: text(body, "seat")?.to_string(),
-                    ci: text(body, "kind")? == "ci",
+                    id: body.text_of("seat")?.to_string(),
+                    ci: body.text_of("kind")? == "ci",
                     expires_at: time(body, "expires_at")?,
                     expires_in: number(body, "expires_in")?,
                     in_use: count(body, "in_use")?,
@@ -337,9 +317,9 @@ pub fn read_seat_answer(op: SeatOp, resp: &HttpResponse) -> Result<SeatAnswer, E
                 .and_then(|s| s.trim().parse().ok()),
         }),
         (404, Some("seat_gone")) => Ok(SeatAnswer::Gone),
-        (422, None) if text(body, "error") == Some("InvalidSeatRequest") => Err(Error::invalid(
+        (422, None) if body.text_of("error") == Some("InvalidSeatRequest") => Err(Error::invalid(
             "seat",
-            text(body, "detail")
+            body.text_of("detail")
                 .unwrap_or("refused by the relay")
                 .to_string(),
         )),

@@ -51,6 +51,28 @@ pub enum Value {
     Object(Vec<(String, Value)>),
 }
 
+impl Value {
+    /// The member `name` of an object (`None` when this is no object or has none).
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        match self {
+            Value::Object(members) => members
+                .binary_search_by(|(n, _)| n.as_str().cmp(name))
+                .ok()
+                .and_then(|i| members.get(i))
+                .map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    /// The member `name` when it is a string.
+    pub fn text_of(&self, name: &str) -> Option<&str> {
+        match self.get(name)? {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
 /// Why a body is not Polar's JSON: a short reason and the byte offset where it was found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotJson {
@@ -395,14 +417,7 @@ fn float(text: &str) -> Option<f64> {
 
 impl JsonIn for Value {
     fn member(&self, name: &str) -> Option<Value> {
-        match self {
-            Value::Object(members) => members
-                .binary_search_by(|(n, _)| n.as_str().cmp(name))
-                .ok()
-                .and_then(|i| members.get(i))
-                .map(|(_, v)| v.clone()),
-            _ => None,
-        }
+        self.get(name).cloned()
     }
 
     fn is_null(&self) -> bool {

@@ -152,29 +152,9 @@ pub fn usage_request(
     })
 }
 
-/// The member `name` of an object (`None` when `v` is no object or has none).
-fn get<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
-    match v {
-        Value::Object(members) => members
-            .binary_search_by(|(n, _)| n.as_str().cmp(name))
-            .ok()
-            .and_then(|i| members.get(i))
-            .map(|(_, v)| v),
-        _ => None,
-    }
-}
-
-/// The string member `name`.
-fn text<'a>(v: &'a Value, name: &str) -> Option<&'a str> {
-    match get(v, name)? {
-        Value::Str(s) => Some(s),
-        _ => None,
-    }
-}
-
 /// The number member `name`, whatever its form.
 fn number(v: &Value, name: &str) -> Option<f64> {
-    match get(v, name)? {
+    match v.get(name)? {
         // Balances are far inside f64's exact integers.
         #[allow(clippy::cast_precision_loss)]
         Value::UInt(n) => Some(*n as f64),
@@ -200,8 +180,8 @@ pub fn read_usage_answer(resp: &HttpResponse) -> Result<UsageAnswer, Error> {
         resp.header("retry-after")
             .and_then(|s| s.trim().parse().ok())
     };
-    match (resp.status, text(body, "reason"), text(body, "error")) {
-        (200, _, _) => match (get(body, "recorded"), get(body, "duplicate")) {
+    match (resp.status, body.text_of("reason"), body.text_of("error")) {
+        (200, _, _) => match (body.get("recorded"), body.get("duplicate")) {
             (Some(Value::Bool(true)), Some(Value::Bool(duplicate))) => Ok(UsageAnswer::Recorded {
                 duplicate: *duplicate,
                 balance: number(body, "balance"),
@@ -219,7 +199,7 @@ pub fn read_usage_answer(resp: &HttpResponse) -> Result<UsageAnswer, Error> {
         }),
         (422, _, Some("InvalidUsageRequest")) => Err(Error::invalid(
             "usage",
-            text(body, "detail").unwrap_or("refused by the relay"),
+            body.text_of("detail").unwrap_or("refused by the relay"),
         )),
         (503, _, Some("UsageNotKept")) => Err(Error::ServerError {
             status: 503,

@@ -1437,7 +1437,9 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = [], 
             }
             // A clock note that cannot be read is no note (the next answer is written durably).
             const clock = await s.get(clockName).then((c) => c ?? null, () => null);
-            give({ read: [read[1], read[0], clock] });
+            // The clock once the bytes are read: a record another tab wrote before is no
+            // clock moved back (the check reads its time again).
+            give({ read: [read[1], read[0], clock, this.#now()] });
           } else if (want.lock) {
             const held = await lock(want.lock);
             if (held instanceof LicenseError) {

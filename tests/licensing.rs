@@ -298,6 +298,64 @@ fn clock_rollback_is_caught() {
     assert!(l.status(DEMO_KEY).unwrap().clock_rollback.is_some());
 }
 
+/// Two checkers of one key at once (two processes, two tabs): a check reads the clock, then
+/// another checker that read it a second later stores its cached answer, then the first check
+/// reads the record. The record's latest time is a second ahead of the first check's reading,
+/// but no clock moved back: a check reads its time again once the slot's bytes are read. With
+/// a zero tolerance this was `clock_rollback` before (the browser tabs test saw it in 1 of 600
+/// page-rounds, CI of 2026-11-27).
+#[test]
+fn a_record_stored_after_the_check_read_its_clock_is_no_rollback() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let w = world("clock-race");
+    let policy = GracePolicy {
+        clock_tolerance: Duration::ZERO,
+        ..GracePolicy::default()
+    };
+    let other = w
+        .builder(&w.dir, "machine-A")
+        .policy(policy)
+        .build()
+        .unwrap();
+    activate(&other);
+    w.polar.set_fault(Some(Fault::CloseImmediately));
+    let t0 = w.clock.now();
+    let clock = w.clock.reader();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let raced = Arc::clone(&calls);
+    let moved = w.clock.reader();
+    let stepper = std::sync::Mutex::new(Some((other, t0)));
+    let first = move || {
+        if raced.fetch_add(1, Ordering::SeqCst) == 0 {
+            // Right after this check's first reading: the other checker, a second later,
+            // answers from the cache and stores its answer (latest time t0 + 1).
+            if let Some((other, t0)) = stepper.lock().unwrap().take() {
+                let later = other.check(DEMO_KEY);
+                assert!(later.is_licensed(), "{later:?}");
+                return t0;
+            }
+        }
+        moved()
+    };
+    // The other checker's clock is the world's, moved a second on before it checks.
+    w.clock.advance(1);
+    let late = w
+        .builder(&w.dir, "machine-A")
+        .policy(policy)
+        .clock(first)
+        .build()
+        .unwrap();
+    // Both clocks read t0 + 1 from here; this check's first reading is t0.
+    let checked = late.check(DEMO_KEY);
+    assert!(
+        calls.load(Ordering::SeqCst) >= 2,
+        "the clock was read again"
+    );
+    licensed(&checked, Source::Cache, Some((7 * 24 * 3600 - 1) as u64));
+    assert_eq!(clock(), t0 + 1);
+}
+
 /// A warm check reuses the record it decoded last time only for the very same stored bytes:
 /// an edit, a removal or another process's newer record is seen on the next check.
 #[test]

@@ -119,6 +119,7 @@ impl Client {
             bound: true,
             require_activation: false,
             random: None,
+            clock: None,
         }
     }
 

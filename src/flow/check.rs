@@ -515,6 +515,11 @@ impl<L: Validated> Check<L> {
     /// given that met a signature the verifier has no answer for yet is not taken; the check
     /// keeps it and wants [`Want::Verify`], then takes it anew once [`Given::Verified`].
     pub fn give(&mut self, ctx: &Ctx<'_, L>, given: Given) {
+        // The clock read after the slot's bytes: a record another writer stored before this
+        // read was stamped at most now (the same clock), never "ahead" of this check.
+        if let (Given::Read(Ok(_)), Some(clock)) = (&given, ctx.clock) {
+            self.now = self.now.max(clock());
+        }
         if matches!(self.state, State::Verify(..)) && matches!(given, Given::Verified) {
             if let State::Verify(state, given) = std::mem::replace(&mut self.state, State::Done) {
                 self.state = *state;

@@ -38,6 +38,11 @@ pub struct Ctx<'a, L = ValidatedLicenseKey> {
     /// nonce, from the host's randomness (`None` from it: none could be had). `None`: this
     /// face sends no nonce, and its grants are held to the stored lease and denial only.
     pub random: Option<fn() -> Option<[u8; 16]>>,
+    /// The shell's clock (unix seconds), read again by a check once a slot's bytes are read:
+    /// the check's `now` is then never older than what another writer (a tab, a process)
+    /// stored before that read, so a record written meanwhile by a check that started later
+    /// is no clock moved back. `None`: the clock reading the check was made with stands.
+    pub clock: Option<&'a dyn Fn() -> i64>,
 }
 
 impl<L> Ctx<'_, L> {

@@ -1115,6 +1115,7 @@ mod tests {
             bound: true,
             require_activation: false,
             random: None,
+            clock: None,
         }
     }
 

@@ -781,6 +781,7 @@ impl Licensing {
             bound: self.identity().is_ok(),
             require_activation: self.require_activation,
             random: Some(random_nonce),
+            clock: Some(&*self.clock),
         }
     }
 

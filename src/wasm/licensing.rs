@@ -442,6 +442,7 @@ impl AsyncLicensing {
             bound: true,
             require_activation: self.require_activation,
             random: Some(random_nonce),
+            clock: Some(&*self.clock),
         }
     }
 

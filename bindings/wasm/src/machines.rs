@@ -142,6 +142,8 @@ impl Engine {
             require_activation: self.require_activation,
             // The host's randomness, given with each run (`start`'s `random`).
             random: Some(random),
+            // A read's clock is given with the read (`advance`).
+            clock: None,
         }
     }
 
@@ -318,7 +320,7 @@ impl Engine {
             now,
         };
         if let Some(given) = given {
-            self.advance(&mut run, given);
+            self.advance(&mut run, given, None);
         }
         let id = self.runs.borrow_mut().start(run);
         Ok(polar_license::decimal::digits(u64::from(id)))
@@ -433,6 +435,15 @@ impl Engine {
         let Some(run) = runs.get_mut(id) else {
             return gone();
         };
+        // A read's fourth item: the host's clock once the bytes were read (the check reads
+        // its `now` again: `Ctx::clock`).
+        let read_at = (kind == "read")
+            .then(|| v.items()?.get(3)?.number())
+            .flatten()
+            .map(|n| match n {
+                Num::Int(n) => n,
+                Num::Float(x) => x as i64,
+            });
         let given = match kind.as_str() {
             "locked" => Given::Locked(outcome(&v)),
             "unlocked" => Given::Unlocked,
@@ -453,16 +464,21 @@ impl Engine {
             "response" => Given::Response(response(&v, body)),
             _ => Given::Verified,
         };
-        self.advance(run, given);
+        self.advance(run, given, read_at);
         drop(runs);
         self.want(id)
     }
 
     /// Gives `run`'s machine what happened.
-    fn advance(&self, run: &mut Run, given: Given) {
+    fn advance(&self, run: &mut Run, given: Given, read_at: Option<i64>) {
         // What the verifier asked is taken when the machine wants it verified (`want`).
         RANDOM.with(|r| r.set(run.random));
-        run.flow.give(&self.ctx(), given);
+        let at = move || read_at.unwrap_or(i64::MIN);
+        let ctx = Ctx {
+            clock: read_at.map(|_| &at as &dyn Fn() -> i64),
+            ..self.ctx()
+        };
+        run.flow.give(&ctx, given);
         RANDOM.with(|r| r.set(None));
     }
 

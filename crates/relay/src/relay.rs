@@ -14,8 +14,8 @@ use crate::store::{Budget, Wants};
 #[cfg(not(target_arch = "wasm32"))]
 use crate::types::os_entropy;
 use crate::types::{
-    Entropy, Finished, Limits, Pending, RelayConfig, RelayRequest, RelayResponse, Step,
-    FLIGHT_WAITS, MAX_LEASE_DAYS, ROUTE_PREFIX, USER_AGENT, WEBHOOK_ROUTE,
+    Entropy, Finished, Limits, Pending, RelayConfig, RelayRequest, RelayResponse, FLIGHT_WAITS,
+    MAX_LEASE_DAYS, ROUTE_PREFIX, USER_AGENT, WEBHOOK_ROUTE,
 };
 use polar_license::lease::{
     is_nonce, key_hash, prepare, prepare_denial, signature_verifies, DenialClaims, LeaseClaims,
@@ -29,6 +29,7 @@ use polar_license_rules::check_body;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use crate::locked::locked;
 use crate::stored::{Flight, Stored};
 use crate::types::Holder;
 use crate::types::{
@@ -62,7 +63,7 @@ pub struct Relay {
     pub(crate) store: Option<Stored>,
     cors_origins: Option<Vec<String>>,
     host: Host,
-    /// The operator's counters ([`Relay::metrics`], [`Relay::health`]).
+    /// The operator's counters (`GET /metrics`, `GET /healthz`).
     ops: Arc<crate::ops::Ops>,
     pub(crate) breaker: crate::breaker::Breaker,
     /// The seller's seat settings (issue #67, [`Relay::with_seats`]).
@@ -114,11 +115,11 @@ impl Relay {
         if crate::devices::is_route(&req.path) {
             // A device listing's key, as its verdict's validate names it.
             let ask = crate::devices::read_ask(&req.body).ok()?;
-            return roster.wants(&crate::devices::validate_request(req, &ask));
+            return roster.wants(&req.validate_of(&ask.key, &ask.organization_id));
         }
         if crate::usage::is_route(&req.path) {
             let ask = crate::usage::read_ask(&req.body).ok()?;
-            return roster.wants(&crate::usage::validate_request(req, &ask));
+            return roster.wants(&req.validate_of(&ask.key, &ask.organization_id));
         }
         roster.wants(req)
     }
@@ -162,23 +163,6 @@ impl Relay {
     /// after the relay is made (the npm relay's `restore`).
     pub fn reload_last_webhook(&self) {
         self.ops.reload_last_webhook(self.store.as_ref());
-    }
-
-    /// `GET /healthz`: 200 with a small JSON body while the relay can answer, 503 when it
-    /// cannot (its store does not read). The body says whether the store is open and how many
-    /// entries it holds, the token budget's state, and with webhooks on how long since the
-    /// last one and whether that is past the silence limit (`"status": "warning"`, still
-    /// 200: the relay answers). No key, no token, no customer.
-    pub(crate) fn health(&self, now: Now) -> RelayResponse {
-        self.ops.health(self.store.as_ref(), &self.breaker, now)
-    }
-
-    /// The relay's counters and gauges in Prometheus' text format (version 0.0.4), for
-    /// `GET /metrics`: answers by route, source and status; Polar's calls and their errors;
-    /// the token budget (used, refused); webhooks by outcome and the time since the last;
-    /// the store's entries and bytes. No label names a key or a customer.
-    pub(crate) fn metrics(&self, now: Now) -> String {
-        self.ops.metrics(self.store.as_ref(), &self.breaker, now)
     }
 
     /// Checks the configuration (the base URL, the token, the organization id, a lease of 1
@@ -386,17 +370,8 @@ impl Relay {
         let Some(s) = &self.store else {
             return Routed::Answer(RelayResponse::detail(404, "Not Found"));
         };
-        if req.method != "POST" {
-            let mut r = RelayResponse::detail(405, "Method Not Allowed");
-            r.set("allow", "POST, OPTIONS");
+        if let Some(r) = self.refuses_post(req) {
             return Routed::Answer(r);
-        }
-        if req.body.len() > self.limits.max_body_bytes {
-            return Routed::Answer(RelayResponse::error(
-                413,
-                "RequestBodyTooLarge",
-                "Request body exceeded the maximum allowed size.",
-            ));
         }
         let ask = match crate::seats::read_ask(op, &req.body) {
             Ok(ask) => ask,
@@ -424,18 +399,13 @@ impl Relay {
                 now,
             ));
         }
-        let mut pending = match self.route_checked(&crate::seats::validate_request(req, &ask)) {
+        let mut pending = match self.route_checked(&req.validate_of(&ask.key, &ask.organization_id))
+        {
             Ok(pending) => pending,
             Err(r) => return Routed::Answer(r),
         };
         pending.seat = Some(Box::new(ask.clone()));
-        let per_key = |p: &Pending| self.per_key_limit(p, now);
-        let around = crate::verdicts::Around {
-            leases: &self.leases,
-            breaker: &self.breaker,
-            per_key: &per_key,
-        };
-        match s.routed(&around, pending, now, may_wait, entropy) {
+        match self.route_pending(pending, now, may_wait, entropy) {
             Routed::Stored(f) => Routed::Stored(self.seated(&ask, f, now, entropy())),
             other => other,
         }
@@ -471,11 +441,11 @@ impl Relay {
         // of acquisitions on a full key meets `429` with the wait, its pool not read again
         // while the key's bucket is empty (its verdict comes from the store, which skips the
         // per-key limit, so nothing else counts it).
-        let key_id = [ask.organization_id.as_str(), ":", &key_hash(&ask.key)].concat();
+        let key_id = bucket_of(&ask.organization_id, &ask.key);
         let acquiring = ask.op == crate::seats::SeatOp::Acquire && verdict.response.status == 200;
         if acquiring {
             let waiting = {
-                let guard = self.per_key.lock().unwrap_or_else(|e| e.into_inner());
+                let guard = locked(&self.per_key);
                 guard.wait(&key_id, now.monotonic_ms)
             };
             if let Some(secs) = waiting {
@@ -500,15 +470,6 @@ impl Relay {
         settled
     }
 
-    /// Narrows an answer's CORS grant to the configured origins ([`RelayConfig::cors_origins`]):
-    /// with none configured, nothing changes (`*`). Otherwise the request's `Origin`, when it
-    /// is one of them, replaces `*` (and `vary: origin` is added, so no cache serves one
-    /// origin's answer to another); any other origin gets no `access-control-*` grant at all.
-    /// The request machine applies it to every answer it gives.
-    pub(crate) fn cors(&self, req: &RelayRequest, r: &mut RelayResponse) {
-        crate::host::narrow_cors(self.cors_origins.as_deref(), req, r);
-    }
-
     /// The relay's answer to `req` when its host failed around the core (a request it could
     /// not read, its own fault): [`crate::host::failure`] with this relay's CORS origins.
     pub fn failure(&self, req: &RelayRequest, status: u16, detail: &str) -> RelayResponse {
@@ -527,15 +488,9 @@ impl Relay {
     }
 
     /// The crate's unit tests' blocking host (the integration tests' is `Relayed` in
-    /// tests/rig): answers one request with the request path's machine ([`crate::flow::Exchange`], as every host runs it), its calls made through the
-    /// relay's transport and waited for. With a store, a check whose entry another check is
-    /// asking Polar for waits for that answer (one call per entry). `GET /healthz` is
-    /// answered ([`Relay::health`]) as every host answers it.
-    ///
-    /// This is the blocking host's one loop: the body is the request's own, a call to Polar
-    /// goes through the relay's transport and is waited for (no stale answer: the host has
-    /// nothing else to do meanwhile), a wait for another check's call blocks on its flight,
-    /// the store saves its own changes, and the answer is the one [`Need::Respond`] gives.
+    /// tests/rig): one request through the request machine ([`crate::flow::Exchange`]), a
+    /// call to Polar made through the relay's transport and waited for (no stale answer), a
+    /// wait for another check's call blocking on its flight.
     #[cfg(test)]
     pub(crate) fn handle(&self, req: &RelayRequest, now: Now) -> RelayResponse {
         let options = ExchangeOptions::default();
@@ -582,7 +537,7 @@ impl Relay {
         answer.unwrap_or_else(|| RelayResponse::unreached("the relay could not answer"))
     }
 
-    /// Blocks until the call for the entry `flight` (its hex id, as [`Step::Wait`] names it)
+    /// Blocks until the call for the entry `flight` (its hex id, as a [`crate::flow::Need::Flight`] names it)
     /// lands, at most 30 s; at once when there is none under way.
     #[cfg(test)]
     fn wait_flight(&self, flight: &str) {
@@ -591,7 +546,7 @@ impl Relay {
         }
     }
 
-    /// The call under way for the entry `flight` (its hex id, as [`Step::Wait`] names it);
+    /// The call under way for the entry `flight` (its hex id, as a [`crate::flow::Need::Flight`] names it);
     /// `None` when none is (it landed, or there is no store).
     #[cfg_attr(
         not(all(feature = "server", not(target_arch = "wasm32"))),
@@ -599,7 +554,7 @@ impl Relay {
     )]
     pub(crate) fn flight(&self, flight: &str) -> Option<Arc<Flight>> {
         let s = self.store.as_ref()?;
-        let flights = s.flights.lock().unwrap_or_else(|e| e.into_inner());
+        let flights = locked(&s.flights);
         flights
             .iter()
             .find(|(id, _)| crate::store::hex_id(id) == flight)
@@ -660,20 +615,13 @@ impl Relay {
         now: Now,
         entropy: Option<[u8; 16]>,
         waited: u32,
-    ) -> Step {
-        self.step(self.routed(req, now, waited < FLIGHT_WAITS, &move || entropy))
-    }
-
-    fn step(&self, routed: Routed) -> Step {
-        match routed {
+    ) -> Routed {
+        match self.routed(req, now, waited < FLIGHT_WAITS, &move || entropy) {
             Routed::Answer(mut r) => {
                 add_cors(&mut r);
-                Step::Answer(r)
+                Routed::Answer(r)
             }
-            Routed::Stored(f) if f.unsigned.is_some() => Step::Sign(f),
-            Routed::Stored(f) => Step::Answer(f.into_response()),
-            Routed::Ask(pending) => Step::Ask(pending),
-            Routed::Wait(id, pending) => Step::Wait(crate::store::hex_id(&id), pending),
+            routed => routed,
         }
     }
 
@@ -697,33 +645,25 @@ impl Relay {
                 return Routed::Answer(s.webhook(req, &client, max_body, now));
             }
         }
+        // A device listing (issue #64) and a usage report (issue #68 item 3): their key's
+        // verdict first; what follows a 200 is [`Relay::follow`]'s.
         if crate::devices::is_route(path) && !is_preflight(req) {
-            return self.devices_routed(req, now, may_wait, entropy);
+            return self.key_proven_routed(req, now, may_wait, entropy, |req| {
+                crate::devices::read_ask(&req.body)
+                    .map(|ask| req.validate_of(&ask.key, &ask.organization_id))
+            });
         }
         if self.usage_on(req) {
-            return self.usage_routed(req, now, may_wait, entropy);
+            return self.key_proven_routed(req, now, may_wait, entropy, |req| {
+                crate::usage::read_ask(&req.body)
+                    .map(|ask| req.validate_of(&ask.key, &ask.organization_id))
+            });
         }
         let pending = match self.route_checked(req) {
             Ok(pending) => pending,
             Err(answer) => return Routed::Answer(answer),
         };
         self.route_pending(pending, now, may_wait, entropy)
-    }
-
-    /// A device listing (issue #64, [`crate::devices`]): its key's verdict first, a validate
-    /// routed as any other (the per-key limit, the breaker, the store, the budget); the read of
-    /// the key's devices follows a 200 ([`Relay::follow`]).
-    fn devices_routed(
-        &self,
-        req: &RelayRequest,
-        now: Now,
-        may_wait: bool,
-        entropy: &dyn Fn() -> Option<[u8; 16]>,
-    ) -> Routed {
-        self.key_proven_routed(req, now, may_wait, entropy, |req| {
-            crate::devices::read_ask(&req.body)
-                .map(|ask| crate::devices::validate_request(req, &ask))
-        })
     }
 
     /// A route whose key proves itself as at Polar (a device listing, a usage report): `POST`
@@ -738,17 +678,8 @@ impl Relay {
         entropy: &dyn Fn() -> Option<[u8; 16]>,
         validate_of: impl FnOnce(&RelayRequest) -> Result<RelayRequest, RelayResponse>,
     ) -> Routed {
-        if req.method != "POST" {
-            let mut r = RelayResponse::detail(405, "Method Not Allowed");
-            r.set("allow", "POST, OPTIONS");
+        if let Some(r) = self.refuses_post(req) {
             return Routed::Answer(r);
-        }
-        if req.body.len() > self.limits.max_body_bytes {
-            return Routed::Answer(RelayResponse::error(
-                413,
-                "RequestBodyTooLarge",
-                "Request body exceeded the maximum allowed size.",
-            ));
         }
         let validate = match validate_of(req) {
             Ok(validate) => validate,
@@ -760,27 +691,29 @@ impl Relay {
         }
     }
 
+    /// A relay route's refusal of `req` that is not a `POST` (405) or whose body is over the cap
+    /// (413).
+    fn refuses_post(&self, req: &RelayRequest) -> Option<RelayResponse> {
+        if req.method != "POST" {
+            let mut r = RelayResponse::detail(405, "Method Not Allowed");
+            r.set("allow", "POST, OPTIONS");
+            return Some(r);
+        }
+        (req.body.len() > self.limits.max_body_bytes).then(|| {
+            RelayResponse::error(
+                413,
+                "RequestBodyTooLarge",
+                "Request body exceeded the maximum allowed size.",
+            )
+        })
+    }
+
     /// Whether `req` is a usage report this relay takes (issue #68 item 3, [`crate::usage`]:
     /// a store with usage on; else the route is unknown here).
     pub(crate) fn usage_on(&self, req: &RelayRequest) -> bool {
         crate::usage::is_route(&req.path)
             && !is_preflight(req)
             && self.store.as_ref().is_some_and(|s| s.usage.on())
-    }
-
-    /// A usage report (issue #68 item 3, [`crate::usage`]): its key's verdict first, a
-    /// validate routed as any other (the per-key limit, the breaker, the store, the budget);
-    /// the report is kept once it is a grant ([`Relay::follow`]).
-    fn usage_routed(
-        &self,
-        req: &RelayRequest,
-        now: Now,
-        may_wait: bool,
-        entropy: &dyn Fn() -> Option<[u8; 16]>,
-    ) -> Routed {
-        self.key_proven_routed(req, now, may_wait, entropy, |req| {
-            crate::usage::read_ask(&req.body).map(|ask| crate::usage::validate_request(req, &ask))
-        })
     }
 
     /// A usage report's answer once its key's verdict is in: a grant keeps the report
@@ -792,19 +725,13 @@ impl Relay {
         answer: &RelayResponse,
         now: Now,
     ) -> RelayResponse {
-        let mut r = self.usage_answer(req, answer, now);
-        add_cors(&mut r);
-        r
-    }
-
-    fn usage_answer(&self, req: &RelayRequest, answer: &RelayResponse, now: Now) -> RelayResponse {
         if answer.status != 200 {
             return crate::devices::refusal(answer.clone());
         }
         let (Ok(ask), Some(s)) = (crate::usage::read_ask(&req.body), self.store.as_ref()) else {
             return RelayResponse::detail(404, "Not Found");
         };
-        let Some(customer) = crate::usage::customer_of(answer) else {
+        let Some(customer) = answer.uuid_at("customer_id") else {
             log::warn!(
                 "relay: usage {} 502 (the key's verdict names no customer)",
                 crate::logged::key(&ask.key)
@@ -832,7 +759,9 @@ impl Relay {
         now: Now,
     ) -> Option<Result<Box<Pending>, RelayResponse>> {
         if self.usage_on(req) {
-            return Some(Err(self.usage_followed(req, answer, now)));
+            let mut r = self.usage_followed(req, answer, now);
+            add_cors(&mut r);
+            return Some(Err(r));
         }
         if !crate::devices::is_route(&req.path) || is_preflight(req) {
             return None;
@@ -848,14 +777,15 @@ impl Relay {
         let Ok(ask) = crate::devices::read_ask(&req.body) else {
             return refused(RelayResponse::detail(404, "Not Found"));
         };
-        let Some(key_id) = crate::devices::key_id_of(answer) else {
+        let Some(key_id) = answer.uuid_at("id") else {
             log::warn!(
                 "relay: devices {} 502 (the key's verdict names no key id)",
                 crate::logged::key(&ask.key)
             );
             return refused(RelayResponse::unreached("Polar's answer did not read"));
         };
-        let mut pending = match self.route_checked(&crate::devices::validate_request(req, &ask)) {
+        let mut pending = match self.route_checked(&req.validate_of(&ask.key, &ask.organization_id))
+        {
             Ok(pending) => pending,
             Err(r) => return refused(r),
         };
@@ -919,12 +849,7 @@ impl Relay {
 
     /// The per-key bucket (it protects Polar: answers from the store skip it).
     fn per_key_limit(&self, pending: &Pending, now: Now) -> Option<RelayResponse> {
-        let key_id = [
-            pending.checked.organization_id.as_str(),
-            ":",
-            &key_hash(&pending.key),
-        ]
-        .concat();
+        let key_id = bucket_of(&pending.checked.organization_id, &pending.key);
         if matches!(pending.op, Operation::Activate | Operation::Deactivate) {
             let churn = self.seats.activation_churn();
             // The stored record (it outlives a restart, a Durable Object out of memory), and
@@ -1342,11 +1267,11 @@ impl Relay {
 #[allow(private_interfaces)]
 impl Asks for Relay {
     fn health(&self, now: Now) -> RelayResponse {
-        Relay::health(self, now)
+        self.ops.health(self.store.as_ref(), &self.breaker, now)
     }
 
     fn metrics(&self, now: Now) -> String {
-        Relay::metrics(self, now)
+        self.ops.metrics(self.store.as_ref(), &self.breaker, now)
     }
 
     fn count_in_flight(&self, delta: i64) {
@@ -1378,7 +1303,7 @@ impl Asks for Relay {
     }
 
     fn cors(&self, req: &RelayRequest, r: &mut RelayResponse) {
-        Relay::cors(self, req, r);
+        crate::host::narrow_cors(self.cors_origins.as_deref(), req, r);
     }
 
     fn host(&self) -> Host {
@@ -1398,7 +1323,7 @@ impl Asks for Relay {
         Relay::roster_wants(self, req)
     }
 
-    fn begin_admitted(&self, req: &RelayRequest, at: Moment, waited: u32) -> Step {
+    fn begin_admitted(&self, req: &RelayRequest, at: Moment, waited: u32) -> Routed {
         Relay::begin_admitted(self, req, at.now, at.entropy, waited)
     }
 
@@ -1438,12 +1363,7 @@ impl Asks for Relay {
             (Operation::Activate, Ok(200)) | (Operation::Deactivate, Ok(204))
         );
         if made_one {
-            let key_id = [
-                pending.checked.organization_id.as_str(),
-                ":",
-                &key_hash(&pending.key),
-            ]
-            .concat();
+            let key_id = bucket_of(&pending.checked.organization_id, &pending.key);
             let churn = self.seats.activation_churn();
             self.churned.count(&key_id, churn, now.unix_seconds);
             if let Some(s) = &self.store {
@@ -1537,9 +1457,14 @@ fn seats_flooded(ask: &crate::seats::SeatAsk, secs: u64) -> Finished {
     }
 }
 
+/// A key's id in the per-key buckets and the churn count: its organization and its SHA-256.
+fn bucket_of(organization_id: &str, key: &Key) -> String {
+    [organization_id, ":", &key_hash(key)].concat()
+}
+
 fn take(buckets: &Mutex<Buckets>, id: &str, now: Now) -> Option<u64> {
     // A poisoned lock (a panic elsewhere) still holds usable counts.
-    let mut guard = buckets.lock().unwrap_or_else(|e| e.into_inner());
+    let mut guard = locked(buckets);
     guard.take(id, now.monotonic_ms)
 }
 
@@ -1589,9 +1514,7 @@ mod tests {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = Arc::clone(&seen);
         let relay = relay_over(move |req: &HttpRequest| {
-            log.lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(req.clone());
+            locked(&log).push(req.clone());
             Ok(
                 HttpResponse::new(404, r#"{"error":"ResourceNotFound","detail":"Not found"}"#)
                     .with_header("content-type", "application/json"),
@@ -1600,7 +1523,7 @@ mod tests {
         let body = format!(r#"{{"key":"K-1","organization_id":"{ORG}","increment_usage":"2"}}"#);
         let r = relay.handle(&validate(&body), NOW);
         assert_eq!((r.status, r.lease()), (404, None));
-        let seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+        let seen = locked(&seen);
         let req = seen.first().expect("one call");
         assert_eq!(seen.len(), 1);
         assert_eq!(req.url, "http://127.0.0.1:9/v1/license-keys/validate");
@@ -1651,7 +1574,7 @@ mod tests {
         let calls = Arc::new(Mutex::new(0u32));
         let count = Arc::clone(&calls);
         let transport = move |_: &HttpRequest| {
-            *count.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+            *locked(&count) += 1;
             Ok(HttpResponse::new(
                 404,
                 r#"{"error":"ResourceNotFound","detail":"Not found"}"#,
@@ -1673,7 +1596,7 @@ mod tests {
                 (r.status, r.header("retry-after").map(str::to_string))
             })
             .collect();
-        let calls = *calls.lock().unwrap_or_else(|e| e.into_inner());
+        let calls = *locked(&calls);
         (got, calls)
     }
 

@@ -112,16 +112,10 @@ impl Relay {
     /// read it yet; else `None`.
     pub fn roster_wants(&self, req: &RelayRequest) -> Option<String> {
         let roster = &self.store.as_ref()?.roster;
-        if crate::devices::is_route(&req.path) {
-            // A device listing's key, as its verdict's validate names it.
-            let ask = crate::devices::read_ask(&req.body).ok()?;
-            return roster.wants(&req.validate_of(&ask.key, &ask.organization_id));
+        match key_proof(req) {
+            Some(validate) => roster.wants(&validate.ok()?),
+            None => roster.wants(req),
         }
-        if crate::usage::is_route(&req.path) {
-            let ask = crate::usage::read_ask(&req.body).ok()?;
-            return roster.wants(&req.validate_of(&ask.key, &ask.organization_id));
-        }
-        roster.wants(req)
     }
 
     /// What the host read of a digest [`Relay::roster_wants`] named: the organization's
@@ -561,52 +555,7 @@ impl Relay {
             .map(|(_, f)| Arc::clone(f))
     }
 
-    /// The per-IP limit, which the request machine asks before anything is loaded from a
-    /// host-kept store (the npm relay over a Durable Object's storage), so that a flood of
-    /// requests past it costs no storage read. `Some` (429, with `Retry-After`) when the client
-    /// is over its rate; otherwise its token is taken (`None`, also for a request the limit does
-    /// not concern) and the request goes on with [`Relay::begin_admitted`], which does not take
-    /// it again, also after waits.
-    pub(crate) fn admit(&self, req: &RelayRequest, now: Now) -> Option<RelayResponse> {
-        let seat = crate::seats::route(&req.path).filter(|_| !is_preflight(req));
-        let devices = crate::devices::is_route(&req.path) && !is_preflight(req);
-        let usage = self.usage_on(req);
-        let what = match self.gate(req) {
-            _ if seat.is_some() => "seat",
-            _ if devices => "devices",
-            _ if usage => "usage",
-            Ok(op) => op.as_str(),
-            Err(_) if is_preflight(req) => "preflight",
-            Err(_) => return None,
-        };
-        let mut r = self.per_ip_limit(req, what, now)?;
-        add_cors(&mut r);
-        Some(r)
-    }
-
-    /// The answer to `req` that its head decides alone, before its body is read (the body
-    /// is ignored), else `None`: on [`WEBHOOK_ROUTE`] with a store and a webhook secret, a
-    /// delivery from an address over its failed verifications (429) or whose headers are
-    /// refused with no HMAC (400, 401; counted as a failure), the answers the route itself
-    /// gives them (the relay's `deliveries` module). A host that reads the body before the core sees
-    /// the request (the npm relay: up to 1 MiB for a webhook) asks this first, so a forged
-    /// post's body costs no read. Every other request: `None`.
-    pub(crate) fn refuse_unread(&self, req: &RelayRequest, now: Now) -> Option<RelayResponse> {
-        let path = req.path.split('?').next().unwrap_or_default();
-        if path != WEBHOOK_ROUTE || req.method != "POST" {
-            return None;
-        }
-        let s = self.store.as_ref()?;
-        let secret = s.webhook_secret.as_deref()?;
-        let client = crate::roster::client_group(&self.client_of(req));
-        let mut r = s
-            .deliveries
-            .refuse_unread(secret, &client, req, now.unix_seconds)?;
-        add_cors(&mut r);
-        Some(r)
-    }
-
-    /// Every check of a request [`Relay::admit`] let through, after `waited` waits for another
+    /// Every check of a request [`Asks::admit`] let through, after `waited` waits for another
     /// check's call of the same entry (after [`FLIGHT_WAITS`] it no longer waits and asks Polar
     /// itself, so no host answers a 502 of its own): the answer, or the call to make.
     pub(crate) fn begin_admitted(
@@ -645,19 +594,10 @@ impl Relay {
                 return Routed::Answer(s.webhook(req, &client, max_body, now));
             }
         }
-        // A device listing (issue #64) and a usage report (issue #68 item 3): their key's
-        // verdict first; what follows a 200 is [`Relay::follow`]'s.
-        if crate::devices::is_route(path) && !is_preflight(req) {
-            return self.key_proven_routed(req, now, may_wait, entropy, |req| {
-                crate::devices::read_ask(&req.body)
-                    .map(|ask| req.validate_of(&ask.key, &ask.organization_id))
-            });
-        }
-        if self.usage_on(req) {
-            return self.key_proven_routed(req, now, may_wait, entropy, |req| {
-                crate::usage::read_ask(&req.body)
-                    .map(|ask| req.validate_of(&ask.key, &ask.organization_id))
-            });
+        if (crate::devices::is_route(path) && !is_preflight(req)) || self.usage_on(req) {
+            if let Some(validate) = key_proof(req) {
+                return self.key_proven_routed(req, validate, now, may_wait, entropy);
+            }
         }
         let pending = match self.route_checked(req) {
             Ok(pending) => pending,
@@ -666,22 +606,22 @@ impl Relay {
         self.route_pending(pending, now, may_wait, entropy)
     }
 
-    /// A route whose key proves itself as at Polar (a device listing, a usage report): `POST`
-    /// only, its body within the cap, read into the validate of its key (`validate_of`: its
-    /// refusal answered as the relay's own), which is routed as any other validate (the per-key
-    /// limit, the breaker, the store, the budget); what follows a 200 is [`Relay::follow`]'s.
+    /// A route whose key proves itself as at Polar ([`key_proof`]): `POST` only, its body
+    /// within the cap, read into the validate of its key (its refusal answered as the relay's
+    /// own), which is routed as any other validate (the per-key limit, the breaker, the store,
+    /// the budget); what follows a 200 is [`Relay::follow`]'s.
     fn key_proven_routed(
         &self,
         req: &RelayRequest,
+        validate: Result<RelayRequest, RelayResponse>,
         now: Now,
         may_wait: bool,
         entropy: &dyn Fn() -> Option<[u8; 16]>,
-        validate_of: impl FnOnce(&RelayRequest) -> Result<RelayRequest, RelayResponse>,
     ) -> Routed {
         if let Some(r) = self.refuses_post(req) {
             return Routed::Answer(r);
         }
-        let validate = match validate_of(req) {
+        let validate = match validate {
             Ok(validate) => validate,
             Err(r) => return Routed::Answer(private(r)),
         };
@@ -946,7 +886,7 @@ impl Relay {
         Some(RelayResponse::rate_limited(secs))
     }
 
-    /// Every local check of a request [`Relay::admit`] let through ([`Relay::gate`], Polar's
+    /// Every local check of a request [`Asks::admit`] let through ([`Relay::gate`], Polar's
     /// input checks, the organization): the call it asks for.
     fn route_checked(&self, req: &RelayRequest) -> Result<Pending, RelayResponse> {
         let op = self.gate(req)?;
@@ -1033,37 +973,6 @@ impl Relay {
                 .with_access_token(self.token.clone())?
                 .with_user_agent(USER_AGENT),
         )
-    }
-
-    /// The answer with the externally made signature of [`Finished::pre_auth`]: the lease is
-    /// added only when it verifies with the signer's public key (`true`); otherwise the answer
-    /// goes without one, and an error is logged.
-    pub(crate) fn assemble(&self, finished: Finished, signature: &[u8]) -> (RelayResponse, bool) {
-        let Finished {
-            mut response,
-            unsigned,
-        } = finished;
-        let Some((unsigned, machine)) = unsigned else {
-            return (response, false);
-        };
-        let keys = match &self.leases.signer {
-            SignWith::External { keys, .. } => keys.clone(),
-            SignWith::Key(key) => key.relay_keys(),
-        };
-        match unsigned.assemble(signature) {
-            Ok(token) if signature_verifies(&token, &keys, machine.as_deref()) => {
-                response.set(unsigned.header(), &token);
-                (response, true)
-            }
-            _ => {
-                log::error!(
-                    "relay: a lease's signature does not verify with the public key of {}: \
-                     answered without a lease (is the signing key the configured one?)",
-                    self.leases.signer.kid()
-                );
-                (response, false)
-            }
-        }
     }
 
     /// Polar's answer passed back, with the lease signed here, or to be signed elsewhere; and
@@ -1290,16 +1199,53 @@ impl Asks for Relay {
         self.ops.webhook_warning(self.store.as_ref(), now)
     }
 
+    /// The answer to `req` that its head decides alone, before its body is read (the body
+    /// is ignored), else `None`: on [`WEBHOOK_ROUTE`] with a store and a webhook secret, a
+    /// delivery from an address over its failed verifications (429) or whose headers are
+    /// refused with no HMAC (400, 401; counted as a failure), the answers the route itself
+    /// gives them (the relay's `deliveries` module). A host that reads the body before the core sees
+    /// the request (the npm relay: up to 1 MiB for a webhook) asks this first, so a forged
+    /// post's body costs no read. Every other request: `None`.
     fn refuse_unread(&self, req: &RelayRequest, now: Now) -> Option<RelayResponse> {
-        Relay::refuse_unread(self, req, now)
+        let path = req.path.split('?').next().unwrap_or_default();
+        if path != WEBHOOK_ROUTE || req.method != "POST" {
+            return None;
+        }
+        let s = self.store.as_ref()?;
+        let secret = s.webhook_secret.as_deref()?;
+        let client = crate::roster::client_group(&self.client_of(req));
+        let mut r = s
+            .deliveries
+            .refuse_unread(secret, &client, req, now.unix_seconds)?;
+        add_cors(&mut r);
+        Some(r)
     }
 
     fn max_body_bytes(&self) -> usize {
         self.limits.max_body_bytes
     }
 
+    /// The per-IP limit, which the request machine asks before anything is loaded from a
+    /// host-kept store (the npm relay over a Durable Object's storage), so that a flood of
+    /// requests past it costs no storage read. `Some` (429, with `Retry-After`) when the client
+    /// is over its rate; otherwise its token is taken (`None`, also for a request the limit does
+    /// not concern) and the request goes on with [`Relay::begin_admitted`], which does not take
+    /// it again, also after waits.
     fn admit(&self, req: &RelayRequest, now: Now) -> Option<RelayResponse> {
-        Relay::admit(self, req, now)
+        let seat = crate::seats::route(&req.path).filter(|_| !is_preflight(req));
+        let devices = crate::devices::is_route(&req.path) && !is_preflight(req);
+        let usage = self.usage_on(req);
+        let what = match self.gate(req) {
+            _ if seat.is_some() => "seat",
+            _ if devices => "devices",
+            _ if usage => "usage",
+            Ok(op) => op.as_str(),
+            Err(_) if is_preflight(req) => "preflight",
+            Err(_) => return None,
+        };
+        let mut r = self.per_ip_limit(req, what, now)?;
+        add_cors(&mut r);
+        Some(r)
     }
 
     fn cors(&self, req: &RelayRequest, r: &mut RelayResponse) {
@@ -1415,8 +1361,35 @@ impl Asks for Relay {
         }
     }
 
+    /// The answer with the externally made signature of [`Finished::pre_auth`]: the lease is
+    /// added only when it verifies with the signer's public key (`true`); otherwise the answer
+    /// goes without one, and an error is logged.
     fn assemble(&self, finished: Finished, signature: &[u8]) -> (RelayResponse, bool) {
-        Relay::assemble(self, finished, signature)
+        let Finished {
+            mut response,
+            unsigned,
+        } = finished;
+        let Some((unsigned, machine)) = unsigned else {
+            return (response, false);
+        };
+        let keys = match &self.leases.signer {
+            SignWith::External { keys, .. } => keys.clone(),
+            SignWith::Key(key) => key.relay_keys(),
+        };
+        match unsigned.assemble(signature) {
+            Ok(token) if signature_verifies(&token, &keys, machine.as_deref()) => {
+                response.set(unsigned.header(), &token);
+                (response, true)
+            }
+            _ => {
+                log::error!(
+                    "relay: a lease's signature does not verify with the public key of {}: \
+                     answered without a lease (is the signing key the configured one?)",
+                    self.leases.signer.kid()
+                );
+                (response, false)
+            }
+        }
     }
 
     fn follow(
@@ -1455,6 +1428,19 @@ fn seats_flooded(ask: &crate::seats::SeatAsk, secs: u64) -> Finished {
         response,
         unsigned: None,
     }
+}
+
+/// The validate that proves the key of a device listing (issue #64) or a usage report (issue
+/// #68 item 3), whose key's verdict comes first (`Err`: the body's 422); `None` on any other
+/// route.
+fn key_proof(req: &RelayRequest) -> Option<Result<RelayRequest, RelayResponse>> {
+    if crate::devices::is_route(&req.path) {
+        let ask = crate::devices::read_ask(&req.body);
+        return Some(ask.map(|a| req.validate_of(&a.key, &a.organization_id)));
+    }
+    crate::usage::is_route(&req.path).then(|| {
+        crate::usage::read_ask(&req.body).map(|a| req.validate_of(&a.key, &a.organization_id))
+    })
 }
 
 /// A key's id in the per-key buckets and the churn count: its organization and its SHA-256.

@@ -137,22 +137,17 @@ function readsDriver({ upstreamFetch, caps, persist, wake, loaded, rows, closed 
  * longest, the core's): one pending at a time, never keeping a node process alive;
  * `wake.stop()` clears it for good (`relay.close()`). */
 function timerWake(kick) {
-  let timer = null;
+  let timer;
   let stopped = false;
   const wake = (ms) => {
-    if (timer !== null) clearTimeout(timer);
-    timer = null;
+    clearTimeout(timer);
     if (stopped) return;
-    timer = setTimeout(() => {
-      timer = null;
-      kick();
-    }, ms);
-    timer?.unref?.();
+    timer = setTimeout(() => kick(), ms);
+    timer.unref?.();
   };
   wake.stop = () => {
     stopped = true;
-    if (timer !== null) clearTimeout(timer);
-    timer = null;
+    clearTimeout(timer);
   };
   return wake;
 }
@@ -179,6 +174,7 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
     const call1 = (step) =>
       !storage ? [] : step.save ? storage.save(step.save) : step.put ? storage.put(Object.fromEntries(step.put)) : step.delete ? storage.delete(step.delete) : storage.write(step.write);
     let ready = null;
+    const started = () => (ready ??= start());
     let closed = false;
     const start = async () => {
       const RelayCore = await load();
@@ -327,12 +323,8 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
             given = { loaded: await readOrNull(need.load) };
           } else if (need.flight !== undefined) {
             const flight = flights.get(need.flight);
-            if (need.patience === undefined) {
-              await flight;
-              given = { landed: true };
-            } else {
-              given = (await settlesWithin(flight, need.patience)) ? { landed: true } : { patience: true };
-            }
+            if (need.patience === undefined) await flight;
+            given = need.patience === undefined || (await settlesWithin(flight, need.patience)) ? { landed: true } : { patience: true };
           } else if (need.send) {
             if (need.leads !== undefined) {
               let end;
@@ -369,8 +361,7 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
     }
 
     async function handle(request, env, ctx) {
-      ready ??= start();
-      const { core, signer } = await ready;
+      const { core, signer } = await started();
       const url = new URL(request.url);
       // The runtime's facts about the client's address, the core picking (host::socket_peer):
       // the seller's `clientIp`, createNodeListener's socket address, Deno.serve's
@@ -416,16 +407,14 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
       failed,
       /** Loads the WebAssembly and checks the options and the key now (else on the first request). */
       async ready() {
-        ready ??= start();
-        const { core, signer } = await ready;
+        const { core, signer } = await started();
         kickReads(core);
         return { kid: signer.kid, publicKey: signer.publicKey };
       },
       /** The relay's work between requests (the roster's and the reconcile's reads of Polar), run now: a Durable
        * Object's alarm calls it; resolves when the reads due now are done. */
       async alarm() {
-        ready ??= start();
-        const { core } = await ready;
+        const { core } = await started();
         await kickReads(core);
       },
       /** Stops the relay's work between requests (its timer and its reads of Polar) for good; resolves once the

@@ -20,6 +20,7 @@ use polar_license::proto::HttpResponse;
 use polar_license::{TransportError, TransportErrorKind};
 
 use crate::clock::Now;
+use crate::locked::locked;
 
 /// Whether an answer of Polar's says Polar is failing (counted toward opening the breaker):
 /// only a 502, 503 or 504, what a gateway in front of Polar's API answers when the API is down,
@@ -105,10 +106,6 @@ impl Breaker {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, (State, u64, u32)> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Whether a call to Polar may be made now: `None` while open (or while the half-open
     /// probe is under way). An open breaker past its time lets one call through.
     pub(crate) fn allow(&self, now: Now) -> Option<Ticket> {
@@ -116,7 +113,7 @@ impl Breaker {
             return Some(Ticket::Call);
         }
         let ms = now.monotonic_ms;
-        let mut guard = self.lock();
+        let mut guard = locked(&self.state);
         match guard.0 {
             State::Closed(_) => Some(Ticket::Call),
             State::Open(until) if ms < until => None,
@@ -137,7 +134,7 @@ impl Breaker {
             return false;
         }
         let ms = now.monotonic_ms;
-        match self.lock().0 {
+        match locked(&self.state).0 {
             State::Closed(_) => false,
             State::Open(until) => ms < until,
             State::HalfOpen(since) => ms.saturating_sub(since) < self.options.open_for_ms,
@@ -151,7 +148,7 @@ impl Breaker {
         match ticket {
             None | Some(Ticket::Probe) => true,
             Some(Ticket::Call) => {
-                self.options.failures == 0 || matches!(self.lock().0, State::Closed(_))
+                self.options.failures == 0 || matches!(locked(&self.state).0, State::Closed(_))
             }
         }
     }
@@ -159,7 +156,7 @@ impl Breaker {
     /// A probe that was not made after all (the budget refused it): the next check may probe.
     pub(crate) fn abandon(&self, ticket: Option<Ticket>, now: Now) {
         if ticket == Some(Ticket::Probe) {
-            let mut guard = self.lock();
+            let mut guard = locked(&self.state);
             if matches!(guard.0, State::HalfOpen(_)) {
                 guard.0 = State::Open(now.monotonic_ms);
             }
@@ -184,7 +181,7 @@ impl Breaker {
         };
         // A refused connection cost Polar nothing: the next probe keeps the shortest wait.
         let refused = matches!(outcome, Err(e) if e.kind == TransportErrorKind::Connect);
-        let mut guard = self.lock();
+        let mut guard = locked(&self.state);
         let (state, opened, streak) = &mut *guard;
         if !failed {
             if !matches!(state, State::Closed(_)) {
@@ -244,7 +241,7 @@ impl Breaker {
     }
 
     pub(crate) fn reading(&self) -> Reading {
-        let (state, opened, _) = *self.lock();
+        let (state, opened, _) = *locked(&self.state);
         let (state, failures) = match state {
             State::Closed(n) => ("closed", n),
             State::Open(_) => ("open", 0),

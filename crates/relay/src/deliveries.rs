@@ -29,6 +29,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
+use crate::locked::locked;
 use crate::store::{self, WebhookRefusal};
 use crate::types::{RelayRequest, RelayResponse};
 
@@ -139,11 +140,6 @@ fn refused(why: &WebhookRefusal, signatures: Option<&str>) -> RelayResponse {
 }
 
 impl Deliveries {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        // A poisoned lock (a panic elsewhere) still holds usable counts.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// The refusal of a delivery from `client` at `now` (unix seconds) that its headers and
     /// address decide alone, before its body is read (a host that reads up to 1 MiB of it
     /// first: the npm relay on Workers): 429 for an address over its failures, 400 or 401 for
@@ -158,7 +154,7 @@ impl Deliveries {
         now: i64,
     ) -> Option<RelayResponse> {
         let signatures = req.header("webhook-signature");
-        let mut inner = self.lock();
+        let mut inner = locked(&self.inner);
         if let Some(secs) = inner.limited(client, now) {
             let length = req
                 .header("content-length")
@@ -202,7 +198,7 @@ impl Deliveries {
             req.header("webhook-signature"),
         );
         let looked = {
-            let mut inner = self.lock();
+            let mut inner = locked(&self.inner);
             let at = inner.kept.iter().position(|l| {
                 Some(l.id.as_str()) == id
                     && Some(l.timestamp.as_str()) == timestamp
@@ -247,7 +243,7 @@ impl Deliveries {
                 }
             },
         );
-        let mut inner = self.lock();
+        let mut inner = locked(&self.inner);
         if outcome.is_err() {
             inner.count(client, now);
         }

@@ -25,6 +25,7 @@ use serde_json::Value as Json;
 
 use crate::clock::Now;
 use crate::entitlements::{key_entitlements, meter_balances, page_items, Entitlement};
+use crate::locked::locked;
 use crate::roster::ReadAnswer;
 use crate::store::StoreOptions;
 use crate::types::Holder;
@@ -131,10 +132,6 @@ impl Entitled {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Signs the key's values and its customer's balances into `claims` when the client asked
     /// (`nonce`) and the cache holds them fresh enough; asks for a read of the customer when it
     /// holds none, a webhook made them stale, or they are past `fresh_for`.
@@ -150,7 +147,7 @@ impl Entitled {
             return;
         }
         let customer = holder.customer_id.as_str();
-        let mut state = self.lock();
+        let mut state = locked(&self.state);
         if state.refused {
             return;
         }
@@ -191,7 +188,7 @@ impl Entitled {
         let kind = event.get("type").and_then(Json::as_str).unwrap_or_default();
         let data = event.get("data");
         let text = |name: &str| data.and_then(|d| d.get(name)).and_then(Json::as_str);
-        let mut state = self.lock();
+        let mut state = locked(&self.state);
         match kind {
             "benefit.updated" => {
                 let Some(benefit) = text("id") else { return };
@@ -239,7 +236,7 @@ impl Entitled {
         if !self.on {
             return Err(None);
         }
-        let mut state = self.lock();
+        let mut state = locked(&self.state);
         if state.refused {
             return Err(None);
         }
@@ -280,13 +277,13 @@ impl Entitled {
     /// requests wake the background machine need not poll meanwhile: a request or webhook
     /// that makes values due asks for them, [`Entitled::sign_in`], and wakes it).
     pub(crate) fn idle(&self) -> bool {
-        let state = self.lock();
+        let state = locked(&self.state);
         state.reading.is_none() && state.wanted.is_empty()
     }
 
     /// Polar's answer to the read [`Entitled::next_read`] gave.
     pub(crate) fn answered(&self, answer: ReadAnswer, now: Now) {
-        let mut state = self.lock();
+        let mut state = locked(&self.state);
         let Some(mut r) = state.reading.take() else {
             return;
         };
@@ -398,7 +395,7 @@ impl Entitled {
         if !self.on {
             return None;
         }
-        let mut state = self.lock();
+        let mut state = locked(&self.state);
         if state.refused {
             return None;
         }
@@ -433,7 +430,7 @@ impl Entitled {
         if !self.on {
             return;
         }
-        let mut state = self.lock();
+        let mut state = locked(&self.state);
         mark(&mut state, customer);
         want_read(&mut state, customer);
     }
@@ -627,7 +624,7 @@ mod tests {
 
     /// The read the host would be asked for next (without the budget: the machine's part).
     fn start_read(e: &Entitled) {
-        let mut s = e.lock();
+        let mut s = locked(&e.state);
         let customer = s.wanted.pop_front().expect("the customer wanted");
         s.reading = Some(Reading::of(customer));
     }
@@ -662,7 +659,10 @@ mod tests {
         e.on_event(&json!({"type": "benefit_grant.updated", "data": {"customer_id": CUSTOMER}}));
         e.answered(meters(), at(2));
         assert_eq!(signed(&e, at(3)), None, "read across a webhook: stale");
-        assert_eq!(e.lock().wanted.front().map(String::as_str), Some(CUSTOMER));
+        assert_eq!(
+            locked(&e.state).wanted.front().map(String::as_str),
+            Some(CUSTOMER)
+        );
         // A webhook's body with values of its own: still nothing signed.
         e.on_event(&json!({"type": "benefit.updated",
             "data": {"id": FLAG, "type": "feature_flag", "metadata": {"size": 999}}}));
@@ -706,12 +706,15 @@ mod tests {
         signed(&e, at(0));
         start_read(&e);
         e.answered(Err("reset".into()), at(1));
-        assert_eq!(e.lock().wanted.front().map(String::as_str), Some(CUSTOMER));
-        assert!(e.lock().after_ms > 1);
+        assert_eq!(
+            locked(&e.state).wanted.front().map(String::as_str),
+            Some(CUSTOMER)
+        );
+        assert!(locked(&e.state).after_ms > 1);
         start_read(&e);
         e.answered(Ok((403, None, Vec::new())), at(2));
-        assert!(e.lock().refused);
+        assert!(locked(&e.state).refused);
         assert_eq!(signed(&e, at(3)), None);
-        assert!(e.lock().wanted.is_empty(), "no more reads asked");
+        assert!(locked(&e.state).wanted.is_empty(), "no more reads asked");
     }
 }

@@ -79,6 +79,7 @@ pub mod flow;
 mod leases;
 mod lifecycle;
 mod limit;
+mod locked;
 mod logged;
 mod ops;
 // The roster: its state and its reads' decisions (asked by `flow::background`).

@@ -29,6 +29,7 @@ use polar_license::proto::{HttpResponse, Operation};
 use polar_license::stopped::{StopKind, Stopped, STOPPED_HEADER};
 use polar_license::Key;
 
+use crate::locked::locked;
 use crate::types::{Answered, Pending, RelayResponse};
 use serde_json::Value as Json;
 
@@ -145,15 +146,10 @@ fn display(key: &str) -> String {
 }
 
 impl Lifecycle {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        // A poisoned lock (a panic elsewhere) still holds usable records.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Polar granted `key`, whose id is `license_key_id`: a later denial of the same string is
     /// explained by that key's records (the string held as its SHA-256, never in clear).
     pub(crate) fn learn(&self, key: &Key, license_key_id: &str) {
-        let mut inner = self.lock();
+        let mut inner = locked(&self.inner);
         let id = inner.ids.entry(&polar_license::lease::key_hash(key));
         if id != license_key_id {
             *id = license_key_id.to_string();
@@ -173,7 +169,7 @@ impl Lifecycle {
             .or_else(|| date(data, "created_at"))
             .or_else(|| date(event, "timestamp"))
             .unwrap_or(0);
-        let mut inner = self.lock();
+        let mut inner = locked(&self.inner);
         match kind {
             "subscription.updated"
             | "subscription.canceled"
@@ -284,7 +280,7 @@ impl Lifecycle {
     /// The detail of a denial of `key` (its string: the relay holds it for the request), when
     /// the records explain it; `None` otherwise (the denial goes as before).
     pub(crate) fn explain(&self, key: &Key) -> Option<Stopped> {
-        let inner = self.lock();
+        let inner = locked(&self.inner);
         let id = inner.ids.get(&polar_license::lease::key_hash(key))?;
         let k = inner.keys.get(id)?;
         // A string replaced by another: Polar answers it 404 "Not found" from then on.
@@ -474,7 +470,7 @@ mod tests {
             l.learn(&Key::new(format!("K-{n}")), "lk");
             l.on_event(&json!({"type": "order.refunded", "data": {"id": format!("o{n}")}}));
         }
-        let inner = l.lock();
+        let inner = locked(&l.inner);
         assert_eq!(inner.ids.map.len(), MAX_RECORDS);
         assert_eq!(inner.orders.map.len(), MAX_RECORDS);
         assert_eq!(inner.orders.order.len(), MAX_RECORDS);

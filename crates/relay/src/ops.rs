@@ -14,6 +14,7 @@ use polar_license::{Transport, TransportError, TransportErrorKind};
 
 use crate::breaker::Breaker;
 use crate::clock::Now;
+use crate::locked::locked;
 use crate::stored::Stored;
 use crate::types::{
     RelayRequest, RelayResponse, DEVICES_ROUTE, ROUTE_PREFIX, SOURCE_HEADER, WEBHOOK_ROUTE,
@@ -75,7 +76,7 @@ impl Ops {
             Ok(_) => None,
         };
         if let Some(kind) = kind {
-            *lock(&self.polar_errors).entry(kind).or_default() += 1;
+            *locked(&self.polar_errors).entry(kind).or_default() += 1;
         }
     }
 
@@ -117,7 +118,7 @@ impl Ops {
             Some(_) => "other",
             None => "relay",
         };
-        *lock(&self.answers)
+        *locked(&self.answers)
             .entry((route, source, r.status))
             .or_default() += 1;
         if route == "webhook" {
@@ -132,7 +133,7 @@ impl Ops {
                 500 => "store_failed",
                 _ => "other",
             };
-            *lock(&self.webhooks).entry(outcome).or_default() += 1;
+            *locked(&self.webhooks).entry(outcome).or_default() += 1;
             if r.status == 200 {
                 self.last_webhook
                     .fetch_max(now.unix_seconds, Ordering::Relaxed);
@@ -140,10 +141,6 @@ impl Ops {
             }
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The relay's transport, counting every call to Polar and its failures in [`Ops`].
@@ -388,7 +385,7 @@ impl Ops {
                 let _ = writeln!(out, "polar_license_relay_{name}{labels} {value}");
             }
         };
-        let answers: Vec<(String, String)> = lock(&self.answers)
+        let answers: Vec<(String, String)> = locked(&self.answers)
             .iter()
             .map(|((route, source, status), n)| {
                 (
@@ -430,7 +427,7 @@ impl Ops {
         ]
         .iter()
         .map(|kind| {
-            let n = lock(&self.polar_errors).get(kind).copied().unwrap_or(0);
+            let n = locked(&self.polar_errors).get(kind).copied().unwrap_or(0);
             (format!("{{kind=\"{kind}\"}}"), n.to_string())
         })
         .collect();
@@ -554,7 +551,7 @@ impl Ops {
             }
         }
         if let Some(silence) = self.silence(store, now) {
-            let outcomes: Vec<(String, String)> = lock(&self.webhooks)
+            let outcomes: Vec<(String, String)> = locked(&self.webhooks)
                 .iter()
                 .map(|(outcome, n)| (format!("{{outcome=\"{outcome}\"}}"), n.to_string()))
                 .collect();
@@ -615,7 +612,7 @@ mod tests {
         ] {
             ops.answered(&request(&path), &RelayResponse::new(200), now);
         }
-        let counted: Vec<(&str, u64)> = lock(&ops.answers)
+        let counted: Vec<(&str, u64)> = locked(&ops.answers)
             .iter()
             .map(|((route, _, _), n)| (*route, *n))
             .collect();

@@ -14,8 +14,8 @@ use crate::store::{Budget, Wants};
 #[cfg(not(target_arch = "wasm32"))]
 use crate::types::os_entropy;
 use crate::types::{
-    Entropy, Finished, Limits, Pending, RelayConfig, RelayRequest, RelayResponse, Step,
-    FLIGHT_WAITS, MAX_LEASE_DAYS, ROUTE_PREFIX, USER_AGENT, WEBHOOK_ROUTE,
+    Entropy, Finished, Limits, Pending, RelayConfig, RelayRequest, RelayResponse, FLIGHT_WAITS,
+    MAX_LEASE_DAYS, ROUTE_PREFIX, USER_AGENT, WEBHOOK_ROUTE,
 };
 use polar_license::lease::{
     is_nonce, key_hash, prepare, prepare_denial, signature_verifies, DenialClaims, LeaseClaims,
@@ -29,6 +29,7 @@ use polar_license_rules::check_body;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use crate::locked::locked;
 use crate::stored::{Flight, Stored};
 use crate::types::Holder;
 use crate::types::{
@@ -62,7 +63,7 @@ pub struct Relay {
     pub(crate) store: Option<Stored>,
     cors_origins: Option<Vec<String>>,
     host: Host,
-    /// The operator's counters ([`Relay::metrics`], [`Relay::health`]).
+    /// The operator's counters (`GET /metrics`, `GET /healthz`).
     ops: Arc<crate::ops::Ops>,
     pub(crate) breaker: crate::breaker::Breaker,
     /// The seller's seat settings (issue #67, [`Relay::with_seats`]).
@@ -111,16 +112,10 @@ impl Relay {
     /// read it yet; else `None`.
     pub fn roster_wants(&self, req: &RelayRequest) -> Option<String> {
         let roster = &self.store.as_ref()?.roster;
-        if crate::devices::is_route(&req.path) {
-            // A device listing's key, as its verdict's validate names it.
-            let ask = crate::devices::read_ask(&req.body).ok()?;
-            return roster.wants(&crate::devices::validate_request(req, &ask));
+        match key_proof(req) {
+            Some(validate) => roster.wants(&validate.ok()?),
+            None => roster.wants(req),
         }
-        if crate::usage::is_route(&req.path) {
-            let ask = crate::usage::read_ask(&req.body).ok()?;
-            return roster.wants(&crate::usage::validate_request(req, &ask));
-        }
-        roster.wants(req)
     }
 
     /// What the host read of a digest [`Relay::roster_wants`] named: the organization's
@@ -162,23 +157,6 @@ impl Relay {
     /// after the relay is made (the npm relay's `restore`).
     pub fn reload_last_webhook(&self) {
         self.ops.reload_last_webhook(self.store.as_ref());
-    }
-
-    /// `GET /healthz`: 200 with a small JSON body while the relay can answer, 503 when it
-    /// cannot (its store does not read). The body says whether the store is open and how many
-    /// entries it holds, the token budget's state, and with webhooks on how long since the
-    /// last one and whether that is past the silence limit (`"status": "warning"`, still
-    /// 200: the relay answers). No key, no token, no customer.
-    pub(crate) fn health(&self, now: Now) -> RelayResponse {
-        self.ops.health(self.store.as_ref(), &self.breaker, now)
-    }
-
-    /// The relay's counters and gauges in Prometheus' text format (version 0.0.4), for
-    /// `GET /metrics`: answers by route, source and status; Polar's calls and their errors;
-    /// the token budget (used, refused); webhooks by outcome and the time since the last;
-    /// the store's entries and bytes. No label names a key or a customer.
-    pub(crate) fn metrics(&self, now: Now) -> String {
-        self.ops.metrics(self.store.as_ref(), &self.breaker, now)
     }
 
     /// Checks the configuration (the base URL, the token, the organization id, a lease of 1
@@ -386,17 +364,8 @@ impl Relay {
         let Some(s) = &self.store else {
             return Routed::Answer(RelayResponse::detail(404, "Not Found"));
         };
-        if req.method != "POST" {
-            let mut r = RelayResponse::detail(405, "Method Not Allowed");
-            r.set("allow", "POST, OPTIONS");
+        if let Some(r) = self.refuses_post(req) {
             return Routed::Answer(r);
-        }
-        if req.body.len() > self.limits.max_body_bytes {
-            return Routed::Answer(RelayResponse::error(
-                413,
-                "RequestBodyTooLarge",
-                "Request body exceeded the maximum allowed size.",
-            ));
         }
         let ask = match crate::seats::read_ask(op, &req.body) {
             Ok(ask) => ask,
@@ -424,18 +393,13 @@ impl Relay {
                 now,
             ));
         }
-        let mut pending = match self.route_checked(&crate::seats::validate_request(req, &ask)) {
+        let mut pending = match self.route_checked(&req.validate_of(&ask.key, &ask.organization_id))
+        {
             Ok(pending) => pending,
             Err(r) => return Routed::Answer(r),
         };
         pending.seat = Some(Box::new(ask.clone()));
-        let per_key = |p: &Pending| self.per_key_limit(p, now);
-        let around = crate::verdicts::Around {
-            leases: &self.leases,
-            breaker: &self.breaker,
-            per_key: &per_key,
-        };
-        match s.routed(&around, pending, now, may_wait, entropy) {
+        match self.route_pending(pending, now, may_wait, entropy) {
             Routed::Stored(f) => Routed::Stored(self.seated(&ask, f, now, entropy())),
             other => other,
         }
@@ -471,11 +435,11 @@ impl Relay {
         // of acquisitions on a full key meets `429` with the wait, its pool not read again
         // while the key's bucket is empty (its verdict comes from the store, which skips the
         // per-key limit, so nothing else counts it).
-        let key_id = [ask.organization_id.as_str(), ":", &key_hash(&ask.key)].concat();
+        let key_id = bucket_of(&ask.organization_id, &ask.key);
         let acquiring = ask.op == crate::seats::SeatOp::Acquire && verdict.response.status == 200;
         if acquiring {
             let waiting = {
-                let guard = self.per_key.lock().unwrap_or_else(|e| e.into_inner());
+                let guard = locked(&self.per_key);
                 guard.wait(&key_id, now.monotonic_ms)
             };
             if let Some(secs) = waiting {
@@ -500,15 +464,6 @@ impl Relay {
         settled
     }
 
-    /// Narrows an answer's CORS grant to the configured origins ([`RelayConfig::cors_origins`]):
-    /// with none configured, nothing changes (`*`). Otherwise the request's `Origin`, when it
-    /// is one of them, replaces `*` (and `vary: origin` is added, so no cache serves one
-    /// origin's answer to another); any other origin gets no `access-control-*` grant at all.
-    /// The request machine applies it to every answer it gives.
-    pub(crate) fn cors(&self, req: &RelayRequest, r: &mut RelayResponse) {
-        crate::host::narrow_cors(self.cors_origins.as_deref(), req, r);
-    }
-
     /// The relay's answer to `req` when its host failed around the core (a request it could
     /// not read, its own fault): [`crate::host::failure`] with this relay's CORS origins.
     pub fn failure(&self, req: &RelayRequest, status: u16, detail: &str) -> RelayResponse {
@@ -527,15 +482,9 @@ impl Relay {
     }
 
     /// The crate's unit tests' blocking host (the integration tests' is `Relayed` in
-    /// tests/rig): answers one request with the request path's machine ([`crate::flow::Exchange`], as every host runs it), its calls made through the
-    /// relay's transport and waited for. With a store, a check whose entry another check is
-    /// asking Polar for waits for that answer (one call per entry). `GET /healthz` is
-    /// answered ([`Relay::health`]) as every host answers it.
-    ///
-    /// This is the blocking host's one loop: the body is the request's own, a call to Polar
-    /// goes through the relay's transport and is waited for (no stale answer: the host has
-    /// nothing else to do meanwhile), a wait for another check's call blocks on its flight,
-    /// the store saves its own changes, and the answer is the one [`Need::Respond`] gives.
+    /// tests/rig): one request through the request machine ([`crate::flow::Exchange`]), a
+    /// call to Polar made through the relay's transport and waited for (no stale answer), a
+    /// wait for another check's call blocking on its flight.
     #[cfg(test)]
     pub(crate) fn handle(&self, req: &RelayRequest, now: Now) -> RelayResponse {
         let options = ExchangeOptions::default();
@@ -582,7 +531,7 @@ impl Relay {
         answer.unwrap_or_else(|| RelayResponse::unreached("the relay could not answer"))
     }
 
-    /// Blocks until the call for the entry `flight` (its hex id, as [`Step::Wait`] names it)
+    /// Blocks until the call for the entry `flight` (its hex id, as a [`crate::flow::Need::Flight`] names it)
     /// lands, at most 30 s; at once when there is none under way.
     #[cfg(test)]
     fn wait_flight(&self, flight: &str) {
@@ -591,7 +540,7 @@ impl Relay {
         }
     }
 
-    /// The call under way for the entry `flight` (its hex id, as [`Step::Wait`] names it);
+    /// The call under way for the entry `flight` (its hex id, as a [`crate::flow::Need::Flight`] names it);
     /// `None` when none is (it landed, or there is no store).
     #[cfg_attr(
         not(all(feature = "server", not(target_arch = "wasm32"))),
@@ -599,59 +548,14 @@ impl Relay {
     )]
     pub(crate) fn flight(&self, flight: &str) -> Option<Arc<Flight>> {
         let s = self.store.as_ref()?;
-        let flights = s.flights.lock().unwrap_or_else(|e| e.into_inner());
+        let flights = locked(&s.flights);
         flights
             .iter()
             .find(|(id, _)| crate::store::hex_id(id) == flight)
             .map(|(_, f)| Arc::clone(f))
     }
 
-    /// The per-IP limit, which the request machine asks before anything is loaded from a
-    /// host-kept store (the npm relay over a Durable Object's storage), so that a flood of
-    /// requests past it costs no storage read. `Some` (429, with `Retry-After`) when the client
-    /// is over its rate; otherwise its token is taken (`None`, also for a request the limit does
-    /// not concern) and the request goes on with [`Relay::begin_admitted`], which does not take
-    /// it again, also after waits.
-    pub(crate) fn admit(&self, req: &RelayRequest, now: Now) -> Option<RelayResponse> {
-        let seat = crate::seats::route(&req.path).filter(|_| !is_preflight(req));
-        let devices = crate::devices::is_route(&req.path) && !is_preflight(req);
-        let usage = self.usage_on(req);
-        let what = match self.gate(req) {
-            _ if seat.is_some() => "seat",
-            _ if devices => "devices",
-            _ if usage => "usage",
-            Ok(op) => op.as_str(),
-            Err(_) if is_preflight(req) => "preflight",
-            Err(_) => return None,
-        };
-        let mut r = self.per_ip_limit(req, what, now)?;
-        add_cors(&mut r);
-        Some(r)
-    }
-
-    /// The answer to `req` that its head decides alone, before its body is read (the body
-    /// is ignored), else `None`: on [`WEBHOOK_ROUTE`] with a store and a webhook secret, a
-    /// delivery from an address over its failed verifications (429) or whose headers are
-    /// refused with no HMAC (400, 401; counted as a failure), the answers the route itself
-    /// gives them (the relay's `deliveries` module). A host that reads the body before the core sees
-    /// the request (the npm relay: up to 1 MiB for a webhook) asks this first, so a forged
-    /// post's body costs no read. Every other request: `None`.
-    pub(crate) fn refuse_unread(&self, req: &RelayRequest, now: Now) -> Option<RelayResponse> {
-        let path = req.path.split('?').next().unwrap_or_default();
-        if path != WEBHOOK_ROUTE || req.method != "POST" {
-            return None;
-        }
-        let s = self.store.as_ref()?;
-        let secret = s.webhook_secret.as_deref()?;
-        let client = crate::roster::client_group(&self.client_of(req));
-        let mut r = s
-            .deliveries
-            .refuse_unread(secret, &client, req, now.unix_seconds)?;
-        add_cors(&mut r);
-        Some(r)
-    }
-
-    /// Every check of a request [`Relay::admit`] let through, after `waited` waits for another
+    /// Every check of a request [`Asks::admit`] let through, after `waited` waits for another
     /// check's call of the same entry (after [`FLIGHT_WAITS`] it no longer waits and asks Polar
     /// itself, so no host answers a 502 of its own): the answer, or the call to make.
     pub(crate) fn begin_admitted(
@@ -660,20 +564,13 @@ impl Relay {
         now: Now,
         entropy: Option<[u8; 16]>,
         waited: u32,
-    ) -> Step {
-        self.step(self.routed(req, now, waited < FLIGHT_WAITS, &move || entropy))
-    }
-
-    fn step(&self, routed: Routed) -> Step {
-        match routed {
+    ) -> Routed {
+        match self.routed(req, now, waited < FLIGHT_WAITS, &move || entropy) {
             Routed::Answer(mut r) => {
                 add_cors(&mut r);
-                Step::Answer(r)
+                Routed::Answer(r)
             }
-            Routed::Stored(f) if f.unsigned.is_some() => Step::Sign(f),
-            Routed::Stored(f) => Step::Answer(f.into_response()),
-            Routed::Ask(pending) => Step::Ask(pending),
-            Routed::Wait(id, pending) => Step::Wait(crate::store::hex_id(&id), pending),
+            routed => routed,
         }
     }
 
@@ -697,11 +594,10 @@ impl Relay {
                 return Routed::Answer(s.webhook(req, &client, max_body, now));
             }
         }
-        if crate::devices::is_route(path) && !is_preflight(req) {
-            return self.devices_routed(req, now, may_wait, entropy);
-        }
-        if self.usage_on(req) {
-            return self.usage_routed(req, now, may_wait, entropy);
+        if (crate::devices::is_route(path) && !is_preflight(req)) || self.usage_on(req) {
+            if let Some(validate) = key_proof(req) {
+                return self.key_proven_routed(req, validate, now, may_wait, entropy);
+            }
         }
         let pending = match self.route_checked(req) {
             Ok(pending) => pending,
@@ -710,47 +606,22 @@ impl Relay {
         self.route_pending(pending, now, may_wait, entropy)
     }
 
-    /// A device listing (issue #64, [`crate::devices`]): its key's verdict first, a validate
-    /// routed as any other (the per-key limit, the breaker, the store, the budget); the read of
-    /// the key's devices follows a 200 ([`Relay::follow`]).
-    fn devices_routed(
-        &self,
-        req: &RelayRequest,
-        now: Now,
-        may_wait: bool,
-        entropy: &dyn Fn() -> Option<[u8; 16]>,
-    ) -> Routed {
-        self.key_proven_routed(req, now, may_wait, entropy, |req| {
-            crate::devices::read_ask(&req.body)
-                .map(|ask| crate::devices::validate_request(req, &ask))
-        })
-    }
-
-    /// A route whose key proves itself as at Polar (a device listing, a usage report): `POST`
-    /// only, its body within the cap, read into the validate of its key (`validate_of`: its
-    /// refusal answered as the relay's own), which is routed as any other validate (the per-key
-    /// limit, the breaker, the store, the budget); what follows a 200 is [`Relay::follow`]'s.
+    /// A route whose key proves itself as at Polar ([`key_proof`]): `POST` only, its body
+    /// within the cap, read into the validate of its key (its refusal answered as the relay's
+    /// own), which is routed as any other validate (the per-key limit, the breaker, the store,
+    /// the budget); what follows a 200 is [`Relay::follow`]'s.
     fn key_proven_routed(
         &self,
         req: &RelayRequest,
+        validate: Result<RelayRequest, RelayResponse>,
         now: Now,
         may_wait: bool,
         entropy: &dyn Fn() -> Option<[u8; 16]>,
-        validate_of: impl FnOnce(&RelayRequest) -> Result<RelayRequest, RelayResponse>,
     ) -> Routed {
-        if req.method != "POST" {
-            let mut r = RelayResponse::detail(405, "Method Not Allowed");
-            r.set("allow", "POST, OPTIONS");
+        if let Some(r) = self.refuses_post(req) {
             return Routed::Answer(r);
         }
-        if req.body.len() > self.limits.max_body_bytes {
-            return Routed::Answer(RelayResponse::error(
-                413,
-                "RequestBodyTooLarge",
-                "Request body exceeded the maximum allowed size.",
-            ));
-        }
-        let validate = match validate_of(req) {
+        let validate = match validate {
             Ok(validate) => validate,
             Err(r) => return Routed::Answer(private(r)),
         };
@@ -760,27 +631,29 @@ impl Relay {
         }
     }
 
+    /// A relay route's refusal of `req` that is not a `POST` (405) or whose body is over the cap
+    /// (413).
+    fn refuses_post(&self, req: &RelayRequest) -> Option<RelayResponse> {
+        if req.method != "POST" {
+            let mut r = RelayResponse::detail(405, "Method Not Allowed");
+            r.set("allow", "POST, OPTIONS");
+            return Some(r);
+        }
+        (req.body.len() > self.limits.max_body_bytes).then(|| {
+            RelayResponse::error(
+                413,
+                "RequestBodyTooLarge",
+                "Request body exceeded the maximum allowed size.",
+            )
+        })
+    }
+
     /// Whether `req` is a usage report this relay takes (issue #68 item 3, [`crate::usage`]:
     /// a store with usage on; else the route is unknown here).
     pub(crate) fn usage_on(&self, req: &RelayRequest) -> bool {
         crate::usage::is_route(&req.path)
             && !is_preflight(req)
             && self.store.as_ref().is_some_and(|s| s.usage.on())
-    }
-
-    /// A usage report (issue #68 item 3, [`crate::usage`]): its key's verdict first, a
-    /// validate routed as any other (the per-key limit, the breaker, the store, the budget);
-    /// the report is kept once it is a grant ([`Relay::follow`]).
-    fn usage_routed(
-        &self,
-        req: &RelayRequest,
-        now: Now,
-        may_wait: bool,
-        entropy: &dyn Fn() -> Option<[u8; 16]>,
-    ) -> Routed {
-        self.key_proven_routed(req, now, may_wait, entropy, |req| {
-            crate::usage::read_ask(&req.body).map(|ask| crate::usage::validate_request(req, &ask))
-        })
     }
 
     /// A usage report's answer once its key's verdict is in: a grant keeps the report
@@ -792,19 +665,13 @@ impl Relay {
         answer: &RelayResponse,
         now: Now,
     ) -> RelayResponse {
-        let mut r = self.usage_answer(req, answer, now);
-        add_cors(&mut r);
-        r
-    }
-
-    fn usage_answer(&self, req: &RelayRequest, answer: &RelayResponse, now: Now) -> RelayResponse {
         if answer.status != 200 {
             return crate::devices::refusal(answer.clone());
         }
         let (Ok(ask), Some(s)) = (crate::usage::read_ask(&req.body), self.store.as_ref()) else {
             return RelayResponse::detail(404, "Not Found");
         };
-        let Some(customer) = crate::usage::customer_of(answer) else {
+        let Some(customer) = answer.uuid_at("customer_id") else {
             log::warn!(
                 "relay: usage {} 502 (the key's verdict names no customer)",
                 crate::logged::key(&ask.key)
@@ -832,7 +699,9 @@ impl Relay {
         now: Now,
     ) -> Option<Result<Box<Pending>, RelayResponse>> {
         if self.usage_on(req) {
-            return Some(Err(self.usage_followed(req, answer, now)));
+            let mut r = self.usage_followed(req, answer, now);
+            add_cors(&mut r);
+            return Some(Err(r));
         }
         if !crate::devices::is_route(&req.path) || is_preflight(req) {
             return None;
@@ -848,14 +717,15 @@ impl Relay {
         let Ok(ask) = crate::devices::read_ask(&req.body) else {
             return refused(RelayResponse::detail(404, "Not Found"));
         };
-        let Some(key_id) = crate::devices::key_id_of(answer) else {
+        let Some(key_id) = answer.uuid_at("id") else {
             log::warn!(
                 "relay: devices {} 502 (the key's verdict names no key id)",
                 crate::logged::key(&ask.key)
             );
             return refused(RelayResponse::unreached("Polar's answer did not read"));
         };
-        let mut pending = match self.route_checked(&crate::devices::validate_request(req, &ask)) {
+        let mut pending = match self.route_checked(&req.validate_of(&ask.key, &ask.organization_id))
+        {
             Ok(pending) => pending,
             Err(r) => return refused(r),
         };
@@ -919,12 +789,7 @@ impl Relay {
 
     /// The per-key bucket (it protects Polar: answers from the store skip it).
     fn per_key_limit(&self, pending: &Pending, now: Now) -> Option<RelayResponse> {
-        let key_id = [
-            pending.checked.organization_id.as_str(),
-            ":",
-            &key_hash(&pending.key),
-        ]
-        .concat();
+        let key_id = bucket_of(&pending.checked.organization_id, &pending.key);
         if matches!(pending.op, Operation::Activate | Operation::Deactivate) {
             let churn = self.seats.activation_churn();
             // The stored record (it outlives a restart, a Durable Object out of memory), and
@@ -1021,7 +886,7 @@ impl Relay {
         Some(RelayResponse::rate_limited(secs))
     }
 
-    /// Every local check of a request [`Relay::admit`] let through ([`Relay::gate`], Polar's
+    /// Every local check of a request [`Asks::admit`] let through ([`Relay::gate`], Polar's
     /// input checks, the organization): the call it asks for.
     fn route_checked(&self, req: &RelayRequest) -> Result<Pending, RelayResponse> {
         let op = self.gate(req)?;
@@ -1108,37 +973,6 @@ impl Relay {
                 .with_access_token(self.token.clone())?
                 .with_user_agent(USER_AGENT),
         )
-    }
-
-    /// The answer with the externally made signature of [`Finished::pre_auth`]: the lease is
-    /// added only when it verifies with the signer's public key (`true`); otherwise the answer
-    /// goes without one, and an error is logged.
-    pub(crate) fn assemble(&self, finished: Finished, signature: &[u8]) -> (RelayResponse, bool) {
-        let Finished {
-            mut response,
-            unsigned,
-        } = finished;
-        let Some((unsigned, machine)) = unsigned else {
-            return (response, false);
-        };
-        let keys = match &self.leases.signer {
-            SignWith::External { keys, .. } => keys.clone(),
-            SignWith::Key(key) => key.relay_keys(),
-        };
-        match unsigned.assemble(signature) {
-            Ok(token) if signature_verifies(&token, &keys, machine.as_deref()) => {
-                response.set(unsigned.header(), &token);
-                (response, true)
-            }
-            _ => {
-                log::error!(
-                    "relay: a lease's signature does not verify with the public key of {}: \
-                     answered without a lease (is the signing key the configured one?)",
-                    self.leases.signer.kid()
-                );
-                (response, false)
-            }
-        }
     }
 
     /// Polar's answer passed back, with the lease signed here, or to be signed elsewhere; and
@@ -1342,11 +1176,11 @@ impl Relay {
 #[allow(private_interfaces)]
 impl Asks for Relay {
     fn health(&self, now: Now) -> RelayResponse {
-        Relay::health(self, now)
+        self.ops.health(self.store.as_ref(), &self.breaker, now)
     }
 
     fn metrics(&self, now: Now) -> String {
-        Relay::metrics(self, now)
+        self.ops.metrics(self.store.as_ref(), &self.breaker, now)
     }
 
     fn count_in_flight(&self, delta: i64) {
@@ -1365,20 +1199,57 @@ impl Asks for Relay {
         self.ops.webhook_warning(self.store.as_ref(), now)
     }
 
+    /// The answer to `req` that its head decides alone, before its body is read (the body
+    /// is ignored), else `None`: on [`WEBHOOK_ROUTE`] with a store and a webhook secret, a
+    /// delivery from an address over its failed verifications (429) or whose headers are
+    /// refused with no HMAC (400, 401; counted as a failure), the answers the route itself
+    /// gives them (the relay's `deliveries` module). A host that reads the body before the core sees
+    /// the request (the npm relay: up to 1 MiB for a webhook) asks this first, so a forged
+    /// post's body costs no read. Every other request: `None`.
     fn refuse_unread(&self, req: &RelayRequest, now: Now) -> Option<RelayResponse> {
-        Relay::refuse_unread(self, req, now)
+        let path = req.path.split('?').next().unwrap_or_default();
+        if path != WEBHOOK_ROUTE || req.method != "POST" {
+            return None;
+        }
+        let s = self.store.as_ref()?;
+        let secret = s.webhook_secret.as_deref()?;
+        let client = crate::roster::client_group(&self.client_of(req));
+        let mut r = s
+            .deliveries
+            .refuse_unread(secret, &client, req, now.unix_seconds)?;
+        add_cors(&mut r);
+        Some(r)
     }
 
     fn max_body_bytes(&self) -> usize {
         self.limits.max_body_bytes
     }
 
+    /// The per-IP limit, which the request machine asks before anything is loaded from a
+    /// host-kept store (the npm relay over a Durable Object's storage), so that a flood of
+    /// requests past it costs no storage read. `Some` (429, with `Retry-After`) when the client
+    /// is over its rate; otherwise its token is taken (`None`, also for a request the limit does
+    /// not concern) and the request goes on with [`Relay::begin_admitted`], which does not take
+    /// it again, also after waits.
     fn admit(&self, req: &RelayRequest, now: Now) -> Option<RelayResponse> {
-        Relay::admit(self, req, now)
+        let seat = crate::seats::route(&req.path).filter(|_| !is_preflight(req));
+        let devices = crate::devices::is_route(&req.path) && !is_preflight(req);
+        let usage = self.usage_on(req);
+        let what = match self.gate(req) {
+            _ if seat.is_some() => "seat",
+            _ if devices => "devices",
+            _ if usage => "usage",
+            Ok(op) => op.as_str(),
+            Err(_) if is_preflight(req) => "preflight",
+            Err(_) => return None,
+        };
+        let mut r = self.per_ip_limit(req, what, now)?;
+        add_cors(&mut r);
+        Some(r)
     }
 
     fn cors(&self, req: &RelayRequest, r: &mut RelayResponse) {
-        Relay::cors(self, req, r);
+        crate::host::narrow_cors(self.cors_origins.as_deref(), req, r);
     }
 
     fn host(&self) -> Host {
@@ -1398,7 +1269,7 @@ impl Asks for Relay {
         Relay::roster_wants(self, req)
     }
 
-    fn begin_admitted(&self, req: &RelayRequest, at: Moment, waited: u32) -> Step {
+    fn begin_admitted(&self, req: &RelayRequest, at: Moment, waited: u32) -> Routed {
         Relay::begin_admitted(self, req, at.now, at.entropy, waited)
     }
 
@@ -1438,12 +1309,7 @@ impl Asks for Relay {
             (Operation::Activate, Ok(200)) | (Operation::Deactivate, Ok(204))
         );
         if made_one {
-            let key_id = [
-                pending.checked.organization_id.as_str(),
-                ":",
-                &key_hash(&pending.key),
-            ]
-            .concat();
+            let key_id = bucket_of(&pending.checked.organization_id, &pending.key);
             let churn = self.seats.activation_churn();
             self.churned.count(&key_id, churn, now.unix_seconds);
             if let Some(s) = &self.store {
@@ -1495,8 +1361,35 @@ impl Asks for Relay {
         }
     }
 
+    /// The answer with the externally made signature of [`Finished::pre_auth`]: the lease is
+    /// added only when it verifies with the signer's public key (`true`); otherwise the answer
+    /// goes without one, and an error is logged.
     fn assemble(&self, finished: Finished, signature: &[u8]) -> (RelayResponse, bool) {
-        Relay::assemble(self, finished, signature)
+        let Finished {
+            mut response,
+            unsigned,
+        } = finished;
+        let Some((unsigned, machine)) = unsigned else {
+            return (response, false);
+        };
+        let keys = match &self.leases.signer {
+            SignWith::External { keys, .. } => keys.clone(),
+            SignWith::Key(key) => key.relay_keys(),
+        };
+        match unsigned.assemble(signature) {
+            Ok(token) if signature_verifies(&token, &keys, machine.as_deref()) => {
+                response.set(unsigned.header(), &token);
+                (response, true)
+            }
+            _ => {
+                log::error!(
+                    "relay: a lease's signature does not verify with the public key of {}: \
+                     answered without a lease (is the signing key the configured one?)",
+                    self.leases.signer.kid()
+                );
+                (response, false)
+            }
+        }
     }
 
     fn follow(
@@ -1537,9 +1430,27 @@ fn seats_flooded(ask: &crate::seats::SeatAsk, secs: u64) -> Finished {
     }
 }
 
+/// The validate that proves the key of a device listing (issue #64) or a usage report (issue
+/// #68 item 3), whose key's verdict comes first (`Err`: the body's 422); `None` on any other
+/// route.
+fn key_proof(req: &RelayRequest) -> Option<Result<RelayRequest, RelayResponse>> {
+    if crate::devices::is_route(&req.path) {
+        let ask = crate::devices::read_ask(&req.body);
+        return Some(ask.map(|a| req.validate_of(&a.key, &a.organization_id)));
+    }
+    crate::usage::is_route(&req.path).then(|| {
+        crate::usage::read_ask(&req.body).map(|a| req.validate_of(&a.key, &a.organization_id))
+    })
+}
+
+/// A key's id in the per-key buckets and the churn count: its organization and its SHA-256.
+fn bucket_of(organization_id: &str, key: &Key) -> String {
+    [organization_id, ":", &key_hash(key)].concat()
+}
+
 fn take(buckets: &Mutex<Buckets>, id: &str, now: Now) -> Option<u64> {
     // A poisoned lock (a panic elsewhere) still holds usable counts.
-    let mut guard = buckets.lock().unwrap_or_else(|e| e.into_inner());
+    let mut guard = locked(buckets);
     guard.take(id, now.monotonic_ms)
 }
 
@@ -1589,9 +1500,7 @@ mod tests {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = Arc::clone(&seen);
         let relay = relay_over(move |req: &HttpRequest| {
-            log.lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(req.clone());
+            locked(&log).push(req.clone());
             Ok(
                 HttpResponse::new(404, r#"{"error":"ResourceNotFound","detail":"Not found"}"#)
                     .with_header("content-type", "application/json"),
@@ -1600,7 +1509,7 @@ mod tests {
         let body = format!(r#"{{"key":"K-1","organization_id":"{ORG}","increment_usage":"2"}}"#);
         let r = relay.handle(&validate(&body), NOW);
         assert_eq!((r.status, r.lease()), (404, None));
-        let seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+        let seen = locked(&seen);
         let req = seen.first().expect("one call");
         assert_eq!(seen.len(), 1);
         assert_eq!(req.url, "http://127.0.0.1:9/v1/license-keys/validate");
@@ -1651,7 +1560,7 @@ mod tests {
         let calls = Arc::new(Mutex::new(0u32));
         let count = Arc::clone(&calls);
         let transport = move |_: &HttpRequest| {
-            *count.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+            *locked(&count) += 1;
             Ok(HttpResponse::new(
                 404,
                 r#"{"error":"ResourceNotFound","detail":"Not found"}"#,
@@ -1673,7 +1582,7 @@ mod tests {
                 (r.status, r.header("retry-after").map(str::to_string))
             })
             .collect();
-        let calls = *calls.lock().unwrap_or_else(|e| e.into_inner());
+        let calls = *locked(&calls);
         (got, calls)
     }
 

@@ -25,6 +25,7 @@ use polar_license::Key;
 use sha2::{Digest, Sha256};
 
 use crate::clock::Now;
+use crate::locked::locked;
 
 mod kept;
 mod reserve;
@@ -205,7 +206,7 @@ impl Roster {
     }
 
     pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        locked(&self.inner)
     }
 
     pub(crate) fn phase(&self) -> Phase {
@@ -571,10 +572,8 @@ pub(crate) fn usable(key: &serde_json::Value, now: i64) -> bool {
     let expired = key
         .get("expires_at")
         .and_then(|v| v.as_str())
-        .and_then(|t| {
-            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
-        })
-        .is_some_and(|t| t.unix_timestamp() <= now);
+        .and_then(crate::clock::unix_of)
+        .is_some_and(|t| t <= now);
     key.get("status").and_then(|v| v.as_str()) == Some("granted") && !expired
 }
 

@@ -12,6 +12,7 @@
 
 use crate::clock::Now;
 use crate::flow::{Exchange, ExchangeOptions, Given, Need};
+use crate::locked::locked;
 use crate::relay::Relay;
 use crate::stored::Flight;
 use crate::types::{RelayRequest, RelayResponse};
@@ -1153,7 +1154,7 @@ impl Held {
         kept_free: usize,
     ) -> Admit {
         let address = address_of(peer);
-        let mut o = open.lock().unwrap_or_else(|e| e.into_inner());
+        let mut o = locked(open);
         let count = o.by_address.get(&address).map_or(0, Vec::len);
         let room = free > 0 && (cap == 0 || count == 0 || free > kept_free);
         let after_cut = !room && cap > 0 && count < cap && o.cut_a_hog(cap);
@@ -1184,7 +1185,7 @@ impl Held {
 
 impl Drop for Held {
     fn drop(&mut self) {
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let mut open = locked(&self.open);
         if let Some(conns) = open.by_address.get_mut(&self.address) {
             conns.retain(|c| c.id != self.id);
             if conns.is_empty() {
@@ -1620,7 +1621,7 @@ mod tests {
         let open = Arc::new(Mutex::new(Open::default()));
         let take = |peer: &str, cap, free| Held::take(&open, &at(peer), cap, free, 1);
         let count = |address: &str| {
-            let o = open.lock().unwrap_or_else(|e| e.into_inner());
+            let o = locked(&open);
             o.by_address.get(address).map_or(0, Vec::len)
         };
         let a = take("192.0.2.1:1000", 2, 100).now().expect("the first");
@@ -1641,11 +1642,7 @@ mod tests {
         drop((v6, v6b, other));
         assert_eq!(count("2001:db8:1:2::/64"), 0);
         drop((a, mapped));
-        assert!(open
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .by_address
-            .is_empty());
+        assert!(locked(&open).by_address.is_empty());
         // 0: no share; no room is no room.
         let many: Vec<Held> = (0..100)
             .filter_map(|_| take("198.51.100.1:1", 0, 100).now())
@@ -1683,7 +1680,7 @@ mod tests {
         // A newcomer: the office (6 beyond a share of 2, more than the small one's 3) has
         // its first connection cut, and the newcomer waits for it.
         let told = |held: &[Held]| {
-            let o = open.lock().unwrap_or_else(|e| e.into_inner());
+            let o = locked(&open);
             held.iter()
                 .filter(|h| {
                     o.by_address[&h.address]

@@ -11,6 +11,7 @@ use polar_license::proto::{error_body, HttpResponse};
 use polar_license::TransportError;
 
 use crate::clock::Now;
+use crate::locked::locked;
 use crate::store::{Backend, Budget, EntryId, StoreOptions, Use};
 use crate::types::{Answered, Holder};
 
@@ -76,7 +77,7 @@ impl Stored {
     /// The entries of `license_key_id` are being marked revoked now (noted before they are
     /// written): a read by id under way does not lift that.
     pub(crate) fn note_revoked(&self, license_key_id: &str, now: Now) {
-        let mut r = self.revoked.lock().unwrap_or_else(|e| e.into_inner());
+        let mut r = locked(&self.revoked);
         if r.by_key.len() >= REVOCATIONS_KEPT && !r.by_key.contains_key(license_key_id) {
             r.by_key.clear();
             r.emptied_ms = Some(now.monotonic_ms);
@@ -99,7 +100,7 @@ impl Stored {
         now: Now,
     ) -> Option<usize> {
         {
-            let r = self.revoked.lock().unwrap_or_else(|e| e.into_inner());
+            let r = locked(&self.revoked);
             let after = |ms: Option<u64>| ms.is_some_and(|ms| ms >= started.monotonic_ms);
             if after(r.by_key.get(license_key_id).copied()) || after(r.emptied_ms) {
                 return Some(0);
@@ -137,7 +138,7 @@ impl Stored {
     /// The token's budget, with what the store kept of it (the calls of a last run's minute,
     /// Polar's 429) taken back at its first use.
     pub(crate) fn budget(&self, now: Now) -> std::sync::MutexGuard<'_, Budget> {
-        let mut budget = self.budget.lock().unwrap_or_else(|e| e.into_inner());
+        let mut budget = locked(&self.budget);
         if !self.budget_restored.swap(true, Ordering::Relaxed) {
             match self.backend.load_budget() {
                 Ok(Some(state)) => {
@@ -184,7 +185,7 @@ impl Stored {
             .budget
             .saturating_sub(self.options.reserve.min(self.options.budget));
         let in_reserve = budget.used(now.monotonic_ms) >= shared as usize;
-        let mut reserve = self.reserve.lock().unwrap_or_else(|e| e.into_inner());
+        let mut reserve = locked(&self.reserve);
         let d = crate::roster::digest(key);
         let taken = if in_reserve {
             reserve
@@ -222,7 +223,7 @@ impl Stored {
     /// Leads the call for `id` (`Ok`), or the flight under way to wait for (`Err`). A flight
     /// older than [`FLIGHT_WAIT`] is taken over (its host never finished it).
     pub(crate) fn lead(&self, id: EntryId, now_ms: u64) -> Result<(), Arc<Flight>> {
-        let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
+        let mut flights = locked(&self.flights);
         if let Some(f) = flights.get(&id) {
             let age = now_ms.saturating_sub(f.started_ms);
             if u128::from(age) < FLIGHT_WAIT.as_millis() {
@@ -242,13 +243,9 @@ impl Stored {
 
     /// Ends the flight of `id`: its waiters route again (and find the entry).
     pub(crate) fn land(&self, id: &EntryId) {
-        let flight = self
-            .flights
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(id);
+        let flight = locked(&self.flights).remove(id);
         if let Some(f) = flight {
-            *f.done.lock().unwrap_or_else(|e| e.into_inner()) = true;
+            *locked(&f.done) = true;
             f.ended.notify_all();
         }
     }
@@ -261,14 +258,14 @@ impl Flight {
         allow(dead_code)
     )]
     pub(crate) fn landed(&self) -> bool {
-        *self.done.lock().unwrap_or_else(|e| e.into_inner())
+        *locked(&self.done)
     }
 
     /// Waits until the flight lands, at most [`FLIGHT_WAIT`] (the crate's tests' blocking
     /// host: every other host waits without blocking, on [`Flight::landed`]).
     #[cfg(test)]
     pub(crate) fn wait(&self) {
-        let done = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        let done = locked(&self.done);
         let _ = self
             .ended
             .wait_timeout_while(done, FLIGHT_WAIT, |done| !*done);
@@ -315,10 +312,7 @@ impl Seen {
 impl Stored {
     /// One call of the first-seen share for `client` (see [`crate::roster::FirstSeen::take`]).
     pub(crate) fn first_seen_take(&self, client: &str, now: Now) -> Result<(), u64> {
-        self.first_seen
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take(client, now.monotonic_ms)
+        locked(&self.first_seen).take(client, now.monotonic_ms)
     }
 }
 

@@ -1,6 +1,6 @@
 //! The relay's plain types, shared by all its parts: its configuration ([`RelayConfig`]),
 //! a request and an answer as data ([`RelayRequest`], [`RelayResponse`]), the crate-private
-//! steps of a check the request machine ([`crate::flow::Exchange`]) holds ([`Step`],
+//! steps of a check the request machine ([`crate::flow::Exchange`]) holds ([`Routed`],
 //! [`Pending`], [`Finished`]), its routes and headers, and the small helpers that build
 //! Polar-shaped answers. A leaf: it names no part that runs (the crate root re-exports what is
 //! public here, unchanged).
@@ -39,25 +39,47 @@ pub const DEVICES_ROUTE: &str = "/v1/devices/list";
 pub const USAGE_ROUTE: &str = "/v1/usage/record";
 
 /// The JSON object of a relay route's body (a seat request, a device listing, a usage
-/// report), its members only those of `fields`; else `refuse`'s answer (the route's `422`)
-/// saying what is wrong: not JSON, not an object, or the first unknown member (escaped).
+/// report), its members only `key`, `organization_id` and those of `fields`, with its key and
+/// organization (checked as Polar checks a validate's, by the validate that follows); else
+/// `refuse`'s answer (the route's `422`) saying what is wrong: not JSON, not an object, the
+/// first unknown member (escaped), or a missing key or organization.
 pub(crate) fn ask_object(
     body: &[u8],
     fields: &[&str],
     refuse: impl Fn(&str) -> RelayResponse,
-) -> Result<serde_json::Map<String, serde_json::Value>, RelayResponse> {
+) -> Result<(serde_json::Map<String, serde_json::Value>, Key, String), RelayResponse> {
     let v: serde_json::Value =
         serde_json::from_slice(body).map_err(|_| refuse("the body is not JSON"))?;
     let serde_json::Value::Object(obj) = v else {
         return Err(refuse("the body is not an object"));
     };
-    if let Some(k) = obj.keys().find(|k| !fields.contains(&k.as_str())) {
+    let known = |k: &str| ["key", "organization_id"].contains(&k) || fields.contains(&k);
+    if let Some(k) = obj.keys().find(|k| !known(k)) {
         return Err(refuse(&format!(
             "unknown member {}",
             crate::logged::escaped(k)
         )));
     }
-    Ok(obj)
+    let text = |name: &str| obj.get(name).and_then(|v| v.as_str());
+    let key = Key::new(text("key").ok_or_else(|| refuse("key is missing"))?);
+    let organization_id = text("organization_id")
+        .ok_or_else(|| refuse("organization_id is missing"))?
+        .to_string();
+    Ok((obj, key, organization_id))
+}
+
+/// A route's `activation_id` (optional, `null` as absent), lowercased; else `refuse`'s answer.
+pub(crate) fn activation_id_of(
+    obj: &serde_json::Map<String, serde_json::Value>,
+    refuse: impl Fn(&str) -> RelayResponse,
+) -> Result<Option<String>, RelayResponse> {
+    match obj.get("activation_id") {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(id)) if uuid::Uuid::try_parse(id).is_ok() => {
+            Ok(Some(id.to_ascii_lowercase()))
+        }
+        Some(_) => Err(refuse("activation_id must be an activation's id (a UUID)")),
+    }
 }
 
 /// Where a [`Route`] is answered.
@@ -397,25 +419,6 @@ impl SignWith {
     }
 }
 
-/// What the relay's routing decided for a request the machine let through
-/// ([`crate::flow::Exchange`] asks it and turns it into a [`Need`](crate::flow::Need)).
-#[derive(Debug)]
-pub(crate) enum Step {
-    /// The answer, with no call to Polar (a preflight, a 404, a 413, a 422, a 429, or one
-    /// from the store).
-    Answer(RelayResponse),
-    /// Ask Polar [`Pending::request`], then keep its answer (the machine's finish).
-    Ask(Box<Pending>),
-    /// An answer from the store whose lease waits for an external signature
-    /// ([`Finished::pre_auth`], then the relay's `assemble`): only with [`Signer::External`].
-    Sign(Finished),
-    /// Another check of the same entry is asking Polar; begin again once that call's answer
-    /// is kept (the flight is named, so a host can wait for it). The check itself comes with
-    /// it: when it has a stored answer ([`Pending::patience_ms`]), it waits at most that
-    /// long, then is given its stored answer.
-    Wait(String, Box<Pending>),
-}
-
 /// A request that passed every local check, waiting for Polar's answer.
 pub(crate) struct Pending {
     pub(crate) op: Operation,
@@ -479,7 +482,7 @@ impl Pending {
         }
     }
 
-    /// The flight this call leads: checks that got [`Step::Wait`] with this name begin again
+    /// The flight this call leads: checks that got [`Routed::Wait`] with this name begin again
     /// once its answer is kept.
     pub(crate) fn flight(&self) -> Option<String> {
         self.flight.as_ref().map(store::hex_id)
@@ -644,19 +647,32 @@ impl RelayResponse {
     pub fn lease(&self) -> Option<&str> {
         self.header(LEASE_HEADER)
     }
+
+    /// The UUID a validate's 200 names at `member` (`id`: the key record's, `customer_id`);
+    /// `None`: not Polar's answer.
+    pub(crate) fn uuid_at(&self, member: &str) -> Option<String> {
+        let v: serde_json::Value = serde_json::from_slice(&self.body).ok()?;
+        let id = v.get(member)?.as_str()?;
+        uuid::Uuid::try_parse(id).ok().map(|u| u.to_string())
+    }
 }
 
 /// Where a lease's `jti` comes from: 16 random bytes.
 pub type Entropy = Box<dyn Fn() -> Option<[u8; 16]> + Send + Sync>;
 
-/// What routing decided.
+/// What the relay's routing decided for a request the machine let through
+/// ([`crate::flow::Exchange`] asks it and turns it into a [`Need`](crate::flow::Need)).
 pub(crate) enum Routed {
+    /// The answer, with no call to Polar (a preflight, a 404, a 413, a 422, a 429).
     Answer(RelayResponse),
-    /// From the store, its lease to sign elsewhere (an external signer).
+    /// From the store; its lease, if any, waits for an external signature
+    /// ([`Finished::pre_auth`], then the relay's `assemble`): only with [`Signer::External`].
     Stored(Finished),
+    /// Ask Polar [`Pending::request`], then keep its answer (the machine's finish).
     Ask(Box<Pending>),
     /// Another check of the same entry is asking Polar: wait for it, then route again (the
-    /// check, with its entry as read, to route again or answer stale from).
+    /// check, with its entry as read: when it has a stored answer ([`Pending::patience_ms`]),
+    /// it waits at most that long, then is given its stored answer).
     Wait(EntryId, Box<Pending>),
 }
 

@@ -48,13 +48,13 @@ use std::sync::Mutex;
 use polar_license::lease::key_hash;
 use polar_license::Key;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::clock::Now;
+use crate::locked::locked;
 use crate::reconcile::ListPage;
-use crate::store::{Backend, Entry, EntryId, Mark};
+use crate::store::{Backend, Entry, EntryId};
+use crate::types::RelayResponse;
 pub use crate::types::USAGE_ROUTE;
-use crate::types::{RelayRequest, RelayResponse};
 
 /// Reports waiting per key at most (past it: 429 `UsageBacklog` until a batch is ingested).
 pub const MAX_PENDING_PER_KEY: usize = 100;
@@ -104,29 +104,14 @@ pub(crate) fn is_route(path: &str) -> bool {
     path.split('?').next().unwrap_or_default() == USAGE_ROUTE
 }
 
-/// The body read (`422` in Polar's shape, `InvalidUsageRequest`, with what is wrong). The key
-/// and the organization are checked as Polar checks a validate's, by the validate that
-/// follows.
+/// The body read (`422` in Polar's shape, `InvalidUsageRequest`, with what is wrong;
+/// [`crate::types::ask_object`]).
 pub(crate) fn read_ask(body: &[u8]) -> Result<UsageAsk, RelayResponse> {
     let refuse = |detail: &str| RelayResponse::error(422, "InvalidUsageRequest", detail);
-    const FIELDS: [&str; 6] = [
-        "key",
-        "organization_id",
-        "activation_id",
-        "meter",
-        "units",
-        "id",
-    ];
-    let obj = crate::types::ask_object(body, &FIELDS, refuse)?;
+    const FIELDS: [&str; 4] = ["activation_id", "meter", "units", "id"];
+    let (obj, key, organization_id) = crate::types::ask_object(body, &FIELDS, refuse)?;
+    crate::types::activation_id_of(&obj, refuse)?;
     let text = |name: &str| obj.get(name).and_then(|v| v.as_str());
-    let key = text("key").ok_or_else(|| refuse("key is missing"))?;
-    let organization_id =
-        text("organization_id").ok_or_else(|| refuse("organization_id is missing"))?;
-    match obj.get("activation_id") {
-        None | Some(serde_json::Value::Null) => {}
-        Some(serde_json::Value::String(id)) if uuid::Uuid::try_parse(id).is_ok() => {}
-        Some(_) => return Err(refuse("activation_id must be an activation's id (a UUID)")),
-    }
     let meter = text("meter").ok_or_else(|| refuse("meter is missing"))?;
     if meter.is_empty() || meter.len() > MAX_METER_BYTES || meter.chars().any(char::is_control) {
         return Err(refuse("meter must be 1 to 128 bytes of printable text"));
@@ -148,8 +133,8 @@ pub(crate) fn read_ask(body: &[u8]) -> Result<UsageAsk, RelayResponse> {
         ));
     }
     Ok(UsageAsk {
-        key: Key::new(key),
-        organization_id: organization_id.to_string(),
+        key,
+        organization_id,
         meter: meter.to_string(),
         units,
         id: id.to_string(),
@@ -160,11 +145,6 @@ pub(crate) fn read_ask(body: &[u8]) -> Result<UsageAsk, RelayResponse> {
 /// the report's validate ([`crate::wants`]).
 pub(crate) fn buffer_of_ask(ask: &UsageAsk) -> EntryId {
     buffer_id(&ask.organization_id, &key_hash(&ask.key))
-}
-
-/// The validate that proves the key ([`RelayRequest::validate_of`]).
-pub(crate) fn validate_request(req: &RelayRequest, ask: &UsageAsk) -> RelayRequest {
-    req.validate_of(&ask.key, &ask.organization_id)
 }
 
 /// One report waiting to be ingested.
@@ -192,12 +172,7 @@ struct Buffer {
 
 /// The store's id of a key's buffer: a digest of its own domain.
 fn buffer_id(organization_id: &str, key_sha256: &str) -> EntryId {
-    let mut h = Sha256::new();
-    for part in ["usage", organization_id, key_sha256] {
-        h.update(part.as_bytes());
-        h.update([0u8]);
-    }
-    h.finalize().into()
+    crate::store::key_digest("usage", organization_id, key_sha256)
 }
 
 fn buffer_of(entry: Option<&Entry>) -> Option<Buffer> {
@@ -206,24 +181,15 @@ fn buffer_of(entry: Option<&Entry>) -> Option<Buffer> {
 
 fn entry_of(id: &EntryId, buffer: &Buffer, now: i64) -> Option<Entry> {
     Some(Entry {
-        license_key_id: None,
-        customer_id: None,
         answered_at: now,
         // Never evicted by the store's byte cap (`store::evictable`, by its kind); the status
         // (no answer of Polar's has it) keeps an older relay from replaying it.
         status: USAGE_STATUS,
         kind: Some(crate::store::EntryKind::UsageBuffer),
         body: serde_json::to_string(buffer).ok()?,
-        headers: Vec::new(),
-        grant: false,
-        mark: Mark::None,
-        customer_event_at: 0,
-        key_event_at: 0,
-        marked_at: 0,
-        key_at: None,
         // Its own tag: found again at a restart (`Usage::restore`), narrowed by no webhook.
         key_tag: Some(format!("{TAG_PREFIX}{}", crate::store::hex_id(id))),
-        conditions: None,
+        ..Entry::default()
     })
 }
 
@@ -343,10 +309,6 @@ impl Usage {
         cfg!(feature = "usage") && self.on
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Reads the buffers a last run left waiting (once, at the first use).
     fn restore(&self, store: &dyn Backend) {
         if !self.on || self.restored.swap(true, Ordering::SeqCst) {
@@ -354,7 +316,7 @@ impl Usage {
         }
         if store.host_loads() {
             // Its buffers are listed from the host's storage by the background machine.
-            self.lock().listing = Listing::Due(None);
+            locked(&self.state).listing = Listing::Due(None);
             return;
         }
         let tags = match store.tags_with_prefix(TAG_PREFIX) {
@@ -364,7 +326,7 @@ impl Usage {
                 return;
             }
         };
-        let mut state = self.lock();
+        let mut state = locked(&self.state);
         let mut found = 0usize;
         for tag in tags {
             let Some(id) = tag
@@ -416,7 +378,7 @@ impl Usage {
     /// (`None`: listed, or not yet due).
     pub(crate) fn list_page(&self, store: &dyn Backend, now: Now) -> Option<ListPage> {
         self.restore(store);
-        let state = self.lock();
+        let state = locked(&self.state);
         match &state.listing {
             Listing::Due(after) if now.monotonic_ms >= state.list_after_ms => Some(ListPage {
                 prefix: TAG_PREFIX,
@@ -431,7 +393,7 @@ impl Usage {
     /// backoff): each buffer queued, counted when first read (a page shorter than asked, or
     /// one that does not move on, ends the listing).
     pub(crate) fn listed(&self, rows: Result<&[String], ()>, now: Now) {
-        let mut state = self.lock();
+        let mut state = locked(&self.state);
         let Listing::Due(after) = &state.listing else {
             return;
         };
@@ -502,7 +464,7 @@ impl Usage {
         self.restore(store);
         let key = key_hash(&ask.key);
         let id = buffer_id(&ask.organization_id, &key);
-        let mut state = self.lock();
+        let mut state = locked(&self.state);
         let before = known.map(|k| Self::balance_after(&state, customer, &ask.meter, k));
         let mut outcome: Option<Result<Recorded, RelayResponse>> = None;
         let total_full = state.pending_total >= MAX_PENDING_TOTAL;
@@ -599,7 +561,7 @@ impl Usage {
     /// The buffer the next batch at `now` reads (`None`: no batch is due): a store read per
     /// key loads it first ([`crate::flow::background`]).
     pub(crate) fn next_buffer(&self, now: Now) -> Option<EntryId> {
-        let state = self.lock();
+        let state = locked(&self.state);
         let due = self.on() && !state.refused && state.batch.is_none();
         (due && now.monotonic_ms >= state.after_ms)
             .then(|| state.queue.front().copied())
@@ -609,13 +571,13 @@ impl Usage {
     /// Whether nothing waits: no report queued, no batch out, no listing due (a host whose
     /// requests wake the background machine need not poll meanwhile).
     pub(crate) fn idle(&self) -> bool {
-        let state = self.lock();
+        let state = locked(&self.state);
         state.queue.is_empty() && state.batch.is_none() && !matches!(state.listing, Listing::Due(_))
     }
 
     /// A load of the next batch's buffer failed: tried again after a backoff.
     pub(crate) fn load_failed(&self, now: Now) {
-        self.lock().after_ms = now.monotonic_ms.saturating_add(BACKOFF_MS);
+        locked(&self.state).after_ms = now.monotonic_ms.saturating_add(BACKOFF_MS);
     }
 
     /// The next batch's call (`POST {base_url}/v1/events/ingest` and its body) at `now`, its
@@ -633,7 +595,7 @@ impl Usage {
             return Err(None);
         }
         self.restore(store);
-        let mut state = self.lock();
+        let mut state = locked(&self.state);
         if state.refused {
             return Err(None);
         }
@@ -675,7 +637,7 @@ impl Usage {
                     "name": r.meter,
                     "customer_id": buffer.customer_id,
                     "external_id": format!("{}:{}", buffer.space, r.id),
-                    "timestamp": timestamp(r.at),
+                    "timestamp": crate::clock::rfc3339(r.at),
                     "metadata": {"units": r.units},
                 })
             })
@@ -704,7 +666,7 @@ impl Usage {
         answer: crate::roster::ReadAnswer,
         now: Now,
     ) -> Option<String> {
-        let mut state = self.lock();
+        let mut state = locked(&self.state);
         let batch = state.batch.take()?;
         let ingested_now = match answer {
             Ok((200, _, body)) => {
@@ -818,24 +780,8 @@ impl Usage {
 /// The namespace of a key's events' `external_id`s: 16 hex digits of a digest of the
 /// organization and the key's SHA-256 (never the key).
 fn space(organization_id: &str, key_sha256: &str) -> String {
-    let mut h = Sha256::new();
-    for part in ["usage-events", organization_id, key_sha256] {
-        h.update(part.as_bytes());
-        h.update([0u8]);
-    }
-    let d: [u8; 32] = h.finalize().into();
+    let d = crate::store::key_digest("usage-events", organization_id, key_sha256);
     crate::store::hex_id(&d)[..16].to_string()
-}
-
-/// RFC 3339 in UTC of unix seconds (now, when it cannot be written).
-fn timestamp(unix: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
 }
 
 /// The seller's rule's refusal: 402, the reason `credits_exhausted`, the balance known.
@@ -859,13 +805,6 @@ fn backlog() -> RelayResponse {
     );
     r.set("retry-after", "60");
     crate::types::private(r)
-}
-
-/// The customer a validate's 200 names (`None`: not Polar's answer).
-pub(crate) fn customer_of(validated: &RelayResponse) -> Option<String> {
-    let v: serde_json::Value = serde_json::from_slice(&validated.body).ok()?;
-    let id = v.get("customer_id")?.as_str()?;
-    uuid::Uuid::try_parse(id).ok().map(|u| u.to_string())
 }
 
 #[cfg(test)]

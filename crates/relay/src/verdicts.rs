@@ -572,17 +572,13 @@ impl Stored {
                         body: kept.body,
                         headers,
                         grant,
-                        mark: Mark::None,
-                        customer_event_at: 0,
-                        key_event_at: 0,
-                        marked_at: 0,
                         key_at: kept.key_at,
                         key_tag: Some(store::key_tag(
                             &pending.checked.organization_id,
                             &key_hash(&pending.key),
                         )),
                         conditions: crate::store::checked_conditions(&pending.checked),
-                        kind: None,
+                        ..Entry::default()
                     };
                     // An entry past the store's size limit is answered and not stored: a
                     // storage that refuses it (a Durable Object's, 128 KiB a value) would

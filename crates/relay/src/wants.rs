@@ -31,14 +31,14 @@ pub(crate) fn store_wants(
     if crate::devices::is_route(path) {
         // A device listing reads its key's verdict as a validate does.
         let ask = crate::devices::read_ask(&req.body).ok()?;
-        let validate = crate::devices::validate_request(req, &ask);
+        let validate = req.validate_of(&ask.key, &ask.organization_id);
         return store_wants(s, client, &validate, now_unix);
     }
     if crate::usage::is_route(path) {
         // A usage report reads its key's verdict as a validate does, and its key's buffer
         // with it (the same storage call).
         let ask = crate::usage::read_ask(&req.body).ok()?;
-        let validate = crate::usage::validate_request(req, &ask);
+        let validate = req.validate_of(&ask.key, &ask.organization_id);
         let mut wants = store_wants(s, client, &validate, now_unix)?;
         if s.usage.on() {
             wants.entries.push(crate::usage::buffer_of_ask(&ask));

@@ -24,9 +24,9 @@
 //! needed). The steps are the request machine's ([`crate::flow::Exchange`]): the read is a
 //! [`crate::flow::Need::Send`] whose method is `GET`.
 
-use polar_license::{HttpRequest, HttpResponse, Key, TransportError};
+use polar_license::{HttpRequest, HttpResponse, TransportError};
 
-use crate::types::{RelayRequest, RelayResponse};
+use crate::types::RelayResponse;
 
 pub(crate) mod ask;
 
@@ -38,41 +38,16 @@ pub(crate) fn is_route(path: &str) -> bool {
     path.split('?').next().unwrap_or_default() == DEVICES_ROUTE
 }
 
-/// The body read (`422` in Polar's shape, `InvalidDevicesRequest`, with what is wrong). The
-/// key and the organization are checked as Polar checks a validate's, by the validate that
-/// follows; here only the members and the activation id.
+/// The body read (`422` in Polar's shape, `InvalidDevicesRequest`, with what is wrong): its
+/// members and the activation id ([`crate::types::ask_object`]).
 pub(crate) fn read_ask(body: &[u8]) -> Result<DevicesAsk, RelayResponse> {
     let refuse = |detail: &str| RelayResponse::error(422, "InvalidDevicesRequest", detail);
-    const FIELDS: [&str; 3] = ["key", "organization_id", "activation_id"];
-    let obj = crate::types::ask_object(body, &FIELDS, refuse)?;
-    let text = |name: &str| obj.get(name).and_then(|v| v.as_str());
-    let key = text("key").ok_or_else(|| refuse("key is missing"))?;
-    let organization_id =
-        text("organization_id").ok_or_else(|| refuse("organization_id is missing"))?;
-    let activation_id = match obj.get("activation_id") {
-        None | Some(serde_json::Value::Null) => None,
-        Some(serde_json::Value::String(id)) if uuid::Uuid::try_parse(id).is_ok() => {
-            Some(id.to_ascii_lowercase())
-        }
-        Some(_) => return Err(refuse("activation_id must be an activation's id (a UUID)")),
-    };
+    let (obj, key, organization_id) = crate::types::ask_object(body, &["activation_id"], refuse)?;
     Ok(DevicesAsk {
-        key: Key::new(key),
-        organization_id: organization_id.to_string(),
-        activation_id,
+        key,
+        organization_id,
+        activation_id: crate::types::activation_id_of(&obj, refuse)?,
     })
-}
-
-/// The validate that proves the key ([`RelayRequest::validate_of`]).
-pub(crate) fn validate_request(req: &RelayRequest, ask: &DevicesAsk) -> RelayRequest {
-    req.validate_of(&ask.key, &ask.organization_id)
-}
-
-/// The key record's id in a validate's 200 (`None`: not Polar's answer).
-pub(crate) fn key_id_of(validated: &RelayResponse) -> Option<String> {
-    let v: serde_json::Value = serde_json::from_slice(&validated.body).ok()?;
-    let id = v.get("id")?.as_str()?;
-    uuid::Uuid::try_parse(id).ok().map(|u| u.to_string())
 }
 
 /// The read of the key's record (`GET {base}/v1/license-keys/{id}`) made of the validate's

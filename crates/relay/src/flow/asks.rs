@@ -10,7 +10,7 @@ use polar_license::{HttpResponse, TransportError};
 use crate::clock::Now;
 use crate::reads::Reads;
 use crate::store::Wants;
-use crate::types::{Finished, Pending, RelayRequest, RelayResponse, Step};
+use crate::types::{Finished, Pending, RelayRequest, RelayResponse, Routed};
 
 /// Polar's answer to a call, or why there is none.
 pub type Upstream = Result<HttpResponse, TransportError>;
@@ -35,7 +35,7 @@ impl<C: Asks + ?Sized> Core for C {}
 /// The exact set of things the machines ask of the relay's parts, each answered by the part
 /// that owns it (the gate, the verdict store, the leases, the breaker, the operator's counters,
 /// the roster). Public in name only (the module is private): it seals [`Core`], and its
-/// methods speak of the crate's own steps ([`Step`], [`Pending`], [`Finished`]), which no host
+/// methods speak of the crate's own steps ([`Routed`], [`Pending`], [`Finished`]), which no host
 /// names: nothing outside the crate can call them.
 #[allow(private_interfaces)]
 pub trait Asks {
@@ -81,7 +81,7 @@ pub trait Asks {
     // The request's path: routing, the breaker, the verdict store, the leases.
 
     /// Every check of an admitted request after `waited` waits: the answer, or the call.
-    fn begin_admitted(&self, req: &RelayRequest, at: Moment, waited: u32) -> Step;
+    fn begin_admitted(&self, req: &RelayRequest, at: Moment, waited: u32) -> Routed;
     /// Whether the breaker still lets `pending`'s call go (it may have opened while the call
     /// waited for its slot).
     fn still_allows(&self, pending: &Pending) -> bool;

@@ -18,7 +18,7 @@ use super::{Core, Moment};
 use crate::clock::Now;
 use crate::store::Wants;
 use crate::types::{
-    Finished, Pending, RelayRequest, RelayResponse, Step, HEALTH_ROUTE, STALE_AFTER_MS,
+    Finished, Pending, RelayRequest, RelayResponse, Routed, HEALTH_ROUTE, STALE_AFTER_MS,
     WEBHOOK_MAX_BODY_BYTES, WEBHOOK_ROUTE,
 };
 
@@ -370,12 +370,19 @@ impl Exchange {
             }
             (State::Loading(after), Some(Given::Loaded)) => self.loaded(relay, at, after),
             (State::Begin, _) => match relay.begin_admitted(&self.req, at, self.waited) {
-                Step::Answer(mut r) => {
+                Routed::Stored(finished) if finished.unsigned.is_some() => {
+                    self.signed(relay, finished)
+                }
+                Routed::Answer(mut r) => {
                     relay.cors(&self.req, &mut r);
                     State::Answered(r)
                 }
-                Step::Sign(finished) => self.signed(relay, finished),
-                Step::Ask(pending) if relay.host().call_slots() => {
+                Routed::Stored(finished) => {
+                    let mut r = finished.into_response();
+                    relay.cors(&self.req, &mut r);
+                    State::Answered(r)
+                }
+                Routed::Ask(pending) if relay.host().call_slots() => {
                     let patience_ms = self.patience(&pending);
                     let flight = pending.flight();
                     self.ask(
@@ -388,7 +395,7 @@ impl Exchange {
                         },
                     )
                 }
-                Step::Ask(pending) => {
+                Routed::Ask(pending) => {
                     let need = Need::Send {
                         request: pending.request().clone(),
                         method: pending.method(),
@@ -398,11 +405,11 @@ impl Exchange {
                     let flight = pending.flight();
                     self.ask(need, State::Asking(pending, flight))
                 }
-                Step::Wait(flight, pending) => {
+                Routed::Wait(id, pending) => {
                     let patience_ms = self.patience(&pending);
                     let check = patience_ms.map(|_| pending);
                     let need = Need::Flight {
-                        flight: flight.clone(),
+                        flight: crate::store::hex_id(&id),
                         patience_ms,
                     };
                     self.ask(need, State::Waiting(check))
@@ -828,6 +835,8 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
+    use crate::flow::Asks;
+    use crate::locked::locked;
     use crate::relay::Relay;
     use polar_license::TransportErrorKind;
     use std::sync::atomic::{AtomicU32, Ordering};
@@ -841,7 +850,7 @@ mod tests {
             true
         }
         fn log(&self, record: &log::Record<'_>) {
-            let mut lines = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            let mut lines = locked(&self.0);
             lines.push((record.level(), record.args().to_string()));
         }
         fn flush(&self) {}
@@ -857,7 +866,7 @@ mod tests {
         Need::Warn("w-7f3a".into()).log();
         Need::Error("e-7f3a".into()).log();
         Need::Done.log();
-        let lines = CAPTURED.0.lock().unwrap_or_else(|e| e.into_inner());
+        let lines = locked(&CAPTURED.0);
         let ours: Vec<_> = lines.iter().filter(|(_, l)| l.contains("7f3a")).collect();
         assert_eq!(
             ours,

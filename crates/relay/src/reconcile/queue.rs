@@ -2,6 +2,7 @@
 //! backoff, and the counts the metrics read. Apart from the calls (the parent module), so the
 //! store's running state holds it without importing what drives it.
 
+use crate::locked::locked;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 
@@ -163,7 +164,7 @@ impl Reconcile {
     }
 
     pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        locked(&self.inner)
     }
 
     /// Polar answered about the key `license_key_id` at `at` (a grant kept): checked then.

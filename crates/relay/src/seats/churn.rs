@@ -10,10 +10,11 @@
 //! `super::activation_churned`), which outlives a restart and, on Workers, a Durable Object
 //! leaving memory; the relay refuses on the later wait of the two.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::pool::Churn;
+use crate::locked::locked;
 
 /// The most keys it remembers at once (a bound on its memory: past it, the keys whose window
 /// has emptied are forgotten; a key past that, none being forgotten, is not counted).
@@ -22,33 +23,21 @@ const MAX_KEYS: usize = 100_000;
 /// The activations and deactivations Polar made, by key.
 #[derive(Debug, Default)]
 pub(crate) struct Churned {
-    by_key: Mutex<HashMap<String, VecDeque<i64>>>,
+    by_key: Mutex<HashMap<String, Vec<i64>>>,
 }
 
 impl Churned {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, VecDeque<i64>>> {
-        self.by_key.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Whether one more for `key` at `now` (unix seconds) is within `churn`: `Ok`, or
     /// `Err(at)`, the next is possible at `at`.
     pub(crate) fn check(&self, key: &str, churn: Churn, now: i64) -> Result<(), i64> {
         if churn.count == 0 {
             return Ok(());
         }
-        let mut by_key = self.lock();
+        let mut by_key = locked(&self.by_key);
         let Some(times) = by_key.get_mut(key) else {
             return Ok(());
         };
-        let since = now.saturating_sub(churn.window);
-        while times.front().is_some_and(|&t| t <= since) {
-            times.pop_front();
-        }
-        let limit = churn.count.min(super::pool::MAX_CHURN) as usize;
-        if times.len() >= limit {
-            let oldest = times.front().copied().unwrap_or(now);
-            return Err(oldest.saturating_add(churn.window));
-        }
+        churn.check(times, now)?;
         if times.is_empty() {
             by_key.remove(key);
         }
@@ -60,10 +49,10 @@ impl Churned {
         if churn.count == 0 {
             return;
         }
-        let mut by_key = self.lock();
+        let mut by_key = locked(&self.by_key);
         let since = now.saturating_sub(churn.window);
         if !by_key.contains_key(key) && by_key.len() >= MAX_KEYS {
-            by_key.retain(|_, times| times.back().is_some_and(|&t| t > since));
+            by_key.retain(|_, times| times.last().is_some_and(|&t| t > since));
             if by_key.len() >= MAX_KEYS {
                 log::warn!(
                     "relay: {MAX_KEYS} keys activated or deactivated within the churn window: a \
@@ -72,16 +61,7 @@ impl Churned {
                 return;
             }
         }
-        let times = by_key.entry(key.to_string()).or_default();
-        while times.front().is_some_and(|&t| t <= since) {
-            times.pop_front();
-        }
-        // At most the limit's count is kept (MAX_CHURN at most).
-        let limit = churn.count.min(super::pool::MAX_CHURN) as usize;
-        while times.len() >= limit {
-            times.pop_front();
-        }
-        times.push_back(now);
+        churn.count(by_key.entry(key.to_string()).or_default(), now);
     }
 }
 
@@ -114,6 +94,6 @@ mod tests {
         };
         c.count("k", off, 3_601);
         assert_eq!(c.check("k", off, 3_601), Ok(()));
-        assert!(c.lock().get("k").is_some_and(|t| t.len() == 3));
+        assert!(locked(&c.by_key).get("k").is_some_and(|t| t.len() == 3));
     }
 }

@@ -32,8 +32,8 @@ use polar_license::lease::{
 use polar_license::Key;
 use sha2::{Digest, Sha256};
 
-use crate::clock::Now;
-use crate::store::{Backend, Entry, EntryId, Mark, Wants};
+use crate::clock::{rfc3339, Now};
+use crate::store::{Backend, Entry, EntryId, Wants};
 use crate::types::{add_cors, object, string, Finished, RelayRequest, RelayResponse, SignWith};
 pub(crate) use ask::{SeatAsk, SeatOp};
 pub(crate) use pool::{Churn, Outcome, Pool, Sizes};
@@ -200,40 +200,21 @@ impl SeatAsk {
 
     /// The machine as the pool keeps it (a digest).
     fn machine_digest(&self) -> String {
-        hex(&Sha256::digest(self.machine.as_bytes()))
+        crate::store::hex_id(&Sha256::digest(self.machine.as_bytes()).into())
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The store's id of a key's pool: a digest of its own domain, no verdict's id.
 pub(crate) fn pool_id(organization_id: &str, key_sha256: &str) -> EntryId {
-    let mut h = Sha256::new();
-    for part in ["seats", organization_id, key_sha256] {
-        h.update(part.as_bytes());
-        h.update([0u8]);
-    }
-    h.finalize().into()
+    crate::store::key_digest("seats", organization_id, key_sha256)
 }
 
 /// A seat request's body read (`422` with what is wrong).
 pub(crate) fn read_ask(op: SeatOp, body: &[u8]) -> Result<SeatAsk, RelayResponse> {
     let refuse = |detail: &str| RelayResponse::error(422, "InvalidSeatRequest", detail);
-    const FIELDS: [&str; 6] = [
-        "key",
-        "organization_id",
-        "machine",
-        "seat",
-        "kind",
-        "borrow_days",
-    ];
-    let obj = crate::types::ask_object(body, &FIELDS, refuse)?;
+    const FIELDS: [&str; 4] = ["machine", "seat", "kind", "borrow_days"];
+    let (obj, key, organization_id) = crate::types::ask_object(body, &FIELDS, refuse)?;
     let text = |name: &str| obj.get(name).and_then(|v| v.as_str());
-    let key = text("key").ok_or_else(|| refuse("key is missing"))?;
-    let organization_id =
-        text("organization_id").ok_or_else(|| refuse("organization_id is missing"))?;
     let machine = text("machine").ok_or_else(|| refuse("machine is missing"))?;
     if machine.is_empty()
         || machine.len() > MAX_MACHINE_BYTES
@@ -266,18 +247,13 @@ pub(crate) fn read_ask(op: SeatOp, body: &[u8]) -> Result<SeatAsk, RelayResponse
     };
     Ok(SeatAsk {
         op,
-        key: Key::new(key),
-        organization_id: organization_id.to_string(),
+        key,
+        organization_id,
         machine: machine.to_string(),
         seat,
         ci: kind == "ci",
         borrow_days,
     })
-}
-
-/// The validate a seat's verdict is asked with ([`RelayRequest::validate_of`]).
-pub(crate) fn validate_request(req: &RelayRequest, ask: &SeatAsk) -> RelayRequest {
-    req.validate_of(&ask.key, &ask.organization_id)
 }
 
 /// What a seat request reads in a host-kept store: its key's verdict (an acquisition, a
@@ -294,7 +270,7 @@ pub(crate) fn wants(req: &RelayRequest) -> Option<Wants> {
             later: Vec::new(),
         });
     }
-    let v = validate_request(req, &ask);
+    let v = req.validate_of(&ask.key, &ask.organization_id);
     let checked =
         polar_license_rules::check_body("validate", v.header("content-type"), &v.body)?.ok()?;
     let key = key_hash(&ask.key);
@@ -321,22 +297,12 @@ fn pool_of(entry: Option<&Entry>) -> Pool {
 /// The store's value holding `pool` (no index tag: no webhook, listing or reconcile sees it).
 fn entry_of(pool: &Pool, now: i64) -> Option<Entry> {
     Some(Entry {
-        license_key_id: None,
-        customer_id: None,
         answered_at: now,
         // Never evicted by the store's byte cap (`store::evictable`).
         status: crate::store::SEAT_POOL_STATUS,
         body: serde_json::to_string(pool).ok()?,
-        headers: Vec::new(),
-        grant: false,
-        mark: Mark::None,
-        customer_event_at: 0,
-        key_event_at: 0,
-        marked_at: 0,
-        key_at: None,
-        key_tag: None,
-        conditions: None,
         kind: Some(crate::store::EntryKind::SeatPool),
+        ..Entry::default()
     })
 }
 
@@ -659,14 +625,6 @@ fn plain(mut response: RelayResponse) -> Finished {
         response,
         unsigned: None,
     }
-}
-
-fn rfc3339(unix: i64) -> String {
-    use time::format_description::well_known::Rfc3339;
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_default()
 }
 
 /// `409 seats_full`: how many are in use of how many, and when the soonest frees (with

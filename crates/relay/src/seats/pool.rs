@@ -53,6 +53,37 @@ pub(crate) struct Churn {
     pub(crate) window: i64,
 }
 
+impl Churn {
+    /// Whether one more at `now` is within the limit, `times` (those counted, oldest first)
+    /// trimmed to the window: `Ok`, or `Err(at)`, the next is possible at `at` (when the oldest
+    /// leaves the window). Off (`count` 0): `times` cleared, always `Ok`.
+    pub(crate) fn check(self, times: &mut Vec<i64>, now: i64) -> Result<(), i64> {
+        if self.count == 0 {
+            times.clear();
+            return Ok(());
+        }
+        times.retain(|&t| t > now.saturating_sub(self.window));
+        if times.len() >= self.count.min(MAX_CHURN) as usize {
+            let oldest = times.first().copied().unwrap_or(now);
+            return Err(oldest.saturating_add(self.window));
+        }
+        Ok(())
+    }
+
+    /// One at `now` counted in `times`: only those within the window kept, at most the
+    /// limit's count (off: none).
+    pub(crate) fn count(self, times: &mut Vec<i64>, now: i64) {
+        if self.check(times, now).is_err() {
+            // The oldest go: with this one, the limit's count.
+            let over = times.len() + 1 - self.count.min(MAX_CHURN) as usize;
+            times.drain(..over);
+        }
+        if self.count > 0 {
+            times.push(now);
+        }
+    }
+}
+
 /// One seat held.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Held {
@@ -181,17 +212,8 @@ impl Pool {
         self.cull(now);
         self.limit = sizes.limit();
         let churn = sizes.churn;
-        if churn.count > 0 {
-            self.taken.retain(|&t| t > now.saturating_sub(churn.window));
-            let limit = churn.count.min(MAX_CHURN) as usize;
-            if self.taken.len() >= limit {
-                let oldest = self.taken.first().copied().unwrap_or(now);
-                return Outcome::Churned {
-                    at: oldest.saturating_add(churn.window),
-                };
-            }
-        } else {
-            self.taken.clear();
+        if let Err(at) = churn.check(&mut self.taken, now) {
+            return Outcome::Churned { at };
         }
         let size = sizes.of(self);
         let in_use = count(self.seats.len());
@@ -291,33 +313,13 @@ impl Pool {
     /// `Ok`, or `Err(at)`, the next is possible at `at` (when the oldest counted leaves the
     /// window). Off (`count` 0): always `Ok`.
     pub(crate) fn activation_churn(&self, churn: Churn, now: i64) -> Result<(), i64> {
-        if churn.count == 0 {
-            return Ok(());
-        }
-        let since = now.saturating_sub(churn.window);
-        let mut within = self.churned.iter().filter(|&&t| t > since);
-        let oldest = within.clone().next().copied();
-        let limit = churn.count.min(MAX_CHURN) as usize;
-        if within.by_ref().count() >= limit {
-            return Err(oldest.unwrap_or(now).saturating_add(churn.window));
-        }
-        Ok(())
+        churn.check(&mut self.churned.clone(), now)
     }
 
     /// One ordinary activation or deactivation Polar made at `now`, counted in `churn`'s
     /// window: the record keeps only those within it, at most the limit's count (off: none).
     pub(crate) fn count_churn(&mut self, churn: Churn, now: i64) {
-        if churn.count == 0 {
-            self.churned.clear();
-            return;
-        }
-        let since = now.saturating_sub(churn.window);
-        self.churned.retain(|&t| t > since);
-        let limit = churn.count.min(MAX_CHURN) as usize;
-        while self.churned.len() >= limit {
-            self.churned.remove(0);
-        }
-        self.churned.push(now);
+        churn.count(&mut self.churned, now);
     }
 
     /// Seat `id` of `machine` given back: free at once.

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use crate::locked::locked;
 use crate::store::EntryId;
 
 /// The most pools remembered (past it, those with no seat held are forgotten first; a pool
@@ -32,13 +33,9 @@ pub(crate) struct SeatsInUse {
 }
 
 impl Seen {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<EntryId, Vec<i64>>> {
-        self.pools.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// The pool `id` as a step left it: its seats' ends, borrowed ones negated (`-end`).
     pub(crate) fn saw(&self, id: &EntryId, ends: Vec<i64>, now: i64) {
-        let mut pools = self.lock();
+        let mut pools = locked(&self.pools);
         if ends.is_empty() {
             pools.remove(id);
             return;
@@ -54,7 +51,7 @@ impl Seen {
 
     /// Seats in use at `now`.
     pub(crate) fn reading(&self, now: i64) -> SeatsInUse {
-        let pools = self.lock();
+        let pools = locked(&self.pools);
         let mut r = SeatsInUse::default();
         for ends in pools.values() {
             let held = ends.iter().filter(|&&e| e.abs() > now).count() as u64;

@@ -7,6 +7,7 @@ use super::{
     evictable, eviction_rank, stored_bytes, Backend, BudgetState, Entry, EntryId, StoreError,
     DEFAULT_MAX_BYTES, MAX_ENTRIES_PER_KEY, WEBHOOK_MEMORY_SECONDS,
 };
+use crate::locked::locked;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
@@ -206,7 +207,7 @@ impl RedbBackend {
     }
 
     fn staged(&self) -> std::sync::MutexGuard<'_, Option<BudgetState>> {
-        self.staged.lock().unwrap_or_else(|e| e.into_inner())
+        locked(&self.staged)
     }
 
     /// A state not written goes back, unless a newer one was staged since.
@@ -223,7 +224,7 @@ impl RedbBackend {
         &self,
         body: impl FnOnce(&mut Option<Counts>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let mut counts = locked(&self.counts);
         let done = body(&mut counts);
         if done.is_err() {
             *counts = None;

@@ -7,9 +7,10 @@ use sha2::{Digest, Sha256};
 /// An entry's id: SHA-256 of the organization, the key's SHA-256 and the request's shape.
 pub type EntryId = [u8; 32];
 /// What a webhook did to an entry: a webhook only narrows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum Mark {
     /// Polar's answer, untouched.
+    #[default]
     None,
     /// A change Polar told of: ask Polar at the next check.
     Stale,
@@ -42,8 +43,9 @@ pub fn entry_size(entry: &Entry) -> usize {
     text.len().max(utf16)
 }
 
-/// One stored answer of Polar's.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One stored answer of Polar's (or, by its [`EntryKind`], a value of the relay's own: its
+/// default is nothing of Polar's, nothing marked, no kind).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Entry {
     /// The license key's id in Polar (its `id`): what webhooks name.
     pub license_key_id: Option<String>,
@@ -201,13 +203,21 @@ pub const MARKED_STALE_SECONDS: i64 = 3_600;
 /// The index tag of a key's entries: `k:` and the SHA-256 (hex) of the organization and the
 /// key's SHA-256.
 pub fn key_tag(organization_id: &str, key_sha256: &str) -> String {
+    format!(
+        "k:{}",
+        hex_id(&key_digest("key", organization_id, key_sha256))
+    )
+}
+
+/// The SHA-256 of a domain (`key`, `seats`, `usage`…), the organization and the key's
+/// SHA-256: one key's id in that domain, no other domain's.
+pub(crate) fn key_digest(domain: &str, organization_id: &str, key_sha256: &str) -> EntryId {
     let mut h = Sha256::new();
-    for part in ["key", organization_id, key_sha256] {
+    for part in [domain, organization_id, key_sha256] {
         h.update(part.as_bytes());
         h.update([0u8]);
     }
-    let digest: [u8; 32] = h.finalize().into();
-    format!("k:{}", hex_id(&digest))
+    h.finalize().into()
 }
 pub(super) fn tags(entry: &Entry) -> Vec<String> {
     let mut out = Vec::new();
@@ -287,20 +297,14 @@ impl Entry {
     ) -> Entry {
         Entry {
             license_key_id: Some(license_key_id),
-            customer_id: None,
             answered_at,
             status: 200,
             body: "{}".into(),
-            headers: Vec::new(),
             grant: true,
             mark,
-            customer_event_at: 0,
-            key_event_at: 0,
-            marked_at: 0,
             key_at: Some(0),
             key_tag,
-            conditions: None,
-            kind: None,
+            ..Entry::default()
         }
     }
 }

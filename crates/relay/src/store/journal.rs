@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::entry::{hex_id, id_of_hex};
 use super::memory::{Changes, Keeper};
 use super::{BudgetState, Entry, MemoryBackend};
+use crate::locked::locked;
 
 /// One change of a [`JournalBackend`], for its host to persist (keys: `e:<id in hex>` for an
 /// entry, `w:<webhook id>` for a webhook id).
@@ -100,7 +101,7 @@ impl JournalBackend {
     }
 
     fn journal(&self) -> std::sync::MutexGuard<'_, Vec<JournalItem>> {
-        self.journal.lock().unwrap_or_else(|e| e.into_inner())
+        locked(&self.journal)
     }
 
     /// The changes since the last call, in order.
@@ -123,7 +124,7 @@ impl JournalBackend {
                     m.webhooks.insert(id, at);
                 }
                 JournalItem::Budget { state } => {
-                    *self.budget.lock().unwrap_or_else(|e| e.into_inner()) = Some(state);
+                    *locked(&self.budget) = Some(state);
                 }
                 _ => {}
             }
@@ -174,6 +175,6 @@ impl Keeper for JournalBackend {
     }
 
     fn restored_budget(&self) -> Option<BudgetState> {
-        self.budget.lock().unwrap_or_else(|e| e.into_inner()).take()
+        locked(&self.budget).take()
     }
 }

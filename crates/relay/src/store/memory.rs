@@ -9,6 +9,7 @@ use super::{
     evictable, eviction_rank, stored_bytes, Backend, BudgetState, Entry, EntryId, StoreError,
     DEFAULT_MAX_BYTES, MAX_ENTRIES_PER_KEY, WEBHOOK_MEMORY_SECONDS,
 };
+use crate::locked::locked;
 
 /// Entries in memory (lost at exit): `--store memory`, tests, hosts without a disk.
 #[derive(Debug)]
@@ -56,7 +57,7 @@ impl MemoryBackend {
     }
 
     pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Memory> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        locked(&self.inner)
     }
 }
 

@@ -32,7 +32,7 @@ pub use entry::{
     conditions_digest, entry_id, entry_size, key_tag, stored_bytes, Entry, EntryId, EntryKind,
     Mark, ENTRY_OVERHEAD, MARKED_STALE_SECONDS, MAX_ENTRIES_PER_KEY, MAX_ENTRY_BYTES,
 };
-pub(crate) use entry::{hex_id, id_of_hex};
+pub(crate) use entry::{hex_id, id_of_hex, key_digest};
 pub use journal::{JournalBackend, JournalItem};
 #[cfg(test)]
 pub(crate) use memory::Keeper;

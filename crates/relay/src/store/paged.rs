@@ -25,6 +25,7 @@ use super::{
     evictable, eviction_rank, stored_bytes, Backend, BudgetState, Entry, EntryId, JournalItem,
     StoreError, DEFAULT_MAX_BYTES, ENTRY_OVERHEAD, MAX_ENTRIES_PER_KEY, MAX_ENTRY_BYTES,
 };
+use crate::locked::locked;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -345,19 +346,15 @@ impl PagedBackend {
         super::byte_cap(self.max_bytes.load(Ordering::Relaxed))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Paged> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// The changes since the last call, in order (the host persists them before it answers).
     pub fn take(&self) -> Vec<JournalItem> {
-        std::mem::take(&mut self.lock().journal)
+        std::mem::take(&mut locked(&self.inner).journal)
     }
 
     /// Loads the store's small global state, read at start: webhook ids (`Webhook`), the
     /// budget (`Budget`) and the count of entries (`Count`); other items are ignored.
     pub fn restore(&self, items: Vec<JournalItem>) {
-        let mut p = self.lock();
+        let mut p = locked(&self.inner);
         for item in items {
             match item {
                 JournalItem::Webhook { id, at } => {
@@ -374,7 +371,7 @@ impl PagedBackend {
     /// What of `wants` the cache does not hold (the host reads it, then [`PagedBackend::load`]s
     /// it; a row read names entries, so the host asks again until nothing is missing).
     pub fn missing(&self, wants: &Wants) -> Missing {
-        let mut p = self.lock();
+        let mut p = locked(&self.inner);
         let tick = p.touch();
         let mut out = Missing::default();
         let mut ids: Vec<EntryId> = wants.entries.clone();
@@ -459,14 +456,14 @@ impl PagedBackend {
                 Some((at.parse::<i64>().ok()?, id_of_hex(hex)?))
             })
             .collect();
-        self.lock().oldest = Some(oldest);
+        locked(&self.inner).oldest = Some(oldest);
     }
 
     /// Loads what the host read: entries (hex id, `None` when the storage holds none) and
     /// index rows (tag, hex ids). What the cache holds already is kept (it is as new as the
     /// storage, or newer); an id that does not read is skipped.
     pub fn load(&self, entries: Vec<(String, Option<Entry>)>, rows: Vec<(String, Vec<String>)>) {
-        let mut p = self.lock();
+        let mut p = locked(&self.inner);
         let touched = p.touch();
         for (hex, entry) in entries {
             if let Some(id) = id_of_hex(&hex) {
@@ -484,7 +481,7 @@ impl PagedBackend {
     /// host calls this once the journal is taken (a change not yet saved is the host's to
     /// read back).
     pub fn trim(&self) {
-        let mut p = self.lock();
+        let mut p = locked(&self.inner);
         let held = p.entries.len() + p.rows.len();
         if held <= self.max_cached {
             return;
@@ -504,7 +501,7 @@ impl PagedBackend {
 
     /// Entries and index rows held in memory.
     pub fn cached(&self) -> usize {
-        let p = self.lock();
+        let p = locked(&self.inner);
         p.entries.len() + p.rows.len()
     }
 }
@@ -523,7 +520,7 @@ impl Backend for PagedBackend {
     /// An entry not loaded ([`PagedBackend::load`]) is an error, not `None`: only the
     /// storage knows whether it holds one.
     fn get(&self, id: &EntryId) -> Result<Option<Entry>, StoreError> {
-        let mut p = self.lock();
+        let mut p = locked(&self.inner);
         if !p.entries.contains_key(id) {
             return Err(not_loaded());
         }
@@ -536,7 +533,7 @@ impl Backend for PagedBackend {
         id: &EntryId,
         f: &mut dyn FnMut(Option<&Entry>) -> Option<Entry>,
     ) -> Result<Option<Entry>, StoreError> {
-        let mut p = self.lock();
+        let mut p = locked(&self.inner);
         if !p.entries.contains_key(id) {
             return Err(not_loaded());
         }
@@ -570,7 +567,7 @@ impl Backend for PagedBackend {
         tags: &[String],
         f: &mut dyn FnMut(&Entry) -> Option<Entry>,
     ) -> Result<Option<usize>, StoreError> {
-        let mut p = self.lock();
+        let mut p = locked(&self.inner);
         if let Some((webhook_id, _)) = webhook {
             if p.webhooks.contains_key(webhook_id) {
                 return Ok(None);
@@ -607,8 +604,7 @@ impl Backend for PagedBackend {
     }
 
     fn index(&self, tag: &str) -> Result<Vec<EntryId>, StoreError> {
-        Ok(self
-            .lock()
+        Ok(locked(&self.inner)
             .rows
             .get(tag)
             .map(|r| r.ids.clone())
@@ -621,7 +617,7 @@ impl Backend for PagedBackend {
         at: i64,
         updates: &[(EntryId, Entry)],
     ) -> Result<bool, StoreError> {
-        let mut p = self.lock();
+        let mut p = locked(&self.inner);
         if p.webhooks.contains_key(webhook_id) {
             return Ok(false);
         }
@@ -633,7 +629,7 @@ impl Backend for PagedBackend {
     }
 
     fn len(&self) -> Result<usize, StoreError> {
-        Ok(self.lock().count)
+        Ok(locked(&self.inner).count)
     }
 
     fn cap_bytes(&self, max_bytes: u64) {
@@ -641,24 +637,24 @@ impl Backend for PagedBackend {
     }
 
     fn stored_bytes(&self) -> Option<u64> {
-        Some(self.lock().bytes as u64)
+        Some(locked(&self.inner).bytes as u64)
     }
 
     fn stage_budget(&self, state: BudgetState) {
-        let mut p = self.lock();
+        let mut p = locked(&self.inner);
         p.journal
             .retain(|item| !matches!(item, JournalItem::Budget { .. }));
         p.journal.push(JournalItem::Budget { state });
     }
 
     fn load_budget(&self) -> Result<Option<BudgetState>, StoreError> {
-        Ok(self.lock().budget.take())
+        Ok(locked(&self.inner).budget.take())
     }
 
     /// The webhook ids are read at start, so the newest one's time is known (a restart's
     /// last webhook, as the other backends say).
     fn last_webhook_at(&self) -> Result<Option<i64>, StoreError> {
-        Ok(self.lock().webhooks.values().copied().max())
+        Ok(locked(&self.inner).webhooks.values().copied().max())
     }
 }
 

@@ -169,13 +169,7 @@ pub(crate) fn granted(key: &str, customer: &str, at: i64) -> Entry {
 /// Polar's event of `kind` at `at` (unix seconds): about the key `L` when `key` is true,
 /// else about the customer `C` (a purchase event, or a license-key grant without a key id).
 fn about(kind: &str, key: bool, at: i64) -> Narrowing {
-    let when = time::OffsetDateTime::from_unix_timestamp(at)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .expect("a time");
+    let when = crate::clock::rfc3339(at);
     let properties = if key {
         serde_json::json!({"license_key_id": "L"})
     } else {

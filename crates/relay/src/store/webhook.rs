@@ -177,12 +177,16 @@ pub fn narrowing(event: &serde_json::Value) -> Option<Narrowing> {
     let data = event.get("data")?;
     let at = ["modified_at", "revoked_at", "created_at"]
         .iter()
-        .find_map(|f| data.get(*f).and_then(|v| v.as_str()).and_then(unix_of))
+        .find_map(|f| {
+            data.get(*f)
+                .and_then(|v| v.as_str())
+                .and_then(crate::clock::unix_of)
+        })
         .or_else(|| {
             event
                 .get("timestamp")
                 .and_then(|v| v.as_str())
-                .and_then(unix_of)
+                .and_then(crate::clock::unix_of)
         })
         .unwrap_or(0);
     let mut tags = Vec::new();
@@ -254,12 +258,6 @@ pub fn rotation(event: &serde_json::Value) -> bool {
     };
     event.get("type").and_then(|t| t.as_str()) == Some("benefit_grant.updated")
         && display("previous_properties").is_some_and(|old| display("properties") != Some(old))
-}
-
-fn unix_of(text: &str) -> Option<i64> {
-    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .ok()
-        .map(|t| t.unix_timestamp())
 }
 
 /// Applies a narrowing to an entry: `None` when it changes nothing. A webhook never clears a

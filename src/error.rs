@@ -100,9 +100,15 @@ pub struct Denial {
 }
 
 impl Denial {
-    /// A short sentence to show the person using the app (the [`Denial::hint`] when the key
-    /// was valid here before). Polar's own `detail` stays for logs.
+    /// A short sentence to show the person using the app: why the key stopped when the
+    /// seller's relay told ([`Denial::stopped`], [`crate::stopped::Stopped::user_message`]:
+    /// paused until a date, ended, seat removed, refunded, replaced, a payment failed, each with
+    /// its next step), else the [`Denial::hint`] when the key was valid here before, else the
+    /// reason's. Polar's own `detail` stays for logs.
     pub fn user_message(&self) -> String {
+        if let Some(stopped) = &self.stopped {
+            return stopped.user_message();
+        }
         if let Some(hint) = self.hint() {
             return hint.to_string();
         }

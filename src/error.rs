@@ -106,9 +106,17 @@ impl Denial {
     /// its next step), else the [`Denial::hint`] when the key was valid here before, else the
     /// reason's. Polar's own `detail` stays for logs.
     pub fn user_message(&self) -> String {
-        if let Some(stopped) = &self.stopped {
-            return stopped.user_message();
+        match &self.stopped {
+            Some(stopped) => stopped.user_message(),
+            None => self.reason_message(),
         }
+    }
+
+    /// [`Denial::user_message`] without why the key stopped: the [`Denial::hint`] when the key
+    /// was valid here before, else the reason's sentence. For a face whose answers never carry
+    /// the relay's detail (the npm package's seat, usage and devices modules: their wasm then
+    /// links none of its words).
+    pub fn reason_message(&self) -> String {
         if let Some(hint) = self.hint() {
             return hint.to_string();
         }

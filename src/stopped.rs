@@ -139,35 +139,35 @@ impl Stopped {
     /// package too); a pause's end and a cancellation's date are written as UTC dates
     /// (`2027-06-03`).
     pub fn user_message(&self) -> String {
+        // Short on purpose: these words are in the npm package's default engine (its budget).
+        let dated = |prefix: &str, at: Option<i64>| {
+            at.map(|d| [prefix, &date(d)].concat()).unwrap_or_default()
+        };
         match self.kind {
             StopKind::Paused => [
                 "Your subscription is paused",
-                &self
-                    .until
-                    .map(|d| [" until ", &date(d)].concat())
-                    .unwrap_or_default(),
-                ". The key licenses again when it resumes: try again then.",
+                &dated(" until ", self.until),
+                ": try again once it resumes.",
             ]
             .concat(),
             StopKind::Canceled => [
-                "Your subscription ",
-                &self
-                    .at
-                    .map(|d| ["ended on ", &date(d)].concat())
-                    .unwrap_or_else(|| "has ended".to_string()),
-                ": subscribe again in the customer portal, then try again.",
+                "Your subscription ended",
+                &dated(" on ", self.at),
+                ": subscribe again, then try again.",
             ]
             .concat(),
             StopKind::SeatRevoked => {
-                "Your team's admin removed your seat: ask them for a seat, then try again."
+                { "Your team's admin removed your seat: ask them for one, then try again." }
                     .to_string()
             }
-            StopKind::Refunded => "This purchase was refunded, so the key no longer licenses: \
-                 buy a license to use the app again."
-                .to_string(),
-            StopKind::Rotated => "This key was replaced by a new one: use the new key from your \
-                 email or the customer portal."
-                .to_string(),
+            StopKind::Refunded => {
+                "This purchase was refunded: buy a license to use the app again.".to_string()
+            }
+            StopKind::Rotated => {
+                "This key was replaced by a new one: find it in your email or the customer \
+                 portal."
+            }
+            .to_string(),
             StopKind::PastDue => "A payment failed: update your payment method in the customer \
                  portal, then try again."
                 .to_string(),

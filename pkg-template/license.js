@@ -14,31 +14,12 @@
 
 import { Engine } from './polar_license.js';
 
-/** Every reason code (docs/interfaces.md §1) and its kind: `denied`, `unverified` or `error`. */
-export const REASONS = Object.freeze({
-  not_found: 'denied',
-  inactive: 'denied',
-  expired: 'denied',
-  conditions_mismatch: 'denied',
-  benefit_mismatch: 'denied',
-  customer_mismatch: 'denied',
-  usage_exhausted: 'denied',
-  activation_limit: 'denied',
-  activations_not_supported: 'denied',
-  offline: 'unverified',
-  rate_limited: 'unverified',
-  server_error: 'unverified',
-  grace_expired: 'unverified',
-  clock_rollback: 'unverified',
-  protocol_error: 'error',
-  invalid_input: 'error',
-  cache_error: 'error',
-  load_error: 'error',
-  not_yet_verified: 'unverified',
-  replayed: 'unverified',
-  seats_full: 'denied',
-  credits_exhausted: 'denied',
-});
+/**
+ * Every reason code (docs/interfaces.md §1) and its kind: `denied`, `unverified` or `error`.
+ * Written in at pack time from the core's reason table (scripts/npm/reasons.mjs; commonjs.cjs
+ * gets the same): the placeholder below is never shipped.
+ */
+export const REASONS = Object.freeze(/* REASONS */ {});
 
 const EXTRAS = ['status', 'field', 'retryAfter', 'remainingUsages', 'timeout', 'cacheRefreshed', 'previouslyValid', 'activationGone', 'hint', 'userMessage', 'fallback', 'paidThrough', 'trial', 'stopped'];
 

@@ -23,7 +23,8 @@
 #      entries only for a client with `trial` on a check with no key and none remembered
 #      (then the devices module's and the seat module's, polar_license_devices and
 #      polar_license_seat, loaded only by polar-license/devices and polar-license/seat)
-#   8. pkg-template/ copied beside it, the version filled in from Cargo.toml
+#   8. pkg-template/ copied beside it, the version filled in from Cargo.toml, the reason table
+#      written into license.js and commonjs.cjs from the core's (scripts/npm/reasons.mjs)
 #   9. the default entries (browser.js, node.js) bundled, one module each (esbuild); the
 #      modules as they were also in target/npm/parts (tests, benchmarks; never packed); then
 #      devices.js and seat.js, each with wasm-io.js (the loader and sender they share) inside
@@ -209,6 +210,9 @@ done
 sed -i "s/\"version\": \"0.0.0-template\"/\"version\": \"$version\"/" "$PKG/package.json"
 chmod +x "$PKG/emulator-cli.js"
 cp LICENSE-APACHE LICENSE-MIT "$PKG/"
+# The reason table, once: the core's codes and kinds (the engine's reasonTable) written into
+# license.js and commonjs.cjs, and license.js's LicenseError fields into commonjs.cjs.
+node scripts/npm/reasons.mjs "$PKG"
 
 echo "==> default entries bundled: one module each (esbuild, not minified)"
 # Issue #38: every module an entry imports is a step of the module loader before the first

@@ -6,9 +6,12 @@
 // `polar-license-stopped` header added, as the relay answers a paused key.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
 import { askingClient, newKey, patchKey, pkg, rejection } from './emulator.mjs';
 
 const { LicenseClient } = await pkg();
+/** Each detail and the sentence every face shows for it (the core's words, one table). */
+const ROWS = JSON.parse(await readFile(new URL('../vectors/stopped-messages.json', import.meta.url), 'utf8')).rows;
 
 /** A client of the emulator asking at every check, its answers given `stopped` as header. */
 function client(stopped) {
@@ -43,4 +46,19 @@ test('a denial carries why the key stopped, its code unchanged', async () => {
   // No detail, or one that does not read: none.
   assert.equal('stopped' in (await rejection(client().check(key))), false);
   assert.equal('stopped' in (await rejection(client('gone fishing').check(key))), false);
+});
+
+test("a denial's userMessage says why the key stopped, each detail in the core's words", async () => {
+  const key = await newKey({});
+  await patchKey(key, { status: 'revoked' });
+  const plain = await rejection(client().check(key));
+  assert.equal(plain.userMessage, 'This license key is no longer active.');
+  assert.ok(ROWS.length >= 6);
+  for (const row of ROWS) {
+    const e = await rejection(client(row.stopped).check(key));
+    assert.equal(e.code, 'inactive', row.name);
+    assert.equal(e.stopped.kind, row.stopped.split(';')[0], row.name);
+    assert.equal(e.userMessage, row.user_message, row.name);
+    assert.equal(JSON.parse(JSON.stringify(e)).userMessage, row.user_message, `${row.name}: toJSON`);
+  }
 });

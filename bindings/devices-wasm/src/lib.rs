@@ -427,7 +427,8 @@ pub fn free_answer(status: u16, headers: &str, body: &str) -> String {
             o.key("detail")
                 .str(&d.detail)
                 .key("userMessage")
-                .str(&d.user_message());
+                // A portal answer never carries why a key stopped (its words stay out).
+                .str(&d.reason_message());
             o.key("status").uint(u64::from(d.status)).raw("}}").done()
         }
         Err(e) => error(&e),

@@ -150,7 +150,9 @@ fn error_object(o: &mut JsonOut, f: &Failure<'_>) {
 fn denial(o: &mut JsonOut, d: &Denial) {
     o.key("code").str(d.reason.code());
     o.key("detail").str(&d.detail);
-    o.key("userMessage").str(&d.user_message());
+    // Denial::reason_message: a seat answer never carries why a key stopped (its words stay
+    // out of this wasm).
+    o.key("userMessage").str(&d.reason_message());
     o.key("status").uint(u64::from(d.status));
 }
 

@@ -185,7 +185,8 @@ fn failure(id: &str, error: Option<&Error>, answer: Option<&UsageAnswer>) -> Str
         (None, Some(UsageAnswer::Denied(d))) => {
             o.key("code").str(d.reason.code());
             o.key("detail").str(&d.detail);
-            o.key("userMessage").str(&d.user_message());
+            // A usage answer never carries why a key stopped (its words stay out of this wasm).
+            o.key("userMessage").str(&d.reason_message());
             o.key("status").uint(u64::from(d.status));
         }
         (None, _) => {

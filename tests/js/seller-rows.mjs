@@ -80,7 +80,9 @@ export function expected(step) {
 
 if (process.argv[1] === fileURLToPath(import.meta.url) && process.argv[2] === '--flat') {
   const dash = (x) => (x == null ? '-' : String(x));
-  for (const r of rows()) {
+  // (The values rows, `world: values`, are not the C runner's yet: scripts/seller-table.sh
+  // shows its cells pending.)
+  for (const r of rows().filter((r) => !r.world)) {
     const p = r.polar;
     const s = p.subscription || {};
     const a = r.app || {};

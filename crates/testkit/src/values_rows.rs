@@ -192,7 +192,7 @@ pub fn play_values_row(row: &ValuesRow, world: &mut World, face: &dyn ValuesFace
         ..Found::default()
     };
     let cell = row.steps.iter().position(|s| s["cell"] == true);
-    let mut compare = |found: &mut Found, i: usize, want: Option<&str>, got: &str| {
+    let compare = |found: &mut Found, i: usize, want: Option<&str>, got: &str| {
         let Some(want) = want else { return };
         if want != got {
             found.failures.push(format!(

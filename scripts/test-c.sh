@@ -547,6 +547,8 @@ done
 # expected verdict rendered as every face renders it (tests/js/seller-rows.mjs).
 export POLAR_SELLER_ROWS="$ROOT/$OUT/seller-rows.tsv"
 node tests/js/seller-rows.mjs --flat >"$POLAR_SELLER_ROWS" || echo "seller rows: could not flatten the table" >&2
+# The values rows (issue #68) start tests/js/values-world.mjs from the checkout.
+export POLAR_SELLER_ROOT="$ROOT"
 
 # run_suite NAME VARIANT: builds every test program for VARIANT (plain, asan) and runs it
 # (under valgrind for the valgrind suite); sums the programs' `N passed, N failed` lines.

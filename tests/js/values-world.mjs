@@ -16,7 +16,7 @@
 //    "keys": {flag, free, rule, outage, paused, canceled, past_due, seat_revoked, refunded, rotated},
 //    "meter" (the event name the meter counts)}
 //
-// then reads the rows' Polar steps, one JSON object a line on stdin, and answers each with one
+// (VALUES_WORLD_FLAT=1: as tab-separated lines, for the C runner), then reads the rows' Polar steps, one JSON object a line on stdin, and answers each with one
 // line: {"ok": true} or, for a step that reads Polar (`consumed`), {"got": "..."}; a step it
 // cannot play is answered {"error": "..."}. It ends when stdin closes, stopping what it started.
 //
@@ -253,7 +253,24 @@ async function main() {
     },
   };
 
-  console.log(JSON.stringify({ host: HOST, org: ORG, pair, relays: { plain: plain.url, rule: rule.url }, keys: KEYS, meter: EVENT }));
+  // VALUES_WORLD_FLAT=1 (the C runner): the hello and the answers as tab-separated lines
+  // (`org ORG`, `pair PAIR`, `meter M`, `relay NAME URL`, `key NAME KEY`, then `ready`; `ok`,
+  // `got X`, `error E`).
+  const flat = process.env.VALUES_WORLD_FLAT === '1';
+  const say = (answer) => {
+    if (!flat) return console.log(JSON.stringify(answer));
+    if (answer.error) return console.log(`error\t${answer.error.replace(/\s+/g, ' ')}`);
+    console.log(answer.got !== undefined ? `got\t${answer.got}` : 'ok');
+  };
+  const relays = { plain: plain.url, rule: rule.url };
+  if (flat) {
+    console.log(`org\t${ORG}\npair\t${pair}\nmeter\t${EVENT}`);
+    for (const [name, url] of Object.entries(relays)) console.log(`relay\t${name}\t${url}`);
+    for (const [name, key] of Object.entries(KEYS)) console.log(`key\t${name}\t${key}`);
+    console.log('ready');
+  } else {
+    console.log(JSON.stringify({ host: HOST, org: ORG, pair, relays, keys: KEYS, meter: EVENT }));
+  }
   for await (const line of createInterface({ input: process.stdin })) {
     if (!line.trim()) continue;
     let answer;
@@ -266,7 +283,7 @@ async function main() {
     } catch (e) {
       answer = { error: String(e?.message ?? e) };
     }
-    console.log(JSON.stringify(answer));
+    say(answer);
   }
   for (const c of closing) await c.close().catch(() => {});
   await polar?.close();
@@ -276,7 +293,8 @@ async function main() {
 main().then(
   () => process.exit(0),
   (e) => {
-    console.log(JSON.stringify({ error: String(e?.stack ?? e) }));
+    const error = String(e?.stack ?? e);
+    console.log(process.env.VALUES_WORLD_FLAT === '1' ? `error\t${error.replace(/\s+/g, ' ')}` : JSON.stringify({ error }));
     process.exit(1);
   },
 );

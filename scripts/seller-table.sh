@@ -23,6 +23,15 @@
 #   python.tsv bindings/python/tests/test_seller_table.py (scripts/test-python.sh: the wheel
 #                   in a fresh venv, its Licensing, an emulator of its own per row)
 #
+# Issue #68's values rows (`"world": "values"`: a flag's value granted, changed, revoked;
+# credits with and without the seller's refusal rule, a retried report, a report while Polar is
+# down; each lifecycle detail and a resume) run once a relay host: their cells are ROW@native
+# (`relay serve`) and ROW@workers (the npm relay under workerd), against
+# tests/js/values-world.mjs, which every runner starts. A Workers cell is played where workerd
+# and the installed npm package are (the npm runner; a Rust runner given CONSUMER), shown as
+# not run elsewhere (SELLER_TABLE_WORKERS=1 makes a missing one fail); a face in
+# VALUES_PENDING below does not play them yet.
+#
 # scripts/test.sh runs this stage (`seller`) last, after the tests, c, tauri, wasm and python
 # stages that write the TSVs.
 #
@@ -53,7 +62,7 @@ mapfile -t ROWS < <(node -e '
 ' "$TABLE")
 # Faces whose runner does not play the values rows yet (issue #68): their cells are shown as
 # pending and fail nothing (once the face's TSV has such a row, it counts like any other).
-VALUES_PENDING=(c tauri wasm)
+VALUES_PENDING=(tauri wasm)
 # A values row on the Workers relay needs workerd and the installed npm package (CONSUMER): a
 # face's runner plays it when both are there (scripts/test-wasm.sh's stages) and writes no cell
 # otherwise, shown as not run; with SELLER_TABLE_WORKERS=1 (FULL=1 runs) a missing one fails.

@@ -712,7 +712,7 @@ static void face_check(polar_license_client *c, const char *key, char out[96]) {
     snprintf(out, 96, "licensed");
   else if (kind == NULL)
     snprintf(out, 96, "%s", polar_license_reason_code(polar_license_result_reason(r)));
-  else if (polar_license_result_stopped_until(r) != 0)
+  else if (polar_license_result_stopped_until(r) >= 0)
     snprintf(out, 96, "%s · %s until=%lld", polar_license_reason_code(polar_license_result_reason(r)),
              kind, (long long)polar_license_result_stopped_until(r));
   else
@@ -811,10 +811,12 @@ static void values_rows(const char *host) {
 
 static void seller_table(void) {
   int i;
+  const char *values = getenv("POLAR_SELLER_VALUES");
   CHECK(n_rows >= 11);
   for (i = 0; i < n_rows; i++) run_row(&rows[i]);
-  /* The values rows (issue #68) on the native relay (`relay serve`). */
-  if (n_vrows > 0) values_rows("native");
+  /* The values rows (issue #68) on the native relay (`relay serve`); not under valgrind
+   * (POLAR_SELLER_VALUES=0: its polls are bounded in time, its rows the plain run's). */
+  if (n_vrows > 0 && (values == NULL || strcmp(values, "0") != 0)) values_rows("native");
 }
 
 int main(void) {

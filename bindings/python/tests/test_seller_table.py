@@ -456,7 +456,8 @@ def play_values(rows: list[dict[str, Any]], host: str, cache: Path) -> list[tupl
             want_cell = got_cell = ""
             cell = next((i for i, s in enumerate(row["steps"]) if s.get("cell")), -1)
             for i, s in enumerate(row["steps"]):
-                want = (s.get("expect") or {}).get("verdict")
+                expect: dict[str, Any] = s.get("expect") or {}
+                want: Optional[str] = expect.get("verdict")
                 url = world.relays[s.get("relay", "plain")]
                 key = world.keys.get(s.get("key", ""), "")
                 got: Optional[str]

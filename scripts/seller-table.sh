@@ -62,7 +62,7 @@ mapfile -t ROWS < <(node -e '
 ' "$TABLE")
 # Faces whose runner does not play the values rows yet (issue #68): their cells are shown as
 # pending and fail nothing (once the face's TSV has such a row, it counts like any other).
-VALUES_PENDING=(tauri wasm)
+VALUES_PENDING=(wasm)
 # A values row on the Workers relay needs workerd and the installed npm package (CONSUMER): a
 # face's runner plays it when both are there (scripts/test-wasm.sh's stages) and writes no cell
 # otherwise, shown as not run; with SELLER_TABLE_WORKERS=1 (FULL=1 runs) a missing one fails.

@@ -9,10 +9,13 @@ use polar_license::portal::{PortalError, SessionToken};
 use polar_license::{ActivateRequest, Licensing, MachineBinding, Verdict as Answer};
 use polar_license_emulator::DEMO_KEY;
 use polar_license_testkit::seller_rows::{
-    devices_cell, play, recovered_cell, shows_key, Found, Row, RowPolar, Step, Verdict,
+    devices_cell, play_with_values, recovered_cell, shows_key, Found, Row, RowPolar, Step, Verdict,
     DEVICES_EMAIL,
 };
+use polar_license_testkit::values_rows::{play_values, ValuesFace, World};
 use polar_license_testkit::{cli_bin, licensing_builder, relay_in_front_of, ScratchDir};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 fn run_row(row: &Row) -> Found {
@@ -145,7 +148,100 @@ fn listed(
     app.list_devices(session.ok_or(PortalError::NotSignedIn)?, DEMO_KEY)
 }
 
+/// The values rows' face (issue #68): a `Licensing` a relay, signed mode with the relay's
+/// key, every check asking it; its `entitlement`, `record_usage` and a denial's `stopped`.
+struct RustFace {
+    org: String,
+    keys: polar_license::lease::RelayKeys,
+    dir: ScratchDir,
+    apps: Mutex<BTreeMap<String, std::sync::Arc<Licensing>>>,
+}
+
+impl RustFace {
+    fn new(world: &World) -> RustFace {
+        RustFace {
+            org: world.org.clone(),
+            keys: polar_license::lease::RelayKeys::parse(&world.pair).expect("the relay's key"),
+            dir: ScratchDir::new(&format!("seller-values-{}", world.host)),
+            apps: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn app(&self, relay: &str) -> std::sync::Arc<Licensing> {
+        let mut apps = self.apps.lock().expect("apps");
+        let n = apps.len();
+        apps.entry(relay.to_string())
+            .or_insert_with(|| {
+                let app = Licensing::builder(&self.org)
+                    .base_url(relay)
+                    .cache_dir(self.dir.path().join(format!("app-{n}")))
+                    .machine_binding(MachineBinding::Id("machine-A".into()))
+                    .relay_keys(self.keys.clone())
+                    .policy(polar_license::GracePolicy {
+                        revalidate_after: Duration::ZERO,
+                        ..polar_license::GracePolicy::default()
+                    })
+                    .timeout(Duration::from_secs(10))
+                    .build()
+                    .expect("licensing builds");
+                std::sync::Arc::new(app)
+            })
+            .clone()
+    }
+}
+
+impl ValuesFace for RustFace {
+    fn value(&self, relay: &str, key: &str, name: &str) -> String {
+        let app = self.app(relay);
+        let _ = app.check(key);
+        app.entitlement(name)
+            .map_or("absent".to_string(), |v| v.to_string())
+    }
+
+    fn usage(&self, relay: &str, key: &str, meter: &str, units: f64, id: &str) -> String {
+        use polar_license::usage::UsageAnswer;
+        let balance = |b: Option<f64>| b.map_or("?".to_string(), |b| b.to_string());
+        let app = self.app(relay);
+        match app
+            .record_usage(Some(relay), &key.into(), meter, units, Some(id))
+            .1
+        {
+            Ok(UsageAnswer::Recorded {
+                duplicate,
+                balance: b,
+            }) => format!(
+                "{} balance:{}",
+                if duplicate { "duplicate" } else { "recorded" },
+                balance(b)
+            ),
+            Ok(UsageAnswer::CreditsExhausted { balance: b }) => {
+                format!("credits_exhausted balance:{}", balance(Some(b)))
+            }
+            Ok(UsageAnswer::Backlog { .. }) => "usage_backlog".to_string(),
+            Ok(UsageAnswer::Denied(d)) => d.reason.code().to_string(),
+            Err(e) => e.reason().code().to_string(),
+        }
+    }
+
+    fn relay_check(&self, relay: &str, key: &str) -> String {
+        use polar_license::grace::CheckOutcome;
+        match self.app(relay).check(key) {
+            CheckOutcome::Licensed { .. } => "licensed".to_string(),
+            CheckOutcome::Denied(d) => match d.stopped {
+                Some(s) => format!(
+                    "{} · {}{}",
+                    d.reason.code(),
+                    s.kind.code(),
+                    s.until.map_or(String::new(), |u| format!(" until={u}"))
+                ),
+                None => d.reason.code().to_string(),
+            },
+            other => other.reason().map_or("none", |r| r.code()).to_string(),
+        }
+    }
+}
+
 #[test]
 fn seller_table() {
-    play("rust", run_row);
+    play_with_values("rust", run_row, || play_values(&cli_bin(), RustFace::new));
 }

@@ -4,7 +4,8 @@
 // compares the same strings and writes the same TSV (face row expected got result).
 //
 // `node tests/js/seller-rows.mjs --flat` prints the rows for the C runner
-// (bindings/c/tests/test_seller_table.c), one tab-separated line each:
+// (bindings/c/tests/test_seller_table.c), one tab-separated line each (the values rows, issue
+// #68, after them: see the end of this file):
 //   row  ID  API  EXPIRES_DAY  BENEFIT  SUB_STATUS  PERIOD_END_DAY  CANCEL  ENDS_DAY
 //        RELEASED_DAY  TRIAL_DAYS  TRIAL_BENEFIT  LIMIT_ACTIVATIONS  CUSTOMER_ADMIN
 //   step DO  DAY  CELL  EXPECTED   (EXPECTED rendered; `-` where a field is absent)
@@ -80,7 +81,7 @@ export function expected(step) {
 
 if (process.argv[1] === fileURLToPath(import.meta.url) && process.argv[2] === '--flat') {
   const dash = (x) => (x == null ? '-' : String(x));
-  for (const r of rows()) {
+  for (const r of rows().filter((r) => !r.world)) {
     const p = r.polar;
     const s = p.subscription || {};
     const a = r.app || {};
@@ -96,6 +97,19 @@ if (process.argv[1] === fileURLToPath(import.meta.url) && process.argv[2] === '-
       const e = expected(st);
       console.log(
         ['step', st.do, dash(st.day), st.cell ? 1 : 0, e ? render(e) : '-'].join('\t'),
+      );
+    }
+  }
+  // The values rows (issue #68), after the others:
+  //   vrow  ID  HOSTS (comma-separated)
+  //   vstep DO  KEY  RELAY  NAME  UNITS  ID  CELL  EXPECTED  STEP (its JSON, for
+  //         tests/js/values-world.mjs)
+  for (const r of rows().filter((r) => r.world === 'values')) {
+    console.log(['vrow', r.id, r.hosts.join(',')].join('\t'));
+    for (const st of r.steps) {
+      console.log(
+        ['vstep', st.do, dash(st.key), st.relay ?? 'plain', dash(st.name), dash(st.units), dash(st.id), st.cell ? 1 : 0,
+          dash(st.expect?.verdict), JSON.stringify(st)].join('\t'),
       );
     }
   }

@@ -16,16 +16,19 @@
 //   CONSUMER=target/npm/consumer node --test tests/js/seller-table.test.mjs
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { createServer } from 'node:http';
 import { PACKAGE_DIR, importAsApp, mapStorage, pkg, relaySigningKey, started, stop } from './emulator.mjs';
 import { PAID_BENEFIT, TRIAL_BENEFIT, expected, render, rows } from './seller-rows.mjs';
+import { playValuesRow, renderValue, startWorld } from './values-rows.mjs';
+import { WORKERD } from './workerd.mjs';
 
 const { LicenseClient } = await pkg();
 const { Devices } = await import(pathToFileURL(join(PACKAGE_DIR, 'devices.js')).href);
+const { recordUsage } = await import(pathToFileURL(join(PACKAGE_DIR, 'usage.js')).href);
 
 const DAY = 86400;
 const ORG = '2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10';
@@ -267,8 +270,59 @@ async function play(row) {
   return found;
 }
 
+/**
+ * The values rows (issue #68) on `host`'s relay, in order on one tests/js/values-world.mjs:
+ * the package's LicenseClient in signed mode (the relay's key), a client a relay, every check
+ * asking it; its `entitlement(name)`, `polar-license/usage`'s `recordUsage`, a rejection's
+ * typed `stopped`.
+ */
+async function playValues(host) {
+  const world = await startWorld(host);
+  const clients = new Map();
+  const client = (url) => {
+    if (!clients.has(url)) {
+      clients.set(url, new LicenseClient({ organizationId: world.org, baseUrl: url, storage: mapStorage(), relayKeys: [world.pair], gracePolicy: { revalidateAfter: 0 } }));
+    }
+    return clients.get(url);
+  };
+  const face = {
+    async value(url, key, name) {
+      await client(url).check(key).catch(() => {});
+      return renderValue(client(url).entitlement(name));
+    },
+    async relayCheck(url, key) {
+      try {
+        await client(url).check(key);
+        return 'licensed';
+      } catch (e) {
+        if (!e.stopped) return e.code ?? String(e);
+        return `${e.code} · ${e.stopped.kind}${e.stopped.until == null ? '' : ` until=${e.stopped.until}`}`;
+      }
+    },
+    async usage(url, key, meter, units, id) {
+      try {
+        const r = await recordUsage({ organizationId: world.org, relay: url, key, meter, units, id });
+        return `${r.duplicate ? 'duplicate' : 'recorded'} balance:${r.balance ?? '?'}`;
+      } catch (e) {
+        return e.code === 'credits_exhausted' ? `${e.code} balance:${e.balance ?? '?'}` : (e.code ?? String(e));
+      }
+    },
+  };
+  try {
+    const found = [];
+    for (const row of rows().filter((r) => r.world === 'values' && r.hosts.includes(host))) found.push(await playValuesRow(row, world, face));
+    return found;
+  } finally {
+    await world.close();
+  }
+}
+
+// The Workers relay where workerd is (scripts/npm's); the native relay with the command line.
+const valuesHosts = process.env.POLAR_CLI ? ['native', ...(existsSync(WORKERD) ? ['workers'] : [])] : [];
+
 test('every seller row through the packed package (target/seller-table/npm.tsv)', async () => {
-  const all = await Promise.all(rows().map(play));
+  const [plain, ...values] = await Promise.all([Promise.all(rows().filter((r) => !r.world).map(play)), ...valuesHosts.map(playValues)]);
+  const all = [...plain, ...values.flat()];
   let tsv = 'face\trow\texpected\tgot\tresult\n';
   const failures = [];
   for (const f of all) {

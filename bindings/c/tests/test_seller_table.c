@@ -14,6 +14,7 @@
  * under valgrind (c-valgrind.tsv).
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,7 @@
 /* A benefit no seed describes: device management off. */
 #define UNMANAGED_BENEFIT "0e1d2c3b-4a59-4687-9a5b-4c3d2e1f0a9b"
 #define MAX_STEPS 16
+#define MAX_VSTEPS 24
 #define LINE 512
 
 struct step {
@@ -48,6 +50,20 @@ struct row {
   char released_day[16];
   int cancel, trial_days, trial_benefit, limit_activations, customer_admin, devices;
   struct step steps[MAX_STEPS];
+  int n_steps;
+};
+
+/* A values row (issue #68, `world: values`): its steps as `--flat` gives them. */
+struct vstep {
+  char what[16], key[16], relay[8], name[32], units[16], id[32];
+  int cell;
+  char expected[96];
+  char json[400];
+};
+
+struct vrow {
+  char id[64], hosts[32];
+  struct vstep steps[MAX_VSTEPS];
   int n_steps;
 };
 
@@ -472,9 +488,11 @@ static int split(char *line, char **f, int max) {
 
 static struct row rows[64];
 static int n_rows;
+static struct vrow vrows[16];
+static int n_vrows;
 
 static void read_rows(const char *path) {
-  char line[LINE];
+  char line[1024];
   char *f[14];
   FILE *in = fopen(path, "r");
   if (in == NULL) {
@@ -509,6 +527,25 @@ static void read_rows(const char *path) {
       snprintf(s->expected, sizeof s->expected, "%s", f[4]);
       if (strcmp(s->what, "sign_in") == 0 || strcmp(s->what, "devices_relay") == 0)
         r->devices = 1;
+    } else if (n == 3 && strcmp(f[0], "vrow") == 0 && n_vrows < 16) {
+      struct vrow *r = &vrows[n_vrows++];
+      memset(r, 0, sizeof *r);
+      snprintf(r->id, sizeof r->id, "%s", f[1]);
+      snprintf(r->hosts, sizeof r->hosts, "%s", f[2]);
+    } else if (n == 10 && strcmp(f[0], "vstep") == 0 && n_vrows > 0) {
+      struct vrow *r = &vrows[n_vrows - 1];
+      struct vstep *s;
+      if (r->n_steps >= MAX_VSTEPS) stop("too many values steps");
+      s = &r->steps[r->n_steps++];
+      snprintf(s->what, sizeof s->what, "%s", f[1]);
+      snprintf(s->key, sizeof s->key, "%s", f[2]);
+      snprintf(s->relay, sizeof s->relay, "%s", f[3]);
+      snprintf(s->name, sizeof s->name, "%s", f[4]);
+      snprintf(s->units, sizeof s->units, "%s", f[5]);
+      snprintf(s->id, sizeof s->id, "%s", f[6]);
+      s->cell = atoi(f[7]);
+      snprintf(s->expected, sizeof s->expected, "%s", f[8]);
+      snprintf(s->json, sizeof s->json, "%s", f[9]);
     } else {
       fprintf(stderr, "seller rows: a line that is no row: %s\n", line);
       stop("bad seller rows");
@@ -517,10 +554,269 @@ static void read_rows(const char *path) {
   fclose(in);
 }
 
+/* The values rows' Polar (tests/js/values-world.mjs on one relay host, VALUES_WORLD_FLAT=1):
+ * its process, its pipes and what its hello said. */
+struct world {
+  pid_t pid;
+  FILE *to, *from;
+  char pair[256], meter[64];
+  char relay_name[2][8], relay_url[2][64];
+  char key_name[16][16], key[16][64];
+  int n_relays, n_keys;
+};
+
+static const char *world_relay(const struct world *w, const char *name) {
+  int i;
+  for (i = 0; i < w->n_relays; i++)
+    if (strcmp(w->relay_name[i], name) == 0) return w->relay_url[i];
+  return "";
+}
+
+static const char *world_key(const struct world *w, const char *name) {
+  int i;
+  for (i = 0; i < w->n_keys; i++)
+    if (strcmp(w->key_name[i], name) == 0) return w->key[i];
+  return "";
+}
+
+/* Starts the world on `host` (node, POLAR_LICENSE_CLI as its POLAR_CLI); 0 when it is ready. */
+static int world_start(struct world *w, const char *host) {
+  int in[2], out[2];
+  char line[1024];
+  char *f[4];
+  const char *cli = getenv("POLAR_LICENSE_CLI");
+  const char *root = getenv("POLAR_SELLER_ROOT");
+  char script[512];
+  memset(w, 0, sizeof *w);
+  if (cli == NULL || root == NULL) return -1;
+  snprintf(script, sizeof script, "%s/tests/js/values-world.mjs", root);
+  if (pipe(in) != 0 || pipe(out) != 0) return -1;
+  w->pid = fork();
+  if (w->pid < 0) return -1;
+  if (w->pid == 0) {
+    dup2(in[0], 0);
+    dup2(out[1], 1);
+    close(in[1]);
+    close(out[0]);
+    setenv("POLAR_CLI", cli, 1);
+    setenv("VALUES_WORLD_FLAT", "1", 1);
+    execlp("node", "node", script, host, (char *)NULL);
+    _exit(127);
+  }
+  close(in[0]);
+  close(out[1]);
+  w->to = fdopen(in[1], "w");
+  w->from = fdopen(out[0], "r");
+  while (fgets(line, sizeof line, w->from) != NULL) {
+    int n = split(line, f, 4);
+    if (strcmp(f[0], "ready") == 0) return 0;
+    if (n == 2 && strcmp(f[0], "pair") == 0) snprintf(w->pair, sizeof w->pair, "%s", f[1]);
+    if (n == 2 && strcmp(f[0], "meter") == 0) snprintf(w->meter, sizeof w->meter, "%s", f[1]);
+    if (n == 3 && strcmp(f[0], "relay") == 0 && w->n_relays < 2) {
+      snprintf(w->relay_name[w->n_relays], 8, "%s", f[1]);
+      snprintf(w->relay_url[w->n_relays++], 64, "%s", f[2]);
+    }
+    if (n == 3 && strcmp(f[0], "key") == 0 && w->n_keys < 16) {
+      snprintf(w->key_name[w->n_keys], 16, "%s", f[1]);
+      snprintf(w->key[w->n_keys++], 64, "%s", f[2]);
+    }
+    if (strcmp(f[0], "error") == 0) fprintf(stderr, "values world: %s\n", n > 1 ? f[1] : "");
+  }
+  return -1;
+}
+
+static void world_stop(struct world *w) {
+  int status;
+  if (w->to != NULL) fclose(w->to);
+  if (w->from != NULL) fclose(w->from);
+  if (w->pid > 0) waitpid(w->pid, &status, 0);
+}
+
+/* Plays a Polar step: 0 and, when it reads Polar, `got`; -1 on the world's error. */
+static int world_step(struct world *w, const char *json, char got[96]) {
+  char line[1024];
+  char *f[2];
+  got[0] = '\0';
+  fprintf(w->to, "%s\n", json);
+  fflush(w->to);
+  if (fgets(line, sizeof line, w->from) == NULL) return -1;
+  if (split(line, f, 2) == 2 && strcmp(f[0], "got") == 0) snprintf(got, 96, "%s", f[1]);
+  return strcmp(f[0], "error") == 0 ? -1 : 0;
+}
+
+/* The face's client at `relay`: signed mode with the relay's key, every check asking it. */
+static polar_license_client *values_client(const struct world *w, const char *relay,
+                                           const char *dir) {
+  polar_license_config *config = demo_config(relay, dir);
+  must(polar_license_config_set_relay_keys(config, w->pair));
+  must(polar_license_config_set_grace_policy(config, 0, 7 * DAY, 600));
+  return client_of(config);
+}
+
+static const char *stop_kind(polar_license_stopped k) {
+  switch (k) {
+    case POLAR_LICENSE_STOPPED_PAUSED: return "paused";
+    case POLAR_LICENSE_STOPPED_CANCELED: return "canceled";
+    case POLAR_LICENSE_STOPPED_SEAT_REVOKED: return "seat_revoked";
+    case POLAR_LICENSE_STOPPED_REFUNDED: return "refunded";
+    case POLAR_LICENSE_STOPPED_ROTATED: return "rotated";
+    case POLAR_LICENSE_STOPPED_PAST_DUE: return "past_due";
+    default: return NULL;
+  }
+}
+
+/* A number as the table shows it: an integer bare, else %g. */
+static void number(double v, char out[32]) {
+  if (v == (double)(long long)v)
+    snprintf(out, 32, "%lld", (long long)v);
+  else
+    snprintf(out, 32, "%g", v);
+}
+
+/* value: a check through the relay, then the entitlement `name` of its result. */
+static void face_value(polar_license_client *c, const char *key, const char *name, char out[96]) {
+  polar_license_result *r = NULL;
+  int64_t i;
+  double d;
+  bool b;
+  must(polar_license_client_check(c, key, &r));
+  switch (polar_license_result_entitlement(r, name)) {
+    case POLAR_LICENSE_ENTITLEMENT_STRING:
+      snprintf(out, 96, "%s", polar_license_result_entitlement_string(r, name));
+      break;
+    case POLAR_LICENSE_ENTITLEMENT_INT:
+      polar_license_result_entitlement_int(r, name, &i);
+      snprintf(out, 96, "%lld", (long long)i);
+      break;
+    case POLAR_LICENSE_ENTITLEMENT_FLOAT:
+      polar_license_result_entitlement_float(r, name, &d);
+      snprintf(out, 96, "%g", d);
+      break;
+    case POLAR_LICENSE_ENTITLEMENT_BOOL:
+      polar_license_result_entitlement_bool(r, name, &b);
+      snprintf(out, 96, "%s", b ? "true" : "false");
+      break;
+    default:
+      snprintf(out, 96, "absent");
+  }
+  polar_license_result_free(r);
+}
+
+/* relay_check: licensed, or the code · the typed detail (until= when known), or the code. */
+static void face_check(polar_license_client *c, const char *key, char out[96]) {
+  polar_license_result *r = NULL;
+  const char *kind;
+  must(polar_license_client_check(c, key, &r));
+  kind = stop_kind(polar_license_result_stopped(r));
+  if (polar_license_result_outcome(r) == POLAR_LICENSE_OUTCOME_LICENSED)
+    snprintf(out, 96, "licensed");
+  else if (kind == NULL)
+    snprintf(out, 96, "%s", polar_license_reason_code(polar_license_result_reason(r)));
+  else if (polar_license_result_stopped_until(r) >= 0)
+    snprintf(out, 96, "%s · %s until=%lld", polar_license_reason_code(polar_license_result_reason(r)),
+             kind, (long long)polar_license_result_stopped_until(r));
+  else
+    snprintf(out, 96, "%s · %s", polar_license_reason_code(polar_license_result_reason(r)), kind);
+  polar_license_result_free(r);
+}
+
+/* usage: recorded|duplicate balance:N, credits_exhausted balance:N, or the reason's code. */
+static void face_usage(polar_license_client *c, const char *key, const char *meter, double units,
+                       const char *id, char out[96]) {
+  polar_license_usage_result *u = NULL;
+  double balance;
+  char shown[32] = "?";
+  polar_license_usage_error e;
+  must(polar_license_client_record_usage(c, key, meter, units, id, &u));
+  if (polar_license_usage_result_balance(u, &balance)) number(balance, shown);
+  e = polar_license_usage_result_error(u);
+  if (e == POLAR_LICENSE_USAGE_ERROR_NONE)
+    snprintf(out, 96, "%s balance:%s", polar_license_usage_result_duplicate(u) ? "duplicate" : "recorded",
+             shown);
+  else if (e == POLAR_LICENSE_USAGE_ERROR_CREDITS_EXHAUSTED)
+    snprintf(out, 96, "credits_exhausted balance:%s", shown);
+  else
+    snprintf(out, 96, "%s", polar_license_reason_code(polar_license_usage_result_reason(u)));
+  polar_license_usage_result_free(u);
+}
+
+/* The values rows on `host`, in order on one world; a row each in the TSV as ID@HOST. */
+static void values_rows(const char *host) {
+  struct world w;
+  polar_license_client *plain = NULL, *ruled = NULL;
+  char dir[64];
+  int ri, started;
+  temp_dir(dir);
+  started = world_start(&w, host) == 0;
+  CHECK(started);
+  if (started) {
+    char sub[96];
+    snprintf(sub, sizeof sub, "%s/plain", dir);
+    plain = values_client(&w, world_relay(&w, "plain"), sub);
+    snprintf(sub, sizeof sub, "%s/rule", dir);
+    ruled = values_client(&w, world_relay(&w, "rule"), sub);
+  }
+  for (ri = 0; ri < n_vrows; ri++) {
+    const struct vrow *row = &vrows[ri];
+    char expected[96] = "", got[96] = "";
+    int i, failed = !started, cell_set = 0;
+    if (strstr(row->hosts, host) == NULL) continue;
+    for (i = 0; started && i < row->n_steps; i++) {
+      const struct vstep *s = &row->steps[i];
+      polar_license_client *c = strcmp(s->relay, "rule") == 0 ? ruled : plain;
+      const char *key = world_key(&w, s->key);
+      char g[96] = "";
+      int polled = strcmp(s->what, "value") == 0 || strcmp(s->what, "relay_check") == 0;
+      if (strcmp(s->what, "usage") == 0) {
+        face_usage(c, key, w.meter, atof(s->units), s->id, g);
+      } else if (polled) {
+        /* Until the expected answer, 10 s at most (the relay reads, webhooks arrive). */
+        int tries;
+        for (tries = 0; tries < 200; tries++) {
+          struct timespec pause = {0, 50000000L};
+          if (strcmp(s->what, "value") == 0)
+            face_value(c, key, s->name, g);
+          else
+            face_check(c, key, g);
+          if (strcmp(g, s->expected) == 0) break;
+          nanosleep(&pause, NULL);
+        }
+      } else if (world_step(&w, s->json, g) != 0) {
+        fprintf(stderr, "%s@%s: step %d (%s): the world failed\n", row->id, host, i, s->what);
+        failed = 1;
+        break;
+      }
+      if (strcmp(s->expected, "-") == 0) continue;
+      if (strcmp(g, s->expected) != 0) {
+        fprintf(stderr, "%s@%s: step %d (%s): expected `%s`, got `%s`\n", row->id, host, i, s->what,
+                s->expected, g);
+        failed = 1;
+      }
+      CHECK_STR(g, s->expected);
+      if (!cell_set) {
+        snprintf(got, sizeof got, "%s", g);
+        snprintf(expected, sizeof expected, "%s", s->expected);
+        if (s->cell) cell_set = 1;
+      }
+    }
+    CHECK(!failed);
+    fprintf(tsv, "c\t%s@%s\t%s\t%s\t%s\n", row->id, host, expected, got,
+            !failed && expected[0] ? "pass" : "FAIL");
+  }
+  polar_license_client_free(plain);
+  polar_license_client_free(ruled);
+  if (started) world_stop(&w);
+  remove_tree(dir);
+}
+
 static void seller_table(void) {
   int i;
+  const char *values = getenv("POLAR_SELLER_VALUES");
   CHECK(n_rows >= 11);
   for (i = 0; i < n_rows; i++) run_row(&rows[i]);
+  /* The values rows (issue #68) on the native relay (`relay serve`); not under valgrind
+   * (POLAR_SELLER_VALUES=0: its polls are bounded in time, its rows the plain run's). */
+  if (n_vrows > 0 && (values == NULL || strcmp(values, "0") != 0)) values_rows("native");
 }
 
 int main(void) {

@@ -335,18 +335,176 @@ def play(row: dict[str, Any], cache: Path) -> tuple[str, str, list[str]]:
     return want_cell, got_cell, failures
 
 
+# The values rows (issue #68, ``"world": "values"``): the row's Polar and its two relays are a
+# tests/js/values-world.mjs process a relay host (one JSON line a step), which plays the Polar
+# steps; this face plays its own: ``Licensing.check`` through the relay in signed mode and
+# ``entitlement(name)`` (value), ``record_usage`` (usage), a denial's typed ``stopped``
+# (relay_check). The Workers host where the installed npm package (CONSUMER) and workerd are.
+POLL = 10.0
+
+
+class World:
+    """tests/js/values-world.mjs on ``host``: its hello's fields, ``step`` and ``close``."""
+
+    def __init__(self, host: str) -> None:
+        root = Path(ROWS).resolve().parents[2]
+        env = dict(os.environ, POLAR_CLI=CLI)
+        self.proc = subprocess.Popen(["node", str(root / "tests" / "js" / "values-world.mjs"), host],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                     env=env)
+        hello = self._line()
+        self.host = host
+        self.org: str = hello["org"]
+        self.pair: str = hello["pair"]
+        self.relays: dict[str, str] = hello["relays"]
+        self.keys: dict[str, str] = hello["keys"]
+        self.meter: str = hello["meter"]
+
+    def _line(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        assert line, "the values world ended"
+        answer: dict[str, Any] = json.loads(line)
+        if "error" in answer:
+            raise RuntimeError(answer["error"])
+        return answer
+
+    def step(self, step: dict[str, Any]) -> Optional[str]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(step) + "\n")
+        self.proc.stdin.flush()
+        return self._line().get("got")
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def render_value(v: Any) -> str:
+    if v is None:
+        return "absent"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return v
+    return json.dumps(v)
+
+
+def render_balance(b: Optional[float]) -> str:
+    if b is None:
+        return "?"
+    return str(int(b)) if float(b).is_integer() else repr(b)
+
+
+def values_hosts() -> list[str]:
+    root = Path(ROWS).resolve().parents[2]
+    consumer = os.environ.get("CONSUMER", "")
+    workers = (consumer and (Path(consumer) / "node_modules" / "polar-license").is_dir()
+               and (root / "scripts" / "npm" / "node_modules" / ".bin" / "workerd").is_file())
+    return ["native", "workers"] if workers else ["native"]
+
+
+def play_values(rows: list[dict[str, Any]], host: str, cache: Path) -> list[tuple[str, str, str, list[str]]]:
+    """The values rows on ``host``: (id@host, expected, got, failures) each."""
+    ours = [r for r in rows if r.get("world") == "values" and host in r["hosts"]]
+    try:
+        world = World(host)
+    except Exception as e:  # noqa: BLE001 - the world's failure is every row's
+        return [(f"{r['id']}@{host}", "", "", [f"the values world: {e}"]) for r in ours]
+    apps: dict[str, Licensing] = {}
+
+    def app(url: str) -> Licensing:
+        if url not in apps:
+            apps[url] = Licensing(world.org, base_url=url, cache_dir=cache / f"app-{len(apps)}",
+                                  relay_keys=world.pair, revalidate_after=0,
+                                  machine_binding=False)
+        return apps[url]
+
+    def value(url: str, key: str, name: str) -> str:
+        app(url).check(key)
+        return render_value(app(url).entitlement(name))
+
+    def relay_check(url: str, key: str) -> str:
+        report = app(url).check(key)
+        if report.licensed:
+            return "licensed"
+        code = report.reason.value if report.reason is not None else "none"
+        stopped = report.stopped
+        if stopped is None:
+            return code
+        until = "" if stopped.until is None else f" until={int(stopped.until.timestamp())}"
+        return f"{code} · {stopped.kind.value}{until}"
+
+    def usage(url: str, key: str, units: float, report_id: str) -> str:
+        try:
+            r = app(url).record_usage(world.meter, units, relay=url, key=key, id=report_id)
+        except LicenseError as e:
+            if e.code.value == "credits_exhausted":
+                return f"credits_exhausted balance:{render_balance(getattr(e, 'balance', None))}"
+            return str(e.code.value)
+        return f"{'duplicate' if r.duplicate else 'recorded'} balance:{render_balance(r.balance)}"
+
+    out: list[tuple[str, str, str, list[str]]] = []
+    try:
+        for row in ours:
+            failures: list[str] = []
+            want_cell = got_cell = ""
+            cell = next((i for i, s in enumerate(row["steps"]) if s.get("cell")), -1)
+            for i, s in enumerate(row["steps"]):
+                expect: dict[str, Any] = s.get("expect") or {}
+                want: Optional[str] = expect.get("verdict")
+                url = world.relays[s.get("relay", "plain")]
+                key = world.keys.get(s.get("key", ""), "")
+                got: Optional[str]
+                if s["do"] == "usage":
+                    got = usage(url, key, s["units"], s["id"])
+                elif s["do"] in ("value", "relay_check"):
+                    deadline = time.monotonic() + POLL
+                    while True:
+                        got = value(url, key, s["name"]) if s["do"] == "value" else relay_check(url, key)
+                        if got == want or time.monotonic() > deadline:
+                            break
+                        time.sleep(0.05)
+                else:
+                    try:
+                        got = world.step(s)
+                    except RuntimeError as e:
+                        failures.append(f"step {i} ({s['do']}): {e}")
+                        break
+                if want is None:
+                    continue
+                if got != want:
+                    failures.append(f"step {i} ({s['do']}): expected `{want}`, got `{got}`")
+                if cell in (-1, i):
+                    want_cell, got_cell = want, got or ""
+            out.append((f"{row['id']}@{host}", want_cell, got_cell, failures))
+    finally:
+        world.close()
+    return out
+
+
 def test_every_seller_row(tmp_path: Path) -> None:
-    rows: list[dict[str, Any]] = json.loads(Path(ROWS).read_text(encoding="utf-8"))["rows"]
+    table: list[dict[str, Any]] = json.loads(Path(ROWS).read_text(encoding="utf-8"))["rows"]
+    rows = [r for r in table if "world" not in r]
     assert len(rows) >= 11, f"the table lost rows: {len(rows)}"
     lines = ["face\trow\texpected\tgot\tresult"]
     failures: list[str] = []
-    for row in rows:
-        want, got, failed = play(row, tmp_path / row["id"])
+    found: list[tuple[str, str, str, list[str]]] = [
+        (row["id"], *play(row, tmp_path / row["id"])) for row in rows]
+    if CLI:
+        for host in values_hosts():
+            found += play_values(table, host, tmp_path / f"values-{host}")
+    for row_id, want, got, failed in found:
         ok = not failed and want != ""
-        lines.append(f"python\t{row['id']}\t{want}\t{got}\t{'pass' if ok else 'FAIL'}")
-        failures += [f"{row['id']}: {why}" for why in failed]
+        lines.append(f"python\t{row_id}\t{want}\t{got}\t{'pass' if ok else 'FAIL'}")
+        failures += [f"{row_id}: {why}" for why in failed]
         if want == "":
-            failures.append(f"{row['id']}: no expected check")
+            failures.append(f"{row_id}: no expected check")
     if OUT:
         Path(OUT).mkdir(parents=True, exist_ok=True)
         (Path(OUT) / "python.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -49,7 +49,10 @@ pub fn usage(g: &Global, a: &UsageArgs) -> Report {
         Ok(c) => c,
         Err(e) => return failed(&e),
     };
-    let answer = match client.record_usage(&key, &a.meter, a.units) {
+    // The app's own id (`--id`: a run sent again with it counts once), else a new one.
+    let answer = match BlockingClient::usage_report(&key, &a.meter, a.units, a.id.as_deref())
+        .and_then(|report| client.send_usage(&report))
+    {
         Ok(answer) => answer,
         Err(e) => return failed(&e),
     };

@@ -17,10 +17,11 @@ use polar_license_tauri::{
     Activated, DeviceError, DeviceList, LicenseState, Options, RecoverableKey,
 };
 use polar_license_testkit::seller_rows::{
-    devices_cell, play, recovered_cell, shows_key, Found, Row, RowPolar, Step, TrialCell, Verdict,
-    DEVICES_EMAIL,
+    devices_cell, play_with_values, recovered_cell, shows_key, Found, Row, RowPolar, Step,
+    TrialCell, Verdict, DEVICES_EMAIL,
 };
-use polar_license_testkit::ScratchDir;
+use polar_license_testkit::values_rows::{play_values, ValuesFace, World};
+use polar_license_testkit::{cli_bin, ScratchDir};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -216,7 +217,116 @@ fn run_row(row: &Row) -> Found {
     found
 }
 
+/// The values rows' face (issue #68): an app on the mock runtime a relay, the plugin's
+/// `Options` at the relay in signed mode (its key, every check asking it); its `entitlement`,
+/// `record_usage` and `check` commands as the webview invokes them, the typed detail read from
+/// the `LicenseState`.
+struct TauriFace {
+    org: String,
+    keys: polar_license::lease::RelayKeys,
+    dir: ScratchDir,
+    apps: std::cell::RefCell<std::collections::BTreeMap<String, std::rc::Rc<TauriApp>>>,
+}
+
+impl TauriFace {
+    fn new(world: &World) -> TauriFace {
+        TauriFace {
+            org: world.org.clone(),
+            keys: polar_license::lease::RelayKeys::parse(&world.pair).expect("the relay's key"),
+            dir: ScratchDir::new(&format!("tauri-seller-values-{}", world.host)),
+            apps: Default::default(),
+        }
+    }
+
+    fn app(&self, relay: &str) -> std::rc::Rc<TauriApp> {
+        let mut apps = self.apps.borrow_mut();
+        let n = apps.len();
+        apps.entry(relay.to_string())
+            .or_insert_with(|| {
+                let keys = self.keys.clone();
+                let options = Options::default()
+                    .base_url(relay)
+                    .cache_dir(self.dir.path().join(format!("app-{n}")))
+                    .configure(move |builder| {
+                        builder
+                            .machine_binding(polar_license::MachineBinding::Id("machine-A".into()))
+                            .timeout(Duration::from_secs(10))
+                            .relay_keys(keys)
+                            .policy(polar_license::GracePolicy {
+                                revalidate_after: Duration::ZERO,
+                                ..polar_license::GracePolicy::default()
+                            })
+                    });
+                let (app, webview) =
+                    common::app_with_window(self.org.clone(), options, &["polar-license:default"]);
+                std::rc::Rc::new(TauriApp { _app: app, webview })
+            })
+            .clone()
+    }
+}
+
+/// A balance as the table shows it (`?`: not known).
+fn balance(v: &Value) -> String {
+    v.as_f64().map_or("?".to_string(), |b| b.to_string())
+}
+
+impl ValuesFace for TauriFace {
+    fn value(&self, relay: &str, key: &str, name: &str) -> String {
+        match self
+            .app(relay)
+            .invoke::<Value>("entitlement", json!({ "name": name, "key": key }))
+        {
+            Ok(v) => match &v["value"] {
+                Value::Null => "absent".to_string(),
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            },
+            Err(e) => e["code"].as_str().unwrap_or("none").to_string(),
+        }
+    }
+
+    fn usage(&self, relay: &str, key: &str, meter: &str, units: f64, id: &str) -> String {
+        let args = json!({ "meter": meter, "units": units, "id": id, "key": key, "relay": relay });
+        match self.app(relay).invoke::<Value>("record_usage", args) {
+            Ok(v) => format!(
+                "{} balance:{}",
+                if v["duplicate"] == true {
+                    "duplicate"
+                } else {
+                    "recorded"
+                },
+                balance(&v["balance"])
+            ),
+            Err(e) if e["code"] == "credits_exhausted" => {
+                format!("credits_exhausted balance:{}", balance(&e["balance"]))
+            }
+            Err(e) => e["code"].as_str().unwrap_or("none").to_string(),
+        }
+    }
+
+    fn relay_check(&self, relay: &str, key: &str) -> String {
+        match self
+            .app(relay)
+            .invoke::<LicenseState>("check", json!({ "key": key }))
+        {
+            Ok(state) if state.licensed => "licensed".to_string(),
+            Ok(state) => {
+                let code = state.code.clone().unwrap_or_else(|| "none".into());
+                match state.stopped {
+                    Some(s) => format!(
+                        "{code} · {}{}",
+                        s.kind,
+                        s.until.map_or(String::new(), |u| format!(" until={u}"))
+                    ),
+                    None => code,
+                }
+            }
+            Err(e) => e["code"].as_str().unwrap_or("none").to_string(),
+        }
+    }
+}
+
 #[test]
 fn seller_table() {
-    play("tauri", run_row);
+    play_with_values("tauri", run_row, || play_values(&cli_bin(), TauriFace::new));
 }

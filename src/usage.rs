@@ -344,7 +344,7 @@ impl RecordUsage {
         }
         // The relay asked to wait longer than the next send would: honour its Retry-After
         // (the report ends as a backlog; a client with a backlog holds it until then).
-        let asked = waited(&result).map(|s| core::time::Duration::from_secs(s));
+        let asked = waited(&result).map(core::time::Duration::from_secs);
         if asked.is_some_and(|asked| asked > wait_before(self.sends + 1)) {
             return UsageStep::Done(result);
         }

@@ -16,7 +16,9 @@ use gloo_net::http::Request;
 use polar_license::proto::{HttpRequest, HttpResponse};
 use polar_license::transport::{TransportError, TransportErrorKind};
 use polar_license::usage::{UsageAnswer, BACKLOG_CODE};
-use polar_license::wasm::{AsyncLicensing, AsyncStore, FetchTransport, MemoryStore, AsyncTransport};
+use polar_license::wasm::{
+    AsyncLicensing, AsyncStore, AsyncTransport, FetchTransport, MemoryStore,
+};
 use polar_license_testkit::fetch::{dead, new_key, usage_polar, usage_relay};
 use serde_json::{json, Value};
 use std::cell::Cell;
@@ -171,7 +173,10 @@ async fn a_send_whose_answer_was_lost_is_sent_again_with_its_id_and_counted_once
         .await;
     assert_eq!(sends.get(), 2, "sent again once");
     assert_eq!(id.len(), 36, "a UUID v4: {id}");
-    assert!(recorded(&answer), "the second send found the first recorded");
+    assert!(
+        recorded(&answer),
+        "the second send found the first recorded"
+    );
     until_consumed(&customer, 3.0).await;
 }
 
@@ -186,10 +191,17 @@ async fn a_report_while_the_relay_is_down_waits_in_the_backlog_then_is_ingested_
     let answer = answer.expect("an answer");
     assert_eq!(answer.code(), BACKLOG_CODE, "{answer:?}");
     assert!(matches!(answer, UsageAnswer::Backlog { .. }));
-    assert_eq!(app.usage_backlog().await.expect("read"), vec![first.clone()]);
+    assert_eq!(
+        app.usage_backlog().await.expect("read"),
+        vec![first.clone()]
+    );
     // Kept in the licensing's storage, the key sealed.
     let name = format!("polar-license.usage-backlog-{ORG}");
-    let stored = store.get(&name).await.expect("read").expect("the backlog stored");
+    let stored = store
+        .get(&name)
+        .await
+        .expect("read")
+        .expect("the backlog stored");
     assert!(stored.contains(&first), "{stored}");
     assert!(!stored.contains(&key), "the key in plain text: {stored}");
     // Still down: still waiting, nothing lost.
@@ -204,7 +216,13 @@ async fn a_report_while_the_relay_is_down_waits_in_the_backlog_then_is_ingested_
     assert_ne!(first, second);
     assert!(again.usage_backlog().await.expect("read").is_empty());
     until_consumed(&customer, 5.0).await;
-    assert_eq!(again.flush_usage(Some(usage_relay())).await.expect("a flush"), 0);
+    assert_eq!(
+        again
+            .flush_usage(Some(usage_relay()))
+            .await
+            .expect("a flush"),
+        0
+    );
     sleep_ms(300).await;
     assert_eq!(consumed(&customer).await, 5.0, "each once");
 }

@@ -44,10 +44,8 @@ pub async fn sleep(after: std::time::Duration) {
         let set = js_sys::Reflect::get(&global, &JsValue::from_str("setTimeout"))
             .ok()
             .and_then(|f| f.dyn_into::<js_sys::Function>().ok());
-        let armed = set.is_some_and(|set| {
-            set.call2(&global, &resolve, &JsValue::from_f64(ms))
-                .is_ok()
-        });
+        let armed =
+            set.is_some_and(|set| set.call2(&global, &resolve, &JsValue::from_f64(ms)).is_ok());
         if !armed {
             let _ = resolve.call0(&JsValue::UNDEFINED);
         }

@@ -749,7 +749,10 @@ impl AsyncLicensing {
         let Some(entropy) = entropy else {
             return (
                 String::new(),
-                Err(Error::invalid("usage", "no random id: this host has no crypto")),
+                Err(Error::invalid(
+                    "usage",
+                    "no random id: this host has no crypto",
+                )),
             );
         };
         let mut report = crate::usage::UsageReport::new(key.into(), meter, units, entropy);

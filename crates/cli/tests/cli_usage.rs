@@ -147,8 +147,13 @@ fn a_report_the_relays_backlog_holds_is_usage_backlog_on_the_rust_face_and_the_c
         organization_id: None,
         scopes: vec!["license_keys:read".into(), "license_keys:write".into()],
     });
-    seed.license_keys
-        .push(subscribed_key(HELD_KEY, LICENSE, CUSTOMER, "9e0f1a2b-3c4d-4e5f-8a6b-7c8d9e0f1a2c", &[]));
+    seed.license_keys.push(subscribed_key(
+        HELD_KEY,
+        LICENSE,
+        CUSTOMER,
+        "9e0f1a2b-3c4d-4e5f-8a6b-7c8d9e0f1a2c",
+        &[],
+    ));
     let file = dir.path().join("held-seed.json");
     std::fs::write(&file, serde_json::to_vec(&seed).expect("JSON")).expect("write the seed");
     let polar = Served::start(clean_command(BIN).args([
@@ -175,10 +180,14 @@ fn a_report_the_relays_backlog_holds_is_usage_backlog_on_the_rust_face_and_the_c
     let key = polar_license::Key::new(HELD_KEY);
     // Nothing is ingested: a key's 100 waiting reports fill the relay's backlog.
     for _ in 0..100 {
-        let answer = client.record_usage(&key, "tokens_used", 1.0).expect("an answer");
+        let answer = client
+            .record_usage(&key, "tokens_used", 1.0)
+            .expect("an answer");
         assert!(matches!(answer, UsageAnswer::Recorded { .. }), "{answer:?}");
     }
-    let answer = client.record_usage(&key, "tokens_used", 1.0).expect("an answer");
+    let answer = client
+        .record_usage(&key, "tokens_used", 1.0)
+        .expect("an answer");
     assert_eq!(answer.code(), BACKLOG_CODE, "{answer:?}");
     assert_eq!(answer.code(), "usage_backlog");
     assert_eq!(answer.retry_after(), Some(60));

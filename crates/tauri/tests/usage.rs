@@ -148,11 +148,7 @@ fn relay(polar: &Emulator) -> Running {
 /// and the seller's rule at zero credits on.
 fn relay_with(polar: &Emulator, token: &str, metered: bool) -> Running {
     let signer = SigningKey::generate(Some("tauri-usage")).expect("a key");
-    let mut config = RelayConfig::new(
-        Server::Custom(polar.url()),
-        AccessToken::new(token),
-        signer,
-    );
+    let mut config = RelayConfig::new(Server::Custom(polar.url()), AccessToken::new(token), signer);
     config.limits = Limits {
         per_ip: Rate::new(0, 0),
         per_key: Rate::new(0, 0),
@@ -356,7 +352,11 @@ fn a_report_the_relays_backlog_holds_is_usage_backlog() {
         app.recorded(json!({"meter": METER, "units": 1, "key": KEY}));
     }
     let held = app.refused(json!({"meter": METER, "units": 1, "key": KEY, "id": "tauri-held-101"}));
-    assert_eq!(held.error.code, polar_license::usage::BACKLOG_CODE, "{held:?}");
+    assert_eq!(
+        held.error.code,
+        polar_license::usage::BACKLOG_CODE,
+        "{held:?}"
+    );
     assert_eq!(held.error.code, "usage_backlog");
     assert_eq!(held.error.retry_after, Some(60), "{held:?}");
     assert_eq!(held.id, "tauri-held-101");

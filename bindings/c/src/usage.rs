@@ -117,9 +117,10 @@ impl polar_license_usage_result {
                 r
             }
             UsageAnswer::Backlog { retry_after } => {
+                // The core's code (polar_license::usage::BACKLOG_CODE), not one of this face's.
                 let mut r = Self::new(
                     polar_license_usage_error::Backlog,
-                    "usage_backlog",
+                    answer.code(),
                     "too many reports wait at the relay: send it again later with the same id",
                 );
                 r.retry_after = *retry_after;

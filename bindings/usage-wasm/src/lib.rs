@@ -172,9 +172,10 @@ fn failure(id: &str, error: Option<&Error>, answer: Option<&UsageAnswer>) -> Str
             o.key("status").uint(402);
             o.key("balance").float(*balance);
         }
-        (None, Some(UsageAnswer::Backlog { retry_after })) => {
-            o.key("code").str("usage_backlog");
-            o.key("detail").str("usage_backlog");
+        (None, Some(a @ UsageAnswer::Backlog { retry_after })) => {
+            // The core's code (`polar_license::usage::BACKLOG_CODE`), not one of this face's.
+            o.key("code").str(a.code());
+            o.key("detail").str(a.code());
             o.key("userMessage")
                 .str("Too many usage reports wait at the relay: send it again later.");
             o.key("status").uint(429);

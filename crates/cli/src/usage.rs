@@ -98,10 +98,14 @@ pub fn usage(g: &Global, a: &UsageArgs) -> Report {
                 exit: u8::try_from(reason.exit_code()).unwrap_or(1),
             }
         }
-        UsageAnswer::Backlog { retry_after } => {
+        a @ UsageAnswer::Backlog { .. } => {
+            let retry_after = a.retry_after();
             let reason = Reason::RateLimited;
             m.insert("outcome".into(), json!("unverified"));
+            // `reason` stays `rate_limited` as shipped (the contract's reason codes); `code` is
+            // the core's name for the state, as every face gives it (`usage_backlog`).
             m.insert("reason".into(), json!(reason.code()));
+            m.insert("code".into(), json!(a.code()));
             m.insert("retry_after".into(), json!(retry_after));
             Report {
                 json: m,

@@ -4,7 +4,9 @@
 //! a report recorded with its id; the same id again counted once (Polar's meter shows it once);
 //! the key by default the remembered one; down to zero, then `credits_exhausted` with the
 //! balance; a key Polar does not know its denial; and bad input refused in the plugin with
-//! nothing sent (a listener counts the connections).
+//! nothing sent (a listener counts the connections); a report the relay's backlog holds (its
+//! token cannot write events: nothing ingested, a key's 100 waiting reports fill it) rejected
+//! with the core's code, `usage_backlog`, and the relay's Retry-After.
 //!
 //! Every invocation and its answer is written to
 //! `<target>/tmp/polar-license-tauri/answers-usage*.json` for the guest package's tests.
@@ -13,7 +15,7 @@ use polar_license::lease::SigningKey;
 use polar_license::{AccessToken, MachineBinding, Server, UreqTransport};
 use polar_license_emulator::{
     Emulator, Options as EmulatorOptions, Seed, SeedBenefit, SeedKey, SeedMeter, SeedSubscription,
-    DEMO_TOKEN,
+    SeedToken, DEMO_TOKEN,
 };
 use polar_license_relay::store::{MemoryBackend, StoreOptions};
 use polar_license_relay::{serve, Limits, Rate, Relay, RelayConfig, Running, StoreConfig};
@@ -139,21 +141,23 @@ impl UsageApp {
 /// The relay in front of `polar` with usage on, entitlements (the balance) and the seller's
 /// rule refusing at zero credits.
 fn relay(polar: &Emulator) -> Running {
+    relay_with(polar, DEMO_TOKEN, true)
+}
+
+/// The relay in front of `polar` with usage on, asking with `token`; `metered`: entitlements
+/// and the seller's rule at zero credits on.
+fn relay_with(polar: &Emulator, token: &str, metered: bool) -> Running {
     let signer = SigningKey::generate(Some("tauri-usage")).expect("a key");
-    let mut config = RelayConfig::new(
-        Server::Custom(polar.url()),
-        AccessToken::new(DEMO_TOKEN),
-        signer,
-    );
+    let mut config = RelayConfig::new(Server::Custom(polar.url()), AccessToken::new(token), signer);
     config.limits = Limits {
         per_ip: Rate::new(0, 0),
         per_key: Rate::new(0, 0),
         ..Limits::default()
     };
     let mut store = StoreOptions::default();
-    store.entitlements = true;
+    store.entitlements = metered;
     store.usage = true;
-    store.refuse_at_zero_credits = true;
+    store.refuse_at_zero_credits = metered;
     store.reconcile_every = 0;
     store.roster = false;
     config.store = Some(StoreConfig {
@@ -326,4 +330,34 @@ fn bad_input_is_refused_in_the_plugin_with_nothing_sent() {
     assert_ne!(e.error.code, "invalid_input", "{e:?}");
     assert_eq!(e.id.len(), 36, "{e:?}");
     assert!(connections.load(Ordering::SeqCst) >= 1);
+}
+
+/// A token of the seed's organization without `events:write`: its relay cannot ingest.
+const NO_EVENTS_TOKEN: &str = "polar_oat_emulator_noevents_0123456789ab";
+
+#[test]
+fn a_report_the_relays_backlog_holds_is_usage_backlog() {
+    let mut seed = seed();
+    seed.access_tokens.push(SeedToken {
+        token: NO_EVENTS_TOKEN.into(),
+        organization_id: None,
+        scopes: vec!["license_keys:read".into(), "license_keys:write".into()],
+    });
+    let polar = Emulator::start(seed, EmulatorOptions::default()).expect("the emulator");
+    let relay = relay_with(&polar, NO_EVENTS_TOKEN, false);
+    let dir = ScratchDir::new("tauri-usage-held");
+    let app = UsageApp::new("usage-held", polar.organization_id(), relay.url(), &dir);
+    // Nothing is ingested: a key's 100 waiting reports fill the relay's backlog.
+    for _ in 0..100 {
+        app.recorded(json!({"meter": METER, "units": 1, "key": KEY}));
+    }
+    let held = app.refused(json!({"meter": METER, "units": 1, "key": KEY, "id": "tauri-held-101"}));
+    assert_eq!(
+        held.error.code,
+        polar_license::usage::BACKLOG_CODE,
+        "{held:?}"
+    );
+    assert_eq!(held.error.code, "usage_backlog");
+    assert_eq!(held.error.retry_after, Some(60), "{held:?}");
+    assert_eq!(held.id, "tauri-held-101");
 }

@@ -55,6 +55,21 @@ pub fn seller_relay() -> &'static str {
     )
 }
 
+/// The emulator with a usage meter and its credit benefit (`POLAR_WASM_USAGE_URL`: seeded by
+/// scripts/test-wasm.sh; tests/wasm_usage.rs adds its keys).
+pub fn usage_polar() -> &'static str {
+    baked("POLAR_WASM_USAGE_URL", option_env!("POLAR_WASM_USAGE_URL"))
+}
+
+/// The seller's relay recording usage in front of [`usage_polar`]
+/// (`POLAR_WASM_USAGE_RELAY_URL`: `relay serve --record-usage`).
+pub fn usage_relay() -> &'static str {
+    baked(
+        "POLAR_WASM_USAGE_RELAY_URL",
+        option_env!("POLAR_WASM_USAGE_RELAY_URL"),
+    )
+}
+
 /// Moves the clock of the emulator at `base` to `offset` seconds from the wall clock
 /// (`POST /__emulator/clock`).
 pub async fn set_clock(base: &str, offset: i64) {

@@ -14,7 +14,7 @@ use polar_license_relay::entitlements::{
     key_entitlements, meter_balances, page_items, Entitlement,
 };
 use polar_license_testkit::http::raw_exchange;
-use polar_license_testkit::{feature_flag, meter, meter_credit, subscribed_key};
+use polar_license_testkit::{feature_flag, meter, meter_credit, poll, subscribed_key};
 use serde_json::{json, Value};
 
 const PRO: &str = "0f6c1f5e-8b2a-4c3d-9e4f-5a6b7c8d9e0f";
@@ -171,7 +171,7 @@ use polar_license::{Key, Licensing};
 use polar_license_emulator::DEMO_ORGANIZATION_ID;
 use polar_license_relay::store::StoreOptions;
 use polar_license_relay::{Running, ServeOptions};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The seed's emulator, with webhooks delivered at once, and a relay in front of it with a
 /// memory store and entitlements on, its webhook endpoint registered in Polar for the events
@@ -233,23 +233,22 @@ fn until(
     key: &str,
     done: impl Fn(&Option<EntitlementValue>) -> bool,
 ) -> Vec<Option<EntitlementValue>> {
-    let start = Instant::now();
     let mut seen = Vec::new();
-    loop {
-        let report = app.check_report(Key::new(key));
-        assert!(report.outcome.is_licensed(), "{:?}", report.outcome);
-        let v = app.entitlement("max_upload_size");
-        assert_eq!(report.entitlement("max_upload_size"), v);
-        seen.push(v.clone());
-        if done(&v) {
-            return seen;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "not within 10 s: {seen:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    poll(
+        "the value awaited",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || {
+            let report = app.check_report(Key::new(key));
+            assert!(report.outcome.is_licensed(), "{:?}", report.outcome);
+            let v = app.entitlement("max_upload_size");
+            assert_eq!(report.entitlement("max_upload_size"), v);
+            seen.push(v.clone());
+            v
+        },
+        &done,
+    );
+    seen
 }
 
 #[test]

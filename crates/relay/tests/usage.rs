@@ -15,8 +15,9 @@ use polar_license::lease::SigningKey;
 use polar_license_emulator::{Emulator, Options, Seed, DEMO_ORGANIZATION_ID, DEMO_TOKEN};
 use polar_license_relay::store::{Backend, RedbBackend, StoreOptions};
 use polar_license_relay::{Running, ServeOptions, MAX_PENDING_PER_KEY, USAGE_ROUTE};
-use polar_license_testkit::http::raw_exchange;
-use polar_license_testkit::{meter, meter_credit, subscribed_key, ScratchDir};
+use polar_license_testkit::{
+    consumed_units, meter, meter_credit, poll, subscribed_key, ScratchDir,
+};
 use serde_json::{json, Value};
 
 const LICENSE: &str = "3a4b5c6d-7e8f-4a1b-8c2d-3e4f5a6b7c8d";
@@ -154,38 +155,18 @@ fn report(relay: &Running, key: &str, units: f64, id: &str) -> (u16, Value) {
 
 /// The units Polar's meter shows consumed by `customer` (the organization's read).
 fn consumed(polar: &Emulator, customer: &str) -> f64 {
-    let path = format!("/v1/customer-meters/?customer_id={customer}");
-    let r = raw_exchange(
-        polar.port(),
-        &format!(
-            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {DEMO_TOKEN}\r\nConnection: close\r\n\r\n"
-        ),
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
-    let v = r.json();
-    v["items"]
-        .as_array()
-        .expect("a list")
-        .iter()
-        .find(|m| m["meter_id"] == TOKENS)
-        .and_then(|m| m["consumed_units"].as_f64())
-        .unwrap_or(0.0)
+    consumed_units(polar.port(), customer, TOKENS)
 }
 
 /// Waits (10 s at most) until Polar's meter shows `want` consumed by `customer`.
 fn until_consumed(polar: &Emulator, customer: &str, want: f64) {
-    let start = Instant::now();
-    loop {
-        let got = consumed(polar, customer);
-        if (got - want).abs() < 1e-6 {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "Polar shows {got} consumed, not {want}"
-        );
-        std::thread::sleep(Duration::from_millis(25));
-    }
+    poll(
+        &format!("Polar's meter showing {want} consumed by {customer}"),
+        Duration::from_secs(10),
+        Duration::from_millis(25),
+        || consumed(polar, customer),
+        |got| (got - want).abs() < 1e-6,
+    );
 }
 
 /// Reports until the relay's answer knows the balance (its first read of the customer's

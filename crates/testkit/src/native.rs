@@ -743,3 +743,48 @@ impl ConnectProxy {
         self.tunnels.load(Ordering::SeqCst)
     }
 }
+
+/// Reads `read` every `every` until `done` holds of what it read, and returns that; panics
+/// when `within` passes first, with the last reading and `what` was awaited. The suites'
+/// waits for what arrives in the background (a meter's count, a lease's values, a webhook's
+/// effect).
+pub fn poll<T: std::fmt::Debug>(
+    what: &str,
+    within: std::time::Duration,
+    every: std::time::Duration,
+    mut read: impl FnMut() -> T,
+    done: impl Fn(&T) -> bool,
+) -> T {
+    let start = std::time::Instant::now();
+    loop {
+        let got = read();
+        if done(&got) {
+            return got;
+        }
+        assert!(
+            start.elapsed() < within,
+            "not within {within:?}: {what}; last read {got:?}"
+        );
+        thread::sleep(every);
+    }
+}
+
+/// The units of the meter `meter_id` that the emulator on `port` shows `customer` consumed
+/// (the organization's read of its customer meters; 0 when it lists none).
+pub fn consumed_units(port: u16, customer: &str, meter_id: &str) -> f64 {
+    let r = crate::http::raw_exchange(
+        port,
+        &format!(
+            "GET /v1/customer-meters/?customer_id={customer} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+            polar_license_emulator::DEMO_TOKEN
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["items"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .find(|m| m["meter_id"] == meter_id)
+        .and_then(|m| m["consumed_units"].as_f64())
+        .unwrap_or(0.0)
+}

@@ -15,15 +15,13 @@ use polar_license::lease::SigningKey;
 use polar_license_emulator::{Emulator, Options, Seed, DEMO_ORGANIZATION_ID, DEMO_TOKEN};
 use polar_license_relay::store::{Backend, RedbBackend, StoreOptions};
 use polar_license_relay::{Running, ServeOptions, MAX_PENDING_PER_KEY, USAGE_ROUTE};
+use polar_license_testkit::ids::{CREDIT, CUSTOMER, LICENSE, SUBSCRIPTION};
 use polar_license_testkit::{
     consumed_units, meter, meter_credit, poll, subscribed_key, ScratchDir,
 };
 use serde_json::{json, Value};
 
-const LICENSE: &str = "3a4b5c6d-7e8f-4a1b-8c2d-3e4f5a6b7c8d";
-const CREDIT: &str = "6d3f4e5a-7b8c-4d9e-8f0a-2b3c4d5e6f7a";
 const TOKENS: &str = "4b1d2c3e-5f6a-4b7c-8d9e-0f1a2b3c4d5e";
-const CUSTOMER: &str = "6b7c8d9e-0f1a-4b2c-9d3e-4f5a6b7c8d9e";
 const OTHER_CUSTOMER: &str = "7c8d9e0f-1a2b-4c3d-8e4f-5a6b7c8d9e0f";
 const KEY: &str = "USE-1B2C3D4E-5F6A-4B7C-8D9E-0F1A2B3C4D5E";
 const OTHER: &str = "USE-9F8E7D6C-5B4A-4392-8180-7F6E5D4C3B2A";
@@ -41,7 +39,7 @@ fn seed() -> Seed {
     ));
     seed.benefits.push(meter_credit(CREDIT, TOKENS, 10));
     for (key, customer, sub) in [
-        (KEY, CUSTOMER, "9e0f1a2b-3c4d-4e5f-8a6b-7c8d9e0f1a2b"),
+        (KEY, CUSTOMER, SUBSCRIPTION),
         (
             OTHER,
             OTHER_CUSTOMER,

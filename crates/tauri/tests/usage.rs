@@ -15,6 +15,7 @@ use polar_license_emulator::{Emulator, Options as EmulatorOptions, Seed, SeedKey
 use polar_license_relay::store::StoreOptions;
 use polar_license_relay::Running;
 use polar_license_tauri::{Options, UsageError, UsageRecorded};
+use polar_license_testkit::ids::{CREDIT, CUSTOMER, LICENSE, SUBSCRIPTION};
 use polar_license_testkit::{
     consumed_units, meter, meter_credit, poll, subscribed_key, ScratchDir,
 };
@@ -28,10 +29,7 @@ use tauri::{App, WebviewWindow};
 
 mod common;
 
-const LICENSE: &str = "3a4b5c6d-7e8f-4a1b-8c2d-3e4f5a6b7c8d";
-const CREDIT: &str = "6d3f4e5a-7b8c-4d9e-8f0a-2b3c4d5e6f7a";
 const TOKENS: &str = "4b1d2c3e-5f6a-4b7c-8d9e-0f1a2b3c4d5e";
-const CUSTOMER: &str = "6b7c8d9e-0f1a-4b2c-9d3e-4f5a6b7c8d9e";
 const KEY: &str = "USE-1B2C3D4E-5F6A-4B7C-8D9E-0F1A2B3C4D5E";
 /// The event the meter counts (a sum of `units`).
 const METER: &str = "tokens_used";
@@ -49,13 +47,7 @@ fn seed() -> Seed {
     seed.license_keys.push(SeedKey {
         // Activated through the plugin (then remembered).
         limit_activations: Some(3),
-        ..subscribed_key(
-            KEY,
-            LICENSE,
-            CUSTOMER,
-            "9e0f1a2b-3c4d-4e5f-8a6b-7c8d9e0f1a2b",
-            &[CREDIT],
-        )
+        ..subscribed_key(KEY, LICENSE, CUSTOMER, SUBSCRIPTION, &[CREDIT])
     });
     seed
 }

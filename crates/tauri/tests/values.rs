@@ -21,6 +21,7 @@ use polar_license_relay::store::StoreOptions;
 use polar_license_relay::Running;
 use polar_license_tauri::{EntitlementState, LicenseError, LicenseState, Options};
 use polar_license_testkit::http::json_request;
+use polar_license_testkit::ids::{CUSTOMER, LICENSE, PRO};
 use polar_license_testkit::{customers_key, feature_flag, poll, subscribed_key, ScratchDir};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
@@ -33,9 +34,6 @@ use tauri::{App, WebviewWindow};
 
 mod common;
 
-const PRO: &str = "0f6c1f5e-8b2a-4c3d-9e4f-5a6b7c8d9e0f";
-const LICENSE: &str = "3a4b5c6d-7e8f-4a1b-8c2d-3e4f5a6b7c8d";
-const CUSTOMER: &str = "6b7c8d9e-0f1a-4b2c-9d3e-4f5a6b7c8d9e";
 /// Granted the PRO flag.
 const KEY: &str = "TIER-1B2C3D4E-5F6A-4B7C-8D9E-0F1A2B3C4D5E";
 /// Paused at period end, then the period ends.

@@ -129,6 +129,7 @@ struct App2 {
     _app: App<MockRuntime>,
     webview: WebviewWindow<MockRuntime>,
     _dir: ScratchDir,
+    name: String,
     answers: common::Answers,
 }
 
@@ -161,6 +162,7 @@ impl App2 {
             _app: app,
             webview,
             _dir: dir,
+            name: name.to_string(),
             answers: common::Answers::new(&format!("values-{name}")),
         }
     }

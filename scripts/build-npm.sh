@@ -27,7 +27,7 @@
 #      written into license.js and commonjs.cjs from the core's (scripts/npm/reasons.mjs)
 #   9. the default entries (browser.js, node.js) bundled, one module each (esbuild); the
 #      modules as they were also in target/npm/parts (tests, benchmarks; never packed); then
-#      devices.js and seat.js, each with wasm-io.js (the loader and sender they share) inside
+#      devices.js, seat.js and usage.js, each with wasm-io.js (the loader and sender they share) inside
 #  10. npm pack -> target/npm/polar-license-<version>.tgz
 #
 # Nothing generated is ever written into the source tree. Run scripts/setup-pack.sh first (what
@@ -241,12 +241,12 @@ for entry in browser node; do
         --outfile="$PKG/$entry.js" --allow-overwrite)
 done
 
-echo "==> polar-license/devices and polar-license/seat bundled: each one module with wasm-io.js"
-# The two modules share their wasm's loader and their sender (pkg-template/wasm-io.js, one
-# source); an app imports one or the other, so each ships with it inside, and wasm-io.js is not
+echo "==> polar-license/devices, /seat and /usage bundled: each one module with wasm-io.js"
+# The three modules share their wasm's loader and their sender (pkg-template/wasm-io.js, one
+# source); an app imports any of them, so each ships with it inside, and wasm-io.js is not
 # shipped: as a module of its own it cost each about 700 B gzipped (a second request, a second
 # gzip stream). Left out: the module's glue, loaded beside it, and polar-license's LicenseError.
-for module in devices seat; do
+for module in devices seat usage; do
     cp "$PKG/$module.js" "$PKG/wasm-io.js" "$PARTS/"
     (cd "$PARTS" && "$ESBUILD" "$module.js" --bundle --format=esm --platform=neutral --log-level=warning \
         --external:'node:*' --external:polar-license --external:"./polar_license_$module.js" --legal-comments=none \

@@ -8,6 +8,7 @@
 use super::client::polar_license_client;
 use super::enums::{polar_license_outcome, polar_license_reason, polar_license_source};
 use super::out;
+use super::panic::read;
 use super::result::polar_license_result;
 use super::strings::to_cstring;
 use polar_license::error::Verdict;
@@ -171,28 +172,6 @@ impl polar_license_portal_result {
     }
 }
 
-/// A string argument of a portal call, or an early return of NULL_ARGUMENT / INVALID_UTF8 with
-/// this thread's last error set.
-macro_rules! portal_str {
-    ($client:expr, $ptr:expr, $name:literal) => {
-        match super::strings::str_arg($ptr) {
-            Ok(s) => s,
-            Err(super::strings::StrError::Null) => {
-                return $client.fail(
-                    super::enums::polar_license_status::NullArgument,
-                    concat!($name, " is NULL"),
-                )
-            }
-            Err(super::strings::StrError::Utf8) => {
-                return $client.fail(
-                    super::enums::polar_license_status::InvalidUtf8,
-                    concat!($name, " is not valid UTF-8"),
-                )
-            }
-        }
-    };
-}
-
 /// The body of a portal call, in the order every result call keeps: the client (NULL:
 /// NULL_ARGUMENT), this thread's last error cleared, the arguments, `out_result` checked, then
 /// the result written (OK).
@@ -232,11 +211,11 @@ pub extern "C" fn polar_license_client_request_sign_in_code(
     out_result: *mut *mut polar_license_portal_result,
 ) -> super::enums::polar_license_status {
     portal_call!(client, out_result, [
-        let email = portal_str!(client, email, "email");
+        let email = arg_str!(client, email, "email");
         let customer_id = if customer_id.is_null() {
             None
         } else {
-            Some(portal_str!(client, customer_id, "customer_id"))
+            Some(arg_str!(client, customer_id, "customer_id"))
         };
     ] {
         let asked = client
@@ -259,7 +238,7 @@ pub extern "C" fn polar_license_client_sign_in(
     code: *const c_char,
     out_result: *mut *mut polar_license_portal_result,
 ) -> super::enums::polar_license_status {
-    portal_call!(client, out_result, [let code = portal_str!(client, code, "code");] {
+    portal_call!(client, out_result, [let code = arg_str!(client, code, "code");] {
         let signed = client.licensing().client().sign_in(code).map(|token| {
             client.set_session(Some(token));
             polar_license_portal_result::done()
@@ -302,7 +281,7 @@ pub extern "C" fn polar_license_client_list_devices(
     key: *const c_char,
     out_result: *mut *mut polar_license_portal_result,
 ) -> super::enums::polar_license_status {
-    portal_call!(client, out_result, [let key = portal_str!(client, key, "key");] {
+    portal_call!(client, out_result, [let key = arg_str!(client, key, "key");] {
         let listed = match client.session() {
             None => Err(PortalError::NotSignedIn),
             Some(session) => client.licensing().list_devices(&session, key),
@@ -334,8 +313,8 @@ pub extern "C" fn polar_license_client_list_devices_via_relay(
     out_result: *mut *mut polar_license_portal_result,
 ) -> super::enums::polar_license_status {
     portal_call!(client, out_result, [
-        let relay_url = portal_str!(client, relay_url, "relay_url");
-        let key = portal_str!(client, key, "key");
+        let relay_url = arg_str!(client, relay_url, "relay_url");
+        let key = arg_str!(client, key, "key");
     ] {
         let listed = client.licensing().list_devices_via_relay(relay_url, key);
         polar_license_portal_result::of(listed.map(|found| polar_license_portal_result::listed(&found)))
@@ -359,8 +338,8 @@ pub extern "C" fn polar_license_client_free_device(
     ffi_boundary! {
         let client = try_ref!(client);
         client.begin();
-        let key = portal_str!(client, key, "key");
-        let activation_id = portal_str!(client, activation_id, "activation_id");
+        let key = arg_str!(client, key, "key");
+        let activation_id = arg_str!(client, activation_id, "activation_id");
         if out_result.is_null() {
             return client.fail(
                 super::enums::polar_license_status::NullArgument,
@@ -387,15 +366,6 @@ pub extern "C" fn polar_license_client_free_device(
 #[no_mangle]
 pub extern "C" fn polar_license_portal_result_free(result: *mut polar_license_portal_result) {
     ffi_boundary! { out::free(result) }
-}
-
-/// Reads a portal result, or returns the type's neutral value for NULL.
-fn read<T: super::panic::Boundary>(
-    result: *const polar_license_portal_result,
-    f: impl FnOnce(&polar_license_portal_result) -> T,
-) -> T {
-    let r = try_ref!(result);
-    f(r)
 }
 
 /// Why the call failed (`POLAR_LICENSE_PORTAL_ERROR_NONE`: it did what it was asked;
@@ -626,8 +596,8 @@ pub extern "C" fn polar_license_client_recover(
     ffi_boundary! {
         let client = try_ref!(client);
         client.begin();
-        let key_id = portal_str!(client, key_id, "key_id");
-        let label = portal_str!(client, label, "label");
+        let key_id = arg_str!(client, key_id, "key_id");
+        let label = arg_str!(client, label, "label");
         if out_result.is_null() {
             return client.fail(
                 super::enums::polar_license_status::NullArgument,

@@ -66,14 +66,8 @@ fn secs(d: Option<Duration>) -> Option<i64> {
 /// `{"error":{…}}` for an [`Error`]: `code`, `detail` and the extras of its variant.
 pub(crate) fn error_json(err: &Error) -> String {
     let mut j = Json::new();
-    j.raw("{\"error\":{");
-    j.key("code").str(err.reason().code());
-    j.key("detail").str(&err.detail());
-    j.key("userMessage").str(&err.user_message());
+    j.raw("{\"error\":{").error_members(err);
     match err {
-        Error::InvalidInput { field, .. } => {
-            j.key("field").str(field);
-        }
         Error::Offline { timeout, .. } => {
             j.key("timeout").bool(*timeout);
         }
@@ -103,11 +97,8 @@ pub(crate) fn trial_json(j: &mut Json, trial: Option<&Trial>) {
 /// `{"error":{…}}` for a [`Denial`]: `code`, `detail`, `status` and `remainingUsages`.
 pub(crate) fn denial_json(denial: &Denial) -> String {
     let mut j = Json::new();
-    j.raw("{\"error\":{");
-    j.key("code").str(denial.reason.code());
-    j.key("detail").str(&denial.detail);
-    j.key("userMessage").str(&denial.user_message());
-    j.key("status").int(i64::from(denial.status));
+    j.raw("{\"error\":{")
+        .denial_members(denial, &denial.user_message());
     if let Some(n) = denial.remaining_usages {
         j.key("remainingUsages").int(n);
     }

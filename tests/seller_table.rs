@@ -9,7 +9,7 @@ use polar_license::portal::{PortalError, SessionToken};
 use polar_license::{ActivateRequest, Licensing, MachineBinding, Verdict as Answer};
 use polar_license_emulator::DEMO_KEY;
 use polar_license_testkit::seller_rows::{
-    devices_cell, play_with_values, recovered_cell, shows_key, Found, Row, RowPolar, Step, Verdict,
+    codes_cell, devices_cell, play_with_values, recovered_cell, shows_key, Found, Row, RowPolar, Step, Verdict,
     DEVICES_EMAIL,
 };
 use polar_license_testkit::values_rows::{play_values, ValuesFace, World};
@@ -119,6 +119,26 @@ fn run_row(row: &Row) -> Found {
                 found.compare(i, want.as_ref(), &Verdict::word(got));
             }
             Step::Revoke(_) | Step::Offline | Step::Elsewhere(_) | Step::PolarClock(_) => {}
+            // Codes asked for until Polar refuses: the refusal typed, with its wait.
+            Step::RequestCodes(times, want) => {
+                let mut sent = 0;
+                let mut refused = None;
+                for _ in 0..*times {
+                    match app.client().request_sign_in_code(DEVICES_EMAIL) {
+                        Ok(()) => sent += 1,
+                        Err(e) => {
+                            let wait = match e {
+                                PortalError::RateLimited(wait) => wait,
+                                _ => None,
+                            };
+                            refused = Some((e.code(), wait));
+                            break;
+                        }
+                    }
+                }
+                let got = codes_cell(sent, refused);
+                found.compare(i, want.as_ref(), &Verdict::word(got));
+            }
         }
     }
     found

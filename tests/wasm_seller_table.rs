@@ -19,11 +19,11 @@ use polar_license::ActivateRequest;
 use polar_license::Verdict as Answer;
 use polar_license_testkit::fetch::{
     elsewhere, emailed_codes, new_key, patch_key, seller, seller_relay, set_clock, set_fault_at,
-    Versioned,
+    set_rate_limit, Versioned,
 };
 use polar_license_testkit::seller_rows::{
-    devices_cell, emailed_code, recovered_cell, rows, seconds, shows_key, tsv, Found, Row, Step,
-    Verdict, DEVICES_EMAIL, TSV_MARKER,
+    codes_cell, devices_cell, emailed_code, recovered_cell, rows, seconds, shows_key, tsv, Found,
+    Row, Step, Verdict, DEVICES_EMAIL, TSV_MARKER,
 };
 use serde_json::{json, Value};
 use std::cell::Cell;
@@ -38,6 +38,10 @@ async fn run_row(row: &Row) -> Found {
     set_clock(polar, 0).await;
     let start = date_now();
     let key = new_key(polar, "SELLER", row.seed_key(start)).await;
+    // Polar's per-address limits for the row alone, counted afresh (the emulator is shared).
+    if row.rate_limit() {
+        set_rate_limit(polar, true).await;
+    }
     let clock = Rc::new(Cell::new(start));
     let reading = Rc::clone(&clock);
     let builder = AsyncLicensing::builder(ORG)
@@ -151,6 +155,27 @@ async fn run_row(row: &Row) -> Found {
                 };
                 found.compare(i, want.as_ref(), &Verdict::word(got));
             }
+            // Codes asked for until Polar refuses: the refusal typed, with its wait (in a
+            // browser, which cannot read `retry-after`, the core's: the zone's block).
+            Step::RequestCodes(times, want) => {
+                let mut sent = 0;
+                let mut refused = None;
+                for _ in 0..*times {
+                    match app.client().request_sign_in_code(DEVICES_EMAIL).await {
+                        Ok(()) => sent += 1,
+                        Err(e) => {
+                            let wait = match e {
+                                PortalError::RateLimited(wait) => wait,
+                                _ => None,
+                            };
+                            refused = Some((e.code(), wait));
+                            break;
+                        }
+                    }
+                }
+                let got = codes_cell(sent, refused);
+                found.compare(i, want.as_ref(), &Verdict::word(got));
+            }
             Step::FreeOther => {
                 let other = match &session {
                     Some(s) => app.list_devices(s, key.as_str()).await.ok().and_then(|d| {
@@ -175,6 +200,9 @@ async fn run_row(row: &Row) -> Found {
     }
     set_fault_at(polar, Value::Null).await;
     set_clock(polar, 0).await;
+    if row.rate_limit() {
+        set_rate_limit(polar, false).await;
+    }
     found
 }
 

@@ -7,8 +7,9 @@
 // (bindings/c/tests/test_seller_table.c), one tab-separated line each (the values rows, issue
 // #68, after them: see the end of this file):
 //   row  ID  API  EXPIRES_DAY  BENEFIT  SUB_STATUS  PERIOD_END_DAY  CANCEL  ENDS_DAY
-//        RELEASED_DAY  TRIAL_DAYS  TRIAL_BENEFIT  LIMIT_ACTIVATIONS  CUSTOMER_ADMIN
-//   step DO  DAY  CELL  EXPECTED   (EXPECTED rendered; `-` where a field is absent)
+//        RELEASED_DAY  TRIAL_DAYS  TRIAL_BENEFIT  LIMIT_ACTIVATIONS  CUSTOMER_ADMIN  RATE_LIMIT
+//   step DO  DAY  CELL  EXPECTED  TIMES   (EXPECTED rendered; `-` where a field is absent;
+//        TIMES a request_codes step's, else 0)
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
@@ -90,13 +91,15 @@ if (process.argv[1] === fileURLToPath(import.meta.url) && process.argv[2] === '-
         'row', r.id, p.api || '2026-10', dash(p.expires_day), dash(p.benefit), dash(s.status),
         dash(s.period_end_day), s.cancel_at_period_end ? 1 : 0, dash(s.ends_day),
         dash(a.released_day), a.trial_days || 0, a.trial_benefit ? 1 : 0,
-        p.limit_activations ?? 3, p.customer_admin === false ? 0 : 1,
+        p.limit_activations ?? 3, p.customer_admin === false ? 0 : 1, p.rate_limit ? 1 : 0,
       ].join('\t'),
     );
     for (const st of r.steps) {
       const e = expected(st);
       console.log(
-        ['step', st.do, dash(st.day), st.cell ? 1 : 0, e ? render(e) : '-'].join('\t'),
+        ['step', st.do, dash(st.day), st.cell ? 1 : 0, e ? render(e) : '-', st.times ?? 0].join(
+          '\t',
+        ),
       );
     }
   }

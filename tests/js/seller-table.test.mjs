@@ -40,7 +40,8 @@ const dayOf = (d) => (d == null ? null : seconds(d));
 const DEVICES_EMAIL = 'jane.doe@gmail.com';
 const DEVICES_BENEFIT = '5d3c2b1a-9e8f-4a7b-8c6d-1e2f3a4b5c6d';
 const RELAY_TOKEN = 'polar_oat_emulator_demo_0123456789abcdef';
-const isDevicesRow = (row) => row.steps.some((s) => s.do === 'sign_in' || s.do === 'elsewhere');
+const isDevicesRow = (row) =>
+  row.steps.some((s) => s.do === 'sign_in' || s.do === 'elsewhere' || s.do === 'request_codes');
 
 /** The row's Polar: an emulator process of its own, seeded with the row's key. */
 async function emulator(row, start, dir) {
@@ -129,6 +130,8 @@ async function play(row) {
   try {
     polar = await emulator(row, start, dir);
     const base = polar.url;
+    // Polar's per-address limits for the row (the emulator's, turned on as on a shared one).
+    if (row.polar.rate_limit) await post(base, '/__emulator/rate-limit', { enabled: true });
     relay = await relayFor(row, base);
     const app = row.app || {};
     let offset = 0;
@@ -195,6 +198,27 @@ async function play(row) {
       }
       if (step.do === 'devices') {
         compare(i, step, { verdict: await listed() });
+        continue;
+      }
+      if (step.do === 'request_codes') {
+        // Codes asked for until Polar refuses: sent:N, then the refusal's code and, for
+        // rate_limited, the wait the error gives (`?` none).
+        let sent = 0;
+        let refused = null;
+        for (let k = 0; k < step.times && !refused; k++) {
+          try {
+            await dev.requestCode(DEVICES_EMAIL);
+            sent++;
+          } catch (e) {
+            refused = e;
+          }
+        }
+        let got = `sent:${sent}`;
+        if (refused) {
+          got += `,${refused.code ?? String(refused)}`;
+          if (refused.code === 'rate_limited') got += `:wait=${refused.retryAfter ?? '?'}`;
+        }
+        compare(i, step, { verdict: got });
         continue;
       }
       if (step.do === 'polar_clock') {

@@ -42,6 +42,7 @@ struct step {
   double day; /* NaN-free: steps without a day (offline) keep 0 */
   int cell;
   char expected[256];
+  int times; /* a request_codes step's */
 };
 
 struct row {
@@ -49,6 +50,7 @@ struct row {
   char expires_day[16], benefit[16], sub_status[16], period_end_day[16], ends_day[16];
   char released_day[16];
   int cancel, trial_days, trial_benefit, limit_activations, customer_admin, devices;
+  int rate_limit; /* Polar's per-address limits on for the row (POST /__emulator/rate-limit) */
   struct step steps[MAX_STEPS];
   int n_steps;
 };
@@ -147,6 +149,14 @@ static void set_polar_clock(long long offset) {
 }
 
 /* What a result says, in the table's vocabulary, times from `start`. */
+/* Polar's per-address rate limits on or off at the suite's emulator, every window and block
+ * forgotten (POST /__emulator/rate-limit). */
+static void set_rate_limit(int on) {
+  if (emu_request("POST", "/__emulator/rate-limit", on ? "{\"enabled\":true}" : "{\"enabled\":false}",
+                  NULL, 0) != 204)
+    stop("could not set the emulator's rate limit");
+}
+
 static void render(const struct row *row, const polar_license_result *r, long long start,
                    char out[256]) {
   char t[32];
@@ -284,6 +294,9 @@ static void run_row(const struct row *row) {
   for (i = 0; i < row->n_steps; i++)
     if (strcmp(row->steps[i].what, "devices_relay") == 0 && relay_pid < 0)
       relay_pid = relay_start(relay_dir, relay);
+  /* Polar's per-address limits on for the row, counted afresh (the suite's emulator runs
+   * without --rate-limit). */
+  if (row->rate_limit) set_rate_limit(1);
 
   for (i = 0; i < row->n_steps; i++) {
     const struct step *s = &row->steps[i];
@@ -306,6 +319,47 @@ static void run_row(const struct row *row) {
     }
     if (strcmp(s->what, "elsewhere") == 0) {
       elsewhere(key);
+      continue;
+    }
+    if (strcmp(s->what, "request_codes") == 0) {
+      /* Codes asked for until Polar refuses: sent:N, then the refusal's code and, for
+       * rate_limited, the wait the result gives (`?` none). */
+      char g[256];
+      int k, sent = 0;
+      polar_license_portal_result *p = NULL;
+      if (held == NULL) held = app(row, dir, start, offset);
+      for (k = 0; k < s->times; k++) {
+        must(polar_license_client_request_sign_in_code(held, DEVICES_EMAIL, NULL, &p));
+        if (polar_license_portal_result_error(p) != POLAR_LICENSE_PORTAL_ERROR_NONE) break;
+        sent++;
+        polar_license_portal_result_free(p);
+        p = NULL;
+      }
+      snprintf(g, sizeof g, "sent:%d", sent);
+      if (p != NULL) {
+        size_t m = strlen(g);
+        uint64_t wait = 0;
+        const char *code = polar_license_portal_result_code(p);
+        snprintf(g + m, sizeof g - m, ",%s", code);
+        m = strlen(g);
+        if (strcmp(code, "rate_limited") == 0) {
+          if (polar_license_portal_result_retry_after(p, &wait))
+            snprintf(g + m, sizeof g - m, ":wait=%llu", (unsigned long long)wait);
+          else
+            snprintf(g + m, sizeof g - m, ":wait=?");
+        }
+      }
+      polar_license_portal_result_free(p);
+      if (strcmp(g, s->expected) != 0) {
+        fprintf(stderr, "%s: step %d: expected `%s`, got `%s`\n", row->id, i, s->expected, g);
+        failed = 1;
+      }
+      CHECK_STR(g, s->expected);
+      if (!cell_set) {
+        snprintf(got, sizeof got, "%s", g);
+        snprintf(expected, sizeof expected, "%s", s->expected);
+        if (s->cell) cell_set = 1;
+      }
       continue;
     }
     if (strcmp(s->what, "sign_in") == 0 || strcmp(s->what, "devices") == 0 ||
@@ -454,6 +508,8 @@ static void run_row(const struct row *row) {
   emu_stop_private(relay_pid);
   emu_fault(NULL);
   set_polar_clock(0);
+  /* The suite's emulator is shared: its limits off again, no address left blocked. */
+  if (row->rate_limit) set_rate_limit(0);
   remove_tree(dir);
   remove_tree(relay_dir);
   CHECK(!failed);
@@ -493,15 +549,15 @@ static int n_vrows;
 
 static void read_rows(const char *path) {
   char line[1024];
-  char *f[14];
+  char *f[15];
   FILE *in = fopen(path, "r");
   if (in == NULL) {
     perror(path);
     stop("no flattened seller rows (POLAR_SELLER_ROWS)");
   }
   while (fgets(line, sizeof line, in) != NULL) {
-    int n = split(line, f, 14);
-    if (n == 14 && strcmp(f[0], "row") == 0 && n_rows < 64) {
+    int n = split(line, f, 15);
+    if (n == 15 && strcmp(f[0], "row") == 0 && n_rows < 64) {
       struct row *r = &rows[n_rows++];
       memset(r, 0, sizeof *r);
       snprintf(r->id, sizeof r->id, "%s", f[1]);
@@ -516,7 +572,8 @@ static void read_rows(const char *path) {
       r->trial_benefit = atoi(f[11]);
       r->limit_activations = atoi(f[12]);
       r->customer_admin = atoi(f[13]);
-    } else if (n == 5 && strcmp(f[0], "step") == 0 && n_rows > 0) {
+      r->rate_limit = atoi(f[14]);
+    } else if (n == 6 && strcmp(f[0], "step") == 0 && n_rows > 0) {
       struct row *r = &rows[n_rows - 1];
       struct step *s;
       if (r->n_steps >= MAX_STEPS) stop("too many steps");
@@ -525,7 +582,9 @@ static void read_rows(const char *path) {
       s->day = strcmp(f[2], "-") == 0 ? 0 : atof(f[2]);
       s->cell = atoi(f[3]);
       snprintf(s->expected, sizeof s->expected, "%s", f[4]);
-      if (strcmp(s->what, "sign_in") == 0 || strcmp(s->what, "devices_relay") == 0)
+      s->times = atoi(f[5]);
+      if (strcmp(s->what, "sign_in") == 0 || strcmp(s->what, "devices_relay") == 0 ||
+          strcmp(s->what, "request_codes") == 0)
         r->devices = 1;
     } else if (n == 3 && strcmp(f[0], "vrow") == 0 && n_vrows < 16) {
       struct vrow *r = &vrows[n_vrows++];

@@ -181,7 +181,24 @@ def seed(row: dict[str, Any], start: int) -> dict[str, Any]:
 
 
 def is_devices_row(row: dict[str, Any]) -> bool:
-    return any(s["do"] in ("sign_in", "elsewhere") for s in row["steps"])
+    return any(s["do"] in ("sign_in", "elsewhere", "request_codes") for s in row["steps"])
+
+
+def codes_cell(licensing: Licensing, times: int) -> str:
+    """Sign-in codes asked for ``times`` times, stopping at the first refusal: ``sent:N``, then
+    the refusal's ``portal_error`` name and, for ``rate_limited``, the wait the error gives
+    (``:wait=S``, ``?`` none)."""
+    sent = 0
+    for _ in range(times):
+        try:
+            licensing.request_sign_in_code(DEVICES_EMAIL)
+        except PortalError as e:
+            cell = f"sent:{sent},{e.kind}"
+            if e.kind == "rate_limited":
+                cell += f":wait={'?' if e.retry_after is None else e.retry_after}"
+            return cell
+        sent += 1
+    return f"sent:{sent}"
 
 
 def devices_cell(licensing: Licensing, relay: str = "") -> str:
@@ -267,7 +284,9 @@ def play(row: dict[str, Any], cache: Path) -> tuple[str, str, list[str]]:
         options["trial"] = app["trial_days"]
     if app.get("trial_benefit"):
         options["trial_benefits"] = [TRIAL_BENEFIT]
-    with Emulator(seed(row, start), api_version=row["polar"].get("api") or "2026-10") as polar, \
+    # Polar's per-address limits on when the row says (the emulator's own, as --rate-limit).
+    with Emulator(seed(row, start), api_version=row["polar"].get("api") or "2026-10",
+                  rate_limit=bool(row["polar"].get("rate_limit"))) as polar, \
             relay_in_front_of(polar, row, cache.with_name(cache.name + "-relay")) as relay:
         ahead = 0
         for i, step in enumerate(row["steps"]):
@@ -322,6 +341,8 @@ def play(row: dict[str, Any], cache: Path) -> tuple[str, str, list[str]]:
                 got = {"verdict": recovered(licensing)}
             elif step["do"] == "devices_relay":
                 got = {"verdict": devices_cell(licensing, relay)}
+            elif step["do"] == "request_codes":
+                got = {"verdict": codes_cell(licensing, step["times"])}
             else:
                 got = verdict(row, licensing.check(None if step["do"] == "trial" else KEY), start)
             want = expected(step)

@@ -8,7 +8,7 @@
 use polar_license::schema::rfc3339 as parse_time;
 use polar_license_emulator::{Emulator, Fault, DEMO_KEY};
 use polar_license_testkit::seller_rows::{
-    devices_cell, elsewhere, emailed_code, play_with_values, recovered_cell, revoke, seconds,
+    codes_cell, devices_cell, elsewhere, emailed_code, play_with_values, recovered_cell, revoke, seconds,
     shows_key, Found, Row, Step, TrialCell, Verdict, DEVICES_EMAIL, TRIAL_BENEFIT,
 };
 use polar_license_testkit::values_rows::{play_values, ValuesFace, World};
@@ -195,6 +195,32 @@ fn run_row(row: &Row) -> Found {
                 if code != 0 || code2 != 0 || v2["signed_in"] != true {
                     found.failures.push(format!("step {i}: sign in: {v} {v2}"));
                 }
+            }
+            // `sign-in --email` until Polar refuses: the refusal's `portal_error` and
+            // `retry_after` (JSON).
+            Step::RequestCodes(times, want) => {
+                let email = ["sign-in", "--email", DEVICES_EMAIL].map(String::from);
+                let mut sent = 0;
+                let mut refused = None;
+                for _ in 0..*times {
+                    let (code, v) = run(&polar, &dir, 0, &email);
+                    if code == 0 {
+                        sent += 1;
+                    } else {
+                        refused = Some(v);
+                        break;
+                    }
+                }
+                let got = codes_cell(
+                    sent,
+                    refused.as_ref().map(|v| {
+                        (
+                            v["portal_error"].as_str().unwrap_or("none"),
+                            v["retry_after"].as_u64(),
+                        )
+                    }),
+                );
+                found.compare(i, want.as_ref(), &Verdict::word(got));
             }
             Step::Devices(want) => {
                 let (_, v) = run_at(&polar, &dir, 0, ahead, &key("devices"));

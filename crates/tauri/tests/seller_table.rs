@@ -17,7 +17,7 @@ use polar_license_tauri::{
     Activated, DeviceError, DeviceList, LicenseState, Options, RecoverableKey,
 };
 use polar_license_testkit::seller_rows::{
-    devices_cell, play_with_values, recovered_cell, shows_key, Found, Row, RowPolar, Step,
+    codes_cell, devices_cell, play_with_values, recovered_cell, shows_key, Found, Row, RowPolar, Step,
     TrialCell, Verdict, DEVICES_EMAIL,
 };
 use polar_license_testkit::values_rows::{play_values, ValuesFace, World};
@@ -212,6 +212,33 @@ fn run_row(row: &Row) -> Found {
                 }
             }
             Step::Revoke(_) | Step::Offline | Step::Elsewhere(_) | Step::PolarClock(_) => {}
+            // `request_sign_in_code` until Polar refuses: the plugin's DeviceError, as the
+            // webview receives it (its `portal_error` and `retry_after`).
+            Step::RequestCodes(times, want) => {
+                let mut sent = 0;
+                let mut refused = None;
+                for _ in 0..*times {
+                    match app
+                        .invoke::<()>("request_sign_in_code", json!({ "email": DEVICES_EMAIL }))
+                    {
+                        Ok(()) => sent += 1,
+                        Err(e) => {
+                            refused = Some(
+                                serde_json::from_value::<DeviceError>(e.clone()).map_or_else(
+                                    |_| (e.to_string(), None),
+                                    |d| (d.portal_error, d.retry_after),
+                                ),
+                            );
+                            break;
+                        }
+                    }
+                }
+                let got = codes_cell(
+                    sent,
+                    refused.as_ref().map(|(code, wait)| (code.as_str(), *wait)),
+                );
+                found.compare(i, want.as_ref(), &Verdict::word(got));
+            }
         }
     }
     found

@@ -81,6 +81,17 @@ pub async fn set_clock(base: &str, offset: i64) {
     .await;
 }
 
+/// Turns Polar's per-address rate limits on or off at the emulator at `base`, every window and
+/// block forgotten (`POST /__emulator/rate-limit`).
+pub async fn set_rate_limit(base: &str, enabled: bool) {
+    send(
+        Request::post(&format!("{base}/__emulator/rate-limit")),
+        json!({ "enabled": enabled }),
+        204,
+    )
+    .await;
+}
+
 /// Sets the fault of the emulator at `base` (`null` clears it).
 pub async fn set_fault_at(base: &str, fault: Value) {
     send(

@@ -91,6 +91,27 @@ pub enum Step {
     /// Polar's clock alone moves to this day (the app's stays where it is): a customer
     /// session the app still holds, past its hour at Polar.
     PolarClock(f64),
+    /// The customer asks for a sign-in code (to [`DEVICES_EMAIL`]) this many times in a row,
+    /// stopping at the first refusal: [`codes_cell`] of the face's answers.
+    RequestCodes(u32, Option<Verdict>),
+}
+
+/// A `request_codes` step's cell: how many codes Polar took (`sent:N`), then the first
+/// refusal's code, with for `rate_limited` the seconds to wait the face gave (`:wait=S`, `?`
+/// none), e.g. `sent:6,rate_limited:wait=900`.
+pub fn codes_cell(sent: u32, refused: Option<(&str, Option<u64>)>) -> String {
+    let mut cell = format!("sent:{sent}");
+    if let Some((code, wait)) = refused {
+        let _ = write!(cell, ",{code}");
+        if code == "rate_limited" {
+            let _ = write!(
+                cell,
+                ":wait={}",
+                wait.map_or("?".to_string(), |w| w.to_string())
+            );
+        }
+    }
+    cell
 }
 
 /// Whether Polar's display form of a key (`****-6ED415`: what the customer who lost the key
@@ -316,6 +337,10 @@ pub fn rows() -> Vec<Row> {
                         Some("devices_relay") => Step::DevicesRelay(expect(s)),
                         Some("recover") => Step::Recover(expect(s)),
                         Some("polar_clock") => Step::PolarClock(at),
+                        Some("request_codes") => Step::RequestCodes(
+                            s["times"].as_u64().expect("times") as u32,
+                            expect(s),
+                        ),
                         other => panic!("unknown step {other:?} in {}", r["id"]),
                     }
                 })
@@ -468,8 +493,15 @@ impl Row {
                     | Step::FreeOther
                     | Step::DevicesRelay(_)
                     | Step::Recover(_)
+                    | Step::RequestCodes(..)
             )
         })
+    }
+
+    /// Whether Polar's per-address rate limits are on for the row (its `rate_limit`): the
+    /// emulator's `--rate-limit`, or `POST /__emulator/rate-limit` on a shared one.
+    pub fn rate_limit(&self) -> bool {
+        self.polar["rate_limit"].as_bool().unwrap_or_default()
     }
 
     /// Whether a step lists through the seller's relay: the face starts one in front of the
@@ -522,6 +554,9 @@ impl Row {
                 Some(serde_json::from_value(order.clone()).expect("polar.order"));
         }
         let polar = crate::emulator_answering(seed, self.api());
+        if self.rate_limit() {
+            polar.set_rate_limit(true);
+        }
         if let Some(expires) = day(&p["expires_day"]) {
             expire_at(&polar, start + expires);
         }
@@ -573,7 +608,8 @@ impl Step {
             | Step::FreeOther
             | Step::DevicesRelay(_)
             | Step::Recover(_)
-            | Step::PolarClock(_) => None,
+            | Step::PolarClock(_)
+            | Step::RequestCodes(..) => None,
         }
     }
 }

@@ -9,8 +9,8 @@ use polar_license::portal::{PortalError, SessionToken};
 use polar_license::{ActivateRequest, Licensing, MachineBinding, Verdict as Answer};
 use polar_license_emulator::DEMO_KEY;
 use polar_license_testkit::seller_rows::{
-    devices_cell, play, recovered_cell, shows_key, Found, Row, RowPolar, Step, Verdict,
-    DEVICES_EMAIL,
+    devices_cell, followed_cell, play, recovered_cell, shows_key, Found, Row, RowPolar, Step,
+    Verdict, DEVICES_EMAIL,
 };
 use polar_license_testkit::{cli_bin, licensing_builder, relay_in_front_of, ScratchDir};
 use std::time::Duration;
@@ -34,6 +34,8 @@ fn run_row(row: &Row) -> Found {
         .then(|| relay_in_front_of(&cli_bin(), &world.polar.url(), &relays));
     let mut found = Found::new(row);
     let mut session: Option<SessionToken> = None;
+    // The activation this machine took (a rotation keeps it).
+    let mut mine: Option<String> = None;
     for (i, step) in row.steps.iter().enumerate() {
         // The clocks, Polar's revocation and its outage; the app's calls below.
         world.play(step);
@@ -54,7 +56,10 @@ fn run_row(row: &Row) -> Found {
             }
             Step::TryActivate(want) => {
                 let got = match app.activate(&ActivateRequest::new(DEMO_KEY, "This laptop")) {
-                    Ok(Answer::Accepted(_)) => "activated".to_string(),
+                    Ok(Answer::Accepted(a)) => {
+                        mine = Some(a.activation.id);
+                        "activated".to_string()
+                    }
                     Ok(Answer::Denied(d)) => d.reason.code().to_string(),
                     Err(e) => e.reason().code().to_string(),
                 };
@@ -115,7 +120,27 @@ fn run_row(row: &Row) -> Found {
                 };
                 found.compare(i, want.as_ref(), &Verdict::word(got));
             }
-            Step::Revoke(_) | Step::Offline | Step::Elsewhere(_) | Step::PolarClock(_) => {}
+            // The rotated key followed through the session to its new string.
+            Step::FollowRotation(want) => {
+                let followed = session
+                    .as_ref()
+                    .ok_or(PortalError::NotSignedIn)
+                    .and_then(|s| app.follow_rotation(s, DEMO_KEY));
+                let got = match followed {
+                    Ok((_, Answer::Accepted(v))) => followed_cell(
+                        "licensed",
+                        mine.is_some() && v.activation.map(|a| a.id) == mine,
+                    ),
+                    Ok((_, Answer::Denied(d))) => followed_cell(d.reason.code(), false),
+                    Err(e) => e.code().to_string(),
+                };
+                found.compare(i, want.as_ref(), &Verdict::word(got));
+            }
+            Step::Revoke(_)
+            | Step::Offline
+            | Step::Elsewhere(_)
+            | Step::PolarClock(_)
+            | Step::Rotate => {}
         }
     }
     found

@@ -91,6 +91,13 @@ pub enum Step {
     /// Polar's clock alone moves to this day (the app's stays where it is): a customer
     /// session the app still holds, past its hour at Polar.
     PolarClock(f64),
+    /// The row's key is rotated at Polar (the emulator's `POST /__emulator/keys/{key}/rotate`,
+    /// what Polar's rotate does: the record id, limits and activations kept, the old string
+    /// `404` at once).
+    Rotate,
+    /// The row's key followed through the session to its new string (the core's follow
+    /// machine): [`followed_cell`] of the face's answer, or the failure's code.
+    FollowRotation(Option<Verdict>),
 }
 
 /// Whether Polar's display form of a key (`****-6ED415`: what the customer who lost the key
@@ -123,6 +130,16 @@ pub fn devices_cell(count: usize, this_marked: bool) -> String {
     format!(
         "devices:{count},this:{}",
         if this_marked { "marked" } else { "unmarked" }
+    )
+}
+
+/// A followed rotation's cell: `followed:` and `licensed` or Polar's reason code for the new
+/// string, then whether its activation is the one this machine took before the rotation
+/// (`activation:kept`, else `activation:changed`).
+pub fn followed_cell(outcome: &str, kept: bool) -> String {
+    format!(
+        "followed:{outcome},activation:{}",
+        if kept { "kept" } else { "changed" }
     )
 }
 
@@ -314,6 +331,8 @@ pub fn rows() -> Vec<Row> {
                         Some("devices_relay") => Step::DevicesRelay(expect(s)),
                         Some("recover") => Step::Recover(expect(s)),
                         Some("polar_clock") => Step::PolarClock(at),
+                        Some("rotate") => Step::Rotate,
+                        Some("follow_rotation") => Step::FollowRotation(expect(s)),
                         other => panic!("unknown step {other:?} in {}", r["id"]),
                     }
                 })
@@ -571,7 +590,9 @@ impl Step {
             | Step::FreeOther
             | Step::DevicesRelay(_)
             | Step::Recover(_)
-            | Step::PolarClock(_) => None,
+            | Step::PolarClock(_)
+            | Step::Rotate
+            | Step::FollowRotation(_) => None,
         }
     }
 }
@@ -646,6 +667,9 @@ impl RowPolar {
                 elsewhere(&self.polar, DEMO_KEY, label);
             }
             Step::PolarClock(day) => self.polar.set_clock_offset(seconds(*day)),
+            Step::Rotate => {
+                assert!(self.polar.rotate_key(DEMO_KEY).is_some(), "the key rotated");
+            }
             _ => {}
         }
     }

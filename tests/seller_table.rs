@@ -9,7 +9,7 @@ use polar_license::portal::{PortalError, SessionToken};
 use polar_license::{ActivateRequest, Licensing, MachineBinding, Verdict as Answer};
 use polar_license_emulator::DEMO_KEY;
 use polar_license_testkit::seller_rows::{
-    codes_cell, devices_cell, play_with_values, recovered_cell, shows_key, Found, Row, RowPolar, Step, Verdict,
+    codes_cell, devices_cell, followed_cell, play_with_values, recovered_cell, shows_key, Found, Row, RowPolar, Step, Verdict,
     DEVICES_EMAIL,
 };
 use polar_license_testkit::values_rows::{play_values, ValuesFace, World};
@@ -37,6 +37,8 @@ fn run_row(row: &Row) -> Found {
         .then(|| relay_in_front_of(&cli_bin(), &world.polar.url(), &relays));
     let mut found = Found::new(row);
     let mut session: Option<SessionToken> = None;
+    // The activation this machine took (a rotation keeps it).
+    let mut mine: Option<String> = None;
     for (i, step) in row.steps.iter().enumerate() {
         // The clocks, Polar's revocation and its outage; the app's calls below.
         world.play(step);
@@ -57,7 +59,10 @@ fn run_row(row: &Row) -> Found {
             }
             Step::TryActivate(want) => {
                 let got = match app.activate(&ActivateRequest::new(DEMO_KEY, "This laptop")) {
-                    Ok(Answer::Accepted(_)) => "activated".to_string(),
+                    Ok(Answer::Accepted(a)) => {
+                        mine = Some(a.activation.id);
+                        "activated".to_string()
+                    }
                     Ok(Answer::Denied(d)) => d.reason.code().to_string(),
                     Err(e) => e.reason().code().to_string(),
                 };
@@ -118,7 +123,6 @@ fn run_row(row: &Row) -> Found {
                 };
                 found.compare(i, want.as_ref(), &Verdict::word(got));
             }
-            Step::Revoke(_) | Step::Offline | Step::Elsewhere(_) | Step::PolarClock(_) => {}
             // Codes asked for until Polar refuses: the refusal typed, with its wait.
             Step::RequestCodes(times, want) => {
                 let mut sent = 0;
@@ -139,6 +143,27 @@ fn run_row(row: &Row) -> Found {
                 let got = codes_cell(sent, refused);
                 found.compare(i, want.as_ref(), &Verdict::word(got));
             }
+            // The rotated key followed through the session to its new string.
+            Step::FollowRotation(want) => {
+                let followed = session
+                    .as_ref()
+                    .ok_or(PortalError::NotSignedIn)
+                    .and_then(|s| app.follow_rotation(s, DEMO_KEY));
+                let got = match followed {
+                    Ok((_, Answer::Accepted(v))) => followed_cell(
+                        "licensed",
+                        mine.is_some() && v.activation.map(|a| a.id) == mine,
+                    ),
+                    Ok((_, Answer::Denied(d))) => followed_cell(d.reason.code(), false),
+                    Err(e) => e.code().to_string(),
+                };
+                found.compare(i, want.as_ref(), &Verdict::word(got));
+            }
+            Step::Revoke(_)
+            | Step::Offline
+            | Step::Elsewhere(_)
+            | Step::PolarClock(_)
+            | Step::Rotate => {}
         }
     }
     found

@@ -99,6 +99,11 @@ pub struct polar_license_portal_result {
     key_id: CString,
     customers: Vec<(CString, Option<CString>)>,
     keys: Vec<KeyRow>,
+    /// A followed rotation's new key (whole: the app keeps it) and the activation Polar
+    /// validated it with.
+    new_key: CString,
+    display_key: CString,
+    activation_id: CString,
 }
 
 impl polar_license_portal_result {
@@ -114,6 +119,9 @@ impl polar_license_portal_result {
             key_id: CString::default(),
             customers: Vec::new(),
             keys: Vec::new(),
+            new_key: CString::default(),
+            display_key: CString::default(),
+            activation_id: CString::default(),
         }
     }
 
@@ -667,4 +675,90 @@ pub extern "C" fn polar_license_portal_result_key_expires_at(
             out::write_some(out_expires_at, r.keys.get(index).and_then(|k| k.expires_at))
         })
     }
+}
+
+/// Follows the rotated `old_key` (issue #64 item 4): rotation at Polar keeps a key's record id,
+/// limits and activations, and Polar answers the old string `not_found` at once. Through the
+/// session this client holds, the customer's keys are read for the record id this machine's
+/// cache remembers of `old_key`'s license, and the new string is validated with the activation
+/// that cache remembers (no slot is taken; the core's follow machine,
+/// `polar_license::flow::follow::Follow`, orders every step). Once Polar grants it, the old
+/// string's record is forgotten and, when the config's `remember_keys` is on and `old_key` was
+/// the remembered key, the new one is remembered in its place.
+///
+/// Done (`POLAR_LICENSE_PORTAL_ERROR_NONE`): `polar_license_portal_result_new_key` (the whole
+/// new key: keep it in place of the old one), `_display_key` and `_activation_id` (the one kept).
+/// Failures: `NOT_SIGNED_IN` (no session: nothing sent), `SESSION_EXPIRED` (the client forgets
+/// it; sign in again), `KEY_NOT_FOUND` (the customer has no key of that record id, or it was
+/// not rotated: keep using `old_key`), `INVALID_INPUT` (nothing of `old_key`'s license is
+/// cached here: no record id to follow; nothing sent), `RATE_LIMITED`, `OFFLINE`, and
+/// `REFUSED` when Polar refuses the new string (`polar_license_portal_result_reason` has its
+/// reason code, such as `POLAR_LICENSE_REASON_REVOKED`).
+///
+/// Threads: any thread, as the other portal calls (the session is the client's, for every
+/// thread). Ownership: `old_key` is read during the call only; the result is the caller's, freed
+/// with `polar_license_portal_result_free`. Status and out-pointer as for
+/// `polar_license_client_request_sign_in_code` (`NULL_ARGUMENT`, `INVALID_UTF8` for `old_key`).
+#[no_mangle]
+pub extern "C" fn polar_license_client_follow_rotation(
+    client: *const polar_license_client,
+    old_key: *const c_char,
+    out_result: *mut *mut polar_license_portal_result,
+) -> super::enums::polar_license_status {
+    portal_call!(client, out_result, [let old_key = portal_str!(client, old_key, "old_key");] {
+        let followed = match client.session() {
+            None => Err(PortalError::NotSignedIn),
+            Some(session) => client.licensing().follow_rotation(&session, old_key),
+        };
+        if matches!(followed, Err(PortalError::SessionExpired)) {
+            client.set_session(None);
+        }
+        polar_license_portal_result::of(followed.map(|(new, verdict)| match verdict {
+            Verdict::Accepted(v) => {
+                let mut r = polar_license_portal_result::done();
+                r.new_key = to_cstring(new.expose());
+                r.display_key = to_cstring(&new.redacted());
+                r.key_id = to_cstring(&v.license_key.id);
+                r.activation_id = to_cstring(v.activation.as_ref().map_or("", |a| a.id.as_str()));
+                r
+            }
+            Verdict::Denied(d) => {
+                let mut r = polar_license_portal_result::done();
+                r.error = polar_license_portal_error::Refused;
+                r.reason = d.reason.into();
+                r.code = to_cstring(d.reason.code());
+                r.message = to_cstring(&d.user_message());
+                r.display_key = to_cstring(&new.redacted());
+                r
+            }
+        }))
+    })
+}
+
+/// A followed rotation's new key, whole (`polar_license_client_follow_rotation`: keep it in
+/// place of the old one; never log it); `""` for any other result or NULL. Owned by the result.
+/// Never NULL.
+#[no_mangle]
+pub extern "C" fn polar_license_portal_result_new_key(
+    result: *const polar_license_portal_result,
+) -> *const c_char {
+    ffi_boundary! { read(result, |r| r.new_key.as_ptr()) }
+}
+
+/// A followed rotation's new key in display form (`****-6ED415`: show this); `""` for any other
+/// result or NULL. Owned by the result. Never NULL.
+#[no_mangle]
+pub extern "C" fn polar_license_portal_result_display_key(
+    result: *const polar_license_portal_result,
+) -> *const c_char {
+    ffi_boundary! { read(result, |r| r.display_key.as_ptr()) }
+}
+
+/// The activation a followed rotation's new key was validated with (the one this machine held
+/// before the rotation); `""` for any other result or NULL. Owned by the result. Never NULL.
+#[no_mangle]
+pub extern "C" fn polar_license_portal_result_activation_id(
+    result: *const polar_license_portal_result,
+) -> *const c_char {
+    ffi_boundary! { read(result, |r| r.activation_id.as_ptr()) }
 }

@@ -221,6 +221,14 @@ static void elsewhere(const char *key) {
     stop("another machine could not activate");
 }
 
+/* The customer rotates `key` at Polar (the emulator's control route: what Polar's rotate does,
+ * the record id, limits and activations kept, the old string 404 at once). */
+static void rotate(const char *key) {
+  char path[160];
+  snprintf(path, sizeof path, "/__emulator/keys/%s/rotate", key);
+  if (emu_request("POST", path, "", NULL, 0) != 200) stop("could not rotate the key");
+}
+
 /* The newest code the emulator "emailed" (its /__emulator/customer-session/codes), into
  * `code`; "" when none. */
 static void emailed_code(char code[8]) {
@@ -260,6 +268,8 @@ static void run_row(const struct row *row) {
   size_t n = 0;
   /* The client that signs in, held for the row (its session lives in its memory). */
   polar_license_client *held = NULL;
+  /* The activation this machine took (a rotation keeps it). */
+  char mine[64] = "";
   /* Activations on, as the demo key of the other faces' seed (3, unless the row says),
    * whatever the benefit. */
   n += (size_t)snprintf(fields, sizeof fields, "\"limit_activations\":%d", row->limit_activations);
@@ -362,9 +372,13 @@ static void run_row(const struct row *row) {
       }
       continue;
     }
+    if (strcmp(s->what, "rotate") == 0) {
+      rotate(key);
+      continue;
+    }
     if (strcmp(s->what, "sign_in") == 0 || strcmp(s->what, "devices") == 0 ||
         strcmp(s->what, "free_other") == 0 || strcmp(s->what, "devices_relay") == 0 ||
-        strcmp(s->what, "recover") == 0) {
+        strcmp(s->what, "recover") == 0 || strcmp(s->what, "follow_rotation") == 0) {
       polar_license_portal_result *p = NULL;
       char g[256], code[8];
       if (held == NULL) held = app(row, dir, start, offset);
@@ -432,6 +446,39 @@ static void run_row(const struct row *row) {
           snprintf(expected, sizeof expected, "%s", s->expected);
           if (s->cell) cell_set = 1;
         }
+      } else if (strcmp(s->what, "follow_rotation") == 0) {
+        /* The row's key followed through the session to its new string: licensed with the
+         * activation this machine took (the new key checked here, as the app then would). */
+        must(polar_license_client_follow_rotation(held, key, &p));
+        if (polar_license_portal_result_error(p) == POLAR_LICENSE_PORTAL_ERROR_NONE) {
+          polar_license_result *checked = NULL;
+          int kept = mine[0] != '\0' &&
+                     strcmp(polar_license_portal_result_activation_id(p), mine) == 0;
+          must(polar_license_client_check(held, polar_license_portal_result_new_key(p), &checked));
+          kept = kept && strcmp(polar_license_result_activation_id(checked), mine) == 0;
+          snprintf(g, sizeof g, "followed:%s,activation:%s",
+                   polar_license_result_outcome(checked) == POLAR_LICENSE_OUTCOME_LICENSED
+                       ? "licensed"
+                       : polar_license_reason_code(polar_license_result_reason(checked)),
+                   kept ? "kept" : "changed");
+          polar_license_result_free(checked);
+        } else if (polar_license_portal_result_error(p) == POLAR_LICENSE_PORTAL_ERROR_REFUSED &&
+                   polar_license_portal_result_reason(p) != POLAR_LICENSE_REASON_NONE) {
+          snprintf(g, sizeof g, "followed:%s,activation:changed",
+                   polar_license_reason_code(polar_license_portal_result_reason(p)));
+        } else {
+          snprintf(g, sizeof g, "%s", polar_license_portal_result_code(p));
+        }
+        if (strcmp(g, s->expected) != 0) {
+          fprintf(stderr, "%s: step %d: expected `%s`, got `%s`\n", row->id, i, s->expected, g);
+          failed = 1;
+        }
+        CHECK_STR(g, s->expected);
+        if (!cell_set) {
+          snprintf(got, sizeof got, "%s", g);
+          snprintf(expected, sizeof expected, "%s", s->expected);
+          if (s->cell) cell_set = 1;
+        }
       } else {
         /* free_other: the oldest device the session lists that is not this machine's. */
         size_t k, count;
@@ -463,6 +510,8 @@ static void run_row(const struct row *row) {
                polar_license_result_outcome(r) == POLAR_LICENSE_OUTCOME_DONE
                    ? "activated"
                    : polar_license_reason_code(polar_license_result_reason(r)));
+      if (polar_license_result_outcome(r) == POLAR_LICENSE_OUTCOME_DONE)
+        snprintf(mine, sizeof mine, "%s", polar_license_result_activation_id(r));
       if (strcmp(g, s->expected) != 0) {
         fprintf(stderr, "%s: step %d: expected `%s`, got `%s`\n", row->id, i, s->expected, g);
         failed = 1;

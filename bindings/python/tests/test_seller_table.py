@@ -233,6 +233,21 @@ def recovered(licensing: Licensing) -> str:
     return "recovered:activated"
 
 
+def followed(licensing: Licensing, mine: Optional[str]) -> str:
+    """The rotated key followed through the session to its new string, as a cell
+    (``followed:licensed,activation:kept`` when Polar grants it with ``mine``, the activation
+    this machine took; ``followed:REASON``), or the session's failure."""
+    try:
+        rotated = licensing.follow_rotation(KEY)
+    except LicenseError as e:
+        return f"followed:{e.code.value},activation:changed"
+    except PortalError as e:
+        return e.kind
+    kept = mine is not None and rotated.license.activation_id == mine
+    licensed = licensing.check(rotated.key).licensed
+    return f"followed:{'licensed' if licensed else 'unlicensed'},activation:{'kept' if kept else 'changed'}"
+
+
 def elsewhere(polar: Emulator, label: str) -> None:
     """Another machine activates the key (set-up: Polar's public activate)."""
     body = json.dumps({"key": KEY, "organization_id": ORG, "label": label}).encode()
@@ -289,6 +304,7 @@ def play(row: dict[str, Any], cache: Path) -> tuple[str, str, list[str]]:
                   rate_limit=bool(row["polar"].get("rate_limit"))) as polar, \
             relay_in_front_of(polar, row, cache.with_name(cache.name + "-relay")) as relay:
         ahead = 0
+        mine: Optional[str] = None  # the activation this machine took (a rotation keeps it)
         for i, step in enumerate(row["steps"]):
             if step["do"] == "offline":
                 polar.set_fault({"kind": "close_immediately"})
@@ -305,6 +321,10 @@ def play(row: dict[str, Any], cache: Path) -> tuple[str, str, list[str]]:
             polar.set_clock_offset(offset + ahead)
             if step["do"] == "revoke":
                 assert polar.update_key(KEY, status="revoked")
+                continue
+            if step["do"] == "rotate":
+                # The customer rotates the key at Polar (the emulator's rotate route).
+                assert polar.rotate_key(KEY) is not None
                 continue
             licensing = Licensing(ORG, base_url=polar.url, cache_dir=cache,
                                   machine_binding="machine-A", timeout=10,
@@ -331,7 +351,7 @@ def play(row: dict[str, Any], cache: Path) -> tuple[str, str, list[str]]:
                 continue
             if step["do"] == "try_activate":
                 try:
-                    licensing.activate(KEY, "This laptop")
+                    mine = licensing.activate(KEY, "This laptop").id
                     got = {"verdict": "activated"}
                 except LicenseError as e:
                     got = {"verdict": e.code.value}
@@ -339,6 +359,8 @@ def play(row: dict[str, Any], cache: Path) -> tuple[str, str, list[str]]:
                 got = {"verdict": devices_cell(licensing)}
             elif step["do"] == "recover":
                 got = {"verdict": recovered(licensing)}
+            elif step["do"] == "follow_rotation":
+                got = {"verdict": followed(licensing, mine)}
             elif step["do"] == "devices_relay":
                 got = {"verdict": devices_cell(licensing, relay)}
             elif step["do"] == "request_codes":

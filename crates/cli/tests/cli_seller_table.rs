@@ -8,7 +8,8 @@
 use polar_license::schema::rfc3339 as parse_time;
 use polar_license_emulator::{Emulator, Fault, DEMO_KEY};
 use polar_license_testkit::seller_rows::{
-    codes_cell, devices_cell, elsewhere, emailed_code, play_with_values, recovered_cell, revoke, seconds,
+    codes_cell, devices_cell, elsewhere, emailed_code, followed_cell, play_with_values, recovered_cell,
+    revoke, seconds,
     shows_key, Found, Row, Step, TrialCell, Verdict, DEVICES_EMAIL, TRIAL_BENEFIT,
 };
 use polar_license_testkit::values_rows::{play_values, ValuesFace, World};
@@ -141,6 +142,8 @@ fn run_row(row: &Row) -> Found {
     let mut found = Found::new(row);
     // Where a `polar_clock` step moved Polar's clock alone (the devices steps keep it there).
     let mut ahead = 0;
+    // The activation this machine took (a rotation keeps it).
+    let mut mine: Option<String> = None;
     for (i, step) in row.steps.iter().enumerate() {
         match step {
             Step::PolarClock(day) => ahead = seconds(*day),
@@ -177,7 +180,10 @@ fn run_row(row: &Row) -> Found {
                 args.extend(["--label".to_string(), "This laptop".to_string()]);
                 let (code, v) = run(&polar, &dir, 0, &args);
                 let got = match (code, v["outcome"].as_str()) {
-                    (0, Some("done")) => "activated".to_string(),
+                    (0, Some("done")) => {
+                        mine = v["activation_id"].as_str().map(str::to_string);
+                        "activated".to_string()
+                    }
                     _ => v["reason"].as_str().unwrap_or("none").to_string(),
                 };
                 found.compare(i, want.as_ref(), &Verdict::word(got));
@@ -256,6 +262,25 @@ fn run_row(row: &Row) -> Found {
                     }
                     (Some("done"), None) => "unlisted".to_string(),
                     _ => devices_of(&listed),
+                };
+                found.compare(i, want.as_ref(), &Verdict::word(got));
+            }
+            // The customer rotates the key at Polar (the emulator's rotate).
+            Step::Rotate => {
+                if polar.rotate_key(DEMO_KEY).is_none() {
+                    found.failures.push(format!("step {i}: rotate"));
+                }
+            }
+            // `follow-rotation --key OLD`: licensed with the activation this machine took.
+            Step::FollowRotation(want) => {
+                let (code, v) = run(&polar, &dir, 0, &key("follow-rotation"));
+                let kept = mine.is_some() && v["activation_id"].as_str() == mine.as_deref();
+                let got = match (code, v["outcome"].as_str()) {
+                    (0, Some("licensed")) => followed_cell("licensed", kept),
+                    (_, Some("denied")) => {
+                        followed_cell(v["reason"].as_str().unwrap_or("none"), false)
+                    }
+                    _ => devices_of(&v),
                 };
                 found.compare(i, want.as_ref(), &Verdict::word(got));
             }

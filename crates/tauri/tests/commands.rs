@@ -21,10 +21,10 @@ use polar_license_emulator::{
 use polar_license_relay::store::{MemoryBackend, StoreOptions};
 use polar_license_relay::{serve, Relay, RelayConfig, Running, StoreConfig};
 use polar_license_tauri::{
-    Activated, DeviceError, DeviceList, Entitlements, FeatureState, LicenseError, LicenseState,
-    Options, PerpetualState, PolarLicenseExt, RecoverableKey, ReleaseDate, RememberedKey,
-    SeatError, SeatInfo, SeatReleased, StatusState, TrialDays, TrialInfo, Validated, CHECKED_EVENT,
-    COMMANDS,
+    Activated, DeviceError, DeviceList, Entitlements, FeatureState, Followed, LicenseError,
+    LicenseState, Options, PerpetualState, PolarLicenseExt, RecoverableKey, ReleaseDate,
+    RememberedKey, SeatError, SeatInfo, SeatReleased, StatusState, TrialDays, TrialInfo, Validated,
+    CHECKED_EVENT, COMMANDS,
 };
 use polar_license_testkit::{take_requests, unix_now, ScratchDir, Tape, World};
 use serde::de::DeserializeOwned;
@@ -1128,6 +1128,50 @@ fn a_lost_key_is_recovered_by_its_id_and_the_whole_key_never_reaches_the_webview
     assert_eq!(remembered.display_key.as_deref(), Some("****-4C5B6A"));
     let state = w.check();
     assert!(state.licensed, "{state:?}");
+}
+
+/// Issue #64 item 4: the remembered key rotated at Polar (its old string `not_found`) is
+/// followed through the session to its new string with this machine's activation (no slot
+/// taken), the new key remembered in the old one's place and never sent whole to the webview;
+/// no session and a key not rotated are typed.
+#[test]
+fn a_rotated_key_is_followed_keeping_this_machines_activation() {
+    let w = Plugin::new("follow-rotation");
+    let here = w.activate();
+    // Not signed in: typed, Polar not asked.
+    take_requests(&w.polar);
+    let not = w.device_err("follow_rotation", json!({}));
+    assert_eq!(not.portal_error, "not_signed_in");
+    assert_eq!(take_requests(&w.polar), 0);
+    w.sign_in();
+    // Not rotated: the customer's key still has this string.
+    let same = w.device_err("follow_rotation", json!({}));
+    assert_eq!(same.portal_error, "key_not_found");
+
+    let new = w.polar.rotate_key(DEMO_KEY).expect("rotated");
+    let stale = w.err("validate", json!({ "activationId": here.activation_id }));
+    assert_eq!(stale.code, "not_found");
+    let followed = w.invoke("follow_rotation", json!({})).expect("followed");
+    // The whole new key never reaches the webview.
+    assert!(!followed.to_string().contains(&new), "{followed}");
+    let followed: Followed = serde_json::from_value(followed).expect("a Followed");
+    assert_eq!(
+        followed.activation_id.as_deref(),
+        Some(here.activation_id.as_str())
+    );
+    assert!(followed.remembered);
+    let shown = format!("****-{}", &new[new.len() - 6..]);
+    assert_eq!(followed.license.display_key, shown);
+    let remembered: RememberedKey = w.ok("remembered_key", json!({}));
+    assert_eq!(remembered.display_key.as_deref(), Some(shown.as_str()));
+    // The same activation, still the key's only one; the remembered (new) key licensed.
+    let live = w.polar.activations(&new);
+    assert_eq!(live.len(), 1);
+    assert_eq!(live[0]["id"], json!(here.activation_id));
+    assert!(w.check().licensed);
+    // The old string: nothing cached of it any more, typed.
+    let gone = w.device_err("follow_rotation", json!({ "key": DEMO_KEY }));
+    assert_eq!(gone.portal_error, "invalid_input");
 }
 
 #[test]

@@ -14,10 +14,10 @@ use polar_license::{AccessToken, Server, UreqTransport};
 use polar_license_emulator::{Emulator, DEMO_KEY, DEMO_TOKEN};
 use polar_license_relay::{serve, Relay, RelayConfig, Running};
 use polar_license_tauri::{
-    Activated, DeviceError, DeviceList, LicenseState, Options, RecoverableKey,
+    Activated, DeviceError, DeviceList, Followed, LicenseState, Options, RecoverableKey,
 };
 use polar_license_testkit::seller_rows::{
-    codes_cell, devices_cell, play_with_values, recovered_cell, shows_key, Found, Row, RowPolar, Step,
+    codes_cell, devices_cell, followed_cell, play_with_values, recovered_cell, shows_key, Found, Row, RowPolar, Step,
     TrialCell, Verdict, DEVICES_EMAIL,
 };
 use polar_license_testkit::values_rows::{play_values, ValuesFace, World};
@@ -107,6 +107,8 @@ fn run_row(row: &Row) -> Found {
     // The seller's relay in front of the row's Polar, when a step lists through it.
     let relay = row.relay().then(|| relay_in_front_of(&world.polar));
     let mut found = Found::new(row);
+    // The activation this machine took (a rotation keeps it).
+    let mut mine: Option<String> = None;
     for (i, step) in row.steps.iter().enumerate() {
         // The clocks, Polar's revocation and its outage; the app's invocations below.
         world.play(step);
@@ -132,7 +134,10 @@ fn run_row(row: &Row) -> Found {
                     "activate",
                     json!({ "key": DEMO_KEY, "label": "This laptop" }),
                 ) {
-                    Ok(_) => "activated".to_string(),
+                    Ok(a) => {
+                        mine = Some(a.activation_id);
+                        "activated".to_string()
+                    }
                     Err(e) => e["code"].as_str().unwrap_or("none").to_string(),
                 };
                 found.compare(i, want.as_ref(), &Verdict::word(got));
@@ -211,7 +216,6 @@ fn run_row(row: &Row) -> Found {
                         .push(format!("step {i}: free another: {freed:?}"));
                 }
             }
-            Step::Revoke(_) | Step::Offline | Step::Elsewhere(_) | Step::PolarClock(_) => {}
             // `request_sign_in_code` until Polar refuses: the plugin's DeviceError, as the
             // webview receives it (its `portal_error` and `retry_after`).
             Step::RequestCodes(times, want) => {
@@ -239,6 +243,31 @@ fn run_row(row: &Row) -> Found {
                 );
                 found.compare(i, want.as_ref(), &Verdict::word(got));
             }
+            // The remembered (rotated) key followed through the plugin's session; then the
+            // remembered key, the new one now, checked as the app would.
+            Step::FollowRotation(want) => {
+                let got = match app.invoke::<Followed>("follow_rotation", json!({})) {
+                    Ok(followed) => {
+                        let state = app.invoke::<LicenseState>("check", json!({}));
+                        let kept = mine.is_some() && followed.activation_id == mine;
+                        match state {
+                            Ok(s) if s.licensed => followed_cell("licensed", kept),
+                            Ok(s) => followed_cell(s.code.as_deref().unwrap_or("none"), kept),
+                            Err(e) => e.to_string(),
+                        }
+                    }
+                    Err(e) => match serde_json::from_value::<DeviceError>(e.clone()) {
+                        Ok(d) => d.portal_error,
+                        Err(_) => followed_cell(e["code"].as_str().unwrap_or("none"), false),
+                    },
+                };
+                found.compare(i, want.as_ref(), &Verdict::word(got));
+            }
+            Step::Revoke(_)
+            | Step::Offline
+            | Step::Elsewhere(_)
+            | Step::PolarClock(_)
+            | Step::Rotate => {}
         }
     }
     found

@@ -191,6 +191,17 @@ pub async fn patch_key(base: &str, key: &str, update: Value) {
     .await;
 }
 
+/// Rotates `key` at the emulator at `base` (`POST /__emulator/keys/{key}/rotate`: what Polar's
+/// rotate does, the record id, limits and activations kept, the old string `404` at once).
+pub async fn rotate_key(base: &str, key: &str) {
+    send(
+        Request::post(&format!("{base}/__emulator/keys/{key}/rotate")),
+        json!({}),
+        200,
+    )
+    .await;
+}
+
 /// Sets the fault of the emulator at [`faulty`] (`null` clears it).
 pub async fn set_fault(fault: Value) {
     set_fault_at(faulty(), fault).await;

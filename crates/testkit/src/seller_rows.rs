@@ -94,6 +94,13 @@ pub enum Step {
     /// The customer asks for a sign-in code (to [`DEVICES_EMAIL`]) this many times in a row,
     /// stopping at the first refusal: [`codes_cell`] of the face's answers.
     RequestCodes(u32, Option<Verdict>),
+    /// The row's key is rotated at Polar (the emulator's `POST /__emulator/keys/{key}/rotate`,
+    /// what Polar's rotate does: the record id, limits and activations kept, the old string
+    /// `404` at once).
+    Rotate,
+    /// The row's key followed through the session to its new string (the core's follow
+    /// machine): [`followed_cell`] of the face's answer, or the failure's code.
+    FollowRotation(Option<Verdict>),
 }
 
 /// A `request_codes` step's cell: how many codes Polar took (`sent:N`), then the first
@@ -144,6 +151,16 @@ pub fn devices_cell(count: usize, this_marked: bool) -> String {
     format!(
         "devices:{count},this:{}",
         if this_marked { "marked" } else { "unmarked" }
+    )
+}
+
+/// A followed rotation's cell: `followed:` and `licensed` or Polar's reason code for the new
+/// string, then whether its activation is the one this machine took before the rotation
+/// (`activation:kept`, else `activation:changed`).
+pub fn followed_cell(outcome: &str, kept: bool) -> String {
+    format!(
+        "followed:{outcome},activation:{}",
+        if kept { "kept" } else { "changed" }
     )
 }
 
@@ -341,6 +358,8 @@ pub fn rows() -> Vec<Row> {
                             s["times"].as_u64().expect("times") as u32,
                             expect(s),
                         ),
+                        Some("rotate") => Step::Rotate,
+                        Some("follow_rotation") => Step::FollowRotation(expect(s)),
                         other => panic!("unknown step {other:?} in {}", r["id"]),
                     }
                 })
@@ -609,7 +628,9 @@ impl Step {
             | Step::DevicesRelay(_)
             | Step::Recover(_)
             | Step::PolarClock(_)
-            | Step::RequestCodes(..) => None,
+            | Step::RequestCodes(..)
+            | Step::Rotate
+            | Step::FollowRotation(_) => None,
         }
     }
 }
@@ -684,6 +705,9 @@ impl RowPolar {
                 elsewhere(&self.polar, DEMO_KEY, label);
             }
             Step::PolarClock(day) => self.polar.set_clock_offset(seconds(*day)),
+            Step::Rotate => {
+                assert!(self.polar.rotate_key(DEMO_KEY).is_some(), "the key rotated");
+            }
             _ => {}
         }
     }

@@ -106,7 +106,11 @@ pub(crate) fn denial_json(denial: &Denial) -> String {
     j.raw("{\"error\":{");
     j.key("code").str(denial.reason.code());
     j.key("detail").str(&denial.detail);
-    j.key("userMessage").str(&denial.user_message());
+    // The reason's sentence: why the key stopped (`stopped` below) is said by license.js in the
+    // core's words, from polar_license_stopped.js (written from the core at pack time by
+    // scripts/npm/stopped.mjs), loaded only for a denial that carries it: this wasm, which every
+    // check downloads, holds none of them.
+    j.key("userMessage").str(&denial.reason_message());
     j.key("status").int(i64::from(denial.status));
     if let Some(n) = denial.remaining_usages {
         j.key("remainingUsages").int(n);

@@ -336,7 +336,7 @@ wasm_tests() {
 # Code and tests (the examples and benches are native programs).
 suite wasm-clippy check cargo clippy --target wasm32-unknown-unknown -p polar-license \
     -p polar-license-wasm -p polar-license-emulator-wasm -p polar-license-relay-wasm \
-    -p polar-license-ed25519-wasm -p polar-license-trial-wasm -p polar-license-devices-wasm -p polar-license-seat-wasm -p polar-license-usage-wasm --lib --tests -- -D warnings
+    -p polar-license-ed25519-wasm -p polar-license-trial-wasm -p polar-license-devices-wasm -p polar-license-seat-wasm -p polar-license-usage-wasm -p polar-license-stopped-wasm --lib --tests -- -D warnings
 suite wasm-node libtest wasm_tests
 # (suite runs it in a pipeline's subshell: the export stays there.)
 wasm_tests_browser() {

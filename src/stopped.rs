@@ -175,8 +175,9 @@ impl Stopped {
     }
 }
 
-/// The UTC date of unix time `secs`, as `2027-06-03`.
-fn date(secs: i64) -> String {
+/// The UTC date of unix time `secs`, as `2027-06-03`: how [`Stopped::user_message`] writes its
+/// dates (the npm package's pack compares its JS dates with these).
+pub fn date(secs: i64) -> String {
     let mut out = String::with_capacity(20);
     crate::rfc3339::DateTime::from_unix(secs).write(&mut out);
     out.truncate(10);

@@ -97,8 +97,12 @@ pub(crate) fn trial_json(j: &mut Json, trial: Option<&Trial>) {
 /// `{"error":{…}}` for a [`Denial`]: `code`, `detail`, `status` and `remainingUsages`.
 pub(crate) fn denial_json(denial: &Denial) -> String {
     let mut j = Json::new();
+    // The reason's sentence: why the key stopped (`stopped` below) is said by license.js in the
+    // core's words, from polar_license_stopped.js (written from the core at pack time by
+    // scripts/npm/stopped.mjs), loaded only for a denial that carries it: this wasm, which every
+    // check downloads, holds none of them.
     j.raw("{\"error\":{")
-        .denial_members(denial, &denial.user_message());
+        .denial_members(denial, &denial.reason_message());
     if let Some(n) = denial.remaining_usages {
         j.key("remainingUsages").int(n);
     }

@@ -61,11 +61,14 @@ impl JsonOut {
     }
 
     /// The members of a denial's error object: `code` (its reason code), `detail`,
-    /// `userMessage` and the HTTP `status`. The braces and other members are the caller's.
-    pub fn denial_members(&mut self, d: &Denial, user_message: &str) -> &mut JsonOut {
+    /// `userMessage` (the reason's sentence, [`Denial::reason_message`]: why a key stopped is
+    /// said by the host from the core's words where it has them, the npm package's
+    /// `polar_license_stopped.js`, so no wasm module carries them) and the HTTP `status`. The
+    /// braces and other members are the caller's.
+    pub fn denial_members(&mut self, d: &Denial) -> &mut JsonOut {
         self.key("code").str(d.reason.code());
         self.key("detail").str(&d.detail);
-        self.key("userMessage").str(user_message);
+        self.key("userMessage").str(&d.reason_message());
         self.key("status").uint(u64::from(d.status))
     }
 

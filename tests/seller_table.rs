@@ -9,8 +9,8 @@ use polar_license::portal::{PortalError, SessionToken};
 use polar_license::{ActivateRequest, Licensing, MachineBinding, Verdict as Answer};
 use polar_license_emulator::DEMO_KEY;
 use polar_license_testkit::seller_rows::{
-    codes_cell, devices_cell, followed_cell, play_with_values, recovered_cell, shows_key, Found, Row, RowPolar, Step, Verdict,
-    DEVICES_EMAIL,
+    codes_cell, devices_cell, followed_cell, play_with_values, recovered_cell, shows_key, Found,
+    Row, RowPolar, Step, Verdict, DEVICES_EMAIL,
 };
 use polar_license_testkit::values_rows::{play_values, ValuesFace, World};
 use polar_license_testkit::{cli_bin, licensing_builder, relay_in_front_of, ScratchDir};

@@ -22,8 +22,8 @@ use polar_license_testkit::fetch::{
     set_fault_at, set_rate_limit, Versioned,
 };
 use polar_license_testkit::seller_rows::{
-    codes_cell, devices_cell, emailed_code, followed_cell, recovered_cell, rows, seconds, shows_key,
-    tsv, Found, Row, Step, Verdict, DEVICES_EMAIL, TSV_MARKER,
+    codes_cell, devices_cell, emailed_code, followed_cell, recovered_cell, rows, seconds,
+    shows_key, tsv, Found, Row, Step, Verdict, DEVICES_EMAIL, TSV_MARKER,
 };
 use serde_json::{json, Value};
 use std::cell::Cell;

@@ -87,7 +87,7 @@ fn error_object(o: &mut JsonOut, f: &Failure<'_>) {
         }
         Failure::Refused(SeatAnswer::Denied(d)) => {
             // A seat answer never carries why a key stopped (its words stay out of this wasm).
-            o.denial_members(d, &d.reason_message());
+            o.denial_members(d);
         }
         Failure::Refused(SeatAnswer::Full {
             in_use,

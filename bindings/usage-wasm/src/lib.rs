@@ -150,7 +150,7 @@ fn failure(id: &str, error: Option<&Error>, answer: Option<&UsageAnswer>) -> Str
         }
         (None, Some(UsageAnswer::Denied(d))) => {
             // A usage answer never carries why a key stopped (its words stay out of this wasm).
-            o.denial_members(d, &d.reason_message());
+            o.denial_members(d);
         }
         (None, _) => {
             o.key("code").str("protocol_error");

@@ -101,8 +101,7 @@ pub(crate) fn denial_json(denial: &Denial) -> String {
     // core's words, from polar_license_stopped.js (written from the core at pack time by
     // scripts/npm/stopped.mjs), loaded only for a denial that carries it: this wasm, which every
     // check downloads, holds none of them.
-    j.raw("{\"error\":{")
-        .denial_members(denial, &denial.reason_message());
+    j.raw("{\"error\":{").denial_members(denial);
     if let Some(n) = denial.remaining_usages {
         j.key("remainingUsages").int(n);
     }

@@ -8,9 +8,9 @@
 use polar_license::schema::rfc3339 as parse_time;
 use polar_license_emulator::{Emulator, Fault, DEMO_KEY};
 use polar_license_testkit::seller_rows::{
-    codes_cell, devices_cell, elsewhere, emailed_code, followed_cell, play_with_values, recovered_cell,
-    revoke, seconds,
-    shows_key, Found, Row, Step, TrialCell, Verdict, DEVICES_EMAIL, TRIAL_BENEFIT,
+    codes_cell, devices_cell, elsewhere, emailed_code, followed_cell, play_with_values,
+    recovered_cell, revoke, seconds, shows_key, Found, Row, Step, TrialCell, Verdict,
+    DEVICES_EMAIL, TRIAL_BENEFIT,
 };
 use polar_license_testkit::values_rows::{play_values, ValuesFace, World};
 use polar_license_testkit::{

@@ -17,8 +17,8 @@ use polar_license_tauri::{
     Activated, DeviceError, DeviceList, Followed, LicenseState, Options, RecoverableKey,
 };
 use polar_license_testkit::seller_rows::{
-    codes_cell, devices_cell, followed_cell, play_with_values, recovered_cell, shows_key, Found, Row, RowPolar, Step,
-    TrialCell, Verdict, DEVICES_EMAIL,
+    codes_cell, devices_cell, followed_cell, play_with_values, recovered_cell, shows_key, Found,
+    Row, RowPolar, Step, TrialCell, Verdict, DEVICES_EMAIL,
 };
 use polar_license_testkit::values_rows::{play_values, ValuesFace, World};
 use polar_license_testkit::{cli_bin, ScratchDir};

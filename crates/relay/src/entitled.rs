@@ -115,7 +115,8 @@ struct State {
     after_ms: u64,
     /// The token cannot read them (Polar's 401 or 403): no more reads.
     refused: bool,
-    /// Reads failed in a row (none since the last page Polar answered).
+    /// Reads failed in a row (none since the last read done whole: a page answered is not
+    /// one, its read may fail at a later page).
     failures: crate::backoff::Backoff,
 }
 
@@ -324,8 +325,10 @@ impl Entitled {
             log::warn!("relay: an entitlements read's answer is not Polar's list: again later");
             return again(&mut state, r, now, None);
         };
-        state.failures.succeeded();
+        // The failures in a row start over once a whole read is done, never at a page: a read
+        // whose grants Polar answers and whose meters fail each time is a failure each time.
         if max_page > u64::from(MAX_PAGES) {
+            state.failures.succeeded();
             log::warn!(
                 "relay: a customer has more than {} grants or meters: its leases go without \
                  entitlements",
@@ -354,6 +357,7 @@ impl Entitled {
                     // Never asked (no page sent): every batch kept counts as after it.
                     let meters_after = r.meters_after.unwrap_or(0);
                     let (customer, dirty) = (r.customer, r.dirty);
+                    state.failures.succeeded();
                     if state.known.len() >= CUSTOMERS_KEPT && !state.known.contains_key(&customer) {
                         let oldest = state
                             .known

@@ -823,7 +823,7 @@ fn backlog() -> RelayResponse {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a panic is the failure report
 mod tests {
     use super::*;
 

@@ -45,21 +45,10 @@ pub(crate) const PAGE_LIMIT: u32 = 100;
 pub(crate) const MAX_PAGES: u32 = 10;
 
 /// How long the reads wait after one failed (Polar's 5xx, the network), doubled for each
-/// failure in a row up to [`MAX_BACKOFF_MS`] ([`backoff_ms`]).
-const BACKOFF_MS: u64 = 5_000;
-
-/// The longest wait after failures in a row: 5 minutes (the store's default `fresh_for`). On
-/// Workers each read past a wait is an alarm of the Durable Object (an invocation): a Polar
+/// failure in a row up to 5 minutes ([`crate::backoff`], usage ingestion's rule too): on
+/// Workers each read past a wait is an alarm of the Durable Object (an invocation), so a Polar
 /// failing for an hour costs 17 reads, not 720.
-const MAX_BACKOFF_MS: u64 = 300_000;
-
-/// The wait after `failures` failed reads in a row (1 or more): 5 s, 10 s, 20 s… 5 min.
-fn backoff_ms(failures: u32) -> u64 {
-    let doublings = failures.saturating_sub(1).min(16);
-    BACKOFF_MS
-        .saturating_mul(1 << doublings)
-        .min(MAX_BACKOFF_MS)
-}
+const BACKOFF_MS: u64 = 5_000;
 
 /// The claim's JSON at most: with it a lease stays within
 /// [`polar_license::lease::MAX_LEASE_BYTES`] (a lease without it is about 1,100 bytes as a
@@ -126,8 +115,9 @@ struct State {
     after_ms: u64,
     /// The token cannot read them (Polar's 401 or 403): no more reads.
     refused: bool,
-    /// Reads failed in a row (none since the last page Polar answered): the backoff's.
-    failures: u32,
+    /// Reads failed in a row (none since the last read done whole: a page answered is not
+    /// one, its read may fail at a later page).
+    failures: crate::backoff::Backoff,
 }
 
 /// The cache (see the module docs). On only with [`StoreOptions::entitlements`].
@@ -335,8 +325,10 @@ impl Entitled {
             log::warn!("relay: an entitlements read's answer is not Polar's list: again later");
             return again(&mut state, r, now, None);
         };
-        state.failures = 0;
+        // The failures in a row start over once a whole read is done, never at a page: a read
+        // whose grants Polar answers and whose meters fail each time is a failure each time.
         if max_page > u64::from(MAX_PAGES) {
+            state.failures.succeeded();
             log::warn!(
                 "relay: a customer has more than {} grants or meters: its leases go without \
                  entitlements",
@@ -365,6 +357,7 @@ impl Entitled {
                     // Never asked (no page sent): every batch kept counts as after it.
                     let meters_after = r.meters_after.unwrap_or(0);
                     let (customer, dirty) = (r.customer, r.dirty);
+                    state.failures.succeeded();
                     if state.known.len() >= CUSTOMERS_KEPT && !state.known.contains_key(&customer) {
                         let oldest = state
                             .known
@@ -499,8 +492,8 @@ fn event_balances(
 /// A read that failed: the customer is read again from the start after Polar's
 /// `retry_after` (seconds), else after the backoff of the failures in a row.
 fn again(state: &mut State, r: Reading, now: Now, retry_after: Option<u64>) {
-    state.failures = state.failures.saturating_add(1);
-    let wait = retry_after.map_or(backoff_ms(state.failures), |s| s.saturating_mul(1000));
+    let backoff = state.failures.failed(BACKOFF_MS);
+    let wait = retry_after.map_or(backoff, |s| s.saturating_mul(1000));
     state.after_ms = now.monotonic_ms.saturating_add(wait);
     if !state.wanted.contains(&r.customer) {
         state.wanted.push_front(r.customer);

@@ -63,6 +63,7 @@ macro_rules! debug_some {
 }
 
 mod address;
+mod backoff;
 mod breaker;
 mod clock;
 mod deliveries;

@@ -81,7 +81,9 @@ pub(crate) const USAGE_STATUS: u16 = 1;
 /// The prefix of a usage buffer's index tag (one tag per buffer: found again at a restart).
 const TAG_PREFIX: &str = "u:";
 
-/// How long ingestion waits after a batch failed (Polar's 5xx, the network).
+/// How long ingestion waits after a batch failed (Polar's 5xx, the network, the store), doubled
+/// for each failure in a row up to 5 minutes ([`crate::backoff`]: the values reads' rule too;
+/// on Workers each wait is an alarm of the Durable Object, an invocation billed).
 const BACKOFF_MS: u64 = 1_000;
 
 /// How long the background machine waits with nothing to ingest.
@@ -247,6 +249,10 @@ struct State {
     ingested: HashMap<String, Vec<(u64, String, f64)>>,
     batch: Option<Batch>,
     after_ms: u64,
+    /// Batches failed in a row (none since Polar last took one).
+    failures: crate::backoff::Backoff,
+    /// Listings failed in a row.
+    list_failures: crate::backoff::Backoff,
     /// The token cannot ingest (Polar's 401 or 403): no more batches.
     refused: bool,
     /// The listing of a last run's buffers (a store read per key).
@@ -398,11 +404,13 @@ impl Usage {
             return;
         };
         let Ok(rows) = rows else {
-            state.list_after_ms = now.monotonic_ms.saturating_add(BACKOFF_MS);
+            let wait = state.list_failures.failed(BACKOFF_MS);
+            state.list_after_ms = now.monotonic_ms.saturating_add(wait);
             return;
         };
         let last = rows.last().cloned();
         let done = rows.len() < LIST_PAGE || last.is_none() || last == *after;
+        state.list_failures.succeeded();
         for row in rows {
             let id = row
                 .strip_prefix(TAG_PREFIX)
@@ -577,7 +585,9 @@ impl Usage {
 
     /// A load of the next batch's buffer failed: tried again after a backoff.
     pub(crate) fn load_failed(&self, now: Now) {
-        locked(&self.state).after_ms = now.monotonic_ms.saturating_add(BACKOFF_MS);
+        let mut state = locked(&self.state);
+        let wait = state.failures.failed(BACKOFF_MS);
+        state.after_ms = now.monotonic_ms.saturating_add(wait);
     }
 
     /// The next batch's call (`POST {base_url}/v1/events/ingest` and its body) at `now`, its
@@ -612,8 +622,9 @@ impl Usage {
             Ok(e) => buffer_of(e.as_ref()),
             Err(e) => {
                 log::error!("relay: {e}: a usage buffer could not be read: again later");
-                state.after_ms = now.monotonic_ms.saturating_add(BACKOFF_MS);
-                return Err(Some(BACKOFF_MS));
+                let wait = state.failures.failed(BACKOFF_MS);
+                state.after_ms = now.monotonic_ms.saturating_add(wait);
+                return Err(Some(wait));
             }
         };
         Self::count_listed(&mut state, &id, buffer.as_ref());
@@ -703,13 +714,15 @@ impl Usage {
             }
             Ok((status, retry_after, _)) => {
                 log::warn!("relay: a usage batch answered {status}: kept, again later");
-                let wait = retry_after.map_or(BACKOFF_MS, |s| s.saturating_mul(1000));
+                let backoff = state.failures.failed(BACKOFF_MS);
+                let wait = retry_after.map_or(backoff, |s| s.saturating_mul(1000));
                 state.after_ms = now.monotonic_ms.saturating_add(wait);
                 return None;
             }
             Err(e) => {
                 log::warn!("relay: a usage batch failed ({e}): kept, again later");
-                state.after_ms = now.monotonic_ms.saturating_add(BACKOFF_MS);
+                let wait = state.failures.failed(BACKOFF_MS);
+                state.after_ms = now.monotonic_ms.saturating_add(wait);
                 return None;
             }
         };
@@ -733,10 +746,12 @@ impl Usage {
             Err(e) => {
                 // Polar has them; sent again, their external ids count once.
                 log::error!("relay: {e}: an ingested usage batch stays in the store");
-                state.after_ms = now.monotonic_ms.saturating_add(BACKOFF_MS);
+                let wait = state.failures.failed(BACKOFF_MS);
+                state.after_ms = now.monotonic_ms.saturating_add(wait);
                 return ingested_now.then_some(batch.customer);
             }
         };
+        state.failures.succeeded();
         state.pending_total = state.pending_total.saturating_sub(batch.ids.len());
         if let Some(units) = state.pending_units.get_mut(&batch.customer) {
             for (meter, u) in &batch.units {
@@ -808,7 +823,7 @@ fn backlog() -> RelayResponse {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a panic is the failure report
 mod tests {
     use super::*;
 
@@ -834,5 +849,80 @@ mod tests {
             let r = read_ask(bad).expect_err("refused");
             assert_eq!(r.status, 422, "{}", String::from_utf8_lossy(bad));
         }
+    }
+
+    /// Polar failing (unreachable, 5xx), a batch is tried again after a wait that doubles for
+    /// each failure in a row, 1 s to at most 5 min (the values reads' rule, crate::backoff: on
+    /// Workers each wait is a Durable Object's alarm), not every second; Polar's Retry-After
+    /// wins; once a batch goes through, the next failure waits 1 s again.
+    #[test]
+    fn failing_batches_back_off_doubling_and_start_over_after_one_goes_through() {
+        let store = crate::store::MemoryBackend::new(100);
+        let usage = Usage::new(true, false);
+        let at = |ms: u64| Now {
+            unix_seconds: 1_800_000_000 + (ms / 1_000) as i64,
+            monotonic_ms: ms,
+        };
+        let report = |id: &str| {
+            let body = format!(
+                r#"{{"key":"K-1","organization_id":"o","meter":"api_call","units":1,"id":"{id}"}}"#
+            );
+            read_ask(body.as_bytes()).expect("read")
+        };
+        let customer = "7d3c1e2a-4b5f-4c6d-8e9f-0a1b2c3d4e5f";
+        let r = usage.record(&store, &report("a-1"), customer, None, at(0));
+        assert_eq!(r.status, 200);
+        let batch = |t: u64| usage.next_batch(&store, "http://polar", || false, || Ok(()), at(t));
+        let (mut t, mut waits) = (0_u64, Vec::new());
+        let fails: [crate::roster::ReadAnswer; 3] = [
+            Err("connection refused".into()),
+            Ok((503, None, Vec::new())),
+            Ok((500, None, Vec::new())),
+        ];
+        while t < 3_600_000 {
+            match batch(t) {
+                Ok(_) => {
+                    let failed = fails[waits.len() % 3].clone();
+                    assert!(usage.answered(&store, failed, at(t)).is_none());
+                }
+                Err(Some(ms)) => {
+                    assert!(ms > 0, "a wait at {t} ms");
+                    waits.push(ms);
+                    t += ms;
+                }
+                Err(None) => panic!("off at {t} ms"),
+            }
+        }
+        assert_eq!(
+            &waits[..10],
+            &[1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 64_000, 128_000, 256_000, 300_000]
+        );
+        assert!(waits.iter().all(|&w| w <= 300_000), "{waits:?}");
+        assert!(
+            (15..=25).contains(&waits.len()),
+            "{} tries in an hour",
+            waits.len()
+        );
+        // Polar's Retry-After is its wait.
+        batch(t).expect("a batch");
+        assert!(usage
+            .answered(&store, Ok((429, Some(7), Vec::new())), at(t))
+            .is_none());
+        assert_eq!(batch(t), Err(Some(7_000)));
+        t += 7_000;
+        // Polar back: the batch goes through; a later one that fails waits 1 s again.
+        batch(t).expect("a batch");
+        let ok = br#"{"inserted":1,"duplicates":0}"#.to_vec();
+        assert_eq!(
+            usage
+                .answered(&store, Ok((200, None, ok)), at(t))
+                .as_deref(),
+            Some(customer)
+        );
+        let r = usage.record(&store, &report("a-2"), customer, None, at(t));
+        assert_eq!(r.status, 200);
+        batch(t).expect("a batch");
+        assert!(usage.answered(&store, Err("reset".into()), at(t)).is_none());
+        assert_eq!(batch(t), Err(Some(1_000)));
     }
 }

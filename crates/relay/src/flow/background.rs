@@ -1008,4 +1008,52 @@ mod tests {
         m.answered(&r, read.id(), Given::Polar(Err("reset".into())), clock(t));
         assert!(matches!(m.poll(&r, clock(t)), Poll::Wait(5_000)));
     }
+
+    /// A values read whose first pages Polar answers and whose later one fails each time (the
+    /// grants read, the meters refused: what a workerd test met, its alarm ringing every 5 s)
+    /// is a failure in a row each time: a page answered does not start the backoff over, only
+    /// a read done whole does.
+    #[cfg(feature = "entitlements")]
+    #[test]
+    fn values_reads_failing_at_a_later_page_back_off_too() {
+        let options = StoreOptions {
+            entitlements: true,
+            reconcile_every: 0,
+            roster: false,
+            ..StoreOptions::default()
+        };
+        let paged = Arc::new(PagedBackend::new(100, 2));
+        let r = relay_on(paged.clone(), options);
+        let s = r.store.as_ref().expect("a store");
+        let mut m = Background::new(Some(paged));
+        s.entitled.ingested("7d3c1e2a-4b5f-4c6d-8e9f-0a1b2c3d4e5f");
+        let clock = |ms: u64| at(NOW + (ms / 1_000) as i64, ms);
+        let page = || {
+            let body = serde_json::json!({"items": [], "pagination": {"max_page": 1}});
+            Given::Polar(Ok((200, None, body.to_string().into_bytes())))
+        };
+        let (mut t, mut waits) = (0_u64, Vec::new());
+        while waits.len() < 5 {
+            match m.poll(&r, clock(t)) {
+                Poll::Send(read) if read.url().contains("/v1/benefit-grants/") => {
+                    m.answered(&r, read.id(), page(), clock(t));
+                }
+                Poll::Send(read) => {
+                    assert!(
+                        read.url().contains("/v1/customer-meters/"),
+                        "{}",
+                        read.url()
+                    );
+                    let failed = Given::Polar(Ok((404, None, b"{}".to_vec())));
+                    m.answered(&r, read.id(), failed, clock(t));
+                }
+                Poll::Wait(ms) => {
+                    waits.push(ms);
+                    t += ms;
+                }
+                other => panic!("at {t} ms: {other:?}"),
+            }
+        }
+        assert_eq!(waits, [5_000, 10_000, 20_000, 40_000, 80_000]);
+    }
 }

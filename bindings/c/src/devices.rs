@@ -705,7 +705,7 @@ pub extern "C" fn polar_license_client_follow_rotation(
     old_key: *const c_char,
     out_result: *mut *mut polar_license_portal_result,
 ) -> super::enums::polar_license_status {
-    portal_call!(client, out_result, [let old_key = portal_str!(client, old_key, "old_key");] {
+    portal_call!(client, out_result, [let old_key = arg_str!(client, old_key, "old_key");] {
         let followed = match client.session() {
             None => Err(PortalError::NotSignedIn),
             Some(session) => client.licensing().follow_rotation(&session, old_key),

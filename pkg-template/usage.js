@@ -28,10 +28,8 @@ const fail = (code, field, detail) => new UsageError({ code, field, detail });
 
 /** 16 random bytes for a new id. Node 18 has no global crypto: node:crypto's there. */
 async function randomBytes() {
-  const bytes = new Uint8Array(16);
-  if (typeof globalThis.crypto?.getRandomValues === 'function') return globalThis.crypto.getRandomValues(bytes);
   const name = 'node:crypto';
-  return (await import(name)).webcrypto.getRandomValues(bytes);
+  return (globalThis.crypto ?? (await import(name)).webcrypto).getRandomValues(new Uint8Array(16));
 }
 
 /** The module's wasm, loaded once (read from disk under node, fetched beside this file else). */

@@ -13,10 +13,8 @@
 #                 bindings/wasm, and the npm emulator, bindings/emulator-wasm: their code and
 #                 tests) -D warnings
 #   wasm-node     wasm-bindgen-test suites (tests/wasm_*.rs: the Rust-on-wasm client;
-#                 bindings/wasm/src/tests/: the npm engine) in node; the seller table's runner
-#                 (tests/wasm_seller_table.rs, with --nocapture: a wasm test writes no files)
-#                 prints its rows, kept here as target/seller-table/wasm.tsv for
-#                 scripts/seller-table.sh
+#                 bindings/wasm/src/tests/: the npm engine) in node, but the seller table's
+#                 runner (wasm-seller's, below)
 #   wasm-browser  the same suites in headless Chromium (WASM_BINDGEN_USE_BROWSER=1); the seller
 #                 table's rows as target/seller-table/wasm-chromium.tsv
 #   wasm-firefox  the same suites in headless Firefox ESR (geckodriver)
@@ -25,6 +23,11 @@
 #   npm-size      scripts/size.sh --no-build: every part within scripts/size-budget.txt
 #   wasm-imports  the packaged wasms (the engine's, the emulator's, the relay's) import nothing
 #                 from `env`
+#   wasm-seller   the seller table's runner in node (tests/wasm_seller_table.rs, with
+#                 --nocapture: a wasm test writes no files) prints its rows, kept here as
+#                 target/seller-table/wasm.tsv for scripts/seller-table.sh; after npm-install:
+#                 it plays the values rows on both relay hosts (a values world each, the
+#                 Workers one from the installed package)
 #   npm-types     tsc --noEmit over tests/js/types*.ts (polar-license/emulator's too) and the
 #                 README's TS example (also as a .cts: a CommonJS TypeScript project's named
 #                 import), against the installed tarball
@@ -320,12 +323,12 @@ seller_table() {
     return $rc
 }
 # wasm_tests [SELLER_NAME]: every suite; the seller table's rows as SELLER_NAME.tsv (default
-# wasm).
+# wasm; `none`: not run here, as in node, whose run is wasm-seller's below).
 wasm_tests() {
     local rc=0
     cargo test --no-fail-fast --target wasm32-unknown-unknown -p polar-license "${WASM_TESTS[@]}" ||
         rc=1
-    seller_table "${1:-wasm}" || rc=1
+    if [[ "${1:-wasm}" != none ]]; then seller_table "${1:-wasm}" || rc=1; fi
     cargo test --no-fail-fast --target wasm32-unknown-unknown -p polar-license-wasm --lib || rc=1
     # The emulator's wasm face (bindings/emulator-wasm: unit tests, the crate being a cdylib).
     cargo test --no-fail-fast --target wasm32-unknown-unknown -p polar-license-emulator-wasm --lib ||
@@ -337,7 +340,8 @@ wasm_tests() {
 suite wasm-clippy check cargo clippy --target wasm32-unknown-unknown -p polar-license \
     -p polar-license-wasm -p polar-license-emulator-wasm -p polar-license-relay-wasm \
     -p polar-license-ed25519-wasm -p polar-license-trial-wasm -p polar-license-devices-wasm -p polar-license-seat-wasm -p polar-license-usage-wasm -p polar-license-stopped-wasm --lib --tests -- -D warnings
-suite wasm-node libtest wasm_tests
+# (The seller table's node run is wasm-seller's, once the npm package is installed.)
+suite wasm-node libtest wasm_tests none
 # (suite runs it in a pipeline's subshell: the export stays there.)
 wasm_tests_browser() {
     export WASM_BINDGEN_USE_BROWSER=1
@@ -422,6 +426,56 @@ types() {
         echo "test result: ok. 12 passed; 0 failed"
 }
 suite npm-types libtest types
+
+# The seller table's Rust-on-wasm runner in node (tests/wasm_seller_table.rs: target/seller-table/
+# wasm.tsv), here, once the package is installed, so that it plays the values rows (issue #68)
+# on both relay hosts: a values world each (tests/js/values-world.mjs --http: the emulator and
+# two relays, `relay serve` or the npm relay under workerd, which needs CONSUMER and
+# scripts/npm's workerd), their control URLs baked in as POLAR_WASM_VALUES_WORLDS (a wasm test
+# starts no process). The browser runs above play the other rows only.
+VALUES_WORLDS=()
+VALUES_PIDS=()
+# start_values_world HOST: the world's control URL added to VALUES_WORLDS (none when it did not
+# start: its rows are then missing from wasm.tsv, and scripts/seller-table.sh fails them).
+start_values_world() {
+    local out="$LOG_DIR/wasm-values-$1.out"
+    : >"$out"
+    POLAR_CLI="$EMULATOR_BIN" CONSUMER="$CONSUMER" node tests/js/values-world.mjs "$1" --http \
+        </dev/null >"$out" 2>&1 &
+    PIDS+=("$!")
+    VALUES_PIDS+=("$!")
+    for _ in $(seq 1 600); do
+        if [[ "$(head -n 1 "$out")" == "control "* ]]; then
+            VALUES_WORLDS+=("$(head -n 1 "$out" | sed 's/^control //')")
+            return 0
+        fi
+        kill -0 "$!" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "the values world ($1) did not start: $(cat "$out")" >&2
+}
+# Only with WASM_VALUES=1 for now: on 2026-11-28 the runner's values rows failed on both hosts
+# (AsyncLicensing in signed mode through the relay: a licensed check answered protocol_error,
+# no value read, a stopped key's detail missing), so Rust-on-wasm stays in seller-table.sh's
+# VALUES_PENDING until they pass.
+if [[ "${WASM_VALUES:-}" == 1 ]]; then
+    start_values_world native
+    if [[ -x scripts/npm/node_modules/.bin/workerd ]]; then
+        start_values_world workers
+    else
+        echo "no workerd (scripts/npm): the Rust-on-wasm runner's Workers cells are not run" >&2
+    fi
+fi
+wasm_seller() {
+    # Exported only when set: the test is then built as wasm-browser's was (no rebuild).
+    if [[ ${#VALUES_WORLDS[@]} -gt 0 ]]; then export POLAR_WASM_VALUES_WORLDS="${VALUES_WORLDS[*]}"; fi
+    seller_table wasm
+}
+suite wasm-seller libtest wasm_seller
+for pid in "${VALUES_PIDS[@]}"; do
+    kill "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+done
 
 # node_tests NODE [VAR=VALUE...] [-- FILE...]: the node:test suites under that node binary (all
 # of tests/js, or the FILEs after --). The node file store's default directory (and the native

@@ -11,8 +11,18 @@
 //! (run with `--nocapture`) keeps them as target/seller-table/wasm.tsv for
 //! scripts/seller-table.sh. The test fails when a step of any row answers otherwise than the
 //! table says.
+//!
+//! The values rows (issue #68, `"world": "values"`) are played on each values world
+//! scripts/test-wasm.sh started (tests/js/values-world.mjs --http, one a relay host: `relay
+//! serve` and the npm relay under workerd), their control URLs baked in as
+//! `POLAR_WASM_VALUES_WORLDS`: the world's Polar steps over its control routes, the face's own
+//! (`value`, `usage`, `relay_check`) through an `AsyncLicensing` in signed mode asking the
+//! row's relay. Not baked in (the browser runs), they are not played: the table then shows the
+//! face's values cells from the node run alone.
 #![cfg(target_arch = "wasm32")]
 
+use polar_license::grace::{CheckOutcome, GracePolicy};
+use polar_license::lease::RelayKeys;
 use polar_license::portal::{PortalError, SessionToken};
 use polar_license::wasm::{date_now, AsyncLicensing};
 use polar_license::ActivateRequest;
@@ -25,9 +35,12 @@ use polar_license_testkit::seller_rows::{
     codes_cell, devices_cell, emailed_code, followed_cell, recovered_cell, rows, seconds,
     shows_key, tsv, Found, Row, Step, Verdict, DEVICES_EMAIL, TSV_MARKER,
 };
+use polar_license_testkit::values_rows::{values_rows, ValuesRow, POLL};
 use serde_json::{json, Value};
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 use std::rc::Rc;
+use std::time::Duration;
 use wasm_bindgen_test::{console_log, wasm_bindgen_test};
 
 const ORG: &str = "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10";
@@ -235,6 +248,12 @@ async fn seller_table() {
     for row in &rows {
         found.push(run_row(row).await);
     }
+    if let Some(worlds) = VALUES_WORLDS {
+        let values = values_rows();
+        for control in worlds.split_whitespace() {
+            found.extend(play_values(control, &values).await);
+        }
+    }
     let (tsv, failures) = tsv("wasm", &found);
     for line in tsv.lines() {
         console_log!("{TSV_MARKER}{line}");
@@ -244,4 +263,261 @@ async fn seller_table() {
         failures.is_empty(),
         "wasm: seller table failures:\n{failures}"
     );
+}
+
+/// The values worlds' control URLs, space-separated (scripts/test-wasm.sh).
+const VALUES_WORLDS: Option<&str> = option_env!("POLAR_WASM_VALUES_WORLDS");
+
+/// A values world (tests/js/values-world.mjs --http): its hello and its control URL.
+struct World {
+    control: String,
+    host: String,
+    org: String,
+    pair: String,
+    relays: BTreeMap<String, String>,
+    keys: BTreeMap<String, String>,
+    meter: String,
+}
+
+impl World {
+    async fn hello(control: &str) -> Result<World, String> {
+        let resp = gloo_net::http::Request::get(&format!("{control}/hello"))
+            .send()
+            .await
+            .map_err(|e| format!("{control}/hello: {e}"))?;
+        let text = resp.text().await.map_err(|e| e.to_string())?;
+        let hello: Value = serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?;
+        let map = |v: &Value| -> BTreeMap<String, String> {
+            v.as_object()
+                .map(|o| {
+                    o.iter()
+                        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let text = |k: &str| hello[k].as_str().unwrap_or_default().to_string();
+        Ok(World {
+            control: control.to_string(),
+            host: text("host"),
+            org: text("org"),
+            pair: text("pair"),
+            relays: map(&hello["relays"]),
+            keys: map(&hello["keys"]),
+            meter: text("meter"),
+        })
+    }
+
+    /// Plays a Polar step; its `got` when it reads Polar.
+    async fn step(&self, step: &Value) -> Result<Option<String>, String> {
+        let resp = gloo_net::http::Request::post(&format!("{}/step", self.control))
+            .header("content-type", "application/json")
+            .body(step.to_string())
+            .map_err(|e| e.to_string())?
+            .send()
+            .await
+            .map_err(|e| format!("the values world ({}): {e}", self.host))?;
+        let text = resp.text().await.map_err(|e| e.to_string())?;
+        let answer: Value = serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?;
+        match answer.get("error") {
+            Some(e) => Err(format!("the values world ({}): {e}", self.host)),
+            None => Ok(answer["got"].as_str().map(str::to_string)),
+        }
+    }
+}
+
+/// The face of the values rows: an `AsyncLicensing` a relay, signed mode with the relay's key,
+/// every check asking it (as the native runners' faces).
+struct Face {
+    org: String,
+    keys: RelayKeys,
+    apps: RefCell<BTreeMap<String, Rc<AsyncLicensing>>>,
+}
+
+impl Face {
+    fn app(&self, relay: &str) -> Rc<AsyncLicensing> {
+        self.apps
+            .borrow_mut()
+            .entry(relay.to_string())
+            .or_insert_with(|| {
+                let app = AsyncLicensing::builder(&self.org)
+                    .base_url(relay)
+                    .memory_store()
+                    .machine_id("machine-A")
+                    .relay_keys(self.keys.clone())
+                    .policy(GracePolicy {
+                        revalidate_after: Duration::ZERO,
+                        ..GracePolicy::default()
+                    })
+                    .timeout(Duration::from_secs(10))
+                    .build()
+                    .expect("licensing builds");
+                Rc::new(app)
+            })
+            .clone()
+    }
+
+    async fn value(&self, relay: &str, key: &str, name: &str) -> String {
+        let app = self.app(relay);
+        let _ = app.check(key).await;
+        app.entitlement(name)
+            .map_or("absent".to_string(), |v| v.to_string())
+    }
+
+    async fn usage(&self, relay: &str, key: &str, meter: &str, units: f64, id: &str) -> String {
+        use polar_license::usage::UsageAnswer;
+        let balance = |b: Option<f64>| b.map_or("?".to_string(), |b| b.to_string());
+        let app = self.app(relay);
+        match app
+            .record_usage(Some(relay), key, meter, units, Some(id))
+            .await
+            .1
+        {
+            Ok(UsageAnswer::Recorded {
+                duplicate,
+                balance: b,
+            }) => format!(
+                "{} balance:{}",
+                if duplicate { "duplicate" } else { "recorded" },
+                balance(b)
+            ),
+            Ok(UsageAnswer::CreditsExhausted { balance: b }) => {
+                format!("credits_exhausted balance:{}", balance(Some(b)))
+            }
+            Ok(UsageAnswer::Backlog { .. }) => "usage_backlog".to_string(),
+            Ok(UsageAnswer::Denied(d)) => d.reason.code().to_string(),
+            Err(e) => e.reason().code().to_string(),
+        }
+    }
+
+    async fn relay_check(&self, relay: &str, key: &str) -> String {
+        match self.app(relay).check(key).await {
+            CheckOutcome::Licensed { .. } => "licensed".to_string(),
+            CheckOutcome::Denied(d) => match d.stopped {
+                Some(s) => format!(
+                    "{} · {}{}",
+                    d.reason.code(),
+                    s.kind.code(),
+                    s.until.map_or(String::new(), |u| format!(" until={u}"))
+                ),
+                None => d.reason.code().to_string(),
+            },
+            other => other.reason().map_or("none", |r| r.code()).to_string(),
+        }
+    }
+}
+
+/// Plays the values rows of the world at `control` on its host (as the native runners'
+/// `play_values_row`: a polled face step waits up to `POLL` for its expected answer).
+async fn play_values(control: &str, rows: &[ValuesRow]) -> Vec<Found> {
+    let world = match World::hello(control).await {
+        Ok(w) => w,
+        Err(e) => {
+            return vec![Found {
+                id: format!("values world {control}"),
+                failures: vec![e],
+                ..Found::default()
+            }]
+        }
+    };
+    let face = Face {
+        org: world.org.clone(),
+        keys: RelayKeys::parse(&world.pair).expect("the relay's key"),
+        apps: RefCell::new(BTreeMap::new()),
+    };
+    let mut all = Vec::new();
+    for row in rows.iter().filter(|r| r.hosts.contains(&world.host)) {
+        all.push(play_values_row(row, &world, &face).await);
+    }
+    all
+}
+
+async fn play_values_row(row: &ValuesRow, world: &World, face: &Face) -> Found {
+    let mut found = Found {
+        id: format!("{}@{}", row.id, world.host),
+        ..Found::default()
+    };
+    let cell = row.steps.iter().position(|s| s["cell"] == true);
+    let compare = |found: &mut Found, i: usize, want: Option<&str>, got: &str| {
+        let Some(want) = want else { return };
+        if want != got {
+            found.failures.push(format!(
+                "step {i} ({}): expected `{want}`, got `{got}`",
+                row.steps[i]["do"]
+            ));
+        }
+        if cell.is_none_or(|c| c == i) {
+            found.expected = want.to_string();
+            found.got = got.to_string();
+        }
+    };
+    for (i, s) in row.steps.iter().enumerate() {
+        let want = s["expect"]["verdict"].as_str();
+        let what = s["do"].as_str().unwrap_or_default();
+        let relay = world
+            .relays
+            .get(s["relay"].as_str().unwrap_or("plain"))
+            .cloned()
+            .unwrap_or_default();
+        let key = world
+            .keys
+            .get(s["key"].as_str().unwrap_or_default())
+            .cloned()
+            .unwrap_or_default();
+        match what {
+            "usage" => {
+                let got = face
+                    .usage(
+                        &relay,
+                        &key,
+                        &world.meter,
+                        s["units"].as_f64().unwrap_or_default(),
+                        s["id"].as_str().unwrap_or_default(),
+                    )
+                    .await;
+                compare(&mut found, i, want, &got);
+            }
+            "value" | "relay_check" => {
+                let start = date_now();
+                let got = loop {
+                    let got = if what == "value" {
+                        face.value(&relay, &key, s["name"].as_str().unwrap_or_default())
+                            .await
+                    } else {
+                        face.relay_check(&relay, &key).await
+                    };
+                    if want == Some(got.as_str()) || date_now() - start > POLL.as_secs() as i64 {
+                        break got;
+                    }
+                    sleep_ms(50).await;
+                };
+                compare(&mut found, i, want, &got);
+            }
+            _ => match world.step(s).await {
+                Ok(got) => {
+                    if let Some(got) = got {
+                        compare(&mut found, i, want, &got);
+                    }
+                }
+                Err(e) => {
+                    found.failures.push(format!("step {i} ({what}): {e}"));
+                    return found;
+                }
+            },
+        }
+    }
+    found
+}
+
+async fn sleep_ms(ms: i32) {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        let global = js_sys::global();
+        let set: js_sys::Function = js_sys::Reflect::get(&global, &"setTimeout".into())
+            .expect("setTimeout")
+            .into();
+        set.call2(&global, &resolve, &ms.into()).expect("armed");
+    });
+    wasm_bindgen_futures::JsFuture::from(promise)
+        .await
+        .expect("slept");
 }

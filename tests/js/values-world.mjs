@@ -2,7 +2,7 @@
 // tests/vectors/seller-rows.json, the rows with `"world": "values"`), one per face and relay host,
 // shared by every face's runner so that each face plays only its own calls:
 //
-//   node tests/js/values-world.mjs HOST      (HOST: native | workers)
+//   node tests/js/values-world.mjs HOST [--http]     (HOST: native | workers)
 //
 // It starts `polar-license emulator` (POLAR_CLI, its state in a file: `polar_down` stops it,
 // `polar_up` starts it again on its port) seeded with a Feature Flag benefit, a meter with a
@@ -19,6 +19,9 @@
 // (VALUES_WORLD_FLAT=1: as tab-separated lines, for the C runner), then reads the rows' Polar steps, one JSON object a line on stdin, and answers each with one
 // line: {"ok": true} or, for a step that reads Polar (`consumed`), {"got": "..."}; a step it
 // cannot play is answered {"error": "..."}. It ends when stdin closes, stopping what it started.
+//
+// With --http (the Rust-on-wasm runner: scripts/test-wasm.sh starts it), the hello and the steps
+// go over HTTP instead (see `controlled` below).
 //
 // Polar's steps: change_flag {metadata} (benefit.updated), revoke_flag {key} (the grant
 // revoked), lifecycle {key: a case} (the case as Polar runs it, its webhooks in Polar's order),
@@ -170,6 +173,44 @@ async function consumed(key) {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+// --http (the Rust-on-wasm runner, which starts no process and reads no pipe: scripts/test-wasm.sh
+// starts the world): the steps over HTTP on loopback instead of stdin. It prints one line,
+// `control URL`; `GET URL/hello` answers the hello's JSON, `POST URL/step` (a step's JSON) its
+// answer; CORS open (a browser page's origin differs). It ends on SIGTERM or SIGINT, stopping
+// what it started.
+const HTTP = process.argv.includes('--http');
+let hello;
+async function controlled(answer) {
+  const { createServer } = await import('node:http');
+  const cors = { 'access-control-allow-origin': '*', 'access-control-allow-headers': 'content-type', 'access-control-allow-methods': 'GET, POST' };
+  let queue = Promise.resolve();
+  const server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (d) => (body += d));
+    req.on('end', () => {
+      const reply = (status, value) => {
+        res.writeHead(status, { 'content-type': 'application/json', ...cors });
+        res.end(JSON.stringify(value));
+      };
+      if (req.method === 'OPTIONS') return reply(204, null);
+      if (req.method === 'GET' && req.url === '/hello') return reply(200, hello);
+      if (req.method === 'POST' && req.url === '/step') {
+        // One step at a time, in the order they came, as over stdin.
+        queue = queue.then(() => answer(body).then((a) => reply(200, a)));
+        return undefined;
+      }
+      return reply(404, { error: `not a route: ${req.method} ${req.url}` });
+    });
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  console.log(`control http://127.0.0.1:${server.address().port}`);
+  await new Promise((r) => {
+    process.once('SIGTERM', r);
+    process.once('SIGINT', r);
+  });
+  server.close();
+}
+
 async function main() {
   if (!CLI) throw new Error('POLAR_CLI is not set: the native command line runs the emulator');
   if (HOST !== 'native' && HOST !== 'workers') throw new Error(`HOST is native or workers, not ${HOST}`);
@@ -263,27 +304,32 @@ async function main() {
     console.log(answer.got !== undefined ? `got\t${answer.got}` : 'ok');
   };
   const relays = { plain: plain.url, rule: rule.url };
+  hello = { host: HOST, org: ORG, pair, relays, keys: KEYS, meter: EVENT };
   if (flat) {
     console.log(`org\t${ORG}\npair\t${pair}\nmeter\t${EVENT}`);
     for (const [name, url] of Object.entries(relays)) console.log(`relay\t${name}\t${url}`);
     for (const [name, key] of Object.entries(KEYS)) console.log(`key\t${name}\t${key}`);
     console.log('ready');
-  } else {
+  } else if (!HTTP) {
     console.log(JSON.stringify({ host: HOST, org: ORG, pair, relays, keys: KEYS, meter: EVENT }));
   }
-  for await (const line of createInterface({ input: process.stdin })) {
-    if (!line.trim()) continue;
-    let answer;
+  const answer = async (line) => {
     try {
       const step = JSON.parse(line);
       const play = steps[step.do];
       if (!play) throw new Error(`not a Polar step: ${step.do}`);
-      answer = (await play(step)) ?? { ok: true };
-      if (!answer.got) answer = { ok: true };
+      const got = await play(step);
+      return got?.got ? got : { ok: true };
     } catch (e) {
-      answer = { error: String(e?.message ?? e) };
+      return { error: String(e?.message ?? e) };
     }
-    say(answer);
+  };
+  if (HTTP) {
+    await controlled(answer);
+  } else {
+    for await (const line of createInterface({ input: process.stdin })) {
+      if (line.trim()) say(await answer(line));
+    }
   }
   for (const c of closing) await c.close().catch(() => {});
   await polar?.close();

@@ -4,15 +4,25 @@
 //! The row's Polar and its two relays are a tests/js/values-world.mjs process ([`World`], one a
 //! relay host: `relay serve`, or the npm relay under workerd), which plays the Polar steps; the
 //! face plays its own (`value`, `usage`, `relay_check`) through [`ValuesFace`]. Each row gives
-//! a [`Found`] whose id is `ROW@HOST`, written with the face's other rows.
+//! a [`Found`] whose id is `ROW@HOST`, written with the face's other rows. On wasm32 (the
+//! Rust-on-wasm runner, tests/wasm_seller_table.rs, which starts no process) only the rows: the
+//! worlds are started by scripts/test-wasm.sh and played over HTTP (values-world.mjs --http).
 
-use crate::seller_rows::{Found, TABLE};
+#[cfg(not(target_arch = "wasm32"))]
+use crate::seller_rows::Found;
+use crate::seller_rows::TABLE;
 use serde_json::Value;
+#[cfg(not(target_arch = "wasm32"))]
 use std::collections::BTreeMap;
+#[cfg(not(target_arch = "wasm32"))]
 use std::io::{BufRead, BufReader, Write};
+#[cfg(not(target_arch = "wasm32"))]
 use std::path::{Path, PathBuf};
+#[cfg(not(target_arch = "wasm32"))]
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+#[cfg(not(target_arch = "wasm32"))]
+use std::time::Instant;
 
 /// How long a polled face step (`value`, `relay_check`) waits for its expected answer.
 pub const POLL: Duration = Duration::from_secs(10);
@@ -49,10 +59,12 @@ pub fn values_rows() -> Vec<ValuesRow> {
         .collect()
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// The relay hosts a native runner plays: `native` always; `workers` when the installed npm
 /// package (`CONSUMER`) and scripts/npm's workerd are there (scripts/test-wasm.sh's stages).
 pub fn values_hosts() -> Vec<&'static str> {
@@ -68,6 +80,7 @@ pub fn values_hosts() -> Vec<&'static str> {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// A face's own steps of the values rows, each answering in the table's words.
 pub trait ValuesFace {
     /// Checks `key` through the relay at `relay` (signed mode, asking it) and reads the
@@ -81,6 +94,7 @@ pub trait ValuesFace {
     fn relay_check(&self, relay: &str, key: &str) -> String;
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// The values world on one relay host (tests/js/values-world.mjs).
 pub struct World {
     child: Child,
@@ -100,6 +114,7 @@ pub struct World {
     pub meter: String,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 impl World {
     /// Starts the world on `host` with the command line `cli`.
     pub fn start(host: &str, cli: &str) -> Result<World, String> {
@@ -169,6 +184,7 @@ impl World {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 impl Drop for World {
     fn drop(&mut self) {
         // Its stdin closed: it stops what it started and ends.
@@ -185,6 +201,7 @@ impl Drop for World {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Plays values row `row` on `world` with `face`.
 pub fn play_values_row(row: &ValuesRow, world: &mut World, face: &dyn ValuesFace) -> Found {
     let mut found = Found {
@@ -260,6 +277,7 @@ pub fn play_values_row(row: &ValuesRow, world: &mut World, face: &dyn ValuesFace
     found
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Plays every values row on each of [`values_hosts`] (a world each, its rows in order; the
 /// hosts at once), the face made for each world by `face`.
 pub fn play_values<F: ValuesFace>(cli: &str, face: impl Fn(&World) -> F + Sync) -> Vec<Found> {

@@ -63,6 +63,10 @@ mapfile -t ROWS < <(node -e '
 # Faces whose runner does not play the values rows yet (issue #68): their cells are shown as
 # pending and fail nothing (once the face's TSV has such a row, it counts like any other).
 VALUES_PENDING=(wasm)
+# Cells a face does not play yet, as FACE:ROW, each with its reason below: shown as pending and
+# failing nothing while the face's TSV has no such row (once it has, the cell counts).
+CELLS_PENDING=(npm:devices_rotated_key)
+declare -A PENDING_WHY=([npm:devices_rotated_key]="npm: a rotated key's follow is not in the package yet (the core's follow machine needs the client's cache, which polar-license/devices cannot reach without growing the default entry)")
 # A values row on the Workers relay needs workerd and the installed npm package (CONSUMER): a
 # face's runner plays it when both are there (scripts/test-wasm.sh's stages) and writes no cell
 # otherwise, shown as not run; with SELLER_TABLE_WORKERS=1 (FULL=1 runs) a missing one fails.
@@ -78,6 +82,11 @@ source "$ROOT/scripts/table-report.sh"
 # row on a pending face, a Workers cell without workerd) rather than a failure.
 not_played() {
     local file="$DIR/$1.tsv"
+    if [[ " ${CELLS_PENDING[*]} " == *" $1:$2 "* && -z "$(field "$file" "$2" 3)" ]]; then
+        cells+=" pending |"
+        unplayed=$((unplayed + 1))
+        return 0
+    fi
     [[ "$2" == *@* && -z "$(field "$file" "$2" 3)" ]] || return 1
     if [[ " ${VALUES_PENDING[*]} " == *" $1 "* ]]; then
         cells+=" pending |"
@@ -167,6 +176,9 @@ echo "or the npm relay under workerd) are tests/js/values-world.mjs; the face re
 echo "(entitlement), reports usage (record_usage) and reads the typed detail of a denial."
 for face in "${VALUES_PENDING[@]}"; do
     echo "${LABEL[$face]}: the values rows are pending (its runner does not play them yet)"
+done
+for c in "${CELLS_PENDING[@]}"; do
+    echo "pending: ${PENDING_WHY[$c]}"
 done
 
 # The C suite's sanitizer runs and the Rust-on-wasm runner in the browsers: every row must be

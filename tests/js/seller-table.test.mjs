@@ -264,13 +264,6 @@ async function play(row) {
         await post(base, `/__emulator/keys/${KEY}/rotate`, {});
         continue;
       }
-      if (step.do === 'follow_rotation') {
-        // polar-license/devices has no follow of a rotated key yet (issue #64 item 4 on npm:
-        // the core's Follow machine reads and writes the client's cache, which the devices
-        // module cannot reach without growing the default entry): the cell says so.
-        compare(i, step, { verdict: 'no_follow_rotation_in_npm' });
-        continue;
-      }
       if (step.do === 'offline') {
         await post(base, '/__emulator/fault', { kind: 'close_immediately' });
         continue;
@@ -358,7 +351,12 @@ async function playValues(host) {
 const valuesHosts = process.env.POLAR_CLI ? ['native', ...(existsSync(WORKERD) ? ['workers'] : [])] : [];
 
 test('every seller row through the packed package (target/seller-table/npm.tsv)', async () => {
-  const [plain, ...values] = await Promise.all([Promise.all(rows().filter((r) => !r.world).map(play)), ...valuesHosts.map(playValues)]);
+  // A rotated key's follow is not in the npm package yet (issue #64 item 4: the core's follow
+  // machine reads and writes the client's cache, which polar-license/devices cannot reach
+  // without growing the default entry): its row is not played here, and scripts/seller-table.sh
+  // shows the cell as pending (CELLS_PENDING), not as passed.
+  const npmPlays = (r) => !r.world && !r.steps.some((s) => s.do === 'follow_rotation');
+  const [plain, ...values] = await Promise.all([Promise.all(rows().filter(npmPlays).map(play)), ...valuesHosts.map(playValues)]);
   const all = [...plain, ...values.flat()];
   let tsv = 'face\trow\texpected\tgot\tresult\n';
   const failures = [];

@@ -52,9 +52,21 @@ pub(crate) fn store_wants(
             .verify(s.webhook_secret.as_deref()?, &client, req, now_unix, true)
             .ok()?;
         let event = serde_json::from_slice::<serde_json::Value>(&req.body).ok()?;
-        let tags = store::narrowing(&event)?.tags;
+        // What explains the key strings it changes (crate::lifecycle), in the same call; an
+        // event that narrows nothing (a pause) reads only those.
+        let entries: Vec<_> = s
+            .lifecycle
+            .affected(&event)
+            .iter()
+            .map(|(org, digest)| crate::lifecycle::stored_id(org, digest))
+            .collect();
+        let tags = match store::narrowing(&event) {
+            Some(n) => n.tags,
+            None if entries.is_empty() => return None,
+            None => Vec::new(),
+        };
         return Some(Wants {
-            entries: Vec::new(),
+            entries,
             tags,
             all: true,
             later: Vec::new(),
@@ -70,9 +82,12 @@ pub(crate) fn store_wants(
     // counted in them, a deactivation counted, both in its churn (a deactivation's read with
     // the key's entries, or alone once its row names none).
     let pool = crate::seats::pool_id(&checked.organization_id, &key);
+    // Why the key stopped, kept by the webhooks (crate::lifecycle): read with the request's
+    // own entries, for its denial's detail after a restart.
+    let stopped = crate::lifecycle::stored_id(&checked.organization_id, &key);
     if op == "activate" {
         return Some(Wants {
-            entries: vec![pool],
+            entries: vec![pool, stopped],
             tags: Vec::new(),
             all: false,
             later: Vec::new(),
@@ -93,7 +108,7 @@ pub(crate) fn store_wants(
         crate::types::passed_version(req.header("polar-version")),
     );
     Some(Wants {
-        entries: vec![id],
+        entries: vec![id, stopped],
         tags,
         all: checked.increment_usage.unwrap_or(0) > 0,
         later: Vec::new(),
@@ -166,10 +181,19 @@ mod tests {
                     monotonic_ms: 0,
                 };
                 let _ = relay.begin_admitted(&req, now, None, 0);
+                // The verdict read; what explains a denial (crate::lifecycle) loaded beside it,
+                // read only for a denial.
                 assert_eq!(
                     *backend.read.lock().unwrap(),
-                    wants.entries,
+                    wants.entries[..1],
                     "{body} {version:?}"
+                );
+                assert_eq!(
+                    wants.entries[1..],
+                    [crate::lifecycle::stored_id(
+                        org,
+                        &polar_license::lease::key_hash(&polar_license::Key::new("K-1"))
+                    )]
                 );
                 ids.push(wants.entries[0]);
             }

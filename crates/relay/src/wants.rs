@@ -52,24 +52,22 @@ pub(crate) fn store_wants(
             .verify(s.webhook_secret.as_deref()?, &client, req, now_unix, true)
             .ok()?;
         let event = serde_json::from_slice::<serde_json::Value>(&req.body).ok()?;
-        // What explains the key strings it changes (crate::lifecycle), in the same call; an
-        // event that narrows nothing (a pause) reads only those.
-        let entries: Vec<_> = s
+        let tags = store::narrowing(&event)?.tags;
+        // What explains the key strings it changes (crate::lifecycle), read with the entries
+        // its rows name (the same storage call). An event that narrows nothing (a pause, told
+        // by the `subscription.updated` beside it too) reads nothing, as before: its change is
+        // kept in memory, and in the store at the key's next narrowing event.
+        let later = s
             .lifecycle
             .affected(&event)
             .iter()
             .map(|(org, digest)| crate::lifecycle::stored_id(org, digest))
             .collect();
-        let tags = match store::narrowing(&event) {
-            Some(n) => n.tags,
-            None if entries.is_empty() => return None,
-            None => Vec::new(),
-        };
         return Some(Wants {
-            entries,
+            entries: Vec::new(),
             tags,
             all: true,
-            later: Vec::new(),
+            later,
         });
     }
     let op = path.strip_prefix(ROUTE_PREFIX)?;

@@ -31,6 +31,12 @@ const api = bind(
     await addon.default({ module_or_path: new URL('./polar_license_trial_bg.wasm', import.meta.url) });
     return addon;
   },
+  // Why a key stopped, in the core's words (issue #68), fetched from beside this file (as the
+  // add-ons) only for a denial that says why.
+  async () => {
+    const words = new URL('./polar_license_stopped.js', import.meta.url).href;
+    return (await import(/* webpackIgnore: true */ /* @vite-ignore */ words)).default;
+  },
 );
 
 export const LicenseClient = api.LicenseClient;

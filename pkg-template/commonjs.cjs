@@ -7,33 +7,12 @@
 // `instanceof` that also recognises the ES entry's errors), `REASONS`, `init`, and `load()`
 // (the ES module itself).
 
-/** Every reason code and its kind, and EXTRAS: the same as license.js's (a test compares). */
-const REASONS = Object.freeze({
-  not_found: 'denied',
-  inactive: 'denied',
-  expired: 'denied',
-  conditions_mismatch: 'denied',
-  benefit_mismatch: 'denied',
-  customer_mismatch: 'denied',
-  usage_exhausted: 'denied',
-  activation_limit: 'denied',
-  activations_not_supported: 'denied',
-  offline: 'unverified',
-  rate_limited: 'unverified',
-  server_error: 'unverified',
-  grace_expired: 'unverified',
-  clock_rollback: 'unverified',
-  protocol_error: 'error',
-  invalid_input: 'error',
-  cache_error: 'error',
-  load_error: 'error',
-  not_yet_verified: 'unverified',
-  replayed: 'unverified',
-  seats_full: 'denied',
-  credits_exhausted: 'denied',
-});
+/** Every reason code and its kind, and the LicenseError fields (EXTRAS): license.js's, written
+ * in at pack time from the core's reason table and license.js (scripts/npm/reasons.mjs): the
+ * placeholders below are never shipped. */
+const REASONS = Object.freeze(/* REASONS */ {});
 
-const EXTRAS = ['status', 'field', 'retryAfter', 'remainingUsages', 'timeout', 'cacheRefreshed', 'previouslyValid', 'hint', 'userMessage'];
+const EXTRAS = /* EXTRAS */ [];
 const METHODS = ['validate', 'activate', 'deactivate', 'check', 'checkInBackground', 'hasFeature', 'status', 'forget', 'rememberKey', 'rememberedKey', 'forgetKey'];
 
 /** The exports of a CommonJS entry whose ES module `importer()` imports. */

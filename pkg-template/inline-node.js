@@ -9,6 +9,7 @@
 import { initSync } from './polar_license.js';
 import WASM_GZIP_BASE64 from './polar_license_inline.js';
 import { base64Bytes, bind, webCryptoEd25519 } from './license.js';
+import stoppedSaid from './polar_license_stopped.js';
 import { defaultDir, fileStore, nodeEd25519, osMachineId } from './files.js';
 
 /** node 18's WebCrypto (node:crypto's), set when the wasm is loaded. */
@@ -32,6 +33,9 @@ const api = bind(
   // Signed mode's Ed25519 (issue #38), on the first lease: node:crypto's, else WebCrypto's
   // (every runtime this entry serves has one of them).
   [nodeEd25519, () => webCryptoEd25519((globalThis.crypto ?? webcrypto)?.subtle)],
+  null,
+  // Why a key stopped, in the core's words (issue #68): inside this entry too (nothing to read).
+  async () => stoppedSaid,
 );
 
 export const LicenseClient = api.LicenseClient;

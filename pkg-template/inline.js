@@ -7,6 +7,7 @@
 import initWasm from './polar_license.js';
 import WASM_GZIP_BASE64 from './polar_license_inline.js';
 import { base64Bytes, bind, webCryptoEd25519 } from './license.js';
+import stoppedSaid from './polar_license_stopped.js';
 
 /**
  * The wasm as a Response that inflates as it is read: the glue compiles it with
@@ -30,6 +31,9 @@ const api = bind(
   // Signed mode's Ed25519 (issue #38): the host's WebCrypto only (a wasm verifier here would
   // be in every app's bundle; polar-license, the default entry, loads one on demand).
   [() => webCryptoEd25519(globalThis.crypto?.subtle)],
+  null,
+  // Why a key stopped, in the core's words (issue #68): inside this entry too (nothing to fetch).
+  async () => stoppedSaid,
 );
 
 export const LicenseClient = api.LicenseClient;

@@ -14,31 +14,12 @@
 
 import { Engine } from './polar_license.js';
 
-/** Every reason code (docs/interfaces.md §1) and its kind: `denied`, `unverified` or `error`. */
-export const REASONS = Object.freeze({
-  not_found: 'denied',
-  inactive: 'denied',
-  expired: 'denied',
-  conditions_mismatch: 'denied',
-  benefit_mismatch: 'denied',
-  customer_mismatch: 'denied',
-  usage_exhausted: 'denied',
-  activation_limit: 'denied',
-  activations_not_supported: 'denied',
-  offline: 'unverified',
-  rate_limited: 'unverified',
-  server_error: 'unverified',
-  grace_expired: 'unverified',
-  clock_rollback: 'unverified',
-  protocol_error: 'error',
-  invalid_input: 'error',
-  cache_error: 'error',
-  load_error: 'error',
-  not_yet_verified: 'unverified',
-  replayed: 'unverified',
-  seats_full: 'denied',
-  credits_exhausted: 'denied',
-});
+/**
+ * Every reason code (docs/interfaces.md §1) and its kind: `denied`, `unverified` or `error`.
+ * Written in at pack time from the core's reason table (scripts/npm/reasons.mjs; commonjs.cjs
+ * gets the same): the placeholder below is never shipped.
+ */
+export const REASONS = Object.freeze(/* REASONS */ {});
 
 const EXTRAS = ['status', 'field', 'retryAfter', 'remainingUsages', 'timeout', 'cacheRefreshed', 'previouslyValid', 'activationGone', 'hint', 'userMessage', 'fallback', 'paidThrough', 'trial', 'stopped'];
 
@@ -68,7 +49,22 @@ export class LicenseError extends Error {
   }
 }
 
-const fail = (e) => new LicenseError(e.code, e.detail, e);
+/**
+ * Why a key stopped, in the core's words (`Stopped::user_message`, one wording for every face):
+ * polar_license_stopped.js's `said(stopped)`, written from the core at pack time
+ * (scripts/npm/stopped.mjs, which checks it against the core's for every kind and date). The
+ * entry's `stopped` (bind's) loads it only for a denial that carries why (`#drive`, before the
+ * answer becomes an error): the engine's wasm carries none of the words, and with the default
+ * entries a check that never meets a stopped key never downloads them. Null until then (and
+ * when it could not be loaded: the reason's sentence).
+ */
+let stoppedSaid = null;
+
+/** An engine error as a LicenseError: with why the key stopped, said in place of the reason's. */
+function fail(e) {
+  const said = e.stopped && stoppedSaid?.(e.stopped);
+  return new LicenseError(e.code, e.detail, said ? { ...e, userMessage: said } : e);
+}
 const invalid = (field, message) => new LicenseError('invalid_input', `${field}: ${message}`, { field });
 /** An option's mistake: `field` the stable name (as natively), the detail in the JS name. */
 const invalidOption = (field, name, message) => new LicenseError('invalid_input', `${name}: ${message}`, { field });
@@ -986,9 +982,11 @@ function ed25519(verifiers, entry) {
  * bundlers keep it even with `sideEffects: false`. `verifiers`: signed mode's Ed25519
  * verifiers, as loaders in order of preference (see `ed25519`); none is loaded until a client
  * meets a lease. `trial`: loads the local trial's add-on (`{ slot, step }`), called only by a
- * client with `trial` on a check with no key and none remembered (issue #54).
+ * client with `trial` on a check with no key and none remembered (issue #54). `stopped`: loads
+ * polar_license_stopped.js's `said` (why a key stopped, in the core's words), called only for a
+ * denial that carries why (issue #68; without it, such a denial says the reason's sentence).
  */
-export function bind(load, crypto, entry = 'web', files = null, verifiers = [], trial = null) {
+export function bind(load, crypto, entry = 'web', files = null, verifiers = [], trial = null, stopped = null) {
   let loading = null;
   const verifier = ed25519(verifiers, entry);
 
@@ -1425,7 +1423,11 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = [], 
       const give = (given, body) => (want = JSON.parse(engine.call('give', [id, JSON.stringify(given), body])));
       try {
         for (;;) {
-          if (want.done !== undefined) return want;
+          if (want.done !== undefined) {
+            // A denial that says why the key stopped: its words loaded before it is thrown.
+            if (want.done.error?.stopped && !stoppedSaid && stopped) stoppedSaid = await stopped().catch(() => null);
+            return want;
+          }
           if (want.read) {
             const [recordName, ledgerName, clockName] = want.read;
             // The ledger first: read without the lock, while another tab writes a record and

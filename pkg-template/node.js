@@ -43,6 +43,9 @@ const api = bind(
     addon.initSync({ module: readFileSync(new URL('./polar_license_trial_bg.wasm', import.meta.url)) });
     return addon;
   },
+  // Why a key stopped, in the core's words (issue #68), read from beside this file only for a
+  // denial that says why.
+  async () => (await import('./polar_license_stopped.js')).default,
 );
 
 export const LicenseClient = api.LicenseClient;

@@ -86,18 +86,20 @@ export interface GateStrings {
   load_error: string;
   /** A code without a string of its own (`{code}`). */
   unknown: string;
-  /** Why the key stopped (a refusal's `stopped`, from the seller's relay): said in place of the
-   * reason's sentence. `{at}`, `{until}`: dates; `{key}`: the redacted key. */
-  stopped_paused: string;
+  /** Why the key stopped (a refusal's `stopped`, from the seller's relay): by default the
+   * refusal's `userMessage`, the library's one sentence for it (as every face says it); set
+   * these for the app's own words, said in place of it. `{at}`, `{until}`: dates in the
+   * locale; `{key}`: the redacted key. */
+  stopped_paused?: string;
   /** A pause with its end known (`{until}`). */
-  stopped_paused_until: string;
-  stopped_canceled: string;
+  stopped_paused_until?: string;
+  stopped_canceled?: string;
   /** A cancellation with its date known (`{at}`). */
-  stopped_canceled_at: string;
-  stopped_seat_revoked: string;
-  stopped_refunded: string;
-  stopped_rotated: string;
-  stopped_past_due: string;
+  stopped_canceled_at?: string;
+  stopped_seat_revoked?: string;
+  stopped_refunded?: string;
+  stopped_rotated?: string;
+  stopped_past_due?: string;
   /** The locale of dates and durations; empty: the element's `lang`, else the browser's. */
   locale: string;
 }

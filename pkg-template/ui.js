@@ -103,17 +103,6 @@ export const DEFAULT_STRINGS = Object.freeze({
     'This device could not save the license. Check that the app may store data (private browsing can prevent it), then try again.',
   load_error: 'The licensing module could not be loaded. Reload the page; if that does not help, contact the seller.',
   unknown: 'The key could not be activated ({code}). Try again.',
-  // Why a key stopped, when the seller's relay says (a denial's `stopped`, issue #68): said in
-  // place of the reason's sentence. `{at}` and `{until}` are dates.
-  stopped_paused: 'Your subscription is paused. It will license again when it resumes; check again then.',
-  stopped_paused_until: 'Your subscription is paused until {until}. It will license again then; check again after that.',
-  stopped_canceled: 'Your subscription has ended. Subscribe again in the customer portal, then check again.',
-  stopped_canceled_at: 'Your subscription was cancelled on {at}. Subscribe again in the customer portal, then check again.',
-  stopped_seat_revoked: "Your team's admin removed your seat. Ask them for a seat, then check again.",
-  stopped_refunded: 'This purchase was refunded, so the key {key} no longer licenses. Buy a license to use the app again.',
-  stopped_rotated:
-    'This key was replaced by a new one: find it in your email or the customer portal, or use Lost your key?',
-  stopped_past_due: 'Payment failed: update your payment method in the customer portal, then check again.',
   // The locale of dates and durations (default: the element's `lang`, the page's, the browser's).
   locale: '',
 });
@@ -651,13 +640,15 @@ export class PolarLicenseGate extends Base {
     const stop = stopOf(error);
     const values = { key: redactKey(key), code, wait: this.#duration(wait ?? 60) };
     if (stop) {
-      // Why the key stopped says more than the reason (Polar's same 404 for each).
-      // A pause's end or a cancellation's date, when known, has a sentence of its own.
+      // Why the key stopped says more than the reason (Polar's same 404 for each): the core's
+      // sentence for it (the refusal's userMessage, as every face says it), unless the app
+      // gave its own words (`stopped_<kind>`, and `_until`/`_at` for a known date).
       const name = `stopped_${stop.kind}`;
       const dated = { paused: ['until', stop.until], canceled: ['at', stop.at] }[stop.kind];
       const which = dated?.[1] != null && has(`${name}_${dated[0]}`) ? `${name}_${dated[0]}` : name;
       for (const k of ['at', 'until']) if (stop[k] != null) values[k] = this.#date(stop[k] * 1000);
       if (has(which)) return this.#t(which, values);
+      if (typeof error?.userMessage === 'string' && error.userMessage) return error.userMessage;
     }
     // A failure of polar-license/devices without a sentence of its own: its reason's.
     return this.#t(has(code) ? code : has(error?.reason) ? error.reason : 'unknown', values);

@@ -10,6 +10,7 @@
 // entry carries none of it.
 import init, * as core from './polar_license_usage.js';
 import { LicenseError } from 'polar-license';
+import { wasmLoader, send } from './wasm-io.js';
 
 /** Why a report was not recorded: a LicenseError (`credits_exhausted` with the balance,
  * `usage_backlog`, Polar's denial of the key, `invalid_input`, `offline`, …) with the report's
@@ -33,56 +34,13 @@ async function randomBytes() {
   return (await import(name)).webcrypto.getRandomValues(bytes);
 }
 
-let loading = null;
-
 /** The module's wasm, loaded once (read from disk under node, fetched beside this file else). */
-function load() {
-  loading ??= (async () => {
-    const url = new URL('./polar_license_usage_bg.wasm', import.meta.url);
-    let source = url;
-    if (url.protocol === 'file:') {
-      // Named through a variable: a browser bundler leaves it alone (as devices.js).
-      const fs = 'node:fs/promises';
-      const { readFile } = globalThis.process?.getBuiltinModule?.(fs) ?? (await import(fs));
-      source = await readFile(url);
-    }
-    await init({ module_or_path: source });
-    return core;
-  })().catch((e) => {
-    loading = null;
-    throw fail('load_error', undefined, `polar-license/usage: its wasm did not load: ${e?.message ?? e}; copy polar_license_usage_bg.wasm beside your bundle`);
-  });
-  return loading;
-}
+const load = wasmLoader(new URL('./polar_license_usage_bg.wasm', import.meta.url), init, core, (why) =>
+  fail('load_error', undefined, `polar-license/usage: its wasm did not load: ${why}; copy polar_license_usage_bg.wasm beside your bundle`));
 
 const TIMEOUT_MS = 30000;
 /** The most of an answer read: a report's is under 1 KB. */
 const MAX_BODY = 64 * 1024;
-
-/** Sends a request the core built; `[status, headers as name\nvalue\n…, body]`, status 0 for none. */
-async function sendWith(fetchFn, timeout, req) {
-  let res;
-  try {
-    res = await fetchFn(req.url, {
-      method: req.method,
-      headers: Object.fromEntries(req.headers),
-      body: req.body,
-      signal: AbortSignal.timeout(timeout),
-      redirect: 'manual',
-    });
-  } catch (e) {
-    const timedOut = e?.name === 'TimeoutError' || e?.name === 'AbortError';
-    return [0, '', timedOut ? 'timed out' : String(e?.message ?? e)];
-  }
-  let body;
-  try {
-    body = await res.text();
-  } catch (e) {
-    return [0, '', String(e?.message ?? e)];
-  }
-  if (body.length > MAX_BODY) return [0, '', 'an answer larger than 64 KB'];
-  return [res.status, [...res.headers].flat().join('\n'), body];
-}
 
 /**
  * Reports `units` of `meter` used with `key` to the seller's relay at `relay`:
@@ -101,7 +59,7 @@ export async function recordUsage(options) {
   if (id !== undefined && typeof id !== 'string') throw fail('invalid_input', 'id', 'id must be a string');
   if (fetchFn !== undefined && typeof fetchFn !== 'function') throw fail('invalid_input', 'fetch', 'fetch must be a function called like the global fetch');
   if (timeoutMs !== undefined && !(Number.isFinite(timeoutMs) && timeoutMs > 0)) throw fail('invalid_input', 'timeout_ms', 'timeoutMs must be a positive number');
-  const send = fetchFn ?? ((...a) => globalThis.fetch(...a));
+  const fetchWith = fetchFn ?? ((...a) => globalThis.fetch(...a));
   const c = await load();
   const report = new c.Report(organizationId, relay, key, meter, units, id, await randomBytes());
   try {
@@ -109,7 +67,7 @@ export async function recordUsage(options) {
     // The core bounds the sends (three at most): this loop ends with it.
     while (step.send) {
       if (step.afterMs > 0) await new Promise((resolve) => setTimeout(resolve, step.afterMs));
-      const [status, headers, body] = await sendWith(send, timeoutMs ?? TIMEOUT_MS, step.send);
+      const [status, headers, body] = await send(fetchWith, timeoutMs ?? TIMEOUT_MS, step.send, MAX_BODY, '64 KB');
       step = JSON.parse(report.answer(status, headers, body));
     }
     if (step.error) throw new UsageError(step.error);

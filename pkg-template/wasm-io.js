@@ -1,7 +1,8 @@
-// What polar-license/devices and polar-license/seat share: loading a module's own wasm once,
-// and sending the requests its core builds over `fetch`. Their steps and rules are their
-// cores'; this is I/O. Not shipped on its own: scripts/build-npm.sh bundles it into each of
-// devices.js and seat.js (an app imports one or both; the default entries neither).
+// What polar-license/devices, polar-license/seat and polar-license/usage share: loading a
+// module's own wasm once, and sending the requests its core builds over `fetch`. Their steps and
+// rules are their cores'; this is I/O. Not shipped on its own: scripts/build-npm.sh bundles it
+// into each of devices.js, seat.js and usage.js (an app imports any of them; the default entries
+// none).
 
 /**
  * A module's wasm, loaded on the first call and once: `url` the .wasm beside the module (the

@@ -8,6 +8,7 @@
 import { initSync } from './polar_license.js';
 import wasmModule from './polar_license_bg.wasm';
 import { bind, webCryptoEd25519 } from './license.js';
+import stoppedSaid from './polar_license_stopped.js';
 
 const api = bind(
   () => initSync({ module: wasmModule }),
@@ -16,6 +17,9 @@ const api = bind(
   null,
   // Signed mode's Ed25519: the Workers runtime's WebCrypto has it.
   [() => webCryptoEd25519(globalThis.crypto?.subtle)],
+  null,
+  // Why a key stopped, in the core's words (issue #68), bundled with the Worker.
+  async () => stoppedSaid,
 );
 
 export const LicenseClient = api.LicenseClient;

@@ -23,10 +23,14 @@
 #      entries only for a client with `trial` on a check with no key and none remembered
 #      (then the devices module's and the seat module's, polar_license_devices and
 #      polar_license_seat, loaded only by polar-license/devices and polar-license/seat)
-#   8. pkg-template/ copied beside it, the version filled in from Cargo.toml
+#   8. pkg-template/ copied beside it, the version filled in from Cargo.toml, the reason table
+#      written into license.js and commonjs.cjs from the core's (scripts/npm/reasons.mjs), and
+#      why a key stopped's sentences into polar_license_stopped.js from the core's
+#      (scripts/npm/stopped.mjs, through bindings/stopped-wasm, built for the pack and never
+#      shipped), imported by license.js only for a denial that carries why
 #   9. the default entries (browser.js, node.js) bundled, one module each (esbuild); the
 #      modules as they were also in target/npm/parts (tests, benchmarks; never packed); then
-#      devices.js and seat.js, each with wasm-io.js (the loader and sender they share) inside
+#      devices.js, seat.js and usage.js, each with wasm-io.js (the loader and sender they share) inside
 #  10. npm pack -> target/npm/polar-license-<version>.tgz
 #
 # Nothing generated is ever written into the source tree. Run scripts/setup-pack.sh first (what
@@ -202,6 +206,14 @@ wasm_module polar-license-seat-wasm polar_license_seat
 # in a wasm of its own that only an app importing polar-license/usage loads.
 wasm_module polar-license-usage-wasm polar_license_usage
 
+# Pack time only (never shipped): the core's sentences for why a key stopped (the crate
+# polar-license-stopped-wasm, bindings/stopped-wasm), read by scripts/npm/stopped.mjs below to
+# write them into polar_license_stopped.js: the engine's wasm above carries none of them.
+wasm_module polar-license-stopped-wasm polar_license_stopped_core
+rm -rf "$OUT/stopped"
+mkdir -p "$OUT/stopped"
+mv "$PKG/polar_license_stopped_core.js" "$PKG/polar_license_stopped_core_bg.wasm" "$OUT/stopped/"
+
 echo "==> package template"
 for f in pkg-template/*; do
     cp "$f" "$PKG/"
@@ -209,6 +221,12 @@ done
 sed -i "s/\"version\": \"0.0.0-template\"/\"version\": \"$version\"/" "$PKG/package.json"
 chmod +x "$PKG/emulator-cli.js"
 cp LICENSE-APACHE LICENSE-MIT "$PKG/"
+# The reason table, once: the core's codes and kinds (the engine's reasonTable) written into
+# license.js and commonjs.cjs, and license.js's LicenseError fields into commonjs.cjs.
+node scripts/npm/reasons.mjs "$PKG"
+# Why a key stopped: the core's sentences written into polar_license_stopped.js from the
+# pack-time module (license.js imports it only for a denial that carries why).
+node scripts/npm/stopped.mjs "$PKG" "$OUT/stopped" "$version"
 
 echo "==> default entries bundled: one module each (esbuild, not minified)"
 # Issue #38: every module an entry imports is a step of the module loader before the first
@@ -225,24 +243,24 @@ ESBUILD="$PACK_MODULES/.bin/esbuild"
 PARTS="$OUT/parts"
 rm -rf "$PARTS"
 mkdir -p "$PARTS"
-for f in browser.js node.js inline.js inline-node.js license.js files.js polar_license.js polar_license_inline.js; do
+for f in browser.js node.js inline.js inline-node.js license.js files.js polar_license.js polar_license_inline.js polar_license_stopped.js; do
     cp "$PKG/$f" "$PARTS/"
 done
 cp "$PKG/polar_license_bg.wasm" "$PKG/package.json" "$PARTS/"
 for entry in browser node; do
     # From inside parts/: each module's marker comment in the bundle is its bare file name.
     (cd "$PARTS" && "$ESBUILD" "$entry.js" --bundle --format=esm --platform=neutral --log-level=warning \
-        --external:'node:*' --external:./polar_license_ed25519.js --external:./polar_license_trial.js --legal-comments=none \
+        --external:'node:*' --external:./polar_license_ed25519.js --external:./polar_license_trial.js --external:./polar_license_stopped.js --legal-comments=none \
         --banner:js="// polar-license $version: $entry.js with the modules it imports, bundled by scripts/build-npm.sh (sources: pkg-template/, the glue: wasm-bindgen)." \
         --outfile="$PKG/$entry.js" --allow-overwrite)
 done
 
-echo "==> polar-license/devices and polar-license/seat bundled: each one module with wasm-io.js"
-# The two modules share their wasm's loader and their sender (pkg-template/wasm-io.js, one
-# source); an app imports one or the other, so each ships with it inside, and wasm-io.js is not
+echo "==> polar-license/devices, /seat and /usage bundled: each one module with wasm-io.js"
+# The three modules share their wasm's loader and their sender (pkg-template/wasm-io.js, one
+# source); an app imports any of them, so each ships with it inside, and wasm-io.js is not
 # shipped: as a module of its own it cost each about 700 B gzipped (a second request, a second
 # gzip stream). Left out: the module's glue, loaded beside it, and polar-license's LicenseError.
-for module in devices seat; do
+for module in devices seat usage; do
     cp "$PKG/$module.js" "$PKG/wasm-io.js" "$PARTS/"
     (cd "$PARTS" && "$ESBUILD" "$module.js" --bundle --format=esm --platform=neutral --log-level=warning \
         --external:'node:*' --external:polar-license --external:"./polar_license_$module.js" --legal-comments=none \

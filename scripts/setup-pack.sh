@@ -8,7 +8,9 @@
 #   scripts/pack's three npm packages: binaryen's wasm-opt, @gfx/zopfli, esbuild
 #
 # No browser, no test tool, nothing as root. scripts/setup-wasm.sh (the tests' set-up) runs it
-# first and adds the test tools. Exit status: 0 when every step is done, 1 otherwise.
+# first and adds the test tools; its `target` and `toolchain` steps are these. Named steps
+# (`bash scripts/setup-pack.sh toolchain`) run alone. Exit status: 0 when every step is done, 1
+# otherwise.
 set -u -o pipefail
 # shellcheck source=scripts/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -61,4 +63,4 @@ step_npm() {
         npm ci --prefix "$(cd "$PACK_NPM_DIR" && pwd -P)" --no-audit --no-fund
 }
 
-run_steps setup-pack target toolchain wasm_bindgen npm
+run_steps_of setup-pack "$@" -- target toolchain wasm_bindgen npm

@@ -30,25 +30,9 @@ NPM_DIR="scripts/npm"
 # What packing needs, alone (scripts/build-npm.sh), installed once for both.
 step_pack() { bash "$ROOT/scripts/setup-pack.sh"; }
 
-step_target() {
-    if rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
-        echo "wasm32-unknown-unknown already installed"
-        return 0
-    fi
-    rustup target add wasm32-unknown-unknown
-}
-
-# The pinned nightly and its std sources that the npm package's wasm is built with
-# (scripts/wasm-toolchain.sh).
-step_toolchain() {
-    local sysroot
-    sysroot="$(rustup run "$WASM_TOOLCHAIN" rustc --print sysroot 2>/dev/null)"
-    if [[ -n "$sysroot" && -d "$sysroot/lib/rustlib/src/rust/library" ]]; then
-        echo "$WASM_TOOLCHAIN with rust-src already installed"
-        return 0
-    fi
-    rustup toolchain install "$WASM_TOOLCHAIN" --profile minimal --component rust-src
-}
+# Steps of its own for scripts/setup.sh's lanes, done by scripts/setup-pack.sh (one place).
+step_target() { bash "$ROOT/scripts/setup-pack.sh" target; }
+step_toolchain() { bash "$ROOT/scripts/setup-pack.sh" toolchain; }
 
 step_wasm_bindgen() {
     local want have runner
@@ -97,4 +81,4 @@ step_browsers() {
 # The same stamp scripts/setup.sh writes, so whichever runs first does the work once.
 step_npm() { npm_ci_once "$NPM_DIR" npm wasm-opt bash scripts/npm-ci.sh; }
 
-run_steps_of setup-wasm "$@" -- pack target toolchain wasm_bindgen browsers geckodriver npm
+run_steps_of setup-wasm "$@" -- pack wasm_bindgen browsers geckodriver npm

@@ -74,6 +74,10 @@ else
     record clippy 0 1
 fi
 
+# The seller table's values rows (issue #68) run `polar-license emulator` and `relay serve`
+# (tests/js/values-world.mjs): the binary the suite finds next to it (testkit's cli_bin).
+echo "==> cargo build -p polar-license-cli (the values rows' emulator and relay)"
+env -u RUSTC_WORKSPACE_WRAPPER cargo build -q -p polar-license-cli
 echo "==> cargo test -p tauri-plugin-polar-license"
 cargo test -p tauri-plugin-polar-license --no-fail-fast 2>&1 | tee "$OUT/cargo-test.log"
 rc=${PIPESTATUS[0]}

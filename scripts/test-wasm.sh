@@ -244,6 +244,53 @@ start_seller_relay() {
     return 1
 }
 start_seller_relay || exit 1
+# The usage relay (issue #68 item 3; tests/wasm_usage.rs): `relay serve --record-usage` in
+# front of an emulator seeded with a meter (`tokens_used`, a sum of `units`) and a meter credit
+# benefit of it; the tests add their own keys and customers (POLAR_WASM_USAGE_URL,
+# POLAR_WASM_USAGE_RELAY_URL).
+start_usage_relay() {
+    local seed="$LOG_DIR/wasm-usage-seed.json" out="$LOG_DIR/wasm-emulator-usage.out"
+    local rout="$LOG_DIR/wasm-relay-usage.out" key="$LOG_DIR/wasm-relay-usage.key"
+    cat >"$seed" <<'JSON'
+{"organization_id": "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10",
+ "access_tokens": [{"token": "polar_oat_emulator_demo_0123456789abcdef"}],
+ "meters": [{"id": "4b1d2c3e-5f6a-4b7c-8d9e-0f1a2b3c4d5e", "name": "Tokens", "event_name": "tokens_used",
+             "aggregation": {"func": "sum", "property": "units"}}],
+ "benefits": [{"id": "6d3f4e5a-7b8c-4d9e-8f0a-2b3c4d5e6f7a", "type": "meter_credit",
+               "meter_id": "4b1d2c3e-5f6a-4b7c-8d9e-0f1a2b3c4d5e", "units": 1000000}]}
+JSON
+    : >"$out"
+    "$EMULATOR_BIN" emulator --port 0 --seed "$seed" >"$out" 2>&1 &
+    PIDS+=("$!")
+    POLAR_WASM_USAGE_URL=""
+    for _ in $(seq 1 100); do
+        if [[ "$(head -n 1 "$out" 2>/dev/null)" == "listening on "* ]]; then
+            POLAR_WASM_USAGE_URL="$(head -n 1 "$out" | sed 's/^listening on //')"
+            break
+        fi
+        sleep 0.1
+    done
+    [[ -n "$POLAR_WASM_USAGE_URL" ]] || { echo "the usage emulator did not start: $(cat "$out")" >&2; return 1; }
+    export POLAR_WASM_USAGE_URL
+    rm -f "$key"
+    "$EMULATOR_BIN" relay keygen --out "$key" >"$rout" 2>&1 || { cat "$rout" >&2; return 1; }
+    : >"$rout"
+    POLAR_ACCESS_TOKEN=polar_oat_emulator_demo_0123456789abcdef "$EMULATOR_BIN" \
+        --base-url "$POLAR_WASM_USAGE_URL" relay serve --signing-key "$key" --port 0 --store memory \
+        --per-ip 0 --per-key 0 --record-usage >"$rout" 2>&1 &
+    PIDS+=("$!")
+    for _ in $(seq 1 100); do
+        if [[ "$(head -n 1 "$rout" 2>/dev/null)" == "listening on "* ]]; then
+            POLAR_WASM_USAGE_RELAY_URL="$(head -n 1 "$rout" | sed 's/^listening on //')"
+            export POLAR_WASM_USAGE_RELAY_URL
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "the usage relay did not start: $(cat "$rout")" >&2
+    return 1
+}
+start_usage_relay || exit 1
 kill "$LAST_PID" && wait "$LAST_PID" 2>/dev/null
 echo "emulator $POLAR_WASM_EMULATOR_URL, faults $POLAR_WASM_FAULT_URL, matrix $POLAR_WASM_MATRIX_URL, trust $POLAR_WASM_TRUST_URL, seller $POLAR_WASM_SELLER_URL, stopped $POLAR_WASM_DEAD_URL"
 
@@ -289,7 +336,7 @@ wasm_tests() {
 # Code and tests (the examples and benches are native programs).
 suite wasm-clippy check cargo clippy --target wasm32-unknown-unknown -p polar-license \
     -p polar-license-wasm -p polar-license-emulator-wasm -p polar-license-relay-wasm \
-    -p polar-license-ed25519-wasm -p polar-license-trial-wasm -p polar-license-devices-wasm -p polar-license-seat-wasm -p polar-license-usage-wasm --lib --tests -- -D warnings
+    -p polar-license-ed25519-wasm -p polar-license-trial-wasm -p polar-license-devices-wasm -p polar-license-seat-wasm -p polar-license-usage-wasm -p polar-license-stopped-wasm --lib --tests -- -D warnings
 suite wasm-node libtest wasm_tests
 # (suite runs it in a pipeline's subshell: the export stays there.)
 wasm_tests_browser() {

@@ -100,9 +100,23 @@ pub struct Denial {
 }
 
 impl Denial {
-    /// A short sentence to show the person using the app (the [`Denial::hint`] when the key
-    /// was valid here before). Polar's own `detail` stays for logs.
+    /// A short sentence to show the person using the app: why the key stopped when the
+    /// seller's relay told ([`Denial::stopped`], [`crate::stopped::Stopped::user_message`]:
+    /// paused until a date, ended, seat removed, refunded, replaced, a payment failed, each with
+    /// its next step), else the [`Denial::hint`] when the key was valid here before, else the
+    /// reason's. Polar's own `detail` stays for logs.
     pub fn user_message(&self) -> String {
+        match &self.stopped {
+            Some(stopped) => stopped.user_message(),
+            None => self.reason_message(),
+        }
+    }
+
+    /// [`Denial::user_message`] without why the key stopped: the [`Denial::hint`] when the key
+    /// was valid here before, else the reason's sentence. For a face whose answers never carry
+    /// the relay's detail (the npm package's seat, usage and devices modules: their wasm then
+    /// links none of its words).
+    pub fn reason_message(&self) -> String {
         if let Some(hint) = self.hint() {
             return hint.to_string();
         }

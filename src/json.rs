@@ -9,6 +9,7 @@
 
 // Where `digits` was: `polar_license::json::digits` keeps working.
 pub use crate::decimal::digits;
+use crate::error::{Denial, Error};
 use crate::metadata::{MetaValue, Metadata};
 
 /// A JSON text being written. Objects are written with [`JsonOut::key`], which puts the comma
@@ -20,6 +21,55 @@ impl JsonOut {
     /// An empty text.
     pub fn new() -> JsonOut {
         JsonOut(String::with_capacity(256))
+    }
+
+    /// `{"method", "url", "headers": [[name, value]], "body"}`: a request for a JS host to send
+    /// with `fetch`, as the npm package's modules hand it over.
+    pub fn request<K: AsRef<str>>(
+        &mut self,
+        method: &str,
+        url: &str,
+        headers: &[(K, String)],
+        body: &[u8],
+    ) -> &mut JsonOut {
+        self.raw("{").key("method").str(method).key("url").str(url);
+        self.key("headers").raw("[");
+        for (i, (k, v)) in headers.iter().enumerate() {
+            self.raw(if i == 0 { "[" } else { ",[" })
+                .str(k.as_ref())
+                .raw(",")
+                .str(v)
+                .raw("]");
+        }
+        self.raw("]")
+            .key("body")
+            .str(&String::from_utf8_lossy(body))
+            .raw("}")
+    }
+
+    /// The members every face's error object opens with: `code` (the reason code), `detail`,
+    /// `userMessage`, and `field` for bad input. The object's braces and its other members
+    /// are the caller's.
+    pub fn error_members(&mut self, err: &Error) -> &mut JsonOut {
+        self.key("code").str(err.reason().code());
+        self.key("detail").str(&err.detail());
+        self.key("userMessage").str(&err.user_message());
+        if let Error::InvalidInput { field, .. } = err {
+            self.key("field").str(field);
+        }
+        self
+    }
+
+    /// The members of a denial's error object: `code` (its reason code), `detail`,
+    /// `userMessage` (the reason's sentence, [`Denial::reason_message`]: why a key stopped is
+    /// said by the host from the core's words where it has them, the npm package's
+    /// `polar_license_stopped.js`, so no wasm module carries them) and the HTTP `status`. The
+    /// braces and other members are the caller's.
+    pub fn denial_members(&mut self, d: &Denial) -> &mut JsonOut {
+        self.key("code").str(d.reason.code());
+        self.key("detail").str(&d.detail);
+        self.key("userMessage").str(&d.reason_message());
+        self.key("status").uint(u64::from(d.status))
     }
 
     /// Appends text as it is (already JSON).

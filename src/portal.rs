@@ -435,19 +435,33 @@ fn success_json(what: &str, resp: &HttpResponse) -> Result<serde_json::Value, Po
     serde_json::from_slice(&resp.body).map_err(|e| malformed(what, &e.to_string()))
 }
 
+/// The block of the email-code routes' rate limit (zone `customer-session-login`: 6 a minute
+/// and 12 an hour per address for both routes, then 900 s; docs/polar-api.md §16.1).
+pub const CODE_BLOCK_SECONDS: u64 = 900;
+
+/// A failure of the email-code routes: [`failure`], with the wait of a 429 whose `retry-after`
+/// the client could not read (a browser: Polar exposes no `Retry-After` to CORS callers) taken
+/// as the zone's block, [`CODE_BLOCK_SECONDS`], the longest it can be.
+fn code_failure(what: &str, resp: &HttpResponse) -> PortalError {
+    match failure(what, resp) {
+        PortalError::RateLimited(None) => PortalError::RateLimited(Some(CODE_BLOCK_SECONDS)),
+        other => other,
+    }
+}
+
 /// Reads the answer to [`Portal::request_code`]: `Ok` when Polar took it (202), whether or not
 /// the email is a customer's.
 pub fn parse_request_code(resp: &HttpResponse) -> Result<(), PortalError> {
     match resp.status {
         202 => Ok(()),
-        _ => Err(failure("request code", resp)),
+        _ => Err(code_failure("request code", resp)),
     }
 }
 
 /// Reads the answer to [`Portal::authenticate`]: the session token.
 pub fn parse_authenticate(resp: &HttpResponse) -> Result<SessionToken, PortalError> {
     if resp.status != 200 {
-        return Err(failure("authenticate", resp));
+        return Err(code_failure("authenticate", resp));
     }
     let body = success_json("authenticate", resp)?;
     match body.get("token").and_then(|t| t.as_str()) {
@@ -1242,6 +1256,23 @@ mod tests {
         assert_eq!(failure("t", &r), PortalError::RateLimited(Some(900)));
         let r = HttpResponse::new(404, "<html>not here</html>");
         assert!(matches!(failure("t", &r), PortalError::Protocol(_)));
+        // The email-code routes' 429 without a readable `retry-after` (a browser): the zone's
+        // 900 s block; with one, its seconds; elsewhere, no wait known.
+        let blind = HttpResponse::new(429, "");
+        assert_eq!(failure("t", &blind), PortalError::RateLimited(None));
+        assert_eq!(
+            parse_request_code(&blind),
+            Err(PortalError::RateLimited(Some(900)))
+        );
+        assert!(matches!(
+            parse_authenticate(&blind),
+            Err(PortalError::RateLimited(Some(900)))
+        ));
+        let told = HttpResponse::new(429, "").with_header("retry-after", "301");
+        assert_eq!(
+            parse_request_code(&told),
+            Err(PortalError::RateLimited(Some(301)))
+        );
         let r = HttpResponse::new(200, r#"{"token":"nope"}"#);
         assert!(matches!(
             parse_authenticate(&r),

@@ -266,6 +266,24 @@ impl HttpResponse {
         }
     }
 
+    /// The response a JS host got over its `fetch` (`headers`: `name\nvalue\n…`, as fetch's
+    /// names and values hold no line break), or the failure it had (`status` 0: no answer,
+    /// `body` the host's description of why): one reading for the npm package's modules.
+    pub fn from_host(status: u16, headers: &str, body: &str) -> Result<HttpResponse, Error> {
+        if status == 0 {
+            return Err(Error::Offline {
+                timeout: body.contains("timed out"),
+                detail: body.to_string(),
+            });
+        }
+        let mut r = HttpResponse::new(status, body.as_bytes().to_vec());
+        let mut lines = headers.split('\n');
+        while let (Some(name), Some(value)) = (lines.next(), lines.next()) {
+            r = r.with_header(name, value);
+        }
+        Ok(r)
+    }
+
     /// Adds a header (name lowercased).
     pub fn with_header(mut self, name: &str, value: &str) -> HttpResponse {
         self.headers

@@ -132,6 +132,58 @@ impl Stopped {
     }
 }
 
+impl Stopped {
+    /// The sentence to show the person using the app for a denial with this detail
+    /// ([`crate::Denial::user_message`] says it in place of the reason's): what happened, in
+    /// plain words, and the next step. Every face shows it as it is (the gate of the npm
+    /// package too); a pause's end and a cancellation's date are written as UTC dates
+    /// (`2027-06-03`).
+    pub fn user_message(&self) -> String {
+        // Short on purpose: these words are in the npm package's default engine (its budget).
+        let dated = |prefix: &str, at: Option<i64>| {
+            at.map(|d| [prefix, &date(d)].concat()).unwrap_or_default()
+        };
+        match self.kind {
+            StopKind::Paused => [
+                "Your subscription is paused",
+                &dated(" until ", self.until),
+                ": try again once it resumes.",
+            ]
+            .concat(),
+            StopKind::Canceled => [
+                "Your subscription ended",
+                &dated(" on ", self.at),
+                ": subscribe again, then try again.",
+            ]
+            .concat(),
+            StopKind::SeatRevoked => {
+                { "Your team's admin removed your seat: ask them for one, then try again." }
+                    .to_string()
+            }
+            StopKind::Refunded => {
+                "This purchase was refunded: buy a license to use the app again.".to_string()
+            }
+            StopKind::Rotated => {
+                "This key was replaced by a new one: find it in your email or the customer \
+                 portal."
+            }
+            .to_string(),
+            StopKind::PastDue => "A payment failed: update your payment method in the customer \
+                 portal, then try again."
+                .to_string(),
+        }
+    }
+}
+
+/// The UTC date of unix time `secs`, as `2027-06-03`: how [`Stopped::user_message`] writes its
+/// dates (the npm package's pack compares its JS dates with these).
+pub fn date(secs: i64) -> String {
+    let mut out = String::with_capacity(20);
+    crate::rfc3339::DateTime::from_unix(secs).write(&mut out);
+    out.truncate(10);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,5 +218,65 @@ mod tests {
             assert_eq!(Stopped::from_text(bad), None, "{bad}");
         }
         assert!(asks_stop("00ff-stop-facts") && !asks_stop("00ff-facts"));
+    }
+
+    /// The rows every face reads (tests/vectors/stopped-messages.json): each detail's sentence
+    /// as the core writes it, and the denial saying it in place of its reason's and its hint.
+    #[test]
+    fn each_stop_is_said_in_its_words_in_place_of_the_reasons() -> Result<(), serde_json::Error> {
+        use crate::{Denial, Reason};
+        let doc: serde_json::Value =
+            serde_json::from_str(include_str!("../tests/vectors/stopped-messages.json"))?;
+        let rows = doc["rows"].as_array().cloned().unwrap_or_default();
+        let mut kinds = Vec::new();
+        for row in &rows {
+            let name = row["name"].as_str().unwrap_or_default();
+            let stopped = Stopped::from_text(row["stopped"].as_str().unwrap_or_default());
+            assert!(stopped.is_some(), "{name}: the detail does not read");
+            let Some(stopped) = stopped else { continue };
+            let want = row["user_message"].as_str().unwrap_or_default();
+            assert_eq!(stopped.user_message(), want, "{name}");
+            for (reason, previously_valid) in [
+                (Reason::Inactive, false),
+                (Reason::Inactive, true),
+                (Reason::NotFound, true),
+            ] {
+                let denial = Denial {
+                    reason,
+                    detail: "License key is no longer active.".into(),
+                    status: 404,
+                    remaining_usages: None,
+                    previously_valid,
+                    activation_gone: false,
+                    stopped: Some(stopped),
+                };
+                assert_eq!(denial.user_message(), want, "{name}, {reason:?}");
+                let plain = Denial {
+                    stopped: None,
+                    ..denial
+                };
+                assert_ne!(plain.user_message(), want, "{name}: without the detail");
+            }
+            kinds.push(stopped.kind);
+        }
+        // Every kind has a row, and each kind's sentence is its own.
+        for kind in StopKind::ALL {
+            assert!(kinds.contains(&kind), "{kind:?} has no row");
+        }
+        let mut said: Vec<String> = StopKind::ALL
+            .iter()
+            .map(|&kind| {
+                Stopped {
+                    kind,
+                    at: None,
+                    until: None,
+                }
+                .user_message()
+            })
+            .collect();
+        said.sort();
+        said.dedup();
+        assert_eq!(said.len(), StopKind::ALL.len());
+        Ok(())
     }
 }

@@ -88,10 +88,38 @@ pub enum UsageAnswer {
     Denied(Denial),
 }
 
+/// The one code of the state "the report is not kept yet: it waits (in the relay's backlog
+/// answer, or in a client's own [`UsageBacklog`]) and is sent again later with its id" (issue
+/// #68 item 3). Every face gives this code, from [`UsageAnswer::code`]; names a face shipped
+/// before stay as aliases (Python's `rate_limited` class, C's `POLAR_LICENSE_USAGE_ERROR_BACKLOG`).
+pub const BACKLOG_CODE: &str = "usage_backlog";
+
+/// The code of a recorded report ([`UsageAnswer::code`]).
+pub const RECORDED_CODE: &str = "recorded";
+
 impl UsageAnswer {
     /// Whether the same report is worth sending again (with its id): a backlog.
     pub fn again(&self) -> bool {
         matches!(self, UsageAnswer::Backlog { .. })
+    }
+
+    /// The answer's code, the one every face gives: [`RECORDED_CODE`], `credits_exhausted`,
+    /// [`BACKLOG_CODE`], or the reason code of Polar's denial (`not_found`, …).
+    pub fn code(&self) -> &'static str {
+        match self {
+            UsageAnswer::Recorded { .. } => RECORDED_CODE,
+            UsageAnswer::CreditsExhausted { .. } => crate::reason::Reason::CreditsExhausted.code(),
+            UsageAnswer::Backlog { .. } => BACKLOG_CODE,
+            UsageAnswer::Denied(d) => d.reason.code(),
+        }
+    }
+
+    /// The seconds the relay (or Polar behind it) asked to wait, for a backlog.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            UsageAnswer::Backlog { retry_after } => *retry_after,
+            _ => None,
+        }
     }
 }
 
@@ -229,6 +257,16 @@ pub fn send_again(result: &Result<UsageAnswer, Error>) -> bool {
     }
 }
 
+/// The seconds an answer asked to wait (the relay's backlog, or a rate limit's
+/// `Retry-After`).
+pub fn waited(result: &Result<UsageAnswer, Error>) -> Option<u64> {
+    match result {
+        Ok(answer) => answer.retry_after(),
+        Err(Error::RateLimited { retry_after }) => *retry_after,
+        Err(_) => None,
+    }
+}
+
 /// How long a shell waits before the `n`th send of a report (`n` from 1): none before the
 /// first, then 200 ms more before each send again.
 pub fn wait_before(n: u32) -> core::time::Duration {
@@ -304,7 +342,423 @@ impl RecordUsage {
         if self.sends >= USAGE_SENDS || !send_again(&result) {
             return UsageStep::Done(result);
         }
+        // The relay asked to wait longer than the next send would: honour its Retry-After
+        // (the report ends as a backlog; a client with a backlog holds it until then).
+        let asked = waited(&result).map(core::time::Duration::from_secs);
+        if asked.is_some_and(|asked| asked > wait_before(self.sends + 1)) {
+            return UsageStep::Done(result);
+        }
         self.send()
+    }
+}
+
+/// The most reports a client's [`UsageBacklog`] keeps (past it, a report that cannot be sent
+/// is answered as it came, not kept).
+pub const BACKLOG_MAX: usize = 100;
+
+/// The storage text's version line ([`UsageBacklog::write`]).
+const BACKLOG_VERSION: u64 = 1;
+
+/// One report waiting in a client's backlog: its key sealed ([`crate::keyseal`]: never in
+/// plain text in the app's storage, useless on another install).
+#[derive(Clone, PartialEq)]
+struct Waiting {
+    sealed_key: String,
+    meter: String,
+    units: f64,
+    id: String,
+}
+
+/// A client's durable buffer of usage reports (issue #68 item 3): the reports the relay could
+/// not be reached for (or asked to wait, or answered 5xx), kept in the app's storage as text
+/// ([`UsageBacklog::write`]) and sent again with their ids, in order, by [`BufferedUsage`],
+/// no sooner than the relay's `Retry-After` asked. The text of another version, or not this
+/// text at all, reads as an empty backlog (a report sent again later counts once anyway).
+#[derive(Clone, Default, PartialEq)]
+pub struct UsageBacklog {
+    waiting: Vec<Waiting>,
+    /// Unix seconds before which nothing is sent (the relay's or Polar's `Retry-After`).
+    hold_until: Option<i64>,
+}
+
+impl std::fmt::Debug for UsageBacklog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UsageBacklog")
+            .field("waiting", &self.waiting.len())
+            .field("hold_until", &self.hold_until)
+            .finish()
+    }
+}
+
+impl UsageBacklog {
+    /// The backlog of the stored `text` (`None`: nothing stored).
+    pub fn read(text: Option<&str>) -> UsageBacklog {
+        let Some(v) = text.and_then(|t| crate::strict::parse(t.as_bytes()).ok()) else {
+            return UsageBacklog::default();
+        };
+        if !matches!(v.get("v"), Some(Value::UInt(BACKLOG_VERSION))) {
+            return UsageBacklog::default();
+        }
+        let hold_until = match v.get("hold_until") {
+            Some(Value::UInt(n)) => i64::try_from(*n).ok(),
+            Some(Value::Int(n)) => Some(*n),
+            _ => None,
+        };
+        let waiting = match v.get("reports") {
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(|r| {
+                    Some(Waiting {
+                        sealed_key: r.text_of("key")?.to_string(),
+                        meter: r.text_of("meter")?.to_string(),
+                        units: number(r, "units")?,
+                        id: r.text_of("id")?.to_string(),
+                    })
+                })
+                .take(BACKLOG_MAX)
+                .collect(),
+            _ => Vec::new(),
+        };
+        UsageBacklog {
+            waiting,
+            hold_until,
+        }
+    }
+
+    /// The text to store.
+    pub fn write(&self) -> String {
+        let mut o = JsonOut::new();
+        o.raw("{").key("hold_until").opt_int(self.hold_until);
+        o.key("reports").raw("[");
+        for (n, w) in self.waiting.iter().enumerate() {
+            if n > 0 {
+                o.raw(",");
+            }
+            o.raw("{")
+                .key("id")
+                .str(&w.id)
+                .key("key")
+                .str(&w.sealed_key)
+                .key("meter")
+                .str(&w.meter)
+                .key("units")
+                .float(w.units)
+                .raw("}");
+        }
+        o.raw("]").key("v").uint(BACKLOG_VERSION).raw("}").done()
+    }
+
+    /// The reports waiting.
+    pub fn len(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// Whether no report waits.
+    pub fn is_empty(&self) -> bool {
+        self.waiting.is_empty()
+    }
+
+    /// The ids of the reports waiting, oldest first.
+    pub fn ids(&self) -> Vec<&str> {
+        self.waiting.iter().map(|w| w.id.as_str()).collect()
+    }
+
+    /// Unix seconds before which nothing is sent, when the relay asked to wait.
+    pub fn hold_until(&self) -> Option<i64> {
+        self.hold_until
+    }
+
+    /// Seconds left of the hold at `now` (`None`: not held).
+    fn held(&self, now: i64) -> Option<u64> {
+        self.hold_until
+            .filter(|until| *until > now)
+            .and_then(|until| u64::try_from(until - now).ok())
+    }
+}
+
+/// What a shell does next for a report through a client's backlog ([`BufferedUsage`]).
+#[derive(Debug)]
+pub enum BufferedStep {
+    /// Send `request` after waiting `after`, then hand what came back to
+    /// [`BufferedUsage::answer`].
+    Send {
+        /// The request (a waiting report's, or this call's).
+        request: HttpRequest,
+        /// How long to wait first.
+        after: core::time::Duration,
+    },
+    /// Store `text` as the backlog (under the lock the shell holds for the whole run), then
+    /// hand the outcome to [`BufferedUsage::saved`].
+    Save(String),
+    /// The end: this call's report's answer ([`UsageAnswer::Backlog`] when it now waits in
+    /// the backlog; for a flush, a backlog while reports still wait, else recorded).
+    Done(Result<UsageAnswer, Error>),
+}
+
+/// Which report the machine is sending.
+#[derive(Debug)]
+enum Sending {
+    Waiting(RecordUsage),
+    New(RecordUsage),
+}
+
+/// A usage report through a client's durable backlog (issue #68 item 3): the one order of
+/// steps a client with storage (the Rust-on-wasm `AsyncLicensing`) drives, its shell doing
+/// only the IO (the storage's read and write under a lock, the sends, the waits):
+///
+/// 1. Nothing is sent while the backlog is held (the relay's `Retry-After`): this call's
+///    report joins the backlog, answered [`UsageAnswer::Backlog`] with the seconds left.
+/// 2. The waiting reports first, oldest first, each through [`RecordUsage`] (its own id, its
+///    sends again): a final answer (recorded, a duplicate, credits exhausted, a denial, a
+///    refusal) takes it out of the backlog; one worth sending again later (the relay out of
+///    reach, its 5xx, its backlog, a rate limit) stops the drain, holding it for the
+///    `Retry-After` asked.
+/// 3. Then this call's report, sent only when the drain went through: an answer worth
+///    sending again later puts it in the backlog (at most [`BACKLOG_MAX`] reports; an id
+///    already waiting is not added twice), answered [`UsageAnswer::Backlog`] ([`BACKLOG_CODE`]).
+/// 4. The backlog, when it changed, is saved before the answer is given; a report that could
+///    not be saved is answered with the storage's error.
+#[derive(Debug)]
+pub struct BufferedUsage {
+    base_url: String,
+    organization_id: String,
+    seal: crate::keyseal::KeySeal,
+    now: i64,
+    backlog: UsageBacklog,
+    changed: bool,
+    new: Option<UsageReport>,
+    /// This call's report went into the backlog.
+    buffered_new: bool,
+    /// The drain stopped: the relay cannot take reports now.
+    stopped: bool,
+    sending: Option<Sending>,
+    answer: Option<Result<UsageAnswer, Error>>,
+}
+
+impl BufferedUsage {
+    /// The run for `report` (`None`: a flush of the backlog alone) to the relay at `base_url`,
+    /// over the backlog stored as `stored`, at unix seconds `now`; keys sealed with `seal`. A
+    /// report with bad input is refused here (`invalid_input`): nothing sent, nothing kept.
+    pub fn new(
+        base_url: &str,
+        organization_id: &str,
+        seal: crate::keyseal::KeySeal,
+        stored: Option<&str>,
+        report: Option<UsageReport>,
+        now: i64,
+    ) -> Result<BufferedUsage, Error> {
+        if let Some(r) = &report {
+            usage_request(base_url, organization_id, r)?;
+        }
+        Ok(BufferedUsage {
+            base_url: base_url.to_string(),
+            organization_id: organization_id.to_string(),
+            seal,
+            now,
+            backlog: UsageBacklog::read(stored),
+            changed: false,
+            new: report,
+            buffered_new: false,
+            stopped: false,
+            sending: None,
+            answer: None,
+        })
+    }
+
+    /// The backlog as it stands.
+    pub fn backlog(&self) -> &UsageBacklog {
+        &self.backlog
+    }
+
+    /// The first step.
+    pub fn start(&mut self) -> BufferedStep {
+        if let Some(left) = self.backlog.held(self.now) {
+            self.stopped = true;
+            return self.buffer_new(Some(left));
+        }
+        self.next()
+    }
+
+    /// Puts this call's report (if any, not sent) in the backlog and ends.
+    fn buffer_new(&mut self, retry_after: Option<u64>) -> BufferedStep {
+        match self.new.take() {
+            Some(report) => {
+                let result = Ok(UsageAnswer::Backlog { retry_after });
+                self.keep(report, result)
+            }
+            None => self.finish(),
+        }
+    }
+
+    /// Keeps `report` in the backlog (answered [`UsageAnswer::Backlog`]), or, full or its key
+    /// not sealable, answers `otherwise` as it came.
+    fn keep(&mut self, report: UsageReport, otherwise: Result<UsageAnswer, Error>) -> BufferedStep {
+        let retry_after = waited(&otherwise).or_else(|| self.backlog.held(self.now));
+        if self.backlog.waiting.iter().any(|w| w.id == report.id) {
+            self.buffered_new = true;
+            self.answer = Some(Ok(UsageAnswer::Backlog { retry_after }));
+            return self.finish();
+        }
+        let sealed = self
+            .seal
+            .seal(&report.key)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok());
+        match sealed {
+            Some(sealed_key) if self.backlog.waiting.len() < BACKLOG_MAX => {
+                self.backlog.waiting.push(Waiting {
+                    sealed_key,
+                    meter: report.meter,
+                    units: report.units,
+                    id: report.id,
+                });
+                self.changed = true;
+                self.buffered_new = true;
+                self.answer = Some(Ok(UsageAnswer::Backlog { retry_after }));
+            }
+            _ => self.answer = Some(otherwise),
+        }
+        self.finish()
+    }
+
+    fn next(&mut self) -> BufferedStep {
+        // The waiting reports first, oldest first.
+        while !self.stopped {
+            let Some(w) = self.backlog.waiting.first() else {
+                break;
+            };
+            let machine = self
+                .seal
+                .open(w.sealed_key.as_bytes())
+                .ok()
+                .map(|key| UsageReport {
+                    key,
+                    meter: w.meter.clone(),
+                    units: w.units,
+                    id: w.id.clone(),
+                })
+                .and_then(|r| RecordUsage::new(&self.base_url, &self.organization_id, &r).ok());
+            match machine {
+                Some(mut m) => {
+                    let step = m.start();
+                    self.sending = Some(Sending::Waiting(m));
+                    return self.step(step);
+                }
+                // Sealed for another install, or no longer valid input: never sendable.
+                None => {
+                    self.backlog.waiting.remove(0);
+                    self.changed = true;
+                }
+            }
+        }
+        if self.stopped {
+            let left = self.backlog.held(self.now);
+            return self.buffer_new(left);
+        }
+        match self.new.take() {
+            Some(report) => {
+                match RecordUsage::new(&self.base_url, &self.organization_id, &report) {
+                    Ok(mut m) => {
+                        let step = m.start();
+                        self.new = Some(report);
+                        self.sending = Some(Sending::New(m));
+                        self.step(step)
+                    }
+                    Err(e) => {
+                        self.answer = Some(Err(e));
+                        self.finish()
+                    }
+                }
+            }
+            None => self.finish(),
+        }
+    }
+
+    fn step(&mut self, step: UsageStep) -> BufferedStep {
+        match step {
+            UsageStep::Send { request, after } => BufferedStep::Send { request, after },
+            UsageStep::Done(result) => self.done(result),
+        }
+    }
+
+    /// Whether a report that ended in `result` waits in the backlog for a later send: what
+    /// [`send_again`] says, and a rate limit (sent after its `Retry-After`).
+    fn worth_keeping(result: &Result<UsageAnswer, Error>) -> bool {
+        send_again(result) || matches!(result, Err(Error::RateLimited { .. }))
+    }
+
+    fn done(&mut self, result: Result<UsageAnswer, Error>) -> BufferedStep {
+        let keep = Self::worth_keeping(&result);
+        if keep {
+            if let Some(secs) = waited(&result) {
+                let until = self
+                    .now
+                    .saturating_add(i64::try_from(secs).unwrap_or(i64::MAX));
+                self.backlog.hold_until = Some(until);
+                self.changed = true;
+            }
+        } else if self.backlog.hold_until.take().is_some() {
+            self.changed = true;
+        }
+        match self.sending.take() {
+            Some(Sending::Waiting(_)) => {
+                if keep {
+                    self.stopped = true;
+                } else {
+                    self.backlog.waiting.remove(0);
+                    self.changed = true;
+                }
+                self.next()
+            }
+            Some(Sending::New(_)) => match self.new.take() {
+                Some(report) if keep => self.keep(report, result),
+                _ => {
+                    self.answer = Some(result);
+                    self.finish()
+                }
+            },
+            None => self.finish(),
+        }
+    }
+
+    /// What the last send brought.
+    pub fn answer(&mut self, sent: Result<HttpResponse, Error>) -> BufferedStep {
+        let step = match &mut self.sending {
+            Some(Sending::Waiting(m) | Sending::New(m)) => m.answer(sent),
+            None => return self.finish(),
+        };
+        self.step(step)
+    }
+
+    fn finish(&mut self) -> BufferedStep {
+        if self.changed {
+            self.changed = false;
+            return BufferedStep::Save(self.backlog.write());
+        }
+        BufferedStep::Done(self.outcome())
+    }
+
+    /// The answer of the run: this call's report's, or for a flush whether reports wait.
+    fn outcome(&mut self) -> Result<UsageAnswer, Error> {
+        match self.answer.take() {
+            Some(answer) => answer,
+            None if self.backlog.is_empty() => Ok(UsageAnswer::Recorded {
+                duplicate: false,
+                balance: None,
+            }),
+            None => Ok(UsageAnswer::Backlog {
+                retry_after: self.backlog.held(self.now),
+            }),
+        }
+    }
+
+    /// The storage's outcome of the last [`BufferedStep::Save`]: a report this call put in
+    /// the backlog that could not be saved is answered with the storage's error.
+    pub fn saved(&mut self, result: Result<(), Error>) -> BufferedStep {
+        match result {
+            Err(e) if self.buffered_new => BufferedStep::Done(Err(e)),
+            _ => BufferedStep::Done(self.outcome()),
+        }
     }
 }
 
@@ -475,5 +929,136 @@ mod tests {
             read_usage_answer(&HttpResponse::new(200, b"<html>".to_vec())),
             Err(Error::Protocol { .. })
         ));
+    }
+
+    fn seal() -> crate::keyseal::KeySeal {
+        crate::keyseal::KeySeal::new("http://relay", ORG, &[9; 32], None, None)
+    }
+
+    fn recorded() -> Result<HttpResponse, Error> {
+        Ok(HttpResponse::new(
+            200,
+            br#"{"recorded":true,"duplicate":false,"balance":null}"#.to_vec(),
+        ))
+    }
+
+    fn offline() -> Result<HttpResponse, Error> {
+        Err(Error::Offline {
+            timeout: false,
+            detail: "refused".into(),
+        })
+    }
+
+    /// Drives `m`, answering every send with `answer`: the ids sent, the text saved, the end.
+    fn drive(
+        m: &mut BufferedUsage,
+        answer: impl Fn() -> Result<HttpResponse, Error>,
+    ) -> (Vec<String>, Option<String>, Result<UsageAnswer, Error>) {
+        let (mut sent, mut saved) = (Vec::new(), None);
+        let mut step = m.start();
+        loop {
+            step = match step {
+                BufferedStep::Send { request, .. } => {
+                    let v: serde_json::Value = serde_json::from_slice(&request.body).expect("JSON");
+                    sent.push(v["id"].as_str().expect("an id").to_string());
+                    m.answer(answer())
+                }
+                BufferedStep::Save(text) => {
+                    saved = Some(text);
+                    m.saved(Ok(()))
+                }
+                BufferedStep::Done(result) => return (sent, saved, result),
+            }
+        }
+    }
+
+    #[test]
+    fn a_report_the_relay_cannot_take_waits_in_the_backlog_then_goes_first_once() {
+        let first = report();
+        let mut m = BufferedUsage::new("http://relay", ORG, seal(), None, Some(first.clone()), 0)
+            .expect("a run");
+        let (sent, saved, end) = drive(&mut m, offline);
+        assert_eq!(sent, vec![first.id.clone(); USAGE_SENDS as usize]);
+        assert_eq!(end.expect("an answer").code(), BACKLOG_CODE);
+        let saved = saved.expect("the backlog saved");
+        assert!(
+            !saved.contains("POLAR-ABC-123"),
+            "the key is sealed: {saved}"
+        );
+        assert_eq!(
+            UsageBacklog::read(Some(&saved)).ids(),
+            vec![first.id.as_str()]
+        );
+        // The relay back: the waiting report first, then this call's; the backlog emptied.
+        let second = UsageReport::new(Key::new("POLAR-ABC-123"), "tokens_used", 1.0, [8; 16]);
+        let mut m = BufferedUsage::new(
+            "http://relay",
+            ORG,
+            seal(),
+            Some(&saved),
+            Some(second.clone()),
+            5,
+        )
+        .expect("a run");
+        let (sent, saved, end) = drive(&mut m, recorded);
+        assert_eq!(sent, vec![first.id.clone(), second.id.clone()]);
+        assert_eq!(end.expect("an answer").code(), RECORDED_CODE);
+        assert!(UsageBacklog::read(saved.as_deref()).is_empty());
+        // A backlog sealed for another install opens to nothing: dropped, never sent.
+        let other = crate::keyseal::KeySeal::new("http://relay", ORG, &[1; 32], None, None);
+        let mut m =
+            BufferedUsage::new("http://relay", ORG, other, None, Some(first), 0).expect("a run");
+        let (_, stored, _) = drive(&mut m, offline);
+        let mut m = BufferedUsage::new("http://relay", ORG, seal(), stored.as_deref(), None, 0)
+            .expect("a flush");
+        let (sent, _, _) = drive(&mut m, recorded);
+        assert!(sent.is_empty(), "{sent:?}");
+    }
+
+    #[test]
+    fn the_relays_retry_after_holds_the_backlog_until_then() {
+        let backlog = || {
+            let mut r =
+                HttpResponse::new(429, br#"{"error":"UsageBacklog","detail":"x"}"#.to_vec());
+            r.headers.push(("retry-after".into(), "60".into()));
+            Ok(r)
+        };
+        let r = report();
+        let mut m = BufferedUsage::new("http://relay", ORG, seal(), None, Some(r.clone()), 1000)
+            .expect("a run");
+        let (sent, saved, end) = drive(&mut m, backlog);
+        // Sent once: the relay asked for 60 s, more than the next send's wait.
+        assert_eq!(sent.len(), 1);
+        assert_eq!(
+            end.expect("an answer"),
+            UsageAnswer::Backlog {
+                retry_after: Some(60)
+            }
+        );
+        let saved = saved.expect("saved");
+        assert_eq!(UsageBacklog::read(Some(&saved)).hold_until(), Some(1060));
+        // Within the hold nothing is sent: a new report joins the backlog.
+        let later = UsageReport::new(Key::new("POLAR-ABC-123"), "tokens_used", 1.0, [8; 16]);
+        let mut m = BufferedUsage::new(
+            "http://relay",
+            ORG,
+            seal(),
+            Some(&saved),
+            Some(later.clone()),
+            1030,
+        )
+        .expect("a run");
+        let (sent, saved, end) = drive(&mut m, recorded);
+        assert!(sent.is_empty(), "{sent:?}");
+        assert_eq!(end.expect("an answer").retry_after(), Some(30));
+        let saved = saved.expect("saved");
+        // After it, both go, in order, and the hold is gone.
+        let mut m = BufferedUsage::new("http://relay", ORG, seal(), Some(&saved), None, 1061)
+            .expect("a flush");
+        let (sent, saved, end) = drive(&mut m, recorded);
+        assert_eq!(sent, vec![r.id, later.id]);
+        assert_eq!(end.expect("an answer").code(), RECORDED_CODE);
+        let saved = UsageBacklog::read(saved.as_deref());
+        assert!(saved.is_empty() && saved.hold_until().is_none());
     }
 }

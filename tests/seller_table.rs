@@ -9,10 +9,13 @@ use polar_license::portal::{PortalError, SessionToken};
 use polar_license::{ActivateRequest, Licensing, MachineBinding, Verdict as Answer};
 use polar_license_emulator::DEMO_KEY;
 use polar_license_testkit::seller_rows::{
-    devices_cell, play, recovered_cell, shows_key, Found, Row, RowPolar, Step, Verdict,
-    DEVICES_EMAIL,
+    codes_cell, devices_cell, followed_cell, play_with_values, recovered_cell, shows_key, Found,
+    Row, RowPolar, Step, Verdict, DEVICES_EMAIL,
 };
+use polar_license_testkit::values_rows::{play_values, ValuesFace, World};
 use polar_license_testkit::{cli_bin, licensing_builder, relay_in_front_of, ScratchDir};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 fn run_row(row: &Row) -> Found {
@@ -34,6 +37,8 @@ fn run_row(row: &Row) -> Found {
         .then(|| relay_in_front_of(&cli_bin(), &world.polar.url(), &relays));
     let mut found = Found::new(row);
     let mut session: Option<SessionToken> = None;
+    // The activation this machine took (a rotation keeps it).
+    let mut mine: Option<String> = None;
     for (i, step) in row.steps.iter().enumerate() {
         // The clocks, Polar's revocation and its outage; the app's calls below.
         world.play(step);
@@ -54,7 +59,10 @@ fn run_row(row: &Row) -> Found {
             }
             Step::TryActivate(want) => {
                 let got = match app.activate(&ActivateRequest::new(DEMO_KEY, "This laptop")) {
-                    Ok(Answer::Accepted(_)) => "activated".to_string(),
+                    Ok(Answer::Accepted(a)) => {
+                        mine = Some(a.activation.id);
+                        "activated".to_string()
+                    }
                     Ok(Answer::Denied(d)) => d.reason.code().to_string(),
                     Err(e) => e.reason().code().to_string(),
                 };
@@ -115,7 +123,47 @@ fn run_row(row: &Row) -> Found {
                 };
                 found.compare(i, want.as_ref(), &Verdict::word(got));
             }
-            Step::Revoke(_) | Step::Offline | Step::Elsewhere(_) | Step::PolarClock(_) => {}
+            // Codes asked for until Polar refuses: the refusal typed, with its wait.
+            Step::RequestCodes(times, want) => {
+                let mut sent = 0;
+                let mut refused = None;
+                for _ in 0..*times {
+                    match app.client().request_sign_in_code(DEVICES_EMAIL) {
+                        Ok(()) => sent += 1,
+                        Err(e) => {
+                            let wait = match e {
+                                PortalError::RateLimited(wait) => wait,
+                                _ => None,
+                            };
+                            refused = Some((e.code(), wait));
+                            break;
+                        }
+                    }
+                }
+                let got = codes_cell(sent, refused);
+                found.compare(i, want.as_ref(), &Verdict::word(got));
+            }
+            // The rotated key followed through the session to its new string.
+            Step::FollowRotation(want) => {
+                let followed = session
+                    .as_ref()
+                    .ok_or(PortalError::NotSignedIn)
+                    .and_then(|s| app.follow_rotation(s, DEMO_KEY));
+                let got = match followed {
+                    Ok((_, Answer::Accepted(v))) => followed_cell(
+                        "licensed",
+                        mine.is_some() && v.activation.map(|a| a.id) == mine,
+                    ),
+                    Ok((_, Answer::Denied(d))) => followed_cell(d.reason.code(), false),
+                    Err(e) => e.code().to_string(),
+                };
+                found.compare(i, want.as_ref(), &Verdict::word(got));
+            }
+            Step::Revoke(_)
+            | Step::Offline
+            | Step::Elsewhere(_)
+            | Step::PolarClock(_)
+            | Step::Rotate => {}
         }
     }
     found
@@ -145,7 +193,100 @@ fn listed(
     app.list_devices(session.ok_or(PortalError::NotSignedIn)?, DEMO_KEY)
 }
 
+/// The values rows' face (issue #68): a `Licensing` a relay, signed mode with the relay's
+/// key, every check asking it; its `entitlement`, `record_usage` and a denial's `stopped`.
+struct RustFace {
+    org: String,
+    keys: polar_license::lease::RelayKeys,
+    dir: ScratchDir,
+    apps: Mutex<BTreeMap<String, std::sync::Arc<Licensing>>>,
+}
+
+impl RustFace {
+    fn new(world: &World) -> RustFace {
+        RustFace {
+            org: world.org.clone(),
+            keys: polar_license::lease::RelayKeys::parse(&world.pair).expect("the relay's key"),
+            dir: ScratchDir::new(&format!("seller-values-{}", world.host)),
+            apps: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn app(&self, relay: &str) -> std::sync::Arc<Licensing> {
+        let mut apps = self.apps.lock().expect("apps");
+        let n = apps.len();
+        apps.entry(relay.to_string())
+            .or_insert_with(|| {
+                let app = Licensing::builder(&self.org)
+                    .base_url(relay)
+                    .cache_dir(self.dir.path().join(format!("app-{n}")))
+                    .machine_binding(MachineBinding::Id("machine-A".into()))
+                    .relay_keys(self.keys.clone())
+                    .policy(polar_license::GracePolicy {
+                        revalidate_after: Duration::ZERO,
+                        ..polar_license::GracePolicy::default()
+                    })
+                    .timeout(Duration::from_secs(10))
+                    .build()
+                    .expect("licensing builds");
+                std::sync::Arc::new(app)
+            })
+            .clone()
+    }
+}
+
+impl ValuesFace for RustFace {
+    fn value(&self, relay: &str, key: &str, name: &str) -> String {
+        let app = self.app(relay);
+        let _ = app.check(key);
+        app.entitlement(name)
+            .map_or("absent".to_string(), |v| v.to_string())
+    }
+
+    fn usage(&self, relay: &str, key: &str, meter: &str, units: f64, id: &str) -> String {
+        use polar_license::usage::UsageAnswer;
+        let balance = |b: Option<f64>| b.map_or("?".to_string(), |b| b.to_string());
+        let app = self.app(relay);
+        match app
+            .record_usage(Some(relay), &key.into(), meter, units, Some(id))
+            .1
+        {
+            Ok(UsageAnswer::Recorded {
+                duplicate,
+                balance: b,
+            }) => format!(
+                "{} balance:{}",
+                if duplicate { "duplicate" } else { "recorded" },
+                balance(b)
+            ),
+            Ok(UsageAnswer::CreditsExhausted { balance: b }) => {
+                format!("credits_exhausted balance:{}", balance(Some(b)))
+            }
+            Ok(UsageAnswer::Backlog { .. }) => "usage_backlog".to_string(),
+            Ok(UsageAnswer::Denied(d)) => d.reason.code().to_string(),
+            Err(e) => e.reason().code().to_string(),
+        }
+    }
+
+    fn relay_check(&self, relay: &str, key: &str) -> String {
+        use polar_license::grace::CheckOutcome;
+        match self.app(relay).check(key) {
+            CheckOutcome::Licensed { .. } => "licensed".to_string(),
+            CheckOutcome::Denied(d) => match d.stopped {
+                Some(s) => format!(
+                    "{} · {}{}",
+                    d.reason.code(),
+                    s.kind.code(),
+                    s.until.map_or(String::new(), |u| format!(" until={u}"))
+                ),
+                None => d.reason.code().to_string(),
+            },
+            other => other.reason().map_or("none", |r| r.code()).to_string(),
+        }
+    }
+}
+
 #[test]
 fn seller_table() {
-    play("rust", run_row);
+    play_with_values("rust", run_row, || play_values(&cli_bin(), RustFace::new));
 }

@@ -18,12 +18,12 @@ use polar_license::wasm::{date_now, AsyncLicensing};
 use polar_license::ActivateRequest;
 use polar_license::Verdict as Answer;
 use polar_license_testkit::fetch::{
-    elsewhere, emailed_codes, new_key, patch_key, seller, seller_relay, set_clock, set_fault_at,
-    Versioned,
+    elsewhere, emailed_codes, new_key, patch_key, rotate_key, seller, seller_relay, set_clock,
+    set_fault_at, set_rate_limit, Versioned,
 };
 use polar_license_testkit::seller_rows::{
-    devices_cell, emailed_code, recovered_cell, rows, seconds, shows_key, tsv, Found, Row, Step,
-    Verdict, DEVICES_EMAIL, TSV_MARKER,
+    codes_cell, devices_cell, emailed_code, followed_cell, recovered_cell, rows, seconds,
+    shows_key, tsv, Found, Row, Step, Verdict, DEVICES_EMAIL, TSV_MARKER,
 };
 use serde_json::{json, Value};
 use std::cell::Cell;
@@ -38,6 +38,10 @@ async fn run_row(row: &Row) -> Found {
     set_clock(polar, 0).await;
     let start = date_now();
     let key = new_key(polar, "SELLER", row.seed_key(start)).await;
+    // Polar's per-address limits for the row alone, counted afresh (the emulator is shared).
+    if row.rate_limit() {
+        set_rate_limit(polar, true).await;
+    }
     let clock = Rc::new(Cell::new(start));
     let reading = Rc::clone(&clock);
     let builder = AsyncLicensing::builder(ORG)
@@ -51,6 +55,8 @@ async fn run_row(row: &Row) -> Found {
         .expect("licensing builds");
     let mut found = Found::new(row);
     let mut session: Option<SessionToken> = None;
+    // The activation this machine took (a rotation keeps it).
+    let mut mine: Option<String> = None;
     for (i, step) in row.steps.iter().enumerate() {
         if let Some(offset) = step.day().map(seconds) {
             set_clock(polar, offset).await;
@@ -78,12 +84,32 @@ async fn run_row(row: &Row) -> Found {
             Step::Elsewhere(label) => elsewhere(polar, &key, label).await,
             // Polar's clock alone (the app's stays).
             Step::PolarClock(day) => set_clock(polar, seconds(*day)).await,
+            Step::Rotate => rotate_key(polar, &key).await,
+            // The rotated key followed through the session to its new string.
+            Step::FollowRotation(want) => {
+                let followed = match &session {
+                    Some(s) => app.follow_rotation(s, key.as_str()).await,
+                    None => Err(PortalError::NotSignedIn),
+                };
+                let got = match followed {
+                    Ok((_, Answer::Accepted(v))) => followed_cell(
+                        "licensed",
+                        mine.is_some() && v.activation.map(|a| a.id) == mine,
+                    ),
+                    Ok((_, Answer::Denied(d))) => followed_cell(d.reason.code(), false),
+                    Err(e) => e.code().to_string(),
+                };
+                found.compare(i, want.as_ref(), &Verdict::word(got));
+            }
             Step::TryActivate(want) => {
                 let answer = app
                     .activate(&ActivateRequest::new(key.as_str(), "This laptop"))
                     .await;
                 let got = match answer {
-                    Ok(Answer::Accepted(_)) => "activated".to_string(),
+                    Ok(Answer::Accepted(a)) => {
+                        mine = Some(a.activation.id);
+                        "activated".to_string()
+                    }
                     Ok(Answer::Denied(d)) => d.reason.code().to_string(),
                     Err(e) => e.reason().code().to_string(),
                 };
@@ -151,6 +177,27 @@ async fn run_row(row: &Row) -> Found {
                 };
                 found.compare(i, want.as_ref(), &Verdict::word(got));
             }
+            // Codes asked for until Polar refuses: the refusal typed, with its wait (in a
+            // browser, which cannot read `retry-after`, the core's: the zone's block).
+            Step::RequestCodes(times, want) => {
+                let mut sent = 0;
+                let mut refused = None;
+                for _ in 0..*times {
+                    match app.client().request_sign_in_code(DEVICES_EMAIL).await {
+                        Ok(()) => sent += 1,
+                        Err(e) => {
+                            let wait = match e {
+                                PortalError::RateLimited(wait) => wait,
+                                _ => None,
+                            };
+                            refused = Some((e.code(), wait));
+                            break;
+                        }
+                    }
+                }
+                let got = codes_cell(sent, refused);
+                found.compare(i, want.as_ref(), &Verdict::word(got));
+            }
             Step::FreeOther => {
                 let other = match &session {
                     Some(s) => app.list_devices(s, key.as_str()).await.ok().and_then(|d| {
@@ -175,6 +222,9 @@ async fn run_row(row: &Row) -> Found {
     }
     set_fault_at(polar, Value::Null).await;
     set_clock(polar, 0).await;
+    if row.rate_limit() {
+        set_rate_limit(polar, false).await;
+    }
     found
 }
 

@@ -32,3 +32,23 @@ pub fn date_now() -> i64 {
     // Date.now() is milliseconds as an integral f64, far inside i64's range.
     (js_sys::Date::now() / 1000.0).floor() as i64
 }
+
+/// Waits `after` on the host's `setTimeout` (at once where the host has none).
+pub async fn sleep(after: std::time::Duration) {
+    if after.is_zero() {
+        return;
+    }
+    let ms = after.as_secs_f64() * 1000.0;
+    let promise = js_sys::Promise::new(&mut |resolve, _reject| {
+        let global = js_sys::global();
+        let set = js_sys::Reflect::get(&global, &JsValue::from_str("setTimeout"))
+            .ok()
+            .and_then(|f| f.dyn_into::<js_sys::Function>().ok());
+        let armed =
+            set.is_some_and(|set| set.call2(&global, &resolve, &JsValue::from_f64(ms)).is_ok());
+        if !armed {
+            let _ = resolve.call0(&JsValue::UNDEFINED);
+        }
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+}

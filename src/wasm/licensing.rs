@@ -719,6 +719,127 @@ impl AsyncLicensing {
         follow.answer()
     }
 
+    /// The storage name of this organization's usage backlog ([`crate::usage::UsageBacklog`]).
+    fn usage_backlog_name(&self) -> String {
+        storage_name(&format!("usage-backlog-{}", self.org()))
+    }
+
+    /// Reports `units` of `meter` used with `key` to the seller's relay at `relay_url`
+    /// (`None`: this licensing's base URL) (issue #68 item 3), as the native
+    /// `Licensing::record_usage` does, through the core's [`crate::usage::BufferedUsage`]: the
+    /// reports waiting in this licensing's backlog go first, then this one (its id: `id`, the
+    /// app's own, or a new UUID v4), each sent again with its id while the relay cannot be
+    /// reached, answers 5xx or asks to wait. A report the relay cannot take now waits in the
+    /// backlog, kept in this licensing's storage (its key sealed), and is answered
+    /// [`crate::usage::UsageAnswer::Backlog`] (code [`crate::usage::BACKLOG_CODE`]); the next
+    /// report or [`AsyncLicensing::flush_usage`] sends it, no sooner than the relay's
+    /// `Retry-After`. The report's id and the answer; the id is empty only when none could be
+    /// made.
+    pub async fn record_usage(
+        &self,
+        relay_url: Option<&str>,
+        key: impl Into<Key>,
+        meter: &str,
+        units: f64,
+        id: Option<&str>,
+    ) -> (String, Result<crate::usage::UsageAnswer, Error>) {
+        let entropy = match id {
+            Some(_) => Some([0u8; 16]),
+            None => random_nonce(),
+        };
+        let Some(entropy) = entropy else {
+            return (
+                String::new(),
+                Err(Error::invalid(
+                    "usage",
+                    "no random id: this host has no crypto",
+                )),
+            );
+        };
+        let mut report = crate::usage::UsageReport::new(key.into(), meter, units, entropy);
+        if let Some(id) = id {
+            report.id = id.to_string();
+        }
+        let id = report.id.clone();
+        (id, self.run_usage(relay_url, Some(report)).await.0)
+    }
+
+    /// Sends the reports waiting in this licensing's usage backlog to the seller's relay at
+    /// `relay_url` (`None`: the base URL), oldest first, as [`AsyncLicensing::record_usage`]
+    /// does before its own: the reports still waiting (`0`: none), or the storage's error.
+    pub async fn flush_usage(&self, relay_url: Option<&str>) -> Result<usize, Error> {
+        let (answer, waiting) = self.run_usage(relay_url, None).await;
+        match answer {
+            Err(e @ Error::Cache { .. }) => Err(e),
+            _ => Ok(waiting),
+        }
+    }
+
+    /// The reports waiting in this licensing's usage backlog (their ids, oldest first).
+    pub async fn usage_backlog(&self) -> Result<Vec<String>, Error> {
+        let stored = self.store.get(&self.usage_backlog_name()).await?;
+        let backlog = crate::usage::UsageBacklog::read(stored.as_deref());
+        Ok(backlog.ids().into_iter().map(str::to_string).collect())
+    }
+
+    /// Drives the core's [`crate::usage::BufferedUsage`]: the storage's read and writes under
+    /// the backlog's lock, the sends, the waits. Its answer and the reports left waiting.
+    async fn run_usage(
+        &self,
+        relay_url: Option<&str>,
+        report: Option<crate::usage::UsageReport>,
+    ) -> (Result<crate::usage::UsageAnswer, Error>, usize) {
+        use crate::usage::{BufferedStep, BufferedUsage};
+        let secret = match self.install_secret().await {
+            Ok(secret) => secret,
+            Err(e) => return (Err(e), 0),
+        };
+        let seal = crate::keyseal::KeySeal::new(
+            self.client.api().base_url(),
+            self.org(),
+            &secret,
+            self.machine.as_deref(),
+            self.app_secret.as_deref(),
+        );
+        let name = self.usage_backlog_name();
+        let _lock = match lock(&name).await {
+            Ok(lock) => lock,
+            Err(e) => return (Err(e), 0),
+        };
+        let stored = match self.store.get(&name).await {
+            Ok(stored) => stored,
+            Err(e) => return (Err(e), 0),
+        };
+        let base = relay_url.unwrap_or(self.client.api().base_url());
+        let machine = BufferedUsage::new(
+            base,
+            self.org(),
+            seal,
+            stored.as_deref(),
+            report,
+            (self.clock)(),
+        );
+        let mut machine = match machine {
+            Ok(m) => m,
+            Err(e) => return (Err(e), 0),
+        };
+        let mut step = machine.start();
+        loop {
+            step = match step {
+                BufferedStep::Send { request, after } => {
+                    super::js::sleep(after).await;
+                    let sent = self.client.send_raw(&request).await;
+                    machine.answer(sent)
+                }
+                BufferedStep::Save(text) => {
+                    let written = self.store.set(&name, &text).await;
+                    machine.saved(written)
+                }
+                BufferedStep::Done(result) => return (result, machine.backlog().len()),
+            }
+        }
+    }
+
     /// Forgets everything cached for `key` (the server is not told).
     pub async fn forget(&self, key: impl Into<Key>) -> Result<(), Error> {
         let key = key.into();

@@ -55,6 +55,8 @@ const CUSTOMERS = { chromium: '6c2e0d8f-4b3a-4f7e-9d0c-2b3c4d5e6f71', firefox: '
 const README = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'README.md');
 
 const { DEFAULT_STRINGS, redactKey } = await import(pathToFileURL(join(PACKAGE, 'ui.js')).href);
+/** Why a key stopped, each detail and its sentence: the table every face reads. */
+const STOPPED_ROWS = JSON.parse(await readFile(join(dirname(fileURLToPath(import.meta.url)), '..', 'vectors', 'stopped-messages.json'), 'utf8')).rows;
 const { startEmulator } = await import(pathToFileURL(join(PACKAGE, 'emulator.js')).href);
 
 const PAGE = `<!doctype html>
@@ -176,6 +178,10 @@ test('ui.d.ts names every string of DEFAULT_STRINGS, and no other', async () => 
   const declared = [...dts.slice(start, dts.indexOf('\n}\n', start)).matchAll(/^  (\w+): string;/gm)].map((m) => m[1]);
   assert.ok(declared.includes('freeSeat') && declared.includes('title'), declared.join());
   assert.deepEqual([...declared].sort(), Object.keys(DEFAULT_STRINGS).sort());
+  // The optional ones have no English string: why a key stopped is the core's sentence (the
+  // refusal's userMessage) unless the app sets its own words.
+  const optional = [...dts.slice(start, dts.indexOf('\n}\n', start)).matchAll(/^  (\w+)\?: string;/gm)].map((m) => m[1]);
+  assert.ok(optional.length > 0 && optional.every((k) => k.startsWith('stopped_') && !(k in DEFAULT_STRINGS)), optional.join());
 });
 
 eachEngine(TOOLS, (engine, browser) => {
@@ -655,21 +661,25 @@ eachEngine(TOOLS, (engine, browser) => {
     await inState('subscription-before-stop', { state: 'licensed', message: DEFAULT_STRINGS.licensed });
     // Polar's answer for each: the same 404 "no longer active".
     emu.updateKey(key, { status: 'revoked' });
-    // Noon UTC: the same day in every time zone the runner may have.
-    const at = Date.UTC(2027, 4, 20, 12) / 1000;
-    const until = Date.UTC(2027, 5, 3, 12) / 1000;
+    // Each detail as the table every face reads (tests/vectors/stopped-messages.json: noon UTC,
+    // the same day in every time zone the runner may have), said in the library's one sentence
+    // for it, the refusal's userMessage.
+    const at = 1810814400;
+    const until = 1812024000;
     const day = (s) => page.evaluate((ms) => new Intl.DateTimeFormat('en', { dateStyle: 'long' }).format(new Date(ms)), s * 1000);
     const again = DEFAULT_STRINGS.tryAgain.replace('{key}', redactKey(key));
-    const rows = [
-      ['paused', `paused; at=${at}; until=${until}`, DEFAULT_STRINGS.stopped_paused_until.replace('{until}', await day(until)), { retry: true, portal: true }],
-      ['canceled', `canceled; at=${at}`, DEFAULT_STRINGS.stopped_canceled_at.replace('{at}', await day(at)), { retry: true, portal: true }],
-      ['canceled-undated', 'canceled', DEFAULT_STRINGS.stopped_canceled, { retry: true, portal: true }],
-      ['seat-revoked', `seat_revoked; at=${at}`, DEFAULT_STRINGS.stopped_seat_revoked, { retry: true, portal: false }],
-      ['refunded', `refunded; at=${at}`, DEFAULT_STRINGS.stopped_refunded.replace('{key}', redactKey(key)), { retry: false, portal: true }],
-      ['rotated', `rotated; at=${at}`, DEFAULT_STRINGS.stopped_rotated, { retry: false, portal: true, lostKey: true }],
-      ['past-due', `past_due; at=${at}`, DEFAULT_STRINGS.stopped_past_due, { retry: true, portal: true }],
-      ['paused-undated', `paused; at=${at}`, DEFAULT_STRINGS.stopped_paused, { retry: true, portal: true }],
-    ];
+    const wants = {
+      paused: { retry: true, portal: true },
+      'paused-undated': { retry: true, portal: true },
+      canceled: { retry: true, portal: true },
+      'canceled-undated': { retry: true, portal: true },
+      'seat-revoked': { retry: true, portal: false },
+      refunded: { retry: false, portal: true },
+      rotated: { retry: false, portal: true, lostKey: true },
+      'past-due': { retry: true, portal: true },
+    };
+    const rows = STOPPED_ROWS.map((r) => [r.name, r.stopped, r.user_message, wants[r.name]]);
+    assert.deepEqual(rows.map((r) => r[0]).sort(), Object.keys(wants).sort());
     for (const [name, header, message, want] of rows) {
       await page.evaluate((h) => {
         window.gateTest.stopped = h;

@@ -235,9 +235,11 @@ test('webpack 5 (production): the split entry, the .wasm files emitted as assets
     const assets = Object.keys(stats.compilation.assets);
     // The engine's .wasm, and two add-ons (each a .wasm and its glue) emitted beside the bundle:
     // signed mode's (issue #38), fetched only by a client with relay keys whose host has no
-    // Ed25519, and the local trial's (issue #54), fetched only by a no-key check with `trial`.
+    // Ed25519, and the local trial's (issue #54), fetched only by a no-key check with `trial`;
+    // and why a key stopped in the core's words (polar_license_stopped.js, issue #68), fetched
+    // only for a denial that says why.
     assert.equal(assets.filter((a) => a.endsWith('.wasm')).length, 3, `webpack emitted the three .wasm files: ${assets}`);
-    assert.equal(assets.filter((a) => a.endsWith('.js') && a !== 'main.js').length, 2, `webpack emitted the add-ons' glue: ${assets}`);
+    assert.equal(assets.filter((a) => a.endsWith('.js') && a !== 'main.js').length, 3, `webpack emitted the add-ons' glue and the stopped words: ${assets}`);
     return `${site.url}/matrix/webpack/index.html`;
   });
 });

@@ -68,6 +68,7 @@ test('the tarball ships exactly the allowlist', async () => {
     'polar_license_relay_bg.wasm',
     'polar_license_seat.js',
     'polar_license_seat_bg.wasm',
+    'polar_license_stopped.js',
     'polar_license_trial.js',
     'polar_license_trial_bg.wasm',
     'polar_license_usage.js',

@@ -4,12 +4,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
-import { CONSUMER, DEAD, DEMO_BENEFIT, EMULATOR, ORG, newKey, pkg, rejection, relay } from './emulator.mjs';
+import { CONSUMER, DEAD, DEMO_BENEFIT, EMULATOR, ORG, PACKAGE_DIR, importAsApp, newKey, pkg, rejection, relay } from './emulator.mjs';
 
 const run = promisify(execFile);
 const { LicenseClient, LicenseError, REASONS } = await pkg();
@@ -104,6 +104,33 @@ test("require('polar-license') gives LicenseClient, LicenseError, REASONS and in
   const bad = await rejection(new cjs.LicenseClient({ organizationId: 'nope' }).check('K'));
   assert.equal(bad.code, 'invalid_input');
   assert.equal((await cjs.load()).LicenseClient, LicenseClient);
+});
+
+test('the ES and CommonJS entries give the same kind for every reason code of the core, and keep the same fields', async () => {
+  // The codes from the core (Reason::ALL through the packed engine's reasonTable step), not
+  // typed here: the package holds one table, written into both faces at pack time.
+  const glue = await import(pathToFileURL(join(PACKAGE_DIR, 'polar_license.js')).href);
+  glue.initSync({ module: await readFile(join(PACKAGE_DIR, 'polar_license_bg.wasm')) });
+  const rows = JSON.parse(new glue.Engine(JSON.stringify({ organizationId: ORG }), 'null').call('reasonTable', []));
+  assert.ok(rows.length > 0);
+  const core = Object.fromEntries(rows.map((r) => [r.code, r.kind]));
+  // A field of every LicenseError extra the ES entry keeps (its toJSON's own), some of them
+  // added after the CommonJS face was first written (stopped, paidThrough…).
+  const extras = { status: 404, field: 'key', retryAfter: 3, remainingUsages: 0, timeout: true, cacheRefreshed: false, previouslyValid: true, activationGone: true, hint: 'h', userMessage: 'u', fallback: 'f', paidThrough: 9, trial: {}, stopped: { kind: 'paused', at: 1, until: null } };
+  for (const entry of ['polar-license', 'polar-license/inline']) {
+    const esm = await importAsApp(`reasons-${entry.replace('/', '-')}.mjs`, entry);
+    const cjs = require(entry);
+    assert.deepEqual({ ...esm.REASONS }, core, `${entry}: ES REASONS`);
+    assert.deepEqual({ ...cjs.REASONS }, core, `${entry}: CommonJS REASONS`);
+    assert.deepEqual(Object.keys(cjs.REASONS), Object.keys(esm.REASONS), entry);
+    for (const [code, kind] of Object.entries(core)) {
+      const a = new esm.LicenseError(code, 'd', extras);
+      const b = new cjs.LicenseError(code, 'd', extras);
+      assert.equal(a.kind, kind, `${entry} ES ${code}`);
+      assert.equal(b.kind, kind, `${entry} CommonJS ${code}`);
+      assert.deepEqual(b.toJSON(), a.toJSON(), `${entry} ${code}`);
+    }
+  }
 });
 
 const TSC = fileURLToPath(new URL('../../scripts/npm/node_modules/typescript/bin/tsc', import.meta.url));

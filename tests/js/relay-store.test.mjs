@@ -1050,6 +1050,66 @@ test("workerd: with signEntitlements on and nothing due, the Durable Object's al
   });
 });
 
+// A customer's values wanted (a check whose nonce asks for them) while Polar's values reads
+// fail (this suite's npm emulator has no benefit-grants route: 404 each time): the core backs
+// off, 5 s doubled at each failure in a row (the native host's rule too), so over 36 s the
+// Durable Object's alarm rings about 3 times (at 5, 15 and 35 s), not 7 (every 5 s, as before).
+// 36 s of waiting: this suite runs with FULL=1 only.
+// todo: measured on branch relaysmall, the alarm still rang 7 times in 36 s (a read every 5 s)
+// under workerd although the core's machine backs off (flow/background.rs's test, driven as a
+// paged store's host drives it): the Workers host's part is not found yet.
+test("workerd: failing values reads back off: the Durable Object's alarm rings less and less", { todo: 'the Workers host still reads every 5 s' }, async () => {
+  // No roster, no reconcile: the values reads alone set the alarm.
+  const worker = ALARMS_WORKER.replace(
+    'store: { webhookSecret: env.POLAR_WEBHOOK_SECRET },',
+    'store: { webhookSecret: env.POLAR_WEBHOOK_SECRET, roster: false, reconcileEvery: 0 },',
+  );
+  assert.notEqual(worker, ALARMS_WORKER);
+  await withStoredRelay(endpointFor, { worker }, async (live) => {
+    const alarms = async () => (await (await fetch(`${live.host.url}/__alarms`)).json()).alarms;
+    const key = newKey();
+    const asked = await fetch(`${live.host.url}${VALIDATE}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'polar-license-nonce': '00112233445566778899aabbccddeeff-ent-stop-facts' },
+      body: JSON.stringify({ key, organization_id: ORG }),
+    });
+    assert.equal(asked.status, 200);
+    const before = await alarms();
+    await new Promise((r) => setTimeout(r, 36_000));
+    const rang = (await alarms()) - before;
+    console.log(`Durable Object alarms over 36 s of failing values reads: ${rang} (${before} before)`);
+    assert.match(live.host.output(), /an entitlements read answered 404: again later/);
+    assert.ok(rang >= 2 && rang <= 4, `the alarm rang ${rang} times in 36 s of failing reads (5 s each: 7)`);
+    assert.equal((await check(live.host.url, key)).source, 'store', 'the relay still answers');
+  });
+});
+
+// `/healthz`'s `store.max_bytes` is the byte cap the store enforces (the core's clamp of the
+// option: at least one entry of the largest size with its overhead, 120 KiB + 512), not the
+// option as given; unset, the default 64 MiB. And a test-only option (`testOnlyBudgetSeconds`)
+// says so in the Worker's log, as `relay serve` warns of its test-only variables.
+const LEAST_CAP = 120 * 1024 + 512;
+test("workerd: /healthz says the store's byte cap in force; a test-only option warns in the log", async () => {
+  const rows = [
+    { more: 'maxBytes: 1, testOnlyBudgetSeconds: 6,', cap: LEAST_CAP, warns: true },
+    { more: '', cap: 64 * 1024 * 1024, warns: false },
+  ];
+  for (const { more, cap, warns } of rows) {
+    const worker = storeWorker(`perIp: '1000/1000',
+  store: { webhookSecret: env.POLAR_WEBHOOK_SECRET, ${more} },`);
+    await withStoredRelay(endpointFor, { worker }, async (live) => {
+      const key = newKey();
+      assert.equal((await check(live.host.url, key)).source, 'polar');
+      assert.equal((await check(live.host.url, key)).source, 'store', `${more}: the grant kept`);
+      const { store } = await (await fetch(`${live.host.url}/healthz`)).json();
+      assert.equal(store.max_bytes, cap, `${more}: ${JSON.stringify(store)}`);
+      assert.ok(store.bytes > 1 && store.bytes <= cap, JSON.stringify(store));
+      const warned = /a budget window of 6 s, not Polar's minute, for tests only/.test(live.host.output());
+      assert.equal(warned, warns, live.host.output().slice(-2000));
+    });
+  }
+});
+
 // A store of at most CAPPED entries, a cache of one, and its storage read back whole
 // (`GET /__storage`, a route of the test's object).
 const CAPPED = 10;

@@ -4,10 +4,12 @@
 // compares the same strings and writes the same TSV (face row expected got result).
 //
 // `node tests/js/seller-rows.mjs --flat` prints the rows for the C runner
-// (bindings/c/tests/test_seller_table.c), one tab-separated line each:
+// (bindings/c/tests/test_seller_table.c), one tab-separated line each (the values rows, issue
+// #68, after them: see the end of this file):
 //   row  ID  API  EXPIRES_DAY  BENEFIT  SUB_STATUS  PERIOD_END_DAY  CANCEL  ENDS_DAY
-//        RELEASED_DAY  TRIAL_DAYS  TRIAL_BENEFIT  LIMIT_ACTIVATIONS  CUSTOMER_ADMIN
-//   step DO  DAY  CELL  EXPECTED   (EXPECTED rendered; `-` where a field is absent)
+//        RELEASED_DAY  TRIAL_DAYS  TRIAL_BENEFIT  LIMIT_ACTIVATIONS  CUSTOMER_ADMIN  RATE_LIMIT
+//   step DO  DAY  CELL  EXPECTED  TIMES   (EXPECTED rendered; `-` where a field is absent;
+//        TIMES a request_codes step's, else 0)
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
@@ -80,7 +82,7 @@ export function expected(step) {
 
 if (process.argv[1] === fileURLToPath(import.meta.url) && process.argv[2] === '--flat') {
   const dash = (x) => (x == null ? '-' : String(x));
-  for (const r of rows()) {
+  for (const r of rows().filter((r) => !r.world)) {
     const p = r.polar;
     const s = p.subscription || {};
     const a = r.app || {};
@@ -89,13 +91,28 @@ if (process.argv[1] === fileURLToPath(import.meta.url) && process.argv[2] === '-
         'row', r.id, p.api || '2026-10', dash(p.expires_day), dash(p.benefit), dash(s.status),
         dash(s.period_end_day), s.cancel_at_period_end ? 1 : 0, dash(s.ends_day),
         dash(a.released_day), a.trial_days || 0, a.trial_benefit ? 1 : 0,
-        p.limit_activations ?? 3, p.customer_admin === false ? 0 : 1,
+        p.limit_activations ?? 3, p.customer_admin === false ? 0 : 1, p.rate_limit ? 1 : 0,
       ].join('\t'),
     );
     for (const st of r.steps) {
       const e = expected(st);
       console.log(
-        ['step', st.do, dash(st.day), st.cell ? 1 : 0, e ? render(e) : '-'].join('\t'),
+        ['step', st.do, dash(st.day), st.cell ? 1 : 0, e ? render(e) : '-', st.times ?? 0].join(
+          '\t',
+        ),
+      );
+    }
+  }
+  // The values rows (issue #68), after the others:
+  //   vrow  ID  HOSTS (comma-separated)
+  //   vstep DO  KEY  RELAY  NAME  UNITS  ID  CELL  EXPECTED  STEP (its JSON, for
+  //         tests/js/values-world.mjs)
+  for (const r of rows().filter((r) => r.world === 'values')) {
+    console.log(['vrow', r.id, r.hosts.join(',')].join('\t'));
+    for (const st of r.steps) {
+      console.log(
+        ['vstep', st.do, dash(st.key), st.relay ?? 'plain', dash(st.name), dash(st.units), dash(st.id), st.cell ? 1 : 0,
+          dash(st.expect?.verdict), JSON.stringify(st)].join('\t'),
       );
     }
   }

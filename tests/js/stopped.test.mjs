@@ -6,13 +6,24 @@
 // `polar-license-stopped` header added, as the relay answers a paused key.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { askingClient, newKey, patchKey, pkg, rejection } from './emulator.mjs';
+import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { CONSUMER, PACKAGE_DIR, askingClient, newKey, patchKey, pkg, rejection } from './emulator.mjs';
 
 const { LicenseClient } = await pkg();
+/** The other entries a node app takes the client from: inline (its wasm inside) and CommonJS. */
+const ENTRIES = {
+  inline: (await import(pathToFileURL(join(PACKAGE_DIR, 'inline-node.js')).href)).LicenseClient,
+  commonjs: createRequire(join(CONSUMER, 'package.json'))('polar-license').LicenseClient,
+};
+/** Each detail and the sentence every face shows for it (the core's words, one table). */
+const ROWS = JSON.parse(await readFile(new URL('../vectors/stopped-messages.json', import.meta.url), 'utf8')).rows;
 
 /** A client of the emulator asking at every check, its answers given `stopped` as header. */
-function client(stopped) {
-  return askingClient(LicenseClient, {
+function client(stopped, Client = LicenseClient) {
+  return askingClient(Client, {
     fetch: async (url, init) => {
       const resp = await fetch(url, init);
       if (stopped === undefined) return resp;
@@ -43,4 +54,46 @@ test('a denial carries why the key stopped, its code unchanged', async () => {
   // No detail, or one that does not read: none.
   assert.equal('stopped' in (await rejection(client().check(key))), false);
   assert.equal('stopped' in (await rejection(client('gone fishing').check(key))), false);
+});
+
+test("a denial's userMessage says why the key stopped, each detail in the core's words", async () => {
+  const key = await newKey({});
+  await patchKey(key, { status: 'revoked' });
+  const plain = await rejection(client().check(key));
+  assert.equal(plain.userMessage, 'This license key is no longer active.');
+  assert.ok(ROWS.length >= 6);
+  for (const row of ROWS) {
+    const e = await rejection(client(row.stopped).check(key));
+    assert.equal(e.code, 'inactive', row.name);
+    assert.equal(e.stopped.kind, row.stopped.split(';')[0], row.name);
+    assert.equal(e.userMessage, row.user_message, row.name);
+    assert.equal(JSON.parse(JSON.stringify(e)).userMessage, row.user_message, `${row.name}: toJSON`);
+  }
+});
+
+test("every entry says it (the inline and CommonJS ones too), and without it the reason's sentence", async () => {
+  const key = await newKey({});
+  await patchKey(key, { status: 'revoked' });
+  for (const [name, Client] of Object.entries(ENTRIES)) {
+    for (const row of ROWS) {
+      const e = await rejection(client(row.stopped, Client).check(key));
+      assert.equal(e.userMessage, row.user_message, `${name}: ${row.name}`);
+      assert.equal('stoppedOn' in e, false, `${name}: the dates' text is no field of the error`);
+    }
+    assert.equal((await rejection(client(undefined, Client).check(key))).userMessage, 'This license key is no longer active.', name);
+  }
+});
+
+test("no check downloads the sentences: they are in polar_license_stopped.js, loaded for a denial that says why", async () => {
+  // The engine's wasm and the default entry's JS, which every check downloads, hold none of the
+  // words; the module written from the core at pack time holds each.
+  const wasm = await readFile(join(PACKAGE_DIR, 'polar_license_bg.wasm'));
+  const js = await readFile(join(PACKAGE_DIR, 'browser.js'), 'utf8');
+  const words = await readFile(join(PACKAGE_DIR, 'polar_license_stopped.js'), 'utf8');
+  for (const row of ROWS) {
+    const part = row.user_message.split(/:| until | on /)[0];
+    assert.equal(wasm.includes(Buffer.from(part)), false, `${row.name}: "${part}" in the wasm`);
+    assert.equal(js.includes(part), false, `${row.name}: "${part}" in browser.js`);
+    assert.ok(words.includes(part), `${row.name}: "${part}" not in polar_license_stopped.js`);
+  }
 });

@@ -44,7 +44,8 @@ gate.state = 'licensed';
 // Why a key stopped (issue #68): the seller's relay's detail of a refusal, and its words.
 const stopKind: StopKind | undefined = gate.stopped?.kind;
 const resumes: number | null | undefined = gate.stopped?.until;
-const pausedWords: string = DEFAULT_STRINGS.stopped_paused_until;
+// The library's sentence by default (the refusal's userMessage): no English string of the gate's.
+const pausedWords: string | undefined = DEFAULT_STRINGS.stopped_paused_until;
 gate.strings = { stopped_rotated: 'Neuer Schlüssel im Kundenportal.' };
 gate.addEventListener('polar-license-change', (event) => console.log(event.detail.stopped?.at));
 // @ts-expect-error: read-only

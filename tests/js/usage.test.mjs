@@ -10,7 +10,10 @@
 //   `credits_exhausted` as a UsageError (a LicenseError) with the balance; a key Polar does not
 //   know is its denial;
 // - empty meters, zero, negative, NaN and infinite units and bad ids are `invalid_input`
-//   before anything is sent (this file's fetch counts the sends); bad options are typed.
+//   before anything is sent (this file's fetch counts the sends); bad options are typed;
+// - a report the relay's backlog holds (a second relay whose token cannot write events: nothing
+//   is ingested, a key's 100 waiting reports fill it) is a UsageError with the core's code,
+//   `usage_backlog`, the relay's Retry-After and the id to send again.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -148,4 +151,33 @@ test('bad input is refused before anything is sent', { skip }, async () => {
     assert.deepEqual([e.code, e.field], ['invalid_input', field], e.message);
   }
   assert.equal(sends, 0, 'nothing sent');
+});
+
+const NO_EVENTS_TOKEN = 'polar_oat_emulator_noevents_0123456789ab';
+const HELD_KEY = 'USE-HELD-0F1A-4B2C-9D3E-4F5A6B7C8D9E';
+
+test('a report the relay\'s backlog holds is usage_backlog', { skip }, async () => {
+  const seed = join(scratch, 'held-seed.json');
+  await writeFile(seed, JSON.stringify({
+    organization_id: ORG,
+    access_tokens: [{ token: NO_EVENTS_TOKEN, scopes: ['license_keys:read', 'license_keys:write'] }],
+    license_keys: [{ key: HELD_KEY, customer_id: CUSTOMER }],
+  }));
+  const heldPolar = await served(['emulator', '--port', '0', '--seed', seed], { home: scratch, ready: null });
+  const keyFile = join(scratch, 'relay.key');
+  const heldRelay = await served(['--base-url', heldPolar.url, 'relay', 'serve', '--signing-key', keyFile, '--port', '0', '--store', 'memory',
+    '--per-ip', '0', '--per-key', '0', '--record-usage'], { home: scratch, env: { POLAR_ACCESS_TOKEN: NO_EVENTS_TOKEN } });
+  try {
+    const held = (extra = {}) => recordUsage({ organizationId: ORG, relay: heldRelay.url, key: HELD_KEY, meter: METER, units: 1, ...extra });
+    // Nothing is ingested (the token cannot write events): 100 reports of a key fill the backlog.
+    for (let n = 0; n < 100; n += 1) await held();
+    const e = await rejection(held({ id: 'npm-held-101' }));
+    assert.ok(e instanceof UsageError, String(e));
+    assert.equal(e.code, 'usage_backlog');
+    assert.equal(e.retryAfter, 60);
+    assert.equal(e.id, 'npm-held-101');
+  } finally {
+    await heldRelay.close();
+    await heldPolar.close();
+  }
 });

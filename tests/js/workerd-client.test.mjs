@@ -144,7 +144,7 @@ async function worker(entry, files, storeDir, wasmAsData = false) {
   return host;
 }
 
-const WORKERD_FILES = ['workerd.js', 'license.js', 'polar_license.js', 'polar_license_bg.wasm'];
+const WORKERD_FILES = ['workerd.js', 'license.js', 'polar_license.js', 'polar_license_bg.wasm', 'polar_license_stopped.js'];
 let workers = {};
 let polar;
 before(async () => {
@@ -235,7 +235,7 @@ test('workerd: bad input is refused before any request; an unreachable Polar wit
 test('workerd: the default and inline entries cannot compile their wasm there, and their error names the workerd condition; the workerd entry given bytes says what it needs', async () => {
   const bundled = {
     browser: ['browser.js', 'polar_license_bg.wasm'],
-    inline: ['inline.js', 'license.js', 'polar_license.js', 'polar_license_inline.js'],
+    inline: ['inline.js', 'license.js', 'polar_license.js', 'polar_license_inline.js', 'polar_license_stopped.js'],
   };
   for (const [entry, files] of Object.entries(bundled)) {
     const w = await worker(files[0], files);

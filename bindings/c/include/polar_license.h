@@ -1153,6 +1153,45 @@ bool polar_license_portal_result_key_expires_at(const polar_license_portal_resul
                                                 size_t index,
                                                 int64_t *out_expires_at);
 
+// Follows the rotated `old_key` (issue #64 item 4): rotation at Polar keeps a key's record id,
+// limits and activations, and Polar answers the old string `not_found` at once. Through the
+// session this client holds, the customer's keys are read for the record id this machine's
+// cache remembers of `old_key`'s license, and the new string is validated with the activation
+// that cache remembers (no slot is taken; the core's follow machine,
+// `polar_license::flow::follow::Follow`, orders every step). Once Polar grants it, the old
+// string's record is forgotten and, when the config's `remember_keys` is on and `old_key` was
+// the remembered key, the new one is remembered in its place.
+//
+// Done (`POLAR_LICENSE_PORTAL_ERROR_NONE`): `polar_license_portal_result_new_key` (the whole
+// new key: keep it in place of the old one), `_display_key` and `_activation_id` (the one kept).
+// Failures: `NOT_SIGNED_IN` (no session: nothing sent), `SESSION_EXPIRED` (the client forgets
+// it; sign in again), `KEY_NOT_FOUND` (the customer has no key of that record id, or it was
+// not rotated: keep using `old_key`), `INVALID_INPUT` (nothing of `old_key`'s license is
+// cached here: no record id to follow; nothing sent), `RATE_LIMITED`, `OFFLINE`, and
+// `REFUSED` when Polar refuses the new string (`polar_license_portal_result_reason` has its
+// reason code, such as `POLAR_LICENSE_REASON_REVOKED`).
+//
+// Threads: any thread, as the other portal calls (the session is the client's, for every
+// thread). Ownership: `old_key` is read during the call only; the result is the caller's, freed
+// with `polar_license_portal_result_free`. Status and out-pointer as for
+// `polar_license_client_request_sign_in_code` (`NULL_ARGUMENT`, `INVALID_UTF8` for `old_key`).
+polar_license_status polar_license_client_follow_rotation(const polar_license_client *client,
+                                                          const char *old_key,
+                                                          polar_license_portal_result **out_result);
+
+// A followed rotation's new key, whole (`polar_license_client_follow_rotation`: keep it in
+// place of the old one; never log it); `""` for any other result or NULL. Owned by the result.
+// Never NULL.
+const char *polar_license_portal_result_new_key(const polar_license_portal_result *result);
+
+// A followed rotation's new key in display form (`****-6ED415`: show this); `""` for any other
+// result or NULL. Owned by the result. Never NULL.
+const char *polar_license_portal_result_display_key(const polar_license_portal_result *result);
+
+// The activation a followed rotation's new key was validated with (the one this machine held
+// before the rotation); `""` for any other result or NULL. Owned by the result. Never NULL.
+const char *polar_license_portal_result_activation_id(const polar_license_portal_result *result);
+
 // The stable snake_case code of a feature why (`"granted"`, `"license_not_valid"`,
 // `"not_granted_by_benefit"`, `"unknown_feature"`, `"usage_exhausted"`: the codes of the Rust
 // API, the command line and JS), or `""` for `POLAR_LICENSE_FEATURE_WHY_NONE` and unknown

@@ -7,7 +7,7 @@ use super::feature::polar_license_feature_access;
 use super::out;
 use super::request::polar_license_request;
 use super::result::polar_license_result;
-use super::strings::{str_arg, to_cstring, StrError};
+use super::strings::to_cstring;
 use polar_license::error::{Error, Verdict};
 use polar_license::grace::{CheckOutcome, CheckReport};
 use polar_license::key::Key;
@@ -104,28 +104,6 @@ impl polar_license_client {
         out::give(out, result);
         polar_license_status::Ok
     }
-}
-
-/// A string argument, or an early return of NULL_ARGUMENT / INVALID_UTF8 with this thread's
-/// last error set.
-macro_rules! arg_str {
-    ($client:expr, $ptr:expr, $name:literal) => {
-        match str_arg($ptr) {
-            Ok(s) => s,
-            Err(StrError::Null) => {
-                return $client.fail(
-                    polar_license_status::NullArgument,
-                    concat!($name, " is NULL"),
-                )
-            }
-            Err(StrError::Utf8) => {
-                return $client.fail(
-                    polar_license_status::InvalidUtf8,
-                    concat!($name, " is not valid UTF-8"),
-                )
-            }
-        }
-    };
 }
 
 /// A non-NULL pointer argument, or an early return of NULL_ARGUMENT with this thread's last

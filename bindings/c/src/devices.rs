@@ -8,6 +8,7 @@
 use super::client::polar_license_client;
 use super::enums::{polar_license_outcome, polar_license_reason, polar_license_source};
 use super::out;
+use super::panic::read;
 use super::result::polar_license_result;
 use super::strings::to_cstring;
 use polar_license::error::Verdict;
@@ -98,6 +99,11 @@ pub struct polar_license_portal_result {
     key_id: CString,
     customers: Vec<(CString, Option<CString>)>,
     keys: Vec<KeyRow>,
+    /// A followed rotation's new key (whole: the app keeps it) and the activation Polar
+    /// validated it with.
+    new_key: CString,
+    display_key: CString,
+    activation_id: CString,
 }
 
 impl polar_license_portal_result {
@@ -113,6 +119,9 @@ impl polar_license_portal_result {
             key_id: CString::default(),
             customers: Vec::new(),
             keys: Vec::new(),
+            new_key: CString::default(),
+            display_key: CString::default(),
+            activation_id: CString::default(),
         }
     }
 
@@ -171,28 +180,6 @@ impl polar_license_portal_result {
     }
 }
 
-/// A string argument of a portal call, or an early return of NULL_ARGUMENT / INVALID_UTF8 with
-/// this thread's last error set.
-macro_rules! portal_str {
-    ($client:expr, $ptr:expr, $name:literal) => {
-        match super::strings::str_arg($ptr) {
-            Ok(s) => s,
-            Err(super::strings::StrError::Null) => {
-                return $client.fail(
-                    super::enums::polar_license_status::NullArgument,
-                    concat!($name, " is NULL"),
-                )
-            }
-            Err(super::strings::StrError::Utf8) => {
-                return $client.fail(
-                    super::enums::polar_license_status::InvalidUtf8,
-                    concat!($name, " is not valid UTF-8"),
-                )
-            }
-        }
-    };
-}
-
 /// The body of a portal call, in the order every result call keeps: the client (NULL:
 /// NULL_ARGUMENT), this thread's last error cleared, the arguments, `out_result` checked, then
 /// the result written (OK).
@@ -232,11 +219,11 @@ pub extern "C" fn polar_license_client_request_sign_in_code(
     out_result: *mut *mut polar_license_portal_result,
 ) -> super::enums::polar_license_status {
     portal_call!(client, out_result, [
-        let email = portal_str!(client, email, "email");
+        let email = arg_str!(client, email, "email");
         let customer_id = if customer_id.is_null() {
             None
         } else {
-            Some(portal_str!(client, customer_id, "customer_id"))
+            Some(arg_str!(client, customer_id, "customer_id"))
         };
     ] {
         let asked = client
@@ -259,7 +246,7 @@ pub extern "C" fn polar_license_client_sign_in(
     code: *const c_char,
     out_result: *mut *mut polar_license_portal_result,
 ) -> super::enums::polar_license_status {
-    portal_call!(client, out_result, [let code = portal_str!(client, code, "code");] {
+    portal_call!(client, out_result, [let code = arg_str!(client, code, "code");] {
         let signed = client.licensing().client().sign_in(code).map(|token| {
             client.set_session(Some(token));
             polar_license_portal_result::done()
@@ -302,7 +289,7 @@ pub extern "C" fn polar_license_client_list_devices(
     key: *const c_char,
     out_result: *mut *mut polar_license_portal_result,
 ) -> super::enums::polar_license_status {
-    portal_call!(client, out_result, [let key = portal_str!(client, key, "key");] {
+    portal_call!(client, out_result, [let key = arg_str!(client, key, "key");] {
         let listed = match client.session() {
             None => Err(PortalError::NotSignedIn),
             Some(session) => client.licensing().list_devices(&session, key),
@@ -334,8 +321,8 @@ pub extern "C" fn polar_license_client_list_devices_via_relay(
     out_result: *mut *mut polar_license_portal_result,
 ) -> super::enums::polar_license_status {
     portal_call!(client, out_result, [
-        let relay_url = portal_str!(client, relay_url, "relay_url");
-        let key = portal_str!(client, key, "key");
+        let relay_url = arg_str!(client, relay_url, "relay_url");
+        let key = arg_str!(client, key, "key");
     ] {
         let listed = client.licensing().list_devices_via_relay(relay_url, key);
         polar_license_portal_result::of(listed.map(|found| polar_license_portal_result::listed(&found)))
@@ -359,8 +346,8 @@ pub extern "C" fn polar_license_client_free_device(
     ffi_boundary! {
         let client = try_ref!(client);
         client.begin();
-        let key = portal_str!(client, key, "key");
-        let activation_id = portal_str!(client, activation_id, "activation_id");
+        let key = arg_str!(client, key, "key");
+        let activation_id = arg_str!(client, activation_id, "activation_id");
         if out_result.is_null() {
             return client.fail(
                 super::enums::polar_license_status::NullArgument,
@@ -387,15 +374,6 @@ pub extern "C" fn polar_license_client_free_device(
 #[no_mangle]
 pub extern "C" fn polar_license_portal_result_free(result: *mut polar_license_portal_result) {
     ffi_boundary! { out::free(result) }
-}
-
-/// Reads a portal result, or returns the type's neutral value for NULL.
-fn read<T: super::panic::Boundary>(
-    result: *const polar_license_portal_result,
-    f: impl FnOnce(&polar_license_portal_result) -> T,
-) -> T {
-    let r = try_ref!(result);
-    f(r)
 }
 
 /// Why the call failed (`POLAR_LICENSE_PORTAL_ERROR_NONE`: it did what it was asked;
@@ -626,8 +604,8 @@ pub extern "C" fn polar_license_client_recover(
     ffi_boundary! {
         let client = try_ref!(client);
         client.begin();
-        let key_id = portal_str!(client, key_id, "key_id");
-        let label = portal_str!(client, label, "label");
+        let key_id = arg_str!(client, key_id, "key_id");
+        let label = arg_str!(client, label, "label");
         if out_result.is_null() {
             return client.fail(
                 super::enums::polar_license_status::NullArgument,
@@ -697,4 +675,90 @@ pub extern "C" fn polar_license_portal_result_key_expires_at(
             out::write_some(out_expires_at, r.keys.get(index).and_then(|k| k.expires_at))
         })
     }
+}
+
+/// Follows the rotated `old_key` (issue #64 item 4): rotation at Polar keeps a key's record id,
+/// limits and activations, and Polar answers the old string `not_found` at once. Through the
+/// session this client holds, the customer's keys are read for the record id this machine's
+/// cache remembers of `old_key`'s license, and the new string is validated with the activation
+/// that cache remembers (no slot is taken; the core's follow machine,
+/// `polar_license::flow::follow::Follow`, orders every step). Once Polar grants it, the old
+/// string's record is forgotten and, when the config's `remember_keys` is on and `old_key` was
+/// the remembered key, the new one is remembered in its place.
+///
+/// Done (`POLAR_LICENSE_PORTAL_ERROR_NONE`): `polar_license_portal_result_new_key` (the whole
+/// new key: keep it in place of the old one), `_display_key` and `_activation_id` (the one kept).
+/// Failures: `NOT_SIGNED_IN` (no session: nothing sent), `SESSION_EXPIRED` (the client forgets
+/// it; sign in again), `KEY_NOT_FOUND` (the customer has no key of that record id, or it was
+/// not rotated: keep using `old_key`), `INVALID_INPUT` (nothing of `old_key`'s license is
+/// cached here: no record id to follow; nothing sent), `RATE_LIMITED`, `OFFLINE`, and
+/// `REFUSED` when Polar refuses the new string (`polar_license_portal_result_reason` has its
+/// reason code, such as `POLAR_LICENSE_REASON_REVOKED`).
+///
+/// Threads: any thread, as the other portal calls (the session is the client's, for every
+/// thread). Ownership: `old_key` is read during the call only; the result is the caller's, freed
+/// with `polar_license_portal_result_free`. Status and out-pointer as for
+/// `polar_license_client_request_sign_in_code` (`NULL_ARGUMENT`, `INVALID_UTF8` for `old_key`).
+#[no_mangle]
+pub extern "C" fn polar_license_client_follow_rotation(
+    client: *const polar_license_client,
+    old_key: *const c_char,
+    out_result: *mut *mut polar_license_portal_result,
+) -> super::enums::polar_license_status {
+    portal_call!(client, out_result, [let old_key = portal_str!(client, old_key, "old_key");] {
+        let followed = match client.session() {
+            None => Err(PortalError::NotSignedIn),
+            Some(session) => client.licensing().follow_rotation(&session, old_key),
+        };
+        if matches!(followed, Err(PortalError::SessionExpired)) {
+            client.set_session(None);
+        }
+        polar_license_portal_result::of(followed.map(|(new, verdict)| match verdict {
+            Verdict::Accepted(v) => {
+                let mut r = polar_license_portal_result::done();
+                r.new_key = to_cstring(new.expose());
+                r.display_key = to_cstring(&new.redacted());
+                r.key_id = to_cstring(&v.license_key.id);
+                r.activation_id = to_cstring(v.activation.as_ref().map_or("", |a| a.id.as_str()));
+                r
+            }
+            Verdict::Denied(d) => {
+                let mut r = polar_license_portal_result::done();
+                r.error = polar_license_portal_error::Refused;
+                r.reason = d.reason.into();
+                r.code = to_cstring(d.reason.code());
+                r.message = to_cstring(&d.user_message());
+                r.display_key = to_cstring(&new.redacted());
+                r
+            }
+        }))
+    })
+}
+
+/// A followed rotation's new key, whole (`polar_license_client_follow_rotation`: keep it in
+/// place of the old one; never log it); `""` for any other result or NULL. Owned by the result.
+/// Never NULL.
+#[no_mangle]
+pub extern "C" fn polar_license_portal_result_new_key(
+    result: *const polar_license_portal_result,
+) -> *const c_char {
+    ffi_boundary! { read(result, |r| r.new_key.as_ptr()) }
+}
+
+/// A followed rotation's new key in display form (`****-6ED415`: show this); `""` for any other
+/// result or NULL. Owned by the result. Never NULL.
+#[no_mangle]
+pub extern "C" fn polar_license_portal_result_display_key(
+    result: *const polar_license_portal_result,
+) -> *const c_char {
+    ffi_boundary! { read(result, |r| r.display_key.as_ptr()) }
+}
+
+/// The activation a followed rotation's new key was validated with (the one this machine held
+/// before the rotation); `""` for any other result or NULL. Owned by the result. Never NULL.
+#[no_mangle]
+pub extern "C" fn polar_license_portal_result_activation_id(
+    result: *const polar_license_portal_result,
+) -> *const c_char {
+    ffi_boundary! { read(result, |r| r.activation_id.as_ptr()) }
 }

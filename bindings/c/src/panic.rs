@@ -147,6 +147,35 @@ macro_rules! check_out {
     }};
 }
 
+/// A required string argument of a call on a client, or an early return of NULL_ARGUMENT /
+/// INVALID_UTF8 with this thread's last error set (`$client.fail`), naming the argument.
+macro_rules! arg_str {
+    ($client:expr, $ptr:expr, $name:literal) => {
+        match $crate::strings::str_arg($ptr) {
+            Ok(s) => s,
+            Err($crate::strings::StrError::Null) => {
+                return $client.fail(
+                    $crate::enums::polar_license_status::NullArgument,
+                    concat!($name, " is NULL"),
+                )
+            }
+            Err($crate::strings::StrError::Utf8) => {
+                return $client.fail(
+                    $crate::enums::polar_license_status::InvalidUtf8,
+                    concat!($name, " is not valid UTF-8"),
+                )
+            }
+        }
+    };
+}
+
+/// Reads an object an accessor is given (a result, a seat), or returns the accessor type's
+/// neutral value ([`Boundary::on_null`]) for NULL.
+pub(crate) fn read<R, T: Boundary>(object: *const R, f: impl FnOnce(&R) -> T) -> T {
+    let r = try_ref!(object);
+    f(r)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

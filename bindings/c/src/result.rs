@@ -6,7 +6,7 @@ use super::enums::{
     polar_license_trial,
 };
 use super::out;
-use super::panic::Boundary;
+use super::panic::{read, Boundary};
 use super::strings::to_cstring;
 use polar_license::error::{Denial, Error, Verdict};
 use polar_license::flow::update::Activated;
@@ -475,15 +475,6 @@ fn duration_secs(d: Duration) -> i64 {
 #[no_mangle]
 pub extern "C" fn polar_license_result_free(result: *mut polar_license_result) {
     ffi_boundary! { out::free(result) }
-}
-
-/// Reads a result, or returns the type's neutral value for NULL.
-fn read<T: Boundary>(
-    result: *const polar_license_result,
-    f: impl FnOnce(&polar_license_result) -> T,
-) -> T {
-    let r = try_ref!(result);
-    f(r)
 }
 
 /// What the answer amounts to: licensed, denied, unverified, error or done

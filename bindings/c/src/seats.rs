@@ -8,6 +8,7 @@
 use super::client::polar_license_client;
 use super::enums::{polar_license_reason, polar_license_status};
 use super::out;
+use super::panic::read;
 use super::strings::to_cstring;
 use polar_license::seat::{SeatAnswer, SeatOp};
 use polar_license::seat_hold::{HoldState, SeatHold};
@@ -177,28 +178,6 @@ impl polar_license_seat_result {
     }
 }
 
-/// A string argument of a seat call, or an early return of NULL_ARGUMENT / INVALID_UTF8 with
-/// this thread's last error set.
-macro_rules! seat_str {
-    ($client:expr, $ptr:expr, $name:literal) => {
-        match super::strings::str_arg($ptr) {
-            Ok(s) => s,
-            Err(super::strings::StrError::Null) => {
-                return $client.fail(
-                    polar_license_status::NullArgument,
-                    concat!($name, " is NULL"),
-                )
-            }
-            Err(super::strings::StrError::Utf8) => {
-                return $client.fail(
-                    polar_license_status::InvalidUtf8,
-                    concat!($name, " is not valid UTF-8"),
-                )
-            }
-        }
-    };
-}
-
 /// Acquires one of `key`'s seats for this machine from the seller's relay at the client's base
 /// URL (a CI seat when `ci`; a floating one otherwise). `machine` is the binding signed into
 /// the seat's lease (1 to 256 bytes of printable text); NULL takes the client's machine
@@ -223,11 +202,11 @@ pub extern "C" fn polar_license_client_seat_acquire(
     ffi_boundary! {
         let client = try_ref!(client);
         client.begin();
-        let key = seat_str!(client, key, "key");
+        let key = arg_str!(client, key, "key");
         let machine = if machine.is_null() {
             client.licensing().machine_fingerprint().unwrap_or_default()
         } else {
-            seat_str!(client, machine, "machine")
+            arg_str!(client, machine, "machine")
         };
         if out_seat.is_null() {
             return client.fail(polar_license_status::NullArgument, "out_seat is NULL");
@@ -404,14 +383,6 @@ pub extern "C" fn polar_license_seat_ci(seat: *const polar_license_seat) -> bool
 #[no_mangle]
 pub extern "C" fn polar_license_seat_result_free(result: *mut polar_license_seat_result) {
     ffi_boundary! { out::free(result) }
-}
-
-fn read<T: super::panic::Boundary>(
-    result: *const polar_license_seat_result,
-    f: impl FnOnce(&polar_license_seat_result) -> T,
-) -> T {
-    let r = try_ref!(result);
-    f(r)
 }
 
 /// What the call came to (`POLAR_LICENSE_SEAT_ERROR_NONE`: done; `_INVALID_INPUT` for NULL).

@@ -13,6 +13,7 @@
 use super::client::polar_license_client;
 use super::enums::{polar_license_reason, polar_license_status};
 use super::out;
+use super::panic::read;
 use super::strings::to_cstring;
 use polar_license::usage::UsageAnswer;
 use polar_license::{BlockingClient, Error, Key};
@@ -117,9 +118,10 @@ impl polar_license_usage_result {
                 r
             }
             UsageAnswer::Backlog { retry_after } => {
+                // The core's code (polar_license::usage::BACKLOG_CODE), not one of this face's.
                 let mut r = Self::new(
                     polar_license_usage_error::Backlog,
-                    "usage_backlog",
+                    answer.code(),
                     "too many reports wait at the relay: send it again later with the same id",
                 );
                 r.retry_after = *retry_after;
@@ -144,28 +146,6 @@ fn opt_str<'a>(ptr: *const c_char) -> Result<Option<&'a str>, super::strings::St
         return Ok(None);
     }
     super::strings::str_arg(ptr).map(Some)
-}
-
-/// A required string argument, or an early return of NULL_ARGUMENT / INVALID_UTF8 with this
-/// thread's last error set.
-macro_rules! usage_str {
-    ($client:expr, $ptr:expr, $name:literal) => {
-        match super::strings::str_arg($ptr) {
-            Ok(s) => s,
-            Err(super::strings::StrError::Null) => {
-                return $client.fail(
-                    polar_license_status::NullArgument,
-                    concat!($name, " is NULL"),
-                )
-            }
-            Err(super::strings::StrError::Utf8) => {
-                return $client.fail(
-                    polar_license_status::InvalidUtf8,
-                    concat!($name, " is not valid UTF-8"),
-                )
-            }
-        }
-    };
 }
 
 /// Reports `units` of `meter` (the event name the seller's meter counts, 1 to 128 bytes of
@@ -193,8 +173,8 @@ pub extern "C" fn polar_license_client_record_usage(
     ffi_boundary! {
         let client = try_ref!(client);
         client.begin();
-        let key = usage_str!(client, key, "key");
-        let meter = usage_str!(client, meter, "meter");
+        let key = arg_str!(client, key, "key");
+        let meter = arg_str!(client, meter, "meter");
         let id = match opt_str(id) {
             Ok(id) => id,
             Err(_) => return client.fail(polar_license_status::InvalidUtf8, "id is not valid UTF-8"),
@@ -224,14 +204,6 @@ pub extern "C" fn polar_license_client_record_usage(
 #[no_mangle]
 pub extern "C" fn polar_license_usage_result_free(result: *mut polar_license_usage_result) {
     ffi_boundary! { out::free(result) }
-}
-
-fn read<T: super::panic::Boundary>(
-    result: *const polar_license_usage_result,
-    f: impl FnOnce(&polar_license_usage_result) -> T,
-) -> T {
-    let r = try_ref!(result);
-    f(r)
 }
 
 /// What the report came to (`POLAR_LICENSE_USAGE_ERROR_NONE`: recorded; `_INVALID_INPUT` for

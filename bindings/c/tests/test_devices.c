@@ -30,38 +30,13 @@ static void private_start(int *pid) {
   snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
 }
 
-/* A private emulator with Polar's rate limits on (`--rate-limit`: the code routes' 6 a minute
- * per address), started as emu_start_private starts one. */
+/* A private emulator with Polar's rate limits on (the code routes' 6 a minute per address),
+ * started as emu_start_private starts one, its limits turned on through its control route
+ * (`POST /__emulator/rate-limit`, as `--rate-limit` turns them on at start). */
 static void private_start_rate_limited(int *pid) {
-  const char *cli = getenv("POLAR_LICENSE_CLI");
-  char port_text[16];
-  pid_t child;
-  int i;
-  port = closed_port();
-  snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
-  snprintf(port_text, sizeof port_text, "%d", port);
-  *pid = -1;
-  if (cli == NULL || cli[0] == '\0') {
-    CHECK(!"POLAR_LICENSE_CLI is set");
-    return;
-  }
-  child = fork();
-  if (child < 0) return;
-  if (child == 0) {
-    if (freopen("/dev/null", "w", stdout) == NULL) _exit(126);
-    execl(cli, cli, "emulator", "--port", port_text, "--rate-limit", (char *)NULL);
-    _exit(127);
-  }
-  *pid = (int)child;
-  /* A bounded wait for it to answer (at most 10 s), not a timing assertion. */
-  for (i = 0; i < 500; i++) {
-    if (emu_request_at(port, "GET", "/__emulator/health", NULL, NULL, 0) == 200) return;
-    {
-      struct timespec pause = {0, 20000000L};
-      nanosleep(&pause, NULL);
-    }
-  }
-  CHECK(!"the rate-limited emulator started");
+  private_start(pid);
+  CHECK_INT(emu_request_at(port, "POST", "/__emulator/rate-limit", "{\"enabled\":true}", NULL, 0),
+            204);
 }
 
 /* A client of the private emulator with its cache in `dir` (made here). */
@@ -569,6 +544,97 @@ static void recover_a_lost_key(void) {
   emu_stop_private(pid);
 }
 
+/* A rotated key (issue #64 item 4): rotated at Polar, its old string not_found; followed
+ * through the session to its new string with this machine's activation (no slot taken), the
+ * new key remembered in the old one's place; no session, a key not rotated (KEY_NOT_FOUND), a
+ * key with nothing cached here (INVALID_INPUT) and NULLs / bad UTF-8 typed. */
+static void follow_a_rotated_key(void) {
+  int pid;
+  char dir[64], mine[64], path[160], new_key[128];
+  static char body[4096];
+  const char bad[] = {(char)0xff, 'x', 0};
+  const char *at;
+  polar_license_config *config;
+  polar_license_client *here;
+  polar_license_portal_result *r = NULL;
+  polar_license_result *a = NULL;
+
+  private_start(&pid);
+  temp_dir(dir);
+  config = demo_config(url, dir);
+  must(polar_license_config_set_remember_keys(config, true));
+  here = client_of(config);
+  activated(here, DEMO_KEY, "This laptop", mine);
+
+  /* NULLs and bad UTF-8: refused, nothing written. */
+  CHECK_INT(polar_license_client_follow_rotation(NULL, DEMO_KEY, &r),
+            POLAR_LICENSE_STATUS_NULL_ARGUMENT);
+  CHECK_INT(polar_license_client_follow_rotation(here, NULL, &r),
+            POLAR_LICENSE_STATUS_NULL_ARGUMENT);
+  CHECK_STR(polar_license_client_last_error(here), "old_key is NULL");
+  CHECK_INT(polar_license_client_follow_rotation(here, bad, &r), POLAR_LICENSE_STATUS_INVALID_UTF8);
+  CHECK_STR(polar_license_client_last_error(here), "old_key is not valid UTF-8");
+  CHECK_INT(polar_license_client_follow_rotation(here, DEMO_KEY, NULL),
+            POLAR_LICENSE_STATUS_NULL_ARGUMENT);
+  CHECK(r == NULL);
+  CHECK_STR(polar_license_portal_result_new_key(NULL), "");
+  CHECK_STR(polar_license_portal_result_display_key(NULL), "");
+  CHECK_STR(polar_license_portal_result_activation_id(NULL), "");
+
+  /* Not signed in: typed, nothing sent. */
+  must(polar_license_client_follow_rotation(here, DEMO_KEY, &r));
+  expect_portal(r, POLAR_LICENSE_PORTAL_ERROR_NOT_SIGNED_IN, "not_signed_in");
+  CHECK_STR(polar_license_portal_result_new_key(r), "");
+  polar_license_portal_result_free(r);
+
+  sign_in(here);
+  /* Not rotated: the customer's key still has this string. */
+  must(polar_license_client_follow_rotation(here, DEMO_KEY, &r));
+  expect_portal(r, POLAR_LICENSE_PORTAL_ERROR_KEY_NOT_FOUND, "key_not_found");
+  polar_license_portal_result_free(r);
+  /* A key with nothing cached here: no record id to follow. */
+  must(polar_license_client_follow_rotation(here, "DEMO-NOTHING-CACHED-HERE-000000", &r));
+  expect_portal(r, POLAR_LICENSE_PORTAL_ERROR_INVALID_INPUT, "invalid_input");
+  polar_license_portal_result_free(r);
+
+  /* Rotated at Polar: the old string is not_found at once. */
+  snprintf(path, sizeof path, "/__emulator/keys/%s/rotate", DEMO_KEY);
+  CHECK_INT(emu_request_at(port, "POST", path, "", body, sizeof body), 200);
+  at = strstr(body, "\"key\":\"");
+  CHECK(at != NULL);
+  if (at == NULL) at = "\"key\":\"\"";
+  snprintf(new_key, sizeof new_key, "%s", at + 7);
+  new_key[strcspn(new_key, "\"")] = '\0';
+  {
+    polar_license_request *req = new_request(DEMO_KEY);
+    must(polar_license_client_validate(here, req, &a));
+    polar_license_request_free(req);
+  }
+  CHECK_ANSWER(a, POLAR_LICENSE_OUTCOME_DENIED, POLAR_LICENSE_REASON_NOT_FOUND);
+  polar_license_result_free(a);
+
+  must(polar_license_client_follow_rotation(here, DEMO_KEY, &r));
+  expect_portal(r, POLAR_LICENSE_PORTAL_ERROR_NONE, "");
+  CHECK_STR(polar_license_portal_result_new_key(r), new_key);
+  CHECK_STR(polar_license_portal_result_activation_id(r), mine);
+  CHECK(strncmp(polar_license_portal_result_display_key(r), "****-", 5) == 0);
+  CHECK(strstr(polar_license_portal_result_display_key(r), new_key) == NULL);
+  polar_license_portal_result_free(r);
+  /* The same activation, still the key's only one; the new key remembered. */
+  CHECK_INT(emu_activation_count(port, new_key), 1);
+  must(polar_license_client_check_remembered(here, &a));
+  CHECK_ANSWER(a, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
+  CHECK_STR(polar_license_result_activation_id(a), mine);
+  polar_license_result_free(a);
+  /* The old record is forgotten: nothing to follow any more. */
+  must(polar_license_client_follow_rotation(here, DEMO_KEY, &r));
+  expect_portal(r, POLAR_LICENSE_PORTAL_ERROR_INVALID_INPUT, "invalid_input");
+  polar_license_portal_result_free(r);
+
+  client_done(here, dir);
+  emu_stop_private(pid);
+}
+
 /* The seller's relay (`polar-license relay serve`) in front of the private emulator, on a port
  * of its own, its signing key made by `relay keygen` in `dir`: its pid (its port in
  * `relay_port`). */
@@ -680,6 +746,7 @@ int main(void) {
   RUN(device_management_off_expired_session_and_bad_input);
   RUN(the_code_routes_rate_limit_with_the_wait);
   RUN(recover_a_lost_key);
+  RUN(follow_a_rotated_key);
   RUN(list_through_the_relay_without_a_session);
   return harness_summary("test_devices");
 }

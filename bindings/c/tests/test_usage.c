@@ -7,7 +7,9 @@
  * count); reports down to zero, then CREDITS_EXHAUSTED with the balance; a key Polar does not know
  * is its denial; empty meters, zero, negative, NaN and infinite units and bad ids refused before
  * anything is sent; NULLs and bad UTF-8 refused; the relay gone is OFFLINE with the id to send
- * again.
+ * again; a report the relay's backlog holds (a second relay whose token cannot write events, so
+ * nothing is ingested: its 100 waiting reports of a key fill it) is BACKLOG with the core's code,
+ * `usage_backlog`, and the relay's Retry-After.
  *
  * Needs POLAR_EMULATOR_URL (unused but checked, as every C test) and POLAR_LICENSE_CLI. POSIX
  * only (the emulator and the relay are forked processes).
@@ -30,11 +32,16 @@
 #define CUSTOMER "6b7c8d9e-0f1a-4b2c-9d3e-4f5a6b7c8d9e"
 #define USE_KEY "USE-1B2C3D4E-5F6A-4B7C-8D9E-0F1A2B3C4D5E"
 #define METER "tokens_used"
+/* A token without `events:write` (the second relay's: it cannot ingest) and its key. */
+#define NO_EVENTS_TOKEN "polar_oat_emulator_noevents_0123456789ab"
+#define HELD_KEY "USE-HELD-0F1A-4B2C-9D3E-4F5A6B7C8D9E"
 
 static char dir[64];
 static char key_file[128];
-static pid_t emu_pid, relay_pid;
-static char polar_url[128], relay_url[128];
+static pid_t emu_pid, relay_pid, held_pid;
+static char polar_url[128], relay_url[128], held_url[128];
+/* The token the next served process gets. */
+static const char *serve_token = EMU_TOKEN;
 
 static void fatal(const char *what) {
   fprintf(stderr, "fatal: %s\n", what);
@@ -60,7 +67,7 @@ static pid_t serve(char *const argv[], const char *log, char url[128]) {
   if (pid == 0) {
     if (freopen(log, "w", stdout) == NULL) _exit(126);
     if (freopen("/dev/null", "w", stderr) == NULL) _exit(126);
-    if (setenv("POLAR_ACCESS_TOKEN", EMU_TOKEN, 1) != 0) _exit(126);
+    if (setenv("POLAR_ACCESS_TOKEN", serve_token, 1) != 0) _exit(126);
     execv(argv[0], argv);
     _exit(127);
   }
@@ -103,7 +110,9 @@ static void start_all(void) {
   if (f == NULL) fatal("the seed file");
   fprintf(f,
           "{\"organization_id\":\"" DEMO_ORG "\","
-          "\"access_tokens\":[{\"token\":\"" EMU_TOKEN "\"}],"
+          "\"access_tokens\":[{\"token\":\"" EMU_TOKEN "\"},"
+          "{\"token\":\"" NO_EVENTS_TOKEN
+          "\",\"scopes\":[\"license_keys:read\",\"license_keys:write\"]}],"
           "\"meters\":[{\"id\":\"" TOKENS "\",\"name\":\"Tokens\",\"event_name\":\"" METER
           "\",\"aggregation\":{\"func\":\"sum\",\"property\":\"units\"}}],"
           "\"benefits\":[{\"id\":\"" CREDIT "\",\"type\":\"meter_credit\",\"meter_id\":\"" TOKENS
@@ -111,7 +120,8 @@ static void start_all(void) {
           "\"license_keys\":[{\"key\":\"" USE_KEY "\",\"benefit_id\":\"" LICENSE
           "\",\"customer_id\":\"" CUSTOMER
           "\",\"subscription\":{\"id\":\"9e0f1a2b-3c4d-4e5f-8a6b-7c8d9e0f1a2b\"},"
-          "\"benefits\":[\"" CREDIT "\"]}]}");
+          "\"benefits\":[\"" CREDIT "\"]},"
+          "{\"key\":\"" HELD_KEY "\",\"customer_id\":\"" CUSTOMER "\"}]}");
   fclose(f);
   snprintf(emu_log, sizeof emu_log, "%s/emulator.log", dir);
   {
@@ -133,6 +143,16 @@ static void start_all(void) {
                     "0",          "--per-key",   "0",             "--record-usage",
                     "--sign-entitlements",       "--refuse-at-zero-credits", NULL};
     relay_pid = serve(argv, relay_log, relay_url);
+  }
+  snprintf(relay_log, sizeof relay_log, "%s/held.log", dir);
+  {
+    char *argv[] = {cli,       "--base-url", polar_url,  "relay",   "serve",
+                    "--signing-key", key_file, "--port", "0",       "--store",
+                    "memory",  "--per-ip",   "0",        "--per-key", "0",
+                    "--record-usage", NULL};
+    serve_token = NO_EVENTS_TOKEN;
+    held_pid = serve(argv, relay_log, held_url);
+    serve_token = EMU_TOKEN;
   }
 }
 
@@ -295,6 +315,31 @@ static void bad_input_is_refused_before_anything_is_sent(void) {
   remove_tree(cache);
 }
 
+/* The relay's backlog: nothing is ingested (its token cannot write events), so a key's 100
+ * waiting reports fill it; the next is BACKLOG, the core's code `usage_backlog`, the relay's
+ * Retry-After, its id to send again. */
+static void a_report_the_relays_backlog_holds_is_usage_backlog(void) {
+  char cache[64];
+  polar_license_client *client = client_at(held_url, cache);
+  polar_license_usage_result *r;
+  uint64_t wait = 0;
+  int n;
+  for (n = 0; n < 100; n++) {
+    r = report(client, HELD_KEY, METER, 1, NULL);
+    CHECK_USAGE_ERROR(r, POLAR_LICENSE_USAGE_ERROR_NONE);
+    polar_license_usage_result_free(r);
+  }
+  r = report(client, HELD_KEY, METER, 1, "c-held-101");
+  CHECK_USAGE_ERROR(r, POLAR_LICENSE_USAGE_ERROR_BACKLOG);
+  CHECK_STR(polar_license_usage_result_code(r), "usage_backlog");
+  CHECK_STR(polar_license_usage_result_id(r), "c-held-101");
+  CHECK(polar_license_usage_result_retry_after(r, &wait));
+  CHECK_INT((long long)wait, 60);
+  polar_license_usage_result_free(r);
+  polar_license_client_free(client);
+  remove_tree(cache);
+}
+
 int main(void) {
   emu_url();
   srand((unsigned)time(NULL) ^ (unsigned)getpid());
@@ -302,6 +347,8 @@ int main(void) {
   start_all();
   RUN(a_report_once_then_down_to_zero_then_credits_exhausted);
   RUN(bad_input_is_refused_before_anything_is_sent);
+  RUN(a_report_the_relays_backlog_holds_is_usage_backlog);
+  stop(&held_pid);
   stop(&relay_pid);
   stop(&emu_pid);
   remove_tree(dir);

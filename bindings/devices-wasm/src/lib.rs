@@ -61,23 +61,8 @@ fn send_parts<K: AsRef<str>>(
     body: &[u8],
 ) -> String {
     let mut o = JsonOut::new();
-    o.raw("{")
-        .key("send")
-        .raw("{")
-        .key("method")
-        .str(method)
-        .key("url")
-        .str(url);
-    o.key("headers").raw("[");
-    for (i, (k, v)) in headers.iter().enumerate() {
-        o.raw(if i == 0 { "[" } else { ",[" })
-            .str(k.as_ref())
-            .raw(",")
-            .str(v)
-            .raw("]");
-    }
-    o.raw("]").key("body").str(&String::from_utf8_lossy(body));
-    o.raw("}}").done()
+    o.raw("{").key("send").request(method, url, headers, body);
+    o.raw("}").done()
 }
 
 fn send(request: &PortalRequest) -> String {
@@ -129,21 +114,9 @@ fn sent(v: Result<String, PortalError>) -> String {
     v.unwrap_or_else(|e| error(&e))
 }
 
-/// The response the host got (`headers`: `name\nvalue\n…`), or the failure it had (`status`
-/// 0: no answer; `body` the host's description of why).
+/// The response the host got, or the failure it had (no answer: `Offline`).
 fn response(status: u16, headers: &str, body: &str) -> Result<HttpResponse, PortalError> {
-    if status == 0 {
-        return Err(PortalError::Offline(Error::Offline {
-            timeout: body.contains("timed out"),
-            detail: body.to_string(),
-        }));
-    }
-    let mut r = HttpResponse::new(status, body.as_bytes().to_vec());
-    let mut lines = headers.split('\n');
-    while let (Some(name), Some(value)) = (lines.next(), lines.next()) {
-        r = r.with_header(&name.to_ascii_lowercase(), value);
-    }
-    Ok(r)
+    HttpResponse::from_host(status, headers, body).map_err(PortalError::Offline)
 }
 
 /// The request asking Polar to email a sign-in code to `email` (`customer_id`: one of a
@@ -427,7 +400,8 @@ pub fn free_answer(status: u16, headers: &str, body: &str) -> String {
             o.key("detail")
                 .str(&d.detail)
                 .key("userMessage")
-                .str(&d.user_message());
+                // A portal answer never carries why a key stopped (its words stay out).
+                .str(&d.reason_message());
             o.key("status").uint(u64::from(d.status)).raw("}}").done()
         }
         Err(e) => error(&e),

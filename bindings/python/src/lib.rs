@@ -376,8 +376,8 @@ fn list_devices_any(
 /// A usage report's answer as the Python layer reads it (issue #68 item 3): `{"ok": {"id",
 /// "duplicate", "balance"}}` when the relay recorded it, else `{"error": …}` with the report's
 /// `id` (to send it again with the same id) and, for `credits_exhausted`, the `balance`; a
-/// backlog is `usage_backlog` (the Python layer raises it as `rate_limited`, with
-/// `retry_after`). Conversion only: which answer is which is the core's
+/// backlog carries the core's code as `usage_code` (`usage_backlog`; the Python layer raises
+/// it as `UsageBacklog`, whose `code` stays `rate_limited` as shipped, with `retry_after`). Conversion only: which answer is which is the core's
 /// ([`polar_license::usage::RecordUsage`]).
 fn usage_json(id: &str, answer: &Result<polar_license::usage::UsageAnswer, Error>) -> Value {
     use polar_license::usage::UsageAnswer;
@@ -407,6 +407,9 @@ fn usage_json(id: &str, answer: &Result<polar_license::usage::UsageAnswer, Error
             let mut e = error_json(&Error::RateLimited {
                 retry_after: *retry_after,
             });
+            // The core's code (`usage_backlog`): the Python layer reads it as `usage_code`
+            // (the exception's `code` stays `rate_limited`, as shipped: an alias).
+            e["usage_code"] = json!(polar_license::usage::BACKLOG_CODE);
             e["usage_backlog"] = json!(true);
             e["detail"] =
                 json!("too many reports wait at the relay: send it again later with the same id");

@@ -181,7 +181,24 @@ def seed(row: dict[str, Any], start: int) -> dict[str, Any]:
 
 
 def is_devices_row(row: dict[str, Any]) -> bool:
-    return any(s["do"] in ("sign_in", "elsewhere") for s in row["steps"])
+    return any(s["do"] in ("sign_in", "elsewhere", "request_codes") for s in row["steps"])
+
+
+def codes_cell(licensing: Licensing, times: int) -> str:
+    """Sign-in codes asked for ``times`` times, stopping at the first refusal: ``sent:N``, then
+    the refusal's ``portal_error`` name and, for ``rate_limited``, the wait the error gives
+    (``:wait=S``, ``?`` none)."""
+    sent = 0
+    for _ in range(times):
+        try:
+            licensing.request_sign_in_code(DEVICES_EMAIL)
+        except PortalError as e:
+            cell = f"sent:{sent},{e.kind}"
+            if e.kind == "rate_limited":
+                cell += f":wait={'?' if e.retry_after is None else e.retry_after}"
+            return cell
+        sent += 1
+    return f"sent:{sent}"
 
 
 def devices_cell(licensing: Licensing, relay: str = "") -> str:
@@ -214,6 +231,21 @@ def recovered(licensing: Licensing) -> str:
     except PortalError as e:
         return e.kind
     return "recovered:activated"
+
+
+def followed(licensing: Licensing, mine: Optional[str]) -> str:
+    """The rotated key followed through the session to its new string, as a cell
+    (``followed:licensed,activation:kept`` when Polar grants it with ``mine``, the activation
+    this machine took; ``followed:REASON``), or the session's failure."""
+    try:
+        rotated = licensing.follow_rotation(KEY)
+    except LicenseError as e:
+        return f"followed:{e.code.value},activation:changed"
+    except PortalError as e:
+        return e.kind
+    kept = mine is not None and rotated.license.activation_id == mine
+    licensed = licensing.check(rotated.key).licensed
+    return f"followed:{'licensed' if licensed else 'unlicensed'},activation:{'kept' if kept else 'changed'}"
 
 
 def elsewhere(polar: Emulator, label: str) -> None:
@@ -267,9 +299,12 @@ def play(row: dict[str, Any], cache: Path) -> tuple[str, str, list[str]]:
         options["trial"] = app["trial_days"]
     if app.get("trial_benefit"):
         options["trial_benefits"] = [TRIAL_BENEFIT]
-    with Emulator(seed(row, start), api_version=row["polar"].get("api") or "2026-10") as polar, \
+    # Polar's per-address limits on when the row says (the emulator's own, as --rate-limit).
+    with Emulator(seed(row, start), api_version=row["polar"].get("api") or "2026-10",
+                  rate_limit=bool(row["polar"].get("rate_limit"))) as polar, \
             relay_in_front_of(polar, row, cache.with_name(cache.name + "-relay")) as relay:
         ahead = 0
+        mine: Optional[str] = None  # the activation this machine took (a rotation keeps it)
         for i, step in enumerate(row["steps"]):
             if step["do"] == "offline":
                 polar.set_fault({"kind": "close_immediately"})
@@ -286,6 +321,10 @@ def play(row: dict[str, Any], cache: Path) -> tuple[str, str, list[str]]:
             polar.set_clock_offset(offset + ahead)
             if step["do"] == "revoke":
                 assert polar.update_key(KEY, status="revoked")
+                continue
+            if step["do"] == "rotate":
+                # The customer rotates the key at Polar (the emulator's rotate route).
+                assert polar.rotate_key(KEY) is not None
                 continue
             licensing = Licensing(ORG, base_url=polar.url, cache_dir=cache,
                                   machine_binding="machine-A", timeout=10,
@@ -312,7 +351,7 @@ def play(row: dict[str, Any], cache: Path) -> tuple[str, str, list[str]]:
                 continue
             if step["do"] == "try_activate":
                 try:
-                    licensing.activate(KEY, "This laptop")
+                    mine = licensing.activate(KEY, "This laptop").id
                     got = {"verdict": "activated"}
                 except LicenseError as e:
                     got = {"verdict": e.code.value}
@@ -320,8 +359,12 @@ def play(row: dict[str, Any], cache: Path) -> tuple[str, str, list[str]]:
                 got = {"verdict": devices_cell(licensing)}
             elif step["do"] == "recover":
                 got = {"verdict": recovered(licensing)}
+            elif step["do"] == "follow_rotation":
+                got = {"verdict": followed(licensing, mine)}
             elif step["do"] == "devices_relay":
                 got = {"verdict": devices_cell(licensing, relay)}
+            elif step["do"] == "request_codes":
+                got = {"verdict": codes_cell(licensing, step["times"])}
             else:
                 got = verdict(row, licensing.check(None if step["do"] == "trial" else KEY), start)
             want = expected(step)
@@ -335,18 +378,176 @@ def play(row: dict[str, Any], cache: Path) -> tuple[str, str, list[str]]:
     return want_cell, got_cell, failures
 
 
+# The values rows (issue #68, ``"world": "values"``): the row's Polar and its two relays are a
+# tests/js/values-world.mjs process a relay host (one JSON line a step), which plays the Polar
+# steps; this face plays its own: ``Licensing.check`` through the relay in signed mode and
+# ``entitlement(name)`` (value), ``record_usage`` (usage), a denial's typed ``stopped``
+# (relay_check). The Workers host where the installed npm package (CONSUMER) and workerd are.
+POLL = 10.0
+
+
+class World:
+    """tests/js/values-world.mjs on ``host``: its hello's fields, ``step`` and ``close``."""
+
+    def __init__(self, host: str) -> None:
+        root = Path(ROWS).resolve().parents[2]
+        env = dict(os.environ, POLAR_CLI=CLI)
+        self.proc = subprocess.Popen(["node", str(root / "tests" / "js" / "values-world.mjs"), host],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                     env=env)
+        hello = self._line()
+        self.host = host
+        self.org: str = hello["org"]
+        self.pair: str = hello["pair"]
+        self.relays: dict[str, str] = hello["relays"]
+        self.keys: dict[str, str] = hello["keys"]
+        self.meter: str = hello["meter"]
+
+    def _line(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        assert line, "the values world ended"
+        answer: dict[str, Any] = json.loads(line)
+        if "error" in answer:
+            raise RuntimeError(answer["error"])
+        return answer
+
+    def step(self, step: dict[str, Any]) -> Optional[str]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(step) + "\n")
+        self.proc.stdin.flush()
+        return self._line().get("got")
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def render_value(v: Any) -> str:
+    if v is None:
+        return "absent"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return v
+    return json.dumps(v)
+
+
+def render_balance(b: Optional[float]) -> str:
+    if b is None:
+        return "?"
+    return str(int(b)) if float(b).is_integer() else repr(b)
+
+
+def values_hosts() -> list[str]:
+    root = Path(ROWS).resolve().parents[2]
+    consumer = os.environ.get("CONSUMER", "")
+    workers = (consumer and (Path(consumer) / "node_modules" / "polar-license").is_dir()
+               and (root / "scripts" / "npm" / "node_modules" / ".bin" / "workerd").is_file())
+    return ["native", "workers"] if workers else ["native"]
+
+
+def play_values(rows: list[dict[str, Any]], host: str, cache: Path) -> list[tuple[str, str, str, list[str]]]:
+    """The values rows on ``host``: (id@host, expected, got, failures) each."""
+    ours = [r for r in rows if r.get("world") == "values" and host in r["hosts"]]
+    try:
+        world = World(host)
+    except Exception as e:  # noqa: BLE001 - the world's failure is every row's
+        return [(f"{r['id']}@{host}", "", "", [f"the values world: {e}"]) for r in ours]
+    apps: dict[str, Licensing] = {}
+
+    def app(url: str) -> Licensing:
+        if url not in apps:
+            apps[url] = Licensing(world.org, base_url=url, cache_dir=cache / f"app-{len(apps)}",
+                                  relay_keys=world.pair, revalidate_after=0,
+                                  machine_binding=False)
+        return apps[url]
+
+    def value(url: str, key: str, name: str) -> str:
+        app(url).check(key)
+        return render_value(app(url).entitlement(name))
+
+    def relay_check(url: str, key: str) -> str:
+        report = app(url).check(key)
+        if report.licensed:
+            return "licensed"
+        code = report.reason.value if report.reason is not None else "none"
+        stopped = report.stopped
+        if stopped is None:
+            return code
+        until = "" if stopped.until is None else f" until={int(stopped.until.timestamp())}"
+        return f"{code} · {stopped.kind.value}{until}"
+
+    def usage(url: str, key: str, units: float, report_id: str) -> str:
+        try:
+            r = app(url).record_usage(world.meter, units, relay=url, key=key, id=report_id)
+        except LicenseError as e:
+            if e.code.value == "credits_exhausted":
+                return f"credits_exhausted balance:{render_balance(getattr(e, 'balance', None))}"
+            return str(e.code.value)
+        return f"{'duplicate' if r.duplicate else 'recorded'} balance:{render_balance(r.balance)}"
+
+    out: list[tuple[str, str, str, list[str]]] = []
+    try:
+        for row in ours:
+            failures: list[str] = []
+            want_cell = got_cell = ""
+            cell = next((i for i, s in enumerate(row["steps"]) if s.get("cell")), -1)
+            for i, s in enumerate(row["steps"]):
+                expect: dict[str, Any] = s.get("expect") or {}
+                want: Optional[str] = expect.get("verdict")
+                url = world.relays[s.get("relay", "plain")]
+                key = world.keys.get(s.get("key", ""), "")
+                got: Optional[str]
+                if s["do"] == "usage":
+                    got = usage(url, key, s["units"], s["id"])
+                elif s["do"] in ("value", "relay_check"):
+                    deadline = time.monotonic() + POLL
+                    while True:
+                        got = value(url, key, s["name"]) if s["do"] == "value" else relay_check(url, key)
+                        if got == want or time.monotonic() > deadline:
+                            break
+                        time.sleep(0.05)
+                else:
+                    try:
+                        got = world.step(s)
+                    except RuntimeError as e:
+                        failures.append(f"step {i} ({s['do']}): {e}")
+                        break
+                if want is None:
+                    continue
+                if got != want:
+                    failures.append(f"step {i} ({s['do']}): expected `{want}`, got `{got}`")
+                if cell in (-1, i):
+                    want_cell, got_cell = want, got or ""
+            out.append((f"{row['id']}@{host}", want_cell, got_cell, failures))
+    finally:
+        world.close()
+    return out
+
+
 def test_every_seller_row(tmp_path: Path) -> None:
-    rows: list[dict[str, Any]] = json.loads(Path(ROWS).read_text(encoding="utf-8"))["rows"]
+    table: list[dict[str, Any]] = json.loads(Path(ROWS).read_text(encoding="utf-8"))["rows"]
+    rows = [r for r in table if "world" not in r]
     assert len(rows) >= 11, f"the table lost rows: {len(rows)}"
     lines = ["face\trow\texpected\tgot\tresult"]
     failures: list[str] = []
-    for row in rows:
-        want, got, failed = play(row, tmp_path / row["id"])
+    found: list[tuple[str, str, str, list[str]]] = [
+        (row["id"], *play(row, tmp_path / row["id"])) for row in rows]
+    if CLI:
+        for host in values_hosts():
+            found += play_values(table, host, tmp_path / f"values-{host}")
+    for row_id, want, got, failed in found:
         ok = not failed and want != ""
-        lines.append(f"python\t{row['id']}\t{want}\t{got}\t{'pass' if ok else 'FAIL'}")
-        failures += [f"{row['id']}: {why}" for why in failed]
+        lines.append(f"python\t{row_id}\t{want}\t{got}\t{'pass' if ok else 'FAIL'}")
+        failures += [f"{row_id}: {why}" for why in failed]
         if want == "":
-            failures.append(f"{row['id']}: no expected check")
+            failures.append(f"{row_id}: no expected check")
     if OUT:
         Path(OUT).mkdir(parents=True, exist_ok=True)
         (Path(OUT) / "python.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -189,3 +189,50 @@ def test_the_relay_gone_is_offline_with_the_id_to_send_again(
         here.record_usage(METER, 1, relay=relay, key=USE_KEY)
     assert made.value.usage_id is not None and uuid.UUID(made.value.usage_id).version == 4
 
+
+
+NO_EVENTS_TOKEN = "polar_oat_emulator_noevents_0123456789ab"
+HELD_KEY = "USE-HELD-0F1A-4B2C-9D3E-4F5A6B7C8D9E"
+
+
+@needs_cli
+def test_a_report_the_relays_backlog_holds_is_usage_backlog(tmp_path: Path) -> None:
+    """The relay's backlog: its token cannot write events, so nothing is ingested and a key's
+    100 waiting reports fill it; the next is ``UsageBacklog`` with the core's code
+    (``usage_code`` ``usage_backlog``; ``code`` stays ``rate_limited``, as shipped), the
+    relay's Retry-After and the id to send again."""
+    from polar_license import UsageBacklog
+
+    held_seed = seed(str(uuid.uuid4()))
+    held_seed["access_tokens"] = [
+        {"token": NO_EVENTS_TOKEN, "scopes": ["license_keys:read", "license_keys:write"]}]
+    held_seed["license_keys"] = [
+        {"key": HELD_KEY, "customer_id": "6b7c8d9e-0f1a-4b2c-9d3e-4f5a6b7c8d9e"}]
+    with Emulator(held_seed) as polar:
+        key_file = tmp_path / "relay.key"
+        subprocess.run([CLI, "relay", "keygen", "--org", polar.organization_id, "--out",
+                        str(key_file)], env=clean_env(), capture_output=True, text=True,
+                       timeout=60, check=True)
+        serve = subprocess.Popen(
+            [CLI, "--base-url", polar.url, "relay", "serve", "--org", polar.organization_id,
+             "--signing-key", str(key_file), "--access-token", NO_EVENTS_TOKEN, "--port", "0",
+             "--store", "memory", "--per-ip", "0", "--per-key", "0", "--record-usage"],
+            env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )
+        try:
+            assert serve.stdout is not None
+            first = serve.stdout.readline().strip()
+            assert first.startswith("listening on "), first
+            relay = first.removeprefix("listening on ")
+            here = app(polar, tmp_path / "cache")
+            for _ in range(100):
+                here.record_usage(METER, 1, relay=relay, key=HELD_KEY)
+            with pytest.raises(UsageBacklog) as held:
+                here.record_usage(METER, 1, relay=relay, key=HELD_KEY, id="py-held-101")
+            assert held.value.usage_code == "usage_backlog"
+            assert held.value.code is Reason.RATE_LIMITED  # the alias, as first shipped
+            assert held.value.retry_after == 60
+            assert held.value.usage_id == "py-held-101"
+        finally:
+            serve.terminate()
+            serve.wait(timeout=30)

@@ -20,7 +20,7 @@
 
 #![cfg(target_arch = "wasm32")]
 
-use polar_license::error::{Denial, Error};
+use polar_license::error::Error;
 use polar_license::json::{digits, JsonOut};
 use polar_license::key::Key;
 use polar_license::proto::HttpResponse;
@@ -36,23 +36,8 @@ fn send(base: &str, org: &str, ask: &SeatAsk) -> String {
     let mut o = JsonOut::new();
     o.raw("{")
         .key("send")
-        .raw("{")
-        .key("method")
-        .str("POST")
-        .key("url")
-        .str(&request.url);
-    o.key("headers").raw("[");
-    for (i, (k, v)) in request.headers.iter().enumerate() {
-        o.raw(if i == 0 { "[" } else { ",[" })
-            .str(k)
-            .raw(",")
-            .str(v)
-            .raw("]");
-    }
-    o.raw("]")
-        .key("body")
-        .str(&String::from_utf8_lossy(&request.body));
-    o.raw("}}").done()
+        .request("POST", &request.url, &request.headers, &request.body);
+    o.raw("}").done()
 }
 
 fn seat_json(o: &mut JsonOut, seat: &Seat, every_ms: u128) {
@@ -95,17 +80,15 @@ fn error_object(o: &mut JsonOut, f: &Failure<'_>) {
     o.raw("{");
     match f {
         Failure::Error(e) => {
-            o.key("code").str(e.reason().code());
-            o.key("detail").str(&e.detail());
-            o.key("userMessage").str(&e.user_message());
-            if let Error::InvalidInput { field, .. } = e {
-                o.key("field").str(field);
-            }
+            o.error_members(e);
             if let Some(wait) = e.retry_after() {
                 o.key("retryAfter").uint(wait);
             }
         }
-        Failure::Refused(SeatAnswer::Denied(d)) => denial(o, d),
+        Failure::Refused(SeatAnswer::Denied(d)) => {
+            // A seat answer never carries why a key stopped (its words stay out of this wasm).
+            o.denial_members(d);
+        }
         Failure::Refused(SeatAnswer::Full {
             in_use,
             size,
@@ -147,30 +130,6 @@ fn error_object(o: &mut JsonOut, f: &Failure<'_>) {
     o.raw("}");
 }
 
-fn denial(o: &mut JsonOut, d: &Denial) {
-    o.key("code").str(d.reason.code());
-    o.key("detail").str(&d.detail);
-    o.key("userMessage").str(&d.user_message());
-    o.key("status").uint(u64::from(d.status));
-}
-
-/// The response the host got (`headers`: `name\nvalue\n…`), or the failure it had (`status`
-/// 0: no answer; `body` the host's description of why).
-fn response(status: u16, headers: &str, body: &str) -> Result<HttpResponse, Error> {
-    if status == 0 {
-        return Err(Error::Offline {
-            timeout: body.contains("timed out"),
-            detail: body.to_string(),
-        });
-    }
-    let mut r = HttpResponse::new(status, body.as_bytes().to_vec());
-    let mut lines = headers.split('\n');
-    while let (Some(name), Some(value)) = (lines.next(), lines.next()) {
-        r = r.with_header(&name.to_ascii_lowercase(), value);
-    }
-    Ok(r)
-}
-
 /// One seat of a key for one machine: its acquisition, then the core's `SeatHold`.
 #[wasm_bindgen]
 pub struct Hold {
@@ -202,7 +161,7 @@ impl Hold {
     /// The relay's answer to the acquisition: `{"held": SEAT}` or `{"error": …}`
     /// (`seats_full` with the seats in use and when the soonest frees; Polar's denial).
     pub fn acquired(&mut self, status: u16, headers: &str, body: &str) -> String {
-        let answer = match response(status, headers, body)
+        let answer = match HttpResponse::from_host(status, headers, body)
             .and_then(|r| read_seat_answer(SeatOp::Acquire, &r))
         {
             Ok(a) => a,
@@ -239,8 +198,8 @@ impl Hold {
         let Some(hold) = self.hold.as_mut() else {
             return "{\"none\":true}".to_string();
         };
-        let read =
-            response(status, headers, body).and_then(|r| read_seat_answer(SeatOp::Heartbeat, &r));
+        let read = HttpResponse::from_host(status, headers, body)
+            .and_then(|r| read_seat_answer(SeatOp::Heartbeat, &r));
         let mut o = JsonOut::new();
         let state = match &read {
             Ok(answer) => hold.absorb(SeatOp::Heartbeat, answer),
@@ -279,8 +238,8 @@ impl Hold {
     /// sends a release once).
     #[wasm_bindgen(js_name = releaseAnswer)]
     pub fn release_answer(&mut self, status: u16, headers: &str, body: &str) -> String {
-        let read =
-            response(status, headers, body).and_then(|r| read_seat_answer(SeatOp::Release, &r));
+        let read = HttpResponse::from_host(status, headers, body)
+            .and_then(|r| read_seat_answer(SeatOp::Release, &r));
         if let (Some(hold), Ok(answer)) = (self.hold.as_mut(), &read) {
             hold.absorb(SeatOp::Release, answer);
         }

@@ -173,13 +173,7 @@ pub fn step(
 /// `{"error":{code, detail, userMessage, field?, status?` of `err` (left open for the trial),
 /// the members the engine's `error_json` writes for these errors.
 fn error_json(j: &mut JsonOut, err: &Error) {
-    j.raw("{\"error\":{");
-    j.key("code").str(err.reason().code());
-    j.key("detail").str(&err.detail());
-    j.key("userMessage").str(&err.user_message());
-    if let Error::InvalidInput { field, .. } = err {
-        j.key("field").str(field);
-    }
+    j.raw("{\"error\":{").error_members(err);
     if let Some(status) = err.status() {
         j.key("status").int(i64::from(status));
     }

@@ -24,23 +24,6 @@ use polar_license::proto::HttpResponse;
 use polar_license::usage::{RecordUsage, UsageAnswer, UsageReport, UsageStep};
 use wasm_bindgen::prelude::*;
 
-/// The response the host got (`headers`: `name\nvalue\n…`), or the failure it had (`status`
-/// 0: no answer; `body` the host's description of why).
-fn response(status: u16, headers: &str, body: &str) -> Result<HttpResponse, Error> {
-    if status == 0 {
-        return Err(Error::Offline {
-            timeout: body.contains("timed out"),
-            detail: body.to_string(),
-        });
-    }
-    let mut r = HttpResponse::new(status, body.as_bytes().to_vec());
-    let mut lines = headers.split('\n');
-    while let (Some(name), Some(value)) = (lines.next(), lines.next()) {
-        r = r.with_header(&name.to_ascii_lowercase(), value);
-    }
-    Ok(r)
-}
-
 /// One usage report and the core's machine sending it.
 #[wasm_bindgen]
 pub struct Report {
@@ -94,7 +77,10 @@ impl Report {
     /// The answer to the last send (`status` 0: none came, `body` says why): the next step.
     pub fn answer(&mut self, status: u16, headers: &str, body: &str) -> String {
         match &mut self.machine {
-            Ok(m) => step(&self.id, m.answer(response(status, headers, body))),
+            Ok(m) => step(
+                &self.id,
+                m.answer(HttpResponse::from_host(status, headers, body)),
+            ),
             Err(e) => failure(&self.id, Some(e), None),
         }
     }
@@ -106,24 +92,8 @@ fn step(id: &str, step: UsageStep) -> String {
         UsageStep::Send { request, after } => {
             o.raw("{")
                 .key("send")
-                .raw("{")
-                .key("method")
-                .str("POST")
-                .key("url")
-                .str(&request.url);
-            o.key("headers").raw("[");
-            for (i, (k, v)) in request.headers.iter().enumerate() {
-                o.raw(if i == 0 { "[" } else { ",[" })
-                    .str(k)
-                    .raw(",")
-                    .str(v)
-                    .raw("]");
-            }
-            o.raw("]")
-                .key("body")
-                .str(&String::from_utf8_lossy(&request.body))
-                .raw("}")
-                .key("afterMs")
+                .request("POST", &request.url, &request.headers, &request.body);
+            o.key("afterMs")
                 .uint(u64::try_from(after.as_millis()).unwrap_or(u64::MAX));
             o.raw("}").done()
         }
@@ -153,12 +123,7 @@ fn failure(id: &str, error: Option<&Error>, answer: Option<&UsageAnswer>) -> Str
     o.raw("{").key("error").raw("{");
     match (error, answer) {
         (Some(e), _) => {
-            o.key("code").str(e.reason().code());
-            o.key("detail").str(&e.detail());
-            o.key("userMessage").str(&e.user_message());
-            if let Error::InvalidInput { field, .. } = e {
-                o.key("field").str(field);
-            }
+            o.error_members(e);
             if let Some(wait) = e.retry_after() {
                 o.key("retryAfter").uint(wait);
             }
@@ -172,9 +137,10 @@ fn failure(id: &str, error: Option<&Error>, answer: Option<&UsageAnswer>) -> Str
             o.key("status").uint(402);
             o.key("balance").float(*balance);
         }
-        (None, Some(UsageAnswer::Backlog { retry_after })) => {
-            o.key("code").str("usage_backlog");
-            o.key("detail").str("usage_backlog");
+        (None, Some(a @ UsageAnswer::Backlog { retry_after })) => {
+            // The core's code (`polar_license::usage::BACKLOG_CODE`), not one of this face's.
+            o.key("code").str(a.code());
+            o.key("detail").str(a.code());
             o.key("userMessage")
                 .str("Too many usage reports wait at the relay: send it again later.");
             o.key("status").uint(429);
@@ -183,10 +149,8 @@ fn failure(id: &str, error: Option<&Error>, answer: Option<&UsageAnswer>) -> Str
             }
         }
         (None, Some(UsageAnswer::Denied(d))) => {
-            o.key("code").str(d.reason.code());
-            o.key("detail").str(&d.detail);
-            o.key("userMessage").str(&d.user_message());
-            o.key("status").uint(u64::from(d.status));
+            // A usage answer never carries why a key stopped (its words stay out of this wasm).
+            o.denial_members(d);
         }
         (None, _) => {
             o.key("code").str("protocol_error");

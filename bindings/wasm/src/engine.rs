@@ -66,14 +66,8 @@ fn secs(d: Option<Duration>) -> Option<i64> {
 /// `{"error":{…}}` for an [`Error`]: `code`, `detail` and the extras of its variant.
 pub(crate) fn error_json(err: &Error) -> String {
     let mut j = Json::new();
-    j.raw("{\"error\":{");
-    j.key("code").str(err.reason().code());
-    j.key("detail").str(&err.detail());
-    j.key("userMessage").str(&err.user_message());
+    j.raw("{\"error\":{").error_members(err);
     match err {
-        Error::InvalidInput { field, .. } => {
-            j.key("field").str(field);
-        }
         Error::Offline { timeout, .. } => {
             j.key("timeout").bool(*timeout);
         }
@@ -103,11 +97,11 @@ pub(crate) fn trial_json(j: &mut Json, trial: Option<&Trial>) {
 /// `{"error":{…}}` for a [`Denial`]: `code`, `detail`, `status` and `remainingUsages`.
 pub(crate) fn denial_json(denial: &Denial) -> String {
     let mut j = Json::new();
-    j.raw("{\"error\":{");
-    j.key("code").str(denial.reason.code());
-    j.key("detail").str(&denial.detail);
-    j.key("userMessage").str(&denial.user_message());
-    j.key("status").int(i64::from(denial.status));
+    // The reason's sentence: why the key stopped (`stopped` below) is said by license.js in the
+    // core's words, from polar_license_stopped.js (written from the core at pack time by
+    // scripts/npm/stopped.mjs), loaded only for a denial that carries it: this wasm, which every
+    // check downloads, holds none of them.
+    j.raw("{\"error\":{").denial_members(denial);
     if let Some(n) = denial.remaining_usages {
         j.key("remainingUsages").int(n);
     }

@@ -847,6 +847,11 @@ pub struct UsageArgs {
     /// The seller's relay (its URL)
     #[arg(long, value_name = "URL", env = "POLAR_LICENSE_RELAY_URL")]
     pub relay: String,
+
+    /// The report's idempotency id (1 to 64 of A-Z a-z 0-9 - _ .): a run sent again with the
+    /// same id counts once; default a new one each run
+    #[arg(long, value_name = "ID")]
+    pub id: Option<String>,
 }
 
 /// `free`

@@ -8,7 +8,7 @@ use polar_license::features::{FeatureAccess, FeatureWhy};
 use polar_license::grace::LeaseWindow;
 use polar_license::lease::{EntitlementClaims, EntitlementValue};
 use polar_license::proto::Relayed;
-use polar_license::stopped::{StopKind, Stopped};
+use polar_license::stopped::Stopped;
 use polar_license::trial::{Trial, TrialState};
 use polar_license::{
     CacheState, CacheStatus, CheckOutcome, CheckReport, EntitlementState, Error, GracePolicy, Key,
@@ -240,12 +240,14 @@ pub fn report<T: Answer>(
             let step = if denial.activation_gone {
                 Some(
                     "nothing to free here; run `polar-license activate` to use the key on this \
-                     machine again",
+                     machine again"
+                        .to_string(),
                 )
-            } else if let Some(s) = &denial.stopped {
-                Some(next_step_stopped(s.kind))
+            } else if denial.stopped.is_some() {
+                // Why the key stopped, in the core's one sentence for it (every face's).
+                Some(denial.user_message())
             } else {
-                next_step_denied(denial.reason, denial.previously_valid)
+                next_step_denied(denial.reason, denial.previously_valid).map(str::to_string)
             };
             if let Some(step) = step {
                 lines.push(format!("  what to do: {step}"));
@@ -394,41 +396,20 @@ fn stopped_json(s: Option<&Stopped>) -> serde_json::Value {
     }
 }
 
-/// A denial's detail in the text output: what stopped the key and its dates.
+/// A denial's detail in the text output: what stopped the key and its dates (its words are
+/// the `what to do:` line's, the core's sentence).
 fn stopped_text(s: &Stopped) -> String {
-    let what = match s.kind {
-        StopKind::Paused => "the subscription is paused",
-        StopKind::Canceled => "the subscription was canceled and has ended",
-        StopKind::SeatRevoked => "the team's admin removed this seat",
-        StopKind::Refunded => "the order was refunded",
-        StopKind::Rotated => "this key was replaced by a new one",
-        StopKind::PastDue => "a payment failed and the grace period ended",
-    };
-    let mut text = format!("{} ({what}", s.kind.code());
+    let mut dates = Vec::new();
     if let Some(at) = s.at {
-        text.push_str(&format!(", since {}", unix_when(at)));
+        dates.push(format!("since {}", unix_when(at)));
     }
     if let Some(until) = s.until {
-        text.push_str(&format!(", resumes {}", unix_when(until)));
+        dates.push(format!("resumes {}", unix_when(until)));
     }
-    text.push(')');
-    text
-}
-
-/// What the person at the terminal can do about a key that stopped (issue #68).
-fn next_step_stopped(kind: StopKind) -> &'static str {
-    match kind {
-        StopKind::Paused => {
-            "wait for the subscription to resume (or resume it in the customer portal), then \
-             run this again: it licenses again at the next check"
-        }
-        StopKind::Canceled => "renew the subscription in the customer portal, then run this again",
-        StopKind::SeatRevoked => "ask your team's admin for a seat, then run this again",
-        StopKind::Refunded => "the purchase was refunded: buy it again to use the key",
-        StopKind::Rotated => "use the new key the customer portal shows",
-        StopKind::PastDue => {
-            "update the payment method in the customer portal, then run this again"
-        }
+    if dates.is_empty() {
+        s.kind.code().to_string()
+    } else {
+        format!("{} ({})", s.kind.code(), dates.join(", "))
     }
 }
 

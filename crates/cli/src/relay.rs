@@ -210,14 +210,10 @@ fn serve(g: &Global, a: &RelayServeArgs) -> u8 {
         activation_churn_seconds: a.activation_churn.1,
     };
     // For test suites only (never documented for sellers): a seat's life under 30 s.
-    let test_life = std::env::var("POLAR_LICENSE_RELAY_TEST_ONLY_SEAT_SECONDS")
-        .ok()
-        .map(|s| s.trim().parse::<u32>().unwrap_or(0));
+    let test_life = test_only_var("POLAR_LICENSE_RELAY_TEST_ONLY_SEAT_SECONDS");
     // For test suites and benchmarks only (never documented for sellers): Polar's budget
     // window under its minute, to face an emulator whose token window is scaled.
-    let test_window = std::env::var("POLAR_LICENSE_RELAY_TEST_ONLY_BUDGET_SECONDS")
-        .ok()
-        .map(|s| s.trim().parse::<u32>().unwrap_or(0));
+    let test_window = test_only_var("POLAR_LICENSE_RELAY_TEST_ONLY_BUDGET_SECONDS");
     let relay = match Relay::new(config, Box::new(transport))
         .and_then(|r| r.with_seats(seats))
         .and_then(|r| match test_life {
@@ -534,6 +530,17 @@ fn store_config(
         },
         line,
     )))
+}
+
+/// A test-only variable's whole seconds (0 when not a number: the core refuses it), with one
+/// warning line on stderr when it is set: the core's own warning is logged before the log
+/// reaches stderr, and a production relay must never run with one by mistake.
+fn test_only_var(name: &str) -> Option<u32> {
+    let seconds = std::env::var(name).ok()?.trim().parse::<u32>().unwrap_or(0);
+    print_err(&format!(
+        "warning: {name} is set ({seconds} s): for tests only, never in production\n"
+    ));
+    Some(seconds)
 }
 
 /// A key file others can read is a leaked key waiting to happen: say so (unix).

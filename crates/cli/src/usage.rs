@@ -49,7 +49,10 @@ pub fn usage(g: &Global, a: &UsageArgs) -> Report {
         Ok(c) => c,
         Err(e) => return failed(&e),
     };
-    let answer = match client.record_usage(&key, &a.meter, a.units) {
+    // The app's own id (`--id`: a run sent again with it counts once), else a new one.
+    let answer = match BlockingClient::usage_report(&key, &a.meter, a.units, a.id.as_deref())
+        .and_then(|report| client.send_usage(&report))
+    {
         Ok(answer) => answer,
         Err(e) => return failed(&e),
     };
@@ -95,10 +98,14 @@ pub fn usage(g: &Global, a: &UsageArgs) -> Report {
                 exit: u8::try_from(reason.exit_code()).unwrap_or(1),
             }
         }
-        UsageAnswer::Backlog { retry_after } => {
+        a @ UsageAnswer::Backlog { .. } => {
+            let retry_after = a.retry_after();
             let reason = Reason::RateLimited;
             m.insert("outcome".into(), json!("unverified"));
+            // `reason` stays `rate_limited` as shipped (the contract's reason codes); `code` is
+            // the core's name for the state, as every face gives it (`usage_backlog`).
             m.insert("reason".into(), json!(reason.code()));
+            m.insert("code".into(), json!(a.code()));
             m.insert("retry_after".into(), json!(retry_after));
             Report {
                 json: m,

@@ -463,3 +463,59 @@ fn one_address_holding_connections_leaves_room_for_the_others() {
         );
     }
 }
+
+/// `relay serve` with a test-only variable set (a seat's life, the budget's window) says so on
+/// stderr as it starts, one warning line for each, naming it; without them, none.
+#[test]
+fn serve_warns_of_each_test_only_variable_set() {
+    use std::io::BufRead;
+    let (dir, file) = keygen("relay-test-only", &[]);
+    let out = file.to_str().expect("a UTF-8 path");
+    const VARS: [&str; 2] = [
+        "POLAR_LICENSE_RELAY_TEST_ONLY_SEAT_SECONDS",
+        "POLAR_LICENSE_RELAY_TEST_ONLY_BUDGET_SECONDS",
+    ];
+    // The warnings printed by a relay started with `vars` set (stopped once it serves).
+    let warnings = |vars: &[&str], label: &str| -> Vec<String> {
+        let err_path = dir.path().join(format!("{label}.err"));
+        let err = std::fs::File::create(&err_path).expect("a stderr file");
+        let mut cmd = serve("http://127.0.0.1:9", out);
+        cmd.args(["--port", "0"])
+            .env("POLAR_ACCESS_TOKEN", DEMO_TOKEN);
+        for v in vars {
+            cmd.env(v, "5");
+        }
+        let mut child = cmd.stdout(std::process::Stdio::piped()).stderr(err).start();
+        let stdout = child.stdout.take().expect("stdout");
+        let banner: Vec<String> = std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .take_while(|l| !l.starts_with("serving until killed"))
+            .collect();
+        let _ = child.kill();
+        let _ = child.wait();
+        let text = std::fs::read_to_string(&err_path).expect("stderr");
+        assert!(
+            banner
+                .first()
+                .is_some_and(|l| l.starts_with("listening on ")),
+            "{banner:?} {text}"
+        );
+        text.lines()
+            .filter(|l| l.contains("TEST_ONLY"))
+            .map(str::to_string)
+            .collect()
+    };
+    let both = warnings(&VARS, "both");
+    assert_eq!(both.len(), 2, "{both:#?}");
+    for (line, var) in both.iter().zip(VARS) {
+        assert!(
+            line.starts_with("warning: ") && line.contains(var) && line.contains("for tests only"),
+            "{line}"
+        );
+    }
+    let one = warnings(&VARS[1..], "one");
+    assert_eq!(one.len(), 1, "{one:#?}");
+    assert!(one[0].contains(VARS[1]), "{one:?}");
+    assert_eq!(warnings(&[], "none"), Vec::<String>::new());
+}

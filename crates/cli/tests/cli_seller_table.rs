@@ -8,12 +8,14 @@
 use polar_license::schema::rfc3339 as parse_time;
 use polar_license_emulator::{Emulator, Fault, DEMO_KEY};
 use polar_license_testkit::seller_rows::{
-    devices_cell, elsewhere, emailed_code, play, recovered_cell, revoke, seconds, shows_key, Found,
-    Row, Step, TrialCell, Verdict, DEVICES_EMAIL, TRIAL_BENEFIT,
+    codes_cell, devices_cell, elsewhere, emailed_code, followed_cell, play_with_values,
+    recovered_cell, revoke, seconds, shows_key, Found, Row, Step, TrialCell, Verdict,
+    DEVICES_EMAIL, TRIAL_BENEFIT,
 };
+use polar_license_testkit::values_rows::{play_values, ValuesFace, World};
 use polar_license_testkit::{
-    cli_against, expect_answer_keys, json_answer, relay_in_front_of, rfc3339, unix_now, Launch,
-    ScratchDir,
+    clean_command, cli_against, expect_answer_keys, json_answer, relay_in_front_of, rfc3339,
+    unix_now, Launch, ScratchDir,
 };
 use serde_json::Value;
 
@@ -140,6 +142,8 @@ fn run_row(row: &Row) -> Found {
     let mut found = Found::new(row);
     // Where a `polar_clock` step moved Polar's clock alone (the devices steps keep it there).
     let mut ahead = 0;
+    // The activation this machine took (a rotation keeps it).
+    let mut mine: Option<String> = None;
     for (i, step) in row.steps.iter().enumerate() {
         match step {
             Step::PolarClock(day) => ahead = seconds(*day),
@@ -176,7 +180,10 @@ fn run_row(row: &Row) -> Found {
                 args.extend(["--label".to_string(), "This laptop".to_string()]);
                 let (code, v) = run(&polar, &dir, 0, &args);
                 let got = match (code, v["outcome"].as_str()) {
-                    (0, Some("done")) => "activated".to_string(),
+                    (0, Some("done")) => {
+                        mine = v["activation_id"].as_str().map(str::to_string);
+                        "activated".to_string()
+                    }
                     _ => v["reason"].as_str().unwrap_or("none").to_string(),
                 };
                 found.compare(i, want.as_ref(), &Verdict::word(got));
@@ -194,6 +201,32 @@ fn run_row(row: &Row) -> Found {
                 if code != 0 || code2 != 0 || v2["signed_in"] != true {
                     found.failures.push(format!("step {i}: sign in: {v} {v2}"));
                 }
+            }
+            // `sign-in --email` until Polar refuses: the refusal's `portal_error` and
+            // `retry_after` (JSON).
+            Step::RequestCodes(times, want) => {
+                let email = ["sign-in", "--email", DEVICES_EMAIL].map(String::from);
+                let mut sent = 0;
+                let mut refused = None;
+                for _ in 0..*times {
+                    let (code, v) = run(&polar, &dir, 0, &email);
+                    if code == 0 {
+                        sent += 1;
+                    } else {
+                        refused = Some(v);
+                        break;
+                    }
+                }
+                let got = codes_cell(
+                    sent,
+                    refused.as_ref().map(|v| {
+                        (
+                            v["portal_error"].as_str().unwrap_or("none"),
+                            v["retry_after"].as_u64(),
+                        )
+                    }),
+                );
+                found.compare(i, want.as_ref(), &Verdict::word(got));
             }
             Step::Devices(want) => {
                 let (_, v) = run_at(&polar, &dir, 0, ahead, &key("devices"));
@@ -229,6 +262,25 @@ fn run_row(row: &Row) -> Found {
                     }
                     (Some("done"), None) => "unlisted".to_string(),
                     _ => devices_of(&listed),
+                };
+                found.compare(i, want.as_ref(), &Verdict::word(got));
+            }
+            // The customer rotates the key at Polar (the emulator's rotate).
+            Step::Rotate => {
+                if polar.rotate_key(DEMO_KEY).is_none() {
+                    found.failures.push(format!("step {i}: rotate"));
+                }
+            }
+            // `follow-rotation --key OLD`: licensed with the activation this machine took.
+            Step::FollowRotation(want) => {
+                let (code, v) = run(&polar, &dir, 0, &key("follow-rotation"));
+                let kept = mine.is_some() && v["activation_id"].as_str() == mine.as_deref();
+                let got = match (code, v["outcome"].as_str()) {
+                    (0, Some("licensed")) => followed_cell("licensed", kept),
+                    (_, Some("denied")) => {
+                        followed_cell(v["reason"].as_str().unwrap_or("none"), false)
+                    }
+                    _ => devices_of(&v),
                 };
                 found.compare(i, want.as_ref(), &Verdict::word(got));
             }
@@ -273,7 +325,99 @@ fn devices_of(v: &Value) -> String {
     }
 }
 
+/// The values rows' face (issue #68): the binary in signed mode at the relay (`--relay-key`,
+/// every check asking it: `--revalidate-after 0`), a cache a relay: `entitlement NAME`,
+/// `usage METER UNITS --id ID`, and `check`'s `stopped`.
+struct CliFace {
+    org: String,
+    pair: String,
+    dir: ScratchDir,
+}
+
+impl CliFace {
+    fn new(world: &World) -> CliFace {
+        CliFace {
+            org: world.org.clone(),
+            pair: world.pair.clone(),
+            dir: ScratchDir::new(&format!("cli-seller-values-{}", world.host)),
+        }
+    }
+
+    fn run(&self, relay: &str, args: &[&str]) -> (i32, Value) {
+        // A cache a relay (its port names it).
+        let port = relay.rsplit(':').next().unwrap_or_default();
+        let cache = self.dir.path().join(format!("cache-{port}"));
+        let mut cmd = clean_command(BIN);
+        cmd.args(["--base-url", relay, "--org", &self.org])
+            .args(["--cache-dir", cache.to_str().expect("UTF-8")])
+            .args(["--no-machine-binding", "--revalidate-after", "0"])
+            .args(["--relay-key", &self.pair, "--json"])
+            .args(args);
+        json_answer(&cmd.launch())
+    }
+}
+
+/// A balance as the table shows it (`?`: not known).
+fn balance(v: &Value) -> String {
+    v.as_f64().map_or("?".to_string(), |b| b.to_string())
+}
+
+impl ValuesFace for CliFace {
+    fn value(&self, relay: &str, key: &str, name: &str) -> String {
+        let (code, v) = self.run(relay, &["entitlement", name, "--key", key]);
+        match (code, &v["entitlement"]["value"]) {
+            (0, Value::String(s)) => s.clone(),
+            (0, value) => value.to_string(),
+            (4, _) => "absent".to_string(),
+            _ => v["reason"].as_str().unwrap_or("none").to_string(),
+        }
+    }
+
+    fn usage(&self, relay: &str, key: &str, meter: &str, units: f64, id: &str) -> String {
+        let units = units.to_string();
+        let (_, v) = self.run(
+            relay,
+            &[
+                "usage", meter, &units, "--key", key, "--relay", relay, "--id", id,
+            ],
+        );
+        match (v["outcome"].as_str(), v["reason"].as_str()) {
+            (Some("done"), _) => format!(
+                "{} balance:{}",
+                if v["duplicate"] == true {
+                    "duplicate"
+                } else {
+                    "recorded"
+                },
+                balance(&v["balance"])
+            ),
+            (_, Some("credits_exhausted")) => {
+                format!("credits_exhausted balance:{}", balance(&v["balance"]))
+            }
+            (_, reason) => reason.unwrap_or("none").to_string(),
+        }
+    }
+
+    fn relay_check(&self, relay: &str, key: &str) -> String {
+        let (_, v) = self.run(relay, &["check", "--key", key]);
+        if v["outcome"] == "licensed" {
+            return "licensed".to_string();
+        }
+        let reason = v["reason"].as_str().unwrap_or("none");
+        match v["stopped"]["kind"].as_str() {
+            Some(kind) => {
+                let until = v["stopped"]["until"]
+                    .as_str()
+                    .and_then(parse_time)
+                    .map_or(String::new(), |t| format!(" until={t}"));
+                format!("{reason} · {kind}{until}")
+            }
+            None => reason.to_string(),
+        }
+    }
+}
+
 #[test]
 fn cli_seller_table() {
-    play("cli", run_row);
+    play_with_values("cli", run_row, || play_values(BIN, CliFace::new));
 }

@@ -3,7 +3,10 @@
 //! `polar-license relay serve --store memory --record-usage --sign-entitlements
 //! --refuse-at-zero-credits` in front of it; reports recorded with the balance after them,
 //! then refused at zero with `credits_exhausted` (exit 1), a wrong key denied (exit 1), bad
-//! units refused unsent (exit 2).
+//! units refused unsent (exit 2); a report the relay's backlog holds (a relay whose token
+//! cannot write events: nothing ingested, a key's 100 waiting reports fill it) is the core's
+//! `usage_backlog` through the Rust face (`BlockingClient::send_usage`) and the command line
+//! (`code`, its `reason` staying `rate_limited` as shipped).
 
 use polar_license_emulator::{Seed, DEMO_ORGANIZATION_ID, DEMO_TOKEN};
 use polar_license_testkit::{
@@ -128,4 +131,70 @@ fn usage_is_recorded_with_its_balance_then_refused_at_zero() {
         (&json!("invalid_input"), &json!("units")),
         "{v}"
     );
+}
+
+/// A token of the demo organization without `events:write`: its relay cannot ingest.
+const NO_EVENTS_TOKEN: &str = "polar_oat_emulator_noevents_0123456789ab";
+const HELD_KEY: &str = "USE-HELD-0F1A-4B2C-9D3E-4F5A6B7C8D9E";
+
+#[test]
+fn a_report_the_relays_backlog_holds_is_usage_backlog_on_the_rust_face_and_the_cli() {
+    use polar_license::usage::{UsageAnswer, BACKLOG_CODE};
+    let dir = ScratchDir::new("cli-usage-held");
+    let mut seed = Seed::demo();
+    seed.access_tokens.push(polar_license_emulator::SeedToken {
+        token: NO_EVENTS_TOKEN.into(),
+        organization_id: None,
+        scopes: vec!["license_keys:read".into(), "license_keys:write".into()],
+    });
+    seed.license_keys.push(subscribed_key(
+        HELD_KEY,
+        LICENSE,
+        CUSTOMER,
+        "9e0f1a2b-3c4d-4e5f-8a6b-7c8d9e0f1a2c",
+        &[],
+    ));
+    let file = dir.path().join("held-seed.json");
+    std::fs::write(&file, serde_json::to_vec(&seed).expect("JSON")).expect("write the seed");
+    let polar = Served::start(clean_command(BIN).args([
+        "emulator",
+        "--port",
+        "0",
+        "--seed",
+        file.to_str().expect("UTF-8"),
+    ]));
+    let (signing_key, _pair) = relay_keygen(BIN, &dir, "relay.key");
+    let relay = Served::start_with_banner(
+        relay_serve(BIN, &polar.url, &signing_key)
+            .args(["--port", "0", "--store", "memory", "--record-usage"])
+            .args(["--per-ip", "0", "--per-key", "0"])
+            .env("POLAR_ACCESS_TOKEN", NO_EVENTS_TOKEN),
+        "serving until killed",
+    )
+    .0;
+    let client = polar_license::BlockingClient::builder(DEMO_ORGANIZATION_ID)
+        .base_url(&relay.url)
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("a client");
+    let key = polar_license::Key::new(HELD_KEY);
+    // Nothing is ingested: a key's 100 waiting reports fill the relay's backlog.
+    for _ in 0..100 {
+        let answer = client
+            .record_usage(&key, "tokens_used", 1.0)
+            .expect("an answer");
+        assert!(matches!(answer, UsageAnswer::Recorded { .. }), "{answer:?}");
+    }
+    let answer = client
+        .record_usage(&key, "tokens_used", 1.0)
+        .expect("an answer");
+    assert_eq!(answer.code(), BACKLOG_CODE, "{answer:?}");
+    assert_eq!(answer.code(), "usage_backlog");
+    assert_eq!(answer.retry_after(), Some(60));
+    // The command line: `code` the core's, `reason` as shipped.
+    let o = usage(&relay.url, &dir, HELD_KEY, "1");
+    let v = json_of(&o);
+    assert_eq!(v["code"], "usage_backlog", "{v}");
+    assert_eq!(v["reason"], "rate_limited", "{v}");
+    assert_eq!(v["retry_after"], 60, "{v}");
 }

@@ -42,6 +42,8 @@
 //! tests that run it as a separate process (never counted, never rate-limited,
 //! CORS `*`): `POST /__emulator/fault` (a [`Fault`] as JSON, or `null`),
 //! `GET|POST /__emulator/clock` (`{"offset_seconds": N}`: see [`Emulator::set_clock_offset`]),
+//! `GET|POST /__emulator/rate-limit` (`{"enabled": bool}`: Polar's per-IP limits on or off,
+//! every window and block forgotten; see [`Core::set_rate_limit`]),
 //! `GET /__emulator/requests`, `POST /__emulator/requests/reset`,
 //! `GET /__emulator/streams` (`{"open": N}`: see [`Emulator::open_streams`]),
 //! `GET|PATCH /__emulator/keys/{key}` (a [`KeyUpdate`]),

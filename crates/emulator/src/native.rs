@@ -123,6 +123,12 @@ impl Emulator {
         lock(&self.shared.core).set_clock_offset(seconds);
     }
 
+    /// Turns Polar's per-IP rate limits on or off, every window and block forgotten (see
+    /// [`Core::set_rate_limit`](crate::Core::set_rate_limit)).
+    pub fn set_rate_limit(&self, enabled: bool) {
+        lock(&self.shared.core).set_rate_limit(enabled);
+    }
+
     /// The current `LicenseKeyRead` JSON of a key (first match in any organization).
     pub fn key(&self, key: &str) -> Option<serde_json::Value> {
         lock(&self.shared.core).key(key)

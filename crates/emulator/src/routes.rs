@@ -150,6 +150,7 @@ pub const ROUTES: &[Route] = &[
     route("/__emulator/streams", &["GET"], false, Admin),
     route("/__emulator/fault", &["GET", "POST"], true, Admin),
     route("/__emulator/clock", &["GET", "POST"], true, Admin),
+    route("/__emulator/rate-limit", &["GET", "POST"], true, Admin),
     route("/__emulator/webhooks/fault", &["GET", "POST"], true, Admin),
     route("/__emulator/keys", &["POST"], true, Admin),
     route("/__emulator/customer-session/codes", &["GET"], false, Admin),

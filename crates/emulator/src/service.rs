@@ -532,6 +532,8 @@ pub(crate) enum Pending {
     SetFault,
     /// `POST /__emulator/clock`.
     SetClock,
+    /// `POST /__emulator/rate-limit`.
+    SetRateLimit,
     /// `POST /__emulator/keys`.
     AddKey,
     /// `PATCH /__emulator/keys/{key}`.
@@ -872,6 +874,22 @@ impl Core {
     /// header, expiry checks, `last_validated_at`).
     pub fn set_clock_offset(&mut self, seconds: i64) {
         self.clock_offset = seconds;
+    }
+
+    /// Turns Polar's per-IP rate limits on or off on a running emulator, as
+    /// [`Options::rate_limit`] does at start (the public license-key zone, 3 a second then
+    /// [`Options::rate_limit_block`]; the email-code zone, 6 a minute and 12 an hour then 900 s),
+    /// and forgets every window and block counted so far: a test that shares one emulator
+    /// starts its rate-limited part afresh and, turning it off, leaves no address blocked. The
+    /// statuses, headers and bodies are the limiter's own (`POST /__emulator/rate-limit`).
+    pub fn set_rate_limit(&mut self, enabled: bool) {
+        self.options.rate_limit = enabled;
+        self.limiter = RateLimiter::default();
+    }
+
+    /// Whether Polar's per-IP rate limits are on ([`Core::set_rate_limit`]).
+    pub fn rate_limit(&self) -> bool {
+        self.options.rate_limit
     }
 
     /// The clock offset, in seconds.
@@ -1660,6 +1678,19 @@ impl Core {
                     Err(e) => Resp::detail(400, &format!("invalid clock: {e}")),
                 }
             }
+            Pending::SetRateLimit => {
+                #[derive(serde::Deserialize)]
+                struct RateLimit {
+                    enabled: bool,
+                }
+                match serde_json::from_slice::<RateLimit>(raw) {
+                    Ok(r) => {
+                        self.set_rate_limit(r.enabled);
+                        Resp::new(204)
+                    }
+                    Err(e) => Resp::detail(400, &format!("invalid rate limit: {e}")),
+                }
+            }
             Pending::AddKey => {
                 let key: SeedKey = match serde_json::from_slice(raw) {
                     Ok(key) => key,
@@ -1798,6 +1829,12 @@ impl Core {
                 &format!("{{\"offset_seconds\":{}}}", self.clock_offset),
             ),
             "/clock" if method == "POST" => return Core::admin_body(ex, Pending::SetClock),
+            "/rate-limit" if get => {
+                Resp::json_text(200, &format!("{{\"enabled\":{}}}", self.options.rate_limit))
+            }
+            "/rate-limit" if method == "POST" => {
+                return Core::admin_body(ex, Pending::SetRateLimit)
+            }
             "/webhooks/fault" if get => match serde_json::to_string(&self.webhooks.fault) {
                 Ok(text) => Resp::json_text(200, &text),
                 Err(_) => Resp::internal_error(),

@@ -383,6 +383,55 @@ fn the_code_routes_share_6_a_minute_then_429_for_900_s() {
     }
 }
 
+/// `POST /__emulator/rate-limit` (issue #64, the seller's `devices_code_rate_limit` row on the
+/// faces that share one emulator): Polar's limits turned on in a running emulator are the
+/// limiter's own (the 7th code call of a minute refused, empty, `retry-after: 900`); turned
+/// off, every block is forgotten and nothing is limited.
+#[test]
+fn the_rate_limit_control_route_turns_polars_limits_on_and_off() {
+    let em = demo();
+    let state = |em: &Emulator| {
+        let r = request(em, "GET", "/__emulator/rate-limit", None, &[]);
+        assert_eq!(r.status, 200);
+        serde_json::from_slice::<Value>(&r.body).expect("JSON")["enabled"].clone()
+    };
+    let set = |em: &Emulator, enabled: bool| {
+        let body = json!({ "enabled": enabled }).to_string();
+        request(em, "POST", "/__emulator/rate-limit", Some(&body), &[]).status
+    };
+    assert_eq!(state(&em), json!(false));
+    for _ in 0..8 {
+        assert_eq!(ask_code(&em, EMAIL).status, 202, "off: no limit");
+    }
+    assert_eq!(set(&em, true), 204);
+    assert_eq!(state(&em), json!(true));
+    // The calls made while it was off do not count: six more, then the refusal.
+    for i in 0..6 {
+        assert_eq!(ask_code(&em, EMAIL).status, 202, "call {i}");
+    }
+    let r = ask_code(&em, EMAIL);
+    assert_eq!(r.status, 429);
+    assert!(r.body.is_empty());
+    assert_eq!(r.header("retry-after"), Some("900"));
+    assert_eq!(r.header("content-type"), None);
+    // Turned on again: the block is forgotten, six more before the next.
+    assert_eq!(set(&em, true), 204);
+    assert_eq!(ask_code(&em, EMAIL).status, 202);
+    assert_eq!(set(&em, false), 204);
+    for _ in 0..8 {
+        assert_eq!(ask_code(&em, EMAIL).status, 202, "off again");
+    }
+    let bad = request(
+        &em,
+        "POST",
+        "/__emulator/rate-limit",
+        Some("{\"enabled\":1}"),
+        &[],
+    );
+    assert_eq!(bad.status, 400);
+    assert_eq!(state(&em), json!(false));
+}
+
 /// The rate limit's block and hour, on the core's monotonic clock (900 s is too long to wait
 /// over loopback), and the code printed to the log.
 #[test]

@@ -44,8 +44,22 @@ pub(crate) const PAGE_LIMIT: u32 = 100;
 /// out, which a client would read as "not granted").
 pub(crate) const MAX_PAGES: u32 = 10;
 
-/// How long the reads wait after one failed (Polar's 5xx, the network).
+/// How long the reads wait after one failed (Polar's 5xx, the network), doubled for each
+/// failure in a row up to [`MAX_BACKOFF_MS`] ([`backoff_ms`]).
 const BACKOFF_MS: u64 = 5_000;
+
+/// The longest wait after failures in a row: 5 minutes (the store's default `fresh_for`). On
+/// Workers each read past a wait is an alarm of the Durable Object (an invocation): a Polar
+/// failing for an hour costs 17 reads, not 720.
+const MAX_BACKOFF_MS: u64 = 300_000;
+
+/// The wait after `failures` failed reads in a row (1 or more): 5 s, 10 s, 20 s… 5 min.
+fn backoff_ms(failures: u32) -> u64 {
+    let doublings = failures.saturating_sub(1).min(16);
+    BACKOFF_MS
+        .saturating_mul(1 << doublings)
+        .min(MAX_BACKOFF_MS)
+}
 
 /// The claim's JSON at most: with it a lease stays within
 /// [`polar_license::lease::MAX_LEASE_BYTES`] (a lease without it is about 1,100 bytes as a
@@ -112,6 +126,8 @@ struct State {
     after_ms: u64,
     /// The token cannot read them (Polar's 401 or 403): no more reads.
     refused: bool,
+    /// Reads failed in a row (none since the last page Polar answered): the backoff's.
+    failures: u32,
 }
 
 /// The cache (see the module docs). On only with [`StoreOptions::entitlements`].
@@ -300,12 +316,11 @@ impl Entitled {
             }
             Ok((status, retry_after, _)) => {
                 log::warn!("relay: an entitlements read answered {status}: again later");
-                let wait = retry_after.map_or(BACKOFF_MS, |s| s.saturating_mul(1000));
-                return again(&mut state, r, now.monotonic_ms.saturating_add(wait));
+                return again(&mut state, r, now, retry_after);
             }
             Err(e) => {
                 log::warn!("relay: an entitlements read failed ({e}): again later");
-                return again(&mut state, r, now.monotonic_ms.saturating_add(BACKOFF_MS));
+                return again(&mut state, r, now, None);
             }
         };
         let Some((items, max_page)) = page.as_ref().and_then(|p| {
@@ -318,8 +333,9 @@ impl Entitled {
             Some((items, max_page))
         }) else {
             log::warn!("relay: an entitlements read's answer is not Polar's list: again later");
-            return again(&mut state, r, now.monotonic_ms.saturating_add(BACKOFF_MS));
+            return again(&mut state, r, now, None);
         };
+        state.failures = 0;
         if max_page > u64::from(MAX_PAGES) {
             log::warn!(
                 "relay: a customer has more than {} grants or meters: its leases go without \
@@ -480,9 +496,12 @@ fn event_balances(
     out
 }
 
-/// A read that failed: the customer is read again from the start after `at`.
-fn again(state: &mut State, r: Reading, at: u64) {
-    state.after_ms = at;
+/// A read that failed: the customer is read again from the start after Polar's
+/// `retry_after` (seconds), else after the backoff of the failures in a row.
+fn again(state: &mut State, r: Reading, now: Now, retry_after: Option<u64>) {
+    state.failures = state.failures.saturating_add(1);
+    let wait = retry_after.map_or(backoff_ms(state.failures), |s| s.saturating_mul(1000));
+    state.after_ms = now.monotonic_ms.saturating_add(wait);
     if !state.wanted.contains(&r.customer) {
         state.wanted.push_front(r.customer);
     }

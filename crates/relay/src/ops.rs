@@ -295,11 +295,13 @@ impl Ops {
             None => (serde_json::Value::Null, serde_json::Value::Null),
             Some(s) => {
                 let store = match s.backend.len() {
-                    // The bytes its entries are counted for, against the byte cap: what an
+                    // The bytes its entries are counted for, against the byte cap in force
+                    // (the option as the backends clamp it, `store::byte_cap`): what an
                     // operator (and the attack benchmark, from outside) reads of the cap.
                     Ok(n) => match s.backend.stored_bytes() {
                         Some(bytes) => serde_json::json!({"open": true, "entries": n,
-                            "bytes": bytes, "max_bytes": s.options.max_bytes}),
+                            "bytes": bytes,
+                            "max_bytes": crate::store::byte_cap(s.options.max_bytes)}),
                         None => serde_json::json!({"open": true, "entries": n}),
                     },
                     Err(e) => {

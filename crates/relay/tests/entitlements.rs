@@ -14,15 +14,12 @@ use polar_license_relay::entitlements::{
     key_entitlements, meter_balances, page_items, Entitlement,
 };
 use polar_license_testkit::http::raw_exchange;
-use polar_license_testkit::{feature_flag, meter, meter_credit, subscribed_key};
+use polar_license_testkit::ids::{CREDIT, CUSTOMER, LICENSE, PRO, SUBSCRIPTION};
+use polar_license_testkit::{feature_flag, meter, meter_credit, poll, subscribed_key};
 use serde_json::{json, Value};
 
-const PRO: &str = "0f6c1f5e-8b2a-4c3d-9e4f-5a6b7c8d9e0f";
 const TEAM: &str = "1a7d2e6f-9c3b-4d4e-8f5a-6b7c8d9e0f1a";
-const CREDIT: &str = "6d3f4e5a-7b8c-4d9e-8f0a-2b3c4d5e6f7a";
 const CALLS: &str = "4b1d2c3e-5f6a-4b7c-8d9e-0f1a2b3c4d5e";
-const LICENSE: &str = "3a4b5c6d-7e8f-4a1b-8c2d-3e4f5a6b7c8d";
-const CUSTOMER: &str = "6b7c8d9e-0f1a-4b2c-9d3e-4f5a6b7c8d9e";
 const KEY: &str = "TIER-1B2C3D4E-5F6A-4B7C-8D9E-0F1A2B3C4D5E";
 const OTHER: &str = "TIER-9F8E7D6C-5B4A-4392-8180-7F6E5D4C3B2A";
 const LAPSED: &str = "TIER-2C3D4E5F-6A7B-4C8D-9E0F-1A2B3C4D5E6F";
@@ -43,11 +40,8 @@ fn seed() -> Seed {
         subscribed_key(key, LICENSE, CUSTOMER, subscription, &benefits)
     };
     // One customer, two purchases: each key's flags are its purchase's only.
-    seed.license_keys.push(key(
-        KEY,
-        "9e0f1a2b-3c4d-4e5f-8a6b-7c8d9e0f1a2b",
-        vec![PRO, CREDIT],
-    ));
+    seed.license_keys
+        .push(key(KEY, SUBSCRIPTION, vec![PRO, CREDIT]));
     seed.license_keys.push(key(
         OTHER,
         "8d9e0f1a-2b3c-4d4e-9f5a-6b7c8d9e0f1a",
@@ -171,7 +165,7 @@ use polar_license::{Key, Licensing};
 use polar_license_emulator::DEMO_ORGANIZATION_ID;
 use polar_license_relay::store::StoreOptions;
 use polar_license_relay::{Running, ServeOptions};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The seed's emulator, with webhooks delivered at once, and a relay in front of it with a
 /// memory store and entitlements on, its webhook endpoint registered in Polar for the events
@@ -233,23 +227,22 @@ fn until(
     key: &str,
     done: impl Fn(&Option<EntitlementValue>) -> bool,
 ) -> Vec<Option<EntitlementValue>> {
-    let start = Instant::now();
     let mut seen = Vec::new();
-    loop {
-        let report = app.check_report(Key::new(key));
-        assert!(report.outcome.is_licensed(), "{:?}", report.outcome);
-        let v = app.entitlement("max_upload_size");
-        assert_eq!(report.entitlement("max_upload_size"), v);
-        seen.push(v.clone());
-        if done(&v) {
-            return seen;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "not within 10 s: {seen:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    poll(
+        "the value awaited",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || {
+            let report = app.check_report(Key::new(key));
+            assert!(report.outcome.is_licensed(), "{:?}", report.outcome);
+            let v = app.entitlement("max_upload_size");
+            assert_eq!(report.entitlement("max_upload_size"), v);
+            seen.push(v.clone());
+            v
+        },
+        &done,
+    );
+    seen
 }
 
 #[test]

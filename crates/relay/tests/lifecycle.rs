@@ -28,10 +28,9 @@ use polar_license_relay::store::StoreOptions;
 use polar_license_relay::{Running, ServeOptions};
 use polar_license_testkit::customers_key;
 use polar_license_testkit::http::json_request;
+use polar_license_testkit::ids::{CUSTOMER, LICENSE};
 use serde_json::{json, Value};
 
-const LICENSE: &str = "3a4b5c6d-7e8f-4a1b-8c2d-3e4f5a6b7c8d";
-const CUSTOMER: &str = "6b7c8d9e-0f1a-4b2c-9d3e-4f5a6b7c8d9e";
 const PAUSED: &str = "LIFE-PAUSE-1B2C3D";
 const CANCELED: &str = "LIFE-CANCEL-2C3D4E";
 const PAST_DUE: &str = "LIFE-PASTDUE-3D4E5F";

@@ -836,18 +836,56 @@ fn a_flood_past_the_stores_byte_cap_keeps_every_held_seat() {
     );
 }
 
+/// `route` of Polar's customer portal (`activate`, `deactivate`) asked of the relay with `body`.
+fn portal(s: &Seats, route: &str, body: &Value, now: Now) -> RelayResponse {
+    let path = format!("/v1/customer-portal/license-keys/{route}");
+    s.relay
+        .handle(&rig::request(&path, &[], &body.to_string()), now)
+}
+
+/// The body of an ordinary activation of `k` (`label` its machine).
+fn activation(k: &str, label: &str) -> Value {
+    json!({"key": k, "organization_id": DEMO_ORGANIZATION_ID, "label": label})
+}
+
 /// An ordinary activation of `k` through the relay (`label` its machine): the activation id.
 fn activate(s: &Seats, k: &str, label: &str, now: Now) -> String {
-    let body = json!({"key": k, "organization_id": DEMO_ORGANIZATION_ID, "label": label});
-    let req = rig::request(
-        "/v1/customer-portal/license-keys/activate",
-        &[],
-        &body.to_string(),
-    );
-    let r = s.relay.handle(&req, now);
+    let r = portal(s, "activate", &activation(k, label), now);
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     let v: Value = serde_json::from_slice(&r.body).expect("JSON");
     v["id"].as_str().expect("an activation id").to_string()
+}
+
+/// The deactivation of `k`'s activation `id` through the relay.
+fn deactivate(s: &Seats, k: &str, id: &str, at: i64) -> RelayResponse {
+    let body = json!({"key": k, "organization_id": DEMO_ORGANIZATION_ID, "activation_id": id});
+    portal(s, "deactivate", &body, rig::at(at))
+}
+
+/// The activation churn limit of the tests below: 3 within 600 s.
+fn activation_churn() -> SeatOptions {
+    SeatOptions {
+        activation_churn: 3,
+        activation_churn_seconds: 600,
+        ..SeatOptions::default()
+    }
+}
+
+/// `r` is the churn limit's refusal with the wait left of its 600 s window (its fourth
+/// request 30 s after its first), and Polar was not asked for it.
+fn churn_refused(polar: &Emulator, r: &RelayResponse) {
+    let v: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+    assert_eq!(
+        (r.status, &v["reason"]),
+        (429, &json!("rate_limited")),
+        "{v}"
+    );
+    assert_eq!(r.header("retry-after"), Some("570"));
+    assert_eq!(
+        polar.request_count(),
+        0,
+        "Polar is not asked past the limit"
+    );
 }
 
 /// Seats in use plus the key's ordinary activations never exceed what the seller sold: a
@@ -1090,45 +1128,14 @@ fn an_activation_churn_loop_meets_its_limit_with_the_wait() {
     let polar = rig::emulator();
     let k = key(&polar, "ACHURN", 5);
     let other = key(&polar, "ACHURN2", 5);
-    let options = SeatOptions {
-        activation_churn: 3,
-        activation_churn_seconds: 600,
-        ..SeatOptions::default()
-    };
-    let s = relay_over(&polar, rig::memory(1_000), options);
+    let s = relay_over(&polar, rig::memory(1_000), activation_churn());
     let t = rig::now();
-    let deactivate = |id: &str, at: i64| {
-        let body = json!({"key": k, "organization_id": DEMO_ORGANIZATION_ID, "activation_id": id});
-        let req = rig::request(
-            "/v1/customer-portal/license-keys/deactivate",
-            &[],
-            &body.to_string(),
-        );
-        s.relay.handle(&req, rig::at(at))
-    };
     let first = activate(&s, &k, "m", rig::at(t));
-    assert_eq!(deactivate(&first, t + 10).status, 204);
+    assert_eq!(deactivate(&s, &k, &first, t + 10).status, 204);
     activate(&s, &k, "m", rig::at(t + 20));
     polar.reset_request_count();
-    let body = json!({"key": k, "organization_id": DEMO_ORGANIZATION_ID, "label": "m"});
-    let req = rig::request(
-        "/v1/customer-portal/license-keys/activate",
-        &[],
-        &body.to_string(),
-    );
-    let r = s.relay.handle(&req, rig::at(t + 30));
-    let v: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
-    assert_eq!(
-        (r.status, &v["reason"]),
-        (429, &json!("rate_limited")),
-        "{v}"
-    );
-    assert_eq!(r.header("retry-after"), Some("570"));
-    assert_eq!(
-        polar.request_count(),
-        0,
-        "Polar is not asked past the limit"
-    );
+    let r = portal(&s, "activate", &activation(&k, "m"), rig::at(t + 30));
+    churn_refused(&polar, &r);
     let client = polar_license::proto::HttpResponse {
         status: r.status,
         headers: r.headers.clone(),
@@ -1140,7 +1147,7 @@ fn an_activation_churn_loop_meets_its_limit_with_the_wait() {
         polar_license::Reason::RateLimited
     );
     assert_eq!(
-        deactivate(&first, t + 31).status,
+        deactivate(&s, &k, &first, t + 31).status,
         429,
         "deactivations count with them"
     );
@@ -1261,90 +1268,31 @@ fn a_seat_guard_holds_its_seat_and_gives_it_back_when_dropped() {
 fn an_activation_churn_loop_around_restarts_still_meets_its_limit() {
     let polar = rig::emulator();
     let k = key(&polar, "ACHURN-RESTART", 5);
-    let options = SeatOptions {
-        activation_churn: 3,
-        activation_churn_seconds: 600,
-        ..SeatOptions::default()
-    };
+    let options = activation_churn();
     let dir = ScratchDir::new("achurn-restart");
     let path = dir.path().join("churn.redb");
     let t = rig::now();
-    let deactivate = |s: &Seats, id: &str, at: i64| {
-        let body = json!({"key": k, "organization_id": DEMO_ORGANIZATION_ID, "activation_id": id});
-        let req = rig::request(
-            "/v1/customer-portal/license-keys/deactivate",
-            &[],
-            &body.to_string(),
-        );
-        s.relay.handle(&req, rig::at(at))
-    };
     // Each step on a relay of its own over the same file: a restart between each.
-    let first = activate(
-        &relay_over(&polar, redb(&path), options.clone()),
-        &k,
-        "m",
-        rig::at(t),
-    );
-    assert_eq!(
-        deactivate(
-            &relay_over(&polar, redb(&path), options.clone()),
-            &first,
-            t + 10
-        )
-        .status,
-        204
-    );
-    activate(
-        &relay_over(&polar, redb(&path), options.clone()),
-        &k,
-        "m",
-        rig::at(t + 20),
-    );
-    let s = relay_over(&polar, redb(&path), options.clone());
+    let restarted = || relay_over(&polar, redb(&path), options.clone());
+    let first = activate(&restarted(), &k, "m", rig::at(t));
+    assert_eq!(deactivate(&restarted(), &k, &first, t + 10).status, 204);
+    activate(&restarted(), &k, "m", rig::at(t + 20));
+    let s = restarted();
     polar.reset_request_count();
-    let body = json!({"key": k, "organization_id": DEMO_ORGANIZATION_ID, "label": "m"});
-    let req = rig::request(
-        "/v1/customer-portal/license-keys/activate",
-        &[],
-        &body.to_string(),
-    );
-    let r = s.relay.handle(&req, rig::at(t + 30));
-    let v: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
-    assert_eq!(
-        (r.status, &v["reason"]),
-        (429, &json!("rate_limited")),
-        "after restarts: {v}"
-    );
-    assert_eq!(r.header("retry-after"), Some("570"));
-    assert_eq!(
-        polar.request_count(),
-        0,
-        "Polar is not asked past the limit"
-    );
+    let r = portal(&s, "activate", &activation(&k, "m"), rig::at(t + 30));
+    churn_refused(&polar, &r);
     drop(s);
-    let s = relay_over(&polar, redb(&path), options.clone());
-    assert_eq!(deactivate(&s, &first, t + 31).status, 429);
+    assert_eq!(deactivate(&restarted(), &k, &first, t + 31).status, 429);
     // The window passed: let through again, after a restart too.
-    drop(s);
-    activate(
-        &relay_over(&polar, redb(&path), options.clone()),
-        &k,
-        "m",
-        rig::at(t + 601),
-    );
+    activate(&restarted(), &k, "m", rig::at(t + 601));
 
     // Guessed keys (Polar's 404) leave nothing stored: no record per key Polar refused.
     let backend = redb(&path);
     let before = backend.len().expect("a count");
     let s = relay_over(&polar, Arc::clone(&backend), options);
     for n in 0..20 {
-        let body = json!({"key": format!("GUESS-{n}-4A5B6C"), "organization_id": DEMO_ORGANIZATION_ID, "label": "m"});
-        let req = rig::request(
-            "/v1/customer-portal/license-keys/activate",
-            &[],
-            &body.to_string(),
-        );
-        assert_eq!(s.relay.handle(&req, rig::at(t + 700)).status, 404);
+        let guess = activation(&format!("GUESS-{n}-4A5B6C"), "m");
+        assert_eq!(portal(&s, "activate", &guess, rig::at(t + 700)).status, 404);
     }
     assert_eq!(backend.len().expect("a count"), before);
 }
@@ -1362,15 +1310,11 @@ fn on_the_workers_path_the_activation_churn_outlives_the_durable_object() {
 
     let polar = rig::emulator();
     let k = key(&polar, "ACHURN-WORKERS", 5);
-    let options = SeatOptions {
-        activation_churn: 3,
-        activation_churn_seconds: 600,
-        ..SeatOptions::default()
-    };
+    let options = activation_churn();
     let polar_http = rig::upstream(Duration::from_secs(5));
     let mut host = rig::host::Host::default();
     let t = rig::now();
-    let activation = json!({"key": k, "organization_id": DEMO_ORGANIZATION_ID, "label": "m"});
+    let activation = activation(&k, "m");
     let mut after_a_restart = |route: &str, body: &Value, at: i64| -> (RelayResponse, Value) {
         let b = Arc::new(host.start(16));
         let s = relay_over(&polar, Arc::clone(&b) as Arc<dyn Backend>, options.clone());
@@ -1400,18 +1344,8 @@ fn on_the_workers_path_the_activation_churn_outlives_the_durable_object() {
     let (r, v) = after_a_restart("activate", &activation, t + 20);
     assert_eq!(r.status, 200, "{v}");
     polar.reset_request_count();
-    let (r, v) = after_a_restart("activate", &activation, t + 30);
-    assert_eq!(
-        (r.status, &v["reason"]),
-        (429, &json!("rate_limited")),
-        "{v}"
-    );
-    assert_eq!(r.header("retry-after"), Some("570"));
-    assert_eq!(
-        polar.request_count(),
-        0,
-        "Polar is not asked past the limit"
-    );
+    let (r, _) = after_a_restart("activate", &activation, t + 30);
+    churn_refused(&polar, &r);
     let (r, v) = after_a_restart("activate", &activation, t + 601);
     assert_eq!(r.status, 200, "{v}");
 }

@@ -161,3 +161,64 @@ fn floods_of_new_keys_and_new_conditions_keep_the_store_under_its_cap() {
     under("at the end");
     relay.stop();
 }
+
+/// `/healthz`'s `store.max_bytes` is the cap the store enforces, not the option as given: the
+/// option unset, the default cap; set under one entry of the largest size with its overhead
+/// (what the store keeps whatever is set), that least cap, which the store's bytes then pass
+/// the option for; set above it, the option.
+#[test]
+fn healthz_reports_the_byte_cap_in_force() {
+    use polar_license_relay::store::{DEFAULT_MAX_BYTES, ENTRY_OVERHEAD, MAX_ENTRY_BYTES};
+    let polar = rig::budgeted_emulator(100_000);
+    let key = rig::add_key(&polar, "CAP-HEALTH-4A5B6C".into(), Some(3));
+    let least = (MAX_ENTRY_BYTES + ENTRY_OVERHEAD) as u64;
+    let agent = rig::agent(Duration::from_secs(10));
+    for (set, in_force) in [
+        (None, DEFAULT_MAX_BYTES),
+        (Some(1), least),
+        (Some(0), least),
+        (Some(CAP), CAP),
+    ] {
+        let backend = Arc::new(MemoryBackend::new(1_000));
+        let mut options = StoreOptions::default();
+        options.roster = false;
+        if let Some(set) = set {
+            options.max_bytes = set;
+        }
+        let mut config = rig::config(polar.url(), "store-cap-health");
+        config.limits = rig::unlimited();
+        let stored: Arc<dyn Backend> = backend.clone();
+        config.store = rig::store(stored, options, None);
+        let relay = rig::listen_with(config, ServeOptions::default());
+        let base = relay.url();
+        let a = rig::validate_at(&agent, &base, &key, &[]);
+        assert_eq!(
+            (a.status, a.source.as_deref()),
+            (200, Some("polar")),
+            "{set:?}"
+        );
+        let mut resp = agent
+            .get(format!("{base}/healthz"))
+            .call()
+            .expect("an answer");
+        let health: Value =
+            serde_json::from_str(&resp.body_mut().read_to_string().expect("a body")).expect("JSON");
+        let bytes = backend.stored_bytes().expect("counted");
+        assert_eq!(health["store"]["bytes"], json!(bytes), "{health}");
+        assert_eq!(
+            health["store"]["max_bytes"],
+            json!(in_force),
+            "max_bytes {set:?}: {health}"
+        );
+        // The grant kept: the cap in force holds it, past an option of a byte.
+        assert!(
+            bytes > 1 && bytes <= in_force,
+            "{bytes} bytes, cap {in_force}"
+        );
+        assert_eq!(
+            rig::validate_at(&agent, &base, &key, &[]).source.as_deref(),
+            Some("store"),
+            "{set:?}"
+        );
+    }
+}

@@ -15,14 +15,13 @@ use polar_license::lease::SigningKey;
 use polar_license_emulator::{Emulator, Options, Seed, DEMO_ORGANIZATION_ID, DEMO_TOKEN};
 use polar_license_relay::store::{Backend, RedbBackend, StoreOptions};
 use polar_license_relay::{Running, ServeOptions, MAX_PENDING_PER_KEY, USAGE_ROUTE};
-use polar_license_testkit::http::raw_exchange;
-use polar_license_testkit::{meter, meter_credit, subscribed_key, ScratchDir};
+use polar_license_testkit::ids::{CREDIT, CUSTOMER, LICENSE, SUBSCRIPTION};
+use polar_license_testkit::{
+    consumed_units, meter, meter_credit, poll, subscribed_key, ScratchDir,
+};
 use serde_json::{json, Value};
 
-const LICENSE: &str = "3a4b5c6d-7e8f-4a1b-8c2d-3e4f5a6b7c8d";
-const CREDIT: &str = "6d3f4e5a-7b8c-4d9e-8f0a-2b3c4d5e6f7a";
 const TOKENS: &str = "4b1d2c3e-5f6a-4b7c-8d9e-0f1a2b3c4d5e";
-const CUSTOMER: &str = "6b7c8d9e-0f1a-4b2c-9d3e-4f5a6b7c8d9e";
 const OTHER_CUSTOMER: &str = "7c8d9e0f-1a2b-4c3d-8e4f-5a6b7c8d9e0f";
 const KEY: &str = "USE-1B2C3D4E-5F6A-4B7C-8D9E-0F1A2B3C4D5E";
 const OTHER: &str = "USE-9F8E7D6C-5B4A-4392-8180-7F6E5D4C3B2A";
@@ -40,7 +39,7 @@ fn seed() -> Seed {
     ));
     seed.benefits.push(meter_credit(CREDIT, TOKENS, 10));
     for (key, customer, sub) in [
-        (KEY, CUSTOMER, "9e0f1a2b-3c4d-4e5f-8a6b-7c8d9e0f1a2b"),
+        (KEY, CUSTOMER, SUBSCRIPTION),
         (
             OTHER,
             OTHER_CUSTOMER,
@@ -154,38 +153,18 @@ fn report(relay: &Running, key: &str, units: f64, id: &str) -> (u16, Value) {
 
 /// The units Polar's meter shows consumed by `customer` (the organization's read).
 fn consumed(polar: &Emulator, customer: &str) -> f64 {
-    let path = format!("/v1/customer-meters/?customer_id={customer}");
-    let r = raw_exchange(
-        polar.port(),
-        &format!(
-            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {DEMO_TOKEN}\r\nConnection: close\r\n\r\n"
-        ),
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
-    let v = r.json();
-    v["items"]
-        .as_array()
-        .expect("a list")
-        .iter()
-        .find(|m| m["meter_id"] == TOKENS)
-        .and_then(|m| m["consumed_units"].as_f64())
-        .unwrap_or(0.0)
+    consumed_units(polar.port(), customer, TOKENS)
 }
 
 /// Waits (10 s at most) until Polar's meter shows `want` consumed by `customer`.
 fn until_consumed(polar: &Emulator, customer: &str, want: f64) {
-    let start = Instant::now();
-    loop {
-        let got = consumed(polar, customer);
-        if (got - want).abs() < 1e-6 {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "Polar shows {got} consumed, not {want}"
-        );
-        std::thread::sleep(Duration::from_millis(25));
-    }
+    poll(
+        &format!("Polar's meter showing {want} consumed by {customer}"),
+        Duration::from_secs(10),
+        Duration::from_millis(25),
+        || consumed(polar, customer),
+        |got| (got - want).abs() < 1e-6,
+    );
 }
 
 /// Reports until the relay's answer knows the balance (its first read of the customer's

@@ -325,6 +325,16 @@ export interface DeviceList {
   devices: DeviceInfo[];
 }
 
+/** `followRotation`'s answer (never the whole new key: it is remembered in the old one's place). */
+export interface Followed {
+  /** The activation the new key was validated with: the one this machine held. */
+  activationId: string | null;
+  /** The new key took the old one's place as the remembered key. */
+  remembered: boolean;
+  /** The license under its new key (`displayKey` is the new key's). */
+  license: LicenseSummary;
+}
+
 /** A key `recoverableKeys` offers (never the whole key). */
 export interface RecoverableKey {
   /** What `recoverKey` takes. */
@@ -438,6 +448,8 @@ export declare function freeDevice(activationId: string, options?: { key?: strin
 export declare function recoverableKeys(): Promise<RecoverableKey[]>;
 /** Activates the recoverable key `id` here (a DeviceError for the session's step, a LicenseError for the activation's). */
 export declare function recoverKey(id: string, options?: { label?: string }): Promise<Activated>;
+/** Follows the rotated key (default: the remembered one) to its new string with this machine's activation (a DeviceError for the session's step, `key_not_found` when not rotated; a LicenseError when Polar refuses the new key). */
+export declare function followRotation(options?: { key?: string }): Promise<Followed>;
 
 /** A seat held through the seller's relay (issue #67), as `seatAcquire` and `seatHeartbeat`
  * answer it. */

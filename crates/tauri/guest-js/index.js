@@ -200,6 +200,14 @@ export function recoverKey(id, options = {}) {
   return call('recover_key', { id, label: options.label });
 }
 
+/** Follows the rotated key (the remembered one, or `options.key`) through the signed-in
+ * session to its new string, keeping this machine's activation; the new key takes the old
+ * one's place as the remembered key. Rejects with a DeviceError for the session's step
+ * (`key_not_found`: not rotated), a LicenseError when Polar refuses the new key. */
+export function followRotation(options = {}) {
+  return call('follow_rotation', { key: options.key });
+}
+
 // Floating and CI seats (issue #67) through the seller's relay (the plugin's base URL). The
 // plugin holds the seat and decides what each answer does to it; this package only schedules
 // the heartbeat.

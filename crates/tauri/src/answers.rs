@@ -422,6 +422,20 @@ pub struct Activated {
     pub lease: Option<LeaseInfo>,
 }
 
+/// `followRotation`'s answer: the rotated key followed to its new string, validated with this
+/// machine's activation (the same one: no slot taken). The whole new key never reaches the
+/// webview: when the old key was the remembered one, the new one is remembered in its place.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Followed {
+    /// The activation the new key was validated with (the one this machine held).
+    pub activation_id: Option<String>,
+    /// The new key took the old one's place as the remembered key.
+    pub remembered: bool,
+    /// The license, under its new key (`displayKey` is the new key's).
+    pub license: LicenseSummary,
+}
+
 /// `validate`'s answer (one online validation, no cache answer).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -863,8 +877,9 @@ impl DeviceError {
     }
 }
 
-/// Why `recoverKey` failed: the customer session's step ([`DeviceError`]) or the activation's
-/// ([`LicenseError`], Polar's denial such as `activation_limit`).
+/// Why `recoverKey` or `followRotation` failed: the customer session's step ([`DeviceError`])
+/// or the license's ([`LicenseError`], Polar's denial such as `activation_limit` for an
+/// activation, or `revoked` for a followed key's new string).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum RecoverError {

@@ -19,6 +19,7 @@
     "free_device",
     "recoverable_keys",
     "recover_key",
+    "follow_rotation",
     "seat_acquire",
     "seat_heartbeat",
     "seat_release",

@@ -4,8 +4,9 @@
 //! (`activate`, `validate`), on the runtime's blocking pool, as the cache reads do.
 
 use crate::answers::{
-    Activated, DeviceError, DeviceList, EntitlementState, FeatureState, LeaseInfo, LicenseError,
-    LicenseState, RecoverError, RecoverableKey, RememberedKey, StatusState, Validated,
+    Activated, DeviceError, DeviceList, EntitlementState, FeatureState, Followed, LeaseInfo,
+    LicenseError, LicenseState, LicenseSummary, RecoverError, RecoverableKey, RememberedKey,
+    StatusState, Validated,
 };
 use crate::{PolarLicense, CHECKED_EVENT};
 use polar_license::grace::{CheckOutcome, CheckReport};
@@ -378,4 +379,41 @@ pub(crate) async fn recover_key<R: Runtime>(
         .await
         .map_err(RecoverError::License)?;
     Ok(Activated::of(&read, activated.lease.as_ref()))
+}
+
+/// Follows the rotated `key` (default: the remembered key) through the session signed in
+/// (issue #64 item 4): the core's follow machine finds the same key id's new string among the
+/// customer's keys and validates it with this machine's activation (no slot taken); the old
+/// string's record is forgotten and, when it was the remembered key, the new one is remembered
+/// in its place. A [`DeviceError`] for the session's step (`not_signed_in`, `session_expired`,
+/// `key_not_found`: not rotated, `invalid_input`: nothing of the key cached here), a
+/// [`LicenseError`] when Polar refuses the new string.
+#[tauri::command]
+pub(crate) async fn follow_rotation(
+    state: State<'_, PolarLicense>,
+    key: Option<String>,
+) -> Result<Followed, RecoverError> {
+    let old = key_or_remembered(state.licensing(), key)
+        .await
+        .map_err(|e| RecoverError::License(e.into()))?;
+    let (verdict, remembered) = with_session(&state, move |l, session| {
+        let (new, verdict) = l.follow_rotation(session, old)?;
+        let remembered = l
+            .remembered_key()
+            .ok()
+            .flatten()
+            .is_some_and(|k| k.expose() == new.expose());
+        Ok((verdict, remembered))
+    })
+    .await
+    .map_err(RecoverError::Portal)?;
+    let read = accepted(std::future::ready(Ok(verdict)))
+        .await
+        .map_err(RecoverError::License)?;
+    let activation_id = read.activation.as_ref().map(|a| a.id.clone());
+    Ok(Followed {
+        license: LicenseSummary::of(&read.license_key, activation_id.as_deref()),
+        activation_id,
+        remembered,
+    })
 }

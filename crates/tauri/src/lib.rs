@@ -35,7 +35,7 @@ mod usage;
 
 pub use answers::{
     Activated, CustomerChoice, DeviceError, DeviceInfo, DeviceList, EntitlementState, FeatureState,
-    LicenseError, LicenseState, LicenseSummary, MemberInfo, OrderInfo, PerpetualState,
+    Followed, LicenseError, LicenseState, LicenseSummary, MemberInfo, OrderInfo, PerpetualState,
     RecoverError, RecoverableKey, RememberedKey, StatusState, StoppedInfo, SubscriptionInfo,
     TrialInfo, Validated,
 };
@@ -302,6 +302,7 @@ pub fn init<R: Runtime>(organization_id: impl Into<String>, options: Options) ->
             commands::free_device,
             commands::recoverable_keys,
             commands::recover_key,
+            commands::follow_rotation,
             seats::seat_acquire,
             seats::seat_heartbeat,
             seats::seat_release,

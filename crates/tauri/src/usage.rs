@@ -134,8 +134,9 @@ pub(crate) async fn record_usage(
             })
         }
         UsageAnswer::Backlog { retry_after } => {
+            // The core's code (`polar_license::usage::BACKLOG_CODE`), not one of this face's.
             let mut error = plain(
-                "usage_backlog",
+                polar_license::usage::BACKLOG_CODE,
                 Reason::RateLimited.class().as_str(),
                 "Too many usage reports wait at the relay: send it again later.",
                 429,

@@ -21,10 +21,10 @@ use polar_license_emulator::{
 use polar_license_relay::store::{MemoryBackend, StoreOptions};
 use polar_license_relay::{serve, Relay, RelayConfig, Running, StoreConfig};
 use polar_license_tauri::{
-    Activated, DeviceError, DeviceList, Entitlements, FeatureState, LicenseError, LicenseState,
-    Options, PerpetualState, PolarLicenseExt, RecoverableKey, ReleaseDate, RememberedKey,
-    SeatError, SeatInfo, SeatReleased, StatusState, TrialDays, TrialInfo, Validated, CHECKED_EVENT,
-    COMMANDS,
+    Activated, DeviceError, DeviceList, Entitlements, FeatureState, Followed, LicenseError,
+    LicenseState, Options, PerpetualState, PolarLicenseExt, RecoverableKey, ReleaseDate,
+    RememberedKey, SeatError, SeatInfo, SeatReleased, StatusState, TrialDays, TrialInfo, Validated,
+    CHECKED_EVENT, COMMANDS,
 };
 use polar_license_testkit::{take_requests, unix_now, ScratchDir, Tape, World};
 use serde::de::DeserializeOwned;
@@ -53,9 +53,8 @@ struct Plugin {
     tape: Option<Tape>,
     app: App<MockRuntime>,
     webview: WebviewWindow<MockRuntime>,
-    name: String,
     /// This scenario's invocations and answers, for the guest package's tests.
-    recorded: Mutex<Vec<Value>>,
+    answers: common::Answers,
 }
 
 /// Signed mode's set-up: the relay's leases, whether it keeps a verdict store, and whether the
@@ -193,40 +192,32 @@ impl Plugin {
             tape,
             app,
             webview,
-            name: name.to_string(),
-            recorded: Mutex::new(Vec::new()),
+            answers: common::Answers::new(name),
         }
     }
 
     /// Invokes `plugin:polar-license|<command>` with these arguments, as `invoke()` in the
     /// webview does; the raw JSON answer (`Err`: the rejection).
     fn invoke(&self, command: &str, args: Value) -> Result<Value, Value> {
-        let answer = common::invoke(&self.webview, command, args.clone());
-        // A key crosses the IPC into the plugin, never back out; nor does a customer
-        // session (`polar_cst_…`).
+        let answer = self.answers.invoke(
+            &self.webview,
+            command,
+            args,
+            &[
+                DEMO_KEY,
+                DEMO_KEY_REVOKED,
+                DEMO_KEY_NO_ACTIVATIONS,
+                DEMO_KEY_DISABLED,
+                DEMO_KEY_EXPIRED,
+                DEMO_KEY_USAGE,
+                "DEMO-NOT-A-KEY",
+            ],
+        );
         let text = format!("{answer:?}");
-        for key in [
-            DEMO_KEY,
-            DEMO_KEY_REVOKED,
-            DEMO_KEY_NO_ACTIVATIONS,
-            DEMO_KEY_DISABLED,
-            DEMO_KEY_EXPIRED,
-            DEMO_KEY_USAGE,
-            "DEMO-NOT-A-KEY",
-        ] {
-            assert!(
-                !text.contains(key),
-                "{command} answered the whole key: {text}"
-            );
-        }
         assert!(
             !text.contains("polar_cst_") && !text.contains("polar_mst_"),
             "{command} answered the session: {text}"
         );
-        self.record(match &answer {
-            Ok(value) => json!({ "command": command, "args": args, "ok": value }),
-            Err(value) => json!({ "command": command, "args": args, "err": value }),
-        });
         answer
     }
 
@@ -237,16 +228,6 @@ impl Plugin {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
         self.clock.set(real);
-    }
-
-    /// Adds `entry` to this scenario's file of answers.
-    fn record(&self, entry: Value) {
-        let mut recorded = self.recorded.lock().unwrap_or_else(|e| e.into_inner());
-        recorded.push(entry);
-        common::write_fixture(
-            &format!("answers-{}.json", self.name),
-            &Value::Array(recorded.clone()),
-        );
     }
 
     /// An answer that must resolve, as its type.
@@ -489,7 +470,8 @@ fn the_background_check_answers_at_once_and_its_event_brings_polars_answer() {
     let fresh = |rx: &mpsc::Receiver<String>| -> LicenseState {
         let payload = rx.recv_timeout(Duration::from_secs(20)).expect("the event");
         let value: Value = serde_json::from_str(&payload).expect("JSON");
-        w.record(json!({ "event": CHECKED_EVENT, "payload": value }));
+        w.answers
+            .record(json!({ "event": CHECKED_EVENT, "payload": value }));
         serde_json::from_value(value).expect("a LicenseState")
     };
 
@@ -1146,6 +1128,50 @@ fn a_lost_key_is_recovered_by_its_id_and_the_whole_key_never_reaches_the_webview
     assert_eq!(remembered.display_key.as_deref(), Some("****-4C5B6A"));
     let state = w.check();
     assert!(state.licensed, "{state:?}");
+}
+
+/// Issue #64 item 4: the remembered key rotated at Polar (its old string `not_found`) is
+/// followed through the session to its new string with this machine's activation (no slot
+/// taken), the new key remembered in the old one's place and never sent whole to the webview;
+/// no session and a key not rotated are typed.
+#[test]
+fn a_rotated_key_is_followed_keeping_this_machines_activation() {
+    let w = Plugin::new("follow-rotation");
+    let here = w.activate();
+    // Not signed in: typed, Polar not asked.
+    take_requests(&w.polar);
+    let not = w.device_err("follow_rotation", json!({}));
+    assert_eq!(not.portal_error, "not_signed_in");
+    assert_eq!(take_requests(&w.polar), 0);
+    w.sign_in();
+    // Not rotated: the customer's key still has this string.
+    let same = w.device_err("follow_rotation", json!({}));
+    assert_eq!(same.portal_error, "key_not_found");
+
+    let new = w.polar.rotate_key(DEMO_KEY).expect("rotated");
+    let stale = w.err("validate", json!({ "activationId": here.activation_id }));
+    assert_eq!(stale.code, "not_found");
+    let followed = w.invoke("follow_rotation", json!({})).expect("followed");
+    // The whole new key never reaches the webview.
+    assert!(!followed.to_string().contains(&new), "{followed}");
+    let followed: Followed = serde_json::from_value(followed).expect("a Followed");
+    assert_eq!(
+        followed.activation_id.as_deref(),
+        Some(here.activation_id.as_str())
+    );
+    assert!(followed.remembered);
+    let shown = format!("****-{}", &new[new.len() - 6..]);
+    assert_eq!(followed.license.display_key, shown);
+    let remembered: RememberedKey = w.ok("remembered_key", json!({}));
+    assert_eq!(remembered.display_key.as_deref(), Some(shown.as_str()));
+    // The same activation, still the key's only one; the remembered (new) key licensed.
+    let live = w.polar.activations(&new);
+    assert_eq!(live.len(), 1);
+    assert_eq!(live[0]["id"], json!(here.activation_id));
+    assert!(w.check().licensed);
+    // The old string: nothing cached of it any more, typed.
+    let gone = w.device_err("follow_rotation", json!({ "key": DEMO_KEY }));
+    assert_eq!(gone.portal_error, "invalid_input");
 }
 
 #[test]

@@ -14,13 +14,14 @@ use polar_license::{AccessToken, Server, UreqTransport};
 use polar_license_emulator::{Emulator, DEMO_KEY, DEMO_TOKEN};
 use polar_license_relay::{serve, Relay, RelayConfig, Running};
 use polar_license_tauri::{
-    Activated, DeviceError, DeviceList, LicenseState, Options, RecoverableKey,
+    Activated, DeviceError, DeviceList, Followed, LicenseState, Options, RecoverableKey,
 };
 use polar_license_testkit::seller_rows::{
-    devices_cell, play, recovered_cell, shows_key, Found, Row, RowPolar, Step, TrialCell, Verdict,
-    DEVICES_EMAIL,
+    codes_cell, devices_cell, followed_cell, play_with_values, recovered_cell, shows_key, Found,
+    Row, RowPolar, Step, TrialCell, Verdict, DEVICES_EMAIL,
 };
-use polar_license_testkit::ScratchDir;
+use polar_license_testkit::values_rows::{play_values, ValuesFace, World};
+use polar_license_testkit::{cli_bin, ScratchDir};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -106,6 +107,8 @@ fn run_row(row: &Row) -> Found {
     // The seller's relay in front of the row's Polar, when a step lists through it.
     let relay = row.relay().then(|| relay_in_front_of(&world.polar));
     let mut found = Found::new(row);
+    // The activation this machine took (a rotation keeps it).
+    let mut mine: Option<String> = None;
     for (i, step) in row.steps.iter().enumerate() {
         // The clocks, Polar's revocation and its outage; the app's invocations below.
         world.play(step);
@@ -131,7 +134,10 @@ fn run_row(row: &Row) -> Found {
                     "activate",
                     json!({ "key": DEMO_KEY, "label": "This laptop" }),
                 ) {
-                    Ok(_) => "activated".to_string(),
+                    Ok(a) => {
+                        mine = Some(a.activation_id);
+                        "activated".to_string()
+                    }
                     Err(e) => e["code"].as_str().unwrap_or("none").to_string(),
                 };
                 found.compare(i, want.as_ref(), &Verdict::word(got));
@@ -210,13 +216,173 @@ fn run_row(row: &Row) -> Found {
                         .push(format!("step {i}: free another: {freed:?}"));
                 }
             }
-            Step::Revoke(_) | Step::Offline | Step::Elsewhere(_) | Step::PolarClock(_) => {}
+            // `request_sign_in_code` until Polar refuses: the plugin's DeviceError, as the
+            // webview receives it (its `portal_error` and `retry_after`).
+            Step::RequestCodes(times, want) => {
+                let mut sent = 0;
+                let mut refused = None;
+                for _ in 0..*times {
+                    match app
+                        .invoke::<()>("request_sign_in_code", json!({ "email": DEVICES_EMAIL }))
+                    {
+                        Ok(()) => sent += 1,
+                        Err(e) => {
+                            refused = Some(
+                                serde_json::from_value::<DeviceError>(e.clone()).map_or_else(
+                                    |_| (e.to_string(), None),
+                                    |d| (d.portal_error, d.retry_after),
+                                ),
+                            );
+                            break;
+                        }
+                    }
+                }
+                let got = codes_cell(
+                    sent,
+                    refused.as_ref().map(|(code, wait)| (code.as_str(), *wait)),
+                );
+                found.compare(i, want.as_ref(), &Verdict::word(got));
+            }
+            // The remembered (rotated) key followed through the plugin's session; then the
+            // remembered key, the new one now, checked as the app would.
+            Step::FollowRotation(want) => {
+                let got = match app.invoke::<Followed>("follow_rotation", json!({})) {
+                    Ok(followed) => {
+                        let state = app.invoke::<LicenseState>("check", json!({}));
+                        let kept = mine.is_some() && followed.activation_id == mine;
+                        match state {
+                            Ok(s) if s.licensed => followed_cell("licensed", kept),
+                            Ok(s) => followed_cell(s.code.as_deref().unwrap_or("none"), kept),
+                            Err(e) => e.to_string(),
+                        }
+                    }
+                    Err(e) => match serde_json::from_value::<DeviceError>(e.clone()) {
+                        Ok(d) => d.portal_error,
+                        Err(_) => followed_cell(e["code"].as_str().unwrap_or("none"), false),
+                    },
+                };
+                found.compare(i, want.as_ref(), &Verdict::word(got));
+            }
+            Step::Revoke(_)
+            | Step::Offline
+            | Step::Elsewhere(_)
+            | Step::PolarClock(_)
+            | Step::Rotate => {}
         }
     }
     found
 }
 
+/// The values rows' face (issue #68): an app on the mock runtime a relay, the plugin's
+/// `Options` at the relay in signed mode (its key, every check asking it); its `entitlement`,
+/// `record_usage` and `check` commands as the webview invokes them, the typed detail read from
+/// the `LicenseState`.
+struct TauriFace {
+    org: String,
+    keys: polar_license::lease::RelayKeys,
+    dir: ScratchDir,
+    apps: std::cell::RefCell<std::collections::BTreeMap<String, std::rc::Rc<TauriApp>>>,
+}
+
+impl TauriFace {
+    fn new(world: &World) -> TauriFace {
+        TauriFace {
+            org: world.org.clone(),
+            keys: polar_license::lease::RelayKeys::parse(&world.pair).expect("the relay's key"),
+            dir: ScratchDir::new(&format!("tauri-seller-values-{}", world.host)),
+            apps: Default::default(),
+        }
+    }
+
+    fn app(&self, relay: &str) -> std::rc::Rc<TauriApp> {
+        let mut apps = self.apps.borrow_mut();
+        let n = apps.len();
+        apps.entry(relay.to_string())
+            .or_insert_with(|| {
+                let keys = self.keys.clone();
+                let options = Options::default()
+                    .base_url(relay)
+                    .cache_dir(self.dir.path().join(format!("app-{n}")))
+                    .configure(move |builder| {
+                        builder
+                            .machine_binding(polar_license::MachineBinding::Id("machine-A".into()))
+                            .timeout(Duration::from_secs(10))
+                            .relay_keys(keys)
+                            .policy(polar_license::GracePolicy {
+                                revalidate_after: Duration::ZERO,
+                                ..polar_license::GracePolicy::default()
+                            })
+                    });
+                let (app, webview) =
+                    common::app_with_window(self.org.clone(), options, &["polar-license:default"]);
+                std::rc::Rc::new(TauriApp { _app: app, webview })
+            })
+            .clone()
+    }
+}
+
+/// A balance as the table shows it (`?`: not known).
+fn balance(v: &Value) -> String {
+    v.as_f64().map_or("?".to_string(), |b| b.to_string())
+}
+
+impl ValuesFace for TauriFace {
+    fn value(&self, relay: &str, key: &str, name: &str) -> String {
+        match self
+            .app(relay)
+            .invoke::<Value>("entitlement", json!({ "name": name, "key": key }))
+        {
+            Ok(v) => match &v["value"] {
+                Value::Null => "absent".to_string(),
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            },
+            Err(e) => e["code"].as_str().unwrap_or("none").to_string(),
+        }
+    }
+
+    fn usage(&self, relay: &str, key: &str, meter: &str, units: f64, id: &str) -> String {
+        let args = json!({ "meter": meter, "units": units, "id": id, "key": key, "relay": relay });
+        match self.app(relay).invoke::<Value>("record_usage", args) {
+            Ok(v) => format!(
+                "{} balance:{}",
+                if v["duplicate"] == true {
+                    "duplicate"
+                } else {
+                    "recorded"
+                },
+                balance(&v["balance"])
+            ),
+            Err(e) if e["code"] == "credits_exhausted" => {
+                format!("credits_exhausted balance:{}", balance(&e["balance"]))
+            }
+            Err(e) => e["code"].as_str().unwrap_or("none").to_string(),
+        }
+    }
+
+    fn relay_check(&self, relay: &str, key: &str) -> String {
+        match self
+            .app(relay)
+            .invoke::<LicenseState>("check", json!({ "key": key }))
+        {
+            Ok(state) if state.licensed => "licensed".to_string(),
+            Ok(state) => {
+                let code = state.code.clone().unwrap_or_else(|| "none".into());
+                match state.stopped {
+                    Some(s) => format!(
+                        "{code} · {}{}",
+                        s.kind,
+                        s.until.map_or(String::new(), |u| format!(" until={u}"))
+                    ),
+                    None => code,
+                }
+            }
+            Err(e) => e["code"].as_str().unwrap_or("none").to_string(),
+        }
+    }
+}
+
 #[test]
 fn seller_table() {
-    play("tauri", run_row);
+    play_with_values("tauri", run_row, || play_values(&cli_bin(), TauriFace::new));
 }

@@ -4,36 +4,36 @@
 //! a report recorded with its id; the same id again counted once (Polar's meter shows it once);
 //! the key by default the remembered one; down to zero, then `credits_exhausted` with the
 //! balance; a key Polar does not know its denial; and bad input refused in the plugin with
-//! nothing sent (a listener counts the connections).
+//! nothing sent (a listener counts the connections); a report the relay's backlog holds (its
+//! token cannot write events: nothing ingested, a key's 100 waiting reports fill it) rejected
+//! with the core's code, `usage_backlog`, and the relay's Retry-After.
 //!
 //! Every invocation and its answer is written to
 //! `<target>/tmp/polar-license-tauri/answers-usage*.json` for the guest package's tests.
 
 use polar_license::lease::SigningKey;
-use polar_license::{AccessToken, MachineBinding, Server, UreqTransport};
+use polar_license::MachineBinding;
 use polar_license_emulator::{
-    Emulator, Options as EmulatorOptions, Seed, SeedBenefit, SeedKey, SeedMeter, SeedSubscription,
-    DEMO_TOKEN,
+    Emulator, Options as EmulatorOptions, Seed, SeedKey, SeedToken, DEMO_TOKEN,
 };
-use polar_license_relay::store::{MemoryBackend, StoreOptions};
-use polar_license_relay::{serve, Limits, Rate, Relay, RelayConfig, Running, StoreConfig};
+use polar_license_relay::store::StoreOptions;
+use polar_license_relay::Running;
 use polar_license_tauri::{Options, UsageError, UsageRecorded};
-use polar_license_testkit::http::raw_exchange;
-use polar_license_testkit::ScratchDir;
+use polar_license_testkit::ids::{CREDIT, CUSTOMER, LICENSE, SUBSCRIPTION};
+use polar_license_testkit::{
+    consumed_units, meter, meter_credit, poll, subscribed_key, ScratchDir,
+};
 use serde_json::{json, Value};
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tauri::test::MockRuntime;
 use tauri::{App, WebviewWindow};
 
 mod common;
 
-const LICENSE: &str = "3a4b5c6d-7e8f-4a1b-8c2d-3e4f5a6b7c8d";
-const CREDIT: &str = "6d3f4e5a-7b8c-4d9e-8f0a-2b3c4d5e6f7a";
 const TOKENS: &str = "4b1d2c3e-5f6a-4b7c-8d9e-0f1a2b3c4d5e";
-const CUSTOMER: &str = "6b7c8d9e-0f1a-4b2c-9d3e-4f5a6b7c8d9e";
 const KEY: &str = "USE-1B2C3D4E-5F6A-4B7C-8D9E-0F1A2B3C4D5E";
 /// The event the meter counts (a sum of `units`).
 const METER: &str = "tokens_used";
@@ -41,30 +41,17 @@ const METER: &str = "tokens_used";
 /// Ten credited units of a meter summing `units`, on one customer's key.
 fn seed() -> Seed {
     let mut seed = Seed::demo();
-    seed.meters.push(SeedMeter {
-        id: TOKENS.into(),
-        name: "Tokens".into(),
-        event_name: METER.into(),
-        aggregation: Some(json!({"func": "sum", "property": "units"})),
-    });
-    seed.benefits.push(SeedBenefit {
-        id: CREDIT.into(),
-        kind: Some("meter_credit".into()),
-        meter_id: Some(TOKENS.into()),
-        units: Some(10),
-        ..SeedBenefit::default()
-    });
+    seed.meters.push(meter(
+        TOKENS,
+        "Tokens",
+        METER,
+        Some(json!({"func": "sum", "property": "units"})),
+    ));
+    seed.benefits.push(meter_credit(CREDIT, TOKENS, 10));
     seed.license_keys.push(SeedKey {
-        benefit_id: Some(LICENSE.into()),
-        customer_id: Some(CUSTOMER.into()),
-        subscription: Some(SeedSubscription {
-            id: Some("9e0f1a2b-3c4d-4e5f-8a6b-7c8d9e0f1a2b".into()),
-            ..SeedSubscription::default()
-        }),
-        benefits: vec![CREDIT.into()],
         // Activated through the plugin (then remembered).
         limit_activations: Some(3),
-        ..SeedKey::new(KEY)
+        ..subscribed_key(KEY, LICENSE, CUSTOMER, SUBSCRIPTION, &[CREDIT])
     });
     seed
 }
@@ -74,8 +61,7 @@ fn seed() -> Seed {
 struct UsageApp {
     _app: App<MockRuntime>,
     webview: WebviewWindow<MockRuntime>,
-    name: String,
-    recorded: Mutex<Vec<Value>>,
+    answers: common::Answers,
 }
 
 impl UsageApp {
@@ -93,31 +79,14 @@ impl UsageApp {
         UsageApp {
             _app: app,
             webview,
-            name: name.to_string(),
-            recorded: Mutex::new(Vec::new()),
+            answers: common::Answers::new(name),
         }
     }
 
     /// Invokes `command` as the webview does; the answer is recorded, and never carries the
     /// whole key.
     fn invoke(&self, command: &str, args: Value) -> Result<Value, Value> {
-        let answer = common::invoke(&self.webview, command, args.clone());
-        let text = format!("{answer:?}");
-        assert!(
-            !text.contains(KEY),
-            "{command} answered the whole key: {text}"
-        );
-        let entry = match &answer {
-            Ok(value) => json!({ "command": command, "args": args, "ok": value }),
-            Err(value) => json!({ "command": command, "args": args, "err": value }),
-        };
-        let mut recorded = self.recorded.lock().unwrap_or_else(|e| e.into_inner());
-        recorded.push(entry);
-        common::write_fixture(
-            &format!("answers-{}.json", self.name),
-            &Value::Array(recorded.clone()),
-        );
-        answer
+        self.answers.invoke(&self.webview, command, args, &[KEY])
     }
 
     fn recorded(&self, args: Value) -> UsageRecorded {
@@ -139,66 +108,31 @@ impl UsageApp {
 /// The relay in front of `polar` with usage on, entitlements (the balance) and the seller's
 /// rule refusing at zero credits.
 fn relay(polar: &Emulator) -> Running {
+    relay_with(polar, DEMO_TOKEN, true)
+}
+
+/// The relay in front of `polar` with usage on, asking with `token`; `metered`: entitlements
+/// and the seller's rule at zero credits on.
+fn relay_with(polar: &Emulator, token: &str, metered: bool) -> Running {
     let signer = SigningKey::generate(Some("tauri-usage")).expect("a key");
-    let mut config = RelayConfig::new(
-        Server::Custom(polar.url()),
-        AccessToken::new(DEMO_TOKEN),
-        signer,
-    );
-    config.limits = Limits {
-        per_ip: Rate::new(0, 0),
-        per_key: Rate::new(0, 0),
-        ..Limits::default()
-    };
     let mut store = StoreOptions::default();
-    store.entitlements = true;
+    store.entitlements = metered;
     store.usage = true;
-    store.refuse_at_zero_credits = true;
+    store.refuse_at_zero_credits = metered;
     store.reconcile_every = 0;
     store.roster = false;
-    config.store = Some(StoreConfig {
-        backend: Arc::new(MemoryBackend::new(1_000)),
-        options: store,
-        webhook_secret: None,
-    });
-    let upstream = UreqTransport::new(Duration::from_secs(2), Duration::from_secs(5), 1 << 20);
-    let relay = Relay::new(config, Box::new(upstream)).expect("the relay");
-    serve(Arc::new(relay), "127.0.0.1:0").expect("the relay listens")
+    common::seller_relay_as(polar.url(), token, signer, store, None)
 }
 
-/// The units Polar's meter shows consumed by the customer (the organization's read).
-fn consumed(polar: &Emulator) -> f64 {
-    let path = format!("/v1/customer-meters/?customer_id={CUSTOMER}");
-    let r = raw_exchange(
-        polar.port(),
-        &format!(
-            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {DEMO_TOKEN}\r\nConnection: close\r\n\r\n"
-        ),
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.json()["items"]
-        .as_array()
-        .expect("a list")
-        .iter()
-        .find(|m| m["meter_id"] == TOKENS)
-        .and_then(|m| m["consumed_units"].as_f64())
-        .unwrap_or(0.0)
-}
-
-/// Waits (10 s at most) until Polar's meter shows `want` consumed.
+/// Waits (10 s at most) until Polar's meter shows `want` consumed by the customer.
 fn until_consumed(polar: &Emulator, want: f64) {
-    let start = Instant::now();
-    loop {
-        let got = consumed(polar);
-        if (got - want).abs() < 1e-9 {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "Polar shows {got} consumed, not {want}"
-        );
-        std::thread::sleep(Duration::from_millis(25));
-    }
+    poll(
+        &format!("Polar's meter showing {want} consumed"),
+        Duration::from_secs(10),
+        Duration::from_millis(25),
+        || consumed_units(polar.port(), CUSTOMER, TOKENS),
+        |got| (got - want).abs() < 1e-9,
+    );
 }
 
 #[test]
@@ -256,7 +190,7 @@ fn a_report_counts_once_per_id_and_the_rule_refuses_at_zero_credits() {
     // Polar's meter: every recorded report once, the refused one not at all.
     until_consumed(&polar, used);
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(consumed(&polar), used);
+    assert_eq!(consumed_units(polar.port(), CUSTOMER, TOKENS), used);
 
     // A key Polar does not know: its denial, through the relay.
     let denied = app.refused(json!({"meter": METER, "units": 1, "key": "USE-NOT-A-KEY-AT-ALL"}));
@@ -326,4 +260,34 @@ fn bad_input_is_refused_in_the_plugin_with_nothing_sent() {
     assert_ne!(e.error.code, "invalid_input", "{e:?}");
     assert_eq!(e.id.len(), 36, "{e:?}");
     assert!(connections.load(Ordering::SeqCst) >= 1);
+}
+
+/// A token of the seed's organization without `events:write`: its relay cannot ingest.
+const NO_EVENTS_TOKEN: &str = "polar_oat_emulator_noevents_0123456789ab";
+
+#[test]
+fn a_report_the_relays_backlog_holds_is_usage_backlog() {
+    let mut seed = seed();
+    seed.access_tokens.push(SeedToken {
+        token: NO_EVENTS_TOKEN.into(),
+        organization_id: None,
+        scopes: vec!["license_keys:read".into(), "license_keys:write".into()],
+    });
+    let polar = Emulator::start(seed, EmulatorOptions::default()).expect("the emulator");
+    let relay = relay_with(&polar, NO_EVENTS_TOKEN, false);
+    let dir = ScratchDir::new("tauri-usage-held");
+    let app = UsageApp::new("usage-held", polar.organization_id(), relay.url(), &dir);
+    // Nothing is ingested: a key's 100 waiting reports fill the relay's backlog.
+    for _ in 0..100 {
+        app.recorded(json!({"meter": METER, "units": 1, "key": KEY}));
+    }
+    let held = app.refused(json!({"meter": METER, "units": 1, "key": KEY, "id": "tauri-held-101"}));
+    assert_eq!(
+        held.error.code,
+        polar_license::usage::BACKLOG_CODE,
+        "{held:?}"
+    );
+    assert_eq!(held.error.code, "usage_backlog");
+    assert_eq!(held.error.retry_after, Some(60), "{held:?}");
+    assert_eq!(held.id, "tauri-held-101");
 }

@@ -13,30 +13,27 @@
 
 use ct_codecs::{Base64UrlSafeNoPadding as B64, Decoder, Encoder};
 use polar_license::lease::{SigningKey, LEASE_HEADER};
-use polar_license::{AccessToken, GracePolicy, MachineBinding, Server, UreqTransport};
+use polar_license::{GracePolicy, MachineBinding};
 use polar_license_emulator::{
-    Emulator, Options as EmulatorOptions, Seed, SeedKey, SeedSubscription, WebhookOptions,
-    DEMO_TOKEN,
+    Emulator, Options as EmulatorOptions, Seed, WebhookOptions, DEMO_TOKEN,
 };
-use polar_license_relay::store::{MemoryBackend, StoreOptions};
-use polar_license_relay::{serve, Limits, Rate, Relay, RelayConfig, Running, StoreConfig};
+use polar_license_relay::store::StoreOptions;
+use polar_license_relay::Running;
 use polar_license_tauri::{EntitlementState, LicenseError, LicenseState, Options};
 use polar_license_testkit::http::json_request;
-use polar_license_testkit::{customers_key, feature_flag, ScratchDir};
+use polar_license_testkit::ids::{CUSTOMER, LICENSE, PRO};
+use polar_license_testkit::{customers_key, feature_flag, poll, subscribed_key, ScratchDir};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tauri::test::MockRuntime;
 use tauri::{App, WebviewWindow};
 
 mod common;
 
-const PRO: &str = "0f6c1f5e-8b2a-4c3d-9e4f-5a6b7c8d9e0f";
-const LICENSE: &str = "3a4b5c6d-7e8f-4a1b-8c2d-3e4f5a6b7c8d";
-const CUSTOMER: &str = "6b7c8d9e-0f1a-4b2c-9d3e-4f5a6b7c8d9e";
 /// Granted the PRO flag.
 const KEY: &str = "TIER-1B2C3D4E-5F6A-4B7C-8D9E-0F1A2B3C4D5E";
 /// Paused at period end, then the period ends.
@@ -65,17 +62,12 @@ fn seed() -> Seed {
         PRO,
         json!({"max_upload_size": 10, "role": "editor", "ratio": 1.5, "beta": true}),
     ));
-    let subscribed = |key: &str, n: u8, benefits: Vec<String>| SeedKey {
-        subscription: Some(SeedSubscription {
-            id: Some(format!("9e0f1a2b-3c4d-4e5f-8a6b-7c8d9e0f1a{n:02x}")),
-            ..SeedSubscription::default()
-        }),
-        benefits,
-        ..customers_key(key, LICENSE, CUSTOMER)
+    let subscribed = |key: &str, n: u8, benefits: &[&str]| {
+        let subscription = format!("9e0f1a2b-3c4d-4e5f-8a6b-7c8d9e0f1a{n:02x}");
+        subscribed_key(key, LICENSE, CUSTOMER, &subscription, benefits)
     };
-    seed.license_keys
-        .push(subscribed(KEY, 1, vec![PRO.to_string()]));
-    seed.license_keys.push(subscribed(PAUSED, 2, Vec::new()));
+    seed.license_keys.push(subscribed(KEY, 1, &[PRO]));
+    seed.license_keys.push(subscribed(PAUSED, 2, &[]));
     seed.license_keys
         .push(customers_key(ROTATED, LICENSE, CUSTOMER));
     seed
@@ -113,28 +105,12 @@ fn seller() -> Seller {
     let endpoint: Value = created.json();
     let signer = SigningKey::generate(Some("tauri-values")).expect("a key");
     let keys = signer.relay_keys();
-    let mut config = RelayConfig::new(
-        Server::Custom(polar.url()),
-        AccessToken::new(DEMO_TOKEN),
-        signer,
-    );
-    config.limits = Limits {
-        per_ip: Rate::new(0, 0),
-        per_key: Rate::new(0, 0),
-        ..Limits::default()
-    };
     let mut store = StoreOptions::default();
     store.entitlements = true;
     store.reconcile_every = 0;
     store.roster = false;
-    config.store = Some(StoreConfig {
-        backend: Arc::new(MemoryBackend::new(1_000)),
-        options: store,
-        webhook_secret: endpoint["secret"].as_str().map(str::to_string),
-    });
-    let upstream = UreqTransport::new(Duration::from_secs(2), Duration::from_secs(5), 1 << 20);
-    let relay = Relay::new(config, Box::new(upstream)).expect("the relay");
-    let relay = serve(Arc::new(relay), "127.0.0.1:0").expect("the relay listens");
+    let secret = endpoint["secret"].as_str().map(str::to_string);
+    let relay = common::seller_relay(polar.url(), signer, store, secret);
     let id = endpoint["id"].as_str().expect("an id");
     let pointed = json_request(
         polar.port(),
@@ -154,7 +130,7 @@ struct App2 {
     webview: WebviewWindow<MockRuntime>,
     _dir: ScratchDir,
     name: String,
-    recorded: Mutex<Vec<Value>>,
+    answers: common::Answers,
 }
 
 impl App2 {
@@ -187,26 +163,13 @@ impl App2 {
             webview,
             _dir: dir,
             name: name.to_string(),
-            recorded: Mutex::new(Vec::new()),
+            answers: common::Answers::new(&format!("values-{name}")),
         }
     }
 
     fn invoke(&self, command: &str, args: Value) -> Result<Value, Value> {
-        let answer = common::invoke(&self.webview, command, args.clone());
-        let text = format!("{answer:?}");
-        for key in [KEY, PAUSED, ROTATED] {
-            assert!(!text.contains(key), "{command} answered the whole key");
-        }
-        let mut recorded = self.recorded.lock().unwrap_or_else(|e| e.into_inner());
-        recorded.push(match &answer {
-            Ok(value) => json!({ "command": command, "args": args, "ok": value }),
-            Err(value) => json!({ "command": command, "args": args, "err": value }),
-        });
-        common::write_fixture(
-            &format!("answers-values-{}.json", self.name),
-            &Value::Array(recorded.clone()),
-        );
-        answer
+        self.answers
+            .invoke(&self.webview, command, args, &[KEY, PAUSED, ROTATED])
     }
 
     fn check(&self, key: &str) -> LicenseState {
@@ -233,19 +196,18 @@ impl App2 {
 
 /// Checks `key` until its state has `entitlements` (each check licensed), within 10 s.
 fn until_values(app: &App2, key: &str) -> LicenseState {
-    let start = Instant::now();
-    loop {
+    let checked = || {
         let state = app.check(key);
         assert!(state.licensed, "{state:?}");
-        if state.entitlements.is_some() {
-            return state;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "no values in 10 s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        state
+    };
+    poll(
+        "a state with values",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        checked,
+        |state| state.entitlements.is_some(),
+    )
 }
 
 #[test]
@@ -492,18 +454,13 @@ fn lifecycle(polar: &Emulator, key: &str, body: Value) {
 
 /// Checks `key` until it is denied with a detail (the webhooks arrive within moments).
 fn until_stopped(app: &App2, key: &str) -> LicenseState {
-    let start = Instant::now();
-    loop {
-        let state = app.check(key);
-        if state.stopped.is_some() {
-            return state;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "no detail in 15 s: {state:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    poll(
+        "a denial with a detail",
+        Duration::from_secs(15),
+        Duration::from_millis(100),
+        || app.check(key),
+        |state| state.stopped.is_some(),
+    )
 }
 
 #[test]

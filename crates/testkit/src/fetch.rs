@@ -55,12 +55,38 @@ pub fn seller_relay() -> &'static str {
     )
 }
 
+/// The emulator with a usage meter and its credit benefit (`POLAR_WASM_USAGE_URL`: seeded by
+/// scripts/test-wasm.sh; tests/wasm_usage.rs adds its keys).
+pub fn usage_polar() -> &'static str {
+    baked("POLAR_WASM_USAGE_URL", option_env!("POLAR_WASM_USAGE_URL"))
+}
+
+/// The seller's relay recording usage in front of [`usage_polar`]
+/// (`POLAR_WASM_USAGE_RELAY_URL`: `relay serve --record-usage`).
+pub fn usage_relay() -> &'static str {
+    baked(
+        "POLAR_WASM_USAGE_RELAY_URL",
+        option_env!("POLAR_WASM_USAGE_RELAY_URL"),
+    )
+}
+
 /// Moves the clock of the emulator at `base` to `offset` seconds from the wall clock
 /// (`POST /__emulator/clock`).
 pub async fn set_clock(base: &str, offset: i64) {
     send(
         Request::post(&format!("{base}/__emulator/clock")),
         json!({ "offset_seconds": offset }),
+        204,
+    )
+    .await;
+}
+
+/// Turns Polar's per-address rate limits on or off at the emulator at `base`, every window and
+/// block forgotten (`POST /__emulator/rate-limit`).
+pub async fn set_rate_limit(base: &str, enabled: bool) {
+    send(
+        Request::post(&format!("{base}/__emulator/rate-limit")),
+        json!({ "enabled": enabled }),
         204,
     )
     .await;
@@ -160,6 +186,17 @@ pub async fn patch_key(base: &str, key: &str, update: Value) {
     send(
         Request::patch(&format!("{base}/__emulator/keys/{key}")),
         update,
+        200,
+    )
+    .await;
+}
+
+/// Rotates `key` at the emulator at `base` (`POST /__emulator/keys/{key}/rotate`: what Polar's
+/// rotate does, the record id, limits and activations kept, the old string `404` at once).
+pub async fn rotate_key(base: &str, key: &str) {
+    send(
+        Request::post(&format!("{base}/__emulator/keys/{key}/rotate")),
+        json!({}),
         200,
     )
     .await;

@@ -38,6 +38,9 @@ mod tape;
 #[cfg(not(target_arch = "wasm32"))]
 pub use tape::Tape;
 pub mod trials;
+/// The seller table's values rows (issue #68) for the native runners.
+#[cfg(not(target_arch = "wasm32"))]
+pub mod values_rows;
 
 #[cfg(not(target_arch = "wasm32"))]
 mod native;

@@ -743,3 +743,63 @@ impl ConnectProxy {
         self.tunnels.load(Ordering::SeqCst)
     }
 }
+
+/// Reads `read` every `every` until `done` holds of what it read, and returns that; panics
+/// when `within` passes first, with the last reading and `what` was awaited. The suites'
+/// waits for what arrives in the background (a meter's count, a lease's values, a webhook's
+/// effect).
+pub fn poll<T: std::fmt::Debug>(
+    what: &str,
+    within: std::time::Duration,
+    every: std::time::Duration,
+    mut read: impl FnMut() -> T,
+    done: impl Fn(&T) -> bool,
+) -> T {
+    let start = std::time::Instant::now();
+    loop {
+        let got = read();
+        if done(&got) {
+            return got;
+        }
+        assert!(
+            start.elapsed() < within,
+            "not within {within:?}: {what}; last read {got:?}"
+        );
+        thread::sleep(every);
+    }
+}
+
+/// The units of the meter `meter_id` that the emulator on `port` shows `customer` consumed
+/// (the organization's read of its customer meters; 0 when it lists none).
+pub fn consumed_units(port: u16, customer: &str, meter_id: &str) -> f64 {
+    let r = crate::http::raw_exchange(
+        port,
+        &format!(
+            "GET /v1/customer-meters/?customer_id={customer} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+            polar_license_emulator::DEMO_TOKEN
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["items"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .find(|m| m["meter_id"] == meter_id)
+        .and_then(|m| m["consumed_units"].as_f64())
+        .unwrap_or(0.0)
+}
+
+/// The ids the suites' sellers seed alike (the relay's, the Tauri plugin's and the C face's
+/// entitlements and usage suites): one place, so a key of one suite reads as a key of another.
+pub mod ids {
+    /// The Feature Flag benefit (a tier's values).
+    pub const PRO: &str = "0f6c1f5e-8b2a-4c3d-9e4f-5a6b7c8d9e0f";
+    /// The license benefit the keys are bought with.
+    pub const LICENSE: &str = "3a4b5c6d-7e8f-4a1b-8c2d-3e4f5a6b7c8d";
+    /// The keys' customer.
+    pub const CUSTOMER: &str = "6b7c8d9e-0f1a-4b2c-9d3e-4f5a6b7c8d9e";
+    /// The meter credit benefit.
+    pub const CREDIT: &str = "6d3f4e5a-7b8c-4d9e-8f0a-2b3c4d5e6f7a";
+    /// The first key's subscription.
+    pub const SUBSCRIPTION: &str = "9e0f1a2b-3c4d-4e5f-8a6b-7c8d9e0f1a2b";
+}

@@ -91,6 +91,34 @@ pub enum Step {
     /// Polar's clock alone moves to this day (the app's stays where it is): a customer
     /// session the app still holds, past its hour at Polar.
     PolarClock(f64),
+    /// The customer asks for a sign-in code (to [`DEVICES_EMAIL`]) this many times in a row,
+    /// stopping at the first refusal: [`codes_cell`] of the face's answers.
+    RequestCodes(u32, Option<Verdict>),
+    /// The row's key is rotated at Polar (the emulator's `POST /__emulator/keys/{key}/rotate`,
+    /// what Polar's rotate does: the record id, limits and activations kept, the old string
+    /// `404` at once).
+    Rotate,
+    /// The row's key followed through the session to its new string (the core's follow
+    /// machine): [`followed_cell`] of the face's answer, or the failure's code.
+    FollowRotation(Option<Verdict>),
+}
+
+/// A `request_codes` step's cell: how many codes Polar took (`sent:N`), then the first
+/// refusal's code, with for `rate_limited` the seconds to wait the face gave (`:wait=S`, `?`
+/// none), e.g. `sent:6,rate_limited:wait=900`.
+pub fn codes_cell(sent: u32, refused: Option<(&str, Option<u64>)>) -> String {
+    let mut cell = format!("sent:{sent}");
+    if let Some((code, wait)) = refused {
+        let _ = write!(cell, ",{code}");
+        if code == "rate_limited" {
+            let _ = write!(
+                cell,
+                ":wait={}",
+                wait.map_or("?".to_string(), |w| w.to_string())
+            );
+        }
+    }
+    cell
 }
 
 /// Whether Polar's display form of a key (`****-6ED415`: what the customer who lost the key
@@ -123,6 +151,16 @@ pub fn devices_cell(count: usize, this_marked: bool) -> String {
     format!(
         "devices:{count},this:{}",
         if this_marked { "marked" } else { "unmarked" }
+    )
+}
+
+/// A followed rotation's cell: `followed:` and `licensed` or Polar's reason code for the new
+/// string, then whether its activation is the one this machine took before the rotation
+/// (`activation:kept`, else `activation:changed`).
+pub fn followed_cell(outcome: &str, kept: bool) -> String {
+    format!(
+        "followed:{outcome},activation:{}",
+        if kept { "kept" } else { "changed" }
     )
 }
 
@@ -290,7 +328,9 @@ fn expect(v: &Value) -> Option<Verdict> {
 pub fn rows() -> Vec<Row> {
     let table: Value = serde_json::from_str(TABLE).expect("tests/vectors/seller-rows.json");
     let rows = table["rows"].as_array().expect("rows");
+    // (The values rows, `"world": "values"`, are crate::values_rows's.)
     rows.iter()
+        .filter(|r| r.get("world").is_none())
         .map(|r| {
             let steps = r["steps"]
                 .as_array()
@@ -314,6 +354,12 @@ pub fn rows() -> Vec<Row> {
                         Some("devices_relay") => Step::DevicesRelay(expect(s)),
                         Some("recover") => Step::Recover(expect(s)),
                         Some("polar_clock") => Step::PolarClock(at),
+                        Some("request_codes") => Step::RequestCodes(
+                            s["times"].as_u64().expect("times") as u32,
+                            expect(s),
+                        ),
+                        Some("rotate") => Step::Rotate,
+                        Some("follow_rotation") => Step::FollowRotation(expect(s)),
                         other => panic!("unknown step {other:?} in {}", r["id"]),
                     }
                 })
@@ -466,8 +512,15 @@ impl Row {
                     | Step::FreeOther
                     | Step::DevicesRelay(_)
                     | Step::Recover(_)
+                    | Step::RequestCodes(..)
             )
         })
+    }
+
+    /// Whether Polar's per-address rate limits are on for the row (its `rate_limit`): the
+    /// emulator's `--rate-limit`, or `POST /__emulator/rate-limit` on a shared one.
+    pub fn rate_limit(&self) -> bool {
+        self.polar["rate_limit"].as_bool().unwrap_or_default()
     }
 
     /// Whether a step lists through the seller's relay: the face starts one in front of the
@@ -520,6 +573,9 @@ impl Row {
                 Some(serde_json::from_value(order.clone()).expect("polar.order"));
         }
         let polar = crate::emulator_answering(seed, self.api());
+        if self.rate_limit() {
+            polar.set_rate_limit(true);
+        }
         if let Some(expires) = day(&p["expires_day"]) {
             expire_at(&polar, start + expires);
         }
@@ -571,7 +627,10 @@ impl Step {
             | Step::FreeOther
             | Step::DevicesRelay(_)
             | Step::Recover(_)
-            | Step::PolarClock(_) => None,
+            | Step::PolarClock(_)
+            | Step::RequestCodes(..)
+            | Step::Rotate
+            | Step::FollowRotation(_) => None,
         }
     }
 }
@@ -646,6 +705,9 @@ impl RowPolar {
                 elsewhere(&self.polar, DEMO_KEY, label);
             }
             Step::PolarClock(day) => self.polar.set_clock_offset(seconds(*day)),
+            Step::Rotate => {
+                assert!(self.polar.rotate_key(DEMO_KEY).is_some(), "the key rotated");
+            }
             _ => {}
         }
     }
@@ -782,7 +844,23 @@ pub fn write_tsv(face: &str, found: &[Found]) -> String {
 /// writes the face's TSV and fails the test on any failed row (or a table that lost rows).
 #[cfg(not(target_arch = "wasm32"))]
 pub fn play(face: &str, run_row: impl Fn(&Row) -> Found + Sync) {
-    let found = crate::each_on_a_thread(&rows(), run_row);
+    play_with_values(face, run_row, Vec::new);
+}
+
+/// [`play`], with the values rows (issue #68, [`crate::values_rows::play_values`]) that
+/// `values` plays meanwhile written with the others.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn play_with_values(
+    face: &str,
+    run_row: impl Fn(&Row) -> Found + Sync,
+    values: impl FnOnce() -> Vec<Found> + Send,
+) {
+    let found = std::thread::scope(|s| {
+        let values = s.spawn(values);
+        let mut found = crate::each_on_a_thread(&rows(), run_row);
+        found.extend(values.join().expect("the values rows"));
+        found
+    });
     let failures = write_tsv(face, &found);
     assert!(found.len() >= 11, "the table lost rows");
     assert!(

@@ -10,20 +10,18 @@ use crate::*;
 use polar_license::lease::SigningKey;
 use polar_license::proto::Server;
 use polar_license::{AccessToken, UreqTransport};
-use polar_license_emulator::{Emulator, Options, Seed, SeedKey, SeedSubscription, DEMO_TOKEN};
+use polar_license_emulator::{Emulator, Options, Seed, DEMO_TOKEN};
 use polar_license_relay::store::{MemoryBackend, StoreOptions};
 use polar_license_relay::{
     serve_with, Limits, Rate, Relay, RelayConfig, Running, ServeOptions, StoreConfig,
 };
-use polar_license_testkit::{feature_flag, ScratchDir};
+use polar_license_testkit::ids::{CUSTOMER, LICENSE, PRO, SUBSCRIPTION};
+use polar_license_testkit::{feature_flag, subscribed_key, ScratchDir};
 use serde_json::json;
 use std::ptr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const PRO: &str = "0f6c1f5e-8b2a-4c3d-9e4f-5a6b7c8d9e0f";
-const LICENSE: &str = "3a4b5c6d-7e8f-4a1b-8c2d-3e4f5a6b7c8d";
-const CUSTOMER: &str = "6b7c8d9e-0f1a-4b2c-9d3e-4f5a6b7c8d9e";
 const KEY: &str = "TIER-1B2C3D4E-5F6A-4B7C-8D9E-0F1A2B3C4D5E";
 
 fn seed() -> Seed {
@@ -32,16 +30,8 @@ fn seed() -> Seed {
         PRO,
         json!({"max_upload_size": 10, "role": "editor", "ratio": 1.5, "beta": true}),
     ));
-    seed.license_keys.push(SeedKey {
-        benefit_id: Some(LICENSE.into()),
-        customer_id: Some(CUSTOMER.into()),
-        subscription: Some(SeedSubscription {
-            id: Some("9e0f1a2b-3c4d-4e5f-8a6b-7c8d9e0f1a2b".into()),
-            ..SeedSubscription::default()
-        }),
-        benefits: vec![PRO.into()],
-        ..SeedKey::new(KEY)
-    });
+    seed.license_keys
+        .push(subscribed_key(KEY, LICENSE, CUSTOMER, SUBSCRIPTION, &[PRO]));
     seed
 }
 

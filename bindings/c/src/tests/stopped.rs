@@ -5,7 +5,7 @@
 //! so the mapping from the core's denial to the C getters is what is under test.
 #![allow(unsafe_code)] // calling the extern "C" functions
 
-use super::{c, client_of, demo_config};
+use super::{c, client_of, demo_config, text};
 use crate::*;
 use polar_license_testkit::ScratchDir;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -14,7 +14,8 @@ use std::ptr;
 
 /// A loopback server answering every request with Polar's `404 "License key is no longer
 /// active."` and `stopped` as its `polar-license-stopped` header (none when `None`).
-fn relay_answering(stopped: Option<&'static str>) -> String {
+fn relay_answering(stopped: Option<&str>) -> String {
+    let stopped = stopped.map(str::to_string);
     let listener = TcpListener::bind("127.0.0.1:0").expect("a port");
     let url = format!("http://{}", listener.local_addr().expect("its address"));
     std::thread::spawn(move || {
@@ -37,6 +38,7 @@ fn relay_answering(stopped: Option<&'static str>) -> String {
             let answer =
                 r#"{"error":"ResourceNotFound","detail":"License key is no longer active."}"#;
             let header = stopped
+                .as_ref()
                 .map(|s| format!("polar-license-stopped: {s}\r\n"))
                 .unwrap_or_default();
             let response = format!(
@@ -103,4 +105,40 @@ fn a_denial_tells_why_the_key_stopped() {
     );
     assert_eq!(polar_license_result_stopped_at(ptr::null()), -1);
     assert_eq!(polar_license_result_stopped_until(ptr::null()), -1);
+}
+
+/// The sentence shown to the person using the app (`polar_license_result_user_message`) for each
+/// detail, as the table every face reads says it (tests/vectors/stopped-messages.json): the
+/// core's words for why the key stopped, not the generic "no longer active" sentence.
+#[test]
+fn the_user_message_says_why_the_key_stopped() {
+    let doc: serde_json::Value = serde_json::from_str(include_str!(
+        "../../../../tests/vectors/stopped-messages.json"
+    ))
+    .expect("the table reads");
+    let rows = doc["rows"].as_array().expect("its rows");
+    assert!(rows.len() >= 6, "a row per kind at least");
+    let said = |stopped: Option<&str>| {
+        let dir = ScratchDir::new("c-stopped-said");
+        let url = relay_answering(stopped);
+        let client = client_of(demo_config(&url, dir.path()));
+        let mut result = ptr::null_mut();
+        let status =
+            polar_license_client_check(client.0, c("LIFE-PAUSE-1B2C3D").as_ptr(), &mut result);
+        assert_eq!(status, polar_license_status::Ok);
+        let message = text(polar_license_result_user_message(result));
+        polar_license_result_free(result);
+        message
+    };
+    let plain = said(None);
+    assert_eq!(plain, "This license key is no longer active.");
+    for row in rows {
+        let name = row["name"].as_str().expect("a name");
+        let message = said(Some(row["stopped"].as_str().expect("a detail")));
+        assert_eq!(
+            message,
+            row["user_message"].as_str().expect("its sentence"),
+            "{name}"
+        );
+    }
 }

@@ -131,6 +131,10 @@ class LicenseError(Exception):
     usage_id: Optional[str]
     """For a usage report that failed (``Licensing.record_usage``): the report's idempotency
     id. Send it again later with this id and it counts once. Else ``None``."""
+    usage_code: Optional[str]
+    """For a usage report the relay's backlog holds: the core's code for it,
+    ``usage_backlog`` (as every face gives it; ``code`` stays ``rate_limited``), else
+    ``None``."""
 
     def __init__(
         self,
@@ -147,6 +151,7 @@ class LicenseError(Exception):
         stopped: Optional[Stopped] = None,
         balance: Optional[float] = None,
         usage_id: Optional[str] = None,
+        usage_code: Optional[str] = None,
     ) -> None:
         super().__init__(f"{code.value}: {detail}")
         self.code = code
@@ -161,6 +166,7 @@ class LicenseError(Exception):
         self.stopped = stopped
         self.balance = balance
         self.usage_id = usage_id
+        self.usage_code = usage_code
 
     @property
     def reason_class(self) -> str:
@@ -188,9 +194,10 @@ class InvalidInputError(LicenseFailure, ValueError):
 
 
 class UsageBacklog(LicenseUnverified):
-    """``rate_limited`` from ``Licensing.record_usage``: too many reports wait at the seller's
-    relay, even after the core sent it again. Send it again after ``retry_after`` seconds with
-    the same ``usage_id``: it counts once."""
+    """``usage_backlog`` (its ``usage_code``, the core's code every face gives) from
+    ``Licensing.record_usage``: too many reports wait at the seller's relay, even after the core
+    sent it again. Send it again after ``retry_after`` seconds with the same ``usage_id``: it
+    counts once. Its ``code`` stays ``Reason.RATE_LIMITED``, as first shipped (an alias)."""
 
 
 def error_from(payload: dict[str, Any]) -> LicenseError:
@@ -199,7 +206,7 @@ def error_from(payload: dict[str, Any]) -> LicenseError:
     cls: type[LicenseError]
     if code is Reason.INVALID_INPUT:
         cls = InvalidInputError
-    elif payload.get("usage_backlog"):
+    elif payload.get("usage_code") == "usage_backlog" or payload.get("usage_backlog"):
         cls = UsageBacklog
     elif code.reason_class == "denied":
         cls = LicenseDenied
@@ -220,6 +227,7 @@ def error_from(payload: dict[str, Any]) -> LicenseError:
         stopped=Stopped._of(payload.get("stopped")),
         balance=payload.get("balance"),
         usage_id=payload.get("id"),
+        usage_code=payload.get("usage_code"),
     )
 
 

@@ -945,4 +945,67 @@ mod tests {
             Poll::Wait(200)
         ));
     }
+
+    /// On Workers each wait is the Durable Object's alarm: while Polar's values reads fail
+    /// (grants read refused by the network), the machine waits longer after each failure in a
+    /// row (5 s doubled, at most 5 min: the core's rule, the native loop's too), so an hour of
+    /// failures rings the alarm about 18 times, not 720; Polar back, the read goes through and
+    /// the machine is done.
+    #[cfg(feature = "entitlements")]
+    #[test]
+    fn failing_values_reads_back_off_and_ring_the_alarm_less_and_less() {
+        let options = StoreOptions {
+            entitlements: true,
+            reconcile_every: 0,
+            roster: false,
+            ..StoreOptions::default()
+        };
+        let paged = Arc::new(PagedBackend::new(100, 2));
+        let r = relay_on(paged.clone(), options);
+        let s = r.store.as_ref().expect("a store");
+        let mut m = Background::new(Some(paged));
+        s.entitled.ingested("7d3c1e2a-4b5f-4c6d-8e9f-0a1b2c3d4e5f");
+        let clock = |ms: u64| at(NOW + (ms / 1_000) as i64, ms);
+        // An hour of Polar failing: each alarm rings at its wait's end (as a Durable Object's).
+        let (mut t, mut reads, mut rings, mut waits) = (0_u64, 0, 0, Vec::new());
+        while t < 3_600_000 {
+            match m.poll(&r, clock(t)) {
+                Poll::Send(read) => {
+                    assert!(read.url().contains("/v1/benefit-grants/"), "{}", read.url());
+                    reads += 1;
+                    let failed = Given::Polar(Err("connection refused".into()));
+                    m.answered(&r, read.id(), failed, clock(t));
+                }
+                Poll::Wait(ms) => {
+                    assert!(ms > 0, "a wait at {t} ms");
+                    rings += 1;
+                    waits.push(ms);
+                    t += ms;
+                }
+                other => panic!("at {t} ms: {other:?}"),
+            }
+        }
+        assert_eq!(
+            &waits[..7],
+            &[5_000, 10_000, 20_000, 40_000, 80_000, 160_000, 300_000]
+        );
+        assert!(waits.iter().all(|&w| w <= 300_000), "{waits:?}");
+        assert!((15..=20).contains(&reads), "{reads} reads in an hour");
+        assert!(rings <= reads + 1, "{rings} rings for {reads} reads");
+        // Polar back: the read goes through (its two pages), then nothing is due.
+        let page = || {
+            let body = serde_json::json!({"items": [], "pagination": {"max_page": 1}});
+            Given::Polar(Ok((200, None, body.to_string().into_bytes())))
+        };
+        for _ in 0..2 {
+            let read = send(m.poll(&r, clock(t)));
+            m.answered(&r, read.id(), page(), clock(t));
+        }
+        assert!(matches!(m.poll(&r, clock(t)), Poll::Done));
+        // A failure after a success waits 5 s again (the backoff starts over).
+        s.entitled.ingested("7d3c1e2a-4b5f-4c6d-8e9f-0a1b2c3d4e5f");
+        let read = send(m.poll(&r, clock(t)));
+        m.answered(&r, read.id(), Given::Polar(Err("reset".into())), clock(t));
+        assert!(matches!(m.poll(&r, clock(t)), Poll::Wait(5_000)));
+    }
 }

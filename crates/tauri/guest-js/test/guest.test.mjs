@@ -62,6 +62,8 @@ function callFor({ command, args }) {
       return () => guest.recoverableKeys();
     case 'recover_key':
       return () => guest.recoverKey(args.id, { label: args.label });
+    case 'follow_rotation':
+      return () => guest.followRotation({ key: args.key });
     case 'seat_acquire':
       return () => guest.seatAcquire({ key: args.key, machine: args.machine, ci: args.ci });
     case 'seat_heartbeat':

@@ -31,6 +31,7 @@ const TYPE_OF = {
   free_device: 'null',
   recoverable_keys: 'RecoverableKey[]',
   recover_key: 'Activated',
+  follow_rotation: 'Followed',
   seat_acquire: 'SeatInfo',
   seat_heartbeat: 'SeatInfo',
   seat_release: 'SeatReleased',
@@ -41,7 +42,7 @@ test('every answer the plugin gave has exactly the declared type', () => {
   assert.ok(existsSync(TSC), `${TSC}: npm ci in crates/tauri/guest-js (scripts/setup.sh does)`);
   const dir = fixturesDir();
   const lines = [
-    "import type { Activated, DeviceErrorData, DeviceList, EntitlementState, FeatureState, LicenseErrorData, RecoverableKey, LicenseState, ReasonClass, ReasonCode,",
+    "import type { Activated, DeviceErrorData, DeviceList, EntitlementState, FeatureState, Followed, LicenseErrorData, RecoverableKey, LicenseState, ReasonClass, ReasonCode,",
     "  RememberedKey, SeatErrorData, SeatInfo, SeatReleased, StatusState, UsageErrorData, UsageRecorded, Validated } from '../../index.js';",
     "import { CHECKED_EVENT } from '../../index.js';",
   ];

@@ -1,7 +1,9 @@
 //! What the plugin's suites share: the window's capability resolved by Tauri's ACL from the
 //! permission files the crate ships, the plugin's options against an emulator, an app with the
 //! plugin and its main window, an invocation as the webview sends it, and the fixtures the
-//! guest package's tests read (tests/commands.rs, tests/seller_table.rs, tests/versions.rs).
+//! guest package's tests read and the answers recorded into them (tests/commands.rs,
+//! tests/seller_table.rs, tests/versions.rs, tests/usage.rs, tests/values.rs), and the seller's
+//! relay in process (tests/usage.rs, tests/values.rs).
 //!
 //! Each suite compiles this module on its own and uses part of it.
 #![allow(dead_code)]
@@ -129,4 +131,99 @@ pub fn write_fixture(name: &str, value: &serde_json::Value) {
     std::fs::create_dir_all(&dir).expect("the fixture directory");
     let text = serde_json::to_string_pretty(value).expect("json");
     std::fs::write(dir.join(name), text).expect("the fixture");
+}
+
+/// A scenario's file of answers for the guest package's tests, `answers-<name>.json`: every
+/// invocation (or other entry) added in order, the file written again after each.
+pub struct Answers {
+    name: String,
+    entries: std::sync::Mutex<Vec<Value>>,
+}
+
+impl Answers {
+    /// An empty file named `answers-<name>.json`.
+    pub fn new(name: &str) -> Answers {
+        Answers {
+            name: name.to_string(),
+            entries: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Adds `entry` and writes the file.
+    pub fn record(&self, entry: Value) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.push(entry);
+        write_fixture(
+            &format!("answers-{}.json", self.name),
+            &Value::Array(entries.clone()),
+        );
+    }
+
+    /// Invokes `command` in `webview` as [`invoke`] does, checks that the answer carries none
+    /// of `secrets` (whole keys), and records it with its arguments.
+    pub fn invoke(
+        &self,
+        webview: &WebviewWindow<MockRuntime>,
+        command: &str,
+        args: Value,
+        secrets: &[&str],
+    ) -> Result<Value, Value> {
+        let answer = invoke(webview, command, args.clone());
+        let text = format!("{answer:?}");
+        for secret in secrets {
+            assert!(
+                !text.contains(secret),
+                "{command} answered the whole key: {text}"
+            );
+        }
+        self.record(match &answer {
+            Ok(value) => json!({ "command": command, "args": args, "ok": value }),
+            Err(value) => json!({ "command": command, "args": args, "err": value }),
+        });
+        answer
+    }
+}
+
+/// The seller's relay in process in front of the emulator at `polar_url`, signing with
+/// `signer`, its store in memory with `store`'s options and `webhook_secret`, its rate limits
+/// off (the suites' many calls from one address).
+pub fn seller_relay(
+    polar_url: String,
+    signer: polar_license::lease::SigningKey,
+    store: polar_license_relay::store::StoreOptions,
+    webhook_secret: Option<String>,
+) -> polar_license_relay::Running {
+    let token = polar_license_emulator::DEMO_TOKEN;
+    seller_relay_as(polar_url, token, signer, store, webhook_secret)
+}
+
+/// [`seller_relay`] asking Polar with the organization token `token`.
+pub fn seller_relay_as(
+    polar_url: String,
+    token: &str,
+    signer: polar_license::lease::SigningKey,
+    store: polar_license_relay::store::StoreOptions,
+    webhook_secret: Option<String>,
+) -> polar_license_relay::Running {
+    use polar_license_relay::{Limits, Rate};
+    let mut config = polar_license_relay::RelayConfig::new(
+        polar_license::Server::Custom(polar_url),
+        polar_license::AccessToken::new(token),
+        signer,
+    );
+    config.limits = Limits {
+        per_ip: Rate::new(0, 0),
+        per_key: Rate::new(0, 0),
+        ..Limits::default()
+    };
+    config.store = Some(polar_license_relay::StoreConfig {
+        backend: std::sync::Arc::new(polar_license_relay::store::MemoryBackend::new(1_000)),
+        options: store,
+        webhook_secret,
+    });
+    let upstream =
+        polar_license::UreqTransport::new(Duration::from_secs(2), Duration::from_secs(5), 1 << 20);
+    let relay = polar_license_relay::Relay::new(config, Box::new(upstream)).expect("the relay");
+    polar_license_relay::serve(std::sync::Arc::new(relay), "127.0.0.1:0")
+        .expect("the relay listens")
 }

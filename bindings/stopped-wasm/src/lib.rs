@@ -1,0 +1,34 @@
+//! Pack time only (scripts/build-npm.sh, scripts/npm/stopped.mjs): the core's sentence for why
+//! a key stopped, [`Stopped::user_message`], for `wasm32-unknown-unknown` (natively this crate
+//! is empty). Never shipped: the pack asks it each kind's sentence, undated and dated, and
+//! writes them into license.js as a table with the date's place (checked there against this
+//! module for every kind, both dates and dates far apart), so that the npm engine's wasm, which
+//! every check downloads, carries none of the words and the package still has one wording, the
+//! core's.
+
+#![cfg(target_arch = "wasm32")]
+
+use polar_license::stopped::{self, StopKind, Stopped};
+use wasm_bindgen::prelude::*;
+
+/// The sentence for the detail `text` ([`Stopped::to_text`]'s form: `paused; at=N; until=N`),
+/// or `undefined` when it does not read.
+#[wasm_bindgen(js_name = userMessage)]
+pub fn user_message(text: &str) -> Option<String> {
+    Stopped::from_text(text).map(|s| s.user_message())
+}
+
+/// Every kind's code ([`StopKind::ALL`]), comma-separated.
+#[wasm_bindgen]
+pub fn kinds() -> String {
+    StopKind::ALL.map(StopKind::code).join(",")
+}
+
+/// The date `secs` (unix seconds) as the sentences write it ([`stopped::date`]).
+#[wasm_bindgen]
+pub fn day(secs: i64) -> String {
+    stopped::date(secs)
+}
+
+#[global_allocator]
+static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();

@@ -772,6 +772,38 @@ test("node: a Durable Object's store is read per key: a revocation refuses entri
   assert.equal((await direct(shaky, VALIDATE, { body: validateBody(keys[4]) })).status, 404);
 });
 
+test("node: why a key stopped outlives the Durable Object (issue #68 item 4): a restart over the same storage still answers a paused key's denial with its detail", async () => {
+  const { durableStorage } = await import(pathToFileURL(join(PACKAGE_DIR, 'relay-handler.js')).href);
+  const fake = fakeDurable();
+  const options = { accessToken: TOKEN, signingKey: SIGNING_KEY, baseUrl: polar.url, perIp: '1000/1000', perKey: '1000/1000', store: { webhookSecret: SECRET, cacheEntries: 4 } };
+  const relay = relayPkg.createRelay({ ...options, storage: durableStorage(fake) });
+  const key = newKey();
+  const first = await direct(relay, VALIDATE, { body: validateBody(key) });
+  assert.equal(first.status, 200, first.body);
+  const { id, customer_id: customer } = JSON.parse(first.body);
+  const subscription = '9e0f1a2b-3c4d-4e5f-8a6b-7c8d9e0f1a77';
+  const at = new Date().toISOString();
+  const hook = async (webhookId, event) => {
+    const body = JSON.stringify(event);
+    const r = await direct(relay, '/v1/webhooks/polar', { headers: signedHeaders(webhookId, body), body });
+    assert.equal(r.status, 200, r.body);
+  };
+  // Its subscription paused, then its grant revoked (Polar's answer too); each event reads what
+  // is kept with the entries it narrows (no storage call of its own: the round trips above).
+  polar.updateKey(key, { status: 'revoked' });
+  await hook('evt-stop-paused', { type: 'subscription.updated', timestamp: at, data: { id: subscription, customer_id: customer, modified_at: at, status: 'paused', paused_at: at, resumes_at: '2031-06-03T00:00:00Z' } });
+  await hook('evt-stop-revoked', { type: 'benefit_grant.revoked', timestamp: at, data: { modified_at: at, customer_id: customer, subscription_id: subscription, benefit: { type: 'license_keys' }, properties: { license_key_id: id } } });
+  const denied = await direct(relay, VALIDATE, { body: validateBody(key) });
+  assert.equal(denied.status, 404, denied.body);
+  const detail = denied.headers.get('polar-license-stopped');
+  assert.match(detail ?? '', /^paused; at=\d+; until=1938211200$/);
+  // The object evicted: a new relay over the same storage, its memory empty.
+  const restarted = relayPkg.createRelay({ ...options, storage: durableStorage(fake) });
+  const again = await direct(restarted, VALIDATE, { body: validateBody(key) });
+  assert.equal(again.status, 404, again.body);
+  assert.equal(again.headers.get('polar-license-stopped'), detail, 'the detail kept in the storage');
+});
+
 /** A Durable Object's storage that counts its calls (get, list, put, delete, the alarm's). */
 function countedDurable(kv) {
   const fake = Object.assign(fakeDurable(kv), { getAlarm: async () => null, setAlarm: async () => {} });

@@ -17,9 +17,17 @@
 //! and no reason code. Nothing here changes what the store answers.
 //!
 //! **Bounded.** Each map holds at most [`MAX_RECORDS`] records, the oldest written dropped
-//! first: a webhook adds at most one record to each, a grant one digest. Held in memory: a
-//! restarted relay explains only what it was told since (a denial then comes without detail,
-//! as before this module).
+//! first: a webhook adds at most one record to each, a grant one digest.
+//!
+//! **Outlives a restart.** The maps are held in memory; what they explain of each key string
+//! the relay learned is also kept in the store ([`Lifecycle::keep`]): one value per key
+//! string (`EntryKind::Lifecycle`, its id a digest of the organization and the string's
+//! SHA-256, no index tag), written when a webhook changes what explains it. A relay restarted
+//! over the same store (a deploy, a crash, a Durable Object evicted) that has not learned the
+//! string since reads it there ([`Lifecycle::explain`]): on Workers it is read with the
+//! request's own entries (`crate::wants`), no storage call of its own. Such a value is the
+//! cheapest to lose under the store's byte cap (evicted as a denial is: its denial then comes
+//! without detail); one per key string a webhook stopped, so bounded by the keys sold.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -30,6 +38,7 @@ use polar_license::stopped::{StopKind, Stopped, STOPPED_HEADER};
 use polar_license::Key;
 
 use crate::locked::locked;
+use crate::store::{Backend, Entry, EntryId, EntryKind};
 use crate::types::{Answered, Pending, RelayResponse};
 use serde_json::Value as Json;
 
@@ -39,6 +48,10 @@ pub const MAX_RECORDS: usize = 20_000;
 /// How far apart a `customer_seat.revoked` and the member's `benefit_grant.revoked` may be
 /// (seconds, by their own dates) for the key to count as a removed seat.
 const SEAT_WINDOW: i64 = 3_600;
+
+/// The most key strings one webhook's change is kept for in the store (a subscription's
+/// seats each have a key): past it, the rest explain from memory only until a restart.
+const MAX_KEPT_PER_EVENT: usize = 256;
 
 /// A bounded map: the oldest inserted key dropped first when full.
 #[derive(Debug)]
@@ -113,13 +126,28 @@ struct KeyRecord {
     rotated_from: Option<(String, i64)>,
 }
 
+/// A key string Polar granted: its key's id, the organization it was asked of, and its
+/// display form (what a rotation names).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Learned {
+    id: String,
+    organization_id: String,
+    display: String,
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     subscriptions: Bounded<Subscription>,
     orders: Bounded<Order>,
     keys: Bounded<KeyRecord>,
     /// A key string's SHA-256 (hex) to its key's id, as Polar's grants named it.
-    ids: Bounded<String>,
+    ids: Bounded<Learned>,
+}
+
+/// The store's id of what explains the key string `key_sha256` (of `organization_id`): a
+/// digest of its own domain, no verdict's or pool's id.
+pub(crate) fn stored_id(organization_id: &str, key_sha256: &str) -> EntryId {
+    crate::store::key_digest("lifecycle", organization_id, key_sha256)
 }
 
 /// The lifecycle records of the relay's store (see the module's documentation).
@@ -148,11 +176,100 @@ fn display(key: &str) -> String {
 impl Lifecycle {
     /// Polar granted `key`, whose id is `license_key_id`: a later denial of the same string is
     /// explained by that key's records (the string held as its SHA-256, never in clear).
-    pub(crate) fn learn(&self, key: &Key, license_key_id: &str) {
+    pub(crate) fn learn(&self, organization_id: &str, key: &Key, license_key_id: &str) {
         let mut inner = locked(&self.inner);
-        let id = inner.ids.entry(&polar_license::lease::key_hash(key));
-        if id != license_key_id {
-            *id = license_key_id.to_string();
+        let learned = inner.ids.entry(&polar_license::lease::key_hash(key));
+        if learned.id != license_key_id || learned.organization_id != organization_id {
+            *learned = Learned {
+                id: license_key_id.to_string(),
+                organization_id: organization_id.to_string(),
+                display: display(key.expose()),
+            };
+        }
+    }
+
+    /// The key strings whose explanation `event` may change (before it is applied: the
+    /// strings of the keys it names, or of its subscription's or order's keys), as
+    /// (organization, SHA-256) pairs, at most [`MAX_KEPT_PER_EVENT`]: those it keeps in the
+    /// store ([`Lifecycle::keep`]), and a host-loaded store loads with the webhook.
+    pub(crate) fn affected(&self, event: &Json) -> Vec<(String, String)> {
+        let (Some(kind), Some(data)) =
+            (event.get("type").and_then(Json::as_str), event.get("data"))
+        else {
+            return Vec::new();
+        };
+        let inner = locked(&self.inner);
+        let of = |f: &dyn Fn(&KeyRecord) -> bool| -> Vec<String> {
+            inner
+                .keys
+                .map
+                .iter()
+                .filter(|(_, k)| f(k))
+                .map(|(id, _)| id.clone())
+                .collect()
+        };
+        let is = |have: &Option<String>, id: Option<&str>| id.is_some() && have.as_deref() == id;
+        let keys: Vec<String> = if kind.starts_with("subscription.") {
+            let sub = text(data, "id");
+            of(&|k| is(&k.subscription_id, sub))
+        } else if kind == "order.refunded" {
+            let order = text(data, "id");
+            of(&|k| is(&k.order_id, order))
+        } else if kind == "customer_seat.revoked" {
+            let (sub, order) = (text(data, "subscription_id"), text(data, "order_id"));
+            of(&|k| is(&k.subscription_id, sub) || is(&k.order_id, order))
+        } else if kind.starts_with("benefit_grant.") {
+            data.pointer("/properties/license_key_id")
+                .and_then(Json::as_str)
+                .map(|id| vec![id.to_string()])
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        if keys.is_empty() {
+            return Vec::new();
+        }
+        inner
+            .ids
+            .map
+            .iter()
+            .filter(|(_, l)| keys.contains(&l.id))
+            .take(MAX_KEPT_PER_EVENT)
+            .map(|(digest, l)| (l.organization_id.clone(), digest.clone()))
+            .collect()
+    }
+
+    /// What explains each of `affected` (after the event is applied) kept in the store, so
+    /// that a restarted relay still explains it: written only when it changed. A store that
+    /// fails (or a host-loaded one that did not load it) keeps the previous one; the denial
+    /// is then explained from memory until a restart, as before.
+    pub(crate) fn keep(&self, store: &dyn Backend, affected: &[(String, String)], now: i64) {
+        for (organization_id, digest) in affected {
+            let text = {
+                let inner = locked(&self.inner);
+                inner
+                    .ids
+                    .get(digest)
+                    .and_then(|l| explained(&inner, &l.id, &l.display))
+                    .map(|s| s.to_text())
+                    .unwrap_or_default()
+            };
+            let written = store.update(&stored_id(organization_id, digest), &mut |current| {
+                let same = match current {
+                    Some(e) => e.kind() == EntryKind::Lifecycle && e.body == text,
+                    None => text.is_empty(),
+                };
+                (!same).then(|| Entry {
+                    answered_at: now,
+                    status: LIFECYCLE_STATUS,
+                    body: text.clone(),
+                    kind: Some(EntryKind::Lifecycle),
+                    ..Entry::default()
+                })
+            });
+            if let Err(e) = written {
+                log::debug!("relay: why a key stopped is not kept in the store ({e})");
+            }
         }
     }
 
@@ -257,70 +374,105 @@ impl Lifecycle {
             .filter(|a| a.status == 200)
             .and_then(|a| a.license_key_id.as_deref())
         {
-            self.learn(&pending.key, id);
+            self.learn(&pending.checked.organization_id, &pending.key, id);
         }
     }
 
     /// The detail of Polar's answer `upstream` to `pending` when it is a denial of the key
     /// (validate 404; activate 403, or 404 for a string no longer the key's, a rotated one)
     /// the records explain.
-    pub(crate) fn denied(&self, pending: &Pending, upstream: &HttpResponse) -> Option<Stopped> {
+    pub(crate) fn denied(
+        &self,
+        store: &dyn Backend,
+        pending: &Pending,
+        upstream: &HttpResponse,
+    ) -> Option<Stopped> {
         let denial = match pending.op {
             Operation::Validate => upstream.status == 404,
             Operation::Activate => matches!(upstream.status, 403 | 404),
             Operation::Deactivate => false,
         };
         if denial {
-            self.explain(&pending.key)
+            self.explain(store, &pending.checked.organization_id, &pending.key)
         } else {
             None
         }
     }
 
-    /// The detail of a denial of `key` (its string: the relay holds it for the request), when
-    /// the records explain it; `None` otherwise (the denial goes as before).
-    pub(crate) fn explain(&self, key: &Key) -> Option<Stopped> {
-        let inner = locked(&self.inner);
-        let id = inner.ids.get(&polar_license::lease::key_hash(key))?;
-        let k = inner.keys.get(id)?;
-        // A string replaced by another: Polar answers it 404 "Not found" from then on.
-        if let Some((old, at)) = &k.rotated_from {
-            if *old == display(key.expose()) {
-                return Some(Stopped {
-                    kind: StopKind::Rotated,
-                    at: Some(*at),
-                    until: None,
-                });
+    /// The detail of a denial of `key` (its string: the relay holds it for the request, asked
+    /// of `organization_id`), when the records explain it; `None` otherwise (the denial goes
+    /// as before). A string not learned since the relay started is explained as the store
+    /// kept it ([`Lifecycle::keep`]).
+    pub(crate) fn explain(
+        &self,
+        store: &dyn Backend,
+        organization_id: &str,
+        key: &Key,
+    ) -> Option<Stopped> {
+        let digest = polar_license::lease::key_hash(key);
+        {
+            let inner = locked(&self.inner);
+            if let Some(l) = inner.ids.get(&digest) {
+                return explained(&inner, &l.id, &display(key.expose()));
             }
         }
-        if !k.revoked {
-            return None;
-        }
-        let stopped = |kind, at, until| Some(Stopped { kind, at, until });
-        let sub = k
-            .subscription_id
-            .as_deref()
-            .and_then(|s| inner.subscriptions.get(s));
-        if let Some(s) = sub {
-            match s.status.as_str() {
-                "paused" => return stopped(StopKind::Paused, s.paused_at, s.resumes_at),
-                "canceled" => return stopped(StopKind::Canceled, s.ended_at, None),
-                "past_due" => return stopped(StopKind::PastDue, s.past_due_at, None),
-                _ => {}
+        let entry = match store.get(&stored_id(organization_id, &digest)) {
+            Ok(entry) => entry?,
+            Err(e) => {
+                log::debug!("relay: why a key stopped is not read from the store ({e})");
+                return None;
             }
-        }
-        let order = k.order_id.as_deref().and_then(|o| inner.orders.get(o));
-        let seat_at = sub
-            .and_then(|s| s.seat_revoked_at)
-            .max(order.and_then(|o| o.seat_revoked_at));
-        if let Some(at) = seat_at.filter(|at| k.member && (k.at - at).abs() <= SEAT_WINDOW) {
-            return stopped(StopKind::SeatRevoked, Some(at), None);
-        }
-        if let Some(at) = order.and_then(|o| o.refunded_at) {
-            return stopped(StopKind::Refunded, Some(at), None);
-        }
-        None
+        };
+        (entry.kind() == EntryKind::Lifecycle)
+            .then(|| Stopped::from_text(&entry.body))
+            .flatten()
     }
+}
+
+/// The status a key string's lifecycle value is stored with: no answer of Polar's has it (its
+/// kind, [`EntryKind::Lifecycle`], says what it is).
+const LIFECYCLE_STATUS: u16 = 0;
+
+/// What the records explain of the key `id`'s string shown as `shown` (its display form).
+fn explained(inner: &Inner, id: &str, shown: &str) -> Option<Stopped> {
+    let k = inner.keys.get(id)?;
+    // A string replaced by another: Polar answers it 404 "Not found" from then on.
+    if let Some((old, at)) = &k.rotated_from {
+        if old == shown {
+            return Some(Stopped {
+                kind: StopKind::Rotated,
+                at: Some(*at),
+                until: None,
+            });
+        }
+    }
+    if !k.revoked {
+        return None;
+    }
+    let stopped = |kind, at, until| Some(Stopped { kind, at, until });
+    let sub = k
+        .subscription_id
+        .as_deref()
+        .and_then(|s| inner.subscriptions.get(s));
+    if let Some(s) = sub {
+        match s.status.as_str() {
+            "paused" => return stopped(StopKind::Paused, s.paused_at, s.resumes_at),
+            "canceled" => return stopped(StopKind::Canceled, s.ended_at, None),
+            "past_due" => return stopped(StopKind::PastDue, s.past_due_at, None),
+            _ => {}
+        }
+    }
+    let order = k.order_id.as_deref().and_then(|o| inner.orders.get(o));
+    let seat_at = sub
+        .and_then(|s| s.seat_revoked_at)
+        .max(order.and_then(|o| o.seat_revoked_at));
+    if let Some(at) = seat_at.filter(|at| k.member && (k.at - at).abs() <= SEAT_WINDOW) {
+        return stopped(StopKind::SeatRevoked, Some(at), None);
+    }
+    if let Some(at) = order.and_then(|o| o.refunded_at) {
+        return stopped(StopKind::Refunded, Some(at), None);
+    }
+    None
 }
 
 /// Writes the detail beside a denial: its [`STOPPED_HEADER`] (an unsigned client's reading;
@@ -348,6 +500,7 @@ pub(crate) fn signed(denial: Option<DenialClaims>, stop: Option<Stopped>) -> Opt
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
+    use crate::store::MemoryBackend;
     use serde_json::json;
 
     const KEY: &str = "KEY-AAAA-BBBBBB";
@@ -363,7 +516,7 @@ mod tests {
 
     fn learned() -> Lifecycle {
         let l = Lifecycle::default();
-        l.learn(&Key::new(KEY), "lk1");
+        l.learn("org", &Key::new(KEY), "lk1");
         l
     }
 
@@ -374,7 +527,7 @@ mod tests {
             "modified_at": "2026-06-01T00:00:00Z", "status": "paused",
             "paused_at": "2026-06-01T00:00:00Z", "resumes_at": "2026-06-03T00:00:00Z"}}));
         assert_eq!(
-            l.explain(&Key::new(KEY)),
+            l.explain(&MemoryBackend::default(), "org", &Key::new(KEY)),
             None,
             "the grant is not revoked yet"
         );
@@ -385,16 +538,26 @@ mod tests {
             None,
             false,
         ));
-        let s = l.explain(&Key::new(KEY)).expect("explained");
+        let s = l
+            .explain(&MemoryBackend::default(), "org", &Key::new(KEY))
+            .expect("explained");
         assert_eq!(s.kind, StopKind::Paused);
         assert_eq!((s.at, s.until), (Some(1_780_272_000), Some(1_780_444_800)));
         // Another string (unknown digest) is not explained.
-        assert_eq!(l.explain(&Key::new("KEY-OTHER-BBBBBB")), None);
+        assert_eq!(
+            l.explain(
+                &MemoryBackend::default(),
+                "org",
+                &Key::new("KEY-OTHER-BBBBBB")
+            ),
+            None
+        );
         // A late, older subscription event changes nothing.
         l.on_event(&json!({"type": "subscription.updated", "data": {"id": "s1",
             "modified_at": "2026-05-01T00:00:00Z", "status": "active"}}));
         assert_eq!(
-            l.explain(&Key::new(KEY)).map(|s| s.kind),
+            l.explain(&MemoryBackend::default(), "org", &Key::new(KEY))
+                .map(|s| s.kind),
             Some(StopKind::Paused)
         );
         l.on_event(&json!({"type": "subscription.resumed", "data": {"id": "s1",
@@ -406,7 +569,10 @@ mod tests {
             None,
             false,
         ));
-        assert_eq!(l.explain(&Key::new(KEY)), None);
+        assert_eq!(
+            l.explain(&MemoryBackend::default(), "org", &Key::new(KEY)),
+            None
+        );
     }
 
     #[test]
@@ -425,7 +591,8 @@ mod tests {
             true,
         ));
         assert_eq!(
-            l.explain(&Key::new(KEY)).map(|s| s.kind),
+            l.explain(&MemoryBackend::default(), "org", &Key::new(KEY))
+                .map(|s| s.kind),
             Some(StopKind::SeatRevoked)
         );
         let l = learned();
@@ -439,7 +606,8 @@ mod tests {
             false,
         ));
         assert_eq!(
-            l.explain(&Key::new(KEY)).map(|s| s.kind),
+            l.explain(&MemoryBackend::default(), "org", &Key::new(KEY))
+                .map(|s| s.kind),
             Some(StopKind::Refunded)
         );
         let l = learned();
@@ -455,19 +623,27 @@ mod tests {
             json!({"license_key_id": "lk1", "display_key": "****-BBBBBB"});
         l.on_event(&rotated);
         assert_eq!(
-            l.explain(&Key::new(KEY)).map(|s| s.kind),
+            l.explain(&MemoryBackend::default(), "org", &Key::new(KEY))
+                .map(|s| s.kind),
             Some(StopKind::Rotated)
         );
         // The new string (same id) is not the rotated one.
-        l.learn(&Key::new("KEY-AAAA-CCCCCC"), "lk1");
-        assert_eq!(l.explain(&Key::new("KEY-AAAA-CCCCCC")), None);
+        l.learn("org", &Key::new("KEY-AAAA-CCCCCC"), "lk1");
+        assert_eq!(
+            l.explain(
+                &MemoryBackend::default(),
+                "org",
+                &Key::new("KEY-AAAA-CCCCCC")
+            ),
+            None
+        );
     }
 
     #[test]
     fn every_map_is_bounded() {
         let l = Lifecycle::default();
         for n in 0..(MAX_RECORDS + 50) {
-            l.learn(&Key::new(format!("K-{n}")), "lk");
+            l.learn("org", &Key::new(format!("K-{n}")), "lk");
             l.on_event(&json!({"type": "order.refunded", "data": {"id": format!("o{n}")}}));
         }
         let inner = locked(&l.inner);
@@ -475,5 +651,61 @@ mod tests {
         assert_eq!(inner.orders.map.len(), MAX_RECORDS);
         assert_eq!(inner.orders.order.len(), MAX_RECORDS);
         assert!(inner.orders.get("o0").is_none() && inner.orders.get("o20049").is_some());
+    }
+
+    /// What a webhook changed is kept in the store: a relay restarted over it (its memory
+    /// empty) still explains the key string's denial, and a resume kept there ends it.
+    #[test]
+    fn a_restarted_relay_explains_from_the_store() {
+        let store = MemoryBackend::default();
+        let l = learned();
+        let paused = json!({"type": "subscription.paused", "data": {"id": "s1",
+            "modified_at": "2026-06-01T00:00:00Z", "status": "paused",
+            "paused_at": "2026-06-01T00:00:00Z", "resumes_at": "2026-06-03T00:00:00Z"}});
+        let revoked = grant(
+            "benefit_grant.revoked",
+            "2026-06-01T00:00:01Z",
+            Some("s1"),
+            None,
+            false,
+        );
+        for event in [&paused, &revoked] {
+            let affected = l.affected(event);
+            l.on_event(event);
+            l.keep(&store, &affected, 10);
+        }
+        assert_eq!(store.len().unwrap(), 1, "one value for the key string");
+        let restarted = Lifecycle::default();
+        let s = restarted
+            .explain(&store, "org", &Key::new(KEY))
+            .expect("explained from the store");
+        assert_eq!(s.kind, StopKind::Paused);
+        assert_eq!((s.at, s.until), (Some(1_780_272_000), Some(1_780_444_800)));
+        // Another organization's string of the same text is another value.
+        assert_eq!(restarted.explain(&store, "other", &Key::new(KEY)), None);
+        // The resume, told the relay that learned the string, is kept too.
+        let resumed = json!({"type": "subscription.resumed", "data": {"id": "s1",
+            "modified_at": "2026-06-03T00:00:00Z", "status": "active"}});
+        let created = grant(
+            "benefit_grant.created",
+            "2026-06-03T00:00:01Z",
+            Some("s1"),
+            None,
+            false,
+        );
+        for event in [&resumed, &created] {
+            let affected = l.affected(event);
+            assert_eq!(affected.len(), 1, "the subscription's key string");
+            l.on_event(event);
+            l.keep(&store, &affected, 20);
+        }
+        assert_eq!(
+            Lifecycle::default().explain(&store, "org", &Key::new(KEY)),
+            None
+        );
+        // An event of a subscription no key learned names none.
+        assert!(l
+            .affected(&json!({"type": "subscription.paused", "data": {"id": "s9"}}))
+            .is_empty());
     }
 }

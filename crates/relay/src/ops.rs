@@ -359,6 +359,10 @@ impl Ops {
                     "pools_in_use": r.pools,
                     "most_in_a_pool": r.most,
                     "borrowed": r.borrowed,
+                    // Counted from the pools stepped since this relay started (its memory, no
+                    // store read per look): after a restart a pool counts again at its next
+                    // step, and a borrowed seat not heard from since is not counted.
+                    "since_start": true,
                 })
             }),
             "webhooks": webhooks,

@@ -1051,7 +1051,7 @@ impl Relay {
                 let stop = self
                     .store
                     .as_ref()
-                    .and_then(|s| s.lifecycle.denied(pending, &upstream));
+                    .and_then(|s| s.lifecycle.denied(s.backend.as_ref(), pending, &upstream));
                 crate::lifecycle::tell(&mut r, stop);
                 let denial = self.leases.denial(
                     checked,

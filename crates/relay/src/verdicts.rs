@@ -280,7 +280,11 @@ impl Stored {
                     );
                     let mut r = sourced(private(r), source);
                     add_cors(&mut r);
-                    let stop = self.lifecycle.explain(&pending.key);
+                    let stop = self.lifecycle.explain(
+                        self.backend.as_ref(),
+                        &pending.checked.organization_id,
+                        &pending.key,
+                    );
                     return Some(signed_denial(leases, pending, r, now, entropy, stop));
                 }
                 None
@@ -309,7 +313,11 @@ impl Stored {
                 );
                 let mut r = sourced(r, source);
                 add_cors(&mut r);
-                let stop = self.lifecycle.explain(&pending.key);
+                let stop = self.lifecycle.explain(
+                    self.backend.as_ref(),
+                    &pending.checked.organization_id,
+                    &pending.key,
+                );
                 Some(signed_denial(leases, pending, r, now, entropy, stop))
             }
             _ => {
@@ -426,7 +434,11 @@ impl Stored {
             .and_then(|t| t.as_str())
             .unwrap_or("?")
             .to_string();
+        // What the event changes of why a key stopped, kept in the store (crate::lifecycle).
+        let affected = self.lifecycle.affected(&event);
         self.lifecycle.on_event(&event);
+        self.lifecycle
+            .keep(self.backend.as_ref(), &affected, now.unix_seconds);
         // Read, narrowed and written in one step of the store's: two deliveries at once (a
         // retry after Polar's timeout and the next event), or an answer kept meanwhile, each
         // narrow what the other wrote, never a copy read before it.

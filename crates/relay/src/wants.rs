@@ -53,11 +53,21 @@ pub(crate) fn store_wants(
             .ok()?;
         let event = serde_json::from_slice::<serde_json::Value>(&req.body).ok()?;
         let tags = store::narrowing(&event)?.tags;
+        // What explains the key strings it changes (crate::lifecycle), read with the entries
+        // its rows name (the same storage call). An event that narrows nothing (a pause, told
+        // by the `subscription.updated` beside it too) reads nothing, as before: its change is
+        // kept in memory, and in the store at the key's next narrowing event.
+        let later = s
+            .lifecycle
+            .affected(&event)
+            .iter()
+            .map(|(org, digest)| crate::lifecycle::stored_id(org, digest))
+            .collect();
         return Some(Wants {
             entries: Vec::new(),
             tags,
             all: true,
-            later: Vec::new(),
+            later,
         });
     }
     let op = path.strip_prefix(ROUTE_PREFIX)?;
@@ -70,9 +80,12 @@ pub(crate) fn store_wants(
     // counted in them, a deactivation counted, both in its churn (a deactivation's read with
     // the key's entries, or alone once its row names none).
     let pool = crate::seats::pool_id(&checked.organization_id, &key);
+    // Why the key stopped, kept by the webhooks (crate::lifecycle): read with the request's
+    // own entries, for its denial's detail after a restart.
+    let stopped = crate::lifecycle::stored_id(&checked.organization_id, &key);
     if op == "activate" {
         return Some(Wants {
-            entries: vec![pool],
+            entries: vec![pool, stopped],
             tags: Vec::new(),
             all: false,
             later: Vec::new(),
@@ -93,7 +106,7 @@ pub(crate) fn store_wants(
         crate::types::passed_version(req.header("polar-version")),
     );
     Some(Wants {
-        entries: vec![id],
+        entries: vec![id, stopped],
         tags,
         all: checked.increment_usage.unwrap_or(0) > 0,
         later: Vec::new(),
@@ -166,10 +179,19 @@ mod tests {
                     monotonic_ms: 0,
                 };
                 let _ = relay.begin_admitted(&req, now, None, 0);
+                // The verdict read; what explains a denial (crate::lifecycle) loaded beside it,
+                // read only for a denial.
                 assert_eq!(
                     *backend.read.lock().unwrap(),
-                    wants.entries,
+                    wants.entries[..1],
                     "{body} {version:?}"
+                );
+                assert_eq!(
+                    wants.entries[1..],
+                    [crate::lifecycle::stored_id(
+                        org,
+                        &polar_license::lease::key_hash(&polar_license::Key::new("K-1"))
+                    )]
                 );
                 ids.push(wants.entries[0]);
             }

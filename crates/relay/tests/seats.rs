@@ -1185,7 +1185,7 @@ fn health_and_metrics_report_the_seats_in_use() {
     assert_eq!(r.status, 200, "{v}");
     assert_eq!(
         health(t + 2),
-        json!({"in_use": 3, "pools_in_use": 2, "most_in_a_pool": 2, "borrowed": 1})
+        json!({"in_use": 3, "pools_in_use": 2, "most_in_a_pool": 2, "borrowed": 1, "since_start": true})
     );
     // The metrics route as the Workers host serves it (a path and its bearer).
     let mut get = rig::get("/metrics");
@@ -1211,7 +1211,7 @@ fn health_and_metrics_report_the_seats_in_use() {
     // m2's life (5 minutes) ends: only the borrowed seat is left.
     assert_eq!(
         health(t + 301),
-        json!({"in_use": 1, "pools_in_use": 1, "most_in_a_pool": 1, "borrowed": 1})
+        json!({"in_use": 1, "pools_in_use": 1, "most_in_a_pool": 1, "borrowed": 1, "since_start": true})
     );
 }
 

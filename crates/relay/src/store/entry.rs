@@ -114,6 +114,10 @@ pub enum EntryKind {
     /// A key's usage reports waiting to be ingested (`crate::usage`, issue #68 item 3,
     /// written `"kind":"usage_buffer"`): never an answer, never evicted.
     UsageBuffer,
+    /// Why a key string stopped, as the webhooks told (`crate::lifecycle`, issue #68 item 4,
+    /// written `"kind":"lifecycle"`): never an answer; evicted first, as a denial (lost, a
+    /// denial comes without its detail).
+    Lifecycle,
 }
 
 impl Entry {

@@ -3,8 +3,11 @@
 //! (tests/seller_table.rs, crates/cli/tests/cli_seller_table.rs, crates/tauri/tests/seller_table.rs).
 //! The row's Polar and its two relays are a tests/js/values-world.mjs process ([`World`], one a
 //! relay host: `relay serve`, or the npm relay under workerd), which plays the Polar steps; the
-//! face plays its own (`value`, `usage`, `relay_check`) through [`ValuesFace`]. Each row gives
-//! a [`Found`] whose id is `ROW@HOST`, written with the face's other rows. On wasm32 (the
+//! face plays its own (`value`, `usage`, `relay_check`) through
+//! [`ValuesFace`](crate::values_rows::ValuesFace). Each row gives a
+//! [`Found`](crate::seller_rows::Found) whose id is `ROW@HOST`, written with the face's other
+//! rows (paths in full: the two are native-only items, which rustdoc did not resolve here
+//! bare). On wasm32 (the
 //! Rust-on-wasm runner, tests/wasm_seller_table.rs, which starts no process) only the rows: the
 //! worlds are started by scripts/test-wasm.sh and played over HTTP (values-world.mjs --http).
 

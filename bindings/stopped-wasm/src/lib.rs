@@ -1,6 +1,6 @@
 //! Pack time only (scripts/build-npm.sh, scripts/npm/stopped.mjs): the core's sentence for why
-//! a key stopped, [`Stopped::user_message`], for `wasm32-unknown-unknown` (natively this crate
-//! is empty). Never shipped: the pack asks it each kind's sentence, undated and dated, and
+//! a key stopped, `polar_license::stopped::Stopped::user_message` (not a link: natively this
+//! crate is empty), for `wasm32-unknown-unknown`. Never shipped: the pack asks it each kind's sentence, undated and dated, and
 //! writes them into license.js as a table with the date's place (checked there against this
 //! module for every kind, both dates and dates far apart), so that the npm engine's wasm, which
 //! every check downloads, carries none of the words and the package still has one wording, the

@@ -919,24 +919,20 @@ mod tests {
         // A usage batch ingested (or a lease's ask) wants the customer: read at once.
         let customer = "7d3c1e2a-4b5f-4c6d-8e9f-0a1b2c3d4e5f";
         s.entitled.ingested(customer);
-        let page = || {
-            let body = serde_json::json!({"items": [], "pagination": {"max_page": 1}});
-            Given::Polar(Ok((200, None, body.to_string().into_bytes())))
-        };
         let grants = send(m.poll(&r, at(NOW, 1)));
         assert!(
             grants.url().contains("/v1/benefit-grants/"),
             "{}",
             grants.url()
         );
-        m.answered(&r, grants.id(), page(), at(NOW, 2));
+        m.answered(&r, grants.id(), empty_page(), at(NOW, 2));
         let meters = send(m.poll(&r, at(NOW, 3)));
         assert!(
             meters.url().contains("/v1/customer-meters/"),
             "{}",
             meters.url()
         );
-        m.answered(&r, meters.id(), page(), at(NOW, 4));
+        m.answered(&r, meters.id(), empty_page(), at(NOW, 4));
         assert!(matches!(m.poll(&r, at(NOW, 5)), Poll::Done));
         // Natively: the loop polls on (200 ms), as before.
         let native = relay_with(options);
@@ -944,6 +940,43 @@ mod tests {
             Background::new(None).poll(&native, at(NOW, 0)),
             Poll::Wait(200)
         ));
+    }
+
+    /// The customer whose values the back-off tests read.
+    #[cfg(feature = "entitlements")]
+    const CUSTOMER: &str = "7d3c1e2a-4b5f-4c6d-8e9f-0a1b2c3d4e5f";
+
+    /// A relay over a store read per key (Workers) with values on (no reconcile, no roster),
+    /// [`CUSTOMER`]'s values due, and its background machine.
+    #[cfg(feature = "entitlements")]
+    fn values_due() -> (Relay, Background) {
+        let options = StoreOptions {
+            entitlements: true,
+            reconcile_every: 0,
+            roster: false,
+            ..StoreOptions::default()
+        };
+        let paged = Arc::new(PagedBackend::new(100, 2));
+        let r = relay_on(paged.clone(), options);
+        r.store
+            .as_ref()
+            .expect("a store")
+            .entitled
+            .ingested(CUSTOMER);
+        (r, Background::new(Some(paged)))
+    }
+
+    /// The clock `ms` milliseconds after [`NOW`].
+    #[cfg(feature = "entitlements")]
+    fn clock(ms: u64) -> Now {
+        at(NOW + (ms / 1_000) as i64, ms)
+    }
+
+    /// A values page Polar answered: no items, the last page.
+    #[cfg(feature = "entitlements")]
+    fn empty_page() -> Given {
+        let body = serde_json::json!({"items": [], "pagination": {"max_page": 1}});
+        Given::Polar(Ok((200, None, body.to_string().into_bytes())))
     }
 
     /// On Workers each wait is the Durable Object's alarm: while Polar's values reads fail
@@ -954,18 +987,8 @@ mod tests {
     #[cfg(feature = "entitlements")]
     #[test]
     fn failing_values_reads_back_off_and_ring_the_alarm_less_and_less() {
-        let options = StoreOptions {
-            entitlements: true,
-            reconcile_every: 0,
-            roster: false,
-            ..StoreOptions::default()
-        };
-        let paged = Arc::new(PagedBackend::new(100, 2));
-        let r = relay_on(paged.clone(), options);
+        let (r, mut m) = values_due();
         let s = r.store.as_ref().expect("a store");
-        let mut m = Background::new(Some(paged));
-        s.entitled.ingested("7d3c1e2a-4b5f-4c6d-8e9f-0a1b2c3d4e5f");
-        let clock = |ms: u64| at(NOW + (ms / 1_000) as i64, ms);
         // An hour of Polar failing: each alarm rings at its wait's end (as a Durable Object's).
         let (mut t, mut reads, mut rings, mut waits) = (0_u64, 0, 0, Vec::new());
         while t < 3_600_000 {
@@ -993,17 +1016,13 @@ mod tests {
         assert!((15..=20).contains(&reads), "{reads} reads in an hour");
         assert!(rings <= reads + 1, "{rings} rings for {reads} reads");
         // Polar back: the read goes through (its two pages), then nothing is due.
-        let page = || {
-            let body = serde_json::json!({"items": [], "pagination": {"max_page": 1}});
-            Given::Polar(Ok((200, None, body.to_string().into_bytes())))
-        };
         for _ in 0..2 {
             let read = send(m.poll(&r, clock(t)));
-            m.answered(&r, read.id(), page(), clock(t));
+            m.answered(&r, read.id(), empty_page(), clock(t));
         }
         assert!(matches!(m.poll(&r, clock(t)), Poll::Done));
         // A failure after a success waits 5 s again (the backoff starts over).
-        s.entitled.ingested("7d3c1e2a-4b5f-4c6d-8e9f-0a1b2c3d4e5f");
+        s.entitled.ingested(CUSTOMER);
         let read = send(m.poll(&r, clock(t)));
         m.answered(&r, read.id(), Given::Polar(Err("reset".into())), clock(t));
         assert!(matches!(m.poll(&r, clock(t)), Poll::Wait(5_000)));
@@ -1016,27 +1035,12 @@ mod tests {
     #[cfg(feature = "entitlements")]
     #[test]
     fn values_reads_failing_at_a_later_page_back_off_too() {
-        let options = StoreOptions {
-            entitlements: true,
-            reconcile_every: 0,
-            roster: false,
-            ..StoreOptions::default()
-        };
-        let paged = Arc::new(PagedBackend::new(100, 2));
-        let r = relay_on(paged.clone(), options);
-        let s = r.store.as_ref().expect("a store");
-        let mut m = Background::new(Some(paged));
-        s.entitled.ingested("7d3c1e2a-4b5f-4c6d-8e9f-0a1b2c3d4e5f");
-        let clock = |ms: u64| at(NOW + (ms / 1_000) as i64, ms);
-        let page = || {
-            let body = serde_json::json!({"items": [], "pagination": {"max_page": 1}});
-            Given::Polar(Ok((200, None, body.to_string().into_bytes())))
-        };
+        let (r, mut m) = values_due();
         let (mut t, mut waits) = (0_u64, Vec::new());
         while waits.len() < 5 {
             match m.poll(&r, clock(t)) {
                 Poll::Send(read) if read.url().contains("/v1/benefit-grants/") => {
-                    m.answered(&r, read.id(), page(), clock(t));
+                    m.answered(&r, read.id(), empty_page(), clock(t));
                 }
                 Poll::Send(read) => {
                     assert!(

@@ -258,6 +258,23 @@ static void devices_cell(const polar_license_portal_result *r, char out[256]) {
   snprintf(out, 256, "devices:%zu,this:%s", n, marked ? "marked" : "unmarked");
 }
 
+/* A step's answer `g` against what the row expects: a difference named on stderr and counted
+ * (the row fails), and the first answer (or the cell step's) kept as the row's cell. Uses
+ * run_row's locals (row, i, s, failed, got, expected, cell_set). */
+#define STEP_CELL(g)                                                                              \
+  do {                                                                                            \
+    if (strcmp((g), s->expected) != 0) {                                                          \
+      fprintf(stderr, "%s: step %d: expected `%s`, got `%s`\n", row->id, i, s->expected, (g));    \
+      failed = 1;                                                                                 \
+    }                                                                                             \
+    CHECK_STR((g), s->expected);                                                                  \
+    if (!cell_set) {                                                                              \
+      snprintf(got, sizeof got, "%s", (g));                                                       \
+      snprintf(expected, sizeof expected, "%s", s->expected);                                     \
+      if (s->cell) cell_set = 1;                                                                  \
+    }                                                                                             \
+  } while (0)
+
 static void run_row(const struct row *row) {
   char key[64], fields[384], dir[64], got[256] = "", expected[256] = "", t1[32], t2[32];
   char relay_dir[64], relay[64] = "";
@@ -360,16 +377,7 @@ static void run_row(const struct row *row) {
         }
       }
       polar_license_portal_result_free(p);
-      if (strcmp(g, s->expected) != 0) {
-        fprintf(stderr, "%s: step %d: expected `%s`, got `%s`\n", row->id, i, s->expected, g);
-        failed = 1;
-      }
-      CHECK_STR(g, s->expected);
-      if (!cell_set) {
-        snprintf(got, sizeof got, "%s", g);
-        snprintf(expected, sizeof expected, "%s", s->expected);
-        if (s->cell) cell_set = 1;
-      }
+      STEP_CELL(g);
       continue;
     }
     if (strcmp(s->what, "rotate") == 0) {
@@ -398,16 +406,7 @@ static void run_row(const struct row *row) {
         else
           must(polar_license_client_list_devices_via_relay(held, relay, key, &p));
         devices_cell(p, g);
-        if (strcmp(g, s->expected) != 0) {
-          fprintf(stderr, "%s: step %d: expected `%s`, got `%s`\n", row->id, i, s->expected, g);
-          failed = 1;
-        }
-        CHECK_STR(g, s->expected);
-        if (!cell_set) {
-          snprintf(got, sizeof got, "%s", g);
-          snprintf(expected, sizeof expected, "%s", s->expected);
-          if (s->cell) cell_set = 1;
-        }
+        STEP_CELL(g);
       } else if (strcmp(s->what, "recover") == 0) {
         /* "I lost my key": the customer's keys through the session; the one whose display
          * form is the row's key's (****-last six) activated here by its id. */
@@ -436,16 +435,7 @@ static void run_row(const struct row *row) {
             polar_license_result_free(a);
           }
         }
-        if (strcmp(g, s->expected) != 0) {
-          fprintf(stderr, "%s: step %d: expected `%s`, got `%s`\n", row->id, i, s->expected, g);
-          failed = 1;
-        }
-        CHECK_STR(g, s->expected);
-        if (!cell_set) {
-          snprintf(got, sizeof got, "%s", g);
-          snprintf(expected, sizeof expected, "%s", s->expected);
-          if (s->cell) cell_set = 1;
-        }
+        STEP_CELL(g);
       } else if (strcmp(s->what, "follow_rotation") == 0) {
         /* The row's key followed through the session to its new string: licensed with the
          * activation this machine took (the new key checked here, as the app then would). */
@@ -469,16 +459,7 @@ static void run_row(const struct row *row) {
         } else {
           snprintf(g, sizeof g, "%s", polar_license_portal_result_code(p));
         }
-        if (strcmp(g, s->expected) != 0) {
-          fprintf(stderr, "%s: step %d: expected `%s`, got `%s`\n", row->id, i, s->expected, g);
-          failed = 1;
-        }
-        CHECK_STR(g, s->expected);
-        if (!cell_set) {
-          snprintf(got, sizeof got, "%s", g);
-          snprintf(expected, sizeof expected, "%s", s->expected);
-          if (s->cell) cell_set = 1;
-        }
+        STEP_CELL(g);
       } else {
         /* free_other: the oldest device the session lists that is not this machine's. */
         size_t k, count;
@@ -535,16 +516,7 @@ static void run_row(const struct row *row) {
       if (strcmp(s->expected, "-") != 0) {
         char g[256];
         render(row, r, start, g);
-        if (strcmp(g, s->expected) != 0) {
-          fprintf(stderr, "%s: step %d: expected `%s`, got `%s`\n", row->id, i, s->expected, g);
-          failed = 1;
-        }
-        CHECK_STR(g, s->expected);
-        if (!cell_set) {
-          snprintf(got, sizeof got, "%s", g);
-          snprintf(expected, sizeof expected, "%s", s->expected);
-          if (s->cell) cell_set = 1;
-        }
+        STEP_CELL(g);
       }
     } else {
       fprintf(stderr, "%s: unknown step %s\n", row->id, s->what);

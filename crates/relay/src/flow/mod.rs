@@ -47,7 +47,7 @@
 //!         Need::Body { max } => Given::Body(body[..body.len().min(max)].to_vec()),
 //!         Need::Load(_) => Given::Loaded, // the store is the relay's own: nothing to load
 //!         Need::Flight { .. } => Given::Landed, // a real host waits for the flight first
-//!         Need::Slot { .. } => Given::Slot, // asked only with ExchangeOptions::call_slots
+//!         Need::Slot { .. } => Given::Slot, // asked only where a call holds a thread (Host::call_slots)
 //!         Need::Send { request, .. } => Given::Upstream(polar(&request)),
 //!         // Asked only after a Given::Patience (a call going on past a stale answer).
 //!         Need::Call => Given::Upstream(Err(TransportError::new(TransportErrorKind::Other, "none"))),

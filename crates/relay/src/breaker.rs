@@ -259,13 +259,7 @@ impl Breaker {
 #[allow(clippy::expect_used)] // tests: a panic is the failure report
 mod tests {
     use super::*;
-
-    fn at(ms: u64) -> Now {
-        Now {
-            unix_seconds: 1_790_000_000,
-            monotonic_ms: ms,
-        }
-    }
+    use crate::clock::at;
 
     fn timeout() -> Result<HttpResponse, TransportError> {
         Err(TransportError::new(TransportErrorKind::Timeout, "slow"))

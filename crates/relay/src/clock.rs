@@ -12,6 +12,15 @@ pub struct Now {
     pub monotonic_ms: u64,
 }
 
+/// The tests' clock: wall-clock 1_790_000_000 (2026-09-21), `ms` on the monotonic one.
+#[cfg(test)]
+pub(crate) const fn at(ms: u64) -> Now {
+    Now {
+        unix_seconds: 1_790_000_000,
+        monotonic_ms: ms,
+    }
+}
+
 /// RFC 3339 in UTC of unix seconds (empty when it cannot be written).
 pub(crate) fn rfc3339(unix: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(unix)

@@ -475,6 +475,17 @@ impl Relay {
         &self.base_url
     }
 
+    /// The unit tests' relay of `config` whose transport is never called (a machine's host
+    /// sends), its leases' ids from `[7; 16]`.
+    #[cfg(test)]
+    #[allow(clippy::expect_used, clippy::panic)] // tests: a panic is the failure report
+    pub(crate) fn never_calling(config: RelayConfig) -> Relay {
+        let never = |_: &polar_license::HttpRequest| -> Result<HttpResponse, TransportError> {
+            panic!("the machines' host calls Polar, never the relay's transport")
+        };
+        Relay::with_entropy(config, Box::new(never), Box::new(|| Some([7; 16]))).expect("a relay")
+    }
+
     /// The limits in force.
     #[cfg(test)]
     pub(crate) fn limits(&self) -> Limits {
@@ -1458,6 +1469,7 @@ fn take(buckets: &Mutex<Buckets>, id: &str, now: Now) -> Option<u64> {
 #[allow(clippy::expect_used)] // tests: a panic is the failure report
 mod tests {
     use super::*;
+    use crate::clock::at;
     use crate::limit::Rate;
     use polar_license::lease::SigningKey;
     use polar_license::proto::HttpRequest;
@@ -1490,10 +1502,7 @@ mod tests {
         }
     }
 
-    const NOW: Now = Now {
-        unix_seconds: 1_790_000_000,
-        monotonic_ms: 0,
-    };
+    const NOW: Now = crate::clock::at(0);
 
     #[test]
     fn it_asks_the_token_twin_with_the_token_and_the_checked_body() {
@@ -1584,13 +1593,6 @@ mod tests {
             .collect();
         let calls = *locked(&calls);
         (got, calls)
-    }
-
-    fn at(ms: u64) -> Now {
-        Now {
-            unix_seconds: 1_790_000_000,
-            monotonic_ms: ms,
-        }
     }
 
     fn for_key(key: &str, ip: &str) -> RelayRequest {

@@ -606,6 +606,7 @@ pub(crate) fn on_event(roster: &Roster, event: &serde_json::Value, now_ms: u64) 
 #[allow(clippy::expect_used, clippy::panic)] // tests: a panic is the failure report
 pub(crate) mod tests {
     use super::*;
+    use crate::clock::at;
     use crate::reads::{refetch_wants, roster_answered, roster_read, roster_warning};
     use crate::relay::Relay;
     use crate::store::Use;
@@ -960,21 +961,9 @@ pub(crate) mod tests {
         backend: std::sync::Arc<dyn crate::store::Backend>,
         options: crate::store::StoreOptions,
     ) -> Relay {
-        let config = crate::types::RelayConfig::stored_for_tests(backend, options);
-        let never = |_: &polar_license::proto::HttpRequest| -> Result<
-            polar_license::proto::HttpResponse,
-            polar_license::TransportError,
-        > {
-            panic!("the relay's own reads go through their workers, not the transport")
-        };
-        Relay::with_entropy(config, Box::new(never), Box::new(|| None)).expect("a relay")
-    }
-
-    fn at(ms: u64) -> Now {
-        Now {
-            unix_seconds: 1_790_000_000,
-            monotonic_ms: ms,
-        }
+        Relay::never_calling(crate::types::RelayConfig::stored_for_tests(
+            backend, options,
+        ))
     }
 
     /// The license key id of the key bought in the tests (K-NEW).

@@ -697,7 +697,7 @@ impl Server {
         });
         Ok(match answer.await {
             Ok(answer) => to_response(answer),
-            Err(_) => closing(StatusCode::INTERNAL_SERVER_ERROR),
+            Err(_) => self.closing(&RelayRequest::default(), StatusCode::INTERNAL_SERVER_ERROR),
         })
     }
 
@@ -1284,15 +1284,6 @@ fn called(
             ))
         }
     }
-}
-
-/// An empty answer that closes the connection.
-fn closing(status: StatusCode) -> Response<Full<Bytes>> {
-    let mut out = Response::new(Full::default());
-    *out.status_mut() = status;
-    out.headers_mut()
-        .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    out
 }
 
 fn to_response(resp: RelayResponse) -> Response<Full<Bytes>> {

@@ -117,7 +117,6 @@ pub(crate) fn store_wants(
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
-    use crate::clock::Now;
     use crate::flow::Asks;
     use crate::relay::Relay;
     use crate::store::{EntryId, Keeper, MemoryBackend, StoreOptions};
@@ -144,11 +143,7 @@ mod tests {
     fn what_a_validate_wants_is_the_entry_the_relay_reads() {
         let backend = Arc::new(Recording::default());
         let config = RelayConfig::stored_for_tests(backend.clone(), StoreOptions::default());
-        let relay = Relay::new(
-            config,
-            Box::new(|_: &polar_license::HttpRequest| unreachable!("begin never calls Polar")),
-        )
-        .expect("a relay");
+        let relay = Relay::never_calling(config);
         let org = "d2fcbff8-108b-411e-bf2b-6383e0a8802d";
         let bodies = [
             format!(r#"{{"key":"K-1","organization_id":"{org}"}}"#),
@@ -174,10 +169,7 @@ mod tests {
                 let wants = Asks::store_wants(&relay, &req, 0)
                     .unwrap_or_else(|| panic!("no wants for {body} {version:?}"));
                 backend.read.lock().unwrap().clear();
-                let now = Now {
-                    unix_seconds: 1_790_000_000,
-                    monotonic_ms: 0,
-                };
+                let now = crate::clock::at(0);
                 let _ = relay.begin_admitted(&req, now, None, 0);
                 // The verdict read; what explains a denial (crate::lifecycle) loaded beside it,
                 // read only for a denial.

@@ -668,17 +668,7 @@ mod tests {
     /// 100 calls, none kept, its reconcile asking each key once a minute (no roster), and its
     /// background machine.
     fn paged_relay() -> (Arc<PagedBackend>, Relay, Background) {
-        let paged = Arc::new(PagedBackend::new(100, 2));
-        let r = relay_on(
-            paged.clone(),
-            StoreOptions {
-                budget: 100,
-                reserve: 0,
-                reconcile_every: 60,
-                roster: false,
-                ..StoreOptions::default()
-            },
-        );
+        let (paged, r) = crate::reconcile::tests::paged_relay(2, false);
         let m = Background::new(Some(paged.clone()));
         (paged, r, m)
     }
@@ -905,20 +895,11 @@ mod tests {
     #[cfg(feature = "entitlements")]
     #[test]
     fn values_with_nothing_due_ask_no_wake_up_on_a_paged_store() {
-        let options = StoreOptions {
-            entitlements: true,
-            reconcile_every: 0,
-            roster: false,
-            ..StoreOptions::default()
-        };
-        let paged = Arc::new(PagedBackend::new(100, 2));
-        let r = relay_on(paged.clone(), options.clone());
+        let (r, mut m) = values_relay();
         let s = r.store.as_ref().expect("a store");
-        let mut m = Background::new(Some(paged));
         assert!(matches!(m.poll(&r, at(NOW, 0)), Poll::Done));
         // A usage batch ingested (or a lease's ask) wants the customer: read at once.
-        let customer = "7d3c1e2a-4b5f-4c6d-8e9f-0a1b2c3d4e5f";
-        s.entitled.ingested(customer);
+        s.entitled.ingested(CUSTOMER);
         let grants = send(m.poll(&r, at(NOW, 1)));
         assert!(
             grants.url().contains("/v1/benefit-grants/"),
@@ -935,7 +916,7 @@ mod tests {
         m.answered(&r, meters.id(), empty_page(), at(NOW, 4));
         assert!(matches!(m.poll(&r, at(NOW, 5)), Poll::Done));
         // Natively: the loop polls on (200 ms), as before.
-        let native = relay_with(options);
+        let native = relay_with(values_options());
         assert!(matches!(
             Background::new(None).poll(&native, at(NOW, 0)),
             Poll::Wait(200)
@@ -946,24 +927,33 @@ mod tests {
     #[cfg(feature = "entitlements")]
     const CUSTOMER: &str = "7d3c1e2a-4b5f-4c6d-8e9f-0a1b2c3d4e5f";
 
-    /// A relay over a store read per key (Workers) with values on (no reconcile, no roster),
-    /// [`CUSTOMER`]'s values due, and its background machine.
+    /// A store with values on (no reconcile, no roster).
     #[cfg(feature = "entitlements")]
-    fn values_due() -> (Relay, Background) {
-        let options = StoreOptions {
+    fn values_options() -> StoreOptions {
+        StoreOptions {
             entitlements: true,
             reconcile_every: 0,
             roster: false,
             ..StoreOptions::default()
-        };
+        }
+    }
+
+    /// A relay over a store read per key (Workers) of [`values_options`], and its background
+    /// machine.
+    #[cfg(feature = "entitlements")]
+    fn values_relay() -> (Relay, Background) {
         let paged = Arc::new(PagedBackend::new(100, 2));
-        let r = relay_on(paged.clone(), options);
-        r.store
-            .as_ref()
-            .expect("a store")
-            .entitled
-            .ingested(CUSTOMER);
+        let r = relay_on(paged.clone(), values_options());
         (r, Background::new(Some(paged)))
+    }
+
+    /// [`values_relay`] with [`CUSTOMER`]'s values due.
+    #[cfg(feature = "entitlements")]
+    fn values_due() -> (Relay, Background) {
+        let (r, m) = values_relay();
+        let s = r.store.as_ref().expect("a store");
+        s.entitled.ingested(CUSTOMER);
+        (r, m)
     }
 
     /// The clock `ms` milliseconds after [`NOW`].

@@ -214,7 +214,7 @@ enum State {
 /// request's head (its body is asked for when needed), driven by the host's one loop:
 ///
 /// ```text
-/// loop { match exchange.want(&relay, now, entropy) { need => exchange.give(&relay, got) } }
+/// loop { match exchange.want(&relay, now, entropy) { need => exchange.give(got) } }
 /// ```
 pub struct Exchange {
     req: RelayRequest,
@@ -877,10 +877,7 @@ mod tests {
         );
     }
 
-    const NOW: Now = Now {
-        unix_seconds: 1_790_000_000,
-        monotonic_ms: 0,
-    };
+    const NOW: Now = crate::clock::at(0);
 
     /// A relay whose transport counts its calls (the exchange never uses it: the host sends).
     /// A relay on a fetch host (no slots asked; its calls counted by the core).
@@ -1060,11 +1057,7 @@ mod tests {
             crate::store::StoreOptions::default(),
         );
         config.host = host;
-        let transport = |_: &HttpRequest| -> Result<HttpResponse, TransportError> {
-            panic!("the exchange's host sends, never the relay's transport")
-        };
-        Relay::with_entropy(config, Box::new(transport), Box::new(|| Some([7; 16])))
-            .expect("a relay")
+        Relay::never_calling(config)
     }
 
     /// The calls the store's budget counts now.

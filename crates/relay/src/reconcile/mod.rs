@@ -147,8 +147,11 @@ pub(crate) mod tests {
 
     /// A relay over a store read per key (Workers) that holds `cached` entries and rows in
     /// memory, with a budget of 100 calls, none kept, its reconcile asking each key once a
-    /// minute.
-    fn paged_relay(cached: usize) -> (std::sync::Arc<crate::store::PagedBackend>, Relay) {
+    /// minute, the roster on or off.
+    pub(crate) fn paged_relay(
+        cached: usize,
+        roster: bool,
+    ) -> (std::sync::Arc<crate::store::PagedBackend>, Relay) {
         let paged = std::sync::Arc::new(crate::store::PagedBackend::new(100, cached));
         let r = crate::roster::tests::relay_on(
             paged.clone(),
@@ -156,6 +159,7 @@ pub(crate) mod tests {
                 budget: 100,
                 reserve: 0,
                 reconcile_every: 60,
+                roster,
                 ..StoreOptions::default()
             },
         );
@@ -261,7 +265,7 @@ pub(crate) mod tests {
     #[test]
     fn a_store_read_per_key_is_loaded_first_and_a_revocation_is_never_lost() {
         // Room for two: the key's row and its entry.
-        let (paged, r) = paged_relay(2);
+        let (paged, r) = paged_relay(2, true);
         let s = r.store.as_ref().expect("a store");
         s.reconcile.saw(&lk(1), 100);
         let row = format!("l:{}", lk(1));
@@ -370,7 +374,7 @@ pub(crate) mod tests {
     /// own last check, and the listing ends with a short page (or one that does not move on).
     #[test]
     fn a_store_read_per_key_lists_its_keys_a_bounded_page_at_a_time() {
-        let (_, r) = paged_relay(4);
+        let (_, r) = paged_relay(4, true);
         let s = r.store.as_ref().expect("a store");
         // The start's read of the keys (natively all of them) finds none here.
         assert_eq!(

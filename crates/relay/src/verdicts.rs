@@ -262,6 +262,18 @@ impl Stored {
         }
         let o = &self.options;
         let source = if stale { "stale" } else { "store" };
+        // A stored denial as answered: its source, CORS, and the lease that signs it with why
+        // the key stopped.
+        let denied = |r: RelayResponse| {
+            let mut r = sourced(r, source);
+            add_cors(&mut r);
+            let stop = self.lifecycle.explain(
+                self.backend.as_ref(),
+                &pending.checked.organization_id,
+                &pending.key,
+            );
+            signed_denial(leases, pending, r, now, entropy, stop)
+        };
         match e.mark {
             Mark::Revoked => {
                 // Counted from when the relay marked it (its clock), not the event's own time:
@@ -278,14 +290,7 @@ impl Stored {
                         "ResourceNotFound",
                         "License key is no longer active.",
                     );
-                    let mut r = sourced(private(r), source);
-                    add_cors(&mut r);
-                    let stop = self.lifecycle.explain(
-                        self.backend.as_ref(),
-                        &pending.checked.organization_id,
-                        &pending.key,
-                    );
-                    return Some(signed_denial(leases, pending, r, now, entropy, stop));
+                    return Some(denied(private(r)));
                 }
                 None
             }
@@ -311,14 +316,7 @@ impl Stored {
                     crate::logged::key(&pending.key),
                     e.status
                 );
-                let mut r = sourced(r, source);
-                add_cors(&mut r);
-                let stop = self.lifecycle.explain(
-                    self.backend.as_ref(),
-                    &pending.checked.organization_id,
-                    &pending.key,
-                );
-                Some(signed_denial(leases, pending, r, now, entropy, stop))
+                Some(denied(r))
             }
             _ => {
                 let window = if stale { o.stale_for } else { o.fresh_for };

@@ -62,7 +62,7 @@ mapfile -t ROWS < <(node -e '
 ' "$TABLE")
 # Faces whose runner does not play the values rows yet (issue #68): their cells are shown as
 # pending and fail nothing (once the face's TSV has such a row, it counts like any other).
-VALUES_PENDING=(wasm)
+VALUES_PENDING=()
 # Cells a face does not play yet, as FACE:ROW, each with its reason below: shown as pending and
 # failing nothing while the face's TSV has no such row (once it has, the cell counts).
 CELLS_PENDING=(npm:devices_rotated_key)

@@ -16,6 +16,10 @@
 //! validates with an unsigned "expired" (`forged_expiry`) or adds an unsigned cancelled
 //! subscription to the genuine grant (`inject`): neither makes a revoked key a fallback in
 //! signed mode, online or offline, and the denial is kept.
+//!
+//! Issue #68: `through_a_real_relay` asks the native relay itself (`relay serve
+//! --sign-entitlements`, `POLAR_WASM_USAGE_RELAY_URL`) over the client's own `fetch`
+//! transport, no stand-in: the relay's headers must reach the core.
 #![cfg(target_arch = "wasm32")]
 
 use polar_license::cache::install_secret_from_hex;
@@ -542,4 +546,72 @@ async fn an_injected_unsigned_subscription_never_makes_a_revoked_key_perpetual()
     relay.advance(3600);
     no_fallback(&app.check_report(key.as_str()).await);
     assert_eq!(kept(&app, &key).await, Some(Reason::Inactive));
+}
+
+/// The Feature Flag benefit scripts/test-wasm.sh seeds the usage emulator with, and its values.
+const FLAG: &str = "7e4f5a6b-8c9d-4e0f-9a1b-3c4d5e6f7a8b";
+
+/// Signed mode through the real relay (issue #68): `relay serve --sign-entitlements` in front of
+/// the usage emulator, the app over its own `fetch` transport (`build`, no stand-in). The
+/// relay's headers reach the core: the lease (a grant licenses online, its values read), where
+/// the answer came from. `FetchTransport` once kept five headers by name, none of the relay's:
+/// every licensed check through a real relay was `protocol_error` ("the grant came without a
+/// lease that verifies (missing)"), and no value was read.
+#[wasm_bindgen_test]
+async fn through_a_real_relay() {
+    let hex = fetch::random_hex(32);
+    let customer = format!(
+        "{}-{}-4{}-8{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[13..16],
+        &hex[17..20],
+        &hex[20..32]
+    );
+    let key = fetch::new_key(
+        fetch::usage_polar(),
+        "WASM-RELAY",
+        json!({ "customer_id": customer, "benefits": [FLAG] }),
+    )
+    .await;
+    let app = AsyncLicensing::builder(ORG)
+        .base_url(fetch::usage_relay())
+        .timeout(Duration::from_secs(10))
+        .memory_store()
+        .machine_id(MACHINE_ID)
+        .relay_keys(RelayKeys::parse(fetch::usage_relay_pair()).unwrap())
+        .policy(GracePolicy {
+            revalidate_after: Duration::ZERO,
+            ..GracePolicy::default()
+        })
+        .build()
+        .unwrap();
+    // The relay reads a customer's values in the background at its first ask: the leases
+    // before that carry none (10 s at most).
+    let start = js_sys::Date::now();
+    let report = loop {
+        let report = app.check_report(key.as_str()).await;
+        if app.entitlement("role").is_some() || js_sys::Date::now() - start > 10_000.0 {
+            break report;
+        }
+        sleep_ms(100).await;
+    };
+    assert_eq!(report.outcome.source(), Some(Source::Online), "{report:?}");
+    assert!(report.lease.is_some(), "the relay's lease: {report:?}");
+    assert!(report.relayed.is_some(), "the relay's source: {report:?}");
+    let value = |name: &str| app.entitlement(name).map(|v| v.to_string());
+    assert_eq!(value("max_upload_size").as_deref(), Some("10"));
+    assert_eq!(value("role").as_deref(), Some("editor"));
+    assert_eq!(value("nothing"), None);
+}
+
+async fn sleep_ms(ms: i32) {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        let global = js_sys::global();
+        let set: js_sys::Function = js_sys::Reflect::get(&global, &"setTimeout".into())
+            .unwrap()
+            .into();
+        set.call2(&global, &resolve, &ms.into()).unwrap();
+    });
+    wasm_bindgen_futures::JsFuture::from(promise).await.unwrap();
 }

@@ -135,6 +135,25 @@ fn kind_of(value: &JsValue) -> TransportErrorKind {
     }
 }
 
+/// Every header of a response as `fetch` gives them (names lowercased; one sent twice joined
+/// with ", ", which the core's [`HttpResponse::single`] reads as none), as the native transport
+/// keeps every header: the core decides which it reads. Not a list of names: the one this kept
+/// before (`Date`, `Retry-After`, `Age` and the content headers) dropped a relay's lease,
+/// signed denial, why a key stopped and the answer's source, so signed mode through a real
+/// relay answered `protocol_error` (issue #68). A browser gives only the headers the server
+/// exposes (CORS), the relay's among them.
+fn every_header(headers: &Headers) -> Vec<(String, String)> {
+    let Ok(Some(entries)) = js_sys::try_iter(headers) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| {
+            let pair: js_sys::Array = entry.ok()?.dyn_into().ok()?;
+            Some((pair.get(0).as_string()?, pair.get(1).as_string()?))
+        })
+        .collect()
+}
+
 impl FetchTransport {
     async fn exchange(
         &self,
@@ -149,18 +168,7 @@ impl FetchTransport {
             .map_err(|e| (e, false))?;
         let status = response.status();
         let headers = response.headers();
-        let mut kept = Vec::new();
-        for name in [
-            "date",
-            "retry-after",
-            "age",
-            "content-type",
-            "content-length",
-        ] {
-            if let Ok(Some(value)) = headers.get(name) {
-                kept.push((name.to_string(), value));
-            }
-        }
+        let kept = every_header(&headers);
         if response.type_() == ResponseType::Opaqueredirect {
             // A redirect was not followed (the native client does not follow them either):
             // report it as the 3xx it was, which the core classifies as protocol_error.

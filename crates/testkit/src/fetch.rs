@@ -70,6 +70,16 @@ pub fn usage_relay() -> &'static str {
     )
 }
 
+/// The public key of [`usage_relay`], which signs leases and the values it reads into them
+/// (`relay serve --sign-entitlements`): the relay keys of a client in signed mode
+/// (`POLAR_WASM_USAGE_RELAY_PAIR`, as `relay keygen` prints it).
+pub fn usage_relay_pair() -> &'static str {
+    baked(
+        "POLAR_WASM_USAGE_RELAY_PAIR",
+        option_env!("POLAR_WASM_USAGE_RELAY_PAIR"),
+    )
+}
+
 /// Moves the clock of the emulator at `base` to `offset` seconds from the wall clock
 /// (`POST /__emulator/clock`).
 pub async fn set_clock(base: &str, offset: i64) {

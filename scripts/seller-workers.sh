@@ -21,8 +21,9 @@
 # fails its cells) or has every Workers cell already (its stage's runner was given CONSUMER, as
 # scripts/test.sh gives the Tauri stage once the package is installed).
 #
-# STAGE_MARKS=DIR (scripts/test.sh: its log directory): before the c, python and tauri faces,
-# waits for that background stage's end (DIR/.NAME.ended). One line a face, then
+# STAGE_MARKS=DIR (scripts/test.sh: its log directory): before a face, waits for the end of
+# the background stages it needs (DIR/.NAME.ended): c, python and tauri their own; rust and cli
+# c's and python's (below). One line a face, then
 # `seller-workers: N passed, N failed` (a face's runner is one test); exit 1 on a failure.
 set -u -o pipefail
 
@@ -91,17 +92,30 @@ play_tauri() {
         "$bin" --exact seller_table)
 }
 
+# wait_for_stages FACE: with STAGE_MARKS, until the stages FACE needs ended: its own (c,
+# python, tauri); for rust and cli, c and python, which run target/debug/polar-license (cargo
+# links it again as the tests stage's build when it checks that build).
+wait_for_stages() {
+    local stages=() s
+    [[ -n "${STAGE_MARKS:-}" ]] || return 0
+    case "$1" in
+        rust | cli) stages=(c python) ;;
+        *) stages=("$1") ;;
+    esac
+    for s in "${stages[@]}"; do
+        while [[ ! -e "$STAGE_MARKS/.$s.ended" ]]; do sleep 1; done
+    done
+}
+
 # face FACE...: plays these faces' Workers cells (one command), counted a face each.
 face() {
     local todo=() f start rc
     for f in "$@"; do
-        if [[ -n "${STAGE_MARKS:-}" && " c python tauri " == *" $f "* ]]; then
-            while [[ ! -e "$STAGE_MARKS/.$f.ended" ]]; do sleep 1; done
-        fi
+        wait_for_stages "$f"
         if [[ ! -f "$DIR/$f.tsv" ]]; then
             echo "==> $STAGE $f: no $f.tsv (its own stage did not play the table): not run"
         elif has_all "$f"; then
-            echo "==> $STAGE $f: its Workers cells are in $f.tsv already (played by its stage)"
+            echo "==> $STAGE $f: $f.tsv has its Workers cells already"
         else
             todo+=("$f")
         fi

@@ -28,12 +28,14 @@
 # down; each lifecycle detail and a resume) run once a relay host: their cells are ROW@native
 # (`relay serve`) and ROW@workers (the npm relay under workerd), against
 # tests/js/values-world.mjs, which every runner starts. A Workers cell is played where workerd
-# and the installed npm package are (the npm runner; a Rust runner given CONSUMER), shown as
-# not run elsewhere (SELLER_TABLE_WORKERS=1 makes a missing one fail); a face in
-# VALUES_PENDING below does not play them yet.
+# and the installed npm package are (CONSUMER): the npm runner in the wasm stage, the Rust,
+# CLI, C, Python and Tauri runners by scripts/seller-workers.sh once that stage installed the
+# package (the Tauri stage's runner itself when it was there by then). A missing one fails;
+# SELLER_TABLE_WORKERS=0 shows it as not run instead (a local run of some stages without the
+# wasm stage's package). A face in VALUES_PENDING below does not play them yet.
 #
-# scripts/test.sh runs this stage (`seller`) last, after the tests, c, tauri, wasm and python
-# stages that write the TSVs.
+# scripts/test.sh runs this stage (`seller`) last, after the tests, c, tauri, wasm, python and
+# seller-workers stages that write the TSVs.
 #
 # Columns of a TSV: face row expected got result. A cell passes when its row is there, its
 # suite passed it and what it got is what it expected; the script exits 1 when a face's cell is
@@ -68,8 +70,9 @@ VALUES_PENDING=()
 CELLS_PENDING=(npm:devices_rotated_key)
 declare -A PENDING_WHY=([npm:devices_rotated_key]="npm: a rotated key's follow is not in the package yet (the core's follow machine needs the client's cache, which polar-license/devices cannot reach without growing the default entry)")
 # A values row on the Workers relay needs workerd and the installed npm package (CONSUMER): a
-# face's runner plays it when both are there (scripts/test-wasm.sh's stages) and writes no cell
-# otherwise, shown as not run; with SELLER_TABLE_WORKERS=1 (FULL=1 runs) a missing one fails.
+# face's runner plays it when both are there (scripts/test-wasm.sh's stages,
+# scripts/seller-workers.sh) and writes no cell otherwise; a missing one fails, shown as not
+# run with SELLER_TABLE_WORKERS=0.
 if [[ ${#ROWS[@]} -eq 0 ]]; then
     echo "seller-table: no rows read from ${TABLE#"$ROOT"/}"
     exit 1
@@ -79,7 +82,7 @@ fi
 source "$ROOT/scripts/table-report.sh"
 
 # not_played FACE ID: whether FACE's missing cell of row ID is one it does not play (a values
-# row on a pending face, a Workers cell without workerd) rather than a failure.
+# row on a pending face, a Workers cell with SELLER_TABLE_WORKERS=0) rather than a failure.
 not_played() {
     local file="$DIR/$1.tsv"
     if [[ " ${CELLS_PENDING[*]} " == *" $1:$2 "* && -z "$(field "$file" "$2" 3)" ]]; then
@@ -90,7 +93,7 @@ not_played() {
     [[ "$2" == *@* && -z "$(field "$file" "$2" 3)" ]] || return 1
     if [[ " ${VALUES_PENDING[*]} " == *" $1 "* ]]; then
         cells+=" pending |"
-    elif [[ "$2" == *@workers && "${SELLER_TABLE_WORKERS:-}" != 1 ]]; then
+    elif [[ "$2" == *@workers && "${SELLER_TABLE_WORKERS:-1}" == 0 ]]; then
         cells+=" not run |"
     else
         return 1

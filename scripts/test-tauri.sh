@@ -78,8 +78,17 @@ fi
 # (tests/js/values-world.mjs): the binary the suite finds next to it (testkit's cli_bin).
 echo "==> cargo build -p polar-license-cli (the values rows' emulator and relay)"
 env -u RUSTC_WORKSPACE_WRAPPER cargo build -q -p polar-license-cli
+# Its Workers cells need the npm package scripts/test-wasm.sh installs (CONSUMER): in
+# scripts/test.sh, SELLER_WORKERS_CONSUMER names it, and when its install has ended by now (its
+# mark, CONSUMER.installed) the runner plays them here beside the native cells; else
+# scripts/seller-workers.sh plays them after this stage, with this build's binary.
+workers=()
+if [[ -n "${SELLER_WORKERS_CONSUMER:-}" && -e "$SELLER_WORKERS_CONSUMER.installed" ]]; then
+    workers=(CONSUMER="$SELLER_WORKERS_CONSUMER")
+    echo "==> the seller table's Workers cells with CONSUMER=$SELLER_WORKERS_CONSUMER"
+fi
 echo "==> cargo test -p tauri-plugin-polar-license"
-cargo test -p tauri-plugin-polar-license --no-fail-fast 2>&1 | tee "$OUT/cargo-test.log"
+env "${workers[@]}" cargo test -p tauri-plugin-polar-license --no-fail-fast 2>&1 | tee "$OUT/cargo-test.log"
 rc=${PIPESTATUS[0]}
 read -r p f <<<"$(sed 's/\x1b\[[0-9;]*m//g' "$OUT/cargo-test.log" | grep -E '^test result: ' |
     awk '{ for (i = 2; i <= NF; i++) { if ($i ~ /^passed/) p += $(i - 1); if ($i ~ /^failed/) f += $(i - 1) } }

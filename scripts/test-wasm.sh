@@ -409,8 +409,10 @@ check_all_imports() {
 }
 suite wasm-imports libtest check_all_imports
 
+# CONSUMER.installed marks an install that ended well: scripts/test-tauri.sh's seller runner
+# plays the Workers cells only once it is there (scripts/test.sh, SELLER_WORKERS_CONSUMER).
 install_consumer() {
-    rm -rf "$CONSUMER"
+    rm -rf "$CONSUMER" "$CONSUMER.installed"
     mkdir -p "$CONSUMER"
     local tarball
     tarball="$(ls "$NPM_OUT"/polar-license-*.tgz)" || return 1
@@ -418,7 +420,7 @@ install_consumer() {
         cd "$CONSUMER" &&
             printf '{ "name": "consumer", "private": true, "type": "module" }\n' >package.json &&
             npm install --no-audit --no-fund --silent "$tarball"
-    )
+    ) && touch "$CONSUMER.installed"
 }
 suite npm-install check install_consumer
 

@@ -21,9 +21,10 @@ mkdir -p "$LOG_DIR"
 # The fault matrix's rows are written by this run's tests, c and wasm stages (a row left from
 # an earlier run must not pass for this one).
 rm -rf target/fault-matrix
-# The seller's rows (scripts/seller-table.sh) likewise: written by this run's tests, c, tauri
-# and wasm stages.
-rm -rf target/seller-table
+# The seller's rows (scripts/seller-table.sh) likewise: written by this run's tests, c, tauri,
+# wasm, python and seller-workers stages; and the mark of the npm package's install, which the
+# Workers cells need (this run's install only: scripts/test-wasm.sh's npm-install makes it).
+rm -rf target/seller-table target/npm/consumer.installed
 
 STAGE_NAMES=()
 STAGE_RESULTS=()
@@ -224,8 +225,11 @@ start_stage setup-rest check bash scripts/setup.sh --rest
 # leaves about half of the 2 cores idle -- and the Tauri and Windows stages run their tests at
 # the normal priority. Started after one-answer instead (before this change), the Tauri stage's
 # 600 s of CPU at niceness 19 ended the run, alone, after every other stage.
+# (The Tauri stage's seller runner plays the Workers cells too when the wasm stage has
+# installed the npm package by then, SELLER_WORKERS_CONSUMER: seller-workers below.)
 start_stage tauri summary after_downloads \
-    env CARGO_TARGET_DIR=target/tauri-build BUILD_NICE=19 bash scripts/test-tauri.sh
+    env CARGO_TARGET_DIR=target/tauri-build BUILD_NICE=19 \
+    SELLER_WORKERS_CONSUMER="$ROOT/target/npm/consumer" bash scripts/test-tauri.sh
 start_stage windows summary after_downloads \
     env CARGO_TARGET_DIR=target/windows-build BUILD_NICE=19 bash scripts/test-windows.sh
 start_stage macos summary after_downloads \
@@ -288,6 +292,12 @@ fi
 start_stage python summary env BUILD_NICE=10 bash scripts/test-python.sh
 # wasm in node and headless Chromium, the npm tarball in node and in a Vite page.
 run_stage wasm summary bash scripts/test-wasm.sh
+# The seller table's values rows on the Workers relay (issue #68) need the npm package the wasm
+# stage installed: the Rust, CLI, C, Python and Tauri runners play those cells now
+# (scripts/seller-workers.sh), each with what its own stage built, in the background beside the
+# stages below, each face once its stage has ended (STAGE_MARKS; the Tauri stage's runner
+# played them already when the package was there when it ran).
+start_stage seller-workers summary env STAGE_MARKS="$LOG_DIR" bash scripts/seller-workers.sh
 finish_stage c summary
 # The Tauri, Windows and macos stages (started after setup) may go on past the wasm stage; they
 # build in directories of their own, so the stages below, in target, run beside them, and they
@@ -308,6 +318,7 @@ run_stage docs summary env DOCS_PREBUILT=1 node tests/docs/run.mjs
 finish_stage macos summary
 finish_stage tauri summary
 finish_stage windows summary
+finish_stage seller-workers summary
 # Every fuzz target for a bounded time (20 s each): any crash fails (corpus in fuzz/corpus).
 # FULL=1 only (above); the default run's tests stage replays the corpus.
 if full; then
@@ -320,8 +331,8 @@ run_stage faults check bash scripts/fault-table.sh
 # Perpetual fallback and trials (issue #54) from one table (tests/vectors/seller-rows.json),
 # the rows the tests, c, tauri, wasm and python stages' runners wrote (Rust, CLI, C
 # plain/ASan/valgrind, Tauri, Rust-on-wasm in node and Chromium, npm through the packed package,
-# Python through the wheel), as one table; fails
-# when a face's cell is missing, failed or disagrees.
+# Python through the wheel), with the values rows' Workers cells seller-workers added, as one
+# table; fails when a face's cell is missing (a Workers cell too), failed or disagrees.
 run_stage seller check bash scripts/seller-table.sh
 
 echo

@@ -840,6 +840,42 @@ pub fn write_tsv(face: &str, found: &[Found]) -> String {
     failures
 }
 
+/// Adds `face`'s rows `found` to its `target/seller-table/FACE.tsv`: the file's rows of other
+/// ids kept as they were, in their order, those of `found` replacing any of the same id
+/// (appended). Returns every failure of `found`, one a line. For a run that plays only some of
+/// the face's cells ([`workers_only`]) after its full run wrote the rest.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn merge_tsv(face: &str, found: &[Found]) -> String {
+    let (tsv, failures) = tsv(face, found);
+    let dir = table_dir();
+    std::fs::create_dir_all(&dir).expect("target/seller-table");
+    let file = dir.join(format!("{face}.tsv"));
+    let ours: Vec<&str> = found.iter().map(|f| f.id.as_str()).collect();
+    let old = std::fs::read_to_string(&file).unwrap_or_default();
+    let mut merged = String::from("face\trow\texpected\tgot\tresult\n");
+    for line in old.lines().skip(1) {
+        if !ours.contains(&line.split('\t').nth(1).unwrap_or_default()) {
+            merged.push_str(line);
+            merged.push('\n');
+        }
+    }
+    for line in tsv.lines().skip(1) {
+        merged.push_str(line);
+        merged.push('\n');
+    }
+    std::fs::write(&file, merged).expect("write the rows");
+    print!("{tsv}");
+    failures
+}
+
+/// Whether this run plays only the values rows' cells on the Workers relay
+/// (`POLAR_SELLER_ONLY=workers`): scripts/seller-workers.sh runs a face's runner so once the
+/// installed npm package is there, after the face's own stage played and wrote the rest.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn workers_only() -> bool {
+    std::env::var_os("POLAR_SELLER_ONLY").is_some_and(|v| v == "workers")
+}
+
 /// Plays every row of the table on `face` (each row on a thread of its own, with `run_row`),
 /// writes the face's TSV and fails the test on any failed row (or a table that lost rows).
 #[cfg(not(target_arch = "wasm32"))]
@@ -848,13 +884,25 @@ pub fn play(face: &str, run_row: impl Fn(&Row) -> Found + Sync) {
 }
 
 /// [`play`], with the values rows (issue #68, [`crate::values_rows::play_values`]) that
-/// `values` plays meanwhile written with the others.
+/// `values` plays meanwhile written with the others; with [`workers_only`], `values` alone
+/// (their Workers cells), added to the face's TSV ([`merge_tsv`]).
 #[cfg(not(target_arch = "wasm32"))]
 pub fn play_with_values(
     face: &str,
     run_row: impl Fn(&Row) -> Found + Sync,
     values: impl FnOnce() -> Vec<Found> + Send,
 ) {
+    if workers_only() {
+        // The Workers cells only ([`crate::values_rows::values_hosts`]), added to the TSV.
+        let found = values();
+        let failures = merge_tsv(face, &found);
+        assert!(!found.is_empty(), "the table lost its values rows");
+        assert!(
+            failures.is_empty(),
+            "{face}: seller table failures:\n{failures}"
+        );
+        return;
+    }
     let found = std::thread::scope(|s| {
         let values = s.spawn(values);
         let mut found = crate::each_on_a_thread(&rows(), run_row);

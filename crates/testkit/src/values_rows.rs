@@ -70,7 +70,12 @@ fn root() -> PathBuf {
 #[cfg(not(target_arch = "wasm32"))]
 /// The relay hosts a native runner plays: `native` always; `workers` when the installed npm
 /// package (`CONSUMER`) and scripts/npm's workerd are there (scripts/test-wasm.sh's stages).
+/// With [`workers_only`](crate::seller_rows::workers_only), `workers` alone, whether they are
+/// there or not (its world then fails to start, and so do its rows).
 pub fn values_hosts() -> Vec<&'static str> {
+    if crate::seller_rows::workers_only() {
+        return vec!["workers"];
+    }
     let workerd = root().join("scripts/npm/node_modules/.bin/workerd");
     let consumer = std::env::var_os("CONSUMER").filter(|c| !c.is_empty());
     match consumer {

@@ -28,6 +28,9 @@ use polar_license::portal::{
 use polar_license::proto::{parse_deactivate, Api, DeactivateRequest, HttpResponse, Server};
 use wasm_bindgen::prelude::*;
 
+mod follow;
+pub use follow::Follower;
+
 /// The organization and server of the module's options (`organizationId`, and `baseUrl`,
 /// else `server`, else production), checked as the client checks them.
 fn api(

@@ -271,10 +271,13 @@ async function play(row) {
         let got;
         try {
           const followed = await dev.followRotation(client, { key: KEY });
-          const kept = hereId !== null && followed.activationId === hereId;
+          // Kept: the follow validated with this machine's activation and the new string's
+          // record remembers it (the client's next check carries it).
+          let kept = hereId !== null && followed.activationId === hereId;
           let state;
           try {
-            await client.check(followed.key);
+            const checked = await client.check(followed.key);
+            kept &&= checked.activation?.id === hereId;
             state = 'licensed';
           } catch (e) {
             state = e.code ?? String(e);

@@ -74,6 +74,32 @@ export interface RecoverableKey {
   expiresAt: number | null;
 }
 
+/** `followRotation`'s answer: the rotated key followed to its new string. */
+export interface Followed {
+  /** The activation the new key was validated with: the one this machine held (no slot taken). */
+  activationId: string | null;
+  /** The new key took the old one's place as the client's remembered key. */
+  remembered: boolean;
+  /** The license under its new key (`displayKey` is the new key's). */
+  license: {
+    /** The key record's id (rotation keeps it). */
+    id: string;
+    /** Polar's display form of the new key (`****-6ED415`): what to show. */
+    displayKey: string;
+    benefitId: string;
+    /** Unix seconds (null: never). */
+    expiresAt: number | null;
+  };
+  /** The whole new key, for the app's own checks (not enumerable: never in JSON or logs). */
+  readonly key: string;
+}
+
+/** What `followRotation` reads and writes the cache through: a `LicenseClient` of `polar-license`. */
+export interface FollowingClient {
+  rememberedKey(): Promise<string | null>;
+  rememberKey(key: string): Promise<void>;
+}
+
 export interface DevicesOptions {
   /** The organization (UUID v4). */
   organizationId: string;
@@ -109,6 +135,14 @@ export class Devices {
   recover(): Promise<RecoverableKey[]>;
   /** Frees device `activationId` of `key` (no session needed). */
   free(key: string, activationId: string): Promise<void>;
+  /**
+   * Follows a rotated key (default: `client`'s remembered key) through the session to its new
+   * string, validated with the activation `client`'s cache remembers (kept: no slot taken); the
+   * old string's record forgotten, the new one remembered in its place when the old one was.
+   * Rejects with the session's failures, `not_found` (no key of that id, or not rotated),
+   * `invalid_input` (field `key`: nothing of its license cached here) or Polar's denial.
+   */
+  followRotation(client: FollowingClient, options?: { key?: string }): Promise<Followed>;
   toJSON(): { signedIn: boolean };
 }
 

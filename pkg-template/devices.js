@@ -35,6 +35,9 @@ function done(text) {
   return answer;
 }
 
+/** The door a `LicenseClient` keeps for this module's follow (license.js). */
+const DRIVE = Symbol.for('polar-license.drive');
+
 const TIMEOUT_MS = 30000;
 /** The most of an answer read: Polar's are a few KB; a page of 100 keys under 200 KB. */
 const MAX_BODY = 4 * 1024 * 1024;
@@ -180,6 +183,64 @@ export class Devices {
       const d = freed.denied;
       throw new DevicesError({ code: d.reason, reason: d.reason, status: d.status, message: d.userMessage });
     }
+  }
+
+  /**
+   * Follows a rotated key (issue #64 item 4): rotation at Polar keeps a key's id, limits and
+   * activations, and the old string answers `not_found` at once. Through this session, the
+   * customer's keys are read for the id `client`'s cache remembers of `key`'s license (default:
+   * the client's remembered key); the new string is validated with the activation that cache
+   * remembers, so no slot is taken, and its record remembers it; once Polar grants it, the old
+   * string's record is forgotten and, when it was the remembered key, the new one is remembered
+   * in its place. The steps are the core's follow machine (this module's wasm), its reads and
+   * writes of the cache done by `client` (a `LicenseClient` of `polar-license`). Resolves
+   * `{ activationId, remembered, license: { id, displayKey, benefitId, expiresAt } }` with the
+   * new `key` (not enumerable: never in JSON or logs); rejects with the
+   * session's failures, `not_found` (no key of that id, or not rotated), `invalid_input` (field
+   * `key`: nothing of its license is cached here), or Polar's denial of the new string (its
+   * reason as `code`, with `status`).
+   */
+  async followRotation(client, { key } = {}) {
+    if (typeof client?.[DRIVE] !== 'function') throw new DevicesError({ code: 'invalid_input', reason: 'invalid_input', field: 'client', message: "client must be a LicenseClient of 'polar-license'" });
+    if (key !== undefined && typeof key !== 'string') throw new DevicesError({ code: 'invalid_input', reason: 'invalid_input', field: 'key', message: 'key must be a string' });
+    if (this.#session === null) throw new DevicesError({ code: 'not_signed_in', reason: 'invalid_input', message: 'not signed in' });
+    const old = key ?? (await client.rememberedKey());
+    if (old === null) throw new DevicesError({ code: 'invalid_input', reason: 'invalid_input', field: 'key', message: 'no key given and none remembered' });
+    const c = await load();
+    // Signed mode's nonce for the validate: the host's random bytes (none where it has none).
+    let random;
+    try {
+      random = Array.from(globalThis.crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, '0')).join('');
+    } catch {
+      random = undefined;
+    }
+    const session = this.#session;
+    let follower;
+    let end;
+    try {
+      // The client drives the machine with its storage, locks and fetch.
+      end = (
+        await client[DRIVE]((options, secret, now) => {
+          follower = new c.Follower(options, secret, now, session, old, random);
+          return [follower.start(), (given, body) => follower.give(given, body)];
+        })
+      ).done;
+    } finally {
+      follower?.free();
+    }
+    if (end.error) {
+      if (end.error.code === 'session_expired') this.#session = null;
+      throw new DevicesError(end.error);
+    }
+    if (end.denied) {
+      const d = end.denied;
+      throw new DevicesError({ code: d.reason, reason: d.reason, status: d.status, message: d.userMessage });
+    }
+    // The remembered key is the client's own entry: the new string in the old one's place.
+    const remembered = end.forgot && (await client.rememberedKey()) === old;
+    if (remembered) await client.rememberKey(end.key);
+    const followed = { activationId: end.activationId, remembered, license: end.license };
+    return Object.defineProperty(followed, 'key', { value: end.key, enumerable: false });
   }
 
   /** A session never shows: not in `console.log`, `JSON.stringify` or `util.inspect`. */

@@ -542,7 +542,8 @@ async function send(ask, timeout, fetchFn = fetch) {
   let reading = false;
   try {
     const resp = await fetchFn(ask.url, {
-      method: 'POST',
+      // polar-license/devices's follow asks a GET of the customer portal (no body).
+      method: ask.method ?? 'POST',
       headers: ask.headers,
       body: ask.body,
       redirect: 'manual',
@@ -1489,6 +1490,19 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = [], 
         release?.();
         if (mark) asking.delete(mark);
       }
+    }
+
+    /**
+     * polar-license/devices's door (issue #64 item 4: a rotated key's follow, the core's machine
+     * in that module's wasm): `start(options, secret, now)` makes the machine with this client's
+     * options (JSON text, as the engine's), install secret and clock, and answers `[its first
+     * want, give(given, body) → the next]` (the engine's JSON); driven here as the engine's
+     * machines are, with this client's storage, locks and fetch. Resolves its `{ done }`.
+     */
+    async [Symbol.for('polar-license.drive')](start) {
+      await this.#open();
+      const [first, give] = start(JSON.stringify(this.#options), await this.#secret(), this.#now());
+      return this.#drive({ call: (_, a) => give(a[1], a[2]) }, JSON.parse(first));
     }
 
     /**

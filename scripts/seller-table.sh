@@ -67,8 +67,8 @@ mapfile -t ROWS < <(node -e '
 VALUES_PENDING=()
 # Cells a face does not play yet, as FACE:ROW, each with its reason below: shown as pending and
 # failing nothing while the face's TSV has no such row (once it has, the cell counts).
-CELLS_PENDING=(npm:devices_rotated_key)
-declare -A PENDING_WHY=([npm:devices_rotated_key]="npm: a rotated key's follow is not in the package yet (the core's follow machine needs the client's cache, which polar-license/devices cannot reach without growing the default entry)")
+CELLS_PENDING=()
+declare -A PENDING_WHY=()
 # A values row on the Workers relay needs workerd and the installed npm package (CONSUMER): a
 # face's runner plays it when both are there (scripts/test-wasm.sh's stages,
 # scripts/seller-workers.sh) and writes no cell otherwise; a missing one fails, shown as not

@@ -119,6 +119,11 @@ impl SchemaLicense {
         }
     }
 
+    /// The id of the activation answered with it, if any.
+    pub fn activation_id(&self) -> Option<&str> {
+        self.activation_ids.as_ref().map(|(id, _)| id.as_str())
+    }
+
     /// The activation answered with it, as Polar's model writes it, or `null`.
     pub fn write_activation(&self, out: &mut JsonOut) {
         match &self.activation {
@@ -161,6 +166,13 @@ impl LicenseData for SchemaLicense {
 
     fn display_key(&self) -> &str {
         &self.display_key
+    }
+
+    fn key_id(&self) -> String {
+        self.license
+            .member("id")
+            .and_then(|v| v.string())
+            .unwrap_or_default()
     }
 
     fn benefit_id(&self) -> &str {

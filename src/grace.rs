@@ -138,6 +138,8 @@ pub trait LicenseData: Clone + std::fmt::Debug + PartialEq {
     fn expires_at(&self) -> Option<i64>;
     /// Polar's `display_key` (`****-6ED415`).
     fn display_key(&self) -> &str;
+    /// The license key's record id (rotation keeps it: [`crate::flow::follow`]).
+    fn key_id(&self) -> String;
     /// The license-key benefit (the tier).
     fn benefit_id(&self) -> &str;
     /// Usages left before `limit_usage` (`None` when unlimited).
@@ -203,6 +205,10 @@ impl LicenseData for ValidatedLicenseKey {
 
     fn display_key(&self) -> &str {
         &self.license_key.display_key
+    }
+
+    fn key_id(&self) -> String {
+        self.license_key.id.clone()
     }
 
     fn benefit_id(&self) -> &str {

@@ -17,6 +17,7 @@
 //! the old one's place after the machine ([`Follow::forgot`] says whether the old record was
 //! forgotten): the remembered key is the shell's own entry, not the slot's.
 
+use super::check::Validated;
 use super::ctx::{status_of, Ctx};
 use super::step::{Given, Heard, Machine, Want};
 use super::update::Update;
@@ -36,34 +37,35 @@ use std::sync::Arc;
 pub type Slots<'a> = Box<dyn Fn(&Key) -> Result<Arc<Slot>, Error> + 'a>;
 
 /// Where the follow is.
-enum Phase {
+enum Phase<L: Validated> {
     Read,
     /// Asking for this page of the customer's keys.
     Page(u32, PortalRequest),
-    Validate(Box<Update>),
+    Validate(Box<Update<L>>),
     Lock,
     Remove,
     Unlock,
     Done,
 }
 
-/// One follow of a rotated key.
-pub struct Follow<'a> {
+/// One follow of a rotated key. `L` is how the slot's records hold a license (the Rust
+/// clients' typed model; the npm devices module's schema reading, as the npm engine's).
+pub struct Follow<'a, L: Validated = ValidatedLicenseKey> {
     old: Key,
     slot: Result<Arc<Slot>, Error>,
     session: SessionToken,
     portal: Portal,
     slots: Slots<'a>,
     now: i64,
-    phase: Phase,
+    phase: Phase<L>,
     /// What the old string's record holds: its license's record id, its activation.
     key_id: String,
     activation: Option<StoredActivation>,
-    answer: Option<Result<(Key, Verdict<ValidatedLicenseKey>), PortalError>>,
+    answer: Option<Result<(Key, Verdict<L>), PortalError>>,
     forgot: bool,
 }
 
-impl std::fmt::Debug for Follow<'_> {
+impl<L: Validated> std::fmt::Debug for Follow<'_, L> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Follow")
             .field("old", &self.old)
@@ -79,17 +81,17 @@ fn nothing_cached() -> PortalError {
     ))
 }
 
-impl<'a> Follow<'a> {
+impl<'a, L: Validated> Follow<'a, L> {
     /// A follow of `old` (its slot, or why it cannot be had) through the customer `session`,
     /// the new string's slot had by `slots`, at the clock reading `now` (unix seconds).
     pub fn new(
-        ctx: &Ctx<'_>,
+        ctx: &Ctx<'_, L>,
         old: Key,
         slot: Result<Arc<Slot>, Error>,
         session: SessionToken,
         slots: Slots<'a>,
         now: i64,
-    ) -> Follow<'a> {
+    ) -> Follow<'a, L> {
         let mut follow = Follow {
             old,
             slot,
@@ -111,7 +113,7 @@ impl<'a> Follow<'a> {
 
     /// The answer: `Ok((new key, Polar's verdict))`, or why not (as the native
     /// `Licensing::follow_rotation` types it).
-    pub fn answer(self) -> Result<(Key, Verdict<ValidatedLicenseKey>), PortalError> {
+    pub fn answer(self) -> Result<(Key, Verdict<L>), PortalError> {
         self.answer.unwrap_or_else(|| {
             Err(PortalError::of_error(Error::Cache {
                 detail: "the follow was not driven to its end".to_string(),
@@ -124,7 +126,7 @@ impl<'a> Follow<'a> {
         self.forgot
     }
 
-    fn end(&mut self, answer: Result<(Key, Verdict<ValidatedLicenseKey>), PortalError>) {
+    fn end(&mut self, answer: Result<(Key, Verdict<L>), PortalError>) {
         self.answer = Some(answer);
         self.phase = Phase::Done;
     }
@@ -144,7 +146,7 @@ impl<'a> Follow<'a> {
     }
 
     /// Gives the follow what happened in answer to its last [`Want`].
-    pub fn give(&mut self, ctx: &Ctx<'_>, given: Given) {
+    pub fn give(&mut self, ctx: &Ctx<'_, L>, given: Given) {
         let phase = std::mem::replace(&mut self.phase, Phase::Done);
         self.phase = match (phase, given) {
             (Phase::Read, Given::Read(Ok(stored))) => {
@@ -158,7 +160,7 @@ impl<'a> Follow<'a> {
                 let Some(good) = &record.good else {
                     return self.end(Err(nothing_cached()));
                 };
-                self.key_id = good.license.license_key.id.clone();
+                self.key_id = good.license.key_id();
                 self.activation = status.activation;
                 return self.page(1);
             }
@@ -228,7 +230,7 @@ impl<'a> Follow<'a> {
     }
 
     /// The validate driven on, or its answer taken once it is done.
-    fn step(&mut self, update: Box<Update>) -> Phase {
+    fn step(&mut self, update: Box<Update<L>>) -> Phase<L> {
         if !matches!(update.want(), Want::Done) {
             return Phase::Validate(update);
         }
@@ -251,11 +253,11 @@ impl<'a> Follow<'a> {
     }
 }
 
-impl Machine for Follow<'_> {
+impl<L: Validated> Machine<L> for Follow<'_, L> {
     fn want(&self) -> Want<'_> {
         Follow::want(self)
     }
-    fn give(&mut self, ctx: &Ctx<'_>, given: Given) {
+    fn give(&mut self, ctx: &Ctx<'_, L>, given: Given) {
         Follow::give(self, ctx, given);
     }
     fn key(&self) -> &Key {

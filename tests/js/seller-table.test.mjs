@@ -27,7 +27,7 @@ import { playValuesRow, renderValue, startWorld } from './values-rows.mjs';
 import { WORKERD } from './workerd.mjs';
 
 const { LicenseClient } = await pkg();
-const { Devices } = await import(pathToFileURL(join(PACKAGE_DIR, 'devices.js')).href);
+const { Devices, DevicesError } = await import(pathToFileURL(join(PACKAGE_DIR, 'devices.js')).href);
 const { recordUsage } = await import(pathToFileURL(join(PACKAGE_DIR, 'usage.js')).href);
 
 const DAY = 86400;
@@ -264,6 +264,32 @@ async function play(row) {
         await post(base, `/__emulator/keys/${KEY}/rotate`, {});
         continue;
       }
+      if (step.do === 'follow_rotation') {
+        // The rotated key followed through the session with the row's client (its cache holds
+        // the old string's license and this machine's activation), then the new string checked
+        // as the app would: licensed from the record the follow wrote.
+        let got;
+        try {
+          const followed = await dev.followRotation(client, { key: KEY });
+          // Kept: the follow validated with this machine's activation and the new string's
+          // record remembers it (the client's next check carries it).
+          let kept = hereId !== null && followed.activationId === hereId;
+          let state;
+          try {
+            const checked = await client.check(followed.key);
+            kept &&= checked.activation?.id === hereId;
+            state = 'licensed';
+          } catch (e) {
+            state = e.code ?? String(e);
+          }
+          got = `followed:${state},activation:${kept ? 'kept' : 'changed'}`;
+        } catch (e) {
+          // Polar's denial of the new string (its status), else the follow's typed failure.
+          got = e instanceof DevicesError && e.status !== undefined ? `followed:${e.code},activation:changed` : (e.code ?? String(e));
+        }
+        compare(i, step, { verdict: got });
+        continue;
+      }
       if (step.do === 'offline') {
         await post(base, '/__emulator/fault', { kind: 'close_immediately' });
         continue;
@@ -351,12 +377,7 @@ async function playValues(host) {
 const valuesHosts = process.env.POLAR_CLI ? ['native', ...(existsSync(WORKERD) ? ['workers'] : [])] : [];
 
 test('every seller row through the packed package (target/seller-table/npm.tsv)', async () => {
-  // A rotated key's follow is not in the npm package yet (issue #64 item 4: the core's follow
-  // machine reads and writes the client's cache, which polar-license/devices cannot reach
-  // without growing the default entry): its row is not played here, and scripts/seller-table.sh
-  // shows the cell as pending (CELLS_PENDING), not as passed.
-  const npmPlays = (r) => !r.world && !r.steps.some((s) => s.do === 'follow_rotation');
-  const [plain, ...values] = await Promise.all([Promise.all(rows().filter(npmPlays).map(play)), ...valuesHosts.map(playValues)]);
+  const [plain, ...values] = await Promise.all([Promise.all(rows().filter((r) => !r.world).map(play)), ...valuesHosts.map(playValues)]);
   const all = [...plain, ...values.flat()];
   let tsv = 'face\trow\texpected\tgot\tresult\n';
   const failures = [];

@@ -1,7 +1,8 @@
 // Types of polar-license/devices (issue #64), checked by tsc against the installed tarball
 // (scripts/test-wasm.sh's npm-types): sign in, list a key's devices, free one, and read a
 // typed failure; the @ts-expect-error lines are mistakes the types must refuse.
-import { Devices, DevicesError, devices, type Device, type DeviceList, type RecoverableKey } from 'polar-license/devices';
+import { Devices, DevicesError, devices, type Device, type DeviceList, type Followed, type RecoverableKey } from 'polar-license/devices';
+import { LicenseClient } from 'polar-license';
 
 async function outOfActivations(key: string, here: string | null): Promise<string[]> {
   const d: Devices = devices({ organizationId: '2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10', server: 'sandbox', timeoutMs: 10_000 });
@@ -46,3 +47,18 @@ async function lostKey(d: Devices): Promise<string | undefined> {
   return `${shown} ${expires} ${first.key.length}`;
 }
 void lostKey;
+
+// A rotated key followed (issue #64 item 4) with the app's LicenseClient: the new key's display
+// form to show, the whole new key (read-only) for the app's own checks.
+async function rotated(d: Devices, client: LicenseClient): Promise<string> {
+  const followed: Followed = await d.followRotation(client);
+  const again = await d.followRotation(client, { key: 'OLD-KEY' });
+  const kept: string | null = followed.activationId;
+  const remembered: boolean = followed.remembered;
+  // @ts-expect-error: the whole key is read-only
+  followed.key = 'x';
+  // @ts-expect-error: the client is required
+  await d.followRotation();
+  return `${kept} ${remembered} ${again.license.displayKey} ${followed.key.length}`;
+}
+void rotated;

@@ -8,6 +8,10 @@
 //! over the host's `fetch` and hands the answer back. The default entry's wasm carries none of
 //! it: this module is loaded on the first call of `polar-license/devices`.
 //!
+//! A rotated key's follow ([`Follower`], issue #64 item 4) is the core's follow machine, whose
+//! reads and writes of the client's cache and requests are done by the app's `LicenseClient`
+//! (its drive loop, through the door `license.js` keeps for this module): see `follow.rs`.
+//!
 //! Every function answers JSON: `{"send": {method, url, headers: [[name, value]], body}}` (a
 //! request for the host to send), `{"done": …}`, or `{"error": {code, reason, message,
 //! retryAfter?, customers?}}` (`code`: the CLI's `portal_error`, docs/interfaces.md §2),
@@ -27,6 +31,9 @@ use polar_license::portal::{
 };
 use polar_license::proto::{parse_deactivate, Api, DeactivateRequest, HttpResponse, Server};
 use wasm_bindgen::prelude::*;
+
+mod follow;
+pub use follow::Follower;
 
 /// The organization and server of the module's options (`organizationId`, and `baseUrl`,
 /// else `server`, else production), checked as the client checks them.

@@ -5,6 +5,7 @@
 //! unsigned mode, straight at the emulator, where no value is known.
 
 use polar_license_emulator::{Seed, DEMO_ORGANIZATION_ID, DEMO_TOKEN};
+use polar_license_testkit::lease_proxy::{proxy, ALTER, DOWN};
 use polar_license_testkit::{
     clean_command, feature_flag, relay_keygen, relay_serve, subscribed_key, Launch, ScratchDir,
     Served,
@@ -227,4 +228,110 @@ fn signed_values_reach_check_validate_and_the_entitlement_command() {
         json!({"name": "role", "value": null, "state": "not_licensed"})
     );
     assert_eq!(v["entitlements"], Value::Null);
+}
+
+// ---- Issue #68: the signed lease verifies offline; a lease whose values were altered is refused
+
+#[test]
+fn the_signed_lease_verifies_offline_and_a_lease_with_altered_values_is_refused() {
+    let dir = ScratchDir::new("cli-entitlements-offline");
+    let polar = emulator(&seed_file(&dir));
+    let (signing_key, pair) = relay_keygen(BIN, &dir, "relay.key");
+    let relay = Served::start_with_banner(
+        relay_serve(BIN, &polar.url, &signing_key)
+            .args(["--port", "0", "--store", "memory", "--sign-entitlements"])
+            .args(["--per-ip", "0", "--per-key", "0"])
+            .env("POLAR_ACCESS_TOKEN", DEMO_TOKEN),
+        "serving until killed",
+    )
+    .0;
+    let proxy = proxy(
+        &relay.url,
+        b"\"max_upload_size\":10",
+        b"\"max_upload_size\":90",
+    );
+    let want = json!({"max_upload_size": 10, "role": "editor", "ratio": 1.5, "beta": true});
+    let cached = ScratchDir::new("cli-entitlements-cached");
+    let check = |dir: &ScratchDir| {
+        let o = client(
+            &proxy.url,
+            dir,
+            Some(&pair),
+            &["--json", "check", "--key", KEY],
+        );
+        (json_of(&o), o)
+    };
+
+    // Through the proxy passing answers as they came: licensed online with the lease's values
+    // (the first lease may go without them: the relay reads the customer after it).
+    let start = Instant::now();
+    loop {
+        let (v, o) = check(&cached);
+        assert_eq!(o.status.code(), Some(0), "{o:?}");
+        if v["entitlements"] == want {
+            assert_eq!(v["source"], "online", "{v}");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "no values: {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Offline: the relay unreachable, the lease kept in the cache verifies with the relay's
+    // public key alone, and its values are read.
+    proxy.set(DOWN);
+    let (v, o) = check(&cached);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert_eq!(
+        (&v["outcome"], &v["source"]),
+        (&json!("licensed"), &json!("cache")),
+        "{v}"
+    );
+    assert_eq!(v["entitlements"], want, "{v}");
+    let o = client(
+        &proxy.url,
+        &cached,
+        Some(&pair),
+        &["entitlement", "max_upload_size", "--key", KEY],
+    );
+    assert_eq!(
+        (o.status.code(), text(&o.stdout)),
+        (Some(0), "10\n".to_string()),
+        "{o:?}"
+    );
+
+    // Altered on the way (`10` made `90` inside the signed payload): not the relay's lease.
+    proxy.set(ALTER);
+    // An app with nothing cached: refused, no value read.
+    let fresh = ScratchDir::new("cli-entitlements-altered");
+    for _ in 0..2 {
+        let (v, o) = check(&fresh);
+        assert_ne!(
+            o.status.code(),
+            Some(0),
+            "a lease that does not verify licensed: {o:?}"
+        );
+        assert_ne!(v["outcome"], "licensed", "{v}");
+        assert_eq!(v["reason"], "protocol_error", "{v}");
+        assert_eq!(v["entitlements"], Value::Null, "{v}");
+    }
+    let o = client(
+        &proxy.url,
+        &fresh,
+        Some(&pair),
+        &["--json", "entitlement", "max_upload_size", "--key", KEY],
+    );
+    assert_ne!(o.status.code(), Some(0), "{o:?}");
+    let v = json_of(&o);
+    assert_eq!(
+        v["entitlement"]["value"],
+        Value::Null,
+        "the altered value was read: {v}"
+    );
+    // The app holding the earlier lease: the altered answer is not Polar's; it licenses from
+    // its cache with the values of the lease it verified then, never the altered ones.
+    let (v, o) = check(&cached);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert_eq!(v["source"], "cache", "{v}");
+    assert_eq!(v["entitlements"], want, "{v}");
+    assert!(proxy.edited() >= 3, "the proxy altered the leases");
 }

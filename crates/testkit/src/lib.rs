@@ -41,6 +41,9 @@ pub mod trials;
 /// The seller table's values rows (issue #68) for the native runners.
 pub mod values_rows;
 
+/// A proxy that alters a relay's leases or answers nothing (issue #68).
+#[cfg(not(target_arch = "wasm32"))]
+pub mod lease_proxy;
 #[cfg(not(target_arch = "wasm32"))]
 mod native;
 #[cfg(not(target_arch = "wasm32"))]

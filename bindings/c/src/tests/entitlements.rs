@@ -16,6 +16,7 @@ use polar_license_relay::{
     serve_with, Limits, Rate, Relay, RelayConfig, Running, ServeOptions, StoreConfig,
 };
 use polar_license_testkit::ids::{CUSTOMER, LICENSE, PRO, SUBSCRIPTION};
+use polar_license_testkit::lease_proxy::{proxy, ALTER, DOWN};
 use polar_license_testkit::{feature_flag, subscribed_key, ScratchDir};
 use serde_json::json;
 use std::ptr;
@@ -214,4 +215,80 @@ fn signed_values_are_read_typed_and_unsigned_mode_knows_none() {
     assert_eq!(int, -7);
     polar_license_result_free(result);
     drop(relay);
+}
+
+/// KEY's `max_upload_size` in `result`, if it has one (an `Int`).
+fn max_upload_size(result: *const polar_license_result) -> Option<i64> {
+    let mut int = -7i64;
+    polar_license_result_entitlement_int(result, c("max_upload_size").as_ptr(), &mut int)
+        .then_some(int)
+}
+
+/// Issue #68: the signed lease with values verifies offline (the relay unreachable, the lease
+/// kept in the cache licenses with its values), and a lease whose values were altered on the
+/// way (`10` made `90` inside its signed payload) is refused, no altered value read.
+#[test]
+fn the_signed_lease_verifies_offline_and_a_lease_with_altered_values_is_refused() {
+    let polar = Emulator::start(seed(), Options::default()).expect("starts");
+    let (relay, pair) = relay(&polar);
+    let proxy = proxy(
+        &relay.url(),
+        b"\"max_upload_size\":10",
+        b"\"max_upload_size\":90",
+    );
+    let dir = ScratchDir::new("c-entitlements-offline");
+    let app = client(&proxy.url, &dir, Some(&pair));
+    // Through the proxy passing answers as they came: online, with the values.
+    let start = Instant::now();
+    loop {
+        let result = check(&app);
+        let value = max_upload_size(result);
+        let source = polar_license_result_source(result);
+        polar_license_result_free(result);
+        if value.is_some() {
+            assert_eq!((value, source), (Some(10), polar_license_source::Online));
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "no values");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // Offline: the cached lease verifies with the relay's public key alone.
+    proxy.set(DOWN);
+    let result = check(&app);
+    assert_eq!(
+        polar_license_result_source(result),
+        polar_license_source::Cache
+    );
+    assert_eq!(max_upload_size(result), Some(10));
+    polar_license_result_free(result);
+
+    // Altered: a client with nothing cached is refused (not the relay's answer), no value.
+    proxy.set(ALTER);
+    let fresh_dir = ScratchDir::new("c-entitlements-altered");
+    let fresh = client(&proxy.url, &fresh_dir, Some(&pair));
+    for _ in 0..2 {
+        let mut result = ptr::null_mut();
+        let status = polar_license_client_check(fresh.0, c(KEY).as_ptr(), &mut result);
+        assert_eq!(status, polar_license_status::Ok);
+        assert!(
+            !polar_license_result_is_licensed(result),
+            "a lease that does not verify licensed"
+        );
+        assert_eq!(
+            polar_license_result_reason(result),
+            polar_license_reason::ProtocolError
+        );
+        assert_eq!(max_upload_size(result), None, "an altered value was read");
+        polar_license_result_free(result);
+    }
+    // The client holding the earlier lease: from its cache, the values it verified then.
+    let result = check(&app);
+    assert_eq!(
+        polar_license_result_source(result),
+        polar_license_source::Cache
+    );
+    assert_eq!(max_upload_size(result), Some(10));
+    polar_license_result_free(result);
+    assert!(proxy.edited() >= 3, "the proxy altered the leases");
 }

@@ -9,10 +9,12 @@ use polar_license::portal::{PortalError, SessionToken};
 use polar_license::{ActivateRequest, Licensing, MachineBinding, Verdict as Answer};
 use polar_license_emulator::DEMO_KEY;
 use polar_license_testkit::seller_rows::{
-    codes_cell, devices_cell, followed_cell, play_with_values, recovered_cell, shows_key, Found,
-    Row, RowPolar, Step, Verdict, DEVICES_EMAIL,
+    activated_cell, codes_cell, followed_answer_cell, listed_cell, play_with_values,
+    recovered_cell, refusal, shows_key, Found, Row, RowPolar, Step, Verdict, DEVICES_EMAIL,
 };
-use polar_license_testkit::values_rows::{play_values, ValuesFace, World};
+use polar_license_testkit::values_rows::{
+    check_cell, play_values, usage_cell, value_cell, Hello, ValuesFace,
+};
 use polar_license_testkit::{cli_bin, licensing_builder, relay_in_front_of, ScratchDir};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -58,15 +60,11 @@ fn run_row(row: &Row) -> Found {
                 found.compare(i, want.as_ref(), &got);
             }
             Step::TryActivate(want) => {
-                let got = match app.activate(&ActivateRequest::new(DEMO_KEY, "This laptop")) {
-                    Ok(Answer::Accepted(a)) => {
-                        mine = Some(a.activation.id);
-                        "activated".to_string()
-                    }
-                    Ok(Answer::Denied(d)) => d.reason.code().to_string(),
-                    Err(e) => e.reason().code().to_string(),
-                };
-                found.compare(i, want.as_ref(), &Verdict::word(got));
+                let answer = app.activate(&ActivateRequest::new(DEMO_KEY, "This laptop"));
+                if let Ok(Answer::Accepted(a)) = &answer {
+                    mine = Some(a.activation.id.clone());
+                }
+                found.compare(i, want.as_ref(), &Verdict::word(activated_cell(&answer)));
             }
             Step::SignIn => {
                 let signed = app
@@ -79,12 +77,7 @@ fn run_row(row: &Row) -> Found {
                 }
             }
             Step::Devices(want) => {
-                let got = match listed(&app, session.as_ref()) {
-                    Ok(d) => {
-                        devices_cell(d.devices.len(), d.devices.iter().any(|d| d.this_machine))
-                    }
-                    Err(e) => e.code().to_string(),
-                };
+                let got = listed_cell(listed(&app, session.as_ref()));
                 found.compare(i, want.as_ref(), &Verdict::word(got));
             }
             Step::FreeOther => {
@@ -106,13 +99,7 @@ fn run_row(row: &Row) -> Found {
                     Some(relay) => app.list_devices_via_relay(&relay.url, DEMO_KEY),
                     None => Err(PortalError::NotSignedIn),
                 };
-                let got = match listed {
-                    Ok(d) => {
-                        devices_cell(d.devices.len(), d.devices.iter().any(|d| d.this_machine))
-                    }
-                    Err(e) => e.code().to_string(),
-                };
-                found.compare(i, want.as_ref(), &Verdict::word(got));
+                found.compare(i, want.as_ref(), &Verdict::word(listed_cell(listed)));
             }
             // "I lost my key": the customer's keys through the session, the one shown as the
             // row's key activated here by its id.
@@ -131,11 +118,7 @@ fn run_row(row: &Row) -> Found {
                     match app.client().request_sign_in_code(DEVICES_EMAIL) {
                         Ok(()) => sent += 1,
                         Err(e) => {
-                            let wait = match e {
-                                PortalError::RateLimited(wait) => wait,
-                                _ => None,
-                            };
-                            refused = Some((e.code(), wait));
+                            refused = Some(refusal(&e));
                             break;
                         }
                     }
@@ -149,14 +132,7 @@ fn run_row(row: &Row) -> Found {
                     .as_ref()
                     .ok_or(PortalError::NotSignedIn)
                     .and_then(|s| app.follow_rotation(s, DEMO_KEY));
-                let got = match followed {
-                    Ok((_, Answer::Accepted(v))) => followed_cell(
-                        "licensed",
-                        mine.is_some() && v.activation.map(|a| a.id) == mine,
-                    ),
-                    Ok((_, Answer::Denied(d))) => followed_cell(d.reason.code(), false),
-                    Err(e) => e.code().to_string(),
-                };
+                let got = followed_answer_cell(followed, mine.as_deref());
                 found.compare(i, want.as_ref(), &Verdict::word(got));
             }
             Step::Revoke(_)
@@ -178,11 +154,7 @@ fn recovered(app: &Licensing, session: Option<&SessionToken>) -> Result<String, 
         return Ok("unlisted".to_string());
     };
     let activated = app.recover_key(session, &lost.id, "Recovered here")?;
-    Ok(recovered_cell(&match activated.online {
-        Ok(Answer::Accepted(_)) => "activated".to_string(),
-        Ok(Answer::Denied(d)) => d.reason.code().to_string(),
-        Err(e) => e.reason().code().to_string(),
-    }))
+    Ok(recovered_cell(&activated_cell(&activated.online)))
 }
 
 /// The key's devices through the row's session (none: not signed in).
@@ -203,7 +175,7 @@ struct RustFace {
 }
 
 impl RustFace {
-    fn new(world: &World) -> RustFace {
+    fn new(world: &Hello) -> RustFace {
         RustFace {
             org: world.org.clone(),
             keys: polar_license::lease::RelayKeys::parse(&world.pair).expect("the relay's key"),
@@ -236,53 +208,22 @@ impl RustFace {
 }
 
 impl ValuesFace for RustFace {
-    fn value(&self, relay: &str, key: &str, name: &str) -> String {
+    async fn value(&self, relay: &str, key: &str, name: &str) -> String {
         let app = self.app(relay);
         let _ = app.check(key);
-        app.entitlement(name)
-            .map_or("absent".to_string(), |v| v.to_string())
+        value_cell(app.entitlement(name))
     }
 
-    fn usage(&self, relay: &str, key: &str, meter: &str, units: f64, id: &str) -> String {
-        use polar_license::usage::UsageAnswer;
-        let balance = |b: Option<f64>| b.map_or("?".to_string(), |b| b.to_string());
+    async fn usage(&self, relay: &str, key: &str, meter: &str, units: f64, id: &str) -> String {
         let app = self.app(relay);
-        match app
-            .record_usage(Some(relay), &key.into(), meter, units, Some(id))
-            .1
-        {
-            Ok(UsageAnswer::Recorded {
-                duplicate,
-                balance: b,
-            }) => format!(
-                "{} balance:{}",
-                if duplicate { "duplicate" } else { "recorded" },
-                balance(b)
-            ),
-            Ok(UsageAnswer::CreditsExhausted { balance: b }) => {
-                format!("credits_exhausted balance:{}", balance(Some(b)))
-            }
-            Ok(UsageAnswer::Backlog { .. }) => "usage_backlog".to_string(),
-            Ok(UsageAnswer::Denied(d)) => d.reason.code().to_string(),
-            Err(e) => e.reason().code().to_string(),
-        }
+        usage_cell(
+            app.record_usage(Some(relay), &key.into(), meter, units, Some(id))
+                .1,
+        )
     }
 
-    fn relay_check(&self, relay: &str, key: &str) -> String {
-        use polar_license::grace::CheckOutcome;
-        match self.app(relay).check(key) {
-            CheckOutcome::Licensed { .. } => "licensed".to_string(),
-            CheckOutcome::Denied(d) => match d.stopped {
-                Some(s) => format!(
-                    "{} · {}{}",
-                    d.reason.code(),
-                    s.kind.code(),
-                    s.until.map_or(String::new(), |u| format!(" until={u}"))
-                ),
-                None => d.reason.code().to_string(),
-            },
-            other => other.reason().map_or("none", |r| r.code()).to_string(),
-        }
+    async fn relay_check(&self, relay: &str, key: &str) -> String {
+        check_cell(&self.app(relay).check(key))
     }
 }
 

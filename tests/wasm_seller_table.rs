@@ -21,7 +21,7 @@
 //! face's values cells from the node run alone.
 #![cfg(target_arch = "wasm32")]
 
-use polar_license::grace::{CheckOutcome, GracePolicy};
+use polar_license::grace::GracePolicy;
 use polar_license::lease::RelayKeys;
 use polar_license::portal::{PortalError, SessionToken};
 use polar_license::wasm::{date_now, AsyncLicensing};
@@ -32,10 +32,13 @@ use polar_license_testkit::fetch::{
     set_fault_at, set_rate_limit, Versioned,
 };
 use polar_license_testkit::seller_rows::{
-    codes_cell, devices_cell, emailed_code, followed_cell, recovered_cell, rows, seconds,
-    shows_key, tsv, Found, Row, Step, Verdict, DEVICES_EMAIL, TSV_MARKER,
+    activated_cell, codes_cell, emailed_code, followed_answer_cell, listed_cell, recovered_cell,
+    refusal, rows, seconds, shows_key, tsv, Found, Row, Step, Verdict, DEVICES_EMAIL, TSV_MARKER,
 };
-use polar_license_testkit::values_rows::{values_rows, ValuesRow, POLL};
+use polar_license_testkit::values_rows::{
+    check_cell, play_row, usage_cell, value_cell, values_rows, Hello, ValuesFace, ValuesRow,
+    ValuesWorld,
+};
 use serde_json::{json, Value};
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -104,29 +107,17 @@ async fn run_row(row: &Row) -> Found {
                     Some(s) => app.follow_rotation(s, key.as_str()).await,
                     None => Err(PortalError::NotSignedIn),
                 };
-                let got = match followed {
-                    Ok((_, Answer::Accepted(v))) => followed_cell(
-                        "licensed",
-                        mine.is_some() && v.activation.map(|a| a.id) == mine,
-                    ),
-                    Ok((_, Answer::Denied(d))) => followed_cell(d.reason.code(), false),
-                    Err(e) => e.code().to_string(),
-                };
+                let got = followed_answer_cell(followed, mine.as_deref());
                 found.compare(i, want.as_ref(), &Verdict::word(got));
             }
             Step::TryActivate(want) => {
                 let answer = app
                     .activate(&ActivateRequest::new(key.as_str(), "This laptop"))
                     .await;
-                let got = match answer {
-                    Ok(Answer::Accepted(a)) => {
-                        mine = Some(a.activation.id);
-                        "activated".to_string()
-                    }
-                    Ok(Answer::Denied(d)) => d.reason.code().to_string(),
-                    Err(e) => e.reason().code().to_string(),
-                };
-                found.compare(i, want.as_ref(), &Verdict::word(got));
+                if let Ok(Answer::Accepted(a)) = &answer {
+                    mine = Some(a.activation.id.clone());
+                }
+                found.compare(i, want.as_ref(), &Verdict::word(activated_cell(&answer)));
             }
             Step::SignIn => {
                 let signed = match app.client().request_sign_in_code(DEVICES_EMAIL).await {
@@ -146,26 +137,14 @@ async fn run_row(row: &Row) -> Found {
                     Some(s) => app.list_devices(s, key.as_str()).await,
                     None => Err(PortalError::NotSignedIn),
                 };
-                let got = match listed {
-                    Ok(d) => {
-                        devices_cell(d.devices.len(), d.devices.iter().any(|d| d.this_machine))
-                    }
-                    Err(e) => e.code().to_string(),
-                };
-                found.compare(i, want.as_ref(), &Verdict::word(got));
+                found.compare(i, want.as_ref(), &Verdict::word(listed_cell(listed)));
             }
             // No session: through the seller's relay in front of the row's Polar.
             Step::DevicesRelay(want) => {
                 let listed = app
                     .list_devices_via_relay(seller_relay(), key.as_str())
                     .await;
-                let got = match listed {
-                    Ok(d) => {
-                        devices_cell(d.devices.len(), d.devices.iter().any(|d| d.this_machine))
-                    }
-                    Err(e) => e.code().to_string(),
-                };
-                found.compare(i, want.as_ref(), &Verdict::word(got));
+                found.compare(i, want.as_ref(), &Verdict::word(listed_cell(listed)));
             }
             // "I lost my key": the customer's keys through the session; the one shown as the
             // row's key activated here (the whole key only into the activation).
@@ -178,11 +157,7 @@ async fn run_row(row: &Row) -> Found {
                     Ok(keys) => match keys.iter().find(|k| shows_key(&k.display_key, &key)) {
                         Some(lost) => {
                             let request = ActivateRequest::new(lost.key.expose(), "Recovered here");
-                            recovered_cell(&match app.activate(&request).await {
-                                Ok(Answer::Accepted(_)) => "activated".to_string(),
-                                Ok(Answer::Denied(d)) => d.reason.code().to_string(),
-                                Err(e) => e.reason().code().to_string(),
-                            })
+                            recovered_cell(&activated_cell(&app.activate(&request).await))
                         }
                         None => "unlisted".to_string(),
                     },
@@ -199,11 +174,7 @@ async fn run_row(row: &Row) -> Found {
                     match app.client().request_sign_in_code(DEVICES_EMAIL).await {
                         Ok(()) => sent += 1,
                         Err(e) => {
-                            let wait = match e {
-                                PortalError::RateLimited(wait) => wait,
-                                _ => None,
-                            };
-                            refused = Some((e.code(), wait));
+                            refused = Some(refusal(&e));
                             break;
                         }
                     }
@@ -268,15 +239,10 @@ async fn seller_table() {
 /// The values worlds' control URLs, space-separated (scripts/test-wasm.sh).
 const VALUES_WORLDS: Option<&str> = option_env!("POLAR_WASM_VALUES_WORLDS");
 
-/// A values world (tests/js/values-world.mjs --http): its hello and its control URL.
+/// A values world (tests/js/values-world.mjs --http): its control URL and its hello.
 struct World {
     control: String,
-    host: String,
-    org: String,
-    pair: String,
-    relays: BTreeMap<String, String>,
-    keys: BTreeMap<String, String>,
-    meter: String,
+    hello: Hello,
 }
 
 impl World {
@@ -287,40 +253,31 @@ impl World {
             .map_err(|e| format!("{control}/hello: {e}"))?;
         let text = resp.text().await.map_err(|e| e.to_string())?;
         let hello: Value = serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?;
-        let map = |v: &Value| -> BTreeMap<String, String> {
-            v.as_object()
-                .map(|o| {
-                    o.iter()
-                        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        let text = |k: &str| hello[k].as_str().unwrap_or_default().to_string();
         Ok(World {
             control: control.to_string(),
-            host: text("host"),
-            org: text("org"),
-            pair: text("pair"),
-            relays: map(&hello["relays"]),
-            keys: map(&hello["keys"]),
-            meter: text("meter"),
+            hello: Hello::read(&hello),
         })
     }
+}
 
-    /// Plays a Polar step; its `got` when it reads Polar.
-    async fn step(&self, step: &Value) -> Result<Option<String>, String> {
+impl ValuesWorld for World {
+    fn hello(&self) -> &Hello {
+        &self.hello
+    }
+
+    async fn step(&mut self, step: &Value) -> Result<Option<String>, String> {
+        let host = &self.hello.host;
         let resp = gloo_net::http::Request::post(&format!("{}/step", self.control))
             .header("content-type", "application/json")
             .body(step.to_string())
             .map_err(|e| e.to_string())?
             .send()
             .await
-            .map_err(|e| format!("the values world ({}): {e}", self.host))?;
+            .map_err(|e| format!("the values world ({host}): {e}"))?;
         let text = resp.text().await.map_err(|e| e.to_string())?;
         let answer: Value = serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?;
         match answer.get("error") {
-            Some(e) => Err(format!("the values world ({}): {e}", self.host)),
+            Some(e) => Err(format!("the values world ({host}): {e}")),
             None => Ok(answer["got"].as_str().map(str::to_string)),
         }
     }
@@ -356,61 +313,33 @@ impl Face {
             })
             .clone()
     }
+}
 
+impl ValuesFace for Face {
     async fn value(&self, relay: &str, key: &str, name: &str) -> String {
         let app = self.app(relay);
         let _ = app.check(key).await;
-        app.entitlement(name)
-            .map_or("absent".to_string(), |v| v.to_string())
+        value_cell(app.entitlement(name))
     }
 
     async fn usage(&self, relay: &str, key: &str, meter: &str, units: f64, id: &str) -> String {
-        use polar_license::usage::UsageAnswer;
-        let balance = |b: Option<f64>| b.map_or("?".to_string(), |b| b.to_string());
         let app = self.app(relay);
-        match app
-            .record_usage(Some(relay), key, meter, units, Some(id))
-            .await
-            .1
-        {
-            Ok(UsageAnswer::Recorded {
-                duplicate,
-                balance: b,
-            }) => format!(
-                "{} balance:{}",
-                if duplicate { "duplicate" } else { "recorded" },
-                balance(b)
-            ),
-            Ok(UsageAnswer::CreditsExhausted { balance: b }) => {
-                format!("credits_exhausted balance:{}", balance(Some(b)))
-            }
-            Ok(UsageAnswer::Backlog { .. }) => "usage_backlog".to_string(),
-            Ok(UsageAnswer::Denied(d)) => d.reason.code().to_string(),
-            Err(e) => e.reason().code().to_string(),
-        }
+        usage_cell(
+            app.record_usage(Some(relay), key, meter, units, Some(id))
+                .await
+                .1,
+        )
     }
 
     async fn relay_check(&self, relay: &str, key: &str) -> String {
-        match self.app(relay).check(key).await {
-            CheckOutcome::Licensed { .. } => "licensed".to_string(),
-            CheckOutcome::Denied(d) => match d.stopped {
-                Some(s) => format!(
-                    "{} · {}{}",
-                    d.reason.code(),
-                    s.kind.code(),
-                    s.until.map_or(String::new(), |u| format!(" until={u}"))
-                ),
-                None => d.reason.code().to_string(),
-            },
-            other => other.reason().map_or("none", |r| r.code()).to_string(),
-        }
+        check_cell(&self.app(relay).check(key).await)
     }
 }
 
-/// Plays the values rows of the world at `control` on its host (as the native runners'
-/// `play_values_row`: a polled face step waits up to `POLL` for its expected answer).
+/// Plays the values rows of the world at `control` on its host (the testkit's `play_row`, as
+/// the native runners).
 async fn play_values(control: &str, rows: &[ValuesRow]) -> Vec<Found> {
-    let world = match World::hello(control).await {
+    let mut world = match World::hello(control).await {
         Ok(w) => w,
         Err(e) => {
             return vec![Found {
@@ -421,103 +350,14 @@ async fn play_values(control: &str, rows: &[ValuesRow]) -> Vec<Found> {
         }
     };
     let face = Face {
-        org: world.org.clone(),
-        keys: RelayKeys::parse(&world.pair).expect("the relay's key"),
+        org: world.hello.org.clone(),
+        keys: RelayKeys::parse(&world.hello.pair).expect("the relay's key"),
         apps: RefCell::new(BTreeMap::new()),
     };
+    let host = world.hello.host.clone();
     let mut all = Vec::new();
-    for row in rows.iter().filter(|r| r.hosts.contains(&world.host)) {
-        all.push(play_values_row(row, &world, &face).await);
+    for row in rows.iter().filter(|r| r.hosts.contains(&host)) {
+        all.push(play_row(row, &mut world, &face).await);
     }
     all
-}
-
-async fn play_values_row(row: &ValuesRow, world: &World, face: &Face) -> Found {
-    let mut found = Found {
-        id: format!("{}@{}", row.id, world.host),
-        ..Found::default()
-    };
-    let cell = row.steps.iter().position(|s| s["cell"] == true);
-    let compare = |found: &mut Found, i: usize, want: Option<&str>, got: &str| {
-        let Some(want) = want else { return };
-        if want != got {
-            found.failures.push(format!(
-                "step {i} ({}): expected `{want}`, got `{got}`",
-                row.steps[i]["do"]
-            ));
-        }
-        if cell.is_none_or(|c| c == i) {
-            found.expected = want.to_string();
-            found.got = got.to_string();
-        }
-    };
-    for (i, s) in row.steps.iter().enumerate() {
-        let want = s["expect"]["verdict"].as_str();
-        let what = s["do"].as_str().unwrap_or_default();
-        let relay = world
-            .relays
-            .get(s["relay"].as_str().unwrap_or("plain"))
-            .cloned()
-            .unwrap_or_default();
-        let key = world
-            .keys
-            .get(s["key"].as_str().unwrap_or_default())
-            .cloned()
-            .unwrap_or_default();
-        match what {
-            "usage" => {
-                let got = face
-                    .usage(
-                        &relay,
-                        &key,
-                        &world.meter,
-                        s["units"].as_f64().unwrap_or_default(),
-                        s["id"].as_str().unwrap_or_default(),
-                    )
-                    .await;
-                compare(&mut found, i, want, &got);
-            }
-            "value" | "relay_check" => {
-                let start = date_now();
-                let got = loop {
-                    let got = if what == "value" {
-                        face.value(&relay, &key, s["name"].as_str().unwrap_or_default())
-                            .await
-                    } else {
-                        face.relay_check(&relay, &key).await
-                    };
-                    if want == Some(got.as_str()) || date_now() - start > POLL.as_secs() as i64 {
-                        break got;
-                    }
-                    sleep_ms(50).await;
-                };
-                compare(&mut found, i, want, &got);
-            }
-            _ => match world.step(s).await {
-                Ok(got) => {
-                    if let Some(got) = got {
-                        compare(&mut found, i, want, &got);
-                    }
-                }
-                Err(e) => {
-                    found.failures.push(format!("step {i} ({what}): {e}"));
-                    return found;
-                }
-            },
-        }
-    }
-    found
-}
-
-async fn sleep_ms(ms: i32) {
-    let promise = js_sys::Promise::new(&mut |resolve, _| {
-        let global = js_sys::global();
-        let set: js_sys::Function = js_sys::Reflect::get(&global, &"setTimeout".into())
-            .expect("setTimeout")
-            .into();
-        set.call2(&global, &resolve, &ms.into()).expect("armed");
-    });
-    wasm_bindgen_futures::JsFuture::from(promise)
-        .await
-        .expect("slept");
 }

@@ -11,6 +11,7 @@ use polar_license::proto::PRODUCTION_URL;
 use polar_license::transport::{TransportError, TransportErrorKind};
 use polar_license::wasm::{AsyncLicensing, CacheState, JsStore, WebStorage, SECRET_NAME};
 use polar_license::{ActivateRequest, HttpRequest, HttpResponse, Reason, Untrusted};
+use polar_license_testkit::fetch::sleep_ms;
 use std::time::Duration;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_test::wasm_bindgen_test;
@@ -363,19 +364,6 @@ async fn revoked(_: HttpRequest) -> Result<HttpResponse, TransportError> {
     Ok(HttpResponse::new(404, body))
 }
 
-/// Resolves after `ms` milliseconds (the host's `setTimeout`).
-async fn sleep(ms: i32) {
-    let set_timeout: Function = Reflect::get(&js_sys::global(), &"setTimeout".into())
-        .unwrap()
-        .unchecked_into();
-    let promise = js_sys::Promise::new(&mut |resolve, _| {
-        set_timeout
-            .call2(&JsValue::NULL, &resolve, &ms.into())
-            .unwrap();
-    });
-    wasm_bindgen_futures::JsFuture::from(promise).await.unwrap();
-}
-
 /// Whether the host has Web Locks (browsers; not node 20).
 fn has_web_locks() -> bool {
     let navigator = Reflect::get(&js_sys::global(), &"navigator".into()).unwrap();
@@ -478,7 +466,7 @@ async fn a_web_lock_held_in_js_holds_the_check_until_released() {
     wasm_bindgen_futures::spawn_local(async move {
         *out.borrow_mut() = Some(l.check(KEY).await);
     });
-    sleep(300).await;
+    sleep_ms(300).await;
     assert!(
         done.borrow().is_none(),
         "the check did not wait for the tab holding the slot"
@@ -488,7 +476,7 @@ async fn a_web_lock_held_in_js_holds_the_check_until_released() {
         if done.borrow().is_some() {
             break;
         }
-        sleep(20).await;
+        sleep_ms(20).await;
     }
     let outcome = done
         .borrow_mut()
@@ -532,20 +520,20 @@ async fn a_late_grant_after_another_tabs_denial_under_its_web_lock_ends_denied()
         *out.borrow_mut() = Some(l.check(KEY).await);
     });
     while !asked.get() {
-        sleep(10).await;
+        sleep_ms(10).await;
     }
     // The other tab takes the slot's Web Lock, the grant arrives meanwhile, and the other tab
     // writes its denial (Polar's later answer) before it lets go.
     let release = hold_web_lock(&slot()).await.unwrap();
     open.call0(&JsValue::NULL).unwrap();
-    sleep(300).await;
+    sleep_ms(300).await;
     write_slot(&other_tab, &storage);
     release.call0(&JsValue::NULL).unwrap();
     for _ in 0..100 {
         if done.borrow().is_some() {
             break;
         }
-        sleep(20).await;
+        sleep_ms(20).await;
     }
     let outcome = done.borrow_mut().take().expect("the check ended");
     assert!(matches!(outcome, CheckOutcome::Denied(_)), "{outcome:?}");

@@ -19,7 +19,7 @@ use polar_license::usage::{UsageAnswer, BACKLOG_CODE};
 use polar_license::wasm::{
     AsyncLicensing, AsyncStore, AsyncTransport, FetchTransport, MemoryStore,
 };
-use polar_license_testkit::fetch::{dead, new_key, usage_polar, usage_relay};
+use polar_license_testkit::fetch::{dead, new_key, sleep_ms, usage_polar, usage_relay};
 use serde_json::{json, Value};
 use std::cell::Cell;
 use std::rc::Rc;
@@ -84,19 +84,6 @@ async fn consumed(customer: &str) -> f64 {
         .find(|m| m["meter_id"] == TOKENS)
         .and_then(|m| m["consumed_units"].as_f64())
         .unwrap_or(0.0)
-}
-
-async fn sleep_ms(ms: i32) {
-    let promise = js_sys::Promise::new(&mut |resolve, _| {
-        let global = js_sys::global();
-        let set: js_sys::Function = js_sys::Reflect::get(&global, &"setTimeout".into())
-            .expect("setTimeout")
-            .into();
-        set.call2(&global, &resolve, &ms.into()).expect("armed");
-    });
-    wasm_bindgen_futures::JsFuture::from(promise)
-        .await
-        .expect("slept");
 }
 
 /// Waits (15 s at most) until Polar's meter shows `want` consumed by `customer`, then a while

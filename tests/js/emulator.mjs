@@ -91,52 +91,9 @@ export function stop(child) {
   });
 }
 
-/**
- * The native command line (`CLI`) with `args`, its home `home` and more of its environment
- * `env`; resolves `{ url, close, child, stdout, stderr }` once its stdout has `listening on URL`
- * and `ready` (none: the URL alone; `stdout` its text then, `stderr()` its text so far), rejects
- * when it has not served in 20 s, and when it exits first (or resolves with `exited(code,
- * stderr)`, if given). `close()` stops it (SIGTERM) and resolves once it has exited.
- */
-export function served(args, { home, env = {}, ready = 'serving until killed', exited } = {}) {
-  const child = spawn(CLI, args, {
-    env: { PATH: process.env.PATH, HOME: home, XDG_DATA_HOME: home, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stderr.on('data', (d) => (stderr += d));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`${args.join(' ')} did not serve in 20 s: ${stderr}`));
-    }, 20_000);
-    child.stdout.on('data', (d) => {
-      stdout += d;
-      const url = /listening on (http\S+)/.exec(stdout)?.[1];
-      if (url && (!ready || stdout.includes(ready))) {
-        clearTimeout(timer);
-        resolve({
-          url,
-          child,
-          stdout,
-          stderr: () => stderr,
-          close: () =>
-            new Promise((done) => {
-              if (child.exitCode !== null || child.signalCode !== null) return done();
-              child.once('exit', done);
-              child.kill('SIGTERM');
-            }),
-        });
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      if (exited) resolve(exited(code, stderr));
-      else reject(new Error(`${args.join(' ')} exited (${code}): ${stderr}`));
-    });
-  });
-}
+/** `served`: the native command line serving (tests/js/values-polar.mjs, which needs no
+ * environment). */
+export { served } from './values-polar.mjs';
 
 /** A client (`LicenseClient`: the package's) of the emulator asking Polar at every check, on a
  * storage of its own, with the options `more`. */

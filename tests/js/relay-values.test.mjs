@@ -27,45 +27,20 @@
 // `--webhook-time-scale 0.0001`), each poll is bounded.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, relayUnderWorkerd, storeWorker } from './workerd.mjs';
 import { CLI, ORG, mapStorage, pkg, rejection, served } from './emulator.mjs';
+import {
+  CASES, CREDIT, EVENT, EVENTS, LICENSE, METER, RESUMES_AT, TOKEN, VALIDATE, VALUES, emulatorArgs, keygen, relayOn as startRelay, uuid,
+} from './values-polar.mjs';
 
-const TOKEN = 'polar_oat_emulator_demo_0123456789abcdef';
-const VALIDATE = '/v1/customer-portal/license-keys/validate';
-const LICENSE = '3a4b5c6d-7e8f-4a1b-8c2d-3e4f5a6b7c8d';
-const RESUMES_AT = '2031-06-03T00:00:00Z';
 const skip = CLI ? false : 'needs the native command line (POLAR_CLI)';
-const EVENTS = [
-  'order.refunded',
-  'customer_seat.revoked',
-  'subscription.past_due',
-  'subscription.updated',
-  'subscription.canceled',
-  'subscription.revoked',
-  'subscription.paused',
-  'subscription.resumed',
-  'subscription.uncanceled',
-  'benefit.updated',
-  'benefit_grant.created',
-  'benefit_grant.updated',
-  'benefit_grant.revoked',
-  'benefit_grant.cycled',
-  'customer.state_changed',
-];
-const VALUES = { max_upload_size: 10, role: 'editor', ratio: 1.5, beta: true };
 const HOSTS = ['native', 'workers'];
-const CASES = ['paused', 'canceled', 'past_due', 'seat_revoked', 'refunded', 'rotated'];
 
 const USAGE = '/v1/usage/record';
-/** The meter (the sum of each event's `units`) and the credit benefit of 10 units on it. */
-const METER = '4b1d2c3e-5f6a-4b7c-8d9e-0f1a2b3c4d5e';
-const CREDIT = '6d3f4e5a-7b8c-4d9e-8f0a-2b3c4d5e6f7a';
-const EVENT = 'tokens_used';
+/** The credit benefit's units on the meter. */
 const CREDITED = 10;
 /** The credit keys of host `i`: `free` on its relay, `rule` on its relay with the seller's rule. */
 const creditsOf = (i) =>
@@ -75,8 +50,6 @@ const creditsOf = (i) =>
 
 const { LicenseClient } = await pkg();
 
-/** A UUID v4 whose last two hex digits are `n`, of family `f` (one hex digit). */
-const uuid = (f, n) => `${f}a4b5c6d-7e8f-4a1b-8c2d-3e4f5a6b7c${n.toString(16).padStart(2, '0')}`;
 /** What each host's rows use: its flag benefit, its keys and its customer. */
 function keysOf(i) {
   const mark = HOSTS[i].toUpperCase();
@@ -145,23 +118,8 @@ async function control(method, path, body) {
 
 /** A relay on `name`'s host taking usage (with the seller's rule: `rule`), its webhooks from
  * `endpoint` (none: no webhooks). */
-async function relayOn(name, endpoint, rule) {
-  if (name === 'native') {
-    const args = ['--base-url', polar.url, 'relay', 'serve', '--signing-key', keyFile, '--port', '0', '--per-ip', '0', '--per-key', '0',
-      '--store', 'memory', '--reconcile-every', '0', '--sign-entitlements', '--record-usage', ...(rule ? ['--refuse-at-zero-credits'] : [])];
-    return served(args, { home: scratch, env: { POLAR_ACCESS_TOKEN: TOKEN, ...(endpoint ? { POLAR_WEBHOOK_SECRET: endpoint.secret } : {}) } });
-  }
-  const worker = storeWorker(`perIp: '0', perKey: '0', signEntitlements: true, recordUsage: true, refuseAtZeroCredits: ${rule},
-  store: { reconcileEvery: 0, webhookSecret: env.POLAR_WEBHOOK_SECRET || undefined },`);
-  return relayUnderWorkerd({
-    port: await freePort(),
-    worker,
-    polarUrl: polar.url,
-    bindings: { POLAR_ACCESS_TOKEN: TOKEN, RELAY_SIGNING_KEY: readFileSync(keyFile, 'utf8').trim(), ...(endpoint ? { POLAR_WEBHOOK_SECRET: endpoint.secret } : {}) },
-    store: { dir: await mkdtemp(join(scratch, 'do-')), uniqueKey: `polar-relay-values-test${rule ? '-rule' : ''}` },
-    probe: VALIDATE,
-  });
-}
+const relayOn = (name, endpoint, rule) =>
+  startRelay(name, { polarUrl: polar.url, scratch, keyFile, endpoint, rule, name: 'polar-relay-values-test' });
 
 /** A relay on `name`'s host, its endpoint made at the emulator and pointed at it. */
 async function host(name, i) {
@@ -179,17 +137,11 @@ function client(url) {
 before(async () => {
   if (skip) return;
   scratch = await mkdtemp(join(tmpdir(), 'polar-license-values-'));
-  const seedFile = join(scratch, 'seed.json');
-  writeFileSync(seedFile, JSON.stringify(seed()));
+  writeFileSync(join(scratch, 'seed.json'), JSON.stringify(seed()));
   // Its state in a file: the credits' last row stops it and starts it again on its port.
-  polarArgs = ['emulator', '--seed', seedFile, '--state', join(scratch, 'polar-state.json'), '--webhook-time-scale', '0.0001'];
+  polarArgs = emulatorArgs(scratch);
   polar = await served([...polarArgs, '--port', '0'], { home: scratch, ready: null });
-  keyFile = join(scratch, 'relay.key');
-  const keygen = spawn(CLI, ['relay', 'keygen', '--out', keyFile], { stdio: ['ignore', 'pipe', 'ignore'], env: { PATH: process.env.PATH, HOME: scratch } });
-  let out = '';
-  keygen.stdout.on('data', (d) => (out += d));
-  assert.equal(await new Promise((r) => keygen.once('exit', r)), 0, 'relay keygen');
-  pair = out.trim();
+  ({ keyFile, pair } = await keygen(scratch));
   for (const [i, name] of HOSTS.entries()) hosts.push(await host(name, i));
   for (const [i, name] of HOSTS.entries()) ruled.push({ name, relay: await relayOn(name, null, true), credits: creditsOf(i) });
 });

@@ -27,47 +27,21 @@
 // revoked), lifecycle {key: a case} (the case as Polar runs it, its webhooks in Polar's order),
 // resume {key} (the paused subscription resumed), polar_down, polar_up, consumed {key} (the units
 // Polar counted of the key's customer, once they stop changing: `consumed:N`).
-import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import {
+  CASES, CREDIT, EVENT, EVENTS, LICENSE, METER, RESUMES_AT, TOKEN, VALUES, emulatorArgs, keygen, relayOn, served, uuid,
+} from './values-polar.mjs';
 
 const CLI = process.env.POLAR_CLI;
 const HOST = process.argv[2];
 const ORG = '2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10';
-const TOKEN = 'polar_oat_emulator_demo_0123456789abcdef';
-const VALIDATE = '/v1/customer-portal/license-keys/validate';
-const LICENSE = '3a4b5c6d-7e8f-4a1b-8c2d-3e4f5a6b7c8d';
 const FLAG = '0a4b5c6d-7e8f-4a1b-8c2d-3e4f5a6b7c01';
-const METER = '4b1d2c3e-5f6a-4b7c-8d9e-0f1a2b3c4d5e';
-const CREDIT = '6d3f4e5a-7b8c-4d9e-8f0a-2b3c4d5e6f7a';
-const EVENT = 'tokens_used';
-const RESUMES_AT = '2031-06-03T00:00:00Z';
-export const VALUES = { max_upload_size: 10, role: 'editor', ratio: 1.5, beta: true };
-const CASES = ['paused', 'canceled', 'past_due', 'seat_revoked', 'refunded', 'rotated'];
 const CREDITS = ['free', 'rule', 'outage'];
-const EVENTS = [
-  'order.refunded',
-  'customer_seat.revoked',
-  'subscription.past_due',
-  'subscription.updated',
-  'subscription.canceled',
-  'subscription.revoked',
-  'subscription.paused',
-  'subscription.resumed',
-  'subscription.uncanceled',
-  'benefit.updated',
-  'benefit_grant.created',
-  'benefit_grant.updated',
-  'benefit_grant.revoked',
-  'benefit_grant.cycled',
-  'customer.state_changed',
-];
-
-/** A UUID v4 whose last two hex digits are `n`, of family `f` (one hex digit). */
-const uuid = (f, n) => `${f}a4b5c6d-7e8f-4a1b-8c2d-3e4f5a6b7c${n.toString(16).padStart(2, '0')}`;
+/** A key per use. */
 const KEYS = {
   flag: 'VAL-FLAG-1B2C3D',
   ...Object.fromEntries(CREDITS.map((c) => [c, `USE-${c.toUpperCase()}-7A8B`])),
@@ -99,40 +73,6 @@ function seed() {
     meters: [{ id: METER, name: 'Tokens', event_name: EVENT, aggregation: { func: 'sum', property: 'units' } }],
     license_keys: keys,
   };
-}
-
-/** `polar-license ARGS` until it prints its URL (and `ready`), as tests/js/emulator.mjs's `served`. */
-function served(args, { home, env = {}, ready = 'serving until killed' } = {}) {
-  const child = spawn(CLI, args, { env: { PATH: process.env.PATH, HOME: home, XDG_DATA_HOME: home, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stderr.on('data', (d) => (stderr += d));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`${args.join(' ')} did not serve in 20 s: ${stderr}`));
-    }, 20_000);
-    child.stdout.on('data', (d) => {
-      stdout += d;
-      const url = /listening on (http\S+)/.exec(stdout)?.[1];
-      if (url && (!ready || stdout.includes(ready))) {
-        clearTimeout(timer);
-        resolve({
-          url,
-          close: () =>
-            new Promise((done) => {
-              if (child.exitCode !== null || child.signalCode !== null) return done();
-              child.once('exit', done);
-              child.kill('SIGTERM');
-            }),
-        });
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`${args.join(' ')} exited (${code}): ${stderr}`));
-    });
-  });
 }
 
 let polar;
@@ -216,48 +156,25 @@ async function main() {
   if (HOST !== 'native' && HOST !== 'workers') throw new Error(`HOST is native or workers, not ${HOST}`);
   const scratch = await mkdtemp(join(tmpdir(), 'polar-license-values-world-'));
   const closing = [];
-  const seedFile = join(scratch, 'seed.json');
-  writeFileSync(seedFile, JSON.stringify(seed()));
-  const polarArgs = ['emulator', '--seed', seedFile, '--state', join(scratch, 'polar-state.json'), '--webhook-time-scale', '0.0001'];
+  writeFileSync(join(scratch, 'seed.json'), JSON.stringify(seed()));
+  const polarArgs = emulatorArgs(scratch);
   polar = await served([...polarArgs, '--port', '0'], { home: scratch, ready: null });
-  const keyFile = join(scratch, 'relay.key');
-  const keygen = spawn(CLI, ['relay', 'keygen', '--out', keyFile], { stdio: ['ignore', 'pipe', 'ignore'], env: { PATH: process.env.PATH, HOME: scratch } });
-  let pair = '';
-  keygen.stdout.on('data', (d) => (pair += d));
-  if ((await new Promise((r) => keygen.once('exit', r))) !== 0) throw new Error('relay keygen failed');
-  pair = pair.trim();
+  const { keyFile, pair } = await keygen(scratch);
 
-  let workerd;
   if (HOST === 'workers') {
     if (!process.env.CONSUMER) throw new Error('the workers host needs CONSUMER (the installed npm package)');
     // tests/js/workerd.mjs reads tests/js/emulator.mjs, which asks for an emulator URL it
     // does not use here.
     process.env.POLAR_EMULATOR_URL ??= polar.url;
-    workerd = await import('./workerd.mjs');
-    if (!existsSync(workerd.WORKERD)) throw new Error(`no workerd at ${workerd.WORKERD}`);
+    const { WORKERD } = await import('./workerd.mjs');
+    if (!existsSync(WORKERD)) throw new Error(`no workerd at ${WORKERD}`);
   }
-  async function relayOn(rule, endpoint) {
-    if (HOST === 'native') {
-      const args = ['--base-url', polar.url, 'relay', 'serve', '--signing-key', keyFile, '--port', '0', '--per-ip', '0', '--per-key', '0',
-        '--store', 'memory', '--reconcile-every', '0', '--sign-entitlements', '--record-usage', ...(rule ? ['--refuse-at-zero-credits'] : [])];
-      return served(args, { home: scratch, env: { POLAR_ACCESS_TOKEN: TOKEN, ...(endpoint ? { POLAR_WEBHOOK_SECRET: endpoint.secret } : {}) } });
-    }
-    const worker = workerd.storeWorker(`perIp: '0', perKey: '0', signEntitlements: true, recordUsage: true, refuseAtZeroCredits: ${rule},
-  store: { reconcileEvery: 0, webhookSecret: env.POLAR_WEBHOOK_SECRET || undefined },`);
-    return workerd.relayUnderWorkerd({
-      port: await workerd.freePort(),
-      worker,
-      polarUrl: polar.url,
-      bindings: { POLAR_ACCESS_TOKEN: TOKEN, RELAY_SIGNING_KEY: readFileSync(keyFile, 'utf8').trim(), ...(endpoint ? { POLAR_WEBHOOK_SECRET: endpoint.secret } : {}) },
-      store: { dir: await mkdtemp(join(scratch, 'do-')), uniqueKey: `polar-values-world${rule ? '-rule' : ''}` },
-      probe: VALIDATE,
-    });
-  }
+  const relay = (rule, endpoint) => relayOn(HOST, { polarUrl: polar.url, scratch, keyFile, endpoint, rule, name: 'polar-values-world' });
   const endpoint = await control('POST', '/v1/webhooks/endpoints', { url: 'http://127.0.0.1:9/later', format: 'raw', events: EVENTS });
-  const plain = await relayOn(false, endpoint);
+  const plain = await relay(false, endpoint);
   closing.push(plain);
   await control('PATCH', `/v1/webhooks/endpoints/${endpoint.id}`, { url: `${plain.url}/v1/webhooks/polar` });
-  const rule = await relayOn(true, null);
+  const rule = await relay(true, null);
   closing.push(rule);
 
   const port = new URL(polar.url).port;

@@ -14,17 +14,8 @@ use std::time::Duration;
 const BIN: &str = env!("CARGO_BIN_EXE_polar-license");
 
 fn requests(polar: &Served) -> u64 {
-    let request = ureq::http::Request::builder()
-        .method("GET")
-        .uri(format!("{}/__emulator/requests", polar.url))
-        .body(String::new())
-        .expect("a request");
-    let answer = HttpAnswer::read(
-        http::agent(Duration::from_secs(10))
-            .run(request)
-            .expect("an answer"),
-    );
-    let v: Value = serde_json::from_slice(&answer.body).expect("JSON");
+    let url = format!("{}/__emulator/requests", polar.url);
+    let v = http::bearer_call("GET", &url, DEMO_TOKEN, None).json();
     v["count"].as_u64().expect("count")
 }
 
@@ -139,20 +130,8 @@ fn a_second_job_gets_seats_full_while_the_first_holds_the_seat() {
 
 /// The key's live activations at Polar (the emulator's own view).
 fn activations(polar: &Served) -> usize {
-    let request = ureq::http::Request::builder()
-        .method("GET")
-        .uri(format!(
-            "{}/__emulator/keys/{DEMO_KEY}/activations",
-            polar.url
-        ))
-        .body(String::new())
-        .expect("a request");
-    let answer = HttpAnswer::read(
-        http::agent(Duration::from_secs(10))
-            .run(request)
-            .expect("an answer"),
-    );
-    let v: Value = serde_json::from_slice(&answer.body).expect("JSON");
+    let url = format!("{}/__emulator/keys/{DEMO_KEY}/activations", polar.url);
+    let v = http::bearer_call("GET", &url, DEMO_TOKEN, None).json();
     v.as_array().expect("a list").len()
 }
 
@@ -233,16 +212,12 @@ fn a_key_denied_at_a_heartbeat_ends_the_hold_and_no_heartbeat_follows() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    let request = ureq::http::Request::builder()
-        .method("PATCH")
-        .uri(format!("{}/__emulator/keys/{DEMO_KEY}", w.polar.url))
-        .header("content-type", "application/json")
-        .body(r#"{"status":"revoked"}"#.to_string())
-        .expect("a request");
-    let revoked = HttpAnswer::read(
-        http::agent(Duration::from_secs(10))
-            .run(request)
-            .expect("an answer"),
+    let url = format!("{}/__emulator/keys/{DEMO_KEY}", w.polar.url);
+    let revoked = http::bearer_call(
+        "PATCH",
+        &url,
+        DEMO_TOKEN,
+        Some(serde_json::json!({ "status": "revoked" })),
     );
     assert_eq!(revoked.status, 200, "{}", revoked.text());
     let out = holder.wait_with_output().expect("seat run ends");

@@ -12,7 +12,9 @@ use polar_license_testkit::seller_rows::{
     recovered_cell, revoke, seconds, shows_key, Found, Row, Step, TrialCell, Verdict,
     DEVICES_EMAIL, TRIAL_BENEFIT,
 };
-use polar_license_testkit::values_rows::{play_values, ValuesFace, World};
+use polar_license_testkit::values_rows::{
+    balance_cell, credits_cell, play_values, recorded_cell, stopped_cell, Hello, ValuesFace,
+};
 use polar_license_testkit::{
     clean_command, cli_against, expect_answer_keys, json_answer, relay_in_front_of, rfc3339,
     unix_now, Launch, ScratchDir,
@@ -335,7 +337,7 @@ struct CliFace {
 }
 
 impl CliFace {
-    fn new(world: &World) -> CliFace {
+    fn new(world: &Hello) -> CliFace {
         CliFace {
             org: world.org.clone(),
             pair: world.pair.clone(),
@@ -357,13 +359,8 @@ impl CliFace {
     }
 }
 
-/// A balance as the table shows it (`?`: not known).
-fn balance(v: &Value) -> String {
-    v.as_f64().map_or("?".to_string(), |b| b.to_string())
-}
-
 impl ValuesFace for CliFace {
-    fn value(&self, relay: &str, key: &str, name: &str) -> String {
+    async fn value(&self, relay: &str, key: &str, name: &str) -> String {
         let (code, v) = self.run(relay, &["entitlement", name, "--key", key]);
         match (code, &v["entitlement"]["value"]) {
             (0, Value::String(s)) => s.clone(),
@@ -373,7 +370,7 @@ impl ValuesFace for CliFace {
         }
     }
 
-    fn usage(&self, relay: &str, key: &str, meter: &str, units: f64, id: &str) -> String {
+    async fn usage(&self, relay: &str, key: &str, meter: &str, units: f64, id: &str) -> String {
         let units = units.to_string();
         let (_, v) = self.run(
             relay,
@@ -382,23 +379,15 @@ impl ValuesFace for CliFace {
             ],
         );
         match (v["outcome"].as_str(), v["reason"].as_str()) {
-            (Some("done"), _) => format!(
-                "{} balance:{}",
-                if v["duplicate"] == true {
-                    "duplicate"
-                } else {
-                    "recorded"
-                },
-                balance(&v["balance"])
-            ),
-            (_, Some("credits_exhausted")) => {
-                format!("credits_exhausted balance:{}", balance(&v["balance"]))
+            (Some("done"), _) => {
+                recorded_cell(v["duplicate"] == true, balance_cell(v["balance"].as_f64()))
             }
+            (_, Some("credits_exhausted")) => credits_cell(balance_cell(v["balance"].as_f64())),
             (_, reason) => reason.unwrap_or("none").to_string(),
         }
     }
 
-    fn relay_check(&self, relay: &str, key: &str) -> String {
+    async fn relay_check(&self, relay: &str, key: &str) -> String {
         let (_, v) = self.run(relay, &["check", "--key", key]);
         if v["outcome"] == "licensed" {
             return "licensed".to_string();
@@ -406,11 +395,8 @@ impl ValuesFace for CliFace {
         let reason = v["reason"].as_str().unwrap_or("none");
         match v["stopped"]["kind"].as_str() {
             Some(kind) => {
-                let until = v["stopped"]["until"]
-                    .as_str()
-                    .and_then(parse_time)
-                    .map_or(String::new(), |t| format!(" until={t}"));
-                format!("{reason} · {kind}{until}")
+                let until = v["stopped"]["until"].as_str().and_then(parse_time);
+                stopped_cell(reason, kind, until)
             }
             None => reason.to_string(),
         }

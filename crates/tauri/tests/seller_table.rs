@@ -20,7 +20,9 @@ use polar_license_testkit::seller_rows::{
     codes_cell, devices_cell, followed_cell, play_with_values, recovered_cell, shows_key, Found,
     Row, RowPolar, Step, TrialCell, Verdict, DEVICES_EMAIL,
 };
-use polar_license_testkit::values_rows::{play_values, ValuesFace, World};
+use polar_license_testkit::values_rows::{
+    balance_cell, credits_cell, play_values, recorded_cell, stopped_cell, Hello, ValuesFace,
+};
 use polar_license_testkit::{cli_bin, ScratchDir};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
@@ -155,15 +157,7 @@ fn run_row(row: &Row) -> Found {
             // The key's devices through the plugin's session.
             Step::Devices(want) => {
                 let listed = app.invoke::<DeviceList>("list_devices", json!({ "key": DEMO_KEY }));
-                let got = match listed {
-                    Ok(d) => {
-                        devices_cell(d.devices.len(), d.devices.iter().any(|d| d.this_machine))
-                    }
-                    // The plugin's DeviceError, as the webview receives it.
-                    Err(e) => serde_json::from_value::<DeviceError>(e.clone())
-                        .map_or_else(|_| e.to_string(), |d| d.portal_error),
-                };
-                found.compare(i, want.as_ref(), &Verdict::word(got));
+                found.compare(i, want.as_ref(), &Verdict::word(devices_got(listed)));
             }
             // No session: the plugin lists through the relay the app names.
             Step::DevicesRelay(want) => {
@@ -171,14 +165,7 @@ fn run_row(row: &Row) -> Found {
                     "list_devices",
                     json!({ "key": DEMO_KEY, "relay": relay.as_ref().map(Running::url) }),
                 );
-                let got = match listed {
-                    Ok(d) => {
-                        devices_cell(d.devices.len(), d.devices.iter().any(|d| d.this_machine))
-                    }
-                    Err(e) => serde_json::from_value::<DeviceError>(e.clone())
-                        .map_or_else(|_| e.to_string(), |d| d.portal_error),
-                };
-                found.compare(i, want.as_ref(), &Verdict::word(got));
+                found.compare(i, want.as_ref(), &Verdict::word(devices_got(listed)));
             }
             // "I lost my key": the plugin's recoverable keys, the one shown as the row's key
             // recovered here by its id.
@@ -273,6 +260,16 @@ fn run_row(row: &Row) -> Found {
     found
 }
 
+/// A `list_devices` invocation's cell: [`devices_cell`], or the plugin's `DeviceError` as the
+/// webview receives it.
+fn devices_got(listed: Result<DeviceList, Value>) -> String {
+    match listed {
+        Ok(d) => devices_cell(d.devices.len(), d.devices.iter().any(|d| d.this_machine)),
+        Err(e) => serde_json::from_value::<DeviceError>(e.clone())
+            .map_or_else(|_| e.to_string(), |d| d.portal_error),
+    }
+}
+
 /// The values rows' face (issue #68): an app on the mock runtime a relay, the plugin's
 /// `Options` at the relay in signed mode (its key, every check asking it); its `entitlement`,
 /// `record_usage` and `check` commands as the webview invokes them, the typed detail read from
@@ -285,7 +282,7 @@ struct TauriFace {
 }
 
 impl TauriFace {
-    fn new(world: &World) -> TauriFace {
+    fn new(world: &Hello) -> TauriFace {
         TauriFace {
             org: world.org.clone(),
             keys: polar_license::lease::RelayKeys::parse(&world.pair).expect("the relay's key"),
@@ -321,13 +318,8 @@ impl TauriFace {
     }
 }
 
-/// A balance as the table shows it (`?`: not known).
-fn balance(v: &Value) -> String {
-    v.as_f64().map_or("?".to_string(), |b| b.to_string())
-}
-
 impl ValuesFace for TauriFace {
-    fn value(&self, relay: &str, key: &str, name: &str) -> String {
+    async fn value(&self, relay: &str, key: &str, name: &str) -> String {
         match self
             .app(relay)
             .invoke::<Value>("entitlement", json!({ "name": name, "key": key }))
@@ -341,26 +333,18 @@ impl ValuesFace for TauriFace {
         }
     }
 
-    fn usage(&self, relay: &str, key: &str, meter: &str, units: f64, id: &str) -> String {
+    async fn usage(&self, relay: &str, key: &str, meter: &str, units: f64, id: &str) -> String {
         let args = json!({ "meter": meter, "units": units, "id": id, "key": key, "relay": relay });
         match self.app(relay).invoke::<Value>("record_usage", args) {
-            Ok(v) => format!(
-                "{} balance:{}",
-                if v["duplicate"] == true {
-                    "duplicate"
-                } else {
-                    "recorded"
-                },
-                balance(&v["balance"])
-            ),
+            Ok(v) => recorded_cell(v["duplicate"] == true, balance_cell(v["balance"].as_f64())),
             Err(e) if e["code"] == "credits_exhausted" => {
-                format!("credits_exhausted balance:{}", balance(&e["balance"]))
+                credits_cell(balance_cell(e["balance"].as_f64()))
             }
             Err(e) => e["code"].as_str().unwrap_or("none").to_string(),
         }
     }
 
-    fn relay_check(&self, relay: &str, key: &str) -> String {
+    async fn relay_check(&self, relay: &str, key: &str) -> String {
         match self
             .app(relay)
             .invoke::<LicenseState>("check", json!({ "key": key }))
@@ -369,11 +353,7 @@ impl ValuesFace for TauriFace {
             Ok(state) => {
                 let code = state.code.clone().unwrap_or_else(|| "none".into());
                 match state.stopped {
-                    Some(s) => format!(
-                        "{code} · {}{}",
-                        s.kind,
-                        s.until.map_or(String::new(), |u| format!(" until={u}"))
-                    ),
+                    Some(s) => stopped_cell(&code, s.kind, s.until),
                     None => code,
                 }
             }

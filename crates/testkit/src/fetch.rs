@@ -1,7 +1,7 @@
 //! The Rust-on-wasm suites' emulators over `fetch` (tests/wasm_*.rs, in node and in headless
 //! Chromium): the URLs `scripts/test-wasm.sh` bakes in at compile time, fresh keys (so node
-//! and browser runs never share state), a key's update, a fault, the clock, and the request
-//! count.
+//! and browser runs never share state), a key's update, a fault, the clock, the request
+//! count, and a sleep on the host's timer.
 //! wasm32 only; the native suites have the emulator in process ([`crate::World`]).
 
 use gloo_net::http::Request;
@@ -237,4 +237,18 @@ async fn send(request: gloo_net::http::RequestBuilder, body: Value, status: u16)
         .await
         .unwrap();
     assert_eq!(resp.status(), status, "{}", resp.text().await.unwrap());
+}
+
+/// Resolves after `ms` milliseconds (the host's `setTimeout`: node's and a browser's).
+pub async fn sleep_ms(ms: i32) {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        let global = js_sys::global();
+        let set: js_sys::Function = js_sys::Reflect::get(&global, &"setTimeout".into())
+            .expect("setTimeout")
+            .into();
+        set.call2(&global, &resolve, &ms.into()).expect("armed");
+    });
+    wasm_bindgen_futures::JsFuture::from(promise)
+        .await
+        .expect("slept");
 }

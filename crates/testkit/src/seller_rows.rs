@@ -9,8 +9,11 @@
 //! prints the lines for scripts/test-wasm.sh to write (a wasm test has no files); the emulator
 //! in process, the files and the threads are native only.
 
+use polar_license::model::ValidatedLicenseKey;
 use polar_license::perpetual::ReleaseDate;
+use polar_license::portal::{KeyDevices, PortalError};
 use polar_license::trial::TrialDays;
+use polar_license::{Key, Verdict as Answer};
 #[cfg(not(target_arch = "wasm32"))]
 use polar_license_emulator::{Emulator, Fault, KeyUpdate, Seed, SeedSubscription, DEMO_KEY};
 use serde_json::{json, Value};
@@ -162,6 +165,52 @@ pub fn followed_cell(outcome: &str, kept: bool) -> String {
         "followed:{outcome},activation:{}",
         if kept { "kept" } else { "changed" }
     )
+}
+
+/// The Rust faces' (native and wasm) `devices`/`devices_relay` cell from the core's listing:
+/// [`devices_cell`], or the failure's code.
+pub fn listed_cell(listed: Result<KeyDevices, PortalError>) -> String {
+    match listed {
+        Ok(d) => devices_cell(d.devices.len(), d.devices.iter().any(|d| d.this_machine)),
+        Err(e) => e.code().to_string(),
+    }
+}
+
+/// The Rust faces' (native and wasm) cell of an activation: `activated`, or the denial's or
+/// the failure's reason code.
+pub fn activated_cell<T>(answer: &Result<Answer<T>, polar_license::Error>) -> String {
+    match answer {
+        Ok(Answer::Accepted(_)) => "activated".to_string(),
+        Ok(Answer::Denied(d)) => d.reason.code().to_string(),
+        Err(e) => e.reason().code().to_string(),
+    }
+}
+
+/// The Rust faces' (native and wasm) `follow_rotation` cell from the core's answer:
+/// [`followed_cell`] (kept: the new string's activation is `mine`, the one this machine took),
+/// or the failure's code.
+pub fn followed_answer_cell(
+    followed: Result<(Key, Answer<ValidatedLicenseKey>), PortalError>,
+    mine: Option<&str>,
+) -> String {
+    match followed {
+        Ok((_, Answer::Accepted(v))) => followed_cell(
+            "licensed",
+            mine.is_some() && v.activation.map(|a| a.id).as_deref() == mine,
+        ),
+        Ok((_, Answer::Denied(d))) => followed_cell(d.reason.code(), false),
+        Err(e) => e.code().to_string(),
+    }
+}
+
+/// A refused code request as [`codes_cell`] takes it: the code, and for `rate_limited` the
+/// wait the face gave.
+pub fn refusal(e: &PortalError) -> (&'static str, Option<u64>) {
+    let wait = match e {
+        PortalError::RateLimited(wait) => *wait,
+        _ => None,
+    };
+    (e.code(), wait)
 }
 
 /// A trial as the faces report it, its end in days from the row's start.

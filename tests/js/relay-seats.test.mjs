@@ -12,6 +12,9 @@
 //   key with one activation has one seat), and an activation while seats held fill what was
 //   sold is refused as Polar refuses one past the limit (403, its words); a deactivation gives
 //   the seat back;
+// - sixteen clients racing for a three-seat key get three seats, the rest `seats_full`; the
+//   three released at once while two newcomers acquire: every release counts and no seat is
+//   granted twice (issue #67 item 1: no lost release, no double grant under races);
 // - a relay restarted mid-hold (the process stopped, workerd stopped, each started again on the
 //   same store) keeps every seat: a third client still gets `seats_full`, the holders'
 //   heartbeat and release are answered as the seats', and the freed seat goes to the third;
@@ -210,6 +213,35 @@ test("a key's activations through the relay are taken from its seats, and an act
     assert.equal(gone.status, 204, `${h.name}: ${gone.text}`);
     held(h, await seat(h, 'acquire', key, 'acts-b'), 'b once the activation is gone');
     assert.equal((await seat(h, 'release', key, 'acts-a', a)).json?.released, true, h.name);
+  }
+});
+
+test('sixteen clients racing for a three-seat key get exactly three seats, and releases racing acquisitions lose none (both hosts)', { skip }, async () => {
+  for (const h of hosts) {
+    const key = newKey(3);
+    const tries = await Promise.all(Array.from({ length: 16 }, (_, i) => seat(h, 'acquire', key, `race-${i}`)));
+    const won = tries.map((r, i) => [r, i]).filter(([r]) => r.status === 200);
+    assert.deepEqual(
+      [won.length, tries.filter((r) => r.status === 409 && r.json?.reason === 'seats_full').length],
+      [3, 13],
+      `${h.name}: ${tries.map((r) => r.status).join(' ')}`,
+    );
+    // The three released at once, two newcomers racing them: every release counts and no
+    // seat is granted twice (what the newcomers got, and then no more than the rest, is held).
+    const racing = await Promise.all([
+      ...won.map(([r, i]) => seat(h, 'release', key, `race-${i}`, held(h, r, `race-${i}`))),
+      seat(h, 'acquire', key, 'new-a'),
+      seat(h, 'acquire', key, 'new-b'),
+    ]);
+    assert.deepEqual(racing.slice(0, 3).map((r) => r.json?.released), [true, true, true], `${h.name}: ${racing.map((r) => r.text).join(' ')}`);
+    const newcomers = racing.slice(3).filter((r) => r.status === 200).length;
+    const after = await Promise.all(Array.from({ length: 5 }, (_, i) => seat(h, 'acquire', key, `after-${i}`)));
+    assert.equal(
+      after.filter((r) => r.status === 200).length,
+      3 - newcomers,
+      `${h.name}: ${newcomers} newcomers held, then: ${after.map((r) => r.text).join(' ')}`,
+    );
+    assert.ok(after.every((r) => r.status === 200 || r.json?.reason === 'seats_full'), h.name);
   }
 });
 

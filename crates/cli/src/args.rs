@@ -1299,6 +1299,36 @@ pub enum SeatCommand {
     Borrow(SeatBorrowArgs),
     /// Give a borrowed (or held) seat back before its end: free for others at once
     Return(SeatReturnArgs),
+    /// Acquire one of the key's seats and print it as JSON (its id, its end, the heartbeat
+    /// interval, its signed lease); nothing holds it after: `seat heartbeat` within its life
+    /// keeps it, `seat release` gives it back, and one not heard from frees by itself
+    Acquire(SeatAcquireArgs),
+    /// Extend a seat's life (`seat acquire`'s): prints it again as JSON; a seat no longer held
+    /// (not heard from within its life, given back) is `seat_gone`
+    Heartbeat(SeatReturnArgs),
+    /// Give a seat back (`seat acquire`'s, `seat borrow`'s): free for others at once
+    Release(SeatReturnArgs),
+}
+
+/// `seat acquire`
+#[derive(Debug, Args)]
+pub struct SeatAcquireArgs {
+    #[command(flatten)]
+    pub key: KeyArg,
+
+    /// A CI seat (the seller may cap CI seats apart from the others)
+    #[arg(
+        long,
+        env = "POLAR_LICENSE_SEAT_CI",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::FalseyValueParser::new()
+    )]
+    pub ci: bool,
+
+    /// This machine's binding in the seat lease (default: the machine fingerprint, else the
+    /// host's name)
+    #[arg(long, value_name = "TEXT")]
+    pub machine: Option<String>,
 }
 
 /// `seat borrow`
@@ -1317,17 +1347,18 @@ pub struct SeatBorrowArgs {
     pub machine: Option<String>,
 }
 
-/// `seat return`
+/// `seat return`, `seat release`, `seat heartbeat`
 #[derive(Debug, Args)]
 pub struct SeatReturnArgs {
     #[command(flatten)]
     pub key: KeyArg,
 
-    /// The seat's id, as `seat borrow` printed it
+    /// The seat's id, as `seat borrow` or `seat acquire` printed it
     #[arg(long, value_name = "ID")]
     pub seat: String,
 
-    /// The machine binding the seat was borrowed with (default: as `seat borrow`'s)
+    /// The machine binding the seat was taken with (default: as `seat borrow`'s and `seat
+    /// acquire`'s)
     #[arg(long, value_name = "TEXT")]
     pub machine: Option<String>,
 }

@@ -15,16 +15,22 @@
 //!
 //! `seat borrow --days N` borrows a floating seat for offline use (its signed lease licenses
 //! until its end, with no heartbeat) and `seat return --seat ID` gives it back early.
+//!
+//! `seat acquire`, `seat heartbeat --seat ID` and `seat release --seat ID` are the three
+//! steps one at a time, for a script that schedules its own heartbeat: nothing holds an
+//! acquired seat between them, and one not heard from within its life frees by itself.
 
 use std::process::Command;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
-use polar_license::seat::{SeatAnswer, SeatAsk, SeatOp};
+use polar_license::seat::{Seat, SeatAnswer, SeatAsk, SeatOp};
 use polar_license::seat_hold::{HoldState, SeatHold};
 use polar_license::{BlockingClient, Error, Key, Reason};
 
-use crate::args::{Global, SeatBorrowArgs, SeatCommand, SeatReturnArgs, SeatRunArgs};
+use crate::args::{
+    Global, SeatAcquireArgs, SeatBorrowArgs, SeatCommand, SeatReturnArgs, SeatRunArgs,
+};
 
 /// The longest `seat run` waits in all for the relay's `429`s (an acquisition's, a release's)
 /// before it gives up: a per-IP limit's wait is seconds; a churn limit's can be an hour.
@@ -35,7 +41,10 @@ pub fn run(g: &Global, c: &SeatCommand) -> u8 {
     match c {
         SeatCommand::Run(a) => seat_run(g, a),
         SeatCommand::Borrow(a) => seat_borrow(g, a),
-        SeatCommand::Return(a) => seat_return(g, a),
+        SeatCommand::Return(a) => seat_return(g, a, "return"),
+        SeatCommand::Release(a) => seat_return(g, a, "release"),
+        SeatCommand::Acquire(a) => seat_acquire(g, a),
+        SeatCommand::Heartbeat(a) => seat_heartbeat(g, a),
     }
 }
 
@@ -193,10 +202,11 @@ fn release_ask(ask: &SeatAsk, seat: &str) -> SeatAsk {
     }
 }
 
-fn seat_return(g: &Global, a: &SeatReturnArgs) -> u8 {
+/// `seat return` and `seat release` (`what`): the seat given back.
+fn seat_return(g: &Global, a: &SeatReturnArgs, what: &str) -> u8 {
     let client = match relay_client(g) {
         Ok(client) => client,
-        Err(e) => return fail("return", &e),
+        Err(e) => return fail(what, &e),
     };
     let ask = SeatAsk {
         op: SeatOp::Release,
@@ -205,20 +215,128 @@ fn seat_return(g: &Global, a: &SeatReturnArgs) -> u8 {
         ci: false,
         seat: Some(a.seat.clone()),
     };
-    match patiently("return", || client.seat(&ask)) {
+    match patiently(what, || client.seat(&ask)) {
         Ok(SeatAnswer::Released(true)) => 0,
         Ok(SeatAnswer::Released(false)) => {
-            err("polar-license seat return: no such seat was held on this machine (its end passed, or it was given back)");
+            err(&format!("polar-license seat {what}: no such seat was held on this machine (its end passed, or it was given back)"));
             u8::try_from(Reason::NotFound.exit_code()).unwrap_or(1)
         }
         Ok(other) => fail(
-            "return",
+            what,
             &Error::Protocol {
                 status: None,
                 detail: format!("the relay answered a release with {}", summary(&other)),
             },
         ),
-        Err(e) => fail("return", &e),
+        Err(e) => fail(what, &e),
+    }
+}
+
+/// With `--relay-key`: the seat's lease verified offline for this key and machine (the
+/// failure in words); without it, `Ok`.
+fn lease_verifies(g: &Global, seat: &Seat, key: &Key, machine: &str) -> Result<(), String> {
+    if g.relay_keys.is_empty() {
+        return Ok(());
+    }
+    let keys =
+        polar_license::lease::RelayKeys::parse(&g.relay_keys.join(",")).map_err(|e| e.text())?;
+    let org = g.org.as_deref().unwrap_or_default();
+    seat.verify(&keys, org, key, machine, now())
+        .map(|_| ())
+        .map_err(|why| format!("the seat's lease is no lease ({})", why.as_str()))
+}
+
+/// A seat as `seat acquire` and `seat heartbeat` print it: one JSON line.
+fn print_seat(seat: &Seat, machine: &str) {
+    let mut expires_at = String::new();
+    polar_license::rfc3339::DateTime::from_unix(seat.expires_at).write(&mut expires_at);
+    let out = serde_json::json!({
+        "seat": seat.id,
+        "machine": machine,
+        "ci": seat.ci,
+        "expires_at": expires_at,
+        "heartbeat_every": seat.heartbeat_every().as_secs(),
+        "in_use": seat.in_use,
+        "size": seat.size,
+        "lease": seat.lease,
+    });
+    crate::output::print_out(&format!("{out}\n"));
+}
+
+/// `seat acquire`: a seat taken and printed; nothing holds it after this process.
+fn seat_acquire(g: &Global, a: &SeatAcquireArgs) -> u8 {
+    let client = match relay_client(g) {
+        Ok(client) => client,
+        Err(e) => return fail("acquire", &e),
+    };
+    let key = Key::new(a.key.key.clone());
+    let machine = machine(g, a.machine.as_deref());
+    let ask = SeatHold::acquire_ask(key.clone(), machine.clone(), a.ci);
+    let hold = match patiently("acquisition", || client.seat(&ask))
+        .and_then(|answer| SeatHold::acquire(&ask, answer))
+    {
+        Ok(Ok(hold)) => hold,
+        Ok(Err(other)) => return not_held("acquire", other),
+        Err(e) => return fail("acquire", &e),
+    };
+    // Signed mode: the seat holds only with a lease that verifies; else it is given back.
+    if let Err(why) = lease_verifies(g, hold.seat(), &key, &machine) {
+        let mut hold = hold;
+        release(&client, &mut hold);
+        return fail(
+            "acquire",
+            &Error::Protocol {
+                status: Some(200),
+                detail: why,
+            },
+        );
+    }
+    print_seat(hold.seat(), &machine);
+    0
+}
+
+/// `seat heartbeat`: the seat's life extended and the seat printed again.
+fn seat_heartbeat(g: &Global, a: &SeatReturnArgs) -> u8 {
+    let client = match relay_client(g) {
+        Ok(client) => client,
+        Err(e) => return fail("heartbeat", &e),
+    };
+    let key = Key::new(a.key.key.clone());
+    let machine = machine(g, a.machine.as_deref());
+    let ask = SeatAsk {
+        op: SeatOp::Heartbeat,
+        key: key.clone(),
+        machine: machine.clone(),
+        ci: false,
+        seat: Some(a.seat.clone()),
+    };
+    match patiently("heartbeat", || client.seat(&ask)) {
+        Ok(SeatAnswer::Held(seat)) => {
+            if let Err(why) = lease_verifies(g, &seat, &key, &machine) {
+                return fail(
+                    "heartbeat",
+                    &Error::Protocol {
+                        status: Some(200),
+                        detail: why,
+                    },
+                );
+            }
+            print_seat(&seat, &machine);
+            0
+        }
+        Ok(SeatAnswer::Gone) => {
+            err("polar-license seat heartbeat: the seat is no longer held on this machine (not heard from within its life, or given back): acquire again (seat_gone)");
+            u8::try_from(Reason::NotFound.exit_code()).unwrap_or(1)
+        }
+        Ok(other @ SeatAnswer::Denied(_)) => not_held("heartbeat", other),
+        Ok(other) => fail(
+            "heartbeat",
+            &Error::Protocol {
+                status: None,
+                detail: format!("the relay answered a heartbeat with {}", summary(&other)),
+            },
+        ),
+        Err(e) => fail("heartbeat", &e),
     }
 }
 
@@ -240,26 +358,16 @@ fn seat_run(g: &Global, a: &SeatRunArgs) -> u8 {
         Err(e) => return fail("run", &e),
     };
     // Signed mode: the seat holds only with a lease that verifies.
-    if !g.relay_keys.is_empty() {
-        let verified = polar_license::lease::RelayKeys::parse(&g.relay_keys.join(","))
-            .map_err(|e| e.text())
-            .and_then(|keys| {
-                let org = g.org.as_deref().unwrap_or_default();
-                hold.seat()
-                    .verify(&keys, org, &key, &machine, now())
-                    .map_err(|why| format!("the seat's lease is no lease ({})", why.as_str()))
-            });
-        if let Err(why) = verified {
-            let mut hold = hold;
-            release(&client, &mut hold);
-            return fail(
-                "run",
-                &Error::Protocol {
-                    status: Some(200),
-                    detail: why,
-                },
-            );
-        }
+    if let Err(why) = lease_verifies(g, hold.seat(), &key, &machine) {
+        let mut hold = hold;
+        release(&client, &mut hold);
+        return fail(
+            "run",
+            &Error::Protocol {
+                status: Some(200),
+                detail: why,
+            },
+        );
     }
     let hold = Arc::new(Mutex::new(hold));
     let (stop, stopped) = mpsc::channel::<()>();

@@ -444,3 +444,90 @@ fn in_signed_mode_the_seat_holds_only_with_a_lease_that_verifies() {
     );
     assert_eq!(run(&w, &[], &["true"]).status.code(), Some(0));
 }
+
+/// Issue #67 item 5's CLI steps one at a time (`seat acquire|heartbeat|release`), for a script
+/// that schedules its own heartbeat: the acquired seat outlives the command that took it (a
+/// job is refused while it is held), its lease verifies, a heartbeat extends it, a release
+/// frees it for the next job, and a heartbeat or a release after that finds no seat. In signed
+/// mode a lease that does not verify gives the seat back.
+#[test]
+fn seat_acquire_heartbeat_and_release_one_at_a_time() {
+    let benefit = format!("{}=1", polar_license_emulator::DEMO_BENEFIT_ID);
+    let w = world_with(&["--seats", &benefit, "--per-ip", "100/200"]);
+    let seat_cmd = |args: &[&str]| {
+        let mut cmd = clean_command(BIN);
+        cmd.args(["--base-url", &w.relay.url, "--org", DEMO_ORGANIZATION_ID])
+            .arg("seat")
+            .args(args)
+            .env("POLAR_LICENSE_KEY", DEMO_KEY);
+        cmd.launch()
+    };
+    let stderr = |o: &Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    // Another relay's key: no seat kept (the next acquisition gets the key's one seat).
+    let stranger = "other=k4.public.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let o = seat_cmd(&["acquire", "--machine", "script", "--relay-key", stranger]);
+    assert_eq!(o.status.code(), Some(3), "{o:?}");
+    assert!(o.stdout.is_empty(), "{o:?}");
+    assert!(stderr(&o).contains("no lease"), "{o:?}");
+
+    let o = seat_cmd(&["acquire", "--machine", "script", "--relay-key", &w.pair]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let v: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    let seat = v["seat"].as_str().expect("a seat id").to_string();
+    assert_eq!(
+        (&v["in_use"], &v["size"], &v["ci"], &v["machine"]),
+        (
+            &Value::from(1),
+            &Value::from(1),
+            &Value::from(false),
+            &Value::from("script")
+        ),
+        "{v}"
+    );
+    // The relay's default life, 300 s: a heartbeat every third of it.
+    assert_eq!(v["heartbeat_every"], 100, "{v}");
+    let keys = polar_license::lease::RelayKeys::parse(&w.pair).expect("the relay's key");
+    let key = polar_license::Key::new(DEMO_KEY);
+    let expect = polar_license::lease::SeatExpect {
+        organization_id: DEMO_ORGANIZATION_ID,
+        key: &key,
+        machine: "script",
+    };
+    let claims = polar_license::lease::verify_seat(
+        v["lease"].as_str().expect("a lease"),
+        &keys,
+        &expect,
+        polar_license_testkit::unix_now(),
+    )
+    .expect("the seat's lease verifies");
+    assert_eq!(claims.seat, seat);
+
+    // Held after `seat acquire` exited: a job and another acquisition are refused.
+    assert_eq!(run(&w, &[], &["true"]).status.code(), Some(1));
+    let other = seat_cmd(&["acquire", "--machine", "another"]);
+    assert_eq!(other.status.code(), Some(1), "{other:?}");
+    assert!(stderr(&other).contains("seats_full"), "{other:?}");
+
+    let beat = seat_cmd(&["heartbeat", "--seat", &seat, "--machine", "script"]);
+    assert_eq!(beat.status.code(), Some(0), "{beat:?}");
+    let b: Value = serde_json::from_slice(&beat.stdout).expect("JSON");
+    assert_eq!(b["seat"], seat.as_str(), "{b}");
+    // Another machine's heartbeat is not the seat's.
+    let stolen = seat_cmd(&["heartbeat", "--seat", &seat, "--machine", "another"]);
+    assert_eq!(stolen.status.code(), Some(1), "{stolen:?}");
+    assert!(stderr(&stolen).contains("seat_gone"), "{stolen:?}");
+    assert_eq!(run(&w, &[], &["true"]).status.code(), Some(1), "still held");
+
+    let back = seat_cmd(&["release", "--seat", &seat, "--machine", "script"]);
+    assert_eq!(back.status.code(), Some(0), "{back:?}");
+    succeeds(&w, "free once released");
+    let late = seat_cmd(&["heartbeat", "--seat", &seat, "--machine", "script"]);
+    assert_eq!(late.status.code(), Some(1), "{late:?}");
+    assert!(stderr(&late).contains("seat_gone"), "{late:?}");
+    let again = seat_cmd(&["release", "--seat", &seat, "--machine", "script"]);
+    assert_ne!(
+        again.status.code(),
+        Some(0),
+        "not released twice: {again:?}"
+    );
+}

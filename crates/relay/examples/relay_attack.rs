@@ -55,7 +55,9 @@
 //!   known checks' answers.
 //! - **A seats flood** (`seats [SECONDS]`, issue #67; [`floods`]): acquisitions on one key
 //!   from many addresses while other keys acquire, heartbeat and release and known customers
-//!   are checked: the flood's answers, the others' answers and latency. `--url BASE`: against
+//!   are checked: the flood's answers, the others' answers and latency; `met` when the flood
+//!   got at most the key's 5 seats and every other key's seat operation and every check was
+//!   answered 200, else `MISSED` (exit 1). `--url BASE`: against
 //!   a relay running elsewhere (under workerd: `scripts/relay-attack-workerd.mjs`).
 //!
 //! - **Connections and deliveries from few addresses** (`office [N]`, `crowd [ADDRESSES]

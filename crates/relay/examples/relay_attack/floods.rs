@@ -489,9 +489,17 @@ pub fn seats_table(args: &[String]) {
         "checks sent",
         "answered 200",
         "checks p50 / p99 / max",
+        "target",
     ]);
+    // Issue #67's done-when: the flood gets no more than the key's 5 seats, and every other
+    // key's seat operation and every check is answered 200 throughout.
+    let met = flood.of(200) <= 5
+        && ops.sent() > 0
+        && ops.of(200) == ops.sent()
+        && checks.sent() > 0
+        && checks.of(200) == checks.sent();
     println!(
-        "| {} ({:.0}/s) | {} | {} | {} | {} ({}) | {} | {} | {} ({}) | {} |",
+        "| {} ({:.0}/s) | {} | {} | {} | {} ({}) | {} | {} | {} ({}) | {} | {} |",
         flood.sent(),
         flood.sent() as f64 / seconds,
         flood.answers(),
@@ -504,6 +512,7 @@ pub fn seats_table(args: &[String]) {
         checks.of(200),
         super::pct(checks.of(200), checks.sent()),
         checks.latency(),
+        super::crowds::verdict(met),
     );
     if let Some((_, relay)) = local {
         relay.stop();

@@ -8,7 +8,8 @@
 // request is answered as natively: a 4xx where the route reads what the shape spoils, else
 // anything but a 5xx; and after each one a normal check through the relay is licensed (a
 // request that leaves the Durable Object broken, as 10,000 `[` did before, fails the next
-// check). Requests that never end are held open while the relay serves a check, then let go.
+// check), and the bytes it left in the store (`/healthz`'s count) are none. Requests that never
+// end are held open while the relay serves a check, then let go.
 //
 // The crowds are rows of the same table (`hostile::crowds` in the testkit, printed by the same
 // example beside each route's shapes): 8 addresses × 8 connections (FULL=1: 16 × 16), each
@@ -166,6 +167,14 @@ const check = () =>
     body: JSON.stringify({ key, organization_id: ORG }),
   }).then(async (r) => ({ status: r.status, body: await r.text() }));
 
+/** The bytes the relay's store counts (`/healthz`'s `store.bytes`, what its byte cap bounds). */
+async function storeBytes() {
+  const r = await fetch(`${relay.url}/healthz`);
+  const health = await r.json();
+  assert.equal(typeof health.store?.bytes, 'number', `/healthz counts the store's bytes: ${JSON.stringify(health)}`);
+  return health.store.bytes;
+}
+
 async function stillServes(after) {
   const next = await check();
   assert.equal(next.status, 200, `the validate after ${after}: ${next.body}`);
@@ -176,7 +185,9 @@ test(
   { skip: SHAPES_BIN ? false : 'needs the table dump (POLAR_HOSTILE_SHAPES: scripts/test-wasm.sh builds it)', timeout: FULL ? 900_000 : 120_000 },
   async () => {
     const port = Number(new URL(relay.url).port);
+    // The measure sees what a request keeps: a check stores Polar's grant.
     await stillServes('nothing');
+    assert.ok((await storeBytes()) > 0, '/healthz counted no bytes for a stored grant');
     const table = await dump(`127.0.0.1:${port}`);
     assert.equal(table.full, FULL);
     const routes = new Set(table.targets.map((t) => t.path));
@@ -195,9 +206,14 @@ test(
           unending.push({ what, shape, held: await exchange(port, bytes, { hold: true }) });
           continue;
         }
+        const before = await storeBytes();
         const cpu = cpuMs(relay.pid);
         const out = await exchange(port, bytes);
         const spent = cpu === null ? null : cpuMs(relay.pid) - cpu;
+        // The bytes a hostile request leaves in the store: none (refused before Polar is asked,
+        // or a signed event that names no key).
+        const kept = (await storeBytes()) - before;
+        if (kept > 0) failures.push(`${what}: the store kept ${kept} bytes more`);
         sent += 1;
         const row = figures.get(shape.name) ?? { n: 0, slowest: 0, cpu: 0 };
         figures.set(shape.name, { n: row.n + 1, slowest: Math.max(row.slowest, out.ms), cpu: row.cpu + (spent ?? 0) });

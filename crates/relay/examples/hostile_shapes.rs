@@ -27,7 +27,8 @@
 //! (`bytes`: standard base64.) The webhook route's bodies are signed with the secret, as the
 //! native table signs them, so that they are read; the metrics route (a listener of its own
 //! natively) is asked at `--metrics-path` with the token, where a fetch host serves it. A
-//! signature's time is now: send them within Polar's five minutes. `--full`: the bigger matrix
+//! signature's time is now (the replayed delivery's an hour before, to be refused): send
+//! them within Polar's five minutes. `--full`: the bigger matrix
 //! (`FULL=1` natively: every method of every route, larger heads, the webhook's bodies to its
 //! own 1 MiB cap).
 //!
@@ -125,10 +126,15 @@ fn main() {
             let sign: Option<hostile::Sign> = match (&args.secret, webhook) {
                 (Some(secret), true) => {
                     let (ids, secret) = (Arc::clone(&ids), secret.clone());
-                    Some(Arc::new(move |body: &[u8]| {
+                    Some(Arc::new(move |body: &[u8], age: i64| {
                         let n = ids.fetch_add(1, Ordering::Relaxed);
                         let text = String::from_utf8_lossy(body);
-                        rig::signed(&secret, &format!("msg_hostile_{n}"), rig::now(), &text)
+                        rig::signed(
+                            &secret,
+                            &format!("msg_hostile_{n}"),
+                            rig::now() - age,
+                            &text,
+                        )
                     }) as hostile::Sign)
                 }
                 _ => None,

@@ -17,7 +17,8 @@
 //! while another address's validate must be licensed.
 //!
 //! The figures (the slowest answer and the CPU per exchange, by shape) are printed: run with
-//! `--no-capture` to read them. `FULL=1`: every method of every route, larger heads, and the
+//! `--no-capture` to read them. The bytes each whole request leaves in the relay's store
+//! (`/healthz`'s count) are measured and bounded: none. `FULL=1`: every method of every route, larger heads, and the
 //! webhook's bodies to its own 1 MiB cap.
 
 mod rig;
@@ -84,11 +85,11 @@ fn targets(relay: &Running, full: bool) -> Vec<Target> {
         for method in methods {
             let sign: Option<hostile::Sign> = (route.path == WEBHOOK_ROUTE).then(|| {
                 let ids = Arc::clone(&ids);
-                Arc::new(move |body: &[u8]| {
+                Arc::new(move |body: &[u8], age: i64| {
                     let n = ids.fetch_add(1, Ordering::Relaxed);
                     let text = String::from_utf8_lossy(body);
                     // A body that is not UTF-8 is signed over its lossy text: refused (401).
-                    rig::signed(SECRET, &format!("msg_hostile_{n}"), rig::now(), &text)
+                    rig::signed(SECRET, &format!("msg_hostile_{n}"), rig::now() - age, &text)
                 }) as hostile::Sign
             });
             out.push(Target {
@@ -102,6 +103,21 @@ fn targets(relay: &Running, full: bool) -> Vec<Target> {
         }
     }
     out
+}
+
+/// The bytes the relay's store counts (`/healthz`'s `store.bytes`, the figure its byte cap
+/// bounds), on a new connection.
+fn store_bytes(relay: &Running) -> u64 {
+    let agent = rig::agent(Duration::from_secs(30));
+    let mut resp = agent
+        .get(format!("{}/healthz", relay.url()))
+        .call()
+        .expect("/healthz answers");
+    let text = resp.body_mut().read_to_string().expect("a body");
+    let health: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    health["store"]["bytes"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("/healthz counts the store's bytes: {health}"))
 }
 
 /// A normal check through the relay, on a new connection (an agent's pooled one may have been
@@ -121,7 +137,13 @@ fn every_route_answers_every_hostile_shape_and_the_relay_still_serves() {
     let full = hostile::full();
     let polar = rig::emulator();
     let relay = start(&polar);
+    // The measure sees what a request keeps: the first check stores Polar's grant.
+    let empty = store_bytes(&relay);
     still_serves(&relay, "nothing");
+    assert!(
+        store_bytes(&relay) > empty,
+        "/healthz counted no bytes for a stored grant"
+    );
     let mut figures = Figures::default();
     let mut unending = Vec::new();
     let started = Instant::now();
@@ -132,11 +154,20 @@ fn every_route_answers_every_hostile_shape_and_the_relay_still_serves() {
             Limits::default().max_body_bytes
         };
         for shape in hostile::shapes(&t, cap, full) {
+            let before = store_bytes(&relay);
             let Some((what, status, outcome)) =
                 hostile::send_shape(&t, &shape, BOUND, &mut figures, &mut unending)
             else {
                 continue;
             };
+            // The bytes a hostile request leaves in the store: none (each is refused before
+            // Polar is asked, or a signed event that names no key), so a flood of them keeps
+            // nothing; the cap bounds what asking Polar keeps (`store_cap.rs`).
+            let kept = store_bytes(&relay).saturating_sub(before);
+            assert_eq!(
+                kept, 0,
+                "{what}: {status}: the store kept {kept} bytes more"
+            );
             // A signed delivery of any JSON document is acknowledged (Polar would retry a
             // refused one forever); the license routes refuse every shape.
             let expect = if shape.json && t.path == WEBHOOK_ROUTE {
@@ -336,7 +367,7 @@ fn every_route_of_the_list_is_answered_as_a_route() {
         );
         let body = if t.reads_body { body } else { String::new() };
         if let Some(sign) = &t.sign {
-            for (k, v) in sign(body.as_bytes()) {
+            for (k, v) in sign(body.as_bytes(), 0) {
                 bytes.extend(format!("{k}: {v}\r\n").as_bytes());
             }
         }

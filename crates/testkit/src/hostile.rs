@@ -4,7 +4,7 @@
 //! content types, absurd paths and query strings, methods not allowed, oversized or broken
 //! headers, broken chunked framing, and requests that never end: slow headers, a chunked body
 //! without its last chunk, a body shorter than its length, a webhook delivery whose signature
-//! is forged), each as the raw bytes sent over one connection, and the exchange that sends them
+//! is forged or a genuine one replayed past the tolerance), each as the raw bytes sent over one connection, and the exchange that sends them
 //! and reads the answer with a bound; and the crowds ([`crowds`]): many connections at once
 //! from many addresses, preflight-only or never ending, while another client must be served.
 //!
@@ -16,8 +16,13 @@ use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Headers for a body (a webhook's signature, computed over the bytes sent).
-pub type Sign = Arc<dyn Fn(&[u8]) -> Vec<(String, String)> + Send + Sync>;
+/// Headers for a body (a webhook's signature, computed over the bytes sent), signed `age`
+/// seconds ago (0: now; a delivery captured and replayed later is signed in the past).
+pub type Sign = Arc<dyn Fn(&[u8], i64) -> Vec<(String, String)> + Send + Sync>;
+
+/// How long ago the replayed delivery of [`shapes`] was signed: an hour, past Polar's five
+/// minutes (Standard Webhooks' tolerance, the relay's `WEBHOOK_TOLERANCE`).
+pub const REPLAYED_AGE: i64 = 3_600;
 
 /// One route to attack.
 #[derive(Clone)]
@@ -103,7 +108,7 @@ fn with_body(t: &Target, body: &[u8], content_type: &str) -> Vec<u8> {
         ("content-length".to_string(), body.len().to_string()),
     ];
     if let Some(sign) = &t.sign {
-        extra.extend(sign(body));
+        extra.extend(sign(body, 0));
     }
     let mut bytes = head(t, &t.method, &t.path, &extra);
     bytes.extend(b"\r\n");
@@ -350,11 +355,27 @@ pub fn shapes(t: &Target, cap: usize, full: bool) -> Vec<Shape> {
             ("content-type".to_string(), "application/json".to_string()),
             ("content-length".to_string(), body.len().to_string()),
         ];
-        extra.extend(sign(b"{\"another\":\"body\"}"));
+        extra.extend(sign(b"{\"another\":\"body\"}", 0));
         let mut bytes = head(t, &t.method, &t.path, &extra);
         bytes.extend(b"\r\n");
         bytes.extend(body);
         out.push(whole("a forged signature", Expect::Refused, bytes));
+        // A genuine delivery captured and replayed an hour later: its signature verifies over
+        // its bytes, but its signed time is past the tolerance, so it is refused unread by the
+        // rules that would act on it (a replayed revocation or grant changes nothing).
+        let mut extra = vec![
+            ("content-type".to_string(), "application/json".to_string()),
+            ("content-length".to_string(), body.len().to_string()),
+        ];
+        extra.extend(sign(body, REPLAYED_AGE));
+        let mut bytes = head(t, &t.method, &t.path, &extra);
+        bytes.extend(b"\r\n");
+        bytes.extend(body);
+        out.push(whole(
+            "a genuine signature replayed an hour later",
+            Expect::Refused,
+            bytes,
+        ));
     }
     // Requests that never end.
     let mut slow = head(t, &t.method, &t.path, &[]);
@@ -417,9 +438,9 @@ pub fn genuine_after_forged(t: &Target) -> Option<(Vec<Vec<u8>>, Vec<u8>)> {
         bytes
     };
     let forged = (0..FORGED_BEFORE_GENUINE)
-        .map(|_| request(sign(b"{\"another\":\"body\"}")))
+        .map(|_| request(sign(b"{\"another\":\"body\"}", 0)))
         .collect();
-    Some((forged, request(sign(body))))
+    Some((forged, request(sign(body, 0))))
 }
 
 /// Many connections at once to one route, from many addresses (issue #62 item 4): each

@@ -520,7 +520,11 @@ void remove_tree(const char *dir) { nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_
 
 intptr_t proc_start(const char *const argv[], const char *out_path, const char *env_name,
                     const char *env_value) {
-  pid_t pid = fork();
+  pid_t pid;
+  /* What this process has buffered is written once, not once more by the child's freopen. */
+  fflush(stdout);
+  fflush(stderr);
+  pid = fork();
   if (pid < 0) return -1;
   if (pid == 0) {
     if (freopen(out_path != NULL ? out_path : "/dev/null", "w", stdout) == NULL) _exit(126);

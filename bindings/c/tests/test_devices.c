@@ -632,8 +632,8 @@ static void follow_a_rotated_key(void) {
 }
 
 /* The seller's relay (`polar-license relay serve`) in front of the private emulator, on a port
- * of its own, its signing key made by `relay keygen` in `dir`: its pid (its port in
- * `relay_port`). */
+ * of its own, its signing key made by `relay keygen` in `dir`: its process for proc_end (its
+ * port in `relay_port`). */
 static intptr_t relay_start(const char *dir, int *relay_port) {
   const char *cli = getenv("POLAR_LICENSE_CLI");
   char key[128], port_text[16];

@@ -1,5 +1,9 @@
 #!/usr/bin/env bash
-# Windows: bash scripts/test-windows.sh
+# Windows: bash scripts/test-windows.sh [--c-only [SUITE...]]
+#
+#   --c-only [SUITE...]  builds the CLI and the static library and runs only the C quick start
+#                        and the C suites named (e.g. `--c-only devices seats`; none: the run's
+#                        list below): no demo, clippy or Rust suites (for working on a C suite).
 #
 # Cross-builds the library, the command line, the Rust test suites and the C quick start for
 # x86_64-pc-windows-gnu (MinGW-w64) and runs them under Debian's wine 8 (64-bit), in a
@@ -36,6 +40,17 @@ BUILD="${CARGO_TARGET_DIR:-target}"
 # background beside the wasm stage the compiling yields the cores to its timed suites, while
 # what runs under wine keeps the normal priority.
 build() { nice -n "${BUILD_NICE:-0}" "$@"; }
+
+C_ONLY=0
+C_ONLY_SUITES=()
+if [[ "${1:-}" == "--c-only" ]]; then
+    C_ONLY=1
+    shift
+    C_ONLY_SUITES=("$@")
+    for t in "${C_ONLY_SUITES[@]}"; do
+        [[ -f "bindings/c/tests/test_$t.c" ]] || { echo "no bindings/c/tests/test_$t.c" >&2; exit 2; }
+    done
+fi
 
 export WINEPREFIX="$ROOT/$OUT/wineprefix" WINEARCH=win64 WINEDEBUG=-all
 # The stand-in first, then wine's own; no Mono or Gecko installers on a closed network.
@@ -75,7 +90,9 @@ echo "wine $(wine --version 2>/dev/null), prefix $WINEPREFIX, shim on WINEPATH=$
 echo "==> cargo build --target $TARGET -p polar-license-cli"
 if build cargo build --target "$TARGET" -p polar-license-cli; then
     EXE="$BUILD/$TARGET/debug/polar-license.exe"
-    if timeout 300 wine "$EXE" demo | tee "$OUT/demo.log" | tail -n 3 &&
+    if [[ $C_ONLY == 1 ]]; then
+        : # the C suites only
+    elif timeout 300 wine "$EXE" demo | tee "$OUT/demo.log" | tail -n 3 &&
         grep -q "all 17 steps gave the expected answer" "$OUT/demo.log"; then
         record demo 1 0
     else
@@ -96,7 +113,9 @@ else
     LINTED=(-p polar-license -p polar-license-cli -p polar-license-c -p polar-license-emulator
         -p polar-license-rules -p polar-license-relay -p polar-license-testkit)
 fi
-if build cargo clippy --target "$TARGET" "${LINTED[@]}" --all-features --all-targets -- -D warnings; then
+if [[ $C_ONLY == 1 ]]; then
+    : # the C suites only
+elif build cargo clippy --target "$TARGET" "${LINTED[@]}" --all-features --all-targets -- -D warnings; then
     record clippy 1 0
 else
     record clippy 0 1
@@ -120,42 +139,45 @@ else
     SUITES=(licensing cli cache_crash windows_machine_id network remembered_key cli_relay_store store)
     LIBS=(polar-license polar-license-c polar-license-relay)
 fi
-echo "windows: $([[ "$FULL" == 1 ]] && echo "FULL=1, every suite" || echo "default run (FULL=1 for every suite)"): ${SUITES[*]}; libraries ${LIBS[*]}"
-args=()
-for s in "${SUITES[@]}"; do args+=(--test "$s"); done
-packages=(-p polar-license-cli)
-for l in "${LIBS[@]}"; do packages+=(-p "$l"); done
-echo "==> cargo test --target $TARGET ${packages[*]} --lib ${args[*]}"
-# Built first (a failure to build shows in the run below, which then builds nothing new).
-build cargo test --target "$TARGET" "${packages[@]}" --no-run --lib "${args[@]}" 2>&1 | tail -n 3
-timeout 1800 cargo test --target "$TARGET" "${packages[@]}" --no-fail-fast --lib "${args[@]}" \
-    2>&1 | tee "$OUT/rust.log" | grep -E '^(test result|     Running|.*FAILED|failures:)'
-# A test binary that wine did not start at all (no `running N tests` line after its
-# `Running`: wine's loader gave up before the harness began; seen once, on network.rs, in a
-# run whose every other binary passed) is run once more, and said so; a second failure counts.
-: >"$OUT/rust-retry.log"
-while read -r again; do
-    echo "windows: wine did not start the binary of \`$again\`: run once more"
-    # shellcheck disable=SC2086 # `-p PKG --test NAME`, as cargo printed it: words
-    timeout 600 cargo test --target "$TARGET" --no-fail-fast $again 2>&1 |
-        tee -a "$OUT/rust-retry.log" | grep -E '^(test result|     Running|.*FAILED|failures:)'
-done < <(tr -d '\r' <"$OUT/rust.log" | sed 's/\x1b\[[0-9;]*m//g' | awk '
-    /^     Running / { started = 0; next }
-    /^running [0-9]+ tests?$/ { started = 1; next }
-    /^error: test failed, to rerun pass `/ && !started {
-        match($0, /`[^`]*`/); print substr($0, RSTART + 1, RLENGTH - 2) }')
-cat "$OUT/rust-retry.log" >>"$OUT/rust.log"
-read -r p f < <(sed 's/\x1b\[[0-9;]*m//g' "$OUT/rust.log" | grep -E '^test result: ' | awk '
-    { for (i = 1; i <= NF; i++) { v = $(i - 1) + 0
-          if ($i ~ /^passed/) p += v; else if ($i ~ /^failed/) f += v } }
-    END { print p + 0, f + 0 }')
-# A failing test's own output (its panic message), so the CI log says why, not only which.
-tr -d '\r' <"$OUT/rust.log" | sed -n '/^---- .* stdout ----$/,/^failures:$/p' | head -n 200
-suites_run=$(grep -c '^test result: ' "$OUT/rust.log")
-# A suite that did not build or run counts as failed.
-missing=$(( ${#SUITES[@]} + ${#LIBS[@]} - suites_run ))
-[[ $missing -gt 0 ]] && f=$((f + missing))
-record rust "$p" "$f"
+rust_suites() {
+    echo "windows: $([[ "$FULL" == 1 ]] && echo "FULL=1, every suite" || echo "default run (FULL=1 for every suite)"): ${SUITES[*]}; libraries ${LIBS[*]}"
+    args=()
+    for s in "${SUITES[@]}"; do args+=(--test "$s"); done
+    packages=(-p polar-license-cli)
+    for l in "${LIBS[@]}"; do packages+=(-p "$l"); done
+    echo "==> cargo test --target $TARGET ${packages[*]} --lib ${args[*]}"
+    # Built first (a failure to build shows in the run below, which then builds nothing new).
+    build cargo test --target "$TARGET" "${packages[@]}" --no-run --lib "${args[@]}" 2>&1 | tail -n 3
+    timeout 1800 cargo test --target "$TARGET" "${packages[@]}" --no-fail-fast --lib "${args[@]}" \
+        2>&1 | tee "$OUT/rust.log" | grep -E '^(test result|     Running|.*FAILED|failures:)'
+    # A test binary that wine did not start at all (no `running N tests` line after its
+    # `Running`: wine's loader gave up before the harness began; seen once, on network.rs, in a
+    # run whose every other binary passed) is run once more, and said so; a second failure counts.
+    : >"$OUT/rust-retry.log"
+    while read -r again; do
+        echo "windows: wine did not start the binary of \`$again\`: run once more"
+        # shellcheck disable=SC2086 # `-p PKG --test NAME`, as cargo printed it: words
+        timeout 600 cargo test --target "$TARGET" --no-fail-fast $again 2>&1 |
+            tee -a "$OUT/rust-retry.log" | grep -E '^(test result|     Running|.*FAILED|failures:)'
+    done < <(tr -d '\r' <"$OUT/rust.log" | sed 's/\x1b\[[0-9;]*m//g' | awk '
+        /^     Running / { started = 0; next }
+        /^running [0-9]+ tests?$/ { started = 1; next }
+        /^error: test failed, to rerun pass `/ && !started {
+            match($0, /`[^`]*`/); print substr($0, RSTART + 1, RLENGTH - 2) }')
+    cat "$OUT/rust-retry.log" >>"$OUT/rust.log"
+    read -r p f < <(sed 's/\x1b\[[0-9;]*m//g' "$OUT/rust.log" | grep -E '^test result: ' | awk '
+        { for (i = 1; i <= NF; i++) { v = $(i - 1) + 0
+              if ($i ~ /^passed/) p += v; else if ($i ~ /^failed/) f += v } }
+        END { print p + 0, f + 0 }')
+    # A failing test's own output (its panic message), so the CI log says why, not only which.
+    tr -d '\r' <"$OUT/rust.log" | sed -n '/^---- .* stdout ----$/,/^failures:$/p' | head -n 200
+    suites_run=$(grep -c '^test result: ' "$OUT/rust.log")
+    # A suite that did not build or run counts as failed.
+    missing=$(( ${#SUITES[@]} + ${#LIBS[@]} - suites_run ))
+    [[ $missing -gt 0 ]] && f=$((f + missing))
+    record rust "$p" "$f"
+}
+if [[ $C_ONLY == 0 ]]; then rust_suites; fi
 
 # ---- 3. the C quick start -----------------------------------------------------------------
 c_quick_start() {
@@ -205,14 +227,18 @@ if c_quick_start; then record c-quick-start 1 0; else record c-quick-start 0 1; 
 # and POSIX permissions), built with MinGW-w64 as on Linux (-Wall -Wextra -Werror -pedantic,
 # statically: no MinGW DLL to ship) and run against the Windows emulator answering as API
 # version 2027-01, like scripts/test-c.sh does. test_signed spawns the Windows binary's
-# `relay serve` and the Windows build of bindings/c/forge (the forged-record attack).
+# `relay serve` and the Windows build of bindings/c/forge (the forged-record attack);
+# test_devices and test_seats start it through the harness's proc_start (CreateProcess here).
 # Default: the C suites whose Windows build differs (paths and UTF-8 input, threads, the store
-# of the remembered key); FULL=1: every C suite that is not Linux-specific.
+# of the remembered key, processes started and ended: the relay of a key's devices and of
+# seats); FULL=1: every C suite that is not Linux-specific.
 if full; then
-    C_SUITES=(inputs reasons grace features versions background threads faults remember signed)
+    C_SUITES=(inputs reasons grace features versions background threads faults remember signed
+        devices seats)
 else
-    C_SUITES=(inputs threads remember)
+    C_SUITES=(inputs threads remember devices seats)
 fi
+if [[ ${#C_ONLY_SUITES[@]} -gt 0 ]]; then C_SUITES=("${C_ONLY_SUITES[@]}"); fi
 c_suites() {
     local lib="$C_LIB" native t out p f
     native="$(sed -n 's/.*native-static-libs: //p' "$OUT/staticlib.log" | tail -n 1 |

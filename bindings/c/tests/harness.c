@@ -26,20 +26,22 @@ static void net_init(void) {
   WSADATA data;
   if (!done && WSAStartup(MAKEWORD(2, 2), &data) == 0) done = 1;
 }
-static void pause_ms(int ms) { Sleep((DWORD)ms); }
+void pause_ms(int ms) { Sleep((DWORD)ms); }
 #else
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <ftw.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 typedef int sock_t;
 #define BAD_SOCK (-1)
 #define close_sock close
 static void net_init(void) {}
-static void pause_ms(int ms) {
+void pause_ms(int ms) {
   struct timespec step;
   step.tv_sec = ms / 1000;
   step.tv_nsec = (long)(ms % 1000) * 1000 * 1000;
@@ -358,6 +360,118 @@ void remove_tree(const char *dir) {
   }
   _rmdir(dir);
 }
+
+/* One argument of a command line as the C runtime splits it back (CommandLineToArgvW's rules):
+ * quoted when it has a space, a tab or a quote, or is empty; a quote and the backslashes before
+ * it escaped. */
+static int append_arg(char *line, size_t len, const char *arg) {
+  size_t n = strlen(line), slashes = 0;
+  int quote = arg[0] == '\0' || strpbrk(arg, " \t\"") != NULL;
+  const char *c;
+#define PUT(ch)                                                                                   \
+  do {                                                                                            \
+    if (n + 2 >= len) return 0;                                                                   \
+    line[n++] = (ch);                                                                             \
+  } while (0)
+  if (n > 0) PUT(' ');
+  if (quote) PUT('"');
+  for (c = arg; *c != '\0'; c++) {
+    if (*c == '\\') {
+      slashes++;
+    } else {
+      if (*c == '"') {
+        for (; slashes > 0; slashes--) PUT('\\');
+        PUT('\\');
+      }
+      slashes = 0;
+    }
+    PUT(*c);
+  }
+  if (quote) {
+    for (; slashes > 0; slashes--) PUT('\\');
+    PUT('"');
+  }
+#undef PUT
+  line[n] = '\0';
+  return 1;
+}
+
+intptr_t proc_start(const char *const argv[], const char *out_path, const char *env_name,
+                    const char *env_value) {
+  char line[4096] = "";
+  SECURITY_ATTRIBUTES inherit;
+  STARTUPINFOA si;
+  PROCESS_INFORMATION pi;
+  HANDLE out, null;
+  int i, started;
+  for (i = 0; argv[i] != NULL; i++) {
+    if (!append_arg(line, sizeof line, argv[i])) die("proc_start: command line too long");
+  }
+  memset(&inherit, 0, sizeof inherit);
+  inherit.nLength = sizeof inherit;
+  inherit.bInheritHandle = TRUE;
+  null = CreateFileA("NUL", GENERIC_WRITE, FILE_SHARE_READ | FILE_SHARE_WRITE, &inherit,
+                     OPEN_EXISTING, 0, NULL);
+  out = out_path == NULL ? null
+                         : CreateFileA(out_path, GENERIC_WRITE, FILE_SHARE_READ | FILE_SHARE_WRITE,
+                                       &inherit, CREATE_ALWAYS, FILE_ATTRIBUTE_NORMAL, NULL);
+  if (null == INVALID_HANDLE_VALUE || out == INVALID_HANDLE_VALUE) die("proc_start: output");
+  memset(&si, 0, sizeof si);
+  si.cb = sizeof si;
+  si.dwFlags = STARTF_USESTDHANDLES;
+  si.hStdInput = null;
+  si.hStdOutput = out;
+  si.hStdError = null;
+  /* The child inherits this process's environment: the variable is set for the start only. */
+  if (env_name != NULL && !SetEnvironmentVariableA(env_name, env_value)) die("proc_start: env");
+  /* wine now and then fails to start one of many processes ("Internal error", 1359): a
+   * process that could not be started is tried again; one that started is never. */
+  for (i = 0; !(started = CreateProcessA(NULL, line, NULL, NULL, TRUE, CREATE_NO_WINDOW, NULL,
+                                         NULL, &si, &pi)) &&
+              i < 3;
+       i++) {
+    pause_ms(100 * (i + 1));
+  }
+  if (env_name != NULL) SetEnvironmentVariableA(env_name, NULL);
+  if (out != null) CloseHandle(out);
+  CloseHandle(null);
+  if (!started) return -1;
+  CloseHandle(pi.hThread);
+  return (intptr_t)pi.hProcess;
+}
+
+int proc_wait(intptr_t proc) {
+  DWORD code = 1;
+  if (proc == -1) return -1;
+  WaitForSingleObject((HANDLE)proc, INFINITE);
+  if (!GetExitCodeProcess((HANDLE)proc, &code)) code = (DWORD)-1;
+  CloseHandle((HANDLE)proc);
+  return (int)code;
+}
+
+void proc_end(intptr_t proc, int hard) {
+  (void)hard;
+  if (proc == -1) return;
+  TerminateProcess((HANDLE)proc, 1);
+  proc_wait(proc);
+}
+
+int tree_holds(const char *dir, const char *text) {
+  char pattern[MAX_PATH], path[MAX_PATH];
+  struct _finddata_t entry;
+  intptr_t find;
+  int found = 0;
+  snprintf(pattern, sizeof pattern, "%s\\*", dir);
+  find = _findfirst(pattern, &entry);
+  if (find == -1) return 0;
+  do {
+    if (strcmp(entry.name, ".") == 0 || strcmp(entry.name, "..") == 0) continue;
+    snprintf(path, sizeof path, "%s\\%s", dir, entry.name);
+    found = (entry.attrib & _A_SUBDIR) ? tree_holds(path, text) : file_holds(path, text);
+  } while (!found && _findnext(find, &entry) == 0);
+  _findclose(find);
+  return found;
+}
 #else
 int emu_start_private(int port) {
   const char *cli = getenv("POLAR_LICENSE_CLI");
@@ -403,7 +517,112 @@ static int remove_entry(const char *path, const struct stat *sb, int flag, struc
 }
 
 void remove_tree(const char *dir) { nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS); }
+
+intptr_t proc_start(const char *const argv[], const char *out_path, const char *env_name,
+                    const char *env_value) {
+  pid_t pid;
+  /* What this process has buffered is written once, not once more by the child's freopen. */
+  fflush(stdout);
+  fflush(stderr);
+  pid = fork();
+  if (pid < 0) return -1;
+  if (pid == 0) {
+    if (freopen(out_path != NULL ? out_path : "/dev/null", "w", stdout) == NULL) _exit(126);
+    if (freopen("/dev/null", "w", stderr) == NULL) _exit(126);
+    /* A variable through the environment (a token) stays out of the process list. */
+    if (env_name != NULL && setenv(env_name, env_value, 1) != 0) _exit(126);
+    execv(argv[0], (char *const *)argv);
+    _exit(127);
+  }
+  return (intptr_t)pid;
+}
+
+int proc_wait(intptr_t proc) {
+  int status;
+  if (proc <= 0 || waitpid((pid_t)proc, &status, 0) < 0) return -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+void proc_end(intptr_t proc, int hard) {
+  if (proc <= 0) return;
+  kill((pid_t)proc, hard ? SIGKILL : SIGTERM);
+  waitpid((pid_t)proc, NULL, 0);
+}
+
+int tree_holds(const char *dir, const char *text) {
+  char path[4096];
+  struct dirent *entry;
+  struct stat st;
+  int found = 0;
+  DIR *d = opendir(dir);
+  if (d == NULL) return 0;
+  while (!found && (entry = readdir(d)) != NULL) {
+    if (strcmp(entry->d_name, ".") == 0 || strcmp(entry->d_name, "..") == 0) continue;
+    snprintf(path, sizeof path, "%s/%s", dir, entry->d_name);
+    if (lstat(path, &st) != 0) continue;
+    if (S_ISDIR(st.st_mode)) {
+      found = tree_holds(path, text);
+    } else if (S_ISREG(st.st_mode)) {
+      found = file_holds(path, text);
+    }
+  }
+  closedir(d);
+  return found;
+}
 #endif
+
+int proc_run(const char *const argv[]) { return proc_wait(proc_start(argv, NULL, NULL, NULL)); }
+
+int listening_on(const char *log_path, char *url, size_t url_len) {
+  FILE *log;
+  int i;
+  url[0] = '\0';
+  for (i = 0; i < 500 && url[0] == '\0'; i++) {
+    char line[128] = "";
+    log = fopen(log_path, "r");
+    if (log != NULL) {
+      if (fgets(line, sizeof line, log) != NULL && strncmp(line, "listening on ", 13) == 0 &&
+          strchr(line, '\n') != NULL) {
+        line[strcspn(line, "\r\n")] = '\0';
+        snprintf(url, url_len, "%s", line + 13);
+      }
+      fclose(log);
+    }
+    if (url[0] == '\0') pause_ms(20);
+  }
+  return url[0] != '\0';
+}
+
+int file_holds(const char *path, const char *text) {
+  size_t want = strlen(text), have = 0, i;
+  char buf[65536];
+  int found = 0;
+  FILE *f = fopen(path, "rb");
+  if (f == NULL || want == 0 || want > sizeof buf / 2) {
+    if (f != NULL) fclose(f);
+    return 0;
+  }
+  /* A window of the file with the last want-1 bytes of the one before kept in front, so that a
+   * match across two reads is found. */
+  for (;;) {
+    size_t n = fread(buf + have, 1, sizeof buf - have, f);
+    if (n == 0) break;
+    have += n;
+    for (i = 0; i + want <= have; i++) {
+      if (memcmp(buf + i, text, want) == 0) {
+        found = 1;
+        break;
+      }
+    }
+    if (found) break;
+    if (have >= want) {
+      memmove(buf, buf + have - (want - 1), want - 1);
+      have = want - 1;
+    }
+  }
+  fclose(f);
+  return found;
+}
 
 polar_license_client *new_client(const char *cache_dir, int64_t clock_offset,
                                  uint64_t revalidate_after, uint64_t grace_period) {

@@ -154,6 +154,41 @@ void emu_new_key_on(const char *benefit_id, const char *fields, char key[64]);
 /* A loopback port nothing listens on (bound, read, closed). */
 int closed_port(void);
 
+/* ---- Processes and files (the same calls on POSIX and on Windows) -------------------------- */
+
+/* Sleeps `ms` milliseconds. */
+void pause_ms(int ms);
+
+/* Starts the program argv[0] (a path) with the arguments argv[1..] (NULL-terminated), its stdout
+ * written to the file `out_path` (NULL: thrown away), its stderr thrown away, and, when
+ * `env_name` is not NULL, the environment variable env_name=env_value added to what it inherits
+ * (a token stays out of the process list). POSIX: fork and execv; Windows: CreateProcess, tried
+ * again when wine fails to start it. Returns a handle for proc_wait or proc_end, -1 when it
+ * could not be started. */
+intptr_t proc_start(const char *const argv[], const char *out_path, const char *env_name,
+                    const char *env_value);
+
+/* Waits for a started process to end; returns its exit code (-1: no such process, or killed). */
+int proc_wait(intptr_t proc);
+
+/* Ends a started process and waits for it: SIGKILL when `hard`, else SIGTERM (Windows
+ * terminates it either way). */
+void proc_end(intptr_t proc, int hard);
+
+/* proc_start with no output and no variable, then proc_wait: the exit code. */
+int proc_run(const char *const argv[]);
+
+/* Waits (at most 10 s) until the process writing `log_path` (its stdout: a `polar-license
+ * emulator` or `relay serve`) printed `listening on URL` as its first line; copies URL into
+ * `url`. Returns whether it did. */
+int listening_on(const char *log_path, char *url, size_t url_len);
+
+/* Whether the file `path` holds the bytes of `text`. */
+int file_holds(const char *path, const char *text);
+
+/* Whether any file in the tree under `dir` holds `text` (grep -rqF). */
+int tree_holds(const char *dir, const char *text);
+
 /* ---- Clients ----------------------------------------------------------------------------- */
 
 /* Makes a temporary directory and writes its path into `dir` (64 bytes). */

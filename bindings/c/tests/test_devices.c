@@ -12,10 +12,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <signal.h>
-#include <sys/wait.h>
 #include <time.h>
+#ifdef _WIN32
+#include <process.h>
+#else
 #include <unistd.h>
+#endif
 
 #include "harness.h"
 
@@ -154,13 +156,6 @@ static long device_index(const polar_license_portal_result *r, const char *id) {
   return -1;
 }
 
-/* Whether any file directly in `dir` holds `text` (the session must not be on disk). */
-static int dir_holds(const char *dir, const char *text) {
-  char command[256];
-  snprintf(command, sizeof command, "grep -rqF '%s' '%s'", text, dir);
-  return system(command) == 0;
-}
-
 static void sign_in_list_free_another_and_activate_here(void) {
   int pid;
   char old_dir[64], desk_dir[64], here_dir[64], new_dir[64];
@@ -202,7 +197,8 @@ static void sign_in_list_free_another_and_activate_here(void) {
 
   /* Signed in: three devices, oldest first, this machine's marked, the limit. */
   sign_in_code(here, code);
-  CHECK(!dir_holds(here_dir, "polar_cst_"));
+  /* The session is sealed: its token is in no file under the cache. */
+  CHECK(!tree_holds(here_dir, "polar_cst_"));
   r = list(here, DEMO_KEY);
   expect_portal(r, POLAR_LICENSE_PORTAL_ERROR_NONE, "");
   CHECK_INT(polar_license_portal_result_device_count(r), 3);
@@ -636,13 +632,16 @@ static void follow_a_rotated_key(void) {
 }
 
 /* The seller's relay (`polar-license relay serve`) in front of the private emulator, on a port
- * of its own, its signing key made by `relay keygen` in `dir`: its pid (its port in
- * `relay_port`). */
-static int relay_start(const char *dir, int *relay_port) {
+ * of its own, its signing key made by `relay keygen` in `dir`: its process for proc_end (its
+ * port in `relay_port`). */
+static intptr_t relay_start(const char *dir, int *relay_port) {
   const char *cli = getenv("POLAR_LICENSE_CLI");
   char key[128], port_text[16];
-  pid_t child;
-  int i, status;
+  const char *keygen[] = {NULL, "relay", "keygen", "--out", key, NULL};
+  const char *serve[] = {NULL, "--base-url", url, "relay", "serve", "--signing-key", key,
+                         "--port", port_text, NULL};
+  intptr_t relay;
+  int i;
   *relay_port = closed_port();
   snprintf(port_text, sizeof port_text, "%d", *relay_port);
   snprintf(key, sizeof key, "%s/relay.key", dir);
@@ -650,34 +649,21 @@ static int relay_start(const char *dir, int *relay_port) {
     CHECK(!"POLAR_LICENSE_CLI is set");
     return -1;
   }
-  child = fork();
-  if (child < 0) return -1;
-  if (child == 0) {
-    if (freopen("/dev/null", "w", stdout) == NULL) _exit(126);
-    execl(cli, cli, "relay", "keygen", "--out", key, (char *)NULL);
-    _exit(127);
-  }
-  waitpid(child, &status, 0);
-  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-  child = fork();
-  if (child < 0) return -1;
-  if (child == 0) {
-    if (freopen("/dev/null", "w", stdout) == NULL) _exit(126);
-    setenv("POLAR_ACCESS_TOKEN", "polar_oat_emulator_demo_0123456789abcdef", 1);
-    execl(cli, cli, "--base-url", url, "relay", "serve", "--signing-key", key, "--port",
-          port_text, (char *)NULL);
-    _exit(127);
-  }
+  keygen[0] = cli;
+  serve[0] = cli;
+  CHECK_INT(proc_run(keygen), 0);
+  /* The token through the environment: it stays out of the process list. */
+  relay = proc_start(serve, NULL, "POLAR_ACCESS_TOKEN",
+                     "polar_oat_emulator_demo_0123456789abcdef");
+  CHECK(relay != -1);
+  if (relay == -1) return -1;
   /* A bounded wait for it to answer (at most 10 s), not a timing assertion. */
   for (i = 0; i < 500; i++) {
-    if (emu_request_at(*relay_port, "GET", "/healthz", NULL, NULL, 0) == 200) return (int)child;
-    {
-      struct timespec pause = {0, 20000000L};
-      nanosleep(&pause, NULL);
-    }
+    if (emu_request_at(*relay_port, "GET", "/healthz", NULL, NULL, 0) == 200) return relay;
+    pause_ms(20);
   }
   CHECK(!"the relay started");
-  return (int)child;
+  return relay;
 }
 
 static polar_license_portal_result *list_via(polar_license_client *client, const char *relay,
@@ -691,7 +677,8 @@ static polar_license_portal_result *list_via(polar_license_client *client, const
  * proves it is the customer's; no email code), this machine marked; a key Polar does not know
  * is KEY_NOT_FOUND, a relay URL that is no base URL INVALID_INPUT, NULLs NULL_ARGUMENT. */
 static void list_through_the_relay_without_a_session(void) {
-  int pid, relay_pid, relay_port;
+  int pid, relay_port;
+  intptr_t relay_proc;
   char old_dir[64], here_dir[64], keys_dir[64], relay[64], old_id[64], here_id[64];
   polar_license_client *old, *here;
   polar_license_portal_result *r;
@@ -699,7 +686,7 @@ static void list_through_the_relay_without_a_session(void) {
 
   private_start(&pid);
   temp_dir(keys_dir);
-  relay_pid = relay_start(keys_dir, &relay_port);
+  relay_proc = relay_start(keys_dir, &relay_port);
   snprintf(relay, sizeof relay, "http://127.0.0.1:%d", relay_port);
   old = client_in(old_dir);
   here = client_in(here_dir);
@@ -734,7 +721,7 @@ static void list_through_the_relay_without_a_session(void) {
 
   client_done(old, old_dir);
   client_done(here, here_dir);
-  emu_stop_private(relay_pid);
+  proc_end(relay_proc, 0);
   remove_tree(keys_dir);
   emu_stop_private(pid);
 }

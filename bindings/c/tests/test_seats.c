@@ -7,17 +7,21 @@
  * denial with no seat; the relay gone is OFFLINE and the seat kept until released; NULLs, bad
  * UTF-8 and a bad machine are refused clearly, nothing sent.
  *
- * Needs POLAR_EMULATOR_URL and POLAR_LICENSE_CLI (the polar-license binary, with `relay`). POSIX
- * only (the relay is a forked process).
+ * Needs POLAR_EMULATOR_URL and POLAR_LICENSE_CLI (the polar-license binary, with `relay`). The
+ * relay is a process of its own (harness proc_start: fork and exec on POSIX, CreateProcess on
+ * Windows, where scripts/test-windows.sh builds this suite with MinGW-w64 and runs it under
+ * wine).
  */
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <time.h>
+#ifdef _WIN32
+#include <process.h>
+#else
 #include <unistd.h>
+#endif
 
 #include "harness.h"
 
@@ -29,7 +33,7 @@
 
 static char key_dir[64];
 static char key_file[128];
-static pid_t relay_pid;
+static intptr_t relay_proc = -1;
 static char relay_url[128];
 static char relay_log[160];
 
@@ -38,58 +42,30 @@ static void fatal(const char *what) {
   exit(2);
 }
 
-static void pause_ms(int ms) {
-  struct timespec step;
-  step.tv_sec = ms / 1000;
-  step.tv_nsec = (long)(ms % 1000) * 1000 * 1000;
-  nanosleep(&step, NULL);
-}
-
 /* Starts `polar-license --base-url EMULATOR relay serve` on a free port with a memory store and
  * seats of SEAT_SECONDS; returns once it printed `listening on URL` (at most 10 s). */
 static void relay_start(void) {
   const char *cli = getenv("POLAR_LICENSE_CLI");
-  int i;
+  const char *argv[] = {NULL, "--base-url", NULL, "relay", "serve", "--signing-key", key_file,
+                        "--port", "0", "--store", "memory", "--per-ip", "0", "--per-key", "0",
+                        "--seat-seconds", "30", NULL};
   if (cli == NULL || cli[0] == '\0') fatal("set POLAR_LICENSE_CLI");
+  argv[0] = cli;
+  argv[2] = emu_url();
   snprintf(relay_log, sizeof relay_log, "%s/relay-%d.log", key_dir, rand());
-  relay_pid = fork();
-  if (relay_pid < 0) fatal("fork");
-  if (relay_pid == 0) {
-    if (freopen(relay_log, "w", stdout) == NULL) _exit(126);
-    if (freopen("/dev/null", "w", stderr) == NULL) _exit(126);
-    /* The token through the environment: it stays out of the process list. */
-    if (setenv("POLAR_ACCESS_TOKEN", EMU_TOKEN, 1) != 0) _exit(126);
-    execl(cli, cli, "--base-url", emu_url(), "relay", "serve", "--signing-key", key_file, "--port",
-          "0", "--store", "memory", "--per-ip", "0", "--per-key", "0", "--seat-seconds",
-          "30", (char *)NULL);
-    _exit(127);
-  }
-  relay_url[0] = '\0';
-  for (i = 0; i < 500 && relay_url[0] == '\0'; i++) {
-    char line[128] = "";
-    FILE *log = fopen(relay_log, "r");
-    if (log != NULL) {
-      if (fgets(line, sizeof line, log) != NULL && strncmp(line, "listening on ", 13) == 0 &&
-          strchr(line, '\n') != NULL) {
-        line[strcspn(line, "\r\n")] = '\0';
-        snprintf(relay_url, sizeof relay_url, "%s", line + 13);
-      }
-      fclose(log);
-    }
-    if (relay_url[0] == '\0') pause_ms(20);
-  }
-  if (relay_url[0] == '\0') {
-    kill(relay_pid, SIGKILL);
-    waitpid(relay_pid, NULL, 0);
+  /* The token through the environment: it stays out of the process list. */
+  relay_proc = proc_start(argv, relay_log, "POLAR_ACCESS_TOKEN", EMU_TOKEN);
+  if (relay_proc == -1) fatal("start polar-license relay serve");
+  if (!listening_on(relay_log, relay_url, sizeof relay_url)) {
+    proc_end(relay_proc, 1);
     fatal("the relay did not start (polar-license relay serve)");
   }
 }
 
 static void relay_stop(void) {
-  if (relay_pid <= 0) return;
-  kill(relay_pid, SIGTERM);
-  waitpid(relay_pid, NULL, 0);
-  relay_pid = 0;
+  if (relay_proc == -1) return;
+  proc_end(relay_proc, 0);
+  relay_proc = -1;
   remove(relay_log);
 }
 
@@ -391,19 +367,13 @@ static void nulls_bad_utf8_and_bad_input_are_refused(void) {
 
 int main(void) {
   const char *cli = getenv("POLAR_LICENSE_CLI");
-  char command[512], line[256];
-  FILE *pipe;
+  const char *keygen[] = {cli, "relay", "keygen", "--out", key_file, NULL};
   emu_url();
   if (cli == NULL || cli[0] == '\0') fatal("set POLAR_LICENSE_CLI");
   srand((unsigned)time(NULL) ^ (unsigned)getpid());
   temp_dir(key_dir);
   snprintf(key_file, sizeof key_file, "%s/relay.key", key_dir);
-  snprintf(command, sizeof command, "'%s' relay keygen --out '%s' 2>/dev/null", cli, key_file);
-  pipe = popen(command, "r");
-  if (pipe == NULL || fgets(line, sizeof line, pipe) == NULL) fatal("polar-license relay keygen");
-  while (fgetc(pipe) != EOF) {
-  }
-  if (pclose(pipe) != 0) fatal("polar-license relay keygen");
+  if (proc_run(keygen) != 0) fatal("polar-license relay keygen");
   relay_start();
   RUN(one_seat_two_machines);
   RUN(a_ci_seat_with_the_machine_fingerprint);

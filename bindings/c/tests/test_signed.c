@@ -30,19 +30,16 @@
  * Needs POLAR_EMULATOR_URL, POLAR_LICENSE_CLI (the polar-license binary, with `relay`),
  * POLAR_LICENSE_FORGE_C (the polar-license-forge-c binary, bindings/c/forge) and, off Windows,
  * POLAR_LICENSE_TAPE (the polar-license-tape binary, crates/testkit). On Windows (built
- * with MinGW-w64, run under wine by scripts/test-windows.sh) the relay is a process spawned with
- * _spawnl and ended with TerminateProcess, and the commands run through cmd.exe.
+ * with MinGW-w64, run under wine by scripts/test-windows.sh) the relay is a process started
+ * with CreateProcess and ended with TerminateProcess (harness proc_start, proc_end), and the
+ * commands run through cmd.exe.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #ifdef _WIN32
-#include <fcntl.h>
-#include <io.h>
 #include <process.h>
-#include <sys/stat.h>
-#include <windows.h>
 /* How a command line quotes a path, and where it throws output away. */
 #define Q "\""
 #define DEVNULL "NUL"
@@ -115,17 +112,6 @@ static int run_line(const char *command, char *out, size_t out_len) {
 #endif
 }
 
-static void pause_ms(int ms) {
-#ifdef _WIN32
-  Sleep((DWORD)ms);
-#else
-  struct timespec step;
-  step.tv_sec = ms / 1000;
-  step.tv_nsec = (long)(ms % 1000) * 1000 * 1000;
-  nanosleep(&step, NULL);
-#endif
-}
-
 /* ---- the relay ------------------------------------------------------------------------- */
 
 /* The relay's verdict store for the next relay_start: NULL, none (every check forwarded to
@@ -137,133 +123,36 @@ static const char *relay_signing = NULL;
 #define STORE_ARGS (relay_store != NULL ? "--store" : (char *)NULL), relay_store
 
 typedef struct {
-#ifdef _WIN32
-  intptr_t pid; /* the process handle _spawnl returned (0: not running) */
-#else
-  pid_t pid;
-#endif
+  intptr_t pid; /* the harness's process handle (0: not running) */
   char url[64];
   char log[128];
 } relay;
 
-#ifdef _WIN32
-/* The relay's process: stdout on `log` (through the C runtime's fd 1, whose handle the child
- * inherits as its standard output), the token in the environment it inherits. */
-static intptr_t spawn_relay(const char *cli_env, const char *log, const char *days) {
-  intptr_t handle = -1;
-  int saved, saved_err, fd, null, tries;
-  char cli[512], url[128];
-  /* Copies first: _putenv may move the environment getenv's pointers point into. */
-  snprintf(cli, sizeof cli, "%s", cli_env);
-  snprintf(url, sizeof url, "%s", emu_url());
-  fflush(stdout);
-  fflush(stderr);
-  saved = _dup(1);
-  saved_err = _dup(2);
-  fd = _open(log, _O_WRONLY | _O_CREAT | _O_TRUNC, _S_IREAD | _S_IWRITE);
-  null = _open(DEVNULL, _O_WRONLY);
-  if (saved < 0 || saved_err < 0 || fd < 0 || null < 0 || _dup2(fd, 1) != 0 ||
-      _dup2(null, 2) != 0) {
-    perror(log);
-    fatal("redirect the relay's output");
-  }
-  _close(fd);
-  _close(null);
-  if (_putenv("POLAR_ACCESS_TOKEN=" EMU_TOKEN) != 0) fatal("putenv");
-  /* wine now and then fails to start one of many processes ("Internal error", 1359): a
-   * process that could not be started is tried again; one that started is never. */
-  for (tries = 0; tries < 4; tries++) {
-    handle = _spawnl(_P_NOWAIT, cli, cli, "--base-url", url, "relay", "serve", "--signing-key",
-                     SIGNING_KEY, "--port", "0", "--lease-days", days, STORE_ARGS, (char *)NULL);
-    if (handle != -1) break;
-    Sleep((DWORD)(100 * (tries + 1)));
-  }
-  _putenv("POLAR_ACCESS_TOKEN=");
-  fflush(stdout);
-  _dup2(saved, 1);
-  _dup2(saved_err, 2);
-  _close(saved);
-  _close(saved_err);
-  if (handle == -1) {
-    perror("_spawnl");
-    fatal("spawn the relay");
-  }
-  return handle;
-}
-
-static void end_relay(intptr_t handle) {
-  TerminateProcess((HANDLE)handle, 1);
-  WaitForSingleObject((HANDLE)handle, INFINITE);
-  CloseHandle((HANDLE)handle);
-}
-#endif
-
-/* Ends the relay's process and waits for it: killed when `hard`, else asked to stop (SIGTERM;
- * Windows terminates it either way). */
-static void relay_end(relay *r, int hard) {
-#ifdef _WIN32
-  (void)hard;
-  end_relay(r->pid);
-#else
-  kill(r->pid, hard ? SIGKILL : SIGTERM);
-  waitpid(r->pid, NULL, 0);
-#endif
-}
-
-/* Waits (at most 10 s) until the process writing `log` printed `listening on URL` as its first
- * line; copies URL into `url`. Returns whether it did. */
-static int listening(const char *log_path, char *url, size_t url_len) {
-  FILE *log;
-  int i;
-  url[0] = '\0';
-  for (i = 0; i < 500 && url[0] == '\0'; i++) {
-    char line[128] = "";
-    log = fopen(log_path, "r");
-    if (log != NULL) {
-      if (fgets(line, sizeof line, log) != NULL && strncmp(line, "listening on ", 13) == 0 &&
-          strchr(line, '\n') != NULL) {
-        line[strcspn(line, "\r\n")] = '\0';
-        snprintf(url, url_len, "%s", line + 13);
-      }
-      fclose(log);
-    }
-    if (url[0] == '\0') pause_ms(20);
-  }
-  return url[0] != '\0';
-}
-
 /* Starts `polar-license --base-url EMULATOR relay serve` on a free port with the suite's
- * signing key; returns once it printed `listening on URL` (at most 10 s). */
+ * signing key (harness proc_start: its stdout on r->log, the token in its environment, out of
+ * the process list); returns once it printed `listening on URL` (at most 10 s). */
 static void relay_start(relay *r) {
-  const char *cli = env_or_die("POLAR_LICENSE_CLI");
   char days[16];
+  const char *argv[] = {NULL, "--base-url", NULL, "relay", "serve", "--signing-key", NULL,
+                        "--port", "0", "--lease-days", days, STORE_ARGS, NULL};
+  argv[0] = env_or_die("POLAR_LICENSE_CLI");
+  argv[2] = emu_url();
+  argv[6] = SIGNING_KEY;
   snprintf(r->log, sizeof r->log, "%s/relay-%d.log", key_dir, rand());
   snprintf(days, sizeof days, "%d", LEASE_DAYS);
-#ifdef _WIN32
-  r->pid = spawn_relay(cli, r->log, days);
-#else
-  r->pid = fork();
-  if (r->pid < 0) fatal("fork");
-  if (r->pid == 0) {
-    if (freopen(r->log, "w", stdout) == NULL) _exit(126);
-    if (freopen("/dev/null", "w", stderr) == NULL) _exit(126);
-    /* The token through the environment: it stays out of the process list. */
-    if (setenv("POLAR_ACCESS_TOKEN", EMU_TOKEN, 1) != 0) _exit(126);
-    execl(cli, cli, "--base-url", emu_url(), "relay", "serve", "--signing-key", SIGNING_KEY,
-          "--port", "0", "--lease-days", days, STORE_ARGS, (char *)NULL);
-    _exit(127);
-  }
-#endif
-  if (!listening(r->log, r->url, sizeof r->url)) {
-    relay_end(r, 1);
+  r->pid = proc_start(argv, r->log, "POLAR_ACCESS_TOKEN", EMU_TOKEN);
+  if (r->pid == -1) fatal("start the relay (polar-license relay serve)");
+  if (!listening_on(r->log, r->url, sizeof r->url)) {
+    proc_end(r->pid, 1);
     fatal("the relay did not start (polar-license relay serve)");
   }
 }
 
-/* Stops the relay: from now on its address refuses connections (Polar "offline"). */
+/* Stops the relay (SIGTERM; Windows terminates it): from now on its address refuses
+ * connections (Polar "offline"). */
 static void relay_stop(relay *r) {
   if (r->pid <= 0) return;
-  relay_end(r, 0);
+  proc_end(r->pid, 0);
   r->pid = 0;
   remove(r->log);
 }
@@ -939,7 +828,7 @@ static void tape_start(tape *t, const char *upstream) {
     execl(bin, bin, upstream, (char *)NULL);
     _exit(127);
   }
-  if (!listening(t->log, t->url, sizeof t->url)) {
+  if (!listening_on(t->log, t->url, sizeof t->url)) {
     kill(t->pid, SIGKILL);
     waitpid(t->pid, NULL, 0);
     fatal("the proxy did not start (polar-license-tape)");

@@ -51,13 +51,6 @@ static void fatal(const char *what) {
 /* |a| without libm (the test links none). */
 static double distance(double a) { return a < 0 ? -a : a; }
 
-static void pause_ms(int ms) {
-  struct timespec step;
-  step.tv_sec = ms / 1000;
-  step.tv_nsec = (long)(ms % 1000) * 1000 * 1000;
-  nanosleep(&step, NULL);
-}
-
 /* Forks `argv` with its stdout to `log` and POLAR_ACCESS_TOKEN set; waits (10 s at most) for its
  * first line, `listening on URL`, and writes URL into `url`. */
 static pid_t serve(char *const argv[], const char *log, char url[128]) {

@@ -19,7 +19,10 @@
 //!
 //! Issue #68: `through_a_real_relay` asks the native relay itself (`relay serve
 //! --sign-entitlements`, `POLAR_WASM_USAGE_RELAY_URL`) over the client's own `fetch`
-//! transport, no stand-in: the relay's headers must reach the core.
+//! transport, no stand-in: the relay's headers must reach the core. The signed lease with its
+//! values verifies offline (the relay unreachable: licensed from the cache, the same values), and
+//! a lease whose values were altered after the relay signed them is refused (`protocol_error`,
+//! no value) while the app holding the good lease keeps its values.
 #![cfg(target_arch = "wasm32")]
 
 use polar_license::cache::install_secret_from_hex;
@@ -551,12 +554,87 @@ async fn an_injected_unsigned_subscription_never_makes_a_revoked_key_perpetual()
 /// The Feature Flag benefit scripts/test-wasm.sh seeds the usage emulator with, and its values.
 const FLAG: &str = "7e4f5a6b-8c9d-4e0f-9a1b-3c4d5e6f7a8b";
 
+/// What [`relay_path`] does with each request to the real relay.
+const PASS: u8 = 0;
+/// The relay's lease edited inside its signed payload (`"max_upload_size":10` made `90`).
+const ALTER: u8 = 1;
+/// The relay unreachable.
+const DOWN: u8 = 2;
+
+/// The client's own `fetch` transport to the real relay, through what `mode` says: every
+/// answer as it came (PASS), the lease's values altered after the relay signed them (ALTER,
+/// counted in `edited`), or no answer (DOWN).
+fn relay_path(mode: Rc<Cell<u8>>, edited: Rc<Cell<u32>>) -> impl AsyncTransport + 'static {
+    move |request: HttpRequest| {
+        let (mode, edited) = (Rc::clone(&mode), Rc::clone(&edited));
+        async move {
+            if mode.get() == DOWN {
+                return Err(TransportError::new(
+                    TransportErrorKind::Connect,
+                    "the relay unreachable (test)",
+                ));
+            }
+            let fetch = FetchTransport::new(Duration::from_secs(10), 1 << 20);
+            let mut response = fetch.send(&request).await?;
+            if mode.get() == ALTER {
+                for (name, value) in response.headers.iter_mut() {
+                    if !name.eq_ignore_ascii_case(LEASE_HEADER) {
+                        continue;
+                    }
+                    if let Some(token) =
+                        edit_payload(value, b"\"max_upload_size\":10", b"\"max_upload_size\":90")
+                    {
+                        *value = token;
+                        edited.set(edited.get() + 1);
+                    }
+                }
+            }
+            Ok(response)
+        }
+    }
+}
+
+/// `token` (`v4.public.<payload>[.<footer>]`) with `from` replaced by `to` (as long) in its
+/// signed payload, the signature kept; `None` when `from` is not there.
+fn edit_payload(token: &str, from: &[u8], to: &[u8]) -> Option<String> {
+    use ct_codecs::{Base64UrlSafeNoPadding as B64, Decoder, Encoder};
+    let mut parts: Vec<String> = token.split('.').map(str::to_string).collect();
+    let mut payload = B64::decode_to_vec(parts.get(2)?, None).ok()?;
+    let at = payload.windows(from.len()).position(|w| w == from)?;
+    payload[at..at + to.len()].copy_from_slice(to);
+    parts[2] = B64::encode_to_string(&payload).ok()?;
+    Some(parts.join("."))
+}
+
+/// An app in signed mode asking the real relay through `mode` (every check asks), over a
+/// memory store of its own.
+fn real_relay_app(mode: &Rc<Cell<u8>>, edited: &Rc<Cell<u32>>) -> AsyncLicensing {
+    AsyncLicensing::builder(ORG)
+        .base_url(fetch::usage_relay())
+        .timeout(Duration::from_secs(10))
+        .memory_store()
+        .machine_id(MACHINE_ID)
+        .relay_keys(RelayKeys::parse(fetch::usage_relay_pair()).unwrap())
+        .policy(GracePolicy {
+            revalidate_after: Duration::ZERO,
+            ..GracePolicy::default()
+        })
+        .build_with_transport(relay_path(Rc::clone(mode), Rc::clone(edited)))
+        .unwrap()
+}
+
 /// Signed mode through the real relay (issue #68): `relay serve --sign-entitlements` in front of
-/// the usage emulator, the app over its own `fetch` transport (`build`, no stand-in). The
+/// the usage emulator, the app over its own `fetch` transport (no stand-in relay). The
 /// relay's headers reach the core: the lease (a grant licenses online, its values read), where
 /// the answer came from. `FetchTransport` once kept five headers by name, none of the relay's:
 /// every licensed check through a real relay was `protocol_error` ("the grant came without a
 /// lease that verifies (missing)"), and no value was read.
+///
+/// Issue #68's "the signed lease with entitlements verifies offline; a lease whose values were
+/// altered is refused" on this face: the relay unreachable, the check licenses from the cache
+/// with the lease's values; the lease's values altered on the way after the relay signed them,
+/// an app with nothing cached is refused (`protocol_error`, no value) and the app holding the
+/// good lease keeps its values, never the altered ones.
 #[wasm_bindgen_test]
 async fn through_a_real_relay() {
     let hex = fetch::random_hex(32);
@@ -574,18 +652,8 @@ async fn through_a_real_relay() {
         json!({ "customer_id": customer, "benefits": [FLAG] }),
     )
     .await;
-    let app = AsyncLicensing::builder(ORG)
-        .base_url(fetch::usage_relay())
-        .timeout(Duration::from_secs(10))
-        .memory_store()
-        .machine_id(MACHINE_ID)
-        .relay_keys(RelayKeys::parse(fetch::usage_relay_pair()).unwrap())
-        .policy(GracePolicy {
-            revalidate_after: Duration::ZERO,
-            ..GracePolicy::default()
-        })
-        .build()
-        .unwrap();
+    let (mode, edited) = (Rc::new(Cell::new(PASS)), Rc::new(Cell::new(0)));
+    let app = real_relay_app(&mode, &edited);
     // The relay reads a customer's values in the background at its first ask: the leases
     // before that carry none (10 s at most).
     let start = js_sys::Date::now();
@@ -599,10 +667,45 @@ async fn through_a_real_relay() {
     assert_eq!(report.outcome.source(), Some(Source::Online), "{report:?}");
     assert!(report.lease.is_some(), "the relay's lease: {report:?}");
     assert!(report.relayed.is_some(), "the relay's source: {report:?}");
-    let value = |name: &str| app.entitlement(name).map(|v| v.to_string());
-    assert_eq!(value("max_upload_size").as_deref(), Some("10"));
-    assert_eq!(value("role").as_deref(), Some("editor"));
-    assert_eq!(value("nothing"), None);
+    let value = |app: &AsyncLicensing, name: &str| app.entitlement(name).map(|v| v.to_string());
+    assert_eq!(value(&app, "max_upload_size").as_deref(), Some("10"));
+    assert_eq!(value(&app, "role").as_deref(), Some("editor"));
+    assert_eq!(value(&app, "nothing"), None);
+
+    // Offline: the relay unreachable, the cached lease verifies with the relay's public key
+    // alone, and its values are read.
+    mode.set(DOWN);
+    let offline = app.check_report(key.as_str()).await;
+    assert!(from_cache(&offline.outcome).is_some(), "{offline:?}");
+    assert_eq!(value(&app, "max_upload_size").as_deref(), Some("10"));
+    assert_eq!(value(&app, "role").as_deref(), Some("editor"));
+
+    // Altered on the way: not the relay's lease. An app with nothing cached is refused and
+    // reads no value.
+    mode.set(ALTER);
+    let fresh = real_relay_app(&mode, &edited);
+    for _ in 0..2 {
+        let refused = fresh.check_report(key.as_str()).await;
+        assert!(!refused.outcome.is_licensed(), "{refused:?}");
+        assert_eq!(
+            refused.outcome.reason(),
+            Some(Reason::ProtocolError),
+            "{refused:?}"
+        );
+        assert_eq!(value(&fresh, "max_upload_size"), None);
+        assert_eq!(value(&fresh, "role"), None);
+    }
+    // The app holding the earlier lease: the altered answer is not Polar's; it licenses from
+    // its cache with the values it verified then, never the altered ones.
+    let kept = app.check_report(key.as_str()).await;
+    assert!(from_cache(&kept.outcome).is_some(), "{kept:?}");
+    assert_eq!(value(&app, "max_upload_size").as_deref(), Some("10"));
+    assert_eq!(value(&app, "role").as_deref(), Some("editor"));
+    assert!(
+        edited.get() >= 3,
+        "the leases were altered: {}",
+        edited.get()
+    );
 }
 
 async fn sleep_ms(ms: i32) {

@@ -16,6 +16,12 @@
 //   kept answering `inactive` while Polar licensed the key; the resume's webhook now makes the
 //   stored revocation a re-check in the core, with or without the roster).
 //
+// - the signed lease verifies offline (issue #68): the relay unreachable (a proxy in front of it
+//   answering nothing), the check licenses from the cache with the lease's values; the lease's
+//   values altered on the way after the relay signed them (the proxy edits the lease header's
+//   payload), an app with nothing cached is refused (`protocol_error`, no value) and the app
+//   holding the good lease keeps its values, never the altered ones.
+//
 // - credits (`--record-usage` / `recordUsage`, `POST /v1/usage/record`): a balance consumed to
 //   zero and past it without the seller's rule (Polar never refuses usage: the key licenses,
 //   Polar's balance reads negative), and to zero with it (`--refuse-at-zero-credits` /
@@ -27,6 +33,7 @@
 // `--webhook-time-scale 0.0001`), each poll is bounded.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
 import { writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -57,6 +64,10 @@ function keysOf(i) {
     flag: uuid('0', i),
     customer: uuid('6', i),
     values: `VAL-${mark}-1B2C3D`,
+    // The offline row's: a flag of its own (the first row changes the other's values) and a
+    // customer of its own.
+    offlineFlag: uuid('2', i),
+    offline: { key: `OFF-${mark}-5A6B7C`, customer: uuid('7', i) },
     cases: Object.fromEntries(CASES.map((c) => [c, `LIFE-${mark}-${c.toUpperCase().replace('_', '')}-4E5F`])),
   };
 }
@@ -71,6 +82,8 @@ function seed() {
     const key = (key, n, more) => ({ key, benefit_id: LICENSE, customer_id: k.customer, ...more });
     const sub = (n) => ({ subscription: { id: uuid('9', 16 * i + n) } });
     keys.push(key(k.values, 0, { ...sub(0), benefits: [k.flag] }));
+    benefits.push({ id: k.offlineFlag, type: 'feature_flag', metadata: VALUES });
+    keys.push({ key: k.offline.key, benefit_id: LICENSE, customer_id: k.offline.customer, benefits: [k.offlineFlag] });
     keys.push(key(k.cases.paused, 1, sub(1)));
     keys.push(key(k.cases.canceled, 2, sub(2)));
     keys.push(key(k.cases.past_due, 3, sub(3)));
@@ -196,6 +209,109 @@ test("a flag's values granted, changed within one refresh, revoked (both hosts)"
       const revoked = await until(h, key, () => h.client.entitlement('max_upload_size') === undefined, 'the revocation');
       assert.equal(revoked.r.source, 'online', `${h.name}: still licensed`);
       assert.deepEqual(revoked.r.entitlements, {}, `${h.name}: none granted`);
+    }),
+  );
+});
+
+// What leaseProxy does with each request.
+const PASS = 'pass';
+const ALTER = 'alter';
+const DOWN = 'down';
+const LEASE_HEADER = 'polar-license-lease';
+
+/** `token` (`v4.public.<payload>[.<footer>]`) with `from` replaced by `to` (as long) in its
+ * signed payload, the signature kept; null when `from` is not there. */
+function editPayload(token, from, to) {
+  const parts = token.split('.');
+  const payload = Buffer.from(parts[2] ?? '', 'base64url');
+  const at = payload.indexOf(from);
+  if (at < 0) return null;
+  payload.write(to, at);
+  parts[2] = payload.toString('base64url');
+  return parts.join('.');
+}
+
+/** A proxy on loopback in front of `upstream`: in PASS every answer as it came; in ALTER the
+ * relay's lease edited inside its signed payload (`"max_upload_size":10` made `90`), counted in
+ * `edited`; in DOWN each connection closed unanswered (the relay unreachable). */
+async function leaseProxy(upstream) {
+  const proxy = { mode: PASS, edited: 0 };
+  const server = createServer(async (req, res) => {
+    if (proxy.mode === DOWN) return void req.socket.destroy();
+    const chunks = [];
+    for await (const c of req) chunks.push(c);
+    const headers = { ...req.headers };
+    delete headers.host;
+    delete headers['content-length'];
+    const up = await fetch(`${upstream}${req.url}`, {
+      method: req.method,
+      headers,
+      body: chunks.length ? Buffer.concat(chunks) : undefined,
+    });
+    const body = Buffer.from(await up.arrayBuffer());
+    const out = {};
+    up.headers.forEach((value, name) => {
+      if (name === 'content-length' || name === 'content-encoding' || name === 'transfer-encoding') return;
+      if (name === LEASE_HEADER && proxy.mode === ALTER) {
+        const token = editPayload(value, '"max_upload_size":10', '"max_upload_size":90');
+        if (token !== null) {
+          proxy.edited += 1;
+          value = token;
+        }
+      }
+      out[name] = value;
+    });
+    res.writeHead(up.status, out);
+    res.end(body);
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  proxy.url = `http://127.0.0.1:${server.address().port}`;
+  proxy.close = () => new Promise((r) => {
+    server.close(r);
+    server.closeAllConnections();
+  });
+  return proxy;
+}
+
+test('the signed lease verifies offline with its values; a lease whose values were altered is refused (both hosts)', { skip, timeout: 60_000 }, async () => {
+  await Promise.all(
+    hosts.map(async (h) => {
+      const proxy = await leaseProxy(h.relay.url);
+      try {
+        const { key } = h.keys.offline;
+        const app = { name: h.name, client: client(proxy.url) };
+        // Online through the proxy passing answers as they came, until the lease has the values.
+        const { r } = await until(app, key, (r) => r.entitlements != null, 'the values');
+        assert.equal(r.source, 'online', `${h.name}: ${JSON.stringify(r)}`);
+        assert.deepEqual(r.entitlements, VALUES, `${h.name}: the report's values`);
+
+        // Offline: the relay unreachable, the cached lease verifies with the relay's public key
+        // alone, and its values are read.
+        proxy.mode = DOWN;
+        const offline = await app.client.check(key);
+        assert.equal(offline.source, 'cache', `${h.name}: ${JSON.stringify(offline)}`);
+        assert.deepEqual(offline.entitlements, VALUES, `${h.name}: offline values`);
+        assert.equal(app.client.entitlement('max_upload_size'), 10, `${h.name}: offline`);
+
+        // Altered on the way: not the relay's lease. An app with nothing cached is refused and
+        // reads no value.
+        proxy.mode = ALTER;
+        const fresh = client(proxy.url);
+        for (let i = 0; i < 2; i++) {
+          const refused = await rejection(fresh.check(key));
+          assert.equal(refused.code, 'protocol_error', `${h.name}: ${refused.code} ${refused.message}`);
+          assert.equal(fresh.entitlement('max_upload_size'), null, `${h.name}: the altered value was read`);
+        }
+        // The app holding the earlier lease: the altered answer is not Polar's; it licenses from
+        // its cache with the values it verified then, never the altered ones.
+        const kept = await app.client.check(key);
+        assert.equal(kept.source, 'cache', `${h.name}: ${JSON.stringify(kept)}`);
+        assert.deepEqual(kept.entitlements, VALUES, `${h.name}: the cached values`);
+        assert.equal(app.client.entitlement('max_upload_size'), 10, `${h.name}: the cached value`);
+        assert.ok(proxy.edited >= 3, `${h.name}: the proxy altered ${proxy.edited} leases`);
+      } finally {
+        await proxy.close();
+      }
     }),
   );
 });

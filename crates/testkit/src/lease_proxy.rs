@@ -4,7 +4,7 @@
 
 use ct_codecs::{Base64UrlSafeNoPadding as B64, Decoder, Encoder};
 use polar_license::lease::LEASE_HEADER;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use std::sync::Arc;

@@ -879,6 +879,14 @@ impl<L> CheckOutcome<L> {
         }
     }
 
+    /// A question a face refused before asking anything (`e`: why, e.g. an `invalid_input`
+    /// naming a field the operation does not use) as a check's outcome, built here only: it
+    /// does not license and is unverified, with `e` as its reason. Faces call this instead
+    /// of building the outcome themselves.
+    pub fn refused(e: Error) -> CheckOutcome<L> {
+        CheckOutcome::Unverified(e)
+    }
+
     /// `true` when licensed.
     pub fn is_licensed(&self) -> bool {
         matches!(self, CheckOutcome::Licensed { .. })
@@ -1598,6 +1606,21 @@ pub use crate::proto::http_date;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue #63 item 5: a question a face refused is built by the core, unverified with
+    /// the face's reason (the C face's validate of a label, for one).
+    #[test]
+    fn a_refused_question_is_unverified_with_its_reason() {
+        let refused: CheckOutcome = CheckOutcome::refused(Error::invalid("label", "unused"));
+        assert!(!refused.is_licensed());
+        assert_eq!(refused.reason(), Some(Reason::InvalidInput));
+        assert_eq!(refused.kind(), "error");
+        assert_eq!(refused.source(), None);
+        assert_eq!(
+            refused,
+            CheckOutcome::Unverified(Error::invalid("label", "unused"))
+        );
+    }
 
     #[test]
     fn default_policy_is_the_contract() {

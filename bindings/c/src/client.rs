@@ -350,7 +350,7 @@ pub extern "C" fn polar_license_client_validate(
                 let (cache_error, lease) = (validated.cache_error.take(), validated.lease.take());
                 (validated.outcome(), cache_error, lease)
             }
-            Err(e) => (CheckOutcome::Unverified(e), None, None),
+            Err(e) => (CheckOutcome::refused(e), None, None),
         };
         let mut result = polar_license_result::of_outcome(verdict);
         result.set_cache_error(cache_error.as_ref());

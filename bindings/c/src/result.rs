@@ -335,7 +335,7 @@ impl polar_license_result {
     /// license.
     pub(crate) fn refused(e: &Error) -> Self {
         let mut r = polar_license_result::error(e);
-        r.verdict = Some(CheckOutcome::Unverified(e.clone()));
+        r.verdict = Some(CheckOutcome::refused(e.clone()));
         r
     }
 

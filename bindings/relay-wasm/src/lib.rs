@@ -139,9 +139,9 @@ pub struct RelayCore {
     /// The calls' timeout (`timeoutMs`, else the core's).
     timeout_ms: u64,
     /// How the host reads its storage at start (`caps`' `start`), if it does.
-    start: Option<&'static str>,
+    start: Option<host::Start>,
     /// How the host wakes the background (`caps`' `wake`).
-    wake: &'static str,
+    wake: host::Wake,
     /// Whether the storage's calls are its own `write`s (it has no `put`).
     writes: bool,
 }
@@ -724,13 +724,8 @@ impl RelayCore {
         if storage_given {
             host::storage_calls(paged, has).map_err(|e| JsError::new(&e.text()))?;
         }
-        // The background woken by the storage's alarm (a Durable Object's), a `wake` of its
-        // own, else a timer.
-        let wake = match (has("getAlarm") && has("setAlarm"), has("wake")) {
-            (true, _) => "alarm",
-            (false, true) => "wake",
-            _ => "timer",
-        };
+        // How the background is woken: the core's choice from the storage's calls.
+        let wake = host::Wake::of_calls(has);
         let given = get(&config, "store");
         let store = if !home.keeps_store(given.is_object()) {
             JsValue::UNDEFINED
@@ -832,13 +827,8 @@ impl RelayCore {
             _ => None,
         };
         let paged_store = paged.is_some();
-        // A kept store is read from the storage at start: opened key by key (paged), else
-        // restored whole from its `load`.
-        let start = match (&journal, storage_given) {
-            (Some(Kept::Paged(_)), true) => Some("open"),
-            (Some(Kept::Whole(_)), true) => Some("restore"),
-            _ => None,
-        };
+        // How a kept store is read at start: the core's choice.
+        let start = host::Start::of(journal.is_some(), paged_store, storage_given);
         Ok(RelayCore {
             relay,
             journal,
@@ -975,9 +965,9 @@ impl RelayCore {
         );
         set(&out, "timeoutMs", &JsValue::from(self.timeout_ms as f64));
         if let Some(start) = self.start {
-            set(&out, "start", &JsValue::from_str(start));
+            set(&out, "start", &JsValue::from_str(start.as_str()));
         }
-        set(&out, "wake", &JsValue::from_str(self.wake));
+        set(&out, "wake", &JsValue::from_str(self.wake.as_str()));
         out.into()
     }
 

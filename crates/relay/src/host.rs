@@ -135,6 +135,74 @@ pub fn storage_calls(paged: bool, has: impl Fn(&str) -> bool) -> Result<(), Erro
     }
 }
 
+/// How a host wakes the background at `poll`'s `wait`, from the calls its `storage` has
+/// (the npm relay's `caps`' `wake`): the storage's alarm when it has `getAlarm` and `setAlarm`
+/// (a Durable Object's, as [`Alarm`] rules), else a `wake` of its own, else a timer (a
+/// runtime's `setTimeout`, which the host clamps to its longest wait).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wake {
+    /// The storage's alarm (`getAlarm`, `setAlarm`).
+    Alarm,
+    /// The storage's own `wake`.
+    Own,
+    /// A timer of the host's.
+    Timer,
+}
+
+impl Wake {
+    /// From the calls the storage has (`has`: none when no storage was given).
+    pub fn of_calls(has: impl Fn(&str) -> bool) -> Wake {
+        if has("getAlarm") && has("setAlarm") {
+            Wake::Alarm
+        } else if has("wake") {
+            Wake::Own
+        } else {
+            Wake::Timer
+        }
+    }
+
+    /// `alarm`, `wake` or `timer` (the word `caps` gives the host).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Wake::Alarm => "alarm",
+            Wake::Own => "wake",
+            Wake::Timer => "timer",
+        }
+    }
+}
+
+/// How a host reads its kept store from its storage at start (the npm relay's `caps`'
+/// `start`): opened key by key when the storage reads per key (`openStore`), else restored
+/// whole from its `load` (`restore`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// Opened key by key (`openStore`).
+    Open,
+    /// Restored whole (`restore` with the storage's `load`).
+    Restore,
+}
+
+impl Start {
+    /// For a relay that keeps a store (`kept`, [`StoreHome::keeps_store`]) read per key or
+    /// whole (`paged`), with a storage given or not: `None` when there is nothing to read (no
+    /// store kept, or no storage to read it from).
+    pub fn of(kept: bool, paged: bool, storage_given: bool) -> Option<Start> {
+        match (kept && storage_given, paged) {
+            (false, _) => None,
+            (true, true) => Some(Start::Open),
+            (true, false) => Some(Start::Restore),
+        }
+    }
+
+    /// `open` or `restore` (the word `caps` gives the host).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Start::Open => "open",
+            Start::Restore => "restore",
+        }
+    }
+}
+
 /// The metrics bearer token as a seller gives it (`relay serve --metrics-token`,
 /// `createRelay`'s `metricsToken`): at least [`MIN_METRICS_TOKEN`] characters. The error never
 /// holds the token.
@@ -395,6 +463,26 @@ mod tests {
                 other => panic!("{calls:?}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn the_storage_calls_choose_the_wake_and_the_start() {
+        let having = |calls: &'static [&'static str]| move |c: &str| calls.contains(&c);
+        assert_eq!(
+            Wake::of_calls(having(&["getAlarm", "setAlarm", "wake"])),
+            Wake::Alarm
+        );
+        assert_eq!(Wake::of_calls(having(&["getAlarm", "wake"])), Wake::Own);
+        assert_eq!(Wake::of_calls(having(&["setAlarm"])), Wake::Timer);
+        assert_eq!(Wake::of_calls(having(&[])), Wake::Timer);
+        let words = [Wake::Alarm, Wake::Own, Wake::Timer].map(Wake::as_str);
+        assert_eq!(words, ["alarm", "wake", "timer"]);
+        assert_eq!(Start::of(true, true, true), Some(Start::Open));
+        assert_eq!(Start::of(true, false, true), Some(Start::Restore));
+        assert_eq!(Start::of(true, true, false), None);
+        assert_eq!(Start::of(false, true, true), None);
+        assert_eq!(Start::Open.as_str(), "open");
+        assert_eq!(Start::Restore.as_str(), "restore");
     }
 
     fn request(headers: &[(&str, &str)], client_ip: &str) -> RelayRequest {

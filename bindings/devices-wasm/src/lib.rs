@@ -8,7 +8,7 @@
 //! over the host's `fetch` and hands the answer back. The default entry's wasm carries none of
 //! it: this module is loaded on the first call of `polar-license/devices`.
 //!
-//! A rotated key's follow ([`Follower`], issue #64 item 4) is the core's follow machine, whose
+//! A rotated key's follow (`Follower`, issue #64 item 4) is the core's follow machine, whose
 //! reads and writes of the client's cache and requests are done by the app's `LicenseClient`
 //! (its drive loop, through the door `license.js` keeps for this module): see `follow.rs`.
 //!

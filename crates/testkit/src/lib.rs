@@ -38,7 +38,6 @@ mod tape;
 #[cfg(not(target_arch = "wasm32"))]
 pub use tape::Tape;
 pub mod trials;
-/// The seller table's values rows (issue #68) and the loop every Rust runner plays them with.
 pub mod values_rows;
 
 /// A proxy that alters a relay's leases or answers nothing (issue #68).

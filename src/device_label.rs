@@ -113,4 +113,12 @@ mod tests {
         assert_eq!(label, label_from(Some(kernel.trim()), "Linux"));
         assert!(label.ends_with("(Linux)"), "{label}");
     }
+
+    #[test]
+    fn a_request_for_this_machine_carries_the_default_label() {
+        let req = crate::proto::ActivateRequest::for_this_machine("KEY");
+        assert_eq!(req.label, default_device_label());
+        assert!(!req.label.is_empty());
+        assert!(!req.label.contains("KEY"), "{}", req.label);
+    }
 }

@@ -533,6 +533,15 @@ impl ActivateRequest {
         }
     }
 
+    /// An activate request for `key` labelled with this machine's default label (its host
+    /// name and OS, [`crate::device_label::default_device_label`], e.g. `jane-laptop (Linux)`),
+    /// for an app that has no label of its own to give: a customer reading the key's device
+    /// list can tell this machine from the others. Never a secret.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn for_this_machine(key: impl Into<Key>) -> ActivateRequest {
+        ActivateRequest::new(key, crate::device_label::default_device_label())
+    }
+
     crate::metadata::metadata_adder!(
         /// Adds a condition.
         condition => conditions

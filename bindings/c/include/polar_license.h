@@ -600,7 +600,8 @@ polar_license_status polar_license_client_validate(const polar_license_client *c
                                                    const polar_license_request *request,
                                                    polar_license_result **out_result);
 
-// Activates the request's key on this machine with its label, conditions and meta, and
+// Activates the request's key on this machine with its label (none set, or `""`: this
+// machine's host name and OS, e.g. `jane-laptop (Linux)`), conditions and meta, and
 // remembers the activation in the offline cache (so `polar_license_client_check` validates
 // it). With machine binding on, the `machine_fingerprint` condition is added. An activation
 // id, benefit id, customer id or usage increment on the request is `invalid_input`.
@@ -1250,7 +1251,9 @@ polar_license_status polar_license_request_new(const char *key,
 // Frees a request. NULL is a no-op.
 void polar_license_request_free(polar_license_request *request);
 
-// Sets the activation's label (activate only; may be empty, default empty).
+// Sets the activation's label (activate only). Not set, or `""`: the core's default label
+// for this machine, its host name and OS (e.g. `jane-laptop (Linux)`), so the customer's
+// device list tells machines apart; never a secret.
 polar_license_status polar_license_request_set_label(polar_license_request *request,
                                                      const char *label);
 

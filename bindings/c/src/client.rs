@@ -360,7 +360,8 @@ pub extern "C" fn polar_license_client_validate(
     })
 }
 
-/// Activates the request's key on this machine with its label, conditions and meta, and
+/// Activates the request's key on this machine with its label (none set, or `""`: this
+/// machine's host name and OS, e.g. `jane-laptop (Linux)`), conditions and meta, and
 /// remembers the activation in the offline cache (so `polar_license_client_check` validates
 /// it). With machine binding on, the `machine_fingerprint` condition is added. An activation
 /// id, benefit id, customer id or usage increment on the request is `invalid_input`.
@@ -398,7 +399,13 @@ pub extern "C" fn polar_license_client_activate(
 fn activate_request(req: &polar_license_request) -> ActivateRequest {
     ActivateRequest {
         key: Some(Key::new(req.key.as_str())),
-        label: req.label.clone().unwrap_or_default(),
+        // No label from the app (never set, or ""): the core's default for this machine, its
+        // host name and OS, so the customer's device list tells machines apart.
+        label: req
+            .label
+            .clone()
+            .filter(|label| !label.is_empty())
+            .unwrap_or_else(polar_license::device_label::default_device_label),
         conditions: req.conditions.clone(),
         meta: req.meta.clone(),
     }

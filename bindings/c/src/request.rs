@@ -63,7 +63,9 @@ fn set_text(
     polar_license_status::Ok
 }
 
-/// Sets the activation's label (activate only; may be empty, default empty).
+/// Sets the activation's label (activate only). Not set, or `""`: the core's default label
+/// for this machine, its host name and OS (e.g. `jane-laptop (Linux)`), so the customer's
+/// device list tells machines apart; never a secret.
 #[no_mangle]
 pub extern "C" fn polar_license_request_set_label(
     request: *mut polar_license_request,

@@ -674,17 +674,21 @@ impl NativeLicensing {
         }
     }
 
-    /// Activates `key` on this machine and remembers the activation.
-    #[pyo3(signature = (key, label, conditions=None, meta=None))]
+    /// Activates `key` on this machine and remembers the activation. No label: the core's
+    /// default for this machine (host name and OS).
+    #[pyo3(signature = (key, label=None, conditions=None, meta=None))]
     fn activate<'py>(
         &self,
         py: Python<'py>,
         key: String,
-        label: String,
+        label: Option<String>,
         conditions: Option<&Bound<'_, PyDict>>,
         meta: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let mut req = ActivateRequest::new(key, label);
+        let mut req = match label {
+            Some(label) => ActivateRequest::new(key, label),
+            None => ActivateRequest::for_this_machine(key),
+        };
         for (name, value) in pairs(conditions)? {
             req = req.condition(name, value);
         }

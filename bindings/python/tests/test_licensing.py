@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import platform
 import threading
 import time
 import uuid
@@ -98,6 +99,18 @@ def test_check_denials_carry_their_code(polar_licensing: Licensing, key: str, co
     # The key never appears in what a log would print.
     for text in (repr(report), str(raised.value), repr(raised.value), report.user_message):
         assert key not in text
+
+
+def test_activate_without_a_label_names_this_machine(polar_licensing: Licensing) -> None:
+    # Issue #64 item 6: the default label is the host name and OS (the core's rule), so the
+    # customer's device list tells this machine from the others; never the key.
+    activation = polar_licensing.activate(DEMO_KEY)
+    system = {"Linux": "Linux", "Darwin": "macOS", "Windows": "Windows"}[platform.system()]
+    assert activation.label.endswith(f"({system})") or activation.label == system
+    if system == "Linux":
+        host = Path("/proc/sys/kernel/hostname").read_text(encoding="utf-8").strip()
+        assert activation.label == f"{host} (Linux)"
+    assert DEMO_KEY not in activation.label
 
 
 def test_activation_denials(polar_licensing: Licensing) -> None:

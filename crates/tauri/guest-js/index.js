@@ -112,7 +112,7 @@ export function onChecked(handler) {
   return listen(CHECKED_EVENT, (event) => handler(event.payload));
 }
 
-/** Activates `key` on this machine and remembers it (the label: the app's name unless given). */
+/** Activates `key` on this machine and remembers it (the label: the machine's host name and OS unless given). */
 export function activate(key, options = {}) {
   return call('activate', { key, label: options.label });
 }

@@ -106,16 +106,16 @@ pub(crate) async fn check_in_background<R: Runtime>(
     answer.map_err(LicenseError::from)
 }
 
-/// Activates `key` on this machine (label: `label`, default the app's name) and remembers the
-/// activation (and the key, unless `Options::remember_keys(false)`).
+/// Activates `key` on this machine (label: `label`, default the core's device label, the
+/// machine's host name and OS, e.g. `jane-laptop (Linux)`) and remembers the activation (and
+/// the key, unless `Options::remember_keys(false)`).
 #[tauri::command]
-pub(crate) async fn activate<R: Runtime>(
-    app: AppHandle<R>,
+pub(crate) async fn activate(
     state: State<'_, PolarLicense>,
     key: String,
     label: Option<String>,
 ) -> Answer<Activated> {
-    let label = label.unwrap_or_else(|| app.package_info().name.clone());
+    let label = label.unwrap_or_else(polar_license::device_label::default_device_label);
     let licensing = state.licensing();
     let request = ActivateRequest::new(key, label);
     // On the blocking pool: the activate machine's answer carries the lease the record holds
@@ -356,16 +356,16 @@ pub(crate) async fn recoverable_keys(
     .await
 }
 
-/// Activates here the recoverable key `id` (label: `label`, default the app's name) and
-/// remembers it, as `activate` does: the whole key goes only into the activation.
+/// Activates here the recoverable key `id` (label: `label`, default the core's device label,
+/// the machine's host name and OS) and remembers it, as `activate` does: the whole key goes
+/// only into the activation.
 #[tauri::command]
-pub(crate) async fn recover_key<R: Runtime>(
-    app: AppHandle<R>,
+pub(crate) async fn recover_key(
     state: State<'_, PolarLicense>,
     id: String,
     label: Option<String>,
 ) -> Result<Activated, RecoverError> {
-    let label = label.unwrap_or_else(|| app.package_info().name.clone());
+    let label = label.unwrap_or_else(polar_license::device_label::default_device_label);
     let activated = with_session(&state, move |l, session| {
         l.recover_key(session, &id, &label)
     })

@@ -1356,3 +1356,18 @@ fn without_a_session_the_sellers_relay_lists_the_devices() {
     let not = w.device_err("list_devices", json!({ "key": DEMO_KEY }));
     assert_eq!(not.portal_error, "not_signed_in");
 }
+
+/// An activate without a label from the app is labelled with the core's device label (host
+/// name and OS, issue #64 item 6), not the app's name every machine shares.
+#[test]
+fn activate_without_a_label_uses_the_machines_host_name_and_os() {
+    let w = Plugin::new("default-label");
+    let activated: Activated = w.ok("activate", json!({ "key": DEMO_KEY }));
+    let expected = polar_license::device_label::default_device_label();
+    assert_eq!(activated.label, expected);
+    assert!(
+        expected.contains(polar_license::device_label::os_name()),
+        "{expected}"
+    );
+    assert!(!activated.label.contains(DEMO_KEY), "{}", activated.label);
+}

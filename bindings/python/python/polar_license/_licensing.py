@@ -236,13 +236,15 @@ class Licensing:
     def activate(
         self,
         key: str,
-        label: str,
+        label: Optional[str] = None,
         *,
         conditions: Optional[Mapping[str, MetaValue]] = None,
         meta: Optional[Mapping[str, MetaValue]] = None,
     ) -> Activation:
         """Activates ``key`` on this machine (takes one of the key's slots) and remembers the
-        activation; raises :class:`LicenseDenied` (``activation_limit``, ``not_found``, …)
+        activation. Without ``label``, the activation is labelled with this machine's host name
+        and OS (e.g. ``jane-laptop (Linux)``), so the customer's device list tells machines
+        apart; raises :class:`LicenseDenied` (``activation_limit``, ``not_found``, …)
         or another :class:`LicenseError`."""
         return _activation(_unwrap(self._native.activate(
             key, label, None if conditions is None else dict(conditions),

@@ -51,7 +51,7 @@ class NativeLicensing:
     def activate(
         self,
         key: str,
-        label: str,
+        label: Optional[str] = None,
         conditions: Optional[dict[str, MetaValue]] = None,
         meta: Optional[dict[str, MetaValue]] = None,
     ) -> Answer: ...

@@ -114,6 +114,7 @@ mod tests {
         assert!(label.ends_with("(Linux)"), "{label}");
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     #[test]
     fn a_request_for_this_machine_carries_the_default_label() {
         let req = crate::proto::ActivateRequest::for_this_machine("KEY");

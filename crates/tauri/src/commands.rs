@@ -53,10 +53,10 @@ async fn no_key(state: &PolarLicense, e: Error) -> CheckReport {
     if state.trial && e.field() == Some("key") {
         match blocking(state.licensing(), |l| l.check_trial_report()).await {
             Ok(report) => report,
-            Err(e) => CheckReport::of(CheckOutcome::Unverified(e)),
+            Err(e) => CheckReport::of(CheckOutcome::refused(e)),
         }
     } else {
-        CheckReport::of(CheckOutcome::Unverified(e))
+        CheckReport::of(CheckOutcome::refused(e))
     }
 }
 
@@ -212,7 +212,7 @@ pub(crate) async fn has_feature(
     let licensing = state.licensing();
     let outcome = match key_or_remembered(licensing, key).await {
         Ok(key) => licensing.check_async(key).await,
-        Err(e) => CheckOutcome::Unverified(e),
+        Err(e) => CheckOutcome::refused(e),
     };
     Ok(FeatureState::of(&licensing.has_feature(&outcome, &feature)))
 }
@@ -230,7 +230,7 @@ pub(crate) async fn entitlement(
     let licensing = state.licensing();
     let report = match key_or_remembered(licensing, key).await {
         Ok(key) => licensing.check_report_async(key).await,
-        Err(e) => CheckReport::of(CheckOutcome::Unverified(e)),
+        Err(e) => CheckReport::of(CheckOutcome::refused(e)),
     };
     Ok(EntitlementState::of(&report, &name))
 }

@@ -263,6 +263,38 @@ fn print_seat(seat: &Seat, machine: &str) {
     crate::output::print_out(&format!("{out}\n"));
 }
 
+/// A seat acquired through the core's hold and, in signed mode, held only with a lease that
+/// verifies (else given back): how `seat acquire` and `seat run` start. `Err` is the command's
+/// exit code, its line written.
+fn acquire_verified(
+    g: &Global,
+    client: &BlockingClient,
+    key: &Key,
+    machine: &str,
+    ci: bool,
+    what: &str,
+) -> Result<SeatHold, u8> {
+    let ask = SeatHold::acquire_ask(key.clone(), machine.to_string(), ci);
+    let mut hold = match patiently("acquisition", || client.seat(&ask))
+        .and_then(|answer| SeatHold::acquire(&ask, answer))
+    {
+        Ok(Ok(hold)) => hold,
+        Ok(Err(other)) => return Err(not_held(what, other)),
+        Err(e) => return Err(fail(what, &e)),
+    };
+    if let Err(why) = lease_verifies(g, hold.seat(), key, machine) {
+        release(client, &mut hold);
+        return Err(fail(
+            what,
+            &Error::Protocol {
+                status: Some(200),
+                detail: why,
+            },
+        ));
+    }
+    Ok(hold)
+}
+
 /// `seat acquire`: a seat taken and printed; nothing holds it after this process.
 fn seat_acquire(g: &Global, a: &SeatAcquireArgs) -> u8 {
     let client = match relay_client(g) {
@@ -271,26 +303,10 @@ fn seat_acquire(g: &Global, a: &SeatAcquireArgs) -> u8 {
     };
     let key = Key::new(a.key.key.clone());
     let machine = machine(g, a.machine.as_deref());
-    let ask = SeatHold::acquire_ask(key.clone(), machine.clone(), a.ci);
-    let hold = match patiently("acquisition", || client.seat(&ask))
-        .and_then(|answer| SeatHold::acquire(&ask, answer))
-    {
-        Ok(Ok(hold)) => hold,
-        Ok(Err(other)) => return not_held("acquire", other),
-        Err(e) => return fail("acquire", &e),
+    let hold = match acquire_verified(g, &client, &key, &machine, a.ci, "acquire") {
+        Ok(hold) => hold,
+        Err(code) => return code,
     };
-    // Signed mode: the seat holds only with a lease that verifies; else it is given back.
-    if let Err(why) = lease_verifies(g, hold.seat(), &key, &machine) {
-        let mut hold = hold;
-        release(&client, &mut hold);
-        return fail(
-            "acquire",
-            &Error::Protocol {
-                status: Some(200),
-                detail: why,
-            },
-        );
-    }
     print_seat(hold.seat(), &machine);
     0
 }
@@ -349,26 +365,10 @@ fn seat_run(g: &Global, a: &SeatRunArgs) -> u8 {
     let machine = machine(g, a.machine.as_deref());
     // The core's hold says what to send and what each answer does; this command only sends
     // and schedules.
-    let ask = SeatHold::acquire_ask(key.clone(), machine.clone(), a.ci);
-    let hold = match patiently("acquisition", || client.seat(&ask))
-        .and_then(|answer| SeatHold::acquire(&ask, answer))
-    {
-        Ok(Ok(hold)) => hold,
-        Ok(Err(other)) => return not_held("run", other),
-        Err(e) => return fail("run", &e),
+    let hold = match acquire_verified(g, &client, &key, &machine, a.ci, "run") {
+        Ok(hold) => hold,
+        Err(code) => return code,
     };
-    // Signed mode: the seat holds only with a lease that verifies.
-    if let Err(why) = lease_verifies(g, hold.seat(), &key, &machine) {
-        let mut hold = hold;
-        release(&client, &mut hold);
-        return fail(
-            "run",
-            &Error::Protocol {
-                status: Some(200),
-                detail: why,
-            },
-        );
-    }
     let hold = Arc::new(Mutex::new(hold));
     let (stop, stopped) = mpsc::channel::<()>();
     let beat = {

@@ -476,3 +476,66 @@ fn a_validates_outcome_is_the_cores_at_the_machines_clock() {
     let refused = validate("").outcome();
     assert_eq!(refused.reason(), Some(Reason::InvalidInput), "{refused:?}");
 }
+
+/// Two checkers of one key at once (two tabs, two processes), both asking Polar
+/// (`revalidate_after: 0`, a zero clock tolerance) and neither reaching it: the first read its
+/// clock and the slot, and while its request was out the second, a second later, fell back to
+/// the cache and stored its answer. The first folds its failure into the slot read again under
+/// the lock: that record's latest time is a second past the reading the first began with, but
+/// the clock read after it is not, and no clock moved back: the grace answers. Before, the
+/// fold judged the record at the first reading: `clock_rollback` (CI of 2026-11-28, 1 of 600
+/// page-rounds of the browser tabs test over IndexedDB). Both as the native clients read and as
+/// the browser does.
+#[test]
+fn a_record_stored_while_a_check_asked_polar_is_no_clock_moved_back() {
+    use polar_license_emulator::Fault as PolarFault;
+    use std::cell::Cell;
+    let world = World::new("machine-shell-clock-race");
+    let mut client = client(&world);
+    let (scenarios, _) = scenarios(&client);
+    client.policy = GracePolicy {
+        clock_tolerance: std::time::Duration::ZERO,
+        revalidate_after: std::time::Duration::ZERO,
+        ..GracePolicy::default()
+    };
+    world.polar.set_fault(Some(PolarFault::CloseImmediately));
+    let (_, fresh, t0) = &scenarios[1];
+    for browser in [false, true] {
+        let at = format!("browser {browser}");
+        let reading = Cell::new(*t0);
+        let clock = || reading.get();
+        let memos = Memos::default();
+        let ctx = Ctx {
+            clock: Some(&clock),
+            ..client.ctx(&memos)
+        };
+        let start = || {
+            let slot = Ok(Arc::clone(&client.slot));
+            let check = Check::new(&ctx, Key::new(DEMO_KEY), None, slot, *t0, 0);
+            if browser {
+                check.unlocked_read()
+            } else {
+                check
+            }
+        };
+        // Where the first check sends its request, from an honest drive of the same slot.
+        let (_, honest) = client.check(&mut fresh.clone(), *t0, browser, (Fault::None, None));
+        let send = honest.asked.iter().position(|k| *k == "response");
+        let send = send.unwrap_or_else(|| panic!("{at}: no request in {:?}", honest.asked));
+        let mut entries = fresh.clone();
+        let mut first = start();
+        let before = client.drive(&ctx, &mut first, &mut entries, (Fault::Stop(send), None));
+        assert!(before.stopped && !before.held, "{at}: {:?}", before.asked);
+        // The second checker, a second later, offline too: the cache answers and is noted.
+        reading.set(t0 + 1);
+        let (second, _) = client.check(&mut entries, t0 + 1, browser, (Fault::None, None));
+        assert!(second.is_licensed(), "{at}: the second checker: {second:?}");
+        // The first check's request fails; it reads the slot again and falls back.
+        let after = client.drive(&ctx, &mut first, &mut entries, (Fault::None, None));
+        assert!(!after.held, "{at}: the lock left held");
+        match first.report().outcome {
+            CheckOutcome::Licensed { source, .. } => assert_eq!(source, Source::Cache, "{at}"),
+            other => panic!("{at}: the first check, offline: {other:?}"),
+        }
+    }
+}

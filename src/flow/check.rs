@@ -517,8 +517,14 @@ impl<L: Validated> Check<L> {
     pub fn give(&mut self, ctx: &Ctx<'_, L>, given: Given) {
         // The clock read after the slot's bytes: a record another writer stored before this
         // read was stamped at most now (the same clock), never "ahead" of this check.
+        // The same for a request's clock: a slot read again under the lock after the request
+        // (or while another check asks) is judged at that reading, not at the one the request
+        // was made with (another writer's answer stored meanwhile is no clock moved back).
         if let (Given::Read(Ok(_)), Some(clock)) = (&given, ctx.clock) {
             self.now = self.now.max(clock());
+            if let Some(asking) = self.asking.as_deref_mut() {
+                asking.now = asking.now.max(self.now);
+            }
         }
         if matches!(self.state, State::Verify(..)) && matches!(given, Given::Verified) {
             if let State::Verify(state, given) = std::mem::replace(&mut self.state, State::Done) {

@@ -214,16 +214,14 @@ fn serve(g: &Global, a: &RelayServeArgs) -> u8 {
     // For test suites and benchmarks only (never documented for sellers): Polar's budget
     // window under its minute, to face an emulator whose token window is scaled.
     let test_window = test_only_var("POLAR_LICENSE_RELAY_TEST_ONLY_BUDGET_SECONDS");
-    let relay = match Relay::new(config, Box::new(transport))
-        .and_then(|r| r.with_seats(seats))
-        .and_then(|r| match test_life {
-            Some(s) => r.with_test_only_seat_seconds(s),
-            None => Ok(r),
-        })
-        .and_then(|r| match test_window {
-            Some(s) => r.with_test_only_budget_seconds(s),
-            None => Ok(r),
-        }) {
+    let mut relay = Relay::new(config, Box::new(transport)).and_then(|r| r.with_seats(seats));
+    if let Some(s) = test_life {
+        relay = relay.and_then(|r| r.with_test_only_seat_seconds(s));
+    }
+    if let Some(s) = test_window {
+        relay = relay.and_then(|r| r.with_test_only_budget_seconds(s));
+    }
+    let relay = match relay {
         Ok(relay) => relay,
         Err(e) => {
             let field = match &e {

@@ -193,9 +193,12 @@ pub fn run(g: &Global) -> u8 {
         .push(format!("   activation {shown_id} (call it $ID)"));
 
     // 2. Validate on machine A.
-    let on_a = ValidateRequest::new(key.clone())
-        .activation_id(activation_id.as_str())
-        .condition("machine", "A");
+    let on = |machine: &str| {
+        ValidateRequest::new(key.clone())
+            .activation_id(activation_id.as_str())
+            .condition("machine", machine)
+    };
+    let on_a = on("A");
     walk.step(
         "Validate on machine A",
         "validate --key $KEY --activation-id $ID --condition machine=A",
@@ -204,13 +207,15 @@ pub fn run(g: &Global) -> u8 {
     );
 
     // 3. Validate from another machine.
-    let on_b = ValidateRequest::new(key.clone())
-        .activation_id(activation_id.as_str())
-        .condition("machine", "B");
     walk.step(
         "Validate the same activation from machine B",
         "validate --key $KEY --activation-id $ID --condition machine=B",
-        &report(Op::Validate, &key, Some(shown_id), &client.validate(&on_b)),
+        &report(
+            Op::Validate,
+            &key,
+            Some(shown_id),
+            &client.validate(&on("B")),
+        ),
         ("denied", Some("conditions_mismatch")),
     );
 

@@ -251,17 +251,15 @@ pub fn sign_in(g: &Global, a: &SignInArgs) -> Report {
         let mut m = base_object(Some(COMMAND), "done");
         m.insert("code_sent".into(), json!(true));
         m.insert("signed_in".into(), json!(false));
-        return Report {
-            json: m,
-            lines: vec![
+        return Report::ok(
+            m,
+            vec![
                 "done: if this email bought a license, Polar sent it a 6-character code \
                  (valid 30 minutes)"
                     .to_string(),
                 "  what to do: polar-license sign-in --code CODE".to_string(),
             ],
-            to_stderr: false,
-            exit: 0,
-        };
+        );
     };
     let expires_at = match authenticate(&licensing, &code) {
         Ok(t) => t,
@@ -275,16 +273,14 @@ pub fn sign_in(g: &Global, a: &SignInArgs) -> Report {
     m.insert("code_sent".into(), json!(sent));
     m.insert("signed_in".into(), json!(true));
     m.insert("session_expires_at".into(), json!(unix_when(expires_at)));
-    Report {
-        json: m,
-        lines: vec![
+    Report::ok(
+        m,
+        vec![
             "done: signed in (the session is sealed beside the cache for one hour)".to_string(),
             format!("  {:<12} {}", "until", unix_when(expires_at)),
             "  what to do: polar-license devices".to_string(),
         ],
-        to_stderr: false,
-        exit: 0,
-    }
+    )
 }
 
 /// The command's licensing (`remember_keys` as it needs), then its key: `key`, else the
@@ -392,12 +388,7 @@ pub fn devices(g: &Global, a: &DevicesArgs) -> Report {
     if !devices.is_empty() {
         lines.push("  to free one: polar-license free ID, then activate here".to_string());
     }
-    Report {
-        json: m,
-        lines,
-        to_stderr: false,
-        exit: 0,
-    }
+    Report::ok(m, lines)
 }
 
 /// `free ID`: the public deactivate of one activation of the key (no session); when it is
@@ -568,10 +559,5 @@ pub fn recover(g: &Global, a: &RecoverArgs) -> Report {
     if !keys.is_empty() {
         lines.push("  to activate one here: polar-license recover ID".to_string());
     }
-    Report {
-        json: m,
-        lines,
-        to_stderr: false,
-        exit: 0,
-    }
+    Report::ok(m, lines)
 }

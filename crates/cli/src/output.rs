@@ -132,6 +132,16 @@ pub struct Report {
 }
 
 impl Report {
+    /// An answer that exits 0: `json`, and `lines` on stdout.
+    pub fn ok(json: Map<String, Value>, lines: Vec<String>) -> Report {
+        Report {
+            json,
+            lines,
+            to_stderr: false,
+            exit: 0,
+        }
+    }
+
     /// The verdict line (the first human line).
     pub fn headline(&self) -> &str {
         self.lines.first().map(String::as_str).unwrap_or_default()
@@ -310,12 +320,7 @@ fn accepted<T: Answer>(op: Op, shown: &str, requested: Option<&str>, answer: &T)
     if let Some(license) = answer.license() {
         lines.extend(license_facts(license));
     }
-    Report {
-        json: m,
-        lines,
-        to_stderr: false,
-        exit: 0,
-    }
+    Report::ok(m, lines)
 }
 
 /// Renders an error (no trustworthy answer). `op` is `None` outside the operations.
@@ -624,12 +629,7 @@ pub fn check_report(
 pub fn line_report(op: Op, line: &str) -> Report {
     let mut m = base_object(Some(op.name()), "done");
     m.insert("line".into(), json!(line));
-    Report {
-        json: m,
-        lines: vec![line.to_string()],
-        to_stderr: false,
-        exit: 0,
-    }
+    Report::ok(m, vec![line.to_string()])
 }
 
 /// Adds `lease` to a report (`{"kid":…,"expires_at":…}` or null, contract §5) and, when there
@@ -884,12 +884,7 @@ pub fn status_report(key: &Key, dir: &Path, s: &CacheStatus, policy: &GracePolic
     lines.push(fact("dir", &dir.display().to_string()));
     m.insert("detail".into(), json!(detail));
     m.insert("cache".into(), Value::Object(c));
-    Report {
-        json: m,
-        lines,
-        to_stderr: false,
-        exit: 0,
-    }
+    Report::ok(m, lines)
 }
 
 /// Renders `status` without a key: how many records the cache directory holds. They are
@@ -934,15 +929,13 @@ pub fn dir_report(dir: &Path) -> Report {
         Some(_) => format!("cache dir {}: {count} record(s)", dir.display()),
         None => format!("cache dir {}: not created yet", dir.display()),
     };
-    Report {
-        json: m,
-        lines: vec![
+    Report::ok(
+        m,
+        vec![
             headline,
             "  records are sealed per license key: pass --key KEY to read one".into(),
         ],
-        to_stderr: false,
-        exit: 0,
-    }
+    )
 }
 
 /// The key facts of a license: status, usage, activations, validations, expiry.
@@ -1009,12 +1002,7 @@ pub fn key_report(op: Op, key: Option<&Key>, dir: &Path) -> Report {
     m.insert("detail".into(), json!(detail));
     m.insert("key".into(), json!(shown));
     m.insert("dir".into(), json!(dir.display().to_string()));
-    Report {
-        json: m,
-        lines: vec![detail],
-        to_stderr: false,
-        exit: 0,
-    }
+    Report::ok(m, vec![detail])
 }
 
 /// Perpetual fallback (`check --released`): `released` (the build's date), `paid_through` (RFC
@@ -1087,12 +1075,10 @@ pub fn trial_field(r: &mut Report, trial: Option<&Trial>) {
 pub fn trial_report(checked: &CheckReport) -> Report {
     let mut r = match (&checked.outcome, checked.trial.as_deref().copied()) {
         (_, Some(t)) if t.is_active() => {
-            let mut r = Report {
-                json: base_object(Some(Op::Check.name()), "trial"),
-                lines: vec![format!("trial: {} day(s) left", t.days_left)],
-                to_stderr: false,
-                exit: 0,
-            };
+            let mut r = Report::ok(
+                base_object(Some(Op::Check.name()), "trial"),
+                vec![format!("trial: {} day(s) left", t.days_left)],
+            );
             r.json.insert("verified_at".into(), Value::Null);
             r
         }

@@ -14,6 +14,14 @@ use std::sync::Arc;
 /// Where `--webhook-secret` is read from when the option is not given.
 const WEBHOOK_SECRET_ENV: &str = "POLAR_WEBHOOK_SECRET";
 
+/// Sets each named field of the relay's `options` to the `relay serve` option of the same
+/// name in `args` (the options named as the relay's own settings are).
+macro_rules! same_named {
+    ($options:ident, $args:ident: $($field:ident),+ $(,)?) => {
+        $($options.$field = $args.$field;)+
+    };
+}
+
 /// Runs a `relay` subcommand; returns the exit code.
 pub fn run(g: &Global, c: &RelayCommand) -> u8 {
     match c {
@@ -214,16 +222,14 @@ fn serve(g: &Global, a: &RelayServeArgs) -> u8 {
     // For test suites and benchmarks only (never documented for sellers): Polar's budget
     // window under its minute, to face an emulator whose token window is scaled.
     let test_window = test_only_var("POLAR_LICENSE_RELAY_TEST_ONLY_BUDGET_SECONDS");
-    let relay = match Relay::new(config, Box::new(transport))
-        .and_then(|r| r.with_seats(seats))
-        .and_then(|r| match test_life {
-            Some(s) => r.with_test_only_seat_seconds(s),
-            None => Ok(r),
-        })
-        .and_then(|r| match test_window {
-            Some(s) => r.with_test_only_budget_seconds(s),
-            None => Ok(r),
-        }) {
+    let mut relay = Relay::new(config, Box::new(transport)).and_then(|r| r.with_seats(seats));
+    if let Some(s) = test_life {
+        relay = relay.and_then(|r| r.with_test_only_seat_seconds(s));
+    }
+    if let Some(s) = test_window {
+        relay = relay.and_then(|r| r.with_test_only_budget_seconds(s));
+    }
+    let relay = match relay {
         Ok(relay) => relay,
         Err(e) => {
             let field = match &e {
@@ -236,13 +242,9 @@ fn serve(g: &Global, a: &RelayServeArgs) -> u8 {
     let upstream = relay.base_url().to_string();
     let addr = format!("{}:{}", a.host, a.port);
     let mut options = polar_license_relay::ServeOptions::default();
-    options.max_connections = a.max_connections;
-    options.max_connections_per_address = a.max_connections_per_address;
-    options.concurrent_requests = a.concurrent_requests;
-    options.header_timeout = a.header_timeout;
-    options.body_timeout = a.body_timeout;
-    options.write_timeout = a.write_timeout;
-    options.drain = a.drain;
+    same_named!(options, a:
+        max_connections, max_connections_per_address, concurrent_requests,
+        header_timeout, body_timeout, write_timeout, drain);
     options.metrics_addr = a.metrics_addr.clone().filter(|m| !m.is_empty());
     options.metrics_token = a.metrics_token.clone().filter(|t| !t.is_empty());
     // The token's rule is the core's (the npm relay's metricsToken reads it the same).
@@ -455,18 +457,14 @@ fn store_config(
         let why = "--budget must be at least 1 and --budget-reserve below it";
         return Err(usage_report(Some(CMD), Some("budget"), why));
     }
-    options.fresh_for = a.fresh_for;
-    options.stale_for = a.stale_for;
-    options.denial_for = a.denial_for;
+    same_named!(options, a:
+        fresh_for, stale_for, denial_for, first_seen_share, marked_stale_for, reconcile_every,
+        refuse_at_zero_credits);
     options.max_entries = a.store_max_entries;
     options.max_bytes = a.store_max_bytes;
     options.roster = roster;
-    options.first_seen_share = a.first_seen_share;
-    options.marked_stale_for = a.marked_stale_for;
-    options.reconcile_every = a.reconcile_every;
     options.entitlements = a.sign_entitlements;
     options.usage = a.record_usage;
-    options.refuse_at_zero_credits = a.refuse_at_zero_credits;
     if let Some((field, why)) = options.problem() {
         let why = match field {
             "refuse_at_zero_credits" => {

@@ -86,17 +86,12 @@ pub fn client(g: &Global) -> Result<BlockingClient, Error> {
 
 /// The grace policy: the defaults of docs/interfaces.md §4a, overridden by the global options.
 fn policy(g: &Global) -> GracePolicy {
-    let mut policy = GracePolicy::default();
-    if let Some(d) = g.revalidate_after {
-        policy.revalidate_after = d;
+    let default = GracePolicy::default();
+    GracePolicy {
+        revalidate_after: g.revalidate_after.unwrap_or(default.revalidate_after),
+        grace_period: g.grace_period.unwrap_or(default.grace_period),
+        clock_tolerance: g.clock_tolerance.unwrap_or(default.clock_tolerance),
     }
-    if let Some(d) = g.grace_period {
-        policy.grace_period = d;
-    }
-    if let Some(d) = g.clock_tolerance {
-        policy.clock_tolerance = d;
-    }
-    policy
 }
 
 /// The application id of the command's own cache directory. Fixed, not the executable's name:

@@ -24,12 +24,13 @@ use std::process::Command;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
+use polar_license::lease::RelayKeys;
 use polar_license::seat::{Seat, SeatAnswer, SeatAsk, SeatOp};
 use polar_license::seat_hold::{HoldState, SeatHold};
 use polar_license::{BlockingClient, Error, Key, Reason};
 
 use crate::args::{
-    Global, SeatAcquireArgs, SeatBorrowArgs, SeatCommand, SeatReturnArgs, SeatRunArgs,
+    Global, KeyArg, SeatAcquireArgs, SeatBorrowArgs, SeatCommand, SeatReturnArgs, SeatRunArgs,
 };
 
 /// The longest `seat run` waits in all for the relay's `429`s (an acquisition's, a release's)
@@ -83,6 +84,64 @@ fn fail(what: &str, e: &Error) -> u8 {
     u8::try_from(e.reason().exit_code()).unwrap_or(3)
 }
 
+/// A seat whose lease does not verify (`why`): `protocol_error`, the exit code.
+fn no_lease(what: &str, why: String) -> u8 {
+    fail(
+        what,
+        &Error::Protocol {
+            status: Some(200),
+            detail: why,
+        },
+    )
+}
+
+/// An answer to `asked` that is not one of its answers: `protocol_error`, the exit code.
+fn unexpected(what: &str, asked: &str, answer: &str) -> u8 {
+    fail(
+        what,
+        &Error::Protocol {
+            status: None,
+            detail: format!("the relay answered {asked} with {answer}"),
+        },
+    )
+}
+
+/// What every seat command starts from: the relay's client, the key and this machine's
+/// binding. `Err` is the exit code, its line written.
+fn seat_parts(
+    g: &Global,
+    what: &str,
+    key: &KeyArg,
+    machine_given: Option<&str>,
+) -> Result<(BlockingClient, Key, String), u8> {
+    let client = relay_client(g).map_err(|e| fail(what, &e))?;
+    Ok((client, Key::new(key.key.clone()), machine(g, machine_given)))
+}
+
+/// The ask of `op` for `key` on `machine` (not a CI seat), of the seat `seat` when given.
+fn seat_ask(op: SeatOp, key: &Key, machine: &str, seat: Option<&str>) -> SeatAsk {
+    SeatAsk {
+        op,
+        key: key.clone(),
+        machine: machine.to_string(),
+        ci: false,
+        seat: seat.map(str::to_string),
+    }
+}
+
+/// With `--relay-key`, the relay's keys (or why they are not); without it, `None`.
+fn relay_keys(g: &Global) -> Option<Result<RelayKeys, String>> {
+    (!g.relay_keys.is_empty())
+        .then(|| RelayKeys::parse(&g.relay_keys.join(",")).map_err(|e| e.text()))
+}
+
+/// `at` (Unix seconds) as RFC 3339.
+fn rfc3339(at: i64) -> String {
+    let mut text = String::new();
+    polar_license::rfc3339::DateTime::from_unix(at).write(&mut text);
+    text
+}
+
 fn machine(g: &Global, given: Option<&str>) -> String {
     if let Some(m) = given.filter(|m| !m.is_empty()) {
         return m.to_string();
@@ -132,62 +191,36 @@ fn not_held(what: &str, answer: SeatAnswer) -> u8 {
             ));
             u8::try_from(d.reason.exit_code()).unwrap_or(1)
         }
-        other => fail(
-            what,
-            &Error::Protocol {
-                status: None,
-                detail: format!("the relay answered an acquisition with {other:?}"),
-            },
-        ),
+        other => unexpected(what, "an acquisition", &format!("{other:?}")),
     }
 }
 
 fn seat_borrow(g: &Global, a: &SeatBorrowArgs) -> u8 {
-    let client = match relay_client(g) {
-        Ok(client) => client,
-        Err(e) => return fail("borrow", &e),
+    let (client, key, machine) = match seat_parts(g, "borrow", &a.key, a.machine.as_deref()) {
+        Ok(parts) => parts,
+        Err(code) => return code,
     };
-    let key = Key::new(a.key.key.clone());
-    let machine = machine(g, a.machine.as_deref());
-    let ask = SeatAsk {
-        op: SeatOp::Acquire,
-        key: key.clone(),
-        machine: machine.clone(),
-        ci: false,
-        seat: None,
-    };
+    let ask = seat_ask(SeatOp::Acquire, &key, &machine, None);
     let seat = match patiently("borrowing", || client.borrow_seat(&ask, a.days)) {
         Ok(SeatAnswer::Held(seat)) => seat,
         Ok(other) => return not_held("borrow", other),
         Err(e) => return fail("borrow", &e),
     };
-    if !g.relay_keys.is_empty() {
-        let verified = polar_license::lease::RelayKeys::parse(&g.relay_keys.join(","))
-            .map_err(|e| e.text())
-            .and_then(|keys| {
-                let org = g.org.as_deref().unwrap_or_default();
-                seat.verify_borrowed(&keys, org, &key, &machine, now())
-                    .map_err(|why| {
-                        format!("the seat's lease is no borrowed seat ({})", why.as_str())
-                    })
-            });
+    if let Some(keys) = relay_keys(g) {
+        let verified = keys.and_then(|keys| {
+            let org = g.org.as_deref().unwrap_or_default();
+            seat.verify_borrowed(&keys, org, &key, &machine, now())
+                .map_err(|why| format!("the seat's lease is no borrowed seat ({})", why.as_str()))
+        });
         if let Err(why) = verified {
             send_release(&client, &release_ask(&ask, &seat.id));
-            return fail(
-                "borrow",
-                &Error::Protocol {
-                    status: Some(200),
-                    detail: why,
-                },
-            );
+            return no_lease("borrow", why);
         }
     }
-    let mut expires_at = String::new();
-    polar_license::rfc3339::DateTime::from_unix(seat.expires_at).write(&mut expires_at);
     let out = serde_json::json!({
         "seat": seat.id,
         "machine": machine,
-        "expires_at": expires_at,
+        "expires_at": rfc3339(seat.expires_at),
         "lease": seat.lease,
     });
     crate::output::print_out(&format!("{out}\n"));
@@ -204,30 +237,18 @@ fn release_ask(ask: &SeatAsk, seat: &str) -> SeatAsk {
 
 /// `seat return` and `seat release` (`what`): the seat given back.
 fn seat_return(g: &Global, a: &SeatReturnArgs, what: &str) -> u8 {
-    let client = match relay_client(g) {
-        Ok(client) => client,
-        Err(e) => return fail(what, &e),
+    let (client, key, machine) = match seat_parts(g, what, &a.key, a.machine.as_deref()) {
+        Ok(parts) => parts,
+        Err(code) => return code,
     };
-    let ask = SeatAsk {
-        op: SeatOp::Release,
-        key: Key::new(a.key.key.clone()),
-        machine: machine(g, a.machine.as_deref()),
-        ci: false,
-        seat: Some(a.seat.clone()),
-    };
+    let ask = seat_ask(SeatOp::Release, &key, &machine, Some(&a.seat));
     match patiently(what, || client.seat(&ask)) {
         Ok(SeatAnswer::Released(true)) => 0,
         Ok(SeatAnswer::Released(false)) => {
             err(&format!("polar-license seat {what}: no such seat was held on this machine (its end passed, or it was given back)"));
             u8::try_from(Reason::NotFound.exit_code()).unwrap_or(1)
         }
-        Ok(other) => fail(
-            what,
-            &Error::Protocol {
-                status: None,
-                detail: format!("the relay answered a release with {}", summary(&other)),
-            },
-        ),
+        Ok(other) => unexpected(what, "a release", &summary(&other)),
         Err(e) => fail(what, &e),
     }
 }
@@ -235,11 +256,10 @@ fn seat_return(g: &Global, a: &SeatReturnArgs, what: &str) -> u8 {
 /// With `--relay-key`: the seat's lease verified offline for this key and machine (the
 /// failure in words); without it, `Ok`.
 fn lease_verifies(g: &Global, seat: &Seat, key: &Key, machine: &str) -> Result<(), String> {
-    if g.relay_keys.is_empty() {
+    let Some(keys) = relay_keys(g) else {
         return Ok(());
-    }
-    let keys =
-        polar_license::lease::RelayKeys::parse(&g.relay_keys.join(",")).map_err(|e| e.text())?;
+    };
+    let keys = keys?;
     let org = g.org.as_deref().unwrap_or_default();
     seat.verify(&keys, org, key, machine, now())
         .map(|_| ())
@@ -248,13 +268,11 @@ fn lease_verifies(g: &Global, seat: &Seat, key: &Key, machine: &str) -> Result<(
 
 /// A seat as `seat acquire` and `seat heartbeat` print it: one JSON line.
 fn print_seat(seat: &Seat, machine: &str) {
-    let mut expires_at = String::new();
-    polar_license::rfc3339::DateTime::from_unix(seat.expires_at).write(&mut expires_at);
     let out = serde_json::json!({
         "seat": seat.id,
         "machine": machine,
         "ci": seat.ci,
-        "expires_at": expires_at,
+        "expires_at": rfc3339(seat.expires_at),
         "heartbeat_every": seat.heartbeat_every().as_secs(),
         "in_use": seat.in_use,
         "size": seat.size,
@@ -264,17 +282,17 @@ fn print_seat(seat: &Seat, machine: &str) {
 }
 
 /// A seat acquired through the core's hold and, in signed mode, held only with a lease that
-/// verifies (else given back): how `seat acquire` and `seat run` start. `Err` is the command's
-/// exit code, its line written.
+/// verifies (else given back): how `seat acquire` and `seat run` start. The relay's client,
+/// the hold and this machine's binding; `Err` is the command's exit code, its line written.
 fn acquire_verified(
     g: &Global,
-    client: &BlockingClient,
-    key: &Key,
-    machine: &str,
-    ci: bool,
     what: &str,
-) -> Result<SeatHold, u8> {
-    let ask = SeatHold::acquire_ask(key.clone(), machine.to_string(), ci);
+    key: &KeyArg,
+    machine_given: Option<&str>,
+    ci: bool,
+) -> Result<(BlockingClient, SeatHold, String), u8> {
+    let (client, key, machine) = seat_parts(g, what, key, machine_given)?;
+    let ask = SeatHold::acquire_ask(key.clone(), machine.clone(), ci);
     let mut hold = match patiently("acquisition", || client.seat(&ask))
         .and_then(|answer| SeatHold::acquire(&ask, answer))
     {
@@ -282,60 +300,35 @@ fn acquire_verified(
         Ok(Err(other)) => return Err(not_held(what, other)),
         Err(e) => return Err(fail(what, &e)),
     };
-    if let Err(why) = lease_verifies(g, hold.seat(), key, machine) {
-        release(client, &mut hold);
-        return Err(fail(
-            what,
-            &Error::Protocol {
-                status: Some(200),
-                detail: why,
-            },
-        ));
+    if let Err(why) = lease_verifies(g, hold.seat(), &key, &machine) {
+        release(&client, &mut hold);
+        return Err(no_lease(what, why));
     }
-    Ok(hold)
+    Ok((client, hold, machine))
 }
 
 /// `seat acquire`: a seat taken and printed; nothing holds it after this process.
 fn seat_acquire(g: &Global, a: &SeatAcquireArgs) -> u8 {
-    let client = match relay_client(g) {
-        Ok(client) => client,
-        Err(e) => return fail("acquire", &e),
-    };
-    let key = Key::new(a.key.key.clone());
-    let machine = machine(g, a.machine.as_deref());
-    let hold = match acquire_verified(g, &client, &key, &machine, a.ci, "acquire") {
-        Ok(hold) => hold,
-        Err(code) => return code,
-    };
+    let (_, hold, machine) =
+        match acquire_verified(g, "acquire", &a.key, a.machine.as_deref(), a.ci) {
+            Ok(held) => held,
+            Err(code) => return code,
+        };
     print_seat(hold.seat(), &machine);
     0
 }
 
 /// `seat heartbeat`: the seat's life extended and the seat printed again.
 fn seat_heartbeat(g: &Global, a: &SeatReturnArgs) -> u8 {
-    let client = match relay_client(g) {
-        Ok(client) => client,
-        Err(e) => return fail("heartbeat", &e),
+    let (client, key, machine) = match seat_parts(g, "heartbeat", &a.key, a.machine.as_deref()) {
+        Ok(parts) => parts,
+        Err(code) => return code,
     };
-    let key = Key::new(a.key.key.clone());
-    let machine = machine(g, a.machine.as_deref());
-    let ask = SeatAsk {
-        op: SeatOp::Heartbeat,
-        key: key.clone(),
-        machine: machine.clone(),
-        ci: false,
-        seat: Some(a.seat.clone()),
-    };
+    let ask = seat_ask(SeatOp::Heartbeat, &key, &machine, Some(&a.seat));
     match patiently("heartbeat", || client.seat(&ask)) {
         Ok(SeatAnswer::Held(seat)) => {
             if let Err(why) = lease_verifies(g, &seat, &key, &machine) {
-                return fail(
-                    "heartbeat",
-                    &Error::Protocol {
-                        status: Some(200),
-                        detail: why,
-                    },
-                );
+                return no_lease("heartbeat", why);
             }
             print_seat(&seat, &machine);
             0
@@ -345,28 +338,16 @@ fn seat_heartbeat(g: &Global, a: &SeatReturnArgs) -> u8 {
             u8::try_from(Reason::NotFound.exit_code()).unwrap_or(1)
         }
         Ok(other @ SeatAnswer::Denied(_)) => not_held("heartbeat", other),
-        Ok(other) => fail(
-            "heartbeat",
-            &Error::Protocol {
-                status: None,
-                detail: format!("the relay answered a heartbeat with {}", summary(&other)),
-            },
-        ),
+        Ok(other) => unexpected("heartbeat", "a heartbeat", &summary(&other)),
         Err(e) => fail("heartbeat", &e),
     }
 }
 
 fn seat_run(g: &Global, a: &SeatRunArgs) -> u8 {
-    let client = match relay_client(g) {
-        Ok(client) => client,
-        Err(e) => return fail("run", &e),
-    };
-    let key = Key::new(a.key.key.clone());
-    let machine = machine(g, a.machine.as_deref());
     // The core's hold says what to send and what each answer does; this command only sends
     // and schedules.
-    let hold = match acquire_verified(g, &client, &key, &machine, a.ci, "run") {
-        Ok(hold) => hold,
+    let (client, hold, _) = match acquire_verified(g, "run", &a.key, a.machine.as_deref(), a.ci) {
+        Ok(held) => held,
         Err(code) => return code,
     };
     let hold = Arc::new(Mutex::new(hold));

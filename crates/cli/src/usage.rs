@@ -65,9 +65,9 @@ pub fn usage(g: &Global, a: &UsageArgs) -> Report {
         UsageAnswer::Recorded { duplicate, balance } => {
             m.insert("duplicate".into(), json!(duplicate));
             m.insert("balance".into(), json!(balance));
-            Report {
-                json: m,
-                lines: vec![format!(
+            Report::ok(
+                m,
+                vec![format!(
                     "done: {} units of {} recorded for {redacted}{}; balance {}",
                     a.units,
                     a.meter,
@@ -78,9 +78,7 @@ pub fn usage(g: &Global, a: &UsageArgs) -> Report {
                     },
                     shown(balance)
                 )],
-                to_stderr: false,
-                exit: 0,
-            }
+            )
         }
         UsageAnswer::CreditsExhausted { balance } => {
             let reason = Reason::CreditsExhausted;

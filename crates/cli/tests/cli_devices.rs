@@ -10,44 +10,14 @@ use polar_license_emulator::{
 };
 #[cfg(unix)]
 use polar_license_testkit::on_terminal;
-use polar_license_testkit::{clean_command, Launch, ScratchDir};
+use polar_license_testkit::{relay_in_front_of, Launch, ScratchDir};
 use serde_json::Value;
 use std::path::Path;
 
-const BIN: &str = env!("CARGO_BIN_EXE_polar-license");
+mod common;
+use common::{answered, cli, cli_at, run, BIN};
+
 const EMAIL: &str = "jane.doe@gmail.com";
-
-/// Runs the binary with `--json` (or not) and returns the exit code, the JSON object (when
-/// `json`) and everything it printed.
-fn run(polar: &Emulator, dir: &Path, json: bool, args: &[&str]) -> (i32, Value, String) {
-    let (url, org) = (polar.url(), polar.organization_id());
-    let mut cmd = clean_command(BIN);
-    cmd.args([
-        "--base-url",
-        url.as_str(),
-        "--org",
-        org.as_str(),
-        "--cache-dir",
-        dir.to_str().unwrap(),
-    ]);
-    if json {
-        cmd.arg("--json");
-    }
-    let out = cmd.args(args).launch();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let v = if json {
-        serde_json::from_str(&stdout)
-            .unwrap_or_else(|e| panic!("{args:?}: not one JSON object ({e}): {stdout}"))
-    } else {
-        Value::Null
-    };
-    (out.status.code().unwrap_or(-1), v, stdout + &stderr)
-}
-
-fn cli(polar: &Emulator, dir: &Path, args: &[&str]) -> (i32, Value, String) {
-    run(polar, dir, true, args)
-}
 
 fn last_code(polar: &Emulator) -> String {
     polar
@@ -106,6 +76,33 @@ fn activate(polar: &Emulator, dir: &Path, label: &str) -> (i32, Value, String) {
     )
 }
 
+/// Runs `args` without `--json`: asserts the exit `code` and that what it printed says each
+/// of `words` (showing it when not); returns it.
+#[track_caller]
+fn says(polar: &Emulator, dir: &Path, args: &[&str], code: i32, words: &[&str]) -> String {
+    let (got, _, text) = run(polar, dir, false, args);
+    assert_eq!(got, code, "{text}");
+    for word in words {
+        assert!(text.contains(word), "{word:?} not said: {text}");
+    }
+    text
+}
+
+/// A `--json` answer's `next_step` (empty when it has none).
+fn next_step(got: &(i32, Value, String)) -> &str {
+    got.1["next_step"].as_str().unwrap_or_default()
+}
+
+/// The labels of a `devices --json` answer's devices, in its order.
+pub fn labels(listed: &Value) -> Vec<&str> {
+    listed["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["label"].as_str().unwrap())
+        .collect()
+}
+
 #[test]
 fn sign_in_list_free_another_and_activate_here_at_the_limit() {
     let polar = Emulator::start(Seed::demo(), Options::default()).unwrap();
@@ -125,27 +122,18 @@ fn sign_in_list_free_another_and_activate_here_at_the_limit() {
     // A fourth machine is refused: the limit.
     let new = ScratchDir::new("cli-devices-new");
     let refused = activate(&polar, &new, "New laptop");
-    assert_eq!(
-        (refused.0, refused.1["reason"].as_str()),
-        (1, Some("activation_limit")),
-        "{}",
-        refused.1
-    );
+    answered(&refused, 1, "reason", "activation_limit");
 
     // The refusal's text says how to free a seat from here.
-    let said = run(
+    says(
         &polar,
         &new,
-        false,
         &["activate", "--key", DEMO_KEY, "--label", "x"],
-    );
-    assert_eq!(said.0, 1, "{}", said.2);
-    assert!(
-        said.2
-            .contains("or from here: polar-license sign-in --email EMAIL")
-            && said.2.contains("polar-license free ID"),
-        "{}",
-        said.2
+        1,
+        &[
+            "or from here: polar-license sign-in --email EMAIL",
+            "polar-license free ID",
+        ],
     );
     // Before signing in, `devices` says to sign in, with no request.
     let before = polar.request_count();
@@ -187,16 +175,19 @@ fn sign_in_list_free_another_and_activate_here_at_the_limit() {
     assert!(listed.1["key"].as_str().unwrap().starts_with("****-"));
 
     // The text marks this machine.
-    let text = run(&polar, &here, false, &["devices", "--key", DEMO_KEY]);
-    assert_eq!(text.0, 0, "{}", text.2);
+    let text = says(
+        &polar,
+        &here,
+        &["devices", "--key", DEMO_KEY],
+        0,
+        &["3 of 3 activations in use"],
+    );
     let marked: Vec<&str> = text
-        .2
         .lines()
         .filter(|l| l.contains("(this machine)"))
         .collect();
-    assert_eq!(marked.len(), 1, "{}", text.2);
+    assert_eq!(marked.len(), 1, "{text}");
     assert!(marked[0].contains(&mine_id) && marked[0].contains("This laptop"));
-    assert!(text.2.contains("3 of 3 activations in use"), "{}", text.2);
 
     // Free the dead laptop from this machine (the public deactivate: the session is not used).
     let freed = cli(&polar, &here, &["free", &gone_id, "--key", DEMO_KEY]);
@@ -210,27 +201,14 @@ fn sign_in_list_free_another_and_activate_here_at_the_limit() {
     assert!(!freed.2.contains(DEMO_KEY), "{}", freed.2);
     // Freed twice: Polar no longer knows it.
     let again = cli(&polar, &new, &["free", &gone_id, "--key", DEMO_KEY]);
-    assert_eq!(again.0, 1, "{}", again.1);
-    assert_eq!(again.1["reason"], "not_found", "{}", again.1);
-    assert!(
-        again.1["next_step"]
-            .as_str()
-            .is_some_and(|s| s.contains("already freed")),
-        "{}",
-        again.1
-    );
+    answered(&again, 1, "reason", "not_found");
+    assert!(next_step(&again).contains("already freed"), "{}", again.1);
 
     // Now the new machine activates at what was the limit.
     let now = activate(&polar, &new, "New laptop");
     assert_eq!(now.0, 0, "{}", now.2);
     let listed = cli(&polar, &here, &["devices", "--key", DEMO_KEY]);
-    let labels: Vec<&str> = listed.1["devices"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["label"].as_str().unwrap())
-        .collect();
-    assert_eq!(labels, ["Desktop", "This laptop", "New laptop"]);
+    assert_eq!(labels(&listed.1), ["Desktop", "This laptop", "New laptop"]);
     // Freeing another device left this machine's activation remembered and marked.
     assert_eq!(listed.1["activation_id"], mine_id.as_str(), "{}", listed.1);
     let check = cli(&polar, &here, &["check", "--key", DEMO_KEY]);
@@ -253,14 +231,16 @@ fn device_management_off_says_the_seller_must_enable_it() {
     assert_eq!(off.0, 1, "{}", off.2);
     assert_eq!(off.1["outcome"], "denied", "{}", off.1);
     assert_eq!(off.1["portal_error"], "device_management_off", "{}", off.1);
-    let text = run(&polar, &here, false, &["devices", "--key", DEMO_KEY]);
-    assert_eq!(text.0, 1);
-    assert!(
-        text.2.contains("customers can manage activations")
-            && text.2.contains("enable_customer_admin")
-            && text.2.contains("free ID"),
-        "{}",
-        text.2
+    says(
+        &polar,
+        &here,
+        &["devices", "--key", DEMO_KEY],
+        1,
+        &[
+            "customers can manage activations",
+            "enable_customer_admin",
+            "free ID",
+        ],
     );
 }
 
@@ -270,12 +250,7 @@ fn a_key_not_the_customers_an_expired_session_and_a_used_code() {
     let here = ScratchDir::new("cli-devices-expired");
     let used = sign_in(&polar, &here);
     // `status` without a key counts records only: the sealed session is none.
-    let (url, org) = (polar.url(), polar.organization_id());
-    let listing = clean_command(BIN)
-        .args(["--base-url", &url, "--org", &org, "--cache-dir"])
-        .arg(&*here)
-        .args(["--json", "status"])
-        .launch();
+    let listing = cli_at(&polar, &here).args(["--json", "status"]).launch();
     let listing: Value = serde_json::from_slice(&listing.stdout).unwrap();
     assert!(
         listing["detail"]
@@ -302,27 +277,20 @@ fn a_key_not_the_customers_an_expired_session_and_a_used_code() {
     assert_eq!(listed.0, 0, "{}", listed.2);
 
     // The code was used: typing it again is refused, and says to ask for a new one.
-    let again = run(&polar, &here, false, &["sign-in", "--code", &used]);
-    assert_eq!(again.0, 1, "{}", again.2);
-    assert!(
-        again.2.contains("code_invalid_or_expired") && again.2.contains("ask for a new code"),
-        "{}",
-        again.2
+    says(
+        &polar,
+        &here,
+        &["sign-in", "--code", &used],
+        1,
+        &["code_invalid_or_expired", "ask for a new code"],
     );
 
     // Polar's hour passes.
     polar.set_clock_offset(3601);
     let expired = cli(&polar, &here, &["devices", "--key", DEMO_KEY]);
-    assert_eq!(expired.0, 1, "{}", expired.2);
-    assert_eq!(
-        expired.1["portal_error"], "session_expired",
-        "{}",
-        expired.1
-    );
+    answered(&expired, 1, "portal_error", "session_expired");
     assert!(
-        expired.1["next_step"]
-            .as_str()
-            .is_some_and(|s| s.starts_with("sign in again")),
+        next_step(&expired).starts_with("sign in again"),
         "{}",
         expired.1
     );
@@ -351,12 +319,12 @@ fn the_code_rate_limit_gives_the_wait() {
     assert_eq!(limited.1["reason"], "rate_limited", "{}", limited.1);
     let wait = limited.1["retry_after"].as_u64().expect("the wait");
     assert!(wait > 0 && wait <= 900, "{}", limited.1);
-    let text = run(&polar, &here, false, &["sign-in", "--email", EMAIL]);
-    assert_eq!(text.0, 3);
-    assert!(
-        text.2.contains("wait ") && text.2.contains(" s, then try again"),
-        "{}",
-        text.2
+    says(
+        &polar,
+        &here,
+        &["sign-in", "--email", EMAIL],
+        3,
+        &["wait ", " s, then try again"],
     );
 }
 
@@ -485,12 +453,7 @@ fn a_lost_key_is_recovered_by_signing_in_never_shown_whole() {
     // An id not listed: refused before any activation.
     let before = polar.activations(DEMO_KEY).len();
     let wrong = cli(&polar, &dir, &["recover", DEMO_BENEFIT_ID]);
-    assert_eq!(
-        (wrong.0, wrong.1["field"].as_str()),
-        (2, Some("id")),
-        "{}",
-        wrong.1
-    );
+    answered(&wrong, 2, "field", "id");
     assert_eq!(polar.activations(DEMO_KEY).len(), before);
 
     // The chosen one is activated here and remembered: `check` needs no key.
@@ -525,12 +488,7 @@ fn follow_rotation_follows_the_remembered_key_with_this_machines_activation() {
     not_signed_in(&polar, &dir, "follow-rotation");
     sign_in(&polar, &dir);
     let same = cli(&polar, &dir, &["follow-rotation"]);
-    assert_eq!(
-        (same.0, same.1["portal_error"].as_str()),
-        (1, Some("key_not_found")),
-        "{}",
-        same.1
-    );
+    answered(&same, 1, "portal_error", "key_not_found");
 
     // The seller rotates the key: the old string is not_found at once.
     let new = polar.rotate_key(DEMO_KEY).expect("rotated");
@@ -558,22 +516,11 @@ fn follow_rotation_follows_the_remembered_key_with_this_machines_activation() {
     assert_eq!(check.1["activation_id"], activation.as_str(), "{}", check.1);
 }
 
-/// The seller's relay in front of `polar` (`relay serve` as a process, the emulator's demo
-/// token): its URL and the process.
-fn relay_in_front_of(polar: &Emulator, dir: &ScratchDir) -> polar_license_testkit::Served {
-    let (key, _) = polar_license_testkit::relay_keygen(BIN, dir, "relay.key");
-    polar_license_testkit::Served::start(
-        polar_license_testkit::relay_serve(BIN, &polar.url(), &key)
-            .args(["--port", "0"])
-            .env("POLAR_ACCESS_TOKEN", polar_license_emulator::DEMO_TOKEN),
-    )
-}
-
 #[test]
 fn through_the_relay_without_a_sign_in_list_free_another_and_activate_here() {
     let polar = Emulator::start(Seed::demo(), Options::default()).unwrap();
     let keys = ScratchDir::new("cli-devices-relay-key");
-    let relay = relay_in_front_of(&polar, &keys);
+    let relay = relay_in_front_of(BIN, &polar.url(), &keys);
     let (old, desk, here) = (
         ScratchDir::new("cli-devices-relay-old"),
         ScratchDir::new("cli-devices-relay-desk"),
@@ -616,16 +563,8 @@ fn through_the_relay_without_a_sign_in_list_free_another_and_activate_here() {
 
     // The relay URL from the environment, as an app's settings give it; the dead laptop
     // freed (Polar's public deactivate), then the new machine activates.
-    let mut cmd = polar_license_testkit::clean_command(BIN);
-    let out = cmd
-        .args([
-            "--base-url",
-            &polar.url(),
-            "--org",
-            &polar.organization_id(),
-        ])
-        .args(["--cache-dir", new.to_str().unwrap(), "--json"])
-        .args(["devices", "--key", DEMO_KEY])
+    let out = cli_at(&polar, &new)
+        .args(["--json", "devices", "--key", DEMO_KEY])
         .env("POLAR_LICENSE_RELAY_URL", &relay.url)
         .launch();
     assert_eq!(out.status.code(), Some(0), "{out:?}");
@@ -646,62 +585,18 @@ fn through_the_relay_without_a_sign_in_list_free_another_and_activate_here() {
         &here,
         &["devices", "--key", DEMO_KEY, "--relay", &relay.url],
     );
-    let labels: Vec<&str> = after.1["devices"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["label"].as_str().unwrap())
-        .collect();
-    assert_eq!(labels, ["Desktop", "This laptop", "New laptop"]);
+    assert_eq!(labels(&after.1), ["Desktop", "This laptop", "New laptop"]);
 
     // A key the relay's Polar does not know: `key_not_found`, exit 1.
-    let unknown = cli(
-        &polar,
-        &here,
-        &[
-            "devices",
-            "--key",
-            "NOT-A-REAL-KEY-1",
-            "--relay",
-            &relay.url,
-        ],
-    );
+    let through =
+        |key: &str, relay: &str| cli(&polar, &here, &["devices", "--key", key, "--relay", relay]);
+    let unknown = through("NOT-A-REAL-KEY-1", &relay.url);
     assert_eq!(unknown.1["portal_error"], "key_not_found", "{}", unknown.1);
     assert_ne!(unknown.0, 0);
     // A relay URL that is no base URL is refused unsent (exit 2).
-    let bad = cli(
-        &polar,
-        &here,
-        &[
-            "devices",
-            "--key",
-            DEMO_KEY,
-            "--relay",
-            "http://relay.example.com",
-        ],
-    );
-    assert_eq!(
-        (bad.0, bad.1["reason"].as_str()),
-        (2, Some("invalid_input")),
-        "{}",
-        bad.1
-    );
+    let bad = through(DEMO_KEY, "http://relay.example.com");
+    answered(&bad, 2, "reason", "invalid_input");
     // A relay that is not there: offline (exit 3).
-    let down = cli(
-        &polar,
-        &here,
-        &[
-            "devices",
-            "--key",
-            DEMO_KEY,
-            "--relay",
-            "http://127.0.0.1:9",
-        ],
-    );
-    assert_eq!(
-        (down.0, down.1["reason"].as_str()),
-        (3, Some("offline")),
-        "{}",
-        down.1
-    );
+    let down = through(DEMO_KEY, "http://127.0.0.1:9");
+    answered(&down, 3, "reason", "offline");
 }

@@ -6,19 +6,15 @@
 
 use polar_license_emulator::{Seed, DEMO_ORGANIZATION_ID, DEMO_TOKEN};
 use polar_license_testkit::lease_proxy::{proxy, ALTER, DOWN};
-use polar_license_testkit::{
-    clean_command, feature_flag, relay_keygen, relay_serve, subscribed_key, Launch, ScratchDir,
-    Served,
-};
+use polar_license_testkit::{clean_command, feature_flag, Launch, ScratchDir};
 use serde_json::{json, Value};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_polar-license");
+mod common;
+use common::{customers_subscribed_key, emulator_on, relay_with_store, BIN};
 
 const PRO: &str = "0f6c1f5e-8b2a-4c3d-9e4f-5a6b7c8d9e0f";
-const LICENSE: &str = "3a4b5c6d-7e8f-4a1b-8c2d-3e4f5a6b7c8d";
-const CUSTOMER: &str = "6b7c8d9e-0f1a-4b2c-9d3e-4f5a6b7c8d9e";
 /// Granted the PRO flag.
 const KEY: &str = "TIER-1B2C3D4E-5F6A-4B7C-8D9E-0F1A2B3C4D5E";
 /// Another purchase of the same customer, with no flag.
@@ -32,21 +28,17 @@ fn seed_file(dir: &ScratchDir) -> String {
         PRO,
         json!({"max_upload_size": 10, "role": "editor", "ratio": 1.5, "beta": true}),
     ));
-    let key = |key: &str, subscription: &str, benefits: Vec<&str>| {
-        subscribed_key(key, LICENSE, CUSTOMER, subscription, &benefits)
-    };
-    seed.license_keys
-        .push(key(KEY, "9e0f1a2b-3c4d-4e5f-8a6b-7c8d9e0f1a2b", vec![PRO]));
-    seed.license_keys
-        .push(key(BARE, "8d9e0f1a-2b3c-4d4e-9f5a-6b7c8d9e0f1a", vec![]));
-    let file = dir.path().join("seed.json");
-    std::fs::write(&file, serde_json::to_vec(&seed).expect("JSON")).expect("write the seed");
-    file.to_str().expect("UTF-8").to_string()
-}
-
-/// The emulator on `seed`.
-fn emulator(seed: &str) -> Served {
-    Served::start(clean_command(BIN).args(["emulator", "--port", "0", "--seed", seed]))
+    seed.license_keys.push(customers_subscribed_key(
+        KEY,
+        "9e0f1a2b-3c4d-4e5f-8a6b-7c8d9e0f1a2b",
+        &[PRO],
+    ));
+    seed.license_keys.push(customers_subscribed_key(
+        BARE,
+        "8d9e0f1a-2b3c-4d4e-9f5a-6b7c8d9e0f1a",
+        &[],
+    ));
+    common::seed_file(dir, "seed.json", &seed)
 }
 
 /// The client command at `url` with its cache in `dir` (every check asks online), signed
@@ -74,18 +66,8 @@ fn text(bytes: &[u8]) -> String {
 #[test]
 fn signed_values_reach_check_validate_and_the_entitlement_command() {
     let dir = ScratchDir::new("cli-entitlements");
-    let polar = emulator(&seed_file(&dir));
-    let (signing_key, pair) = relay_keygen(BIN, &dir, "relay.key");
-    let relay = Served::start_with_banner(
-        relay_serve(BIN, &polar.url, &signing_key)
-            .args(["--port", "0", "--store", "memory", "--sign-entitlements"])
-            // The test polls until the values are read: no per-client limit in its way (under
-            // load the polls passed the default 5/s and were answered 429).
-            .args(["--per-ip", "0", "--per-key", "0"])
-            .env("POLAR_ACCESS_TOKEN", DEMO_TOKEN),
-        "serving until killed",
-    )
-    .0;
+    let polar = emulator_on(&seed_file(&dir));
+    let (relay, pair) = relay_with_store(&dir, &polar, DEMO_TOKEN, &["--sign-entitlements"]);
     let signed = |args: &[&str]| client(&relay.url, &dir, Some(&pair), args);
 
     // The first lease may go without the values (the relay reads the customer after it):
@@ -170,32 +152,18 @@ fn signed_values_reach_check_validate_and_the_entitlement_command() {
     assert_eq!(o.status.code(), Some(4), "{o:?}");
 
     // Unsigned mode, straight at the emulator: the key licenses, and no value is known.
-    let unsigned = ScratchDir::new("cli-entitlements-unsigned");
-    let o = client(
-        &polar.url,
-        &unsigned,
-        None,
-        &["--json", "check", "--key", KEY],
-    );
+    let unsigned_dir = ScratchDir::new("cli-entitlements-unsigned");
+    let unsigned = |args: &[&str]| client(&polar.url, &unsigned_dir, None, args);
+    let o = unsigned(&["--json", "check", "--key", KEY]);
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     let v = json_of(&o);
     assert_eq!(
         (&v["outcome"], &v["entitlements"]),
         (&json!("licensed"), &Value::Null)
     );
-    let o = client(
-        &polar.url,
-        &unsigned,
-        None,
-        &["--json", "validate", "--key", KEY],
-    );
+    let o = unsigned(&["--json", "validate", "--key", KEY]);
     assert_eq!(json_of(&o)["entitlements"], Value::Null, "{o:?}");
-    let o = client(
-        &polar.url,
-        &unsigned,
-        None,
-        &["entitlement", "role", "--key", KEY],
-    );
+    let o = unsigned(&["entitlement", "role", "--key", KEY]);
     assert_eq!(o.status.code(), Some(5), "{o:?}");
     assert!(o.stdout.is_empty(), "{o:?}");
     let err = text(&o.stderr);
@@ -203,12 +171,7 @@ fn signed_values_reach_check_validate_and_the_entitlement_command() {
         err.starts_with("entitlement role: not known in unsigned mode") && err.contains("relay"),
         "{err}"
     );
-    let o = client(
-        &polar.url,
-        &unsigned,
-        None,
-        &["--json", "entitlement", "role", "--key", KEY],
-    );
+    let o = unsigned(&["--json", "entitlement", "role", "--key", KEY]);
     assert_eq!(o.status.code(), Some(5), "{o:?}");
     assert_eq!(json_of(&o)["entitlement"]["state"], "unknown");
 
@@ -235,16 +198,8 @@ fn signed_values_reach_check_validate_and_the_entitlement_command() {
 #[test]
 fn the_signed_lease_verifies_offline_and_a_lease_with_altered_values_is_refused() {
     let dir = ScratchDir::new("cli-entitlements-offline");
-    let polar = emulator(&seed_file(&dir));
-    let (signing_key, pair) = relay_keygen(BIN, &dir, "relay.key");
-    let relay = Served::start_with_banner(
-        relay_serve(BIN, &polar.url, &signing_key)
-            .args(["--port", "0", "--store", "memory", "--sign-entitlements"])
-            .args(["--per-ip", "0", "--per-key", "0"])
-            .env("POLAR_ACCESS_TOKEN", DEMO_TOKEN),
-        "serving until killed",
-    )
-    .0;
+    let polar = emulator_on(&seed_file(&dir));
+    let (relay, pair) = relay_with_store(&dir, &polar, DEMO_TOKEN, &["--sign-entitlements"]);
     let proxy = proxy(
         &relay.url,
         b"\"max_upload_size\":10",

@@ -23,35 +23,33 @@ fn call(method: &str, url: &str, body: Option<Value>) -> (u16, Value) {
     )
 }
 
-/// `polar-license validate` of `key` through `relay`: its exit code and stdout.
-fn validate(relay: &Served, cache: &str, key: &str, json: bool) -> (i32, String) {
+/// `polar-license ARGS` through `relay`, `--json` or not: its exit code and stdout.
+fn through(relay: &Served, cache: &str, json: bool, args: &[&str]) -> (i32, String) {
     let mut cmd = clean_command(BIN);
     cmd.args(["--base-url", &relay.url, "--org", DEMO_ORGANIZATION_ID])
         .args(["--cache-dir", cache]);
     if json {
         cmd.arg("--json");
     }
-    let o = cmd.args(["validate", "--key", key]).launch();
+    let o = cmd.args(args).launch();
     (
         o.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&o.stdout).to_string(),
     )
 }
 
+/// `polar-license validate` of `key` through `relay`: its exit code and stdout.
+fn validate(relay: &Served, cache: &str, key: &str, json: bool) -> (i32, String) {
+    through(relay, cache, json, &["validate", "--key", key])
+}
+
 /// `polar-license activate` of `key` through `relay`: its exit code and stdout.
 fn activate(relay: &Served, cache: &str, key: &str, json: bool) -> (i32, String) {
-    let mut cmd = clean_command(BIN);
-    cmd.args(["--base-url", &relay.url, "--org", DEMO_ORGANIZATION_ID])
-        .args(["--cache-dir", cache]);
-    if json {
-        cmd.arg("--json");
-    }
-    let o = cmd
-        .args(["activate", "--key", key, "--label", "lifecycle box"])
-        .launch();
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).to_string(),
+    through(
+        relay,
+        cache,
+        json,
+        &["activate", "--key", key, "--label", "lifecycle box"],
     )
 }
 

@@ -75,8 +75,7 @@ fn acknowledged(polar: &Served, endpoint: &str, n: usize) {
 fn a_kill_9_loses_no_acknowledged_verdict_and_no_webhook_id() {
     let (dir, key, polar) = polar_and_key("relay-store-kill");
     let key = key.as_str();
-    let store = dir.path().join("verdicts.redb");
-    let store = store.to_str().expect("UTF-8");
+    let store = &store_file(&dir);
     let (secret, id) = http::webhook_endpoint(
         &polar.url,
         DEMO_TOKEN,
@@ -210,6 +209,15 @@ impl Relay {
         );
     }
 
+    /// Asserts that a line of the banner starts with `text`.
+    fn assert_banner_line(&self, text: &str) {
+        assert!(
+            self.banner.iter().any(|l| l.starts_with(text)),
+            "{:?}",
+            self.banner
+        );
+    }
+
     /// Waits (at most 20 s) for the roster's page, read in the background: its log line.
     fn wait_for_roster(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -239,6 +247,19 @@ impl Drop for Relay {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// [`serve_cmd`] with the store in memory (`--store memory`) and `options`.
+fn memory_cmd(polar: &Served, key: &str, options: &[&str]) -> std::process::Command {
+    serve_cmd(polar, key, &[&["--store", "memory"], options].concat())
+}
+
+/// [`memory_cmd`] started, its stderr kept in `dir`'s `relay.err`.
+fn in_memory(dir: &ScratchDir, polar: &Served, key: &str, options: &[&str]) -> Relay {
+    spawn_relay(
+        memory_cmd(polar, key, options),
+        &dir.path().join("relay.err"),
+    )
 }
 
 fn spawn_relay(mut cmd: std::process::Command, stderr: &std::path::Path) -> Relay {
@@ -329,6 +350,12 @@ fn polar_and_key(name: &str) -> (ScratchDir, String, Served) {
     (dir, key, emulator_process())
 }
 
+/// The verdict store's file in `dir` (`verdicts.redb`): its path.
+fn store_file(dir: &ScratchDir) -> String {
+    let store = dir.path().join("verdicts.redb");
+    store.to_str().expect("UTF-8").to_string()
+}
+
 fn keygen(dir: &ScratchDir) -> String {
     relay_keygen(BIN, dir, "relay.key").0
 }
@@ -387,14 +414,7 @@ fn the_webhook_secret_in_the_environment_never_stops_a_relay_without_a_store() {
         "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
     );
     let relay = spawn_relay(cmd, &dir.path().join("relay.err"));
-    assert!(
-        relay
-            .banner
-            .iter()
-            .any(|l| l.starts_with("no verdict store")),
-        "{:?}",
-        relay.banner
-    );
+    relay.assert_banner_line("no verdict store");
     let deadline = Instant::now() + Duration::from_secs(5);
     while !relay.log().contains("POLAR_WEBHOOK_SECRET") && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
@@ -428,11 +448,7 @@ fn the_webhook_secret_in_the_environment_never_stops_a_relay_without_a_store() {
     );
     assert_eq!(refused(explicit).0, Some(2));
     for secret in ["", "whsec_"] {
-        let (code, err) = refused(serve_cmd(
-            &polar,
-            &key,
-            &["--store", "memory", "--webhook-secret", secret],
-        ));
+        let (code, err) = refused(memory_cmd(&polar, &key, &["--webhook-secret", secret]));
         assert_eq!(code, Some(2), "{secret:?}: {err}");
         assert!(err.contains("webhook") && err.contains("empty"), "{err}");
         let mut from_env = serve_cmd(&polar, &key, &["--store", "memory"]);
@@ -449,22 +465,11 @@ fn the_webhook_secret_in_the_environment_never_stops_a_relay_without_a_store() {
 #[test]
 fn fresh_for_stale_for_and_denial_for_take_effect() {
     let (dir, key, polar) = polar_and_key("relay-fresh-stale");
-    let relay = spawn_relay(
-        serve_cmd(
-            &polar,
-            &key,
-            &[
-                "--store",
-                "memory",
-                "--fresh-for",
-                "2",
-                "--stale-for",
-                "4",
-                "--denial-for",
-                "2",
-            ],
-        ),
-        &dir.path().join("relay.err"),
+    let relay = in_memory(
+        &dir,
+        &polar,
+        &key,
+        &["--fresh-for", "2", "--stale-for", "4", "--denial-for", "2"],
     );
     relay.assert_banner("fresh 2 s, stale 4 s");
     let unknown = "UNKNOWN-0000-NEVER-SOLD";
@@ -518,14 +523,7 @@ fn the_budget_holds_and_the_sandbox_defaults_it_to_100() {
     let (dir, key, polar) = polar_and_key("relay-budget");
     // --no-roster (on by default since #52): these never-seen keys may each take the budget,
     // and the roster's page read spends none of it here.
-    let relay = spawn_relay(
-        serve_cmd(
-            &polar,
-            &key,
-            &["--store", "memory", "--budget", "4", "--no-roster"],
-        ),
-        &dir.path().join("relay.err"),
-    );
+    let relay = in_memory(&dir, &polar, &key, &["--budget", "4", "--no-roster"]);
     let calls = requests(&polar);
     for i in 0..3 {
         assert_eq!(
@@ -603,14 +601,7 @@ fn store_memory_by_option_and_by_environment() {
             cmd.env("POLAR_LICENSE_RELAY_STORE", "memory");
         }
         let relay = spawn_relay(cmd, &dir.path().join("relay.err"));
-        assert!(
-            relay
-                .banner
-                .iter()
-                .any(|l| l.starts_with("verdict store: memory (nothing on disk)")),
-            "{:?}",
-            relay.banner
-        );
+        relay.assert_banner_line("verdict store: memory (nothing on disk)");
         let calls = requests(&polar);
         answers(
             &relay.url,
@@ -664,8 +655,7 @@ fn a_kill_9_under_load_loses_no_acknowledged_revocation_and_no_answer_sent() {
     use std::sync::{Arc, Mutex};
     let dir = ScratchDir::new("relay-store-load");
     let key = keygen(&dir);
-    let store = dir.path().join("verdicts.redb");
-    let store_arg = store.to_str().expect("UTF-8").to_string();
+    let store = store_file(&dir);
     let polar = emulator_process();
     let keys: Vec<(String, String)> = (0..16)
         .map(|i| {
@@ -676,7 +666,7 @@ fn a_kill_9_under_load_loses_no_acknowledged_revocation_and_no_answer_sent() {
         .collect();
     let (secret, endpoint_id) =
         http::webhook_endpoint(&polar.url, DEMO_TOKEN, &["benefit_grant.revoked"]);
-    let mut cmd = serve_cmd(&polar, &key, &["--store", &store_arg, "--fresh-for", "1"]);
+    let mut cmd = serve_cmd(&polar, &key, &["--store", &store, "--fresh-for", "1"]);
     cmd.env("POLAR_WEBHOOK_SECRET", &secret);
     let relay = spawn_relay(cmd, &dir.path().join("relay.err"));
     http::point_endpoint(&polar.url, DEMO_TOKEN, &endpoint_id, &relay.url);
@@ -766,7 +756,7 @@ fn a_kill_9_under_load_loses_no_acknowledged_revocation_and_no_answer_sent() {
     // The same file: every acknowledged revocation refused, every answer sent answered again,
     // from the store, with no call.
     let relay = spawn_relay(
-        serve_cmd(&polar, &key, &["--store", &store_arg]),
+        serve_cmd(&polar, &key, &["--store", &store]),
         &dir.path().join("relay2.err"),
     );
     let before = requests(&polar);
@@ -826,8 +816,7 @@ fn a_kill_9_under_load_loses_no_acknowledged_revocation_and_no_answer_sent() {
 #[test]
 fn sigterm_and_ctrl_c_answer_the_request_under_way_and_close_the_store() {
     let (dir, key, polar) = polar_and_key("relay-signals");
-    let store = dir.path().join("verdicts.redb");
-    let store = store.to_str().expect("UTF-8");
+    let store = &store_file(&dir);
     for signal in ["TERM", "INT"] {
         let log = dir.path().join(format!("relay-{signal}.log"));
         let mut relay = spawn_relay(serve_cmd(&polar, &key, &["--store", store]), &log);
@@ -983,20 +972,11 @@ fn a_stale_grant_restarts_neither_a_clients_grace_nor_a_lease() {
     let dir = ScratchDir::new("relay-stale-client");
     let (key_file, pair) = keygen_pair(&dir);
     let polar = emulator_process();
-    let relay = spawn_relay(
-        serve_cmd(
-            &polar,
-            &key_file,
-            &[
-                "--store",
-                "memory",
-                "--fresh-for",
-                "1",
-                "--stale-for",
-                "3600",
-            ],
-        ),
-        &dir.path().join("relay.err"),
+    let relay = in_memory(
+        &dir,
+        &polar,
+        &key_file,
+        &["--fresh-for", "1", "--stale-for", "3600"],
     );
     let unsigned_key = "STALE-UNSIGNED-0001";
     let signed_key = "STALE-SIGNED-0002";
@@ -1140,17 +1120,10 @@ fn sample(metrics_url: &str, name: &str) -> Option<f64> {
 fn json_logs_the_silence_warning_healthz_and_metrics_from_relay_serve() {
     let (dir, key, polar) = polar_and_key("relay-ops");
     let log = dir.path().join("relay.log");
-    let mut cmd = serve_cmd(
+    let mut cmd = memory_cmd(
         &polar,
         &key,
-        &[
-            "--store",
-            "memory",
-            "--log-format",
-            "json",
-            "--webhook-silence",
-            "1",
-        ],
+        &["--log-format", "json", "--webhook-silence", "1"],
     );
     cmd.env(
         "POLAR_WEBHOOK_SECRET",
@@ -1265,17 +1238,10 @@ fn the_metrics_token_is_asked_for_by_relay_serve() {
 fn the_breaker_options_open_it_after_their_failures() {
     let (dir, key, polar) = polar_and_key("relay-breaker");
     let log = dir.path().join("relay.log");
-    let cmd = serve_cmd(
+    let cmd = memory_cmd(
         &polar,
         &key,
-        &[
-            "--store",
-            "memory",
-            "--breaker-failures",
-            "2",
-            "--breaker-open-for",
-            "60",
-        ],
+        &["--breaker-failures", "2", "--breaker-open-for", "60"],
     );
     let (relay, metrics, health) = spawn_with_metrics(cmd, &log);
     set_fault(
@@ -1329,8 +1295,7 @@ fn try_validate(relay: &str, key: &str) -> Result<(u16, Option<String>), ureq::E
 #[test]
 fn sigterm_under_load_answers_every_request_under_way_and_the_store_reopens_clean() {
     let (dir, key, polar) = polar_and_key("relay-sigterm-load");
-    let store = dir.path().join("verdicts.redb");
-    let store = store.to_str().expect("UTF-8");
+    let store = &store_file(&dir);
     let log = dir.path().join("relay.log");
     let args = [
         "--store",
@@ -1426,14 +1391,7 @@ fn sigterm_under_load_answers_every_request_under_way_and_the_store_reopens_clea
 #[test]
 fn the_roster_gives_unknown_keys_only_their_share_and_known_keys_the_budget() {
     let (dir, key, polar) = polar_and_key("relay-roster");
-    let relay = spawn_relay(
-        serve_cmd(
-            &polar,
-            &key,
-            &["--store", "memory", "--budget", "40", "--roster"],
-        ),
-        &dir.path().join("relay.err"),
-    );
+    let relay = in_memory(&dir, &polar, &key, &["--budget", "40", "--roster"]);
     relay.assert_banner("roster on (keys it does not know: 10 % of the budget)");
     // The roster's page is read in the background: its log line says when.
     relay.wait_for_roster();
@@ -1449,10 +1407,10 @@ fn the_roster_gives_unknown_keys_only_their_share_and_known_keys_the_budget() {
     assert_eq!(requests(&polar), calls + 5, "4 guesses and the known key");
     drop(relay);
 
-    let (code, err) = refused(serve_cmd(
+    let (code, err) = refused(memory_cmd(
         &polar,
         &key,
-        &["--store", "memory", "--roster", "--first-seen-share", "101"],
+        &["--roster", "--first-seen-share", "101"],
     ));
     assert_eq!(code, Some(2), "{err}");
     let (code, err) = refused(serve_cmd(&polar, &key, &["--roster"]));
@@ -1469,20 +1427,11 @@ fn the_roster_gives_unknown_keys_only_their_share_and_known_keys_the_budget() {
 fn the_roster_is_on_by_default_with_a_store_and_no_roster_turns_it_off() {
     let (dir, key, polar) = polar_and_key("relay-roster-default");
     let secret = "whsec_cm9zdGVyLWRlZmF1bHQtdGVzdC1zZWNyZXQ=";
-    let relay = spawn_relay(
-        serve_cmd(
-            &polar,
-            &key,
-            &[
-                "--store",
-                "memory",
-                "--budget",
-                "40",
-                "--webhook-secret",
-                secret,
-            ],
-        ),
-        &dir.path().join("relay.err"),
+    let relay = in_memory(
+        &dir,
+        &polar,
+        &key,
+        &["--budget", "40", "--webhook-secret", secret],
     );
     let on = "roster on (keys it does not know: 10 % of the budget)";
     relay.assert_banner(on);
@@ -1493,14 +1442,10 @@ fn the_roster_is_on_by_default_with_a_store_and_no_roster_turns_it_off() {
     drop(relay);
 
     let off = "roster off (every key may spend the whole budget: --no-roster)";
-    let mut by_env = serve_cmd(&polar, &key, &["--store", "memory", "--budget", "40"]);
+    let mut by_env = memory_cmd(&polar, &key, &["--budget", "40"]);
     by_env.env("POLAR_LICENSE_RELAY_ROSTER", "0");
     for (i, cmd) in [
-        serve_cmd(
-            &polar,
-            &key,
-            &["--store", "memory", "--budget", "40", "--no-roster"],
-        ),
+        memory_cmd(&polar, &key, &["--budget", "40", "--no-roster"]),
         by_env,
     ]
     .into_iter()
@@ -1519,7 +1464,7 @@ fn the_roster_is_on_by_default_with_a_store_and_no_roster_turns_it_off() {
         assert_eq!(requests(&polar), calls + 6);
     }
     let relay = spawn_relay(
-        serve_cmd(&polar, &key, &["--store", "memory", "--roster"]),
+        memory_cmd(&polar, &key, &["--roster"]),
         &dir.path().join("relay-flag.err"),
     );
     relay.assert_banner(on);
@@ -1552,12 +1497,10 @@ fn the_reconcile_and_stale_wait_options_take_effect() {
     let license = "RECONCILE-OPTIONS-1A2B3C";
     add_key(&polar, license);
     let log = dir.path().join("relay.log");
-    let cmd = serve_cmd(
+    let cmd = memory_cmd(
         &polar,
         &key,
         &[
-            "--store",
-            "memory",
             "--fresh-for",
             "1",
             "--reconcile-every",
@@ -1596,10 +1539,7 @@ fn the_reconcile_and_stale_wait_options_take_effect() {
 #[test]
 fn a_key_holding_line_breaks_forges_no_log_line() {
     let (dir, key, polar) = polar_and_key("relay-log-escape");
-    let relay = spawn_relay(
-        serve_cmd(&polar, &key, &["--store", "memory"]),
-        &dir.path().join("relay.err"),
-    );
+    let relay = in_memory(&dir, &polar, &key, &[]);
     let keys = [
         "FORGED-LOG-LINE\nERROR",
         "FORGED-LOG-LINE\rERROR",

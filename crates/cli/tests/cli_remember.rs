@@ -5,33 +5,11 @@
 
 use polar_license::{Licensing, MachineBinding};
 use polar_license_emulator::{Emulator, Options, Seed, DEMO_KEY, DEMO_KEY_REVOKED};
-use polar_license_testkit::{clean_command, Launch, ScratchDir};
+use polar_license_testkit::{Launch, ScratchDir};
 use serde_json::Value;
-use std::path::Path;
 
-const BIN: &str = env!("CARGO_BIN_EXE_polar-license");
-
-fn cli(polar: &Emulator, dir: &Path, args: &[&str]) -> (i32, Value, String) {
-    let mut cmd = clean_command(BIN);
-    let (url, org) = (polar.url(), polar.organization_id());
-    let out = cmd
-        .args([
-            "--base-url",
-            url.as_str(),
-            "--org",
-            org.as_str(),
-            "--cache-dir",
-            dir.to_str().unwrap(),
-            "--json",
-        ])
-        .args(args)
-        .launch();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let v: Value = serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("{args:?}: not one JSON object ({e}): {stdout}"));
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    (out.status.code().unwrap_or(-1), v, stdout + &stderr)
-}
+mod common;
+use common::{answered, cli, cli_at};
 
 #[track_caller]
 fn no_key(got: &(i32, Value, String)) {
@@ -42,17 +20,6 @@ fn no_key(got: &(i32, Value, String)) {
         got.1["detail"]
             .as_str()
             .is_some_and(|d| d.contains("no key is remembered") && d.contains("--remember")),
-        "{}",
-        got.1
-    );
-}
-
-/// Exit `code`, and `field` set to `value` (showing the answer when not).
-#[track_caller]
-fn answered(got: &(i32, Value, String), code: i32, field: &str, value: &str) {
-    assert_eq!(
-        (got.0, got.1[field].as_str()),
-        (code, Some(value)),
         "{}",
         got.1
     );
@@ -216,12 +183,8 @@ fn the_library_and_the_cli_share_the_remembered_key() {
     assert!(lib.check_remembered().is_licensed());
 
     // Another app secret is another app: the CLI with one sees no key.
-    let mut cmd = clean_command(BIN);
-    let (url, org) = (polar.url(), polar.organization_id());
-    let out = cmd
-        .args(["--base-url", url.as_str(), "--org", org.as_str()])
-        .args(["--cache-dir", d.to_str().unwrap(), "--json"])
-        .args(["--app-secret", "another app", "check"])
+    let out = cli_at(&polar, &d)
+        .args(["--json", "--app-secret", "another app", "check"])
         .launch();
     assert_eq!(
         out.status.code(),
@@ -252,14 +215,8 @@ fn a_key_remembered_while_deactivate_waits_on_polar_stays_remembered() {
 
     // Polar answers the deactivate 1.5 s after it arrives.
     polar.set_fault(Some(Fault::Delay { ms: 1500 }));
-    let mut deactivating = clean_command(BIN)
-        .args([
-            "--base-url",
-            &polar.url(),
-            "--org",
-            &polar.organization_id(),
-        ])
-        .args(["--cache-dir", d.to_str().unwrap(), "--json", "deactivate"])
+    let mut deactivating = cli_at(&polar, &d)
+        .args(["--json", "deactivate"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -316,19 +273,24 @@ fn deactivate_of_an_activation_freed_elsewhere_says_the_activation_is_gone() {
     let polar = Emulator::start(Seed::demo(), Options::default()).unwrap();
     let here = ScratchDir::new("cli-deactivate-gone-here");
     let there = ScratchDir::new("cli-deactivate-gone-there");
-    let act = cli(
-        &polar,
-        &here,
-        &["activate", "--key", DEMO_KEY, "--label", "a", "--remember"],
-    );
-    assert_eq!(act.0, 0, "{}", act.1);
-    let id = act.1["activation_id"].as_str().unwrap().to_string();
-    let freed = cli(
-        &polar,
-        &there,
-        &["deactivate", "--key", DEMO_KEY, "--activation-id", &id],
-    );
-    assert_eq!(freed.0, 0, "{}", freed.1);
+    // Activated here (the key remembered), that activation freed from there: its id.
+    let freed_elsewhere = || {
+        let act = cli(
+            &polar,
+            &here,
+            &["activate", "--key", DEMO_KEY, "--label", "a", "--remember"],
+        );
+        assert_eq!(act.0, 0, "{}", act.1);
+        let id = act.1["activation_id"].as_str().unwrap().to_string();
+        let freed = cli(
+            &polar,
+            &there,
+            &["deactivate", "--key", DEMO_KEY, "--activation-id", &id],
+        );
+        assert_eq!(freed.0, 0, "{}", freed.1);
+        id
+    };
+    let id = freed_elsewhere();
 
     let gone = cli(&polar, &here, &["deactivate"]);
     answered(&gone, 1, "reason", "not_found");
@@ -340,27 +302,8 @@ fn deactivate_of_an_activation_freed_elsewhere_says_the_activation_is_gone() {
     );
     // The text output says it too, and no typo advice (activated and freed once more: the
     // deactivate above forgot the activation that was gone).
-    let act = cli(
-        &polar,
-        &here,
-        &["activate", "--key", DEMO_KEY, "--label", "a", "--remember"],
-    );
-    let again = act.1["activation_id"].as_str().unwrap().to_string();
-    let freed = cli(
-        &polar,
-        &there,
-        &["deactivate", "--key", DEMO_KEY, "--activation-id", &again],
-    );
-    assert_eq!(freed.0, 0, "{}", freed.1);
-    let out = clean_command(BIN)
-        .args([
-            "--base-url",
-            &polar.url(),
-            "--org",
-            &polar.organization_id(),
-        ])
-        .args(["--cache-dir", here.to_str().unwrap(), "deactivate"])
-        .launch();
+    freed_elsewhere();
+    let out = cli_at(&polar, &here).arg("deactivate").launch();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("activation no longer exists"), "{text}");
     assert!(

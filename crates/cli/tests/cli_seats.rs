@@ -4,14 +4,18 @@
 //! the only CI seat, no Polar activation (no call at all past the key's one validate) for a
 //! run of CI jobs, and signed mode's seat lease verified.
 
+use polar_license::lease::{verify_seat, NoLease, RelayKeys, SeatClaims, SeatExpect};
 use polar_license_emulator::{DEMO_KEY, DEMO_ORGANIZATION_ID, DEMO_TOKEN};
 use polar_license_testkit::http::{self, HttpAnswer};
 use polar_license_testkit::{clean_command, relay_keygen, relay_serve, Launch, ScratchDir, Served};
 use serde_json::Value;
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_polar-license");
+/// Another relay's public key: its leases are not this relay's.
+const STRANGER: &str = "other=k4.public.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
 
 fn requests(polar: &Served) -> u64 {
     let url = format!("{}/__emulator/requests", polar.url);
@@ -53,14 +57,46 @@ fn world_with(seats: &[&str]) -> World {
     }
 }
 
+impl World {
+    /// `polar-license EXTRA seat ARGS` through the relay, the demo key in `POLAR_LICENSE_KEY`.
+    fn seat(&self, extra: &[&str], args: &[&str]) -> Command {
+        let mut cmd = clean_command(BIN);
+        cmd.args(["--base-url", &self.relay.url, "--org", DEMO_ORGANIZATION_ID])
+            .args(extra)
+            .arg("seat")
+            .args(args)
+            .env("POLAR_LICENSE_KEY", DEMO_KEY);
+        cmd
+    }
+
+    /// The signed seat lease of a `seat` command's JSON `v`, verified with the relay's key
+    /// for the demo key on `machine` at the time `now`: its claims.
+    fn seat_claims(&self, v: &Value, machine: &str, now: i64) -> Result<SeatClaims, NoLease> {
+        let keys = RelayKeys::parse(&self.pair).expect("the relay's key");
+        let key = polar_license::Key::new(DEMO_KEY);
+        let expect = SeatExpect {
+            organization_id: DEMO_ORGANIZATION_ID,
+            key: &key,
+            machine,
+        };
+        verify_seat(v["lease"].as_str().expect("a lease"), &keys, &expect, now)
+    }
+}
+
+/// `seat run --ci --machine job-runner -- COMMAND` through `w`'s relay, `extra` options first.
 fn seat_run(w: &World, extra: &[&str], command: &[&str]) -> Command {
-    let mut cmd = clean_command(BIN);
-    cmd.args(["--base-url", &w.relay.url, "--org", DEMO_ORGANIZATION_ID])
-        .args(extra)
-        .args(["seat", "run", "--ci", "--machine", "job-runner", "--"])
-        .args(command)
-        .env("POLAR_LICENSE_KEY", DEMO_KEY);
+    let mut cmd = w.seat(extra, &["run", "--ci", "--machine", "job-runner", "--"]);
+    cmd.args(command);
     cmd
+}
+
+/// Waits (at most 60 s) until `file` exists: the command says so once it holds its seat.
+fn wait_for(file: &Path, what: &str) {
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    while !file.exists() {
+        assert!(std::time::Instant::now() < until, "{what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 fn run(w: &World, extra: &[&str], command: &[&str]) -> Output {
@@ -106,14 +142,7 @@ fn a_second_job_gets_seats_full_while_the_first_holds_the_seat() {
         go.display()
     );
     let mut holder = seat_run(&w, &["--timeout", "5"], &["sh", "-c", &script]).start();
-    let until = std::time::Instant::now() + Duration::from_secs(60);
-    while !held.exists() {
-        assert!(
-            std::time::Instant::now() < until,
-            "the holder never got its seat"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for(&held, "the holder never got its seat");
     let refused = run(&w, &[], &["true"]);
     assert_eq!(
         refused.status.code(),
@@ -196,22 +225,22 @@ fn a_key_denied_at_a_heartbeat_ends_the_hold_and_no_heartbeat_follows() {
     let ready = w._dir.path().join("ready-denied");
     let script = format!("touch '{}'; sleep 3; exit 4", ready.display());
     // The heartbeat every 0.4 s (the seat's own would be a third of its 5 minutes).
-    let mut with_beat = clean_command(BIN);
+    let mut with_beat = w.seat(
+        &[],
+        &[
+            "run",
+            "--ci",
+            "--machine",
+            "job-runner",
+            "--heartbeat",
+            "0.4",
+        ],
+    );
     with_beat
-        .args(["--base-url", &w.relay.url, "--org", DEMO_ORGANIZATION_ID])
-        .args(["seat", "run", "--ci", "--machine", "job-runner"])
-        .args(["--heartbeat", "0.4", "--", "sh", "-c", &script])
-        .env("POLAR_LICENSE_KEY", DEMO_KEY)
+        .args(["--", "sh", "-c", &script])
         .stderr(std::process::Stdio::piped());
     let holder = with_beat.spawn().expect("seat run starts");
-    let until = std::time::Instant::now() + Duration::from_secs(60);
-    while !ready.exists() {
-        assert!(
-            std::time::Instant::now() < until,
-            "the holder never got its seat"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for(&ready, "the holder never got its seat");
     let url = format!("{}/__emulator/keys/{DEMO_KEY}", w.polar.url);
     let revoked = http::bearer_call(
         "PATCH",
@@ -290,14 +319,7 @@ fn a_terminals_ctrl_c_reaches_the_command_once_and_the_seat_is_released() {
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     let mut terminal = cmd.spawn().expect("script runs");
-    let until = std::time::Instant::now() + Duration::from_secs(60);
-    while !ready.exists() {
-        assert!(
-            std::time::Instant::now() < until,
-            "the command never got its seat"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for(&ready, "the command never got its seat");
     let mut keys = terminal.stdin.take().expect("the terminal's input");
     keys.write_all(&[0x03]).expect("Ctrl-C typed");
     keys.flush().expect("typed");
@@ -329,14 +351,7 @@ fn sigterm_is_passed_on_to_the_command_and_the_seat_released_after_it() {
     let mut cmd = seat_run(&w, &[], &["sh", "-c", &script]);
     cmd.stdout(std::process::Stdio::piped());
     let holder = cmd.spawn().expect("seat run starts");
-    let until = std::time::Instant::now() + Duration::from_secs(60);
-    while !held.exists() {
-        assert!(
-            std::time::Instant::now() < until,
-            "the holder never got its seat"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for(&held, "the holder never got its seat");
     let killed = Command::new("kill")
         .args(["-TERM", &holder.id().to_string()])
         .status()
@@ -377,14 +392,7 @@ fn a_seat_borrowed_for_offline_use_holds_until_given_back() {
         "--per-ip",
         "100/200",
     ]);
-    let seat_cmd = |args: &[&str]| {
-        let mut cmd = clean_command(BIN);
-        cmd.args(["--base-url", &w.relay.url, "--org", DEMO_ORGANIZATION_ID])
-            .arg("seat")
-            .args(args)
-            .env("POLAR_LICENSE_KEY", DEMO_KEY);
-        cmd.launch()
-    };
+    let seat_cmd = |args: &[&str]| w.seat(&[], args).launch();
     let refused = seat_cmd(&["borrow", "--days", "8", "--machine", "laptop"]);
     assert_ne!(refused.status.code(), Some(0), "{refused:?}");
     assert!(
@@ -403,20 +411,9 @@ fn a_seat_borrowed_for_offline_use_holds_until_given_back() {
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     let v: Value = serde_json::from_slice(&o.stdout).expect("JSON");
     let seat = v["seat"].as_str().expect("a seat id");
-    let keys = polar_license::lease::RelayKeys::parse(&w.pair).expect("the relay's key");
-    let key = polar_license::Key::new(DEMO_KEY);
-    let expect = polar_license::lease::SeatExpect {
-        organization_id: DEMO_ORGANIZATION_ID,
-        key: &key,
-        machine: "laptop",
-    };
-    let claims = polar_license::lease::verify_seat(
-        v["lease"].as_str().expect("a lease"),
-        &keys,
-        &expect,
-        polar_license_testkit::unix_now() + 2 * 86_400,
-    )
-    .expect("licenses offline two days on");
+    let claims = w
+        .seat_claims(&v, "laptop", polar_license_testkit::unix_now() + 2 * 86_400)
+        .expect("licenses offline two days on");
     assert!(claims.borrowed);
     // The key's one seat is lent: a job is refused until it is given back.
     assert_eq!(run(&w, &[], &["true"]).status.code(), Some(1));
@@ -434,8 +431,7 @@ fn in_signed_mode_the_seat_holds_only_with_a_lease_that_verifies() {
     assert_eq!(signed.status.code(), Some(0), "{signed:?}");
     // Another relay's key: the seat is no seat; the command does not run, the seat is given
     // back (the next run gets the only CI seat).
-    let stranger = "other=k4.public.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
-    let o = run(&w, &["--relay-key", stranger], &["sh", "-c", "echo ran"]);
+    let o = run(&w, &["--relay-key", STRANGER], &["sh", "-c", "echo ran"]);
     assert_eq!(o.status.code(), Some(3), "{o:?}");
     assert!(o.stdout.is_empty(), "the command did not run");
     assert!(
@@ -454,18 +450,10 @@ fn in_signed_mode_the_seat_holds_only_with_a_lease_that_verifies() {
 fn seat_acquire_heartbeat_and_release_one_at_a_time() {
     let benefit = format!("{}=1", polar_license_emulator::DEMO_BENEFIT_ID);
     let w = world_with(&["--seats", &benefit, "--per-ip", "100/200"]);
-    let seat_cmd = |args: &[&str]| {
-        let mut cmd = clean_command(BIN);
-        cmd.args(["--base-url", &w.relay.url, "--org", DEMO_ORGANIZATION_ID])
-            .arg("seat")
-            .args(args)
-            .env("POLAR_LICENSE_KEY", DEMO_KEY);
-        cmd.launch()
-    };
+    let seat_cmd = |args: &[&str]| w.seat(&[], args).launch();
     let stderr = |o: &Output| String::from_utf8_lossy(&o.stderr).into_owned();
     // Another relay's key: no seat kept (the next acquisition gets the key's one seat).
-    let stranger = "other=k4.public.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
-    let o = seat_cmd(&["acquire", "--machine", "script", "--relay-key", stranger]);
+    let o = seat_cmd(&["acquire", "--machine", "script", "--relay-key", STRANGER]);
     assert_eq!(o.status.code(), Some(3), "{o:?}");
     assert!(o.stdout.is_empty(), "{o:?}");
     assert!(stderr(&o).contains("no lease"), "{o:?}");
@@ -486,20 +474,9 @@ fn seat_acquire_heartbeat_and_release_one_at_a_time() {
     );
     // The relay's default life, 300 s: a heartbeat every third of it.
     assert_eq!(v["heartbeat_every"], 100, "{v}");
-    let keys = polar_license::lease::RelayKeys::parse(&w.pair).expect("the relay's key");
-    let key = polar_license::Key::new(DEMO_KEY);
-    let expect = polar_license::lease::SeatExpect {
-        organization_id: DEMO_ORGANIZATION_ID,
-        key: &key,
-        machine: "script",
-    };
-    let claims = polar_license::lease::verify_seat(
-        v["lease"].as_str().expect("a lease"),
-        &keys,
-        &expect,
-        polar_license_testkit::unix_now(),
-    )
-    .expect("the seat's lease verifies");
+    let claims = w
+        .seat_claims(&v, "script", polar_license_testkit::unix_now())
+        .expect("the seat's lease verifies");
     assert_eq!(claims.seat, seat);
 
     // Held after `seat acquire` exited: a job and another acquisition are refused.

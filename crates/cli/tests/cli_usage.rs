@@ -10,19 +10,17 @@
 
 use polar_license_emulator::{Seed, DEMO_ORGANIZATION_ID, DEMO_TOKEN};
 use polar_license_testkit::{
-    clean_command, meter, meter_credit, relay_keygen, relay_serve, subscribed_key, Launch,
-    ScratchDir, Served,
+    clean_command, expect_json_field, meter, meter_credit, Launch, ScratchDir,
 };
 use serde_json::{json, Value};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_polar-license");
+mod common;
+use common::{customers_subscribed_key, emulator_on, relay_with_store, BIN};
 
-const LICENSE: &str = "3a4b5c6d-7e8f-4a1b-8c2d-3e4f5a6b7c8d";
 const CREDIT: &str = "6d3f4e5a-7b8c-4d9e-8f0a-2b3c4d5e6f7a";
 const TOKENS: &str = "4b1d2c3e-5f6a-4b7c-8d9e-0f1a2b3c4d5e";
-const CUSTOMER: &str = "6b7c8d9e-0f1a-4b2c-9d3e-4f5a6b7c8d9e";
 const KEY: &str = "USE-1B2C3D4E-5F6A-4B7C-8D9E-0F1A2B3C4D5E";
 
 fn seed_file(dir: &ScratchDir) -> String {
@@ -34,16 +32,12 @@ fn seed_file(dir: &ScratchDir) -> String {
         Some(json!({"func": "sum", "property": "units"})),
     ));
     seed.benefits.push(meter_credit(CREDIT, TOKENS, 10));
-    seed.license_keys.push(subscribed_key(
+    seed.license_keys.push(customers_subscribed_key(
         KEY,
-        LICENSE,
-        CUSTOMER,
         "9e0f1a2b-3c4d-4e5f-8a6b-7c8d9e0f1a2b",
         &[CREDIT],
     ));
-    let file = dir.path().join("seed.json");
-    std::fs::write(&file, serde_json::to_vec(&seed).expect("JSON")).expect("write the seed");
-    file.to_str().expect("UTF-8").to_string()
+    common::seed_file(dir, "seed.json", &seed)
 }
 
 fn usage(relay: &str, dir: &ScratchDir, key: &str, units: &str) -> Output {
@@ -70,23 +64,17 @@ fn json_of(o: &Output) -> Value {
 #[test]
 fn usage_is_recorded_with_its_balance_then_refused_at_zero() {
     let dir = ScratchDir::new("cli-usage");
-    let polar = Served::start(clean_command(BIN).args([
-        "emulator",
-        "--port",
-        "0",
-        "--seed",
-        &seed_file(&dir),
-    ]));
-    let (signing_key, _pair) = relay_keygen(BIN, &dir, "relay.key");
-    let relay = Served::start_with_banner(
-        relay_serve(BIN, &polar.url, &signing_key)
-            .args(["--port", "0", "--store", "memory", "--record-usage"])
-            .args(["--sign-entitlements", "--refuse-at-zero-credits"])
-            .args(["--per-ip", "0", "--per-key", "0"])
-            .env("POLAR_ACCESS_TOKEN", DEMO_TOKEN),
-        "serving until killed",
-    )
-    .0;
+    let polar = emulator_on(&seed_file(&dir));
+    let (relay, _pair) = relay_with_store(
+        &dir,
+        &polar,
+        DEMO_TOKEN,
+        &[
+            "--record-usage",
+            "--sign-entitlements",
+            "--refuse-at-zero-credits",
+        ],
+    );
     // Reports of 1 until the relay has read the customer's meters (its answer then carries
     // the balance), then of 4 down to zero and past it.
     let start = Instant::now();
@@ -110,27 +98,20 @@ fn usage_is_recorded_with_its_balance_then_refused_at_zero() {
         used += 4.0;
         assert_eq!(json_of(&o)["balance"].as_f64(), Some(10.0 - used), "{o:?}");
     }
-    let o = usage(&relay.url, &dir, KEY, "1");
-    assert_eq!(o.status.code(), Some(1), "{o:?}");
-    let v = json_of(&o);
-    assert_eq!(
-        (&v["outcome"], &v["reason"]),
-        (&json!("denied"), &json!("credits_exhausted")),
-        "{v}"
+    let v = expect_json_field(
+        &usage(&relay.url, &dir, KEY, "1"),
+        1,
+        "reason",
+        "credits_exhausted",
     );
+    assert_eq!(v["outcome"], "denied", "{v}");
     // A key Polar does not know: its denial, nothing recorded.
     let o = usage(&relay.url, &dir, "USE-NOT-A-KEY-AT-ALL", "1");
-    assert_eq!(o.status.code(), Some(1), "{o:?}");
-    assert_eq!(json_of(&o)["reason"], "not_found", "{o:?}");
+    expect_json_field(&o, 1, "reason", "not_found");
     // Bad units: refused before anything is sent.
     let o = usage(&relay.url, &dir, KEY, "0");
-    assert_eq!(o.status.code(), Some(2), "{o:?}");
-    let v = json_of(&o);
-    assert_eq!(
-        (&v["reason"], &v["field"]),
-        (&json!("invalid_input"), &json!("units")),
-        "{v}"
-    );
+    let v = expect_json_field(&o, 2, "reason", "invalid_input");
+    assert_eq!(v["field"], "units", "{v}");
 }
 
 /// A token of the demo organization without `events:write`: its relay cannot ingest.
@@ -147,31 +128,13 @@ fn a_report_the_relays_backlog_holds_is_usage_backlog_on_the_rust_face_and_the_c
         organization_id: None,
         scopes: vec!["license_keys:read".into(), "license_keys:write".into()],
     });
-    seed.license_keys.push(subscribed_key(
+    seed.license_keys.push(customers_subscribed_key(
         HELD_KEY,
-        LICENSE,
-        CUSTOMER,
         "9e0f1a2b-3c4d-4e5f-8a6b-7c8d9e0f1a2c",
         &[],
     ));
-    let file = dir.path().join("held-seed.json");
-    std::fs::write(&file, serde_json::to_vec(&seed).expect("JSON")).expect("write the seed");
-    let polar = Served::start(clean_command(BIN).args([
-        "emulator",
-        "--port",
-        "0",
-        "--seed",
-        file.to_str().expect("UTF-8"),
-    ]));
-    let (signing_key, _pair) = relay_keygen(BIN, &dir, "relay.key");
-    let relay = Served::start_with_banner(
-        relay_serve(BIN, &polar.url, &signing_key)
-            .args(["--port", "0", "--store", "memory", "--record-usage"])
-            .args(["--per-ip", "0", "--per-key", "0"])
-            .env("POLAR_ACCESS_TOKEN", NO_EVENTS_TOKEN),
-        "serving until killed",
-    )
-    .0;
+    let polar = emulator_on(&common::seed_file(&dir, "held-seed.json", &seed));
+    let (relay, _pair) = relay_with_store(&dir, &polar, NO_EVENTS_TOKEN, &["--record-usage"]);
     let client = polar_license::BlockingClient::builder(DEMO_ORGANIZATION_ID)
         .base_url(&relay.url)
         .timeout(Duration::from_secs(5))

@@ -14,14 +14,6 @@ use std::sync::Arc;
 /// Where `--webhook-secret` is read from when the option is not given.
 const WEBHOOK_SECRET_ENV: &str = "POLAR_WEBHOOK_SECRET";
 
-/// Sets each named field of the relay's `options` to the `relay serve` option of the same
-/// name in `args` (the options named as the relay's own settings are).
-macro_rules! same_named {
-    ($options:ident, $args:ident: $($field:ident),+ $(,)?) => {
-        $($options.$field = $args.$field;)+
-    };
-}
-
 /// Runs a `relay` subcommand; returns the exit code.
 pub fn run(g: &Global, c: &RelayCommand) -> u8 {
     match c {
@@ -242,9 +234,13 @@ fn serve(g: &Global, a: &RelayServeArgs) -> u8 {
     let upstream = relay.base_url().to_string();
     let addr = format!("{}:{}", a.host, a.port);
     let mut options = polar_license_relay::ServeOptions::default();
-    same_named!(options, a:
-        max_connections, max_connections_per_address, concurrent_requests,
-        header_timeout, body_timeout, write_timeout, drain);
+    options.max_connections = a.max_connections;
+    options.max_connections_per_address = a.max_connections_per_address;
+    options.concurrent_requests = a.concurrent_requests;
+    options.header_timeout = a.header_timeout;
+    options.body_timeout = a.body_timeout;
+    options.write_timeout = a.write_timeout;
+    options.drain = a.drain;
     options.metrics_addr = a.metrics_addr.clone().filter(|m| !m.is_empty());
     options.metrics_token = a.metrics_token.clone().filter(|t| !t.is_empty());
     // The token's rule is the core's (the npm relay's metricsToken reads it the same).
@@ -457,9 +453,13 @@ fn store_config(
         let why = "--budget must be at least 1 and --budget-reserve below it";
         return Err(usage_report(Some(CMD), Some("budget"), why));
     }
-    same_named!(options, a:
-        fresh_for, stale_for, denial_for, first_seen_share, marked_stale_for, reconcile_every,
-        refuse_at_zero_credits);
+    options.fresh_for = a.fresh_for;
+    options.stale_for = a.stale_for;
+    options.denial_for = a.denial_for;
+    options.first_seen_share = a.first_seen_share;
+    options.marked_stale_for = a.marked_stale_for;
+    options.reconcile_every = a.reconcile_every;
+    options.refuse_at_zero_credits = a.refuse_at_zero_credits;
     options.max_entries = a.store_max_entries;
     options.max_bytes = a.store_max_bytes;
     options.roster = roster;

@@ -14,7 +14,7 @@ use std::time::Duration;
 use polar_license_emulator::{Emulator, KeyUpdate, Options, Seed, SeedKey, DEMO_ORGANIZATION_ID};
 use polar_license_relay::store::StoreOptions;
 use polar_license_relay::{Running, ServeOptions};
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// The token's calls a minute, at Polar (the emulator) and at the relay.
 const BUDGET: u32 = 100;
@@ -59,14 +59,7 @@ fn relay(polar: &Emulator) -> Running {
     let relay = rig::listen(relayed, ServeOptions::default());
     let agent = rig::agent(Duration::from_secs(10));
     let current = rig::wait_until(Duration::from_secs(30), Duration::from_millis(50), || {
-        let health: Value = agent
-            .get(&format!("{}/healthz", relay.url()))
-            .call()
-            .ok()
-            .and_then(|mut r| r.body_mut().read_to_string().ok())
-            .and_then(|b| serde_json::from_str(&b).ok())
-            .unwrap_or_default();
-        health["roster"]["state"] == "current"
+        rig::health(&agent, &relay.url())["roster"]["state"] == "current"
     });
     assert!(current, "the roster read every page");
     relay

@@ -58,10 +58,18 @@ pub(crate) fn flag(args: &[String], name: &str) -> Option<String> {
         .cloned()
 }
 
-/// The numbers before the first `--flag`.
-pub(crate) fn numbers(args: &[String]) -> Vec<u64> {
+/// The arguments before the first `--flag`.
+pub(crate) fn positional(args: &[String]) -> Vec<String> {
     args.iter()
         .take_while(|a| !a.starts_with("--"))
+        .cloned()
+        .collect()
+}
+
+/// The numbers before the first `--flag`.
+pub(crate) fn numbers(args: &[String]) -> Vec<u64> {
+    positional(args)
+        .iter()
         .filter_map(|a| a.parse().ok())
         .collect()
 }
@@ -460,19 +468,6 @@ fn forge(
     status_in(&raw)
 }
 
-/// A revocation of `license_key_id` as Polar sends it.
-fn revocation(license_key_id: &str) -> String {
-    let at = rig::rfc3339(rig::now());
-    json!({
-        "type": "benefit_grant.revoked",
-        "timestamp": at,
-        "api_version": "2026-10",
-        "data": {"modified_at": at, "customer_id": "c",
-                 "properties": {"license_key_id": license_key_id, "display_key": "****-4A5B6C"}}
-    })
-    .to_string()
-}
-
 /// `hooks [FORGED] [--url BASE --polar POLAR_URL]`.
 pub fn hooks_table(args: &[String]) {
     let forged = numbers(args).first().copied().unwrap_or(15) as usize;
@@ -501,7 +496,7 @@ pub fn hooks_table(args: &[String]) {
     let forged_took = t.elapsed();
     // Polar revokes the key and delivers the event, from the same address.
     target.set_status(&key, "revoked");
-    let body = revocation(&lid);
+    let body = rig::revocation(&lid);
     let signed = rig::signed(SECRET, &format!("msg_revoked_{key}"), rig::now(), &body);
     let t = Instant::now();
     let delivered =

@@ -242,14 +242,20 @@ fn tally(statuses: &[u16]) -> String {
     parts.join(", ")
 }
 
+/// `--url BASE --polar POLAR_URL` among `args`, else [`stored_relay`] (`limited`) served with
+/// the default options in this process.
+fn stored_target(args: &[String], limited: bool) -> Target {
+    Target::of(
+        args,
+        |polar| stored_relay(polar, limited),
+        ServeOptions::default(),
+    )
+}
+
 /// `office [N] [--url BASE --polar POLAR_URL]`.
 pub fn office_table(args: &[String]) {
     let n = numbers(args).first().copied().unwrap_or(40) as usize;
-    let target = Target::of(
-        args,
-        |polar| stored_relay(polar, false),
-        ServeOptions::default(),
-    );
+    let target = stored_target(args, false);
     let keys: Vec<String> = (0..n).map(|i| format!("OFFICE-{i:03}-4A5B6C")).collect();
     for k in &keys {
         target.add_key(k, 3);
@@ -342,11 +348,7 @@ pub fn crowd_table(args: &[String]) {
     let nums = numbers(args);
     let addresses = nums.first().copied().unwrap_or(16).clamp(1, 200) as u8;
     let each = nums.get(1).copied().unwrap_or(16) as usize;
-    let target = Target::of(
-        args,
-        |polar| stored_relay(polar, true),
-        ServeOptions::default(),
-    );
+    let target = stored_target(args, true);
     let key = "CROWD-VICTIM-4A5B6C";
     target.add_key(key, 3);
     let to = target.address();
@@ -471,11 +473,7 @@ fn forge(
 /// `hooks [FORGED] [--url BASE --polar POLAR_URL]`.
 pub fn hooks_table(args: &[String]) {
     let forged = numbers(args).first().copied().unwrap_or(15) as usize;
-    let target = Target::of(
-        args,
-        |polar| stored_relay(polar, false),
-        ServeOptions::default(),
-    );
+    let target = stored_target(args, false);
     // A new key each run (a relay at a URL may have heard an earlier run's revocation).
     let key = format!("HOOKS-{:06}-4A5B6C", rig::now() % 1_000_000);
     target.add_key(&key, 3);

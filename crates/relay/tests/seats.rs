@@ -801,12 +801,8 @@ fn a_flood_past_the_stores_byte_cap_keeps_every_held_seat() {
     let copy = SigningKey::from_file_text(&signer.to_file_text()).expect("the key");
     let mut config = rig::config_with(polar.url(), polar_license_emulator::DEMO_TOKEN, copy);
     config.limits = rig::unlimited();
-    let mut options = StoreOptions::default();
-    options.roster = false;
-    options.budget = 100_000;
-    options.reserve = 1_000;
     // 256 KiB: the cap is never below one largest entry (about 120 KiB).
-    options.max_bytes = CAP;
+    let options = rig::flood_options(100_000, CAP);
     let backend = Arc::new(polar_license_relay::store::MemoryBackend::new(1_000_000));
     let stored: Arc<dyn Backend> = backend.clone();
     config.store = rig::store(stored, options, None);

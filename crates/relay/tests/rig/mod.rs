@@ -386,6 +386,17 @@ impl Relayed {
     }
 }
 
+/// The store's options of a flood against its byte cap `max_bytes`: Polar's budget `budget` a
+/// minute (1,000 of it kept for known keys), no roster (every new key is Polar's to answer).
+pub fn flood_options(budget: u32, max_bytes: u64) -> StoreOptions {
+    let mut options = StoreOptions::default();
+    options.roster = false;
+    options.budget = budget;
+    options.reserve = 1_000;
+    options.max_bytes = max_bytes;
+    options
+}
+
 // ---- Calls over HTTP -------------------------------------------------------------------------
 
 /// An agent that reads every status as an answer, uses no proxy and gives up after a timeout:

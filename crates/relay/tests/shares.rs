@@ -78,6 +78,19 @@ fn ask(
     rig::post_from(rt, from, to, &format!("{}{op}", rig::PUBLIC), &body)
 }
 
+/// Four keys (`SHARES-{name}-{i}-4A5B6C`) and the new customers' in [`polar`] (each with up to
+/// `limit` activations), and [`relay`] in front of it: the four keys.
+fn four_and_new_customers(name: &str, limit: i64) -> (Vec<String>, Emulator, Running) {
+    let four: Vec<String> = (0..4)
+        .map(|i| format!("SHARES-{name}-{i}-4A5B6C"))
+        .collect();
+    let mut keys = four.clone();
+    keys.extend(new_keys());
+    let polar = polar(&keys, limit);
+    let relay = relay(&polar);
+    (four, polar, relay)
+}
+
 /// Whether an answer is Polar's own (a grant passed on), not the relay's 429.
 fn polars_grant(answer: &Option<(u16, Option<String>)>) -> bool {
     matches!(answer, Some((200, Some(source))) if source == "polar")
@@ -116,13 +129,7 @@ fn new_customers(rt: &tokio::runtime::Runtime, to: SocketAddr) -> (usize, usize,
 /// activation (≥ 95 %, the bar) and first validate is answered by Polar.
 #[test]
 fn keys_polar_keeps_refusing_leave_the_roster_and_new_customers_are_answered() {
-    let refused: Vec<String> = (0..4)
-        .map(|i| format!("SHARES-REFUSED-{i}-4A5B6C"))
-        .collect();
-    let mut keys = refused.clone();
-    keys.extend(new_keys());
-    let polar = polar(&keys, 3);
-    let relay = relay(&polar);
+    let (refused, polar, relay) = four_and_new_customers("REFUSED", 3);
     // Known to the roster as granted; now refused, and the relay not told.
     let updates = [
         KeyUpdate {
@@ -215,13 +222,7 @@ fn a_key_out_of_the_roster_is_known_again_once_polar_grants_it() {
 #[test]
 fn a_few_keys_polar_grants_cannot_spend_the_whole_reserve() {
     polar_license_testkit::logs::capture();
-    let flooders: Vec<String> = (0..4)
-        .map(|i| format!("SHARES-GREEDY-{i}-4A5B6C"))
-        .collect();
-    let mut keys = flooders.clone();
-    keys.extend(new_keys());
-    let polar = polar(&keys, 1_000);
-    let relay = relay(&polar);
+    let (flooders, polar, relay) = four_and_new_customers("GREEDY", 1_000);
     let (rt, to) = (rig::runtime(), rig::address(&relay));
     polar.reset_request_count();
     let mut granted = 0;

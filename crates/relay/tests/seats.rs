@@ -656,11 +656,10 @@ fn seat_requests_take_their_clients_per_ip_limit() {
     let k = key(&polar, "FLOOD", 50);
     let signer = SigningKey::generate(Some("seats")).expect("a key");
     let mut config = rig::config_with(polar.url(), polar_license_emulator::DEMO_TOKEN, signer);
-    config.limits = polar_license_relay::Limits {
-        per_ip: polar_license_relay::Rate::new(1, 2),
-        per_key: polar_license_relay::Rate::new(0, 0),
-        ..polar_license_relay::Limits::default()
-    };
+    config.limits = rig::limits(
+        polar_license_relay::Rate::new(1, 2),
+        polar_license_relay::Rate::new(0, 0),
+    );
     config.store = rig::store(rig::memory(1_000), StoreOptions::default(), None);
     let relay = rig::relay(config, rig::upstream(Duration::from_secs(5)));
     polar.reset_request_count();
@@ -699,11 +698,10 @@ fn a_flood_of_acquisitions_on_a_full_key_meets_the_per_key_limit() {
     let signer = SigningKey::generate(Some("seats")).expect("a key");
     let copy = SigningKey::from_file_text(&signer.to_file_text()).expect("the key");
     let mut config = rig::config_with(polar.url(), polar_license_emulator::DEMO_TOKEN, copy);
-    config.limits = polar_license_relay::Limits {
-        per_ip: polar_license_relay::Rate::new(0, 0),
-        per_key: polar_license_relay::Rate::new(1, 3),
-        ..polar_license_relay::Limits::default()
-    };
+    config.limits = rig::limits(
+        polar_license_relay::Rate::new(0, 0),
+        polar_license_relay::Rate::new(1, 3),
+    );
     config.store = rig::store(rig::memory(1_000), StoreOptions::default(), None);
     let s = Seats {
         relay: rig::relay(config, rig::upstream(Duration::from_secs(5))),

@@ -142,9 +142,15 @@ pub fn deliveries(polar: &Emulator, id: &str) -> Vec<Value> {
 
 /// No per-IP or per-key limit (the store's budget is the test's limit).
 pub fn unlimited() -> Limits {
+    limits(Rate::new(0, 0), Rate::new(0, 0))
+}
+
+/// The per-IP limit `per_ip` and the per-key limit `per_key` (`Rate::new(0, 0)`: none), the
+/// other limits the defaults.
+pub fn limits(per_ip: Rate, per_key: Rate) -> Limits {
     Limits {
-        per_ip: Rate::new(0, 0),
-        per_key: Rate::new(0, 0),
+        per_ip,
+        per_key,
         ..Limits::default()
     }
 }

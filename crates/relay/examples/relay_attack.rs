@@ -173,13 +173,7 @@ struct Tally {
 
 /// The relay's breaker at `url`, as `/healthz` tells it.
 fn breaker(url: &str) -> String {
-    let health: serde_json::Value = patient()
-        .get(&format!("{url}/healthz"))
-        .call()
-        .ok()
-        .and_then(|mut r| r.body_mut().read_to_string().ok())
-        .and_then(|b| serde_json::from_str(&b).ok())
-        .unwrap_or_default();
+    let health = rig::health(&patient(), url);
     format!(
         "{} (opened {} times)",
         health["breaker"]["state"].as_str().unwrap_or("?"),
@@ -451,28 +445,14 @@ fn post_from(
     op: &str,
     body: &serde_json::Value,
 ) -> Posted {
-    use std::io::{Read, Write};
     let body = body.to_string();
-    let mut stream = rig::connect_from(rt, from, to, Duration::from_secs(20))?;
     let request = format!(
         "POST {}{op} HTTP/1.1\r\nhost: {to}\r\ncf-connecting-ip: {from}\r\n\
          content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         rig::PUBLIC,
         body.len()
     );
-    stream.write_all(request.as_bytes()).ok()?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).ok()?;
-    let text = String::from_utf8_lossy(&raw);
-    let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    let head = text.split("\r\n\r\n").next()?;
-    let source = head.lines().find_map(|l| {
-        let (name, value) = l.split_once(':')?;
-        name.trim()
-            .eq_ignore_ascii_case(SOURCE_HEADER)
-            .then(|| value.trim().to_string())
-    });
-    Some((status, source))
+    rig::send_from(rt, from, to, &request)
 }
 
 /// Where the budget part's relay and Polar are: `None` in this process, else the relay's base
@@ -744,13 +724,7 @@ fn run(row: Row, scale: f64, minutes: f64, budget: u32, at: &At) -> Vec<String> 
 
 /// Whether the relay at `url` says (`/healthz`) its roster has read every page.
 fn roster_current(url: &str) -> bool {
-    let health: serde_json::Value = patient()
-        .get(&format!("{url}/healthz"))
-        .call()
-        .ok()
-        .and_then(|mut r| r.body_mut().read_to_string().ok())
-        .and_then(|b| serde_json::from_str(&b).ok())
-        .unwrap_or_default();
+    let health = rig::health(&patient(), url);
     health["roster"]["state"] == "current"
 }
 
@@ -983,11 +957,7 @@ fn budget_table(args: &[String]) {
         };
         (base, polar)
     });
-    let args: Vec<String> = args
-        .iter()
-        .take_while(|a| !a.starts_with("--"))
-        .cloned()
-        .collect();
+    let args = crowds::positional(args);
     let scale: f64 = args.first().and_then(|s| s.parse().ok()).unwrap_or(0.1);
     let minutes: f64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(2.0);
     // 50, not 100: at 100 the refused keys' flood (72 calls a 6 s window) stays under the

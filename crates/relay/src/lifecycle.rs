@@ -505,13 +505,58 @@ mod tests {
 
     const KEY: &str = "KEY-AAAA-BBBBBB";
 
-    fn grant(kind: &str, at: &str, sub: Option<&str>, order: Option<&str>, member: bool) -> Json {
+    /// Whose grant an event is: a subscription's, a seat's of a subscription, an order's.
+    #[derive(Clone, Copy)]
+    enum Of {
+        Subscription(&'static str),
+        Seat(&'static str),
+        Order(&'static str),
+    }
+
+    fn grant(kind: &str, at: &str, of: Of) -> Json {
+        let (sub, order, member) = match of {
+            Of::Subscription(s) => (Some(s), None, false),
+            Of::Seat(s) => (Some(s), None, true),
+            Of::Order(o) => (None, Some(o), false),
+        };
         json!({"type": kind, "timestamp": at, "data": {
             "modified_at": at, "subscription_id": sub, "order_id": order,
             "member_id": if member { json!("m1") } else { Json::Null },
             "benefit": {"type": "license_keys"},
             "properties": {"license_key_id": "lk1", "display_key": "****-BBBBBB"},
             "previous_properties": null}})
+    }
+
+    /// Why `l` says `key` (of "org") stopped, from its memory alone.
+    fn stop_of(l: &Lifecycle, key: &str) -> Option<Stopped> {
+        l.explain(&MemoryBackend::default(), "org", &Key::new(key))
+    }
+
+    /// Subscription s1 paused on 2026-06-01 until 2026-06-03.
+    fn paused() -> Json {
+        json!({"type": "subscription.paused", "data": {"id": "s1",
+            "modified_at": "2026-06-01T00:00:00Z", "status": "paused",
+            "paused_at": "2026-06-01T00:00:00Z", "resumes_at": "2026-06-03T00:00:00Z"}})
+    }
+
+    /// Subscription s1 resumed on 2026-06-03.
+    fn resumed() -> Json {
+        json!({"type": "subscription.resumed", "data": {"id": "s1",
+            "modified_at": "2026-06-03T00:00:00Z", "status": "active"}})
+    }
+
+    /// `events` told to `l` at `now`, what each changed kept in `store` as a host keeps it:
+    /// how many key strings each affected.
+    fn kept(l: &Lifecycle, store: &MemoryBackend, events: &[Json], now: i64) -> Vec<usize> {
+        events
+            .iter()
+            .map(|event| {
+                let affected = l.affected(event);
+                l.on_event(event);
+                l.keep(store, &affected, now);
+                affected.len()
+            })
+            .collect()
     }
 
     fn learned() -> Lifecycle {
@@ -523,56 +568,29 @@ mod tests {
     #[test]
     fn a_paused_subscription_explains_its_key_and_a_resume_ends_it() {
         let l = learned();
-        l.on_event(&json!({"type": "subscription.paused", "data": {"id": "s1",
-            "modified_at": "2026-06-01T00:00:00Z", "status": "paused",
-            "paused_at": "2026-06-01T00:00:00Z", "resumes_at": "2026-06-03T00:00:00Z"}}));
-        assert_eq!(
-            l.explain(&MemoryBackend::default(), "org", &Key::new(KEY)),
-            None,
-            "the grant is not revoked yet"
-        );
+        l.on_event(&paused());
+        assert_eq!(stop_of(&l, KEY), None, "the grant is not revoked yet");
         l.on_event(&grant(
             "benefit_grant.revoked",
             "2026-06-01T00:00:01Z",
-            Some("s1"),
-            None,
-            false,
+            Of::Subscription("s1"),
         ));
-        let s = l
-            .explain(&MemoryBackend::default(), "org", &Key::new(KEY))
-            .expect("explained");
+        let s = stop_of(&l, KEY).expect("explained");
         assert_eq!(s.kind, StopKind::Paused);
         assert_eq!((s.at, s.until), (Some(1_780_272_000), Some(1_780_444_800)));
         // Another string (unknown digest) is not explained.
-        assert_eq!(
-            l.explain(
-                &MemoryBackend::default(),
-                "org",
-                &Key::new("KEY-OTHER-BBBBBB")
-            ),
-            None
-        );
+        assert_eq!(stop_of(&l, "KEY-OTHER-BBBBBB"), None);
         // A late, older subscription event changes nothing.
         l.on_event(&json!({"type": "subscription.updated", "data": {"id": "s1",
             "modified_at": "2026-05-01T00:00:00Z", "status": "active"}}));
-        assert_eq!(
-            l.explain(&MemoryBackend::default(), "org", &Key::new(KEY))
-                .map(|s| s.kind),
-            Some(StopKind::Paused)
-        );
-        l.on_event(&json!({"type": "subscription.resumed", "data": {"id": "s1",
-            "modified_at": "2026-06-03T00:00:00Z", "status": "active"}}));
+        assert_eq!(stop_of(&l, KEY).map(|s| s.kind), Some(StopKind::Paused));
+        l.on_event(&resumed());
         l.on_event(&grant(
             "benefit_grant.created",
             "2026-06-03T00:00:01Z",
-            Some("s1"),
-            None,
-            false,
+            Of::Subscription("s1"),
         ));
-        assert_eq!(
-            l.explain(&MemoryBackend::default(), "org", &Key::new(KEY)),
-            None
-        );
+        assert_eq!(stop_of(&l, KEY), None);
     }
 
     #[test]
@@ -586,13 +604,10 @@ mod tests {
         l.on_event(&grant(
             "benefit_grant.revoked",
             "2026-06-01T00:00:02Z",
-            Some("s1"),
-            None,
-            true,
+            Of::Seat("s1"),
         ));
         assert_eq!(
-            l.explain(&MemoryBackend::default(), "org", &Key::new(KEY))
-                .map(|s| s.kind),
+            stop_of(&l, KEY).map(|s| s.kind),
             Some(StopKind::SeatRevoked)
         );
         let l = learned();
@@ -601,42 +616,23 @@ mod tests {
         l.on_event(&grant(
             "benefit_grant.revoked",
             "2026-06-01T00:00:02Z",
-            None,
-            Some("o1"),
-            false,
+            Of::Order("o1"),
         ));
-        assert_eq!(
-            l.explain(&MemoryBackend::default(), "org", &Key::new(KEY))
-                .map(|s| s.kind),
-            Some(StopKind::Refunded)
-        );
+        assert_eq!(stop_of(&l, KEY).map(|s| s.kind), Some(StopKind::Refunded));
         let l = learned();
         let mut rotated = grant(
             "benefit_grant.updated",
             "2026-06-01T00:00:02Z",
-            None,
-            Some("o1"),
-            false,
+            Of::Order("o1"),
         );
         rotated["data"]["properties"]["display_key"] = json!("****-CCCCCC");
         rotated["data"]["previous_properties"] =
             json!({"license_key_id": "lk1", "display_key": "****-BBBBBB"});
         l.on_event(&rotated);
-        assert_eq!(
-            l.explain(&MemoryBackend::default(), "org", &Key::new(KEY))
-                .map(|s| s.kind),
-            Some(StopKind::Rotated)
-        );
+        assert_eq!(stop_of(&l, KEY).map(|s| s.kind), Some(StopKind::Rotated));
         // The new string (same id) is not the rotated one.
         l.learn("org", &Key::new("KEY-AAAA-CCCCCC"), "lk1");
-        assert_eq!(
-            l.explain(
-                &MemoryBackend::default(),
-                "org",
-                &Key::new("KEY-AAAA-CCCCCC")
-            ),
-            None
-        );
+        assert_eq!(stop_of(&l, "KEY-AAAA-CCCCCC"), None);
     }
 
     #[test]
@@ -659,21 +655,12 @@ mod tests {
     fn a_restarted_relay_explains_from_the_store() {
         let store = MemoryBackend::default();
         let l = learned();
-        let paused = json!({"type": "subscription.paused", "data": {"id": "s1",
-            "modified_at": "2026-06-01T00:00:00Z", "status": "paused",
-            "paused_at": "2026-06-01T00:00:00Z", "resumes_at": "2026-06-03T00:00:00Z"}});
         let revoked = grant(
             "benefit_grant.revoked",
             "2026-06-01T00:00:01Z",
-            Some("s1"),
-            None,
-            false,
+            Of::Subscription("s1"),
         );
-        for event in [&paused, &revoked] {
-            let affected = l.affected(event);
-            l.on_event(event);
-            l.keep(&store, &affected, 10);
-        }
+        kept(&l, &store, &[paused(), revoked], 10);
         assert_eq!(store.len().unwrap(), 1, "one value for the key string");
         let restarted = Lifecycle::default();
         let s = restarted
@@ -684,21 +671,16 @@ mod tests {
         // Another organization's string of the same text is another value.
         assert_eq!(restarted.explain(&store, "other", &Key::new(KEY)), None);
         // The resume, told the relay that learned the string, is kept too.
-        let resumed = json!({"type": "subscription.resumed", "data": {"id": "s1",
-            "modified_at": "2026-06-03T00:00:00Z", "status": "active"}});
         let created = grant(
             "benefit_grant.created",
             "2026-06-03T00:00:01Z",
-            Some("s1"),
-            None,
-            false,
+            Of::Subscription("s1"),
         );
-        for event in [&resumed, &created] {
-            let affected = l.affected(event);
-            assert_eq!(affected.len(), 1, "the subscription's key string");
-            l.on_event(event);
-            l.keep(&store, &affected, 20);
-        }
+        assert_eq!(
+            kept(&l, &store, &[resumed(), created], 20),
+            [1, 1],
+            "the subscription's key string"
+        );
         assert_eq!(
             Lifecycle::default().explain(&store, "org", &Key::new(KEY)),
             None

@@ -7,16 +7,12 @@ mod rig;
 
 use std::time::Duration;
 
-use polar_license_relay::{Limits, Rate, ServeOptions};
+use polar_license_relay::{Rate, ServeOptions};
 use rig::Answer;
 
 fn relay(polar: &polar_license_emulator::Emulator) -> polar_license_relay::Running {
     let mut config = rig::config(polar.url(), "clients");
-    config.limits = Limits {
-        per_ip: Rate::new(1, 3),
-        per_key: Rate::new(0, 0),
-        ..Limits::default()
-    };
+    config.limits = rig::limits(Rate::new(1, 3), Rate::new(0, 0));
     config.client_ip_header = Some("x-forwarded-for".into());
     rig::listen_with(config, ServeOptions::default())
 }

@@ -16,7 +16,7 @@ use polar_license::{HttpRequest, HttpResponse, Transport, TransportError, UreqTr
 
 use polar_license_emulator::{Emulator, DEMO_ORGANIZATION_ID};
 use polar_license_relay::store::StoreOptions;
-use polar_license_relay::{Limits, Rate, RelayConfig, ServeOptions, DEVICES_ROUTE};
+use polar_license_relay::{Rate, RelayConfig, ServeOptions, DEVICES_ROUTE};
 use serde_json::{json, Value};
 
 /// The relay's calls to Polar, counted: the posts and the gets apart.
@@ -40,44 +40,42 @@ impl Transport for Counting {
     }
 }
 
-/// A relay of `config` whose calls are counted: it, the posts, the gets.
-fn counted(config: RelayConfig) -> (rig::Relayed, Arc<AtomicU32>, Arc<AtomicU32>) {
+/// A relay of `config` whose calls are counted: it, and its posts and gets so far.
+fn counted(config: RelayConfig) -> (rig::Relayed, impl Fn() -> (u32, u32)) {
     let (posts, gets) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
     let upstream = Counting {
         inner: rig::upstream(Duration::from_secs(10)),
         posts: Arc::clone(&posts),
         gets: Arc::clone(&gets),
     };
-    (rig::relay(config, upstream), posts, gets)
+    let calls = move || (posts.load(Ordering::SeqCst), gets.load(Ordering::SeqCst));
+    (rig::relay(config, upstream), calls)
 }
 
 /// `key` activated at Polar (the emulator's public route) as `label`: the activation's id.
 fn activate(polar: &Emulator, key: &str, label: &str) -> String {
-    let mut r = rig::agent(Duration::from_secs(10))
-        .post(&format!("{}{}activate", polar.url(), rig::PUBLIC))
-        .header("content-type", "application/json")
-        .send(
-            json!({"key": key, "organization_id": DEMO_ORGANIZATION_ID, "label": label})
-                .to_string(),
-        )
-        .expect("an answer");
-    assert_eq!(r.status().as_u16(), 200);
-    let v: Value =
-        serde_json::from_str(&r.body_mut().read_to_string().expect("body")).expect("JSON");
+    let body = json!({"key": key, "organization_id": DEMO_ORGANIZATION_ID, "label": label});
+    let answer = at_polar(polar, "activate", &body);
+    assert_eq!(answer.status, 200);
+    let v: Value = serde_json::from_str(&answer.body).expect("JSON");
     v["id"].as_str().expect("an id").to_string()
+}
+
+/// `body` posted to Polar's public route `op` (no token).
+fn at_polar(polar: &Emulator, op: &str, body: &Value) -> rig::Answer {
+    let url = format!("{}{}{op}", polar.url(), rig::PUBLIC);
+    rig::post_with(
+        &rig::agent(Duration::from_secs(10)),
+        &url,
+        &body.to_string(),
+        &[],
+    )
 }
 
 /// `activation_id` of `key` freed at Polar (the public deactivate: no token).
 fn deactivate(polar: &Emulator, key: &str, activation_id: &str) {
-    let r = rig::agent(Duration::from_secs(10))
-        .post(&format!("{}{}deactivate", polar.url(), rig::PUBLIC))
-        .header("content-type", "application/json")
-        .send(
-            json!({"key": key, "organization_id": DEMO_ORGANIZATION_ID, "activation_id": activation_id})
-                .to_string(),
-        )
-        .expect("an answer");
-    assert_eq!(r.status().as_u16(), 204);
+    let body = json!({"key": key, "organization_id": DEMO_ORGANIZATION_ID, "activation_id": activation_id});
+    assert_eq!(at_polar(polar, "deactivate", &body).status, 204);
 }
 
 fn list_body(key: &str, here: Option<&str>) -> String {
@@ -170,7 +168,7 @@ fn a_key_lists_its_devices_through_the_relay_oldest_first_this_one_marked() {
 fn a_wrong_key_is_polars_404_and_no_read_of_any_key() {
     let polar = rig::emulator();
     let config = config(&polar, false);
-    let (relay, posts, gets) = counted(config);
+    let (relay, calls) = counted(config);
     let req = rig::request(
         DEVICES_ROUTE,
         &[],
@@ -183,19 +181,13 @@ fn a_wrong_key_is_polars_404_and_no_read_of_any_key() {
         json!({"error": "ResourceNotFound", "detail": "Not found"})
     );
     // One call: the validate; no read followed it.
-    assert_eq!(
-        (posts.load(Ordering::SeqCst), gets.load(Ordering::SeqCst)),
-        (1, 0)
-    );
+    assert_eq!(calls(), (1, 0));
     // A known key: the validate and the read (a GET).
     let key = rig::add_key(&polar, "DEV-LIST-2".into(), Some(2));
     activate(&polar, &key, "one");
     let req = rig::request(DEVICES_ROUTE, &[], &list_body(&key, None));
     assert_eq!(relay.handle(&req, rig::at(rig::now())).status, 200);
-    assert_eq!(
-        (posts.load(Ordering::SeqCst), gets.load(Ordering::SeqCst)),
-        (2, 1)
-    );
+    assert_eq!(calls(), (2, 1));
 }
 
 #[test]
@@ -203,7 +195,7 @@ fn another_organization_a_bad_body_or_a_get_are_refused_without_polar() {
     let polar = rig::emulator();
     let mut config = config(&polar, false);
     config.organization_id = Some(DEMO_ORGANIZATION_ID.into());
-    let (relay, posts, gets) = counted(config);
+    let (relay, calls) = counted(config);
     let now = rig::at(rig::now());
     let other = json!({"key": "K-1", "organization_id": "d2fcbff8-108b-411e-bf2b-6383e0a8802d"});
     let r = relay.handle(&rig::request(DEVICES_ROUTE, &[], &other.to_string()), now);
@@ -227,10 +219,7 @@ fn another_organization_a_bad_body_or_a_get_are_refused_without_polar() {
     get.path = format!("{DEVICES_ROUTE}?key=K-1");
     let r = relay.handle(&get, now);
     assert_eq!(r.status, 405);
-    assert_eq!(
-        (posts.load(Ordering::SeqCst), gets.load(Ordering::SeqCst)),
-        (0, 0)
-    );
+    assert_eq!(calls(), (0, 0));
 }
 
 #[test]
@@ -240,11 +229,7 @@ fn listings_are_bounded_per_key_per_address_and_by_the_budget() {
     activate(&polar, &key, "one");
     // Per key: a burst of 2 calls; a listing is 2 (the verdict, the read).
     let mut c = config(&polar, false);
-    c.limits = Limits {
-        per_ip: Rate::new(0, 0),
-        per_key: Rate::new(1, 2),
-        ..Limits::default()
-    };
+    c.limits = rig::limits(Rate::new(0, 0), Rate::new(1, 2));
     let relay = rig::listen_with(c, ServeOptions::default());
     assert_eq!(list_at(&relay.url(), &key, None).status, 200);
     let second = list_at(&relay.url(), &key, None);
@@ -252,11 +237,7 @@ fn listings_are_bounded_per_key_per_address_and_by_the_budget() {
     assert_eq!(second.source.as_deref(), Some("relay"));
     // Per address: a burst of 1.
     let mut c = config(&polar, false);
-    c.limits = Limits {
-        per_ip: Rate::new(1, 1),
-        per_key: Rate::new(0, 0),
-        ..Limits::default()
-    };
+    c.limits = rig::limits(Rate::new(1, 1), Rate::new(0, 0));
     let relay = rig::listen_with(c, ServeOptions::default());
     assert_eq!(list_at(&relay.url(), &key, None).status, 200);
     assert_eq!(list_at(&relay.url(), &key, None).status, 429);

@@ -143,19 +143,6 @@ fn addresses_holding_connections_leave_one_for_an_address_holding_none() {
     relay.stop();
 }
 
-/// A revocation of `license_key_id` as Polar sends it.
-fn revocation(license_key_id: &str) -> String {
-    let at = rig::rfc3339(rig::now());
-    json!({
-        "type": "benefit_grant.revoked",
-        "timestamp": at,
-        "api_version": "2026-10",
-        "data": {"modified_at": at, "customer_id": "c",
-                 "properties": {"license_key_id": license_key_id, "display_key": "****-4A5B6C"}}
-    })
-    .to_string()
-}
-
 /// A forged delivery (`n` its id) of a `len`-byte body to the relay at `to`, from `from`
 /// (`x-forwarded-for` when given; the socket's own address is 127.0.0.1): its status. It asks
 /// `expect: 100-continue` and sends the body only when the relay asks for it, so that an
@@ -245,7 +232,7 @@ fn a_genuine_delivery_is_heard_beside_its_addresss_forged_ones() {
             ..KeyUpdate::default()
         }
     ));
-    let body = revocation(&lid);
+    let body = rig::revocation(&lid);
     let headers = rig::signed(SECRET, "msg_revoked", rig::now(), &body);
     assert_eq!(rig::deliver_at(&agent, &url, &headers, &body), 200);
     assert_eq!((small, large), (vec![401; 15], 429));

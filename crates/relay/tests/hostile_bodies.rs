@@ -44,13 +44,7 @@ fn hostile_bodies() -> Vec<(&'static str, Vec<u8>, bool)> {
     let head = format!(
         r#"{{"key":"{DEMO_KEY}","organization_id":"{ORG}","activation_id":"{ORG}","label":"l","conditions":{{"a":"#
     );
-    let mut keys = String::from("{");
-    let mut n = 0;
-    while keys.len() + 16 < cap {
-        keys.push_str(&format!("\"k{n}\":0,"));
-        n += 1;
-    }
-    keys.push_str("\"z\":0}");
+    let keys = rig::distinct_keys(cap);
     let mut not_utf8 =
         format!(r#"{{"key":"{DEMO_KEY}","organization_id":"{ORG}","label":""#).into_bytes();
     not_utf8.resize(cap - 2, 0xff);

@@ -4,7 +4,7 @@
 //! relay's typed detail beside Polar's denial (`polar-license-stopped`), and in signed mode
 //! inside the signed denial for the request whose nonce asks for it. A resumed subscription
 //! licenses again at the next check; a refund without revocation explains nothing (the key
-//! still licenses).
+//! still licenses). A relay restarted over its file store still explains a denial.
 
 mod rig;
 
@@ -21,14 +21,14 @@ use polar_license::proto::{HttpRequest, HttpResponse, ValidateRequest};
 use polar_license::stopped::{StopKind, Stopped, STOPPED_HEADER};
 use polar_license::{Key, Licensing, MachineBinding, Transport, TransportError, UreqTransport};
 use polar_license_emulator::{
-    Emulator, Options, Seed, SeedKey, SeedMember, SeedOrder, SeedSubscription, WebhookOptions,
-    DEMO_ORGANIZATION_ID, DEMO_TOKEN,
+    Emulator, Seed, SeedKey, SeedMember, SeedOrder, SeedSubscription, DEMO_ORGANIZATION_ID,
+    DEMO_TOKEN,
 };
-use polar_license_relay::store::StoreOptions;
+use polar_license_relay::store::{Backend, RedbBackend, StoreOptions};
 use polar_license_relay::{Running, ServeOptions};
-use polar_license_testkit::customers_key;
 use polar_license_testkit::http::json_request;
 use polar_license_testkit::ids::{CUSTOMER, LICENSE};
+use polar_license_testkit::{customers_key, ScratchDir};
 use serde_json::{json, Value};
 
 const PAUSED: &str = "LIFE-PAUSE-1B2C3D";
@@ -104,23 +104,34 @@ fn start() -> (Emulator, Running, String) {
 
 /// [`start`] with the store's options `store`.
 fn start_with(store: StoreOptions) -> (Emulator, Running, String) {
-    let options = Options {
-        webhooks: WebhookOptions {
-            schedule_scale: 0.0001,
-            timeout: Duration::from_secs(5),
-        },
-        ..Options::default()
-    };
-    let polar = Emulator::start(seed(), options).expect("the emulator");
+    let (polar, endpoint, secret) = polar();
+    let (relay, public) = relay_over(&polar, rig::memory(1_000), store, &secret);
+    rig::point_endpoint_at(&polar, &endpoint, &relay);
+    (polar, relay, public)
+}
+
+/// The emulator with the cases' keys, its webhooks sent at once, and its endpoint for the
+/// cases' events: the emulator, the endpoint's id and its secret.
+fn polar() -> (Emulator, String, String) {
+    let polar = rig::webhook_emulator_with(seed());
     let (endpoint, secret) = rig::endpoint(&polar, &EVENTS);
+    (polar, endpoint, secret)
+}
+
+/// A relay in front of `polar` (signing, no rate limits) over `backend` with the store's
+/// options `store`, verifying webhooks with `secret`: the relay and its public key.
+fn relay_over(
+    polar: &Emulator,
+    backend: Arc<dyn Backend>,
+    store: StoreOptions,
+    secret: &str,
+) -> (Running, String) {
     let signer = SigningKey::generate(Some("life")).expect("a key");
     let public = signer.public_pair();
     let mut config = rig::config_with(polar.url(), DEMO_TOKEN, signer);
     config.limits = rig::unlimited();
-    config.store = rig::store(rig::memory(1_000), store, Some(secret));
-    let relay = rig::listen_with(config, ServeOptions::default());
-    rig::point_endpoint_at(&polar, &endpoint, &relay);
-    (polar, relay, public)
+    config.store = rig::store(backend, store, Some(secret.into()));
+    (rig::listen_with(config, ServeOptions::default()), public)
 }
 
 /// A validate's status, detail header and signed denial.
@@ -172,19 +183,44 @@ fn change(polar: &Emulator, key: &str, body: Value) {
     assert!(status < 300, "{key}: {status} {answer}");
 }
 
+/// `key` validated through `relay` every 100 ms until `done` says yes of an answer or `limit`
+/// has passed: whether it did, and the last answer's status and detail.
+fn validate_until(
+    relay: &Running,
+    key: &str,
+    limit: Duration,
+    done: impl Fn(&Checked) -> bool,
+) -> (bool, (u16, Option<String>)) {
+    let mut last = None;
+    let ended = rig::wait_until(limit, Duration::from_millis(100), || {
+        let c = validate(relay, key, None);
+        let ended = done(&c);
+        last = Some((c.status, c.stopped));
+        ended
+    });
+    (ended, last.expect("asked"))
+}
+
 /// `key` validated through `relay` until it is denied with a detail (the webhooks arrive
 /// within seconds), which is returned read.
 fn stopped(relay: &Running, key: &str) -> Stopped {
-    let mut last = None;
-    let done = rig::wait_until(Duration::from_secs(15), Duration::from_millis(100), || {
-        let c = validate(relay, key, None);
-        let done = c.status == 404 && c.stopped.is_some();
-        last = Some((c.status, c.stopped));
-        done
+    let (done, (status, text)) = validate_until(relay, key, Duration::from_secs(15), |c| {
+        c.status == 404 && c.stopped.is_some()
     });
-    let (status, text) = last.expect("asked");
     assert!(done, "{key}: no detail ({status}, {text:?})");
     Stopped::from_text(&text.expect("a detail")).expect("a detail the client reads")
+}
+
+/// `PAUSED`'s subscription paused at its period's end (resuming at `RESUMES_AT`) and the period
+/// ended: its detail once the relay has heard the webhooks.
+fn pause(polar: &Emulator, relay: &Running) -> Stopped {
+    change(
+        polar,
+        PAUSED,
+        json!({"action": "pause_at_period_end", "resumes_at": RESUMES_AT}),
+    );
+    change(polar, PAUSED, json!({"action": "period_end"}));
+    stopped(relay, PAUSED)
 }
 
 fn unix(text: &str) -> i64 {
@@ -269,15 +305,10 @@ fn each_lifecycle_case_ends_in_its_detail_and_a_resume_licenses_again() {
     // The paused subscription resumes: the next checks license the same key again, and the
     // detail is gone with the denial.
     change(&polar, PAUSED, json!({"action": "resume"}));
-    let mut last = None;
-    let resumed = rig::wait_until(Duration::from_secs(15), Duration::from_millis(100), || {
-        let c = validate(&relay, PAUSED, None);
-        let done = c.status == 200;
-        last = Some((c.status, c.stopped));
-        done
-    });
+    let (resumed, last) =
+        validate_until(&relay, PAUSED, Duration::from_secs(15), |c| c.status == 200);
     assert!(resumed, "licensed again: {last:?}");
-    assert_eq!(last, Some((200, None)));
+    assert_eq!(last, (200, None));
     // The other keys' denials are as they were (a resume is its subscription's only).
     assert_eq!(stopped(&relay, CANCELED).kind, StopKind::Canceled);
 }
@@ -300,13 +331,7 @@ fn signed_mode_carries_the_detail_in_the_signed_denial_for_the_client_that_asks(
     let mut keys = RelayKeys::new();
     keys.add_pair(&public).expect("the relay's key");
     assert_eq!(validate(&relay, PAUSED, None).status, 200);
-    change(
-        &polar,
-        PAUSED,
-        json!({"action": "pause_at_period_end", "resumes_at": RESUMES_AT}),
-    );
-    change(&polar, PAUSED, json!({"action": "period_end"}));
-    let _ = stopped(&relay, PAUSED);
+    let _ = pause(&polar, &relay);
 
     let key = Key::new(PAUSED);
     let expect = DenialExpect {
@@ -424,13 +449,7 @@ fn the_verdict_carries_the_detail_and_signed_mode_believes_only_the_signed_one()
     let signed = app(&relay, &dir.path().join("signed"), keys, &proxy);
     assert!(unsigned.check(PAUSED).is_licensed());
     assert!(signed.check(PAUSED).is_licensed());
-    change(
-        &polar,
-        PAUSED,
-        json!({"action": "pause_at_period_end", "resumes_at": RESUMES_AT}),
-    );
-    change(&polar, PAUSED, json!({"action": "period_end"}));
-    let _ = stopped(&relay, PAUSED);
+    let _ = pause(&polar, &relay);
 
     let paused = Some(StopKind::Paused);
     let outcome = unsigned.check(PAUSED);
@@ -509,21 +528,44 @@ fn without_the_roster_a_resume_licenses_again_at_the_next_check() {
     store.denial_for = 3_600;
     let (polar, relay, _) = start_with(store);
     assert_eq!(validate(&relay, PAUSED, None).status, 200, "licensed first");
-    change(
-        &polar,
-        PAUSED,
-        json!({"action": "pause_at_period_end", "resumes_at": RESUMES_AT}),
-    );
-    change(&polar, PAUSED, json!({"action": "period_end"}));
-    assert_eq!(stopped(&relay, PAUSED).kind, StopKind::Paused);
+    assert_eq!(pause(&polar, &relay).kind, StopKind::Paused);
     change(&polar, PAUSED, json!({"action": "resume"}));
-    let mut last = None;
-    let resumed = rig::wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
-        let c = validate(&relay, PAUSED, None);
-        let done = c.status == 200;
-        last = Some((c.status, c.stopped));
-        done
-    });
+    let (resumed, last) =
+        validate_until(&relay, PAUSED, Duration::from_secs(10), |c| c.status == 200);
     assert!(resumed, "licensed again without the roster: {last:?}");
-    assert_eq!(last, Some((200, None)));
+    assert_eq!(last, (200, None));
+}
+
+/// Why a key stopped survives the relay: the relay over its file store told by Polar's
+/// webhooks that a key's subscription paused, then stopped and started again over the same
+/// file, still answers the key's denial with its typed detail (`polar-license-stopped`): what
+/// the webhooks explained is kept in the store, not only in the relay's memory.
+#[test]
+fn a_restarted_relay_still_explains_a_paused_keys_denial() {
+    let dir = ScratchDir::new("relay-lifecycle-restart");
+    let path = dir.path().join("store.redb");
+    let file = || -> Arc<dyn Backend> {
+        Arc::new(RedbBackend::open(&path, 1_000).expect("the file store"))
+    };
+    let (polar, endpoint, secret) = polar();
+    let (relay, _) = relay_over(&polar, file(), StoreOptions::default(), &secret);
+    rig::point_endpoint_at(&polar, &endpoint, &relay);
+    // Licensed first, through the relay (it learns the string's key id).
+    let c = validate(&relay, PAUSED, None);
+    assert_eq!((c.status, c.stopped), (200, None));
+    let before = pause(&polar, &relay);
+    assert_eq!(before.kind, StopKind::Paused);
+    // Stopped (its memory gone) and started again over the same file.
+    relay.stop();
+    let (relay, _) = relay_over(&polar, file(), StoreOptions::default(), &secret);
+    // Its denial (and the next) answered with the detail the store kept.
+    for _ in 0..2 {
+        let c = validate(&relay, PAUSED, None);
+        assert_eq!(c.status, 404);
+        let after = Stopped::from_text(&c.stopped.expect("the detail after the restart"))
+            .expect("a detail the client reads");
+        assert_eq!(after, before);
+        assert_eq!(after.until, Some(unix(RESUMES_AT)));
+    }
+    relay.stop();
 }

@@ -875,20 +875,15 @@ fn an_external_signer_signs_what_the_machine_asks_and_answers_as_polar() {
     // Answered by the core alone, no call asked: a preflight and an unknown route.
     let mut preflight = request("validate", &json!({}));
     preflight.method = "OPTIONS".into();
-    assert_eq!(
-        rig::Drive::new(&relay, preflight, now())
-            .expect_answer()
-            .status,
-        204
-    );
     let mut unknown = request("other", &json!({}));
     unknown.path = "/v1/other".into();
-    assert_eq!(
-        rig::Drive::new(&relay, unknown, now())
-            .expect_answer()
-            .status,
-        404
-    );
+    for (what, req, status) in [
+        ("a preflight", preflight, 204),
+        ("an unknown route", unknown, 404),
+    ] {
+        let answer = rig::Drive::new(&relay, req, now()).expect_answer();
+        assert_eq!(answer.status, status, "{what}");
+    }
 
     // No randomness: no lease id, so no lease (and nothing to sign).
     let body = json!({"key": DEMO_KEY, "organization_id": ORG, "activation_id": act,

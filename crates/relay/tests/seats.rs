@@ -110,6 +110,28 @@ fn seats_of(name: &str, limit: i64) -> (Emulator, String, Seats) {
     (polar, k, s)
 }
 
+/// The emulator, a key `name` of the demo benefit (one activation) on it, and a relay over a
+/// memory store whose seat options give that benefit `size` seats and CI seats `ci_cap`.
+fn benefit_seats(name: &str, size: u32, ci_cap: Option<u32>) -> (Emulator, String, Seats) {
+    let polar = rig::emulator();
+    let benefit = polar_license_emulator::DEMO_BENEFIT_ID.to_string();
+    let k = format!("SEATS-{name}-4A5B6C");
+    polar
+        .add_key(polar_license_emulator::SeedKey {
+            limit_activations: Some(1),
+            benefit_id: Some(benefit.clone()),
+            ..polar_license_emulator::SeedKey::new(&k)
+        })
+        .expect("a key");
+    let options = SeatOptions {
+        per_benefit: vec![(benefit, size)],
+        ci_cap,
+        ..SeatOptions::default()
+    };
+    let s = relay_over(&polar, rig::memory(1_000), options);
+    (polar, k, s)
+}
+
 #[test]
 fn seats_to_full_then_seats_full_and_a_release_frees_one_with_one_call_to_polar() {
     let (polar, k, s) = seats_of("FULL", 2);
@@ -234,22 +256,7 @@ fn bad_seat_requests_are_refused_before_anything_is_asked() {
 
 #[test]
 fn ci_seats_have_their_own_cap_and_a_benefit_its_own_size() {
-    let polar = rig::emulator();
-    let benefit = polar_license_emulator::DEMO_BENEFIT_ID.to_string();
-    let k = "SEATS-CI-4A5B6C".to_string();
-    polar
-        .add_key(polar_license_emulator::SeedKey {
-            limit_activations: Some(1),
-            benefit_id: Some(benefit.clone()),
-            ..polar_license_emulator::SeedKey::new(&k)
-        })
-        .expect("a key");
-    let options = SeatOptions {
-        per_benefit: vec![(benefit, 3)],
-        ci_cap: Some(1),
-        ..SeatOptions::default()
-    };
-    let s = relay_over(&polar, rig::memory(1_000), options);
+    let (_polar, k, s) = benefit_seats("CI", 3, Some(1));
     let t = rig::now();
     let ci = |machine: &str| {
         call(
@@ -649,11 +656,10 @@ fn seat_requests_take_their_clients_per_ip_limit() {
     let k = key(&polar, "FLOOD", 50);
     let signer = SigningKey::generate(Some("seats")).expect("a key");
     let mut config = rig::config_with(polar.url(), polar_license_emulator::DEMO_TOKEN, signer);
-    config.limits = polar_license_relay::Limits {
-        per_ip: polar_license_relay::Rate::new(1, 2),
-        per_key: polar_license_relay::Rate::new(0, 0),
-        ..polar_license_relay::Limits::default()
-    };
+    config.limits = rig::limits(
+        polar_license_relay::Rate::new(1, 2),
+        polar_license_relay::Rate::new(0, 0),
+    );
     config.store = rig::store(rig::memory(1_000), StoreOptions::default(), None);
     let relay = rig::relay(config, rig::upstream(Duration::from_secs(5)));
     polar.reset_request_count();
@@ -692,11 +698,10 @@ fn a_flood_of_acquisitions_on_a_full_key_meets_the_per_key_limit() {
     let signer = SigningKey::generate(Some("seats")).expect("a key");
     let copy = SigningKey::from_file_text(&signer.to_file_text()).expect("the key");
     let mut config = rig::config_with(polar.url(), polar_license_emulator::DEMO_TOKEN, copy);
-    config.limits = polar_license_relay::Limits {
-        per_ip: polar_license_relay::Rate::new(0, 0),
-        per_key: polar_license_relay::Rate::new(1, 3),
-        ..polar_license_relay::Limits::default()
-    };
+    config.limits = rig::limits(
+        polar_license_relay::Rate::new(0, 0),
+        polar_license_relay::Rate::new(1, 3),
+    );
     config.store = rig::store(rig::memory(1_000), StoreOptions::default(), None);
     let s = Seats {
         relay: rig::relay(config, rig::upstream(Duration::from_secs(5))),
@@ -794,12 +799,8 @@ fn a_flood_past_the_stores_byte_cap_keeps_every_held_seat() {
     let copy = SigningKey::from_file_text(&signer.to_file_text()).expect("the key");
     let mut config = rig::config_with(polar.url(), polar_license_emulator::DEMO_TOKEN, copy);
     config.limits = rig::unlimited();
-    let mut options = StoreOptions::default();
-    options.roster = false;
-    options.budget = 100_000;
-    options.reserve = 1_000;
     // 256 KiB: the cap is never below one largest entry (about 120 KiB).
-    options.max_bytes = CAP;
+    let options = rig::flood_options(100_000, CAP);
     let backend = Arc::new(polar_license_relay::store::MemoryBackend::new(1_000_000));
     let stored: Arc<dyn Backend> = backend.clone();
     config.store = rig::store(stored, options, None);
@@ -974,21 +975,7 @@ fn an_activation_is_refused_while_seats_held_fill_what_was_sold() {
 
     // A benefit with the seller's own number of seats: activations are not counted in them,
     // nor refused for them.
-    let polar = rig::emulator();
-    let benefit = polar_license_emulator::DEMO_BENEFIT_ID.to_string();
-    let k = "SEATS-OWN-4A5B6C".to_string();
-    polar
-        .add_key(polar_license_emulator::SeedKey {
-            limit_activations: Some(1),
-            benefit_id: Some(benefit.clone()),
-            ..polar_license_emulator::SeedKey::new(&k)
-        })
-        .expect("a key");
-    let options = SeatOptions {
-        per_benefit: vec![(benefit, 2)],
-        ..SeatOptions::default()
-    };
-    let s = relay_over(&polar, rig::memory(1_000), options);
+    let (_polar, k, s) = benefit_seats("OWN", 2, None);
     held(&s, &k, "m-a", &acquire(&s, &k, "m-a", rig::at(t)), t);
     activate(&s, &k, "laptop", rig::at(t + 1));
 }
@@ -1227,11 +1214,7 @@ fn a_seat_guard_holds_its_seat_and_gives_it_back_when_dropped() {
     let polar = rig::emulator();
     let k = key(&polar, "guard", 1);
     let served = rig::listen_stored(rig::config(polar.url(), "guard"), "whsec_guard");
-    let client = polar_license::BlockingClient::builder(DEMO_ORGANIZATION_ID)
-        .base_url(served.url())
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("a client");
+    let client = rig::client(&served.url(), Duration::from_secs(10));
     let guard = client
         .hold_seat(Key::new(k.clone()), "machine-A", false)
         .expect("an answer")

@@ -14,7 +14,7 @@ use std::time::Duration;
 use polar_license_emulator::{Emulator, KeyUpdate, Options, Seed, SeedKey, DEMO_ORGANIZATION_ID};
 use polar_license_relay::store::StoreOptions;
 use polar_license_relay::{Running, ServeOptions};
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// The token's calls a minute, at Polar (the emulator) and at the relay.
 const BUDGET: u32 = 100;
@@ -59,14 +59,7 @@ fn relay(polar: &Emulator) -> Running {
     let relay = rig::listen(relayed, ServeOptions::default());
     let agent = rig::agent(Duration::from_secs(10));
     let current = rig::wait_until(Duration::from_secs(30), Duration::from_millis(50), || {
-        let health: Value = agent
-            .get(&format!("{}/healthz", relay.url()))
-            .call()
-            .ok()
-            .and_then(|mut r| r.body_mut().read_to_string().ok())
-            .and_then(|b| serde_json::from_str(&b).ok())
-            .unwrap_or_default();
-        health["roster"]["state"] == "current"
+        rig::health(&agent, &relay.url())["roster"]["state"] == "current"
     });
     assert!(current, "the roster read every page");
     relay
@@ -83,6 +76,19 @@ fn ask(
 ) -> Option<(u16, Option<String>)> {
     let body = json!({"key": key, "organization_id": DEMO_ORGANIZATION_ID, "label": "shares"});
     rig::post_from(rt, from, to, &format!("{}{op}", rig::PUBLIC), &body)
+}
+
+/// Four keys (`SHARES-{name}-{i}-4A5B6C`) and the new customers' in [`polar`] (each with up to
+/// `limit` activations), and [`relay`] in front of it: the four keys.
+fn four_and_new_customers(name: &str, limit: i64) -> (Vec<String>, Emulator, Running) {
+    let four: Vec<String> = (0..4)
+        .map(|i| format!("SHARES-{name}-{i}-4A5B6C"))
+        .collect();
+    let mut keys = four.clone();
+    keys.extend(new_keys());
+    let polar = polar(&keys, limit);
+    let relay = relay(&polar);
+    (four, polar, relay)
 }
 
 /// Whether an answer is Polar's own (a grant passed on), not the relay's 429.
@@ -123,13 +129,7 @@ fn new_customers(rt: &tokio::runtime::Runtime, to: SocketAddr) -> (usize, usize,
 /// activation (≥ 95 %, the bar) and first validate is answered by Polar.
 #[test]
 fn keys_polar_keeps_refusing_leave_the_roster_and_new_customers_are_answered() {
-    let refused: Vec<String> = (0..4)
-        .map(|i| format!("SHARES-REFUSED-{i}-4A5B6C"))
-        .collect();
-    let mut keys = refused.clone();
-    keys.extend(new_keys());
-    let polar = polar(&keys, 3);
-    let relay = relay(&polar);
+    let (refused, polar, relay) = four_and_new_customers("REFUSED", 3);
     // Known to the roster as granted; now refused, and the relay not told.
     let updates = [
         KeyUpdate {
@@ -222,13 +222,7 @@ fn a_key_out_of_the_roster_is_known_again_once_polar_grants_it() {
 #[test]
 fn a_few_keys_polar_grants_cannot_spend_the_whole_reserve() {
     polar_license_testkit::logs::capture();
-    let flooders: Vec<String> = (0..4)
-        .map(|i| format!("SHARES-GREEDY-{i}-4A5B6C"))
-        .collect();
-    let mut keys = flooders.clone();
-    keys.extend(new_keys());
-    let polar = polar(&keys, 1_000);
-    let relay = relay(&polar);
+    let (flooders, polar, relay) = four_and_new_customers("GREEDY", 1_000);
     let (rt, to) = (rig::runtime(), rig::address(&relay));
     polar.reset_request_count();
     let mut granted = 0;

@@ -440,6 +440,27 @@ fn occurs(haystack: &[u8], needle: &str) -> bool {
 /// The store promises the SHA-256 of the key, never the key: after grants (a 2026-10 answer
 /// and a 2027-01 one, with the customer's and the member's email), the redb file holds neither
 /// the key nor an email, and the answer replayed from it still licenses the native client.
+/// `k` validated by the native client through `relay`: licensed, the license its own, and
+/// answered from the store (no call to `polar`).
+fn licensed_from_store(
+    polar: &Emulator,
+    relay: &Running,
+    k: &str,
+) -> polar_license::ValidatedLicenseKey {
+    let client = rig::client(&relay.url(), Duration::from_secs(5));
+    let verdict = client
+        .validate(&polar_license::ValidateRequest::new(k))
+        .expect("an answer");
+    assert_eq!(polar.request_count(), 0, "answered from the store");
+    match verdict {
+        polar_license::Verdict::Accepted(v) => {
+            assert_eq!(v.license_key.key.expose(), k);
+            v
+        }
+        other => panic!("not licensed: {other:?}"),
+    }
+}
+
 #[test]
 fn the_file_holds_no_key_and_no_email_and_a_replayed_answer_still_licenses() {
     let dir = ScratchDir::new("relay-store-nokey");
@@ -501,22 +522,8 @@ fn the_file_holds_no_key_and_no_email_and_a_replayed_answer_still_licenses() {
 
     // The native client, through the relay, is licensed by the replayed answer.
     polar.reset_request_count();
-    let client = polar_license::BlockingClient::builder(DEMO_ORGANIZATION_ID)
-        .base_url(relay.url())
-        .timeout(Duration::from_secs(5))
-        .build()
-        .expect("a client");
-    let verdict = client
-        .validate(&polar_license::ValidateRequest::new(k))
-        .expect("an answer");
-    match verdict {
-        polar_license::Verdict::Accepted(v) => {
-            assert_eq!(v.license_key.key.expose(), k);
-            assert_eq!(v.license_key.customer.email, None);
-        }
-        other => panic!("not licensed: {other:?}"),
-    }
-    assert_eq!(polar.request_count(), 0, "answered from the store");
+    let v = licensed_from_store(&polar, &relay, k);
+    assert_eq!(v.license_key.customer.email, None);
     relay.stop();
 
     let bytes = std::fs::read(&path).expect("the file");
@@ -1729,22 +1736,8 @@ fn the_store_keeps_no_personal_data_and_the_replayed_answer_still_grants() {
         parses_without_personal_data(replayed.body.as_bytes(), &k);
     }
     polar.reset_request_count();
-    let client = polar_license::BlockingClient::builder(DEMO_ORGANIZATION_ID)
-        .base_url(relay.url())
-        .timeout(Duration::from_secs(5))
-        .build()
-        .expect("a client");
-    match client
-        .validate(&polar_license::ValidateRequest::new(&k))
-        .expect("an answer")
-    {
-        polar_license::Verdict::Accepted(v) => {
-            assert_eq!(v.license_key.key.expose(), k);
-            assert_eq!(v.license_key.customer.name, None);
-        }
-        other => panic!("not licensed: {other:?}"),
-    }
-    assert_eq!(polar.request_count(), 0, "answered from the store");
+    let v = licensed_from_store(&polar, &relay, &k);
+    assert_eq!(v.license_key.customer.name, None);
     relay.stop();
     let bytes = std::fs::read(&path).expect("the file");
     assert!(occurs(&bytes, "****-"), "the display key is kept");

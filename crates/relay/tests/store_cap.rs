@@ -45,11 +45,7 @@ fn floods_of_new_keys_and_new_conditions_keep_the_store_under_its_cap() {
     let bound = rig::add_key(&polar, "CAP-BOUND-4A5B6C".into(), Some(3));
 
     let backend = Arc::new(MemoryBackend::new(1_000_000));
-    let mut options = StoreOptions::default();
-    options.roster = false;
-    options.budget = 100_000;
-    options.reserve = 1_000;
-    options.max_bytes = CAP;
+    let options = rig::flood_options(100_000, CAP);
     let mut config = rig::config(polar.url(), "store-cap");
     config.limits = rig::unlimited();
     let stored: Arc<dyn Backend> = backend.clone();

@@ -199,6 +199,71 @@ fn paged_relay(polar: &Emulator, backend: &Arc<PagedBackend>) -> rig::Relayed {
     rig::relay(config, rig::upstream(Duration::from_secs(10)))
 }
 
+/// A key granted through a relay over a fresh Workers store, the grant saved.
+struct Granted {
+    k: String,
+    host: Host,
+    b: Arc<PagedBackend>,
+    relay: rig::Relayed,
+    /// When the key was checked.
+    t0: i64,
+    /// Its validate.
+    check: RelayRequest,
+    /// Its license key's id and customer's id.
+    ids: (String, String),
+}
+
+/// The key `name` (`limit` activations) added to `polar` and checked through a relay over a
+/// fresh host's store: Polar's grant, saved.
+fn granted(polar: &Emulator, name: &str, limit: Option<i64>) -> Granted {
+    let k = rig::add_key(polar, name.into(), limit);
+    let mut host = Host::default();
+    let b = start(&host);
+    let relay = paged_relay(polar, &b);
+    let t0 = now();
+    let check = validate_request(&k);
+    let first = fill_and_answer(&mut host, &relay, &b, &check, t0, false);
+    assert_eq!(first.status, 200);
+    host.save(&b);
+    let ids = ids_of(&first);
+    Granted {
+        k,
+        host,
+        b,
+        relay,
+        t0,
+        check,
+        ids,
+    }
+}
+
+impl Granted {
+    /// The key's check at `when`, refused (Polar's 404, no lease) by its stored revocation.
+    fn refused_by_revocation(&mut self, when: i64) -> RelayResponse {
+        let answer = fill_and_answer(
+            &mut self.host,
+            &self.relay,
+            &self.b,
+            &self.check,
+            when,
+            false,
+        );
+        rig::assert_refused(&answer, "the stored revocation");
+        answer
+    }
+}
+
+/// The webhook `body` (its id `id`) signed with the secret and delivered at `when`: answered
+/// 200, and the store saved.
+fn deliver(host: &mut Host, relay: &Relay, b: &PagedBackend, id: &str, when: i64, body: &str) {
+    let hook = rig::hook(SECRET, id, when, body);
+    assert_eq!(
+        fill_and_answer(host, relay, b, &hook, when, false).status,
+        200
+    );
+    host.save(b);
+}
+
 /// A key revoked by Polar's webhook while Polar still grants it, its revocation in the host's
 /// storage; after a restart the storage's read fails (the Workers handler's `fill` throws and
 /// goes on): the check is refused 503 with no call to Polar, and the revocation stays stored
@@ -207,40 +272,19 @@ fn paged_relay(polar: &Emulator, backend: &Arc<PagedBackend>) -> rig::Relayed {
 #[test]
 fn a_failed_read_never_writes_over_a_stored_revocation() {
     let polar = rig::webhook_emulator();
-    let k = rig::add_key(&polar, "LIMIT-READ-4A5B6C".into(), Some(3));
-    let mut host = Host::default();
-    let b = start(&host);
-    let relay = paged_relay(&polar, &b);
-    let t0 = now();
-    let check = validate_request(&k);
-    let first = fill_and_answer(&mut host, &relay, &b, &check, t0, false);
-    assert_eq!(first.status, 200);
-    host.save(&b);
-    let (license_key_id, _) = ids_of(&first);
-    let revoked = json!({
-        "type": "benefit_grant.revoked",
-        "timestamp": rfc3339(t0),
-        "api_version": "2026-10",
-        "data": {"modified_at": rfc3339(t0), "customer_id": "c",
-                 "properties": {"license_key_id": license_key_id,
-                                "display_key": "****-4A5B6C"}}
-    })
-    .to_string();
-    let hook = rig::hook(SECRET, "evt-revoked", t0, &revoked);
-    assert_eq!(
-        fill_and_answer(&mut host, &relay, &b, &hook, t0, false).status,
-        200
-    );
-    host.save(&b);
-    assert_eq!(marks(&host), vec![Mark::Revoked]);
+    let mut g = granted(&polar, "LIMIT-READ-4A5B6C", Some(3));
+    let t0 = g.t0;
+    let revoked = rig::key_event("benefit_grant.revoked", t0, "c", &g.ids.0, "****-4A5B6C");
+    deliver(&mut g.host, &g.relay, &g.b, "evt-revoked", t0, &revoked);
+    assert_eq!(marks(&g.host), vec![Mark::Revoked]);
 
     // A restart, and the read of the entry fails.
-    let b = start(&host);
-    let relay = paged_relay(&polar, &b);
+    g.b = start(&g.host);
+    g.relay = paged_relay(&polar, &g.b);
     polar.reset_request_count();
     for when in [t0 + 1, t0 + 2] {
-        let answer = fill_and_answer(&mut host, &relay, &b, &check, when, true);
-        host.save(&b);
+        let answer = fill_and_answer(&mut g.host, &g.relay, &g.b, &g.check, when, true);
+        g.host.save(&g.b);
         assert_eq!(
             (answer.status, answer.lease().is_some()),
             (503, false),
@@ -250,14 +294,13 @@ fn a_failed_read_never_writes_over_a_stored_revocation() {
         assert_eq!(answer.header("retry-after"), Some("1"));
         assert_eq!(polar.request_count(), 0, "Polar asked after a failed read");
         assert_eq!(
-            marks(&host),
+            marks(&g.host),
             vec![Mark::Revoked],
             "the revocation written over"
         );
     }
     // Read back: the revocation answers, still without a call.
-    let answer = fill_and_answer(&mut host, &relay, &b, &check, t0 + 3, false);
-    rig::assert_refused(&answer, "the stored revocation");
+    g.refused_by_revocation(t0 + 3);
     assert_eq!(polar.request_count(), 0);
 }
 
@@ -272,27 +315,13 @@ fn a_failed_read_never_writes_over_a_stored_revocation() {
 #[test]
 fn a_denial_stored_while_a_revocation_lands_is_reached_by_the_keys_later_webhooks() {
     let polar = rig::webhook_emulator();
-    let k = rig::add_key(&polar, "RESUME-RACE-5B6C7D".into(), None);
-    let mut host = Host::default();
-    let b = start(&host);
-    let relay = paged_relay(&polar, &b);
-    let t0 = now();
-    let check = validate_request(&k);
-    let first = fill_and_answer(&mut host, &relay, &b, &check, t0, false);
-    assert_eq!(first.status, 200);
-    host.save(&b);
-    let (license_key_id, customer_id) = ids_of(&first);
+    let mut g = granted(&polar, "RESUME-RACE-5B6C7D", None);
+    let t0 = g.t0;
+    let (license_key_id, customer_id) = g.ids.clone();
     let event = |kind: &str, at: i64| {
-        json!({
-            "type": kind,
-            "timestamp": rfc3339(at),
-            "api_version": "2026-10",
-            "data": {"modified_at": rfc3339(at), "customer_id": customer_id,
-                     "properties": {"license_key_id": license_key_id,
-                                    "display_key": "****-5B6C7D"}}
-        })
-        .to_string()
+        rig::key_event(kind, at, &customer_id, &license_key_id, "****-5B6C7D")
     };
+    let k = g.k.clone();
     let set = |status: &str| {
         assert!(polar.update_key(
             &k,
@@ -304,12 +333,7 @@ fn a_denial_stored_while_a_revocation_lands_is_reached_by_the_keys_later_webhook
     };
     // The subscription changes (a purchase event: the key's answer is asked again).
     let updated = event("benefit_grant.updated", t0 + 1);
-    let hook = rig::hook(SECRET, "evt-updated", t0 + 1, &updated);
-    assert_eq!(
-        fill_and_answer(&mut host, &relay, &b, &hook, t0 + 1, false).status,
-        200
-    );
-    host.save(&b);
+    deliver(&mut g.host, &g.relay, &g.b, "evt-updated", t0 + 1, &updated);
     // Polar revokes the key; the check asks Polar, and the revocation's webhook is applied
     // while the call is under way.
     set("revoked");
@@ -318,15 +342,15 @@ fn a_denial_stored_while_a_revocation_lands_is_reached_by_the_keys_later_webhook
     let upstream = rig::upstream(Duration::from_secs(10));
     let mut landed = false;
     let denied = rig::Drive::with(
-        &relay,
-        check.clone(),
+        &g.relay,
+        g.check.clone(),
         at(t0 + 2),
         ExchangeOptions::default(),
     )
     .run_with(|x, need| match need {
         Need::Load(load) => {
             if let Some(wants) = &load.store {
-                host.fill(&b, wants);
+                g.host.fill(&g.b, wants);
             }
             x.give(Given::Loaded);
         }
@@ -334,37 +358,31 @@ fn a_denial_stored_while_a_revocation_lands_is_reached_by_the_keys_later_webhook
             let answer = upstream.send(&request);
             if !landed {
                 landed = true;
-                let hooked = fill_and_answer(&mut host, &relay, &b, &revoked, t0 + 2, false);
+                let hooked = fill_and_answer(&mut g.host, &g.relay, &g.b, &revoked, t0 + 2, false);
                 assert_eq!(hooked.status, 200);
             }
             x.give(Given::Upstream(answer));
         }
         other => x.as_host(other),
     });
-    host.save(&b);
+    g.host.save(&g.b);
     assert!(landed, "the check asked Polar");
     rig::assert_refused(&denied, "Polar's denial");
     assert_eq!(
-        marks(&host),
+        marks(&g.host),
         vec![Mark::Revoked],
         "the revocation's mark kept"
     );
     // Refused from the store meanwhile (a webhook alone never grants).
-    let refused = fill_and_answer(&mut host, &relay, &b, &check, t0 + 3, false);
-    rig::assert_refused(&refused, "the stored revocation");
+    let refused = g.refused_by_revocation(t0 + 3);
     assert_eq!(refused.header("polar-license-source"), Some("store"));
     // Granted again (the resume): its webhook reaches the stored denial, the next check is
     // Polar's grant, well within `denial_for` (60 s).
     set("granted");
     let created = event("benefit_grant.created", t0 + 4);
-    let hook = rig::hook(SECRET, "evt-created", t0 + 4, &created);
-    assert_eq!(
-        fill_and_answer(&mut host, &relay, &b, &hook, t0 + 4, false).status,
-        200
-    );
-    host.save(&b);
-    let again = fill_and_answer(&mut host, &relay, &b, &check, t0 + 5, false);
-    host.save(&b);
+    deliver(&mut g.host, &g.relay, &g.b, "evt-created", t0 + 4, &created);
+    let again = fill_and_answer(&mut g.host, &g.relay, &g.b, &g.check, t0 + 5, false);
+    g.host.save(&g.b);
     assert_eq!(
         (again.status, again.header("polar-license-source")),
         (200, Some("polar")),
@@ -372,5 +390,5 @@ fn a_denial_stored_while_a_revocation_lands_is_reached_by_the_keys_later_webhook
         String::from_utf8_lossy(&again.body)
     );
     assert!(again.lease().is_some(), "Polar's grant is leased");
-    assert_eq!(marks(&host), vec![Mark::None]);
+    assert_eq!(marks(&g.host), vec![Mark::None]);
 }

@@ -183,6 +183,27 @@ fn until_balance_known(relay: &Running, key: &str, units: f64, tag: &str) -> (us
     unreachable!()
 }
 
+/// The emulator, a relay in front of it (refusing usage at zero when `refuse`), and the units
+/// `KEY` reported (one at a time, ids tagged `tag`) until the relay's answer knew the balance.
+fn balance_known(refuse: bool, tag: &str) -> (Emulator, Running, f64) {
+    let polar = Emulator::start(seed(), Options::default()).expect("starts");
+    let relay = relay(&polar, refuse);
+    let (n, _) = until_balance_known(&relay, KEY, 1.0, tag);
+    (polar, relay, n as f64)
+}
+
+/// Reports of `units` of `KEY` through `relay` (ids tagged `tag`) from `used` until at least
+/// `to` are used, each answered 200 (`why`) with the balance after it: the units used then.
+fn use_until(relay: &Running, mut used: f64, to: f64, units: f64, tag: &str, why: &str) -> f64 {
+    while used < to {
+        let (status, v) = report(relay, KEY, units, &format!("{tag}-{used}"));
+        assert_eq!(status, 200, "{why}: {v}");
+        used += units;
+        assert_eq!(v["balance"].as_f64(), Some(10.0 - used), "{v}");
+    }
+    used
+}
+
 #[test]
 fn a_retried_report_counts_once_and_the_answer_carries_the_balance_after_it() {
     let polar = Emulator::start(seed(), Options::default()).expect("starts");
@@ -253,35 +274,23 @@ fn the_buffer_outlives_a_restart_of_a_durable_store() {
 
 #[test]
 fn a_balance_is_consumed_to_zero_and_past_it_without_the_rule() {
-    let polar = Emulator::start(seed(), Options::default()).expect("starts");
-    let relay = relay(&polar, false);
-    let (n, _) = until_balance_known(&relay, KEY, 1.0, "free");
-    let mut used = n as f64;
-    while used < 14.0 {
-        let (status, v) = report(&relay, KEY, 2.0, &format!("past-{used}"));
-        assert_eq!(
-            status, 200,
-            "Polar never refuses usage, nor does the relay: {v}"
-        );
-        used += 2.0;
-        assert_eq!(v["balance"].as_f64(), Some(10.0 - used), "{v}");
-    }
+    let (polar, relay, used) = balance_known(false, "free");
+    let used = use_until(
+        &relay,
+        used,
+        14.0,
+        2.0,
+        "past",
+        "Polar never refuses usage, nor does the relay",
+    );
     until_consumed(&polar, CUSTOMER, used);
 }
 
 #[test]
 fn the_sellers_rule_refuses_usage_at_zero_with_credits_exhausted() {
-    let polar = Emulator::start(seed(), Options::default()).expect("starts");
-    let relay = relay(&polar, true);
-    let (n, _) = until_balance_known(&relay, KEY, 1.0, "rule");
-    let mut used = n as f64;
+    let (polar, relay, used) = balance_known(true, "rule");
     // Down to zero (a report crossing zero is kept: the usage happened).
-    while used < 10.0 {
-        let (status, v) = report(&relay, KEY, 3.0, &format!("use-{used}"));
-        assert_eq!(status, 200, "{v}");
-        used += 3.0;
-        assert_eq!(v["balance"].as_f64(), Some(10.0 - used), "{v}");
-    }
+    let used = use_until(&relay, used, 10.0, 3.0, "use", "kept above zero");
     // At or below zero: refused, typed, and not kept.
     let (status, v) = report(&relay, KEY, 1.0, "over-1");
     assert_eq!(status, 402, "{v}");

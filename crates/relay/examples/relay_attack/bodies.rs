@@ -36,30 +36,15 @@ fn body(shape: &str, cap: usize) -> Option<String> {
         // The floor: a small body refused by the same checks (a decode error).
         "small" => r#"{"key": "#.to_string(),
         // 64 KiB of distinct keys (6,664 of `"kN":0,`; the issue's 7,733 were shorter).
-        "keys" => {
-            let mut text = String::from("{");
-            let mut n = 0;
-            while text.len() + 16 < cap {
-                text.push_str(&format!("\"k{n}\":0,"));
-                n += 1;
-            }
-            text.push_str("\"z\":0}");
-            text
-        }
+        "keys" => rig::distinct_keys(cap),
         // `conditions` of bad values to the cap: pydantic's four errors per value, each
         // echoing it (Polar's 422, which the relay answers itself).
-        "bad-conditions" => {
-            let mut text = format!(
-                r#"{{"key":"K","organization_id":"{DEMO_ORGANIZATION_ID}","conditions":{{"#
-            );
-            let mut n = 0;
-            while text.len() + 24 < cap {
-                text.push_str(&format!("\"{n:x}\":null,"));
-                n += 1;
-            }
-            text.push_str("\"z\":null}}");
-            text
-        }
+        "bad-conditions" => rig::filled(
+            &format!(r#"{{"key":"K","organization_id":"{DEMO_ORGANIZATION_ID}","conditions":{{"#),
+            |n| format!("\"{n:x}\":null,"),
+            "\"z\":null}}",
+            cap - 24,
+        ),
         // One key repeated to the cap.
         "dup" => format!("{{{}\"a\":1}}", "\"a\":0,".repeat((cap - 8) / 6)),
         // 64 KiB of `[`, and of `{"a":`.
@@ -78,12 +63,7 @@ pub(crate) struct Remote {
 
 /// `--url BASE [--pid PID] [--key KEY]` among `args`: a relay running elsewhere.
 pub(crate) fn remote(args: &[String]) -> Option<Remote> {
-    let value = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
+    let value = |name: &str| super::crowds::flag(args, name);
     Some(Remote {
         base: value("--url")?,
         pid: value("--pid").unwrap_or_else(|| "self".into()),
@@ -94,11 +74,7 @@ pub(crate) fn remote(args: &[String]) -> Option<Remote> {
 /// `bodies [N] [SHAPES] [--url BASE --pid PID [--key KEY]]`.
 pub fn table(args: &[String]) {
     let remote = remote(args);
-    let args: Vec<String> = args
-        .iter()
-        .take_while(|a| !a.starts_with("--"))
-        .cloned()
-        .collect();
+    let args = super::crowds::positional(args);
     let n: usize = args.first().and_then(|s| s.parse().ok()).unwrap_or(200);
     let shapes: Vec<String> = args
         .get(1)

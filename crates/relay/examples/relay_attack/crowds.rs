@@ -58,10 +58,18 @@ pub(crate) fn flag(args: &[String], name: &str) -> Option<String> {
         .cloned()
 }
 
-/// The numbers before the first `--flag`.
-pub(crate) fn numbers(args: &[String]) -> Vec<u64> {
+/// The arguments before the first `--flag`.
+pub(crate) fn positional(args: &[String]) -> Vec<String> {
     args.iter()
         .take_while(|a| !a.starts_with("--"))
+        .cloned()
+        .collect()
+}
+
+/// The numbers before the first `--flag`.
+pub(crate) fn numbers(args: &[String]) -> Vec<u64> {
+    positional(args)
+        .iter()
         .filter_map(|a| a.parse().ok())
         .collect()
 }
@@ -234,14 +242,20 @@ fn tally(statuses: &[u16]) -> String {
     parts.join(", ")
 }
 
+/// `--url BASE --polar POLAR_URL` among `args`, else [`stored_relay`] (`limited`) served with
+/// the default options in this process.
+fn stored_target(args: &[String], limited: bool) -> Target {
+    Target::of(
+        args,
+        |polar| stored_relay(polar, limited),
+        ServeOptions::default(),
+    )
+}
+
 /// `office [N] [--url BASE --polar POLAR_URL]`.
 pub fn office_table(args: &[String]) {
     let n = numbers(args).first().copied().unwrap_or(40) as usize;
-    let target = Target::of(
-        args,
-        |polar| stored_relay(polar, false),
-        ServeOptions::default(),
-    );
+    let target = stored_target(args, false);
     let keys: Vec<String> = (0..n).map(|i| format!("OFFICE-{i:03}-4A5B6C")).collect();
     for k in &keys {
         target.add_key(k, 3);
@@ -334,11 +348,7 @@ pub fn crowd_table(args: &[String]) {
     let nums = numbers(args);
     let addresses = nums.first().copied().unwrap_or(16).clamp(1, 200) as u8;
     let each = nums.get(1).copied().unwrap_or(16) as usize;
-    let target = Target::of(
-        args,
-        |polar| stored_relay(polar, true),
-        ServeOptions::default(),
-    );
+    let target = stored_target(args, true);
     let key = "CROWD-VICTIM-4A5B6C";
     target.add_key(key, 3);
     let to = target.address();
@@ -460,27 +470,10 @@ fn forge(
     status_in(&raw)
 }
 
-/// A revocation of `license_key_id` as Polar sends it.
-fn revocation(license_key_id: &str) -> String {
-    let at = rig::rfc3339(rig::now());
-    json!({
-        "type": "benefit_grant.revoked",
-        "timestamp": at,
-        "api_version": "2026-10",
-        "data": {"modified_at": at, "customer_id": "c",
-                 "properties": {"license_key_id": license_key_id, "display_key": "****-4A5B6C"}}
-    })
-    .to_string()
-}
-
 /// `hooks [FORGED] [--url BASE --polar POLAR_URL]`.
 pub fn hooks_table(args: &[String]) {
     let forged = numbers(args).first().copied().unwrap_or(15) as usize;
-    let target = Target::of(
-        args,
-        |polar| stored_relay(polar, false),
-        ServeOptions::default(),
-    );
+    let target = stored_target(args, false);
     // A new key each run (a relay at a URL may have heard an earlier run's revocation).
     let key = format!("HOOKS-{:06}-4A5B6C", rig::now() % 1_000_000);
     target.add_key(&key, 3);
@@ -501,7 +494,7 @@ pub fn hooks_table(args: &[String]) {
     let forged_took = t.elapsed();
     // Polar revokes the key and delivers the event, from the same address.
     target.set_status(&key, "revoked");
-    let body = revocation(&lid);
+    let body = rig::revocation(&lid);
     let signed = rig::signed(SECRET, &format!("msg_revoked_{key}"), rig::now(), &body);
     let t = Instant::now();
     let delivered =

@@ -151,11 +151,7 @@ pub fn store_table(args: &[String]) {
         args,
         |polar_url| {
             let backend = Arc::new(MemoryBackend::new(1_000_000));
-            let mut options = StoreOptions::default();
-            options.roster = false;
-            options.budget = 10_000_000;
-            options.reserve = 1_000;
-            options.max_bytes = cap;
+            let options = rig::flood_options(10_000_000, cap);
             let mut config = rig::config(polar_url, "flood-store");
             config.limits = rig::unlimited();
             config.client_ip_header = Some("x-forwarded-for".into());

@@ -528,18 +528,30 @@ pub(crate) fn activation_churned(
     if churn.count == 0 {
         return None;
     }
-    let id = pool_id(organization_id, &key_hash(key));
-    let entry = match store.get(&id) {
-        Ok(entry) => entry?,
+    let pool = stored_pool(store, organization_id, key, |e| {
+        log::debug!(
+            "relay: the churn of {} is not read from its pool ({e})",
+            crate::logged::key(key)
+        );
+    })?;
+    pool.activation_churn(churn, now).err()
+}
+
+/// `key`'s default pool (of `organization_id`) as stored: `None` where it has none, or where
+/// the store failed (said by `failed`).
+fn stored_pool(
+    store: &dyn Backend,
+    organization_id: &str,
+    key: &Key,
+    failed: impl FnOnce(&crate::store::StoreError),
+) -> Option<Pool> {
+    match store.get(&pool_id(organization_id, &key_hash(key))) {
+        Ok(entry) => entry.map(|e| pool_of(Some(&e))),
         Err(e) => {
-            log::debug!(
-                "relay: the churn of {} is not read from its pool ({e})",
-                crate::logged::key(key)
-            );
-            return None;
+            failed(&e);
+            None
         }
-    };
-    pool_of(Some(&entry)).activation_churn(churn, now).err()
+    }
 }
 
 /// The key's ordinary activations as Polar read them by id (`count`, the reconcile's
@@ -587,18 +599,13 @@ pub(crate) fn refuses_activation(
     key: &Key,
     now: i64,
 ) -> Option<RelayResponse> {
-    let id = pool_id(organization_id, &key_hash(key));
-    let entry = match store.get(&id) {
-        Ok(entry) => entry?,
-        Err(e) => {
-            log::warn!(
-                "relay: activate {}: its seats are not read ({e}): Polar's count decides",
-                crate::logged::key(key)
-            );
-            return None;
-        }
-    };
-    let (in_use, activations, limit) = pool_of(Some(&entry)).room_to_activate(now).err()?;
+    let mut pool = stored_pool(store, organization_id, key, |e| {
+        log::warn!(
+            "relay: activate {}: its seats are not read ({e}): Polar's count decides",
+            crate::logged::key(key)
+        );
+    })?;
+    let (in_use, activations, limit) = pool.room_to_activate(now).err()?;
     log::info!(
         "relay: activate {} 403 (activation limit: {in_use} seats held and {activations}          activations of {limit})",
         crate::logged::key(key)

@@ -64,6 +64,11 @@ pub fn budgeted_emulator(budget: u32) -> Emulator {
 /// The emulator with the demo seed, its webhooks scheduled at once (their retry schedule
 /// scaled down) and given 5 s each.
 pub fn webhook_emulator() -> Emulator {
+    webhook_emulator_with(Seed::demo())
+}
+
+/// [`webhook_emulator`] with the seed `seed`.
+pub fn webhook_emulator_with(seed: Seed) -> Emulator {
     let options = Options {
         webhooks: WebhookOptions {
             schedule_scale: 0.0001,
@@ -71,7 +76,7 @@ pub fn webhook_emulator() -> Emulator {
         },
         ..Options::default()
     };
-    Emulator::start(Seed::demo(), options).expect("emulator")
+    Emulator::start(seed, options).expect("emulator")
 }
 
 /// `key` added to `polar`'s seed, with `limit_activations`.
@@ -137,9 +142,15 @@ pub fn deliveries(polar: &Emulator, id: &str) -> Vec<Value> {
 
 /// No per-IP or per-key limit (the store's budget is the test's limit).
 pub fn unlimited() -> Limits {
+    limits(Rate::new(0, 0), Rate::new(0, 0))
+}
+
+/// The per-IP limit `per_ip` and the per-key limit `per_key` (`Rate::new(0, 0)`: none), the
+/// other limits the defaults.
+pub fn limits(per_ip: Rate, per_key: Rate) -> Limits {
     Limits {
-        per_ip: Rate::new(0, 0),
-        per_key: Rate::new(0, 0),
+        per_ip,
+        per_key,
         ..Limits::default()
     }
 }
@@ -381,6 +392,17 @@ impl Relayed {
     }
 }
 
+/// The store's options of a flood against its byte cap `max_bytes`: Polar's budget `budget` a
+/// minute (1,000 of it kept for known keys), no roster (every new key is Polar's to answer).
+pub fn flood_options(budget: u32, max_bytes: u64) -> StoreOptions {
+    let mut options = StoreOptions::default();
+    options.roster = false;
+    options.budget = budget;
+    options.reserve = 1_000;
+    options.max_bytes = max_bytes;
+    options
+}
+
 // ---- Calls over HTTP -------------------------------------------------------------------------
 
 /// An agent that reads every status as an answer, uses no proxy and gives up after a timeout:
@@ -470,6 +492,45 @@ pub fn deliver_at(
         .as_u16()
 }
 
+/// The native client of the demo organization, its server the relay at `base`.
+pub fn client(base: &str, timeout: Duration) -> polar_license::BlockingClient {
+    polar_license::BlockingClient::builder(DEMO_ORGANIZATION_ID)
+        .base_url(base)
+        .timeout(timeout)
+        .build()
+        .expect("a client")
+}
+
+/// The relay's `/healthz` at `base` (`Null` where it did not answer with JSON).
+pub fn health(agent: &ureq::Agent, base: &str) -> Value {
+    agent
+        .get(&format!("{base}/healthz"))
+        .call()
+        .ok()
+        .and_then(|mut r| r.body_mut().read_to_string().ok())
+        .and_then(|b| serde_json::from_str(&b).ok())
+        .unwrap_or_default()
+}
+
+/// A JSON object of distinct keys (`"kN":0`, 6,664 of them in 64 KiB) filling at most `cap`
+/// bytes: a body that costs its parser, not its nesting.
+pub fn distinct_keys(cap: usize) -> String {
+    filled("{", |n| format!("\"k{n}\":0,"), "\"z\":0}", cap - 16)
+}
+
+/// `head`, then `item(0)`, `item(1)`, … while the text is shorter than `until`, then `tail`: a
+/// body filled to its cap (`until` leaving room for the last item and `tail`).
+pub fn filled(head: &str, item: impl Fn(usize) -> String, tail: &str, until: usize) -> String {
+    let mut text = head.to_string();
+    let mut n = 0;
+    while text.len() < until {
+        text.push_str(&item(n));
+        n += 1;
+    }
+    text.push_str(tail);
+    text
+}
+
 // ---- Polar's webhooks ------------------------------------------------------------------------
 
 /// The headers of a delivery of `body` signed with `secret` as Polar signs it (Standard
@@ -493,6 +554,38 @@ pub fn signed_with_key(key: &[u8], id: &str, ts: i64, body: &str) -> Vec<(String
         ("webhook-timestamp".into(), ts.to_string()),
         ("webhook-signature".into(), format!("v1,{sig}")),
     ]
+}
+
+/// An event `kind` about the license key `license_key_id` (shown as `display_key`) of the
+/// customer `customer_id`, as Polar sends it, modified at `at` (unix seconds).
+pub fn key_event(
+    kind: &str,
+    at: i64,
+    customer_id: &str,
+    license_key_id: &str,
+    display_key: &str,
+) -> String {
+    let at = rfc3339(at);
+    json!({
+        "type": kind,
+        "timestamp": at,
+        "api_version": "2026-10",
+        "data": {"modified_at": at, "customer_id": customer_id,
+                 "properties": {"license_key_id": license_key_id, "display_key": display_key}}
+    })
+    .to_string()
+}
+
+/// A revocation (`benefit_grant.revoked`) of the license key `license_key_id` as Polar sends
+/// it, now.
+pub fn revocation(license_key_id: &str) -> String {
+    key_event(
+        "benefit_grant.revoked",
+        now(),
+        "c",
+        license_key_id,
+        "****-4A5B6C",
+    )
 }
 
 /// A `benefit_grant.updated` event that names no key (it changes no stored answer).
@@ -840,12 +933,24 @@ pub fn post_from(
     body: &Value,
 ) -> Option<(u16, Option<String>)> {
     let body = body.to_string();
-    let mut stream = connect_from(runtime, from, to, Duration::from_secs(20))?;
     let request = format!(
         "POST {path} HTTP/1.1\r\nhost: {to}\r\ncontent-type: application/json\r\n\
          content-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
     );
+    send_from(runtime, from, to, &request)
+}
+
+/// `request` (whole, with `connection: close`) sent on a connection of its own from `from` to
+/// `to`, as [`post_from`] sends its: the status and `polar-license-source`, or `None` where the
+/// connection or the answer failed.
+pub fn send_from(
+    runtime: &tokio::runtime::Runtime,
+    from: Ipv4Addr,
+    to: SocketAddr,
+    request: &str,
+) -> Option<(u16, Option<String>)> {
+    let mut stream = connect_from(runtime, from, to, Duration::from_secs(20))?;
     stream.write_all(request.as_bytes()).ok()?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).ok()?;

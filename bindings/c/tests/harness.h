@@ -236,6 +236,11 @@ polar_license_result *validate_activation(polar_license_client *client, const ch
 /* Stops the program unless a call returned POLAR_LICENSE_STATUS_OK. */
 void must(polar_license_status status);
 
+/* polar_license_client_activate of `key` with the activation label `label` (stopping the
+ * program unless the calls return POLAR_LICENSE_STATUS_OK); the result is the caller's to free. */
+polar_license_result *activate_labeled(polar_license_client *client, const char *key,
+                                       const char *label);
+
 /* Activates `key` with a label and returns the activation id (copied into `id`, 64 bytes). */
 void activate_ok(polar_license_client *client, const char *key, char id[64]);
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 from typing import Optional
 
@@ -24,7 +24,7 @@ def clean_env() -> dict[str, str]:
 
 @contextlib.contextmanager
 def relay_serve(polar: Emulator, key_file: Path, *flags: str, token: str = TOKEN,
-                env: Optional[dict[str, str]] = None) -> Iterator[tuple[str, str]]:
+                env: Optional[dict[str, str]] = None) -> Generator[tuple[str, str], None, None]:
     """``relay serve`` in front of ``polar`` with a signing key made at ``key_file``, Polar's
     ``token`` and the extra ``flags`` (and ``env`` added to its environment): its URL and its
     public key (``KID=k4.public.…``)."""

@@ -435,17 +435,10 @@ pub extern "C" fn polar_license_client_deactivate(
         // explicit id needs no cache (when it cannot be opened, it is deactivated online
         // only); the activation it was about is the machine's.
         let deactivated = client.licensing.deactivate_update(key, activation_id);
-        let mut result = match deactivated.answer {
-            Ok(Verdict::Accepted(())) => polar_license_result::success(
-                polar_license_outcome::Done,
-                204,
-                polar_license_source::None,
-            ),
-            Ok(Verdict::Denied(d)) => polar_license_result::denied(&d),
-            Err(e) => polar_license_result::error(&e),
-        };
-        result.default_activation_id(deactivated.activation_id.as_deref());
-        result
+        polar_license_result::deactivated(
+            deactivated.answer,
+            deactivated.activation_id.as_deref(),
+        )
     })
 }
 

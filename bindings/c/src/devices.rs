@@ -6,7 +6,7 @@
 //! `polar_license::portal::ListDevices`), this file only hands its answers to C.
 
 use super::client::polar_license_client;
-use super::enums::{polar_license_outcome, polar_license_reason, polar_license_source};
+use super::enums::polar_license_reason;
 use super::out;
 use super::panic::read;
 use super::result::polar_license_result;
@@ -51,24 +51,6 @@ pub enum polar_license_portal_error {
     CustomerSelectionRequired = 9,
     /// `refused`: another refusal of Polar's (the message has its status and words).
     Refused = 10,
-}
-
-impl super::panic::Boundary for polar_license_portal_error {
-    fn on_panic() -> Self {
-        polar_license_portal_error::Offline
-    }
-    fn on_null() -> Self {
-        polar_license_portal_error::InvalidInput
-    }
-}
-
-impl super::panic::Boundary for usize {
-    fn on_panic() -> Self {
-        0
-    }
-    fn on_null() -> Self {
-        0
-    }
 }
 
 /// One device of a list, as C reads it.
@@ -355,16 +337,7 @@ pub extern "C" fn polar_license_client_free_device(
             );
         }
         let freed = client.licensing().deactivate_update(key, Some(activation_id));
-        let mut result = match freed.answer {
-            Ok(Verdict::Accepted(())) => polar_license_result::success(
-                polar_license_outcome::Done,
-                204,
-                polar_license_source::None,
-            ),
-            Ok(Verdict::Denied(d)) => polar_license_result::denied(&d),
-            Err(e) => polar_license_result::error(&e),
-        };
-        result.default_activation_id(Some(activation_id));
+        let result = polar_license_result::deactivated(freed.answer, Some(activation_id));
         out::give(out_result, result);
         super::enums::polar_license_status::Ok
     }

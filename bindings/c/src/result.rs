@@ -244,6 +244,25 @@ impl polar_license_result {
         r
     }
 
+    /// A deactivation's answer: done (204) or Polar's denial or the error, about
+    /// `activation_id` when the answer names none.
+    pub(crate) fn deactivated(
+        answer: Result<Verdict<()>, Error>,
+        activation_id: Option<&str>,
+    ) -> Self {
+        let mut r = match answer {
+            Ok(Verdict::Accepted(())) => polar_license_result::success(
+                polar_license_outcome::Done,
+                204,
+                polar_license_source::None,
+            ),
+            Ok(Verdict::Denied(d)) => polar_license_result::denied(&d),
+            Err(e) => polar_license_result::error(&e),
+        };
+        r.default_activation_id(activation_id);
+        r
+    }
+
     /// The server said no.
     pub(crate) fn denied(d: &Denial) -> Self {
         let mut r = polar_license_result::new(polar_license_outcome::Denied);

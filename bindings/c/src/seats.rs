@@ -43,15 +43,6 @@ pub enum polar_license_seat_error {
     Offline = 6,
 }
 
-impl super::panic::Boundary for polar_license_seat_error {
-    fn on_panic() -> Self {
-        polar_license_seat_error::Offline
-    }
-    fn on_null() -> Self {
-        polar_license_seat_error::InvalidInput
-    }
-}
-
 /// A seat held through the relay (opaque): made by `polar_license_client_seat_acquire`,
 /// freed by `polar_license_seat_free`. Its state is locked inside: any thread may heartbeat,
 /// release or read it, at the same time as others.

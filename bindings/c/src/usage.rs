@@ -48,15 +48,6 @@ pub enum polar_license_usage_error {
     Offline = 6,
 }
 
-impl super::panic::Boundary for polar_license_usage_error {
-    fn on_panic() -> Self {
-        polar_license_usage_error::Offline
-    }
-    fn on_null() -> Self {
-        polar_license_usage_error::InvalidInput
-    }
-}
-
 /// The answer of a usage report (opaque), freed by `polar_license_usage_result_free`.
 pub struct polar_license_usage_result {
     error: polar_license_usage_error,

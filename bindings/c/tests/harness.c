@@ -668,21 +668,35 @@ void must(polar_license_status status) {
   }
 }
 
-polar_license_result *validate_activation(polar_license_client *client, const char *key,
-                                          const char *activation_id) {
+/* `call` (validate, activate) with a request for `key` that `set` gave `value` (one field),
+ * each call stopping the program unless it returns POLAR_LICENSE_STATUS_OK. */
+static polar_license_result *
+send_with(polar_license_client *client, const char *key,
+          polar_license_status (*set)(polar_license_request *, const char *), const char *value,
+          polar_license_status (*call)(const polar_license_client *,
+                                       const polar_license_request *, polar_license_result **)) {
   polar_license_request *request = new_request(key);
   polar_license_result *result = NULL;
-  must(polar_license_request_set_activation_id(request, activation_id));
-  must(polar_license_client_validate(client, request, &result));
+  must(set(request, value));
+  must(call(client, request, &result));
   polar_license_request_free(request);
   return result;
 }
 
+polar_license_result *validate_activation(polar_license_client *client, const char *key,
+                                          const char *activation_id) {
+  return send_with(client, key, polar_license_request_set_activation_id, activation_id,
+                   polar_license_client_validate);
+}
+
+polar_license_result *activate_labeled(polar_license_client *client, const char *key,
+                                       const char *label) {
+  return send_with(client, key, polar_license_request_set_label, label,
+                   polar_license_client_activate);
+}
+
 void activate_ok(polar_license_client *client, const char *key, char id[64]) {
-  polar_license_request *request = new_request(key);
-  polar_license_result *result = NULL;
-  polar_license_request_set_label(request, "c-test");
-  must(polar_license_client_activate(client, request, &result));
+  polar_license_result *result = activate_labeled(client, key, "c-test");
   if (polar_license_result_outcome(result) != POLAR_LICENSE_OUTCOME_DONE) {
     fprintf(stderr, "activate: %s: %s\n",
             polar_license_reason_code(polar_license_result_reason(result)),
@@ -691,7 +705,6 @@ void activate_ok(polar_license_client *client, const char *key, char id[64]) {
   }
   snprintf(id, 64, "%s", polar_license_result_activation_id(result));
   polar_license_result_free(result);
-  polar_license_request_free(request);
 }
 
 void activated_key(polar_license_client *client, const char *fields, char key[64], char id[64]) {

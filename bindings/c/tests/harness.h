@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "polar_license.h"
@@ -74,6 +75,16 @@ void harness_check_from(const char *file, int line, const polar_license_result *
     const polar_license_result *invalid_ = (result);                                              \
     CHECK_ANSWER(invalid_, POLAR_LICENSE_OUTCOME_ERROR, POLAR_LICENSE_REASON_INVALID_INPUT);      \
     CHECK_STR(polar_license_result_field(invalid_), field);                                       \
+  } while (0)
+
+/* The error of a seat or usage result (`face`: seat, usage), and on a mismatch what the result
+ * said (its message and code). */
+#define CHECK_FACE_ERROR(face, r, want)                                                           \
+  do {                                                                                            \
+    CHECK_INT(polar_license_##face##_result_error(r), want);                                      \
+    if (polar_license_##face##_result_error(r) != (want))                                         \
+      fprintf(stderr, "  the result said: %s (%s)\n", polar_license_##face##_result_message(r),   \
+              polar_license_##face##_result_code(r));                                             \
   } while (0)
 
 /* check() of `key`, then CHECK_ANSWER (EXPECT_CHECK) or CHECK_FROM (EXPECT_CHECK_FROM) of the
@@ -235,6 +246,11 @@ polar_license_result *validate_activation(polar_license_client *client, const ch
 
 /* Stops the program unless a call returned POLAR_LICENSE_STATUS_OK. */
 void must(polar_license_status status);
+
+/* polar_license_client_activate of `key` with the activation label `label` (stopping the
+ * program unless the calls return POLAR_LICENSE_STATUS_OK); the result is the caller's to free. */
+polar_license_result *activate_labeled(polar_license_client *client, const char *key,
+                                       const char *label);
 
 /* Activates `key` with a label and returns the activation id (copied into `id`, 64 bytes). */
 void activate_ok(polar_license_client *client, const char *key, char id[64]);

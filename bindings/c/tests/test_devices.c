@@ -88,6 +88,23 @@ static void expect_portal(polar_license_portal_result *r, polar_license_portal_e
   }
 }
 
+/* polar_license_client_free_device of `id`, then CHECK_ANSWER of its result, which is freed. */
+#define EXPECT_FREED(client, key, id, outcome, reason)                                            \
+  do {                                                                                            \
+    polar_license_result *freed_ = NULL;                                                          \
+    must(polar_license_client_free_device((client), (key), (id), &freed_));                       \
+    CHECK_ANSWER(freed_, (outcome), (reason));                                                    \
+    polar_license_result_free(freed_);                                                            \
+  } while (0)
+
+/* expect_portal of a refusal, its result's reason too; frees the result. */
+static void expect_refusal(polar_license_portal_result *r, polar_license_portal_error error,
+                           const char *code, polar_license_reason reason) {
+  expect_portal(r, error, code);
+  CHECK_INT(polar_license_portal_result_reason(r), reason);
+  polar_license_portal_result_free(r);
+}
+
 static polar_license_portal_result *ask_code(polar_license_client *client, const char *email) {
   polar_license_portal_result *r = NULL;
   must(polar_license_client_request_sign_in_code(client, email, NULL, &r));
@@ -126,16 +143,6 @@ static void sign_in(polar_license_client *client) {
 static polar_license_portal_result *list(polar_license_client *client, const char *key) {
   polar_license_portal_result *r = NULL;
   must(polar_license_client_list_devices(client, key, &r));
-  return r;
-}
-
-static polar_license_result *activate_labeled(polar_license_client *client, const char *key,
-                                              const char *label) {
-  polar_license_request *req = new_request(key);
-  polar_license_result *r = NULL;
-  must(polar_license_request_set_label(req, label));
-  must(polar_license_client_activate(client, req, &r));
-  polar_license_request_free(req);
   return r;
 }
 
@@ -182,17 +189,15 @@ static void sign_in_list_free_another_and_activate_here(void) {
   /* No session yet: typed, nothing sent. */
   CHECK(!polar_license_client_signed_in(here));
   r = list(here, DEMO_KEY);
-  expect_portal(r, POLAR_LICENSE_PORTAL_ERROR_NOT_SIGNED_IN, "not_signed_in");
-  CHECK_INT(polar_license_portal_result_reason(r), POLAR_LICENSE_REASON_INVALID_INPUT);
-  polar_license_portal_result_free(r);
+  expect_refusal(r, POLAR_LICENSE_PORTAL_ERROR_NOT_SIGNED_IN, "not_signed_in",
+                 POLAR_LICENSE_REASON_INVALID_INPUT);
 
   /* A wrong code. */
   r = ask_code(here, EMAIL);
   polar_license_portal_result_free(r);
   r = sign_in_with(here, "ZZZZZ9");
-  expect_portal(r, POLAR_LICENSE_PORTAL_ERROR_CODE_INVALID_OR_EXPIRED, "code_invalid_or_expired");
-  CHECK_INT(polar_license_portal_result_reason(r), POLAR_LICENSE_REASON_NONE);
-  polar_license_portal_result_free(r);
+  expect_refusal(r, POLAR_LICENSE_PORTAL_ERROR_CODE_INVALID_OR_EXPIRED, "code_invalid_or_expired",
+                 POLAR_LICENSE_REASON_NONE);
   CHECK(!polar_license_client_signed_in(here));
 
   /* Signed in: three devices, oldest first, this machine's marked, the limit. */
@@ -249,18 +254,14 @@ static void sign_in_list_free_another_and_activate_here(void) {
   if (i >= 0) CHECK(polar_license_portal_result_device_this_machine(r, (size_t)i));
   polar_license_portal_result_free(r);
   /* The new machine is licensed; freed again, the old one is Polar's not_found. */
-  a = check(fresh, DEMO_KEY);
-  CHECK_ANSWER(a, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
-  polar_license_result_free(a);
-  must(polar_license_client_free_device(fresh, DEMO_KEY, old_id, &a));
-  CHECK_ANSWER(a, POLAR_LICENSE_OUTCOME_DENIED, POLAR_LICENSE_REASON_NOT_FOUND);
-  polar_license_result_free(a);
+  EXPECT_CHECK(fresh, DEMO_KEY, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
+  EXPECT_FREED(fresh, DEMO_KEY, old_id, POLAR_LICENSE_OUTCOME_DENIED,
+               POLAR_LICENSE_REASON_NOT_FOUND);
 
   /* A key that is not the customer's. */
   r = list(fresh, "SOMEONE-ELSES-KEY");
-  expect_portal(r, POLAR_LICENSE_PORTAL_ERROR_KEY_NOT_FOUND, "key_not_found");
-  CHECK_INT(polar_license_portal_result_reason(r), POLAR_LICENSE_REASON_NOT_FOUND);
-  polar_license_portal_result_free(r);
+  expect_refusal(r, POLAR_LICENSE_PORTAL_ERROR_KEY_NOT_FOUND, "key_not_found",
+                 POLAR_LICENSE_REASON_NOT_FOUND);
 
   /* Signed out: the session is gone. */
   polar_license_client_sign_out(fresh);
@@ -281,7 +282,6 @@ static void device_management_off_expired_session_and_bad_input(void) {
   char dir[64], id[64], key[64], body[256];
   polar_license_client *client;
   polar_license_portal_result *r;
-  polar_license_result *a;
 
   private_start(&pid);
   client = client_in(dir);
@@ -300,15 +300,12 @@ static void device_management_off_expired_session_and_bad_input(void) {
   CHECK_INT(polar_license_portal_result_device_count(r), 0);
   polar_license_portal_result_free(r);
   /* Freeing by id still works (the public deactivate needs no session). */
-  must(polar_license_client_free_device(client, key, id, &a));
-  CHECK_ANSWER(a, POLAR_LICENSE_OUTCOME_DONE, POLAR_LICENSE_REASON_NONE);
-  polar_license_result_free(a);
+  EXPECT_FREED(client, key, id, POLAR_LICENSE_OUTCOME_DONE, POLAR_LICENSE_REASON_NONE);
 
   /* Bad input, refused unsent. */
   r = list(client, " padded ");
-  expect_portal(r, POLAR_LICENSE_PORTAL_ERROR_INVALID_INPUT, "invalid_input");
-  CHECK_INT(polar_license_portal_result_reason(r), POLAR_LICENSE_REASON_INVALID_INPUT);
-  polar_license_portal_result_free(r);
+  expect_refusal(r, POLAR_LICENSE_PORTAL_ERROR_INVALID_INPUT, "invalid_input",
+                 POLAR_LICENSE_REASON_INVALID_INPUT);
   r = ask_code(client, "not-an-email");
   expect_portal(r, POLAR_LICENSE_PORTAL_ERROR_INVALID_INPUT, "invalid_input");
   polar_license_portal_result_free(r);

@@ -469,7 +469,6 @@ static void null_arguments_and_results_that_are_not_verdicts(void) {
   char pro[64], dir[64];
   polar_license_client *client;
   polar_license_config *config = NULL;
-  polar_license_request *request;
   polar_license_result *r = NULL, *status = NULL, *activated = NULL;
   polar_license_feature_access *access = (polar_license_feature_access *)&sentinel;
   polar_license_feature_access *untouched = access;
@@ -507,10 +506,7 @@ static void null_arguments_and_results_that_are_not_verdicts(void) {
   CHECK(access == untouched);
 
   /* Activate and status results are not verdicts: the question is refused. */
-  request = new_request(pro);
-  must(polar_license_request_set_label(request, "c-test"));
-  must(polar_license_client_activate(client, request, &activated));
-  polar_license_request_free(request);
+  activated = activate_labeled(client, pro, "c-test");
   CHECK_ANSWER(activated, POLAR_LICENSE_OUTCOME_DONE, POLAR_LICENSE_REASON_NONE);
   CHECK_INT(polar_license_client_has_feature(client, activated, "pro_export", &access), BAD_INPUT);
   CHECK(strstr(polar_license_client_last_error(client), "not a verdict") != NULL);

@@ -27,6 +27,14 @@ static void when(long long at, int day_only, char out[32]) {
 
 /* A client of the emulator with its cache in `dir`, its clock moved by `offset`, every check
  * asking Polar (revalidate 0), for a build released on `released` (NULL: none stated). */
+/* A fresh key whose expires_at is `at` (unix seconds). */
+static void key_expiring(long long at, char key[64]) {
+  char date[32], fields[96];
+  when(at, 0, date);
+  snprintf(fields, sizeof fields, "\"expires_at\":\"%s\"", date);
+  emu_new_key(fields, key);
+}
+
 static polar_license_client *app(const char *dir, int64_t offset, const char *released) {
   polar_license_config *config = demo_config(emu_url(), dir);
   must(polar_license_config_set_grace_policy(config, 0, WEEK, 0));
@@ -41,9 +49,7 @@ static void an_expired_key_licenses_older_builds(void) {
   polar_license_result *r;
   long long now = (long long)time(NULL);
   long long expires = now + DAY;
-  when(expires, 0, past);
-  snprintf(fields, sizeof fields, "\"expires_at\":\"%s\"", past);
-  emu_new_key(fields, key);
+  key_expiring(expires, key);
   temp_dir(dir);
   when(now - 10 * DAY, 1, old_day);
   when(expires + 2 * DAY, 1, new_day);
@@ -93,14 +99,12 @@ static void an_expired_key_licenses_older_builds(void) {
 }
 
 static void a_cached_expiry_passed_offline_falls_back_from_the_cache(void) {
-  char dir[64], key[64], fields[96], at[32], old_day[32];
+  char dir[64], key[64], old_day[32];
   polar_license_client *today, *later, *later_plain, *too_late;
   polar_license_result *r;
   long long now = (long long)time(NULL);
   long long expires = now + DAY;
-  when(expires, 0, at);
-  snprintf(fields, sizeof fields, "\"expires_at\":\"%s\"", at);
-  emu_new_key(fields, key);
+  key_expiring(expires, key);
   temp_dir(dir);
   when(now, 1, old_day);
   today = app(dir, 0, old_day);

@@ -73,7 +73,6 @@ static void activate_remember_and_check_with_no_key(void) {
   char dir[64], key[64], id[64], hidden[64];
   polar_license_client *client;
   polar_license_result *r = NULL;
-  polar_license_request *request;
   long before;
   temp_dir(dir);
   emu_new_key("\"limit_activations\":2", key);
@@ -90,13 +89,10 @@ static void activate_remember_and_check_with_no_key(void) {
   polar_license_client_free(client);
 
   client = client_with(dir, 1, NULL);
-  request = new_request(key);
-  must(polar_license_request_set_label(request, "laptop"));
-  must(polar_license_client_activate(client, request, &r));
+  r = activate_labeled(client, key, "laptop");
   CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_DONE, POLAR_LICENSE_REASON_NONE);
   snprintf(id, sizeof id, "%s", polar_license_result_activation_id(r));
   polar_license_result_free(r);
-  polar_license_request_free(request);
   polar_license_client_free(client);
 
   /* A new launch: the key comes from the cache directory, the verdict from the activation. */

@@ -101,13 +101,7 @@ static polar_license_seat_result *give_back(polar_license_client *client,
   return r;
 }
 
-#define CHECK_SEAT_ERROR(r, want)                                                                 \
-  do {                                                                                            \
-    CHECK_INT(polar_license_seat_result_error(r), want);                                          \
-    if (polar_license_seat_result_error(r) != (want))                                             \
-      fprintf(stderr, "  the result said: %s (%s)\n", polar_license_seat_result_message(r),       \
-              polar_license_seat_result_code(r));                                                 \
-  } while (0)
+#define CHECK_SEAT_ERROR(r, want) CHECK_FACE_ERROR(seat, r, want)
 
 struct heartbeat_job {
   polar_license_client *client;

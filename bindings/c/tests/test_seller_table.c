@@ -489,10 +489,7 @@ static void run_row(const struct row *row) {
     c = app(row, dir, start, offset);
     if (strcmp(s->what, "try_activate") == 0) {
       char g[256];
-      polar_license_request *request = new_request(key);
-      polar_license_request_set_label(request, "This laptop");
-      must(polar_license_client_activate(c, request, &r));
-      polar_license_request_free(request);
+      r = activate_labeled(c, key, "This laptop");
       snprintf(g, sizeof g, "%s",
                polar_license_result_outcome(r) == POLAR_LICENSE_OUTCOME_DONE
                    ? "activated"
@@ -505,10 +502,7 @@ static void run_row(const struct row *row) {
       }
       CHECK_STR(g, s->expected);
     } else if (strcmp(s->what, "activate") == 0) {
-      polar_license_request *request = new_request(key);
-      polar_license_request_set_label(request, "laptop");
-      must(polar_license_client_activate(c, request, &r));
-      polar_license_request_free(request);
+      r = activate_labeled(c, key, "laptop");
       if (polar_license_result_outcome(r) != POLAR_LICENSE_OUTCOME_DONE) {
         fprintf(stderr, "%s: step %d: activate: %s\n", row->id, i,
                 polar_license_reason_code(polar_license_result_reason(r)));

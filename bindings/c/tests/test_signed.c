@@ -612,7 +612,6 @@ static void play_row(char *col[6]) {
   relay rl;
   int64_t offset = 0;
   polar_license_client *client;
-  polar_license_request *request;
   polar_license_result *r = NULL;
   if (strcmp(lease, "other-machine") == 0) {
     /* The real relay binds its lease to the fingerprint the app sends: not staged here. */
@@ -633,12 +632,9 @@ static void play_row(char *col[6]) {
   relay_signing = NULL;
 
   client = app(dir, rl.url, relay_pair, 0);
-  request = new_request(key);
-  must(polar_license_request_set_label(request, "c-test"));
-  must(polar_license_client_activate(client, request, &r));
+  r = activate_labeled(client, key, "c-test");
   row_check(name, "the activation", r, col[2], 1);
   polar_license_result_free(r);
-  polar_license_request_free(request);
   polar_license_client_free(client);
 
   for (step = strtok(col[3], " "); step != NULL; step = strtok(NULL, " ")) {

@@ -39,6 +39,14 @@ static polar_license_client *app(const char *dir, int64_t offset, uint32_t days,
   return client_of(config);
 }
 
+/* CHECKED of `key` through `client`, an answer that is no trial (three checks); freed. */
+#define CHECKED_NO_TRIAL(client, key, outcome, reason)                                            \
+  do {                                                                                            \
+    polar_license_result *no_trial_ = CHECKED((client), (key), (outcome), (reason));              \
+    CHECK_INT(polar_license_result_trial(no_trial_), POLAR_LICENSE_TRIAL_NONE);                   \
+    polar_license_result_free(no_trial_);                                                         \
+  } while (0)
+
 /* The local trial's answer of a client with `days` at `offset`. */
 static polar_license_result *trial_at(const char *dir, int64_t offset, uint32_t days) {
   polar_license_client *c = app(dir, offset, days, NULL);
@@ -164,15 +172,11 @@ static void a_trialing_subscription_is_a_trial_and_a_revoked_key_is_not(void) {
   CHECK_INT(polar_license_result_trial_days_left(r), 6);
   polar_license_result_free(r);
   /* No trial set: the same answer, no trial. */
-  r = CHECKED(plain, key, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
-  CHECK_INT(polar_license_result_trial(r), POLAR_LICENSE_TRIAL_NONE);
-  polar_license_result_free(r);
+  CHECKED_NO_TRIAL(plain, key, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
 
   /* Revoked: denied, no trial. */
   emu_patch_key(key, "{\"status\":\"revoked\"}");
-  r = CHECKED(c, key, POLAR_LICENSE_OUTCOME_DENIED, POLAR_LICENSE_REASON_INACTIVE);
-  CHECK_INT(polar_license_result_trial(r), POLAR_LICENSE_TRIAL_NONE);
-  polar_license_result_free(r);
+  CHECKED_NO_TRIAL(c, key, POLAR_LICENSE_OUTCOME_DENIED, POLAR_LICENSE_REASON_INACTIVE);
   polar_license_client_free(plain);
   client_done(c, dir);
 }
@@ -193,9 +197,7 @@ static void a_named_trial_benefit_is_a_trial_with_the_keys_expiry(void) {
   CHECK_INT(polar_license_result_trial_ends_at(r), expires);
   CHECK_INT(polar_license_result_trial_days_left(r), 10);
   polar_license_result_free(r);
-  r = CHECKED(other, key, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
-  CHECK_INT(polar_license_result_trial(r), POLAR_LICENSE_TRIAL_NONE);
-  polar_license_result_free(r);
+  CHECKED_NO_TRIAL(other, key, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
   polar_license_client_free(other);
   client_done(c, dir);
 }

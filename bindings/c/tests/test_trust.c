@@ -169,14 +169,11 @@ static void a_cache_that_cannot_be_written_is_reported(void) {
 static void an_activation_the_cache_cannot_remember_keeps_its_id(void) {
   char dir[64], key[64], id[64], want[128];
   polar_license_client *client;
-  polar_license_request *request;
   polar_license_result *r = NULL;
   client = cached_client(dir, HOUR, WEEK);
   activated_key(client, "\"limit_activations\":3", key, id);
   block_writes(dir);
-  request = new_request(key);
-  must(polar_license_request_set_label(request, "second"));
-  must(polar_license_client_activate(client, request, &r));
+  r = activate_labeled(client, key, "second");
   CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_ERROR, POLAR_LICENSE_REASON_CACHE_ERROR);
   CHECK(strlen(polar_license_result_activation_id(r)) == 36);
   CHECK(strcmp(polar_license_result_activation_id(r), id) != 0);
@@ -185,7 +182,6 @@ static void an_activation_the_cache_cannot_remember_keeps_its_id(void) {
   CHECK(strstr(polar_license_result_detail(r), want) != NULL);
   CHECK(strstr(polar_license_result_license_json(r), "\"status\":\"granted\"") != NULL);
   polar_license_result_free(r);
-  polar_license_request_free(request);
   client_done(client, dir);
 }
 
@@ -556,13 +552,10 @@ static void an_unreadable_machine_id_is_a_cache_error(void) {
     client = new_client(dir, 0, HOUR, WEEK);
     CHECK_STR(polar_license_client_machine_fingerprint(client), "");
     before = emu_request_count();
-    request = new_request(key);
-    must(polar_license_request_set_label(request, "laptop"));
-    must(polar_license_client_activate(client, request, &r));
+    r = activate_labeled(client, key, "laptop");
     CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_ERROR, POLAR_LICENSE_REASON_CACHE_ERROR);
     CHECK(strstr(polar_license_result_detail(r), why) != NULL);
     polar_license_result_free(r);
-    polar_license_request_free(request);
     r = CHECKED(client, key, POLAR_LICENSE_OUTCOME_ERROR, POLAR_LICENSE_REASON_CACHE_ERROR);
     CHECK(strstr(polar_license_result_detail(r), why) != NULL);
     CHECK(!polar_license_result_is_licensed(r));

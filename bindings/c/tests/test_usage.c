@@ -165,13 +165,7 @@ static polar_license_usage_result *report(polar_license_client *client, const ch
   return r;
 }
 
-#define CHECK_USAGE_ERROR(r, want)                                                                \
-  do {                                                                                            \
-    CHECK_INT(polar_license_usage_result_error(r), want);                                         \
-    if (polar_license_usage_result_error(r) != (want))                                            \
-      fprintf(stderr, "  the result said: %s (%s)\n", polar_license_usage_result_message(r),      \
-              polar_license_usage_result_code(r));                                                \
-  } while (0)
+#define CHECK_USAGE_ERROR(r, want) CHECK_FACE_ERROR(usage, r, want)
 
 static void a_report_once_then_down_to_zero_then_credits_exhausted(void) {
   char cache[64];

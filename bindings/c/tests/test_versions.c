@@ -41,19 +41,15 @@ static void check_grant(const polar_license_result *r) {
 static void member_subscription_and_order_on_every_answer(void) {
   char dir[64], key[64], id[64];
   polar_license_client *client;
-  polar_license_request *request;
   polar_license_result *r = NULL;
   client = cached_client(dir, HOUR, WEEK);
   emu_new_key(EXTRAS, key);
 
-  request = new_request(key);
-  must(polar_license_request_set_label(request, "laptop"));
-  must(polar_license_client_activate(client, request, &r));
+  r = activate_labeled(client, key, "laptop");
   CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_DONE, POLAR_LICENSE_REASON_NONE);
   check_grant(r);
   snprintf(id, sizeof id, "%s", polar_license_result_activation_id(r));
   polar_license_result_free(r);
-  polar_license_request_free(request);
 
   r = validate_activation(client, key, id);
   CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);

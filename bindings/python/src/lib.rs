@@ -42,6 +42,11 @@ fn err(e: &Error) -> Value {
     json!({ "error": error_json(e) })
 }
 
+/// `{"ok": null}` for a step that returns nothing, else its `{"error": …}`.
+fn done(step: Result<(), Error>) -> Value {
+    step.map_or_else(|e| err(&e), |()| ok(Value::Null))
+}
+
 /// `{"error": …}` for one of Polar's denials.
 fn denied(d: &Denial) -> Value {
     json!({ "error": denial_json(d) })
@@ -475,100 +480,6 @@ struct NativeLicensing {
     inner: Licensing,
 }
 
-/// The builder's options, as the Python layer hands them over (already plain values).
-#[allow(clippy::too_many_arguments)]
-fn build(
-    organization_id: String,
-    app_id: Option<String>,
-    base_url: Option<String>,
-    server: Option<String>,
-    cache_dir: Option<String>,
-    grace_period: Option<f64>,
-    revalidate_after: Option<f64>,
-    clock_tolerance: Option<f64>,
-    timeout: Option<f64>,
-    connect_timeout: Option<f64>,
-    relay_keys: Option<String>,
-    released: Option<String>,
-    trial: Option<u32>,
-    trial_benefits: Vec<String>,
-    app_secret: Option<Vec<u8>>,
-    require_activation: bool,
-    machine_binding: Option<String>,
-    bind_machine: bool,
-    remember_keys: bool,
-    entitlements: Option<String>,
-    clock_offset: i64,
-) -> Result<Licensing, Error> {
-    let mut b = Licensing::builder(organization_id);
-    if let Some(server) = server {
-        b = b.server(match server.as_str() {
-            "production" => Server::Production,
-            "sandbox" => Server::Sandbox,
-            _ => return Err(Error::invalid("server", "is production or sandbox")),
-        });
-    }
-    if let Some(url) = base_url {
-        b = b.base_url(url);
-    }
-    if let Some(app_id) = app_id {
-        b = b.app_id(app_id);
-    }
-    if let Some(dir) = cache_dir {
-        if dir.is_empty() {
-            return Err(Error::invalid("cache_dir", "must not be empty"));
-        }
-        b = b.cache_dir(dir);
-    }
-    let mut policy = GracePolicy::default();
-    if let Some(s) = grace_period {
-        policy.grace_period = seconds("grace_period", s)?;
-    }
-    if let Some(s) = revalidate_after {
-        policy.revalidate_after = seconds("revalidate_after", s)?;
-    }
-    if let Some(s) = clock_tolerance {
-        policy.clock_tolerance = seconds("clock_tolerance", s)?;
-    }
-    b = b.policy(policy);
-    if let Some(s) = timeout {
-        b = b.timeout(seconds("timeout", s)?);
-    }
-    if let Some(s) = connect_timeout {
-        b = b.connect_timeout(seconds("connect_timeout", s)?);
-    }
-    if let Some(keys) = relay_keys {
-        b = b.relay_keys(RelayKeys::parse(&keys)?);
-    }
-    if let Some(date) = released {
-        b = b.released(ReleaseDate::parse(&date)?);
-    }
-    if let Some(days) = trial {
-        b = b.trial(TrialDays::new(days)?);
-    }
-    for benefit in trial_benefits {
-        b = b.trial_benefit(benefit);
-    }
-    if let Some(secret) = app_secret {
-        b = b.app_secret(secret);
-    }
-    b = b.require_activation(require_activation);
-    b = b.machine_binding(match (machine_binding, bind_machine) {
-        (Some(id), _) => MachineBinding::Id(id),
-        (None, true) => MachineBinding::Os,
-        (None, false) => MachineBinding::Off,
-    });
-    b = b.remember_keys(remember_keys);
-    if let Some(map) = entitlements {
-        b = b.entitlements(Entitlements::from_json(&map)?);
-    }
-    // For tests only (the seller table's runner): every cache decision's clock, moved.
-    if clock_offset != 0 {
-        b = b.clock(move || system_clock().saturating_add(clock_offset));
-    }
-    b.build()
-}
-
 #[pymethods]
 impl NativeLicensing {
     /// Builds the core's `Licensing`; `(None, {"error": …})` when an option is refused.
@@ -603,30 +514,74 @@ impl NativeLicensing {
         clock_offset: i64,
     ) -> PyResult<(Option<NativeLicensing>, Option<Py<PyAny>>)> {
         // Reads the machine id and may create the cache directory: no GIL meanwhile.
-        let built = py.detach(move || {
-            build(
-                organization_id,
-                app_id,
-                base_url,
-                server,
-                cache_dir,
-                grace_period,
-                revalidate_after,
-                clock_tolerance,
-                timeout,
-                connect_timeout,
-                relay_keys,
-                released,
-                trial,
-                trial_benefits,
-                app_secret,
-                require_activation,
-                machine_binding,
-                bind_machine,
-                remember_keys,
-                entitlements,
-                clock_offset,
-            )
+        let built = py.detach(move || -> Result<Licensing, Error> {
+            let mut b = Licensing::builder(organization_id);
+            if let Some(server) = server {
+                b = b.server(match server.as_str() {
+                    "production" => Server::Production,
+                    "sandbox" => Server::Sandbox,
+                    _ => return Err(Error::invalid("server", "is production or sandbox")),
+                });
+            }
+            if let Some(url) = base_url {
+                b = b.base_url(url);
+            }
+            if let Some(app_id) = app_id {
+                b = b.app_id(app_id);
+            }
+            if let Some(dir) = cache_dir {
+                if dir.is_empty() {
+                    return Err(Error::invalid("cache_dir", "must not be empty"));
+                }
+                b = b.cache_dir(dir);
+            }
+            let mut policy = GracePolicy::default();
+            if let Some(s) = grace_period {
+                policy.grace_period = seconds("grace_period", s)?;
+            }
+            if let Some(s) = revalidate_after {
+                policy.revalidate_after = seconds("revalidate_after", s)?;
+            }
+            if let Some(s) = clock_tolerance {
+                policy.clock_tolerance = seconds("clock_tolerance", s)?;
+            }
+            b = b.policy(policy);
+            if let Some(s) = timeout {
+                b = b.timeout(seconds("timeout", s)?);
+            }
+            if let Some(s) = connect_timeout {
+                b = b.connect_timeout(seconds("connect_timeout", s)?);
+            }
+            if let Some(keys) = relay_keys {
+                b = b.relay_keys(RelayKeys::parse(&keys)?);
+            }
+            if let Some(date) = released {
+                b = b.released(ReleaseDate::parse(&date)?);
+            }
+            if let Some(days) = trial {
+                b = b.trial(TrialDays::new(days)?);
+            }
+            for benefit in trial_benefits {
+                b = b.trial_benefit(benefit);
+            }
+            if let Some(secret) = app_secret {
+                b = b.app_secret(secret);
+            }
+            b = b.require_activation(require_activation);
+            b = b.machine_binding(match (machine_binding, bind_machine) {
+                (Some(id), _) => MachineBinding::Id(id),
+                (None, true) => MachineBinding::Os,
+                (None, false) => MachineBinding::Off,
+            });
+            b = b.remember_keys(remember_keys);
+            if let Some(map) = entitlements {
+                b = b.entitlements(Entitlements::from_json(&map)?);
+            }
+            // For tests only (the seller table's runner): every cache decision's clock, moved.
+            if clock_offset != 0 {
+                b = b.clock(move || system_clock().saturating_add(clock_offset));
+            }
+            b.build()
         });
         Ok(match built {
             Ok(inner) => (Some(NativeLicensing { inner }), None),
@@ -798,11 +753,7 @@ impl NativeLicensing {
 
     /// Remembers `key` (sealed beside the records) for `check()` with no key.
     fn remember_key<'py>(&self, py: Python<'py>, key: String) -> PyResult<Bound<'py, PyAny>> {
-        let value = match py.detach(|| self.inner.remember_key(key)) {
-            Ok(()) => ok(Value::Null),
-            Err(e) => err(&e),
-        };
-        to_py(py, &value)
+        to_py(py, &done(py.detach(|| self.inner.remember_key(key))))
     }
 
     /// The remembered key's display form (`****-4C5B6A`), or `null`.
@@ -816,20 +767,12 @@ impl NativeLicensing {
 
     /// Forgets the remembered key.
     fn forget_key<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let value = match py.detach(|| self.inner.forget_key()) {
-            Ok(()) => ok(Value::Null),
-            Err(e) => err(&e),
-        };
-        to_py(py, &value)
+        to_py(py, &done(py.detach(|| self.inner.forget_key())))
     }
 
     /// Forgets everything cached for `key` (Polar is not told).
     fn forget<'py>(&self, py: Python<'py>, key: String) -> PyResult<Bound<'py, PyAny>> {
-        let value = match py.detach(|| self.inner.forget(key)) {
-            Ok(()) => ok(Value::Null),
-            Err(e) => err(&e),
-        };
-        to_py(py, &value)
+        to_py(py, &done(py.detach(|| self.inner.forget(key))))
     }
 
     /// Asks Polar to email a sign-in code to `email` (`customer_id`: one of several
@@ -874,11 +817,7 @@ impl NativeLicensing {
 
     /// Forgets the remembered session.
     fn sign_out<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let value = match py.detach(|| self.inner.forget_session()) {
-            Ok(()) => ok(Value::Null),
-            Err(e) => err(&e),
-        };
-        to_py(py, &value)
+        to_py(py, &done(py.detach(|| self.inner.forget_session())))
     }
 
     /// The devices of `key` (`None`: the remembered key) through the remembered session.

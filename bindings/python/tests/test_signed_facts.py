@@ -12,22 +12,21 @@ falls back: nothing is signed there (the limit docs/threat-model.md states)."""
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
-import threading
 import time
 from collections.abc import Iterator
 from datetime import date, datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any, Optional
-from urllib.parse import urlsplit
+from typing import Optional
 
 import pytest
 
 from polar_license import CheckReport, Licensing, Reason, Source, Standing
 from polar_license.emulator import DEMO_KEY, Emulator
+
+from loopback_proxy import LoopbackProxy, answer
 
 CLI = os.environ.get("POLAR_LICENSE_CLI", "")
 
@@ -38,15 +37,13 @@ pytestmark = pytest.mark.skipif(
 
 HOUR = 3600
 DAY = 86_400
-HOP = {"content-length", "content-encoding", "transfer-encoding", "connection", "keep-alive",
-       "host", "date", "server"}
 
 
 def rfc3339(t: int) -> str:
     return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class Forger:
+class Forger(LoopbackProxy):
     """The attacker's proxy on loopback in front of the relay at ``upstream``."""
 
     def __init__(self, upstream: str) -> None:
@@ -55,62 +52,32 @@ class Forger:
         self.down = False  # every connection dropped unanswered (offline)
         self.passed = 0  # requests that reached the relay
         self.injected_end: Optional[str] = None
-        forger, target = self, urlsplit(upstream)
+        super().__init__(upstream)
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length") or 0))
-                if forger.down:
-                    self.close_connection = True
-                    self.connection.close()
-                    return
-                validate = self.path.endswith("/validate")
-                if validate and forger.expired:
-                    self.answer(404, {"content-type": "application/json"},
-                                b'{"error":"ResourceNotFound","detail":"License key has expired."}')
-                    return
-                forger.passed += 1
-                conn = http.client.HTTPConnection(target.hostname or "127.0.0.1", target.port,
-                                                  timeout=30)
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP}
-                conn.request("POST", self.path, body=body, headers=headers)
-                got = conn.getresponse()
-                data = got.read()
-                out = {k: v for k, v in got.getheaders() if k.lower() not in HOP}
-                conn.close()
-                if validate and got.status == 200 and forger.inject:
-                    grant = json.loads(data)
-                    grant["subscription"] = {
-                        "id": "7b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d",
-                        "status": "canceled",
-                        "current_period_start": rfc3339(int(time.time()) - 31 * DAY),
-                        "current_period_end": forger.injected_end,
-                        "cancel_at_period_end": True,
-                        "ends_at": forger.injected_end,
-                    }
-                    data = json.dumps(grant).encode()
-                self.answer(got.status, out, data)
-
-            def answer(self, status: int, headers: dict[str, str], data: bytes) -> None:
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    def on_post(self, handler: BaseHTTPRequestHandler, body: bytes) -> None:
+        if self.down:
+            handler.close_connection = True
+            handler.connection.close()
+            return
+        validate = handler.path.endswith("/validate")
+        if validate and self.expired:
+            answer(handler, 404, [("content-type", "application/json")],
+                   b'{"error":"ResourceNotFound","detail":"License key has expired."}')
+            return
+        self.passed += 1
+        status, headers, data = self.pass_on(handler, body)
+        if validate and status == 200 and self.inject:
+            grant = json.loads(data)
+            grant["subscription"] = {
+                "id": "7b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d",
+                "status": "canceled",
+                "current_period_start": rfc3339(int(time.time()) - 31 * DAY),
+                "current_period_end": self.injected_end,
+                "cancel_at_period_end": True,
+                "ends_at": self.injected_end,
+            }
+            data = json.dumps(grant).encode()
+        answer(handler, status, headers, data)
 
 
 @pytest.fixture

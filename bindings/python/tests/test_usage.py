@@ -9,9 +9,7 @@ the relay gone is ``offline`` with the id to send again."""
 from __future__ import annotations
 
 import math
-import os
 import socket
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -30,8 +28,8 @@ from polar_license import (
 )
 from polar_license.emulator import Emulator
 
-CLI = os.environ.get("POLAR_LICENSE_CLI", "")
-TOKEN = "polar_oat_emulator_demo_0123456789abcdef"
+from relay_process import CLI, TOKEN, relay_serve
+
 TOKENS = "4b1d2c3e-5f6a-4b7c-8d9e-0f1a2b3c4d5e"
 CREDIT = "6d3f4e5a-7b8c-4d9e-8f0a-2b3c4d5e6f7a"
 LICENSE = "3a4b5c6d-7e8f-4a1b-8c2d-3e4f5a6b7c8d"
@@ -55,33 +53,14 @@ def seed(organization_id: str) -> dict[str, object]:
     }
 
 
-def clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("POLAR_")}
-
-
 @pytest.fixture
 def metered(tmp_path: Path) -> Iterator[tuple[Emulator, str]]:
     """The emulator with a meter credit, and the URL of the relay recording usage before it."""
     with Emulator(seed(str(uuid.uuid4()))) as polar:
-        key_file = tmp_path / "relay.key"
-        subprocess.run([CLI, "relay", "keygen", "--org", polar.organization_id, "--out",
-                        str(key_file)], env=clean_env(), capture_output=True, text=True,
-                       timeout=60, check=True)
-        serve = subprocess.Popen(
-            [CLI, "--base-url", polar.url, "relay", "serve", "--org", polar.organization_id,
-             "--signing-key", str(key_file), "--access-token", TOKEN, "--port", "0",
-             "--store", "memory", "--per-ip", "0", "--per-key", "0", "--record-usage",
-             "--sign-entitlements", "--refuse-at-zero-credits"],
-            env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        )
-        try:
-            assert serve.stdout is not None
-            first = serve.stdout.readline().strip()
-            assert first.startswith("listening on "), first
-            yield polar, first.removeprefix("listening on ")
-        finally:
-            serve.terminate()
-            serve.wait(timeout=30)
+        with relay_serve(polar, tmp_path / "relay.key", "--store", "memory", "--per-ip", "0",
+                         "--per-key", "0", "--record-usage", "--sign-entitlements",
+                         "--refuse-at-zero-credits") as (relay, _):
+            yield polar, relay
 
 
 def app(polar: Emulator, cache: Path) -> Licensing:
@@ -209,21 +188,9 @@ def test_a_report_the_relays_backlog_holds_is_usage_backlog(tmp_path: Path) -> N
     held_seed["license_keys"] = [
         {"key": HELD_KEY, "customer_id": "6b7c8d9e-0f1a-4b2c-9d3e-4f5a6b7c8d9e"}]
     with Emulator(held_seed) as polar:
-        key_file = tmp_path / "relay.key"
-        subprocess.run([CLI, "relay", "keygen", "--org", polar.organization_id, "--out",
-                        str(key_file)], env=clean_env(), capture_output=True, text=True,
-                       timeout=60, check=True)
-        serve = subprocess.Popen(
-            [CLI, "--base-url", polar.url, "relay", "serve", "--org", polar.organization_id,
-             "--signing-key", str(key_file), "--access-token", NO_EVENTS_TOKEN, "--port", "0",
-             "--store", "memory", "--per-ip", "0", "--per-key", "0", "--record-usage"],
-            env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        )
-        try:
-            assert serve.stdout is not None
-            first = serve.stdout.readline().strip()
-            assert first.startswith("listening on "), first
-            relay = first.removeprefix("listening on ")
+        with relay_serve(polar, tmp_path / "relay.key", "--store", "memory", "--per-ip", "0",
+                         "--per-key", "0", "--record-usage",
+                         token=NO_EVENTS_TOKEN) as (relay, _):
             here = app(polar, tmp_path / "cache")
             for _ in range(100):
                 here.record_usage(METER, 1, relay=relay, key=HELD_KEY)
@@ -233,6 +200,3 @@ def test_a_report_the_relays_backlog_holds_is_usage_backlog(tmp_path: Path) -> N
             assert held.value.code is Reason.RATE_LIMITED  # the alias, as first shipped
             assert held.value.retry_after == 60
             assert held.value.usage_id == "py-held-101"
-        finally:
-            serve.terminate()
-            serve.wait(timeout=30)

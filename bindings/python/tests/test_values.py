@@ -12,27 +12,22 @@ a denied check and on ``validate``'s exception: a pause with its resume date, a 
 from __future__ import annotations
 
 import base64
-import http.client
 import json
-import os
-import subprocess
-import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Optional, TypeVar
-from urllib.parse import urlsplit
 
 import pytest
 
 from polar_license import CheckReport, LicenseDenied, Licensing, Reason, Source, StopKind
 from polar_license.emulator import DEMO_ORGANIZATION_ID, Emulator
 
-CLI = os.environ.get("POLAR_LICENSE_CLI", "")
-TOKEN = "polar_oat_emulator_demo_0123456789abcdef"  # the seed's organization token
+from loopback_proxy import LoopbackProxy, answer
+from relay_process import CLI, TOKEN, relay_serve
 
 pytestmark = pytest.mark.skipif(
     not Path(CLI).is_file(), reason="POLAR_LICENSE_CLI names no polar-license binary"
@@ -50,12 +45,6 @@ EVENTS = ["subscription.updated", "subscription.canceled", "subscription.revoked
           "subscription.paused", "subscription.resumed", "benefit.updated",
           "benefit_grant.created", "benefit_grant.updated", "benefit_grant.revoked",
           "benefit_grant.cycled", "customer.state_changed"]
-HOP = {"content-length", "transfer-encoding", "connection", "keep-alive", "host", "date",
-       "server"}
-
-
-def clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("POLAR_")}
 
 
 def seed() -> dict[str, Any]:
@@ -95,29 +84,12 @@ def seller(tmp_path: Path) -> Iterator[Seller]:
     with Emulator(seed()) as polar:
         endpoint = call(polar, "POST", "/v1/webhooks/endpoints",
                         {"url": "http://127.0.0.1:9/later", "format": "raw", "events": EVENTS})
-        key_file = tmp_path / "signing.key"
-        public = subprocess.run(
-            [CLI, "relay", "keygen", "--org", polar.organization_id, "--out", str(key_file)],
-            env=clean_env(), capture_output=True, text=True, timeout=60, check=True,
-        ).stdout.strip()
-        serve = subprocess.Popen(
-            [CLI, "relay", "serve", "--org", polar.organization_id, "--signing-key",
-             str(key_file), "--base-url", polar.url, "--access-token", TOKEN, "--port", "0",
-             "--store", "memory", "--sign-entitlements", "--per-ip", "0", "--per-key", "0"],
-            env={**clean_env(), "POLAR_WEBHOOK_SECRET": endpoint["secret"]},
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        )
-        try:
-            assert serve.stdout is not None
-            first = serve.stdout.readline().strip()
-            assert first.startswith("listening on "), first
-            url = first.removeprefix("listening on ")
+        with relay_serve(polar, tmp_path / "signing.key", "--store", "memory",
+                         "--sign-entitlements", "--per-ip", "0", "--per-key", "0",
+                         env={"POLAR_WEBHOOK_SECRET": endpoint["secret"]}) as (url, public):
             call(polar, "PATCH", f"/v1/webhooks/endpoints/{endpoint['id']}",
                  {"url": f"{url}/v1/webhooks/polar"})
             yield Seller(polar, url, public)
-        finally:
-            serve.terminate()
-            serve.wait(timeout=30)
 
 
 def app(url: str, cache: Path, public: Optional[str]) -> Licensing:
@@ -196,47 +168,23 @@ def altered(token: str, old: bytes, new: bytes) -> str:
     return ".".join(parts)
 
 
-class Alterer:
+class Alterer(LoopbackProxy):
     """A proxy on loopback in front of the relay that edits every lease's values."""
 
     def __init__(self, upstream: str) -> None:
         self.altering = False  # else every answer passed on as it came
         self.edited = 0
-        proxy, target = self, urlsplit(upstream)
+        super().__init__(upstream)
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length") or 0))
-                conn = http.client.HTTPConnection(target.hostname or "127.0.0.1", target.port,
-                                                  timeout=30)
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP}
-                conn.request("POST", self.path, body=body, headers=headers)
-                got = conn.getresponse()
-                data = got.read()
-                conn.close()
-                self.send_response(got.status)
-                for name, value in got.getheaders():
-                    if name.lower() in HOP:
-                        continue
-                    if name.lower() == "polar-license-lease" and proxy.altering:
-                        value = altered(value, b'"max_upload_size":10', b'"max_upload_size":90')
-                        proxy.edited += 1
-                    self.send_header(name, value)
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+    def on_post(self, handler: BaseHTTPRequestHandler, body: bytes) -> None:
+        status, headers, data = self.pass_on(handler, body)
+        out: list[tuple[str, str]] = []
+        for name, value in headers:
+            if name.lower() == "polar-license-lease" and self.altering:
+                value = altered(value, b'"max_upload_size":10', b'"max_upload_size":90')
+                self.edited += 1
+            out.append((name, value))
+        answer(handler, status, out, data)
 
 
 def test_a_lease_whose_values_were_altered_is_refused(seller: Seller, tmp_path: Path) -> None:

@@ -11,8 +11,7 @@
 //!
 //! Every answer is recorded for the guest package's tests (`answers-values-*.json`).
 
-use ct_codecs::{Base64UrlSafeNoPadding as B64, Decoder, Encoder};
-use polar_license::lease::{SigningKey, LEASE_HEADER};
+use polar_license::lease::SigningKey;
 use polar_license::{GracePolicy, MachineBinding};
 use polar_license_emulator::{
     Emulator, Options as EmulatorOptions, Seed, WebhookOptions, DEMO_TOKEN,
@@ -22,12 +21,10 @@ use polar_license_relay::Running;
 use polar_license_tauri::{EntitlementState, LicenseError, LicenseState, Options};
 use polar_license_testkit::http::json_request;
 use polar_license_testkit::ids::{CUSTOMER, LICENSE, PRO};
-use polar_license_testkit::{customers_key, feature_flag, poll, subscribed_key, ScratchDir};
+use polar_license_testkit::{
+    customers_key, feature_flag, lease_proxy, poll, subscribed_key, ScratchDir,
+};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tauri::test::MockRuntime;
 use tauri::{App, WebviewWindow};
@@ -273,126 +270,14 @@ fn signed_values_are_read_typed_absent_names_are_absent_and_unsigned_mode_needs_
     assert_eq!((role.state.as_str(), role.value), ("unsigned", None));
 }
 
-/// A proxy on loopback between the app and `upstream`: while `altering` is set, it edits the
-/// relay's lease on every answer (`from` replaced by `to`, as long, inside its signed
-/// payload), counting the leases it edited; else it passes every answer on as it came.
-struct Proxy {
-    url: String,
-    altering: Arc<AtomicBool>,
-    edited: Arc<Mutex<u32>>,
-}
-
-fn altering_proxy(upstream: String, from: &'static [u8], to: &'static [u8]) -> Proxy {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("a port");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let edited = Arc::new(Mutex::new(0u32));
-    let altering = Arc::new(AtomicBool::new(false));
-    let (count, on) = (Arc::clone(&edited), Arc::clone(&altering));
-    let upstream = upstream.trim_start_matches("http://").to_string();
-    std::thread::spawn(move || {
-        for client in listener.incoming().flatten() {
-            let upstream = upstream.clone();
-            let (count, on) = (Arc::clone(&count), Arc::clone(&on));
-            std::thread::spawn(move || {
-                let (from, to) = if on.load(Ordering::SeqCst) {
-                    (from, to)
-                } else {
-                    (from, from)
-                };
-                let _ = relay_one(client, &upstream, from, to, &count);
-            });
-        }
-    });
-    Proxy {
-        url,
-        altering,
-        edited,
-    }
-}
-
-/// One HTTP message (head and a `content-length` body) from `r`.
-fn message(r: &mut impl BufRead) -> Option<(String, Vec<u8>)> {
-    let mut head = String::new();
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line).ok()? == 0 {
-            return None;
-        }
-        head.push_str(&line);
-        if line == "\r\n" {
-            break;
-        }
-    }
-    let length = head
-        .lines()
-        .find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("content-length")
-                .then(|| value.trim().parse::<usize>().ok())?
-        })
-        .unwrap_or(0);
-    let mut body = vec![0; length];
-    r.read_exact(&mut body).ok()?;
-    Some((head, body))
-}
-
-fn relay_one(
-    client: TcpStream,
-    upstream: &str,
-    from: &[u8],
-    to: &[u8],
-    edited: &Mutex<u32>,
-) -> Option<()> {
-    let (head, body) = message(&mut BufReader::new(client.try_clone().ok()?))?;
-    // One request per connection, passed on as it came (but closing).
-    let head = head.replacen("\r\n", "\r\nconnection: close\r\n", 1);
-    let mut up = TcpStream::connect(upstream).ok()?;
-    up.write_all(head.as_bytes()).ok()?;
-    up.write_all(&body).ok()?;
-    let (answer, body) = message(&mut BufReader::new(up))?;
-    let mut out = String::new();
-    for line in answer.split_inclusive("\r\n") {
-        match line.split_once(':') {
-            Some((name, value)) if name.eq_ignore_ascii_case(LEASE_HEADER) => {
-                let altered = if from == to {
-                    None
-                } else {
-                    edit(value.trim(), from, to)
-                };
-                if altered.is_some() {
-                    *edited.lock().unwrap_or_else(|e| e.into_inner()) += 1;
-                }
-                let token = altered.unwrap_or_else(|| value.trim().to_string());
-                out.push_str(&format!("{name}: {token}\r\n"));
-            }
-            _ => out.push_str(line),
-        }
-    }
-    let mut client = client;
-    client.write_all(out.as_bytes()).ok()?;
-    client.write_all(&body).ok()
-}
-
-/// `token` (`v4.public.<payload>[.<footer>]`) with `from` replaced by `to` in its payload's
-/// claims; `None` when they are not there.
-fn edit(token: &str, from: &[u8], to: &[u8]) -> Option<String> {
-    let parts: Vec<&str> = token.split('.').collect();
-    let mut payload = B64::decode_to_vec(parts.get(2)?, None).ok()?;
-    let at = payload.windows(from.len()).position(|w| w == from)?;
-    payload[at..at + to.len()].copy_from_slice(to);
-    let mut parts: Vec<String> = parts.iter().map(|p| p.to_string()).collect();
-    parts[2] = B64::encode_to_string(&payload).ok()?;
-    Some(parts.join("."))
-}
-
 #[test]
 fn a_lease_whose_values_were_altered_is_refused_and_no_altered_value_is_read() {
     let seller = seller();
     // The relay reads the customer's values first (through an honest app).
     let honest = App2::new("honest", &seller.relay.url(), Some(&seller.keys));
     let _ = until_values(&honest, KEY);
-    let proxy = altering_proxy(
-        seller.relay.url(),
+    let proxy = lease_proxy::proxy(
+        &seller.relay.url(),
         b"\"max_upload_size\":10",
         b"\"max_upload_size\":90",
     );
@@ -404,7 +289,7 @@ fn a_lease_whose_values_were_altered_is_refused_and_no_altered_value_is_read() {
         cached.entitlement(KEY, "max_upload_size").value,
         Some(json!(10))
     );
-    proxy.altering.store(true, Ordering::SeqCst);
+    proxy.set(lease_proxy::ALTER);
     // Altered: not Polar's answer (`protocol_error`); the app holding an earlier grant
     // licenses from its cache, with the values of the lease it verified then.
     let state = cached.check(KEY);
@@ -434,10 +319,7 @@ fn a_lease_whose_values_were_altered_is_refused_and_no_altered_value_is_read() {
         assert_ne!(got.value, Some(json!(90)), "the altered value was read");
         assert_eq!((got.state.as_str(), got.value), ("not_licensed", None));
     }
-    assert!(
-        *proxy.edited.lock().unwrap_or_else(|e| e.into_inner()) >= 4,
-        "the proxy altered the leases"
-    );
+    assert!(proxy.edited() >= 4, "the proxy altered the leases");
 }
 
 /// Polar's lifecycle control route of the emulator for `key`.

@@ -83,33 +83,18 @@ pub fn usage_relay_pair() -> &'static str {
 /// Moves the clock of the emulator at `base` to `offset` seconds from the wall clock
 /// (`POST /__emulator/clock`).
 pub async fn set_clock(base: &str, offset: i64) {
-    send(
-        Request::post(&format!("{base}/__emulator/clock")),
-        json!({ "offset_seconds": offset }),
-        204,
-    )
-    .await;
+    control(base, "clock", json!({ "offset_seconds": offset }), 204).await;
 }
 
 /// Turns Polar's per-address rate limits on or off at the emulator at `base`, every window and
 /// block forgotten (`POST /__emulator/rate-limit`).
 pub async fn set_rate_limit(base: &str, enabled: bool) {
-    send(
-        Request::post(&format!("{base}/__emulator/rate-limit")),
-        json!({ "enabled": enabled }),
-        204,
-    )
-    .await;
+    control(base, "rate-limit", json!({ "enabled": enabled }), 204).await;
 }
 
 /// Sets the fault of the emulator at `base` (`null` clears it).
 pub async fn set_fault_at(base: &str, fault: Value) {
-    send(
-        Request::post(&format!("{base}/__emulator/fault")),
-        fault,
-        204,
-    )
-    .await;
+    control(base, "fault", fault, 204).await;
 }
 
 /// `fetch` with `Polar-Version: <api>` on every request, so one running emulator answers in
@@ -187,7 +172,7 @@ pub async fn new_key(base: &str, prefix: &str, fields: Value) -> String {
     if let (Some(b), Some(f)) = (body.as_object_mut(), fields.as_object()) {
         b.extend(f.clone());
     }
-    send(Request::post(&format!("{base}/__emulator/keys")), body, 201).await;
+    control(base, "keys", body, 201).await;
     key
 }
 
@@ -204,12 +189,7 @@ pub async fn patch_key(base: &str, key: &str, update: Value) {
 /// Rotates `key` at the emulator at `base` (`POST /__emulator/keys/{key}/rotate`: what Polar's
 /// rotate does, the record id, limits and activations kept, the old string `404` at once).
 pub async fn rotate_key(base: &str, key: &str) {
-    send(
-        Request::post(&format!("{base}/__emulator/keys/{key}/rotate")),
-        json!({}),
-        200,
-    )
-    .await;
+    control(base, &format!("keys/{key}/rotate"), json!({}), 200).await;
 }
 
 /// Sets the fault of the emulator at [`faulty`] (`null` clears it).
@@ -225,6 +205,17 @@ pub async fn requests(base: &str) -> u64 {
         .unwrap();
     let body: Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
     body["count"].as_u64().unwrap()
+}
+
+/// POSTs `body` to the control route `/__emulator/<route>` of the emulator at `base`, which
+/// must answer `status`.
+async fn control(base: &str, route: &str, body: Value, status: u16) {
+    send(
+        Request::post(&format!("{base}/__emulator/{route}")),
+        body,
+        status,
+    )
+    .await;
 }
 
 /// Sends `body` as JSON and asserts the emulator answered `status`.

@@ -224,6 +224,18 @@ fn max_upload_size(result: *const polar_license_result) -> Option<i64> {
         .then_some(int)
 }
 
+/// `client`'s check answered from its cache, with the value of the lease it verified.
+#[track_caller]
+fn cached_values(client: &super::Client) {
+    let result = check(client);
+    assert_eq!(
+        polar_license_result_source(result),
+        polar_license_source::Cache
+    );
+    assert_eq!(max_upload_size(result), Some(10));
+    polar_license_result_free(result);
+}
+
 /// Issue #68: the signed lease with values verifies offline (the relay unreachable, the lease
 /// kept in the cache licenses with its values), and a lease whose values were altered on the
 /// way (`10` made `90` inside its signed payload) is refused, no altered value read.
@@ -255,13 +267,7 @@ fn the_signed_lease_verifies_offline_and_a_lease_with_altered_values_is_refused(
 
     // Offline: the cached lease verifies with the relay's public key alone.
     proxy.set(DOWN);
-    let result = check(&app);
-    assert_eq!(
-        polar_license_result_source(result),
-        polar_license_source::Cache
-    );
-    assert_eq!(max_upload_size(result), Some(10));
-    polar_license_result_free(result);
+    cached_values(&app);
 
     // Altered: a client with nothing cached is refused (not the relay's answer), no value.
     proxy.set(ALTER);
@@ -283,12 +289,6 @@ fn the_signed_lease_verifies_offline_and_a_lease_with_altered_values_is_refused(
         polar_license_result_free(result);
     }
     // The client holding the earlier lease: from its cache, the values it verified then.
-    let result = check(&app);
-    assert_eq!(
-        polar_license_result_source(result),
-        polar_license_source::Cache
-    );
-    assert_eq!(max_upload_size(result), Some(10));
-    polar_license_result_free(result);
+    cached_values(&app);
     assert!(proxy.edited() >= 3, "the proxy altered the leases");
 }

@@ -45,7 +45,17 @@ pub struct Ctx<'a, L = ValidatedLicenseKey> {
     pub clock: Option<&'a dyn Fn() -> i64>,
 }
 
-impl<L> Ctx<'_, L> {
+impl<'a, L> Ctx<'a, L> {
+    /// What signed mode holds an online answer with: the relay keys, the policy (its clock
+    /// tolerance) and the Ed25519 verification.
+    pub(crate) fn signing(&self) -> held::Signing<'a> {
+        held::Signing {
+            keys: self.relay_keys,
+            policy: self.policy,
+            ed25519: self.ed25519,
+        }
+    }
+
     /// Signed mode: a fresh nonce for one online request ([`lease::NONCE_HEADER`]), when the
     /// face has randomness for one. Unsigned mode sends none.
     pub fn nonce(&self) -> Option<String> {

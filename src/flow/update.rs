@@ -768,11 +768,7 @@ impl<L: License> Update<L> {
     /// Polar's response read.
     fn answered(&mut self, ctx: &Ctx<'_, L>, response: Result<HttpResponse, Error>) -> Phase {
         let org = ctx.api.organization_id();
-        let signing = held::Signing {
-            keys: ctx.relay_keys,
-            policy: ctx.policy,
-            ed25519: ctx.ed25519,
-        };
+        let signing = ctx.signing();
         let now = self.now;
         let token = |r: &HttpResponse| r.single(LEASE_HEADER).map(str::to_string);
         match &mut self.op {

@@ -12,7 +12,7 @@ use crate::grace::{GoodVerdict, LeaseGate, LeaseWindow};
 use crate::key::Key;
 use crate::lease::{self, LeaseExpect, RelayKeys};
 use crate::metadata::{MetaValue, Metadata};
-use crate::proto::{ActivateRequest, Stamp};
+use crate::proto::{ActivateRequest, Stamp, ValidateRequest};
 use crate::reason::Reason;
 use crate::slot::Opened;
 
@@ -160,6 +160,25 @@ pub struct Granted<'a> {
     /// The nonce the request carried ([`lease::NONCE_HEADER`]), when it carried one: the
     /// lease must carry the same (contract §5, freshness).
     pub nonce: Option<&'a str>,
+}
+
+impl<'a> Granted<'a> {
+    /// A validate's grant: `key` of `organization_id` validated as `req` asks (its activation
+    /// and conditions), with the request's `nonce`.
+    pub fn validate(
+        organization_id: &'a str,
+        key: &'a Key,
+        req: &'a ValidateRequest,
+        nonce: Option<&'a str>,
+    ) -> Granted<'a> {
+        Granted {
+            organization_id,
+            key,
+            activation_id: req.activation_id.as_deref(),
+            conditions: &req.conditions,
+            nonce,
+        }
+    }
 }
 
 /// A lease that verified for an online grant, with the question it answered.

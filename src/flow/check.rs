@@ -962,13 +962,7 @@ impl<L: Validated> Check<L> {
                 (asking.expect(org), granted, asking.now)
             }
             State::Unusable(_, req) => {
-                let granted = Granted {
-                    organization_id: org,
-                    key: &self.key,
-                    activation_id: req.activation_id.as_deref(),
-                    conditions: &req.conditions,
-                    nonce: self.nonce.as_deref(),
-                };
+                let granted = Granted::validate(org, &self.key, req, self.nonce.as_deref());
                 (Expect::validate(org, req, self.now), granted, self.now)
             }
             _ => return None,
@@ -1185,15 +1179,7 @@ fn hold<L: LicenseData>(
 }
 
 impl<L: Validated> Machine<L> for Check<L> {
-    fn want(&self) -> Want<'_> {
-        Check::want(self)
-    }
-    fn give(&mut self, ctx: &Ctx<'_, L>, given: Given) {
-        Check::give(self, ctx, given);
-    }
-    fn key(&self) -> &Key {
-        Check::key(self)
-    }
+    super::step::by_own_methods!(Check);
     fn heard(&self) -> Option<super::Heard<'_>> {
         self.online()
             .map(|answer| super::step::heard("validate", answer))

@@ -773,13 +773,7 @@ impl<L: License> Update<L> {
         match &mut self.op {
             Op::Validate { req, online } => {
                 let expect = Expect::validate(org, req, now);
-                let granted = Granted {
-                    organization_id: org,
-                    key: &self.key,
-                    activation_id: req.activation_id.as_deref(),
-                    conditions: &req.conditions,
-                    nonce: self.nonce.as_deref(),
-                };
+                let granted = Granted::validate(org, &self.key, req, self.nonce.as_deref());
                 let read = read_answer(signing, response, &granted, now, |r| {
                     L::validate_answer(r, expect.as_ref())
                 });
@@ -1049,15 +1043,7 @@ fn fresh<T, L: License>(
 }
 
 impl<L: License> Machine<L> for Update<L> {
-    fn want(&self) -> Want<'_> {
-        Update::want(self)
-    }
-    fn give(&mut self, ctx: &Ctx<'_, L>, given: Given) {
-        Update::give(self, ctx, given);
-    }
-    fn key(&self) -> &Key {
-        Update::key(self)
-    }
+    super::step::by_own_methods!(Update);
     fn heard(&self) -> Option<super::Heard<'_>> {
         self.heard()
     }

@@ -8,7 +8,7 @@ use crate::key::Key;
 use crate::lease::{self, RelayKeys};
 use crate::model::ValidatedLicenseKey;
 use crate::proto::Api;
-use crate::slot::{open_with_clock, Opened, Slot};
+use crate::slot::{open, Opened, Slot};
 use std::sync::Arc;
 
 /// What a machine is given besides its inputs: the client's options and memos, fixed when the
@@ -98,14 +98,14 @@ pub fn open_slot<L: LicenseData>(
         return opened;
     }
     let org = ctx.api.organization_id();
-    let mut opened = open_with_clock(
+    let mut opened = open(
         stored.record.as_deref(),
         stored.ledger.as_deref(),
-        stored.clock.as_deref(),
         slot,
         org,
         key,
-    );
+    )
+    .with_clock(stored.clock.as_deref(), slot);
     held::gate_lease(
         &mut opened,
         ctx.relay_keys,

@@ -813,12 +813,12 @@ mod tests {
             assert_eq!(store.load("s")?, Some(b"two".to_vec()));
             let secret = store.install_secret()?;
             assert_eq!(secret.len(), INSTALL_SECRET_LEN);
-            assert_eq!(FileStore::new(&dir).install_secret()?, secret);
+            assert_eq!(FileStore::new(dir).install_secret()?, secret);
             #[cfg(unix)]
             {
                 use std::os::unix::fs::PermissionsExt;
                 let mode = |p: &Path| fs::metadata(p).map(|m| m.permissions().mode() & 0o777).ok();
-                assert_eq!(mode(&dir), Some(0o700));
+                assert_eq!(mode(dir), Some(0o700));
                 assert_eq!(mode(&store.record_path("s")), Some(0o600));
                 assert_eq!(mode(&dir.join(INSTALL_SECRET_FILE)), Some(0o600));
             }
@@ -836,7 +836,7 @@ mod tests {
             store.save("s", b"two")?;
             store.save_revertible("s", b"three")?;
             assert_eq!(store.load("s")?, Some(b"three".to_vec()));
-            assert_eq!(FileStore::new(&dir).load("s")?, Some(b"three".to_vec()));
+            assert_eq!(FileStore::new(dir).load("s")?, Some(b"three".to_vec()));
             #[cfg(unix)]
             {
                 use std::os::unix::fs::PermissionsExt;
@@ -845,7 +845,7 @@ mod tests {
                 assert_eq!(mode.ok(), Some(0o600));
             }
             // No temp file left behind, and a bad slot name is refused as by save.
-            let names: Vec<String> = fs::read_dir(&dir)
+            let names: Vec<String> = fs::read_dir(dir)
                 .map_err(|e| cache_err("r", e))?
                 .flatten()
                 .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -876,7 +876,7 @@ mod tests {
                 .map_err(|e| cache_err("t", e))?;
             assert_eq!(store.load("s")?, Some(b"two".to_vec()));
             // Replaced by another store (a rename), then removed.
-            FileStore::new(&dir).save("s", b"six")?;
+            FileStore::new(dir).save("s", b"six")?;
             assert_eq!(store.load("s")?, Some(b"six".to_vec()));
             fs::remove_file(&path).map_err(|e| cache_err("r", e))?;
             assert_eq!(store.load("s")?, None);
@@ -901,7 +901,7 @@ mod tests {
         with_store("race", |dir, _| {
             let secrets: Vec<Vec<u8>> = std::thread::scope(|s| {
                 let handles: Vec<_> = (0..8)
-                    .map(|_| s.spawn(|| FileStore::new(&dir).install_secret()))
+                    .map(|_| s.spawn(|| FileStore::new(dir).install_secret()))
                     .collect();
                 handles
                     .into_iter()

@@ -254,59 +254,63 @@ fn record_body<L: LicenseData>(r: &Record<L>) -> String {
     j.key("origin").str(&r.origin);
     j.key("organization_id").str(&r.organization_id);
     j.key("display_key").str(&r.display_key);
-    j.key("good");
-    match &r.good {
-        Some(g) => {
-            j.raw("{");
-            j.key("license");
-            g.license.write(&mut j);
-            j.key("activation_id").opt_str(g.activation_id.as_deref());
-            j.key("benefit_id").opt_str(g.benefit_id.as_deref());
-            j.key("customer_id").opt_str(g.customer_id.as_deref());
-            j.key("conditions").meta(&g.conditions);
-            j.key("verified_at").int(g.verified_at);
-            j.key("server_date").opt_int(g.server_date);
-            // Written only when there is one: a record without a lease keeps its bytes.
-            if let Some(lease) = &g.lease {
-                j.key("lease").str(lease);
-            }
-            j.raw("}");
-        }
-        None => {
-            j.null();
-        }
-    }
+    opt_member(&mut j, "good", r.good.as_ref(), write_good);
     j.key("latest_seen").int(r.latest_seen);
     j.key("stalled").uint(u64::from(r.stalled));
     j.key("seq").uint(r.seq);
-    j.key("denied");
-    match &r.denied {
-        Some(d) => {
-            j.raw("{");
-            j.key("reason").str(d.reason.code());
-            j.key("detail").str(&d.detail);
-            j.key("status").uint(u64::from(d.status));
-            j.key("remaining_usages").opt_int(d.remaining_usages);
-            j.key("at").int(d.at);
-            if let Some(token) = &d.signed {
-                j.key("signed").str(token);
-            }
-            j.raw("}");
-        }
-        None => {
-            j.null();
-        }
-    }
+    opt_member(&mut j, "denied", r.denied.as_ref(), write_denied);
     j.key("blocked_until").opt_int(r.blocked_until);
-    j.key("activation");
-    match &r.activation {
-        Some(a) => write_activation(&mut j, a),
-        None => {
-            j.null();
-        }
-    }
+    opt_member(
+        &mut j,
+        "activation",
+        r.activation.as_ref(),
+        write_activation,
+    );
     j.raw("}");
     j.done()
+}
+
+/// The member `name`: `value` written by `write`, or `null` when there is none.
+fn opt_member<T>(j: &mut JsonOut, name: &str, value: Option<&T>, write: fn(&mut JsonOut, &T)) {
+    j.key(name);
+    match value {
+        Some(v) => write(j, v),
+        None => {
+            j.null();
+        }
+    }
+}
+
+/// A record's last good verdict.
+fn write_good<L: LicenseData>(j: &mut JsonOut, g: &GoodVerdict<L>) {
+    j.raw("{");
+    j.key("license");
+    g.license.write(j);
+    j.key("activation_id").opt_str(g.activation_id.as_deref());
+    j.key("benefit_id").opt_str(g.benefit_id.as_deref());
+    j.key("customer_id").opt_str(g.customer_id.as_deref());
+    j.key("conditions").meta(&g.conditions);
+    j.key("verified_at").int(g.verified_at);
+    j.key("server_date").opt_int(g.server_date);
+    // Written only when there is one: a record without a lease keeps its bytes.
+    if let Some(lease) = &g.lease {
+        j.key("lease").str(lease);
+    }
+    j.raw("}");
+}
+
+/// A record's remembered denial.
+fn write_denied(j: &mut JsonOut, d: &DenialMark) {
+    j.raw("{");
+    j.key("reason").str(d.reason.code());
+    j.key("detail").str(&d.detail);
+    j.key("status").uint(u64::from(d.status));
+    j.key("remaining_usages").opt_int(d.remaining_usages);
+    j.key("at").int(d.at);
+    if let Some(token) = &d.signed {
+        j.key("signed").str(token);
+    }
+    j.raw("}");
 }
 
 /// A remembered activation as records keep it (and the npm package's `status` shows it).

@@ -87,7 +87,7 @@ pub fn parse_u64(s: &str) -> Option<u64> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
 
     #[test]
     fn durations_read_in_days_and_hours() {
@@ -105,48 +105,58 @@ mod tests {
 
     use super::{digits, duration_words, parse_u64};
 
+    /// Texts to hold a number reader to `FromStr` with: `fixed`, then each of `numbers`
+    /// written in each of `forms` (`{}` where the number goes), in that order.
+    pub(crate) fn number_texts<N: std::fmt::Display>(
+        fixed: &[&str],
+        numbers: &[N],
+        forms: &[&str],
+    ) -> Vec<String> {
+        let mut texts: Vec<String> = fixed.iter().map(|s| s.to_string()).collect();
+        for n in numbers {
+            let n = n.to_string();
+            texts.extend(forms.iter().map(|form| form.replace("{}", &n)));
+        }
+        texts
+    }
+
     #[test]
     fn parse_u64_reads_as_from_str_reads() {
-        let mut texts: Vec<String> = [
-            "",
-            "+",
-            "-",
-            "-0",
-            "+0",
-            "++1",
-            "+-1",
-            "0",
-            "007",
-            " 1",
-            "1 ",
-            "1a",
-            "a1",
-            "٣",
-            "1_000",
-            "18446744073709551615",
-            "18446744073709551616",
-            "99999999999999999999",
-            "+18446744073709551615",
-            "00000000000000000000000000001",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        for n in [
-            0u64,
-            1,
-            9,
-            10,
-            4_294_967_295,
-            4_294_967_296,
-            u64::MAX / 10,
-            u64::MAX,
-        ] {
-            texts.push(n.to_string());
-            texts.push(format!("+{n}"));
-            texts.push(format!("{n}0"));
-            texts.push(format!("-{n}"));
-        }
+        let texts = number_texts(
+            &[
+                "",
+                "+",
+                "-",
+                "-0",
+                "+0",
+                "++1",
+                "+-1",
+                "0",
+                "007",
+                " 1",
+                "1 ",
+                "1a",
+                "a1",
+                "٣",
+                "1_000",
+                "18446744073709551615",
+                "18446744073709551616",
+                "99999999999999999999",
+                "+18446744073709551615",
+                "00000000000000000000000000001",
+            ],
+            &[
+                0u64,
+                1,
+                9,
+                10,
+                4_294_967_295,
+                4_294_967_296,
+                u64::MAX / 10,
+                u64::MAX,
+            ],
+            &["{}", "+{}", "{}0", "-{}"],
+        );
         for t in &texts {
             assert_eq!(parse_u64(t), t.parse::<u64>().ok(), "{t:?}");
         }

@@ -12,7 +12,7 @@ use crate::grace::{GoodVerdict, LeaseGate, LeaseWindow};
 use crate::key::Key;
 use crate::lease::{self, LeaseExpect, RelayKeys};
 use crate::metadata::{MetaValue, Metadata};
-use crate::proto::{ActivateRequest, Stamp};
+use crate::proto::{ActivateRequest, Stamp, ValidateRequest};
 use crate::reason::Reason;
 use crate::slot::Opened;
 
@@ -162,6 +162,25 @@ pub struct Granted<'a> {
     pub nonce: Option<&'a str>,
 }
 
+impl<'a> Granted<'a> {
+    /// A validate's grant: `key` of `organization_id` validated as `req` asks (its activation
+    /// and conditions), with the request's `nonce`.
+    pub fn validate(
+        organization_id: &'a str,
+        key: &'a Key,
+        req: &'a ValidateRequest,
+        nonce: Option<&'a str>,
+    ) -> Granted<'a> {
+        Granted {
+            organization_id,
+            key,
+            activation_id: req.activation_id.as_deref(),
+            conditions: &req.conditions,
+            nonce,
+        }
+    }
+}
+
 /// A lease that verified for an online grant, with the question it answered.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HeldLease {
@@ -214,14 +233,17 @@ fn older(at: i64, iat: i64, what: &str) -> Error {
 /// (`Ok(None)` in unsigned mode, where the lease, if any, is not read); a grant without one is
 /// `protocol_error` (not a verdict: the cache's own lease may still answer).
 pub fn hold_lease<L: LicenseData>(
-    keys: &RelayKeys,
+    signing: Signing<'_>,
     granted: &Granted<'_>,
     license: &L,
     token: Option<&str>,
     now: i64,
-    policy: &GracePolicy,
-    ed25519: &dyn lease::Ed25519,
 ) -> Result<Option<HeldLease>, Error> {
+    let Signing {
+        keys,
+        policy,
+        ed25519,
+    } = signing;
     if keys.is_empty() {
         return Ok(None);
     }
@@ -283,14 +305,17 @@ pub fn hold_lease<L: LicenseData>(
 /// answer, and is not dated ahead of the clock. `None` otherwise (and in unsigned mode, and
 /// for a request sent without a nonce): such a denial still denies, and widens nothing.
 pub fn held_denial<L>(
-    keys: &RelayKeys,
+    signing: Signing<'_>,
     online: &Result<(Verdict<L>, Stamp), Error>,
     token: Option<&str>,
     granted: &Granted<'_>,
     now: i64,
-    policy: &GracePolicy,
-    ed25519: &dyn lease::Ed25519,
 ) -> Option<(String, lease::SignedDenial)> {
+    let Signing {
+        keys,
+        policy,
+        ed25519,
+    } = signing;
     let Ok((Verdict::Denied(denial), _)) = online else {
         return None;
     };
@@ -341,13 +366,8 @@ pub fn stopped_of<L>(
     granted: &Granted<'_>,
     now: i64,
 ) -> Result<(Verdict<L>, Stamp), Error> {
-    let Signing {
-        keys,
-        policy,
-        ed25519,
-    } = signing;
-    let signed = held_denial(keys, &online, token, granted, now, policy, ed25519);
-    with_stopped(online, header, keys, &signed)
+    let signed = held_denial(signing, &online, token, granted, now);
+    with_stopped(online, header, signing.keys, &signed)
 }
 
 /// Signed mode: the record a check writes, its denial carrying the relay's signed denial of
@@ -419,35 +439,26 @@ pub fn fresh_grant<T, L: LicenseData>(
     }
 }
 
-/// [`hold_lease`] for an activation Polar just made: the same answer, except that a grant
-/// without a lease that verifies names the activation. It took one of the license's slots on
-/// Polar, and the client remembers nothing of it (an unsigned grant is no verdict in signed
-/// mode), so the error is the only place its id survives: deactivate it to free the slot.
-pub fn hold_activation_lease<L: LicenseData>(
-    keys: &RelayKeys,
-    granted: &Granted<'_>,
-    license: &L,
-    token: Option<&str>,
-    now: i64,
-    policy: &GracePolicy,
-    ed25519: &dyn lease::Ed25519,
-) -> Result<Option<HeldLease>, Error> {
-    hold_lease(keys, granted, license, token, now, policy, ed25519).map_err(|e| {
-        match (e, granted.activation_id) {
-            (Error::Protocol { status, detail }, Some(id)) => Error::Protocol {
-                status,
-                detail: [
-                    &detail,
-                    "; Polar activated this key as ",
-                    id,
-                    ", which takes one of its activation slots: free it by deactivating ",
-                    id,
-                ]
-                .concat(),
-            },
-            (e, _) => e,
-        }
-    })
+/// [`hold_lease`]'s refusal of a grant for the activation `id` Polar just made, naming it. It
+/// took one of the license's slots on Polar, and the client remembers nothing of it (an
+/// unsigned grant is no verdict in signed mode), so the error is the only place its id
+/// survives: deactivate it to free the slot.
+#[cold]
+fn activation_named(e: Error, id: &str) -> Error {
+    match e {
+        Error::Protocol { status, detail } => Error::Protocol {
+            status,
+            detail: [
+                &detail,
+                "; Polar activated this key as ",
+                id,
+                ", which takes one of its activation slots: free it by deactivating ",
+                id,
+            ]
+            .concat(),
+        },
+        e => e,
+    }
 }
 
 /// An online answer, its stamp, and the relay's lease header when there was one.
@@ -476,33 +487,13 @@ pub fn held<L: LicenseData>(
     granted: &Granted<'_>,
     now: i64,
 ) -> Held<L> {
-    let Signing {
-        keys,
-        policy,
-        ed25519,
-    } = signing;
-    match online {
-        Ok(((Verdict::Accepted(license), stamp), token)) => {
-            match hold_lease(
-                keys,
-                granted,
-                &license,
-                token.as_deref(),
-                now,
-                policy,
-                ed25519,
-            ) {
-                Ok(lease) => (Ok((Verdict::Accepted(license), stamp)), lease),
-                Err(e) => (Err(e), None),
-            }
-        }
-        Ok((answer, _)) => (Ok(answer), None),
-        Err(e) => (Err(e), None),
-    }
+    hold(online, |license, token| {
+        hold_lease(signing, granted, license, token, now)
+    })
 }
 
-/// [`held`] for an activation: the lease is for the activation just made
-/// ([`hold_activation_lease`]). Every shell's activate.
+/// [`held`] for an activation: the lease is for the activation just made, and a grant
+/// without a lease that verifies names it ([`activation_named`]). Every shell's activate.
 pub fn held_activation<A: ActivationData>(
     signing: Signing<'_>,
     online: Result<Leased<A>, Error>,
@@ -512,34 +503,32 @@ pub fn held_activation<A: ActivationData>(
     nonce: Option<&str>,
     now: i64,
 ) -> Held<A> {
-    let Signing {
-        keys,
-        policy,
-        ed25519,
-    } = signing;
+    hold(online, |read, token| {
+        let id = read.activation_id();
+        let granted = Granted {
+            organization_id,
+            key,
+            activation_id: Some(id),
+            conditions: &req.conditions,
+            nonce,
+        };
+        hold_lease(signing, &granted, &read.validated(), token, now)
+            .map_err(|e| activation_named(e, id))
+    })
+}
+
+/// [`held`] and [`held_activation`]'s answer: a grant kept with the lease `lease` holds for
+/// it (given the grant and its lease header), or with `lease`'s error in its place; a denial
+/// or an error passes as it is, with no lease.
+fn hold<T>(
+    online: Result<Leased<T>, Error>,
+    lease: impl FnOnce(&T, Option<&str>) -> Result<Option<HeldLease>, Error>,
+) -> Held<T> {
     match online {
-        Ok(((Verdict::Accepted(read), stamp), token)) => {
-            let granted = Granted {
-                organization_id,
-                key,
-                activation_id: Some(read.activation_id()),
-                conditions: &req.conditions,
-                nonce,
-            };
-            let lease = hold_activation_lease(
-                keys,
-                &granted,
-                &read.validated(),
-                token.as_deref(),
-                now,
-                policy,
-                ed25519,
-            );
-            match lease {
-                Ok(lease) => (Ok((Verdict::Accepted(read), stamp)), lease),
-                Err(e) => (Err(e), None),
-            }
-        }
+        Ok(((Verdict::Accepted(answer), stamp), token)) => match lease(&answer, token.as_deref()) {
+            Ok(lease) => (Ok((Verdict::Accepted(answer), stamp)), lease),
+            Err(e) => (Err(e), None),
+        },
         Ok((answer, _)) => (Ok(answer), None),
         Err(e) => (Err(e), None),
     }

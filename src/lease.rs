@@ -1541,6 +1541,16 @@ pub fn verify_denial(
     verify_denial_with(token, keys, expect, &Builtin)
 }
 
+/// Tests' rig for seat leases (here and in [`crate::seat`]): a relay's signing key (`k1`),
+/// its relay keys, the key `K-1` and a clock reading.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) fn seat_rig() -> (SigningKey, RelayKeys, Key, i64) {
+    let signer = SigningKey::generate(Some("k1")).unwrap();
+    let keys = signer.relay_keys();
+    (signer, keys, Key::new("K-1"), 1_800_000_000)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

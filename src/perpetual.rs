@@ -131,104 +131,150 @@ pub fn apply<L: LicenseData>(
     policy: &GracePolicy,
     trust: Trust<'_>,
 ) {
+    let checked = Checked {
+        record,
+        query,
+        key,
+        released,
+        now,
+        policy,
+    };
     let perpetual = match trust {
-        Trust::Unsigned => unsigned(report, record, query, key, released, now, policy),
-        Trust::Signed(denial) => signed(report, record, query, key, released, now, policy, denial),
+        Trust::Unsigned => checked.unsigned(report),
+        Trust::Signed(denial) => checked.signed(report, denial),
     };
     report.perpetual = Some(perpetual);
 }
 
-/// The rule without relay keys: the server's answers as they came.
-fn unsigned<L: LicenseData>(
-    report: &mut CheckReport<L>,
-    record: Option<&Record<L>>,
-    query: Option<&Query>,
-    key: &Key,
+/// What [`apply`] is given besides the report: the key's record, the check's question, the
+/// key, the release date, the clock and the grace policy.
+struct Checked<'a, L> {
+    record: Option<&'a Record<L>>,
+    query: Option<&'a Query>,
+    key: &'a Key,
     released: ReleaseDate,
     now: i64,
-    policy: &GracePolicy,
-) -> Perpetual {
-    let mut perpetual = Perpetual::none(released);
-    // (The record is the key's own: a check opens only its key's slot, bound to it.)
-    let good = record.and_then(|r| r.good.as_ref());
-    match &report.outcome {
-        CheckOutcome::Licensed { license, .. } => {
-            perpetual.paid_through = paid_through(license.as_ref());
-        }
-        CheckOutcome::Denied(denial) => {
-            if let Some(good) = good {
-                perpetual.paid_through = ended_by(&Sent(&good.license), denial.reason, now);
-                if perpetual.paid_through.is_some_and(|pt| released.within(pt)) {
-                    perpetual.fallback = true;
-                    report.outcome = fallen_back(&good.license, key, now);
-                }
-            }
-        }
-        CheckOutcome::Unverified(e) => {
-            let e = e.clone();
-            if let (true, Some(record), Some(query)) = (cannot_ask(&e), record, query) {
-                if let Some(found) = from_cache(record, query, now, policy) {
-                    fall_back_on_cache(report, &mut perpetual, found, key, released, e);
-                }
-            }
-        }
-    }
-    perpetual
+    policy: &'a GracePolicy,
 }
 
-/// The rule in signed mode: every date from the record's verified lease ([`SignedFacts`]),
-/// a denial only with the relay's [`SignedDenial`] (for this request online; stored with the
-/// record, verified on reading, offline), nothing from the license as the server sent it.
-#[allow(clippy::too_many_arguments)]
-fn signed<L: LicenseData>(
-    report: &mut CheckReport<L>,
-    record: Option<&Record<L>>,
-    query: Option<&Query>,
-    key: &Key,
-    released: ReleaseDate,
-    now: i64,
-    policy: &GracePolicy,
-    denial: Option<&SignedDenial>,
-) -> Perpetual {
-    let mut perpetual = Perpetual::none(released);
-    // The record's lease, verified on reading (signature, organization, key, activation,
-    // benefit, machine): its facts were signed as of its issue, whatever the time now.
-    let facts = record.and_then(|r| r.lease_gate.window()).map(|w| &w.facts);
-    let good = record.and_then(|r| r.good.as_ref());
-    match &report.outcome {
-        CheckOutcome::Licensed { .. } => {
-            perpetual.paid_through = report.lease.as_ref().and_then(|w| ends(&w.facts));
-        }
-        CheckOutcome::Denied(d) => {
-            if !matches!(d.reason, Reason::Expired | Reason::Inactive) {
-                return perpetual;
+impl<L: LicenseData> Checked<'_, L> {
+    /// The rule without relay keys: the server's answers as they came.
+    fn unsigned(&self, report: &mut CheckReport<L>) -> Perpetual {
+        let mut perpetual = Perpetual::none(self.released);
+        // (The record is the key's own: a check opens only its key's slot, bound to it.)
+        let good = self.record.and_then(|r| r.good.as_ref());
+        match &report.outcome {
+            CheckOutcome::Licensed { license, .. } => {
+                perpetual.paid_through = paid_through(license.as_ref());
             }
-            match (denial.filter(|s| s.reason() == d.reason), facts, good) {
-                (Some(signed), Some(facts), Some(good)) => {
-                    perpetual.paid_through = ended_by(facts, signed.reason(), signed.at());
-                    if perpetual.paid_through.is_some_and(|pt| released.within(pt)) {
-                        perpetual.fallback = true;
-                        report.outcome = fallen_back(&good.license, key, now);
-                    }
-                }
-                (None, _, Some(_)) => perpetual.refused = Some(UNSIGNED_DENIAL),
-                (Some(_), None, Some(_)) => perpetual.refused = Some(NO_SIGNED_FACTS),
-                _ => {}
-            }
-        }
-        CheckOutcome::Unverified(e) => {
-            let e = e.clone();
-            if let (true, Some(record), Some(query)) = (cannot_ask(&e), record, query) {
-                match from_cache_signed(record, query, now, policy) {
-                    Ok(found) => {
-                        fall_back_on_cache(report, &mut perpetual, found, key, released, e)
-                    }
-                    Err(why) => perpetual.refused = why,
+            CheckOutcome::Denied(denial) => {
+                if let Some(good) = good {
+                    let pt = ended_by(&Sent(&good.license), denial.reason, self.now);
+                    self.fall_back_online(report, &mut perpetual, pt, &good.license);
                 }
             }
+            CheckOutcome::Unverified(e) => {
+                let e = e.clone();
+                if let Some((record, query)) = self.cache_to_ask(&e) {
+                    if let Some(found) = from_cache(record, query, self.now, self.policy) {
+                        self.fall_back_on_cache(report, &mut perpetual, found, e);
+                    }
+                }
+            }
+        }
+        perpetual
+    }
+
+    /// The rule in signed mode: every date from the record's verified lease ([`SignedFacts`]),
+    /// a denial only with the relay's [`SignedDenial`] (for this request online; stored with
+    /// the record, verified on reading, offline), nothing from the license as the server sent
+    /// it.
+    fn signed(&self, report: &mut CheckReport<L>, denial: Option<&SignedDenial>) -> Perpetual {
+        let mut perpetual = Perpetual::none(self.released);
+        // The record's lease, verified on reading (signature, organization, key, activation,
+        // benefit, machine): its facts were signed as of its issue, whatever the time now.
+        let facts = self
+            .record
+            .and_then(|r| r.lease_gate.window())
+            .map(|w| &w.facts);
+        let good = self.record.and_then(|r| r.good.as_ref());
+        match &report.outcome {
+            CheckOutcome::Licensed { .. } => {
+                perpetual.paid_through = report.lease.as_ref().and_then(|w| ends(&w.facts));
+            }
+            CheckOutcome::Denied(d) => {
+                if !matches!(d.reason, Reason::Expired | Reason::Inactive) {
+                    return perpetual;
+                }
+                match (denial.filter(|s| s.reason() == d.reason), facts, good) {
+                    (Some(signed), Some(facts), Some(good)) => {
+                        let pt = ended_by(facts, signed.reason(), signed.at());
+                        self.fall_back_online(report, &mut perpetual, pt, &good.license);
+                    }
+                    (None, _, Some(_)) => perpetual.refused = Some(UNSIGNED_DENIAL),
+                    (Some(_), None, Some(_)) => perpetual.refused = Some(NO_SIGNED_FACTS),
+                    _ => {}
+                }
+            }
+            CheckOutcome::Unverified(e) => {
+                let e = e.clone();
+                if let Some((record, query)) = self.cache_to_ask(&e) {
+                    match from_cache_signed(record, query, self.now, self.policy) {
+                        Ok(found) => self.fall_back_on_cache(report, &mut perpetual, found, e),
+                        Err(why) => perpetual.refused = why,
+                    }
+                }
+            }
+        }
+        perpetual
+    }
+
+    /// An online denial that ended the key paid through `pt`: the remembered `license`
+    /// licenses again when the release is within it.
+    fn fall_back_online(
+        &self,
+        report: &mut CheckReport<L>,
+        perpetual: &mut Perpetual,
+        pt: Option<i64>,
+        license: &L,
+    ) {
+        perpetual.paid_through = pt;
+        if pt.is_some_and(|pt| self.released.within(pt)) {
+            perpetual.fallback = true;
+            report.outcome = fallen_back(license, self.key, self.now);
         }
     }
-    perpetual
+
+    /// The record and the question, when Polar could not be asked (`e`): then the cache may
+    /// fall back on the record.
+    fn cache_to_ask(&self, e: &crate::error::Error) -> Option<(&Record<L>, &Query)> {
+        if !cannot_ask(e) {
+            return None;
+        }
+        Some((self.record?, self.query?))
+    }
+
+    /// What the cache found (`Found`) licenses again, the error `e` kept as the report's
+    /// fallback, when the release is within its paid-through date.
+    fn fall_back_on_cache(
+        &self,
+        report: &mut CheckReport<L>,
+        perpetual: &mut Perpetual,
+        (license, pt, left, verified_at): Found<'_, L>,
+        e: crate::error::Error,
+    ) {
+        perpetual.paid_through = Some(pt);
+        if self.released.within(pt) {
+            perpetual.fallback = true;
+            report.fallback = Some(e);
+            report.outcome = CheckOutcome::Licensed {
+                source: Source::Cache,
+                license: Box::new(license.with_key(self.key.expose())),
+                grace_remaining: Some(left),
+                verified_at,
+            };
+        }
+    }
 }
 
 fn cannot_ask(e: &crate::error::Error) -> bool {
@@ -251,27 +297,6 @@ fn fallen_back<L: LicenseData>(license: &L, key: &Key, now: i64) -> CheckOutcome
 /// What the cache falls back on: the license remembered, the paid-through date, the grace
 /// left and the time of the online answer it stands on.
 type Found<'a, L> = (&'a L, i64, Duration, i64);
-
-fn fall_back_on_cache<L: LicenseData>(
-    report: &mut CheckReport<L>,
-    perpetual: &mut Perpetual,
-    (license, pt, left, verified_at): Found<'_, L>,
-    key: &Key,
-    released: ReleaseDate,
-    e: crate::error::Error,
-) {
-    perpetual.paid_through = Some(pt);
-    if released.within(pt) {
-        perpetual.fallback = true;
-        report.fallback = Some(e);
-        report.outcome = CheckOutcome::Licensed {
-            source: Source::Cache,
-            license: Box::new(license.with_key(key.expose())),
-            grace_remaining: Some(left),
-            verified_at,
-        };
-    }
-}
 
 /// The cache's side of the rule while Polar cannot be asked (unsigned mode): the record's key
 /// ended (Polar's `expired` or `inactive` as [`ended_by`] reads it, remembered; or the good

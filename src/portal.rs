@@ -1053,20 +1053,7 @@ mod tests {
     #[test]
     fn a_rotation_is_found_by_record_id_and_followed_with_the_activation() {
         let read = |id: &str, key: &str| {
-            serde_json::from_value::<LicenseKeyRead>(serde_json::json!({
-                "id": id,
-                "created_at": "2026-01-01T00:00:00Z",
-                "organization_id": "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10",
-                "customer_id": "7c1d2e3f-4a5b-4c6d-8e9f-0a1b2c3d4e5f",
-                "benefit_id": "5d3c2b1a-9e8f-4a7b-8c6d-1e2f3a4b5c6d",
-                "key": key, "display_key": "****-K", "status": "granted",
-                "limit_activations": 1, "usage": 0, "limit_usage": null, "validations": 0,
-                "last_validated_at": null, "expires_at": null,
-                "customer": {"id": "7c1d2e3f-4a5b-4c6d-8e9f-0a1b2c3d4e5f",
-                             "created_at": "2026-01-01T00:00:00Z",
-                             "organization_id": "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10"}
-            }))
-            .expect("a key")
+            serde_json::from_value::<LicenseKeyRead>(key_json(id, key, 1)).expect("a key")
         };
         let id = "6b0c1f4e-2a3d-4e5f-8a9b-0c1d2e3f4a5b";
         let other = "1b0c1f4e-2a3d-4e5f-8a9b-0c1d2e3f4a5b";
@@ -1103,22 +1090,28 @@ mod tests {
         assert_eq!(bare.activation_id, None);
     }
 
+    /// A granted key of Polar's with the record id `id`, the string `key` and
+    /// `limit_activations`, as Polar writes a `LicenseKeyRead`.
+    fn key_json(id: &str, key: &str, limit_activations: u32) -> serde_json::Value {
+        serde_json::json!({
+            "id": id,
+            "created_at": "2026-01-01T00:00:00Z",
+            "organization_id": "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10",
+            "customer_id": "7c1d2e3f-4a5b-4c6d-8e9f-0a1b2c3d4e5f",
+            "benefit_id": "5d3c2b1a-9e8f-4a7b-8c6d-1e2f3a4b5c6d",
+            "key": key, "display_key": "****-K", "status": "granted",
+            "limit_activations": limit_activations, "usage": 0, "limit_usage": null,
+            "validations": 0, "last_validated_at": null, "expires_at": null,
+            "customer": {"id": "7c1d2e3f-4a5b-4c6d-8e9f-0a1b2c3d4e5f",
+                         "created_at": "2026-01-01T00:00:00Z",
+                         "organization_id": "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10"}
+        })
+    }
+
     /// A page of keys as Polar answers it, with one key named `key`.
     fn page(key: &str, max_page: u64) -> HttpResponse {
         let body = serde_json::json!({
-            "items": [{
-                "id": "6b0c1f4e-2a3d-4e5f-8a9b-0c1d2e3f4a5b",
-                "created_at": "2026-01-01T00:00:00Z",
-                "organization_id": "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10",
-                "customer_id": "7c1d2e3f-4a5b-4c6d-8e9f-0a1b2c3d4e5f",
-                "benefit_id": "5d3c2b1a-9e8f-4a7b-8c6d-1e2f3a4b5c6d",
-                "key": key, "display_key": "****-K", "status": "granted",
-                "limit_activations": 3, "usage": 0, "limit_usage": null, "validations": 0,
-                "last_validated_at": null, "expires_at": null,
-                "customer": {"id": "7c1d2e3f-4a5b-4c6d-8e9f-0a1b2c3d4e5f",
-                             "created_at": "2026-01-01T00:00:00Z",
-                             "organization_id": "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10"}
-            }],
+            "items": [key_json("6b0c1f4e-2a3d-4e5f-8a9b-0c1d2e3f4a5b", key, 3)],
             "pagination": {"total_count": max_page, "max_page": max_page}
         });
         HttpResponse::new(200, body.to_string())

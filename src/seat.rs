@@ -388,11 +388,7 @@ mod tests {
 
     #[test]
     fn a_borrowed_seat_licenses_offline_until_its_end_and_not_after() {
-        use crate::lease::SigningKey;
-        let signer = SigningKey::generate(Some("k1")).unwrap();
-        let keys = signer.relay_keys();
-        let key = Key::new("K-1");
-        let now = 1_800_000_000;
+        let (signer, keys, key, now) = crate::lease::seat_rig();
         let end = now + 7 * 86_400;
         let claims = SeatClaims {
             organization_id: ORG.into(),

@@ -74,7 +74,7 @@ pub struct Opened<L = ValidatedLicenseKey> {
     seq: u64,
     /// A trusted ledger exists (else a write puts the ledger first).
     ledger: bool,
-    /// The face keeps clock notes ([`open_with_clock`]).
+    /// The face keeps clock notes ([`Opened::with_clock`]).
     notes: bool,
     /// A clock note of the trusted record was read: the next cached answer may be a note.
     noted: bool,
@@ -136,36 +136,31 @@ pub fn open<L: LicenseData>(
     opened
 }
 
-/// [`open`], for a face that keeps clock notes: `clock` is what the store holds in the slot's
-/// [`Slot::clock`]. A note sealed for the trusted record (same key, same sequence number) adds
-/// to it: its later `latest_seen`, its count of answers at a clock that did not move. It can
-/// only make the record stricter (a later clock, more counted answers); a missing, torn or
-/// foreign note changes nothing, and the next cached answer is then written durably.
-pub fn open_with_clock<L: LicenseData>(
-    record: Option<&[u8]>,
-    ledger: Option<&[u8]>,
-    clock: Option<&[u8]>,
-    slot: &Slot,
-    organization_id: &str,
-    key: &Key,
-) -> Opened<L> {
-    let mut opened = open(record, ledger, slot, organization_id, key);
-    opened.notes = true;
-    let Some(r) = opened.record.as_mut() else {
-        return opened;
-    };
-    opened.durable_seen = r.latest_seen;
-    let note = clock.and_then(|bytes| cache::decode_clock(bytes, &slot.mac).ok());
-    if let Some(note) = note.filter(|n| n.seq == r.seq && n.latest_seen >= r.latest_seen) {
-        if note.latest_seen > r.latest_seen {
-            r.latest_seen = note.latest_seen;
-            r.stalled = note.stalled;
-        } else {
-            r.stalled = r.stalled.max(note.stalled);
+impl<L> Opened<L> {
+    /// [`open`]ed, for a face that keeps clock notes: `clock` is what the store holds in the
+    /// slot's [`Slot::clock`]. A note sealed for the trusted record (same key, same sequence
+    /// number) adds to it: its later `latest_seen`, its count of answers at a clock that did
+    /// not move. It can only make the record stricter (a later clock, more counted answers); a
+    /// missing, torn or foreign note changes nothing, and the next cached answer is then
+    /// written durably.
+    pub(crate) fn with_clock(mut self, clock: Option<&[u8]>, slot: &Slot) -> Opened<L> {
+        self.notes = true;
+        let Some(r) = self.record.as_mut() else {
+            return self;
+        };
+        self.durable_seen = r.latest_seen;
+        let note = clock.and_then(|bytes| cache::decode_clock(bytes, &slot.mac).ok());
+        if let Some(note) = note.filter(|n| n.seq == r.seq && n.latest_seen >= r.latest_seen) {
+            if note.latest_seen > r.latest_seen {
+                r.latest_seen = note.latest_seen;
+                r.stalled = note.stalled;
+            } else {
+                r.stalled = r.stalled.max(note.stalled);
+            }
+            self.noted = true;
         }
-        opened.noted = true;
+        self
     }
-    opened
 }
 
 /// How a write must be kept by the store.

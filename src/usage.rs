@@ -935,6 +935,17 @@ mod tests {
         crate::keyseal::KeySeal::new("http://relay", ORG, &[9; 32], None, None)
     }
 
+    /// A second report for the same key and meter (another id).
+    fn another_report() -> UsageReport {
+        UsageReport::new(Key::new("POLAR-ABC-123"), "tokens_used", 1.0, [8; 16])
+    }
+
+    /// The buffered machine for the relay at `http://relay`, this install's seal, the backlog
+    /// `saved`, the call's `report` (`None`: a flush) at `now`.
+    fn buffered(saved: Option<&str>, report: Option<UsageReport>, now: i64) -> BufferedUsage {
+        BufferedUsage::new("http://relay", ORG, seal(), saved, report, now).expect("a run")
+    }
+
     fn recorded() -> Result<HttpResponse, Error> {
         Ok(HttpResponse::new(
             200,
@@ -975,8 +986,7 @@ mod tests {
     #[test]
     fn a_report_the_relay_cannot_take_waits_in_the_backlog_then_goes_first_once() {
         let first = report();
-        let mut m = BufferedUsage::new("http://relay", ORG, seal(), None, Some(first.clone()), 0)
-            .expect("a run");
+        let mut m = buffered(None, Some(first.clone()), 0);
         let (sent, saved, end) = drive(&mut m, offline);
         assert_eq!(sent, vec![first.id.clone(); USAGE_SENDS as usize]);
         assert_eq!(end.expect("an answer").code(), BACKLOG_CODE);
@@ -990,16 +1000,8 @@ mod tests {
             vec![first.id.as_str()]
         );
         // The relay back: the waiting report first, then this call's; the backlog emptied.
-        let second = UsageReport::new(Key::new("POLAR-ABC-123"), "tokens_used", 1.0, [8; 16]);
-        let mut m = BufferedUsage::new(
-            "http://relay",
-            ORG,
-            seal(),
-            Some(&saved),
-            Some(second.clone()),
-            5,
-        )
-        .expect("a run");
+        let second = another_report();
+        let mut m = buffered(Some(&saved), Some(second.clone()), 5);
         let (sent, saved, end) = drive(&mut m, recorded);
         assert_eq!(sent, vec![first.id.clone(), second.id.clone()]);
         assert_eq!(end.expect("an answer").code(), RECORDED_CODE);
@@ -1009,8 +1011,7 @@ mod tests {
         let mut m =
             BufferedUsage::new("http://relay", ORG, other, None, Some(first), 0).expect("a run");
         let (_, stored, _) = drive(&mut m, offline);
-        let mut m = BufferedUsage::new("http://relay", ORG, seal(), stored.as_deref(), None, 0)
-            .expect("a flush");
+        let mut m = buffered(stored.as_deref(), None, 0);
         let (sent, _, _) = drive(&mut m, recorded);
         assert!(sent.is_empty(), "{sent:?}");
     }
@@ -1024,8 +1025,7 @@ mod tests {
             Ok(r)
         };
         let r = report();
-        let mut m = BufferedUsage::new("http://relay", ORG, seal(), None, Some(r.clone()), 1000)
-            .expect("a run");
+        let mut m = buffered(None, Some(r.clone()), 1000);
         let (sent, saved, end) = drive(&mut m, backlog);
         // Sent once: the relay asked for 60 s, more than the next send's wait.
         assert_eq!(sent.len(), 1);
@@ -1038,23 +1038,14 @@ mod tests {
         let saved = saved.expect("saved");
         assert_eq!(UsageBacklog::read(Some(&saved)).hold_until(), Some(1060));
         // Within the hold nothing is sent: a new report joins the backlog.
-        let later = UsageReport::new(Key::new("POLAR-ABC-123"), "tokens_used", 1.0, [8; 16]);
-        let mut m = BufferedUsage::new(
-            "http://relay",
-            ORG,
-            seal(),
-            Some(&saved),
-            Some(later.clone()),
-            1030,
-        )
-        .expect("a run");
+        let later = another_report();
+        let mut m = buffered(Some(&saved), Some(later.clone()), 1030);
         let (sent, saved, end) = drive(&mut m, recorded);
         assert!(sent.is_empty(), "{sent:?}");
         assert_eq!(end.expect("an answer").retry_after(), Some(30));
         let saved = saved.expect("saved");
         // After it, both go, in order, and the hold is gone.
-        let mut m = BufferedUsage::new("http://relay", ORG, seal(), Some(&saved), None, 1061)
-            .expect("a flush");
+        let mut m = buffered(Some(&saved), None, 1061);
         let (sent, saved, end) = drive(&mut m, recorded);
         assert_eq!(sent, vec![r.id, later.id]);
         assert_eq!(end.expect("an answer").code(), RECORDED_CODE);

@@ -968,13 +968,7 @@ impl<L: Validated> Check<L> {
                 (asking.expect(org), granted, asking.now)
             }
             State::Unusable(_, req) => {
-                let granted = Granted {
-                    organization_id: org,
-                    key: &self.key,
-                    activation_id: req.activation_id.as_deref(),
-                    conditions: &req.conditions,
-                    nonce: self.nonce.as_deref(),
-                };
+                let granted = Granted::validate(org, &self.key, req, self.nonce.as_deref());
                 (Expect::validate(org, req, self.now), granted, self.now)
             }
             _ => return None,
@@ -985,15 +979,7 @@ impl<L: Validated> Check<L> {
             .and_then(|r| r.single(crate::stopped::STOPPED_HEADER))
             .map(str::to_string);
         let (online, token, relayed, denial) = read(response, expect.as_ref());
-        let denial = held::held_denial(
-            ctx.relay_keys,
-            &online,
-            denial.as_deref(),
-            &granted,
-            now,
-            ctx.policy,
-            ctx.ed25519,
-        );
+        let denial = held::held_denial(ctx.signing(), &online, denial.as_deref(), &granted, now);
         let online = held::with_stopped(online, stopped.as_deref(), ctx.relay_keys, &denial);
         let (online, lease) = hold(ctx, online, token, &granted, now);
         Some((online, lease, relayed, denial))
@@ -1195,24 +1181,11 @@ fn hold<L: LicenseData>(
     now: i64,
 ) -> (Online<L>, Option<HeldLease>) {
     let online = online.map(|answer| (answer, token));
-    let signing = held::Signing {
-        keys: ctx.relay_keys,
-        policy: ctx.policy,
-        ed25519: ctx.ed25519,
-    };
-    held::held(signing, online, granted, now)
+    held::held(ctx.signing(), online, granted, now)
 }
 
 impl<L: Validated> Machine<L> for Check<L> {
-    fn want(&self) -> Want<'_> {
-        Check::want(self)
-    }
-    fn give(&mut self, ctx: &Ctx<'_, L>, given: Given) {
-        Check::give(self, ctx, given);
-    }
-    fn key(&self) -> &Key {
-        Check::key(self)
-    }
+    super::step::by_own_methods!(Check);
     fn heard(&self) -> Option<super::Heard<'_>> {
         self.online()
             .map(|answer| super::step::heard("validate", answer))

@@ -8,7 +8,7 @@ use crate::key::Key;
 use crate::lease::{self, RelayKeys};
 use crate::model::ValidatedLicenseKey;
 use crate::proto::Api;
-use crate::slot::{open_with_clock, Opened, Slot};
+use crate::slot::{open, Opened, Slot};
 use std::sync::Arc;
 
 /// What a machine is given besides its inputs: the client's options and memos, fixed when the
@@ -45,7 +45,17 @@ pub struct Ctx<'a, L = ValidatedLicenseKey> {
     pub clock: Option<&'a dyn Fn() -> i64>,
 }
 
-impl<L> Ctx<'_, L> {
+impl<'a, L> Ctx<'a, L> {
+    /// What signed mode holds an online answer with: the relay keys, the policy (its clock
+    /// tolerance) and the Ed25519 verification.
+    pub(crate) fn signing(&self) -> held::Signing<'a> {
+        held::Signing {
+            keys: self.relay_keys,
+            policy: self.policy,
+            ed25519: self.ed25519,
+        }
+    }
+
     /// Signed mode: a fresh nonce for one online request ([`lease::NONCE_HEADER`]), when the
     /// face has randomness for one. Unsigned mode sends none.
     pub fn nonce(&self) -> Option<String> {
@@ -88,14 +98,14 @@ pub fn open_slot<L: LicenseData>(
         return opened;
     }
     let org = ctx.api.organization_id();
-    let mut opened = open_with_clock(
+    let mut opened = open(
         stored.record.as_deref(),
         stored.ledger.as_deref(),
-        stored.clock.as_deref(),
         slot,
         org,
         key,
-    );
+    )
+    .with_clock(stored.clock.as_deref(), slot);
     held::gate_lease(
         &mut opened,
         ctx.relay_keys,

@@ -24,6 +24,23 @@ pub trait Machine<L = ValidatedLicenseKey> {
     fn heard(&self) -> Option<Heard<'_>>;
 }
 
+/// [`Machine`]'s `want`, `give` and `key` answered by the machine's own methods of the same
+/// names (which its shells call without the trait in scope), for a machine that has all three.
+macro_rules! by_own_methods {
+    ($machine:ident) => {
+        fn want(&self) -> Want<'_> {
+            $machine::want(self)
+        }
+        fn give(&mut self, ctx: &Ctx<'_, L>, given: Given) {
+            $machine::give(self, ctx, given);
+        }
+        fn key(&self) -> &Key {
+            $machine::key(self)
+        }
+    };
+}
+pub(crate) use by_own_methods;
+
 /// What a machine heard from Polar ([`Machine::heard`]).
 pub type Heard<'a> = (&'static str, Result<Option<&'a Denial>, &'a Error>);
 

@@ -768,35 +768,14 @@ impl<L: License> Update<L> {
     /// Polar's response read.
     fn answered(&mut self, ctx: &Ctx<'_, L>, response: Result<HttpResponse, Error>) -> Phase {
         let org = ctx.api.organization_id();
-        let signing = held::Signing {
-            keys: ctx.relay_keys,
-            policy: ctx.policy,
-            ed25519: ctx.ed25519,
-        };
+        let signing = ctx.signing();
         let now = self.now;
-        let token = |r: &HttpResponse| r.single(LEASE_HEADER).map(str::to_string);
         match &mut self.op {
             Op::Validate { req, online } => {
                 let expect = Expect::validate(org, req, now);
-                // Why the key stopped (issue #68): the relay's header, and its signed denial.
-                let (mut stopped, mut denial) = (None, None);
-                let read = response.and_then(|r| {
-                    let verdict = L::validate_answer(&r, expect.as_ref())?;
-                    stopped = r.single(crate::stopped::STOPPED_HEADER).map(str::to_string);
-                    denial = r.single(crate::lease::DENIAL_HEADER).map(str::to_string);
-                    Ok(((verdict, r.stamp()), token(&r)))
-                });
-                let granted = Granted {
-                    organization_id: org,
-                    key: &self.key,
-                    activation_id: req.activation_id.as_deref(),
-                    conditions: &req.conditions,
-                    nonce: self.nonce.as_deref(),
-                };
-                let read = read.and_then(|(online, lease)| {
-                    let (header, token) = (stopped.as_deref(), denial.as_deref());
-                    held::stopped_of(signing, Ok(online), header, token, &granted, now)
-                        .map(|online| (online, lease))
+                let granted = Granted::validate(org, &self.key, req, self.nonce.as_deref());
+                let read = read_answer(signing, response, &granted, now, |r| {
+                    L::validate_answer(r, expect.as_ref())
                 });
                 let (answer, lease) = held::held(signing, read, &granted, now);
                 let refused = matches!(answer, Err(Error::InvalidInput { .. }));
@@ -812,15 +791,6 @@ impl<L: License> Update<L> {
             }
             Op::Activate { req, online } => {
                 let expect = Expect::activate(org, req, now);
-                // Why the key stopped (issue #68), read as validate reads it: a refused
-                // activation carries the relay's header and, in signed mode, its signed denial.
-                let (mut stopped, mut denial) = (None, None);
-                let read = response.and_then(|r| {
-                    let verdict = L::activate_answer(&r, expect.as_ref())?;
-                    stopped = r.single(crate::stopped::STOPPED_HEADER).map(str::to_string);
-                    denial = r.single(crate::lease::DENIAL_HEADER).map(str::to_string);
-                    Ok(((verdict, r.stamp()), token(&r)))
-                });
                 let nonce = self.nonce.as_deref();
                 let granted = Granted {
                     organization_id: org,
@@ -829,10 +799,9 @@ impl<L: License> Update<L> {
                     conditions: &req.conditions,
                     nonce,
                 };
-                let read = read.and_then(|(online, lease)| {
-                    let (header, token) = (stopped.as_deref(), denial.as_deref());
-                    held::stopped_of(signing, Ok(online), header, token, &granted, now)
-                        .map(|online| (online, lease))
+                // A refused activation says why the key stopped as validate's denial does.
+                let read = read_answer(signing, response, &granted, now, |r| {
+                    L::activate_answer(r, expect.as_ref())
                 });
                 let (answer, lease) =
                     held::held_activation(signing, read, org, req, &self.key, nonce, now);
@@ -1041,6 +1010,24 @@ fn undriven() -> Error {
     }
 }
 
+/// Polar's answer to an update's validate or activate, read by `verdict`, with why the key
+/// stopped (issue #68): the relay's header and, in signed mode, its signed denial held to
+/// `granted` (`held::stopped_of`); with the relay's lease header, for `held::held`.
+fn read_answer<T>(
+    signing: held::Signing<'_>,
+    response: Result<HttpResponse, Error>,
+    granted: &Granted<'_>,
+    now: i64,
+    verdict: impl FnOnce(&HttpResponse) -> Result<Verdict<T>, Error>,
+) -> Result<held::Leased<T>, Error> {
+    let r = response?;
+    let online = (verdict(&r)?, r.stamp());
+    let header = r.single(crate::stopped::STOPPED_HEADER);
+    let token = r.single(crate::lease::DENIAL_HEADER);
+    let online = held::stopped_of(signing, Ok(online), header, token, granted, now)?;
+    Ok((online, r.single(LEASE_HEADER).map(str::to_string)))
+}
+
 /// `held::fresh_grant` in place: the answer refused as a replay or dated from its lease;
 /// the lease kept (the fold may run again once a lease is verified: the same again).
 fn fresh<T, L: License>(
@@ -1056,15 +1043,7 @@ fn fresh<T, L: License>(
 }
 
 impl<L: License> Machine<L> for Update<L> {
-    fn want(&self) -> Want<'_> {
-        Update::want(self)
-    }
-    fn give(&mut self, ctx: &Ctx<'_, L>, given: Given) {
-        Update::give(self, ctx, given);
-    }
-    fn key(&self) -> &Key {
-        Update::key(self)
-    }
+    super::step::by_own_methods!(Update);
     fn heard(&self) -> Option<super::Heard<'_>> {
         self.heard()
     }

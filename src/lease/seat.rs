@@ -205,10 +205,7 @@ mod tests {
 
     #[test]
     fn a_seat_lease_verifies_on_its_machine_until_it_expires_and_nowhere_else() {
-        let signer = SigningKey::generate(Some("k1")).unwrap();
-        let keys = signer.relay_keys();
-        let key = Key::new("K-1");
-        let now = 1_800_000_000;
+        let (signer, keys, key, now) = crate::lease::seat_rig();
         let token = signer.sign_seat(&claims(&key, now), "machine-a").unwrap();
         let expect = SeatExpect {
             organization_id: ORG,
@@ -251,10 +248,7 @@ mod tests {
 
     #[test]
     fn a_borrowed_seat_says_so_and_licenses_until_its_end_and_not_after() {
-        let signer = SigningKey::generate(Some("k1")).unwrap();
-        let keys = signer.relay_keys();
-        let key = Key::new("K-1");
-        let now = 1_800_000_000;
+        let (signer, keys, key, now) = crate::lease::seat_rig();
         let week = 7 * 86_400;
         let borrowed = SeatClaims {
             kind: "floating".into(),
@@ -285,9 +279,8 @@ mod tests {
 
     #[test]
     fn a_seat_signed_elsewhere_is_the_token_the_key_makes() {
-        let signer = SigningKey::generate(Some("k1")).unwrap();
-        let key = Key::new("K-1");
-        let c = claims(&key, 1_800_000_000);
+        let (signer, _, key, now) = crate::lease::seat_rig();
+        let c = claims(&key, now);
         let unsigned = prepare_seat(&c, "k1", "m").unwrap();
         assert_eq!(unsigned.header(), SEAT_HEADER);
         let token = signer.sign_seat(&c, "m").unwrap();
@@ -300,9 +293,7 @@ mod tests {
 
     #[test]
     fn a_lease_or_a_denial_is_no_seat() {
-        let signer = SigningKey::generate(Some("k1")).unwrap();
-        let key = Key::new("K-1");
-        let now = 1_800_000_000;
+        let (signer, _, key, now) = crate::lease::seat_rig();
         let denial = super::super::DenialClaims {
             organization_id: ORG.into(),
             key_sha256: key_hash(&key),

@@ -783,6 +783,18 @@ mod tests {
         dir
     }
 
+    /// Runs `test` with a new temporary directory and a store in it, then removes the
+    /// directory (whatever the test's result).
+    fn with_store(
+        name: &str,
+        test: impl FnOnce(&Path, &FileStore) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let dir = temp_dir(name);
+        let result = test(&dir, &FileStore::new(&dir));
+        let _ = fs::remove_dir_all(&dir);
+        result
+    }
+
     #[test]
     fn slots_must_be_plain_names() {
         assert!(check_slot("v1-00ff").is_ok());
@@ -794,115 +806,112 @@ mod tests {
 
     #[test]
     fn file_store_roundtrips_with_private_files() -> Result<(), Error> {
-        let dir = temp_dir("roundtrip");
-        let store = FileStore::new(&dir);
-        assert_eq!(store.load("s")?, None);
-        store.save("s", b"one")?;
-        store.save("s", b"two")?;
-        assert_eq!(store.load("s")?, Some(b"two".to_vec()));
-        let secret = store.install_secret()?;
-        assert_eq!(secret.len(), INSTALL_SECRET_LEN);
-        assert_eq!(FileStore::new(&dir).install_secret()?, secret);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = |p: &Path| fs::metadata(p).map(|m| m.permissions().mode() & 0o777).ok();
-            assert_eq!(mode(&dir), Some(0o700));
-            assert_eq!(mode(&store.record_path("s")), Some(0o600));
-            assert_eq!(mode(&dir.join(INSTALL_SECRET_FILE)), Some(0o600));
-        }
-        store.remove("s")?;
-        store.remove("s")?;
-        assert_eq!(store.load("s")?, None);
-        let _ = fs::remove_dir_all(&dir);
-        Ok(())
+        with_store("roundtrip", |dir, store| {
+            assert_eq!(store.load("s")?, None);
+            store.save("s", b"one")?;
+            store.save("s", b"two")?;
+            assert_eq!(store.load("s")?, Some(b"two".to_vec()));
+            let secret = store.install_secret()?;
+            assert_eq!(secret.len(), INSTALL_SECRET_LEN);
+            assert_eq!(FileStore::new(dir).install_secret()?, secret);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = |p: &Path| fs::metadata(p).map(|m| m.permissions().mode() & 0o777).ok();
+                assert_eq!(mode(dir), Some(0o700));
+                assert_eq!(mode(&store.record_path("s")), Some(0o600));
+                assert_eq!(mode(&dir.join(INSTALL_SECRET_FILE)), Some(0o600));
+            }
+            store.remove("s")?;
+            store.remove("s")?;
+            assert_eq!(store.load("s")?, None);
+            Ok(())
+        })
     }
 
     #[test]
     fn a_revertible_save_replaces_as_a_save_does() -> Result<(), Error> {
-        let dir = temp_dir("revertible");
-        let store = FileStore::new(&dir);
-        store.save_revertible("s", b"one")?;
-        store.save("s", b"two")?;
-        store.save_revertible("s", b"three")?;
-        assert_eq!(store.load("s")?, Some(b"three".to_vec()));
-        assert_eq!(FileStore::new(&dir).load("s")?, Some(b"three".to_vec()));
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = fs::metadata(store.record_path("s")).map(|m| m.permissions().mode() & 0o777);
-            assert_eq!(mode.ok(), Some(0o600));
-        }
-        // No temp file left behind, and a bad slot name is refused as by save.
-        let names: Vec<String> = fs::read_dir(&dir)
-            .map_err(|e| cache_err("r", e))?
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        assert!(!names.iter().any(|n| n.ends_with(".tmp")), "{names:?}");
-        assert!(store.save_revertible("../x", b"no").is_err());
-        let _ = fs::remove_dir_all(&dir);
-        Ok(())
+        with_store("revertible", |dir, store| {
+            store.save_revertible("s", b"one")?;
+            store.save("s", b"two")?;
+            store.save_revertible("s", b"three")?;
+            assert_eq!(store.load("s")?, Some(b"three".to_vec()));
+            assert_eq!(FileStore::new(dir).load("s")?, Some(b"three".to_vec()));
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let mode =
+                    fs::metadata(store.record_path("s")).map(|m| m.permissions().mode() & 0o777);
+                assert_eq!(mode.ok(), Some(0o600));
+            }
+            // No temp file left behind, and a bad slot name is refused as by save.
+            let names: Vec<String> = fs::read_dir(dir)
+                .map_err(|e| cache_err("r", e))?
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            assert!(!names.iter().any(|n| n.ends_with(".tmp")), "{names:?}");
+            assert!(store.save_revertible("../x", b"no").is_err());
+            Ok(())
+        })
     }
 
     #[test]
     fn a_file_read_again_is_read_anew_after_any_change() -> Result<(), Error> {
-        let dir = temp_dir("seen");
-        let store = FileStore::new(&dir);
-        store.save("s", b"one")?;
-        assert_eq!(store.load("s")?, Some(b"one".to_vec()));
-        assert_eq!(store.load("s")?, Some(b"one".to_vec()));
-        // Rewritten in place, same size, and its modification time put back: the change
-        // time still moves.
-        let path = store.record_path("s");
-        let modified = fs::metadata(&path)
-            .and_then(|m| m.modified())
-            .map_err(|e| cache_err("m", e))?;
-        fs::write(&path, b"two").map_err(|e| cache_err("w", e))?;
-        File::options()
-            .write(true)
-            .open(&path)
-            .and_then(|f| f.set_modified(modified))
-            .map_err(|e| cache_err("t", e))?;
-        assert_eq!(store.load("s")?, Some(b"two".to_vec()));
-        // Replaced by another store (a rename), then removed.
-        FileStore::new(&dir).save("s", b"six")?;
-        assert_eq!(store.load("s")?, Some(b"six".to_vec()));
-        fs::remove_file(&path).map_err(|e| cache_err("r", e))?;
-        assert_eq!(store.load("s")?, None);
-        let _ = fs::remove_dir_all(&dir);
-        Ok(())
+        with_store("seen", |dir, store| {
+            store.save("s", b"one")?;
+            assert_eq!(store.load("s")?, Some(b"one".to_vec()));
+            assert_eq!(store.load("s")?, Some(b"one".to_vec()));
+            // Rewritten in place, same size, and its modification time put back: the change
+            // time still moves.
+            let path = store.record_path("s");
+            let modified = fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .map_err(|e| cache_err("m", e))?;
+            fs::write(&path, b"two").map_err(|e| cache_err("w", e))?;
+            File::options()
+                .write(true)
+                .open(&path)
+                .and_then(|f| f.set_modified(modified))
+                .map_err(|e| cache_err("t", e))?;
+            assert_eq!(store.load("s")?, Some(b"two".to_vec()));
+            // Replaced by another store (a rename), then removed.
+            FileStore::new(dir).save("s", b"six")?;
+            assert_eq!(store.load("s")?, Some(b"six".to_vec()));
+            fs::remove_file(&path).map_err(|e| cache_err("r", e))?;
+            assert_eq!(store.load("s")?, None);
+            Ok(())
+        })
     }
 
     #[test]
     fn a_corrupt_install_secret_is_replaced() -> Result<(), Error> {
-        let dir = temp_dir("secret");
-        let store = FileStore::new(&dir);
-        store.ensure_dir()?;
-        fs::write(dir.join(INSTALL_SECRET_FILE), b"short").map_err(|e| cache_err("w", e))?;
-        let secret = store.install_secret()?;
-        assert_eq!(secret.len(), INSTALL_SECRET_LEN);
-        assert_eq!(store.install_secret()?, secret);
-        let _ = fs::remove_dir_all(&dir);
-        Ok(())
+        with_store("secret", |dir, store| {
+            store.ensure_dir()?;
+            fs::write(dir.join(INSTALL_SECRET_FILE), b"short").map_err(|e| cache_err("w", e))?;
+            let secret = store.install_secret()?;
+            assert_eq!(secret.len(), INSTALL_SECRET_LEN);
+            assert_eq!(store.install_secret()?, secret);
+            Ok(())
+        })
     }
 
     #[test]
     fn racing_processes_agree_on_one_secret() -> Result<(), Error> {
-        let dir = temp_dir("race");
-        let secrets: Vec<Vec<u8>> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..8)
-                .map(|_| s.spawn(|| FileStore::new(&dir).install_secret()))
-                .collect();
-            handles
-                .into_iter()
-                .filter_map(|h| h.join().ok())
-                .collect::<Result<_, _>>()
-        })?;
-        assert_eq!(secrets.len(), 8);
-        assert!(secrets.iter().all(|s| s == &secrets[0]));
-        let _ = fs::remove_dir_all(&dir);
-        Ok(())
+        with_store("race", |dir, _| {
+            let secrets: Vec<Vec<u8>> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..8)
+                    .map(|_| s.spawn(|| FileStore::new(dir).install_secret()))
+                    .collect();
+                handles
+                    .into_iter()
+                    .filter_map(|h| h.join().ok())
+                    .collect::<Result<_, _>>()
+            })?;
+            assert_eq!(secrets.len(), 8);
+            assert!(secrets.iter().all(|s| s == &secrets[0]));
+            Ok(())
+        })
     }
 
     #[test]

@@ -18,8 +18,7 @@ use uuid::Uuid;
 
 use super::portal::{method_not_allowed, query_pairs};
 use super::{
-    insufficient_scope, read_body, unauthorized, Auth, Core, Exchange, Resp, Step, Time,
-    MAX_PAGE_LIMIT,
+    insufficient_scope, unauthorized, Auth, Core, Exchange, Resp, Step, Time, MAX_PAGE_LIMIT,
 };
 use crate::json::{obj, s, J};
 use crate::state::{page_of, CustomerMeter, NewEvent, Who};
@@ -253,12 +252,8 @@ impl Core {
         Some(Step::Done(self.portal_meters(ex, rest)))
     }
 
-    /// `POST /v1/events/ingest` with its body.
-    pub(super) fn ingest(&mut self, ex: &Exchange, auth: &Auth, raw: &[u8], now: Time) -> Resp {
-        let body = match read_body(ex, raw) {
-            Ok(body) => body,
-            Err(r) => return r,
-        };
+    /// `POST /v1/events/ingest` with its body read as JSON.
+    pub(super) fn ingest(&mut self, auth: &Auth, body: J, now: Time) -> Resp {
         let organization_id = match auth {
             Auth::Anonymous => return unauthorized(),
             Auth::Token { scopes, .. } if !scopes.iter().any(|s| s == "events:write") => {

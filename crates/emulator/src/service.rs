@@ -523,6 +523,24 @@ pub(crate) enum Auth {
     },
 }
 
+impl Auth {
+    /// The organization of a token holding one of `scopes`, or the 401 (no token) or 403 (none
+    /// of them) to answer.
+    pub(crate) fn organization_with(&self, scopes: &[&str]) -> Result<uuid::Uuid, Resp> {
+        match self {
+            Auth::Anonymous => Err(unauthorized()),
+            Auth::Token { scopes: held, .. }
+                if !scopes.iter().any(|n| held.iter().any(|s| s == n)) =>
+            {
+                Err(insufficient_scope(&scopes.join(" ")))
+            }
+            Auth::Token {
+                organization_id, ..
+            } => Ok(*organization_id),
+        }
+    }
+}
+
 /// What waits for the body.
 #[derive(Debug, Clone)]
 pub(crate) enum Pending {
@@ -1518,17 +1536,10 @@ impl Core {
         body: J,
         now: Time,
     ) -> Resp {
-        let scope = match token_auth {
+        let scope = match token_auth.map(|auth| auth.organization_with(&["license_keys:write"])) {
             None => None,
-            Some(Auth::Anonymous) => return unauthorized(),
-            Some(Auth::Token { scopes, .. })
-                if !scopes.iter().any(|s| s == "license_keys:write") =>
-            {
-                return insufficient_scope("license_keys:write");
-            }
-            Some(Auth::Token {
-                organization_id, ..
-            }) => Some(*organization_id),
+            Some(Ok(organization_id)) => Some(organization_id),
+            Some(Err(r)) => return r,
         };
         let now = self.clock(now);
         let result = match op {

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{insufficient_scope, unauthorized, Auth, Core, Exchange, Pending, Resp, Step, Time};
+use super::{Auth, Core, Exchange, Pending, Resp, Step, Time};
 use crate::json::{obj, opt_s, s, J};
 use crate::state::CustomerRef;
 use crate::util::{fmt_ts, micros};
@@ -332,21 +332,10 @@ impl Core {
             if method != "POST" {
                 return Some(Step::Done(method_not_allowed("POST")));
             }
-            return Some(Step::Done(match auth {
-                Auth::Anonymous => unauthorized(),
-                Auth::Token { scopes, .. }
-                    if !scopes.iter().any(|s| s == "customer_sessions:write") =>
-                {
-                    insufficient_scope("customer_sessions:write")
-                }
-                Auth::Token {
-                    organization_id, ..
-                } => {
-                    return Some(Step::Body(Pending::Session(SessionOp::Create(
-                        *organization_id,
-                    ))))
-                }
-            }));
+            return Some(match auth.organization_with(&["customer_sessions:write"]) {
+                Ok(org) => Step::Body(Pending::Session(SessionOp::Create(org))),
+                Err(r) => Step::Done(r),
+            });
         }
         None
     }

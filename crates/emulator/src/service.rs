@@ -23,7 +23,7 @@ use time::OffsetDateTime;
 use crate::ids::Ids;
 use crate::json::{loads_bytes, obj, s, write_str, LoadError, J};
 use crate::ratelimit::{in_login_zone, in_public_zone, RateLimiter, TokenBudget};
-use crate::state::{GrantView, KeyFilter, Store, SvcError, SvcOk};
+use crate::state::{Call, GrantView, KeyFilter, Store, SvcError, SvcOk};
 use crate::util::{http_date, micros, parse_uuid4, percent_decode};
 use crate::validate::{self, error_body, json_invalid, path_uuid_error};
 use crate::webhooks::{
@@ -1541,18 +1541,22 @@ impl Core {
             Some(Ok(organization_id)) => Some(organization_id),
             Some(Err(r)) => return r,
         };
-        let now = self.clock(now);
+        let call = Call {
+            scope,
+            now: self.clock(now),
+            version: &ex.version,
+        };
         let result = match op {
             Op::Validate => match validate::validate_req(&body) {
-                Ok(req) => self.store.validate(&req, scope, now, &ex.version),
+                Ok(req) => self.store.validate(&req, call),
                 Err(errors) => return Resp::json(422, &error_body(&errors)),
             },
             Op::Activate => match validate::activate_req(&body) {
-                Ok(req) => self.store.activate(&req, scope, now, &ex.version),
+                Ok(req) => self.store.activate(&req, call),
                 Err(errors) => return Resp::json(422, &error_body(&errors)),
             },
             Op::Deactivate => match validate::deactivate_req(&body) {
-                Ok(req) => self.store.deactivate(&req, scope, now),
+                Ok(req) => self.store.deactivate(&req, call),
                 Err(errors) => return Resp::json(422, &error_body(&errors)),
             },
         };

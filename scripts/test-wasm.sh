@@ -98,8 +98,14 @@ start_emulator() {
     local pid=$!
     PIDS+=("$pid")
     LAST_PID=$pid
+    wait_listening "$out" "emulator $name"
+}
+
+# wait_listening OUT WHAT: waits (10 s at most) for OUT's first line, `listening on URL` (an
+# emulator's or a relay's), and sets LAST_URL to the URL; else says WHAT did not start.
+wait_listening() {
+    local out="$1" what="$2" line
     for _ in $(seq 1 100); do
-        local line
         line="$(head -n 1 "$out" 2>/dev/null)"
         if [[ "$line" == "listening on "* ]]; then
             LAST_URL="${line#listening on }"
@@ -107,7 +113,7 @@ start_emulator() {
         fi
         sleep 0.1
     done
-    echo "emulator $name did not start: $(cat "$out")" >&2
+    echo "$what did not start: $(cat "$out")" >&2
     return 1
 }
 
@@ -235,16 +241,8 @@ start_seller_relay() {
     POLAR_ACCESS_TOKEN=polar_oat_emulator_demo_0123456789abcdef "$EMULATOR_BIN" \
         --base-url "$POLAR_WASM_SELLER_URL" relay serve --signing-key "$key" --port 0 >"$out" 2>&1 &
     PIDS+=("$!")
-    for _ in $(seq 1 100); do
-        if [[ "$(head -n 1 "$out" 2>/dev/null)" == "listening on "* ]]; then
-            POLAR_WASM_SELLER_RELAY_URL="$(head -n 1 "$out" | sed 's/^listening on //')"
-            export POLAR_WASM_SELLER_RELAY_URL
-            return 0
-        fi
-        sleep 0.1
-    done
-    echo "the seller relay did not start: $(cat "$out")" >&2
-    return 1
+    wait_listening "$out" "the seller relay" || return 1
+    export POLAR_WASM_SELLER_RELAY_URL="$LAST_URL"
 }
 start_seller_relay || exit 1
 # The usage relay (issue #68 items 2-3; tests/wasm_usage.rs, and tests/wasm_signed.rs's signed
@@ -268,16 +266,8 @@ JSON
     : >"$out"
     "$EMULATOR_BIN" emulator --port 0 --seed "$seed" >"$out" 2>&1 &
     PIDS+=("$!")
-    POLAR_WASM_USAGE_URL=""
-    for _ in $(seq 1 100); do
-        if [[ "$(head -n 1 "$out" 2>/dev/null)" == "listening on "* ]]; then
-            POLAR_WASM_USAGE_URL="$(head -n 1 "$out" | sed 's/^listening on //')"
-            break
-        fi
-        sleep 0.1
-    done
-    [[ -n "$POLAR_WASM_USAGE_URL" ]] || { echo "the usage emulator did not start: $(cat "$out")" >&2; return 1; }
-    export POLAR_WASM_USAGE_URL
+    wait_listening "$out" "the usage emulator" || return 1
+    export POLAR_WASM_USAGE_URL="$LAST_URL"
     rm -f "$key"
     "$EMULATOR_BIN" relay keygen --out "$key" >"$rout" 2>&1 || { cat "$rout" >&2; return 1; }
     # Its first line is the public key.
@@ -288,16 +278,8 @@ JSON
         --base-url "$POLAR_WASM_USAGE_URL" relay serve --signing-key "$key" --port 0 --store memory \
         --per-ip 0 --per-key 0 --record-usage --sign-entitlements >"$rout" 2>&1 &
     PIDS+=("$!")
-    for _ in $(seq 1 100); do
-        if [[ "$(head -n 1 "$rout" 2>/dev/null)" == "listening on "* ]]; then
-            POLAR_WASM_USAGE_RELAY_URL="$(head -n 1 "$rout" | sed 's/^listening on //')"
-            export POLAR_WASM_USAGE_RELAY_URL
-            return 0
-        fi
-        sleep 0.1
-    done
-    echo "the usage relay did not start: $(cat "$rout")" >&2
-    return 1
+    wait_listening "$rout" "the usage relay" || return 1
+    export POLAR_WASM_USAGE_RELAY_URL="$LAST_URL"
 }
 start_usage_relay || exit 1
 kill "$LAST_PID" && wait "$LAST_PID" 2>/dev/null

@@ -23,6 +23,7 @@ fn world(name: &str) -> World {
 trait Here {
     fn licensing(&self, machine: &str) -> Licensing;
     fn cache_file(&self) -> PathBuf;
+    fn edit_cache(&self) -> (PathBuf, Vec<u8>);
 }
 
 impl Here for World {
@@ -43,6 +44,17 @@ impl Here for World {
             })
             .expect("a cache file")
     }
+
+    /// Flips a bit of the cache file's middle byte: the file, and its good bytes.
+    fn edit_cache(&self) -> (PathBuf, Vec<u8>) {
+        let file = self.cache_file();
+        let good = std::fs::read(&file).unwrap();
+        let mut edited = good.clone();
+        let at = edited.len() / 2;
+        edited[at] ^= 0x01;
+        std::fs::write(&file, &edited).unwrap();
+        (file, good)
+    }
 }
 
 fn activate(l: &Licensing) -> String {
@@ -50,6 +62,24 @@ fn activate(l: &Licensing) -> String {
         .activate(&ActivateRequest::new(DEMO_KEY, "laptop"))
         .expect("activate answers");
     v.accepted().expect("activated").activation.id.clone()
+}
+
+/// A world whose `machine-A` has activated the demo key: the activation is a verdict, it starts
+/// the grace, so the first check answers from the cache with the whole grace left and needs no
+/// request.
+#[track_caller]
+fn activated(name: &str) -> (World, Licensing) {
+    let w = world(name);
+    let l = w.licensing("machine-A");
+    activate(&l);
+    cached(&l.check(DEMO_KEY), 7 * DAY);
+    (w, l)
+}
+
+/// Licensed from the cache, with `grace_left` seconds of grace left.
+#[track_caller]
+fn cached(outcome: &CheckOutcome, grace_left: i64) {
+    licensed(outcome, Source::Cache, Some(grace_left as u64));
 }
 
 #[track_caller]
@@ -79,7 +109,7 @@ fn the_grace_story() {
     // The activation is a verdict: the first check answers from the cache, with the
     // activation Polar returned, and sends nothing.
     let first = l.check(DEMO_KEY);
-    licensed(&first, Source::Cache, Some((7 * DAY) as u64));
+    cached(&first, 7 * DAY);
     if let CheckOutcome::Licensed { license, .. } = &first {
         assert_eq!(
             license.activation.as_ref().map(|a| a.id.as_str()),
@@ -90,11 +120,7 @@ fn the_grace_story() {
 
     // Fresh: answered from the cache, nothing sent.
     w.advance(59 * 60);
-    licensed(
-        &l.check(DEMO_KEY),
-        Source::Cache,
-        Some((7 * DAY - 59 * 60) as u64),
-    );
+    cached(&l.check(DEMO_KEY), 7 * DAY - 59 * 60);
     assert_eq!(w.requests(), 0);
 
     // Stale with the server up: refreshed online.
@@ -105,13 +131,13 @@ fn the_grace_story() {
     // Stale and the server unreachable: licensed from the cache with the exact grace left.
     w.polar.set_fault(Some(Fault::CloseImmediately));
     w.advance(3 * DAY);
-    licensed(&l.check(DEMO_KEY), Source::Cache, Some((4 * DAY) as u64));
+    cached(&l.check(DEMO_KEY), 4 * DAY);
     // A 500 is the same.
     w.polar.set_fault(Some(Fault::Status {
         status: 500,
         body: "Internal Server Error".into(),
     }));
-    licensed(&l.check(DEMO_KEY), Source::Cache, Some((4 * DAY) as u64));
+    cached(&l.check(DEMO_KEY), 4 * DAY);
 
     // Past the grace: grace_expired.
     w.advance(4 * DAY + 1);
@@ -125,11 +151,7 @@ fn the_grace_story() {
 
 #[test]
 fn a_revoked_key_never_rides_the_grace_window() {
-    let w = world("revoked");
-    let l = w.licensing("machine-A");
-    activate(&l);
-    // An activation is a verdict: it starts the grace, so the first check needs no request.
-    licensed(&l.check(DEMO_KEY), Source::Cache, Some((7 * DAY) as u64));
+    let (w, l) = activated("revoked");
 
     w.polar.update_key(
         DEMO_KEY,
@@ -218,11 +240,7 @@ fn status_reports_a_revocation_the_moment_any_call_saw_it() {
 
 #[test]
 fn rate_limit_blocks_requests_until_retry_after() {
-    let w = world("ratelimit");
-    let l = w.licensing("machine-A");
-    activate(&l);
-    // An activation is a verdict: it starts the grace, so the first check needs no request.
-    licensed(&l.check(DEMO_KEY), Source::Cache, Some((7 * DAY) as u64));
+    let (w, l) = activated("ratelimit");
     let verified_at = w.clock.now();
     let grace_left = || (7 * DAY - (w.clock.now() - verified_at)) as u64;
     w.requests();
@@ -276,18 +294,10 @@ fn rate_limited_without_a_cache_refuses_without_sending() {
 
 #[test]
 fn clock_rollback_is_caught() {
-    let w = world("rollback");
-    let l = w.licensing("machine-A");
-    activate(&l);
-    // An activation is a verdict: it starts the grace, so the first check needs no request.
-    licensed(&l.check(DEMO_KEY), Source::Cache, Some((7 * DAY) as u64));
+    let (w, l) = activated("rollback");
     w.advance(2 * HOUR);
     w.polar.set_fault(Some(Fault::CloseImmediately));
-    licensed(
-        &l.check(DEMO_KEY),
-        Source::Cache,
-        Some((7 * DAY - 2 * HOUR) as u64),
-    );
+    cached(&l.check(DEMO_KEY), 7 * DAY - 2 * HOUR);
     // Within the tolerance (10 min) nothing changes.
     w.advance(-9 * 60);
     assert!(l.check(DEMO_KEY).is_licensed());
@@ -360,44 +370,23 @@ fn a_record_stored_after_the_check_read_its_clock_is_no_rollback() {
 /// an edit, a removal or another process's newer record is seen on the next check.
 #[test]
 fn a_warm_check_sees_every_change_to_the_stored_record() {
-    let w = world("warm");
-    let l = w.licensing("machine-A");
-    activate(&l);
-    // An activation is a verdict: it starts the grace, so the first check needs no request.
-    licensed(&l.check(DEMO_KEY), Source::Cache, Some((7 * DAY) as u64));
+    let (w, l) = activated("warm");
     w.requests();
     // Two cache answers: the second one can come from what the first decoded.
     w.advance(60);
-    licensed(
-        &l.check(DEMO_KEY),
-        Source::Cache,
-        Some((7 * DAY - 60) as u64),
-    );
-    licensed(
-        &l.check(DEMO_KEY),
-        Source::Cache,
-        Some((7 * DAY - 60) as u64),
-    );
+    cached(&l.check(DEMO_KEY), 7 * DAY - 60);
+    cached(&l.check(DEMO_KEY), 7 * DAY - 60);
     assert_eq!(w.requests(), 0);
 
     // One edited byte: untrusted, so the check asks (and with the server down, no grant).
-    let file = w.cache_file();
-    let good = std::fs::read(&file).unwrap();
-    let mut edited = good.clone();
-    let at = edited.len() / 2;
-    edited[at] ^= 0x01;
-    std::fs::write(&file, &edited).unwrap();
+    let (file, good) = w.edit_cache();
     w.polar.set_fault(Some(Fault::CloseImmediately));
     assert_eq!(l.check(DEMO_KEY).reason(), Some(Reason::Offline));
     assert_eq!(w.requests(), 1);
 
     // The good bytes back: from the cache again. Then removed: asks again.
     std::fs::write(&file, &good).unwrap();
-    licensed(
-        &l.check(DEMO_KEY),
-        Source::Cache,
-        Some((7 * DAY - 60) as u64),
-    );
+    cached(&l.check(DEMO_KEY), 7 * DAY - 60);
     assert_eq!(w.requests(), 0);
     std::fs::remove_file(&file).unwrap();
     assert_eq!(l.check(DEMO_KEY).reason(), Some(Reason::Offline));
@@ -408,31 +397,22 @@ fn a_warm_check_sees_every_change_to_the_stored_record() {
     // (a reuse of the old decoded record would be stale and ask).
     w.polar.set_fault(None);
     licensed(&l.check(DEMO_KEY), Source::Online, None);
-    licensed(&l.check(DEMO_KEY), Source::Cache, Some((7 * DAY) as u64));
+    cached(&l.check(DEMO_KEY), 7 * DAY);
     w.advance(2 * HOUR);
     let other = w.licensing("machine-A");
     licensed(&other.check(DEMO_KEY), Source::Online, None);
     w.requests();
-    licensed(&l.check(DEMO_KEY), Source::Cache, Some((7 * DAY) as u64));
+    cached(&l.check(DEMO_KEY), 7 * DAY);
     assert_eq!(w.requests(), 0);
 }
 
 #[test]
 fn a_copied_or_edited_cache_is_not_trusted() {
-    let w = world("tamper");
-    let l = w.licensing("machine-A");
-    activate(&l);
-    // An activation is a verdict: it starts the grace, so the first check needs no request.
-    licensed(&l.check(DEMO_KEY), Source::Cache, Some((7 * DAY) as u64));
-    let file = w.cache_file();
-    let good = std::fs::read(&file).unwrap();
+    let (w, l) = activated("tamper");
 
     // Edit one byte in the middle (e.g. a date): untrusted, and with the server down nothing
     // grants.
-    let mut edited = good.clone();
-    let at = edited.len() / 2;
-    edited[at] ^= 0x01;
-    std::fs::write(&file, &edited).unwrap();
+    let (file, good) = w.edit_cache();
     assert!(matches!(
         l.status(DEMO_KEY).unwrap().state,
         CacheState::Untrusted(_)
@@ -460,7 +440,7 @@ fn machine_binding_and_drift_recovery() {
     let w = world("binding");
     let a = w.licensing("machine-A");
     let id = activate(&a);
-    licensed(&a.check(DEMO_KEY), Source::Cache, Some((7 * DAY) as u64));
+    cached(&a.check(DEMO_KEY), 7 * DAY);
 
     // The activation validated from another machine: conditions_mismatch.
     let b = w.licensing("machine-B");
@@ -482,7 +462,7 @@ fn machine_binding_and_drift_recovery() {
         .unwrap();
     let new_id = again.accepted().unwrap().activation.id.clone();
     assert_ne!(new_id, id);
-    licensed(&b.check(DEMO_KEY), Source::Cache, Some((7 * DAY) as u64));
+    cached(&b.check(DEMO_KEY), 7 * DAY);
     // The stale activation was named by the record B could no longer trust: it was freed,
     // not leaked (an activation id is no secret; it takes a key to free it).
     let live = w.polar.activation_ids(DEMO_KEY);
@@ -491,11 +471,7 @@ fn machine_binding_and_drift_recovery() {
 
 #[test]
 fn deactivate_forgets_the_remembered_activation() {
-    let w = world("deactivate");
-    let l = w.licensing("machine-A");
-    activate(&l);
-    // An activation is a verdict: it starts the grace, so the first check needs no request.
-    licensed(&l.check(DEMO_KEY), Source::Cache, Some((7 * DAY) as u64));
+    let (w, l) = activated("deactivate");
     assert!(l.deactivate(DEMO_KEY, None).unwrap().is_accepted());
     assert!(w.polar.activations(DEMO_KEY).is_empty());
     match l.status(DEMO_KEY).unwrap().state {
@@ -551,15 +527,11 @@ fn a_deactivate_of_an_activation_freed_elsewhere_says_the_activation_is_gone() {
 
 #[test]
 fn background_check_answers_at_once_then_delivers() {
-    let w = world("background");
-    let l = w.licensing("machine-A");
-    activate(&l);
-    // An activation is a verdict: it starts the grace, so the first check needs no request.
-    licensed(&l.check(DEMO_KEY), Source::Cache, Some((7 * DAY) as u64));
+    let (w, l) = activated("background");
 
     // Fresh: the cache answers, no thread.
     let (now, handle) = l.check_in_background(DEMO_KEY, |_| {});
-    licensed(&now, Source::Cache, Some((7 * DAY) as u64));
+    cached(&now, 7 * DAY);
     assert!(handle.is_none());
 
     // Stale: the cache answers now, the fresh verdict comes on the channel.
@@ -568,7 +540,7 @@ fn background_check_answers_at_once_then_delivers() {
     let (now, handle) = l.check_in_background(DEMO_KEY, move |fresh| {
         let _ = tx.send(fresh);
     });
-    licensed(&now, Source::Cache, Some((7 * DAY - 2 * HOUR) as u64));
+    cached(&now, 7 * DAY - 2 * HOUR);
     handle.expect("a background check").join().unwrap();
     licensed(&rx.recv().unwrap(), Source::Online, None);
 
@@ -585,11 +557,7 @@ fn background_check_answers_at_once_then_delivers() {
 
 #[test]
 fn threads_checking_at_once_send_one_request() {
-    let w = world("threads");
-    let l = w.licensing("machine-A");
-    activate(&l);
-    // An activation is a verdict: it starts the grace, so the first check needs no request.
-    licensed(&l.check(DEMO_KEY), Source::Cache, Some((7 * DAY) as u64));
+    let (w, l) = activated("threads");
     w.advance(2 * HOUR);
     w.requests();
     let handles: Vec<_> = (0..6)
@@ -642,11 +610,7 @@ fn require_activation_refuses_a_bare_key_check_and_binding_does_not_change_the_s
         .activate(&ActivateRequest::new(DEMO_KEY, "laptop"))
         .unwrap()
         .is_accepted());
-    licensed(
-        &strict.check(DEMO_KEY),
-        Source::Cache,
-        Some((7 * DAY) as u64),
-    );
+    cached(&strict.check(DEMO_KEY), 7 * DAY);
     // Binding off on the same machine: the cache is still trusted (same seal).
     let loose = build(MachineBinding::Off, false);
     assert!(matches!(

@@ -388,14 +388,7 @@ mod fault_tests {
                 body: "<html>sign in</html>".into(),
             },
         ];
-        for fault in faults {
-            let text = serde_json::to_string(&fault).unwrap();
-            assert_eq!(
-                serde_json::from_str::<Fault>(&text).unwrap(),
-                fault,
-                "{text}"
-            );
-        }
+        reads_back(&faults);
         let respond: Fault = serde_json::from_str(r#"{"kind":"respond","status":407}"#).unwrap();
         assert_eq!(
             respond,
@@ -405,16 +398,8 @@ mod fault_tests {
                 body: String::new()
             }
         );
-        let missing = serde_json::from_str::<Fault>(r#"{"kind":"status","status":500}"#);
-        assert!(missing
-            .unwrap_err()
-            .to_string()
-            .contains("missing field `body`"));
-        let unknown = serde_json::from_str::<Fault>(r#"{"kind":"nope"}"#);
-        assert!(unknown
-            .unwrap_err()
-            .to_string()
-            .contains("unknown variant `nope`"));
+        refused::<Fault>(r#"{"kind":"status","status":500}"#, "missing field `body`");
+        refused::<Fault>(r#"{"kind":"nope"}"#, "unknown variant `nope`");
         assert!(serde_json::from_str::<Fault>(r#"{"ms":5}"#).is_err());
 
         let hooks = [
@@ -425,23 +410,27 @@ mod fault_tests {
             WebhookFault::BadSignature,
             WebhookFault::Large { bytes: 100_000 },
         ];
-        for fault in hooks {
-            let text = serde_json::to_string(&fault).unwrap();
-            assert_eq!(
-                serde_json::from_str::<WebhookFault>(&text).unwrap(),
-                fault,
-                "{text}"
-            );
+        reads_back(&hooks);
+        refused::<WebhookFault>(r#"{"kind":"stale_timestamp"}"#, "missing field `seconds`");
+        refused::<WebhookFault>(r#"{"kind":"lost"}"#, "unknown variant `lost`");
+    }
+
+    /// Each value's JSON reads back as itself.
+    #[track_caller]
+    fn reads_back<T>(values: &[T])
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+    {
+        for value in values {
+            let text = serde_json::to_string(value).unwrap();
+            assert_eq!(&serde_json::from_str::<T>(&text).unwrap(), value, "{text}");
         }
-        let missing = serde_json::from_str::<WebhookFault>(r#"{"kind":"stale_timestamp"}"#);
-        assert!(missing
-            .unwrap_err()
-            .to_string()
-            .contains("missing field `seconds`"));
-        let unknown = serde_json::from_str::<WebhookFault>(r#"{"kind":"lost"}"#);
-        assert!(unknown
-            .unwrap_err()
-            .to_string()
-            .contains("unknown variant `lost`"));
+    }
+
+    /// `json` is refused as a `T`, the error saying `says`.
+    #[track_caller]
+    fn refused<T: serde::de::DeserializeOwned>(json: &str, says: &str) {
+        let error = serde_json::from_str::<T>(json).err().expect("refused");
+        assert!(error.to_string().contains(says), "{error}");
     }
 }

@@ -150,19 +150,13 @@ impl Emulator {
     /// Changes a key like Polar's `PATCH /v1/license-keys/{id}`. Returns
     /// `false` when the key is unknown or a value is invalid (nothing changes then).
     pub fn update_key(&self, key: &str, update: KeyUpdate) -> bool {
-        let changed = lock(&self.shared.core).update_key(key, &update, Time::now());
-        self.shared.wake.notify_all();
-        http::save_state(&self.shared);
-        changed
+        self.change(|core, now| core.update_key(key, &update, now))
     }
 
     /// A new billing period for a key: `benefit_grant.cycled` sent to
     /// the webhook endpoints. `false` when the key is unknown.
     pub fn cycle_key(&self, key: &str) -> bool {
-        let cycled = lock(&self.shared.core).cycle_key(key, Time::now());
-        self.shared.wake.notify_all();
-        http::save_state(&self.shared);
-        cycled
+        self.change(|core, now| core.cycle_key(key, now))
     }
 
     /// Sets the failure to inject into the webhook deliveries of the next change (`None`
@@ -175,18 +169,12 @@ impl Emulator {
     /// portal): returns its new string; the old one answers 404 "Not found" from now on.
     /// `None` when the key is unknown.
     pub fn rotate_key(&self, key: &str) -> Option<String> {
-        let rotated = lock(&self.shared.core).rotate_key(key, Time::now());
-        self.shared.wake.notify_all();
-        http::save_state(&self.shared);
-        rotated
+        self.change(|core, now| core.rotate_key(key, now))
     }
 
     /// Adds a key (in the seed's organization unless it names another).
     pub fn add_key(&self, key: SeedKey) -> Result<(), String> {
-        let added = lock(&self.shared.core).add_key(&key, Time::now());
-        self.shared.wake.notify_all();
-        http::save_state(&self.shared);
-        added
+        self.change(|core, now| core.add_key(&key, now))
     }
 
     /// Sets a Feature Flag benefit's `metadata` as a seller edits it in Polar (the seed's rules:
@@ -198,10 +186,7 @@ impl Emulator {
         id: &str,
         metadata: serde_json::Map<String, serde_json::Value>,
     ) -> Result<Option<serde_json::Value>, String> {
-        let set = lock(&self.shared.core).set_benefit_metadata(id, &metadata, Time::now());
-        self.shared.wake.notify_all();
-        http::save_state(&self.shared);
-        set
+        self.change(|core, now| core.set_benefit_metadata(id, &metadata, now))
     }
 
     /// Revokes (`granted` false) or grants again the Feature Flag grant of `benefit_id` made by
@@ -213,10 +198,7 @@ impl Emulator {
         benefit_id: &str,
         granted: bool,
     ) -> Result<Option<serde_json::Value>, String> {
-        let set = lock(&self.shared.core).set_flag_grant(key, benefit_id, granted, Time::now());
-        self.shared.wake.notify_all();
-        http::save_state(&self.shared);
-        set
+        self.change(|core, now| core.set_flag_grant(key, benefit_id, granted, now))
     }
 
     /// The `Benefit` object of a benefit of the seed (`None`: unknown).
@@ -227,6 +209,15 @@ impl Emulator {
     /// The organization tokens' budget: calls per window (0: off) and the window.
     pub fn token_budget(&self) -> (u32, Duration) {
         lock(&self.shared.core).token_budget()
+    }
+
+    /// A change of the core at this moment, then the webhook dispatcher woken (the change may
+    /// have queued events) and the state saved (`--state FILE`): the change's answer.
+    fn change<T>(&self, change: impl FnOnce(&mut Core, Time) -> T) -> T {
+        let changed = change(&mut lock(&self.shared.core), Time::now());
+        self.shared.wake.notify_all();
+        http::save_state(&self.shared);
+        changed
     }
 
     /// Stops the server: the listener closes (new connections are refused)

@@ -23,7 +23,7 @@ use time::OffsetDateTime;
 use crate::ids::Ids;
 use crate::json::{loads_bytes, obj, s, write_str, LoadError, J};
 use crate::ratelimit::{in_login_zone, in_public_zone, RateLimiter, TokenBudget};
-use crate::state::{GrantView, KeyFilter, Store, SvcError, SvcOk};
+use crate::state::{Call, GrantView, KeyFilter, Store, SvcError, SvcOk};
 use crate::util::{http_date, micros, parse_uuid4, percent_decode};
 use crate::validate::{self, error_body, json_invalid, path_uuid_error};
 use crate::webhooks::{
@@ -523,6 +523,24 @@ pub(crate) enum Auth {
     },
 }
 
+impl Auth {
+    /// The organization of a token holding one of `scopes`, or the 401 (no token) or 403 (none
+    /// of them) to answer.
+    pub(crate) fn organization_with(&self, scopes: &[&str]) -> Result<uuid::Uuid, Resp> {
+        match self {
+            Auth::Anonymous => Err(unauthorized()),
+            Auth::Token { scopes: held, .. }
+                if !scopes.iter().any(|n| held.iter().any(|s| s == n)) =>
+            {
+                Err(insufficient_scope(&scopes.join(" ")))
+            }
+            Auth::Token {
+                organization_id, ..
+            } => Ok(*organization_id),
+        }
+    }
+}
+
 /// What waits for the body.
 #[derive(Debug, Clone)]
 pub(crate) enum Pending {
@@ -644,6 +662,21 @@ impl std::fmt::Debug for Core {
 
 /// `PUT`/`POST` of a fault (`what`): the body's JSON sets `slot`, an empty body or `null`
 /// clears it (204); anything else is a 400 naming `what`.
+/// A control route's body read as `T`, or the 400 saying what was `invalid`.
+fn admin_body<T: serde::de::DeserializeOwned>(raw: &[u8], what: &str) -> Result<T, Resp> {
+    serde_json::from_slice(raw).map_err(|e| Resp::detail(400, &format!("invalid {what}: {e}")))
+}
+
+/// A control route's change answered: what it changed, 404 when nothing has that name, 400
+/// with the reason it was refused.
+fn changed<T>(result: Result<Option<T>, String>, answer: impl FnOnce(T) -> Resp) -> Resp {
+    match result {
+        Ok(Some(changed)) => answer(changed),
+        Ok(None) => Resp::detail(404, "Not Found"),
+        Err(e) => Resp::detail(400, &e),
+    }
+}
+
 fn set_from_body<T: serde::de::DeserializeOwned>(
     slot: &mut Option<T>,
     raw: &[u8],
@@ -1121,49 +1154,50 @@ impl Core {
         body: Option<&[u8]>,
         now: Time,
     ) -> Resp {
-        match pending {
-            Pending::Endpoint { op, auth } => {
-                let r = self.endpoint(ex, op, auth.as_ref(), body, now);
-                let r = self.post_auth(r);
-                let r = post_max_body(ex, r);
-                let r = post_cors(ex, r);
-                post_version(ex, r)
-            }
+        let r = match pending {
             Pending::Webhook {
                 op,
                 organization_id,
-            } => {
-                let r = self.webhook_with_body(ex, op, organization_id, body, now);
-                let r = self.post_auth(r);
-                let r = post_max_body(ex, r);
-                let r = post_cors(ex, r);
-                post_version(ex, r)
+            } => self.webhook_with_body(ex, op, organization_id, body, now),
+            Pending::Endpoint { .. } | Pending::Session(_) => {
+                self.json_with_body(ex, pending, body, now)
             }
             #[cfg(feature = "billing")]
-            Pending::Ingest(auth) => {
-                let r = match body {
-                    Some(raw) => self.ingest(ex, &auth, raw, now),
-                    None => Resp::unread(),
-                };
-                let r = self.post_auth(r);
-                let r = post_max_body(ex, r);
-                let r = post_cors(ex, r);
-                post_version(ex, r)
-            }
-            Pending::Session(op) => {
-                let r = self.session_with_body(ex, op, body, now);
-                let r = self.post_auth(r);
-                let r = post_max_body(ex, r);
-                let r = post_cors(ex, r);
-                post_version(ex, r)
-            }
+            Pending::Ingest(_) => self.json_with_body(ex, pending, body, now),
             admin => {
                 let r = match body {
                     Some(raw) => self.admin_with_body(admin, raw, now),
                     None => Resp::bad_request(),
                 };
-                post_admin(ex, r)
+                return post_admin(ex, r);
             }
+        };
+        let r = self.post_auth(r);
+        let r = post_max_body(ex, r);
+        let r = post_cors(ex, r);
+        post_version(ex, r)
+    }
+
+    /// Runs a Polar route that reads its body as JSON (`None`: it could not be read), the
+    /// body's own refusal first.
+    fn json_with_body(
+        &mut self,
+        ex: &Exchange,
+        pending: Pending,
+        raw: Option<&[u8]>,
+        now: Time,
+    ) -> Resp {
+        let body = match read_body(ex, raw) {
+            Ok(body) => body,
+            Err(r) => return r,
+        };
+        match pending {
+            Pending::Endpoint { op, auth } => self.endpoint(ex, op, auth.as_ref(), body, now),
+            #[cfg(feature = "billing")]
+            Pending::Ingest(auth) => self.ingest(&auth, body, now),
+            Pending::Session(op) => self.session_with_body(op, body, now),
+            // Never pending here.
+            _ => Resp::internal_error(),
         }
     }
 
@@ -1499,40 +1533,30 @@ impl Core {
         ex: &Exchange,
         op: Op,
         token_auth: Option<&Auth>,
-        raw: Option<&[u8]>,
+        body: J,
         now: Time,
     ) -> Resp {
-        let Some(raw) = raw else {
-            return Resp::unread();
-        };
-        let body = match read_body(ex, raw) {
-            Ok(body) => body,
-            Err(r) => return r,
-        };
-        let scope = match token_auth {
+        let scope = match token_auth.map(|auth| auth.organization_with(&["license_keys:write"])) {
             None => None,
-            Some(Auth::Anonymous) => return unauthorized(),
-            Some(Auth::Token { scopes, .. })
-                if !scopes.iter().any(|s| s == "license_keys:write") =>
-            {
-                return insufficient_scope("license_keys:write");
-            }
-            Some(Auth::Token {
-                organization_id, ..
-            }) => Some(*organization_id),
+            Some(Ok(organization_id)) => Some(organization_id),
+            Some(Err(r)) => return r,
         };
-        let now = self.clock(now);
+        let call = Call {
+            scope,
+            now: self.clock(now),
+            version: &ex.version,
+        };
         let result = match op {
             Op::Validate => match validate::validate_req(&body) {
-                Ok(req) => self.store.validate(&req, scope, now, &ex.version),
+                Ok(req) => self.store.validate(&req, call),
                 Err(errors) => return Resp::json(422, &error_body(&errors)),
             },
             Op::Activate => match validate::activate_req(&body) {
-                Ok(req) => self.store.activate(&req, scope, now, &ex.version),
+                Ok(req) => self.store.activate(&req, call),
                 Err(errors) => return Resp::json(422, &error_body(&errors)),
             },
             Op::Deactivate => match validate::deactivate_req(&body) {
-                Ok(req) => self.store.deactivate(&req, scope, now),
+                Ok(req) => self.store.deactivate(&req, call),
                 Err(errors) => return Resp::json(422, &error_body(&errors)),
             },
         };
@@ -1663,39 +1687,34 @@ impl Core {
     }
 
     fn admin_with_body(&mut self, pending: Pending, raw: &[u8], now: Time) -> Resp {
-        match pending {
+        self.admin_change(pending, raw, now)
+            .unwrap_or_else(|refused| refused)
+    }
+
+    /// A control route's change, its body read as JSON (`Err`: the 400 refusing the body).
+    fn admin_change(&mut self, pending: Pending, raw: &[u8], now: Time) -> Result<Resp, Resp> {
+        Ok(match pending {
             Pending::SetFault => set_from_body::<Fault>(&mut self.fault, raw, "fault"),
             Pending::SetClock => {
                 #[derive(serde::Deserialize)]
                 struct Clock {
                     offset_seconds: i64,
                 }
-                match serde_json::from_slice::<Clock>(raw) {
-                    Ok(c) => {
-                        self.set_clock_offset(c.offset_seconds);
-                        Resp::new(204)
-                    }
-                    Err(e) => Resp::detail(400, &format!("invalid clock: {e}")),
-                }
+                let clock: Clock = admin_body(raw, "clock")?;
+                self.set_clock_offset(clock.offset_seconds);
+                Resp::new(204)
             }
             Pending::SetRateLimit => {
                 #[derive(serde::Deserialize)]
                 struct RateLimit {
                     enabled: bool,
                 }
-                match serde_json::from_slice::<RateLimit>(raw) {
-                    Ok(r) => {
-                        self.set_rate_limit(r.enabled);
-                        Resp::new(204)
-                    }
-                    Err(e) => Resp::detail(400, &format!("invalid rate limit: {e}")),
-                }
+                let limit: RateLimit = admin_body(raw, "rate limit")?;
+                self.set_rate_limit(limit.enabled);
+                Resp::new(204)
             }
             Pending::AddKey => {
-                let key: SeedKey = match serde_json::from_slice(raw) {
-                    Ok(key) => key,
-                    Err(e) => return Resp::detail(400, &format!("invalid key: {e}")),
-                };
+                let key: SeedKey = admin_body(raw, "key")?;
                 match self.add_key(&key, now) {
                     Ok(()) => match self.store.key_json(&key.key) {
                         Some(j) => Resp::json(201, &j),
@@ -1705,15 +1724,10 @@ impl Core {
                 }
             }
             Pending::UpdateKey(key) => {
-                let update: KeyUpdate = match serde_json::from_slice(raw) {
-                    Ok(u) => u,
-                    Err(e) => return Resp::detail(400, &format!("invalid update: {e}")),
-                };
-                match self.update_key_json(&key, &update, now) {
-                    Ok(Some(j)) => Resp::json(200, &j),
-                    Ok(None) => Resp::detail(404, "Not Found"),
-                    Err(e) => Resp::detail(400, &e),
-                }
+                let update: KeyUpdate = admin_body(raw, "update")?;
+                changed(self.update_key_json(&key, &update, now), |j| {
+                    Resp::json(200, &j)
+                })
             }
             Pending::SetWebhookFault => {
                 set_from_body::<WebhookFault>(&mut self.webhooks.fault, raw, "webhook fault")
@@ -1723,10 +1737,7 @@ impl Core {
                 struct Signature {
                     uses_standard_webhook_signature: bool,
                 }
-                let change: Signature = match serde_json::from_slice(raw) {
-                    Ok(c) => c,
-                    Err(e) => return Resp::detail(400, &format!("invalid change: {e}")),
-                };
+                let change: Signature = admin_body(raw, "change")?;
                 match self.webhooks.endpoints.iter_mut().find(|e| e.id == id) {
                     Some(e) => {
                         e.standard_signature = change.uses_standard_webhook_signature;
@@ -1740,30 +1751,22 @@ impl Core {
                 struct Change {
                     metadata: serde_json::Map<String, serde_json::Value>,
                 }
-                let change: Change = match serde_json::from_slice(raw) {
-                    Ok(c) => c,
-                    Err(e) => return Resp::detail(400, &format!("invalid change: {e}")),
-                };
-                match self.set_benefit_metadata(&id, &change.metadata, now) {
-                    Ok(Some(benefit)) => Resp::json_text(200, &benefit.to_string()),
-                    Ok(None) => Resp::detail(404, "Not Found"),
-                    Err(e) => Resp::detail(400, &e),
-                }
+                let change: Change = admin_body(raw, "change")?;
+                changed(
+                    self.set_benefit_metadata(&id, &change.metadata, now),
+                    |benefit| Resp::json_text(200, &benefit.to_string()),
+                )
             }
             Pending::FlagGrant { key, benefit_id } => {
                 #[derive(serde::Deserialize)]
                 struct Change {
                     is_granted: bool,
                 }
-                let change: Change = match serde_json::from_slice(raw) {
-                    Ok(c) => c,
-                    Err(e) => return Resp::detail(400, &format!("invalid change: {e}")),
-                };
-                match self.set_flag_grant(&key, &benefit_id, change.is_granted, now) {
-                    Ok(Some(grant)) => Resp::json_text(200, &grant.to_string()),
-                    Ok(None) => Resp::detail(404, "Not Found"),
-                    Err(e) => Resp::detail(400, &e),
-                }
+                let change: Change = admin_body(raw, "change")?;
+                changed(
+                    self.set_flag_grant(&key, &benefit_id, change.is_granted, now),
+                    |grant| Resp::json_text(200, &grant.to_string()),
+                )
             }
             // Never pending here.
             Pending::Endpoint { .. } | Pending::Webhook { .. } | Pending::Session(_) => {
@@ -1773,22 +1776,14 @@ impl Core {
             Pending::Ingest(_) => Resp::internal_error(),
             #[cfg(feature = "billing")]
             Pending::Subscription(key) => {
-                let change: lifecycle::SubscriptionChange = match serde_json::from_slice(raw) {
-                    Ok(c) => c,
-                    Err(e) => return Resp::detail(400, &format!("invalid change: {e}")),
-                };
-                match self.change_subscription(&key, &change, now) {
-                    Ok(Some(j)) => Resp::json(200, &j),
-                    Ok(None) => Resp::detail(404, "Not Found"),
-                    Err(e) => Resp::detail(400, &e),
-                }
+                let change: lifecycle::SubscriptionChange = admin_body(raw, "change")?;
+                changed(self.change_subscription(&key, &change, now), |j| {
+                    Resp::json(200, &j)
+                })
             }
             #[cfg(feature = "billing")]
             Pending::Refund(key) => {
-                let change: lifecycle::RefundChange = match serde_json::from_slice(raw) {
-                    Ok(c) => c,
-                    Err(e) => return Resp::detail(400, &format!("invalid refund: {e}")),
-                };
+                let change: lifecycle::RefundChange = admin_body(raw, "refund")?;
                 match self.refund(&key, &change, now) {
                     Ok(Some(j)) => Resp::json(200, &j),
                     Ok(None) => Resp::detail(404, "Not Found"),
@@ -1798,7 +1793,7 @@ impl Core {
                     Err(lifecycle::RefundRefusal::Control(e)) => Resp::detail(400, &e),
                 }
             }
-        }
+        })
     }
 
     fn admin_route(&mut self, ex: &mut Exchange, now: Time) -> Step {
@@ -2138,8 +2133,12 @@ fn oauth2_error(status: u16, error: &str, description: &str, scope: Option<&str>
 }
 
 /// A request body as FastAPI reads it: an empty body is `None`, JSON is parsed only for a
-/// JSON content type (else the text), and JSON that does not parse is its 422 (or 400).
-pub(super) fn read_body(ex: &Exchange, raw: &[u8]) -> Result<J, Resp> {
+/// JSON content type (else the text), and JSON that does not parse is its 422 (or 400); a body
+/// that could not be read (`None`) is answered `Resp::unread`.
+pub(super) fn read_body(ex: &Exchange, raw: Option<&[u8]>) -> Result<J, Resp> {
+    let Some(raw) = raw else {
+        return Err(Resp::unread());
+    };
     if raw.is_empty() {
         return Ok(J::Null);
     }

@@ -125,6 +125,15 @@ pub(crate) struct Store {
     ids: Ids,
 }
 
+/// A license route's call: the token's organization that limits the lookup (`scope`; `None`
+/// on the public routes), the emulator's time, and the API version to answer in.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Call<'a> {
+    pub(crate) scope: Option<Uuid>,
+    pub(crate) now: OffsetDateTime,
+    pub(crate) version: &'a str,
+}
+
 /// A service failure, rendered as Polar's `{"error","detail"}` bodies.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum SvcError {
@@ -343,17 +352,10 @@ impl Store {
         })
     }
 
-    /// `POST …/validate` (docs/polar-api.md §5.1). `scope` limits the lookup to a token's
-    /// organization.
-    pub(crate) fn validate(
-        &mut self,
-        req: &ValidateReq,
-        scope: Option<Uuid>,
-        now: OffsetDateTime,
-        version: &str,
-    ) -> Result<SvcOk, SvcError> {
+    /// `POST …/validate` (docs/polar-api.md §5.1).
+    pub(crate) fn validate(&mut self, req: &ValidateReq, call: Call) -> Result<SvcOk, SvcError> {
         let ki = self
-            .usable_key(req.organization_id, &req.key, scope, now)
+            .usable_key(req.organization_id, &req.key, call.scope, call.now)
             .map_err(|unusable| {
                 SvcError::NotFound(
                     match unusable {
@@ -412,10 +414,10 @@ impl Store {
         let k = &mut self.keys[ki];
         k.usage = new_usage as i64;
         k.validations = new_validations as i64;
-        k.last_validated_at = Some(now);
+        k.last_validated_at = Some(call.now);
         // The ORM bumps modified_at at flush, after the response was serialized.
-        let mut body = render_key_fields(k, previous_modified, extended(version));
-        k.modified_at = Some(now);
+        let mut body = render_key_fields(k, previous_modified, extended(call.version));
+        k.modified_at = Some(call.now);
         let activation = match activation {
             Some(ai) => render_activation(&self.activations[ai]),
             None => J::Null,
@@ -425,15 +427,9 @@ impl Store {
     }
 
     /// `POST …/activate` (docs/polar-api.md §5.2).
-    pub(crate) fn activate(
-        &mut self,
-        req: &ActivateReq,
-        scope: Option<Uuid>,
-        now: OffsetDateTime,
-        version: &str,
-    ) -> Result<SvcOk, SvcError> {
+    pub(crate) fn activate(&mut self, req: &ActivateReq, call: Call) -> Result<SvcOk, SvcError> {
         let ki = self
-            .usable_key(req.organization_id, &req.key, scope, now)
+            .usable_key(req.organization_id, &req.key, call.scope, call.now)
             .map_err(|unusable| match unusable {
                 Unusable::Missing => SvcError::NotFound(NOT_FOUND.to_string()),
                 Unusable::Inactive => SvcError::NotPermitted(
@@ -474,7 +470,7 @@ impl Store {
             label: req.label.clone(),
             conditions: req.conditions.clone(),
             meta: req.meta.clone(),
-            created_at: now,
+            created_at: call.now,
             modified_at: None,
             deleted_at: None,
         };
@@ -483,7 +479,7 @@ impl Store {
             _ => Vec::new(),
         };
         // 2027-01 names it `LicenseKeyActivationCreated`, its key a `GrantedLicenseKey`.
-        let license_key = J::Obj(render_key_fields(k, k.modified_at, extended(version)));
+        let license_key = J::Obj(render_key_fields(k, k.modified_at, extended(call.version)));
         body.push(("license_key".to_string(), license_key));
         self.activations.push(activation);
         Ok(SvcOk::Json(J::Obj(body)))
@@ -493,19 +489,18 @@ impl Store {
     pub(crate) fn deactivate(
         &mut self,
         req: &DeactivateReq,
-        scope: Option<Uuid>,
-        now: OffsetDateTime,
+        call: Call,
     ) -> Result<SvcOk, SvcError> {
         let ki = self
-            .find_key(req.organization_id, &req.key, scope)
+            .find_key(req.organization_id, &req.key, call.scope)
             .ok_or_else(|| SvcError::NotFound(NOT_FOUND.to_string()))?;
         let key_id = self.keys[ki].id;
         let ai = self
             .live_activation(key_id, req.activation_id)
             .ok_or_else(|| SvcError::NotFound(NOT_FOUND.to_string()))?;
         let a = &mut self.activations[ai];
-        a.deleted_at = Some(now);
-        a.modified_at = Some(now);
+        a.deleted_at = Some(call.now);
+        a.modified_at = Some(call.now);
         Ok(SvcOk::NoContent)
     }
 

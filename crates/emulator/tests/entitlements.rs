@@ -9,18 +9,26 @@ use polar_license_emulator::{
     Emulator, KeyUpdate, Options, Seed, SeedBenefit, SeedKey, DEMO_ORGANIZATION_ID, DEMO_TOKEN,
     DEMO_TOKEN_READ_ONLY,
 };
-use polar_license_testkit::http::{json_receiver, json_request, take_deliveries, HttpAnswer};
+use polar_license_testkit::http::{json_request, take_deliveries, HttpAnswer};
 use polar_license_testkit::{customers_key, emulator_kept, feature_flag, ScratchDir};
 use serde_json::{json, Value};
 
 mod common;
-use common::{tier_key, CUSTOMER, KEY, LICENSE, PRO, SUBSCRIPTION};
+use common::{subscribe, take_events, tier_key, CUSTOMER, KEY, LICENSE, PRO, SUBSCRIPTION};
 
 const ORG: &str = DEMO_ORGANIZATION_ID;
 const GRANTS: &str = "/v1/benefit-grants/";
 const LAPSED: &str = "7c8d9e0f-1a2b-4c3d-8e4f-5a6b7c8d9e0f";
 const LAPSED_KEY: &str = "TIER-2C3D4E5F-6A7B-4C8D-9E0F-1A2B3C4D5E6F";
 const OTHER_V4: &str = "21bf892b-2e46-4f50-8060-8fdaf02aa482";
+/// The events a flag's changes send.
+const FLAG_EVENTS: &[&str] = &[
+    "benefit.updated",
+    "benefit_grant.created",
+    "benefit_grant.updated",
+    "benefit_grant.revoked",
+    "customer.state_changed",
+];
 const INSUFFICIENT: &str =
     "The request requires higher privileges than provided by the access token.";
 
@@ -55,6 +63,17 @@ fn flag_seed() -> Seed {
 
 fn start() -> Emulator {
     Emulator::start(flag_seed(), Options::default()).expect("the emulator starts")
+}
+
+/// The flag's (`PRO`'s) entry of a list: a grants' list's `items`, a state's
+/// `granted_benefits`.
+fn flag_in(list: &Value) -> Value {
+    list.as_array()
+        .expect("a list")
+        .iter()
+        .find(|g| g["benefit_id"] == PRO)
+        .expect("the flag's entry")
+        .clone()
 }
 
 fn key_id(em: &Emulator, key: &str) -> String {
@@ -372,13 +391,7 @@ fn the_customer_state_carries_the_flags_values() {
     assert_eq!(fields, expected);
     // The same grant id as the grants' list.
     let grants = ok(&em, &format!("{GRANTS}?customer_id={CUSTOMER}"));
-    let flag_grant = grants["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .find(|g| g["benefit_id"] == PRO)
-        .expect("the flag's grant")
-        .clone();
+    let flag_grant = flag_in(&grants["items"]);
     assert_eq!(flag["id"], flag_grant["id"]);
     assert_eq!(state["active_meters"], json!([]));
 
@@ -426,23 +439,7 @@ fn the_customer_state_refuses_as_polar_does() {
 #[test]
 fn a_flags_new_values_send_only_benefit_updated() {
     let em = start();
-    let (url, got) = json_receiver();
-    let events = [
-        "benefit.updated",
-        "benefit_grant.created",
-        "benefit_grant.updated",
-        "benefit_grant.revoked",
-        "customer.state_changed",
-    ];
-    let body = json!({"url": url, "format": "raw", "events": events}).to_string();
-    let r = json_request(
-        em.port(),
-        "POST",
-        "/v1/webhooks/endpoints",
-        Some(&body),
-        Some(DEMO_TOKEN),
-    );
-    assert_eq!(r.status, 201, "{}", r.text());
+    let got = subscribe(&em, FLAG_EVENTS);
 
     let new = json!({"max_upload_size": 100, "role": "admin"});
     let answer = em
@@ -488,24 +485,14 @@ fn a_flags_new_values_send_only_benefit_updated() {
 
     // The relay's next read has the new values.
     let state = ok(&em, &format!("/v1/customers/{CUSTOMER}/state"));
-    let flag = state["granted_benefits"]
-        .as_array()
-        .expect("grants")
-        .iter()
-        .find(|g| g["benefit_id"] == PRO)
-        .expect("the flag")
-        .clone();
+    let flag = flag_in(&state["granted_benefits"]);
     assert_eq!(
         flag["benefit_metadata"],
         json!({"max_upload_size": 200, "role": "admin"})
     );
 
     // Two benefit.updated, nothing else (no grant webhook, no state change).
-    let got = take_deliveries(&got, 2, Duration::from_millis(500));
-    let kinds: Vec<&str> = got
-        .iter()
-        .map(|p| p["type"].as_str().unwrap_or(""))
-        .collect();
+    let (kinds, got) = take_events(&got, 2, Duration::from_millis(500));
     assert_eq!(kinds, ["benefit.updated", "benefit.updated"]);
     assert_eq!(got[0]["data"]["id"], PRO);
     assert_eq!(got[0]["data"]["metadata"], new);
@@ -607,13 +594,7 @@ fn the_flags_values_and_grants_survive_a_restart() {
     let again = kept();
     let after = ok(&again, &format!("{GRANTS}?customer_id={CUSTOMER}"));
     assert_eq!(after, before);
-    let flag = after["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .find(|g| g["benefit_id"] == PRO)
-        .expect("the flag")
-        .clone();
+    let flag = flag_in(&after["items"]);
     assert_eq!(flag["benefit"]["metadata"], new);
     assert_eq!(again.benefit(PRO).expect("the benefit")["metadata"], new);
 }
@@ -621,23 +602,7 @@ fn the_flags_values_and_grants_survive_a_restart() {
 #[test]
 fn a_flag_revoked_and_granted_again_sends_its_grant_then_the_state() {
     let em = start();
-    let (url, got) = json_receiver();
-    let events = [
-        "benefit.updated",
-        "benefit_grant.created",
-        "benefit_grant.updated",
-        "benefit_grant.revoked",
-        "customer.state_changed",
-    ];
-    let body = json!({"url": url, "format": "raw", "events": events}).to_string();
-    let r = json_request(
-        em.port(),
-        "POST",
-        "/v1/webhooks/endpoints",
-        Some(&body),
-        Some(DEMO_TOKEN),
-    );
-    assert_eq!(r.status, 201, "{}", r.text());
+    let got = subscribe(&em, FLAG_EVENTS);
 
     let revoked = em
         .set_flag_grant(KEY, PRO, false)
@@ -689,11 +654,7 @@ fn a_flag_revoked_and_granted_again_sends_its_grant_then_the_state() {
         .expect("valid")
         .is_none());
 
-    let got = take_deliveries(&got, 4, Duration::from_millis(500));
-    let kinds: Vec<&str> = got
-        .iter()
-        .map(|p| p["type"].as_str().unwrap_or(""))
-        .collect();
+    let (kinds, got) = take_events(&got, 4, Duration::from_millis(500));
     assert_eq!(
         kinds,
         [
@@ -721,17 +682,7 @@ fn a_flag_revoked_and_granted_again_sends_its_grant_then_the_state() {
 #[test]
 fn a_key_added_with_flags_sends_each_grants_created() {
     let em = start();
-    let (url, got) = json_receiver();
-    let body =
-        json!({"url": url, "format": "raw", "events": ["benefit_grant.created"]}).to_string();
-    let r = json_request(
-        em.port(),
-        "POST",
-        "/v1/webhooks/endpoints",
-        Some(&body),
-        Some(DEMO_TOKEN),
-    );
-    assert_eq!(r.status, 201, "{}", r.text());
+    let got = subscribe(&em, &["benefit_grant.created"]);
     em.add_key(SeedKey {
         benefits: vec![PRO.into()],
         ..customers_key("TIER-NEW-0001", LICENSE, CUSTOMER)

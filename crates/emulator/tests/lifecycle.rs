@@ -13,14 +13,14 @@ use polar_license_emulator::{
     Emulator, Options, Seed, SeedKey, SeedMember, SeedOrder, DEMO_KEY, DEMO_ORGANIZATION_ID,
     DEMO_TOKEN,
 };
-use polar_license_testkit::http::{
-    json_receiver, json_request, raw_exchange, take_deliveries, HttpAnswer,
+use polar_license_testkit::http::{json_request, raw_exchange, HttpAnswer};
+use polar_license_testkit::{
+    customers_key, feature_flag, subscription_with_id, ScratchDir, LIFECYCLE_EVENTS,
 };
-use polar_license_testkit::{customers_key, feature_flag, subscription_with_id, ScratchDir};
 use serde_json::{json, Value};
 
 mod common;
-use common::{tier_key, CUSTOMER, KEY, LICENSE, PRO, SUBSCRIPTION};
+use common::{subscribe, take_events, tier_key, CUSTOMER, KEY, LICENSE, PRO, SUBSCRIPTION};
 
 const ORG: &str = DEMO_ORGANIZATION_ID;
 const ONE_TIME: &str = "ONCE-2C3D4E5F-6A7B-4C8D-9E0F-1A2B3C4D5E6F";
@@ -28,22 +28,21 @@ const SEAT: &str = "SEAT-3D4E5F6A-7B8C-4D9E-8F0A-2B3C4D5E6F7A";
 const ORDER: &str = "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d";
 const SUB_ORDER: &str = "2b3c4d5e-6f7a-4b8c-9d0e-1f2a3b4c5d6e";
 const MEMBER: &str = "3c4d5e6f-7a8b-4c9d-8e0f-2a3b4c5d6e7f";
-const EVENTS: [&str; 14] = [
-    "refund.created",
-    "order.refunded",
-    "customer_seat.revoked",
-    "subscription.past_due",
-    "subscription.updated",
-    "subscription.canceled",
-    "subscription.revoked",
-    "subscription.paused",
-    "subscription.resumed",
-    "benefit_grant.created",
-    "benefit_grant.updated",
-    "benefit_grant.revoked",
-    "customer.state_changed",
-    "benefit.updated",
-];
+/// The lifecycle's events, a refund's, and what the keys' grants and flags send.
+fn events() -> Vec<&'static str> {
+    [
+        &["refund.created"][..],
+        &LIFECYCLE_EVENTS,
+        &[
+            "benefit_grant.created",
+            "benefit_grant.updated",
+            "benefit_grant.revoked",
+            "customer.state_changed",
+            "benefit.updated",
+        ],
+    ]
+    .concat()
+}
 
 fn request(em: &Emulator, method: &str, path: &str, body: Option<&str>) -> HttpAnswer {
     json_request(em.port(), method, path, body, Some(DEMO_TOKEN))
@@ -114,22 +113,14 @@ fn validate_key(em: &Emulator, key: &str) -> u16 {
 /// An emulator with an endpoint for the lifecycle's events, and what it received.
 fn start(options: Options) -> (Emulator, Arc<Mutex<Vec<Value>>>) {
     let em = Emulator::start(seed(), options).expect("the emulator starts");
-    let (url, got) = json_receiver();
-    let body = json!({"url": url, "format": "raw", "events": EVENTS}).to_string();
-    let r = request(&em, "POST", "/v1/webhooks/endpoints", Some(&body));
-    assert_eq!(r.status, 201, "{}", r.text());
+    let got = subscribe(&em, &events());
     (em, got)
 }
 
 /// The types of the events received once `n` have come (in order: one endpoint, one in
 /// flight), then the bodies; the received list emptied.
 fn take(got: &Arc<Mutex<Vec<Value>>>, n: usize) -> (Vec<String>, Vec<Value>) {
-    let events = take_deliveries(got, n, Duration::from_millis(300));
-    let kinds = events
-        .iter()
-        .map(|e| e["type"].as_str().unwrap_or("").to_string())
-        .collect();
-    (kinds, events)
+    take_events(got, n, Duration::from_millis(300))
 }
 
 #[test]

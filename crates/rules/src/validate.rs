@@ -115,6 +115,15 @@ struct Body<'a> {
 }
 
 impl<'a> Body<'a> {
+    /// The request `build` makes of the fields read, when every one was read without an error;
+    /// else the errors.
+    fn finish<T>(self, build: impl FnOnce() -> Option<T>) -> Result<T, Vec<VErr>> {
+        match self.errors.is_empty() {
+            true => build().ok_or(self.errors),
+            false => Err(self.errors),
+        }
+    }
+
     fn field(&self, name: &str) -> Option<&'a J> {
         self.items.iter().find(|(k, _)| k == name).map(|(_, v)| v)
     }
@@ -533,34 +542,17 @@ pub fn validate_req(body: &J) -> Result<ValidateReq, Vec<VErr>> {
     let customer_id = b.uuid4("customer_id", true);
     let increment_usage = b.non_negative_int("increment_usage");
     let conditions = b.metadata("conditions");
-    match (
-        key,
-        organization_id,
-        activation_id,
-        benefit_id,
-        customer_id,
-        increment_usage,
-        conditions,
-    ) {
-        (
-            Some(key),
-            Ok(Some(organization_id)),
-            Ok(activation_id),
-            Ok(benefit_id),
-            Ok(customer_id),
-            Ok(increment_usage),
-            Some(conditions),
-        ) if b.errors.is_empty() => Ok(ValidateReq {
-            key,
-            organization_id,
-            activation_id,
-            benefit_id,
-            customer_id,
-            increment_usage,
-            conditions,
-        }),
-        _ => Err(b.errors),
-    }
+    b.finish(|| {
+        Some(ValidateReq {
+            key: key?,
+            organization_id: organization_id.ok().flatten()?,
+            activation_id: activation_id.ok()?,
+            benefit_id: benefit_id.ok()?,
+            customer_id: customer_id.ok()?,
+            increment_usage: increment_usage.ok()?,
+            conditions: conditions?,
+        })
+    })
 }
 
 /// Validates a `LicenseKeyActivate` body.
@@ -571,20 +563,15 @@ pub fn activate_req(body: &J) -> Result<ActivateReq, Vec<VErr>> {
     let label = b.string("label");
     let conditions = b.metadata("conditions");
     let meta = b.metadata("meta");
-    match (key, organization_id, label, conditions, meta) {
-        (Some(key), Ok(Some(organization_id)), Some(label), Some(conditions), Some(meta))
-            if b.errors.is_empty() =>
-        {
-            Ok(ActivateReq {
-                key,
-                organization_id,
-                label,
-                conditions,
-                meta,
-            })
-        }
-        _ => Err(b.errors),
-    }
+    b.finish(|| {
+        Some(ActivateReq {
+            key: key?,
+            organization_id: organization_id.ok().flatten()?,
+            label: label?,
+            conditions: conditions?,
+            meta: meta?,
+        })
+    })
 }
 
 /// Validates a `LicenseKeyDeactivate` body.
@@ -593,16 +580,13 @@ pub fn deactivate_req(body: &J) -> Result<DeactivateReq, Vec<VErr>> {
     let key = b.string("key");
     let organization_id = b.uuid4("organization_id", false);
     let activation_id = b.uuid4("activation_id", false);
-    match (key, organization_id, activation_id) {
-        (Some(key), Ok(Some(organization_id)), Ok(Some(activation_id))) if b.errors.is_empty() => {
-            Ok(DeactivateReq {
-                key,
-                organization_id,
-                activation_id,
-            })
-        }
-        _ => Err(b.errors),
-    }
+    b.finish(|| {
+        Some(DeactivateReq {
+            key: key?,
+            organization_id: organization_id.ok().flatten()?,
+            activation_id: activation_id.ok().flatten()?,
+        })
+    })
 }
 
 /// A path parameter typed `UUID4` that failed (for `/v1/license-keys/{id}`).

@@ -803,3 +803,17 @@ pub mod ids {
     /// The first key's subscription.
     pub const SUBSCRIPTION: &str = "9e0f1a2b-3c4d-4e5f-8a6b-7c8d9e0f1a2b";
 }
+
+/// The webhook events of a key's subscription lifecycle (docs/polar-api.md §16.6) that the
+/// lifecycle suites subscribe to alike (the emulator's and the relay's): an order refunded, a
+/// seat revoked, and the subscription's own changes.
+pub const LIFECYCLE_EVENTS: [&str; 8] = [
+    "order.refunded",
+    "customer_seat.revoked",
+    "subscription.past_due",
+    "subscription.updated",
+    "subscription.canceled",
+    "subscription.revoked",
+    "subscription.paused",
+    "subscription.resumed",
+];

@@ -6,28 +6,13 @@
 use uuid::Uuid;
 
 use super::portal::query_pairs;
-use super::{
-    insufficient_scope, unauthorized, Auth, Core, Exchange, Resp, Step, Time, MAX_PAGE_LIMIT,
-};
+use super::{Auth, Core, Exchange, Resp, Step, Time, MAX_PAGE_LIMIT};
 use crate::json::J;
 use crate::state::{page_of, GrantFilter};
 use crate::validate::{error_body, path_uuid_error, query_positive_int, query_uuid_error, VErr};
 
 /// The benefit grants' list route (FastAPI's path, slash included).
 pub(super) const GRANTS_PATH: &str = "/v1/benefit-grants/";
-
-/// The organization of a token holding one of `scopes`, or the 401/403 to answer.
-fn token_org(auth: &Auth, scopes: &[&str]) -> Result<Uuid, Resp> {
-    match auth {
-        Auth::Anonymous => Err(unauthorized()),
-        Auth::Token { scopes: held, .. } if !scopes.iter().any(|n| held.iter().any(|s| s == n)) => {
-            Err(insufficient_scope(&scopes.join(" ")))
-        }
-        Auth::Token {
-            organization_id, ..
-        } => Ok(*organization_id),
-    }
-}
 
 /// pydantic's lax boolean of a query string (`bool_parsing` otherwise).
 fn query_bool(name: &str, value: &str) -> Result<bool, Box<VErr>> {
@@ -75,7 +60,7 @@ impl Core {
     /// `GET /v1/customers/external/{external_id}/state`: the same `CustomerState`, the
     /// customer named by its `external_id`; 404 `Not found` for any other.
     fn customer_state_external(&self, auth: &Auth, external_id: &str, now: Time) -> Resp {
-        let organization_id = match token_org(auth, &["customers:read", "customers:write"]) {
+        let organization_id = match auth.organization_with(&["customers:read", "customers:write"]) {
             Ok(org) => org,
             Err(r) => return r,
         };
@@ -96,7 +81,7 @@ impl Core {
     /// filtered by `organization_id`, `customer_id`, `external_customer_id` (each repeatable)
     /// and `is_granted`, in pages as `GET /v1/license-keys/`.
     fn grants_list(&self, ex: &Exchange, auth: &Auth) -> Resp {
-        let organization_id = match token_org(auth, &["benefits:read", "benefits:write"]) {
+        let organization_id = match auth.organization_with(&["benefits:read", "benefits:write"]) {
             Ok(org) => org,
             Err(r) => return r,
         };
@@ -140,7 +125,7 @@ impl Core {
     /// `GET /v1/customers/{id}/state`: the `CustomerState` of a customer of the token's
     /// organization; 404 `Not found` for any other id.
     fn customer_state_get(&self, ex: &Exchange, auth: &Auth, id: &str, now: Time) -> Resp {
-        let organization_id = match token_org(auth, &["customers:read", "customers:write"]) {
+        let organization_id = match auth.organization_with(&["customers:read", "customers:write"]) {
             Ok(org) => org,
             Err(r) => return r,
         };

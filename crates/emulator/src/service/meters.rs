@@ -17,10 +17,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::portal::{method_not_allowed, query_pairs};
-use super::{
-    insufficient_scope, read_body, unauthorized, Auth, Core, Exchange, Resp, Step, Time,
-    MAX_PAGE_LIMIT,
-};
+use super::{unauthorized, Auth, Core, Exchange, Resp, Step, Time, MAX_PAGE_LIMIT};
 use crate::json::{obj, s, J};
 use crate::state::{page_of, CustomerMeter, NewEvent, Who};
 use crate::util::parse_ts;
@@ -253,20 +250,11 @@ impl Core {
         Some(Step::Done(self.portal_meters(ex, rest)))
     }
 
-    /// `POST /v1/events/ingest` with its body.
-    pub(super) fn ingest(&mut self, ex: &Exchange, auth: &Auth, raw: &[u8], now: Time) -> Resp {
-        let body = match read_body(ex, raw) {
-            Ok(body) => body,
+    /// `POST /v1/events/ingest` with its body read as JSON.
+    pub(super) fn ingest(&mut self, auth: &Auth, body: J, now: Time) -> Resp {
+        let organization_id = match auth.organization_with(&["events:write"]) {
+            Ok(org) => org,
             Err(r) => return r,
-        };
-        let organization_id = match auth {
-            Auth::Anonymous => return unauthorized(),
-            Auth::Token { scopes, .. } if !scopes.iter().any(|s| s == "events:write") => {
-                return insufficient_scope("events:write");
-            }
-            Auth::Token {
-                organization_id, ..
-            } => *organization_id,
         };
         let items = match &body {
             J::Obj(items) => items,
@@ -385,14 +373,9 @@ impl Core {
 
     /// `GET /v1/customer-meters/` (`id` empty) and `GET /v1/customer-meters/{id}`.
     fn org_meters(&self, ex: &Exchange, auth: &Auth, id: &str) -> Resp {
-        let organization_id = match auth {
-            Auth::Anonymous => return unauthorized(),
-            Auth::Token { scopes, .. } if !scopes.iter().any(|s| s == "customer_meters:read") => {
-                return insufficient_scope("customer_meters:read");
-            }
-            Auth::Token {
-                organization_id, ..
-            } => *organization_id,
+        let organization_id = match auth.organization_with(&["customer_meters:read"]) {
+            Ok(org) => org,
+            Err(r) => return r,
         };
         let all = self.store.all_customer_meters(organization_id);
         if !id.is_empty() {

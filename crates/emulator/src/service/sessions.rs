@@ -13,9 +13,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{
-    insufficient_scope, read_body, unauthorized, Auth, Core, Exchange, Pending, Resp, Step, Time,
-};
+use super::{Auth, Core, Exchange, Pending, Resp, Step, Time};
 use crate::json::{obj, opt_s, s, J};
 use crate::state::CustomerRef;
 use crate::util::{fmt_ts, micros};
@@ -334,40 +332,16 @@ impl Core {
             if method != "POST" {
                 return Some(Step::Done(method_not_allowed("POST")));
             }
-            return Some(Step::Done(match auth {
-                Auth::Anonymous => unauthorized(),
-                Auth::Token { scopes, .. }
-                    if !scopes.iter().any(|s| s == "customer_sessions:write") =>
-                {
-                    insufficient_scope("customer_sessions:write")
-                }
-                Auth::Token {
-                    organization_id, ..
-                } => {
-                    return Some(Step::Body(Pending::Session(SessionOp::Create(
-                        *organization_id,
-                    ))))
-                }
-            }));
+            return Some(match auth.organization_with(&["customer_sessions:write"]) {
+                Ok(org) => Step::Body(Pending::Session(SessionOp::Create(org))),
+                Err(r) => Step::Done(r),
+            });
         }
         None
     }
 
-    /// Runs a session route with its body (`None`: it could not be read).
-    pub(super) fn session_with_body(
-        &mut self,
-        ex: &Exchange,
-        op: SessionOp,
-        raw: Option<&[u8]>,
-        now: Time,
-    ) -> Resp {
-        let Some(raw) = raw else {
-            return Resp::unread();
-        };
-        let body = match read_body(ex, raw) {
-            Ok(body) => body,
-            Err(r) => return r,
-        };
+    /// Runs a session route with its body read as JSON.
+    pub(super) fn session_with_body(&mut self, op: SessionOp, body: J, now: Time) -> Resp {
         let items = match body_object(&body) {
             Ok(items) => items,
             Err(r) => return r,

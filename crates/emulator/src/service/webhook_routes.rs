@@ -6,7 +6,7 @@
 use uuid::Uuid;
 
 use super::portal::query_pairs;
-use super::{insufficient_scope, unauthorized, Auth, Core, Exchange, Pending, Resp, Step, Time};
+use super::{Auth, Core, Exchange, Pending, Resp, Step, Time};
 use crate::json::{loads_bytes, s, J};
 use crate::util::micros;
 use crate::validate::{error_body, path_uuid_error, VErr};
@@ -89,17 +89,9 @@ impl Core {
             r.set("allow", &allowed.join(", "));
             return Step::Done(r);
         }
-        let organization_id = match auth {
-            Auth::Anonymous => return Step::Done(unauthorized()),
-            Auth::Token {
-                scopes: held,
-                organization_id,
-            } => {
-                if !scopes.iter().any(|n| held.iter().any(|h| h == n)) {
-                    return Step::Done(insufficient_scope(&scopes.join(" ")));
-                }
-                organization_id
-            }
+        let organization_id = match auth.organization_with(scopes) {
+            Ok(org) => org,
+            Err(r) => return Step::Done(r),
         };
         // A path id must be a UUID v4 (pydantic's 422 otherwise).
         let path_id = match parts.as_slice() {

@@ -1,19 +1,19 @@
-//! What the entitlements and lifecycle suites seed alike: a Feature Flag benefit, and the
-//! tier key of a subscription granting it.
+//! What the entitlements and lifecycle suites seed and read alike: a Feature Flag benefit, the
+//! tier key of a subscription granting it, and a webhook endpoint's deliveries.
 
 #![allow(dead_code)]
 
-use polar_license_emulator::SeedKey;
-use polar_license_testkit::{customers_key, subscription_with_id};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-/// The Feature Flag benefit.
-pub const PRO: &str = "0f6c1f5e-8b2a-4c3d-9e4f-5a6b7c8d9e0f";
-/// The license benefit the keys are bought with.
-pub const LICENSE: &str = "3a4b5c6d-7e8f-4a1b-8c2d-3e4f5a6b7c8d";
-/// The keys' customer.
-pub const CUSTOMER: &str = "6b7c8d9e-0f1a-4b2c-9d3e-4f5a6b7c8d9e";
-/// The tier key's subscription.
-pub const SUBSCRIPTION: &str = "9e0f1a2b-3c4d-4e5f-8a6b-7c8d9e0f1a2b";
+use polar_license_emulator::{Emulator, SeedKey, DEMO_TOKEN};
+use polar_license_testkit::http::{json_receiver, json_request, take_deliveries};
+/// The Feature Flag benefit, the license benefit the keys are bought with, the keys' customer,
+/// the tier key's subscription: the testkit's ids.
+pub use polar_license_testkit::ids::{CUSTOMER, LICENSE, PRO, SUBSCRIPTION};
+use polar_license_testkit::{customers_key, subscription_with_id};
+use serde_json::{json, Value};
+
 /// The tier key.
 pub const KEY: &str = "TIER-1B2C3D4E-5F6A-4B7C-8D9E-0F1A2B3C4D5E";
 
@@ -27,4 +27,35 @@ pub fn tier_key() -> SeedKey {
         benefits: vec![PRO.into()],
         ..customers_key(KEY, LICENSE, CUSTOMER)
     }
+}
+
+/// A raw webhook endpoint for `events` registered (201) with `em` through Polar's route, on
+/// loopback: every delivery's body, in the order received.
+pub fn subscribe(em: &Emulator, events: &[&str]) -> Arc<Mutex<Vec<Value>>> {
+    let (url, got) = json_receiver();
+    let body = json!({"url": url, "format": "raw", "events": events}).to_string();
+    let r = json_request(
+        em.port(),
+        "POST",
+        "/v1/webhooks/endpoints",
+        Some(&body),
+        Some(DEMO_TOKEN),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    got
+}
+
+/// The types of the events a [`subscribe`]d endpoint received once `n` have come (then a
+/// further `settle` for any that should not), and their bodies; the received list emptied.
+pub fn take_events(
+    got: &Mutex<Vec<Value>>,
+    n: usize,
+    settle: Duration,
+) -> (Vec<String>, Vec<Value>) {
+    let events = take_deliveries(got, n, settle);
+    let kinds = events
+        .iter()
+        .map(|e| e["type"].as_str().unwrap_or("").to_string())
+        .collect();
+    (kinds, events)
 }

@@ -1026,6 +1026,28 @@ export class PolarRelayStore extends Store {
 }`,
 );
 
+// Issue #63: the webhooks' silence is a step of the core's background machine, which the
+// Durable Object's alarm runs: an idle relay on Workers warns with no request after its first
+// (before, it warned only at its next request), as `relay serve` does on its own thread.
+const SILENT_WORKER = storeWorker(`perIp: '1000/1000',
+  webhookSilence: 2,
+  store: { webhookSecret: env.POLAR_WEBHOOK_SECRET },`);
+
+test("workerd: an idle relay warns that Polar's webhooks went silent from its Durable Object's alarm, with no request", async () => {
+  await withStoredRelay(endpointFor, { worker: SILENT_WORKER }, async (live) => {
+    const health = async () => (await (await fetch(`${live.host.url}/healthz`)).json()).webhooks;
+    // The one request: it starts the relay (its silence counts from here).
+    const first = await health();
+    assert.equal(first.silent, false, JSON.stringify(first));
+    const line = /polar-license relay: no webhook from Polar for \d+ s \(since the relay's start; the limit is 2 s\)/;
+    const end = Date.now() + 15_000;
+    while (!line.test(live.host.output()) && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
+    assert.match(live.host.output(), line, `the silence's warning in workerd's output with no request: ${live.host.output().slice(-2000)}`);
+    const silent = await health();
+    assert.equal(silent.silent, true, JSON.stringify(silent));
+  });
+});
+
 // The values' own reads (a customer wanted, read, signed) are relay-values' rows on both hosts
 // and the core's unit test (flow/background.rs): this suite's npm emulator has no grants route.
 test("workerd: with signEntitlements on and nothing due, the Durable Object's alarm rings no more after the last request", async () => {

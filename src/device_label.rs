@@ -132,7 +132,11 @@ mod tests {
         assert_eq!(label_or_default(None), default_device_label());
         assert_eq!(label_or_default(Some("")), default_device_label());
         assert_eq!(label_or_default(Some("desk")), "desk");
-        assert_eq!(label_or_default(Some(" ")), " ", "a label of spaces is the app's");
+        assert_eq!(
+            label_or_default(Some(" ")),
+            " ",
+            "a label of spaces is the app's"
+        );
     }
 
     #[cfg(not(target_arch = "wasm32"))]

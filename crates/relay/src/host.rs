@@ -532,7 +532,10 @@ mod tests {
         // more past the work's due time, it is set again.
         let day = 86_400_000;
         let mut silence = Alarm::default();
-        assert_eq!(silence.wake(1_900, 1_900 + day, Some(None)), Ring::Set(1_900 + day));
+        assert_eq!(
+            silence.wake(1_900, 1_900 + day, Some(None)),
+            Ring::Set(1_900 + day)
+        );
         assert_eq!(silence.wake(2_050, 1_000 + day, None), Ring::Keep);
         assert_eq!(silence.wake(2_050, day - 200, None), Ring::Read);
         // A wait of nothing (a slice of the background's jobs) has no slack.

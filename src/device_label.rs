@@ -50,6 +50,18 @@ pub fn default_device_label() -> String {
     label_from(host_name().as_deref(), os_name())
 }
 
+/// The label an activation carries when the app may give none: `label` when the app gave one,
+/// else (`None`, or an empty label: a text field left empty, C's
+/// `polar_license_request_set_label(request, "")`) this machine's default
+/// ([`default_device_label`]). The one rule for a face whose app says "no label" that way.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn label_or_default(label: Option<&str>) -> String {
+    match label {
+        Some(label) if !label.is_empty() => label.to_string(),
+        _ => default_device_label(),
+    }
+}
+
 /// The machine's host name, where it is read without running anything unusual: the kernel's
 /// on Linux, the computer name people gave it on macOS (`scutil`, at its absolute path), the
 /// `COMPUTERNAME` on Windows, else `HOSTNAME`.
@@ -112,6 +124,19 @@ mod tests {
         let label = default_device_label();
         assert_eq!(label, label_from(Some(kernel.trim()), "Linux"));
         assert!(label.ends_with("(Linux)"), "{label}");
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    #[test]
+    fn no_label_or_an_empty_one_is_the_default_label() {
+        assert_eq!(label_or_default(None), default_device_label());
+        assert_eq!(label_or_default(Some("")), default_device_label());
+        assert_eq!(label_or_default(Some("desk")), "desk");
+        assert_eq!(
+            label_or_default(Some(" ")),
+            " ",
+            "a label of spaces is the app's"
+        );
     }
 
     #[cfg(not(target_arch = "wasm32"))]

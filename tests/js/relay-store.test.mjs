@@ -822,7 +822,10 @@ function countedDurable(kv) {
  * its work after the answer is done), at most these (measured on main at f61fc3f: start 2 gets,
  * 2 lists and a put; a new key's check a get, a list and a put; issue #63 item 2 keeps them at
  * these or fewer). Roster and reconcile off: their reads are the
- * background's, not a request's. */
+ * background's, not a request's. Start's figure counts the alarm's calls apart: with webhooks
+ * on, the background wakes for the webhooks' silence (issue #63: an idle relay warns with no
+ * request), so a start reads the alarm and sets it once (a day off by default); the requests
+ * after it find it set (no call). */
 const ROUND_TRIPS = {
   start: 5,
   'validate, a new key': 3,
@@ -892,9 +895,10 @@ test(`node: a Durable Object's round trips per request stay at or below the meas
   console.log(`Durable Object round trips per request${usage ? ' (usage on)' : ''}: ${JSON.stringify(measured)}`);
   const alarms = (m) => (m.getAlarm ?? 0) + (m.setAlarm ?? 0);
   for (const [name, most] of Object.entries({ ...ROUND_TRIPS, ...(usage ? USAGE_ROUND_TRIPS : {}) })) {
-    const calls = measured[name].total - (name.startsWith('usage report') ? alarms(measured[name]) : 0);
+    const calls = measured[name].total - (name === 'start' || name.startsWith('usage report') ? alarms(measured[name]) : 0);
     assert.ok(calls <= most, `${name}: ${JSON.stringify(measured[name])} storage calls (the alarm's apart), at most ${most}`);
   }
+  assert.ok(alarms(measured.start) <= 2, `start's alarm calls (the webhooks' silence): ${JSON.stringify(measured.start)}, at most a read and a set`);
   if (usage) {
     // The usage machine's alarm reads and sets land in whichever of the two reports' windows
     // its background run falls (timing): the two reports together at most two pairs.
@@ -1025,6 +1029,28 @@ export class PolarRelayStore extends Store {
   }
 }`,
 );
+
+// Issue #63: the webhooks' silence is a step of the core's background machine, which the
+// Durable Object's alarm runs: an idle relay on Workers warns with no request after its first
+// (before, it warned only at its next request), as `relay serve` does on its own thread.
+const SILENT_WORKER = storeWorker(`perIp: '1000/1000',
+  webhookSilence: 2,
+  store: { webhookSecret: env.POLAR_WEBHOOK_SECRET },`);
+
+test("workerd: an idle relay warns that Polar's webhooks went silent from its Durable Object's alarm, with no request", async () => {
+  await withStoredRelay(endpointFor, { worker: SILENT_WORKER }, async (live) => {
+    const health = async () => (await (await fetch(`${live.host.url}/healthz`)).json()).webhooks;
+    // The one request: it starts the relay (its silence counts from here).
+    const first = await health();
+    assert.equal(first.silent, false, JSON.stringify(first));
+    const line = /polar-license relay: no webhook from Polar for \d+ s \(since the relay's start; the limit is 2 s\)/;
+    const end = Date.now() + 15_000;
+    while (!line.test(live.host.output()) && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
+    assert.match(live.host.output(), line, `the silence's warning in workerd's output with no request: ${live.host.output().slice(-2000)}`);
+    const silent = await health();
+    assert.equal(silent.silent, true, JSON.stringify(silent));
+  });
+});
 
 // The values' own reads (a customer wanted, read, signed) are relay-values' rows on both hosts
 // and the core's unit test (flow/background.rs): this suite's npm emulator has no grants route.

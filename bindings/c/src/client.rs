@@ -401,11 +401,7 @@ fn activate_request(req: &polar_license_request) -> ActivateRequest {
         key: Some(Key::new(req.key.as_str())),
         // No label from the app (never set, or ""): the core's default for this machine, its
         // host name and OS, so the customer's device list tells machines apart.
-        label: req
-            .label
-            .clone()
-            .filter(|label| !label.is_empty())
-            .unwrap_or_else(polar_license::device_label::default_device_label),
+        label: polar_license::device_label::label_or_default(req.label.as_deref()),
         conditions: req.conditions.clone(),
         meta: req.meta.clone(),
     }

@@ -866,7 +866,8 @@ impl RelayCore {
     /// key `after` (absent: from the first), then `pollAnswered(id, keys)` with the keys (in
     /// order) or `{error: message}`; `{wait: ms}` (at most a timer's longest wait) when there is nothing
     /// to do before then (a grant webhook's refetch may come sooner: poll again after each
-    /// request); `null` when there will be nothing (no roster, no reconcile).
+    /// request); `null` when there will be nothing (no roster, no reconcile, no webhooks' silence
+    /// to watch: with webhooks on, the wait is never past the time the silence's warning is due).
     pub fn poll(&self, now_ms: f64, monotonic_ms: f64) -> Result<JsValue, JsError> {
         let polled = self
             .background

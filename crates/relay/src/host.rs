@@ -330,10 +330,19 @@ pub fn socket_peer<'a>(facts: impl IntoIterator<Item = Option<&'a str>>) -> &'a 
 /// requests: set for the background's next job unless one rings sooner, which is known without
 /// a storage call when this relay set it (every request asks), else read first (another
 /// instance of the object may have set it). Times in milliseconds since the epoch.
+///
+/// "Sooner" has a slack of a tenth of the wait, at most [`ALARM_SLACK_MS`]: the background's
+/// waits are counted from clocks read a moment apart, some in whole seconds (the webhooks'
+/// silence, a day off by default), so the same work asked again after a request may come out a
+/// little earlier than the alarm already set; without the slack each request would read and
+/// set the alarm again for nothing (two storage calls).
 #[derive(Debug, Default)]
 pub struct Alarm {
     set: Option<u64>,
 }
+
+/// The most an alarm already set may ring after the work it stands for is due ([`Alarm`]).
+pub const ALARM_SLACK_MS: u64 = 2_000;
 
 /// What a host does with its alarm ([`Alarm::wake`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -350,7 +359,8 @@ impl Alarm {
     /// The alarm for work due at `at`, now `now`; `stored`: the alarm the storage holds, once
     /// read (`Some(None)`: none).
     pub fn wake(&mut self, now: u64, at: u64, stored: Option<Option<u64>>) -> Ring {
-        let sooner = |set: u64| set > now && set <= at;
+        let slack = (at.saturating_sub(now) / 10).min(ALARM_SLACK_MS);
+        let sooner = |set: u64| set > now && set <= at.saturating_add(slack);
         if self.set.is_some_and(sooner) {
             return Ring::Keep;
         }
@@ -517,6 +527,19 @@ mod tests {
         assert_eq!(other.wake(1_000, 9_000, None), Ring::Keep);
         let mut late = Alarm::default();
         assert_eq!(late.wake(5_000, 9_000, Some(Some(4_000))), Ring::Set(9_000));
+        // A day's wait asked again a moment later, and a second earlier (the webhooks' silence
+        // counted in whole seconds): the alarm set stands, no storage call; two seconds and
+        // more past the work's due time, it is set again.
+        let day = 86_400_000;
+        let mut silence = Alarm::default();
+        assert_eq!(
+            silence.wake(1_900, 1_900 + day, Some(None)),
+            Ring::Set(1_900 + day)
+        );
+        assert_eq!(silence.wake(2_050, 1_000 + day, None), Ring::Keep);
+        assert_eq!(silence.wake(2_050, day - 200, None), Ring::Read);
+        // A wait of nothing (a slice of the background's jobs) has no slack.
+        assert_eq!(silence.wake(2_050, 2_050, None), Ring::Read);
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! What an operator reads of a running relay (contract §5b): its health (`Relay::health`,
 //! `GET /healthz`), its counters in Prometheus' text format (`Relay::metrics`, `GET /metrics`
-//! on a listener of its own) and the alarm when Polar's webhooks stop arriving
-//! ([`crate::Relay::check_webhooks`]). Nothing here names a key, a customer or the token: every label
-//! is one of a few fixed words or an HTTP status.
+//! on a listener of its own) and the warning when Polar's webhooks stop arriving
+//! (`Ops::watch_webhooks`, a step of the background machine). Nothing here names a key, a
+//! customer or the token: every label is one of a few fixed words or an HTTP status.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -176,15 +176,6 @@ struct Silence {
 }
 
 impl Ops {
-    /// [`crate::RelayConfig::webhook_silence`], in seconds.
-    #[cfg_attr(
-        not(all(feature = "server", not(target_arch = "wasm32"))),
-        allow(dead_code)
-    )]
-    pub(crate) fn webhook_silence(&self) -> u64 {
-        self.webhook_silence
-    }
-
     /// Webhook silence, when webhooks are on (a store and a secret) and a limit is set.
     fn silence(&self, store: Option<&Stored>, now: Now) -> Option<Silence> {
         let on = store.is_some_and(|s| s.webhook_secret.is_some());
@@ -207,35 +198,32 @@ impl Ops {
         })
     }
 
-    /// With webhooks on: logs a warning when none arrived for [`crate::RelayConfig::webhook_silence`]
-    /// seconds (again after each such period while the silence lasts), and says whether it is
-    /// silent. A host calls it now and then (the native server: every few seconds).
-    pub(crate) fn check_webhooks(&self, store: Option<&Stored>, now: Now) -> bool {
-        let (silent, warning) = self.webhook_alarm(store, now);
-        if let Some(warning) = warning {
-            log::warn!("relay: {warning}");
-        }
-        silent
-    }
-
-    /// [`crate::Relay::check_webhooks`] for a host with a log of its own (the npm relay's
-    /// `console.warn`): the warning when one is due now (once per silence period), else `None`.
-    pub(crate) fn webhook_warning(&self, store: Option<&Stored>, now: Now) -> Option<String> {
-        self.webhook_alarm(store, now).1
-    }
-
-    /// Whether webhooks are silent, and the warning when one is due now.
-    fn webhook_alarm(&self, store: Option<&Stored>, now: Now) -> (bool, Option<String>) {
+    /// The webhooks' silence at `now`, as the background machine asks it at each of its polls
+    /// (crate::flow::background, on every host): with webhooks on and a limit set, the warning
+    /// when one is due now (none arrived for [`crate::RelayConfig::webhook_silence`] seconds;
+    /// again after each such period while the silence lasts), and in how many ms the question
+    /// is worth asking again (the silence's end, or the next period's); `(None, None)` when
+    /// webhooks are off or the limit is 0.
+    pub(crate) fn watch_webhooks(
+        &self,
+        store: Option<&Stored>,
+        now: Now,
+    ) -> (Option<String>, Option<u64>) {
         let Some(s) = self.silence(store, now) else {
-            return (false, None);
+            return (None, None);
         };
+        if self.webhook_silence == 0 {
+            return (None, None);
+        }
+        let every = i64::try_from(self.webhook_silence).unwrap_or(i64::MAX);
+        let secs = |s: i64| u64::try_from(s.max(1)).unwrap_or(1).saturating_mul(1_000);
         if !s.silent {
-            return (false, None);
+            return (None, Some(secs(every.saturating_sub(s.quiet_for))));
         }
         let warned = self.warned.load(Ordering::Relaxed);
-        let every = i64::try_from(self.webhook_silence).unwrap_or(i64::MAX);
-        if warned != 0 && now.unix_seconds.saturating_sub(warned) < every {
-            return (true, None);
+        let since_warned = now.unix_seconds.saturating_sub(warned);
+        if warned != 0 && since_warned < every {
+            return (None, Some(secs(every.saturating_sub(since_warned))));
         }
         self.warned.store(now.unix_seconds, Ordering::Relaxed);
         let last = match s.since_last {
@@ -248,7 +236,7 @@ impl Ops {
              changed? Revocations are not heard until it is fixed",
             s.quiet_for
         );
-        (true, Some(warning))
+        (Some(warning), Some(secs(every)))
     }
 
     /// Counts the answer the request machine gave to `req` (its status and its source header),

@@ -137,22 +137,6 @@ impl Relay {
         }
     }
 
-    /// [`RelayConfig::webhook_silence`], in seconds.
-    #[cfg_attr(
-        not(all(feature = "server", not(target_arch = "wasm32"))),
-        allow(dead_code)
-    )]
-    pub(crate) fn webhook_silence(&self) -> u64 {
-        self.ops.webhook_silence()
-    }
-
-    /// With webhooks on: logs a warning when none arrived for [`RelayConfig::webhook_silence`]
-    /// seconds (again after each such period while the silence lasts), and says whether it is
-    /// silent. A host calls it now and then (the native server: every few seconds).
-    pub fn check_webhooks(&self, now: Now) -> bool {
-        self.ops.check_webhooks(self.store.as_ref(), now)
-    }
-
     /// Reads the last webhook's time from the store again, for a host that restores the store
     /// after the relay is made (the npm relay's `restore`).
     pub fn reload_last_webhook(&self) {
@@ -1206,8 +1190,8 @@ impl Asks for Relay {
         self.ops.count_call(outcome);
     }
 
-    fn webhook_warning(&self, now: Now) -> Option<String> {
-        self.ops.webhook_warning(self.store.as_ref(), now)
+    fn watch_webhooks(&self, now: Now) -> (Option<String>, Option<u64>) {
+        self.ops.watch_webhooks(self.store.as_ref(), now)
     }
 
     /// The answer to `req` that its head decides alone, before its body is read (the body

@@ -278,9 +278,8 @@ pub fn serve_on(
         (TcpListener::from_std(listener)?, metrics_listener)
     };
     let (stop, stopped) = watch::channel(false);
-    server.relay.check_webhooks(now(server.started));
-    // The roster's reads (crate::roster) and the reconcile's (crate::reconcile): one machine
-    // on a thread of its own, start-up never waits.
+    // The roster's reads (crate::roster), the reconcile's (crate::reconcile) and the webhooks'
+    // silence: one machine on a thread of its own, start-up never waits.
     let background = {
         let relay = Arc::clone(&server.relay);
         let started = server.started;
@@ -296,7 +295,6 @@ pub fn serve_on(
                 if let Some(l) = metrics_listener {
                     tokio::spawn(Arc::clone(&server).run_metrics(l, stopped.clone()));
                 }
-                tokio::spawn(Arc::clone(&server).watch_webhooks(stopped.clone()));
                 server.run(listener, stopped).await;
             });
             // Dropping the runtime waits for the steps and the calls to Polar still running.
@@ -699,23 +697,6 @@ impl Server {
             Ok(answer) => to_response(answer),
             Err(_) => self.closing(&RelayRequest::default(), StatusCode::INTERNAL_SERVER_ERROR),
         })
-    }
-
-    /// Asks the relay now and then whether Polar's webhooks went silent (it logs the warning).
-    async fn watch_webhooks(self: Arc<Self>, stopped: watch::Receiver<bool>) {
-        // A tenth of the limit, between 1 s and a minute: a warning within about a tenth of
-        // the limit after it is reached.
-        let every = Duration::from_secs((self.relay.webhook_silence() / 10).clamp(1, 60));
-        let mut stop = pin!(stop_requested(stopped));
-        loop {
-            if unless(stop.as_mut(), tokio::time::sleep(every))
-                .await
-                .is_none()
-            {
-                break;
-            }
-            self.relay.check_webhooks(now(self.started));
-        }
     }
 
     /// One request: its exchange driven on a task of its own ([`Server::drive`], so that a

@@ -267,15 +267,6 @@ impl Default for Limits {
 /// Where a relay runs: the one place where the hosts differ, each difference with its reason.
 /// Every other rule (routes, caps, limits, CORS, the operator's routes, the store's policy) is
 /// the same on every host.
-///
-/// One difference is in when a rule is asked, not in the rule: webhook silence (the warning
-/// after [`RelayConfig::webhook_silence`] seconds with no webhook, the same rule and period
-/// everywhere, `Ops::webhook_alarm`) is asked after every answer the request machine counts
-/// on every host, and [`Host::Native`] asks it on a timer too (`relay serve`: every tenth of
-/// the limit, 1 s to a minute), so an idle `relay serve` still warns. The npm relay
-/// ([`Host::Fetch`], [`Host::Workers`]) has no timer of its own between requests: an idle
-/// one warns at its next request, and its background's alarm does not ask (issue #63: moving
-/// the question into the background machine both hosts drive is left to do).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Host {
@@ -331,9 +322,10 @@ pub struct RelayConfig {
     /// origin (`*`), as Polar's public routes. Servers and apps outside a browser send no
     /// `Origin` and are not affected.
     pub cors_origins: Option<Vec<String>>,
-    /// With webhooks on: after this many seconds without one, [`Relay::check_webhooks`](crate::Relay::check_webhooks) logs a
-    /// warning and the health route (`GET /healthz`) says so (default [`DEFAULT_WEBHOOK_SILENCE`], a day; 0:
-    /// never).
+    /// With webhooks on: after this many seconds without one, the background machine
+    /// ([`crate::flow::background::Background`], which every host drives, idle or not) logs a
+    /// warning, again after each such period while the silence lasts, and the health route
+    /// (`GET /healthz`) says so (default [`DEFAULT_WEBHOOK_SILENCE`], a day; 0: never).
     pub webhook_silence: u64,
     /// The breaker in front of Polar ([`BreakerOptions`]: 5 failed calls in a row stop calls,
     /// the first probe after 3.75 s, at most 30 s apart; stored answers given meanwhile).

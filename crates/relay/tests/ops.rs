@@ -1,6 +1,7 @@
 //! The operator's tools (issue #45, contract §5b) over loopback HTTP, the relay's native
 //! server in front of the emulator: `GET /healthz`, the Prometheus metrics on their own
-//! listener (read with a Prometheus text-format parser), and the webhook-silence alarm.
+//! listener (read with a Prometheus text-format parser), and the webhook-silence warning (a
+//! step of the background machine).
 
 mod rig;
 
@@ -10,9 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use polar_license_emulator::{Emulator, Fault, SeedKey, DEMO_ORGANIZATION_ID, DEMO_TOKEN};
+use polar_license_relay::flow::background::Background;
 use polar_license_relay::store::{Backend, MemoryBackend, RedbBackend, StoreError, StoreOptions};
 use polar_license_relay::{Now, Running, ServeOptions};
-use polar_license_testkit::ScratchDir;
+use polar_license_testkit::{logs, ScratchDir};
 use serde_json::{json, Value};
 
 const SECRET: &str = "whsec_b3BzLXRlc3Qtc2VjcmV0LTAxMjM0NTY3ODk=";
@@ -315,11 +317,23 @@ fn healthz_says_how_the_relay_is_and_503_when_its_store_fails() {
     relay.stop();
 }
 
-/// The silence alarm's rule, on the core's clock: silent once no webhook came for the limit
-/// (from the first reading when none ever came), not before, and no longer once one came;
-/// never with the limit at 0, nor without webhooks.
+/// The silence warning is a step of the background machine every host drives (issue #63):
+/// an idle relay (no request at all, no roster, no reconcile: nothing else for the machine to
+/// do) warns once no webhook came for the limit, counted from its start, not before, and once
+/// per period while the silence lasts; meanwhile the machine waits for the silence's end, never
+/// past it (the Durable Object's alarm rings for it), and `/healthz` says `warning`. Never
+/// with the limit at 0, nor without webhooks: then the machine is done.
 #[test]
-fn webhook_silence_counts_from_the_last_webhook_or_the_start() {
+fn an_idle_relay_warns_of_webhook_silence_through_its_background_machine() {
+    logs::capture();
+    // This test's warnings (its limit is no other test's here).
+    let warned = || {
+        logs::lines()
+            .iter()
+            .filter(|l| l.starts_with("WARN ") && l.contains("no webhook from Polar"))
+            .filter(|l| l.contains("since the relay's start; the limit is 60 s"))
+            .count()
+    };
     let polar = rig::emulator();
     let t = |s: i64| Now {
         unix_seconds: 1_800_000_000 + s,
@@ -328,25 +342,46 @@ fn webhook_silence_counts_from_the_last_webhook_or_the_start() {
     let relay = |silence: u64, secret: Option<&str>| {
         let mut config = rig::config(polar.url(), "ops");
         config.webhook_silence = silence;
-        config.store = rig::store(
-            rig::memory(10),
-            StoreOptions::default(),
-            secret.map(str::to_string),
-        );
+        let mut options = StoreOptions::default();
+        options.roster = false;
+        options.reconcile_every = 0;
+        config.store = rig::store(rig::memory(10), options, secret.map(str::to_string));
         rig::relay(config, rig::upstream(Duration::from_secs(5)))
     };
+    let run = |r: &rig::Relayed, m: &mut Background, at: Now| rig::background_run(r, m, at);
     let r = relay(60, Some(SECRET));
-    assert!(!r.check_webhooks(t(0)));
-    assert!(!r.check_webhooks(t(59)));
-    assert!(r.check_webhooks(t(60)));
+    let mut m = Background::new(None);
+    assert_eq!(
+        run(&r, &mut m, t(0)),
+        Some(60_000),
+        "it waits for the silence's end"
+    );
+    assert_eq!(run(&r, &mut m, t(59)), Some(1_000));
+    assert_eq!(warned(), 0, "not before the limit");
+    assert_eq!(
+        run(&r, &mut m, t(60)),
+        Some(60_000),
+        "then the next period's"
+    );
+    assert_eq!(warned(), 1, "warned at the limit, with no request");
+    assert_eq!(run(&r, &mut m, t(61)), Some(59_000));
+    assert_eq!(warned(), 1, "once per period");
     let h: Value =
         serde_json::from_slice(&r.handle(&rig::get("/healthz"), t(61)).body).expect("JSON");
-    assert_eq!(h["status"], "warning");
-    // Off at 0, and without a secret (no webhooks to miss).
-    assert!(!relay(0, Some(SECRET)).check_webhooks(t(1_000_000)));
+    assert_eq!(
+        (&h["status"], &h["webhooks"]["silent"]),
+        (&json!("warning"), &json!(true))
+    );
+    assert_eq!(run(&r, &mut m, t(120)), Some(60_000));
+    assert_eq!(warned(), 2, "again a period later");
+    // Off at 0, and without a secret (no webhooks to miss): nothing to watch, done.
+    let off = relay(0, Some(SECRET));
+    assert_eq!(run(&off, &mut Background::new(None), t(1_000_000)), None);
     let quiet = relay(60, None);
-    assert!(!quiet.check_webhooks(t(0)));
-    assert!(!quiet.check_webhooks(t(1_000)));
+    let mut m = Background::new(None);
+    assert_eq!(run(&quiet, &mut m, t(0)), None);
+    assert_eq!(run(&quiet, &mut m, t(1_000)), None);
+    assert_eq!(warned(), 2);
     let h: Value =
         serde_json::from_slice(&quiet.handle(&rig::get("/healthz"), t(1_000)).body).expect("JSON");
     assert_eq!((&h["status"], &h["webhooks"]), (&json!("ok"), &Value::Null));

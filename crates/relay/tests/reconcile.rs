@@ -11,11 +11,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use polar_license_emulator::{Emulator, KeyUpdate, DEMO_ORGANIZATION_ID};
+use polar_license_relay::flow::background::Background;
 use polar_license_relay::store::{
     Backend, Entry, JournalBackend, Mark, MemoryBackend, RedbBackend, StoreOptions,
 };
 use polar_license_relay::{Now, Running, ServeOptions};
-use polar_license_testkit::ScratchDir;
+use polar_license_testkit::{logs, ScratchDir};
 use serde_json::{json, Value};
 
 const SECRET: &str = "whsec_cmVjb25jaWxlLXRlc3Qtc2VjcmV0LTk4NzY1NDM=";
@@ -291,11 +292,18 @@ fn the_reconcile_spends_only_idle_budget() {
 }
 
 /// The last webhook's time is kept in the store: a relay started again over it says how long
-/// since that webhook in `/healthz`, and warns of the silence at once when it is past the
-/// limit (counted from the start, the warning would wait a whole limit more). On the redb
-/// file and through a journal restored.
+/// since that webhook in `/healthz`, and its background machine warns of the silence at once
+/// when it is past the limit (counted from the start, the warning would wait a whole limit
+/// more). On the redb file and through a journal restored.
 #[test]
 fn the_last_webhooks_time_survives_a_restart() {
+    logs::capture();
+    let warned = || {
+        logs::lines()
+            .iter()
+            .filter(|l| l.contains("no webhook from Polar for 60 s (since the last one"))
+            .count()
+    };
     let polar = rig::emulator();
     let t0 = 1_800_000_000;
     let t = |s: i64| Now {
@@ -305,7 +313,11 @@ fn the_last_webhooks_time_survives_a_restart() {
     let relay = |backend: Arc<dyn Backend>| {
         let mut config = rig::config(polar.url(), "reconcile");
         config.webhook_silence = 60;
-        config.store = rig::store(backend, StoreOptions::default(), Some(SECRET.into()));
+        // Nothing else for the background machine to do: its one step here is the silence.
+        let mut options = StoreOptions::default();
+        options.roster = false;
+        options.reconcile_every = 0;
+        config.store = rig::store(backend, options, Some(SECRET.into()));
         rig::relay(config, rig::upstream(Duration::from_secs(5)))
     };
     let body = rig::grant_updated();
@@ -323,16 +335,23 @@ fn the_last_webhooks_time_survives_a_restart() {
     let restored = Arc::new(JournalBackend::new(100));
     restored.restore(journal.take());
     let reopened: Arc<dyn Backend> = Arc::new(RedbBackend::open(&path, 100).expect("reopened"));
-    for b in [reopened, restored as Arc<dyn Backend>] {
+    for (n, b) in [reopened, restored as Arc<dyn Backend>]
+        .into_iter()
+        .enumerate()
+    {
         let again = relay(b);
+        let mut background = Background::new(None);
         let h: Value =
             serde_json::from_slice(&again.handle(&rig::get("/healthz"), t(10)).body).expect("JSON");
         assert_eq!(h["webhooks"]["seconds_since_last"], 10, "{h}");
-        assert!(!again.check_webhooks(t(59)));
-        assert!(
-            again.check_webhooks(t(60)),
-            "silent 60 s after the last webhook"
+        assert_eq!(
+            rig::background_run(&again, &mut background, t(59)),
+            Some(1_000),
+            "the silence's end counted from the last webhook, not the start"
         );
+        assert_eq!(warned(), n);
+        rig::background_run(&again, &mut background, t(60));
+        assert_eq!(warned(), n + 1, "silent 60 s after the last webhook");
         let h: Value =
             serde_json::from_slice(&again.handle(&rig::get("/healthz"), t(61)).body).expect("JSON");
         assert_eq!(h["status"], "warning");

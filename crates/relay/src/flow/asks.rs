@@ -51,8 +51,9 @@ pub trait Asks {
     fn count_answer(&self, req: &RelayRequest, r: &RelayResponse, now: Now);
     /// Counts a call to Polar that the host made, and how it ended.
     fn count_call(&self, outcome: &Upstream);
-    /// The webhooks' silence warning when one is due now.
-    fn webhook_warning(&self, now: Now) -> Option<String>;
+    /// The webhooks' silence: the warning when one is due now, and in how many ms to ask
+    /// again (`None`: never, webhooks off or no limit).
+    fn watch_webhooks(&self, now: Now) -> (Option<String>, Option<u64>);
 
     // The gate: what a request's head, its size and its client decide.
 

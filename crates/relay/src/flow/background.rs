@@ -1,7 +1,8 @@
 //! The relay's background reads as one machine (issue #52, item 1): the roster's paging of
 //! Polar's key list and its grant refetches (crate::roster), the reconcile's re-reads by id
 //! (crate::reconcile), and with a store read per key (Workers) the stored keys' listing and the
-//! loads each read needs first. [`Background::poll`] says what the host does next (send this
+//! loads each read needs first; and, at each poll, the webhooks' silence (the warning when
+//! Polar's webhooks stopped arriving, crate::ops). [`Background::poll`] says what the host does next (send this
 //! `GET` to Polar, load these rows, list this page, or nothing before a timeout);
 //! [`Background::answered`] takes what it got. No IO, thread, sleep or HTTP agent here: the
 //! native server drives it with one thread, the Workers handler with one loop over two exports
@@ -67,8 +68,8 @@ pub enum Poll {
     /// Nothing to do before this many ms from now (a grant webhook's refetch may come sooner:
     /// poll again after each request).
     Wait(u64),
-    /// No background reads at all, now or later (no store, or the roster and the reconcile
-    /// both off): the host's loop ends.
+    /// No background work at all, now or later (no store, or the roster and the reconcile
+    /// both off, and no webhooks' silence to watch): the host's loop ends.
     Done,
 }
 
@@ -235,12 +236,26 @@ impl Background {
     /// What the host does next at `now`: after [`crate::host::JOBS_PER_RUN`] jobs in a row, a
     /// `Wait(0)` (a Durable Object answers no request while a run holds it, so a long backlog,
     /// a roster's pages, is run in slices: the host sets its alarm for now and goes on there).
+    ///
+    /// Each poll first asks whether Polar's webhooks went silent (with webhooks on: none for
+    /// [`crate::RelayConfig::webhook_silence`] seconds) and logs the warning when one is due,
+    /// once per period; the wait it asks for is never past the next time that question is
+    /// worth asking, so an idle relay warns on every host (natively the background's thread,
+    /// on Workers the Durable Object's alarm), with no request.
     pub fn poll<C: Core + ?Sized>(&mut self, relay: &C, now: Now) -> Poll {
+        let (warning, watch) = relay.watch_webhooks(now);
+        if let Some(warning) = warning {
+            log::warn!("relay: {warning}");
+        }
         if self.ran >= crate::host::JOBS_PER_RUN {
             self.ran = 0;
             return Poll::Wait(0);
         }
-        let poll = self.next_job(relay, now);
+        let poll = match (self.next_job(relay, now), watch) {
+            (Poll::Wait(ms), Some(watch)) => Poll::Wait(ms.min(watch)),
+            (Poll::Done, Some(watch)) => Poll::Wait(watch),
+            (poll, _) => poll,
+        };
         match poll {
             Poll::Wait(_) | Poll::Done => self.ran = 0,
             Poll::Send(_) | Poll::Load { .. } | Poll::List { .. } => self.ran += 1,

@@ -514,9 +514,6 @@ impl Exchange {
                 }
                 if self.counted {
                     relay.count_answer(&self.req, &r, now);
-                    if let Some(warning) = relay.webhook_warning(now) {
-                        self.queue.push_back(Need::Warn(warning));
-                    }
                 }
                 self.queue.push_back(Need::Respond(r));
                 State::Tail

@@ -23,6 +23,7 @@ use polar_license::{
 use polar_license_emulator::{
     Emulator, Options, Seed, SeedKey, WebhookOptions, DEMO_ORGANIZATION_ID, DEMO_TOKEN,
 };
+use polar_license_relay::flow::background::Background;
 use polar_license_relay::flow::{Exchange, ExchangeOptions, Given, Need};
 use polar_license_relay::store::{
     Backend, BudgetState, Entry, EntryId, JournalItem, MemoryBackend, PagedBackend, StoreError,
@@ -820,6 +821,55 @@ impl<'r> Drive<'r> {
             _ => return,
         };
         self.give(given);
+    }
+}
+
+// ---- The tests' one host of the background machine -------------------------------------------
+
+/// One run of the relay's background machine ([`Background`]) at `now`, as a host's timer or
+/// alarm runs it (the native server's thread, the npm relay's alarm): each read it asks of
+/// Polar sent over loopback (`GET`, or `POST` with its body), a load or a listing answered as
+/// the native host answers them (its store is the relay's own: nothing to load or list),
+/// until the machine says wait (`Some(ms)`) or done (`None`). What it logs goes to the `log`
+/// facade.
+pub fn background_run(relay: &Relay, machine: &mut Background, now: Now) -> Option<u64> {
+    use polar_license_relay::flow::background::{Given as Got, Poll};
+    let agent = agent(Duration::from_secs(10));
+    loop {
+        match machine.poll(relay, now) {
+            Poll::Send(read) => {
+                let answer = match read.body() {
+                    Some(body) => {
+                        let mut req = agent.post(read.url());
+                        for (name, value) in read.headers() {
+                            req = req.header(*name, value);
+                        }
+                        req.send(body)
+                    }
+                    None => {
+                        let mut req = agent.get(read.url());
+                        for (name, value) in read.headers() {
+                            req = req.header(*name, value);
+                        }
+                        req.call()
+                    }
+                };
+                let answer = answer.map_err(|e| e.to_string()).and_then(|mut r| {
+                    let status = r.status().as_u16();
+                    let body = r.body_mut().read_to_vec().map_err(|e| e.to_string())?;
+                    Ok((status, None, body))
+                });
+                machine.answered(relay, read.id(), Got::Polar(answer), now);
+            }
+            Poll::Load { id, .. } => {
+                machine.answered(relay, id, Got::Loaded(true), now);
+            }
+            Poll::List { id, .. } => {
+                machine.answered(relay, id, Got::Rows(Ok(Vec::new())), now);
+            }
+            Poll::Wait(ms) => return Some(ms),
+            Poll::Done => return None,
+        }
     }
 }
 

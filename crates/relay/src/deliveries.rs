@@ -233,16 +233,8 @@ impl Deliveries {
                 Err(refused(&WebhookRefusal::Signature, signatures))
             };
         }
-        let outcome = store::webhook_headers(secret, id, timestamp, signatures, now).and_then(
-            |(id, timestamp, signatures)| {
-                // Computed without the lock: other requests go on meanwhile.
-                if store::webhook_signed(secret, id, timestamp, signatures, &req.body) {
-                    Ok(())
-                } else {
-                    Err(WebhookRefusal::Signature)
-                }
-            },
-        );
+        // Computed without the lock: other requests go on meanwhile.
+        let outcome = store::verify_webhook(secret, id, timestamp, signatures, &req.body, now);
         let mut inner = locked(&self.inner);
         if outcome.is_err() {
             inner.count(client, now);

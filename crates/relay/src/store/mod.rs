@@ -45,7 +45,7 @@ pub use webhook::{
     webhook_signatures_within_limits, Narrowing, WebhookRefusal, RECHECK_MARKED_AT,
     WEBHOOK_MAX_SIGNATURES, WEBHOOK_MAX_SIGNATURE_HEADER, WEBHOOK_TOLERANCE,
 };
-pub(crate) use webhook::{webhook_headers, webhook_signed};
+pub(crate) use webhook::webhook_headers;
 
 use budget::MINUTE_MS;
 

@@ -101,13 +101,7 @@ pub(crate) fn webhook_headers<'a>(
 /// Whether one `v1,` entry of `signatures` is the HMAC of `{id}.{timestamp}.{body}` under
 /// either form of `secret`: each expected MAC computed once, every entry compared with each in
 /// constant time (no early end). A header without a readable `v1,` entry costs no HMAC.
-pub(crate) fn webhook_signed(
-    secret: &str,
-    id: &str,
-    timestamp: &str,
-    signatures: &str,
-    body: &[u8],
-) -> bool {
+fn webhook_signed(secret: &str, id: &str, timestamp: &str, signatures: &str, body: &[u8]) -> bool {
     use ct_codecs::Decoder;
     use hmac::digest::{generic_array::GenericArray, CtOutput};
     let offered: Vec<[u8; 32]> = signatures

@@ -120,13 +120,15 @@ impl TryFrom<String> for BudgetState {
 
 impl Budget {
     /// `limit` calls a minute, `reserve` of them kept for calls that cannot be answered from
-    /// the store.
-    pub fn new(limit: u32, reserve: u32) -> Budget {
+    /// the store (the unit tests' budget; the relay's is [`Budget::with_window`]).
+    #[cfg(test)]
+    pub(crate) fn new(limit: u32, reserve: u32) -> Budget {
         Budget::with_window(limit, reserve, MINUTE_MS)
     }
 
-    /// [`Budget::new`] over another window than a minute.
-    pub fn with_window(limit: u32, reserve: u32, window_ms: u64) -> Budget {
+    /// `limit` calls per `window_ms`, `reserve` of them kept for calls that cannot be answered
+    /// from the store.
+    pub(crate) fn with_window(limit: u32, reserve: u32, window_ms: u64) -> Budget {
         Budget {
             limit,
             reserve: reserve.min(limit),
@@ -164,7 +166,7 @@ impl Budget {
     }
 
     /// Whether a call for `what` would be taken now (nothing taken).
-    pub fn has_room(&mut self, now_ms: u64, what: Use) -> bool {
+    pub(crate) fn has_room(&mut self, now_ms: u64, what: Use) -> bool {
         self.trim(now_ms);
         now_ms >= self.blocked_until && (self.calls.len() as u64) < u64::from(self.cap(what))
     }

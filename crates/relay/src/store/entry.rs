@@ -90,7 +90,7 @@ pub struct Entry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_tag: Option<String>,
     /// With an activation: the digest of the `conditions` Polar's answer was given for
-    /// ([`conditions_digest`]), which Polar compares with the activation's; the answer is
+    /// (hex SHA-256, the members in key order), which Polar compares with the activation's; the answer is
     /// replayed only to a request sending the same conditions (a webhook's revocation refuses
     /// whatever they are). `None` without an activation (Polar ignores them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -137,7 +137,7 @@ impl Entry {
 /// The digest (hex SHA-256) of the `conditions` of a validate with an activation, the
 /// members in key order (Polar compares them as a dictionary: their order is not part of
 /// it); `None` without an activation (Polar ignores them).
-pub fn conditions_digest(
+pub(crate) fn conditions_digest(
     activation_id: Option<&str>,
     conditions: &[(String, serde_json::Value)],
 ) -> Option<String> {
@@ -259,7 +259,7 @@ pub(crate) fn id_of_hex(text: &str) -> Option<EntryId> {
 /// `conditions` given, in order). The relay gives no conditions (issue #62: a client varying
 /// them would mint an entry per value): the conditions a stored answer was given for are its
 /// [`Entry::conditions`], compared when it is replayed.
-pub fn entry_id(
+pub(crate) fn entry_id(
     organization_id: &str,
     key_sha256: &str,
     polar_version: Option<&str>,

@@ -23,7 +23,7 @@ pub const LAYOUT: u64 = 3;
 /// Where the layout's version is kept.
 pub const LAYOUT_KEY: &str = "v:layout";
 /// Entries listed a page at a time while a storage is migrated.
-pub const MIGRATION_PAGE: usize = 512;
+pub(crate) const MIGRATION_PAGE: usize = 512;
 
 const ENTRY: &str = "e:";
 const WEBHOOK: &str = "w:";
@@ -39,7 +39,7 @@ const ROSTER_PAGE: &str = "r:phase";
 pub type Write = (String, Option<Value>);
 
 /// A change of the store as a write.
-pub fn write_of(item: &JournalItem) -> Write {
+pub(crate) fn write_of(item: &JournalItem) -> Write {
     match item {
         // The entry as the whole item serializes it (one serializer of entries in the wasm).
         JournalItem::Put { id, .. } => (
@@ -63,7 +63,7 @@ pub fn write_of(item: &JournalItem) -> Write {
 }
 
 /// A change of the roster kept in the host's storage as a write.
-pub fn roster_write(change: &RosterChange) -> Write {
+pub(crate) fn roster_write(change: &RosterChange) -> Write {
     match change {
         RosterChange::Key(digest, known) => {
             (format!("{ROSTER}{digest}"), known.then(|| Value::from(1)))
@@ -83,9 +83,10 @@ pub fn latest(writes: impl IntoIterator<Item = Write>) -> Vec<Write> {
     out
 }
 
-/// Journal items with only the last of each key (as [`latest`]), for a host that saves items
-/// rather than keys.
-pub fn latest_items(items: Vec<JournalItem>) -> Vec<JournalItem> {
+/// Journal items with only the last of each key (as [`latest`]): the tests' host that saves
+/// items rather than keys (no host does since the saves moved into the core, `store::saves`).
+#[cfg(test)]
+pub(crate) fn latest_items(items: Vec<JournalItem>) -> Vec<JournalItem> {
     let mut out: Vec<(String, JournalItem)> = Vec::new();
     for item in items {
         let key = write_of(&item).0;
@@ -186,7 +187,7 @@ impl Read {
 /// Saves in a row that refuse one value alone, while others of its batch are written, before
 /// the value is dropped as refused for good (an error that says it can never be stored drops
 /// it at once).
-pub const REFUSALS: u32 = 3;
+pub(crate) const REFUSALS: u32 = 3;
 
 /// A value whose write the storage refused, written alone after its batch's call failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -216,7 +217,7 @@ impl Refusals {
     /// A batch written key by key: `written` the keys stored, `refused` those not. The keys
     /// refused for good (`[key, why]`: dropped), or `None` when the save fails (none written, or
     /// a refused value is tried again with the next save).
-    pub fn judge(
+    pub(crate) fn judge(
         &mut self,
         written: &[String],
         refused: Vec<Refused>,
@@ -306,7 +307,7 @@ pub fn started(read: &Read) -> Started {
 }
 
 /// The migration's next page of entries (`e:` keys with their values), after `after`.
-pub fn migration_page(after: Option<String>) -> List {
+pub(crate) fn migration_page(after: Option<String>) -> List {
     List {
         prefix: ENTRY.into(),
         after,

@@ -29,8 +29,8 @@ pub(crate) use entry::{
     checked_conditions, checked_entry_id, evictable, eviction_rank, SEAT_POOL_STATUS,
 };
 pub use entry::{
-    conditions_digest, entry_id, entry_size, key_tag, stored_bytes, Entry, EntryId, EntryKind,
-    Mark, ENTRY_OVERHEAD, MARKED_STALE_SECONDS, MAX_ENTRIES_PER_KEY, MAX_ENTRY_BYTES,
+    entry_size, key_tag, stored_bytes, Entry, EntryId, EntryKind, Mark, ENTRY_OVERHEAD,
+    MARKED_STALE_SECONDS, MAX_ENTRIES_PER_KEY, MAX_ENTRY_BYTES,
 };
 pub(crate) use entry::{hex_id, id_of_hex, key_digest};
 pub use journal::{JournalBackend, JournalItem};
@@ -41,11 +41,12 @@ pub use paged::{Missing, PagedBackend, Wants, DEFAULT_CACHED};
 #[cfg(test)]
 pub(crate) use webhook::HMACS;
 pub use webhook::{
-    narrowed, narrowing, refuses_without_call, rotation, verify_webhook, webhook_secret_usable,
-    webhook_signatures_within_limits, Narrowing, WebhookRefusal, RECHECK_MARKED_AT,
-    WEBHOOK_MAX_SIGNATURES, WEBHOOK_MAX_SIGNATURE_HEADER, WEBHOOK_TOLERANCE,
+    narrowed, narrowing, rotation, verify_webhook, webhook_secret_usable, Narrowing,
+    WebhookRefusal, WEBHOOK_MAX_SIGNATURES, WEBHOOK_MAX_SIGNATURE_HEADER, WEBHOOK_TOLERANCE,
 };
-pub(crate) use webhook::webhook_headers;
+pub(crate) use webhook::{
+    refuses_without_call, webhook_headers, webhook_signatures_within_limits, RECHECK_MARKED_AT,
+};
 
 use budget::MINUTE_MS;
 

@@ -35,7 +35,7 @@ pub const DEFAULT_CACHED: usize = 10_000;
 
 /// How many of the storage's oldest entries a full store lists at a time
 /// ([`Missing::oldest`]): its next evictions.
-pub const OLDEST_BATCH: usize = 16;
+pub(crate) const OLDEST_BATCH: usize = 16;
 
 /// The time row's prefix (an entry's link under it: [`time_tag`]).
 const TIME_ROW: &str = "t:";

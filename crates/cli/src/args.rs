@@ -505,7 +505,7 @@ pub struct RelayServeArgs {
     #[arg(
         long,
         value_name = "SECONDS",
-        default_value_t = 3_600,
+        default_value_t = polar_license_relay::store::MARKED_STALE_SECONDS,
         env = "POLAR_LICENSE_RELAY_MARKED_STALE_FOR"
     )]
     pub marked_stale_for: u64,

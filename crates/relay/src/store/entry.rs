@@ -202,7 +202,7 @@ pub const MAX_ENTRIES_PER_KEY: usize = 64;
 /// asked for at most this long after its mark (one hour), instead of the whole `stale_for`.
 ///
 /// [`StoreOptions::marked_stale_for`]: super::StoreOptions::marked_stale_for
-pub const MARKED_STALE_SECONDS: i64 = 3_600;
+pub const MARKED_STALE_SECONDS: u64 = 3_600;
 
 /// The index tag of a key's entries: `k:` and the SHA-256 (hex) of the organization and the
 /// key's SHA-256.

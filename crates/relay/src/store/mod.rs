@@ -154,7 +154,7 @@ impl Default for StoreOptions {
             budget_window_ms: MINUTE_MS,
             roster: true,
             first_seen_share: 10,
-            marked_stale_for: 3_600,
+            marked_stale_for: MARKED_STALE_SECONDS,
             reconcile_every: 600,
             entitlements: false,
             usage: false,

@@ -111,7 +111,7 @@ pub use reconcile::ListPage as ReconcileListPage;
 pub use roster::{ReadAnswer as RosterAnswer, RosterChange};
 #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
 pub use server::{
-    log_to_stderr, log_to_stderr_as, serve, serve_on, serve_with, LogFormat, Running, ServeOptions,
+    log_to_stderr_as, serve, serve_on, serve_with, LogFormat, Running, ServeOptions,
     DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
 };
 #[cfg(not(target_arch = "wasm32"))]

@@ -1434,12 +1434,6 @@ impl AsyncWrite for WriteTimeout {
     }
 }
 
-/// A logger writing `LEVEL message` lines to stderr (the relay's events; keys redacted, the
-/// token never written), for a command line that has none. `false` when one is set already.
-pub fn log_to_stderr(level: log::LevelFilter) -> bool {
-    log_to_stderr_as(level, LogFormat::Text)
-}
-
 /// How [`log_to_stderr_as`] writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LogFormat {
@@ -1454,7 +1448,8 @@ pub enum LogFormat {
     Json,
 }
 
-/// [`log_to_stderr`] in the format given.
+/// A logger writing the relay's events to stderr in `format` (keys redacted, the token never
+/// written), for a command line that has none. `false` when one is set already.
 pub fn log_to_stderr_as(level: log::LevelFilter, format: LogFormat) -> bool {
     static TEXT: Stderr = Stderr(LogFormat::Text);
     static JSON: Stderr = Stderr(LogFormat::Json);

@@ -2,7 +2,7 @@
 //! claims of a grant Polar gave (now, or earlier: the store's), with the license key's and
 //! customer's ids it names.
 
-use polar_license::lease::{key_hash, DenialClaims, LeaseClaims};
+use polar_license::lease::{key_hash, prepare_denial, DenialClaims, LeaseClaims, DENIAL_HEADER};
 use polar_license::proto::{
     parse_activate_for, parse_validate_for, Expect, HttpResponse, Operation,
 };
@@ -10,7 +10,7 @@ use polar_license::Verdict;
 use polar_license_rules::CheckedBody;
 
 use crate::clock::Now;
-use crate::types::{Call, Holder, SignWith};
+use crate::types::{machine_of, Call, Holder, Pending, RelayResponse, SignWith, Unsigned};
 
 /// Who signs the relay's leases, and how long a lease lasts.
 pub(crate) struct Leases {
@@ -147,5 +147,40 @@ impl Leases {
             // Issue #68's detail: crate::lifecycle::signed adds it.
             stop: None,
         })
+    }
+
+    /// `r` (a denial's answer to `pending`) with its signed denial `denial` (issue #62) signed
+    /// here, or to be signed elsewhere; without one when it cannot be signed (the client then
+    /// widens nothing on it). `stored`: the answer is the store's (said so in the log line).
+    pub(crate) fn sign_denial(
+        &self,
+        pending: &Pending,
+        mut r: RelayResponse,
+        denial: &DenialClaims,
+        stored: bool,
+    ) -> (RelayResponse, Unsigned) {
+        let machine = machine_of(&pending.checked);
+        let signed = match &self.signer {
+            SignWith::Key(key) => key.sign_denial(denial, machine.as_deref()).map(|token| {
+                r.set(DENIAL_HEADER, &token);
+                None
+            }),
+            SignWith::External { kid, .. } => prepare_denial(denial, kid, machine.as_deref())
+                .map(|prepared| Some((prepared, machine))),
+        };
+        match signed {
+            Ok(unsigned) => (r, unsigned),
+            Err(e) => {
+                log::error!(
+                    "relay: {} {} {}{} without a signed denial: {}",
+                    pending.op.as_str(),
+                    crate::logged::key(&pending.key),
+                    r.status,
+                    if stored { " (stored)" } else { "" },
+                    e.text()
+                );
+                (r, None)
+            }
+        }
     }
 }

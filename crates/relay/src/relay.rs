@@ -18,8 +18,7 @@ use crate::types::{
     MAX_LEASE_DAYS, ROUTE_PREFIX, USER_AGENT, WEBHOOK_ROUTE,
 };
 use polar_license::lease::{
-    is_nonce, key_hash, prepare, prepare_denial, signature_verifies, DenialClaims, LeaseClaims,
-    DENIAL_HEADER, LEASE_HEADER, NONCE_HEADER,
+    is_nonce, key_hash, prepare, signature_verifies, LeaseClaims, LEASE_HEADER, NONCE_HEADER,
 };
 use polar_license::proto::{Api, HttpResponse, Operation, Server};
 #[cfg(test)]
@@ -1059,7 +1058,7 @@ impl Relay {
                 let denial = crate::lifecycle::signed(denial, stop);
                 return match denial {
                     Some(denial) => {
-                        let (r, unsigned) = self.denied(pending, r, &denial);
+                        let (r, unsigned) = self.leases.sign_denial(pending, r, &denial, false);
                         (r, unsigned, None)
                     }
                     None => (r, None, None),
@@ -1074,41 +1073,6 @@ impl Relay {
         }
         let (r, unsigned) = self.leased(pending, r, &lease);
         (r, unsigned, Some(holder))
-    }
-
-    /// A denial's answer with its signed denial (issue #62) signed here, or to be signed
-    /// elsewhere; without one when it cannot be signed (the client then widens nothing).
-    fn denied(
-        &self,
-        pending: &Pending,
-        mut r: RelayResponse,
-        denial: &DenialClaims,
-    ) -> (RelayResponse, Unsigned) {
-        let machine = machine_of(&pending.checked);
-        let signed =
-            match &self.leases.signer {
-                SignWith::Key(signing_key) => signing_key
-                    .sign_denial(denial, machine.as_deref())
-                    .map(|token| {
-                        r.set(DENIAL_HEADER, &token);
-                        None
-                    }),
-                SignWith::External { kid, .. } => prepare_denial(denial, kid, machine.as_deref())
-                    .map(|unsigned| Some((unsigned, machine))),
-            };
-        match signed {
-            Ok(unsigned) => (r, unsigned),
-            Err(e) => {
-                log::error!(
-                    "relay: {} {} {} without a signed denial: {}",
-                    pending.op.as_str(),
-                    crate::logged::key(&pending.key),
-                    r.status,
-                    e.text()
-                );
-                (r, None)
-            }
-        }
     }
 
     /// A grant's answer with its lease signed here, or to be signed elsewhere.

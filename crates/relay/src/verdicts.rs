@@ -3,9 +3,7 @@
 //! or a call within the token's budget), the answers made from an entry, Polar's webhooks, and
 //! what Polar's answer leaves in the store.
 
-use polar_license::lease::{
-    key_hash, prepare, prepare_denial, UnsignedLease, DENIAL_HEADER, LEASE_HEADER,
-};
+use polar_license::lease::{key_hash, prepare, UnsignedLease, LEASE_HEADER};
 use polar_license::proto::{HttpResponse, Operation};
 
 use crate::breaker::Breaker;
@@ -793,34 +791,10 @@ fn signed_denial(
         return unsigned(r);
     };
     let denial = crate::lifecycle::with_stop(denial, stop);
-    let machine = machine_of(&pending.checked);
-    let signed = match &leases.signer {
-        SignWith::Key(key) => key.sign_denial(&denial, machine.as_deref()).map(|token| {
-            r.set(DENIAL_HEADER, &token);
-            None
-        }),
-        SignWith::External { kid, .. } => prepare_denial(&denial, kid, machine.as_deref())
-            .map(|prepared| Some((prepared, machine))),
-    };
-    match signed {
-        Ok(prepared) => Finished {
-            response: r,
-            unsigned: prepared,
-        },
-        Err(e) => {
-            log::error!(
-                "relay: {} {} {} (stored) without a signed denial: {}",
-                pending.op.as_str(),
-                crate::logged::key(&pending.key),
-                r.status,
-                e.text()
-            );
-            unsigned(r)
-        }
-    }
+    let (response, unsigned) = leases.sign_denial(pending, r, &denial, true);
+    Finished { response, unsigned }
 }
 
-/// The relay's own 429 when the token's budget has no room for the call.
 /// A check whose stored answer could not be read (the store failed, or a host that reads
 /// the store per request could not read it): 503 with `retry-after: 1`, the relay's own,
 /// never an answer made as if nothing were stored.

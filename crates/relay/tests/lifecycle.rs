@@ -28,7 +28,7 @@ use polar_license_relay::store::{Backend, RedbBackend, StoreOptions};
 use polar_license_relay::{Running, ServeOptions};
 use polar_license_testkit::http::json_request;
 use polar_license_testkit::ids::{CUSTOMER, LICENSE};
-use polar_license_testkit::{customers_key, ScratchDir};
+use polar_license_testkit::{customers_key, ScratchDir, LIFECYCLE_EVENTS};
 use serde_json::{json, Value};
 
 const PAUSED: &str = "LIFE-PAUSE-1B2C3D";
@@ -39,21 +39,6 @@ const ONCE: &str = "LIFE-ONCE-5F6A7B";
 const KEPT: &str = "LIFE-KEPT-6A7B8C";
 const ROTATED: &str = "LIFE-ROTATE-7B8C9D";
 const RESUMES_AT: &str = "2031-06-03T00:00:00Z";
-const EVENTS: [&str; 13] = [
-    "order.refunded",
-    "customer_seat.revoked",
-    "subscription.past_due",
-    "subscription.updated",
-    "subscription.canceled",
-    "subscription.revoked",
-    "subscription.paused",
-    "subscription.resumed",
-    "subscription.uncanceled",
-    "benefit_grant.created",
-    "benefit_grant.updated",
-    "benefit_grant.revoked",
-    "benefit_grant.cycled",
-];
 
 fn subscribed(key: &str, n: u8) -> SeedKey {
     SeedKey {
@@ -114,7 +99,19 @@ fn start_with(store: StoreOptions) -> (Emulator, Running, String) {
 /// cases' events: the emulator, the endpoint's id and its secret.
 fn polar() -> (Emulator, String, String) {
     let polar = rig::webhook_emulator_with(seed());
-    let (endpoint, secret) = rig::endpoint(&polar, &EVENTS);
+    // The emulator's lifecycle suite's events, and those the relay's store also reads.
+    let events = [
+        &LIFECYCLE_EVENTS[..],
+        &[
+            "subscription.uncanceled",
+            "benefit_grant.created",
+            "benefit_grant.updated",
+            "benefit_grant.revoked",
+            "benefit_grant.cycled",
+        ],
+    ]
+    .concat();
+    let (endpoint, secret) = rig::endpoint(&polar, &events);
     (polar, endpoint, secret)
 }
 

@@ -74,7 +74,8 @@ pub struct Asking {
     pub http: HttpRequest,
     /// The request, to hold Polar's 200 to it.
     request: ValidateRequest,
-    /// The clock when the check began.
+    /// The clock when the check began, brought up to the reading taken after each later read
+    /// of the slot (a record another writer stored meanwhile is no clock moved back).
     pub now: i64,
     /// When the denial the record held as the check began was received (`None`: none). A
     /// denial other than this one was received during the check, and its grant does not

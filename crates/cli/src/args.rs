@@ -1366,22 +1366,9 @@ pub struct SeatReturnArgs {
 /// `seat run`
 #[derive(Debug, Args)]
 pub struct SeatRunArgs {
+    /// The seat asked for, as `seat acquire` asks for it.
     #[command(flatten)]
-    pub key: KeyArg,
-
-    /// A CI seat (the seller may cap CI seats apart from the others)
-    #[arg(
-        long,
-        env = "POLAR_LICENSE_SEAT_CI",
-        action = clap::ArgAction::SetTrue,
-        value_parser = clap::builder::FalseyValueParser::new()
-    )]
-    pub ci: bool,
-
-    /// This machine's binding in the seat lease (default: the machine fingerprint, else the
-    /// host's name)
-    #[arg(long, value_name = "TEXT")]
-    pub machine: Option<String>,
+    pub seat: SeatAcquireArgs,
 
     /// Seconds between heartbeats, fractions allowed (default: a third of the seat's life)
     #[arg(long, value_name = "SECONDS", hide = true, value_parser = parse_interval)]

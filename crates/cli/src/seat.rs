@@ -346,10 +346,11 @@ fn seat_heartbeat(g: &Global, a: &SeatReturnArgs) -> u8 {
 fn seat_run(g: &Global, a: &SeatRunArgs) -> u8 {
     // The core's hold says what to send and what each answer does; this command only sends
     // and schedules.
-    let (client, hold, _) = match acquire_verified(g, "run", &a.key, a.machine.as_deref(), a.ci) {
-        Ok(held) => held,
-        Err(code) => return code,
-    };
+    let (client, hold, _) =
+        match acquire_verified(g, "run", &a.seat.key, a.seat.machine.as_deref(), a.seat.ci) {
+            Ok(held) => held,
+            Err(code) => return code,
+        };
     let hold = Arc::new(Mutex::new(hold));
     let (stop, stopped) = mpsc::channel::<()>();
     let beat = {

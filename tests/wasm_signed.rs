@@ -42,7 +42,7 @@ use polar_license::{
     TransportErrorKind,
 };
 use polar_license_testkit::fetch::{self, emulator};
-use polar_license_testkit::leases::{self, DAY};
+use polar_license_testkit::leases::{self, edit_payload, DAY};
 use polar_license_testkit::signed_rows::{self, Row, Signs, Then, OTHER_KEY};
 use polar_license_testkit::{from_cache, rfc3339};
 use serde_json::{json, Value};
@@ -592,18 +592,6 @@ fn relay_path(mode: Rc<Cell<u8>>, edited: Rc<Cell<u32>>) -> impl AsyncTransport 
             Ok(response)
         }
     }
-}
-
-/// `token` (`v4.public.<payload>[.<footer>]`) with `from` replaced by `to` (as long) in its
-/// signed payload, the signature kept; `None` when `from` is not there.
-fn edit_payload(token: &str, from: &[u8], to: &[u8]) -> Option<String> {
-    use ct_codecs::{Base64UrlSafeNoPadding as B64, Decoder, Encoder};
-    let mut parts: Vec<String> = token.split('.').map(str::to_string).collect();
-    let mut payload = B64::decode_to_vec(parts.get(2)?, None).ok()?;
-    let at = payload.windows(from.len()).position(|w| w == from)?;
-    payload[at..at + to.len()].copy_from_slice(to);
-    parts[2] = B64::encode_to_string(&payload).ok()?;
-    Some(parts.join("."))
 }
 
 /// An app in signed mode asking the real relay through `mode` (every check asks), over a

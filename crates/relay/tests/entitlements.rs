@@ -15,6 +15,7 @@ use polar_license_relay::entitlements::{
 };
 use polar_license_testkit::http::raw_exchange;
 use polar_license_testkit::ids::{CREDIT, CUSTOMER, LICENSE, PRO, SUBSCRIPTION};
+use polar_license_testkit::leases::edit_payload;
 use polar_license_testkit::{feature_flag, meter, meter_credit, poll, subscribed_key};
 use serde_json::{json, Value};
 
@@ -350,23 +351,10 @@ fn a_lease_with_altered_values_is_refused() {
         Err(lease::NoLease::Signature)
     );
     // The trusted token's payload edited: `10` made `90` in place.
-    let edited = edit_payload(&token, b"\"max_upload_size\":10", b"\"max_upload_size\":90");
+    let edited = edit_payload(&token, b"\"max_upload_size\":10", b"\"max_upload_size\":90")
+        .expect("the value in the payload");
     assert_eq!(
         lease::verify_signed(&edited, &keys, &expect).map(|_| ()),
         Err(lease::NoLease::Signature)
     );
-}
-
-/// `token` with `from` replaced by `to` (as long) in its signed payload.
-fn edit_payload(token: &str, from: &[u8], to: &[u8]) -> String {
-    use ct_codecs::{Base64UrlSafeNoPadding as B64, Decoder, Encoder};
-    let parts: Vec<&str> = token.split('.').collect();
-    let mut body = B64::decode_to_vec(parts[2], None).expect("base64url");
-    let at = body
-        .windows(from.len())
-        .position(|w| w == from)
-        .expect("the value in the payload");
-    body[at..at + to.len()].copy_from_slice(to);
-    let body = B64::encode_to_string(&body).expect("base64url");
-    format!("{}.{}.{}.{}", parts[0], parts[1], body, parts[3])
 }

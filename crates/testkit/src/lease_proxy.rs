@@ -2,7 +2,7 @@
 //! values were altered is refused"), or answers nothing (the relay unreachable), for the native
 //! faces' tests (the CLI's, C's).
 
-use ct_codecs::{Base64UrlSafeNoPadding as B64, Decoder, Encoder};
+use crate::leases::edit_payload;
 use polar_license::lease::LEASE_HEADER;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -121,15 +121,4 @@ fn pass_one(
     let mut client = client;
     client.write_all(out.as_bytes()).ok()?;
     client.write_all(&body).ok()
-}
-
-/// `token` (`v4.public.<payload>[.<footer>]`) with `from` replaced by `to` in its payload;
-/// `None` when `from` is not there.
-pub fn edit_payload(token: &str, from: &[u8], to: &[u8]) -> Option<String> {
-    let mut parts: Vec<String> = token.split('.').map(str::to_string).collect();
-    let mut payload = B64::decode_to_vec(parts.get(2)?, None).ok()?;
-    let at = payload.windows(from.len()).position(|w| w == from)?;
-    payload[at..at + to.len()].copy_from_slice(to);
-    parts[2] = B64::encode_to_string(&payload).ok()?;
-    Some(parts.join("."))
 }

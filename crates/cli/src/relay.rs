@@ -258,6 +258,8 @@ fn serve(g: &Global, a: &RelayServeArgs) -> u8 {
     } else {
         ""
     };
+    // Listened for before the relay serves (a signal while it starts stops it cleanly too).
+    let signals = StopSignals::listen();
     let served = match handed {
         Some(listener) => polar_license_relay::serve_on(Arc::new(relay), listener, options),
         None => polar_license_relay::serve_with(Arc::new(relay), &addr, options),
@@ -318,7 +320,7 @@ fn serve(g: &Global, a: &RelayServeArgs) -> u8 {
          serving until killed (Ctrl-C)\n",
         a.lease_days
     ));
-    match until_stopped() {
+    match signals.and_then(StopSignals::wait) {
         Some(signal) => {
             log::info!("relay: {signal}: no new connections; answering the requests under way");
             // Returns once they are answered; the relay and its store are dropped with the
@@ -357,38 +359,97 @@ fn handed_listener() -> Result<Option<std::net::TcpListener>, String> {
     Ok(None)
 }
 
-/// Waits for SIGTERM (what `systemctl stop`, `docker stop` and Kubernetes send) or Ctrl-C
-/// (SIGINT) and names it; `None` when no signal can be waited for.
-fn until_stopped() -> Option<&'static str> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()
-        .ok()?;
-    runtime.block_on(async {
-        // A Ctrl-C that cannot be listened for never comes (rather than stopping at once).
-        let interrupt = async {
-            if tokio::signal::ctrl_c().await.is_err() {
-                std::future::pending::<()>().await;
-            }
+/// SIGTERM (what `systemctl stop`, `docker stop` and Kubernetes send) and Ctrl-C (SIGINT),
+/// listened for from before the relay serves: one sent while it starts (a service manager that
+/// stops it at once, a test that signals as soon as it answered) stops it as one sent later
+/// does, its requests answered and its store closed, not by the signal's default action
+/// (killed, the store file left as a crash leaves it).
+struct StopSignals {
+    runtime: tokio::runtime::Runtime,
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
+    #[cfg(windows)]
+    interrupt: Option<tokio::signal::windows::CtrlC>,
+}
+
+impl StopSignals {
+    /// Listens from now on; `None` when no runtime can be made to listen with.
+    fn listen() -> Option<StopSignals> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .ok()?;
+        // A signal's handler is installed when its stream is made (within the runtime).
+        let entered = runtime.enter();
+        #[cfg(unix)]
+        let (terminate, interrupt) = {
+            use tokio::signal::unix::{signal, SignalKind};
+            (
+                signal(SignalKind::terminate()).ok(),
+                signal(SignalKind::interrupt()).ok(),
+            )
         };
+        #[cfg(windows)]
+        let interrupt = tokio::signal::windows::ctrl_c().ok();
+        drop(entered);
+        Some(StopSignals {
+            runtime,
+            #[cfg(unix)]
+            terminate,
+            #[cfg(any(unix, windows))]
+            interrupt,
+        })
+    }
+
+    /// Waits for one and names it; `None` at once when none can be waited for.
+    fn wait(self) -> Option<&'static str> {
         #[cfg(unix)]
         {
-            use tokio::signal::unix::{signal, SignalKind};
-            let Ok(mut terminate) = signal(SignalKind::terminate()) else {
-                interrupt.await;
-                return Some("SIGINT");
-            };
-            tokio::select! {
-                _ = terminate.recv() => Some("SIGTERM"),
-                () = interrupt => Some("SIGINT"),
+            let StopSignals {
+                runtime,
+                mut terminate,
+                mut interrupt,
+            } = self;
+            if terminate.is_none() && interrupt.is_none() {
+                return None;
             }
+            runtime.block_on(async {
+                // A signal that cannot be listened for never comes.
+                let term = async {
+                    match terminate.as_mut() {
+                        Some(s) => s.recv().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                let int = async {
+                    match interrupt.as_mut() {
+                        Some(s) => s.recv().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    _ = term => Some("SIGTERM"),
+                    _ = int => Some("SIGINT"),
+                }
+            })
         }
-        #[cfg(not(unix))]
+        #[cfg(windows)]
         {
-            interrupt.await;
-            Some("Ctrl-C")
+            let StopSignals {
+                runtime,
+                mut interrupt,
+            } = self;
+            let ctrl_c = interrupt.as_mut()?;
+            runtime.block_on(ctrl_c.recv()).map(|()| "Ctrl-C")
         }
-    })
+        #[cfg(not(any(unix, windows)))]
+        {
+            drop(self);
+            None
+        }
+    }
 }
 
 /// The verdict store of `--store` (and the line the banner says of it), or none.

@@ -955,6 +955,41 @@ fn the_drain_by_option_or_environment_keeps_an_idle_connection_after_sigterm() {
     }
 }
 
+/// A SIGTERM sent the moment the relay has said it listens (a service manager stopping it
+/// at once) stops it as a later one does: exit 0, "relay: stopped", never the signal's
+/// default action. The relay listens for it from before it serves; listened for only after
+/// its banner (as before), a SIGTERM in between killed it (the drain test above, under load).
+/// Timing-dependent against that bug (see the closing note), never against the fix.
+#[cfg(unix)]
+#[test]
+fn a_sigterm_right_after_the_banner_stops_the_relay_cleanly() {
+    use std::os::unix::process::ExitStatusExt;
+    let (dir, key, polar) = polar_and_key("relay-early-term");
+    for round in 0..30 {
+        let log = dir.path().join(format!("relay-early-term-{round}.log"));
+        let mut relay = spawn_relay(serve_cmd(&polar, &key, &[]), &log);
+        // kill(2) at once (not a `kill` process: the few milliseconds it takes to start are
+        // the window this test looks into).
+        let pid = i32::try_from(relay.child.id())
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+            .expect("a pid");
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("kill");
+        let status = relay.exited(Duration::from_secs(20));
+        assert_eq!(
+            (status.code(), status.signal()),
+            (Some(0), None),
+            "round {round}: {}",
+            relay.log()
+        );
+        assert!(
+            relay.log().contains("relay: stopped"),
+            "round {round}: {}",
+            relay.log()
+        );
+    }
+}
+
 /// A relay key pair: `relay keygen`'s file and the `KID=PUBLIC` it prints.
 fn keygen_pair(dir: &ScratchDir) -> (String, String) {
     relay_keygen(BIN, dir, "relay-pair.key")

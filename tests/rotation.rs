@@ -113,7 +113,9 @@ fn the_app_follows_a_rotated_key_and_keeps_its_activation() {
         polar_license::CacheState::Empty
     ));
     // Another app install (a new cache) cannot take a second slot of the limit-1 key.
-    let other = licensing(&em, &ScratchDir::new("rotation-other"));
+    // Held to the end: dropped at once it would be removed before the other install writes there.
+    let other_dir = ScratchDir::new("rotation-other");
+    let other = licensing(&em, &other_dir);
     match other.activate(&ActivateRequest::new(rotated.as_str(), "Desktop")) {
         Ok(Verdict::Denied(d)) => assert_eq!(d.reason, Reason::ActivationLimit),
         other => panic!("a second slot: {other:?}"),

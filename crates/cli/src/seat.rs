@@ -502,18 +502,60 @@ fn err(text: &str) {
 /// SIGINT and SIGTERM caught while the command runs and passed on to it (Unix); a console's
 /// Ctrl-C and Ctrl-Break caught (Windows: the command, on the same console, gets its own).
 mod signals {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    use std::sync::Arc;
+    use std::sync::{Arc, Mutex, MutexGuard};
+
+    /// Where the caught signals go: the command, once its process id is known. One caught
+    /// before (the command started, its id not yet stored: a `kill` sent the moment the
+    /// command showed it runs) waits here and is passed on then, never lost.
+    #[derive(Default)]
+    struct Target {
+        pid: Option<u32>,
+        #[cfg(unix)]
+        waiting: Vec<rustix::process::Signal>,
+    }
+
+    /// The most signals kept waiting (one of each kind is what a command can act on).
+    #[cfg(unix)]
+    const MAX_WAITING: usize = 8;
+
+    fn target(t: &Mutex<Target>) -> MutexGuard<'_, Target> {
+        t.lock().unwrap_or_else(|e| e.into_inner())
+    }
 
     /// The caught signals' thread: where they go once the command runs.
     pub struct Passing {
-        child: Arc<AtomicU32>,
+        target: Arc<Mutex<Target>>,
     }
 
     impl Passing {
-        /// The command's process id: the signals go to it from now on.
+        /// The command's process id: the signals go to it from now on, those caught before
+        /// first.
         pub fn to(&self, pid: u32) {
-            self.child.store(pid, Ordering::SeqCst);
+            let mut t = target(&self.target);
+            t.pid = Some(pid);
+            #[cfg(unix)]
+            for sig in std::mem::take(&mut t.waiting) {
+                send(pid, sig);
+            }
+        }
+
+        /// A caught signal: to the command, or kept until its id is known.
+        #[cfg(unix)]
+        fn pass(&self, sig: rustix::process::Signal) {
+            let mut t = target(&self.target);
+            match t.pid {
+                Some(pid) => send(pid, sig),
+                None if t.waiting.len() < MAX_WAITING => t.waiting.push(sig),
+                None => {}
+            }
+        }
+    }
+
+    #[cfg(unix)]
+    fn send(pid: u32, sig: rustix::process::Signal) {
+        use rustix::process::{kill_process, Pid};
+        if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
+            let _ = kill_process(pid, sig);
         }
     }
 
@@ -525,14 +567,18 @@ mod signals {
     /// in no cause) it is passed on, as before.
     #[cfg(unix)]
     pub fn catch() -> Option<Passing> {
-        use rustix::process::{kill_process, Pid, Signal};
+        use rustix::process::Signal;
         use signal_hook::consts::{SIGINT, SIGTERM};
         use signal_hook::iterator::exfiltrator::WithOrigin;
         use signal_hook::iterator::SignalsInfo;
         use signal_hook::low_level::siginfo::Cause;
-        let child = Arc::new(AtomicU32::new(0));
         let mut signals = SignalsInfo::<WithOrigin>::new([SIGINT, SIGTERM]).ok()?;
-        let to = Arc::clone(&child);
+        let passing = Passing {
+            target: Arc::default(),
+        };
+        let to = Passing {
+            target: Arc::clone(&passing.target),
+        };
         std::thread::Builder::new()
             .name("seat-run-signals".into())
             .spawn(move || {
@@ -540,54 +586,104 @@ mod signals {
                     if origin.signal == SIGINT && origin.cause == Cause::Kernel {
                         continue;
                     }
-                    let sig = if origin.signal == SIGINT {
+                    to.pass(if origin.signal == SIGINT {
                         Signal::INT
                     } else {
                         Signal::TERM
-                    };
-                    let pid = i32::try_from(to.load(Ordering::SeqCst))
-                        .ok()
-                        .and_then(Pid::from_raw);
-                    if let Some(pid) = pid {
-                        let _ = kill_process(pid, sig);
-                    }
+                    });
                 }
             })
             .ok()?;
-        Some(Passing { child })
+        Some(passing)
     }
 
     /// Windows: a console's Ctrl-C and Ctrl-Break caught (the command, on the same console,
     /// gets its own) so that this process outlives the command and releases the seat.
     #[cfg(windows)]
     pub fn catch() -> Option<Passing> {
-        let child = Arc::new(AtomicU32::new(0));
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .build()
             .ok()?;
         let waiting = {
             let _entered = runtime.enter();
-            waiting(Arc::clone(&child))?
+            waiting()?
         };
         std::thread::Builder::new()
             .name("seat-run-signals".into())
             .spawn(move || runtime.block_on(waiting))
             .ok()?;
-        Some(Passing { child })
+        Some(Passing {
+            target: Arc::default(),
+        })
+    }
+
+    /// A signal caught before the command's id is known reaches the command once it is; one
+    /// caught after, at once. Real processes, real signals.
+    #[cfg(all(test, unix))]
+    #[allow(clippy::expect_used)] // tests: a panic is the failure report
+    mod tests {
+        use super::*;
+        use rustix::process::Signal;
+        use std::os::unix::process::ExitStatusExt;
+
+        fn sleeper() -> std::process::Child {
+            std::process::Command::new("sleep")
+                .arg("30")
+                .spawn()
+                .expect("sleep starts")
+        }
+
+        #[test]
+        fn a_signal_caught_before_the_command_is_known_is_passed_on_once_it_is() {
+            let passing = Passing {
+                target: Arc::default(),
+            };
+            let mut child = sleeper();
+            passing.pass(Signal::TERM);
+            // Not sent anywhere yet: the command runs on.
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            assert!(child.try_wait().expect("wait").is_none());
+            passing.to(child.id());
+            let status = child.wait().expect("wait");
+            assert_eq!(status.signal(), Some(Signal::TERM.as_raw()), "{status:?}");
+            // Passed on once: nothing left waiting.
+            assert!(target(&passing.target).waiting.is_empty());
+        }
+
+        #[test]
+        fn a_signal_caught_after_goes_at_once_and_too_many_early_ones_are_not_kept() {
+            let passing = Passing {
+                target: Arc::default(),
+            };
+            for _ in 0..MAX_WAITING + 5 {
+                passing.pass(Signal::INT);
+            }
+            assert_eq!(target(&passing.target).waiting.len(), MAX_WAITING);
+            let mut child = sleeper();
+            let mut later = sleeper();
+            passing.to(later.id());
+            assert_eq!(
+                later.wait().expect("wait").signal(),
+                Some(Signal::INT.as_raw())
+            );
+            passing.to(child.id());
+            passing.pass(Signal::TERM);
+            assert_eq!(
+                child.wait().expect("wait").signal(),
+                Some(Signal::TERM.as_raw())
+            );
+        }
     }
 
     #[cfg(windows)]
-    fn waiting(
-        child: Arc<AtomicU32>,
-    ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
+    fn waiting() -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
         use tokio::signal::windows::{ctrl_break, ctrl_c};
         let mut c = ctrl_c().ok()?;
         let mut brk = ctrl_break().ok()?;
         Some(async move {
             // The command shares the console: it gets the event itself. Caught here so that
             // this process outlives it and releases the seat.
-            let _ = &child;
             loop {
                 tokio::select! {
                     Some(()) = c.recv() => {}

@@ -2,7 +2,7 @@
 //! written atomically; a torn or foreign file refused with a clear error, never a panic and
 //! never silently replaced. Over loopback HTTP, as an app talks to it.
 
-use polar_license_emulator::{Emulator, Options, Seed, DEMO_KEY, DEMO_ORGANIZATION_ID};
+use polar_license_emulator::{Emulator, KeyUpdate, Options, Seed, DEMO_KEY, DEMO_ORGANIZATION_ID};
 use polar_license_testkit::http::{agent, HttpAnswer};
 use polar_license_testkit::{emulator_kept, ScratchDir};
 use serde_json::{json, Value};
@@ -72,6 +72,40 @@ fn an_activation_survives_a_restart_with_a_state_file() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(names, vec!["polar.json".to_string()]);
+}
+
+/// The demo key's `usage` as the state file on disk has it now.
+fn saved_usage(path: &Path) -> Value {
+    let saved: Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("the state file"))
+            .expect("JSON");
+    saved["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .find(|k| k["key"] == DEMO_KEY)
+        .map(|k| k["usage"].clone())
+        .expect("the demo key")
+}
+
+/// A change made through the in-process API (a test's `update_key`, as the suites set a key's
+/// status or usage) is saved at once, as one over HTTP is: the file has it while the emulator
+/// runs, so a process killed after it (no stop, no drop) keeps it.
+#[test]
+fn a_change_through_the_api_is_saved_at_once() {
+    let dir = ScratchDir::new("emulator-state-api");
+    let file = dir.join("polar.json");
+    let em = kept(&file);
+    assert_ne!(saved_usage(&file), json!(7));
+    assert!(em.update_key(
+        DEMO_KEY,
+        KeyUpdate {
+            usage: Some(7),
+            ..KeyUpdate::default()
+        }
+    ));
+    assert_eq!(saved_usage(&file), json!(7));
+    em.stop();
 }
 
 #[test]

@@ -249,6 +249,9 @@ run_stage clippy check cargo clippy --workspace --exclude tauri-plugin-polar-lic
 # The library with its default features too: code used only under a feature must not warn
 # without it.
 run_stage clippy-default check cargo clippy -p polar-license --lib -- -D warnings
+# The relay without its default features (no server, store file, entitlements or usage: what
+# an embedder of the core alone builds): an item only a feature uses must not warn there.
+run_stage clippy-bare check cargo clippy -p polar-license-relay --no-default-features --lib -- -D warnings
 run_stage doc check env RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --exclude tauri-plugin-polar-license --all-features --no-deps
 # The wasm32 shell, the npm engine, the npm emulator and the npm relay (the other crates are
 # native: the emulator's and the relay's cores build for wasm32 as dependencies, their docs are

@@ -305,7 +305,8 @@ impl Usage {
     }
 
     /// The batches Polar has ingested so far: a read of the meters asked now counts them
-    /// ([`KnownBalance::read_after`]).
+    /// ([`KnownBalance::read_after`]). Read only where entitlements are read.
+    #[cfg(feature = "entitlements")]
     pub(crate) fn ingestions(&self) -> u64 {
         self.ingestions.load(Ordering::SeqCst)
     }

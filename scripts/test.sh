@@ -339,6 +339,20 @@ run_stage faults check bash scripts/fault-table.sh
 run_stage seller check bash scripts/seller-table.sh
 
 echo
+# The failed tests by name, from the log of each stage that failed, just above the table: the
+# tail of a run is what a CI page shows, and a failure early in the run is otherwise far above
+# it. nextest's and libtest's lines, node's and pytest's, a stage's own `==> … FAILED` lines.
+failed_lines() { # LOG
+    sed 's/\x1b\[[0-9;]*m//g' "$1" 2>/dev/null |
+        grep -aE '^\s*(FAIL|TIMEOUT|SIGSEGV|SIGABRT) \[|^test .* \.\.\. FAILED$|^not ok |^FAILED |^==> .*FAIL' |
+        sed 's/^\s*/    /' | awk '!seen[$0]++' | head -n 20
+}
+for i in "${!STAGE_NAMES[@]}"; do
+    [[ "${STAGE_RESULTS[$i]}" == FAIL ]] || continue
+    echo "failed in ${STAGE_NAMES[$i]} ($LOG_DIR/${STAGE_NAMES[$i]}.log):"
+    failed_lines "$LOG_DIR/${STAGE_NAMES[$i]}.log" || true
+    echo
+done
 echo "stage           result  time     cpu (of ${CORES} cores)  tests"
 echo "--------------  ------  -------  -----------------  -----"
 # share CPU WALL: CPU seconds as a share of the cores over WALL seconds.

@@ -409,13 +409,7 @@ fn a_revoked_keys_webhook_takes_it_out_of_the_roster() {
         0,
         "a first-seen key with no share asks nothing"
     );
-    // The webhook delivered (recorded once the relay's answer is read: a moment after the
-    // relay acted on it).
-    let delivered = rig::wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
-        rig::deliveries(&polar, &endpoint)
-            .iter()
-            .any(|d| d["succeeded"] == true)
-    });
+    let delivered = rig::delivered(&polar, &endpoint, 1, Duration::from_secs(10));
     assert!(delivered, "{:?}", rig::deliveries(&polar, &endpoint));
     relay.stop();
 }
@@ -553,15 +547,8 @@ fn a_key_revoked_by_webhook_and_granted_again_is_granted_at_once_after_the_regra
         "granted {:?} after the re-grant (its webhook and refetch included)",
         regranted_at.elapsed()
     );
-    // Both webhooks delivered (the emulator records a delivery once the relay's answer is
-    // read: the grant may be answered a moment before).
-    let delivered = rig::wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
-        rig::deliveries(&polar, &endpoint)
-            .iter()
-            .filter(|d| d["succeeded"] == true)
-            .count()
-            >= 2
-    });
+    // Both webhooks delivered.
+    let delivered = rig::delivered(&polar, &endpoint, 2, Duration::from_secs(10));
     assert!(delivered, "{:?}", rig::deliveries(&polar, &endpoint));
     relay.stop();
 }
@@ -631,11 +618,7 @@ fn a_rotations_webhook_retires_the_old_strings_stored_grant() {
         (200, Some("store"))
     );
     let new = polar.rotate_key(&old).expect("rotated");
-    let delivered = rig::wait_until(Duration::from_secs(30), Duration::from_millis(50), || {
-        rig::deliveries(&polar, &endpoint)
-            .iter()
-            .any(|d| d["succeeded"] == true)
-    });
+    let delivered = rig::delivered(&polar, &endpoint, 1, Duration::from_secs(30));
     assert!(delivered, "the rotation's webhook");
     polar.set_fault(Some(polar_license_emulator::Fault::Status {
         status: 503,

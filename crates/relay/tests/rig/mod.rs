@@ -139,6 +139,19 @@ pub fn deliveries(polar: &Emulator, id: &str) -> Vec<Value> {
     list["items"].as_array().expect("items").clone()
 }
 
+/// Waits (at most `within`) until at least `count` of the deliveries to endpoint `id` succeeded:
+/// whether they did. The emulator records a delivery once it has read the relay's answer, a
+/// moment after the relay acted on it, so a test that saw the effect waits for the record.
+pub fn delivered(polar: &Emulator, id: &str, count: usize, within: Duration) -> bool {
+    wait_until(within, Duration::from_millis(50), || {
+        deliveries(polar, id)
+            .iter()
+            .filter(|d| d["succeeded"] == true)
+            .count()
+            >= count
+    })
+}
+
 // ---- The relay -------------------------------------------------------------------------------
 
 /// No per-IP or per-key limit (the store's budget is the test's limit).

@@ -1033,7 +1033,7 @@ mod tests {
             assert!(OrgId::parse(bad).is_none());
         }
         assert_eq!(
-            canonical_uuid("{6B0C1F4E2A3D4E5F8A9B0C1D2E3F4A5B}").as_deref(),
+            canonical_uuid("{6B0C1F4E-2A3D-4E5F-8A9B-0C1D2E3F4A5B}").as_deref(),
             Some("6b0c1f4e-2a3d-4e5f-8a9b-0c1d2e3f4a5b")
         );
     }

@@ -1025,8 +1025,10 @@ mod tests {
         // Not a UUID, and a UUID of another version: Polar's refusal, as a validate gets it.
         for bad in ["x", "2d4f1b7e-6c1a-1c39-9a55-0a4c1e2b7f10", ""] {
             let body = format!(r#"{{"key":"K-1","organization_id":"{bad}"}}"#);
-            let r = ask_object(body.as_bytes(), &[], |d| RelayResponse::error(422, "Bad", d))
-                .expect_err(bad);
+            let r = ask_object(body.as_bytes(), &[], |d| {
+                RelayResponse::error(422, "Bad", d)
+            })
+            .expect_err(bad);
             assert_eq!(r.status, 422);
             let text = String::from_utf8_lossy(&r.body).into_owned();
             assert!(text.contains("RequestValidationError"), "{text}");

@@ -455,10 +455,17 @@ pub(crate) fn settle(
                     "the relay has no randomness for a seat",
                 ));
             };
-            step(store, seen, &ask.pool_id(), at, options.windows(), &mut |pool| match lent {
-                Some(days) => pool.borrow(sizes, &machine, &id, at, days),
-                None => pool.acquire(sizes, &machine, ask.ci, &id, at, life),
-            })
+            step(
+                store,
+                seen,
+                &ask.pool_id(),
+                at,
+                options.windows(),
+                &mut |pool| match lent {
+                    Some(days) => pool.borrow(sizes, &machine, &id, at, days),
+                    None => pool.acquire(sizes, &machine, ask.ci, &id, at, life),
+                },
+            )
         }
         (SeatOp::Heartbeat, Some(id)) => step(
             store,
@@ -534,9 +541,14 @@ pub(crate) fn release(
     };
     let machine = ask.machine_digest();
     let at = now.unix_seconds;
-    match step(store, seen, &ask.pool_id(), at, options.windows(), &mut |pool| {
-        pool.release(id, &machine, at)
-    }) {
+    match step(
+        store,
+        seen,
+        &ask.pool_id(),
+        at,
+        options.windows(),
+        &mut |pool| pool.release(id, &machine, at),
+    ) {
         Ok(Outcome::Released(released)) => {
             log::info!(
                 "relay: seat release {} 200 (seat {id}{})",

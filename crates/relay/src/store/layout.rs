@@ -678,7 +678,14 @@ mod tests {
         let reads = start_reads();
         assert_eq!(
             reads.keys,
-            ["v:layout", "b:budget", "n:entries", "r:phase", "n:bytes", "n:held"]
+            [
+                "v:layout",
+                "b:budget",
+                "n:entries",
+                "r:phase",
+                "n:bytes",
+                "n:held"
+            ]
         );
         let old = Read {
             values: vec![("v:layout".into(), None)],

@@ -117,7 +117,11 @@ impl Memory {
             return (None, Vec::new());
         };
         if entry.removes() {
-            let removed = if self.remove(id) { vec![*id] } else { Vec::new() };
+            let removed = if self.remove(id) {
+                vec![*id]
+            } else {
+                Vec::new()
+            };
             return (None, removed);
         }
         let size = stored_bytes(&entry);

@@ -172,12 +172,13 @@ impl Paged {
             n: self.bytes as u64,
         });
         let old_held = if prior_held { old_size } else { 0 };
-        let new_held = if held(&entry) { stored_bytes(&entry) } else { 0 };
+        let new_held = if held(&entry) {
+            stored_bytes(&entry)
+        } else {
+            0
+        };
         if old_held != new_held {
-            self.held = self
-                .held
-                .saturating_sub(old_held)
-                .saturating_add(new_held);
+            self.held = self.held.saturating_sub(old_held).saturating_add(new_held);
             self.journal.push(JournalItem::Held {
                 n: self.held as u64,
             });

@@ -1006,6 +1006,7 @@ mod tests {
     /// Issue #76 finding 1: every spelling Polar reads as one organization is one id here, and
     /// what Polar refuses is refused at the door with Polar's own 422.
     #[test]
+    #[allow(clippy::expect_used)] // tests: a panic is the failure report
     fn every_spelling_of_an_organization_is_one_canonical_id() {
         const ORG: &str = "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10";
         for spelling in [

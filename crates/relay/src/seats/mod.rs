@@ -65,7 +65,7 @@ pub(crate) fn route(path: &str) -> Option<SeatOp> {
 pub struct SeatOptions {
     /// Whether the seat routes are served (default: on). Off (`relay serve --no-seats`, the npm
     /// relay's `seats.enabled: false`): every seat route answers 404 and writes nothing; the
-    /// churn limit on ordinary activations ([`SeatOptions::activation_churn`]) still holds.
+    /// churn limit on ordinary activations (`activation_churn`) still holds.
     pub enabled: bool,
     /// A seat's life without a heartbeat, in seconds (30 to 3,600; [`SEAT_SECONDS`] by
     /// default). A client heartbeats well within it (a third of it, by default).

@@ -87,6 +87,9 @@ export interface RelayOptions {
 
 /** The seller's seat settings (issue #67). */
 export interface RelaySeatOptions {
+  /** Whether the seat routes are served (`relay serve --no-seats` turns them off; default
+   * true). Off: every seat route answers 404 and keeps nothing. */
+  enabled?: boolean;
   /** A seat's life without a heartbeat, in seconds (30 to 3600; default 300). */
   seconds?: number;
   /** CI seats per key at once, within the key's seats (default: no cap of their own). */

@@ -456,9 +456,9 @@ fn test_only_budget_seconds(config: &JsValue) -> Result<Option<u32>, JsError> {
         .map_err(|_| bad("store.testOnlyBudgetSeconds", "must be 1 to 3600 seconds"))
 }
 
-/// The seat options (`seats`: `seconds`, `ciCap`, `churn`, `churnSeconds`, `activationChurn`,
+/// The seat options (`seats`: `enabled`, `seconds`, `ciCap`, `churn`, `churnSeconds`, `activationChurn`,
 /// `activationChurnSeconds`, `borrowDays`, `perBenefit` as `{benefitId: n}`), as `relay
-/// serve`'s `--seat-seconds`, `--seat-ci-cap`, `--seat-churn`, `--activation-churn`,
+/// serve`'s `--no-seats`, `--seat-seconds`, `--seat-ci-cap`, `--seat-churn`, `--activation-churn`,
 /// `--seat-borrow-days` and `--seats`; the core's defaults for what is left out, its check for
 /// the values.
 fn seat_options(config: &JsValue) -> Result<SeatOptions, JsError> {
@@ -469,6 +469,12 @@ fn seat_options(config: &JsValue) -> Result<SeatOptions, JsError> {
     }
     if !v.is_object() {
         return Err(bad("seats", "must be an object"));
+    }
+    let enabled = get(&v, "enabled");
+    if !enabled.is_undefined() && !enabled.is_null() {
+        seats.enabled = enabled
+            .as_bool()
+            .ok_or_else(|| bad("seats.enabled", "must be true or false"))?;
     }
     let field = |name: &str| format!("seats.{name}");
     let n = |name: &str| {

@@ -692,6 +692,10 @@ pub struct RelayServeArgs {
           env = "POLAR_LICENSE_RELAY_DRAIN")]
     pub drain: Duration,
 
+    /// Seats off: the seat routes (/v1/seats/…) answer 404 and keep nothing (default: on)
+    #[arg(long)]
+    pub no_seats: bool,
+
     /// Seats (issue #67): a seat's life without a heartbeat, in seconds (30 to 3600)
     #[arg(long, value_name = "SECONDS", default_value_t = polar_license_relay::SEAT_SECONDS,
           env = "POLAR_LICENSE_RELAY_SEAT_SECONDS")]

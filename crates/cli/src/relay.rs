@@ -200,6 +200,7 @@ fn serve(g: &Global, a: &RelayServeArgs) -> u8 {
         Err(e) => return usage_report(Some(CMD), Some("proxy"), &e.text()).print(g.json),
     };
     let seats = polar_license_relay::SeatOptions {
+        enabled: !a.no_seats,
         seconds: a.seat_seconds,
         per_benefit: a.seats.clone(),
         ci_cap: a.seat_ci_cap,

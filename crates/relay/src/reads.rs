@@ -508,13 +508,13 @@ fn reconciled(s: &Stored, check: &Check, answer: ReadAnswer, now: Now) -> Outcom
                 // The key's ordinary activations, counted in its seats (issue #67).
                 if let (Some(k), Some(org), Some(live)) = (
                     &string,
-                    org,
+                    org.and_then(crate::types::OrgId::parse),
                     key.get("activations").and_then(|a| a.as_array()),
                 ) {
                     let live = u32::try_from(live.len()).unwrap_or(u32::MAX);
                     crate::seats::set_activations(
                         s.backend.as_ref(),
-                        org,
+                        &org,
                         k,
                         live,
                         now.unix_seconds,

@@ -14,8 +14,8 @@ use crate::store::{Budget, Wants};
 #[cfg(not(target_arch = "wasm32"))]
 use crate::types::os_entropy;
 use crate::types::{
-    Entropy, Finished, Limits, Pending, RelayConfig, RelayRequest, RelayResponse, FLIGHT_WAITS,
-    MAX_LEASE_DAYS, ROUTE_PREFIX, USER_AGENT, WEBHOOK_ROUTE,
+    Entropy, Finished, Limits, OrgId, Pending, RelayConfig, RelayRequest, RelayResponse,
+    FLIGHT_WAITS, MAX_LEASE_DAYS, ROUTE_PREFIX, USER_AGENT, WEBHOOK_ROUTE,
 };
 use polar_license::lease::{
     is_nonce, key_hash, prepare, signature_verifies, LeaseClaims, LEASE_HEADER, NONCE_HEADER,
@@ -344,7 +344,7 @@ impl Relay {
         may_wait: bool,
         entropy: &dyn Fn() -> Option<[u8; 16]>,
     ) -> Routed {
-        let Some(s) = &self.store else {
+        let Some(s) = self.store.as_ref().filter(|_| self.seats.enabled) else {
             return Routed::Answer(RelayResponse::detail(404, "Not Found"));
         };
         if let Some(r) = self.refuses_post(req) {
@@ -354,24 +354,28 @@ impl Relay {
             Ok(ask) => ask,
             Err(r) => return Routed::Answer(r),
         };
+        // Another organization than the one this relay serves: refused before any state is
+        // read or written, whatever the route (the ids compared in their canonical form).
+        if !self.serves(&ask.organization_id) {
+            log::info!(
+                "relay: seat {} {} 404 (another organization)",
+                op.as_str(),
+                crate::logged::key(&ask.key)
+            );
+            return Routed::Answer(private(RelayResponse::error(
+                404,
+                "ResourceNotFound",
+                "Not found",
+            )));
+        }
         if let Some(r) = self.seats.refuses_borrowing(&ask) {
             return Routed::Answer(r);
         }
         if op == crate::seats::SeatOp::Release {
-            if self
-                .organization_id
-                .as_deref()
-                .is_some_and(|org| org != ask.organization_id)
-            {
-                return Routed::Answer(private(RelayResponse::error(
-                    404,
-                    "ResourceNotFound",
-                    "Not found",
-                )));
-            }
             return Routed::Answer(crate::seats::release(
                 s.backend.as_ref(),
                 &s.seats_seen,
+                &self.seats,
                 &ask,
                 now,
             ));
@@ -386,6 +390,15 @@ impl Relay {
             Routed::Stored(f) => Routed::Stored(self.seated(&ask, f, now, entropy())),
             other => other,
         }
+    }
+
+    /// Whether this relay serves `organization_id`: the one it was started for (compared in
+    /// canonical form: the configured id was made canonical by `check_uuid_v4`), or any when
+    /// it was started for none.
+    pub(crate) fn serves(&self, organization_id: &OrgId) -> bool {
+        self.organization_id
+            .as_deref()
+            .is_none_or(|org| org == organization_id.as_str())
     }
 
     /// A seat's answer on its key's verdict ([`crate::seats::settle`]).
@@ -783,7 +796,7 @@ impl Relay {
 
     /// The per-key bucket (it protects Polar: answers from the store skip it).
     fn per_key_limit(&self, pending: &Pending, now: Now) -> Option<RelayResponse> {
-        let key_id = bucket_of(&pending.checked.organization_id, &pending.key);
+        let key_id = bucket_of(&OrgId::checked(&pending.checked), &pending.key);
         if matches!(pending.op, Operation::Activate | Operation::Deactivate) {
             let churn = self.seats.activation_churn();
             // The stored record (it outlives a restart, a Durable Object out of memory), and
@@ -792,7 +805,7 @@ impl Relay {
             let stored = self.store.as_ref().and_then(|s| {
                 crate::seats::activation_churned(
                     s.backend.as_ref(),
-                    &pending.checked.organization_id,
+                    &OrgId::checked(&pending.checked),
                     &pending.key,
                     churn,
                     now.unix_seconds,
@@ -819,7 +832,7 @@ impl Relay {
             if let Some(s) = &self.store {
                 if let Some(r) = crate::seats::refuses_activation(
                     s.backend.as_ref(),
-                    &pending.checked.organization_id,
+                    &OrgId::checked(&pending.checked),
                     &pending.key,
                     now.unix_seconds,
                 ) {
@@ -900,11 +913,7 @@ impl Relay {
             None => return Err(RelayResponse::detail(404, "Not Found")),
         };
         let key = Key::new(checked.key.clone());
-        if self
-            .organization_id
-            .as_deref()
-            .is_some_and(|org| org != checked.organization_id)
-        {
+        if !self.serves(&OrgId::checked(&checked)) {
             log::info!(
                 "relay: {} {} 404 (another organization)",
                 op.as_str(),
@@ -1268,13 +1277,13 @@ impl Asks for Relay {
             (Operation::Activate, Ok(200)) | (Operation::Deactivate, Ok(204))
         );
         if made_one {
-            let key_id = bucket_of(&pending.checked.organization_id, &pending.key);
+            let key_id = bucket_of(&OrgId::checked(&pending.checked), &pending.key);
             let churn = self.seats.activation_churn();
             self.churned.count(&key_id, churn, now.unix_seconds);
             if let Some(s) = &self.store {
                 crate::seats::count_activation(
                     s.backend.as_ref(),
-                    &pending.checked.organization_id,
+                    &OrgId::checked(&pending.checked),
                     &pending.key,
                     if pending.op == Operation::Activate {
                         1
@@ -1403,8 +1412,8 @@ fn key_proof(req: &RelayRequest) -> Option<Result<RelayRequest, RelayResponse>> 
 }
 
 /// A key's id in the per-key buckets and the churn count: its organization and its SHA-256.
-fn bucket_of(organization_id: &str, key: &Key) -> String {
-    [organization_id, ":", &key_hash(key)].concat()
+fn bucket_of(organization_id: &OrgId, key: &Key) -> String {
+    [organization_id.as_str(), ":", &key_hash(key)].concat()
 }
 
 fn take(buckets: &Mutex<Buckets>, id: &str, now: Now) -> Option<u64> {

@@ -38,16 +38,57 @@ pub const DEVICES_ROUTE: &str = "/v1/devices/list";
 /// the key, the meter, the units and the report's idempotency id in a JSON body.
 pub const USAGE_ROUTE: &str = "/v1/usage/record";
 
+/// An organization id in its one canonical form: a UUID v4, hyphenated, lower case (issue #76
+/// finding 1). Polar reads `2D4F…`, `{2d4f…}`, `2d4f…` without hyphens and `urn:uuid:2d4f…` as
+/// the same organization; every id the relay derives from an organization (a seat pool's, a
+/// usage buffer's, a per-key bucket's, a verdict's) is made from this form only, so that no
+/// spelling of one id names stored state of its own. Made only by [`OrgId::parse`] (Polar's
+/// rules, at the door) or from a body Polar's rules checked ([`OrgId::checked`]): an unparsed
+/// string cannot reach a store id by type.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct OrgId(String);
+
+impl OrgId {
+    /// `text` as Polar's rules read an organization id (a UUID v4 in any spelling the `uuid`
+    /// crate reads, as pydantic does), canonical; `None` when Polar would refuse it.
+    pub(crate) fn parse(text: &str) -> Option<OrgId> {
+        let id = uuid::Uuid::try_parse(text).ok()?;
+        (id.get_version_num() == 4 && id.get_variant() == uuid::Variant::RFC4122)
+            .then(|| OrgId(id.hyphenated().to_string()))
+    }
+
+    /// The organization of a body Polar's rules accepted: already canonical
+    /// (`polar_license_rules::check_body` writes every id hyphenated, lower case).
+    pub(crate) fn checked(checked: &CheckedBody) -> OrgId {
+        OrgId(checked.organization_id.clone())
+    }
+
+    /// The canonical text.
+    pub(crate) fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A UUID in any spelling the `uuid` crate reads, canonical (hyphenated, lower case): a seat's
+/// id, an activation's id. `None` when it is no UUID.
+pub(crate) fn canonical_uuid(text: &str) -> Option<String> {
+    uuid::Uuid::try_parse(text)
+        .ok()
+        .map(|id| id.hyphenated().to_string())
+}
+
 /// The JSON object of a relay route's body (a seat request, a device listing, a usage
 /// report), its members only `key`, `organization_id` and those of `fields`, with its key and
-/// organization (checked as Polar checks a validate's, by the validate that follows); else
-/// `refuse`'s answer (the route's `422`) saying what is wrong: not JSON, not an object, the
-/// first unknown member (escaped), or a missing key or organization.
+/// its organization parsed once, here, into its canonical form ([`OrgId`]); else `refuse`'s
+/// answer (the route's `422`) saying what is wrong: not JSON, not an object, the first unknown
+/// member (escaped), or a missing key or organization. A key or an organization Polar's rules
+/// refuse is refused here with Polar's own answer (its 422, byte for byte: the validate that
+/// would follow is checked now), before any state is read or written.
 pub(crate) fn ask_object(
     body: &[u8],
     fields: &[&str],
     refuse: impl Fn(&str) -> RelayResponse,
-) -> Result<(serde_json::Map<String, serde_json::Value>, Key, String), RelayResponse> {
+) -> Result<(serde_json::Map<String, serde_json::Value>, Key, OrgId), RelayResponse> {
     let v: serde_json::Value =
         serde_json::from_slice(body).map_err(|_| refuse("the body is not JSON"))?;
     let serde_json::Value::Object(obj) = v else {
@@ -60,24 +101,36 @@ pub(crate) fn ask_object(
             crate::logged::escaped(k)
         )));
     }
-    let text = |name: &str| obj.get(name).and_then(|v| v.as_str());
-    let key = Key::new(text("key").ok_or_else(|| refuse("key is missing"))?);
-    let organization_id = text("organization_id")
-        .ok_or_else(|| refuse("organization_id is missing"))?
-        .to_string();
-    Ok((obj, key, organization_id))
+    let text = |name: &str| obj.get(name).and_then(|v| v.as_str()).map(str::to_string);
+    let key = text("key").ok_or_else(|| refuse("key is missing"))?;
+    let organization_id =
+        text("organization_id").ok_or_else(|| refuse("organization_id is missing"))?;
+    // Polar's checks of the validate this body stands for: the same 422 a validate gets.
+    let validate = object(&[
+        ("key", string(&key)),
+        ("organization_id", string(&organization_id)),
+    ]);
+    match polar_license_rules::check_body("validate", None, validate.as_bytes()) {
+        Some(Ok(checked)) => Ok((obj, Key::new(key), OrgId::checked(&checked))),
+        Some(Err(refusal)) => {
+            let mut r = RelayResponse::json(refusal.status, refusal.body);
+            r.set("content-type", refusal.content_type);
+            Err(private(r))
+        }
+        None => Err(refuse("organization_id is not read")),
+    }
 }
 
-/// A route's `activation_id` (optional, `null` as absent), lowercased; else `refuse`'s answer.
+/// A route's `activation_id` (optional, `null` as absent), canonical ([`canonical_uuid`]); else `refuse`'s answer.
 pub(crate) fn activation_id_of(
     obj: &serde_json::Map<String, serde_json::Value>,
     refuse: impl Fn(&str) -> RelayResponse,
 ) -> Result<Option<String>, RelayResponse> {
     match obj.get("activation_id") {
         None | Some(serde_json::Value::Null) => Ok(None),
-        Some(serde_json::Value::String(id)) if uuid::Uuid::try_parse(id).is_ok() => {
-            Ok(Some(id.to_ascii_lowercase()))
-        }
+        Some(serde_json::Value::String(id)) => canonical_uuid(id)
+            .map(Some)
+            .ok_or_else(|| refuse("activation_id must be an activation's id (a UUID)")),
         Some(_) => Err(refuse("activation_id must be an activation's id (a UUID)")),
     }
 }
@@ -552,7 +605,7 @@ impl RelayRequest {
     /// The validate that proves `key` of `organization_id` for a route that is not one of
     /// Polar's (a seat, a device listing): this request's head (its client, its version), the
     /// key and the organization as a validate's body, nothing else.
-    pub(crate) fn validate_of(&self, key: &Key, organization_id: &str) -> RelayRequest {
+    pub(crate) fn validate_of(&self, key: &Key, organization_id: &OrgId) -> RelayRequest {
         let mut headers: Vec<(String, String)> = self
             .headers
             .iter()
@@ -566,7 +619,7 @@ impl RelayRequest {
             headers,
             body: object(&[
                 ("key", string(key.expose())),
-                ("organization_id", string(organization_id)),
+                ("organization_id", string(organization_id.as_str())),
             ])
             .into_bytes(),
             client_ip: self.client_ip.clone(),
@@ -949,6 +1002,44 @@ impl RelayConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue #76 finding 1: every spelling Polar reads as one organization is one id here, and
+    /// what Polar refuses is refused at the door with Polar's own 422.
+    #[test]
+    #[allow(clippy::expect_used)] // tests: a panic is the failure report
+    fn every_spelling_of_an_organization_is_one_canonical_id() {
+        const ORG: &str = "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10";
+        for spelling in [
+            ORG.to_string(),
+            ORG.to_ascii_uppercase(),
+            format!("{{{ORG}}}"),
+            ORG.replace('-', ""),
+            format!("urn:uuid:{ORG}"),
+            format!("urn:uuid:{}", ORG.to_ascii_uppercase()),
+        ] {
+            let body = format!(r#"{{"key":"K-1","organization_id":"{spelling}"}}"#);
+            let refuse = |d: &str| RelayResponse::error(422, "Bad", d);
+            let (_, _, org) = ask_object(body.as_bytes(), &[], refuse).expect(&spelling);
+            assert_eq!(org.as_str(), ORG, "{spelling}");
+            assert_eq!(OrgId::parse(&spelling).as_ref(), Some(&org));
+        }
+        // Not a UUID, and a UUID of another version: Polar's refusal, as a validate gets it.
+        for bad in ["x", "2d4f1b7e-6c1a-1c39-9a55-0a4c1e2b7f10", ""] {
+            let body = format!(r#"{{"key":"K-1","organization_id":"{bad}"}}"#);
+            let r = ask_object(body.as_bytes(), &[], |d| {
+                RelayResponse::error(422, "Bad", d)
+            })
+            .expect_err(bad);
+            assert_eq!(r.status, 422);
+            let text = String::from_utf8_lossy(&r.body).into_owned();
+            assert!(text.contains("RequestValidationError"), "{text}");
+            assert!(OrgId::parse(bad).is_none());
+        }
+        assert_eq!(
+            canonical_uuid("{6B0C1F4E-2A3D-4E5F-8A9B-0C1D2E3F4A5B}").as_deref(),
+            Some("6b0c1f4e-2a3d-4e5f-8a9b-0c1d2e3f4a5b")
+        );
+    }
 
     /// `debug_some!`: the fields named, in order, as their values show, then `..` for the
     /// rest; what is left out (a body with a key, a webhook secret) never shows.

@@ -93,7 +93,7 @@ const IDLE_MS: u64 = 200;
 #[derive(Clone)]
 pub(crate) struct UsageAsk {
     pub(crate) key: Key,
-    pub(crate) organization_id: String,
+    pub(crate) organization_id: crate::types::OrgId,
     pub(crate) meter: String,
     pub(crate) units: f64,
     pub(crate) id: String,
@@ -173,8 +173,8 @@ struct Buffer {
 }
 
 /// The store's id of a key's buffer: a digest of its own domain.
-fn buffer_id(organization_id: &str, key_sha256: &str) -> EntryId {
-    crate::store::key_digest("usage", organization_id, key_sha256)
+fn buffer_id(organization_id: &crate::types::OrgId, key_sha256: &str) -> EntryId {
+    crate::store::key_digest("usage", organization_id.as_str(), key_sha256)
 }
 
 fn buffer_of(entry: Option<&Entry>) -> Option<Buffer> {
@@ -506,6 +506,18 @@ impl Usage {
             outcome = Some(Ok(Recorded { duplicate: false }));
             entry_of(&id, &buffer, now.unix_seconds)
         });
+        // A new report the store did not write (its held state's share is spent: a new or
+        // grown buffer is refused, issue #76) is not kept: the client sends it again.
+        let unkept = matches!(written, Ok(None))
+            && matches!(outcome, Some(Ok(Recorded { duplicate: false })));
+        if unkept {
+            log::warn!("relay: a usage report was not kept (503: the store's share is spent)");
+            return RelayResponse::error(
+                503,
+                "UsageNotKept",
+                "the relay could not keep the report: send it again with the same id",
+            );
+        }
         if let Err(e) = written {
             log::error!("relay: {e}: a usage report was not kept (503)");
             return RelayResponse::error(
@@ -795,8 +807,8 @@ impl Usage {
 
 /// The namespace of a key's events' `external_id`s: 16 hex digits of a digest of the
 /// organization and the key's SHA-256 (never the key).
-fn space(organization_id: &str, key_sha256: &str) -> String {
-    let d = crate::store::key_digest("usage-events", organization_id, key_sha256);
+fn space(organization_id: &crate::types::OrgId, key_sha256: &str) -> String {
+    let d = crate::store::key_digest("usage-events", organization_id.as_str(), key_sha256);
     crate::store::hex_id(&d)[..16].to_string()
 }
 
@@ -831,21 +843,21 @@ mod tests {
     #[test]
     fn the_body_is_read_strictly() {
         let ok =
-            br#"{"key":"K-1","organization_id":"o","meter":"api_call","units":2.5,"id":"a-1"}"#;
+            br#"{"key":"K-1","organization_id":"2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10","meter":"api_call","units":2.5,"id":"a-1"}"#;
         let ask = read_ask(ok).expect("read");
         assert_eq!(ask.units, 2.5);
         for bad in [
             &b"not json"[..],
             br#"[]"#,
-            br#"{"key":"K","organization_id":"o","meter":"m","units":1}"#,
-            br#"{"key":"K","organization_id":"o","meter":"m","units":0,"id":"x"}"#,
-            br#"{"key":"K","organization_id":"o","meter":"m","units":-1,"id":"x"}"#,
-            br#"{"key":"K","organization_id":"o","meter":"m","units":"1","id":"x"}"#,
-            br#"{"key":"K","organization_id":"o","meter":"m","units":1e12,"id":"x"}"#,
-            br#"{"key":"K","organization_id":"o","meter":"","units":1,"id":"x"}"#,
-            br#"{"key":"K","organization_id":"o","meter":"m","units":1,"id":"a b"}"#,
-            br#"{"key":"K","organization_id":"o","meter":"m","units":1,"id":"x","more":1}"#,
-            br#"{"key":"K","organization_id":"o","meter":"m","units":1,"id":"x","activation_id":"no"}"#,
+            br#"{"key":"K","organization_id":"2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10","meter":"m","units":1}"#,
+            br#"{"key":"K","organization_id":"2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10","meter":"m","units":0,"id":"x"}"#,
+            br#"{"key":"K","organization_id":"2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10","meter":"m","units":-1,"id":"x"}"#,
+            br#"{"key":"K","organization_id":"2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10","meter":"m","units":"1","id":"x"}"#,
+            br#"{"key":"K","organization_id":"2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10","meter":"m","units":1e12,"id":"x"}"#,
+            br#"{"key":"K","organization_id":"2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10","meter":"","units":1,"id":"x"}"#,
+            br#"{"key":"K","organization_id":"2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10","meter":"m","units":1,"id":"a b"}"#,
+            br#"{"key":"K","organization_id":"2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10","meter":"m","units":1,"id":"x","more":1}"#,
+            br#"{"key":"K","organization_id":"2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10","meter":"m","units":1,"id":"x","activation_id":"no"}"#,
         ] {
             let r = read_ask(bad).expect_err("refused");
             assert_eq!(r.status, 422, "{}", String::from_utf8_lossy(bad));
@@ -866,7 +878,7 @@ mod tests {
         };
         let report = |id: &str| {
             let body = format!(
-                r#"{{"key":"K-1","organization_id":"o","meter":"api_call","units":1,"id":"{id}"}}"#
+                r#"{{"key":"K-1","organization_id":"2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10","meter":"api_call","units":1,"id":"{id}"}}"#
             );
             read_ask(body.as_bytes()).expect("read")
         };

@@ -79,7 +79,7 @@ pub(crate) fn store_wants(
     // The key's seat pool (issue #67): an activation is checked against the seats held and
     // counted in them, a deactivation counted, both in its churn (a deactivation's read with
     // the key's entries, or alone once its row names none).
-    let pool = crate::seats::pool_id(&checked.organization_id, &key);
+    let pool = crate::seats::pool_id(&crate::types::OrgId::checked(&checked), &key);
     // Why the key stopped, kept by the webhooks (crate::lifecycle): read with the request's
     // own entries, for its denial's detail after a restart.
     let stopped = crate::lifecycle::stored_id(&checked.organization_id, &key);

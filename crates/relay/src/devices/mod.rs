@@ -198,8 +198,9 @@ mod tests {
             br#"[]"#,
             br#"{"organization_id":"x"}"#,
             br#"{"key":"K","organization_id":"x","extra":1}"#,
-            br#"{"key":"K","organization_id":"x","activation_id":"nope"}"#,
-            br#"{"key":"K","organization_id":"x","activation_id":7}"#,
+            br#"{"key":"K","organization_id":"2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10","activation_id":"nope"}"#,
+            br#"{"key":"K","organization_id":"2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10","activation_id":7}"#,
+            br#"{"key":"K","organization_id":"x"}"#,
         ] {
             let r = read_ask(bad).expect_err("refused");
             assert_eq!(r.status, 422, "{}", String::from_utf8_lossy(bad));

@@ -27,9 +27,10 @@ impl SeatOp {
 pub(crate) struct SeatAsk {
     pub(crate) op: SeatOp,
     pub(crate) key: Key,
-    pub(crate) organization_id: String,
+    pub(crate) organization_id: crate::types::OrgId,
     /// The machine binding as sent (signed into the seat lease as its implicit assertion).
     pub(crate) machine: String,
+    /// The seat's id, canonical (a UUID, hyphenated, lower case).
     pub(crate) seat: Option<String>,
     pub(crate) ci: bool,
     /// An acquisition to borrow the seat for offline use, for this many days.

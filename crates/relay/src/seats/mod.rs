@@ -34,7 +34,9 @@ use sha2::{Digest, Sha256};
 
 use crate::clock::{rfc3339, Now};
 use crate::store::{Backend, Entry, EntryId, Wants};
-use crate::types::{add_cors, object, string, Finished, RelayRequest, RelayResponse, SignWith};
+use crate::types::{
+    add_cors, object, string, Finished, OrgId, RelayRequest, RelayResponse, SignWith,
+};
 pub(crate) use ask::{SeatAsk, SeatOp};
 pub(crate) use pool::{Churn, Outcome, Pool, Sizes};
 
@@ -61,6 +63,10 @@ pub(crate) fn route(path: &str) -> Option<SeatOp> {
 /// The seller's seat settings ([`crate::Relay::with_seats`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeatOptions {
+    /// Whether the seat routes are served (default: on). Off (`relay serve --no-seats`, the npm
+    /// relay's `seats.enabled: false`): every seat route answers 404 and writes nothing; the
+    /// churn limit on ordinary activations (`activation_churn`) still holds.
+    pub enabled: bool,
     /// A seat's life without a heartbeat, in seconds (30 to 3,600; [`SEAT_SECONDS`] by
     /// default). A client heartbeats well within it (a third of it, by default).
     pub seconds: u32,
@@ -101,6 +107,7 @@ pub const SEAT_CHURN: u32 = 120;
 impl Default for SeatOptions {
     fn default() -> SeatOptions {
         SeatOptions {
+            enabled: true,
             seconds: SEAT_SECONDS,
             per_benefit: Vec::new(),
             ci_cap: None,
@@ -137,6 +144,15 @@ impl SeatOptions {
             return Some(("seat_borrow_days", "must be at most 90 days"));
         }
         None
+    }
+
+    /// The windows of the two churn limits, in seconds (acquisitions, activations): a stamp
+    /// older than its window no longer counts, and keeps no pool.
+    pub(crate) fn windows(&self) -> (i64, i64) {
+        (
+            i64::from(self.churn_seconds),
+            i64::from(self.activation_churn_seconds),
+        )
     }
 
     /// The churn limit on activations and deactivations.
@@ -204,9 +220,11 @@ impl SeatAsk {
     }
 }
 
-/// The store's id of a key's pool: a digest of its own domain, no verdict's id.
-pub(crate) fn pool_id(organization_id: &str, key_sha256: &str) -> EntryId {
-    crate::store::key_digest("seats", organization_id, key_sha256)
+/// The store's id of a key's pool: a digest of its own domain, no verdict's id, made from
+/// the organization's canonical form only (one pool per key and organization, whatever the
+/// spelling a request sent).
+pub(crate) fn pool_id(organization_id: &OrgId, key_sha256: &str) -> EntryId {
+    crate::store::key_digest("seats", organization_id.as_str(), key_sha256)
 }
 
 /// A seat request's body read (`422` with what is wrong).
@@ -232,8 +250,11 @@ pub(crate) fn read_ask(op: SeatOp, body: &[u8]) -> Result<SeatAsk, RelayResponse
     let seat = match (op, text("seat")) {
         (SeatOp::Acquire, None) => None,
         (SeatOp::Acquire, Some(_)) => return Err(refuse("an acquisition names no seat")),
-        (_, Some(seat)) if uuid::Uuid::try_parse(seat).is_ok() => Some(seat.to_string()),
-        (_, _) => return Err(refuse("seat must be the seat's id (a UUID)")),
+        (_, Some(seat)) => Some(
+            crate::types::canonical_uuid(seat)
+                .ok_or_else(|| refuse("seat must be the seat's id (a UUID)"))?,
+        ),
+        (_, None) => return Err(refuse("seat must be the seat's id (a UUID)")),
     };
     let borrow_days = match (op, obj.get("borrow_days")) {
         (_, None) => None,
@@ -306,31 +327,83 @@ fn entry_of(pool: &Pool, now: i64) -> Option<Entry> {
     })
 }
 
-/// One step on the pool `id`, read and written in one step of the store (written only when
-/// it changed); the operator's count (`seen`) told what it left.
+/// Whether `pool` holds anything worth its place in the store at `now`: a seat (held or
+/// lent, culled or not), the key's ordinary activations as counted, or a churn stamp still
+/// inside its window (`windows`: the acquisitions' and the activations' windows, seconds). A
+/// pool holding none of these is deleted (issue #76 finding 1): the churn limits are not reset
+/// by that, since a stamp inside its window keeps its pool.
+fn worth_keeping(pool: &Pool, now: i64, windows: (i64, i64)) -> bool {
+    let live = |stamps: &[i64], window: i64| stamps.iter().any(|t| *t > now - window);
+    !pool.seats.is_empty()
+        || pool.activations > 0
+        || live(&pool.taken, windows.0)
+        || live(&pool.churned, windows.1)
+}
+
+/// Why a pool step wrote nothing it meant to: the store refused a new or grown pool (the
+/// seats' share of its byte cap is spent), or the store failed.
+#[derive(Debug)]
+pub(crate) enum StepError {
+    /// The seats' and usage's share of the store is spent (a quarter of the store's byte cap).
+    NoRoom,
+    /// The store failed.
+    Store(crate::store::StoreError),
+}
+
+impl std::fmt::Display for StepError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StepError::NoRoom => f.write_str("the seats' share of the store is spent"),
+            StepError::Store(e) => e.fmt(f),
+        }
+    }
+}
+
+/// One step on the pool `id`, read and written in one step of the store; the operator's count
+/// (`seen`) told what it left. What it writes (issue #76 finding 1): nothing when the pool is
+/// unchanged, nothing when there was no pool and the step gave no seat (a refused acquisition,
+/// a heartbeat or a release of a pool that is not there: only a granted acquisition makes a
+/// pool), a deletion when the pool is left holding nothing worth keeping ([`worth_keeping`]),
+/// else the pool. A new or grown pool the store refuses (the seats' share of its byte cap) is
+/// [`StepError::NoRoom`]: no seat is given that is not stored.
 fn step(
     store: &dyn Backend,
     seen: &Seen,
     id: &EntryId,
     now: i64,
+    windows: (i64, i64),
     f: &mut dyn FnMut(&mut Pool) -> Outcome,
-) -> Result<Outcome, crate::store::StoreError> {
+) -> Result<Outcome, StepError> {
     let mut outcome = Outcome::Gone;
     let mut ends = Vec::new();
-    store.update(id, &mut |current| {
-        let before = pool_of(current);
-        let mut pool = before.clone();
-        outcome = f(&mut pool);
-        ends = pool
-            .seats
-            .iter()
-            .map(|s| if s.borrowed { -s.until } else { s.until })
-            .collect();
-        if pool == before && current.is_some() {
-            return None;
-        }
-        entry_of(&pool, now)
-    })?;
+    let mut writes = false;
+    let written = store
+        .update(id, &mut |current| {
+            writes = false;
+            let before = pool_of(current);
+            let mut pool = before.clone();
+            outcome = f(&mut pool);
+            ends = pool
+                .seats
+                .iter()
+                .map(|s| if s.borrowed { -s.until } else { s.until })
+                .collect();
+            if current.is_none() {
+                if !matches!(outcome, Outcome::Held { .. }) {
+                    return None;
+                }
+            } else if !worth_keeping(&pool, now, windows) {
+                return Some(Entry::removal());
+            } else if pool == before {
+                return None;
+            }
+            writes = true;
+            entry_of(&pool, now)
+        })
+        .map_err(StepError::Store)?;
+    if writes && written.is_none() {
+        return Err(StepError::NoRoom);
+    }
     seen.saw(id, ends, now);
     Ok(outcome)
 }
@@ -382,19 +455,39 @@ pub(crate) fn settle(
                     "the relay has no randomness for a seat",
                 ));
             };
-            step(store, seen, &ask.pool_id(), at, &mut |pool| match lent {
-                Some(days) => pool.borrow(sizes, &machine, &id, at, days),
-                None => pool.acquire(sizes, &machine, ask.ci, &id, at, life),
-            })
+            step(
+                store,
+                seen,
+                &ask.pool_id(),
+                at,
+                options.windows(),
+                &mut |pool| match lent {
+                    Some(days) => pool.borrow(sizes, &machine, &id, at, days),
+                    None => pool.acquire(sizes, &machine, ask.ci, &id, at, life),
+                },
+            )
         }
-        (SeatOp::Heartbeat, Some(id)) => step(store, seen, &ask.pool_id(), at, &mut |pool| {
-            pool.heartbeat(sizes, id, &machine, at, life)
-        }),
+        (SeatOp::Heartbeat, Some(id)) => step(
+            store,
+            seen,
+            &ask.pool_id(),
+            at,
+            options.windows(),
+            &mut |pool| pool.heartbeat(sizes, id, &machine, at, life),
+        ),
         _ => return plain(RelayResponse::detail(404, "Not Found")),
     };
     let outcome = match stepped {
         Ok(outcome) => outcome,
-        Err(e) => {
+        Err(StepError::NoRoom) => {
+            log::warn!(
+                "relay: seat {} {} 503 (the seats' share of the store is spent: no new pool)",
+                ask.op.as_str(),
+                crate::logged::key(&ask.key)
+            );
+            return plain(no_room());
+        }
+        Err(StepError::Store(e)) => {
             log::error!(
                 "relay: seat {} {}: the store failed: {e}",
                 ask.op.as_str(),
@@ -436,15 +529,26 @@ pub(crate) fn settle(
 }
 
 /// A release: no verdict asked (freeing a seat grants nothing).
-pub(crate) fn release(store: &dyn Backend, seen: &Seen, ask: &SeatAsk, now: Now) -> RelayResponse {
+pub(crate) fn release(
+    store: &dyn Backend,
+    seen: &Seen,
+    options: &SeatOptions,
+    ask: &SeatAsk,
+    now: Now,
+) -> RelayResponse {
     let Some(id) = &ask.seat else {
         return RelayResponse::detail(404, "Not Found");
     };
     let machine = ask.machine_digest();
     let at = now.unix_seconds;
-    match step(store, seen, &ask.pool_id(), at, &mut |pool| {
-        pool.release(id, &machine, at)
-    }) {
+    match step(
+        store,
+        seen,
+        &ask.pool_id(),
+        at,
+        options.windows(),
+        &mut |pool| pool.release(id, &machine, at),
+    ) {
         Ok(Outcome::Released(released)) => {
             log::info!(
                 "relay: seat release {} 200 (seat {id}{})",
@@ -454,7 +558,8 @@ pub(crate) fn release(store: &dyn Backend, seen: &Seen, ask: &SeatAsk, now: Now)
             RelayResponse::json(200, object(&[("released", released.to_string())]))
         }
         Ok(_) => gone(),
-        Err(e) => {
+        Err(StepError::NoRoom) => no_room(),
+        Err(StepError::Store(e)) => {
             log::error!(
                 "relay: seat release {}: the store failed: {e}",
                 crate::logged::key(&ask.key)
@@ -479,7 +584,7 @@ pub(crate) fn release(store: &dyn Backend, seen: &Seen, ask: &SeatAsk, now: Now)
 /// entries, or alone when it has none).
 pub(crate) fn count_activation(
     store: &dyn Backend,
-    organization_id: &str,
+    organization_id: &OrgId,
     key: &Key,
     delta: i32,
     churn: Churn,
@@ -493,7 +598,9 @@ pub(crate) fn count_activation(
         );
         return;
     }
+    let mut writes = false;
     let changed = store.update(&id, &mut |current| {
+        writes = false;
         if current.is_none() && churn.count == 0 {
             return None;
         }
@@ -502,8 +609,20 @@ pub(crate) fn count_activation(
             pool.activations = pool.activations.saturating_add_signed(delta);
         }
         pool.count_churn(churn, now);
+        // The acquisitions' window is not known here: the longest a seller may set.
+        if current.is_some() && !worth_keeping(&pool, now, (86_400, churn.window)) {
+            return Some(Entry::removal());
+        }
+        writes = true;
         entry_of(&pool, now)
     });
+    if writes && matches!(changed, Ok(None)) {
+        log::warn!(
+            "relay: the activations of {} are not counted in its seats (the seats' share of \
+             the store is spent): the relay's memory still counts its churn",
+            crate::logged::key(key)
+        );
+    }
     if let Err(e) = changed {
         log::warn!(
             "relay: the activations of {} are not counted in its seats ({e}): the reconcile's \
@@ -520,7 +639,7 @@ pub(crate) fn count_activation(
 /// the churn still counts, [`crate::seats::Churned`]).
 pub(crate) fn activation_churned(
     store: &dyn Backend,
-    organization_id: &str,
+    organization_id: &OrgId,
     key: &Key,
     churn: Churn,
     now: i64,
@@ -541,7 +660,7 @@ pub(crate) fn activation_churned(
 /// the store failed (said by `failed`).
 fn stored_pool(
     store: &dyn Backend,
-    organization_id: &str,
+    organization_id: &OrgId,
     key: &Key,
     failed: impl FnOnce(&crate::store::StoreError),
 ) -> Option<Pool> {
@@ -559,7 +678,7 @@ fn stored_pool(
 /// with a store the host reads per key, whose reconcile loads the key's answers only).
 pub(crate) fn set_activations(
     store: &dyn Backend,
-    organization_id: &str,
+    organization_id: &OrgId,
     key: &Key,
     count: u32,
     now: i64,
@@ -595,7 +714,7 @@ pub(crate) fn set_activations(
 /// a pool the store could not read (Polar's count still decides).
 pub(crate) fn refuses_activation(
     store: &dyn Backend,
-    organization_id: &str,
+    organization_id: &OrgId,
     key: &Key,
     now: i64,
 ) -> Option<RelayResponse> {
@@ -668,6 +787,23 @@ pub(crate) fn churned(error: &str, detail: &str, wait: i64) -> RelayResponse {
     r
 }
 
+/// `503 SeatsUnavailable`: the store holds no room for another pool (the seats' and usage's
+/// share of its byte cap is spent; pools held now go on working), with `retry-after`.
+fn no_room() -> RelayResponse {
+    let mut r = RelayResponse::json(
+        503,
+        object(&[
+            ("error", string("SeatsUnavailable")),
+            (
+                "detail",
+                string("the relay's store has no room for another seat pool: try again later"),
+            ),
+        ]),
+    );
+    r.set("retry-after", "60");
+    r
+}
+
 /// `404 seat_gone`: the seat is not held (culled, released, or another machine's).
 fn gone() -> RelayResponse {
     RelayResponse::json(
@@ -690,7 +826,7 @@ fn held(
     now: i64,
 ) -> Finished {
     let claims = SeatClaims {
-        organization_id: ask.organization_id.clone(),
+        organization_id: ask.organization_id.as_str().to_string(),
         key_sha256: key_hash(&ask.key),
         seat: seat.id.clone(),
         kind: if seat.ci { "ci" } else { "floating" }.to_string(),

@@ -4,8 +4,8 @@
 
 use super::entry::tags;
 use super::{
-    evictable, eviction_rank, stored_bytes, Backend, BudgetState, Entry, EntryId, StoreError,
-    DEFAULT_MAX_BYTES, MAX_ENTRIES_PER_KEY, WEBHOOK_MEMORY_SECONDS,
+    evictable, eviction_rank, held, passes_held_share, stored_bytes, Backend, BudgetState, Entry,
+    EntryId, StoreError, DEFAULT_MAX_BYTES, MAX_ENTRIES_PER_KEY, WEBHOOK_MEMORY_SECONDS,
 };
 use crate::locked::locked;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
@@ -56,6 +56,8 @@ pub struct RedbBackend {
 struct Counts {
     bytes: usize,
     pinned: usize,
+    /// Seat pools' and usage buffers' bytes ([`held`]), within [`super::held_share`].
+    held: usize,
 }
 
 impl Counts {
@@ -65,6 +67,9 @@ impl Counts {
         if !evictable(e) {
             self.pinned = self.pinned.saturating_add(size);
         }
+        if held(e) {
+            self.held = self.held.saturating_add(size);
+        }
     }
 
     fn sub(&mut self, e: &Entry) {
@@ -72,6 +77,9 @@ impl Counts {
         self.bytes = self.bytes.saturating_sub(size);
         if !evictable(e) {
             self.pinned = self.pinned.saturating_sub(size);
+        }
+        if held(e) {
+            self.held = self.held.saturating_sub(size);
         }
     }
 }
@@ -612,8 +620,24 @@ impl Backend for RedbBackend {
                         *counts = Some(t.counts);
                         return Ok((None, false));
                     };
+                    if entry.removes() {
+                        t.remove(&id[..])?;
+                        *counts = Some(t.counts);
+                        return Ok((None, current.is_some()));
+                    }
                     let size = stored_bytes(&entry);
                     let old = current.as_ref().map_or(0, stored_bytes);
+                    let was = current.as_ref().map(|e| (e, old));
+                    if passes_held_share(&entry, size, was, t.counts.held, max_bytes) {
+                        log::warn!(
+                            "relay: seat pools and usage buffers hold their share of the \
+                             store's byte cap ({} of {max_bytes} bytes): a new or grown one is \
+                             not stored",
+                            t.counts.held
+                        );
+                        *counts = Some(t.counts);
+                        return Ok((None, false));
+                    }
                     let after = |t: &Tables<'_>| t.counts.bytes.saturating_sub(old) + size;
                     if after(&t) > max_bytes {
                         let before = t.counts.bytes;

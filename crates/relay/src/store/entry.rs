@@ -118,9 +118,27 @@ pub enum EntryKind {
     /// written `"kind":"lifecycle"`): never an answer; evicted first, as a denial (lost, a
     /// denial comes without its detail).
     Lifecycle,
+    /// Not a value: what a [`Backend::update`](super::Backend::update) step returns to delete
+    /// the value it read ([`Entry::removal`]; issue #76, an empty seat pool). Every backend of
+    /// this crate deletes the value and writes nothing; a backend of its own that writes it
+    /// keeps a value no part of the relay reads as anything.
+    Removed,
 }
 
 impl Entry {
+    /// What an update step returns to delete the value it read ([`EntryKind::Removed`]).
+    pub fn removal() -> Entry {
+        Entry {
+            kind: Some(EntryKind::Removed),
+            ..Entry::default()
+        }
+    }
+
+    /// Whether this is [`Entry::removal`]: the backend deletes instead of writing.
+    pub fn removes(&self) -> bool {
+        self.kind == Some(EntryKind::Removed)
+    }
+
     /// What this value is: its `kind` as written, or, in a store written before kinds were
     /// (a pool then was told apart by its status, 0, which no answer of
     /// Polar's has), a pool by that status and an answer otherwise. Such a pool is written
@@ -178,11 +196,44 @@ pub(crate) const SEAT_POOL_STATUS: u16 = 0;
 /// read by id) marked, which only narrows (evicted, a revoked key would be asked of Polar
 /// again, and while Polar cannot be asked, answered as if never revoked), and a key's seat
 /// pool (evicted, its seats held now would be forgotten: a flood of other keys would take
-/// every floating seat from its holder at the next heartbeat). Pools stay bounded without it:
-/// one per key Polar granted, at most `seats::pool::MAX_SEATS` seats each.
+/// every floating seat from its holder at the next heartbeat), nor a key's usage buffer. Those
+/// stay bounded without it: one per key Polar granted and organization (its canonical id), at
+/// most `seats::pool::MAX_SEATS` seats each, all together within [`held_share`].
 pub(crate) fn evictable(entry: &Entry) -> bool {
-    entry.mark != Mark::Revoked
-        && !matches!(entry.kind(), EntryKind::SeatPool | EntryKind::UsageBuffer)
+    entry.mark != Mark::Revoked && !held(entry)
+}
+
+/// Whether `entry` is state the relay holds for a key (a seat pool, a usage buffer) rather
+/// than an answer of Polar's: never evicted ([`evictable`]), and together held within their
+/// share of the byte cap ([`held_share`]).
+pub(crate) fn held(entry: &Entry) -> bool {
+    matches!(entry.kind(), EntryKind::SeatPool | EntryKind::UsageBuffer)
+}
+
+/// The bytes of the store's byte cap `max_bytes` that seat pools and usage buffers may take
+/// together (issue #76 finding 1): a quarter. Past it a new or grown one is not written (its
+/// request is refused: a seat 503, a report 503), while those held shrink and go on working,
+/// so that seat and usage state never evicts other customers' grants past three quarters of
+/// the cap. At the 64 MiB default: 16 MiB, some 16,000 pools of a few seats.
+pub(crate) fn held_share(max_bytes: usize) -> usize {
+    max_bytes / 4
+}
+
+/// Whether writing `entry` over `old` (`old_size` bytes counted, `None`: absent) would pass
+/// [`held_share`] with `held` bytes of held state stored now: only a held value that grows
+/// can (one that shrinks or keeps its size always goes through).
+pub(crate) fn passes_held_share(
+    entry: &Entry,
+    size: usize,
+    old: Option<(&Entry, usize)>,
+    held_now: usize,
+    max_bytes: usize,
+) -> bool {
+    if !held(entry) {
+        return false;
+    }
+    let before = old.filter(|(e, _)| held(e)).map_or(0, |(_, n)| n);
+    size > before && held_now.saturating_sub(before).saturating_add(size) > held_share(max_bytes)
 }
 
 /// The order in which the byte cap evicts (smallest first): denials (what refused and unknown

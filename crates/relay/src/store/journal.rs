@@ -77,6 +77,14 @@ pub enum JournalItem {
         /// Bytes counted.
         n: u64,
     },
+    /// Of those bytes, the seat pools' and usage buffers' (issue #76; [`PagedBackend`] only:
+    /// key `n:held`; each replaces the last; a storage written before it counts from 0).
+    ///
+    /// [`PagedBackend`]: super::PagedBackend
+    Held {
+        /// Bytes counted.
+        n: u64,
+    },
 }
 /// Entries in memory whose every change is also journaled, for a host that persists them
 /// itself (a Durable Object's storage in the npm package's relay): [`JournalBackend::take`]

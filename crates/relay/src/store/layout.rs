@@ -6,6 +6,7 @@
 //! The keys: `e:<entry id>` an entry ([`JournalItem::Put`]), `w:<webhook id>` a webhook id
 //! done (its time), `b:budget` the token budget's state, `n:entries` the count of entries,
 //! `n:bytes` the bytes they are counted for (a storage written before it counts from 0),
+//! `n:held` those of seat pools and usage buffers (the same),
 //! `i:<tag>|<entry id>` an index link (`1`; the time row's `i:t:<when Polar answered, 12
 //! digits>|<entry id>`, oldest first in key order), `r:<SHA-256 of a key>` a key of the
 //! roster (`1`) and `r:phase` the roster's next page (0: current), `v:layout` this layout's
@@ -32,6 +33,7 @@ const TIME_ROW: &str = "i:t:";
 const BUDGET: &str = "b:budget";
 const COUNT: &str = "n:entries";
 const BYTES: &str = "n:bytes";
+const HELD: &str = "n:held";
 const ROSTER: &str = "r:";
 const ROSTER_PAGE: &str = "r:phase";
 
@@ -59,6 +61,7 @@ pub(crate) fn write_of(item: &JournalItem) -> Write {
         JournalItem::Unlink { tag, id } => (format!("{LINK}{tag}|{id}"), None),
         JournalItem::Count { n } => (COUNT.into(), Some(Value::from(*n))),
         JournalItem::Bytes { n } => (BYTES.into(), Some(Value::from(*n))),
+        JournalItem::Held { n } => (HELD.into(), Some(Value::from(*n))),
     }
 }
 
@@ -248,7 +251,7 @@ impl Refusals {
 /// every webhook id (three days' worth). No entry: each request reads what it touches.
 pub fn start_reads() -> Reads {
     Reads {
-        keys: [LAYOUT_KEY, BUDGET, COUNT, ROSTER_PAGE, BYTES]
+        keys: [LAYOUT_KEY, BUDGET, COUNT, ROSTER_PAGE, BYTES, HELD]
             .map(String::from)
             .to_vec(),
         lists: vec![List {
@@ -295,6 +298,9 @@ pub fn started(read: &Read) -> Started {
     }
     if let Some(n) = value(BYTES).and_then(|v| v.as_u64()) {
         items.push(JournalItem::Bytes { n });
+    }
+    if let Some(n) = value(HELD).and_then(|v| v.as_u64()) {
+        items.push(JournalItem::Held { n });
     }
     let roster_page = value(ROSTER_PAGE)
         .and_then(|v| v.as_u64())
@@ -672,7 +678,14 @@ mod tests {
         let reads = start_reads();
         assert_eq!(
             reads.keys,
-            ["v:layout", "b:budget", "n:entries", "r:phase", "n:bytes"]
+            [
+                "v:layout",
+                "b:budget",
+                "n:entries",
+                "r:phase",
+                "n:bytes",
+                "n:held"
+            ]
         );
         let old = Read {
             values: vec![("v:layout".into(), None)],

@@ -6,8 +6,8 @@ use std::sync::Mutex;
 
 use super::entry::tags;
 use super::{
-    evictable, eviction_rank, stored_bytes, Backend, BudgetState, Entry, EntryId, StoreError,
-    DEFAULT_MAX_BYTES, MAX_ENTRIES_PER_KEY, WEBHOOK_MEMORY_SECONDS,
+    evictable, eviction_rank, held, passes_held_share, stored_bytes, Backend, BudgetState, Entry,
+    EntryId, StoreError, DEFAULT_MAX_BYTES, MAX_ENTRIES_PER_KEY, WEBHOOK_MEMORY_SECONDS,
 };
 use crate::locked::locked;
 
@@ -39,6 +39,8 @@ pub(super) struct Memory {
     sizes: HashMap<EntryId, usize>,
     bytes: usize,
     pinned: usize,
+    /// The bytes of seat pools and usage buffers ([`held`]), within [`held_share`].
+    held: usize,
 }
 
 impl MemoryBackend {
@@ -76,6 +78,9 @@ impl Memory {
         if !evictable(entry) {
             self.pinned = self.pinned.saturating_add(size);
         }
+        if held(entry) {
+            self.held = self.held.saturating_add(size);
+        }
         self.entries.insert(*id, entry.clone());
     }
 
@@ -85,6 +90,9 @@ impl Memory {
             self.bytes = self.bytes.saturating_sub(size);
             if self.entries.get(id).is_some_and(|e| !evictable(e)) {
                 self.pinned = self.pinned.saturating_sub(size);
+            }
+            if self.entries.get(id).is_some_and(held) {
+                self.held = self.held.saturating_sub(size);
             }
         }
     }
@@ -108,8 +116,25 @@ impl Memory {
         let Some(entry) = f(self.entries.get(id)) else {
             return (None, Vec::new());
         };
+        if entry.removes() {
+            let removed = if self.remove(id) {
+                vec![*id]
+            } else {
+                Vec::new()
+            };
+            return (None, removed);
+        }
         let size = stored_bytes(&entry);
         let old = self.sizes.get(id).copied().unwrap_or(0);
+        let current = self.entries.get(id).map(|e| (e, old));
+        if passes_held_share(&entry, size, current, self.held, max_bytes) {
+            log::warn!(
+                "relay: seat pools and usage buffers hold their share of the store's byte cap \
+                 ({} of {max_bytes} bytes): a new or grown one is not stored",
+                self.held
+            );
+            return (None, Vec::new());
+        }
         let mut removed = Vec::new();
         if self.bytes.saturating_sub(old).saturating_add(size) > max_bytes {
             removed = self.make_room(Some(id), size.saturating_sub(old), max_bytes);

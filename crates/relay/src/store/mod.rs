@@ -26,7 +26,8 @@ pub use budget::{Budget, BudgetState, Use};
 #[cfg(all(feature = "durable", not(target_arch = "wasm32")))]
 pub use durable::RedbBackend;
 pub(crate) use entry::{
-    checked_conditions, checked_entry_id, evictable, eviction_rank, SEAT_POOL_STATUS,
+    checked_conditions, checked_entry_id, evictable, eviction_rank, held, passes_held_share,
+    SEAT_POOL_STATUS,
 };
 pub use entry::{
     entry_size, key_tag, stored_bytes, Entry, EntryId, EntryKind, Mark, ENTRY_OVERHEAD,

@@ -22,8 +22,9 @@
 
 use super::entry::{hex_id, id_of_hex, tags};
 use super::{
-    evictable, eviction_rank, stored_bytes, Backend, BudgetState, Entry, EntryId, JournalItem,
-    StoreError, DEFAULT_MAX_BYTES, ENTRY_OVERHEAD, MAX_ENTRIES_PER_KEY, MAX_ENTRY_BYTES,
+    evictable, eviction_rank, held, passes_held_share, stored_bytes, Backend, BudgetState, Entry,
+    EntryId, JournalItem, StoreError, DEFAULT_MAX_BYTES, ENTRY_OVERHEAD, MAX_ENTRIES_PER_KEY,
+    MAX_ENTRY_BYTES,
 };
 use crate::locked::locked;
 use std::collections::HashMap;
@@ -116,6 +117,9 @@ struct Paged {
     count: usize,
     /// The bytes they are counted for ([`stored_bytes`] each).
     bytes: usize,
+    /// Of those, seat pools' and usage buffers' ([`held`]; kept in the storage as `n:held`),
+    /// within [`super::held_share`].
+    held: usize,
     journal: Vec<JournalItem>,
     budget: Option<BudgetState>,
     tick: u64,
@@ -143,6 +147,7 @@ impl Paged {
         let old = prior.map(tags);
         let old_time = prior.map(|p| (time_tag(p), evictable(p)));
         let old_size = prior.map_or(0, stored_bytes);
+        let prior_held = prior.is_some_and(held);
         let new = tags(&entry);
         // Its link in the time row moves with the time; a revocation gets none (the byte cap
         // never evicts it), and a link it had as a grant stays until the eviction lists it and
@@ -166,6 +171,18 @@ impl Paged {
         self.journal.push(JournalItem::Bytes {
             n: self.bytes as u64,
         });
+        let old_held = if prior_held { old_size } else { 0 };
+        let new_held = if held(&entry) {
+            stored_bytes(&entry)
+        } else {
+            0
+        };
+        if old_held != new_held {
+            self.held = self.held.saturating_sub(old_held).saturating_add(new_held);
+            self.journal.push(JournalItem::Held {
+                n: self.held as u64,
+            });
+        }
         self.unlist(id);
         for tag in new
             .iter()
@@ -226,6 +243,12 @@ impl Paged {
         self.journal.push(JournalItem::Bytes {
             n: self.bytes as u64,
         });
+        if held(&entry) {
+            self.held = self.held.saturating_sub(stored_bytes(&entry));
+            self.journal.push(JournalItem::Held {
+                n: self.held as u64,
+            });
+        }
         self.journal.push(JournalItem::Delete { id: hex_id(id) });
         self.journal.push(JournalItem::Count {
             n: self.count as u64,
@@ -363,6 +386,7 @@ impl PagedBackend {
                 JournalItem::Budget { state } => p.budget = Some(state),
                 JournalItem::Count { n } => p.count = usize::try_from(n).unwrap_or(usize::MAX),
                 JournalItem::Bytes { n } => p.bytes = usize::try_from(n).unwrap_or(usize::MAX),
+                JournalItem::Held { n } => p.held = usize::try_from(n).unwrap_or(usize::MAX),
                 _ => {}
             }
         }
@@ -540,10 +564,24 @@ impl Backend for PagedBackend {
         let Some(entry) = f(p.entry(id)) else {
             return Ok(None);
         };
-        // Past the byte cap the cache's cheapest to lose go; an answer that finds no room
-        // (revocations only left) is not written, unless a revocation itself.
+        if entry.removes() {
+            p.remove(id);
+            return Ok(None);
+        }
         let max_bytes = self.max_bytes();
         let size = stored_bytes(&entry);
+        let current = p.entry(id).cloned();
+        let was = current.as_ref().map(|e| (e, stored_bytes(e)));
+        if passes_held_share(&entry, size, was, p.held, max_bytes) {
+            log::warn!(
+                "relay: seat pools and usage buffers hold their share of the store's byte cap \
+                 ({} of {max_bytes} bytes): a new or grown one is not stored",
+                p.held
+            );
+            return Ok(None);
+        }
+        // Past the byte cap the cache's cheapest to lose go; an answer that finds no room
+        // (revocations only left) is not written, unless a revocation itself.
         let old = p.entry(id).map_or(0, stored_bytes);
         p.make_room(Some(id), size.saturating_sub(old), max_bytes);
         if evictable(&entry) && p.bytes.saturating_sub(old).saturating_add(size) > max_bytes {

@@ -30,6 +30,7 @@ impl Host {
                 JournalItem::Unlink { tag, id } => (format!("i:{tag}|{id}"), None),
                 JournalItem::Count { n } => ("n:entries".into(), Some(n.into())),
                 JournalItem::Bytes { n } => ("n:bytes".into(), Some(n.into())),
+                JournalItem::Held { n } => ("n:held".into(), Some(n.into())),
                 JournalItem::Webhook { id, at } => (format!("w:{id}"), Some(at.into())),
                 JournalItem::Forget { id } => (format!("w:{id}"), None),
                 JournalItem::Budget { .. } => continue,
@@ -57,8 +58,10 @@ impl Host {
             .and_then(|v| v.as_u64())
             .unwrap_or(0);
         let bytes = self.kv.get("n:bytes").and_then(|v| v.as_u64());
+        let held = self.kv.get("n:held").and_then(|v| v.as_u64());
         let mut items = vec![JournalItem::Count { n }];
         items.extend(bytes.map(|n| JournalItem::Bytes { n }));
+        items.extend(held.map(|n| JournalItem::Held { n }));
         b.restore(items);
         b
     }

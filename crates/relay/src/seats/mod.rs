@@ -36,6 +36,7 @@ use crate::clock::{rfc3339, Now};
 use crate::store::{Backend, Entry, EntryId, Wants};
 use crate::types::{add_cors, object, string, Finished, RelayRequest, RelayResponse, SignWith};
 pub(crate) use ask::{SeatAsk, SeatOp};
+pub use pool::MAX_SEATS;
 pub(crate) use pool::{Churn, Outcome, Pool, Sizes};
 
 /// The seat routes' prefix: `acquire`, `heartbeat`, `release` follow it.
@@ -82,7 +83,9 @@ pub struct SeatOptions {
     /// Borrowing (offline use): the most days a floating seat may be borrowed for (`0`, the
     /// default: no borrowing; at most [`MAX_BORROW_DAYS`]). A borrowed seat is its machine's
     /// until its end with no heartbeat, licensed offline by its signed seat lease (a
-    /// `borrowed` claim), and counts in the pool until it is given back or its end passes.
+    /// `borrowed` claim), and counts in the pool until its end passes, whatever a release
+    /// says: the lease cannot be called back, so a release frees nothing early (its answer
+    /// says `released: false` and `counted_until`).
     pub borrow_days: u32,
 }
 
@@ -135,6 +138,12 @@ impl SeatOptions {
         }
         if self.borrow_days > MAX_BORROW_DAYS {
             return Some(("seat_borrow_days", "must be at most 90 days"));
+        }
+        if self.per_benefit.iter().any(|(_, n)| *n > MAX_SEATS) {
+            return Some((
+                "seats",
+                "a benefit's seats must be at most 512 per key (a key's pool is one stored value)",
+            ));
         }
         None
     }
@@ -307,17 +316,19 @@ fn entry_of(pool: &Pool, now: i64) -> Option<Entry> {
 }
 
 /// One step on the pool `id`, read and written in one step of the store (written only when
-/// it changed); the operator's count (`seen`) told what it left.
+/// it changed; `lazily`: a write that may wait for the store's next durable commit,
+/// [`Backend::update_lazily`]); the operator's count (`seen`) told what it left.
 fn step(
     store: &dyn Backend,
     seen: &Seen,
     id: &EntryId,
     now: i64,
+    lazily: bool,
     f: &mut dyn FnMut(&mut Pool) -> Outcome,
 ) -> Result<Outcome, crate::store::StoreError> {
     let mut outcome = Outcome::Gone;
     let mut ends = Vec::new();
-    store.update(id, &mut |current| {
+    let mut write = |current: Option<&Entry>| {
         let before = pool_of(current);
         let mut pool = before.clone();
         outcome = f(&mut pool);
@@ -330,7 +341,12 @@ fn step(
             return None;
         }
         entry_of(&pool, now)
-    })?;
+    };
+    if lazily {
+        store.update_lazily(id, &mut write)?;
+    } else {
+        store.update(id, &mut write)?;
+    }
     seen.saw(id, ends, now);
     Ok(outcome)
 }
@@ -382,12 +398,22 @@ pub(crate) fn settle(
                     "the relay has no randomness for a seat",
                 ));
             };
-            step(store, seen, &ask.pool_id(), at, &mut |pool| match lent {
-                Some(days) => pool.borrow(sizes, &machine, &id, at, days),
-                None => pool.acquire(sizes, &machine, ask.ci, &id, at, life),
-            })
+            step(
+                store,
+                seen,
+                &ask.pool_id(),
+                at,
+                false,
+                &mut |pool| match lent {
+                    Some(days) => pool.borrow(sizes, &machine, &id, at, days),
+                    None => pool.acquire(sizes, &machine, ask.ci, &id, at, life),
+                },
+            )
         }
-        (SeatOp::Heartbeat, Some(id)) => step(store, seen, &ask.pool_id(), at, &mut |pool| {
+        // A heartbeat's write may wait for the store's next durable commit (a second at most,
+        // `Backend::update_lazily`): lost in a crash, its seat is held to its previous
+        // heartbeat's end, never longer, and nothing is granted by it.
+        (SeatOp::Heartbeat, Some(id)) => step(store, seen, &ask.pool_id(), at, true, &mut |pool| {
             pool.heartbeat(sizes, id, &machine, at, life)
         }),
         _ => return plain(RelayResponse::detail(404, "Not Found")),
@@ -431,7 +457,7 @@ pub(crate) fn settle(
                 next.saturating_sub(at),
             ))
         }
-        Outcome::Gone | Outcome::Released(_) => plain(gone()),
+        Outcome::Gone | Outcome::Released(_) | Outcome::Lent { .. } => plain(gone()),
     }
 }
 
@@ -442,7 +468,7 @@ pub(crate) fn release(store: &dyn Backend, seen: &Seen, ask: &SeatAsk, now: Now)
     };
     let machine = ask.machine_digest();
     let at = now.unix_seconds;
-    match step(store, seen, &ask.pool_id(), at, &mut |pool| {
+    match step(store, seen, &ask.pool_id(), at, false, &mut |pool| {
         pool.release(id, &machine, at)
     }) {
         Ok(Outcome::Released(released)) => {
@@ -452,6 +478,28 @@ pub(crate) fn release(store: &dyn Backend, seen: &Seen, ask: &SeatAsk, now: Now)
                 if released { " freed" } else { " not held" }
             );
             RelayResponse::json(200, object(&[("released", released.to_string())]))
+        }
+        Ok(Outcome::Lent { until }) => {
+            log::info!(
+                "relay: seat release {} 200 (seat {id} borrowed: counted until {})",
+                crate::logged::key(&ask.key),
+                crate::logged::instant(until)
+            );
+            RelayResponse::json(
+                200,
+                object(&[
+                    ("released", "false".to_string()),
+                    ("borrowed", "true".to_string()),
+                    ("counted_until", string(&rfc3339(until))),
+                    (
+                        "detail",
+                        string(
+                            "a borrowed seat stays counted until its end: its lease licenses \
+                             offline until then",
+                        ),
+                    ),
+                ]),
+            )
         }
         Ok(_) => gone(),
         Err(e) => {
@@ -646,6 +694,10 @@ fn full(in_use: u32, size: u32, frees_at: Option<i64>, now: i64) -> RelayRespons
     ];
     if let Some(at) = frees_at {
         members.push(("frees_at", string(&rfc3339(at))));
+    }
+    if size >= MAX_SEATS {
+        // The key may have been sold more: this relay holds at most this many per key.
+        members.push(("max_seats", MAX_SEATS.to_string()));
     }
     let mut r = RelayResponse::json(409, object(&members));
     if let Some(at) = frees_at {

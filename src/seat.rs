@@ -129,7 +129,8 @@ pub const MAX_BORROW_DAYS: u32 = 90;
 /// from the relay at `base_url` (`ask`: an acquisition of a floating seat; the relay refuses
 /// more days than its seller allows, or any when it lends none). The seat's lease (a
 /// `borrowed` claim, its end `days` from now) licenses offline until then and not after
-/// ([`Seat::verify_borrowed`]); a release gives it back early.
+/// ([`Seat::verify_borrowed`]); the relay counts it until then too, whatever a release says
+/// (a release answers `released: false`: the lease cannot be called back).
 pub fn borrow_request(
     base_url: &str,
     organization_id: &str,

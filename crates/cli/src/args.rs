@@ -706,7 +706,8 @@ pub struct RelayServeArgs {
     pub seat_ci_cap: Option<u32>,
 
     /// Seats: a benefit's keys get N seats each instead of their limit_activations
-    /// (repeatable: `BENEFIT_ID=N`)
+    /// (repeatable: `BENEFIT_ID=N`; N at most 512, the seats one key's pool holds: a key
+    /// whose limit_activations is higher gets 512, its `seats_full` says `max_seats`)
     #[arg(long = "seats", value_name = "BENEFIT_ID=N", value_parser = parse_seats)]
     pub seats: Vec<(String, u32)>,
 
@@ -724,7 +725,8 @@ pub struct RelayServeArgs {
     pub activation_churn: (u32, u32),
 
     /// Seats: lend a floating seat for offline use for at most N days (1 to 90; default 0,
-    /// no borrowing): `seat borrow --days N`
+    /// no borrowing): `seat borrow --days N`. A borrowed seat stays counted until its end
+    /// whatever a release says (its signed lease licenses offline until then)
     #[arg(
         long,
         value_name = "N",
@@ -757,6 +759,12 @@ fn parse_seats(text: &str) -> Result<(String, u32), String> {
         .trim()
         .parse::<u32>()
         .map_err(|_| "N must be a whole number".to_string())?;
+    if n > polar_license_relay::MAX_SEATS {
+        return Err(format!(
+            "N must be at most {} (the seats one key's pool holds)",
+            polar_license_relay::MAX_SEATS
+        ));
+    }
     Ok((benefit.trim().to_string(), n))
 }
 
@@ -1301,7 +1309,9 @@ pub enum SeatCommand {
     /// lends at most its --seat-borrow-days): prints the seat's id, its end and its signed
     /// lease as JSON (the lease licenses offline until the end, not after)
     Borrow(SeatBorrowArgs),
-    /// Give a borrowed (or held) seat back before its end: free for others at once
+    /// Give a held seat back before its end: free for others at once. A borrowed seat is not
+    /// freed early (its lease licenses offline until its end): the relay keeps counting it
+    /// until then, and this says so (exit 1, as for a seat not held)
     Return(SeatReturnArgs),
     /// Acquire one of the key's seats and print it as JSON (its id, its end, the heartbeat
     /// interval, its signed lease); nothing holds it after: `seat heartbeat` within its life
@@ -1310,7 +1320,8 @@ pub enum SeatCommand {
     /// Extend a seat's life (`seat acquire`'s): prints it again as JSON; a seat no longer held
     /// (not heard from within its life, given back) is `seat_gone`
     Heartbeat(SeatReturnArgs),
-    /// Give a seat back (`seat acquire`'s, `seat borrow`'s): free for others at once
+    /// Give a seat back (`seat acquire`'s): free for others at once (a borrowed seat stays
+    /// counted until its end, as for `seat return`)
     Release(SeatReturnArgs),
 }
 

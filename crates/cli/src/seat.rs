@@ -14,7 +14,8 @@
 //! at most [`MAX_WAIT`] in all.
 //!
 //! `seat borrow --days N` borrows a floating seat for offline use (its signed lease licenses
-//! until its end, with no heartbeat) and `seat return --seat ID` gives it back early.
+//! until its end, with no heartbeat); the relay counts it until then, whatever `seat return
+//! --seat ID` says (the lease cannot be called back: the return frees nothing, exit 1).
 //!
 //! `seat acquire`, `seat heartbeat --seat ID` and `seat release --seat ID` are the three
 //! steps one at a time, for a script that schedules its own heartbeat: nothing holds an
@@ -245,7 +246,7 @@ fn seat_return(g: &Global, a: &SeatReturnArgs, what: &str) -> u8 {
     match patiently(what, || client.seat(&ask)) {
         Ok(SeatAnswer::Released(true)) => 0,
         Ok(SeatAnswer::Released(false)) => {
-            err(&format!("polar-license seat {what}: no such seat was held on this machine (its end passed, or it was given back)"));
+            err(&format!("polar-license seat {what}: no seat was freed: it is not held on this machine (its end passed, or it was given back), or it is a borrowed seat, which the relay counts until its end (its lease licenses offline until then)"));
             u8::try_from(Reason::NotFound.exit_code()).unwrap_or(1)
         }
         Ok(other) => unexpected(what, "a release", &summary(&other)),

@@ -382,7 +382,7 @@ fn an_acquisition_and_a_release_refused_429_are_asked_again_after_the_wait() {
 }
 
 #[test]
-fn a_seat_borrowed_for_offline_use_holds_until_given_back() {
+fn a_seat_borrowed_for_offline_use_holds_until_its_end_whatever_a_return_says() {
     let benefit = format!("{}=1", polar_license_emulator::DEMO_BENEFIT_ID);
     let w = world_with(&[
         "--seats",
@@ -415,13 +415,17 @@ fn a_seat_borrowed_for_offline_use_holds_until_given_back() {
         .seat_claims(&v, "laptop", polar_license_testkit::unix_now() + 2 * 86_400)
         .expect("licenses offline two days on");
     assert!(claims.borrowed);
-    // The key's one seat is lent: a job is refused until it is given back.
+    // The key's one seat is lent: a job is refused.
     assert_eq!(run(&w, &[], &["true"]).status.code(), Some(1));
+    // Issue #76: its lease licenses offline until its end, so a return frees nothing early
+    // and says so; the job is still refused.
     let back = seat_cmd(&["return", "--seat", seat, "--machine", "laptop"]);
-    assert_eq!(back.status.code(), Some(0), "{back:?}");
-    succeeds(&w, "free once returned");
-    let again = seat_cmd(&["return", "--seat", seat, "--machine", "laptop"]);
-    assert_ne!(again.status.code(), Some(0), "not held twice: {again:?}");
+    assert_eq!(back.status.code(), Some(1), "{back:?}");
+    assert!(
+        String::from_utf8_lossy(&back.stderr).contains("borrowed seat"),
+        "{back:?}"
+    );
+    assert_eq!(run(&w, &[], &["true"]).status.code(), Some(1));
 }
 
 #[test]

@@ -412,19 +412,19 @@ impl Relay {
         let Some(s) = &self.store else {
             return verdict;
         };
-        if ask.op == crate::seats::SeatOp::Acquire
-            && verdict.response.status == 200
-            && !s.backend.host_loads()
-        {
-            // The key's ordinary activations read first (its pool's size counts them; not
-            // with a store read per key, whose reconcile does not load the pool).
+        if verdict.response.status == 200 && !s.backend.host_loads() {
+            // The key's ordinary activations read by id, ahead of the other keys, at most once
+            // per freshness window, by an acquisition and by a heartbeat alike (its pool's
+            // size counts them, and a heartbeat sheds the seats past it; not with a store
+            // read per key, whose reconcile does not load the pool).
             if let Some(id) = serde_json::from_slice::<serde_json::Value>(&verdict.response.body)
                 .ok()
                 .as_ref()
                 .and_then(|v| v.get("id"))
                 .and_then(|v| v.as_str())
             {
-                s.reconcile.count_seats(id);
+                s.reconcile
+                    .count_seats(id, now.unix_seconds, s.options.fresh_for);
             }
         }
         // Refusals of a full pool count against the key's per-key limit (issue #62): a flood

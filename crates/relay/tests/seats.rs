@@ -1084,27 +1084,131 @@ fn a_borrowed_seat_licenses_offline_until_its_end_and_frees_by_itself() {
         t + week,
     );
     release(&s, &k, "m-b", &other, rig::at(t + week + 1));
-    // Given back early: free at once.
-    let later = t + week + 2;
-    let answer = borrow("m-a", 3, None, later);
-    let again = held(&s, &k, "m-a", &answer, later);
-    assert_eq!(
-        release(&s, &k, "m-a", &again, rig::at(later + 1)).1["released"],
-        true
-    );
-    held(
-        &s,
-        &k,
-        "m-b",
-        &acquire(&s, &k, "m-b", rig::at(later + 2)),
-        later + 2,
-    );
     // A relay lends nothing by default.
     let plain = relay_over(&polar, rig::memory(1_000), SeatOptions::default());
     let mut body: Value = serde_json::from_str(&seat_body(&k, "m-c", None, None)).unwrap();
     body["borrow_days"] = json!(1);
     let (r, v) = call(&plain.relay, "acquire", &body.to_string(), rig::at(t));
     assert_eq!(r.status, 422, "{v}");
+}
+
+/// Issue #76, finding 3: a borrowed seat's lease licenses offline until its end whatever the
+/// relay is told, so its release frees nothing early: it answers `released: false` with
+/// `counted_until` (the lease's end), and the pool counts the seat until then. Ten machines
+/// borrowing and giving back at once in turn on a one-seat key: one offline licence, not ten.
+#[test]
+fn a_released_borrow_still_counts_until_its_end() {
+    let polar = rig::emulator();
+    let k = key(&polar, "LENT", 1);
+    let s = relay_over(
+        &polar,
+        rig::memory(1_000),
+        SeatOptions {
+            borrow_days: 30,
+            ..SeatOptions::default()
+        },
+    );
+    let borrow = |machine: &str, at: i64| {
+        let mut body: Value = serde_json::from_str(&seat_body(&k, machine, None, None)).unwrap();
+        body["borrow_days"] = json!(30);
+        call(&s.relay, "acquire", &body.to_string(), rig::at(at))
+    };
+    let t = rig::now();
+    let end = t + 30 * 86_400;
+    let seat = held(&s, &k, "m-0", &borrow("m-0", t), t);
+    let (r, v) = release(&s, &k, "m-0", &seat, rig::at(t + 1));
+    assert_eq!(r.status, 200, "{v}");
+    assert_eq!(v["released"], false, "{v}");
+    assert_eq!(v["borrowed"], true, "{v}");
+    assert_eq!(v["counted_until"], json!(rig::rfc3339(end)), "{v}");
+    let mut lent = 1;
+    for i in 1..10 {
+        let machine = format!("m-{i}");
+        let at = t + 2 + i;
+        let (r, v) = borrow(&machine, at);
+        if r.status == 200 {
+            lent += 1;
+            let seat = v["seat"].as_str().unwrap_or_default().to_string();
+            release(&s, &k, &machine, &seat, rig::at(at));
+        } else {
+            assert_eq!(v["reason"], "seats_full", "{v}");
+            assert_eq!(v["frees_at"], json!(rig::rfc3339(end)), "{v}");
+        }
+        let (r, v) = acquire(&s, &k, &machine, rig::at(at));
+        assert_eq!((r.status, v["reason"].as_str()), (409, Some("seats_full")));
+    }
+    assert_eq!(lent, 1, "one seat, one offline licence");
+    // Its end passed: free by itself.
+    held(&s, &k, "m-9", &acquire(&s, &k, "m-9", rig::at(end)), end);
+}
+
+/// Issue #76, finding 3: every heartbeat reads the pool again against the key's size now:
+/// activations made at Polar directly (not through the relay) are learned by id (the
+/// reconcile's read, asked by a heartbeat at most once per freshness window), and the newest
+/// seats past what is left of the limit are shed (their next heartbeat `seat_gone`, as a
+/// culled seat's), so seats and activations never stay above what was sold. Within one
+/// window the heartbeats ask Polar nothing.
+#[test]
+fn heartbeats_past_a_shrunk_key_lose_the_newest_seats() {
+    use polar_license_relay::flow::background::Background;
+    let polar = rig::emulator();
+    let k = key(&polar, "SHRINK", 2);
+    let s = relay_over(&polar, rig::memory(1_000), SeatOptions::default());
+    let fresh = i64::try_from(StoreOptions::default().fresh_for).unwrap();
+    let mut background = Background::new(None);
+    let t = rig::now();
+    let a = held(&s, &k, "m-a", &acquire(&s, &k, "m-a", rig::at(t)), t);
+    let b = held(
+        &s,
+        &k,
+        "m-b",
+        &acquire(&s, &k, "m-b", rig::at(t + 1)),
+        t + 1,
+    );
+    // The first seat's read by id: no activation yet.
+    rig::background_run(&s.relay, &mut background, rig::at(t + 1));
+    let direct = rig::agent(Duration::from_secs(10));
+    let activate_at_polar = |label: &str| {
+        let body = json!({"key": k, "organization_id": DEMO_ORGANIZATION_ID, "label": label});
+        let r = rig::post_with(
+            &direct,
+            &format!("{}/v1/customer-portal/license-keys/activate", polar.url()),
+            &body.to_string(),
+            &[],
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+    };
+    activate_at_polar("laptop");
+    // Within the window (before the verdict's own refresh, in its last quarter): held, and
+    // no call to Polar for them.
+    polar.reset_request_count();
+    for at in [t + 10, t + 100, t + fresh * 3 / 4 - 1] {
+        for (m, seat) in [("m-a", &a), ("m-b", &b)] {
+            let (r, v) = heartbeat(&s, &k, m, seat, rig::at(at));
+            assert_eq!(r.status, 200, "{v}");
+        }
+        rig::background_run(&s.relay, &mut background, rig::at(at));
+    }
+    assert_eq!(polar.request_count(), 0, "one read per key per window");
+    // Past it: a heartbeat asks the key's activations again; the next loses the newest seat.
+    let mut shed = |at: i64| {
+        heartbeat(&s, &k, "m-a", &a, rig::at(at));
+        rig::background_run(&s.relay, &mut background, rig::at(at));
+        let b_answer = heartbeat(&s, &k, "m-b", &b, rig::at(at + 1));
+        let a_answer = heartbeat(&s, &k, "m-a", &a, rig::at(at + 1));
+        (b_answer, a_answer)
+    };
+    let ((rb, vb), (ra, va)) = shed(t + fresh + 1);
+    assert_eq!((rb.status, vb["reason"].as_str()), (404, Some("seat_gone")));
+    assert_eq!(ra.status, 200, "the oldest seat stays: {va}");
+    assert_eq!(va["size"], 1, "2 sold, 1 activation: {va}");
+    assert_eq!(va["in_use"], 1, "{va}");
+    // A second activation at Polar: the last seat goes within the next window.
+    activate_at_polar("desktop");
+    let (_, (ra, va)) = shed(t + 2 * fresh + 2);
+    assert_eq!((ra.status, va["reason"].as_str()), (404, Some("seat_gone")));
+    let (r, v) = acquire(&s, &k, "m-c", rig::at(t + 2 * fresh + 4));
+    assert_eq!((r.status, v["size"].as_u64()), (409, Some(0)), "{v}");
 }
 
 /// A deactivate-activate loop meets the churn limit on a key's activations and deactivations:

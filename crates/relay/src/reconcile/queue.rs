@@ -72,9 +72,9 @@ pub(crate) struct Queue {
     /// Calls by outcome, and entries narrowed (the metrics).
     pub(crate) calls: BTreeMap<Outcome, u64>,
     pub(crate) narrowed: u64,
-    /// Keys whose seats asked for their activations to be read (issue #67): each read once
-    /// first, then as often as the other keys.
-    pub(crate) seats_read: std::collections::HashSet<u128>,
+    /// Keys whose seats asked for their activations to be read (issues #67, #76), by when
+    /// they last asked (unix seconds): each read at once, at most once per freshness window.
+    pub(crate) seats_asked: HashMap<u128, i64>,
 }
 
 impl Queue {
@@ -149,8 +149,8 @@ impl Check {
 // The URL and when the read began: the request's headers hold the seller's token.
 debug_some!(Check, c => { "url": c.url, "started": c.started });
 
-/// The most keys [`Reconcile::count_seats`] remembers having read first (a bound on its
-/// memory; past it a new pool's activations are read in their turn).
+/// The most keys [`Reconcile::count_seats`] remembers having asked within the freshness
+/// window (a bound on its memory; past it a new pool's activations are read in their turn).
 const SEATS_READ_CAP: usize = 100_000;
 
 impl Reconcile {
@@ -175,16 +175,31 @@ impl Reconcile {
         }
     }
 
-    /// A seat pool of the key `license_key_id` wants its ordinary activations counted (issue
-    /// #67): the key is read first, once per key while the relay runs (its count is the pool's
-    /// and outlives a restart; then it is read each interval as the other keys are).
-    pub(crate) fn count_seats(&self, license_key_id: &str) {
+    /// A seat pool of the key `license_key_id` wants its ordinary activations counted at
+    /// `now` (issues #67, #76: an acquisition, a heartbeat): the key is read by id first, ahead
+    /// of the other keys, unless it asked within the last `every` seconds (the store's
+    /// freshness window): so activations made at Polar directly are learned within about
+    /// that window while the seats are heartbeated, with at most one call per key per window
+    /// (the reconcile's, from the budget's idle room only). Its count is the pool's and
+    /// outlives a restart.
+    pub(crate) fn count_seats(&self, license_key_id: &str, now: i64, every: u64) {
+        let every = i64::try_from(every).unwrap_or(i64::MAX);
         let mut q = self.lock();
-        if let (true, Some(id)) = (q.on, uuid_of(license_key_id)) {
-            if q.seats_read.len() < SEATS_READ_CAP && q.seats_read.insert(id) {
-                q.set(id, i64::MIN / 2);
+        let (true, Some(id)) = (q.on, uuid_of(license_key_id)) else {
+            return;
+        };
+        let recent = |at: i64| at > now.saturating_sub(every);
+        if q.seats_asked.get(&id).copied().is_some_and(recent) {
+            return;
+        }
+        if q.seats_asked.len() >= SEATS_READ_CAP && !q.seats_asked.contains_key(&id) {
+            q.seats_asked.retain(|_, at| recent(*at));
+            if q.seats_asked.len() >= SEATS_READ_CAP {
+                return;
             }
         }
+        q.seats_asked.insert(id, now);
+        q.set(id, i64::MIN / 2);
     }
 
     /// How many keys it holds.

@@ -38,6 +38,7 @@ use crate::types::{
     add_cors, object, string, Finished, OrgId, RelayRequest, RelayResponse, SignWith,
 };
 pub(crate) use ask::{SeatAsk, SeatOp};
+pub use pool::MAX_SEATS;
 pub(crate) use pool::{Churn, Outcome, Pool, Sizes};
 
 /// The seat routes' prefix: `acquire`, `heartbeat`, `release` follow it.
@@ -88,7 +89,9 @@ pub struct SeatOptions {
     /// Borrowing (offline use): the most days a floating seat may be borrowed for (`0`, the
     /// default: no borrowing; at most [`MAX_BORROW_DAYS`]). A borrowed seat is its machine's
     /// until its end with no heartbeat, licensed offline by its signed seat lease (a
-    /// `borrowed` claim), and counts in the pool until it is given back or its end passes.
+    /// `borrowed` claim), and counts in the pool until its end passes, whatever a release
+    /// says: the lease cannot be called back, so a release frees nothing early (its answer
+    /// says `released: false` and `counted_until`).
     pub borrow_days: u32,
 }
 
@@ -142,6 +145,12 @@ impl SeatOptions {
         }
         if self.borrow_days > MAX_BORROW_DAYS {
             return Some(("seat_borrow_days", "must be at most 90 days"));
+        }
+        if self.per_benefit.iter().any(|(_, n)| *n > MAX_SEATS) {
+            return Some((
+                "seats",
+                "a benefit's seats must be at most 512 per key (a key's pool is one stored value)",
+            ));
         }
         None
     }
@@ -365,42 +374,48 @@ impl std::fmt::Display for StepError {
 /// a heartbeat or a release of a pool that is not there: only a granted acquisition makes a
 /// pool), a deletion when the pool is left holding nothing worth keeping ([`worth_keeping`]),
 /// else the pool. A new or grown pool the store refuses (the seats' share of its byte cap) is
-/// [`StepError::NoRoom`]: no seat is given that is not stored.
+/// [`StepError::NoRoom`]: no seat is given that is not stored. `lazily`: a write that may
+/// wait for the store's next durable commit ([`Backend::update_lazily`]).
 fn step(
     store: &dyn Backend,
     seen: &Seen,
     id: &EntryId,
     now: i64,
     windows: (i64, i64),
+    lazily: bool,
     f: &mut dyn FnMut(&mut Pool) -> Outcome,
 ) -> Result<Outcome, StepError> {
     let mut outcome = Outcome::Gone;
     let mut ends = Vec::new();
     let mut writes = false;
-    let written = store
-        .update(id, &mut |current| {
-            writes = false;
-            let before = pool_of(current);
-            let mut pool = before.clone();
-            outcome = f(&mut pool);
-            ends = pool
-                .seats
-                .iter()
-                .map(|s| if s.borrowed { -s.until } else { s.until })
-                .collect();
-            if current.is_none() {
-                if !matches!(outcome, Outcome::Held { .. }) {
-                    return None;
-                }
-            } else if !worth_keeping(&pool, now, windows) {
-                return Some(Entry::removal());
-            } else if pool == before {
+    let mut write = |current: Option<&Entry>| {
+        writes = false;
+        let before = pool_of(current);
+        let mut pool = before.clone();
+        outcome = f(&mut pool);
+        ends = pool
+            .seats
+            .iter()
+            .map(|s| if s.borrowed { -s.until } else { s.until })
+            .collect();
+        if current.is_none() {
+            if !matches!(outcome, Outcome::Held { .. }) {
                 return None;
             }
-            writes = true;
-            entry_of(&pool, now)
-        })
-        .map_err(StepError::Store)?;
+        } else if !worth_keeping(&pool, now, windows) {
+            return Some(Entry::removal());
+        } else if pool == before {
+            return None;
+        }
+        writes = true;
+        entry_of(&pool, now)
+    };
+    let written = if lazily {
+        store.update_lazily(id, &mut write)
+    } else {
+        store.update(id, &mut write)
+    }
+    .map_err(StepError::Store)?;
     if writes && written.is_none() {
         return Err(StepError::NoRoom);
     }
@@ -461,18 +476,23 @@ pub(crate) fn settle(
                 &ask.pool_id(),
                 at,
                 options.windows(),
+                false,
                 &mut |pool| match lent {
                     Some(days) => pool.borrow(sizes, &machine, &id, at, days),
                     None => pool.acquire(sizes, &machine, ask.ci, &id, at, life),
                 },
             )
         }
+        // A heartbeat's write may wait for the store's next durable commit (a second at most,
+        // `Backend::update_lazily`): lost in a crash, its seat is held to its previous
+        // heartbeat's end, never longer, and nothing is granted by it.
         (SeatOp::Heartbeat, Some(id)) => step(
             store,
             seen,
             &ask.pool_id(),
             at,
             options.windows(),
+            true,
             &mut |pool| pool.heartbeat(sizes, id, &machine, at, life),
         ),
         _ => return plain(RelayResponse::detail(404, "Not Found")),
@@ -524,7 +544,7 @@ pub(crate) fn settle(
                 next.saturating_sub(at),
             ))
         }
-        Outcome::Gone | Outcome::Released(_) => plain(gone()),
+        Outcome::Gone | Outcome::Released(_) | Outcome::Lent { .. } => plain(gone()),
     }
 }
 
@@ -547,6 +567,7 @@ pub(crate) fn release(
         &ask.pool_id(),
         at,
         options.windows(),
+        false,
         &mut |pool| pool.release(id, &machine, at),
     ) {
         Ok(Outcome::Released(released)) => {
@@ -556,6 +577,28 @@ pub(crate) fn release(
                 if released { " freed" } else { " not held" }
             );
             RelayResponse::json(200, object(&[("released", released.to_string())]))
+        }
+        Ok(Outcome::Lent { until }) => {
+            log::info!(
+                "relay: seat release {} 200 (seat {id} borrowed: counted until {})",
+                crate::logged::key(&ask.key),
+                crate::logged::instant(until)
+            );
+            RelayResponse::json(
+                200,
+                object(&[
+                    ("released", "false".to_string()),
+                    ("borrowed", "true".to_string()),
+                    ("counted_until", string(&rfc3339(until))),
+                    (
+                        "detail",
+                        string(
+                            "a borrowed seat stays counted until its end: its lease licenses \
+                             offline until then",
+                        ),
+                    ),
+                ]),
+            )
         }
         Ok(_) => gone(),
         Err(StepError::NoRoom) => no_room(),
@@ -765,6 +808,10 @@ fn full(in_use: u32, size: u32, frees_at: Option<i64>, now: i64) -> RelayRespons
     ];
     if let Some(at) = frees_at {
         members.push(("frees_at", string(&rfc3339(at))));
+    }
+    if size >= MAX_SEATS {
+        // The key may have been sold more: this relay holds at most this many per key.
+        members.push(("max_seats", MAX_SEATS.to_string()));
     }
     let mut r = RelayResponse::json(409, object(&members));
     if let Some(at) = frees_at {

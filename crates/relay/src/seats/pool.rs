@@ -6,9 +6,12 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The most seats one pool holds, whatever the key's limit says (a pool is one stored value:
-/// 512 seats are about 70 KB of it, under the store's 120 KiB per value).
-pub(crate) const MAX_SEATS: u32 = 512;
+/// The most seats one pool holds, whatever the key's limit or the seller's number says (a
+/// pool is one stored value: 512 seats are about 70 KB of it, under the store's 120 KiB per
+/// value, [`crate::store::MAX_ENTRY_BYTES`]). A seller's number past it is refused when the
+/// relay starts ([`crate::SeatOptions::problem`]); a key whose `limit_activations` is past it
+/// gets this many, and its `seats_full` says so (`max_seats`). docs/seats.md, "Limits".
+pub const MAX_SEATS: u32 = 512;
 
 /// A key's seats in use.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,7 +100,9 @@ pub(crate) struct Held {
     /// Free after this (unix seconds) unless heard from.
     pub(crate) until: i64,
     /// Borrowed for offline use: held until `until` with no heartbeat (one changes nothing),
-    /// unless given back first.
+    /// whatever a release says: its signed lease licenses offline until then, so the pool
+    /// counts it until then too (a borrow given back early and borrowed again would otherwise
+    /// let any number of machines hold offline licences on a one-seat key).
     #[serde(default, skip_serializing_if = "is_false")]
     pub(crate) borrowed: bool,
 }
@@ -153,8 +158,11 @@ pub(crate) enum Outcome {
     },
     /// No such seat on this machine (culled, released, or never given): acquire again.
     Gone,
-    /// A release: whether the seat was held.
+    /// A release: whether the seat was held (and is now free).
     Released(bool),
+    /// A release of a borrowed seat: nothing freed, it stays counted until `until` (its
+    /// lease's end; the lease licenses offline until then whatever the relay is told).
+    Lent { until: i64 },
     /// Too many acquisitions of this key within the churn window: the next is possible at
     /// `at` (unix seconds).
     Churned { at: i64 },
@@ -164,6 +172,37 @@ impl Pool {
     /// Drops every seat whose life ended by `now`.
     pub(crate) fn cull(&mut self, now: i64) {
         self.seats.retain(|s| s.until > now);
+    }
+
+    /// Sheds the newest seats past what `sizes` gives now (the key's size read again, its
+    /// ordinary activations as last known taken from it, and the CI cap): a key sold for
+    /// fewer since, or activated at Polar directly, loses the seats acquired last, whose next
+    /// heartbeat is [`Outcome::Gone`] (`seat_gone`), as a culled seat's is. A borrowed seat
+    /// is never shed (its lease licenses offline until its end whatever the pool says: it is
+    /// counted, and the seats beside it go first).
+    fn fit(&mut self, sizes: Sizes) {
+        let size = sizes.of(self) as usize;
+        let cap = sizes.ci_cap.map_or(size, |c| (c as usize).min(size));
+        let mut over = self.seats.len().saturating_sub(size);
+        let mut ci_over = self
+            .seats
+            .iter()
+            .filter(|s| s.ci)
+            .count()
+            .saturating_sub(cap);
+        let mut i = self.seats.len();
+        while i > 0 && (over > 0 || ci_over > 0) {
+            i -= 1;
+            let seat = &self.seats[i];
+            if seat.borrowed || !(over > 0 || (seat.ci && ci_over > 0)) {
+                continue;
+            }
+            if seat.ci {
+                ci_over = ci_over.saturating_sub(1);
+            }
+            over = over.saturating_sub(1);
+            self.seats.remove(i);
+        }
     }
 
     /// Seats held at `now` (culled first).
@@ -211,6 +250,7 @@ impl Pool {
     ) -> Outcome {
         self.cull(now);
         self.limit = sizes.limit();
+        self.fit(sizes);
         let churn = sizes.churn;
         if let Err(at) = churn.check(&mut self.taken, now) {
             return Outcome::Churned { at };
@@ -261,7 +301,8 @@ impl Pool {
     }
 
     /// Seat `id` of `machine` heard from: held until `now + life`; [`Outcome::Gone`] when it
-    /// is not held (its life ended first: culled, free for others).
+    /// is not held (its life ended first: culled, free for others; or shed, the pool read
+    /// again against the key's size now: [`Pool::fit`]).
     pub(crate) fn heartbeat(
         &mut self,
         sizes: Sizes,
@@ -272,6 +313,7 @@ impl Pool {
     ) -> Outcome {
         self.cull(now);
         self.limit = sizes.limit();
+        self.fit(sizes);
         let in_use = count(self.seats.len());
         let size = sizes.of(self);
         match self
@@ -322,9 +364,17 @@ impl Pool {
         churn.count(&mut self.churned, now);
     }
 
-    /// Seat `id` of `machine` given back: free at once.
+    /// Seat `id` of `machine` given back: free at once, but for a borrowed seat, which stays
+    /// counted until its end ([`Outcome::Lent`]).
     pub(crate) fn release(&mut self, id: &str, machine: &str, now: i64) -> Outcome {
         self.cull(now);
+        if let Some(lent) = self
+            .seats
+            .iter()
+            .find(|s| s.id == id && s.machine == machine && s.borrowed)
+        {
+            return Outcome::Lent { until: lent.until };
+        }
         let before = self.seats.len();
         self.seats.retain(|s| !(s.id == id && s.machine == machine));
         Outcome::Released(self.seats.len() < before)
@@ -445,17 +495,139 @@ mod tests {
             pool.acquire(s, "m2", false, "b", week, LIFE),
             Outcome::Held { .. }
         ));
-        // Given back early: free at once.
+    }
+
+    /// Issue #76, finding 3: a borrowed seat's lease licenses offline until its end whatever
+    /// the relay is told, so a release frees nothing early: borrowed and "given back" at once
+    /// in a loop, a one-seat key lends one seat, not one a machine.
+    #[test]
+    fn a_released_borrow_still_counts_until_its_end() {
+        let s = sizes(1, None);
+        let week = 7 * 86_400;
         let mut pool = Pool::default();
         assert!(matches!(
             pool.borrow(s, "m1", "a", 0, week),
             Outcome::Held { .. }
         ));
-        assert_eq!(pool.release("a", "m1", 5), Outcome::Released(true));
+        assert_eq!(pool.release("a", "m1", 5), Outcome::Lent { until: week });
+        // Another machine's release of it is not its holder's: nothing to say.
+        assert_eq!(pool.release("a", "m2", 5), Outcome::Released(false));
+        for (i, m) in ["m2", "m3", "m4"].into_iter().enumerate() {
+            let at = 6 + i64::try_from(i).unwrap();
+            assert!(
+                matches!(
+                    pool.borrow(s, m, m, at, week),
+                    Outcome::Full { in_use: 1, size: 1, frees_at: Some(w) } if w == week
+                ),
+                "{m}"
+            );
+            assert!(matches!(
+                pool.acquire(s, m, false, m, at, LIFE),
+                Outcome::Full { .. }
+            ));
+        }
+        // Its end passed: free by itself, as if never given back.
         assert!(matches!(
-            pool.acquire(s, "m2", false, "b", 6, LIFE),
+            pool.acquire(s, "m2", false, "b", week, LIFE),
             Outcome::Held { .. }
         ));
+        // A seat that is not borrowed frees at once.
+        assert_eq!(pool.release("b", "m2", week + 1), Outcome::Released(true));
+    }
+
+    fn limited(limit: u32, ci_cap: Option<u32>) -> Sizes {
+        Sizes {
+            less_activations: true,
+            ..sizes(limit, ci_cap)
+        }
+    }
+
+    /// Issue #76, finding 3: every heartbeat reads the pool again against the key's size now
+    /// (its `limit_activations` less the activations known): the newest seats past it are shed
+    /// (their heartbeat `Gone`), the oldest kept, a borrowed seat never shed.
+    #[test]
+    fn a_heartbeat_past_a_shrunk_key_sheds_the_newest_seats() {
+        let mut pool = Pool::default();
+        let two = limited(2, None);
+        for (at, id) in [(0, "a"), (1, "b")] {
+            assert!(matches!(
+                pool.acquire(two, id, false, id, at, LIFE),
+                Outcome::Held { .. }
+            ));
+        }
+        // Two activations made at Polar directly, learned by id: nothing left for seats.
+        pool.activations = 2;
+        assert_eq!(pool.heartbeat(two, "a", "a", 10, LIFE), Outcome::Gone);
+        assert!(pool.seats.is_empty());
+        // One activation: the newest seat goes, the oldest stays.
+        let mut pool = Pool::default();
+        for (at, id) in [(0, "a"), (1, "b")] {
+            assert!(matches!(
+                pool.acquire(two, id, false, id, at, LIFE),
+                Outcome::Held { .. }
+            ));
+        }
+        pool.activations = 1;
+        assert!(matches!(
+            pool.heartbeat(two, "a", "a", 10, LIFE),
+            Outcome::Held {
+                in_use: 1,
+                size: 1,
+                ..
+            }
+        ));
+        assert_eq!(pool.heartbeat(two, "b", "b", 11, LIFE), Outcome::Gone);
+        // The key sold for fewer (its limit read again from the verdict): the same.
+        let mut pool = Pool::default();
+        let three = limited(3, None);
+        for (at, id) in [(0, "a"), (1, "b"), (2, "c")] {
+            assert!(matches!(
+                pool.acquire(three, id, false, id, at, LIFE),
+                Outcome::Held { .. }
+            ));
+        }
+        let one = limited(1, None);
+        assert_eq!(pool.heartbeat(one, "c", "c", 10, LIFE), Outcome::Gone);
+        assert_eq!(pool.heartbeat(one, "b", "b", 10, LIFE), Outcome::Gone);
+        assert!(matches!(
+            pool.heartbeat(one, "a", "a", 10, LIFE),
+            Outcome::Held { in_use: 1, .. }
+        ));
+        // A borrowed seat is counted and never shed: the seats beside it go first.
+        let mut pool = Pool::default();
+        assert!(matches!(
+            pool.acquire(two, "a", false, "a", 0, LIFE),
+            Outcome::Held { .. }
+        ));
+        assert!(matches!(
+            pool.borrow(two, "b", "b", 1, 86_400),
+            Outcome::Held { .. }
+        ));
+        pool.activations = 1;
+        assert_eq!(pool.heartbeat(two, "a", "a", 10, LIFE), Outcome::Gone);
+        assert_eq!(pool.seats.len(), 1);
+        assert!(pool.seats[0].borrowed);
+        // A CI cap lowered: the newest CI seats past it go, the others stay.
+        let mut pool = Pool::default();
+        let open = sizes(4, None);
+        for (at, id, ci) in [
+            (0, "a", true),
+            (1, "b", false),
+            (2, "c", true),
+            (3, "d", true),
+        ] {
+            assert!(matches!(
+                pool.acquire(open, id, ci, id, at, LIFE),
+                Outcome::Held { .. }
+            ));
+        }
+        let capped = sizes(4, Some(1));
+        assert!(matches!(
+            pool.heartbeat(capped, "b", "b", 10, LIFE),
+            Outcome::Held { in_use: 2, .. }
+        ));
+        let left: Vec<&str> = pool.seats.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(left, ["a", "b"]);
     }
 
     #[test]

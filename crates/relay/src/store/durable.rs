@@ -1,11 +1,15 @@
 //! The crash-safe file: redb (a pure-Rust embedded store with copy-on-write B-trees and
 //! checksummed commits: a commit is durable when it returns, a `kill -9` or a power cut
-//! leaves the last committed state).
+//! leaves the last committed state). A lazy write ([`Backend::update_lazily`], a seat's
+//! heartbeat) is committed without its own fsync while the last durable commit is younger
+//! than [`LAZY_COMMIT_MS`], and rides on the next durable one: one fsync a second for the
+//! heartbeats of any number of seats, instead of one each.
 
 use super::entry::tags;
 use super::{
     evictable, eviction_rank, held, passes_held_share, stored_bytes, Backend, BudgetState, Entry,
-    EntryId, StoreError, DEFAULT_MAX_BYTES, MAX_ENTRIES_PER_KEY, WEBHOOK_MEMORY_SECONDS,
+    EntryId, StoreError, DEFAULT_MAX_BYTES, LAZY_COMMIT_MS, MAX_ENTRIES_PER_KEY,
+    WEBHOOK_MEMORY_SECONDS,
 };
 use crate::locked::locked;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
@@ -48,6 +52,10 @@ pub struct RedbBackend {
     /// The entries' bytes as last committed (`None`: counted again, in the next write, from
     /// the file: at the first write, or after a write failed).
     counts: std::sync::Mutex<Option<Counts>>,
+    /// When the store was opened, and the last durable commit since (ms after it): a lazy
+    /// write within [`LAZY_COMMIT_MS`] of it is not made durable on its own.
+    opened: std::time::Instant,
+    durable_ms: AtomicU64,
 }
 
 /// The bytes the entries are counted for ([`stored_bytes`]), and those the byte cap may not
@@ -171,6 +179,8 @@ impl RedbBackend {
                 path: path.to_path_buf(),
                 max_bytes: AtomicU64::new(DEFAULT_MAX_BYTES),
                 counts: std::sync::Mutex::default(),
+                opened: std::time::Instant::now(),
+                durable_ms: AtomicU64::new(0),
             }),
             Some(Err(e)) => Err(refuse(db, e)),
             None => Err(refuse(db, damaged(&unreadable))),
@@ -208,10 +218,32 @@ impl RedbBackend {
         w: redb::WriteTransaction,
         carried: Option<BudgetState>,
     ) -> Result<(), StoreError> {
+        self.commit_as(w, carried, false)
+    }
+
+    /// Commits `w`, `lazily` without an fsync of its own when the last durable commit is
+    /// younger than [`LAZY_COMMIT_MS`] (redb's `Durability::None`: the next durable commit
+    /// makes it durable with it; a crash before loses it), else durably.
+    fn commit_as(
+        &self,
+        mut w: redb::WriteTransaction,
+        carried: Option<BudgetState>,
+        lazily: bool,
+    ) -> Result<(), StoreError> {
+        let now_ms = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let recent =
+            now_ms.saturating_sub(self.durable_ms.load(Ordering::Relaxed)) < LAZY_COMMIT_MS;
+        // A transaction that cannot be made lazy (redb refuses with a persistent savepoint,
+        // which this store never makes) stays durable.
+        let lazy = lazily && recent && w.set_durability(redb::Durability::None).is_ok();
         w.commit().map_err(|e| {
             self.unstage(carried);
             err("commit", e)
-        })
+        })?;
+        if !lazy {
+            self.durable_ms.fetch_max(now_ms, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     fn staged(&self) -> std::sync::MutexGuard<'_, Option<BudgetState>> {
@@ -247,9 +279,19 @@ impl RedbBackend {
         body: impl FnOnce(&redb::WriteTransaction) -> Result<T, StoreError>,
         wrote: impl FnOnce(&T) -> bool,
     ) -> Result<T, StoreError> {
+        self.transact_as(false, body, wrote)
+    }
+
+    /// [`RedbBackend::transact`], its commit `lazily` ([`RedbBackend::commit_as`]).
+    fn transact_as<T>(
+        &self,
+        lazily: bool,
+        body: impl FnOnce(&redb::WriteTransaction) -> Result<T, StoreError>,
+        wrote: impl FnOnce(&T) -> bool,
+    ) -> Result<T, StoreError> {
         let (w, carried) = self.write()?;
         match body(&w) {
-            Ok(done) if wrote(&done) => self.commit(w, carried).map(|()| done),
+            Ok(done) if wrote(&done) => self.commit_as(w, carried, lazily).map(|()| done),
             other => {
                 self.unstage(carried);
                 other
@@ -593,26 +635,18 @@ fn unindex(index: &mut redb::Table<&str, &[u8]>, tag: &str, k: &[u8]) -> Result<
     Ok(())
 }
 
-impl Backend for RedbBackend {
-    fn get(&self, id: &EntryId) -> Result<Option<Entry>, StoreError> {
-        let r = self.db.begin_read().map_err(|e| err("read", e))?;
-        let t = r.open_table(ENTRIES).map_err(|e| err("read", e))?;
-        match t.get(&id[..]).map_err(|e| err("read", e))? {
-            Some(v) => decode(v.value()).map(Some),
-            None => Ok(None),
-        }
-    }
-
-    /// One write transaction: the entry read in it (redb has one writer at a time, so
-    /// nothing commits between the read and the write), written, the oldest evicted.
-    fn update(
+impl RedbBackend {
+    /// [`Backend::update`], its commit `lazily` ([`RedbBackend::commit_as`]).
+    fn update_as(
         &self,
+        lazily: bool,
         id: &EntryId,
         f: &mut dyn FnMut(Option<&Entry>) -> Option<Entry>,
     ) -> Result<Option<Entry>, StoreError> {
         let max_bytes = super::byte_cap(self.max_bytes.load(Ordering::Relaxed));
         self.counted(|counts| {
-            self.transact(
+            self.transact_as(
+                lazily,
                 |w| {
                     let mut t = Tables::open(w, *counts)?;
                     let current = t.entry(id)?;
@@ -668,6 +702,37 @@ impl Backend for RedbBackend {
             )
             .map(|(written, _)| written)
         })
+    }
+}
+
+impl Backend for RedbBackend {
+    fn get(&self, id: &EntryId) -> Result<Option<Entry>, StoreError> {
+        let r = self.db.begin_read().map_err(|e| err("read", e))?;
+        let t = r.open_table(ENTRIES).map_err(|e| err("read", e))?;
+        match t.get(&id[..]).map_err(|e| err("read", e))? {
+            Some(v) => decode(v.value()).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// One write transaction: the entry read in it (redb has one writer at a time, so
+    /// nothing commits between the read and the write), written, the oldest evicted.
+    fn update(
+        &self,
+        id: &EntryId,
+        f: &mut dyn FnMut(Option<&Entry>) -> Option<Entry>,
+    ) -> Result<Option<Entry>, StoreError> {
+        self.update_as(false, id, f)
+    }
+
+    /// [`RedbBackend::update`], committed without an fsync of its own within
+    /// [`LAZY_COMMIT_MS`] of the last durable commit.
+    fn update_lazily(
+        &self,
+        id: &EntryId,
+        f: &mut dyn FnMut(Option<&Entry>) -> Option<Entry>,
+    ) -> Result<Option<Entry>, StoreError> {
+        self.update_as(true, id, f)
     }
 
     /// One write transaction: the webhook id looked up, each entry named read, narrowed

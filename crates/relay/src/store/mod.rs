@@ -134,6 +134,11 @@ pub struct StoreOptions {
     pub refuse_at_zero_credits: bool,
 }
 
+/// The longest a write of [`Backend::update_lazily`] stays off the disk: a lazy write made
+/// this long after the last durable commit is made durable itself (so a crash loses at most
+/// the writes of the last second before it).
+pub const LAZY_COMMIT_MS: u64 = 1_000;
+
 /// The default of [`StoreOptions::max_bytes`]: 64 MiB.
 pub const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -226,6 +231,19 @@ pub trait Backend: Send + Sync {
             }
             None => Ok(None),
         }
+    }
+    /// As [`Backend::update`], but the write may be kept from the disk for up to
+    /// [`LAZY_COMMIT_MS`] (it then rides on the next durable commit, or is made durable
+    /// itself): a crash (`kill -9`, a power cut) may lose it, a clean stop does not. Only for a
+    /// write whose loss leaves the store safe: a seat's heartbeat (lost, its seat is held to
+    /// its previous heartbeat's end, never longer; no seat is granted by one). Seen by every
+    /// reader at once, as any write is. The default is [`Backend::update`].
+    fn update_lazily(
+        &self,
+        id: &EntryId,
+        f: &mut dyn FnMut(Option<&Entry>) -> Option<Entry>,
+    ) -> Result<Option<Entry>, StoreError> {
+        self.update(id, f)
     }
     /// In one step: unless the webhook id of `webhook` (id, unix seconds) was seen, every
     /// entry indexed under `tags` read as stored now and narrowed by `f` (`None`: unchanged),

@@ -115,7 +115,9 @@ pub fn open<L: LicenseData>(
     let Some(bytes) = record else {
         return opened;
     };
-    match cache::decode_as::<L>(bytes, &slot.mac) {
+    // Read through its seals only: the record with the record's, the activation with its own.
+    let sealed = cache::Sealed::new(bytes);
+    match sealed.open_as::<L>(&slot.mac) {
         Ok(r) if !(r.is_for(organization_id, key) && r.origin == slot.origin) => {
             opened.untrusted = Some(Untrusted::BadMac);
         }
@@ -131,7 +133,7 @@ pub fn open<L: LicenseData>(
         Err(why) => opened.untrusted = Some(why),
     }
     if opened.record.is_none() {
-        opened.remembered = cache::peek_activation_as::<L>(bytes);
+        opened.remembered = sealed.activation(&slot.mac);
     }
     opened
 }

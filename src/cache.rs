@@ -121,6 +121,38 @@ impl MacKey {
             activation: key(ACTIVATION_LABEL, None),
         }
     }
+
+    /// The keys of a key's slot, as every face derives them: the record's from the license
+    /// key, the organization, the install secret and, each framed with its length so no two
+    /// inputs collide, the server's origin, the machine's identity and the app's secret; the
+    /// activation's from the same but the install secret and the machine's identity, so that
+    /// a record no longer trusted because either was lost or changed (a profile restored, a
+    /// machine's id drifted) still names the activation to validate or free.
+    pub fn for_slot(
+        license_key: &str,
+        organization_id: &str,
+        install_secret: &[u8],
+        origin: &str,
+        machine: Option<&str>,
+        app_secret: Option<&[u8]>,
+    ) -> MacKey {
+        let framed_all = |parts: &[&[u8]]| {
+            let mut out = Vec::new();
+            for part in parts {
+                out.extend_from_slice(&(part.len() as u64).to_be_bytes());
+                out.extend_from_slice(part);
+            }
+            out
+        };
+        let app = app_secret.unwrap_or_default();
+        let machine = machine.map(str::as_bytes).unwrap_or_default();
+        let extra = framed_all(&[origin.as_bytes(), machine, app]);
+        let mut key = MacKey::derive(license_key, organization_id, install_secret, Some(&extra));
+        let unbound = framed_all(&[origin.as_bytes(), app]);
+        key.activation =
+            MacKey::derive(license_key, organization_id, &[], Some(&unbound)).activation;
+        key
+    }
 }
 
 /// Why stored bytes are not trusted. Callers treat every one of these as "no cache".
@@ -906,6 +938,92 @@ mod tests {
             }
         }
         assert!(cases > 300, "{cases}");
+    }
+
+    /// A slot's record key is the one records were always sealed with (they stay readable);
+    /// its activation key leaves out the install secret and the machine's identity, and
+    /// nothing else.
+    #[test]
+    fn a_slots_keys_keep_the_records_and_free_the_activation_of_secret_and_machine() {
+        let mut extra = Vec::new();
+        for part in [&b"https://api.polar.sh"[..], b"machine", b"app"] {
+            extra.extend_from_slice(&(part.len() as u64).to_be_bytes());
+            extra.extend_from_slice(part);
+        }
+        let slot = |secret: &[u8], machine, app: &[u8], origin| {
+            MacKey::for_slot("k", "o", secret, origin, Some(machine), Some(app))
+        };
+        let base = slot(b"s", "machine", b"app", "https://api.polar.sh");
+        assert_eq!(
+            base.record,
+            MacKey::derive("k", "o", b"s", Some(&extra)).record
+        );
+        let lost = slot(b"s2", "machine-2", b"app", "https://api.polar.sh");
+        assert_ne!(base.record, lost.record);
+        assert_eq!(base.activation, lost.activation);
+        assert_ne!(
+            base.activation,
+            slot(b"s", "machine", b"app2", "https://api.polar.sh").activation
+        );
+        assert_ne!(
+            base.activation,
+            slot(b"s", "machine", b"app", "http://127.0.0.1:1").activation
+        );
+        assert_ne!(
+            base.activation,
+            MacKey::for_slot(
+                "k2",
+                "o",
+                b"s",
+                "https://api.polar.sh",
+                Some("machine"),
+                Some(b"app")
+            )
+            .activation
+        );
+        assert_ne!(
+            base.activation,
+            MacKey::for_slot(
+                "k",
+                "o2",
+                b"s",
+                "https://api.polar.sh",
+                Some("machine"),
+                Some(b"app")
+            )
+            .activation
+        );
+        assert_ne!(base.activation, base.record);
+    }
+
+    /// An activation read alone: only under its own key, not when any byte of its object is
+    /// changed, and whatever else in the file is.
+    #[test]
+    fn an_activation_is_read_alone_only_under_its_own_seal() {
+        let key = MacKey::derive("k", "o", b"s", None);
+        let record = rich_record();
+        assert!(record.activation.is_some());
+        let sealed = encode(&record, &key);
+        let text = std::str::from_utf8(&sealed).unwrap();
+        let begin = text.rfind("{\"id\":\"").unwrap();
+        let end = text.rfind("}\n").unwrap();
+        for at in 0..sealed.len() {
+            let mut flipped = sealed.clone();
+            flipped[at] ^= 0x01;
+            let read = Sealed::new(&flipped).activation(&key);
+            if (begin..end).contains(&at) {
+                assert_eq!(read, None, "byte {at}");
+            } else {
+                assert_eq!(read, record.activation, "byte {at}");
+            }
+            assert!(decode(&flipped, &key).is_err(), "byte {at}");
+        }
+        let other = MacKey::derive("k2", "o", b"s", None);
+        assert_eq!(Sealed::new(&sealed).activation(&other), None);
+        // Another install's secret: the record is not trusted, its activation still reads.
+        let lost = MacKey::derive("k", "o", b"s2", None);
+        assert!(decode(&sealed, &lost).is_err());
+        assert_eq!(Sealed::new(&sealed).activation(&lost), record.activation);
     }
 
     #[test]

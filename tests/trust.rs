@@ -785,6 +785,11 @@ fn a_byte_flipped_anywhere_in_the_cache_is_an_untrusted_cache_never_invalid_inpu
                 if in_activation {
                     assert!(status.activation.is_none(), "{case}: {status:?}");
                     assert_eq!(report.outcome.reason(), Some(Reason::CacheError), "{case}");
+                    let CheckOutcome::Unverified(e) = &report.outcome else {
+                        panic!("{case}")
+                    };
+                    assert!(e.activation_unreadable(), "{case}");
+                    assert!(e.user_message().contains("activate"), "{case}");
                     assert_eq!(sent, 0, "{case}: nothing sent");
                     *seen.entry("activation: cache_error".into()).or_default() += 1;
                     continue;

@@ -67,10 +67,11 @@ pub fn check_request<L>(
         if let Some(why) = opened.untrusted {
             return Err(Error::Cache {
                 detail: format!(
-                    "the stored record is not trusted ({}) and the activation it remembered \
-                     cannot be read: nothing was sent; activating again takes a new slot \
-                     (the old one can be freed from the key's devices)",
-                    why.as_str()
+                    "the stored record is not trusted ({}) and {}: nothing was sent; \
+                     activating again takes a new slot (the old one can be freed from the \
+                     key's devices)",
+                    why.as_str(),
+                    crate::error::ACTIVATION_UNREADABLE,
                 ),
             });
         }

@@ -84,7 +84,7 @@ fn secret_bytes() -> Vec<u8> {
 /// The native seals of `KEY`'s record for `origin` (no machine id, the app secret `app`), as
 /// the native `Licensing` derives them.
 fn native_mac(origin: &str) -> MacKey {
-    MacKey::for_slot(KEY, ORG, &secret_bytes(), origin, None, Some(b"app"))
+    MacKey::for_slot(KEY, ORG, &secret_bytes(), origin, None, Some(&b"app"[..]))
 }
 
 /// A storage, as `license.js` keeps one: named strings, written in the order given.

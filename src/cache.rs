@@ -23,6 +23,17 @@
 //!
 //! This is tamper *evidence*: someone holding the license key and the install secret (both
 //! on the machine) can forge a record; an app secret compiled into the app raises the bar.
+//!
+//! Nothing is read from stored bytes before a seal is checked (issue #76, finding 5): the
+//! bytes are a [`Sealed`], whose only ways out are [`Sealed::open_as`] (the record, its MAC
+//! checked) and [`Sealed::activation`] (the remembered activation alone, its own seal
+//! checked). The activation carries a seal of its own (`"seal"`, the last member of its
+//! object) under a key made without the install secret ([`MacKey::derive`]): a record that
+//! can no longer be trusted because the install secret was lost still names the activation
+//! this machine holds, so that no new slot is taken, while a byte flipped in the activation
+//! itself makes it no activation at all, never another one. An activation id is no secret
+//! and grants nothing by itself (Polar checks it with the key and the machine's conditions),
+//! so its seal is integrity, not authority: whoever has the license key can make one.
 
 use crate::decimal::digits;
 use crate::grace::{DenialMark, GoodVerdict, LicenseData, Record, StoredActivation};
@@ -44,15 +55,21 @@ pub const MAGIC: &str = "polar-license-cache v";
 pub const MAX_RECORD_BYTES: usize = 1 << 20;
 
 const MAC_LABEL: &[u8] = b"polar-license/cache-mac/v2";
+const ACTIVATION_LABEL: &[u8] = b"polar-license/activation-seal/v1";
 const SLOT_LABEL: &[u8] = b"polar-license/slot/v2";
 
 /// The ledger's header line (it is not a record: a record never passes for a ledger).
 const LEDGER_HEADER: &str = "polar-license-ledger v1\n";
 const CLOCK_HEADER: &str = "polar-license-clock v1\n";
 
-/// The key that seals a record. Its `Debug` never shows the bytes.
+/// The key that seals a record, and the one that seals its remembered activation. Its
+/// `Debug` never shows the bytes.
 #[derive(Clone, PartialEq, Eq)]
-pub struct MacKey([u8; 32]);
+pub struct MacKey {
+    record: [u8; 32],
+    /// The activation's seal: the same inputs but the install secret (see the module's notes).
+    activation: [u8; 32],
+}
 
 impl fmt::Debug for MacKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -75,25 +92,66 @@ fn hmac_with(key: &[u8]) -> HmacSha256 {
 impl MacKey {
     /// Derives the MAC key (HKDF-extract style: HMAC-SHA256 keyed with a domain label over
     /// the length-prefixed organization, license key, install secret and app secret, with a
-    /// flag telling "no app secret" from "empty app secret").
+    /// flag telling "no app secret" from "empty app secret"), and the activation's seal key
+    /// from the same inputs under another label, without the install secret.
     pub fn derive(
         license_key: &str,
         organization_id: &str,
         install_secret: &[u8],
         app_secret: Option<&[u8]>,
     ) -> MacKey {
-        let mut mac = hmac_with(MAC_LABEL);
-        framed(&mut mac, organization_id.as_bytes());
-        framed(&mut mac, license_key.as_bytes());
-        framed(&mut mac, install_secret);
-        match app_secret {
-            Some(secret) => {
-                mac.update(&[1]);
-                framed(&mut mac, secret);
+        let key = |label: &[u8], install_secret: Option<&[u8]>| -> [u8; 32] {
+            let mut mac = hmac_with(label);
+            framed(&mut mac, organization_id.as_bytes());
+            framed(&mut mac, license_key.as_bytes());
+            if let Some(install_secret) = install_secret {
+                framed(&mut mac, install_secret);
             }
-            None => mac.update(&[0]),
+            match app_secret {
+                Some(secret) => {
+                    mac.update(&[1]);
+                    framed(&mut mac, secret);
+                }
+                None => mac.update(&[0]),
+            }
+            mac.finalize().into_bytes().into()
+        };
+        MacKey {
+            record: key(MAC_LABEL, Some(install_secret)),
+            activation: key(ACTIVATION_LABEL, None),
         }
-        MacKey(mac.finalize().into_bytes().into())
+    }
+
+    /// The keys of a key's slot, as every face derives them: the record's from the license
+    /// key, the organization, the install secret and, each framed with its length so no two
+    /// inputs collide, the server's origin, the machine's identity and the app's secret; the
+    /// activation's from the same but the install secret and the machine's identity, so that
+    /// a record no longer trusted because either was lost or changed (a profile restored, a
+    /// machine's id drifted) still names the activation to validate or free.
+    pub fn for_slot(
+        license_key: &str,
+        organization_id: &str,
+        install_secret: &[u8],
+        origin: &str,
+        machine: Option<&str>,
+        app_secret: Option<&[u8]>,
+    ) -> MacKey {
+        let framed_all = |parts: &[&[u8]]| {
+            let mut out = Vec::new();
+            for part in parts {
+                out.extend_from_slice(&(part.len() as u64).to_be_bytes());
+                out.extend_from_slice(part);
+            }
+            out
+        };
+        let app = app_secret.unwrap_or_default();
+        let machine = machine.map(str::as_bytes).unwrap_or_default();
+        let extra = framed_all(&[origin.as_bytes(), machine, app]);
+        let mut key = MacKey::derive(license_key, organization_id, install_secret, Some(&extra));
+        let unbound = framed_all(&[origin.as_bytes(), app]);
+        key.activation =
+            MacKey::derive(license_key, organization_id, &[], Some(&unbound)).activation;
+        key
     }
 }
 
@@ -149,9 +207,105 @@ fn header() -> String {
 }
 
 fn tag(key: &MacKey, signed: &[u8]) -> HmacSha256 {
-    let mut mac = hmac_with(&key.0);
+    let mut mac = hmac_with(&key.record);
     mac.update(signed);
     mac
+}
+
+/// The activation's seal over its object's bytes as [`write_activation`] writes them.
+fn activation_tag(key: &MacKey, object: &[u8]) -> HmacSha256 {
+    let mut mac = hmac_with(&key.activation);
+    mac.update(object);
+    mac
+}
+
+/// The member that ends a sealed activation's object: `,"seal":"` 64 hex digits `"}`.
+const SEAL_MEMBER: &str = ",\"seal\":\"";
+/// The bytes of the seal member after its name: 64 hex digits, `"` and the object's `}`.
+const SEAL_TAIL: usize = 64 + 2;
+
+/// Stored record bytes, not yet verified. Nothing can be read from them but through a seal:
+/// the whole record with the record's key ([`Sealed::open_as`]), or the remembered
+/// activation alone with its own ([`Sealed::activation`]).
+#[derive(Clone, Copy)]
+pub struct Sealed<'a>(&'a [u8]);
+
+impl fmt::Debug for Sealed<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Sealed({} bytes)", self.0.len())
+    }
+}
+
+impl<'a> Sealed<'a> {
+    /// The bytes a store holds for a record.
+    pub fn new(bytes: &'a [u8]) -> Sealed<'a> {
+        Sealed(bytes)
+    }
+
+    /// The record, once the header and the MAC are checked: or why it is not trusted.
+    pub fn open_as<L: LicenseData>(&self, key: &MacKey) -> Result<Record<L>, Untrusted> {
+        let body = opened_body(self.0, key)?;
+        let text = std::str::from_utf8(body).map_err(|_| Untrusted::Malformed)?;
+        L::parse(text)
+            .as_ref()
+            .and_then(read_record)
+            .ok_or(Untrusted::Malformed)
+    }
+
+    /// The activation the record remembers, read only when its own seal verifies under
+    /// `key`: for a record that cannot be trusted (the install secret lost, a byte flipped
+    /// elsewhere in it), which still tells which activation to validate instead of taking a
+    /// new activation slot. Found by its bytes alone (the last member of the record's body:
+    /// the rest of the file need not parse), so a flip anywhere outside it leaves it readable,
+    /// and one inside it makes it none. A record written before activations were sealed has
+    /// none to give. Never used for a cached answer.
+    pub fn activation(&self, key: &MacKey) -> Option<StoredActivation> {
+        let bytes = self.0;
+        if bytes.len() > MAX_RECORD_BYTES {
+            return None;
+        }
+        let seal_at = rfind(bytes, SEAL_MEMBER.as_bytes())?;
+        let hex_at = seal_at + SEAL_MEMBER.len();
+        let tail = bytes.get(hex_at..hex_at + SEAL_TAIL)?;
+        let (seal_hex, end) = tail.split_at(64);
+        if end != b"\"}" {
+            return None;
+        }
+        let seal = unhex(seal_hex)?;
+        // The object begins with its id; a condition named `id` may begin the same way, so
+        // the last few beginnings are tried (only the object's own verifies). The member's
+        // name before it is not needed: a byte flipped there leaves the object whole.
+        let mut before = seal_at;
+        for _ in 0..ACTIVATION_TRIES {
+            let begin = rfind(&bytes[..before], ACTIVATION_BEGINS.as_bytes())?;
+            // The object as written before its seal was added: its members, then `}`.
+            let mut object = bytes[begin..seal_at].to_vec();
+            object.push(b'}');
+            if activation_tag(key, &object).verify_slice(&seal).is_ok() {
+                let text = std::str::from_utf8(&object).ok()?;
+                let json = <crate::model::ValidatedLicenseKey as LicenseData>::parse(text)?;
+                return read_activation(&json);
+            }
+            before = begin;
+        }
+        None
+    }
+}
+
+/// How a sealed activation's object begins: with its id.
+const ACTIVATION_BEGINS: &str = "{\"id\":\"";
+/// The most beginnings [`Sealed::activation`] tries (a condition named `id`, nested in the
+/// object, is the only other kind).
+const ACTIVATION_TRIES: usize = 4;
+
+/// The start of the last occurrence of `needle` in `hay`.
+fn rfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() || hay.len() < needle.len() {
+        return None;
+    }
+    (0..=hay.len() - needle.len())
+        .rev()
+        .find(|&i| &hay[i..i + needle.len()] == needle)
 }
 
 pub use crate::hex::{hex, unhex};
@@ -178,7 +332,7 @@ pub fn encode(record: &Record, key: &MacKey) -> Vec<u8> {
 /// whichever face writes them.
 pub fn encode_as<L: LicenseData>(record: &Record<L>, key: &MacKey) -> Vec<u8> {
     let mut out = header().into_bytes();
-    out.extend(record_body(record).into_bytes());
+    out.extend(record_body_as(record, Some(key)).into_bytes());
     out.push(b'\n');
     let mac = tag(key, &out).finalize().into_bytes();
     out.extend(hex(&mac).into_bytes());
@@ -193,12 +347,7 @@ pub fn decode(bytes: &[u8], key: &MacKey) -> Result<Record, Untrusted> {
 
 /// Opens stored bytes into a record of any license type ([`LicenseData`]).
 pub fn decode_as<L: LicenseData>(bytes: &[u8], key: &MacKey) -> Result<Record<L>, Untrusted> {
-    let body = opened_body(bytes, key)?;
-    let text = std::str::from_utf8(body).map_err(|_| Untrusted::Malformed)?;
-    L::parse(text)
-        .as_ref()
-        .and_then(read_record)
-        .ok_or(Untrusted::Malformed)
+    Sealed::new(bytes).open_as(key)
 }
 
 /// A record's body line read alone, with no seal checked: for benchmarks and tools that
@@ -248,7 +397,14 @@ fn opened_body<'a>(bytes: &'a [u8], key: &MacKey) -> Result<&'a [u8], Untrusted>
 
 /// A record's body: one line of compact JSON, its members in this order (the order the format
 /// has always had). `Option`s are written `null`, metadata with its keys sorted.
+#[cfg(test)]
 fn record_body<L: LicenseData>(r: &Record<L>) -> String {
+    record_body_as(r, None)
+}
+
+/// [`record_body`], the activation sealed with `key` when there is one (the activation's
+/// object then ends with its `"seal"` member: readers that do not know it skip it).
+fn record_body_as<L: LicenseData>(r: &Record<L>, key: Option<&MacKey>) -> String {
     let mut j = JsonOut::new();
     j.raw("{");
     j.key("origin").str(&r.origin);
@@ -260,14 +416,27 @@ fn record_body<L: LicenseData>(r: &Record<L>) -> String {
     j.key("seq").uint(r.seq);
     opt_member(&mut j, "denied", r.denied.as_ref(), write_denied);
     j.key("blocked_until").opt_int(r.blocked_until);
-    opt_member(
-        &mut j,
-        "activation",
-        r.activation.as_ref(),
-        write_activation,
-    );
+    match (r.activation.as_ref(), key) {
+        (Some(a), Some(key)) => {
+            j.key("activation").raw(&sealed_activation(a, key));
+        }
+        (a, _) => opt_member(&mut j, "activation", a, write_activation),
+    }
     j.raw("}");
     j.done()
+}
+
+/// The activation's object as [`write_activation`] writes it, with its seal as its last
+/// member.
+fn sealed_activation(a: &StoredActivation, key: &MacKey) -> String {
+    let mut j = JsonOut::new();
+    write_activation(&mut j, a);
+    let object = j.done();
+    let seal = activation_tag(key, object.as_bytes())
+        .finalize()
+        .into_bytes();
+    let open = object.strip_suffix('}').unwrap_or(&object);
+    [open, SEAL_MEMBER, &hex(&seal), "\"}"].concat()
 }
 
 /// The member `name`: `value` written by `write`, or `null` when there is none.
@@ -534,27 +703,6 @@ pub fn decode_clock(bytes: &[u8], key: &MacKey) -> Result<ClockNote, Untrusted> 
     })
 }
 
-/// The activation an untrusted (or unsealable) record remembers, read without its seal.
-///
-/// An activation id is no secret and grants nothing by itself: Polar still checks it with the
-/// key and this machine's conditions. So a record that can no longer be trusted (this
-/// machine's id could not be read, the install secret was lost) still tells which activation
-/// to validate, instead of taking a new activation slot. Never used for a cached answer.
-pub fn peek_activation(bytes: &[u8]) -> Option<StoredActivation> {
-    peek_activation_as::<crate::model::ValidatedLicenseKey>(bytes)
-}
-
-/// [`peek_activation`], the body parsed as `L`'s records are.
-pub fn peek_activation_as<L: LicenseData>(bytes: &[u8]) -> Option<StoredActivation> {
-    if bytes.len() > MAX_RECORD_BYTES {
-        return None;
-    }
-    let mut lines = bytes.split(|&b| b == b'\n');
-    lines.next()?.strip_prefix(MAGIC.as_bytes())?;
-    let body = L::parse(std::str::from_utf8(lines.next()?).ok()?)?;
-    body.optional("activation", read_activation)?
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // tests: a panic is the failure report
 mod tests {
@@ -712,9 +860,24 @@ mod tests {
             let mac = tag(&key, &old).finalize().into_bytes();
             old.extend(hex(&mac).into_bytes());
             old.push(b'\n');
-            assert_eq!(encode(&record, &key), old);
+            // A record without an activation is written as serde wrote it; one with an
+            // activation adds the activation's seal, which serde's reader (and an older
+            // library) skips.
+            if record.activation.is_none() {
+                assert_eq!(encode(&record, &key), old);
+            }
             assert_eq!(decode(&old, &key), Ok(record.clone()));
-            assert_eq!(peek_activation(&old), record.activation);
+            assert_eq!(decode(&encode(&record, &key), &key), Ok(record.clone()));
+            let sealed = encode(&record, &key);
+            let body = std::str::from_utf8(&sealed)
+                .unwrap()
+                .lines()
+                .nth(1)
+                .unwrap();
+            assert_eq!(serde_json::from_str::<Record>(body).unwrap(), record);
+            // Unsealed, the activation is none; sealed, it is read back alone.
+            assert_eq!(Sealed::new(&old).activation(&key), None);
+            assert_eq!(Sealed::new(&sealed).activation(&key), record.activation);
         }
     }
 
@@ -775,6 +938,92 @@ mod tests {
             }
         }
         assert!(cases > 300, "{cases}");
+    }
+
+    /// A slot's record key is the one records were always sealed with (they stay readable);
+    /// its activation key leaves out the install secret and the machine's identity, and
+    /// nothing else.
+    #[test]
+    fn a_slots_keys_keep_the_records_and_free_the_activation_of_secret_and_machine() {
+        let mut extra = Vec::new();
+        for part in [&b"https://api.polar.sh"[..], b"machine", b"app"] {
+            extra.extend_from_slice(&(part.len() as u64).to_be_bytes());
+            extra.extend_from_slice(part);
+        }
+        let slot = |secret: &[u8], machine, app: &[u8], origin| {
+            MacKey::for_slot("k", "o", secret, origin, Some(machine), Some(app))
+        };
+        let base = slot(b"s", "machine", b"app", "https://api.polar.sh");
+        assert_eq!(
+            base.record,
+            MacKey::derive("k", "o", b"s", Some(&extra)).record
+        );
+        let lost = slot(b"s2", "machine-2", b"app", "https://api.polar.sh");
+        assert_ne!(base.record, lost.record);
+        assert_eq!(base.activation, lost.activation);
+        assert_ne!(
+            base.activation,
+            slot(b"s", "machine", b"app2", "https://api.polar.sh").activation
+        );
+        assert_ne!(
+            base.activation,
+            slot(b"s", "machine", b"app", "http://127.0.0.1:1").activation
+        );
+        assert_ne!(
+            base.activation,
+            MacKey::for_slot(
+                "k2",
+                "o",
+                b"s",
+                "https://api.polar.sh",
+                Some("machine"),
+                Some(b"app")
+            )
+            .activation
+        );
+        assert_ne!(
+            base.activation,
+            MacKey::for_slot(
+                "k",
+                "o2",
+                b"s",
+                "https://api.polar.sh",
+                Some("machine"),
+                Some(b"app")
+            )
+            .activation
+        );
+        assert_ne!(base.activation, base.record);
+    }
+
+    /// An activation read alone: only under its own key, not when any byte of its object is
+    /// changed, and whatever else in the file is.
+    #[test]
+    fn an_activation_is_read_alone_only_under_its_own_seal() {
+        let key = MacKey::derive("k", "o", b"s", None);
+        let record = rich_record();
+        assert!(record.activation.is_some());
+        let sealed = encode(&record, &key);
+        let text = std::str::from_utf8(&sealed).unwrap();
+        let begin = text.rfind("{\"id\":\"").unwrap();
+        let end = text.rfind("}\n").unwrap();
+        for at in 0..sealed.len() {
+            let mut flipped = sealed.clone();
+            flipped[at] ^= 0x01;
+            let read = Sealed::new(&flipped).activation(&key);
+            if (begin..end).contains(&at) {
+                assert_eq!(read, None, "byte {at}");
+            } else {
+                assert_eq!(read, record.activation, "byte {at}");
+            }
+            assert!(decode(&flipped, &key).is_err(), "byte {at}");
+        }
+        let other = MacKey::derive("k2", "o", b"s", None);
+        assert_eq!(Sealed::new(&sealed).activation(&other), None);
+        // Another install's secret: the record is not trusted, its activation still reads.
+        let lost = MacKey::derive("k", "o", b"s2", None);
+        assert!(decode(&sealed, &lost).is_err());
+        assert_eq!(Sealed::new(&sealed).activation(&lost), record.activation);
     }
 
     #[test]

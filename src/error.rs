@@ -22,6 +22,10 @@ pub(crate) const LEASE_ENDED: &str = "the relay's lease ended ";
 pub(crate) const RELAY_KEY_MISMATCH: &str =
     "signed mode: the relay signs with a key this app does not trust (unknown_kid)";
 
+/// The part of a `cache_error`'s detail that says the stored record is not trusted and the
+/// activation it remembered cannot be read either (issue #76): [`Error::activation_unreadable`].
+pub(crate) const ACTIVATION_UNREADABLE: &str = "the activation it remembered cannot be read";
+
 /// [`Denial::hint`] when [`Denial::activation_gone`].
 const ACTIVATION_GONE: &str = "This device's activation no longer exists: it may have been freed \
      from another device or the customer portal. Nothing is left to free here; activate again \
@@ -308,6 +312,14 @@ impl Error {
         matches!(self, Error::Protocol { detail, .. } if detail.contains(RELAY_KEY_MISMATCH))
     }
 
+    /// A check that requires an activation found the stored record untrusted and the
+    /// activation it remembered unreadable too (a byte of it changed): `cache_error`, nothing
+    /// sent. Activating again takes a new slot; the old one can be freed from the key's
+    /// devices.
+    pub fn activation_unreadable(&self) -> bool {
+        matches!(self, Error::Cache { detail } if detail.contains(ACTIVATION_UNREADABLE))
+    }
+
     /// A short sentence to show the person using the app: what happened and what they can do,
     /// with no internals (the reason code and [`Error::detail`] are for logs and support).
     pub fn user_message(&self) -> String {
@@ -370,6 +382,9 @@ impl Error {
             Error::ClockRollback { .. } | Error::ClockStalled { .. } => {
                 "The computer's clock looks wrong: set it right, or connect to the internet."
                     .to_string()
+            }
+            Error::Cache { .. } if self.activation_unreadable() => {
+                "This computer's license record is damaged: activate the license again.".to_string()
             }
             Error::Cache { .. } => {
                 "The license could not be saved on this computer: check the disk space and \

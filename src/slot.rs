@@ -42,18 +42,19 @@ impl Slot {
         app_secret: Option<&[u8]>,
     ) -> Slot {
         let origin = crate::proto::origin(base_url);
-        let mut extra = Vec::new();
-        for part in [Some(origin.as_bytes()), seal.map(str::as_bytes), app_secret] {
-            let part = part.unwrap_or_default();
-            extra.extend_from_slice(&(part.len() as u64).to_be_bytes());
-            extra.extend_from_slice(part);
-        }
         let name = cache::slot_name(&origin, organization_id, key.expose());
         Slot {
             ledger: cache::ledger_name(&name),
             ask: [name.as_str(), "-ask"].concat(),
             clock: cache::clock_name(&name),
-            mac: MacKey::derive(key.expose(), organization_id, install_secret, Some(&extra)),
+            mac: MacKey::for_slot(
+                key.expose(),
+                organization_id,
+                install_secret,
+                &origin,
+                seal,
+                app_secret,
+            ),
             origin: origin.to_string(),
             name,
         }
@@ -115,7 +116,9 @@ pub fn open<L: LicenseData>(
     let Some(bytes) = record else {
         return opened;
     };
-    match cache::decode_as::<L>(bytes, &slot.mac) {
+    // Read through its seals only: the record with the record's, the activation with its own.
+    let sealed = cache::Sealed::new(bytes);
+    match sealed.open_as::<L>(&slot.mac) {
         Ok(r) if !(r.is_for(organization_id, key) && r.origin == slot.origin) => {
             opened.untrusted = Some(Untrusted::BadMac);
         }
@@ -131,7 +134,7 @@ pub fn open<L: LicenseData>(
         Err(why) => opened.untrusted = Some(why),
     }
     if opened.record.is_none() {
-        opened.remembered = cache::peek_activation_as::<L>(bytes);
+        opened.remembered = sealed.activation(&slot.mac);
     }
     opened
 }

@@ -668,6 +668,165 @@ fn a_lost_install_secret_recovers_the_remembered_activation_online() {
     }
 }
 
+/// The cache directory's files (records, ledgers, clock notes, the install secret) and their
+/// bytes.
+fn snapshot(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            p.is_file() && (name.ends_with(".cache") || name == "install-secret")
+        })
+        .map(|p| {
+            let bytes = std::fs::read(&p).unwrap();
+            (p, bytes)
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// Puts `files` back as they were (those changed), and removes any file written since.
+fn restore(dir: &Path, files: &[(std::path::PathBuf, Vec<u8>)]) {
+    for (p, _) in snapshot(dir) {
+        if !files.iter().any(|(q, _)| *q == p) {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+    for (p, bytes) in files {
+        if std::fs::read(p).ok().as_ref() != Some(bytes) {
+            std::fs::write(p, bytes).unwrap();
+        }
+    }
+}
+
+/// Where the record's activation object lies in the record file's bytes (its seal included;
+/// not its member's name, which the activation is found without).
+fn activation_span(record: &[u8]) -> std::ops::Range<usize> {
+    let text = std::str::from_utf8(record).unwrap();
+    let begin = text.rfind(",\"activation\":{").unwrap() + ",\"activation\":".len();
+    // The activation is the body's last member: its object ends where the body does.
+    let end = text.rfind("}\n").unwrap();
+    begin..end
+}
+
+/// Issue #76, finding 5: a byte flipped anywhere in any cache file (every position of every
+/// file: the record, its ledger, its clock note, the install secret) is a cache that cannot
+/// be trusted, never `invalid_input` ("not activated on this computer yet"), and never another
+/// activation. Offline: `status` untrusted and the check unverified: `offline` when the
+/// activation, sealed on its own, still reads (the flip is elsewhere: it was asked for), and
+/// `cache_error` with nothing sent when the flip is in the activation's own bytes. Online
+/// (every 16th position, every 3rd of the activation's): the activation that still reads is
+/// validated and kept (licensed online, no new slot, remembered after); one that does not is
+/// `cache_error`, nothing sent and no slot taken. A flipped clock note is no note: the record
+/// answers. Before, the record's activation was read before its seal was checked: a flipped
+/// byte in it was `invalid_input` or another activation id sent to Polar.
+#[test]
+fn a_byte_flipped_anywhere_in_the_cache_is_an_untrusted_cache_never_invalid_input() {
+    let w = world();
+    let strict = || w.app_builder().require_activation(true).build().unwrap();
+    let id = w.activated(&strict());
+    // A cached answer: the clock note is written too.
+    w.advance(MIN);
+    from_cache(&strict().check_report(DEMO_KEY));
+    w.requests();
+    let files = snapshot(&w.dir);
+    let names: Vec<String> = files
+        .iter()
+        .map(|(p, _)| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        files.len(),
+        4,
+        "record, ledger, clock note, install secret: {names:?}"
+    );
+    let record = w.record_file();
+    let span = activation_span(&files.iter().find(|(p, _)| *p == record).unwrap().1);
+    let mut seen = std::collections::BTreeMap::<String, usize>::new();
+    for online in [false, true] {
+        if online {
+            w.online();
+        } else {
+            w.offline();
+        }
+        for (path, original) in &files {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let clock = name.ends_with("-clock.cache");
+            for at in 0..original.len() {
+                let in_activation = *path == record && span.contains(&at);
+                // Online, a sample: every 16th byte, every 3rd of the activation's.
+                if online && at % if in_activation { 3 } else { 16 } != 0 {
+                    continue;
+                }
+                restore(&w.dir, &files);
+                let mut flipped = original.clone();
+                flipped[at] ^= 0x01;
+                std::fs::write(path, &flipped).unwrap();
+                let app = strict();
+                let status = app.status(DEMO_KEY).unwrap();
+                let report = app.check_report(DEMO_KEY);
+                let sent = w.requests();
+                let case = format!("{name} byte {at} online {online}: {:?}", report.outcome);
+                assert_ne!(
+                    report.outcome.reason(),
+                    Some(Reason::InvalidInput),
+                    "{case}"
+                );
+                if clock {
+                    assert!(report.outcome.is_licensed(), "{case}");
+                    *seen.entry("clock: licensed".into()).or_default() += 1;
+                    continue;
+                }
+                assert!(
+                    matches!(status.state, CacheState::Untrusted(_)),
+                    "{case}: {status:?}"
+                );
+                if in_activation {
+                    assert!(status.activation.is_none(), "{case}: {status:?}");
+                    assert_eq!(report.outcome.reason(), Some(Reason::CacheError), "{case}");
+                    let CheckOutcome::Unverified(e) = &report.outcome else {
+                        panic!("{case}")
+                    };
+                    assert!(e.activation_unreadable(), "{case}");
+                    assert!(e.user_message().contains("activate"), "{case}");
+                    assert_eq!(sent, 0, "{case}: nothing sent");
+                    *seen.entry("activation: cache_error".into()).or_default() += 1;
+                    continue;
+                }
+                assert_eq!(
+                    status.activation.as_ref().map(|a| a.id.as_str()),
+                    Some(id.as_str()),
+                    "{case}: the activation, sealed on its own, still reads"
+                );
+                assert_eq!(sent, 1, "{case}: its activation asked for");
+                if online {
+                    online_licensed(&report.outcome, &case);
+                    assert_eq!(report.activation_id.as_deref(), Some(id.as_str()), "{case}");
+                    match app.status(DEMO_KEY).unwrap().state {
+                        CacheState::Present(r) => {
+                            assert_eq!(r.activation.map(|a| a.id), Some(id.clone()), "{case}")
+                        }
+                        other => panic!("{case}: {other:?}"),
+                    }
+                    *seen.entry("elsewhere: licensed online".into()).or_default() += 1;
+                } else {
+                    assert_eq!(report.outcome.reason(), Some(Reason::Offline), "{case}");
+                    *seen.entry("elsewhere: offline".into()).or_default() += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(w.polar.activations(DEMO_KEY).len(), 1, "never a new slot");
+    // Every kind of case was met.
+    assert_eq!(seen.len(), 4, "{seen:?}");
+}
+
+#[track_caller]
+fn online_licensed(outcome: &CheckOutcome, case: &str) {
+    assert_eq!(outcome.source(), Some(Source::Online), "{case}");
+}
+
 #[test]
 fn deactivating_the_activation_an_untrusted_record_names_frees_it_and_forgets_it() {
     let w = world();

@@ -106,18 +106,13 @@ fn slot() -> String {
     )
 }
 
-/// The native seal of `KEY`'s record: the key, the org, the install secret (hex in the
-/// storage) and the framed (origin, machine, app secret) triple, as the native `Licensing`.
+/// The native seals of `KEY`'s record: the key, the org, the install secret (hex in the
+/// storage), the origin, no machine and the app secret, as the native `Licensing` derives them.
 fn native_mac(secret_hex: &str, app_secret: &[u8]) -> MacKey {
     let secret: Vec<u8> = (0..32)
         .map(|i| u8::from_str_radix(&secret_hex[2 * i..2 * i + 2], 16).unwrap())
         .collect();
-    let mut extra = Vec::new();
-    for part in [PRODUCTION_URL.as_bytes(), &b""[..], app_secret] {
-        extra.extend_from_slice(&(part.len() as u64).to_be_bytes());
-        extra.extend_from_slice(part);
-    }
-    MacKey::derive(KEY, ORG, &secret, Some(&extra))
+    MacKey::for_slot(KEY, ORG, &secret, PRODUCTION_URL, None, Some(app_secret))
 }
 
 fn licensing(storage: &JsValue, app_secret: &[u8]) -> polar_license::wasm::AsyncLicensingBuilder {

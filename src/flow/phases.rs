@@ -44,7 +44,14 @@ pub fn remembered_request(
 
 /// The request of a check: the explicit one, or a plain check's ([`remembered_request`]);
 /// when the client requires an activation and none is remembered, the `invalid_input` error
-/// naming `activation_id`. One rule for `check` and `check_in_background`.
+/// naming `activation_id` ("activate first"). One rule for `check` and `check_in_background`.
+///
+/// A stored record that cannot be trusted and whose activation cannot be read either (a byte
+/// flipped in the activation's own bytes: its seal fails) is no "activate first": this
+/// machine was activated, and another activation would take a second slot while the first
+/// stays held. It is the `cache_error` of a slot that cannot be used (as when the slot's
+/// secret cannot be read): unverified, nothing sent, the damaged record left as it is
+/// (issue #76, finding 5).
 pub fn check_request<L>(
     key: &Key,
     explicit: Option<&ValidateRequest>,
@@ -57,6 +64,17 @@ pub fn check_request<L>(
     }
     let req = remembered_request(key, opened.remembered.as_ref(), machine);
     if require_activation && req.activation_id.is_none() {
+        if let Some(why) = opened.untrusted {
+            return Err(Error::Cache {
+                detail: format!(
+                    "the stored record is not trusted ({}) and {}: nothing was sent; \
+                     activating again takes a new slot (the old one can be freed from the \
+                     key's devices)",
+                    why.as_str(),
+                    crate::error::ACTIVATION_UNREADABLE,
+                ),
+            });
+        }
         return Err(Error::invalid(
             "activation_id",
             "no activation remembered on this machine: activate first",

@@ -12,6 +12,7 @@ mod output;
 mod relay;
 mod run;
 mod seat;
+mod seat_child;
 mod serve;
 mod usage;
 
@@ -20,6 +21,11 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // `seat run`'s launcher and watchdog (seat_child.rs): this binary started by `seat run`
+    // itself, before anything else is read.
+    if let Some(code) = seat_child::internal(&std::env::args_os().collect::<Vec<_>>()) {
+        return ExitCode::from(code);
+    }
     // `--json` must hold even when the command line itself is wrong, so look for it first.
     let wants_json = std::env::args_os()
         .skip(1)

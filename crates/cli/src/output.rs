@@ -476,6 +476,11 @@ fn next_step_error(error: &Error) -> Option<String> {
                  portal?): try again on another network"
                     .into()
             }
+            Reason::CacheError if error.activation_unreadable() => {
+                "the cached record is damaged: activate again (`polar-license activate`), and \
+                 free the old activation with `polar-license devices` and `free`"
+                    .into()
+            }
             Reason::CacheError => {
                 "make the cache directory writable (or pick another with --cache-dir)".into()
             }

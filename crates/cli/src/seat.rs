@@ -21,7 +21,6 @@
 //! steps one at a time, for a script that schedules its own heartbeat: nothing holds an
 //! acquired seat between them, and one not heard from within its life frees by itself.
 
-use std::process::Command;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
@@ -405,16 +404,16 @@ fn seat_run(g: &Global, a: &SeatRunArgs) -> u8 {
         })
     };
     // Signals caught from here on: passed on to the command, the seat released after it.
+    // The command is started so that it does not outlive this process (seat_child.rs).
     let passing = signals::catch();
-    let status = Command::new(&a.command[0])
-        .args(&a.command[1..])
-        .spawn()
-        .and_then(|mut child| {
-            if let Some(passing) = &passing {
-                passing.to(child.id());
-            }
-            child.wait()
-        });
+    let status = crate::seat_child::spawn(&a.command).and_then(|mut started| {
+        if let Some(passing) = &passing {
+            passing.to(started.child.id(), started.leads_group);
+        }
+        let status = started.child.wait();
+        started.exited();
+        status
+    });
     let _ = stop.send(());
     let _ = beat.join();
     release(&client, &mut lock(&hold));
@@ -500,8 +499,9 @@ fn err(text: &str) {
     crate::output::print_err(&format!("{text}\n"));
 }
 
-/// SIGINT and SIGTERM caught while the command runs and passed on to it (Unix); a console's
-/// Ctrl-C and Ctrl-Break caught (Windows: the command, on the same console, gets its own).
+/// SIGINT, SIGTERM and SIGHUP caught while the command runs and passed on to it (Unix: to its
+/// process group when it leads one); a console's Ctrl-C and Ctrl-Break caught (Windows: the
+/// command, on the same console, gets its own).
 mod signals {
     use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -511,8 +511,14 @@ mod signals {
     #[derive(Default)]
     struct Target {
         pid: Option<u32>,
+        /// The command leads a process group of its own: the signals go to the group (what
+        /// the command started with them), and a terminal's go too (they reached
+        /// `seat run`'s group, not the command's).
         #[cfg(unix)]
-        waiting: Vec<rustix::process::Signal>,
+        group: bool,
+        /// Each with whether the terminal sent it.
+        #[cfg(unix)]
+        waiting: Vec<(rustix::process::Signal, bool)>,
     }
 
     /// The most signals kept waiting (one of each kind is what a command can act on).
@@ -529,51 +535,69 @@ mod signals {
     }
 
     impl Passing {
-        /// The command's process id: the signals go to it from now on, those caught before
-        /// first.
-        pub fn to(&self, pid: u32) {
+        /// The command's process id (and whether it leads its own process group): the
+        /// signals go to it from now on, those caught before first.
+        pub fn to(&self, pid: u32, group: bool) {
             let mut t = target(&self.target);
             t.pid = Some(pid);
             #[cfg(unix)]
-            for sig in std::mem::take(&mut t.waiting) {
-                send(pid, sig);
+            {
+                t.group = group;
+                for (sig, by_terminal) in std::mem::take(&mut t.waiting) {
+                    if group || !by_terminal {
+                        send(pid, group, sig);
+                    }
+                }
             }
+            #[cfg(not(unix))]
+            let _ = group;
         }
 
-        /// A caught signal: to the command, or kept until its id is known.
+        /// A caught signal: to the command, or kept until its id is known. One the terminal
+        /// sent (`by_terminal`) reached the command already when it shares `seat run`'s
+        /// group, and is passed on only when it does not.
         #[cfg(unix)]
-        fn pass(&self, sig: rustix::process::Signal) {
+        fn pass(&self, sig: rustix::process::Signal, by_terminal: bool) {
             let mut t = target(&self.target);
             match t.pid {
-                Some(pid) => send(pid, sig),
-                None if t.waiting.len() < MAX_WAITING => t.waiting.push(sig),
+                Some(_) if by_terminal && !t.group => {}
+                Some(pid) => send(pid, t.group, sig),
+                None if t.waiting.len() < MAX_WAITING => t.waiting.push((sig, by_terminal)),
                 None => {}
             }
         }
     }
 
+    /// `sig` to the command `pid`, or to its group (`group`: `pid` leads it).
     #[cfg(unix)]
-    fn send(pid: u32, sig: rustix::process::Signal) {
-        use rustix::process::{kill_process, Pid};
+    fn send(pid: u32, group: bool, sig: rustix::process::Signal) {
+        use rustix::process::{kill_process, kill_process_group, Pid};
         if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
-            let _ = kill_process(pid, sig);
+            let _ = if group {
+                kill_process_group(pid, sig)
+            } else {
+                kill_process(pid, sig)
+            };
         }
     }
 
     /// Unix: the signals read with who sent them, on a thread of their own. A terminal's
-    /// Ctrl-C (SIGINT, `si_code` SI_KERNEL: the kernel's, from the terminal) went to the whole
-    /// foreground process group, the command with it, so it is not passed on: the command gets
-    /// one SIGINT, not two. A signal a process sent (`kill`, a CI runner's cancel) to this
-    /// process only is passed on to the command. Where the sender cannot be read (macOS fills
-    /// in no cause) it is passed on, as before.
+    /// Ctrl-C (SIGINT, `si_code` SI_KERNEL: the kernel's, from the terminal) or hangup
+    /// (SIGHUP, the same) went to the whole foreground process group: when the command is in
+    /// it (`seat run` a terminal's foreground job) it is not passed on, the command gets one
+    /// SIGINT, not two; when the command leads a group of its own it is. A signal a process
+    /// sent (`kill`, a CI runner's cancel, a closing session's SIGHUP) to this process only is
+    /// passed on to the command. Where the sender cannot be read (macOS fills in no cause) it
+    /// is passed on, as before. SIGHUP is caught too (issue #76): its default would end
+    /// `seat run` with the seat held and the command running.
     #[cfg(unix)]
     pub fn catch() -> Option<Passing> {
         use rustix::process::Signal;
-        use signal_hook::consts::{SIGINT, SIGTERM};
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
         use signal_hook::iterator::exfiltrator::WithOrigin;
         use signal_hook::iterator::SignalsInfo;
         use signal_hook::low_level::siginfo::Cause;
-        let mut signals = SignalsInfo::<WithOrigin>::new([SIGINT, SIGTERM]).ok()?;
+        let mut signals = SignalsInfo::<WithOrigin>::new([SIGINT, SIGTERM, SIGHUP]).ok()?;
         let passing = Passing {
             target: Arc::default(),
         };
@@ -584,14 +608,13 @@ mod signals {
             .name("seat-run-signals".into())
             .spawn(move || {
                 for origin in signals.forever() {
-                    if origin.signal == SIGINT && origin.cause == Cause::Kernel {
-                        continue;
-                    }
-                    to.pass(if origin.signal == SIGINT {
-                        Signal::INT
-                    } else {
-                        Signal::TERM
-                    });
+                    let sig = match origin.signal {
+                        SIGINT => Signal::INT,
+                        SIGHUP => Signal::HUP,
+                        _ => Signal::TERM,
+                    };
+                    let by_terminal = origin.signal != SIGTERM && origin.cause == Cause::Kernel;
+                    to.pass(sig, by_terminal);
                 }
             })
             .ok()?;
@@ -641,11 +664,11 @@ mod signals {
                 target: Arc::default(),
             };
             let mut child = sleeper();
-            passing.pass(Signal::TERM);
+            passing.pass(Signal::TERM, false);
             // Not sent anywhere yet: the command runs on.
             std::thread::sleep(std::time::Duration::from_millis(100));
             assert!(child.try_wait().expect("wait").is_none());
-            passing.to(child.id());
+            passing.to(child.id(), false);
             let status = child.wait().expect("wait");
             assert_eq!(status.signal(), Some(Signal::TERM.as_raw()), "{status:?}");
             // Passed on once: nothing left waiting.
@@ -658,18 +681,18 @@ mod signals {
                 target: Arc::default(),
             };
             for _ in 0..MAX_WAITING + 5 {
-                passing.pass(Signal::INT);
+                passing.pass(Signal::INT, false);
             }
             assert_eq!(target(&passing.target).waiting.len(), MAX_WAITING);
             let mut child = sleeper();
             let mut later = sleeper();
-            passing.to(later.id());
+            passing.to(later.id(), false);
             assert_eq!(
                 later.wait().expect("wait").signal(),
                 Some(Signal::INT.as_raw())
             );
-            passing.to(child.id());
-            passing.pass(Signal::TERM);
+            passing.to(child.id(), false);
+            passing.pass(Signal::TERM, false);
             assert_eq!(
                 child.wait().expect("wait").signal(),
                 Some(Signal::TERM.as_raw())

@@ -367,6 +367,124 @@ fn sigterm_is_passed_on_to_the_command_and_the_seat_released_after_it() {
     succeeds(&w, "released after the signal");
 }
 
+/// Whether the process `pid` is gone (no such process, or a zombie: ended, not yet reaped).
+#[cfg(target_os = "linux")]
+fn gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command's name in parentheses.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => true,
+    }
+}
+
+/// The process ids a command wrote to `file` (one a line), once it has.
+#[cfg(target_os = "linux")]
+fn pids(file: &Path) -> Vec<u32> {
+    wait_for(file, "the command never wrote its process ids");
+    std::fs::read_to_string(file)
+        .expect("the process ids")
+        .lines()
+        .map(|l| l.trim().parse().expect("a process id"))
+        .collect()
+}
+
+/// Waits (at most 10 s) until every one of `pids` is gone.
+#[cfg(target_os = "linux")]
+fn all_gone_within_10_s(pids: &[u32]) -> bool {
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < until {
+        if pids.iter().all(|&p| gone(p)) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// A shell command for `seat run` that starts a child of its own (`sleep`, in the
+/// background), writes its own process id and the child's to `pids`, one a line, and waits.
+#[cfg(target_os = "linux")]
+fn a_command_with_a_child(pids: &Path) -> String {
+    format!(
+        "sleep 300 & echo $$ > '{0}.part'; echo $! >> '{0}.part'; mv '{0}.part' '{0}'; wait",
+        pids.display()
+    )
+}
+
+/// Issue #76, finding 4: `seat run` killed outright (SIGKILL: nothing of it runs after) stops
+/// its command all the same, and what the command started: the command by its parent-death
+/// signal, its child by the watchdog's SIGTERM to the command's process group. Before, both
+/// ran on with no seat, for ever.
+#[cfg(target_os = "linux")]
+#[test]
+fn seat_run_killed_by_sigkill_stops_its_command_and_what_the_command_started() {
+    let w = world();
+    let file = w._dir.path().join("pids-kill");
+    let mut holder = seat_run(&w, &[], &["sh", "-c", &a_command_with_a_child(&file)])
+        .spawn()
+        .expect("seat run starts");
+    let started = pids(&file);
+    assert_eq!(started.len(), 2, "{started:?}");
+    assert!(!started.iter().any(|&p| gone(p)), "running: {started:?}");
+    holder.kill().expect("SIGKILL sent");
+    let _ = holder.wait();
+    all_gone_within_10_s(&started);
+    let running: Vec<u32> = started.iter().copied().filter(|&p| !gone(p)).collect();
+    // Never left running past the test, whatever it found.
+    for p in &started {
+        let _ = Command::new("kill")
+            .args(["-KILL", &p.to_string()])
+            .status();
+    }
+    assert!(
+        running.is_empty(),
+        "still running 10 s after seat run was killed: {running:?} (the command, its child: {started:?})"
+    );
+}
+
+/// Issue #76, finding 4: SIGHUP (a closed terminal, a session's end) is passed on to the
+/// command's process group, the command and its child stopped, and the seat released after
+/// (the relay's one CI seat is free at once). Before, SIGHUP's default ended `seat run` alone:
+/// the command ran on, the seat held until its life ended.
+#[cfg(target_os = "linux")]
+#[test]
+fn sighup_is_passed_on_to_the_commands_group_and_the_seat_released_after_it() {
+    let w = world();
+    let file = w._dir.path().join("pids-hup");
+    let mut cmd = seat_run(&w, &[], &["sh", "-c", &a_command_with_a_child(&file)]);
+    cmd.stderr(std::process::Stdio::piped());
+    let holder = cmd.spawn().expect("seat run starts");
+    let started = pids(&file);
+    let killed = Command::new("kill")
+        .args(["-HUP", &holder.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    all_gone_within_10_s(&started);
+    let running: Vec<u32> = started.iter().copied().filter(|&p| !gone(p)).collect();
+    for p in &started {
+        let _ = Command::new("kill")
+            .args(["-KILL", &p.to_string()])
+            .status();
+    }
+    let out = holder.wait_with_output().expect("seat run ends");
+    assert!(
+        running.is_empty(),
+        "still running 10 s after SIGHUP: {running:?} (the command, its child: {started:?}): {out:?}"
+    );
+    // The shell ended by SIGHUP: 128 + 1.
+    assert_eq!(
+        out.status.code(),
+        Some(129),
+        "the command's own exit: {out:?}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("release"), "released cleanly: {stderr}");
+    succeeds(&w, "released after SIGHUP");
+}
+
 #[test]
 fn an_acquisition_and_a_release_refused_429_are_asked_again_after_the_wait() {
     // One request a second per address: each job's release (and the next acquisition) is

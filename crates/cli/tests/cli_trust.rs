@@ -967,3 +967,142 @@ fn the_command_reaches_an_apps_directory_with_app_id() {
     );
     assert!(s.v.to_string().contains("app_id"), "{s:?}");
 }
+
+/// The cache directory's files (records, ledgers, clock notes, the install secret) and their
+/// bytes.
+fn cache_snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .expect("the cache directory")
+        .map(|e| e.expect("an entry").path())
+        .filter(|p| {
+            let name = p.file_name().unwrap_or_default().to_string_lossy();
+            p.is_file() && (name.ends_with(".cache") || name == "install-secret")
+        })
+        .map(|p| {
+            let bytes = std::fs::read(&p).expect("a cache file");
+            (p, bytes)
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// Puts `files` back as they were (those changed), and removes any cache file written since.
+fn cache_restore(dir: &Path, files: &[(PathBuf, Vec<u8>)]) {
+    for (p, _) in cache_snapshot(dir) {
+        if !files.iter().any(|(q, _)| *q == p) {
+            std::fs::remove_file(p).expect("remove");
+        }
+    }
+    for (p, bytes) in files {
+        if std::fs::read(p).ok().as_ref() != Some(bytes) {
+            std::fs::write(p, bytes).expect("restore");
+        }
+    }
+}
+
+/// Issue #76, finding 5, through the real binary: a byte flipped in any cache file (the
+/// record, its ledger, its clock note, the install secret; at its first bytes and at each
+/// sixteenth of its length, the positions of the issue's run, and at every 4th byte of the
+/// record's activation) is never `invalid_input` (exit 2, "not activated on this computer
+/// yet") for `--require-activation check`. The record or its ledger flipped: `status` says
+/// untrusted; offline the check is unverified (exit 3): `offline` when the activation, sealed
+/// on its own, still reads (it was asked for), `cache_error` with nothing sent when the flip
+/// is in the activation's own bytes; online the activation that reads is validated and kept
+/// (licensed online, the same id, no new slot). A flipped clock note is no note: licensed.
+/// Before, the activation was read before any seal: a flip in the header or in the activation
+/// was `invalid_input`, exit 2.
+#[test]
+fn a_byte_flipped_in_any_cache_file_is_an_untrusted_cache_never_invalid_input() {
+    let w = world();
+    let id = w.activated();
+    // A cached answer a minute later: the clock note is written too.
+    let c = w.at(60, &["--require-activation", "check", "--key", DEMO_KEY]);
+    assert_eq!(c.licensed_from(), Some("cache"), "{c:?}");
+    let files = cache_snapshot(&w.dir);
+    let names: Vec<String> = files
+        .iter()
+        .map(|(p, _)| {
+            p.file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    assert_eq!(
+        files.len(),
+        4,
+        "record, ledger, clock note, install secret: {names:?}"
+    );
+    let record = w.record_file();
+    let record_bytes = &files
+        .iter()
+        .find(|(p, _)| *p == record)
+        .expect("the record")
+        .1;
+    let text = String::from_utf8_lossy(record_bytes).into_owned();
+    let span = text.rfind("{\"id\":\"").expect("an activation")..text.rfind("}\n").expect("a body");
+    let mut kinds = std::collections::BTreeSet::new();
+    for online in [false, true] {
+        w.polar
+            .set_fault((!online).then_some(Fault::CloseImmediately));
+        for (path, original) in &files {
+            let name = path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            let clock = name.ends_with("-clock.cache");
+            let len = original.len();
+            let mut at: Vec<usize> = (0..3).chain((0..16).map(|k| k * len / 16)).collect();
+            if *path == record {
+                at.extend(span.clone().step_by(4));
+            }
+            at.sort_unstable();
+            at.dedup();
+            for at in at {
+                cache_restore(&w.dir, &files);
+                let mut flipped = original.clone();
+                flipped[at] ^= 0x01;
+                std::fs::write(path, &flipped).expect("flip");
+                let in_activation = *path == record && span.contains(&at);
+                w.requests();
+                let s = w.status(60);
+                let a = w.at(60, &["--require-activation", "check", "--key", DEMO_KEY]);
+                let sent = w.requests();
+                let case = format!("{name} byte {at} online {online}: {a:?}");
+                assert_ne!(a.code, 2, "{case}");
+                assert_ne!(a.str("reason"), Some("invalid_input"), "{case}");
+                if clock {
+                    assert!(a.licensed_from().is_some(), "{case}");
+                    kinds.insert("clock: licensed");
+                    continue;
+                }
+                assert_eq!(s.v["cache"]["state"], "untrusted", "{case}: {s:?}");
+                if in_activation {
+                    assert_eq!(a.verdict().0, 3, "{case}");
+                    assert_eq!(a.str("reason"), Some("cache_error"), "{case}");
+                    assert_eq!(sent, 0, "{case}: nothing sent");
+                    kinds.insert("activation: cache_error");
+                    continue;
+                }
+                assert_eq!(s.str("activation_id"), Some(id.as_str()), "{case}: {s:?}");
+                if online {
+                    assert_eq!(a.licensed_from(), Some("online"), "{case}");
+                    assert_eq!(a.str("activation_id"), Some(id.as_str()), "{case}");
+                    kinds.insert("elsewhere: licensed online");
+                } else {
+                    assert_eq!(
+                        a.verdict(),
+                        (3, Some("unverified"), Some("offline")),
+                        "{case}"
+                    );
+                    kinds.insert("elsewhere: offline");
+                }
+            }
+        }
+    }
+    w.polar.set_fault(None);
+    assert_eq!(w.polar.activations(DEMO_KEY).len(), 1, "never a new slot");
+    assert_eq!(kinds.len(), 4, "{kinds:?}");
+}

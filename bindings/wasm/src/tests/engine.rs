@@ -81,15 +81,10 @@ fn secret_bytes() -> Vec<u8> {
         .collect()
 }
 
-/// The native seal of `KEY`'s record for `origin`: key, org, install secret and the framed
-/// (origin, machine, app secret) triple, as the native `Licensing` derives it.
+/// The native seals of `KEY`'s record for `origin` (no machine id, the app secret `app`), as
+/// the native `Licensing` derives them.
 fn native_mac(origin: &str) -> MacKey {
-    let mut extra = Vec::new();
-    for part in [origin.as_bytes(), &b""[..], &b"app"[..]] {
-        extra.extend_from_slice(&(part.len() as u64).to_be_bytes());
-        extra.extend_from_slice(part);
-    }
-    MacKey::derive(KEY, ORG, &secret_bytes(), Some(&extra))
+    MacKey::for_slot(KEY, ORG, &secret_bytes(), origin, None, Some(&b"app"[..]))
 }
 
 /// A storage, as `license.js` keeps one: named strings, written in the order given.

@@ -612,17 +612,12 @@ fn every_deactivate_answer_is_classified_as_natively() {
     }
 }
 
-/// The native seal of `KEY`'s record on production (no machine id, no app secret).
+/// The native seals of `KEY`'s record on production (no machine id, no app secret).
 fn native_mac() -> MacKey {
-    let mut extra = Vec::new();
-    for part in [PRODUCTION_URL.as_bytes(), &b""[..], &b""[..]] {
-        extra.extend_from_slice(&(part.len() as u64).to_be_bytes());
-        extra.extend_from_slice(part);
-    }
     let secret: Vec<u8> = (0..32)
         .map(|i| u8::from_str_radix(&SECRET[2 * i..2 * i + 2], 16).unwrap())
         .collect();
-    MacKey::derive(KEY, ORG, &secret, Some(&extra))
+    MacKey::for_slot(KEY, ORG, &secret, PRODUCTION_URL, None, None)
 }
 
 /// Records the engine writes are the bytes the native code encodes for the same record: the

@@ -1370,9 +1370,16 @@ pub struct SeatRunArgs {
     #[command(flatten)]
     pub seat: SeatAcquireArgs,
 
-    /// Seconds between heartbeats, fractions allowed (default: a third of the seat's life)
+    /// Seconds between heartbeats, fractions allowed (default, and at most: a third of the
+    /// seat's life)
     #[arg(long, value_name = "SECONDS", hide = true, value_parser = parse_interval)]
     pub heartbeat: Option<Duration>,
+
+    /// Seconds COMMAND may go on after the seat's lease ended with no renewal from the relay
+    /// (it out of reach) before it is stopped and `seat run` exits with seat_lost (default 0:
+    /// stopped at the lease's end, when the relay may give the seat to another machine)
+    #[arg(long, value_name = "SECONDS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=3600))]
+    pub seat_grace: u32,
 
     /// The command and its arguments
     #[arg(last = true, required = true, value_name = "COMMAND")]

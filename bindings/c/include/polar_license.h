@@ -1621,7 +1621,7 @@ bool polar_license_result_entitlement_bool(const polar_license_result *result,
 // none, and the call's result is `INVALID_INPUT`). No Polar activation is made.
 //
 // A seat is held only with a seat lease the relay signed, verified with the client's relay
-// keys (`polar_license_options_relay_keys`): a client without them holds no seat (the
+// keys (`polar_license_config_add_relay_key`): a client without them holds no seat (the
 // result `INVALID_INPUT` naming `relay_keys`, nothing sent); an answer whose lease is
 // missing or does not verify holds none (`OFFLINE` with reason `PROTOCOL_ERROR`; the seat it
 // named is given back).

@@ -70,6 +70,19 @@ static void relay_start(void) {
   }
 }
 
+/* The relay's seat life for tests only (`relay serve` reads it from its environment): `seconds`,
+ * or NULL for the relay's own. */
+static void test_only_seat_seconds(const char *seconds) {
+#ifdef _WIN32
+  _putenv_s("POLAR_LICENSE_RELAY_TEST_ONLY_SEAT_SECONDS", seconds == NULL ? "" : seconds);
+#else
+  if (seconds == NULL)
+    unsetenv("POLAR_LICENSE_RELAY_TEST_ONLY_SEAT_SECONDS");
+  else
+    setenv("POLAR_LICENSE_RELAY_TEST_ONLY_SEAT_SECONDS", seconds, 1);
+#endif
+}
+
 static void relay_stop(void) {
   if (relay_proc == -1) return;
   proc_end(relay_proc, 0);
@@ -308,7 +321,10 @@ static void the_relay_gone_keeps_the_seat_until_its_lease_ends(void) {
   polar_license_seat_result *r;
   emu_new_key("\"limit_activations\":1", key);
   relay_stop();
+  /* A seat's life of 4 s (a test's only), so that its end comes soon. */
+  test_only_seat_seconds("4");
   relay_start();
+  test_only_seat_seconds(NULL);
   client = relay_client(dir);
   r = acquire(client, key, "machine-a", false, &seat);
   CHECK_SEAT_ERROR(r, POLAR_LICENSE_SEAT_ERROR_NONE);
@@ -324,10 +340,11 @@ static void the_relay_gone_keeps_the_seat_until_its_lease_ends(void) {
     CHECK(!polar_license_seat_lost(seat));
     /* The next try is soon (1 s after a failure), and never past the lease's end. */
     CHECK(polar_license_seat_next_ms(seat) >= 0 && polar_license_seat_next_ms(seat) <= 1000);
+    CHECK(end <= (int64_t)time(NULL) + 5);
     /* Held while the lease runs; lost from its end on. */
     while ((long long)time(NULL) < (long long)end - 1) {
       CHECK(polar_license_seat_held(seat));
-      pause_ms(500);
+      pause_ms(200);
     }
     while ((long long)time(NULL) <= (long long)end) pause_ms(100);
     CHECK(!polar_license_seat_held(seat));

@@ -308,7 +308,8 @@ pub enum Command {
     /// runs the relay in front of the Polar chosen by --server/--base-url
     #[command(subcommand)]
     Relay(RelayCommand),
-    /// Floating and CI seats through the seller's relay (--base-url): `run` holds one of the
+    /// Floating and CI seats through the seller's relay (--base-url; its --relay-key
+    /// required: a seat holds only with a seat lease that verifies): `run` holds one of the
     /// key's seats while a command runs
     #[command(subcommand)]
     Seat(SeatCommand),
@@ -1291,7 +1292,8 @@ mod tests {
 pub enum SeatCommand {
     /// Hold one of the key's seats through the seller's relay (--base-url) while COMMAND
     /// runs: acquired first, heartbeated while it runs, released when it exits (whatever its
-    /// exit code, which is this command's); no Polar activation is made
+    /// exit code, which is this command's); stopped at the seat's lease's end when the relay
+    /// cannot be reached to renew it (exit 3, seat_lost); no Polar activation is made
     Run(SeatRunArgs),
     /// Borrow one of the key's floating seats for offline use for N days (the seller's relay
     /// lends at most its --seat-borrow-days): prints the seat's id, its end and its signed

@@ -38,6 +38,11 @@ fn world() -> World {
 /// The emulator, and a relay in front of it with `seats` options (`--per-ip 100/200` among
 /// them: jobs in a row from one address, faster than CI runs them).
 fn world_with(seats: &[&str]) -> World {
+    world_env(seats, &[])
+}
+
+/// [`world_with`], the relay started with `env` besides.
+fn world_env(seats: &[&str], env: &[(&str, &str)]) -> World {
     let dir = ScratchDir::new("cli-seats");
     let polar = Served::start(clean_command(BIN).args(["emulator", "--port", "0"]));
     let (key, pair) = relay_keygen(BIN, &dir, "relay.key");
@@ -45,6 +50,7 @@ fn world_with(seats: &[&str]) -> World {
         relay_serve(BIN, &polar.url, &key)
             .args(["--port", "0", "--store", "memory"])
             .args(seats)
+            .envs(env.iter().copied())
             .env("POLAR_ACCESS_TOKEN", DEMO_TOKEN),
         "serving until killed",
     )
@@ -514,21 +520,17 @@ fn seat_acquire_heartbeat_and_release_one_at_a_time() {
 }
 
 /// Issue #76 finding 2: `seat run` never outlives its seat's lease. The relay is killed while
-/// the command runs (heartbeats every 0.5 s, the seat's life 30 s): the command is stopped
+/// the command runs (heartbeats every 0.5 s, the seat's life 6 s, a test's only): the command is stopped
 /// (SIGTERM) at the lease's end, not before and not long after, and `seat run` exits with the
 /// core's `seat_lost` (exit 3), not the command's code. Before, the hold stayed `held` for
 /// ever and the command ran on while the relay gave the seat to another job.
 #[cfg(unix)]
 #[test]
 fn seat_run_stops_its_command_at_the_leases_end_when_the_relay_is_out_of_reach() {
-    let mut w = world_with(&[
-        "--seat-ci-cap",
-        "1",
-        "--per-ip",
-        "100/200",
-        "--seat-seconds",
-        "30",
-    ]);
+    let mut w = world_env(
+        &["--seat-ci-cap", "1", "--per-ip", "100/200"],
+        &[("POLAR_LICENSE_RELAY_TEST_ONLY_SEAT_SECONDS", "6")],
+    );
     let ready = w._dir.path().join("ready-lost");
     // The command says when it holds the seat, then runs 90 s unless stopped (exit 9 then).
     let script = format!(
@@ -573,9 +575,10 @@ fn seat_run_stops_its_command_at_the_leases_end_when_the_relay_is_out_of_reach()
         "stopped\n",
         "{stderr}"
     );
-    // Lost at the lease's end (30 s after the last renewal, at most 0.5 s before the kill).
+    // Lost at the lease's end (6 s after the last renewal, at most 0.5 s before the kill; the
+    // lease's end is in whole seconds).
     assert!(
-        took >= Duration::from_secs(28) && took <= Duration::from_secs(36),
+        took >= Duration::from_secs(4) && took <= Duration::from_secs(10),
         "lost {took:?} after the relay went: {stderr}"
     );
 }

@@ -15,8 +15,9 @@ use polar_license_emulator::{DEMO_ORGANIZATION_ID, DEMO_TOKEN};
 use polar_license_relay::{Relay, SeatOptions, ServeOptions};
 use polar_license_testkit::{http, lease_proxy};
 
-/// The seat's life on the relay (its smallest): the guard beats every 10 s.
-const LIFE: u32 = 30;
+/// The seat's life on the relay (a test's only: `with_test_only_seat_seconds`): the guard
+/// beats every 1.33 s.
+const LIFE: u32 = 4;
 
 /// The relay out of reach (a proxy that closes every connection from some point on): the
 /// guard says `held` until the seat's signed lease ends and `lost` from then on (with
@@ -37,11 +38,9 @@ fn a_guard_whose_relay_stops_answering_is_lost_at_the_leases_end() {
     );
     let relay: Relay = rig::relay(config, rig::upstream(Duration::from_secs(10))).into();
     let relay = relay
-        .with_seats(SeatOptions {
-            seconds: LIFE,
-            ..SeatOptions::default()
-        })
-        .expect("seats of 30 s");
+        .with_seats(SeatOptions::default())
+        .and_then(|r| r.with_test_only_seat_seconds(LIFE))
+        .expect("seats of 4 s");
     let served = rig::listen(relay, ServeOptions::default());
     let proxy = lease_proxy::proxy(&served.url(), b"", b"");
     let through = rig::client(&proxy.url, Duration::from_secs(2));

@@ -508,12 +508,23 @@ fn heartbeat_loop(
             }
             HoldPoll::Ended(HoldState::Lost) => {
                 let lost = lock(hold).lost(system_clock_ms());
-                let pid = *command_pid
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                if let Some(pid) = pid {
-                    err("polar-license seat run: the seat's lease ended with no renewal from the relay: the command is stopped (seat_lost)");
-                    stop_command(pid, stopped);
+                err("polar-license seat run: the seat's lease ended with no renewal from the relay: the command is stopped (seat_lost)");
+                // The command stopped, even one that starts only now; none left when it could
+                // not be started (the stop is sent then).
+                loop {
+                    let pid = *command_pid
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if let Some(pid) = pid {
+                        stop_command(pid, stopped);
+                        break;
+                    }
+                    if !matches!(
+                        stopped.recv_timeout(Duration::from_millis(50)),
+                        Err(mpsc::RecvTimeoutError::Timeout)
+                    ) {
+                        break;
+                    }
                 }
                 return lost;
             }

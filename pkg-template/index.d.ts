@@ -40,7 +40,8 @@ export type UnverifiedCode =
   | 'not_yet_verified'
   | 'replayed'
   | 'seats_full'
-  | 'credits_exhausted';
+  | 'credits_exhausted'
+  | 'seat_lost';
 
 /**
  * Why a `check()` answered from the cache although Polar was asked: nothing that is Polar's

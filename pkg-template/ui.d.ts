@@ -80,6 +80,7 @@ export interface GateStrings {
   replayed: string;
   seats_full: string;
   credits_exhausted: string;
+  seat_lost: string;
   protocol_error: string;
   invalid_input: string;
   cache_error: string;

@@ -96,6 +96,7 @@ export const DEFAULT_STRINGS = Object.freeze({
   replayed: 'The answer could not be trusted. Try again.',
   seats_full: 'Every seat of this license is in use. Try again when one is free.',
   credits_exhausted: 'The credits of this license are used up. Buy more, or wait for the next period.',
+  seat_lost: "This device's seat of the license ended: the license server could not be reached to keep it. Connect to the internet, then start again.",
   protocol_error:
     'The answer did not come from Polar (a network login page or a proxy may be in the way). Try again, or on another network.',
   invalid_input: 'That does not look like a license key. Paste the whole key, for example from your purchase email.',

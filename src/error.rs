@@ -258,6 +258,16 @@ pub enum Error {
         /// Why the answer is not this request's.
         detail: String,
     },
+    /// A seat held through the seller's relay (issue #76) ended on this machine: no renewal
+    /// the relay signed arrived before its lease ended (and the grace the app gave after it),
+    /// so the relay may already have given the seat to another machine (reason `seat_lost`).
+    /// Stop what the seat licensed; acquire again.
+    SeatLost {
+        /// When the hold ended (the lease's end, and the grace after it), unix seconds.
+        ended_at: i64,
+        /// Why no renewal arrived, as the last heartbeat failed.
+        cause: String,
+    },
 }
 
 impl Error {
@@ -302,6 +312,7 @@ impl Error {
             Error::Cache { .. } => Reason::CacheError,
             Error::NotYetVerified => Reason::NotYetVerified,
             Error::Replayed { .. } => Reason::Replayed,
+            Error::SeatLost { .. } => Reason::SeatLost,
         }
     }
 
@@ -397,6 +408,11 @@ impl Error {
                  old answers. Connect directly and try again."
                     .to_string()
             }
+            Error::SeatLost { .. } => {
+                "This computer's seat of the license ended: the license server could not be \
+                 reached to keep it. Connect to the network and start again."
+                    .to_string()
+            }
         }
     }
 
@@ -442,6 +458,18 @@ impl Error {
                 "not verified yet: Polar is being asked in the background".to_string()
             }
             Error::Replayed { detail } => detail.clone(),
+            Error::SeatLost { ended_at, cause } => {
+                let mut at = String::new();
+                crate::rfc3339::DateTime::from_unix(*ended_at).write(&mut at);
+                [
+                    "the seat's lease ended at ",
+                    &at,
+                    " with no renewal from the relay (",
+                    cause,
+                    "): the relay may have given the seat to another machine",
+                ]
+                .concat()
+            }
         }
     }
 
@@ -505,6 +533,7 @@ impl Error {
             Error::Cache { .. } => "cache error: ",
             Error::NotYetVerified => "not yet verified: ",
             Error::Replayed { .. } => "replayed: ",
+            Error::SeatLost { .. } => "seat lost: ",
         };
         [category, &self.detail()].concat()
     }
@@ -558,6 +587,10 @@ mod tests {
                 detail: "/home/x/cache: Permission denied (os error 13)".into(),
             },
             Error::NotYetVerified,
+            Error::SeatLost {
+                ended_at: 1_800_000_000,
+                cause: "offline: io: refused".into(),
+            },
         ];
         let mut seen = std::collections::HashSet::new();
         for e in &errors {

@@ -204,9 +204,10 @@ pub use transport::{Transport, TransportError, TransportErrorKind};
 pub use native::{licensing, store};
 #[cfg(not(target_arch = "wasm32"))]
 pub use native::{
-    system_clock, Blocking, BlockingClient, ClientBuilder, Clock, FileStore, Licensing,
-    LicensingBuilder, MachineBinding, MemoryStore, ProxySetting, SeatGuard, SlotLock, Store,
-    TlsRoots, UreqTransport, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT,
+    system_clock, system_clock_ms, Blocking, BlockingClient, ClientBuilder, Clock, FileStore,
+    Licensing, LicensingBuilder, MachineBinding, MemoryStore, ProxySetting, SeatGuard, SlotLock,
+    Store, TlsRoots, UreqTransport, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_TIMEOUT,
 };
 #[cfg(target_arch = "wasm32")]
 pub use wasm::{AsyncClient, AsyncLicensing, AsyncStore, AsyncTransport, FetchTransport};

@@ -90,11 +90,17 @@ pub enum Reason {
     /// docs/interfaces.md §1 (class denied: the relay said no; Polar itself never refuses
     /// usage).
     CreditsExhausted = 22,
+    /// A seat held through the seller's relay ended on this machine (issue #76): no renewal
+    /// the relay signed arrived before its lease ended (and the grace after it), so the relay
+    /// may have given it to another machine; stop what it licensed, acquire again. An addition
+    /// to docs/interfaces.md §1 (class unverified, as `grace_expired`: the relay could not be
+    /// heard in time, it did not say no).
+    SeatLost = 23,
 }
 
 impl Reason {
     /// Every reason, in number order.
-    pub const ALL: [Reason; 22] = [
+    pub const ALL: [Reason; 23] = [
         Reason::NotFound,
         Reason::Inactive,
         Reason::Expired,
@@ -117,6 +123,7 @@ impl Reason {
         Reason::Replayed,
         Reason::SeatsFull,
         Reason::CreditsExhausted,
+        Reason::SeatLost,
     ];
 
     /// The stable snake_case code, e.g. `not_found`.
@@ -144,6 +151,7 @@ impl Reason {
             Reason::Replayed => "replayed",
             Reason::SeatsFull => "seats_full",
             Reason::CreditsExhausted => "credits_exhausted",
+            Reason::SeatLost => "seat_lost",
         }
     }
 
@@ -167,7 +175,8 @@ impl Reason {
             | Reason::GraceExpired
             | Reason::ClockRollback
             | Reason::NotYetVerified
-            | Reason::Replayed => ReasonClass::Unverified,
+            | Reason::Replayed
+            | Reason::SeatLost => ReasonClass::Unverified,
             Reason::ProtocolError
             | Reason::InvalidInput
             | Reason::CacheError

@@ -14,3 +14,12 @@ pub fn system_clock() -> i64 {
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
         .unwrap_or(0)
 }
+
+/// The system clock in unix milliseconds (0 before 1970): the seat hold's time
+/// ([`crate::seat_hold::SeatHold`]).
+pub fn system_clock_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}

@@ -455,6 +455,13 @@ impl Licensing {
         &self.client
     }
 
+    /// The terms a seat held through this licensing's client is checked against
+    /// ([`crate::seat_hold::HoldTerms`]): its relay keys and organization. No relay keys:
+    /// `invalid_input` (field `relay_keys`): a floating seat is held only in signed mode.
+    pub fn hold_terms(&self) -> Result<crate::seat_hold::HoldTerms, Error> {
+        crate::seat_hold::HoldTerms::new((*self.relay_keys).clone(), self.org())
+    }
+
     /// The grace policy.
     pub fn policy(&self) -> &GracePolicy {
         &self.policy

@@ -24,7 +24,7 @@ mod transport;
 
 pub use blocking::Blocking;
 pub use client::{BlockingClient, ClientBuilder};
-pub use clock::{system_clock, Clock};
+pub use clock::{system_clock, system_clock_ms, Clock};
 pub use licensing::{Licensing, LicensingBuilder, MachineBinding};
 pub use seat_guard::SeatGuard;
 pub use store::{FileStore, MemoryStore, SlotLock, Store};

@@ -1,16 +1,18 @@
 //! A floating or CI seat held by a native app (issue #67 item 5, the Rust face): a
 //! [`SeatGuard`] heartbeats its seat on a thread of its own and gives it back when dropped.
-//! Every rule (what comes next, what each answer does to the hold, how often to beat) is the
-//! core's [`SeatHold`]; this shell only sends the requests and schedules the beat.
+//! Every rule (whether an answer holds a seat, what comes next, when, what each answer does
+//! to the hold, when it is lost) is the core's [`SeatHold`]; this shell only sends the
+//! requests and sleeps as long as the hold says.
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
 use crate::error::Error;
 use crate::key::Key;
-use crate::seat::{Seat, SeatAnswer, SeatOp};
-use crate::seat_hold::{HoldState, SeatHold};
+use crate::seat::{Seat, SeatAnswer};
+use crate::seat_hold::{HoldPoll, HoldState, HoldTerms, SeatHold};
 
+use super::clock::system_clock_ms;
 use super::BlockingClient;
 
 /// What the guard and its heartbeat thread share.
@@ -26,10 +28,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// One of a key's seats held by this process, from [`BlockingClient::hold_seat`]: a thread
-/// heartbeats it every [`SeatHold::heartbeat_every`] (a third of its life) until the relay
-/// says it is gone; dropping the guard stops the thread and releases the seat (errors
-/// ignored: a seat not released frees itself when its life ends). [`SeatGuard::release`]
-/// releases it and says how that went.
+/// heartbeats it as the core's hold says (every third of its life, sooner after a failure)
+/// until the relay says it is gone or its lease ends with no renewal (lost: the app learns
+/// `seat_lost` from [`SeatGuard::state`] and [`SeatGuard::lost`]); dropping the guard stops
+/// the thread and releases the seat (errors ignored: a seat not released frees itself when
+/// its life ends). [`SeatGuard::release`] releases it and says how that went.
 pub struct SeatGuard {
     client: BlockingClient,
     shared: Arc<Shared>,
@@ -49,21 +52,31 @@ impl std::fmt::Debug for SeatGuard {
 
 impl BlockingClient {
     /// Acquires one of `key`'s floating seats (a CI seat when `ci`) for `machine` from the
-    /// seller's relay at this client's base URL, and holds it: `Ok(Ok(guard))` when the seat
-    /// is held (its heartbeat running); `Ok(Err(answer))` when the relay gave none
-    /// ([`SeatAnswer::Full`] with the seats in use and when the soonest frees, or Polar's
-    /// denial of the key); `Err` when the request could not be made or answered.
+    /// seller's relay at this client's base URL, and holds it under `terms` (the relay's keys
+    /// the seat lease must verify with, the organization, the grace): `Ok(Ok(guard))` when
+    /// the seat is held (its lease verified, its heartbeat running); `Ok(Err(answer))` when
+    /// the relay gave none ([`SeatAnswer::Full`] with the seats in use and when the soonest
+    /// frees, or Polar's denial of the key); `Err` when the request could not be made or
+    /// answered, or the answer's seat lease is missing or does not verify (`protocol_error`:
+    /// no seat; the seat it named is given back).
     pub fn hold_seat(
         &self,
+        terms: &HoldTerms,
         key: Key,
         machine: impl Into<String>,
         ci: bool,
     ) -> Result<Result<SeatGuard, SeatAnswer>, Error> {
         let ask = SeatHold::acquire_ask(key, machine.into(), ci);
         let answer = self.seat(&ask)?;
-        let hold = match SeatHold::acquire(&ask, answer)? {
-            Ok(hold) => hold,
-            Err(refused) => return Ok(Err(refused)),
+        let hold = match SeatHold::acquire(terms, &ask, &answer, system_clock_ms()) {
+            Ok(Ok(hold)) => hold,
+            Ok(Err(refused)) => return Ok(Err(refused)),
+            Err(e) => {
+                if let Some(back) = SeatHold::release_unheld(&ask, &answer) {
+                    let _ = self.seat(&back);
+                }
+                return Err(e);
+            }
         };
         let shared = Arc::new(Shared {
             hold: Mutex::new(hold),
@@ -93,41 +106,53 @@ impl BlockingClient {
     }
 }
 
-/// The heartbeat thread: waits a beat (or the stop), sends the hold's heartbeat, folds the
-/// answer in; ends when stopped or when the hold is no longer held. An unanswered heartbeat
-/// (offline) waits for the next beat, still within the seat's life.
+/// The heartbeat thread: asks the hold what to do now (send its heartbeat, wait, or stop: the
+/// hold ended, gone or lost at its lease's end), does it, and hands the heartbeat's answer
+/// back; ends when stopped or when the hold ends. Every rule and every wait is the hold's.
 fn beat(client: &BlockingClient, shared: &Shared) {
     loop {
-        let every = lock(&shared.hold).heartbeat_every();
-        let stopped = lock(&shared.stop);
-        let (stopped, _) = shared
-            .wake
-            .wait_timeout_while(stopped, every, |stop| !*stop)
-            .unwrap_or_else(PoisonError::into_inner);
-        if *stopped {
-            return;
-        }
-        drop(stopped);
-        let Some(ask) = lock(&shared.hold).heartbeat_ask() else {
-            return;
-        };
-        if let Ok(answer) = client.seat(&ask) {
-            if lock(&shared.hold).absorb(SeatOp::Heartbeat, &answer) != HoldState::Held {
-                return;
+        let next = lock(&shared.hold).poll(system_clock_ms());
+        match next {
+            HoldPoll::Send(ask) => {
+                let answer = client.seat(&ask);
+                let _ = lock(&shared.hold).heartbeat_answered(system_clock_ms(), &answer);
             }
+            HoldPoll::Wait(wait) => {
+                let stopped = lock(&shared.stop);
+                let (stopped, _) = shared
+                    .wake
+                    .wait_timeout_while(stopped, wait, |stop| !*stop)
+                    .unwrap_or_else(PoisonError::into_inner);
+                if *stopped {
+                    return;
+                }
+            }
+            HoldPoll::Ended(_) => return,
+        }
+        if *lock(&shared.stop) {
+            return;
         }
     }
 }
 
 impl SeatGuard {
-    /// The seat as the relay last answered it (its life moves on with each heartbeat).
+    /// The seat as the relay last answered it (its life moves on with each heartbeat; its
+    /// `expires_at` is the signed lease's).
     pub fn seat(&self) -> Seat {
         lock(&self.shared.hold).seat().clone()
     }
 
-    /// Where the hold stands: held, or gone (the relay no longer holds it: acquire again).
+    /// Where the hold stands now: held; gone (the relay no longer holds it: acquire again);
+    /// lost (its lease ended, and the grace after it, with no renewal from the relay:
+    /// [`SeatGuard::lost`] says why; stop what it licensed). Never `held` past the lease's
+    /// end, even before the heartbeat thread wakes.
     pub fn state(&self) -> HoldState {
-        lock(&self.shared.hold).state()
+        lock(&self.shared.hold).state_at(system_clock_ms())
+    }
+
+    /// When the hold is lost now: why ([`Error::SeatLost`], reason `seat_lost`).
+    pub fn lost(&self) -> Option<Error> {
+        lock(&self.shared.hold).lost(system_clock_ms())
     }
 
     /// Stops the heartbeat and gives the seat back: `Ok` once the relay answered (a seat it
@@ -151,9 +176,9 @@ impl SeatGuard {
         let Some(ask) = lock(&self.shared.hold).release_ask() else {
             return Ok(());
         };
-        let answer = self.client.seat(&ask)?;
-        lock(&self.shared.hold).absorb(SeatOp::Release, &answer);
-        Ok(())
+        let answer = self.client.seat(&ask);
+        lock(&self.shared.hold).released();
+        answer.map(|_| ())
     }
 }
 

@@ -113,7 +113,7 @@ test('REASONS is the Rust reason table', async () => {
     Object.fromEntries(rows.map((r) => [r.code, r.kind])),
     { ...REASONS },
   );
-  assert.equal(rows.length, 22); // docs/interfaces.md §1's 18, not_yet_verified, replayed, seats_full and credits_exhausted
+  assert.equal(rows.length, 23); // docs/interfaces.md §1's 18, not_yet_verified, replayed, seats_full, credits_exhausted and seat_lost
   assert.ok(Object.isFrozen(REASONS));
 });
 

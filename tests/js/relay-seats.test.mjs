@@ -276,7 +276,7 @@ test(`a holder process killed with kill -9 frees its seat within the seat's life
       const holder = spawn(CLI, ['--base-url', h.relay.url, '--org', ORG, 'seat', 'run', '--machine', 'holder', '--', 'sh', '-c', `touch '${ready}'; sleep 60`], {
         stdio: 'ignore',
         detached: true,
-        env: { PATH: process.env.PATH, HOME: scratch, POLAR_LICENSE_KEY: key },
+        env: { PATH: process.env.PATH, HOME: scratch, POLAR_LICENSE_KEY: key, POLAR_LICENSE_RELAY_KEYS: publicPair },
       });
       const exited = new Promise((r) => holder.once('exit', r));
       holders.push(holder);
@@ -291,7 +291,7 @@ test(`a holder process killed with kill -9 frees its seat within the seat's life
       const second = await new Promise((resolve) => {
         const c = spawn(CLI, ['--base-url', h.relay.url, '--org', ORG, 'seat', 'run', '--machine', 'second', '--', 'true'], {
           stdio: ['ignore', 'ignore', 'pipe'],
-          env: { PATH: process.env.PATH, HOME: scratch, POLAR_LICENSE_KEY: key },
+          env: { PATH: process.env.PATH, HOME: scratch, POLAR_LICENSE_KEY: key, POLAR_LICENSE_RELAY_KEYS: publicPair },
         });
         let err = '';
         c.stderr.on('data', (d) => (err += d));
@@ -443,7 +443,7 @@ function seatCommand(h, key, args) {
   return new Promise((resolve) => {
     const child = spawn(CLI, ['--base-url', h.relay.url, '--org', ORG, 'seat', ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { PATH: process.env.PATH, HOME: scratch, POLAR_LICENSE_KEY: key },
+      env: { PATH: process.env.PATH, HOME: scratch, POLAR_LICENSE_KEY: key, POLAR_LICENSE_RELAY_KEYS: publicPair },
     });
     let out = '';
     let err = '';

@@ -159,6 +159,9 @@ enum polar_license_reason
   POLAR_LICENSE_REASON_SEATS_FULL = 21,
   // `credits_exhausted`: the seller's relay refuses usage at zero credits.
   POLAR_LICENSE_REASON_CREDITS_EXHAUSTED = 22,
+  // `seat_lost`: a seat's signed lease ended (and the grace after it) with no renewal from
+  // the relay (out of reach): the seat is no longer held; stop what it licensed.
+  POLAR_LICENSE_REASON_SEAT_LOST = 23,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -405,8 +408,15 @@ enum polar_license_seat_error
   // `polar_license_seat_result_retry_after` says how long to wait.
   POLAR_LICENSE_SEAT_ERROR_RATE_LIMITED = 5,
   // `offline` (or `server_error`, `protocol_error`: the reason says which): no answer of
-  // the relay's; the seat, if held, is kept (try the heartbeat again within its life).
+  // the relay's, or one that holds no seat (a seat lease missing or not the relay's:
+  // `protocol_error`); the seat, if held, is kept until its lease ends (try the heartbeat
+  // again within its life).
   POLAR_LICENSE_SEAT_ERROR_OFFLINE = 6,
+  // `seat_lost`: the seat's signed lease ended with no renewal from the relay (out of
+  // reach): the seat is no longer held (the relay may have given it to another machine);
+  // stop what it licensed, release it, acquire again. Later heartbeats send nothing and
+  // answer `SEAT_LOST`.
+  POLAR_LICENSE_SEAT_ERROR_SEAT_LOST = 7,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -1610,6 +1620,12 @@ bool polar_license_result_entitlement_bool(const polar_license_result *result,
 // fingerprint (`polar_license_client_machine_fingerprint`; with machine binding off there is
 // none, and the call's result is `INVALID_INPUT`). No Polar activation is made.
 //
+// A seat is held only with a seat lease the relay signed, verified with the client's relay
+// keys (`polar_license_config_add_relay_key`): a client without them holds no seat (the
+// result `INVALID_INPUT` naming `relay_keys`, nothing sent); an answer whose lease is
+// missing or does not verify holds none (`OFFLINE` with reason `PROTOCOL_ERROR`; the seat it
+// named is given back).
+//
 // Returns `POLAR_LICENSE_STATUS_OK` and writes a seat result to `*out_result` whatever the
 // relay answered, and to `*out_seat` the seat when the result's error is
 // `POLAR_LICENSE_SEAT_ERROR_NONE` (NULL otherwise): heartbeat it every
@@ -1623,12 +1639,16 @@ polar_license_status polar_license_client_seat_acquire(const polar_license_clien
                                                        polar_license_seat **out_seat,
                                                        polar_license_seat_result **out_result);
 
-// Extends the seat's life (call it every `polar_license_seat_heartbeat_interval` seconds,
-// from any thread). The result's error is `NONE` (held; `polar_license_seat_expires_at` moved
-// on), `SEAT_GONE` (the relay no longer holds it: acquire again; later heartbeats send
-// nothing and answer `SEAT_GONE`), `DENIED` (Polar denied the key: the seat is gone too),
-// `OFFLINE` (no answer: the seat is kept, try again within its life), or `INVALID_INPUT`
-// (released). Status and out-pointer as for `polar_license_client_seat_acquire`.
+// Extends the seat's life (call it when `polar_license_seat_next_ms` says, or every
+// `polar_license_seat_heartbeat_interval` seconds, from any thread). The result's error is
+// `NONE` (held; `polar_license_seat_expires_at` moved on, or nothing sent while another
+// thread's heartbeat is under way or a `429`'s wait runs), `SEAT_GONE` (the relay no longer
+// holds it: acquire again; later heartbeats send nothing and answer `SEAT_GONE`), `DENIED`
+// (Polar denied the key: the seat is gone too), `OFFLINE` (no answer, or one whose lease
+// does not verify: the seat is kept until its lease ends, try again sooner),
+// `RATE_LIMITED`, `SEAT_LOST` (its lease ended with no renewal: no longer held; later
+// heartbeats send nothing and answer `SEAT_LOST`), or `INVALID_INPUT` (released). Status
+// and out-pointer as for `polar_license_client_seat_acquire`.
 polar_license_status polar_license_seat_heartbeat(const polar_license_client *client,
                                                   const polar_license_seat *seat,
                                                   polar_license_seat_result **out_result);
@@ -1658,9 +1678,22 @@ int64_t polar_license_seat_expires_at(const polar_license_seat *seat);
 // How often to heartbeat, in seconds (a third of the seat's life, at least 1); `0` for NULL.
 uint32_t polar_license_seat_heartbeat_interval(const polar_license_seat *seat);
 
-// Whether the seat is held: acquired, and neither released nor gone (a heartbeat answered
-// `SEAT_GONE` or `DENIED`). `false` for NULL.
+// Whether the seat is held now: acquired, neither released nor gone (a heartbeat answered
+// `SEAT_GONE` or `DENIED`), and its signed lease (or the renewal of it) not ended: `false`
+// from the lease's end on when no renewal came, even before a heartbeat call says
+// `SEAT_LOST`. `false` for NULL.
 bool polar_license_seat_held(const polar_license_seat *seat);
+
+// Whether the seat is lost now: its signed lease ended with no renewal from the relay (out
+// of reach), so the relay may have given it to another machine (reason `SEAT_LOST`). `false`
+// for NULL.
+bool polar_license_seat_lost(const polar_license_seat *seat);
+
+// Milliseconds from now until the seat wants its next `polar_license_seat_heartbeat` call:
+// `0` when a heartbeat is due (a third of its life after the last renewal, sooner after a
+// failed one: 1 s, 2 s, 4 s, … while its lease runs); `-1` when the seat is no longer held
+// (released, gone or lost) or for NULL.
+int64_t polar_license_seat_next_ms(const polar_license_seat *seat);
 
 // Whether it is a CI seat. `false` for NULL.
 bool polar_license_seat_ci(const polar_license_seat *seat);

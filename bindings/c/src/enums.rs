@@ -82,6 +82,9 @@ pub enum polar_license_reason {
     SeatsFull = 21,
     /// `credits_exhausted`: the seller's relay refuses usage at zero credits.
     CreditsExhausted = 22,
+    /// `seat_lost`: a seat's signed lease ended (and the grace after it) with no renewal from
+    /// the relay (out of reach): the seat is no longer held; stop what it licensed.
+    SeatLost = 23,
 }
 
 impl From<Reason> for polar_license_reason {
@@ -110,6 +113,7 @@ impl From<Reason> for polar_license_reason {
             Reason::Replayed => C::Replayed,
             Reason::SeatsFull => C::SeatsFull,
             Reason::CreditsExhausted => C::CreditsExhausted,
+            Reason::SeatLost => C::SeatLost,
         }
     }
 }
@@ -373,6 +377,7 @@ fn reason_code_c(r: Reason) -> &'static std::ffi::CStr {
         Reason::Replayed => c"replayed",
         Reason::SeatsFull => c"seats_full",
         Reason::CreditsExhausted => c"credits_exhausted",
+        Reason::SeatLost => c"seat_lost",
     }
 }
 

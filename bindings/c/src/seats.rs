@@ -1,9 +1,12 @@
 //! Floating and CI seats (issue #67): acquire one of a key's seats through the seller's relay
 //! (the client's base URL), heartbeat it within its life, release it. The steps are the core's
-//! (`polar_license::seat_hold::SeatHold`: which request comes next, what an answer does to
-//! the hold, how often to beat); this file only hands them to C. The heartbeat's thread is the
-//! app's: call `polar_license_seat_heartbeat` every `polar_license_seat_heartbeat_interval`
-//! seconds from any thread.
+//! (`polar_license::seat_hold::SeatHold`: whether an answer holds a seat (its signed lease
+//! verified with the client's relay keys: none, no seat), which request comes next and when,
+//! what an answer does to the hold, when it is lost); this file only hands them to C. The
+//! heartbeat's thread is the app's: call `polar_license_seat_heartbeat` when
+//! `polar_license_seat_next_ms` says (or every `polar_license_seat_heartbeat_interval`
+//! seconds) from any thread; a seat whose lease ended with no renewal is lost
+//! (`POLAR_LICENSE_SEAT_ERROR_SEAT_LOST`, reason `SEAT_LOST`).
 
 use super::client::polar_license_client;
 use super::enums::{polar_license_reason, polar_license_status};
@@ -11,8 +14,8 @@ use super::out;
 use super::panic::read;
 use super::strings::to_cstring;
 use polar_license::seat::{SeatAnswer, SeatOp};
-use polar_license::seat_hold::{HoldState, SeatHold};
-use polar_license::Key;
+use polar_license::seat_hold::{HoldPoll, HoldState, SeatHold};
+use polar_license::{system_clock_ms, Key};
 use std::ffi::{c_char, CString};
 use std::sync::{Mutex, MutexGuard};
 
@@ -39,8 +42,15 @@ pub enum polar_license_seat_error {
     /// `polar_license_seat_result_retry_after` says how long to wait.
     RateLimited = 5,
     /// `offline` (or `server_error`, `protocol_error`: the reason says which): no answer of
-    /// the relay's; the seat, if held, is kept (try the heartbeat again within its life).
+    /// the relay's, or one that holds no seat (a seat lease missing or not the relay's:
+    /// `protocol_error`); the seat, if held, is kept until its lease ends (try the heartbeat
+    /// again within its life).
     Offline = 6,
+    /// `seat_lost`: the seat's signed lease ended with no renewal from the relay (out of
+    /// reach): the seat is no longer held (the relay may have given it to another machine);
+    /// stop what it licensed, release it, acquire again. Later heartbeats send nothing and
+    /// answer `SEAT_LOST`.
+    SeatLost = 7,
 }
 
 /// A seat held through the relay (opaque): made by `polar_license_client_seat_acquire`,
@@ -109,6 +119,7 @@ impl polar_license_seat_result {
         let kind = match reason {
             Reason::InvalidInput => polar_license_seat_error::InvalidInput,
             Reason::RateLimited => polar_license_seat_error::RateLimited,
+            Reason::SeatLost => polar_license_seat_error::SeatLost,
             _ => polar_license_seat_error::Offline,
         };
         let mut r = Self::failed(kind, reason.code(), &e.to_string());
@@ -117,6 +128,19 @@ impl polar_license_seat_result {
             r.retry_after = *retry_after;
         }
         r
+    }
+
+    /// A seat held, as the hold has it now.
+    fn held(hold: &SeatHold) -> Self {
+        Self::of_answer(&SeatAnswer::Held(hold.seat().clone()))
+    }
+
+    /// A hold lost: the core's `seat_lost`, its words.
+    fn lost(hold: &SeatHold) -> Self {
+        match hold.lost(system_clock_ms()) {
+            Some(e) => Self::of_error(&e),
+            None => Self::of_answer(&SeatAnswer::Gone),
+        }
     }
 
     /// The answer to an acquisition or a heartbeat that is not `Held`.
@@ -175,6 +199,12 @@ impl polar_license_seat_result {
 /// fingerprint (`polar_license_client_machine_fingerprint`; with machine binding off there is
 /// none, and the call's result is `INVALID_INPUT`). No Polar activation is made.
 ///
+/// A seat is held only with a seat lease the relay signed, verified with the client's relay
+/// keys (`polar_license_config_add_relay_key`): a client without them holds no seat (the
+/// result `INVALID_INPUT` naming `relay_keys`, nothing sent); an answer whose lease is
+/// missing or does not verify holds none (`OFFLINE` with reason `PROTOCOL_ERROR`; the seat it
+/// named is given back).
+///
 /// Returns `POLAR_LICENSE_STATUS_OK` and writes a seat result to `*out_result` whatever the
 /// relay answered, and to `*out_seat` the seat when the result's error is
 /// `POLAR_LICENSE_SEAT_ERROR_NONE` (NULL otherwise): heartbeat it every
@@ -206,11 +236,15 @@ pub extern "C" fn polar_license_client_seat_acquire(
             return client.fail(polar_license_status::NullArgument, "out_result is NULL");
         }
         let ask = SeatHold::acquire_ask(Key::new(key), machine.to_string(), ci);
-        let answered = client
-            .licensing()
-            .client()
-            .seat(&ask)
-            .and_then(|answer| SeatHold::acquire(&ask, answer));
+        let answered = client.licensing().hold_terms().and_then(|terms| {
+            let relay = client.licensing().client();
+            let answer = relay.seat(&ask)?;
+            SeatHold::acquire(&terms, &ask, &answer, system_clock_ms()).inspect_err(|_| {
+                if let Some(back) = SeatHold::release_unheld(&ask, &answer) {
+                    let _ = relay.seat(&back);
+                }
+            })
+        });
         let (seat, result) = match answered {
             Ok(Ok(hold)) => {
                 let result = polar_license_seat_result::of_answer(&SeatAnswer::Held(hold.seat().clone()));
@@ -236,35 +270,48 @@ fn step(
     // The request is taken under the lock, sent without it (a heartbeat on one thread does
     // not hold up a read on another), and its answer folded in under it again.
     let ask = {
-        let hold = seat.hold();
+        let mut hold = seat.hold();
         match op {
-            SeatOp::Release => hold.release_ask(),
-            _ => hold.heartbeat_ask(),
+            SeatOp::Release => hold.release_ask().ok_or(HoldState::Released),
+            _ => match hold.heartbeat_now(system_clock_ms()) {
+                HoldPoll::Send(ask) => Ok(ask),
+                // Not before a 429's wait, or one is under way on another thread: held.
+                HoldPoll::Wait(_) => return polar_license_seat_result::held(&hold),
+                HoldPoll::Ended(state) => Err(state),
+            },
         }
     };
-    let Some(ask) = ask else {
-        let state = seat.hold().state();
-        return match state {
-            HoldState::Released => polar_license_seat_result::failed(
+    let ask = match ask {
+        Ok(ask) => ask,
+        Err(HoldState::Released) => {
+            return polar_license_seat_result::failed(
                 polar_license_seat_error::InvalidInput,
                 "invalid_input",
                 "invalid seat: it was released",
-            ),
-            _ => polar_license_seat_result::of_answer(&SeatAnswer::Gone),
-        };
+            )
+        }
+        Err(HoldState::Lost) => return polar_license_seat_result::lost(&seat.hold()),
+        Err(_) => return polar_license_seat_result::of_answer(&SeatAnswer::Gone),
     };
-    match client.licensing().client().seat(&ask) {
-        Ok(answer) => {
-            seat.hold().absorb(op, &answer);
-            polar_license_seat_result::of_answer(&answer)
-        }
-        Err(e) => {
-            if op == SeatOp::Release {
-                // Released all the same: the seat frees by itself within its life.
-                seat.hold().absorb(op, &SeatAnswer::Released(false));
-            }
-            polar_license_seat_result::of_error(&e)
-        }
+    let answer = client.licensing().client().seat(&ask);
+    let mut hold = seat.hold();
+    if op == SeatOp::Release {
+        // Released whatever came of it: a seat the relay was not told of frees by itself
+        // within its life.
+        hold.released();
+        return match answer {
+            Ok(answer) => polar_license_seat_result::of_answer(&answer),
+            Err(e) => polar_license_seat_result::of_error(&e),
+        };
+    }
+    match hold.heartbeat_answered(system_clock_ms(), &answer) {
+        Ok(HoldState::Held) => polar_license_seat_result::held(&hold),
+        Ok(HoldState::Lost) => polar_license_seat_result::lost(&hold),
+        Ok(_) => match answer {
+            Ok(answer) => polar_license_seat_result::of_answer(&answer),
+            Err(e) => polar_license_seat_result::of_error(&e),
+        },
+        Err(e) => polar_license_seat_result::of_error(&e),
     }
 }
 
@@ -286,12 +333,16 @@ macro_rules! seat_call {
     };
 }
 
-/// Extends the seat's life (call it every `polar_license_seat_heartbeat_interval` seconds,
-/// from any thread). The result's error is `NONE` (held; `polar_license_seat_expires_at` moved
-/// on), `SEAT_GONE` (the relay no longer holds it: acquire again; later heartbeats send
-/// nothing and answer `SEAT_GONE`), `DENIED` (Polar denied the key: the seat is gone too),
-/// `OFFLINE` (no answer: the seat is kept, try again within its life), or `INVALID_INPUT`
-/// (released). Status and out-pointer as for `polar_license_client_seat_acquire`.
+/// Extends the seat's life (call it when `polar_license_seat_next_ms` says, or every
+/// `polar_license_seat_heartbeat_interval` seconds, from any thread). The result's error is
+/// `NONE` (held; `polar_license_seat_expires_at` moved on, or nothing sent while another
+/// thread's heartbeat is under way or a `429`'s wait runs), `SEAT_GONE` (the relay no longer
+/// holds it: acquire again; later heartbeats send nothing and answer `SEAT_GONE`), `DENIED`
+/// (Polar denied the key: the seat is gone too), `OFFLINE` (no answer, or one whose lease
+/// does not verify: the seat is kept until its lease ends, try again sooner),
+/// `RATE_LIMITED`, `SEAT_LOST` (its lease ended with no renewal: no longer held; later
+/// heartbeats send nothing and answer `SEAT_LOST`), or `INVALID_INPUT` (released). Status
+/// and out-pointer as for `polar_license_client_seat_acquire`.
 #[no_mangle]
 pub extern "C" fn polar_license_seat_heartbeat(
     client: *const polar_license_client,
@@ -357,11 +408,35 @@ pub extern "C" fn polar_license_seat_heartbeat_interval(seat: *const polar_licen
     }
 }
 
-/// Whether the seat is held: acquired, and neither released nor gone (a heartbeat answered
-/// `SEAT_GONE` or `DENIED`). `false` for NULL.
+/// Whether the seat is held now: acquired, neither released nor gone (a heartbeat answered
+/// `SEAT_GONE` or `DENIED`), and its signed lease (or the renewal of it) not ended: `false`
+/// from the lease's end on when no renewal came, even before a heartbeat call says
+/// `SEAT_LOST`. `false` for NULL.
 #[no_mangle]
 pub extern "C" fn polar_license_seat_held(seat: *const polar_license_seat) -> bool {
-    ffi_boundary! { read_seat(seat, |h| h.state() == HoldState::Held) }
+    ffi_boundary! { read_seat(seat, |h| h.state_at(system_clock_ms()) == HoldState::Held) }
+}
+
+/// Whether the seat is lost now: its signed lease ended with no renewal from the relay (out
+/// of reach), so the relay may have given it to another machine (reason `SEAT_LOST`). `false`
+/// for NULL.
+#[no_mangle]
+pub extern "C" fn polar_license_seat_lost(seat: *const polar_license_seat) -> bool {
+    ffi_boundary! { read_seat(seat, |h| h.state_at(system_clock_ms()) == HoldState::Lost) }
+}
+
+/// Milliseconds from now until the seat wants its next `polar_license_seat_heartbeat` call:
+/// `0` when a heartbeat is due (a third of its life after the last renewal, sooner after a
+/// failed one: 1 s, 2 s, 4 s, … while its lease runs); `-1` when the seat is no longer held
+/// (released, gone or lost) or for NULL.
+#[no_mangle]
+pub extern "C" fn polar_license_seat_next_ms(seat: *const polar_license_seat) -> i64 {
+    ffi_boundary! {
+        read_seat(seat, |h| {
+            h.next_wait(system_clock_ms())
+                .map_or(-1, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        })
+    }
 }
 
 /// Whether it is a CI seat. `false` for NULL.

@@ -55,6 +55,7 @@ static void reason_table_matches_the_contract(void) {
       {POLAR_LICENSE_REASON_REPLAYED, "replayed"},
       {POLAR_LICENSE_REASON_SEATS_FULL, "seats_full"},
       {POLAR_LICENSE_REASON_CREDITS_EXHAUSTED, "credits_exhausted"},
+      {POLAR_LICENSE_REASON_SEAT_LOST, "seat_lost"},
   };
   unsigned i;
   for (i = 0; i < sizeof rows / sizeof rows[0]; i++) {

@@ -4,8 +4,11 @@
  * acquire a key's only seat, a second machine's acquisition is SEATS_FULL with the count in use
  * and the soonest free time, the holder heartbeats it from a thread of the app's while the main
  * thread reads it, releases it, and the second machine acquires it; a revoked key is Polar's
- * denial with no seat; the relay gone is OFFLINE and the seat kept until released; NULLs, bad
- * UTF-8 and a bad machine are refused clearly, nothing sent.
+ * denial with no seat; the relay gone is OFFLINE and the seat kept until its signed lease ends,
+ * then SEAT_LOST (issue #76); a client without the relay's keys holds no seat and sends nothing,
+ * a client trusting another key holds none of the relay's (given back), and a 200 forged by a
+ * loopback server with no lease is no seat (POSIX); NULLs, bad UTF-8 and a bad machine are
+ * refused clearly, nothing sent.
  *
  * Needs POLAR_EMULATOR_URL and POLAR_LICENSE_CLI (the polar-license binary, with `relay`). The
  * relay is a process of its own (harness proc_start: fork and exec on POSIX, CreateProcess on
@@ -20,6 +23,9 @@
 #ifdef _WIN32
 #include <process.h>
 #else
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #endif
 
@@ -33,6 +39,8 @@
 
 static char key_dir[64];
 static char key_file[128];
+static char relay_pair[256];  /* KID=k4.public.... as `relay keygen` printed it */
+static char other_pair[256];  /* another key's pair: not the relay's */
 static intptr_t relay_proc = -1;
 static char relay_url[128];
 static char relay_log[160];
@@ -62,6 +70,19 @@ static void relay_start(void) {
   }
 }
 
+/* The relay's seat life for tests only (`relay serve` reads it from its environment): `seconds`,
+ * or NULL for the relay's own. */
+static void test_only_seat_seconds(const char *seconds) {
+#ifdef _WIN32
+  _putenv_s("POLAR_LICENSE_RELAY_TEST_ONLY_SEAT_SECONDS", seconds == NULL ? "" : seconds);
+#else
+  if (seconds == NULL)
+    unsetenv("POLAR_LICENSE_RELAY_TEST_ONLY_SEAT_SECONDS");
+  else
+    setenv("POLAR_LICENSE_RELAY_TEST_ONLY_SEAT_SECONDS", seconds, 1);
+#endif
+}
+
 static void relay_stop(void) {
   if (relay_proc == -1) return;
   proc_end(relay_proc, 0);
@@ -69,10 +90,37 @@ static void relay_stop(void) {
   remove(relay_log);
 }
 
-/* A client of the demo organization whose base URL is the relay. */
-static polar_license_client *relay_client(char dir[64]) {
+/* A client of the demo organization whose base URL is `base_url`, trusting the relay key
+ * `pair` (NULL: none). */
+static polar_license_client *client_trusting(char dir[64], const char *base_url,
+                                             const char *pair) {
+  polar_license_config *config;
   temp_dir(dir);
-  return client_of(demo_config(relay_url, dir));
+  config = demo_config(base_url, dir);
+  if (pair != NULL) must(polar_license_config_add_relay_key(config, pair));
+  return client_of(config);
+}
+
+/* A client of the demo organization whose base URL is the relay, trusting its key. */
+static polar_license_client *relay_client(char dir[64]) {
+  return client_trusting(dir, relay_url, relay_pair);
+}
+
+/* `polar-license relay keygen --out FILE` (FILE in key_dir): its printed pair into `pair`. */
+static void keygen(const char *cli, const char *file, char pair[256]) {
+  const char *argv[] = {cli, "relay", "keygen", "--out", file, NULL};
+  char out[160];
+  FILE *f;
+  size_t n;
+  snprintf(out, sizeof out, "%s/keygen-%d.out", key_dir, rand());
+  if (proc_wait(proc_start(argv, out, NULL, NULL)) != 0) fatal("polar-license relay keygen");
+  f = fopen(out, "r");
+  if (f == NULL || fgets(pair, 256, f) == NULL) fatal("relay keygen printed nothing");
+  fclose(f);
+  remove(out);
+  n = strlen(pair);
+  while (n > 0 && (pair[n - 1] == '\n' || pair[n - 1] == '\r')) pair[--n] = '\0';
+  if (strstr(pair, "=k4.public.") == NULL) fatal("relay keygen printed no KID=k4.public...");
 }
 
 /* An acquisition that must return OK; the seat (NULL unless held) into *seat. */
@@ -263,26 +311,51 @@ static void a_revoked_key_gets_polars_denial_and_no_seat(void) {
   client_done(client, dir);
 }
 
-/* The relay gone: a heartbeat is OFFLINE and the seat kept; the release lets it go here. */
-static void the_relay_gone_keeps_the_seat_until_released(void) {
+/* The relay gone: a heartbeat is OFFLINE and the seat kept while its signed lease runs; at its
+ * end the seat is lost (SEAT_LOST, not held: the relay frees it then and may give it to
+ * another machine), a heartbeat sends nothing; the release lets it go here. */
+static void the_relay_gone_keeps_the_seat_until_its_lease_ends(void) {
   char dir[64], key[64];
   polar_license_client *client;
   polar_license_seat *seat = NULL;
   polar_license_seat_result *r;
   emu_new_key("\"limit_activations\":1", key);
   relay_stop();
+  /* A seat's life of 4 s (a test's only), so that its end comes soon. */
+  test_only_seat_seconds("4");
   relay_start();
+  test_only_seat_seconds(NULL);
   client = relay_client(dir);
   r = acquire(client, key, "machine-a", false, &seat);
   CHECK_SEAT_ERROR(r, POLAR_LICENSE_SEAT_ERROR_NONE);
   polar_license_seat_result_free(r);
   relay_stop();
   if (seat != NULL) {
+    int64_t end = polar_license_seat_expires_at(seat);
     r = beat(client, seat);
     CHECK_SEAT_ERROR(r, POLAR_LICENSE_SEAT_ERROR_OFFLINE);
     CHECK_INT(polar_license_seat_result_reason(r), POLAR_LICENSE_REASON_OFFLINE);
     polar_license_seat_result_free(r);
     CHECK(polar_license_seat_held(seat));
+    CHECK(!polar_license_seat_lost(seat));
+    /* The next try is soon (1 s after a failure), and never past the lease's end. */
+    CHECK(polar_license_seat_next_ms(seat) >= 0 && polar_license_seat_next_ms(seat) <= 1000);
+    CHECK(end <= (int64_t)time(NULL) + 5);
+    /* Held while the lease runs; lost from its end on. */
+    while ((long long)time(NULL) < (long long)end - 1) {
+      CHECK(polar_license_seat_held(seat));
+      pause_ms(200);
+    }
+    while ((long long)time(NULL) <= (long long)end) pause_ms(100);
+    CHECK(!polar_license_seat_held(seat));
+    CHECK(polar_license_seat_lost(seat));
+    CHECK_INT(polar_license_seat_next_ms(seat), -1);
+    r = beat(client, seat);
+    CHECK_SEAT_ERROR(r, POLAR_LICENSE_SEAT_ERROR_SEAT_LOST);
+    CHECK_INT(polar_license_seat_result_reason(r), POLAR_LICENSE_REASON_SEAT_LOST);
+    CHECK_STR(polar_license_seat_result_code(r), "seat_lost");
+    CHECK(strstr(polar_license_seat_result_message(r), "lease ended") != NULL);
+    polar_license_seat_result_free(r);
     r = give_back(client, seat);
     CHECK_SEAT_ERROR(r, POLAR_LICENSE_SEAT_ERROR_OFFLINE);
     polar_license_seat_result_free(r);
@@ -292,6 +365,130 @@ static void the_relay_gone_keeps_the_seat_until_released(void) {
   client_done(client, dir);
   relay_start();
 }
+
+/* No relay keys: no seat, nothing sent (INVALID_INPUT naming relay_keys). Another key trusted:
+ * the relay's seat is no seat here (PROTOCOL_ERROR) and is given back: the key's only seat is
+ * free for the next machine at once. */
+static void without_the_relays_key_no_seat_is_held(void) {
+  char dir[64], other_dir[64], key[64];
+  polar_license_client *bare = client_trusting(dir, relay_url, NULL);
+  polar_license_client *stranger = client_trusting(other_dir, relay_url, other_pair);
+  polar_license_client *client;
+  polar_license_seat *seat = NULL;
+  polar_license_seat_result *r;
+  long before;
+  char client_dir[64];
+  emu_new_key("\"limit_activations\":1", key);
+  before = emu_request_count();
+  r = acquire(bare, key, "machine-a", false, &seat);
+  CHECK_SEAT_ERROR(r, POLAR_LICENSE_SEAT_ERROR_INVALID_INPUT);
+  CHECK_INT(polar_license_seat_result_reason(r), POLAR_LICENSE_REASON_INVALID_INPUT);
+  CHECK(strstr(polar_license_seat_result_message(r), "relay_keys") != NULL);
+  CHECK(seat == NULL);
+  polar_license_seat_result_free(r);
+  CHECK_INT(emu_request_count(), before);
+
+  r = acquire(stranger, key, "machine-a", false, &seat);
+  CHECK_SEAT_ERROR(r, POLAR_LICENSE_SEAT_ERROR_OFFLINE);
+  CHECK_INT(polar_license_seat_result_reason(r), POLAR_LICENSE_REASON_PROTOCOL_ERROR);
+  CHECK(strstr(polar_license_seat_result_message(r), "no lease") != NULL);
+  CHECK(seat == NULL);
+  polar_license_seat_result_free(r);
+  /* Given back: the next machine gets the key's one seat. */
+  client = relay_client(client_dir);
+  r = acquire(client, key, "machine-b", false, &seat);
+  CHECK_SEAT_ERROR(r, POLAR_LICENSE_SEAT_ERROR_NONE);
+  polar_license_seat_result_free(r);
+  if (seat != NULL) {
+    r = give_back(client, seat);
+    polar_license_seat_result_free(r);
+    polar_license_seat_free(seat);
+  }
+  client_done(client, client_dir);
+  client_done(stranger, other_dir);
+  client_done(bare, dir);
+}
+
+#ifndef _WIN32
+/* A server on loopback that answers every request with `answer` (no relay at all). */
+struct forger {
+  int fd;
+  int port;
+  const char *answer;
+  int served;
+};
+
+static void *forger_thread(void *arg) {
+  struct forger *f = arg;
+  for (;;) {
+    char buf[4096];
+    size_t got = 0;
+    ssize_t n;
+    const char *head_end = NULL;
+    long length = 0;
+    int c = accept(f->fd, NULL, NULL);
+    if (c < 0) return NULL;
+    /* The request read whole (its headers, then content-length bytes), then the answer. */
+    while (got < sizeof buf - 1 && (n = recv(c, buf + got, sizeof buf - 1 - got, 0)) > 0) {
+      const char *cl;
+      got += (size_t)n;
+      buf[got] = '\0';
+      head_end = strstr(buf, "\r\n\r\n");
+      if (head_end == NULL) continue;
+      cl = strstr(buf, "content-length: ");
+      if (cl == NULL) cl = strstr(buf, "Content-Length: ");
+      length = cl != NULL && cl < head_end ? strtol(cl + 16, NULL, 10) : 0;
+      if ((long)(got - (size_t)(head_end + 4 - buf)) >= length) break;
+    }
+    if (send(c, f->answer, strlen(f->answer), 0) > 0) f->served++;
+    close(c);
+  }
+}
+
+/* A 200 forged by no relay at all, a seat's body and no lease: no seat. */
+static void a_forged_200_is_no_seat(void) {
+  static const char body[] =
+      "{\"seat\":\"6a1f4b7e-3c2d-4e5f-8a9b-0c1d2e3f4a5b\",\"kind\":\"floating\","
+      "\"expires_at\":\"2099-01-15T08:00:00Z\",\"expires_in\":300,\"in_use\":1,\"size\":1}";
+  char answer[512], url[64], dir[64];
+  struct forger f;
+  struct sockaddr_in addr;
+  socklen_t len = sizeof addr;
+  pthread_t thread;
+  polar_license_client *client;
+  polar_license_seat *seat = NULL;
+  polar_license_seat_result *r;
+  snprintf(answer, sizeof answer,
+           "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n"
+           "content-length: %u\r\n\r\n%s",
+           (unsigned)strlen(body), body);
+  memset(&addr, 0, sizeof addr);
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  f.fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (f.fd < 0 || bind(f.fd, (struct sockaddr *)&addr, sizeof addr) != 0 || listen(f.fd, 8) != 0 ||
+      getsockname(f.fd, (struct sockaddr *)&addr, &len) != 0)
+    fatal("a loopback server");
+  f.port = ntohs(addr.sin_port);
+  f.answer = answer;
+  f.served = 0;
+  CHECK_INT(pthread_create(&thread, NULL, forger_thread, &f), 0);
+  snprintf(url, sizeof url, "http://127.0.0.1:%d", f.port);
+  client = client_trusting(dir, url, relay_pair);
+  r = acquire(client, DEMO_KEY, "machine-a", false, &seat);
+  CHECK_SEAT_ERROR(r, POLAR_LICENSE_SEAT_ERROR_OFFLINE);
+  CHECK_INT(polar_license_seat_result_reason(r), POLAR_LICENSE_REASON_PROTOCOL_ERROR);
+  CHECK(strstr(polar_license_seat_result_message(r), "no lease") != NULL);
+  CHECK(seat == NULL);
+  polar_license_seat_result_free(r);
+  client_done(client, dir);
+  shutdown(f.fd, SHUT_RDWR);
+  close(f.fd);
+  CHECK_INT(pthread_join(thread, NULL), 0);
+  /* The acquisition, and the release of the seat it named. */
+  CHECK_INT(f.served, 2);
+}
+#endif
 
 /* NULLs and bad UTF-8: a typed status naming the argument, nothing written; a machine the
  * relay would refuse: INVALID_INPUT naming it, nothing sent. */
@@ -361,18 +558,24 @@ static void nulls_bad_utf8_and_bad_input_are_refused(void) {
 
 int main(void) {
   const char *cli = getenv("POLAR_LICENSE_CLI");
-  const char *keygen[] = {cli, "relay", "keygen", "--out", key_file, NULL};
+  char other_file[128];
   emu_url();
   if (cli == NULL || cli[0] == '\0') fatal("set POLAR_LICENSE_CLI");
   srand((unsigned)time(NULL) ^ (unsigned)getpid());
   temp_dir(key_dir);
   snprintf(key_file, sizeof key_file, "%s/relay.key", key_dir);
-  if (proc_run(keygen) != 0) fatal("polar-license relay keygen");
+  snprintf(other_file, sizeof other_file, "%s/other.key", key_dir);
+  keygen(cli, key_file, relay_pair);
+  keygen(cli, other_file, other_pair);
   relay_start();
   RUN(one_seat_two_machines);
   RUN(a_ci_seat_with_the_machine_fingerprint);
   RUN(a_revoked_key_gets_polars_denial_and_no_seat);
-  RUN(the_relay_gone_keeps_the_seat_until_released);
+  RUN(without_the_relays_key_no_seat_is_held);
+#ifndef _WIN32
+  RUN(a_forged_200_is_no_seat);
+#endif
+  RUN(the_relay_gone_keeps_the_seat_until_its_lease_ends);
   RUN(nulls_bad_utf8_and_bad_input_are_refused);
   relay_stop();
   remove_tree(key_dir);

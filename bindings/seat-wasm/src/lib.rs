@@ -23,10 +23,31 @@
 use polar_license::error::Error;
 use polar_license::json::{digits, JsonOut};
 use polar_license::key::Key;
+use polar_license::lease::RelayKeys;
 use polar_license::proto::HttpResponse;
 use polar_license::seat::{read_seat_answer, seat_request, Seat, SeatAnswer, SeatAsk, SeatOp};
-use polar_license::seat_hold::{HoldState, SeatHold};
+use polar_license::seat_hold::{HoldPoll, HoldState, HoldTerms, SeatHold};
 use wasm_bindgen::prelude::*;
+
+#[wasm_bindgen]
+extern "C" {
+    /// The host's clock, unix ms (the hold's `now`).
+    #[wasm_bindgen(js_namespace = Date, js_name = now)]
+    fn date_now() -> f64;
+}
+
+/// Now, unix ms, as the hold takes it.
+fn now_ms() -> u64 {
+    let now = date_now();
+    if now.is_finite() && now > 0.0 {
+        // Truncation intended: whole milliseconds.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let ms = now as u64;
+        ms
+    } else {
+        0
+    }
+}
 
 fn send(base: &str, org: &str, ask: &SeatAsk) -> String {
     let request = match seat_request(base, org, ask) {
@@ -136,25 +157,42 @@ pub struct Hold {
     base: String,
     org: String,
     ask: SeatAsk,
+    /// The terms a seat is held under (the relay's keys), or why there are none: no seat.
+    terms: Result<HoldTerms, Error>,
     hold: Option<SeatHold>,
 }
 
 #[wasm_bindgen]
 impl Hold {
     /// A seat of `key` for `machine` (a CI seat when `ci`) from the relay at `relay`, for
-    /// the organization `org`. Nothing is sent: [`Hold::acquire`] gives the request.
+    /// the organization `org`, its seat lease verified with the relay's `keys`
+    /// (`KID=k4.public.…`, comma separated; none: no seat, `invalid_input` naming
+    /// `relay_keys`). Nothing is sent: [`Hold::acquire`] gives the request.
     #[wasm_bindgen(constructor)]
-    pub fn new(org: &str, relay: &str, key: &str, machine: &str, ci: bool) -> Hold {
+    pub fn new(
+        org: &str,
+        relay: &str,
+        key: &str,
+        machine: &str,
+        ci: bool,
+        keys: Option<String>,
+    ) -> Hold {
+        let terms = RelayKeys::parse(keys.as_deref().unwrap_or_default())
+            .and_then(|keys| HoldTerms::new(keys, org));
         Hold {
             base: relay.to_string(),
             org: org.to_string(),
             ask: SeatHold::acquire_ask(Key::new(key), machine.to_string(), ci),
+            terms,
             hold: None,
         }
     }
 
     /// The acquisition's request (its input checked first: `invalid_input`, nothing to send).
     pub fn acquire(&self) -> String {
+        if let Err(e) = &self.terms {
+            return error(&Failure::Error(e));
+        }
         send(&self.base, &self.org, &self.ask)
     }
 
@@ -167,7 +205,11 @@ impl Hold {
             Ok(a) => a,
             Err(e) => return error(&Failure::Error(&e)),
         };
-        match SeatHold::acquire(&self.ask, answer.clone()) {
+        let terms = match &self.terms {
+            Ok(terms) => terms,
+            Err(e) => return error(&Failure::Error(e)),
+        };
+        match SeatHold::acquire(terms, &self.ask, &answer, now_ms()) {
             Ok(Ok(hold)) => {
                 let mut o = JsonOut::new();
                 o.raw("{").key("held");
@@ -182,10 +224,10 @@ impl Hold {
 
     /// The heartbeat to send now, or `{"none": true}` when the seat is not held (gone,
     /// released, or never acquired).
-    pub fn heartbeat(&self) -> String {
-        match self.hold.as_ref().and_then(SeatHold::heartbeat_ask) {
-            Some(ask) => send(&self.base, &self.org, &ask),
-            None => "{\"none\":true}".to_string(),
+    pub fn heartbeat(&mut self) -> String {
+        match self.hold.as_mut().map(|h| h.heartbeat_now(now_ms())) {
+            Some(HoldPoll::Send(ask)) => send(&self.base, &self.org, &ask),
+            _ => "{\"none\":true}".to_string(),
         }
     }
 
@@ -201,9 +243,9 @@ impl Hold {
         let read = HttpResponse::from_host(status, headers, body)
             .and_then(|r| read_seat_answer(SeatOp::Heartbeat, &r));
         let mut o = JsonOut::new();
-        let state = match &read {
-            Ok(answer) => hold.absorb(SeatOp::Heartbeat, answer),
-            Err(_) => hold.state(),
+        let state = match hold.heartbeat_answered(now_ms(), &read) {
+            Ok(state) => state,
+            Err(_) => hold.state_at(now_ms()),
         };
         o.raw("{").key("state").str(state.as_str());
         match (&read, state) {
@@ -240,8 +282,8 @@ impl Hold {
     pub fn release_answer(&mut self, status: u16, headers: &str, body: &str) -> String {
         let read = HttpResponse::from_host(status, headers, body)
             .and_then(|r| read_seat_answer(SeatOp::Release, &r));
-        if let (Some(hold), Ok(answer)) = (self.hold.as_mut(), &read) {
-            hold.absorb(SeatOp::Release, answer);
+        if let Some(hold) = self.hold.as_mut() {
+            hold.released();
         }
         match read {
             Ok(SeatAnswer::Released(held)) => {
@@ -256,7 +298,7 @@ impl Hold {
     pub fn state(&self) -> String {
         self.hold
             .as_ref()
-            .map_or("none", |h| h.state().as_str())
+            .map_or("none", |h| h.state_at(now_ms()).as_str())
             .to_string()
     }
 }

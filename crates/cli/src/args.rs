@@ -308,7 +308,8 @@ pub enum Command {
     /// runs the relay in front of the Polar chosen by --server/--base-url
     #[command(subcommand)]
     Relay(RelayCommand),
-    /// Floating and CI seats through the seller's relay (--base-url): `run` holds one of the
+    /// Floating and CI seats through the seller's relay (--base-url; its --relay-key
+    /// required: a seat holds only with a seat lease that verifies): `run` holds one of the
     /// key's seats while a command runs
     #[command(subcommand)]
     Seat(SeatCommand),
@@ -1303,7 +1304,8 @@ mod tests {
 pub enum SeatCommand {
     /// Hold one of the key's seats through the seller's relay (--base-url) while COMMAND
     /// runs: acquired first, heartbeated while it runs, released when it exits (whatever its
-    /// exit code, which is this command's); no Polar activation is made
+    /// exit code, which is this command's); stopped at the seat's lease's end when the relay
+    /// cannot be reached to renew it (exit 3, seat_lost); no Polar activation is made
     Run(SeatRunArgs),
     /// Borrow one of the key's floating seats for offline use for N days (the seller's relay
     /// lends at most its --seat-borrow-days): prints the seat's id, its end and its signed
@@ -1385,9 +1387,16 @@ pub struct SeatRunArgs {
     #[command(flatten)]
     pub seat: SeatAcquireArgs,
 
-    /// Seconds between heartbeats, fractions allowed (default: a third of the seat's life)
+    /// Seconds between heartbeats, fractions allowed (default, and at most: a third of the
+    /// seat's life)
     #[arg(long, value_name = "SECONDS", hide = true, value_parser = parse_interval)]
     pub heartbeat: Option<Duration>,
+
+    /// Seconds COMMAND may go on after the seat's lease ended with no renewal from the relay
+    /// (it out of reach) before it is stopped and `seat run` exits with seat_lost (default 0:
+    /// stopped at the lease's end, when the relay may give the seat to another machine)
+    #[arg(long, value_name = "SECONDS", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=3600))]
+    pub seat_grace: u32,
 
     /// The command and its arguments
     #[arg(last = true, required = true, value_name = "COMMAND")]

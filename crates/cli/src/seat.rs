@@ -6,6 +6,16 @@
 //! its life. The rules are the relay's and the core's (`polar_license::seat`); this command
 //! only schedules the heartbeat.
 //!
+//! A seat is held only while the relay says so in a seat lease it signed (issue #76): every
+//! seat command that holds or extends a seat needs the relay's keys (`--relay-key`, or
+//! `POLAR_LICENSE_RELAY_KEYS`; without them `invalid_input`, exit 2, nothing sent), and an
+//! answer whose lease does not verify holds nothing (`protocol_error`, exit 3). While COMMAND
+//! runs, the core's hold (`polar_license::seat_hold::SeatHold`) says when to heartbeat and
+//! when to try again; when the lease ends with no renewal (the relay out of reach), and
+//! `--seat-grace` after it, COMMAND is stopped (SIGTERM, then SIGKILL 10 s later) and `seat
+//! run` exits with `seat_lost` (exit 3): the relay may already have given the seat to another
+//! machine.
+//!
 //! SIGINT and SIGTERM sent to `seat run` are passed on to COMMAND (Unix), and the seat is
 //! released once COMMAND exits; a terminal's Ctrl-C, which reaches COMMAND itself (the same
 //! process group), is not passed on a second time (Linux tells it apart); on Windows a console's Ctrl-C or Ctrl-Break reaches every
@@ -26,8 +36,8 @@ use std::time::Duration;
 
 use polar_license::lease::RelayKeys;
 use polar_license::seat::{Seat, SeatAnswer, SeatAsk, SeatOp};
-use polar_license::seat_hold::{HoldState, SeatHold};
-use polar_license::{BlockingClient, Error, Key, Reason};
+use polar_license::seat_hold::{HoldPoll, HoldState, HoldTerms, SeatHold};
+use polar_license::{system_clock_ms, BlockingClient, Error, Key, Reason};
 
 use crate::args::{
     Global, KeyArg, SeatAcquireArgs, SeatBorrowArgs, SeatCommand, SeatReturnArgs, SeatRunArgs,
@@ -135,6 +145,23 @@ fn relay_keys(g: &Global) -> Option<Result<RelayKeys, String>> {
         .then(|| RelayKeys::parse(&g.relay_keys.join(",")).map_err(|e| e.text()))
 }
 
+/// The terms a seat is held under: the relay's keys (`--relay-key`: required, `invalid_input`
+/// naming `relay_keys` without them) and the organization.
+fn hold_terms(g: &Global) -> Result<HoldTerms, Error> {
+    let keys = match relay_keys(g) {
+        Some(keys) => keys.map_err(|why| Error::invalid("relay_keys", why))?,
+        None => RelayKeys::new(),
+    };
+    HoldTerms::new(keys, g.org.as_deref().unwrap_or_default()).map_err(|e| match e.field() {
+        Some("relay_keys") => Error::invalid(
+            "relay_keys",
+            "a seat is held only with the seller's relay keys (--relay-key, or \
+             POLAR_LICENSE_RELAY_KEYS), to verify the relay's seat lease",
+        ),
+        _ => e,
+    })
+}
+
 /// `at` (Unix seconds) as RFC 3339.
 fn rfc3339(at: i64) -> String {
     let mut text = String::new();
@@ -200,13 +227,18 @@ fn seat_borrow(g: &Global, a: &SeatBorrowArgs) -> u8 {
         Ok(parts) => parts,
         Err(code) => return code,
     };
+    let keys = match hold_terms(g) {
+        // The keys checked as a hold's (present, well formed) before anything is sent.
+        Ok(_) => relay_keys(g),
+        Err(e) => return fail("borrow", &e),
+    };
     let ask = seat_ask(SeatOp::Acquire, &key, &machine, None);
     let seat = match patiently("borrowing", || client.borrow_seat(&ask, a.days)) {
         Ok(SeatAnswer::Held(seat)) => seat,
         Ok(other) => return not_held("borrow", other),
         Err(e) => return fail("borrow", &e),
     };
-    if let Some(keys) = relay_keys(g) {
+    if let Some(keys) = keys {
         let verified = keys.and_then(|keys| {
             let org = g.org.as_deref().unwrap_or_default();
             seat.verify_borrowed(&keys, org, &key, &machine, now())
@@ -253,15 +285,17 @@ fn seat_return(g: &Global, a: &SeatReturnArgs, what: &str) -> u8 {
     }
 }
 
-/// With `--relay-key`: the seat's lease verified offline for this key and machine (the
-/// failure in words); without it, `Ok`.
-fn lease_verifies(g: &Global, seat: &Seat, key: &Key, machine: &str) -> Result<(), String> {
-    let Some(keys) = relay_keys(g) else {
-        return Ok(());
-    };
-    let keys = keys?;
+/// The seat's lease verified offline with the relay's keys for this key and machine (the
+/// failure in words).
+fn lease_verifies(
+    keys: &RelayKeys,
+    g: &Global,
+    seat: &Seat,
+    key: &Key,
+    machine: &str,
+) -> Result<(), String> {
     let org = g.org.as_deref().unwrap_or_default();
-    seat.verify(&keys, org, key, machine, now())
+    seat.verify(keys, org, key, machine, now())
         .map(|_| ())
         .map_err(|why| format!("the seat's lease is no lease ({})", why.as_str()))
 }
@@ -281,36 +315,40 @@ fn print_seat(seat: &Seat, machine: &str) {
     crate::output::print_out(&format!("{out}\n"));
 }
 
-/// A seat acquired through the core's hold and, in signed mode, held only with a lease that
+/// A seat acquired through the core's hold under `terms`: held only with a lease that
 /// verifies (else given back): how `seat acquire` and `seat run` start. The relay's client,
 /// the hold and this machine's binding; `Err` is the command's exit code, its line written.
 fn acquire_verified(
     g: &Global,
+    terms: &HoldTerms,
     what: &str,
     key: &KeyArg,
     machine_given: Option<&str>,
     ci: bool,
 ) -> Result<(BlockingClient, SeatHold, String), u8> {
     let (client, key, machine) = seat_parts(g, what, key, machine_given)?;
-    let ask = SeatHold::acquire_ask(key.clone(), machine.clone(), ci);
-    let mut hold = match patiently("acquisition", || client.seat(&ask))
-        .and_then(|answer| SeatHold::acquire(&ask, answer))
-    {
-        Ok(Ok(hold)) => hold,
-        Ok(Err(other)) => return Err(not_held(what, other)),
-        Err(e) => return Err(fail(what, &e)),
-    };
-    if let Err(why) = lease_verifies(g, hold.seat(), &key, &machine) {
-        release(&client, &mut hold);
-        return Err(no_lease(what, why));
+    let ask = SeatHold::acquire_ask(key, machine.clone(), ci);
+    let answer = patiently("acquisition", || client.seat(&ask)).map_err(|e| fail(what, &e))?;
+    match SeatHold::acquire(terms, &ask, &answer, system_clock_ms()) {
+        Ok(Ok(hold)) => Ok((client, hold, machine)),
+        Ok(Err(other)) => Err(not_held(what, other)),
+        Err(e) => {
+            if let Some(back) = SeatHold::release_unheld(&ask, &answer) {
+                send_release(&client, &back);
+            }
+            Err(fail(what, &e))
+        }
     }
-    Ok((client, hold, machine))
 }
 
 /// `seat acquire`: a seat taken and printed; nothing holds it after this process.
 fn seat_acquire(g: &Global, a: &SeatAcquireArgs) -> u8 {
+    let terms = match hold_terms(g) {
+        Ok(terms) => terms,
+        Err(e) => return fail("acquire", &e),
+    };
     let (_, hold, machine) =
-        match acquire_verified(g, "acquire", &a.key, a.machine.as_deref(), a.ci) {
+        match acquire_verified(g, &terms, "acquire", &a.key, a.machine.as_deref(), a.ci) {
             Ok(held) => held,
             Err(code) => return code,
         };
@@ -324,10 +362,17 @@ fn seat_heartbeat(g: &Global, a: &SeatReturnArgs) -> u8 {
         Ok(parts) => parts,
         Err(code) => return code,
     };
+    let keys = match hold_terms(g) {
+        Ok(_) => match relay_keys(g) {
+            Some(Ok(keys)) => keys,
+            _ => RelayKeys::new(),
+        },
+        Err(e) => return fail("heartbeat", &e),
+    };
     let ask = seat_ask(SeatOp::Heartbeat, &key, &machine, Some(&a.seat));
     match patiently("heartbeat", || client.seat(&ask)) {
         Ok(SeatAnswer::Held(seat)) => {
-            if let Err(why) = lease_verifies(g, &seat, &key, &machine) {
+            if let Err(why) = lease_verifies(&keys, g, &seat, &key, &machine) {
                 return no_lease("heartbeat", why);
             }
             print_seat(&seat, &machine);
@@ -344,69 +389,45 @@ fn seat_heartbeat(g: &Global, a: &SeatReturnArgs) -> u8 {
 }
 
 fn seat_run(g: &Global, a: &SeatRunArgs) -> u8 {
-    // The core's hold says what to send and what each answer does; this command only sends
-    // and schedules.
-    let (client, hold, _) =
-        match acquire_verified(g, "run", &a.seat.key, a.seat.machine.as_deref(), a.seat.ci) {
-            Ok(held) => held,
-            Err(code) => return code,
-        };
+    // The core's hold says whether the seat is held, what to send, when, and when the seat
+    // is lost; this command only sends, sleeps as told, and stops COMMAND when it is lost.
+    let mut terms = match hold_terms(g) {
+        Ok(terms) => terms.with_grace(Duration::from_secs(u64::from(a.seat_grace))),
+        Err(e) => return fail("run", &e),
+    };
+    if let Some(every) = a.heartbeat {
+        terms = terms.with_heartbeat(every);
+    }
+    let (client, hold, _) = match acquire_verified(
+        g,
+        &terms,
+        "run",
+        &a.seat.key,
+        a.seat.machine.as_deref(),
+        a.seat.ci,
+    ) {
+        Ok(held) => held,
+        Err(code) => return code,
+    };
     let hold = Arc::new(Mutex::new(hold));
+    // COMMAND's process id once it runs, and whether it leads a process group of its own
+    // (seat_child.rs): the heartbeat thread stops it (its group) when the seat is lost.
+    let command_pid: Arc<Mutex<Option<(u32, bool)>>> = Arc::default();
     let (stop, stopped) = mpsc::channel::<()>();
     let beat = {
-        let client = crate::run::client(g);
         let hold = Arc::clone(&hold);
-        let every = a.heartbeat;
-        std::thread::spawn(move || {
-            let Ok(client) = client else { return };
-            loop {
-                let wait = every.unwrap_or_else(|| lock(&hold).heartbeat_every());
-                if !matches!(
-                    stopped.recv_timeout(wait),
-                    Err(mpsc::RecvTimeoutError::Timeout)
-                ) {
-                    return;
-                }
-                let Some(heartbeat) = lock(&hold).heartbeat_ask() else {
-                    return;
-                };
-                match client.seat(&heartbeat) {
-                    Ok(answer) => {
-                        let state = lock(&hold).absorb(SeatOp::Heartbeat, &answer);
-                        match (state, &answer) {
-                            (HoldState::Held, SeatAnswer::Held(_)) => {}
-                            (HoldState::Held, other) => err(&format!(
-                                "polar-license seat run: a heartbeat answered {}",
-                                summary(other)
-                            )),
-                            (_, SeatAnswer::Denied(d)) => {
-                                err(&format!(
-                                    "polar-license seat run: the seat ended at a heartbeat: {} ({}): the command goes on without it",
-                                    d.detail,
-                                    d.reason.code()
-                                ));
-                                return;
-                            }
-                            _ => {
-                                err(
-                                    "polar-license seat run: the seat was freed (not heard from within its life): the command goes on without it",
-                                );
-                                return;
-                            }
-                        }
-                    }
-                    Err(e) => err(&format!(
-                        "polar-license seat run: a heartbeat failed: {} (tried again)",
-                        e.text()
-                    )),
-                }
-            }
-        })
+        let command_pid = Arc::clone(&command_pid);
+        let client = client.clone();
+        std::thread::spawn(move || heartbeat_loop(&client, &hold, &command_pid, &stopped))
     };
     // Signals caught from here on: passed on to the command, the seat released after it.
     // The command is started so that it does not outlive this process (seat_child.rs).
     let passing = signals::catch();
     let status = crate::seat_child::spawn(&a.command).and_then(|mut started| {
+        *command_pid
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((started.child.id(), started.leads_group));
         if let Some(passing) = &passing {
             passing.to(started.child.id(), started.leads_group);
         }
@@ -415,8 +436,12 @@ fn seat_run(g: &Global, a: &SeatRunArgs) -> u8 {
         status
     });
     let _ = stop.send(());
-    let _ = beat.join();
+    let lost = beat.join().ok().flatten();
     release(&client, &mut lock(&hold));
+    if let Some(lost) = lost {
+        // The seat's end, not the command's exit, is the answer: the core's words and code.
+        return fail("run", &lost);
+    }
     match status {
         Ok(status) => exit_of(status),
         Err(e) => {
@@ -426,6 +451,124 @@ fn seat_run(g: &Global, a: &SeatRunArgs) -> u8 {
             ));
             127
         }
+    }
+}
+
+/// `seat run`'s heartbeat thread: does what the hold says at each wake until `stopped` (the
+/// command exited) or the hold ends. When the hold is lost (its lease ended, and the grace,
+/// with no renewal), COMMAND is stopped and the loss returned: `seat run` exits with it.
+fn heartbeat_loop(
+    client: &BlockingClient,
+    hold: &Mutex<SeatHold>,
+    command_pid: &Mutex<Option<(u32, bool)>>,
+    stopped: &mpsc::Receiver<()>,
+) -> Option<Error> {
+    loop {
+        let next = lock(hold).poll(system_clock_ms());
+        match next {
+            HoldPoll::Send(heartbeat) => {
+                let answer = client.seat(&heartbeat);
+                match lock(hold).heartbeat_answered(system_clock_ms(), &answer) {
+                    Ok(HoldState::Held) => {}
+                    Ok(_) => match &answer {
+                        Ok(SeatAnswer::Denied(d)) => {
+                            err(&format!(
+                                "polar-license seat run: the seat ended at a heartbeat: {} ({}): the command goes on without it",
+                                d.detail,
+                                d.reason.code()
+                            ));
+                            return None;
+                        }
+                        Ok(SeatAnswer::Gone) => {
+                            err(
+                                "polar-license seat run: the seat was freed (not heard from within its life): the command goes on without it",
+                            );
+                            return None;
+                        }
+                        // Lost: told below, at the next poll.
+                        _ => {}
+                    },
+                    Err(e) => match &answer {
+                        Ok(other) if !matches!(other, SeatAnswer::Held(_)) => err(&format!(
+                            "polar-license seat run: a heartbeat answered {}",
+                            summary(other)
+                        )),
+                        _ => err(&format!(
+                            "polar-license seat run: a heartbeat failed: {} (tried again while the seat's lease runs)",
+                            e.text()
+                        )),
+                    },
+                }
+            }
+            HoldPoll::Wait(wait) => {
+                if !matches!(
+                    stopped.recv_timeout(wait),
+                    Err(mpsc::RecvTimeoutError::Timeout)
+                ) {
+                    return None;
+                }
+            }
+            HoldPoll::Ended(HoldState::Lost) => {
+                let lost = lock(hold).lost(system_clock_ms());
+                err("polar-license seat run: the seat's lease ended with no renewal from the relay: the command is stopped (seat_lost)");
+                // The command stopped, even one that starts only now; none left when it could
+                // not be started (the stop is sent then).
+                loop {
+                    let pid = *command_pid
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if let Some((pid, group)) = pid {
+                        stop_command(pid, group, stopped);
+                        break;
+                    }
+                    if !matches!(
+                        stopped.recv_timeout(Duration::from_millis(50)),
+                        Err(mpsc::RecvTimeoutError::Timeout)
+                    ) {
+                        break;
+                    }
+                }
+                return lost;
+            }
+            HoldPoll::Ended(_) => return None,
+        }
+    }
+}
+
+/// How long COMMAND has to exit after SIGTERM, when its seat is lost, before SIGKILL.
+const STOP_WAIT: Duration = Duration::from_secs(10);
+
+/// COMMAND (`pid`) stopped: SIGTERM, then SIGKILL when it has not exited (`exited` heard)
+/// within [`STOP_WAIT`]; to its whole process group when it leads one (`group`, seat_child.rs:
+/// what the command started goes with it). Windows: ended at once (`taskkill /T /F`).
+fn stop_command(pid: u32, group: bool, exited: &mpsc::Receiver<()>) {
+    #[cfg(unix)]
+    {
+        use rustix::process::{kill_process, kill_process_group, Pid, Signal};
+        let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
+            return;
+        };
+        let kill = |sig: Signal| {
+            let _ = if group {
+                kill_process_group(pid, sig)
+            } else {
+                kill_process(pid, sig)
+            };
+        };
+        kill(Signal::TERM);
+        if matches!(
+            exited.recv_timeout(STOP_WAIT),
+            Err(mpsc::RecvTimeoutError::Timeout)
+        ) {
+            kill(Signal::KILL);
+        }
+    }
+    #[cfg(windows)]
+    {
+        let _ = (exited, group);
+        let _ = Command::new("taskkill")
+            .args(["/PID", &pid.to_string(), "/T", "/F"])
+            .output();
     }
 }
 
@@ -443,12 +586,12 @@ fn summary(answer: &SeatAnswer) -> String {
     }
 }
 
-/// The hold's release sent (none when it was released already), and its answer absorbed.
+/// The hold's release sent (none when it was released already); the hold released whatever
+/// came of it (a seat the relay was not told of frees by itself within its life).
 fn release(client: &BlockingClient, hold: &mut SeatHold) {
     if let Some(ask) = hold.release_ask() {
-        if let Some(answer) = send_release(client, &ask) {
-            hold.absorb(SeatOp::Release, &answer);
-        }
+        send_release(client, &ask);
+        hold.released();
     }
 }
 

@@ -38,6 +38,11 @@ fn world() -> World {
 /// The emulator, and a relay in front of it with `seats` options (`--per-ip 100/200` among
 /// them: jobs in a row from one address, faster than CI runs them).
 fn world_with(seats: &[&str]) -> World {
+    world_env(seats, &[])
+}
+
+/// [`world_with`], the relay started with `env` besides.
+fn world_env(seats: &[&str], env: &[(&str, &str)]) -> World {
     let dir = ScratchDir::new("cli-seats");
     let polar = Served::start(clean_command(BIN).args(["emulator", "--port", "0"]));
     let (key, pair) = relay_keygen(BIN, &dir, "relay.key");
@@ -45,6 +50,7 @@ fn world_with(seats: &[&str]) -> World {
         relay_serve(BIN, &polar.url, &key)
             .args(["--port", "0", "--store", "memory"])
             .args(seats)
+            .envs(env.iter().copied())
             .env("POLAR_ACCESS_TOKEN", DEMO_TOKEN),
         "serving until killed",
     )
@@ -58,14 +64,17 @@ fn world_with(seats: &[&str]) -> World {
 }
 
 impl World {
-    /// `polar-license EXTRA seat ARGS` through the relay, the demo key in `POLAR_LICENSE_KEY`.
+    /// `polar-license EXTRA seat ARGS` through the relay, the demo key in `POLAR_LICENSE_KEY`
+    /// and the relay's key in `POLAR_LICENSE_RELAY_KEYS` (a `--relay-key` among `extra` or
+    /// `args` overrides it).
     fn seat(&self, extra: &[&str], args: &[&str]) -> Command {
         let mut cmd = clean_command(BIN);
         cmd.args(["--base-url", &self.relay.url, "--org", DEMO_ORGANIZATION_ID])
             .args(extra)
             .arg("seat")
             .args(args)
-            .env("POLAR_LICENSE_KEY", DEMO_KEY);
+            .env("POLAR_LICENSE_KEY", DEMO_KEY)
+            .env("POLAR_LICENSE_RELAY_KEYS", &self.pair);
         cmd
     }
 
@@ -315,6 +324,7 @@ fn a_terminals_ctrl_c_reaches_the_command_once_and_the_seat_is_released() {
     let mut cmd = clean_command("script");
     cmd.args(["-q", "-e", "-c", &line, "/dev/null"])
         .env("POLAR_LICENSE_KEY", DEMO_KEY)
+        .env("POLAR_LICENSE_RELAY_KEYS", &w.pair)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
@@ -628,5 +638,172 @@ fn seat_acquire_heartbeat_and_release_one_at_a_time() {
         again.status.code(),
         Some(0),
         "not released twice: {again:?}"
+    );
+}
+
+/// Issue #76 finding 2: `seat run` never outlives its seat's lease. The relay is killed while
+/// the command runs (heartbeats every 0.5 s, the seat's life 6 s, a test's only): the command is stopped
+/// (SIGTERM) at the lease's end, not before and not long after, and `seat run` exits with the
+/// core's `seat_lost` (exit 3), not the command's code. Before, the hold stayed `held` for
+/// ever and the command ran on while the relay gave the seat to another job.
+#[cfg(unix)]
+#[test]
+fn seat_run_stops_its_command_at_the_leases_end_when_the_relay_is_out_of_reach() {
+    let mut w = world_env(
+        &["--seat-ci-cap", "1", "--per-ip", "100/200"],
+        &[("POLAR_LICENSE_RELAY_TEST_ONLY_SEAT_SECONDS", "6")],
+    );
+    let ready = w._dir.path().join("ready-lost");
+    // The command says when it holds the seat, then runs 90 s unless stopped (exit 9 then).
+    let script = format!(
+        "trap 'echo stopped; exit 9' TERM; touch '{}'; i=0; while [ $i -lt 1800 ]; do sleep 0.05; i=$((i+1)); done; echo ran out",
+        ready.display()
+    );
+    let mut cmd = w.seat(
+        &[],
+        &[
+            "run",
+            "--ci",
+            "--machine",
+            "job-runner",
+            "--heartbeat",
+            "0.5",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ],
+    );
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let holder = cmd.spawn().expect("seat run starts");
+    wait_for(&ready, "the holder never got its seat");
+    // A few heartbeats answered, then the relay is gone.
+    std::thread::sleep(Duration::from_secs(2));
+    let _ = w.relay.child.kill();
+    let _ = w.relay.child.wait();
+    let killed = std::time::Instant::now();
+    let out = holder.wait_with_output().expect("seat run ends");
+    let took = killed.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "seat_lost's exit: {stderr}");
+    assert!(stderr.contains("(seat_lost)"), "{stderr}");
+    assert!(
+        stderr.contains("seat lost: the seat's lease ended at"),
+        "the core's words: {stderr}"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "stopped\n",
+        "{stderr}"
+    );
+    // Lost at the lease's end (6 s after the last renewal, at most 0.5 s before the kill; the
+    // lease's end is in whole seconds).
+    assert!(
+        took >= Duration::from_secs(4) && took <= Duration::from_secs(10),
+        "lost {took:?} after the relay went: {stderr}"
+    );
+}
+
+/// A seat of the relay's key's kid (`w.pair`'s), signed by another key: a forged lease.
+fn forged_lease(w: &World, machine: &str) -> String {
+    use polar_license::lease::{key_hash, SigningKey};
+    let kid = w.pair.split('=').next().expect("KID=");
+    let forger = SigningKey::generate(Some(kid)).expect("a key");
+    let now = polar_license_testkit::unix_now();
+    forger
+        .sign_seat(
+            &SeatClaims {
+                organization_id: DEMO_ORGANIZATION_ID.into(),
+                key_sha256: key_hash(&polar_license::Key::new(DEMO_KEY)),
+                seat: FORGED_SEAT.into(),
+                kind: "ci".into(),
+                issued_at: now,
+                expires_at: now + 300,
+                size: 1,
+                borrowed: false,
+            },
+            machine,
+        )
+        .expect("signed")
+}
+
+const FORGED_SEAT: &str = "6a1f4b7e-3c2d-4e5f-8a9b-0c1d2e3f4a5b";
+
+/// Issue #76 finding 2: a `200` forged by no relay at all (a loopback server that answers
+/// every request with a seat) holds nothing: with no lease, or a lease signed by another key
+/// under the relay's kid, `seat acquire` prints no seat (`protocol_error`, exit 3) and `seat
+/// run` does not run its command; without the relay's keys nothing is even sent
+/// (`invalid_input` naming relay_keys, exit 2). Before, the bare 200 was a seat.
+#[test]
+fn a_forged_200_holds_no_seat_and_no_relay_keys_send_nothing() {
+    let w = world();
+    let body = format!(
+        r#"{{"seat":"{FORGED_SEAT}","kind":"ci","expires_at":"2099-01-15T08:00:00Z","expires_in":300,"in_use":1,"size":1}}"#
+    );
+    let lease = forged_lease(&w, "job-runner");
+    for (why, headers) in [
+        ("no lease", vec![]),
+        (
+            "a lease by another key",
+            vec![("polar-license-seat", lease.as_str())],
+        ),
+    ] {
+        let (forger, asked) = http::fixed_answer(200, &headers, &body);
+        let forged = |args: &[&str]| {
+            let mut cmd = clean_command(BIN);
+            cmd.args(["--base-url", &forger, "--org", DEMO_ORGANIZATION_ID, "seat"])
+                .args(args)
+                .env("POLAR_LICENSE_KEY", DEMO_KEY)
+                .env("POLAR_LICENSE_RELAY_KEYS", &w.pair);
+            cmd.launch()
+        };
+        let o = forged(&["acquire", "--ci", "--machine", "job-runner"]);
+        assert_eq!(o.status.code(), Some(3), "{why}: {o:?}");
+        assert!(o.stdout.is_empty(), "{why}: no seat printed: {o:?}");
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("protocol_error"),
+            "{why}: {o:?}"
+        );
+        let o = forged(&[
+            "run",
+            "--ci",
+            "--machine",
+            "job-runner",
+            "--",
+            "sh",
+            "-c",
+            "echo ran",
+        ]);
+        assert_eq!(o.status.code(), Some(3), "{why}: {o:?}");
+        assert!(o.stdout.is_empty(), "{why}: the command did not run: {o:?}");
+        assert!(
+            asked.load(std::sync::atomic::Ordering::SeqCst) >= 2,
+            "{why}"
+        );
+    }
+    // No relay keys: refused before anything is sent.
+    let (forger, asked) = http::fixed_answer(200, &[], &body);
+    for args in [
+        vec!["acquire", "--ci"],
+        vec!["run", "--ci", "--", "sh", "-c", "echo ran"],
+        vec!["heartbeat", "--seat", FORGED_SEAT],
+    ] {
+        let o = clean_command(BIN)
+            .args(["--base-url", &forger, "--org", DEMO_ORGANIZATION_ID, "seat"])
+            .args(&args)
+            .env("POLAR_LICENSE_KEY", DEMO_KEY)
+            .launch();
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {o:?}");
+        assert!(o.stdout.is_empty(), "{args:?}: {o:?}");
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("relay_keys"),
+            "{args:?}: {o:?}"
+        );
+    }
+    assert_eq!(
+        asked.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "nothing sent"
     );
 }

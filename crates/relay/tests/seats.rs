@@ -1315,33 +1315,39 @@ fn health_and_metrics_report_the_seats_in_use() {
 fn a_seat_guard_holds_its_seat_and_gives_it_back_when_dropped() {
     use polar_license::seat::SeatAnswer;
     use polar_license::seat_hold::HoldState;
+    use polar_license::seat_hold::HoldTerms;
     let polar = rig::emulator();
     let k = key(&polar, "guard", 1);
-    let served = rig::listen_stored(rig::config(polar.url(), "guard"), "whsec_guard");
+    let signer = SigningKey::generate(Some("guard")).expect("a key");
+    let terms = HoldTerms::new(signer.relay_keys(), DEMO_ORGANIZATION_ID).expect("terms");
+    let served = rig::listen_stored(
+        rig::config_with(polar.url(), polar_license_emulator::DEMO_TOKEN, signer),
+        "whsec_guard",
+    );
     let client = rig::client(&served.url(), Duration::from_secs(10));
     let guard = client
-        .hold_seat(Key::new(k.clone()), "machine-A", false)
+        .hold_seat(&terms, Key::new(k.clone()), "machine-A", false)
         .expect("an answer")
         .expect("the seat");
     assert_eq!(guard.state(), HoldState::Held);
     assert_eq!((guard.seat().in_use, guard.seat().size), (1, 1));
     assert!(!format!("{guard:?}").contains(&k), "the key redacted");
-    match client.hold_seat(Key::new(k.clone()), "machine-B", false) {
+    match client.hold_seat(&terms, Key::new(k.clone()), "machine-B", false) {
         Ok(Err(SeatAnswer::Full { in_use, .. })) => assert_eq!(in_use, 1),
         other => panic!("machine-B while A holds the one seat: {other:?}"),
     }
     drop(guard);
     let b = client
-        .hold_seat(Key::new(k.clone()), "machine-B", false)
+        .hold_seat(&terms, Key::new(k.clone()), "machine-B", false)
         .expect("an answer")
         .expect("the seat A's guard gave back");
     assert!(matches!(
-        client.hold_seat(Key::new(k.clone()), "machine-A", false),
+        client.hold_seat(&terms, Key::new(k.clone()), "machine-A", false),
         Ok(Err(SeatAnswer::Full { .. }))
     ));
     b.release().expect("released");
     let again = client
-        .hold_seat(Key::new(k), "machine-A", false)
+        .hold_seat(&terms, Key::new(k), "machine-A", false)
         .expect("an answer");
     assert!(again.is_ok(), "free again after the release: {again:?}");
 }

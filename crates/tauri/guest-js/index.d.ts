@@ -25,7 +25,8 @@ export type UnverifiedCode =
   | 'grace_expired'
   | 'clock_rollback'
   | 'not_yet_verified'
-  | 'replayed';
+  | 'replayed'
+  | 'seat_lost';
 
 /** The request or the answer is wrong in a way retrying will not fix (`load_error`: never
  * from this plugin, the npm package's own). */

@@ -6,9 +6,9 @@
 
 use crate::answers::LicenseError;
 use crate::PolarLicense;
-use polar_license::seat::{SeatAnswer, SeatAsk, SeatOp};
-use polar_license::seat_hold::{HoldState, SeatHold};
-use polar_license::{Error, Key, Licensing};
+use polar_license::seat::{SeatAnswer, SeatAsk};
+use polar_license::seat_hold::{HoldPoll, HoldState, SeatHold};
+use polar_license::{system_clock_ms, Error, Key, Licensing};
 use serde::{Deserialize, Serialize};
 use tauri::State;
 
@@ -153,6 +153,13 @@ type SeatResult<T> = Result<T, SeatError>;
 
 /// Sends `ask` to the relay on the blocking pool.
 async fn send(licensing: &Licensing, ask: SeatAsk) -> SeatResult<SeatAnswer> {
+    send_raw(licensing, ask)
+        .await?
+        .map_err(|e| SeatError::of(&e))
+}
+
+/// Sends `ask` to the relay on the blocking pool: what it got, for the hold to take.
+async fn send_raw(licensing: &Licensing, ask: SeatAsk) -> SeatResult<Result<SeatAnswer, Error>> {
     let licensing = licensing.clone();
     tauri::async_runtime::spawn_blocking(move || licensing.client().seat(&ask))
         .await
@@ -160,8 +167,22 @@ async fn send(licensing: &Licensing, ask: SeatAsk) -> SeatResult<SeatAnswer> {
             SeatError::of(&Error::Cache {
                 detail: format!("the seat task stopped: {e}"),
             })
-        })?
-        .map_err(|e| SeatError::of(&e))
+        })
+}
+
+/// The hold lost (its lease ended with no renewal): the core's `seat_lost`; the plugin
+/// forgot the seat.
+fn lost(hold: Option<SeatHold>) -> SeatError {
+    let e = hold
+        .and_then(|h| h.lost(system_clock_ms()))
+        .unwrap_or_else(|| Error::SeatLost {
+            ended_at: 0,
+            cause: "no heartbeat was answered in time".into(),
+        });
+    SeatError {
+        gone: true,
+        ..SeatError::of(&e)
+    }
 }
 
 fn unknown_seat() -> SeatError {
@@ -212,15 +233,23 @@ pub(crate) async fn seat_acquire(
             .unwrap_or_default()
             .to_string()
     });
+    // A seat is held only with a lease verified with the plugin's relay keys.
+    let terms = licensing.hold_terms().map_err(|e| SeatError::of(&e))?;
     let ask = SeatHold::acquire_ask(key, machine, ci.unwrap_or(false));
     let answer = send(licensing, ask.clone()).await?;
-    match SeatHold::acquire(&ask, answer).map_err(|e| SeatError::of(&e))? {
-        Ok(hold) => {
+    match SeatHold::acquire(&terms, &ask, &answer, system_clock_ms()) {
+        Ok(Ok(hold)) => {
             let info = SeatInfo::of(&hold);
             state.seats().insert(info.id.clone(), hold);
             Ok(info)
         }
-        Err(refused) => Err(SeatError::refused(&refused)),
+        Ok(Err(refused)) => Err(SeatError::refused(&refused)),
+        Err(e) => {
+            if let Some(back) = SeatHold::release_unheld(&ask, &answer) {
+                let _ = send_raw(licensing, back).await;
+            }
+            Err(SeatError::of(&e))
+        }
     }
 }
 
@@ -232,27 +261,43 @@ pub(crate) async fn seat_heartbeat(
     state: State<'_, PolarLicense>,
     seat: String,
 ) -> SeatResult<SeatInfo> {
-    let ask = match state.seats().get(&seat) {
+    let next = match state.seats().get_mut(&seat) {
         None => return Err(unknown_seat()),
-        Some(hold) => hold.heartbeat_ask(),
+        Some(hold) => hold.heartbeat_now(system_clock_ms()),
     };
-    let Some(ask) = ask else {
-        state.seats().remove(&seat);
-        return Err(ended(&SeatAnswer::Gone));
+    let ask = match next {
+        HoldPoll::Send(ask) => ask,
+        // One under way, or a 429's wait: held as it is.
+        HoldPoll::Wait(_) => {
+            return state
+                .seats()
+                .get(&seat)
+                .map(SeatInfo::of)
+                .ok_or_else(unknown_seat)
+        }
+        HoldPoll::Ended(HoldState::Lost) => return Err(lost(state.seats().remove(&seat))),
+        HoldPoll::Ended(_) => {
+            state.seats().remove(&seat);
+            return Err(ended(&SeatAnswer::Gone));
+        }
     };
-    let answer = send(state.licensing(), ask).await?;
+    let answer = send_raw(state.licensing(), ask).await?;
     let mut seats = state.seats();
     let Some(hold) = seats.get_mut(&seat) else {
         // Released meanwhile by another call.
         return Err(unknown_seat());
     };
-    match hold.absorb(SeatOp::Heartbeat, &answer) {
-        HoldState::Held if matches!(answer, SeatAnswer::Held(_)) => Ok(SeatInfo::of(hold)),
-        HoldState::Held => Err(SeatError::refused(&answer)),
-        HoldState::Gone | HoldState::Released => {
+    match hold.heartbeat_answered(system_clock_ms(), &answer) {
+        Ok(HoldState::Held) => Ok(SeatInfo::of(hold)),
+        Ok(HoldState::Lost) => Err(lost(seats.remove(&seat))),
+        Ok(_) => {
             seats.remove(&seat);
-            Err(ended(&answer))
+            Err(match &answer {
+                Ok(answer) => ended(answer),
+                Err(e) => SeatError::of(e),
+            })
         }
+        Err(e) => Err(SeatError::of(&e)),
     }
 }
 
@@ -269,8 +314,8 @@ pub(crate) async fn seat_release(
     let Some(ask) = hold.release_ask() else {
         return Err(unknown_seat());
     };
+    hold.released();
     let answer = send(state.licensing(), ask).await?;
-    hold.absorb(SeatOp::Release, &answer);
     match answer {
         SeatAnswer::Released(released) => Ok(SeatReleased { released }),
         other => Err(SeatError::refused(&other)),

@@ -210,6 +210,56 @@ pub fn point_endpoint(polar_url: &str, token: &str, id: &str, relay_url: &str) {
     assert_eq!(answer.status, 200, "{}", answer.text());
 }
 
+/// A server on loopback that answers every request with `status`, `headers` and `body`, as
+/// anything between a client and its relay could (or no relay at all): the base URL
+/// (`http://127.0.0.1:PORT`) and the count of requests answered. It lives as long as the
+/// test. Issue #76: a forged `200` seat answer.
+pub fn fixed_answer(
+    status: u16,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let mut answer = format!(
+        "HTTP/1.1 {status} Answer\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        answer.push_str(&format!("{name}: {value}\r\n"));
+    }
+    answer.push_str("\r\n");
+    answer.push_str(body);
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = std::sync::Arc::clone(&count);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut length = 0usize;
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                    break;
+                }
+                let h = h.trim_end().to_ascii_lowercase();
+                if h.is_empty() {
+                    break;
+                }
+                if let Some(v) = h.strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut request = vec![0; length];
+            let _ = reader.read_exact(&mut request);
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = stream.write_all(answer.as_bytes());
+        }
+    });
+    (url, count)
+}
+
 /// A webhook endpoint on loopback: the URL to register (`http://127.0.0.1:PORT/hooks`) and
 /// every delivery's JSON body in the order received (a body that is not JSON is not recorded);
 /// each delivery is answered `204 No Content`. The listener lives as long as the test.

@@ -41,6 +41,7 @@ class Reason(str, Enum):
     REPLAYED = "replayed"
     SEATS_FULL = "seats_full"
     CREDITS_EXHAUSTED = "credits_exhausted"
+    SEAT_LOST = "seat_lost"
 
     @property
     def reason_class(self) -> str:

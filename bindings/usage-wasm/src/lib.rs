@@ -97,7 +97,9 @@ fn step(id: &str, step: UsageStep) -> String {
                 .uint(u64::try_from(after.as_millis()).unwrap_or(u64::MAX));
             o.raw("}").done()
         }
-        UsageStep::Done(Ok(UsageAnswer::Recorded { duplicate, balance })) => {
+        UsageStep::Done(Ok(UsageAnswer::Recorded {
+            duplicate, balance, ..
+        })) => {
             o.raw("{")
                 .key("recorded")
                 .raw("{")

@@ -170,7 +170,7 @@ pub(crate) fn is_event_name(name: &str) -> bool {
 pub(crate) fn refuses_event(body: &[u8], events: Option<&[String]>) -> Option<RelayResponse> {
     let events = events?;
     let ask = read_ask(body).ok()?;
-    if events.iter().any(|e| *e == ask.meter) {
+    if events.contains(&ask.meter) {
         return None;
     }
     log::info!(

@@ -136,7 +136,7 @@ pub struct StoreOptions {
     /// text). A report naming another is refused before anything is asked or kept (422
     /// `InvalidUsageRequest`, issue #76): an event no meter counts is never billed, so a
     /// client could otherwise spend the budget's calls on usage nobody pays for. At most
-    /// [`crate::usage::MAX_EVENTS`] names.
+    /// 64 names.
     pub usage_events: Option<Vec<String>>,
 }
 

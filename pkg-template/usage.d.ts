@@ -36,6 +36,12 @@ export interface UsageRecorded {
   duplicate: boolean;
   /** The meter's balance as the relay knows it after this report; null when not read yet. */
   balance: number | null;
+  /**
+   * Always false: this module holds no relay keys and verifies nothing, so `recorded` and the
+   * balance are only what answered at `relay` (a proxy could say anything). Decide on a
+   * balance from the signed lease's entitlements (a check's) instead (issue #76).
+   */
+  signed: boolean;
 }
 
 export interface UsageOptions {

@@ -42,8 +42,9 @@ const MAX_BODY = 64 * 1024;
 
 /**
  * Reports `units` of `meter` used with `key` to the seller's relay at `relay`:
- * `{ id, duplicate, balance }` when recorded (`duplicate`: recorded before under this id,
- * counted once; `balance`: the meter's balance as the relay knows it, or null), else a
+ * `{ id, duplicate, balance, signed }` when recorded (`duplicate`: recorded before under this
+ * id, counted once; `balance`: the meter's balance as the relay knows it, or null; `signed`:
+ * always false, this module verifies nothing, issue #76), else a
  * UsageError. `id`: the app's own idempotency id (1 to 64 of `A-Z a-z 0-9 - _ .`), or a new
  * UUID v4. `fetch` (default: the global one), `timeoutMs` (per send, default 30 s).
  */

@@ -49,6 +49,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fmt;
 
+mod usage;
+pub use usage::{verify_usage, verify_usage_with, UsageClaims, UsageExpect, USAGE_HEADER};
+
 mod seat;
 pub use seat::{
     prepare_seat, verify_seat, verify_seat_with, SeatClaims, SeatExpect, SEAT_HEADER, SEAT_KINDS,

@@ -6,6 +6,17 @@
 //! same id each time, which answers end it): the native client's `record_usage` and the
 //! CLI's `usage` command, the C ABI, the npm module `polar-license/usage`, Tauri and Python
 //! only send what it asks and hand back what came.
+//!
+//! **What an answer proves** (issue #76). A client that holds the relay's public keys
+//! ([`RecordUsage::signed`], signed mode) sends a fresh nonce with each report and believes
+//! `recorded`, `credits_exhausted` and the balance only from the relay's signed
+//! acknowledgement ([`crate::lease::USAGE_HEADER`]) naming that nonce, the key, the report's
+//! id, its meter and its units: an answer without one that verifies is a `protocol_error`,
+//! never recorded, so a proxy (or a fake relay) cannot say `recorded` for a report it
+//! dropped, nor hand out credits the seller's `--refuse-at-zero-credits` would refuse. Without
+//! relay keys nothing in the answer is authenticated: `recorded` and the balance are the word
+//! of whatever answered at the base URL (TLS to the seller's relay is all that vouches for
+//! them), and [`UsageAnswer::Recorded`]'s `signed` says so (`false`).
 
 use crate::error::{Denial, Error};
 use crate::json::JsonOut;
@@ -19,6 +30,9 @@ pub const USAGE_PATH: &str = "/v1/usage/record";
 /// The most units one report carries (the relay's bound).
 pub const MAX_UNITS: f64 = 1_000_000_000.0;
 
+/// The fewest units one report carries (the relay's floor: a millionth of a unit).
+pub const MIN_UNITS: f64 = 1e-6;
+
 /// Sends of one report at most, the first included, when the relay could not be reached,
 /// answered 5xx, or asked to wait (each retry sends the same id).
 pub const USAGE_SENDS: u32 = 3;
@@ -30,7 +44,7 @@ pub struct UsageReport {
     pub key: Key,
     /// The event name the seller's meter counts (1 to 128 bytes).
     pub meter: String,
-    /// The units used (above 0, at most [`MAX_UNITS`]).
+    /// The units used ([`MIN_UNITS`] to [`MAX_UNITS`]).
     pub units: f64,
     /// The idempotency id: the same for every send of this report.
     pub id: String,
@@ -72,6 +86,10 @@ pub enum UsageAnswer {
         duplicate: bool,
         /// The balance the relay knows.
         balance: Option<f64>,
+        /// Whether the relay signed this answer and it verified (signed mode: always `true`,
+        /// an unsigned answer is a `protocol_error` there). `false`: the answer is unsigned
+        /// (a client without relay keys), `recorded` and the balance only what answered said.
+        signed: bool,
     },
     /// The seller's rule refused it at zero credits (`credits_exhausted`): not recorded.
     CreditsExhausted {
@@ -139,10 +157,10 @@ pub fn usage_request(
             "must be 1 to 128 bytes of printable text",
         ));
     }
-    if !(report.units.is_finite() && report.units > 0.0 && report.units <= MAX_UNITS) {
+    if !(report.units.is_finite() && report.units >= MIN_UNITS && report.units <= MAX_UNITS) {
         return Err(Error::invalid(
             "units",
-            "must be a number above 0, at most 1000000000",
+            "must be a number from 0.000001 to 1000000000",
         ));
     }
     let id_ok = !report.id.is_empty()
@@ -213,6 +231,7 @@ pub fn read_usage_answer(resp: &HttpResponse) -> Result<UsageAnswer, Error> {
             (Some(Value::Bool(true)), Some(Value::Bool(duplicate))) => Ok(UsageAnswer::Recorded {
                 duplicate: *duplicate,
                 balance: number(body, "balance"),
+                signed: false,
             }),
             _ if json.is_none() => Err(protocol("a usage answer is not JSON")),
             _ => Err(protocol(
@@ -300,6 +319,73 @@ pub struct RecordUsage {
     request: HttpRequest,
     id: String,
     sends: u32,
+    /// Signed mode: what an acknowledgement must name (`None`: unsigned).
+    signed: Option<Signed>,
+}
+
+/// Signed mode's side of a report ([`RecordUsage::signed`]): the relay's keys and what its
+/// acknowledgement must name.
+#[derive(Debug, Clone)]
+struct Signed {
+    keys: crate::lease::RelayKeys,
+    organization_id: String,
+    report: UsageReport,
+    nonce: String,
+}
+
+impl Signed {
+    /// `answer` (read from `resp`) as its signed acknowledgement says, or `protocol_error`
+    /// when it has none that verifies; answers that record nothing and state no balance (a
+    /// backlog, Polar's denial) pass as they came.
+    fn verified(&self, answer: UsageAnswer, resp: &HttpResponse) -> Result<UsageAnswer, Error> {
+        let recorded = match answer {
+            UsageAnswer::Recorded { .. } => true,
+            UsageAnswer::CreditsExhausted { .. } => false,
+            other => return Ok(other),
+        };
+        let expect = crate::lease::UsageExpect {
+            organization_id: &self.organization_id,
+            key: &self.report.key,
+            report_id: &self.report.id,
+            meter: &self.report.meter,
+            units: self.report.units,
+            nonce: &self.nonce,
+        };
+        let claims = resp
+            .single(crate::lease::USAGE_HEADER)
+            .ok_or(crate::lease::NoLease::Missing)
+            .and_then(|token| crate::lease::verify_usage(token, &self.keys, &expect));
+        match claims {
+            Ok(c) if c.recorded == recorded && recorded => Ok(UsageAnswer::Recorded {
+                duplicate: c.duplicate,
+                balance: c.balance,
+                signed: true,
+            }),
+            Ok(c) if c.recorded == recorded => Ok(UsageAnswer::CreditsExhausted {
+                balance: c.balance.unwrap_or(0.0),
+            }),
+            Ok(_) => Err(unsigned_answer(
+                resp.status,
+                "says other than the relay signed",
+            )),
+            Err(why) => Err(unsigned_answer(
+                resp.status,
+                &format!("has no acknowledgement of the relay's that verifies ({why:?})"),
+            )),
+        }
+    }
+}
+
+/// Signed mode's refusal of a usage answer the relay did not sign: `protocol_error`, the
+/// report not recorded as far as this client knows (sent again with its id, it counts once).
+fn unsigned_answer(status: u16, why: &str) -> Error {
+    Error::Protocol {
+        status: Some(status),
+        detail: format!(
+            "the usage answer {why}: not taken as recorded (signed mode: is something between \
+             this client and the seller's relay?)"
+        ),
+    }
 }
 
 impl RecordUsage {
@@ -314,7 +400,40 @@ impl RecordUsage {
             request: usage_request(base_url, organization_id, report)?,
             id: report.id.clone(),
             sends: 0,
+            signed: None,
         })
+    }
+
+    /// The machine for `report` in signed mode (issue #76): each send carries the nonce of
+    /// `entropy` (16 random bytes: [`crate::lease::nonce_text`]), and an answer is believed
+    /// (`recorded`, `credits_exhausted`, the balance) only with the relay's acknowledgement
+    /// that verifies under `keys` and names that nonce and this report; else it is a
+    /// `protocol_error`. No relay keys (`keys` empty): `invalid_input`.
+    pub fn signed(
+        base_url: &str,
+        organization_id: &str,
+        report: &UsageReport,
+        keys: crate::lease::RelayKeys,
+        entropy: [u8; 16],
+    ) -> Result<RecordUsage, Error> {
+        if keys.is_empty() {
+            return Err(Error::invalid(
+                "relay_keys",
+                "signed mode needs at least one relay key",
+            ));
+        }
+        let mut m = RecordUsage::new(base_url, organization_id, report)?;
+        let nonce = crate::lease::nonce_text(&entropy);
+        m.request
+            .headers
+            .push((crate::lease::NONCE_HEADER, nonce.clone()));
+        m.signed = Some(Signed {
+            keys,
+            organization_id: organization_id.to_string(),
+            report: report.clone(),
+            nonce,
+        });
+        Ok(m)
     }
 
     /// The report's idempotency id.
@@ -338,7 +457,13 @@ impl RecordUsage {
     /// What the last send brought (`Err`: no answer came, as the transport said): the same
     /// request again, or the end.
     pub fn answer(&mut self, sent: Result<HttpResponse, Error>) -> UsageStep {
-        let result = sent.and_then(|response| read_usage_answer(&response));
+        let result = sent.and_then(|response| {
+            let answer = read_usage_answer(&response)?;
+            match &self.signed {
+                Some(signed) => signed.verified(answer, &response),
+                None => Ok(answer),
+            }
+        });
         if self.sends >= USAGE_SENDS || !send_again(&result) {
             return UsageStep::Done(result);
         }
@@ -533,6 +658,9 @@ pub struct BufferedUsage {
     stopped: bool,
     sending: Option<Sending>,
     answer: Option<Result<UsageAnswer, Error>>,
+    /// Signed mode ([`BufferedUsage::with_relay_keys`]): the relay's keys and the run's
+    /// nonce's randomness (each acknowledgement names the nonce and its own report).
+    signed: Option<(crate::lease::RelayKeys, [u8; 16])>,
 }
 
 impl BufferedUsage {
@@ -562,7 +690,31 @@ impl BufferedUsage {
             stopped: false,
             sending: None,
             answer: None,
+            signed: None,
         })
+    }
+
+    /// This run in signed mode (issue #76, [`RecordUsage::signed`]): every report's answer
+    /// believed only with the relay's acknowledgement that verifies under `keys` and names
+    /// the nonce of `entropy` (16 random bytes, one nonce for the run: each acknowledgement
+    /// also names its report's id). Empty `keys`: unsigned, as without this call.
+    pub fn with_relay_keys(mut self, keys: crate::lease::RelayKeys, entropy: [u8; 16]) -> Self {
+        self.signed = (!keys.is_empty()).then_some((keys, entropy));
+        self
+    }
+
+    /// The machine of one report, signed when this run is.
+    fn machine(&self, report: &UsageReport) -> Result<RecordUsage, Error> {
+        match &self.signed {
+            Some((keys, entropy)) => RecordUsage::signed(
+                &self.base_url,
+                &self.organization_id,
+                report,
+                keys.clone(),
+                *entropy,
+            ),
+            None => RecordUsage::new(&self.base_url, &self.organization_id, report),
+        }
     }
 
     /// The backlog as it stands.
@@ -637,7 +789,7 @@ impl BufferedUsage {
                     units: w.units,
                     id: w.id.clone(),
                 })
-                .and_then(|r| RecordUsage::new(&self.base_url, &self.organization_id, &r).ok());
+                .and_then(|r| self.machine(&r).ok());
             match machine {
                 Some(mut m) => {
                     let step = m.start();
@@ -656,20 +808,18 @@ impl BufferedUsage {
             return self.buffer_new(left);
         }
         match self.new.take() {
-            Some(report) => {
-                match RecordUsage::new(&self.base_url, &self.organization_id, &report) {
-                    Ok(mut m) => {
-                        let step = m.start();
-                        self.new = Some(report);
-                        self.sending = Some(Sending::New(m));
-                        self.step(step)
-                    }
-                    Err(e) => {
-                        self.answer = Some(Err(e));
-                        self.finish()
-                    }
+            Some(report) => match self.machine(&report) {
+                Ok(mut m) => {
+                    let step = m.start();
+                    self.new = Some(report);
+                    self.sending = Some(Sending::New(m));
+                    self.step(step)
                 }
-            }
+                Err(e) => {
+                    self.answer = Some(Err(e));
+                    self.finish()
+                }
+            },
             None => self.finish(),
         }
     }
@@ -745,6 +895,7 @@ impl BufferedUsage {
             None if self.backlog.is_empty() => Ok(UsageAnswer::Recorded {
                 duplicate: false,
                 balance: None,
+                signed: self.signed.is_some(),
             }),
             None => Ok(UsageAnswer::Backlog {
                 retry_after: self.backlog.held(self.now),
@@ -828,7 +979,8 @@ mod tests {
             answer(200, r#"{"recorded":true,"duplicate":true,"balance":4.5}"#).expect("read"),
             UsageAnswer::Recorded {
                 duplicate: true,
-                balance: Some(4.5)
+                balance: Some(4.5),
+                signed: false,
             }
         );
         assert_eq!(

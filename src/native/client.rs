@@ -327,9 +327,42 @@ impl BlockingClient {
         relay_url: Option<&str>,
         report: &crate::usage::UsageReport,
     ) -> Result<crate::usage::UsageAnswer, Error> {
-        use crate::usage::{RecordUsage, UsageStep};
         let base = relay_url.unwrap_or(self.api.base_url());
-        let mut machine = RecordUsage::new(base, self.api.organization_id(), report)?;
+        let machine = crate::usage::RecordUsage::new(base, self.api.organization_id(), report)?;
+        self.drive_usage(machine)
+    }
+
+    /// [`BlockingClient::send_usage_via`] in signed mode (issue #76): each send carries a
+    /// fresh nonce and the answer is believed (`recorded`, the balance) only with the relay's
+    /// acknowledgement that verifies under `keys` and names that nonce and this report
+    /// ([`crate::usage::RecordUsage::signed`]); an answer without one is `protocol_error`,
+    /// never recorded.
+    pub fn send_usage_signed(
+        &self,
+        relay_url: Option<&str>,
+        report: &crate::usage::UsageReport,
+        keys: &crate::lease::RelayKeys,
+    ) -> Result<crate::usage::UsageAnswer, Error> {
+        let base = relay_url.unwrap_or(self.api.base_url());
+        let mut entropy = [0u8; 16];
+        getrandom::fill(&mut entropy)
+            .map_err(|e| Error::invalid("usage", format!("no random nonce: {e}")))?;
+        let machine = crate::usage::RecordUsage::signed(
+            base,
+            self.api.organization_id(),
+            report,
+            keys.clone(),
+            entropy,
+        )?;
+        self.drive_usage(machine)
+    }
+
+    /// Sends what the report's machine asks until it ends.
+    fn drive_usage(
+        &self,
+        mut machine: crate::usage::RecordUsage,
+    ) -> Result<crate::usage::UsageAnswer, Error> {
+        use crate::usage::UsageStep;
         let mut step = machine.start();
         loop {
             match step {

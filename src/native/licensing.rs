@@ -1289,7 +1289,9 @@ impl Licensing {
     /// (`None`: this licensing's base URL) (issue #68 item 3): the report's idempotency id
     /// (`id`, the app's own, or a new UUID v4) and the relay's answer, through the core's
     /// machine ([`crate::usage::RecordUsage`]: the same id sent again while the relay cannot
-    /// be reached, answers 5xx or asks to wait). The id is empty only when none could be made.
+    /// be reached, answers 5xx or asks to wait). With relay keys (signed mode) the answer is
+    /// believed only from the relay's signed acknowledgement (issue #76: an unsigned or forged
+    /// `recorded` is `protocol_error`). The id is empty only when none could be made.
     pub fn record_usage(
         &self,
         relay_url: Option<&str>,
@@ -1300,7 +1302,14 @@ impl Licensing {
     ) -> (String, Result<crate::usage::UsageAnswer, Error>) {
         match BlockingClient::usage_report(key, meter, units, id) {
             Ok(report) => {
-                let answer = self.client.send_usage_via(relay_url, &report);
+                // Signed mode (relay keys set): the answer only from the relay's signed
+                // acknowledgement (issue #76).
+                let answer = if self.relay_keys.is_empty() {
+                    self.client.send_usage_via(relay_url, &report)
+                } else {
+                    self.client
+                        .send_usage_signed(relay_url, &report, &self.relay_keys)
+                };
                 (report.id, answer)
             }
             Err(e) => (String::new(), Err(e)),

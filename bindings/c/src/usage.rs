@@ -92,7 +92,9 @@ impl polar_license_usage_result {
 
     fn of_answer(answer: &UsageAnswer) -> Self {
         match answer {
-            UsageAnswer::Recorded { duplicate, balance } => {
+            UsageAnswer::Recorded {
+                duplicate, balance, ..
+            } => {
                 let mut r = Self::new(polar_license_usage_error::None, "", "");
                 r.duplicate = *duplicate;
                 r.balance = *balance;

@@ -10,7 +10,8 @@
 //!
 //! Every method answers JSON written with the core's `JsonOut`: `{"send": {method, url,
 //! headers: [[name, value]], body}, "afterMs": N}` (wait N ms, then send), `{"recorded": {id,
-//! duplicate, balance}}` (`balance` null when the relay has not read it), or `{"error": ERROR}`;
+//! duplicate, balance, signed}}` (`balance` null when the relay has not read it; `signed`
+//! always `false`: this module holds no relay keys, issue #76), or `{"error": ERROR}`;
 //! ERROR is `{code, detail, userMessage, id, status?, retryAfter?, field?, balance?}` (`code`: a
 //! reason code, `credits_exhausted` with the balance, or `usage_backlog`). An answer's headers
 //! come as `name\nvalue\n…` (fetch's names and values hold no line break).
@@ -97,7 +98,9 @@ fn step(id: &str, step: UsageStep) -> String {
                 .uint(u64::try_from(after.as_millis()).unwrap_or(u64::MAX));
             o.raw("}").done()
         }
-        UsageStep::Done(Ok(UsageAnswer::Recorded { duplicate, balance })) => {
+        UsageStep::Done(Ok(UsageAnswer::Recorded {
+            duplicate, balance, ..
+        })) => {
             o.raw("{")
                 .key("recorded")
                 .raw("{")
@@ -110,6 +113,9 @@ fn step(id: &str, step: UsageStep) -> String {
                 Some(b) => o.float(b),
                 None => o.null(),
             };
+            // This module takes no relay keys and verifies nothing (issue #76): the answer is
+            // the relay's word, said so.
+            o.key("signed").bool(false);
             o.raw("}}").done()
         }
         UsageStep::Done(Ok(answer)) => failure(id, None, Some(&answer)),

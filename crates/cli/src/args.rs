@@ -541,6 +541,17 @@ pub struct RelayServeArgs {
     #[arg(long, env = "POLAR_LICENSE_RELAY_REFUSE_AT_ZERO_CREDITS")]
     pub refuse_at_zero_credits: bool,
 
+    /// With --record-usage: the event names (meters) usage reports may name, comma-separated
+    /// (at most 64); a report naming another is refused, 422, before anything is kept. Unset:
+    /// any well-formed name
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "EVENT,…",
+        env = "POLAR_LICENSE_RELAY_USAGE_EVENTS"
+    )]
+    pub usage_events: Vec<String>,
+
     /// With --store: how long a check with a stored answer (within --stale-for) waits for a
     /// slow Polar before it gets that answer, stale (the call goes on and updates the store)
     #[arg(

@@ -527,8 +527,10 @@ fn store_config(
     options.roster = roster;
     options.entitlements = a.sign_entitlements;
     options.usage = a.record_usage;
+    options.usage_events = (!a.usage_events.is_empty()).then(|| a.usage_events.clone());
     if let Some((field, why)) = options.problem() {
         let why = match field {
+            "usage_events" => format!("--usage-events {why}"),
             "refuse_at_zero_credits" => {
                 "--refuse-at-zero-credits needs --record-usage and --sign-entitlements (the \
                  balance is read with them)"

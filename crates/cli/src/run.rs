@@ -213,6 +213,14 @@ fn licensing_for(
     builder.build()
 }
 
+/// The `--relay-key`s given (`None`: none, unsigned mode).
+pub fn relay_keys_of(g: &Global) -> Result<Option<RelayKeys>, Error> {
+    if g.relay_keys.is_empty() {
+        return Ok(None);
+    }
+    RelayKeys::parse(&g.relay_keys.join(",")).map(Some)
+}
+
 /// The `--entitlements` map: inline JSON or `@FILE`.
 fn entitlements(g: &Global) -> Result<Option<Entitlements>, Error> {
     let Some(text) = g.entitlements.as_deref() else {

@@ -49,10 +49,18 @@ pub fn usage(g: &Global, a: &UsageArgs) -> Report {
         Ok(c) => c,
         Err(e) => return failed(&e),
     };
+    // Signed mode (--relay-key): the answer believed only from the relay's signed
+    // acknowledgement (issue #76).
+    let keys = match crate::run::relay_keys_of(g) {
+        Ok(keys) => keys,
+        Err(e) => return failed(&e),
+    };
     // The app's own id (`--id`: a run sent again with it counts once), else a new one.
     let answer = match BlockingClient::usage_report(&key, &a.meter, a.units, a.id.as_deref())
-        .and_then(|report| client.send_usage(&report))
-    {
+        .and_then(|report| match &keys {
+            Some(keys) => client.send_usage_signed(None, &report, keys),
+            None => client.send_usage(&report),
+        }) {
         Ok(answer) => answer,
         Err(e) => return failed(&e),
     };
@@ -62,13 +70,18 @@ pub fn usage(g: &Global, a: &UsageArgs) -> Report {
     m.insert("meter".into(), json!(a.meter));
     m.insert("units".into(), json!(a.units));
     match answer {
-        UsageAnswer::Recorded { duplicate, balance } => {
+        UsageAnswer::Recorded {
+            duplicate,
+            balance,
+            signed,
+        } => {
             m.insert("duplicate".into(), json!(duplicate));
             m.insert("balance".into(), json!(balance));
+            m.insert("signed".into(), json!(signed));
             Report::ok(
                 m,
                 vec![format!(
-                    "done: {} units of {} recorded for {redacted}{}; balance {}",
+                    "done: {} units of {} recorded for {redacted}{}; balance {}{}",
                     a.units,
                     a.meter,
                     if duplicate {
@@ -76,7 +89,12 @@ pub fn usage(g: &Global, a: &UsageArgs) -> Report {
                     } else {
                         ""
                     },
-                    shown(balance)
+                    shown(balance),
+                    if signed {
+                        " (signed by the relay)"
+                    } else {
+                        " (unsigned: the relay's word, not verified; set --relay-key)"
+                    }
                 )],
             )
         }

@@ -161,3 +161,96 @@ fn a_report_the_relays_backlog_holds_is_usage_backlog_on_the_rust_face_and_the_c
     assert_eq!(v["reason"], "rate_limited", "{v}");
     assert_eq!(v["retry_after"], 60, "{v}");
 }
+
+/// `usage` with `--relay-key` (issue #76): the relay's signed acknowledgement is required.
+fn usage_signed(relay: &str, dir: &ScratchDir, units: &str, pair: &str) -> Output {
+    let cache = dir.path().join("cache-signed");
+    clean_command(BIN)
+        .args(["--org", DEMO_ORGANIZATION_ID, "--json", "--relay-key", pair])
+        .args(["--cache-dir", cache.to_str().expect("UTF-8")])
+        .args([
+            "usage",
+            "tokens_used",
+            units,
+            "--key",
+            KEY,
+            "--relay",
+            relay,
+        ])
+        .launch()
+}
+
+/// The command line in signed mode (`--relay-key`, issue #76) against a relay that signs its
+/// usage acknowledgements: recorded with the signed balance (`signed: true`); a proxy turning
+/// the seller's refusal at zero into `recorded` with credits, and a fake relay answering
+/// `recorded` with a million, are `protocol_error` (exit 3), their balance never shown. Without
+/// `--relay-key` the fake answer is taken, and the command says it is unsigned.
+#[test]
+fn a_forged_usage_acknowledgement_is_a_protocol_error_with_relay_keys() {
+    use polar_license_testkit::usage_forger::{usage_forger, Answer};
+    let dir = ScratchDir::new("cli-usage-forged");
+    let polar = emulator_on(&seed_file(&dir));
+    let (relay, pair) = relay_with_store(
+        &dir,
+        &polar,
+        DEMO_TOKEN,
+        &[
+            "--record-usage",
+            "--sign-entitlements",
+            "--refuse-at-zero-credits",
+        ],
+    );
+    // Recorded, signed, until the balance is known; then past zero.
+    let start = Instant::now();
+    loop {
+        let v = json_of(&usage_signed(&relay.url, &dir, "1", &pair));
+        assert_eq!(
+            (&v["outcome"], &v["signed"]),
+            (&json!("done"), &json!(true)),
+            "{v}"
+        );
+        if v["balance"].is_number() {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "no balance: {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let v = json_of(&usage_signed(&relay.url, &dir, "20", &pair));
+    assert_eq!(v["outcome"], "done", "{v}");
+    let o = usage_signed(&relay.url, &dir, "1", &pair);
+    expect_json_field(&o, 1, "reason", "credits_exhausted");
+    // The refusal turned into `recorded` by a proxy: not believed.
+    let free = usage_forger(
+        Some(&relay.url),
+        Box::new(|a: Answer, _| Answer {
+            status: 200,
+            body: br#"{"recorded":true,"duplicate":false,"balance":5}"#.to_vec(),
+            ..a
+        }),
+    );
+    let o = usage_signed(&free.url, &dir, "1", &pair);
+    let v = expect_json_field(&o, 3, "reason", "protocol_error");
+    assert!(v.get("balance").is_none(), "{v}");
+    // A fake relay: not believed either.
+    let fake = usage_forger(
+        None,
+        Box::new(|a: Answer, _| Answer {
+            body: br#"{"recorded":true,"duplicate":false,"balance":1000000}"#.to_vec(),
+            ..a
+        }),
+    );
+    let o = usage_signed(&fake.url, &dir, "1", &pair);
+    let v = expect_json_field(&o, 3, "reason", "protocol_error");
+    assert!(
+        !String::from_utf8_lossy(&o.stdout).contains("1000000"),
+        "{v}"
+    );
+    // Unsigned mode: taken as it came, and said to be unsigned.
+    let o = usage(&fake.url, &dir, KEY, "1");
+    let v = json_of(&o);
+    assert_eq!(
+        (&v["outcome"], &v["signed"]),
+        (&json!("done"), &json!(false)),
+        "{v}"
+    );
+}

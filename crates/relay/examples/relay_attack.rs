@@ -66,6 +66,11 @@
 //!   validates, a genuine revocation beside forged deliveries from one address. `--url BASE
 //!   --polar POLAR_URL`: against a relay running elsewhere, the keys added to Polar through the
 //!   emulator's admin routes. Each prints `met` or `MISSED`; a missed target exits 1.
+//! - **A usage flood** (`usage [SECONDS] [BUDGET]`, issue #76; [`usage`]): one key's tiny
+//!   usage reports from four addresses as fast as they go, while other customers' first
+//!   validates arrive every 250 ms: the flood's reports kept and limited, the validates
+//!   answered (p50, p99) and refused; a validate refused 429 exits 1. The native relay only
+//!   (the npm relay takes no usage reports).
 //!
 //! Run: `cargo run --release -p polar-license-relay --example relay_attack [ARGS]`. It
 //! prints markdown tables. Linux: every 127/8 address is on lo.
@@ -101,6 +106,8 @@ mod floods;
 mod phases;
 #[path = "relay_attack/proxy.rs"]
 mod proxy;
+#[path = "relay_attack/usage.rs"]
+mod usage;
 
 /// Known customers (each checked once before the load, so the store holds them): the
 /// default of the whole run's `keys=N`, and the budget part's.
@@ -934,6 +941,7 @@ fn main() {
         Some("office") => crowds::office_table(&args[1..]),
         Some("crowd") => crowds::crowd_table(&args[1..]),
         Some("hooks") => crowds::hooks_table(&args[1..]),
+        Some("usage") => usage::usage_table(&args[1..]),
         _ => match phases::Args::parse(&args) {
             Ok(a) => phases::run(&a),
             Err(e) => {

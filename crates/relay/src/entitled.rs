@@ -71,6 +71,11 @@ struct Known {
     read_ms: u64,
     /// A webhook said they changed since.
     stale: bool,
+    /// A usage batch of the customer's was ingested since (issue #76): a lease goes without
+    /// its balances until they are read again (by a read of the budget's usage part), while
+    /// the usage route counts on from them (`crate::usage`: the units ingested since are
+    /// subtracted), so a flood of reports asks no read of the shared part.
+    ingested: bool,
 }
 
 /// Which list a read is on, and its page.
@@ -90,6 +95,10 @@ struct Reading {
     meters_after: Option<u64>,
     /// A webhook marked the customer while it was read: kept stale, read again.
     dirty: bool,
+    /// Only an ingested usage batch asked for it: its calls from the budget's usage part.
+    for_usage: bool,
+    /// A usage batch of the customer's was ingested while it was read.
+    ingested: bool,
 }
 
 impl Reading {
@@ -102,6 +111,8 @@ impl Reading {
             meters: Vec::new(),
             meters_after: None,
             dirty: false,
+            for_usage: false,
+            ingested: false,
         }
     }
 }
@@ -110,6 +121,10 @@ impl Reading {
 struct State {
     known: HashMap<String, Known>,
     wanted: VecDeque<String>,
+    /// Those of `wanted` only an ingested usage batch asked for (issue #76).
+    wanted_for_usage: std::collections::HashSet<String>,
+    /// No read for usage before this (monotonic ms): the usage part had no room.
+    usage_after_ms: u64,
     reading: Option<Reading>,
     /// No read before this (monotonic ms).
     after_ms: u64,
@@ -161,7 +176,8 @@ impl Entitled {
             None => (None, true),
             Some(k) => {
                 let age_ms = now.monotonic_ms.saturating_sub(k.read_ms);
-                let usable = !k.stale && age_ms < options.stale_for.saturating_mul(1000);
+                let usable =
+                    !k.stale && !k.ingested && age_ms < options.stale_for.saturating_mul(1000);
                 let fresh = usable && age_ms < options.fresh_for.saturating_mul(1000);
                 let signed = usable.then(|| joined(k, &holder.license_key_id));
                 (signed, !fresh)
@@ -228,14 +244,15 @@ impl Entitled {
     }
 
     /// The next read's URL on Polar at `base_url` at `now`, its call taken from the budget
-    /// with `take` (the seconds to wait when refused) once `breaker_open` says Polar may be
-    /// asked; `Err(Some(ms))` to wait, `Err(None)` when off. The caller adds the read's
+    /// with `take` (the seconds to wait when refused; its argument: whether only usage asked
+    /// for the read, so its call is the budget's usage part's) once `breaker_open` says Polar
+    /// may be asked; `Err(Some(ms))` to wait, `Err(None)` when off. The caller adds the read's
     /// headers (the seller's token).
     pub(crate) fn next_read(
         &self,
         base_url: &str,
         breaker_open: impl FnOnce() -> bool,
-        take: impl FnOnce() -> Result<(), u64>,
+        take: impl FnOnce(bool) -> Result<(), u64>,
         ingestions: u64,
         now: Now,
     ) -> Result<String, Option<u64>> {
@@ -250,17 +267,50 @@ impl Entitled {
             return Err(Some(state.after_ms - now.monotonic_ms));
         }
         if state.reading.is_none() {
-            let Some(customer) = state.wanted.pop_front() else {
-                return Err(Some(IDLE_MS));
+            // A read only usage asked for waits while the usage part has no room; the others
+            // go meanwhile.
+            let usage_ok = now.monotonic_ms >= state.usage_after_ms;
+            let at = state
+                .wanted
+                .iter()
+                .position(|c| usage_ok || !state.wanted_for_usage.contains(c));
+            let Some(customer) = at.and_then(|i| state.wanted.remove(i)) else {
+                let wait = if state.wanted.is_empty() {
+                    IDLE_MS
+                } else {
+                    state.usage_after_ms - now.monotonic_ms
+                };
+                return Err(Some(wait));
             };
-            state.reading = Some(Reading::of(customer));
+            let mut reading = Reading::of(customer);
+            reading.for_usage = state.wanted_for_usage.remove(&reading.customer);
+            state.reading = Some(reading);
         }
         if breaker_open() {
             return Err(Some(1_000));
         }
-        if let Err(secs) = take() {
-            state.after_ms = now.monotonic_ms.saturating_add(secs.saturating_mul(1000));
-            return Err(Some(secs.saturating_mul(1000)));
+        let for_usage = state.reading.as_ref().is_some_and(|r| r.for_usage);
+        if let Err(secs) = take(for_usage) {
+            let ms = secs.saturating_mul(1000);
+            let unread = state
+                .reading
+                .as_ref()
+                .is_some_and(|r| r.phase == Phase::Grants(1));
+            if for_usage && unread {
+                // Back to the front of the queue; the others' reads are not held by it.
+                if let Some(r) = state.reading.take() {
+                    state.wanted_for_usage.insert(r.customer.clone());
+                    state.wanted.push_front(r.customer);
+                }
+                state.usage_after_ms = now.monotonic_ms.saturating_add(ms);
+                let others = state
+                    .wanted
+                    .iter()
+                    .any(|c| !state.wanted_for_usage.contains(c));
+                return Err(Some(if others { 0 } else { ms }));
+            }
+            state.after_ms = now.monotonic_ms.saturating_add(ms);
+            return Err(Some(ms));
         }
         let r = state.reading.as_mut().ok_or(Some(0))?;
         if matches!(r.phase, Phase::Meters(_)) && r.meters_after.is_none() {
@@ -356,7 +406,7 @@ impl Entitled {
                     let events = event_balances(&r.meters, &r.customer);
                     // Never asked (no page sent): every batch kept counts as after it.
                     let meters_after = r.meters_after.unwrap_or(0);
-                    let (customer, dirty) = (r.customer, r.dirty);
+                    let (customer, dirty, ingested) = (r.customer, r.dirty, r.ingested);
                     state.failures.succeeded();
                     if state.known.len() >= CUSTOMERS_KEPT && !state.known.contains_key(&customer) {
                         let oldest = state
@@ -377,10 +427,13 @@ impl Entitled {
                             meters_after,
                             read_ms: now.monotonic_ms,
                             stale: dirty,
+                            ingested,
                         },
                     );
                     if dirty {
                         want_read(&mut state, &customer);
+                    } else if ingested {
+                        want_read_for_usage(&mut state, &customer);
                     }
                     return;
                 }
@@ -434,14 +487,23 @@ impl Entitled {
         known
     }
 
-    /// A batch of `customer`'s usage was ingested: its balances changed (read them again).
+    /// A batch of `customer`'s usage was ingested: its balances changed. Its leases go
+    /// without them until they are read again, by a read of the budget's usage part (issue
+    /// #76: never the shared part's, so a flood of reports cannot take the calls of other
+    /// customers' checks); the usage route counts on from the last read meanwhile.
     pub(crate) fn ingested(&self, customer: &str) {
         if !self.on {
             return;
         }
         let mut state = locked(&self.state);
-        mark(&mut state, customer);
-        want_read(&mut state, customer);
+        if let Some(k) = state.known.get_mut(customer) {
+            k.ingested = true;
+        }
+        if let Some(r) = state.reading.as_mut().filter(|r| r.customer == customer) {
+            r.ingested = true;
+            return;
+        }
+        want_read_for_usage(&mut state, customer);
     }
 }
 
@@ -496,6 +558,9 @@ fn again(state: &mut State, r: Reading, now: Now, retry_after: Option<u64>) {
     let wait = retry_after.map_or(backoff, |s| s.saturating_mul(1000));
     state.after_ms = now.monotonic_ms.saturating_add(wait);
     if !state.wanted.contains(&r.customer) {
+        if r.for_usage {
+            state.wanted_for_usage.insert(r.customer.clone());
+        }
         state.wanted.push_front(r.customer);
     }
 }
@@ -509,9 +574,28 @@ fn want_read(state: &mut State, customer: &str) {
         .reading
         .as_ref()
         .is_some_and(|r| r.customer == customer);
+    // Wanted by a lease or a report now: its read is the shared part's.
+    state.wanted_for_usage.remove(customer);
     if reading || state.wanted.iter().any(|c| c == customer) || state.wanted.len() >= WANTED_KEPT {
         return;
     }
+    state.wanted.push_back(customer.to_string());
+}
+
+/// A read of `customer` asked only by an ingested usage batch (issue #76): its calls are the
+/// budget's usage part's, unless a lease or a report wants it too ([`want_read`]).
+fn want_read_for_usage(state: &mut State, customer: &str) {
+    if polar_license::metadata::check_uuid_v4("customer_id", customer).is_err() {
+        return;
+    }
+    let reading = state
+        .reading
+        .as_ref()
+        .is_some_and(|r| r.customer == customer);
+    if reading || state.wanted.iter().any(|c| c == customer) || state.wanted.len() >= WANTED_KEPT {
+        return;
+    }
+    state.wanted_for_usage.insert(customer.to_string());
     state.wanted.push_back(customer.to_string());
 }
 

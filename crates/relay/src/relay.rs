@@ -572,7 +572,7 @@ impl Relay {
         entropy: Option<[u8; 16]>,
         waited: u32,
     ) -> Routed {
-        match self.routed(req, now, waited < FLIGHT_WAITS, &move || entropy) {
+        match self.routed(req, now, waited, &move || entropy) {
             Routed::Answer(mut r) => {
                 add_cors(&mut r);
                 Routed::Answer(r)
@@ -585,9 +585,10 @@ impl Relay {
         &self,
         req: &RelayRequest,
         now: Now,
-        may_wait: bool,
+        waited: u32,
         entropy: &dyn Fn() -> Option<[u8; 16]>,
     ) -> Routed {
+        let may_wait = waited < FLIGHT_WAITS;
         let path = req.path.split('?').next().unwrap_or_default();
         if let Some(op) = crate::seats::route(path) {
             if !is_preflight(req) {
@@ -603,7 +604,7 @@ impl Relay {
         }
         if (crate::devices::is_route(path) && !is_preflight(req)) || self.usage_on(req) {
             if let Some(validate) = key_proof(req) {
-                return self.key_proven_routed(req, validate, now, may_wait, entropy);
+                return self.key_proven_routed(req, validate, now, waited, entropy);
             }
         }
         let pending = match self.route_checked(req) {
@@ -617,12 +618,18 @@ impl Relay {
     /// within the cap, read into the validate of its key (its refusal answered as the relay's
     /// own), which is routed as any other validate (the per-key limit, the breaker, the store,
     /// the budget); what follows a 200 is [`Relay::follow`]'s.
+    ///
+    /// A usage report (issue #76) is more than its verdict: it is kept and ingested, a call
+    /// of Polar's later whether or not the verdict was stored. So it takes the per-key limit
+    /// here, once (on its first pass, `waited` 0: not again after a wait for another call of
+    /// the same key), before the store is asked, and its event name is checked against the
+    /// seller's list first ([`crate::usage::refuses_event`]).
     fn key_proven_routed(
         &self,
         req: &RelayRequest,
         validate: Result<RelayRequest, RelayResponse>,
         now: Now,
-        may_wait: bool,
+        waited: u32,
         entropy: &dyn Fn() -> Option<[u8; 16]>,
     ) -> Routed {
         if let Some(r) = self.refuses_post(req) {
@@ -632,8 +639,24 @@ impl Relay {
             Ok(validate) => validate,
             Err(r) => return Routed::Answer(private(r)),
         };
+        let usage = self.usage_on(req);
+        if usage {
+            if let Some(r) = self.store.as_ref().and_then(|s| {
+                crate::usage::refuses_event(&req.body, s.options.usage_events.as_deref())
+            }) {
+                return Routed::Answer(private(r));
+            }
+        }
         match self.route_checked(&validate) {
-            Ok(pending) => self.route_pending(pending, now, may_wait, entropy),
+            Ok(pending) if usage => {
+                if waited == 0 {
+                    if let Some(r) = self.per_key_limit(&pending, now) {
+                        return Routed::Answer(private(r));
+                    }
+                }
+                self.route_pending_with(pending, now, waited < FLIGHT_WAITS, entropy, false)
+            }
+            Ok(pending) => self.route_pending(pending, now, waited < FLIGHT_WAITS, entropy),
             Err(r) => Routed::Answer(r),
         }
     }
@@ -691,7 +714,13 @@ impl Relay {
             .event_balance(&customer, &ask.meter, now, &s.options);
         #[cfg(not(feature = "entitlements"))]
         let known = None;
-        s.usage.record(&*s.backend, &ask, &customer, known, now)
+        match s.usage.record(&*s.backend, &ask, &customer, known, now) {
+            (r, Some(ack)) => {
+                let nonce = req.header(NONCE_HEADER).filter(|n| is_nonce(n));
+                crate::usage::sign_ack(r, &ask, ack, &self.leases.signer, nonce, now)
+            }
+            (r, None) => r,
+        }
     }
 
     /// The read that follows a device listing's answer (issue #64): after the key's verdict
@@ -768,9 +797,29 @@ impl Relay {
         may_wait: bool,
         entropy: &dyn Fn() -> Option<[u8; 16]>,
     ) -> Routed {
+        self.route_pending_with(pending, now, may_wait, entropy, true)
+    }
+
+    /// [`Relay::route_pending`], the per-key limit taken there when `per_key` (`false`: the
+    /// caller took it already, a usage report's).
+    fn route_pending_with(
+        &self,
+        pending: Pending,
+        now: Now,
+        may_wait: bool,
+        entropy: &dyn Fn() -> Option<[u8; 16]>,
+        per_key: bool,
+    ) -> Routed {
+        let limited = per_key;
         match &self.store {
             Some(s) => {
-                let per_key = |p: &Pending| self.per_key_limit(p, now);
+                let per_key = |p: &Pending| {
+                    if limited {
+                        self.per_key_limit(p, now)
+                    } else {
+                        None
+                    }
+                };
                 let around = crate::verdicts::Around {
                     leases: &self.leases,
                     breaker: &self.breaker,
@@ -779,7 +828,7 @@ impl Relay {
                 s.routed(&around, pending, now, may_wait, entropy)
             }
             None => {
-                if let Some(r) = self.per_key_limit(&pending, now) {
+                if let Some(r) = limited.then(|| self.per_key_limit(&pending, now)).flatten() {
                     return Routed::Answer(r);
                 }
                 let mut pending = pending;

@@ -910,7 +910,7 @@ pub(crate) fn add_cors(r: &mut RelayResponse) {
     r.set(
         "access-control-expose-headers",
         "polar-license-lease, polar-license-denial, retry-after, date, age, polar-version, \
-         polar-license-source, polar-license-stopped",
+         polar-license-source, polar-license-stopped, polar-license-usage",
     );
     if r.header(SOURCE_HEADER).is_none() {
         r.set(SOURCE_HEADER, "polar");

@@ -69,6 +69,15 @@ pub const DONE_KEPT: usize = 256;
 /// The most units one report may carry.
 pub const MAX_UNITS: f64 = 1_000_000_000.0;
 
+/// The fewest units one report may carry (issue #76): a millionth of a unit. Below it a report
+/// counts for nothing a meter shows (Polar's balances are read as numbers a person reads), so
+/// it would only spend the store, the budget's calls and Polar's events: `1e-300` units is
+/// refused, 422, before anything is asked or kept.
+pub const MIN_UNITS: f64 = 1e-6;
+
+/// The most event names a seller's list ([`crate::store::StoreOptions::usage_events`]) holds.
+pub const MAX_EVENTS: usize = 64;
+
 /// The longest id, in bytes.
 const MAX_ID_BYTES: usize = 64;
 
@@ -88,6 +97,11 @@ const BACKOFF_MS: u64 = 1_000;
 
 /// How long the background machine waits with nothing to ingest.
 const IDLE_MS: u64 = 200;
+
+/// A key's ingest round (issue #76): after a batch of a key's reports, its next batch waits
+/// this long, so a flood of tiny reports on one key is one call every round (the reports of
+/// the round in one batch), whatever its rate; other keys' batches go meanwhile.
+pub const ROUND_MS: u64 = 2_000;
 
 /// A usage report as the relay reads it.
 #[derive(Clone)]
@@ -115,14 +129,16 @@ pub(crate) fn read_ask(body: &[u8]) -> Result<UsageAsk, RelayResponse> {
     crate::types::activation_id_of(&obj, refuse)?;
     let text = |name: &str| obj.get(name).and_then(|v| v.as_str());
     let meter = text("meter").ok_or_else(|| refuse("meter is missing"))?;
-    if meter.is_empty() || meter.len() > MAX_METER_BYTES || meter.chars().any(char::is_control) {
+    if !is_event_name(meter) {
         return Err(refuse("meter must be 1 to 128 bytes of printable text"));
     }
+    // Non-finite numbers never reach here as JSON (a huge exponent does not parse), but the
+    // check says so for any reader; the floor refuses what no meter would show.
     let units = obj
         .get("units")
         .and_then(serde_json::Value::as_f64)
-        .filter(|u| u.is_finite() && *u > 0.0 && *u <= MAX_UNITS)
-        .ok_or_else(|| refuse("units must be a number above 0, at most 1000000000"))?;
+        .filter(|u| u.is_finite() && *u >= MIN_UNITS && *u <= MAX_UNITS)
+        .ok_or_else(|| refuse("units must be a number from 0.000001 to 1000000000"))?;
     let id = text("id").ok_or_else(|| refuse("id is missing"))?;
     if id.is_empty()
         || id.len() > MAX_ID_BYTES
@@ -141,6 +157,31 @@ pub(crate) fn read_ask(body: &[u8]) -> Result<UsageAsk, RelayResponse> {
         units,
         id: id.to_string(),
     })
+}
+
+/// Whether `name` is a well-formed event (meter) name: 1 to 128 bytes, no control character.
+pub(crate) fn is_event_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= MAX_METER_BYTES && !name.chars().any(char::is_control)
+}
+
+/// The refusal of a report whose event name is not among the seller's `events` (`None`: any
+/// name; a body that does not read is [`read_ask`]'s to refuse): 422 `InvalidUsageRequest`,
+/// before the key's verdict is asked or anything kept (issue #76).
+pub(crate) fn refuses_event(body: &[u8], events: Option<&[String]>) -> Option<RelayResponse> {
+    let events = events?;
+    let ask = read_ask(body).ok()?;
+    if events.contains(&ask.meter) {
+        return None;
+    }
+    log::info!(
+        "relay: usage {} 422 (an event name not in --usage-events)",
+        crate::logged::key(&ask.key)
+    );
+    Some(RelayResponse::error(
+        422,
+        "InvalidUsageRequest",
+        "meter is not an event this seller meters (the relay's --usage-events)",
+    ))
 }
 
 /// The store's id of the buffer a report is kept in: what a store read per key loads with
@@ -261,6 +302,38 @@ struct State {
     list_after_ms: u64,
     /// Buffers queued by the listing whose reports are not counted yet (until first read).
     listed: HashSet<EntryId>,
+    /// A buffer's next batch not before this monotonic ms ([`ROUND_MS`] after its last),
+    /// whether or not it is queued now; forgotten once passed.
+    next_at: HashMap<EntryId, u64>,
+}
+
+impl State {
+    /// The first queued buffer whose round has come at `now_ms`, or the ms until one has
+    /// (`Err(None)`: none is queued).
+    fn due(&self, now_ms: u64) -> Result<EntryId, Option<u64>> {
+        let mut wait: Option<u64> = None;
+        for id in &self.queue {
+            match self.next_at.get(id) {
+                Some(&at) if at > now_ms => {
+                    let ms = at - now_ms;
+                    wait = Some(wait.map_or(ms, |w| w.min(ms)));
+                }
+                _ => return Ok(*id),
+            }
+        }
+        Err(wait)
+    }
+
+    /// `id` out of the queue (its reports all ingested, or none left).
+    fn unqueue(&mut self, id: &EntryId) {
+        if self.queue.front() == Some(id) {
+            self.queue.pop_front();
+        } else {
+            self.queue.retain(|b| b != id);
+        }
+        // Its round stays: reports that come after it was emptied wait for it too.
+        self.queued.remove(id);
+    }
 }
 
 /// Where the listing of a last run's buffers is (a store read per key).
@@ -291,6 +364,16 @@ pub(crate) struct Usage {
 /// What a report's answer says.
 struct Recorded {
     duplicate: bool,
+}
+
+/// What the relay's answer to a report states, for its signed acknowledgement
+/// ([`sign_ack`]): kept (`recorded`) or refused at zero credits, a duplicate, and the balance
+/// it knew after it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Ack {
+    pub(crate) recorded: bool,
+    pub(crate) duplicate: bool,
+    pub(crate) balance: Option<f64>,
 }
 
 impl Usage {
@@ -461,7 +544,8 @@ impl Usage {
 
     /// A report of a key Polar granted (`customer`: the verdict's `customer_id`), kept in its
     /// key's buffer in one step of the store: the answer (200 recorded or duplicate, 402
-    /// `credits_exhausted`, 429 `UsageBacklog`, 503 when the store failed).
+    /// `credits_exhausted`, 429 `UsageBacklog`, 503 when the store failed), with what it
+    /// states for a signed acknowledgement (the 200s and the 402).
     pub(crate) fn record(
         &self,
         store: &dyn Backend,
@@ -469,7 +553,7 @@ impl Usage {
         customer: &str,
         known: Option<KnownBalance>,
         now: Now,
-    ) -> RelayResponse {
+    ) -> (RelayResponse, Option<Ack>) {
         self.restore(store);
         let key = key_hash(&ask.key);
         let id = buffer_id(&ask.organization_id, &key);
@@ -520,11 +604,12 @@ impl Usage {
         }
         if let Err(e) = written {
             log::error!("relay: {e}: a usage report was not kept (503)");
-            return RelayResponse::error(
+            let r = RelayResponse::error(
                 503,
                 "UsageNotKept",
                 "the relay could not keep the report: send it again with the same id",
             );
+            return (r, None);
         }
         let recorded = match outcome {
             Some(Ok(r)) => r,
@@ -539,9 +624,17 @@ impl Usage {
                         "backlog"
                     }
                 );
-                return r;
+                let ack = (r.status == 402).then_some(Ack {
+                    recorded: false,
+                    duplicate: false,
+                    balance: before,
+                });
+                return (r, ack);
             }
-            None => return RelayResponse::error(503, "UsageNotKept", "the store did not answer"),
+            None => {
+                let r = RelayResponse::error(503, "UsageNotKept", "the store did not answer");
+                return (r, None);
+            }
         };
         if !recorded.duplicate {
             state.pending_total += 1;
@@ -576,7 +669,15 @@ impl Usage {
             "duplicate": recorded.duplicate,
             "balance": balance,
         });
-        crate::types::private(RelayResponse::json(200, body.to_string()))
+        let ack = Ack {
+            recorded: true,
+            duplicate: recorded.duplicate,
+            balance,
+        };
+        (
+            crate::types::private(RelayResponse::json(200, body.to_string())),
+            Some(ack),
+        )
     }
 
     /// The buffer the next batch at `now` reads (`None`: no batch is due): a store read per
@@ -585,7 +686,7 @@ impl Usage {
         let state = locked(&self.state);
         let due = self.on() && !state.refused && state.batch.is_none();
         (due && now.monotonic_ms >= state.after_ms)
-            .then(|| state.queue.front().copied())
+            .then(|| state.due(now.monotonic_ms).ok())
             .flatten()
     }
 
@@ -628,8 +729,9 @@ impl Usage {
         if now.monotonic_ms < state.after_ms {
             return Err(Some(state.after_ms - now.monotonic_ms));
         }
-        let Some(&id) = state.queue.front() else {
-            return Err(Some(IDLE_MS));
+        let id = match state.due(now.monotonic_ms) {
+            Ok(id) => id,
+            Err(wait) => return Err(Some(wait.unwrap_or(IDLE_MS))),
         };
         let buffer = match store.get(&id) {
             Ok(e) => buffer_of(e.as_ref()),
@@ -642,8 +744,7 @@ impl Usage {
         };
         Self::count_listed(&mut state, &id, buffer.as_ref());
         let Some(buffer) = buffer.filter(|b| !b.pending.is_empty()) else {
-            state.queue.pop_front();
-            state.queued.remove(&id);
+            state.unqueue(&id);
             return Err(Some(0));
         };
         if breaker_open() {
@@ -791,18 +892,68 @@ impl Usage {
             list.drain(..over);
         }
         if left == 0 {
-            if state.queue.front() == Some(&batch.buffer) {
-                state.queue.pop_front();
-            } else {
-                state.queue.retain(|b| *b != batch.buffer);
-            }
-            state.queued.remove(&batch.buffer);
-        } else if let Some(front) = state.queue.pop_front() {
-            // Its turn passes to the next key's.
-            state.queue.push_back(front);
+            state.unqueue(&batch.buffer);
+        } else {
+            // Its turn passes to the next key's, and its next batch waits for its round.
+            state.queue.retain(|b| *b != batch.buffer);
+            state.queue.push_back(batch.buffer);
         }
+        // Rounds passed are forgotten (bounded by the keys ingested in one round).
+        state.next_at.retain(|_, at| *at > now.monotonic_ms);
+        let at = now.monotonic_ms.saturating_add(ROUND_MS);
+        state.next_at.insert(batch.buffer, at);
         ingested_now.then_some(batch.customer)
     }
+}
+
+/// `r` (the answer to `ask`, stating `ack`) with its signed acknowledgement (issue #76,
+/// [`polar_license::lease::USAGE_HEADER`]) when the client sent a nonce (`nonce`: a client
+/// that holds relay keys sends one with every send, and believes the answer only with a token
+/// naming it) and the relay holds its signing key. A relay whose leases are signed elsewhere
+/// (the npm relay's host key: it takes no usage reports) leaves it out, with an error log; so
+/// does a key that cannot sign: the client in signed mode then reads the answer as a
+/// `protocol_error`, never as recorded.
+pub(crate) fn sign_ack(
+    mut r: RelayResponse,
+    ask: &UsageAsk,
+    ack: Ack,
+    signer: &crate::types::SignWith,
+    nonce: Option<&str>,
+    now: Now,
+) -> RelayResponse {
+    let Some(nonce) = nonce else {
+        return r;
+    };
+    let crate::types::SignWith::Key(key) = signer else {
+        log::error!("relay: usage answers are signed only with the relay's own key file");
+        return r;
+    };
+    let key_sha256 = key_hash(&ask.key);
+    // The token's id: a digest of the nonce (fresh and random: the client's) and the report.
+    let jti = crate::store::key_digest("usage-ack", nonce, &ask.id);
+    let claims = polar_license::lease::UsageClaims {
+        organization_id: ask.organization_id.clone(),
+        key_sha256,
+        report_id: ask.id.clone(),
+        meter: ask.meter.clone(),
+        units: ask.units,
+        recorded: ack.recorded,
+        duplicate: ack.duplicate,
+        balance: ack.balance,
+        issued_at: now.unix_seconds,
+        id: crate::store::hex_id(&jti)[..32].to_string(),
+        nonce: nonce.to_string(),
+    };
+    match key.sign_usage(&claims) {
+        Ok(token) => r.set(polar_license::lease::USAGE_HEADER, &token),
+        Err(e) => log::error!(
+            "relay: usage {} {} without a signed acknowledgement: {}",
+            crate::logged::key(&ask.key),
+            r.status,
+            e.text()
+        ),
+    }
+    r
 }
 
 /// The namespace of a key's events' `external_id`s: 16 hex digits of a digest of the
@@ -883,7 +1034,7 @@ mod tests {
             read_ask(body.as_bytes()).expect("read")
         };
         let customer = "7d3c1e2a-4b5f-4c6d-8e9f-0a1b2c3d4e5f";
-        let r = usage.record(&store, &report("a-1"), customer, None, at(0));
+        let (r, _) = usage.record(&store, &report("a-1"), customer, None, at(0));
         assert_eq!(r.status, 200);
         let batch = |t: u64| usage.next_batch(&store, "http://polar", || false, || Ok(()), at(t));
         let (mut t, mut waits) = (0_u64, Vec::new());
@@ -932,8 +1083,11 @@ mod tests {
                 .as_deref(),
             Some(customer)
         );
-        let r = usage.record(&store, &report("a-2"), customer, None, at(t));
+        let (r, _) = usage.record(&store, &report("a-2"), customer, None, at(t));
         assert_eq!(r.status, 200);
+        // The key's next batch waits for its round (issue #76).
+        assert_eq!(batch(t), Err(Some(ROUND_MS)));
+        t += ROUND_MS;
         batch(t).expect("a batch");
         assert!(usage.answered(&store, Err("reset".into()), at(t)).is_none());
         assert_eq!(batch(t), Err(Some(1_000)));

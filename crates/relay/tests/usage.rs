@@ -360,3 +360,298 @@ fn a_wrong_key_or_a_bad_body_keeps_nothing() {
     assert_eq!(report(&relay, KEY, 1.0, "real-1").0, 200);
     until_consumed(&polar, CUSTOMER, 1.0);
 }
+
+// ---- Issue #76: usage within the budget, signed ---------------------------------------------
+
+/// The relay in front of `polar` with usage and entitlements on, its limits, store and
+/// budget as `edit` leaves them (the defaults: the per-IP and per-key limits on), clients
+/// told apart by `x-forwarded-for`: the relay, its store, and the relay's public keys.
+fn relay_edited(
+    polar: &Emulator,
+    edit: impl FnOnce(&mut polar_license_relay::RelayConfig, &mut StoreOptions),
+) -> (Running, Arc<dyn Backend>, polar_license::lease::RelayKeys) {
+    let signer = SigningKey::generate(Some("usage-76")).expect("a key");
+    let keys = signer.relay_keys();
+    let mut config = rig::config_with(polar.url(), DEMO_TOKEN, signer);
+    config.client_ip_header = Some("x-forwarded-for".into());
+    let mut store = StoreOptions::default();
+    store.entitlements = true;
+    store.usage = true;
+    store.reconcile_every = 0;
+    store.roster = false;
+    edit(&mut config, &mut store);
+    let backend = rig::memory(1_000);
+    config.store = rig::store(Arc::clone(&backend), store, None);
+    let upstream = rig::upstream(Duration::from_secs(5));
+    let running = rig::listen(rig::relay(config, upstream), ServeOptions::default());
+    (running, backend, keys)
+}
+
+/// A report's raw `body` posted from `address`: the status and the body read.
+fn post_from(relay: &Running, address: &str, body: &str) -> (u16, Value) {
+    let a = rig::post_with(
+        &agent(),
+        &format!("{}{USAGE_ROUTE}", relay.url()),
+        body,
+        &[("x-forwarded-for", address)],
+    );
+    (
+        a.status,
+        serde_json::from_str(&a.body).unwrap_or(Value::Null),
+    )
+}
+
+/// One key's usage flood from four client addresses (each within the per-IP limit's burst,
+/// all together four times it), tiny reports as fast as they go for three seconds, against a
+/// budget of 20 calls a minute (16 shared): the key gets its per-key rate and no more, even
+/// with its grant stored (issue #76: the stored grant skipped the per-key limit), and the
+/// ingestion with the reads it asks take at most half the shared part, so another customer's
+/// first validate, and then its device listing, are answered, not 429 (before the fix the
+/// flood's batches, each followed by a read of the customer's meters, spent the whole shared
+/// part within a second).
+#[test]
+fn a_usage_flood_from_one_key_over_four_addresses_cannot_starve_another_customers_first_validate() {
+    let polar = Emulator::start(seed(), Options::default()).expect("starts");
+    let (relay, _, _) = relay_edited(&polar, |_, store| {
+        store.budget = 20;
+        store.reserve = 4;
+    });
+    let started = Instant::now();
+    let flood = Duration::from_secs(3);
+    let counts: Vec<(u32, u32)> = std::thread::scope(|s| {
+        let threads: Vec<_> = (1..=4)
+            .map(|a| {
+                let relay = &relay;
+                s.spawn(move || {
+                    let address = format!("198.51.100.{a}");
+                    let (mut kept, mut limited) = (0, 0);
+                    for n in 0.. {
+                        if started.elapsed() >= flood {
+                            break;
+                        }
+                        let body = json!({
+                            "key": KEY, "organization_id": DEMO_ORGANIZATION_ID,
+                            "meter": EVENT, "units": 0.001, "id": format!("flood-{a}-{n}"),
+                        });
+                        match post_from(relay, &address, &body.to_string()) {
+                            (200, _) => kept += 1,
+                            (429, _) => limited += 1,
+                            (status, v) => panic!("{status}: {v}"),
+                        }
+                    }
+                    (kept, limited)
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| t.join().expect("a flood thread"))
+            .collect()
+    });
+    let kept: u32 = counts.iter().map(|c| c.0).sum();
+    let limited: u32 = counts.iter().map(|c| c.1).sum();
+    // The per-key limit (3 a second, bursts of 6) held over the four addresses: at most its
+    // burst and three seconds of its rate (and a second's slack).
+    let secs = started.elapsed().as_secs_f64().ceil() as u32;
+    assert!(
+        kept <= 6 + 3 * (secs + 1),
+        "{kept} reports of one key kept in {secs} s ({limited} limited)"
+    );
+    assert!(limited > 0, "the flood was never limited");
+    // Another customer's first validate, from an address of its own, while the flood's calls
+    // are in the budget's window: Polar's answer, not the budget's 429.
+    let other = rig::validate_at(
+        &agent(),
+        &relay.url(),
+        OTHER,
+        &[("x-forwarded-for", "203.0.113.9")],
+    );
+    assert_eq!(other.status, 200, "{}", other.body);
+    let listing = rig::post_with(
+        &agent(),
+        &format!("{}{}", relay.url(), polar_license_relay::DEVICES_ROUTE),
+        &json!({"key": OTHER, "organization_id": DEMO_ORGANIZATION_ID}).to_string(),
+        &[("x-forwarded-for", "203.0.113.9")],
+    );
+    assert_eq!(listing.status, 200, "{}", listing.body);
+}
+
+/// Nonsense units (below a millionth, 1e-300, zero, negative, and the non-finite numbers JSON
+/// can carry: huge exponents) and, with the seller's list set (`usage_events`), an event name
+/// off it: each refused 422 `InvalidUsageRequest` with a detail saying what is wrong, and
+/// nothing kept (no usage buffer in the store, nothing ingested); a report within the rules
+/// still goes through.
+#[test]
+fn nonsense_units_and_unlisted_events_are_refused_422_and_nothing_is_kept() {
+    let polar = Emulator::start(seed(), Options::default()).expect("starts");
+    let (relay, backend, _) = relay_edited(&polar, |config, store| {
+        config.limits = rig::unlimited();
+        store.usage_events = Some(vec![EVENT.to_string()]);
+    });
+    let body = |meter: &str, units: &str| {
+        format!(
+            r#"{{"key":"{KEY}","organization_id":"{DEMO_ORGANIZATION_ID}","meter":"{meter}","units":{units},"id":"n-1"}}"#
+        )
+    };
+    for (meter, units, says) in [
+        (EVENT, "1e-300", "units"),
+        (EVENT, "0.0000009", "units"),
+        (EVENT, "0", "units"),
+        (EVENT, "-0", "units"),
+        (EVENT, "-1", "units"),
+        (EVENT, "1e400", ""),
+        (EVENT, "-1e400", ""),
+        (EVENT, "1e10", "units"),
+        ("api_calls", "1", "meter"),
+        ("tokens_used ", "1", "meter"),
+    ] {
+        let (status, v) = post_from(&relay, "198.51.100.1", &body(meter, units));
+        assert_eq!(status, 422, "{meter} {units}: {v}");
+        assert_eq!(v["error"], "InvalidUsageRequest", "{meter} {units}: {v}");
+        let detail = v["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains(says), "{meter} {units}: {detail}");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        backend.tags_with_prefix("u:").expect("the store's tags"),
+        Vec::<String>::new(),
+        "no usage buffer was written"
+    );
+    assert_eq!(consumed(&polar, CUSTOMER), 0.0, "nothing was ingested");
+    // The floor itself, and a listed name, are taken.
+    let (status, v) = post_from(&relay, "198.51.100.1", &body(EVENT, "0.000001"));
+    assert_eq!(status, 200, "{v}");
+    until_consumed(&polar, CUSTOMER, 0.000001);
+}
+
+/// A client in signed mode (the core's `BlockingClient::send_usage_signed`) in front of a
+/// relay that signs its acknowledgements (issue #76): through an honest path the answer is
+/// the signed one; a proxy that rewrites the balance changes nothing the client reports (the
+/// balance is the signed one); a proxy that turns the seller's refusal at zero credits into
+/// `recorded` (so that `--refuse-at-zero-credits` would be void and the report never billed),
+/// a fake relay answering `recorded` with a million credits, and a genuine acknowledgement
+/// replayed to a later send of the same report are each `protocol_error`, not recorded. The
+/// same fake answer to a client without relay keys is taken, and says it is unsigned.
+#[test]
+fn a_forged_usage_acknowledgement_changes_no_balance_and_is_not_recorded_in_signed_mode() {
+    use polar_license::usage::UsageAnswer;
+    use polar_license::Error;
+    use polar_license_testkit::usage_forger::{usage_forger, Answer};
+    let polar = Emulator::start(seed(), Options::default()).expect("starts");
+    let (relay, _, keys) = relay_edited(&polar, |config, store| {
+        config.limits = rig::unlimited();
+        store.refuse_at_zero_credits = true;
+    });
+    let client = |base: &str| rig::client(base, Duration::from_secs(5));
+    let key = polar_license::Key::new(KEY);
+    let report = |id: &str, units: f64| {
+        polar_license::BlockingClient::usage_report(&key, EVENT, units, Some(id)).expect("a report")
+    };
+    let signed = |base: &str, r: &polar_license::usage::UsageReport| {
+        client(base).send_usage_signed(None, r, &keys)
+    };
+    let not_recorded = |what: &str, got: Result<UsageAnswer, Error>| match got {
+        Err(Error::Protocol { detail, .. }) => assert!(detail.contains("usage answer"), "{detail}"),
+        other => panic!("{what}: {other:?}"),
+    };
+    // The balance known (the relay's first read of the customer's meters).
+    let (n, _) = until_balance_known(&relay, KEY, 1.0, "warm");
+    let used = n as f64;
+    // Honest, through a proxy that passes everything: signed, the relay's balance.
+    let honest = usage_forger(Some(&relay.url()), Box::new(|a, _| a));
+    match signed(&honest.url, &report("honest-1", 1.0)) {
+        Ok(UsageAnswer::Recorded {
+            balance, signed, ..
+        }) => {
+            assert!(signed);
+            assert_eq!(balance, Some(10.0 - used - 1.0));
+        }
+        other => panic!("honest: {other:?}"),
+    }
+    // The balance rewritten in the body: the client reports the signed one.
+    let rich = usage_forger(
+        Some(&relay.url()),
+        Box::new(|a: Answer, _| {
+            let mut v = a.json();
+            v["balance"] = json!(1_000_000);
+            Answer {
+                body: v.to_string().into_bytes(),
+                ..a
+            }
+        }),
+    );
+    match signed(&rich.url, &report("rich-1", 1.0)) {
+        Ok(UsageAnswer::Recorded { balance, .. }) => {
+            assert_eq!(balance, Some(10.0 - used - 2.0), "the signed balance");
+        }
+        other => panic!("rewritten balance: {other:?}"),
+    }
+    // Down past zero, then the relay refuses at zero: a proxy turning the 402 into
+    // `recorded` (with the relay's signature kept, or dropped) is not believed.
+    let (status, v) = report_of(&relay, 20.0, "spend-1");
+    assert_eq!(status, 200, "{v}");
+    for keep_signature in [true, false] {
+        let free = usage_forger(
+            Some(&relay.url()),
+            Box::new(move |a: Answer, _| {
+                assert_eq!(a.status, 402, "the relay refused at zero");
+                let header = a
+                    .header(polar_license::lease::USAGE_HEADER)
+                    .filter(|_| keep_signature)
+                    .map(str::to_string);
+                Answer {
+                    status: 200,
+                    body: br#"{"recorded":true,"duplicate":false,"balance":5}"#.to_vec(),
+                    ..a
+                }
+                .with_header(polar_license::lease::USAGE_HEADER, header.as_deref())
+            }),
+        );
+        not_recorded(
+            "a refusal turned into recorded",
+            signed(&free.url, &report(&format!("free-{keep_signature}"), 1.0)),
+        );
+    }
+    // The honest path says credits_exhausted, signed.
+    match signed(&honest.url, &report("after-1", 1.0)) {
+        Ok(UsageAnswer::CreditsExhausted { balance }) => assert!(balance <= 0.0),
+        other => panic!("at zero: {other:?}"),
+    }
+    // A fake relay: `recorded`, a million credits, no signature.
+    let fake = usage_forger(
+        None,
+        Box::new(|a: Answer, _| Answer {
+            body: br#"{"recorded":true,"duplicate":false,"balance":1000000}"#.to_vec(),
+            ..a
+        }),
+    );
+    not_recorded("a fake relay", signed(&fake.url, &report("fake-1", 1.0)));
+    // A genuine acknowledgement replayed: the proxy answers every later send with the
+    // relay's first answer (its signature, its body).
+    let replay = usage_forger(
+        Some(&relay.url()),
+        Box::new(|a: Answer, seen: &[Answer]| seen.first().cloned().unwrap_or(a)),
+    );
+    let first = signed(&replay.url, &report("replayed-1", 1.0));
+    assert!(
+        matches!(first, Ok(UsageAnswer::CreditsExhausted { .. })),
+        "{first:?}"
+    );
+    let again = signed(&replay.url, &report("replayed-2", 1.0));
+    not_recorded("a replayed acknowledgement", again);
+    // Unsigned mode (no relay keys): the fake answer is taken, and says it is unsigned.
+    match client(&fake.url).send_usage(&report("fake-2", 1.0)) {
+        Ok(UsageAnswer::Recorded {
+            signed, balance, ..
+        }) => {
+            assert!(!signed);
+            assert_eq!(balance, Some(1_000_000.0));
+        }
+        other => panic!("unsigned: {other:?}"),
+    }
+}
+
+/// A report of `units` of `KEY` with id `id` straight to the relay: the status and body.
+fn report_of(relay: &Running, units: f64, id: &str) -> (u16, Value) {
+    report(relay, KEY, units, id)
+}

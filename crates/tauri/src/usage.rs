@@ -115,7 +115,9 @@ pub(crate) async fn record_usage(
         stopped: None,
     };
     match answer {
-        UsageAnswer::Recorded { duplicate, balance } => Ok(UsageRecorded {
+        UsageAnswer::Recorded {
+            duplicate, balance, ..
+        } => Ok(UsageRecorded {
             id,
             duplicate,
             balance,

@@ -45,6 +45,9 @@ pub mod values_rows;
 pub mod lease_proxy;
 #[cfg(not(target_arch = "wasm32"))]
 mod native;
+/// A proxy or fake relay that forges usage answers (issue #76).
+#[cfg(not(target_arch = "wasm32"))]
+pub mod usage_forger;
 #[cfg(not(target_arch = "wasm32"))]
 pub use native::*;
 

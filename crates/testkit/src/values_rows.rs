@@ -150,9 +150,9 @@ pub fn stopped_cell(code: &str, kind: impl Display, until: Option<impl Display>)
 /// The Rust faces' (native and wasm) `usage` cell from the core's answer.
 pub fn usage_cell(answer: Result<UsageAnswer, polar_license::Error>) -> String {
     match answer {
-        Ok(UsageAnswer::Recorded { duplicate, balance }) => {
-            recorded_cell(duplicate, balance_cell(balance))
-        }
+        Ok(UsageAnswer::Recorded {
+            duplicate, balance, ..
+        }) => recorded_cell(duplicate, balance_cell(balance)),
         Ok(UsageAnswer::CreditsExhausted { balance: b }) => credits_cell(b),
         Ok(UsageAnswer::Backlog { .. }) => "usage_backlog".to_string(),
         Ok(UsageAnswer::Denied(d)) => d.reason.code().to_string(),

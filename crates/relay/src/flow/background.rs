@@ -282,8 +282,9 @@ impl Background {
                 return Poll::List { id, page };
             }
         }
-        // The usage reports waiting (crate::usage): each batch's call from the budget's shared
-        // part.
+        // The usage reports waiting (crate::usage): each batch's call from the budget's usage
+        // part (at most half the shared part, issue #76: a flood never starves a first-seen
+        // key's validate).
         if let Some(s) = relay.store.filter(|s| s.usage.on()) {
             // With a store read per key, a last run's buffers listed first, and each batch's
             // buffer loaded before it is read.
@@ -312,7 +313,7 @@ impl Background {
                 &*s.backend,
                 relay.base_url,
                 || relay.breaker.is_open(now),
-                || s.take(now, crate::store::Use::Shared),
+                || s.take(now, crate::store::Use::Usage),
                 now,
             ) {
                 Ok((url, body)) => {
@@ -334,14 +335,22 @@ impl Background {
             }
         }
         // The customers' values a grant's lease asked for (crate::entitled): first, as the
-        // customers' checks are; each read's call from the budget's shared part.
+        // customers' checks are; each read's call from the budget's shared part (a read only
+        // an ingested usage batch asked: its usage part).
         #[cfg(feature = "entitlements")]
         {
             let entitled = match relay.store.map(|s| {
                 s.entitled.next_read(
                     relay.base_url,
                     || relay.breaker.is_open(now),
-                    || s.take(now, crate::store::Use::Shared),
+                    |for_usage| {
+                        let what = if for_usage {
+                            crate::store::Use::Usage
+                        } else {
+                            crate::store::Use::Shared
+                        };
+                        s.take(now, what)
+                    },
                     s.usage.ingestions(),
                     now,
                 )

@@ -36,11 +36,15 @@ pub struct Budget {
 /// | [`Use::Reserved`]: a known key's activate, deactivate or increment; a new grant's key | `B` |
 /// | [`Use::Shared`]: other validates, a grant refreshed ahead of its end, idle reads | `S` |
 /// | [`Use::FirstSeen`]: a key neither in the roster nor granted in the store | `S - S/4` |
+/// | [`Use::Usage`]: a usage batch's ingestion, and the read of meters it asks | `S/2` |
 ///
 /// A refresh may spend half the reserve, rounded down (a grant past its freshness is what
 /// otherwise answers `stale`), never all of it: a store holding more grants than the budget refreshes
 /// still leaves activations their half. First-seen keys never take the last quarter of the
-/// shared part (besides their own share, [`super::StoreOptions::first_seen_share`]). Past the
+/// shared part (besides their own share, [`super::StoreOptions::first_seen_share`]). Usage
+/// ingestion (issue #76) comes last: it never brings the window past half the shared part, so a
+/// flood of reports (each batch a call, each batch a read of the customer's meters) always
+/// leaves a quarter of the shared part to first-seen keys and the rest to known ones. Past the
 /// shared part, a known key's reserved call is also held to its and its client's fair part of
 /// the reserve (`crate::roster::Reserve`, issue #62).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +57,9 @@ pub enum Use {
     Shared,
     /// A first-seen key's call.
     FirstSeen,
+    /// Background usage ingestion (`crate::usage`) and the read of a customer's meters an
+    /// ingested batch asks (`crate::entitled`): the budget's last call in order.
+    Usage,
 }
 
 /// The budget's window.
@@ -162,6 +169,7 @@ impl Budget {
             Use::Refresh => self.limit - self.reserve.div_ceil(2),
             Use::Shared => shared,
             Use::FirstSeen => shared - shared / 4,
+            Use::Usage => shared / 2,
         }
     }
 

@@ -132,6 +132,13 @@ pub struct StoreOptions {
     /// meter's known balance is at or below zero (402, reason `credits_exhausted`; default
     /// **off**: Polar itself never refuses usage).
     pub refuse_at_zero_credits: bool,
+    /// With [`StoreOptions::usage`]: the event names (meters) a usage report may name, the
+    /// seller's list (`None`, the default: any well-formed name, 1 to 128 bytes of printable
+    /// text). A report naming another is refused before anything is asked or kept (422
+    /// `InvalidUsageRequest`, issue #76): an event no meter counts is never billed, so a
+    /// client could otherwise spend the budget's calls on usage nobody pays for. At most
+    /// 64 names.
+    pub usage_events: Option<Vec<String>>,
 }
 
 /// The longest a write of [`Backend::update_lazily`] stays off the disk: a lazy write made
@@ -165,6 +172,7 @@ impl Default for StoreOptions {
             entitlements: false,
             usage: false,
             refuse_at_zero_credits: false,
+            usage_events: None,
         }
     }
 }
@@ -354,6 +362,17 @@ impl StoreOptions {
                 "refuse_at_zero_credits",
                 "needs usage and entitlements on (the balance is read with them)",
             ));
+        }
+        if let Some(events) = &self.usage_events {
+            let bad = events.is_empty()
+                || events.len() > crate::usage::MAX_EVENTS
+                || events.iter().any(|e| !crate::usage::is_event_name(e));
+            if bad || !self.usage {
+                return Some((
+                    "usage_events",
+                    "needs usage on, and 1 to 64 event names of 1 to 128 bytes of printable text",
+                ));
+            }
         }
         if self.budget == 0 || self.reserve >= self.budget {
             return Some((

@@ -239,13 +239,10 @@ fn a_report_while_polar_is_down_is_kept_and_ingested_once_after() {
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["recorded"], true);
     // Polar unreachable: the batch is tried, kept, tried again after a backoff.
+    // (Nothing can reach a stopped emulator; what Polar shows right after it is up again is
+    // a race with the relay's next try, which may land at once: only "once" is asserted.)
     std::thread::sleep(Duration::from_millis(1_200));
     polar.up();
-    assert_eq!(
-        consumed(&polar, CUSTOMER),
-        1.0,
-        "nothing reached Polar while it was down"
-    );
     until_consumed(&polar, CUSTOMER, 3.0);
     std::thread::sleep(Duration::from_millis(400));
     assert_eq!(consumed(&polar, CUSTOMER), 3.0, "ingested once");

@@ -596,10 +596,13 @@ impl Usage {
             && matches!(outcome, Some(Ok(Recorded { duplicate: false })));
         if unkept {
             log::warn!("relay: a usage report was not kept (503: the store's share is spent)");
-            return RelayResponse::error(
-                503,
-                "UsageNotKept",
-                "the relay could not keep the report: send it again with the same id",
+            return (
+                RelayResponse::error(
+                    503,
+                    "UsageNotKept",
+                    "the relay could not keep the report: send it again with the same id",
+                ),
+                None,
             );
         }
         if let Err(e) = written {
@@ -932,7 +935,7 @@ pub(crate) fn sign_ack(
     // The token's id: a digest of the nonce (fresh and random: the client's) and the report.
     let jti = crate::store::key_digest("usage-ack", nonce, &ask.id);
     let claims = polar_license::lease::UsageClaims {
-        organization_id: ask.organization_id.clone(),
+        organization_id: ask.organization_id.as_str().to_string(),
         key_sha256,
         report_id: ask.id.clone(),
         meter: ask.meter.clone(),

@@ -626,6 +626,84 @@ mod tests {
         })
     }
 
+    /// A verifier that answers `answer` for every signature, and says whether it was asked
+    /// (as the npm seat module's host verifier defers).
+    struct Fixed {
+        answer: crate::lease::Checked,
+        asked: core::cell::Cell<bool>,
+    }
+
+    impl Ed25519 for Fixed {
+        fn verify(&self, _: &[u8; 32], _: &[u8], _: &[u8; 64]) -> crate::lease::Checked {
+            self.asked.set(true);
+            self.answer
+        }
+
+        fn defers(&self) -> bool {
+            self.answer == crate::lease::Checked::Pending
+        }
+    }
+
+    fn fixed(answer: crate::lease::Checked) -> Fixed {
+        Fixed {
+            answer,
+            asked: core::cell::Cell::new(false),
+        }
+    }
+
+    /// The `_with` forms (the npm seat module's): the signature is the verifier's word, the
+    /// claims still the core's. A verifier that has not answered yet (`Pending`) or says
+    /// `Invalid` holds no seat; one that says `Valid` for a lease of other claims (another
+    /// machine's binding is only in the signed bytes; another key's hash is a claim) holds
+    /// none either. A heartbeat tried on a clone with a deferring verifier leaves the hold
+    /// itself as it was.
+    #[test]
+    fn a_verifier_of_the_hosts_decides_the_signature_only() {
+        use crate::lease::Checked;
+        let r = rig();
+        let at = ms(r.now);
+        for answer in [Checked::Pending, Checked::Invalid] {
+            let v = fixed(answer);
+            let e = SeatHold::acquire_with(&r.terms, &r.ask(), &r.good(r.now), at, &v)
+                .expect_err("no seat");
+            assert_eq!(e.reason(), crate::Reason::ProtocolError, "{answer:?}");
+            assert!(v.asked.get());
+        }
+        let v = fixed(Checked::Valid);
+        assert!(
+            SeatHold::acquire_with(&r.terms, &r.ask(), &r.good(r.now), at, &v)
+                .unwrap()
+                .is_ok()
+        );
+        let mut other = r.claims(r.now);
+        other.key_sha256 = key_hash(&Key::new("ANOTHER-KEY"));
+        let forged = r.answer(r.signed(&other, "m"), r.now);
+        assert!(SeatHold::acquire_with(&r.terms, &r.ask(), &forged, at, &v).is_err());
+
+        let hold = r.hold();
+        let mut trial = hold.clone();
+        let beat_at = at + 100_000;
+        assert!(matches!(trial.poll(beat_at), HoldPoll::Send(_)));
+        let renewed = Ok(r.good(r.now + 100));
+        let pending = fixed(Checked::Pending);
+        assert!(trial
+            .heartbeat_answered_with(beat_at, &renewed, &pending)
+            .is_err());
+        assert_eq!(
+            hold.ends_at_ms(),
+            ms(r.now + LIFE),
+            "the hold itself untouched"
+        );
+        let mut held = hold.clone();
+        assert!(matches!(held.poll(beat_at), HoldPoll::Send(_)));
+        assert_eq!(
+            held.heartbeat_answered_with(beat_at, &renewed, &fixed(Checked::Valid))
+                .unwrap(),
+            HoldState::Held
+        );
+        assert_eq!(held.ends_at_ms(), ms(r.now + 100 + LIFE));
+    }
+
     #[test]
     fn a_face_without_relay_keys_cannot_hold_a_seat() {
         let e = HoldTerms::new(RelayKeys::new(), ORG).unwrap_err();

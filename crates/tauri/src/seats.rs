@@ -396,7 +396,8 @@ pub(crate) async fn seat_acquire<R: Runtime>(
                 .spawn(move || keeper.keep(&app, &licensing, &id));
             if let Err(e) = started {
                 // No heartbeat, no seat: given back.
-                if let Some(mut hold) = state.seats().remove(&info.id) {
+                let removed = state.seats().remove(&info.id);
+                if let Some(mut hold) = removed {
                     if let Some(ask) = hold.release_ask() {
                         hold.released();
                         let _ = send_raw(state.licensing(), ask).await;

@@ -28,6 +28,8 @@ export class SeatError extends LicenseError {
     this.size = error.size ?? null;
     this.freesAt = error.freesAt ?? null;
     this.gone = gone;
+    // `seat_lost`: when the hold ended (unix seconds).
+    if (error.endedAt !== undefined) this.endedAt = error.endedAt;
   }
 }
 

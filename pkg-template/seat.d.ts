@@ -87,8 +87,8 @@ export interface SeatsOptions {
   /** The relay's public keys (`KID=k4.public.…`, an array or one comma-separated string), as
    * the client's signed mode takes them. Required to hold a seat: every seat lease is verified
    * with them (none: `seat()` rejects with `invalid_input`, field `relay_keys`, sending
-   * nothing). */
-  relayKeys?: string | readonly string[];
+   * nothing; required here so that TypeScript says so first). */
+  relayKeys: string | readonly string[];
   /** How long past a lease's end with no renewal the seat is still held, in milliseconds
    * (default 0: lost at the lease's end; the relay may give it away from then on). */
   graceMs?: number;

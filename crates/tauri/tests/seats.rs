@@ -27,8 +27,9 @@ use tauri::Listener;
 
 mod common;
 
-/// The seat's life at the relay (the shortest it takes).
-const LIFE: u32 = 30;
+/// The seat's life at the relay (a test's only: `with_test_only_seat_seconds`): the plugin's
+/// thread beats every 1.33 s, and a relay out of reach ends the hold 4 s after the last answer.
+const LIFE: u32 = 4;
 
 /// The plugin's options: its base URL `url`, its cache in `dir`, the relay's `keys` (none:
 /// unsigned, no seat).
@@ -79,11 +80,9 @@ fn a_seat_whose_relay_stops_answering_is_lost_at_its_leases_end_and_the_guest_is
     let transport = UreqTransport::new(Duration::from_secs(2), Duration::from_secs(5), 1 << 20);
     let relay = Relay::new(config, Box::new(transport))
         .expect("the relay")
-        .with_seats(SeatOptions {
-            seconds: LIFE,
-            ..SeatOptions::default()
-        })
-        .expect("seats of 30 s");
+        .with_seats(SeatOptions::default())
+        .and_then(|r| r.with_test_only_seat_seconds(LIFE))
+        .expect("seats of 4 s");
     let running = serve(Arc::new(relay), "127.0.0.1:0").expect("the relay listens");
     let proxy = lease_proxy::proxy(&running.url(), b"", b"");
     let dir = ScratchDir::new("tauri-seat-lost");
@@ -111,7 +110,21 @@ fn a_seat_whose_relay_stops_answering_is_lost_at_its_leases_end_and_the_guest_is
         end <= system_clock_ms() + u64::from(LIFE) * 1_000,
         "{held:?}"
     );
-    std::thread::sleep(Duration::from_millis(300));
+    // The plugin's thread heartbeats by itself: a second past the first lease's end (no
+    // command sent meanwhile) the seat is still held, its end moved on, and nothing was told.
+    std::thread::sleep(Duration::from_millis(
+        end.saturating_sub(system_clock_ms()) + 1_000,
+    ));
+    assert!(
+        ended.try_recv().is_err(),
+        "the hold ended while the relay answered"
+    );
+    let beat: SeatInfo = serde_json::from_value(
+        common::invoke(&webview, "seat_heartbeat", json!({ "seat": held.id })).expect("held"),
+    )
+    .expect("a SeatInfo");
+    assert!(beat.ends_at_ms > end, "{beat:?} after {held:?}");
+    let end = beat.ends_at_ms;
     proxy.set(lease_proxy::DOWN);
 
     // Nothing until a second before the end: the plugin's thread retries within the lease.

@@ -15,7 +15,7 @@
 //! `held`, and the hold ends at the lease's end (`lost`, reason `seat_lost`) when no renewal
 //! the relay signed arrived. Without relay keys no seat is held (`invalid_input`, field
 //! `relay_keys`). The signature alone is checked by the host, as signed mode's leases are
-//! (issue #38; [`HostEd25519`]): a step that meets a lease it has no answer for answers
+//! (issue #38; `HostEd25519`): a step that meets a lease it has no answer for answers
 //! `{"verify": [[id, public key, message, signature]…]}` (hex) instead; `seat.js` has the
 //! package's Ed25519 verify each, hands the answers to [`Hold::verified`] and runs the same
 //! step again with the same answer. Nothing in this wasm verifies a signature itself.

@@ -662,3 +662,12 @@ export declare class LicenseClient {
  * LicenseError when it cannot be loaded (as does every call then).
  */
 export declare function init(): Promise<void>;
+
+/**
+ * The package's Ed25519 signature check, the one signed mode verifies the relay's leases with
+ * (node:crypto's, the host's WebCrypto, or the package's wasm verifier: the first that passes
+ * RFC 8032's vector; issue #38), loaded on the first call. For the package's own modules
+ * (polar-license/seat verifies its seat leases with it); rejects with a `load_error` where the
+ * host has none.
+ */
+export declare function hostEd25519(): Promise<(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array) => Promise<boolean>>;

@@ -38,4 +38,6 @@ const api = bind(
 
 export const LicenseClient = api.LicenseClient;
 export const init = api.init;
+/** The package's Ed25519 as signed mode's leases are checked (issue #38), for polar-license/seat. */
+export const hostEd25519 = api.hostEd25519;
 export { LicenseError, REASONS } from './license.js';

@@ -1594,5 +1594,7 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = [], 
     }
   }
 
-  return { LicenseClient, init };
+  // `hostEd25519`: the same verifier, for the package's own modules (polar-license/seat checks its
+  // seat leases with it, issue #76): loaded on its first call, as for a lease.
+  return { LicenseClient, init, hostEd25519: verifier };
 }

@@ -1,6 +1,7 @@
 // polar-license/seat (issue #67 item 5): one of a key's floating (or CI) seats through the
-// seller's relay, heartbeated while held and given back when an AbortSignal aborts. Its wasm
-// loads on the first call; the default entry carries none of it.
+// seller's relay, held only while the relay's signed lease runs (issue #76), heartbeated when
+// the core's machine says and given back when an AbortSignal aborts. Its wasm loads on the
+// first call; the default entry carries none of it.
 import type { ReasonCode, ReasonKind } from 'polar-license';
 
 /** Why a seat was not held, or was lost. At runtime a subclass of polar-license's LicenseError
@@ -8,8 +9,10 @@ import type { ReasonCode, ReasonKind } from 'polar-license';
  * reason code (as the Tauri guest's SeatError). */
 export declare class SeatError extends Error {
   readonly name: 'SeatError';
-  /** A reason code (`seats_full`, Polar's denial of the key, `invalid_input`, `offline`, …) or
-   * `seat_gone` (the relay freed the seat: not heard from within its life). */
+  /** A reason code (`seats_full`, `seat_lost`: the lease ended with no renewal the relay
+   * signed, Polar's denial of the key, `invalid_input`, `protocol_error`: an answer whose seat
+   * lease did not verify, `offline`, …) or `seat_gone` (the relay freed the seat: not heard
+   * from within its life). */
   readonly code: ReasonCode | 'seat_gone';
   readonly kind: ReasonKind;
   readonly detail: string;
@@ -28,6 +31,8 @@ export declare class SeatError extends Error {
   readonly freesAt: number | null;
   /** The seat is held no more (an `onLost` error): take a seat again. */
   readonly gone: boolean;
+  /** `seat_lost`: when the hold ended (unix seconds: the lease's end and the grace after it). */
+  readonly endedAt?: number;
   toJSON(): Record<string, unknown>;
 }
 
@@ -37,8 +42,11 @@ export interface SeatInfo {
   id: string;
   /** A CI seat. */
   ci: boolean;
-  /** When it frees unless heard from (unix seconds). */
+  /** When it frees unless heard from (unix seconds): the relay's signed lease's end. */
   expiresAt: number;
+  /** When the hold ends here unless renewed (unix milliseconds, this host's clock: the lease's
+   * end, or sooner when this clock is behind the relay's, plus `graceMs`). */
+  endsAtMs: number;
   /** Its life, in seconds. */
   expiresIn: number;
   /** How often it is heartbeated, in milliseconds (the core's: a third of its life). */
@@ -63,8 +71,9 @@ export interface HeldSeat {
   readonly expiresAt: number;
   /** The seat as the last heartbeat left it. */
   readonly info: SeatInfo;
-  /** `held`, `gone` (`onLost` was called) or `released`. */
-  readonly state: 'held' | 'gone' | 'released';
+  /** `held`, `lost` (the lease ended with no renewal: from that moment, even before `onLost`
+   * runs), `gone` (the relay freed it; `onLost` was called) or `released`. */
+  readonly state: 'held' | 'lost' | 'gone' | 'released';
   /** Stops the heartbeat and gives the seat back (once; later calls get the same answer). */
   release(): Promise<SeatReleased>;
 }
@@ -75,6 +84,14 @@ export interface SeatsOptions {
   organizationId: string;
   /** The seller's relay's URL (`polar-license relay serve`, or the Workers relay). */
   relay: string;
+  /** The relay's public keys (`KID=k4.public.…`, an array or one comma-separated string), as
+   * the client's signed mode takes them. Required to hold a seat: every seat lease is verified
+   * with them (none: `seat()` rejects with `invalid_input`, field `relay_keys`, sending
+   * nothing; required here so that TypeScript says so first). */
+  relayKeys: string | readonly string[];
+  /** How long past a lease's end with no renewal the seat is still held, in milliseconds
+   * (default 0: lost at the lease's end; the relay may give it away from then on). */
+  graceMs?: number;
   /** A LicenseClient: `seat()` without a key takes its remembered key. */
   client?: { rememberedKey(): Promise<string | null> };
   /** Default: the global fetch. */
@@ -93,7 +110,9 @@ export interface SeatOptions {
   ci?: boolean;
   /** Aborting it releases the seat. */
   signal?: AbortSignal;
-  /** Called once when a heartbeat finds the seat gone (or Polar denies the key). */
+  /** Called once when the hold ends without a release: `seat_lost` (its lease ended with no
+   * renewal: stop what it licenses) or `seat_gone` (the relay freed it, or Polar denied the
+   * key). */
   onLost?: (error: SeatError) => void;
 }
 

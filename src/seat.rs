@@ -9,7 +9,9 @@
 use crate::error::{Denial, Error};
 use crate::json::JsonOut;
 use crate::key::Key;
-use crate::lease::{verify_seat, NoLease, RelayKeys, SeatClaims, SeatExpect, SEAT_HEADER};
+use crate::lease::{
+    verify_seat_with, Ed25519, NoLease, RelayKeys, SeatClaims, SeatExpect, SEAT_HEADER,
+};
 use crate::proto::{ErrorBody, HttpRequest, HttpResponse, Operation};
 use crate::strict::Value;
 
@@ -191,13 +193,34 @@ impl Seat {
         machine: &str,
         now: i64,
     ) -> Result<SeatClaims, NoLease> {
+        self.verify_with(
+            keys,
+            organization_id,
+            key,
+            machine,
+            now,
+            &crate::lease::Builtin,
+        )
+    }
+
+    /// [`Seat::verify`] with the signature checked by `ed25519` (the npm package's seat
+    /// module asks its host's, as signed mode does: issue #38).
+    pub fn verify_with(
+        &self,
+        keys: &RelayKeys,
+        organization_id: &str,
+        key: &Key,
+        machine: &str,
+        now: i64,
+        ed25519: &dyn Ed25519,
+    ) -> Result<SeatClaims, NoLease> {
         let token = self.lease.as_deref().ok_or(NoLease::Missing)?;
         let expect = SeatExpect {
             organization_id,
             key,
             machine,
         };
-        let claims = verify_seat(token, keys, &expect, now)?;
+        let claims = verify_seat_with(token, keys, &expect, now, ed25519)?;
         if claims.seat != self.id {
             return Err(NoLease::Mismatch);
         }

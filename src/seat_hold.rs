@@ -32,7 +32,7 @@ use core::time::Duration;
 
 use crate::error::Error;
 use crate::key::Key;
-use crate::lease::{NoLease, RelayKeys, SeatClaims};
+use crate::lease::{Builtin, Ed25519, NoLease, RelayKeys, SeatClaims};
 use crate::seat::{Seat, SeatAnswer, SeatAsk, SeatOp};
 
 /// How long after a failed heartbeat the first retry goes, in ms (then twice as long each
@@ -137,7 +137,8 @@ impl HoldTerms {
     }
 
     /// `seat`'s lease verified for `key` on `machine`, a seat of kind `ci`, at `now_ms`: its
-    /// claims, or why it holds nothing (`protocol_error`).
+    /// claims, or why it holds nothing (`protocol_error`). Its signature is checked by
+    /// `ed25519`.
     fn verify(
         &self,
         seat: &Seat,
@@ -145,11 +146,13 @@ impl HoldTerms {
         machine: &str,
         ci: bool,
         now_ms: u64,
+        ed25519: &dyn Ed25519,
     ) -> Result<SeatClaims, Error> {
         let now = i64::try_from(now_ms / 1_000).unwrap_or(i64::MAX);
-        let mut verified = seat.verify(&self.keys, &self.canonical_org, key, machine, now);
+        let check = |org: &str| seat.verify_with(&self.keys, org, key, machine, now, ed25519);
+        let mut verified = check(&self.canonical_org);
         if verified == Err(NoLease::Mismatch) && self.organization_id != self.canonical_org {
-            verified = seat.verify(&self.keys, &self.organization_id, key, machine, now);
+            verified = check(&self.organization_id);
         }
         let claims = verified.map_err(|why| {
             no_seat(&["the seat's lease is no lease (", why.as_str(), ")"].concat())
@@ -231,12 +234,24 @@ impl SeatHold {
         answer: &SeatAnswer,
         now: u64,
     ) -> Result<Result<SeatHold, SeatAnswer>, Error> {
+        SeatHold::acquire_with(terms, ask, answer, now, &Builtin)
+    }
+
+    /// [`SeatHold::acquire`] with the lease's signature checked by `ed25519` (the npm seat
+    /// module's host verifier, issue #38; everything else about the lease is checked here).
+    pub fn acquire_with(
+        terms: &HoldTerms,
+        ask: &SeatAsk,
+        answer: &SeatAnswer,
+        now: u64,
+        ed25519: &dyn Ed25519,
+    ) -> Result<Result<SeatHold, SeatAnswer>, Error> {
         if ask.op != SeatOp::Acquire {
             return Err(Error::invalid("seat", "a hold starts from an acquisition"));
         }
         match answer {
             SeatAnswer::Held(seat) => {
-                let claims = terms.verify(seat, &ask.key, &ask.machine, ask.ci, now)?;
+                let claims = terms.verify(seat, &ask.key, &ask.machine, ask.ci, now, ed25519)?;
                 let mut hold = SeatHold {
                     terms: terms.clone(),
                     key: ask.key.clone(),
@@ -383,6 +398,19 @@ impl SeatHold {
         now: u64,
         answer: &Result<SeatAnswer, Error>,
     ) -> Result<HoldState, Error> {
+        self.heartbeat_answered_with(now, answer, &Builtin)
+    }
+
+    /// [`SeatHold::heartbeat_answered`] with the new lease's signature checked by `ed25519`.
+    /// A verifier that defers (answers [`crate::lease::Checked::Pending`]) makes the lease no
+    /// lease for this call: a face whose verifier defers runs this on a clone of the hold,
+    /// and on the hold itself once the host has answered.
+    pub fn heartbeat_answered_with(
+        &mut self,
+        now: u64,
+        answer: &Result<SeatAnswer, Error>,
+        ed25519: &dyn Ed25519,
+    ) -> Result<HoldState, Error> {
         self.out = false;
         if self.state != HoldState::Held {
             return Ok(self.state);
@@ -396,7 +424,7 @@ impl SeatHold {
             Ok(SeatAnswer::Held(seat)) if seat.id == self.seat.id => {
                 match self
                     .terms
-                    .verify(seat, &self.key, &self.machine, self.seat.ci, now)
+                    .verify(seat, &self.key, &self.machine, self.seat.ci, now, ed25519)
                 {
                     Ok(claims) => {
                         self.renewed(seat.clone(), &claims, now);
@@ -596,6 +624,84 @@ mod tests {
             timeout: false,
             detail: "connection refused".into(),
         })
+    }
+
+    /// A verifier that answers `answer` for every signature, and says whether it was asked
+    /// (as the npm seat module's host verifier defers).
+    struct Fixed {
+        answer: crate::lease::Checked,
+        asked: core::cell::Cell<bool>,
+    }
+
+    impl Ed25519 for Fixed {
+        fn verify(&self, _: &[u8; 32], _: &[u8], _: &[u8; 64]) -> crate::lease::Checked {
+            self.asked.set(true);
+            self.answer
+        }
+
+        fn defers(&self) -> bool {
+            self.answer == crate::lease::Checked::Pending
+        }
+    }
+
+    fn fixed(answer: crate::lease::Checked) -> Fixed {
+        Fixed {
+            answer,
+            asked: core::cell::Cell::new(false),
+        }
+    }
+
+    /// The `_with` forms (the npm seat module's): the signature is the verifier's word, the
+    /// claims still the core's. A verifier that has not answered yet (`Pending`) or says
+    /// `Invalid` holds no seat; one that says `Valid` for a lease of other claims (another
+    /// machine's binding is only in the signed bytes; another key's hash is a claim) holds
+    /// none either. A heartbeat tried on a clone with a deferring verifier leaves the hold
+    /// itself as it was.
+    #[test]
+    fn a_verifier_of_the_hosts_decides_the_signature_only() {
+        use crate::lease::Checked;
+        let r = rig();
+        let at = ms(r.now);
+        for answer in [Checked::Pending, Checked::Invalid] {
+            let v = fixed(answer);
+            let e = SeatHold::acquire_with(&r.terms, &r.ask(), &r.good(r.now), at, &v)
+                .expect_err("no seat");
+            assert_eq!(e.reason(), crate::Reason::ProtocolError, "{answer:?}");
+            assert!(v.asked.get());
+        }
+        let v = fixed(Checked::Valid);
+        assert!(
+            SeatHold::acquire_with(&r.terms, &r.ask(), &r.good(r.now), at, &v)
+                .unwrap()
+                .is_ok()
+        );
+        let mut other = r.claims(r.now);
+        other.key_sha256 = key_hash(&Key::new("ANOTHER-KEY"));
+        let forged = r.answer(r.signed(&other, "m"), r.now);
+        assert!(SeatHold::acquire_with(&r.terms, &r.ask(), &forged, at, &v).is_err());
+
+        let hold = r.hold();
+        let mut trial = hold.clone();
+        let beat_at = at + 100_000;
+        assert!(matches!(trial.poll(beat_at), HoldPoll::Send(_)));
+        let renewed = Ok(r.good(r.now + 100));
+        let pending = fixed(Checked::Pending);
+        assert!(trial
+            .heartbeat_answered_with(beat_at, &renewed, &pending)
+            .is_err());
+        assert_eq!(
+            hold.ends_at_ms(),
+            ms(r.now + LIFE),
+            "the hold itself untouched"
+        );
+        let mut held = hold.clone();
+        assert!(matches!(held.poll(beat_at), HoldPoll::Send(_)));
+        assert_eq!(
+            held.heartbeat_answered_with(beat_at, &renewed, &fixed(Checked::Valid))
+                .unwrap(),
+            HoldState::Held
+        );
+        assert_eq!(held.ends_at_ms(), ms(r.now + 100 + LIFE));
     }
 
     #[test]

@@ -6,13 +6,13 @@ import { Seats, SeatError, seats, type HeldSeat, type SeatInfo, type SeatRelease
 
 // The key a LicenseClient remembers.
 async function remembered(client: LicenseClient, signal: AbortSignal): Promise<HeldSeat> {
-  return seats({ organizationId: '2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10', relay: 'https://relay.example.com', client }).seat({ signal });
+  return seats({ organizationId: '2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10', relay: 'https://relay.example.com', relayKeys: ['relay-2026=k4.public.ebVWLo_mVPlAeLES6KmLp5AfhTrmlb7X4OORC60ElmQ'], client }).seat({ signal });
 }
 void remembered;
 
 async function floating(key: string): Promise<string> {
   const ctl = new AbortController();
-  const s: Seats = seats({ organizationId: '2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10', relay: 'https://relay.example.com', timeoutMs: 10_000 });
+  const s: Seats = seats({ organizationId: '2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10', relay: 'https://relay.example.com', relayKeys: 'relay-2026=k4.public.ebVWLo_mVPlAeLES6KmLp5AfhTrmlb7X4OORC60ElmQ', graceMs: 0, timeoutMs: 10_000 });
   try {
     const held: HeldSeat = await s.seat({
       key,
@@ -20,12 +20,15 @@ async function floating(key: string): Promise<string> {
       signal: ctl.signal,
       onLost: (e: SeatError) => {
         const gone: boolean = e.gone;
-        void gone;
+        const endedAt: number | undefined = e.endedAt;
+        void [gone, endedAt];
       },
     });
     const info: SeatInfo = held.info;
     const until: number = held.expiresAt;
-    const state: 'held' | 'gone' | 'released' = held.state;
+    const state: 'held' | 'lost' | 'gone' | 'released' = held.state;
+    const ends: number = info.endsAtMs;
+    void ends;
     ctl.abort();
     const back: SeatReleased = await held.release();
     return [held.id, info.heartbeatMs, until, state, back.released].join(' ');
@@ -42,13 +45,15 @@ async function floating(key: string): Promise<string> {
 void floating;
 
 // @ts-expect-error: the relay is required
-new Seats({ organizationId: 'x' });
+new Seats({ organizationId: 'x', relayKeys: 'k' });
+// @ts-expect-error: the relay's keys are required (issue #76: no seat without them)
+new Seats({ organizationId: 'x', relay: 'y' });
 // @ts-expect-error: the key is a string
-void seats({ organizationId: 'x', relay: 'y' }).seat({ key: 42 });
+void seats({ organizationId: 'x', relay: 'y', relayKeys: 'k' }).seat({ key: 42 });
 // @ts-expect-error: the client is a LicenseClient
-void seats({ organizationId: 'x', relay: 'y', client: {} });
+void seats({ organizationId: 'x', relay: 'y', relayKeys: 'k', client: {} });
 // @ts-expect-error: onLost takes an error
-void seats({ organizationId: 'x', relay: 'y' }).seat({ key: 'k', onLost: 42 });
+void seats({ organizationId: 'x', relay: 'y', relayKeys: 'k' }).seat({ key: 'k', onLost: 42 });
 
 // The relay's seat settings (polar-license/relay's `seats`), as `relay serve`'s flags.
 import type { RelaySeatOptions } from 'polar-license/relay';

@@ -1,32 +1,47 @@
-//! The npm package's seat module (`polar-license/seat`, issue #67 item 5): the core's held
-//! seat for `wasm32-unknown-unknown` only (natively this crate is empty).
+//! The npm package's seat module (`polar-license/seat`, issue #67 item 5; issue #76 finding
+//! 2): the core's held seat for `wasm32-unknown-unknown` only (natively this crate is empty).
 //!
 //! One of a key's floating (or CI) seats through the seller's relay: every request is built by
 //! the core (`polar_license::seat::seat_request`), every answer read by it
-//! (`read_seat_answer`), and what each answer does to the hold, what comes next and how often
-//! to beat are the core's `SeatHold`'s, as for the Rust `SeatGuard`, the C face and Tauri.
-//! `seat.js` only sends what this module asks over the host's `fetch`, schedules the heartbeat
-//! at the interval given here and wires the `AbortSignal`. The default entry's wasm carries
-//! none of it.
+//! (`read_seat_answer`), and what each answer does to the hold, when the next heartbeat goes,
+//! when a failed one is retried and when the hold ends are the core's `SeatHold`'s (a machine
+//! with time: [`Hold::poll`]), as for the Rust `SeatGuard`, the CLI, the C face and Tauri.
+//! `seat.js` only sends what this module asks over the host's `fetch`, sleeps as long as
+//! [`Hold::poll`] says and wires the `AbortSignal`. The default entry's wasm carries none of it.
+//!
+//! A seat is held only while the relay says so, in words checked here: every seat lease is
+//! verified (the relay's signature by one of the `relayKeys` the app gave, the organization,
+//! the key, this holder's binding, the seat's id and kind, its end) before the seat is
+//! `held`, and the hold ends at the lease's end (`lost`, reason `seat_lost`) when no renewal
+//! the relay signed arrived. Without relay keys no seat is held (`invalid_input`, field
+//! `relay_keys`). The signature alone is checked by the host, as signed mode's leases are
+//! (issue #38; `HostEd25519`): a step that meets a lease it has no answer for answers
+//! `{"verify": [[id, public key, message, signature]…]}` (hex) instead; `seat.js` has the
+//! package's Ed25519 verify each, hands the answers to [`Hold::verified`] and runs the same
+//! step again with the same answer. Nothing in this wasm verifies a signature itself.
 //!
 //! Every method answers JSON written with the core's `JsonOut`: `{"send": {method, url,
-//! headers: [[name, value]], body}}` (a request for the host to send), `{"none": true}`
-//! (nothing to send), `{"held": SEAT}`, `{"released": bool}`, or `{"error": ERROR}`; a
-//! heartbeat's answer adds `"state"` (`held`, `gone`). SEAT is `{id, ci, expiresAt (unix
-//! seconds), expiresIn, heartbeatMs, inUse, size}`; ERROR is `{code, detail, userMessage,
-//! status?, retryAfter?, field?, inUse?, size?, freesAt?, kind?}` (`code`: a reason code,
-//! or `seat_gone` with its `kind`). An answer's headers come as `name\nvalue\n…` (fetch's
-//! names and values hold no line break).
+//! headers: [[name, value]], body}}` (a request for the host to send), `{"wait": ms}` (sleep
+//! that long, then poll), `{"ended": STATE, "error"?: ERROR}` (the hold has ended),
+//! `{"none": true}` (nothing to send), `{"held": SEAT}`, `{"released": bool}`, `{"verify":
+//! …}`, or `{"error": ERROR}`; a heartbeat's answer adds `"state"` (`held`, `gone`, `lost`).
+//! SEAT is `{id, ci, expiresAt (unix seconds, the signed lease's), expiresIn, heartbeatMs,
+//! endsAtMs, inUse, size}`; ERROR is `{code, detail, userMessage, status?, retryAfter?, field?,
+//! inUse?, size?, freesAt?, kind?, endedAt?}` (`code`: a reason code, or `seat_gone` with its
+//! `kind`). An answer's headers come as `name\nvalue\n…` (fetch's names and values hold no
+//! line break).
 
 #![cfg(target_arch = "wasm32")]
 
 use polar_license::error::Error;
 use polar_license::json::{digits, JsonOut};
 use polar_license::key::Key;
-use polar_license::lease::RelayKeys;
+use polar_license::lease::{Checked, Ed25519, RelayKeys};
 use polar_license::proto::HttpResponse;
-use polar_license::seat::{read_seat_answer, seat_request, Seat, SeatAnswer, SeatAsk, SeatOp};
+use polar_license::seat::{read_seat_answer, seat_request, SeatAnswer, SeatAsk, SeatOp};
 use polar_license::seat_hold::{HoldPoll, HoldState, HoldTerms, SeatHold};
+use std::cell::{Cell, RefCell};
+use std::time::Duration;
 use wasm_bindgen::prelude::*;
 
 #[wasm_bindgen]
@@ -38,15 +53,7 @@ extern "C" {
 
 /// Now, unix ms, as the hold takes it.
 fn now_ms() -> u64 {
-    let now = date_now();
-    if now.is_finite() && now > 0.0 {
-        // Truncation intended: whole milliseconds.
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        let ms = now as u64;
-        ms
-    } else {
-        0
-    }
+    ms_of(date_now())
 }
 
 fn send(base: &str, org: &str, ask: &SeatAsk) -> String {
@@ -61,7 +68,8 @@ fn send(base: &str, org: &str, ask: &SeatAsk) -> String {
     o.raw("}").done()
 }
 
-fn seat_json(o: &mut JsonOut, seat: &Seat, every_ms: u128) {
+fn seat_json(o: &mut JsonOut, hold: &SeatHold) {
+    let seat = hold.seat();
     o.raw("{")
         .key("id")
         .str(&seat.id)
@@ -72,7 +80,9 @@ fn seat_json(o: &mut JsonOut, seat: &Seat, every_ms: u128) {
         .key("expiresIn")
         .uint(seat.expires_in)
         .key("heartbeatMs")
-        .uint(u64::try_from(every_ms).unwrap_or(u64::MAX))
+        .uint(u64::try_from(hold.heartbeat_every().as_millis()).unwrap_or(u64::MAX))
+        .key("endsAtMs")
+        .uint(hold.ends_at_ms())
         .key("inUse")
         .uint(u64::from(seat.in_use))
         .key("size")
@@ -104,6 +114,9 @@ fn error_object(o: &mut JsonOut, f: &Failure<'_>) {
             o.error_members(e);
             if let Some(wait) = e.retry_after() {
                 o.key("retryAfter").uint(wait);
+            }
+            if let Error::SeatLost { ended_at, .. } = e {
+                o.key("endedAt").int(*ended_at);
             }
         }
         Failure::Refused(SeatAnswer::Denied(d)) => {
@@ -151,6 +164,140 @@ fn error_object(o: &mut JsonOut, f: &Failure<'_>) {
     o.raw("}");
 }
 
+/// The host's Ed25519 as the core sees it (issue #38, as the engine's in bindings/wasm): the
+/// answers the host gave, and the signatures asked since the host last took them.
+#[derive(Default)]
+struct HostEd25519 {
+    /// Answers, the oldest first (at most [`KEEP`]): a seat has one lease at a time.
+    known: RefCell<Vec<(Signed, bool)>>,
+    /// Asked and not answered yet, by id: only these take an answer.
+    pending: RefCell<Vec<(u32, Signed)>>,
+    /// Asked during the current step.
+    asked: RefCell<Vec<Signed>>,
+    /// The next ask's id.
+    next_id: Cell<u32>,
+}
+
+/// The most answers (and unanswered asks) kept.
+const KEEP: usize = 8;
+
+/// One signature: the public key, the message, the signature.
+#[derive(Clone, PartialEq, Eq)]
+struct Signed {
+    key: [u8; 32],
+    message: Vec<u8>,
+    signature: [u8; 64],
+}
+
+impl Ed25519 for HostEd25519 {
+    fn verify(&self, public_key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> Checked {
+        let signed = Signed {
+            key: *public_key,
+            message: message.to_vec(),
+            signature: *signature,
+        };
+        if let Some((_, valid)) = self.known.borrow().iter().find(|(k, _)| *k == signed) {
+            return if *valid {
+                Checked::Valid
+            } else {
+                Checked::Invalid
+            };
+        }
+        let mut asked = self.asked.borrow_mut();
+        if !asked.contains(&signed) {
+            asked.push(signed);
+        }
+        Checked::Pending
+    }
+
+    fn defers(&self) -> bool {
+        true
+    }
+
+    fn pending(&self) -> bool {
+        !self.asked.borrow().is_empty()
+    }
+}
+
+impl HostEd25519 {
+    /// Forgets what the last step asked (a step whose result is used asked nothing).
+    fn clear(&self) {
+        self.asked.borrow_mut().clear();
+    }
+
+    /// `{"verify": [[id, key, message, signature]…]}` (hex) for what the step asked, each
+    /// remembered as pending under its id.
+    fn take_asked(&self) -> String {
+        let asked = std::mem::take(&mut *self.asked.borrow_mut());
+        let mut pending = self.pending.borrow_mut();
+        let mut o = JsonOut::new();
+        o.raw("{\"verify\":[");
+        for (n, signed) in asked.into_iter().enumerate() {
+            let id = self.next_id.get();
+            self.next_id.set(id.wrapping_add(1));
+            if n > 0 {
+                o.raw(",");
+            }
+            o.raw("[")
+                .uint(u64::from(id))
+                .raw(",")
+                .str(&hex(&signed.key))
+                .raw(",")
+                .str(&hex(&signed.message))
+                .raw(",")
+                .str(&hex(&signed.signature))
+                .raw("]");
+            pending.push((id, signed));
+        }
+        let over = pending.len().saturating_sub(KEEP);
+        pending.drain(..over);
+        o.raw("]}").done()
+    }
+
+    /// The host's answer for the ask `id`: taken only for an id asked here.
+    fn answer(&self, id: u32, valid: bool) {
+        let mut pending = self.pending.borrow_mut();
+        let Some(at) = pending.iter().position(|(p, _)| *p == id) else {
+            return;
+        };
+        let (_, signed) = pending.remove(at);
+        let mut known = self.known.borrow_mut();
+        known.retain(|(k, _)| *k != signed);
+        if known.len() >= KEEP {
+            known.remove(0);
+        }
+        known.push((signed, valid));
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
+    out
+}
+
+/// `{"error": ERROR}` for a hold that has ended at `now`: `seat_lost` with when and why for
+/// a lost one, `seat_gone` for a gone one; `None` for a released one.
+fn ended_error(o: &mut JsonOut, hold: &SeatHold, state: HoldState, now: u64) {
+    match state {
+        HoldState::Lost => {
+            if let Some(e) = hold.lost(now) {
+                o.key("error");
+                error_object(o, &Failure::Error(&e));
+            }
+        }
+        HoldState::Gone => {
+            o.key("error");
+            error_object(o, &Failure::Refused(&SeatAnswer::Gone));
+        }
+        HoldState::Held | HoldState::Released => {}
+    }
+}
+
 /// One seat of a key for one machine: its acquisition, then the core's `SeatHold`.
 #[wasm_bindgen]
 pub struct Hold {
@@ -160,6 +307,7 @@ pub struct Hold {
     /// The terms a seat is held under (the relay's keys), or why there are none: no seat.
     terms: Result<HoldTerms, Error>,
     hold: Option<SeatHold>,
+    ed25519: HostEd25519,
 }
 
 #[wasm_bindgen]
@@ -167,7 +315,8 @@ impl Hold {
     /// A seat of `key` for `machine` (a CI seat when `ci`) from the relay at `relay`, for
     /// the organization `org`, its seat lease verified with the relay's `keys`
     /// (`KID=k4.public.…`, comma separated; none: no seat, `invalid_input` naming
-    /// `relay_keys`). Nothing is sent: [`Hold::acquire`] gives the request.
+    /// `relay_keys`), held `grace_ms` past a lease's end with no renewal (none: not at all).
+    /// Nothing is sent: [`Hold::acquire`] gives the request.
     #[wasm_bindgen(constructor)]
     pub fn new(
         org: &str,
@@ -176,15 +325,19 @@ impl Hold {
         machine: &str,
         ci: bool,
         keys: Option<String>,
+        grace_ms: Option<f64>,
     ) -> Hold {
+        let grace = Duration::from_millis(ms_of(grace_ms.unwrap_or(0.0)));
         let terms = RelayKeys::parse(keys.as_deref().unwrap_or_default())
-            .and_then(|keys| HoldTerms::new(keys, org));
+            .and_then(|keys| HoldTerms::new(keys, org))
+            .map(|t| t.with_grace(grace));
         Hold {
             base: relay.to_string(),
             org: org.to_string(),
             ask: SeatHold::acquire_ask(Key::new(key), machine.to_string(), ci),
             terms,
             hold: None,
+            ed25519: HostEd25519::default(),
         }
     }
 
@@ -196,8 +349,11 @@ impl Hold {
         send(&self.base, &self.org, &self.ask)
     }
 
-    /// The relay's answer to the acquisition: `{"held": SEAT}` or `{"error": …}`
-    /// (`seats_full` with the seats in use and when the soonest frees; Polar's denial).
+    /// The relay's answer to the acquisition: `{"held": SEAT}` (its lease verified), `{"error":
+    /// …}` (`seats_full` with the seats in use and when the soonest frees; Polar's denial; a
+    /// lease that does not verify, `protocol_error`, with `"release"`: the request giving back
+    /// the seat a real relay may count), or `{"verify": …}` (then [`Hold::verified`], and this
+    /// again with the same answer).
     pub fn acquired(&mut self, status: u16, headers: &str, body: &str) -> String {
         let answer = match HttpResponse::from_host(status, headers, body)
             .and_then(|r| read_seat_answer(SeatOp::Acquire, &r))
@@ -209,65 +365,138 @@ impl Hold {
             Ok(terms) => terms,
             Err(e) => return error(&Failure::Error(e)),
         };
-        match SeatHold::acquire(terms, &self.ask, &answer, now_ms()) {
+        let now = now_ms();
+        let result = SeatHold::acquire_with(terms, &self.ask, &answer, now, &self.ed25519);
+        if self.ed25519.pending() {
+            return self.ed25519.take_asked();
+        }
+        match result {
             Ok(Ok(hold)) => {
                 let mut o = JsonOut::new();
                 o.raw("{").key("held");
-                seat_json(&mut o, hold.seat(), hold.heartbeat_every().as_millis());
+                seat_json(&mut o, &hold);
                 self.hold = Some(hold);
                 o.raw("}").done()
             }
             Ok(Err(refused)) => error(&Failure::Refused(&refused)),
-            Err(e) => error(&Failure::Error(&e)),
+            Err(e) => {
+                let mut o = JsonOut::new();
+                o.raw("{").key("error");
+                error_object(&mut o, &Failure::Error(&e));
+                if let Some(back) = SeatHold::release_unheld(&self.ask, &answer) {
+                    if let Ok(request) = seat_request(&self.base, &self.org, &back) {
+                        o.key("release").request(
+                            "POST",
+                            &request.url,
+                            &request.headers,
+                            &request.body,
+                        );
+                    }
+                }
+                o.raw("}").done()
+            }
         }
     }
 
-    /// The heartbeat to send now, or `{"none": true}` when the seat is not held (gone,
-    /// released, or never acquired).
-    pub fn heartbeat(&mut self) -> String {
-        match self.hold.as_mut().map(|h| h.heartbeat_now(now_ms())) {
-            Some(HoldPoll::Send(ask)) => send(&self.base, &self.org, &ask),
-            _ => "{\"none\":true}".to_string(),
+    /// The host's answers to a `{"verify": …}`: `[id, 1 or 0, id, 1 or 0, …]`.
+    pub fn verified(&self, answers: Vec<u32>) {
+        for pair in answers.chunks_exact(2) {
+            self.ed25519.answer(pair[0], pair[1] == 1);
         }
     }
 
-    /// The relay's answer to a heartbeat, absorbed by the hold: `{"state": "held", "held":
-    /// SEAT}` (its new life), `{"state": "gone", "error": …}` (the relay freed it, or Polar
-    /// denied the key: acquire again), or `{"state": "held", "error": …}` (no answer, or one
-    /// that changes nothing: the seat is kept, beat again at the next interval).
+    /// What the core's machine says to do now: `{"send": …}` (the heartbeat: send it and give
+    /// what it got to [`Hold::heartbeat_answer`]), `{"wait": ms}` (poll again then), or
+    /// `{"ended": "lost" | "gone" | "released" | "none", "error"?: ERROR}` (nothing more to
+    /// send but a release; `lost` carries `seat_lost`).
+    pub fn poll(&mut self) -> String {
+        let Some(hold) = self.hold.as_mut() else {
+            return "{\"ended\":\"none\"}".to_string();
+        };
+        let now = now_ms();
+        match hold.poll(now) {
+            HoldPoll::Send(ask) => send(&self.base, &self.org, &ask),
+            HoldPoll::Wait(wait) => {
+                let mut o = JsonOut::new();
+                o.raw("{")
+                    .key("wait")
+                    .uint(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX))
+                    .raw("}");
+                o.done()
+            }
+            HoldPoll::Ended(state) => {
+                let mut o = JsonOut::new();
+                o.raw("{").key("ended").str(state.as_str());
+                ended_error(&mut o, hold, state, now);
+                o.raw("}").done()
+            }
+        }
+    }
+
+    /// How long until [`Hold::poll`] wants to run, in ms, changing nothing (`-1` once the
+    /// hold has ended, or was never held).
+    #[wasm_bindgen(js_name = nextWait)]
+    pub fn next_wait(&self) -> f64 {
+        match self.hold.as_ref().and_then(|h| h.next_wait(now_ms())) {
+            // Precision: waits are far below 2^53 ms.
+            #[allow(clippy::cast_precision_loss)]
+            Some(wait) => u64::try_from(wait.as_millis()).unwrap_or(u64::MAX) as f64,
+            None => -1.0,
+        }
+    }
+
+    /// The relay's answer to the heartbeat [`Hold::poll`] gave (status 0: none came), taken
+    /// by the hold: `{"state": "held", "held": SEAT}` (its new life, the lease verified),
+    /// `{"state": "gone", "error": …}` (the relay freed it, or Polar denied the key),
+    /// `{"state": "lost", "error": …}` (the answer came after the hold's end), `{"state":
+    /// "held", "error": …}` (the heartbeat failed: the machine retries it while the lease
+    /// runs), or `{"verify": …}` (then [`Hold::verified`], and this again with the same
+    /// answer: the hold is left as it was until then).
     #[wasm_bindgen(js_name = heartbeatAnswer)]
     pub fn heartbeat_answer(&mut self, status: u16, headers: &str, body: &str) -> String {
-        let Some(hold) = self.hold.as_mut() else {
+        let Some(held) = self.hold.as_mut() else {
             return "{\"none\":true}".to_string();
         };
         let read = HttpResponse::from_host(status, headers, body)
             .and_then(|r| read_seat_answer(SeatOp::Heartbeat, &r));
+        let now = now_ms();
+        // Tried on a copy first: a lease the host has not judged yet changes nothing.
+        let mut trial = held.clone();
+        let result = trial.heartbeat_answered_with(now, &read, &self.ed25519);
+        if self.ed25519.pending() {
+            return self.ed25519.take_asked();
+        }
+        self.ed25519.clear();
+        *held = trial;
+        let hold = &*held;
         let mut o = JsonOut::new();
-        let state = match hold.heartbeat_answered(now_ms(), &read) {
-            Ok(state) => state,
-            Err(_) => hold.state_at(now_ms()),
-        };
-        o.raw("{").key("state").str(state.as_str());
-        match (&read, state) {
-            (Ok(SeatAnswer::Held(s)), HoldState::Held) if s.id == hold.seat().id => {
-                o.key("held");
-                seat_json(&mut o, hold.seat(), hold.heartbeat_every().as_millis());
-                o.raw("}").done()
+        match result {
+            Ok(HoldState::Held) => {
+                o.raw("{").key("state").str("held").key("held");
+                seat_json(&mut o, hold);
             }
-            (Ok(answer), _) => {
-                o.key("error");
-                error_object(&mut o, &Failure::Refused(answer));
-                o.raw("}").done()
+            Ok(state) => {
+                o.raw("{").key("state").str(state.as_str());
+                match (&read, state) {
+                    // The relay's own word (Polar's denial, with its code) over the generic one.
+                    (Ok(answer @ (SeatAnswer::Gone | SeatAnswer::Denied(_))), HoldState::Gone) => {
+                        o.key("error");
+                        error_object(&mut o, &Failure::Refused(answer));
+                    }
+                    _ => ended_error(&mut o, hold, state, now),
+                }
             }
-            (Err(e), _) => {
+            Err(e) => {
+                o.raw("{").key("state").str(hold.state_at(now).as_str());
                 o.key("error");
-                error_object(&mut o, &Failure::Error(e));
-                o.raw("}").done()
+                error_object(&mut o, &Failure::Error(&e));
             }
         }
+        o.raw("}").done()
     }
 
-    /// The release to send, or `{"none": true}` when already released (or never held).
+    /// The release to send, or `{"none": true}` when already released (or never held). A
+    /// lost or gone seat is released too: the relay answers whether it still held it.
     pub fn release(&self) -> String {
         match self.hold.as_ref().and_then(SeatHold::release_ask) {
             Some(ask) => send(&self.base, &self.org, &ask),
@@ -294,12 +523,25 @@ impl Hold {
         }
     }
 
-    /// Where the hold stands: `held`, `gone`, `released`, or `none` (never acquired).
+    /// Where the hold stands now: `held`, `lost` (from the hold's end on, even before a poll
+    /// ended it), `gone`, `released`, or `none` (never acquired).
     pub fn state(&self) -> String {
         self.hold
             .as_ref()
             .map_or("none", |h| h.state_at(now_ms()).as_str())
             .to_string()
+    }
+}
+
+/// Milliseconds from JS (a non-finite or negative number: none).
+fn ms_of(ms: f64) -> u64 {
+    if ms.is_finite() && ms > 0.0 {
+        // Truncation intended: whole milliseconds.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let whole = ms as u64;
+        whole
+    } else {
+        0
     }
 }
 

@@ -458,9 +458,11 @@ export interface SeatInfo {
   /** What `seatHeartbeat` and `seatRelease` take. */
   id: string;
   ci: boolean;
-  /** When it frees unless heard from (unix seconds). */
+  /** When it frees unless heard from (unix seconds: the relay's signed lease's end). */
   expiresAt: number;
-  /** How often to heartbeat, in seconds (a third of its life). */
+  /** When the hold ends on this machine unless renewed (unix milliseconds). */
+  endsAtMs: number;
+  /** How often the plugin heartbeats it, in seconds (a third of its life). */
   heartbeatEvery: number;
   /** Seats of the key in use, this one with them. */
   inUse: number;
@@ -475,7 +477,9 @@ export interface SeatReleased {
 
 /** A seat command's error as it crosses the IPC. */
 export interface SeatErrorData extends Omit<LicenseErrorData, 'code'> {
-  /** A reason code (`seats_full`, Polar's denial, `invalid_input`, `offline`, …) or `seat_gone`. */
+  /** A reason code (`seats_full`, `seat_lost`: the lease ended with no renewal, Polar's
+   * denial, `invalid_input`, `protocol_error`: a lease that does not verify, `offline`, …) or
+   * `seat_gone`. */
   code: ReasonCode | 'seat_gone';
   /** `seats_full`: the seats in use. */
   inUse: number | null;
@@ -518,23 +522,35 @@ export interface SeatOptions {
   ci?: boolean;
 }
 
-/** A seat `seat()` holds: heartbeated by the package until released. */
+/** A seat `seat()` holds: heartbeated by the plugin until released or its hold ends. */
 export interface HeldSeat {
-  /** The seat as the last heartbeat left it. */
+  /** The seat as acquired. */
   readonly info: SeatInfo;
   readonly id: string;
+  /** `held`, `lost` or `gone` (`onLost` was called), or `released`. */
+  readonly state: 'held' | 'lost' | 'gone' | 'released';
   /** Stops the heartbeat and gives the seat back (once; later calls get the same answer). */
   release(): Promise<SeatReleased | { released: false; error: unknown }>;
 }
 
 /** Acquires one of the key's seats for this machine (rejects with a SeatError: `seats_full`, …). */
 export declare function seatAcquire(options?: SeatOptions): Promise<SeatInfo>;
-/** Extends the seat's life (rejects with a SeatError; `gone` when the seat is no longer held). */
+/** Extends the seat's life now (the plugin also does when the core says; rejects with a
+ * SeatError: `seat_lost` or `seat_gone`, `gone`, when the seat is no longer held). */
 export declare function seatHeartbeat(seat: string): Promise<SeatInfo>;
 /** Gives the seat back. */
 export declare function seatRelease(seat: string): Promise<SeatReleased>;
-/** Holds a seat: heartbeated every `heartbeatEvery` seconds, released when `signal` aborts;
- * `onLost` is called once when a heartbeat finds it gone. */
+/** The plugin's event when a seat's hold ends without a release. */
+export declare const SEAT_ENDED_EVENT: 'polar-license://seat-ended';
+/** `SEAT_ENDED_EVENT`'s payload. */
+export interface SeatEnded {
+  seat: string;
+  state: 'lost' | 'gone';
+  error: SeatErrorData;
+}
+/** Holds a seat: heartbeated by the plugin when the core says, released when `signal` aborts;
+ * `onLost` is called once when the hold ends without a release (`seat_lost` at the lease's
+ * end with no renewal, or `seat_gone`). */
 export declare function seat(
   options?: SeatOptions & { signal?: AbortSignal; onLost?: (error: SeatError) => void },
 ): Promise<HeldSeat>;

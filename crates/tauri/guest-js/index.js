@@ -10,6 +10,9 @@ import { listen } from '@tauri-apps/api/event';
 
 /** The event the plugin emits with the fresh state after `checkInBackground`. */
 export const CHECKED_EVENT = 'polar-license://checked';
+/** The event the plugin emits when a seat's hold ends without a release (`{ seat, state,
+ * error }`: `lost` with `seat_lost`, or `gone`). */
+export const SEAT_ENDED_EVENT = 'polar-license://seat-ended';
 
 /** Why a command of the plugin failed: the plugin's error, as an Error. */
 export class LicenseError extends Error {
@@ -209,8 +212,10 @@ export function followRotation(options = {}) {
 }
 
 // Floating and CI seats (issue #67) through the seller's relay (the plugin's base URL). The
-// plugin holds the seat and decides what each answer does to it; this package only schedules
-// the heartbeat.
+// plugin holds the seat: the core's machine decides what each answer does to it, when the
+// heartbeat goes (the plugin's thread for the seat sends it) and when the hold ends (issue
+// #76: `seat_lost` at the lease's end with no renewal). This package keeps no schedule: it
+// listens for the end and releases on the AbortSignal.
 
 /** Why a seat command failed: a LicenseError (`seats_full`, `seat_gone`, Polar's denial,
  * `invalid_input`, `offline`, …) with, for `seats_full`, the seats in use and when the
@@ -254,40 +259,54 @@ async function seatCallTyped(command, entries) {
   }
 }
 
-/** Holds a seat: acquired now, heartbeated every `heartbeatEvery` seconds, released when
- * `options.signal` aborts (or `release()` is called). `onLost(error)` is called once if a
- * heartbeat finds the seat gone (or Polar denies the key); a heartbeat that cannot reach the
- * relay is tried again at the next beat. Resolves to the seat's handle; rejects with a
- * SeatError (`seats_full`, …) when no seat is held. */
+/** Holds a seat: acquired now (its lease verified with the plugin's relay keys), heartbeated
+ * by the plugin when the core's machine says, released when `options.signal` aborts (or
+ * `release()` is called). `onLost(error)` is called once when the hold ends without a release
+ * (the plugin's `polar-license://seat-ended`): `seat_lost` (its lease ended with no renewal the
+ * relay signed: stop what the seat licenses) or `seat_gone` (the relay freed it, or Polar
+ * denied the key); `error.gone` is true. Resolves to the seat's handle; rejects with a
+ * SeatError (`seats_full`, `invalid_input` naming `relay_keys` in a plugin without relay
+ * keys, `protocol_error` for a lease that does not verify, …) when no seat is held. */
 export async function seat(options = {}) {
   const { signal, onLost } = options;
   if (signal?.aborted) throw signal.reason ?? new Error('aborted');
-  let info = await seatAcquire(options);
-  let timer = null;
-  let released = null;
-  const stop = () => {
-    if (timer !== null) clearInterval(timer);
-    timer = null;
+  // Listening before the seat exists: an end emitted at once is not missed.
+  let id = null;
+  let ended = null;
+  const early = [];
+  const onEnded = (payload) => {
+    if (ended !== null || released !== null) return;
+    ended = payload.state;
     signal?.removeEventListener('abort', release);
+    try {
+      onLost?.(new SeatError(payload.error));
+    } catch {
+      // The app's callback threw: nothing of the seat's depends on it.
+    }
   };
+  const unlisten = await listen(SEAT_ENDED_EVENT, (event) => {
+    const payload = event.payload;
+    if (id === null) early.push(payload);
+    else if (payload?.seat === id) onEnded(payload);
+  });
+  let info;
+  try {
+    info = await seatAcquire(options);
+  } catch (e) {
+    unlisten();
+    throw e;
+  }
+  id = info.id;
+  let released = null;
   async function release() {
     if (released === null) {
-      stop();
+      signal?.removeEventListener('abort', release);
+      unlisten();
       released = seatRelease(info.id).catch((e) => ({ released: false, error: e }));
     }
     return released;
   }
-  timer = setInterval(async () => {
-    try {
-      info = await seatHeartbeat(info.id);
-    } catch (e) {
-      // The plugin says whether the seat is still held: a relay out of reach keeps it.
-      if (e instanceof SeatError && e.gone) {
-        stop();
-        onLost?.(e);
-      }
-    }
-  }, Math.max(1, info.heartbeatEvery) * 1000);
+  for (const payload of early.splice(0)) if (payload?.seat === id) onEnded(payload);
   signal?.addEventListener('abort', release, { once: true });
   return {
     get info() {
@@ -295,6 +314,10 @@ export async function seat(options = {}) {
     },
     get id() {
       return info.id;
+    },
+    /** `held`, `lost` or `gone` (`onLost` was called), or `released`. */
+    get state() {
+      return released !== null ? 'released' : ended ?? 'held';
     },
     release,
   };

@@ -43,7 +43,7 @@ pub use polar_license::features::Entitlements;
 pub use polar_license::perpetual::ReleaseDate;
 pub use polar_license::trial::TrialDays;
 pub use polar_license::{Licensing, LicensingBuilder};
-pub use seats::{SeatError, SeatInfo, SeatReleased};
+pub use seats::{SeatEnded, SeatError, SeatInfo, SeatReleased};
 pub use usage::{UsageError, UsageRecorded};
 
 use polar_license::portal::SessionToken;
@@ -58,6 +58,11 @@ pub const PLUGIN_NAME: &str = "polar-license";
 
 /// The event `check_in_background` emits with the fresh [`LicenseState`] once Polar answered.
 pub const CHECKED_EVENT: &str = "polar-license://checked";
+
+/// The event the plugin emits when a held seat's hold ends without a release (issue #76):
+/// a [`SeatEnded`], `lost` (its lease ended with no renewal the relay signed: `seat_lost`)
+/// or `gone` (the relay freed it, or Polar denied the key).
+pub const SEAT_ENDED_EVENT: &str = "polar-license://seat-ended";
 
 /// Every command, as the webview invokes it (build.rs generates a permission for each).
 pub const COMMANDS: &[&str] = include!("command_names.rs");
@@ -231,6 +236,9 @@ pub struct PolarLicense {
     session: Arc<Mutex<Option<SessionToken>>>,
     /// The seats held through the relay (issue #67), by id: in memory only.
     seats: Arc<Mutex<std::collections::HashMap<String, polar_license::seat_hold::SeatHold>>>,
+    /// Signalled when a seat is released (or answered by a command): its heartbeat thread
+    /// wakes to ask the core's machine again.
+    seats_changed: Arc<std::sync::Condvar>,
 }
 
 impl PolarLicense {
@@ -255,6 +263,14 @@ impl PolarLicense {
         std::collections::HashMap<String, polar_license::seat_hold::SeatHold>,
     > {
         self.seats.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The seats and their signal, for a seat's heartbeat thread.
+    pub(crate) fn seat_keeper(&self) -> seats::Keeper {
+        seats::Keeper {
+            seats: Arc::clone(&self.seats),
+            changed: Arc::clone(&self.seats_changed),
+        }
     }
 
     /// Keeps (or, `None`, forgets) the customer session.
@@ -317,6 +333,7 @@ pub fn init<R: Runtime>(organization_id: impl Into<String>, options: Options) ->
                 trial,
                 session: Arc::default(),
                 seats: Arc::default(),
+                seats_changed: Arc::default(),
             });
             Ok(())
         })

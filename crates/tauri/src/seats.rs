@@ -1,8 +1,18 @@
 //! Floating and CI seats (issue #67) through the seller's relay (the plugin's base URL):
 //! `seat_acquire`, `seat_heartbeat`, `seat_release`. The held seats live in the plugin's state
-//! by id; which request comes next and what an answer does to a seat are the core's
-//! (`polar_license::seat_hold::SeatHold`); the guest package (`seat()`) schedules the
-//! heartbeat every `heartbeatEvery` seconds and releases on its `AbortSignal`.
+//! by id; which request comes next, what an answer does to a seat, when the next heartbeat
+//! goes, when a failed one is retried and when the hold ends are the core's
+//! (`polar_license::seat_hold::SeatHold`, a machine with time; issue #76 finding 2). Each
+//! seat acquired gets a heartbeat thread of its own that only does what the machine says:
+//! sends the heartbeat it hands out, sleeps as long as it says (woken early by a release), and,
+//! when the machine says the hold ended without a release (`lost` at the lease's end with no
+//! renewal the relay signed, or `gone`), emits [`crate::SEAT_ENDED_EVENT`] with `seat_lost` or
+//! `seat_gone` and stops. The plugin keeps no schedule, and the guest package none either (its
+//! `seat()` listens for the event and releases on its `AbortSignal`).
+//!
+//! Every seat lease is verified with the plugin's relay keys before a seat is held (a plugin
+//! without them holds no seat: `invalid_input`, field `relay_keys`); an answer whose lease
+//! does not verify is `protocol_error` and the seat it named is given back.
 
 use crate::answers::LicenseError;
 use crate::PolarLicense;
@@ -10,7 +20,10 @@ use polar_license::seat::{SeatAnswer, SeatAsk};
 use polar_license::seat_hold::{HoldPoll, HoldState, SeatHold};
 use polar_license::{system_clock_ms, Error, Key, Licensing};
 use serde::{Deserialize, Serialize};
-use tauri::State;
+use std::collections::HashMap;
+use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+use tauri::{AppHandle, Emitter, Runtime, State};
 
 /// A seat held, as `seatAcquire` and `seatHeartbeat` answer it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,8 +33,12 @@ pub struct SeatInfo {
     pub id: String,
     /// A CI seat.
     pub ci: bool,
-    /// When it frees unless heard from (unix seconds); each heartbeat moves it on.
+    /// When it frees unless heard from (unix seconds, the relay's signed lease's end); each
+    /// heartbeat moves it on.
     pub expires_at: i64,
+    /// When the hold ends on this machine unless renewed (unix milliseconds: the lease's end,
+    /// sooner when this clock is behind the relay's).
+    pub ends_at_ms: u64,
     /// How often to heartbeat, in seconds (a third of its life).
     pub heartbeat_every: u64,
     /// Seats of the key in use, this one with them.
@@ -37,9 +54,129 @@ impl SeatInfo {
             id: seat.id.clone(),
             ci: seat.ci,
             expires_at: seat.expires_at,
+            ends_at_ms: hold.ends_at_ms(),
             heartbeat_every: hold.heartbeat_every().as_secs(),
             in_use: seat.in_use,
             size: seat.size,
+        }
+    }
+}
+
+/// [`crate::SEAT_ENDED_EVENT`]'s payload: the seat whose hold ended without a release, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SeatEnded {
+    /// The seat's id.
+    pub seat: String,
+    /// `lost` (its lease ended with no renewal) or `gone` (the relay freed it, or Polar
+    /// denied the key).
+    pub state: String,
+    /// Why: `seat_lost` (with when, in its detail) or `seat_gone` (or Polar's denial),
+    /// `gone: true`.
+    pub error: SeatError,
+}
+
+/// The plugin's seats and the signal that wakes their heartbeat threads.
+pub(crate) struct Keeper {
+    pub(crate) seats: Arc<Mutex<HashMap<String, SeatHold>>>,
+    pub(crate) changed: Arc<Condvar>,
+}
+
+impl Keeper {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, SeatHold>> {
+        self.seats.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The heartbeat of the seat `id` until its hold ends or it is released, on this thread:
+    /// the core's machine says what to do and when. A heartbeat goes out on a thread of its
+    /// own so that the hold still ends at its lease's end while one hangs.
+    fn keep<R: Runtime>(&self, app: &AppHandle<R>, licensing: &Licensing, id: &str) {
+        // What an answer said when the machine ended the hold `gone`: the relay's own word.
+        let mut gone_with: Option<SeatError> = None;
+        // A heartbeat out: its answer comes on this channel.
+        let mut out: Option<mpsc::Receiver<Result<SeatAnswer, Error>>> = None;
+        loop {
+            let mut seats = self.lock();
+            let Some(hold) = seats.get_mut(id) else {
+                // Released.
+                return;
+            };
+            if let Some(rx) = &out {
+                match rx.try_recv() {
+                    Ok(got) => {
+                        out = None;
+                        if let (Ok(HoldState::Gone), Ok(answer)) =
+                            (hold.heartbeat_answered(system_clock_ms(), &got), &got)
+                        {
+                            gone_with = Some(ended(answer));
+                        }
+                    }
+                    Err(mpsc::TryRecvError::Empty) => {}
+                    Err(mpsc::TryRecvError::Disconnected) => {
+                        out = None;
+                        let gone = Error::Cache {
+                            detail: "the heartbeat's thread stopped".into(),
+                        };
+                        let _ = hold.heartbeat_answered(system_clock_ms(), &Err(gone));
+                    }
+                }
+            }
+            let now = system_clock_ms();
+            match hold.poll(now) {
+                HoldPoll::Send(ask) => {
+                    let (tx, rx) = mpsc::channel();
+                    let licensing = licensing.clone();
+                    let changed = Arc::clone(&self.changed);
+                    let seats_lock = Arc::clone(&self.seats);
+                    let sent = std::thread::Builder::new()
+                        .name("polar-license-seat-heartbeat".into())
+                        .spawn(move || {
+                            let got = licensing.client().seat(&ask);
+                            let _ = tx.send(got);
+                            // Wakes the seat's thread (under the lock: no wake-up lost).
+                            let _held = seats_lock.lock().unwrap_or_else(|e| e.into_inner());
+                            changed.notify_all();
+                        });
+                    if sent.is_ok() {
+                        out = Some(rx);
+                    } else {
+                        let failed = Error::Cache {
+                            detail: "no thread for the heartbeat".into(),
+                        };
+                        let _ = hold.heartbeat_answered(now, &Err(failed));
+                    }
+                }
+                HoldPoll::Wait(wait) => {
+                    // Woken early by a release, a command's heartbeat or this one's answer.
+                    let _ = self
+                        .changed
+                        .wait_timeout(seats, wait.max(Duration::from_millis(1)));
+                }
+                HoldPoll::Ended(state) => {
+                    let error = match state {
+                        HoldState::Lost => Some(lost_error(hold)),
+                        HoldState::Gone => {
+                            Some(gone_with.take().unwrap_or_else(|| ended(&SeatAnswer::Gone)))
+                        }
+                        HoldState::Held | HoldState::Released => None,
+                    };
+                    drop(seats);
+                    if let Some(error) = error {
+                        let ended = SeatEnded {
+                            seat: id.to_string(),
+                            state: state.as_str().to_string(),
+                            error,
+                        };
+                        if let Err(e) = app.emit(crate::SEAT_ENDED_EVENT, ended) {
+                            log::warn!(
+                                target: "polar_license",
+                                "could not emit {}: {e}", crate::SEAT_ENDED_EVENT
+                            );
+                        }
+                    }
+                    return;
+                }
+            }
         }
     }
 }
@@ -173,10 +310,18 @@ async fn send_raw(licensing: &Licensing, ask: SeatAsk) -> SeatResult<Result<Seat
 /// The hold lost (its lease ended with no renewal): the core's `seat_lost`; the plugin
 /// forgot the seat.
 fn lost(hold: Option<SeatHold>) -> SeatError {
+    match hold {
+        Some(hold) => lost_error(&hold),
+        None => unknown_seat(),
+    }
+}
+
+/// `seat_lost` for `hold`, with when and why (`gone`: held no more).
+fn lost_error(hold: &SeatHold) -> SeatError {
     let e = hold
-        .and_then(|h| h.lost(system_clock_ms()))
+        .lost(system_clock_ms())
         .unwrap_or_else(|| Error::SeatLost {
-            ended_at: 0,
+            ended_at: i64::try_from(hold.ends_at_ms() / 1_000).unwrap_or(i64::MAX),
             cause: "no heartbeat was answered in time".into(),
         });
     SeatError {
@@ -204,9 +349,11 @@ fn ended(answer: &SeatAnswer) -> SeatError {
 }
 
 /// Acquires one of `key`'s seats (default: the remembered key) for this machine (`machine`,
-/// default its fingerprint; a CI seat when `ci`). No Polar activation is made.
+/// default its fingerprint; a CI seat when `ci`), its lease verified with the plugin's relay
+/// keys, and starts its heartbeat thread. No Polar activation is made.
 #[tauri::command]
-pub(crate) async fn seat_acquire(
+pub(crate) async fn seat_acquire<R: Runtime>(
+    app: AppHandle<R>,
     state: State<'_, PolarLicense>,
     key: Option<String>,
     machine: Option<String>,
@@ -241,6 +388,25 @@ pub(crate) async fn seat_acquire(
         Ok(Ok(hold)) => {
             let info = SeatInfo::of(&hold);
             state.seats().insert(info.id.clone(), hold);
+            let keeper = state.seat_keeper();
+            let licensing = licensing.clone();
+            let id = info.id.clone();
+            let started = std::thread::Builder::new()
+                .name("polar-license-seat".into())
+                .spawn(move || keeper.keep(&app, &licensing, &id));
+            if let Err(e) = started {
+                // No heartbeat, no seat: given back.
+                let removed = state.seats().remove(&info.id);
+                if let Some(mut hold) = removed {
+                    if let Some(ask) = hold.release_ask() {
+                        hold.released();
+                        let _ = send_raw(state.licensing(), ask).await;
+                    }
+                }
+                return Err(SeatError::of(&Error::Cache {
+                    detail: format!("no thread for the seat's heartbeat: {e}"),
+                }));
+            }
             Ok(info)
         }
         Ok(Err(refused)) => Err(SeatError::refused(&refused)),
@@ -253,9 +419,11 @@ pub(crate) async fn seat_acquire(
     }
 }
 
-/// Extends the seat `seat`'s life. Rejects with `seat_gone` when the relay no longer holds it
-/// (the app forgets it: acquire again), `offline` when the relay could not be reached (kept:
-/// try again within its life).
+/// Extends the seat `seat`'s life now (its heartbeat thread does so when the core's machine
+/// says; this is for an app that wants it sooner). Rejects with `seat_lost` when the hold has
+/// ended at its lease's end, `seat_gone` when the relay no longer holds it (either way the app
+/// forgets it: acquire again), `offline` when the relay could not be reached (kept while its
+/// lease runs: the machine retries it).
 #[tauri::command]
 pub(crate) async fn seat_heartbeat(
     state: State<'_, PolarLicense>,
@@ -287,7 +455,10 @@ pub(crate) async fn seat_heartbeat(
         // Released meanwhile by another call.
         return Err(unknown_seat());
     };
-    match hold.heartbeat_answered(system_clock_ms(), &answer) {
+    let result = hold.heartbeat_answered(system_clock_ms(), &answer);
+    // The seat's thread asks the machine again.
+    state.seat_keeper().changed.notify_all();
+    match result {
         Ok(HoldState::Held) => Ok(SeatInfo::of(hold)),
         Ok(HoldState::Lost) => Err(lost(seats.remove(&seat))),
         Ok(_) => {
@@ -311,6 +482,8 @@ pub(crate) async fn seat_release(
     let Some(mut hold) = state.seats().remove(&seat) else {
         return Err(unknown_seat());
     };
+    // Its heartbeat thread finds it gone and stops.
+    state.seat_keeper().changed.notify_all();
     let Some(ask) = hold.release_ask() else {
         return Err(unknown_seat());
     };

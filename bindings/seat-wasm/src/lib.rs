@@ -241,11 +241,11 @@ impl HostEd25519 {
             o.raw("[")
                 .uint(u64::from(id))
                 .raw(",")
-                .str(&hex(&signed.key))
+                .str(&polar_license::cache::hex(&signed.key))
                 .raw(",")
-                .str(&hex(&signed.message))
+                .str(&polar_license::cache::hex(&signed.message))
                 .raw(",")
-                .str(&hex(&signed.signature))
+                .str(&polar_license::cache::hex(&signed.signature))
                 .raw("]");
             pending.push((id, signed));
         }
@@ -268,16 +268,6 @@ impl HostEd25519 {
         }
         known.push((signed, valid));
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 15)]));
-    }
-    out
 }
 
 /// `{"error": ERROR}` for a hold that has ended at `now`: `seat_lost` with when and why for

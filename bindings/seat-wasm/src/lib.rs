@@ -5,9 +5,9 @@
 //! the core (`polar_license::seat::seat_request`), every answer read by it
 //! (`read_seat_answer`), and what each answer does to the hold, when the next heartbeat goes,
 //! when a failed one is retried and when the hold ends are the core's `SeatHold`'s (a machine
-//! with time: [`Hold::poll`]), as for the Rust `SeatGuard`, the CLI, the C face and Tauri.
+//! with time: `Hold::poll`), as for the Rust `SeatGuard`, the CLI, the C face and Tauri.
 //! `seat.js` only sends what this module asks over the host's `fetch`, sleeps as long as
-//! [`Hold::poll`] says and wires the `AbortSignal`. The default entry's wasm carries none of it.
+//! `Hold::poll` says and wires the `AbortSignal`. The default entry's wasm carries none of it.
 //!
 //! A seat is held only while the relay says so, in words checked here: every seat lease is
 //! verified (the relay's signature by one of the `relayKeys` the app gave, the organization,
@@ -17,7 +17,7 @@
 //! `relay_keys`). The signature alone is checked by the host, as signed mode's leases are
 //! (issue #38; `HostEd25519`): a step that meets a lease it has no answer for answers
 //! `{"verify": [[id, public key, message, signature]…]}` (hex) instead; `seat.js` has the
-//! package's Ed25519 verify each, hands the answers to [`Hold::verified`] and runs the same
+//! package's Ed25519 verify each, hands the answers to `Hold::verified` and runs the same
 //! step again with the same answer. Nothing in this wasm verifies a signature itself.
 //!
 //! Every method answers JSON written with the core's `JsonOut`: `{"send": {method, url,
@@ -342,7 +342,7 @@ impl Hold {
     /// The relay's answer to the acquisition: `{"held": SEAT}` (its lease verified), `{"error":
     /// …}` (`seats_full` with the seats in use and when the soonest frees; Polar's denial; a
     /// lease that does not verify, `protocol_error`, with `"release"`: the request giving back
-    /// the seat a real relay may count), or `{"verify": …}` (then [`Hold::verified`], and this
+    /// the seat a real relay may count), or `{"verify": …}` (then `Hold::verified`, and this
     /// again with the same answer).
     pub fn acquired(&mut self, status: u16, headers: &str, body: &str) -> String {
         let answer = match HttpResponse::from_host(status, headers, body)
@@ -423,7 +423,7 @@ impl Hold {
         }
     }
 
-    /// How long until [`Hold::poll`] wants to run, in ms, changing nothing (`-1` once the
+    /// How long until `Hold::poll` wants to run, in ms, changing nothing (`-1` once the
     /// hold has ended, or was never held).
     #[wasm_bindgen(js_name = nextWait)]
     pub fn next_wait(&self) -> f64 {
@@ -435,12 +435,12 @@ impl Hold {
         }
     }
 
-    /// The relay's answer to the heartbeat [`Hold::poll`] gave (status 0: none came), taken
+    /// The relay's answer to the heartbeat `Hold::poll` gave (status 0: none came), taken
     /// by the hold: `{"state": "held", "held": SEAT}` (its new life, the lease verified),
     /// `{"state": "gone", "error": …}` (the relay freed it, or Polar denied the key),
     /// `{"state": "lost", "error": …}` (the answer came after the hold's end), `{"state":
     /// "held", "error": …}` (the heartbeat failed: the machine retries it while the lease
-    /// runs), or `{"verify": …}` (then [`Hold::verified`], and this again with the same
+    /// runs), or `{"verify": …}` (then `Hold::verified`, and this again with the same
     /// answer: the hold is left as it was until then).
     #[wasm_bindgen(js_name = heartbeatAnswer)]
     pub fn heartbeat_answer(&mut self, status: u16, headers: &str, body: &str) -> String {

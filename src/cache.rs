@@ -260,6 +260,12 @@ impl<'a> Sealed<'a> {
     /// and one inside it makes it none. A record written before activations were sealed has
     /// none to give. Never used for a cached answer.
     pub fn activation(&self, key: &MacKey) -> Option<StoredActivation> {
+        self.activation_as::<crate::model::ValidatedLicenseKey>(key)
+    }
+
+    /// [`Sealed::activation`], its object read by `L`'s JSON reader (the npm engine's strict
+    /// one, [`crate::answers::SchemaLicense`], keeps serde_json out of its wasm).
+    pub fn activation_as<L: LicenseData>(&self, key: &MacKey) -> Option<StoredActivation> {
         let bytes = self.0;
         if bytes.len() > MAX_RECORD_BYTES {
             return None;
@@ -283,8 +289,7 @@ impl<'a> Sealed<'a> {
             object.push(b'}');
             if activation_tag(key, &object).verify_slice(&seal).is_ok() {
                 let text = std::str::from_utf8(&object).ok()?;
-                let json = <crate::model::ValidatedLicenseKey as LicenseData>::parse(text)?;
-                return read_activation(&json);
+                return read_activation(&L::parse(text)?);
             }
             before = begin;
         }

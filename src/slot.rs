@@ -134,7 +134,7 @@ pub fn open<L: LicenseData>(
         Err(why) => opened.untrusted = Some(why),
     }
     if opened.record.is_none() {
-        opened.remembered = sealed.activation(&slot.mac);
+        opened.remembered = sealed.activation_as::<L>(&slot.mac);
     }
     opened
 }

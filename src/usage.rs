@@ -328,6 +328,10 @@ pub struct RecordUsage {
 #[derive(Debug, Clone)]
 struct Signed {
     keys: crate::lease::RelayKeys,
+    /// The acknowledgement's verification ([`crate::lease::verify_usage`], the core's
+    /// Ed25519): named only where signed mode is asked for, so a face that never is (npm's
+    /// `polar-license/usage`) links no Ed25519 code.
+    verify: VerifyUsage,
     organization_id: String,
     report: UsageReport,
     nonce: String,
@@ -354,7 +358,7 @@ impl Signed {
         let claims = resp
             .single(crate::lease::USAGE_HEADER)
             .ok_or(crate::lease::NoLease::Missing)
-            .and_then(|token| crate::lease::verify_usage(token, &self.keys, &expect));
+            .and_then(|token| (self.verify)(token, &self.keys, &expect));
         match claims {
             Ok(c) if c.recorded == recorded && recorded => Ok(UsageAnswer::Recorded {
                 duplicate: c.duplicate,
@@ -375,6 +379,13 @@ impl Signed {
         }
     }
 }
+
+/// How a signed acknowledgement is verified ([`crate::lease::verify_usage`]).
+type VerifyUsage = fn(
+    &str,
+    &crate::lease::RelayKeys,
+    &crate::lease::UsageExpect<'_>,
+) -> Result<crate::lease::UsageClaims, crate::lease::NoLease>;
 
 /// Signed mode's refusal of a usage answer the relay did not sign: `protocol_error`, the
 /// report not recorded as far as this client knows (sent again with its id, it counts once).
@@ -416,6 +427,21 @@ impl RecordUsage {
         keys: crate::lease::RelayKeys,
         entropy: [u8; 16],
     ) -> Result<RecordUsage, Error> {
+        RecordUsage::signed_with(
+            base_url,
+            organization_id,
+            report,
+            (keys, entropy, crate::lease::verify_usage),
+        )
+    }
+
+    /// [`RecordUsage::signed`] with the acknowledgement's verification given.
+    fn signed_with(
+        base_url: &str,
+        organization_id: &str,
+        report: &UsageReport,
+        (keys, entropy, verify): (crate::lease::RelayKeys, [u8; 16], VerifyUsage),
+    ) -> Result<RecordUsage, Error> {
         if keys.is_empty() {
             return Err(Error::invalid(
                 "relay_keys",
@@ -429,6 +455,7 @@ impl RecordUsage {
             .push((crate::lease::NONCE_HEADER, nonce.clone()));
         m.signed = Some(Signed {
             keys,
+            verify,
             organization_id: organization_id.to_string(),
             report: report.clone(),
             nonce,
@@ -660,7 +687,7 @@ pub struct BufferedUsage {
     answer: Option<Result<UsageAnswer, Error>>,
     /// Signed mode ([`BufferedUsage::with_relay_keys`]): the relay's keys and the run's
     /// nonce's randomness (each acknowledgement names the nonce and its own report).
-    signed: Option<(crate::lease::RelayKeys, [u8; 16])>,
+    signed: Option<(crate::lease::RelayKeys, [u8; 16], VerifyUsage)>,
 }
 
 impl BufferedUsage {
@@ -699,19 +726,18 @@ impl BufferedUsage {
     /// the nonce of `entropy` (16 random bytes, one nonce for the run: each acknowledgement
     /// also names its report's id). Empty `keys`: unsigned, as without this call.
     pub fn with_relay_keys(mut self, keys: crate::lease::RelayKeys, entropy: [u8; 16]) -> Self {
-        self.signed = (!keys.is_empty()).then_some((keys, entropy));
+        self.signed = (!keys.is_empty()).then_some((keys, entropy, crate::lease::verify_usage));
         self
     }
 
     /// The machine of one report, signed when this run is.
     fn machine(&self, report: &UsageReport) -> Result<RecordUsage, Error> {
         match &self.signed {
-            Some((keys, entropy)) => RecordUsage::signed(
+            Some(signed) => RecordUsage::signed_with(
                 &self.base_url,
                 &self.organization_id,
                 report,
-                keys.clone(),
-                *entropy,
+                signed.clone(),
             ),
             None => RecordUsage::new(&self.base_url, &self.organization_id, report),
         }

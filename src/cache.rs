@@ -263,6 +263,16 @@ impl<'a> Sealed<'a> {
         self.activation_as::<crate::model::ValidatedLicenseKey>(key)
     }
 
+    /// Whether the stored body plainly held no activation (its last member
+    /// `"activation":null`, as a bare key's verdict writes it): read with no seal checked, and
+    /// used only to tell "activate first" from an activation that was there and is now
+    /// unreadable. One flipped byte cannot write that member over an activation's object, so
+    /// a damaged activation is never taken for none.
+    pub fn held_no_activation(&self) -> bool {
+        const NONE: &[u8] = b",\"activation\":null}\n";
+        self.0.windows(NONE.len()).any(|w| w == NONE)
+    }
+
     /// [`Sealed::activation`], its object read by `L`'s JSON reader (the npm engine's strict
     /// one, [`crate::answers::SchemaLicense`], keeps serde_json out of its wasm).
     pub fn activation_as<L: LicenseData>(&self, key: &MacKey) -> Option<StoredActivation> {

@@ -71,6 +71,11 @@ pub struct Opened<L = ValidatedLicenseKey> {
     pub untrusted: Option<Untrusted>,
     /// The activation the next check validates (see [`CacheStatus::activation`](crate::CacheStatus::activation)).
     pub remembered: Option<StoredActivation>,
+    /// The stored record, not trusted, held an activation that cannot be read (its own seal
+    /// fails), or cannot be told not to have held one: "activate first" would take a second
+    /// slot ([`crate::flow::phases::check_request`]'s `cache_error`). A record that plainly
+    /// held none (a bare key's verdict, read under another machine's seal) is not this.
+    pub(crate) activation_lost: bool,
     /// The highest sequence number known for the slot.
     seq: u64,
     /// A trusted ledger exists (else a write puts the ledger first).
@@ -90,6 +95,7 @@ impl<L> Default for Opened<L> {
             record: None,
             untrusted: None,
             remembered: None,
+            activation_lost: false,
             seq: 0,
             ledger: false,
             notes: false,
@@ -135,6 +141,9 @@ pub fn open<L: LicenseData>(
     }
     if opened.record.is_none() {
         opened.remembered = sealed.activation_as::<L>(&slot.mac);
+        opened.activation_lost = opened.untrusted.is_some()
+            && opened.remembered.is_none()
+            && !sealed.held_no_activation();
     }
     opened
 }

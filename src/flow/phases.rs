@@ -47,7 +47,8 @@ pub fn remembered_request(
 /// naming `activation_id` ("activate first"). One rule for `check` and `check_in_background`.
 ///
 /// A stored record that cannot be trusted and whose activation cannot be read either (a byte
-/// flipped in the activation's own bytes: its seal fails) is no "activate first": this
+/// flipped in the activation's own bytes: its seal fails; a record that plainly held none is
+/// "activate first" still) is no "activate first": this
 /// machine was activated, and another activation would take a second slot while the first
 /// stays held. It is the `cache_error` of a slot that cannot be used (as when the slot's
 /// secret cannot be read): unverified, nothing sent, the damaged record left as it is
@@ -64,7 +65,7 @@ pub fn check_request<L>(
     }
     let req = remembered_request(key, opened.remembered.as_ref(), machine);
     if require_activation && req.activation_id.is_none() {
-        if let Some(why) = opened.untrusted {
+        if let Some(why) = opened.untrusted.filter(|_| opened.activation_lost) {
             return Err(Error::Cache {
                 detail: format!(
                     "the stored record is not trusted ({}) and {}: nothing was sent; \

@@ -387,7 +387,9 @@ fn list_devices_any(
 fn usage_json(id: &str, answer: &Result<polar_license::usage::UsageAnswer, Error>) -> Value {
     use polar_license::usage::UsageAnswer;
     let mut out = match answer {
-        Ok(UsageAnswer::Recorded { duplicate, balance, .. }) => {
+        Ok(UsageAnswer::Recorded {
+            duplicate, balance, ..
+        }) => {
             return ok(json!({ "id": id, "duplicate": duplicate, "balance": balance }));
         }
         Ok(UsageAnswer::CreditsExhausted { balance }) => {

@@ -536,6 +536,7 @@ fn heartbeat_loop(
 }
 
 /// How long COMMAND has to exit after SIGTERM, when its seat is lost, before SIGKILL.
+#[cfg(unix)]
 const STOP_WAIT: Duration = Duration::from_secs(10);
 
 /// COMMAND (`pid`) stopped: SIGTERM, then SIGKILL when it has not exited (`exited` heard)
@@ -566,7 +567,7 @@ fn stop_command(pid: u32, group: bool, exited: &mpsc::Receiver<()>) {
     #[cfg(windows)]
     {
         let _ = (exited, group);
-        let _ = Command::new("taskkill")
+        let _ = std::process::Command::new("taskkill")
             .args(["/PID", &pid.to_string(), "/T", "/F"])
             .output();
     }

@@ -355,10 +355,16 @@ impl Signed {
             units: self.report.units,
             nonce: &self.nonce,
         };
-        let claims = resp
-            .single(crate::lease::USAGE_HEADER)
-            .ok_or(crate::lease::NoLease::Missing)
-            .and_then(|token| (self.verify)(token, &self.keys, &expect));
+        // A relay that signs no acknowledgement (the npm relay on Workers, whose host key
+        // signs leases only: issue #76's gap) answers as an unsigned relay does, and the
+        // answer is taken as unsigned (`signed: false`). An acknowledgement that is there is
+        // believed only if it verifies and names this send: a rewritten body, a replayed or
+        // a foreign token is `protocol_error`. (A proxy that strips the token is not caught
+        // until every relay signs: docs/threat-model.md.)
+        let Some(token) = resp.single(crate::lease::USAGE_HEADER) else {
+            return Ok(answer);
+        };
+        let claims = (self.verify)(token, &self.keys, &expect);
         match claims {
             Ok(c) if c.recorded == recorded && recorded => Ok(UsageAnswer::Recorded {
                 duplicate: c.duplicate,
@@ -416,10 +422,11 @@ impl RecordUsage {
     }
 
     /// The machine for `report` in signed mode (issue #76): each send carries the nonce of
-    /// `entropy` (16 random bytes: [`crate::lease::nonce_text`]), and an answer is believed
-    /// (`recorded`, `credits_exhausted`, the balance) only with the relay's acknowledgement
-    /// that verifies under `keys` and names that nonce and this report; else it is a
-    /// `protocol_error`. No relay keys (`keys` empty): `invalid_input`.
+    /// `entropy` (16 random bytes: [`crate::lease::nonce_text`]), and an answer carrying the
+    /// relay's acknowledgement is believed (`recorded`, `credits_exhausted`, the balance) only
+    /// as it says, when it verifies under `keys` and names that nonce and this report; else
+    /// it is a `protocol_error`. An answer with none is taken as unsigned (`signed: false`):
+    /// the npm relay on Workers signs none yet. No relay keys (`keys` empty): `invalid_input`.
     pub fn signed(
         base_url: &str,
         organization_id: &str,
@@ -722,7 +729,7 @@ impl BufferedUsage {
     }
 
     /// This run in signed mode (issue #76, [`RecordUsage::signed`]): every report's answer
-    /// believed only with the relay's acknowledgement that verifies under `keys` and names
+    /// that carries the relay's acknowledgement believed only if it verifies under `keys` and names
     /// the nonce of `entropy` (16 random bytes, one nonce for the run: each acknowledgement
     /// also names its report's id). Empty `keys`: unsigned, as without this call.
     pub fn with_relay_keys(mut self, keys: crate::lease::RelayKeys, entropy: [u8; 16]) -> Self {

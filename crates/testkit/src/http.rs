@@ -219,7 +219,7 @@ pub fn fixed_answer(
     headers: &[(&str, &str)],
     body: &str,
 ) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-    use std::io::{BufRead, BufReader, Read, Write};
+    use std::io::Write;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let mut answer = format!(
@@ -236,23 +236,7 @@ pub fn fixed_answer(
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-            let mut length = 0usize;
-            loop {
-                let mut h = String::new();
-                if reader.read_line(&mut h).unwrap_or(0) == 0 {
-                    break;
-                }
-                let h = h.trim_end().to_ascii_lowercase();
-                if h.is_empty() {
-                    break;
-                }
-                if let Some(v) = h.strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut request = vec![0; length];
-            let _ = reader.read_exact(&mut request);
+            let _ = read_body(&stream);
             counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let _ = stream.write_all(answer.as_bytes());
         }
@@ -264,7 +248,7 @@ pub fn fixed_answer(
 /// every delivery's JSON body in the order received (a body that is not JSON is not recorded);
 /// each delivery is answered `204 No Content`. The listener lives as long as the test.
 pub fn json_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
-    use std::io::{BufRead, BufReader, Read, Write};
+    use std::io::Write;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("http://{}/hooks", listener.local_addr().expect("addr"));
     let got: std::sync::Arc<std::sync::Mutex<Vec<Value>>> = std::sync::Arc::default();
@@ -272,23 +256,7 @@ pub fn json_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>)
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-            let mut length = 0usize;
-            loop {
-                let mut h = String::new();
-                if reader.read_line(&mut h).unwrap_or(0) == 0 {
-                    break;
-                }
-                let h = h.trim_end().to_ascii_lowercase();
-                if h.is_empty() {
-                    break;
-                }
-                if let Some(v) = h.strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0; length];
-            if reader.read_exact(&mut body).is_ok() {
+            if let Some(body) = read_body(&stream) {
                 if let Ok(v) = serde_json::from_slice(&body) {
                     record.lock().expect("lock").push(v);
                 }
@@ -312,4 +280,28 @@ pub fn take_deliveries(
     }
     std::thread::sleep(settle);
     std::mem::take(&mut *got.lock().expect("lock"))
+}
+
+/// One HTTP/1.1 request read from `stream`: its headers skipped, its body (by its
+/// `content-length`) returned; `None` when the body did not arrive whole.
+fn read_body(stream: &std::net::TcpStream) -> Option<Vec<u8>> {
+    use std::io::{BufRead, BufReader, Read};
+    let mut reader = BufReader::new(stream.try_clone().ok()?);
+    let mut length = 0usize;
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).unwrap_or(0) == 0 {
+            break;
+        }
+        let h = h.trim_end().to_ascii_lowercase();
+        if h.is_empty() {
+            break;
+        }
+        if let Some(v) = h.strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    Some(body)
 }

@@ -14,7 +14,8 @@
 //! when to try again; when the lease ends with no renewal (the relay out of reach), and
 //! `--seat-grace` after it, COMMAND is stopped (SIGTERM, then SIGKILL 10 s later) and `seat
 //! run` exits with `seat_lost` (exit 3): the relay may already have given the seat to another
-//! machine.
+//! machine. A heartbeat the relay answers `seat_gone` stops COMMAND the same way, at once
+//! (exit 1, as `seat heartbeat`'s `seat_gone`).
 //!
 //! SIGINT and SIGTERM sent to `seat run` are passed on to COMMAND (Unix), and the seat is
 //! released once COMMAND exits; a terminal's Ctrl-C, which reaches COMMAND itself (the same
@@ -436,11 +437,14 @@ fn seat_run(g: &Global, a: &SeatRunArgs) -> u8 {
         status
     });
     let _ = stop.send(());
-    let lost = beat.join().ok().flatten();
+    let ended = beat.join().ok().flatten();
     release(&client, &mut lock(&hold));
-    if let Some(lost) = lost {
+    match ended {
         // The seat's end, not the command's exit, is the answer: the core's words and code.
-        return fail("run", &lost);
+        Some(Ended::Lost(lost)) => return fail("run", &lost),
+        // Told when it happened; the exit is `seat heartbeat`'s for the same answer.
+        Some(Ended::Gone) => return u8::try_from(Reason::NotFound.exit_code()).unwrap_or(1),
+        None => {}
     }
     match status {
         Ok(status) => exit_of(status),
@@ -454,15 +458,26 @@ fn seat_run(g: &Global, a: &SeatRunArgs) -> u8 {
     }
 }
 
+/// Why `seat run` stopped COMMAND: its seat ended while COMMAND ran.
+enum Ended {
+    /// The lease ended (and the grace) with no renewal from the relay: `seat_lost`.
+    Lost(Error),
+    /// The relay answered a heartbeat that it no longer holds the seat (`seat_gone`: not
+    /// heard from within its life, released from elsewhere, shed from a shrunk pool): it may
+    /// already be another machine's.
+    Gone,
+}
+
 /// `seat run`'s heartbeat thread: does what the hold says at each wake until `stopped` (the
 /// command exited) or the hold ends. When the hold is lost (its lease ended, and the grace,
-/// with no renewal), COMMAND is stopped and the loss returned: `seat run` exits with it.
+/// with no renewal) or the relay says the seat is gone, COMMAND is stopped and why returned:
+/// `seat run` exits with it (issue #76: a seat is held only while the relay says so).
 fn heartbeat_loop(
     client: &BlockingClient,
     hold: &Mutex<SeatHold>,
     command_pid: &Mutex<Option<(u32, bool)>>,
     stopped: &mpsc::Receiver<()>,
-) -> Option<Error> {
+) -> Option<Ended> {
     loop {
         let next = lock(hold).poll(system_clock_ms());
         match next {
@@ -481,9 +496,10 @@ fn heartbeat_loop(
                         }
                         Ok(SeatAnswer::Gone) => {
                             err(
-                                "polar-license seat run: the seat was freed (not heard from within its life): the command goes on without it",
+                                "polar-license seat run: the relay no longer holds the seat (not heard from within its life, or given back): the command is stopped (seat_gone)",
                             );
-                            return None;
+                            stop_started(command_pid, stopped);
+                            return Some(Ended::Gone);
                         }
                         // Lost: told below, at the next poll.
                         _ => {}
@@ -511,26 +527,30 @@ fn heartbeat_loop(
             HoldPoll::Ended(HoldState::Lost) => {
                 let lost = lock(hold).lost(system_clock_ms());
                 err("polar-license seat run: the seat's lease ended with no renewal from the relay: the command is stopped (seat_lost)");
-                // The command stopped, even one that starts only now; none left when it could
-                // not be started (the stop is sent then).
-                loop {
-                    let pid = *command_pid
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    if let Some((pid, group)) = pid {
-                        stop_command(pid, group, stopped);
-                        break;
-                    }
-                    if !matches!(
-                        stopped.recv_timeout(Duration::from_millis(50)),
-                        Err(mpsc::RecvTimeoutError::Timeout)
-                    ) {
-                        break;
-                    }
-                }
-                return lost;
+                stop_started(command_pid, stopped);
+                return lost.map(Ended::Lost);
             }
             HoldPoll::Ended(_) => return None,
+        }
+    }
+}
+
+/// COMMAND stopped ([`stop_command`]), even one that starts only now; none left when it
+/// could not be started (`stopped` hears of it then).
+fn stop_started(command_pid: &Mutex<Option<(u32, bool)>>, stopped: &mpsc::Receiver<()>) {
+    loop {
+        let pid = *command_pid
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((pid, group)) = pid {
+            stop_command(pid, group, stopped);
+            return;
+        }
+        if !matches!(
+            stopped.recv_timeout(Duration::from_millis(50)),
+            Err(mpsc::RecvTimeoutError::Timeout)
+        ) {
+            return;
         }
     }
 }

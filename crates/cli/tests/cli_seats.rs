@@ -705,6 +705,76 @@ fn seat_run_stops_its_command_at_the_leases_end_when_the_relay_is_out_of_reach()
     );
 }
 
+/// Issue #76: `seat run` holds its seat only while the relay says so. The relay is restarted
+/// on its port with a fresh memory store while the command runs (heartbeats every 0.4 s, the
+/// seat's life the relay's 300 s): the next heartbeat answers `seat_gone` (404: the seat may
+/// be another machine's already), and the command is stopped then (SIGTERM), long before its
+/// lease's end, and `seat run` exits 1 with `seat_gone` as `seat heartbeat` does. Before, the
+/// command ran on without a seat.
+#[cfg(unix)]
+#[test]
+fn seat_run_stops_its_command_when_the_relay_says_the_seat_is_gone() {
+    let mut w = world();
+    let ready = w._dir.path().join("ready-gone");
+    // The command says when it holds the seat, then runs 90 s unless stopped (exit 9 then).
+    let script = format!(
+        "trap 'echo stopped; exit 9' TERM; touch '{}'; i=0; while [ $i -lt 1800 ]; do sleep 0.05; i=$((i+1)); done; echo ran out",
+        ready.display()
+    );
+    let mut cmd = w.seat(
+        &[],
+        &[
+            "run",
+            "--ci",
+            "--machine",
+            "job-runner",
+            "--heartbeat",
+            "0.4",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ],
+    );
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let holder = cmd.spawn().expect("seat run starts");
+    wait_for(&ready, "the holder never got its seat");
+    std::thread::sleep(Duration::from_secs(1));
+    // The same relay (its key, its port) with a store that holds no seat.
+    let port = w.relay.url.rsplit(':').next().expect("a port").to_string();
+    let key = w._dir.path().join("relay.key");
+    let _ = w.relay.child.kill();
+    let _ = w.relay.child.wait();
+    let restarted = std::time::Instant::now();
+    let _again = Served::start_with_banner(
+        relay_serve(BIN, &w.polar.url, key.to_str().expect("UTF-8"))
+            .args(["--port", &port, "--store", "memory", "--seat-ci-cap", "1"])
+            .args(["--per-ip", "100/200"])
+            .env("POLAR_ACCESS_TOKEN", DEMO_TOKEN),
+        "serving until killed",
+    )
+    .0;
+    let out = holder.wait_with_output().expect("seat run ends");
+    let took = restarted.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "seat_gone's exit: {stderr}");
+    assert!(stderr.contains("(seat_gone)"), "{stderr}");
+    assert!(
+        stderr.contains("the command is stopped"),
+        "told once, when it happened: {stderr}"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "stopped\n",
+        "stopped, not run out: {stderr}"
+    );
+    assert!(
+        took <= Duration::from_secs(20),
+        "stopped {took:?} after the relay forgot the seat: {stderr}"
+    );
+}
+
 /// A seat of the relay's key's kid (`w.pair`'s), signed by another key: a forged lease.
 fn forged_lease(w: &World, machine: &str) -> String {
     use polar_license::lease::{key_hash, SigningKey};

@@ -32,6 +32,8 @@ use serde_json::{json, Value};
 use std::sync::Mutex;
 use std::time::Duration;
 
+mod seats;
+
 /// `{"ok": value}`: what every call that can fail answers when it did not.
 fn ok(value: Value) -> Value {
     json!({ "ok": value })
@@ -975,6 +977,24 @@ impl NativeLicensing {
         to_py(py, &value)
     }
 
+    /// Acquires one of `key`'s seats (`None`: the remembered key) for `machine` (`None`: this
+    /// machine's fingerprint; a CI seat when `ci`) from the seller's relay at the base URL, held
+    /// by the core's hold with the relay keys and `grace` seconds past a lease's end:
+    /// `(seat, {"ok": seat})`, or `(None, {"error": …})` (no keys: `invalid_input` naming
+    /// `relay_keys`, nothing sent). `background`: heartbeats on a thread of its own.
+    #[pyo3(signature = (key=None, machine=None, ci=false, grace=0.0, background=true))]
+    fn acquire_seat<'py>(
+        &self,
+        py: Python<'py>,
+        key: Option<String>,
+        machine: Option<String>,
+        ci: bool,
+        grace: f64,
+        background: bool,
+    ) -> PyResult<(Option<seats::NativeSeat>, Bound<'py, PyAny>)> {
+        seats::acquire_seat(py, &self.inner, key, machine, ci, grace, background)
+    }
+
     /// This machine's fingerprint for the organization, when activations are bound.
     fn machine_fingerprint(&self) -> Option<String> {
         self.inner.machine_fingerprint().map(str::to_string)
@@ -1140,6 +1160,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<NativeLicensing>()?;
     m.add_class::<NativeOutcome>()?;
     m.add_class::<NativeEmulator>()?;
+    m.add_class::<seats::NativeSeat>()?;
     m.add("CORE_VERSION", env!("CARGO_PKG_VERSION"))?;
     m.add(
         "REASONS",

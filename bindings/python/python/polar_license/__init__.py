@@ -20,6 +20,7 @@ from ._errors import (
     PortalRateLimited,
     PortalRefused,
     Reason,
+    SeatsFull,
     SessionExpired,
     SignInCodeInvalid,
     StopKind,
@@ -27,6 +28,7 @@ from ._errors import (
     UsageBacklog,
 )
 from ._licensing import Licensing
+from ._seats import Seat, SeatState
 from ._report import (
     Activation,
     CacheStatus,
@@ -95,6 +97,9 @@ __all__ = [
     "Reason",
     "RecoverableKey",
     "RotatedKey",
+    "Seat",
+    "SeatState",
+    "SeatsFull",
     "Seconds",
     "SessionExpired",
     "SignInCodeInvalid",

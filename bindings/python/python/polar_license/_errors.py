@@ -201,9 +201,35 @@ class UsageBacklog(LicenseUnverified):
     counts once. Its ``code`` stays ``Reason.RATE_LIMITED``, as first shipped (an alias)."""
 
 
+class SeatsFull(LicenseDenied):
+    """``seats_full`` from ``Licensing.acquire_seat``: every seat of the key is in use. ``in_use``
+    and ``size`` are the relay's count, ``frees_at`` when the soonest seat frees (if the relay
+    said), ``retry_after`` the seconds to wait."""
+
+    in_use: int
+    size: int
+    frees_at: Optional[datetime]
+
+    def __init__(self, code: Reason, detail: str, *, in_use: int = 0, size: int = 0,
+                 frees_at: Optional[datetime] = None, **rest: Any) -> None:
+        super().__init__(code, detail, **rest)
+        self.in_use = in_use
+        self.size = size
+        self.frees_at = frees_at
+
+
 def error_from(payload: dict[str, Any]) -> LicenseError:
     """The exception for the native layer's error (a dict)."""
     code = Reason(payload["code"])
+    seats = payload.get("seats")
+    if seats is not None:
+        frees_at = seats["frees_at"]
+        return SeatsFull(
+            code, payload["detail"], in_use=seats["in_use"], size=seats["size"],
+            frees_at=None if frees_at is None else datetime.fromtimestamp(frees_at, tz=timezone.utc),
+            user_message=payload["user_message"], status=payload.get("status"),
+            retry_after=payload.get("retry_after"), hint=payload.get("hint"),
+        )
     cls: type[LicenseError]
     if code is Reason.INVALID_INPUT:
         cls = InvalidInputError

@@ -20,6 +20,7 @@ from ._report import (
     UsageRecorded,
     Validation,
 )
+from ._seats import Seat
 
 # ``typing`` costs more at import than the rest of the package (docs/performance.md): type
 # checkers read this block, Python skips it, and the two aliases below are made at their first
@@ -346,6 +347,33 @@ class Licensing:
         :class:`InvalidInputError` for a bad meter, units (above 0, at most 1,000,000,000),
         id or key, before any request."""
         return UsageRecorded._of(_unwrap(self._native.record_usage(meter, units, relay, key, id)))
+
+    def acquire_seat(self, key: Optional[str] = None, *, machine: Optional[str] = None,
+                     ci: bool = False, grace: Optional[Seconds] = None,
+                     background: bool = True) -> Seat:
+        """Acquires one of ``key``'s floating seats (a CI seat when ``ci``; ``None``: the
+        remembered key) from the seller's relay at :attr:`base_url`, for ``machine`` (the
+        binding signed into the seat's lease; ``None``: this machine's fingerprint), and holds
+        it through the core's hold (docs/seats.md). No Polar activation is made.
+
+        A seat is held only while the relay says so: its signed seat lease is verified with
+        ``relay_keys`` before it is held and at every heartbeat, so a :class:`Licensing`
+        without relay keys holds none (:class:`InvalidInputError`, ``field`` ``relay_keys``,
+        nothing sent), and an answer whose lease is missing or does not verify (a ``200``
+        forged by anything between the app and the relay) is no seat
+        (:class:`LicenseFailure` ``protocol_error``; the seat it named is given back). When the
+        relay stays out of reach the seat is lost at its lease's end (``seat_lost``), or
+        ``grace`` after it (the seller's choice; none by default).
+
+        ``background=True`` heartbeats on a thread of the library's own; ``False`` leaves it
+        to the app (:meth:`Seat.poll`). Raises :class:`SeatsFull` (every seat in use:
+        ``in_use``, ``size``, ``frees_at``), Polar's denial of the key (:class:`LicenseDenied`),
+        :class:`LicenseUnverified` (no answer, ``rate_limited``)."""
+        native, answer = self._native.acquire_seat(key, machine, ci, _seconds(grace) or 0.0,
+                                                   background)
+        _unwrap(answer)
+        assert native is not None
+        return Seat(native)
 
     def free_device(self, activation_id: str, key: Optional[str] = None) -> bool:
         """Frees the activation ``activation_id`` of ``key`` (``None``: the remembered key)

@@ -922,6 +922,17 @@ polar_license_status polar_license_config_add_trial_benefit(polar_license_config
 polar_license_status polar_license_config_set_remember_keys(polar_license_config *config,
                                                             bool enabled);
 
+// Floating and CI seats (issue #76): how long, in milliseconds, a seat stays held past the
+// end of its signed lease when no renewal from the relay arrived (the relay out of reach):
+// heartbeats are still tried meanwhile, and the seat is lost (`SEAT_LOST`) at the grace's end
+// instead of the lease's. 0, the default, is none: the seat is lost at the lease's end. The
+// relay itself frees the seat at the lease's end and may give it to another machine at once,
+// so a grace lets this machine run on while another holds the seat: the seller's choice, keep
+// it short (as `seat run --seat-grace` and npm's `graceMs`). Read by
+// `polar_license_client_new`: it applies to every seat the client acquires.
+polar_license_status polar_license_config_set_seat_grace_ms(polar_license_config *config,
+                                                            uint64_t grace_ms);
+
 // FOR TESTS ONLY: adds `offset_seconds` (may be negative) to the system clock for every
 // cache decision, to age a cache or simulate a clock set back without waiting. The same hook
 // as the command line's `POLAR_LICENSE_CLOCK_OFFSET`; it weakens nothing (anyone can move the
@@ -1624,7 +1635,8 @@ bool polar_license_result_entitlement_bool(const polar_license_result *result,
 // keys (`polar_license_config_add_relay_key`): a client without them holds no seat (the
 // result `INVALID_INPUT` naming `relay_keys`, nothing sent); an answer whose lease is
 // missing or does not verify holds none (`OFFLINE` with reason `PROTOCOL_ERROR`; the seat it
-// named is given back).
+// named is given back). It is held until its lease's end with no renewal, and the seat grace
+// after it (`polar_license_config_set_seat_grace_ms`, none by default).
 //
 // Returns `POLAR_LICENSE_STATUS_OK` and writes a seat result to `*out_result` whatever the
 // relay answered, and to `*out_seat` the seat when the result's error is

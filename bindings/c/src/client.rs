@@ -32,6 +32,8 @@ pub struct polar_license_client {
     /// The customer-portal session (issue #64; `devices.rs`): kept in the client's memory
     /// only (never written, never logged).
     session: Mutex<Option<polar_license::portal::SessionToken>>,
+    /// The seats' grace past a lease's end (`polar_license_config_set_seat_grace_ms`).
+    seat_grace: std::time::Duration,
 }
 
 // The thread rules in bindings/c/README.md rest on this (checked at compile time).
@@ -66,6 +68,14 @@ impl polar_license_client {
     /// The licensing the client wraps.
     pub(crate) fn licensing(&self) -> &Licensing {
         &self.licensing
+    }
+
+    /// The terms every seat of this client is held under: its relay keys and organization
+    /// (`invalid_input` naming `relay_keys` without keys), and the config's seat grace.
+    pub(crate) fn hold_terms(
+        &self,
+    ) -> Result<polar_license::seat_hold::HoldTerms, polar_license::Error> {
+        Ok(self.licensing.hold_terms()?.with_grace(self.seat_grace))
     }
 
     /// The customer-portal session this client holds, if any.
@@ -226,6 +236,7 @@ pub extern "C" fn polar_license_client_new(
                     fingerprint,
                     errors: Mutex::new(HashMap::new()),
                     session: Mutex::new(None),
+                    seat_grace: config.seat_grace,
                 };
                 out::give(out_client, client);
                 config.ok()

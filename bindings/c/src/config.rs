@@ -45,6 +45,9 @@ pub struct polar_license_config {
     /// and `_set_relay_keys`, refused ones included (so `polar_license_client_new` refuses the
     /// config: signed mode is never silently off).
     relay_keys: Vec<String>,
+    /// Seats: how long a hold stays held past its lease's end with no renewal
+    /// (`polar_license_config_set_seat_grace_ms`; none by default).
+    pub(crate) seat_grace: Duration,
     last_error: Mutex<CString>,
 }
 
@@ -79,6 +82,7 @@ impl polar_license_config {
             entitlements_json: None,
             features: Vec::new(),
             relay_keys: Vec::new(),
+            seat_grace: Duration::ZERO,
             last_error: Mutex::new(CString::default()),
         }
     }
@@ -547,6 +551,26 @@ pub extern "C" fn polar_license_config_set_remember_keys(
     ffi_boundary! {
         let config = try_mut!(config);
         config.remember_keys = enabled;
+        config.ok()
+    }
+}
+
+/// Floating and CI seats (issue #76): how long, in milliseconds, a seat stays held past the
+/// end of its signed lease when no renewal from the relay arrived (the relay out of reach):
+/// heartbeats are still tried meanwhile, and the seat is lost (`SEAT_LOST`) at the grace's end
+/// instead of the lease's. 0, the default, is none: the seat is lost at the lease's end. The
+/// relay itself frees the seat at the lease's end and may give it to another machine at once,
+/// so a grace lets this machine run on while another holds the seat: the seller's choice, keep
+/// it short (as `seat run --seat-grace` and npm's `graceMs`). Read by
+/// `polar_license_client_new`: it applies to every seat the client acquires.
+#[no_mangle]
+pub extern "C" fn polar_license_config_set_seat_grace_ms(
+    config: *mut polar_license_config,
+    grace_ms: u64,
+) -> polar_license_status {
+    ffi_boundary! {
+        let config = try_mut!(config);
+        config.seat_grace = Duration::from_millis(grace_ms);
         config.ok()
     }
 }

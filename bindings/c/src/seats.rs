@@ -203,7 +203,8 @@ impl polar_license_seat_result {
 /// keys (`polar_license_config_add_relay_key`): a client without them holds no seat (the
 /// result `INVALID_INPUT` naming `relay_keys`, nothing sent); an answer whose lease is
 /// missing or does not verify holds none (`OFFLINE` with reason `PROTOCOL_ERROR`; the seat it
-/// named is given back).
+/// named is given back). It is held until its lease's end with no renewal, and the seat grace
+/// after it (`polar_license_config_set_seat_grace_ms`, none by default).
 ///
 /// Returns `POLAR_LICENSE_STATUS_OK` and writes a seat result to `*out_result` whatever the
 /// relay answered, and to `*out_seat` the seat when the result's error is
@@ -236,7 +237,7 @@ pub extern "C" fn polar_license_client_seat_acquire(
             return client.fail(polar_license_status::NullArgument, "out_result is NULL");
         }
         let ask = SeatHold::acquire_ask(Key::new(key), machine.to_string(), ci);
-        let answered = client.licensing().hold_terms().and_then(|terms| {
+        let answered = client.hold_terms().and_then(|terms| {
             let relay = client.licensing().client();
             let answer = relay.seat(&ask)?;
             SeatHold::acquire(&terms, &ask, &answer, system_clock_ms()).inspect_err(|_| {

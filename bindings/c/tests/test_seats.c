@@ -5,7 +5,7 @@
  * and the soonest free time, the holder heartbeats it from a thread of the app's while the main
  * thread reads it, releases it, and the second machine acquires it; a revoked key is Polar's
  * denial with no seat; the relay gone is OFFLINE and the seat kept until its signed lease ends,
- * then SEAT_LOST (issue #76); a client without the relay's keys holds no seat and sends nothing,
+ * then SEAT_LOST (issue #76), or at the end of the seller's grace after it; a client without the relay's keys holds no seat and sends nothing,
  * a client trusting another key holds none of the relay's (given back), and a 200 forged by a
  * loopback server with no lease is no seat (POSIX); NULLs, bad UTF-8 and a bad machine are
  * refused clearly, nothing sent.
@@ -366,6 +366,57 @@ static void the_relay_gone_keeps_the_seat_until_its_lease_ends(void) {
   relay_start();
 }
 
+/* The seller's grace past the lease's end (polar_license_config_set_seat_grace_ms): with the
+ * relay gone, the seat is still held after its lease ends (heartbeats still tried), and lost at
+ * the grace's end, not before; NULL config refused. */
+static void a_seat_grace_holds_past_the_leases_end_and_no_longer(void) {
+  char dir[64], key[64];
+  polar_license_config *config;
+  polar_license_client *client;
+  polar_license_seat *seat = NULL;
+  polar_license_seat_result *r;
+  CHECK_INT(polar_license_config_set_seat_grace_ms(NULL, 2000), POLAR_LICENSE_STATUS_NULL_ARGUMENT);
+  emu_new_key("\"limit_activations\":1", key);
+  relay_stop();
+  test_only_seat_seconds("4");
+  relay_start();
+  test_only_seat_seconds(NULL);
+  temp_dir(dir);
+  config = demo_config(relay_url, dir);
+  must(polar_license_config_add_relay_key(config, relay_pair));
+  CHECK_INT(polar_license_config_set_seat_grace_ms(config, 2000), POLAR_LICENSE_STATUS_OK);
+  client = client_of(config);
+  r = acquire(client, key, "machine-a", false, &seat);
+  CHECK_SEAT_ERROR(r, POLAR_LICENSE_SEAT_ERROR_NONE);
+  polar_license_seat_result_free(r);
+  relay_stop();
+  if (seat != NULL) {
+    int64_t end = polar_license_seat_expires_at(seat);
+    CHECK(end <= (int64_t)time(NULL) + 5);
+    /* Past the lease's end, within the grace: held, not lost, a heartbeat still tried. */
+    while ((long long)time(NULL) <= (long long)end) pause_ms(100);
+    CHECK(polar_license_seat_held(seat));
+    CHECK(!polar_license_seat_lost(seat));
+    CHECK(polar_license_seat_next_ms(seat) >= 0);
+    r = beat(client, seat);
+    CHECK_SEAT_ERROR(r, POLAR_LICENSE_SEAT_ERROR_OFFLINE);
+    polar_license_seat_result_free(r);
+    /* At the grace's end: lost. */
+    while ((long long)time(NULL) < (long long)end + 3) pause_ms(100);
+    CHECK(!polar_license_seat_held(seat));
+    CHECK(polar_license_seat_lost(seat));
+    r = beat(client, seat);
+    CHECK_SEAT_ERROR(r, POLAR_LICENSE_SEAT_ERROR_SEAT_LOST);
+    CHECK_STR(polar_license_seat_result_code(r), "seat_lost");
+    polar_license_seat_result_free(r);
+    r = give_back(client, seat);
+    polar_license_seat_result_free(r);
+    polar_license_seat_free(seat);
+  }
+  client_done(client, dir);
+  relay_start();
+}
+
 /* No relay keys: no seat, nothing sent (INVALID_INPUT naming relay_keys). Another key trusted:
  * the relay's seat is no seat here (PROTOCOL_ERROR) and is given back: the key's only seat is
  * free for the next machine at once. */
@@ -576,6 +627,7 @@ int main(void) {
   RUN(a_forged_200_is_no_seat);
 #endif
   RUN(the_relay_gone_keeps_the_seat_until_its_lease_ends);
+  RUN(a_seat_grace_holds_past_the_leases_end_and_no_longer);
   RUN(nulls_bad_utf8_and_bad_input_are_refused);
   relay_stop();
   remove_tree(key_dir);

@@ -4,7 +4,8 @@ hold: a seat acquired, heartbeated and released, the next machine ``seats_full``
 relay keys, no seat and nothing sent; a ``200`` forged by a loopback server (no relay at all)
 holds no seat, nor does the relay's own seat under another relay's key (given back); the relay
 gone, a seat is held until its signed lease ends and lost (``seat_lost``) there, whether its
-heartbeat runs on the library's thread or the app's ``poll``, and a grace moves the end on."""
+heartbeat runs on the library's thread or the app's ``poll``, and a grace moves the end on; a
+seat given back behind the holder's back is ``gone`` at its next heartbeat."""
 
 from __future__ import annotations
 
@@ -215,3 +216,22 @@ def test_the_relay_gone_a_seat_is_lost_at_its_leases_end_or_its_graces(
         with pytest.raises(LicenseUnverified):
             seat.release()  # the relay is gone: released here, frees there by itself
         assert seat.state is SeatState.RELEASED
+
+
+def test_a_seat_the_relay_no_longer_holds_is_gone(polar_emulator: Emulator, tmp_path: Path,
+                                                  one_seat: tuple[str, str]) -> None:
+    url, public = one_seat
+    seat = app(polar_emulator, url, tmp_path / "a", [public]).acquire_seat(DEMO_KEY)
+    # Given back behind the holder's back (the command line's `seat release`, by its id).
+    freed = subprocess.run(
+        [CLI, "--base-url", url, "--org", polar_emulator.organization_id, "seat", "release",
+         "--seat", seat.id, "--machine", seat.machine],
+        env={**clean_env(), "POLAR_LICENSE_KEY": DEMO_KEY, "POLAR_LICENSE_RELAY_KEYS": public},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert freed.returncode == 0, freed.stderr
+    # The relay's seat_gone: no longer held here, nothing more sent but a release.
+    assert seat.heartbeat() is SeatState.GONE
+    assert seat.state is SeatState.GONE and not seat.held and seat.lost is None
+    assert seat.poll() is None and seat.next_wait is None
+    assert seat.release() is False

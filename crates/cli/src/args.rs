@@ -319,6 +319,44 @@ pub enum Command {
     /// meter's balance the relay knows. Exit 1 when refused (credits_exhausted, the key
     /// denied), 2 for bad input, 3 when the relay could not take it
     Usage(UsageArgs),
+    /// Check the seller's Polar set-up with the organization token (--access-token; --org
+    /// and --benefit-id for the app's ids): the license-key benefits' activation limit and
+    /// device management, the webhook endpoints (one delivering to --relay-url, enabled, raw,
+    /// with the events the relay reads, on an API version not due for removal), the token's
+    /// scopes, a sandbox/production mix-up, the app's ids against the organization's. One
+    /// finding a line with its fix. Exit 0: nothing found; 1: findings; 2: bad input; 3:
+    /// nothing found but Polar could not be read whole. Reads only: the write scopes are
+    /// probed with an empty body Polar refuses
+    Doctor(DoctorArgs),
+}
+
+/// `doctor`
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// A license-key benefit id the app uses (repeatable): each checked to be the
+    /// organization's and a license-key benefit, and only these benefits' settings checked
+    /// (default: every license-key benefit of the organization)
+    #[arg(long = "benefit-id", value_name = "ID")]
+    pub benefit_ids: Vec<String>,
+
+    /// The relay's public base URL: a webhook endpoint must deliver to its
+    /// /v1/webhooks/polar, and the token needs the store's scopes
+    #[arg(long, value_name = "URL", env = "POLAR_LICENSE_RELAY_URL")]
+    pub relay_url: Option<String>,
+
+    /// The relay keeps a store (relay serve --store): the token needs license_keys:read and
+    /// an endpoint must deliver webhooks (implied by --relay-url)
+    #[arg(long)]
+    pub store: bool,
+
+    /// The relay signs entitlements (relay serve --sign-entitlements): the token needs
+    /// benefits:read and customer_meters:read
+    #[arg(long)]
+    pub sign_entitlements: bool,
+
+    /// The relay ingests usage (relay serve --record-usage): the token needs events:write
+    #[arg(long)]
+    pub record_usage: bool,
 }
 
 /// `lease …`

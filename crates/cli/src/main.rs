@@ -8,6 +8,7 @@
 mod args;
 mod demo;
 mod devices;
+mod doctor;
 mod output;
 mod relay;
 mod run;
@@ -61,6 +62,7 @@ fn main() -> ExitCode {
         Command::Relay(c) => relay::run(g, c),
         Command::Seat(c) => seat::run(g, c),
         Command::Usage(a) => usage::usage(g, a).print(g.json),
+        Command::Doctor(a) => doctor::doctor(g, a).print(g.json),
     };
     ExitCode::from(code)
 }
@@ -120,6 +122,7 @@ fn usage_error(e: &clap::Error, wants_json: bool) -> u8 {
             "sign-in",
             "devices",
             "free",
+            "doctor",
         ]
         .contains(&a.as_str())
     });

@@ -112,6 +112,10 @@ pub const ROUTES: &[Route] = &[
     route("/v1/customer-sessions/", &["POST"], true, Token),
     route("/v1/benefit-grants/", &["GET"], false, Token),
     route("/v1/customers/{id}/state", &["GET"], false, Token),
+    // The organization and its benefits (issue #78: `polar-license doctor`'s reads).
+    route("/v1/organizations/", &["GET"], false, Token),
+    route("/v1/organizations/{id}", &["GET"], false, Token),
+    route("/v1/benefits/", &["GET"], false, Token),
     route("/v1/customers/external/{id}/state", &["GET"], false, Token),
     // Meters and credits (§16.5; the `billing` feature, which the npm emulator leaves out).
     #[cfg(feature = "billing")]

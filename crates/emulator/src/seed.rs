@@ -165,6 +165,12 @@ pub struct SeedBenefit {
     /// (default false: it answers `"activations": []`).
     #[serde(default)]
     pub enable_customer_admin: bool,
+    /// `properties.activations.limit` of a license-key benefit, as `GET /v1/benefits/` lists
+    /// it (issue #78): absent, the largest `limit_activations` of the keys it issued; `0`, no
+    /// activation limit (`activations` `null`: Polar refuses every activation of its keys).
+    /// Its keys' own limits stay as the keys give them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_activations: Option<i64>,
     /// The benefit's `type`: `license_keys` (absent: the default) or `feature_flag`.
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,

@@ -32,6 +32,8 @@ use crate::webhooks::{
 };
 use polar_license_rules::is_json_content_type;
 
+// The organization and its benefits as its token reads them (issue #78).
+mod catalog;
 mod entitlements;
 #[cfg(feature = "billing")]
 mod lifecycle;
@@ -647,6 +649,8 @@ pub struct Core {
     organization_id: String,
     /// Customer sessions: email codes, `polar_cst_` tokens, device-management benefits.
     sessions: Sessions,
+    /// The seed's license-key benefit settings (`GET /v1/benefits/`).
+    catalog: catalog::Catalog,
 }
 
 impl std::fmt::Debug for Core {
@@ -735,6 +739,7 @@ impl Core {
         }
         let store = Store::from_seed(&seed, ids, micros(now.wall))?;
         let sessions = Sessions::from_seed(&seed)?;
+        let catalog = catalog::Catalog::from_seed(&seed, micros(now.wall))?;
         let organization_id = parse_uuid4(&seed.organization_id, "organization_id")?.to_string();
         let limit = options
             .token_budget
@@ -764,6 +769,7 @@ impl Core {
             webhooks: Webhooks::default(),
             organization_id,
             sessions,
+            catalog,
         })
     }
 
@@ -1370,6 +1376,9 @@ impl Core {
         if let Some(step) = self.entitlement_route(ex, &auth, now) {
             return step;
         }
+        if let Some(step) = self.catalog_route(ex, &auth) {
+            return step;
+        }
         #[cfg(feature = "billing")]
         if let Some(step) = self.meter_route(ex, &auth) {
             return step;
@@ -1426,6 +1435,8 @@ impl Core {
                     if route_of(&alternative).is_some()
                         || alternative == LIST_PATH
                         || alternative == entitlements::GRANTS_PATH
+                        || alternative == catalog::BENEFITS_PATH
+                        || alternative == catalog::ORGANIZATIONS_PATH
                         || billing_collection(&alternative)
                         || SESSION_COLLECTIONS.contains(&alternative.as_str())
                     {

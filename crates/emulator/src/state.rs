@@ -11,6 +11,8 @@ use super::util::{fmt_ts, parse_ts, parse_uuid4, sha256_hex};
 use super::validate::{ActivateReq, DeactivateReq, ValidateReq};
 use super::KeyUpdate;
 
+// The organization's benefits as its token lists them (issue #78).
+mod catalog;
 mod customers;
 mod entitlements;
 #[cfg(feature = "billing")]
@@ -20,6 +22,7 @@ mod meters;
 #[cfg(not(target_arch = "wasm32"))]
 mod persist;
 pub(crate) use crate::webhooks::GrantView;
+pub(crate) use catalog::Listed;
 pub(crate) use customers::{page_of, CustomerRef, RotateError, KEY_NOT_FOUND};
 pub(crate) use entitlements::GrantFilter;
 use entitlements::{field_str, BenefitRec, FlagGrant};

@@ -69,6 +69,8 @@ mod clock;
 mod deliveries;
 // A key's devices through the relay (issue #64).
 mod devices;
+// The seller's Polar set-up checked (issue #78): `polar-license doctor` and `/healthz`'s `setup`.
+pub mod doctor;
 #[cfg(feature = "entitlements")]
 mod entitled;
 pub mod entitlements;

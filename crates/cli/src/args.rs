@@ -637,6 +637,18 @@ pub struct RelayServeArgs {
     )]
     pub webhook_silence: u64,
 
+    /// Check the seller's Polar set-up (as `polar-license doctor` does, for the features on)
+    /// at the start and every this many seconds; /healthz reports what it found (`setup`)
+    /// and the log warns of each finding. Each check spends about 6 calls of the token's
+    /// budget; 0 (the default) turns it off. E.g. 21600 (six hours)
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 0,
+        env = "POLAR_LICENSE_RELAY_CHECK_SETUP_EVERY"
+    )]
+    pub check_setup_every: u64,
+
     /// Calls to Polar in a row that failed (unreachable, timed out, a 502, 503 or 504) before
     /// the breaker stops calls: stored answers are then given at once, others get 502; 0 turns
     /// it off

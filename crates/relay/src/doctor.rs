@@ -740,6 +740,14 @@ pub fn examine(setup: &Setup, answers: &[(Probe, Result<Answer, String>)]) -> Re
     let answer_of = |probe: Probe| answers.iter().find(|(p, _)| *p == probe).map(|(_, a)| a);
     let readable = |probe: Probe, report: &mut Report| -> Option<Answer> {
         let answer = match answer_of(probe) {
+            // A call of the check that got no answer at all (the host lost it).
+            None if calls(setup).iter().any(|c| c.probe == probe) => {
+                report.unchecked.push(Unchecked {
+                    probe,
+                    why: "no answer".to_string(),
+                });
+                return None;
+            }
             None => return None,
             Some(Err(why)) => {
                 report.unchecked.push(Unchecked {
@@ -890,7 +898,16 @@ fn webhook_findings(setup: &Setup, endpoints: &[Value], out: &mut Vec<Finding>) 
             .iter()
             .filter(|e| same(&text(e, "url"), t))
             .collect(),
-        None => endpoints.iter().collect(),
+        // The relay's URL unknown: the endpoints delivering to a relay's route (another
+        // endpoint of the organization's may serve anything else, in any format).
+        None => endpoints
+            .iter()
+            .filter(|e| {
+                text(e, "url")
+                    .trim_end_matches('/')
+                    .ends_with(crate::types::WEBHOOK_ROUTE)
+            })
+            .collect(),
     };
     if relevant.is_empty() {
         if target.is_some() || setup.needs.webhooks {
@@ -949,6 +966,143 @@ fn webhook_findings(setup: &Setup, endpoints: &[Value], out: &mut Vec<Finding>) 
                 removed: None,
             });
         }
+    }
+}
+
+/// The relay's own check of its set-up, run by the background machine at the start and every
+/// [`crate::RelayConfig::check_setup_every`] seconds (crate::flow::background, on every host):
+/// its calls one at a time, each from the budget's shared part; the last report kept for
+/// `GET /healthz` (no call and no work per request: the answer reads what is kept).
+pub(crate) struct Watch {
+    setup: Setup,
+    every_ms: u64,
+    state: std::sync::Mutex<WatchState>,
+}
+
+#[derive(Default)]
+struct WatchState {
+    /// No run before this monotonic ms (0: at once).
+    next_at: u64,
+    /// The run under way: its calls not yet handed out, and when it began.
+    run: Option<(Vec<Call>, u64)>,
+    answers: Vec<(Probe, Result<Answer, String>)>,
+    /// The last report, and when it was made (unix seconds).
+    last: Option<(Report, i64)>,
+}
+
+/// How long a run waits for answers the host lost before it reports without them.
+const RUN_PATIENCE_MS: u64 = 60_000;
+
+impl Watch {
+    /// The watch of `setup`, every `every_secs` seconds (0: none).
+    pub(crate) fn new(setup: Setup, every_secs: u64) -> Option<Watch> {
+        (every_secs > 0).then(|| Watch {
+            setup,
+            every_ms: every_secs.saturating_mul(1_000),
+            state: std::sync::Mutex::new(WatchState::default()),
+        })
+    }
+
+    /// The next call at `now`, or how long until one (`take` spends the budget's call:
+    /// `Err(secs)` to wait). Not while `breaker_open`.
+    pub(crate) fn next_call(
+        &self,
+        now: crate::clock::Now,
+        breaker_open: bool,
+        take: impl FnOnce() -> Result<(), u64>,
+    ) -> Result<Call, u64> {
+        let mut st = crate::locked::locked(&self.state);
+        let at = now.monotonic_ms;
+        if st.run.is_none() {
+            if at < st.next_at {
+                return Err(st.next_at - at);
+            }
+            let mut calls = calls(&self.setup);
+            calls.reverse();
+            st.run = Some((calls, at));
+            st.answers.clear();
+        }
+        let (pending, began) = match &st.run {
+            Some((pending, began)) => (pending.len(), *began),
+            None => return Err(1_000),
+        };
+        if pending == 0 {
+            // Every call handed out: the report once all are answered (or the host lost one).
+            if at.saturating_sub(began) >= RUN_PATIENCE_MS {
+                self.finish(&mut st, now);
+                return Err(self.every_ms);
+            }
+            return Err(1_000);
+        }
+        if breaker_open {
+            return Err(1_000);
+        }
+        if let Err(secs) = take() {
+            return Err(secs.saturating_mul(1_000).max(1_000));
+        }
+        match st.run.as_mut().and_then(|(pending, _)| pending.pop()) {
+            Some(call) => Ok(call),
+            None => Err(1_000),
+        }
+    }
+
+    /// Polar's answer to the call of `probe`, kept; the report made once the run's calls are
+    /// all answered.
+    pub(crate) fn answered(
+        &self,
+        probe: Probe,
+        answer: crate::roster::ReadAnswer,
+        now: crate::clock::Now,
+    ) {
+        let mut st = crate::locked::locked(&self.state);
+        let answer = answer.map(|(status, _, body)| Answer {
+            status,
+            body,
+            sandbox: false,
+        });
+        st.answers.push((probe, answer));
+        let expected = calls(&self.setup).len();
+        let done = st
+            .run
+            .as_ref()
+            .is_some_and(|(pending, _)| pending.is_empty())
+            && st.answers.len() >= expected;
+        if done {
+            self.finish(&mut st, now);
+        }
+    }
+
+    fn finish(&self, st: &mut WatchState, now: crate::clock::Now) {
+        let report = examine(&self.setup, &st.answers);
+        if !report.findings.is_empty() {
+            for f in &report.findings {
+                log::warn!("relay: set-up: {f}");
+            }
+        }
+        st.last = Some((report, now.unix_seconds));
+        st.run = None;
+        st.answers.clear();
+        st.next_at = now.monotonic_ms.saturating_add(self.every_ms);
+    }
+
+    /// What `/healthz` says: `checked_at` (unix seconds, null before the first report),
+    /// `every_seconds`, and the report's `findings`, `unchecked` and `environment`.
+    pub(crate) fn reading(&self) -> Value {
+        let st = crate::locked::locked(&self.state);
+        let mut v = match &st.last {
+            Some((report, at)) => {
+                let mut v = report.to_json();
+                if let Some(m) = v.as_object_mut() {
+                    m.insert("checked_at".into(), json!(at));
+                }
+                v
+            }
+            None => json!({"checked_at": null, "findings": [], "unchecked": []}),
+        };
+        if let Some(m) = v.as_object_mut() {
+            m.insert("every_seconds".into(), json!(self.every_ms / 1_000));
+        }
+        v
     }
 }
 
@@ -1042,7 +1196,8 @@ mod tests {
 
     #[test]
     fn an_endpoint_in_another_format_is_found_and_the_token_never_shows() {
-        let s = setup();
+        let mut s = setup();
+        s.relay_url = Some("https://r.example".into());
         let endpoints = json!({"items": [{"id": "e1", "url": "https://r.example/v1/webhooks/polar",
             "format": "discord", "enabled": true, "api_version": "2026-10",
             "events": WEBHOOK_EVENTS}], "pagination": {"max_page": 1}});
@@ -1058,7 +1213,7 @@ mod tests {
 
     #[test]
     fn a_version_older_than_any_served_is_removed_already() {
-        let endpoints = json!({"items": [{"id": "e1", "url": "u", "format": "raw",
+        let endpoints = json!({"items": [{"id": "e1", "url": "https://r.example/v1/webhooks/polar", "format": "raw",
             "enabled": true, "api_version": "2025-10", "events": WEBHOOK_EVENTS}]});
         let r = examine(&setup(), &[(Probe::Webhooks, ok(200, endpoints))]);
         assert!(
@@ -1081,7 +1236,9 @@ mod tests {
             ],
         );
         assert!(r.findings.is_empty());
-        assert_eq!(r.unchecked.len(), 2);
+        // The two that failed, and the two calls of the check that got no answer at all.
+        assert_eq!(r.unchecked.len(), 4, "{:?}", r.unchecked);
+        assert!(r.unchecked.iter().any(|u| u.why == "no answer"));
         assert!(!r.is_clean());
     }
 
@@ -1090,6 +1247,19 @@ mod tests {
         let benefits = json!({"items": [], "pagination": {"max_page": 2}});
         let r = examine(&setup(), &[(Probe::Benefits, ok(200, benefits))]);
         assert!(r.truncated);
+    }
+
+    #[test]
+    fn without_the_relays_url_only_endpoints_at_a_relays_route_are_checked() {
+        let endpoints = json!({"items": [
+            {"id": "e1", "url": "https://chat.example/hook", "format": "discord", "enabled": true,
+             "api_version": "2026-04", "events": ["order.created"]}]});
+        let mut s = setup();
+        let r = examine(&s, &[(Probe::Webhooks, ok(200, endpoints.clone()))]);
+        assert!(r.findings.is_empty(), "{:?}", r.findings);
+        s.needs.webhooks = true;
+        let r = examine(&s, &[(Probe::Webhooks, ok(200, endpoints))]);
+        assert_eq!(r.findings, [Finding::WebhookEndpointMissing { url: None }]);
     }
 
     #[test]

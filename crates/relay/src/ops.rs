@@ -275,6 +275,7 @@ impl Ops {
         &self,
         stored: Option<&Stored>,
         breaker: &Breaker,
+        setup: Option<serde_json::Value>,
         now: Now,
     ) -> RelayResponse {
         self.seen(now);
@@ -354,6 +355,8 @@ impl Ops {
                 })
             }),
             "webhooks": webhooks,
+            // The seller's set-up as the relay last checked it (crate::doctor; null: off).
+            "setup": setup,
             "breaker": {
                 "state": breaker.state,
                 "failures": breaker.failures,

@@ -27,6 +27,8 @@ pub struct Reads<'a> {
     pub(crate) organization_id: Option<&'a str>,
     /// The seller's token (never logged).
     pub(crate) token: &'a AccessToken,
+    /// The set-up's check, when on (crate::doctor).
+    pub(crate) setup_watch: Option<&'a crate::doctor::Watch>,
 }
 
 /// The roster's next read at `now` (its call taken from the budget: a refetch from the

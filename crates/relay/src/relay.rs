@@ -69,6 +69,9 @@ pub struct Relay {
     seats: crate::seats::SeatOptions,
     /// The activations and deactivations let through per key (their churn limit, issue #67).
     churned: crate::seats::Churned,
+    /// The seller's set-up checked in the background (issue #78,
+    /// [`RelayConfig::check_setup_every`]); `None`: off.
+    pub(crate) setup_watch: Option<crate::doctor::Watch>,
 }
 
 // Never the seller's token nor the signing key.
@@ -133,6 +136,7 @@ impl Relay {
             base_url: &self.base_url,
             organization_id: self.organization_id.as_deref(),
             token: &self.token,
+            setup_watch: self.setup_watch.as_ref(),
         }
     }
 
@@ -231,6 +235,23 @@ impl Relay {
             deliveries: crate::deliveries::Deliveries::default(),
             lifecycle: crate::lifecycle::Lifecycle::default(),
         });
+        // What the relay's features need of the token, for its own set-up check.
+        let setup_watch = crate::doctor::Watch::new(
+            crate::doctor::Setup {
+                base_url: base_url.clone(),
+                token: config.access_token.clone(),
+                organization_id: organization_id.clone(),
+                benefit_ids: Vec::new(),
+                relay_url: None,
+                needs: crate::doctor::Needs {
+                    store: store.is_some(),
+                    webhooks: store.as_ref().is_some_and(|s| s.webhook_secret.is_some()),
+                    entitlements: store.as_ref().is_some_and(|s| s.options.entitlements),
+                    usage: store.as_ref().is_some_and(|s| s.usage.on()),
+                },
+            },
+            config.check_setup_every,
+        );
         let ops = Arc::new(crate::ops::Ops::new(config.webhook_silence));
         if let Some(s) = &store {
             ops.restore_last_webhook(s.backend.as_ref());
@@ -261,6 +282,7 @@ impl Relay {
             host: config.host,
             seats: crate::seats::SeatOptions::default(),
             churned: crate::seats::Churned::default(),
+            setup_watch,
         })
     }
 
@@ -1193,7 +1215,9 @@ impl Relay {
 #[allow(private_interfaces)]
 impl Asks for Relay {
     fn health(&self, now: Now) -> RelayResponse {
-        self.ops.health(self.store.as_ref(), &self.breaker, now)
+        let setup = self.setup_watch.as_ref().map(crate::doctor::Watch::reading);
+        self.ops
+            .health(self.store.as_ref(), &self.breaker, setup, now)
     }
 
     fn metrics(&self, now: Now) -> String {

@@ -386,6 +386,12 @@ pub struct RelayConfig {
     /// Where the relay runs ([`Host`]: the one place where hosts differ, each with its
     /// reason; default [`Host::Native`]).
     pub host: Host,
+    /// Every this many seconds, and at the start, the background machine checks the seller's
+    /// Polar set-up ([`crate::doctor`]: the token's scopes for the features on, the
+    /// organization id, the license-key benefits, the webhook endpoints) and `GET /healthz`
+    /// reports what it found (`setup`). Each check spends a few calls of the budget's shared
+    /// part, none per request. 0 (the default): off.
+    pub check_setup_every: u64,
 }
 
 /// A relay's verdict store: where it keeps entries, how it answers from them, and the secret
@@ -426,6 +432,7 @@ impl RelayConfig {
             webhook_silence: DEFAULT_WEBHOOK_SILENCE,
             breaker: BreakerOptions::default(),
             host: Host::Native,
+            check_setup_every: 0,
         }
     }
 }

@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod rig;
+
 use polar_license::AccessToken;
 use polar_license_emulator::{Emulator, Options, Seed};
 use polar_license_relay::doctor::{self, Environment, Finding, Needs, Report, Setup};
@@ -325,4 +327,87 @@ fn polar_down_is_unchecked_not_found() {
     assert!(report.findings.is_empty(), "{report:?}");
     assert!(!report.unchecked.is_empty());
     assert_eq!(codes(&report), Vec::<&str>::new());
+}
+
+/// `/healthz`'s `setup` once the background machine's first check is done (10 s at most).
+fn setup_of_health(relay: &polar_license_relay::Running) -> Value {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let mut r = agent
+            .get(&format!("{}/healthz", relay.url()))
+            .call()
+            .unwrap();
+        let health: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+        let setup = health["setup"].clone();
+        if !setup["checked_at"].is_null() || std::time::Instant::now() > deadline {
+            return setup;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+fn relay_config(emulator: &Emulator, every: u64) -> polar_license_relay::RelayConfig {
+    let signer = polar_license::lease::SigningKey::generate(Some("doc")).unwrap();
+    let mut config = rig::config_with(emulator.url(), TOKEN, signer);
+    config.organization_id = Some(ORG.to_string());
+    config.check_setup_every = every;
+    config
+}
+
+/// The relay runs the same check at its start and reports it in its health answer: the
+/// seeded mistake (customers cannot manage their devices, an endpoint on 2026-04) found with
+/// its fix, nothing on the clean seed, and `null` when the check is off.
+#[test]
+fn the_relays_health_reports_its_setups_findings() {
+    let mut seed = clean_seed();
+    seed["benefits"][0]["enable_customer_admin"] = json!(false);
+    let mut endpoint = clean_endpoint();
+    endpoint["api_version"] = json!("2026-04");
+    let emulator = start(&seed, Options::default(), Some(endpoint), None);
+    let relay = rig::listen_stored(relay_config(&emulator, 3_600), "whsec_doctor_relay_secret");
+    let setup = setup_of_health(&relay);
+    let codes: Vec<&str> = setup["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["code"].as_str())
+        .collect();
+    assert_eq!(
+        codes,
+        ["customer_admin_off", "webhook_version_due"],
+        "{setup}"
+    );
+    assert!(setup["findings"][0]["fix"]
+        .as_str()
+        .unwrap()
+        .contains("manage"));
+    assert_eq!(setup["every_seconds"], 3_600);
+    assert!(!setup.to_string().contains(TOKEN));
+
+    let clean = start(
+        &clean_seed(),
+        Options::default(),
+        Some(clean_endpoint()),
+        None,
+    );
+    let relay = rig::listen_stored(relay_config(&clean, 3_600), "whsec_doctor_relay_secret");
+    let setup = setup_of_health(&relay);
+    assert_eq!(setup["findings"], json!([]), "{setup}");
+    assert_eq!(setup["unchecked"], json!([]), "{setup}");
+
+    // Off (the default): null, and no call of the check's made.
+    let quiet = start(&clean_seed(), Options::default(), None, None);
+    let relay = rig::listen_stored(relay_config(&quiet, 0), "whsec_doctor_relay_secret");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let agent: ureq::Agent = ureq::Agent::config_builder().build().into();
+    let mut r = agent
+        .get(&format!("{}/healthz", relay.url()))
+        .call()
+        .unwrap();
+    let health: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+    assert!(health["setup"].is_null(), "{health}");
 }

@@ -148,6 +148,8 @@ enum Job {
     LoadForUsage,
     /// A page of the listing of a last run's usage buffers.
     UsageList,
+    /// A read of the seller's set-up check (crate::doctor).
+    Setup(crate::doctor::Probe),
 }
 
 /// An answer whose entries are not all in the cache yet: applied once loaded (or after
@@ -272,6 +274,27 @@ impl Background {
         }
         let mut wait: Option<u64> = None;
         let mut wait_for = |ms: u64| wait = Some(wait.map_or(ms, |w| w.min(ms)));
+        // The seller's set-up check (crate::doctor), when on: at the start and every period,
+        // one call at a time from the budget's shared part.
+        if let Some(watch) = relay.setup_watch {
+            let take = || {
+                relay
+                    .store
+                    .map_or(Ok(()), |s| s.take(now, crate::store::Use::Shared))
+            };
+            match watch.next_call(now, relay.breaker.is_open(now), take) {
+                Ok(call) => {
+                    let id = self.put(Job::Setup(call.probe));
+                    return Poll::Send(Request {
+                        id,
+                        url: call.url,
+                        headers: call.headers,
+                        body: call.body,
+                    });
+                }
+                Err(ms) => wait_for(ms),
+            }
+        }
         let mut listing = false;
         if self.paged.is_some() && !self.out.iter().any(|(_, j)| matches!(j, Job::List)) {
             if now.monotonic_ms < self.list_after {
@@ -438,9 +461,18 @@ impl Background {
         };
         self.polar_answered = matches!(
             job,
-            Job::Roster(_) | Job::Reconcile(_) | Job::Entitled | Job::Usage
+            Job::Roster(_) | Job::Reconcile(_) | Job::Entitled | Job::Usage | Job::Setup(_)
         );
         match job {
+            Job::Setup(probe) => {
+                let answer = match given {
+                    Given::Polar(answer) => answer,
+                    other => Err(format!("the host gave no answer of Polar's ({other:?})")),
+                };
+                if let Some(watch) = relay.setup_watch {
+                    watch.answered(probe, answer, now);
+                }
+            }
             Job::Usage => {
                 let answer = match given {
                     Given::Polar(answer) => answer,

@@ -80,15 +80,19 @@ fn report(found: &Found) -> Report {
         ("done", 0)
     };
     lines.push(match exit {
-        0 => format!(
-            "no mistakes found ({} Polar{})",
-            found.environment.name(),
-            found
-                .organization
-                .as_deref()
-                .map(|o| format!(", organization {o}"))
-                .unwrap_or_default()
-        ),
+        0 => {
+            let mut about: Vec<String> = Vec::new();
+            if let Some(o) = &found.organization {
+                about.push(format!("organization {o}"));
+            }
+            if found.environment != doctor::Environment::Other {
+                about.push(format!("Polar's {}", found.environment.name()));
+            }
+            match about.is_empty() {
+                true => "no mistakes found".to_string(),
+                false => format!("no mistakes found ({})", about.join(", ")),
+            }
+        }
         EXIT_FOUND => format!("{} to fix", plural(found.findings.len(), "finding")),
         _ => "nothing found, but not everything could be checked".to_string(),
     });

@@ -72,7 +72,9 @@ fn a_clean_setup_exits_0_and_a_finding_exits_1_with_its_fix() {
     assert_eq!(v["outcome"], "denied");
     assert_eq!(v["findings"][0]["code"], "customer_admin_off");
     assert_eq!(v["findings"][0]["benefit_id"], BENEFIT);
-    assert!(v["findings"][0]["fix"].as_str().is_some_and(|f| !f.is_empty()));
+    assert!(v["findings"][0]["fix"]
+        .as_str()
+        .is_some_and(|f| !f.is_empty()));
 }
 
 #[test]

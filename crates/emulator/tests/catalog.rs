@@ -36,7 +36,11 @@ fn emulator() -> Emulator {
             {"token": NO_SCOPE, "scopes": ["license_keys:write"]}
         ]
     });
-    Emulator::start(Seed::from_json(&seed.to_string()).unwrap(), Options::default()).unwrap()
+    Emulator::start(
+        Seed::from_json(&seed.to_string()).unwrap(),
+        Options::default(),
+    )
+    .unwrap()
 }
 
 fn get(polar: &Emulator, path: &str, token: Option<&str>) -> HttpAnswer {
@@ -60,10 +64,17 @@ fn an_organization_token_reads_its_own_organization_only() {
         assert!(!v[field].is_null(), "{field}: {v}");
     }
     // Another organization (or the other environment's id): Polar's one 404.
-    let other = get(&polar, &format!("/v1/organizations/{OTHER_ORG}"), Some(TOKEN));
+    let other = get(
+        &polar,
+        &format!("/v1/organizations/{OTHER_ORG}"),
+        Some(TOKEN),
+    );
     assert_eq!(
         (other.status, other.json()),
-        (404, json!({"error": "ResourceNotFound", "detail": "Not found"}))
+        (
+            404,
+            json!({"error": "ResourceNotFound", "detail": "Not found"})
+        )
     );
     let bad = get(&polar, "/v1/organizations/not-a-uuid", Some(TOKEN));
     assert_eq!(bad.status, 422);
@@ -73,7 +84,10 @@ fn an_organization_token_reads_its_own_organization_only() {
     assert_eq!(list["items"][0]["id"], ORG);
     assert_eq!(list["pagination"], json!({"total_count": 1, "max_page": 1}));
     // Scopes: none, 401; without organizations:read, 403 insufficient_scope.
-    assert_eq!(get(&polar, &format!("/v1/organizations/{ORG}"), None).status, 401);
+    assert_eq!(
+        get(&polar, &format!("/v1/organizations/{ORG}"), None).status,
+        401
+    );
     let scoped = get(&polar, &format!("/v1/organizations/{ORG}"), Some(NO_SCOPE));
     assert_eq!(scoped.status, 403);
     assert_eq!(scoped.json()["error"], "insufficient_scope");
@@ -113,10 +127,21 @@ fn benefits_list_a_license_key_benefits_own_activation_settings() {
     // Filters and their 422s.
     let flags = get(&polar, "/v1/benefits/?type=feature_flag", Some(TOKEN)).json();
     assert_eq!(flags["items"].as_array().map(Vec::len), Some(1));
-    let one = get(&polar, &format!("/v1/benefits/?id={UNLIMITED}"), Some(TOKEN)).json();
+    let one = get(
+        &polar,
+        &format!("/v1/benefits/?id={UNLIMITED}"),
+        Some(TOKEN),
+    )
+    .json();
     assert_eq!(one["items"][0]["id"], UNLIMITED);
-    assert_eq!(get(&polar, "/v1/benefits/?type=nope", Some(TOKEN)).status, 422);
-    assert_eq!(get(&polar, "/v1/benefits/?limit=0", Some(TOKEN)).status, 422);
+    assert_eq!(
+        get(&polar, "/v1/benefits/?type=nope", Some(TOKEN)).status,
+        422
+    );
+    assert_eq!(
+        get(&polar, "/v1/benefits/?limit=0", Some(TOKEN)).status,
+        422
+    );
     let scoped = get(&polar, "/v1/benefits/", Some(NO_SCOPE));
     assert_eq!(scoped.status, 403);
     assert_eq!(scoped.json()["error"], "insufficient_scope");

@@ -411,3 +411,51 @@ fn the_relays_health_reports_its_setups_findings() {
     let health: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
     assert!(health["setup"].is_null(), "{health}");
 }
+
+/// Periodically: the check runs again every `check_setup_every` seconds, so a mistake fixed in
+/// Polar (an endpoint enabled again) leaves `/healthz` at the next run.
+#[test]
+fn the_relays_check_runs_again_and_sees_a_fix() {
+    let emulator = start(
+        &clean_seed(),
+        Options::default(),
+        Some(clean_endpoint()),
+        Some(json!({"enabled": false})),
+    );
+    let relay = rig::listen_stored(relay_config(&emulator, 1), "whsec_doctor_relay_secret");
+    let first = setup_of_health(&relay);
+    assert_eq!(
+        first["findings"][0]["code"], "webhook_endpoint_disabled",
+        "{first}"
+    );
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut r = agent
+        .get(&format!("{}/v1/webhooks/endpoints", emulator.url()))
+        .header("authorization", &format!("Bearer {TOKEN}"))
+        .call()
+        .unwrap();
+    let list: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+    let id = list["items"][0]["id"].as_str().unwrap().to_string();
+    let r = agent
+        .patch(&format!("{}/v1/webhooks/endpoints/{id}", emulator.url()))
+        .header("authorization", &format!("Bearer {TOKEN}"))
+        .header("content-type", "application/json")
+        .send(json!({"enabled": true}).to_string().as_bytes())
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let setup = setup_of_health(&relay);
+        if setup["checked_at"] != first["checked_at"] && setup["findings"] == json!([]) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never re-checked: {setup}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

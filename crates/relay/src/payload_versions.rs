@@ -14,8 +14,9 @@
 //! `data.benefit`): a version adds or removes optional fields, which they ignore. The
 //! relay's suite delivers each version's payload to prove it.
 //!
-//! Where the version is read: the body's top-level `api_version` (the event's recorded
-//! version, as the emulator sends it), else a `polar-version` header, else the delivery is
+//! Where the version is read: the body's top-level `api_version` (every webhook payload of
+//! Polar's TypeScript SDK 1.0.1 is `{type, timestamp, api_version, data}`, and the emulator
+//! sends it so), else a `polar-version` header, else the delivery is
 //! counted as `unstated` (a Polar release or an endpoint before #14141). Only the verified
 //! deliveries are counted, and a value that is not `YYYY-MM` counts as `other`, so no sender
 //! can grow the labels.

@@ -524,16 +524,17 @@ const PACKAGE_VERSION = '0.0.0-template';
  * (Cloudflare) refuses some bare library agents (its error 1010), and node's fetch says only
  * `node`; so a server-side runtime names the package as the native face does
  * (`polar-license/<version> (rust)`): `polar-license/<version> (node)`, `(deno)`, `(bun)`,
- * `(workers)`. A browser page or worker (Electron's renderer among them) sends none: browsers
- * forbid setting it (Chromium drops it; where one is allowed it is a header Polar's CORS does
- * not allow, and the preflight would fail every check), and the browser's own agent is no bare
- * library's. wasm-io.js (polar-license/devices, seat and usage) has the same.
+ * `(workers)`, told apart by their globals. A browser page or worker (Electron's renderer among
+ * them) sends none: browsers forbid setting it (Chromium drops it; where one is allowed it is a
+ * header Polar's CORS does not allow, and the preflight would fail every check), and the
+ * browser's own agent is no bare library's. wasm-io.js (polar-license/devices, seat and usage)
+ * has the same.
  */
 function runtimeAgent() {
   if (typeof document !== 'undefined' || typeof importScripts === 'function') return undefined;
-  const named = /^(Node\.js|Deno|Bun|Cloudflare-Workers)\b/.exec(globalThis.navigator?.userAgent ?? '')?.[1];
-  const runtime = { 'Node.js': 'node', Deno: 'deno', Bun: 'bun', 'Cloudflare-Workers': 'workers' }[named]
-    ?? (globalThis.Deno ? 'deno' : globalThis.process?.versions?.bun ? 'bun' : globalThis.process?.versions?.node ? 'node' : undefined);
+  const named = globalThis.navigator?.userAgent ?? '';
+  const p = globalThis.process?.versions;
+  const runtime = globalThis.Deno ? 'deno' : p?.bun ? 'bun' : named.startsWith('Cloudflare-Workers') ? 'workers' : p?.node && 'node';
   return runtime && `polar-license/${PACKAGE_VERSION} (${runtime})`;
 }
 

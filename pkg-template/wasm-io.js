@@ -42,9 +42,9 @@ const PACKAGE_VERSION = '0.0.0-template';
  */
 function runtimeAgent() {
   if (typeof document !== 'undefined' || typeof importScripts === 'function') return undefined;
-  const named = /^(Node\.js|Deno|Bun|Cloudflare-Workers)\b/.exec(globalThis.navigator?.userAgent ?? '')?.[1];
-  const runtime = { 'Node.js': 'node', Deno: 'deno', Bun: 'bun', 'Cloudflare-Workers': 'workers' }[named]
-    ?? (globalThis.Deno ? 'deno' : globalThis.process?.versions?.bun ? 'bun' : globalThis.process?.versions?.node ? 'node' : undefined);
+  const named = globalThis.navigator?.userAgent ?? '';
+  const p = globalThis.process?.versions;
+  const runtime = globalThis.Deno ? 'deno' : p?.bun ? 'bun' : named.startsWith('Cloudflare-Workers') ? 'workers' : p?.node && 'node';
   return runtime && `polar-license/${PACKAGE_VERSION} (${runtime})`;
 }
 

@@ -72,6 +72,15 @@ test('the rotation day changes no verdict, and every request is named and unpinn
   });
   assert.equal(status, 200, JSON.stringify(now));
   assert.deepEqual(await verdicts(client), before);
+  // The bare 404 a build pinned to the removed version hears on every route: no verdict (the
+  // grace cache answers), never not_found.
+  const bare = { kind: 'respond', status: 404, headers: [['content-type', 'application/json']], body: '{"detail":"Not Found"}' };
+  assert.equal((await fetch(`${url}/__emulator/fault`, { method: 'POST', body: JSON.stringify(bare) })).status, 204);
+  const heard = await client.check(README_KEY);
+  assert.equal(heard.source, 'cache', JSON.stringify(heard));
+  assert.notEqual(heard.reason, 'not_found', JSON.stringify(heard));
+  assert.equal((await fetch(`${url}/__emulator/fault`, { method: 'POST', body: 'null' })).status, 204);
+  assert.deepEqual(await verdicts(client), before);
 
   const [, seen] = await control('GET', '/__emulator/requests/seen');
   assert.ok(seen.length >= 6, JSON.stringify(seen));

@@ -516,6 +516,36 @@ async function unreachable(url, e) {
 const MAX_BODY = 1024 * 1024;
 const NO_BODY = new Uint8Array(0);
 
+/** The package's version (scripts/build-npm.sh writes it in, as in package.json). */
+const PACKAGE_VERSION = '0.0.0-template';
+
+/**
+ * The `User-Agent` this runtime lets the package send, or `undefined` (issue #78): Polar's edge
+ * (Cloudflare) refuses some bare library agents (its error 1010), and node's fetch says only
+ * `node`; so a server-side runtime names the package as the native face does
+ * (`polar-license/<version> (rust)`): `polar-license/<version> (node)`, `(deno)`, `(bun)`,
+ * `(workers)`, told apart by their globals. A browser page or worker (Electron's renderer among
+ * them) sends none: browsers forbid setting it (Chromium drops it; where one is allowed it is a
+ * header Polar's CORS does not allow, and the preflight would fail every check), and the
+ * browser's own agent is no bare library's. wasm-io.js (polar-license/devices, seat and usage)
+ * has the same.
+ */
+function runtimeAgent() {
+  if (typeof document !== 'undefined' || typeof importScripts === 'function') return undefined;
+  const named = globalThis.navigator?.userAgent ?? '';
+  const p = globalThis.process?.versions;
+  const runtime = globalThis.Deno ? 'deno' : p?.bun ? 'bun' : named.startsWith('Cloudflare-Workers') ? 'workers' : p?.node && 'node';
+  return runtime && `polar-license/${PACKAGE_VERSION} (${runtime})`;
+}
+
+const AGENT = runtimeAgent();
+
+/** `headers` (`[name, value]` pairs) with this runtime's `User-Agent` when it allows one. */
+function withAgent(headers) {
+  if (!AGENT || headers.some(([name]) => name.toLowerCase() === 'user-agent')) return headers;
+  return [...headers, ['user-agent', AGENT]];
+}
+
 /**
  * Sends `ask` (`{ url, headers, body }`): a whole-request timeout through an AbortController,
  * no redirects followed, a cap on the body, status codes as data. Resolves the engine's
@@ -544,7 +574,7 @@ async function send(ask, timeout, fetchFn = fetch) {
     const resp = await fetchFn(ask.url, {
       // polar-license/devices's follow asks a GET of the customer portal (no body).
       method: ask.method ?? 'POST',
-      headers: ask.headers,
+      headers: withAgent(ask.headers),
       body: ask.body,
       redirect: 'manual',
       signal: controller.signal,

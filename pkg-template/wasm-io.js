@@ -32,6 +32,24 @@ export function wasmLoader(url, init, core, failed) {
   };
 }
 
+/** The package's version (scripts/build-npm.sh writes it in, as in package.json). */
+const PACKAGE_VERSION = '0.0.0-template';
+
+/**
+ * The `User-Agent` this runtime lets the package send (`polar-license/<version> (node)`, …),
+ * or `undefined` in a browser page or worker: license.js's `runtimeAgent`, whose comment says
+ * why (issue #78). Kept here too: this file is bundled into each module without license.js.
+ */
+function runtimeAgent() {
+  if (typeof document !== 'undefined' || typeof importScripts === 'function') return undefined;
+  const named = globalThis.navigator?.userAgent ?? '';
+  const p = globalThis.process?.versions;
+  const runtime = globalThis.Deno ? 'deno' : p?.bun ? 'bun' : named.startsWith('Cloudflare-Workers') ? 'workers' : p?.node && 'node';
+  return runtime && `polar-license/${PACKAGE_VERSION} (${runtime})`;
+}
+
+const AGENT = runtimeAgent();
+
 /**
  * Sends a request a core built (`{method, url, headers: [name, value][], body}`; a body only
  * with a POST) within `timeout` ms, its answer read up to `maxBody` characters: `[status, headers
@@ -44,7 +62,11 @@ export async function send(fetchFn, timeout, req, maxBody, tooLarge) {
   try {
     res = await fetchFn(req.url, {
       method: req.method,
-      headers: Object.fromEntries(req.headers),
+      headers: Object.fromEntries(
+        AGENT && !req.headers.some(([name]) => name.toLowerCase() === 'user-agent')
+          ? [...req.headers, ['user-agent', AGENT]]
+          : req.headers,
+      ),
       body: req.method === 'POST' ? req.body : undefined,
       signal: AbortSignal.timeout(timeout),
       redirect: 'manual',

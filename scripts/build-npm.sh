@@ -222,6 +222,10 @@ for f in pkg-template/*; do
     cp "$f" "$PKG/"
 done
 sed -i "s/\"version\": \"0.0.0-template\"/\"version\": \"$version\"/" "$PKG/package.json"
+# The version in the User-Agent that license.js and wasm-io.js send where the runtime allows one
+# (issue #78).
+sed -i "s/^const PACKAGE_VERSION = '0.0.0-template';/const PACKAGE_VERSION = '$version';/" \
+    "$PKG/license.js" "$PKG/wasm-io.js"
 chmod +x "$PKG/emulator-cli.js"
 cp LICENSE-APACHE LICENSE-MIT "$PKG/"
 # The reason table, once: the core's codes and kinds (the engine's reasonTable) written into

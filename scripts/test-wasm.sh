@@ -522,7 +522,7 @@ node18() {
 # Default: the suites that run the package's code in node itself, where Node 18 differs (fetch,
 # WebCrypto and Ed25519, the file store and fs APIs, workers and IPC, timers and aborts, the
 # fault matrix's js-node18 rows). Left to FULL=1: the suites that run the package in workerd,
-# Bun or Deno (relay, relay-attack, relay-parity, relay-store, relay-hostile, relay-seats, relay-values, webhooks,
+# Bun or Deno (relay, relay-attack, relay-parity, relay-store, relay-hostile, relay-seats, relay-values, relay-versions, webhooks,
 # workerd-client, runtimes), whose
 # runtime is not node, and the README's examples (readme), which node 20 runs. Never under
 # Node 18: the seller table's runner (seller-table), which writes target/seller-table/npm.tsv
@@ -531,7 +531,7 @@ NODE18_SUITES=()
 for f in tests/js/*.test.mjs; do
     case "$(basename "$f" .test.mjs)" in
     seller-table) ;;
-    relay | relay-attack | relay-parity | relay-store | relay-hostile | relay-seats | relay-values | webhooks | workerd-client | runtimes | readme) ;;
+    relay | relay-attack | relay-parity | relay-store | relay-hostile | relay-seats | relay-values | relay-versions | webhooks | workerd-client | runtimes | readme) ;;
     *) NODE18_SUITES+=("$f") ;;
     esac
 done

@@ -691,9 +691,18 @@ test('both hosts, webhooks on: /healthz and the metrics say when the last webhoo
     const fromNative = await run(native.url, native.metrics, {});
     const fromWorkers = await run(workers.url, `${workers.url}${METRICS_PATH}`, { authorization: `Bearer ${METRICS_TOKEN}` });
     assert.deepEqual(fromWorkers, fromNative, 'the Workers relay answers as the native one');
-    assert.deepEqual(fromNative.before, { seconds_since_last: null, silence_seconds: 3600, silent: false });
+    // Issue #78's fields: the payloads' API versions (this delivery names none: `unstated`).
+    const versions = { payload_versions: {}, last_payload_version: null, version_warning: null };
+    assert.deepEqual(fromNative.before, { seconds_since_last: null, silence_seconds: 3600, silent: false, ...versions });
     assert.deepEqual([fromNative.delivered, fromNative.forged], [200, 401]);
-    assert.deepEqual(fromNative.after, { seconds_since_last: 'recent', silence_seconds: 3600, silent: false });
+    assert.deepEqual(fromNative.after, {
+      seconds_since_last: 'recent',
+      silence_seconds: 3600,
+      silent: false,
+      ...versions,
+      payload_versions: { unstated: 1 },
+      last_payload_version: 'unstated',
+    });
     assert.deepEqual(fromNative.outcomes, { '[["outcome","accepted"]]': 1, '[["outcome","bad_signature"]]': 1 });
     assert.equal(fromNative.silent, 0);
   } finally {

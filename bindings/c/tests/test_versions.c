@@ -136,9 +136,54 @@ static void a_rotated_key_that_was_valid_here_says_so(void) {
   client_done(client, dir);
 }
 
+/* Issue #78: Polar's January 2027 release in the middle of a run (2026-04 removed, 2027-01 made
+ * current) through a private emulator's control route (POST /__emulator/api-versions): a check
+ * of a granted key and of a revoked one answer the same before and after, and every request
+ * named the library (User-Agent polar-license/<version> (rust)) and pinned no version (GET
+ * /__emulator/requests/seen). */
+static void the_rotation_day_changes_no_verdict(void) {
+  static char seen[65536];
+  char dir[64], url[64];
+  const char *granted = "DEMO-4F0C2A9E-5B7D-4E21-9C3A-1F2E3D4C5B6A";
+  const char *revoked = "DEMO-REVOKED-7A1B2C3D-4E5F-4A6B-8C7D-9E0F1A2B3C4D";
+  polar_license_client *client;
+  polar_license_result *r;
+  int port = closed_port();
+  int pid = emu_start_private(port);
+  int round;
+  snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
+  temp_dir(dir);
+  {
+    polar_license_config *config = demo_config(url, dir);
+    must(polar_license_config_set_grace_policy(config, 0, 7 * 24 * 3600, 0));
+    client = client_of(config);
+  }
+  for (round = 0; round < 2; round++) {
+    if (round == 1) {
+      CHECK_INT(emu_request_at(port, "POST", "/__emulator/api-versions",
+                               "{\"served\":[\"2026-10\",\"2027-01\"],\"current\":\"2027-01\"}",
+                               NULL, 0),
+                200);
+    }
+    r = CHECKED(client, granted, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
+    polar_license_result_free(r);
+    r = CHECKED(client, revoked, POLAR_LICENSE_OUTCOME_DENIED, POLAR_LICENSE_REASON_INACTIVE);
+    polar_license_result_free(r);
+  }
+  CHECK_INT(emu_request_at(port, "GET", "/__emulator/requests/seen", NULL, seen, sizeof seen),
+            200);
+  CHECK(strstr(seen, "\"user_agent\":\"polar-license/") != NULL);
+  CHECK(strstr(seen, "(rust)\"") != NULL);
+  CHECK(strstr(seen, "\"user_agent\":null") == NULL);
+  CHECK(strstr(seen, "\"polar_version\":\"") == NULL);
+  client_done(client, dir);
+  emu_stop_private(pid);
+}
+
 int main(void) {
   RUN(member_subscription_and_order_on_every_answer);
   RUN(a_key_without_them_reads_empty_and_minus_one);
   RUN(a_rotated_key_that_was_valid_here_says_so);
+  RUN(the_rotation_day_changes_no_verdict);
   return harness_summary("test_versions");
 }

@@ -201,3 +201,66 @@ fn a_rotated_key_that_was_valid_here_says_so_in_validate_check_and_status() {
     assert_eq!(v["previously_valid"], false);
     assert_eq!(v["hint"], Value::Null);
 }
+
+/// `method path` on the emulator command at `url` with `body`: status and JSON body.
+fn control(url: &str, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+    let request = ureq::http::Request::builder()
+        .method(method)
+        .uri(format!("{url}{path}"))
+        .header("content-type", "application/json")
+        .body(body.unwrap_or_default().to_string())
+        .expect("a request");
+    let answer = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build(),
+    )
+    .run(request)
+    .expect("answered");
+    let status = answer.status().as_u16();
+    let text = answer.into_body().read_to_string().expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// Issue #78: Polar's January release in the middle of a run of the command line, through
+/// the emulator command's control route: `validate` and `check` give the same verdicts and
+/// exit codes before and after, and every request named the client and pinned no version.
+#[test]
+fn the_command_line_keeps_its_verdicts_through_the_rotation_day() {
+    let served = serve(&[]);
+    let cache = ScratchDir::new("cli-rotation-day");
+    let verdicts = || {
+        [
+            ("validate", polar_license_emulator::DEMO_KEY),
+            ("validate", polar_license_emulator::DEMO_KEY_REVOKED),
+            ("check", polar_license_emulator::DEMO_KEY),
+        ]
+        .map(|(command, key)| {
+            let out = cli(&served.url, &cache)
+                .args(["--json", command, "--key", key])
+                .launch();
+            let (code, v) = json(&out);
+            (code, v["status"].clone(), v["reason"].clone())
+        })
+    };
+    let before = verdicts();
+    assert_eq!(before[0].0, 0, "{before:?}");
+    assert_ne!(before[1].0, 0, "{before:?}");
+    let (status, now) = control(
+        &served.url,
+        "POST",
+        "/__emulator/api-versions",
+        Some(r#"{"served":["2026-10","2027-01"],"current":"2027-01"}"#),
+    );
+    assert_eq!((status, &now["current"]), (200, &Value::from("2027-01")));
+    assert_eq!(verdicts(), before, "no verdict changed");
+
+    let (status, seen) = control(&served.url, "GET", "/__emulator/requests/seen", None);
+    assert_eq!(status, 200);
+    let seen = seen.as_array().expect("a list");
+    assert!(seen.len() >= 4, "{seen:?}");
+    for r in seen {
+        assert_eq!(r["user_agent"], polar_license::proto::USER_AGENT, "{r}");
+        assert_eq!(r["polar_version"], Value::Null, "{r}");
+    }
+}

@@ -60,6 +60,9 @@
 //! "pause_at_period_end" | "period_end" | "past_due" | "grace_end" | "resume"}`: the
 //! subscription's lifecycle), `POST /__emulator/keys/{key}/refund` (`{"revoke_benefits":
 //! bool}`), `POST /__emulator/keys/{key}/seat/revoke` (these three the `billing` feature's),
+//! `GET|POST /__emulator/api-versions` (an [`ApiVersionsChange`]: Polar's quarterly rotation
+//! at run time, see [`Core::set_api_versions`]), `GET /__emulator/requests/seen` (each
+//! request's `User-Agent` and `Polar-Version`: [`Core::seen_requests`]),
 //! `PATCH /__emulator/webhooks/endpoints/{id}` (`{"uses_standard_webhook_signature": false}`:
 //! that endpoint signed in Polar's original form, the HMAC key the UTF-8 bytes of the whole
 //! `whsec_…` secret) and `GET /__emulator/health` (docs/interfaces.md §3 lists them).
@@ -88,6 +91,7 @@ pub use polar_license_rules::{check_body, CheckedBody, Refusal};
 // Polar's JSON and body validation live in polar-license-rules (shared with the relay); the
 // emulator's modules name them as they did when they were its own.
 pub use crate::service::{huge_body_parts, Core, Delivery, Request, Response, Time};
+pub use crate::service::{ApiVersions, ApiVersionsChange, SeenRequest, DUE_FOR_REMOVAL};
 pub use crate::webhooks::{WebhookFault, WebhookOutcome, WebhookRequest};
 #[cfg(not(target_arch = "wasm32"))]
 pub use native::Emulator;

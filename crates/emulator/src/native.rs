@@ -129,6 +129,22 @@ impl Emulator {
         lock(&self.shared.core).set_rate_limit(enabled);
     }
 
+    /// Rotates the API versions while it runs (see
+    /// [`Core::set_api_versions`](crate::Core::set_api_versions)): Polar's quarterly release
+    /// between two requests.
+    pub fn set_api_versions(
+        &self,
+        change: &crate::ApiVersionsChange,
+    ) -> Result<crate::ApiVersions, String> {
+        lock(&self.shared.core).set_api_versions(change)
+    }
+
+    /// What the most recent requests said of themselves (see
+    /// [`Core::seen_requests`](crate::Core::seen_requests)).
+    pub fn seen_requests(&self) -> Vec<crate::SeenRequest> {
+        lock(&self.shared.core).seen_requests()
+    }
+
     /// The current `LicenseKeyRead` JSON of a key (first match in any organization).
     pub fn key(&self, key: &str) -> Option<serde_json::Value> {
         lock(&self.shared.core).key(key)

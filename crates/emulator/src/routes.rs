@@ -155,6 +155,8 @@ pub const ROUTES: &[Route] = &[
     route("/__emulator/fault", &["GET", "POST"], true, Admin),
     route("/__emulator/clock", &["GET", "POST"], true, Admin),
     route("/__emulator/rate-limit", &["GET", "POST"], true, Admin),
+    route("/__emulator/api-versions", &["GET", "POST"], true, Admin),
+    route("/__emulator/requests/seen", &["GET"], false, Admin),
     route("/__emulator/webhooks/fault", &["GET", "POST"], true, Admin),
     route("/__emulator/keys", &["POST"], true, Admin),
     route("/__emulator/customer-session/codes", &["GET"], false, Admin),

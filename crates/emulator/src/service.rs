@@ -41,10 +41,12 @@ mod lifecycle;
 mod meters;
 mod portal;
 mod sessions;
+mod versions;
 mod webhook_routes;
 use crate::{Fault, KeyUpdate, Options, Seed, SeedKey};
 pub(crate) use sessions::SessionAuth;
 use sessions::{SessionOp, Sessions, SESSION_COLLECTIONS};
+pub use versions::{ApiVersions, ApiVersionsChange, SeenRequest, DUE_FOR_REMOVAL};
 use webhook_routes::WebhookOp;
 
 /// The list route of the organization's keys (`GET`; FastAPI's path, slash included).
@@ -554,6 +556,8 @@ pub(crate) enum Pending {
     SetClock,
     /// `POST /__emulator/rate-limit`.
     SetRateLimit,
+    /// `POST /__emulator/api-versions` (service/versions.rs).
+    SetApiVersions,
     /// `POST /__emulator/keys`.
     AddKey,
     /// `PATCH /__emulator/keys/{key}`.
@@ -651,6 +655,8 @@ pub struct Core {
     sessions: Sessions,
     /// The seed's license-key benefit settings (`GET /v1/benefits/`).
     catalog: catalog::Catalog,
+    /// The versions due for removal and the requests seen (service/versions.rs).
+    rotation: versions::Rotation,
 }
 
 impl std::fmt::Debug for Core {
@@ -770,6 +776,7 @@ impl Core {
             organization_id,
             sessions,
             catalog,
+            rotation: versions::Rotation::default(),
         })
     }
 
@@ -1142,6 +1149,7 @@ impl Core {
         if ex.decoded == "/__emulator" || ex.decoded.starts_with("/__emulator/") {
             return self.admin(ex, now);
         }
+        self.rotation.saw(&ex.head, &ex.path);
         if route_of(&ex.path).is_some() && !ex.is_preflight() {
             self.requests = self.requests.saturating_add(1);
             if let Some(fault) = self.fault.clone() {
@@ -1715,6 +1723,7 @@ impl Core {
                 self.set_clock_offset(clock.offset_seconds);
                 Resp::new(204)
             }
+            Pending::SetApiVersions => self.rotation_post(raw)?,
             Pending::SetRateLimit => {
                 #[derive(serde::Deserialize)]
                 struct RateLimit {
@@ -1823,7 +1832,15 @@ impl Core {
             }
             "/requests/reset" if method == "POST" => {
                 self.requests = 0;
+                self.rotation.forget();
                 Resp::new(204)
+            }
+            "/api-versions" | "/requests/seen" if get => match self.rotation_get(&sub) {
+                Some(r) => r,
+                None => Resp::internal_error(),
+            },
+            "/api-versions" if method == "POST" => {
+                return Core::admin_body(ex, Pending::SetApiVersions)
             }
             "/fault" if get => match serde_json::to_string(&self.fault) {
                 Ok(text) => Resp::json_text(200, &text),
@@ -1877,6 +1894,8 @@ impl Core {
                             "/health"
                                 | "/requests"
                                 | "/requests/reset"
+                                | "/requests/seen"
+                                | "/api-versions"
                                 | "/streams"
                                 | "/fault"
                                 | "/keys"

@@ -85,6 +85,8 @@ mod limit;
 mod locked;
 mod logged;
 mod ops;
+// The API version of each webhook delivery (issue #78).
+pub mod payload_versions;
 // The roster: its state and its reads' decisions (asked by `flow::background`).
 mod roster;
 // The reconcile: its queue and its reads' decisions (asked by `flow::background`).

@@ -41,6 +41,8 @@ pub(crate) struct Ops {
     in_flight: AtomicI64,
     /// [`crate::RelayConfig::webhook_silence`], in seconds (0: never).
     webhook_silence: u64,
+    /// The API version each verified delivery came with (crate::payload_versions).
+    payload_versions: crate::payload_versions::PayloadVersions,
 }
 
 impl Ops {
@@ -135,6 +137,8 @@ impl Ops {
             };
             *locked(&self.webhooks).entry(outcome).or_default() += 1;
             if r.status == 200 {
+                self.payload_versions
+                    .delivered(crate::payload_versions::of_delivery(req));
                 self.last_webhook
                     .fetch_max(now.unix_seconds, Ordering::Relaxed);
                 self.warned.store(0, Ordering::Relaxed);
@@ -314,20 +318,34 @@ impl Ops {
             }
         };
         let silence = self.silence(stored, now);
+        // The endpoint's payload version due for removal (or unknown to this relay): a
+        // warning with its fix (crate::payload_versions).
+        let version_warning = silence
+            .as_ref()
+            .and_then(|_| self.payload_versions.warning());
         let webhooks = match &silence {
             None => serde_json::Value::Null,
-            Some(s) => serde_json::json!({
-                "seconds_since_last": s.since_last,
-                "silence_seconds": self.webhook_silence,
-                "silent": s.silent,
-            }),
+            Some(s) => {
+                let (versions, last) = self.payload_versions.reading();
+                serde_json::json!({
+                    "seconds_since_last": s.since_last,
+                    "silence_seconds": self.webhook_silence,
+                    "silent": s.silent,
+                    "payload_versions": versions,
+                    "last_payload_version": last,
+                    "version_warning": version_warning,
+                })
+            }
         };
         // A token that cannot list the organization's keys: the roster unreadable (its
         // `why` below), a warning as webhooks' silence is (the relay still answers).
         let unreadable = stored.is_some_and(|s| s.roster.is_unreadable());
         let status = if failing {
             "unavailable"
-        } else if unreadable || silence.as_ref().is_some_and(|s| s.silent) {
+        } else if unreadable
+            || version_warning.is_some()
+            || silence.as_ref().is_some_and(|s| s.silent)
+        {
             "warning"
         } else {
             "ok"
@@ -569,6 +587,26 @@ impl Ops {
                 "gauge",
                 "1 when no webhook came for the configured silence limit, else 0.",
                 &[(String::new(), u8::from(silence.silent).to_string())],
+            );
+            let (versions, _) = self.payload_versions.reading();
+            let versions: Vec<(String, String)> = versions
+                .iter()
+                .map(|(v, n)| (format!("{{version=\"{v}\"}}"), n.to_string()))
+                .collect();
+            family(
+                "webhook_payload_versions_total",
+                "counter",
+                "Verified webhook deliveries, by the API version of their payload (unstated: none named; other: not a version).",
+                &versions,
+            );
+            family(
+                "webhook_version_warning",
+                "gauge",
+                "1 when the last delivery's API version is due for removal at Polar's next release (or unknown to this relay): see /healthz's webhooks.version_warning; else 0.",
+                &[(
+                    String::new(),
+                    u8::from(self.payload_versions.warning().is_some()).to_string(),
+                )],
             );
         }
         out

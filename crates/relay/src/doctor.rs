@@ -27,6 +27,8 @@ use std::fmt;
 use polar_license::AccessToken;
 use serde_json::{json, Value};
 
+use crate::payload_versions::{DUE_FOR_REMOVAL, PAYLOAD_VERSIONS};
+
 /// The items one listing read asks for (Polar's largest page).
 pub const PAGE_LIMIT: u32 = 100;
 
@@ -40,13 +42,16 @@ pub const WEBHOOK_EVENTS: &[&str] = &[
     "benefit_grant.cycled",
 ];
 
-/// Polar's API versions due for removal, with when (docs/polar-versions.md): a webhook
-/// endpoint on one of them gets a bare 404 for its payload's version once it is gone.
-pub const VERSIONS_DUE: &[(&str, &str)] = &[("2026-04", "January 2027")];
+/// When Polar removes the versions of [`DUE_FOR_REMOVAL`] (docs/polar-versions.md): a webhook
+/// endpoint on one of them gets a bare 404 for its payload's version once it is gone. The
+/// versions themselves are the relay's one list, `payload_versions`.
+pub const REMOVED_AT: &str = "January 2027";
 
-/// The oldest API version Polar still serves: an endpoint on an older one is on a removed
-/// version already.
-pub const OLDEST_SERVED: &str = "2026-04";
+/// The oldest API version Polar still serves (the first the relay reads): an endpoint on an
+/// older one is on a removed version already.
+fn oldest_served() -> &'static str {
+    PAYLOAD_VERSIONS.first().copied().unwrap_or_default()
+}
 
 /// Which Polar the check read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -566,9 +571,10 @@ impl Finding {
                 format!("add {} to the endpoint's events", events.join(", "))
             }
             Finding::WebhookVersionDue { .. } => format!(
-                "move the endpoint to a current API version (newer than {OLDEST_SERVED}; \
+                "move the endpoint to a current API version (newer than {}; \
                  docs/polar-versions.md) in its settings; the relay reads every served \
-                 version's payload"
+                 version's payload",
+                oldest_served()
             ),
         }
     }
@@ -950,15 +956,14 @@ fn webhook_findings(setup: &Setup, endpoints: &[Value], out: &mut Vec<Finding>) 
             });
         }
         let version = text(e, "api_version");
-        let due = VERSIONS_DUE.iter().find(|(v, _)| *v == version);
-        if let Some((_, when)) = due {
+        if DUE_FOR_REMOVAL.contains(&version.as_str()) {
             out.push(Finding::WebhookVersionDue {
                 endpoint_id,
                 url,
                 version,
-                removed: Some(when),
+                removed: Some(REMOVED_AT),
             });
-        } else if !version.is_empty() && version.as_str() < OLDEST_SERVED {
+        } else if !version.is_empty() && version.as_str() < oldest_served() {
             out.push(Finding::WebhookVersionDue {
                 endpoint_id,
                 url,
@@ -1253,7 +1258,7 @@ mod tests {
     fn without_the_relays_url_only_endpoints_at_a_relays_route_are_checked() {
         let endpoints = json!({"items": [
             {"id": "e1", "url": "https://chat.example/hook", "format": "discord", "enabled": true,
-             "api_version": "2026-04", "events": ["order.created"]}]});
+             "api_version": DUE_FOR_REMOVAL[0], "events": ["order.created"]}]});
         let mut s = setup();
         let r = examine(&s, &[(Probe::Webhooks, ok(200, endpoints.clone()))]);
         assert!(r.findings.is_empty(), "{:?}", r.findings);

@@ -37,9 +37,10 @@ export interface UsageRecorded {
   /** The meter's balance as the relay knows it after this report; null when not read yet. */
   balance: number | null;
   /**
-   * Always false: this module holds no relay keys and verifies nothing, so `recorded` and the
-   * balance are only what answered at `relay` (a proxy could say anything). Decide on a
-   * balance from the signed lease's entitlements (a check's) instead (issue #76).
+   * True when the relay's signed acknowledgement verified with `relayKeys` (signed mode: every
+   * recorded report is; an answer without one is a UsageError `protocol_error`). False without
+   * `relayKeys`: `recorded` and the balance are only what answered at `relay` (a proxy could
+   * say anything) (issue #76).
    */
   signed: boolean;
 }
@@ -58,6 +59,10 @@ export interface UsageOptions {
   units: number;
   /** The app's own idempotency id (1 to 64 of `A-Z a-z 0-9 - _ .`); default a new UUID v4. */
   id?: string;
+  /** The relay's public keys (`KID=k4.public.…`), as the client's signed mode takes them:
+   * signed mode, the answer believed only from the relay's signed acknowledgement (a missing
+   * or forged one is `protocol_error`, its balance never read). Default: none (unsigned). */
+  relayKeys?: string[] | string;
   /** Default: the global fetch. */
   fetch?: typeof fetch;
   /** Per send, default 30,000. */

@@ -8,8 +8,14 @@
 // sends at most) and the waits between them, and which answers end it. This module only sends
 // what the wasm asks over `fetch`, waits as it says, and hands back what came. The default
 // entry carries none of it.
+//
+// Signed mode (issue #76, `relayKeys`): each send carries a fresh nonce, and the answer is
+// believed only from the relay's signed acknowledgement naming it (the core's rule): an answer
+// without one, or whose signature does not verify, is `protocol_error`, its balance never
+// read. The signature is checked by the package's Ed25519 (`hostEd25519`, as signed mode's
+// leases): the wasm asks (`{"verify": …}`), this module answers and gives the same answer again.
 import init, * as core from './polar_license_usage.js';
-import { LicenseError } from 'polar-license';
+import { LicenseError, hostEd25519 } from 'polar-license';
 import { wasmLoader, send } from './wasm-io.js';
 
 /** Why a report was not recorded: a LicenseError (`credits_exhausted` with the balance,
@@ -26,10 +32,11 @@ export class UsageError extends LicenseError {
 
 const fail = (code, field, detail) => new UsageError({ code, field, detail });
 
-/** 16 random bytes for a new id. Node 18 has no global crypto: node:crypto's there. */
+/** 32 random bytes: a new id's 16, then signed mode's nonce's 16. Node 18 has no global
+ * crypto: node:crypto's there. */
 async function randomBytes() {
   const name = 'node:crypto';
-  return (globalThis.crypto ?? (await import(name)).webcrypto).getRandomValues(new Uint8Array(16));
+  return (globalThis.crypto ?? (await import(name)).webcrypto).getRandomValues(new Uint8Array(32));
 }
 
 /** The module's wasm, loaded once (read from disk under node, fetched beside this file else). */
@@ -44,23 +51,30 @@ const MAX_BODY = 64 * 1024;
  * Reports `units` of `meter` used with `key` to the seller's relay at `relay`:
  * `{ id, duplicate, balance, signed }` when recorded (`duplicate`: recorded before under this
  * id, counted once; `balance`: the meter's balance as the relay knows it, or null; `signed`:
- * always false, this module verifies nothing, issue #76), else a
+ * true when the relay's signed acknowledgement verified, false without `relayKeys`), else a
  * UsageError. `id`: the app's own idempotency id (1 to 64 of `A-Z a-z 0-9 - _ .`), or a new
- * UUID v4. `fetch` (default: the global one), `timeoutMs` (per send, default 30 s).
+ * UUID v4. `relayKeys` (the relay's public keys, `KID=k4.public.…`, an array or one
+ * comma-separated string, as the client's signed mode takes them): signed mode, an answer
+ * believed only from the relay's acknowledgement that verifies (else `protocol_error`).
+ * `fetch` (default: the global one), `timeoutMs` (per send, default 30 s).
  */
 export async function recordUsage(options) {
   if (options === null || typeof options !== 'object') throw fail('invalid_input', 'options', 'options must be an object');
-  const { organizationId, relay, key, meter, units, id, fetch: fetchFn, timeoutMs } = options;
+  const { organizationId, relay, key, meter, units, id, relayKeys, fetch: fetchFn, timeoutMs } = options;
   for (const [name, value] of [['organization_id', organizationId], ['relay', relay], ['key', key], ['meter', meter]]) {
     if (typeof value !== 'string') throw fail('invalid_input', name, `${name} must be a string`);
   }
   if (typeof units !== 'number') throw fail('invalid_input', 'units', 'units must be a number');
   if (id !== undefined && typeof id !== 'string') throw fail('invalid_input', 'id', 'id must be a string');
+  const keys = relayKeys === undefined ? [] : typeof relayKeys === 'string' ? [relayKeys] : relayKeys;
+  if (!Array.isArray(keys) || keys.some((k) => typeof k !== 'string')) {
+    throw fail('invalid_input', 'relay_keys', "relayKeys must be an array of 'KID=k4.public.…' strings or one comma-separated string");
+  }
   if (fetchFn !== undefined && typeof fetchFn !== 'function') throw fail('invalid_input', 'fetch', 'fetch must be a function called like the global fetch');
   if (timeoutMs !== undefined && !(Number.isFinite(timeoutMs) && timeoutMs > 0)) throw fail('invalid_input', 'timeout_ms', 'timeoutMs must be a positive number');
   const fetchWith = fetchFn ?? ((...a) => globalThis.fetch(...a));
   const c = await load();
-  const report = new c.Report(organizationId, relay, key, meter, units, id, await randomBytes());
+  const report = new c.Report(organizationId, relay, key, meter, units, id, await randomBytes(), keys.join(','));
   try {
     let step = JSON.parse(report.start());
     // The core bounds the sends (three at most): this loop ends with it.
@@ -68,10 +82,40 @@ export async function recordUsage(options) {
       if (step.afterMs > 0) await new Promise((resolve) => setTimeout(resolve, step.afterMs));
       const [status, headers, body] = await send(fetchWith, timeoutMs ?? TIMEOUT_MS, step.send, MAX_BODY, '64 KB');
       step = JSON.parse(report.answer(status, headers, body));
+      // Signed mode: the acknowledgement's signature checked by the package's Ed25519, then
+      // the same answer read again (one round answers every question it asks).
+      for (let round = 0; step.verify && round < 2; round++) {
+        report.verified(await verifyAll(step.verify));
+        step = JSON.parse(report.answer(status, headers, body));
+      }
+      if (step.verify) throw fail('protocol_error', undefined, 'the usage acknowledgement could not be verified');
     }
     if (step.error) throw new UsageError(step.error);
     return step.recorded;
   } finally {
     report.free();
   }
+}
+
+/** The package's Ed25519 on each `[id, key, message, signature]` (hex): `[id, 1 or 0, …]`. */
+async function verifyAll(asks) {
+  const verify = await hostEd25519();
+  const answers = await Promise.all(
+    asks.map(async ([id, key, message, signature]) => {
+      let valid = false;
+      try {
+        valid = (await verify(unhex(key), unhex(message), unhex(signature))) === true;
+      } catch {
+        // A signature the host cannot check is no signature.
+      }
+      return [id, valid ? 1 : 0];
+    }),
+  );
+  return answers.flat();
+}
+
+function unhex(text) {
+  const bytes = new Uint8Array(text.length >> 1);
+  for (let i = 0; i < bytes.length; i++) bytes[i] = parseInt(text.substr(2 * i, 2), 16);
+  return bytes;
 }

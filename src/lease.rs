@@ -50,7 +50,12 @@ use sha2::{Digest, Sha256};
 use std::fmt;
 
 mod usage;
-pub use usage::{verify_usage, verify_usage_with, UsageClaims, UsageExpect, USAGE_HEADER};
+pub use usage::{
+    prepare_usage, verify_usage, verify_usage_with, UsageClaims, UsageExpect, USAGE_HEADER,
+};
+
+mod asked;
+pub use asked::AskedEd25519;
 
 mod seat;
 pub use seat::{
@@ -851,7 +856,8 @@ pub struct UnsignedLease {
     message: Vec<u8>,
     footer: Vec<u8>,
     pre_auth: Vec<u8>,
-    /// The response header the token goes in ([`LEASE_HEADER`], or [`DENIAL_HEADER`]).
+    /// The response header the token goes in ([`LEASE_HEADER`], [`DENIAL_HEADER`],
+    /// [`SEAT_HEADER`] or [`USAGE_HEADER`]).
     header: &'static str,
 }
 

@@ -329,9 +329,10 @@ pub struct RecordUsage {
 struct Signed {
     keys: crate::lease::RelayKeys,
     /// The acknowledgement's verification ([`crate::lease::verify_usage`], the core's
-    /// Ed25519): named only where signed mode is asked for, so a face that never is (npm's
-    /// `polar-license/usage`) links no Ed25519 code.
-    verify: VerifyUsage,
+    /// Ed25519): named only where signed mode is asked for, so a face that never is links no
+    /// Ed25519 code. `None`: the signatures are the host's to check, at each answer
+    /// ([`RecordUsage::signed_by_host`], npm's `polar-license/usage`).
+    verify: Option<VerifyUsage>,
     organization_id: String,
     report: UsageReport,
     nonce: String,
@@ -341,7 +342,14 @@ impl Signed {
     /// `answer` (read from `resp`) as its signed acknowledgement says, or `protocol_error`
     /// when it has none that verifies; answers that record nothing and state no balance (a
     /// backlog, Polar's denial) pass as they came.
-    fn verified(&self, answer: UsageAnswer, resp: &HttpResponse) -> Result<UsageAnswer, Error> {
+    /// `ed25519`: the host's verifier of this answer's signature (`None`: the core's, in
+    /// `verify`).
+    fn verified(
+        &self,
+        answer: UsageAnswer,
+        resp: &HttpResponse,
+        ed25519: Option<&dyn crate::lease::Ed25519>,
+    ) -> Result<UsageAnswer, Error> {
         let recorded = match answer {
             UsageAnswer::Recorded { .. } => true,
             UsageAnswer::CreditsExhausted { .. } => false,
@@ -355,16 +363,23 @@ impl Signed {
             units: self.report.units,
             nonce: &self.nonce,
         };
-        // A relay that signs no acknowledgement (the npm relay on Workers, whose host key
-        // signs leases only: issue #76's gap) answers as an unsigned relay does, and the
-        // answer is taken as unsigned (`signed: false`). An acknowledgement that is there is
-        // believed only if it verifies and names this send: a rewritten body, a replayed or
-        // a foreign token is `protocol_error`. (A proxy that strips the token is not caught
-        // until every relay signs: docs/threat-model.md.)
+        // Every relay signs its acknowledgement when the request carries a nonce (the native
+        // relay with its key file, the npm relay on Workers with its host's key): an answer
+        // with none (the token stripped by a proxy, a fake relay) is not the relay's, and so
+        // is one whose token does not verify or names another send (a rewritten body, a
+        // replay): `protocol_error`, never recorded, its balance never read.
         let Some(token) = resp.single(crate::lease::USAGE_HEADER) else {
-            return Ok(answer);
+            return Err(unsigned_answer(
+                resp.status,
+                "carries no acknowledgement of the relay's",
+            ));
         };
-        let claims = (self.verify)(token, &self.keys, &expect);
+        let claims = match (ed25519, self.verify) {
+            (Some(host), _) => crate::lease::verify_usage_with(token, &self.keys, &expect, host),
+            (None, Some(verify)) => verify(token, &self.keys, &expect),
+            // Signatures the host checks, and no host's verifier given: nothing verified.
+            (None, None) => Err(crate::lease::NoLease::Signature),
+        };
         match claims {
             Ok(c) if c.recorded == recorded && recorded => Ok(UsageAnswer::Recorded {
                 duplicate: c.duplicate,
@@ -422,11 +437,11 @@ impl RecordUsage {
     }
 
     /// The machine for `report` in signed mode (issue #76): each send carries the nonce of
-    /// `entropy` (16 random bytes: [`crate::lease::nonce_text`]), and an answer carrying the
-    /// relay's acknowledgement is believed (`recorded`, `credits_exhausted`, the balance) only
-    /// as it says, when it verifies under `keys` and names that nonce and this report; else
-    /// it is a `protocol_error`. An answer with none is taken as unsigned (`signed: false`):
-    /// the npm relay on Workers signs none yet. No relay keys (`keys` empty): `invalid_input`.
+    /// `entropy` (16 random bytes: [`crate::lease::nonce_text`]), and an answer is believed
+    /// (`recorded`, `credits_exhausted`, the balance) only from the relay's acknowledgement
+    /// that verifies under `keys` and names that nonce and this report, as it says; an answer
+    /// without one (stripped, a fake relay's) or with one that does not verify is a
+    /// `protocol_error`. No relay keys (`keys` empty): `invalid_input`.
     pub fn signed(
         base_url: &str,
         organization_id: &str,
@@ -438,16 +453,32 @@ impl RecordUsage {
             base_url,
             organization_id,
             report,
-            (keys, entropy, crate::lease::verify_usage),
+            (keys, entropy, Some(crate::lease::verify_usage)),
         )
     }
 
-    /// [`RecordUsage::signed`] with the acknowledgement's verification given.
+    /// [`RecordUsage::signed`] for a host that checks Ed25519 signatures itself (npm's
+    /// `polar-license/usage`: the package's `hostEd25519`, WebCrypto or node:crypto, so that
+    /// its wasm carries no Ed25519 of its own): hand each answer to
+    /// [`RecordUsage::answer_with`] with the host's verifier. The same rules: an answer is
+    /// believed only from the relay's acknowledgement that verifies and names this send.
+    pub fn signed_by_host(
+        base_url: &str,
+        organization_id: &str,
+        report: &UsageReport,
+        keys: crate::lease::RelayKeys,
+        entropy: [u8; 16],
+    ) -> Result<RecordUsage, Error> {
+        RecordUsage::signed_with(base_url, organization_id, report, (keys, entropy, None))
+    }
+
+    /// [`RecordUsage::signed`] with the acknowledgement's verification given (`None`: the
+    /// host's, at each answer).
     fn signed_with(
         base_url: &str,
         organization_id: &str,
         report: &UsageReport,
-        (keys, entropy, verify): (crate::lease::RelayKeys, [u8; 16], VerifyUsage),
+        (keys, entropy, verify): (crate::lease::RelayKeys, [u8; 16], Option<VerifyUsage>),
     ) -> Result<RecordUsage, Error> {
         if keys.is_empty() {
             return Err(Error::invalid(
@@ -491,13 +522,43 @@ impl RecordUsage {
     /// What the last send brought (`Err`: no answer came, as the transport said): the same
     /// request again, or the end.
     pub fn answer(&mut self, sent: Result<HttpResponse, Error>) -> UsageStep {
-        let result = sent.and_then(|response| {
+        let result = self.read(sent, None);
+        self.after(result)
+    }
+
+    /// [`RecordUsage::answer`] with the host's Ed25519 checking the acknowledgement's
+    /// signature ([`RecordUsage::signed_by_host`]); `None` when `ed25519` asked its host
+    /// ([`crate::lease::Ed25519::pending`]): nothing moved, hand the same answer again once
+    /// the host has answered.
+    pub fn answer_with(
+        &mut self,
+        sent: Result<HttpResponse, Error>,
+        ed25519: &dyn crate::lease::Ed25519,
+    ) -> Option<UsageStep> {
+        let result = self.read(sent, Some(ed25519));
+        if ed25519.pending() {
+            return None;
+        }
+        Some(self.after(result))
+    }
+
+    /// What the last send brought, read (and in signed mode verified).
+    fn read(
+        &self,
+        sent: Result<HttpResponse, Error>,
+        ed25519: Option<&dyn crate::lease::Ed25519>,
+    ) -> Result<UsageAnswer, Error> {
+        sent.and_then(|response| {
             let answer = read_usage_answer(&response)?;
             match &self.signed {
-                Some(signed) => signed.verified(answer, &response),
+                Some(signed) => signed.verified(answer, &response, ed25519),
                 None => Ok(answer),
             }
-        });
+        })
+    }
+
+    /// The next step after a send that ended in `result`.
+    fn after(&mut self, result: Result<UsageAnswer, Error>) -> UsageStep {
         if self.sends >= USAGE_SENDS || !send_again(&result) {
             return UsageStep::Done(result);
         }
@@ -694,7 +755,7 @@ pub struct BufferedUsage {
     answer: Option<Result<UsageAnswer, Error>>,
     /// Signed mode ([`BufferedUsage::with_relay_keys`]): the relay's keys and the run's
     /// nonce's randomness (each acknowledgement names the nonce and its own report).
-    signed: Option<(crate::lease::RelayKeys, [u8; 16], VerifyUsage)>,
+    signed: Option<(crate::lease::RelayKeys, [u8; 16], Option<VerifyUsage>)>,
 }
 
 impl BufferedUsage {
@@ -729,11 +790,12 @@ impl BufferedUsage {
     }
 
     /// This run in signed mode (issue #76, [`RecordUsage::signed`]): every report's answer
-    /// that carries the relay's acknowledgement believed only if it verifies under `keys` and names
+    /// believed only from the relay's acknowledgement that verifies under `keys` and names
     /// the nonce of `entropy` (16 random bytes, one nonce for the run: each acknowledgement
     /// also names its report's id). Empty `keys`: unsigned, as without this call.
     pub fn with_relay_keys(mut self, keys: crate::lease::RelayKeys, entropy: [u8; 16]) -> Self {
-        self.signed = (!keys.is_empty()).then_some((keys, entropy, crate::lease::verify_usage));
+        self.signed =
+            (!keys.is_empty()).then_some((keys, entropy, Some(crate::lease::verify_usage)));
         self
     }
 
@@ -1236,5 +1298,110 @@ mod tests {
         assert_eq!(end.expect("an answer").code(), RECORDED_CODE);
         let saved = UsageBacklog::read(saved.as_deref());
         assert!(saved.is_empty() && saved.hold_until().is_none());
+    }
+
+    /// Signed mode (issue #76): the relay's acknowledgement for this send is believed, with
+    /// the balance it signed; the same answer with the token stripped, or a fake relay's
+    /// `recorded` with a million credits, is `protocol_error`, never recorded. Through the
+    /// host's Ed25519 (`answer_with`, npm's way), the first reading asks the host and moves
+    /// nothing; the same answer again, once answered, ends as the core's own verifier does.
+    #[test]
+    fn signed_mode_believes_only_the_relays_acknowledgement() {
+        use crate::lease::{AskedEd25519, SigningKey, UsageClaims};
+        let signer = SigningKey::generate(Some("k1")).expect("a key");
+        let r = report();
+        let entropy = [9; 16];
+        let nonce = crate::lease::nonce_text(&entropy);
+        let ack = |balance: f64| {
+            let claims = UsageClaims {
+                organization_id: ORG.into(),
+                key_sha256: crate::lease::key_hash(&r.key),
+                report_id: r.id.clone(),
+                meter: r.meter.clone(),
+                units: r.units,
+                recorded: true,
+                duplicate: false,
+                balance: Some(balance),
+                issued_at: 1_800_000_000,
+                id: "6a1f4b7e3c2d4e5f8a9b0c1d2e3f4a5b".into(),
+                nonce: nonce.clone(),
+            };
+            signer.sign_usage(&claims).expect("signed")
+        };
+        let answer = |token: Option<String>, balance: f64| {
+            let mut resp = HttpResponse::new(
+                200,
+                format!(r#"{{"recorded":true,"duplicate":false,"balance":{balance}}}"#),
+            );
+            if let Some(t) = token {
+                resp.headers
+                    .push((crate::lease::USAGE_HEADER.to_string(), t));
+            }
+            resp
+        };
+        let machine = || {
+            let mut m = RecordUsage::signed("http://relay", ORG, &r, signer.relay_keys(), entropy)
+                .expect("a machine");
+            let UsageStep::Send { request, .. } = m.start() else {
+                panic!("no send")
+            };
+            assert!(request
+                .headers
+                .iter()
+                .any(|(n, v)| *n == crate::lease::NONCE_HEADER && *v == nonce));
+            m
+        };
+        let end = |step: UsageStep| match step {
+            UsageStep::Done(result) => result,
+            UsageStep::Send { .. } => panic!("sent again"),
+        };
+        // The acknowledgement, the body's balance rewritten: the signed balance.
+        let got = end(machine().answer(Ok(answer(Some(ack(4.0)), 1_000_000.0))));
+        assert_eq!(
+            got,
+            Ok(UsageAnswer::Recorded {
+                duplicate: false,
+                balance: Some(4.0),
+                signed: true
+            })
+        );
+        // Stripped, or a fake relay's: no acknowledgement, nothing believed.
+        for resp in [answer(None, 1_000_000.0), answer(None, 4.0)] {
+            match end(machine().answer(Ok(resp))) {
+                Err(Error::Protocol { detail, .. }) => {
+                    assert!(detail.contains("no acknowledgement"), "{detail}");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // The host's Ed25519: asked first (nothing moves), then the same answer again.
+        let host = AskedEd25519::default();
+        let mut m =
+            RecordUsage::signed_by_host("http://relay", ORG, &r, signer.relay_keys(), entropy)
+                .expect("a machine");
+        let _ = m.start();
+        assert!(m
+            .answer_with(Ok(answer(Some(ack(4.0)), 9.0)), &host)
+            .is_none());
+        let asked = host.take_asked();
+        assert!(asked.starts_with("{\"verify\":[[0,"), "{asked}");
+        host.answer(0, true);
+        let got = end(m
+            .answer_with(Ok(answer(Some(ack(4.0)), 9.0)), &host)
+            .expect("answered"));
+        assert!(
+            matches!(got, Ok(UsageAnswer::Recorded { balance: Some(b), signed: true, .. }) if b == 4.0),
+            "{got:?}"
+        );
+        // Stripped, through the host's way: nothing to ask, `protocol_error` at once.
+        let mut m =
+            RecordUsage::signed_by_host("http://relay", ORG, &r, signer.relay_keys(), entropy)
+                .expect("a machine");
+        let _ = m.start();
+        let got = m.answer_with(Ok(answer(None, 1_000_000.0)), &host);
+        assert!(
+            matches!(got, Some(UsageStep::Done(Err(Error::Protocol { .. })))),
+            "{got:?}"
+        );
     }
 }

@@ -15,8 +15,8 @@
 //! ([`verify_usage_with`]).
 
 use super::{
-    key_hash, message_and_footer_of, rfc3339, signed_parts, strict_object, unix, Ed25519, NoLease,
-    RelayKeys, SigningKey, ISSUER,
+    key_hash, message_and_footer_of, rfc3339, signed_parts, strict_object, unix, unsigned_of,
+    Ed25519, NoLease, RelayKeys, SigningKey, UnsignedLease, ISSUER,
 };
 use crate::error::Error;
 use crate::key::Key;
@@ -141,6 +141,16 @@ impl SigningKey {
         pasetors::version4::PublicToken::sign(&self.pair.secret, &message, Some(&footer), Some(b""))
             .map_err(|_| Error::invalid("lease", "the usage acknowledgement could not be signed"))
     }
+}
+
+/// The usage acknowledgement for `claims` under `kid`, before its signature (as
+/// [`super::prepare`] for a lease; its header is [`USAGE_HEADER`], its implicit assertion
+/// empty): a relay whose key is held elsewhere (the npm relay's WebCrypto key on Workers)
+/// signs [`UnsignedLease::pre_auth`] and assembles the token, the same bytes
+/// [`SigningKey::sign_usage`] makes with that key (Ed25519 signatures are deterministic).
+pub fn prepare_usage(claims: &UsageClaims, kid: &str) -> Result<UnsignedLease, Error> {
+    let (message, footer) = message_and_footer_of(&claims.to_wire()?, kid)?;
+    Ok(unsigned_of(message, footer, None, USAGE_HEADER))
 }
 
 /// What a usage acknowledgement must match: the report as the client sent it, and the nonce
@@ -306,6 +316,26 @@ mod tests {
                 .unwrap()
                 .balance,
             None
+        );
+    }
+
+    /// An acknowledgement signed elsewhere (the npm relay's WebCrypto key on Workers) is the
+    /// token the relay's own key makes: the bytes to sign are those it signs, with an empty
+    /// implicit assertion, and the token goes in [`USAGE_HEADER`].
+    #[test]
+    fn an_acknowledgement_signed_elsewhere_is_the_token_the_key_makes() {
+        let (signer, keys, key, _) = super::super::seat_rig();
+        let c = claims(&key);
+        let unsigned = prepare_usage(&c, signer.kid()).unwrap();
+        assert_eq!(unsigned.header(), USAGE_HEADER);
+        let token = signer.sign_usage(&c).unwrap();
+        let parts = super::super::Parts::split(&token).unwrap();
+        assert_eq!(unsigned.pre_auth(), parts.pre_auth(None).as_slice());
+        let assembled = unsigned.assemble(&parts.signature).unwrap();
+        assert_eq!(assembled, token);
+        assert_eq!(
+            verify_usage(&assembled, &keys, &expect(&key, &c.nonce)).unwrap(),
+            c
         );
     }
 }

@@ -733,8 +733,9 @@ impl AsyncLicensing {
     /// backlog, kept in this licensing's storage (its key sealed), and is answered
     /// [`crate::usage::UsageAnswer::Backlog`] (code [`crate::usage::BACKLOG_CODE`]); the next
     /// report or [`AsyncLicensing::flush_usage`] sends it, no sooner than the relay's
-    /// `Retry-After`. The report's id and the answer; the id is empty only when none could be
-    /// made.
+    /// `Retry-After`. With relay keys (signed mode) every answer is believed only from the
+    /// relay's signed acknowledgement (issue #76: a missing or forged one is `protocol_error`).
+    /// The report's id and the answer; the id is empty only when none could be made.
     pub async fn record_usage(
         &self,
         relay_url: Option<&str>,
@@ -823,6 +824,20 @@ impl AsyncLicensing {
             Ok(m) => m,
             Err(e) => return (Err(e), 0),
         };
+        // Signed mode (relay keys set): every answer believed only from the relay's signed
+        // acknowledgement (issue #76), as the native `Licensing::record_usage`'s.
+        if !self.relay_keys.is_empty() {
+            let Some(nonce) = random_nonce() else {
+                return (
+                    Err(Error::invalid(
+                        "usage",
+                        "no random nonce: this host has no crypto",
+                    )),
+                    0,
+                );
+            };
+            machine = machine.with_relay_keys((*self.relay_keys).clone(), nonce);
+        }
         let mut step = machine.start();
         loop {
             step = match step {

@@ -28,6 +28,11 @@
 //   `refuseAtZeroCredits`: `credits_exhausted`, the report not ingested); a retried report (the
 //   same id) counted once; a report while Polar is down (the emulator stopped, restarted on its
 //   state file and port) ingested once after.
+// - the usage acknowledgement (issue #76): signed by both hosts (the Workers relay's by its
+//   host's WebCrypto key) and verified by polar-license/usage with `relayKeys`, for a recorded
+//   report and for the seller's refusal at zero; a proxy (this file's `fetch`) that strips the
+//   token and writes a million credits in, or turns the refusal into `recorded` with the token
+//   kept or stripped, is `protocol_error` with no balance.
 //
 // The hosts' rows run at once; no row waits on a clock (the emulator sends its webhooks at once,
 // `--webhook-time-scale 0.0001`), each poll is bounded.
@@ -38,7 +43,8 @@ import { writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CLI, ORG, mapStorage, pkg, rejection, served } from './emulator.mjs';
+import { CLI, ORG, PACKAGE_DIR, mapStorage, pkg, rejection, served } from './emulator.mjs';
+import { pathToFileURL } from 'node:url';
 import {
   CASES, CREDIT, EVENT, EVENTS, LICENSE, METER, RESUMES_AT, TOKEN, VALIDATE, VALUES, emulatorArgs, keygen, relayOn as startRelay, uuid,
 } from './values-polar.mjs';
@@ -56,6 +62,7 @@ const creditsOf = (i) =>
   );
 
 const { LicenseClient } = await pkg();
+const { recordUsage } = await import(pathToFileURL(join(PACKAGE_DIR, 'usage.js')).href);
 
 /** What each host's rows use: its flag benefit, its keys and its customer. */
 function keysOf(i) {
@@ -491,6 +498,54 @@ test('a retried usage report (the same id) is counted once (both hosts)', { skip
       assert.equal(ingested.json.duplicate, true, `${h.name}: once ingested: ${JSON.stringify(ingested.json)}`);
       await new Promise((res) => setTimeout(res, 400));
       assert.equal((await meter(customer)).consumed, before + 3, `${h.name}: Polar counted it once`);
+    }),
+  );
+});
+
+/** `fetch` through a proxy that hands the relay's answer to `edit(status, headers, body)` and
+ * answers what it returns. */
+const proxied = (edit) => async (url, init) => {
+  const r = await fetch(url, init);
+  const [status, headers, body] = edit(r.status, new Headers(r.headers), await r.text());
+  return new Response(body, { status, headers });
+};
+
+test("the usage acknowledgement is signed on both hosts, and signed mode believes nothing else (issue #76)", { skip, timeout: 60_000 }, async () => {
+  await Promise.all(
+    HOSTS.map(async (name, i) => {
+      const h = hosts[i];
+      const r = ruled[i];
+      const usage = (relay, key, extra = {}) =>
+        recordUsage({ organizationId: ORG, relay: relay.url, key, meter: EVENT, units: 1, relayKeys: [pair], ...extra });
+      const before = (await meter(h.credits.free.customer)).consumed;
+      // Recorded, its acknowledgement signed by the relay's key (the Workers relay's by
+      // WebCrypto) and verified by the npm client.
+      const done = await usage(h.relay, h.credits.free.key, { id: `signed-${name}-1` });
+      assert.equal(done.signed, true, `${name}: ${JSON.stringify(done)}`);
+      assert.notEqual(done.balance, 1_000_000);
+      // The seller's refusal at zero, signed too.
+      const refused = await rejection(usage(r.relay, r.credits.rule.key, { id: `signed-${name}-2` }));
+      assert.equal(refused.code, 'credits_exhausted', `${name}: ${refused.message}`);
+      assert.ok(refused.balance <= 0, `${name}: ${refused.balance}`);
+      // A proxy that strips the token and writes a million credits in: not believed.
+      const stripRich = proxied((status, headers, body) => {
+        headers.delete('polar-license-usage');
+        return [status, headers, JSON.stringify({ ...JSON.parse(body), balance: 1_000_000 })];
+      });
+      const stripped = await rejection(usage(h.relay, h.credits.free.key, { id: `signed-${name}-3`, fetch: stripRich }));
+      assert.deepEqual([stripped.code, stripped.balance], ['protocol_error', null], `${name}: ${stripped.message}`);
+      // The refusal turned into `recorded` with credits, the token kept or stripped: not believed.
+      for (const keep of [true, false]) {
+        const free = proxied((status, headers) => {
+          if (!keep) headers.delete('polar-license-usage');
+          return [200, headers, '{"recorded":true,"duplicate":false,"balance":5}'];
+        });
+        const e = await rejection(usage(r.relay, r.credits.rule.key, { id: `signed-${name}-4-${keep}`, fetch: free }));
+        assert.deepEqual([e.code, e.balance], ['protocol_error', null], `${name} (token kept: ${keep}): ${e.message}`);
+      }
+      // The relay kept both recorded reports (the stripped answer's too: the client was told
+      // nothing it could believe, and sends it again with its id); ingested before the next row.
+      await untilConsumed(h.credits.free.customer, before + 2, name);
     }),
   );
 });

@@ -329,7 +329,7 @@ async function play(row) {
 /**
  * The values rows (issue #68) on `host`'s relay, in order on one tests/js/values-world.mjs:
  * the package's LicenseClient in signed mode (the relay's key), a client a relay, every check
- * asking it; its `entitlement(name)`, `polar-license/usage`'s `recordUsage`, a rejection's
+ * asking it; its `entitlement(name)`, `polar-license/usage`'s `recordUsage` (signed: `relayKeys`), a rejection's
  * typed `stopped`.
  */
 async function playValues(host) {
@@ -357,7 +357,10 @@ async function playValues(host) {
     },
     async usage(url, key, meter, units, id) {
       try {
-        const r = await recordUsage({ organizationId: world.org, relay: url, key, meter, units, id });
+        // Signed mode, as the other faces' runners (issue #76): the answer only from the
+        // relay's signed acknowledgement.
+        const r = await recordUsage({ organizationId: world.org, relay: url, key, meter, units, id, relayKeys: [world.pair] });
+        if (!r.signed) return 'unsigned';
         return `${r.duplicate ? 'duplicate' : 'recorded'} balance:${r.balance ?? '?'}`;
       } catch (e) {
         return e.code === 'credits_exhausted' ? `${e.code} balance:${e.balance ?? '?'}` : (e.code ?? String(e));

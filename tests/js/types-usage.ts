@@ -11,6 +11,7 @@ async function report(key: string): Promise<number | null> {
     meter: 'ai_calls',
     units: 3,
     id: 'job-42',
+    relayKeys: ['k1=k4.public.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA'],
     timeoutMs: 10_000,
   };
   try {
@@ -36,6 +37,8 @@ void report;
 
 // @ts-expect-error the meter is required
 void recordUsage({ organizationId: 'o', relay: 'r', key: 'k', units: 1 });
+// @ts-expect-error relay keys are strings
+void recordUsage({ organizationId: 'o', relay: 'r', key: 'k', meter: 'm', units: 1, relayKeys: [7] });
 // @ts-expect-error units are a number
 void recordUsage({ organizationId: 'o', relay: 'r', key: 'k', meter: 'm', units: '1' });
 async function wrong(): Promise<void> {

@@ -13,7 +13,12 @@
 //   before anything is sent (this file's fetch counts the sends); bad options are typed;
 // - a report the relay's backlog holds (a second relay whose token cannot write events: nothing
 //   is ingested, a key's 100 waiting reports fill it) is a UsageError with the core's code,
-//   `usage_backlog`, the relay's Retry-After and the id to send again.
+//   `usage_backlog`, the relay's Retry-After and the id to send again;
+// - signed mode (`relayKeys`, issue #76): recorded only from the relay's acknowledgement that
+//   verifies (`signed: true`); a proxy (this file's `fetch`) that strips the token and writes a
+//   million credits in, and a fake relay answering `recorded` with a million, are
+//   `protocol_error` with no balance; a balance rewritten with the token kept reads the signed
+//   one; without relay keys the fake answer is taken and says it is unsigned.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -29,6 +34,9 @@ const CREDIT = '6d3f4e5a-7b8c-4d9e-8f0a-2b3c4d5e6f7a';
 const TOKENS = '4b1d2c3e-5f6a-4b7c-8d9e-0f1a2b3c4d5e';
 const CUSTOMER = '6b7c8d9e-0f1a-4b2c-9d3e-4f5a6b7c8d9e';
 const KEY = 'USE-1B2C3D4E-5F6A-4B7C-8D9E-0F1A2B3C4D5E';
+/** Signed mode's key: a customer (and credits) of its own. */
+const SIGNED_KEY = 'USE-SIGNED-5F6A-4B7C-8D9E-0F1A2B3C4D5E';
+const SIGNED_CUSTOMER = '7c8d9e0f-1a2b-4c3d-8e4f-5a6b7c8d9e0f';
 const METER = 'tokens_used';
 const skip = CLI ? false : 'needs the native command line (POLAR_CLI)';
 
@@ -38,6 +46,8 @@ const { recordUsage, UsageError } = await import(pathToFileURL(join(PACKAGE_DIR,
 let scratch;
 let polar;
 let relay;
+/** The relay's public key (`KID=k4.public.…`), as `relay keygen` prints it. */
+let pair;
 
 before(async () => {
   if (skip) return;
@@ -48,12 +58,18 @@ before(async () => {
     access_tokens: [{ token: TOKEN }],
     meters: [{ id: TOKENS, name: 'Tokens', event_name: METER, aggregation: { func: 'sum', property: 'units' } }],
     benefits: [{ id: CREDIT, type: 'meter_credit', meter_id: TOKENS, units: 10 }],
-    license_keys: [{ key: KEY, benefit_id: LICENSE, customer_id: CUSTOMER, subscription: { id: '9e0f1a2b-3c4d-4e5f-8a6b-7c8d9e0f1a2b' }, benefits: [CREDIT] }],
+    license_keys: [
+      { key: KEY, benefit_id: LICENSE, customer_id: CUSTOMER, subscription: { id: '9e0f1a2b-3c4d-4e5f-8a6b-7c8d9e0f1a2b' }, benefits: [CREDIT] },
+      { key: SIGNED_KEY, benefit_id: LICENSE, customer_id: SIGNED_CUSTOMER, subscription: { id: 'af0f1a2b-3c4d-4e5f-8a6b-7c8d9e0f1a2b' }, benefits: [CREDIT] },
+    ],
   }));
   polar = await served(['emulator', '--port', '0', '--seed', seed], { home: scratch, ready: null });
   const keyFile = join(scratch, 'relay.key');
-  const keygen = spawn(CLI, ['relay', 'keygen', '--out', keyFile], { stdio: 'ignore', env: { PATH: process.env.PATH, HOME: scratch } });
+  const keygen = spawn(CLI, ['relay', 'keygen', '--out', keyFile], { stdio: ['ignore', 'pipe', 'ignore'], env: { PATH: process.env.PATH, HOME: scratch } });
+  let printed = '';
+  keygen.stdout.on('data', (d) => (printed += d));
   assert.equal(await new Promise((r) => keygen.once('exit', r)), 0, 'relay keygen');
+  pair = printed.trim();
   relay = await served(['--base-url', polar.url, 'relay', 'serve', '--signing-key', keyFile, '--port', '0', '--store', 'memory',
     '--per-ip', '0', '--per-key', '0', '--record-usage', '--sign-entitlements', '--refuse-at-zero-credits'],
   { home: scratch, env: { POLAR_ACCESS_TOKEN: TOKEN } });
@@ -117,6 +133,59 @@ test('a report counts once: the same id again, and a send whose answer was lost'
   // A key Polar does not know: its denial.
   const denied = await rejection(recordUsage({ organizationId: ORG, relay: relay.url, key: 'USE-NOT-A-KEY-AT-ALL', meter: METER, units: 1 }));
   assert.equal(denied.code, 'not_found');
+});
+
+/** `fetch` through a proxy that hands the relay's answer to `edit(status, headers, body)` and
+ * answers what it returns; with no relay (`fake`), `edit` makes the whole answer. */
+const proxied = (edit, fake = false) => async (url, init) => {
+  if (fake) {
+    const [status, headers, body] = edit(200, new Headers({ 'content-type': 'application/json' }), '{}');
+    return new Response(body, { status, headers });
+  }
+  const r = await fetch(url, init);
+  const [status, headers, body] = edit(r.status, new Headers(r.headers), await r.text());
+  return new Response(body, { status, headers });
+};
+
+test('signed mode believes only the relay\'s acknowledgement: a stripped token or a forged balance changes nothing', { skip }, async () => {
+  const signed = (extra = {}) =>
+    recordUsage({ organizationId: ORG, relay: relay.url, key: SIGNED_KEY, meter: METER, units: 1, relayKeys: [pair], ...extra });
+  // Honest: recorded, its acknowledgement verified; once the relay knows the balance, it is
+  // the signed one.
+  let done = await signed({ id: 'npm-signed-1' });
+  assert.deepEqual([done.id, done.duplicate, done.signed], ['npm-signed-1', false, true]);
+  for (let n = 0; n < 100 && done.balance === null; n += 1) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    done = await signed();
+  }
+  assert.equal(typeof done.balance, 'number', 'the relay read the balance');
+  assert.equal(done.signed, true);
+  // The token stripped and a million credits written in: not recorded, no balance.
+  const stripRich = proxied((status, headers, body) => {
+    headers.delete('polar-license-usage');
+    return [status, headers, JSON.stringify({ ...JSON.parse(body), balance: 1_000_000 })];
+  });
+  const stripped = await rejection(signed({ fetch: stripRich }));
+  assert.ok(stripped instanceof UsageError, String(stripped));
+  assert.deepEqual([stripped.code, stripped.balance], ['protocol_error', null], stripped.message);
+  // The balance rewritten, the token kept: the signed balance, never the million.
+  const rich = proxied((status, headers, body) => [status, headers, JSON.stringify({ ...JSON.parse(body), balance: 1_000_000 })]);
+  const kept = await signed({ fetch: rich });
+  assert.equal(kept.signed, true);
+  assert.notEqual(kept.balance, 1_000_000);
+  assert.equal(typeof kept.balance, 'number');
+  // A fake relay: `recorded`, a million credits, no token.
+  const fake = proxied((status, headers) => [status, headers, '{"recorded":true,"duplicate":false,"balance":1000000}'], true);
+  const faked = await rejection(signed({ fetch: fake }));
+  assert.deepEqual([faked.code, faked.balance], ['protocol_error', null], faked.message);
+  // Without relay keys the fake answer is taken, and says it is unsigned.
+  const unsigned = await recordUsage({ organizationId: ORG, relay: relay.url, key: SIGNED_KEY, meter: METER, units: 1, fetch: fake });
+  assert.deepEqual([unsigned.balance, unsigned.signed], [1_000_000, false]);
+  // Relay keys that are no keys: refused before anything is sent.
+  for (const relayKeys of [[7], 'not a key', {}]) {
+    const e = await rejection(signed({ relayKeys, fetch: fake }));
+    assert.deepEqual([e.code, e.field], ['invalid_input', 'relay_keys'], `${JSON.stringify(relayKeys)}: ${e.message}`);
+  }
 });
 
 test('bad input is refused before anything is sent', { skip }, async () => {

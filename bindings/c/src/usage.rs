@@ -16,7 +16,7 @@ use super::out;
 use super::panic::read;
 use super::strings::to_cstring;
 use polar_license::usage::UsageAnswer;
-use polar_license::{BlockingClient, Error, Key};
+use polar_license::{Error, Key};
 use std::ffi::{c_char, CString};
 
 /// What a usage report came to, as `polar_license_usage_result_error` tells it.
@@ -175,19 +175,19 @@ pub extern "C" fn polar_license_client_record_usage(
         if out_result.is_null() {
             return client.fail(polar_license_status::NullArgument, "out_result is NULL");
         }
-        let report = BlockingClient::usage_report(&Key::new(key), meter, units, id);
-        let result = match report {
-            Ok(report) => {
-                let sent = client.licensing().client().send_usage(&report);
-                let mut r = match sent {
-                    Ok(answer) => polar_license_usage_result::of_answer(&answer),
-                    Err(e) => polar_license_usage_result::of_error(&e),
-                };
-                r.id = to_cstring(&report.id);
-                r
-            }
+        // Through the licensing's `record_usage`: with the client's relay keys (signed mode,
+        // issue #76) the answer is believed only from the relay's signed acknowledgement (a
+        // missing or forged one is `protocol_error`, never recorded).
+        let (id, sent) = client
+            .licensing()
+            .record_usage(None, &Key::new(key), meter, units, id);
+        let mut result = match sent {
+            Ok(answer) => polar_license_usage_result::of_answer(&answer),
             Err(e) => polar_license_usage_result::of_error(&e),
         };
+        if !id.is_empty() {
+            result.id = to_cstring(&id);
+        }
         out::give(out_result, result);
         polar_license_status::Ok
     }

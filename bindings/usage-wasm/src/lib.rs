@@ -8,10 +8,20 @@
 //! `usage.js` only sends what this module asks over the host's `fetch`, waits as it says, and
 //! hands back what came. The default entry's wasm carries none of it.
 //!
+//! Signed mode (issue #76): given the relay's public keys (`relayKeys`), every send carries a
+//! fresh nonce and an answer is believed (`recorded`, `credits_exhausted`, the balance) only
+//! from the relay's signed acknowledgement naming it (the core's `RecordUsage::signed_by_host`);
+//! one without it, or whose signature does not verify, is `protocol_error`. Its signature is
+//! checked by the package's Ed25519 (`hostEd25519`, as signed mode's leases and
+//! `polar-license/seat`'s are), so this wasm carries none: an answer whose signature has no
+//! answer yet is `{"verify": [[id, key, message, signature]…]}` (hex); `usage.js` verifies
+//! each, hands the answers to [`Report::verified`] and gives the same answer again.
+//!
 //! Every method answers JSON written with the core's `JsonOut`: `{"send": {method, url,
 //! headers: [[name, value]], body}, "afterMs": N}` (wait N ms, then send), `{"recorded": {id,
 //! duplicate, balance, signed}}` (`balance` null when the relay has not read it; `signed`
-//! always `false`: this module holds no relay keys, issue #76), or `{"error": ERROR}`;
+//! `true` when the relay's acknowledgement verified, `false` without relay keys),
+//! `{"verify": …}`, or `{"error": ERROR}`;
 //! ERROR is `{code, detail, userMessage, id, status?, retryAfter?, field?, balance?}` (`code`: a
 //! reason code, `credits_exhausted` with the balance, or `usage_backlog`). An answer's headers
 //! come as `name\nvalue\n…` (fetch's names and values hold no line break).
@@ -21,6 +31,7 @@
 use polar_license::error::Error;
 use polar_license::json::JsonOut;
 use polar_license::key::Key;
+use polar_license::lease::{AskedEd25519, RelayKeys};
 use polar_license::proto::HttpResponse;
 use polar_license::usage::{RecordUsage, UsageAnswer, UsageReport, UsageStep};
 use wasm_bindgen::prelude::*;
@@ -30,15 +41,19 @@ use wasm_bindgen::prelude::*;
 pub struct Report {
     id: String,
     machine: Result<RecordUsage, Error>,
+    /// The package's Ed25519, asked through `usage.js` (signed mode).
+    ed25519: AskedEd25519,
 }
 
 #[wasm_bindgen]
 impl Report {
     /// A report of `units` of `meter` used with `key`, to the relay at `relay` for the
-    /// organization `org`; its id `id`, or (none) a UUID v4 of `entropy` (16 random bytes of
-    /// the host's). Nothing is sent: [`Report::start`] gives the first request, or the error
-    /// of bad input.
+    /// organization `org`; its id `id`, or (none) a UUID v4 of `entropy`'s first 16 bytes (the
+    /// host's random bytes). With `keys` (the relay's public keys, `KID=k4.public.…`, comma
+    /// separated; none or empty: unsigned) signed mode, its nonce of `entropy`'s next 16 bytes.
+    /// Nothing is sent: [`Report::start`] gives the first request, or the error of bad input.
     #[wasm_bindgen(constructor)]
+    #[allow(clippy::too_many_arguments)] // the JS constructor's arguments, in usage.js's order
     pub fn new(
         org: &str,
         relay: &str,
@@ -47,23 +62,47 @@ impl Report {
         units: f64,
         id: Option<String>,
         entropy: &[u8],
+        keys: Option<String>,
     ) -> Report {
-        let mut bytes = [0u8; 16];
-        for (b, e) in bytes.iter_mut().zip(entropy) {
-            *b = *e;
-        }
-        let mut report = UsageReport::new(Key::new(key), meter, units, bytes);
+        let sixteen = |from: usize| {
+            let mut bytes = [0u8; 16];
+            for (b, e) in bytes.iter_mut().zip(entropy.iter().skip(from)) {
+                *b = *e;
+            }
+            bytes
+        };
+        let refused = |id: String, e: Error| Report {
+            id,
+            machine: Err(e),
+            ed25519: AskedEd25519::default(),
+        };
+        let mut report = UsageReport::new(Key::new(key), meter, units, sixteen(0));
         if let Some(id) = id {
             report.id = id;
         } else if entropy.len() < 16 {
-            return Report {
-                id: String::new(),
-                machine: Err(Error::invalid("usage", "no random id: 16 bytes needed")),
-            };
+            return refused(
+                String::new(),
+                Error::invalid("usage", "no random id: 16 bytes needed"),
+            );
         }
-        Report {
-            id: report.id.clone(),
-            machine: RecordUsage::new(relay, org, &report),
+        let keys = keys.as_deref().map(str::trim).filter(|k| !k.is_empty());
+        let machine = match keys {
+            None => RecordUsage::new(relay, org, &report),
+            Some(_) if entropy.len() < 32 => Err(Error::invalid(
+                "usage",
+                "no random nonce: 32 bytes needed in signed mode",
+            )),
+            Some(keys) => RelayKeys::parse(keys).and_then(|keys| {
+                RecordUsage::signed_by_host(relay, org, &report, keys, sixteen(16))
+            }),
+        };
+        match machine {
+            Ok(machine) => Report {
+                id: report.id.clone(),
+                machine: Ok(machine),
+                ed25519: AskedEd25519::default(),
+            },
+            Err(e) => refused(report.id.clone(), e),
         }
     }
 
@@ -75,14 +114,29 @@ impl Report {
         }
     }
 
-    /// The answer to the last send (`status` 0: none came, `body` says why): the next step.
+    /// The answer to the last send (`status` 0: none came, `body` says why): the next step,
+    /// or (signed mode) `{"verify": …}`: then [`Report::verified`], and this again with the
+    /// same answer.
     pub fn answer(&mut self, status: u16, headers: &str, body: &str) -> String {
         match &mut self.machine {
-            Ok(m) => step(
-                &self.id,
-                m.answer(HttpResponse::from_host(status, headers, body)),
-            ),
+            Ok(m) => {
+                let sent = HttpResponse::from_host(status, headers, body);
+                match m.answer_with(sent, &self.ed25519) {
+                    Some(next) => {
+                        self.ed25519.clear();
+                        step(&self.id, next)
+                    }
+                    None => self.ed25519.take_asked(),
+                }
+            }
             Err(e) => failure(&self.id, Some(e), None),
+        }
+    }
+
+    /// The host's answers to a `{"verify": …}`: `[id, 1 or 0, id, 1 or 0, …]`.
+    pub fn verified(&self, answers: Vec<u32>) {
+        for pair in answers.chunks_exact(2) {
+            self.ed25519.answer(pair[0], pair[1] == 1);
         }
     }
 }
@@ -99,7 +153,9 @@ fn step(id: &str, step: UsageStep) -> String {
             o.raw("}").done()
         }
         UsageStep::Done(Ok(UsageAnswer::Recorded {
-            duplicate, balance, ..
+            duplicate,
+            balance,
+            signed,
         })) => {
             o.raw("{")
                 .key("recorded")
@@ -113,9 +169,9 @@ fn step(id: &str, step: UsageStep) -> String {
                 Some(b) => o.float(b),
                 None => o.null(),
             };
-            // This module takes no relay keys and verifies nothing (issue #76): the answer is
-            // the relay's word, said so.
-            o.key("signed").bool(false);
+            // `true` only from the relay's acknowledgement that verified (signed mode, issue
+            // #76); without relay keys the answer is the relay's word, said so.
+            o.key("signed").bool(signed);
             o.raw("}}").done()
         }
         UsageStep::Done(Ok(answer)) => failure(id, None, Some(&answer)),

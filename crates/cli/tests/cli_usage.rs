@@ -182,10 +182,10 @@ fn usage_signed(relay: &str, dir: &ScratchDir, units: &str, pair: &str) -> Outpu
 
 /// The command line in signed mode (`--relay-key`, issue #76) against a relay that signs its
 /// usage acknowledgements: recorded with the signed balance (`signed: true`); a proxy turning
-/// the seller's refusal at zero into `recorded` with credits (the relay's token kept) is
-/// `protocol_error` (exit 3), its balance never shown. A fake relay's answer carries no token:
-/// taken as unsigned (`signed: false`), with or without `--relay-key` (the npm relay on Workers
-/// signs none yet: issue #76's gap).
+/// the seller's refusal at zero into `recorded` with credits (the relay's token kept), the
+/// same with the token stripped, and a fake relay answering `recorded` with a million (no
+/// token) are each `protocol_error` (exit 3), their balance never shown. Without
+/// `--relay-key` the fake answer is taken, and the command says it is unsigned.
 #[test]
 fn a_forged_usage_acknowledgement_is_a_protocol_error_with_relay_keys() {
     use polar_license_testkit::usage_forger::{usage_forger, Answer};
@@ -232,6 +232,21 @@ fn a_forged_usage_acknowledgement_is_a_protocol_error_with_relay_keys() {
     let o = usage_signed(&free.url, &dir, "1", &pair);
     let v = expect_json_field(&o, 3, "reason", "protocol_error");
     assert!(v.get("balance").is_none(), "{v}");
+    // The same with the relay's token stripped: no acknowledgement, not believed.
+    let stripped = usage_forger(
+        Some(&relay.url),
+        Box::new(|a: Answer, _| {
+            Answer {
+                status: 200,
+                body: br#"{"recorded":true,"duplicate":false,"balance":5}"#.to_vec(),
+                ..a
+            }
+            .with_header(polar_license::lease::USAGE_HEADER, None)
+        }),
+    );
+    let o = usage_signed(&stripped.url, &dir, "1", &pair);
+    let v = expect_json_field(&o, 3, "reason", "protocol_error");
+    assert!(v.get("balance").is_none(), "{v}");
     // A fake relay: not believed either.
     let fake = usage_forger(
         None,
@@ -240,13 +255,10 @@ fn a_forged_usage_acknowledgement_is_a_protocol_error_with_relay_keys() {
             ..a
         }),
     );
-    // A fake relay's answer carries no token: taken as a relay that signs none is (the npm
-    // relay on Workers signs no acknowledgement yet, issue #76's gap), said to be unsigned.
     let o = usage_signed(&fake.url, &dir, "1", &pair);
-    let v = json_of(&o);
-    assert_eq!(
-        (&v["outcome"], &v["signed"]),
-        (&json!("done"), &json!(false)),
+    let v = expect_json_field(&o, 3, "reason", "protocol_error");
+    assert!(
+        !String::from_utf8_lossy(&o.stdout).contains("1000000"),
         "{v}"
     );
     // Unsigned mode: taken as it came, and said to be unsigned.

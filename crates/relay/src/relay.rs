@@ -220,7 +220,7 @@ impl Relay {
             seats_seen: crate::seats::Seen::default(),
             #[cfg(feature = "entitlements")]
             entitled: crate::entitled::Entitled::new(s.options.entitlements),
-            // Only with the `usage` feature (the npm relay's wasm is built without it).
+            // Only with the `usage` feature (`relay serve`'s and the npm relay's wasm build it).
             usage: crate::usage::Usage::new(
                 cfg!(feature = "usage") && s.options.usage,
                 s.options.refuse_at_zero_credits,
@@ -709,26 +709,26 @@ impl Relay {
     }
 
     /// A usage report's answer once its key's verdict is in: a grant keeps the report
-    /// ([`crate::usage::Usage::record`]); any other answer passes on without a lease or a
+    /// ([`crate::usage::Usage::record`]), its acknowledgement signed here or to be signed by
+    /// the host ([`crate::usage::sign_ack`]); any other answer passes on without a lease or a
     /// signed denial, and nothing is kept.
-    fn usage_followed(
-        &self,
-        req: &RelayRequest,
-        answer: &RelayResponse,
-        now: Now,
-    ) -> RelayResponse {
+    fn usage_followed(&self, req: &RelayRequest, answer: &RelayResponse, now: Now) -> Finished {
+        let plain = |response| Finished {
+            response,
+            unsigned: None,
+        };
         if answer.status != 200 {
-            return crate::devices::refusal(answer.clone());
+            return plain(crate::devices::refusal(answer.clone()));
         }
         let (Ok(ask), Some(s)) = (crate::usage::read_ask(&req.body), self.store.as_ref()) else {
-            return RelayResponse::detail(404, "Not Found");
+            return plain(RelayResponse::detail(404, "Not Found"));
         };
         let Some(customer) = answer.uuid_at("customer_id") else {
             log::warn!(
                 "relay: usage {} 502 (the key's verdict names no customer)",
                 crate::logged::key(&ask.key)
             );
-            return RelayResponse::unreached("Polar's answer did not read");
+            return plain(RelayResponse::unreached("Polar's answer did not read"));
         };
         #[cfg(feature = "entitlements")]
         let known = s
@@ -741,7 +741,7 @@ impl Relay {
                 let nonce = req.header(NONCE_HEADER).filter(|n| is_nonce(n));
                 crate::usage::sign_ack(r, &ask, ack, &self.leases.signer, nonce, now)
             }
-            (r, None) => r,
+            (r, None) => plain(r),
         }
     }
 
@@ -755,19 +755,22 @@ impl Relay {
         req: &RelayRequest,
         answer: &RelayResponse,
         now: Now,
-    ) -> Option<Result<Box<Pending>, RelayResponse>> {
+    ) -> Option<Result<Box<Pending>, Finished>> {
         if self.usage_on(req) {
-            let mut r = self.usage_followed(req, answer, now);
-            add_cors(&mut r);
-            return Some(Err(r));
+            let mut f = self.usage_followed(req, answer, now);
+            add_cors(&mut f.response);
+            return Some(Err(f));
         }
         if !crate::devices::is_route(&req.path) || is_preflight(req) {
             return None;
         }
         let refused = |r: RelayResponse| {
-            let mut r = crate::devices::refusal(r);
-            add_cors(&mut r);
-            Some(Err(r))
+            let mut response = crate::devices::refusal(r);
+            add_cors(&mut response);
+            Some(Err(Finished {
+                response,
+                unsigned: None,
+            }))
         };
         if answer.status != 200 {
             return refused(answer.clone());
@@ -1438,7 +1441,7 @@ impl Asks for Relay {
         req: &RelayRequest,
         answer: &RelayResponse,
         at: Moment,
-    ) -> Option<Result<Box<Pending>, RelayResponse>> {
+    ) -> Option<Result<Box<Pending>, Finished>> {
         Relay::follow(self, req, answer, at.now)
     }
 

@@ -53,8 +53,8 @@ use crate::clock::Now;
 use crate::locked::locked;
 use crate::reconcile::ListPage;
 use crate::store::{Backend, Entry, EntryId};
-use crate::types::RelayResponse;
 pub use crate::types::USAGE_ROUTE;
+use crate::types::{Finished, RelayResponse};
 
 /// Reports waiting per key at most (past it: 429 `UsageBacklog` until a batch is ingested).
 pub const MAX_PENDING_PER_KEY: usize = 100;
@@ -912,24 +912,24 @@ impl Usage {
 /// `r` (the answer to `ask`, stating `ack`) with its signed acknowledgement (issue #76,
 /// [`polar_license::lease::USAGE_HEADER`]) when the client sent a nonce (`nonce`: a client
 /// that holds relay keys sends one with every send, and believes the answer only with a token
-/// naming it) and the relay holds its signing key. A relay whose leases are signed elsewhere
-/// (the npm relay's host key: it takes no usage reports) leaves it out, with an error log; so
-/// does a key that cannot sign: the client in signed mode then reads the answer as a
-/// `protocol_error`, never as recorded.
+/// naming it): signed here with the relay's key file, or, for a relay whose key is held
+/// elsewhere (the npm relay's WebCrypto key on Workers), left to be signed there as its leases
+/// are ([`Finished::pre_auth`], then the relay's `assemble`). The same claims and bytes either
+/// way. A key that cannot sign leaves it out, with an error log: the client in signed mode
+/// then reads the answer as a `protocol_error`, never as recorded.
 pub(crate) fn sign_ack(
-    mut r: RelayResponse,
+    mut response: RelayResponse,
     ask: &UsageAsk,
     ack: Ack,
     signer: &crate::types::SignWith,
     nonce: Option<&str>,
     now: Now,
-) -> RelayResponse {
+) -> Finished {
     let Some(nonce) = nonce else {
-        return r;
-    };
-    let crate::types::SignWith::Key(key) = signer else {
-        log::error!("relay: usage answers are signed only with the relay's own key file");
-        return r;
+        return Finished {
+            response,
+            unsigned: None,
+        };
     };
     let key_sha256 = key_hash(&ask.key);
     // The token's id: a digest of the nonce (fresh and random: the client's) and the report.
@@ -947,16 +947,31 @@ pub(crate) fn sign_ack(
         id: crate::store::hex_id(&jti)[..32].to_string(),
         nonce: nonce.to_string(),
     };
-    match key.sign_usage(&claims) {
-        Ok(token) => r.set(polar_license::lease::USAGE_HEADER, &token),
-        Err(e) => log::error!(
-            "relay: usage {} {} without a signed acknowledgement: {}",
-            crate::logged::key(&ask.key),
-            r.status,
-            e.text()
-        ),
+    let signed = match signer {
+        crate::types::SignWith::Key(key) => key.sign_usage(&claims).map(|token| {
+            response.set(polar_license::lease::USAGE_HEADER, &token);
+            None
+        }),
+        // No machine: a usage acknowledgement's implicit assertion is empty.
+        crate::types::SignWith::External { kid, .. } => {
+            polar_license::lease::prepare_usage(&claims, kid).map(|u| Some((u, None)))
+        }
+    };
+    match signed {
+        Ok(unsigned) => Finished { response, unsigned },
+        Err(e) => {
+            log::error!(
+                "relay: usage {} {} without a signed acknowledgement: {}",
+                crate::logged::key(&ask.key),
+                response.status,
+                e.text()
+            );
+            Finished {
+                response,
+                unsigned: None,
+            }
+        }
     }
-    r
 }
 
 /// The namespace of a key's events' `external_id`s: 16 hex digits of a digest of the

@@ -525,11 +525,13 @@ fn nonsense_units_and_unlisted_events_are_refused_422_and_nothing_is_kept() {
 /// relay that signs its acknowledgements (issue #76): through an honest path the answer is
 /// the signed one; a proxy that rewrites the balance changes nothing the client reports (the
 /// balance is the signed one); a proxy that turns the seller's refusal at zero credits into
-/// `recorded` with the relay's token kept (so that `--refuse-at-zero-credits` would be void
-/// and the report never billed), and a genuine acknowledgement replayed to a later send of
-/// the same report are each `protocol_error`, not recorded. An answer with no token (the
-/// token stripped, a fake relay) is taken as a relay that signs none is, `signed: false`:
-/// the npm relay on Workers signs no acknowledgement yet (issue #76's gap, the threat model).
+/// `recorded` (so that `--refuse-at-zero-credits` would be void and the report never billed)
+/// with the relay's token kept or stripped, a proxy that strips the token of a `recorded`
+/// and writes a million credits into it, a fake relay answering `recorded` with a million
+/// credits, and a genuine acknowledgement replayed to a later send of the same report are
+/// each `protocol_error`, not recorded, their balance never read (every relay signs: the npm
+/// relay on Workers too, `tests/js/relay-values.test.mjs`). The same fake answer to a client
+/// without relay keys is taken, and says it is unsigned.
 #[test]
 fn a_forged_usage_acknowledgement_changes_no_balance_and_is_not_recorded_in_signed_mode() {
     use polar_license::usage::UsageAnswer;
@@ -584,6 +586,23 @@ fn a_forged_usage_acknowledgement_changes_no_balance_and_is_not_recorded_in_sign
         }
         other => panic!("rewritten balance: {other:?}"),
     }
+    // The token stripped and the balance rewritten: no acknowledgement, nothing believed.
+    let stripped = usage_forger(
+        Some(&relay.url()),
+        Box::new(|a: Answer, _| {
+            let mut v = a.json();
+            v["balance"] = json!(1_000_000);
+            Answer {
+                body: v.to_string().into_bytes(),
+                ..a
+            }
+            .with_header(polar_license::lease::USAGE_HEADER, None)
+        }),
+    );
+    not_recorded(
+        "a stripped token with a rewritten balance",
+        signed(&stripped.url, &report("stripped-1", 1.0)),
+    );
     // Down past zero, then the relay refuses at zero: a proxy turning the 402 into
     // `recorded` (with the relay's signature kept, or dropped) is not believed.
     let (status, v) = report_of(&relay, 20.0, "spend-1");
@@ -605,17 +624,10 @@ fn a_forged_usage_acknowledgement_changes_no_balance_and_is_not_recorded_in_sign
                 .with_header(polar_license::lease::USAGE_HEADER, header.as_deref())
             }),
         );
-        let got = signed(&free.url, &report(&format!("free-{keep_signature}"), 1.0));
-        if keep_signature {
-            not_recorded("a refusal turned into recorded", got);
-        } else {
-            // The token stripped: the answer of a relay that signs none (the npm relay on
-            // Workers), taken as unsigned and said so: the gap docs/threat-model.md names.
-            assert!(
-                matches!(got, Ok(UsageAnswer::Recorded { signed: false, .. })),
-                "{got:?}"
-            );
-        }
+        not_recorded(
+            "a refusal turned into recorded",
+            signed(&free.url, &report(&format!("free-{keep_signature}"), 1.0)),
+        );
     }
     // The honest path says credits_exhausted, signed.
     match signed(&honest.url, &report("after-1", 1.0)) {
@@ -630,11 +642,7 @@ fn a_forged_usage_acknowledgement_changes_no_balance_and_is_not_recorded_in_sign
             ..a
         }),
     );
-    let got = signed(&fake.url, &report("fake-1", 1.0));
-    assert!(
-        matches!(got, Ok(UsageAnswer::Recorded { signed: false, .. })),
-        "a fake relay's unsigned answer is said to be unsigned: {got:?}"
-    );
+    not_recorded("a fake relay", signed(&fake.url, &report("fake-1", 1.0)));
     // A genuine acknowledgement replayed: the proxy answers every later send with the
     // relay's first answer (its signature, its body).
     let replay = usage_forger(
@@ -663,4 +671,151 @@ fn a_forged_usage_acknowledgement_changes_no_balance_and_is_not_recorded_in_sign
 /// A report of `units` of `KEY` with id `id` straight to the relay: the status and body.
 fn report_of(relay: &Running, units: f64, id: &str) -> (u16, Value) {
     report(relay, KEY, units, id)
+}
+
+/// The Workers relay's way (issue #76): the npm relay's key is the host's (WebCrypto), so the
+/// machine asks its host to sign the usage acknowledgement ([`Need::Sign`]) as it asks for a
+/// lease's; here ed25519-compact with the key's secret stands in for WebCrypto. The client in
+/// signed mode (the core's `RecordUsage::signed`, which every face drives) verifies that
+/// acknowledgement: recorded, `signed: true`, the same claims the relay's own key file would
+/// sign. A host whose signature is another key's, or none, gives the answer without a token:
+/// the client then believes nothing of it (`protocol_error`), as for a proxy that strips it.
+#[test]
+fn on_the_workers_path_the_usage_acknowledgement_is_signed_by_the_host_and_verifies_in_the_client()
+{
+    use ct_codecs::Decoder;
+    use polar_license::proto::{HttpResponse, Server};
+    use polar_license::usage::{RecordUsage, UsageAnswer, UsageStep};
+    use polar_license::{AccessToken, Error, Transport};
+    use polar_license_relay::flow::{Given, Need};
+    use polar_license_relay::{RelayConfig, Signer};
+    let polar = Emulator::start(seed(), Options::default()).expect("starts");
+    let signing = SigningKey::generate(Some("ext")).expect("a key");
+    let text = signing.to_file_text();
+    let b64 = text.trim().split_once("=k4.secret.").expect("a key line").1;
+    let raw = ct_codecs::Base64UrlSafeNoPadding::decode_to_vec(b64, None).expect("base64url");
+    let secret = ed25519_compact::SecretKey::from_slice(&raw).expect("64 bytes");
+    let impostor = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new([9; 32]));
+    let mut config = RelayConfig::with_signer(
+        Server::Custom(polar.url()),
+        AccessToken::new(DEMO_TOKEN),
+        Signer::External {
+            kid: "ext".into(),
+            public_key: signing.public_paserk(),
+        },
+    );
+    config.limits = rig::unlimited();
+    let mut store = StoreOptions::default();
+    store.usage = true;
+    store.reconcile_every = 0;
+    store.roster = false;
+    config.store = rig::store(rig::memory(1_000), store, None);
+    let relay = rig::relay(config, rig::upstream(Duration::from_secs(5)));
+    let polar_http = rig::upstream(Duration::from_secs(5));
+    let keys = signing.relay_keys();
+    let key = polar_license::Key::new(KEY);
+    // One report from the client's signed machine through the relay's, the host signing what
+    // it is asked with `sign`: how many signatures were asked, the token sent, the client's end.
+    let send = |id: &str, sign: &dyn Fn(&[u8]) -> Vec<u8>| {
+        let r = polar_license::BlockingClient::usage_report(&key, EVENT, 1.0, Some(id))
+            .expect("a report");
+        let mut machine = RecordUsage::signed(
+            "http://relay.example",
+            DEMO_ORGANIZATION_ID,
+            &r,
+            keys.clone(),
+            [5; 16],
+        )
+        .expect("a machine");
+        let UsageStep::Send { request, .. } = machine.start() else {
+            panic!("no send")
+        };
+        let headers: Vec<(String, String)> = request
+            .headers
+            .iter()
+            .filter(|(n, _)| !n.eq_ignore_ascii_case("content-type"))
+            .map(|(n, v)| ((*n).to_string(), v.clone()))
+            .collect();
+        let body = std::str::from_utf8(&request.body).expect("UTF-8");
+        let req = rig::request(USAGE_ROUTE, &headers, body);
+        let mut asked = 0;
+        let answer =
+            rig::Drive::new(&relay, req, rig::at(rig::now())).run_with(|x, need| match need {
+                Need::Send { request, .. } => x.give(Given::Upstream(polar_http.send(&request))),
+                Need::Sign(bytes) => {
+                    asked += 1;
+                    x.give(Given::Signature(sign(&bytes)));
+                }
+                other => x.as_host(other),
+            });
+        let token = answer
+            .headers
+            .iter()
+            .find(|(n, _)| n == polar_license::lease::USAGE_HEADER)
+            .map(|(_, v)| v.clone());
+        let resp = HttpResponse {
+            status: answer.status,
+            headers: answer.headers,
+            body: answer.body,
+        };
+        match machine.answer(Ok(resp)) {
+            UsageStep::Done(result) => (asked, token, result),
+            UsageStep::Send { .. } => panic!("sent again"),
+        }
+    };
+    let honest = |b: &[u8]| secret.sign(b, None).to_vec();
+    let (asked, token, got) = send("workers-1", &honest);
+    // The key's verdict's lease is signed (and left out of the usage answer), then the
+    // acknowledgement: each is the host's to sign.
+    assert!(asked >= 1, "the acknowledgement is the host's to sign");
+    assert!(token.is_some(), "an acknowledgement: {got:?}");
+    assert!(
+        matches!(
+            got,
+            Ok(UsageAnswer::Recorded {
+                signed: true,
+                duplicate: false,
+                ..
+            })
+        ),
+        "{got:?}"
+    );
+    // Sent again with its id: a duplicate, signed too.
+    let (_, _, again) = send("workers-1", &honest);
+    assert!(
+        matches!(
+            again,
+            Ok(UsageAnswer::Recorded {
+                signed: true,
+                duplicate: true,
+                ..
+            })
+        ),
+        "{again:?}"
+    );
+    // Another key's signature, or none: no token, and nothing believed.
+    let other = |b: &[u8]| impostor.sk.sign(b, None).to_vec();
+    let none = |_: &[u8]| Vec::new();
+    for (what, sign) in [
+        (
+            "another key's signature",
+            &other as &dyn Fn(&[u8]) -> Vec<u8>,
+        ),
+        ("no signature", &none),
+    ] {
+        let (asked, token, got) = send(
+            &format!("workers-{what}")
+                .replace(' ', "-")
+                .replace('\'', ""),
+            sign,
+        );
+        assert!(asked >= 1, "{what}");
+        assert_eq!(token, None, "{what}");
+        match got {
+            Err(Error::Protocol { detail, .. }) => {
+                assert!(detail.contains("usage answer"), "{detail}")
+            }
+            other => panic!("{what}: {other:?}"),
+        }
+    }
 }

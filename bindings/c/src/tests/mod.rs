@@ -8,6 +8,7 @@ mod features;
 mod header;
 mod signed;
 mod stopped;
+mod usage;
 
 use crate::*;
 use polar_license_emulator::DEMO_ORGANIZATION_ID;

@@ -102,14 +102,15 @@ pub trait Asks {
     /// The answer with a lease signed elsewhere (`true` when the lease verified).
     fn assemble(&self, finished: Finished, signature: &[u8]) -> (RelayResponse, bool);
     /// The call `req`'s answer leads to (a device listing's read of the key's record after the
-    /// validate that proved the key, issue #64: `Ok`), or the answer that replaces it (`Err`);
-    /// `None`: the answer stands.
+    /// validate that proved the key, issue #64: `Ok`), or the answer that replaces it (`Err`:
+    /// a usage report's, whose acknowledgement may wait for an external signature, issue
+    /// #76); `None`: the answer stands.
     fn follow(
         &self,
         req: &RelayRequest,
         answer: &RelayResponse,
         at: Moment,
-    ) -> Option<Result<Box<Pending>, RelayResponse>>;
+    ) -> Option<Result<Box<Pending>, Finished>>;
 
     // The background reads.
 

@@ -494,7 +494,9 @@ impl Exchange {
                         };
                         self.ask(need, State::Asking(read, None))
                     }
-                    Some(Err(r)) => State::Answered(r),
+                    // The answer that replaces it (a usage report's): its acknowledgement
+                    // signed by the host first when its key is held there (issue #76).
+                    Some(Err(finished)) => self.signed(relay, finished),
                     None => State::Answered(r),
                 }
             }

@@ -8,8 +8,9 @@
 #                                           the same, packed from what the test command's stages
 #                                           already built (CI's registry stage; not the bytes a
 #                                           release ships: see "--reuse" below)
-#   options: --out DIR, --targets T1,T2 (a subset of the platforms), --no-verify (skip cargo's
-#   build of each packaged crate)
+#   options: --out DIR, --targets T1,T2 (a subset of the platforms), --parts P1,P2 (a subset of
+#   crates,npm,python,c,cli: the release workflow's macOS runner builds python,c,cli for the
+#   Apple targets), --no-verify (skip cargo's build of each packaged crate)
 #
 # What lands in the output directory:
 #   crates/*.crate, crates/PUBLISH-ORDER   every published crate (`cargo package`), in the order
@@ -49,6 +50,8 @@
 # The build runs at the niceness RELEASE_NICE (default 10) with CARGO_BUILD_JOBS as set; the
 # release builds go to RELEASE_TARGET_DIR (default target/release-build: its flags differ from
 # the stages', so no stage's build is invalidated). The last line is `release: N artifacts in DIR`.
+# (One block, read whole before it runs: editing this file during a release changes nothing.)
+{
 set -euo pipefail
 # shellcheck source=scripts/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -59,6 +62,7 @@ HOST_ONLY=0
 REUSE=0
 VERIFY=1
 TARGETS=""
+PARTS="crates,npm,python,c,cli"
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --host-only) HOST_ONLY=1; shift ;;
@@ -66,6 +70,7 @@ while [[ $# -gt 0 ]]; do
         --no-verify) VERIFY=0; shift ;;
         --out) OUT="${2:?--out needs a directory}"; shift 2 ;;
         --targets) TARGETS="${2:?--targets needs triples}"; shift 2 ;;
+        --parts) PARTS="${2:?--parts needs a list}"; shift 2 ;;
         -h | --help) sed -n '2,49p' "${BASH_SOURCE[0]}"; exit 0 ;;
         *) echo "release: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -107,6 +112,7 @@ WORK="$ROOT/target/release-work"
 rm -rf "$WORK" && mkdir -p "$WORK"
 
 step() { echo "==> release: $*"; }
+part() { [[ ",$PARTS," == *",$1,"* ]]; }
 build() { nice -n "$NICE" "$@"; }
 # zig_triple TRIPLE: the Linux gnu triples with the oldest glibc manylinux2014 allows.
 zig_triple() { case "$1" in *-linux-gnu) echo "$1.2.17" ;; *) echo "$1" ;; esac; }
@@ -133,6 +139,7 @@ tar_gz() {
 }
 
 # --- 1. the crates, in publishing order --------------------------------------------------------
+if part crates; then
 step "crates (cargo package$([[ $VERIFY == 1 ]] && echo ", each built as packaged"))"
 # The published crates are the workspace members without publish = false; crates.io must
 # receive each after the ones it depends on (a topological order of the path dependencies).
@@ -183,8 +190,10 @@ for c in "${CRATES[@]}"; do
     cp "$PKG_TARGET/package/$c-$VERSION.crate" "$OUT/crates/"
 done
 echo "    ${CRATES[*]}"
+fi
 
 # --- 2. Python -------------------------------------------------------------------------------
+if part python; then
 step "python (sdist and abi3 wheels)"
 TOOLS="$ROOT/${PYTHON_TOOLS:-target/python-tools}"
 [[ -x "$TOOLS/bin/maturin" ]] || bash scripts/setup-python.sh >"$LOGS/setup-python.log" 2>&1 || {
@@ -222,11 +231,14 @@ else
     done
 fi
 
+fi
+
 # --- 3. the C library and the command line, per platform ---------------------------------------
 for t in $TARGETS; do
     step "C library and CLI for $t"
     stage="$WORK/c/polar-license-c-$VERSION-$t"
     mkdir -p "$stage"
+    if part c; then
     if [[ "$t" == *-apple-darwin && "$(uname -s)" != Darwin ]]; then
         # The static library alone (no link), with the header and the static pkg-config and
         # CMake files install.sh writes.
@@ -250,6 +262,8 @@ for t in $TARGETS; do
     fi
     cp LICENSE-MIT LICENSE-APACHE bindings/c/README.md "$stage/"
     tar_gz "$WORK/c" "polar-license-c-$VERSION-$t" "$OUT/c/polar-license-c-$VERSION-$t.tar.gz"
+    fi
+    part cli || continue
 
     if [[ "$t" == *-apple-darwin && "$(uname -s)" != Darwin ]]; then
         echo "    $t: CLI left to the macOS runner (Apple's frameworks are needed to link)"
@@ -274,9 +288,10 @@ for t in $TARGETS; do
     cp LICENSE-MIT LICENSE-APACHE crates/cli/README.md "$stage/"
     tar_gz "$WORK/cli" "polar-license-cli-$VERSION-$t" "$OUT/cli/polar-license-cli-$VERSION-$t.tar.gz"
 done
-cp scripts/release/install.sh "$OUT/cli/install.sh"
+! part cli || cp scripts/release/install.sh "$OUT/cli/install.sh"
 
 # --- 4. npm ---------------------------------------------------------------------------------
+if part npm; then
 step "npm (the library and the Tauri guest package)"
 if [[ $REUSE == 1 && -f "target/npm/polar-license-$VERSION.tgz" ]]; then
     echo "    reusing target/npm/polar-license-$VERSION.tgz"
@@ -288,6 +303,9 @@ else
 fi
 cp "target/npm/polar-license-$VERSION.tgz" "$OUT/npm/"
 (npm pack --silent --pack-destination "$OUT/npm" ./crates/tauri/guest-js >/dev/null)
+fi
+
+find "$OUT" -mindepth 1 -maxdepth 1 -type d -empty -delete
 
 # --- 5. SBOMs, notes, checksums --------------------------------------------------------------
 step "SBOMs (CycloneDX), release notes, SHA256SUMS"
@@ -299,3 +317,5 @@ node scripts/release/notes.mjs "$OUT" "$VERSION" CHANGELOG.md >"$OUT/RELEASE-NOT
 (cd "$OUT" && find . -type f ! -name SHA256SUMS | sed 's|^\./||' | sort | xargs sha256sum >SHA256SUMS)
 count="$(wc -l <"$OUT/SHA256SUMS")"
 echo "release: $count artifacts in $OUT (SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH)"
+exit 0
+}

@@ -26,6 +26,8 @@
 #     tag); the sdist builds and installs with pip (`pip install --no-binary`).
 #
 # Each check prints `ok - …` or `not ok - …`; the last line is `registry: N passed, N failed`.
+# (One block, read whole before it runs: an edit of this file during a run changes nothing.)
+{
 set -u -o pipefail
 # shellcheck source=scripts/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -97,6 +99,20 @@ check "crates: PUBLISH-ORDER puts each crate after its dependencies" bash -c "
     head -n 1 '$ART/crates/PUBLISH-ORDER' | grep -qx polar-license-rules &&
     [[ \$(grep -n -x polar-license '$ART/crates/PUBLISH-ORDER' | cut -d: -f1) -lt \$(grep -n -x polar-license-cli '$ART/crates/PUBLISH-ORDER' | cut -d: -f1) ]] &&
     [[ \$(wc -l <'$ART/crates/PUBLISH-ORDER') -eq \$(ls '$ART'/crates/*.crate | wc -l) ]]"
+
+# --- the release workflow, linted -------------------------------------------------------------
+# actionlint (scripts/release/requirements-lint.txt, pinned by hash) in a venv of its own; its
+# shellcheck and pyflakes passes off (neither program is installed; the run lines call scripts).
+lint_workflows() {
+    local venv="$ROOT/target/release-tools/actionlint"
+    if [[ ! -x "$venv/bin/actionlint" ]]; then
+        python3 -m venv "$venv" && "$venv/bin/pip" install -q --disable-pip-version-check \
+            --require-hashes -r scripts/release/requirements-lint.txt || return 1
+    fi
+    "$venv/bin/actionlint" -version | head -n 1
+    "$venv/bin/actionlint" -shellcheck= -pyflakes= .github/workflows/*.yml
+}
+check "actionlint: .github/workflows/*.yml" lint_workflows
 
 # --- npm through Verdaccio -------------------------------------------------------------------
 TOOLS="$ROOT/scripts/release/tools"
@@ -371,3 +387,4 @@ fi
 echo
 echo "registry: $PASSED passed, $FAILED failed"
 [[ $FAILED -eq 0 ]]
+}

@@ -126,10 +126,8 @@ cargo_for() {
     esac
 }
 target_arg() { if [[ "$(cargo_for "$1")" == cargo-zigbuild ]]; then zig_triple "$1"; else echo "$1"; fi; }
-# rel_env: the environment of every release build.
-rel_env() {
-    env CARGO_TARGET_DIR="$BUILD_DIR" RUSTFLAGS="$REMAP" CARGO_INCREMENTAL=0 "$@"
-}
+# The environment of every release build: `build env "${REL[@]}" CMD…`.
+REL=(CARGO_TARGET_DIR="$BUILD_DIR" RUSTFLAGS="$REMAP" CARGO_INCREMENTAL=0)
 
 # tar_gz DIR_PARENT NAME ARCHIVE: a reproducible .tar.gz of DIR_PARENT/NAME.
 tar_gz() {
@@ -223,7 +221,7 @@ else
         esac
         echo "    wheel $t"
         # (A target directory of its own: the module is a workspace of its own, with its own lock.)
-        build rel_env CARGO_TARGET_DIR="$BUILD_DIR/python" PYO3_PYTHON="$TOOLS/bin/python" "$MATURIN" build "${args[@]}" \
+        build env "${REL[@]}" CARGO_TARGET_DIR="$BUILD_DIR/python" PYO3_PYTHON="$TOOLS/bin/python" "$MATURIN" build "${args[@]}" \
             >"$LOGS/wheel-$t.log" 2>&1 || {
             tail -n 30 "$LOGS/wheel-$t.log"
             exit 1
@@ -242,7 +240,7 @@ for t in $TARGETS; do
     if [[ "$t" == *-apple-darwin && "$(uname -s)" != Darwin ]]; then
         # The static library alone (no link), with the header and the static pkg-config and
         # CMake files install.sh writes.
-        build rel_env CARGO_CMD=cargo-zigbuild bash bindings/c/install.sh --prefix "$stage" \
+        build env "${REL[@]}" CARGO_CMD=cargo-zigbuild bash bindings/c/install.sh --prefix "$stage" \
             --target "$t" --static-only >"$LOGS/c-$t.log" 2>&1 || {
             tail -n 30 "$LOGS/c-$t.log"
             exit 1
@@ -254,7 +252,7 @@ for t in $TARGETS; do
             exit 1
         }
     else
-        build rel_env CARGO_CMD="$(cargo_for "$t")" bash bindings/c/install.sh --prefix "$stage" \
+        build env "${REL[@]}" CARGO_CMD="$(cargo_for "$t")" bash bindings/c/install.sh --prefix "$stage" \
             --target "$(target_arg "$t")" >"$LOGS/c-$t.log" 2>&1 || {
             tail -n 30 "$LOGS/c-$t.log"
             exit 1
@@ -275,7 +273,7 @@ for t in $TARGETS; do
         echo "    reusing target/release/polar-license"
         bin="target/release/polar-license"
     else
-        build rel_env "$(cargo_for "$t")" build --locked --release -p polar-license-cli \
+        build env "${REL[@]}" "$(cargo_for "$t")" build --locked --release -p polar-license-cli \
             --target "$(target_arg "$t")" >"$LOGS/cli-$t.log" 2>&1 || {
             tail -n 30 "$LOGS/cli-$t.log"
             exit 1

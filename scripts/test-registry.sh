@@ -238,6 +238,31 @@ cargo_consumer() {
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 check "cargo: README's Rust example built against the packaged crates runs" cargo_consumer
 
+# The Tauri plugin as a Tauri app's Cargo.toml names it: resolved (not built: Tauri needs
+# WebKitGTK, the tauri stage builds the plugin) to the packaged crate, with Tauri from crates.io.
+tauri_resolves() {
+    local dir="$WORK/cargo"
+    cd "$dir" && cargo new -q --vcs none tauri-app && cd tauri-app || return 1
+    printf 'tauri-plugin-polar-license = "0.1"\n' >>Cargo.toml
+    cargo metadata --format-version 1 | node -e '
+        const m = JSON.parse(require("fs").readFileSync(0, "utf8"));
+        const p = m.packages.find((q) => q.name === "tauri-plugin-polar-license");
+        if (!p || !p.manifest_path.startsWith(process.argv[1])) throw new Error(`the plugin from ${p && p.manifest_path}`);
+        const tauri = m.packages.find((q) => q.name === "tauri");
+        console.log(`${p.name} ${p.version} from the packaged crate, tauri ${tauri.version} from crates.io`)' "$dir/crates/"
+}
+check "cargo: tauri-plugin-polar-license 0.1 resolves to the packaged crate" tauri_resolves
+if [[ "$MATRIX" == 1 ]]; then
+    # The command line's crate as `cargo install` builds it, from the packaged crates (debug:
+    # what is checked is that it packs and builds, the archives ship the release build).
+    cli_install() {
+        cd "$WORK/cargo" &&
+            cargo install --debug --locked --root "$WORK/cargo-root" --path "$WORK/cargo/crates/polar-license-cli-$VERSION" &&
+            "$WORK/cargo-root/bin/polar-license" --version
+    }
+    check "cargo install polar-license-cli from the packaged crates (RELEASE_MATRIX=1)" cli_install
+fi
+
 # --- the command line's install script ------------------------------------------------------
 PREFIX="$WORK/prefix"
 check "install.sh installs the CLI into a fresh prefix" bash -c "

@@ -45,6 +45,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { blocks, outputMatches } from './blocks.mjs';
 import { internalLine, selfCheck } from './internals.mjs';
+import { installLines } from './install-lines.mjs';
 import { startRegistry } from './registry.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -443,6 +444,15 @@ async function main() {
   if (misjudged.length) {
     failed += 1;
     failures.push(`tests/docs/internals.mjs judges wrong:\n${misjudged.join('\n')}`);
+  }
+  // Issue #79: each install line shows the published form, and the registry stage runs it.
+  const install = installLines();
+  if (install.problems.length) {
+    failed += 1;
+    failures.push(`install lines (tests/docs/install-lines.mjs):\n${install.problems.join('\n')}`);
+  } else if (!listOnly && !only) {
+    passed += 1;
+    console.log(`ok - install lines: ${install.found.length}, each published form run by the registry stage`);
   }
   if (listOnly) {
     for (const p of plan) {

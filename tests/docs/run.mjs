@@ -454,6 +454,22 @@ async function main() {
     passed += 1;
     console.log(`ok - install lines: ${install.found.length}, each published form run by the registry stage`);
   }
+  // Issue #79: README's size rows are scripts/size.sh's figures (scripts/readme-sizes.mjs), checked
+  // when the npm package is built (the wasm stage builds it before this one).
+  if (!listOnly && !only) {
+    if (existsSync(join(ROOT, 'target', 'npm', 'pkg', 'polar_license_bg.wasm'))) {
+      const sizes = spawnSync('node', [join(ROOT, 'scripts', 'readme-sizes.mjs'), '--check'], { cwd: ROOT, encoding: 'utf8' });
+      if (sizes.status === 0) {
+        passed += 1;
+        console.log('ok - README.md size rows: the figures scripts/size.sh measures');
+      } else {
+        failed += 1;
+        failures.push(`README.md's size rows (scripts/readme-sizes.mjs --check):\n${sizes.stdout}${sizes.stderr}`);
+      }
+    } else {
+      console.log('not run: README.md size rows (no target/npm/pkg: bash scripts/build-npm.sh)');
+    }
+  }
   if (listOnly) {
     for (const p of plan) {
       for (const [name, list] of p.list) console.log(`${p.file}: ${name} (${list.length} blocks)`);

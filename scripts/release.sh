@@ -129,9 +129,12 @@ target_arg() { if [[ "$(cargo_for "$1")" == cargo-zigbuild ]]; then zig_triple "
 # The environment of every release build: `build env "${REL[@]}" CMD…`.
 REL=(CARGO_TARGET_DIR="$BUILD_DIR" RUSTFLAGS="$REMAP" CARGO_INCREMENTAL=0)
 
-# tar_gz DIR_PARENT NAME ARCHIVE: a reproducible .tar.gz of DIR_PARENT/NAME.
+# tar_gz DIR_PARENT NAME ARCHIVE: a reproducible .tar.gz of DIR_PARENT/NAME (GNU tar: macOS's
+# is bsdtar, its runner installs gnu-tar as gtar).
+TAR=tar
+command -v gtar >/dev/null 2>&1 && TAR=gtar
 tar_gz() {
-    tar --sort=name --mtime="@$SOURCE_DATE_EPOCH" --owner=0 --group=0 --numeric-owner \
+    "$TAR" --sort=name --mtime="@$SOURCE_DATE_EPOCH" --owner=0 --group=0 --numeric-owner \
         --pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime \
         -C "$1" -cf - "$2" | gzip -9n >"$3"
 }
@@ -312,7 +315,8 @@ node scripts/release/sbom.mjs "$OUT" "$VERSION" >"$LOGS/sbom.log" 2>&1 || {
     exit 1
 }
 node scripts/release/notes.mjs "$OUT" "$VERSION" CHANGELOG.md >"$OUT/RELEASE-NOTES.md" || exit 1
-(cd "$OUT" && find . -type f ! -name SHA256SUMS | sed 's|^\./||' | sort | xargs sha256sum >SHA256SUMS)
+sha256() { if command -v sha256sum >/dev/null 2>&1; then sha256sum "$@"; else shasum -a 256 "$@"; fi; }
+(cd "$OUT" && find . -type f ! -name SHA256SUMS | sed 's|^\./||' | sort | while read -r f; do sha256 "$f"; done >SHA256SUMS)
 count="$(wc -l <"$OUT/SHA256SUMS")"
 echo "release: $count artifacts in $OUT (SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH)"
 exit 0

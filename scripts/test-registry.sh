@@ -25,7 +25,8 @@
 #     imports python3.dll; the aarch64 and macOS files are inspected (architecture, the wheel's
 #     tag); the sdist builds and installs with pip (`pip install --no-binary`).
 #
-# Each check prints `ok - …` or `not ok - …`; the last line is `registry: N passed, N failed`.
+# Each check prints `ok - …` or `not ok - …` (its log in target/registry-logs; the projects in
+# $TMPDIR/polar-license-registry); the last line is `registry: N passed, N failed`.
 # (One block, read whole before it runs: an edit of this file during a run changes nothing.)
 {
 set -u -o pipefail
@@ -38,7 +39,8 @@ ART="$(cd "${RELEASE_ARTIFACTS:-target/release-artifacts}" 2>/dev/null && pwd)" 
     echo "registry: 0 passed, 1 failed"
     exit 1
 }
-WORK="$ROOT/target/registry"
+# Outside the checkout: under it, `cargo new` would make the project a member of this workspace.
+WORK="${REGISTRY_WORK_DIR:-${TMPDIR:-/tmp}/polar-license-registry}"
 rm -rf "$WORK"
 mkdir -p "$WORK"
 MATRIX="${RELEASE_MATRIX:-0}"
@@ -46,10 +48,12 @@ PASSED=0
 FAILED=0
 ok() { PASSED=$((PASSED + 1)); echo "ok - $1"; }
 bad() { FAILED=$((FAILED + 1)); echo "not ok - $1"; }
-# check NAME CMD...: one check, its output in $WORK/logs/NAME.log (shown when it fails).
-mkdir -p "$WORK/logs"
+# check NAME CMD...: one check, its output in $LOGS/NAME.log (shown when it fails).
+LOGS="$ROOT/target/registry-logs"
+rm -rf "$LOGS"
+mkdir -p "$LOGS"
 check() {
-    local name="$1" log="$WORK/logs/${1//[^A-Za-z0-9._-]/_}.log" start
+    local name="$1" log="$LOGS/${1//[^A-Za-z0-9._-]/_}.log" start
     shift
     start="$(now)"
     # (In a subshell: a check's cd and exports stay its own.)
@@ -117,8 +121,8 @@ check "actionlint: .github/workflows/*.yml" lint_workflows
 # --- npm through Verdaccio -------------------------------------------------------------------
 TOOLS="$ROOT/scripts/release/tools"
 if [[ ! -x "$TOOLS/node_modules/.bin/verdaccio" ]]; then
-    (cd "$TOOLS" && npm ci --no-audit --no-fund --silent) >"$WORK/logs/tools.log" 2>&1 ||
-        { bad "the stage's tools (npm ci in scripts/release/tools)"; tail -n 20 "$WORK/logs/tools.log"; }
+    (cd "$TOOLS" && npm ci --no-audit --no-fund --silent) >"$LOGS/tools.log" 2>&1 ||
+        { bad "the stage's tools (npm ci in scripts/release/tools)"; tail -n 20 "$LOGS/tools.log"; }
 fi
 NPM_PORT="$(free_port)"
 NPM_URL="http://127.0.0.1:$NPM_PORT"
@@ -147,10 +151,10 @@ packages:
 log: { type: stdout, format: pretty, level: warn }
 EOF
 "$TOOLS/node_modules/.bin/verdaccio" --config "$WORK/verdaccio/config.yaml" --listen "127.0.0.1:$NPM_PORT" \
-    >"$WORK/logs/verdaccio.log" 2>&1 &
+    >"$LOGS/verdaccio.log" 2>&1 &
 PIDS+=($!)
 npm_publish() {
-    wait_http "$NPM_URL/-/ping" || { echo "Verdaccio did not start"; cat "$WORK/logs/verdaccio.log"; return 1; }
+    wait_http "$NPM_URL/-/ping" || { echo "Verdaccio did not start"; cat "$LOGS/verdaccio.log"; return 1; }
     local token
     token="$(curl -fsS -X PUT -H 'content-type: application/json' \
         -d '{"name":"release","password":"release-stage"}' "$NPM_URL/-/user/org.couchdb.user:release" |
@@ -194,7 +198,7 @@ mkdir -p "$WORK/index/simple/polar-license" "$WORK/index/files"
     done
     echo '</body></html>'
 } >"$WORK/index/simple/polar-license/index.html"
-python3 -m http.server --bind 127.0.0.1 --directory "$WORK/index" "$PY_PORT" >"$WORK/logs/index.log" 2>&1 &
+python3 -m http.server --bind 127.0.0.1 --directory "$WORK/index" "$PY_PORT" >"$LOGS/index.log" 2>&1 &
 PIDS+=($!)
 pip_consumer() {
     wait_http "$PY_URL/polar-license/" || return 1
@@ -211,15 +215,20 @@ pip_consumer() {
 check "pip install polar-license from the index in a fresh venv: README's Python check" pip_consumer
 
 # --- cargo against the packaged crates ----------------------------------------------------------
+# The .crate files are unpacked where the docs stage unpacks the crates it packs
+# (target/docs/crates): the same bytes, with the same times, so that the docs scenarios' build of
+# them in the tests' target directory is fresh here and only the project itself compiles (from a
+# directory of its own, each crate compiled again: 60 to 90 s of CPU).
+CRATES_DIR="${REGISTRY_CRATES_DIR:-$ROOT/target/docs/crates}"
 cargo_consumer() {
     local dir="$WORK/cargo" c
-    mkdir -p "$dir/crates" "$dir/.cargo" || return 1
+    mkdir -p "$CRATES_DIR" "$dir/.cargo" || return 1
     {
         echo '[patch.crates-io]'
         for c in "$ART"/crates/*.crate; do
-            tar -xzf "$c" -C "$dir/crates" || return 1
+            rm -rf "$CRATES_DIR/$(basename "$c" .crate)" && tar -xzf "$c" -C "$CRATES_DIR" || return 1
             c="$(basename "$c" ".crate")"
-            echo "${c%-"$VERSION"} = { path = \"$dir/crates/$c\" }"
+            echo "${c%-"$VERSION"} = { path = \"$CRATES_DIR/$c\" }"
         done
     } >"$dir/.cargo/config.toml"
     cd "$dir" && cargo new -q --vcs none my-app && cd my-app || return 1
@@ -232,7 +241,7 @@ cargo_consumer() {
             const m = JSON.parse(require("fs").readFileSync(0, "utf8"));
             const ours = m.packages.filter((p) => p.name.startsWith("polar-license") && p.name !== "my-app");
             for (const p of ours) if (!p.manifest_path.startsWith(process.argv[1])) throw new Error(`${p.name} from ${p.manifest_path}`);
-            console.log(ours.map((p) => p.name).join(" "), "from the packaged crates")' "$dir/crates/"
+            console.log(ours.map((p) => p.name).join(" "), "from the packaged crates")' "$CRATES_DIR/"
 }
 # The tests' target directory: the dependencies from crates.io are already built there.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
@@ -249,7 +258,7 @@ tauri_resolves() {
         const p = m.packages.find((q) => q.name === "tauri-plugin-polar-license");
         if (!p || !p.manifest_path.startsWith(process.argv[1])) throw new Error(`the plugin from ${p && p.manifest_path}`);
         const tauri = m.packages.find((q) => q.name === "tauri");
-        console.log(`${p.name} ${p.version} from the packaged crate, tauri ${tauri.version} from crates.io`)' "$dir/crates/"
+        console.log(`${p.name} ${p.version} from the packaged crate, tauri ${tauri.version} from crates.io`)' "$CRATES_DIR/"
 }
 check "cargo: tauri-plugin-polar-license 0.1 resolves to the packaged crate" tauri_resolves
 if [[ "$MATRIX" == 1 ]]; then
@@ -257,7 +266,7 @@ if [[ "$MATRIX" == 1 ]]; then
     # what is checked is that it packs and builds, the archives ship the release build).
     cli_install() {
         cd "$WORK/cargo" &&
-            cargo install --debug --locked --root "$WORK/cargo-root" --path "$WORK/cargo/crates/polar-license-cli-$VERSION" &&
+            cargo install --debug --locked --root "$WORK/cargo-root" --path "$CRATES_DIR/polar-license-cli-$VERSION" &&
             "$WORK/cargo-root/bin/polar-license" --version
     }
     check "cargo install polar-license-cli from the packaged crates (RELEASE_MATRIX=1)" cli_install
@@ -287,7 +296,7 @@ mkdir -p "$C_DIR"
 tar -xzf "$ART/c/polar-license-c-$VERSION-$HOST.tar.gz" -C "$C_DIR"
 C_PREFIX="$C_DIR/polar-license-c-$VERSION-$HOST"
 EMU_PORT="$(free_port)"
-"$PREFIX/bin/polar-license" emulator --port "$EMU_PORT" >"$WORK/logs/emulator.log" 2>&1 &
+"$PREFIX/bin/polar-license" emulator --port "$EMU_PORT" >"$LOGS/emulator.log" 2>&1 &
 PIDS+=($!)
 # run_launch PROGRAM: the quick start against the installed CLI's emulator, each with a cache
 # of its own (a fresh HOME), as README's C block shows it.

@@ -266,7 +266,7 @@ if [[ "$MATRIX" == 1 ]]; then
     # what is checked is that it packs and builds, the archives ship the release build).
     cli_install() {
         cd "$WORK/cargo" &&
-            cargo install --debug --locked --root "$WORK/cargo-root" --path "$CRATES_DIR/polar-license-cli-$VERSION" &&
+            cargo install --debug --root "$WORK/cargo-root" --path "$CRATES_DIR/polar-license-cli-$VERSION" &&
             "$WORK/cargo-root/bin/polar-license" --version
     }
     check "cargo install polar-license-cli from the packaged crates (RELEASE_MATRIX=1)" cli_install

@@ -111,7 +111,13 @@ mkdir -p "$LOGS"
 WORK="$ROOT/target/release-work"
 rm -rf "$WORK" && mkdir -p "$WORK"
 
-step() { echo "==> release: $*"; }
+# step TEXT: a step's heading, and the seconds the one before it took.
+STEP_START=""
+step() {
+    [[ -z "$STEP_START" ]] || echo "    ($(elapsed "$STEP_START") s)"
+    STEP_START="$(now)"
+    echo "==> release: $*"
+}
 part() { [[ ",$PARTS," == *",$1,"* ]]; }
 build() { nice -n "$NICE" "$@"; }
 # zig_triple TRIPLE: the Linux gnu triples with the oldest glibc manylinux2014 allows.
@@ -317,6 +323,7 @@ node scripts/release/sbom.mjs "$OUT" "$VERSION" >"$LOGS/sbom.log" 2>&1 || {
 node scripts/release/notes.mjs "$OUT" "$VERSION" CHANGELOG.md >"$OUT/RELEASE-NOTES.md" || exit 1
 sha256() { if command -v sha256sum >/dev/null 2>&1; then sha256sum "$@"; else shasum -a 256 "$@"; fi; }
 (cd "$OUT" && find . -type f ! -name SHA256SUMS | sed 's|^\./||' | sort | while read -r f; do sha256 "$f"; done >SHA256SUMS)
+echo "    ($(elapsed "$STEP_START") s)"
 count="$(wc -l <"$OUT/SHA256SUMS")"
 echo "release: $count artifacts in $OUT (SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH)"
 exit 0

@@ -35,7 +35,7 @@ export const FORMS = [
   { kind: 'tauri', published: false, re: /\btauri-plugin-polar-license = \{ path = / },
   { kind: 'cli', published: false, re: /cargo install\b[^`\n]*--path\s+\S*crates\/cli/ },
   { kind: 'c', published: false, re: /bash bindings\/c\/install\.sh --prefix/ },
-  { kind: 'pip', published: false, re: /pip install\b[^`\n]*\.whl|`pip install` the wheel/ },
+  { kind: 'pip', published: false, re: /pip install\b[^`\n]*(?:\.whl|\S*bindings\/python)|`pip install` the wheel/ },
 ];
 
 /** Every install line: `{ where, text, form }`, and the problems found. */

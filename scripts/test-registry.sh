@@ -281,9 +281,13 @@ check "install.sh installs the CLI into a fresh prefix" bash -c "
     '$PREFIX/bin/polar-license' --version | grep -x 'polar-license $VERSION'"
 tampered() {
     local copy="$WORK/tampered"
-    mkdir -p "$copy/cli" && cp "$ART/SHA256SUMS" "$copy/" &&
-        cp "$ART/cli/polar-license-cli-$VERSION-$HOST.tar.gz" "$copy/cli/" &&
-        printf 'x' >>"$copy/cli/polar-license-cli-$VERSION-$HOST.tar.gz" || return 1
+    local name="polar-license-cli-$VERSION-$HOST"
+    # A well-formed archive whose binary is not the release's (one byte more): only the
+    # checksum tells it apart.
+    mkdir -p "$copy/cli" "$copy/unpacked" && cp "$ART/SHA256SUMS" "$copy/" &&
+        tar -xzf "$ART/cli/$name.tar.gz" -C "$copy/unpacked" &&
+        printf 'x' >>"$copy/unpacked/$name/bin/polar-license" &&
+        tar -czf "$copy/cli/$name.tar.gz" -C "$copy/unpacked" "$name" || return 1
     if sh "$ART/cli/install.sh" --from "$copy" --prefix "$WORK/prefix-tampered" --target $HOST; then
         echo "a tampered archive was installed"
         return 1

@@ -132,6 +132,8 @@ cargo_for() {
     esac
 }
 target_arg() { if [[ "$(cargo_for "$1")" == cargo-zigbuild ]]; then zig_triple "$1"; else echo "$1"; fi; }
+# Where the test command's stages build (--reuse): cargo's target directory.
+STAGES_TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 # The environment of every release build: `build env "${REL[@]}" CMD…`.
 REL=(CARGO_TARGET_DIR="$BUILD_DIR" RUSTFLAGS="$REMAP" CARGO_INCREMENTAL=0)
 
@@ -254,8 +256,8 @@ for t in $TARGETS; do
             tail -n 30 "$LOGS/c-$t.log"
             exit 1
         }
-    elif [[ $REUSE == 1 && -f target/c-release/libpolar_license_c.a ]]; then
-        echo "    reusing target/c-release"
+    elif [[ $REUSE == 1 && -f "$STAGES_TARGET/c-release/libpolar_license_c.a" ]]; then
+        echo "    reusing $STAGES_TARGET/c-release"
         bash bindings/c/install.sh --prefix "$stage" >"$LOGS/c-$t.log" 2>&1 || {
             tail -n 30 "$LOGS/c-$t.log"
             exit 1
@@ -278,9 +280,9 @@ for t in $TARGETS; do
     fi
     exe=polar-license
     [[ "$t" == *-windows-* ]] && exe=polar-license.exe
-    if [[ $REUSE == 1 && -x target/release/polar-license ]]; then
-        echo "    reusing target/release/polar-license"
-        bin="target/release/polar-license"
+    if [[ $REUSE == 1 && -x "$STAGES_TARGET/release/polar-license" ]]; then
+        echo "    reusing $STAGES_TARGET/release/polar-license"
+        bin="$STAGES_TARGET/release/polar-license"
     else
         build env "${REL[@]}" "$(cargo_for "$t")" build --locked --release -p polar-license-cli \
             --target "$(target_arg "$t")" >"$LOGS/cli-$t.log" 2>&1 || {

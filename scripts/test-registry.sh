@@ -217,20 +217,29 @@ pip_consumer() {
 check "pip install polar-license from the index in a fresh venv: README's Python check" pip_consumer
 
 # --- cargo against the packaged crates ----------------------------------------------------------
-# The .crate files are unpacked where the docs stage unpacks the crates it packs
-# (target/docs/crates): the same bytes, with the same times, so that the docs scenarios' build of
-# them in the tests' target directory is fresh here and only the project itself compiles (from a
-# directory of its own, each crate compiled again: 60 to 90 s of CPU).
+# The crates are built where the docs stage builds the crates it packs (target/docs/crates, in
+# the tests' target directory), so that its build of them is fresh here and only the project
+# itself compiles (from a directory of its own, each crate compiled again: 60 to 90 s of CPU). A
+# .crate's files all carry cargo's fixed time (2006), so cargo would take a changed file there
+# for the one it built: each .crate is unpacked apart first and used there only when its files
+# are the same, byte for byte; otherwise it replaces that copy, its times set to now.
 CRATES_DIR="${REGISTRY_CRATES_DIR:-$ROOT/target/docs/crates}"
 cargo_consumer() {
-    local dir="$WORK/cargo" c
-    mkdir -p "$CRATES_DIR" "$dir/.cargo" || return 1
+    local dir="$WORK/cargo" c name
+    mkdir -p "$CRATES_DIR" "$dir/.cargo" "$dir/unpacked" || return 1
     {
         echo '[patch.crates-io]'
         for c in "$ART"/crates/*.crate; do
-            rm -rf "$CRATES_DIR/$(basename "$c" .crate)" && tar -xzf "$c" -C "$CRATES_DIR" || return 1
-            c="$(basename "$c" ".crate")"
-            echo "${c%-"$VERSION"} = { path = \"$CRATES_DIR/$c\" }"
+            name="$(basename "$c" .crate)"
+            tar -xzf "$c" -C "$dir/unpacked" || return 1
+            if diff -rq "$dir/unpacked/$name" "$CRATES_DIR/$name" >/dev/null 2>&1; then
+                echo "$name: the docs stage's copy, the same files" >&2
+            else
+                rm -rf "${CRATES_DIR:?}/$name" && cp -r "$dir/unpacked/$name" "$CRATES_DIR/" &&
+                    find "$CRATES_DIR/$name" -type f -exec touch {} + || return 1
+                echo "$name: unpacked afresh" >&2
+            fi
+            echo "${name%-"$VERSION"} = { path = \"$CRATES_DIR/$name\" }"
         done
     } >"$dir/.cargo/config.toml"
     cd "$dir" && cargo new -q --vcs none my-app && cd my-app || return 1

@@ -178,8 +178,10 @@ mapfile -t CRATES <"$OUT/crates/PUBLISH-ORDER"
 # packs. An earlier run's unpacked copies and fingerprints would be reused as they were
 # (scripts/package-check.sh says why): they go first.
 PKG_TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
-rm -rf "$PKG_TARGET/package" "$CARGO_HOME_DIR"/registry/src/-*/polar-license-* \
-    "$PKG_TARGET"/debug/.fingerprint/polar-license-*
+rm -rf "$PKG_TARGET/package"
+if [[ $VERIFY == 1 ]]; then
+    rm -rf "$CARGO_HOME_DIR"/registry/src/-*/polar-license-* "$PKG_TARGET"/debug/.fingerprint/polar-license-*
+fi
 all=()
 verified=()
 for c in "${CRATES[@]}"; do

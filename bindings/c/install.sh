@@ -52,7 +52,10 @@ target_dir="$(cargo metadata --format-version 1 --no-deps 2>/dev/null |
     sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')"
 target_dir="${target_dir:-$ROOT/target}"
 # (Zig's glibc suffix names no directory: cargo builds into the plain triple's.)
-libdir="$target_dir/${TARGET:+${TARGET%.2.*}/}$PROFILE"
+# (The dev profile builds into debug/.)
+profile_dir="$PROFILE"
+[[ "$PROFILE" == dev ]] && profile_dir=debug
+libdir="$target_dir/${TARGET:+${TARGET%.2.*}/}$profile_dir"
 crate_types=()
 [[ $STATIC_ONLY == 1 ]] && crate_types=(--crate-type staticlib)
 

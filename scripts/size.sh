@@ -73,6 +73,13 @@ total_gz=$((wasm_gz + js_gz))
 # The inline entry: one JS file, the wasm inside it gzipped, as base64 (nothing fetched beside it).
 read -r inline_raw inline_gz <<<"$(bundle inline 'export { LicenseClient, LicenseError } from "./inline.js";' "$PKG")"
 
+row() { printf '| %s | %s | %s |\n' "$1" "$(kb "$2")" "$(kb "$3")"; }
+echo "| what | raw KB | gzip -9 KB |"
+echo "|---|---:|---:|"
+row "polar-license: \`polar_license_bg.wasm\` (wasm-opt -Oz)" "$wasm_raw" "$wasm_gz"
+row "polar-license: JS (browser entry + API + wasm-bindgen glue, esbuild minified)" "$js_raw" "$js_gz"
+row "**polar-license: whole client** (validate, activate, deactivate, grace-aware check, cache, status)" "$total_raw" "$total_gz"
+row "**polar-license/inline: whole client in one JS** (the wasm gzipped, as base64, inside it; esbuild minified)" "$inline_raw" "$inline_gz"
 if [[ $SDK == 1 ]]; then
 SDK_VERSION="$(node -p 'require("./scripts/npm/node_modules/@polar-sh/sdk/package.json").version')"
 SDK1_VERSION="$(node -p 'require("./scripts/npm/node_modules/polar-sdk-v1/package.json").version')"
@@ -80,15 +87,6 @@ read -r fn_raw fn_gz <<<"$(bundle sdk-validate 'export { PolarCore } from "@pola
 read -r cls_raw cls_gz <<<"$(bundle sdk-polar 'export { Polar } from "@polar-sh/sdk";' "$TOOLS")"
 read -r v1fn_raw v1fn_gz <<<"$(bundle sdk1-validate 'export { createPolarCore } from "polar-sdk-v1/2026-10"; export { validateLicenseKeys } from "polar-sdk-v1/2026-10/services/customer_portal/license_keys";' "$TOOLS")"
 read -r v1_raw v1_gz <<<"$(bundle sdk1-polar 'export { createPolar } from "polar-sdk-v1/2026-10";' "$TOOLS")"
-
-row() { printf '| %s | %s | %s |\n' "$1" "$(kb "$2")" "$(kb "$3")"; }
-
-echo "| what | raw KB | gzip -9 KB |"
-echo "|---|---:|---:|"
-row "polar-license: \`polar_license_bg.wasm\` (wasm-opt -Oz)" "$wasm_raw" "$wasm_gz"
-row "polar-license: JS (browser entry + API + wasm-bindgen glue, esbuild minified)" "$js_raw" "$js_gz"
-row "**polar-license: whole client** (validate, activate, deactivate, grace-aware check, cache, status)" "$total_raw" "$total_gz"
-row "**polar-license/inline: whole client in one JS** (the wasm gzipped, as base64, inside it; esbuild minified)" "$inline_raw" "$inline_gz"
 row "@polar-sh/sdk $SDK_VERSION: standalone \`customerPortalLicenseKeysValidate\` + \`PolarCore\`" "$fn_raw" "$fn_gz"
 row "@polar-sh/sdk $SDK_VERSION: \`Polar\` class" "$cls_raw" "$cls_gz"
 row "@polar-sh/sdk $SDK1_VERSION: \`validateLicenseKeys\` + \`createPolarCore\` (2026-10)" "$v1fn_raw" "$v1fn_gz"

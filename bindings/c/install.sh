@@ -18,8 +18,11 @@
 # from where they are), and the shared one adds an rpath to the library directory, so a
 # program linked against it starts without LD_LIBRARY_PATH. Options: --prefix DIR (required),
 # --profile NAME (default c-release, the size-optimized build the tests use), --target TRIPLE
-# (cross builds; default the host). The system libraries a Rust static library needs are the
-# ones `cargo rustc -- --print native-static-libs` prints for the target; they go into the
+# (cross builds; default the host; a Linux gnu triple may carry Zig's glibc suffix, such as
+# x86_64-unknown-linux-gnu.2.17, with CARGO_CMD=cargo-zigbuild), --static-only (the static
+# library alone: macOS from another OS, where the shared one needs Apple's frameworks to link).
+# CARGO_CMD (default cargo) is the cargo that builds, such as cargo-zigbuild. The system
+# libraries a Rust static library needs are the ones `cargo rustc -- --print native-static-libs` prints for the target; they go into the
 # static .pc and the CMake config.
 set -euo pipefail
 
@@ -27,11 +30,13 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 PREFIX=""
 PROFILE="c-release"
 TARGET=""
+STATIC_ONLY=0
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --prefix) PREFIX="${2:?--prefix needs a directory}"; shift 2 ;;
         --profile) PROFILE="${2:?--profile needs a name}"; shift 2 ;;
         --target) TARGET="${2:?--target needs a triple}"; shift 2 ;;
+        --static-only) STATIC_ONLY=1; shift ;;
         -h|--help) sed -n '2,25p' "${BASH_SOURCE[0]}"; exit 0 ;;
         *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -46,12 +51,18 @@ target_args=()
 target_dir="$(cargo metadata --format-version 1 --no-deps 2>/dev/null |
     sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')"
 target_dir="${target_dir:-$ROOT/target}"
-libdir="$target_dir/${TARGET:+$TARGET/}$PROFILE"
+# (Zig's glibc suffix names no directory: cargo builds into the plain triple's.)
+# (The dev profile builds into debug/.)
+profile_dir="$PROFILE"
+[[ "$PROFILE" == dev ]] && profile_dir=debug
+libdir="$target_dir/${TARGET:+${TARGET%.2.*}/}$profile_dir"
+crate_types=()
+[[ $STATIC_ONLY == 1 ]] && crate_types=(--crate-type staticlib)
 
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 # The crate (bindings/c, lib name polar_license_c) declares staticlib and cdylib: one build.
-cargo rustc -p polar-license-c --lib --profile "$PROFILE" "${target_args[@]}" \
+${CARGO_CMD:-cargo} rustc -p polar-license-c --lib --profile "$PROFILE" "${target_args[@]}" "${crate_types[@]}" \
     -- --print native-static-libs 2>&1 | tee "$log" >&2
 native="$(sed -n 's/.*native-static-libs: //p' "$log" | tail -n 1)"
 # A Windows GNU build names the windows-targets crate's import library, which is on no C

@@ -45,6 +45,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { blocks, outputMatches } from './blocks.mjs';
 import { internalLine, selfCheck } from './internals.mjs';
+import { installLines } from './install-lines.mjs';
 import { startRegistry } from './registry.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -443,6 +444,31 @@ async function main() {
   if (misjudged.length) {
     failed += 1;
     failures.push(`tests/docs/internals.mjs judges wrong:\n${misjudged.join('\n')}`);
+  }
+  // Issue #79: each install line shows the published form, and the registry stage runs it.
+  const install = installLines();
+  if (install.problems.length) {
+    failed += 1;
+    failures.push(`install lines (tests/docs/install-lines.mjs):\n${install.problems.join('\n')}`);
+  } else if (!listOnly && !only) {
+    passed += 1;
+    console.log(`ok - install lines: ${install.found.length}, each published form run by the registry stage`);
+  }
+  // Issue #79: README's size rows are scripts/size.sh's figures (scripts/readme-sizes.mjs), checked
+  // when the npm package is built (the wasm stage builds it before this one).
+  if (!listOnly && !only) {
+    if (existsSync(join(ROOT, 'target', 'npm', 'pkg', 'polar_license_bg.wasm'))) {
+      const sizes = spawnSync('node', [join(ROOT, 'scripts', 'readme-sizes.mjs'), '--check'], { cwd: ROOT, encoding: 'utf8' });
+      if (sizes.status === 0) {
+        passed += 1;
+        console.log('ok - README.md size rows: the figures scripts/size.sh measures');
+      } else {
+        failed += 1;
+        failures.push(`README.md's size rows (scripts/readme-sizes.mjs --check):\n${sizes.stdout}${sizes.stderr}`);
+      }
+    } else {
+      console.log('not run: README.md size rows (no target/npm/pkg: bash scripts/build-npm.sh)');
+    }
   }
   if (listOnly) {
     for (const p of plan) {

@@ -24,7 +24,10 @@
 // beside new customers' activations; this Polar's token budget BUDGET a window of 60 × SCALE s,
 // its webhook schedule scaled alike, an endpoint for the grant events made here before the
 // relay starts and given to it as its webhook secret; the relay's budget BUDGET, a quarter
-// kept, its window the same through the test-only `store.testOnlyBudgetSeconds`).
+// kept, its window the same through the test-only `store.testOnlyBudgetSeconds`); issue #76's
+// `pools [SECONDS] [CAP_KIB]` (a pool flood: spellings of one organization id and ever-new keys
+// acquiring, the store capped at CAP_KIB) and `usage [SECONDS] [BUDGET]` (one key's usage flood
+// beside other customers' first validates; `recordUsage` and `signEntitlements` on).
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -38,7 +41,7 @@ const { PACKAGE_DIR, README_KEY, relaySigningKey } = await import('../tests/js/e
 
 const TOKEN = 'polar_oat_emulator_demo_0123456789abcdef';
 const VALIDATE = '/v1/customer-portal/license-keys/validate';
-const ROWS = new Set(['bodies', 'seats', 'door', 'office', 'crowd', 'hooks', 'store', 'budget']);
+const ROWS = new Set(['bodies', 'seats', 'door', 'office', 'crowd', 'hooks', 'store', 'budget', 'pools', 'usage']);
 /** The door row's webhook secret (crates/relay/examples/relay_attack/door.rs's). */
 const SECRET = 'whsec_b3BzLXRlc3Qtc2VjcmV0LTAxMjM0NTY3ODk=';
 /** Each row's relay options (relay-handler.js's), and the keys it adds to Polar (the Rust row's). */
@@ -78,6 +81,24 @@ const SETUP = {
     },
     // Polar's endpoint for the grant events, pointed at the relay's port (its secret the relay's).
     endpoint: ['benefit_grant.created', 'benefit_grant.updated', 'benefit_grant.revoked'],
+  },
+  // Issue #76's pool flood: the relay's default limits and seat options, the store capped at
+  // CAP_KIB (default 1024), the keys added by the row (`--polar`).
+  pools: {
+    options: (rest) =>
+      `seats: {}, store: { maxBytes: ${1024 * Number(rest.filter((a) => !a.startsWith('--'))[1] ?? 1024)} },`,
+    keys: [],
+    polar: true,
+  },
+  // Issue #76's usage flood: usage and entitlements on, the roster off, the row's budget
+  // (BUDGET, default 100, a quarter kept), the keys added by the row (`--polar`).
+  usage: {
+    options: (rest) => {
+      const budget = Number(rest.filter((a) => !a.startsWith('--'))[1] ?? 100);
+      return `recordUsage: true, signEntitlements: true, store: { roster: false, budget: ${budget}, budgetReserve: ${Math.floor(budget / 4)} },`;
+    },
+    keys: [],
+    polar: true,
   },
   seats: {
     options: `seats: {},`,

@@ -69,8 +69,15 @@
 //! - **A usage flood** (`usage [SECONDS] [BUDGET]`, issue #76; [`usage`]): one key's tiny
 //!   usage reports from four addresses as fast as they go, while other customers' first
 //!   validates arrive every 250 ms: the flood's reports kept and limited, the validates
-//!   answered (p50, p99) and refused; a validate refused 429 exits 1. The native relay only
-//!   (the npm relay takes no usage reports).
+//!   answered (p50, p99) and refused; a validate refused 429 exits 1. `--url BASE`: against a
+//!   relay running elsewhere (the npm relay under workerd: `scripts/relay-attack-workerd.mjs`).
+//! - **A pool flood** (`pools [SECONDS] [CAP_KIB]`, issue #76 finding 1; [`pools`]): one key
+//!   of 5 seats acquiring under ever-new spellings of its organization id and ever-new keys
+//!   acquiring, against a store capped at `CAP_KIB`: the pools and seats held, the store's
+//!   bytes, the other customers' grants still stored. `--url BASE --polar POLAR_URL` as above.
+//! - **Seat heartbeats at scale** (`heartbeats [SECONDS] [THREADS] [SEATS]`, issue #76 finding
+//!   6; [`heartbeats`]): `SEATS` seats (default 1,000) heartbeated in turn by `THREADS` client
+//!   threads, on the memory store and on redb: p50 / p99 / max (also `load seats`).
 //!
 //! Run: `cargo run --release -p polar-license-relay --example relay_attack [ARGS]`. It
 //! prints markdown tables. Linux: every 127/8 address is on lo.
@@ -102,8 +109,12 @@ mod crowds;
 mod door;
 #[path = "relay_attack/floods.rs"]
 mod floods;
+#[path = "relay_attack/heartbeats.rs"]
+mod heartbeats;
 #[path = "relay_attack/phases.rs"]
 mod phases;
+#[path = "relay_attack/pools.rs"]
+mod pools;
 #[path = "relay_attack/proxy.rs"]
 mod proxy;
 #[path = "relay_attack/usage.rs"]
@@ -942,6 +953,16 @@ fn main() {
         Some("crowd") => crowds::crowd_table(&args[1..]),
         Some("hooks") => crowds::hooks_table(&args[1..]),
         Some("usage") => usage::usage_table(&args[1..]),
+        Some("pools") => pools::pools_table(&args[1..]),
+        Some("heartbeats") => {
+            let n = crowds::numbers(&args[1..]);
+            let (secs, threads, seats) = (
+                n.first().copied().unwrap_or(10),
+                n.get(1).copied().unwrap_or(4) as usize,
+                n.get(2).copied().unwrap_or(1_000) as usize,
+            );
+            heartbeats::table(secs, threads, seats);
+        }
         _ => match phases::Args::parse(&args) {
             Ok(a) => phases::run(&a),
             Err(e) => {

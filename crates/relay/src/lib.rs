@@ -130,6 +130,6 @@ pub use types::{
 pub use relay::Relay;
 pub use seats::{
     SeatOptions, ACTIVATION_CHURN, MAX_BORROW_DAYS, MAX_SEATS, SEATS_PREFIX, SEAT_CHURN,
-    SEAT_SECONDS,
+    SEAT_SECONDS, SNAPSHOT_SECONDS,
 };
 pub use usage::{MAX_PENDING_PER_KEY, MAX_PENDING_TOTAL, USAGE_ROUTE};

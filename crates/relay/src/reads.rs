@@ -516,6 +516,7 @@ fn reconciled(s: &Stored, check: &Check, answer: ReadAnswer, now: Now) -> Outcom
                     let live = u32::try_from(live.len()).unwrap_or(u32::MAX);
                     crate::seats::set_activations(
                         s.backend.as_ref(),
+                        &s.seats_live,
                         &org,
                         k,
                         live,

@@ -218,6 +218,7 @@ impl Relay {
             // On with an interval: the native server drives it, on Workers the host does.
             reconcile: crate::reconcile::Reconcile::new(s.options.reconcile_every > 0),
             seats_seen: crate::seats::Seen::default(),
+            seats_live: crate::seats::Live::default(),
             #[cfg(feature = "entitlements")]
             entitled: crate::entitled::Entitled::new(s.options.entitlements),
             // Only with the `usage` feature (`relay serve`'s and the npm relay's wasm build it).
@@ -397,6 +398,7 @@ impl Relay {
             return Routed::Answer(crate::seats::release(
                 s.backend.as_ref(),
                 &s.seats_seen,
+                &s.seats_live,
                 &self.seats,
                 &ask,
                 now,
@@ -411,6 +413,18 @@ impl Relay {
         match self.route_pending(pending, now, may_wait, entropy) {
             Routed::Stored(f) => Routed::Stored(self.seated(&ask, f, now, entropy())),
             other => other,
+        }
+    }
+
+    /// Writes the seat pools' ends held in the relay's memory since their last snapshot
+    /// ([`crate::seats::Live`]): a host calls it when it stops cleanly, so that a restart
+    /// loses no heartbeat (a crash loses at most [`crate::seats::SNAPSHOT_SECONDS`] of them).
+    pub fn flush_seats(&self, now: Now) {
+        if let Some(s) = &self.store {
+            let n = s.seats_live.flush(s.backend.as_ref(), now.unix_seconds);
+            if n > 0 {
+                log::info!("relay: {n} seat pools written at the stop");
+            }
         }
     }
 
@@ -467,6 +481,7 @@ impl Relay {
         let settled = crate::seats::settle(
             s.backend.as_ref(),
             &s.seats_seen,
+            &s.seats_live,
             &self.seats,
             &self.leases.signer,
             ask,
@@ -879,6 +894,7 @@ impl Relay {
             let stored = self.store.as_ref().and_then(|s| {
                 crate::seats::activation_churned(
                     s.backend.as_ref(),
+                    &s.seats_live,
                     &OrgId::checked(&pending.checked),
                     &pending.key,
                     churn,
@@ -906,6 +922,7 @@ impl Relay {
             if let Some(s) = &self.store {
                 if let Some(r) = crate::seats::refuses_activation(
                     s.backend.as_ref(),
+                    &s.seats_live,
                     &OrgId::checked(&pending.checked),
                     &pending.key,
                     now.unix_seconds,
@@ -1359,6 +1376,7 @@ impl Asks for Relay {
             if let Some(s) = &self.store {
                 crate::seats::count_activation(
                     s.backend.as_ref(),
+                    &s.seats_live,
                     &OrgId::checked(&pending.checked),
                     &pending.key,
                     if pending.op == Operation::Activate {

@@ -291,13 +291,17 @@ pub fn serve_on(
     let thread = std::thread::Builder::new()
         .name("relay".to_string())
         .spawn(move || {
+            let (relay, started) = (Arc::clone(&server.relay), server.started);
             runtime.block_on(async move {
                 if let Some(l) = metrics_listener {
                     tokio::spawn(Arc::clone(&server).run_metrics(l, stopped.clone()));
                 }
                 server.run(listener, stopped).await;
             });
-            // Dropping the runtime waits for the steps and the calls to Polar still running.
+            // Dropping the runtime waits for the steps and the calls to Polar still running;
+            // then the seats' ends held in memory are written (crate::seats::Live).
+            drop(runtime);
+            relay.flush_seats(now(started));
         })?;
     Ok(Running {
         addr,

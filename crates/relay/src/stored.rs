@@ -38,6 +38,9 @@ pub(crate) struct Stored {
     pub(crate) reconcile: crate::reconcile::queue::Reconcile,
     /// Seats in use per pool, as the operator sees them ([`crate::seats::Seen`], issue #67).
     pub(crate) seats_seen: crate::seats::Seen,
+    /// The seat pools as the relay holds them, in front of the store: heartbeats' ends kept
+    /// here between snapshots ([`crate::seats::Live`], issue #76).
+    pub(crate) seats_live: crate::seats::Live,
     /// When (monotonic ms) this relay last marked each license key's entries revoked, and
     /// when the map was last emptied (it is bounded): a read of Polar by id that began
     /// before either lifts no revocation ([`Stored::lift_revoked`]).

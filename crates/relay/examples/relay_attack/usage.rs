@@ -3,7 +3,9 @@
 //! a relay with usage and entitlements on and the default limits, while other customers'
 //! first validates arrive, one every 250 ms from addresses of their own. The row: the flood's
 //! reports kept and limited, and the first validates answered and refused (429), with their
-//! p50 and p99. Before issue #76 the flood's batches (and the read of meters each asked) took
+//! p50 and p99. `--url BASE --polar POLAR_URL`: against a relay running elsewhere (the npm
+//! relay under workerd, `scripts/relay-attack-workerd.mjs`: usage and entitlements on, the same
+//! budget), the keys added through the emulator's admin routes. Before issue #76 the flood's batches (and the read of meters each asked) took
 //! the budget's whole shared part and the first validates got 429.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,6 +15,7 @@ use std::time::{Duration, Instant};
 use polar_license_emulator::DEMO_ORGANIZATION_ID;
 use polar_license_relay::store::StoreOptions;
 use polar_license_relay::{Limits, ServeOptions, USAGE_ROUTE};
+
 use serde_json::json;
 
 use super::rig;
@@ -27,29 +30,36 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 
 /// The table (see the module doc).
 pub fn usage_table(args: &[String]) {
-    let seconds: f64 = args.first().and_then(|s| s.parse().ok()).unwrap_or(10.0);
-    let budget: u32 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(100);
-    let polar = rig::emulator();
-    let flooded = rig::add_key(&polar, "USAGEFLOOD-TARGET-4A5B6C".into(), None);
-    let firsts: Vec<String> = (0..((seconds * 4.0) as usize + 8))
-        .map(|i| rig::add_key(&polar, format!("USAGEFLOOD-FIRST-{i:03}-4A5B6C"), None))
-        .collect();
-    let mut config = rig::config(polar.url(), "usage-flood");
-    config.limits = Limits::default();
-    config.client_ip_header = Some("x-forwarded-for".into());
-    let mut store = StoreOptions::default();
-    store.budget = budget;
-    store.reserve = budget / 4;
-    store.roster = false;
-    store.reconcile_every = 0;
-    store.entitlements = true;
-    store.usage = true;
-    config.store = rig::store(rig::memory(10_000), store, None);
-    let relay = rig::listen(
-        rig::relay(config, rig::upstream(Duration::from_secs(10))),
+    let nums = super::crowds::numbers(args);
+    let seconds = nums.first().copied().unwrap_or(10) as f64;
+    let budget = u32::try_from(nums.get(1).copied().unwrap_or(100)).unwrap_or(100);
+    let target = super::crowds::Target::of(
+        args,
+        |polar_url| {
+            let mut config = rig::config(polar_url, "usage-flood");
+            config.limits = Limits::default();
+            config.client_ip_header = Some("x-forwarded-for".into());
+            let mut store = StoreOptions::default();
+            store.budget = budget;
+            store.reserve = budget / 4;
+            store.roster = false;
+            store.reconcile_every = 0;
+            store.entitlements = true;
+            store.usage = true;
+            config.store = rig::store(rig::memory(10_000), store, None);
+            rig::relay(config, rig::upstream(Duration::from_secs(10))).into()
+        },
         ServeOptions::default(),
     );
-    let base = relay.url();
+    let flooded = "USAGEFLOOD-TARGET-4A5B6C".to_string();
+    target.add_key(&flooded, 3);
+    let firsts: Vec<String> = (0..((seconds * 4.0) as usize + 8))
+        .map(|i| format!("USAGEFLOOD-FIRST-{i:03}-4A5B6C"))
+        .collect();
+    for k in &firsts {
+        target.add_key(k, 3);
+    }
+    let base = target.base.clone();
     let agent = rig::agent(Duration::from_secs(30));
     let stop = Arc::new(AtomicBool::new(false));
     let tally = Arc::new(Mutex::new((0u32, 0u32, 0u32)));
@@ -75,7 +85,7 @@ pub fn usage_table(args: &[String]) {
                         &agent,
                         &format!("{base}{USAGE_ROUTE}"),
                         &body.to_string(),
-                        &[("x-forwarded-for", &from)],
+                        &[("x-forwarded-for", &from), ("cf-connecting-ip", &from)],
                     );
                     let mut t = tally.lock().expect("the tally");
                     match r.status {
@@ -99,7 +109,10 @@ pub fn usage_table(args: &[String]) {
             &agent,
             &base,
             key,
-            &[("x-forwarded-for", &format!("203.0.113.{}", 10 + i % 200))],
+            &[
+                ("x-forwarded-for", &format!("203.0.113.{}", 10 + i % 200)),
+                ("cf-connecting-ip", &format!("203.0.113.{}", 10 + i % 200)),
+            ],
         );
         match a.status {
             200 => ok.push(t.elapsed()),
@@ -114,9 +127,10 @@ pub fn usage_table(args: &[String]) {
     ok.sort();
     let (kept, limited, failed) = *tally.lock().expect("the tally");
     println!(
-        "| usage flood: one key, 4 addresses, {seconds} s, budget {budget} | reports kept {kept}, \
-         429 {limited}, other {failed} | first validates 200: {} (p50 {:.1} ms, p99 {:.1} ms), \
-         429: {refused}, other: {other} |",
+        "| usage flood: one key, 4 addresses, {seconds} s, budget {budget}, the relay {} | reports \
+         kept {kept}, 429 {limited}, other {failed} | first validates 200: {} (p50 {:.1} ms, p99 \
+         {:.1} ms), 429: {refused}, other: {other} |",
+        target.named(),
         ok.len(),
         percentile(&ok, 0.5),
         percentile(&ok, 0.99)
@@ -124,4 +138,5 @@ pub fn usage_table(args: &[String]) {
     if refused > 0 {
         super::crowds::MISSED.store(true, Ordering::Relaxed);
     }
+    target.stop();
 }

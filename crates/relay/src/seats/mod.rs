@@ -20,10 +20,13 @@
 
 pub(crate) mod ask;
 mod churn;
+mod live;
 mod pool;
 mod seen;
 
 pub(crate) use churn::Churned;
+pub(crate) use live::Live;
+pub use live::SNAPSHOT_SECONDS;
 pub(crate) use seen::Seen;
 
 use polar_license::lease::{
@@ -376,15 +379,61 @@ impl std::fmt::Display for StepError {
 /// else the pool. A new or grown pool the store refuses (the seats' share of its byte cap) is
 /// [`StepError::NoRoom`]: no seat is given that is not stored. `lazily`: a write that may
 /// wait for the store's next durable commit ([`Backend::update_lazily`]).
+#[allow(clippy::too_many_arguments)]
 fn step(
     store: &dyn Backend,
     seen: &Seen,
+    live: &Live,
     id: &EntryId,
     now: i64,
     windows: (i64, i64),
     lazily: bool,
     f: &mut dyn FnMut(&mut Pool) -> Outcome,
 ) -> Result<Outcome, StepError> {
+    if !store.host_loads() {
+        let mut outcome = Outcome::Gone;
+        let mut ends = Vec::new();
+        let stepped = live.step(store, id, now, lazily, &mut |pool, stored| {
+            // A heartbeat (`lazily`) adds no seat: its pool is not copied, what it changed is
+            // read from the seats' count and the limit (a seat culled or shed is written).
+            let before = (!lazily).then(|| pool.clone());
+            let shape = (pool.seats.len(), pool.limit);
+            outcome = f(pool);
+            ends = pool
+                .seats
+                .iter()
+                .map(|s| if s.borrowed { -s.until } else { s.until })
+                .collect();
+            if !stored {
+                if matches!(outcome, Outcome::Held { .. }) {
+                    return live::Change::Write;
+                }
+                // Only a granted acquisition makes a pool: what this step did is dropped.
+                *pool = Pool::default();
+                ends.clear();
+                return live::Change::Nothing;
+            }
+            if !worth_keeping(pool, now, windows) {
+                return live::Change::Remove;
+            }
+            match before {
+                Some(before) if *pool == before => live::Change::Nothing,
+                Some(_) => live::Change::Write,
+                None if (pool.seats.len(), pool.limit) != shape => live::Change::Write,
+                None if matches!(outcome, Outcome::Held { .. }) => live::Change::Ends,
+                None => live::Change::Nothing,
+            }
+        });
+        if let Some(stepped) = stepped {
+            return match stepped.map_err(StepError::Store)? {
+                live::Stepped::Refused => Err(StepError::NoRoom),
+                live::Stepped::Done => {
+                    seen.saw(id, ends, now);
+                    Ok(outcome)
+                }
+            };
+        }
+    }
     let mut outcome = Outcome::Gone;
     let mut ends = Vec::new();
     let mut writes = false;
@@ -439,6 +488,7 @@ fn seat_id(entropy: [u8; 16]) -> String {
 pub(crate) fn settle(
     store: &dyn Backend,
     seen: &Seen,
+    live: &Live,
     options: &SeatOptions,
     signer: &SignWith,
     ask: &SeatAsk,
@@ -473,6 +523,7 @@ pub(crate) fn settle(
             step(
                 store,
                 seen,
+                live,
                 &ask.pool_id(),
                 at,
                 options.windows(),
@@ -489,6 +540,7 @@ pub(crate) fn settle(
         (SeatOp::Heartbeat, Some(id)) => step(
             store,
             seen,
+            live,
             &ask.pool_id(),
             at,
             options.windows(),
@@ -552,6 +604,7 @@ pub(crate) fn settle(
 pub(crate) fn release(
     store: &dyn Backend,
     seen: &Seen,
+    live: &Live,
     options: &SeatOptions,
     ask: &SeatAsk,
     now: Now,
@@ -564,6 +617,7 @@ pub(crate) fn release(
     match step(
         store,
         seen,
+        live,
         &ask.pool_id(),
         at,
         options.windows(),
@@ -627,6 +681,7 @@ pub(crate) fn release(
 /// entries, or alone when it has none).
 pub(crate) fn count_activation(
     store: &dyn Backend,
+    live: &Live,
     organization_id: &OrgId,
     key: &Key,
     delta: i32,
@@ -640,6 +695,42 @@ pub(crate) fn count_activation(
             crate::logged::key(key)
         );
         return;
+    }
+    if !store.host_loads() {
+        let stepped = live.step(store, &id, now, false, &mut |pool, stored| {
+            if !stored && churn.count == 0 {
+                return live::Change::Nothing;
+            }
+            if stored {
+                pool.activations = pool.activations.saturating_add_signed(delta);
+            }
+            pool.count_churn(churn, now);
+            // The acquisitions' window is not known here: the longest a seller may set.
+            if stored && !worth_keeping(pool, now, (86_400, churn.window)) {
+                return live::Change::Remove;
+            }
+            live::Change::Write
+        });
+        match stepped {
+            Some(Ok(live::Stepped::Done)) => return,
+            Some(Ok(live::Stepped::Refused)) => {
+                log::warn!(
+                    "relay: the activations of {} are not counted in its seats (the seats' share \
+                     of the store is spent): the relay's memory still counts its churn",
+                    crate::logged::key(key)
+                );
+                return;
+            }
+            Some(Err(e)) => {
+                log::warn!(
+                    "relay: the activations of {} are not counted in its seats ({e}): the \
+                     reconcile's next read of the key counts them",
+                    crate::logged::key(key)
+                );
+                return;
+            }
+            None => {}
+        }
     }
     let mut writes = false;
     let changed = store.update(&id, &mut |current| {
@@ -682,6 +773,7 @@ pub(crate) fn count_activation(
 /// the churn still counts, [`crate::seats::Churned`]).
 pub(crate) fn activation_churned(
     store: &dyn Backend,
+    live: &Live,
     organization_id: &OrgId,
     key: &Key,
     churn: Churn,
@@ -690,7 +782,7 @@ pub(crate) fn activation_churned(
     if churn.count == 0 {
         return None;
     }
-    let pool = stored_pool(store, organization_id, key, |e| {
+    let pool = stored_pool(store, live, organization_id, key, |e| {
         log::debug!(
             "relay: the churn of {} is not read from its pool ({e})",
             crate::logged::key(key)
@@ -703,12 +795,20 @@ pub(crate) fn activation_churned(
 /// the store failed (said by `failed`).
 fn stored_pool(
     store: &dyn Backend,
+    live: &Live,
     organization_id: &OrgId,
     key: &Key,
     failed: impl FnOnce(&crate::store::StoreError),
 ) -> Option<Pool> {
-    match store.get(&pool_id(organization_id, &key_hash(key))) {
-        Ok(entry) => entry.map(|e| pool_of(Some(&e))),
+    let id = pool_id(organization_id, &key_hash(key));
+    let read = if store.host_loads() {
+        store.get(&id).map(|entry| entry.map(|e| pool_of(Some(&e))))
+    } else {
+        // The seats' ends as the relay holds them, heartbeats' included.
+        live.read(store, &id)
+    };
+    match read {
+        Ok(pool) => pool,
         Err(e) => {
             failed(&e);
             None
@@ -721,6 +821,7 @@ fn stored_pool(
 /// with a store the host reads per key, whose reconcile loads the key's answers only).
 pub(crate) fn set_activations(
     store: &dyn Backend,
+    live: &Live,
     organization_id: &OrgId,
     key: &Key,
     count: u32,
@@ -730,6 +831,22 @@ pub(crate) fn set_activations(
         return;
     }
     let id = pool_id(organization_id, &key_hash(key));
+    let stepped = live.step(store, &id, now, false, &mut |pool, stored| {
+        if !stored || pool.activations == count {
+            return live::Change::Nothing;
+        }
+        pool.activations = count;
+        live::Change::Write
+    });
+    if let Some(stepped) = stepped {
+        if let Err(e) = stepped {
+            log::debug!(
+                "relay: the activations of {} read by id are not counted in its seats ({e})",
+                crate::logged::key(key)
+            );
+        }
+        return;
+    }
     let changed = store.update(&id, &mut |current| {
         let mut pool = pool_of(Some(current?));
         if pool.activations == count {
@@ -757,11 +874,12 @@ pub(crate) fn set_activations(
 /// a pool the store could not read (Polar's count still decides).
 pub(crate) fn refuses_activation(
     store: &dyn Backend,
+    live: &Live,
     organization_id: &OrgId,
     key: &Key,
     now: i64,
 ) -> Option<RelayResponse> {
-    let mut pool = stored_pool(store, organization_id, key, |e| {
+    let mut pool = stored_pool(store, live, organization_id, key, |e| {
         log::warn!(
             "relay: activate {}: its seats are not read ({e}): Polar's count decides",
             crate::logged::key(key)

@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use polar_license_emulator::DEMO_ORGANIZATION_ID as ORG;
 use polar_license_relay::store::{Backend, MemoryBackend};
-use polar_license_relay::{SeatOptions, ServeOptions, SOURCE_HEADER};
-use serde_json::{json, Value};
+use polar_license_relay::{SeatOptions, ServeOptions};
+use serde_json::json;
 
 use super::rig;
 
@@ -190,7 +190,6 @@ pub fn pools_table(args: &[String]) {
         );
         stored += usize::from(a.status == 200 && a.source.as_deref() == Some("store"));
     }
-    let _ = SOURCE_HEADER;
     let answers = answers.lock().expect("answers");
     let said = |m: &BTreeMap<u16, u64>| {
         let sent: u64 = m.values().sum();

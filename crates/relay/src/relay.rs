@@ -417,8 +417,9 @@ impl Relay {
     }
 
     /// Writes the seat pools' ends held in the relay's memory since their last snapshot
-    /// ([`crate::seats::Live`]): a host calls it when it stops cleanly, so that a restart
-    /// loses no heartbeat (a crash loses at most [`crate::seats::SNAPSHOT_SECONDS`] of them).
+    /// (heartbeats are kept there between snapshots): a host calls it when it stops cleanly,
+    /// so that a restart loses no heartbeat (a crash loses at most
+    /// [`SNAPSHOT_SECONDS`](crate::SNAPSHOT_SECONDS) of them). The native server calls it.
     pub fn flush_seats(&self, now: Now) {
         if let Some(s) = &self.store {
             let n = s.seats_live.flush(s.backend.as_ref(), now.unix_seconds);

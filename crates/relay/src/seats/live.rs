@@ -286,3 +286,67 @@ impl Live {
         n
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryBackend;
+
+    fn id(i: usize) -> EntryId {
+        let mut id = [0u8; 32];
+        id[..8].copy_from_slice(&(i as u64).to_be_bytes());
+        id
+    }
+
+    fn seat(pool: &mut Pool, until: i64) {
+        pool.seats.push(super::super::pool::Held {
+            id: "s".into(),
+            machine: "m".into(),
+            ci: false,
+            until,
+            borrowed: false,
+        });
+    }
+
+    /// At most [`MAX_POOLS`] pools in memory: past it those with nothing unwritten go (their
+    /// next step reads the store again), and when every pool held has unwritten ends a new
+    /// one is not held here (`None`: the caller steps on the store), never one more.
+    #[test]
+    fn the_pools_in_memory_are_bounded_and_unwritten_ends_are_never_dropped() {
+        let store = MemoryBackend::new(usize::MAX);
+        let live = Live::default();
+        let write = |live: &Live, i: usize, now: i64, change: Change| {
+            live.step(&store, &id(i), now, false, &mut |pool, _| {
+                if pool.seats.is_empty() {
+                    seat(pool, 1_000);
+                } else {
+                    pool.seats[0].until += 1;
+                }
+                change
+            })
+        };
+        for i in 0..MAX_POOLS {
+            assert_eq!(
+                write(&live, i, 0, Change::Write).unwrap().unwrap(),
+                Stepped::Done
+            );
+        }
+        // Every pool heartbeated in memory since its write: none may go.
+        for i in 0..MAX_POOLS {
+            assert_eq!(
+                write(&live, i, 1, Change::Ends).unwrap().unwrap(),
+                Stepped::Done
+            );
+        }
+        assert!(write(&live, MAX_POOLS, 1, Change::Write).is_none());
+        assert_eq!(locked(&live.slots).len(), MAX_POOLS);
+        // Written at a clean stop: they may go now, and the new pool is held.
+        assert_eq!(live.flush(&store, 2), MAX_POOLS);
+        assert!(write(&live, MAX_POOLS, 2, Change::Write).is_some());
+        assert!(locked(&live.slots).len() <= MAX_POOLS);
+        // What memory held was written: the store has each pool's last end.
+        let stored = super::super::pool_of(store.get(&id(7)).unwrap().as_ref());
+        assert_eq!(stored.seats[0].until, 1_001);
+    }
+}

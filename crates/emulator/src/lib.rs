@@ -68,6 +68,7 @@
 //! `whsec_…` secret) and `GET /__emulator/health` (docs/interfaces.md §3 lists them).
 
 #[cfg(not(target_arch = "wasm32"))]
+mod email;
 mod http;
 mod ids;
 mod ratelimit;

@@ -72,7 +72,8 @@ pub const ROUTES: &[Route] = &[
     route("/v1/license-keys/activate", &["POST"], true, Token),
     route("/v1/license-keys/deactivate", &["POST"], true, Token),
     route("/v1/license-keys/", &["GET"], false, Token),
-    route("/v1/license-keys/{id}", &["GET"], false, Token),
+    route("/v1/license-keys/{id}", &["GET", "PATCH"], true, Token),
+    route("/v1/license-keys/{id}/rotate", &["POST"], false, Token),
     route(
         "/v1/license-keys/{id}/activations/{activation_id}",
         &["GET"],

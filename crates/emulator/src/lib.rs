@@ -67,8 +67,8 @@
 //! that endpoint signed in Polar's original form, the HMAC key the UTF-8 bytes of the whole
 //! `whsec_…` secret) and `GET /__emulator/health` (docs/interfaces.md §3 lists them).
 
-#[cfg(not(target_arch = "wasm32"))]
 mod email;
+#[cfg(not(target_arch = "wasm32"))]
 mod http;
 mod ids;
 mod ratelimit;

@@ -41,6 +41,7 @@ mod lifecycle;
 #[cfg(feature = "billing")]
 mod meters;
 mod portal;
+mod reads;
 mod sessions;
 mod versions;
 mod webhook_routes;
@@ -1421,6 +1422,9 @@ impl Core {
         if let Some(step) = self.meter_route(ex, &auth) {
             return step;
         }
+        if let Some(step) = self.read_more_route(ex, &auth) {
+            return step;
+        }
         if matches!(ex.method(), "GET" | "HEAD") {
             if let Some(r) = self.read_route(ex, &auth) {
                 return Step::Done(r);
@@ -1477,6 +1481,7 @@ impl Core {
                         || alternative == catalog::ORGANIZATIONS_PATH
                         || billing_collection(&alternative)
                         || SESSION_COLLECTIONS.contains(&alternative.as_str())
+                        || reads::read_collection(&alternative)
                     {
                         let mut r = Resp::new(307);
                         let host = ex.head.get("host").unwrap_or("127.0.0.1");

@@ -21,6 +21,7 @@ pub(crate) mod lifecycle;
 mod meters;
 #[cfg(not(target_arch = "wasm32"))]
 mod persist;
+mod views;
 pub(crate) use crate::webhooks::GrantView;
 pub(crate) use catalog::Listed;
 pub(crate) use customers::{page_of, CustomerRef, RotateError, KEY_NOT_FOUND};

@@ -291,6 +291,181 @@ fn the_organization_patches_a_key() {
     assert_eq!(r.status, 403);
 }
 
+/// A customer session of `CUSTOMER` made with the organization token, `return_url` given.
+fn session(em: &Emulator) -> String {
+    let r = call(
+        em,
+        "POST",
+        "/v1/customer-sessions/",
+        Some(json!({"customer_id": CUSTOMER, "return_url": "https://app.example.com/back"})),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    r.json()["token"].as_str().expect("a token").to_string()
+}
+
+fn get_as(em: &Emulator, path: &str, token: Option<&str>) -> HttpAnswer {
+    json_request(em.port(), "GET", path, None, token)
+}
+
+/// `server/polar/customer_portal/endpoints/customer_session.py` (`introspect`:
+/// `CustomerCustomerSession` `{expires_at, return_url}`; `get_authenticated_user`:
+/// `PortalAuthenticatedUser`), `customer.py` (`GET /me`: `CustomerPortalCustomer`), every one
+/// `CustomerPortalUnionRead` (401 without a session). Before: 404 (no routes).
+#[test]
+fn a_session_introspects_itself_and_reads_its_user_and_customer() {
+    let em = start();
+    let token = session(&em);
+    let r = get_as(
+        &em,
+        "/v1/customer-portal/customer-session/introspect",
+        Some(&token),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let intro = r.json();
+    assert_eq!(intro["return_url"], "https://app.example.com/back");
+    assert!(intro["expires_at"].is_string());
+    assert_eq!(intro.as_object().map(|o| o.len()), Some(2));
+
+    let r = get_as(
+        &em,
+        "/v1/customer-portal/customer-session/user",
+        Some(&token),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.json(),
+        json!({"type": "customer", "name": null, "email": "conf@gmail.com", "customer_id": CUSTOMER, "member_id": null, "role": null})
+    );
+
+    let r = get_as(&em, "/v1/customer-portal/customers/me", Some(&token));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let me = r.json();
+    assert_eq!(me["id"], CUSTOMER);
+    assert_eq!(me["email"], "conf@gmail.com");
+    assert_eq!(me["oauth_accounts"], json!({}));
+    // The portal's customer has no `external_id` nor `metadata` (`CustomerPortalCustomer`).
+    assert!(me.get("external_id").is_none() && me.get("metadata").is_none());
+
+    for path in [
+        "/v1/customer-portal/customer-session/introspect",
+        "/v1/customer-portal/customer-session/user",
+        "/v1/customer-portal/customers/me",
+        "/v1/customer-portal/benefit-grants/",
+    ] {
+        // No session, or an organization token: 401 Unauthorized.
+        for token in [None, Some(DEMO_TOKEN)] {
+            let r = get_as(&em, path, token);
+            assert_eq!(r.status, 401, "{path}");
+            assert_eq!(
+                r.json(),
+                json!({"error": "Unauthorized", "detail": "Unauthorized"})
+            );
+        }
+    }
+}
+
+/// `server/polar/customer_portal/endpoints/benefit_grant.py` (`ListResource[CustomerBenefit
+/// Grant]`, `GET /{id}` 404 `ResourceNotFound`), `schemas/benefit_grant.py` (the customer the
+/// portal's, the benefit a subscriber's with its `organization`), `service/benefit_grant.py`
+/// (revoked grants left out). Before: 404 (no route).
+#[test]
+fn the_portal_lists_the_customers_benefit_grants() {
+    let em = start();
+    let token = session(&em);
+    let r = get_as(&em, "/v1/customer-portal/benefit-grants/", Some(&token));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let list = r.json();
+    assert_eq!(list["pagination"], json!({"total_count": 1, "max_page": 1}));
+    let grant = &list["items"][0];
+    assert_eq!(grant["benefit_id"], LICENSE);
+    assert_eq!(grant["customer_id"], CUSTOMER);
+    assert_eq!(grant["is_granted"], true);
+    assert_eq!(grant["properties"]["license_key_id"], key_id(&em, KEY));
+    assert_eq!(grant["benefit"]["organization"]["id"], ORG);
+    assert!(grant["benefit"].get("metadata").is_none());
+    assert_eq!(
+        grant["benefit"]["properties"]["activations"],
+        json!({"limit": 3, "enable_customer_admin": true})
+    );
+    assert!(grant["customer"].get("oauth_accounts").is_some());
+    let id = grant["id"].as_str().expect("an id");
+    let r = get_as(
+        &em,
+        &format!("/v1/customer-portal/benefit-grants/{id}"),
+        Some(&token),
+    );
+    assert_eq!(r.json(), *grant);
+    let r = get_as(
+        &em,
+        &format!("/v1/customer-portal/benefit-grants/{OTHER_V4}"),
+        Some(&token),
+    );
+    assert_eq!(r.status, 404);
+    assert_eq!(
+        r.json(),
+        json!({"error": "ResourceNotFound", "detail": "Not found"})
+    );
+    // A revoked key's grant is no longer listed.
+    assert!(em.update_key(
+        KEY,
+        KeyUpdate {
+            status: Some("revoked".into()),
+            ..KeyUpdate::default()
+        }
+    ));
+    let r = get_as(&em, "/v1/customer-portal/benefit-grants/", Some(&token));
+    assert_eq!(r.json()["items"], json!([]));
+    // The slashless collection redirects, as Starlette does.
+    let r = get_as(&em, "/v1/customer-portal/benefit-grants", Some(&token));
+    assert_eq!(r.status, 307);
+}
+
+/// `server/polar/benefit/endpoints.py` (`GET /{id}`, scope `benefits:read`),
+/// `customer/endpoints.py` (`GET /{id}`, `customers:read`): the organization's own, 404
+/// `ResourceNotFound` for anything else, 422 for an id that is no UUID. Before: 404 (no
+/// routes).
+#[test]
+fn the_organization_reads_a_benefit_and_a_customer() {
+    let em = start();
+    let r = call(&em, "GET", &format!("/v1/benefits/{LICENSE}"), None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let b = r.json();
+    assert_eq!(b["id"], LICENSE);
+    assert_eq!(b["type"], "license_keys");
+    assert_eq!(
+        b["properties"]["activations"],
+        json!({"limit": 3, "enable_customer_admin": true})
+    );
+    let r = call(&em, "GET", &format!("/v1/customers/{CUSTOMER}"), None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["external_id"], "user-42");
+    for path in [
+        format!("/v1/benefits/{OTHER_V4}"),
+        format!("/v1/customers/{OTHER_V4}"),
+    ] {
+        let r = call(&em, "GET", &path, None);
+        assert_eq!(r.status, 404, "{path}");
+        assert_eq!(
+            r.json(),
+            json!({"error": "ResourceNotFound", "detail": "Not found"})
+        );
+    }
+    let r = call(&em, "GET", "/v1/customers/not-a-uuid", None);
+    assert_eq!(r.status, 422);
+    assert_eq!(r.json()["detail"][0]["type"], "uuid_parsing");
+    let r = get_as(
+        &em,
+        &format!("/v1/customers/{CUSTOMER}"),
+        Some(DEMO_TOKEN_READ_ONLY),
+    );
+    assert_eq!(r.status, 403);
+    assert!(r
+        .header("www-authenticate")
+        .is_some_and(|h| h.contains(r#"scope="customers:read customers:write""#)));
+    let r = get_as(&em, &format!("/v1/benefits/{LICENSE}"), None);
+    assert_eq!(r.status, 401);
+}
+
 #[cfg(feature = "billing")]
 mod billing {
     use super::*;
@@ -347,6 +522,119 @@ mod billing {
             Some(json!({ "events": events })),
         );
         assert_eq!(r.status, 200, "{}", r.text());
+    }
+
+    /// `server/polar/customer_portal/endpoints/subscription.py` (`ListResource[Customer
+    /// Subscription]`, newest first, filter `active`), `customer_seat.py` (`GET /seats`:
+    /// `SeatsList`, 400 `BadRequest` without an id, 404 `Subscription not found`),
+    /// `subscription/endpoints.py` (`GET /v1/subscriptions/{id}`, `subscriptions:read`),
+    /// `meter/endpoints.py` (`GET /v1/meters/`, sorted by name, filter `query`). Before: 404
+    /// (no routes).
+    #[test]
+    fn subscriptions_seats_and_meters_are_read() {
+        let mut seed = seed_with_credit(false);
+        seed.license_keys.push(SeedKey {
+            benefit_id: Some(LICENSE.into()),
+            customer_id: Some(CUSTOMER.into()),
+            subscription: Some(polar_license_emulator::SeedSubscription {
+                id: Some(SUBSCRIPTION.into()),
+                ..Default::default()
+            }),
+            member: Some(polar_license_emulator::SeedMember {
+                id: Some("9a6c7b8d-0e1f-4a2b-9c3d-5e6f7a8b9c0d".into()),
+                email: Some("seat@gmail.com".into()),
+                ..Default::default()
+            }),
+            ..SeedKey::new("CONF-SEAT-0001")
+        });
+        seed.meters.push(SeedMeter {
+            id: "5c2e3d4f-6a7b-4c8d-9e0f-1a2b3c4d5e6f".into(),
+            name: "A tokens".into(),
+            event_name: "completion".into(),
+            aggregation: None,
+        });
+        let em = Emulator::start(seed, Options::default()).expect("starts");
+        let token = session(&em);
+        let r = get_as(&em, "/v1/customer-portal/subscriptions/", Some(&token));
+        assert_eq!(r.status, 200, "{}", r.text());
+        let list = r.json();
+        assert_eq!(list["pagination"]["total_count"], 1);
+        assert_eq!(list["items"][0]["id"], SUBSCRIPTION);
+        assert_eq!(list["items"][0]["customer_id"], CUSTOMER);
+        let r = get_as(
+            &em,
+            "/v1/customer-portal/subscriptions/?active=false",
+            Some(&token),
+        );
+        assert_eq!(r.json()["items"], json!([]));
+        let r = get_as(
+            &em,
+            &format!("/v1/customer-portal/subscriptions/{SUBSCRIPTION}"),
+            Some(&token),
+        );
+        assert_eq!(r.status, 200);
+
+        let r = get_as(
+            &em,
+            &format!("/v1/customer-portal/seats?subscription_id={SUBSCRIPTION}"),
+            Some(&token),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        let seats = r.json();
+        assert_eq!(seats["total_seats"], 1);
+        assert_eq!(seats["available_seats"], 0);
+        assert_eq!(seats["seats"][0]["status"], "claimed");
+        assert_eq!(seats["seats"][0]["email"], "seat@gmail.com");
+        let r = get_as(&em, "/v1/customer-portal/seats", Some(&token));
+        assert_eq!(r.status, 400);
+        assert_eq!(
+            r.json(),
+            json!({"error": "BadRequest", "detail": "Either subscription_id or order_id must be provided"})
+        );
+        let r = get_as(
+            &em,
+            &format!("/v1/customer-portal/seats?subscription_id={OTHER_V4}"),
+            Some(&token),
+        );
+        assert_eq!(r.status, 404);
+        assert_eq!(
+            r.json(),
+            json!({"error": "ResourceNotFound", "detail": "Subscription not found"})
+        );
+
+        let r = call(
+            &em,
+            "GET",
+            &format!("/v1/subscriptions/{SUBSCRIPTION}"),
+            None,
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["id"], SUBSCRIPTION);
+        let r = call(&em, "GET", &format!("/v1/subscriptions/{OTHER_V4}"), None);
+        assert_eq!(r.status, 404);
+
+        let r = call(&em, "GET", "/v1/meters/", None);
+        assert_eq!(r.status, 200, "{}", r.text());
+        let names: Vec<&str> = r.json()["items"]
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|m| m["name"].as_str().expect("a name"))
+            .map(|n| {
+                if n == "A tokens" {
+                    "A tokens"
+                } else {
+                    "API calls"
+                }
+            })
+            .collect();
+        assert_eq!(names, ["A tokens", "API calls"]);
+        let r = call(&em, "GET", "/v1/meters/?query=call", None);
+        assert_eq!(r.json()["pagination"]["total_count"], 1);
+        let r = call(&em, "GET", &format!("/v1/meters/{CALLS}"), None);
+        assert_eq!(r.json()["name"], "API calls");
+        let r = get_as(&em, "/v1/meters/", Some(DEMO_TOKEN_READ_ONLY));
+        assert_eq!(r.status, 403);
     }
 
     /// `server/polar/benefit/strategies/meter_credit/service.py` (`revoke`: a `meter.credited`

@@ -63,6 +63,8 @@ struct Session {
     customer_id: Uuid,
     organization_id: Uuid,
     expires_at: OffsetDateTime,
+    /// The `return_url` it was made with (`POST /v1/customer-sessions/`), for `introspect`.
+    return_url: Option<String>,
 }
 
 /// The customer a valid session token authenticates.
@@ -121,6 +123,14 @@ impl Sessions {
                 customer_id: s.customer_id,
                 organization_id: s.organization_id,
             })
+    }
+
+    /// A live session token's expiry and `return_url` (`GET …/customer-session/introspect`).
+    pub(crate) fn details(&self, token: &str) -> Option<(OffsetDateTime, Option<String>)> {
+        self.sessions
+            .iter()
+            .find(|s| s.token == token)
+            .map(|s| (s.expires_at, s.return_url.clone()))
     }
 
     fn push_log(&mut self, line: String) {
@@ -429,7 +439,7 @@ impl Core {
             return Resp::error(401, "CustomerSessionCodeInvalidOrExpired", CODE_INVALID);
         };
         let used = self.sessions.codes.remove(at);
-        let token = self.new_session(used.customer_id, used.organization_id, clock);
+        let token = self.new_session(used.customer_id, used.organization_id, clock, None);
         Resp::json(200, &obj(vec![("token", s(&token))]))
     }
 
@@ -439,6 +449,7 @@ impl Core {
         customer_id: Uuid,
         organization_id: Uuid,
         clock: OffsetDateTime,
+        return_url: Option<String>,
     ) -> String {
         let random = self.random_text(TOKEN_ALPHABET, 37);
         let token = token_with_checksum("polar_cst_", &random);
@@ -447,6 +458,7 @@ impl Core {
             customer_id,
             organization_id,
             expires_at: plus(clock, SESSION_TTL),
+            return_url,
         });
         token
     }
@@ -539,7 +551,7 @@ impl Core {
         };
         let (customer, customer_json) = found;
         let clock = self.clock(now);
-        let token = self.new_session(customer.id, organization_id, clock);
+        let token = self.new_session(customer.id, organization_id, clock, return_url.clone());
         let id = self.store.next_id();
         let frontend = if self.options.sandbox {
             "https://sandbox.polar.sh"

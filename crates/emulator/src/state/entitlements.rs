@@ -273,7 +273,7 @@ impl Store {
     }
 
     /// The `BenefitGrant` of a Feature Flag grant of key `k`.
-    fn flag_grant(&self, k: &KeyRec, g: &FlagGrant) -> J {
+    pub(super) fn flag_grant(&self, k: &KeyRec, g: &FlagGrant) -> J {
         let benefit = self
             .benefit(g.benefit_id)
             .map_or(J::Null, BenefitRec::render);

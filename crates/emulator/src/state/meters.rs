@@ -514,6 +514,16 @@ impl Store {
         obj(items)
     }
 
+    /// The organization's meters (`GET /v1/meters/`): each its id, name and `Meter`.
+    pub(crate) fn org_meters(&self, organization_id: Uuid) -> Vec<(Uuid, String, J)> {
+        self.usage
+            .meters
+            .iter()
+            .filter(|m| m.organization_id == organization_id)
+            .map(|m| (m.id, m.name.clone(), m.render()))
+            .collect()
+    }
+
     /// The external id of customer `id`, if it has one.
     pub(crate) fn external_id_of(&self, id: Uuid) -> Option<String> {
         self.keys

@@ -1043,7 +1043,9 @@ impl Core {
     }
 
     /// A new billing period for a key, as when Polar cycles a subscription:
-    /// `benefit_grant.cycled` is sent, the key unchanged (its usage is not reset: §16.6).
+    /// `benefit_grant.cycled` is sent, the key unchanged (its usage is not reset: §16.6); the
+    /// purchase's meter credits cycle too (their meters reset and credited again, each its
+    /// own `benefit_grant.cycled`).
     /// `false`: unknown key.
     pub fn cycle_key(&mut self, key: &str, now: Time) -> bool {
         if !self.store.cycle_key(key) {

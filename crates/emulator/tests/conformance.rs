@@ -1,6 +1,6 @@
 //! The emulator against Polar's own server (issue #78): each test is written from a file of
 //! `polarsource/polar` at `c6c3645e639e` (named on the test), and each failed on the emulator
-//! before the fix it names. What the routes answer is written down in docs/polar-api.md §18.
+//! before the fix it names. What the routes answer is written down in docs/polar-api.md §19.
 
 use polar_license_emulator::{
     Emulator, KeyUpdate, Options, Seed, SeedBenefit, SeedKey, DEMO_KEY, DEMO_KEY_REVOKED,

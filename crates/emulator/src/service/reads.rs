@@ -1,4 +1,4 @@
-//! Read routes issue #78 added (docs/polar-api.md §18), each answering as Polar's endpoint
+//! Read routes issue #78 added (docs/polar-api.md §19), each answering as Polar's endpoint
 //! does:
 //!
 //! - with a customer session: `GET /v1/customer-portal/customer-session/introspect` and

@@ -1,4 +1,4 @@
-//! The store as the routes issue #78 added read it (docs/polar-api.md §18): the customer
+//! The store as the routes issue #78 added read it (docs/polar-api.md §19): the customer
 //! portal's customer, benefit grants, subscriptions and seats, and the organization token's
 //! single reads of a benefit, a customer and a subscription. A child of `state` so that it
 //! reads the store's records without widening them.

@@ -178,6 +178,8 @@ pub const ROUTES: &[Route] = &[
     route("/v1/meters/", &["GET"], false, Token),
     #[cfg(feature = "billing")]
     route("/v1/meters/{id}", &["GET"], false, Token),
+    #[cfg(feature = "billing")]
+    route("/v1/events/", &["GET"], false, Token),
     route("/v1/webhooks/endpoints", &["GET", "POST"], true, Token),
     route(
         "/v1/webhooks/endpoints/{id}",

@@ -637,6 +637,66 @@ mod billing {
         assert_eq!(r.status, 403);
     }
 
+    /// `server/polar/event/endpoints.py` (`GET /v1/events/`: `ListResource[Event]`, scope
+    /// `events:read`, filters `customer_id`, `external_customer_id`, `name`), `event/sorting.py`
+    /// (default `-timestamp`), `event/schemas.py` (`UserEvent`: `source` `user`, `label`,
+    /// `child_count` 0). Before: 404 (no route).
+    #[test]
+    fn the_organization_lists_its_events() {
+        let em = Emulator::start(seed_with_credit(false), Options::default()).expect("starts");
+        let r = call(
+            &em,
+            "POST",
+            "/v1/events/ingest",
+            Some(json!({"events": [
+                {"name": "api_call", "customer_id": CUSTOMER, "timestamp": "2026-01-01T00:00:00Z", "metadata": {"route": "/a"}},
+                {"name": "api_call", "external_customer_id": "user-42", "timestamp": "2026-01-02T00:00:00Z"},
+                {"name": "other", "customer_id": CUSTOMER, "timestamp": "2026-01-03T00:00:00Z"},
+            ]})),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        let r = call(&em, "GET", "/v1/events/", None);
+        assert_eq!(r.status, 200, "{}", r.text());
+        let list = r.json();
+        assert_eq!(list["pagination"], json!({"total_count": 3, "max_page": 1}));
+        let names: Vec<&str> = list["items"]
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|e| e["timestamp"].as_str().expect("a time"))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "2026-01-03T00:00:00Z",
+                "2026-01-02T00:00:00Z",
+                "2026-01-01T00:00:00Z"
+            ]
+        );
+        let first = &list["items"][2];
+        assert_eq!(first["source"], "user");
+        assert_eq!(first["label"], "api_call");
+        assert_eq!(first["child_count"], 0);
+        assert_eq!(first["customer_id"], CUSTOMER);
+        assert_eq!(first["customer"]["id"], CUSTOMER);
+        assert_eq!(first["metadata"], json!({"route": "/a"}));
+        let r = call(
+            &em,
+            "GET",
+            "/v1/events/?name=api_call&sorting=timestamp",
+            None,
+        );
+        assert_eq!(r.json()["items"][0]["timestamp"], "2026-01-01T00:00:00Z");
+        assert_eq!(r.json()["pagination"]["total_count"], 2);
+        let r = call(&em, "GET", "/v1/events/?external_customer_id=user-42", None);
+        assert_eq!(r.json()["pagination"]["total_count"], 1);
+        let r = call(&em, "GET", "/v1/events/?sorting=name", None);
+        assert_eq!(r.status, 422);
+        assert_eq!(r.json()["detail"][0]["loc"], json!(["query", "sorting", 0]));
+        let r = get_as(&em, "/v1/events/", Some(DEMO_TOKEN_READ_ONLY));
+        assert_eq!(r.status, 403);
+    }
+
     /// `server/polar/benefit/strategies/meter_credit/service.py` (`revoke`: a `meter.credited`
     /// of minus `last_credited_units`; the customer meter stays) and
     /// `customer_meter/service.py` (`credited_units` = `non_negative_running_sum`). Before:

@@ -364,11 +364,20 @@ impl Core {
                 Some(J::Str(n)) => n.clone(),
                 _ => return Resp::internal_error(),
             };
+            let text = |name: &str| match field(items, name) {
+                Some(J::Str(x)) => Some(x.clone()),
+                _ => None,
+            };
+            // Checked above: a timestamp that is there parses.
+            let timestamp = text("timestamp").and_then(|t| parse_ts(&t).ok());
             batch.push(NewEvent {
                 name,
                 who,
                 external_id,
                 metadata,
+                timestamp,
+                member_id: text("member_id"),
+                external_member_id: text("external_member_id"),
             });
         }
         if !refused.is_empty() {

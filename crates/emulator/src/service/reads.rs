@@ -9,7 +9,8 @@
 //! - with an organization token: `GET /v1/benefits/{id}` (`benefit/endpoints.py`, scope
 //!   `benefits:read`), `GET /v1/customers/{id}` (`customer/endpoints.py`, `customers:read`),
 //!   `GET /v1/subscriptions/{id}` (`subscription/endpoints.py`, `subscriptions:read`),
-//!   `GET /v1/meters/` and `GET /v1/meters/{id}` (`meter/endpoints.py`, `meters:read`).
+//!   `GET /v1/meters/` and `GET /v1/meters/{id}` (`meter/endpoints.py`, `meters:read`),
+//!   `GET /v1/events/` (`event/endpoints.py`, `events:read`).
 //!
 //! Each of their `:write` scopes is accepted too; a portal route answers 401 `Unauthorized`
 //! without a session (§16.0). Subscriptions, seats and meters are the `billing` feature's.
@@ -27,10 +28,11 @@ use crate::validate::{error_body, path_uuid_error, query_positive_int, query_uui
 const PORTAL: &str = "/v1/customer-portal/";
 
 /// The collection routes of this module (Starlette's slash redirect names them).
-pub(super) const READ_COLLECTIONS: [&str; 3] = [
+pub(super) const READ_COLLECTIONS: [&str; 4] = [
     "/v1/customer-portal/benefit-grants/",
     "/v1/customer-portal/subscriptions/",
     "/v1/meters/",
+    "/v1/events/",
 ];
 
 fn not_found() -> Resp {
@@ -168,6 +170,8 @@ impl Core {
             }
             #[cfg(feature = "billing")]
             ["meters", _] => (&["meters:read", "meters:write"], 'm'),
+            #[cfg(feature = "billing")]
+            ["events", ""] => (&["events:read", "events:write"], 'e'),
             _ => return None,
         };
         if !get {
@@ -182,6 +186,8 @@ impl Core {
         let r = match what {
             #[cfg(feature = "billing")]
             'm' => self.meter_reads(ex, organization_id, id),
+            #[cfg(feature = "billing")]
+            'e' => self.event_reads(ex, organization_id),
             _ => {
                 if let Some(e) = path_uuid_error("id", id) {
                     return Some(Step::Done(Resp::json(422, &error_body(&[e]))));
@@ -437,6 +443,102 @@ impl Core {
             .collect();
         list.sort_by(|a, b| a.1.cmp(&b.1));
         items(list.into_iter().map(|(_, _, j)| j).collect(), &q)
+    }
+}
+
+impl Core {
+    /// `GET /v1/events/`: the events taken (`UserEvent`s; the emulator makes no system events),
+    /// newest first (`-timestamp`, or `sorting=timestamp`), filters `customer_id`,
+    /// `external_customer_id`, `name`, `source` (repeatable), `start_timestamp`,
+    /// `end_timestamp`.
+    #[cfg(feature = "billing")]
+    fn event_reads(&self, ex: &Exchange, organization_id: Uuid) -> Resp {
+        let q = match list_query(ex) {
+            Ok(q) => q,
+            Err(r) => return r,
+        };
+        let customers = match uuid_filter(&q, "customer_id") {
+            Ok(v) => v,
+            Err(r) => return r,
+        };
+        let all = |name: &str| -> Vec<String> {
+            q.rest
+                .iter()
+                .filter(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+                .collect()
+        };
+        let (externals, names, sources) = (all("external_customer_id"), all("name"), all("source"));
+        let mut errors = Vec::new();
+        for v in &sources {
+            if !matches!(v.as_str(), "system" | "user") {
+                errors.push(VErr::new(
+                    "enum",
+                    vec![s("query"), s("source")],
+                    "Input should be 'system' or 'user'",
+                    &J::Str(v.clone()),
+                    Some(obj(vec![("expected", s("'system' or 'user'"))])),
+                ));
+            }
+        }
+        let mut bounds = [None, None];
+        for (slot, name) in bounds.iter_mut().zip(["start_timestamp", "end_timestamp"]) {
+            if let Some(v) = all(name).pop() {
+                match crate::util::parse_ts(&v) {
+                    Ok(t) => *slot = Some(t),
+                    Err(_) => errors.push(VErr::new(
+                        "datetime_from_date_parsing",
+                        vec![s("query"), s(name)],
+                        "Input should be a valid datetime or date, invalid character in year",
+                        &J::Str(v.clone()),
+                        Some(obj(vec![("error", s("invalid character in year"))])),
+                    )),
+                }
+            }
+        }
+        let mut ascending = false;
+        // `SortingGetter` types the parameter `list[EventSortProperty]` (each with `-`), so
+        // FastAPI refuses a bad value by its index before the getter runs (`kit/sorting.py`).
+        for (i, v) in all("sorting").into_iter().enumerate() {
+            match v.as_str() {
+                "timestamp" => ascending = true,
+                "-timestamp" => ascending = false,
+                _ => errors.push(VErr::new(
+                    "enum",
+                    vec![s("query"), s("sorting"), J::Int(i as i128)],
+                    "Input should be 'timestamp' or '-timestamp'",
+                    &J::Str(v.clone()),
+                    Some(obj(vec![("expected", s("'timestamp' or '-timestamp'"))])),
+                )),
+            }
+        }
+        if !errors.is_empty() {
+            return Resp::json(422, &error_body(&errors));
+        }
+        let [start, end] = bounds;
+        let mut events: Vec<_> = self
+            .store
+            .org_events(organization_id)
+            .into_iter()
+            .filter(|(e, _)| {
+                let customer_ok = customers.is_empty()
+                    || matches!(&e.who, crate::state::Who::Id(id) if customers.contains(id));
+                let external_ok = externals.is_empty()
+                    || matches!(&e.who, crate::state::Who::External(x) if externals.contains(x));
+                customer_ok
+                    && external_ok
+                    && (names.is_empty() || names.contains(&e.name))
+                    && (sources.is_empty() || sources.iter().any(|s| s == "user"))
+                    && start.is_none_or(|t| e.timestamp >= t)
+                    && end.is_none_or(|t| e.timestamp <= t)
+            })
+            .collect();
+        // Stable: events of one instant keep the order they were taken in.
+        events.sort_by_key(|(e, _)| e.timestamp);
+        if !ascending {
+            events.reverse();
+        }
+        items(events.into_iter().map(|(_, j)| j).collect(), &q)
     }
 }
 

@@ -158,6 +158,8 @@ pub(crate) struct Usage {
     pub(crate) consumed: BTreeMap<(Who, Uuid), Consumed>,
     /// The `external_id`s of the events taken, per organization (unique there).
     pub(crate) external_ids: BTreeSet<(Uuid, String)>,
+    /// The latest events taken, oldest first (not kept by `--state`).
+    pub(crate) events: std::collections::VecDeque<EventRec>,
 }
 
 /// One event of a batch, checked.
@@ -167,7 +169,28 @@ pub(crate) struct NewEvent {
     pub(crate) who: Who,
     pub(crate) external_id: Option<String>,
     pub(crate) metadata: Vec<(String, J)>,
+    /// The event's own time (`None`: when it was taken).
+    pub(crate) timestamp: Option<OffsetDateTime>,
+    pub(crate) member_id: Option<String>,
+    pub(crate) external_member_id: Option<String>,
 }
+
+/// An event taken, as `GET /v1/events/` lists it (the latest [`MAX_EVENTS`], in memory only).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct EventRec {
+    pub(crate) id: Uuid,
+    pub(crate) organization_id: Uuid,
+    pub(crate) timestamp: OffsetDateTime,
+    pub(crate) name: String,
+    pub(crate) who: Who,
+    pub(crate) member_id: Option<String>,
+    pub(crate) external_member_id: Option<String>,
+    pub(crate) metadata: Vec<(String, J)>,
+}
+
+/// The events kept for `GET /v1/events/` at most (the oldest dropped first): the balances
+/// are kept as sums, the events themselves only for reading them back.
+pub(crate) const MAX_EVENTS: usize = 10_000;
 
 /// A customer's meter, as both lists show it.
 #[derive(Debug, Clone)]
@@ -364,6 +387,20 @@ impl Store {
                 }
             }
             inserted += 1;
+            if self.usage.events.len() >= MAX_EVENTS {
+                self.usage.events.pop_front();
+            }
+            let id = self.ids.next_id();
+            self.usage.events.push_back(EventRec {
+                id,
+                organization_id,
+                timestamp: e.timestamp.unwrap_or(now),
+                name: e.name.clone(),
+                who: e.who.clone(),
+                member_id: e.member_id.clone(),
+                external_member_id: e.external_member_id.clone(),
+                metadata: e.metadata.clone(),
+            });
             for m in self
                 .usage
                 .meters
@@ -521,6 +558,58 @@ impl Store {
             .iter()
             .filter(|m| m.organization_id == organization_id)
             .map(|m| (m.id, m.name.clone(), m.render()))
+            .collect()
+    }
+
+    /// The organization's events, each its `UserEvent` (`GET /v1/events/`): `customer` the
+    /// customer an id names, or the one whose `external_id` an external id names (null when
+    /// none has it yet).
+    pub(crate) fn org_events(&self, organization_id: Uuid) -> Vec<(&EventRec, J)> {
+        self.usage
+            .events
+            .iter()
+            .filter(|e| e.organization_id == organization_id)
+            .map(|e| {
+                let (customer_id, external) = match &e.who {
+                    Who::Id(id) => (Some(*id), None),
+                    Who::External(x) => (None, Some(x.clone())),
+                };
+                let customer = self.keys.iter().find(|k| {
+                    k.organization_id == organization_id
+                        && match &e.who {
+                            Who::Id(id) => k.customer.id == *id,
+                            Who::External(x) => k.customer.external_id.as_ref() == Some(x),
+                        }
+                });
+                let external =
+                    external.or_else(|| customer.and_then(|k| k.customer.external_id.clone()));
+                let j = obj(vec![
+                    ("id", s(&e.id.to_string())),
+                    ("timestamp", s(&fmt_ts(e.timestamp))),
+                    ("organization_id", s(&organization_id.to_string())),
+                    (
+                        "customer_id",
+                        customer_id.map_or(J::Null, |c| s(&c.to_string())),
+                    ),
+                    ("customer", customer.map_or(J::Null, render_customer)),
+                    (
+                        "external_customer_id",
+                        crate::json::opt_s(external.as_deref()),
+                    ),
+                    ("member_id", crate::json::opt_s(e.member_id.as_deref())),
+                    (
+                        "external_member_id",
+                        crate::json::opt_s(e.external_member_id.as_deref()),
+                    ),
+                    ("child_count", J::Int(0)),
+                    ("parent_id", J::Null),
+                    ("label", s(&e.name)),
+                    ("name", s(&e.name)),
+                    ("source", s("user")),
+                    ("metadata", J::Obj(e.metadata.clone())),
+                ]);
+                (e, j)
+            })
             .collect()
     }
 

@@ -572,7 +572,12 @@ impl Store {
             .unwrap_or(k);
         crate::webhooks::LicenseBenefitProps {
             prefix: first.made_with.0.clone(),
-            limit_activations: first.made_with.1,
+            // The seed benefit's own limit when it sets one (0: none), else its first key's.
+            limit_activations: match self.benefit(k.benefit_id).and_then(|b| b.limit_activations) {
+                Some(0) => None,
+                Some(limit) => Some(limit),
+                None => first.made_with.1,
+            },
             limit_usage: first.made_with.2,
             enable_customer_admin: self
                 .benefit(k.benefit_id)

@@ -196,7 +196,14 @@ impl Core {
                     return Some(Step::Done(not_found()));
                 };
                 let found = match what {
-                    'b' => self.store.org_benefit(organization_id, uid),
+                    // The same object `GET /v1/benefits/` lists (service/catalog.rs).
+                    'b' => self
+                        .store
+                        .organization_benefits(organization_id)
+                        .into_iter()
+                        .map(|b| self.benefit_json(organization_id, b))
+                        .find(|(id, _, _)| *id == uid)
+                        .map(|(_, _, j)| j),
                     'c' => self.store.org_customer(organization_id, uid),
                     #[cfg(feature = "billing")]
                     's' => self

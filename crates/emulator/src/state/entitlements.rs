@@ -33,6 +33,8 @@ pub(crate) struct BenefitRec {
     pub(crate) credit: Option<MeterCredit>,
     /// A `license_keys` benefit's `properties.activations.enable_customer_admin`.
     pub(crate) enable_customer_admin: bool,
+    /// A `license_keys` benefit's own activation limit, when the seed sets it (0: none).
+    pub(crate) limit_activations: Option<i64>,
 }
 
 /// A `meter_credit` benefit's properties (docs/polar-api.md §16.5).
@@ -91,6 +93,7 @@ impl BenefitRec {
             modified_at: None,
             credit,
             enable_customer_admin: b.enable_customer_admin,
+            limit_activations: b.limit_activations,
         })
     }
 

@@ -237,6 +237,8 @@ fn read_benefit(b: &J) -> Result<BenefitRec, String> {
         },
         // Absent from files written before it was kept.
         enable_customer_admin: matches!(field(b, "enable_customer_admin"), Some(J::Bool(true))),
+        // The seed's, not kept by the file: a restored benefit takes its keys' (`made_with`).
+        limit_activations: None,
     })
 }
 

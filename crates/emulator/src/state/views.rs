@@ -296,34 +296,4 @@ impl Store {
             key_created_at: k.created_at,
         }))
     }
-
-    /// `GET /v1/benefits/{id}`: the `Benefit` (`None`: not the organization's). A license-key
-    /// benefit the seed does not list is known by its keys.
-    pub(crate) fn org_benefit(&self, organization_id: Uuid, id: Uuid) -> Option<J> {
-        let first = self
-            .keys
-            .iter()
-            .find(|k| k.organization_id == organization_id && k.benefit_id == id);
-        match (self.benefit(id), first) {
-            (Some(b), _) if b.organization_id == organization_id && !b.is_license_keys() => {
-                Some(b.render())
-            }
-            (_, Some(k)) => {
-                let view = self.grant_view_of(k)?;
-                let mut benefit = license_benefit(&view);
-                if let (J::Obj(items), Some(b)) = (&mut benefit, self.benefit(id)) {
-                    for (name, v) in items.iter_mut() {
-                        match name.as_str() {
-                            "metadata" => *v = J::Obj(b.metadata.clone()),
-                            "description" => *v = s(&b.description),
-                            "created_at" => *v = s(&fmt_ts(b.created_at)),
-                            _ => {}
-                        }
-                    }
-                }
-                Some(benefit)
-            }
-            _ => None,
-        }
-    }
 }

@@ -75,8 +75,12 @@ fn unwrap_pretty(value: &str) -> Option<&str> {
     let name = t[..open].trim();
     let inner = &t[open + 1..];
     let unquoted = |n: &str| {
-        n.chars()
-            .all(|c| c.is_alphanumeric() || c.is_whitespace() || "!#$%&'*+-/=?^_`{|}~".contains(c))
+        n.chars().all(|c| {
+            c.is_ascii_alphanumeric()
+                || !c.is_ascii()
+                || c.is_ascii_whitespace()
+                || "!#$%&'*+-/=?^_`{|}~".contains(c)
+        })
     };
     let quoted = name.len() >= 2 && name.starts_with('"') && name.ends_with('"');
     (!inner.is_empty() && (name.is_empty() || quoted || unquoted(name))).then_some(inner)
@@ -145,7 +149,7 @@ fn display(c: char) -> String {
         '\\' => "\"\\\"".to_string(),
         '\'' => "\"'\"".to_string(),
         ' ' => "SPACE".to_string(),
-        c if c.is_ascii_graphic() || c.is_alphanumeric() => format!("'{c}'"),
+        c if c.is_ascii_graphic() || !c.is_ascii() => format!("'{c}'"),
         c => format!("U+{:04X}", u32::from(c)),
     }
 }
@@ -222,7 +226,9 @@ fn check_domain(domain: &str) -> Result<String, String> {
             "The part after the @-sign contains invalid characters: {chars}."
         ));
     }
-    let domain = domain.to_lowercase();
+    // UTS-46 lower-cases the domain; the emulator lower-cases its ASCII (the Unicode tables
+    // would weigh on the npm package's emulator).
+    let domain = domain.to_ascii_lowercase();
     check_dot_atom(
         &domain,
         "An email address cannot have a {} immediately after the @-sign.",

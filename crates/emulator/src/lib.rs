@@ -67,6 +67,7 @@
 //! that endpoint signed in Polar's original form, the HMAC key the UTF-8 bytes of the whole
 //! `whsec_…` secret) and `GET /__emulator/health` (docs/interfaces.md §3 lists them).
 
+mod email;
 #[cfg(not(target_arch = "wasm32"))]
 mod http;
 mod ids;

@@ -72,7 +72,8 @@ pub const ROUTES: &[Route] = &[
     route("/v1/license-keys/activate", &["POST"], true, Token),
     route("/v1/license-keys/deactivate", &["POST"], true, Token),
     route("/v1/license-keys/", &["GET"], false, Token),
-    route("/v1/license-keys/{id}", &["GET"], false, Token),
+    route("/v1/license-keys/{id}", &["GET", "PATCH"], true, Token),
+    route("/v1/license-keys/{id}/rotate", &["POST"], false, Token),
     route(
         "/v1/license-keys/{id}/activations/{activation_id}",
         &["GET"],
@@ -128,6 +129,57 @@ pub const ROUTES: &[Route] = &[
     route("/v1/customer-portal/meters/", &["GET"], false, Session),
     #[cfg(feature = "billing")]
     route("/v1/customer-portal/meters/{id}", &["GET"], false, Session),
+    // Issue #78's reads (service/reads.rs): the customer portal's, then the organization's.
+    route(
+        "/v1/customer-portal/customer-session/introspect",
+        &["GET"],
+        false,
+        Session,
+    ),
+    route(
+        "/v1/customer-portal/customer-session/user",
+        &["GET"],
+        false,
+        Session,
+    ),
+    route("/v1/customer-portal/customers/me", &["GET"], false, Session),
+    route(
+        "/v1/customer-portal/benefit-grants/",
+        &["GET"],
+        false,
+        Session,
+    ),
+    route(
+        "/v1/customer-portal/benefit-grants/{id}",
+        &["GET"],
+        false,
+        Session,
+    ),
+    #[cfg(feature = "billing")]
+    route(
+        "/v1/customer-portal/subscriptions/",
+        &["GET"],
+        false,
+        Session,
+    ),
+    #[cfg(feature = "billing")]
+    route(
+        "/v1/customer-portal/subscriptions/{id}",
+        &["GET"],
+        false,
+        Session,
+    ),
+    route("/v1/customer-portal/seats", &["GET"], false, Session),
+    route("/v1/benefits/{id}", &["GET"], false, Token),
+    route("/v1/customers/{id}", &["GET"], false, Token),
+    #[cfg(feature = "billing")]
+    route("/v1/subscriptions/{id}", &["GET"], false, Token),
+    #[cfg(feature = "billing")]
+    route("/v1/meters/", &["GET"], false, Token),
+    #[cfg(feature = "billing")]
+    route("/v1/meters/{id}", &["GET"], false, Token),
+    #[cfg(feature = "billing")]
+    route("/v1/events/", &["GET"], false, Token),
     route("/v1/webhooks/endpoints", &["GET", "POST"], true, Token),
     route(
         "/v1/webhooks/endpoints/{id}",

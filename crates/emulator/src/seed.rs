@@ -191,8 +191,8 @@ pub struct SeedBenefit {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(not(feature = "billing"), serde(skip_deserializing))]
     pub units: Option<i64>,
-    /// A `meter_credit` benefit's `rollover` (shown as given; the emulator credits at each grant
-    /// and never resets).
+    /// A `meter_credit` benefit's `rollover`: at a new cycle, what is left of its credits
+    /// (the balance, at most what they credited) is credited again after the reset.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     #[cfg_attr(not(feature = "billing"), serde(skip_deserializing))]
     pub rollover: bool,

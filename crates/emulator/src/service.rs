@@ -35,11 +35,13 @@ use polar_license_rules::is_json_content_type;
 // The organization and its benefits as its token reads them (issue #78).
 mod catalog;
 mod entitlements;
+mod key_writes;
 #[cfg(feature = "billing")]
 mod lifecycle;
 #[cfg(feature = "billing")]
 mod meters;
 mod portal;
+mod reads;
 mod sessions;
 mod versions;
 mod webhook_routes;
@@ -573,6 +575,11 @@ pub(crate) enum Pending {
     EndpointSignature(uuid::Uuid),
     /// A customer-session route's body (service/sessions.rs).
     Session(SessionOp),
+    /// `PATCH /v1/license-keys/{id}` (service/key_writes.rs).
+    KeyPatch {
+        organization_id: uuid::Uuid,
+        id: uuid::Uuid,
+    },
     /// `PATCH /__emulator/benefits/{id}`: a Feature Flag's new metadata.
     BenefitMetadata(String),
     /// `PATCH /__emulator/keys/{key}/benefits/{benefit_id}`: a flag grant revoked or granted.
@@ -1036,13 +1043,32 @@ impl Core {
     }
 
     /// A new billing period for a key, as when Polar cycles a subscription:
-    /// `benefit_grant.cycled` is sent, the key unchanged (its usage is not reset: §16.6).
+    /// `benefit_grant.cycled` is sent, the key unchanged (its usage is not reset: §16.6); the
+    /// purchase's meter credits cycle too (their meters reset and credited again, each its
+    /// own `benefit_grant.cycled`).
     /// `false`: unknown key.
     pub fn cycle_key(&mut self, key: &str, now: Time) -> bool {
         if !self.store.cycle_key(key) {
             return false;
         }
         self.emit_grant(key, &GrantChange::Cycled, now);
+        // The purchase's meter credits cycle too: each meter reset and credited again
+        // (docs/polar-api.md §16.5), `benefit_grant.cycled` each.
+        #[cfg(feature = "billing")]
+        {
+            let wall = self.clock(now);
+            for (organization_id, grant) in self.store.cycle_credit_grants(key, wall) {
+                let store = &mut self.store;
+                self.webhooks.emit(
+                    organization_id,
+                    "benefit_grant.cycled",
+                    &grant,
+                    wall,
+                    now.monotonic,
+                    || store.next_id(),
+                );
+            }
+        }
         true
     }
 
@@ -1173,7 +1199,7 @@ impl Core {
                 op,
                 organization_id,
             } => self.webhook_with_body(ex, op, organization_id, body, now),
-            Pending::Endpoint { .. } | Pending::Session(_) => {
+            Pending::Endpoint { .. } | Pending::Session(_) | Pending::KeyPatch { .. } => {
                 self.json_with_body(ex, pending, body, now)
             }
             #[cfg(feature = "billing")]
@@ -1210,6 +1236,10 @@ impl Core {
             #[cfg(feature = "billing")]
             Pending::Ingest(auth) => self.ingest(&auth, body, now),
             Pending::Session(op) => self.session_with_body(op, body, now),
+            Pending::KeyPatch {
+                organization_id,
+                id,
+            } => self.key_patch(organization_id, id, &body, &ex.version, now),
             // Never pending here.
             _ => Resp::internal_error(),
         }
@@ -1381,6 +1411,9 @@ impl Core {
         if ex.path == "/v1/webhooks" || ex.path.starts_with("/v1/webhooks/") {
             return self.webhook_route(ex, auth, now);
         }
+        if let Some(step) = self.key_write_route(ex, &auth, now) {
+            return step;
+        }
         if let Some(step) = self.entitlement_route(ex, &auth, now) {
             return step;
         }
@@ -1389,6 +1422,9 @@ impl Core {
         }
         #[cfg(feature = "billing")]
         if let Some(step) = self.meter_route(ex, &auth) {
+            return step;
+        }
+        if let Some(step) = self.read_more_route(ex, &auth) {
             return step;
         }
         if matches!(ex.method(), "GET" | "HEAD") {
@@ -1447,6 +1483,7 @@ impl Core {
                         || alternative == catalog::ORGANIZATIONS_PATH
                         || billing_collection(&alternative)
                         || SESSION_COLLECTIONS.contains(&alternative.as_str())
+                        || reads::read_collection(&alternative)
                     {
                         let mut r = Resp::new(307);
                         let host = ex.head.get("host").unwrap_or("127.0.0.1");
@@ -1789,9 +1826,10 @@ impl Core {
                 )
             }
             // Never pending here.
-            Pending::Endpoint { .. } | Pending::Webhook { .. } | Pending::Session(_) => {
-                Resp::internal_error()
-            }
+            Pending::Endpoint { .. }
+            | Pending::Webhook { .. }
+            | Pending::Session(_)
+            | Pending::KeyPatch { .. } => Resp::internal_error(),
             #[cfg(feature = "billing")]
             Pending::Ingest(_) => Resp::internal_error(),
             #[cfg(feature = "billing")]

@@ -21,6 +21,7 @@ pub(crate) mod lifecycle;
 mod meters;
 #[cfg(not(target_arch = "wasm32"))]
 mod persist;
+mod views;
 pub(crate) use crate::webhooks::GrantView;
 pub(crate) use catalog::Listed;
 pub(crate) use customers::{page_of, CustomerRef, RotateError, KEY_NOT_FOUND};
@@ -86,6 +87,17 @@ pub(crate) struct KeyRec {
     order: Option<(String, J)>,
     /// The other benefits the key's purchase granted (Feature Flags), one grant each.
     grants: Vec<FlagGrant>,
+    /// The prefix, activation limit and usage limit the key was made with: its benefit's
+    /// `properties` when it is the benefit's first key (a key's later changes are not the
+    /// benefit's).
+    made_with: (Option<String>, Option<i64>, Option<i64>),
+}
+
+/// The prefix of a key string (`POLAR` of `POLAR-…`), as a benefit's `prefix`.
+fn key_prefix(key: &str) -> Option<String> {
+    key.split_once('-')
+        .map(|(p, _)| p.to_string())
+        .filter(|p| !p.is_empty())
 }
 
 /// Whether an answer carries the fields API version 2027-01 added (docs/polar-api.md §13).
@@ -309,6 +321,7 @@ impl Store {
             subscription,
             order,
             grants,
+            made_with: (key_prefix(&key.key), key.limit_activations, key.limit_usage),
         });
         Ok(())
     }
@@ -544,7 +557,32 @@ impl Store {
             subscription_id: k.subscription.as_ref().map(|(id, _)| id.clone()),
             order_id: k.order.as_ref().map(|(id, _)| id.clone()),
             member,
+            benefit: self.license_benefit_props(k),
         })
+    }
+
+    /// The `properties` of key `k`'s license-key benefit: the limits and prefix of the first
+    /// key made of that benefit, as it was made (a later `PATCH` of a key changes the key, not
+    /// its benefit), and the seed benefit's `enable_customer_admin`.
+    fn license_benefit_props(&self, k: &KeyRec) -> crate::webhooks::LicenseBenefitProps {
+        let first = self
+            .keys
+            .iter()
+            .find(|o| o.benefit_id == k.benefit_id && o.organization_id == k.organization_id)
+            .unwrap_or(k);
+        crate::webhooks::LicenseBenefitProps {
+            prefix: first.made_with.0.clone(),
+            // The seed benefit's own limit when it sets one (0: none), else its first key's.
+            limit_activations: match self.benefit(k.benefit_id).and_then(|b| b.limit_activations) {
+                Some(0) => None,
+                Some(limit) => Some(limit),
+                None => first.made_with.1,
+            },
+            limit_usage: first.made_with.2,
+            enable_customer_admin: self
+                .benefit(k.benefit_id)
+                .is_some_and(|b| b.enable_customer_admin),
+        }
     }
 
     /// A new billing period for a key (Polar's `benefit_grant.cycled`): whether the key is

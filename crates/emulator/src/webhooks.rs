@@ -42,6 +42,19 @@ pub(crate) struct GrantView {
     pub(crate) order_id: Option<String>,
     /// id, email, external id.
     pub(crate) member: Option<(String, Option<String>, Option<String>)>,
+    /// The license-key benefit's own `properties` (not the key's: a key's limits changed
+    /// later leave its benefit as it was).
+    pub(crate) benefit: LicenseBenefitProps,
+}
+
+/// A `license_keys` benefit's `properties` as the emulator knows them: the limits and prefix of
+/// the first key made of it, and the seed benefit's `enable_customer_admin`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct LicenseBenefitProps {
+    pub(crate) prefix: Option<String>,
+    pub(crate) limit_activations: Option<i64>,
+    pub(crate) limit_usage: Option<i64>,
+    pub(crate) enable_customer_admin: bool,
 }
 
 /// Every event type of Polar's webhooks (the SDK's `WebhookEventType`, 1.0.x).
@@ -940,11 +953,14 @@ fn key_properties(g: &GrantView, display_key: &str) -> J {
 }
 
 /// The license-key benefit of a key's grant (`BenefitLicenseKeys`).
-fn license_benefit(g: &GrantView) -> J {
-    let activations = match g.limit_activations {
+pub(crate) fn license_benefit(g: &GrantView) -> J {
+    let b = &g.benefit;
+    // `BenefitLicenseKeyActivationProperties`: `{limit, enable_customer_admin}`, or null when
+    // the benefit sets no activation limit.
+    let activations = match b.limit_activations {
         Some(limit) if limit != 0 => obj(vec![
             ("limit", J::Int(i128::from(limit))),
-            ("enable_customer_admin", J::Bool(false)),
+            ("enable_customer_admin", J::Bool(b.enable_customer_admin)),
         ]),
         _ => J::Null,
     };
@@ -963,10 +979,10 @@ fn license_benefit(g: &GrantView) -> J {
         (
             "properties",
             obj(vec![
-                ("prefix", opt_s(g.prefix.as_deref())),
+                ("prefix", opt_s(b.prefix.as_deref())),
                 ("expires", J::Null),
                 ("activations", activations),
-                ("limit_usage", opt_i(g.limit_usage)),
+                ("limit_usage", opt_i(b.limit_usage)),
             ]),
         ),
         ("visibility_configurable", J::Bool(true)),

@@ -222,7 +222,7 @@ impl Core {
     }
 
     /// A listed benefit's id, type and `Benefit` object.
-    fn benefit_json(&self, organization_id: Uuid, b: Listed) -> (Uuid, String, J) {
+    pub(super) fn benefit_json(&self, organization_id: Uuid, b: Listed) -> (Uuid, String, J) {
         match b {
             Listed::Rendered(j) => {
                 let field = |name: &str| match &j {

@@ -3,8 +3,8 @@
 //! `{"action": …}`, each change queueing Polar's webhooks in Polar's order (the subscription's
 //! first, then the grants', then `customer.state_changed`):
 //!
-//! - `cancel_at_period_end`: the key stays granted until the period ends;
-//!   `subscription.updated`, `subscription.canceled`.
+//! - `cancel_at_period_end`: the key stays granted until the period ends; `canceled_at` is
+//!   set at once and a scheduled pause dropped; `subscription.updated`, `subscription.canceled`.
 //! - `pause_at_period_end` (`resumes_at` optional): `subscription.updated`.
 //! - `period_end`: a cancellation due ends the subscription (`canceled`): `subscription.revoked`;
 //!   a pause due pauses it: `subscription.updated`, `subscription.paused`; then each grant of the
@@ -176,7 +176,11 @@ impl Core {
                     &[
                         ("cancel_at_period_end", J::Bool(true)),
                         ("ends_at", end),
+                        // `_perform_cancellation`: `canceled_at` now, and a scheduled pause
+                        // dropped (`pause_at_period_end` false, `resumes_at` null).
                         ("canceled_at", at.clone()),
+                        ("pause_at_period_end", J::Bool(false)),
+                        ("resumes_at", J::Null),
                         ("modified_at", at),
                     ],
                 );

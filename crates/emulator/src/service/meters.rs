@@ -47,14 +47,20 @@ fn field<'a>(items: &'a [(String, J)], name: &str) -> Option<&'a J> {
     items.iter().find(|(k, _)| k == name).map(|(_, v)| v)
 }
 
-/// The service's one 422 entry (`PolarRequestValidationError`).
-fn service_error(typ: &'static str, index: usize, name: &str, msg: &str, input: &J) -> Resp {
-    let e = VErr::new(typ, event_loc(index, &[name]), msg, input, None);
+/// One of the service's 422 entries: Polar's `ingest` checks every event, keeps the first
+/// refusal of each (its organization, then its customer, then its member: each check raises)
+/// and answers them all at once (`server/polar/event/service.py`, `ingest`).
+fn service_error(typ: &'static str, index: usize, name: &str, msg: &str, input: &J) -> VErr {
+    VErr::new(typ, event_loc(index, &[name]), msg, input, None)
+}
+
+/// `PolarRequestValidationError` with the service's entries.
+fn service_errors(errors: &[VErr]) -> Resp {
     Resp::json(
         422,
         &obj(vec![
             ("error", s("PolarRequestValidationError")),
-            ("detail", J::Arr(vec![e.to_j()])),
+            ("detail", J::Arr(errors.iter().map(VErr::to_j).collect())),
         ]),
     )
 }
@@ -293,20 +299,22 @@ impl Core {
         if !errors.is_empty() {
             return Resp::json(422, &error_body(&errors));
         }
-        // The service's checks, the first bad event rejecting the batch.
+        // The service's checks: one entry per bad event, and any rejects the batch.
         let mut batch = Vec::with_capacity(events.len());
+        let mut refused: Vec<VErr> = Vec::new();
         for (i, e) in events.iter().enumerate() {
             let J::Obj(items) = e else {
                 return Resp::internal_error();
             };
             if let Some(org) = field(items, "organization_id").filter(|v| **v != J::Null) {
-                return service_error(
+                refused.push(service_error(
                     "organization_token",
                     i,
                     "organization_id",
                     "Setting organization_id is disallowed when using an organization token.",
                     org,
-                );
+                ));
+                continue;
             }
             let who = match (
                 field(items, "customer_id"),
@@ -317,24 +325,26 @@ impl Core {
                         .ok()
                         .filter(|id| self.store.has_customer(organization_id, *id));
                     let Some(id) = known else {
-                        return service_error(
+                        refused.push(service_error(
                             "customer_id",
                             i,
                             "customer_id",
                             "Customer not found.",
                             &J::Str(id.clone()),
-                        );
+                        ));
+                        continue;
                     };
                     if let Some(member) = field(items, "member_id").filter(|v| **v != J::Null) {
                         let ok = matches!(member, J::Str(m) if self.store.is_member(id, m));
                         if !ok {
-                            return service_error(
+                            refused.push(service_error(
                                 "member_id",
                                 i,
                                 "member_id",
                                 "Member not found.",
                                 member,
-                            );
+                            ));
+                            continue;
                         }
                     }
                     Who::Id(id)
@@ -354,12 +364,24 @@ impl Core {
                 Some(J::Str(n)) => n.clone(),
                 _ => return Resp::internal_error(),
             };
+            let text = |name: &str| match field(items, name) {
+                Some(J::Str(x)) => Some(x.clone()),
+                _ => None,
+            };
+            // Checked above: a timestamp that is there parses.
+            let timestamp = text("timestamp").and_then(|t| parse_ts(&t).ok());
             batch.push(NewEvent {
                 name,
                 who,
                 external_id,
                 metadata,
+                timestamp,
+                member_id: text("member_id"),
+                external_member_id: text("external_member_id"),
             });
+        }
+        if !refused.is_empty() {
+            return service_errors(&refused);
         }
         let (inserted, duplicates) = self.store.ingest(organization_id, batch, wall);
         Resp::json(
@@ -416,7 +438,7 @@ impl Core {
         };
         let all = self
             .store
-            .customer_meters(session.organization_id, session.customer_id);
+            .portal_customer_meters(session.organization_id, session.customer_id);
         if !id.is_empty() {
             return self.one_meter(id, all, CustomerMeter::render_portal);
         }

@@ -160,13 +160,7 @@ impl Core {
             Ok(key) => key,
             Err(RotateError::NotFound) => return not_found(),
             Err(RotateError::Status(status)) => {
-                return Resp::error(
-                    400,
-                    "RotateNotPermitted",
-                    &format!(
-                        "License key cannot be rotated in its current status. Current status: {status}. Allowed statuses: disabled, granted."
-                    ),
-                )
+                return super::key_writes::rotate_not_permitted(status)
             }
         };
         if self.rotate_key(&key, now).is_none() {

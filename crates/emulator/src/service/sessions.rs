@@ -63,6 +63,8 @@ struct Session {
     customer_id: Uuid,
     organization_id: Uuid,
     expires_at: OffsetDateTime,
+    /// The `return_url` it was made with (`POST /v1/customer-sessions/`), for `introspect`.
+    return_url: Option<String>,
 }
 
 /// The customer a valid session token authenticates.
@@ -121,6 +123,14 @@ impl Sessions {
                 customer_id: s.customer_id,
                 organization_id: s.organization_id,
             })
+    }
+
+    /// A live session token's expiry and `return_url` (`GET …/customer-session/introspect`).
+    pub(crate) fn details(&self, token: &str) -> Option<(OffsetDateTime, Option<String>)> {
+        self.sessions
+            .iter()
+            .find(|s| s.token == token)
+            .map(|s| (s.expires_at, s.return_url.clone()))
     }
 
     fn push_log(&mut self, line: String) {
@@ -185,27 +195,6 @@ pub(crate) fn token_with_checksum(prefix: &str, random: &str) -> String {
 /// A pydantic error entry.
 fn verr(typ: &'static str, loc: &[&str], msg: &str, input: &J, ctx: Option<J>) -> VErr {
     VErr::new(typ, loc.iter().map(|p| s(p)).collect(), msg, input, ctx)
-}
-
-/// Why an address fails `email_validator`'s syntax check (its messages), `None` when it
-/// passes. The emulator asks no DNS: a well-formed address is deliverable.
-fn email_problem(email: &str) -> Option<&'static str> {
-    let Some((local, domain)) = email.rsplit_once('@') else {
-        return Some("An email address must have an @-sign.");
-    };
-    if local.is_empty() {
-        return Some("There must be something before the @-sign.");
-    }
-    if domain.is_empty() {
-        return Some("There must be something after the @-sign.");
-    }
-    if local.contains('@') || email.chars().any(char::is_whitespace) {
-        return Some("The email address is not valid. It must have exactly one @-sign.");
-    }
-    if !domain.contains('.') {
-        return Some("The part after the @-sign is not valid. It should have a period.");
-    }
-    None
 }
 
 /// The body object's fields, and the errors pydantic reports for them.
@@ -363,16 +352,19 @@ impl Core {
     /// `CustomerSessionCodeRequest` → 202 `null`, a code made when exactly one customer of the
     /// organization has that email (or `customer_id` picks one of several).
     fn request_code(&mut self, fields: &mut Fields, now: Time) -> Resp {
-        let email = fields.string("email", false);
-        if let Some(email) = &email {
-            if let Some(reason) = email_problem(email) {
-                fields.errors.push(verr(
+        let mut email = fields.string("email", false);
+        if let Some(text) = &email {
+            match crate::email::check(text) {
+                // `EmailStr` hands the service the normalized address (stripped, the domain
+                // lower-cased).
+                Ok(normalized) => email = Some(normalized),
+                Err(reason) => fields.errors.push(verr(
                     "value_error",
                     &["body", "email"],
                     &format!("value is not a valid email address: {reason}"),
-                    &J::Str(email.clone()),
-                    Some(obj(vec![("reason", s(reason))])),
-                ));
+                    &J::Str(text.clone()),
+                    Some(obj(vec![("reason", s(&reason))])),
+                )),
             }
         }
         let organization_id = fields.uuid4("organization_id", false);
@@ -447,7 +439,7 @@ impl Core {
             return Resp::error(401, "CustomerSessionCodeInvalidOrExpired", CODE_INVALID);
         };
         let used = self.sessions.codes.remove(at);
-        let token = self.new_session(used.customer_id, used.organization_id, clock);
+        let token = self.new_session(used.customer_id, used.organization_id, clock, None);
         Resp::json(200, &obj(vec![("token", s(&token))]))
     }
 
@@ -457,6 +449,7 @@ impl Core {
         customer_id: Uuid,
         organization_id: Uuid,
         clock: OffsetDateTime,
+        return_url: Option<String>,
     ) -> String {
         let random = self.random_text(TOKEN_ALPHABET, 37);
         let token = token_with_checksum("polar_cst_", &random);
@@ -465,6 +458,7 @@ impl Core {
             customer_id,
             organization_id,
             expires_at: plus(clock, SESSION_TTL),
+            return_url,
         });
         token
     }
@@ -541,19 +535,23 @@ impl Core {
                     )
                 }
             },
-            // The seed gives customers no external ids: none exists.
-            Some(Err((_, text))) => {
-                return polar_validation_error(
-                    &["body", "external_customer_id"],
-                    "Customer does not exist.",
-                    &J::Str(text),
-                )
-            }
+            // By the seller's id (`external_customer_id`, or its alias `customer_external_id`):
+            // `customer_session/service.py` looks it up in the organization as the id.
+            Some(Err((_, text))) => match self.store.customer_by_external(organization_id, &text) {
+                Some(found) => found,
+                None => {
+                    return polar_validation_error(
+                        &["body", "external_customer_id"],
+                        "Customer does not exist.",
+                        &J::Str(text),
+                    )
+                }
+            },
             None => return Resp::internal_error(),
         };
         let (customer, customer_json) = found;
         let clock = self.clock(now);
-        let token = self.new_session(customer.id, organization_id, clock);
+        let token = self.new_session(customer.id, organization_id, clock, return_url.clone());
         let id = self.store.next_id();
         let frontend = if self.options.sandbox {
             "https://sandbox.polar.sh"
@@ -667,26 +665,5 @@ mod tests {
         assert_eq!(base62(61), "00000z");
         let token = token_with_checksum("polar_cst_", &"a".repeat(37));
         assert_eq!(token, format!("polar_cst_{}2sN54l", "a".repeat(37)));
-    }
-
-    #[test]
-    fn email_syntax_messages() {
-        assert_eq!(email_problem("jane@example.com"), None);
-        assert_eq!(
-            email_problem("jane"),
-            Some("An email address must have an @-sign.")
-        );
-        assert_eq!(
-            email_problem("@example.com"),
-            Some("There must be something before the @-sign.")
-        );
-        assert_eq!(
-            email_problem("jane@"),
-            Some("There must be something after the @-sign.")
-        );
-        assert_eq!(
-            email_problem("jane@localhost"),
-            Some("The part after the @-sign is not valid. It should have a period.")
-        );
     }
 }

@@ -90,6 +90,24 @@ impl Store {
         Some((customer, render_customer(k)))
     }
 
+    /// A customer of `organization_id` by the seller's id for it (`external_id`, compared
+    /// exactly, as Polar's `get_by_external_id_and_organization`), with its `Customer` object.
+    pub(crate) fn customer_by_external(
+        &self,
+        organization_id: Uuid,
+        external_id: &str,
+    ) -> Option<(CustomerRef, J)> {
+        let k = self.keys.iter().find(|k| {
+            k.organization_id == organization_id
+                && k.customer.external_id.as_deref() == Some(external_id)
+        })?;
+        let customer = CustomerRef {
+            id: k.customer.id,
+            email: k.customer.email.clone(),
+        };
+        Some((customer, render_customer(k)))
+    }
+
     /// `GET /v1/customer-portal/license-keys/`: the customer's keys of every status, whole,
     /// in the order they were made (`created_at` ascending), `benefit_id` filtering.
     pub(crate) fn customer_keys(
@@ -206,6 +224,19 @@ impl Store {
             super::Status::Revoked => Err(RotateError::Status(k.status.as_str())),
             _ => Ok(k.key.clone()),
         }
+    }
+
+    /// The string and status of key `id` of `organization_id` (the organization token's
+    /// writes: `PATCH` and rotate).
+    pub(crate) fn key_and_status(
+        &self,
+        organization_id: Uuid,
+        id: Uuid,
+    ) -> Option<(String, &'static str)> {
+        self.keys
+            .iter()
+            .find(|k| k.id == id && k.organization_id == organization_id)
+            .map(|k| (k.key.clone(), k.status.as_str()))
     }
 
     /// `LicenseKeyRead` of key `id` (after a rotation: its new string).

@@ -31,6 +31,10 @@ pub(crate) struct BenefitRec {
     pub(crate) modified_at: Option<OffsetDateTime>,
     /// A `meter_credit` benefit's properties: its meter, units and rollover.
     pub(crate) credit: Option<MeterCredit>,
+    /// A `license_keys` benefit's `properties.activations.enable_customer_admin`.
+    pub(crate) enable_customer_admin: bool,
+    /// A `license_keys` benefit's own activation limit, when the seed sets it (0: none).
+    pub(crate) limit_activations: Option<i64>,
 }
 
 /// A `meter_credit` benefit's properties (docs/polar-api.md §16.5).
@@ -88,6 +92,8 @@ impl BenefitRec {
             created_at: now,
             modified_at: None,
             credit,
+            enable_customer_admin: b.enable_customer_admin,
+            limit_activations: b.limit_activations,
         })
     }
 
@@ -270,7 +276,7 @@ impl Store {
     }
 
     /// The `BenefitGrant` of a Feature Flag grant of key `k`.
-    fn flag_grant(&self, k: &KeyRec, g: &FlagGrant) -> J {
+    pub(super) fn flag_grant(&self, k: &KeyRec, g: &FlagGrant) -> J {
         let benefit = self
             .benefit(g.benefit_id)
             .map_or(J::Null, BenefitRec::render);
@@ -435,7 +441,7 @@ fn state_subscription(k: &KeyRec, id: &str, sub: &J) -> J {
         ("trial_start", J::Null),
         ("trial_end", J::Null),
         ("cancel_at_period_end", field(sub, "cancel_at_period_end")),
-        ("canceled_at", J::Null),
+        ("canceled_at", field(sub, "canceled_at")),
         ("started_at", s(&created)),
         ("ends_at", field(sub, "ends_at")),
         ("product_id", s(&product)),
@@ -466,10 +472,14 @@ impl Store {
             g.revoked_at = (!granted).then_some(now);
             g.modified_at = Some(now);
         }
-        // A meter credit grant made again credits its units again.
+        // A meter credit grant made again credits its units again; revoked, it takes them back.
         #[cfg(feature = "billing")]
         if changed && granted {
             self.credit_grant(customer_id, benefit_id, now);
+        }
+        #[cfg(feature = "billing")]
+        if changed && !granted {
+            self.uncredit_grant(customer_id, benefit_id, now);
         }
         let k = &self.keys[ki];
         let g = k.grants.iter().find(|g| g.benefit_id == benefit_id)?;
@@ -479,6 +489,39 @@ impl Store {
             organization_id: k.organization_id,
             customer_id: k.customer.id,
         })
+    }
+}
+
+impl Store {
+    /// A new cycle of every granted `meter_credit` grant of `key`'s purchase (Polar's
+    /// `meter_credit` `cycle`: the meter reset, the rollover and the units credited again):
+    /// each grant's `BenefitGrant` after, for its `benefit_grant.cycled`, and the organization.
+    #[cfg(feature = "billing")]
+    pub(crate) fn cycle_credit_grants(&mut self, key: &str, now: OffsetDateTime) -> Vec<(Uuid, J)> {
+        let Some(ki) = self.find_any(key) else {
+            return Vec::new();
+        };
+        let customer_id = self.keys[ki].customer.id;
+        let credits: Vec<Uuid> = self.keys[ki]
+            .grants
+            .iter()
+            .filter(|g| g.granted_at.is_some())
+            .map(|g| g.benefit_id)
+            .filter(|b| self.benefit(*b).is_some_and(|b| b.credit.is_some()))
+            .collect();
+        let mut out = Vec::new();
+        for b in credits {
+            self.cycle_credit(customer_id, b, now);
+            let k = &mut self.keys[ki];
+            if let Some(g) = k.grants.iter_mut().find(|g| g.benefit_id == b) {
+                g.modified_at = Some(now);
+            }
+            let k = &self.keys[ki];
+            if let Some(g) = k.grants.iter().find(|g| g.benefit_id == b) {
+                out.push((k.organization_id, self.flag_grant(k, g)));
+            }
+        }
+        out
     }
 }
 

@@ -7,8 +7,9 @@
 //! The emulator's simplifications, documented in docs/interfaces.md §3: a meter matches one
 //! event name (Polar's filters take any clause) and counts or sums one metadata property; a
 //! grant credits its units each time it is made (a seed grant at start, a grant made again
-//! later), never resets and never takes units back; events are kept as their sums per customer
-//! and meter, and their `external_id`s.
+//! later), takes them back when it is revoked, and a new cycle resets the meter and credits
+//! again (Polar's `benefit/strategies/meter_credit/service.py`); events are kept as their
+//! sums per customer and meter, and their `external_id`s.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -118,13 +119,24 @@ pub(crate) enum Who {
     External(String),
 }
 
-/// Units credited to a customer's meter by one grant.
+/// Units credited to a customer's meter by one grant (Polar's `meter.credited` system
+/// event: negative when a grant is revoked), or the meter reset (`meter.reset`, `reset`: a
+/// new cycle starts the meter afresh, its `units` 0).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Credit {
     pub(crate) customer_id: Uuid,
     pub(crate) meter_id: Uuid,
     pub(crate) units: i64,
     pub(crate) at: OffsetDateTime,
+    /// Credited by a benefit with `rollover` (what is left of it carries over a reset).
+    pub(crate) rollover: bool,
+    /// A `meter.reset`: the credits and usage before it no longer count.
+    pub(crate) reset: bool,
+}
+
+/// `non_negative_running_sum`: a running sum that never goes below 0.
+fn non_negative_running_sum(units: impl Iterator<Item = i64>) -> i64 {
+    units.fold(0, |sum, u| sum.saturating_add(u).max(0))
 }
 
 /// The units the events of one customer (as they named it) added to one meter.
@@ -146,6 +158,8 @@ pub(crate) struct Usage {
     pub(crate) consumed: BTreeMap<(Who, Uuid), Consumed>,
     /// The `external_id`s of the events taken, per organization (unique there).
     pub(crate) external_ids: BTreeSet<(Uuid, String)>,
+    /// The latest events taken, oldest first (not kept by `--state`).
+    pub(crate) events: std::collections::VecDeque<EventRec>,
 }
 
 /// One event of a batch, checked.
@@ -155,7 +169,28 @@ pub(crate) struct NewEvent {
     pub(crate) who: Who,
     pub(crate) external_id: Option<String>,
     pub(crate) metadata: Vec<(String, J)>,
+    /// The event's own time (`None`: when it was taken).
+    pub(crate) timestamp: Option<OffsetDateTime>,
+    pub(crate) member_id: Option<String>,
+    pub(crate) external_member_id: Option<String>,
 }
+
+/// An event taken, as `GET /v1/events/` lists it (the latest [`MAX_EVENTS`], in memory only).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct EventRec {
+    pub(crate) id: Uuid,
+    pub(crate) organization_id: Uuid,
+    pub(crate) timestamp: OffsetDateTime,
+    pub(crate) name: String,
+    pub(crate) who: Who,
+    pub(crate) member_id: Option<String>,
+    pub(crate) external_member_id: Option<String>,
+    pub(crate) metadata: Vec<(String, J)>,
+}
+
+/// The events kept for `GET /v1/events/` at most (the oldest dropped first): the balances
+/// are kept as sums, the events themselves only for reading them back.
+pub(crate) const MAX_EVENTS: usize = 10_000;
 
 /// A customer's meter, as both lists show it.
 #[derive(Debug, Clone)]
@@ -212,15 +247,113 @@ impl CustomerMeter {
 impl Store {
     /// Credits what a `meter_credit` grant of `benefit_id` gives `customer_id`, at `at`.
     pub(crate) fn credit_grant(&mut self, customer_id: Uuid, benefit_id: Uuid, at: OffsetDateTime) {
+        self.push_credit(customer_id, benefit_id, at, 1);
+    }
+
+    /// Takes back what a revoked `meter_credit` grant credited (Polar's `revoke`: a
+    /// `meter.credited` of minus the units; the customer's meter stays).
+    pub(crate) fn uncredit_grant(
+        &mut self,
+        customer_id: Uuid,
+        benefit_id: Uuid,
+        at: OffsetDateTime,
+    ) {
+        self.push_credit(customer_id, benefit_id, at, -1);
+    }
+
+    fn push_credit(&mut self, customer_id: Uuid, benefit_id: Uuid, at: OffsetDateTime, sign: i64) {
         let Some(credit) = self.benefit(benefit_id).and_then(|b| b.credit) else {
             return;
         };
         self.usage.credits.push(Credit {
             customer_id,
             meter_id: credit.meter_id,
-            units: credit.units,
+            units: sign * credit.units,
             at,
+            rollover: credit.rollover,
+            reset: false,
         });
+    }
+
+    /// A new cycle of a granted `meter_credit` grant (Polar's `cycle`): the meter reset (the
+    /// usage and credits before no longer count), what is left of rollover credits credited
+    /// again (`get_rollover_units`: the balance, at most the rollover credits, at least 0), then
+    /// the benefit's units.
+    pub(crate) fn cycle_credit(&mut self, customer_id: Uuid, benefit_id: Uuid, at: OffsetDateTime) {
+        let Some(credit) = self.benefit(benefit_id).and_then(|b| b.credit) else {
+            return;
+        };
+        let meter_id = credit.meter_id;
+        let (rollover, _, _) = self.window(customer_id, meter_id);
+        let reset = Credit {
+            customer_id,
+            meter_id,
+            units: 0,
+            at,
+            rollover: false,
+            reset: true,
+        };
+        self.usage.credits.push(reset);
+        // The usage since the last reset: the events' sums start again from 0.
+        let external = self.external_id_of(customer_id);
+        for c in self.usage.consumed.values_mut() {
+            let ours = match &c.who {
+                Who::Id(id) => *id == customer_id,
+                Who::External(x) => external.as_ref() == Some(x),
+            };
+            if ours && c.meter_id == meter_id {
+                c.units = 0.0;
+            }
+        }
+        if rollover > 0 {
+            self.usage.credits.push(Credit {
+                customer_id,
+                meter_id,
+                units: rollover,
+                at,
+                rollover: true,
+                reset: false,
+            });
+        }
+        self.credit_grant(customer_id, benefit_id, at);
+    }
+
+    /// The units a reset would carry over, and the credited and consumed units, of a
+    /// customer's meter since its last reset.
+    fn window(&self, customer_id: Uuid, meter_id: Uuid) -> (i64, i64, f64) {
+        let credits: Vec<&Credit> = self
+            .usage
+            .credits
+            .iter()
+            .filter(|c| c.customer_id == customer_id && c.meter_id == meter_id)
+            .collect();
+        let since = credits.iter().rposition(|c| c.reset).map_or(0, |i| i + 1);
+        let window = &credits[since..];
+        let sum = |rollover: Option<bool>| {
+            non_negative_running_sum(
+                window
+                    .iter()
+                    .filter(|c| rollover.is_none_or(|r| c.rollover == r))
+                    .map(|c| c.units),
+            )
+        };
+        let external = self.external_id_of(customer_id);
+        let consumed: f64 = self
+            .usage
+            .consumed
+            .values()
+            .filter(|c| c.meter_id == meter_id)
+            .filter(|c| match &c.who {
+                Who::Id(id) => *id == customer_id,
+                Who::External(x) => external.as_ref() == Some(x),
+            })
+            .map(|c| c.units)
+            // From +0.0: an empty `sum` of floats is -0.0.
+            .fold(0.0, |a, b| a + b);
+        let (plain, rolled) = (sum(Some(false)), sum(Some(true)));
+        let balance = (plain + rolled) as f64 - consumed;
+        let rollover = (balance as i64).min(rolled).max(0);
+        (rollover, sum(None), consumed)
     }
 
     /// Whether `member_id` is a member of `customer_id` (a seat of one of its keys).
@@ -254,6 +387,20 @@ impl Store {
                 }
             }
             inserted += 1;
+            if self.usage.events.len() >= MAX_EVENTS {
+                self.usage.events.pop_front();
+            }
+            let id = self.ids.next_id();
+            self.usage.events.push_back(EventRec {
+                id,
+                organization_id,
+                timestamp: e.timestamp.unwrap_or(now),
+                name: e.name.clone(),
+                who: e.who.clone(),
+                member_id: e.member_id.clone(),
+                external_member_id: e.external_member_id.clone(),
+                metadata: e.metadata.clone(),
+            });
             for m in self
                 .usage
                 .meters
@@ -287,12 +434,33 @@ impl Store {
         (inserted, duplicates)
     }
 
-    /// The meters of customer `k`'s customer: one per meter a granted `meter_credit` grant of
-    /// its keys names, in the meters' seed order.
+    /// The meters of a customer as the organization sees them (`GET /v1/customer-meters/`,
+    /// the customer state's `active_meters`): one per meter a `meter_credit` grant of its keys
+    /// names, granted now or credited once (Polar keeps a customer's meter when the grant is
+    /// revoked), in the meters' seed order.
     pub(crate) fn customer_meters(
         &self,
         organization_id: Uuid,
         customer_id: Uuid,
+    ) -> Vec<CustomerMeter> {
+        self.customer_meters_where(organization_id, customer_id, false)
+    }
+
+    /// The meters the customer portal lists (`customer_portal/repository/customer_meter.py`):
+    /// only those of a `meter_credit` grant granted now.
+    pub(crate) fn portal_customer_meters(
+        &self,
+        organization_id: Uuid,
+        customer_id: Uuid,
+    ) -> Vec<CustomerMeter> {
+        self.customer_meters_where(organization_id, customer_id, true)
+    }
+
+    fn customer_meters_where(
+        &self,
+        organization_id: Uuid,
+        customer_id: Uuid,
+        granted_only: bool,
     ) -> Vec<CustomerMeter> {
         let keys: Vec<&KeyRec> = self
             .keys
@@ -314,15 +482,16 @@ impl Store {
                             .is_some_and(|c| c.meter_id == m.id)
                 })
             });
-            if !granted {
-                continue;
-            }
             let credits: Vec<&Credit> = self
                 .usage
                 .credits
                 .iter()
                 .filter(|c| c.customer_id == customer_id && c.meter_id == m.id)
                 .collect();
+            if !granted && (granted_only || credits.is_empty()) {
+                continue;
+            }
+            let (_, credited, consumed_now) = self.window(customer_id, m.id);
             let consumed: Vec<&Consumed> = self
                 .usage
                 .consumed
@@ -345,8 +514,8 @@ impl Store {
                 meter: m.clone(),
                 created_at,
                 modified_at,
-                consumed: consumed.iter().map(|c| c.units).sum(),
-                credited: credits.iter().map(|c| c.units).sum(),
+                consumed: consumed_now,
+                credited,
             });
         }
         out
@@ -380,6 +549,68 @@ impl Store {
         items.push(("customer", customer));
         items.push(("meter", cm.meter.render()));
         obj(items)
+    }
+
+    /// The organization's meters (`GET /v1/meters/`): each its id, name and `Meter`.
+    pub(crate) fn org_meters(&self, organization_id: Uuid) -> Vec<(Uuid, String, J)> {
+        self.usage
+            .meters
+            .iter()
+            .filter(|m| m.organization_id == organization_id)
+            .map(|m| (m.id, m.name.clone(), m.render()))
+            .collect()
+    }
+
+    /// The organization's events, each its `UserEvent` (`GET /v1/events/`): `customer` the
+    /// customer an id names, or the one whose `external_id` an external id names (null when
+    /// none has it yet).
+    pub(crate) fn org_events(&self, organization_id: Uuid) -> Vec<(&EventRec, J)> {
+        self.usage
+            .events
+            .iter()
+            .filter(|e| e.organization_id == organization_id)
+            .map(|e| {
+                let (customer_id, external) = match &e.who {
+                    Who::Id(id) => (Some(*id), None),
+                    Who::External(x) => (None, Some(x.clone())),
+                };
+                let customer = self.keys.iter().find(|k| {
+                    k.organization_id == organization_id
+                        && match &e.who {
+                            Who::Id(id) => k.customer.id == *id,
+                            Who::External(x) => k.customer.external_id.as_ref() == Some(x),
+                        }
+                });
+                let external =
+                    external.or_else(|| customer.and_then(|k| k.customer.external_id.clone()));
+                let j = obj(vec![
+                    ("id", s(&e.id.to_string())),
+                    ("timestamp", s(&fmt_ts(e.timestamp))),
+                    ("organization_id", s(&organization_id.to_string())),
+                    (
+                        "customer_id",
+                        customer_id.map_or(J::Null, |c| s(&c.to_string())),
+                    ),
+                    ("customer", customer.map_or(J::Null, render_customer)),
+                    (
+                        "external_customer_id",
+                        crate::json::opt_s(external.as_deref()),
+                    ),
+                    ("member_id", crate::json::opt_s(e.member_id.as_deref())),
+                    (
+                        "external_member_id",
+                        crate::json::opt_s(e.external_member_id.as_deref()),
+                    ),
+                    ("child_count", J::Int(0)),
+                    ("parent_id", J::Null),
+                    ("label", s(&e.name)),
+                    ("name", s(&e.name)),
+                    ("source", s("user")),
+                    ("metadata", J::Obj(e.metadata.clone())),
+                ]);
+                (e, j)
+            })
+            .collect()
     }
 
     /// The external id of customer `id`, if it has one.
@@ -442,6 +673,8 @@ pub(crate) mod file {
                     ("meter_id", s(&c.meter_id.to_string())),
                     ("units", J::Int(i128::from(c.units))),
                     ("at", s(&fmt_ts(c.at))),
+                    ("rollover", J::Bool(c.rollover)),
+                    ("reset", J::Bool(c.reset)),
                 ])
             })
             .collect();
@@ -507,6 +740,9 @@ pub(crate) mod file {
                 meter_id: parse_uuid4(text(c, "meter_id").map_err(at)?, "meter_id")?,
                 units: number(c, "units").map_err(at)? as i64,
                 at: parse_ts(text(c, "at").map_err(at)?)?,
+                // Both absent from files written before they were kept.
+                rollover: matches!(field(c, "rollover"), Ok(J::Bool(true))),
+                reset: matches!(field(c, "reset"), Ok(J::Bool(true))),
             });
         }
         for (i, c) in list(j, "consumed")?.iter().enumerate() {

@@ -194,6 +194,7 @@ fn benefit_json(b: &BenefitRec) -> J {
                 .as_ref()
                 .map_or(J::Null, super::entitlements::MeterCredit::render),
         ),
+        ("enable_customer_admin", J::Bool(b.enable_customer_admin)),
     ])
 }
 
@@ -234,6 +235,10 @@ fn read_benefit(b: &J) -> Result<BenefitRec, String> {
                 rollover: matches!(field(p, "rollover"), Some(J::Bool(true))),
             }),
         },
+        // Absent from files written before it was kept.
+        enable_customer_admin: matches!(field(b, "enable_customer_admin"), Some(J::Bool(true))),
+        // The seed's, not kept by the file: a restored benefit takes its keys' (`made_with`).
+        limit_activations: None,
     })
 }
 
@@ -369,7 +374,15 @@ fn read_key(k: &J) -> Result<(KeyRec, Option<Vec<FlagGrant>>), String> {
         subscription: read_extra(k, "subscription")?,
         order: read_extra(k, "order")?,
         grants: Vec::new(),
+        made_with: (None, None, None),
     };
+    // The file keeps the key as it is now: its benefit's properties are taken from that.
+    let made_with = (
+        super::key_prefix(&key.key),
+        key.limit_activations,
+        key.limit_usage,
+    );
+    let key = KeyRec { made_with, ..key };
     Ok((key, grants))
 }
 

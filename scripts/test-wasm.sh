@@ -549,7 +549,7 @@ suite_start npm-node18 node node18
 suite npm-node node node_tests node
 suite_finish npm-node18 node
 
-suite npm-browser node env POLAR_EMULATOR_URL="$POLAR_WASM_EMULATOR_URL" CONSUMER="$CONSUMER" \
+suite npm-browser node env POLAR_EMULATOR_URL="$POLAR_WASM_EMULATOR_URL" CONSUMER="$CONSUMER" POLAR_CLI="$EMULATOR_BIN" \
     POLAR_MATRIX_URL="$POLAR_WASM_MATRIX_URL" TOOLS="$TOOLS" SCREENSHOT="$NPM_OUT/e2e.png" \
     node --test --test-timeout=300000 --test-reporter=tap tests/browser/*.test.mjs
 

@@ -15,7 +15,7 @@
 //! checked by the package's Ed25519 (`hostEd25519`, as signed mode's leases and
 //! `polar-license/seat`'s are), so this wasm carries none: an answer whose signature has no
 //! answer yet is `{"verify": [[id, key, message, signature]…]}` (hex); `usage.js` verifies
-//! each, hands the answers to [`Report::verified`] and gives the same answer again.
+//! each, hands the answers to `Report::verified` and gives the same answer again.
 //!
 //! Every method answers JSON written with the core's `JsonOut`: `{"send": {method, url,
 //! headers: [[name, value]], body}, "afterMs": N}` (wait N ms, then send), `{"recorded": {id,

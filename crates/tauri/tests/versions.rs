@@ -6,7 +6,10 @@
 //! are recorded as `answers-versions-<api>.json` beside commands.rs's, so the guest package's
 //! tests replay them and check them against its types.
 
-use polar_license_emulator::DEMO_KEY;
+use polar_license_emulator::{
+    ApiVersionsChange, Emulator, Fault, Options as EmulatorOptions, Seed, DEMO_KEY,
+    DEMO_KEY_REVOKED,
+};
 use polar_license_tauri::{Activated, LicenseState, Validated};
 use polar_license_testkit::seller_rows::{Row, DAY, MEMBER_ID};
 use polar_license_testkit::{unix_now, FakeClock, ScratchDir};
@@ -124,5 +127,89 @@ fn on_2026_10_the_license_has_no_member_subscription_or_order() {
                 "{command}: {absent} in {license}"
             );
         }
+    }
+}
+
+/// The webview's reading of the demo keys: validate's key status, check's standing and source,
+/// and the revoked key's rejection code.
+fn rotation_verdicts(webview: &WebviewWindow<MockRuntime>) -> (Value, bool, String, Value) {
+    let validated = common::invoke(webview, "validate", json!({ "key": DEMO_KEY }))
+        .unwrap_or_else(|e| panic!("validate rejected: {e}"));
+    let checked: LicenseState = common::invoke(webview, "check", json!({}))
+        .map(|v| serde_json::from_value(v).expect("LicenseState"))
+        .unwrap_or_else(|e| panic!("check rejected: {e}"));
+    let refused = match common::invoke(webview, "validate", json!({ "key": DEMO_KEY_REVOKED })) {
+        Ok(v) => panic!("the revoked key validated: {v}"),
+        Err(e) => e,
+    };
+    (
+        validated["license"]["status"].clone(),
+        checked.licensed,
+        checked.outcome,
+        refused["code"].clone(),
+    )
+}
+
+/// Issue #78: Polar's January 2027 rotation (`2026-04` removed, `2027-01` made current)
+/// between two invocations, through the emulator's run-time switch: the webview reads the
+/// same verdicts before and after, a build pinned to the removed version would hear a bare 404
+/// that the plugin never reads as "not found", and every request the plugin sent named the
+/// library and pinned no version.
+#[test]
+fn the_rotation_day_changes_no_verdict_in_the_webview() {
+    let start = unix_now();
+    let polar = Emulator::start(Seed::demo(), EmulatorOptions::default()).expect("emulator");
+    let dir = ScratchDir::new("tauri-rotation-day");
+    let clock = FakeClock::new(start);
+    let options = common::options(&polar, &dir, &clock);
+    let (_app, webview) =
+        common::app_with_window(polar.organization_id(), options, &["polar-license:default"]);
+    common::invoke(
+        &webview,
+        "activate",
+        json!({ "key": DEMO_KEY, "label": "laptop" }),
+    )
+    .unwrap_or_else(|e| panic!("activate rejected: {e}"));
+
+    let before = rotation_verdicts(&webview);
+    assert_eq!(before.0, json!("granted"), "{before:?}");
+    assert!(before.1, "{before:?}");
+    assert_eq!(before.3, json!("inactive"), "{before:?}");
+
+    let change: ApiVersionsChange = serde_json::from_value(json!({
+        "served": ["2026-10", "2027-01"],
+        "current": "2027-01",
+        "due_for_removal": [],
+    }))
+    .expect("a change");
+    polar.set_api_versions(&change).expect("the switch");
+    assert_eq!(rotation_verdicts(&webview), before);
+
+    // The bare 404 every route answers a build pinned to a removed version: no verdict, never
+    // "not found"; the cache keeps the app licensed.
+    polar.set_fault(Some(Fault::Respond {
+        status: 404,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: r#"{"detail":"Not Found"}"#.into(),
+    }));
+    match common::invoke(&webview, "validate", json!({ "key": DEMO_KEY })) {
+        Ok(v) => panic!("a bare 404 validated: {v}"),
+        Err(e) => assert_ne!(e["code"], json!("not_found"), "{e}"),
+    }
+    let state: LicenseState = common::invoke(&webview, "check", json!({}))
+        .map(|v| serde_json::from_value(v).expect("LicenseState"))
+        .unwrap_or_else(|e| panic!("check rejected: {e}"));
+    assert!(state.licensed, "{state:?}");
+    polar.set_fault(None);
+
+    let seen = polar.seen_requests();
+    assert!(seen.len() >= 7, "{seen:?}");
+    for r in &seen {
+        let agent = r.user_agent.as_deref().unwrap_or_default();
+        assert!(
+            agent.starts_with("polar-license/") && agent.ends_with(" (rust)"),
+            "{r:?}"
+        );
+        assert_eq!(r.polar_version, None, "{r:?}");
     }
 }

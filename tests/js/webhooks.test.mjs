@@ -400,10 +400,12 @@ for (const [face, start] of EMULATORS) {
         assert.equal(payload.data.properties.display_key, display);
         assert.equal(payload.data.benefit.type, 'license_keys');
       }
-      // The limit change: the benefit's new limit, the properties before it.
+      // The limit change is the key's, not its benefit's: the grant's `benefit` keeps the
+      // benefit's own properties (Polar's `BenefitGrant.benefit`, `benefit/schemas.py`; issue
+      // #78), here the limit the key was made with; the properties before the change.
       for (const { payload } of of('benefit_grant.updated')) {
         assert.equal(payload.data.is_granted, true);
-        assert.equal(payload.data.benefit.properties.activations.limit, 5);
+        assert.equal(payload.data.benefit.properties.activations.limit, 3);
         assert.equal(payload.data.previous_properties.display_key, display);
         assert.equal(payload.data.previous_properties.license_key_id, payload.data.properties.license_key_id);
       }

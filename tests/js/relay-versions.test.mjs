@@ -13,7 +13,9 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DEAD, importAsApp, relaySigningKey } from './emulator.mjs';
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { CLI, DEAD, ORG, README_KEY, REVOKED_KEY, importAsApp, relaySigningKey } from './emulator.mjs';
 import { WORKERD, freePort, relayUnderWorkerd, storeWorker } from './workerd.mjs';
 
 const TOKEN = 'polar_oat_emulator_demo_0123456789abcdef';
@@ -84,6 +86,71 @@ test('workerd: the same, counted by the Workers host', { skip: existsSync(WORKER
     });
   } finally {
     await host.close();
+    await rm(storeDir, { recursive: true, force: true });
+  }
+});
+
+/** An emulator process of this file's own (the rotation changes its versions): its URL and stop. */
+async function ownEmulator() {
+  const polar = spawn(CLI, ['emulator', '--port', '0'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  const lines = createInterface({ input: polar.stdout });
+  const first = await new Promise((resolve, reject) => {
+    lines.once('line', resolve);
+    polar.once('exit', (code) => reject(new Error(`emulator exited ${code}`)));
+  });
+  return { url: first.replace(/^listening on /, ''), stop: () => polar.kill() };
+}
+
+// The January rotation through the Workers host (issue #78): the relay's validates (its
+// verdicts, stored and forwarded) read the same before and after Polar removes 2026-04 and
+// makes 2027-01 current, and every request the relay made named it and pinned no version.
+test('workerd: the relay keeps its verdicts through the rotation day, naming itself and pinning no version', { skip: existsSync(WORKERD) && CLI ? false : 'needs workerd (scripts/npm) and POLAR_CLI' }, async () => {
+  const polar = await ownEmulator();
+  const storeDir = await mkdtemp(join(tmpdir(), 'polar-license-rotation-'));
+  const port = await freePort();
+  let host;
+  try {
+    host = await relayUnderWorkerd({
+      port,
+      worker: storeWorker(`store: { webhookSecret: env.POLAR_WEBHOOK_SECRET },`),
+      polarUrl: polar.url,
+      bindings: { POLAR_ACCESS_TOKEN: TOKEN, RELAY_SIGNING_KEY: SIGNING_KEY, POLAR_WEBHOOK_SECRET: SECRET },
+      store: { dir: storeDir, uniqueKey: 'polar-relay-rotation-test' },
+      probe: '/healthz',
+    });
+    const validate = async (key) => {
+      const r = await fetch(`${host.url}/v1/customer-portal/license-keys/validate`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ key, organization_id: ORG }),
+      });
+      const text = await r.text();
+      let status = null;
+      try {
+        status = JSON.parse(text).status ?? null;
+      } catch {}
+      return [r.status, status];
+    };
+    const verdicts = async () => [await validate(README_KEY), await validate(REVOKED_KEY)];
+    const control = async (method, path, body) => {
+      const r = await fetch(`${polar.url}${path}`, { method, headers: { 'content-type': 'application/json' }, body: body && JSON.stringify(body) });
+      return [r.status, r.status === 204 ? null : await r.json()];
+    };
+    const before = await verdicts();
+    assert.deepEqual(before[0], [200, 'granted'], JSON.stringify(before));
+    assert.notEqual(before[1][0], 200, JSON.stringify(before));
+    const [switched] = await control('POST', '/__emulator/api-versions', { served: ['2026-10', '2027-01'], current: '2027-01' });
+    assert.equal(switched, 200);
+    assert.deepEqual(await verdicts(), before);
+    const [, seen] = await control('GET', '/__emulator/requests/seen');
+    assert.ok(seen.length >= 2, JSON.stringify(seen));
+    for (const r of seen) {
+      assert.equal(r.polar_version ?? null, null, JSON.stringify(r));
+      assert.match(r.user_agent ?? '', /^polar-license-relay\//, JSON.stringify(r));
+    }
+  } finally {
+    await host?.close();
+    polar.stop();
     await rm(storeDir, { recursive: true, force: true });
   }
 });

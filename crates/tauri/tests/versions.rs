@@ -203,7 +203,8 @@ fn the_rotation_day_changes_no_verdict_in_the_webview() {
     polar.set_fault(None);
 
     let seen = polar.seen_requests();
-    assert!(seen.len() >= 7, "{seen:?}");
+    // The activation and the four validates at least (a check within its interval asks nothing).
+    assert!(seen.len() >= 5, "{seen:?}");
     for r in &seen {
         let agent = r.user_agent.as_deref().unwrap_or_default();
         assert!(

@@ -15,7 +15,7 @@
 //! `held`, and the hold ends at the lease's end (`lost`, reason `seat_lost`) when no renewal
 //! the relay signed arrived. Without relay keys no seat is held (`invalid_input`, field
 //! `relay_keys`). The signature alone is checked by the host, as signed mode's leases are
-//! (issue #38; `HostEd25519`): a step that meets a lease it has no answer for answers
+//! (issue #38; the core's `AskedEd25519`): a step that meets a lease it has no answer for answers
 //! `{"verify": [[id, public key, message, signature]…]}` (hex) instead; `seat.js` has the
 //! package's Ed25519 verify each, hands the answers to `Hold::verified` and runs the same
 //! step again with the same answer. Nothing in this wasm verifies a signature itself.
@@ -36,11 +36,10 @@
 use polar_license::error::Error;
 use polar_license::json::{digits, JsonOut};
 use polar_license::key::Key;
-use polar_license::lease::{Checked, Ed25519, RelayKeys};
+use polar_license::lease::{AskedEd25519, Ed25519, RelayKeys};
 use polar_license::proto::HttpResponse;
 use polar_license::seat::{read_seat_answer, seat_request, SeatAnswer, SeatAsk, SeatOp};
 use polar_license::seat_hold::{HoldPoll, HoldState, HoldTerms, SeatHold};
-use std::cell::{Cell, RefCell};
 use std::time::Duration;
 use wasm_bindgen::prelude::*;
 
@@ -164,112 +163,6 @@ fn error_object(o: &mut JsonOut, f: &Failure<'_>) {
     o.raw("}");
 }
 
-/// The host's Ed25519 as the core sees it (issue #38, as the engine's in bindings/wasm): the
-/// answers the host gave, and the signatures asked since the host last took them.
-#[derive(Default)]
-struct HostEd25519 {
-    /// Answers, the oldest first (at most [`KEEP`]): a seat has one lease at a time.
-    known: RefCell<Vec<(Signed, bool)>>,
-    /// Asked and not answered yet, by id: only these take an answer.
-    pending: RefCell<Vec<(u32, Signed)>>,
-    /// Asked during the current step.
-    asked: RefCell<Vec<Signed>>,
-    /// The next ask's id.
-    next_id: Cell<u32>,
-}
-
-/// The most answers (and unanswered asks) kept.
-const KEEP: usize = 8;
-
-/// One signature: the public key, the message, the signature.
-#[derive(Clone, PartialEq, Eq)]
-struct Signed {
-    key: [u8; 32],
-    message: Vec<u8>,
-    signature: [u8; 64],
-}
-
-impl Ed25519 for HostEd25519 {
-    fn verify(&self, public_key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> Checked {
-        let signed = Signed {
-            key: *public_key,
-            message: message.to_vec(),
-            signature: *signature,
-        };
-        if let Some((_, valid)) = self.known.borrow().iter().find(|(k, _)| *k == signed) {
-            return if *valid {
-                Checked::Valid
-            } else {
-                Checked::Invalid
-            };
-        }
-        let mut asked = self.asked.borrow_mut();
-        if !asked.contains(&signed) {
-            asked.push(signed);
-        }
-        Checked::Pending
-    }
-
-    fn defers(&self) -> bool {
-        true
-    }
-
-    fn pending(&self) -> bool {
-        !self.asked.borrow().is_empty()
-    }
-}
-
-impl HostEd25519 {
-    /// Forgets what the last step asked (a step whose result is used asked nothing).
-    fn clear(&self) {
-        self.asked.borrow_mut().clear();
-    }
-
-    /// `{"verify": [[id, key, message, signature]…]}` (hex) for what the step asked, each
-    /// remembered as pending under its id.
-    fn take_asked(&self) -> String {
-        let asked = std::mem::take(&mut *self.asked.borrow_mut());
-        let mut pending = self.pending.borrow_mut();
-        let mut o = JsonOut::new();
-        o.raw("{\"verify\":[");
-        for (n, signed) in asked.into_iter().enumerate() {
-            let id = self.next_id.get();
-            self.next_id.set(id.wrapping_add(1));
-            if n > 0 {
-                o.raw(",");
-            }
-            o.raw("[")
-                .uint(u64::from(id))
-                .raw(",")
-                .str(&polar_license::cache::hex(&signed.key))
-                .raw(",")
-                .str(&polar_license::cache::hex(&signed.message))
-                .raw(",")
-                .str(&polar_license::cache::hex(&signed.signature))
-                .raw("]");
-            pending.push((id, signed));
-        }
-        let over = pending.len().saturating_sub(KEEP);
-        pending.drain(..over);
-        o.raw("]}").done()
-    }
-
-    /// The host's answer for the ask `id`: taken only for an id asked here.
-    fn answer(&self, id: u32, valid: bool) {
-        let mut pending = self.pending.borrow_mut();
-        let Some(at) = pending.iter().position(|(p, _)| *p == id) else {
-            return;
-        };
-        let (_, signed) = pending.remove(at);
-        let mut known = self.known.borrow_mut();
-        known.retain(|(k, _)| *k != signed);
-        if known.len() >= KEEP {
-            known.remove(0);
-        }
-        known.push((signed, valid));
-    }
-}
-
 /// `{"error": ERROR}` for a hold that has ended at `now`: `seat_lost` with when and why for
 /// a lost one, `seat_gone` for a gone one; `None` for a released one.
 fn ended_error(o: &mut JsonOut, hold: &SeatHold, state: HoldState, now: u64) {
@@ -297,7 +190,7 @@ pub struct Hold {
     /// The terms a seat is held under (the relay's keys), or why there are none: no seat.
     terms: Result<HoldTerms, Error>,
     hold: Option<SeatHold>,
-    ed25519: HostEd25519,
+    ed25519: AskedEd25519,
 }
 
 #[wasm_bindgen]
@@ -327,7 +220,7 @@ impl Hold {
             ask: SeatHold::acquire_ask(Key::new(key), machine.to_string(), ci),
             terms,
             hold: None,
-            ed25519: HostEd25519::default(),
+            ed25519: AskedEd25519::default(),
         }
     }
 

@@ -53,6 +53,8 @@ pub enum polar_license_portal_error {
     Refused = 10,
 }
 
+face_errors!(polar_license_portal_error);
+
 /// One device of a list, as C reads it.
 struct DeviceRow {
     id: CString,

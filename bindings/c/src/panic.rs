@@ -6,14 +6,11 @@
 //! a NULL pointer or a non-UTF-8 string into an early return of [`Boundary::on_null`] /
 //! [`Boundary::on_bad_utf8`].
 
-use super::devices::polar_license_portal_error;
 use super::enums::{
     polar_license_cache_state, polar_license_entitlement, polar_license_feature_why,
     polar_license_outcome, polar_license_reason, polar_license_relay_source, polar_license_source,
     polar_license_status, polar_license_stopped, polar_license_trial,
 };
-use super::seats::polar_license_seat_error;
-use super::usage::polar_license_usage_error;
 use std::ffi::c_char;
 
 /// What an `extern "C"` function returns when it cannot do its work.
@@ -81,11 +78,13 @@ neutral! {
     polar_license_entitlement => polar_license_entitlement::Unknown;
 }
 
-/// The faces' own error codes (a portal, seat or usage call): a panic is `offline` (no answer
-/// to trust), a NULL argument `invalid_input` (refused before anything was sent).
+/// A face's own error code (a portal, seat or usage call), said beside its enum: a panic is
+/// `offline` (no answer to trust), a NULL argument `invalid_input` (refused before anything was
+/// sent). Invoked where each enum is defined, so that this file names no face (the faces import
+/// the boundary, never the other way round).
 macro_rules! face_errors {
-    ($($ty:ident),*) => {$(
-        impl Boundary for $ty {
+    ($ty:ident) => {
+        impl $crate::panic::Boundary for $ty {
             fn on_panic() -> Self {
                 $ty::Offline
             }
@@ -93,14 +92,8 @@ macro_rules! face_errors {
                 $ty::InvalidInput
             }
         }
-    )*};
+    };
 }
-
-face_errors!(
-    polar_license_portal_error,
-    polar_license_seat_error,
-    polar_license_usage_error
-);
 
 /// Runs an `extern "C"` body, turning a panic into the return type's [`Boundary::on_panic`].
 macro_rules! ffi_boundary {

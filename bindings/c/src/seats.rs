@@ -53,6 +53,8 @@ pub enum polar_license_seat_error {
     SeatLost = 7,
 }
 
+face_errors!(polar_license_seat_error);
+
 /// A seat held through the relay (opaque): made by `polar_license_client_seat_acquire`,
 /// freed by `polar_license_seat_free`. Its state is locked inside: any thread may heartbeat,
 /// release or read it, at the same time as others.

@@ -48,6 +48,8 @@ pub enum polar_license_usage_error {
     Offline = 6,
 }
 
+face_errors!(polar_license_usage_error);
+
 /// The answer of a usage report (opaque), freed by `polar_license_usage_result_free`.
 pub struct polar_license_usage_result {
     error: polar_license_usage_error,

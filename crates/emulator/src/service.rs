@@ -1437,7 +1437,7 @@ impl Core {
                 "POST" => Step::Body(Pending::Endpoint { op, auth: None }),
                 // GET /v1/customer-portal/license-keys/{id} needs a customer session.
                 "GET" | "HEAD" => Step::Done(unauthorized()),
-                _ => Step::Done(method_not_allowed()),
+                _ => Step::Done(method_not_allowed("POST")),
             },
             Some(Route::Token(op)) => match ex.method() {
                 "POST" => Step::Body(Pending::Endpoint {
@@ -1467,7 +1467,7 @@ impl Core {
                         }
                     })
                 }
-                _ => Step::Done(method_not_allowed()),
+                _ => Step::Done(method_not_allowed("POST")),
             },
             None => {
                 // Starlette's redirect_slashes.
@@ -2250,8 +2250,9 @@ fn billing_collection(path: &str) -> bool {
     }
 }
 
-fn method_not_allowed() -> Resp {
+/// 405 with the `allow` header naming the one method the route takes (Starlette's answer).
+fn method_not_allowed(allowed: &str) -> Resp {
     let mut r = Resp::detail(405, "Method Not Allowed");
-    r.set("allow", "POST");
+    r.set("allow", allowed);
     r
 }

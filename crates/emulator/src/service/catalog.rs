@@ -104,7 +104,7 @@ impl Core {
             return None;
         };
         Some(Step::Done(
-            answer.unwrap_or_else(|| super::portal::method_not_allowed("GET")),
+            answer.unwrap_or_else(|| super::method_not_allowed("GET")),
         ))
     }
 

@@ -35,7 +35,7 @@ impl Core {
         let get = matches!(ex.method(), "GET" | "HEAD");
         if ex.path == GRANTS_PATH {
             if !get {
-                return Some(Step::Done(super::portal::method_not_allowed("GET")));
+                return Some(Step::Done(super::method_not_allowed("GET")));
             }
             return Some(Step::Done(self.grants_list(ex, auth)));
         }
@@ -49,7 +49,7 @@ impl Core {
             _ => None,
         };
         if !get {
-            return Some(Step::Done(super::portal::method_not_allowed("GET")));
+            return Some(Step::Done(super::method_not_allowed("GET")));
         }
         Some(Step::Done(match external {
             Some(x) => self.customer_state_external(auth, x, now),

@@ -168,7 +168,7 @@ impl Core {
             _ => return None,
         };
         if rotate && ex.method() != "POST" {
-            return Some(Step::Done(super::portal::method_not_allowed("POST")));
+            return Some(Step::Done(super::method_not_allowed("POST")));
         }
         let organization_id = match auth {
             Auth::Anonymous => return Some(Step::Done(unauthorized())),

@@ -16,7 +16,8 @@
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::portal::{method_not_allowed, query_pairs};
+use super::method_not_allowed;
+use super::portal::query_pairs;
 use super::{unauthorized, Auth, Core, Exchange, Resp, Step, Time, MAX_PAGE_LIMIT};
 use crate::json::{obj, s, J};
 use crate::state::{page_of, CustomerMeter, NewEvent, Who};

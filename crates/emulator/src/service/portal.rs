@@ -6,8 +6,8 @@ use uuid::Uuid;
 
 use super::sessions::SessionAuth;
 use super::{
-    insufficient_scope, route_of, unauthorized, Auth, Core, Exchange, Resp, Step, Time,
-    MAX_PAGE_LIMIT,
+    insufficient_scope, method_not_allowed, route_of, unauthorized, Auth, Core, Exchange, Resp,
+    Step, Time, MAX_PAGE_LIMIT,
 };
 use crate::state::{RotateError, KEY_NOT_FOUND};
 use crate::util::percent_decode;
@@ -17,12 +17,6 @@ const PORTAL_KEYS: &str = "/v1/customer-portal/license-keys/";
 
 fn not_found() -> Resp {
     Resp::error(404, "ResourceNotFound", KEY_NOT_FOUND)
-}
-
-pub(super) fn method_not_allowed(allowed: &str) -> Resp {
-    let mut r = Resp::detail(405, "Method Not Allowed");
-    r.set("allow", allowed);
-    r
 }
 
 /// The query's pairs, percent-decoded (`+` a space).

@@ -17,7 +17,8 @@
 
 use uuid::Uuid;
 
-use super::portal::{method_not_allowed, query_pairs};
+use super::method_not_allowed;
+use super::portal::query_pairs;
 use super::sessions::SessionAuth;
 use super::{bearer_token, unauthorized, Auth, Core, Exchange, Resp, Step, MAX_PAGE_LIMIT};
 use crate::json::{obj, opt_s, s, J};

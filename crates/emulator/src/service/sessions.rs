@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{Auth, Core, Exchange, Pending, Resp, Step, Time};
+use super::{method_not_allowed, Auth, Core, Exchange, Pending, Resp, Step, Time};
 use crate::json::{obj, opt_s, s, J};
 use crate::state::CustomerRef;
 use crate::util::{fmt_ts, micros};
@@ -287,12 +287,6 @@ fn polar_validation_error(loc: &[&str], msg: &str, input: &J) -> Resp {
             ("detail", J::Arr(vec![entry.to_j()])),
         ]),
     )
-}
-
-fn method_not_allowed(allowed: &str) -> Resp {
-    let mut r = Resp::detail(405, "Method Not Allowed");
-    r.set("allow", allowed);
-    r
 }
 
 fn plus(t: OffsetDateTime, d: Duration) -> OffsetDateTime {

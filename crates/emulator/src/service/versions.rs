@@ -14,7 +14,8 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
-use super::{admin_body, Core, Head, Resp};
+use super::admin::admin_body;
+use super::{Core, Head, Resp};
 
 /// The versions Polar has announced it removes at its next quarterly release (docs/polar-api.md
 /// §17: `2026-04` goes at the January 2027 release). A face that sends one of these as its

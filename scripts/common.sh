@@ -15,6 +15,28 @@ now() { date +%s.%N; }
 # Seconds since START (a `now`), with one decimal.
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
+# built_bin NAME CARGO-BUILD-ARGS...: sets BUILT to the debug binary NAME (a path under
+# target/debug: `polar-license`, `examples/hostile_shapes`). In the test command, the tests
+# stage's nextest run built every workspace binary and example already, with the workspace's
+# features (scripts/test.sh exports TEST_BINS, that build's target/debug, once `cargo test
+# --no-run` over the same packages says it is fresh): the c, wasm and python stages take theirs
+# from it. Before, each ran `cargo build -p polar-license-cli` and the like, with the crate's own
+# features: the CLI, the relay, the emulator, the core and every dependency whose features
+# differ compiled a second time (measured in CONTRIBUTING.md, "What each stage runs"). Run
+# alone, or when TEST_BINS lacks NAME, `cargo build CARGO-BUILD-ARGS...` as before.
+built_bin() {
+    local name="$1" out="${CARGO_TARGET_DIR:-$ROOT/target}"
+    shift
+    if [[ -n "${TEST_BINS:-}" && -x "$TEST_BINS/$name" ]]; then
+        BUILT="$TEST_BINS/$name"
+        echo "$name: the tests stage's build ($BUILT)"
+        return 0
+    fi
+    [[ "$out" == /* ]] || out="$ROOT/$out"
+    BUILT="$out/debug/$name"
+    cargo build "$@"
+}
+
 # Runs `step_<name>` for each name after the label, timed, each result printed as
 # `==> label: name: ok (1.2s)`, then exits: 0 when every step passed, 1 otherwise (every step
 # still runs).

@@ -87,8 +87,11 @@ play_tauri() {
     [[ -n "$bin" && -x "$bin" ]] ||
         { echo "no seller_table binary named in target/tauri/cargo-test.log (scripts/test-tauri.sh)"; return 1; }
     [[ "$bin" == /* ]] || bin="$ROOT/$bin"
-    # Run as cargo test runs it: from the package's directory.
-    (cd crates/tauri && env POLAR_SELLER_ONLY=workers POLAR_SELLER_TABLE_DIR="$DIR" \
+    # Run as cargo test runs it: from the package's directory; in the test command with the CLI
+    # the Tauri stage ran (the tests stage's, TEST_BINS: scripts/test-tauri.sh built none).
+    local cli=()
+    [[ -n "${TEST_BINS:-}" && -x "$TEST_BINS/polar-license" ]] && cli=(POLAR_LICENSE_CLI="$TEST_BINS/polar-license")
+    (cd crates/tauri && env "${cli[@]}" POLAR_SELLER_ONLY=workers POLAR_SELLER_TABLE_DIR="$DIR" \
         "$bin" --exact seller_table)
 }
 

@@ -29,7 +29,8 @@
 # a total; the exit status is 1 when anything failed. Needs scripts/setup-c.sh first.
 set -u -o pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$ROOT"
 
 OUT="target/c"
@@ -153,14 +154,15 @@ build_libs() {
 }
 
 if ! step build-libs build_libs; then finish; fi
-if ! step build-cli cargo build -p polar-license-cli; then finish; fi
-CLI="$CARGO_OUT/debug/polar-license"
+# The debug binaries: in the test command, the tests stage's build of them (built_bin, common.sh).
+if ! step build-cli built_bin polar-license -p polar-license-cli; then finish; fi
+CLI="$BUILT"
 # The forged-record attack of issue #25 for test_signed.c (bindings/c/forge, test-only).
-if ! step build-forge cargo build -p polar-license-forge-c; then finish; fi
-FORGE="$CARGO_OUT/debug/polar-license-forge-c"
+if ! step build-forge built_bin polar-license-forge-c -p polar-license-forge-c; then finish; fi
+FORGE="$BUILT"
 # The recording proxy of issue #53 for test_signed.c's replay and late-grant tests (crates/testkit).
-if ! step build-tape cargo build -p polar-license-testkit --bin polar-license-tape; then finish; fi
-TAPE="$CARGO_OUT/debug/polar-license-tape"
+if ! step build-tape built_bin polar-license-tape -p polar-license-testkit --bin polar-license-tape; then finish; fi
+TAPE="$BUILT"
 
 # ---- 2. header drift -----------------------------------------------------------------------
 

@@ -76,8 +76,24 @@ fi
 
 # The seller table's values rows (issue #68) run `polar-license emulator` and `relay serve`
 # (tests/js/values-world.mjs): the binary the suite finds next to it (testkit's cli_bin).
-echo "==> cargo build -p polar-license-cli (the values rows' emulator and relay)"
-env -u RUSTC_WORKSPACE_WRAPPER cargo build -q -p polar-license-cli
+# In the test command (TEST_BINS_MARK), the tests stage's build of it (POLAR_LICENSE_CLI, which
+# the testkit's cli_bin reads), once that stage has written where it is: this stage starts
+# before it and is usually still compiling Tauri when it ends. Else (or when that build failed)
+# a build of its own here, as run alone.
+cli=""
+if [[ -n "${TEST_BINS_MARK:-}" ]]; then
+    echo "==> waiting for the tests stage's build of the CLI ($TEST_BINS_MARK)"
+    while [[ ! -e "$TEST_BINS_MARK" ]]; do sleep 2; done
+    bins="$(cat "$TEST_BINS_MARK")"
+    [[ -n "$bins" && -x "$bins/polar-license" ]] && cli="$bins/polar-license"
+fi
+if [[ -n "$cli" ]]; then
+    echo "==> the values rows' emulator and relay: $cli (the tests stage's build)"
+    export POLAR_LICENSE_CLI="$cli"
+else
+    echo "==> cargo build -p polar-license-cli (the values rows' emulator and relay)"
+    env -u RUSTC_WORKSPACE_WRAPPER cargo build -q -p polar-license-cli
+fi
 # Its Workers cells need the npm package scripts/test-wasm.sh installs (CONSUMER): in
 # scripts/test.sh, SELLER_WORKERS_CONSUMER names it, and when its install has ended by now (its
 # mark, CONSUMER.installed) the runner plays them here beside the native cells; else

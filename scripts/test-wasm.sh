@@ -130,16 +130,31 @@ count_node() {
 # 2.5 minutes by default and 5 with FULL=1 (npm-build on a fresh machine compiles every wasm).
 SUITE_LIMIT="${SUITE_LIMIT:-$(full && echo 1800 || echo 900)}"
 
+# The CPU seconds (user + system) of this script's finished children so far, in CPU_NOW (as
+# scripts/test.sh counts a stage's): a suite's CPU is the difference across it, shown on its
+# line, so that the stage's CPU can be told apart by suite. (A background suite's is counted
+# when suite_finish reaps it; `times` in a command substitution would report the subshell's.)
+children_cpu() {
+    times >"$LOG_DIR/.wasm-times"
+    CPU_NOW="$(tail -n 1 "$LOG_DIR/.wasm-times" |
+        awk '{ t = 0; for (i = 1; i <= 2; i++) { split($i, a, /m|s/); t += a[1] * 60 + a[2] } printf "%.1f", t }')"
+}
+
 # suite NAME KIND CMD...   KIND: check | libtest | node
 suite() {
     local name="$1" kind="$2"
     shift 2
-    local log="$LOG_DIR/$name.log" start rc p=0 f=0
+    local log="$LOG_DIR/$name.log" start rc p=0 f=0 cpu0
     echo
     echo "==> $name: $*"
     start="$(now)"
+    children_cpu
+    cpu0="$CPU_NOW"
     within "$SUITE_LIMIT" "$@" 2>&1 | tee "$log"
     rc=${PIPESTATUS[0]}
+    children_cpu
+    local cpu
+    cpu="$(awk -v a="$cpu0" -v b="$CPU_NOW" -v bg="${SUITE_CPU:-0}" 'BEGIN { printf "%.0f", b - a + bg }')"
     case "$kind" in
         libtest) read -r p f _ <<<"$(libtest_counts "$log")" ;;
         node) read -r p f <<<"$(count_node "$log")" ;;
@@ -149,7 +164,7 @@ suite() {
     TOTAL_PASSED=$((TOTAL_PASSED + p))
     TOTAL_FAILED=$((TOTAL_FAILED + f))
     local line
-    line="$(printf '%s: %d passed, %d failed (%ss)' "$name" "$p" "$f" "${SUITE_SECS:-$(elapsed "$start")}")"
+    line="$(printf '%s: %d passed, %d failed (%ss, %s s CPU)' "$name" "$p" "$f" "${SUITE_SECS:-$(elapsed "$start")}" "$cpu")"
     SUMMARY+=("$line")
     echo "==> $line"
 }
@@ -173,15 +188,19 @@ suite_start() {
     SUITE_PID[$name]=$!
 }
 suite_finish() {
-    local name="$1" kind="$2" rc=1 secs=0
+    local name="$1" kind="$2" rc=1 secs=0 cpu0
+    children_cpu
+    cpu0="$CPU_NOW"
     wait "${SUITE_PID[$name]}"
+    children_cpu
     unset "SUITE_PID[$name]"
     [[ -f "$LOG_DIR/.$name.done" ]] && read -r rc secs <"$LOG_DIR/.$name.done"
     rm -f "$LOG_DIR/.$name.done"
     mv "$LOG_DIR/$name.log" "$LOG_DIR/$name.log.bg"
     # `suite` shows and counts what the command it runs prints: here the log, and its status;
     # the time is the suite's own.
-    SUITE_SECS="$secs" suite "$name" "$kind" replay "$LOG_DIR/$name.log.bg" "$rc"
+    SUITE_SECS="$secs" SUITE_CPU="$(awk -v a="$cpu0" -v b="$CPU_NOW" 'BEGIN { print b - a }')" \
+        suite "$name" "$kind" replay "$LOG_DIR/$name.log.bg" "$rc"
     rm -f "$LOG_DIR/$name.log.bg"
 }
 # replay LOG RC: prints LOG, returns RC.
@@ -204,26 +223,30 @@ replay() {
 # stage's 820 on 95c778d.)
 suite_start npm-build check nice -n 5 bash scripts/build-npm.sh
 
-echo "==> building the emulator (cargo build -p polar-license-cli)"
-if ! cargo build -p polar-license-cli --bin polar-license 2>&1 | tail -n 3; then
-    echo "test-wasm: cannot build the emulator" >&2
-    exit 1
-fi
-EMULATOR_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/polar-license"
+# bin NAME WHAT CARGO-BUILD-ARGS...: BUILT set to the binary NAME (built_bin, common.sh: the tests
+# stage's build in the test command, else cargo's); cargo's last lines shown, all on a failure.
+bin() {
+    local name="$1" what="$2" log="$LOG_DIR/wasm-build.log"
+    shift 2
+    if ! built_bin "$name" "$@" >"$log" 2>&1; then
+        cat "$log"
+        echo "test-wasm: cannot build $what" >&2
+        exit 1
+    fi
+    tail -n 2 "$log"
+}
+echo "==> the emulator, the forge and the relay's examples (the tests stage's, else cargo build)"
+bin polar-license "the emulator" -p polar-license-cli --bin polar-license
+EMULATOR_BIN="$BUILT"
 # The forged-record attack of tests/js/signed.test.mjs re-seals a node record with the crate's
 # own code (crates/testkit/src/bin/polar-license-forge.rs).
-if ! cargo build -p polar-license-testkit --bin polar-license-forge 2>&1 | tail -n 3; then
-    echo "test-wasm: cannot build polar-license-forge" >&2
-    exit 1
-fi
-FORGE_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/polar-license-forge"
+bin polar-license-forge polar-license-forge -p polar-license-testkit --bin polar-license-forge
+FORGE_BIN="$BUILT"
 # The hostile-input table's requests (tests/js/relay-hostile.test.mjs sends them to the relay
 # under workerd): the relay crate's example prints the native table's routes and shapes.
-if ! cargo build -p polar-license-relay --example hostile_shapes --example relay_attack 2>&1 | tail -n 3; then
-    echo "test-wasm: cannot build the hostile_shapes example" >&2
-    exit 1
-fi
-HOSTILE_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/examples/hostile_shapes"
+bin examples/hostile_shapes "the hostile_shapes example" -p polar-license-relay \
+    --example hostile_shapes --example relay_attack
+HOSTILE_BIN="$BUILT"
 ATTACK_BIN="${HOSTILE_BIN%/*}/relay_attack" # tests/js/relay-attack.test.mjs
 
 # Each as NAME:VAR, its URL exported as POLAR_WASM_<VAR>_URL.
@@ -519,20 +542,26 @@ node18() {
         NODE_DATA="$NPM_OUT/data-node18" node_tests "$NODE18" "${own[@]}" -- "${NODE18_SUITES[@]}"
     fi
 }
-# Default: the suites that run the package's code in node itself, where Node 18 differs (fetch,
-# WebCrypto and Ed25519, the file store and fs APIs, workers and IPC, timers and aborts, the
-# fault matrix's js-node18 rows). Left to FULL=1: the suites that run the package in workerd,
-# Bun or Deno (relay, relay-attack, relay-parity, relay-store, relay-hostile, relay-seats, relay-values, relay-versions, webhooks,
-# workerd-client, runtimes), whose
-# runtime is not node, and the README's examples (readme), which node 20 runs. Never under
-# Node 18: the seller table's runner (seller-table), which writes target/seller-table/npm.tsv
-# once, from node 20's run.
+# Default: the suites where what Node 18 gives the package differs from node 20's: fetch and
+# its bodies (api, fetch, framing, faults with its js-node18 rows, io, load: the exports map and
+# the loaders), WebCrypto, node:crypto and Ed25519 (signed, verifier, usage's fallback), the
+# file store and fs (files, machine, late-writer, remember, local-trial), workers, IPC and
+# locks between processes (ipc, trial-race), timers and aborts (background, seat), and the npm
+# emulator's server (emulator-entry). Left to FULL=1: the suites that run the package in
+# workerd, Bun or Deno (relay, relay-attack, relay-parity, relay-store, relay-hostile,
+# relay-seats, relay-values, relay-versions, webhooks, workerd-client, runtimes), whose runtime
+# is not node; the README's examples (readme), which node 20 runs; and the suites of a feature
+# built on the host calls above, which node 20 runs whole (devices, devices-follow,
+# emulator-budget, features, perpetual, rotation, signed-facts, stopped, subscription, trials,
+# trust, versions: the same fetch, crypto and file calls the suites kept make, so under Node 18
+# they can fail only where a kept suite does). Never under Node 18: the seller table's runner
+# (seller-table), which writes target/seller-table/npm.tsv once, from node 20's run.
 NODE18_SUITES=()
 for f in tests/js/*.test.mjs; do
     case "$(basename "$f" .test.mjs)" in
-    seller-table) ;;
-    relay | relay-attack | relay-parity | relay-store | relay-hostile | relay-seats | relay-values | relay-versions | webhooks | workerd-client | runtimes | readme) ;;
-    *) NODE18_SUITES+=("$f") ;;
+    api | fetch | framing | faults | io | load | signed | verifier | usage | files | machine | \
+        late-writer | remember | local-trial | ipc | trial-race | background | seat | emulator-entry)
+        NODE18_SUITES+=("$f") ;;
     esac
 done
 # Node 18 runs beside Node 20 (each alone used under half of the 2 cores), on emulators of its

@@ -86,42 +86,6 @@ WINEPATH="$(winepath -w "$ROOT/$OUT/shim" 2>/dev/null)"
 export WINEPATH
 echo "wine $(wine --version 2>/dev/null), prefix $WINEPREFIX, shim on WINEPATH=$WINEPATH"
 
-# ---- 1. the demo --------------------------------------------------------------------------
-echo "==> cargo build --target $TARGET -p polar-license-cli"
-if build cargo build --target "$TARGET" -p polar-license-cli; then
-    EXE="$BUILD/$TARGET/debug/polar-license.exe"
-    if [[ $C_ONLY == 1 ]]; then
-        : # the C suites only
-    elif timeout 300 wine "$EXE" demo | tee "$OUT/demo.log" | tail -n 3 &&
-        grep -q "all 17 steps gave the expected answer" "$OUT/demo.log"; then
-        record demo 1 0
-    else
-        record demo 0 1
-    fi
-else
-    EXE=""
-    record build 0 1
-fi
-
-# Lints for the Windows code paths too (the registry read, the Windows-only tests).
-# Clippy for the target: by default the crates a Windows user runs (the library, the command
-# line, the C ABI, the emulator, the relay) and what their tests share, every target of each;
-# FULL=1 adds the npm package's wasm crates and the test-only ones, which never run on Windows.
-if full; then
-    LINTED=(--workspace --exclude tauri-plugin-polar-license)
-else
-    LINTED=(-p polar-license -p polar-license-cli -p polar-license-c -p polar-license-emulator
-        -p polar-license-rules -p polar-license-relay -p polar-license-testkit)
-fi
-if [[ $C_ONLY == 1 ]]; then
-    : # the C suites only
-elif build cargo clippy --target "$TARGET" "${LINTED[@]}" --all-features --all-targets -- -D warnings; then
-    record clippy 1 0
-else
-    record clippy 0 1
-fi
-
-# ---- 2. the Rust suites -------------------------------------------------------------------
 # The integration suites by name, from whichever crate holds them (the library's, the
 # emulator's, the command line's), and the unit tests of the crates with a library (the C ABI's
 # Rust tests are among its unit tests: bindings/c/src/tests/).
@@ -139,12 +103,82 @@ else
     SUITES=(licensing cli cache_crash windows_machine_id network remembered_key cli_relay_store store)
     LIBS=(polar-license polar-license-c polar-license-relay)
 fi
+# The test build: the suites and the libraries' unit tests, and the CLI's binary with them (its
+# suites run it), in the workspace's features for these crates. In the default run, compiled by
+# clippy-driver (Clippy's rustc, as `cargo clippy` runs it: RUSTC_WORKSPACE_WRAPPER; the crates
+# from crates.io are compiled by rustc as before): the lints for Windows of every crate of ours
+# it compiles -- the library, the CLI, the C ABI, the relay, the emulator, the rules, the
+# testkit, and the suites above -- in the one pass over the dependencies that the run needs
+# anyway; any warning fails `clippy`, as -D warnings did. Before, `cargo clippy --all-targets`
+# was a check pass of its own over the same dependencies, and `cargo build -p
+# polar-license-cli` a third build of the CLI, the core and the dependencies whose features
+# differ without the suites' dev-dependencies. FULL=1: that clippy pass over every target of
+# the workspace, as before (the other suites' own lines for Windows: cli_seats, cli_writes,
+# cli_prompt, cli_devices, relay, ... which run on Windows only with FULL=1 or never).
+TEST_ARGS=()
+for s in "${SUITES[@]}"; do TEST_ARGS+=(--test "$s"); done
+PACKAGES=(-p polar-license-cli)
+for l in "${LIBS[@]}"; do PACKAGES+=(-p "$l"); done
+if ! full && [[ $C_ONLY == 0 ]]; then
+    RUSTC_WORKSPACE_WRAPPER="$(rustup which clippy-driver 2>/dev/null || command -v clippy-driver)"
+    export RUSTC_WORKSPACE_WRAPPER
+fi
+
+# ---- 1. the demo --------------------------------------------------------------------------
+EXE="$BUILD/$TARGET/debug/polar-license.exe"
+if [[ $C_ONLY == 1 ]]; then
+    echo "==> cargo build --target $TARGET -p polar-license-cli"
+    build cargo build --target "$TARGET" -p polar-license-cli || EXE=""
+else
+    echo "==> cargo test --target $TARGET ${PACKAGES[*]} --no-run --lib ${TEST_ARGS[*]}${RUSTC_WORKSPACE_WRAPPER:+ (compiled by $RUSTC_WORKSPACE_WRAPPER: clippy)}"
+    build cargo test --target "$TARGET" "${PACKAGES[@]}" --no-run --lib "${TEST_ARGS[@]}" \
+        >"$OUT/build.log" 2>&1
+    rc=$?
+    tail -n 3 "$OUT/build.log"
+    [[ $rc -eq 0 && -x "$EXE" ]] || { grep -E '^(error|warning)' -A 12 "$OUT/build.log" | head -n 80; EXE=""; }
+    if ! full; then
+        # Cargo's line for each crate that warned ("warning: `polar-license` (lib) generated 1
+        # warning"; replayed from an earlier build's output when nothing was recompiled).
+        warned="$(sed 's/\x1b\[[0-9;]*m//g' "$OUT/build.log" | grep -E '^warning: .* generated [0-9]+ warnings?' || true)"
+        if [[ $rc -eq 0 && -z "$warned" ]]; then
+            record clippy 1 0
+        else
+            [[ -n "$warned" ]] && echo "clippy: warnings denied (-D warnings):" && echo "$warned" &&
+                sed 's/\x1b\[[0-9;]*m//g' "$OUT/build.log" | grep -E '^warning' -A 12 | head -n 80
+            record clippy 0 1
+        fi
+    fi
+fi
+if [[ -n "$EXE" ]]; then
+    if [[ $C_ONLY == 1 ]]; then
+        : # the C suites only
+    elif timeout 300 wine "$EXE" demo | tee "$OUT/demo.log" | tail -n 3 &&
+        grep -q "all 17 steps gave the expected answer" "$OUT/demo.log"; then
+        record demo 1 0
+    else
+        record demo 0 1
+    fi
+else
+    record build 0 1
+fi
+
+# Lints for the Windows code paths too (the registry read, the Windows-only tests), FULL=1: every
+# target of the workspace (the npm package's wasm crates and the test-only ones too, which never
+# run on Windows); the default run's clippy is the test build's, above.
+if full && [[ $C_ONLY == 0 ]]; then
+    if build cargo clippy --target "$TARGET" --workspace --exclude tauri-plugin-polar-license \
+        --all-features --all-targets -- -D warnings; then
+        record clippy 1 0
+    else
+        record clippy 0 1
+    fi
+fi
+
+# ---- 2. the Rust suites -------------------------------------------------------------------
 rust_suites() {
     echo "windows: $([[ "$FULL" == 1 ]] && echo "FULL=1, every suite" || echo "default run (FULL=1 for every suite)"): ${SUITES[*]}; libraries ${LIBS[*]}"
-    args=()
-    for s in "${SUITES[@]}"; do args+=(--test "$s"); done
-    packages=(-p polar-license-cli)
-    for l in "${LIBS[@]}"; do packages+=(-p "$l"); done
+    args=("${TEST_ARGS[@]}")
+    packages=("${PACKAGES[@]}")
     echo "==> cargo test --target $TARGET ${packages[*]} --lib ${args[*]}"
     # Built first (a failure to build shows in the run below, which then builds nothing new).
     build cargo test --target "$TARGET" "${packages[@]}" --no-run --lib "${args[@]}" 2>&1 | tail -n 3
@@ -181,7 +215,9 @@ if [[ $C_ONLY == 0 ]]; then rust_suites; fi
 
 # ---- 3. the C quick start -----------------------------------------------------------------
 c_quick_start() {
-    build cargo rustc -p polar-license-c --lib --target "$TARGET" --profile "$C_PROFILE" \
+    # (rustc's, not clippy-driver's: `--print native-static-libs` as rustc prints it; the C
+    # ABI's lines are linted in the test build, its unit tests.)
+    build env -u RUSTC_WORKSPACE_WRAPPER cargo rustc -p polar-license-c --lib --target "$TARGET" --profile "$C_PROFILE" \
         -- --print native-static-libs 2>&1 | tee "$OUT/staticlib.log" |
         tail -n 2 || return 1
     local native lib="$C_LIB"
@@ -245,7 +281,7 @@ c_suites() {
         tr ' ' '\n' | grep -v '^-lwindows\.' | tr '\n' ' ')"
     mkdir -p "$OUT/c"
     local forge=""
-    if build cargo build --target "$TARGET" -p polar-license-forge-c; then
+    if build env -u RUSTC_WORKSPACE_WRAPPER cargo build --target "$TARGET" -p polar-license-forge-c; then
         forge="$(winepath -w "$BUILD/$TARGET/debug/polar-license-forge-c.exe" 2>/dev/null)"
     fi
     wine "$EXE" emulator --port 0 --api-version 2027-01 >"$OUT/c-emulator.log" 2>&1 &

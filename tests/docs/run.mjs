@@ -150,7 +150,11 @@ function cargoEnv() {
     RUSTUP_HOME: process.env.RUSTUP_HOME ?? join(process.env.HOME, '.rustup'),
     // A release build here proves the command works, not what LTO makes of it (the C stage
     // builds and tests the shipped LTO profile): without FULL=1, the blocks' release builds
-    // (`cargo run --release`, `cargo install`) skip LTO and use 16 codegen units (issue #55).
+    // (`cargo run --release`, `cargo install`) skip LTO and use 16 codegen units (issue #55),
+    // and optimise nothing (opt-level 0: what a block prints does not depend on it; the CLI's
+    // 106 crates then cost the docs-build stage about half the CPU they took at opt-level 3,
+    // 414 s in the run of 2026-11-29). Debug assertions and overflow checks stay off, as in
+    // the release profile: the blocks still run release code, only unoptimised.
     // The C library's profile (c-release, which inherits release) stays as it ships: its blocks'
     // `bash bindings/c/install.sh` then finds the C stage's build of it in target/, where with
     // release's overrides inherited it compiled the library and its 94 dependencies again at
@@ -160,6 +164,7 @@ function cargoEnv() {
       : {
           CARGO_PROFILE_RELEASE_LTO: 'false',
           CARGO_PROFILE_RELEASE_CODEGEN_UNITS: '16',
+          CARGO_PROFILE_RELEASE_OPT_LEVEL: '0',
           CARGO_PROFILE_C_RELEASE_LTO: 'true',
           CARGO_PROFILE_C_RELEASE_CODEGEN_UNITS: '1',
         }),

@@ -391,9 +391,23 @@ fn replacements() -> Vec<Value> {
     out
 }
 
+/// The default run's share of the mutations (issue #77, the test command's budget): one
+/// (path, replacement) pair in 3, counted across every body, so that each path and each
+/// replacement still come round (3 is prime to the replacements' count plus the removal);
+/// `FULL=1` tries them all (124,944 cases on 2026-11-29, 27 s of a core).
+fn sampled() -> usize {
+    if polar_license_testkit::hostile::full() {
+        1
+    } else {
+        3
+    }
+}
+
 #[test]
 fn every_mutation_agrees_with_serde() {
     let replacements = replacements();
+    let stride = sampled();
+    let mut pair = 0usize;
     let mut bodies: Vec<(bool, &str, Value)> = Vec::new();
     bodies.extend(validated_bodies().into_iter().map(|(n, b)| (false, n, b)));
     bodies.extend(activate_bodies().into_iter().map(|(n, b)| (true, n, b)));
@@ -415,6 +429,10 @@ fn every_mutation_agrees_with_serde() {
         for path in &all {
             let withs = std::iter::once(None).chain(replacements.iter().map(Some));
             for with in withs {
+                pair += 1;
+                if pair % stride != 0 {
+                    continue;
+                }
                 let v = mutated(body, path, with);
                 for (what, serde, ours) in checks(*activate, &v) {
                     cases += 1;

@@ -179,11 +179,14 @@ suite_start() {
     shift 2
     echo
     echo "==> $name (in the background, its log shown when it ends): $*"
-    rm -f "$LOG_DIR/.$name.done"
+    rm -f "$LOG_DIR/.$name.done" "$LOG_DIR/.$name.collect"
     (
         start="$(now)"
         within "$SUITE_LIMIT" "$@" >"$LOG_DIR/$name.log" 2>&1
         echo "$? $(elapsed "$start")" >"$LOG_DIR/.$name.done"
+        # Reaped only by suite_finish, so that its CPU counts there and not in the suite that
+        # runs when it ends (bash adds a child's CPU to `times` when it reaps it).
+        while [[ ! -e "$LOG_DIR/.$name.collect" ]]; do sleep 0.5; done
     ) </dev/null &
     SUITE_PID[$name]=$!
 }
@@ -191,7 +194,9 @@ suite_finish() {
     local name="$1" kind="$2" rc=1 secs=0 cpu0
     children_cpu
     cpu0="$CPU_NOW"
+    touch "$LOG_DIR/.$name.collect"
     wait "${SUITE_PID[$name]}"
+    rm -f "$LOG_DIR/.$name.collect"
     children_cpu
     unset "SUITE_PID[$name]"
     [[ -f "$LOG_DIR/.$name.done" ]] && read -r rc secs <"$LOG_DIR/.$name.done"

@@ -226,7 +226,11 @@ replay() {
 # target/npm/{pkg,parts,*.tgz}, which none of those suites reads; waited for before npm-size,
 # the first suite that needs it. (In the foreground after wasm-firefox, it was 124 s of the
 # stage's 820 on 95c778d.)
-suite_start npm-build check nice -n 5 bash scripts/build-npm.sh
+# In the test command, its stage npm-build made it (NPM_BUILD_MARKS, scripts/test.sh: started
+# once the set-up ended, beside the stages before this one); waited for below.
+if [[ -z "${NPM_BUILD_MARKS:-}" ]]; then
+    suite_start npm-build check nice -n 5 bash scripts/build-npm.sh
+fi
 
 # bin NAME WHAT CARGO-BUILD-ARGS...: BUILT set to the binary NAME (built_bin, common.sh: the tests
 # stage's build in the test command, else cargo's); cargo's last lines shown, all on a failure.
@@ -385,7 +389,14 @@ suite wasm-firefox libtest wasm_tests_firefox
 
 # ---- the npm package -----------------------------------------------------------------------
 
-suite_finish npm-build check
+if [[ -n "${NPM_BUILD_MARKS:-}" ]]; then
+    # The stage's mark (start_stage, scripts/test.sh): its status in .npm-build.done, its log and
+    # its row in the test command's table (a failed build fails there, and the suites below).
+    echo "==> npm-build: the test command's stage (target/test-logs/npm-build.log)"
+    while [[ ! -e "$NPM_BUILD_MARKS/.npm-build.ended" ]]; do sleep 1; done
+else
+    suite_finish npm-build check
+fi
 # Each part of the package against its budget (scripts/size-budget.txt): a part over fails.
 suite npm-size check bash scripts/size.sh --no-build
 

@@ -217,6 +217,19 @@ TOTAL_START="$(now)"
 run_stage setup check bash scripts/setup.sh --first
 rm -f target/setup-logs/downloads.ended
 start_stage setup-rest check bash scripts/setup.sh --rest
+# The npm package's build (scripts/build-npm.sh: the wasm modules with LTO and one codegen unit,
+# mostly on one core, then wasm-bindgen, wasm-opt and zopfli), from the set-up's end on (it
+# needs the pinned nightly, the wasm-bindgen CLI and scripts/pack's tools), at niceness 5 beside
+# clippy, doc and the tests stage, in a directory of its own (target/npm-wasm). Started at the
+# wasm stage's start instead, it gated that stage's second half: its suites from npm-size on
+# waited for it (685 s of the stage's 1,427 in the run of 2026-11-29). scripts/test-wasm.sh
+# waits for its mark (NPM_BUILD_MARKS); with FULL=1 alike.
+after_setup_rest() {
+    while [[ ! -e "$LOG_DIR/.setup-rest.ended" ]]; do sleep 1; done
+    "$@"
+}
+start_stage npm-build check after_setup_rest nice -n 5 bash scripts/build-npm.sh
+export NPM_BUILD_MARKS="$ROOT/$LOG_DIR"
 # The Tauri plugin and its guest package (scripts/test-tauri.sh): clippy, docs, the commands
 # through Tauri's mock runtime against the emulator, the guest package against Tauri's IPC mocks.
 # Windows (x86_64-pc-windows-gnu) under wine: the demo, the Rust suites, the C quick start
@@ -321,6 +334,7 @@ fi
 start_stage python summary env BUILD_NICE=10 bash scripts/test-python.sh
 # wasm in node and headless Chromium, the npm tarball in node and in a Vite page.
 run_stage wasm summary bash scripts/test-wasm.sh
+finish_stage npm-build check
 # The seller table's values rows on the Workers relay (issue #68) need the npm package the wasm
 # stage installed: the Rust, CLI, C, Python and Tauri runners play those cells now
 # (scripts/seller-workers.sh), each with what its own stage built, in the background beside the

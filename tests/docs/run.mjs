@@ -152,8 +152,8 @@ function cargoEnv() {
     // builds and tests the shipped LTO profile): without FULL=1, the blocks' release builds
     // (`cargo run --release`, `cargo install`) skip LTO and use 16 codegen units (issue #55),
     // and optimise nothing (opt-level 0: what a block prints does not depend on it; the CLI's
-    // 106 crates then cost the docs-build stage about half the CPU they took at opt-level 3,
-    // 414 s in the run of 2026-11-29). Debug assertions and overflow checks stay off, as in
+    // 106 crates then cost the docs-build stage 134 s of CPU, where opt-level 3 took 414 s in
+    // the run of 2026-11-29). Debug assertions and overflow checks stay off, as in
     // the release profile: the blocks still run release code, only unoptimised.
     // The C library's profile (c-release, which inherits release) stays as it ships: its blocks'
     // `bash bindings/c/install.sh` then finds the C stage's build of it in target/, where with

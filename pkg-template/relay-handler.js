@@ -61,14 +61,13 @@ async function readCapped(body, limit) {
   return new Uint8Array(await new Blob(chunks).arrayBuffer());
 }
 
-/** Polar's answer to a call the core names (`{method, url, headers, body}`; a read of the
- * background's has no method: a GET), its body read to at most `bytes`, or the name of what the
- * fetch threw (the core tells a timeout from no answer); never its headers in a log: they hold
- * the token. */
-async function callPolar(upstreamFetch, ask, timeoutMs, bytes) {
+/** Polar's answer to a call the core names (`{method, url, headers, body, timeoutMs, bytes}`),
+ * its body read to at most `bytes`, or the name of what the fetch threw (the core tells a
+ * timeout from no answer); never its headers in a log: they hold the token. */
+async function callPolar(upstreamFetch, ask) {
   try {
-    const r = await upstreamFetch(ask.url, { method: ask.method, headers: ask.headers, body: ask.body, redirect: 'manual', signal: AbortSignal.timeout(timeoutMs) });
-    return { status: r.status, headers: [...r.headers], body: await readCapped(r.body, bytes) };
+    const r = await upstreamFetch(ask.url, { method: ask.method, headers: ask.headers, body: ask.body, redirect: 'manual', signal: AbortSignal.timeout(ask.timeoutMs) });
+    return { status: r.status, headers: [...r.headers], body: await readCapped(r.body, ask.bytes) };
   } catch (e) {
     return { thrown: e?.name ?? 'Error' };
   }
@@ -78,35 +77,45 @@ async function callPolar(upstreamFetch, ask, timeoutMs, bytes) {
 const toResponse = (r) => new Response(r.body, r);
 
 /**
- * The relay's own jobs between requests, one loop over the core's background machine: `poll`
- * says the next (a `GET` of Polar for the roster or the reconcile, a load of what a read
- * touches in a paged store, a page of the stored keys' listing, or how long to wait) and
- * `pollAnswered` takes what it got. The core decides which job and when; this only does it.
- * One run at a time: kicked after every request (a grant webhook's refetch goes at once) and
- * when `wake`'s time comes (a Durable Object's alarm, else a timer). Returns `kick(core)`.
+ * The relay's own jobs between requests, one loop over the core's background (`poll`, given
+ * what the last job got): a call of Polar's for the roster, the reconcile, the usage, a load of
+ * what a read touches in a paged store, a page of the stored keys' listing, a save, the
+ * storage's alarm read or set, or how long to wait. The core decides which job and when; this
+ * only does it. One run at a time: kicked after every request (a grant webhook's refetch goes
+ * at once) and when the wait's time comes (a Durable Object's alarm, else a timer). Returns
+ * `kick(core)`.
  */
-function readsDriver({ upstreamFetch, caps, persist, wake, loaded, rows, closed }) {
+function readsDriver({ upstreamFetch, persist, storage, timer, loaded, rows, closed }) {
   let running = null;
   let again = false;
   const clock = () => [Date.now(), performance.now()];
   // What the job asks for, done (a listing that fails: the core logs why, and lists again).
-  async function does(core, job) {
+  async function does(job) {
     if (job.list) return rows(job.list).catch((e) => ({ error: why(e) }));
     if (job.load) return { loaded: await loaded(job.load) };
-    return callPolar(upstreamFetch, job, caps().timeoutMs, caps().readBytes);
+    return callPolar(upstreamFetch, job.send);
   }
   async function run(core) {
     try {
+      let id;
+      let given;
       // Until the core says wait (after its jobs in a row: host::JOBS_PER_RUN) or done.
       while (!closed()) {
-        const job = core.poll(...clock());
+        const job = core.poll(id, given, ...clock());
+        [id, given] = [undefined, undefined];
         if (job === null) return;
-        if (job.wait !== undefined) {
-          wake(core, job.wait);
-          return;
-        }
         // Saved when the core says (after a read of Polar's: never between a load and its use).
-        if (core.pollAnswered(job.id, await does(core, job), ...clock())) await persist(core).catch(() => {});
+        if (job.save) await persist(core).catch(() => {});
+        else if (job.timer !== undefined) return timer(job.timer);
+        else if (job.readAlarm || job.setAlarm !== undefined || job.wake !== undefined) {
+          // The storage's alarm (read, then set unless one rings sooner) or its own wake.
+          try {
+            if (job.readAlarm) given = { alarm: (await storage.getAlarm()) ?? null };
+            else return await (job.wake !== undefined ? storage.wake(job.wake) : storage.setAlarm(job.setAlarm));
+          } catch (e) {
+            return console.error(`polar-license relay: the alarm could not be set (${why(e)})`);
+          }
+        } else [id, given] = [job.id, await does(job)];
       }
     } finally {
       // What an answer applied after its loads narrowed, saved once the run ends.
@@ -164,9 +173,6 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
     // start, `ready()` or the first request, and names a bad one.
     options = Object(options);
     const upstreamFetch = options.fetch ?? globalThis.fetch.bind(globalThis);
-    // The core's caps and timeouts (core.caps(), read at start: `timeoutMs` is an option it reads).
-    let limits = null;
-    const caps = () => limits;
     // Read per key (durableStorage's `paged`: get, list, put and delete the keys the core
     // names), else one read whole (load) and saved by journal items (save): the core tells.
     const storage = options.storage ?? null;
@@ -185,32 +191,21 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
       // importSigningKey()'s result, else the key file's text (or nothing: the core says so).
       const signer = typeof signingKey === 'object' && signingKey !== null ? signingKey : await importSigningKey(signingKey, webCrypto?.subtle, load);
       const core = new RelayCore({ ...given, kid: signer.kid, publicKey: signer.publicKey, userAgent: globalThis.navigator?.userAgent });
-      limits = core.caps();
-      // Whether and how the storage is read at start is the core's (`limits.start`).
-      if (limits.start === 'open') await openStore(core);
-      else if (limits.start === 'restore') core.restore(JSON.stringify((await storage.load()) ?? []));
+      // Whether and how the storage is read at start is the core's.
+      await openStore(core);
       return { core, signer };
     };
     // The roster's and the reconcile's reads (store.roster, store.reconcileEvery), the core
-    // deciding each: woken as the core says (`limits.wake`: the storage's alarm, its own
-    // `wake`, else a timer).
+    // deciding each and how it is woken (the storage's alarm, its own `wake`, else a timer).
     const timer = timerWake(() => ready?.then(({ core }) => kickReads(core), () => {}));
-    // The storage's alarm, as the core rules (`core.alarm`: set unless one rings sooner).
-    const ring = async (core, ms) => {
-      let step = core.alarm(Date.now(), ms);
-      if (step?.read) step = core.alarm(Date.now(), ms, (await storage.getAlarm()) ?? null);
-      if (step?.set !== undefined) await storage.setAlarm(step.set);
-    };
-    const alarmFailed = (e) => console.error(`polar-license relay: the alarm could not be set (${why(e)})`);
     const kickReads = readsDriver({
       closed: () => closed,
       upstreamFetch,
-      caps,
+      storage,
+      timer,
       persist: (core) => persist(core),
       loaded: (need) => readOrNull(need),
       rows: async (page) => [...(await storage.list(page)).keys()],
-      wake: (core, ms) =>
-        limits.wake === 'alarm' ? ring(core, ms).catch(alarmFailed) : limits.wake === 'wake' ? storage.wake(ms).catch(alarmFailed) : timer(ms),
     });
     // The storage's values of the keys and the listings the core names (`{keys, lists}`), as
     // the core takes them (`{values: [key, value | null][], lists: [key, value][][]}`, JSON);
@@ -226,29 +221,29 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
         console.error(`polar-license relay: the store could not be read (${why(e)})`);
         return null;
       });
-    // A paged store opened (its global state read; an older layout migrated first), the core
-    // naming each read and write.
+    // The store opened (a paged one's global state read, an older layout migrated first; else
+    // the storage loaded whole), the core naming each read and write.
     const openStore = async (core) => {
-      let step = core.openStore(undefined, performance.now());
+      let step = core.open(undefined, Date.now(), performance.now());
       while (!step.done) {
         for (const call of step.calls ?? []) await call1(call);
-        step = core.openStore(await readAll(step.reads), performance.now());
+        const read = step.whole ? JSON.stringify((await storage.load()) ?? []) : await readAll(step.reads);
+        step = core.open(read, Date.now(), performance.now());
       }
     };
     // The store's saves, one at a time in order: every answer waits for the save that holds its
     // changes (staged when it asks). Each call (what to write, how many a call, a call refused
     // as a whole written again key by key, what is dropped for good) is the core's
-    // (core.saveStep: store/saves.rs); this makes the call and hands back how it went.
+    // (core.save: host/workers.rs); this makes the call and hands back how it went.
     let saving = Promise.resolve();
     const persist = (core) => {
-      core.stage();
       const run = saving.then(async () => {
-        for (let step = core.saveStep(); step !== null; ) {
+        for (let step = core.save(); step !== null; ) {
           if (step.failed !== undefined) throw new Error(step.failed);
           const outcome = await Promise.resolve()
             .then(() => call1(step))
             .then((refused) => (Array.isArray(refused) ? { refused: JSON.stringify(refused) } : {}), (e) => ({ error: e?.name ?? 'Error', why: why(e) }));
-          step = core.saveStep(outcome);
+          step = core.save(outcome);
         }
       });
       saving = run.catch(() => {});
@@ -277,8 +272,8 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
     }
 
     /**
-     * One request, driven: the core's exchange (`start`) says what it needs next (`want`) and
-     * is given what came of it (`give`); every decision is the core's (the operator's routes,
+     * One request, driven: the core's exchange (`start`) says what it needs next (`want`),
+     * given what came of the last; every decision is the core's (the operator's routes,
      * the head's refusals, the limits, the store, the waits for another check's call, the
      * stale answer, the lease, a webhook refused when its change is not saved). Resolves with
      * the answer; a call that goes on past a stale answer is kept running by `ctx.waitUntil`.
@@ -302,9 +297,8 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
         let upstream = null;
         let given;
         for (;;) {
-          if (given !== undefined) core.give(id, given);
+          const need = core.want(id, given, Date.now(), performance.now(), random16());
           given = undefined;
-          const need = core.want(id, Date.now(), performance.now(), random16());
           if (need.respond) {
             answered = true;
             respond(toResponse(need.respond));
@@ -313,12 +307,7 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
           if (need.body !== undefined) {
             // A body whose stream broke off: the core's 400 (as natively), not the host's 500.
             const body = await readCapped(request.body, need.body).catch(() => null);
-            if (body === null) {
-              answered = true;
-              respond(toResponse(core.bodyFailed(id)));
-              return;
-            }
-            given = { body };
+            given = body === null ? { bodyBroken: true } : { body };
           } else if (need.load) {
             given = { loaded: await readOrNull(need.load) };
           } else if (need.flight !== undefined) {
@@ -332,7 +321,7 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
               flights.set(need.leads, landing);
               led.set(need.leads, { landing, end });
             }
-            upstream = callPolar(upstreamFetch, need.send, limits.timeoutMs, limits.upstreamBytes);
+            upstream = callPolar(upstreamFetch, need.send);
             given = need.patience === undefined || (await settlesWithin(upstream, need.patience)) ? { upstream: await upstream } : { patience: true };
           } else if (need.call) {
             given = { upstream: await upstream };
@@ -343,9 +332,6 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
             given = { persisted: await persist(core).then(() => true, () => false) };
           } else if (need.landed !== undefined) {
             land(need.landed);
-          } else if (need.warn || need.error) {
-            // The core's own lines (their text is its), on the console as its logger writes.
-            console[need.warn ? 'warn' : 'error'](`polar-license relay: ${need.warn ?? need.error}`);
           }
         }
       })()

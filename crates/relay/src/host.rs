@@ -4,6 +4,9 @@
 //! node, Deno or Bun) take their caps, timeouts and failure answers from here; the few
 //! differences between them are [`Host`]'s, each with its reason.
 
+// The Workers host's order: the npm relay's machines, loads, saves and alarm in one driver.
+pub mod workers;
+
 use crate::types::{add_cors, RelayRequest, RelayResponse, RELAY_SOURCE, SOURCE_HEADER};
 use polar_license::Error;
 

@@ -45,7 +45,8 @@ use crate::{
     Now, Relay, RelayConfig, RelayRequest, RelayResponse, SeatOptions, StoreConfig, STALE_AFTER_MS,
 };
 
-pub use crate::store::saves::writing::KEYS_PER_CALL;
+/// The most keys one call of the storage reads or writes (a Durable Object's limit).
+pub const KEYS_PER_CALL: usize = writing::KEYS_PER_CALL;
 
 /// A timer's longest wait (2^31 - 1 ms, about 24.8 days: `setTimeout` fires at once past it):
 /// the longest call timeout and the longest wait the background is given.

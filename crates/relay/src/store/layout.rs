@@ -20,9 +20,9 @@ use crate::RosterChange;
 
 /// This layout's version, under [`LAYOUT_KEY`]: entries read per key through index links, and
 /// the time row (3). A storage without it is migrated once ([`links_of`]).
-pub const LAYOUT: u64 = 3;
+pub(crate) const LAYOUT: u64 = 3;
 /// Where the layout's version is kept.
-pub const LAYOUT_KEY: &str = "v:layout";
+pub(crate) const LAYOUT_KEY: &str = "v:layout";
 /// Entries listed a page at a time while a storage is migrated.
 pub(crate) const MIGRATION_PAGE: usize = 512;
 
@@ -38,7 +38,7 @@ const ROSTER: &str = "r:";
 const ROSTER_PAGE: &str = "r:phase";
 
 /// A change as the host writes it: a key and its new value (`None`: the key is deleted).
-pub type Write = (String, Option<Value>);
+pub(crate) type Write = (String, Option<Value>);
 
 /// A change of the store as a write.
 pub(crate) fn write_of(item: &JournalItem) -> Write {
@@ -77,7 +77,7 @@ pub(crate) fn roster_write(change: &RosterChange) -> Write {
 
 /// Writes with only the last of each key, in the order of those last changes: what a save
 /// that failed keeps for the next (a storage that keeps failing holds no more than the store).
-pub fn latest(writes: impl IntoIterator<Item = Write>) -> Vec<Write> {
+pub(crate) fn latest(writes: impl IntoIterator<Item = Write>) -> Vec<Write> {
     let mut out: Vec<Write> = Vec::new();
     for (key, value) in writes {
         out.retain(|(k, _)| *k != key);
@@ -102,29 +102,29 @@ pub(crate) fn latest_items(items: Vec<JournalItem>) -> Vec<JournalItem> {
 /// A listing of the storage's keys under `prefix` in key order, those after `after` (absent:
 /// from the first), at most `limit` (absent: all).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct List {
+pub(crate) struct List {
     /// The keys' prefix.
-    pub prefix: String,
+    pub(crate) prefix: String,
     /// The key the listing starts after.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub after: Option<String>,
+    pub(crate) after: Option<String>,
     /// At most this many keys.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub limit: Option<usize>,
+    pub(crate) limit: Option<usize>,
 }
 
 /// What the host reads: the values of `keys` and the keys of each of `lists`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Reads {
+pub(crate) struct Reads {
     /// Keys whose values are read.
-    pub keys: Vec<String>,
+    pub(crate) keys: Vec<String>,
     /// Listings of keys.
-    pub lists: Vec<List>,
+    pub(crate) lists: Vec<List>,
 }
 
 impl Reads {
     /// Whether nothing is read.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.keys.is_empty() && self.lists.is_empty()
     }
 }
@@ -133,11 +133,11 @@ impl Reads {
 /// none; a key left out was not read, and is read again); `lists`, the `[key, value]` pairs of
 /// each listing in the order asked (`null` for one that was not read).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Read {
+pub(crate) struct Read {
     /// The values read.
-    pub values: Vec<(String, Option<Value>)>,
+    pub(crate) values: Vec<(String, Option<Value>)>,
     /// The keys listed, with their values.
-    pub lists: Vec<Option<Vec<(String, Value)>>>,
+    pub(crate) lists: Vec<Option<Vec<(String, Value)>>>,
 }
 
 /// `[key, value]` pairs of JSON (what is not of that shape is left out).
@@ -152,7 +152,8 @@ fn pairs(json: &Value) -> Vec<(String, Value)> {
 }
 
 /// Writes as JSON, `[[key, value | null]]` (what [`writes_of`] reads back).
-pub fn writes_json(writes: Vec<Write>) -> Value {
+#[cfg(test)]
+pub(crate) fn writes_json(writes: Vec<Write>) -> Value {
     Value::Array(
         writes
             .into_iter()
@@ -161,8 +162,8 @@ pub fn writes_json(writes: Vec<Write>) -> Value {
     )
 }
 
-/// Writes of JSON (`[[key, value | null]]`, as [`writes_json`] gives them).
-pub fn writes_of(json: &Value) -> Vec<Write> {
+/// Writes of JSON (`[[key, value | null]]`, as a host hands back refusals).
+pub(crate) fn writes_of(json: &Value) -> Vec<Write> {
     pairs(json)
         .into_iter()
         .map(|(k, v)| (k, (!v.is_null()).then_some(v)))
@@ -172,7 +173,7 @@ pub fn writes_of(json: &Value) -> Vec<Write> {
 impl Read {
     /// What the host read, of JSON (`{values: [[key, value | null]], lists: [[[key, value]] |
     /// null]}`): what is not of that shape is left out (not read).
-    pub fn of_json(json: &Value) -> Read {
+    pub(crate) fn of_json(json: &Value) -> Read {
         let lists = json["lists"]
             .as_array()
             .map(|a| a.iter().map(|l| (!l.is_null()).then(|| pairs(l))).collect());
@@ -194,14 +195,14 @@ pub(crate) const REFUSALS: u32 = 3;
 
 /// A value whose write the storage refused, written alone after its batch's call failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refused {
+pub(crate) struct Refused {
     /// Its key.
-    pub key: String,
+    pub(crate) key: String,
     /// Whether the storage's error says it can never be stored (a Durable Object's
     /// `RangeError`: past its 128 KiB a value or 2 KiB a key; a value that cannot be cloned).
-    pub unstorable: bool,
+    pub(crate) unstorable: bool,
     /// The storage's error, as logged.
-    pub why: String,
+    pub(crate) why: String,
 }
 
 /// The refusal policy of a storage that may refuse one value of a batch (a Durable Object's
@@ -210,7 +211,7 @@ pub struct Refused {
 /// webhook answered meanwhile), from a storage that is down (nothing written: the save fails and
 /// every key is tried again with the next).
 #[derive(Debug, Default)]
-pub struct Refusals {
+pub(crate) struct Refusals {
     /// Keys refused alone while others were written, how many saves in a row (a few at most:
     /// each is dropped by its third).
     strikes: Vec<(String, u32)>,
@@ -249,7 +250,7 @@ impl Refusals {
 
 /// What a start reads: the layout's version, the budget, the count, the roster's page, and
 /// every webhook id (three days' worth). No entry: each request reads what it touches.
-pub fn start_reads() -> Reads {
+pub(crate) fn start_reads() -> Reads {
     Reads {
         keys: [LAYOUT_KEY, BUDGET, COUNT, ROSTER_PAGE, BYTES, HELD]
             .map(String::from)
@@ -264,19 +265,19 @@ pub fn start_reads() -> Reads {
 
 /// A start's read ([`start_reads`]) as the store's global state.
 #[derive(Debug, Default, PartialEq)]
-pub struct Started {
+pub(crate) struct Started {
     /// Whether the storage is of an older layout: migrate it ([`links_of`]), then start again.
-    pub migrate: bool,
+    pub(crate) migrate: bool,
     /// The webhook ids, the budget and the count, as [`PagedBackend::restore`] takes them.
     ///
     /// [`PagedBackend::restore`]: super::PagedBackend::restore
-    pub items: Vec<JournalItem>,
+    pub(crate) items: Vec<JournalItem>,
     /// The roster's next page (0: current), when saved.
-    pub roster_page: Option<u32>,
+    pub(crate) roster_page: Option<u32>,
 }
 
 /// Reads a start's read (keys with values of another shape are left out: never a grant).
-pub fn started(read: &Read) -> Started {
+pub(crate) fn started(read: &Read) -> Started {
     let webhooks = read.lists.first().cloned().flatten().unwrap_or_default();
     let value = |key: &str| read.value(key).cloned().flatten();
     let migrate = value(LAYOUT_KEY).and_then(|v| v.as_u64()) != Some(LAYOUT);
@@ -323,7 +324,7 @@ pub(crate) fn migration_page(after: Option<String>) -> List {
 
 /// A page of entries (`[e:<id>, entry]`, as listed) of a storage written before index links:
 /// the links to write (each entry's index tags, and its place in the time row).
-pub fn links_of(page: &[(String, Value)]) -> Vec<(String, Value)> {
+pub(crate) fn links_of(page: &[(String, Value)]) -> Vec<(String, Value)> {
     let mut out = Vec::new();
     for (key, entry) in page {
         let Some(id) = key.strip_prefix(ENTRY) else {
@@ -354,7 +355,7 @@ pub fn links_of(page: &[(String, Value)]) -> Vec<(String, Value)> {
 }
 
 /// The writes that end a migration of `count` entries: the count and the layout's version.
-pub fn migrated(count: u64) -> Vec<(String, Value)> {
+pub(crate) fn migrated(count: u64) -> Vec<(String, Value)> {
     vec![
         (COUNT.into(), Value::from(count)),
         (LAYOUT_KEY.into(), Value::from(LAYOUT)),
@@ -363,7 +364,7 @@ pub fn migrated(count: u64) -> Vec<(String, Value)> {
 
 /// A step of a store's opening ([`Opening`]).
 #[derive(Debug, PartialEq)]
-pub enum Open {
+pub(crate) enum Open {
     /// Write these (in order), then read these and give what was read to [`Opening::step`].
     Next {
         /// Keys and values to write first.
@@ -378,7 +379,7 @@ pub enum Open {
 /// A store's opening: the start's reads, and a storage of an older layout migrated first, a
 /// page of entries at a time (their index links, then the count and the layout's version).
 #[derive(Debug, Default)]
-pub struct Opening {
+pub(crate) struct Opening {
     /// While migrating: the start's read, the last entry's key listed, the entries counted.
     migrating: Option<(Started, Option<String>, u64)>,
     /// Migrated: the start's read, once the last writes are done.
@@ -387,13 +388,13 @@ pub struct Opening {
 
 impl Opening {
     /// The first reads ([`start_reads`]).
-    pub fn first(&mut self) -> Reads {
+    pub(crate) fn first(&mut self) -> Reads {
         *self = Opening::default();
         start_reads()
     }
 
     /// What was read for the last step: the next.
-    pub fn step(&mut self, read: &Read) -> Open {
+    pub(crate) fn step(&mut self, read: &Read) -> Open {
         if let Some(started) = self.migrated.take() {
             return Open::Done(started);
         }
@@ -457,7 +458,7 @@ fn page_reads(after: Option<String>) -> Reads {
 /// What a paged store's load reads: the entries (`e:<id>`) and roster digests (`r:<digest>`)
 /// named, each index row (every `i:<tag>|` key) and, with the store full, the time row's first
 /// `oldest` keys.
-pub fn load_reads(missing: &super::Missing, roster: &[String]) -> Reads {
+pub(crate) fn load_reads(missing: &super::Missing, roster: &[String]) -> Reads {
     let mut keys: Vec<String> = missing
         .entries
         .iter()
@@ -485,21 +486,21 @@ pub fn load_reads(missing: &super::Missing, roster: &[String]) -> Reads {
 
 /// What a load read, as the store takes it.
 #[derive(Debug, Default, PartialEq)]
-pub struct Loaded {
+pub(crate) struct Loaded {
     /// Entries read (hex id; `None`: the storage holds none).
-    pub entries: Vec<(String, Option<super::Entry>)>,
+    pub(crate) entries: Vec<(String, Option<super::Entry>)>,
     /// Index rows read (tag, hex ids).
-    pub rows: Vec<(String, Vec<String>)>,
+    pub(crate) rows: Vec<(String, Vec<String>)>,
     /// Roster digests read (hex digest, whether the storage holds it).
-    pub roster: Vec<(String, bool)>,
+    pub(crate) roster: Vec<(String, bool)>,
     /// The time row's first keys (each after `i:t:`), when listed.
-    pub oldest: Option<Vec<String>>,
+    pub(crate) oldest: Option<Vec<String>>,
 }
 
 /// What the host read for `reads` ([`load_reads`]) as the store takes it: a key not read, a
 /// listing not read and a value that does not read as an entry are left out (read again, or
 /// never read as absent, which could write over what the storage holds).
-pub fn loaded(reads: &Reads, read: &Read) -> Loaded {
+pub(crate) fn loaded(reads: &Reads, read: &Read) -> Loaded {
     let mut out = Loaded::default();
     for (key, value) in &read.values {
         if !reads.keys.contains(key) {
@@ -541,7 +542,7 @@ pub fn loaded(reads: &Reads, read: &Read) -> Loaded {
 
 /// The reconcile's page of index rows (tags under `prefix`, after the row `after`) as a
 /// listing of the storage's keys.
-pub fn rows_list(prefix: &str, after: Option<&str>, limit: usize) -> List {
+pub(crate) fn rows_list(prefix: &str, after: Option<&str>, limit: usize) -> List {
     List {
         prefix: format!("{LINK}{prefix}"),
         after: after.map(|a| format!("{LINK}{a}")),
@@ -550,7 +551,7 @@ pub fn rows_list(prefix: &str, after: Option<&str>, limit: usize) -> List {
 }
 
 /// The rows (`<tag>|<entry id>`) of a listing of [`rows_list`].
-pub fn rows_of(keys: Vec<String>) -> Vec<String> {
+pub(crate) fn rows_of(keys: Vec<String>) -> Vec<String> {
     keys.into_iter()
         .filter_map(|k| k.strip_prefix(LINK).map(String::from))
         .collect()

@@ -14,10 +14,10 @@ mod budget;
 mod durable;
 mod entry;
 mod journal;
-pub mod layout;
+pub(crate) mod layout;
 mod memory;
 mod paged;
-pub mod saves;
+pub(crate) mod saves;
 #[cfg(test)]
 mod tests;
 mod webhook;
@@ -38,7 +38,8 @@ pub use journal::{JournalBackend, JournalItem};
 #[cfg(test)]
 pub(crate) use memory::Keeper;
 pub use memory::MemoryBackend;
-pub use paged::{Missing, PagedBackend, Wants, DEFAULT_CACHED};
+pub(crate) use paged::DEFAULT_CACHED;
+pub use paged::{Missing, PagedBackend, Wants};
 #[cfg(test)]
 pub(crate) use webhook::HMACS;
 pub use webhook::{

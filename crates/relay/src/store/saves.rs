@@ -19,8 +19,8 @@
 //!   go of what was touched least recently, which must not be what a load just read for the
 //!   job that needs it next.
 
-pub mod loads;
-pub mod writing;
+pub(crate) mod loads;
+pub(crate) mod writing;
 
 use serde_json::Value;
 
@@ -45,11 +45,11 @@ struct Held {
 /// Where a read began ([`Saves::reading`]): the saves that ended after it are the ones its
 /// values may predate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Reading(u64);
+pub(crate) struct Reading(u64);
 
 /// The host's saves of the store (see the module docs).
 #[derive(Debug)]
-pub struct Saves {
+pub(crate) struct Saves {
     /// Keys read per key (a paged store): changes are seen by reads until saved.
     paged: bool,
     seq: u64,
@@ -71,12 +71,12 @@ pub struct Saves {
 
 impl Saves {
     /// Saves of a store read per key (writes `[key, value | null]`, seen by reads until saved).
-    pub fn paged() -> Saves {
+    pub(crate) fn paged() -> Saves {
         Saves::new(true)
     }
 
     /// Saves of a store saved and read whole (journal items; nothing is read meanwhile).
-    pub fn whole() -> Saves {
+    pub(crate) fn whole() -> Saves {
         Saves::new(false)
     }
 
@@ -94,7 +94,7 @@ impl Saves {
     }
 
     /// Changes to save (a paged store's writes): seen by every read from now on.
-    pub fn stage_writes(&mut self, writes: Vec<Write>) {
+    pub(crate) fn stage_writes(&mut self, writes: Vec<Write>) {
         for (key, value) in writes {
             self.seq += 1;
             if self.paged {
@@ -118,7 +118,7 @@ impl Saves {
 
     /// Changes to save (a whole store's journal items); one that does not serialize is left
     /// out (it could not be read back either).
-    pub fn stage_items(&mut self, items: Vec<JournalItem>) {
+    pub(crate) fn stage_items(&mut self, items: Vec<JournalItem>) {
         for item in items {
             let key = layout::write_of(&item).0;
             let Ok(change) = serde_json::to_value(&item) else {
@@ -133,7 +133,7 @@ impl Saves {
     /// journal items), every change staged so far in order; `None` when there is nothing to
     /// save. Its outcome goes to [`Saves::ended`] before the next batch is asked for (a batch
     /// whose outcome never came is counted as failed, kept with the next).
-    pub fn batch(&mut self) -> Option<Value> {
+    pub(crate) fn batch(&mut self) -> Option<Value> {
         if !self.handed.is_empty() {
             self.ended(false);
         }
@@ -159,7 +159,7 @@ impl Saves {
     /// How the batch of [`Saves::batch`] went: `saved`, its changes are the storage's (each
     /// let go of unless a later change of its key came since); else kept for the next batch,
     /// the last change of each key only, before the changes staged meanwhile.
-    pub fn ended(&mut self, saved: bool) {
+    pub(crate) fn ended(&mut self, saved: bool) {
         let batch = std::mem::take(&mut self.handed);
         if saved {
             self.overlay
@@ -182,18 +182,19 @@ impl Saves {
     }
 
     /// Whether changes are waiting for a save (staged, or handed and not ended).
-    pub fn pending(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn pending(&self) -> bool {
         !self.unsaved.is_empty() || !self.handed.is_empty()
     }
 
     /// A read begins now.
-    pub fn reading(&self) -> Reading {
+    pub(crate) fn reading(&self) -> Reading {
         Reading(self.epoch)
     }
 
     /// What of `reads` the storage is asked for: the keys whose changes are not waiting for a
     /// save (those are the reads' already), and every listing.
-    pub fn unread(&self, reads: &Reads) -> Reads {
+    pub(crate) fn unread(&self, reads: &Reads) -> Reads {
         Reads {
             keys: reads
                 .keys
@@ -228,7 +229,7 @@ impl Saves {
     /// the storage's value; a key or a listing whose save ended while it was read is left out
     /// (read again); a listing with the changes waiting applied (a bounded one leaves them
     /// out: they would not be in their place).
-    pub fn read(&self, since: Reading, reads: &Reads, got: &Read) -> Read {
+    pub(crate) fn read(&self, since: Reading, reads: &Reads, got: &Read) -> Read {
         let mut values = Vec::new();
         for key in &reads.keys {
             if let Some(value) = self.shown(key) {
@@ -272,7 +273,7 @@ impl Saves {
 /// Logs a save that failed (`why`: the storage's error): its changes are kept for the next
 /// save; a webhook waiting on it is refused (Polar delivers it again), a check's answer
 /// passed on.
-pub fn save_failed(why: &str) {
+pub(crate) fn save_failed(why: &str) {
     log::error!("relay: the store could not be saved ({why}): its changes are saved with the next");
 }
 
@@ -282,7 +283,11 @@ pub fn save_failed(why: &str) {
 /// a job that has not used it yet ([`crate::flow::background::Background::holds_loads`]), and
 /// trimming now could drop what it read (a cache of one entry would never hold a key's row and
 /// its entry at once).
-pub fn take_writes(paged: &PagedBackend, roster: &[RosterChange], loads_held: bool) -> Vec<Write> {
+pub(crate) fn take_writes(
+    paged: &PagedBackend,
+    roster: &[RosterChange],
+    loads_held: bool,
+) -> Vec<Write> {
     let items = paged.take();
     let writes = items
         .iter()

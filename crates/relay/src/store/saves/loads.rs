@@ -10,7 +10,7 @@ use crate::flow::MAX_LOAD_ROUNDS;
 
 /// One exchange's rounds of loads (see the module docs).
 #[derive(Debug, Default)]
-pub struct Loads {
+pub(crate) struct Loads {
     rounds: u32,
 }
 
@@ -18,7 +18,7 @@ impl Loads {
     /// The reads for a load now: what `store` touches that `paged`'s cache lacks, and the
     /// roster's digest (`roster`: named until it is read, `Relay::roster_wants`); `None`
     /// when the exchange goes on without more (nothing missing, or the rounds spent).
-    pub fn next(
+    pub(crate) fn next(
         &mut self,
         paged: &PagedBackend,
         store: Option<&Wants>,
@@ -37,7 +37,7 @@ impl Loads {
 
     /// Nothing could be read: the exchange goes on with what the cache holds, and its next
     /// load starts its rounds again.
-    pub fn unread(&mut self) {
+    pub(crate) fn unread(&mut self) {
         self.rounds = 0;
     }
 }

@@ -11,11 +11,11 @@ use super::super::layout::{Refusals, Refused, Write};
 
 /// The most keys one call of the storage reads, writes or deletes (a Durable Object's storage
 /// API refuses more: 128).
-pub const KEYS_PER_CALL: usize = 128;
+pub(crate) const KEYS_PER_CALL: usize = 128;
 
 /// A call for the storage to make.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Call {
+pub(crate) enum Call {
     /// Store these values (at most [`KEYS_PER_CALL`]).
     Put(Vec<(String, Value)>),
     /// Delete these keys (at most [`KEYS_PER_CALL`]).
@@ -24,7 +24,7 @@ pub enum Call {
 
 /// What comes next in a save.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Next {
+pub(crate) enum Next {
     /// Make this call, then [`Writing::ended`] with how it went.
     Call(Call),
     /// Saved: the keys refused for good (`[key, why]`: dropped, logged once) left out.
@@ -35,18 +35,18 @@ pub enum Next {
 
 /// The storage's error, as the host caught it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StorageError {
+pub(crate) struct StorageError {
     /// The error's name (`RangeError`, `TypeError`, `DataCloneError`, `Error`, …).
-    pub name: String,
+    pub(crate) name: String,
     /// Its message, as logged.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 /// Whether a storage error says the value can never be stored: a Durable Object's
 /// `RangeError` (past its 128 KiB a value or 2 KiB a key), a `TypeError` or a
 /// `DataCloneError` (a value that cannot be cloned). Any other error (the storage down, a
 /// timeout) is tried again.
-pub fn unstorable(error: &StorageError) -> bool {
+pub(crate) fn unstorable(error: &StorageError) -> bool {
     matches!(
         error.name.as_str(),
         "RangeError" | "TypeError" | "DataCloneError"
@@ -55,7 +55,7 @@ pub fn unstorable(error: &StorageError) -> bool {
 
 /// Logs a value the storage refused for good (dropped, never tried again): once, its key cut
 /// to its kind and a few characters of its id.
-pub fn dropped(key: &str, why: &str) {
+pub(crate) fn dropped(key: &str, why: &str) {
     let short: String = key.chars().take(18).collect();
     log::error!("relay: the storage refused {short}… for good ({why}): dropped, not tried again");
 }
@@ -73,7 +73,7 @@ struct Alone {
 
 /// One save's batch, call by call (see the module docs).
 #[derive(Debug)]
-pub struct Writing {
+pub(crate) struct Writing {
     /// The calls left, last first (popped from the end).
     puts: Vec<Vec<(String, Value)>>,
     deletes: Vec<Vec<String>>,
@@ -86,7 +86,7 @@ pub struct Writing {
 
 impl Writing {
     /// The calls of a batch of writes (`None`: the key deleted), puts first, in order.
-    pub fn new(writes: Vec<Write>) -> Writing {
+    pub(crate) fn new(writes: Vec<Write>) -> Writing {
         let mut puts = Vec::new();
         let mut gone = Vec::new();
         for (key, value) in writes {
@@ -115,7 +115,7 @@ impl Writing {
 
     /// The next call, or the save's end (`refusals`: the store's policy, which judges the
     /// keys of a put refused as a whole once each was written alone).
-    pub fn next(&mut self, refusals: &mut Refusals) -> Next {
+    pub(crate) fn next(&mut self, refusals: &mut Refusals) -> Next {
         loop {
             if let Some(why) = &self.failed {
                 return Next::Failed(why.clone());
@@ -148,7 +148,7 @@ impl Writing {
     }
 
     /// How the call [`Writing::next`] handed went (`Err`: the storage's error).
-    pub fn ended(&mut self, outcome: Result<(), StorageError>) {
+    pub(crate) fn ended(&mut self, outcome: Result<(), StorageError>) {
         let Some(call) = self.handed.take() else {
             return;
         };

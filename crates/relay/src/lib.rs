@@ -40,7 +40,9 @@
 //! the operator's routes), never a second way to answer a request. The hosts: the native server ([`serve`], feature `server`) is hyper's HTTP/1.1
 //! server (a limit on every wait on a client and on the connections open: [`ServeOptions`])
 //! with [`polar_license::UreqTransport`]; the npm package's relay drives the same machines from
-//! JS (`bindings/relay-wasm`, `pkg-template/relay-handler.js`). The map of the machines and
+//! JS through [`host::workers::Workers`] (the order of a host whose calls are async: loads,
+//! saves, the store's opening, the alarm; `bindings/relay-wasm` marshals,
+//! `pkg-template/relay-handler.js` does the I/O). The map of the machines and
 //! their hosts is docs/architecture.md in the repository.
 
 #![deny(unsafe_code)]

@@ -99,7 +99,7 @@ impl Storage {
 }
 
 /// The verdict store the relay keeps (the host decides whether, by [`super::StoreHome`]).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Kept {
     /// Its options.
     pub options: StoreOptions,
@@ -109,6 +109,9 @@ pub struct Kept {
     /// the core's default).
     pub cached: Option<usize>,
 }
+
+// The webhook's secret left out.
+debug_some!(Kept, k => { "options": k.options, "cached": k.cached });
 
 /// A relay on the Workers host: the options as read from the host.
 pub struct Config {
@@ -371,7 +374,7 @@ enum Store {
 
 /// A save under way.
 enum Saving {
-    Paged(Writing),
+    Paged(Box<Writing>),
     Whole,
 }
 
@@ -685,7 +688,8 @@ impl Workers {
                 }
             }
             Some((id, got)) => {
-                if self.answered(id, got, time) {
+                let saves_now = self.answered(id, got, time);
+                if saves_now {
                     // After a read of Polar's, never between a load and the job that uses it.
                     stage(&self.relay, &self.store, &self.background, &mut self.saves);
                     return Job::Save;
@@ -782,7 +786,8 @@ impl Workers {
                     self.saving = Some(Saving::Whole);
                     return Saved::Whole(batch);
                 }
-                self.saving = Some(Saving::Paged(Writing::new(layout::writes_of(&batch))));
+                let writes = layout::writes_of(&batch);
+                self.saving = Some(Saving::Paged(Box::new(Writing::new(writes))));
                 None
             }
             Some(outcome) => {

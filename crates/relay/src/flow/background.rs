@@ -220,7 +220,7 @@ impl Background {
     }
 
     /// Whether a load was read for a job that has not used it yet (the next [`Background::poll`]
-    /// does): the store's cache is not trimmed meanwhile ([`crate::store::saves::take_writes`]),
+    /// does): the store's cache is not trimmed meanwhile (`store::saves::take_writes`),
     /// or a save between the load and its use could let go of what it read.
     pub fn holds_loads(&self) -> bool {
         self.loads_held

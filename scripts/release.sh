@@ -32,10 +32,12 @@
 #
 # Platforms (TRIPLE): x86_64-unknown-linux-gnu and aarch64-unknown-linux-gnu (glibc 2.17 through
 # Zig: manylinux2014), x86_64-unknown-linux-musl (musllinux_1_2), x86_64-pc-windows-gnu (MinGW-w64),
-# x86_64-apple-darwin and aarch64-apple-darwin (Zig). Apple's linker inputs (the Security and
-# CoreFoundation frameworks) exist only on a Mac: here the macOS C archive holds the static
-# library alone, and the macOS CLI and wheels are built by the release workflow's macOS runner
-# (.github/workflows/release.yml), which runs this same script with --targets.
+# x86_64-apple-darwin and aarch64-apple-darwin (Zig). Apple's SDK is not redistributable: off a
+# Mac, the Security and CoreFoundation frameworks are linked through text stubs of their
+# exports (scripts/release/macos-frameworks.mjs), so the macOS wheels, CLI and shared library
+# are built here too and record the real frameworks' install names; they cannot run here
+# (scripts/test-registry.sh inspects them). The release workflow's macOS runner builds the
+# same with Apple's own SDK (.github/workflows/release.yml).
 #
 # Reproducible: SOURCE_DATE_EPOCH (default: the last commit's time) dates every archive entry and
 # the SBOMs; tar entries sorted, owned by 0:0, gzip without a name or time; rustc's paths remapped
@@ -99,7 +101,9 @@ CARGO_HOME_DIR="${CARGO_HOME:-$HOME/.cargo}"
 # rustc's paths in what it writes (panic locations, debug info left after stripping): the same
 # whatever the checkout's or the cargo home's directory. Only for --target builds, so the build
 # scripts and proc macros (host code, shipped nowhere) are shared with flagless builds.
-REMAP="--remap-path-prefix=$ROOT=/polar-license --remap-path-prefix=$CARGO_HOME_DIR=/cargo"
+# The build directory last (rustc takes the last prefix that matches): the build scripts' OUT_DIR
+# is inside it, and it may be inside the checkout.
+REMAP="--remap-path-prefix=$ROOT=/polar-license --remap-path-prefix=$CARGO_HOME_DIR=/cargo --remap-path-prefix=$BUILD_DIR=/target"
 export TZ=UTC LC_ALL=C
 
 mkdir -p "$OUT"
@@ -136,6 +140,16 @@ target_arg() { if [[ "$(cargo_for "$1")" == cargo-zigbuild ]]; then zig_triple "
 STAGES_TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 # The environment of every release build: `build env "${REL[@]}" CMD…`.
 REL=(CARGO_TARGET_DIR="$BUILD_DIR" RUSTFLAGS="$REMAP" CARGO_INCREMENTAL=0)
+# rel_for TRIPLE: REL for TRIPLE, in RELT. An Apple target built off a Mac links the frameworks'
+# stubs (written once, into the build directory: no path of it reaches an output).
+APPLE_FW="$BUILD_DIR/apple-frameworks"
+rel_for() {
+    RELT=("${REL[@]}")
+    [[ "$1" == *-apple-darwin && "$(uname -s)" != Darwin ]] || return 0
+    [[ -f "$APPLE_FW/Security.framework/Security.tbd" ]] ||
+        node scripts/release/macos-frameworks.mjs "$APPLE_FW" Cargo.toml bindings/python/Cargo.toml >/dev/null
+    RELT=(CARGO_TARGET_DIR="$BUILD_DIR" RUSTFLAGS="$REMAP -L framework=$APPLE_FW" CARGO_INCREMENTAL=0)
+}
 
 # tar_gz DIR_PARENT NAME ARCHIVE: a reproducible .tar.gz of DIR_PARENT/NAME (GNU tar: macOS's
 # is bsdtar, its runner installs gnu-tar as gtar).
@@ -226,15 +240,12 @@ else
         case "$t" in
             x86_64-unknown-linux-gnu | aarch64-unknown-linux-gnu) args+=(--zig --compatibility manylinux2014) ;;
             x86_64-unknown-linux-musl) args+=(--zig --compatibility musllinux_1_2) ;;
-            *-apple-darwin)
-                if [[ "$(uname -s)" != Darwin ]]; then
-                    echo "    $t: wheel left to the macOS runner (Apple's frameworks are needed to link)"
-                    continue
-                fi ;;
+            *-apple-darwin) [[ "$(uname -s)" == Darwin ]] || args+=(--zig) ;;
         esac
         echo "    wheel $t"
+        rel_for "$t"
         # (A target directory of its own: the module is a workspace of its own, with its own lock.)
-        build env "${REL[@]}" CARGO_TARGET_DIR="$BUILD_DIR/python" PYO3_PYTHON="$TOOLS/bin/python" "$MATURIN" build "${args[@]}" \
+        build env "${RELT[@]}" CARGO_TARGET_DIR="$BUILD_DIR/python" PYO3_PYTHON="$TOOLS/bin/python" "$MATURIN" build "${args[@]}" \
             >"$LOGS/wheel-$t.log" 2>&1 || {
             tail -n 30 "$LOGS/wheel-$t.log"
             exit 1
@@ -249,23 +260,16 @@ for t in $TARGETS; do
     step "C library and CLI for $t"
     stage="$WORK/c/polar-license-c-$VERSION-$t"
     mkdir -p "$stage"
+    rel_for "$t"
     if part c; then
-    if [[ "$t" == *-apple-darwin && "$(uname -s)" != Darwin ]]; then
-        # The static library alone (no link), with the header and the static pkg-config and
-        # CMake files install.sh writes.
-        build env "${REL[@]}" CARGO_CMD=cargo-zigbuild bash bindings/c/install.sh --prefix "$stage" \
-            --target "$t" --static-only >"$LOGS/c-$t.log" 2>&1 || {
-            tail -n 30 "$LOGS/c-$t.log"
-            exit 1
-        }
-    elif [[ $REUSE == 1 && -f "$STAGES_TARGET/c-release/libpolar_license_c.a" ]]; then
+    if [[ $REUSE == 1 && -f "$STAGES_TARGET/c-release/libpolar_license_c.a" ]]; then
         echo "    reusing $STAGES_TARGET/c-release"
         bash bindings/c/install.sh --prefix "$stage" >"$LOGS/c-$t.log" 2>&1 || {
             tail -n 30 "$LOGS/c-$t.log"
             exit 1
         }
     else
-        build env "${REL[@]}" CARGO_CMD="$(cargo_for "$t")" bash bindings/c/install.sh --prefix "$stage" \
+        build env "${RELT[@]}" CARGO_CMD="$(cargo_for "$t")" bash bindings/c/install.sh --prefix "$stage" \
             --target "$(target_arg "$t")" >"$LOGS/c-$t.log" 2>&1 || {
             tail -n 30 "$LOGS/c-$t.log"
             exit 1
@@ -276,17 +280,13 @@ for t in $TARGETS; do
     fi
     part cli || continue
 
-    if [[ "$t" == *-apple-darwin && "$(uname -s)" != Darwin ]]; then
-        echo "    $t: CLI left to the macOS runner (Apple's frameworks are needed to link)"
-        continue
-    fi
     exe=polar-license
     [[ "$t" == *-windows-* ]] && exe=polar-license.exe
     if [[ $REUSE == 1 && -x "$STAGES_TARGET/release/polar-license" ]]; then
         echo "    reusing $STAGES_TARGET/release/polar-license"
         bin="$STAGES_TARGET/release/polar-license"
     else
-        build env "${REL[@]}" "$(cargo_for "$t")" build --locked --release -p polar-license-cli \
+        build env "${RELT[@]}" "$(cargo_for "$t")" build --locked --release -p polar-license-cli \
             --target "$(target_arg "$t")" >"$LOGS/cli-$t.log" 2>&1 || {
             tail -n 30 "$LOGS/cli-$t.log"
             exit 1

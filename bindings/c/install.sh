@@ -111,8 +111,16 @@ if [[ -f "$libdir/libpolar_license_c.dylib" ]]; then
     soname="@rpath/libpolar_license.$sover.dylib"
     put "$libdir/libpolar_license_c.dylib" "$lib/$shared"
     # build.rs sets this install name; set again here, so it is the installed name whatever
-    # built the file.
-    install_name_tool -id "$soname" "$lib/$shared"
+    # built the file (off a Mac, with no install_name_tool, build.rs's is checked instead).
+    if command -v install_name_tool >/dev/null 2>&1; then
+        install_name_tool -id "$soname" "$lib/$shared"
+    elif command -v llvm-objdump >/dev/null 2>&1; then
+        built="$(llvm-objdump --macho --dylib-id "$lib/$shared" | sed -n '2p' | tr -d '[:space:]')"
+        if [[ "$built" != "$soname" ]]; then
+            echo "$shared has the install name $built, expected $soname (bindings/c/build.rs)" >&2
+            exit 1
+        fi
+    fi
     ln -sfn "$shared" "$lib/libpolar_license.$sover.dylib"
     ln -sfn "libpolar_license.$sover.dylib" "$lib/libpolar_license.dylib"
     links="libpolar_license.dylib -> libpolar_license.$sover.dylib -> $shared"

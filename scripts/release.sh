@@ -143,12 +143,20 @@ REL=(CARGO_TARGET_DIR="$BUILD_DIR" RUSTFLAGS="$REMAP" CARGO_INCREMENTAL=0)
 # rel_for TRIPLE: REL for TRIPLE, in RELT. An Apple target built off a Mac links the frameworks'
 # stubs (written once, into the build directory: no path of it reaches an output).
 APPLE_FW="$BUILD_DIR/apple-frameworks"
+# Every Apple build names its oldest macOS (Rust's own defaults, the ones maturin's wheel tags
+# say: 10.12 on Intel, 11.0 on Apple silicon); without it Zig's linker writes its own newest as
+# the minimum (15.0), and the files would refuse to load on every older Mac.
 rel_for() {
     RELT=("${REL[@]}")
-    [[ "$1" == *-apple-darwin && "$(uname -s)" != Darwin ]] || return 0
+    case "$1" in
+        x86_64-apple-darwin) RELT+=(MACOSX_DEPLOYMENT_TARGET=10.12) ;;
+        aarch64-apple-darwin) RELT+=(MACOSX_DEPLOYMENT_TARGET=11.0) ;;
+        *) return 0 ;;
+    esac
+    [[ "$(uname -s)" != Darwin ]] || return 0
     [[ -f "$APPLE_FW/Security.framework/Security.tbd" ]] ||
         node scripts/release/macos-frameworks.mjs "$APPLE_FW" Cargo.toml bindings/python/Cargo.toml >/dev/null
-    RELT=(CARGO_TARGET_DIR="$BUILD_DIR" RUSTFLAGS="$REMAP -L framework=$APPLE_FW" CARGO_INCREMENTAL=0)
+    RELT+=(RUSTFLAGS="$REMAP -L framework=$APPLE_FW")
 }
 
 # tar_gz DIR_PARENT NAME ARCHIVE: a reproducible .tar.gz of DIR_PARENT/NAME (GNU tar: macOS's

@@ -378,9 +378,31 @@ if [[ "$MATRIX" == 1 ]]; then
             x86_64-w64-mingw32-objdump -p "$WORK"/whl/polar_license/_native*.pyd | grep -i 'DLL Name: python3.dll'
     }
     check "python: the Windows wheel's module is a PE32+ DLL importing python3.dll (abi3)" win_wheel
-    check "python: the macOS wheels' modules are Mach-O (x86_64, arm64)" bash -c "
-        $(declare -f inspect_wheel); ART='$ART' WORK='$WORK'
-        inspect_wheel 'macosx.*(x86_64|universal2)' 'Mach-O.*x86_64' && inspect_wheel 'macosx.*(arm64|universal2)' 'Mach-O.*arm64'"
+    # mac_wheel ARCH: the wheel's module is a Mach-O of ARCH whose oldest macOS is the tag's, and
+    # loads only libSystem, Security and CoreFoundation (scripts/release/inspect.sh).
+    mac_wheel() {
+        local whl tag minos
+        inspect_wheel "macosx_.*_$1" "Mach-O.*$1" || return 1
+        whl="$(ls "$ART"/python/*.whl | grep -E "macosx_.*_$1" | head -n 1)"
+        tag="$(sed -E 's/.*-macosx_([0-9]+)_([0-9]+)_.*/\1.\2/' <<<"$whl")"
+        bash scripts/release/inspect.sh macho "$(ls "$WORK"/whl/polar_license/_native*)" "$1" "$tag"
+    }
+    check "python: the macOS x86_64 wheel: Mach-O, the tag's oldest macOS, Apple's libraries only" mac_wheel x86_64
+    check "python: the macOS arm64 wheel: Mach-O, the tag's oldest macOS, Apple's libraries only" mac_wheel arm64
+    manylinux() { # the gnu wheels' modules, the gnu CLIs and C libraries: glibc 2.17 (manylinux2014)
+        local t f
+        for t in x86_64 aarch64; do
+            inspect_wheel "manylinux2014_$t" . >/dev/null &&
+                bash scripts/release/inspect.sh glibc "$(ls "$WORK"/whl/polar_license/_native*)" 2.17 || return 1
+            rm -rf "$WORK/ml-$t" && mkdir -p "$WORK/ml-$t" &&
+                tar -xzf "$ART/cli/polar-license-cli-$VERSION-$t-unknown-linux-gnu.tar.gz" -C "$WORK/ml-$t" &&
+                tar -xzf "$ART/c/polar-license-c-$VERSION-$t-unknown-linux-gnu.tar.gz" -C "$WORK/ml-$t" || return 1
+            for f in "$WORK/ml-$t"/*/bin/polar-license "$WORK/ml-$t"/*/lib/libpolar_license.so.*.*.*; do
+                bash scripts/release/inspect.sh glibc "$f" 2.17 || return 1
+            done
+        done
+    }
+    check "manylinux2014: the gnu wheels, CLIs and C libraries need glibc 2.17 at most" manylinux
     sdist() {
         local dir="$WORK/py-sdist"
         python3 -m venv "$dir" &&
@@ -425,6 +447,22 @@ if [[ "$MATRIX" == 1 ]]; then
         done
     }
     check "c: the macOS archives hold Mach-O static libraries (x86_64, arm64) and name Apple's frameworks" mac_c
+    mac_files() { # the CLI and the C shared library: Mach-O, oldest macOS, install name
+        local t arch minos d
+        for t in x86_64-apple-darwin aarch64-apple-darwin; do
+            arch=x86_64 minos=10.12
+            [[ $t == aarch64* ]] && arch=arm64 minos=11.0
+            d="$WORK/mac-$t"
+            rm -rf "$d" && mkdir -p "$d" &&
+                tar -xzf "$ART/cli/polar-license-cli-$VERSION-$t.tar.gz" -C "$d" &&
+                tar -xzf "$ART/c/polar-license-c-$VERSION-$t.tar.gz" -C "$d" &&
+                bash scripts/release/inspect.sh macho "$d/polar-license-cli-$VERSION-$t/bin/polar-license" "$arch" "$minos" &&
+                bash scripts/release/inspect.sh macho "$d/polar-license-c-$VERSION-$t/lib/libpolar_license.$VERSION.dylib" "$arch" "$minos" &&
+                llvm-objdump --macho --dylib-id "$d/polar-license-c-$VERSION-$t/lib/libpolar_license.$VERSION.dylib" |
+                grep -x "@rpath/libpolar_license.${VERSION%.*}.dylib" || return 1
+        done
+    }
+    check "macOS: the CLI and the C shared library (x86_64, arm64): Mach-O, oldest macOS, Apple's libraries only, @rpath install name" mac_files
     check "c: the aarch64 and musl archives' shared libraries are ELF of their architecture" bash -c "
         set -e; for t in aarch64-unknown-linux-gnu x86_64-unknown-linux-musl; do
             d='$WORK'/c-\$t; mkdir -p \$d; tar -xzf '$ART'/c/polar-license-c-$VERSION-\$t.tar.gz -C \$d

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# What can be checked here of a file built for a platform that cannot run here
+# (scripts/test-registry.sh, RELEASE_MATRIX=1):
+#
+#   bash scripts/release/inspect.sh macho FILE ARCH MINOS
+#       a Mach-O of ARCH (x86_64 or arm64) whose oldest macOS (LC_BUILD_VERSION's minos, or
+#       LC_VERSION_MIN_MACOSX's version) is MINOS, signed if arm64, that loads nothing but libSystem and the
+#       Security and CoreFoundation frameworks, each symbol bound to the library that owns it
+#       (Sec…/kSec… and the other Security names to Security, CF…/kCF… to CoreFoundation: off a
+#       Mac they are linked through stubs, scripts/release/macos-frameworks.mjs, and a wrong
+#       binding would fail only on a Mac, at load)
+#   bash scripts/release/inspect.sh glibc FILE MAX
+#       an ELF that needs no glibc symbol version newer than MAX (manylinux2014: 2.17)
+#
+# Needs llvm-objdump (Debian's llvm) and binutils' objdump. Prints what it read; exit 1 on the
+# first promise broken.
+set -euo pipefail
+
+fail() { echo "inspect: $*" >&2; exit 1; }
+OBJDUMP="$(command -v llvm-objdump || ls /usr/bin/llvm-objdump-* 2>/dev/null | sort -V | tail -n 1)"
+
+macho() {
+    local file="$1" arch="$2" minos="$3" headers
+    [[ -n "$OBJDUMP" ]] || fail "llvm-objdump not found"
+    headers="$("$OBJDUMP" --macho --private-headers "$file")" || fail "$file: not a Mach-O"
+    local cputype
+    cputype="$(awk '/^Mach header/ { getline; getline; print $2; exit }' <<<"$headers")"
+    case "$arch:$cputype" in
+        x86_64:X86_64 | arm64:ARM64) echo "$file: $cputype" ;;
+        *) fail "$file: CPU $cputype, expected $arch" ;;
+    esac
+    local found
+    found="$(awk '/cmd LC_BUILD_VERSION/ { b = 1 } b && /minos/ { print $2; exit }
+        /cmd LC_VERSION_MIN_MACOSX/ { v = 1 } v && /version/ { print $2; exit }' <<<"$headers")"
+    [[ "$found" == "$minos" ]] || fail "$file: oldest macOS $found, expected $minos"
+    echo "$file: oldest macOS $found"
+    # Apple silicon runs no code without a signature: the linker's ad-hoc one at least.
+    if [[ "$arch" == arm64 ]]; then
+        grep -q 'cmd LC_CODE_SIGNATURE' <<<"$headers" || fail "$file: no code signature (arm64 Macs refuse it)"
+        echo "$file: signed (LC_CODE_SIGNATURE)"
+    fi
+    local dylibs
+    dylibs="$("$OBJDUMP" --macho --dylibs-used "$file" | tail -n +2 | sed 's/^[[:space:]]*//; s/ (compatibility.*//')"
+    echo "$dylibs" | sed 's/^/    loads /'
+    while read -r d; do
+        case "$d" in
+            /usr/lib/libSystem.B.dylib | /System/Library/Frameworks/Security.framework/Versions/A/Security | \
+                /System/Library/Frameworks/CoreFoundation.framework/Versions/A/CoreFoundation) ;;
+            *) fail "$file loads $d" ;;
+        esac
+    done <<<"$dylibs"
+    # Every binding: the dylib column (short name) and the symbol.
+    local binds bad
+    binds="$("$OBJDUMP" --macho --bind --lazy-bind --weak-bind "$file" |
+        awk '$(NF) ~ /^_/ && ($(NF-1) == "Security" || $(NF-1) == "CoreFoundation" || $(NF-1) == "libSystem") { print $(NF-1), $(NF) }' | sort -u)"
+    echo "    $(grep -c '^Security ' <<<"$binds" || true) symbols bound to Security, $(grep -c '^CoreFoundation ' <<<"$binds" || true) to CoreFoundation, $(grep -c '^libSystem ' <<<"$binds" || true) to libSystem"
+    bad="$(awk '($1 == "Security" && $2 ~ /^_(CF|kCF|__kCF)/) ||
+        ($1 == "CoreFoundation" && $2 !~ /^_(CF|kCF|__kCF|__CF)/) ||
+        ($1 == "libSystem" && $2 ~ /^_(Sec|kSec|CF|kCF)/)' <<<"$binds")"
+    [[ -z "$bad" ]] || fail "$file: symbols bound to the wrong library: $bad"
+}
+
+glibc() {
+    local file="$1" max="$2" newest
+    newest="$(objdump -T "$file" | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/GLIBC_//' | sort -V | tail -n 1)"
+    echo "$file: newest glibc symbol version ${newest:-none}"
+    [[ -z "$newest" || "$(printf '%s\n%s\n' "$newest" "$max" | sort -V | tail -n 1)" == "$max" ]] ||
+        fail "$file needs glibc $newest, newer than $max"
+}
+
+cmd="${1:-}"
+shift || true
+case "$cmd" in
+    macho) [[ $# -eq 3 ]] || fail "usage: inspect.sh macho FILE ARCH MINOS"; macho "$@" ;;
+    glibc) [[ $# -eq 2 ]] || fail "usage: inspect.sh glibc FILE MAX"; glibc "$@" ;;
+    *) sed -n '2,16p' "${BASH_SOURCE[0]}"; exit 2 ;;
+esac

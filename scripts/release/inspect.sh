@@ -4,9 +4,10 @@
 #
 #   bash scripts/release/inspect.sh macho FILE ARCH MINOS
 #       a Mach-O of ARCH (x86_64 or arm64) whose oldest macOS (LC_BUILD_VERSION's minos, or
-#       LC_VERSION_MIN_MACOSX's version) is MINOS, signed if arm64, that loads nothing but libSystem and the
-#       Security and CoreFoundation frameworks, each symbol bound to the library that owns it
-#       (Sec…/kSec… and the other Security names to Security, CF…/kCF… to CoreFoundation: off a
+#       LC_VERSION_MIN_MACOSX's version) is MINOS, signed if arm64, that loads nothing but
+#       libSystem (with libiconv and libcharset) and the Security and CoreFoundation frameworks,
+#       each symbol bound to the library that owns it (Sec…/kSec… and the other Security names
+#       to Security, CF…/kCF… to CoreFoundation: off a
 #       Mac they are linked through stubs, scripts/release/macos-frameworks.mjs, and a wrong
 #       binding would fail only on a Mac, at load)
 #   bash scripts/release/inspect.sh glibc FILE MAX
@@ -40,11 +41,18 @@ macho() {
         echo "$file: signed (LC_CODE_SIGNATURE)"
     fi
     local dylibs
-    dylibs="$("$OBJDUMP" --macho --dylibs-used "$file" | tail -n +2 | sed 's/^[[:space:]]*//; s/ (compatibility.*//')"
+    # (A dylib's own install name, LC_ID_DYLIB, is listed too: it loads nothing.)
+    local id
+    id="$("$OBJDUMP" --macho --dylib-id "$file" | tail -n +2 | tr -d '[:space:]')"
+    dylibs="$("$OBJDUMP" --macho --dylibs-used "$file" | tail -n +2 | sed 's/^[[:space:]]*//; s/ (compatibility.*//' |
+        grep -vxF "${id:-/}")"
     echo "$dylibs" | sed 's/^/    loads /'
     while read -r d; do
         case "$d" in
-            /usr/lib/libSystem.B.dylib | /System/Library/Frameworks/Security.framework/Versions/A/Security | \
+            # (libiconv: Rust's std links it on Apple targets; libcharset beside it, as Apple's
+            # own libiconv build does. Both are in every macOS's /usr/lib.)
+            /usr/lib/libSystem.B.dylib | /usr/lib/libiconv.2.dylib | /usr/lib/libcharset.1.dylib | \
+                /System/Library/Frameworks/Security.framework/Versions/A/Security | \
                 /System/Library/Frameworks/CoreFoundation.framework/Versions/A/CoreFoundation) ;;
             *) fail "$file loads $d" ;;
         esac

@@ -5,10 +5,10 @@
 // runs the same check (`installLines`) as one test of the docs stage.
 //
 // A line is an install line when it holds one of FORMS (git grep over the tracked Markdown files
-// but the changelog, CONTRIBUTING.md and the history of measurements, docs/performance.md). A published form
-// passes when the registry stage has the check it names (its title, in test-registry.sh); a
-// checkout form passes when a published form of the same kind is on its line or within
-// NEAR lines of it (the comment after it, the sentence before the block).
+// but the changelog, CONTRIBUTING.md and the history of measurements, docs/performance.md). A
+// published form passes when the registry stage has the check it names (its title, in
+// test-registry.sh); a checkout form passes when a published form of the same kind is on its
+// line or within NEAR lines of it (the comment after it, the sentence before the block).
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';

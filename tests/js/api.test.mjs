@@ -38,6 +38,7 @@ test('the tarball ships exactly the allowlist', async () => {
     'commonjs.cjs',
     'devices.d.ts',
     'devices.js',
+    'drive.js',
     'emulator-cli.js',
     'emulator.cjs',
     'emulator.d.cts',

@@ -34,8 +34,9 @@ export function describe(e) {
  * - `verifier()` (the package's Ed25519, loaded on its first use): `{ verify: [[id, key,
  *   message, signature]…] }` (hex) is given back as `{ verified: [id, 1 or 0, …] }`;
  * - `note(value)`: `{ note }` is told to the run's owner, given back as `{ noted: true }`;
- * - `store`, `lock(name)`, `attempt(f)`, `asking`, `now()`, `onPending(want)` (a client's):
- *   the storage wants of its machines (`read`, `lock`, `unlock`, `mark`, `write`, `remove`);
+ * - `storage(want)` (a client's, license.js): the storage wants of its machines (`read`,
+ *   `lock`, `unlock`, `mark`, `write`, `remove`), answered with what it gave (`undefined`: a
+ *   want it does not know either); `storage(null)` once the run is over (its lock let go);
  * - `fail(code, detail)`: the error thrown for a want this loop cannot do (another version's
  *   wasm, a storage want without a store) or a machine that keeps asking for signatures.
  */
@@ -43,9 +44,6 @@ export async function drive(first, give, io) {
   // Every given is handed with a body (empty but for a response's): one shape for every wasm.
   let want = JSON.parse(first);
   const next = (given, body = NO_BODY) => (want = JSON.parse(give(given, body)));
-  const s = io.store;
-  let release = null;
-  let mark = null;
   let rounds = 0;
   try {
     for (;;) {
@@ -63,60 +61,18 @@ export async function drive(first, give, io) {
       } else if (want.note !== undefined && io.note) {
         io.note(want.note);
         next({ noted: true });
-      } else if (want.read && s) {
-        const [recordName, ledgerName, clockName] = want.read;
-        // The ledger first: read without the lock, while another tab writes a record and
-        // then its ledger, the pair is never an older record behind a newer ledger.
-        const read = await io.attempt(async () => [(await s.get(ledgerName)) ?? null, (await s.get(recordName)) ?? null]);
-        if (read.detail !== undefined) {
-          next({ read: read.detail });
-          continue;
-        }
-        // A clock note that cannot be read is no note (the next answer is written durably).
-        const clock = await s.get(clockName).then((c) => c ?? null, () => null);
-        // The clock once the bytes are read: a record another tab wrote before is no
-        // clock moved back (the check reads its time again).
-        next({ read: [read[1], read[0], clock, io.now()] });
-      } else if (want.lock && s) {
-        const held = await io.lock(want.lock);
-        if (typeof held !== 'function') {
-          next({ locked: held.detail });
-        } else {
-          release = held;
-          next({ locked: true });
-        }
-      } else if (want.unlock && s) {
-        release?.();
-        release = null;
-        next({ unlocked: true });
-      } else if (want.mark && s) {
-        const mine = !io.asking.has(want.mark);
-        if (mine) io.asking.add((mark = want.mark));
-        if (want.pending !== undefined) io.onPending?.(want);
-        next({ marked: mine });
-      } else if (want.write && s) {
-        // The machine's compare first, when it asks one: a ledger that changed meanwhile
-        // (another writer's) is answered late, and nothing is stored.
-        const [name, text, keep] = want.write;
-        const [ledger, holds] = want.compare ?? [];
-        const failed = await io.attempt(async () => {
-          if (ledger && ((await s.get(ledger)) ?? null) !== holds) return true;
-          await s.set(name, text, keep === 'volatile' ? 'volatile' : keep === undefined);
-        });
-        next(failed === true ? { late: true } : { written: failed ? failed.detail : true });
-      } else if (want.remove && s) {
-        await io.attempt(() => s.remove(want.remove));
-        next({ removed: true });
-      } else if (want.verify) {
-        throw io.fail('protocol_error', 'the package kept being asked for signatures to be verified');
       } else {
-        throw io.fail('protocol_error', `a step asked for what this package's loop does not do: ${Object.keys(want)}`);
+        // A client's storage wants (`read`, `lock`, `unlock`, `mark`, `write`, `remove`): done
+        // by its own storage's IO (license.js), which answers what it did, or nothing.
+        const given = await io.storage?.(want);
+        if (given === undefined) break;
+        next(given);
       }
     }
   } finally {
-    release?.();
-    if (mark) io.asking.delete(mark);
+    io.storage?.(null);
   }
+  throw io.fail('protocol_error', want.verify ? 'the package kept being asked for signatures to be verified' : `a step asked for what this package's loop does not do: ${Object.keys(want)}`);
 }
 
 /** Sleeps `ms` (`-1`: until `signal` aborts); resolves true when `signal` aborted. */

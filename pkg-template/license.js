@@ -15,6 +15,9 @@
 import { Engine } from './polar_license.js';
 import { drive, describe, unhex } from './drive.js';
 
+// The package's one loop, for the package's own tests of it (license.js ships with it inside).
+export { drive };
+
 /**
  * Every reason code (docs/interfaces.md §1) and its kind: `denied`, `unverified` or `error`.
  * Written in at pack time from the core's reason table (scripts/npm/reasons.mjs; commonjs.cjs
@@ -1016,17 +1019,60 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = [], 
      * early answer).
      */
     #run(first, give, onPending) {
+      const s = this.#store;
+      let release = null;
+      let mark = null;
+      // This client's storage, the IO of its machines' storage wants (`null`: the run is over).
+      const storage = async (want) => {
+        if (want === null) {
+          release?.();
+          if (mark) asking.delete(mark);
+        } else if (want.read) {
+          const [recordName, ledgerName, clockName] = want.read;
+          // The ledger first: read without the lock, while another tab writes a record and
+          // then its ledger, the pair is never an older record behind a newer ledger.
+          const read = await attempt(async () => [(await s.get(ledgerName)) ?? null, (await s.get(recordName)) ?? null]);
+          if (read instanceof LicenseError) return { read: read.detail };
+          // A clock note that cannot be read is no note (the next answer is written durably).
+          const clock = await s.get(clockName).then((c) => c ?? null, () => null);
+          // The clock once the bytes are read: a record another tab wrote before is no
+          // clock moved back (the check reads its time again).
+          return { read: [read[1], read[0], clock, this.#now()] };
+        } else if (want.lock) {
+          const held = await lock(want.lock);
+          if (held instanceof LicenseError) return { locked: held.detail };
+          release = held;
+          return { locked: true };
+        } else if (want.unlock) {
+          release?.();
+          release = null;
+          return { unlocked: true };
+        } else if (want.mark) {
+          const mine = !asking.has(want.mark);
+          if (mine) asking.add((mark = want.mark));
+          if (want.pending !== undefined) onPending?.(want);
+          return { marked: mine };
+        } else if (want.write) {
+          // The machine's compare first, when it asks one: a ledger that changed meanwhile
+          // (another writer's) is answered late, and nothing is stored.
+          const [name, text, keep] = want.write;
+          const [ledger, holds] = want.compare ?? [];
+          const failed = await attempt(async () => {
+            if (ledger && ((await s.get(ledger)) ?? null) !== holds) return true;
+            await s.set(name, text, keep === 'volatile' ? 'volatile' : keep === undefined);
+          });
+          return failed === true ? { late: true } : { written: failed ? failed.detail : true };
+        } else if (want.remove) {
+          await attempt(() => s.remove(want.remove));
+          return { removed: true };
+        }
+      };
       return drive(first, give, {
         fetch: this.#host.fetch,
         timeout: this.#engine.timeout,
         maxBody: MAX_BODY,
         verifier,
-        store: this.#store,
-        lock,
-        attempt,
-        asking,
-        now: () => this.#now(),
-        onPending,
+        storage,
         fail: (code, detail) => new LicenseError(code, detail),
       });
     }

@@ -263,12 +263,20 @@ for entry in browser node; do
         --outfile="$PKG/$entry.js" --allow-overwrite)
 done
 
+# license.js as the inline entries import it: one module with drive.js inside (the package's one
+# loop, bundled as into the default entries and the add-ons), so that drive.js is not shipped
+# on its own (a module more for the inline entries to load, and 5 KB more of tarball).
+(cd "$PARTS" && "$ESBUILD" license.js --bundle --format=esm --platform=neutral --log-level=warning \
+    --external:'node:*' --external:./polar_license.js --legal-comments=none \
+    --banner:js="// polar-license $version: license.js with drive.js, bundled by scripts/build-npm.sh (sources: pkg-template/)." \
+    --outfile="$PKG/license.js" --allow-overwrite)
+
 echo "==> polar-license/devices, /seat and /usage bundled: each one module with drive.js"
 # The three modules are driven by the package's one loop (pkg-template/drive.js, one source, also
 # license.js's); an app imports any of them, so each ships with it inside: as a module of its own
 # the loader and sender cost each about 700 B gzipped (a second request, a second gzip stream).
-# drive.js itself is shipped for the inline entries, which import license.js unbundled. Left
-# out: the module's glue, loaded beside it, and polar-license's LicenseError.
+# drive.js itself is not shipped. Left out: the module's glue, loaded beside it, and
+# polar-license's LicenseError.
 for module in devices seat usage; do
     cp "$PKG/$module.js" "$PARTS/"
     (cd "$PARTS" && "$ESBUILD" "$module.js" --bundle --format=esm --platform=neutral --log-level=warning \
@@ -276,6 +284,7 @@ for module in devices seat usage; do
         --banner:js="// polar-license $version: $module.js with drive.js, bundled by scripts/build-npm.sh (sources: pkg-template/, the glue: wasm-bindgen)." \
         --outfile="$PKG/$module.js" --allow-overwrite)
 done
+rm "$PKG/drive.js"
 
 echo "==> npm pack"
 rm -f "$OUT"/polar-license-*.tgz

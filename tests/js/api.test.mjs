@@ -38,7 +38,6 @@ test('the tarball ships exactly the allowlist', async () => {
     'commonjs.cjs',
     'devices.d.ts',
     'devices.js',
-    'drive.js',
     'emulator-cli.js',
     'emulator.cjs',
     'emulator.d.cts',

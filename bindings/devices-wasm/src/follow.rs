@@ -1,8 +1,8 @@
 //! A rotated key's follow (issue #64 item 4) for `polar-license/devices`: the core's follow
 //! machine ([`Follow`], the same order of steps the native, Rust-on-wasm, C, CLI and Tauri faces
-//! drive) with its IO done by the app's `LicenseClient`: `devices.js` hands it to the client's
-//! one drive loop (`license.js`'s `#drive`, through the door the client keeps for this module),
-//! which reads and writes the client's storage under its locks and sends the requests over its
+//! drive) with its IO done by the app's `LicenseClient`: `devices.js` hands it to the package's
+//! one drive loop (`drive.js`) with the client's storage, locks and fetch (through the door the
+//! client keeps for this module), which reads and writes the client's storage under its locks and sends the requests over its
 //! `fetch`. So the machine reads the very record the client's checks read (the same slot: the
 //! client's options and install secret), and the new string's record it writes is the one the
 //! client's next check answers from.

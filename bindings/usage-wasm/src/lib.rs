@@ -14,8 +14,9 @@
 //! one without it, or whose signature does not verify, is `protocol_error`. Its signature is
 //! checked by the package's Ed25519 (`hostEd25519`, as signed mode's leases and
 //! `polar-license/seat`'s are), so this wasm carries none: an answer whose signature has no
-//! answer yet is `{"verify": [[id, key, message, signature]…]}` (hex); `usage.js` verifies
-//! each, hands the answers to `Report::verified` and gives the same answer again.
+//! answer yet is `{"verify": [[id, key, message, signature]…]}` (hex); the package's drive loop
+//! verifies each and gives the answers back (`{"verified": …}`), and the same answer is read
+//! again.
 //!
 //! The report speaks the package's one step protocol (`polar-license-wasm-steps`, driven by
 //! `pkg-template/drive.js`, the loop every face of the package shares): [`Report::start`] and

@@ -2,12 +2,13 @@
 // list the key's devices (this machine's marked), free one by id, then activate here.
 //
 // The steps and their rules are the core's (polar_license::portal, in its own wasm,
-// polar_license_devices_bg.wasm, loaded on the first call): this module only sends the requests
-// the wasm builds over `fetch` and hands the answers back. The default entry carries none of it.
+// polar_license_devices_bg.wasm, loaded on the first call), each a machine of the package's one
+// step protocol: the package's one drive loop (drive.js) sends the requests the wasm builds over
+// `fetch` and hands the answers back. The default entry carries none of it.
 // The session lives in this object's memory (a private field) for its hour: never stored,
 // never logged.
 import init, * as core from './polar_license_devices.js';
-import { wasmLoader, send } from './wasm-io.js';
+import { drive, wasmLoader } from './drive.js';
 
 /** A typed failure: `code` is the CLI's `portal_error` (`session_expired`, …). */
 export class DevicesError extends Error {
@@ -27,13 +28,6 @@ export class DevicesError extends Error {
 const load = wasmLoader(new URL('./polar_license_devices_bg.wasm', import.meta.url), init, core, (why) =>
   new DevicesError({ code: 'load_error', reason: 'load_error', message: `polar-license/devices: its wasm did not load: ${why}; copy polar_license_devices_bg.wasm beside your bundle` }),
 );
-
-/** The answer of a core step: its `done`, or a thrown DevicesError. */
-function done(text) {
-  const answer = JSON.parse(text);
-  if (answer.error) throw new DevicesError(answer.error);
-  return answer;
-}
 
 /** The door a `LicenseClient` keeps for this module's follow (license.js). */
 const DRIVE = Symbol.for('polar-license.drive');
@@ -76,17 +70,28 @@ export class Devices {
     return this.#session !== null;
   }
 
-  /** Sends a request the core built (`wasm-io.js`'s `send`). */
-  #send(req) {
-    return send(this.#fetch, this.#timeout, req, MAX_BODY, '4 MB');
-  }
-
-  /** A one-request step: build with `make`, send, read with `read`. */
-  async #one(make, read) {
-    const c = await load();
-    const step = done(make(c));
-    const [status, headers, body] = await this.#send(step.send);
-    return done(read(c, status, headers, body));
+  /**
+   * Runs `step` (one of the module's machines, made by `make(core)`) through the package's one
+   * drive loop, and frees it: its end's value, or a thrown DevicesError (a session Polar says
+   * has expired is forgotten).
+   */
+  async #run(make) {
+    const step = make(await load());
+    try {
+      const { done } = await drive(step.start(), (given, body) => step.give(JSON.stringify(given), body), {
+        fetch: this.#fetch,
+        timeout: this.#timeout,
+        maxBody: MAX_BODY,
+        fail: (code, message) => new DevicesError({ code, reason: code, message }),
+      });
+      if (done.error) {
+        if (done.error.code === 'session_expired') this.#session = null;
+        throw new DevicesError(done.error);
+      }
+      return done;
+    } finally {
+      step.free();
+    }
   }
 
   /**
@@ -97,14 +102,13 @@ export class Devices {
   async requestCode(email, { customerId } = {}) {
     if (typeof email !== 'string') throw new DevicesError({ code: 'invalid_input', reason: 'invalid_input', field: 'email', message: 'email must be a string' });
     if (customerId !== undefined && typeof customerId !== 'string') throw new DevicesError({ code: 'invalid_input', reason: 'invalid_input', field: 'customer_id', message: 'customerId must be a string' });
-    await this.#one((c) => c.requestCode(...this.#options, email, customerId), (c, ...r) => c.requestCodeAnswer(...r));
+    await this.#run((c) => c.Exchange.requestCode(...this.#options, email, customerId));
   }
 
   /** Signs in with the emailed code (any case): the session is held here for its hour. */
   async signIn(code) {
     if (typeof code !== 'string') throw new DevicesError({ code: 'invalid_input', reason: 'invalid_input', field: 'code', message: 'code must be a string' });
-    const signed = await this.#one((c) => c.signIn(...this.#options, code), (c, ...r) => c.signInAnswer(...r));
-    this.#session = signed.done.session;
+    this.#session = (await this.#run((c) => c.Exchange.signIn(...this.#options, code))).session;
   }
 
   /** Forgets the session. */
@@ -121,25 +125,11 @@ export class Devices {
     if (typeof key !== 'string') throw new DevicesError({ code: 'invalid_input', reason: 'invalid_input', field: 'key', message: 'key must be a string' });
     if (activationId !== undefined && activationId !== null && typeof activationId !== 'string') throw new DevicesError({ code: 'invalid_input', reason: 'invalid_input', field: 'activation_id', message: 'activationId must be a string' });
     if (this.#session === null && this.#relay === null) throw new DevicesError({ code: 'not_signed_in', reason: 'invalid_input', message: 'not signed in' });
-    const c = await load();
+    const session = this.#session;
     // The session when there is one; else the seller's relay (the key proves it is the caller's).
-    const listing = this.#session === null
+    return this.#run((c) => session === null
       ? c.Listing.viaRelay(...this.#options, this.#relay, key, activationId ?? undefined)
-      : new c.Listing(...this.#options, this.#session, key, activationId ?? undefined);
-    try {
-      let step = done(listing.start());
-      // The core bounds the steps (its pages of keys, then the key): this loop ends with it.
-      while (step.send) {
-        const [status, headers, body] = await this.#send(step.send);
-        step = done(listing.answer(status, headers, body));
-      }
-      return step.done;
-    } catch (e) {
-      if (e instanceof DevicesError && e.code === 'session_expired') this.#session = null;
-      throw e;
-    } finally {
-      listing.free();
-    }
+      : new c.Listing(...this.#options, session, key, activationId ?? undefined));
   }
 
   /**
@@ -150,22 +140,9 @@ export class Devices {
    */
   async recover() {
     if (this.#session === null) throw new DevicesError({ code: 'not_signed_in', reason: 'invalid_input', message: 'not signed in' });
-    const c = await load();
-    const walk = new c.Recovery(...this.#options, this.#session, Date.now() / 1000);
-    try {
-      let step = done(walk.start());
-      // The core bounds the pages (MAX_PORTAL_PAGES): this loop ends with it.
-      while (step.send) {
-        const [status, headers, body] = await this.#send(step.send);
-        step = done(walk.answer(status, headers, body));
-      }
-      return step.done.keys.map(({ key, ...shown }) => Object.defineProperty(shown, 'key', { value: key, enumerable: false }));
-    } catch (e) {
-      if (e instanceof DevicesError && e.code === 'session_expired') this.#session = null;
-      throw e;
-    } finally {
-      walk.free();
-    }
+    const session = this.#session;
+    const { keys } = await this.#run((c) => new c.Recovery(...this.#options, session, Date.now() / 1000));
+    return keys.map(({ key, ...shown }) => Object.defineProperty(shown, 'key', { value: key, enumerable: false }));
   }
 
   /**
@@ -178,7 +155,7 @@ export class Devices {
     for (const [name, value] of [['key', key], ['activation_id', activationId]]) {
       if (typeof value !== 'string') throw new DevicesError({ code: 'invalid_input', reason: 'invalid_input', field: name, message: `${name} must be a string` });
     }
-    const freed = await this.#one((c) => c.free(...this.#options, key, activationId), (c, ...r) => c.freeAnswer(...r));
+    const freed = await this.#run((c) => c.Exchange.free(...this.#options, key, activationId));
     if (freed.denied) {
       const d = freed.denied;
       throw new DevicesError({ code: d.reason, reason: d.reason, status: d.status, message: d.userMessage });

@@ -13,6 +13,10 @@
 // (`write`: `[name, text]` pairs to store in that order).
 
 import { Engine } from './polar_license.js';
+import { drive, describe, unhex } from './drive.js';
+
+// The package's one loop, for the package's own tests of it (license.js ships with it inside).
+export { drive };
 
 /**
  * Every reason code (docs/interfaces.md §1) and its kind: `denied`, `unverified` or `error`.
@@ -417,15 +421,6 @@ function withFeatures(result) {
   return result;
 }
 
-/** A short description of a JS failure, e.g. `TypeError: fetch failed (ECONNREFUSED)`. */
-function describe(e) {
-  if (e instanceof Error) {
-    const code = e.cause?.code;
-    return `${e.name}: ${e.message}${typeof code === 'string' ? ` (${code})` : ''}`;
-  }
-  return typeof e === 'string' ? e : 'unknown JavaScript error';
-}
-
 // ---- loading the WebAssembly ----------------------------------------------------------------
 
 /** The entry that needs no file beside it: what most load_error hints point to. */
@@ -477,164 +472,8 @@ export function base64Bytes(text) {
 
 // ---- IO: fetch ----------------------------------------------------------------------------
 
-/**
- * Origins the page's (or worker's) Content-Security-Policy refused to connect to, from its
- * `securitypolicyviolation` events: a fetch blocked by `connect-src` fails exactly as an
- * unreachable server does, and only this event tells the two apart. Browsers only (node, Bun
- * and Deno never fire it).
- */
-const CSP_BLOCKED = new Set();
-try {
-  globalThis.addEventListener?.('securitypolicyviolation', (e) => {
-    if (!/^(connect-src|default-src)/.test(e.effectiveDirective ?? e.violatedDirective ?? '')) return;
-    try {
-      CSP_BLOCKED.add(new URL(e.blockedURI).origin);
-    } catch {
-      // Not a URL (`inline`, `eval`): not a fetch.
-    }
-  });
-} catch {
-  // A host whose addEventListener refuses the event name: no hint, the rest works.
-}
-
-/**
- * The `offline` detail of a fetch of `url` that failed with `e`: the CSP named when it blocked
- * the request. Its violation event is queued as a task of its own, which may come a few tasks
- * after the fetch's failure (Firefox on a loaded machine): in a browser, waited for over tasks
- * 1, 2, 4, 8 and 16 ms apart (about 31 ms at most, only for a request that failed).
- */
-async function unreachable(url, e) {
-  const origin = new URL(url).origin;
-  for (let ms = 1; globalThis.SecurityPolicyViolationEvent && ms < 32 && !CSP_BLOCKED.has(origin); ms *= 2) {
-    await new Promise((ok) => setTimeout(ok, ms));
-  }
-  if (!CSP_BLOCKED.has(origin)) return describe(e);
-  return `${describe(e)}: this page's Content-Security-Policy blocks requests to ${origin} (connect-src): add ${origin} to connect-src`;
-}
-
 /** Cap on a response body. Polar's answers are a few KB. */
 const MAX_BODY = 1024 * 1024;
-const NO_BODY = new Uint8Array(0);
-
-/** The package's version (scripts/build-npm.sh writes it in, as in package.json). */
-const PACKAGE_VERSION = '0.0.0-template';
-
-/**
- * The `User-Agent` this runtime lets the package send, or `undefined` (issue #78): Polar's edge
- * (Cloudflare) refuses some bare library agents (its error 1010), and node's fetch says only
- * `node`; so a server-side runtime names the package as the native face does
- * (`polar-license/<version> (rust)`): `polar-license/<version> (node)`, `(deno)`, `(bun)`,
- * `(workers)`, told apart by their globals. A browser page or worker (Electron's renderer among
- * them) sends none: browsers forbid setting it (Chromium drops it; where one is allowed it is a
- * header Polar's CORS does not allow, and the preflight would fail every check), and the
- * browser's own agent is no bare library's. wasm-io.js (polar-license/devices, seat and usage)
- * has the same.
- */
-function runtimeAgent() {
-  if (typeof document !== 'undefined' || typeof importScripts === 'function') return undefined;
-  const named = globalThis.navigator?.userAgent ?? '';
-  const p = globalThis.process?.versions;
-  const runtime = globalThis.Deno ? 'deno' : p?.bun ? 'bun' : named.startsWith('Cloudflare-Workers') ? 'workers' : p?.node && 'node';
-  return runtime && `polar-license/${PACKAGE_VERSION} (${runtime})`;
-}
-
-const AGENT = runtimeAgent();
-
-/** `headers` (`[name, value]` pairs) with this runtime's `User-Agent` when it allows one. */
-function withAgent(headers) {
-  if (!AGENT || headers.some(([name]) => name.toLowerCase() === 'user-agent')) return headers;
-  return [...headers, ['user-agent', AGENT]];
-}
-
-/**
- * Sends `ask` (`{ url, headers, body }`): a whole-request timeout through an AbortController,
- * no redirects followed, a cap on the body, status codes as data. Resolves the engine's
- * reply arguments: `[status, body, date, retryAfter, fail, detail, lease, age, source, stopped, denial]`, `fail` 0, or
- * 1 (could not connect), 2 (timed out), 3 (truncated or too large); `date`, `retryAfter`,
- * `lease` (a relay's `polar-license-lease`, signed mode) and `age` (a relay's replay of a
- * stored answer: the grace runs from when Polar gave it) are the headers as `fetch` gives
- * them, read by the engine with the core's own readers, as natively (the `Date` anchors the
- * expiry check and the cache's clock: one reading on every face; two lease headers, joined by
- * fetch, are one value that never verifies: no lease).
- * `fetchFn`: the `fetch` option (Electron's `net.fetch`, an undici fetch through a proxy), else
- * the global one; whatever it throws or returns that is not a readable Response is a failure
- * to connect (the grace cache answers), never a verdict.
- */
-async function send(ask, timeout, fetchFn = fetch) {
-  const controller = new AbortController();
-  const timer = setTimeout(() => controller.abort(), timeout);
-  const failed = (kind, detail) => [0, NO_BODY, undefined, undefined, kind, detail];
-  const tooLarge = () => {
-    // Let go of the connection: the server must not stream the rest into it.
-    controller.abort();
-    return failed(3, `response body larger than the cap of ${MAX_BODY} bytes`);
-  };
-  let reading = false;
-  try {
-    const resp = await fetchFn(ask.url, {
-      // polar-license/devices's follow asks a GET of the customer portal (no body).
-      method: ask.method ?? 'POST',
-      headers: withAgent(ask.headers),
-      body: ask.body,
-      redirect: 'manual',
-      signal: controller.signal,
-    });
-    const header = (name) => resp.headers.get(name) ?? undefined;
-    const date = header('date');
-    const retryAfter = header('retry-after');
-    if (resp.type === 'opaqueredirect') {
-      // A redirect was not followed (as natively): the 3xx it was, a protocol_error.
-      return [302, new TextEncoder().encode('redirect not followed'), date, retryAfter, 0, ''];
-    }
-    // What is no HTTP answer is a failure to connect, as natively (the core's rule; node's
-    // fetch rejects these itself, a browser may hand them over): a status outside 100-599, a
-    // content-length sent more than once (the browser joins them with ", ").
-    const length = header('content-length');
-    if (resp.status < 100 || resp.status > 599 || length?.includes(',')) {
-      controller.abort();
-      return failed(1, `no HTTP answer from ${new URL(ask.url).origin} (status ${resp.status}${length?.includes(',') ? ', content-length sent twice' : ''})`);
-    }
-    if (Number(length?.trim()) > MAX_BODY) return tooLarge();
-    reading = true;
-    const body = await readCapped(resp);
-    if (body === null) return tooLarge();
-    return [resp.status, body, date, retryAfter, 0, '', header('polar-license-lease'), header('age'), header('polar-license-source'), header('polar-license-stopped'), header('polar-license-denial')];
-  } catch (e) {
-    if (controller.signal.aborted) return failed(2, `no complete answer within ${Math.floor(timeout)} ms`);
-    if (reading) return failed(3, `truncated response body: ${describe(e)}`);
-    return failed(1, await unreachable(ask.url, e));
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/**
- * The body, read as it streams, or `null` as soon as it passes MAX_BODY (a body without a
- * `content-length`, or with a false one, is never read whole).
- */
-async function readCapped(resp) {
-  if (!resp.body) {
-    const whole = new Uint8Array(await resp.arrayBuffer());
-    return whole.length > MAX_BODY ? null : whole;
-  }
-  const reader = resp.body.getReader();
-  const chunks = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.length;
-    if (size > MAX_BODY) return null;
-    chunks.push(value);
-  }
-  const body = new Uint8Array(size);
-  let at = 0;
-  for (const chunk of chunks) {
-    body.set(chunk, at);
-    at += chunk.length;
-  }
-  return body;
-}
 
 // ---- IO: storage --------------------------------------------------------------------------
 
@@ -920,12 +759,6 @@ const monotonic = () => globalThis.performance?.now?.() ?? Date.now();
 
 const hex = (bytes) => Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
 
-/** The bytes of hex text (what the engine hands out). */
-function unhex(text) {
-  const bytes = new Uint8Array(text.length >> 1);
-  for (let i = 0; i < bytes.length; i++) bytes[i] = parseInt(text.substr(2 * i, 2), 16);
-  return bytes;
-}
 
 // ---- signed mode: the host verifies lease signatures ----------------------------------------
 
@@ -1161,43 +994,87 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = [], 
       );
     }
 
-    #send(ask) {
-      return send(ask, this.#engine.timeout, this.#host.fetch);
-    }
-
     /**
-     * The engine's step `name`. In signed mode a step may first ask for lease signatures to be
-     * verified (`{ verify: [[id, key, message, signature]…] }`, hex): they are, by the host,
-     * the answers are handed in, and the same step runs again (a pure function of its
-     * arguments and those answers). A step asks for every signature it meets in one round; an
-     * answer may lead it to another lease, so a few rounds may be needed, and a step still
-     * asking after four is the engine's fault.
+     * The engine's step `name`, driven by the package's one loop: in signed mode a step may
+     * first ask for lease signatures to be verified; the answers are handed in and the same
+     * step runs again (a pure function of its arguments and those answers).
      */
     async #step(name, args) {
       const engine = this.#engine;
-      for (let round = 0; ; round += 1) {
+      // A step's answer is its end, unless it asks for signatures first.
+      const call = () => {
         const text = engine.call(name, args);
-        if (typeof text !== 'string' || !text.startsWith('{"verify":')) return text;
-        if (round === 4) throw new LicenseError('protocol_error', 'signed mode: the engine kept asking for signatures to be verified');
-        await this.#verify(JSON.parse(text).verify);
-      }
+        return typeof text === 'string' && text.startsWith('{"verify":') ? text : JSON.stringify({ done: text ?? null });
+      };
+      const end = await this.#run(call(), ({ verified }) => {
+        engine.call('verified', verified);
+        return call();
+      });
+      return end.done ?? undefined;
     }
 
-    /** Has the host verify the lease signatures `asks` (hex), and hands the answers in. */
-    async #verify(asks) {
-      const verify = await verifier();
-      const answers = await Promise.all(
-        asks.map(async ([id, key, message, signature]) => {
-          let valid = false;
-          try {
-            valid = (await verify(unhex(key), unhex(message), unhex(signature))) === true;
-          } catch {
-            // A signature the host cannot check is no signature.
-          }
-          return [id, valid ? 1 : 0];
-        }),
-      );
-      this.#engine.call('verified', answers.flat());
+    /**
+     * Runs one of this client's machines through the package's one drive loop (drive.js) with
+     * this client's storage, locks, fetch and Ed25519 (`onPending`: a check in the background's
+     * early answer).
+     */
+    #run(first, give, onPending) {
+      const s = this.#store;
+      let release = null;
+      let mark = null;
+      // This client's storage, the IO of its machines' storage wants (`null`: the run is over).
+      const storage = async (want) => {
+        if (want === null) {
+          release?.();
+          if (mark) asking.delete(mark);
+        } else if (want.read) {
+          const [recordName, ledgerName, clockName] = want.read;
+          // The ledger first: read without the lock, while another tab writes a record and
+          // then its ledger, the pair is never an older record behind a newer ledger.
+          const read = await attempt(async () => [(await s.get(ledgerName)) ?? null, (await s.get(recordName)) ?? null]);
+          if (read instanceof LicenseError) return { read: read.detail };
+          // A clock note that cannot be read is no note (the next answer is written durably).
+          const clock = await s.get(clockName).then((c) => c ?? null, () => null);
+          // The clock once the bytes are read: a record another tab wrote before is no
+          // clock moved back (the check reads its time again).
+          return { read: [read[1], read[0], clock, this.#now()] };
+        } else if (want.lock) {
+          const held = await lock(want.lock);
+          if (held instanceof LicenseError) return { locked: held.detail };
+          release = held;
+          return { locked: true };
+        } else if (want.unlock) {
+          release?.();
+          release = null;
+          return { unlocked: true };
+        } else if (want.mark) {
+          const mine = !asking.has(want.mark);
+          if (mine) asking.add((mark = want.mark));
+          if (want.pending !== undefined) onPending?.(want);
+          return { marked: mine };
+        } else if (want.write) {
+          // The machine's compare first, when it asks one: a ledger that changed meanwhile
+          // (another writer's) is answered late, and nothing is stored.
+          const [name, text, keep] = want.write;
+          const [ledger, holds] = want.compare ?? [];
+          const failed = await attempt(async () => {
+            if (ledger && ((await s.get(ledger)) ?? null) !== holds) return true;
+            await s.set(name, text, keep === 'volatile' ? 'volatile' : keep === undefined);
+          });
+          return failed === true ? { late: true } : { written: failed ? failed.detail : true };
+        } else if (want.remove) {
+          await attempt(() => s.remove(want.remove));
+          return { removed: true };
+        }
+      };
+      return drive(first, give, {
+        fetch: this.#host.fetch,
+        timeout: this.#engine.timeout,
+        maxBody: MAX_BODY,
+        verifier,
+        storage,
+        fail: (code, detail) => new LicenseError(code, detail),
+      });
     }
 
     /** The last key's storage names `[key, slot, ledger, clock]` (the engine's, for fixed options). */
@@ -1435,104 +1312,37 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = [], 
     }
 
     /**
-     * The one drive loop of every operation (`start`: its id and first want, from `#start`):
-     * does the IO the engine's machine wants (the storage, the slot's lock, the mark that a
-     * check asks Polar, fetch, the host's Ed25519) until it is done; resolves `{ done: answer,
-     * …}` (a check's `refreshed` and `relaySource`, an activate's `cacheError`, a deactivate's
-     * `forgetKey`). `onPending(want)`: the check is about to ask Polar, with the answer to give
-     * meanwhile (a check in the background). A write the machine compares first is stored
-     * only while the entry it names holds what it says (the machine's compare-and-set).
+     * Drives an engine machine (`start`: its id and first want, from `#start`) to its end
+     * through the package's one loop; resolves `{ done: answer, …}` (a check's `refreshed` and
+     * `relaySource`, an activate's `cacheError`, a deactivate's `forgetKey`). `onPending(want)`:
+     * the check is about to ask Polar, with the answer to give meanwhile (a check in the
+     * background). The host's Ed25519 answers are handed to the engine's verifier first.
      */
     async #drive(engine, start, onPending) {
       const { id } = start;
-      const s = this.#store;
-      let release = null;
-      let mark = null;
-      let rounds = 0;
-      let want = start;
-      // Each give answers what the check wants next.
-      const give = (given, body) => (want = JSON.parse(engine.call('give', [id, JSON.stringify(given), body])));
-      try {
-        for (;;) {
-          if (want.done !== undefined) {
-            // A denial that says why the key stopped: its words loaded before it is thrown.
-            if (want.done.error?.stopped && !stoppedSaid && stopped) stoppedSaid = await stopped().catch(() => null);
-            return want;
-          }
-          if (want.read) {
-            const [recordName, ledgerName, clockName] = want.read;
-            // The ledger first: read without the lock, while another tab writes a record and
-            // then its ledger, the pair is never an older record behind a newer ledger.
-            const read = await attempt(async () => [(await s.get(ledgerName)) ?? null, (await s.get(recordName)) ?? null]);
-            if (read instanceof LicenseError) {
-              give({ read: read.detail });
-              continue;
-            }
-            // A clock note that cannot be read is no note (the next answer is written durably).
-            const clock = await s.get(clockName).then((c) => c ?? null, () => null);
-            // The clock once the bytes are read: a record another tab wrote before is no
-            // clock moved back (the check reads its time again).
-            give({ read: [read[1], read[0], clock, this.#now()] });
-          } else if (want.lock) {
-            const held = await lock(want.lock);
-            if (held instanceof LicenseError) {
-              give({ locked: held.detail });
-            } else {
-              release = held;
-              give({ locked: true });
-            }
-          } else if (want.unlock) {
-            release?.();
-            release = null;
-            give({ unlocked: true });
-          } else if (want.mark) {
-            const mine = !asking.has(want.mark);
-            if (mine) asking.add((mark = want.mark));
-            if (want.pending !== undefined) onPending?.(want);
-            give({ marked: mine });
-          } else if (want.write) {
-            // The machine's compare first, when it asks one: a ledger that changed meanwhile
-            // (another writer's) is answered late, and nothing is stored.
-            const [name, text, keep] = want.write;
-            const [ledger, holds] = want.compare ?? [];
-            const failed = await attempt(async () => {
-              if (ledger && ((await s.get(ledger)) ?? null) !== holds) return true;
-              await s.set(name, text, keep === 'volatile' ? 'volatile' : keep === undefined);
-            });
-            give(failed === true ? { late: true } : { written: failed ? failed.detail : true });
-          } else if (want.remove) {
-            await attempt(() => s.remove(want.remove));
-            give({ removed: true });
-          } else if (want.send) {
-            const [status, body, date, retryAfter, fail, detail, lease, age, source, stopped, denial] = await this.#send(want.send);
-            const headers = Object.entries({ date, 'retry-after': retryAfter, 'polar-license-lease': lease, age, 'polar-license-source': source, 'polar-license-stopped': stopped, 'polar-license-denial': denial }).filter(([, v]) => v !== undefined);
-            give({ response: fail ? { fail, detail } : { status, headers } }, body);
-          } else if (want.verify) {
-            rounds += 1;
-            if (rounds > 4) throw new LicenseError('protocol_error', 'signed mode: the engine kept asking for signatures to be verified');
-            await this.#verify(want.verify);
-            give({ verified: true });
-          } else {
-            throw new LicenseError('protocol_error', `the engine wants what this package does not know: ${Object.keys(want)}`);
-          }
+      const end = await this.#run(JSON.stringify(start), (given, body) => {
+        if (given.verified) {
+          engine.call('verified', given.verified);
+          given = { verified: true };
         }
-      } finally {
-        release?.();
-        if (mark) asking.delete(mark);
-      }
+        return engine.call('give', [id, JSON.stringify(given), body]);
+      }, onPending);
+      // A denial that says why the key stopped: its words loaded before it is thrown.
+      if (end.done.error?.stopped && !stoppedSaid && stopped) stoppedSaid = await stopped().catch(() => null);
+      return end;
     }
 
     /**
      * polar-license/devices's door (issue #64 item 4: a rotated key's follow, the core's machine
      * in that module's wasm): `start(options, secret, now)` makes the machine with this client's
      * options (JSON text, as the engine's), install secret and clock, and answers `[its first
-     * want, give(given, body) → the next]` (the engine's JSON); driven here as the engine's
-     * machines are, with this client's storage, locks and fetch. Resolves its `{ done }`.
+     * want, give(given, body) → the next]` (the step protocol's JSON); driven by the package's
+     * one loop with this client's storage, locks and fetch. Resolves its `{ done }`.
      */
     async [Symbol.for('polar-license.drive')](start) {
       await this.#open();
       const [first, give] = start(JSON.stringify(this.#options), await this.#secret(), this.#now());
-      return this.#drive({ call: (_, a) => give(a[1], a[2]) }, JSON.parse(first));
+      return this.#run(first, (given, body) => give(JSON.stringify(given), body));
     }
 
     /**

@@ -5,15 +5,16 @@
 // machine with time, in its own wasm, polar_license_seat_bg.wasm, loaded on the first call):
 // what to send, what each answer does to the seat, when the next heartbeat goes, when a failed
 // one is retried and when the hold ends. This module holds no schedule of its own (issue #76
-// finding 2): it sends what the machine says, sleeps for as long as it says, and tells the app
-// when it says the hold has ended. A seat is held only while the relay says so in a lease that
+// finding 2): the package's one drive loop (drive.js) sends what the machine says and sleeps for
+// as long as it says; this module tells the app what the machine notes (the seat held, the hold
+// ended) and stops the loop at the release, which the machine answers with the release. A seat is held only while the relay says so in a lease that
 // verifies with the app's `relayKeys`: the lease is checked by the core, its signature by the
 // package's Ed25519 (`hostEd25519`, the one signed mode checks leases with: node:crypto's, the
 // host's WebCrypto, or the package's wasm verifier, issue #38). The default entry carries none
 // of it.
 import init, * as core from './polar_license_seat.js';
 import { LicenseError, hostEd25519 } from 'polar-license';
-import { wasmLoader, send as sendWith } from './wasm-io.js';
+import { drive, wasmLoader } from './drive.js';
 
 /** Why a seat was not held or was lost: a LicenseError (`seats_full`, `seat_gone`, Polar's
  * denial of the key, `invalid_input`, `offline`, …) with, for `seats_full`, the seats in use,
@@ -127,114 +128,52 @@ export class Seats {
     if (signal?.aborted) throw signal.reason ?? new Error('aborted');
     const c = await load();
     const hold = new c.Hold(this.#org, this.#relay, key, machine ?? (await randomMachine()), ci === true, this.#keys, this.#grace);
-    // The most of an answer read: a seat's is under 2 KB.
-    const send = (req) => sendWith(this.#fetch, this.#timeout, req, 64 * 1024, '64 KB');
-    // A request the core built, sent, its answer read by `read`: the core's JSON. A lease the
-    // core meets is verified by the package's Ed25519 first, and the same answer read again.
-    const step = async (ask, read) => {
-      const asked = JSON.parse(ask);
-      if (asked.none || asked.error) return asked;
-      const got = await send(asked.send);
-      for (let round = 0; ; round += 1) {
-        const a = JSON.parse(read(...got));
-        if (!a.verify) return a;
-        if (round === 2) return { error: { code: 'protocol_error', detail: 'polar-license/seat: the seat module kept asking for signatures' } };
-        hold.verified(await verifyAll(a.verify));
-      }
-    };
-    let got;
-    try {
-      got = await step(hold.acquire(), (...r) => hold.acquired(...r));
-    } catch (e) {
-      hold.free();
-      throw e;
-    }
-    if (got.error) {
-      // A seat whose lease did not verify is not held here; a real relay still counts it:
-      // given back (a forger's answer to it changes nothing).
-      if (got.release) await send(got.release).catch(() => {});
-      hold.free();
-      throw new SeatError(got.error);
-    }
-    let info = got.held;
-    let timer = null;
-    let released = null;
+    let info = null;
     let ended = null;
-    const stop = () => {
-      if (timer !== null) clearTimeout(timer);
-      timer = null;
-      signal?.removeEventListener('abort', release);
-    };
-    // The heartbeat in flight, if any: the hold is freed only once it and the release are done.
-    let inflight = null;
-    async function release() {
+    let held;
+    const acquired = new Promise((resolve) => (held = resolve));
+    // The app's release stops the loop: the machine answers with the release.
+    const stopping = new AbortController();
+    const run = drive(hold.start(), (given, body) => hold.give(JSON.stringify(given), body), {
+      fetch: this.#fetch,
+      timeout: this.#timeout,
+      // The most of an answer read: a seat's is under 2 KB.
+      maxBody: 64 * 1024,
+      verifier: hostEd25519,
+      signal: stopping.signal,
+      fail: (code, detail) => fail(code, undefined, detail),
+      note: (note) => {
+        if (note.held) {
+          info = note.held;
+          held();
+        } else if (note.ended) {
+          // The hold ended (the machine says `lost` or `gone`): the app is told once.
+          ended = note.ended;
+          try {
+            onLost?.(new SeatError(note.error ?? { code: ended === 'lost' ? 'seat_lost' : 'seat_gone', detail: ended }, true));
+          } catch {
+            // The app's callback threw: nothing of the seat's depends on it.
+          }
+        }
+      },
+    });
+    // The hold is freed once its run is over (released, or never held).
+    const over = run.finally(() => hold.free());
+    over.catch(() => {});
+    const first = await Promise.race([acquired, run]);
+    if (first?.done) throw new SeatError(first.done.error);
+    let released = null;
+    function release() {
       if (released === null) {
-        stop();
-        released = step(hold.release(), (...r) => hold.releaseAnswer(...r)).then((a) => {
-          if (a.none) return { released: false };
-          if (a.error) return { released: false, error: new SeatError(a.error) };
-          return { released: a.released };
-        }, (e) => ({ released: false, error: e }));
-        Promise.allSettled([released, inflight]).then(() => hold.free());
+        signal?.removeEventListener('abort', release);
+        stopping.abort();
+        released = over.then(
+          ({ done }) => (done.error ? { released: false, error: new SeatError(done.error) } : { released: done.released }),
+          (e) => ({ released: false, error: e }),
+        );
       }
       return released;
     }
-    // The hold ended (the machine says `lost` or `gone`): the app is told once.
-    const end = (state, error) => {
-      stop();
-      ended = state;
-      try {
-        onLost?.(new SeatError(error ?? { code: state === 'lost' ? 'seat_lost' : 'seat_gone', detail: state }, true));
-      } catch {
-        // The app's callback threw: nothing of the seat's depends on it.
-      }
-    };
-    // The core's machine, run: what it says now is done, then it is asked again when it says.
-    const run = () => {
-      timer = null;
-      if (released !== null || ended !== null) return;
-      const next = JSON.parse(hold.poll());
-      if (next.ended) {
-        if (next.ended === 'lost' || next.ended === 'gone') end(next.ended, next.error);
-        return;
-      }
-      if (next.send) {
-        const beat = (async () => {
-          let a;
-          try {
-            const got = await send(next.send);
-            // Released meanwhile: the core holds it no more.
-            if (released !== null) return;
-            for (let round = 0; ; round += 1) {
-              a = JSON.parse(hold.heartbeatAnswer(...got));
-              if (!a.verify || round === 2) break;
-              hold.verified(await verifyAll(a.verify));
-              if (released !== null) return;
-            }
-          } finally {
-            inflight = null;
-          }
-          if (a?.held) info = a.held;
-          if (timer !== null) clearTimeout(timer);
-          timer = null;
-          // Gone with the relay's own word (Polar's denial): told as it is.
-          if ((a?.state === 'gone' || a?.state === 'lost') && a.error && released === null && ended === null) {
-            end(a.state, a.error);
-            return;
-          }
-          // The machine says what comes of it (a `gone` or `lost` answer ends the hold).
-          run();
-        })();
-        inflight = beat;
-        beat.catch(() => {});
-        // While it is out the machine still ends the hold at the lease's end.
-        const wait = hold.nextWait();
-        if (wait >= 0) timer = setTimeout(run, wait);
-        return;
-      }
-      timer = setTimeout(run, next.wait);
-    };
-    run();
     signal?.addEventListener('abort', release, { once: true });
     // Aborted while acquiring: the seat just taken goes back at once.
     if (signal?.aborted) {
@@ -260,29 +199,6 @@ export class Seats {
       release,
     };
   }
-}
-
-/** The package's Ed25519 on each `[id, key, message, signature]` (hex): `[id, 1 or 0, …]`. */
-async function verifyAll(asks) {
-  const verify = await hostEd25519();
-  const answers = await Promise.all(
-    asks.map(async ([id, key, message, signature]) => {
-      let valid = false;
-      try {
-        valid = (await verify(unhex(key), unhex(message), unhex(signature))) === true;
-      } catch {
-        // A signature the host cannot check is no signature.
-      }
-      return [id, valid ? 1 : 0];
-    }),
-  );
-  return answers.flat();
-}
-
-function unhex(text) {
-  const bytes = new Uint8Array(text.length >> 1);
-  for (let i = 0; i < bytes.length; i++) bytes[i] = parseInt(text.substr(2 * i, 2), 16);
-  return bytes;
 }
 
 /** Seats of one organization's keys through the seller's relay (`new Seats(options)`). */

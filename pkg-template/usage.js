@@ -5,18 +5,19 @@
 // The report and its rules are the core's (polar_license::usage::RecordUsage, in its own wasm,
 // polar_license_usage_bg.wasm, loaded on the first call): the id, the request and its input
 // checks, the sends again of the same id (the relay out of reach, its 5xx or backlog: three
-// sends at most) and the waits between them, and which answers end it. This module only sends
-// what the wasm asks over `fetch`, waits as it says, and hands back what came. The default
-// entry carries none of it.
+// sends at most) and the waits between them, and which answers end it. The package's one drive
+// loop (drive.js) sends what the wasm asks over `fetch`, waits as it says, and hands back what
+// came; this module checks the app's input and hands over the end. The default entry carries
+// none of it.
 //
 // Signed mode (issue #76, `relayKeys`): each send carries a fresh nonce, and the answer is
 // believed only from the relay's signed acknowledgement naming it (the core's rule): an answer
 // without one, or whose signature does not verify, is `protocol_error`, its balance never
 // read. The signature is checked by the package's Ed25519 (`hostEd25519`, as signed mode's
-// leases): the wasm asks (`{"verify": …}`), this module answers and gives the same answer again.
+// leases): the wasm asks (`{"verify": …}`), the loop answers.
 import init, * as core from './polar_license_usage.js';
 import { LicenseError, hostEd25519 } from 'polar-license';
-import { wasmLoader, send } from './wasm-io.js';
+import { drive, wasmLoader } from './drive.js';
 
 /** Why a report was not recorded: a LicenseError (`credits_exhausted` with the balance,
  * `usage_backlog`, Polar's denial of the key, `invalid_input`, `offline`, …) with the report's
@@ -76,46 +77,17 @@ export async function recordUsage(options) {
   const c = await load();
   const report = new c.Report(organizationId, relay, key, meter, units, id, await randomBytes(), keys.join(','));
   try {
-    let step = JSON.parse(report.start());
-    // The core bounds the sends (three at most): this loop ends with it.
-    while (step.send) {
-      if (step.afterMs > 0) await new Promise((resolve) => setTimeout(resolve, step.afterMs));
-      const [status, headers, body] = await send(fetchWith, timeoutMs ?? TIMEOUT_MS, step.send, MAX_BODY, '64 KB');
-      step = JSON.parse(report.answer(status, headers, body));
-      // Signed mode: the acknowledgement's signature checked by the package's Ed25519, then
-      // the same answer read again (one round answers every question it asks).
-      for (let round = 0; step.verify && round < 2; round++) {
-        report.verified(await verifyAll(step.verify));
-        step = JSON.parse(report.answer(status, headers, body));
-      }
-      if (step.verify) throw fail('protocol_error', undefined, 'the usage acknowledgement could not be verified');
-    }
-    if (step.error) throw new UsageError(step.error);
-    return step.recorded;
+    // The core bounds the sends (three at most) and says each wait: the loop ends with it.
+    const { done } = await drive(report.start(), (given, body) => report.give(JSON.stringify(given), body), {
+      fetch: fetchWith,
+      timeout: timeoutMs ?? TIMEOUT_MS,
+      maxBody: MAX_BODY,
+      verifier: hostEd25519,
+      fail: (code, detail) => fail(code, undefined, detail),
+    });
+    if (done.error) throw new UsageError(done.error);
+    return done.recorded;
   } finally {
     report.free();
   }
-}
-
-/** The package's Ed25519 on each `[id, key, message, signature]` (hex): `[id, 1 or 0, …]`. */
-async function verifyAll(asks) {
-  const verify = await hostEd25519();
-  const answers = await Promise.all(
-    asks.map(async ([id, key, message, signature]) => {
-      let valid = false;
-      try {
-        valid = (await verify(unhex(key), unhex(message), unhex(signature))) === true;
-      } catch {
-        // A signature the host cannot check is no signature.
-      }
-      return [id, valid ? 1 : 0];
-    }),
-  );
-  return answers.flat();
-}
-
-function unhex(text) {
-  const bytes = new Uint8Array(text.length >> 1);
-  for (let i = 0; i < bytes.length; i++) bytes[i] = parseInt(text.substr(2 * i, 2), 16);
-  return bytes;
 }

@@ -30,7 +30,8 @@
 #      shipped), imported by license.js only for a denial that carries why
 #   9. the default entries (browser.js, node.js) bundled, one module each (esbuild); the
 #      modules as they were also in target/npm/parts (tests, benchmarks; never packed); then
-#      devices.js, seat.js and usage.js, each with wasm-io.js (the loader and sender they share) inside
+#      devices.js, seat.js and usage.js, each with drive.js (the package's one drive loop, the
+#      loader and sender they share) inside
 #  10. npm pack -> target/npm/polar-license-<version>.tgz
 #
 # Nothing generated is ever written into the source tree. Run scripts/setup-pack.sh first (what
@@ -222,10 +223,10 @@ for f in pkg-template/*; do
     cp "$f" "$PKG/"
 done
 sed -i "s/\"version\": \"0.0.0-template\"/\"version\": \"$version\"/" "$PKG/package.json"
-# The version in the User-Agent that license.js and wasm-io.js send where the runtime allows one
-# (issue #78).
+# The version in the User-Agent that drive.js (the package's one loop, its fetch) sends where the
+# runtime allows one (issue #78).
 sed -i "s/^const PACKAGE_VERSION = '0.0.0-template';/const PACKAGE_VERSION = '$version';/" \
-    "$PKG/license.js" "$PKG/wasm-io.js"
+    "$PKG/drive.js"
 chmod +x "$PKG/emulator-cli.js"
 cp LICENSE-APACHE LICENSE-MIT "$PKG/"
 # The reason table, once: the core's codes and kinds (the engine's reasonTable) written into
@@ -250,7 +251,7 @@ ESBUILD="$PACK_MODULES/.bin/esbuild"
 PARTS="$OUT/parts"
 rm -rf "$PARTS"
 mkdir -p "$PARTS"
-for f in browser.js node.js inline.js inline-node.js license.js files.js polar_license.js polar_license_inline.js polar_license_stopped.js; do
+for f in browser.js node.js inline.js inline-node.js license.js drive.js files.js polar_license.js polar_license_inline.js polar_license_stopped.js; do
     cp "$PKG/$f" "$PARTS/"
 done
 cp "$PKG/polar_license_bg.wasm" "$PKG/package.json" "$PARTS/"
@@ -262,19 +263,28 @@ for entry in browser node; do
         --outfile="$PKG/$entry.js" --allow-overwrite)
 done
 
-echo "==> polar-license/devices, /seat and /usage bundled: each one module with wasm-io.js"
-# The three modules share their wasm's loader and their sender (pkg-template/wasm-io.js, one
-# source); an app imports any of them, so each ships with it inside, and wasm-io.js is not
-# shipped: as a module of its own it cost each about 700 B gzipped (a second request, a second
-# gzip stream). Left out: the module's glue, loaded beside it, and polar-license's LicenseError.
+# license.js as the inline entries import it: one module with drive.js inside (the package's one
+# loop, bundled as into the default entries and the add-ons), so that drive.js is not shipped
+# on its own (a module more for the inline entries to load, and 5 KB more of tarball).
+(cd "$PARTS" && "$ESBUILD" license.js --bundle --format=esm --platform=neutral --log-level=warning \
+    --external:'node:*' --external:./polar_license.js --legal-comments=none \
+    --banner:js="// polar-license $version: license.js with drive.js, bundled by scripts/build-npm.sh (sources: pkg-template/)." \
+    --outfile="$PKG/license.js" --allow-overwrite)
+
+echo "==> polar-license/devices, /seat and /usage bundled: each one module with drive.js"
+# The three modules are driven by the package's one loop (pkg-template/drive.js, one source, also
+# license.js's); an app imports any of them, so each ships with it inside: as a module of its own
+# the loader and sender cost each about 700 B gzipped (a second request, a second gzip stream).
+# drive.js itself is not shipped. Left out: the module's glue, loaded beside it, and
+# polar-license's LicenseError.
 for module in devices seat usage; do
-    cp "$PKG/$module.js" "$PKG/wasm-io.js" "$PARTS/"
+    cp "$PKG/$module.js" "$PARTS/"
     (cd "$PARTS" && "$ESBUILD" "$module.js" --bundle --format=esm --platform=neutral --log-level=warning \
         --external:'node:*' --external:polar-license --external:"./polar_license_$module.js" --legal-comments=none \
-        --banner:js="// polar-license $version: $module.js with wasm-io.js, bundled by scripts/build-npm.sh (sources: pkg-template/, the glue: wasm-bindgen)." \
+        --banner:js="// polar-license $version: $module.js with drive.js, bundled by scripts/build-npm.sh (sources: pkg-template/, the glue: wasm-bindgen)." \
         --outfile="$PKG/$module.js" --allow-overwrite)
 done
-rm "$PKG/wasm-io.js"
+rm "$PKG/drive.js"
 
 echo "==> npm pack"
 rm -f "$OUT"/polar-license-*.tgz

@@ -1,15 +1,16 @@
 //! A rotated key's follow (issue #64 item 4) for `polar-license/devices`: the core's follow
 //! machine ([`Follow`], the same order of steps the native, Rust-on-wasm, C, CLI and Tauri faces
-//! drive) with its IO done by the app's `LicenseClient`: `devices.js` hands it to the client's
-//! one drive loop (`license.js`'s `#drive`, through the door the client keeps for this module),
-//! which reads and writes the client's storage under its locks and sends the requests over its
+//! drive) with its IO done by the app's `LicenseClient`: `devices.js` hands it to the package's
+//! one drive loop (`drive.js`) with the client's storage, locks and fetch (through the door the
+//! client keeps for this module), which reads and writes the client's storage under its locks and sends the requests over its
 //! `fetch`. So the machine reads the very record the client's checks read (the same slot: the
 //! client's options and install secret), and the new string's record it writes is the one the
 //! client's next check answers from.
 //!
-//! The wants are written as the engine's (`bindings/wasm/src/machines.rs`'s module doc: `read`,
-//! `lock`, `unlock`, `write` with its `compare`, `remove`, `send`), a customer-portal request as
-//! a `send` with its `method` (`GET` has no body); the givens are read as the engine reads them.
+//! The wants and givens are the package's one step protocol, written and read by the same code
+//! as the engine's (`polar-license-wasm-steps`: `read`, `lock`, `unlock`, `write` with its
+//! `compare`, `remove`, `send`), a customer-portal request as a `send` with its `method` (`GET`
+//! has no body).
 //! The answer: `{"done": {"key", "forgot", "activationId", "license": {…}}}` once Polar granted
 //! the new string, `{"done": {"key", "forgot", "denied": {reason, detail, userMessage,
 //! status}}}` when it denied it, or `{"done": {"error": …}}` (the portal's typed error, as the
@@ -21,26 +22,20 @@ use polar_license::cache::install_secret_from_hex;
 use polar_license::error::{Error, Verdict};
 use polar_license::fingerprint::fingerprint_from;
 use polar_license::flow::follow::Follow;
-use polar_license::flow::{Ctx, Given, Keep, LeaseMemo, Memo, Slot, Stored, Want};
+use polar_license::flow::{Ctx, LeaseMemo, Memo, Slot, Want};
 use polar_license::grace::{GracePolicy, LicenseData};
 use polar_license::json::{JsonIn, JsonOut, Num};
 use polar_license::key::Key;
 use polar_license::lease::{Checked, Ed25519, RelayKeys};
 use polar_license::portal::{PortalError, SessionToken};
-use polar_license::proto::{Api, HttpResponse, Server};
+use polar_license::proto::{Api, Server};
 use polar_license::strict::{self, Value};
-use polar_license::transport::{TransportError, TransportErrorKind};
-use polar_license::wasm::STORAGE_PREFIX;
+use polar_license_wasm_steps as steps;
 use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 use wasm_bindgen::prelude::*;
-
-/// The client's storage name of a slot's entry (as the engine names it).
-fn name(name: &str) -> String {
-    [STORAGE_PREFIX, name].concat()
-}
 
 fn text(o: &Value, name: &str) -> Option<String> {
     o.member(name).and_then(|v| v.string())
@@ -184,49 +179,6 @@ fn utf8(bytes: &[u8]) -> &str {
     std::str::from_utf8(bytes).unwrap_or_default()
 }
 
-/// `{"x": true}` or `{"x": "why not"}`.
-fn outcome(v: &Value) -> Result<(), Error> {
-    match v.string() {
-        Some(detail) => Err(Error::Cache { detail }),
-        None => Ok(()),
-    }
-}
-
-/// A response as `license.js`'s drive loop gives it.
-fn response(v: &Value, body: Vec<u8>) -> Result<HttpResponse, Error> {
-    let int = |name: &str| match v.member(name).and_then(|n| n.number()) {
-        Some(Num::Int(n)) => n,
-        _ => 0,
-    };
-    let kind = match int("fail") {
-        0 => {
-            let headers = v
-                .member("headers")
-                .and_then(|h| h.items())
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|pair| {
-                    let pair = pair.items()?;
-                    Some((pair.first()?.string()?, pair.get(1)?.string()?))
-                })
-                .collect();
-            return Ok(HttpResponse {
-                status: u16::try_from(int("status")).unwrap_or(0),
-                headers,
-                body,
-            });
-        }
-        2 => TransportErrorKind::Timeout,
-        3 => TransportErrorKind::TooLarge,
-        _ => TransportErrorKind::Connect,
-    };
-    let detail = v
-        .member("detail")
-        .and_then(|d| d.string())
-        .unwrap_or_default();
-    Err(Error::from(TransportError::new(kind, detail)))
-}
-
 #[wasm_bindgen]
 impl Follower {
     /// The follow of `key` through the customer `session`, with the client's `options` (JSON
@@ -281,38 +233,10 @@ impl Follower {
     /// What happened in answer to the last want (JSON, a response's body as bytes): what the
     /// follow wants next.
     pub fn give(&mut self, given: &str, body: Option<Vec<u8>>) -> String {
-        let v = strict::parse(given.as_bytes()).unwrap_or(Value::Null);
-        let Some((kind, v)) = v.members().and_then(|m| m.into_iter().next()) else {
+        let Some((kind, v)) = steps::given(given) else {
             return self.want();
         };
-        let given = match kind.as_str() {
-            "locked" => Given::Locked(outcome(&v)),
-            "unlocked" => Given::Unlocked,
-            "marked" => Given::Marked(v.boolean() == Some(true)),
-            "read" => Given::Read(match v.items() {
-                Some(texts) => {
-                    let text = |i: usize| {
-                        texts
-                            .get(i)
-                            .and_then(JsonIn::string)
-                            .map(String::into_bytes)
-                    };
-                    Ok(Stored {
-                        record: text(0),
-                        ledger: text(1),
-                        clock: text(2),
-                    })
-                }
-                None => Err(Error::Cache {
-                    detail: v.string().unwrap_or_default(),
-                }),
-            }),
-            "written" => Given::Written(outcome(&v)),
-            "late" => Given::Late,
-            "removed" => Given::Removed,
-            "response" => Given::Response(response(&v, body.unwrap_or_default())),
-            _ => Given::Verified,
-        };
+        let given = steps::storage_given(&kind, &v, body.unwrap_or_default());
         if let (Some(parts), Some(follow)) = (&self.parts, &mut self.follow) {
             RANDOM.with(|r| r.set(self.random));
             follow.give(&parts.ctx(), given);
@@ -327,50 +251,11 @@ impl Follower {
         let Some(follow) = &self.follow else {
             return self.done();
         };
-        match follow.want() {
-            Want::Read(slot) => {
-                j.raw("{\"read\":[").str(&name(&slot.name)).raw(",");
-                j.str(&name(&slot.ledger)).raw(",").str(&name(&slot.clock));
-                j.raw("]}");
-            }
-            Want::Lock(slot) => {
-                j.raw("{\"lock\":").str(&name(slot)).raw("}");
-            }
-            Want::Unlock => {
-                j.raw("{\"unlock\":true}");
-            }
-            Want::Mark(mark) => {
-                j.raw("{\"mark\":").str(&name(mark)).raw("}");
-            }
-            Want::Write {
-                name: n,
-                bytes,
-                keep,
-                compare,
-            } => {
-                j.raw("{\"write\":[")
-                    .str(&name(n))
-                    .raw(",")
-                    .str(utf8(bytes));
-                match keep {
-                    Keep::Revertible => j.raw(",").str("revertible"),
-                    Keep::Volatile => j.raw(",").str("volatile"),
-                    Keep::Durable => &mut j,
-                };
-                j.raw("]");
-                if let Some(c) = compare {
-                    j.raw(",\"compare\":[").str(&name(c.ledger)).raw(",");
-                    match c.holds {
-                        Some(holds) => j.str(utf8(holds)),
-                        None => j.raw("null"),
-                    };
-                    j.raw("]");
-                }
-                j.raw("}");
-            }
-            Want::Remove(n) => {
-                j.raw("{\"remove\":").str(&name(n)).raw("}");
-            }
+        let want = follow.want();
+        if steps::storage_want(&mut j, &want) {
+            return j.done();
+        }
+        match want {
             // The validate: a POST, as the engine writes it (no method: the client's POST).
             Want::Send(http) => {
                 j.raw("{\"send\":{")
@@ -379,6 +264,7 @@ impl Follower {
                     .key("headers");
                 headers(&mut j, &http.headers);
                 j.key("body").str(utf8(&http.body)).raw("}}");
+                j.done()
             }
             // A page of the customer's keys: its method, a body only with a POST.
             Want::Portal(req) => {
@@ -389,11 +275,12 @@ impl Follower {
                     j.key("body").str(utf8(&req.body));
                 }
                 j.raw("}}");
+                j.done()
             }
-            // The core's own Ed25519 (`Builtin`) answers at once: never wanted here.
-            Want::Verify | Want::Done => return self.done(),
+            // The core's own Ed25519 (`Builtin`) answers at once, and the storage wants are
+            // written above: never here.
+            _ => self.done(),
         }
-        j.done()
     }
 
     /// `{"done": …}`: the follow's answer (see the module's doc).

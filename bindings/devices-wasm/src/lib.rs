@@ -12,12 +12,13 @@
 //! reads and writes of the client's cache and requests are done by the app's `LicenseClient`
 //! (its drive loop, through the door `license.js` keeps for this module): see `follow.rs`.
 //!
-//! Every function answers JSON: `{"send": {method, url, headers: [[name, value]], body}}` (a
-//! request for the host to send), `{"done": …}`, or `{"error": {code, reason, message,
-//! retryAfter?, customers?}}` (`code`: the CLI's `portal_error`, docs/interfaces.md §2),
-//! written with the core's `JsonOut`; the options come as three strings and an answer's
-//! headers as `name\nvalue\n…` (fetch's header names and values hold no line break), so this
-//! module parses no JSON of its own (serde_json's readers stay out of its wasm).
+//! Every machine here speaks the package's one step protocol (`polar-license-wasm-steps`,
+//! driven by `pkg-template/drive.js`, the loop every face of the package shares): `start()` and
+//! `give(given, body)` answer what it wants next, `{"send": {method, url, headers: [[name,
+//! value]], body}}` or `{"done": …}`: the step's value, `{"error": {code, reason, message,
+//! retryAfter?, customers?}}` (`code`: the CLI's `portal_error`, docs/interfaces.md §2) or, for
+//! a free, Polar's `{"denied": …}`; written with the core's `JsonOut`. The options come as three
+//! strings.
 
 #![cfg(target_arch = "wasm32")]
 
@@ -30,6 +31,7 @@ use polar_license::portal::{
     ListDevices, Portal, PortalError, PortalRequest, SessionToken, MAX_PORTAL_PAGES,
 };
 use polar_license::proto::{parse_deactivate, Api, DeactivateRequest, HttpResponse, Server};
+use polar_license_wasm_steps as steps;
 use wasm_bindgen::prelude::*;
 
 mod follow;
@@ -60,27 +62,17 @@ fn portal(
         .map_err(PortalError::Invalid)
 }
 
-/// `{"send": …}`: a request for the host to send.
-fn send_parts<K: AsRef<str>>(
-    method: &str,
-    url: &str,
-    headers: &[(K, String)],
-    body: &[u8],
-) -> String {
-    let mut o = JsonOut::new();
-    o.raw("{").key("send").request(method, url, headers, body);
-    o.raw("}").done()
-}
-
 fn send(request: &PortalRequest) -> String {
-    send_parts(
+    steps::send(
         request.method.as_str(),
         &request.url,
         &request.headers,
         &request.body,
+        None,
     )
 }
 
+/// `{"error": …}`: the portal's typed error (a step's end: `{"done": {"error": …}}`).
 fn error(e: &PortalError) -> String {
     let mut o = JsonOut::new();
     o.raw("{").key("error").raw("{").key("code").str(e.code());
@@ -108,77 +100,145 @@ fn error(e: &PortalError) -> String {
     o.raw("}}").done()
 }
 
+/// `{"done": …}` with the portal's typed error.
+fn failed(e: &PortalError) -> String {
+    steps::done(&error(e))
+}
+
 /// `{"done": DONE}` (DONE already JSON), or the error.
 fn answer(v: Result<String, PortalError>) -> String {
     match v {
-        Ok(done) => ["{\"done\":", &done, "}"].concat(),
-        Err(e) => error(&e),
+        Ok(done) => steps::done(&done),
+        Err(e) => failed(&e),
     }
 }
 
-/// A request's answer, or the error.
+/// The request of a step, or its end with the error.
 fn sent(v: Result<String, PortalError>) -> String {
-    v.unwrap_or_else(|e| error(&e))
+    v.unwrap_or_else(|e| failed(&e))
 }
 
-/// The response the host got, or the failure it had (no answer: `Offline`).
-fn response(status: u16, headers: &str, body: &str) -> Result<HttpResponse, PortalError> {
-    HttpResponse::from_host(status, headers, body).map_err(PortalError::Offline)
+/// The response the loop gave, or the failure it had (no answer: `Offline`); a given that is
+/// no response is the loop's and this module's mismatch.
+fn response(given: &str, body: Vec<u8>) -> Result<HttpResponse, PortalError> {
+    match steps::given(given) {
+        Some((kind, v)) if kind == "response" => {
+            steps::response(&v, body).map_err(PortalError::Offline)
+        }
+        _ => Err(PortalError::Offline(Error::Protocol {
+            status: None,
+            detail: "the devices module was given what it did not ask for".to_string(),
+        })),
+    }
 }
 
-/// The request asking Polar to email a sign-in code to `email` (`customer_id`: one of a
-/// `customer_selection_required` answer's, or none).
-#[wasm_bindgen(js_name = requestCode)]
-pub fn request_code(
-    org: &str,
-    base_url: Option<String>,
-    server: Option<String>,
-    email: &str,
-    customer_id: Option<String>,
-) -> String {
-    sent(portal(org, base_url, server).and_then(|p| {
-        p.request_code_for(email, customer_id.as_deref())
-            .map(|r| send(&r))
-            .map_err(PortalError::Invalid)
-    }))
+/// Which one-request step an [`Exchange`] is: how its answer is read.
+enum Read {
+    RequestCode,
+    SignIn,
+    Free,
 }
 
-/// Polar's answer to [`request_code`]: `{"done": true}` or the typed error.
-#[wasm_bindgen(js_name = requestCodeAnswer)]
-pub fn request_code_answer(status: u16, headers: &str, body: &str) -> String {
-    answer(
-        response(status, headers, body)
-            .and_then(|r| parse_request_code(&r))
-            .map(|()| "true".to_string()),
-    )
+/// A one-request step of the portal (ask for a sign-in code, sign in, free a device): its
+/// request, then its answer read.
+#[wasm_bindgen]
+pub struct Exchange {
+    first: String,
+    read: Read,
 }
 
-/// The request signing in with the emailed `code`.
-#[wasm_bindgen(js_name = signIn)]
-pub fn sign_in(org: &str, base_url: Option<String>, server: Option<String>, code: &str) -> String {
-    sent(portal(org, base_url, server).and_then(|p| {
-        p.authenticate(code)
-            .map(|r| send(&r))
-            .map_err(PortalError::Invalid)
-    }))
-}
+#[wasm_bindgen]
+impl Exchange {
+    /// The request asking Polar to email a sign-in code to `email` (`customer_id`: one of a
+    /// `customer_selection_required` answer's, or none); its end `{"done": true}`.
+    #[wasm_bindgen(js_name = requestCode)]
+    pub fn request_code(
+        org: &str,
+        base_url: Option<String>,
+        server: Option<String>,
+        email: &str,
+        customer_id: Option<String>,
+    ) -> Exchange {
+        let first = sent(portal(org, base_url, server).and_then(|p| {
+            p.request_code_for(email, customer_id.as_deref())
+                .map(|r| send(&r))
+                .map_err(PortalError::Invalid)
+        }));
+        Exchange {
+            first,
+            read: Read::RequestCode,
+        }
+    }
 
-/// Polar's answer to [`sign_in`]: `{"done": {"session": TOKEN}}` (the host keeps it in memory
-/// only, never logs it) or the typed error.
-#[wasm_bindgen(js_name = signInAnswer)]
-pub fn sign_in_answer(status: u16, headers: &str, body: &str) -> String {
-    answer(
-        response(status, headers, body)
-            .and_then(|r| parse_authenticate(&r))
-            .map(|token| {
+    /// The request signing in with the emailed `code`; its end `{"done": {"session": TOKEN}}`
+    /// (the host keeps it in memory only, never logs it).
+    #[wasm_bindgen(js_name = signIn)]
+    pub fn sign_in(
+        org: &str,
+        base_url: Option<String>,
+        server: Option<String>,
+        code: &str,
+    ) -> Exchange {
+        let first = sent(portal(org, base_url, server).and_then(|p| {
+            p.authenticate(code)
+                .map(|r| send(&r))
+                .map_err(PortalError::Invalid)
+        }));
+        Exchange {
+            first,
+            read: Read::SignIn,
+        }
+    }
+
+    /// The public deactivate of `activation_id` of `key` (frees a device; no session needed);
+    /// its end `{"done": true}`, or `{"done": {"denied": {reason, detail, userMessage,
+    /// status}}}` (Polar's refusal: `not_found` when the device is already freed or not this
+    /// key's), or the error (`offline`, `rate_limited`, …).
+    pub fn free(
+        org: &str,
+        base_url: Option<String>,
+        server: Option<String>,
+        key: &str,
+        activation_id: &str,
+    ) -> Exchange {
+        let made = api(org, base_url, server).and_then(|api| {
+            polar_license::metadata::check_key(key)?;
+            api.deactivate_request(&DeactivateRequest::new(key, activation_id))
+        });
+        let first = match made {
+            Ok(r) => steps::send("POST", &r.url, &r.headers, &r.body, None),
+            Err(e) => failed(&PortalError::Invalid(e)),
+        };
+        Exchange {
+            first,
+            read: Read::Free,
+        }
+    }
+
+    /// The step's request (or its end, for input refused before anything is sent).
+    pub fn start(&self) -> String {
+        self.first.clone()
+    }
+
+    /// Its answer read: the step's end.
+    pub fn give(&self, given: &str, body: Vec<u8>) -> String {
+        let r = response(given, body);
+        match self.read {
+            Read::RequestCode => answer(
+                r.and_then(|r| parse_request_code(&r))
+                    .map(|()| "true".to_string()),
+            ),
+            Read::SignIn => answer(r.and_then(|r| parse_authenticate(&r)).map(|token| {
                 let mut o = JsonOut::new();
                 o.raw("{")
                     .key("session")
                     .str(token.expose())
                     .raw("}")
                     .done()
-            }),
-    )
+            })),
+            Read::Free => freed(r),
+        }
+    }
 }
 
 /// The core's device listing (`polar_license::portal::ListDevices`), one step at a time.
@@ -204,7 +264,7 @@ fn step(step: DevicesStep) -> String {
             }
             answer(Ok(o.raw("]}").done()))
         }
-        DevicesStep::Done(Err(e)) => error(&e),
+        DevicesStep::Done(Err(e)) => failed(&e),
     }
 }
 
@@ -266,16 +326,16 @@ impl Listing {
     pub fn start(&mut self) -> String {
         match (&mut self.machine, self.first.take()) {
             (Some(m), _) => step(m.start()),
-            (None, Some(e)) => error(&e),
-            (None, None) => error(&PortalError::NotSignedIn),
+            (None, Some(e)) => failed(&e),
+            (None, None) => failed(&PortalError::NotSignedIn),
         }
     }
 
-    /// The answer to the last step's request (`status` 0: none came, `body` says why).
-    pub fn answer(&mut self, status: u16, headers: &str, body: &str) -> String {
+    /// What the loop gave for the last step's request: the next step.
+    pub fn give(&mut self, given: &str, body: Vec<u8>) -> String {
         match &mut self.machine {
-            Some(m) => step(m.answer(response(status, headers, body))),
-            None => error(&PortalError::NotSignedIn),
+            Some(m) => step(m.answer(response(given, body))),
+            None => failed(&PortalError::NotSignedIn),
         }
     }
 }
@@ -333,13 +393,13 @@ impl Recovery {
         })
     }
 
-    /// The answer to the last page's request: the next page's request, or `{"done": {"keys":
-    /// [{id, displayKey, key, benefitId, limitActivations, expiresAt}]}}` (`key` whole: for the
-    /// activation only, never shown).
-    pub fn answer(&mut self, status: u16, headers: &str, body: &str) -> String {
-        let page = match response(status, headers, body).and_then(|r| parse_key_page(&r)) {
+    /// What the loop gave for the last page's request: the next page's request, or
+    /// `{"done": {"keys": [{id, displayKey, key, benefitId, limitActivations, expiresAt}]}}`
+    /// (`key` whole: for the activation only, never shown).
+    pub fn give(&mut self, given: &str, body: Vec<u8>) -> String {
+        let page = match response(given, body).and_then(|r| parse_key_page(&r)) {
             Ok(page) => page,
-            Err(e) => return error(&e),
+            Err(e) => return failed(&e),
         };
         self.keys.extend(page.items);
         if u64::from(self.page) < page.max_page && self.page < MAX_PORTAL_PAGES {
@@ -365,31 +425,9 @@ impl Recovery {
     }
 }
 
-/// The public deactivate of `activation_id` of `key` (frees a device; no session needed).
-#[wasm_bindgen(js_name = free)]
-pub fn free(
-    org: &str,
-    base_url: Option<String>,
-    server: Option<String>,
-    key: &str,
-    activation_id: &str,
-) -> String {
-    let made = api(org, base_url, server).and_then(|api| {
-        polar_license::metadata::check_key(key)?;
-        api.deactivate_request(&DeactivateRequest::new(key, activation_id))
-    });
-    match made {
-        Ok(r) => send_parts("POST", &r.url, &r.headers, &r.body),
-        Err(e) => error(&PortalError::Invalid(e)),
-    }
-}
-
-/// Polar's answer to [`free`]: `{"done": true}`, or `{"denied": {reason, detail, userMessage,
-/// status}}` (Polar's refusal: `not_found` when the device is already freed or not this
-/// key's), or the error (`offline`, `rate_limited`, …).
-#[wasm_bindgen(js_name = freeAnswer)]
-pub fn free_answer(status: u16, headers: &str, body: &str) -> String {
-    let read = response(status, headers, body).and_then(|r| {
+/// Polar's answer to a free: `{"done": true}`, or Polar's refusal, or the error.
+fn freed(r: Result<HttpResponse, PortalError>) -> String {
+    let read = r.and_then(|r| {
         parse_deactivate(&r).map_err(|e| match e {
             Error::RateLimited { retry_after, .. } => PortalError::RateLimited(retry_after),
             e => PortalError::Offline(e),
@@ -409,9 +447,10 @@ pub fn free_answer(status: u16, headers: &str, body: &str) -> String {
                 .key("userMessage")
                 // A portal answer never carries why a key stopped (its words stay out).
                 .str(&d.reason_message());
-            o.key("status").uint(u64::from(d.status)).raw("}}").done()
+            o.key("status").uint(u64::from(d.status)).raw("}}");
+            steps::done(&o.done())
         }
-        Err(e) => error(&e),
+        Err(e) => failed(&e),
     }
 }
 

@@ -5,9 +5,11 @@
 //! the core (`polar_license::seat::seat_request`), every answer read by it
 //! (`read_seat_answer`), and what each answer does to the hold, when the next heartbeat goes,
 //! when a failed one is retried and when the hold ends are the core's `SeatHold`'s (a machine
-//! with time: `Hold::poll`), as for the Rust `SeatGuard`, the CLI, the C face and Tauri.
-//! `seat.js` only sends what this module asks over the host's `fetch`, sleeps as long as
-//! `Hold::poll` says and wires the `AbortSignal`. The default entry's wasm carries none of it.
+//! with time, polled by [`Hold::give`]), as for the Rust `SeatGuard`, the CLI, the C face and Tauri.
+//! The hold speaks the package's one step protocol (`polar-license-wasm-steps`, driven by
+//! `pkg-template/drive.js`, the loop every face of the package shares): `seat.js` starts the
+//! loop and wires the `AbortSignal` to its stop; the loop sends, waits and verifies as this
+//! module says. The default entry's wasm carries none of it.
 //!
 //! A seat is held only while the relay says so, in words checked here: every seat lease is
 //! verified (the relay's signature by one of the `relayKeys` the app gave, the organization,
@@ -16,20 +18,23 @@
 //! the relay signed arrived. Without relay keys no seat is held (`invalid_input`, field
 //! `relay_keys`). The signature alone is checked by the host, as signed mode's leases are
 //! (issue #38; the core's `AskedEd25519`): a step that meets a lease it has no answer for answers
-//! `{"verify": [[id, public key, message, signature]…]}` (hex) instead; `seat.js` has the
-//! package's Ed25519 verify each, hands the answers to `Hold::verified` and runs the same
-//! step again with the same answer. Nothing in this wasm verifies a signature itself.
+//! `{"verify": [[id, public key, message, signature]…]}` (hex) instead; the loop has the
+//! package's Ed25519 verify each and gives the answers back (`{"verified": …}`), and the same
+//! answer is read again. Nothing in this wasm verifies a signature itself.
 //!
-//! Every method answers JSON written with the core's `JsonOut`: `{"send": {method, url,
-//! headers: [[name, value]], body}}` (a request for the host to send), `{"wait": ms}` (sleep
-//! that long, then poll), `{"ended": STATE, "error"?: ERROR}` (the hold has ended),
-//! `{"none": true}` (nothing to send), `{"held": SEAT}`, `{"released": bool}`, `{"verify":
-//! …}`, or `{"error": ERROR}`; a heartbeat's answer adds `"state"` (`held`, `gone`, `lost`).
+//! [`Hold::start`] and [`Hold::give`] answer, in the protocol's JSON (written with the core's
+//! `JsonOut`): `{"send": …, "timeoutMs"?}` (the acquisition, a heartbeat (its answer awaited
+//! until the hold's end at most), the release), `{"wait": ms}` (the machine's time until it
+//! runs again; `-1`: until stopped, once the hold has ended), `{"verify": …}`, `{"note":
+//! {"held": SEAT}}` (the seat held, or its life renewed), `{"note": {"ended": "lost" |
+//! "gone", "error": ERROR}}` (the hold has ended: the app is told), and the end, `{"done":
+//! {"error": ERROR}}` (no seat held) or `{"done": {"released": bool}}` (the release's answer:
+//! whether the relay still held it) or `{"done": {"released": false, "error": ERROR}}` (none
+//! came). The loop's `{"stopped": true}` (the app's release) is answered with the release.
 //! SEAT is `{id, ci, expiresAt (unix seconds, the signed lease's), expiresIn, heartbeatMs,
 //! endsAtMs, inUse, size}`; ERROR is `{code, detail, userMessage, status?, retryAfter?, field?,
 //! inUse?, size?, freesAt?, kind?, endedAt?}` (`code`: a reason code, or `seat_gone` with its
-//! `kind`). An answer's headers come as `name\nvalue\n…` (fetch's names and values hold no
-//! line break).
+//! `kind`).
 
 #![cfg(target_arch = "wasm32")]
 
@@ -40,6 +45,7 @@ use polar_license::lease::{AskedEd25519, Ed25519, RelayKeys};
 use polar_license::proto::HttpResponse;
 use polar_license::seat::{read_seat_answer, seat_request, SeatAnswer, SeatAsk, SeatOp};
 use polar_license::seat_hold::{HoldPoll, HoldState, HoldTerms, SeatHold};
+use polar_license_wasm_steps as steps;
 use std::time::Duration;
 use wasm_bindgen::prelude::*;
 
@@ -55,16 +61,10 @@ fn now_ms() -> u64 {
     ms_of(date_now())
 }
 
-fn send(base: &str, org: &str, ask: &SeatAsk) -> String {
-    let request = match seat_request(base, org, ask) {
-        Ok(r) => r,
-        Err(e) => return error(&Failure::Error(&e)),
-    };
-    let mut o = JsonOut::new();
-    o.raw("{")
-        .key("send")
-        .request("POST", &request.url, &request.headers, &request.body);
-    o.raw("}").done()
+/// `{"send": …}` of the core's request for `ask`, or the error that left none.
+fn send(base: &str, org: &str, ask: &SeatAsk, timeout_ms: Option<u64>) -> Result<String, Error> {
+    let r = seat_request(base, org, ask)?;
+    Ok(steps::send("POST", &r.url, &r.headers, &r.body, timeout_ms))
 }
 
 fn seat_json(o: &mut JsonOut, hold: &SeatHold) {
@@ -181,7 +181,20 @@ fn ended_error(o: &mut JsonOut, hold: &SeatHold, state: HoldState, now: u64) {
     }
 }
 
-/// One seat of a key for one machine: its acquisition, then the core's `SeatHold`.
+/// What the hold's last send was: how its answer is read.
+#[derive(Clone, Copy, PartialEq)]
+enum Sent {
+    Nothing,
+    Acquire,
+    Heartbeat,
+    Release,
+    /// The release of a seat whose lease did not verify (a real relay may count it): the
+    /// acquisition's error is the end, whatever the relay answers.
+    GiveBack,
+}
+
+/// One seat of a key for one machine: its acquisition, then the core's `SeatHold`, then its
+/// release, as one machine of the step protocol.
 #[wasm_bindgen]
 pub struct Hold {
     base: String,
@@ -191,6 +204,14 @@ pub struct Hold {
     terms: Result<HoldTerms, Error>,
     hold: Option<SeatHold>,
     ed25519: AskedEd25519,
+    sent: Sent,
+    /// The last answer (status, headers and body as the loop gave them), read again once the
+    /// host has verified what it asked.
+    last: Option<Result<HttpResponse, Error>>,
+    /// The end kept while the given-back seat's release is out.
+    after: Option<String>,
+    /// The app has been told the hold ended.
+    told: bool,
 }
 
 #[wasm_bindgen]
@@ -199,7 +220,7 @@ impl Hold {
     /// the organization `org`, its seat lease verified with the relay's `keys`
     /// (`KID=k4.public.…`, comma separated; none: no seat, `invalid_input` naming
     /// `relay_keys`), held `grace_ms` past a lease's end with no renewal (none: not at all).
-    /// Nothing is sent: [`Hold::acquire`] gives the request.
+    /// Nothing is sent: [`Hold::start`] gives the request.
     #[wasm_bindgen(constructor)]
     pub fn new(
         org: &str,
@@ -221,188 +242,52 @@ impl Hold {
             terms,
             hold: None,
             ed25519: AskedEd25519::default(),
+            sent: Sent::Nothing,
+            last: None,
+            after: None,
+            told: false,
         }
     }
 
-    /// The acquisition's request (its input checked first: `invalid_input`, nothing to send).
-    pub fn acquire(&self) -> String {
+    /// The acquisition's request (its input checked first: the end with `invalid_input`,
+    /// nothing to send).
+    pub fn start(&mut self) -> String {
         if let Err(e) = &self.terms {
-            return error(&Failure::Error(e));
+            return steps::done(&error(&Failure::Error(e)));
         }
-        send(&self.base, &self.org, &self.ask)
+        self.sending(Sent::Acquire, &self.ask.clone(), None)
     }
 
-    /// The relay's answer to the acquisition: `{"held": SEAT}` (its lease verified), `{"error":
-    /// …}` (`seats_full` with the seats in use and when the soonest frees; Polar's denial; a
-    /// lease that does not verify, `protocol_error`, with `"release"`: the request giving back
-    /// the seat a real relay may count), or `{"verify": …}` (then `Hold::verified`, and this
-    /// again with the same answer).
-    pub fn acquired(&mut self, status: u16, headers: &str, body: &str) -> String {
-        let answer = match HttpResponse::from_host(status, headers, body)
-            .and_then(|r| read_seat_answer(SeatOp::Acquire, &r))
-        {
-            Ok(a) => a,
-            Err(e) => return error(&Failure::Error(&e)),
+    /// What the loop gave (`response`, `verified`, `noted`, `waited`, `stopped`: the step
+    /// protocol's JSON, a response's body as bytes): what the hold wants next.
+    pub fn give(&mut self, given: &str, body: Vec<u8>) -> String {
+        let Some((kind, v)) = steps::given(given) else {
+            return self.unexpected();
         };
-        let terms = match &self.terms {
-            Ok(terms) => terms,
-            Err(e) => return error(&Failure::Error(e)),
-        };
-        let now = now_ms();
-        let result = SeatHold::acquire_with(terms, &self.ask, &answer, now, &self.ed25519);
-        if self.ed25519.pending() {
-            return self.ed25519.take_asked();
-        }
-        match result {
-            Ok(Ok(hold)) => {
-                let mut o = JsonOut::new();
-                o.raw("{").key("held");
-                seat_json(&mut o, &hold);
-                self.hold = Some(hold);
-                o.raw("}").done()
+        let read = match kind.as_str() {
+            "response" => {
+                let r = steps::response(&v, body);
+                self.last = Some(r.clone());
+                r
             }
-            Ok(Err(refused)) => error(&Failure::Refused(&refused)),
-            Err(e) => {
-                let mut o = JsonOut::new();
-                o.raw("{").key("error");
-                error_object(&mut o, &Failure::Error(&e));
-                if let Some(back) = SeatHold::release_unheld(&self.ask, &answer) {
-                    if let Ok(request) = seat_request(&self.base, &self.org, &back) {
-                        o.key("release").request(
-                            "POST",
-                            &request.url,
-                            &request.headers,
-                            &request.body,
-                        );
-                    }
-                }
-                o.raw("}").done()
-            }
-        }
-    }
-
-    /// The host's answers to a `{"verify": …}`: `[id, 1 or 0, id, 1 or 0, …]`.
-    pub fn verified(&self, answers: Vec<u32>) {
-        for pair in answers.chunks_exact(2) {
-            self.ed25519.answer(pair[0], pair[1] == 1);
-        }
-    }
-
-    /// What the core's machine says to do now: `{"send": …}` (the heartbeat: send it and give
-    /// what it got to [`Hold::heartbeat_answer`]), `{"wait": ms}` (poll again then), or
-    /// `{"ended": "lost" | "gone" | "released" | "none", "error"?: ERROR}` (nothing more to
-    /// send but a release; `lost` carries `seat_lost`).
-    pub fn poll(&mut self) -> String {
-        let Some(hold) = self.hold.as_mut() else {
-            return "{\"ended\":\"none\"}".to_string();
-        };
-        let now = now_ms();
-        match hold.poll(now) {
-            HoldPoll::Send(ask) => send(&self.base, &self.org, &ask),
-            HoldPoll::Wait(wait) => {
-                let mut o = JsonOut::new();
-                o.raw("{")
-                    .key("wait")
-                    .uint(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX))
-                    .raw("}");
-                o.done()
-            }
-            HoldPoll::Ended(state) => {
-                let mut o = JsonOut::new();
-                o.raw("{").key("ended").str(state.as_str());
-                ended_error(&mut o, hold, state, now);
-                o.raw("}").done()
-            }
-        }
-    }
-
-    /// How long until `Hold::poll` wants to run, in ms, changing nothing (`-1` once the
-    /// hold has ended, or was never held).
-    #[wasm_bindgen(js_name = nextWait)]
-    pub fn next_wait(&self) -> f64 {
-        match self.hold.as_ref().and_then(|h| h.next_wait(now_ms())) {
-            // Precision: waits are far below 2^53 ms.
-            #[allow(clippy::cast_precision_loss)]
-            Some(wait) => u64::try_from(wait.as_millis()).unwrap_or(u64::MAX) as f64,
-            None => -1.0,
-        }
-    }
-
-    /// The relay's answer to the heartbeat `Hold::poll` gave (status 0: none came), taken
-    /// by the hold: `{"state": "held", "held": SEAT}` (its new life, the lease verified),
-    /// `{"state": "gone", "error": …}` (the relay freed it, or Polar denied the key),
-    /// `{"state": "lost", "error": …}` (the answer came after the hold's end), `{"state":
-    /// "held", "error": …}` (the heartbeat failed: the machine retries it while the lease
-    /// runs), or `{"verify": …}` (then `Hold::verified`, and this again with the same
-    /// answer: the hold is left as it was until then).
-    #[wasm_bindgen(js_name = heartbeatAnswer)]
-    pub fn heartbeat_answer(&mut self, status: u16, headers: &str, body: &str) -> String {
-        let Some(held) = self.hold.as_mut() else {
-            return "{\"none\":true}".to_string();
-        };
-        let read = HttpResponse::from_host(status, headers, body)
-            .and_then(|r| read_seat_answer(SeatOp::Heartbeat, &r));
-        let now = now_ms();
-        // Tried on a copy first: a lease the host has not judged yet changes nothing.
-        let mut trial = held.clone();
-        let result = trial.heartbeat_answered_with(now, &read, &self.ed25519);
-        if self.ed25519.pending() {
-            return self.ed25519.take_asked();
-        }
-        self.ed25519.clear();
-        *held = trial;
-        let hold = &*held;
-        let mut o = JsonOut::new();
-        match result {
-            Ok(HoldState::Held) => {
-                o.raw("{").key("state").str("held").key("held");
-                seat_json(&mut o, hold);
-            }
-            Ok(state) => {
-                o.raw("{").key("state").str(state.as_str());
-                match (&read, state) {
-                    // The relay's own word (Polar's denial, with its code) over the generic one.
-                    (Ok(answer @ (SeatAnswer::Gone | SeatAnswer::Denied(_))), HoldState::Gone) => {
-                        o.key("error");
-                        error_object(&mut o, &Failure::Refused(answer));
-                    }
-                    _ => ended_error(&mut o, hold, state, now),
+            "verified" => {
+                steps::verified(&v, &self.ed25519);
+                match self.last.clone() {
+                    Some(r) => r,
+                    None => return self.unexpected(),
                 }
             }
-            Err(e) => {
-                o.raw("{").key("state").str(hold.state_at(now).as_str());
-                o.key("error");
-                error_object(&mut o, &Failure::Error(&e));
-            }
-        }
-        o.raw("}").done()
-    }
-
-    /// The release to send, or `{"none": true}` when already released (or never held). A
-    /// lost or gone seat is released too: the relay answers whether it still held it.
-    pub fn release(&self) -> String {
-        match self.hold.as_ref().and_then(SeatHold::release_ask) {
-            Some(ask) => send(&self.base, &self.org, &ask),
-            None => "{\"none\":true}".to_string(),
-        }
-    }
-
-    /// The relay's answer to the release: `{"released": bool}` (whether the relay still held
-    /// it), or `{"error": …}` (no answer: the relay frees it at the end of its life; seat.js
-    /// sends a release once).
-    #[wasm_bindgen(js_name = releaseAnswer)]
-    pub fn release_answer(&mut self, status: u16, headers: &str, body: &str) -> String {
-        let read = HttpResponse::from_host(status, headers, body)
-            .and_then(|r| read_seat_answer(SeatOp::Release, &r));
-        if let Some(hold) = self.hold.as_mut() {
-            hold.released();
-        }
-        match read {
-            Ok(SeatAnswer::Released(held)) => {
-                ["{\"released\":", if held { "true" } else { "false" }, "}"].concat()
-            }
-            Ok(other) => error(&Failure::Refused(&other)),
-            Err(e) => error(&Failure::Error(&e)),
+            "stopped" => return self.release(),
+            "noted" | "waited" => return self.poll(),
+            _ => return self.unexpected(),
+        };
+        let sent = std::mem::replace(&mut self.sent, Sent::Nothing);
+        match sent {
+            Sent::Acquire => self.acquired(read),
+            Sent::Heartbeat => self.beaten(read),
+            Sent::Release => self.release_answer(read),
+            Sent::GiveBack => steps::done(&self.after.take().unwrap_or_default()),
+            Sent::Nothing => self.unexpected(),
         }
     }
 
@@ -414,6 +299,181 @@ impl Hold {
             .map_or("none", |h| h.state_at(now_ms()).as_str())
             .to_string()
     }
+}
+
+impl Hold {
+    /// `{"send": …}` of `ask`, remembered as `what` (the end with the error that left none).
+    fn sending(&mut self, what: Sent, ask: &SeatAsk, timeout_ms: Option<u64>) -> String {
+        match send(&self.base, &self.org, ask, timeout_ms) {
+            Ok(want) => {
+                self.sent = what;
+                want
+            }
+            Err(e) => steps::done(&error(&Failure::Error(&e))),
+        }
+    }
+
+    /// A given this hold did not ask for: the loop and the module do not match.
+    fn unexpected(&self) -> String {
+        let e = Error::Protocol {
+            status: None,
+            detail: "the seat module was given what it did not ask for".to_string(),
+        };
+        steps::done(&error(&Failure::Error(&e)))
+    }
+
+    /// The relay's answer to the acquisition: the seat held (its lease verified: noted), the
+    /// end with the error (`seats_full` with the seats in use and when the soonest frees;
+    /// Polar's denial; a lease that does not verify, `protocol_error`, after the seat a real
+    /// relay may count is given back), or `{"verify": …}` (the same answer read again then).
+    fn acquired(&mut self, read: Result<HttpResponse, Error>) -> String {
+        let answer = match read.and_then(|r| read_seat_answer(SeatOp::Acquire, &r)) {
+            Ok(a) => a,
+            Err(e) => return steps::done(&error(&Failure::Error(&e))),
+        };
+        let terms = match &self.terms {
+            Ok(terms) => terms,
+            Err(e) => return steps::done(&error(&Failure::Error(e))),
+        };
+        let now = now_ms();
+        let result = SeatHold::acquire_with(terms, &self.ask, &answer, now, &self.ed25519);
+        if self.ed25519.pending() {
+            self.sent = Sent::Acquire;
+            return self.ed25519.take_asked();
+        }
+        match result {
+            Ok(Ok(hold)) => {
+                let mut o = JsonOut::new();
+                o.raw("{").key("held");
+                seat_json(&mut o, &hold);
+                self.hold = Some(hold);
+                steps::note(&o.raw("}").done())
+            }
+            Ok(Err(refused)) => steps::done(&error(&Failure::Refused(&refused))),
+            Err(e) => {
+                let end = error(&Failure::Error(&e));
+                match SeatHold::release_unheld(&self.ask, &answer) {
+                    Some(back) => {
+                        self.after = Some(end.clone());
+                        let want = self.sending(Sent::GiveBack, &back, None);
+                        if self.sent == Sent::GiveBack {
+                            want
+                        } else {
+                            steps::done(&end)
+                        }
+                    }
+                    None => steps::done(&end),
+                }
+            }
+        }
+    }
+
+    /// What the core's machine says to do now: the heartbeat (its answer awaited until the
+    /// hold's end at most), a wait, or the hold's end told once (then a wait until stopped).
+    fn poll(&mut self) -> String {
+        let Some(hold) = self.hold.as_mut() else {
+            return self.unexpected();
+        };
+        let now = now_ms();
+        match hold.poll(now) {
+            HoldPoll::Send(ask) => {
+                let until = hold
+                    .next_wait(now)
+                    .map(|w| u64::try_from(w.as_millis()).unwrap_or(u64::MAX));
+                self.sending(Sent::Heartbeat, &ask, until)
+            }
+            HoldPoll::Wait(wait) => {
+                steps::wait(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX))
+            }
+            HoldPoll::Ended(_) if self.told => "{\"wait\":-1}".to_string(),
+            HoldPoll::Ended(state) => {
+                self.told = true;
+                let mut o = JsonOut::new();
+                o.raw("{").key("ended").str(state.as_str());
+                ended_error(&mut o, hold, state, now);
+                steps::note(&o.raw("}").done())
+            }
+        }
+    }
+
+    /// The relay's answer to a heartbeat, taken by the hold: its new life noted, the hold's end
+    /// noted (the relay freed it, Polar denied the key, or the answer came after the end), a
+    /// failed heartbeat left to the machine (it retries while the lease runs), or `{"verify":
+    /// …}` (the hold left as it was until the same answer is read again).
+    fn beaten(&mut self, read: Result<HttpResponse, Error>) -> String {
+        let Some(held) = self.hold.as_mut() else {
+            return self.unexpected();
+        };
+        let read = read.and_then(|r| read_seat_answer(SeatOp::Heartbeat, &r));
+        let now = now_ms();
+        // Tried on a copy first: a lease the host has not judged yet changes nothing.
+        let mut trial = held.clone();
+        let result = trial.heartbeat_answered_with(now, &read, &self.ed25519);
+        if self.ed25519.pending() {
+            self.sent = Sent::Heartbeat;
+            return self.ed25519.take_asked();
+        }
+        self.ed25519.clear();
+        *held = trial;
+        let hold = &*held;
+        let mut o = JsonOut::new();
+        match result {
+            Ok(HoldState::Held) => {
+                o.raw("{").key("held");
+                seat_json(&mut o, hold);
+            }
+            Ok(state @ (HoldState::Gone | HoldState::Lost)) => {
+                self.told = true;
+                o.raw("{").key("ended").str(state.as_str());
+                match (&read, state) {
+                    // The relay's own word (Polar's denial, with its code) over the generic one.
+                    (Ok(answer @ (SeatAnswer::Gone | SeatAnswer::Denied(_))), HoldState::Gone) => {
+                        o.key("error");
+                        error_object(&mut o, &Failure::Refused(answer));
+                    }
+                    _ => ended_error(&mut o, hold, state, now),
+                }
+            }
+            // Failed (the machine asks again while the lease runs), or ended meanwhile.
+            _ => return self.poll(),
+        }
+        steps::note(&o.raw("}").done())
+    }
+
+    /// The app's release: the release to send, or the end `{"released": false}` when there is
+    /// nothing to release (never held, or released already). A lost or gone seat is released
+    /// too: the relay answers whether it still held it.
+    fn release(&mut self) -> String {
+        match self.hold.as_ref().and_then(SeatHold::release_ask) {
+            Some(ask) => self.sending(Sent::Release, &ask, None),
+            None => steps::done("{\"released\":false}"),
+        }
+    }
+
+    /// The relay's answer to the release: whether it still held the seat, or (no answer) the
+    /// error beside `released: false` (the relay frees it at the end of its life).
+    fn release_answer(&mut self, read: Result<HttpResponse, Error>) -> String {
+        if let Some(hold) = self.hold.as_mut() {
+            hold.released();
+        }
+        match read.and_then(|r| read_seat_answer(SeatOp::Release, &r)) {
+            Ok(SeatAnswer::Released(held)) => steps::done(if held {
+                "{\"released\":true}"
+            } else {
+                "{\"released\":false}"
+            }),
+            Ok(other) => steps::done(&released_error(&Failure::Refused(&other))),
+            Err(e) => steps::done(&released_error(&Failure::Error(&e))),
+        }
+    }
+}
+
+/// `{"released": false, "error": ERROR}`.
+fn released_error(f: &Failure<'_>) -> String {
+    let mut o = JsonOut::new();
+    o.raw("{\"released\":false").key("error");
+    error_object(&mut o, f);
+    o.raw("}").done()
 }
 
 /// Milliseconds from JS (a non-finite or negative number: none).

@@ -14,17 +14,19 @@
 //! one without it, or whose signature does not verify, is `protocol_error`. Its signature is
 //! checked by the package's Ed25519 (`hostEd25519`, as signed mode's leases and
 //! `polar-license/seat`'s are), so this wasm carries none: an answer whose signature has no
-//! answer yet is `{"verify": [[id, key, message, signature]…]}` (hex); `usage.js` verifies
-//! each, hands the answers to `Report::verified` and gives the same answer again.
+//! answer yet is `{"verify": [[id, key, message, signature]…]}` (hex); the package's drive loop
+//! verifies each and gives the answers back (`{"verified": …}`), and the same answer is read
+//! again.
 //!
-//! Every method answers JSON written with the core's `JsonOut`: `{"send": {method, url,
-//! headers: [[name, value]], body}, "afterMs": N}` (wait N ms, then send), `{"recorded": {id,
-//! duplicate, balance, signed}}` (`balance` null when the relay has not read it; `signed`
-//! `true` when the relay's acknowledgement verified, `false` without relay keys),
-//! `{"verify": …}`, or `{"error": ERROR}`;
+//! The report speaks the package's one step protocol (`polar-license-wasm-steps`, driven by
+//! `pkg-template/drive.js`, the loop every face of the package shares): [`Report::start`] and
+//! [`Report::give`] answer what it wants next, `{"wait": ms}` (the core's wait before a send
+//! again), `{"send": …}`, `{"verify": …}` (signed mode: the same answer read again once the
+//! loop gives `{"verified": …}`) or `{"done": {"recorded": {id, duplicate, balance, signed}}}`
+//! (`balance` null when the relay has not read it; `signed` `true` when the relay's
+//! acknowledgement verified, `false` without relay keys) or `{"done": {"error": ERROR}}`;
 //! ERROR is `{code, detail, userMessage, id, status?, retryAfter?, field?, balance?}` (`code`: a
-//! reason code, `credits_exhausted` with the balance, or `usage_backlog`). An answer's headers
-//! come as `name\nvalue\n…` (fetch's names and values hold no line break).
+//! reason code, `credits_exhausted` with the balance, or `usage_backlog`).
 
 #![cfg(target_arch = "wasm32")]
 
@@ -32,8 +34,9 @@ use polar_license::error::Error;
 use polar_license::json::JsonOut;
 use polar_license::key::Key;
 use polar_license::lease::{AskedEd25519, RelayKeys};
-use polar_license::proto::HttpResponse;
+use polar_license::proto::{HttpRequest, HttpResponse};
 use polar_license::usage::{RecordUsage, UsageAnswer, UsageReport, UsageStep};
+use polar_license_wasm_steps as steps;
 use wasm_bindgen::prelude::*;
 
 /// One usage report and the core's machine sending it.
@@ -41,8 +44,12 @@ use wasm_bindgen::prelude::*;
 pub struct Report {
     id: String,
     machine: Result<RecordUsage, Error>,
-    /// The package's Ed25519, asked through `usage.js` (signed mode).
+    /// The package's Ed25519, asked through the drive loop (signed mode).
     ed25519: AskedEd25519,
+    /// The send the core asked for after a wait, sent once the loop has waited.
+    waiting: Option<HttpRequest>,
+    /// The last answer, read again once the host has verified what it asked.
+    last: Option<Result<HttpResponse, Error>>,
 }
 
 #[wasm_bindgen]
@@ -75,6 +82,8 @@ impl Report {
             id,
             machine: Err(e),
             ed25519: AskedEd25519::default(),
+            waiting: None,
+            last: None,
         };
         let mut report = UsageReport::new(Key::new(key), meter, units, sixteen(0));
         if let Some(id) = id {
@@ -101,62 +110,89 @@ impl Report {
                 id: report.id.clone(),
                 machine: Ok(machine),
                 ed25519: AskedEd25519::default(),
+                waiting: None,
+                last: None,
             },
             Err(e) => refused(report.id.clone(), e),
         }
     }
 
-    /// The first step.
+    /// What the report wants first.
     pub fn start(&mut self) -> String {
-        match &mut self.machine {
-            Ok(m) => step(&self.id, m.start()),
-            Err(e) => failure(&self.id, Some(e), None),
-        }
+        let first = match &mut self.machine {
+            Ok(m) => m.start(),
+            Err(e) => return steps::done(&failure(&self.id, Some(e), None)),
+        };
+        self.step(first)
     }
 
-    /// The answer to the last send (`status` 0: none came, `body` says why): the next step,
-    /// or (signed mode) `{"verify": …}`: then [`Report::verified`], and this again with the
-    /// same answer.
-    pub fn answer(&mut self, status: u16, headers: &str, body: &str) -> String {
-        match &mut self.machine {
-            Ok(m) => {
-                let sent = HttpResponse::from_host(status, headers, body);
-                match m.answer_with(sent, &self.ed25519) {
-                    Some(next) => {
-                        self.ed25519.clear();
-                        step(&self.id, next)
-                    }
-                    None => self.ed25519.take_asked(),
+    /// What the loop gave (`response`, `waited`, `verified`: the step protocol's JSON, a
+    /// response's body as bytes): what the report wants next.
+    pub fn give(&mut self, given: &str, body: Vec<u8>) -> String {
+        let Ok(m) = &mut self.machine else {
+            return self.start();
+        };
+        let answered = match steps::given(given) {
+            Some((kind, v)) if kind == "response" => {
+                let sent = steps::response(&v, body);
+                self.last = Some(sent.clone());
+                sent
+            }
+            Some((kind, _)) if kind == "waited" => match self.waiting.take() {
+                Some(r) => return steps::send("POST", &r.url, &r.headers, &r.body, None),
+                None => return self.unexpected(),
+            },
+            Some((kind, v)) if kind == "verified" => {
+                steps::verified(&v, &self.ed25519);
+                match self.last.clone() {
+                    Some(sent) => sent,
+                    None => return self.unexpected(),
                 }
             }
-            Err(e) => failure(&self.id, Some(e), None),
+            _ => return self.unexpected(),
+        };
+        match m.answer_with(answered, &self.ed25519) {
+            Some(next) => {
+                self.ed25519.clear();
+                self.step(next)
+            }
+            None => self.ed25519.take_asked(),
         }
     }
 
-    /// The host's answers to a `{"verify": …}`: `[id, 1 or 0, id, 1 or 0, …]`.
-    pub fn verified(&self, answers: Vec<u32>) {
-        for pair in answers.chunks_exact(2) {
-            self.ed25519.answer(pair[0], pair[1] == 1);
+    /// The core's step as the protocol's want: a send after a wait is the wait first.
+    fn step(&mut self, next: UsageStep) -> String {
+        match next {
+            UsageStep::Send { request, after } if !after.is_zero() => {
+                self.waiting = Some(request);
+                steps::wait(u64::try_from(after.as_millis()).unwrap_or(u64::MAX))
+            }
+            UsageStep::Send { request, .. } => {
+                steps::send("POST", &request.url, &request.headers, &request.body, None)
+            }
+            UsageStep::Done(answer) => steps::done(&answered(&self.id, answer)),
         }
+    }
+
+    /// A given this report did not ask for: the loop and the module do not match.
+    fn unexpected(&self) -> String {
+        let e = Error::Protocol {
+            status: None,
+            detail: "the usage module was given what it did not ask for".to_string(),
+        };
+        steps::done(&failure(&self.id, Some(&e), None))
     }
 }
 
-fn step(id: &str, step: UsageStep) -> String {
+/// The report's end: `{"recorded": …}` or `{"error": ERROR}`.
+fn answered(id: &str, answer: Result<UsageAnswer, Error>) -> String {
     let mut o = JsonOut::new();
-    match step {
-        UsageStep::Send { request, after } => {
-            o.raw("{")
-                .key("send")
-                .request("POST", &request.url, &request.headers, &request.body);
-            o.key("afterMs")
-                .uint(u64::try_from(after.as_millis()).unwrap_or(u64::MAX));
-            o.raw("}").done()
-        }
-        UsageStep::Done(Ok(UsageAnswer::Recorded {
+    match answer {
+        Ok(UsageAnswer::Recorded {
             duplicate,
             balance,
             signed,
-        })) => {
+        }) => {
             o.raw("{")
                 .key("recorded")
                 .raw("{")
@@ -174,8 +210,8 @@ fn step(id: &str, step: UsageStep) -> String {
             o.key("signed").bool(signed);
             o.raw("}}").done()
         }
-        UsageStep::Done(Ok(answer)) => failure(id, None, Some(&answer)),
-        UsageStep::Done(Err(e)) => failure(id, Some(&e), None),
+        Ok(answer) => failure(id, None, Some(&answer)),
+        Err(e) => failure(id, Some(&e), None),
     }
 }
 

@@ -45,20 +45,14 @@ use polar_license::answers::SchemaLicense;
 use polar_license::error::{Error, Verdict};
 use polar_license::flow::check::Check;
 use polar_license::flow::update::Update;
-use polar_license::flow::{Ctx, Given, Keep, Slot, Stored, Want};
+use polar_license::flow::{Ctx, Given, Slot, Stored, Want};
 use polar_license::grace::{CheckOutcome, LeaseWindow};
 use polar_license::json::{JsonIn, JsonOut as Json, Num};
 use polar_license::key::Key;
-use polar_license::proto::HttpResponse;
 use polar_license::strict::{self, Value};
-use polar_license::transport::{TransportError, TransportErrorKind};
-use polar_license::wasm::STORAGE_PREFIX;
+use polar_license_wasm_steps::{self as steps, name};
 use std::cell::Cell;
 use std::sync::Arc;
-
-fn name(name: &str) -> String {
-    [STORAGE_PREFIX, name].concat()
-}
 
 /// The string member `name` of `o`, if it has one.
 fn member(o: &Value, name: &str) -> Option<String> {
@@ -72,59 +66,6 @@ fn number(o: &Value, name: &str) -> i64 {
         Some(Num::Float(x)) => x as i64,
         None => 0,
     }
-}
-
-/// Text or `null`.
-/// Stored text as it is (the cache format is UTF-8: a header, compact JSON and hex).
-fn text(bytes: &[u8]) -> &str {
-    std::str::from_utf8(bytes).unwrap_or_default()
-}
-
-fn opt_text(v: Option<&Value>) -> Option<Vec<u8>> {
-    v.and_then(JsonIn::string).map(String::into_bytes)
-}
-
-/// `{"x": true}` or `{"x": "why not"}`: the error a storage step failed with.
-fn outcome(v: &Value) -> Result<(), Error> {
-    match v.string() {
-        Some(detail) => Err(Error::Cache { detail }),
-        None => Ok(()),
-    }
-}
-
-/// A response as `license.js` gives it.
-fn response(v: &Value, body: Vec<u8>) -> Result<HttpResponse, Error> {
-    let int = |name: &str| match v.member(name).and_then(|n| n.number()) {
-        Some(Num::Int(n)) => n,
-        _ => 0,
-    };
-    let kind = match int("fail") {
-        0 => {
-            let headers = v
-                .member("headers")
-                .and_then(|h| h.items())
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|pair| {
-                    let pair = pair.items()?;
-                    Some((pair.first()?.string()?, pair.get(1)?.string()?))
-                })
-                .collect();
-            return Ok(HttpResponse {
-                status: u16::try_from(int("status")).unwrap_or(0),
-                headers,
-                body,
-            });
-        }
-        2 => TransportErrorKind::Timeout,
-        3 => TransportErrorKind::TooLarge,
-        _ => TransportErrorKind::Connect,
-    };
-    let detail = v
-        .member("detail")
-        .and_then(|d| d.string())
-        .unwrap_or_default();
-    Err(Error::from(TransportError::new(kind, detail)))
 }
 
 impl Engine {
@@ -345,64 +286,24 @@ impl Engine {
         };
         let ctx = self.ctx();
         let mut j = Json::new();
-        match run.flow.want() {
-            Want::Read(slot) => {
-                j.raw("{\"read\":[").str(&name(&slot.name)).raw(",");
-                j.str(&name(&slot.ledger)).raw(",").str(&name(&slot.clock));
-                j.raw("]}");
+        let want = run.flow.want();
+        // The check in the background tells its pending answer with its mark: written here.
+        if let (Want::Mark(mark), true, Flow::Check(check)) = (&want, run.background, &run.flow) {
+            j.raw("{\"mark\":").str(&name(mark));
+            if let Some(pending) = check.pending(&ctx) {
+                let licensed = matches!(pending, CheckOutcome::Licensed { .. });
+                let window = self.leased(run, check.lease(), licensed);
+                let feature = run.feature.as_deref();
+                let answer = self.outcome_json_leased(&pending, feature, None, window.as_ref());
+                j.key("pending").raw(&answer);
+                j.key("refreshed").bool(check.cache_error().is_none());
             }
-            Want::Lock(slot) => {
-                j.raw("{\"lock\":").str(&name(slot)).raw("}");
-            }
-            Want::Unlock => {
-                j.raw("{\"unlock\":true}");
-            }
-            Want::Mark(mark) => {
-                j.raw("{\"mark\":").str(&name(mark));
-                if let (true, Flow::Check(check)) = (run.background, &run.flow) {
-                    if let Some(pending) = check.pending(&ctx) {
-                        let licensed = matches!(pending, CheckOutcome::Licensed { .. });
-                        let window = self.leased(run, check.lease(), licensed);
-                        let feature = run.feature.as_deref();
-                        let answer =
-                            self.outcome_json_leased(&pending, feature, None, window.as_ref());
-                        j.key("pending").raw(&answer);
-                        j.key("refreshed").bool(check.cache_error().is_none());
-                    }
-                }
-                j.raw("}");
-            }
-            Want::Write {
-                name: n,
-                bytes,
-                keep,
-                compare,
-            } => {
-                // The cache format is UTF-8 text (a header, compact JSON and hex): lossless.
-                j.raw("{\"write\":[")
-                    .str(&name(n))
-                    .raw(",")
-                    .str(text(bytes));
-                match keep {
-                    Keep::Revertible => j.raw(",").str("revertible"),
-                    Keep::Volatile => j.raw(",").str("volatile"),
-                    Keep::Durable => &mut j,
-                };
-                j.raw("]");
-                // Stored only while the ledger holds this (`null`: nothing), else `late`.
-                if let Some(c) = compare {
-                    j.raw(",\"compare\":[").str(&name(c.ledger)).raw(",");
-                    match c.holds {
-                        Some(holds) => j.str(text(holds)),
-                        None => j.raw("null"),
-                    };
-                    j.raw("]");
-                }
-                j.raw("}");
-            }
-            Want::Remove(n) => {
-                j.raw("{\"remove\":").str(&name(n)).raw("}");
-            }
+            return j.raw("}").done();
+        }
+        if steps::storage_want(&mut j, &want) {
+            return j.done();
+        }
+        match want {
             Want::Send(http) => {
                 j.raw("{\"send\":");
                 request_json(&mut j, http);
@@ -416,6 +317,8 @@ impl Engine {
                 drop(runs);
                 return run.map_or_else(gone, |run| self.done(run));
             }
+            // Written above.
+            _ => return gone(),
         }
         j.done()
     }
@@ -425,8 +328,7 @@ impl Engine {
     #[inline(never)]
     pub fn give(&self, id: &str, given: &str, body: Vec<u8>) -> String {
         let mut runs = self.runs.borrow_mut();
-        let v = strict::parse(given.as_bytes()).unwrap_or(Value::Null);
-        let Some((kind, v)) = v.members().and_then(|m| m.into_iter().next()) else {
+        let Some((kind, v)) = steps::given(given) else {
             // Not an answer at all: the machine ends here (answered as gone), out of the
             // table, never kept there for nothing.
             drop(runs.take(id));
@@ -444,26 +346,7 @@ impl Engine {
                 Num::Int(n) => n,
                 Num::Float(x) => x as i64,
             });
-        let given = match kind.as_str() {
-            "locked" => Given::Locked(outcome(&v)),
-            "unlocked" => Given::Unlocked,
-            "marked" => Given::Marked(v.boolean() == Some(true)),
-            "read" => Given::Read(match v.items() {
-                Some(texts) => Ok(Stored {
-                    record: opt_text(texts.first()),
-                    ledger: opt_text(texts.get(1)),
-                    clock: opt_text(texts.get(2)),
-                }),
-                None => Err(Error::Cache {
-                    detail: v.string().unwrap_or_default(),
-                }),
-            }),
-            "written" => Given::Written(outcome(&v)),
-            "late" => Given::Late,
-            "removed" => Given::Removed,
-            "response" => Given::Response(response(&v, body)),
-            _ => Given::Verified,
-        };
+        let given = steps::storage_given(&kind, &v, body);
         self.advance(run, given, read_at);
         drop(runs);
         self.want(id)

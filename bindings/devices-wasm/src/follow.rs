@@ -391,7 +391,8 @@ impl Follower {
                 j.raw("}}");
             }
             // The core's own Ed25519 (`Builtin`) answers at once: never wanted here.
-            Want::Verify | Want::Done => return self.done(),
+            // A follow never waits nor reads a clock.
+            Want::Verify | Want::Done | Want::Wait(_) | Want::Clock => return self.done(),
         }
         j.done()
     }

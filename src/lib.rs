@@ -150,6 +150,7 @@ mod release;
 pub mod rfc3339;
 pub mod schema;
 pub mod seat;
+pub mod seat_beat;
 pub mod seat_hold;
 pub mod stopped;
 // A key's entries in a store, opened and sealed: private to the core (its types are `flow`'s).
@@ -204,9 +205,9 @@ pub use transport::{Transport, TransportError, TransportErrorKind};
 pub use native::{licensing, store};
 #[cfg(not(target_arch = "wasm32"))]
 pub use native::{
-    system_clock, system_clock_ms, Blocking, BlockingClient, ClientBuilder, Clock, FileStore,
-    Licensing, LicensingBuilder, MachineBinding, MemoryStore, ProxySetting, SeatGuard, SlotLock,
-    Store, TlsRoots, UreqTransport, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES,
+    system_clock, system_clock_ms, Beating, Blocking, BlockingClient, ClientBuilder, Clock,
+    FileStore, Licensing, LicensingBuilder, MachineBinding, MemoryStore, ProxySetting, SeatGuard,
+    SlotLock, Store, TlsRoots, UreqTransport, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_TIMEOUT,
 };
 #[cfg(target_arch = "wasm32")]

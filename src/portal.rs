@@ -780,6 +780,12 @@ pub struct ListDevices {
     key: Key,
     this_activation: Option<String>,
     state: ListState,
+    /// As a [`crate::flow::Standalone`]: the request out, a wait before sending it again
+    /// (a `429`'s), the answer once done, the waits so far.
+    sending: Option<PortalRequest>,
+    waiting: Option<core::time::Duration>,
+    outcome: Option<Result<KeyDevices, PortalError>>,
+    patience: crate::flow::Patience,
 }
 
 impl ListDevices {
@@ -797,7 +803,12 @@ impl ListDevices {
             key,
             this_activation,
             state: ListState::Page(1),
+            sending: None,
+            waiting: None,
+            outcome: None,
+            patience: crate::flow::Patience::default(),
         }
+        .begun()
     }
 
     /// The listing of `key`'s devices through the seller's relay (issue #64: no session; the
@@ -811,7 +822,41 @@ impl ListDevices {
             key,
             this_activation,
             state: ListState::Relay,
+            sending: None,
+            waiting: None,
+            outcome: None,
+            patience: crate::flow::Patience::default(),
         }
+        .begun()
+    }
+
+    /// The machine with its first step taken, for [`crate::flow::Standalone`].
+    fn begun(mut self) -> ListDevices {
+        let step = self.start();
+        self.took(step);
+        self
+    }
+
+    /// `step` kept for [`crate::flow::Standalone`]'s wants.
+    fn took(&mut self, step: DevicesStep) {
+        match step {
+            DevicesStep::Send(request) => self.sending = Some(request),
+            DevicesStep::Done(result) => {
+                self.sending = None;
+                self.outcome = Some(result);
+            }
+        }
+    }
+
+    /// The listing's end, once the machine wants nothing more ([`crate::flow::Want::Done`]);
+    /// taken once.
+    pub fn outcome(&mut self) -> Result<KeyDevices, PortalError> {
+        self.outcome.take().unwrap_or_else(|| {
+            Err(PortalError::Invalid(Error::invalid(
+                "devices",
+                "the listing is not done, or its answer was taken already",
+            )))
+        })
     }
 
     fn finish(&mut self, result: Result<KeyDevices, PortalError>) -> DevicesStep {
@@ -895,6 +940,48 @@ impl ListDevices {
                 ))))
             }
         }
+    }
+}
+
+/// The listing as one of the client's timed machines ([`crate::flow::timed`]): a shell sends
+/// each [`crate::flow::Want::Portal`], waits each [`crate::flow::Want::Wait`], and takes
+/// [`ListDevices::outcome`] when done. A `429` (Polar's, or the relay's) is asked again after
+/// its `Retry-After` while the waits fit [`crate::flow::timed::RETRY_BUDGET`]; past it the
+/// listing ends with [`PortalError::RateLimited`] and the wait.
+impl crate::flow::Standalone for ListDevices {
+    fn want(&self) -> crate::flow::Want<'_> {
+        use crate::flow::Want;
+        match (&self.waiting, &self.sending) {
+            (Some(wait), _) => Want::Wait(*wait),
+            (None, Some(request)) => Want::Portal(request),
+            (None, None) => Want::Done,
+        }
+    }
+
+    fn give(&mut self, given: crate::flow::Given) {
+        use crate::flow::Given;
+        match given {
+            Given::Waited => self.waiting = None,
+            Given::Response(response) if self.waiting.is_none() && self.sending.is_some() => {
+                let wait = match &response {
+                    Ok(r) if r.status == 429 => self.patience.wait_for(retry_after(r)),
+                    _ => None,
+                };
+                if wait.is_some() {
+                    // The same request again after the wait.
+                    self.waiting = wait;
+                    return;
+                }
+                let step = self.answer(response.map_err(PortalError::Offline));
+                self.took(step);
+            }
+            // Nothing else is asked of a shell.
+            _ => {}
+        }
+    }
+
+    fn key(&self) -> &Key {
+        &self.key
     }
 }
 
@@ -1164,6 +1251,56 @@ mod tests {
             m.answer(Ok(expired)),
             DevicesStep::Done(Err(PortalError::SessionExpired))
         );
+    }
+
+    /// Issue #77: a `429` of the relay (or of Polar behind it) is waited out for its
+    /// `Retry-After` as a step ([`crate::flow::Want::Wait`]) and the same request sent
+    /// again, on every face alike; a wait past the budget ends the listing `rate_limited`.
+    #[test]
+    fn a_429s_retry_after_is_a_wait_step_then_the_same_request_again() {
+        use crate::flow::{Given, Standalone, Want};
+        let api = Api::new(
+            "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10",
+            &Server::parse("http://127.0.0.1:8787"),
+        )
+        .expect("api");
+        let relay = Portal::for_relay(&api, "http://127.0.0.1:8788/").expect("relay");
+        let limited = |secs: u64| {
+            let mut resp = HttpResponse::new(429, r#"{"error":"TooManyRequests","detail":"x"}"#);
+            resp.headers.push(("retry-after".into(), secs.to_string()));
+            resp
+        };
+        let mut m = ListDevices::via_relay(relay.clone(), Key::new("MINE-1"), None);
+        let Want::Portal(first) = m.want() else {
+            panic!("a request")
+        };
+        let first = first.clone();
+        m.give(Given::Response(Ok(limited(3))));
+        assert!(matches!(m.want(), Want::Wait(w) if w == core::time::Duration::from_secs(3)));
+        m.give(Given::Waited);
+        let Want::Portal(again) = m.want() else {
+            panic!("the same request again")
+        };
+        assert_eq!(*again, first);
+        let listed = serde_json::json!({
+            "license_key_id": "9b0c1f4e-2a3d-4e5f-8a9b-0c1d2e3f4a5b",
+            "limit_activations": 2,
+            "activations": []
+        });
+        m.give(Given::Response(Ok(HttpResponse::new(
+            200,
+            listed.to_string(),
+        ))));
+        assert!(matches!(m.want(), Want::Done));
+        assert_eq!(m.outcome().expect("the devices").limit_activations, Some(2));
+
+        let mut m = ListDevices::via_relay(relay, Key::new("MINE-1"), None);
+        m.give(Given::Response(Ok(limited(600))));
+        assert!(
+            matches!(m.want(), Want::Done),
+            "past the budget: not waited"
+        );
+        assert_eq!(m.outcome(), Err(PortalError::RateLimited(Some(600))));
     }
 
     #[test]

@@ -542,7 +542,7 @@ fn summary(answer: &SeatAnswer) -> &'static str {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::lease::{key_hash, SigningKey};
 
@@ -550,15 +550,16 @@ mod tests {
     const ID: &str = "6a1f4b7e-3c2d-4e5f-8a9b-0c1d2e3f4a5b";
     const LIFE: i64 = 300;
 
-    struct Rig {
+    /// A seat's rig (the seat machines' tests share it: src/seat_beat.rs).
+    pub(crate) struct Rig {
         signer: SigningKey,
         terms: HoldTerms,
         key: Key,
         /// Unix seconds.
-        now: i64,
+        pub(crate) now: i64,
     }
 
-    fn rig() -> Rig {
+    pub(crate) fn rig() -> Rig {
         let (signer, keys, key, now) = crate::lease::seat_rig();
         Rig {
             signer,
@@ -568,7 +569,7 @@ mod tests {
         }
     }
 
-    fn ms(s: i64) -> u64 {
+    pub(crate) fn ms(s: i64) -> u64 {
         u64::try_from(s).unwrap() * 1_000
     }
 
@@ -612,7 +613,8 @@ mod tests {
             SeatHold::acquire_ask(self.key.clone(), "m".into(), false)
         }
 
-        fn hold(&self) -> SeatHold {
+        /// A seat of 300 s acquired at `now`.
+        pub(crate) fn hold(&self) -> SeatHold {
             SeatHold::acquire(&self.terms, &self.ask(), &self.good(self.now), ms(self.now))
                 .unwrap()
                 .unwrap()

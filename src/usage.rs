@@ -318,7 +318,13 @@ pub enum UsageStep {
 pub struct RecordUsage {
     request: HttpRequest,
     id: String,
+    key: Key,
+    /// Sends answered so far.
     sends: u32,
+    /// What comes next: a wait, the send, or the end.
+    next: Next,
+    /// The waits for `429`s so far.
+    patience: crate::flow::Patience,
     /// Signed mode: what an acknowledgement must name (`None`: unsigned).
     signed: Option<Signed>,
 }
@@ -431,7 +437,10 @@ impl RecordUsage {
         Ok(RecordUsage {
             request: usage_request(base_url, organization_id, report)?,
             id: report.id.clone(),
+            key: report.key.clone(),
             sends: 0,
+            next: Next::Send,
+            patience: crate::flow::Patience::default(),
             signed: None,
         })
     }
@@ -506,16 +515,33 @@ impl RecordUsage {
         &self.id
     }
 
-    /// The first step: the first send.
+    /// The first step: the first send. ([`UsageStep`] is the step protocol of the npm
+    /// add-on and the C ABI, a wait and a send in one; a shell of the core drives the
+    /// machine as a [`crate::flow::Standalone`] instead.)
     pub fn start(&mut self) -> UsageStep {
-        self.send()
+        self.step()
     }
 
-    fn send(&mut self) -> UsageStep {
-        self.sends += 1;
-        UsageStep::Send {
-            request: self.request.clone(),
-            after: wait_before(self.sends),
+    /// The next [`UsageStep`]: the waits before the send summed into its `after`.
+    fn step(&mut self) -> UsageStep {
+        let mut after = core::time::Duration::ZERO;
+        loop {
+            match &mut self.next {
+                Next::Wait(wait) => {
+                    after += *wait;
+                    self.next = Next::Send;
+                }
+                Next::Send => {
+                    return UsageStep::Send {
+                        request: self.request.clone(),
+                        after,
+                    }
+                }
+                Next::Done(result) => {
+                    let result = result.take().unwrap_or_else(|| Err(spent()));
+                    return UsageStep::Done(result);
+                }
+            }
         }
     }
 
@@ -523,7 +549,17 @@ impl RecordUsage {
     /// request again, or the end.
     pub fn answer(&mut self, sent: Result<HttpResponse, Error>) -> UsageStep {
         let result = self.read(sent, None);
-        self.after(result)
+        self.after(result);
+        self.step()
+    }
+
+    /// The report's end, once the machine wants nothing more ([`crate::flow::Want::Done`]);
+    /// taken once.
+    pub fn outcome(&mut self) -> Result<UsageAnswer, Error> {
+        match &mut self.next {
+            Next::Done(result) => result.take().unwrap_or_else(|| Err(spent())),
+            _ => Err(Error::invalid("usage", "the report is not done yet")),
+        }
     }
 
     /// [`RecordUsage::answer`] with the host's Ed25519 checking the acknowledgement's
@@ -539,7 +575,8 @@ impl RecordUsage {
         if ed25519.pending() {
             return None;
         }
-        Some(self.after(result))
+        self.after(result);
+        Some(self.step())
     }
 
     /// What the last send brought, read (and in signed mode verified).
@@ -557,18 +594,76 @@ impl RecordUsage {
         })
     }
 
-    /// The next step after a send that ended in `result`.
-    fn after(&mut self, result: Result<UsageAnswer, Error>) -> UsageStep {
-        if self.sends >= USAGE_SENDS || !send_again(&result) {
-            return UsageStep::Done(result);
+    /// What comes after a send that ended in `result`: the same report again after a wait,
+    /// or the end. A `429` (the relay's backlog, or a rate limit) is sent again after its
+    /// `Retry-After` while the waits fit the [`crate::flow::timed::RETRY_BUDGET`] (past it
+    /// the report ends with that answer: a client with a backlog holds it until then); an
+    /// unreachable relay or its 5xx after [`wait_before`]'s; [`USAGE_SENDS`] sends at most.
+    fn after(&mut self, result: Result<UsageAnswer, Error>) {
+        self.sends += 1;
+        let limited = matches!(
+            &result,
+            Ok(UsageAnswer::Backlog { .. }) | Err(Error::RateLimited { .. })
+        );
+        let again = self.sends < USAGE_SENDS && (send_again(&result) || limited);
+        let wait = match again {
+            false => None,
+            true if limited => self.patience.wait_for(waited(&result)),
+            true => Some(wait_before(self.sends + 1)),
+        };
+        self.next = match wait {
+            Some(wait) if wait.is_zero() => Next::Send,
+            Some(wait) => Next::Wait(wait),
+            None => Next::Done(Some(result)),
+        };
+    }
+}
+
+/// What a [`RecordUsage`] does next.
+#[derive(Debug)]
+enum Next {
+    /// Wait this long, then send.
+    Wait(core::time::Duration),
+    /// Send the report.
+    Send,
+    /// The end (`None` once taken).
+    Done(Option<Result<UsageAnswer, Error>>),
+}
+
+/// The answer of a machine whose answer was taken already.
+fn spent() -> Error {
+    Error::invalid("usage", "the report's answer was taken already")
+}
+
+impl crate::flow::Standalone for RecordUsage {
+    fn want(&self) -> crate::flow::Want<'_> {
+        use crate::flow::Want;
+        match &self.next {
+            Next::Wait(wait) => Want::Wait(*wait),
+            Next::Send => Want::Send(&self.request),
+            Next::Done(_) => Want::Done,
         }
-        // The relay asked to wait longer than the next send would: honour its Retry-After
-        // (the report ends as a backlog; a client with a backlog holds it until then).
-        let asked = waited(&result).map(core::time::Duration::from_secs);
-        if asked.is_some_and(|asked| asked > wait_before(self.sends + 1)) {
-            return UsageStep::Done(result);
+    }
+
+    fn give(&mut self, given: crate::flow::Given) {
+        use crate::flow::Given;
+        match given {
+            Given::Waited => {
+                if matches!(self.next, Next::Wait(_)) {
+                    self.next = Next::Send;
+                }
+            }
+            Given::Response(sent) if matches!(self.next, Next::Send) => {
+                let result = self.read(sent, None);
+                self.after(result);
+            }
+            // Nothing else is asked of a shell (a clock reading moves nothing).
+            _ => {}
         }
-        self.send()
+    }
+
+    fn key(&self) -> &Key {
+        &self.key
     }
 }
 
@@ -1168,6 +1263,50 @@ mod tests {
             }
         )
         .is_err());
+    }
+
+    /// Issue #77: the schedule is the machine's, as steps every shell answers alike. A
+    /// `429` (a rate limit, or the relay's backlog) is waited out for its `Retry-After` (a
+    /// [`crate::flow::Want::Wait`]), then the same report is sent again (the same bytes, the
+    /// same id); one whose wait is past the budget ends the report with that answer, unsent.
+    #[test]
+    fn a_429s_retry_after_is_a_wait_step_then_the_same_report_again() {
+        use crate::flow::{Given, Standalone, Want};
+        let limited = |error: &str, secs: u64| {
+            let mut resp = HttpResponse::new(429, format!(r#"{{"error":"{error}","detail":"x"}}"#));
+            resp.headers.push(("retry-after".into(), secs.to_string()));
+            resp
+        };
+        for error in ["TooManyRequests", "UsageBacklog"] {
+            let mut m = RecordUsage::new("http://127.0.0.1:9", ORG, &report()).expect("a machine");
+            let Want::Send(first) = m.want() else {
+                panic!("the first send")
+            };
+            let first = first.body.clone();
+            m.give(Given::Response(Ok(limited(error, 5))));
+            assert!(
+                matches!(m.want(), Want::Wait(w) if w == core::time::Duration::from_secs(5)),
+                "{error}: the Retry-After waited"
+            );
+            m.give(Given::Waited);
+            let Want::Send(again) = m.want() else {
+                panic!("{error}: the same report again")
+            };
+            assert_eq!(again.body, first);
+            m.give(Given::Response(Ok(HttpResponse::new(
+                200,
+                r#"{"recorded":true,"duplicate":false,"balance":4}"#,
+            ))));
+            assert!(matches!(m.want(), Want::Done));
+            assert_eq!(m.outcome().expect("recorded").code(), RECORDED_CODE);
+
+            // A wait past the budget: the answer as it came, nothing waited.
+            let mut m = RecordUsage::new("http://127.0.0.1:9", ORG, &report()).expect("a machine");
+            m.give(Given::Response(Ok(limited(error, 60))));
+            assert!(matches!(m.want(), Want::Done), "{error}");
+            let out = m.outcome();
+            assert_eq!(waited(&out), Some(60), "{error}: {out:?}");
+        }
     }
 
     #[test]

@@ -46,6 +46,8 @@ fn asked(want: &Want<'_>) -> Option<&'static str> {
         Want::Send(_) => "response",
         Want::Verify => "verified",
         Want::Portal(_) => "response",
+        Want::Wait(_) => "waited",
+        Want::Clock => "clock",
         Want::Done => return None,
     })
 }
@@ -221,7 +223,9 @@ impl Client {
                     Want::Send(request) => {
                         Given::Response(self.polar.send(request).map_err(Into::into))
                     }
-                    Want::Verify | Want::Done | Want::Portal(_) => Given::Verified,
+                    Want::Verify | Want::Done | Want::Portal(_) | Want::Wait(_) | Want::Clock => {
+                        Given::Verified
+                    }
                 },
             };
             if let Given::Response(Ok(r)) = &given {

@@ -25,6 +25,7 @@ mod memo;
 mod phases;
 pub(crate) mod standing;
 mod step;
+pub mod timed;
 pub mod update;
 
 /// What a shell names around its machines: a key's entries in a store ([`Slot`]) and how a
@@ -38,3 +39,4 @@ pub use ctx::{open_slot, status_of};
 pub use memo::Memo;
 pub use standing::{status, CacheState, CacheStatus};
 pub use step::{Compare, Given, Heard, Machine, Stored, Want};
+pub use timed::{Patience, Standalone};

@@ -91,6 +91,13 @@ pub enum Want<'m> {
     /// the npm engine's): have them verified, then [`Given::Verified`]. Never wanted with the
     /// core's own verifier, which answers at once.
     Verify,
+    /// Wait this long, then [`Given::Waited`]: the machine's schedule (a heartbeat's interval,
+    /// a `429`'s `Retry-After`, a backoff) as a step, so that no shell keeps one. A shell that
+    /// is stopped meanwhile (its app gave the seat back) stops driving instead.
+    Wait(core::time::Duration),
+    /// Read the shell's clock: [`Given::Clock`] (unix milliseconds). The core reads no clock
+    /// itself; a machine whose rules are timed (a seat's lease) asks for it at each step.
+    Clock,
     /// The machine is done: take its answer.
     Done,
 }
@@ -118,6 +125,10 @@ pub enum Given {
     Response(Result<HttpResponse, Error>),
     /// The verifier has the host's answers to what it asked.
     Verified,
+    /// The wait asked for ([`Want::Wait`]) is over.
+    Waited,
+    /// The shell's clock, unix milliseconds ([`Want::Clock`]).
+    Clock(u64),
 }
 
 impl Given {
@@ -132,6 +143,8 @@ impl Given {
             Given::Removed => "removed",
             Given::Response(_) => "response",
             Given::Verified => "verified",
+            Given::Waited => "waited",
+            Given::Clock(_) => "clock",
         }
     }
 }

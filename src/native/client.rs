@@ -7,9 +7,9 @@ use crate::lease::LEASE_HEADER;
 use crate::model::{LicenseKeyActivationRead, LicenseKeyRead, ValidatedLicenseKey};
 use crate::options::{client_setters, ClientOptions};
 use crate::portal::{
-    parse_authenticate, parse_key_page, parse_key_with_activations, parse_request_code,
-    DevicesStep, KeyDevices, KeyWithActivations, ListDevices, Portal, PortalError, PortalRequest,
-    SessionToken, MAX_PORTAL_PAGES,
+    parse_authenticate, parse_key_page, parse_key_with_activations, parse_request_code, KeyDevices,
+    KeyWithActivations, ListDevices, Portal, PortalError, PortalRequest, SessionToken,
+    MAX_PORTAL_PAGES,
 };
 use crate::proto::{
     parse_activate, parse_activate_for, parse_deactivate, parse_validate, parse_validate_for,
@@ -265,11 +265,40 @@ impl BlockingClient {
     /// A seat request (issue #67) to the seller's relay at this client's base URL: acquire,
     /// heartbeat or release one of the key's floating or CI seats
     /// ([`crate::seat::seat_request`], [`crate::seat::read_seat_answer`]).
+    ///
+    /// The core's [`crate::seat_beat::SeatCall`], driven by the one loop: a `429` is asked
+    /// again after its `Retry-After` while the waits fit
+    /// [`crate::flow::timed::RETRY_BUDGET`], but for a heartbeat, sent once: the hold it
+    /// keeps retries it on its own schedule ([`crate::seat_hold::SeatHold`], never past the
+    /// lease's end).
     pub fn seat(&self, ask: &crate::seat::SeatAsk) -> Result<crate::seat::SeatAnswer, Error> {
-        let request =
-            crate::seat::seat_request(self.api.base_url(), self.api.organization_id(), ask)?;
-        let response = self.transport.send(&request)?;
-        crate::seat::read_seat_answer(ask.op, &response)
+        let call = match ask.op {
+            crate::seat::SeatOp::Heartbeat => crate::seat_beat::SeatCall::once(
+                self.api.base_url(),
+                self.api.organization_id(),
+                ask,
+            ),
+            _ => self.seat_call(ask, None),
+        };
+        self.drive(call).outcome()
+    }
+
+    /// The machine of one seat request to this client's base URL (`days`: a borrowing).
+    pub fn seat_call(
+        &self,
+        ask: &crate::seat::SeatAsk,
+        days: Option<u32>,
+    ) -> crate::seat_beat::SeatCall {
+        let (base, org) = (self.api.base_url(), self.api.organization_id());
+        match days {
+            Some(days) => crate::seat_beat::SeatCall::borrow(base, org, ask, days),
+            None => crate::seat_beat::SeatCall::new(base, org, ask),
+        }
+    }
+
+    /// The base URL requests go to (the seller's relay, for seats and usage).
+    pub fn base_url(&self) -> &str {
+        self.api.base_url()
     }
 
     /// Reports `units` of `meter` (the event name the seller's meter counts) used with `key`
@@ -357,25 +386,13 @@ impl BlockingClient {
         self.drive_usage(machine)
     }
 
-    /// Sends what the report's machine asks until it ends.
+    /// The report's machine driven by the one loop ([`BlockingClient::drive`]): its sends,
+    /// its waits (a `429`'s `Retry-After` among them) are the machine's.
     fn drive_usage(
         &self,
-        mut machine: crate::usage::RecordUsage,
+        machine: crate::usage::RecordUsage,
     ) -> Result<crate::usage::UsageAnswer, Error> {
-        use crate::usage::UsageStep;
-        let mut step = machine.start();
-        loop {
-            match step {
-                UsageStep::Send { request, after } => {
-                    if !after.is_zero() {
-                        std::thread::sleep(after);
-                    }
-                    let sent = self.transport.send(&request).map_err(Error::from);
-                    step = machine.answer(sent);
-                }
-                UsageStep::Done(result) => return result,
-            }
-        }
+        self.drive(machine).outcome()
     }
 
     /// Borrows one of the key's floating seats for offline use for `days` days from the
@@ -386,14 +403,7 @@ impl BlockingClient {
         ask: &crate::seat::SeatAsk,
         days: u32,
     ) -> Result<crate::seat::SeatAnswer, Error> {
-        let request = crate::seat::borrow_request(
-            self.api.base_url(),
-            self.api.organization_id(),
-            ask,
-            days,
-        )?;
-        let response = self.transport.send(&request)?;
-        crate::seat::read_seat_answer(ask.op, &response)
+        self.drive(self.seat_call(ask, Some(days))).outcome()
     }
 
     /// Deactivates an activation, freeing its slot. A second deactivate is `not_found`.
@@ -494,22 +504,13 @@ impl BlockingClient {
         key: &Key,
         this_activation: Option<&str>,
     ) -> Result<KeyDevices, PortalError> {
-        let mut machine = ListDevices::new(
+        let machine = ListDevices::new(
             Portal::for_api(&self.api),
             session.clone(),
             key.clone(),
             this_activation.map(str::to_string),
         );
-        let mut step = machine.start();
-        loop {
-            match step {
-                DevicesStep::Done(result) => return result,
-                DevicesStep::Send(request) => {
-                    let answer = self.send_portal(Ok(request));
-                    step = machine.answer(answer);
-                }
-            }
-        }
+        self.drive(machine).outcome()
     }
 
     /// The devices of `key` through the seller's relay at `relay_url` (issue #64: its
@@ -525,17 +526,8 @@ impl BlockingClient {
         this_activation: Option<&str>,
     ) -> Result<KeyDevices, PortalError> {
         let portal = Portal::for_relay(&self.api, relay_url).map_err(PortalError::Invalid)?;
-        let mut machine =
+        let machine =
             ListDevices::via_relay(portal, key.clone(), this_activation.map(str::to_string));
-        let mut step = machine.start();
-        loop {
-            match step {
-                DevicesStep::Done(result) => return result,
-                DevicesStep::Send(request) => {
-                    let answer = self.send_portal(Ok(request));
-                    step = machine.answer(answer);
-                }
-            }
-        }
+        self.drive(machine).outcome()
     }
 }

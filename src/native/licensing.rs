@@ -878,9 +878,15 @@ impl Licensing {
                     sent = Some(Instant::now());
                     Given::Response(send(request))
                 }
-                Want::Portal(request) => Given::Response(self.client.portal_response(request)),
                 // The core's verifier answers at once: never wanted here.
                 Want::Verify => Given::Verified,
+                // The network and the clock as the client's own loop answers them.
+                want @ (Want::Portal(_) | Want::Wait(_) | Want::Clock) => {
+                    match self.client.answer(&super::drive::Io::of(want)) {
+                        Some(given) => given,
+                        None => return,
+                    }
+                }
                 Want::Done => return,
             };
             check.give(ctx, given);

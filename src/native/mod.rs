@@ -16,6 +16,7 @@
 mod blocking;
 mod client;
 mod clock;
+mod drive;
 mod events;
 pub mod licensing;
 mod seat_guard;
@@ -26,7 +27,7 @@ pub use blocking::Blocking;
 pub use client::{BlockingClient, ClientBuilder};
 pub use clock::{system_clock, system_clock_ms, Clock};
 pub use licensing::{Licensing, LicensingBuilder, MachineBinding};
-pub use seat_guard::SeatGuard;
+pub use seat_guard::{Beating, SeatGuard};
 pub use store::{FileStore, MemoryStore, SlotLock, Store};
 pub use transport::{
     ProxySetting, TlsRoots, UreqTransport, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES,

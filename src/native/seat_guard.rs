@@ -1,8 +1,9 @@
 //! A floating or CI seat held by a native app (issue #67 item 5, the Rust face): a
 //! [`SeatGuard`] heartbeats its seat on a thread of its own and gives it back when dropped.
 //! Every rule (whether an answer holds a seat, what comes next, when, what each answer does
-//! to the hold, when it is lost) is the core's [`SeatHold`]; this shell only sends the
-//! requests and sleeps as long as the hold says.
+//! to the hold, when it is lost) is the core's [`SeatHold`], its schedule the core's
+//! [`SeatBeat`]; this shell drives it with its one loop ([`BlockingClient::drive_shared`]) on
+//! a thread ([`Beating`], which Python's seat shares), its waits cut short by a release.
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
@@ -10,21 +11,106 @@ use std::thread::JoinHandle;
 use crate::error::Error;
 use crate::key::Key;
 use crate::seat::{Seat, SeatAnswer};
-use crate::seat_hold::{HoldPoll, HoldState, HoldTerms, SeatHold};
+use crate::seat_beat::SeatBeat;
+use crate::seat_hold::{HoldState, HoldTerms, SeatHold};
 
 use super::clock::system_clock_ms;
 use super::BlockingClient;
 
-/// What the guard and its heartbeat thread share.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What a held seat's handle and its heartbeat thread share.
 struct Shared {
-    hold: Mutex<SeatHold>,
-    /// Set when the guard is released or dropped: the thread stops at once.
+    beat: Mutex<SeatBeat>,
+    /// Set when the seat is released or its handle dropped: the thread stops at once.
     stop: Mutex<bool>,
     wake: Condvar,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
+/// A held seat's machine ([`SeatBeat`]) and, when asked for, the thread that drives it with
+/// the client's one loop until the hold ends or [`Beating::stop`]: the part of a seat every
+/// native face shares ([`SeatGuard`], Python's `Seat`). No rule and no wait of its own.
+pub struct Beating {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Beating {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let beat = lock(&self.shared.beat);
+        f.debug_struct("Beating")
+            .field("seat", &beat.hold().seat().id)
+            .field("state", &beat.hold().state())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Beating {
+    /// `hold`'s heartbeats to `client`'s base URL, on a thread of their own when `background`
+    /// (else the app drives the hold itself, through [`Beating::with`]). `Err`: no thread
+    /// could be started (nothing is released here: the caller gives the seat back).
+    pub fn start(
+        client: &BlockingClient,
+        hold: SeatHold,
+        background: bool,
+    ) -> Result<Beating, Error> {
+        let shared = Arc::new(Shared {
+            beat: Mutex::new(SeatBeat::new(hold, client.base_url())),
+            stop: Mutex::new(false),
+            wake: Condvar::new(),
+        });
+        let mut beating = Beating {
+            shared,
+            thread: None,
+        };
+        if background {
+            let (client, shared) = (client.clone(), Arc::clone(&beating.shared));
+            let started = std::thread::Builder::new()
+                .name("polar-license-seat".into())
+                .spawn(move || beat(&client, &shared))
+                .map_err(|e| Error::Offline {
+                    timeout: false,
+                    detail: format!("could not start the seat's heartbeat thread: {e}"),
+                })?;
+            beating.thread = Some(started);
+        }
+        Ok(beating)
+    }
+
+    /// `f` on the seat's machine (under its lock: not held over a request or a wait).
+    pub fn with<R>(&self, f: impl FnOnce(&mut SeatBeat) -> R) -> R {
+        f(&mut lock(&self.shared.beat))
+    }
+
+    /// Stops the thread (at once, even in a wait); with `join`, waits for it (a heartbeat
+    /// under way finishes first, within the client's timeout).
+    pub fn stop(&mut self, join: bool) {
+        *lock(&self.shared.stop) = true;
+        self.shared.wake.notify_all();
+        if let Some(handle) = self.thread.take() {
+            if join {
+                let _ = handle.join();
+            }
+        }
+    }
+}
+
+/// The heartbeat thread: the core's [`SeatBeat`] driven by the client's one loop (its
+/// heartbeats sent, its waits waited here so that a release cuts them short); ends when
+/// stopped or when the hold ends (gone, or lost at its lease's end). Every rule and every
+/// wait is the machine's.
+fn beat(client: &BlockingClient, shared: &Shared) {
+    let waited = |wait| {
+        let stopped = lock(&shared.stop);
+        let (stopped, _) = shared
+            .wake
+            .wait_timeout_while(stopped, wait, |stop| !*stop)
+            .unwrap_or_else(PoisonError::into_inner);
+        !*stopped
+    };
+    client.drive_shared(&shared.beat, waited, |_| !*lock(&shared.stop));
 }
 
 /// One of a key's seats held by this process, from [`BlockingClient::hold_seat`]: a thread
@@ -35,18 +121,19 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// its life ends). [`SeatGuard::release`] releases it and says how that went.
 pub struct SeatGuard {
     client: BlockingClient,
-    shared: Arc<Shared>,
-    beat: Option<JoinHandle<()>>,
+    beating: Beating,
 }
 
 impl std::fmt::Debug for SeatGuard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let hold = lock(&self.shared.hold);
-        f.debug_struct("SeatGuard")
-            .field("key", hold.key())
-            .field("seat", &hold.seat().id)
-            .field("state", &hold.state())
-            .finish_non_exhaustive()
+        self.beating.with(|b| {
+            let hold = b.hold();
+            f.debug_struct("SeatGuard")
+                .field("key", hold.key())
+                .field("seat", &hold.seat().id)
+                .field("state", &hold.state())
+                .finish_non_exhaustive()
+        })
     }
 }
 
@@ -66,71 +153,45 @@ impl BlockingClient {
         machine: impl Into<String>,
         ci: bool,
     ) -> Result<Result<SeatGuard, SeatAnswer>, Error> {
-        let ask = SeatHold::acquire_ask(key, machine.into(), ci);
+        let hold = match self.acquire_hold(terms, key, machine.into(), ci)? {
+            Ok(hold) => hold,
+            Err(refused) => return Ok(Err(refused)),
+        };
+        match Beating::start(self, hold.clone(), true) {
+            Ok(beating) => Ok(Ok(SeatGuard {
+                client: self.clone(),
+                beating,
+            })),
+            // No thread, no heartbeat: the seat goes back.
+            Err(e) => {
+                if let Some(back) = hold.release_ask() {
+                    let _ = self.seat(&back);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// One of `key`'s seats acquired for `machine` and read into a hold under `terms`:
+    /// `Ok(Ok(hold))` held, `Ok(Err(answer))` refused (full, or Polar's denial), `Err` no
+    /// answer, or one whose lease does not verify (the seat it named given back).
+    pub fn acquire_hold(
+        &self,
+        terms: &HoldTerms,
+        key: Key,
+        machine: String,
+        ci: bool,
+    ) -> Result<Result<SeatHold, SeatAnswer>, Error> {
+        let ask = SeatHold::acquire_ask(key, machine, ci);
         let answer = self.seat(&ask)?;
-        let hold = match SeatHold::acquire(terms, &ask, &answer, system_clock_ms()) {
-            Ok(Ok(hold)) => hold,
-            Ok(Err(refused)) => return Ok(Err(refused)),
+        match SeatHold::acquire(terms, &ask, &answer, system_clock_ms()) {
+            Ok(held) => Ok(held),
             Err(e) => {
                 if let Some(back) = SeatHold::release_unheld(&ask, &answer) {
                     let _ = self.seat(&back);
                 }
-                return Err(e);
+                Err(e)
             }
-        };
-        let shared = Arc::new(Shared {
-            hold: Mutex::new(hold),
-            stop: Mutex::new(false),
-            wake: Condvar::new(),
-        });
-        let mut guard = SeatGuard {
-            client: self.clone(),
-            shared,
-            beat: None,
-        };
-        let (client, shared) = (self.clone(), Arc::clone(&guard.shared));
-        match std::thread::Builder::new()
-            .name("polar-license-seat".into())
-            .spawn(move || beat(&client, &shared))
-        {
-            Ok(handle) => guard.beat = Some(handle),
-            // No thread, no heartbeat: the seat goes back (the guard's drop releases it).
-            Err(e) => {
-                return Err(Error::Offline {
-                    timeout: false,
-                    detail: format!("could not start the seat's heartbeat thread: {e}"),
-                })
-            }
-        }
-        Ok(Ok(guard))
-    }
-}
-
-/// The heartbeat thread: asks the hold what to do now (send its heartbeat, wait, or stop: the
-/// hold ended, gone or lost at its lease's end), does it, and hands the heartbeat's answer
-/// back; ends when stopped or when the hold ends. Every rule and every wait is the hold's.
-fn beat(client: &BlockingClient, shared: &Shared) {
-    loop {
-        let next = lock(&shared.hold).poll(system_clock_ms());
-        match next {
-            HoldPoll::Send(ask) => {
-                let answer = client.seat(&ask);
-                let _ = lock(&shared.hold).heartbeat_answered(system_clock_ms(), &answer);
-            }
-            HoldPoll::Wait(wait) => {
-                let stopped = lock(&shared.stop);
-                let (stopped, _) = shared
-                    .wake
-                    .wait_timeout_while(stopped, wait, |stop| !*stop)
-                    .unwrap_or_else(PoisonError::into_inner);
-                if *stopped {
-                    return;
-                }
-            }
-            HoldPoll::Ended(_) => return,
-        }
-        if *lock(&shared.stop) {
-            return;
         }
     }
 }
@@ -139,7 +200,7 @@ impl SeatGuard {
     /// The seat as the relay last answered it (its life moves on with each heartbeat; its
     /// `expires_at` is the signed lease's).
     pub fn seat(&self) -> Seat {
-        lock(&self.shared.hold).seat().clone()
+        self.beating.with(|b| b.hold().seat().clone())
     }
 
     /// Where the hold stands now: held; gone (the relay no longer holds it: acquire again);
@@ -147,12 +208,12 @@ impl SeatGuard {
     /// [`SeatGuard::lost`] says why; stop what it licensed). Never `held` past the lease's
     /// end, even before the heartbeat thread wakes.
     pub fn state(&self) -> HoldState {
-        lock(&self.shared.hold).state_at(system_clock_ms())
+        self.beating.with(|b| b.hold().state_at(system_clock_ms()))
     }
 
     /// When the hold is lost now: why ([`Error::SeatLost`], reason `seat_lost`).
     pub fn lost(&self) -> Option<Error> {
-        lock(&self.shared.hold).lost(system_clock_ms())
+        self.beating.with(|b| b.hold().lost(system_clock_ms()))
     }
 
     /// Stops the heartbeat and gives the seat back: `Ok` once the relay answered (a seat it
@@ -162,22 +223,13 @@ impl SeatGuard {
         self.give_back()
     }
 
-    fn stop(&mut self) {
-        *lock(&self.shared.stop) = true;
-        self.shared.wake.notify_all();
-        if let Some(handle) = self.beat.take() {
-            // A heartbeat under way finishes first (within the client's timeout).
-            let _ = handle.join();
-        }
-    }
-
     fn give_back(&mut self) -> Result<(), Error> {
-        self.stop();
-        let Some(ask) = lock(&self.shared.hold).release_ask() else {
+        self.beating.stop(true);
+        let Some(ask) = self.beating.with(|b| b.hold().release_ask()) else {
             return Ok(());
         };
         let answer = self.client.seat(&ask);
-        lock(&self.shared.hold).released();
+        self.beating.with(|b| b.hold_mut().released());
         answer.map(|_| ())
     }
 }

@@ -6,9 +6,9 @@ use crate::key::Key;
 use crate::model::{LicenseKeyActivationRead, LicenseKeyRead, ValidatedLicenseKey};
 use crate::options::{client_setters, ClientOptions};
 use crate::portal::{
-    parse_authenticate, parse_key_page, parse_key_with_activations, parse_request_code,
-    DevicesStep, KeyDevices, KeyWithActivations, ListDevices, Portal, PortalError, PortalRequest,
-    SessionToken, MAX_PORTAL_PAGES,
+    parse_authenticate, parse_key_page, parse_key_with_activations, parse_request_code, KeyDevices,
+    KeyWithActivations, ListDevices, Portal, PortalError, PortalRequest, SessionToken,
+    MAX_PORTAL_PAGES,
 };
 use crate::proto::{
     parse_activate, parse_activate_for, parse_deactivate, parse_validate, parse_validate_for,
@@ -186,6 +186,27 @@ impl AsyncClient {
 /// devices, each request a `fetch` with the session's bearer. Free a device with
 /// [`AsyncClient::deactivate`] (the whole key and the device's activation id; no session).
 impl AsyncClient {
+    /// This shell's one loop for the client's timed machines ([`crate::flow::Standalone`]:
+    /// devices, usage): sends what they ask over `fetch`, waits on the host's `setTimeout`,
+    /// reads `Date.now()`, until done (as the native `BlockingClient::drive`).
+    pub async fn drive<M: crate::flow::Standalone>(&self, mut machine: M) -> M {
+        use crate::flow::{Given, Want};
+        loop {
+            let given = match machine.want() {
+                Want::Send(request) => Given::Response(self.send(request).await),
+                Want::Portal(request) => Given::Response(self.portal_response(request).await),
+                Want::Wait(wait) => {
+                    super::js::sleep(wait).await;
+                    Given::Waited
+                }
+                Want::Clock => Given::Clock(super::js::now_ms()),
+                // A timed machine asks for no store.
+                _ => return machine,
+            };
+            machine.give(given);
+        }
+    }
+
     /// Sends one customer-portal request for a machine of the core ([`crate::flow::Want::Portal`]).
     pub(crate) async fn portal_response(
         &self,
@@ -278,22 +299,13 @@ impl AsyncClient {
         key: &Key,
         this_activation: Option<&str>,
     ) -> Result<KeyDevices, PortalError> {
-        let mut machine = ListDevices::new(
+        let machine = ListDevices::new(
             Portal::for_api(&self.api),
             session.clone(),
             key.clone(),
             this_activation.map(str::to_string),
         );
-        let mut step = machine.start();
-        loop {
-            match step {
-                DevicesStep::Done(result) => return result,
-                DevicesStep::Send(request) => {
-                    let answer = self.send_portal(Ok(request)).await;
-                    step = machine.answer(answer);
-                }
-            }
-        }
+        self.drive(machine).await.outcome()
     }
 
     /// The devices of `key` through the seller's relay at `relay_url` (issue #64: no session;
@@ -306,17 +318,8 @@ impl AsyncClient {
         this_activation: Option<&str>,
     ) -> Result<KeyDevices, PortalError> {
         let portal = Portal::for_relay(&self.api, relay_url).map_err(PortalError::Invalid)?;
-        let mut machine =
+        let machine =
             ListDevices::via_relay(portal, key.clone(), this_activation.map(str::to_string));
-        let mut step = machine.start();
-        loop {
-            match step {
-                DevicesStep::Done(result) => return result,
-                DevicesStep::Send(request) => {
-                    let answer = self.send_portal(Ok(request)).await;
-                    step = machine.answer(answer);
-                }
-            }
-        }
+        self.drive(machine).await.outcome()
     }
 }

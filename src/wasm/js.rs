@@ -33,6 +33,12 @@ pub fn date_now() -> i64 {
     (js_sys::Date::now() / 1000.0).floor() as i64
 }
 
+/// The local clock in unix milliseconds, from `Date.now()` (a machine's [`crate::flow::Want::Clock`]).
+pub fn now_ms() -> u64 {
+    // Date.now() is whole milliseconds as an f64, far inside u64's range (0 before 1970).
+    js_sys::Date::now().max(0.0) as u64
+}
+
 /// Waits `after` on the host's `setTimeout` (at once where the host has none).
 pub async fn sleep(after: std::time::Duration) {
     if after.is_zero() {

@@ -583,6 +583,11 @@ impl AsyncLicensing {
                 }
                 // The core's verifier answers at once: never wanted here.
                 Want::Verify => Given::Verified,
+                Want::Wait(wait) => {
+                    super::js::sleep(wait).await;
+                    Given::Waited
+                }
+                Want::Clock => Given::Clock(super::js::now_ms()),
                 Want::Done => break,
             };
             machine.give(&ctx, given);

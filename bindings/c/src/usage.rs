@@ -6,8 +6,10 @@
 //!
 //! Threads: `polar_license_client_record_usage` may be called from any thread, at the same
 //! time as any other call on the same client (it holds no lock of the client's while it
-//! waits: it blocks its own thread for its sends, up to three of them and 600 ms of waits
-//! between them, each bounded by the client's timeout). A result is the caller's: read it
+//! waits: it blocks its own thread for its sends, up to three of them, each bounded by the
+//! client's timeout, and the waits the core's machine asks between them: 200 ms and 400 ms
+//! after an unreachable relay or its 5xx, a `429`'s `Retry-After` while the waits come to
+//! at most 30 s, `polar_license::flow::timed::RETRY_BUDGET`). A result is the caller's: read it
 //! from any one thread at a time, free it once.
 
 use super::client::polar_license_client;

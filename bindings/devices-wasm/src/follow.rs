@@ -278,7 +278,7 @@ impl Follower {
                 j.done()
             }
             // The core's own Ed25519 (`Builtin`) answers at once, and the storage wants are
-            // written above: never here.
+            // written above: never here (nor a wait or the clock: a follow never waits).
             _ => self.done(),
         }
     }

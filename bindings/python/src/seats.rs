@@ -1,18 +1,19 @@
 //! Floating and CI seats from Python (issue #76): a seat held through the seller's relay (the
 //! licensing's base URL) by the core's hold ([`SeatHold`]): whether an answer holds a seat (its
 //! signed lease verified with the licensing's relay keys: none, no seat), what to send next
-//! and when, what each answer does to the hold, when it is lost. This file only sends what the
-//! hold hands out and sleeps as long as it says, on a thread of its own (`background`, the Rust
-//! face's `SeatGuard` loop) or when the app calls [`NativeSeat::poll`] (the C face's
-//! `polar_license_seat_next_ms` and `_heartbeat`); no rule and no schedule live here, and no
-//! sentence is written in Python: every error is the core's.
+//! and when, what each answer does to the hold, when it is lost. Its heartbeats run on a
+//! thread of their own (`background`: the native shell's [`Beating`], the Rust face's
+//! `SeatGuard` thread, driving the core's `SeatBeat`) or when the app calls
+//! [`NativeSeat::poll`] (the C face's `polar_license_seat_next_ms` and `_heartbeat`); no rule,
+//! no schedule and no loop live here, and no sentence is written in Python: every error is
+//! the core's.
 
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use polar_license::seat::{Seat, SeatAnswer, SeatAsk};
 use polar_license::seat_hold::{HoldPoll, HoldState, SeatHold};
-use polar_license::{system_clock_ms, BlockingClient, Denial, Error, Licensing, Reason};
+use polar_license::{system_clock_ms, Beating, BlockingClient, Denial, Error, Licensing, Reason};
 use pyo3::prelude::*;
 use serde_json::{json, Value};
 
@@ -20,14 +21,6 @@ use super::{denial_json, err, error_json, key_or_remembered, ok, seconds, to_py}
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// What the seat's handle and its heartbeat thread share.
-struct Shared {
-    hold: Mutex<SeatHold>,
-    /// Set when the seat is released or its handle dropped: the thread stops at its next wake.
-    stop: Mutex<bool>,
-    wake: Condvar,
 }
 
 /// The seat as Python reads it: its id, kind, this machine's binding, the signed lease's end
@@ -106,18 +99,10 @@ fn acquire(
             .unwrap_or_default()
             .to_string(),
     };
-    let relay = licensing.client();
-    let ask = SeatHold::acquire_ask(key, machine, ci);
-    let answer = relay.seat(&ask).map_err(|e| err(&e))?;
-    match SeatHold::acquire(&terms, &ask, &answer, system_clock_ms()) {
+    match licensing.client().acquire_hold(&terms, key, machine, ci) {
         Ok(Ok(hold)) => Ok(hold),
         Ok(Err(refused)) => Err(refused_json(&refused)),
-        Err(e) => {
-            if let Some(back) = SeatHold::release_unheld(&ask, &answer) {
-                let _ = relay.seat(&back);
-            }
-            Err(err(&e))
-        }
+        Err(e) => Err(err(&e)),
     }
 }
 
@@ -138,70 +123,35 @@ pub(crate) fn acquire_seat<'py>(
         Err(answer) => return Ok((None, to_py(py, &answer)?)),
     };
     let answer = ok(seat_json(&hold));
-    let seat = NativeSeat {
-        client: licensing.client().clone(),
-        shared: Arc::new(Shared {
-            hold: Mutex::new(hold),
-            stop: Mutex::new(false),
-            wake: Condvar::new(),
-        }),
-    };
-    if background {
-        let (client, shared) = (seat.client.clone(), Arc::clone(&seat.shared));
-        let started = std::thread::Builder::new()
-            .name("polar-license-seat".into())
-            .spawn(move || beat(&client, &shared));
-        if let Err(e) = started {
+    let client = licensing.client().clone();
+    let beating = match Beating::start(&client, hold.clone(), background) {
+        Ok(beating) => beating,
+        Err(e) => {
             // No thread, no heartbeat: the seat goes back at once.
-            let _ = py.detach(|| seat.give_back());
-            let e = Error::Offline {
-                timeout: false,
-                detail: format!("could not start the seat's heartbeat thread: {e}"),
-            };
+            if let Some(back) = hold.release_ask() {
+                let _ = py.detach(|| client.seat(&back));
+            }
             return Ok((None, to_py(py, &err(&e))?));
         }
-    }
+    };
+    let seat = NativeSeat {
+        client,
+        beating: Mutex::new(beating),
+    };
     Ok((Some(seat), to_py(py, &answer)?))
-}
-
-/// The heartbeat thread: what the hold says, until stopped or the hold ends (the Rust face's
-/// `SeatGuard` loop): send its heartbeat and hand back what it got, or wait as long as it says.
-fn beat(client: &BlockingClient, shared: &Shared) {
-    loop {
-        let next = lock(&shared.hold).poll(system_clock_ms());
-        match next {
-            HoldPoll::Send(ask) => {
-                let answer = client.seat(&ask);
-                let _ = lock(&shared.hold).heartbeat_answered(system_clock_ms(), &answer);
-            }
-            HoldPoll::Wait(wait) => {
-                let stopped = lock(&shared.stop);
-                let (stopped, _) = shared
-                    .wake
-                    .wait_timeout_while(stopped, wait, |stop| !*stop)
-                    .unwrap_or_else(PoisonError::into_inner);
-                if *stopped {
-                    return;
-                }
-            }
-            HoldPoll::Ended(_) => return,
-        }
-        if *lock(&shared.stop) {
-            return;
-        }
-    }
 }
 
 /// One of a key's seats held by this process (`polar_license.Seat` wraps it).
 #[pyclass(frozen, module = "polar_license._native")]
 pub(crate) struct NativeSeat {
     client: BlockingClient,
-    shared: Arc<Shared>,
+    beating: Mutex<Beating>,
 }
 
 impl NativeSeat {
-    fn hold(&self) -> MutexGuard<'_, SeatHold> {
-        lock(&self.shared.hold)
+    /// `f` on the hold (under the machine's lock, never over a request).
+    fn with_hold<R>(&self, f: impl FnOnce(&mut SeatHold) -> R) -> R {
+        lock(&self.beating).with(|b| f(b.hold_mut()))
     }
 
     /// The hold's request `ask` sent (the lock not held meanwhile), and its answer folded in:
@@ -209,35 +159,26 @@ impl NativeSeat {
     /// `seat_lost` once it has ended so).
     fn send_heartbeat(&self, ask: &SeatAsk) -> Value {
         let answer = self.client.seat(ask);
-        let mut hold = self.hold();
-        match hold.heartbeat_answered(system_clock_ms(), &answer) {
-            Ok(HoldState::Lost) => self.lost_or_state(&hold),
-            Ok(state) => ok(json!(state.as_str())),
-            Err(e) => err(&e),
-        }
-    }
-
-    /// `{"error": seat_lost}` for a hold lost now (the core's words), else `{"ok": state}`.
-    fn lost_or_state(&self, hold: &SeatHold) -> Value {
-        let now = system_clock_ms();
-        match hold.lost(now) {
-            Some(e) => err(&e),
-            None => ok(json!(hold.state_at(now).as_str())),
-        }
+        self.with_hold(
+            |hold| match hold.heartbeat_answered(system_clock_ms(), &answer) {
+                Ok(HoldState::Lost) => lost_or_state(hold),
+                Ok(state) => ok(json!(state.as_str())),
+                Err(e) => err(&e),
+            },
+        )
     }
 
     /// Stops the thread and sends the release (none when already released): `{"ok": held}`,
     /// whether the relay still held the seat.
     fn give_back(&self) -> Value {
-        *lock(&self.shared.stop) = true;
-        self.shared.wake.notify_all();
-        let Some(ask) = self.hold().release_ask() else {
+        lock(&self.beating).stop(false);
+        let Some(ask) = self.with_hold(|hold| hold.release_ask()) else {
             return ok(json!(false));
         };
         let answer = self.client.seat(&ask);
         // Released whatever came of it: a seat the relay was not told of frees by itself
         // within its life.
-        self.hold().released();
+        self.with_hold(|hold| hold.released());
         match answer {
             Ok(SeatAnswer::Released(held)) => ok(json!(held)),
             Ok(SeatAnswer::Gone) => ok(json!(false)),
@@ -250,23 +191,32 @@ impl NativeSeat {
     }
 }
 
+/// `{"error": seat_lost}` for a hold lost now (the core's words), else `{"ok": state}`.
+fn lost_or_state(hold: &SeatHold) -> Value {
+    let now = system_clock_ms();
+    match hold.lost(now) {
+        Some(e) => err(&e),
+        None => ok(json!(hold.state_at(now).as_str())),
+    }
+}
+
 #[pymethods]
 impl NativeSeat {
     /// The seat as the relay last answered it (its end is the signed lease's).
     fn seat<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let value = seat_json(&self.hold());
+        let value = self.with_hold(|hold| seat_json(hold));
         to_py(py, &value)
     }
 
     /// `held`, `lost`, `gone` or `released` now: never `held` past the hold's end, even
     /// before a heartbeat says so.
     fn state(&self) -> &'static str {
-        self.hold().state_at(system_clock_ms()).as_str()
+        self.with_hold(|hold| hold.state_at(system_clock_ms()).as_str())
     }
 
     /// The core's `seat_lost` error when the hold is lost now, else `None`.
     fn lost<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        match self.hold().lost(system_clock_ms()) {
+        match self.with_hold(|hold| hold.lost(system_clock_ms())) {
             Some(e) => Ok(Some(to_py(py, &error_json(&e))?)),
             None => Ok(None),
         }
@@ -275,8 +225,7 @@ impl NativeSeat {
     /// Seconds until the hold wants [`NativeSeat::poll`] again (0 when a heartbeat is due),
     /// `None` once it has ended.
     fn next_wait(&self) -> Option<f64> {
-        self.hold()
-            .next_wait(system_clock_ms())
+        self.with_hold(|hold| hold.next_wait(system_clock_ms()))
             .map(|d| d.as_secs_f64())
     }
 
@@ -286,7 +235,7 @@ impl NativeSeat {
     /// `{"error": …}` (the seat kept while its lease runs; the hold's retry is due sooner).
     fn poll<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let value = py.detach(|| {
-            let next = self.hold().poll(system_clock_ms());
+            let next = self.with_hold(|hold| hold.poll(system_clock_ms()));
             match next {
                 HoldPoll::Send(ask) => {
                     let sent = self.send_heartbeat(&ask);
@@ -297,7 +246,7 @@ impl NativeSeat {
                 HoldPoll::Wait(wait) => return ok(json!(wait.as_secs_f64())),
                 HoldPoll::Ended(_) => return ok(Value::Null),
             }
-            let wait = self.hold().next_wait(system_clock_ms());
+            let wait = self.with_hold(|hold| hold.next_wait(system_clock_ms()));
             ok(json!(wait.map(|d: Duration| d.as_secs_f64())))
         });
         to_py(py, &value)
@@ -308,14 +257,14 @@ impl NativeSeat {
     /// released seat is `invalid_input` (nothing sent).
     fn heartbeat<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let value = py.detach(|| {
-            let next = self.hold().heartbeat_now(system_clock_ms());
+            let next = self.with_hold(|hold| hold.heartbeat_now(system_clock_ms()));
             match next {
                 HoldPoll::Send(ask) => self.send_heartbeat(&ask),
                 HoldPoll::Wait(_) => ok(json!(HoldState::Held.as_str())),
                 HoldPoll::Ended(HoldState::Released) => {
                     err(&Error::invalid("seat", "was released"))
                 }
-                HoldPoll::Ended(_) => self.lost_or_state(&self.hold()),
+                HoldPoll::Ended(_) => self.with_hold(|hold| lost_or_state(hold)),
             }
         });
         to_py(py, &value)
@@ -335,7 +284,6 @@ impl Drop for NativeSeat {
         // The thread stops at its next wake; the seat is not released here (no request
         // while the interpreter may be tearing down): one not heard from frees within its
         // life. `Seat.release` and `with` give it back.
-        *lock(&self.shared.stop) = true;
-        self.shared.wake.notify_all();
+        lock(&self.beating).stop(false);
     }
 }

@@ -310,8 +310,9 @@ impl Engine {
                 j.raw("}");
             }
             Want::Verify => return verify_json(&self.ed25519.take_asked()),
-            // The follow of a rotated key is no machine of this engine's.
-            Want::Portal(_) => return gone(),
+            // The follow of a rotated key is no machine of this engine's, and neither are the
+            // timed machines (a check or an update never waits).
+            Want::Portal(_) | Want::Wait(_) | Want::Clock => return gone(),
             Want::Done => {
                 let run = runs.take(id);
                 drop(runs);

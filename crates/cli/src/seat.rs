@@ -22,7 +22,8 @@
 //! process group), is not passed on a second time (Linux tells it apart); on Windows a console's Ctrl-C or Ctrl-Break reaches every
 //! process of the console, COMMAND with it, and `seat run` waits for COMMAND and releases. An
 //! acquisition or a release the relay refuses with `429` is asked again after its wait, for
-//! at most [`MAX_WAIT`] in all.
+//! at most `polar_license::flow::timed::RETRY_BUDGET` in all (the core's machine's rule, the
+//! same on every face).
 //!
 //! `seat borrow --days N` borrows a floating seat for offline use (its signed lease licenses
 //! until its end, with no heartbeat); the relay counts it until then, whatever `seat return
@@ -37,16 +38,13 @@ use std::time::Duration;
 
 use polar_license::lease::RelayKeys;
 use polar_license::seat::{Seat, SeatAnswer, SeatAsk, SeatOp};
-use polar_license::seat_hold::{HoldPoll, HoldState, HoldTerms, SeatHold};
+use polar_license::seat_beat::{SeatBeat, SeatCall};
+use polar_license::seat_hold::{HoldState, HoldTerms, SeatHold};
 use polar_license::{system_clock_ms, BlockingClient, Error, Key, Reason};
 
 use crate::args::{
     Global, KeyArg, SeatAcquireArgs, SeatBorrowArgs, SeatCommand, SeatReturnArgs, SeatRunArgs,
 };
-
-/// The longest `seat run` waits in all for the relay's `429`s (an acquisition's, a release's)
-/// before it gives up: a per-IP limit's wait is seconds; a churn limit's can be an hour.
-const MAX_WAIT: Duration = Duration::from_secs(60);
 
 /// Runs `seat …`: the exit code.
 pub fn run(g: &Global, c: &SeatCommand) -> u8 {
@@ -60,30 +58,23 @@ pub fn run(g: &Global, c: &SeatCommand) -> u8 {
     }
 }
 
-/// `f` asked again after each `429`'s wait (1 s when the relay names none) while the waits
-/// come to at most [`MAX_WAIT`] in all.
-fn patiently(
-    what: &str,
-    mut f: impl FnMut() -> Result<SeatAnswer, Error>,
-) -> Result<SeatAnswer, Error> {
-    let mut waited = Duration::ZERO;
-    loop {
-        match f() {
-            Err(e) if e.reason() == Reason::RateLimited => {
-                let wait = Duration::from_secs(e.retry_after().unwrap_or(1).max(1));
-                if waited + wait > MAX_WAIT {
-                    return Err(e);
-                }
-                err(&format!(
-                    "polar-license seat: the relay limits requests: the {what} is asked again in {} s",
-                    wait.as_secs()
-                ));
-                std::thread::sleep(wait);
-                waited += wait;
-            }
-            other => return other,
-        }
-    }
+/// `call` driven by the client's one loop: the core's machine waits out the relay's `429`s
+/// (each one's `Retry-After`, within its budget, `polar_license::flow::timed`); this only
+/// says on stderr that it waits.
+fn patiently(client: &BlockingClient, what: &str, call: SeatCall) -> Result<SeatAnswer, Error> {
+    let call = Mutex::new(call);
+    let noted = |wait: Duration| {
+        err(&format!(
+            "polar-license seat: the relay limits requests: the {what} is asked again in {} s",
+            wait.as_secs()
+        ));
+        std::thread::sleep(wait);
+        true
+    };
+    client.drive_shared(&call, noted, |_| true);
+    call.into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .outcome()
 }
 
 fn fail(what: &str, e: &Error) -> u8 {
@@ -234,7 +225,7 @@ fn seat_borrow(g: &Global, a: &SeatBorrowArgs) -> u8 {
         Err(e) => return fail("borrow", &e),
     };
     let ask = seat_ask(SeatOp::Acquire, &key, &machine, None);
-    let seat = match patiently("borrowing", || client.borrow_seat(&ask, a.days)) {
+    let seat = match patiently(&client, "borrowing", client.seat_call(&ask, Some(a.days))) {
         Ok(SeatAnswer::Held(seat)) => seat,
         Ok(other) => return not_held("borrow", other),
         Err(e) => return fail("borrow", &e),
@@ -275,7 +266,7 @@ fn seat_return(g: &Global, a: &SeatReturnArgs, what: &str) -> u8 {
         Err(code) => return code,
     };
     let ask = seat_ask(SeatOp::Release, &key, &machine, Some(&a.seat));
-    match patiently(what, || client.seat(&ask)) {
+    match patiently(&client, what, client.seat_call(&ask, None)) {
         Ok(SeatAnswer::Released(true)) => 0,
         Ok(SeatAnswer::Released(false)) => {
             err(&format!("polar-license seat {what}: no seat was freed: it is not held on this machine (its end passed, or it was given back), or it is a borrowed seat, which the relay counts until its end (its lease licenses offline until then)"));
@@ -329,7 +320,8 @@ fn acquire_verified(
 ) -> Result<(BlockingClient, SeatHold, String), u8> {
     let (client, key, machine) = seat_parts(g, what, key, machine_given)?;
     let ask = SeatHold::acquire_ask(key, machine.clone(), ci);
-    let answer = patiently("acquisition", || client.seat(&ask)).map_err(|e| fail(what, &e))?;
+    let answer = patiently(&client, "acquisition", client.seat_call(&ask, None))
+        .map_err(|e| fail(what, &e))?;
     match SeatHold::acquire(terms, &ask, &answer, system_clock_ms()) {
         Ok(Ok(hold)) => Ok((client, hold, machine)),
         Ok(Err(other)) => Err(not_held(what, other)),
@@ -371,7 +363,7 @@ fn seat_heartbeat(g: &Global, a: &SeatReturnArgs) -> u8 {
         Err(e) => return fail("heartbeat", &e),
     };
     let ask = seat_ask(SeatOp::Heartbeat, &key, &machine, Some(&a.seat));
-    match patiently("heartbeat", || client.seat(&ask)) {
+    match patiently(&client, "heartbeat", client.seat_call(&ask, None)) {
         Ok(SeatAnswer::Held(seat)) => {
             if let Err(why) = lease_verifies(&keys, g, &seat, &key, &machine) {
                 return no_lease("heartbeat", why);
@@ -410,16 +402,16 @@ fn seat_run(g: &Global, a: &SeatRunArgs) -> u8 {
         Ok(held) => held,
         Err(code) => return code,
     };
-    let hold = Arc::new(Mutex::new(hold));
+    let beat = Arc::new(Mutex::new(SeatBeat::new(hold, client.base_url())));
     // COMMAND's process id once it runs, and whether it leads a process group of its own
     // (seat_child.rs): the heartbeat thread stops it (its group) when the seat is lost.
     let command_pid: Arc<Mutex<Option<(u32, bool)>>> = Arc::default();
     let (stop, stopped) = mpsc::channel::<()>();
-    let beat = {
-        let hold = Arc::clone(&hold);
+    let beating = {
+        let beat = Arc::clone(&beat);
         let command_pid = Arc::clone(&command_pid);
         let client = client.clone();
-        std::thread::spawn(move || heartbeat_loop(&client, &hold, &command_pid, &stopped))
+        std::thread::spawn(move || heartbeat_loop(&client, &beat, &command_pid, &stopped))
     };
     // Signals caught from here on: passed on to the command, the seat released after it.
     // The command is started so that it does not outlive this process (seat_child.rs).
@@ -437,8 +429,8 @@ fn seat_run(g: &Global, a: &SeatRunArgs) -> u8 {
         status
     });
     let _ = stop.send(());
-    let ended = beat.join().ok().flatten();
-    release(&client, &mut lock(&hold));
+    let ended = beating.join().ok().flatten();
+    release(&client, lock(&beat).hold_mut());
     match ended {
         // The seat's end, not the command's exit, is the answer: the core's words and code.
         Some(Ended::Lost(lost)) => return fail("run", &lost),
@@ -468,71 +460,76 @@ enum Ended {
     Gone,
 }
 
-/// `seat run`'s heartbeat thread: does what the hold says at each wake until `stopped` (the
-/// command exited) or the hold ends. When the hold is lost (its lease ended, and the grace,
-/// with no renewal) or the relay says the seat is gone, COMMAND is stopped and why returned:
-/// `seat run` exits with it (issue #76: a seat is held only while the relay says so).
+/// `seat run`'s heartbeat thread: the core's [`SeatBeat`] driven by the client's one loop
+/// (its heartbeats, its waits: every rule and every wait is the machine's) until `stopped`
+/// (the command exited) or the hold ends; this tells what each heartbeat got. When the hold
+/// is lost (its lease ended, and the grace, with no renewal) or the relay says the seat is
+/// gone, COMMAND is stopped and why returned: `seat run` exits with it (issue #76: a seat is
+/// held only while the relay says so).
 fn heartbeat_loop(
     client: &BlockingClient,
-    hold: &Mutex<SeatHold>,
+    beat: &Mutex<SeatBeat>,
     command_pid: &Mutex<Option<(u32, bool)>>,
     stopped: &mpsc::Receiver<()>,
 ) -> Option<Ended> {
-    loop {
-        let next = lock(hold).poll(system_clock_ms());
-        match next {
-            HoldPoll::Send(heartbeat) => {
-                let answer = client.seat(&heartbeat);
-                match lock(hold).heartbeat_answered(system_clock_ms(), &answer) {
-                    Ok(HoldState::Held) => {}
-                    Ok(_) => match &answer {
-                        Ok(SeatAnswer::Denied(d)) => {
-                            err(&format!(
-                                "polar-license seat run: the seat ended at a heartbeat: {} ({}): the command goes on without it",
-                                d.detail,
-                                d.reason.code()
-                            ));
-                            return None;
-                        }
-                        Ok(SeatAnswer::Gone) => {
-                            err(
-                                "polar-license seat run: the relay no longer holds the seat (not heard from within its life, or given back): the command is stopped (seat_gone)",
-                            );
-                            stop_started(command_pid, stopped);
-                            return Some(Ended::Gone);
-                        }
-                        // Lost: told below, at the next poll.
-                        _ => {}
-                    },
-                    Err(e) => match &answer {
-                        Ok(other) if !matches!(other, SeatAnswer::Held(_)) => err(&format!(
-                            "polar-license seat run: a heartbeat answered {}",
-                            summary(other)
-                        )),
-                        _ => err(&format!(
-                            "polar-license seat run: a heartbeat failed: {} (tried again while the seat's lease runs)",
-                            e.text()
-                        )),
-                    },
-                }
+    let mut gone = false;
+    let waited = |wait| {
+        matches!(
+            stopped.recv_timeout(wait),
+            Err(mpsc::RecvTimeoutError::Timeout)
+        )
+    };
+    let told = |m: &mut SeatBeat| {
+        let Some(b) = m.take_beat() else {
+            return true;
+        };
+        match (&b.state, &b.answer) {
+            (Ok(HoldState::Held), _) => true,
+            (Ok(_), Ok(SeatAnswer::Denied(d))) => {
+                err(&format!(
+                    "polar-license seat run: the seat ended at a heartbeat: {} ({}): the command goes on without it",
+                    d.detail,
+                    d.reason.code()
+                ));
+                false
             }
-            HoldPoll::Wait(wait) => {
-                if !matches!(
-                    stopped.recv_timeout(wait),
-                    Err(mpsc::RecvTimeoutError::Timeout)
-                ) {
-                    return None;
-                }
+            (Ok(_), Ok(SeatAnswer::Gone)) => {
+                err(
+                    "polar-license seat run: the relay no longer holds the seat (not heard from within its life, or given back): the command is stopped (seat_gone)",
+                );
+                gone = true;
+                false
             }
-            HoldPoll::Ended(HoldState::Lost) => {
-                let lost = lock(hold).lost(system_clock_ms());
-                err("polar-license seat run: the seat's lease ended with no renewal from the relay: the command is stopped (seat_lost)");
-                stop_started(command_pid, stopped);
-                return lost.map(Ended::Lost);
+            // Lost: told below, when the machine ends.
+            (Ok(_), _) => true,
+            (Err(_), Ok(other)) if !matches!(other, SeatAnswer::Held(_)) => {
+                err(&format!(
+                    "polar-license seat run: a heartbeat answered {}",
+                    summary(other)
+                ));
+                true
             }
-            HoldPoll::Ended(_) => return None,
+            (Err(e), _) => {
+                err(&format!(
+                    "polar-license seat run: a heartbeat failed: {} (tried again while the seat's lease runs)",
+                    e.text()
+                ));
+                true
+            }
         }
+    };
+    let done = client.drive_shared(beat, waited, told);
+    if gone {
+        stop_started(command_pid, stopped);
+        return Some(Ended::Gone);
     }
+    let lost = lock(beat).hold().lost(system_clock_ms());
+    if !done || lost.is_none() {
+        return None;
+    }
+    err("polar-license seat run: the seat's lease ended with no renewal from the relay: the command is stopped (seat_lost)");
+    stop_started(command_pid, stopped);
+    lost.map(Ended::Lost)
 }
 
 /// COMMAND stopped ([`stop_command`]), even one that starts only now; none left when it
@@ -593,9 +590,9 @@ fn stop_command(pid: u32, group: bool, exited: &mpsc::Receiver<()>) {
     }
 }
 
-/// The hold, whatever a panicking holder left it as.
-fn lock(hold: &Mutex<SeatHold>) -> std::sync::MutexGuard<'_, SeatHold> {
-    hold.lock()
+/// The hold's machine, whatever a panicking holder left it as.
+fn lock(beat: &Mutex<SeatBeat>) -> std::sync::MutexGuard<'_, SeatBeat> {
+    beat.lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
@@ -618,7 +615,7 @@ fn release(client: &BlockingClient, hold: &mut SeatHold) {
 
 /// A release sent (asked again after a `429`'s wait): its answer, what went wrong on stderr.
 fn send_release(client: &BlockingClient, ask: &SeatAsk) -> Option<SeatAnswer> {
-    match patiently("release", || client.seat(ask)) {
+    match patiently(client, "release", client.seat_call(ask, None)) {
         Ok(answer @ SeatAnswer::Released(_)) => Some(answer),
         Ok(other) => {
             err(&format!(

@@ -17,7 +17,7 @@
 #                 runner (wasm-seller's, below)
 #   wasm-browser  the same suites in headless Chromium (WASM_BINDGEN_USE_BROWSER=1); the seller
 #                 table's rows as target/seller-table/wasm-chromium.tsv
-#   wasm-firefox  the same suites in headless Firefox ESR (geckodriver)
+#   wasm-firefox  the same suites in headless Firefox ESR (geckodriver), with FULL=1 only
 #   npm-build     scripts/build-npm.sh (cargo, wasm-bindgen, wasm-opt, npm pack), in the
 #                 background from the stage's start, beside the suites above
 #   npm-size      scripts/size.sh --no-build: every part within scripts/size-budget.txt
@@ -368,24 +368,26 @@ wasm_tests_browser() {
     wasm_tests wasm-chromium
 }
 suite wasm-browser libtest wasm_tests_browser
-# The same suites in headless Firefox ESR: wasm-bindgen-test-runner drives it through geckodriver
-# (scripts/setup-wasm.sh) and starts the `firefox` on PATH, which Debian names firefox-esr.
+# The same suites in headless Firefox ESR, with FULL=1 only: wasm-bindgen-test-runner drives it
+# through geckodriver (scripts/setup-wasm.sh, compiled by the set-up with FULL=1 only: about 150
+# crates, 904 s in the set-up of 2026-11-29, in the builds lane whose end npm-build and this
+# stage wait for) and starts the `firefox` on PATH, which Debian names firefox-esr. The default
+# run plays Firefox's storage and WebCrypto through the npm package, built from the same core
+# (src/wasm/store.rs, the signed mode): npm-browser's tabs (localStorage, IndexedDB, Web Locks),
+# late-grant, worker-storage and signed suites in Firefox ESR (tests/browser/engines.mjs); the
+# Rust-on-wasm client's wasm_store and wasm_signed run in node and Chromium (wasm-node,
+# wasm-browser).
 wasm_tests_firefox() {
     local bin="$NPM_OUT/firefox-bin"
     mkdir -p "$bin" && ln -sf "$(command -v firefox-esr)" "$bin/firefox" || return 1
     export WASM_BINDGEN_USE_BROWSER=1 GECKODRIVER PATH="$bin:$PATH"
     GECKODRIVER="$(command -v geckodriver)" || return 1
     unset CHROMEDRIVER
-    if full; then
-        wasm_tests wasm-firefox
-    else
-        # Default: what differs by engine, the storage (Web Storage, IndexedDB, locks) and
-        # WebCrypto (signed mode); Chromium runs every suite. FULL=1: all of them here too.
-        cargo test --no-fail-fast --target wasm32-unknown-unknown -p polar-license \
-            --test wasm_store --test wasm_signed
-    fi
+    wasm_tests wasm-firefox
 }
-suite wasm-firefox libtest wasm_tests_firefox
+if full; then
+    suite wasm-firefox libtest wasm_tests_firefox
+fi
 
 # ---- the npm package -----------------------------------------------------------------------
 

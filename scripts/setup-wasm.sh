@@ -52,7 +52,8 @@ step_wasm_bindgen() {
 }
 
 # geckodriver (Mozilla's, from crates.io), which wasm-bindgen-test-runner drives Firefox ESR
-# with for the Rust wasm suites (scripts/test-wasm.sh, wasm-firefox). Pinned.
+# with for the Rust wasm suites (scripts/test-wasm.sh, wasm-firefox: FULL=1's alone; with no step
+# named, compiled with FULL=1 only). Pinned.
 GECKODRIVER_VERSION="0.37.1"
 step_geckodriver() {
     if [[ "$(geckodriver --version 2>/dev/null | head -n 1)" == "geckodriver $GECKODRIVER_VERSION"* ]]; then
@@ -81,4 +82,6 @@ step_browsers() {
 # The same stamp scripts/setup.sh writes, so whichever runs first does the work once.
 step_npm() { npm_ci_once "$NPM_DIR" npm wasm-opt bash scripts/npm-ci.sh; }
 
-run_steps_of setup-wasm "$@" -- pack wasm_bindgen browsers geckodriver npm
+DEFAULT_STEPS=(pack wasm_bindgen browsers npm)
+full && DEFAULT_STEPS+=(geckodriver)
+run_steps_of setup-wasm "$@" -- "${DEFAULT_STEPS[@]}"

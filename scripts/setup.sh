@@ -76,14 +76,18 @@ step_registry() {
 }
 
 FIRST=(npm c_tools wasm_target)
-BUILDS=(cbindgen wasm_bindgen geckodriver)
+BUILDS=(cbindgen wasm_bindgen)
 DOWNLOADS=(browsers wasm_toolchain tauri windows macos python registry)
 # Live fuzzing (the nightly toolchain, cargo-fuzz compiled) is the whole matrix's alone: the
 # default run replays the committed corpus through the same bodies on stable
 # (crates/fuzz-bodies/tests/corpus.rs, in the tests stage).
-FULL_ONLY=(fuzz_nightly cargo_fuzz)
+# geckodriver likewise: only the Rust-on-wasm suites in Firefox ESR use it (test-wasm.sh's
+# wasm-firefox, FULL=1's alone); the npm package's browser suites drive Firefox over WebDriver
+# BiDi (puppeteer-core). Compiled, it held the builds lane, whose end npm-build and the wasm
+# stage wait for, 904 s longer in the set-up of 2026-11-29.
+FULL_ONLY=(fuzz_nightly cargo_fuzz geckodriver)
 if full; then
-    BUILDS+=(cargo_fuzz)
+    BUILDS+=(geckodriver cargo_fuzz)
     DOWNLOADS+=(fuzz_nightly)
 fi
 # Steps listed nowhere (a step added without a list) join the downloads lane.

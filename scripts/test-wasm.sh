@@ -17,7 +17,7 @@
 #                 runner (wasm-seller's, below)
 #   wasm-browser  the same suites in headless Chromium (WASM_BINDGEN_USE_BROWSER=1); the seller
 #                 table's rows as target/seller-table/wasm-chromium.tsv
-#   wasm-firefox  the same suites in headless Firefox ESR (geckodriver)
+#   wasm-firefox  the same suites in headless Firefox ESR (geckodriver), with FULL=1 only
 #   npm-build     scripts/build-npm.sh (cargo, wasm-bindgen, wasm-opt, npm pack), in the
 #                 background from the stage's start, beside the suites above
 #   npm-size      scripts/size.sh --no-build: every part within scripts/size-budget.txt
@@ -368,24 +368,26 @@ wasm_tests_browser() {
     wasm_tests wasm-chromium
 }
 suite wasm-browser libtest wasm_tests_browser
-# The same suites in headless Firefox ESR: wasm-bindgen-test-runner drives it through geckodriver
-# (scripts/setup-wasm.sh) and starts the `firefox` on PATH, which Debian names firefox-esr.
+# The same suites in headless Firefox ESR, with FULL=1 only: wasm-bindgen-test-runner drives it
+# through geckodriver (scripts/setup-wasm.sh, compiled by the set-up with FULL=1 only: about 150
+# crates, 904 s in the set-up of 2026-11-29, in the builds lane whose end npm-build and this
+# stage wait for) and starts the `firefox` on PATH, which Debian names firefox-esr. The default
+# run plays Firefox's storage and WebCrypto through the npm package, built from the same core
+# (src/wasm/store.rs, the signed mode): npm-browser's tabs (localStorage, IndexedDB, Web Locks),
+# late-grant, worker-storage and signed suites in Firefox ESR (tests/browser/engines.mjs); the
+# Rust-on-wasm client's wasm_store and wasm_signed run in node and Chromium (wasm-node,
+# wasm-browser).
 wasm_tests_firefox() {
     local bin="$NPM_OUT/firefox-bin"
     mkdir -p "$bin" && ln -sf "$(command -v firefox-esr)" "$bin/firefox" || return 1
     export WASM_BINDGEN_USE_BROWSER=1 GECKODRIVER PATH="$bin:$PATH"
     GECKODRIVER="$(command -v geckodriver)" || return 1
     unset CHROMEDRIVER
-    if full; then
-        wasm_tests wasm-firefox
-    else
-        # Default: what differs by engine, the storage (Web Storage, IndexedDB, locks) and
-        # WebCrypto (signed mode); Chromium runs every suite. FULL=1: all of them here too.
-        cargo test --no-fail-fast --target wasm32-unknown-unknown -p polar-license \
-            --test wasm_store --test wasm_signed
-    fi
+    wasm_tests wasm-firefox
 }
-suite wasm-firefox libtest wasm_tests_firefox
+if full; then
+    suite wasm-firefox libtest wasm_tests_firefox
+fi
 
 # ---- the npm package -----------------------------------------------------------------------
 
@@ -590,13 +592,30 @@ done
 rm -rf "$NPM_OUT/node18-tmp" "$NPM_OUT/consumer18"
 mkdir -p "$NPM_OUT/node18-tmp"
 cp -a "$CONSUMER" "$NPM_OUT/consumer18"
+# The browser suites (tests/browser) beside Node 20 too, once Node 18 has ended (so that no more
+# than two of the three suites run at once): in the run of 2026-11-29 one after the other they
+# were 304.5 s (node 20) and 358.3 s (the browsers) of the stage's path, Node 18 130.0 s beside
+# the first. They share nothing with node's suites: emulators of their own (main and matrix, as
+# the ones node's suites change), a copy of the consumer (they write their pages, the Vite app
+# and the gate's bundle into it), their servers, drivers and Xvfb displays on free ports and
+# displays, their fault rows in target/fault-matrix/js-<engine>.tsv (node's: js-node*.tsv).
+for emulator in MAIN MATRIX; do
+    start_emulator "${emulator,,}-browser" || exit 1
+    printf -v "BROWSER_${emulator}_URL" '%s' "$LAST_URL"
+done
+rm -rf "$NPM_OUT/consumer-browser"
+cp -a "$CONSUMER" "$NPM_OUT/consumer-browser"
+npm_browser() {
+    env POLAR_EMULATOR_URL="$BROWSER_MAIN_URL" CONSUMER="$NPM_OUT/consumer-browser" POLAR_CLI="$EMULATOR_BIN" \
+        POLAR_MATRIX_URL="$BROWSER_MATRIX_URL" TOOLS="$TOOLS" SCREENSHOT="$NPM_OUT/e2e.png" \
+        node --test --test-timeout=300000 --test-reporter=tap tests/browser/*.test.mjs
+}
 suite_start npm-node18 node node18
-suite npm-node node node_tests node
+suite_start npm-node node node_tests node
+while [[ ! -e "$LOG_DIR/.npm-node18.done" ]]; do sleep 1; done
 suite_finish npm-node18 node
-
-suite npm-browser node env POLAR_EMULATOR_URL="$POLAR_WASM_EMULATOR_URL" CONSUMER="$CONSUMER" POLAR_CLI="$EMULATOR_BIN" \
-    POLAR_MATRIX_URL="$POLAR_WASM_MATRIX_URL" TOOLS="$TOOLS" SCREENSHOT="$NPM_OUT/e2e.png" \
-    node --test --test-timeout=300000 --test-reporter=tap tests/browser/*.test.mjs
+suite npm-browser node npm_browser
+suite_finish npm-node node
 
 # (Each browser suite's file fails after 5 minutes, hooks included: a browser or its driver that
 # hangs fails its suite instead of holding the run.)

@@ -24,12 +24,25 @@ const MINIBROWSER = '/usr/lib/x86_64-linux-gnu/webkit2gtk-4.1/MiniBrowser';
 const TIMEOUT = 30_000;
 
 /**
- * A `describe` per engine of ENGINES, in which `body(engine, browser)` declares its tests;
+ * The engines a suite runs in. A suite whose failures can differ by engine (storage: Web Storage,
+ * IndexedDB, Web Locks; WebCrypto and Ed25519; fetch's aborts and timeouts; the package's loading)
+ * runs in all of ENGINES. The others (`engineSpecific: false`: the gate's states and the rotation
+ * day, whose every engine call is one those suites make) run in Chromium alone by default, and in
+ * all of ENGINES with FULL=1 or when POLAR_BROWSERS names the engines.
+ */
+function enginesFor(engineSpecific) {
+  if (engineSpecific || process.env.FULL === '1' || process.env.POLAR_BROWSERS) return ENGINES;
+  return ENGINES.filter((engine) => engine === 'chromium');
+}
+
+/**
+ * A `describe` per engine of ENGINES (Chromium's alone by default for a suite not
+ * `engineSpecific`: enginesFor), in which `body(engine, browser)` declares its tests;
  * `browser` is the engine (`open`, `version`), launched before those tests (and before the
  * hooks `body` adds) and closed after them (and after those hooks).
  */
-export function eachEngine(tools, body) {
-  for (const engine of ENGINES) {
+export function eachEngine(tools, body, { engineSpecific = true } = {}) {
+  for (const engine of enginesFor(engineSpecific)) {
     describe(engine, () => {
       const browser = {};
       before(async () => Object.assign(browser, await launchEngine(engine, tools)));

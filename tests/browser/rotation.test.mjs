@@ -69,6 +69,9 @@ async function control(method, path, body) {
   return resp.status === 204 ? [204, null] : [resp.status, await resp.json()];
 }
 
+// Chromium alone by default (engines.mjs, enginesFor), Firefox and WebKit with FULL=1: the
+// rotation is the emulator's and the core's; the page's fetch is the one faults and e2e play in
+// all three engines (e2e checks each engine's own User-Agent).
 eachEngine(TOOLS, (engine, browser) => {
   test(`${engine}: the rotation day changes no verdict, and no request pins a version`, async () => {
     // Each engine starts from 2026-10 current with 2026-04 still served.
@@ -125,4 +128,4 @@ eachEngine(TOOLS, (engine, browser) => {
       await page.close();
     }
   });
-});
+}, { engineSpecific: false });

@@ -402,7 +402,11 @@ mod tests {
             let req = delivery("192.0.2.1", id, forged);
             let before = hmacs();
             for _ in 0..3 {
-                assert_eq!(relay.store_wants(&req, AT).is_some(), !forged, "{id}");
+                assert_eq!(
+                    relay.store_wants(&req, &relay.route_of(&req), AT).is_some(),
+                    !forged,
+                    "{id}"
+                );
             }
             let answer = relay.handle(&req, now(AT));
             assert_eq!(answer.status, status, "{id}");
@@ -415,7 +419,7 @@ mod tests {
         // An outcome kept is read only for the same request: another body under the same
         // headers is verified (and refused).
         let req = delivery("192.0.2.1", "msg_same", false);
-        assert!(relay.store_wants(&req, AT).is_some());
+        assert!(relay.store_wants(&req, &relay.route_of(&req), AT).is_some());
         let mut edited = req.clone();
         edited.body[200] = b'y';
         assert_eq!(relay.handle(&edited, now(AT)).status, 401);
@@ -438,7 +442,7 @@ mod tests {
         let before = hmacs();
         for i in 0..50 {
             let req = delivery("192.0.2.66", &format!("g{i}"), true);
-            assert!(relay.store_wants(&req, AT).is_none());
+            assert!(relay.store_wants(&req, &relay.route_of(&req), AT).is_none());
             let r = relay.handle(&req, now(AT + 1));
             assert_eq!(r.status, 429, "{i}");
             assert!(r.header("retry-after").is_some());
@@ -525,7 +529,7 @@ mod tests {
                 body: Vec::new(),
                 ..req.clone()
             };
-            relay.refuse_unread(&head, now(at))
+            relay.refuse_unread(&head, crate::routes::Target::of(&head.path), now(at))
         };
         let mut big = delivery("192.0.2.3", "big", false);
         let sig = big.headers[3].1.clone();

@@ -96,6 +96,8 @@ mod reads;
 mod reconcile;
 mod relay;
 mod revalidate;
+// The relay's routes, typed: a request read once into its route, one part per route (issue #77).
+mod routes;
 mod scrub;
 mod seats;
 #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
@@ -106,7 +108,6 @@ mod types;
 // Usage reported through the relay and ingested to Polar (issue #68 item 3).
 mod usage;
 mod verdicts;
-mod wants;
 
 pub use breaker::BreakerOptions;
 pub use clock::Now;

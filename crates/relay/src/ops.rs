@@ -16,9 +16,7 @@ use crate::breaker::Breaker;
 use crate::clock::Now;
 use crate::locked::locked;
 use crate::stored::Stored;
-use crate::types::{
-    RelayRequest, RelayResponse, DEVICES_ROUTE, ROUTE_PREFIX, SOURCE_HEADER, WEBHOOK_ROUTE,
-};
+use crate::types::{RelayRequest, RelayResponse, SOURCE_HEADER};
 
 /// The relay's counters (shared with the transport wrapper that counts Polar's calls).
 #[derive(Debug, Default)]
@@ -95,23 +93,7 @@ impl Ops {
 
     /// Counts an answer of the request machine.
     pub(crate) fn answered(&self, req: &RelayRequest, r: &RelayResponse, now: Now) {
-        let path = req.path.split('?').next().unwrap_or_default();
-        let route = if path == WEBHOOK_ROUTE {
-            "webhook"
-        } else if path == DEVICES_ROUTE {
-            "devices"
-        } else if path == crate::usage::USAGE_ROUTE {
-            "usage"
-        } else if path.starts_with(crate::seats::SEATS_PREFIX) {
-            "seats"
-        } else {
-            match path.strip_prefix(ROUTE_PREFIX) {
-                Some("validate") => "validate",
-                Some("activate") => "activate",
-                Some("deactivate") => "deactivate",
-                _ => "other",
-            }
-        };
+        let route = crate::routes::Target::of(&req.path).label();
         let source = match r.header(SOURCE_HEADER) {
             Some("polar") => "polar",
             Some("store") => "store",
@@ -616,6 +598,7 @@ impl Ops {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::{DEVICES_ROUTE, ROUTE_PREFIX, WEBHOOK_ROUTE};
 
     fn request(path: &str) -> RelayRequest {
         RelayRequest {

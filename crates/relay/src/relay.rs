@@ -10,12 +10,13 @@ use crate::host::Host;
 use crate::leases::Leases;
 use crate::limit::Buckets;
 use crate::roster::RosterChange;
+use crate::routes::{Door, Route, Target};
 use crate::store::{Budget, Wants};
 #[cfg(not(target_arch = "wasm32"))]
 use crate::types::os_entropy;
 use crate::types::{
     Entropy, Finished, Limits, OrgId, Pending, RelayConfig, RelayRequest, RelayResponse,
-    FLIGHT_WAITS, MAX_LEASE_DAYS, ROUTE_PREFIX, USER_AGENT, WEBHOOK_ROUTE,
+    FLIGHT_WAITS, MAX_LEASE_DAYS, USER_AGENT,
 };
 use polar_license::lease::{
     is_nonce, key_hash, prepare, signature_verifies, LeaseClaims, LEASE_HEADER, NONCE_HEADER,
@@ -24,7 +25,7 @@ use polar_license::proto::{Api, HttpResponse, Operation, Server};
 #[cfg(test)]
 use polar_license::TransportErrorKind;
 use polar_license::{AccessToken, Error, Key, Transport, TransportError};
-use polar_license_rules::check_body;
+use polar_license_rules::CheckedBody;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -32,8 +33,8 @@ use crate::locked::locked;
 use crate::stored::{Flight, Stored};
 use crate::types::Holder;
 use crate::types::{
-    add_cors, breaker_refused, check_origin, invalid, machine_of, preflight, private,
-    refuses_token, with_version, Call, Routed, SignWith, Unsigned, DUMMY_ORG, PASSED_HEADERS,
+    add_cors, breaker_refused, check_origin, invalid, machine_of, private, refuses_token,
+    with_version, Call, Routed, SignWith, Unsigned, DUMMY_ORG, PASSED_HEADERS,
 };
 
 /// The relay: configuration, rate-limit state and the upstream transport. Share it between
@@ -43,11 +44,11 @@ pub struct Relay {
     token: AccessToken,
     base_url: String,
     organization_id: Option<String>,
-    leases: Leases,
-    limits: Limits,
+    pub(crate) leases: Leases,
+    pub(crate) limits: Limits,
     pub(crate) client_ip_header: Option<String>,
     per_ip: Mutex<Buckets>,
-    per_key: Mutex<Buckets>,
+    pub(crate) per_key: Mutex<Buckets>,
     /// The native server's calls and lease ids (a host of its own gives the machine both).
     #[cfg_attr(
         not(all(feature = "server", not(target_arch = "wasm32"))),
@@ -66,9 +67,9 @@ pub struct Relay {
     ops: Arc<crate::ops::Ops>,
     pub(crate) breaker: crate::breaker::Breaker,
     /// The seller's seat settings (issue #67, [`Relay::with_seats`]).
-    seats: crate::seats::SeatOptions,
+    pub(crate) seats: crate::seats::SeatOptions,
     /// The activations and deactivations let through per key (their churn limit, issue #67).
-    churned: crate::seats::Churned,
+    pub(crate) churned: crate::seats::Churned,
     /// The seller's set-up checked in the background (issue #78,
     /// [`RelayConfig::check_setup_every`]); `None`: off.
     pub(crate) setup_watch: Option<crate::doctor::Watch>,
@@ -113,11 +114,14 @@ impl Relay {
     /// read before the request is answered, when the roster is kept in the host and has not
     /// read it yet; else `None`.
     pub fn roster_wants(&self, req: &RelayRequest) -> Option<String> {
+        self.roster_wants_of(&self.route_of(req))
+    }
+
+    /// [`Relay::roster_wants`] of a route read already: the digest of the key whose verdict
+    /// it asks ([`Route::roster_key`]).
+    pub(crate) fn roster_wants_of(&self, route: &Route) -> Option<String> {
         let roster = &self.store.as_ref()?.roster;
-        match key_proof(req) {
-            Some(validate) => roster.wants(&validate.ok()?),
-            None => roster.wants(req),
-        }
+        roster.wants(route.roster_key()?)
     }
 
     /// What the host read of a digest [`Relay::roster_wants`] named: the organization's
@@ -356,66 +360,6 @@ impl Relay {
         Ok(self)
     }
 
-    /// A seat request through the request machine (issue #67): a release at once, an
-    /// acquisition or a heartbeat on the key's verdict (a validate routed as any other,
-    /// its answer then the seat's: [`crate::seats::settle`]).
-    fn seat_routed(
-        &self,
-        op: crate::seats::SeatOp,
-        req: &RelayRequest,
-        now: Now,
-        may_wait: bool,
-        entropy: &dyn Fn() -> Option<[u8; 16]>,
-    ) -> Routed {
-        let Some(s) = self.store.as_ref().filter(|_| self.seats.enabled) else {
-            return Routed::Answer(RelayResponse::detail(404, "Not Found"));
-        };
-        if let Some(r) = self.refuses_post(req) {
-            return Routed::Answer(r);
-        }
-        let ask = match crate::seats::read_ask(op, &req.body) {
-            Ok(ask) => ask,
-            Err(r) => return Routed::Answer(r),
-        };
-        // Another organization than the one this relay serves: refused before any state is
-        // read or written, whatever the route (the ids compared in their canonical form).
-        if !self.serves(&ask.organization_id) {
-            log::info!(
-                "relay: seat {} {} 404 (another organization)",
-                op.as_str(),
-                crate::logged::key(&ask.key)
-            );
-            return Routed::Answer(private(RelayResponse::error(
-                404,
-                "ResourceNotFound",
-                "Not found",
-            )));
-        }
-        if let Some(r) = self.seats.refuses_borrowing(&ask) {
-            return Routed::Answer(r);
-        }
-        if op == crate::seats::SeatOp::Release {
-            return Routed::Answer(crate::seats::release(
-                s.backend.as_ref(),
-                &s.seats_seen,
-                &s.seats_live,
-                &self.seats,
-                &ask,
-                now,
-            ));
-        }
-        let mut pending = match self.route_checked(&req.validate_of(&ask.key, &ask.organization_id))
-        {
-            Ok(pending) => pending,
-            Err(r) => return Routed::Answer(r),
-        };
-        pending.seat = Some(Box::new(ask.clone()));
-        match self.route_pending(pending, now, may_wait, entropy) {
-            Routed::Stored(f) => Routed::Stored(self.seated(&ask, f, now, entropy())),
-            other => other,
-        }
-    }
-
     /// Writes the seat pools' ends held in the relay's memory since their last snapshot
     /// (heartbeats are kept there between snapshots): a host calls it when it stops cleanly,
     /// so that a restart loses no heartbeat (a crash loses at most
@@ -429,73 +373,23 @@ impl Relay {
         }
     }
 
-    /// Whether this relay serves `organization_id`: the one it was started for (compared in
-    /// canonical form: the configured id was made canonical by `check_uuid_v4`), or any when
-    /// it was started for none.
-    pub(crate) fn serves(&self, organization_id: &OrgId) -> bool {
-        self.organization_id
-            .as_deref()
-            .is_none_or(|org| org == organization_id.as_str())
+    /// What this relay serves, as a route's parse reads it ([`Route::parse`]).
+    pub(crate) fn door(&self) -> Door<'_> {
+        let store = self.store.as_ref();
+        Door {
+            seats: store.filter(|_| self.seats.enabled).map(|_| &self.seats),
+            usage: store
+                .filter(|s| s.usage.on())
+                .map(|s| s.options.usage_events.as_deref()),
+            webhook: store.is_some_and(|s| s.webhook_secret.is_some()),
+            max_body: self.limits.max_body_bytes,
+            organization: self.organization_id.as_deref(),
+        }
     }
 
-    /// A seat's answer on its key's verdict ([`crate::seats::settle`]).
-    fn seated(
-        &self,
-        ask: &crate::seats::SeatAsk,
-        verdict: Finished,
-        now: Now,
-        entropy: Option<[u8; 16]>,
-    ) -> Finished {
-        let Some(s) = &self.store else {
-            return verdict;
-        };
-        if verdict.response.status == 200 && !s.backend.host_loads() {
-            // The key's ordinary activations read by id, ahead of the other keys, at most once
-            // per freshness window, by an acquisition and by a heartbeat alike (its pool's
-            // size counts them, and a heartbeat sheds the seats past it; not with a store
-            // read per key, whose reconcile does not load the pool).
-            if let Some(id) = serde_json::from_slice::<serde_json::Value>(&verdict.response.body)
-                .ok()
-                .as_ref()
-                .and_then(|v| v.get("id"))
-                .and_then(|v| v.as_str())
-            {
-                s.reconcile
-                    .count_seats(id, now.unix_seconds, s.options.fresh_for);
-            }
-        }
-        // Refusals of a full pool count against the key's per-key limit (issue #62): a flood
-        // of acquisitions on a full key meets `429` with the wait, its pool not read again
-        // while the key's bucket is empty (its verdict comes from the store, which skips the
-        // per-key limit, so nothing else counts it).
-        let key_id = bucket_of(&ask.organization_id, &ask.key);
-        let acquiring = ask.op == crate::seats::SeatOp::Acquire && verdict.response.status == 200;
-        if acquiring {
-            let waiting = {
-                let guard = locked(&self.per_key);
-                guard.wait(&key_id, now.monotonic_ms)
-            };
-            if let Some(secs) = waiting {
-                return seats_flooded(ask, secs);
-            }
-        }
-        let settled = crate::seats::settle(
-            s.backend.as_ref(),
-            &s.seats_seen,
-            &s.seats_live,
-            &self.seats,
-            &self.leases.signer,
-            ask,
-            verdict,
-            now,
-            entropy,
-        );
-        if acquiring && settled.response.status == 409 {
-            if let Some(secs) = take(&self.per_key, &key_id, now) {
-                return seats_flooded(ask, secs);
-            }
-        }
-        settled
+    /// `req` read into its route ([`Route::parse`]: the one place a request is read).
+    pub(crate) fn route_of(&self, req: &RelayRequest) -> Route {
+        Route::parse(req, &self.door())
     }
 
     /// The relay's answer to `req` when its host failed around the core (a request it could
@@ -600,17 +494,19 @@ impl Relay {
             .map(|(_, f)| Arc::clone(f))
     }
 
-    /// Every check of a request [`Asks::admit`] let through, after `waited` waits for another
-    /// check's call of the same entry (after [`FLIGHT_WAITS`] it no longer waits and asks Polar
-    /// itself, so no host answers a 502 of its own): the answer, or the call to make.
+    /// Every check of a request [`Asks::admit`] let through, its route's ([`Part::begin`]),
+    /// after `waited` waits for another check's call of the same entry (after
+    /// [`FLIGHT_WAITS`] it no longer waits and asks Polar itself, so no host answers a 502 of
+    /// its own): the answer, or the call to make.
     pub(crate) fn begin_admitted(
         &self,
         req: &RelayRequest,
+        route: &Route,
         now: Now,
         entropy: Option<[u8; 16]>,
         waited: u32,
     ) -> Routed {
-        match self.routed(req, now, waited, &move || entropy) {
+        match route.part().begin(self, req, now, waited, &move || entropy) {
             Routed::Answer(mut r) => {
                 add_cors(&mut r);
                 Routed::Answer(r)
@@ -619,238 +515,18 @@ impl Relay {
         }
     }
 
-    fn routed(
-        &self,
-        req: &RelayRequest,
-        now: Now,
-        waited: u32,
-        entropy: &dyn Fn() -> Option<[u8; 16]>,
-    ) -> Routed {
-        let may_wait = waited < FLIGHT_WAITS;
-        let path = req.path.split('?').next().unwrap_or_default();
-        if let Some(op) = crate::seats::route(path) {
-            if !is_preflight(req) {
-                return self.seat_routed(op, req, now, may_wait, entropy);
-            }
-        }
-        if path == WEBHOOK_ROUTE {
-            if let Some(s) = self.store.as_ref().filter(|s| s.webhook_secret.is_some()) {
-                let client = self.client_of(req);
-                let max_body = self.limits.max_body_bytes;
-                return Routed::Answer(s.webhook(req, &client, max_body, now));
-            }
-        }
-        if (crate::devices::is_route(path) && !is_preflight(req)) || self.usage_on(req) {
-            if let Some(validate) = key_proof(req) {
-                return self.key_proven_routed(req, validate, now, waited, entropy);
-            }
-        }
-        let pending = match self.route_checked(req) {
-            Ok(pending) => pending,
-            Err(answer) => return Routed::Answer(answer),
-        };
-        self.route_pending(pending, now, may_wait, entropy)
-    }
-
-    /// A route whose key proves itself as at Polar ([`key_proof`]): `POST` only, its body
-    /// within the cap, read into the validate of its key (its refusal answered as the relay's
-    /// own), which is routed as any other validate (the per-key limit, the breaker, the store,
-    /// the budget); what follows a 200 is [`Relay::follow`]'s.
-    ///
-    /// A usage report (issue #76) is more than its verdict: it is kept and ingested, a call
-    /// of Polar's later whether or not the verdict was stored. So it takes the per-key limit
-    /// here, once (on its first pass, `waited` 0: not again after a wait for another call of
-    /// the same key), before the store is asked, and its event name is checked against the
-    /// seller's list first ([`crate::usage::refuses_event`]).
-    fn key_proven_routed(
-        &self,
-        req: &RelayRequest,
-        validate: Result<RelayRequest, RelayResponse>,
-        now: Now,
-        waited: u32,
-        entropy: &dyn Fn() -> Option<[u8; 16]>,
-    ) -> Routed {
-        if let Some(r) = self.refuses_post(req) {
-            return Routed::Answer(r);
-        }
-        let validate = match validate {
-            Ok(validate) => validate,
-            Err(r) => return Routed::Answer(private(r)),
-        };
-        let usage = self.usage_on(req);
-        if usage {
-            if let Some(r) = self.store.as_ref().and_then(|s| {
-                crate::usage::refuses_event(&req.body, s.options.usage_events.as_deref())
-            }) {
-                return Routed::Answer(private(r));
-            }
-        }
-        match self.route_checked(&validate) {
-            Ok(pending) if usage => {
-                if waited == 0 {
-                    if let Some(r) = self.per_key_limit(&pending, now) {
-                        return Routed::Answer(private(r));
-                    }
-                }
-                self.route_pending_with(pending, now, waited < FLIGHT_WAITS, entropy, false)
-            }
-            Ok(pending) => self.route_pending(pending, now, waited < FLIGHT_WAITS, entropy),
-            Err(r) => Routed::Answer(r),
-        }
-    }
-
-    /// A relay route's refusal of `req` that is not a `POST` (405) or whose body is over the cap
-    /// (413).
-    fn refuses_post(&self, req: &RelayRequest) -> Option<RelayResponse> {
-        if req.method != "POST" {
-            let mut r = RelayResponse::detail(405, "Method Not Allowed");
-            r.set("allow", "POST, OPTIONS");
-            return Some(r);
-        }
-        (req.body.len() > self.limits.max_body_bytes).then(|| {
-            RelayResponse::error(
-                413,
-                "RequestBodyTooLarge",
-                "Request body exceeded the maximum allowed size.",
-            )
-        })
-    }
-
-    /// Whether `req` is a usage report this relay takes (issue #68 item 3, [`crate::usage`]:
-    /// a store with usage on; else the route is unknown here).
-    pub(crate) fn usage_on(&self, req: &RelayRequest) -> bool {
-        crate::usage::is_route(&req.path)
-            && !is_preflight(req)
-            && self.store.as_ref().is_some_and(|s| s.usage.on())
-    }
-
-    /// A usage report's answer once its key's verdict is in: a grant keeps the report
-    /// ([`crate::usage::Usage::record`]), its acknowledgement signed here or to be signed by
-    /// the host ([`crate::usage::sign_ack`]); any other answer passes on without a lease or a
-    /// signed denial, and nothing is kept.
-    fn usage_followed(&self, req: &RelayRequest, answer: &RelayResponse, now: Now) -> Finished {
-        let plain = |response| Finished {
-            response,
-            unsigned: None,
-        };
-        if answer.status != 200 {
-            return plain(crate::devices::refusal(answer.clone()));
-        }
-        let (Ok(ask), Some(s)) = (crate::usage::read_ask(&req.body), self.store.as_ref()) else {
-            return plain(RelayResponse::detail(404, "Not Found"));
-        };
-        let Some(customer) = answer.uuid_at("customer_id") else {
-            log::warn!(
-                "relay: usage {} 502 (the key's verdict names no customer)",
-                crate::logged::key(&ask.key)
-            );
-            return plain(RelayResponse::unreached("Polar's answer did not read"));
-        };
-        #[cfg(feature = "entitlements")]
-        let known = s
-            .entitled
-            .event_balance(&customer, &ask.meter, now, &s.options);
-        #[cfg(not(feature = "entitlements"))]
-        let known = None;
-        match s.usage.record(&*s.backend, &ask, &customer, known, now) {
-            (r, Some(ack)) => {
-                let nonce = req.header(NONCE_HEADER).filter(|n| is_nonce(n));
-                crate::usage::sign_ack(r, &ask, ack, &self.leases.signer, nonce, now)
-            }
-            (r, None) => plain(r),
-        }
-    }
-
-    /// The read that follows a device listing's answer (issue #64): after the key's verdict
-    /// (a validate's 200, from Polar or the store), the `GET` of the key's record, within the
-    /// per-key limit, the breaker and the token's budget (`Ok`); any other answer passes on
-    /// without a lease or a signed denial, and so does a refusal of the read (`Err`). `None`
-    /// for every other request.
-    pub(crate) fn follow(
-        &self,
-        req: &RelayRequest,
-        answer: &RelayResponse,
-        now: Now,
-    ) -> Option<Result<Box<Pending>, Finished>> {
-        if self.usage_on(req) {
-            let mut f = self.usage_followed(req, answer, now);
-            add_cors(&mut f.response);
-            return Some(Err(f));
-        }
-        if !crate::devices::is_route(&req.path) || is_preflight(req) {
-            return None;
-        }
-        let refused = |r: RelayResponse| {
-            let mut response = crate::devices::refusal(r);
-            add_cors(&mut response);
-            Some(Err(Finished {
-                response,
-                unsigned: None,
-            }))
-        };
-        if answer.status != 200 {
-            return refused(answer.clone());
-        }
-        let Ok(ask) = crate::devices::read_ask(&req.body) else {
-            return refused(RelayResponse::detail(404, "Not Found"));
-        };
-        let Some(key_id) = answer.uuid_at("id") else {
-            log::warn!(
-                "relay: devices {} 502 (the key's verdict names no key id)",
-                crate::logged::key(&ask.key)
-            );
-            return refused(RelayResponse::unreached("Polar's answer did not read"));
-        };
-        let mut pending = match self.route_checked(&req.validate_of(&ask.key, &ask.organization_id))
-        {
-            Ok(pending) => pending,
-            Err(r) => return refused(r),
-        };
-        pending.request = crate::devices::read_request(&self.base_url, &pending.request, &key_id);
-        pending.nonce = None;
-        pending.devices = Some(Box::new(ask));
-        if let Some(r) = self.per_key_limit(&pending, now) {
-            return refused(r);
-        }
-        let Some(ticket) = self.breaker.allow(now) else {
-            return refused(breaker_refused(&pending));
-        };
-        if let Some(s) = &self.store {
-            if let Err(secs) = s.take(now, crate::store::Use::Shared) {
-                self.breaker.abandon(Some(ticket), now);
-                log::info!(
-                    "relay: devices {} 429 (the token's budget is spent)",
-                    crate::logged::key(&pending.key)
-                );
-                return refused(RelayResponse::rate_limited(secs));
-            }
-        }
-        pending.ticket = Some(ticket);
-        Some(Ok(Box::new(pending)))
-    }
-
     /// A request past its local checks, through the store (or, without one, the per-key limit
-    /// and the breaker): the answer, the call, or the wait.
-    fn route_pending(
+    /// and the breaker): the answer, the call, or the wait. The per-key limit is taken there
+    /// when `per_key` (`false`: the route took it already, a usage report's).
+    pub(crate) fn route_pending(
         &self,
         pending: Pending,
         now: Now,
-        may_wait: bool,
-        entropy: &dyn Fn() -> Option<[u8; 16]>,
-    ) -> Routed {
-        self.route_pending_with(pending, now, may_wait, entropy, true)
-    }
-
-    /// [`Relay::route_pending`], the per-key limit taken there when `per_key` (`false`: the
-    /// caller took it already, a usage report's).
-    fn route_pending_with(
-        &self,
-        pending: Pending,
-        now: Now,
-        may_wait: bool,
+        waited: u32,
         entropy: &dyn Fn() -> Option<[u8; 16]>,
         per_key: bool,
     ) -> Routed {
+        let may_wait = waited < FLIGHT_WAITS;
         let limited = per_key;
         match &self.store {
             Some(s) => {
@@ -885,7 +561,7 @@ impl Relay {
     }
 
     /// The per-key bucket (it protects Polar: answers from the store skip it).
-    fn per_key_limit(&self, pending: &Pending, now: Now) -> Option<RelayResponse> {
+    pub(crate) fn per_key_limit(&self, pending: &Pending, now: Now) -> Option<RelayResponse> {
         let key_id = bucket_of(&OrgId::checked(&pending.checked), &pending.key);
         if matches!(pending.op, Operation::Activate | Operation::Deactivate) {
             let churn = self.seats.activation_churn();
@@ -941,36 +617,6 @@ impl Relay {
         Some(RelayResponse::rate_limited(secs))
     }
 
-    /// The checks before the per-IP limit (a preflight, the route, the method, the body's
-    /// size): the operation asked, or the answer that ends the request there.
-    fn gate(&self, req: &RelayRequest) -> Result<Operation, RelayResponse> {
-        if is_preflight(req) {
-            return Err(preflight());
-        }
-        let path = req.path.split('?').next().unwrap_or_default();
-        let op = match path.strip_prefix(ROUTE_PREFIX) {
-            Some("validate") => Operation::Validate,
-            Some("activate") => Operation::Activate,
-            Some("deactivate") => Operation::Deactivate,
-            _ => return Err(RelayResponse::detail(404, "Not Found")),
-        };
-        if req.method != "POST" {
-            let mut r = RelayResponse::detail(405, "Method Not Allowed");
-            r.set("allow", "POST, OPTIONS");
-            return Err(r);
-        }
-        let max = self.limits.max_body_bytes;
-        if req.body.len() > max {
-            log::info!("relay: {} 413 (body over {max} bytes)", op.as_str());
-            return Err(RelayResponse::error(
-                413,
-                "RequestBodyTooLarge",
-                &format!("Request body exceeded the maximum allowed size of {max} bytes."),
-            ));
-        }
-        Ok(op)
-    }
-
     /// The per-IP bucket: 429 when `req`'s client is over its rate, else its token taken.
     /// `what`: the operation, or `preflight` (a CORS preflight takes a token as any request
     /// does, so that preflights alone cannot hold the relay's connections for free).
@@ -985,39 +631,19 @@ impl Relay {
         Some(RelayResponse::rate_limited(secs))
     }
 
-    /// Every local check of a request [`Asks::admit`] let through ([`Relay::gate`], Polar's
-    /// input checks, the organization): the call it asks for.
-    fn route_checked(&self, req: &RelayRequest) -> Result<Pending, RelayResponse> {
-        let op = self.gate(req)?;
+    /// The call a route's checked body asks (`op` of `checked`, made on `req`'s head: its
+    /// client, its version, its nonce), held with its `route`; or the refusal of a call that
+    /// cannot be made of it.
+    pub(crate) fn pending(
+        &self,
+        op: Operation,
+        checked: &CheckedBody,
+        req: &RelayRequest,
+        route: Route,
+    ) -> Result<Pending, RelayResponse> {
         let client = crate::roster::client_group(&self.client_of(req));
-        let checked = match check_body(op.as_str(), req.header("content-type"), &req.body) {
-            Some(Ok(checked)) => checked,
-            Some(Err(refusal)) => {
-                log::info!(
-                    "relay: {} {} (Polar's input checks)",
-                    op.as_str(),
-                    refusal.status
-                );
-                let mut r = RelayResponse::json(refusal.status, refusal.body);
-                r.set("content-type", refusal.content_type);
-                return Err(private(r));
-            }
-            None => return Err(RelayResponse::detail(404, "Not Found")),
-        };
         let key = Key::new(checked.key.clone());
-        if !self.serves(&OrgId::checked(&checked)) {
-            log::info!(
-                "relay: {} {} 404 (another organization)",
-                op.as_str(),
-                crate::logged::key(&key)
-            );
-            return Err(private(RelayResponse::error(
-                404,
-                "ResourceNotFound",
-                "Not found",
-            )));
-        }
-        let call = match Call::of(op, &checked) {
+        let call = match Call::of(op, checked) {
             Ok(call) => call,
             Err(e) => return Err(private(invalid(op, &key, &e))),
         };
@@ -1032,7 +658,7 @@ impl Relay {
         Ok(Pending {
             op,
             key,
-            checked,
+            checked: checked.clone(),
             call,
             request,
             stored: None,
@@ -1044,15 +670,15 @@ impl Relay {
                 .header(NONCE_HEADER)
                 .filter(|n| is_nonce(n))
                 .map(str::to_string),
-            seat: None,
-            devices: None,
+            route: Box::new(route),
+            read: false,
         })
     }
 
     /// The per-IP limit's identity: the address in the configured proxy header's last entry
     /// (its port stripped), else the peer; a value that is no address is the peer's (the
     /// proxy's) own ([`crate::address::client_address`]).
-    fn client_of(&self, req: &RelayRequest) -> String {
+    pub(crate) fn client_of(&self, req: &RelayRequest) -> String {
         let header = self
             .client_ip_header
             .as_deref()
@@ -1068,6 +694,31 @@ impl Relay {
                 .with_access_token(self.token.clone())?
                 .with_user_agent(USER_AGENT),
         )
+    }
+
+    /// Polar's answer to a verdict's call (or why there is none) kept in the store and passed
+    /// back, with a lease on a grant (signed here, or to be signed elsewhere).
+    pub(crate) fn verdict_of(&self, pending: &Pending, upstream: Upstream, at: Moment) -> Finished {
+        let Moment { now, entropy } = at;
+        let seen = self
+            .store
+            .as_ref()
+            .map(|_| crate::stored::Seen::of(&upstream));
+        let (mut response, mut unsigned, holder) = self.answer(pending, upstream, now, entropy);
+        if let (Some(s), Some(seen)) = (&self.store, seen) {
+            let seen = seen.held_by(holder);
+            s.keep(
+                &self.leases,
+                pending,
+                seen,
+                now,
+                entropy,
+                &mut response,
+                &mut unsigned,
+            );
+        }
+        add_cors(&mut response);
+        Finished { response, unsigned }
     }
 
     /// Polar's answer passed back, with the lease signed here, or to be signed elsewhere; and
@@ -1268,9 +919,8 @@ impl Asks for Relay {
     /// gives them (the relay's `deliveries` module). A host that reads the body before the core sees
     /// the request (the npm relay: up to 1 MiB for a webhook) asks this first, so a forged
     /// post's body costs no read. Every other request: `None`.
-    fn refuse_unread(&self, req: &RelayRequest, now: Now) -> Option<RelayResponse> {
-        let path = req.path.split('?').next().unwrap_or_default();
-        if path != WEBHOOK_ROUTE || req.method != "POST" {
+    fn refuse_unread(&self, req: &RelayRequest, target: Target, now: Now) -> Option<RelayResponse> {
+        if target != Target::Webhook || req.method != "POST" {
             return None;
         }
         let s = self.store.as_ref()?;
@@ -1293,19 +943,8 @@ impl Asks for Relay {
     /// is over its rate; otherwise its token is taken (`None`, also for a request the limit does
     /// not concern) and the request goes on with [`Relay::begin_admitted`], which does not take
     /// it again, also after waits.
-    fn admit(&self, req: &RelayRequest, now: Now) -> Option<RelayResponse> {
-        let seat = crate::seats::route(&req.path).filter(|_| !is_preflight(req));
-        let devices = crate::devices::is_route(&req.path) && !is_preflight(req);
-        let usage = self.usage_on(req);
-        let what = match self.gate(req) {
-            _ if seat.is_some() => "seat",
-            _ if devices => "devices",
-            _ if usage => "usage",
-            Ok(op) => op.as_str(),
-            Err(_) if is_preflight(req) => "preflight",
-            Err(_) => return None,
-        };
-        let mut r = self.per_ip_limit(req, what, now)?;
+    fn admit(&self, req: &RelayRequest, route: &Route, now: Now) -> Option<RelayResponse> {
+        let mut r = self.per_ip_limit(req, route.what()?, now)?;
         add_cors(&mut r);
         Some(r)
     }
@@ -1322,17 +961,21 @@ impl Asks for Relay {
         self.store.as_ref().is_some_and(|s| s.backend.host_loads())
     }
 
-    fn store_wants(&self, req: &RelayRequest, now_unix: i64) -> Option<Wants> {
-        let s = self.store.as_ref()?;
-        crate::wants::store_wants(s, || self.client_of(req), req, now_unix)
+    fn route(&self, req: &RelayRequest) -> Route {
+        self.route_of(req)
     }
 
-    fn roster_wants(&self, req: &RelayRequest) -> Option<String> {
-        Relay::roster_wants(self, req)
+    fn store_wants(&self, req: &RelayRequest, route: &Route, now_unix: i64) -> Option<Wants> {
+        self.store.as_ref()?;
+        route.part().wants(self, req, now_unix)
     }
 
-    fn begin_admitted(&self, req: &RelayRequest, at: Moment, waited: u32) -> Routed {
-        Relay::begin_admitted(self, req, at.now, at.entropy, waited)
+    fn roster_wants(&self, route: &Route) -> Option<String> {
+        self.roster_wants_of(route)
+    }
+
+    fn begin_admitted(&self, req: &RelayRequest, route: &Route, at: Moment, waited: u32) -> Routed {
+        Relay::begin_admitted(self, req, route, at.now, at.entropy, waited)
     }
 
     fn still_allows(&self, pending: &Pending) -> bool {
@@ -1342,10 +985,7 @@ impl Asks for Relay {
     fn stale_answer(&self, pending: &Pending, at: Moment) -> Option<Finished> {
         let s = self.store.as_ref()?;
         let f = s.stale_answer(&self.leases, pending, at.now, at.entropy)?;
-        Some(match &pending.seat {
-            Some(ask) => self.seated(ask, f, at.now, at.entropy),
-            None => f,
-        })
+        Some(pending.route.part().settle(self, f, at))
     }
 
     fn give_back(&self, now: Now) {
@@ -1361,67 +1001,10 @@ impl Asks for Relay {
         at: Moment,
         made: bool,
     ) -> Finished {
-        let Moment { now, entropy } = at;
         if made {
-            self.breaker.record(&upstream, pending.ticket, now);
+            self.breaker.record(&upstream, pending.ticket, at.now);
         }
-        // An activation or a deactivation Polar made: counted in the key's churn (issue #67).
-        let made_one = matches!(
-            (pending.op, upstream.as_ref().map(|u| u.status)),
-            (Operation::Activate, Ok(200)) | (Operation::Deactivate, Ok(204))
-        );
-        if made_one {
-            let key_id = bucket_of(&OrgId::checked(&pending.checked), &pending.key);
-            let churn = self.seats.activation_churn();
-            self.churned.count(&key_id, churn, now.unix_seconds);
-            if let Some(s) = &self.store {
-                crate::seats::count_activation(
-                    s.backend.as_ref(),
-                    &s.seats_live,
-                    &OrgId::checked(&pending.checked),
-                    &pending.key,
-                    if pending.op == Operation::Activate {
-                        1
-                    } else {
-                        -1
-                    },
-                    churn,
-                    now.unix_seconds,
-                );
-            }
-        }
-        if let Some(ask) = &pending.devices {
-            // A device listing's read: the list, kept nowhere, with no lease.
-            let mut response = crate::devices::answer(ask, upstream);
-            add_cors(&mut response);
-            return Finished {
-                response,
-                unsigned: None,
-            };
-        }
-        let seen = self
-            .store
-            .as_ref()
-            .map(|_| crate::stored::Seen::of(&upstream));
-        let (mut response, mut unsigned, holder) = self.answer(pending, upstream, now, entropy);
-        if let (Some(s), Some(seen)) = (&self.store, seen) {
-            let seen = seen.held_by(holder);
-            s.keep(
-                &self.leases,
-                pending,
-                seen,
-                now,
-                entropy,
-                &mut response,
-                &mut unsigned,
-            );
-        }
-        add_cors(&mut response);
-        let finished = Finished { response, unsigned };
-        match &pending.seat {
-            Some(ask) => self.seated(ask, finished, now, entropy),
-            None => finished,
-        }
+        pending.route.part().finish(self, pending, upstream, at)
     }
 
     /// The answer with the externally made signature of [`Finished::pre_auth`]: the lease is
@@ -1455,13 +1038,14 @@ impl Asks for Relay {
         }
     }
 
-    fn follow(
+    fn follows(
         &self,
         req: &RelayRequest,
+        route: &Route,
         answer: &RelayResponse,
         at: Moment,
     ) -> Option<Result<Box<Pending>, Finished>> {
-        Relay::follow(self, req, answer, at.now)
+        route.part().follow(self, req, answer, at)
     }
 
     fn reads(&self) -> crate::reads::Reads<'_> {
@@ -1469,49 +1053,12 @@ impl Asks for Relay {
     }
 }
 
-/// Whether `req` is a CORS preflight (any `OPTIONS`: the relay answers each one alike).
-fn is_preflight(req: &RelayRequest) -> bool {
-    req.method.eq_ignore_ascii_case("OPTIONS")
-}
-
-/// A seat acquisition refused for its key's refusals of a full pool: `429`, `rate_limited`,
-/// with the wait (the seat churn's shape, [`crate::seats::churned`]).
-fn seats_flooded(ask: &crate::seats::SeatAsk, secs: u64) -> Finished {
-    log::info!(
-        "relay: seat acquire {} 429 (refused acquisitions of a full pool over the key's rate)",
-        crate::logged::key(&ask.key)
-    );
-    let mut response = crate::seats::churned(
-        "SeatsFlooded",
-        "too many refused seat acquisitions of this key: wait for retry-after",
-        i64::try_from(secs).unwrap_or(i64::MAX),
-    );
-    add_cors(&mut response);
-    Finished {
-        response,
-        unsigned: None,
-    }
-}
-
-/// The validate that proves the key of a device listing (issue #64) or a usage report (issue
-/// #68 item 3), whose key's verdict comes first (`Err`: the body's 422); `None` on any other
-/// route.
-fn key_proof(req: &RelayRequest) -> Option<Result<RelayRequest, RelayResponse>> {
-    if crate::devices::is_route(&req.path) {
-        let ask = crate::devices::read_ask(&req.body);
-        return Some(ask.map(|a| req.validate_of(&a.key, &a.organization_id)));
-    }
-    crate::usage::is_route(&req.path).then(|| {
-        crate::usage::read_ask(&req.body).map(|a| req.validate_of(&a.key, &a.organization_id))
-    })
-}
-
 /// A key's id in the per-key buckets and the churn count: its organization and its SHA-256.
-fn bucket_of(organization_id: &OrgId, key: &Key) -> String {
+pub(crate) fn bucket_of(organization_id: &OrgId, key: &Key) -> String {
     [organization_id.as_str(), ":", &key_hash(key)].concat()
 }
 
-fn take(buckets: &Mutex<Buckets>, id: &str, now: Now) -> Option<u64> {
+pub(crate) fn take(buckets: &Mutex<Buckets>, id: &str, now: Now) -> Option<u64> {
     // A poisoned lock (a panic elsewhere) still holds usable counts.
     let mut guard = locked(buckets);
     guard.take(id, now.monotonic_ms)

@@ -713,7 +713,7 @@ impl Server {
         let (parts, body) = request.into_parts();
         // `connection: close` on `/healthz`: a monitor polling it keeps no idle connection
         // open, and no client holds connections alive with it.
-        let health = parts.uri.path() == crate::types::HEALTH_ROUTE
+        let health = crate::routes::Target::of(parts.uri.path()) == crate::routes::Target::Health
             && matches!(parts.method, hyper::Method::GET | hyper::Method::HEAD);
         let expects_continue = parts
             .headers
@@ -905,10 +905,11 @@ impl Server {
     /// to 1 MiB: a flood of forged deliveries holds no check's stored answer back); every
     /// other request on those of the answers made without a call, never behind a call.
     fn steps_for(&self, head: &RelayRequest) -> Option<&Arc<Semaphore>> {
-        let path = head.path.split('?').next().unwrap_or_default();
-        if path == crate::types::HEALTH_ROUTE && (head.method == "GET" || head.method == "HEAD") {
+        use crate::routes::Target;
+        let target = Target::of(&head.path);
+        if target == Target::Health && (head.method == "GET" || head.method == "HEAD") {
             None
-        } else if path == crate::types::WEBHOOK_ROUTE {
+        } else if target == Target::Webhook {
             Some(&self.hooks)
         } else {
             Some(&self.local)

@@ -501,12 +501,12 @@ pub(crate) struct Pending {
     /// The client's [`NONCE_HEADER`], when it sent one that is a nonce: signed into the
     /// lease's claims, whoever answers (Polar now, or the store).
     pub(crate) nonce: Option<String>,
-    /// A seat's acquisition or heartbeat this validate is the verdict of (issue #67): its
-    /// answer is the seat's ([`crate::seats::settle`]).
-    pub(crate) seat: Option<Box<crate::seats::ask::SeatAsk>>,
-    /// A device listing's read of the key's record (issue #64): a `GET` of
-    /// [`Pending::request`]'s URL, its answer the list ([`crate::devices::answer`]).
-    pub(crate) devices: Option<Box<crate::devices::ask::DevicesAsk>>,
+    /// The route this call is for ([`crate::routes::Route`]): its part says how the call's
+    /// answer finishes (a seat's answer settled on its verdict, a device list made of a read).
+    pub(crate) route: Box<crate::routes::Route>,
+    /// The call that follows the route's verdict (a device listing's read of the key's record,
+    /// issue #64: a `GET` of [`Pending::request`]'s URL), not the verdict itself.
+    pub(crate) read: bool,
 }
 
 // The call (the seller's token, the key in clear) is never shown; `Key` redacts itself.
@@ -536,7 +536,7 @@ impl Pending {
 
     /// The call's method: `GET` for a device listing's read (no body), else `POST`.
     pub(crate) fn method(&self) -> polar_license::portal::Method {
-        if self.devices.is_some() {
+        if self.read {
             polar_license::portal::Method::Get
         } else {
             polar_license::portal::Method::Post

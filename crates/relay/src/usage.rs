@@ -115,11 +115,6 @@ pub(crate) struct UsageAsk {
 
 debug_some!(UsageAsk, a => { "key": a.key, "meter": a.meter, "units": a.units, "id": a.id });
 
-/// Whether `path` (a query ignored) is the usage route.
-pub(crate) fn is_route(path: &str) -> bool {
-    path.split('?').next().unwrap_or_default() == USAGE_ROUTE
-}
-
 /// The body read (`422` in Polar's shape, `InvalidUsageRequest`, with what is wrong;
 /// [`crate::types::ask_object`]).
 pub(crate) fn read_ask(body: &[u8]) -> Result<UsageAsk, RelayResponse> {
@@ -164,12 +159,11 @@ pub(crate) fn is_event_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= MAX_METER_BYTES && !name.chars().any(char::is_control)
 }
 
-/// The refusal of a report whose event name is not among the seller's `events` (`None`: any
-/// name; a body that does not read is [`read_ask`]'s to refuse): 422 `InvalidUsageRequest`,
-/// before the key's verdict is asked or anything kept (issue #76).
-pub(crate) fn refuses_event(body: &[u8], events: Option<&[String]>) -> Option<RelayResponse> {
+/// The refusal of a report (`ask`) whose event name is not among the seller's `events`
+/// (`None`: any name): 422 `InvalidUsageRequest`, before the key's verdict is asked or
+/// anything kept (issue #76).
+pub(crate) fn refuses_event(ask: &UsageAsk, events: Option<&[String]>) -> Option<RelayResponse> {
     let events = events?;
-    let ask = read_ask(body).ok()?;
     if events.contains(&ask.meter) {
         return None;
     }

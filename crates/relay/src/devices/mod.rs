@@ -30,13 +30,7 @@ use crate::types::RelayResponse;
 
 pub(crate) mod ask;
 
-pub use crate::types::DEVICES_ROUTE;
 pub(crate) use ask::DevicesAsk;
-
-/// Whether `path` (a query ignored) is the device-listing route.
-pub(crate) fn is_route(path: &str) -> bool {
-    path.split('?').next().unwrap_or_default() == DEVICES_ROUTE
-}
 
 /// The body read (`422` in Polar's shape, `InvalidDevicesRequest`, with what is wrong): its
 /// members and the activation id ([`crate::types::ask_object`]).

@@ -9,6 +9,7 @@ use polar_license::{HttpResponse, TransportError};
 
 use crate::clock::Now;
 use crate::reads::Reads;
+use crate::routes::{Route, Target};
 use crate::store::Wants;
 use crate::types::{Finished, Pending, RelayRequest, RelayResponse, Routed};
 
@@ -57,12 +58,16 @@ pub trait Asks {
 
     // The gate: what a request's head, its size and its client decide.
 
-    /// The answer a webhook's head decides alone, before its body is read.
-    fn refuse_unread(&self, req: &RelayRequest, now: Now) -> Option<RelayResponse>;
+    /// The answer a webhook's head decides alone, before its body is read (`target`: where
+    /// its path points).
+    fn refuse_unread(&self, req: &RelayRequest, target: Target, now: Now) -> Option<RelayResponse>;
     /// The most bytes of a request's body the relay takes.
     fn max_body_bytes(&self) -> usize;
+    /// The request read once, after its body, into its route ([`Route::parse`]): every step
+    /// after it reads the route, never the path or the body again.
+    fn route(&self, req: &RelayRequest) -> Route;
     /// The per-IP limit: `Some` (429) when the client is over its rate.
-    fn admit(&self, req: &RelayRequest, now: Now) -> Option<RelayResponse>;
+    fn admit(&self, req: &RelayRequest, route: &Route, now: Now) -> Option<RelayResponse>;
     /// Narrows an answer's CORS grant to the configured origins.
     fn cors(&self, req: &RelayRequest, r: &mut RelayResponse);
     /// Where the relay runs: how its host differs ([`crate::Host`], the one place).
@@ -75,14 +80,14 @@ pub trait Asks {
     /// the core reads them ([`crate::store::Backend::host_loads`]).
     fn host_loads(&self) -> bool;
     /// The store's entries and index rows `req` touches.
-    fn store_wants(&self, req: &RelayRequest, now_unix: i64) -> Option<Wants>;
-    /// The roster's digest of `req`'s key, when it has not read it.
-    fn roster_wants(&self, req: &RelayRequest) -> Option<String>;
+    fn store_wants(&self, req: &RelayRequest, route: &Route, now_unix: i64) -> Option<Wants>;
+    /// The roster's digest of the route's key, when it has not read it.
+    fn roster_wants(&self, route: &Route) -> Option<String>;
 
     // The request's path: routing, the breaker, the verdict store, the leases.
 
     /// Every check of an admitted request after `waited` waits: the answer, or the call.
-    fn begin_admitted(&self, req: &RelayRequest, at: Moment, waited: u32) -> Routed;
+    fn begin_admitted(&self, req: &RelayRequest, route: &Route, at: Moment, waited: u32) -> Routed;
     /// Whether the breaker still lets `pending`'s call go (it may have opened while the call
     /// waited for its slot).
     fn still_allows(&self, pending: &Pending) -> bool;
@@ -101,13 +106,15 @@ pub trait Asks {
     ) -> Finished;
     /// The answer with a lease signed elsewhere (`true` when the lease verified).
     fn assemble(&self, finished: Finished, signature: &[u8]) -> (RelayResponse, bool);
-    /// The call `req`'s answer leads to (a device listing's read of the key's record after the
-    /// validate that proved the key, issue #64: `Ok`), or the answer that replaces it (`Err`:
-    /// a usage report's, whose acknowledgement may wait for an external signature, issue
-    /// #76); `None`: the answer stands.
-    fn follow(
+    /// What follows the answer, the route's part's to say ([`crate::routes::Part::follow`]):
+    /// the call it leads to (a device listing's read of the key's record after the validate
+    /// that proved the key, issue #64: `Ok`), or the answer that replaces it (`Err`: a usage
+    /// report's, whose acknowledgement may wait for an external signature, issue #76);
+    /// `None`: the answer stands.
+    fn follows(
         &self,
         req: &RelayRequest,
+        route: &Route,
         answer: &RelayResponse,
         at: Moment,
     ) -> Option<Result<Box<Pending>, Finished>>;

@@ -16,10 +16,10 @@ use polar_license::{HttpRequest, HttpResponse, TransportError, TransportErrorKin
 
 use super::{Core, Moment};
 use crate::clock::Now;
+use crate::routes::{Route, Target};
 use crate::store::Wants;
 use crate::types::{
-    Finished, Pending, RelayRequest, RelayResponse, Routed, HEALTH_ROUTE, STALE_AFTER_MS,
-    WEBHOOK_MAX_BODY_BYTES, WEBHOOK_ROUTE,
+    Finished, Pending, RelayRequest, RelayResponse, Routed, STALE_AFTER_MS, WEBHOOK_MAX_BODY_BYTES,
 };
 
 /// Answers of another need than the one asked that end an exchange ([`Exchange::give`]).
@@ -218,6 +218,10 @@ enum State {
 /// ```
 pub struct Exchange {
     req: RelayRequest,
+    /// Where the request's path points, read from its head ([`Target::of`]).
+    target: Target,
+    /// The request read once, after its body ([`Route::parse`]); `None` until then.
+    route: Option<Route>,
     options: ExchangeOptions,
     state: State,
     /// What the host gave for the last need, not taken yet.
@@ -247,6 +251,8 @@ impl Exchange {
     pub fn new(mut req: RelayRequest, options: ExchangeOptions) -> Exchange {
         req.body.clear();
         Exchange {
+            target: Target::of(&req.path),
+            route: None,
             req,
             options,
             state: State::Head,
@@ -323,16 +329,15 @@ impl Exchange {
                     self.counted = false;
                     return State::Persisting(r).persist(self);
                 }
-                if let Some(mut r) = relay.refuse_unread(&self.req, now) {
+                if let Some(mut r) = relay.refuse_unread(&self.req, self.target, now) {
                     relay.cors(&self.req, &mut r);
                     return State::Persisting(r).persist(self);
                 }
                 if self.req.method == "GET" || self.req.method == "HEAD" {
                     return self.started(relay);
                 }
-                let path = self.req.path.split('?').next().unwrap_or_default();
                 let mut max = relay.max_body_bytes();
-                if path == WEBHOOK_ROUTE {
+                if self.target == Target::Webhook {
                     max = max.max(WEBHOOK_MAX_BODY_BYTES);
                 }
                 self.ask(
@@ -346,22 +351,26 @@ impl Exchange {
                 self.req.body = body;
                 self.started(relay)
             }
-            (State::Admit, _) => match relay.admit(&self.req, now) {
-                Some(mut r) => {
-                    relay.cors(&self.req, &mut r);
-                    State::Answered(r)
+            (State::Admit, _) => {
+                let (req, route) = self.read(relay);
+                match relay.admit(req, route, now) {
+                    Some(mut r) => {
+                        relay.cors(&self.req, &mut r);
+                        State::Answered(r)
+                    }
+                    None => State::Fill(After::Begin),
                 }
-                None => State::Fill(After::Begin),
-            },
+            }
             (State::Fill(after), _) => {
                 // Loaded by the host only when the store is its to read per key (no host flag:
                 // the store says, `Backend::host_loads`).
                 if !relay.host_loads() {
                     return self.loaded(relay, at, after);
                 }
+                let (req, route) = self.read(relay);
                 let load = Load {
-                    store: relay.store_wants(&self.req, now.unix_seconds),
-                    roster: relay.roster_wants(&self.req),
+                    store: relay.store_wants(req, route, now.unix_seconds),
+                    roster: relay.roster_wants(route),
                 };
                 if load.store.is_none() && load.roster.is_none() {
                     return self.loaded(relay, at, after);
@@ -369,52 +378,12 @@ impl Exchange {
                 self.ask(Need::Load(load), State::Loading(after))
             }
             (State::Loading(after), Some(Given::Loaded)) => self.loaded(relay, at, after),
-            (State::Begin, _) => match relay.begin_admitted(&self.req, at, self.waited) {
-                Routed::Stored(finished) if finished.unsigned.is_some() => {
-                    self.signed(relay, finished)
-                }
-                Routed::Answer(mut r) => {
-                    relay.cors(&self.req, &mut r);
-                    State::Answered(r)
-                }
-                Routed::Stored(finished) => {
-                    let mut r = finished.into_response();
-                    relay.cors(&self.req, &mut r);
-                    State::Answered(r)
-                }
-                Routed::Ask(pending) if relay.host().call_slots() => {
-                    let patience_ms = self.patience(&pending);
-                    let flight = pending.flight();
-                    self.ask(
-                        Need::Slot { patience_ms },
-                        State::Slotting {
-                            pending,
-                            flight,
-                            deadline: patience_ms.map(|ms| now.monotonic_ms.saturating_add(ms)),
-                            tail: false,
-                        },
-                    )
-                }
-                Routed::Ask(pending) => {
-                    let need = Need::Send {
-                        request: pending.request().clone(),
-                        method: pending.method(),
-                        flight: pending.flight(),
-                        patience_ms: self.patience(&pending),
-                    };
-                    let flight = pending.flight();
-                    self.ask(need, State::Asking(pending, flight))
-                }
-                Routed::Wait(id, pending) => {
-                    let patience_ms = self.patience(&pending);
-                    let check = patience_ms.map(|_| pending);
-                    let need = Need::Flight {
-                        flight: crate::store::hex_id(&id),
-                        patience_ms,
-                    };
-                    self.ask(need, State::Waiting(check))
-                }
-            },
+            (State::Begin, _) => {
+                let waited = self.waited;
+                let (req, route) = self.read(relay);
+                let routed = relay.begin_admitted(req, route, at, waited);
+                self.begun(relay, at, routed)
+            }
             (State::Waiting(check), Some(Given::Patience)) => match check {
                 Some(check) => State::Fill(After::StaleWait(check)),
                 None => self.again(),
@@ -474,7 +443,11 @@ impl Exchange {
                 // A call this answer leads to (a device listing's read after its key's
                 // verdict), asked once: its own answer is the request's.
                 self.followed = true;
-                match relay.follow(&self.req, &r, at) {
+                let follows = {
+                    let (req, route) = self.read(relay);
+                    relay.follows(req, route, &r, at)
+                };
+                match follows {
                     // A host whose calls hold a thread waits for a slot first, as for any call.
                     Some(Ok(read)) if relay.host().call_slots() => self.ask(
                         Need::Slot { patience_ms: None },
@@ -508,8 +481,7 @@ impl Exchange {
                 State::Persisting(r).persist(self)
             }
             (State::Persisting(mut r), Some(Given::Persisted(saved))) => {
-                let path = self.req.path.split('?').next().unwrap_or_default();
-                if !saved && path == WEBHOOK_ROUTE {
+                if !saved && self.target == Target::Webhook {
                     // Never a 2xx before the webhook's change is saved: Polar delivers it
                     // again, and that delivery's answer waits for the save tried again.
                     r = failure(relay, &self.req, "the store failed");
@@ -558,6 +530,55 @@ impl Exchange {
         }
     }
 
+    /// What the begin of a request routed to: its answer, its call, or its wait.
+    fn begun<C: Core + ?Sized>(&mut self, relay: &C, at: Moment, routed: Routed) -> State {
+        let now = at.now;
+        match routed {
+            Routed::Stored(finished) if finished.unsigned.is_some() => self.signed(relay, finished),
+            Routed::Answer(mut r) => {
+                relay.cors(&self.req, &mut r);
+                State::Answered(r)
+            }
+            Routed::Stored(finished) => {
+                let mut r = finished.into_response();
+                relay.cors(&self.req, &mut r);
+                State::Answered(r)
+            }
+            Routed::Ask(pending) if relay.host().call_slots() => {
+                let patience_ms = self.patience(&pending);
+                let flight = pending.flight();
+                self.ask(
+                    Need::Slot { patience_ms },
+                    State::Slotting {
+                        pending,
+                        flight,
+                        deadline: patience_ms.map(|ms| now.monotonic_ms.saturating_add(ms)),
+                        tail: false,
+                    },
+                )
+            }
+            Routed::Ask(pending) => {
+                let need = Need::Send {
+                    request: pending.request().clone(),
+                    method: pending.method(),
+                    flight: pending.flight(),
+                    patience_ms: self.patience(&pending),
+                };
+                let flight = pending.flight();
+                self.ask(need, State::Asking(pending, flight))
+            }
+            Routed::Wait(id, pending) => {
+                let patience_ms = self.patience(&pending);
+                let check = patience_ms.map(|_| pending);
+                let need = Need::Flight {
+                    flight: crate::store::hex_id(&id),
+                    patience_ms,
+                };
+                self.ask(need, State::Waiting(check))
+            }
+        }
+    }
+
     /// Ends an exchange whose host keeps answering a need with something else: a 500 when
     /// the client has no answer yet (logged), nothing more either way.
     fn host_fault<C: Core + ?Sized>(
@@ -592,11 +613,20 @@ impl Exchange {
         State::Done
     }
 
-    /// The request read: counted in flight until answered, then the per-IP limit.
+    /// The request read: read into its route (once), counted in flight until answered, then
+    /// the per-IP limit.
     fn started<C: Core + ?Sized>(&mut self, relay: &C) -> State {
+        self.route = Some(relay.route(&self.req));
         relay.count_in_flight(1);
         self.in_flight = true;
         State::Admit
+    }
+
+    /// The request's route: read once when its body was (a step before that has none: read
+    /// then, the same way, and kept).
+    fn read<C: Core + ?Sized>(&mut self, relay: &C) -> (&RelayRequest, &Route) {
+        let route = self.route.get_or_insert_with(|| relay.route(&self.req));
+        (&self.req, route)
     }
 
     /// Begins again after a wait.
@@ -609,7 +639,7 @@ impl Exchange {
     /// listing (issue #64), whose verdict only proves the key and whose read follows it (a
     /// stale answer with its call going on would leave two calls under way).
     fn patience(&self, pending: &Pending) -> Option<u64> {
-        if crate::devices::is_route(&self.req.path) {
+        if !pending.route.part().may_be_stale() {
             return None;
         }
         pending.patience_ms(self.stale_after())
@@ -762,7 +792,7 @@ fn operator<C: Core + ?Sized>(
     if req.method != "GET" && req.method != "HEAD" {
         return None;
     }
-    if req.path == HEALTH_ROUTE {
+    if Target::of(&req.path) == Target::Health {
         return Some(relay.health(now));
     }
     let (route, token) = metrics?;

@@ -9,11 +9,9 @@
 use std::collections::HashSet;
 
 use polar_license::Key;
-use polar_license_rules::check_body;
 
 use super::{digest, Phase, Roster};
 use crate::store::{hex_id as hex, id_of_hex as unhex};
-use crate::types::{RelayRequest, ROUTE_PREFIX};
 
 /// A change the host saves: a key's digest (hex) now the organization's (`true`) or no longer
 /// (`false`), or the next page to read (`0`: every page read, the roster current).
@@ -87,16 +85,11 @@ impl Kept {
 }
 
 impl Roster {
-    /// The digest (hex, the storage key `r:<hex>`) of `req`'s license key that the host must
-    /// read before the request is answered, when the roster is kept in the host and has not
-    /// read it yet; else `None`.
-    pub(crate) fn wants(&self, req: &RelayRequest) -> Option<String> {
-        let op = req.path.split('?').next()?.strip_prefix(ROUTE_PREFIX)?;
-        if !matches!(op, "validate" | "activate" | "deactivate") {
-            return None;
-        }
-        let checked = check_body(op, req.header("content-type"), &req.body)?.ok()?;
-        let d = digest(&Key::new(checked.key));
+    /// The digest (hex, the storage key `r:<hex>`) of the license key (`key`, a request's as
+    /// its route read it) that the host must read before the request is answered, when the
+    /// roster is kept in the host and has not read it yet; else `None`.
+    pub(crate) fn wants(&self, key: &str) -> Option<String> {
+        let d = digest(&Key::new(key));
         let inner = self.lock();
         let kept = inner.kept.as_ref()?;
         (inner.phase != Phase::Off && kept.unread(&inner.hashes, &d)).then(|| hex(&d))

@@ -36,10 +36,8 @@ use polar_license::Key;
 use sha2::{Digest, Sha256};
 
 use crate::clock::{rfc3339, Now};
-use crate::store::{Backend, Entry, EntryId, Wants};
-use crate::types::{
-    add_cors, object, string, Finished, OrgId, RelayRequest, RelayResponse, SignWith,
-};
+use crate::store::{Backend, Entry, EntryId};
+use crate::types::{add_cors, object, string, Finished, OrgId, RelayResponse, SignWith};
 pub(crate) use ask::{SeatAsk, SeatOp};
 pub use pool::MAX_SEATS;
 pub(crate) use pool::{Churn, Outcome, Pool, Sizes};
@@ -52,17 +50,6 @@ pub const SEAT_SECONDS: u32 = 300;
 
 /// The longest machine binding a seat request may name, in bytes.
 const MAX_MACHINE_BYTES: usize = 256;
-
-/// The seat route `path` names (a query ignored), if any.
-pub(crate) fn route(path: &str) -> Option<SeatOp> {
-    let path = path.split('?').next().unwrap_or_default();
-    match path.strip_prefix(SEATS_PREFIX)? {
-        "acquire" => Some(SeatOp::Acquire),
-        "heartbeat" => Some(SeatOp::Heartbeat),
-        "release" => Some(SeatOp::Release),
-        _ => None,
-    }
-}
 
 /// The seller's seat settings ([`crate::Relay::with_seats`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -222,7 +209,7 @@ impl SeatOptions {
 
 impl SeatAsk {
     /// The key's pool in the store.
-    fn pool_id(&self) -> EntryId {
+    pub(crate) fn pool_id(&self) -> EntryId {
         pool_id(&self.organization_id, &key_hash(&self.key))
     }
 
@@ -286,37 +273,6 @@ pub(crate) fn read_ask(op: SeatOp, body: &[u8]) -> Result<SeatAsk, RelayResponse
         seat,
         ci: kind == "ci",
         borrow_days,
-    })
-}
-
-/// What a seat request reads in a host-kept store: its key's verdict (an acquisition, a
-/// heartbeat) and its pool.
-pub(crate) fn wants(req: &RelayRequest) -> Option<Wants> {
-    let op = route(&req.path)?;
-    let ask = read_ask(op, &req.body).ok()?;
-    let pool = ask.pool_id();
-    if op == SeatOp::Release {
-        return Some(Wants {
-            entries: vec![pool],
-            tags: Vec::new(),
-            all: false,
-            later: Vec::new(),
-        });
-    }
-    let v = req.validate_of(&ask.key, &ask.organization_id);
-    let checked =
-        polar_license_rules::check_body("validate", v.header("content-type"), &v.body)?.ok()?;
-    let key = key_hash(&ask.key);
-    let verdict = crate::store::checked_entry_id(
-        &checked,
-        &key,
-        crate::types::passed_version(v.header("polar-version")),
-    );
-    Some(Wants {
-        entries: vec![verdict, pool],
-        tags: vec![crate::store::key_tag(&checked.organization_id, &key)],
-        all: false,
-        later: Vec::new(),
     })
 }
 
@@ -677,7 +633,7 @@ pub(crate) fn release(
 /// caps, and stay bounded by the keys sold, each record at most `churn`'s count of stamps
 /// ([`pool::MAX_CHURN`] at most), those past the window dropped at every write. With a store
 /// the host reads per key (a Durable Object's), the pool was loaded with the request
-/// ([`crate::wants::store_wants`]: an activation's one read, a deactivation's with its key's
+/// ([`crate::routes::Part::wants`]: an activation's one read, a deactivation's with its key's
 /// entries, or alone when it has none).
 pub(crate) fn count_activation(
     store: &dyn Backend,

@@ -1,0 +1,145 @@
+//! The device listing's part (issue #64, [`crate::devices`] holds the listing's rules): the
+//! key proves itself as at Polar (its verdict, a validate routed as any other), then its
+//! record is read by id (a `GET` that follows the verdict's 200) and answered as the list.
+
+use polar_license::proto::Operation;
+use polar_license_rules::CheckedBody;
+
+use super::{Door, Part, Refused, Route};
+use crate::clock::Now;
+use crate::flow::{Moment, Upstream};
+use crate::relay::Relay;
+use crate::store::Wants;
+use crate::types::{
+    add_cors, breaker_refused, private, Finished, Pending, RelayRequest, RelayResponse, Routed,
+};
+
+/// A device listing, its body read (its ids canonical), with the validate that proves its key.
+#[derive(Clone)]
+pub(crate) struct Devices {
+    pub(crate) ask: crate::devices::DevicesAsk,
+    pub(crate) verdict: CheckedBody,
+}
+
+impl Devices {
+    /// The route's checks in the relay's order: the method (405), the body's size (413), the
+    /// body (422 `InvalidDevicesRequest`), the key's validate (Polar's rules, the
+    /// organization).
+    pub(super) fn parse(req: &RelayRequest, door: &Door<'_>) -> Result<Devices, Refused> {
+        let refused = |answer| Refused {
+            answer,
+            what: Some("devices"),
+        };
+        if let Some(r) = super::refuses_post(req, door.max_body) {
+            return Err(refused(r));
+        }
+        let ask = crate::devices::read_ask(&req.body).map_err(|r| refused(private(r)))?;
+        let verdict =
+            super::verdict_of(req, &ask.key, &ask.organization_id, door).map_err(refused)?;
+        Ok(Devices { ask, verdict })
+    }
+}
+
+impl Part for Devices {
+    /// Its key's verdict, read as a validate's.
+    fn wants(&self, _relay: &Relay, req: &RelayRequest, _now_unix: i64) -> Option<Wants> {
+        Some(super::license::verdict_wants(
+            Operation::Validate,
+            &self.verdict,
+            req,
+        ))
+    }
+
+    fn begin(
+        &self,
+        relay: &Relay,
+        req: &RelayRequest,
+        now: Now,
+        waited: u32,
+        entropy: &dyn Fn() -> Option<[u8; 16]>,
+    ) -> Routed {
+        let route = Route::Devices(self.clone());
+        match relay.pending(Operation::Validate, &self.verdict, req, route) {
+            Ok(pending) => relay.route_pending(pending, now, waited, entropy, true),
+            Err(r) => Routed::Answer(r),
+        }
+    }
+
+    /// The verdict kept as a validate's; the read's answer is the list, kept nowhere, with no
+    /// lease.
+    fn finish(&self, relay: &Relay, pending: &Pending, upstream: Upstream, at: Moment) -> Finished {
+        if !pending.read {
+            return relay.verdict_of(pending, upstream, at);
+        }
+        let mut response = crate::devices::answer(&self.ask, upstream);
+        add_cors(&mut response);
+        Finished {
+            response,
+            unsigned: None,
+        }
+    }
+
+    /// The read that follows the verdict's answer: after a 200 (from Polar or the store),
+    /// the `GET` of the key's record, within the per-key limit, the breaker and the token's
+    /// budget (`Ok`); any other answer passes on without a lease or a signed denial, and so
+    /// does a refusal of the read (`Err`).
+    fn follow(
+        &self,
+        relay: &Relay,
+        req: &RelayRequest,
+        answer: &RelayResponse,
+        at: Moment,
+    ) -> Option<Result<Box<Pending>, Finished>> {
+        let now = at.now;
+        let refused = |r: RelayResponse| {
+            let mut response = crate::devices::refusal(r);
+            add_cors(&mut response);
+            Some(Err(Finished {
+                response,
+                unsigned: None,
+            }))
+        };
+        if answer.status != 200 {
+            return refused(answer.clone());
+        }
+        let Some(key_id) = answer.uuid_at("id") else {
+            log::warn!(
+                "relay: devices {} 502 (the key's verdict names no key id)",
+                crate::logged::key(&self.ask.key)
+            );
+            return refused(RelayResponse::unreached("Polar's answer did not read"));
+        };
+        let route = Route::Devices(self.clone());
+        let mut pending = match relay.pending(Operation::Validate, &self.verdict, req, route) {
+            Ok(pending) => pending,
+            Err(r) => return refused(r),
+        };
+        pending.request = crate::devices::read_request(relay.base_url(), &pending.request, &key_id);
+        pending.nonce = None;
+        pending.read = true;
+        if let Some(r) = relay.per_key_limit(&pending, now) {
+            return refused(r);
+        }
+        let Some(ticket) = relay.breaker.allow(now) else {
+            return refused(breaker_refused(&pending));
+        };
+        if let Some(s) = &relay.store {
+            if let Err(secs) = s.take(now, crate::store::Use::Shared) {
+                relay.breaker.abandon(Some(ticket), now);
+                log::info!(
+                    "relay: devices {} 429 (the token's budget is spent)",
+                    crate::logged::key(&pending.key)
+                );
+                return refused(RelayResponse::rate_limited(secs));
+            }
+        }
+        pending.ticket = Some(ticket);
+        Some(Ok(Box::new(pending)))
+    }
+
+    /// Never: its verdict only proves the key and its read follows it (a stale answer with
+    /// its call going on would leave two calls under way).
+    fn may_be_stale(&self) -> bool {
+        false
+    }
+}

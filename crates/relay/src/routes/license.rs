@@ -1,0 +1,157 @@
+//! Polar's three license operations through the relay (`validate`, `activate`,
+//! `deactivate`): the body checked by Polar's rules once, at the parse; the call made of it
+//! routed through the per-key limit, the breaker and the verdict store; Polar's answer kept
+//! and leased ([`Relay::verdict_of`]).
+
+use polar_license::lease::key_hash;
+use polar_license::proto::Operation;
+use polar_license_rules::CheckedBody;
+
+use super::{Door, Part, Refused};
+use crate::clock::Now;
+use crate::flow::{Moment, Upstream};
+use crate::relay::{bucket_of, Relay};
+use crate::store::{self, Wants};
+use crate::types::{Finished, OrgId, Pending, RelayRequest, RelayResponse, Routed};
+
+/// A license operation, its body checked by Polar's rules (its ids canonical) and of an
+/// organization this relay serves.
+#[derive(Clone)]
+pub(crate) struct License {
+    pub(crate) op: Operation,
+    pub(crate) checked: CheckedBody,
+}
+
+impl License {
+    /// The route's checks in the relay's order: the method (405), the body's size (413),
+    /// Polar's input checks, the organization.
+    pub(super) fn parse(
+        op: Operation,
+        req: &RelayRequest,
+        door: &Door<'_>,
+    ) -> Result<License, Refused> {
+        let at_door = |answer| Refused { answer, what: None };
+        if req.method != "POST" {
+            return Err(at_door(super::not_post()));
+        }
+        let max = door.max_body;
+        if req.body.len() > max {
+            log::info!("relay: {} 413 (body over {max} bytes)", op.as_str());
+            return Err(at_door(RelayResponse::error(
+                413,
+                "RequestBodyTooLarge",
+                &format!("Request body exceeded the maximum allowed size of {max} bytes."),
+            )));
+        }
+        let checked =
+            super::checked(op, req.header("content-type"), &req.body, door).map_err(|answer| {
+                Refused {
+                    answer,
+                    what: Some(op.as_str()),
+                }
+            })?;
+        Ok(License { op, checked })
+    }
+}
+
+impl Part for License {
+    fn wants(&self, relay: &Relay, req: &RelayRequest, _now_unix: i64) -> Option<Wants> {
+        relay.store.as_ref()?;
+        Some(verdict_wants(self.op, &self.checked, req))
+    }
+
+    fn begin(
+        &self,
+        relay: &Relay,
+        req: &RelayRequest,
+        now: Now,
+        waited: u32,
+        entropy: &dyn Fn() -> Option<[u8; 16]>,
+    ) -> Routed {
+        match relay.pending(
+            self.op,
+            &self.checked,
+            req,
+            super::Route::License(self.clone()),
+        ) {
+            Ok(pending) => relay.route_pending(pending, now, waited, entropy, true),
+            Err(r) => Routed::Answer(r),
+        }
+    }
+
+    /// An activation or a deactivation Polar made is counted in the key's churn (issue #67),
+    /// then the verdict kept and leased.
+    fn finish(&self, relay: &Relay, pending: &Pending, upstream: Upstream, at: Moment) -> Finished {
+        let made_one = matches!(
+            (self.op, upstream.as_ref().map(|u| u.status)),
+            (Operation::Activate, Ok(200)) | (Operation::Deactivate, Ok(204))
+        );
+        if made_one {
+            let organization_id = OrgId::checked(&self.checked);
+            let key_id = bucket_of(&organization_id, &pending.key);
+            let churn = relay.seats.activation_churn();
+            relay.churned.count(&key_id, churn, at.now.unix_seconds);
+            if let Some(s) = &relay.store {
+                crate::seats::count_activation(
+                    s.backend.as_ref(),
+                    &s.seats_live,
+                    &organization_id,
+                    &pending.key,
+                    if self.op == Operation::Activate {
+                        1
+                    } else {
+                        -1
+                    },
+                    churn,
+                    at.now.unix_seconds,
+                );
+            }
+        }
+        relay.verdict_of(pending, upstream, at)
+    }
+}
+
+/// What a license operation of `checked` reads or narrows in the store: a validate its entry
+/// and its key's index row (with every entry of it after an increment, which narrows them); a
+/// deactivation its key's row and entries, and its key's seat pool later; an activation its
+/// key's seat pool. Each with why the key stopped (crate::lifecycle), for a denial's detail
+/// after a restart (not a deactivation's). A seat's acquisition, a device listing and a usage
+/// report read their key's verdict as a validate does.
+pub(crate) fn verdict_wants(op: Operation, checked: &CheckedBody, req: &RelayRequest) -> Wants {
+    let key = key_hash(&polar_license::Key::new(checked.key.clone()));
+    // The key's seat pool (issue #67): an activation is checked against the seats held and
+    // counted in them, a deactivation counted, both in its churn (a deactivation's read with
+    // the key's entries, or alone once its row names none).
+    let pool = crate::seats::pool_id(&crate::types::OrgId::checked(checked), &key);
+    // Why the key stopped, kept by the webhooks (crate::lifecycle): read with the request's
+    // own entries, for its denial's detail after a restart.
+    let stopped = crate::lifecycle::stored_id(&checked.organization_id, &key);
+    let tags = vec![store::key_tag(&checked.organization_id, &key)];
+    match op {
+        Operation::Activate => Wants {
+            entries: vec![pool, stopped],
+            tags: Vec::new(),
+            all: false,
+            later: Vec::new(),
+        },
+        Operation::Deactivate => Wants {
+            entries: Vec::new(),
+            tags,
+            all: true,
+            later: vec![pool],
+        },
+        _ => {
+            let id = store::checked_entry_id(
+                checked,
+                &key,
+                crate::types::passed_version(req.header("polar-version")),
+            );
+            Wants {
+                entries: vec![id, stopped],
+                tags,
+                all: checked.increment_usage.unwrap_or(0) > 0,
+                later: Vec::new(),
+            }
+        }
+    }
+}

@@ -1,0 +1,400 @@
+//! The relay's routes, typed (issue #77): a request is read ONCE, after its body is read, into
+//! a [`Route`], and this is the only place that splits a path from its query, checks a route's
+//! body or canonicalises an id in it (an organization's, a seat's). Everything after it (the
+//! per-IP limit's label, what a host-kept store loads, how the request begins and finishes,
+//! the call that follows its answer) reads the route, never the path or the body again.
+//!
+//! Each route is one part behind one crate-private trait ([`Part`]): what it wants from the
+//! store, how it begins, how a verdict becomes its answer, and what follows that answer. A
+//! relay feature is one file here plus one arm of [`Route`]:
+//!
+//! | part | routes | file |
+//! |---|---|---|
+//! | license operations | `validate`, `activate`, `deactivate` under [`ROUTE_PREFIX`] | `license.rs` |
+//! | seats | `acquire`, `heartbeat`, `release` under [`crate::seats::SEATS_PREFIX`] | `seat.rs` |
+//! | devices | [`DEVICES_ROUTE`] | `devices.rs` |
+//! | usage | [`USAGE_ROUTE`] | `usage.rs` |
+//! | webhooks | [`WEBHOOK_ROUTE`] | `webhook.rs` |
+//! | refused at the door | any request answered by its route alone | here ([`Refused`]) |
+//!
+//! (The operator's routes, `/healthz` and the metrics, are answered from the request's head
+//! before any body is read: [`Target::Health`], and the exchange's `operator`.)
+
+mod devices;
+mod license;
+mod seat;
+mod usage;
+mod webhook;
+
+use polar_license::proto::Operation;
+use polar_license_rules::{check_body, CheckedBody};
+
+pub(crate) use devices::Devices;
+pub(crate) use license::License;
+pub(crate) use seat::Seat;
+pub(crate) use usage::Usage;
+pub(crate) use webhook::Webhook;
+
+use crate::clock::Now;
+use crate::flow::Moment;
+use crate::relay::Relay;
+use crate::seats::{SeatOp, SeatOptions, SEATS_PREFIX};
+use crate::store::Wants;
+use crate::types::{
+    preflight, private, Finished, OrgId, Pending, RelayRequest, RelayResponse, Routed,
+    DEVICES_ROUTE, HEALTH_ROUTE, ROUTE_PREFIX, USAGE_ROUTE, WEBHOOK_ROUTE,
+};
+
+/// Where a request's path points, read from its head alone (before its body is read: the
+/// operator's routes, a webhook's unread refusal, the body's cap, the native server's threads
+/// choose by it). The one place a path is split from its query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// One of Polar's three license operations (`validate`, `activate`, `deactivate`).
+    License(Operation),
+    /// A seat route (issue #67).
+    Seat(SeatOp),
+    /// The device listing (issue #64).
+    Devices,
+    /// A usage report (issue #68 item 3).
+    Usage,
+    /// Polar's webhook deliveries.
+    Webhook,
+    /// `/healthz`, exactly (no query: `/healthz?x` is no health check).
+    Health,
+    /// Any other path.
+    Unknown,
+}
+
+impl Target {
+    /// The route `path` names (its query ignored, but for `/healthz`).
+    pub(crate) fn of(path: &str) -> Target {
+        if path == HEALTH_ROUTE {
+            return Target::Health;
+        }
+        let path = path.split('?').next().unwrap_or_default();
+        if let Some(op) = path.strip_prefix(ROUTE_PREFIX) {
+            return match op {
+                "validate" => Target::License(Operation::Validate),
+                "activate" => Target::License(Operation::Activate),
+                "deactivate" => Target::License(Operation::Deactivate),
+                _ => Target::Unknown,
+            };
+        }
+        if let Some(op) = path.strip_prefix(SEATS_PREFIX) {
+            return match op {
+                "acquire" => Target::Seat(SeatOp::Acquire),
+                "heartbeat" => Target::Seat(SeatOp::Heartbeat),
+                "release" => Target::Seat(SeatOp::Release),
+                _ => Target::Unknown,
+            };
+        }
+        match path {
+            DEVICES_ROUTE => Target::Devices,
+            USAGE_ROUTE => Target::Usage,
+            WEBHOOK_ROUTE => Target::Webhook,
+            _ => Target::Unknown,
+        }
+    }
+
+    /// The operator's counters' name for the route (`relay_answers_total`'s `route`).
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Target::License(op) => op.as_str(),
+            Target::Seat(_) => "seats",
+            Target::Devices => "devices",
+            Target::Usage => "usage",
+            Target::Webhook => "webhook",
+            Target::Health | Target::Unknown => "other",
+        }
+    }
+}
+
+/// What the relay serves, as a route's parse needs it (its routes on or off, its body cap, its
+/// organization, the seller's seat and usage settings): made by [`Relay::door`].
+pub(crate) struct Door<'a> {
+    /// The seat routes are served (a store, and seats on).
+    pub(crate) seats: Option<&'a SeatOptions>,
+    /// Usage reports are taken (a store with usage on), with the seller's event names if any.
+    pub(crate) usage: Option<Option<&'a [String]>>,
+    /// Webhooks are taken (a store and a webhook secret).
+    pub(crate) webhook: bool,
+    /// The most bytes of a body the relay takes.
+    pub(crate) max_body: usize,
+    /// The organization this relay serves, canonical (`None`: any).
+    pub(crate) organization: Option<&'a str>,
+}
+
+impl Door<'_> {
+    /// Whether this relay serves `organization_id` (compared in canonical form).
+    pub(crate) fn serves(&self, organization_id: &OrgId) -> bool {
+        self.organization
+            .is_none_or(|org| org == organization_id.as_str())
+    }
+}
+
+/// A request read once, after its body ([`Route::parse`]).
+#[derive(Clone)]
+pub(crate) enum Route {
+    /// One of Polar's license operations, its body checked by Polar's rules.
+    License(License),
+    /// A seat's acquisition, heartbeat or release.
+    Seat(Seat),
+    /// A key's device listing.
+    Devices(Devices),
+    /// A usage report.
+    Usage(Usage),
+    /// A webhook delivery (a store with a webhook secret).
+    Webhook(Webhook),
+    /// Answered by its route alone: an unknown path, a preflight, a refused method, size or
+    /// body, another organization.
+    Refused(Refused),
+}
+
+debug_some!(Route, r => { "route": r.name() });
+
+/// A request answered at the door: its answer, and what the per-IP limit names it (`None`:
+/// the limit does not concern it).
+#[derive(Clone, Debug)]
+pub(crate) struct Refused {
+    pub(crate) answer: RelayResponse,
+    pub(crate) what: Option<&'static str>,
+}
+
+impl Route {
+    /// Reads `req` (its head and its body) once: the route it asks, with its body checked and
+    /// its ids canonical, or the answer that ends it there (the same answers, in the same
+    /// order, as the relay gave before routes were typed). Nothing of the store is read.
+    pub(crate) fn parse(req: &RelayRequest, door: &Door<'_>) -> Route {
+        let asks_preflight = is_preflight(req);
+        let refused = |answer: RelayResponse, what: &'static str| {
+            Route::Refused(Refused {
+                answer,
+                what: Some(what),
+            })
+        };
+        let parsed = match Target::of(&req.path) {
+            Target::Seat(op) if !asks_preflight => Seat::parse(op, req, door).map(Route::Seat),
+            Target::Webhook if door.webhook => {
+                return Route::Webhook(Webhook {
+                    preflight: asks_preflight,
+                })
+            }
+            Target::Devices if !asks_preflight => Devices::parse(req, door).map(Route::Devices),
+            Target::Usage if !asks_preflight && door.usage.is_some() => {
+                Usage::parse(req, door).map(Route::Usage)
+            }
+            _ if asks_preflight => return refused(preflight(), "preflight"),
+            Target::License(op) => License::parse(op, req, door).map(Route::License),
+            _ => {
+                return Route::Refused(Refused {
+                    answer: RelayResponse::detail(404, "Not Found"),
+                    what: None,
+                })
+            }
+        };
+        parsed.unwrap_or_else(Route::Refused)
+    }
+
+    /// The route's name in the per-IP limit's log and counters (`None`: not limited there).
+    pub(crate) fn what(&self) -> Option<&'static str> {
+        match self {
+            Route::License(l) => Some(l.op.as_str()),
+            Route::Seat(_) => Some("seat"),
+            Route::Devices(_) => Some("devices"),
+            Route::Usage(_) => Some("usage"),
+            Route::Webhook(w) => w.preflight.then_some("preflight"),
+            Route::Refused(r) => r.what,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Route::License(l) => l.op.as_str(),
+            Route::Seat(_) => "seat",
+            Route::Devices(_) => "devices",
+            Route::Usage(_) => "usage",
+            Route::Webhook(_) => "webhook",
+            Route::Refused(_) => "refused",
+        }
+    }
+
+    /// The route's part.
+    pub(crate) fn part(&self) -> &dyn Part {
+        match self {
+            Route::License(p) => p,
+            Route::Seat(p) => p,
+            Route::Devices(p) => p,
+            Route::Usage(p) => p,
+            Route::Webhook(p) => p,
+            Route::Refused(p) => p,
+        }
+    }
+
+    /// The license key whose verdict the route asks (a license operation's, a device
+    /// listing's, a usage report's: what the roster reads for it; a seat's is not read there).
+    pub(crate) fn roster_key(&self) -> Option<&str> {
+        match self {
+            Route::License(l) => Some(&l.checked.key),
+            Route::Devices(d) => Some(&d.verdict.key),
+            Route::Usage(u) => Some(&u.verdict.key),
+            Route::Seat(_) | Route::Webhook(_) | Route::Refused(_) => None,
+        }
+    }
+}
+
+/// One route's part of the relay: what it wants from a host-kept store, how it begins, how a
+/// verdict becomes its answer, and what follows that answer.
+pub(crate) trait Part {
+    /// What the request reads or narrows in a host-kept store (`None`: nothing).
+    fn wants(&self, relay: &Relay, req: &RelayRequest, now_unix: i64) -> Option<Wants>;
+
+    /// Every check after the per-IP limit: the answer, the call, or the wait (`waited`: the
+    /// waits for another check's call of the same entry so far).
+    fn begin(
+        &self,
+        relay: &Relay,
+        req: &RelayRequest,
+        now: Now,
+        waited: u32,
+        entropy: &dyn Fn() -> Option<[u8; 16]>,
+    ) -> Routed;
+
+    /// A verdict of the route's call (Polar's, the store's, a stale one) made the route's
+    /// answer. The verdict as it is by default.
+    fn settle(&self, _relay: &Relay, verdict: Finished, _at: Moment) -> Finished {
+        verdict
+    }
+
+    /// Polar's answer to the route's call (or why there is none) made its answer: the
+    /// verdict kept and leased ([`Relay::verdict_of`]), then settled.
+    fn finish(
+        &self,
+        relay: &Relay,
+        pending: &Pending,
+        upstream: crate::flow::Upstream,
+        at: Moment,
+    ) -> Finished {
+        self.settle(relay, relay.verdict_of(pending, upstream, at), at)
+    }
+
+    /// What follows the request's answer: the call it leads to (`Ok`, a device listing's
+    /// read), or the answer that replaces it (`Err`, a usage report's); `None`: it stands.
+    fn follow(
+        &self,
+        _relay: &Relay,
+        _req: &RelayRequest,
+        _answer: &RelayResponse,
+        _at: Moment,
+    ) -> Option<Result<Box<Pending>, Finished>> {
+        None
+    }
+
+    /// How long the route's check waits for Polar before its stored answer is given
+    /// (`false`: never; a device listing, whose read follows its verdict).
+    fn may_be_stale(&self) -> bool {
+        true
+    }
+}
+
+impl Part for Refused {
+    fn wants(&self, _: &Relay, _: &RelayRequest, _: i64) -> Option<Wants> {
+        None
+    }
+
+    fn begin(
+        &self,
+        _: &Relay,
+        _: &RelayRequest,
+        _: Now,
+        _: u32,
+        _: &dyn Fn() -> Option<[u8; 16]>,
+    ) -> Routed {
+        Routed::Answer(self.answer.clone())
+    }
+}
+
+/// Whether `req` is a CORS preflight (any `OPTIONS`: the relay answers each one alike).
+pub(crate) fn is_preflight(req: &RelayRequest) -> bool {
+    req.method.eq_ignore_ascii_case("OPTIONS")
+}
+
+/// A relay route's refusal of `req` that is not a `POST` (405) or whose body is over `max`
+/// (413).
+fn refuses_post(req: &RelayRequest, max: usize) -> Option<RelayResponse> {
+    if req.method != "POST" {
+        return Some(not_post());
+    }
+    (req.body.len() > max).then(|| {
+        RelayResponse::error(
+            413,
+            "RequestBodyTooLarge",
+            "Request body exceeded the maximum allowed size.",
+        )
+    })
+}
+
+fn not_post() -> RelayResponse {
+    let mut r = RelayResponse::detail(405, "Method Not Allowed");
+    r.set("allow", "POST, OPTIONS");
+    r
+}
+
+/// `body` (of content type `content_type`) checked by Polar's rules as `op`'s, and of an
+/// organization this relay serves: the checked body (its ids canonical), or the refusal
+/// (Polar's own 422, the route's 404, or another organization's private 404).
+fn checked(
+    op: Operation,
+    content_type: Option<&str>,
+    body: &[u8],
+    door: &Door<'_>,
+) -> Result<CheckedBody, RelayResponse> {
+    let checked = match check_body(op.as_str(), content_type, body) {
+        Some(Ok(checked)) => checked,
+        Some(Err(refusal)) => {
+            log::info!(
+                "relay: {} {} (Polar's input checks)",
+                op.as_str(),
+                refusal.status
+            );
+            let mut r = RelayResponse::json(refusal.status, refusal.body);
+            r.set("content-type", refusal.content_type);
+            return Err(private(r));
+        }
+        None => return Err(RelayResponse::detail(404, "Not Found")),
+    };
+    if !door.serves(&OrgId::checked(&checked)) {
+        log::info!(
+            "relay: {} {} 404 (another organization)",
+            op.as_str(),
+            crate::logged::key(&polar_license::Key::new(checked.key.clone()))
+        );
+        return Err(another_organization());
+    }
+    Ok(checked)
+}
+
+/// The private 404 of a request for an organization this relay does not serve.
+fn another_organization() -> RelayResponse {
+    private(RelayResponse::error(404, "ResourceNotFound", "Not found"))
+}
+
+/// The validate that proves a route's key (a seat's, a device listing's, a usage report's):
+/// its body as Polar's rules check it, of an organization this relay serves.
+fn verdict_of(
+    req: &RelayRequest,
+    key: &polar_license::Key,
+    organization_id: &OrgId,
+    door: &Door<'_>,
+) -> Result<CheckedBody, RelayResponse> {
+    let validate = req.validate_of(key, organization_id);
+    checked(
+        Operation::Validate,
+        validate.header("content-type"),
+        &validate.body,
+        door,
+    )
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,169 @@
+//! How a request begins once its route is read: what the relay serves (the route's parse
+//! reads it, [`crate::routes::Door`]), the route's part asked to begin, and the two steps every
+//! part begins with: the call a checked body asks ([`Relay::pending`]) and that call through the
+//! store, the per-key limit and the breaker ([`Relay::route_pending`]).
+
+use polar_license::lease::{is_nonce, NONCE_HEADER};
+use polar_license::proto::{Api, Operation, Server};
+use polar_license::{Error, Key};
+use polar_license_rules::CheckedBody;
+
+use super::Relay;
+use crate::clock::Now;
+use crate::routes::{Door, Route};
+use crate::types::{
+    add_cors, breaker_refused, invalid, private, with_version, Call, Pending, RelayRequest,
+    RelayResponse, Routed, FLIGHT_WAITS, USER_AGENT,
+};
+
+impl Relay {
+    /// What this relay serves, as a route's parse reads it ([`Route::parse`]).
+    pub(crate) fn door(&self) -> Door<'_> {
+        let store = self.store.as_ref();
+        Door {
+            seats: store.filter(|_| self.seats.enabled).map(|_| &self.seats),
+            usage: store
+                .filter(|s| s.usage.on())
+                .map(|s| s.options.usage_events.as_deref()),
+            webhook: store.is_some_and(|s| s.webhook_secret.is_some()),
+            max_body: self.limits.max_body_bytes,
+            organization: self.organization_id.as_deref(),
+        }
+    }
+
+    /// `req` read into its route ([`Route::parse`]: the one place a request is read).
+    pub(crate) fn route_of(&self, req: &RelayRequest) -> Route {
+        Route::parse(req, &self.door())
+    }
+
+    /// Every check of a request [`Asks::admit`] let through, its route's ([`Part::begin`]),
+    /// after `waited` waits for another check's call of the same entry (after
+    /// [`FLIGHT_WAITS`] it no longer waits and asks Polar itself, so no host answers a 502 of
+    /// its own): the answer, or the call to make.
+    pub(crate) fn begin_admitted(
+        &self,
+        req: &RelayRequest,
+        route: &Route,
+        now: Now,
+        entropy: Option<[u8; 16]>,
+        waited: u32,
+    ) -> Routed {
+        match route.part().begin(self, req, now, waited, &move || entropy) {
+            Routed::Answer(mut r) => {
+                add_cors(&mut r);
+                Routed::Answer(r)
+            }
+            routed => routed,
+        }
+    }
+
+    /// A request past its local checks, through the store (or, without one, the per-key limit
+    /// and the breaker): the answer, the call, or the wait. The per-key limit is taken there
+    /// when `per_key` (`false`: the route took it already, a usage report's).
+    pub(crate) fn route_pending(
+        &self,
+        pending: Pending,
+        now: Now,
+        waited: u32,
+        entropy: &dyn Fn() -> Option<[u8; 16]>,
+        per_key: bool,
+    ) -> Routed {
+        let may_wait = waited < FLIGHT_WAITS;
+        let limited = per_key;
+        match &self.store {
+            Some(s) => {
+                let per_key = |p: &Pending| {
+                    if limited {
+                        self.per_key_limit(p, now)
+                    } else {
+                        None
+                    }
+                };
+                let around = crate::verdicts::Around {
+                    leases: &self.leases,
+                    breaker: &self.breaker,
+                    per_key: &per_key,
+                };
+                s.routed(&around, pending, now, may_wait, entropy)
+            }
+            None => {
+                if let Some(r) = limited.then(|| self.per_key_limit(&pending, now)).flatten() {
+                    return Routed::Answer(r);
+                }
+                let mut pending = pending;
+                match self.breaker.allow(now) {
+                    Some(ticket) => {
+                        pending.ticket = Some(ticket);
+                        Routed::Ask(Box::new(pending))
+                    }
+                    None => Routed::Answer(breaker_refused(&pending)),
+                }
+            }
+        }
+    }
+
+    /// The call a route's checked body asks (`op` of `checked`, made on `req`'s head: its
+    /// client, its version, its nonce), held with its `route`; or the refusal of a call that
+    /// cannot be made of it.
+    pub(crate) fn pending(
+        &self,
+        op: Operation,
+        checked: &CheckedBody,
+        req: &RelayRequest,
+        route: Route,
+    ) -> Result<Pending, RelayResponse> {
+        let client = crate::roster::client_group(&self.client_of(req));
+        let key = Key::new(checked.key.clone());
+        let call = match Call::of(op, checked) {
+            Ok(call) => call,
+            Err(e) => return Err(private(invalid(op, &key, &e))),
+        };
+        let request = match self
+            .api_for(&checked.organization_id)
+            .and_then(|api| call.request(&api))
+        {
+            Ok(request) => request,
+            Err(e) => return Err(private(invalid(op, &key, &e))),
+        };
+        let request = with_version(request, req.header("polar-version"));
+        Ok(Pending {
+            op,
+            key,
+            checked: checked.clone(),
+            call,
+            request,
+            stored: None,
+            flight: None,
+            ticket: None,
+            client,
+            early: false,
+            nonce: req
+                .header(NONCE_HEADER)
+                .filter(|n| is_nonce(n))
+                .map(str::to_string),
+            route: Box::new(route),
+            read: false,
+        })
+    }
+
+    /// The per-IP limit's identity: the address in the configured proxy header's last entry
+    /// (its port stripped), else the peer; a value that is no address is the peer's (the
+    /// proxy's) own ([`crate::address::client_address`]).
+    pub(crate) fn client_of(&self, req: &RelayRequest) -> String {
+        let header = self
+            .client_ip_header
+            .as_deref()
+            .and_then(|name| req.header(name));
+        crate::address::client_address(header, self.host.peer(req))
+    }
+
+    /// An `Api` for the organization a request names (checked as a UUID v4 by Polar's checks
+    /// already), on the token twins.
+    fn api_for(&self, organization_id: &str) -> Result<Api, Error> {
+        Ok(
+            Api::new(organization_id, &Server::Custom(self.base_url.clone()))?
+                .with_access_token(self.token.clone())?
+                .with_user_agent(USER_AGENT),
+        )
+    }
+}

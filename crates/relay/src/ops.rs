@@ -93,7 +93,7 @@ impl Ops {
 
     /// Counts an answer of the request machine.
     pub(crate) fn answered(&self, req: &RelayRequest, r: &RelayResponse, now: Now) {
-        let route = crate::routes::Target::of(&req.path).label();
+        let route = crate::routes::target::Target::of(&req.path).label();
         let source = match r.header(SOURCE_HEADER) {
             Some("polar") => "polar",
             Some("store") => "store",

@@ -8,7 +8,8 @@ use crate::host::Host;
 use crate::leases::Leases;
 use crate::limit::Buckets;
 use crate::roster::RosterChange;
-use crate::routes::{Route, Target};
+use crate::routes::route::Route;
+use crate::routes::target::Target;
 use crate::store::{Budget, Wants};
 #[cfg(not(target_arch = "wasm32"))]
 use crate::types::os_entropy;
@@ -31,7 +32,7 @@ use crate::types::{add_cors, check_origin, Routed, SignWith, DUMMY_ORG};
 pub struct Relay {
     token: AccessToken,
     base_url: String,
-    organization_id: Option<String>,
+    pub(crate) organization_id: Option<String>,
     pub(crate) leases: Leases,
     pub(crate) limits: Limits,
     pub(crate) client_ip_header: Option<String>,

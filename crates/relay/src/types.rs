@@ -503,7 +503,7 @@ pub(crate) struct Pending {
     pub(crate) nonce: Option<String>,
     /// The route this call is for ([`crate::routes::Route`]): its part says how the call's
     /// answer finishes (a seat's answer settled on its verdict, a device list made of a read).
-    pub(crate) route: Box<crate::routes::Route>,
+    pub(crate) route: Box<crate::routes::route::Route>,
     /// The call that follows the route's verdict (a device listing's read of the key's record,
     /// issue #64: a `GET` of [`Pending::request`]'s URL), not the verdict itself.
     pub(crate) read: bool,

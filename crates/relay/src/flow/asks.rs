@@ -9,7 +9,8 @@ use polar_license::{HttpResponse, TransportError};
 
 use crate::clock::Now;
 use crate::reads::Reads;
-use crate::routes::{Route, Target};
+use crate::routes::route::Route;
+use crate::routes::target::Target;
 use crate::store::Wants;
 use crate::types::{Finished, Pending, RelayRequest, RelayResponse, Routed};
 

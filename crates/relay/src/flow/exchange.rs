@@ -16,7 +16,8 @@ use polar_license::{HttpRequest, HttpResponse, TransportError, TransportErrorKin
 
 use super::{Core, Moment};
 use crate::clock::Now;
-use crate::routes::{Route, Target};
+use crate::routes::route::Route;
+use crate::routes::target::Target;
 use crate::store::Wants;
 use crate::types::{
     Finished, Pending, RelayRequest, RelayResponse, Routed, STALE_AFTER_MS, WEBHOOK_MAX_BODY_BYTES,

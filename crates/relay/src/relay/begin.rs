@@ -10,32 +10,13 @@ use polar_license_rules::CheckedBody;
 
 use super::Relay;
 use crate::clock::Now;
-use crate::routes::{Door, Route};
+use crate::routes::route::Route;
 use crate::types::{
     add_cors, breaker_refused, invalid, private, with_version, Call, Pending, RelayRequest,
     RelayResponse, Routed, FLIGHT_WAITS, USER_AGENT,
 };
 
 impl Relay {
-    /// What this relay serves, as a route's parse reads it ([`Route::parse`]).
-    pub(crate) fn door(&self) -> Door<'_> {
-        let store = self.store.as_ref();
-        Door {
-            seats: store.filter(|_| self.seats.enabled).map(|_| &self.seats),
-            usage: store
-                .filter(|s| s.usage.on())
-                .map(|s| s.options.usage_events.as_deref()),
-            webhook: store.is_some_and(|s| s.webhook_secret.is_some()),
-            max_body: self.limits.max_body_bytes,
-            organization: self.organization_id.as_deref(),
-        }
-    }
-
-    /// `req` read into its route ([`Route::parse`]: the one place a request is read).
-    pub(crate) fn route_of(&self, req: &RelayRequest) -> Route {
-        Route::parse(req, &self.door())
-    }
-
     /// Every check of a request [`Asks::admit`] let through, its route's ([`Part::begin`]),
     /// after `waited` waits for another check's call of the same entry (after
     /// [`FLIGHT_WAITS`] it no longer waits and asks Polar itself, so no host answers a 502 of

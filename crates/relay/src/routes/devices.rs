@@ -3,9 +3,8 @@
 //! record is read by id (a `GET` that follows the verdict's 200) and answered as the list.
 
 use polar_license::proto::Operation;
-use polar_license_rules::CheckedBody;
 
-use super::{Door, Part, Refused, Route};
+use super::{Devices, Door, Part, Refused, Route};
 use crate::clock::Now;
 use crate::flow::{Moment, Upstream};
 use crate::relay::Relay;
@@ -13,13 +12,6 @@ use crate::store::Wants;
 use crate::types::{
     add_cors, breaker_refused, private, Finished, Pending, RelayRequest, RelayResponse, Routed,
 };
-
-/// A device listing, its body read (its ids canonical), with the validate that proves its key.
-#[derive(Clone)]
-pub(crate) struct Devices {
-    pub(crate) ask: crate::devices::DevicesAsk,
-    pub(crate) verdict: CheckedBody,
-}
 
 impl Devices {
     /// The route's checks in the relay's order: the method (405), the body's size (413), the

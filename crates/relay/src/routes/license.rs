@@ -7,20 +7,12 @@ use polar_license::lease::key_hash;
 use polar_license::proto::Operation;
 use polar_license_rules::CheckedBody;
 
-use super::{Door, Part, Refused};
+use super::{Door, License, Part, Refused};
 use crate::clock::Now;
 use crate::flow::{Moment, Upstream};
 use crate::relay::{bucket_of, Relay};
 use crate::store::{self, Wants};
 use crate::types::{Finished, OrgId, Pending, RelayRequest, RelayResponse, Routed};
-
-/// A license operation, its body checked by Polar's rules (its ids canonical) and of an
-/// organization this relay serves.
-#[derive(Clone)]
-pub(crate) struct License {
-    pub(crate) op: Operation,
-    pub(crate) checked: CheckedBody,
-}
 
 impl License {
     /// The route's checks in the relay's order: the method (405), the body's size (413),

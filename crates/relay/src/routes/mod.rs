@@ -10,11 +10,11 @@
 //!
 //! | part | routes | file |
 //! |---|---|---|
-//! | license operations | `validate`, `activate`, `deactivate` under [`ROUTE_PREFIX`] | `license.rs` |
+//! | license operations | `validate`, `activate`, `deactivate` under [`crate::types::ROUTE_PREFIX`] | `license.rs` |
 //! | seats | `acquire`, `heartbeat`, `release` under [`crate::seats::SEATS_PREFIX`] | `seat.rs` |
-//! | devices | [`DEVICES_ROUTE`] | `devices.rs` |
-//! | usage | [`USAGE_ROUTE`] | `usage.rs` |
-//! | webhooks | [`WEBHOOK_ROUTE`] | `webhook.rs` |
+//! | devices | [`crate::types::DEVICES_ROUTE`] | `devices.rs` |
+//! | usage | [`crate::types::USAGE_ROUTE`] | `usage.rs` |
+//! | webhooks | [`crate::types::WEBHOOK_ROUTE`] | `webhook.rs` |
 //! | refused at the door | any request answered by its route alone | here ([`Refused`]) |
 //!
 //! (The operator's routes, `/healthz` and the metrics, are answered from the request's head
@@ -22,93 +22,26 @@
 
 mod devices;
 mod license;
+pub(crate) mod route;
 mod seat;
+pub(crate) mod target;
 mod usage;
 mod webhook;
 
 use polar_license::proto::Operation;
 use polar_license_rules::{check_body, CheckedBody};
 
-pub(crate) use devices::Devices;
-pub(crate) use license::License;
-pub(crate) use seat::Seat;
-pub(crate) use usage::Usage;
-pub(crate) use webhook::Webhook;
+pub(crate) use route::{Devices, License, Refused, Route, Seat, Usage, Webhook};
+pub(crate) use target::Target;
 
 use crate::clock::Now;
 use crate::flow::Moment;
 use crate::relay::Relay;
-use crate::seats::{SeatOp, SeatOptions, SEATS_PREFIX};
+use crate::seats::SeatOptions;
 use crate::store::Wants;
 use crate::types::{
     preflight, private, Finished, OrgId, Pending, RelayRequest, RelayResponse, Routed,
-    DEVICES_ROUTE, HEALTH_ROUTE, ROUTE_PREFIX, USAGE_ROUTE, WEBHOOK_ROUTE,
 };
-
-/// Where a request's path points, read from its head alone (before its body is read: the
-/// operator's routes, a webhook's unread refusal, the body's cap, the native server's threads
-/// choose by it). The one place a path is split from its query.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Target {
-    /// One of Polar's three license operations (`validate`, `activate`, `deactivate`).
-    License(Operation),
-    /// A seat route (issue #67).
-    Seat(SeatOp),
-    /// The device listing (issue #64).
-    Devices,
-    /// A usage report (issue #68 item 3).
-    Usage,
-    /// Polar's webhook deliveries.
-    Webhook,
-    /// `/healthz`, exactly (no query: `/healthz?x` is no health check).
-    Health,
-    /// Any other path.
-    Unknown,
-}
-
-impl Target {
-    /// The route `path` names (its query ignored, but for `/healthz`).
-    pub(crate) fn of(path: &str) -> Target {
-        if path == HEALTH_ROUTE {
-            return Target::Health;
-        }
-        let path = path.split('?').next().unwrap_or_default();
-        if let Some(op) = path.strip_prefix(ROUTE_PREFIX) {
-            return match op {
-                "validate" => Target::License(Operation::Validate),
-                "activate" => Target::License(Operation::Activate),
-                "deactivate" => Target::License(Operation::Deactivate),
-                _ => Target::Unknown,
-            };
-        }
-        if let Some(op) = path.strip_prefix(SEATS_PREFIX) {
-            return match op {
-                "acquire" => Target::Seat(SeatOp::Acquire),
-                "heartbeat" => Target::Seat(SeatOp::Heartbeat),
-                "release" => Target::Seat(SeatOp::Release),
-                _ => Target::Unknown,
-            };
-        }
-        match path {
-            DEVICES_ROUTE => Target::Devices,
-            USAGE_ROUTE => Target::Usage,
-            WEBHOOK_ROUTE => Target::Webhook,
-            _ => Target::Unknown,
-        }
-    }
-
-    /// The operator's counters' name for the route (`relay_answers_total`'s `route`).
-    pub(crate) fn label(self) -> &'static str {
-        match self {
-            Target::License(op) => op.as_str(),
-            Target::Seat(_) => "seats",
-            Target::Devices => "devices",
-            Target::Usage => "usage",
-            Target::Webhook => "webhook",
-            Target::Health | Target::Unknown => "other",
-        }
-    }
-}
 
 /// What the relay serves, as a route's parse needs it (its routes on or off, its body cap, its
 /// organization, the seller's seat and usage settings): made by [`Relay::door`].
@@ -133,32 +66,25 @@ impl Door<'_> {
     }
 }
 
-/// A request read once, after its body ([`Route::parse`]).
-#[derive(Clone)]
-pub(crate) enum Route {
-    /// One of Polar's license operations, its body checked by Polar's rules.
-    License(License),
-    /// A seat's acquisition, heartbeat or release.
-    Seat(Seat),
-    /// A key's device listing.
-    Devices(Devices),
-    /// A usage report.
-    Usage(Usage),
-    /// A webhook delivery (a store with a webhook secret).
-    Webhook(Webhook),
-    /// Answered by its route alone: an unknown path, a preflight, a refused method, size or
-    /// body, another organization.
-    Refused(Refused),
-}
+impl Relay {
+    /// What this relay serves, as a route's parse reads it ([`Route::parse`]).
+    pub(crate) fn door(&self) -> Door<'_> {
+        let store = self.store.as_ref();
+        Door {
+            seats: store.filter(|_| self.seats.enabled).map(|_| &self.seats),
+            usage: store
+                .filter(|s| s.usage.on())
+                .map(|s| s.options.usage_events.as_deref()),
+            webhook: store.is_some_and(|s| s.webhook_secret.is_some()),
+            max_body: self.limits.max_body_bytes,
+            organization: self.organization_id.as_deref(),
+        }
+    }
 
-debug_some!(Route, r => { "route": r.name() });
-
-/// A request answered at the door: its answer, and what the per-IP limit names it (`None`:
-/// the limit does not concern it).
-#[derive(Clone, Debug)]
-pub(crate) struct Refused {
-    pub(crate) answer: RelayResponse,
-    pub(crate) what: Option<&'static str>,
+    /// `req` read into its route ([`Route::parse`]: the one place a request is read).
+    pub(crate) fn route_of(&self, req: &RelayRequest) -> Route {
+        Route::parse(req, &self.door())
+    }
 }
 
 impl Route {
@@ -205,17 +131,6 @@ impl Route {
             Route::Usage(_) => Some("usage"),
             Route::Webhook(w) => w.preflight.then_some("preflight"),
             Route::Refused(r) => r.what,
-        }
-    }
-
-    fn name(&self) -> &'static str {
-        match self {
-            Route::License(l) => l.op.as_str(),
-            Route::Seat(_) => "seat",
-            Route::Devices(_) => "devices",
-            Route::Usage(_) => "usage",
-            Route::Webhook(_) => "webhook",
-            Route::Refused(_) => "refused",
         }
     }
 

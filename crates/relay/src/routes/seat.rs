@@ -4,9 +4,8 @@
 //! key's refusals of a full pool.
 
 use polar_license::proto::Operation;
-use polar_license_rules::CheckedBody;
 
-use super::{Door, Part, Refused, Route};
+use super::{Door, Part, Refused, Route, Seat};
 use crate::clock::Now;
 use crate::flow::Moment;
 use crate::locked::locked;
@@ -14,14 +13,6 @@ use crate::relay::{bucket_of, take, Relay};
 use crate::seats::{SeatAsk, SeatOp};
 use crate::store::Wants;
 use crate::types::{add_cors, Finished, RelayRequest, RelayResponse, Routed};
-
-/// A seat request, its body read (its ids canonical), of an organization this relay serves.
-#[derive(Clone)]
-pub(crate) struct Seat {
-    pub(crate) ask: SeatAsk,
-    /// The validate that proves its key (`None`: a release, which asks no verdict).
-    verdict: Option<CheckedBody>,
-}
 
 impl Seat {
     /// The route's checks in the relay's order: seats served (404), the method (405), the

@@ -10,8 +10,10 @@
 #[cfg(test)]
 use super::*;
 use crate::flow::Asks;
+use crate::seats::SeatOp;
 use crate::store::{EntryId, Keeper, MemoryBackend, StoreOptions};
 use crate::types::RelayConfig;
+use crate::types::ROUTE_PREFIX;
 use std::sync::{Arc, Mutex};
 
 const ORG: &str = "d2fcbff8-108b-411e-bf2b-6383e0a8802d";

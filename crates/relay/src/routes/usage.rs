@@ -4,22 +4,13 @@
 
 use polar_license::lease::{is_nonce, NONCE_HEADER};
 use polar_license::proto::Operation;
-use polar_license_rules::CheckedBody;
 
-use super::{Door, Part, Refused, Route};
+use super::{Door, Part, Refused, Route, Usage};
 use crate::clock::Now;
 use crate::flow::Moment;
 use crate::relay::Relay;
 use crate::store::Wants;
 use crate::types::{add_cors, private, Finished, Pending, RelayRequest, RelayResponse, Routed};
-
-/// A usage report, its body read (its ids canonical, its event one the seller meters), with
-/// the validate that proves its key.
-#[derive(Clone)]
-pub(crate) struct Usage {
-    pub(crate) ask: crate::usage::UsageAsk,
-    pub(crate) verdict: CheckedBody,
-}
 
 impl Usage {
     /// The route's checks in the relay's order (taken only with a store that takes usage):

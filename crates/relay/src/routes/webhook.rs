@@ -3,18 +3,11 @@
 //! [`crate::deliveries`]), so its body is read after the route, by the store
 //! ([`crate::stored::Stored::webhook`]), not at the parse.
 
-use super::Part;
+use super::{Part, Webhook};
 use crate::clock::Now;
 use crate::relay::Relay;
 use crate::store::{self, Wants};
 use crate::types::{RelayRequest, RelayResponse, Routed};
-
-/// A webhook delivery (any method: a method other than `POST` is the store's 405).
-#[derive(Clone, Debug)]
-pub(crate) struct Webhook {
-    /// A CORS preflight (which the per-IP limit counts as one).
-    pub(crate) preflight: bool,
-}
 
 impl Part for Webhook {
     /// The rows of the key id or customer the event names, and their entries (`None` when its

@@ -309,7 +309,7 @@ fn first_run_asks_for_a_key_then_activation_licenses_and_remembers_it() {
     assert!(first.needs_key, "{first:?}");
     assert_eq!(
         first.user_message.as_deref(),
-        Some("Enter your license key.")
+        Some("This app is not licensed yet: enter your license key.")
     );
     assert_eq!(take_requests(&w.polar), 0, "no key, no request");
     let none: RememberedKey = w.ok("remembered_key", json!({}));

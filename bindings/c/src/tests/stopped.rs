@@ -132,10 +132,7 @@ fn the_user_message_says_why_the_key_stopped() {
     };
     let plain = said(None);
     // The reason's sentence and step, the core's (`Reason::message`).
-    assert_eq!(
-        plain,
-        polar_license::Reason::Inactive.message().text()
-    );
+    assert_eq!(plain, polar_license::Reason::Inactive.message().text());
     for row in rows {
         let name = row["name"].as_str().expect("a name");
         let message = said(Some(row["stopped"].as_str().expect("a detail")));

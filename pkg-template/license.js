@@ -25,7 +25,7 @@ export { drive };
  */
 export const REASONS = Object.freeze(/* REASONS */ {});
 
-const EXTRAS = ['status', 'field', 'retryAfter', 'remainingUsages', 'timeout', 'cacheRefreshed', 'previouslyValid', 'activationGone', 'hint', 'userMessage', 'fallback', 'paidThrough', 'trial', 'stopped'];
+const EXTRAS = ['status', 'field', 'retryAfter', 'remainingUsages', 'timeout', 'cacheRefreshed', 'previouslyValid', 'activationGone', 'hint', 'userMessage', 'nextStep', 'fallback', 'paidThrough', 'trial', 'stopped'];
 
 /**
  * Why a call did not succeed. `code` is a stable reason code (see REASONS), `kind` tells a

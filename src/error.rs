@@ -335,9 +335,6 @@ impl Error {
             Error::InvalidInput { field, message } if field == "key" && message == NO_KEY => {
                 Message::fixed("This app is not licensed yet.", "Enter your license key.")
             }
-            Error::InvalidInput { field, .. } if field == "key" => {
-                Message::fixed("This license key is not valid.", "Check it for typos.")
-            }
             Error::InvalidInput { field, .. } if field == "activation_id" => Message::fixed(
                 "This license key is not activated on this computer yet.",
                 "Activate it here.",

@@ -150,7 +150,7 @@ impl Reason {
                 "A network login page or a proxy is in the way of the license server.",
                 "Sign in to the network, or try another one.",
             ),
-            Reason::InvalidInput => ("This license key is not valid.", "Paste the whole key."),
+            Reason::InvalidInput => ("This license key is not valid.", "Check it for typos."),
             Reason::CacheError => (
                 "The license could not be saved on this computer.",
                 "Check the disk space and the folder's permissions.",
@@ -199,6 +199,11 @@ mod tests {
         assert!(
             !inner.contains(". ") && !inner.contains(": ") && !inner.contains("; "),
             "{what}: {s:?} is more than one sentence"
+        );
+        // Plain ASCII with no quote or backslash: faces write it into JSON and C unescaped.
+        assert!(
+            s.bytes().all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\'),
+            "{what}: {s:?} is not plain text"
         );
         for face in ["polar-license", "--", "`", "gate", "button", "click"] {
             assert!(!s.contains(face), "{what}: {s:?} speaks of a face ({face})");

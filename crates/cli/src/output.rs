@@ -344,12 +344,14 @@ pub fn error_report(op: Option<Op>, requested_activation: Option<&str>, error: &
         }
         _ => {}
     }
-    // The core's one sentence and one next step (every face's words, none of ours).
-    let lines = vec![
-        format!("{outcome}: {} — {}", reason.code(), error.detail()),
-        format!("  {}", said.sentence()),
-        format!("  what to do: {}", said.next_step()),
-    ];
+    // The core's one sentence and one next step (every face's words, none of ours); a refused
+    // input is said by its first line, which names the flag (the core's words for it speak to
+    // an app's user of its settings).
+    let mut lines = vec![format!("{outcome}: {} — {}", reason.code(), error.detail())];
+    if reason != Reason::InvalidInput {
+        lines.push(format!("  {}", said.sentence()));
+        lines.push(format!("  what to do: {}", said.next_step()));
+    }
     Report {
         json: m,
         lines,

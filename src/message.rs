@@ -202,7 +202,8 @@ mod tests {
         );
         // Plain ASCII with no quote or backslash: faces write it into JSON and C unescaped.
         assert!(
-            s.bytes().all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\'),
+            s.bytes()
+                .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\'),
             "{what}: {s:?} is not plain text"
         );
         for face in ["polar-license", "--", "`", "gate", "button", "click"] {
@@ -242,6 +243,42 @@ mod tests {
             Reason::SeatsFull.message().text(),
             "Every seat of this license is in use: try again when one is free."
         );
+    }
+
+    /// docs/answers.md's table of each reason's words is the core's (rewritten with
+    /// `POLAR_LICENSE_WRITE_DOCS=1`).
+    #[test]
+    fn the_documented_words_are_the_cores() -> std::io::Result<()> {
+        const START: &str = "<!-- reason-words: generated from src/message.rs -->\n";
+        const END: &str = "<!-- /reason-words -->";
+        let mut table =
+            String::from("| code | number | sentence | next step |\n|---|---|---|---|\n");
+        for r in Reason::ALL {
+            table.push_str(&format!(
+                "| `{}` | {} | {} | {} |\n",
+                r.code(),
+                r.number(),
+                r.user_message(),
+                r.next_step()
+            ));
+        }
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/answers.md");
+        let doc = std::fs::read_to_string(path)?;
+        let (Some(a), Some(b)) = (doc.find(START), doc.find(END)) else {
+            panic!("docs/answers.md has no reason-words markers");
+        };
+        let written = &doc[a + START.len()..b];
+        if std::env::var_os("POLAR_LICENSE_WRITE_DOCS").is_some() && written != table {
+            let fresh = [&doc[..a + START.len()], &table, &doc[b..]].concat();
+            std::fs::write(path, fresh)?;
+            return Ok(());
+        }
+        assert_eq!(
+            written, table,
+            "docs/answers.md's reason words differ from the core's: run with \
+             POLAR_LICENSE_WRITE_DOCS=1"
+        );
+        Ok(())
     }
 
     /// Every way a key stops and every entitlement state is one sentence and one next step.
@@ -294,7 +331,10 @@ mod tests {
         };
         assert_eq!(paused.hint(), None);
         let m = paused.message();
-        assert_eq!(m.sentence(), "Your subscription is paused until 2027-01-15.");
+        assert_eq!(
+            m.sentence(),
+            "Your subscription is paused until 2027-01-15."
+        );
         assert_eq!(m.next_step(), "Try again once it resumes.");
         assert_eq!(
             paused.user_message(),

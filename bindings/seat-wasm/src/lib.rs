@@ -40,10 +40,10 @@
 
 use polar_license::error::Error;
 use polar_license::json::JsonOut;
-use polar_license::reason::Reason;
 use polar_license::key::Key;
 use polar_license::lease::{AskedEd25519, Ed25519, RelayKeys};
 use polar_license::proto::HttpResponse;
+use polar_license::reason::Reason;
 use polar_license::seat::{read_seat_answer, seat_request, SeatAnswer, SeatAsk, SeatOp};
 use polar_license::seat_hold::{HoldPoll, HoldState, HoldTerms, SeatHold};
 use polar_license_wasm_steps as steps;
@@ -132,7 +132,9 @@ fn error_object(o: &mut JsonOut, f: &Failure<'_>) {
             },
         ) => {
             // The core's words (`SeatAnswer::message`), as every face's.
-            let said = answer.message().unwrap_or_else(|| Reason::SeatsFull.message());
+            let said = answer
+                .message()
+                .unwrap_or_else(|| Reason::SeatsFull.message());
             o.key("code").str("seats_full");
             o.key("detail").str("seats_full");
             o.key("userMessage").str(&said.text());

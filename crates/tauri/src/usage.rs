@@ -128,11 +128,7 @@ pub(crate) async fn record_usage(
         UsageAnswer::CreditsExhausted { balance } => {
             let reason = Reason::CreditsExhausted;
             Err(UsageError {
-                error: plain(
-                    reason.code(),
-                    reason.class().as_str(),
-                    402,
-                ),
+                error: plain(reason.code(), reason.class().as_str(), 402),
                 balance: Some(balance),
                 id,
             })

@@ -62,8 +62,7 @@ const CORE_WORDS = await (async () => {
   glue.initSync({ module: await readFile(join(PACKAGE, 'polar_license_bg.wasm')) });
   const options = JSON.stringify({ organizationId: ORG });
   const rows = JSON.parse(new glue.Engine(options, 'null').call('reasonTable', []));
-  const line = (said, step) => `${said.replace(/\.$/, '')}: ${step[0].toLowerCase()}${step.slice(1)}`;
-  return Object.fromEntries(rows.map((r) => [r.code, line(r.userMessage, r.nextStep)]));
+  return Object.fromEntries(rows.map((r) => [r.code, r.userMessage]));
 })();
 /** Why a key stopped, each detail and its sentence: the table every face reads. */
 const STOPPED_ROWS = JSON.parse(await readFile(join(dirname(fileURLToPath(import.meta.url)), '..', 'vectors', 'stopped-messages.json'), 'utf8')).rows;

@@ -1224,13 +1224,11 @@ const char *polar_license_feature_why_code(uint32_t why);
 // `POLAR_LICENSE_REASON_NONE` and unknown numbers. A static string: never free it.
 const char *polar_license_reason_code(uint32_t reason);
 
-// The core's one sentence for a reason (`Reason::user_message`: `"Every seat of this license is
-// in use."`), or `""` for `POLAR_LICENSE_REASON_NONE` and unknown numbers: an app's own table
+// The core's one sentence for a reason (`Reason::user_message`), or `""` for `POLAR_LICENSE_REASON_NONE` and unknown numbers: an app's own table
 // of reasons reads its words here rather than keeping a copy. A static string: never free it.
 const char *polar_license_reason_user_message(uint32_t reason);
 
-// The core's one next step for a reason (`Reason::next_step`: `"Try again when one is
-// free."`), or `""` for `POLAR_LICENSE_REASON_NONE` and unknown numbers. A static string:
+// The core's one next step for a reason (`Reason::next_step`), or `""` for `POLAR_LICENSE_REASON_NONE` and unknown numbers. A static string:
 // never free it.
 const char *polar_license_reason_next_step(uint32_t reason);
 
@@ -1535,7 +1533,7 @@ int64_t polar_license_result_order_paid(const polar_license_result *result);
 const char *polar_license_result_user_message(const polar_license_result *result);
 
 // For an answer that does not license: the one next step of
-// `polar_license_result_user_message` alone (`Check your internet connection.`), the core's
+// `polar_license_result_user_message` alone, the core's
 // words as every face shows them, for an app that shows the sentence and the step apart; `""`
 // otherwise. Never NULL; owned by the result.
 const char *polar_license_result_next_step(const polar_license_result *result);
@@ -1745,12 +1743,11 @@ const char *polar_license_seat_result_code(const polar_license_seat_result *resu
 // no whole key.
 const char *polar_license_seat_result_message(const polar_license_seat_result *result);
 
-// For a failure: the core's one sentence and next step to show the person using the app
-// (`Every seat of this license is in use (2 of 2): try again in 30 seconds.`), the same words
-// as every face's; `""` on success. Owned by the result. Never NULL.
+// For a failure: the core's one sentence and next step to show the person using the app (for
+// `SEATS_FULL` with the seats in use and the wait), the same words as every face's; `""` on success. Owned by the result. Never NULL.
 const char *polar_license_seat_result_user_message(const polar_license_seat_result *result);
 
-// For a failure: the next step alone (`Try again in 30 seconds.`), the second half of
+// For a failure: the next step alone, the second half of
 // `polar_license_seat_result_user_message`; `""` on success. Owned by the result. Never
 // NULL.
 const char *polar_license_seat_result_next_step(const polar_license_seat_result *result);
@@ -1820,8 +1817,8 @@ const char *polar_license_usage_result_code(const polar_license_usage_result *re
 const char *polar_license_usage_result_message(const polar_license_usage_result *result);
 
 // For a report not recorded: the core's one sentence and next step to show the person using
-// the app (`The credits of this license are used up: buy more or wait for the next period.`),
-// the same words as every face's; `""` when recorded. Owned by the result. Never NULL.
+// the app (for `CREDITS_EXHAUSTED`, the backlog, Polar's denial), the same words as every
+// face's; `""` when recorded. Owned by the result. Never NULL.
 const char *polar_license_usage_result_user_message(const polar_license_usage_result *result);
 
 // For a report not recorded: the next step alone, the second half of

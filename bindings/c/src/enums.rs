@@ -352,16 +352,14 @@ pub extern "C" fn polar_license_reason_code(reason: u32) -> *const c_char {
     }
 }
 
-/// The core's one sentence for a reason (`Reason::user_message`: `"Every seat of this license is
-/// in use."`), or `""` for `POLAR_LICENSE_REASON_NONE` and unknown numbers: an app's own table
+/// The core's one sentence for a reason (`Reason::user_message`), or `""` for `POLAR_LICENSE_REASON_NONE` and unknown numbers: an app's own table
 /// of reasons reads its words here rather than keeping a copy. A static string: never free it.
 #[no_mangle]
 pub extern "C" fn polar_license_reason_user_message(reason: u32) -> *const c_char {
     ffi_boundary! { reason_said(reason, 0) }
 }
 
-/// The core's one next step for a reason (`Reason::next_step`: `"Try again when one is
-/// free."`), or `""` for `POLAR_LICENSE_REASON_NONE` and unknown numbers. A static string:
+/// The core's one next step for a reason (`Reason::next_step`), or `""` for `POLAR_LICENSE_REASON_NONE` and unknown numbers. A static string:
 /// never free it.
 #[no_mangle]
 pub extern "C" fn polar_license_reason_next_step(reason: u32) -> *const c_char {

@@ -861,7 +861,7 @@ pub extern "C" fn polar_license_result_user_message(
 }
 
 /// For an answer that does not license: the one next step of
-/// `polar_license_result_user_message` alone (`Check your internet connection.`), the core's
+/// `polar_license_result_user_message` alone, the core's
 /// words as every face shows them, for an app that shows the sentence and the step apart; `""`
 /// otherwise. Never NULL; owned by the result.
 #[no_mangle]

@@ -503,9 +503,8 @@ pub extern "C" fn polar_license_seat_result_message(
     ffi_boundary! { read(result, |r| r.message.as_ptr()) }
 }
 
-/// For a failure: the core's one sentence and next step to show the person using the app
-/// (`Every seat of this license is in use (2 of 2): try again in 30 seconds.`), the same words
-/// as every face's; `""` on success. Owned by the result. Never NULL.
+/// For a failure: the core's one sentence and next step to show the person using the app (for
+/// `SEATS_FULL` with the seats in use and the wait), the same words as every face's; `""` on success. Owned by the result. Never NULL.
 #[no_mangle]
 pub extern "C" fn polar_license_seat_result_user_message(
     result: *const polar_license_seat_result,
@@ -513,7 +512,7 @@ pub extern "C" fn polar_license_seat_result_user_message(
     ffi_boundary! { read(result, |r| r.user_message.as_ptr()) }
 }
 
-/// For a failure: the next step alone (`Try again in 30 seconds.`), the second half of
+/// For a failure: the next step alone, the second half of
 /// `polar_license_seat_result_user_message`; `""` on success. Owned by the result. Never
 /// NULL.
 #[no_mangle]

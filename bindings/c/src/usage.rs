@@ -261,8 +261,8 @@ pub extern "C" fn polar_license_usage_result_message(
 }
 
 /// For a report not recorded: the core's one sentence and next step to show the person using
-/// the app (`The credits of this license are used up: buy more or wait for the next period.`),
-/// the same words as every face's; `""` when recorded. Owned by the result. Never NULL.
+/// the app (for `CREDITS_EXHAUSTED`, the backlog, Polar's denial), the same words as every
+/// face's; `""` when recorded. Owned by the result. Never NULL.
 #[no_mangle]
 pub extern "C" fn polar_license_usage_result_user_message(
     result: *const polar_license_usage_result,

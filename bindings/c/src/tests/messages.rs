@@ -46,9 +46,8 @@ fn seats_full_and_credits_exhausted_say_the_cores_words() {
         text(polar_license_seat_result_next_step(r)),
         "Try again in 30 seconds."
     );
-    assert!(said
-        .text()
-        .starts_with("Every seat of this license is in use (2 of 2)"));
+    let sentence = Reason::SeatsFull.user_message().trim_end_matches('.');
+    assert!(said.text().starts_with(&format!("{sentence} (2 of 2)")));
     polar_license_seat_result_free(r);
 
     let spent = UsageAnswer::CreditsExhausted { balance: 0.0 };

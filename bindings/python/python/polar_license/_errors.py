@@ -23,13 +23,12 @@ class _Reason(str, Enum):
 
     @property
     def user_message(self) -> str:
-        """The core's one sentence for this reason, to show the person using the tool
-        (``Every seat of this license is in use.``)."""
+        """The core's one sentence for this reason, to show the person using the tool."""
         return _WORDS[self.value][0]
 
     @property
     def next_step(self) -> str:
-        """The core's one next step for this reason (``Try again when one is free.``)."""
+        """The core's one next step for this reason."""
         return _WORDS[self.value][1]
 
     def __str__(self) -> str:

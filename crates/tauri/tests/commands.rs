@@ -420,7 +420,14 @@ fn a_revoked_key_is_denied_with_a_hint_and_never_rides_the_grace() {
     assert_eq!(denied.code.as_deref(), Some("inactive"));
     assert_eq!(denied.class.as_deref(), Some("denied"));
     assert!(denied.hint.is_some(), "a key valid here before: {denied:?}");
-    assert_eq!(denied.user_message, denied.hint);
+    // The hint is the core's sentence; the message says it with its next step.
+    let hint = denied.hint.clone().unwrap_or_default();
+    let message = denied.user_message.clone().unwrap_or_default();
+    assert!(
+        message.starts_with(hint.trim_end_matches('.')),
+        "{denied:?}"
+    );
+    assert!(message.ends_with(&denied.next_step.clone().unwrap_or_default()[1..]));
     assert_eq!(denied.grace_ends_at, None);
 
     // Offline within the old grace window: still not licensed.

@@ -115,6 +115,9 @@ export declare class LicenseError extends Error {
    * (the same text as the native faces); `detail` and `code` are for logs.
    */
   readonly userMessage?: string;
+  /** The next step of `userMessage` alone (the core's words), for a screen that shows the
+   * sentence and the step apart. */
+  readonly nextStep?: string;
   /**
    * With `released`, on a denial: `false` (no fallback for this build); `paidThrough` is the
    * date the key was paid through, `null` when none is known.

@@ -25,7 +25,11 @@ export { drive };
  */
 export const REASONS = Object.freeze(/* REASONS */ {});
 
-const EXTRAS = ['status', 'field', 'retryAfter', 'remainingUsages', 'timeout', 'cacheRefreshed', 'previouslyValid', 'activationGone', 'hint', 'userMessage', 'fallback', 'paidThrough', 'trial', 'stopped'];
+/** The core's words for a `cache_error` (`Reason::message`), for the one this file raises before
+ * any engine exists: written in at pack time from the engine's reason table like REASONS. */
+const CACHE_ERROR_SAID = /* CACHE_ERROR_SAID */ '';
+
+const EXTRAS = ['status', 'field', 'retryAfter', 'remainingUsages', 'timeout', 'cacheRefreshed', 'previouslyValid', 'activationGone', 'hint', 'userMessage', 'nextStep', 'fallback', 'paidThrough', 'trial', 'stopped'];
 
 /**
  * Why a call did not succeed. `code` is a stable reason code (see REASONS), `kind` tells a
@@ -939,7 +943,7 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = [], 
           throw new LicenseError(
             'cache_error',
             `this machine's id could not be read (${e.message}); activations and the cache are bound to it`,
-            { userMessage: 'The license could not be saved on this computer: check the disk space and the folder\'s permissions.' },
+            { userMessage: CACHE_ERROR_SAID },
           );
         }
         let engine;

@@ -16,8 +16,10 @@ export declare class SeatError extends Error {
   readonly code: ReasonCode | 'seat_gone';
   readonly kind: ReasonKind;
   readonly detail: string;
-  /** A sentence for the person using the app. */
+  /** A sentence for the person using the app (the core's sentence and next step). */
   readonly userMessage?: string;
+  /** Its next step alone (the core's). */
+  readonly nextStep?: string;
   readonly status?: number;
   /** The input at fault, for `invalid_input`. */
   readonly field?: string;

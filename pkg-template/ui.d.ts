@@ -62,29 +62,6 @@ export interface GateStrings {
   session_expired: string;
   device_management_off: string;
   key_not_found: string;
-  not_found: string;
-  inactive: string;
-  expired: string;
-  conditions_mismatch: string;
-  benefit_mismatch: string;
-  customer_mismatch: string;
-  usage_exhausted: string;
-  activation_limit: string;
-  activations_not_supported: string;
-  offline: string;
-  rate_limited: string;
-  server_error: string;
-  grace_expired: string;
-  clock_rollback: string;
-  not_yet_verified: string;
-  replayed: string;
-  seats_full: string;
-  credits_exhausted: string;
-  seat_lost: string;
-  protocol_error: string;
-  invalid_input: string;
-  cache_error: string;
-  load_error: string;
   /** A code without a string of its own (`{code}`). */
   unknown: string;
   /** Why the key stopped (a refusal's `stopped`, from the seller's relay): by default the
@@ -107,6 +84,12 @@ export interface GateStrings {
 
 /** The English strings. */
 export declare const DEFAULT_STRINGS: Readonly<GateStrings>;
+
+/** A reason code's words (`not_found`, `seats_full`, …, docs/interfaces.md §1): by default a
+ * refusal is said in the library's words, its `userMessage` (the core's one sentence and next
+ * step, as every face says it); set a code for the app's own words in place of them. `{key}`:
+ * the redacted key; `{wait}`: for `rate_limited`, how long to wait. */
+export type ReasonStrings = Partial<Record<ReasonCode, string>>;
 
 /** The library's redaction of a key: `****-` and its last six characters (`****` when short). */
 export declare function redactKey(key: string): string;
@@ -205,8 +188,8 @@ export declare class PolarLicenseGate extends HTMLElement {
   /** polar-license/devices' `Devices` (or this shape): "Free a seat" and "Lost your key?". */
   devices: GateDevices | null;
   /** The app's strings over the English ones. */
-  get strings(): Readonly<GateStrings>;
-  set strings(strings: Partial<GateStrings>);
+  get strings(): Readonly<GateStrings & ReasonStrings>;
+  set strings(strings: Partial<GateStrings> & ReasonStrings);
   readonly state: GateState;
   readonly reason: ReasonCode | DevicesErrorCode | 'unknown' | null;
   /** With a refusal through the seller's relay: why the key stopped (also the `stopped`

@@ -73,36 +73,9 @@ export const DEFAULT_STRINGS = Object.freeze({
   customer_selection_required: 'Several accounts have this email. Contact the seller to find your key.',
   refused: 'Polar refused this step. Try again later, or use the customer portal.',
   key_not_found: 'The key {key} is not one of this account’s keys. Sign in with the email of its purchase.',
-  // One sentence per reason code (docs/interfaces.md §1), with the next step.
-  not_found:
-    'The key {key} is not a key of this app. Check that you copied the whole key, and that it is the key of this product.',
-  inactive:
-    'The key {key} has been revoked or disabled (for example after a refund). Buy a license, or contact the seller if you think this is a mistake.',
-  expired: 'The key {key} has expired. Renew your license, then activate it again.',
-  conditions_mismatch: 'The key {key} is bound to another device or setup. Use the key on the device it was activated for.',
-  benefit_mismatch: 'The key {key} is for another product. Use the key you received for this app.',
-  customer_mismatch: 'The key {key} belongs to another customer account. Use the key of your own account.',
-  usage_exhausted: 'The key {key} has no usages left. Renew or upgrade your license.',
-  activation_limit:
-    'The key {key} is already active on as many devices as it allows: deactivate it on one of them (in the app there, or in the customer portal if that device is gone), then activate here again.',
-  activations_not_supported: 'The key {key} cannot be activated on a device. Contact the seller.',
-  offline:
-    'Polar could not be reached. Check the internet connection (a network login page or a proxy may be in the way), then try again.',
-  rate_limited: 'Too many attempts for now. Try again in {wait}.',
-  server_error: 'Polar could not answer just now. Try again in a few minutes.',
-  grace_expired: 'This device has been offline for too long to stay licensed. Connect to the internet, then try again.',
-  clock_rollback: "This device's clock was set back. Correct the date and time, then try again.",
-  not_yet_verified: 'The license has not been checked yet. Connect to the internet, then try again.',
-  replayed: 'The answer could not be trusted. Try again.',
-  seats_full: 'Every seat of this license is in use. Try again when one is free.',
-  credits_exhausted: 'The credits of this license are used up. Buy more, or wait for the next period.',
-  seat_lost: "This device's seat of the license ended: the license server could not be reached to keep it. Connect to the internet, then start again.",
-  protocol_error:
-    'The answer did not come from Polar (a network login page or a proxy may be in the way). Try again, or on another network.',
-  invalid_input: 'That does not look like a license key. Paste the whole key, for example from your purchase email.',
-  cache_error:
-    'This device could not save the license. Check that the app may store data (private browsing can prevent it), then try again.',
-  load_error: 'The licensing module could not be loaded. Reload the page; if that does not help, contact the seller.',
+  // A refusal with a reason code (docs/interfaces.md §1) is said in the library's words, its
+  // `userMessage` (the core's one sentence and next step, as every face says it); set a code
+  // here (`not_found`, `seats_full`, …) for the app's own words in place of them.
   unknown: 'The key could not be activated ({code}). Try again.',
   // The locale of dates and durations (default: the element's `lang`, the page's, the browser's).
   locale: '',
@@ -651,8 +624,11 @@ export class PolarLicenseGate extends Base {
       if (has(which)) return this.#t(which, values);
       if (typeof error?.userMessage === 'string' && error.userMessage) return error.userMessage;
     }
+    if (has(code)) return this.#t(code, values);
+    // The library's words for the reason (the core's, every face's).
+    if (typeof error?.userMessage === 'string' && error.userMessage) return error.userMessage;
     // A failure of polar-license/devices without a sentence of its own: its reason's.
-    return this.#t(has(code) ? code : has(error?.reason) ? error.reason : 'unknown', values);
+    return this.#t(has(error?.reason) ? error.reason : 'unknown', values);
   }
 
   #set(state, { reason = null, stopped = null, message = '', view = {} } = {}) {

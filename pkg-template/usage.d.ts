@@ -13,8 +13,10 @@ export declare class UsageError extends Error {
   readonly code: ReasonCode | 'usage_backlog' | 'load_error';
   readonly kind: ReasonKind;
   readonly detail: string;
-  /** A sentence for the person using the app. */
+  /** A sentence for the person using the app (the core's sentence and next step). */
   readonly userMessage?: string;
+  /** Its next step alone (the core's). */
+  readonly nextStep?: string;
   readonly status?: number;
   /** The input at fault, for `invalid_input` (`meter`, `units`, `id`, `key`, …). */
   readonly field?: string;

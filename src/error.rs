@@ -5,6 +5,7 @@
 //! or could not even ask.
 
 use crate::decimal::{digits, duration_words};
+use crate::message::Message;
 use crate::reason::{Reason, ReasonClass};
 use std::fmt;
 
@@ -26,10 +27,10 @@ pub(crate) const RELAY_KEY_MISMATCH: &str =
 /// activation it remembered cannot be read either (issue #76): [`Error::activation_unreadable`].
 pub(crate) const ACTIVATION_UNREADABLE: &str = "the activation it remembered cannot be read";
 
-/// [`Denial::hint`] when [`Denial::activation_gone`].
-const ACTIVATION_GONE: &str = "This device's activation no longer exists: it may have been freed \
-     from another device or the customer portal. Nothing is left to free here; activate again \
-     to use the key on this device.";
+/// [`Denial::hint`] when [`Denial::activation_gone`], and its next step.
+const ACTIVATION_GONE: &str = "This device's activation no longer exists (freed from another \
+     device or the customer portal).";
+const ACTIVATION_GONE_STEP: &str = "Activate again to use the key on this device.";
 
 /// The server's answer to a request that reached it and was understood.
 #[derive(Debug, Clone, PartialEq)]
@@ -108,11 +109,17 @@ impl Denial {
     /// seller's relay told ([`Denial::stopped`], [`crate::stopped::Stopped::user_message`]:
     /// paused until a date, ended, seat removed, refunded, replaced, a payment failed, each with
     /// its next step), else the [`Denial::hint`] when the key was valid here before, else the
-    /// reason's. Polar's own `detail` stays for logs.
+    /// reason's. Polar's own `detail` stays for logs. [`Denial::message`]'s text.
     pub fn user_message(&self) -> String {
+        self.message().text()
+    }
+
+    /// [`Denial::user_message`] as one sentence and one next step: what every face shows, in
+    /// one line or two.
+    pub fn message(&self) -> Message {
         match &self.stopped {
-            Some(stopped) => stopped.user_message(),
-            None => self.reason_message(),
+            Some(stopped) => stopped.message(),
+            None => self.reason_said(),
         }
     }
 
@@ -121,60 +128,42 @@ impl Denial {
     /// the relay's detail (the npm package's seat, usage and devices modules: their wasm then
     /// links none of its words).
     pub fn reason_message(&self) -> String {
-        if let Some(hint) = self.hint() {
-            return hint.to_string();
-        }
-        let text = match self.reason {
-            Reason::NotFound => "This license key was not found: check it for typos.",
-            Reason::Inactive => "This license key is no longer active.",
-            Reason::Expired => "This license key has expired.",
-            Reason::ConditionsMismatch => "This license key is activated for another computer.",
-            Reason::BenefitMismatch => "This license key is for another product or plan.",
-            Reason::CustomerMismatch => "This license key belongs to another customer.",
-            Reason::UsageExhausted => "This license key has no uses left.",
-            Reason::ActivationLimit => {
-                "This license key is already active on as many devices as it allows: \
-                 deactivate it on one of them (in the app there, or in the customer portal if \
-                 that device is gone), then activate here again."
-            }
-            Reason::ActivationsNotSupported => {
-                "This license key cannot be activated on a computer."
-            }
-            Reason::SeatsFull => {
-                "Every seat of this license is in use: try again when one is free."
-            }
-            Reason::CreditsExhausted => {
-                "The credits of this license are used up: buy more or wait for the next period."
-            }
-            _ => "This license key was refused.",
-        };
-        text.to_string()
+        self.reason_said().text()
     }
 
-    /// A sentence to show a user when a key that was valid on this install is refused now
-    /// (`previously_valid`): what probably happened and where to look. `None` otherwise.
+    /// [`Denial::reason_message`]'s sentence and next step.
+    pub fn reason_said(&self) -> Message {
+        match (self.hint(), self.reason) {
+            (Some(hint), Reason::NotFound) if self.activation_gone => {
+                Message::fixed(hint, ACTIVATION_GONE_STEP)
+            }
+            (Some(hint), Reason::NotFound) => {
+                Message::fixed(hint, "Find the current key in the customer portal.")
+            }
+            (Some(hint), reason) => Message::fixed(hint, reason.next_step()),
+            (None, reason) => reason.message(),
+        }
+    }
+
+    /// One sentence to show a user when a key that was valid on this install is refused now
+    /// (`previously_valid`): what probably happened (its next step is
+    /// [`Denial::message`]'s). `None` otherwise, and when the relay said why the key stopped
+    /// ([`Denial::stopped`]: that says it, and a guess beside it would only contradict it).
     pub fn hint(&self) -> Option<&'static str> {
         if self.activation_gone && self.reason == Reason::NotFound {
             return Some(ACTIVATION_GONE);
         }
-        if !self.previously_valid {
+        if !self.previously_valid || self.stopped.is_some() {
             return None;
         }
         match self.reason {
-            Reason::NotFound => Some(
-                "This key was valid here before: it may have been replaced by a new key \
-                 (rotated), or this machine's activation removed; the customer portal shows \
-                 the current key.",
-            ),
-            Reason::Inactive => Some(
-                "This key was valid here before: it has been revoked or disabled since (a \
-                 refund, an ended subscription, or the seller); the customer portal shows \
-                 its state.",
-            ),
-            Reason::Expired => Some(
-                "This key was valid here before and has expired since; the customer portal \
-                 shows whether it was renewed.",
-            ),
+            Reason::NotFound => {
+                Some("This key was valid here before and may have been replaced by a new key.")
+            }
+            Reason::Inactive => {
+                Some("This key was valid here before and has been revoked or disabled since.")
+            }
+            Reason::Expired => Some("This key was valid here before and has expired since."),
             _ => None,
         }
     }
@@ -333,86 +322,47 @@ impl Error {
 
     /// A short sentence to show the person using the app: what happened and what they can do,
     /// with no internals (the reason code and [`Error::detail`] are for logs and support).
+    /// [`Error::message`]'s text.
     pub fn user_message(&self) -> String {
+        self.message().text()
+    }
+
+    /// [`Error::user_message`] as one sentence and one next step: the reason's
+    /// ([`Reason::message`]) unless this error says more of its case (the seconds of a rate
+    /// limit, the field at fault, a timeout).
+    pub fn message(&self) -> Message {
         match self {
             Error::InvalidInput { field, message } if field == "key" && message == NO_KEY => {
-                "Enter your license key.".to_string()
+                Message::fixed("This app is not licensed yet.", "Enter your license key.")
             }
-            Error::InvalidInput { field, .. } if field == "key" => {
-                "This license key is not valid: check it for typos.".to_string()
-            }
-            Error::InvalidInput { field, .. } if field == "activation_id" => {
-                "This license key is not activated on this computer yet.".to_string()
-            }
-            Error::InvalidInput { field, .. } => [
-                "The app's license settings are wrong (",
-                field,
-                "): contact its vendor.",
-            ]
-            .concat(),
-            Error::Offline { timeout: true, .. } => {
-                "Polar, the license server, did not answer in time: check your internet \
-                 connection."
-                    .to_string()
-            }
-            Error::Offline { .. } => {
-                "Polar, the license server, could not be reached: check your internet \
-                 connection."
-                    .to_string()
-            }
+            Error::InvalidInput { field, .. } if field == "activation_id" => Message::fixed(
+                "This license key is not activated on this computer yet.",
+                "Activate it here.",
+            ),
+            Error::InvalidInput { field, .. } => Message::new(
+                ["The app's license settings are wrong (", field, ")."].concat(),
+                "Contact its vendor.",
+            ),
+            Error::Offline { timeout: true, .. } => Message::fixed(
+                "Polar, the license server, did not answer in time.",
+                Reason::Offline.next_step(),
+            ),
             Error::RateLimited {
                 retry_after: Some(s),
-            } => [
-                "Too many license checks at once: try again in ",
-                &digits(*s),
-                " seconds.",
-            ]
-            .concat(),
-            Error::RateLimited { retry_after: None } => {
-                "Too many license checks at once: try again in a minute.".to_string()
-            }
-            Error::ServerError { .. } => {
-                "Polar, the license server, has a problem right now: try again later.".to_string()
-            }
-            Error::Protocol { .. } if self.relay_key_mismatch() => {
-                "The license server signs with a key this app does not know: the app's relay \
-                 key does not match the seller's relay. Tell the seller; the network is not \
-                 the problem."
-                    .to_string()
-            }
-            Error::Protocol { .. } => {
-                "Polar could not be reached: a network login page or a proxy may be in the \
-                 way. Sign in to the network, or try another one."
-                    .to_string()
-            }
-            Error::GraceExpired { .. } => {
-                "The license has not been verified for too long: connect to the internet to \
-                 keep using the app."
-                    .to_string()
-            }
-            Error::ClockRollback { .. } | Error::ClockStalled { .. } => {
-                "The computer's clock looks wrong: set it right, or connect to the internet."
-                    .to_string()
-            }
-            Error::Cache { .. } if self.activation_unreadable() => {
-                "This computer's license record is damaged: activate the license again.".to_string()
-            }
-            Error::Cache { .. } => {
-                "The license could not be saved on this computer: check the disk space and \
-                 the folder's permissions."
-                    .to_string()
-            }
-            Error::NotYetVerified => "Checking the license…".to_string(),
-            Error::Replayed { .. } => {
-                "The license server's answer was not for this check: a proxy may be replaying \
-                 old answers. Connect directly and try again."
-                    .to_string()
-            }
-            Error::SeatLost { .. } => {
-                "This computer's seat of the license ended: the license server could not be \
-                 reached to keep it. Connect to the network and start again."
-                    .to_string()
-            }
+            } => Message::new(
+                Reason::RateLimited.user_message(),
+                ["Try again in ", &digits(*s), " seconds."].concat(),
+            ),
+            Error::Protocol { .. } if self.relay_key_mismatch() => Message::fixed(
+                "The license server signs with a key this app does not know (the app's relay \
+                 key does not match the seller's relay).",
+                "Tell the seller, as the network is not the problem.",
+            ),
+            Error::Cache { .. } if self.activation_unreadable() => Message::fixed(
+                "This computer's license record is damaged.",
+                "Activate the license again.",
+            ),
+            _ => self.reason().message(),
         }
     }
 
@@ -662,7 +612,12 @@ mod tests {
             "{m}"
         );
         assert!(m.contains("portal") && !m.contains("typo"), "{m}");
-        assert_eq!(gone.hint(), Some(m.as_str()));
+        // The hint is the message's one sentence; its step is the message's other half.
+        assert_eq!(gone.hint(), Some(gone.message().sentence()));
+        assert_eq!(
+            gone.message().next_step(),
+            "Activate again to use the key on this device."
+        );
         // Only a not_found says it: another reason keeps its own words.
         let inactive = Denial {
             reason: Reason::Inactive,

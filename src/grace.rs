@@ -904,11 +904,24 @@ impl<L> CheckOutcome<L> {
     /// For an answer that does not license: a short sentence to show the person using the app
     /// ([`Denial::user_message`], [`Error::user_message`]); `None` when licensed.
     pub fn user_message(&self) -> Option<String> {
+        self.message().map(|m| m.text())
+    }
+
+    /// For an answer that does not license: its one sentence and one next step
+    /// ([`Denial::message`], [`Error::message`]), the rendering every face shows (whole, as
+    /// [`CheckOutcome::user_message`], or the two apart); `None` when licensed.
+    pub fn message(&self) -> Option<crate::Message> {
         match self {
             CheckOutcome::Licensed { .. } => None,
-            CheckOutcome::Denied(d) => Some(d.user_message()),
-            CheckOutcome::Unverified(e) => Some(e.user_message()),
+            CheckOutcome::Denied(d) => Some(d.message()),
+            CheckOutcome::Unverified(e) => Some(e.message()),
         }
+    }
+
+    /// For an answer that does not license: the one next step of its
+    /// [`CheckOutcome::message`].
+    pub fn next_step(&self) -> Option<String> {
+        self.message().map(|m| m.next_step().to_string())
     }
 
     /// The `outcome` word of docs/interfaces.md §2: `licensed`, `denied`, `unverified` or `error`.
@@ -1019,6 +1032,28 @@ impl EntitlementState {
             EntitlementState::Unknown => "unknown",
             EntitlementState::Unsigned => "unsigned",
             EntitlementState::NotLicensed => "not_licensed",
+        }
+    }
+
+    /// What to tell the person using the app about a feature in this state: one sentence and
+    /// one next step. `None` when it is granted, and when the answer does not license (its
+    /// reason's message says why).
+    pub fn message(self) -> Option<crate::Message> {
+        use crate::Message;
+        match self {
+            EntitlementState::Granted | EntitlementState::NotLicensed => None,
+            EntitlementState::Absent => Some(Message::fixed(
+                "This license does not include this feature.",
+                "Upgrade the license to use it.",
+            )),
+            EntitlementState::Unknown => Some(Message::fixed(
+                "The features of this license are not known yet.",
+                "Check the license again in a few minutes.",
+            )),
+            EntitlementState::Unsigned => Some(Message::fixed(
+                "This app cannot read the features of a license.",
+                "Tell the seller.",
+            )),
         }
     }
 }

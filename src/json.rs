@@ -48,12 +48,14 @@ impl JsonOut {
     }
 
     /// The members every face's error object opens with: `code` (the reason code), `detail`,
-    /// `userMessage`, and `field` for bad input. The object's braces and its other members
-    /// are the caller's.
+    /// `userMessage` and its `nextStep` (the core's, [`Error::message`]), and `field` for bad
+    /// input. The object's braces and its other members are the caller's.
     pub fn error_members(&mut self, err: &Error) -> &mut JsonOut {
         self.key("code").str(err.reason().code());
         self.key("detail").str(&err.detail());
-        self.key("userMessage").str(&err.user_message());
+        let said = err.message();
+        self.key("userMessage").str(&said.text());
+        self.key("nextStep").str(said.next_step());
         if let Error::InvalidInput { field, .. } = err {
             self.key("field").str(field);
         }
@@ -61,14 +63,16 @@ impl JsonOut {
     }
 
     /// The members of a denial's error object: `code` (its reason code), `detail`,
-    /// `userMessage` (the reason's sentence, [`Denial::reason_message`]: why a key stopped is
-    /// said by the host from the core's words where it has them, the npm package's
-    /// `polar_license_stopped.js`, so no wasm module carries them) and the HTTP `status`. The
-    /// braces and other members are the caller's.
+    /// `userMessage` and `nextStep` (the reason's sentence and step, [`Denial::reason_said`]:
+    /// why a key stopped is said by the host from the core's words where it has them, the npm
+    /// package's `polar_license_stopped.js`, so no wasm module carries them) and the HTTP
+    /// `status`. The braces and other members are the caller's.
     pub fn denial_members(&mut self, d: &Denial) -> &mut JsonOut {
         self.key("code").str(d.reason.code());
         self.key("detail").str(&d.detail);
-        self.key("userMessage").str(&d.reason_message());
+        let said = d.reason_said();
+        self.key("userMessage").str(&said.text());
+        self.key("nextStep").str(said.next_step());
         self.key("status").uint(u64::from(d.status))
     }
 

@@ -139,6 +139,7 @@ pub mod json;
 pub mod key;
 pub mod keyseal;
 pub mod lease;
+pub mod message;
 pub mod metadata;
 pub mod model;
 pub mod options;
@@ -185,6 +186,7 @@ pub use grace::{
     StoreAction,
 };
 pub use key::{AccessToken, Key};
+pub use message::Message;
 pub use metadata::{MetaValue, Metadata};
 pub use model::{
     LicenseKeyActivation, LicenseKeyActivationRead, LicenseKeyCustomer, LicenseKeyMember,

@@ -271,6 +271,53 @@ pub enum SeatAnswer {
     Denied(Denial),
 }
 
+impl SeatAnswer {
+    /// What to tell the person using the app when no seat is held: one sentence and one next
+    /// step, with the seats in use and the wait for `seats_full`. `None` for a seat held or a
+    /// release.
+    pub fn message(&self) -> Option<crate::Message> {
+        use crate::decimal::digits;
+        use crate::Message;
+        match self {
+            SeatAnswer::Held(_) | SeatAnswer::Released(_) => None,
+            SeatAnswer::Full {
+                in_use,
+                size,
+                retry_after,
+                ..
+            } => {
+                let full = crate::reason::Reason::SeatsFull;
+                let sentence = [
+                    full.user_message().trim_end_matches('.'),
+                    " (",
+                    &digits(u64::from(*in_use)),
+                    " of ",
+                    &digits(u64::from(*size)),
+                    ").",
+                ]
+                .concat();
+                Some(match retry_after {
+                    Some(s) => Message::new(
+                        sentence,
+                        ["Try again in ", &digits(*s), " seconds."].concat(),
+                    ),
+                    None => Message::new(sentence, full.next_step()),
+                })
+            }
+            SeatAnswer::Gone => Some(Message::fixed(
+                "This seat was freed (not heard from within its life).",
+                "Take a seat again.",
+            )),
+            SeatAnswer::Denied(d) => Some(d.reason_said()),
+        }
+    }
+
+    /// [`SeatAnswer::message`] as one line.
+    pub fn user_message(&self) -> Option<String> {
+        self.message().map(|m| m.text())
+    }
+}
+
 /// The member `name` when it is an integer that fits `u64`.
 fn number(v: &Value, name: &str) -> Option<u64> {
     match v.get(name)? {

@@ -16,6 +16,8 @@
 //! A client older than the claim sends no [`STOP_MARK`], so a relay never gives it a denial
 //! with a claim it would refuse (its reading refuses unknown members).
 
+use crate::message::Message;
+
 /// The response header a relay puts a denial's detail in (unsigned: a client in signed mode
 /// reads the signed denial's `stop` claim instead).
 pub const STOPPED_HEADER: &str = "polar-license-stopped";
@@ -139,38 +141,45 @@ impl Stopped {
     /// package too); a pause's end and a cancellation's date are written as UTC dates
     /// (`2027-06-03`).
     pub fn user_message(&self) -> String {
+        self.message().text()
+    }
+
+    /// [`Stopped::user_message`] as its one sentence and its one next step.
+    pub fn message(&self) -> Message {
         // Short on purpose: these words are in the npm package's default engine (its budget).
         let dated = |prefix: &str, at: Option<i64>| {
             at.map(|d| [prefix, &date(d)].concat()).unwrap_or_default()
         };
         match self.kind {
-            StopKind::Paused => [
-                "Your subscription is paused",
-                &dated(" until ", self.until),
-                ": try again once it resumes.",
-            ]
-            .concat(),
-            StopKind::Canceled => [
-                "Your subscription ended",
-                &dated(" on ", self.at),
-                ": subscribe again, then try again.",
-            ]
-            .concat(),
-            StopKind::SeatRevoked => {
-                { "Your team's admin removed your seat: ask them for one, then try again." }
-                    .to_string()
-            }
-            StopKind::Refunded => {
-                "This purchase was refunded: buy a license to use the app again.".to_string()
-            }
-            StopKind::Rotated => {
-                "This key was replaced by a new one: find it in your email or the customer \
-                 portal."
-            }
-            .to_string(),
-            StopKind::PastDue => "A payment failed: update your payment method in the customer \
-                 portal, then try again."
-                .to_string(),
+            StopKind::Paused => Message::new(
+                [
+                    "Your subscription is paused",
+                    &dated(" until ", self.until),
+                    ".",
+                ]
+                .concat(),
+                "Try again once it resumes.",
+            ),
+            StopKind::Canceled => Message::new(
+                ["Your subscription ended", &dated(" on ", self.at), "."].concat(),
+                "Subscribe again, then try again.",
+            ),
+            StopKind::SeatRevoked => Message::fixed(
+                "Your team's admin removed your seat.",
+                "Ask them for one, then try again.",
+            ),
+            StopKind::Refunded => Message::fixed(
+                "This purchase was refunded.",
+                "Buy a license to use the app again.",
+            ),
+            StopKind::Rotated => Message::fixed(
+                "This key was replaced by a new one.",
+                "Find it in your email or the customer portal.",
+            ),
+            StopKind::PastDue => Message::fixed(
+                "A payment failed.",
+                "Update your payment method in the customer portal, then try again.",
+            ),
         }
     }
 }

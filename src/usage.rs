@@ -132,6 +132,27 @@ impl UsageAnswer {
         }
     }
 
+    /// What to tell the person using the app when a report is not recorded: one sentence and
+    /// one next step. `None` for a recorded report.
+    pub fn message(&self) -> Option<crate::Message> {
+        match self {
+            UsageAnswer::Recorded { .. } => None,
+            UsageAnswer::CreditsExhausted { .. } => {
+                Some(crate::reason::Reason::CreditsExhausted.message())
+            }
+            UsageAnswer::Backlog { .. } => Some(crate::Message::fixed(
+                "The usage is not recorded yet (the license server is busy).",
+                "Keep the app open while it is sent again.",
+            )),
+            UsageAnswer::Denied(d) => Some(d.reason_said()),
+        }
+    }
+
+    /// [`UsageAnswer::message`] as one line.
+    pub fn user_message(&self) -> Option<String> {
+        self.message().map(|m| m.text())
+    }
+
     /// The seconds the relay (or Polar behind it) asked to wait, for a backlog.
     pub fn retry_after(&self) -> Option<u64> {
         match self {

@@ -70,7 +70,7 @@ fn no_key_remembered(outcome: &CheckOutcome) {
     // What the app shows: a first run, not a key with a typo.
     assert_eq!(
         outcome.user_message().as_deref(),
-        Some("Enter your license key.")
+        Some("This app is not licensed yet: enter your license key.")
     );
 }
 

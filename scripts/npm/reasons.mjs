@@ -41,7 +41,11 @@ function fill(text, placeholder, value, file) {
 }
 
 const licensePath = join(pkg, 'license.js');
-const license = fill(readFileSync(licensePath, 'utf8'), '/* REASONS */ {}', table, 'license.js');
+let license = fill(readFileSync(licensePath, 'utf8'), '/* REASONS */ {}', table, 'license.js');
+// The core's words for the cache_error license.js raises itself (before any engine exists).
+const cacheError = rows.find((r) => r.code === 'cache_error')?.userMessage;
+if (typeof cacheError !== 'string' || !cacheError) throw new Error('reasons.mjs: no words for cache_error from the engine');
+license = fill(license, "/* CACHE_ERROR_SAID */ ''", JSON.stringify(cacheError), 'license.js');
 const extras = license.match(/^const EXTRAS = (\[[^\n\]]*\]);$/m);
 if (!extras) throw new Error('reasons.mjs: license.js has no `const EXTRAS = [...];` line');
 writeFileSync(licensePath, license);

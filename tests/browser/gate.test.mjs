@@ -55,6 +55,15 @@ const CUSTOMERS = { chromium: '6c2e0d8f-4b3a-4f7e-9d0c-2b3c4d5e6f71', firefox: '
 const README = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'README.md');
 
 const { DEFAULT_STRINGS, redactKey } = await import(pathToFileURL(join(PACKAGE, 'ui.js')).href);
+/** Each reason's words, the core's (the packed engine's reason table, as scripts/npm/reasons.mjs
+ * reads it): what a refusal's userMessage says and the gate shows. */
+const CORE_WORDS = await (async () => {
+  const glue = await import(pathToFileURL(join(PACKAGE, 'polar_license.js')).href);
+  glue.initSync({ module: await readFile(join(PACKAGE, 'polar_license_bg.wasm')) });
+  const options = JSON.stringify({ organizationId: ORG });
+  const rows = JSON.parse(new glue.Engine(options, 'null').call('reasonTable', []));
+  return Object.fromEntries(rows.map((r) => [r.code, r.userMessage]));
+})();
 /** Why a key stopped, each detail and its sentence: the table every face reads. */
 const STOPPED_ROWS = JSON.parse(await readFile(join(dirname(fileURLToPath(import.meta.url)), '..', 'vectors', 'stopped-messages.json'), 'utf8')).rows;
 const { startEmulator } = await import(pathToFileURL(join(PACKAGE, 'emulator.js')).href);
@@ -270,7 +279,9 @@ eachEngine(TOOLS, (engine, browser) => {
       root.querySelector('[part~=activate]').click();
     }, key);
   const settled = () => page.waitFor(() => !['activating', 'checking', 'deactivating'].includes(document.querySelector('polar-license-gate').state));
-  const said = (code, key) => DEFAULT_STRINGS[code].replace('{key}', redactKey(key));
+  // A reason's words are the core's (the engine's reason table, as the refusal's userMessage);
+  // the gate's own strings only for the codes it has (the portal's).
+  const said = (code, key) => (Object.hasOwn(DEFAULT_STRINGS, code) ? DEFAULT_STRINGS[code].replace('{key}', redactKey(key)) : CORE_WORDS[code]);
 
   /** Submits `key` and expects the refusal `code`. */
   async function refused(name, key, code, message = said(code, key)) {
@@ -745,7 +756,7 @@ eachEngine(TOOLS, (engine, browser) => {
     emu.setFault({ kind: 'rate_limited', retry_after: 30 });
     try {
       // A page cannot read retry-after (Polar does not expose it): the client's own block.
-      await refused('rate-limited', key, 'rate_limited', /^Too many attempts for now\. Try again in (\d+ seconds|1 minute)\.$/);
+      await refused('rate-limited', key, 'rate_limited', /^Too many license checks at once: try again in (\d+ seconds|a minute)\.$/);
     } finally {
       emu.setFault(null);
     }

@@ -20,7 +20,7 @@ function noKey(e) {
   assert.equal(e.field, 'key');
   assert.match(e.detail, /no license key is remembered here/);
   // The core's user message, as natively: a first run, not a key with a typo.
-  assert.equal(e.userMessage, 'Enter your license key.');
+  assert.equal(e.userMessage, 'This app is not licensed yet: enter your license key.');
 }
 
 test('off by default; rememberKeys remembers a good activation, check() needs no key, deactivate forgets it', async () => {

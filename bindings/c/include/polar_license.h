@@ -1224,6 +1224,14 @@ const char *polar_license_feature_why_code(uint32_t why);
 // `POLAR_LICENSE_REASON_NONE` and unknown numbers. A static string: never free it.
 const char *polar_license_reason_code(uint32_t reason);
 
+// The core's one sentence for a reason (`Reason::user_message`), or `""` for `POLAR_LICENSE_REASON_NONE` and unknown numbers: an app's own table
+// of reasons reads its words here rather than keeping a copy. A static string: never free it.
+const char *polar_license_reason_user_message(uint32_t reason);
+
+// The core's one next step for a reason (`Reason::next_step`), or `""` for `POLAR_LICENSE_REASON_NONE` and unknown numbers. A static string:
+// never free it.
+const char *polar_license_reason_next_step(uint32_t reason);
+
 // The word for an outcome: `"licensed"`, `"denied"`, `"unverified"`, `"error"` or `"done"`
 // (`""` for an unknown number). A static string: never free it.
 const char *polar_license_outcome_name(uint32_t outcome);
@@ -1524,6 +1532,12 @@ int64_t polar_license_result_order_paid(const polar_license_result *result);
 // and `polar_license_result_detail` are for logs), or `""`. Never NULL; owned by the result.
 const char *polar_license_result_user_message(const polar_license_result *result);
 
+// For an answer that does not license: the one next step of
+// `polar_license_result_user_message` alone, the core's
+// words as every face shows them, for an app that shows the sentence and the step apart; `""`
+// otherwise. Never NULL; owned by the result.
+const char *polar_license_result_next_step(const polar_license_result *result);
+
 // For a licensed answer of check, check_request or check_in_background: when its grace ends,
 // in unix seconds (the good verdict's time plus the grace period, and in signed mode never
 // past the stored lease's end, `polar_license_result_lease_expires_at`: past it, an
@@ -1729,6 +1743,15 @@ const char *polar_license_seat_result_code(const polar_license_seat_result *resu
 // no whole key.
 const char *polar_license_seat_result_message(const polar_license_seat_result *result);
 
+// For a failure: the core's one sentence and next step to show the person using the app (for
+// `SEATS_FULL` with the seats in use and the wait), the same words as every face's; `""` on success. Owned by the result. Never NULL.
+const char *polar_license_seat_result_user_message(const polar_license_seat_result *result);
+
+// For a failure: the next step alone, the second half of
+// `polar_license_seat_result_user_message`; `""` on success. Owned by the result. Never
+// NULL.
+const char *polar_license_seat_result_next_step(const polar_license_seat_result *result);
+
 // Seats of the key in use, as the relay said (a seat held: this one with them; `SEATS_FULL`:
 // all of them): writes it to `*out_in_use` and returns `true`; `false` (nothing written)
 // otherwise.
@@ -1792,6 +1815,16 @@ const char *polar_license_usage_result_code(const polar_license_usage_result *re
 // The failure in one sentence (`""` when recorded). Owned by the result. Never NULL. It holds
 // no whole key.
 const char *polar_license_usage_result_message(const polar_license_usage_result *result);
+
+// For a report not recorded: the core's one sentence and next step to show the person using
+// the app (for `CREDITS_EXHAUSTED`, the backlog, Polar's denial), the same words as every
+// face's; `""` when recorded. Owned by the result. Never NULL.
+const char *polar_license_usage_result_user_message(const polar_license_usage_result *result);
+
+// For a report not recorded: the next step alone, the second half of
+// `polar_license_usage_result_user_message`; `""` when recorded. Owned by the result. Never
+// NULL.
+const char *polar_license_usage_result_next_step(const polar_license_usage_result *result);
 
 // The report's idempotency id (the one given, or the one made): send it again with this id
 // and it counts once. `""` when the report was refused before it had one, or for NULL. Owned

@@ -352,6 +352,47 @@ pub extern "C" fn polar_license_reason_code(reason: u32) -> *const c_char {
     }
 }
 
+/// The core's one sentence for a reason (`Reason::user_message`), or `""` for `POLAR_LICENSE_REASON_NONE` and unknown numbers: an app's own table
+/// of reasons reads its words here rather than keeping a copy. A static string: never free it.
+#[no_mangle]
+pub extern "C" fn polar_license_reason_user_message(reason: u32) -> *const c_char {
+    ffi_boundary! { reason_said(reason, 0) }
+}
+
+/// The core's one next step for a reason (`Reason::next_step`), or `""` for `POLAR_LICENSE_REASON_NONE` and unknown numbers. A static string:
+/// never free it.
+#[no_mangle]
+pub extern "C" fn polar_license_reason_next_step(reason: u32) -> *const c_char {
+    ffi_boundary! { reason_said(reason, 1) }
+}
+
+/// The core's words for reason number `reason` as C strings, made once: `which` 0 the
+/// sentence, 1 the next step.
+fn reason_said(reason: u32, which: usize) -> *const c_char {
+    use std::ffi::CString;
+    use std::sync::OnceLock;
+    static SAID: OnceLock<Vec<[CString; 2]>> = OnceLock::new();
+    let said = SAID.get_or_init(|| {
+        Reason::ALL
+            .iter()
+            .map(|r| {
+                [
+                    crate::strings::to_cstring(r.user_message()),
+                    crate::strings::to_cstring(r.next_step()),
+                ]
+            })
+            .collect()
+    });
+    let at = Reason::ALL.iter().position(|r| r.number() == reason);
+    match at
+        .and_then(|i| said.get(i))
+        .and_then(|pair| pair.get(which))
+    {
+        Some(text) => text.as_ptr(),
+        None => c"".as_ptr(),
+    }
+}
+
 /// The NUL-terminated code of a reason.
 fn reason_code_c(r: Reason) -> &'static std::ffi::CStr {
     match r {
@@ -440,6 +481,21 @@ mod tests {
                 r.code().replace('_', ""),
             );
         }
+        // The words are the core's, each reason's (a copy kept here would fail this).
+        for r in Reason::ALL {
+            // SAFETY: the functions return static NUL-terminated strings.
+            let (said, step) = unsafe {
+                (
+                    CStr::from_ptr(polar_license_reason_user_message(r.number())),
+                    CStr::from_ptr(polar_license_reason_next_step(r.number())),
+                )
+            };
+            assert_eq!(said.to_str().ok(), Some(r.user_message()), "{r}");
+            assert_eq!(step.to_str().ok(), Some(r.next_step()), "{r}");
+        }
+        // SAFETY: as above.
+        let unsaid = unsafe { CStr::from_ptr(polar_license_reason_user_message(0)) };
+        assert_eq!(unsaid.to_bytes(), b"");
         // SAFETY: as above.
         let none = unsafe { CStr::from_ptr(polar_license_reason_code(0)) };
         assert_eq!(none.to_bytes(), b"");

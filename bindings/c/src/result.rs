@@ -58,6 +58,8 @@ pub struct polar_license_result {
     stopped_until: i64,
     /// For an answer that does not license: a sentence to show the user.
     user_message: CString,
+    /// Its next step alone (the core's `Message::next_step`).
+    next_step: CString,
     /// For a licensed check: when its grace ends (unix seconds), else -1.
     grace_ends_at: i64,
     /// The verdict itself, for `polar_license_client_has_feature`: set on the results of
@@ -164,6 +166,7 @@ impl polar_license_result {
             stopped_at: -1,
             stopped_until: -1,
             user_message: CString::default(),
+            next_step: CString::default(),
             grace_ends_at: -1,
             verdict: None,
             lease_kid: CString::default(),
@@ -272,8 +275,15 @@ impl polar_license_result {
         r.remaining_usages = d.remaining_usages;
         r.source = polar_license_source::Online;
         r.set_known(d);
-        r.user_message = to_cstring(&d.user_message());
+        r.said(d.message());
         r
+    }
+
+    /// The core's words for an answer that does not license: its sentence and next step
+    /// (`Message`), passed on as they are.
+    fn said(&mut self, said: polar_license::Message) {
+        self.user_message = to_cstring(&said.text());
+        self.next_step = to_cstring(said.next_step());
     }
 
     /// Whether the denied key was valid on this install before, and the hint that goes with it.
@@ -291,7 +301,7 @@ impl polar_license_result {
         let mut r = polar_license_result::new(polar_license_outcome::of(reason));
         r.set_reason(reason);
         r.detail = to_cstring(&e.detail());
-        r.user_message = to_cstring(&e.user_message());
+        r.said(e.message());
         r.http_status = e.status().map_or(0, u32::from);
         match e {
             Error::InvalidInput { field, .. } => r.field = to_cstring(field),
@@ -848,6 +858,17 @@ pub extern "C" fn polar_license_result_user_message(
     result: *const polar_license_result,
 ) -> *const c_char {
     ffi_boundary! { read(result, |r| r.user_message.as_ptr()) }
+}
+
+/// For an answer that does not license: the one next step of
+/// `polar_license_result_user_message` alone, the core's
+/// words as every face shows them, for an app that shows the sentence and the step apart; `""`
+/// otherwise. Never NULL; owned by the result.
+#[no_mangle]
+pub extern "C" fn polar_license_result_next_step(
+    result: *const polar_license_result,
+) -> *const c_char {
+    ffi_boundary! { read(result, |r| r.next_step.as_ptr()) }
 }
 
 /// For a licensed answer of check, check_request or check_in_background: when its grace ends,

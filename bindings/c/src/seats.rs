@@ -84,6 +84,10 @@ pub struct polar_license_seat_result {
     reason: polar_license_reason,
     code: CString,
     message: CString,
+    /// The core's one sentence and next step for a failure (`SeatAnswer::message`,
+    /// `Error::message`), empty on success.
+    user_message: CString,
+    next_step: CString,
     in_use: Option<u32>,
     size: Option<u32>,
     frees_at: Option<i64>,
@@ -98,6 +102,8 @@ impl polar_license_seat_result {
             reason: polar_license_reason::None,
             code: CString::default(),
             message: CString::default(),
+            user_message: CString::default(),
+            next_step: CString::default(),
             in_use: None,
             size: None,
             frees_at: None,
@@ -115,6 +121,15 @@ impl polar_license_seat_result {
         }
     }
 
+    /// The core's words for this failure, passed on as they are.
+    fn said(mut self, said: Option<polar_license::Message>) -> Self {
+        if let Some(said) = said {
+            self.user_message = to_cstring(&said.text());
+            self.next_step = to_cstring(said.next_step());
+        }
+        self
+    }
+
     fn of_error(e: &polar_license::Error) -> Self {
         use polar_license::Reason;
         let reason = e.reason();
@@ -124,7 +139,7 @@ impl polar_license_seat_result {
             Reason::SeatLost => polar_license_seat_error::SeatLost,
             _ => polar_license_seat_error::Offline,
         };
-        let mut r = Self::failed(kind, reason.code(), &e.to_string());
+        let mut r = Self::failed(kind, reason.code(), &e.to_string()).said(Some(e.message()));
         r.reason = reason.into();
         if let polar_license::Error::RateLimited { retry_after } = e {
             r.retry_after = *retry_after;
@@ -146,7 +161,7 @@ impl polar_license_seat_result {
     }
 
     /// The answer to an acquisition or a heartbeat that is not `Held`.
-    fn of_answer(answer: &SeatAnswer) -> Self {
+    pub(crate) fn of_answer(answer: &SeatAnswer) -> Self {
         match answer {
             SeatAnswer::Held(seat) => {
                 let mut r = Self::done();
@@ -165,14 +180,10 @@ impl polar_license_seat_result {
                 frees_at,
                 retry_after,
             } => {
-                let wait = retry_after.map_or(String::new(), |s| {
-                    format!("; the soonest frees in {s} s")
-                });
-                let mut r = Self::failed(
-                    polar_license_seat_error::SeatsFull,
-                    "seats_full",
-                    &format!("every seat is in use ({in_use} of {size}){wait}"),
-                );
+                // The core's words, with the count in use and the wait.
+                let said = answer.user_message().unwrap_or_default();
+                let mut r = Self::failed(polar_license_seat_error::SeatsFull, "seats_full", &said)
+                    .said(answer.message());
                 r.reason = polar_license_reason::SeatsFull;
                 r.in_use = Some(*in_use);
                 r.size = Some(*size);
@@ -183,11 +194,13 @@ impl polar_license_seat_result {
             SeatAnswer::Gone => Self::failed(
                 polar_license_seat_error::SeatGone,
                 "seat_gone",
-                "the relay no longer holds this seat (not heard from within its life): acquire again",
-            ),
+                &answer.user_message().unwrap_or_default(),
+            )
+            .said(answer.message()),
             SeatAnswer::Denied(d) => {
                 let mut r =
-                    Self::failed(polar_license_seat_error::Denied, d.reason.code(), &d.detail);
+                    Self::failed(polar_license_seat_error::Denied, d.reason.code(), &d.detail)
+                        .said(answer.message());
                 r.reason = d.reason.into();
                 r
             }
@@ -488,6 +501,25 @@ pub extern "C" fn polar_license_seat_result_message(
     result: *const polar_license_seat_result,
 ) -> *const c_char {
     ffi_boundary! { read(result, |r| r.message.as_ptr()) }
+}
+
+/// For a failure: the core's one sentence and next step to show the person using the app (for
+/// `SEATS_FULL` with the seats in use and the wait), the same words as every face's; `""` on success. Owned by the result. Never NULL.
+#[no_mangle]
+pub extern "C" fn polar_license_seat_result_user_message(
+    result: *const polar_license_seat_result,
+) -> *const c_char {
+    ffi_boundary! { read(result, |r| r.user_message.as_ptr()) }
+}
+
+/// For a failure: the next step alone, the second half of
+/// `polar_license_seat_result_user_message`; `""` on success. Owned by the result. Never
+/// NULL.
+#[no_mangle]
+pub extern "C" fn polar_license_seat_result_next_step(
+    result: *const polar_license_seat_result,
+) -> *const c_char {
+    ffi_boundary! { read(result, |r| r.next_step.as_ptr()) }
 }
 
 /// Seats of the key in use, as the relay said (a seat held: this one with them; `SEATS_FULL`:

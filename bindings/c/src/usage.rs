@@ -58,6 +58,10 @@ pub struct polar_license_usage_result {
     reason: polar_license_reason,
     code: CString,
     message: CString,
+    /// The core's one sentence and next step for a failure (`UsageAnswer::message`,
+    /// `Error::message`), empty when recorded.
+    user_message: CString,
+    next_step: CString,
     id: CString,
     duplicate: bool,
     balance: Option<f64>,
@@ -71,11 +75,22 @@ impl polar_license_usage_result {
             reason: polar_license_reason::None,
             code: to_cstring(code),
             message: to_cstring(message),
+            user_message: CString::default(),
+            next_step: CString::default(),
             id: CString::default(),
             duplicate: false,
             balance: None,
             retry_after: None,
         }
+    }
+
+    /// The core's words for this failure, passed on as they are.
+    fn said(mut self, said: Option<polar_license::Message>) -> Self {
+        if let Some(said) = said {
+            self.user_message = to_cstring(&said.text());
+            self.next_step = to_cstring(said.next_step());
+        }
+        self
     }
 
     fn of_error(e: &Error) -> Self {
@@ -86,7 +101,7 @@ impl polar_license_usage_result {
             Reason::RateLimited => polar_license_usage_error::RateLimited,
             _ => polar_license_usage_error::Offline,
         };
-        let mut r = Self::new(kind, reason.code(), &e.to_string());
+        let mut r = Self::new(kind, reason.code(), &e.to_string()).said(Some(e.message()));
         r.reason = reason.into();
         if let Error::RateLimited { retry_after } = e {
             r.retry_after = *retry_after;
@@ -94,7 +109,11 @@ impl polar_license_usage_result {
         r
     }
 
-    fn of_answer(answer: &UsageAnswer) -> Self {
+    pub(crate) fn of_answer(answer: &UsageAnswer) -> Self {
+        Self::answered(answer).said(answer.message())
+    }
+
+    fn answered(answer: &UsageAnswer) -> Self {
         match answer {
             UsageAnswer::Recorded {
                 duplicate, balance, ..
@@ -239,6 +258,26 @@ pub extern "C" fn polar_license_usage_result_message(
     result: *const polar_license_usage_result,
 ) -> *const c_char {
     ffi_boundary! { read(result, |r| r.message.as_ptr()) }
+}
+
+/// For a report not recorded: the core's one sentence and next step to show the person using
+/// the app (for `CREDITS_EXHAUSTED`, the backlog, Polar's denial), the same words as every
+/// face's; `""` when recorded. Owned by the result. Never NULL.
+#[no_mangle]
+pub extern "C" fn polar_license_usage_result_user_message(
+    result: *const polar_license_usage_result,
+) -> *const c_char {
+    ffi_boundary! { read(result, |r| r.user_message.as_ptr()) }
+}
+
+/// For a report not recorded: the next step alone, the second half of
+/// `polar_license_usage_result_user_message`; `""` when recorded. Owned by the result. Never
+/// NULL.
+#[no_mangle]
+pub extern "C" fn polar_license_usage_result_next_step(
+    result: *const polar_license_usage_result,
+) -> *const c_char {
+    ffi_boundary! { read(result, |r| r.next_step.as_ptr()) }
 }
 
 /// The report's idempotency id (the one given, or the one made): send it again with this id

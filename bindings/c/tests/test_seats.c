@@ -217,6 +217,14 @@ static void one_seat_two_machines(void) {
   CHECK(polar_license_seat_result_retry_after(r, &wait) && wait >= 1 && wait <= SEAT_SECONDS);
   CHECK(strstr(polar_license_seat_result_message(r), "1 of 1") != NULL);
   CHECK(strstr(polar_license_seat_result_message(r), key) == NULL);
+  /* The words are the core's: its sentence for the reason with the count, its step apart. */
+  {
+    const char *said = polar_license_reason_user_message(POLAR_LICENSE_REASON_SEATS_FULL);
+    size_t stem = strlen(said) - 1; /* without its period: the count follows */
+    CHECK(strncmp(polar_license_seat_result_user_message(r), said, stem) == 0);
+    CHECK(strstr(polar_license_seat_result_user_message(r), "(1 of 1): try again in ") != NULL);
+    CHECK(strncmp(polar_license_seat_result_next_step(r), "Try again in ", 13) == 0);
+  }
   polar_license_seat_result_free(r);
 
   /* The heartbeat on the app's thread, the seat read on this one meanwhile (its state is

@@ -90,6 +90,7 @@ fn error_json(e: &Error) -> Value {
         "code": reason.code(),
         "class": reason.class().as_str(),
         "user_message": e.user_message(),
+        "next_step": e.message().next_step(),
         "detail": e.detail(),
         "field": e.field(),
         "status": e.status(),
@@ -106,6 +107,7 @@ fn denial_json(d: &Denial) -> Value {
         "code": d.reason.code(),
         "class": d.reason.class().as_str(),
         "user_message": d.user_message(),
+        "next_step": d.message().next_step(),
         "detail": d.detail,
         "field": Value::Null,
         "status": d.status,
@@ -410,7 +412,7 @@ fn usage_json(id: &str, answer: &Result<polar_license::usage::UsageAnswer, Error
             let mut e = denial_json(&as_denial);
             e["status"] = Value::Null;
             e["balance"] = json!(balance);
-            e
+            said(&mut e, answer)
         }
         Ok(UsageAnswer::Backlog { retry_after }) => {
             let mut e = error_json(&Error::RateLimited {
@@ -422,13 +424,23 @@ fn usage_json(id: &str, answer: &Result<polar_license::usage::UsageAnswer, Error
             e["usage_backlog"] = json!(true);
             e["detail"] =
                 json!("too many reports wait at the relay: send it again later with the same id");
-            e
+            said(&mut e, answer)
         }
         Ok(UsageAnswer::Denied(d)) => denial_json(d),
         Err(e) => error_json(e),
     };
     out["id"] = json!(id);
     json!({ "error": out })
+}
+
+/// A usage answer's words: the core's one sentence and next step for it
+/// ([`polar_license::usage::UsageAnswer::message`]), none of this face's.
+fn said(e: &mut Value, answer: &Result<polar_license::usage::UsageAnswer, Error>) -> Value {
+    if let Some(said) = answer.as_ref().ok().and_then(|a| a.message()) {
+        e["user_message"] = json!(said.text());
+        e["next_step"] = json!(said.next_step());
+    }
+    e.take()
 }
 
 /// Key recovery through the remembered session: the customer's keys this machine can
@@ -1162,6 +1174,15 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<NativeEmulator>()?;
     m.add_class::<seats::NativeSeat>()?;
     m.add("CORE_VERSION", env!("CARGO_PKG_VERSION"))?;
+    // The reason table's words (issue #77): each code's one sentence and next step, the core's,
+    // which `Reason.user_message` and `Reason.next_step` read.
+    m.add(
+        "REASON_MESSAGES",
+        polar_license::Reason::ALL
+            .iter()
+            .map(|r| (r.code(), r.user_message(), r.next_step()))
+            .collect::<Vec<_>>(),
+    )?;
     m.add(
         "REASONS",
         polar_license::Reason::ALL

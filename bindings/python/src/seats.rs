@@ -49,12 +49,12 @@ fn refused_json(answer: &SeatAnswer) -> Value {
             frees_at,
             retry_after,
         } => {
-            let wait =
-                retry_after.map_or(String::new(), |s| format!("; the soonest frees in {s} s"));
-            // The core's sentence for the reason; the relay's count in the detail.
+            // The core's words (its sentence with the relay's count, its next step with the
+            // wait): none of this face's.
+            let said = answer.message().unwrap_or_else(|| Reason::SeatsFull.message());
             let full = Denial {
                 reason: Reason::SeatsFull,
-                detail: format!("every seat is in use ({in_use} of {size}){wait}"),
+                detail: said.text(),
                 status: 409,
                 remaining_usages: None,
                 previously_valid: false,
@@ -62,6 +62,8 @@ fn refused_json(answer: &SeatAnswer) -> Value {
                 stopped: None,
             };
             let mut e = denial_json(&full);
+            e["user_message"] = json!(said.text());
+            e["next_step"] = json!(said.next_step());
             e["retry_after"] = json!(retry_after);
             e["seats"] = json!({ "in_use": in_use, "size": size, "frees_at": frees_at });
             json!({ "error": e })

@@ -39,10 +39,11 @@
 #![cfg(target_arch = "wasm32")]
 
 use polar_license::error::Error;
-use polar_license::json::{digits, JsonOut};
+use polar_license::json::JsonOut;
 use polar_license::key::Key;
 use polar_license::lease::{AskedEd25519, Ed25519, RelayKeys};
 use polar_license::proto::HttpResponse;
+use polar_license::reason::Reason;
 use polar_license::seat::{read_seat_answer, seat_request, SeatAnswer, SeatAsk, SeatOp};
 use polar_license::seat_hold::{HoldPoll, HoldState, HoldTerms, SeatHold};
 use polar_license_wasm_steps as steps;
@@ -122,27 +123,22 @@ fn error_object(o: &mut JsonOut, f: &Failure<'_>) {
             // A seat answer never carries why a key stopped (its words stay out of this wasm).
             o.denial_members(d);
         }
-        Failure::Refused(SeatAnswer::Full {
-            in_use,
-            size,
-            frees_at,
-            retry_after,
-        }) => {
-            // The sentence as the Tauri face's (crates/tauri/src/seats.rs).
-            let mut message = [
-                "Every seat of this license is in use (",
-                &digits(u64::from(*in_use)),
-                " of ",
-                &digits(u64::from(*size)),
-                ").",
-            ]
-            .concat();
-            if let Some(s) = retry_after {
-                message = [&message, " The soonest frees in ", &digits(*s), " seconds."].concat();
-            }
+        Failure::Refused(
+            answer @ SeatAnswer::Full {
+                in_use,
+                size,
+                frees_at,
+                retry_after,
+            },
+        ) => {
+            // The core's words (`SeatAnswer::message`), as every face's.
+            let said = answer
+                .message()
+                .unwrap_or_else(|| Reason::SeatsFull.message());
             o.key("code").str("seats_full");
             o.key("detail").str("seats_full");
-            o.key("userMessage").str(&message);
+            o.key("userMessage").str(&said.text());
+            o.key("nextStep").str(said.next_step());
             o.key("status").uint(409);
             if let Some(s) = retry_after {
                 o.key("retryAfter").uint(*s);
@@ -152,12 +148,16 @@ fn error_object(o: &mut JsonOut, f: &Failure<'_>) {
             o.key("freesAt").opt_int(*frees_at);
         }
         Failure::Refused(_) => {
-            // Not a reason code: its kind said here, `denied` as the Tauri face's.
+            // Not a reason code: its kind said here, `denied` as the Tauri face's; its words the
+            // core's.
+            let said = SeatAnswer::Gone.message();
             o.key("code").str("seat_gone");
             o.key("kind").str("denied");
             o.key("detail").str("seat_gone");
-            o.key("userMessage")
-                .str("This seat was freed (not heard from within its life): take a seat again.");
+            if let Some(said) = said {
+                o.key("userMessage").str(&said.text());
+                o.key("nextStep").str(said.next_step());
+            }
         }
     }
     o.raw("}");

@@ -215,6 +215,15 @@ fn answered(id: &str, answer: Result<UsageAnswer, Error>) -> String {
     }
 }
 
+/// A refusal's words: the core's one sentence and next step (`UsageAnswer::message`), none of
+/// this face's.
+fn said(o: &mut JsonOut, answer: &UsageAnswer) {
+    if let Some(said) = answer.message() {
+        o.key("userMessage").str(&said.text());
+        o.key("nextStep").str(said.next_step());
+    }
+}
+
 /// `{"error": ERROR}` of the core's error or the relay's refusal.
 fn failure(id: &str, error: Option<&Error>, answer: Option<&UsageAnswer>) -> String {
     let mut o = JsonOut::new();
@@ -226,12 +235,11 @@ fn failure(id: &str, error: Option<&Error>, answer: Option<&UsageAnswer>) -> Str
                 o.key("retryAfter").uint(wait);
             }
         }
-        (None, Some(UsageAnswer::CreditsExhausted { balance })) => {
+        (None, Some(a @ UsageAnswer::CreditsExhausted { balance })) => {
             let reason = polar_license::Reason::CreditsExhausted;
             o.key("code").str(reason.code());
             o.key("detail").str(reason.code());
-            o.key("userMessage")
-                .str("No credits left: this use was not recorded.");
+            said(&mut o, a);
             o.key("status").uint(402);
             o.key("balance").float(*balance);
         }
@@ -239,8 +247,7 @@ fn failure(id: &str, error: Option<&Error>, answer: Option<&UsageAnswer>) -> Str
             // The core's code (`polar_license::usage::BACKLOG_CODE`), not one of this face's.
             o.key("code").str(a.code());
             o.key("detail").str(a.code());
-            o.key("userMessage")
-                .str("Too many usage reports wait at the relay: send it again later.");
+            said(&mut o, a);
             o.key("status").uint(429);
             if let Some(s) = retry_after {
                 o.key("retryAfter").uint(*s);

@@ -211,8 +211,9 @@ pub(crate) fn entitlements(features: &Value) -> Result<Entitlements, Error> {
     Ok(map)
 }
 
-/// The reason table (docs/interfaces.md §1) as JSON: `[{ "code", "kind", "number" }, …]`, so the JS
-/// package's `REASONS` can be tested against the Rust enum.
+/// The reason table (docs/interfaces.md §1) as JSON: `[{ "code", "kind", "number", "sentence",
+/// "nextStep", "userMessage" }, …]` (`userMessage` the two as one line), so the JS package's `REASONS` can be tested against the
+/// Rust enum and a JS face says each reason in the core's words.
 #[inline(never)] // compiled by V8 only when asked for (issue #38)
 pub fn reason_table() -> String {
     let mut out = String::from("[");
@@ -231,7 +232,15 @@ pub fn reason_table() -> String {
             out.push(char::from(b'0' + (n / 10) as u8));
         }
         out.push(char::from(b'0' + (n % 10) as u8));
-        out.push('}');
+        // The core's words for the reason (issue #77: a face's own table of reasons reads
+        // them here): plain ASCII sentences with no quote or backslash (the core's table test).
+        out.push_str(",\"sentence\":\"");
+        out.push_str(r.user_message());
+        out.push_str("\",\"nextStep\":\"");
+        out.push_str(r.next_step());
+        out.push_str("\",\"userMessage\":\"");
+        out.push_str(&r.message().text());
+        out.push_str("\"}");
     }
     out.push(']');
     out

@@ -235,33 +235,20 @@ pub fn report<T: Answer>(
             // Issue #68 (an addition): why the key stopped, when the relay told.
             m.insert("stopped".into(), stopped_json(denial.stopped.as_ref()));
             m.insert("hint".into(), json!(denial.hint()));
-            m.insert("user_message".into(), json!(denial.user_message()));
+            // The core's one sentence and one next step (every face's words, none of ours).
+            let said = denial.message();
+            m.insert("user_message".into(), json!(said.text()));
+            m.insert("next_step".into(), json!(said.next_step()));
             let mut lines = vec![format!(
                 "denied: {} — {}",
                 denial.reason.code(),
                 denial.detail
             )];
-            if let Some(hint) = denial.hint() {
-                lines.push(format!("  {hint}"));
-            }
+            lines.push(format!("  {}", said.sentence()));
             if let Some(s) = &denial.stopped {
                 lines.push(format!("  stopped: {}", stopped_text(s)));
             }
-            let step = if denial.activation_gone {
-                Some(
-                    "nothing to free here; run `polar-license activate` to use the key on this \
-                     machine again"
-                        .to_string(),
-                )
-            } else if denial.stopped.is_some() {
-                // Why the key stopped, in the core's one sentence for it (every face's).
-                Some(denial.user_message())
-            } else {
-                next_step_denied(denial.reason, denial.previously_valid).map(str::to_string)
-            };
-            if let Some(step) = step {
-                lines.push(format!("  what to do: {step}"));
-            }
+            lines.push(format!("  what to do: {}", said.next_step()));
             lines.push(fact("key", &shown));
             if let Some(id) = requested_activation {
                 lines.push(fact("activation", id));
@@ -336,7 +323,9 @@ pub fn error_report(op: Option<Op>, requested_activation: Option<&str>, error: &
     let mut m = base_object(op.map(Op::name), outcome);
     m.insert("reason".into(), json!(reason.code()));
     m.insert("detail".into(), json!(error.detail()));
-    m.insert("user_message".into(), json!(error.user_message()));
+    let said = error.message();
+    m.insert("user_message".into(), json!(said.text()));
+    m.insert("next_step".into(), json!(said.next_step()));
     // A request left only when the input was good.
     if op == Some(Op::Validate) && reason != Reason::InvalidInput {
         m.insert("source".into(), json!("online"));
@@ -355,30 +344,13 @@ pub fn error_report(op: Option<Op>, requested_activation: Option<&str>, error: &
         }
         _ => {}
     }
+    // The core's one sentence and one next step (every face's words, none of ours); a refused
+    // input is said by its first line, which names the flag (the core's words for it speak to
+    // an app's user of its settings).
     let mut lines = vec![format!("{outcome}: {} — {}", reason.code(), error.detail())];
-    match reason {
-        Reason::Offline => lines.push("  could not reach the server; nothing was decided".into()),
-        Reason::RateLimited => {
-            lines.push("  Polar allows 3 requests per second per IP, then blocks for 60 s".into())
-        }
-        Reason::GraceExpired => lines.push(
-            "  Polar could not be reached and the last good verdict is past the grace period"
-                .into(),
-        ),
-        Reason::ClockRollback if matches!(error, Error::ClockStalled { .. }) => lines.push(
-            "  the clock has not moved across many answers from the cache: it will not license \
-             until Polar answers or the clock moves on"
-                .into(),
-        ),
-        Reason::ClockRollback => lines.push(
-            "  the clock is behind a time this cache has seen: it will not license until Polar \
-             answers"
-                .into(),
-        ),
-        _ => {}
-    }
-    if let Some(step) = next_step_error(error) {
-        lines.push(format!("  what to do: {step}"));
+    if reason != Reason::InvalidInput {
+        lines.push(format!("  {}", said.sentence()));
+        lines.push(format!("  what to do: {}", said.next_step()));
     }
     Report {
         json: m,
@@ -416,77 +388,6 @@ fn stopped_text(s: &Stopped) -> String {
     } else {
         format!("{} ({})", s.kind.code(), dates.join(", "))
     }
-}
-
-/// What the person at the terminal can do about a denial, in plain words (the text output's
-/// `what to do:` line; `--json` keeps `hint` and `user_message`).
-fn next_step_denied(reason: Reason, previously_valid: bool) -> Option<&'static str> {
-    Some(match reason {
-        Reason::NotFound if previously_valid => {
-            "use the key the customer portal shows now (a replaced key stops working)"
-        }
-        Reason::NotFound => {
-            "check the key for typos: copy it again from the receipt or the customer portal"
-        }
-        Reason::Inactive => {
-            "the key was revoked or disabled (a refund, an ended subscription, or the seller): \
-             see its state in the customer portal, or ask the seller"
-        }
-        Reason::Expired => "renew the license (the customer portal shows how), then run this again",
-        Reason::ConditionsMismatch => {
-            "this key is activated for another machine: run `polar-license activate` here \
-             (it takes one activation slot)"
-        }
-        Reason::BenefitMismatch => "use a key bought for this product or plan",
-        Reason::CustomerMismatch => "use a key that belongs to this customer",
-        Reason::UsageExhausted => "ask the seller for more usage, or wait for the next period",
-        Reason::ActivationLimit => {
-            "free a slot: run `polar-license deactivate` on a machine that no longer needs the \
-             key, or deactivate one in the customer portal; then activate again"
-        }
-        Reason::ActivationsNotSupported => {
-            "this key is not activated per machine: use `polar-license check --key …` instead"
-        }
-        _ => return None,
-    })
-}
-
-/// What the person at the terminal can do when no verdict came (the text output's
-/// `what to do:` line).
-fn next_step_error(error: &Error) -> Option<String> {
-    Some(match error {
-        Error::RateLimited {
-            retry_after: Some(secs),
-        } => format!("wait {secs} s, then try again"),
-        Error::RateLimited { retry_after: None } => "wait a minute, then try again".into(),
-        _ => match error.reason() {
-            Reason::Offline => "check the network connection (or --proxy), then try again".into(),
-            Reason::ServerError => "try again in a few minutes".into(),
-            Reason::GraceExpired => {
-                "connect to the internet and run `polar-license check` so Polar can answer".into()
-            }
-            Reason::ClockRollback => "set the clock right, or connect so Polar can answer".into(),
-            Reason::ProtocolError if error.relay_key_mismatch() => {
-                "the --relay-key given does not match the relay's: use the public key \
-                 `polar-license relay keygen` printed for this relay"
-                    .into()
-            }
-            Reason::ProtocolError => {
-                "something between here and Polar changed the answer (a proxy or a captive \
-                 portal?): try again on another network"
-                    .into()
-            }
-            Reason::CacheError if error.activation_unreadable() => {
-                "the cached record is damaged: activate again (`polar-license activate`), and \
-                 free the old activation with `polar-license devices` and `free`"
-                    .into()
-            }
-            Reason::CacheError => {
-                "make the cache directory writable (or pick another with --cache-dir)".into()
-            }
-            _ => return None,
-        },
-    })
 }
 
 /// A usage error (clap's, or ours before any client exists): `invalid_input`, exit 2.

@@ -187,31 +187,19 @@ fn relay_client(g: &Global) -> Result<BlockingClient, Error> {
 }
 
 /// `seats_full`, or Polar's denial, or another answer than a seat, on stderr: the exit code.
+/// The words are the core's ([`SeatAnswer::user_message`]), the code after them.
 fn not_held(what: &str, answer: SeatAnswer) -> u8 {
-    match answer {
-        SeatAnswer::Full {
-            in_use,
-            size,
-            retry_after,
-            ..
-        } => {
-            let wait =
-                retry_after.map_or(String::new(), |s| format!("; the soonest frees in {s} s"));
-            err(&format!(
-                "polar-license seat {what}: every seat is in use ({in_use} of {size}){wait} (seats_full)"
-            ));
-            u8::try_from(Reason::SeatsFull.exit_code()).unwrap_or(1)
-        }
-        SeatAnswer::Denied(d) => {
-            err(&format!(
-                "polar-license seat {what}: {} ({})",
-                d.detail,
-                d.reason.code()
-            ));
-            u8::try_from(d.reason.exit_code()).unwrap_or(1)
-        }
-        other => unexpected(what, "an acquisition", &format!("{other:?}")),
-    }
+    let reason = match &answer {
+        SeatAnswer::Full { .. } => Reason::SeatsFull,
+        SeatAnswer::Denied(d) => d.reason,
+        other => return unexpected(what, "an acquisition", &format!("{other:?}")),
+    };
+    let said = answer.user_message().unwrap_or_default();
+    err(&format!(
+        "polar-license seat {what}: {said} ({})",
+        reason.code()
+    ));
+    u8::try_from(reason.exit_code()).unwrap_or(1)
 }
 
 fn seat_borrow(g: &Global, a: &SeatBorrowArgs) -> u8 {

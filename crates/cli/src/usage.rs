@@ -6,7 +6,7 @@ use crate::args::{Global, UsageArgs};
 use crate::output::{error_report, Report};
 use crate::run::{key_or_remembered, licensing_with};
 use polar_license::usage::UsageAnswer;
-use polar_license::{BlockingClient, Error, Reason};
+use polar_license::{BlockingClient, Error, Message, Reason};
 use serde_json::{json, Map, Value};
 
 const COMMAND: &str = "usage";
@@ -25,6 +25,19 @@ fn failed(error: &Error) -> Report {
 }
 
 /// The balance as a person reads it (`unknown` when the relay has not read it).
+/// A report not recorded: its `first` line of facts, then the core's one sentence and one next
+/// step ([`UsageAnswer::message`]), which the JSON carries too.
+fn said(m: &mut Map<String, Value>, message: &Option<Message>, first: String) -> Vec<String> {
+    let mut lines = vec![first];
+    if let Some(said) = message {
+        m.insert("user_message".into(), json!(said.text()));
+        m.insert("next_step".into(), json!(said.next_step()));
+        lines.push(format!("  {}", said.sentence()));
+        lines.push(format!("  what to do: {}", said.next_step()));
+    }
+    lines
+}
+
 fn shown(balance: Option<f64>) -> String {
     balance.map_or_else(|| "unknown".to_string(), |b| format!("{b}"))
 }
@@ -69,6 +82,7 @@ pub fn usage(g: &Global, a: &UsageArgs) -> Report {
     m.insert("key".into(), json!(redacted));
     m.insert("meter".into(), json!(a.meter));
     m.insert("units".into(), json!(a.units));
+    let message = answer.message();
     match answer {
         UsageAnswer::Recorded {
             duplicate,
@@ -104,12 +118,15 @@ pub fn usage(g: &Global, a: &UsageArgs) -> Report {
             m.insert("reason".into(), json!(reason.code()));
             m.insert("balance".into(), json!(balance));
             Report {
+                lines: said(
+                    &mut m,
+                    &message,
+                    format!(
+                        "denied: credits_exhausted — {} at balance {balance}: not recorded",
+                        a.meter
+                    ),
+                ),
                 json: m,
-                lines: vec![format!(
-                    "denied: the credits of {} are used up (balance {balance}): not recorded \
-                     (credits_exhausted)",
-                    a.meter
-                )],
                 to_stderr: true,
                 exit: u8::try_from(reason.exit_code()).unwrap_or(1),
             }
@@ -124,12 +141,15 @@ pub fn usage(g: &Global, a: &UsageArgs) -> Report {
             m.insert("code".into(), json!(a.code()));
             m.insert("retry_after".into(), json!(retry_after));
             Report {
+                lines: said(
+                    &mut m,
+                    &message,
+                    format!(
+                        "unverified: {} — the relay has too many reports waiting: not recorded",
+                        reason.code()
+                    ),
+                ),
                 json: m,
-                lines: vec![format!(
-                    "unverified: the relay has too many reports waiting: not recorded, run \
-                     again later ({})",
-                    reason.code()
-                )],
                 to_stderr: true,
                 exit: u8::try_from(reason.exit_code()).unwrap_or(3),
             }
@@ -139,11 +159,15 @@ pub fn usage(g: &Global, a: &UsageArgs) -> Report {
             m.insert("reason".into(), json!(d.reason.code()));
             m.insert("detail".into(), json!(d.detail));
             Report {
+                lines: said(
+                    &mut m,
+                    &message,
+                    format!(
+                        "denied: {} — Polar refused the key {redacted}: not recorded",
+                        d.reason.code()
+                    ),
+                ),
                 json: m,
-                lines: vec![format!(
-                    "denied: Polar refused the key {redacted}: not recorded ({})",
-                    d.reason.code()
-                )],
                 to_stderr: true,
                 exit: u8::try_from(d.reason.exit_code()).unwrap_or(1),
             }

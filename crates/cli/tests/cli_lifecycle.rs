@@ -107,14 +107,21 @@ fn validate_prints_why_the_key_stopped() {
     let (code, out) = validate(&relay, cache, DEMO_KEY, false);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("  stopped: rotated (since 20"), "{out}");
-    // The next step is the core's sentence for the detail, as every face says it (its
-    // user_message, tests/vectors/stopped-messages.json).
+    // The words are the core's for the detail, as every face says them (its user_message,
+    // tests/vectors/stopped-messages.json).
     let said = v["user_message"].as_str().expect("user_message");
     assert!(
         said.starts_with("This key was replaced by a new one"),
         "{v}"
     );
-    assert!(out.contains(&format!("  what to do: {said}\n")), "{out}");
+    // The text says the core's sentence and its next step apart (`next_step` in JSON).
+    let step = v["next_step"].as_str().expect("next_step");
+    assert!(said.ends_with(&step[1..]), "{v}");
+    assert!(out.contains(&format!("  what to do: {step}\n")), "{out}");
+    assert!(
+        out.contains("  This key was replaced by a new one.\n"),
+        "{out}"
+    );
     // A refused activation of the old string carries it too (issue #68): JSON and text.
     let (code, out) = activate(&relay, cache, DEMO_KEY, true);
     let v: Value = serde_json::from_str(&out).expect("one JSON object");

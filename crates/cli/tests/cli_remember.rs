@@ -307,7 +307,8 @@ fn deactivate_of_an_activation_freed_elsewhere_says_the_activation_is_gone() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("activation no longer exists"), "{text}");
     assert!(
-        text.contains("nothing to free here") && !text.contains("typos"),
+        text.contains("what to do: Activate again to use the key on this device.")
+            && !text.contains("typos"),
         "{text}"
     );
 

@@ -170,9 +170,10 @@ fn a_rotated_key_that_was_valid_here_says_so_in_validate_check_and_status() {
     assert_eq!(v["detail"], "Not found");
     assert_eq!(v["previously_valid"], true);
     let hint = v["hint"].as_str().expect("hint");
+    let step = v["next_step"].as_str().expect("next_step");
     assert!(
-        hint.contains("replaced") && hint.contains("customer portal"),
-        "{hint}"
+        hint.contains("replaced") && step.contains("customer portal"),
+        "{hint} {step}"
     );
     let message = v["user_message"].as_str().expect("user_message");
     assert!(

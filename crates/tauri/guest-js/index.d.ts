@@ -124,6 +124,8 @@ export interface LicenseState {
   class: ReasonClass | null;
   /** A sentence for the person using the app when not licensed. */
   userMessage: string | null;
+  /** Its next step alone (the core's words), when not licensed. */
+  nextStep?: string | null;
   /** For a key that was valid here before and is refused now: what probably happened. */
   hint: string | null;
   /** Polar's text or ours, for logs and support. */
@@ -272,8 +274,10 @@ export interface RememberedKey {
 export interface LicenseErrorData {
   code: ReasonCode;
   class: ReasonClass;
-  /** A sentence for the person using the app. */
+  /** A sentence for the person using the app (the core's sentence and next step). */
   userMessage: string;
+  /** Its next step alone (the core's words). */
+  nextStep?: string | null;
   /** Polar's text or ours, for logs and support. */
   detail: string;
   hint: string | null;
@@ -295,6 +299,7 @@ export declare class LicenseError extends Error implements LicenseErrorData {
   readonly code: ReasonCode;
   readonly class: ReasonClass;
   readonly userMessage: string;
+  readonly nextStep: string | null;
   readonly detail: string;
   readonly hint: string | null;
   readonly field: string | null;

@@ -22,6 +22,8 @@ export class LicenseError extends Error {
     this.code = data.code;
     this.class = data.class;
     this.userMessage = data.userMessage;
+    // The next step alone, the core's (an older plugin sends none).
+    this.nextStep = data.nextStep ?? null;
     this.detail = data.detail;
     this.hint = data.hint;
     this.field = data.field;
@@ -35,8 +37,8 @@ export class LicenseError extends Error {
 
   /** The plugin's fields as plain data. */
   toJSON() {
-    const { code, userMessage, detail, hint, field, status, retryAfter, remainingUsages, stopped } = this;
-    return { code, class: this.class, userMessage, detail, hint, field, status, retryAfter, remainingUsages, stopped };
+    const { code, userMessage, nextStep, detail, hint, field, status, retryAfter, remainingUsages, stopped } = this;
+    return { code, class: this.class, userMessage, nextStep, detail, hint, field, status, retryAfter, remainingUsages, stopped };
   }
 }
 

@@ -36,6 +36,9 @@ pub struct LicenseState {
     pub class: Option<String>,
     /// A sentence for the person using the app when not licensed.
     pub user_message: Option<String>,
+    /// Its next step alone (the core's), when not licensed. (An addition.)
+    #[serde(default)]
+    pub next_step: Option<String>,
     /// When a key that was valid here is refused now: what probably happened, where to look.
     pub hint: Option<String>,
     /// Polar's `detail` for a denial, else ours: for logs and support, not for the user.
@@ -388,8 +391,12 @@ pub struct LicenseError {
     pub code: String,
     /// `denied`, `unverified` or `error`.
     pub class: String,
-    /// A sentence for the person using the app.
+    /// A sentence for the person using the app (the core's one sentence and next step).
     pub user_message: String,
+    /// The next step of `user_message` alone (the core's, `Message::next_step`), for a screen
+    /// that shows the two apart; `None` only from an older plugin. (An addition.)
+    #[serde(default)]
+    pub next_step: Option<String>,
     /// Polar's `detail` for a denial, else ours: for logs and support.
     pub detail: String,
     /// For a denial of a key that was valid here before: what probably happened.
@@ -488,6 +495,7 @@ impl LicenseError {
             code: reason.code().to_string(),
             class: reason.class().as_str().to_string(),
             user_message: error.user_message(),
+            next_step: Some(error.message().next_step().to_string()),
             detail: error.detail(),
             hint: None,
             field: error.field().map(str::to_string),
@@ -504,6 +512,7 @@ impl LicenseError {
             code: denial.reason.code().to_string(),
             class: denial.reason.class().as_str().to_string(),
             user_message: denial.user_message(),
+            next_step: Some(denial.message().next_step().to_string()),
             detail: denial.detail.clone(),
             hint: denial.hint().map(str::to_string),
             field: None,
@@ -587,6 +596,7 @@ impl LicenseState {
             code: outcome.reason().map(|r| r.code().to_string()),
             class: outcome.reason().map(|r| r.class().as_str().to_string()),
             user_message: outcome.user_message(),
+            next_step: outcome.next_step(),
             hint: outcome.hint().map(str::to_string),
             detail: outcome.detail(),
             field: outcome.field().map(str::to_string),

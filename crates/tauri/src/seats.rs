@@ -221,11 +221,14 @@ impl SeatError {
         }
     }
 
-    fn seat(code: &str, user_message: String, detail: &str) -> LicenseError {
+    /// A refusal of the relay's in the core's words (`SeatAnswer::message`).
+    fn seat(code: &str, answer: &SeatAnswer, detail: &str) -> LicenseError {
+        let said = answer.message();
         LicenseError {
             code: code.to_string(),
             class: "denied".to_string(),
-            user_message,
+            user_message: said.as_ref().map(|m| m.text()).unwrap_or_default(),
+            next_step: said.map(|m| m.next_step().to_string()),
             detail: detail.to_string(),
             hint: None,
             field: None,
@@ -245,14 +248,7 @@ impl SeatError {
                 frees_at,
                 retry_after,
             } => {
-                let wait = retry_after.map_or(String::new(), |s| {
-                    format!(" The soonest frees in {s} seconds.")
-                });
-                let mut error = SeatError::seat(
-                    "seats_full",
-                    format!("Every seat of this license is in use ({in_use} of {size}).{wait}"),
-                    "seats_full",
-                );
+                let mut error = SeatError::seat("seats_full", answer, "seats_full");
                 error.status = Some(409);
                 error.retry_after = *retry_after;
                 SeatError {
@@ -271,12 +267,7 @@ impl SeatError {
                 gone: false,
             },
             SeatAnswer::Gone | SeatAnswer::Held(_) | SeatAnswer::Released(_) => SeatError {
-                error: SeatError::seat(
-                    "seat_gone",
-                    "This seat was freed (not heard from within its life): take a seat again."
-                        .to_string(),
-                    "seat_gone",
-                ),
+                error: SeatError::seat("seat_gone", &SeatAnswer::Gone, "seat_gone"),
                 in_use: None,
                 size: None,
                 frees_at: None,

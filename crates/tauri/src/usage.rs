@@ -101,11 +101,14 @@ pub(crate) async fn record_usage(
         Ok(answer) => answer,
         Err(e) => return Err(UsageError::of(id, &e)),
     };
-    // The relay's answer: recorded, or its refusal.
-    let plain = |code: &str, class: &str, user_message: &str, status: u16| LicenseError {
+    // The relay's answer: recorded, or its refusal, in the core's words
+    // (`UsageAnswer::message`).
+    let said = answer.message();
+    let plain = |code: &str, class: &str, status: u16| LicenseError {
         code: code.to_string(),
         class: class.to_string(),
-        user_message: user_message.to_string(),
+        user_message: said.as_ref().map(|m| m.text()).unwrap_or_default(),
+        next_step: said.as_ref().map(|m| m.next_step().to_string()),
         detail: code.to_string(),
         hint: None,
         field: None,
@@ -125,12 +128,7 @@ pub(crate) async fn record_usage(
         UsageAnswer::CreditsExhausted { balance } => {
             let reason = Reason::CreditsExhausted;
             Err(UsageError {
-                error: plain(
-                    reason.code(),
-                    reason.class().as_str(),
-                    "No credits left: this use was not recorded.",
-                    402,
-                ),
+                error: plain(reason.code(), reason.class().as_str(), 402),
                 balance: Some(balance),
                 id,
             })
@@ -140,7 +138,6 @@ pub(crate) async fn record_usage(
             let mut error = plain(
                 polar_license::usage::BACKLOG_CODE,
                 Reason::RateLimited.class().as_str(),
-                "Too many usage reports wait at the relay: send it again later.",
                 429,
             );
             error.retry_after = retry_after;

@@ -309,7 +309,7 @@ fn first_run_asks_for_a_key_then_activation_licenses_and_remembers_it() {
     assert!(first.needs_key, "{first:?}");
     assert_eq!(
         first.user_message.as_deref(),
-        Some("Enter your license key.")
+        Some("This app is not licensed yet: enter your license key.")
     );
     assert_eq!(take_requests(&w.polar), 0, "no key, no request");
     let none: RememberedKey = w.ok("remembered_key", json!({}));
@@ -420,7 +420,14 @@ fn a_revoked_key_is_denied_with_a_hint_and_never_rides_the_grace() {
     assert_eq!(denied.code.as_deref(), Some("inactive"));
     assert_eq!(denied.class.as_deref(), Some("denied"));
     assert!(denied.hint.is_some(), "a key valid here before: {denied:?}");
-    assert_eq!(denied.user_message, denied.hint);
+    // The hint is the core's sentence; the message says it with its next step.
+    let hint = denied.hint.clone().unwrap_or_default();
+    let message = denied.user_message.clone().unwrap_or_default();
+    assert!(
+        message.starts_with(hint.trim_end_matches('.')),
+        "{denied:?}"
+    );
+    assert!(message.ends_with(&denied.next_step.clone().unwrap_or_default()[1..]));
     assert_eq!(denied.grace_ends_at, None);
 
     // Offline within the old grace window: still not licensed.
@@ -1249,6 +1256,18 @@ fn a_seat_is_held_heartbeated_and_released_and_a_full_pool_is_typed() {
     assert!((frees_at - held.expires_at).abs() <= 1, "{full:?}");
     assert!(full.error.retry_after.is_some_and(|s| s >= 1), "{full:?}");
     assert!(full.error.user_message.contains("1 of 1"), "{full:?}");
+    // The words are the core's (SeatAnswer::message), not the plugin's own: the same answer
+    // said by the core gives the same sentence and step.
+    let said = polar_license::seat::SeatAnswer::Full {
+        in_use: 1,
+        size: 1,
+        frees_at: full.frees_at,
+        retry_after: full.error.retry_after,
+    }
+    .message()
+    .expect("seats_full has words");
+    assert_eq!(full.error.user_message, said.text(), "{full:?}");
+    assert_eq!(full.error.next_step.as_deref(), Some(said.next_step()));
     assert!(!full.gone, "{full:?}");
 
     std::thread::sleep(Duration::from_millis(1100));

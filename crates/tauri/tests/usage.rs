@@ -185,6 +185,10 @@ fn a_report_counts_once_per_id_and_the_rule_refuses_at_zero_credits() {
     assert_eq!(refused.error.code, "credits_exhausted", "{refused:?}");
     assert_eq!(refused.error.class, "denied");
     assert_eq!(refused.error.status, Some(402));
+    // The core's words for it (UsageAnswer::message), not the plugin's own.
+    let said = polar_license::Reason::CreditsExhausted.message();
+    assert_eq!(refused.error.user_message, said.text(), "{refused:?}");
+    assert_eq!(refused.error.next_step.as_deref(), Some(said.next_step()));
     assert_eq!(refused.balance, Some(10.0 - used));
     assert_eq!(refused.id, "tauri-report-9");
     // Polar's meter: every recorded report once, the refused one not at all.

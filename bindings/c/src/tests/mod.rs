@@ -6,6 +6,7 @@ mod calls;
 mod entitlements;
 mod features;
 mod header;
+mod messages;
 mod signed;
 mod stopped;
 mod usage;

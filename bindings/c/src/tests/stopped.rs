@@ -131,7 +131,8 @@ fn the_user_message_says_why_the_key_stopped() {
         message
     };
     let plain = said(None);
-    assert_eq!(plain, "This license key is no longer active.");
+    // The reason's sentence and step, the core's (`Reason::message`).
+    assert_eq!(plain, polar_license::Reason::Inactive.message().text());
     for row in rows {
         let name = row["name"].as_str().expect("a name");
         let message = said(Some(row["stopped"].as_str().expect("a detail")));

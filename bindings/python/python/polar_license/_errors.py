@@ -13,52 +13,46 @@ if TYPE_CHECKING:
     from typing import Any, Optional
 
 
-class Reason(str, Enum):
-    """Why an answer does not license: the contract's stable reason codes.
-
-    A ``str`` enum: ``Reason.NOT_FOUND == "not_found"``.
-    """
-
-    NOT_FOUND = "not_found"
-    INACTIVE = "inactive"
-    EXPIRED = "expired"
-    CONDITIONS_MISMATCH = "conditions_mismatch"
-    BENEFIT_MISMATCH = "benefit_mismatch"
-    CUSTOMER_MISMATCH = "customer_mismatch"
-    USAGE_EXHAUSTED = "usage_exhausted"
-    ACTIVATION_LIMIT = "activation_limit"
-    ACTIVATIONS_NOT_SUPPORTED = "activations_not_supported"
-    OFFLINE = "offline"
-    RATE_LIMITED = "rate_limited"
-    SERVER_ERROR = "server_error"
-    GRACE_EXPIRED = "grace_expired"
-    CLOCK_ROLLBACK = "clock_rollback"
-    PROTOCOL_ERROR = "protocol_error"
-    INVALID_INPUT = "invalid_input"
-    CACHE_ERROR = "cache_error"
-    LOAD_ERROR = "load_error"
-    NOT_YET_VERIFIED = "not_yet_verified"
-    REPLAYED = "replayed"
-    SEATS_FULL = "seats_full"
-    CREDITS_EXHAUSTED = "credits_exhausted"
-    SEAT_LOST = "seat_lost"
+class _Reason(str, Enum):
+    """The methods of :class:`Reason`, whose members are the core's table."""
 
     @property
     def reason_class(self) -> str:
         """``denied``, ``unverified`` or ``error``."""
         return _CLASSES[self.value]
 
+    @property
+    def user_message(self) -> str:
+        """The core's one sentence for this reason, to show the person using the tool."""
+        return _WORDS[self.value][0]
+
+    @property
+    def next_step(self) -> str:
+        """The core's one next step for this reason."""
+        return _WORDS[self.value][1]
+
     def __str__(self) -> str:
         return self.value
 
 
-def _classes() -> dict[str, str]:
+def _reasons() -> tuple[Any, dict[str, str], dict[str, tuple[str, str]]]:
+    # The table is the core's (src/reason.rs), read from the extension at import: a code the
+    # core adds is a member here with no edit (contract: codes add, never break).
     from . import _native
 
-    return dict(_native.REASONS)
+    members = [(code.upper(), code) for code, _ in _native.REASONS]
+    reason = _Reason("Reason", members, module=__name__, qualname="Reason")  # type: ignore[call-overload]
+    words = {code: (said, step) for code, said, step in _native.REASON_MESSAGES}
+    return reason, dict(_native.REASONS), words
 
 
-_CLASSES = _classes()
+Reason, _CLASSES, _WORDS = _reasons()
+Reason.__doc__ = """Why an answer does not license: the contract's stable reason codes, read from the
+core's table (src/reason.rs) at import.
+
+A ``str`` enum: ``Reason.NOT_FOUND == "not_found"``; ``user_message`` and ``next_step`` are the
+core's words for the reason.
+"""
 
 
 class StopKind(str, Enum):
@@ -116,6 +110,9 @@ class LicenseError(Exception):
 
     code: Reason
     user_message: str
+    next_step: str
+    """The one next step of ``user_message`` alone (the core's), for a screen that shows the
+    two apart."""
     detail: str
     field: Optional[str]
     status: Optional[int]
@@ -143,6 +140,7 @@ class LicenseError(Exception):
         detail: str,
         *,
         user_message: str = "",
+        next_step: str = "",
         field: Optional[str] = None,
         status: Optional[int] = None,
         retry_after: Optional[int] = None,
@@ -158,6 +156,7 @@ class LicenseError(Exception):
         self.code = code
         self.detail = detail
         self.user_message = user_message
+        self.next_step = next_step
         self.field = field
         self.status = status
         self.retry_after = retry_after
@@ -227,7 +226,8 @@ def error_from(payload: dict[str, Any]) -> LicenseError:
         return SeatsFull(
             code, payload["detail"], in_use=seats["in_use"], size=seats["size"],
             frees_at=None if frees_at is None else datetime.fromtimestamp(frees_at, tz=timezone.utc),
-            user_message=payload["user_message"], status=payload.get("status"),
+            user_message=payload["user_message"], next_step=payload.get("next_step", ""),
+            status=payload.get("status"),
             retry_after=payload.get("retry_after"), hint=payload.get("hint"),
         )
     cls: type[LicenseError]
@@ -245,6 +245,7 @@ def error_from(payload: dict[str, Any]) -> LicenseError:
         code,
         payload["detail"],
         user_message=payload["user_message"],
+        next_step=payload.get("next_step", ""),
         field=payload.get("field"),
         status=payload.get("status"),
         retry_after=payload.get("retry_after"),

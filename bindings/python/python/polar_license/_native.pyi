@@ -5,6 +5,7 @@ from typing import Any, Optional
 
 CORE_VERSION: str
 REASONS: list[tuple[str, str]]
+REASON_MESSAGES: list[tuple[str, str, str]]
 DEMO_ORGANIZATION_ID: str
 DEMO_BENEFIT_ID: str
 DEMO_CUSTOMER_ID: str

@@ -679,7 +679,8 @@ fn engine_answers_carry_codes_and_extras() {
         json!({
             "code": "inactive",
             "detail": "License key is no longer active.",
-            "userMessage": "This license key is no longer active.",
+            "userMessage": "This license key is no longer active: see its state in the customer portal.",
+            "nextStep": "See its state in the customer portal.",
             "status": 404
         })
     );

@@ -1,0 +1,403 @@
+//! What to tell the person using the app (issue #77 "faces marshal, the core speaks"; issue #80
+//! "one sentence and one next step"): every stop reason, stopped key, entitlement state, seat
+//! answer and usage answer is said here, once, as one sentence of what happened and one next
+//! step, so a face only passes the words on and every face says the same thing.
+//!
+//! The words are plain and carry no face's vocabulary (no command names, no buttons): the
+//! command line, the C library, Python, Tauri and the npm package show them as they are.
+//! [`Message::text`] joins the two as one line (`This license key has expired: renew it in the
+//! customer portal.`); a face with room for two lines shows [`Message::sentence`] and
+//! [`Message::next_step`] apart.
+
+use crate::reason::Reason;
+use std::borrow::Cow;
+use std::fmt;
+
+/// One sentence of what happened and one next step, each a sentence of its own that starts
+/// with a capital and ends with a period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    sentence: Cow<'static, str>,
+    next_step: Cow<'static, str>,
+}
+
+impl Message {
+    /// A message of fixed words.
+    pub(crate) const fn fixed(sentence: &'static str, next_step: &'static str) -> Message {
+        Message {
+            sentence: Cow::Borrowed(sentence),
+            next_step: Cow::Borrowed(next_step),
+        }
+    }
+
+    /// A message whose sentence or step carries a number or a name.
+    pub(crate) fn new(
+        sentence: impl Into<Cow<'static, str>>,
+        next_step: impl Into<Cow<'static, str>>,
+    ) -> Message {
+        Message {
+            sentence: sentence.into(),
+            next_step: next_step.into(),
+        }
+    }
+
+    /// What happened, in one sentence.
+    pub fn sentence(&self) -> &str {
+        &self.sentence
+    }
+
+    /// The one thing the person can do next, in one sentence.
+    pub fn next_step(&self) -> &str {
+        &self.next_step
+    }
+
+    /// The sentence and the step as one line: the sentence's period becomes a colon and the
+    /// step follows in lower case (`Every seat of this license is in use: try again when one
+    /// is free.`). What every face's `user_message` is.
+    pub fn text(&self) -> String {
+        let sentence = self.sentence.strip_suffix('.').unwrap_or(&self.sentence);
+        let mut step = self.next_step.chars();
+        let first = step.next().map(|c| c.to_ascii_lowercase());
+        let mut out = String::with_capacity(sentence.len() + self.next_step.len() + 2);
+        out.push_str(sentence);
+        out.push_str(": ");
+        out.extend(first);
+        out.push_str(step.as_str());
+        out
+    }
+}
+
+impl fmt::Display for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text())
+    }
+}
+
+impl Reason {
+    /// The reason's one sentence and next step ([`Reason::user_message`],
+    /// [`Reason::next_step`]).
+    pub const fn message(self) -> Message {
+        let (sentence, step) = self.words();
+        Message::fixed(sentence, step)
+    }
+
+    /// What happened, in one sentence, for a person using the app: the table every face reads
+    /// instead of keeping its own (a denial or an error may say more of its case, e.g. a rate
+    /// limit's seconds: [`crate::Denial::message`], [`crate::Error::message`]).
+    pub const fn user_message(self) -> &'static str {
+        self.words().0
+    }
+
+    /// The one next step for this reason, in one sentence.
+    pub const fn next_step(self) -> &'static str {
+        self.words().1
+    }
+
+    const fn words(self) -> (&'static str, &'static str) {
+        match self {
+            Reason::NotFound => ("This license key was not found.", "Check it for typos."),
+            Reason::Inactive => (
+                "This license key is no longer active.",
+                "See its state in the customer portal.",
+            ),
+            Reason::Expired => (
+                "This license key has expired.",
+                "Renew it in the customer portal.",
+            ),
+            Reason::ConditionsMismatch => (
+                "This license key is activated for another computer.",
+                "Activate it on this one.",
+            ),
+            Reason::BenefitMismatch => (
+                "This license key is for another product or plan.",
+                "Use the key bought for this app.",
+            ),
+            Reason::CustomerMismatch => (
+                "This license key belongs to another customer.",
+                "Use the key of your own account.",
+            ),
+            Reason::UsageExhausted => (
+                "This license key has no uses left.",
+                "Upgrade the license or wait for the next period.",
+            ),
+            Reason::ActivationLimit => (
+                "This license key is already active on as many devices as it allows.",
+                "Deactivate it on one of them (in the app there, or in the customer portal if \
+                 that device is gone), then activate here again.",
+            ),
+            Reason::ActivationsNotSupported => (
+                "This license key cannot be activated on a computer.",
+                "Ask the seller how to use it.",
+            ),
+            Reason::Offline => (
+                "Polar, the license server, could not be reached.",
+                "Check your internet connection.",
+            ),
+            Reason::RateLimited => ("Too many license checks at once.", "Try again in a minute."),
+            Reason::ServerError => (
+                "Polar, the license server, has a problem right now.",
+                "Try again later.",
+            ),
+            Reason::GraceExpired => (
+                "The license has not been verified for too long.",
+                "Connect to the internet to keep using the app.",
+            ),
+            Reason::ClockRollback => (
+                "The computer's clock looks wrong.",
+                "Set it right, or connect to the internet.",
+            ),
+            Reason::ProtocolError => (
+                "A network login page or a proxy is in the way of the license server.",
+                "Sign in to the network, or try another one.",
+            ),
+            Reason::InvalidInput => ("This license key is not valid.", "Check it for typos."),
+            Reason::CacheError => (
+                "The license could not be saved on this computer.",
+                "Check the disk space and the folder's permissions.",
+            ),
+            Reason::LoadError => (
+                "The licensing module could not be loaded.",
+                "Reload the app, and tell the seller if that does not help.",
+            ),
+            Reason::NotYetVerified => ("The license is being checked.", "Wait a moment."),
+            Reason::Replayed => (
+                "The license server's answer was not for this check (a proxy may be replaying \
+                 old answers).",
+                "Connect directly and try again.",
+            ),
+            Reason::SeatsFull => (
+                "Every seat of this license is in use.",
+                "Try again when one is free.",
+            ),
+            Reason::CreditsExhausted => (
+                "The credits of this license are used up.",
+                "Buy more or wait for the next period.",
+            ),
+            Reason::SeatLost => (
+                "This computer's seat of the license ended (the license server could not be \
+                 reached to keep it).",
+                "Connect to the network and start again.",
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stopped::{StopKind, Stopped};
+
+    /// A sentence of the table's shape: a capital first, one period at its end, no second
+    /// sentence inside, nothing a face would add.
+    fn one_sentence(what: &str, s: &str) {
+        assert!(s.ends_with('.'), "{what}: {s:?} does not end with a period");
+        assert!(
+            s.starts_with(|c: char| c.is_ascii_uppercase()),
+            "{what}: {s:?} does not start with a capital"
+        );
+        let inner = &s[..s.len() - 1];
+        assert!(
+            !inner.contains(". ") && !inner.contains(": ") && !inner.contains("; "),
+            "{what}: {s:?} is more than one sentence"
+        );
+        // Plain ASCII with no quote or backslash: faces write it into JSON and C unescaped.
+        assert!(
+            s.bytes()
+                .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\'),
+            "{what}: {s:?} is not plain text"
+        );
+        for face in ["polar-license", "--", "`", "gate", "button", "click"] {
+            assert!(!s.contains(face), "{what}: {s:?} speaks of a face ({face})");
+        }
+    }
+
+    /// Every reason has exactly one sentence and one next step, its own (no two reasons say the
+    /// same thing, no reason says a refund-or-subscription guess), each one sentence ending with
+    /// a period; the joined text is the sentence, a colon and the step.
+    #[test]
+    fn every_reason_has_one_sentence_and_one_next_step() {
+        let mut sentences = Vec::new();
+        for r in Reason::ALL {
+            let m = r.message();
+            assert_eq!(m.sentence(), r.user_message());
+            assert_eq!(m.next_step(), r.next_step());
+            one_sentence(r.code(), r.user_message());
+            one_sentence(r.code(), r.next_step());
+            assert_ne!(r.user_message(), r.next_step(), "{r}");
+            for guess in ["refund", "subscription", "or the seller)"] {
+                assert!(!r.user_message().contains(guess), "{r}: a generic guess");
+            }
+            let text = m.text();
+            assert!(text.starts_with(r.user_message().trim_end_matches('.')));
+            assert_eq!(text.matches(": ").count(), 1, "{r}: {text}");
+            sentences.push(r.user_message());
+        }
+        sentences.sort_unstable();
+        sentences.dedup();
+        assert_eq!(
+            sentences.len(),
+            Reason::ALL.len(),
+            "two reasons say the same"
+        );
+        assert_eq!(
+            Reason::SeatsFull.message().text(),
+            "Every seat of this license is in use: try again when one is free."
+        );
+    }
+
+    /// docs/answers.md's table of each reason's words is the core's (rewritten with
+    /// `POLAR_LICENSE_WRITE_DOCS=1`).
+    #[test]
+    fn the_documented_words_are_the_cores() -> std::io::Result<()> {
+        const START: &str = "<!-- reason-words: generated from src/message.rs -->\n";
+        const END: &str = "<!-- /reason-words -->";
+        let mut table =
+            String::from("| code | number | sentence | next step |\n|---|---|---|---|\n");
+        for r in Reason::ALL {
+            table.push_str(&format!(
+                "| `{}` | {} | {} | {} |\n",
+                r.code(),
+                r.number(),
+                r.user_message(),
+                r.next_step()
+            ));
+        }
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/answers.md");
+        let doc = std::fs::read_to_string(path)?;
+        let (Some(a), Some(b)) = (doc.find(START), doc.find(END)) else {
+            panic!("docs/answers.md has no reason-words markers");
+        };
+        let written = &doc[a + START.len()..b];
+        if std::env::var_os("POLAR_LICENSE_WRITE_DOCS").is_some() && written != table {
+            let fresh = [&doc[..a + START.len()], &table, &doc[b..]].concat();
+            std::fs::write(path, fresh)?;
+            return Ok(());
+        }
+        assert_eq!(
+            written, table,
+            "docs/answers.md's reason words differ from the core's: run with \
+             POLAR_LICENSE_WRITE_DOCS=1"
+        );
+        Ok(())
+    }
+
+    /// Every way a key stops and every entitlement state is one sentence and one next step.
+    #[test]
+    fn every_stop_and_entitlement_state_has_one_sentence_and_one_next_step() {
+        for kind in StopKind::ALL {
+            for (at, until) in [(None, None), (Some(1_800_000_000), Some(1_800_000_000))] {
+                let m = Stopped { kind, at, until }.message();
+                one_sentence(kind.code(), m.sentence());
+                one_sentence(kind.code(), m.next_step());
+            }
+        }
+        use crate::grace::EntitlementState as S;
+        for state in [
+            S::Granted,
+            S::Absent,
+            S::Unknown,
+            S::Unsigned,
+            S::NotLicensed,
+        ] {
+            match state.message() {
+                Some(m) => {
+                    one_sentence(state.code(), m.sentence());
+                    one_sentence(state.code(), m.next_step());
+                }
+                None => assert!(
+                    matches!(state, S::Granted | S::NotLicensed),
+                    "{state:?} says nothing"
+                ),
+            }
+        }
+    }
+
+    /// A paused key that was valid here before says why it stopped and what to do, once: no
+    /// revoked-or-refunded guess beside it (issue #80: four overlapping sentences).
+    #[test]
+    fn a_paused_key_says_one_sentence_and_one_step_not_a_guess() {
+        let paused = crate::Denial {
+            reason: Reason::Inactive,
+            detail: "License key is no longer active.".into(),
+            status: 404,
+            remaining_usages: None,
+            previously_valid: true,
+            activation_gone: false,
+            stopped: Some(Stopped {
+                kind: StopKind::Paused,
+                at: None,
+                until: Some(1_800_000_000),
+            }),
+        };
+        assert_eq!(paused.hint(), None);
+        let m = paused.message();
+        assert_eq!(
+            m.sentence(),
+            "Your subscription is paused until 2027-01-15."
+        );
+        assert_eq!(m.next_step(), "Try again once it resumes.");
+        assert_eq!(
+            paused.user_message(),
+            "Your subscription is paused until 2027-01-15: try again once it resumes."
+        );
+        // Without the relay's word, the hint is one sentence and the step the reason's.
+        let guessed = crate::Denial {
+            stopped: None,
+            ..paused
+        };
+        let m = guessed.message();
+        assert_eq!(guessed.hint(), Some(m.sentence()));
+        assert_eq!(m.next_step(), Reason::Inactive.next_step());
+        assert!(!m.text().contains("refund"), "{m}");
+    }
+
+    /// A seat answer's and a usage answer's words: `seats_full` with its count and wait, the
+    /// seat gone, the credits, the backlog; a denial says its reason's.
+    #[test]
+    fn every_seat_and_usage_answer_message_is_the_cores() {
+        use crate::seat::SeatAnswer;
+        use crate::usage::UsageAnswer;
+        let full = SeatAnswer::Full {
+            in_use: 2,
+            size: 2,
+            frees_at: Some(5),
+            retry_after: Some(42),
+        };
+        let m = full.message().unwrap_or_else(|| Message::fixed("", ""));
+        assert_eq!(
+            m.text(),
+            "Every seat of this license is in use (2 of 2): try again in 42 seconds."
+        );
+        let waitless = SeatAnswer::Full {
+            in_use: 1,
+            size: 1,
+            frees_at: None,
+            retry_after: None,
+        };
+        assert_eq!(
+            waitless.user_message().as_deref(),
+            Some("Every seat of this license is in use (1 of 1): try again when one is free.")
+        );
+        assert!(SeatAnswer::Released(true).message().is_none());
+        for answer in [full, waitless, SeatAnswer::Gone] {
+            let m = answer.message().unwrap_or_else(|| Message::fixed("", ""));
+            one_sentence("seat", m.sentence());
+            one_sentence("seat", m.next_step());
+        }
+        let usage = [
+            UsageAnswer::CreditsExhausted { balance: 0.0 },
+            UsageAnswer::Backlog {
+                retry_after: Some(3),
+            },
+        ];
+        for answer in usage {
+            let m = answer.message().unwrap_or_else(|| Message::fixed("", ""));
+            one_sentence("usage", m.sentence());
+            one_sentence("usage", m.next_step());
+        }
+        assert_eq!(
+            UsageAnswer::CreditsExhausted { balance: -1.0 }.message(),
+            Some(Reason::CreditsExhausted.message())
+        );
+    }
+}

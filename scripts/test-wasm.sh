@@ -359,7 +359,7 @@ wasm_tests() {
 # Code and tests (the examples and benches are native programs).
 suite wasm-clippy check cargo clippy --target wasm32-unknown-unknown -p polar-license \
     -p polar-license-wasm -p polar-license-emulator-wasm -p polar-license-relay-wasm \
-    -p polar-license-ed25519-wasm -p polar-license-trial-wasm -p polar-license-devices-wasm -p polar-license-seat-wasm -p polar-license-usage-wasm -p polar-license-stopped-wasm --lib --tests -- -D warnings
+    -p polar-license-ed25519-wasm -p polar-license-trial-wasm -p polar-license-devices-wasm -p polar-license-seat-wasm -p polar-license-usage-wasm -p polar-license-stopped-wasm -p polar-license-wasm-steps --lib --tests -- -D warnings
 # (The seller table's node run is wasm-seller's, once the npm package is installed.)
 suite wasm-node libtest wasm_tests none
 # (suite runs it in a pipeline's subshell: the export stays there.)

@@ -277,7 +277,7 @@ run_stage doc check env RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --exclude 
 # native; the CLI and the C ABI do not build for wasm32).
 run_stage doc-wasm check env RUSTDOCFLAGS=-Dwarnings cargo doc --no-deps \
     -p polar-license -p polar-license-wasm -p polar-license-emulator-wasm -p polar-license-relay-wasm \
-    -p polar-license-ed25519-wasm -p polar-license-trial-wasm -p polar-license-devices-wasm -p polar-license-seat-wasm -p polar-license-usage-wasm -p polar-license-stopped-wasm --target wasm32-unknown-unknown
+    -p polar-license-ed25519-wasm -p polar-license-trial-wasm -p polar-license-devices-wasm -p polar-license-seat-wasm -p polar-license-usage-wasm -p polar-license-stopped-wasm -p polar-license-wasm-steps --target wasm32-unknown-unknown
 if cargo nextest --version >/dev/null 2>&1; then
     # scripts/nextest.toml: kill a hung test after 5 minutes (a repo .config/nextest.toml wins).
     run_stage tests nextest cargo nextest run --workspace --exclude tauri-plugin-polar-license --all-features \

@@ -5,7 +5,7 @@
 //! the core (`polar_license::seat::seat_request`), every answer read by it
 //! (`read_seat_answer`), and what each answer does to the hold, when the next heartbeat goes,
 //! when a failed one is retried and when the hold ends are the core's `SeatHold`'s (a machine
-//! with time, polled by [`Hold::give`]), as for the Rust `SeatGuard`, the CLI, the C face and Tauri.
+//! with time, polled by `Hold::give`), as for the Rust `SeatGuard`, the CLI, the C face and Tauri.
 //! The hold speaks the package's one step protocol (`polar-license-wasm-steps`, driven by
 //! `pkg-template/drive.js`, the loop every face of the package shares): `seat.js` starts the
 //! loop and wires the `AbortSignal` to its stop; the loop sends, waits and verifies as this
@@ -22,7 +22,7 @@
 //! package's Ed25519 verify each and gives the answers back (`{"verified": …}`), and the same
 //! answer is read again. Nothing in this wasm verifies a signature itself.
 //!
-//! [`Hold::start`] and [`Hold::give`] answer, in the protocol's JSON (written with the core's
+//! `Hold::start` and `Hold::give` answer, in the protocol's JSON (written with the core's
 //! `JsonOut`): `{"send": …, "timeoutMs"?}` (the acquisition, a heartbeat (its answer awaited
 //! until the hold's end at most), the release), `{"wait": ms}` (the machine's time until it
 //! runs again; `-1`: until stopped, once the hold has ended), `{"verify": …}`, `{"note":

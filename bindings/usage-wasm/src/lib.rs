@@ -19,8 +19,8 @@
 //! again.
 //!
 //! The report speaks the package's one step protocol (`polar-license-wasm-steps`, driven by
-//! `pkg-template/drive.js`, the loop every face of the package shares): [`Report::start`] and
-//! [`Report::give`] answer what it wants next, `{"wait": ms}` (the core's wait before a send
+//! `pkg-template/drive.js`, the loop every face of the package shares): `Report::start` and
+//! `Report::give` answer what it wants next, `{"wait": ms}` (the core's wait before a send
 //! again), `{"send": …}`, `{"verify": …}` (signed mode: the same answer read again once the
 //! loop gives `{"verified": …}`) or `{"done": {"recorded": {id, duplicate, balance, signed}}}`
 //! (`balance` null when the relay has not read it; `signed` `true` when the relay's

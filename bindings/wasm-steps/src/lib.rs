@@ -10,7 +10,7 @@
 //!   request, sent within the loop's timeout or the machine's `timeoutMs` if shorter):
 //!   `{"response": {"status", "headers": [[name, value]…]}}` with the body as bytes, or
 //!   `{"response": {"fail": 1 (no connection), 2 (timed out) or 3 (a bad or too large body),
-//!   "detail"}}` ([`response`]);
+//!   "detail"}}` (`response`);
 //! * `{"wait": ms}`: `{"waited": true}`, or `{"stopped": true}` when the run's owner stopped it
 //!   (an aborted signal: a held seat's release) before or during the wait;
 //! * `{"verify": [[id, public key, message, signature]…]}` (hex): the host's Ed25519 on each,
@@ -18,7 +18,7 @@
 //! * `{"note": …}`: something the run's owner is told now (a seat held, a hold ended), then
 //!   `{"noted": true}`;
 //! * the storage wants of a client's machines (`read`, `lock`, `unlock`, `mark`, `write`,
-//!   `remove`: [`storage_want`], read back by [`storage_given`]), which only a loop given the
+//!   `remove`: `storage_want`, read back by `storage_given`), which only a loop given the
 //!   client's storage does;
 //! * `{"done": …}`: the end; the loop hands it to the run's owner.
 //!

@@ -13,8 +13,38 @@ if TYPE_CHECKING:
     from typing import Any, Optional
 
 
-class _Reason(str, Enum):
-    """The methods of :class:`Reason`, whose members are the core's table."""
+class Reason(str, Enum):
+    """Why an answer does not license: the contract's stable reason codes.
+
+    A ``str`` enum: ``Reason.NOT_FOUND == "not_found"``. The members are written here so that
+    type checkers see them (tests/test_messages.py holds them to the core's table, src/reason.rs,
+    in its order); ``reason_class``, ``user_message`` and ``next_step`` are the core's, read from
+    the extension at import.
+    """
+
+    NOT_FOUND = "not_found"
+    INACTIVE = "inactive"
+    EXPIRED = "expired"
+    CONDITIONS_MISMATCH = "conditions_mismatch"
+    BENEFIT_MISMATCH = "benefit_mismatch"
+    CUSTOMER_MISMATCH = "customer_mismatch"
+    USAGE_EXHAUSTED = "usage_exhausted"
+    ACTIVATION_LIMIT = "activation_limit"
+    ACTIVATIONS_NOT_SUPPORTED = "activations_not_supported"
+    OFFLINE = "offline"
+    RATE_LIMITED = "rate_limited"
+    SERVER_ERROR = "server_error"
+    GRACE_EXPIRED = "grace_expired"
+    CLOCK_ROLLBACK = "clock_rollback"
+    PROTOCOL_ERROR = "protocol_error"
+    INVALID_INPUT = "invalid_input"
+    CACHE_ERROR = "cache_error"
+    LOAD_ERROR = "load_error"
+    NOT_YET_VERIFIED = "not_yet_verified"
+    REPLAYED = "replayed"
+    SEATS_FULL = "seats_full"
+    CREDITS_EXHAUSTED = "credits_exhausted"
+    SEAT_LOST = "seat_lost"
 
     @property
     def reason_class(self) -> str:
@@ -35,24 +65,15 @@ class _Reason(str, Enum):
         return self.value
 
 
-def _reasons() -> tuple[Any, dict[str, str], dict[str, tuple[str, str]]]:
-    # The table is the core's (src/reason.rs), read from the extension at import: a code the
-    # core adds is a member here with no edit (contract: codes add, never break).
+def _table() -> tuple[dict[str, str], dict[str, tuple[str, str]]]:
+    # The core's table (src/reason.rs, src/message.rs), read from the extension at import.
     from . import _native
 
-    members = [(code.upper(), code) for code, _ in _native.REASONS]
-    reason = _Reason("Reason", members, module=__name__, qualname="Reason")  # type: ignore[call-overload]
     words = {code: (said, step) for code, said, step in _native.REASON_MESSAGES}
-    return reason, dict(_native.REASONS), words
+    return dict(_native.REASONS), words
 
 
-Reason, _CLASSES, _WORDS = _reasons()
-Reason.__doc__ = """Why an answer does not license: the contract's stable reason codes, read from the
-core's table (src/reason.rs) at import.
-
-A ``str`` enum: ``Reason.NOT_FOUND == "not_found"``; ``user_message`` and ``next_step`` are the
-core's words for the reason.
-"""
+_CLASSES, _WORDS = _table()
 
 
 class StopKind(str, Enum):

@@ -180,7 +180,9 @@ fn a_rotated_key_that_was_valid_here_says_so_on_check_validate_and_activate() {
     assert!(denial.previously_valid);
     let hint = denial.hint().expect("a hint");
     assert!(hint.contains("replaced"), "{hint}");
-    assert!(hint.contains("customer portal"), "{hint}");
+    // One sentence, and the core's one next step beside it (issue #80).
+    let said = denial.message().text();
+    assert!(said.contains("customer portal"), "{said}");
 
     // The tombstone keeps the key's last good verdict: every later answer says it too.
     match lic.check(DEMO_KEY) {
@@ -232,7 +234,9 @@ fn a_refunded_key_that_was_valid_here_reads_as_such() {
         Ok(Verdict::Denied(d)) => {
             assert_eq!(d.reason, Reason::Inactive);
             assert!(d.previously_valid);
-            assert!(d.hint().is_some_and(|h| h.contains("refund")), "{d:?}");
+            // What probably happened, with no guess at why (a refund is one cause of many:
+            // the relay's webhooks say which, issue #80).
+            assert!(d.hint().is_some_and(|h| h.contains("revoked")), "{d:?}");
         }
         other => panic!("{other:?}"),
     }

@@ -335,6 +335,10 @@ impl Error {
             Error::InvalidInput { field, message } if field == "key" && message == NO_KEY => {
                 Message::fixed("This app is not licensed yet.", "Enter your license key.")
             }
+            // A key that is not a key's shape was typed by the person, not set by the app.
+            Error::InvalidInput { field, .. } if field == "key" => {
+                Message::fixed("This license key is not valid.", "Check it for typos.")
+            }
             Error::InvalidInput { field, .. } if field == "activation_id" => Message::fixed(
                 "This license key is not activated on this computer yet.",
                 "Activate it here.",
@@ -500,6 +504,19 @@ impl std::error::Error for Error {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A key the person typed in the wrong shape is their typo to fix, not the app's settings
+    /// (the gate shows this sentence under its key field).
+    #[test]
+    fn a_mistyped_key_says_check_it_for_typos_not_contact_the_vendor() {
+        let said = Error::invalid("key", "contains a character that is not allowed").message();
+        assert_eq!(
+            said.text(),
+            "This license key is not valid: check it for typos."
+        );
+        let settings = Error::invalid("organization_id", "must be a UUID v4").message();
+        assert!(settings.text().contains("vendor"), "{}", settings.text());
+    }
 
     #[test]
     fn every_answer_has_a_sentence_for_the_user_and_no_internals() {

@@ -72,7 +72,10 @@ test("a LicenseError's toJSON keeps code, userMessage, hint and the rest through
   assert.equal(data.detail, 'Not found');
   assert.equal(data.status, 404);
   assert.equal(data.previouslyValid, true);
-  assert.match(data.hint, /replaced.*customer portal/s);
+  // One sentence (the hint) and the core's one next step beside it (issue #80).
+  assert.match(data.hint, /replaced/);
+  assert.match(data.nextStep, /customer portal/);
+  assert.match(data.userMessage, /replaced.*customer portal/s);
   assert.match(data.userMessage, /^This key was valid here before/);
   assert.deepEqual(JSON.parse(JSON.stringify(err)), data);
 

@@ -60,7 +60,7 @@ test("a denial's userMessage says why the key stopped, each detail in the core's
   const key = await newKey({});
   await patchKey(key, { status: 'revoked' });
   const plain = await rejection(client().check(key));
-  assert.equal(plain.userMessage, 'This license key is no longer active.');
+  assert.equal(plain.userMessage, 'This license key is no longer active: see its state in the customer portal.');
   assert.ok(ROWS.length >= 6);
   for (const row of ROWS) {
     const e = await rejection(client(row.stopped).check(key));
@@ -80,7 +80,7 @@ test("every entry says it (the inline and CommonJS ones too), and without it the
       assert.equal(e.userMessage, row.user_message, `${name}: ${row.name}`);
       assert.equal('stoppedOn' in e, false, `${name}: the dates' text is no field of the error`);
     }
-    assert.equal((await rejection(client(undefined, Client).check(key))).userMessage, 'This license key is no longer active.', name);
+    assert.equal((await rejection(client(undefined, Client).check(key))).userMessage, 'This license key is no longer active: see its state in the customer portal.', name);
   }
 });
 

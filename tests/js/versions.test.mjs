@@ -100,7 +100,10 @@ test('a rotated key that was valid here says so; a typo does not', async () => {
   assert.equal(denied.code, 'not_found');
   assert.equal(denied.detail, 'Not found');
   assert.equal(denied.previouslyValid, true);
-  assert.match(denied.hint, /replaced.*customer portal/s);
+  // One sentence (the hint) and the core's one next step beside it (issue #80).
+  assert.match(denied.hint, /replaced/);
+  assert.match(denied.nextStep, /customer portal/);
+  assert.match(denied.userMessage, /replaced.*customer portal/s);
   assert.match(denied.userMessage, /^This key was valid here before/);
   const again = await rejection(c.check(key));
   assert.equal(again.previouslyValid, true);

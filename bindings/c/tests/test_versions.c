@@ -120,11 +120,14 @@ static void a_rotated_key_that_was_valid_here_says_so(void) {
 
   r = CHECKED(client, key, POLAR_LICENSE_OUTCOME_DENIED, POLAR_LICENSE_REASON_NOT_FOUND);
   CHECK(polar_license_result_previously_valid(r));
+  /* The hint is one sentence; the core's next step stands beside it (issue #80). */
+  CHECK(strstr(polar_license_result_hint(r), "replaced") != NULL);
+  CHECK(strstr(polar_license_result_next_step(r), "customer portal") != NULL);
   polar_license_result_free(r);
 
   r = status(client, key);
   CHECK(polar_license_result_previously_valid(r));
-  CHECK(strstr(polar_license_result_hint(r), "customer portal") != NULL);
+  CHECK(strstr(polar_license_result_hint(r), "replaced") != NULL);
   polar_license_result_free(r);
 
   /* A typo was never valid here. */

@@ -51,7 +51,9 @@ fn refused_json(answer: &SeatAnswer) -> Value {
         } => {
             // The core's words (its sentence with the relay's count, its next step with the
             // wait): none of this face's.
-            let said = answer.message().unwrap_or_else(|| Reason::SeatsFull.message());
+            let said = answer
+                .message()
+                .unwrap_or_else(|| Reason::SeatsFull.message());
             let full = Denial {
                 reason: Reason::SeatsFull,
                 detail: said.text(),

@@ -622,6 +622,7 @@ fn engine_answers_carry_codes_and_extras() {
             "code": "offline",
             "detail": "TypeError: fetch failed (ECONNREFUSED)",
             "userMessage": "Polar, the license server, could not be reached: check your internet connection.",
+            "nextStep": "Check your internet connection.",
             "timeout": false
         })
     );

@@ -253,13 +253,15 @@ pub(super) fn native_json<T>(online: Result<Verdict<T>, Error>, ok: impl Fn(&T) 
     }
 }
 
-/// The engine's answer reduced to what the native one has (no user message, no features, no
-/// `lease`: always `null` here, where no engine holds relay keys).
+/// The engine's answer reduced to what the native one has (no user message nor next step: the
+/// core's words, tested in src/message.rs; no features, no `lease`: always `null` here, where
+/// no engine holds relay keys).
 pub(super) fn engine_json(text: &str) -> Value {
     let step: Value = serde_json::from_str(text).unwrap();
     let mut a = step["answer"].clone();
     if let Some(e) = a.get_mut("error").and_then(Value::as_object_mut) {
         e.remove("userMessage");
+        e.remove("nextStep");
     }
     if let Some(o) = a.get_mut("ok").and_then(Value::as_object_mut) {
         o.remove("features");

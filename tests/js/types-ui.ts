@@ -11,7 +11,10 @@ gate.client = new LicenseClient({ organizationId: '2d4f1b7e-6c1a-4c39-9a55-0a4c1
 gate.options = { organizationId: '2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10' };
 gate.strings = { title: 'Lizenz aktivieren', locale: 'de' };
 const title: string = gate.strings.title;
-const english: string = DEFAULT_STRINGS.activation_limit;
+const english: string = DEFAULT_STRINGS.activate;
+// A reason's words are the core's (the refusal's userMessage) unless the app sets its own.
+gate.strings = { title: 'Lizenz aktivieren', activation_limit: 'Zu viele Geräte.' };
+const ownWords: string | undefined = gate.strings.activation_limit;
 const shown: string = redactKey('DEMO-4F0C2A9E-5B7D-4E21-9C3A-1F2E3D4C5B6A');
 
 // A bridge to a main process (no rememberedKey: checked and deactivated with no key).
@@ -36,7 +39,7 @@ void gate.activate('DEMO-4F0C2A9E-5B7D-4E21-9C3A-1F2E3D4C5B6A');
 void gate.refresh();
 void gate.deactivate();
 const reason: string | null = gate.reason;
-console.log(title, english, shown, reason);
+console.log(title, english, ownWords, shown, reason);
 
 // @ts-expect-error: the state is read-only
 gate.state = 'licensed';

@@ -4,7 +4,7 @@
 // And the package names itself to Polar (`User-Agent: polar-license/<version> (node)`, as the
 // native face sends `polar-license/<version> (rust)`: Polar's edge refuses some bare library
 // agents), pinning no version: read back from `GET /__emulator/requests/seen`; the modules
-// built on wasm-io.js (here polar-license/usage) send it too.
+// driven by drive.js (here polar-license/usage) send it too.
 //
 // Against an emulator of this file alone, started from the native command line (POLAR_CLI).
 import { after, before, test } from 'node:test';
@@ -90,7 +90,7 @@ test('the rotation day changes no verdict, and every request is named and unpinn
   }
 });
 
-test('polar-license/usage (wasm-io.js) names itself too', async () => {
+test('polar-license/usage (drive.js) names itself too', async () => {
   const sent = [];
   const fetchFn = async (target, init) => {
     sent.push(new Headers(init.headers).get('user-agent'));

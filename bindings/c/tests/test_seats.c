@@ -402,7 +402,7 @@ static void a_seat_grace_holds_past_the_leases_end_and_no_longer(void) {
   temp_dir(dir);
   config = demo_config(relay_url, dir);
   must(polar_license_config_add_relay_key(config, relay_pair));
-  CHECK_INT(polar_license_config_set_seat_grace_ms(config, 4000), POLAR_LICENSE_STATUS_OK);
+  CHECK_INT(polar_license_config_set_seat_grace_ms(config, 6000), POLAR_LICENSE_STATUS_OK);
   client = client_of(config);
   r = acquire(client, key, "machine-a", false, &seat);
   CHECK_SEAT_ERROR(r, POLAR_LICENSE_SEAT_ERROR_NONE);
@@ -417,10 +417,18 @@ static void a_seat_grace_holds_past_the_leases_end_and_no_longer(void) {
     CHECK(!polar_license_seat_lost(seat));
     CHECK(polar_license_seat_next_ms(seat) >= 0);
     r = beat(client, seat);
-    CHECK_SEAT_ERROR(r, POLAR_LICENSE_SEAT_ERROR_OFFLINE);
+    /* Under wine on a loaded machine this beat has answered after the grace ended (the last full
+     * run): SEAT_LOST is then right, and accepted only when the grace had truly ended. */
+    if (polar_license_seat_result_error(r) == POLAR_LICENSE_SEAT_ERROR_SEAT_LOST) {
+      fprintf(stderr, "  note: the heartbeat answered %lld s past the lease's end\n",
+              (long long)time(NULL) - (long long)end);
+      CHECK((long long)time(NULL) >= (long long)end + 6);
+    } else {
+      CHECK_SEAT_ERROR(r, POLAR_LICENSE_SEAT_ERROR_OFFLINE);
+    }
     polar_license_seat_result_free(r);
     /* At the grace's end: lost. */
-    while ((long long)time(NULL) < (long long)end + 5) pause_ms(100);
+    while ((long long)time(NULL) < (long long)end + 7) pause_ms(100);
     CHECK(!polar_license_seat_held(seat));
     CHECK(polar_license_seat_lost(seat));
     r = beat(client, seat);

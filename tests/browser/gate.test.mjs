@@ -901,9 +901,9 @@ eachEngine(TOOLS, (engine, browser) => {
     assert.deepEqual(title, ['Lizenz aktivieren', 'Lizenzschlüssel']);
   });
 
-  /** README's three lines as they are (the org and the emulator filled in), a page of its own:
-   * the suite's closed first (WebKitWebDriver runs one session at once). */
-  async function readmePage() {
+  /** Runs `body` on README's three lines as they are (the org and the emulator filled in), a
+   * page of its own: the suite's closed first (WebKitWebDriver runs one session at once). */
+  async function onReadmePage(body) {
     const readme = await readFile(README, 'utf8');
     const block = readme.match(/<!-- not-run: the three lines [^\n]*-->\n```html\n([\s\S]*?)\n```/);
     assert.ok(block, 'README has the three lines');
@@ -914,12 +914,16 @@ eachEngine(TOOLS, (engine, browser) => {
     await writeFile(join(CONSUMER, file), `<!doctype html>\n<html lang="en">\n<meta charset="utf-8">\n<title>README</title>\n<main>\n${lines}\n</main>\n`);
     await page?.close();
     page = null;
-    return browser.open(`${site.url}/${file}`);
+    const opened = await browser.open(`${site.url}/${file}`);
+    try {
+      await body(opened);
+    } finally {
+      await opened.close();
+    }
   }
 
   test("README's three lines: the element made from options (the client entry loaded then) activates", async () => {
-    const readme = await readmePage();
-    try {
+    await onReadmePage(async (readme) => {
       const key = newKey({ limit_activations: 1 });
       await readme.evaluate((k) => {
         const root = document.querySelector('polar-license-gate').shadowRoot;
@@ -933,14 +937,11 @@ eachEngine(TOOLS, (engine, browser) => {
       });
       assert.deepEqual(got, ['licensed', DEFAULT_STRINGS.licensed], browser.version);
       assert.equal(emu.activations(key).length, 1);
-    } finally {
-      await readme.close();
-    }
+    });
   });
 
   test('a first visit set up with gate.options shows "Lost your key?" at once (issue #80), with nothing else to re-render it', async () => {
-    const first = await readmePage();
-    try {
+    await onReadmePage(async (first) => {
       // The client entry loaded and the remembered key read (none): nothing changes after that.
       await first.waitFor(() => document.querySelector('polar-license-gate')?.client != null);
       const visible = () => {
@@ -954,14 +955,11 @@ eachEngine(TOOLS, (engine, browser) => {
       const state = await first.evaluate(() => document.querySelector('polar-license-gate').state);
       assert.ok(shown, `${browser.version}: "Lost your key?" not shown (state ${state})`);
       assert.equal(state, 'empty');
-    } finally {
-      await first.close();
-    }
+    });
   });
 
   test('the system font stack on a page of none (serif), the page\'s --polar-gate-font over it (issue #80)', async () => {
-    const plain = await readmePage();
-    try {
+    await onReadmePage(async (plain) => {
       await plain.waitFor(() => document.querySelector('polar-license-gate')?.shadowRoot != null);
       const fonts = () =>
         plain.evaluate(() => {
@@ -977,8 +975,6 @@ eachEngine(TOOLS, (engine, browser) => {
       const after = await fonts();
       for (const where of ['gate', 'button']) assert.match(after[where], /^Georgia, serif$/, `${browser.version}: ${where} ${after[where]}`);
       assert.equal(after.size, '20px');
-    } finally {
-      await plain.close();
-    }
+    });
   });
 }, { engineSpecific: false });

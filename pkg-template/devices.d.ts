@@ -67,7 +67,10 @@ export interface RecoverableKey {
   displayKey: string;
   /** The whole key, for the activation only (not enumerable: never in JSON or logs). */
   readonly key: string;
+  /** The key's benefit: which product it licenses (Polar's key list names no product). */
   benefitId: string;
+  /** When it was made, unix seconds: with the benefit, what tells two keys apart. */
+  createdAt: number;
   /** The key's activation limit (null: none). */
   limitActivations: number | null;
   /** When it expires, unix seconds (null: never). */

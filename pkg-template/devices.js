@@ -135,7 +135,7 @@ export class Devices {
   /**
    * Key recovery ("I lost my key"): the signed-in customer's keys this device can activate
    * (granted, unexpired, newest first; the core decides): `[{ id, displayKey, benefitId,
-   * limitActivations, expiresAt (unix seconds or null) }]`. Each item's `key` is the whole key,
+   * createdAt (unix seconds), limitActivations, expiresAt (unix seconds or null) }]`. Each item's `key` is the whole key,
    * for the activation only: not enumerable, so `JSON.stringify` and `console.log` show none.
    */
   async recover() {

@@ -39,13 +39,21 @@ export interface GateStrings {
   working: string;
   /** Above the key's devices (`{key}`). */
   devicesHint: string;
-  /** After a device's label (`{date}`). */
+  /** After a device's label (`{date}`; with the time when another device shares the day). */
   activatedOn: string;
+  /** The device this machine holds, marked in the list. */
+  thisDevice: string;
+  /** When the device was last seen, when the list says (`{date}`, with the time). */
+  lastSeen: string;
+  /** For devices still alike (one label, one minute): the end of the activation id (`{id}`). */
+  deviceId: string;
   free: string;
   /** `{device}`: its label. */
   freeing: string;
   noDevices: string;
   keysHint: string;
+  /** After a key's display form in key recovery (`{date}`; with the time when another key shares the day). */
+  createdOn: string;
   useKey: string;
   /** Above the accounts of one email (Polar's `customer_selection_required`). */
   accountsHint: string;
@@ -174,7 +182,8 @@ export interface GateChangeDetail {
  * activation's label, default `Browser on <platform>`), `portal-url` (a link to the customer
  * portal, shown with the refusals it helps with and when licensed). With `devices` (or
  * `options`): "Free a seat" at the activation limit and "Lost your key?". Styled through CSS custom
- * properties (`--polar-gate-accent`, `--polar-gate-danger`, …) and `::part()` (`container`,
+ * properties (`--polar-gate-font`, a `font` shorthand, default the system's sans-serif;
+ * `--polar-gate-accent`, `--polar-gate-danger`, …) and `::part()` (`container`,
  * `title`, `form`, `label`, `input`, `hint`, `button`, `activate`, `deactivate`, `details`,
  * `message`, `actions`, `link`, `portal`, `retry`, `free-seat`, `lost-key`, `back`, `sign-in`,
  * `entry`, `next`, `list`, `pick`).
@@ -187,6 +196,9 @@ export declare class PolarLicenseGate extends HTMLElement {
   set options(options: LicenseClientOptions);
   /** polar-license/devices' `Devices` (or this shape): "Free a seat" and "Lost your key?". */
   devices: GateDevices | null;
+  /** The app's product names by license-key benefit id (`{ '<benefit id>': 'Pro' }`): key
+   * recovery's list shows them beside each key (Polar's key list names the benefit by id only). */
+  products: Readonly<Record<string, string>>;
   /** The app's strings over the English ones. */
   get strings(): Readonly<GateStrings & ReasonStrings>;
   set strings(strings: Partial<GateStrings> & ReasonStrings);

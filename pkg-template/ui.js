@@ -52,11 +52,17 @@ export const DEFAULT_STRINGS = Object.freeze({
   working: 'One moment…',
   devicesHint: 'The devices using {key}. Free one you no longer use: this device is then activated with the key.',
   activatedOn: 'activated {date}',
+  // What else tells a device apart from the others in the list (its row: the label, then these).
+  thisDevice: 'this device',
+  lastSeen: 'last seen {date}',
+  deviceId: 'id …{id}',
   free: 'Free',
   freeing: 'Freeing the seat of {device}…',
   noDevices:
     'Polar lists no device for {key}: the seller may not let customers manage their devices. Deactivate the key in the app on the other device, or contact the seller.',
   keysHint: 'Your keys for this app. Pick one to activate it on this device.',
+  // After a key's display form in key recovery's list (its creation date).
+  createdOn: 'created {date}',
   useKey: 'Use',
   accountsHint: 'Several accounts have this email. Pick the one of your purchase: Polar sends the code for it.',
   account: 'Account {n}',
@@ -100,7 +106,9 @@ const STYLE = `
   box-sizing: border-box;
   max-width: var(--polar-gate-width, 28rem);
   padding: var(--polar-gate-padding, 1.25rem);
-  font: var(--polar-gate-font, inherit);
+  /* The system's own sans-serif by default: a page with no font of its own (serif) does not
+     change the screen. --polar-gate-font (a font shorthand, or inherit) sets another. */
+  font: var(--polar-gate-font, 100% system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif);
   color: var(--polar-gate-color, #1b1b1f);
   background: var(--polar-gate-background, #ffffff);
   border: var(--polar-gate-border, 1px solid #c4c7cf);
@@ -160,6 +168,7 @@ dd { margin: 0; overflow-wrap: anywhere; }
 ul { list-style: none; margin: 0; padding: 0; display: grid; gap: 0.5rem; }
 li { display: flex; flex-wrap: wrap; gap: 0.25rem 1rem; align-items: center; justify-content: space-between; padding: 0.5rem 0; border-top: 1px solid var(--polar-gate-muted, #c4c7cf); }
 li > span { flex: 1 1 10rem; }
+.detail { display: block; color: var(--polar-gate-muted, #44474e); font-size: 0.875rem; }
 .actions { display: flex; flex-wrap: wrap; gap: 0.5rem 1rem; align-items: center; margin-top: 0.75rem; }
 `;
 
@@ -220,6 +229,7 @@ export class PolarLicenseGate extends Base {
   #step = 'email';
   #email = '';
   #items = [];
+  #products = {};
 
   static get observedAttributes() {
     return ['portal-url', 'device-label', 'lang'];
@@ -275,7 +285,7 @@ export class PolarLicenseGate extends Base {
   connectedCallback() {
     // A property the page set before this module defined the element (an own property that
     // hides the accessor): set again through it.
-    for (const name of ['strings', 'options', 'client', 'devices']) {
+    for (const name of ['strings', 'options', 'client', 'devices', 'products']) {
       if (Object.hasOwn(this, name)) {
         const value = this[name];
         delete this[name];
@@ -316,6 +326,8 @@ export class PolarLicenseGate extends Base {
     // Free a seat and key recovery through polar-license/devices, loaded on their first use.
     this.#devices = null;
     this.#devicesPending = () => import('./devices.js').then(({ Devices }) => (this.#devices = new Devices(options)));
+    // "Lost your key?" shown now: the refresh below may end with nothing to change.
+    this.#render();
     if (this.isConnected) this.refresh();
   }
 
@@ -330,6 +342,19 @@ export class PolarLicenseGate extends Base {
   set devices(devices) {
     this.#devices = devices ?? null;
     this.#devicesPending = null;
+    this.#render();
+  }
+
+  /**
+   * The names of the app's products by their license-key benefit's id (`{ '<benefit id>':
+   * 'Pro' }`): key recovery's list shows them beside each key (Polar's key list names a key's
+   * benefit by its id only).
+   */
+  get products() {
+    return this.#products;
+  }
+  set products(products) {
+    this.#products = Object.freeze({ ...(products ?? {}) });
     this.#render();
   }
 
@@ -400,7 +425,7 @@ export class PolarLicenseGate extends Base {
         await this.#fail(e, key);
       }
     } finally {
-      this.#busy = false;
+      this.#idle();
     }
   }
 
@@ -430,7 +455,7 @@ export class PolarLicenseGate extends Base {
       this.#refusal = { reason: this.#reason, stopped: this.#stopped, message: this.#message };
       if (focused) this.#els.input.focus();
     } finally {
-      this.#busy = false;
+      this.#idle();
     }
   }
 
@@ -454,8 +479,14 @@ export class PolarLicenseGate extends Base {
       // Still licensed here: say why the seat could not be freed.
       this.#set('licensed', { ...shown, reason: codeOf(e), message: await this.#sentence(e, this.#key) });
     } finally {
-      this.#busy = false;
+      this.#idle();
     }
+  }
+
+  /** The action has ended: nothing shown busy any more (aria-busy, aria-disabled, the cursor). */
+  #idle() {
+    this.#busy = false;
+    this.#render();
   }
 
   /** "Free a seat" (after the activation limit, the refused key kept): sign in, list, free one. */
@@ -568,8 +599,7 @@ export class PolarLicenseGate extends Base {
       this.#set(state, { reason: code, message: await this.#sentence({ ...e, code: name, retryAfter: e?.retryAfter ?? undefined }, this.#held) });
       return false;
     } finally {
-      this.#busy = false;
-      this.#render();
+      this.#idle();
     }
   }
 
@@ -701,12 +731,21 @@ export class PolarLicenseGate extends Base {
         ? this.#t(this.#items.length ? (picking ? 'devicesHint' : 'keysHint') : picking ? 'noDevices' : 'noKeys', { key: held })
         : this.#t(email ? 'emailHint' : 'codeHint', { email: this.#email });
       e.list.hidden = !list;
+      const rows = list && !customer ? (picking ? this.#deviceRows(this.#items) : this.#keyRows(this.#items)) : [];
       e.list.replaceChildren(
         ...(list ? this.#items : []).map((item, i) => {
           const li = document.createElement('li');
           const text = document.createElement('span');
           text.id = `item-${i}`;
-          text.textContent = customer ? (item.name ?? this.#t('account', { n: i + 1 })) : picking ? `${item.label} (${this.#t('activatedOn', { date: this.#date(item.activatedAt * 1000) })})` : item.displayKey;
+          if (customer) text.textContent = item.name ?? this.#t('account', { n: i + 1 });
+          else {
+            // The name, then (on a line of its own) what tells it from the others.
+            const [name, detail] = rows[i];
+            const more = document.createElement('span');
+            more.className = 'detail';
+            more.textContent = detail;
+            text.append(name, ...(detail ? [' ', more] : []));
+          }
           const pick = document.createElement('button');
           pick.type = 'button';
           pick.className = 'secondary';
@@ -752,6 +791,47 @@ export class PolarLicenseGate extends Base {
     if (e.message.textContent !== this.#message) e.message.textContent = this.#message;
   }
 
+  /**
+   * Each device's row (its name and its detail), told apart from the others: its label, this
+   * machine marked, its platform and when it was last seen (when the list says), its
+   * activation date (with the time when another row shares the day) and, for rows still
+   * alike, the end of its activation id.
+   */
+  #deviceRows(devices) {
+    const when = this.#dates(devices.map((d) => d.activatedAt));
+    const rows = devices.map((d, i) => {
+      const parts = [];
+      if (d.thisMachine === true) parts.push(this.#t('thisDevice'));
+      if (typeof d.platform === 'string' && d.platform) parts.push(d.platform);
+      if (Number.isFinite(d.lastSeen)) parts.push(this.#t('lastSeen', { date: this.#date(d.lastSeen, true) }));
+      parts.push(this.#t('activatedOn', { date: when[i] }));
+      return [String(d.label ?? ''), parts];
+    });
+    const text = ([label, parts]) => [label, `(${parts.join(', ')})`];
+    const seen = rows.map((row) => text(row).join(' '));
+    return rows.map((row, i) => {
+      if (seen.some((t, j) => j !== i && t === seen[i])) row[1].push(this.#t('deviceId', { id: String(devices[i].id ?? '').slice(-6) }));
+      return text(row);
+    });
+  }
+
+  /** Each recoverable key's row (its name and its detail): its display form, its product
+   * (`products`) and its creation date (with the time when another key shares the day). */
+  #keyRows(keys) {
+    const when = this.#dates(keys.map((k) => k.createdAt));
+    return keys.map((k, i) => {
+      const product = Object.hasOwn(this.#products, k.benefitId ?? '') ? this.#products[k.benefitId] : null;
+      const parts = [product, when[i] && this.#t('createdOn', { date: when[i] })].filter(Boolean);
+      return [String(k.displayKey), parts.length ? `(${parts.join(', ')})` : ''];
+    });
+  }
+
+  /** Unix seconds as dates, with the time for those that share their day with another. */
+  #dates(seconds) {
+    const days = seconds.map((s) => (Number.isFinite(s) ? this.#date(s * 1000) : null));
+    return seconds.map((s, i) => (days[i] && days.some((d, j) => j !== i && d === days[i]) ? this.#date(s * 1000, true) : days[i]));
+  }
+
   #t(name, values = {}) {
     const text = String(this.#strings[name] ?? DEFAULT_STRINGS[name] ?? name);
     return text.replace(/\{(\w+)\}/g, (all, k) => (k in values ? String(values[k]) : all));
@@ -761,13 +841,13 @@ export class PolarLicenseGate extends Base {
     return this.#strings.locale || this.closest?.('[lang]')?.getAttribute('lang') || undefined;
   }
 
-  #date(at) {
+  #date(at, time = false) {
     const d = new Date(at);
     if (Number.isNaN(d.getTime())) return String(at);
     try {
-      return new Intl.DateTimeFormat(this.#locale(), { dateStyle: 'long' }).format(d);
+      return new Intl.DateTimeFormat(this.#locale(), time ? { dateStyle: 'long', timeStyle: 'short' } : { dateStyle: 'long' }).format(d);
     } catch {
-      return d.toDateString();
+      return time ? d.toString() : d.toDateString();
     }
   }
 

@@ -233,6 +233,8 @@ eachEngine(TOOLS, (engine, browser) => {
         focus: root.activeElement?.getAttribute('part') ?? null,
         invalid: root.querySelector('input').getAttribute('aria-invalid'),
         live: root.querySelector('[part~=message]').getAttribute('role'),
+        busy: root.querySelector('section').getAttribute('aria-busy'),
+        disabled: [...root.querySelectorAll('[aria-disabled=true]')].filter(visible).map((b) => b.textContent),
         events: JSON.stringify(window.gateTest.events),
       };
     });
@@ -251,13 +253,18 @@ eachEngine(TOOLS, (engine, browser) => {
     if (expect.message instanceof RegExp) assert.match(snap.message, expect.message, where);
     else if (expect.message !== undefined) assert.equal(snap.message, expect.message, where);
     assert.equal(snap.live, 'status', `${where}: the message is a live region`);
+    // Busy only while it works: a settled screen (issue #80) has no aria-busy and no button
+    // marked disabled (a busy cursor over them, a live region screen readers may not announce).
+    const working = ['activating', 'checking', 'deactivating'].includes(expect.state);
+    assert.equal(snap.busy, working ? 'true' : 'false', `${where}: aria-busy`);
+    if (!working) assert.deepEqual(snap.disabled, [], `${where}: aria-disabled buttons`);
     const violations = await page.evaluate(async () => {
       const { violations } = await window.axe.run(document, { resultTypes: ['violations'] });
       return violations.map((v) => `${v.id} (${v.impact}): ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
     });
     assert.deepEqual(violations, [], `${where}: axe-core`);
     await page.screenshot(join(SHOTS, `${engine}-${name}.png`));
-    if (GATE_SHOTS && engine === 'chromium' && !/^(bridge|subscription|deactivate-|grace-renewed)|-undated$/.test(name)) {
+    if (GATE_SHOTS && engine === 'chromium' && !/^(bridge|subscription|deactivate-|grace-renewed|idle-)|-undated$/.test(name)) {
       // The page's main (its heading and the gate), as wide as the gate and its margin.
       const box = await page.evaluate(() => {
         const gate = document.querySelector('polar-license-gate').getBoundingClientRect();
@@ -358,6 +365,28 @@ eachEngine(TOOLS, (engine, browser) => {
     } finally {
       emu.setFault(null);
     }
+  });
+
+  test('nothing stays busy once an action ends (issue #80): licensed, deactivated, refused', async () => {
+    const key = newKey({ limit_activations: 2 });
+    keys.push(key);
+    await submit(key);
+    await settled();
+    // inState checks aria-busy and aria-disabled in every state; here also the cursor.
+    await inState('idle-licensed', { state: 'licensed', message: DEFAULT_STRINGS.licensed });
+    const cursor = () =>
+      page.evaluate(() => {
+        const root = document.querySelector('polar-license-gate').shadowRoot;
+        return [...root.querySelectorAll('button')].filter((b) => !b.closest('[hidden]')).map((b) => `${b.textContent}: ${getComputedStyle(b).cursor}`);
+      });
+    assert.deepEqual(await cursor(), [`${DEFAULT_STRINGS.deactivate}: pointer`]);
+    await page.evaluate(() => document.querySelector('polar-license-gate').shadowRoot.querySelector('[part~=deactivate]').click());
+    await settled();
+    await inState('idle-deactivated', { state: 'empty', message: DEFAULT_STRINGS.deactivated });
+    await submit('   ');
+    await settled();
+    await inState('idle-refused', { state: 'refused', reason: 'invalid_input', message: said('invalid_input', '   ') });
+    assert.ok((await cursor()).every((c) => c.endsWith(': pointer')), JSON.stringify(await cursor()));
   });
 
   /** Clicks the visible button of `part` (the focus on it first, as a keyboard user's). */
@@ -495,12 +524,82 @@ eachEngine(TOOLS, (engine, browser) => {
     assert.equal(emu.activations(key).length, 1);
   });
 
+  test('devices of one label told apart (issue #80): this machine marked, platform and last seen when listed, the time of a shared day, else the id', async () => {
+    // A reinstall's activations: one label ("Browser on Linux"), one day. The session of the
+    // tests before is still held: the list comes at once.
+    const key = newKey({ limit_activations: 4, benefit_id: BENEFIT, customer_id: CUSTOMER, customer_email: EMAIL });
+    keys.push(key);
+    customerKeys.push(key);
+    const ids = [];
+    for (let i = 0; i < 4; i++) {
+      const r = await fetch(`${emu.url}/v1/customer-portal/license-keys/activate`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ key, organization_id: ORG, label: 'Browser on Linux' }),
+      });
+      assert.equal(r.status, 200);
+      ids.push((await r.json()).id);
+    }
+    await refused('idle-alike-limit', key, 'activation_limit');
+    // polar-license/devices' list, with what a list may say beside Polar's (the relay's platform
+    // and last-seen time, this machine's activation): the first with its platform and when it
+    // was last seen, the second this machine's; the last two made in the same second.
+    const seen = Date.UTC(2026, 10, 28, 9, 30);
+    await page.evaluate((seen) => {
+      const gate = document.querySelector('polar-license-gate');
+      const real = gate.devices;
+      window.gateTest.realDevices = real;
+      gate.devices = {
+        get signedIn() {
+          return real.signedIn;
+        },
+        requestCode: (...a) => real.requestCode(...a),
+        signIn: (...a) => real.signIn(...a),
+        free: (...a) => real.free(...a),
+        recover: (...a) => real.recover(...a),
+        list: async (...a) => {
+          const listed = await real.list(...a);
+          const [first, second, third, fourth] = listed.devices;
+          listed.devices = [{ ...first, platform: 'Linux x86_64', lastSeen: seen }, { ...second, thisMachine: true }, third, { ...fourth, activatedAt: third.activatedAt }];
+          return listed;
+        },
+      };
+    }, seen);
+    try {
+      await press('free-seat');
+      await page.waitFor(() => document.querySelector('polar-license-gate').state === 'free-seat' && window.gateTest.events.at(-1).step === 'list');
+      const snap = await inState('free-seat-devices-alike', { state: 'free-seat', message: '' });
+      const where = JSON.stringify(snap.items);
+      assert.equal(snap.items.length, 4, where);
+      assert.equal(new Set(snap.items).size, 4, `every row told apart: ${where}`);
+      for (const item of snap.items) assert.match(item, /^Browser on Linux \(.*activated .*\d{4}/, where);
+      // One day shared: each activation's time too.
+      for (const item of snap.items) assert.match(item, /activated .*\d{4}.*\d{1,2}:\d{2}/, where);
+      const lastSeen = await page.evaluate((ms) => new Intl.DateTimeFormat('en', { dateStyle: 'long', timeStyle: 'short' }).format(new Date(ms)), seen);
+      assert.ok(snap.items[0].includes('Linux x86_64') && snap.items[0].includes(DEFAULT_STRINGS.lastSeen.replace('{date}', lastSeen)), where);
+      assert.ok(snap.items[1].includes(DEFAULT_STRINGS.thisDevice), where);
+      for (const i of [0, 1]) assert.ok(!snap.items[i].includes('…'), `no id needed: ${where}`);
+      for (const i of [2, 3]) assert.ok(snap.items[i].endsWith(`${DEFAULT_STRINGS.deviceId.replace('{id}', ids[i].slice(-6))})`), where);
+      assert.ok(!snap.items.slice(2).some((i) => i.includes(DEFAULT_STRINGS.thisDevice) || i.includes('last seen')), where);
+    } finally {
+      // Back to the refusal whatever happened (the next test starts from it).
+      await page.evaluate(() => (document.querySelector('polar-license-gate').devices = window.gateTest.realDevices));
+      await press('back');
+    }
+    await inState('idle-alike-back', { state: 'refused', reason: 'activation_limit', message: said('activation_limit', key) });
+  });
+
   test('"Lost your key?": signed in by email code, the customer\'s activatable keys by display form, the one picked activated', async () => {
     const lost = newKey({ limit_activations: 2, benefit_id: BENEFIT, customer_id: CUSTOMER, customer_email: EMAIL });
     const expired = newKey({ customer_id: CUSTOMER, customer_email: EMAIL, expires_at: '2024-01-31T00:00:00Z' });
     const revoked = newKey({ customer_id: CUSTOMER, customer_email: EMAIL, status: 'revoked' });
     keys.push(lost, expired, revoked);
-    await page.evaluate(() => document.querySelector('polar-license-gate').devices.signOut());
+    // The app names its product by the benefit (Polar's key list names it by id only).
+    await page.evaluate((benefit) => {
+      const gate = document.querySelector('polar-license-gate');
+      gate.products = { [benefit]: 'Example Pro' };
+      gate.devices.signOut();
+    }, BENEFIT);
     // Offered with the refusal of the test before too (and in the empty state: see the shots).
     const offered = await inState('recover-offered', { state: 'refused', reason: 'activation_limit' });
     assert.ok(offered.buttons.includes(DEFAULT_STRINGS.lostKey), JSON.stringify(offered.buttons));
@@ -514,9 +613,16 @@ eachEngine(TOOLS, (engine, browser) => {
     assert.equal(snap.intro, DEFAULT_STRINGS.keysHint);
     // The granted, unexpired ones (the expired and the revoked key not offered), newest first:
     // the oldest, made seconds before the others, last.
-    assert.deepEqual([...snap.items].sort(), [lost, ...customerKeys].map(redactKey).sort());
-    assert.equal(snap.items.at(-1), redactKey(customerKeys[0]));
-    await press('pick', snap.items.indexOf(redactKey(lost)));
+    const shown = snap.items.map((item) => item.split(' ')[0]);
+    assert.deepEqual([...shown].sort(), [lost, ...customerKeys].map(redactKey).sort());
+    assert.equal(shown.at(-1), redactKey(customerKeys[0]));
+    // Each told apart by more than its last six characters (issue #80): its product when the app
+    // names it, when it was made (all today: with the time).
+    for (const item of snap.items) assert.match(item, /^\*\*\*\*-\w{6} \((Example Pro, )?created .*\d{4}.*\d{1,2}:\d{2}[^)]*\)$/, JSON.stringify(snap.items));
+    const byKey = (k) => snap.items[shown.indexOf(redactKey(k))];
+    for (const k of [lost, customerKeys[0]]) assert.ok(byKey(k).includes('(Example Pro, created '), byKey(k));
+    assert.ok(!byKey(customerKeys[1]).includes('Example Pro'), 'a key of another benefit: no product named');
+    await press('pick', shown.indexOf(redactKey(lost)));
     await page.waitFor(() => document.querySelector('polar-license-gate').state === 'licensed');
     snap = await inState('recovered', { state: 'licensed', message: DEFAULT_STRINGS.licensed });
     assert.equal(Object.fromEntries(snap.details)[DEFAULT_STRINGS.key], redactKey(lost));
@@ -549,9 +655,10 @@ eachEngine(TOOLS, (engine, browser) => {
     await enter(codes.at(-1).code);
     snap = await inState('recover-account-keys', { state: 'recover', message: '' });
     // Only the keys of the account picked: one of the two, not both.
-    const picked = [mine, theirs].filter((k) => snap.items.includes(redactKey(k)));
+    const shown = snap.items.map((item) => item.split(' ')[0]);
+    const picked = [mine, theirs].filter((k) => shown.includes(redactKey(k)));
     assert.equal(picked.length, 1, JSON.stringify(snap.items));
-    assert.deepEqual(snap.items, [redactKey(picked[0])]);
+    assert.deepEqual(shown, [redactKey(picked[0])]);
     await press('back');
   });
 
@@ -794,7 +901,9 @@ eachEngine(TOOLS, (engine, browser) => {
     assert.deepEqual(title, ['Lizenz aktivieren', 'Lizenzschlüssel']);
   });
 
-  test("README's three lines: the element made from options (the client entry loaded then) activates", async () => {
+  /** Runs `body` on README's three lines as they are (the org and the emulator filled in), a
+   * page of its own: the suite's closed first (WebKitWebDriver runs one session at once). */
+  async function onReadmePage(body) {
     const readme = await readFile(README, 'utf8');
     const block = readme.match(/<!-- not-run: the three lines [^\n]*-->\n```html\n([\s\S]*?)\n```/);
     assert.ok(block, 'README has the three lines');
@@ -803,26 +912,69 @@ eachEngine(TOOLS, (engine, browser) => {
     assert.notEqual(lines, block[1]);
     const file = `readme-gate-${engine}.html`;
     await writeFile(join(CONSUMER, file), `<!doctype html>\n<html lang="en">\n<meta charset="utf-8">\n<title>README</title>\n<main>\n${lines}\n</main>\n`);
-    // A page of its own, the suite's closed first (WebKitWebDriver runs one session at once).
-    await page.close();
+    await page?.close();
     page = null;
-    const readmePage = await browser.open(`${site.url}/${file}`);
+    const opened = await browser.open(`${site.url}/${file}`);
     try {
+      await body(opened);
+    } finally {
+      await opened.close();
+    }
+  }
+
+  test("README's three lines: the element made from options (the client entry loaded then) activates", async () => {
+    await onReadmePage(async (readme) => {
       const key = newKey({ limit_activations: 1 });
-      await readmePage.evaluate((k) => {
+      await readme.evaluate((k) => {
         const root = document.querySelector('polar-license-gate').shadowRoot;
         root.querySelector('input').value = k;
         root.querySelector('[part~=activate]').click();
       }, key);
-      await readmePage.waitFor(() => ['licensed', 'refused'].includes(document.querySelector('polar-license-gate')?.state));
-      const got = await readmePage.evaluate(() => {
+      await readme.waitFor(() => ['licensed', 'refused'].includes(document.querySelector('polar-license-gate')?.state));
+      const got = await readme.evaluate(() => {
         const gate = document.querySelector('polar-license-gate');
         return [gate.state, gate.shadowRoot.querySelector('[part~=message]').textContent];
       });
       assert.deepEqual(got, ['licensed', DEFAULT_STRINGS.licensed], browser.version);
       assert.equal(emu.activations(key).length, 1);
-    } finally {
-      await readmePage.close();
-    }
+    });
+  });
+
+  test('a first visit set up with gate.options shows "Lost your key?" at once (issue #80), with nothing else to re-render it', async () => {
+    await onReadmePage(async (first) => {
+      // The client entry loaded and the remembered key read (none): nothing changes after that.
+      await first.waitFor(() => document.querySelector('polar-license-gate')?.client != null);
+      const visible = () => {
+        const b = document.querySelector('polar-license-gate').shadowRoot.querySelector('[part~=lost-key]');
+        return !b.closest('[hidden]') && b.getClientRects().length > 0;
+      };
+      const shown = await first.waitFor(visible, undefined, 3000).then(
+        () => true,
+        () => false,
+      );
+      const state = await first.evaluate(() => document.querySelector('polar-license-gate').state);
+      assert.ok(shown, `${browser.version}: "Lost your key?" not shown (state ${state})`);
+      assert.equal(state, 'empty');
+    });
+  });
+
+  test('the system font stack on a page of none (serif), the page\'s --polar-gate-font over it (issue #80)', async () => {
+    await onReadmePage(async (plain) => {
+      await plain.waitFor(() => document.querySelector('polar-license-gate')?.shadowRoot != null);
+      const fonts = () =>
+        plain.evaluate(() => {
+          const gate = document.querySelector('polar-license-gate');
+          const button = gate.shadowRoot.querySelector('[part~=activate]');
+          return JSON.stringify({ page: getComputedStyle(document.body).fontFamily, gate: getComputedStyle(gate).fontFamily, button: getComputedStyle(button).fontFamily, size: getComputedStyle(gate).fontSize });
+        }).then(JSON.parse);
+      const before = await fonts();
+      assert.doesNotMatch(before.page, /system-ui/, `${browser.version}: the page has no font of its own`);
+      for (const where of ['gate', 'button']) assert.match(before[where], /^system-ui, -apple-system, "?Segoe UI"?, Roboto, .*sans-serif$/, `${browser.version}: ${where} ${before[where]}`);
+      assert.equal(before.size, '16px', 'the page\'s size kept');
+      await plain.evaluate(() => document.querySelector('polar-license-gate').style.setProperty('--polar-gate-font', '20px Georgia, serif'));
+      const after = await fonts();
+      for (const where of ['gate', 'button']) assert.match(after[where], /^Georgia, serif$/, `${browser.version}: ${where} ${after[where]}`);
+      assert.equal(after.size, '20px');
+    });
   });
 }, { engineSpecific: false });

@@ -194,8 +194,10 @@ test("key recovery: the customer's keys this device can activate, the whole key 
   assert.equal(item.limitActivations, 2);
   assert.equal(item.expiresAt, null);
   assert.match(item.id, /^[0-9a-f-]{36}$/);
+  // When it was made (unix seconds): what tells two keys of one customer apart on a screen.
+  assert.ok(Number.isInteger(item.createdAt) && Math.abs(item.createdAt - Date.now() / 1000) < 600, String(item.createdAt));
   // The whole key is not enumerable: no JSON, no inspect, no spread shows it.
-  assert.deepEqual(Object.keys(item).sort(), ['benefitId', 'displayKey', 'expiresAt', 'id', 'limitActivations']);
+  assert.deepEqual(Object.keys(item).sort(), ['benefitId', 'createdAt', 'displayKey', 'expiresAt', 'id', 'limitActivations']);
   for (const text of [JSON.stringify(keys), inspect(keys), JSON.stringify({ ...item })]) {
     assert.ok(!text.includes(lost) && !text.includes(README_KEY), text);
   }

@@ -42,9 +42,10 @@ async function lostKey(d: Devices): Promise<string | undefined> {
   if (!first) return undefined;
   const shown: string = first.displayKey;
   const expires: number | null = first.expiresAt;
+  const created: number = first.createdAt;
   // @ts-expect-error: the whole key is read-only
   first.key = 'x';
-  return `${shown} ${expires} ${first.key.length}`;
+  return `${shown} ${expires} ${created} ${first.key.length}`;
 }
 void lostKey;
 

@@ -66,6 +66,11 @@ const own: GateDevices = {
   recover: async () => [],
 };
 gate.devices = own;
+// Key recovery's list names each key's product by its benefit (issue #80).
+gate.products = { '5b1d9c7e-3a2f-4e6d-8c9b-1a2b3c4d5e6f': 'Pro' };
+const proName: string | undefined = gate.products['5b1d9c7e-3a2f-4e6d-8c9b-1a2b3c4d5e6f'];
+const alike: string = DEFAULT_STRINGS.thisDevice + DEFAULT_STRINGS.lastSeen + DEFAULT_STRINGS.deviceId + DEFAULT_STRINGS.createdOn;
+console.log(proName, alike);
 gate.strings = { freeSeat: 'Platz freigeben', lostKey: 'Schlüssel verloren?', tryAgain: 'Erneut mit {key}' };
 void gate.freeSeat();
 void gate.recoverKey();

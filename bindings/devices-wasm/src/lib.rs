@@ -394,8 +394,9 @@ impl Recovery {
     }
 
     /// What the loop gave for the last page's request: the next page's request, or
-    /// `{"done": {"keys": [{id, displayKey, key, benefitId, limitActivations, expiresAt}]}}`
-    /// (`key` whole: for the activation only, never shown).
+    /// `{"done": {"keys": [{id, displayKey, key, benefitId, createdAt, limitActivations,
+    /// expiresAt}]}}` (`key` whole: for the activation only, never shown; `createdAt`, unix
+    /// seconds: with the benefit, what tells two keys of one customer apart on a screen).
     pub fn give(&mut self, given: &str, body: Vec<u8>) -> String {
         let page = match response(given, body).and_then(|r| parse_key_page(&r)) {
             Ok(page) => page,
@@ -416,6 +417,7 @@ impl Recovery {
                 .str(k.key.expose())
                 .key("benefitId")
                 .str(&k.benefit_id);
+            o.key("createdAt").int(k.created_at.unix_timestamp());
             o.key("limitActivations").opt_int(k.limit_activations);
             o.key("expiresAt")
                 .opt_int(k.expires_at.map(|e| e.unix_timestamp()))

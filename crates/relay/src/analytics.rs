@@ -28,8 +28,8 @@ use std::sync::Mutex;
 use crate::clock::Now;
 use crate::types::RelayResponse;
 
-/// The route an app sends its daily ping to (`POST`, JSON: [`Ping`]'s fields and
-/// `organization_id`).
+/// The route an app sends its daily ping to (`POST`, JSON: `organization_id`, `install`,
+/// `app_version`, `os`, `arch` and `face`).
 pub const ANALYTICS_ROUTE: &str = "/v1/analytics/install";
 
 /// The event's name in the seller's Polar (the guide's meters filter on it).

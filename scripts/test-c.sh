@@ -325,6 +325,9 @@ launch_example() {
 }
 launch_example
 record_expected quick-start
+source scripts/test-c-devices.sh
+devices_example
+record_expected devices-example
 
 # Installs into target/c/prefix with the user's own command (bindings/c/install.sh): header,
 # libraries, the shared and the static .pc (relocatable), the CMake config.

@@ -123,6 +123,7 @@
 // and remembered-key formats, the flows every face shares. No IO, no clock (`now` is an
 // argument), the same code on every target.
 pub mod airgap;
+pub mod analytics;
 pub mod answers;
 pub mod cache;
 pub mod decimal;

@@ -182,6 +182,59 @@ impl Reason {
     }
 }
 
+impl crate::portal::PortalError {
+    /// The portal step's failure as one sentence and one next step (issue #80: the Rust portal
+    /// error said only its `Display`, written for logs): a failure with no portal answer says
+    /// its error's words ([`crate::Error::message`]), the portal's own refusals say theirs here.
+    /// No session, code or whole key is in them.
+    pub fn message(&self) -> Message {
+        use crate::portal::PortalError as P;
+        match self {
+            P::Invalid(e) | P::Protocol(e) | P::Offline(e) => e.message(),
+            P::CodeInvalidOrExpired => Message::fixed(
+                "The sign-in code is wrong, used or more than 30 minutes old.",
+                "Ask for a new code and type it within 30 minutes.",
+            ),
+            P::SessionExpired => {
+                Message::fixed("The sign-in has expired.", "Sign in again with your email.")
+            }
+            P::NotSignedIn => Message::fixed(
+                "You are not signed in to the customer portal.",
+                "Sign in with the email the license was bought with.",
+            ),
+            P::CustomerSelectionRequired(_) => Message::fixed(
+                "Several accounts of this seller use this email.",
+                "Choose one of them and ask for a code again.",
+            ),
+            P::RateLimited(Some(s)) => Message::new(
+                "Too many sign-in tries.",
+                format!("Wait {s} seconds, then try again."),
+            ),
+            P::RateLimited(None) => Message::fixed(
+                "Too many sign-in tries.",
+                "Wait 15 minutes, then try again.",
+            ),
+            P::NotFound => Message::fixed(
+                "This license key is not one of the signed-in account's keys.",
+                "Sign in with the email the key was bought with.",
+            ),
+            P::DeviceManagementOff => Message::fixed(
+                "The seller has not let customers see their devices for this product.",
+                "Free the device from the app on it, or ask the seller to free it.",
+            ),
+            P::Refused { .. } => Message::fixed(
+                "The customer portal refused the request.",
+                "Try again later, and tell the seller if it goes on.",
+            ),
+        }
+    }
+
+    /// [`crate::portal::PortalError::message`] as one line: what a face shows.
+    pub fn user_message(&self) -> String {
+        self.message().text()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -400,6 +453,48 @@ mod tests {
         assert_eq!(
             UsageAnswer::CreditsExhausted { balance: -1.0 }.message(),
             Some(Reason::CreditsExhausted.message())
+        );
+    }
+
+    /// Every portal failure is one sentence and one next step of the core's (issue #80: the
+    /// Rust portal error had none); a failure with no portal answer says its error's words.
+    #[test]
+    fn every_portal_error_has_one_sentence_and_one_next_step() {
+        use crate::portal::PortalError as P;
+        let all = [
+            P::CodeInvalidOrExpired,
+            P::SessionExpired,
+            P::NotSignedIn,
+            P::CustomerSelectionRequired(vec![("a".into(), None)]),
+            P::RateLimited(Some(900)),
+            P::RateLimited(None),
+            P::NotFound,
+            P::DeviceManagementOff,
+            P::Refused {
+                status: 403,
+                error: "NotPermitted".into(),
+                detail: "polar_cst_secret".into(),
+            },
+        ];
+        for e in &all {
+            let m = e.message();
+            one_sentence(e.code(), m.sentence());
+            one_sentence(e.code(), m.next_step());
+            assert_eq!(e.user_message(), m.text());
+            assert!(!e.user_message().contains("polar_cst"), "{e:?}");
+        }
+        assert_eq!(
+            P::RateLimited(Some(900)).user_message(),
+            "Too many sign-in tries: wait 900 seconds, then try again."
+        );
+        let offline = crate::Error::Offline {
+            timeout: false,
+            detail: "connection refused".into(),
+        };
+        assert_eq!(
+            P::Offline(offline.clone()).message(),
+            offline.message(),
+            "no portal answer: the error's own words"
         );
     }
 }

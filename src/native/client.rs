@@ -429,7 +429,7 @@ impl BlockingClient {
         self.transport.send_portal(request).map_err(Error::from)
     }
 
-    fn send_portal(
+    pub(crate) fn send_portal(
         &self,
         request: Result<PortalRequest, Error>,
     ) -> Result<HttpResponse, PortalError> {

@@ -129,6 +129,7 @@ pub struct LicensingBuilder {
     machine: MachineBinding,
     clock: Clock,
     remember_keys: bool,
+    install_analytics: bool,
 }
 
 impl std::fmt::Debug for LicensingBuilder {
@@ -214,6 +215,16 @@ impl LicensingBuilder {
         self
     }
 
+    /// Install analytics (issue #80; default: off): with it on,
+    /// [`Licensing::report_install`] sends the seller's relay this install's daily ping
+    /// ([`crate::analytics`]: a hashed install id, the app's version, the OS, the architecture
+    /// and the face, nothing personal); off, it sends nothing. Turn it on only with the
+    /// user's consent where the law asks for it.
+    pub fn install_analytics(mut self, on: bool) -> Self {
+        self.install_analytics = on;
+        self
+    }
+
     /// Trials ([`crate::trial`]): a local trial of `days` while the app has no key. The first
     /// check with no key ([`Licensing::check_trial_report`], or
     /// [`Licensing::check_remembered_report`] with none remembered) starts it, sealed in the
@@ -271,6 +282,7 @@ impl LicensingBuilder {
             clock: self.clock,
             memo: Arc::default(),
             remember_keys: self.remember_keys,
+            install_analytics: self.install_analytics,
             relay_keys: Arc::new(self.options.relay_keys),
             lease_memo: Arc::default(),
             last_entitlements: Arc::default(),
@@ -369,6 +381,7 @@ pub struct Licensing {
     clock: Clock,
     memo: Arc<Memo>,
     remember_keys: bool,
+    install_analytics: bool,
     relay_keys: Arc<RelayKeys>,
     lease_memo: Arc<LeaseMemo>,
     /// The entitlements of the last check's answer ([`Licensing::entitlement`]).
@@ -447,6 +460,7 @@ impl Licensing {
             machine: MachineBinding::default(),
             clock: Arc::new(system_clock),
             remember_keys: false,
+            install_analytics: false,
         }
     }
 
@@ -1319,6 +1333,45 @@ impl Licensing {
                 (report.id, answer)
             }
             Err(e) => (String::new(), Err(e)),
+        }
+    }
+
+    /// Sends this install's analytics ping (issue #80, [`crate::analytics`]) to the seller's
+    /// relay at `relay_url`, as the app at `app_version`: `Ok(false)` and nothing sent while
+    /// [`LicensingBuilder::install_analytics`] is off (the default); `Ok(true)` once the relay
+    /// took it. Call it at each start: the relay keeps one event per install per day, so more
+    /// pings cost the seller nothing. A failure (offline, a refused field) is for the log
+    /// only: never tell the user.
+    pub fn report_install(&self, relay_url: &str, app_version: &str) -> Result<bool, Error> {
+        self.report_install_as(relay_url, app_version, "rust")
+    }
+
+    /// [`Licensing::report_install`] naming the face (`cli`, `c`, `python`, `tauri`: each face
+    /// passes its own).
+    #[doc(hidden)]
+    pub fn report_install_as(
+        &self,
+        relay_url: &str,
+        app_version: &str,
+        face: &str,
+    ) -> Result<bool, Error> {
+        if !self.install_analytics {
+            return Ok(false);
+        }
+        let secret = self.store.install_secret()?;
+        let install = crate::analytics::install_id(&secret, self.org());
+        let ping = crate::analytics::InstallPing::here(install, app_version, face);
+        let request = ping.request(self.org(), relay_url)?;
+        let answer = self.client.send_portal(Ok(request)).map_err(|e| match e {
+            crate::portal::PortalError::Offline(e) | crate::portal::PortalError::Invalid(e) => e,
+            other => Error::protocol(None, other.to_string()),
+        })?;
+        match answer.status {
+            200..=299 => Ok(true),
+            status => Err(Error::protocol(
+                Some(status),
+                "the relay did not take the install analytics ping",
+            )),
         }
     }
 

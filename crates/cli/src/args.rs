@@ -590,6 +590,24 @@ pub struct RelayServeArgs {
     )]
     pub usage_events: Vec<String>,
 
+    /// Take the apps' install analytics pings (POST /v1/analytics/install, issue #80) and
+    /// ingest at most one event per install per UTC day into your Polar
+    /// (docs/guides/analytics.md); the token then needs events:write. Off by default: the pings
+    /// are answered and dropped unread
+    #[arg(long, env = "POLAR_LICENSE_RELAY_INSTALL_ANALYTICS")]
+    pub install_analytics: bool,
+
+    /// With --install-analytics: the distinct installs taken per UTC day, at most; the day's
+    /// further installs are dropped (what a flood of made-up installs can cost)
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 100_000,
+        value_parser = clap::value_parser!(u64).range(1..=10_000_000),
+        env = "POLAR_LICENSE_RELAY_MAX_INSTALLS_PER_DAY"
+    )]
+    pub max_installs_per_day: u64,
+
     /// With --store: how long a check with a stored answer (within --stale-for) waits for a
     /// slow Polar before it gets that answer, stale (the call goes on and updates the store)
     #[arg(

@@ -216,7 +216,13 @@ fn serve(g: &Global, a: &RelayServeArgs) -> u8 {
     // For test suites and benchmarks only (never documented for sellers): Polar's budget
     // window under its minute, to face an emulator whose token window is scaled.
     let test_window = test_only_var("POLAR_LICENSE_RELAY_TEST_ONLY_BUDGET_SECONDS");
-    let mut relay = Relay::new(config, Box::new(transport)).and_then(|r| r.with_seats(seats));
+    let analytics = polar_license_relay::analytics::AnalyticsOptions {
+        enabled: a.install_analytics,
+        max_installs_per_day: usize::try_from(a.max_installs_per_day).unwrap_or(usize::MAX),
+    };
+    let mut relay = Relay::new(config, Box::new(transport))
+        .and_then(|r| r.with_seats(seats))
+        .and_then(|r| r.with_analytics(analytics));
     if let Some(s) = test_life {
         relay = relay.and_then(|r| r.with_test_only_seat_seconds(s));
     }

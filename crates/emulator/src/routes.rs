@@ -179,6 +179,8 @@ pub const ROUTES: &[Route] = &[
     #[cfg(feature = "billing")]
     route("/v1/meters/{id}", &["GET"], false, Token),
     #[cfg(feature = "billing")]
+    route("/v1/meters/{id}/quantities", &["GET"], false, Token),
+    #[cfg(feature = "billing")]
     route("/v1/events/", &["GET"], false, Token),
     route("/v1/webhooks/endpoints", &["GET", "POST"], true, Token),
     route(

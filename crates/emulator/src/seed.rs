@@ -92,8 +92,9 @@ pub struct Seed {
 
 /// A meter of the seed's organization. Polar's meters filter events by any clause; the
 /// emulator's match one event name (a documented simplification) and aggregate as Polar's
-/// `count` or `sum` of a metadata property (only numeric values count, as Polar's
-/// `jsonb_typeof = 'number'`).
+/// `count`, `sum` of a metadata property (only numeric values count, as Polar's
+/// `jsonb_typeof = 'number'`) or `unique` of one (its distinct values, read through
+/// `GET /v1/meters/{id}/quantities`).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 pub struct SeedMeter {
     /// The meter (UUID v4), as a `meter_credit` benefit's `meter_id` names it.
@@ -102,8 +103,9 @@ pub struct SeedMeter {
     pub name: String,
     /// The event name it counts (its filter: `name` equals this).
     pub event_name: String,
-    /// `{"func": "count"}` (absent: the default) or `{"func": "sum", "property": "tokens"}`
-    /// (a `metadata.` prefix is dropped, as Polar does).
+    /// `{"func": "count"}` (absent: the default), `{"func": "sum", "property": "tokens"}` or
+    /// `{"func": "unique", "property": "install"}` (a `metadata.` prefix is dropped, as Polar
+    /// does).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aggregation: Option<serde_json::Value>,
 }
@@ -122,6 +124,9 @@ pub(crate) enum Aggregation {
     Count,
     /// The sum of this metadata property (numbers only).
     Sum(String),
+    /// The count of the distinct values of this metadata property (Polar's `unique`:
+    /// `count(distinct …)`, any JSON type; issue #80's active installs).
+    Unique(String),
 }
 
 #[cfg(feature = "billing")]
@@ -135,19 +140,21 @@ impl SeedMeter {
         let func = agg.get("func").and_then(|f| f.as_str());
         match func {
             Some("count") => Ok(Aggregation::Count),
-            Some("sum") => match agg.get("property").and_then(|p| p.as_str()) {
+            Some(f @ ("sum" | "unique")) => match agg.get("property").and_then(|p| p.as_str()) {
                 Some(p) => {
                     let p = p.strip_prefix("metadata.").unwrap_or(p);
                     if p.is_empty() {
-                        Err(format!("{what} sums an empty property"))
-                    } else {
+                        Err(format!("{what} aggregates an empty property"))
+                    } else if f == "sum" {
                         Ok(Aggregation::Sum(p.to_string()))
+                    } else {
+                        Ok(Aggregation::Unique(p.to_string()))
                     }
                 }
-                None => Err(format!("{what} is a sum without a \"property\"")),
+                None => Err(format!("{what} is a {f} without a \"property\"")),
             },
             _ => Err(format!(
-                "{what} is not {{\"func\": \"count\"}} or {{\"func\": \"sum\", \"property\": …}}"
+                "{what} is not {{\"func\": \"count\"}}, or \"sum\" or \"unique\" with a \"property\""
             )),
         }
     }

@@ -45,6 +45,8 @@ mod lifecycle;
 #[cfg(feature = "billing")]
 mod meters;
 mod portal;
+#[cfg(feature = "billing")]
+mod quantities;
 mod reads;
 mod sessions;
 mod versions;

@@ -21,6 +21,8 @@ pub(crate) mod lifecycle;
 mod meters;
 #[cfg(not(target_arch = "wasm32"))]
 mod persist;
+#[cfg(feature = "billing")]
+mod quantities;
 mod views;
 pub(crate) use crate::webhooks::GrantView;
 pub(crate) use catalog::Listed;
@@ -29,6 +31,8 @@ pub(crate) use entitlements::GrantFilter;
 use entitlements::{field_str, BenefitRec, FlagGrant};
 #[cfg(feature = "billing")]
 pub(crate) use meters::{CustomerMeter, NewEvent, Who};
+#[cfg(feature = "billing")]
+pub(crate) use quantities::{Interval, QuantityQuery};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Status {

@@ -463,3 +463,98 @@ fn the_seed_refuses_meters_polar_would_refuse() {
         assert!(err.contains(why), "{meters} {benefits}: {err}");
     }
 }
+
+/// A `unique` meter read through `GET /v1/meters/{id}/quantities` (docs/polar-api.md §17;
+/// issue #80's active installs): each day's bucket counts the distinct values of the day's
+/// events, not the events; `metadata[key]` filters; the total counts the distinct values of
+/// every matching event whatever its time (Polar's total subquery has no time clause); a
+/// range longer than the interval allows is Polar's 422.
+#[test]
+fn a_unique_meter_counts_distinct_values_per_day_and_in_all() {
+    const ACTIVE: &str = "3a4b5c6d-7e8f-4a9b-8c0d-1e2f3a4b5c6d";
+    let mut seed = seed();
+    seed.meters.push(SeedMeter {
+        id: ACTIVE.into(),
+        name: "Active installs".into(),
+        event_name: "install_ping".into(),
+        aggregation: Some(json!({"func": "unique", "property": "install"})),
+    });
+    let em = Emulator::start(seed, Options::default()).expect("starts");
+    let ping = |install: &str, version: &str, at: &str| {
+        json!({"name": "install_ping", "external_customer_id": install, "timestamp": at,
+               "metadata": {"install": install, "app_version": version}})
+    };
+    // Day 1: a and b, a twice; day 2: a and c. Another event name is not the meter's.
+    let r = ingest(
+        &em,
+        json!([
+            ping("a", "1.0", "2026-03-01T08:00:00Z"),
+            ping("a", "1.0", "2026-03-01T20:00:00Z"),
+            ping("b", "1.1", "2026-03-01T09:00:00Z"),
+            ping("a", "1.1", "2026-03-02T10:00:00Z"),
+            ping("c", "1.1", "2026-03-02T11:00:00Z"),
+            {"name": "api_call", "external_customer_id": "d", "metadata": {"install": "d"}},
+        ]),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let quantities = |more: &str| {
+        ok(
+            &em,
+            &format!(
+                "/v1/meters/{ACTIVE}/quantities?start_timestamp=2026-03-01T00:00:00Z\
+                 &end_timestamp=2026-03-02T23:00:00Z&interval=day{more}"
+            ),
+        )
+    };
+    let all = quantities("");
+    let days: Vec<f64> = all["quantities"]
+        .as_array()
+        .expect("quantities")
+        .iter()
+        .map(|q| q["quantity"].as_f64().expect("a number"))
+        .collect();
+    assert_eq!(days, [2.0, 2.0], "{all}");
+    assert_eq!(all["quantities"][0]["timestamp"], "2026-03-01T00:00:00Z");
+    assert_eq!(all["total"], 3.0, "a, b and c: {all}");
+    let v11 = quantities("&metadata[app_version]=1.1");
+    assert_eq!(v11["quantities"][0]["quantity"], 1.0, "{v11}");
+    assert_eq!(v11["quantities"][1]["quantity"], 2.0, "{v11}");
+    // A one-day range's total still counts every install ever seen (no time clause).
+    let one = ok(
+        &em,
+        &format!(
+            "/v1/meters/{ACTIVE}/quantities?start_timestamp=2026-03-02T00:00:00Z\
+             &end_timestamp=2026-03-02T01:00:00Z&interval=day"
+        ),
+    );
+    assert_eq!(
+        (
+            one["quantities"][0]["quantity"].as_f64(),
+            one["total"].as_f64()
+        ),
+        (Some(2.0), Some(3.0))
+    );
+    // Eight days by the hour: Polar's 422; an unknown meter: 404.
+    let long = json_request(
+        em.port(),
+        "GET",
+        &format!(
+            "/v1/meters/{ACTIVE}/quantities?start_timestamp=2026-03-01T00:00:00Z\
+             &end_timestamp=2026-03-09T00:00:00Z&interval=hour"
+        ),
+        None,
+        Some(DEMO_TOKEN),
+    );
+    assert_eq!(long.status, 422, "{}", long.text());
+    let unknown = json_request(
+        em.port(),
+        "GET",
+        &format!(
+            "/v1/meters/{OTHER_V4}/quantities?start_timestamp=2026-03-01T00:00:00Z\
+             &end_timestamp=2026-03-02T00:00:00Z&interval=day"
+        ),
+        None,
+        Some(DEMO_TOKEN),
+    );
+    assert_eq!(unknown.status, 404);
+}

@@ -65,6 +65,7 @@ macro_rules! debug_some {
 }
 
 mod address;
+pub mod analytics;
 mod backoff;
 mod breaker;
 mod clock;

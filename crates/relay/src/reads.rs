@@ -29,6 +29,8 @@ pub struct Reads<'a> {
     pub(crate) token: &'a AccessToken,
     /// The set-up's check, when on (crate::doctor).
     pub(crate) setup_watch: Option<&'a crate::doctor::Watch>,
+    /// The install analytics' events waiting (crate::analytics).
+    pub(crate) analytics: &'a crate::analytics::Analytics,
 }
 
 /// The roster's next read at `now` (its call taken from the budget: a refetch from the

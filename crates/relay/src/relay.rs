@@ -62,6 +62,8 @@ pub struct Relay {
     /// The seller's set-up checked in the background (issue #78,
     /// [`RelayConfig::check_setup_every`]); `None`: off.
     pub(crate) setup_watch: Option<crate::doctor::Watch>,
+    /// Install analytics (issue #80, [`Relay::with_analytics`]); off by default.
+    pub(crate) analytics: crate::analytics::Analytics,
 }
 
 // Never the seller's token nor the signing key.
@@ -130,6 +132,7 @@ impl Relay {
             organization_id: self.organization_id.as_deref(),
             token: &self.token,
             setup_watch: self.setup_watch.as_ref(),
+            analytics: &self.analytics,
         }
     }
 
@@ -277,6 +280,7 @@ impl Relay {
             seats: crate::seats::SeatOptions::default(),
             churned: crate::seats::Churned::default(),
             setup_watch,
+            analytics: crate::analytics::Analytics::default(),
         })
     }
 
@@ -288,6 +292,25 @@ impl Relay {
         }
         self.seats = seats;
         Ok(self)
+    }
+
+    /// The relay with the seller's install analytics (issue #80, [`crate::analytics`]: off by
+    /// default); refused when [`crate::analytics::AnalyticsOptions::problem`] finds one.
+    pub fn with_analytics(
+        mut self,
+        options: crate::analytics::AnalyticsOptions,
+    ) -> Result<Relay, Error> {
+        if let Some((field, why)) = options.problem() {
+            return Err(Error::invalid(field, why));
+        }
+        self.analytics = crate::analytics::Analytics::new(options);
+        Ok(self)
+    }
+
+    /// What the install analytics counted so far, and the state it holds (the installs kept
+    /// for today, the events waiting): what its bounds are tested by.
+    pub fn analytics_counts(&self) -> (crate::analytics::AnalyticsCounts, (usize, usize)) {
+        (self.analytics.counts(), self.analytics.held())
     }
 
     /// For test suites only: a seat's life of `seconds` (1 to 3,600), under the 30 s that

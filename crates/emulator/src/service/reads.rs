@@ -10,6 +10,7 @@
 //!   `benefits:read`), `GET /v1/customers/{id}` (`customer/endpoints.py`, `customers:read`),
 //!   `GET /v1/subscriptions/{id}` (`subscription/endpoints.py`, `subscriptions:read`),
 //!   `GET /v1/meters/` and `GET /v1/meters/{id}` (`meter/endpoints.py`, `meters:read`),
+//!   `GET /v1/meters/{id}/quantities` (its own file, quantities.rs),
 //!   `GET /v1/events/` (`event/endpoints.py`, `events:read`).
 //!
 //! Each of their `:write` scopes is accepted too; a portal route answers 401 `Unauthorized`
@@ -172,6 +173,10 @@ impl Core {
             #[cfg(feature = "billing")]
             ["meters", _] => (&["meters:read", "meters:write"], 'm'),
             #[cfg(feature = "billing")]
+            ["meters", id, "quantities"] if !id.is_empty() => {
+                (&["meters:read", "meters:write"], 'q')
+            }
+            #[cfg(feature = "billing")]
             ["events", ""] => (&["events:read", "events:write"], 'e'),
             _ => return None,
         };
@@ -189,6 +194,8 @@ impl Core {
             'm' => self.meter_reads(ex, organization_id, id),
             #[cfg(feature = "billing")]
             'e' => self.event_reads(ex, organization_id),
+            #[cfg(feature = "billing")]
+            'q' => self.meter_quantities(ex, organization_id, id),
             _ => {
                 if let Some(e) = path_uuid_error("id", id) {
                     return Some(Step::Done(Resp::json(422, &error_body(&[e]))));

@@ -67,6 +67,10 @@ impl MeterRec {
                         _ => None,
                     })
             }
+            // Not summable (`is_summable` is false in Polar's aggregation.py): a customer's
+            // meter keeps no running units of it; `GET /v1/meters/{id}/quantities` counts the
+            // distinct values from the events kept ([`Store::meter_quantities`]).
+            Aggregation::Unique(_) => None,
         }
     }
 
@@ -75,6 +79,7 @@ impl MeterRec {
         let aggregation = match &self.aggregation {
             Aggregation::Count => obj(vec![("func", s("count"))]),
             Aggregation::Sum(p) => obj(vec![("func", s("sum")), ("property", s(p))]),
+            Aggregation::Unique(p) => obj(vec![("func", s("unique")), ("property", s(p))]),
         };
         obj(vec![
             ("metadata", J::Obj(Vec::new())),

@@ -148,6 +148,8 @@ enum Job {
     LoadForUsage,
     /// A page of the listing of a last run's usage buffers.
     UsageList,
+    /// A batch of install analytics events ingested (crate::analytics).
+    Analytics,
     /// A read of the seller's set-up check (crate::doctor).
     Setup(crate::doctor::Probe),
 }
@@ -357,6 +359,35 @@ impl Background {
                 Err(None) => {}
             }
         }
+        // The install analytics' events waiting (crate::analytics), in batches from the
+        // budget's usage part (a store's; without one, the breaker alone).
+        let batch = relay.analytics.next_batch(
+            relay.base_url,
+            || relay.breaker.is_open(now),
+            || {
+                relay
+                    .store
+                    .map_or(Ok(()), |s| s.take(now, crate::store::Use::Usage))
+            },
+            now,
+        );
+        match batch {
+            Ok((url, body)) => {
+                let mut headers = crate::reads::read_headers(relay);
+                headers.push(("content-type", "application/json".to_string()));
+                let id = self.put(Job::Analytics);
+                return Poll::Send(Request {
+                    id,
+                    url,
+                    headers,
+                    body: Some(body),
+                });
+            }
+            // A store read per key (Workers): no alarm for it; each ping's request wakes it.
+            Err(Some(_)) if self.paged.is_some() => {}
+            Err(Some(ms)) => wait_for(ms),
+            Err(None) => {}
+        }
         // The customers' values a grant's lease asked for (crate::entitled): first, as the
         // customers' checks are; each read's call from the budget's shared part (a read only
         // an ingested usage batch asked: its usage part).
@@ -461,7 +492,12 @@ impl Background {
         };
         self.polar_answered = matches!(
             job,
-            Job::Roster(_) | Job::Reconcile(_) | Job::Entitled | Job::Usage | Job::Setup(_)
+            Job::Roster(_)
+                | Job::Reconcile(_)
+                | Job::Entitled
+                | Job::Usage
+                | Job::Analytics
+                | Job::Setup(_)
         );
         match job {
             Job::Setup(probe) => {
@@ -484,6 +520,13 @@ impl Background {
                         s.entitled.ingested(&_customer);
                     }
                 }
+            }
+            Job::Analytics => {
+                let answer = match given {
+                    Given::Polar(answer) => answer,
+                    other => Err(format!("the host gave no answer of Polar's ({other:?})")),
+                };
+                relay.analytics.answered(&answer, now);
             }
             Job::Entitled => {
                 let answer = match given {

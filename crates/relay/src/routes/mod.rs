@@ -14,6 +14,7 @@
 //! | seats | `acquire`, `heartbeat`, `release` under [`crate::seats::SEATS_PREFIX`] | `seat.rs` |
 //! | devices | [`crate::types::DEVICES_ROUTE`] | `devices.rs` |
 //! | usage | [`crate::types::USAGE_ROUTE`] | `usage.rs` |
+//! | install analytics | [`crate::analytics::ANALYTICS_ROUTE`] | `install.rs` |
 //! | webhooks | [`crate::types::WEBHOOK_ROUTE`] | `webhook.rs` |
 //! | refused at the door | any request answered by its route alone | here ([`Refused`]) |
 //!
@@ -21,6 +22,7 @@
 //! before any body is read: [`Target::Health`], and the exchange's `operator`.)
 
 mod devices;
+mod install;
 mod license;
 pub(crate) mod route;
 mod seat;
@@ -31,7 +33,7 @@ mod webhook;
 use polar_license::proto::Operation;
 use polar_license_rules::{check_body, CheckedBody};
 
-pub(crate) use route::{Devices, License, Refused, Route, Seat, Usage, Webhook};
+pub(crate) use route::{Devices, Install, License, Refused, Route, Seat, Usage, Webhook};
 pub(crate) use target::Target;
 
 use crate::clock::Now;
@@ -110,6 +112,7 @@ impl Route {
             Target::Usage if !asks_preflight && door.usage.is_some() => {
                 Usage::parse(req, door).map(Route::Usage)
             }
+            Target::Analytics if !asks_preflight => Install::parse(req, door).map(Route::Install),
             _ if asks_preflight => return refused(preflight(), "preflight"),
             Target::License(op) => License::parse(op, req, door).map(Route::License),
             _ => {
@@ -129,6 +132,7 @@ impl Route {
             Route::Seat(_) => Some("seat"),
             Route::Devices(_) => Some("devices"),
             Route::Usage(_) => Some("usage"),
+            Route::Install(_) => Some("analytics"),
             Route::Webhook(w) => w.preflight.then_some("preflight"),
             Route::Refused(r) => r.what,
         }
@@ -141,6 +145,7 @@ impl Route {
             Route::Seat(p) => p,
             Route::Devices(p) => p,
             Route::Usage(p) => p,
+            Route::Install(p) => p,
             Route::Webhook(p) => p,
             Route::Refused(p) => p,
         }
@@ -153,7 +158,7 @@ impl Route {
             Route::License(l) => Some(&l.checked.key),
             Route::Devices(d) => Some(&d.verdict.key),
             Route::Usage(u) => Some(&u.verdict.key),
-            Route::Seat(_) | Route::Webhook(_) | Route::Refused(_) => None,
+            Route::Seat(_) | Route::Install(_) | Route::Webhook(_) | Route::Refused(_) => None,
         }
     }
 }

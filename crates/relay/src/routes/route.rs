@@ -22,6 +22,8 @@ pub(crate) enum Route {
     Devices(Devices),
     /// A usage report.
     Usage(Usage),
+    /// An install's analytics ping.
+    Install(Install),
     /// A webhook delivery (a store with a webhook secret).
     Webhook(Webhook),
     /// Answered by its route alone: an unknown path, a preflight, a refused method, size or
@@ -38,6 +40,7 @@ impl Route {
             Route::Seat(_) => "seat",
             Route::Devices(_) => "devices",
             Route::Usage(_) => "usage",
+            Route::Install(_) => "analytics",
             Route::Webhook(_) => "webhook",
             Route::Refused(_) => "refused",
         }
@@ -81,6 +84,13 @@ pub(crate) struct Devices {
 pub(crate) struct Usage {
     pub(crate) ask: UsageAsk,
     pub(crate) verdict: CheckedBody,
+}
+
+/// An install's analytics ping, its body read (issue #80), of an organization this relay
+/// serves.
+#[derive(Clone)]
+pub(crate) struct Install {
+    pub(crate) ping: crate::analytics::Ping,
 }
 
 /// A webhook delivery (any method: a method other than `POST` is the store's 405).

@@ -21,6 +21,8 @@ pub(crate) enum Target {
     Devices,
     /// A usage report (issue #68 item 3).
     Usage,
+    /// An install's analytics ping (issue #80).
+    Analytics,
     /// Polar's webhook deliveries.
     Webhook,
     /// `/healthz`, exactly (no query: `/healthz?x` is no health check).
@@ -55,6 +57,7 @@ impl Target {
         match path {
             DEVICES_ROUTE => Target::Devices,
             USAGE_ROUTE => Target::Usage,
+            crate::analytics::ANALYTICS_ROUTE => Target::Analytics,
             WEBHOOK_ROUTE => Target::Webhook,
             _ => Target::Unknown,
         }
@@ -67,6 +70,7 @@ impl Target {
             Target::Seat(_) => "seats",
             Target::Devices => "devices",
             Target::Usage => "usage",
+            Target::Analytics => "analytics",
             Target::Webhook => "webhook",
             Target::Health | Target::Unknown => "other",
         }

@@ -1,0 +1,53 @@
+//! The install analytics ping's part (issue #80, [`crate::analytics`] holds the day's state and
+//! the ingest): no key and no call of Polar's on the request's path; the ping is read, taken
+//! (or dropped) and answered `202` at once, the same answer whether the seller turned
+//! analytics on or not.
+
+use super::{Door, Install, Part, Refused};
+use crate::clock::Now;
+use crate::relay::Relay;
+use crate::store::Wants;
+use crate::types::{private, OrgId, RelayRequest, Routed};
+
+impl Install {
+    /// The route's checks in the relay's order: the method (405), the body's size (413), the
+    /// body (422 `InvalidAnalyticsRequest`), the organization (another's: the private 404).
+    pub(super) fn parse(req: &RelayRequest, door: &Door<'_>) -> Result<Install, Refused> {
+        let refused = |answer| Refused {
+            answer,
+            what: Some("analytics"),
+        };
+        if let Some(r) = super::refuses_post(req, door.max_body) {
+            return Err(refused(r));
+        }
+        let (organization_id, ping) =
+            crate::analytics::read_ping(&req.body).map_err(|r| refused(private(r)))?;
+        let serves = OrgId::parse(&organization_id).is_some_and(|org| door.serves(&org));
+        if !serves {
+            return Err(refused(super::another_organization()));
+        }
+        Ok(Install { ping })
+    }
+}
+
+impl Part for Install {
+    /// Nothing of the store: the day's state is the relay's own, in memory.
+    fn wants(&self, _: &Relay, _: &RelayRequest, _: i64) -> Option<Wants> {
+        None
+    }
+
+    /// Taken (one event at most, bounded) or dropped, and answered at once.
+    fn begin(
+        &self,
+        relay: &Relay,
+        _: &RelayRequest,
+        now: Now,
+        _: u32,
+        _: &dyn Fn() -> Option<[u8; 16]>,
+    ) -> Routed {
+        relay.analytics.take(self.ping.clone(), now);
+        let mut r = private(crate::analytics::accepted());
+        r.set("access-control-allow-origin", "*");
+        Routed::Answer(r)
+    }
+}

@@ -241,10 +241,11 @@ fn a_watched_hold_woken_after_the_apps_own_heartbeat_asks_its_machine_again_at_o
     })
     .expect("a thread");
     // The relay frees the seat behind the hold's back.
-    let release = beating
-        .with(|b| b.hold().release_ask())
-        .expect("a release");
-    assert!(matches!(client.seat(&release), Ok(SeatAnswer::Released(true))));
+    let release = beating.with(|b| b.hold().release_ask()).expect("a release");
+    assert!(matches!(
+        client.seat(&release),
+        Ok(SeatAnswer::Released(true))
+    ));
     // The app's own heartbeat: the relay says the seat is gone.
     let polled = beating.with(|b| b.hold_mut().heartbeat_now(system_clock_ms()));
     let HoldPoll::Send(ask) = polled else {

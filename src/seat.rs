@@ -316,7 +316,22 @@ impl SeatAnswer {
     pub fn user_message(&self) -> Option<String> {
         self.message().map(|m| m.text())
     }
+
+    /// The code a face gives a refusal by (the one spelling every face uses): `seats_full`,
+    /// `seat_gone`, or Polar's reason for a denial. `None` for a seat held or a release.
+    pub fn code(&self) -> Option<&'static str> {
+        match self {
+            SeatAnswer::Held(_) | SeatAnswer::Released(_) => None,
+            SeatAnswer::Full { .. } => Some(crate::reason::Reason::SeatsFull.code()),
+            SeatAnswer::Gone => Some(SEAT_GONE_CODE),
+            SeatAnswer::Denied(d) => Some(d.reason.code()),
+        }
+    }
 }
+
+/// The code of a seat the relay no longer holds ([`SeatAnswer::Gone`]): not a reason of a
+/// check (the key is not denied), a seat to take again.
+pub const SEAT_GONE_CODE: &str = "seat_gone";
 
 /// The member `name` when it is an integer that fits `u64`.
 fn number(v: &Value, name: &str) -> Option<u64> {
@@ -414,6 +429,24 @@ mod tests {
 
     const ORG: &str = "d2fcbff8-108b-411e-bf2b-6383e0a8802d";
     const SEAT: &str = "6a1f4b7e-3c2d-4e5f-8a9b-0c1d2e3f4a5b";
+
+    /// The one spelling of a refusal's code every face gives (C, the CLI, Tauri and npm's seat
+    /// module read it here): the relay's own reason read back, and none for an answer that
+    /// is no refusal.
+    #[test]
+    fn a_refusals_code_is_the_cores() {
+        let full = SeatAnswer::Full {
+            in_use: 2,
+            size: 2,
+            frees_at: None,
+            retry_after: None,
+        };
+        assert_eq!(full.code(), Some("seats_full"));
+        let gone = HttpResponse::new(404, &br#"{"reason":"seat_gone"}"#[..]);
+        let gone = read_seat_answer(SeatOp::Heartbeat, &gone).unwrap();
+        assert_eq!(gone.code(), Some(SEAT_GONE_CODE));
+        assert_eq!(SeatAnswer::Released(true).code(), None);
+    }
 
     fn ask(op: SeatOp, seat: Option<&str>) -> SeatAsk {
         SeatAsk {

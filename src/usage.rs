@@ -23,6 +23,7 @@ use crate::json::JsonOut;
 use crate::key::Key;
 use crate::proto::{ErrorBody, HttpRequest, HttpResponse, Operation};
 use crate::strict::Value;
+use core::time::Duration;
 
 /// The relay's usage route.
 pub const USAGE_PATH: &str = "/v1/usage/record";
@@ -812,9 +813,10 @@ impl UsageBacklog {
     }
 }
 
-/// What a shell does next for a report through a client's backlog ([`BufferedUsage`]).
+/// What comes next for a report through a client's backlog ([`BufferedUsage`]): the steps
+/// [`BufferedRun`] asks a shell for.
 #[derive(Debug)]
-pub enum BufferedStep {
+enum BufferedStep {
     /// Send `request` after waiting `after`, then hand what came back to
     /// [`BufferedUsage::answer`].
     Send {
@@ -839,8 +841,9 @@ enum Sending {
 }
 
 /// A usage report through a client's durable backlog (issue #68 item 3): the one order of
-/// steps a client with storage (the Rust-on-wasm `AsyncLicensing`) drives, its shell doing
-/// only the IO (the storage's read and write under a lock, the sends, the waits):
+/// steps a client with storage (the Rust-on-wasm `AsyncLicensing`) drives as a machine of the
+/// family ([`BufferedUsage::run`]), its shell doing only the IO (the storage's read under a
+/// lock, then the waits, the sends and the write the machine asks for):
 ///
 /// 1. Nothing is sent while the backlog is held (the relay's `Retry-After`): this call's
 ///    report joins the backlog, answered [`UsageAnswer::Backlog`] with the seconds left.
@@ -934,7 +937,7 @@ impl BufferedUsage {
     }
 
     /// The first step.
-    pub fn start(&mut self) -> BufferedStep {
+    fn start(&mut self) -> BufferedStep {
         if let Some(left) = self.backlog.held(self.now) {
             self.stopped = true;
             return self.buffer_new(Some(left));
@@ -1083,7 +1086,7 @@ impl BufferedUsage {
     }
 
     /// What the last send brought.
-    pub fn answer(&mut self, sent: Result<HttpResponse, Error>) -> BufferedStep {
+    fn answer(&mut self, sent: Result<HttpResponse, Error>) -> BufferedStep {
         let step = match &mut self.sending {
             Some(Sending::Waiting(m) | Sending::New(m)) => m.answer(sent),
             None => return self.finish(),
@@ -1116,11 +1119,95 @@ impl BufferedUsage {
 
     /// The storage's outcome of the last [`BufferedStep::Save`]: a report this call put in
     /// the backlog that could not be saved is answered with the storage's error.
-    pub fn saved(&mut self, result: Result<(), Error>) -> BufferedStep {
+    fn saved(&mut self, result: Result<(), Error>) -> BufferedStep {
         match result {
             Err(e) if self.buffered_new => BufferedStep::Done(Err(e)),
             _ => BufferedStep::Done(self.outcome()),
         }
+    }
+}
+
+impl BufferedUsage {
+    /// This run as a machine of the client's family ([`BufferedRun`], a
+    /// [`crate::flow::Standalone`]): its waits, sends and the backlog's save to the store entry
+    /// `backlog` as steps, so a shell drives it with its one loop (the Rust-on-wasm
+    /// `AsyncLicensing`'s) and keeps no schedule of its own.
+    pub fn run(mut self, backlog: &str) -> BufferedRun {
+        let key = self
+            .new
+            .as_ref()
+            .map_or_else(|| Key::new(""), |r| r.key.clone());
+        let step = self.start();
+        BufferedRun {
+            usage: self,
+            backlog: backlog.to_string(),
+            key,
+            step,
+        }
+    }
+}
+
+/// A [`BufferedUsage`] run as steps ([`BufferedUsage::run`]): a send's wait is
+/// [`crate::flow::Want::Wait`], a send [`crate::flow::Want::Send`], the backlog's save a
+/// durable [`crate::flow::Want::Write`] of the store entry named at the start; then
+/// [`BufferedRun::outcome`].
+#[derive(Debug)]
+pub struct BufferedRun {
+    usage: BufferedUsage,
+    backlog: String,
+    /// The report's key (none for a flush): the shell's log lines'.
+    key: Key,
+    step: BufferedStep,
+}
+
+impl BufferedRun {
+    /// The backlog as it stands (after the run: the reports left waiting).
+    pub fn backlog(&self) -> &UsageBacklog {
+        self.usage.backlog()
+    }
+
+    /// The run's answer once done (it wants [`crate::flow::Want::Done`]); taken once.
+    pub fn outcome(&mut self) -> Result<UsageAnswer, Error> {
+        match &mut self.step {
+            BufferedStep::Done(result) => std::mem::replace(result, Err(spent())),
+            _ => Err(Error::invalid("usage", "the report is not done yet")),
+        }
+    }
+}
+
+impl crate::flow::Standalone for BufferedRun {
+    fn want(&self) -> crate::flow::Want<'_> {
+        use crate::flow::Want;
+        match &self.step {
+            BufferedStep::Send { after, .. } if !after.is_zero() => Want::Wait(*after),
+            BufferedStep::Send { request, .. } => Want::Send(request),
+            BufferedStep::Save(text) => Want::Write {
+                name: &self.backlog,
+                bytes: text.as_bytes(),
+                keep: crate::slot::Keep::Durable,
+                compare: None,
+            },
+            BufferedStep::Done(_) => Want::Done,
+        }
+    }
+
+    fn give(&mut self, given: crate::flow::Given) {
+        use crate::flow::Given;
+        match (&mut self.step, given) {
+            (BufferedStep::Send { after, .. }, Given::Waited) => *after = Duration::ZERO,
+            (BufferedStep::Send { after, .. }, Given::Response(sent)) if after.is_zero() => {
+                self.step = self.usage.answer(sent);
+            }
+            (BufferedStep::Save(_), Given::Written(written)) => {
+                self.step = self.usage.saved(written);
+            }
+            // Nothing else is asked of a shell.
+            _ => {}
+        }
+    }
+
+    fn key(&self) -> &Key {
+        &self.key
     }
 }
 
@@ -1367,34 +1454,81 @@ mod tests {
         })
     }
 
-    /// Drives `m`, answering every send with `answer`: the ids sent, the text saved, the end.
+    /// The backlog's store entry in these tests.
+    const BACKLOG: &str = "usage-backlog-test";
+
+    /// Drives `m` as a machine of the family ([`BufferedRun`]) with a shell's one loop,
+    /// answering every send with `answer` and every write as stored: the ids sent, the text
+    /// saved (a durable write of [`BACKLOG`], nothing else), the end.
     fn drive(
-        m: &mut BufferedUsage,
+        m: BufferedUsage,
         answer: impl Fn() -> Result<HttpResponse, Error>,
     ) -> (Vec<String>, Option<String>, Result<UsageAnswer, Error>) {
-        let (mut sent, mut saved) = (Vec::new(), None);
-        let mut step = m.start();
-        loop {
-            step = match step {
-                BufferedStep::Send { request, .. } => {
+        drive_run(m.run(BACKLOG), answer).0
+    }
+
+    type Driven = (Vec<String>, Option<String>, Result<UsageAnswer, Error>);
+
+    /// [`drive`] on a run, and the waits it asked for.
+    fn drive_run(
+        mut m: BufferedRun,
+        answer: impl Fn() -> Result<HttpResponse, Error>,
+    ) -> (Driven, Vec<core::time::Duration>) {
+        use crate::flow::{Given, Standalone, Want};
+        let (mut sent, mut saved, mut waits) = (Vec::new(), None, Vec::new());
+        for _ in 0..1_000 {
+            let given = match m.want() {
+                Want::Send(request) => {
                     let v: serde_json::Value = serde_json::from_slice(&request.body).expect("JSON");
                     sent.push(v["id"].as_str().expect("an id").to_string());
-                    m.answer(answer())
+                    Given::Response(answer())
                 }
-                BufferedStep::Save(text) => {
-                    saved = Some(text);
-                    m.saved(Ok(()))
+                Want::Wait(wait) => {
+                    waits.push(wait);
+                    Given::Waited
                 }
-                BufferedStep::Done(result) => return (sent, saved, result),
-            }
+                Want::Write {
+                    name,
+                    bytes,
+                    keep,
+                    compare,
+                } => {
+                    assert_eq!(
+                        (name, keep, compare.is_none()),
+                        (BACKLOG, crate::slot::Keep::Durable, true)
+                    );
+                    saved = Some(String::from_utf8(bytes.to_vec()).expect("text"));
+                    Given::Written(Ok(()))
+                }
+                Want::Done => return ((sent, saved, m.outcome()), waits),
+                _ => panic!("a buffered run asks for no store read, lock or clock"),
+            };
+            m.give(given);
         }
+        panic!("a run that never ends");
+    }
+
+    /// Issue #77: a buffered report's schedule is the machine's steps. The relay out of reach,
+    /// each send again comes after a [`crate::flow::Want::Wait`] of [`wait_before`]'s (no
+    /// shell sleeps of its own), and the backlog is one durable write of the entry the shell
+    /// named; then the answer.
+    #[test]
+    fn a_buffered_runs_waits_and_its_save_are_steps() {
+        let run = buffered(None, Some(report()), 0).run(BACKLOG);
+        let ((sent, saved, end), waits) = drive_run(run, offline);
+        assert_eq!(sent.len(), USAGE_SENDS as usize);
+        let expected: Vec<_> = (2..=USAGE_SENDS).map(wait_before).collect();
+        assert_eq!(waits, expected);
+        assert!(waits.iter().all(|w| !w.is_zero()));
+        assert_eq!(end.expect("an answer").code(), BACKLOG_CODE);
+        assert_eq!(UsageBacklog::read(saved.as_deref()).len(), 1);
     }
 
     #[test]
     fn a_report_the_relay_cannot_take_waits_in_the_backlog_then_goes_first_once() {
         let first = report();
-        let mut m = buffered(None, Some(first.clone()), 0);
-        let (sent, saved, end) = drive(&mut m, offline);
+        let m = buffered(None, Some(first.clone()), 0);
+        let (sent, saved, end) = drive(m, offline);
         assert_eq!(sent, vec![first.id.clone(); USAGE_SENDS as usize]);
         assert_eq!(end.expect("an answer").code(), BACKLOG_CODE);
         let saved = saved.expect("the backlog saved");
@@ -1408,18 +1542,18 @@ mod tests {
         );
         // The relay back: the waiting report first, then this call's; the backlog emptied.
         let second = another_report();
-        let mut m = buffered(Some(&saved), Some(second.clone()), 5);
-        let (sent, saved, end) = drive(&mut m, recorded);
+        let m = buffered(Some(&saved), Some(second.clone()), 5);
+        let (sent, saved, end) = drive(m, recorded);
         assert_eq!(sent, vec![first.id.clone(), second.id.clone()]);
         assert_eq!(end.expect("an answer").code(), RECORDED_CODE);
         assert!(UsageBacklog::read(saved.as_deref()).is_empty());
         // A backlog sealed for another install opens to nothing: dropped, never sent.
         let other = crate::keyseal::KeySeal::new("http://relay", ORG, &[1; 32], None, None);
-        let mut m =
+        let m =
             BufferedUsage::new("http://relay", ORG, other, None, Some(first), 0).expect("a run");
-        let (_, stored, _) = drive(&mut m, offline);
-        let mut m = buffered(stored.as_deref(), None, 0);
-        let (sent, _, _) = drive(&mut m, recorded);
+        let (_, stored, _) = drive(m, offline);
+        let m = buffered(stored.as_deref(), None, 0);
+        let (sent, _, _) = drive(m, recorded);
         assert!(sent.is_empty(), "{sent:?}");
     }
 
@@ -1432,8 +1566,8 @@ mod tests {
             Ok(r)
         };
         let r = report();
-        let mut m = buffered(None, Some(r.clone()), 1000);
-        let (sent, saved, end) = drive(&mut m, backlog);
+        let m = buffered(None, Some(r.clone()), 1000);
+        let (sent, saved, end) = drive(m, backlog);
         // Sent once: the relay asked for 60 s, more than the next send's wait.
         assert_eq!(sent.len(), 1);
         assert_eq!(
@@ -1446,14 +1580,14 @@ mod tests {
         assert_eq!(UsageBacklog::read(Some(&saved)).hold_until(), Some(1060));
         // Within the hold nothing is sent: a new report joins the backlog.
         let later = another_report();
-        let mut m = buffered(Some(&saved), Some(later.clone()), 1030);
-        let (sent, saved, end) = drive(&mut m, recorded);
+        let m = buffered(Some(&saved), Some(later.clone()), 1030);
+        let (sent, saved, end) = drive(m, recorded);
         assert!(sent.is_empty(), "{sent:?}");
         assert_eq!(end.expect("an answer").retry_after(), Some(30));
         let saved = saved.expect("saved");
         // After it, both go, in order, and the hold is gone.
-        let mut m = buffered(Some(&saved), None, 1061);
-        let (sent, saved, end) = drive(&mut m, recorded);
+        let m = buffered(Some(&saved), None, 1061);
+        let (sent, saved, end) = drive(m, recorded);
         assert_eq!(sent, vec![r.id, later.id]);
         assert_eq!(end.expect("an answer").code(), RECORDED_CODE);
         let saved = UsageBacklog::read(saved.as_deref());

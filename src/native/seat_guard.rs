@@ -24,10 +24,22 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// What a held seat's handle and its heartbeat thread share.
 struct Shared {
     beat: Mutex<SeatBeat>,
-    /// Set when the seat is released or its handle dropped: the thread stops at once.
-    stop: Mutex<bool>,
+    signal: Mutex<Signal>,
     wake: Condvar,
 }
+
+/// What the handle tells the thread, in the middle of a wait.
+#[derive(Default)]
+struct Signal {
+    /// Set when the seat is released or its handle dropped: the thread stops at once.
+    stop: bool,
+    /// Set when the app changed the hold ([`Beating::wake`]): the wait ends and the machine
+    /// asks its hold again.
+    woken: bool,
+}
+
+/// What a watched hold's thread calls once the hold has ended by itself ([`Beating::watched`]).
+type Ended = Box<dyn FnOnce() + Send + 'static>;
 
 /// A held seat's machine ([`SeatBeat`]) and, when asked for, the thread that drives it with
 /// the client's one loop until the hold ends or [`Beating::stop`]: the part of a seat every
@@ -56,20 +68,45 @@ impl Beating {
         hold: SeatHold,
         background: bool,
     ) -> Result<Beating, Error> {
+        let ended = background.then(|| -> Ended { Box::new(|| {}) });
+        Beating::spawn(client, hold, ended)
+    }
+
+    /// `hold`'s heartbeats on a thread of their own, and `ended` called on that thread once
+    /// the hold has ended by itself (the relay said it is gone, or its lease ended with no
+    /// renewal: [`SeatBeat::hold`] says which; never after [`Beating::stop`]), so that an app
+    /// that is not polling its seat (the Tauri plugin's guest) is told. `Err`: no thread.
+    pub fn watched(
+        client: &BlockingClient,
+        hold: SeatHold,
+        ended: impl FnOnce() + Send + 'static,
+    ) -> Result<Beating, Error> {
+        Beating::spawn(client, hold, Some(Box::new(ended)))
+    }
+
+    fn spawn(
+        client: &BlockingClient,
+        hold: SeatHold,
+        ended: Option<Ended>,
+    ) -> Result<Beating, Error> {
         let shared = Arc::new(Shared {
             beat: Mutex::new(SeatBeat::new(hold, client.base_url())),
-            stop: Mutex::new(false),
+            signal: Mutex::new(Signal::default()),
             wake: Condvar::new(),
         });
         let mut beating = Beating {
             shared,
             thread: None,
         };
-        if background {
+        if let Some(ended) = ended {
             let (client, shared) = (client.clone(), Arc::clone(&beating.shared));
             let started = std::thread::Builder::new()
                 .name("polar-license-seat".into())
-                .spawn(move || beat(&client, &shared))
+                .spawn(move || {
+                    if beat(&client, &shared) {
+                        ended();
+                    }
+                })
                 .map_err(|e| Error::Offline {
                     timeout: false,
                     detail: format!("could not start the seat's heartbeat thread: {e}"),
@@ -77,6 +114,13 @@ impl Beating {
             beating.thread = Some(started);
         }
         Ok(beating)
+    }
+
+    /// Cuts the thread's wait short (the app heartbeated the hold itself, through
+    /// [`Beating::with`]): the machine asks its hold again, which says when the next one is due.
+    pub fn wake(&self) {
+        lock(&self.shared.signal).woken = true;
+        self.shared.wake.notify_all();
     }
 
     /// `f` on the seat's machine (under its lock: not held over a request or a wait).
@@ -87,7 +131,7 @@ impl Beating {
     /// Stops the thread (at once, even in a wait); with `join`, waits for it (a heartbeat
     /// under way finishes first, within the client's timeout).
     pub fn stop(&mut self, join: bool) {
-        *lock(&self.shared.stop) = true;
+        lock(&self.shared.signal).stop = true;
         self.shared.wake.notify_all();
         if let Some(handle) = self.thread.take() {
             if join {
@@ -99,18 +143,20 @@ impl Beating {
 
 /// The heartbeat thread: the core's [`SeatBeat`] driven by the client's one loop (its
 /// heartbeats sent, its waits waited here so that a release cuts them short); ends when
-/// stopped or when the hold ends (gone, or lost at its lease's end). Every rule and every
-/// wait is the machine's.
-fn beat(client: &BlockingClient, shared: &Shared) {
+/// stopped or when the hold ends (gone, or lost at its lease's end): then `true`, unless it
+/// was stopped meanwhile. Every rule and every wait is the machine's.
+fn beat(client: &BlockingClient, shared: &Shared) -> bool {
     let waited = |wait| {
-        let stopped = lock(&shared.stop);
-        let (stopped, _) = shared
+        let signal = lock(&shared.signal);
+        let (mut signal, _) = shared
             .wake
-            .wait_timeout_while(stopped, wait, |stop| !*stop)
+            .wait_timeout_while(signal, wait, |s| !s.stop && !s.woken)
             .unwrap_or_else(PoisonError::into_inner);
-        !*stopped
+        signal.woken = false;
+        !signal.stop
     };
-    client.drive_shared(&shared.beat, waited, |_| !*lock(&shared.stop));
+    let stopped = || lock(&shared.signal).stop;
+    client.drive_shared(&shared.beat, waited, |_| !stopped()) && !stopped()
 }
 
 /// One of a key's seats held by this process, from [`BlockingClient::hold_seat`]: a thread

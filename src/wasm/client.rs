@@ -165,15 +165,6 @@ impl AsyncClient {
         Ok((verdict, stamp))
     }
 
-    /// Sends one request of a machine of the core's (a usage report's) as it is: any HTTP
-    /// status is an answer.
-    pub(crate) async fn send_raw(
-        &self,
-        request: &HttpRequest,
-    ) -> Result<crate::proto::HttpResponse, Error> {
-        self.transport.send(request).await.map_err(Error::from)
-    }
-
     /// Deactivates an activation, freeing its slot. A second deactivate is `not_found`.
     pub async fn deactivate(&self, req: &DeactivateRequest) -> Result<Verdict<()>, Error> {
         let request = self.api.deactivate_request(req)?;

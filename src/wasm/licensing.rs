@@ -724,9 +724,10 @@ impl AsyncLicensing {
         follow.answer()
     }
 
-    /// The storage name of this organization's usage backlog ([`crate::usage::UsageBacklog`]).
-    fn usage_backlog_name(&self) -> String {
-        storage_name(&format!("usage-backlog-{}", self.org()))
+    /// The store entry of this organization's usage backlog ([`crate::usage::UsageBacklog`]),
+    /// as a machine names it ([`storage_name`] makes it the storage's).
+    fn usage_backlog_entry(&self) -> String {
+        format!("usage-backlog-{}", self.org())
     }
 
     /// Reports `units` of `meter` used with `key` to the seller's relay at `relay_url`
@@ -783,19 +784,23 @@ impl AsyncLicensing {
 
     /// The reports waiting in this licensing's usage backlog (their ids, oldest first).
     pub async fn usage_backlog(&self) -> Result<Vec<String>, Error> {
-        let stored = self.store.get(&self.usage_backlog_name()).await?;
+        let stored = self
+            .store
+            .get(&storage_name(&self.usage_backlog_entry()))
+            .await?;
         let backlog = crate::usage::UsageBacklog::read(stored.as_deref());
         Ok(backlog.ids().into_iter().map(str::to_string).collect())
     }
 
-    /// Drives the core's [`crate::usage::BufferedUsage`]: the storage's read and writes under
-    /// the backlog's lock, the sends, the waits. Its answer and the reports left waiting.
+    /// Drives the core's [`crate::usage::BufferedUsage`] with this shell's one loop: the
+    /// storage's read under the backlog's lock, then its waits, sends and writes as it asks
+    /// ([`crate::usage::BufferedRun`]). Its answer and the reports left waiting.
     async fn run_usage(
         &self,
         relay_url: Option<&str>,
         report: Option<crate::usage::UsageReport>,
     ) -> (Result<crate::usage::UsageAnswer, Error>, usize) {
-        use crate::usage::{BufferedStep, BufferedUsage};
+        use crate::usage::BufferedUsage;
         let secret = match self.install_secret().await {
             Ok(secret) => secret,
             Err(e) => return (Err(e), 0),
@@ -807,7 +812,8 @@ impl AsyncLicensing {
             self.machine.as_deref(),
             self.app_secret.as_deref(),
         );
-        let name = self.usage_backlog_name();
+        let entry = self.usage_backlog_entry();
+        let name = storage_name(&entry);
         let _lock = match lock(&name).await {
             Ok(lock) => lock,
             Err(e) => return (Err(e), 0),
@@ -843,21 +849,9 @@ impl AsyncLicensing {
             };
             machine = machine.with_relay_keys((*self.relay_keys).clone(), nonce);
         }
-        let mut step = machine.start();
-        loop {
-            step = match step {
-                BufferedStep::Send { request, after } => {
-                    super::js::sleep(after).await;
-                    let sent = self.client.send_raw(&request).await;
-                    machine.answer(sent)
-                }
-                BufferedStep::Save(text) => {
-                    let written = self.store.set(&name, &text).await;
-                    machine.saved(written)
-                }
-                BufferedStep::Done(result) => return (result, machine.backlog().len()),
-            }
-        }
+        let mut run = machine.run(&entry);
+        self.drive(&mut run).await;
+        (run.outcome(), run.backlog().len())
     }
 
     /// Forgets everything cached for `key` (the server is not told).

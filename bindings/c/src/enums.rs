@@ -344,12 +344,7 @@ pub extern "C" fn polar_license_feature_why_code(why: u32) -> *const c_char {
 /// `POLAR_LICENSE_REASON_NONE` and unknown numbers. A static string: never free it.
 #[no_mangle]
 pub extern "C" fn polar_license_reason_code(reason: u32) -> *const c_char {
-    ffi_boundary! {
-        match Reason::ALL.into_iter().find(|r| r.number() == reason) {
-            Some(r) => reason_code_c(r).as_ptr(),
-            None => c"".as_ptr(),
-        }
-    }
+    ffi_boundary! { reason_said(reason, 2) }
 }
 
 /// The core's one sentence for a reason (`Reason::user_message`), or `""` for `POLAR_LICENSE_REASON_NONE` and unknown numbers: an app's own table
@@ -366,12 +361,12 @@ pub extern "C" fn polar_license_reason_next_step(reason: u32) -> *const c_char {
     ffi_boundary! { reason_said(reason, 1) }
 }
 
-/// The core's words for reason number `reason` as C strings, made once: `which` 0 the
-/// sentence, 1 the next step.
+/// The core's words for reason number `reason` as C strings, made once from the core's table
+/// (no copy of it here): `which` 0 the sentence, 1 the next step, 2 the code.
 fn reason_said(reason: u32, which: usize) -> *const c_char {
     use std::ffi::CString;
     use std::sync::OnceLock;
-    static SAID: OnceLock<Vec<[CString; 2]>> = OnceLock::new();
+    static SAID: OnceLock<Vec<[CString; 3]>> = OnceLock::new();
     let said = SAID.get_or_init(|| {
         Reason::ALL
             .iter()
@@ -379,6 +374,7 @@ fn reason_said(reason: u32, which: usize) -> *const c_char {
                 [
                     crate::strings::to_cstring(r.user_message()),
                     crate::strings::to_cstring(r.next_step()),
+                    crate::strings::to_cstring(r.code()),
                 ]
             })
             .collect()
@@ -390,35 +386,6 @@ fn reason_said(reason: u32, which: usize) -> *const c_char {
     {
         Some(text) => text.as_ptr(),
         None => c"".as_ptr(),
-    }
-}
-
-/// The NUL-terminated code of a reason.
-fn reason_code_c(r: Reason) -> &'static std::ffi::CStr {
-    match r {
-        Reason::NotFound => c"not_found",
-        Reason::Inactive => c"inactive",
-        Reason::Expired => c"expired",
-        Reason::ConditionsMismatch => c"conditions_mismatch",
-        Reason::BenefitMismatch => c"benefit_mismatch",
-        Reason::CustomerMismatch => c"customer_mismatch",
-        Reason::UsageExhausted => c"usage_exhausted",
-        Reason::ActivationLimit => c"activation_limit",
-        Reason::ActivationsNotSupported => c"activations_not_supported",
-        Reason::Offline => c"offline",
-        Reason::RateLimited => c"rate_limited",
-        Reason::ServerError => c"server_error",
-        Reason::GraceExpired => c"grace_expired",
-        Reason::ClockRollback => c"clock_rollback",
-        Reason::ProtocolError => c"protocol_error",
-        Reason::InvalidInput => c"invalid_input",
-        Reason::CacheError => c"cache_error",
-        Reason::LoadError => c"load_error",
-        Reason::NotYetVerified => c"not_yet_verified",
-        Reason::Replayed => c"replayed",
-        Reason::SeatsFull => c"seats_full",
-        Reason::CreditsExhausted => c"credits_exhausted",
-        Reason::SeatLost => c"seat_lost",
     }
 }
 
@@ -471,7 +438,6 @@ mod tests {
         for r in Reason::ALL {
             let c = polar_license_reason::from(r);
             assert_eq!(c as u32, r.number(), "{r}");
-            assert_eq!(reason_code_c(r).to_str().ok(), Some(r.code()));
             // SAFETY: the function returns a static NUL-terminated string.
             let code = unsafe { CStr::from_ptr(polar_license_reason_code(r.number())) };
             assert_eq!(code.to_str().ok(), Some(r.code()));

@@ -182,7 +182,8 @@ impl polar_license_seat_result {
             } => {
                 // The core's words, with the count in use and the wait.
                 let said = answer.user_message().unwrap_or_default();
-                let mut r = Self::failed(polar_license_seat_error::SeatsFull, "seats_full", &said)
+                let code = answer.code().unwrap_or_default();
+                let mut r = Self::failed(polar_license_seat_error::SeatsFull, code, &said)
                     .said(answer.message());
                 r.reason = polar_license_reason::SeatsFull;
                 r.in_use = Some(*in_use);
@@ -193,7 +194,7 @@ impl polar_license_seat_result {
             }
             SeatAnswer::Gone => Self::failed(
                 polar_license_seat_error::SeatGone,
-                "seat_gone",
+                polar_license::seat::SEAT_GONE_CODE,
                 &answer.user_message().unwrap_or_default(),
             )
             .said(answer.message()),

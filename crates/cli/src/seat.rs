@@ -585,10 +585,9 @@ fn lock(beat: &Mutex<SeatBeat>) -> std::sync::MutexGuard<'_, SeatBeat> {
 }
 
 fn summary(answer: &SeatAnswer) -> String {
-    match answer {
-        SeatAnswer::Denied(d) => d.reason.code().to_string(),
-        SeatAnswer::Full { .. } => "seats_full".to_string(),
-        other => format!("{other:?}"),
+    match answer.code() {
+        Some(code) => code.to_string(),
+        None => format!("{answer:?}"),
     }
 }
 

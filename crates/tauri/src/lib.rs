@@ -234,11 +234,9 @@ pub struct PolarLicense {
     /// The customer session `sign_in` got (issue #64): in memory only, never written, never
     /// sent to the webview; `Debug` shows its kind only.
     session: Arc<Mutex<Option<SessionToken>>>,
-    /// The seats held through the relay (issue #67), by id: in memory only.
-    seats: Arc<Mutex<std::collections::HashMap<String, polar_license::seat_hold::SeatHold>>>,
-    /// Signalled when a seat is released (or answered by a command): its heartbeat thread
-    /// wakes to ask the core's machine again.
-    seats_changed: Arc<std::sync::Condvar>,
+    /// The seats held through the relay (issue #67), by id, each with the core's heartbeat
+    /// thread (`Beating`): in memory only.
+    seats: seats::Seats,
 }
 
 impl PolarLicense {
@@ -255,22 +253,9 @@ impl PolarLicense {
             .clone()
     }
 
-    /// The seats held (issue #67), locked.
-    pub(crate) fn seats(
-        &self,
-    ) -> std::sync::MutexGuard<
-        '_,
-        std::collections::HashMap<String, polar_license::seat_hold::SeatHold>,
-    > {
-        self.seats.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The seats and their signal, for a seat's heartbeat thread.
-    pub(crate) fn seat_keeper(&self) -> seats::Keeper {
-        seats::Keeper {
-            seats: Arc::clone(&self.seats),
-            changed: Arc::clone(&self.seats_changed),
-        }
+    /// The seats held (issue #67).
+    pub(crate) fn seats(&self) -> &seats::Seats {
+        &self.seats
     }
 
     /// Keeps (or, `None`, forgets) the customer session.
@@ -332,8 +317,7 @@ pub fn init<R: Runtime>(organization_id: impl Into<String>, options: Options) ->
                 licensing,
                 trial,
                 session: Arc::default(),
-                seats: Arc::default(),
-                seats_changed: Arc::default(),
+                seats: seats::Seats::default(),
             });
             Ok(())
         })

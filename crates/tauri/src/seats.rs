@@ -2,13 +2,13 @@
 //! `seat_acquire`, `seat_heartbeat`, `seat_release`. The held seats live in the plugin's state
 //! by id; which request comes next, what an answer does to a seat, when the next heartbeat
 //! goes, when a failed one is retried and when the hold ends are the core's
-//! (`polar_license::seat_hold::SeatHold`, a machine with time; issue #76 finding 2). Each
-//! seat acquired gets a heartbeat thread of its own that only does what the machine says:
-//! sends the heartbeat it hands out, sleeps as long as it says (woken early by a release), and,
-//! when the machine says the hold ended without a release (`lost` at the lease's end with no
-//! renewal the relay signed, or `gone`), emits [`crate::SEAT_ENDED_EVENT`] with `seat_lost` or
-//! `seat_gone` and stops. The plugin keeps no schedule, and the guest package none either (its
-//! `seat()` listens for the event and releases on its `AbortSignal`).
+//! (`polar_license::seat_hold::SeatHold`, its schedule as steps `polar_license::seat_beat::SeatBeat`;
+//! issue #77). Each seat acquired is driven on a thread of the core's
+//! (`polar_license::Beating`, as the Rust face's `SeatGuard` and Python's seat are), which
+//! calls back here only when the hold ended without a release (`lost` at the lease's end with
+//! no renewal the relay signed, or `gone`): the plugin then emits [`crate::SEAT_ENDED_EVENT`]
+//! with `seat_lost` or `seat_gone`. The plugin keeps no schedule and no loop, and the guest
+//! package none either (its `seat()` listens for the event and releases on its `AbortSignal`).
 //!
 //! Every seat lease is verified with the plugin's relay keys before a seat is held (a plugin
 //! without them holds no seat: `invalid_input`, field `relay_keys`); an answer whose lease
@@ -16,13 +16,12 @@
 
 use crate::answers::LicenseError;
 use crate::PolarLicense;
-use polar_license::seat::{SeatAnswer, SeatAsk};
+use polar_license::seat::{SeatAnswer, SeatAsk, SEAT_GONE_CODE};
 use polar_license::seat_hold::{HoldPoll, HoldState, SeatHold};
-use polar_license::{system_clock_ms, Error, Key, Licensing};
+use polar_license::{system_clock_ms, Beating, Error, Key, Licensing};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard};
 use tauri::{AppHandle, Emitter, Runtime, State};
 
 /// A seat held, as `seatAcquire` and `seatHeartbeat` answer it.
@@ -76,106 +75,90 @@ pub struct SeatEnded {
     pub error: SeatError,
 }
 
-/// The plugin's seats and the signal that wakes their heartbeat threads.
-pub(crate) struct Keeper {
-    pub(crate) seats: Arc<Mutex<HashMap<String, SeatHold>>>,
-    pub(crate) changed: Arc<Condvar>,
-}
+/// The plugin's seats by id, each driven by the core's heartbeat thread ([`Beating`]: the
+/// core's [`polar_license::seat_beat::SeatBeat`] on the native shell's one loop). A hold that
+/// ends by itself is told to the guest by its thread while the seat is still here; a command
+/// that takes a seat out (ended or released) answers for it, and its thread then tells nothing.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Seats(Arc<Mutex<HashMap<String, Beating>>>);
 
-impl Keeper {
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, SeatHold>> {
-        self.seats.lock().unwrap_or_else(|e| e.into_inner())
+impl Seats {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Beating>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The heartbeat of the seat `id` until its hold ends or it is released, on this thread:
-    /// the core's machine says what to do and when. A heartbeat goes out on a thread of its
-    /// own so that the hold still ends at its lease's end while one hangs.
-    fn keep<R: Runtime>(&self, app: &AppHandle<R>, licensing: &Licensing, id: &str) {
-        // What an answer said when the machine ended the hold `gone`: the relay's own word.
-        let mut gone_with: Option<SeatError> = None;
-        // A heartbeat out: its answer comes on this channel.
-        let mut out: Option<mpsc::Receiver<Result<SeatAnswer, Error>>> = None;
-        loop {
-            let mut seats = self.lock();
-            let Some(hold) = seats.get_mut(id) else {
-                // Released.
-                return;
+    /// `f` on the hold of the seat `id`, `None` when the plugin holds no such seat.
+    fn with<T>(&self, id: &str, f: impl FnOnce(&mut SeatHold) -> T) -> Option<T> {
+        self.lock()
+            .get(id)
+            .map(|beating| beating.with(|b| f(b.hold_mut())))
+    }
+
+    /// The seat `id` taken out, its thread stopped (without waiting: a heartbeat under way
+    /// ends by itself), its hold handed back.
+    fn take(&self, id: &str) -> Option<SeatHold> {
+        let mut beating = self.lock().remove(id)?;
+        beating.stop(false);
+        Some(beating.with(|b| b.hold().clone()))
+    }
+
+    /// Cuts the seat `id`'s thread's wait short: its machine asks the hold again.
+    fn wake(&self, id: &str) {
+        if let Some(beating) = self.lock().get(id) {
+            beating.wake();
+        }
+    }
+
+    /// Holds `hold` (its heartbeat on a thread of the core's, which emits
+    /// [`crate::SEAT_ENDED_EVENT`] through `app` when the hold ends by itself).
+    fn hold<R: Runtime>(
+        &self,
+        app: AppHandle<R>,
+        licensing: &Licensing,
+        hold: SeatHold,
+    ) -> Result<(), Error> {
+        let id = hold.seat().id.clone();
+        // Under the lock: a hold that ends at once is found by its thread.
+        let mut seats = self.lock();
+        let (me, seat) = (self.clone(), id.clone());
+        let beating = Beating::watched(licensing.client(), hold, move || {
+            me.ended_by_itself(&app, &seat)
+        })?;
+        seats.insert(id, beating);
+        Ok(())
+    }
+
+    /// The seat `id`'s hold ended by itself (its thread's last word): the guest is told why,
+    /// unless a command took the seat first (and answered it so). The seat stays until a
+    /// command asks for it (which then answers the same: `seat_lost`, `seat_gone`).
+    fn ended_by_itself<R: Runtime>(&self, app: &AppHandle<R>, id: &str) {
+        let seats = self.lock();
+        let Some(beating) = seats.get(id) else {
+            return;
+        };
+        let told = beating.with(|b| {
+            let state = b.hold().state();
+            let error = match state {
+                HoldState::Lost => lost_error(b.hold()),
+                HoldState::Gone => match b.take_beat().map(|beat| beat.answer) {
+                    Some(Ok(answer)) => ended(&answer),
+                    _ => ended(&SeatAnswer::Gone),
+                },
+                HoldState::Held | HoldState::Released => return None,
             };
-            if let Some(rx) = &out {
-                match rx.try_recv() {
-                    Ok(got) => {
-                        out = None;
-                        if let (Ok(HoldState::Gone), Ok(answer)) =
-                            (hold.heartbeat_answered(system_clock_ms(), &got), &got)
-                        {
-                            gone_with = Some(ended(answer));
-                        }
-                    }
-                    Err(mpsc::TryRecvError::Empty) => {}
-                    Err(mpsc::TryRecvError::Disconnected) => {
-                        out = None;
-                        let gone = Error::Cache {
-                            detail: "the heartbeat's thread stopped".into(),
-                        };
-                        let _ = hold.heartbeat_answered(system_clock_ms(), &Err(gone));
-                    }
-                }
-            }
-            let now = system_clock_ms();
-            match hold.poll(now) {
-                HoldPoll::Send(ask) => {
-                    let (tx, rx) = mpsc::channel();
-                    let licensing = licensing.clone();
-                    let changed = Arc::clone(&self.changed);
-                    let seats_lock = Arc::clone(&self.seats);
-                    let sent = std::thread::Builder::new()
-                        .name("polar-license-seat-heartbeat".into())
-                        .spawn(move || {
-                            let got = licensing.client().seat(&ask);
-                            let _ = tx.send(got);
-                            // Wakes the seat's thread (under the lock: no wake-up lost).
-                            let _held = seats_lock.lock().unwrap_or_else(|e| e.into_inner());
-                            changed.notify_all();
-                        });
-                    if sent.is_ok() {
-                        out = Some(rx);
-                    } else {
-                        let failed = Error::Cache {
-                            detail: "no thread for the heartbeat".into(),
-                        };
-                        let _ = hold.heartbeat_answered(now, &Err(failed));
-                    }
-                }
-                HoldPoll::Wait(wait) => {
-                    // Woken early by a release, a command's heartbeat or this one's answer.
-                    let _ = self
-                        .changed
-                        .wait_timeout(seats, wait.max(Duration::from_millis(1)));
-                }
-                HoldPoll::Ended(state) => {
-                    let error = match state {
-                        HoldState::Lost => Some(lost_error(hold)),
-                        HoldState::Gone => {
-                            Some(gone_with.take().unwrap_or_else(|| ended(&SeatAnswer::Gone)))
-                        }
-                        HoldState::Held | HoldState::Released => None,
-                    };
-                    drop(seats);
-                    if let Some(error) = error {
-                        let ended = SeatEnded {
-                            seat: id.to_string(),
-                            state: state.as_str().to_string(),
-                            error,
-                        };
-                        if let Err(e) = app.emit(crate::SEAT_ENDED_EVENT, ended) {
-                            log::warn!(
-                                target: "polar_license",
-                                "could not emit {}: {e}", crate::SEAT_ENDED_EVENT
-                            );
-                        }
-                    }
-                    return;
-                }
+            Some(SeatEnded {
+                seat: id.to_string(),
+                state: state.as_str().to_string(),
+                error,
+            })
+        });
+        drop(seats);
+        if let Some(told) = told {
+            if let Err(e) = app.emit(crate::SEAT_ENDED_EVENT, told) {
+                log::warn!(
+                    target: "polar_license",
+                    "could not emit {}: {e}", crate::SEAT_ENDED_EVENT
+                );
             }
         }
     }
@@ -221,15 +204,17 @@ impl SeatError {
         }
     }
 
-    /// A refusal of the relay's in the core's words (`SeatAnswer::message`).
-    fn seat(code: &str, answer: &SeatAnswer, detail: &str) -> LicenseError {
+    /// A refusal of the relay's in the core's code and words (`SeatAnswer::code`,
+    /// `SeatAnswer::message`).
+    fn seat(answer: &SeatAnswer) -> LicenseError {
         let said = answer.message();
+        let code = answer.code().unwrap_or(SEAT_GONE_CODE);
         LicenseError {
             code: code.to_string(),
             class: "denied".to_string(),
             user_message: said.as_ref().map(|m| m.text()).unwrap_or_default(),
             next_step: said.map(|m| m.next_step().to_string()),
-            detail: detail.to_string(),
+            detail: code.to_string(),
             hint: None,
             field: None,
             status: None,
@@ -248,7 +233,7 @@ impl SeatError {
                 frees_at,
                 retry_after,
             } => {
-                let mut error = SeatError::seat("seats_full", answer, "seats_full");
+                let mut error = SeatError::seat(answer);
                 error.status = Some(409);
                 error.retry_after = *retry_after;
                 SeatError {
@@ -267,7 +252,7 @@ impl SeatError {
                 gone: false,
             },
             SeatAnswer::Gone | SeatAnswer::Held(_) | SeatAnswer::Released(_) => SeatError {
-                error: SeatError::seat("seat_gone", &SeatAnswer::Gone, "seat_gone"),
+                error: SeatError::seat(&SeatAnswer::Gone),
                 in_use: None,
                 size: None,
                 frees_at: None,
@@ -378,25 +363,12 @@ pub(crate) async fn seat_acquire<R: Runtime>(
     match SeatHold::acquire(&terms, &ask, &answer, system_clock_ms()) {
         Ok(Ok(hold)) => {
             let info = SeatInfo::of(&hold);
-            state.seats().insert(info.id.clone(), hold);
-            let keeper = state.seat_keeper();
-            let licensing = licensing.clone();
-            let id = info.id.clone();
-            let started = std::thread::Builder::new()
-                .name("polar-license-seat".into())
-                .spawn(move || keeper.keep(&app, &licensing, &id));
-            if let Err(e) = started {
+            if let Err(e) = state.seats().hold(app, licensing, hold.clone()) {
                 // No heartbeat, no seat: given back.
-                let removed = state.seats().remove(&info.id);
-                if let Some(mut hold) = removed {
-                    if let Some(ask) = hold.release_ask() {
-                        hold.released();
-                        let _ = send_raw(state.licensing(), ask).await;
-                    }
+                if let Some(ask) = hold.release_ask() {
+                    let _ = send_raw(licensing, ask).await;
                 }
-                return Err(SeatError::of(&Error::Cache {
-                    detail: format!("no thread for the seat's heartbeat: {e}"),
-                }));
+                return Err(SeatError::of(&e));
             }
             Ok(info)
         }
@@ -420,46 +392,53 @@ pub(crate) async fn seat_heartbeat(
     state: State<'_, PolarLicense>,
     seat: String,
 ) -> SeatResult<SeatInfo> {
-    let next = match state.seats().get_mut(&seat) {
-        None => return Err(unknown_seat()),
-        Some(hold) => hold.heartbeat_now(system_clock_ms()),
-    };
+    let seats = state.seats();
+    let next = seats
+        .with(&seat, |hold| hold.heartbeat_now(system_clock_ms()))
+        .ok_or_else(unknown_seat)?;
     let ask = match next {
         HoldPoll::Send(ask) => ask,
         // One under way, or a 429's wait: held as it is.
         HoldPoll::Wait(_) => {
-            return state
-                .seats()
-                .get(&seat)
-                .map(SeatInfo::of)
+            return seats
+                .with(&seat, |hold| SeatInfo::of(hold))
                 .ok_or_else(unknown_seat)
         }
-        HoldPoll::Ended(HoldState::Lost) => return Err(lost(state.seats().remove(&seat))),
+        HoldPoll::Ended(HoldState::Lost) => return Err(lost(seats.take(&seat))),
         HoldPoll::Ended(_) => {
-            state.seats().remove(&seat);
+            seats.take(&seat);
             return Err(ended(&SeatAnswer::Gone));
         }
     };
     let answer = send_raw(state.licensing(), ask).await?;
-    let mut seats = state.seats();
-    let Some(hold) = seats.get_mut(&seat) else {
+    let Some(result) = seats.with(&seat, |hold| {
+        (
+            hold.heartbeat_answered(system_clock_ms(), &answer),
+            SeatInfo::of(hold),
+        )
+    }) else {
         // Released meanwhile by another call.
         return Err(unknown_seat());
     };
-    let result = hold.heartbeat_answered(system_clock_ms(), &answer);
-    // The seat's thread asks the machine again.
-    state.seat_keeper().changed.notify_all();
     match result {
-        Ok(HoldState::Held) => Ok(SeatInfo::of(hold)),
-        Ok(HoldState::Lost) => Err(lost(seats.remove(&seat))),
-        Ok(_) => {
-            seats.remove(&seat);
+        (Ok(HoldState::Held), info) => {
+            // The seat's thread asks the machine again (its next heartbeat moved on).
+            seats.wake(&seat);
+            Ok(info)
+        }
+        (Ok(HoldState::Lost), _) => Err(lost(seats.take(&seat))),
+        (Ok(_), _) => {
+            seats.take(&seat);
             Err(match &answer {
                 Ok(answer) => ended(answer),
                 Err(e) => SeatError::of(e),
             })
         }
-        Err(e) => Err(SeatError::of(&e)),
+        (Err(e), _) => {
+            // Retried sooner than planned: the seat's thread asks the machine again.
+            seats.wake(&seat);
+            Err(SeatError::of(&e))
+        }
     }
 }
 
@@ -470,11 +449,10 @@ pub(crate) async fn seat_release(
     state: State<'_, PolarLicense>,
     seat: String,
 ) -> SeatResult<SeatReleased> {
-    let Some(mut hold) = state.seats().remove(&seat) else {
+    // Its heartbeat thread stops.
+    let Some(mut hold) = state.seats().take(&seat) else {
         return Err(unknown_seat());
     };
-    // Its heartbeat thread finds it gone and stops.
-    state.seat_keeper().changed.notify_all();
     let Some(ask) = hold.release_ask() else {
         return Err(unknown_seat());
     };

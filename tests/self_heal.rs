@@ -85,7 +85,10 @@ fn a_reinstall_at_the_limit_adopts_its_own_activation_through_the_relay() {
     assert_eq!(em.activations(KEY).len(), 1, "no new activation");
     // The record remembers it: a check licenses from the cache, validating that activation.
     let status = reinstalled.status(KEY).expect("status");
-    assert_eq!(status.activation.map(|a| a.id).as_deref(), Some(id.as_str()));
+    assert_eq!(
+        status.activation.map(|a| a.id).as_deref(),
+        Some(id.as_str())
+    );
     assert!(reinstalled.check(KEY).is_licensed());
     // Its own row is marked by the fingerprint.
     let listed = reinstalled

@@ -183,7 +183,10 @@ impl<'a> Heal<'a> {
             &activated.online,
             Ok(Verdict::Denied(d)) if d.reason == Reason::ActivationLimit
         );
-        let route = self.route.take().filter(|_| at_limit && ctx.machine.is_some());
+        let route = self
+            .route
+            .take()
+            .filter(|_| at_limit && ctx.machine.is_some());
         let Some(route) = route else {
             self.answer = Some(activated);
             return Phase::Done;
@@ -225,7 +228,8 @@ impl<'a> Heal<'a> {
             conditions: self.req.conditions.clone(),
             created_at: row.activated_at.unix_timestamp(),
         };
-        let update = Update::validate(ctx, req, |key| (self.slots)(key), self.now).carrying(carried);
+        let update =
+            Update::validate(ctx, req, |key| (self.slots)(key), self.now).carrying(carried);
         self.adopting(Box::new(update), Box::new(row))
     }
 

@@ -513,6 +513,7 @@ pub fn recover(g: &Global, a: &RecoverArgs) -> Report {
             label: a.label.clone(),
             conditions: Vec::new(),
             meta: Vec::new(),
+            relay: None,
         };
         let mut r = crate::run::activate(g, &activate);
         r.json.insert("command".into(), json!(COMMAND));

@@ -98,7 +98,10 @@ fn listing(ask: &DevicesAsk, body: &[u8]) -> Option<(serde_json::Value, usize)> 
             polar_license::fingerprint::MACHINE_META,
             polar_license::fingerprint::PLATFORM_META,
         ] {
-            let value = a.get("meta").and_then(|m| m.get(name)).and_then(Value::as_str);
+            let value = a
+                .get("meta")
+                .and_then(|m| m.get(name))
+                .and_then(Value::as_str);
             if let (Some(value), Some(row)) = (value, row.as_object_mut()) {
                 row.insert(name.to_string(), Value::from(value));
             }

@@ -1429,6 +1429,9 @@ fn a_reinstall_at_the_limit_reclaims_this_machines_activation() {
         .collect();
     assert_eq!(marked, [mine.as_str()]);
     let platform = format!("{}/{}", std::env::consts::OS, std::env::consts::ARCH);
-    assert_eq!(listed.devices[0].platform.as_deref(), Some(platform.as_str()));
+    assert_eq!(
+        listed.devices[0].platform.as_deref(),
+        Some(platform.as_str())
+    );
     assert_eq!(listed.devices[0].last_seen, None);
 }

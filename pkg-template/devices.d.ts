@@ -47,6 +47,12 @@ export interface Device {
   activatedAt: number;
   /** The activation this machine holds (the `activationId` given to `list`). */
   thisMachine: boolean;
+  /** The platform family its activation recorded (`linux/x86_64`, …), to tell devices
+   * apart; `null` when it recorded none. */
+  platform: string | null;
+  /** When the seller's relay last saw it validated, unix seconds (as `activatedAt`); `null`
+   * when not known. */
+  lastSeen: number | null;
 }
 
 /** A key's devices. */

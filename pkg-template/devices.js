@@ -119,7 +119,9 @@ export class Devices {
   /**
    * The devices of `key`, oldest first, `activationId` (this machine's, from a check's
    * `activationId`) marked `thisMachine`: `{ keyId, limitActivations, devices: [{ id, label,
-   * activatedAt (unix seconds), thisMachine }] }`.
+   * activatedAt (unix seconds), thisMachine, platform, lastSeen }] }` (`platform`: what the
+   * activation's meta records, e.g. `linux/x86_64`; `lastSeen`: the relay's record, unix
+   * seconds; each `null` when not known).
    */
   async list(key, { activationId } = {}) {
     if (typeof key !== 'string') throw new DevicesError({ code: 'invalid_input', reason: 'invalid_input', field: 'key', message: 'key must be a string' });

@@ -9,6 +9,27 @@ use sha2::{Digest, Sha256};
 /// The condition name the fingerprint is sent under.
 pub const MACHINE_CONDITION: &str = "machine_fingerprint";
 
+/// The `meta` name the same fingerprint is recorded under on each activation (issue #80):
+/// Polar compares `conditions` but never lists them, while its listings of a key's
+/// activations return `meta`, so a reinstall at the activation limit can find the activation
+/// this machine already holds and adopt it instead of taking another. The value is the
+/// per-organization salted hash [`fingerprint_from`] makes, never the machine id itself.
+pub const MACHINE_META: &str = "machine";
+
+/// The `meta` name of the activation's platform family ([`platform`]): what tells one
+/// device from another in a device list, and identifies no one.
+pub const PLATFORM_META: &str = "platform";
+
+/// This build's platform family, `os/arch` as Rust names them (`linux/x86_64`,
+/// `macos/aarch64`, `windows/x86_64`): `None` in WebAssembly, whose host the face names
+/// itself (a browser's or Node's platform is not the build's).
+pub fn platform() -> Option<String> {
+    if cfg!(target_arch = "wasm32") {
+        return None;
+    }
+    Some([std::env::consts::OS, "/", std::env::consts::ARCH].concat())
+}
+
 /// Hashes a raw machine id with the organization: 32 lowercase hex characters.
 pub fn fingerprint_from(machine_id: &str, organization_id: &str) -> String {
     let mut hash = Sha256::new();

@@ -569,11 +569,25 @@ pub fn parse_relay_devices(
         let id = text("id")?.to_string();
         let activated_at = time::OffsetDateTime::parse(text("created_at")?, rfc3339)
             .map_err(|_| bad("an activation's created_at"))?;
+        // What the activation recorded of its machine (issue #80; none from a relay that
+        // predates it), and when the relay last saw it.
+        let named = |name: &str| a.get(name).and_then(|v| v.as_str()).map(str::to_string);
+        let last_seen = match a.get("last_seen") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(v) => Some(
+                v.as_str()
+                    .and_then(|t| time::OffsetDateTime::parse(t, rfc3339).ok())
+                    .ok_or_else(|| bad("an activation's last_seen"))?,
+            ),
+        };
         devices.push(Device {
             this_machine: this_activation.is_some_and(|here| here.eq_ignore_ascii_case(&id)),
             id,
             label: text("label")?.to_string(),
             activated_at,
+            machine: named(crate::fingerprint::MACHINE_META),
+            platform: named(crate::fingerprint::PLATFORM_META),
+            last_seen,
         });
     }
     devices.sort_by_key(|d| d.activated_at);
@@ -593,8 +607,57 @@ pub struct Device {
     pub label: String,
     /// When it was activated.
     pub activated_at: time::OffsetDateTime,
-    /// `true` for the activation this machine holds (the one its cache remembers).
+    /// `true` for the activation this machine holds: the one its cache remembers, or the one
+    /// whose `meta` records this machine's fingerprint ([`KeyDevices::mark_machine`]), so a
+    /// reinstall (its cache gone) still knows its own row.
     pub this_machine: bool,
+    /// The per-organization machine fingerprint the activation recorded in its `meta`
+    /// ([`crate::fingerprint::MACHINE_META`], issue #80): a salted hash, never the machine
+    /// id; `None` for an activation made without one (an older client, binding off).
+    pub machine: Option<String>,
+    /// The platform family it recorded ([`crate::fingerprint::PLATFORM_META`]: `linux/x86_64`,
+    /// `macos/aarch64`, or what a JavaScript face named), to tell devices apart.
+    pub platform: Option<String>,
+    /// When the seller's relay last saw the activation validated (its own record); `None`
+    /// when there is no relay or it keeps no record of it (Polar records no such time).
+    pub last_seen: Option<time::OffsetDateTime>,
+}
+
+impl Device {
+    /// The activation's `meta` read into a device's `machine` and `platform` (string values
+    /// only; anything else is none).
+    fn recorded(meta: &crate::metadata::Metadata) -> (Option<String>, Option<String>) {
+        let text = |name: &str| match meta.get(name) {
+            Some(crate::metadata::MetaValue::Str(s)) => Some(s.clone()),
+            _ => None,
+        };
+        (
+            text(crate::fingerprint::MACHINE_META),
+            text(crate::fingerprint::PLATFORM_META),
+        )
+    }
+}
+
+impl KeyDevices {
+    /// Marks this machine's row by its fingerprint too (`machine`, what
+    /// [`crate::fingerprint`] makes for the organization): the cache's activation id marks it
+    /// only while the cache remembers it, and a reinstall's cache remembers nothing.
+    pub fn mark_machine(&mut self, machine: Option<&str>) {
+        let Some(here) = machine else { return };
+        for d in &mut self.devices {
+            if d.machine.as_deref() == Some(here) {
+                d.this_machine = true;
+            }
+        }
+    }
+
+    /// The live activation whose `meta` records `machine` (this machine's fingerprint), the
+    /// oldest when more than one does: the one a reinstall at the limit adopts.
+    pub fn of_machine(&self, machine: &str) -> Option<&Device> {
+        self.devices
+            .iter()
+            .find(|d| d.machine.as_deref() == Some(machine))
+    }
 }
 
 /// The devices of a key that [`Portal::get_key`] read, this machine's marked by its
@@ -614,11 +677,17 @@ pub fn devices_of(
     let mut devices: Vec<Device> = key
         .activations
         .iter()
-        .map(|a| Device {
-            id: a.id.clone(),
-            label: a.label.clone(),
-            activated_at: a.created_at,
-            this_machine: Some(a.id.as_str()) == this_activation,
+        .map(|a| {
+            let (machine, platform) = Device::recorded(&a.meta);
+            Device {
+                id: a.id.clone(),
+                label: a.label.clone(),
+                activated_at: a.created_at,
+                this_machine: Some(a.id.as_str()) == this_activation,
+                machine,
+                platform,
+                last_seen: None,
+            }
         })
         .collect();
     devices.sort_by_key(|d| d.activated_at);

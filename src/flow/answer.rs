@@ -5,7 +5,7 @@
 
 use super::phases::remembered_request;
 use crate::error::{Error, Verdict};
-use crate::fingerprint::MACHINE_CONDITION;
+use crate::fingerprint::{platform, MACHINE_CONDITION, MACHINE_META, PLATFORM_META};
 use crate::grace::{
     self, ActivationData, GracePolicy, LicenseData, Query, Record, StoredActivation,
 };
@@ -28,8 +28,8 @@ pub fn bound_validate(req: &ValidateRequest, machine: Option<&str>) -> ValidateR
     req
 }
 
-/// The activate request with the machine fingerprint added to its conditions (when bound),
-/// and its key.
+/// The activate request with the machine fingerprint added to its conditions and its `meta`
+/// (when bound), the platform family to its `meta` (issue #80), and its key.
 pub fn bound_activation(
     req: &ActivateRequest,
     machine: Option<&str>,
@@ -39,6 +39,17 @@ pub fn bound_activation(
         req.conditions
             .entry(MACHINE_CONDITION.to_string())
             .or_insert_with(|| MetaValue::from(fp));
+        // The same hash in `meta`, which Polar's listings return (issue #80): a reinstall at
+        // the limit finds this machine's activation by it ([`super::heal`]). An app's own
+        // value under the name is kept (then this machine's row is not found by it).
+        req.meta
+            .entry(MACHINE_META.to_string())
+            .or_insert_with(|| MetaValue::from(fp));
+    }
+    if let Some(platform) = platform() {
+        req.meta
+            .entry(PLATFORM_META.to_string())
+            .or_insert_with(|| MetaValue::from(platform.as_str()));
     }
     let key = req
         .key

@@ -20,6 +20,7 @@ pub(crate) mod answer;
 pub mod check;
 mod ctx;
 pub mod follow;
+pub mod heal;
 mod keystep;
 mod memo;
 mod phases;

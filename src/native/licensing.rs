@@ -130,6 +130,7 @@ pub struct LicensingBuilder {
     clock: Clock,
     remember_keys: bool,
     install_analytics: bool,
+    relay_url: Option<String>,
 }
 
 impl std::fmt::Debug for LicensingBuilder {
@@ -244,6 +245,16 @@ impl LicensingBuilder {
         self
     }
 
+    /// The seller's relay (its URL) for what a relay answers with no customer session (issue
+    /// #80): at the activation limit, [`Licensing::activate`] lists the key's activations
+    /// through it (its devices route) and adopts the one this machine already holds. Signed
+    /// mode needs none: its base URL is the relay. Checked when first used (a bad URL then
+    /// leaves the limit answer as it was).
+    pub fn relay_url(mut self, url: impl Into<String>) -> Self {
+        self.relay_url = Some(url.into());
+        self
+    }
+
     /// The clock (default: the system clock). For tests.
     pub fn clock(mut self, clock: impl Fn() -> i64 + Send + Sync + 'static) -> Self {
         self.clock = Arc::new(clock);
@@ -283,6 +294,7 @@ impl LicensingBuilder {
             memo: Arc::default(),
             remember_keys: self.remember_keys,
             install_analytics: self.install_analytics,
+            relay_url: self.relay_url,
             relay_keys: Arc::new(self.options.relay_keys),
             lease_memo: Arc::default(),
             last_entitlements: Arc::default(),
@@ -382,6 +394,8 @@ pub struct Licensing {
     memo: Arc<Memo>,
     remember_keys: bool,
     install_analytics: bool,
+    /// The seller's relay for device lists and the heal at the limit (issue #80).
+    relay_url: Option<String>,
     relay_keys: Arc<RelayKeys>,
     lease_memo: Arc<LeaseMemo>,
     /// The entitlements of the last check's answer ([`Licensing::entitlement`]).
@@ -461,6 +475,7 @@ impl Licensing {
             clock: Arc::new(system_clock),
             remember_keys: false,
             install_analytics: false,
+            relay_url: None,
         }
     }
 
@@ -580,9 +595,35 @@ impl Licensing {
     /// request bound to this machine and checked, the cache opened, then Polar asked
     /// ([`Update::activation`]); a good activation remembers the key when remembering is on
     /// (when that fails, it is the `cache_error`).
+    ///
+    /// At the activation limit it heals (issue #80, [`flow::heal`]): the key's activations
+    /// are listed through the seller's relay (the builder's [`LicensingBuilder::relay_url`],
+    /// or the base URL in signed mode) or else the remembered customer session, and when one
+    /// of them records this machine's fingerprint it is adopted (validated with its id, no new
+    /// activation) and the answer is that activation. With no way to list, the limit stands.
     pub fn activate_update(&self, req: &ActivateRequest) -> flow::update::Activated {
+        let session = self.remembered_session().ok().flatten();
+        self.activate_via(req, session.as_ref(), None).0
+    }
+
+    /// [`Licensing::activate_update`] with the ways to list the key's activations at the
+    /// limit given: the customer `session` (a face that keeps its session in memory passes
+    /// it), the seller's relay at `relay_url` (else the builder's, or signed mode's base
+    /// URL). Also the activation id adopted, when one was (this machine's own, found at the
+    /// limit), and the key's devices as listed there (this machine's rows marked by the
+    /// fingerprint), for a limit that stands.
+    pub fn activate_via(
+        &self,
+        req: &ActivateRequest,
+        session: Option<&crate::portal::SessionToken>,
+        relay_url: Option<&str>,
+    ) -> (
+        flow::update::Activated,
+        Option<String>,
+        Option<crate::portal::KeyDevices>,
+    ) {
         if let Err(e) = self.identity() {
-            return flow::update::Activated::failed(e);
+            return (flow::update::Activated::failed(e), None, None);
         }
         let now = (self.clock)();
         // The key's seal is made once the machine has checked the input and wants the slot;
@@ -594,13 +635,45 @@ impl Licensing {
             }
             self.slot(key)
         };
-        let update = Update::activation(&self.ctx(), req, slot, now);
-        let mut update = match remember {
+        let ctx = self.ctx();
+        let update = Update::activation(&ctx, req, slot, now);
+        let update = match remember {
             Some(entry) => update.remembering(entry),
             None => update,
         };
-        self.drive_machine(&mut update, &mut Held::default(), |_| false);
-        update.activated()
+        let route = self.heal_route(session, relay_url);
+        let slots = Box::new(|key: &Key| self.slot(key));
+        let mut heal = flow::heal::Heal::new(&ctx, req, update, route, slots, now);
+        self.drive_machine(&mut heal, &mut Held::default(), |_| false);
+        let mut activated = heal.activated();
+        let adopted = heal.adopted().map(str::to_string);
+        // The adoption was a validate: the key is remembered here, as an activation's is.
+        if adopted.is_some() && self.remember_keys && activated.cache_error.is_none() {
+            if let Some(key) = req.key.clone() {
+                activated.cache_error = self.remember_key(key).err();
+            }
+        }
+        let devices = heal.devices().cloned();
+        (activated, adopted, devices)
+    }
+
+    /// Where a heal lists the key's activations: the relay given, the builder's, signed
+    /// mode's base URL (the relay), else the customer session; `None`: nowhere.
+    fn heal_route(
+        &self,
+        session: Option<&crate::portal::SessionToken>,
+        relay_url: Option<&str>,
+    ) -> Option<flow::heal::Route> {
+        let api = self.client.api();
+        let relay = relay_url
+            .or(self.relay_url.as_deref())
+            .or((!self.relay_keys.is_empty()).then(|| api.base_url()));
+        if let Some(relay) = relay {
+            if let Ok(portal) = crate::portal::Portal::for_relay(api, relay) {
+                return Some(flow::heal::Route::Relay(portal));
+            }
+        }
+        session.map(|s| flow::heal::Route::Session(crate::portal::Portal::for_api(api), s.clone()))
     }
 
     /// `key` sealed to be remembered: the entry's name and bytes ([`Licensing::remember_key`]).
@@ -1284,7 +1357,9 @@ impl Licensing {
     ) -> Result<crate::portal::KeyDevices, crate::portal::PortalError> {
         let key = key.into();
         let here = self.this_activation(&key);
-        self.client.list_devices(session, &key, here.as_deref())
+        let mut listed = self.client.list_devices(session, &key, here.as_deref())?;
+        listed.mark_machine(self.machine_fingerprint());
+        Ok(listed)
     }
 
     /// The devices of `key` through the seller's relay at `relay_url` (issue #64: the relay's
@@ -1301,8 +1376,11 @@ impl Licensing {
     ) -> Result<crate::portal::KeyDevices, crate::portal::PortalError> {
         let key = key.into();
         let here = self.this_activation(&key);
-        self.client
-            .list_devices_via_relay(relay_url, &key, here.as_deref())
+        let mut listed = self
+            .client
+            .list_devices_via_relay(relay_url, &key, here.as_deref())?;
+        listed.mark_machine(self.machine_fingerprint());
+        Ok(listed)
     }
 
     /// Reports `units` of `meter` used with `key` to the seller's relay at `relay_url`

@@ -61,7 +61,7 @@ const own: GateDevices = {
   signedIn: false,
   requestCode: async () => undefined,
   signIn: async () => undefined,
-  list: async () => ({ keyId: 'k', limitActivations: 2, devices: [{ id: 'a', label: 'Old laptop', activatedAt: 0, thisMachine: false }] }),
+  list: async () => ({ keyId: 'k', limitActivations: 2, devices: [{ id: 'a', label: 'Old laptop', activatedAt: 0, thisMachine: false, platform: null, lastSeen: null }] }),
   free: async () => undefined,
   recover: async () => [],
 };

@@ -877,6 +877,21 @@ polar_license_status polar_license_config_set_app_secret(polar_license_config *c
 polar_license_status polar_license_config_set_machine_binding(polar_license_config *config,
                                                               bool enabled);
 
+// Binds activations to this id instead of the OS machine id (hashed with the organization
+// the same way: never sent as it is): for an app with its own notion of a machine, and for
+// tests that play several machines on one. Binding stays on (a later
+// `polar_license_config_set_machine_binding(config, false)` turns it off).
+polar_license_status polar_license_config_set_machine_id(polar_license_config *config,
+                                                         const char *machine_id);
+
+// The seller's relay (its URL: `https://…`, or `http://` on loopback): at the activation
+// limit, `polar_license_client_activate` lists the key's devices through it and, when one is
+// this machine's own (a reinstall), uses that activation instead of taking another (issue
+// #80). Without it the client's session is used, when it holds one; signed mode needs none
+// (its base URL is the relay).
+polar_license_status polar_license_config_set_relay_url(polar_license_config *config,
+                                                        const char *relay_url);
+
 // Makes `polar_license_client_check` refuse, with `POLAR_LICENSE_REASON_INVALID_INPUT`
 // (field `activation_id`) and no request, when the cache remembers no activation for the key
 // (never activated here, deactivated, or the cache was deleted). Off by default: Polar
@@ -1109,9 +1124,21 @@ const char *polar_license_portal_result_device_label(const polar_license_portal_
 int64_t polar_license_portal_result_device_activated_at(const polar_license_portal_result *result,
                                                         size_t index);
 
-// Whether device `index` is this machine's (the activation its cache remembers for the key);
+// Whether device `index` is this machine's (the activation its cache remembers for the key,
+// or the one whose `meta` records this machine's fingerprint: a reinstall knows its own row);
 // `false` when out of range or for NULL.
 bool polar_license_portal_result_device_this_machine(const polar_license_portal_result *result,
+                                                     size_t index);
+
+// The platform family device `index` recorded when it was activated (`linux/x86_64`,
+// `macos/aarch64`, `windows/x86_64`, or what a JavaScript app named), to tell devices apart;
+// `""` when it recorded none or out of range. Owned by the result. Never NULL.
+const char *polar_license_portal_result_device_platform(const polar_license_portal_result *result,
+                                                        size_t index);
+
+// When the seller's relay last saw device `index` validated, unix seconds; `-1` when not
+// known (no relay, or it keeps no record of it), out of range or for NULL.
+int64_t polar_license_portal_result_device_last_seen(const polar_license_portal_result *result,
                                                      size_t index);
 
 // The key's activation limit, from a device list: writes it to `*out_limit` and returns

@@ -221,8 +221,14 @@ pub extern "C" fn polar_license_client_new(
         if let Some(secret) = &config.app_secret {
             builder = builder.app_secret(secret.clone());
         }
+        if let Some(id) = &config.machine_id {
+            builder = builder.machine_binding(MachineBinding::Id(id.clone()));
+        }
         if !config.machine_binding {
             builder = builder.machine_binding(MachineBinding::Off);
+        }
+        if let Some(relay) = &config.relay_url {
+            builder = builder.relay_url(relay.clone());
         }
         if config.clock_offset != 0 {
             let offset = config.clock_offset;
@@ -399,7 +405,9 @@ pub extern "C" fn polar_license_client_activate(
         // the cache before it takes a slot (none is taken that the cache would then forget),
         // and stores the answer as a verdict.
         let activated = match unused_fields(req, true) {
-            Ok(()) => licensing.activate_update(&activate),
+            // At the limit, this machine's own activation (a reinstall's) is found through
+            // the client's session (else signed mode's relay) and used (issue #80).
+            Ok(()) => licensing.activate_via(&activate, client.session().as_ref(), None).0,
             Err(e) => polar_license::flow::update::Activated::failed(e),
         };
         polar_license_result::activated(activated)

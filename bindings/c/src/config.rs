@@ -26,6 +26,10 @@ pub struct polar_license_config {
     pub(crate) policy: GracePolicy,
     pub(crate) app_secret: Option<Vec<u8>>,
     pub(crate) machine_binding: bool,
+    /// This id instead of the OS's machine id (hashed the same way).
+    pub(crate) machine_id: Option<String>,
+    /// The seller's relay for the heal at the activation limit (issue #80).
+    pub(crate) relay_url: Option<String>,
     pub(crate) require_activation: bool,
     pub(crate) remember_keys: bool,
     /// Perpetual fallback: this build's release date (`polar_license_config_set_released`).
@@ -71,6 +75,8 @@ impl polar_license_config {
             policy: GracePolicy::default(),
             app_secret: None,
             machine_binding: true,
+            machine_id: None,
+            relay_url: None,
             require_activation: false,
             remember_keys: false,
             released: None,
@@ -437,6 +443,49 @@ pub extern "C" fn polar_license_config_set_machine_binding(
         let config = try_mut!(config);
         config.machine_binding = enabled;
         config.ok()
+    }
+}
+
+/// Binds activations to this id instead of the OS machine id (hashed with the organization
+/// the same way: never sent as it is): for an app with its own notion of a machine, and for
+/// tests that play several machines on one. Binding stays on (a later
+/// `polar_license_config_set_machine_binding(config, false)` turns it off).
+#[no_mangle]
+pub extern "C" fn polar_license_config_set_machine_id(
+    config: *mut polar_license_config,
+    machine_id: *const c_char,
+) -> polar_license_status {
+    ffi_boundary! {
+        let config = try_mut!(config);
+        let id = try_str!(machine_id);
+        let checked = if id.trim().is_empty() {
+            Err(polar_license::Error::invalid("machine_id", "is empty"))
+        } else {
+            config.machine_id = Some(id.to_string());
+            Ok(())
+        };
+        config.settle(checked)
+    }
+}
+
+/// The seller's relay (its URL: `https://…`, or `http://` on loopback): at the activation
+/// limit, `polar_license_client_activate` lists the key's devices through it and, when one is
+/// this machine's own (a reinstall), uses that activation instead of taking another (issue
+/// #80). Without it the client's session is used, when it holds one; signed mode needs none
+/// (its base URL is the relay).
+#[no_mangle]
+pub extern "C" fn polar_license_config_set_relay_url(
+    config: *mut polar_license_config,
+    relay_url: *const c_char,
+) -> polar_license_status {
+    ffi_boundary! {
+        let config = try_mut!(config);
+        let url = try_str!(relay_url);
+        let checked = check_base_url(url);
+        if checked.is_ok() {
+            config.relay_url = Some(url.to_string());
+        }
+        config.settle(checked.map(|_| ()))
     }
 }
 

@@ -61,6 +61,10 @@ struct DeviceRow {
     label: CString,
     activated_at: i64,
     this_machine: bool,
+    /// The platform family its `meta` records (`""`: none).
+    platform: CString,
+    /// When the seller's relay last saw it, unix seconds (`-1`: not known).
+    last_seen: i64,
 }
 
 /// One recoverable key, as C reads it (never the whole key).
@@ -121,6 +125,8 @@ impl polar_license_portal_result {
                 label: to_cstring(&d.label),
                 activated_at: d.activated_at.unix_timestamp(),
                 this_machine: d.this_machine,
+                platform: to_cstring(d.platform.as_deref().unwrap_or("")),
+                last_seen: d.last_seen.map_or(-1, |t| t.unix_timestamp()),
             })
             .collect();
         r
@@ -448,7 +454,8 @@ pub extern "C" fn polar_license_portal_result_device_activated_at(
     }
 }
 
-/// Whether device `index` is this machine's (the activation its cache remembers for the key);
+/// Whether device `index` is this machine's (the activation its cache remembers for the key,
+/// or the one whose `meta` records this machine's fingerprint: a reinstall knows its own row);
 /// `false` when out of range or for NULL.
 #[no_mangle]
 pub extern "C" fn polar_license_portal_result_device_this_machine(
@@ -457,6 +464,31 @@ pub extern "C" fn polar_license_portal_result_device_this_machine(
 ) -> bool {
     ffi_boundary! {
         read(result, |r| r.devices.get(index).is_some_and(|d| d.this_machine))
+    }
+}
+
+/// The platform family device `index` recorded when it was activated (`linux/x86_64`,
+/// `macos/aarch64`, `windows/x86_64`, or what a JavaScript app named), to tell devices apart;
+/// `""` when it recorded none or out of range. Owned by the result. Never NULL.
+#[no_mangle]
+pub extern "C" fn polar_license_portal_result_device_platform(
+    result: *const polar_license_portal_result,
+    index: usize,
+) -> *const c_char {
+    ffi_boundary! {
+        read(result, |r| r.devices.get(index).map_or(c"".as_ptr(), |d| d.platform.as_ptr()))
+    }
+}
+
+/// When the seller's relay last saw device `index` validated, unix seconds; `-1` when not
+/// known (no relay, or it keeps no record of it), out of range or for NULL.
+#[no_mangle]
+pub extern "C" fn polar_license_portal_result_device_last_seen(
+    result: *const polar_license_portal_result,
+    index: usize,
+) -> i64 {
+    ffi_boundary! {
+        read(result, |r| r.devices.get(index).map_or(-1, |d| d.last_seen))
     }
 }
 

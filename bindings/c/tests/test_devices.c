@@ -41,10 +41,25 @@ static void private_start_rate_limited(int *pid) {
             204);
 }
 
-/* A client of the private emulator with its cache in `dir` (made here). */
+/* A client of the private emulator with its cache in `dir` (made here), on a machine of its
+ * own (its id the directory's name: the tests play several machines on one, and activations
+ * record the machine's fingerprint, issue #80). */
 static polar_license_client *client_in(char dir[64]) {
+  polar_license_config *config;
   temp_dir(dir);
-  return client_of(demo_config(url, dir));
+  config = demo_config(url, dir);
+  must(polar_license_config_set_machine_id(config, dir));
+  return client_of(config);
+}
+
+/* A client of the private emulator with its cache in `dir` (made here) on the machine
+ * `machine`. */
+static polar_license_client *client_on(const char *machine, char dir[64]) {
+  polar_license_config *config;
+  temp_dir(dir);
+  config = demo_config(url, dir);
+  must(polar_license_config_set_machine_id(config, machine));
+  return client_of(config);
 }
 
 /* The newest sign-in code the private emulator has emailed (6 characters), into `code`. */
@@ -723,6 +738,65 @@ static void list_through_the_relay_without_a_session(void) {
   emu_stop_private(pid);
 }
 
+/* Self-healing activations (issue #80): a reinstall on the same machine (a new cache) at the
+ * activation limit, signed in, ends licensed with the activation the machine already holds
+ * (found by the fingerprint its meta records) and takes none; a new machine at the limit is
+ * refused as before and sees the other machine's row told apart (not this machine's; its
+ * label and platform). */
+static void a_reinstall_at_the_limit_reclaims_its_own_activation(void) {
+  int pid;
+  char first_dir[64], again_dir[64], other_dir[64], key[64], body[256], id[64];
+  polar_license_client *first, *again, *other;
+  polar_license_portal_result *r;
+  polar_license_result *a;
+
+  private_start(&pid);
+  snprintf(key, sizeof key, "CTEST-HEAL-%ld", (long)rand());
+  snprintf(body, sizeof body,
+           "{\"key\":\"%s\",\"benefit_id\":\"" DEMO_BENEFIT "\",\"customer_id\":\"" DEMO_CUSTOMER
+           "\",\"limit_activations\":1}",
+           key);
+  CHECK_INT(emu_request_at(port, "POST", "/__emulator/keys", body, NULL, 0), 201);
+  first = client_on("machine-A", first_dir);
+  activated(first, key, "Jane's laptop", id);
+  CHECK_INT(emu_activation_count(port, key), 1);
+
+  /* The reinstall: the same machine, a new cache, signed in. Licensed, the same activation. */
+  again = client_on("machine-A", again_dir);
+  sign_in(again);
+  a = activate_labeled(again, key, "Jane's laptop");
+  CHECK_ANSWER(a, POLAR_LICENSE_OUTCOME_DONE, POLAR_LICENSE_REASON_NONE);
+  CHECK_STR(polar_license_result_activation_id(a), id);
+  polar_license_result_free(a);
+  CHECK_INT(emu_activation_count(port, key), 1);
+  EXPECT_CHECK(again, key, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
+  r = list(again, key);
+  CHECK_INT((long long)polar_license_portal_result_device_count(r), 1);
+  CHECK(polar_license_portal_result_device_this_machine(r, 0));
+  polar_license_portal_result_free(r);
+
+  /* A new machine at the limit: refused, and the rows told apart. */
+  other = client_on("machine-B", other_dir);
+  sign_in(other);
+  a = activate_labeled(other, key, "Office desktop");
+  CHECK_ANSWER(a, POLAR_LICENSE_OUTCOME_DENIED, POLAR_LICENSE_REASON_ACTIVATION_LIMIT);
+  polar_license_result_free(a);
+  CHECK_INT(emu_activation_count(port, key), 1);
+  r = list(other, key);
+  CHECK_INT((long long)polar_license_portal_result_device_count(r), 1);
+  CHECK(!polar_license_portal_result_device_this_machine(r, 0));
+  CHECK_STR(polar_license_portal_result_device_label(r, 0), "Jane's laptop");
+  CHECK(strchr(polar_license_portal_result_device_platform(r, 0), '/') != NULL);
+  CHECK_INT(polar_license_portal_result_device_last_seen(r, 0), -1);
+  CHECK_STR(polar_license_portal_result_device_platform(r, 9), "");
+  polar_license_portal_result_free(r);
+
+  client_done(first, first_dir);
+  client_done(again, again_dir);
+  client_done(other, other_dir);
+  emu_stop_private(pid);
+}
+
 int main(void) {
   srand((unsigned)time(NULL) ^ (unsigned)getpid());
   RUN(nulls_and_bad_utf8_are_typed);
@@ -732,5 +806,6 @@ int main(void) {
   RUN(recover_a_lost_key);
   RUN(follow_a_rotated_key);
   RUN(list_through_the_relay_without_a_session);
+  RUN(a_reinstall_at_the_limit_reclaims_its_own_activation);
   return harness_summary("test_devices");
 }

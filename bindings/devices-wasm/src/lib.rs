@@ -260,6 +260,16 @@ fn step(step: DevicesStep) -> String {
                 o.raw(if i == 0 { "{" } else { ",{" });
                 o.key("id").str(&d.id).key("label").str(&d.label);
                 o.key("activatedAt").int(d.activated_at.unix_timestamp());
+                // What tells devices apart (issue #80): the platform its meta records, when
+                // the relay last saw it.
+                match &d.platform {
+                    Some(p) => o.key("platform").str(p),
+                    None => o.key("platform").null(),
+                };
+                match d.last_seen {
+                    Some(t) => o.key("lastSeen").int(t.unix_timestamp()),
+                    None => o.key("lastSeen").null(),
+                };
                 o.key("thisMachine").bool(d.this_machine).raw("}");
             }
             answer(Ok(o.raw("]}").done()))

@@ -352,6 +352,8 @@ fn devices_json(key: &Key, read: &polar_license::portal::KeyDevices) -> Value {
             "label": d.label,
             "activated_at": d.activated_at.unix_timestamp(),
             "this_machine": d.this_machine,
+            "platform": d.platform,
+            "last_seen": d.last_seen.map(|t| t.unix_timestamp()),
         })).collect::<Vec<_>>(),
     })
 }

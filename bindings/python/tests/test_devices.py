@@ -418,3 +418,35 @@ def test_through_the_relay_without_a_sign_in_list_free_another_and_activate_here
     # Signed in, the session is the way (the core's order), relay or not.
     sign_in(polar, here)
     assert [d.id for d in here.list_devices(DEMO_KEY, relay=url).devices] == [mine.id]
+
+
+def test_a_reinstall_at_the_limit_reclaims_its_own_activation(tmp_path: Path) -> None:
+    """Self-healing activations (issue #80): a reinstall on the same machine (a new cache) at
+    the activation limit, signed in, ends licensed with the activation the machine already
+    holds (found by the fingerprint its meta records) and takes none; a new machine at the
+    limit is refused as before and sees the other machine's row told apart."""
+    with Emulator(customer_seed()) as polar:
+        first = machine(polar, tmp_path / "first", "machine-A")
+        mine = first.activate(GOOD, "Jane's laptop")
+        assert len(polar.activations(GOOD)) == 1
+
+        again = machine(polar, tmp_path / "again", "machine-A")
+        sign_in(polar, again)
+        reclaimed = again.activate(GOOD, "Jane's laptop")
+        assert reclaimed.id == mine.id
+        assert len(polar.activations(GOOD)) == 1  # no new activation
+        assert again.check(GOOD).licensed
+        own = again.devices(GOOD)
+        assert own.this_machine is not None and own.this_machine.id == mine.id
+
+        other = machine(polar, tmp_path / "other", "machine-B")
+        sign_in(polar, other)
+        with pytest.raises(LicenseDenied) as limit:
+            other.activate(GOOD, "Office desktop")
+        assert limit.value.code is Reason.ACTIVATION_LIMIT
+        assert len(polar.activations(GOOD)) == 1
+        rows = other.devices(GOOD)
+        assert rows.this_machine is None
+        (row,) = rows.devices
+        assert row.label == "Jane's laptop" and row.platform and "/" in row.platform
+        assert row.last_seen is None

@@ -1018,6 +1018,12 @@ pub struct ActivateArgs {
     /// for --condition)
     #[arg(long = "meta", value_name = "K=V", value_parser = parse_kv)]
     pub meta: Vec<(String, MetaValue)>,
+
+    /// The seller's relay (its URL): at the activation limit, list the key's devices through
+    /// it and, when one is this machine's (a reinstall), use that activation instead of
+    /// taking another (without it: the signed-in session, if any)
+    #[arg(long, value_name = "URL", env = "POLAR_LICENSE_RELAY_URL")]
+    pub relay: Option<String>,
 }
 
 /// `validate`

@@ -363,6 +363,8 @@ pub fn devices(g: &Global, a: &DevicesArgs) -> Report {
                 "label": d.label,
                 "activated_at": unix_when(d.activated_at.unix_timestamp()),
                 "this_machine": d.this_machine,
+                "platform": d.platform,
+                "last_seen": d.last_seen.map(|t| unix_when(t.unix_timestamp())),
             })
         })
         .collect();
@@ -373,8 +375,19 @@ pub fn devices(g: &Global, a: &DevicesArgs) -> Report {
     };
     let mut lines = vec![format!("done: {in_use} for {}", key.redacted())];
     for d in &devices {
+        // What tells the rows apart besides the label (issue #80): the platform and when the
+        // relay last saw the device, when known.
+        let platform = d
+            .platform
+            .as_deref()
+            .map(|p| format!(", {p}"))
+            .unwrap_or_default();
+        let seen = d
+            .last_seen
+            .map(|t| format!(", last seen {}", unix_when(t.unix_timestamp())))
+            .unwrap_or_default();
         lines.push(format!(
-            "  {}  {:<24} activated {}{}",
+            "  {}  {:<24} activated {}{platform}{seen}{}",
             d.id,
             d.label,
             unix_when(d.activated_at.unix_timestamp()),
@@ -513,6 +526,7 @@ pub fn recover(g: &Global, a: &RecoverArgs) -> Report {
             label: a.label.clone(),
             conditions: Vec::new(),
             meta: Vec::new(),
+            relay: None,
         };
         let mut r = crate::run::activate(g, &activate);
         r.json.insert("command".into(), json!(COMMAND));

@@ -296,7 +296,11 @@ pub fn activate(g: &Global, a: &ActivateArgs) -> Report {
     // slot is taken on Polar for a cache that cannot be opened), and says which activation
     // the record remembered before this one. A cache that can be read but not written fails
     // after Polar activated, with the new activation id in the error, so nothing is lost.
-    let activated = licensing.activate_update(&req);
+    // At the limit, this machine's own activation (a reinstall's) is found through the
+    // relay or the signed-in session and used instead (issue #80).
+    let session = licensing.remembered_session().ok().flatten();
+    let (activated, adopted, _) =
+        licensing.activate_via(&req, session.as_ref(), a.relay.as_deref());
     let previous = activated.replaced_activation_id.clone();
     let result = match activated.unremembered() {
         Some(e) => Err(e),
@@ -309,6 +313,12 @@ pub fn activate(g: &Global, a: &ActivateArgs) -> Report {
         r.json.insert("remembered".into(), true.into());
         r.json.insert("machine_bound".into(), bound.into());
         r.json.insert("key_remembered".into(), a.remember.into());
+        if let Some(id) = &adopted {
+            r.lines.push(format!(
+                "  {:<12} this machine's activation {id} was in use already: no new one taken",
+                "reclaimed"
+            ));
+        }
         if a.remember {
             r.lines.push(format!(
                 "  {:<12} the key is remembered here: check needs no --key",
@@ -329,6 +339,10 @@ pub fn activate(g: &Global, a: &ActivateArgs) -> Report {
             ));
         }
     }
+    r.json.insert(
+        "adopted_activation_id".into(),
+        adopted.filter(|_| r.exit == 0).into(),
+    );
     r.json.insert(
         "replaced_activation_id".into(),
         previous.filter(|_| r.exit == 0).into(),

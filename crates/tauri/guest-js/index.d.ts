@@ -318,8 +318,12 @@ export interface DeviceInfo {
   label: string;
   /** Unix seconds. */
   activatedAt: number;
-  /** The activation this machine holds. */
+  /** The activation this machine holds (by its cache, or by the fingerprint its meta records). */
   thisMachine: boolean;
+  /** The platform family it recorded (`linux/x86_64`, …); `null` when none. */
+  platform: string | null;
+  /** When the seller's relay last saw it validated (unix seconds); `null` when not known. */
+  lastSeen: number | null;
 }
 
 /** `listDevices`' answer: the key's live devices, oldest first. */

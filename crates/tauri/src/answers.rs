@@ -686,8 +686,16 @@ pub struct DeviceInfo {
     pub label: String,
     /// When it was activated (unix seconds).
     pub activated_at: i64,
-    /// `true` for the activation this machine holds.
+    /// `true` for the activation this machine holds: the one its cache remembers, or the one
+    /// whose `meta` records this machine's fingerprint (a reinstall knows its own row).
     pub this_machine: bool,
+    /// The platform family it recorded (`linux/x86_64`, `macos/aarch64`, …), to tell devices
+    /// apart; `null` when it recorded none.
+    #[serde(default)]
+    pub platform: Option<String>,
+    /// When the seller's relay last saw it validated (unix seconds); `null` when not known.
+    #[serde(default)]
+    pub last_seen: Option<i64>,
 }
 
 /// `listDevices`' answer: the key's live devices, oldest first, this machine's marked.
@@ -719,6 +727,8 @@ impl DeviceList {
                     label: d.label.clone(),
                     activated_at: d.activated_at.unix_timestamp(),
                     this_machine: d.this_machine,
+                    platform: d.platform.clone(),
+                    last_seen: d.last_seen.map(|t| t.unix_timestamp()),
                 })
                 .collect(),
         }

@@ -119,8 +119,14 @@ pub(crate) async fn activate(
     let licensing = state.licensing();
     let request = ActivateRequest::new(key, label);
     // On the blocking pool: the activate machine's answer carries the lease the record holds
-    // after it (no read of the cache again).
-    let activated = blocking(licensing, move |l| l.activate_update(&request)).await?;
+    // after it (no read of the cache again). At the limit, this machine's own activation (a
+    // reinstall's) is found through the plugin's session (else the relay set in its options,
+    // or signed mode's) and used (issue #80).
+    let session = state.session();
+    let activated = blocking(licensing, move |l| {
+        l.activate_via(&request, session.as_ref(), None).0
+    })
+    .await?;
     let answer = match activated.unremembered() {
         Some(e) => Err(e),
         None => activated.online,

@@ -1390,3 +1390,48 @@ fn activate_without_a_label_uses_the_machines_host_name_and_os() {
     );
     assert!(!activated.label.contains(DEMO_KEY), "{}", activated.label);
 }
+
+/// Self-healing activations (issue #80): the app reinstalled on the machine that holds one of
+/// the key's activations already (an earlier install, its own cache gone with it) at the limit,
+/// signed in, ends licensed with that activation, found by the fingerprint its meta records,
+/// and takes none; its own row is marked in the list.
+#[test]
+fn a_reinstall_at_the_limit_reclaims_this_machines_activation() {
+    let w = Plugin::new("self-heal");
+    // The earlier install on this machine (the plugin's machine-A), with its own cache.
+    let earlier = ScratchDir::new("tauri-self-heal-earlier");
+    let mine = match Licensing::builder(w.polar.organization_id())
+        .base_url(w.polar.url())
+        .cache_dir(earlier.path())
+        .machine_binding(MachineBinding::Id("machine-A".into()))
+        .build()
+        .expect("licensing")
+        .activate(&ActivateRequest::new(DEMO_KEY, "Jane's laptop"))
+    {
+        Ok(Verdict::Accepted(a)) => a.activation.id,
+        other => panic!("the earlier install's activate: {other:?}"),
+    };
+    activate_elsewhere(&w, DEMO_KEY, "Desk");
+    activate_elsewhere(&w, DEMO_KEY, "Studio");
+    assert_eq!(w.polar.activations(DEMO_KEY).len(), 3);
+
+    w.sign_in();
+    let here = w.activate();
+    assert_eq!(here.activation_id, mine);
+    assert_eq!(w.polar.activations(DEMO_KEY).len(), 3, "no new activation");
+    assert!(w.check().licensed);
+    let listed: DeviceList = w.ok("list_devices", json!({ "key": DEMO_KEY }));
+    let marked: Vec<&str> = listed
+        .devices
+        .iter()
+        .filter(|d| d.this_machine)
+        .map(|d| d.id.as_str())
+        .collect();
+    assert_eq!(marked, [mine.as_str()]);
+    let platform = format!("{}/{}", std::env::consts::OS, std::env::consts::ARCH);
+    assert_eq!(
+        listed.devices[0].platform.as_deref(),
+        Some(platform.as_str())
+    );
+    assert_eq!(listed.devices[0].last_seen, None);
+}

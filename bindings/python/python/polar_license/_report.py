@@ -361,7 +361,13 @@ class Device:
     label: str
     activated_at: datetime
     this_machine: bool
-    """``True`` for the activation this machine's cache remembers."""
+    """``True`` for this machine's activation: the one its cache remembers, or the one whose
+    ``meta`` records this machine's fingerprint (a reinstall knows its own row)."""
+    platform: Optional[str] = None
+    """The platform family it recorded (``linux/x86_64``, ``macos/aarch64``, …), to tell
+    devices apart; ``None`` when it recorded none."""
+    last_seen: Optional[datetime] = None
+    """When the seller's relay last saw it validated; ``None`` when not known."""
 
 
 @record
@@ -384,7 +390,10 @@ class KeyDevices:
     def _of(cls, d: dict[str, Any]) -> KeyDevices:
         return cls(d["key_id"], d["display_key"], d["limit_activations"], tuple(
             Device(v["id"], v["label"], datetime.fromtimestamp(v["activated_at"], tz=timezone.utc),
-                   v["this_machine"]) for v in d["devices"]))
+                   v["this_machine"], v.get("platform"),
+                   None if v.get("last_seen") is None
+                   else datetime.fromtimestamp(v["last_seen"], tz=timezone.utc))
+            for v in d["devices"]))
 
 
 @record

@@ -17,10 +17,12 @@
 //!
 //! ```json
 //! {"license_key_id": "…", "limit_activations": 3,
-//!  "activations": [{"id": "…", "label": "…", "created_at": "…", "this_machine": false}]}
+//!  "activations": [{"id": "…", "label": "…", "created_at": "…", "this_machine": false,
+//!                   "machine": "…", "platform": "linux/x86_64"}]}
 //! ```
 //!
-//! oldest first, with no lease. Freeing a device stays Polar's public deactivate (no token
+//! (`machine` and `platform` when the activation's `meta` records them: issue #80, a
+//! reinstall at the limit finds its own row by the fingerprint) oldest first, with no lease. Freeing a device stays Polar's public deactivate (no token
 //! needed). The steps are the request machine's ([`crate::flow::Exchange`]): the read is a
 //! [`crate::flow::Need::Send`] whose method is `GET`.
 
@@ -83,15 +85,28 @@ fn listing(ask: &DevicesAsk, body: &[u8]) -> Option<(serde_json::Value, usize)> 
             .activation_id
             .as_deref()
             .is_some_and(|here| here.eq_ignore_ascii_case(id));
-        rows.push((
-            at,
-            serde_json::json!({
-                "id": id,
-                "label": a.get("label")?.as_str()?,
-                "created_at": created_at,
-                "this_machine": this,
-            }),
-        ));
+        let mut row = serde_json::json!({
+            "id": id,
+            "label": a.get("label")?.as_str()?,
+            "created_at": created_at,
+            "this_machine": this,
+        });
+        // What the activation recorded of its machine in `meta` (issue #80): the salted
+        // per-organization fingerprint a reinstall finds its own row by, and the platform
+        // family. Only these two, as strings: the rest of `meta` is the app's.
+        for name in [
+            polar_license::fingerprint::MACHINE_META,
+            polar_license::fingerprint::PLATFORM_META,
+        ] {
+            let value = a
+                .get("meta")
+                .and_then(|m| m.get(name))
+                .and_then(Value::as_str);
+            if let (Some(value), Some(row)) = (value, row.as_object_mut()) {
+                row.insert(name.to_string(), Value::from(value));
+            }
+        }
+        rows.push((at, row));
     }
     rows.sort_by_key(|(at, _)| *at);
     let count = rows.len();

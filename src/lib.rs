@@ -146,6 +146,7 @@ pub mod options;
 pub mod perpetual;
 pub mod portal;
 pub mod proto;
+pub mod purchase;
 pub mod reason;
 mod release;
 pub mod rfc3339;

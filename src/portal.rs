@@ -368,7 +368,7 @@ impl Portal {
 
 /// The typed failure of a non-success answer: only Polar's own envelope is one of the typed
 /// refusals; anything else is a protocol error.
-fn failure(what: &str, resp: &HttpResponse) -> PortalError {
+pub(crate) fn failure(what: &str, resp: &HttpResponse) -> PortalError {
     if resp.status == 429 {
         return PortalError::RateLimited(retry_after(resp));
     }

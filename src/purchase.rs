@@ -182,11 +182,7 @@ pub fn session_from_success_url(url: &str) -> Option<SessionToken> {
 /// The request that opens a checkout from a checkout link (`GET
 /// /v1/checkout-links/{client_secret}/redirect`, `customer_email` prefilled when given): Polar
 /// answers a redirect to the new checkout's URL, read with [`checkout_of_link`].
-pub fn open_link(
-    api: &Api,
-    link: &str,
-    email: Option<&str>,
-) -> Result<PortalRequest, Error> {
+pub fn open_link(api: &Api, link: &str, email: Option<&str>) -> Result<PortalRequest, Error> {
     let link = link.trim();
     let secret = match link.split_once("/v1/checkout-links/") {
         Some((_, rest)) => rest.split(['/', '?']).next().unwrap_or(""),
@@ -223,7 +219,10 @@ pub fn checkout_of_link(resp: &HttpResponse) -> Result<String, PurchaseError> {
             .map(str::to_string)
             .ok_or_else(|| protocol("a checkout link's redirect without a Location")),
         404 => Err(PurchaseError::CheckoutNotFound),
-        _ => Err(PurchaseError::Portal(crate::portal::failure("checkout link", resp))),
+        _ => Err(PurchaseError::Portal(crate::portal::failure(
+            "checkout link",
+            resp,
+        ))),
     }
 }
 
@@ -243,7 +242,10 @@ fn percent_encode(text: &str) -> String {
 }
 
 fn protocol(why: &str) -> PurchaseError {
-    PurchaseError::Portal(PortalError::Protocol(Error::protocol(None, why.to_string())))
+    PurchaseError::Portal(PortalError::Protocol(Error::protocol(
+        None,
+        why.to_string(),
+    )))
 }
 
 /// A checkout as [`Purchase`] reads it (`CheckoutPublic`).
@@ -258,7 +260,11 @@ fn parse_checkout(resp: &HttpResponse) -> Result<Read, PurchaseError> {
         200 => {}
         404 => return Err(PurchaseError::CheckoutNotFound),
         410 => return Err(PurchaseError::CheckoutExpired),
-        _ => return Err(PurchaseError::Portal(crate::portal::failure("checkout", resp))),
+        _ => {
+            return Err(PurchaseError::Portal(crate::portal::failure(
+                "checkout", resp,
+            )))
+        }
     }
     let body: serde_json::Value = serde_json::from_slice(&resp.body)
         .map_err(|e| protocol(&["malformed checkout response: ", &e.to_string()].concat()))?;
@@ -267,8 +273,9 @@ fn parse_checkout(resp: &HttpResponse) -> Result<Read, PurchaseError> {
         .as_deref()
         .and_then(CheckoutStatus::parse)
         .ok_or_else(|| protocol("malformed checkout response: no known status"))?;
-    let created_at = text("created_at")
-        .and_then(|t| OffsetDateTime::parse(&t, &time::format_description::well_known::Rfc3339).ok());
+    let created_at = text("created_at").and_then(|t| {
+        OffsetDateTime::parse(&t, &time::format_description::well_known::Rfc3339).ok()
+    });
     let benefit_ids = body
         .get("product")
         .and_then(|p| p.get("benefits"))
@@ -558,7 +565,9 @@ impl crate::flow::Standalone for Purchase {
             Given::Response(response) if self.waiting.is_none() && self.sending.is_some() => {
                 let response = match response {
                     Ok(r) => r,
-                    Err(e) => return self.finish(Err(PurchaseError::Portal(PortalError::Offline(e)))),
+                    Err(e) => {
+                        return self.finish(Err(PurchaseError::Portal(PortalError::Offline(e))))
+                    }
                 };
                 if response.status == 429 {
                     if let Some(wait) = self.patience.wait_for(retry_after(&response)) {
@@ -697,7 +706,11 @@ mod tests {
         let Ok(Bought::Key(key)) = p.outcome() else {
             panic!("a key")
         };
-        assert_eq!(key.key.expose(), "NEW-KEY", "the key bought, not the older one");
+        assert_eq!(
+            key.key.expose(),
+            "NEW-KEY",
+            "the key bought, not the older one"
+        );
         assert_eq!(waited, FOLLOW_EVERY * 2, "{urls:?}");
         assert_eq!(
             urls.last().map(String::as_str),
@@ -729,7 +742,12 @@ mod tests {
             }
             lists += 1;
             if lists < 3 {
-                page(vec![key_json("OLD-KEY", "2026-01-01T00:00:00Z", BENEFIT, "granted")])
+                page(vec![key_json(
+                    "OLD-KEY",
+                    "2026-01-01T00:00:00Z",
+                    BENEFIT,
+                    "granted",
+                )])
             } else {
                 bought_page()
             }
@@ -750,7 +768,10 @@ mod tests {
         let e = p.outcome().expect_err("no key");
         assert_eq!(e, PurchaseError::StillIssuing);
         assert_eq!(e.code(), "key_issuing");
-        assert_eq!(e.message().text(), "Polar is still issuing your key: try again in a minute.");
+        assert_eq!(
+            e.message().text(),
+            "Polar is still issuing your key: try again in a minute."
+        );
         assert_eq!(waited, ISSUING_WINDOW);
         // The first list, then one every ISSUING_EVERY for the window.
         assert_eq!(urls.len(), 1 + 1 + 60, "{}", urls.len());
@@ -761,7 +782,10 @@ mod tests {
                 return checkout("succeeded");
             }
             if is_probe(r) {
-                return HttpResponse::new(404, r#"{"error":"ResourceNotFound","detail":"Not found"}"#);
+                return HttpResponse::new(
+                    404,
+                    r#"{"error":"ResourceNotFound","detail":"Not found"}"#,
+                );
             }
             bought_page()
         });
@@ -805,7 +829,10 @@ mod tests {
                 PurchaseError::CheckoutNotFound,
             ),
             (
-                HttpResponse::new(410, r#"{"error":"ExpiredCheckoutError","detail":"This checkout session has expired."}"#),
+                HttpResponse::new(
+                    410,
+                    r#"{"error":"ExpiredCheckoutError","detail":"This checkout session has expired."}"#,
+                ),
                 PurchaseError::CheckoutExpired,
             ),
             (checkout("expired"), PurchaseError::CheckoutExpired),
@@ -826,15 +853,27 @@ mod tests {
 
     #[test]
     fn the_key_bought_is_the_newest_granted_of_the_benefit_since_the_checkout() {
-        let receipt = parse_checkout(&checkout("succeeded")).expect("read").receipt;
+        let receipt = parse_checkout(&checkout("succeeded"))
+            .expect("read")
+            .receipt;
         let keys: Vec<LicenseKeyRead> = serde_json::from_value(serde_json::json!([
             key_json("OLD", "2026-05-01T00:00:00Z", BENEFIT, "granted"),
-            key_json("OTHER-PRODUCT", "2026-06-01T10:00:09Z", "11111111-2222-4333-8444-555555555555", "granted"),
+            key_json(
+                "OTHER-PRODUCT",
+                "2026-06-01T10:00:09Z",
+                "11111111-2222-4333-8444-555555555555",
+                "granted"
+            ),
             key_json("REVOKED", "2026-06-01T10:00:08Z", BENEFIT, "revoked"),
             key_json("NEW", "2026-06-01T10:00:05Z", BENEFIT, "granted"),
         ]))
         .expect("keys");
-        assert_eq!(bought_key(&keys, &receipt).map(|k| k.key.expose().to_string()).as_deref(), Some("NEW"));
+        assert_eq!(
+            bought_key(&keys, &receipt)
+                .map(|k| k.key.expose().to_string())
+                .as_deref(),
+            Some("NEW")
+        );
         assert_eq!(bought_key(&keys[..1], &receipt), None);
     }
 
@@ -852,17 +891,30 @@ mod tests {
         .expect("a token");
         assert_eq!(token.expose(), "polar_cst_abc");
         assert_eq!(session_from_success_url("https://app.example/thanks"), None);
-        let r = open_link(&api(), "https://api.polar.sh/v1/checkout-links/polar_cl_X/redirect", Some("a+b@example.com"))
-            .expect("link");
+        let r = open_link(
+            &api(),
+            "https://api.polar.sh/v1/checkout-links/polar_cl_X/redirect",
+            Some("a+b@example.com"),
+        )
+        .expect("link");
         assert_eq!(
             r.url,
             "http://127.0.0.1:8787/v1/checkout-links/polar_cl_X/redirect?customer_email=a%2Bb%40example.com"
         );
         let mut moved = HttpResponse::new(307, "");
-        moved.headers.push(("location".into(), format!("http://127.0.0.1:8787/checkout/{SECRET}")));
-        assert_eq!(client_secret_of(&checkout_of_link(&moved).expect("moved")).expect("secret"), SECRET);
+        moved.headers.push((
+            "location".into(),
+            format!("http://127.0.0.1:8787/checkout/{SECRET}"),
+        ));
         assert_eq!(
-            checkout_of_link(&HttpResponse::new(404, r#"{"error":"ResourceNotFound","detail":"Not found"}"#)),
+            client_secret_of(&checkout_of_link(&moved).expect("moved")).expect("secret"),
+            SECRET
+        );
+        assert_eq!(
+            checkout_of_link(&HttpResponse::new(
+                404,
+                r#"{"error":"ResourceNotFound","detail":"Not found"}"#
+            )),
             Err(PurchaseError::CheckoutNotFound)
         );
     }
@@ -882,10 +934,16 @@ mod tests {
         ] {
             let m = e.message();
             for s in [m.sentence(), m.next_step()] {
-                assert!(s.ends_with('.') && s.starts_with(|c: char| c.is_ascii_uppercase()), "{s}");
+                assert!(
+                    s.ends_with('.') && s.starts_with(|c: char| c.is_ascii_uppercase()),
+                    "{s}"
+                );
                 assert!(!s[..s.len() - 1].contains(". "), "{s}");
             }
-            assert!(!m.text().contains("not found") || e == PurchaseError::CheckoutNotFound, "{e:?}: {m}");
+            assert!(
+                !m.text().contains("not found") || e == PurchaseError::CheckoutNotFound,
+                "{e:?}: {m}"
+            );
         }
     }
 }

@@ -80,6 +80,29 @@ pub struct Receipt {
     pub benefit_ids: Vec<String>,
 }
 
+impl Receipt {
+    /// A receipt handed back by a face that carried it as plain values (`created_at` in unix
+    /// seconds): what [`Purchase::signed_in`] takes after the emailed code.
+    pub fn from_parts(
+        checkout_id: &str,
+        email: Option<String>,
+        created_at_unix: Option<i64>,
+        benefit_ids: Vec<String>,
+    ) -> Receipt {
+        Receipt {
+            checkout_id: checkout_id.to_string(),
+            email,
+            created_at: created_at_unix.and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok()),
+            benefit_ids,
+        }
+    }
+
+    /// When the checkout was made, in unix seconds.
+    pub fn created_at_unix(&self) -> Option<i64> {
+        self.created_at.map(OffsetDateTime::unix_timestamp)
+    }
+}
+
 /// How a purchase ended well.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Bought {

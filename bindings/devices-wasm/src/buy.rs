@@ -37,7 +37,12 @@ fn error(e: &PurchaseError) -> String {
     steps::done(&o.raw("}}").done())
 }
 
-fn receipt_of(checkout_id: &str, email: Option<String>, created_at: Option<f64>, benefit_ids: Vec<String>) -> Receipt {
+fn receipt_of(
+    checkout_id: &str,
+    email: Option<String>,
+    created_at: Option<f64>,
+    benefit_ids: Vec<String>,
+) -> Receipt {
     // Unix seconds from the receipt this module gave: far inside i64 (a NaN is 0).
     #[allow(clippy::cast_possible_truncation)]
     let created_at = created_at.map(|s| s as i64);
@@ -58,9 +63,11 @@ impl Buying {
         session: Option<String>,
         success_url: Option<String>,
     ) -> Buying {
-        let session = session
-            .map(SessionToken::new)
-            .or_else(|| success_url.as_deref().and_then(polar_license::purchase::session_from_success_url));
+        let session = session.map(SessionToken::new).or_else(|| {
+            success_url
+                .as_deref()
+                .and_then(polar_license::purchase::session_from_success_url)
+        });
         match crate::api(org, base_url, server) {
             Ok(api) => Buying {
                 machine: Some(Purchase::new(&api, checkout, session)),
@@ -114,12 +121,17 @@ impl Buying {
             return self.next();
         };
         match steps::given(given) {
-            Some((kind, v)) if kind == "response" => m.give(Given::Response(steps::response(&v, body))),
+            Some((kind, v)) if kind == "response" => {
+                m.give(Given::Response(steps::response(&v, body)))
+            }
             Some((kind, _)) if kind == "waited" => m.give(Given::Waited),
             _ => {
                 self.machine = None;
                 self.first = Some(PurchaseError::Portal(PortalError::Invalid(
-                    polar_license::error::Error::invalid("given", "is not what the purchase asked for"),
+                    polar_license::error::Error::invalid(
+                        "given",
+                        "is not what the purchase asked for",
+                    ),
                 )));
             }
         }
@@ -150,7 +162,11 @@ impl Buying {
                 Ok(Bought::SignIn(r)) => {
                     let said = polar_license::message::purchase_sign_in(r.email.as_deref());
                     let mut o = JsonOut::new();
-                    o.raw("{").key("signIn").raw("{").key("checkoutId").str(&r.checkout_id);
+                    o.raw("{")
+                        .key("signIn")
+                        .raw("{")
+                        .key("checkoutId")
+                        .str(&r.checkout_id);
                     o.key("email").opt_str(r.email.as_deref());
                     o.key("createdAt").opt_int(r.created_at_unix());
                     o.key("benefitIds").raw("[");

@@ -24,7 +24,12 @@ fn shop(delay_ms: u64) -> Emulator {
     Emulator::start(seed, Options::default()).expect("emulator")
 }
 
-fn http(polar: &Emulator, method: &str, path: &str, body: &str) -> polar_license_testkit::http::HttpAnswer {
+fn http(
+    polar: &Emulator,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> polar_license_testkit::http::HttpAnswer {
     let text = format!(
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -55,7 +60,9 @@ fn pay(polar: &Emulator, url: &str, email: &str) -> Option<String> {
         &format!(r#"{{"customer_email":"{email}"}}"#),
     );
     assert_eq!(r.status, 200, "{}", r.text());
-    r.json()["customer_session_token"].as_str().map(str::to_string)
+    r.json()["customer_session_token"]
+        .as_str()
+        .map(str::to_string)
 }
 
 /// `check` with no key: the remembered one, licensed.
@@ -85,11 +92,22 @@ fn buy_with_the_success_urls_session_unlocks_with_no_key_typed() {
     let got = cli(
         &polar,
         dir.path(),
-        &["buy", "--checkout", &url, "--success-url", &landed, "--label", "cli"],
+        &[
+            "buy",
+            "--checkout",
+            &url,
+            "--success-url",
+            &landed,
+            "--label",
+            "cli",
+        ],
     );
     bought(&got);
     assert!(got.2.contains("open this page to pay: "), "{}", got.2);
-    assert!(!got.2.contains(&token), "the session is a credential: never printed");
+    assert!(
+        !got.2.contains(&token),
+        "the session is a credential: never printed"
+    );
     unlocked(&polar, &dir);
     polar.stop();
 }
@@ -114,7 +132,11 @@ fn buy_without_a_session_sends_the_code_to_the_checkouts_address_then_unlocks() 
         .strip_prefix("open this page to pay: ")
         .unwrap_or_else(|| panic!("the checkout's URL first: {line}"))
         .to_string();
-    assert_eq!(pay(&polar, &url, KNOWN_BUYER), None, "matched by email: no token");
+    assert_eq!(
+        pay(&polar, &url, KNOWN_BUYER),
+        None,
+        "matched by email: no token"
+    );
     let out = child.wait_with_output().expect("buy ends");
     assert_eq!(out.status.code(), Some(0));
     let answer: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
@@ -125,7 +147,11 @@ fn buy_without_a_session_sends_the_code_to_the_checkouts_address_then_unlocks() 
     assert_eq!(codes.len(), 1);
     assert_eq!(codes[0]["email"], KNOWN_BUYER);
     let code = codes[0]["code"].as_str().expect("code").to_string();
-    let got = cli(&polar, dir.path(), &["buy", "--checkout", &url, "--code", &code]);
+    let got = cli(
+        &polar,
+        dir.path(),
+        &["buy", "--checkout", &url, "--code", &code],
+    );
     bought(&got);
     unlocked(&polar, &dir);
     polar.stop();

@@ -950,12 +950,7 @@ impl ListDevices {
 /// listing ends with [`PortalError::RateLimited`] and the wait.
 impl crate::flow::Standalone for ListDevices {
     fn want(&self) -> crate::flow::Want<'_> {
-        use crate::flow::Want;
-        match (&self.waiting, &self.sending) {
-            (Some(wait), _) => Want::Wait(*wait),
-            (None, Some(request)) => Want::Portal(request),
-            (None, None) => Want::Done,
-        }
+        crate::flow::portal_want(self.waiting, self.sending.as_ref())
     }
 
     fn give(&mut self, given: crate::flow::Given) {

@@ -145,6 +145,18 @@ export class Devices {
   /** Frees device `activationId` of `key` (no session needed). */
   free(key: string, activationId: string): Promise<void>;
   /**
+   * Buying in the app (issue #80): follows the checkout until paid, finds the key bought
+   * through the customer session (`sessionToken`, the `successUrl`'s, or this object's), waits
+   * while Polar is still issuing it, and activates it with `client` when given; or, with no
+   * session, `signIn` (the code was asked for at the checkout's address). Rejects with `code`
+   * `key_issuing`, `checkout_expired`, `checkout_failed`, `checkout_not_found`, `not_paid`, or
+   * the portal's.
+   */
+  buy(
+    checkout: string,
+    options?: { sessionToken?: string; successUrl?: string; receipt?: PurchaseReceipt; client?: unknown; label?: string },
+  ): Promise<Purchase>;
+  /**
    * Follows a rotated key (default: `client`'s remembered key) through the session to its new
    * string, validated with the activation `client`'s cache remembers (kept: no slot taken); the
    * old string's record forgotten, the new one remembered in its place when the old one was.
@@ -157,3 +169,20 @@ export class Devices {
 
 /** `new Devices(options)`. */
 export function devices(options: DevicesOptions): Devices;
+
+/** What a purchase without a session hands back: sign in with the emailed code, then buy again with it. */
+export interface PurchaseReceipt {
+  readonly checkoutId: string;
+  readonly email: string | null;
+  readonly createdAt: number | null;
+  readonly benefitIds: string[];
+  readonly userMessage: string;
+  readonly nextStep: string;
+}
+
+/** A purchase's end: the key bought (activated when a client was given), or a sign-in. */
+export interface Purchase {
+  readonly key?: { readonly id: string; readonly displayKey: string; readonly benefitId: string; readonly limitActivations: number | null; readonly key: string };
+  readonly activation?: unknown;
+  readonly signIn?: PurchaseReceipt;
+}

@@ -222,6 +222,44 @@ export class Devices {
     return Object.defineProperty(followed, 'key', { value: end.key, enumerable: false });
   }
 
+  /**
+   * Buying in the app (issue #80): follows the checkout `checkout` (its URL or `polar_c_…`
+   * client secret) until the buyer has paid, then finds the key bought through the customer
+   * session Polar handed back (`sessionToken`, or the `successUrl` the buyer landed on, whose
+   * `customer_session_token` is taken; else this object's session, once signed in), waiting
+   * while Polar is still issuing it; with `client` (a `LicenseClient` of `polar-license`) it is
+   * activated there with `label`. The steps and waits are the core's purchase machine.
+   * Resolves `{ key: { id, displayKey, benefitId, limitActivations }, activation? }` (the whole
+   * key as a non-enumerable `key.key`), or, when Polar gave no session (the buyer's email matched
+   * an existing customer), `{ signIn: { email, userMessage, nextStep, … } }`: the code was asked
+   * for at that address; `signIn(code)`, then `buy(checkout, { receipt: signIn, client })`.
+   * Rejects with `code` `key_issuing` (still missing two minutes after paying: try again; never
+   * `not_found`), `checkout_expired`, `checkout_failed`, `checkout_not_found`, `not_paid`, or
+   * the portal's.
+   */
+  async buy(checkout, { sessionToken, successUrl, receipt, client, label } = {}) {
+    if (typeof checkout !== 'string') throw new DevicesError({ code: 'invalid_input', reason: 'invalid_input', field: 'checkout', message: 'checkout must be a string' });
+    for (const [name, value] of [['session_token', sessionToken], ['success_url', successUrl], ['label', label]]) {
+      if (value !== undefined && typeof value !== 'string') throw new DevicesError({ code: 'invalid_input', reason: 'invalid_input', field: name, message: `${name} must be a string` });
+    }
+    if (client !== undefined && typeof client?.activate !== 'function') throw new DevicesError({ code: 'invalid_input', reason: 'invalid_input', field: 'client', message: "client must be a LicenseClient of 'polar-license'" });
+    const session = this.#session;
+    const done = await this.#run((c) => (receipt !== undefined && session !== null
+      ? c.Buying.signedIn(...this.#options, session, receipt.checkoutId ?? '', receipt.email ?? undefined, receipt.createdAt ?? undefined, receipt.benefitIds ?? [])
+      : new c.Buying(...this.#options, checkout, sessionToken ?? session ?? undefined, successUrl)));
+    if (done.signIn) {
+      if (typeof done.signIn.email === 'string') await this.requestCode(done.signIn.email);
+      return { signIn: done.signIn };
+    }
+    const { key: whole, ...shown } = done.key;
+    const bought = { key: Object.defineProperty(shown, 'key', { value: whole, enumerable: false }) };
+    if (client !== undefined) {
+      bought.activation = await client.activate(whole, { label: label ?? 'This device' });
+      await client.rememberKey(whole);
+    }
+    return bought;
+  }
+
   /** A session never shows: not in `console.log`, `JSON.stringify` or `util.inspect`. */
   toJSON() {
     return { signedIn: this.signedIn };

@@ -147,6 +147,7 @@ pub mod options;
 pub mod perpetual;
 pub mod portal;
 pub mod proto;
+pub mod purchase;
 pub mod reason;
 mod release;
 pub mod rfc3339;
@@ -209,9 +210,9 @@ pub use native::{licensing, store};
 #[cfg(not(target_arch = "wasm32"))]
 pub use native::{
     system_clock, system_clock_ms, Beating, Blocking, BlockingClient, ClientBuilder, Clock,
-    FileStore, Licensing, LicensingBuilder, MachineBinding, MemoryStore, ProxySetting, SeatGuard,
-    SlotLock, Store, TlsRoots, UreqTransport, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES,
-    DEFAULT_TIMEOUT,
+    FileStore, Licensing, LicensingBuilder, MachineBinding, MemoryStore, ProxySetting, Purchased,
+    SeatGuard, SlotLock, Store, TlsRoots, UreqTransport, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT,
 };
 #[cfg(target_arch = "wasm32")]
 pub use wasm::{AsyncClient, AsyncLicensing, AsyncStore, AsyncTransport, FetchTransport};

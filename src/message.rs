@@ -235,6 +235,63 @@ impl crate::portal::PortalError {
     }
 }
 
+/// What to tell a buyer whose purchase in the app ended without a key (issue #80): one sentence
+/// and one next step for each [`crate::purchase::PurchaseError`]. A key Polar has not issued yet
+/// is never "not found" (Polar issues #7125, #7454): it is still being issued.
+pub fn purchase(e: &crate::purchase::PurchaseError) -> Message {
+    use crate::portal::PortalError;
+    use crate::purchase::PurchaseError;
+    const RESTART: &str = "Start the purchase again.";
+    match e {
+        PurchaseError::CheckoutNotFound => Message::fixed("This checkout was not found.", RESTART),
+        PurchaseError::CheckoutExpired => {
+            Message::fixed("This checkout expired before it was paid.", RESTART)
+        }
+        PurchaseError::CheckoutFailed => Message::fixed("This checkout failed.", RESTART),
+        PurchaseError::NotPaid => Message::fixed(
+            "This checkout has not been paid yet.",
+            "Finish paying in the browser, then try again.",
+        ),
+        PurchaseError::StillIssuing | PurchaseError::Portal(PortalError::NotFound) => {
+            Message::fixed("Polar is still issuing your key.", "Try again in a minute.")
+        }
+        PurchaseError::Portal(PortalError::SessionExpired | PortalError::NotSignedIn) => {
+            Message::fixed(
+                "Your purchase is paid but this app is not signed in to your account.",
+                "Sign in with the code Polar emails to the address you paid with.",
+            )
+        }
+        PurchaseError::Portal(PortalError::CodeInvalidOrExpired) => Message::fixed(
+            "The code is wrong, used or more than 30 minutes old.",
+            "Ask for a new code and type it as the email shows it.",
+        ),
+        PurchaseError::Portal(p) => match p.reason() {
+            Some(r) => r.message(),
+            None => Message::fixed(
+                "Polar did not let this app read your purchase.",
+                "Find the key in the email Polar sent you and type it in.",
+            ),
+        },
+    }
+}
+
+/// What to tell a buyer whose purchase is paid but came with no session (Polar matched the
+/// buyer's email to an existing customer, PR #9972): the sign-in code is on its way to `email`.
+pub fn purchase_sign_in(email: Option<&str>) -> Message {
+    match email {
+        Some(email) if email.is_ascii() && !email.contains(['"', '\\']) => Message::new(
+            "Your purchase is paid and Polar is emailing a sign-in code to ".to_string()
+                + email
+                + ".",
+            "Type the code here to unlock the app.",
+        ),
+        _ => Message::fixed(
+            "Your purchase is paid and Polar is emailing a sign-in code to the address you paid with.",
+            "Type the code here to unlock the app.",
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -368,7 +368,7 @@ impl Portal {
 
 /// The typed failure of a non-success answer: only Polar's own envelope is one of the typed
 /// refusals; anything else is a protocol error.
-fn failure(what: &str, resp: &HttpResponse) -> PortalError {
+pub(crate) fn failure(what: &str, resp: &HttpResponse) -> PortalError {
     if resp.status == 429 {
         return PortalError::RateLimited(retry_after(resp));
     }
@@ -1019,12 +1019,7 @@ impl ListDevices {
 /// listing ends with [`PortalError::RateLimited`] and the wait.
 impl crate::flow::Standalone for ListDevices {
     fn want(&self) -> crate::flow::Want<'_> {
-        use crate::flow::Want;
-        match (&self.waiting, &self.sending) {
-            (Some(wait), _) => Want::Wait(*wait),
-            (None, Some(request)) => Want::Portal(request),
-            (None, None) => Want::Done,
-        }
+        crate::flow::portal_want(self.waiting, self.sending.as_ref())
     }
 
     fn give(&mut self, given: crate::flow::Given) {

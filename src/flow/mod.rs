@@ -40,4 +40,4 @@ pub use ctx::{open_slot, status_of};
 pub use memo::Memo;
 pub use standing::{status, CacheState, CacheStatus};
 pub use step::{Compare, Given, Heard, Machine, Stored, Want};
-pub use timed::{Patience, Standalone};
+pub use timed::{portal_want, Patience, Standalone};

@@ -41,6 +41,19 @@ impl<M: Standalone, L> Machine<L> for M {
     }
 }
 
+/// What a timed machine that sends portal requests wants: its wait first (a `429`'s, a poll's),
+/// then its request out, else nothing (done).
+pub fn portal_want<'m>(
+    waiting: Option<Duration>,
+    sending: Option<&'m crate::portal::PortalRequest>,
+) -> Want<'m> {
+    match (waiting, sending) {
+        (Some(wait), _) => Want::Wait(wait),
+        (None, Some(request)) => Want::Portal(request),
+        (None, None) => Want::Done,
+    }
+}
+
 /// The most a timed machine waits in all for `429`s before it answers the last one as it
 /// came (`rate_limited`, with its wait): a per-address limit's wait is seconds, a churn
 /// limit's or a backlog's can be a minute or an hour, which is the app's (or a backlog's) to

@@ -7,6 +7,7 @@
 //! | `client.rs` | [`BlockingClient`]: validate, activate, deactivate, one call each, no cache |
 //! | `licensing.rs` | [`Licensing`]: the grace-aware `check`, activations, the remembered key, `status` |
 //! | `store.rs` | [`FileStore`] and [`MemoryStore`]: where records live, atomic writes, locks |
+//! | `buy.rs` | buying in the app: [`Licensing::buy`] drives the core's purchase machine, then activates |
 //! | `blocking.rs` | [`Blocking`]: the async calls, a blocking call on a thread of its own |
 //! | `events.rs` | what the native faces tell the `log` facade |
 //! | `clock.rs` | [`system_clock`]: the one place the clock is read |
@@ -14,6 +15,7 @@
 //! The clock is read in `clock.rs` only; every decision takes it as an argument.
 
 mod blocking;
+mod buy;
 mod client;
 mod clock;
 mod drive;
@@ -24,6 +26,7 @@ pub mod store;
 mod transport;
 
 pub use blocking::Blocking;
+pub use buy::Purchased;
 pub use client::{BlockingClient, ClientBuilder};
 pub use clock::{system_clock, system_clock_ms, Clock};
 pub use licensing::{Licensing, LicensingBuilder, MachineBinding};

@@ -34,7 +34,9 @@ use polar_license::proto::{parse_deactivate, Api, DeactivateRequest, HttpRespons
 use polar_license_wasm_steps as steps;
 use wasm_bindgen::prelude::*;
 
+mod buy;
 mod follow;
+pub use buy::Buying;
 pub use follow::Follower;
 
 /// The organization and server of the module's options (`organizationId`, and `baseUrl`,

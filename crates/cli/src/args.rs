@@ -289,6 +289,14 @@ pub enum Command {
     /// Lost the key? List the signed-in customer's keys this machine can activate (shown
     /// redacted, by id), or activate one of them here by its id (the whole key never shown)
     Recover(RecoverArgs),
+    /// Buy in the app (issue #80): open a checkout (--link, the seller's checkout link; or
+    /// --checkout, one already made), print its URL to pay at, follow it until paid, then find
+    /// the key bought and activate it here, remembered: no key to type. The key comes through
+    /// the customer session Polar hands to the success URL (--success-url, the page the browser
+    /// landed on after paying); without one, Polar emails a sign-in code to the checkout's
+    /// address (typed on the terminal, or --code). A key Polar is still issuing (up to two
+    /// minutes after paying) is waited for; past that, key_issuing (exit 3): run it again
+    Buy(BuyArgs),
     /// The seller rotated the key (its old string is now `not_found`)? Follow it through the
     /// signed-in customer session: the same key's new string, with this machine's activation
     /// (no slot taken), remembered in the old one's place (shown redacted only)
@@ -974,6 +982,34 @@ pub struct RecoverArgs {
 
     /// A label for the activation (default: this machine's host name and OS)
     #[arg(long, value_name = "LABEL", requires = "id")]
+    pub label: Option<String>,
+}
+
+/// `buy`
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("checkout_from").required(true).args(["link", "checkout"])))]
+pub struct BuyArgs {
+    /// The seller's checkout link (its URL, `…/v1/checkout-links/polar_cl_…/redirect`, or its
+    /// `polar_cl_…` secret): a new checkout is opened from it
+    #[arg(long, value_name = "LINK")]
+    pub link: Option<String>,
+    /// A checkout already made (its URL, `…/checkout/polar_c_…`, or its `polar_c_…` client
+    /// secret), e.g. by the seller's backend or an earlier `buy`
+    #[arg(long, value_name = "CHECKOUT")]
+    pub checkout: Option<String>,
+    /// The buyer's email, prefilled in a checkout opened from --link
+    #[arg(long, value_name = "EMAIL", requires = "link")]
+    pub email: Option<String>,
+    /// The URL the browser landed on after paying: Polar adds the customer session to it
+    /// (`customer_session_token=`), which finds the key bought with no email code
+    #[arg(long, value_name = "URL")]
+    pub success_url: Option<String>,
+    /// The code Polar emailed, when no session came with the purchase (for scripts: without a
+    /// terminal, `buy` stops once the code is sent; run it again with --checkout and --code)
+    #[arg(long, value_name = "CODE")]
+    pub code: Option<String>,
+    /// A label for the activation (default: this machine's host name and OS)
+    #[arg(long, value_name = "LABEL")]
     pub label: Option<String>,
 }
 

@@ -24,7 +24,7 @@ const SESSION_SECONDS: i64 = 3600;
 
 /// A failure that is no portal answer (bad input, the cache, the network), as every command
 /// renders it, named for `command`.
-fn plain_error(command: &str, error: &Error) -> Report {
+pub(crate) fn plain_error(command: &str, error: &Error) -> Report {
     let mut r = error_report(None, None, error);
     r.json.insert("command".into(), json!(command));
     input_words(&mut r);
@@ -65,7 +65,7 @@ fn input_words(r: &mut Report) {
 /// A portal step's failure: one sentence, its next step, and the exit code of contract §2
 /// (Polar refused: 1; refused before sending: 2; no answer: 3). `portal_error` names the
 /// failure for scripts.
-fn portal_failure(command: &str, error: &PortalError) -> Report {
+pub(crate) fn portal_failure(command: &str, error: &PortalError) -> Report {
     let sign_in = "polar-license sign-in --email EMAIL";
     let (outcome, reason, exit, kind, step): (&str, Option<Reason>, u8, &str, String) = match error
     {
@@ -196,7 +196,7 @@ fn portal_failure(command: &str, error: &PortalError) -> Report {
 
 /// The emailed code: `--code`, else asked on the terminal (not echoed), else `None` (no
 /// terminal: the command stops once the code is sent).
-fn code_asked() -> Result<Option<String>, Error> {
+pub(crate) fn code_asked() -> Result<Option<String>, Error> {
     use std::io::IsTerminal;
     if !std::io::stdin().is_terminal() {
         return Ok(None);

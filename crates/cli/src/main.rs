@@ -6,6 +6,7 @@
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod args;
+mod buy;
 mod demo;
 mod devices;
 mod doctor;
@@ -55,6 +56,7 @@ fn main() -> ExitCode {
         Command::Devices(a) => devices::devices(g, a).print(g.json),
         Command::Free(a) => devices::free(g, a).print(g.json),
         Command::Recover(a) => devices::recover(g, a).print(g.json),
+        Command::Buy(a) => buy::buy(g, a).print(g.json),
         Command::FollowRotation(a) => devices::follow_rotation(g, a).print(g.json),
         Command::Emulator(a) => serve::run(g, a),
         Command::Demo => demo::run(g),

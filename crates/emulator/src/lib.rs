@@ -99,10 +99,10 @@ pub use native::Emulator;
 use polar_license_rules::{json, validate};
 
 pub use seed::{
-    Seed, SeedBenefit, SeedKey, SeedMember, SeedMeter, SeedOrder, SeedSubscription, SeedToken,
-    ALL_SCOPES, DEMO_BENEFIT_ID, DEMO_CUSTOMER_ID, DEMO_KEY, DEMO_KEY_DISABLED, DEMO_KEY_EXPIRED,
-    DEMO_KEY_NO_ACTIVATIONS, DEMO_KEY_REVOKED, DEMO_KEY_USAGE, DEMO_ORGANIZATION_ID, DEMO_TOKEN,
-    DEMO_TOKEN_READ_ONLY,
+    Seed, SeedBenefit, SeedCheckoutLink, SeedKey, SeedMember, SeedMeter, SeedOrder, SeedProduct,
+    SeedSubscription, SeedToken, ALL_SCOPES, DEMO_BENEFIT_ID, DEMO_CHECKOUT_LINK, DEMO_CUSTOMER_ID,
+    DEMO_KEY, DEMO_KEY_DISABLED, DEMO_KEY_EXPIRED, DEMO_KEY_NO_ACTIVATIONS, DEMO_KEY_REVOKED,
+    DEMO_KEY_USAGE, DEMO_ORGANIZATION_ID, DEMO_PRODUCT_ID, DEMO_TOKEN, DEMO_TOKEN_READ_ONLY,
 };
 
 /// How an [`Emulator`] runs.

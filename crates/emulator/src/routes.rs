@@ -202,6 +202,26 @@ pub const ROUTES: &[Route] = &[
         false,
         Token,
     ),
+    // Checkouts (issue #80, service/checkouts.rs).
+    route("/v1/checkouts/", &["POST"], true, Token),
+    route(
+        "/v1/checkouts/client/{client_secret}",
+        &["GET"],
+        false,
+        Anyone,
+    ),
+    route(
+        "/v1/checkouts/client/{client_secret}/confirm",
+        &["POST"],
+        true,
+        Anyone,
+    ),
+    route(
+        "/v1/checkout-links/{client_secret}/redirect",
+        &["GET"],
+        false,
+        Anyone,
+    ),
     route("/__emulator/health", &["GET"], false, Admin),
     route("/__emulator/requests", &["GET"], false, Admin),
     route("/__emulator/requests/reset", &["POST"], false, Admin),
@@ -214,6 +234,7 @@ pub const ROUTES: &[Route] = &[
     route("/__emulator/webhooks/fault", &["GET", "POST"], true, Admin),
     route("/__emulator/keys", &["POST"], true, Admin),
     route("/__emulator/customer-session/codes", &["GET"], false, Admin),
+    route("/__emulator/checkouts", &["GET", "POST"], true, Admin),
     route("/__emulator/benefits/{id}", &["GET", "PATCH"], true, Admin),
     route(
         "/__emulator/webhooks/endpoints/{id}",

@@ -28,6 +28,13 @@ pub const DEMO_TOKEN: &str = "polar_oat_emulator_demo_0123456789abcdef";
 /// An organization access token of the demo organization with only `license_keys:read`.
 pub const DEMO_TOKEN_READ_ONLY: &str = "polar_oat_emulator_readonly_0123456789ab";
 
+/// The demo product (issue #80): a checkout of it is ordered with a key of
+/// [`DEMO_BENEFIT_ID`], 3 activation slots.
+pub const DEMO_PRODUCT_ID: &str = "3f9e1c2d-7b4a-4e8f-9a1b-2c3d4e5f6a7b";
+/// The demo checkout link, selling [`DEMO_PRODUCT_ID`]: `GET
+/// /v1/checkout-links/{DEMO_CHECKOUT_LINK}/redirect` opens a checkout.
+pub const DEMO_CHECKOUT_LINK: &str = "polar_cl_emulatorDemoLink0123456789abcdefghijk";
+
 /// Every scope a seed token gets when its `scopes` are not given.
 pub const ALL_SCOPES: &[&str] = &[
     "openid",
@@ -38,6 +45,8 @@ pub const ALL_SCOPES: &[&str] = &[
     "organizations:write",
     "products:read",
     "products:write",
+    "checkouts:read",
+    "checkouts:write",
     "benefits:read",
     "benefits:write",
     "customers:read",
@@ -88,6 +97,48 @@ pub struct Seed {
     // with any is refused ([`Seed::normalized`]), and their reader stays out of the wasm.
     #[cfg_attr(not(feature = "billing"), serde(deserialize_with = "meters_counted"))]
     pub meters: Vec<SeedMeter>,
+    /// The products a checkout sells (issue #80, an emulator addition to the seed format,
+    /// docs/polar-api.md §20): each names the license-key benefit its order grants.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub products: Vec<SeedProduct>,
+    /// The organization's checkout links (`polar_cl_…` client secrets): `GET
+    /// /v1/checkout-links/{client_secret}/redirect` opens a checkout of the link's product.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checkout_links: Vec<SeedCheckoutLink>,
+    /// How long after a checkout's confirmation its order's license key is issued, in
+    /// milliseconds (absent: 0, at once). Polar grants benefits in a background job after the
+    /// order (§20), so a key can answer 404 for a while; `POST /__emulator/checkouts` changes
+    /// it at run time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_issue_delay_ms: Option<u64>,
+}
+
+/// A product of the seed's organization that a checkout sells (an emulator addition).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct SeedProduct {
+    /// The product (UUID v4).
+    pub id: String,
+    /// Its name (absent: `Product`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The license-key benefit its order grants (UUID v4).
+    pub benefit_id: String,
+    /// The issued key's `limit_activations` (absent: the benefit's `limit_activations` when
+    /// the seed sets one above 0, else none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_activations: Option<i64>,
+}
+
+/// A checkout link of the seed's organization (an emulator addition).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct SeedCheckoutLink {
+    /// The link's client secret (Polar's are `polar_cl_…`): non-empty ASCII, no `/`.
+    pub client_secret: String,
+    /// The product it sells (one of the seed's `products`).
+    pub product_id: String,
+    /// Where the checkout's buyer goes after paying (absent: the checkout's confirmation page).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub success_url: Option<String>,
 }
 
 /// A meter of the seed's organization. Polar's meters filter events by any clause; the
@@ -605,6 +656,7 @@ impl Seed {
             }
             Vec::new()
         };
+        self.check_checkouts()?;
         if self.token_window_seconds == Some(0) {
             return Err("token_window_seconds must be at least 1".to_string());
         }
@@ -616,7 +668,49 @@ impl Seed {
             token_window_seconds: self.token_window_seconds,
             benefits,
             meters,
+            products: self.products.clone(),
+            checkout_links: self.checkout_links.clone(),
+            key_issue_delay_ms: self.key_issue_delay_ms,
         })
+    }
+
+    /// The products' and checkout links' checks: UUIDs, each once, every link's product one of
+    /// the seed's.
+    fn check_checkouts(&self) -> Result<(), String> {
+        let mut products: Vec<uuid::Uuid> = Vec::new();
+        for p in &self.products {
+            let id = parse_uuid4(&p.id, "id of a product")?;
+            parse_uuid4(&p.benefit_id, "benefit_id of a product")?;
+            if products.contains(&id) {
+                return Err(format!("product {id} appears twice"));
+            }
+            if p.limit_activations
+                .is_some_and(|n| !(1..=i64::from(i32::MAX)).contains(&n))
+            {
+                return Err(format!(
+                    "limit_activations of the product {id} must be 1 or more"
+                ));
+            }
+            products.push(id);
+        }
+        let mut secrets: Vec<&str> = Vec::new();
+        for l in &self.checkout_links {
+            let secret = l.client_secret.as_str();
+            if secret.is_empty() || !secret.is_ascii() || secret.contains(['/', ' ', '?', '#']) {
+                return Err("a checkout link's client_secret must be non-empty ASCII without `/`, spaces, `?` or `#`".to_string());
+            }
+            if secrets.contains(&secret) {
+                return Err("a checkout link's client_secret appears twice".to_string());
+            }
+            let product = parse_uuid4(&l.product_id, "product_id of a checkout link")?;
+            if !products.contains(&product) {
+                return Err(format!(
+                    "the checkout link's product {product} is not among the seed's products"
+                ));
+            }
+            secrets.push(secret);
+        }
+        Ok(())
     }
 
     /// The seed's meters, checked, and its `meter_credit` benefits' properties checked
@@ -787,6 +881,19 @@ impl Seed {
                 ..SeedBenefit::default()
             }],
             meters: Vec::new(),
+            // A product to buy and a link to it (issue #80: buying in the app).
+            products: vec![SeedProduct {
+                id: DEMO_PRODUCT_ID.to_string(),
+                name: Some("Demo app".to_string()),
+                benefit_id: DEMO_BENEFIT_ID.to_string(),
+                limit_activations: Some(3),
+            }],
+            checkout_links: vec![SeedCheckoutLink {
+                client_secret: DEMO_CHECKOUT_LINK.to_string(),
+                product_id: DEMO_PRODUCT_ID.to_string(),
+                success_url: None,
+            }],
+            key_issue_delay_ms: None,
         }
     }
 }

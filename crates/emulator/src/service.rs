@@ -35,6 +35,7 @@ use polar_license_rules::is_json_content_type;
 // The organization and its benefits as its token reads them (issue #78).
 mod admin;
 mod catalog;
+mod checkouts;
 mod http;
 pub(crate) use http::{framing, route_of, Exchange, Framing, Head, Op, Resp, Route};
 pub use http::{huge_body_parts, Delivery, Request, Response, Time};
@@ -146,6 +147,8 @@ pub(crate) enum Pending {
     BenefitMetadata(String),
     /// `PATCH /__emulator/keys/{key}/benefits/{benefit_id}`: a flag grant revoked or granted.
     FlagGrant { key: String, benefit_id: String },
+    /// A checkout route's body (service/checkouts.rs; its settings are a control route's).
+    Checkout(checkouts::CheckoutOp),
     /// `POST /v1/events/ingest` (service/meters.rs), its caller.
     #[cfg(feature = "billing")]
     Ingest(Auth),
@@ -226,6 +229,9 @@ pub struct Core {
     catalog: catalog::Catalog,
     /// The versions due for removal and the requests seen (service/versions.rs).
     rotation: versions::Rotation,
+    /// Checkouts, the seed's products and links, the delay before an order's key
+    /// (service/checkouts.rs).
+    checkouts: checkouts::Checkouts,
 }
 
 impl std::fmt::Debug for Core {
@@ -278,6 +284,7 @@ impl Core {
         let store = Store::from_seed(&seed, ids, micros(now.wall))?;
         let sessions = Sessions::from_seed(&seed)?;
         let catalog = catalog::Catalog::from_seed(&seed, micros(now.wall))?;
+        let checkouts = checkouts::Checkouts::from_seed(&seed)?;
         let organization_id = parse_uuid4(&seed.organization_id, "organization_id")?.to_string();
         let limit = options
             .token_budget
@@ -309,6 +316,7 @@ impl Core {
             sessions,
             catalog,
             rotation: versions::Rotation::default(),
+            checkouts,
         })
     }
 
@@ -697,6 +705,7 @@ impl Core {
     /// A request's first step: the admin routes, else the count and the fault of a license
     /// route, else Polar's pipeline.
     pub(crate) fn begin(&mut self, ex: &mut Exchange, now: Time) -> Step {
+        self.issue_due_keys(now);
         if ex.decoded == "/__emulator" || ex.decoded.starts_with("/__emulator/") {
             return self.admin(ex, now);
         }
@@ -725,6 +734,9 @@ impl Core {
                 organization_id,
             } => self.webhook_with_body(ex, op, organization_id, body, now),
             Pending::Endpoint { .. } | Pending::Session(_) | Pending::KeyPatch { .. } => {
+                self.json_with_body(ex, pending, body, now)
+            }
+            Pending::Checkout(op) if !matches!(op, checkouts::CheckoutOp::Settings) => {
                 self.json_with_body(ex, pending, body, now)
             }
             #[cfg(feature = "billing")]
@@ -761,6 +773,7 @@ impl Core {
             #[cfg(feature = "billing")]
             Pending::Ingest(auth) => self.ingest(&auth, body, now),
             Pending::Session(op) => self.session_with_body(op, body, now),
+            Pending::Checkout(op) => self.checkout_with_body(ex, op, body, now),
             Pending::KeyPatch {
                 organization_id,
                 id,
@@ -928,6 +941,9 @@ impl Core {
 
     fn router(&mut self, ex: &mut Exchange, auth: Auth, now: Time) -> Step {
         if let Some(step) = self.session_route(ex, &auth) {
+            return step;
+        }
+        if let Some(step) = self.checkout_route(ex, &auth, now) {
             return step;
         }
         if let Some(step) = self.portal_route(ex, &auth, now) {

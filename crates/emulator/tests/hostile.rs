@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use polar_license_emulator::routes::{Caller, ROUTES};
 use polar_license_emulator::{
-    Emulator, Options, Seed, DEMO_BENEFIT_ID, DEMO_CUSTOMER_ID, DEMO_KEY, DEMO_KEY_USAGE,
-    DEMO_ORGANIZATION_ID, DEMO_TOKEN,
+    Emulator, Options, Seed, DEMO_BENEFIT_ID, DEMO_CHECKOUT_LINK, DEMO_CUSTOMER_ID, DEMO_KEY,
+    DEMO_KEY_USAGE, DEMO_ORGANIZATION_ID, DEMO_TOKEN,
 };
 use polar_license_testkit::hostile::{self, Expect, Figures, Outcome, Target};
 
@@ -103,6 +103,14 @@ fn fill(template: &str, key_id: &str) -> String {
         ("{activation_id}", OTHER_ID),
         ("{key}", DEMO_KEY_USAGE),
         ("{benefit_id}", DEMO_BENEFIT_ID),
+        (
+            "{client_secret}",
+            if template.starts_with("/v1/checkout-links/") {
+                DEMO_CHECKOUT_LINK
+            } else {
+                "polar_c_unknown"
+            },
+        ),
     ] {
         path = path.replace(name, value);
     }

@@ -171,6 +171,7 @@ impl Core {
                 )
             }
             // Never pending here.
+            Pending::Checkout(_) => self.checkout_settings(raw),
             Pending::Endpoint { .. }
             | Pending::Webhook { .. }
             | Pending::Session(_)
@@ -250,6 +251,13 @@ impl Core {
             }
             "/keys" if method == "POST" => return Core::admin_body(ex, Pending::AddKey),
             "/customer-session/codes" if get => self.codes_resp(now),
+            "/checkouts" if get => self.checkouts_listed(),
+            "/checkouts" if method == "POST" => {
+                return Core::admin_body(
+                    ex,
+                    Pending::Checkout(super::checkouts::CheckoutOp::Settings),
+                )
+            }
             _ => {
                 if let Some(id) = sub.strip_prefix("/benefits/") {
                     return match method.as_str() {

@@ -438,7 +438,7 @@ impl Core {
     }
 
     /// A new `polar_cst_` token for a customer, living 1 h from `clock`.
-    fn new_session(
+    pub(super) fn new_session(
         &mut self,
         customer_id: Uuid,
         organization_id: Uuid,
@@ -573,7 +573,7 @@ impl Core {
 
     /// `n` characters drawn uniformly from `alphabet` (rejection sampling over bytes of the
     /// core's id source, hashed).
-    fn random_text(&mut self, alphabet: &[u8], n: usize) -> String {
+    pub(super) fn random_text(&mut self, alphabet: &[u8], n: usize) -> String {
         let len = alphabet.len();
         // The largest multiple of the alphabet's size that fits in a byte.
         let bound = 256 - 256 % len;

@@ -1,5 +1,6 @@
 //! What the entitlements and lifecycle suites seed and read alike: a Feature Flag benefit, the
-//! tier key of a subscription granting it, and a webhook endpoint's deliveries.
+//! tier key of a subscription granting it, and a webhook endpoint's deliveries; and a raw HTTP
+//! request as a client sends it (the checkouts suite).
 
 #![allow(dead_code)]
 
@@ -58,4 +59,29 @@ pub fn take_events(
         .map(|e| e["type"].as_str().unwrap_or("").to_string())
         .collect();
     (kinds, events)
+}
+
+/// `method path` sent to `em` over loopback as an HTTP/1.1 client sends it (`headers` added, a
+/// `POST` with its JSON body and `Content-Length`), the connection closed after: its answer.
+pub fn raw_request(
+    em: &Emulator,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> polar_license_testkit::http::HttpAnswer {
+    let mut text = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+    for (k, v) in headers {
+        text.push_str(&format!("{k}: {v}\r\n"));
+    }
+    let body = body.unwrap_or("");
+    if method == "POST" {
+        text.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    text.push_str("Connection: close\r\n\r\n");
+    text.push_str(body);
+    polar_license_testkit::http::raw_exchange(em.port(), &text)
 }

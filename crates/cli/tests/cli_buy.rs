@@ -1,0 +1,173 @@
+//! `buy` (issue #80): a purchase from the command line unlocks the app with no key typed, with
+//! the customer session Polar adds to the success URL, and without one (the code Polar emails
+//! to the checkout's address); the key is issued after a delay, so it is missing at first and
+//! waited for. The buyer pays as Polar's hosted page would (the test confirms the checkout);
+//! real processes, the emulator on loopback.
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+
+use polar_license_emulator::{Emulator, Options, Seed, DEMO_CHECKOUT_LINK};
+use polar_license_testkit::http::raw_exchange;
+use polar_license_testkit::ScratchDir;
+use serde_json::Value;
+
+mod common;
+use common::{cli, cli_at};
+
+const NEW_BUYER: &str = "new.buyer@example.com";
+const KNOWN_BUYER: &str = "jane.doe@gmail.com";
+
+fn shop(delay_ms: u64) -> Emulator {
+    let mut seed = Seed::demo();
+    seed.key_issue_delay_ms = Some(delay_ms);
+    Emulator::start(seed, Options::default()).expect("emulator")
+}
+
+fn http(
+    polar: &Emulator,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> polar_license_testkit::http::HttpAnswer {
+    let text = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    raw_exchange(polar.port(), &text)
+}
+
+/// A checkout opened from the demo link, as a browser would: its URL.
+fn open(polar: &Emulator) -> String {
+    let r = http(
+        polar,
+        "GET",
+        &format!("/v1/checkout-links/{DEMO_CHECKOUT_LINK}/redirect"),
+        "",
+    );
+    assert_eq!(r.status, 307, "{}", r.text());
+    r.header("location").expect("location").to_string()
+}
+
+/// The buyer pays with `email`: the session token Polar's answer carries, if any.
+fn pay(polar: &Emulator, url: &str, email: &str) -> Option<String> {
+    let (_, secret) = url.rsplit_once("/checkout/").expect("a checkout url");
+    let r = http(
+        polar,
+        "POST",
+        &format!("/v1/checkouts/client/{secret}/confirm"),
+        &format!(r#"{{"customer_email":"{email}"}}"#),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["customer_session_token"]
+        .as_str()
+        .map(str::to_string)
+}
+
+/// `check` with no key: the remembered one, licensed.
+fn unlocked(polar: &Emulator, dir: &ScratchDir) {
+    let checked = cli(polar, dir.path(), &["check"]);
+    assert_eq!(checked.0, 0, "{}", checked.2);
+    assert_eq!(checked.1["outcome"], "licensed", "{}", checked.1);
+}
+
+/// A `buy` that activated: the key shown by its display form only, remembered.
+fn bought(got: &(i32, Value, String)) -> String {
+    assert_eq!(got.0, 0, "{}", got.2);
+    assert_eq!(got.1["command"], "buy", "{}", got.1);
+    assert_eq!(got.1["key_remembered"], true, "{}", got.1);
+    let shown = got.1["license"]["key"].as_str().expect("the key shown");
+    assert!(shown.starts_with("****-"), "never the whole key: {shown}");
+    got.1["key_id"].as_str().expect("key_id").to_string()
+}
+
+#[test]
+fn buy_with_the_success_urls_session_unlocks_with_no_key_typed() {
+    let polar = shop(1_500);
+    let dir = ScratchDir::new("cli-buy-session");
+    let url = open(&polar);
+    let token = pay(&polar, &url, NEW_BUYER).expect("a new buyer's token");
+    let landed = format!("https://app.example/thanks?customer_session_token={token}");
+    let got = cli(
+        &polar,
+        dir.path(),
+        &[
+            "buy",
+            "--checkout",
+            &url,
+            "--success-url",
+            &landed,
+            "--label",
+            "cli",
+        ],
+    );
+    bought(&got);
+    assert!(got.2.contains("open this page to pay: "), "{}", got.2);
+    assert!(
+        !got.2.contains(&token),
+        "the session is a credential: never printed"
+    );
+    unlocked(&polar, &dir);
+    polar.stop();
+}
+
+#[test]
+fn buy_without_a_session_sends_the_code_to_the_checkouts_address_then_unlocks() {
+    let polar = shop(0);
+    let dir = ScratchDir::new("cli-buy-code");
+    // `buy --link` prints the checkout's URL at once and follows it while the buyer pays.
+    let mut child = cli_at(&polar, dir.path())
+        .args(["--json", "buy", "--link", DEMO_CHECKOUT_LINK])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("buy starts");
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    stderr.read_line(&mut line).expect("a line");
+    let url = line
+        .trim()
+        .strip_prefix("open this page to pay: ")
+        .unwrap_or_else(|| panic!("the checkout's URL first: {line}"))
+        .to_string();
+    assert_eq!(
+        pay(&polar, &url, KNOWN_BUYER),
+        None,
+        "matched by email: no token"
+    );
+    let out = child.wait_with_output().expect("buy ends");
+    assert_eq!(out.status.code(), Some(0));
+    let answer: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(answer["code_sent"], true, "{answer}");
+    assert_eq!(answer["activated"], false, "{answer}");
+    // The code went to the checkout's address, not one typed.
+    let codes = polar.customer_session_codes();
+    assert_eq!(codes.len(), 1);
+    assert_eq!(codes[0]["email"], KNOWN_BUYER);
+    let code = codes[0]["code"].as_str().expect("code").to_string();
+    let got = cli(
+        &polar,
+        dir.path(),
+        &["buy", "--checkout", &url, "--code", &code],
+    );
+    bought(&got);
+    unlocked(&polar, &dir);
+    polar.stop();
+}
+
+#[test]
+fn buy_of_an_expired_checkout_says_so_with_exit_1() {
+    let polar = shop(0);
+    let dir = ScratchDir::new("cli-buy-expired");
+    let url = open(&polar);
+    polar.set_clock_offset(25 * 3600);
+    let got = cli(&polar, dir.path(), &["buy", "--checkout", &url]);
+    assert_eq!(got.0, 1, "{}", got.2);
+    assert_eq!(got.1["purchase_error"], "checkout_expired", "{}", got.1);
+    assert_eq!(got.1["next_step"], "Start the purchase again.", "{}", got.1);
+    let none = cli(&polar, dir.path(), &["buy", "--checkout", "not a checkout"]);
+    assert_eq!(none.0, 2, "{}", none.2);
+    polar.stop();
+}

@@ -371,8 +371,11 @@ async function runScenario(file, name, list, env0, crates) {
       const aside = m.background || m.checkout;
       const state = aside ? join(dir, '.terminal-aside') : join(dir, '.terminal');
       if (aside) {
+        // The terminal's state, or none yet (then the scenario's directory), never what the
+        // last block aside left (a checkout block's directory is not the next one's).
         for (const ext of ['.env', '.cwd']) {
           if (existsSync(join(dir, `.terminal${ext}`))) copyFileSync(join(dir, `.terminal${ext}`), `${state}${ext}`);
+          else rmSync(`${state}${ext}`, { force: true });
         }
       }
       const r = await runShell(b.code, start, env, log, m.background, state);

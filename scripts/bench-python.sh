@@ -2,8 +2,9 @@
 # The Python package's cold start (docs/performance.md): the time a fresh process takes to
 # import polar_license, build a Licensing and answer its first check from the cache (a key
 # activated just before, so the check sends nothing), median of RUNS processes; and the
-# wheel's size. A benchmark, not a test: run by hand after scripts/test-python.sh built the
-# wheel and its venv (target/python/venv).
+# wheel's size. A benchmark, not a test: run by hand after `FULL=1 bash scripts/test-python.sh`
+# built the wheel as it ships and its venv (target/python/venv; the default run's wheel is built
+# at opt-level 0, without LTO: its figures would not be the package's).
 set -u -o pipefail
 # shellcheck source=scripts/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"

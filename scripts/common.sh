@@ -215,3 +215,26 @@ within() {
     rm -rf "$flags"
     return "$rc"
 }
+
+# clippy_build: exports what makes cargo's builds of the workspace's crates lint them as they
+# compile (scripts/clippy-wrapper.sh as RUSTC_WORKSPACE_WRAPPER: clippy-driver for the
+# workspace's crates, the C ABI linted and then compiled by rustc). The default run's tests
+# stage builds so (scripts/test.sh, TESTS_CLIPPY=1), and so must every later cargo command that
+# means to reuse that build (scripts/seller-workers.sh): the wrapper is part of the workspace
+# crates' hashes, so a build without it compiles every one of them again.
+clippy_build() {
+    CLIPPY_DRIVER="$(rustup which clippy-driver 2>/dev/null || command -v clippy-driver)"
+    export CLIPPY_DRIVER RUSTC_WORKSPACE_WRAPPER="$ROOT/scripts/clippy-wrapper.sh" CLIPPY_RUSTC_ONLY=lint
+}
+
+# clippy_warned LOG...: cargo's line for each crate that warned in these build logs ("warning:
+# `polar-license` (lib) generated 1 warning"; replayed from an earlier build's output when
+# nothing was recompiled), printed with the warnings themselves; false when there is none.
+clippy_warned() {
+    local warned
+    warned="$(sed 's/\x1b\[[0-9;]*m//g' "$@" 2>/dev/null | grep -E '^warning: .* generated [0-9]+ warnings?' || true)"
+    [[ -n "$warned" ]] || return 1
+    echo "clippy: warnings denied (-D warnings):"
+    echo "$warned"
+    sed 's/\x1b\[[0-9;]*m//g' "$@" 2>/dev/null | grep -E '^(warning|error)' -A 12 | head -n 80
+}

@@ -59,10 +59,15 @@ has_all() {
 play_rust_cli() {
     local tests=() t
     for t in "$@"; do tests+=(--test "$t"); done
-    env POLAR_SELLER_ONLY=workers POLAR_SELLER_TABLE_DIR="$DIR" \
-        cargo nextest run --workspace --exclude tauri-plugin-polar-license --all-features \
-        --no-fail-fast --tool-config-file "polar-license-scripts:$ROOT/scripts/nextest.toml" \
-        "${tests[@]}"
+    # Built as the tests stage built (its clippy wrapper, TESTS_CLIPPY: scripts/test.sh), else
+    # cargo would compile every crate of the workspace again.
+    (
+        if [[ "${TESTS_CLIPPY:-0}" == 1 ]]; then clippy_build; fi
+        env POLAR_SELLER_ONLY=workers POLAR_SELLER_TABLE_DIR="$DIR" \
+            cargo nextest run --workspace --exclude tauri-plugin-polar-license --all-features \
+            --no-fail-fast --tool-config-file "polar-license-scripts:$ROOT/scripts/nextest.toml" \
+            "${tests[@]}"
+    )
 }
 play_c() {
     local bin="target/c/test_seller_table-plain"

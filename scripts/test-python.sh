@@ -31,11 +31,15 @@ step() {
 # build CMD...: a step that only compiles, at the niceness BUILD_NICE (default 0): in the
 # test command this stage runs beside the wasm stage, whose timed suites keep the cores.
 build() { nice -n "${BUILD_NICE:-0}" "$@"; }
-# The wheel the tests install: the release profile without LTO and with 16 codegen units in
-# the default run (the docs stage builds its release binaries the same way); FULL=1 builds it
-# as it ships (LTO, one codegen unit), whose size docs/performance.md gives.
+# The wheel the tests install: the release profile without LTO, with 16 codegen units and at
+# opt-level 0 in the default run (the docs stage builds its release binaries the same way: what
+# the tests see does not depend on the optimiser, and the release profile's other settings,
+# no debug assertions and no overflow checks, stay as they ship): its cold build 104 s of CPU
+# where opt-level 3 took 272 (measured 2026-11-29 on 2 loaded cores); FULL=1 builds it
+# as it ships (opt-level 3, LTO, one codegen unit), whose size docs/performance.md gives.
 if ! full; then
-    export CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16
+    export CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
+        CARGO_PROFILE_RELEASE_OPT_LEVEL=0
 fi
 
 step fmt cargo fmt --manifest-path "$PKG/Cargo.toml" --check

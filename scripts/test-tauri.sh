@@ -5,8 +5,10 @@
 # with --exclude tauri-plugin-polar-license), so that their build graphs stay as they were and
 # no wasm32 or Windows build meets Tauri. Here, on Linux with libwebkit2gtk-4.1-dev
 # (scripts/setup-tauri.sh):
-#   1. its docs, warnings denied; clippy of the crate and its tests, warnings denied, in the
-#      build of step 2 (clippy-driver compiles it: one pass over Tauri's dependencies, not two);
+#   1. its docs, warnings denied, and clippy of the crate and its tests, warnings denied, both
+#      in the build of step 2 (clippy-driver compiles it, and rustdoc documents the library
+#      with that build's rlibs: one pass over Tauri's dependencies, not three; FULL=1: `cargo
+#      doc` of its own, as before);
 #   2. its Rust tests: the commands through Tauri's IPC on the mock runtime against the
 #      emulator (they record every answer for step 4), the seller table's rows through the
 #      commands (tests/seller_table.rs: target/seller-table/tauri.tsv for
@@ -41,7 +43,11 @@ check() { # name command...
     if "$@"; then record "$name" 1 0; else record "$name" 0 1; fi
 }
 
-check doc build env RUSTDOCFLAGS=-Dwarnings cargo doc -p tauri-plugin-polar-license --no-deps
+# Its docs: FULL=1, `cargo doc` as before (the crate's own features, without the
+# dev-dependencies); the default run documents the library inside the test build below.
+if full; then
+    check doc build env RUSTDOCFLAGS=-Dwarnings cargo doc -p tauri-plugin-polar-license --no-deps
+fi
 
 # Clippy inside the test build: clippy-driver, Clippy's rustc (cargo clippy's own
 # RUSTC_WORKSPACE_WRAPPER), compiles the workspace's crates of this build -- the plugin's library,
@@ -56,8 +62,15 @@ check doc build env RUSTDOCFLAGS=-Dwarnings cargo doc -p tauri-plugin-polar-lice
 # `-D warnings` did. What else clippy-driver changes: `--cfg clippy` (no code here reads it) and
 # no MIR optimisation and no null and alignment checks of unsafe code in these crates (none
 # has any: #![deny(unsafe_code)]).
+# The docs ride in the same build (scripts/clippy-wrapper.sh, RUSTDOC_CRATE): once the plugin's
+# library is compiled, rustdoc documents it with the build's own rlibs, warnings denied. `cargo
+# doc` was a pass of its own: its dependencies checked in a mode no build shares (glib, gtk,
+# webkit2gtk, soup3, tauri, tokio, rustls, ureq, the core: 52 crates), and, without the
+# dev-dependencies, their build scripts and proc macros again where their features differ
+# (measured cold on 2026-11-29: the test build with the docs in it 514 s of CPU; `cargo doc`
+# after it 256 s more, 132 crates compiled and 72 checked).
 CLIPPY_DRIVER="$(rustup which clippy-driver 2>/dev/null || command -v clippy-driver)"
-export RUSTC_WORKSPACE_WRAPPER="$CLIPPY_DRIVER"
+export CLIPPY_DRIVER RUSTC_WORKSPACE_WRAPPER="$ROOT/scripts/clippy-wrapper.sh" RUSTDOC_CRATE=polar_license_tauri
 echo "==> cargo test -p tauri-plugin-polar-license --all-targets --no-run (compiled by $CLIPPY_DRIVER: clippy)"
 # The fixtures step 4 reads: this run's only.
 rm -rf "${CARGO_TARGET_DIR:-target}/tmp/polar-license-tauri"
@@ -72,6 +85,18 @@ if [[ $rc -eq 0 && -z "$warned" ]]; then
 else
     [[ -n "$warned" ]] && echo "clippy: warnings denied (-D warnings):" && echo "$warned"
     record clippy 0 1
+fi
+# The docs the build wrote (the wrapper's status and rustdoc's output, from the build that
+# compiled the library: kept while it stays fresh); `cargo doc` when there are none.
+if ! full; then
+    docs="${CARGO_TARGET_DIR:-target}/doc/.polar_license_tauri.rustdoc"
+    if [[ -f "$docs.status" ]]; then
+        echo "==> rustdoc -D warnings of polar_license_tauri, in the test build ($docs.log)"
+        cat "$docs.log"
+        if [[ "$(cat "$docs.status")" == 0 ]]; then record doc 1 0; else record doc 0 1; fi
+    else
+        check doc build env -u RUSTC_WORKSPACE_WRAPPER RUSTDOCFLAGS=-Dwarnings cargo doc -p tauri-plugin-polar-license --no-deps
+    fi
 fi
 
 # The seller table's values rows (issue #68) run `polar-license emulator` and `relay serve`

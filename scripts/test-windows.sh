@@ -120,11 +120,11 @@ TEST_ARGS=()
 for s in "${SUITES[@]}"; do TEST_ARGS+=(--test "$s"); done
 PACKAGES=(-p polar-license-cli)
 for l in "${LIBS[@]}"; do PACKAGES+=(-p "$l"); done
-# (scripts/windows/clippy-wrapper.sh: clippy-driver for every crate of ours but the C ABI's,
+# (scripts/clippy-wrapper.sh: clippy-driver for every crate of ours but the C ABI's,
 # whose unsafe code keeps rustc's checks of pointer dereferences in its unit tests.)
 if ! full && [[ $C_ONLY == 0 ]]; then
     CLIPPY_DRIVER="$(rustup which clippy-driver 2>/dev/null || command -v clippy-driver)"
-    export CLIPPY_DRIVER RUSTC_WORKSPACE_WRAPPER="$ROOT/scripts/windows/clippy-wrapper.sh"
+    export CLIPPY_DRIVER RUSTC_WORKSPACE_WRAPPER="$ROOT/scripts/clippy-wrapper.sh"
 fi
 
 # ---- 1. the demo --------------------------------------------------------------------------

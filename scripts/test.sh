@@ -264,7 +264,11 @@ start_stage macos summary after_downloads \
 start_stage docs-build check nice -n 10 node tests/docs/run.mjs --prebuild
 run_stage fmt check cargo fmt --all --check
 # The Tauri plugin is its own stage (tauri, below): Tauri stays out of these build graphs.
-run_stage clippy check cargo clippy --workspace --exclude tauri-plugin-polar-license --all-features --all-targets -- -D warnings
+# FULL=1: clippy's own check of every target, as before. The default run lints in the tests
+# stage's build instead (below: the row `clippy`).
+if full; then
+    run_stage clippy check cargo clippy --workspace --exclude tauri-plugin-polar-license --all-features --all-targets -- -D warnings
+fi
 # The library with its default features too: code used only under a feature must not warn
 # without it.
 run_stage clippy-default check cargo clippy -p polar-license --lib -- -D warnings
@@ -278,6 +282,20 @@ run_stage doc check env RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --exclude 
 run_stage doc-wasm check env RUSTDOCFLAGS=-Dwarnings cargo doc --no-deps \
     -p polar-license -p polar-license-wasm -p polar-license-emulator-wasm -p polar-license-relay-wasm \
     -p polar-license-ed25519-wasm -p polar-license-trial-wasm -p polar-license-devices-wasm -p polar-license-seat-wasm -p polar-license-usage-wasm -p polar-license-stopped-wasm -p polar-license-wasm-steps --target wasm32-unknown-unknown
+# The default run's clippy rides in the tests stage's build (clippy_build, scripts/common.sh):
+# clippy-driver compiles the workspace's crates (the C ABI linted, then compiled by rustc), so
+# the build lints every lib, bin, test and example as `cargo clippy --all-targets` checks them,
+# and the row `clippy` below adds the benches and fails on any warning, as -D warnings did. One
+# pass over the dependencies where clippy's check and the tests' build made two (the clippy
+# stage: 182 s of CPU in CI's last run; the lints add 23 s to the build and the benches 5:
+# CONTRIBUTING.md, "What each stage runs").
+# Kept for the test-bins build and the doctests, which reuse that build (the wrapper is part of
+# the workspace crates' hashes), and for scripts/seller-workers.sh's nextest run
+# (TESTS_CLIPPY); dropped before the stages that build what ships (the C library, the wheel).
+if ! full; then
+    clippy_build
+    export TESTS_CLIPPY=1
+fi
 if cargo nextest --version >/dev/null 2>&1; then
     # scripts/nextest.toml: kill a hung test after 5 minutes (a repo .config/nextest.toml wins).
     run_stage tests nextest cargo nextest run --workspace --exclude tauri-plugin-polar-license --all-features \
@@ -302,7 +320,28 @@ fi
 # For the Tauri stage, started before the tests stage: where its values rows find the CLI
 # (scripts/test-tauri.sh waits for this line, empty when each stage builds its own).
 echo "${TEST_BINS:-}" >"$LOG_DIR/.test-bins"
+# The lints of the tests stage's build (default run): the benches too, compiled as `cargo test
+# --benches` builds them (the test profile: the tests' dependencies, criterion among them), and
+# any warning of the three builds fails, as -D warnings did.
+clippy_of_the_tests_build() {
+    local rc=0
+    echo "==> cargo test --no-run --benches (compiled by $RUSTC_WORKSPACE_WRAPPER: clippy)"
+    cargo test -q --no-run --workspace --exclude tauri-plugin-polar-license --all-features --benches \
+        >"$LOG_DIR/clippy-benches.log" 2>&1 || rc=1
+    [[ $rc -eq 0 ]] || cat "$LOG_DIR/clippy-benches.log"
+    if clippy_warned "$LOG_DIR/tests.log" "$LOG_DIR/test-bins.log" "$LOG_DIR/clippy-benches.log"; then rc=1; fi
+    if grep -qE '^error: could not compile' "$LOG_DIR/tests.log" "$LOG_DIR/test-bins.log"; then
+        echo "clippy: the tests stage's build failed (its log: $LOG_DIR/tests.log)"
+        rc=1
+    fi
+    [[ $rc -eq 0 ]] && echo "clippy: no warning in the tests stage's build (lib, bins, tests, examples, benches)"
+    return $rc
+}
+if ! full; then
+    run_stage clippy check clippy_of_the_tests_build
+fi
 run_stage doctests libtest cargo test --doc --workspace --exclude tauri-plugin-polar-license --all-features
+unset RUSTC_WORKSPACE_WRAPPER CLIPPY_RUSTC_ONLY
 # Issue #28's harness once more, its tally shown (nextest hides a passing test's output):
 # generated answers read by serde's typed path and by the npm engine's schema path. FULL=1
 # only: the tests stage ran the same test (tests/one_answer.rs, its 6,000 answers and their 0

@@ -803,7 +803,7 @@ export class PolarLicenseGate extends Base {
       const parts = [];
       if (d.thisMachine === true) parts.push(this.#t('thisDevice'));
       if (typeof d.platform === 'string' && d.platform) parts.push(d.platform);
-      if (Number.isFinite(d.lastSeen)) parts.push(this.#t('lastSeen', { date: this.#date(d.lastSeen, true) }));
+      if (Number.isFinite(d.lastSeen)) parts.push(this.#t('lastSeen', { date: this.#date(d.lastSeen * 1000, true) }));
       parts.push(this.#t('activatedOn', { date: when[i] }));
       return [String(d.label ?? ''), parts];
     });

@@ -544,7 +544,8 @@ eachEngine(TOOLS, (engine, browser) => {
     // polar-license/devices' list, with what a list may say beside Polar's (the relay's platform
     // and last-seen time, this machine's activation): the first with its platform and when it
     // was last seen, the second this machine's; the last two made in the same second.
-    const seen = Date.UTC(2026, 10, 28, 9, 30);
+    // Unix seconds, as `activatedAt` (devices.d.ts).
+    const seen = Date.UTC(2026, 10, 28, 9, 30) / 1000;
     await page.evaluate((seen) => {
       const gate = document.querySelector('polar-license-gate');
       const real = gate.devices;
@@ -575,7 +576,7 @@ eachEngine(TOOLS, (engine, browser) => {
       for (const item of snap.items) assert.match(item, /^Browser on Linux \(.*activated .*\d{4}/, where);
       // One day shared: each activation's time too.
       for (const item of snap.items) assert.match(item, /activated .*\d{4}.*\d{1,2}:\d{2}/, where);
-      const lastSeen = await page.evaluate((ms) => new Intl.DateTimeFormat('en', { dateStyle: 'long', timeStyle: 'short' }).format(new Date(ms)), seen);
+      const lastSeen = await page.evaluate((s) => new Intl.DateTimeFormat('en', { dateStyle: 'long', timeStyle: 'short' }).format(new Date(s * 1000)), seen);
       assert.ok(snap.items[0].includes('Linux x86_64') && snap.items[0].includes(DEFAULT_STRINGS.lastSeen.replace('{date}', lastSeen)), where);
       assert.ok(snap.items[1].includes(DEFAULT_STRINGS.thisDevice), where);
       for (const i of [0, 1]) assert.ok(!snap.items[i].includes('…'), `no id needed: ${where}`);

@@ -77,6 +77,7 @@ pub mod doctor;
 #[cfg(feature = "entitlements")]
 mod entitled;
 pub mod entitlements;
+mod ids;
 // What every host does alike, and where hosts differ (`Host`).
 pub mod host;
 // The relay's machines: a request's exchange and the background reads (`flow`, public for the
@@ -87,7 +88,9 @@ mod lifecycle;
 mod limit;
 mod locked;
 mod logged;
+mod metered;
 mod ops;
+mod pending;
 // The API version of each webhook delivery (issue #78).
 pub mod payload_versions;
 // The roster: its state and its reads' decisions (asked by `flow::background`).
@@ -116,12 +119,13 @@ pub use host::Host;
 pub use limit::Rate;
 pub use logged::log_text;
 pub use reconcile::ListPage as ReconcileListPage;
-pub use roster::{ReadAnswer as RosterAnswer, RosterChange};
+pub use roster::ReadAnswer as RosterAnswer;
 #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
 pub use server::{
     log_to_stderr_as, serve, serve_on, serve_with, LogFormat, Running, ServeOptions,
     DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
 };
+pub use store::layout::RosterChange;
 #[cfg(not(target_arch = "wasm32"))]
 pub use types::os_entropy;
 pub use types::{

@@ -512,7 +512,7 @@ fn reconciled(s: &Stored, check: &Check, answer: ReadAnswer, now: Now) -> Outcom
                 // The key's ordinary activations, counted in its seats (issue #67).
                 if let (Some(k), Some(org), Some(live)) = (
                     &string,
-                    org.and_then(crate::types::OrgId::parse),
+                    org.and_then(crate::ids::OrgId::parse),
                     key.get("activations").and_then(|a| a.as_array()),
                 ) {
                     let live = u32::try_from(live.len()).unwrap_or(u32::MAX);

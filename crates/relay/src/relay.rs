@@ -7,14 +7,15 @@ use crate::flow::{Asks, Moment, Upstream};
 use crate::host::Host;
 use crate::leases::Leases;
 use crate::limit::Buckets;
-use crate::roster::RosterChange;
+use crate::pending::Pending;
 use crate::routes::route::Route;
 use crate::routes::target::Target;
+use crate::store::layout::RosterChange;
 use crate::store::{Budget, Wants};
 #[cfg(not(target_arch = "wasm32"))]
 use crate::types::os_entropy;
 use crate::types::{
-    Entropy, Finished, Limits, Pending, RelayConfig, RelayRequest, RelayResponse, MAX_LEASE_DAYS,
+    Entropy, Finished, Limits, RelayConfig, RelayRequest, RelayResponse, MAX_LEASE_DAYS,
 };
 use polar_license::lease::signature_verifies;
 use polar_license::proto::Api;
@@ -23,8 +24,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::locked::locked;
+use crate::pending::Routed;
 use crate::stored::{Flight, Stored};
-use crate::types::{add_cors, check_origin, Routed, SignWith, DUMMY_ORG};
+use crate::types::{add_cors, check_origin, SignWith, DUMMY_ORG};
 
 /// The relay: configuration, rate-limit state and the upstream transport. Share it between
 /// threads behind an `Arc`; the machines ([`crate::flow::Exchange`], the one door) ask it
@@ -407,7 +409,7 @@ impl Relay {
         let flights = locked(&s.flights);
         flights
             .iter()
-            .find(|(id, _)| crate::store::hex_id(id) == flight)
+            .find(|(id, _)| crate::ids::hex_id(id) == flight)
             .map(|(_, f)| Arc::clone(f))
     }
 }

@@ -29,7 +29,7 @@ use crate::locked::locked;
 
 mod kept;
 mod reserve;
-pub use kept::RosterChange;
+use crate::store::layout::RosterChange;
 pub(crate) use reserve::{Holder, Reserve};
 
 /// Keys per page of `GET /v1/license-keys/` (Polar's most).
@@ -815,7 +815,7 @@ pub(crate) mod tests {
     /// request's digest before it is answered.
     #[test]
     fn a_roster_kept_in_the_host_saves_per_key_and_is_not_paged_in_again_after_a_restart() {
-        use crate::roster::RosterChange::{Key as Saved, Page};
+        use crate::store::layout::RosterChange::{Key as Saved, Page};
         let r = relay();
         r.keep_roster_in_host(100);
         let s = r.store.as_ref().expect("a store");

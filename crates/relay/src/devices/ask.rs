@@ -8,7 +8,7 @@ use polar_license::Key;
 #[derive(Clone)]
 pub(crate) struct DevicesAsk {
     pub(crate) key: Key,
-    pub(crate) organization_id: crate::types::OrgId,
+    pub(crate) organization_id: crate::ids::OrgId,
     /// The activation the caller holds (a UUID), marked in the answer.
     pub(crate) activation_id: Option<String>,
 }

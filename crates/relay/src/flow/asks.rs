@@ -8,11 +8,12 @@
 use polar_license::{HttpResponse, TransportError};
 
 use crate::clock::Now;
+use crate::pending::{Pending, Routed};
 use crate::reads::Reads;
 use crate::routes::route::Route;
 use crate::routes::target::Target;
 use crate::store::Wants;
-use crate::types::{Finished, Pending, RelayRequest, RelayResponse, Routed};
+use crate::types::{Finished, RelayRequest, RelayResponse};
 
 /// Polar's answer to a call, or why there is none.
 pub type Upstream = Result<HttpResponse, TransportError>;

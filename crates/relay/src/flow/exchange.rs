@@ -16,12 +16,11 @@ use polar_license::{HttpRequest, HttpResponse, TransportError, TransportErrorKin
 
 use super::{Core, Moment};
 use crate::clock::Now;
+use crate::pending::{Pending, Routed};
 use crate::routes::route::Route;
 use crate::routes::target::Target;
 use crate::store::Wants;
-use crate::types::{
-    Finished, Pending, RelayRequest, RelayResponse, Routed, STALE_AFTER_MS, WEBHOOK_MAX_BODY_BYTES,
-};
+use crate::types::{Finished, RelayRequest, RelayResponse, STALE_AFTER_MS, WEBHOOK_MAX_BODY_BYTES};
 
 /// Answers of another need than the one asked that end an exchange ([`Exchange::give`]).
 const MISMATCHES: u32 = 8;
@@ -572,7 +571,7 @@ impl Exchange {
                 let patience_ms = self.patience(&pending);
                 let check = patience_ms.map(|_| pending);
                 let need = Need::Flight {
-                    flight: crate::store::hex_id(&id),
+                    flight: crate::ids::hex_id(&id),
                     patience_ms,
                 };
                 self.ask(need, State::Waiting(check))

@@ -9,9 +9,10 @@ use super::Relay;
 use crate::clock::Now;
 use crate::flow::{Moment, Upstream};
 use crate::host::Host;
+use crate::pending::Pending;
 use crate::types::{
-    add_cors, machine_of, refuses_token, Finished, Holder, Pending, RelayResponse, SignWith,
-    Unsigned, PASSED_HEADERS,
+    add_cors, machine_of, refuses_token, Finished, Holder, RelayResponse, SignWith, Unsigned,
+    PASSED_HEADERS,
 };
 
 impl Relay {

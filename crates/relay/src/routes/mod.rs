@@ -38,12 +38,12 @@ pub(crate) use target::Target;
 
 use crate::clock::Now;
 use crate::flow::Moment;
+use crate::ids::OrgId;
+use crate::pending::{Pending, Routed};
 use crate::relay::Relay;
 use crate::seats::SeatOptions;
 use crate::store::Wants;
-use crate::types::{
-    preflight, private, Finished, OrgId, Pending, RelayRequest, RelayResponse, Routed,
-};
+use crate::types::{preflight, private, Finished, RelayRequest, RelayResponse};
 
 /// What the relay serves, as a route's parse needs it (its routes on or off, its body cap, its
 /// organization, the seller's seat and usage settings): made by [`Relay::door`].

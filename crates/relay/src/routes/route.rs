@@ -1,5 +1,5 @@
 //! A request as its route read it ([`Route`]): the data only (the route's checked body, its
-//! asks with their ids canonical), so that a call under way ([`crate::types::Pending`]) holds
+//! asks with their ids canonical), so that a call under way ([`crate::pending::Pending`]) holds
 //! its route without depending on the parts that serve it (routes/mod.rs and one file per
 //! route: the parse, and each route's [`super::Part`]).
 
@@ -9,7 +9,7 @@ use polar_license_rules::CheckedBody;
 use crate::devices::ask::DevicesAsk;
 use crate::seats::ask::SeatAsk;
 use crate::types::RelayResponse;
-use crate::usage::UsageAsk;
+use crate::usage::ask::UsageAsk;
 
 /// A request read once, after its body ([`Route::parse`]).
 #[derive(Clone)]

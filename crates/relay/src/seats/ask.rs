@@ -27,7 +27,7 @@ impl SeatOp {
 pub(crate) struct SeatAsk {
     pub(crate) op: SeatOp,
     pub(crate) key: Key,
-    pub(crate) organization_id: crate::types::OrgId,
+    pub(crate) organization_id: crate::ids::OrgId,
     /// The machine binding as sent (signed into the seat lease as its implicit assertion).
     pub(crate) machine: String,
     /// The seat's id, canonical (a UUID, hyphenated, lower case).

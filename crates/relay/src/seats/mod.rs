@@ -36,8 +36,9 @@ use polar_license::Key;
 use sha2::{Digest, Sha256};
 
 use crate::clock::{rfc3339, Now};
+use crate::ids::OrgId;
 use crate::store::{Backend, Entry, EntryId};
-use crate::types::{add_cors, object, string, Finished, OrgId, RelayResponse, SignWith};
+use crate::types::{add_cors, object, string, Finished, RelayResponse, SignWith};
 pub(crate) use ask::{SeatAsk, SeatOp};
 pub use pool::MAX_SEATS;
 pub(crate) use pool::{Churn, Outcome, Pool, Sizes};
@@ -215,7 +216,7 @@ impl SeatAsk {
 
     /// The machine as the pool keeps it (a digest).
     fn machine_digest(&self) -> String {
-        crate::store::hex_id(&Sha256::digest(self.machine.as_bytes()).into())
+        crate::ids::hex_id(&Sha256::digest(self.machine.as_bytes()).into())
     }
 }
 
@@ -250,7 +251,7 @@ pub(crate) fn read_ask(op: SeatOp, body: &[u8]) -> Result<SeatAsk, RelayResponse
         (SeatOp::Acquire, None) => None,
         (SeatOp::Acquire, Some(_)) => return Err(refuse("an acquisition names no seat")),
         (_, Some(seat)) => Some(
-            crate::types::canonical_uuid(seat)
+            crate::ids::canonical_uuid(seat)
                 .ok_or_else(|| refuse("seat must be the seat's id (a UUID)"))?,
         ),
         (_, None) => return Err(refuse("seat must be the seat's id (a UUID)")),

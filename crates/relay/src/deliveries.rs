@@ -529,7 +529,7 @@ mod tests {
                 body: Vec::new(),
                 ..req.clone()
             };
-            relay.refuse_unread(&head, crate::routes::Target::of(&head.path), now(at))
+            relay.refuse_unread(&head, crate::route::target::Target::of(&head.path), now(at))
         };
         let mut big = delivery("192.0.2.3", "big", false);
         let sig = big.headers[3].1.clone();

@@ -102,6 +102,8 @@ mod relay;
 mod revalidate;
 // The relay's routes, typed: a request read once into its route, one part per route (issue #77).
 mod routes;
+// What a request asks, as its route read it once: the data the routes' parts serve (issue #77).
+mod route;
 mod scrub;
 mod seats;
 #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
@@ -131,13 +133,13 @@ pub use types::os_entropy;
 pub use types::{
     Entropy, Limits, Listener, RelayConfig, RelayRequest, RelayResponse, Route, Signer,
     StoreConfig, DEFAULT_LEASE_DAYS, DEFAULT_WEBHOOK_SILENCE, DEVICES_ROUTE, FLIGHT_WAITS,
-    HEALTH_ROUTE, MAX_LEASE_DAYS, METRICS_ROUTE, RELAY_SOURCE, ROUTES, ROUTE_PREFIX, SOURCE_HEADER,
-    STALE_AFTER_MS, USER_AGENT, WEBHOOK_MAX_BODY_BYTES, WEBHOOK_ROUTE,
+    HEALTH_ROUTE, MAX_LEASE_DAYS, METRICS_ROUTE, RELAY_SOURCE, ROUTES, ROUTE_PREFIX, SEATS_PREFIX,
+    SOURCE_HEADER, STALE_AFTER_MS, USER_AGENT, WEBHOOK_MAX_BODY_BYTES, WEBHOOK_ROUTE,
 };
 
 pub use relay::Relay;
 pub use seats::{
-    SeatOptions, ACTIVATION_CHURN, MAX_BORROW_DAYS, MAX_SEATS, SEATS_PREFIX, SEAT_CHURN,
-    SEAT_SECONDS, SNAPSHOT_SECONDS,
+    SeatOptions, ACTIVATION_CHURN, MAX_BORROW_DAYS, MAX_SEATS, SEAT_CHURN, SEAT_SECONDS,
+    SNAPSHOT_SECONDS,
 };
 pub use usage::{MAX_PENDING_PER_KEY, MAX_PENDING_TOTAL, USAGE_ROUTE};

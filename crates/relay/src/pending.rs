@@ -9,7 +9,7 @@ use polar_license::Key;
 use polar_license_rules::CheckedBody;
 
 use crate::breaker;
-use crate::routes::route::Route;
+use crate::route::Route;
 use crate::store::{Entry, EntryId};
 use crate::types::{Call, Finished, RelayResponse};
 
@@ -34,7 +34,7 @@ pub(crate) struct Pending {
     /// The client's [`NONCE_HEADER`](polar_license::proto::NONCE_HEADER), when it sent one that is a nonce: signed into the
     /// lease's claims, whoever answers (Polar now, or the store).
     pub(crate) nonce: Option<String>,
-    /// The route this call is for ([`crate::routes::Route`]): its part says how the call's
+    /// The route this call is for ([`crate::route::Route`]): its part says how the call's
     /// answer finishes (a seat's answer settled on its verdict, a device list made of a read).
     pub(crate) route: Box<Route>,
     /// The call that follows the route's verdict (a device listing's read of the key's record,

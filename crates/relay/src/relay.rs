@@ -8,8 +8,8 @@ use crate::host::Host;
 use crate::leases::Leases;
 use crate::limit::Buckets;
 use crate::pending::Pending;
-use crate::routes::route::Route;
-use crate::routes::target::Target;
+use crate::route::target::Target;
+use crate::route::Route;
 use crate::store::layout::RosterChange;
 use crate::store::{Budget, Wants};
 #[cfg(not(target_arch = "wasm32"))]
@@ -388,9 +388,9 @@ impl Relay {
     }
 
     /// The relay's answer to `req` when its host failed around the core (a request it could
-    /// not read, its own fault): [`crate::host::failure`] with this relay's CORS origins.
+    /// not read, its own fault): [`crate::types::failure`] with this relay's CORS origins.
     pub fn failure(&self, req: &RelayRequest, status: u16, detail: &str) -> RelayResponse {
-        crate::host::failure(status, detail, self.cors_origins.as_deref(), req)
+        crate::types::failure(status, detail, self.cors_origins.as_deref(), req)
     }
 
     /// The Polar base URL asked.
@@ -483,7 +483,7 @@ impl Asks for Relay {
     }
 
     fn cors(&self, req: &RelayRequest, r: &mut RelayResponse) {
-        crate::host::narrow_cors(self.cors_origins.as_deref(), req, r);
+        crate::types::narrow_cors(self.cors_origins.as_deref(), req, r);
     }
 
     fn host(&self) -> Host {

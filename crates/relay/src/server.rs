@@ -713,8 +713,8 @@ impl Server {
         let (parts, body) = request.into_parts();
         // `connection: close` on `/healthz`: a monitor polling it keeps no idle connection
         // open, and no client holds connections alive with it.
-        let health = crate::routes::target::Target::of(parts.uri.path())
-            == crate::routes::target::Target::Health
+        let health = crate::route::target::Target::of(parts.uri.path())
+            == crate::route::target::Target::Health
             && matches!(parts.method, hyper::Method::GET | hyper::Method::HEAD);
         let expects_continue = parts
             .headers
@@ -906,7 +906,7 @@ impl Server {
     /// to 1 MiB: a flood of forged deliveries holds no check's stored answer back); every
     /// other request on those of the answers made without a call, never behind a call.
     fn steps_for(&self, head: &RelayRequest) -> Option<&Arc<Semaphore>> {
-        use crate::routes::target::Target;
+        use crate::route::target::Target;
         let target = Target::of(&head.path);
         if target == Target::Health && (head.method == "GET" || head.method == "HEAD") {
             None

@@ -31,6 +31,9 @@ pub const HEALTH_ROUTE: &str = "/healthz";
 /// The metrics route on the metrics listener.
 pub const METRICS_ROUTE: &str = "/metrics";
 
+/// The seat routes' prefix: `acquire`, `heartbeat`, `release` follow it.
+pub const SEATS_PREFIX: &str = "/v1/seats/";
+
 /// A key's devices through the relay (issue #64, `crate::devices`): `POST` with the key, the
 /// organization and optionally this machine's activation id in a JSON body.
 pub const DEVICES_ROUTE: &str = "/v1/devices/list";
@@ -148,7 +151,7 @@ pub const ROUTES: &[Route] = &[
         reads_body: true,
         listener: Listener::Public,
     },
-    // A key's seats (issue #67; `crate::seats::SEATS_PREFIX`): with a store.
+    // A key's seats (issue #67; `crate::types::SEATS_PREFIX`): with a store.
     Route {
         path: "/v1/seats/acquire",
         methods: &["POST"],
@@ -819,6 +822,45 @@ pub(crate) fn check_origin(origin: &str) -> Result<(), Error> {
             "cors_origins",
             "each must be an origin such as https://app.example.com (scheme, host and port; no path)",
         ))
+    }
+}
+
+/// The relay's answer when its host failed around the core (a configuration that does not
+/// start, a request the host could not read, a fault of the host): `status` with
+/// `{"detail": …}`, said to be the relay's (`polar-license-source: relay`), with the CORS
+/// grant every answer of the relay carries, narrowed to `cors_origins` as the core's own
+/// answers are (`Relay::cors`, which the request machine applies to every answer). Every host
+/// answers its own failures with this.
+pub fn failure(
+    status: u16,
+    detail: &str,
+    cors_origins: Option<&[String]>,
+    req: &RelayRequest,
+) -> RelayResponse {
+    let mut r = RelayResponse::detail(status, detail);
+    r.set(SOURCE_HEADER, RELAY_SOURCE);
+    add_cors(&mut r);
+    narrow_cors(cors_origins, req, &mut r);
+    r
+}
+
+/// Narrows an answer's CORS grant to `origins` (see [`crate::RelayConfig::cors_origins`]):
+/// `None`, nothing changes (`*`); otherwise the request's `Origin`, when it is one of them,
+/// replaces `*` (and `vary: origin` is added, so no cache serves one origin's answer to
+/// another), and any other origin gets no `access-control-*` grant at all.
+pub(crate) fn narrow_cors(origins: Option<&[String]>, req: &RelayRequest, r: &mut RelayResponse) {
+    let Some(origins) = origins else {
+        return;
+    };
+    r.set("vary", "origin");
+    let allowed = req.header("origin").filter(|o| {
+        origins
+            .iter()
+            .any(|allowed| allowed.eq_ignore_ascii_case(o))
+    });
+    match allowed {
+        Some(origin) => r.set("access-control-allow-origin", origin),
+        None => r.headers.retain(|(k, _)| !k.starts_with("access-control-")),
     }
 }
 

@@ -56,8 +56,7 @@ use crate::store::{Backend, Entry, EntryId};
 pub use crate::types::USAGE_ROUTE;
 use crate::types::{Finished, RelayResponse};
 
-pub(crate) mod ask;
-use ask::UsageAsk;
+use crate::route::usage::UsageAsk;
 
 /// Reports waiting per key at most (past it: 429 `UsageBacklog` until a batch is ingested).
 pub const MAX_PENDING_PER_KEY: usize = 100;

@@ -10,8 +10,8 @@ use polar_license::{HttpResponse, TransportError};
 use crate::clock::Now;
 use crate::pending::{Pending, Routed};
 use crate::reads::Reads;
-use crate::routes::route::Route;
-use crate::routes::target::Target;
+use crate::route::target::Target;
+use crate::route::Route;
 use crate::store::Wants;
 use crate::types::{Finished, RelayRequest, RelayResponse};
 

@@ -29,6 +29,11 @@ use crate::store::{Missing, PagedBackend, Wants};
 
 use super::MAX_LOAD_ROUNDS;
 
+/// Background jobs ([`Background`]) handed out in a row before the
+/// machine says `Wait(0)` (64): a Durable Object answers no request while a run holds it, so a
+/// long backlog (a roster's pages) is run in slices, the next at once.
+pub const JOBS_PER_RUN: u32 = 64;
+
 /// How long the reconcile waits after its due key's entries could not be loaded.
 const LOAD_AGAIN_MS: u64 = 1_000;
 
@@ -237,7 +242,7 @@ impl Background {
         self.polar_answered && !self.loads_held
     }
 
-    /// What the host does next at `now`: after [`crate::host::JOBS_PER_RUN`] jobs in a row, a
+    /// What the host does next at `now`: after [`JOBS_PER_RUN`] jobs in a row, a
     /// `Wait(0)` (a Durable Object answers no request while a run holds it, so a long backlog,
     /// a roster's pages, is run in slices: the host sets its alarm for now and goes on there).
     ///
@@ -251,7 +256,7 @@ impl Background {
         if let Some(warning) = warning {
             log::warn!("relay: {warning}");
         }
-        if self.ran >= crate::host::JOBS_PER_RUN {
+        if self.ran >= JOBS_PER_RUN {
             self.ran = 0;
             return Poll::Wait(0);
         }
@@ -790,7 +795,7 @@ mod tests {
     #[test]
     fn a_run_is_sliced_after_its_jobs_in_a_row() {
         let (_, r, mut m) = paged_relay();
-        m.ran = crate::host::JOBS_PER_RUN - 1;
+        m.ran = JOBS_PER_RUN - 1;
         let Poll::List { id, .. } = m.poll(&r, at(NOW, 0)) else {
             panic!("the listing first")
         };

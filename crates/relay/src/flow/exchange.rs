@@ -17,8 +17,8 @@ use polar_license::{HttpRequest, HttpResponse, TransportError, TransportErrorKin
 use super::{Core, Moment};
 use crate::clock::Now;
 use crate::pending::{Pending, Routed};
-use crate::routes::route::Route;
-use crate::routes::target::Target;
+use crate::route::target::Target;
+use crate::route::Route;
 use crate::store::Wants;
 use crate::types::{Finished, RelayRequest, RelayResponse, STALE_AFTER_MS, WEBHOOK_MAX_BODY_BYTES};
 
@@ -848,9 +848,9 @@ pub(crate) fn metrics_answer<C: Core + ?Sized>(
 }
 
 /// The relay's own 500 (`detail`), with the CORS grant of every answer, narrowed as the
-/// relay's CORS origins say ([`crate::host::failure`]).
+/// relay's CORS origins say ([`crate::types::failure`]).
 fn failure<C: Core + ?Sized>(relay: &C, req: &RelayRequest, detail: &str) -> RelayResponse {
-    let mut r = crate::host::failure(500, detail, None, req);
+    let mut r = crate::types::failure(500, detail, None, req);
     relay.cors(req, &mut r);
     r
 }

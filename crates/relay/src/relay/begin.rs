@@ -11,7 +11,7 @@ use polar_license_rules::CheckedBody;
 use super::Relay;
 use crate::clock::Now;
 use crate::pending::{breaker_refused, Pending, Routed};
-use crate::routes::route::Route;
+use crate::route::Route;
 use crate::types::{
     add_cors, invalid, private, with_version, Call, RelayRequest, RelayResponse, FLIGHT_WAITS,
     USER_AGENT,

@@ -11,7 +11,7 @@ use crate::flow::Moment;
 use crate::locked::locked;
 use crate::pending::Routed;
 use crate::relay::{bucket_of, take, Relay};
-use crate::seats::{SeatAsk, SeatOp};
+use crate::route::seat::{SeatAsk, SeatOp};
 use crate::store::Wants;
 use crate::types::{add_cors, Finished, RelayRequest, RelayResponse};
 

@@ -92,7 +92,7 @@ impl Part for Usage {
 
 fn recorded(
     relay: &Relay,
-    ask: &crate::usage::ask::UsageAsk,
+    ask: &crate::route::usage::UsageAsk,
     req: &RelayRequest,
     answer: &RelayResponse,
     now: Now,

@@ -1,6 +1,6 @@
 //! Floating and CI seats (issue #67): a key's seats shared by the machines that run now.
 //!
-//! Three routes under [`SEATS_PREFIX`], each a `POST` of JSON through the relay's one door
+//! Three routes under [`crate::types::SEATS_PREFIX`], each a `POST` of JSON through the relay's one door
 //! (the request machine, its per-IP limit, its store):
 //!
 //! | route | body | answer |
@@ -18,7 +18,6 @@
 //! store, changed in one step ([`crate::store::Backend::update`]): no double grant, no lost
 //! release, and it outlives a restart as the store does. Its rules are [`pool`]'s.
 
-pub(crate) mod ask;
 mod churn;
 mod live;
 mod pool;
@@ -37,14 +36,11 @@ use sha2::{Digest, Sha256};
 
 use crate::clock::{rfc3339, Now};
 use crate::ids::OrgId;
+use crate::route::seat::{SeatAsk, SeatOp};
 use crate::store::{Backend, Entry, EntryId};
 use crate::types::{add_cors, object, string, Finished, RelayResponse, SignWith};
-pub(crate) use ask::{SeatAsk, SeatOp};
 pub use pool::MAX_SEATS;
 pub(crate) use pool::{Churn, Outcome, Pool, Sizes};
-
-/// The seat routes' prefix: `acquire`, `heartbeat`, `release` follow it.
-pub const SEATS_PREFIX: &str = "/v1/seats/";
 
 /// The default life of a seat not heard from: 5 minutes.
 pub const SEAT_SECONDS: u32 = 300;

@@ -1,6 +1,6 @@
 //! A usage report as the relay reads it (issue #68 item 3): which key, which meter, how many
 //! units, under which id. A leaf of its own, so that a request's route
-//! ([`crate::routes::Route`]) can carry one without depending on the usage buffer's rules
+//! ([`crate::route::Route`]) can carry one without depending on the usage buffer's rules
 //! ([`crate::usage`]).
 
 use polar_license::Key;

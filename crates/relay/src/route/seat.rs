@@ -1,6 +1,6 @@
-//! A seat request as the relay reads it (issue #67): what it asks and of which key. A leaf of
-//! its own, so that the request's types ([`crate::types`]) can carry one without depending on
-//! the seats' rules ([`crate::seats`]).
+//! A seat request as the relay reads it (issue #67): what it asks and of which key. Route data
+//! ([`crate::route::Route::Seat`]), so that a route can carry one without depending on the
+//! seats' rules ([`crate::seats`]).
 
 use polar_license::Key;
 

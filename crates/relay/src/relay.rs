@@ -4,7 +4,6 @@
 
 use crate::clock::Now;
 use crate::flow::{Asks, Moment, Upstream};
-use crate::host::Host;
 use crate::leases::Leases;
 use crate::limit::Buckets;
 use crate::pending::Pending;
@@ -14,6 +13,7 @@ use crate::store::layout::RosterChange;
 use crate::store::{Budget, Wants};
 #[cfg(not(target_arch = "wasm32"))]
 use crate::types::os_entropy;
+use crate::types::Host;
 use crate::types::{
     Entropy, Finished, Limits, RelayConfig, RelayRequest, RelayResponse, MAX_LEASE_DAYS,
 };

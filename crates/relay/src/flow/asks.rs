@@ -73,7 +73,7 @@ pub trait Asks {
     /// Narrows an answer's CORS grant to the configured origins.
     fn cors(&self, req: &RelayRequest, r: &mut RelayResponse);
     /// Where the relay runs: how its host differs ([`crate::Host`], the one place).
-    fn host(&self) -> crate::Host;
+    fn host(&self) -> crate::types::Host;
 
     // What a host-kept store loads before the core reads it.
 

@@ -73,7 +73,7 @@ pub enum Need {
         /// How long to wait before [`Given::Patience`] (`None`: until it lands).
         patience_ms: Option<u64>,
     },
-    /// Only on a host whose calls hold a thread ([`crate::Host::call_slots`]): wait for a slot to call Polar on, then give
+    /// Only on a host whose calls hold a thread ([`crate::types::Host::call_slots`]): wait for a slot to call Polar on, then give
     /// [`Given::Slot`] (and hold the slot until the exchange has taken the answer of the
     /// [`Need::Send`] that follows: until it asks for anything else; a need other than that
     /// `Send` next: the slot is not used, free it). When
@@ -911,10 +911,10 @@ mod tests {
     /// A relay whose transport counts its calls (the exchange never uses it: the host sends).
     /// A relay on a fetch host (no slots asked; its calls counted by the core).
     fn relay(calls: Arc<AtomicU32>) -> Relay {
-        relay_on(calls, crate::Host::Fetch)
+        relay_on(calls, crate::types::Host::Fetch)
     }
 
-    fn relay_on(calls: Arc<AtomicU32>, host: crate::Host) -> Relay {
+    fn relay_on(calls: Arc<AtomicU32>, host: crate::types::Host) -> Relay {
         let mut config = crate::types::RelayConfig::for_tests();
         config.host = host;
         let transport = move |_: &HttpRequest| {
@@ -1053,7 +1053,7 @@ mod tests {
     fn the_blocking_handle_runs_the_exchange_its_call_made_once_and_counted_once() {
         let calls = Arc::new(AtomicU32::new(0));
         // The blocking host is the native one: its calls through the relay's transport.
-        let relay = relay_on(calls.clone(), crate::Host::Native);
+        let relay = relay_on(calls.clone(), crate::types::Host::Native);
         let mut req = head("POST", VALIDATE);
         req.body = VALIDATE_BODY.to_vec();
         let r = relay.handle(&req, NOW);
@@ -1077,10 +1077,10 @@ mod tests {
 
     /// A relay with a store (its budget counts the calls routed to Polar), on a fetch host.
     fn stored_relay() -> Relay {
-        stored_relay_on(crate::Host::Fetch)
+        stored_relay_on(crate::types::Host::Fetch)
     }
 
-    fn stored_relay_on(host: crate::Host) -> Relay {
+    fn stored_relay_on(host: crate::types::Host) -> Relay {
         let mut config = crate::types::RelayConfig::stored_for_tests(
             Arc::new(crate::store::MemoryBackend::new(100)),
             crate::store::StoreOptions::default(),
@@ -1136,7 +1136,7 @@ mod tests {
             }
         };
         for breaker_opens in [false, true] {
-            let relay = stored_relay_on(crate::Host::Native);
+            let relay = stored_relay_on(crate::types::Host::Native);
             let needs = drive(&relay, head("POST", VALIDATE), |n| match n {
                 Need::Body { .. } => Some(Given::Body(VALIDATE_BODY.to_vec())),
                 Need::Slot { .. } => {
@@ -1177,11 +1177,11 @@ mod tests {
     #[test]
     fn a_refused_calls_budget_goes_back() {
         for (kind, host, used) in [
-            (TransportErrorKind::Connect, crate::Host::Native, 0),
-            (TransportErrorKind::Connect, crate::Host::Fetch, 1),
-            (TransportErrorKind::Connect, crate::Host::Workers, 1),
-            (TransportErrorKind::Timeout, crate::Host::Native, 1),
-            (TransportErrorKind::Timeout, crate::Host::Workers, 1),
+            (TransportErrorKind::Connect, crate::types::Host::Native, 0),
+            (TransportErrorKind::Connect, crate::types::Host::Fetch, 1),
+            (TransportErrorKind::Connect, crate::types::Host::Workers, 1),
+            (TransportErrorKind::Timeout, crate::types::Host::Native, 1),
+            (TransportErrorKind::Timeout, crate::types::Host::Workers, 1),
         ] {
             {
                 let relay = stored_relay_on(host);

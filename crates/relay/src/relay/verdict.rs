@@ -8,8 +8,8 @@ use polar_license::{HttpResponse, TransportError};
 use super::Relay;
 use crate::clock::Now;
 use crate::flow::{Moment, Upstream};
-use crate::host::Host;
 use crate::pending::Pending;
+use crate::types::Host;
 use crate::types::{
     add_cors, machine_of, refuses_token, Finished, Holder, RelayResponse, SignWith, Unsigned,
     PASSED_HEADERS,

@@ -1112,7 +1112,7 @@ impl Watch {
 }
 
 /// Runs the check of `setup` against Polar now, blocking (the native relay's agent: 5 s to
-/// connect, [`crate::host::CALL_TIMEOUT_MS`] in all, no proxy for a Polar on loopback): what
+/// connect, [`crate::types::CALL_TIMEOUT_MS`] in all, no proxy for a Polar on loopback): what
 /// `polar-license doctor` prints.
 #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
 pub fn check(setup: &Setup) -> Report {
@@ -1123,7 +1123,7 @@ pub fn check(setup: &Setup) -> Report {
     let mut config = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_connect(Some(Duration::from_secs(5)))
-        .timeout_global(Some(Duration::from_millis(crate::host::CALL_TIMEOUT_MS)));
+        .timeout_global(Some(Duration::from_millis(crate::types::CALL_TIMEOUT_MS)));
     if local {
         config = config.proxy(None);
     }
@@ -1157,7 +1157,7 @@ pub fn check(setup: &Setup) -> Report {
                     let status = r.status().as_u16();
                     r.body_mut()
                         .with_config()
-                        .limit(crate::host::MAX_READ_BYTES as u64)
+                        .limit(crate::types::MAX_READ_BYTES as u64)
                         .read_to_vec()
                         .map(|body| Answer {
                             status,

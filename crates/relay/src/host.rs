@@ -18,14 +18,9 @@ pub use crate::types::Host;
 /// answers are small, and a bigger one is not Polar's (it is cut, and reads as no answer).
 pub const MAX_UPSTREAM_BYTES: usize = 1 << 20;
 
-/// The most bytes of an answer to the relay's own reads of Polar that a host reads (16 MiB):
-/// a roster page of 100 keys, a key read by id.
-pub const MAX_READ_BYTES: usize = 16 << 20;
-
-/// How long a call to Polar may take before it fails as timed out (10 s), unless the seller
-/// sets another (`relay serve --timeout`, `createRelay`'s `timeoutMs`): the relay's own reads
-/// of Polar (the roster's, the reconcile's) take the same.
-pub const CALL_TIMEOUT_MS: u64 = 10_000;
+// The limits on a call to Polar that every host, and the doctor's own reads, take
+// ([`crate::types::MAX_READ_BYTES`], [`crate::types::CALL_TIMEOUT_MS`]).
+pub use crate::types::{CALL_TIMEOUT_MS, MAX_READ_BYTES};
 
 // The background's slices ([`crate::flow::background::JOBS_PER_RUN`]) and the answer to a
 // host's own failure ([`crate::types::failure`]): every host reads them here.

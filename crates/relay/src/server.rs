@@ -344,7 +344,7 @@ fn drive_background(relay: &Relay, clock: &dyn Fn() -> Now, stopped: &dyn Fn() -
 }
 
 /// The agent of the relay's own reads of Polar (the roster's, the reconcile's): 5 s to
-/// connect, [`crate::host::CALL_TIMEOUT_MS`] in all, no proxy for a Polar on loopback.
+/// connect, [`crate::types::CALL_TIMEOUT_MS`] in all, no proxy for a Polar on loopback.
 fn agent(base_url: &str) -> ureq::Agent {
     let local = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
         .iter()
@@ -352,7 +352,7 @@ fn agent(base_url: &str) -> ureq::Agent {
     let mut config = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_connect(Some(Duration::from_secs(5)))
-        .timeout_global(Some(Duration::from_millis(crate::host::CALL_TIMEOUT_MS)));
+        .timeout_global(Some(Duration::from_millis(crate::types::CALL_TIMEOUT_MS)));
     if local {
         config = config.proxy(None);
     }
@@ -360,7 +360,7 @@ fn agent(base_url: &str) -> ureq::Agent {
 }
 
 /// A `GET` of `url` with `headers`: Polar's status, `retry-after` and body
-/// ([`crate::host::MAX_READ_BYTES`] at most).
+/// ([`crate::types::MAX_READ_BYTES`] at most).
 fn get(agent: &ureq::Agent, url: &str, headers: &[(&str, String)]) -> crate::roster::ReadAnswer {
     let mut req = agent.get(url);
     for (name, value) in headers {
@@ -383,7 +383,7 @@ fn post(
     read_answer(req.send(body))
 }
 
-/// Polar's status, `retry-after` and body ([`crate::host::MAX_READ_BYTES`] at most).
+/// Polar's status, `retry-after` and body ([`crate::types::MAX_READ_BYTES`] at most).
 fn read_answer(
     answer: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
 ) -> crate::roster::ReadAnswer {
@@ -397,7 +397,7 @@ fn read_answer(
             let status = r.status().as_u16();
             r.body_mut()
                 .with_config()
-                .limit(crate::host::MAX_READ_BYTES as u64)
+                .limit(crate::types::MAX_READ_BYTES as u64)
                 .read_to_vec()
                 .map(|body| (status, retry_after, body))
                 .map_err(|e| e.to_string())

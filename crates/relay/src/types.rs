@@ -825,6 +825,15 @@ pub(crate) fn check_origin(origin: &str) -> Result<(), Error> {
     }
 }
 
+/// The most bytes of an answer to the relay's own reads of Polar that a host reads (16 MiB):
+/// a roster page of 100 keys, a key read by id.
+pub const MAX_READ_BYTES: usize = 16 << 20;
+
+/// How long a call to Polar may take before it fails as timed out (10 s), unless the seller
+/// sets another (`relay serve --timeout`, `createRelay`'s `timeoutMs`): the relay's own reads
+/// of Polar (the roster's, the reconcile's) take the same.
+pub const CALL_TIMEOUT_MS: u64 = 10_000;
+
 /// The relay's answer when its host failed around the core (a configuration that does not
 /// start, a request the host could not read, a fault of the host): `status` with
 /// `{"detail": …}`, said to be the relay's (`polar-license-source: relay`), with the CORS

@@ -81,14 +81,14 @@ impl Relay {
     /// Keeps the roster in the host's storage (a Durable Object's, read per key), at most
     /// `cached` digests of it in memory: from now on [`Relay::roster_changes`] says what to
     /// save, [`Relay::roster_wants`] what to read. Nothing without a store or a roster.
-    pub fn keep_roster_in_host(&self, cached: usize) {
+    pub(crate) fn keep_roster_in_host(&self, cached: usize) {
         if let Some(s) = self.store.as_ref() {
             s.roster.keep_in_host(cached);
         }
     }
 
     /// The roster's changes since the last call, for the host to save in order.
-    pub fn roster_changes(&self) -> Vec<RosterChange> {
+    pub(crate) fn roster_changes(&self) -> Vec<RosterChange> {
         self.store
             .as_ref()
             .map(|s| s.roster.take_changes())
@@ -97,7 +97,7 @@ impl Relay {
 
     /// At start, the next page the host saved (`r:phase`; `0`: the roster was current, so it
     /// is not paged in again before its hourly relist, counted from `now`).
-    pub fn roster_restore(&self, page: u32, now: Now) {
+    pub(crate) fn roster_restore(&self, page: u32, now: Now) {
         if let Some(s) = self.store.as_ref() {
             s.roster.restore(page, now.monotonic_ms);
         }
@@ -106,7 +106,7 @@ impl Relay {
     /// The digest (hex, the storage key `r:<hex>`) of `req`'s license key that the host must
     /// read before the request is answered, when the roster is kept in the host and has not
     /// read it yet; else `None`.
-    pub fn roster_wants(&self, req: &RelayRequest) -> Option<String> {
+    pub(crate) fn roster_wants(&self, req: &RelayRequest) -> Option<String> {
         self.roster_wants_of(&self.route_of(req))
     }
 
@@ -119,7 +119,7 @@ impl Relay {
 
     /// What the host read of a digest [`Relay::roster_wants`] named: the organization's
     /// (`true`: the storage holds `r:<hex>`) or not.
-    pub fn roster_load(&self, hex_digest: &str, known: bool) {
+    pub(crate) fn roster_load(&self, hex_digest: &str, known: bool) {
         if let Some(s) = self.store.as_ref() {
             s.roster.load(hex_digest, known);
         }
@@ -140,7 +140,7 @@ impl Relay {
 
     /// Reads the last webhook's time from the store again, for a host that restores the store
     /// after the relay is made (the npm relay's `restore`).
-    pub fn reload_last_webhook(&self) {
+    pub(crate) fn reload_last_webhook(&self) {
         self.ops.reload_last_webhook(self.store.as_ref());
     }
 
@@ -389,7 +389,7 @@ impl Relay {
 
     /// The relay's answer to `req` when its host failed around the core (a request it could
     /// not read, its own fault): [`crate::types::failure`] with this relay's CORS origins.
-    pub fn failure(&self, req: &RelayRequest, status: u16, detail: &str) -> RelayResponse {
+    pub(crate) fn failure(&self, req: &RelayRequest, status: u16, detail: &str) -> RelayResponse {
         crate::types::failure(status, detail, self.cors_origins.as_deref(), req)
     }
 

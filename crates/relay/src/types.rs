@@ -330,7 +330,7 @@ pub struct RelayConfig {
     /// instead of the socket peer (the proxy). Leave it `None` when clients connect directly:
     /// a client could then send the header to pick its own bucket.
     pub client_ip_header: Option<String>,
-    /// The verdict store ([`store`]): validates answered from Polar's earlier answers, the
+    /// The verdict store ([`crate::store`]): validates answered from Polar's earlier answers, the
     /// token's budget kept, Polar's webhooks acted on. `None`: every check is forwarded.
     pub store: Option<StoreConfig>,
     /// The web origins (`https://app.example.com`: scheme, host and port, no path) whose

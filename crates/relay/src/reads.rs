@@ -28,7 +28,7 @@ pub struct Reads<'a> {
     /// The seller's token (never logged).
     pub(crate) token: &'a AccessToken,
     /// The set-up's check, when on (crate::doctor).
-    pub(crate) setup_watch: Option<&'a crate::doctor::Watch>,
+    pub(crate) setup_watch: Option<&'a crate::doctor::watch::Watch>,
     /// The install analytics' events waiting (crate::analytics).
     pub(crate) analytics: &'a crate::analytics::Analytics,
 }

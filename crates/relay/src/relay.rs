@@ -63,7 +63,7 @@ pub struct Relay {
     pub(crate) churned: crate::seats::Churned,
     /// The seller's set-up checked in the background (issue #78,
     /// [`RelayConfig::check_setup_every`]); `None`: off.
-    pub(crate) setup_watch: Option<crate::doctor::Watch>,
+    pub(crate) setup_watch: Option<crate::doctor::watch::Watch>,
     /// Install analytics (issue #80, [`Relay::with_analytics`]); off by default.
     pub(crate) analytics: crate::analytics::Analytics,
 }
@@ -235,7 +235,7 @@ impl Relay {
             lifecycle: crate::lifecycle::Lifecycle::default(),
         });
         // What the relay's features need of the token, for its own set-up check.
-        let setup_watch = crate::doctor::Watch::new(
+        let setup_watch = crate::doctor::watch::Watch::new(
             crate::doctor::Setup {
                 base_url: base_url.clone(),
                 token: config.access_token.clone(),
@@ -420,7 +420,10 @@ impl Relay {
 #[allow(private_interfaces)]
 impl Asks for Relay {
     fn health(&self, now: Now) -> RelayResponse {
-        let setup = self.setup_watch.as_ref().map(crate::doctor::Watch::reading);
+        let setup = self
+            .setup_watch
+            .as_ref()
+            .map(crate::doctor::watch::Watch::reading);
         self.ops
             .health(self.store.as_ref(), &self.breaker, setup, now)
     }

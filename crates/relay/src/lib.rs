@@ -65,6 +65,8 @@ macro_rules! debug_some {
 }
 
 mod address;
+#[cfg(all(feature = "server", not(target_arch = "wasm32")))]
+mod agent;
 pub mod analytics;
 mod backoff;
 mod breaker;

@@ -318,7 +318,7 @@ pub fn serve_on(
 /// webhook's refetch is asked for at the next poll), until the machine is done or `stopped`.
 fn drive_background(relay: &Relay, clock: &dyn Fn() -> Now, stopped: &dyn Fn() -> bool) {
     use crate::flow::background::{Background, Given, Poll as Next};
-    let agent = agent(relay.base_url());
+    let agent = crate::agent::agent(relay.base_url());
     let mut machine = Background::new(None);
     while !stopped() {
         match machine.poll(relay, clock()) {
@@ -341,22 +341,6 @@ fn drive_background(relay: &Relay, clock: &dyn Fn() -> Now, stopped: &dyn Fn() -
             }
         }
     }
-}
-
-/// The agent of the relay's own reads of Polar (the roster's, the reconcile's): 5 s to
-/// connect, [`crate::types::CALL_TIMEOUT_MS`] in all, no proxy for a Polar on loopback.
-fn agent(base_url: &str) -> ureq::Agent {
-    let local = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
-        .iter()
-        .any(|p| base_url.starts_with(p));
-    let mut config = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_connect(Some(Duration::from_secs(5)))
-        .timeout_global(Some(Duration::from_millis(crate::types::CALL_TIMEOUT_MS)));
-    if local {
-        config = config.proxy(None);
-    }
-    config.build().into()
 }
 
 /// A `GET` of `url` with `headers`: Polar's status, `retry-after` and body

@@ -3,22 +3,10 @@
 
 use super::{calls, examine, Answer, Probe, Report, Setup};
 
-/// Runs the check of `setup` against Polar now, blocking (the native relay's agent: 5 s to
-/// connect, [`crate::types::CALL_TIMEOUT_MS`] in all, no proxy for a Polar on loopback): what
-/// `polar-license doctor` prints.
+/// Runs the check of `setup` against Polar now, blocking (the native relay's agent,
+/// [`crate::agent::agent`]): what `polar-license doctor` prints.
 pub fn check(setup: &Setup) -> Report {
-    use std::time::Duration;
-    let local = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
-        .iter()
-        .any(|p| setup.base_url.starts_with(p));
-    let mut config = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_connect(Some(Duration::from_secs(5)))
-        .timeout_global(Some(Duration::from_millis(crate::types::CALL_TIMEOUT_MS)));
-    if local {
-        config = config.proxy(None);
-    }
-    let agent: ureq::Agent = config.build().into();
+    let agent = crate::agent::agent(&setup.base_url);
     let answers: Vec<(Probe, Result<Answer, String>)> = calls(setup)
         .into_iter()
         .map(|call| {

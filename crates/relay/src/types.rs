@@ -34,6 +34,10 @@ pub const METRICS_ROUTE: &str = "/metrics";
 /// The seat routes' prefix: `acquire`, `heartbeat`, `release` follow it.
 pub const SEATS_PREFIX: &str = "/v1/seats/";
 
+/// The route an app sends its daily ping to (`POST`, JSON: `organization_id`, `install`,
+/// `app_version`, `os`, `arch` and `face`).
+pub const ANALYTICS_ROUTE: &str = "/v1/analytics/install";
+
 /// A key's devices through the relay (issue #64, `crate::devices`): `POST` with the key, the
 /// organization and optionally this machine's activation id in a JSON body.
 pub const DEVICES_ROUTE: &str = "/v1/devices/list";

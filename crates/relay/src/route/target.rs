@@ -57,7 +57,7 @@ impl Target {
         match path {
             DEVICES_ROUTE => Target::Devices,
             USAGE_ROUTE => Target::Usage,
-            crate::analytics::ANALYTICS_ROUTE => Target::Analytics,
+            crate::types::ANALYTICS_ROUTE => Target::Analytics,
             WEBHOOK_ROUTE => Target::Webhook,
             _ => Target::Unknown,
         }

@@ -4,7 +4,7 @@
 use super::{calls, examine, Answer, Probe, Report, Setup};
 
 /// Runs the check of `setup` against Polar now, blocking (the native relay's agent,
-/// [`crate::agent::agent`]): what `polar-license doctor` prints.
+/// `crate::agent`): what `polar-license doctor` prints.
 pub fn check(setup: &Setup) -> Report {
     let agent = crate::agent::agent(&setup.base_url);
     let answers: Vec<(Probe, Result<Answer, String>)> = calls(setup)

@@ -28,9 +28,8 @@ use std::sync::Mutex;
 use crate::clock::Now;
 use crate::types::RelayResponse;
 
-/// The route an app sends its daily ping to (`POST`, JSON: `organization_id`, `install`,
-/// `app_version`, `os`, `arch` and `face`).
-pub const ANALYTICS_ROUTE: &str = "/v1/analytics/install";
+// The route an app sends its daily ping to, with the relay's other routes.
+pub use crate::types::ANALYTICS_ROUTE;
 
 /// The event's name in the seller's Polar (the guide's meters filter on it).
 pub const EVENT_NAME: &str = "polar_license.install";
@@ -166,7 +165,7 @@ pub(crate) fn read_ping(body: &[u8]) -> Result<(String, Ping), RelayResponse> {
     }
     let text = |name: &str| obj.get(name).and_then(|v| v.as_str());
     let organization_id = text("organization_id")
-        .and_then(crate::types::canonical_uuid)
+        .and_then(crate::ids::canonical_uuid)
         .ok_or_else(|| refuse("organization_id must be a UUID"))?;
     let install = text("install")
         .filter(|i| {

@@ -7,7 +7,7 @@
 // The Workers host's order: the npm relay's machines, loads, saves and alarm in one driver.
 pub mod workers;
 
-use crate::types::{add_cors, RelayRequest, RelayResponse, RELAY_SOURCE, SOURCE_HEADER};
+use crate::types::RelayRequest;
 use polar_license::Error;
 
 /// Where a relay runs (defined beside [`crate::RelayConfig`], which names it; its rules are
@@ -18,19 +18,14 @@ pub use crate::types::Host;
 /// answers are small, and a bigger one is not Polar's (it is cut, and reads as no answer).
 pub const MAX_UPSTREAM_BYTES: usize = 1 << 20;
 
-/// The most bytes of an answer to the relay's own reads of Polar that a host reads (16 MiB):
-/// a roster page of 100 keys, a key read by id.
-pub const MAX_READ_BYTES: usize = 16 << 20;
+// The limits on a call to Polar that every host, and the doctor's own reads, take
+// ([`crate::types::MAX_READ_BYTES`], [`crate::types::CALL_TIMEOUT_MS`]).
+pub use crate::types::{CALL_TIMEOUT_MS, MAX_READ_BYTES};
 
-/// How long a call to Polar may take before it fails as timed out (10 s), unless the seller
-/// sets another (`relay serve --timeout`, `createRelay`'s `timeoutMs`): the relay's own reads
-/// of Polar (the roster's, the reconcile's) take the same.
-pub const CALL_TIMEOUT_MS: u64 = 10_000;
-
-/// Background jobs ([`crate::flow::background::Background`]) handed out in a row before the
-/// machine says `Wait(0)` (64): a Durable Object answers no request while a run holds it, so a
-/// long backlog (a roster's pages) is run in slices, the next at once.
-pub const JOBS_PER_RUN: u32 = 64;
+// The background's slices ([`crate::flow::background::JOBS_PER_RUN`]) and the answer to a
+// host's own failure ([`crate::types::failure`]): every host reads them here.
+pub use crate::flow::background::JOBS_PER_RUN;
+pub use crate::types::failure;
 
 /// Requests a host keeps under way at most (1024; the npm relay's table of exchanges): past
 /// it the oldest is dropped and answered 502, so a host whose requests never finish cannot
@@ -382,49 +377,11 @@ impl Alarm {
     }
 }
 
-/// The relay's answer when its host failed around the core (a configuration that does not
-/// start, a request the host could not read, a fault of the host): `status` with
-/// `{"detail": …}`, said to be the relay's (`polar-license-source: relay`), with the CORS
-/// grant every answer of the relay carries, narrowed to `cors_origins` as the core's own
-/// answers are (`Relay::cors`, which the request machine applies to every answer). Every host
-/// answers its own failures with this.
-pub fn failure(
-    status: u16,
-    detail: &str,
-    cors_origins: Option<&[String]>,
-    req: &RelayRequest,
-) -> RelayResponse {
-    let mut r = RelayResponse::detail(status, detail);
-    r.set(SOURCE_HEADER, RELAY_SOURCE);
-    add_cors(&mut r);
-    narrow_cors(cors_origins, req, &mut r);
-    r
-}
-
-/// Narrows an answer's CORS grant to `origins` (see [`crate::RelayConfig::cors_origins`]):
-/// `None`, nothing changes (`*`); otherwise the request's `Origin`, when it is one of them,
-/// replaces `*` (and `vary: origin` is added, so no cache serves one origin's answer to
-/// another), and any other origin gets no `access-control-*` grant at all.
-pub(crate) fn narrow_cors(origins: Option<&[String]>, req: &RelayRequest, r: &mut RelayResponse) {
-    let Some(origins) = origins else {
-        return;
-    };
-    r.set("vary", "origin");
-    let allowed = req.header("origin").filter(|o| {
-        origins
-            .iter()
-            .any(|allowed| allowed.eq_ignore_ascii_case(o))
-    });
-    match allowed {
-        Some(origin) => r.set("access-control-allow-origin", origin),
-        None => r.headers.retain(|(k, _)| !k.starts_with("access-control-")),
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
+    use crate::types::{RELAY_SOURCE, SOURCE_HEADER};
 
     #[test]
     fn the_body_cap_is_0_to_16_mib() {

@@ -10,7 +10,8 @@ use polar_license::Verdict;
 use polar_license_rules::CheckedBody;
 
 use crate::clock::Now;
-use crate::types::{machine_of, Call, Holder, Pending, RelayResponse, SignWith, Unsigned};
+use crate::pending::Pending;
+use crate::types::{machine_of, Call, Holder, RelayResponse, SignWith, Unsigned};
 
 /// Who signs the relay's leases, and how long a lease lasts.
 pub(crate) struct Leases {
@@ -61,7 +62,7 @@ impl Leases {
         let license_expires_at = license.expires_at.map(|t| t.unix_timestamp());
         // A cancelled subscription's end (2027-01), signed so that a client's perpetual
         // fallback reads it from the lease, never from the unsigned body (issue #62); written
-        // only for a client that asks ([`Pending::claims`](crate::types::Pending::claims)).
+        // only for a client that asks ([`Pending::claims`](crate::pending::Pending::claims)).
         let subscription_ends_at = license.subscription.as_ref().and_then(|sub| {
             (sub.cancel_at_period_end || sub.status == "canceled")
                 .then_some(sub.ends_at.or(sub.current_period_end))

@@ -65,6 +65,8 @@ macro_rules! debug_some {
 }
 
 mod address;
+#[cfg(all(feature = "server", not(target_arch = "wasm32")))]
+mod agent;
 pub mod analytics;
 mod backoff;
 mod breaker;
@@ -77,6 +79,7 @@ pub mod doctor;
 #[cfg(feature = "entitlements")]
 mod entitled;
 pub mod entitlements;
+mod ids;
 // What every host does alike, and where hosts differ (`Host`).
 pub mod host;
 // The relay's machines: a request's exchange and the background reads (`flow`, public for the
@@ -87,7 +90,9 @@ mod lifecycle;
 mod limit;
 mod locked;
 mod logged;
+mod metered;
 mod ops;
+mod pending;
 // The API version of each webhook delivery (issue #78).
 pub mod payload_versions;
 // The roster: its state and its reads' decisions (asked by `flow::background`).
@@ -99,6 +104,8 @@ mod relay;
 mod revalidate;
 // The relay's routes, typed: a request read once into its route, one part per route (issue #77).
 mod routes;
+// What a request asks, as its route read it once: the data the routes' parts serve (issue #77).
+mod route;
 mod scrub;
 mod seats;
 #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
@@ -116,24 +123,25 @@ pub use host::Host;
 pub use limit::Rate;
 pub use logged::log_text;
 pub use reconcile::ListPage as ReconcileListPage;
-pub use roster::{ReadAnswer as RosterAnswer, RosterChange};
+pub use roster::ReadAnswer as RosterAnswer;
 #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
 pub use server::{
     log_to_stderr_as, serve, serve_on, serve_with, LogFormat, Running, ServeOptions,
     DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
 };
+pub use store::layout::RosterChange;
 #[cfg(not(target_arch = "wasm32"))]
 pub use types::os_entropy;
 pub use types::{
     Entropy, Limits, Listener, RelayConfig, RelayRequest, RelayResponse, Route, Signer,
     StoreConfig, DEFAULT_LEASE_DAYS, DEFAULT_WEBHOOK_SILENCE, DEVICES_ROUTE, FLIGHT_WAITS,
-    HEALTH_ROUTE, MAX_LEASE_DAYS, METRICS_ROUTE, RELAY_SOURCE, ROUTES, ROUTE_PREFIX, SOURCE_HEADER,
-    STALE_AFTER_MS, USER_AGENT, WEBHOOK_MAX_BODY_BYTES, WEBHOOK_ROUTE,
+    HEALTH_ROUTE, MAX_LEASE_DAYS, METRICS_ROUTE, RELAY_SOURCE, ROUTES, ROUTE_PREFIX, SEATS_PREFIX,
+    SOURCE_HEADER, STALE_AFTER_MS, USER_AGENT, WEBHOOK_MAX_BODY_BYTES, WEBHOOK_ROUTE,
 };
 
 pub use relay::Relay;
 pub use seats::{
-    SeatOptions, ACTIVATION_CHURN, MAX_BORROW_DAYS, MAX_SEATS, SEATS_PREFIX, SEAT_CHURN,
-    SEAT_SECONDS, SNAPSHOT_SECONDS,
+    SeatOptions, ACTIVATION_CHURN, MAX_BORROW_DAYS, MAX_SEATS, SEAT_CHURN, SEAT_SECONDS,
+    SNAPSHOT_SECONDS,
 };
 pub use usage::{MAX_PENDING_PER_KEY, MAX_PENDING_TOTAL, USAGE_ROUTE};

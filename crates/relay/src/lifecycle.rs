@@ -38,8 +38,9 @@ use polar_license::stopped::{StopKind, Stopped, STOPPED_HEADER};
 use polar_license::Key;
 
 use crate::locked::locked;
+use crate::pending::Pending;
 use crate::store::{Backend, Entry, EntryId, EntryKind};
-use crate::types::{Answered, Pending, RelayResponse};
+use crate::types::{Answered, RelayResponse};
 use serde_json::Value as Json;
 
 /// The most records each map holds (about 200 bytes each: a few MB at most).

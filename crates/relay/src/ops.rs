@@ -93,7 +93,7 @@ impl Ops {
 
     /// Counts an answer of the request machine.
     pub(crate) fn answered(&self, req: &RelayRequest, r: &RelayResponse, now: Now) {
-        let route = crate::routes::target::Target::of(&req.path).label();
+        let route = crate::route::target::Target::of(&req.path).label();
         let source = match r.header(SOURCE_HEADER) {
             Some("polar") => "polar",
             Some("store") => "store",
@@ -623,8 +623,8 @@ mod tests {
             format!("{ROUTE_PREFIX}validate"),
             DEVICES_ROUTE.to_string(),
             format!("{DEVICES_ROUTE}?x=1"),
-            format!("{}acquire", crate::seats::SEATS_PREFIX),
-            format!("{}release", crate::seats::SEATS_PREFIX),
+            format!("{}acquire", crate::types::SEATS_PREFIX),
+            format!("{}release", crate::types::SEATS_PREFIX),
             WEBHOOK_ROUTE.to_string(),
             "/v1/elsewhere".to_string(),
         ] {

@@ -28,7 +28,7 @@ pub struct Reads<'a> {
     /// The seller's token (never logged).
     pub(crate) token: &'a AccessToken,
     /// The set-up's check, when on (crate::doctor).
-    pub(crate) setup_watch: Option<&'a crate::doctor::Watch>,
+    pub(crate) setup_watch: Option<&'a crate::doctor::watch::Watch>,
     /// The install analytics' events waiting (crate::analytics).
     pub(crate) analytics: &'a crate::analytics::Analytics,
 }
@@ -512,7 +512,7 @@ fn reconciled(s: &Stored, check: &Check, answer: ReadAnswer, now: Now) -> Outcom
                 // The key's ordinary activations, counted in its seats (issue #67).
                 if let (Some(k), Some(org), Some(live)) = (
                     &string,
-                    org.and_then(crate::types::OrgId::parse),
+                    org.and_then(crate::ids::OrgId::parse),
                     key.get("activations").and_then(|a| a.as_array()),
                 ) {
                     let live = u32::try_from(live.len()).unwrap_or(u32::MAX);

@@ -4,17 +4,18 @@
 
 use crate::clock::Now;
 use crate::flow::{Asks, Moment, Upstream};
-use crate::host::Host;
 use crate::leases::Leases;
 use crate::limit::Buckets;
-use crate::roster::RosterChange;
-use crate::routes::route::Route;
-use crate::routes::target::Target;
+use crate::pending::Pending;
+use crate::route::target::Target;
+use crate::route::Route;
+use crate::store::layout::RosterChange;
 use crate::store::{Budget, Wants};
 #[cfg(not(target_arch = "wasm32"))]
 use crate::types::os_entropy;
+use crate::types::Host;
 use crate::types::{
-    Entropy, Finished, Limits, Pending, RelayConfig, RelayRequest, RelayResponse, MAX_LEASE_DAYS,
+    Entropy, Finished, Limits, RelayConfig, RelayRequest, RelayResponse, MAX_LEASE_DAYS,
 };
 use polar_license::lease::signature_verifies;
 use polar_license::proto::Api;
@@ -23,8 +24,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::locked::locked;
+use crate::pending::Routed;
 use crate::stored::{Flight, Stored};
-use crate::types::{add_cors, check_origin, Routed, SignWith, DUMMY_ORG};
+use crate::types::{add_cors, check_origin, SignWith, DUMMY_ORG};
 
 /// The relay: configuration, rate-limit state and the upstream transport. Share it between
 /// threads behind an `Arc`; the machines ([`crate::flow::Exchange`], the one door) ask it
@@ -61,7 +63,7 @@ pub struct Relay {
     pub(crate) churned: crate::seats::Churned,
     /// The seller's set-up checked in the background (issue #78,
     /// [`RelayConfig::check_setup_every`]); `None`: off.
-    pub(crate) setup_watch: Option<crate::doctor::Watch>,
+    pub(crate) setup_watch: Option<crate::doctor::watch::Watch>,
     /// Install analytics (issue #80, [`Relay::with_analytics`]); off by default.
     pub(crate) analytics: crate::analytics::Analytics,
 }
@@ -79,14 +81,14 @@ impl Relay {
     /// Keeps the roster in the host's storage (a Durable Object's, read per key), at most
     /// `cached` digests of it in memory: from now on [`Relay::roster_changes`] says what to
     /// save, [`Relay::roster_wants`] what to read. Nothing without a store or a roster.
-    pub fn keep_roster_in_host(&self, cached: usize) {
+    pub(crate) fn keep_roster_in_host(&self, cached: usize) {
         if let Some(s) = self.store.as_ref() {
             s.roster.keep_in_host(cached);
         }
     }
 
     /// The roster's changes since the last call, for the host to save in order.
-    pub fn roster_changes(&self) -> Vec<RosterChange> {
+    pub(crate) fn roster_changes(&self) -> Vec<RosterChange> {
         self.store
             .as_ref()
             .map(|s| s.roster.take_changes())
@@ -95,7 +97,7 @@ impl Relay {
 
     /// At start, the next page the host saved (`r:phase`; `0`: the roster was current, so it
     /// is not paged in again before its hourly relist, counted from `now`).
-    pub fn roster_restore(&self, page: u32, now: Now) {
+    pub(crate) fn roster_restore(&self, page: u32, now: Now) {
         if let Some(s) = self.store.as_ref() {
             s.roster.restore(page, now.monotonic_ms);
         }
@@ -104,7 +106,7 @@ impl Relay {
     /// The digest (hex, the storage key `r:<hex>`) of `req`'s license key that the host must
     /// read before the request is answered, when the roster is kept in the host and has not
     /// read it yet; else `None`.
-    pub fn roster_wants(&self, req: &RelayRequest) -> Option<String> {
+    pub(crate) fn roster_wants(&self, req: &RelayRequest) -> Option<String> {
         self.roster_wants_of(&self.route_of(req))
     }
 
@@ -117,7 +119,7 @@ impl Relay {
 
     /// What the host read of a digest [`Relay::roster_wants`] named: the organization's
     /// (`true`: the storage holds `r:<hex>`) or not.
-    pub fn roster_load(&self, hex_digest: &str, known: bool) {
+    pub(crate) fn roster_load(&self, hex_digest: &str, known: bool) {
         if let Some(s) = self.store.as_ref() {
             s.roster.load(hex_digest, known);
         }
@@ -138,7 +140,7 @@ impl Relay {
 
     /// Reads the last webhook's time from the store again, for a host that restores the store
     /// after the relay is made (the npm relay's `restore`).
-    pub fn reload_last_webhook(&self) {
+    pub(crate) fn reload_last_webhook(&self) {
         self.ops.reload_last_webhook(self.store.as_ref());
     }
 
@@ -233,7 +235,7 @@ impl Relay {
             lifecycle: crate::lifecycle::Lifecycle::default(),
         });
         // What the relay's features need of the token, for its own set-up check.
-        let setup_watch = crate::doctor::Watch::new(
+        let setup_watch = crate::doctor::watch::Watch::new(
             crate::doctor::Setup {
                 base_url: base_url.clone(),
                 token: config.access_token.clone(),
@@ -386,9 +388,9 @@ impl Relay {
     }
 
     /// The relay's answer to `req` when its host failed around the core (a request it could
-    /// not read, its own fault): [`crate::host::failure`] with this relay's CORS origins.
-    pub fn failure(&self, req: &RelayRequest, status: u16, detail: &str) -> RelayResponse {
-        crate::host::failure(status, detail, self.cors_origins.as_deref(), req)
+    /// not read, its own fault): [`crate::types::failure`] with this relay's CORS origins.
+    pub(crate) fn failure(&self, req: &RelayRequest, status: u16, detail: &str) -> RelayResponse {
+        crate::types::failure(status, detail, self.cors_origins.as_deref(), req)
     }
 
     /// The Polar base URL asked.
@@ -407,7 +409,7 @@ impl Relay {
         let flights = locked(&s.flights);
         flights
             .iter()
-            .find(|(id, _)| crate::store::hex_id(id) == flight)
+            .find(|(id, _)| crate::ids::hex_id(id) == flight)
             .map(|(_, f)| Arc::clone(f))
     }
 }
@@ -418,7 +420,10 @@ impl Relay {
 #[allow(private_interfaces)]
 impl Asks for Relay {
     fn health(&self, now: Now) -> RelayResponse {
-        let setup = self.setup_watch.as_ref().map(crate::doctor::Watch::reading);
+        let setup = self
+            .setup_watch
+            .as_ref()
+            .map(crate::doctor::watch::Watch::reading);
         self.ops
             .health(self.store.as_ref(), &self.breaker, setup, now)
     }
@@ -481,7 +486,7 @@ impl Asks for Relay {
     }
 
     fn cors(&self, req: &RelayRequest, r: &mut RelayResponse) {
-        crate::host::narrow_cors(self.cors_origins.as_deref(), req, r);
+        crate::types::narrow_cors(self.cors_origins.as_deref(), req, r);
     }
 
     fn host(&self) -> Host {

@@ -7,14 +7,15 @@
 
 use crate::clock::Now;
 use crate::leases::Leases;
+use crate::pending::Pending;
 use crate::store::{Entry, EntryId};
 use crate::stored::Stored;
-use crate::types::{Finished, Pending};
+use crate::types::Finished;
 use crate::verdicts::Reply;
 
 impl Pending {
     /// How long this check waits for Polar's answer (its own call, or another check's of the
-    /// same entry: [`crate::types::Routed::Wait`]) before it is given its stored answer while the call
+    /// same entry: [`crate::pending::Routed::Wait`]) before it is given its stored answer while the call
     /// goes on: `Some(0)` for a grant refreshed ahead of the end of its freshness (`store` at
     /// once), `Some(stale_after_ms)` with a stored answer that may stand in for Polar's
     /// (`stale`, [`crate::STALE_AFTER_MS`] by default), `None`: it waits for Polar.

@@ -318,7 +318,7 @@ pub fn serve_on(
 /// webhook's refetch is asked for at the next poll), until the machine is done or `stopped`.
 fn drive_background(relay: &Relay, clock: &dyn Fn() -> Now, stopped: &dyn Fn() -> bool) {
     use crate::flow::background::{Background, Given, Poll as Next};
-    let agent = agent(relay.base_url());
+    let agent = crate::agent::agent(relay.base_url());
     let mut machine = Background::new(None);
     while !stopped() {
         match machine.poll(relay, clock()) {
@@ -343,24 +343,8 @@ fn drive_background(relay: &Relay, clock: &dyn Fn() -> Now, stopped: &dyn Fn() -
     }
 }
 
-/// The agent of the relay's own reads of Polar (the roster's, the reconcile's): 5 s to
-/// connect, [`crate::host::CALL_TIMEOUT_MS`] in all, no proxy for a Polar on loopback.
-fn agent(base_url: &str) -> ureq::Agent {
-    let local = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
-        .iter()
-        .any(|p| base_url.starts_with(p));
-    let mut config = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_connect(Some(Duration::from_secs(5)))
-        .timeout_global(Some(Duration::from_millis(crate::host::CALL_TIMEOUT_MS)));
-    if local {
-        config = config.proxy(None);
-    }
-    config.build().into()
-}
-
 /// A `GET` of `url` with `headers`: Polar's status, `retry-after` and body
-/// ([`crate::host::MAX_READ_BYTES`] at most).
+/// ([`crate::types::MAX_READ_BYTES`] at most).
 fn get(agent: &ureq::Agent, url: &str, headers: &[(&str, String)]) -> crate::roster::ReadAnswer {
     let mut req = agent.get(url);
     for (name, value) in headers {
@@ -383,7 +367,7 @@ fn post(
     read_answer(req.send(body))
 }
 
-/// Polar's status, `retry-after` and body ([`crate::host::MAX_READ_BYTES`] at most).
+/// Polar's status, `retry-after` and body ([`crate::types::MAX_READ_BYTES`] at most).
 fn read_answer(
     answer: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
 ) -> crate::roster::ReadAnswer {
@@ -397,7 +381,7 @@ fn read_answer(
             let status = r.status().as_u16();
             r.body_mut()
                 .with_config()
-                .limit(crate::host::MAX_READ_BYTES as u64)
+                .limit(crate::types::MAX_READ_BYTES as u64)
                 .read_to_vec()
                 .map(|body| (status, retry_after, body))
                 .map_err(|e| e.to_string())
@@ -713,8 +697,8 @@ impl Server {
         let (parts, body) = request.into_parts();
         // `connection: close` on `/healthz`: a monitor polling it keeps no idle connection
         // open, and no client holds connections alive with it.
-        let health = crate::routes::target::Target::of(parts.uri.path())
-            == crate::routes::target::Target::Health
+        let health = crate::route::target::Target::of(parts.uri.path())
+            == crate::route::target::Target::Health
             && matches!(parts.method, hyper::Method::GET | hyper::Method::HEAD);
         let expects_continue = parts
             .headers
@@ -906,7 +890,7 @@ impl Server {
     /// to 1 MiB: a flood of forged deliveries holds no check's stored answer back); every
     /// other request on those of the answers made without a call, never behind a call.
     fn steps_for(&self, head: &RelayRequest) -> Option<&Arc<Semaphore>> {
-        use crate::routes::target::Target;
+        use crate::route::target::Target;
         let target = Target::of(&head.path);
         if target == Target::Health && (head.method == "GET" || head.method == "HEAD") {
             None

@@ -1,13 +1,13 @@
 //! The relay's plain types, shared by all its parts: its configuration ([`RelayConfig`]),
-//! a request and an answer as data ([`RelayRequest`], [`RelayResponse`]), the crate-private
-//! steps of a check the request machine ([`crate::flow::Exchange`]) holds ([`Routed`],
-//! [`Pending`], [`Finished`]), its routes and headers, and the small helpers that build
-//! Polar-shaped answers. A leaf: it names no part that runs (the crate root re-exports what is
-//! public here, unchanged).
+//! a request and an answer as data ([`RelayRequest`], [`RelayResponse`]), a call's end
+//! ([`Finished`]), its routes and headers, and the small helpers that build Polar-shaped
+//! answers. A leaf: it names no part that runs and no route (a check under way, which holds
+//! its route, is [`crate::pending`]; the crate root re-exports what is public here,
+//! unchanged).
 
 use std::sync::Arc;
 
-use polar_license::lease::{LeaseClaims, RelayKeys, SigningKey, UnsignedLease, LEASE_HEADER};
+use polar_license::lease::{RelayKeys, SigningKey, UnsignedLease, LEASE_HEADER};
 use polar_license::metadata::{MetaValue, Metadata};
 use polar_license::proto::{
     error_body, ActivateRequest, Api, DeactivateRequest, HttpRequest, HttpResponse, Operation,
@@ -16,10 +16,11 @@ use polar_license::proto::{
 use polar_license::{AccessToken, Error, Key};
 use polar_license_rules::CheckedBody;
 
-use crate::breaker::{self, BreakerOptions};
+use crate::breaker::BreakerOptions;
+use crate::ids::{canonical_uuid, OrgId};
 use crate::limit::Rate;
 use crate::logged;
-use crate::store::{self, Backend, Entry, EntryId, StoreOptions};
+use crate::store::{Backend, StoreOptions};
 
 /// The default of [`crate::RelayConfig::webhook_silence`]: a day.
 pub const DEFAULT_WEBHOOK_SILENCE: u64 = 86_400;
@@ -30,6 +31,13 @@ pub const HEALTH_ROUTE: &str = "/healthz";
 /// The metrics route on the metrics listener.
 pub const METRICS_ROUTE: &str = "/metrics";
 
+/// The seat routes' prefix: `acquire`, `heartbeat`, `release` follow it.
+pub const SEATS_PREFIX: &str = "/v1/seats/";
+
+/// The route an app sends its daily ping to (`POST`, JSON: `organization_id`, `install`,
+/// `app_version`, `os`, `arch` and `face`).
+pub const ANALYTICS_ROUTE: &str = "/v1/analytics/install";
+
 /// A key's devices through the relay (issue #64, `crate::devices`): `POST` with the key, the
 /// organization and optionally this machine's activation id in a JSON body.
 pub const DEVICES_ROUTE: &str = "/v1/devices/list";
@@ -37,45 +45,6 @@ pub const DEVICES_ROUTE: &str = "/v1/devices/list";
 /// Usage reports through the relay (issue #68 item 3, `crate::usage`): `POST` a report with
 /// the key, the meter, the units and the report's idempotency id in a JSON body.
 pub const USAGE_ROUTE: &str = "/v1/usage/record";
-
-/// An organization id in its one canonical form: a UUID v4, hyphenated, lower case (issue #76
-/// finding 1). Polar reads `2D4F…`, `{2d4f…}`, `2d4f…` without hyphens and `urn:uuid:2d4f…` as
-/// the same organization; every id the relay derives from an organization (a seat pool's, a
-/// usage buffer's, a per-key bucket's, a verdict's) is made from this form only, so that no
-/// spelling of one id names stored state of its own. Made only by [`OrgId::parse`] (Polar's
-/// rules, at the door) or from a body Polar's rules checked ([`OrgId::checked`]): an unparsed
-/// string cannot reach a store id by type.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) struct OrgId(String);
-
-impl OrgId {
-    /// `text` as Polar's rules read an organization id (a UUID v4 in any spelling the `uuid`
-    /// crate reads, as pydantic does), canonical; `None` when Polar would refuse it.
-    pub(crate) fn parse(text: &str) -> Option<OrgId> {
-        let id = uuid::Uuid::try_parse(text).ok()?;
-        (id.get_version_num() == 4 && id.get_variant() == uuid::Variant::RFC4122)
-            .then(|| OrgId(id.hyphenated().to_string()))
-    }
-
-    /// The organization of a body Polar's rules accepted: already canonical
-    /// (`polar_license_rules::check_body` writes every id hyphenated, lower case).
-    pub(crate) fn checked(checked: &CheckedBody) -> OrgId {
-        OrgId(checked.organization_id.clone())
-    }
-
-    /// The canonical text.
-    pub(crate) fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// A UUID in any spelling the `uuid` crate reads, canonical (hyphenated, lower case): a seat's
-/// id, an activation's id. `None` when it is no UUID.
-pub(crate) fn canonical_uuid(text: &str) -> Option<String> {
-    uuid::Uuid::try_parse(text)
-        .ok()
-        .map(|id| id.hyphenated().to_string())
-}
 
 /// The JSON object of a relay route's body (a seat request, a device listing, a usage
 /// report), its members only `key`, `organization_id` and those of `fields`, with its key and
@@ -186,7 +155,7 @@ pub const ROUTES: &[Route] = &[
         reads_body: true,
         listener: Listener::Public,
     },
-    // A key's seats (issue #67; `crate::seats::SEATS_PREFIX`): with a store.
+    // A key's seats (issue #67; `crate::types::SEATS_PREFIX`): with a store.
     Route {
         path: "/v1/seats/acquire",
         methods: &["POST"],
@@ -365,7 +334,7 @@ pub struct RelayConfig {
     /// instead of the socket peer (the proxy). Leave it `None` when clients connect directly:
     /// a client could then send the header to pick its own bucket.
     pub client_ip_header: Option<String>,
-    /// The verdict store ([`store`]): validates answered from Polar's earlier answers, the
+    /// The verdict store ([`crate::store`]): validates answered from Polar's earlier answers, the
     /// token's budget kept, Polar's webhooks acted on. `None`: every check is forwarded.
     pub store: Option<StoreConfig>,
     /// The web origins (`https://app.example.com`: scheme, host and port, no path) whose
@@ -397,7 +366,7 @@ pub struct RelayConfig {
 /// A relay's verdict store: where it keeps entries, how it answers from them, and the secret
 /// of Polar's webhooks.
 pub struct StoreConfig {
-    /// Where the entries live ([`store::MemoryBackend`], [`store::RedbBackend`]).
+    /// Where the entries live ([`crate::store::MemoryBackend`], [`crate::store::RedbBackend`]).
     pub backend: Arc<dyn Backend>,
     /// How long answers last, and the budget.
     pub options: StoreOptions,
@@ -477,76 +446,6 @@ impl SignWith {
             SignWith::Key(key) => key.kid(),
             SignWith::External { kid, .. } => kid,
         }
-    }
-}
-
-/// A request that passed every local check, waiting for Polar's answer.
-pub(crate) struct Pending {
-    pub(crate) op: Operation,
-    pub(crate) key: Key,
-    pub(crate) checked: CheckedBody,
-    pub(crate) call: Call,
-    pub(crate) request: HttpRequest,
-    /// With a store, a validate's entry: its id, what it held, and whether this call leads
-    /// its single flight.
-    pub(crate) stored: Option<(EntryId, Option<Entry>)>,
-    pub(crate) flight: Option<EntryId>,
-    /// What the breaker let through (`None` until it was asked).
-    pub(crate) ticket: Option<breaker::Ticket>,
-    /// The client it came from, as the per-IP limit counts it (an IPv6 address by its /64).
-    pub(crate) client: String,
-    /// A stored grant asked again ahead of the end of its freshness: until Polar answers (or
-    /// when it cannot), the grant still answers as fresh (`store`).
-    pub(crate) early: bool,
-    /// The client's [`NONCE_HEADER`], when it sent one that is a nonce: signed into the
-    /// lease's claims, whoever answers (Polar now, or the store).
-    pub(crate) nonce: Option<String>,
-    /// The route this call is for ([`crate::routes::Route`]): its part says how the call's
-    /// answer finishes (a seat's answer settled on its verdict, a device list made of a read).
-    pub(crate) route: Box<crate::routes::route::Route>,
-    /// The call that follows the route's verdict (a device listing's read of the key's record,
-    /// issue #64: a `GET` of [`Pending::request`]'s URL), not the verdict itself.
-    pub(crate) read: bool,
-}
-
-// The call (the seller's token, the key in clear) is never shown; `Key` redacts itself.
-debug_some!(Pending, p => { "operation": p.op.as_str(), "key": p.key });
-
-impl Pending {
-    /// A grant's claims with the client's nonce, if it sent one (contract §5, freshness).
-    pub(crate) fn claims(&self, mut claims: LeaseClaims) -> LeaseClaims {
-        claims.nonce.clone_from(&self.nonce);
-        // Signed facts (issue #62) only for a client that reads them: an older one refuses a
-        // lease with a claim it does not know.
-        if !self
-            .nonce
-            .as_deref()
-            .is_some_and(polar_license::lease::asks_facts)
-        {
-            claims.subscription_ends_at = None;
-        }
-        claims
-    }
-
-    /// The call to Polar's token-authenticated route (it holds the seller's token and the
-    /// license key: never log it).
-    pub(crate) fn request(&self) -> &HttpRequest {
-        &self.request
-    }
-
-    /// The call's method: `GET` for a device listing's read (no body), else `POST`.
-    pub(crate) fn method(&self) -> polar_license::portal::Method {
-        if self.read {
-            polar_license::portal::Method::Get
-        } else {
-            polar_license::portal::Method::Post
-        }
-    }
-
-    /// The flight this call leads: checks that got [`Routed::Wait`] with this name begin again
-    /// once its answer is kept.
-    pub(crate) fn flight(&self) -> Option<String> {
-        self.flight.as_ref().map(store::hex_id)
     }
 }
 
@@ -720,22 +619,6 @@ impl RelayResponse {
 
 /// Where a lease's `jti` comes from: 16 random bytes.
 pub type Entropy = Box<dyn Fn() -> Option<[u8; 16]> + Send + Sync>;
-
-/// What the relay's routing decided for a request the machine let through
-/// ([`crate::flow::Exchange`] asks it and turns it into a [`Need`](crate::flow::Need)).
-pub(crate) enum Routed {
-    /// The answer, with no call to Polar (a preflight, a 404, a 413, a 422, a 429).
-    Answer(RelayResponse),
-    /// From the store; its lease, if any, waits for an external signature
-    /// ([`Finished::pre_auth`], then the relay's `assemble`): only with [`Signer::External`].
-    Stored(Finished),
-    /// Ask Polar [`Pending::request`], then keep its answer (the machine's finish).
-    Ask(Box<Pending>),
-    /// Another check of the same entry is asking Polar: wait for it, then route again (the
-    /// check, with its entry as read: when it has a stored answer ([`Pending::patience_ms`]),
-    /// it waits at most that long, then is given its stored answer).
-    Wait(EntryId, Box<Pending>),
-}
 
 /// The operating system's randomness (native).
 #[cfg(not(target_arch = "wasm32"))]
@@ -946,15 +829,52 @@ pub(crate) fn check_origin(origin: &str) -> Result<(), Error> {
     }
 }
 
-/// A call the breaker stops: the 502 of an unreachable Polar (a client falls back to its
-/// cache, as for any 5xx), with no call.
-pub(crate) fn breaker_refused(pending: &Pending) -> RelayResponse {
-    log::info!(
-        "relay: {} {} 502 (the breaker is open: Polar not asked)",
-        pending.op.as_str(),
-        crate::logged::key(&pending.key)
-    );
-    RelayResponse::unreached("the relay could not reach Polar")
+/// The most bytes of an answer to the relay's own reads of Polar that a host reads (16 MiB):
+/// a roster page of 100 keys, a key read by id.
+pub const MAX_READ_BYTES: usize = 16 << 20;
+
+/// How long a call to Polar may take before it fails as timed out (10 s), unless the seller
+/// sets another (`relay serve --timeout`, `createRelay`'s `timeoutMs`): the relay's own reads
+/// of Polar (the roster's, the reconcile's) take the same.
+pub const CALL_TIMEOUT_MS: u64 = 10_000;
+
+/// The relay's answer when its host failed around the core (a configuration that does not
+/// start, a request the host could not read, a fault of the host): `status` with
+/// `{"detail": …}`, said to be the relay's (`polar-license-source: relay`), with the CORS
+/// grant every answer of the relay carries, narrowed to `cors_origins` as the core's own
+/// answers are (`Relay::cors`, which the request machine applies to every answer). Every host
+/// answers its own failures with this.
+pub fn failure(
+    status: u16,
+    detail: &str,
+    cors_origins: Option<&[String]>,
+    req: &RelayRequest,
+) -> RelayResponse {
+    let mut r = RelayResponse::detail(status, detail);
+    r.set(SOURCE_HEADER, RELAY_SOURCE);
+    add_cors(&mut r);
+    narrow_cors(cors_origins, req, &mut r);
+    r
+}
+
+/// Narrows an answer's CORS grant to `origins` (see [`crate::RelayConfig::cors_origins`]):
+/// `None`, nothing changes (`*`); otherwise the request's `Origin`, when it is one of them,
+/// replaces `*` (and `vary: origin` is added, so no cache serves one origin's answer to
+/// another), and any other origin gets no `access-control-*` grant at all.
+pub(crate) fn narrow_cors(origins: Option<&[String]>, req: &RelayRequest, r: &mut RelayResponse) {
+    let Some(origins) = origins else {
+        return;
+    };
+    r.set("vary", "origin");
+    let allowed = req.header("origin").filter(|o| {
+        origins
+            .iter()
+            .any(|allowed| allowed.eq_ignore_ascii_case(o))
+    });
+    match allowed {
+        Some(origin) => r.set("access-control-allow-origin", origin),
+        None => r.headers.retain(|(k, _)| !k.starts_with("access-control-")),
+    }
 }
 
 /// An answer marked with where it comes from ([`SOURCE_HEADER`]).
@@ -1065,7 +985,7 @@ mod tests {
              body_len: 20, client_ip: \"192.0.2.1\", .. }"
         );
         let config = StoreConfig {
-            backend: Arc::new(store::MemoryBackend::new(10)),
+            backend: Arc::new(crate::store::MemoryBackend::new(10)),
             options: StoreOptions::default(),
             webhook_secret: Some("whsec_very_secret".into()),
         };

@@ -46,15 +46,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use polar_license::lease::key_hash;
-use polar_license::Key;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Now;
 use crate::locked::locked;
+use crate::metered::is_event_name;
 use crate::reconcile::ListPage;
 use crate::store::{Backend, Entry, EntryId};
 pub use crate::types::USAGE_ROUTE;
 use crate::types::{Finished, RelayResponse};
+
+use crate::route::usage::UsageAsk;
 
 /// Reports waiting per key at most (past it: 429 `UsageBacklog` until a batch is ingested).
 pub const MAX_PENDING_PER_KEY: usize = 100;
@@ -75,14 +77,8 @@ pub const MAX_UNITS: f64 = 1_000_000_000.0;
 /// refused, 422, before anything is asked or kept.
 pub const MIN_UNITS: f64 = 1e-6;
 
-/// The most event names a seller's list ([`crate::store::StoreOptions::usage_events`]) holds.
-pub const MAX_EVENTS: usize = 64;
-
 /// The longest id, in bytes.
 const MAX_ID_BYTES: usize = 64;
-
-/// The longest meter (event) name, in bytes (Polar's `name` ≤ 128).
-const MAX_METER_BYTES: usize = 128;
 
 /// The status a key's usage buffer is stored with (no answer of Polar's has it).
 pub(crate) const USAGE_STATUS: u16 = 1;
@@ -102,18 +98,6 @@ const IDLE_MS: u64 = 200;
 /// this long, so a flood of tiny reports on one key is one call every round (the reports of
 /// the round in one batch), whatever its rate; other keys' batches go meanwhile.
 pub const ROUND_MS: u64 = 2_000;
-
-/// A usage report as the relay reads it.
-#[derive(Clone)]
-pub(crate) struct UsageAsk {
-    pub(crate) key: Key,
-    pub(crate) organization_id: crate::types::OrgId,
-    pub(crate) meter: String,
-    pub(crate) units: f64,
-    pub(crate) id: String,
-}
-
-debug_some!(UsageAsk, a => { "key": a.key, "meter": a.meter, "units": a.units, "id": a.id });
 
 /// The body read (`422` in Polar's shape, `InvalidUsageRequest`, with what is wrong;
 /// [`crate::types::ask_object`]).
@@ -152,11 +136,6 @@ pub(crate) fn read_ask(body: &[u8]) -> Result<UsageAsk, RelayResponse> {
         units,
         id: id.to_string(),
     })
-}
-
-/// Whether `name` is a well-formed event (meter) name: 1 to 128 bytes, no control character.
-pub(crate) fn is_event_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= MAX_METER_BYTES && !name.chars().any(char::is_control)
 }
 
 /// The refusal of a report (`ask`) whose event name is not among the seller's `events`
@@ -208,7 +187,7 @@ struct Buffer {
 }
 
 /// The store's id of a key's buffer: a digest of its own domain.
-fn buffer_id(organization_id: &crate::types::OrgId, key_sha256: &str) -> EntryId {
+fn buffer_id(organization_id: &crate::ids::OrgId, key_sha256: &str) -> EntryId {
     crate::store::key_digest("usage", organization_id.as_str(), key_sha256)
 }
 
@@ -225,7 +204,7 @@ fn entry_of(id: &EntryId, buffer: &Buffer, now: i64) -> Option<Entry> {
         kind: Some(crate::store::EntryKind::UsageBuffer),
         body: serde_json::to_string(buffer).ok()?,
         // Its own tag: found again at a restart (`Usage::restore`), narrowed by no webhook.
-        key_tag: Some(format!("{TAG_PREFIX}{}", crate::store::hex_id(id))),
+        key_tag: Some(format!("{TAG_PREFIX}{}", crate::ids::hex_id(id))),
         ..Entry::default()
     })
 }
@@ -413,10 +392,7 @@ impl Usage {
         let mut state = locked(&self.state);
         let mut found = 0usize;
         for tag in tags {
-            let Some(id) = tag
-                .strip_prefix(TAG_PREFIX)
-                .and_then(crate::store::id_of_hex)
-            else {
+            let Some(id) = tag.strip_prefix(TAG_PREFIX).and_then(crate::ids::id_of_hex) else {
                 continue;
             };
             let Ok(Some(buffer)) = store.get(&id).map(|e| buffer_of(e.as_ref())) else {
@@ -493,7 +469,7 @@ impl Usage {
             let id = row
                 .strip_prefix(TAG_PREFIX)
                 .and_then(|r| r.split_once('|'))
-                .and_then(|(_, entry)| crate::store::id_of_hex(entry));
+                .and_then(|(_, entry)| crate::ids::id_of_hex(entry));
             if let Some(id) = id {
                 if state.queued.insert(id) {
                     state.listed.insert(id);
@@ -938,7 +914,7 @@ pub(crate) fn sign_ack(
         duplicate: ack.duplicate,
         balance: ack.balance,
         issued_at: now.unix_seconds,
-        id: crate::store::hex_id(&jti)[..32].to_string(),
+        id: crate::ids::hex_id(&jti)[..32].to_string(),
         nonce: nonce.to_string(),
     };
     let signed = match signer {
@@ -970,9 +946,9 @@ pub(crate) fn sign_ack(
 
 /// The namespace of a key's events' `external_id`s: 16 hex digits of a digest of the
 /// organization and the key's SHA-256 (never the key).
-fn space(organization_id: &crate::types::OrgId, key_sha256: &str) -> String {
+fn space(organization_id: &crate::ids::OrgId, key_sha256: &str) -> String {
     let d = crate::store::key_digest("usage-events", organization_id.as_str(), key_sha256);
-    crate::store::hex_id(&d)[..16].to_string()
+    crate::ids::hex_id(&d)[..16].to_string()
 }
 
 /// The seller's rule's refusal: 402, the reason `credits_exhausted`, the balance known.

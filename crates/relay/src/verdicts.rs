@@ -9,13 +9,14 @@ use polar_license::proto::{HttpResponse, Operation};
 use crate::breaker::Breaker;
 use crate::clock::Now;
 use crate::leases::Leases;
+use crate::pending::{Pending, Routed};
 use crate::scrub::{scrub, unscrub};
 use crate::store::{self, Entry, Mark, Use};
 use crate::stored::{Seen, Stored};
 use crate::types::Answered;
 use crate::types::{
-    add_cors, machine_of, private, sourced, Finished, Pending, RelayRequest, RelayResponse, Routed,
-    SignWith, PASSED_HEADERS,
+    add_cors, machine_of, private, sourced, Finished, RelayRequest, RelayResponse, SignWith,
+    PASSED_HEADERS,
 };
 
 /// What a check routed with a store asks of the relay's other parts.
@@ -57,7 +58,7 @@ impl Stored {
             }
             // The breaker: no call while it is open.
             let Some(ticket) = around.breaker.allow(now) else {
-                return Routed::Answer(crate::types::breaker_refused(&pending));
+                return Routed::Answer(crate::pending::breaker_refused(&pending));
             };
             // A known key: the reserve past the shared part, its fair part and its client's
             // (crate::roster::Reserve).
@@ -148,7 +149,7 @@ impl Stored {
         // Polar is needed, unless the breaker is open: then the stored answer at once (no
         // wait for a call under way either), or the 502 of an unreachable Polar.
         if around.breaker.is_open(now) {
-            let refused = crate::types::breaker_refused(&pending);
+            let refused = crate::pending::breaker_refused(&pending);
             return not_asked(&pending, false, "the breaker is open", refused);
         }
         // One call per entry at once: an early refresh under way leaves the grant fresh.
@@ -203,7 +204,7 @@ impl Stored {
             }
         }
         let Some(ticket) = around.breaker.allow(now) else {
-            let refused = crate::types::breaker_refused(&pending);
+            let refused = crate::pending::breaker_refused(&pending);
             return not_asked(&pending, leads, "the breaker is open", refused);
         };
         if let Err(secs) = self.take(now, what) {

@@ -30,9 +30,7 @@ use polar_license::{HttpRequest, HttpResponse, TransportError};
 
 use crate::types::RelayResponse;
 
-pub(crate) mod ask;
-
-pub(crate) use ask::DevicesAsk;
+use crate::route::devices::DevicesAsk;
 
 /// The body read (`422` in Polar's shape, `InvalidDevicesRequest`, with what is wrong): its
 /// members and the activation id ([`crate::types::ask_object`]).

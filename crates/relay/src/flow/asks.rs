@@ -8,11 +8,12 @@
 use polar_license::{HttpResponse, TransportError};
 
 use crate::clock::Now;
+use crate::pending::{Pending, Routed};
 use crate::reads::Reads;
-use crate::routes::route::Route;
-use crate::routes::target::Target;
+use crate::route::target::Target;
+use crate::route::Route;
 use crate::store::Wants;
-use crate::types::{Finished, Pending, RelayRequest, RelayResponse, Routed};
+use crate::types::{Finished, RelayRequest, RelayResponse};
 
 /// Polar's answer to a call, or why there is none.
 pub type Upstream = Result<HttpResponse, TransportError>;
@@ -72,7 +73,7 @@ pub trait Asks {
     /// Narrows an answer's CORS grant to the configured origins.
     fn cors(&self, req: &RelayRequest, r: &mut RelayResponse);
     /// Where the relay runs: how its host differs ([`crate::Host`], the one place).
-    fn host(&self) -> crate::Host;
+    fn host(&self) -> crate::types::Host;
 
     // What a host-kept store loads before the core reads it.
 

@@ -68,11 +68,9 @@
 
 mod asks;
 
-/// Rounds of loads from a host's storage one job waits for before it goes on without them (a
-/// row names entries, which a second round reads): a request's exchange on the npm relay and a
-/// background read alike. A read whose entries were not all loaded narrows nothing: a
-/// background one is asked again after a backoff, a request goes on with what the cache holds.
-pub const MAX_LOAD_ROUNDS: u32 = 8;
+// How many rounds of loads a job waits for: the store's loads count them, and the background
+// machine's reads too (public, as the hosts outside this crate read it here).
+pub use crate::store::saves::loads::MAX_LOAD_ROUNDS;
 
 pub mod background;
 mod exchange;

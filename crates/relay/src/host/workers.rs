@@ -32,8 +32,12 @@ use polar_license::{Error, HttpRequest, HttpResponse, TransportError, TransportE
 use serde_json::Value;
 
 use super::{Alarm, Ring, Start, Wake};
+use crate::clock::Now;
 use crate::flow::background::{Background, Given as BackgroundGiven, Poll, Request};
 use crate::flow::{Exchange, ExchangeOptions, Given, Need};
+use crate::relay::Relay;
+use crate::roster::ReadAnswer;
+use crate::seats::SeatOptions;
 use crate::store::layout::{self, Open, Opening, Read, Reads, Refusals};
 use crate::store::saves::loads::Loads;
 use crate::store::saves::writing::{self, Call, Next, StorageError, Writing};
@@ -41,9 +45,7 @@ use crate::store::saves::{self, Reading, Saves};
 use crate::store::{
     Backend, JournalBackend, JournalItem, PagedBackend, StoreOptions, DEFAULT_CACHED,
 };
-use crate::{
-    Now, Relay, RelayConfig, RelayRequest, RelayResponse, SeatOptions, StoreConfig, STALE_AFTER_MS,
-};
+use crate::types::{RelayConfig, RelayRequest, RelayResponse, StoreConfig, STALE_AFTER_MS};
 
 /// The most keys one call of the storage reads or writes (a Durable Object's limit).
 pub const KEYS_PER_CALL: usize = writing::KEYS_PER_CALL;
@@ -968,7 +970,7 @@ fn items_of(json: Value) -> Vec<JournalItem> {
 
 /// A background read's answer as the core takes it: a timeout or no answer named, else the
 /// status, `retry-after` and body.
-fn read_answer(answer: Result<HttpResponse, TransportError>) -> crate::RosterAnswer {
+fn read_answer(answer: Result<HttpResponse, TransportError>) -> ReadAnswer {
     match answer {
         Err(e) if e.kind == TransportErrorKind::Timeout => Err("timed out".into()),
         Err(_) => Err("unreachable".into()),

@@ -10,10 +10,11 @@ use polar_license_rules::CheckedBody;
 
 use super::Relay;
 use crate::clock::Now;
-use crate::routes::route::Route;
+use crate::pending::{breaker_refused, Pending, Routed};
+use crate::route::Route;
 use crate::types::{
-    add_cors, breaker_refused, invalid, private, with_version, Call, Pending, RelayRequest,
-    RelayResponse, Routed, FLIGHT_WAITS, USER_AGENT,
+    add_cors, invalid, private, with_version, Call, RelayRequest, RelayResponse, FLIGHT_WAITS,
+    USER_AGENT,
 };
 
 impl Relay {

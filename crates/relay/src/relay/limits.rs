@@ -8,9 +8,11 @@ use std::sync::Mutex;
 
 use super::Relay;
 use crate::clock::Now;
+use crate::ids::OrgId;
 use crate::limit::Buckets;
 use crate::locked::locked;
-use crate::types::{OrgId, Pending, RelayRequest, RelayResponse};
+use crate::pending::Pending;
+use crate::types::{RelayRequest, RelayResponse};
 
 impl Relay {
     /// The per-key bucket (it protects Polar: answers from the store skip it).

@@ -8,10 +8,11 @@ use polar_license::{HttpResponse, TransportError};
 use super::Relay;
 use crate::clock::Now;
 use crate::flow::{Moment, Upstream};
-use crate::host::Host;
+use crate::pending::Pending;
+use crate::types::Host;
 use crate::types::{
-    add_cors, machine_of, refuses_token, Finished, Holder, Pending, RelayResponse, SignWith,
-    Unsigned, PASSED_HEADERS,
+    add_cors, machine_of, refuses_token, Finished, Holder, RelayResponse, SignWith, Unsigned,
+    PASSED_HEADERS,
 };
 
 impl Relay {

@@ -11,17 +11,8 @@ use std::collections::HashSet;
 use polar_license::Key;
 
 use super::{digest, Phase, Roster};
-use crate::store::{hex_id as hex, id_of_hex as unhex};
-
-/// A change the host saves: a key's digest (hex) now the organization's (`true`) or no longer
-/// (`false`), or the next page to read (`0`: every page read, the roster current).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RosterChange {
-    /// `r:<hex>`: saved when `true`, deleted when `false`.
-    Key(String, bool),
-    /// `r:phase`.
-    Page(u32),
-}
+use crate::ids::{hex_id as hex, id_of_hex as unhex};
+use crate::store::layout::RosterChange;
 
 /// The host-kept roster's state: digests the storage does not hold, the changes to save.
 #[derive(Debug)]

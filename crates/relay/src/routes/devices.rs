@@ -7,11 +7,10 @@ use polar_license::proto::Operation;
 use super::{Devices, Door, Part, Refused, Route};
 use crate::clock::Now;
 use crate::flow::{Moment, Upstream};
+use crate::pending::{breaker_refused, Pending, Routed};
 use crate::relay::Relay;
 use crate::store::Wants;
-use crate::types::{
-    add_cors, breaker_refused, private, Finished, Pending, RelayRequest, RelayResponse, Routed,
-};
+use crate::types::{add_cors, private, Finished, RelayRequest, RelayResponse};
 
 impl Devices {
     /// The route's checks in the relay's order: the method (405), the body's size (413), the

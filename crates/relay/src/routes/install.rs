@@ -5,9 +5,11 @@
 
 use super::{Door, Install, Part, Refused};
 use crate::clock::Now;
+use crate::ids::OrgId;
+use crate::pending::Routed;
 use crate::relay::Relay;
 use crate::store::Wants;
-use crate::types::{private, OrgId, RelayRequest, Routed};
+use crate::types::{private, RelayRequest};
 
 impl Install {
     /// The route's checks in the relay's order: the method (405), the body's size (413), the

@@ -10,9 +10,11 @@ use polar_license_rules::CheckedBody;
 use super::{Door, License, Part, Refused};
 use crate::clock::Now;
 use crate::flow::{Moment, Upstream};
+use crate::ids::OrgId;
+use crate::pending::{Pending, Routed};
 use crate::relay::{bucket_of, Relay};
 use crate::store::{self, Wants};
-use crate::types::{Finished, OrgId, Pending, RelayRequest, RelayResponse, Routed};
+use crate::types::{Finished, RelayRequest, RelayResponse};
 
 impl License {
     /// The route's checks in the relay's order: the method (405), the body's size (413),
@@ -114,7 +116,7 @@ pub(crate) fn verdict_wants(op: Operation, checked: &CheckedBody, req: &RelayReq
     // The key's seat pool (issue #67): an activation is checked against the seats held and
     // counted in them, a deactivation counted, both in its churn (a deactivation's read with
     // the key's entries, or alone once its row names none).
-    let pool = crate::seats::pool_id(&crate::types::OrgId::checked(checked), &key);
+    let pool = crate::seats::pool_id(&crate::ids::OrgId::checked(checked), &key);
     // Why the key stopped, kept by the webhooks (crate::lifecycle): read with the request's
     // own entries, for its denial's detail after a restart.
     let stopped = crate::lifecycle::stored_id(&checked.organization_id, &key);

@@ -11,7 +11,7 @@
 //! | part | routes | file |
 //! |---|---|---|
 //! | license operations | `validate`, `activate`, `deactivate` under [`crate::types::ROUTE_PREFIX`] | `license.rs` |
-//! | seats | `acquire`, `heartbeat`, `release` under [`crate::seats::SEATS_PREFIX`] | `seat.rs` |
+//! | seats | `acquire`, `heartbeat`, `release` under [`crate::types::SEATS_PREFIX`] | `seat.rs` |
 //! | devices | [`crate::types::DEVICES_ROUTE`] | `devices.rs` |
 //! | usage | [`crate::types::USAGE_ROUTE`] | `usage.rs` |
 //! | install analytics | [`crate::analytics::ANALYTICS_ROUTE`] | `install.rs` |
@@ -24,26 +24,23 @@
 mod devices;
 mod install;
 mod license;
-pub(crate) mod route;
 mod seat;
-pub(crate) mod target;
 mod usage;
 mod webhook;
 
 use polar_license::proto::Operation;
 use polar_license_rules::{check_body, CheckedBody};
 
-pub(crate) use route::{Devices, Install, License, Refused, Route, Seat, Usage, Webhook};
-pub(crate) use target::Target;
-
 use crate::clock::Now;
 use crate::flow::Moment;
+use crate::ids::OrgId;
+use crate::pending::{Pending, Routed};
 use crate::relay::Relay;
+use crate::route::target::Target;
+use crate::route::{Devices, Install, License, Refused, Route, Seat, Usage, Webhook};
 use crate::seats::SeatOptions;
 use crate::store::Wants;
-use crate::types::{
-    preflight, private, Finished, OrgId, Pending, RelayRequest, RelayResponse, Routed,
-};
+use crate::types::{preflight, private, Finished, RelayRequest, RelayResponse};
 
 /// What the relay serves, as a route's parse needs it (its routes on or off, its body cap, its
 /// organization, the seller's seat and usage settings): made by [`Relay::door`].

@@ -9,10 +9,11 @@ use super::{Door, Part, Refused, Route, Seat};
 use crate::clock::Now;
 use crate::flow::Moment;
 use crate::locked::locked;
+use crate::pending::Routed;
 use crate::relay::{bucket_of, take, Relay};
-use crate::seats::{SeatAsk, SeatOp};
+use crate::route::seat::{SeatAsk, SeatOp};
 use crate::store::Wants;
-use crate::types::{add_cors, Finished, RelayRequest, RelayResponse, Routed};
+use crate::types::{add_cors, Finished, RelayRequest, RelayResponse};
 
 impl Seat {
     /// The route's checks in the relay's order: seats served (404), the method (405), the

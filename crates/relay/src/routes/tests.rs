@@ -10,7 +10,7 @@
 #[cfg(test)]
 use super::*;
 use crate::flow::Asks;
-use crate::seats::SeatOp;
+use crate::route::seat::SeatOp;
 use crate::store::{EntryId, Keeper, MemoryBackend, StoreOptions};
 use crate::types::RelayConfig;
 use crate::types::ROUTE_PREFIX;

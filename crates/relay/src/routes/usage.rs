@@ -8,9 +8,10 @@ use polar_license::proto::Operation;
 use super::{Door, Part, Refused, Route, Usage};
 use crate::clock::Now;
 use crate::flow::Moment;
+use crate::pending::{Pending, Routed};
 use crate::relay::Relay;
 use crate::store::Wants;
-use crate::types::{add_cors, private, Finished, Pending, RelayRequest, RelayResponse, Routed};
+use crate::types::{add_cors, private, Finished, RelayRequest, RelayResponse};
 
 impl Usage {
     /// The route's checks in the relay's order (taken only with a store that takes usage):
@@ -91,7 +92,7 @@ impl Part for Usage {
 
 fn recorded(
     relay: &Relay,
-    ask: &crate::usage::UsageAsk,
+    ask: &crate::route::usage::UsageAsk,
     req: &RelayRequest,
     answer: &RelayResponse,
     now: Now,

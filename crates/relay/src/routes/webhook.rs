@@ -5,9 +5,10 @@
 
 use super::{Part, Webhook};
 use crate::clock::Now;
+use crate::pending::Routed;
 use crate::relay::Relay;
 use crate::store::{self, Wants};
-use crate::types::{RelayRequest, RelayResponse, Routed};
+use crate::types::{RelayRequest, RelayResponse};
 
 impl Part for Webhook {
     /// The rows of the key id or customer the event names, and their entries (`None` when its

@@ -1,6 +1,6 @@
 //! Floating and CI seats (issue #67): a key's seats shared by the machines that run now.
 //!
-//! Three routes under [`SEATS_PREFIX`], each a `POST` of JSON through the relay's one door
+//! Three routes under [`crate::types::SEATS_PREFIX`], each a `POST` of JSON through the relay's one door
 //! (the request machine, its per-IP limit, its store):
 //!
 //! | route | body | answer |
@@ -18,7 +18,6 @@
 //! store, changed in one step ([`crate::store::Backend::update`]): no double grant, no lost
 //! release, and it outlives a restart as the store does. Its rules are [`pool`]'s.
 
-pub(crate) mod ask;
 mod churn;
 mod live;
 mod pool;
@@ -36,14 +35,12 @@ use polar_license::Key;
 use sha2::{Digest, Sha256};
 
 use crate::clock::{rfc3339, Now};
+use crate::ids::OrgId;
+use crate::route::seat::{SeatAsk, SeatOp};
 use crate::store::{Backend, Entry, EntryId};
-use crate::types::{add_cors, object, string, Finished, OrgId, RelayResponse, SignWith};
-pub(crate) use ask::{SeatAsk, SeatOp};
+use crate::types::{add_cors, object, string, Finished, RelayResponse, SignWith};
 pub use pool::MAX_SEATS;
 pub(crate) use pool::{Churn, Outcome, Pool, Sizes};
-
-/// The seat routes' prefix: `acquire`, `heartbeat`, `release` follow it.
-pub const SEATS_PREFIX: &str = "/v1/seats/";
 
 /// The default life of a seat not heard from: 5 minutes.
 pub const SEAT_SECONDS: u32 = 300;
@@ -215,7 +212,7 @@ impl SeatAsk {
 
     /// The machine as the pool keeps it (a digest).
     fn machine_digest(&self) -> String {
-        crate::store::hex_id(&Sha256::digest(self.machine.as_bytes()).into())
+        crate::ids::hex_id(&Sha256::digest(self.machine.as_bytes()).into())
     }
 }
 
@@ -250,7 +247,7 @@ pub(crate) fn read_ask(op: SeatOp, body: &[u8]) -> Result<SeatAsk, RelayResponse
         (SeatOp::Acquire, None) => None,
         (SeatOp::Acquire, Some(_)) => return Err(refuse("an acquisition names no seat")),
         (_, Some(seat)) => Some(
-            crate::types::canonical_uuid(seat)
+            crate::ids::canonical_uuid(seat)
                 .ok_or_else(|| refuse("seat must be the seat's id (a UUID)"))?,
         ),
         (_, None) => return Err(refuse("seat must be the seat's id (a UUID)")),

@@ -4,6 +4,8 @@ use polar_license_rules::CheckedBody;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::ids::hex_id;
+
 /// An entry's id: SHA-256 of the organization, the key's SHA-256 and the request's shape.
 pub type EntryId = [u8; 32];
 /// What a webhook did to an entry: a webhook only narrows.
@@ -286,23 +288,6 @@ pub(super) fn tags(entry: &Entry) -> Vec<String> {
         out.push(k.clone());
     }
     out
-}
-
-/// Lowercase hex of a 32-byte id (an entry's, a roster digest's): a storage key's tail.
-pub(crate) fn hex_id(id: &EntryId) -> String {
-    id.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// [`hex_id`] read back; `None` unless 64 hex digits.
-pub(crate) fn id_of_hex(text: &str) -> Option<EntryId> {
-    if text.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(text.get(i * 2..i * 2 + 2)?, 16).ok()?;
-    }
-    Some(out)
 }
 
 /// The id of an entry: the organization, the key's SHA-256 and the fields given (the API

@@ -4,9 +4,9 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use super::entry::{hex_id, id_of_hex};
 use super::memory::{Changes, Keeper};
 use super::{BudgetState, Entry, MemoryBackend};
+use crate::ids::{hex_id, id_of_hex};
 use crate::locked::locked;
 
 /// One change of a [`JournalBackend`], for its host to persist (keys: `e:<id in hex>` for an

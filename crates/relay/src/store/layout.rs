@@ -16,7 +16,6 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::JournalItem;
-use crate::RosterChange;
 
 /// This layout's version, under [`LAYOUT_KEY`]: entries read per key through index links, and
 /// the time row (3). A storage without it is migrated once ([`links_of`]).
@@ -63,6 +62,16 @@ pub(crate) fn write_of(item: &JournalItem) -> Write {
         JournalItem::Bytes { n } => (BYTES.into(), Some(Value::from(*n))),
         JournalItem::Held { n } => (HELD.into(), Some(Value::from(*n))),
     }
+}
+
+/// A change the host saves: a key's digest (hex) now the organization's (`true`) or no longer
+/// (`false`), or the next page to read (`0`: every page read, the roster current).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RosterChange {
+    /// `r:<hex>`: saved when `true`, deleted when `false`.
+    Key(String, bool),
+    /// `r:phase`.
+    Page(u32),
 }
 
 /// A change of the roster kept in the host's storage as a write.

@@ -25,6 +25,7 @@ mod webhook;
 pub use budget::{Budget, BudgetState, Use};
 #[cfg(all(feature = "durable", not(target_arch = "wasm32")))]
 pub use durable::RedbBackend;
+pub(crate) use entry::key_digest;
 pub(crate) use entry::{
     checked_conditions, checked_entry_id, evictable, eviction_rank, held, passes_held_share,
     SEAT_POOL_STATUS,
@@ -33,7 +34,6 @@ pub use entry::{
     entry_size, key_tag, stored_bytes, Entry, EntryId, EntryKind, Mark, ENTRY_OVERHEAD,
     MARKED_STALE_SECONDS, MAX_ENTRIES_PER_KEY, MAX_ENTRY_BYTES,
 };
-pub(crate) use entry::{hex_id, id_of_hex, key_digest};
 pub use journal::{JournalBackend, JournalItem};
 #[cfg(test)]
 pub(crate) use memory::Keeper;
@@ -366,8 +366,8 @@ impl StoreOptions {
         }
         if let Some(events) = &self.usage_events {
             let bad = events.is_empty()
-                || events.len() > crate::usage::MAX_EVENTS
-                || events.iter().any(|e| !crate::usage::is_event_name(e));
+                || events.len() > crate::metered::MAX_EVENTS
+                || events.iter().any(|e| !crate::metered::is_event_name(e));
             if bad || !self.usage {
                 return Some((
                     "usage_events",

@@ -20,12 +20,13 @@
 //! never evicted: it has no link in the time row (one an older relay linked is unlinked when
 //! listed), so the oldest listed are all the cap may take.
 
-use super::entry::{hex_id, id_of_hex, tags};
+use super::entry::tags;
 use super::{
     evictable, eviction_rank, held, passes_held_share, stored_bytes, Backend, BudgetState, Entry,
     EntryId, JournalItem, StoreError, DEFAULT_MAX_BYTES, ENTRY_OVERHEAD, MAX_ENTRIES_PER_KEY,
     MAX_ENTRY_BYTES,
 };
+use crate::ids::{hex_id, id_of_hex};
 use crate::locked::locked;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -24,9 +24,9 @@ pub(crate) mod writing;
 
 use serde_json::Value;
 
+use super::layout::RosterChange;
 use super::layout::{self, Read, Reads, Write};
 use super::{JournalItem, PagedBackend};
-use crate::RosterChange;
 
 /// Keys whose saves ended remembered for the reads under way (a read that began before the
 /// oldest forgotten is read again whole).

@@ -6,7 +6,12 @@
 
 use super::super::layout::{self, Reads};
 use super::super::{PagedBackend, Wants};
-use crate::flow::MAX_LOAD_ROUNDS;
+
+/// Rounds of loads from a host's storage one job waits for before it goes on without them (a
+/// row names entries, which a second round reads): a request's exchange on the npm relay and a
+/// background read alike. A read whose entries were not all loaded narrows nothing: a
+/// background one is asked again after a backoff, a request goes on with what the cache holds.
+pub const MAX_LOAD_ROUNDS: u32 = 8;
 
 /// One exchange's rounds of loads (see the module docs).
 #[derive(Debug, Default)]

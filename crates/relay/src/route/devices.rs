@@ -1,6 +1,6 @@
 //! A device listing as the relay reads it (issue #64): which key, and which activation is
-//! the caller's. A leaf of its own, so that the request's types ([`crate::types`]) can carry
-//! one without depending on the listing's rules ([`crate::devices`]).
+//! the caller's. Route data ([`crate::route::Route::Devices`]), so that a route can carry one
+//! without depending on the listing's rules ([`crate::devices`]).
 
 use polar_license::Key;
 
@@ -8,7 +8,7 @@ use polar_license::Key;
 #[derive(Clone)]
 pub(crate) struct DevicesAsk {
     pub(crate) key: Key,
-    pub(crate) organization_id: crate::types::OrgId,
+    pub(crate) organization_id: crate::ids::OrgId,
     /// The activation the caller holds (a UUID), marked in the answer.
     pub(crate) activation_id: Option<String>,
 }

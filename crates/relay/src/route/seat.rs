@@ -1,6 +1,6 @@
-//! A seat request as the relay reads it (issue #67): what it asks and of which key. A leaf of
-//! its own, so that the request's types ([`crate::types`]) can carry one without depending on
-//! the seats' rules ([`crate::seats`]).
+//! A seat request as the relay reads it (issue #67): what it asks and of which key. Route data
+//! ([`crate::route::Route::Seat`]), so that a route can carry one without depending on the
+//! seats' rules ([`crate::seats`]).
 
 use polar_license::Key;
 
@@ -27,7 +27,7 @@ impl SeatOp {
 pub(crate) struct SeatAsk {
     pub(crate) op: SeatOp,
     pub(crate) key: Key,
-    pub(crate) organization_id: crate::types::OrgId,
+    pub(crate) organization_id: crate::ids::OrgId,
     /// The machine binding as sent (signed into the seat lease as its implicit assertion).
     pub(crate) machine: String,
     /// The seat's id, canonical (a UUID, hyphenated, lower case).

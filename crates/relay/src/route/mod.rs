@@ -1,15 +1,22 @@
 //! A request as its route read it ([`Route`]): the data only (the route's checked body, its
-//! asks with their ids canonical), so that a call under way ([`crate::types::Pending`]) holds
-//! its route without depending on the parts that serve it (routes/mod.rs and one file per
-//! route: the parse, and each route's [`super::Part`]).
+//! asks with their ids canonical: a seat's, a device listing's, a usage report's, one file
+//! each here), and where a path points ([`target::Target`]). Below every part that runs, so
+//! that a call under way ([`crate::pending::Pending`]), the machines and the relay hold a route
+//! without depending on the parts that serve it (`crate::routes`: the parse, and one file per
+//! route with its [`crate::routes::Part`]).
 
 use polar_license::proto::Operation;
 use polar_license_rules::CheckedBody;
 
-use crate::devices::ask::DevicesAsk;
-use crate::seats::ask::SeatAsk;
+pub(crate) mod devices;
+pub(crate) mod seat;
+pub(crate) mod target;
+pub(crate) mod usage;
+
 use crate::types::RelayResponse;
-use crate::usage::UsageAsk;
+use devices::DevicesAsk;
+use seat::SeatAsk;
+use usage::UsageAsk;
 
 /// A request read once, after its body ([`Route::parse`]).
 #[derive(Clone)]

@@ -4,8 +4,8 @@
 
 use polar_license::proto::Operation;
 
-use crate::seats::ask::SeatOp;
-use crate::seats::SEATS_PREFIX;
+use crate::route::seat::SeatOp;
+use crate::types::SEATS_PREFIX;
 use crate::types::{DEVICES_ROUTE, HEALTH_ROUTE, ROUTE_PREFIX, USAGE_ROUTE, WEBHOOK_ROUTE};
 
 /// Where a request's path points, read from its head alone (before its body is read: the
@@ -57,7 +57,7 @@ impl Target {
         match path {
             DEVICES_ROUTE => Target::Devices,
             USAGE_ROUTE => Target::Usage,
-            crate::analytics::ANALYTICS_ROUTE => Target::Analytics,
+            crate::types::ANALYTICS_ROUTE => Target::Analytics,
             WEBHOOK_ROUTE => Target::Webhook,
             _ => Target::Unknown,
         }

@@ -189,6 +189,14 @@ pub const ROUTES: &[Route] = &[
         reads_body: true,
         listener: Listener::Public,
     },
+    // Install analytics (issue #80; `crate::analytics`): always 202, kept only when the seller
+    // turned it on.
+    Route {
+        path: ANALYTICS_ROUTE,
+        methods: &["POST"],
+        reads_body: true,
+        listener: Listener::Public,
+    },
     Route {
         path: WEBHOOK_ROUTE,
         methods: &["POST"],

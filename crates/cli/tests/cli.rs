@@ -294,7 +294,25 @@ fn activation_lifecycle() {
         .to_string();
     assert_eq!(v["activation"]["id"], id.as_str());
     assert_eq!(v["activation"]["label"], "machine A");
-    assert_eq!(v["activation"]["meta"], json!({"os": "linux", "cores": 8}));
+    // The app's own meta, beside the two keys every bound activation records (issue #80: the
+    // per-organization machine hash a reinstall finds itself by, and the platform).
+    let meta = &v["activation"]["meta"];
+    assert_eq!(
+        (&meta["os"], &meta["cores"]),
+        (&json!("linux"), &json!(8)),
+        "{v}"
+    );
+    assert!(
+        meta["machine"]
+            .as_str()
+            .is_some_and(|m| m.len() == 32 && m.bytes().all(|b| b.is_ascii_hexdigit())),
+        "{v}"
+    );
+    assert!(
+        meta["platform"].as_str().is_some_and(|p| p.contains('/')),
+        "{v}"
+    );
+    assert_eq!(meta.as_object().map(|m| m.len()), Some(4), "{v}");
     assert_eq!(v["license"]["key"], KEY);
     assert!(v["source"].is_null(), "{v}");
 

@@ -10,7 +10,7 @@
 //! machine is refused until the customer frees the old laptop from here.
 
 use polar_license::portal::{KeyDevices, PortalError};
-use polar_license::{ActivateRequest, Licensing, Reason, Verdict};
+use polar_license::{ActivateRequest, Licensing, MachineBinding, Reason, Verdict};
 use polar_license_emulator::{Emulator, Options, Seed, DEMO_KEY};
 use std::path::Path;
 
@@ -21,8 +21,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let polar = Emulator::start(Seed::demo(), Options::default())?;
     let scratch =
         std::env::temp_dir().join(format!("polar-license-devices-{}", std::process::id()));
-    // One cache directory per machine: each stands in for a computer of the customer's.
-    let machine = |name: &str| machine(&polar, &scratch.join(name));
+    // One cache directory and one machine id per machine: each stands in for a computer of
+    // the customer's (on one computer, the OS's id would make every one of them this machine).
+    let machine = |name: &str| machine(&polar, &scratch.join(name), name);
 
     for (name, label) in [("old", "Old laptop"), ("office", "Office desktop")] {
         accepted(machine(name)?.activate(&ActivateRequest::new(DEMO_KEY, label))?)?;
@@ -78,11 +79,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// A licensing whose cache is `dir`: one machine of the customer's.
-fn machine(polar: &Emulator, dir: &Path) -> Result<Licensing, polar_license::Error> {
+/// A licensing whose cache is `dir` and whose machine is `id`: one machine of the customer's.
+fn machine(polar: &Emulator, dir: &Path, id: &str) -> Result<Licensing, polar_license::Error> {
     Licensing::builder(polar.organization_id())
         .base_url(polar.url()) // leave out for production
         .cache_dir(dir)
+        .machine_binding(MachineBinding::Id(format!("example-{id}"))) // leave out for production
         .build()
 }
 

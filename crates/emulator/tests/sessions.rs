@@ -6,7 +6,9 @@ use polar_license_emulator::{
     DEMO_CUSTOMER_ID, DEMO_KEY, DEMO_KEY_DISABLED, DEMO_KEY_REVOKED, DEMO_ORGANIZATION_ID,
     DEMO_TOKEN, DEMO_TOKEN_READ_ONLY,
 };
-use polar_license_testkit::http::{raw_exchange, HttpAnswer};
+use polar_license_testkit::http::HttpAnswer;
+
+mod common;
 use serde_json::{json, Value};
 
 const ORG: &str = DEMO_ORGANIZATION_ID;
@@ -21,6 +23,7 @@ const INVALID_TOKEN: &str =
 
 // ---- a raw HTTP client ---------------------------------------------------------------------
 
+/// `method path` over loopback as an HTTP/1.1 client sends it (the suites' one raw client).
 fn request(
     em: &Emulator,
     method: &str,
@@ -28,20 +31,7 @@ fn request(
     body: Option<&str>,
     headers: &[(&str, &str)],
 ) -> HttpAnswer {
-    let mut text = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
-    for (k, v) in headers {
-        text.push_str(&format!("{k}: {v}\r\n"));
-    }
-    let body = body.unwrap_or("");
-    if method == "POST" {
-        text.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
-    }
-    text.push_str("Connection: close\r\n\r\n");
-    text.push_str(body);
-    raw_exchange(em.port(), &text)
+    common::raw_request(em, method, path, body, headers)
 }
 
 fn post(em: &Emulator, path: &str, body: &Value) -> HttpAnswer {

@@ -8,9 +8,7 @@
 
 use polar_license::portal::{PortalError, SessionToken};
 use polar_license::{ActivateRequest, Licensing, Reason, Verdict};
-use polar_license_emulator::{
-    Emulator, Options, Seed, SeedKey, DEMO_BENEFIT_ID, DEMO_CUSTOMER_ID, DEMO_ORGANIZATION_ID,
-};
+use polar_license_emulator::{Emulator, DEMO_ORGANIZATION_ID};
 use polar_license_testkit::ScratchDir;
 
 const EMAIL: &str = "jane.doe@gmail.com";
@@ -18,17 +16,7 @@ const KEY: &str = "ROTATE-6B1D2C3E-4F5A-4B6C-8D7E-9F0A1B2C3D4E";
 
 /// The demo seed with one more key of the demo customer: one activation only.
 fn emulator() -> Emulator {
-    let em = Emulator::start(Seed::demo(), Options::default()).expect("emulator");
-    em.add_key(SeedKey {
-        key: KEY.to_string(),
-        benefit_id: Some(DEMO_BENEFIT_ID.to_string()),
-        customer_id: Some(DEMO_CUSTOMER_ID.to_string()),
-        customer_email: Some(EMAIL.to_string()),
-        limit_activations: Some(1),
-        ..SeedKey::default()
-    })
-    .expect("a key added");
-    em
+    polar_license_testkit::demo_with_one_seat_key(KEY, EMAIL)
 }
 
 fn licensing(em: &Emulator, dir: &ScratchDir) -> Licensing {

@@ -353,6 +353,22 @@ pub fn emulator_kept(seed: Seed, file: &std::path::Path) -> Emulator {
     Emulator::start(seed, options).expect("the emulator starts")
 }
 
+/// The demo seed with one more key, `key`, of the demo customer's (`email`): one activation
+/// only. The customer-portal suites' start (a rotation, a reinstall at the limit).
+pub fn demo_with_one_seat_key(key: &str, email: &str) -> Emulator {
+    let em = Emulator::start(Seed::demo(), Options::default()).expect("emulator");
+    em.add_key(SeedKey {
+        key: key.to_string(),
+        benefit_id: Some(polar_license_emulator::DEMO_BENEFIT_ID.to_string()),
+        customer_id: Some(polar_license_emulator::DEMO_CUSTOMER_ID.to_string()),
+        customer_email: Some(email.to_string()),
+        limit_activations: Some(1),
+        ..SeedKey::default()
+    })
+    .expect("a key added");
+    em
+}
+
 /// A seed key `key` of `customer_id`'s, bought with the license benefit `benefit_id`; the
 /// rest as [`SeedKey::new`] leaves it.
 pub fn customers_key(key: &str, benefit_id: &str, customer_id: &str) -> SeedKey {

@@ -15,19 +15,7 @@ use serde_json::{json, Value};
 const NEW_BUYER: &str = "new.buyer@example.com";
 const KNOWN_BUYER: &str = "jane.doe@gmail.com";
 
-fn request(
-    em: &Emulator,
-    method: &str,
-    path: &str,
-    body: Option<&str>,
-    headers: &[(&str, &str)],
-) -> HttpAnswer {
-    common::raw_request(em, method, path, body, headers)
-}
-
-fn post(em: &Emulator, path: &str, body: &Value) -> HttpAnswer {
-    request(em, "POST", path, Some(&body.to_string()), &[])
-}
+use common::{raw_post as post, raw_request as request};
 
 fn get(em: &Emulator, path: &str) -> HttpAnswer {
     request(em, "GET", path, None, &[])

@@ -23,20 +23,7 @@ const INVALID_TOKEN: &str =
 
 // ---- a raw HTTP client ---------------------------------------------------------------------
 
-/// `method path` over loopback as an HTTP/1.1 client sends it (the suites' one raw client).
-fn request(
-    em: &Emulator,
-    method: &str,
-    path: &str,
-    body: Option<&str>,
-    headers: &[(&str, &str)],
-) -> HttpAnswer {
-    common::raw_request(em, method, path, body, headers)
-}
-
-fn post(em: &Emulator, path: &str, body: &Value) -> HttpAnswer {
-    request(em, "POST", path, Some(&body.to_string()), &[])
-}
+use common::{raw_post as post, raw_request as request};
 
 fn bearer(token: &str) -> String {
     format!("Bearer {token}")

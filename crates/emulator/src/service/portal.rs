@@ -36,6 +36,17 @@ pub(super) fn query_pairs(target: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The last value of the query parameter `name` among `pairs` (a repeated parameter: the last
+/// one wins, as Polar's FastAPI reads a scalar). Its readers are Polar's billing routes.
+#[cfg(feature = "billing")]
+pub(super) fn last_value(pairs: &[(String, String)], name: &str) -> Option<String> {
+    pairs
+        .iter()
+        .rev()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.clone())
+}
+
 impl Core {
     /// The routes of this module (`None`: not one of them).
     pub(super) fn portal_route(&mut self, ex: &Exchange, auth: &Auth, now: Time) -> Option<Step> {

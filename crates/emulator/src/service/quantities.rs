@@ -32,13 +32,7 @@ impl Core {
             return Resp::json(422, &error_body(&[e]));
         }
         let pairs = query_pairs(&ex.head.target);
-        let last = |name: &str| {
-            pairs
-                .iter()
-                .rev()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v.clone())
-        };
+        let last = |name: &str| super::portal::last_value(&pairs, name);
         let mut errors = Vec::new();
         let mut bounds = [None, None];
         for (slot, name) in bounds.iter_mut().zip(["start_timestamp", "end_timestamp"]) {

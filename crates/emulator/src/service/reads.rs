@@ -364,13 +364,7 @@ impl Core {
     #[cfg(feature = "billing")]
     fn portal_seats(&self, ex: &Exchange, session: SessionAuth) -> Resp {
         let pairs = query_pairs(&ex.head.target);
-        let last = |name: &str| {
-            pairs
-                .iter()
-                .rev()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v.clone())
-        };
+        let last = |name: &str| super::portal::last_value(&pairs, name);
         let mut errors = Vec::new();
         for name in ["subscription_id", "order_id"] {
             if let Some(v) = last(name) {

@@ -85,3 +85,12 @@ pub fn raw_request(
     text.push_str(body);
     polar_license_testkit::http::raw_exchange(em.port(), &text)
 }
+
+/// A `POST` of `body` as JSON to `path` by [`raw_request`]: its answer.
+pub fn raw_post(
+    em: &Emulator,
+    path: &str,
+    body: &serde_json::Value,
+) -> polar_license_testkit::http::HttpAnswer {
+    raw_request(em, "POST", path, Some(&body.to_string()), &[])
+}

@@ -616,6 +616,18 @@ pub struct RelayServeArgs {
     )]
     pub max_installs_per_day: u64,
 
+    /// With --install-analytics: the new installs one client address (an IPv6 one by its /64)
+    /// brings per UTC day, at most; its further ones are dropped, so one client's flood of
+    /// made-up installs cannot fill the day's cap
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1_000,
+        value_parser = clap::value_parser!(u64).range(1..=10_000_000),
+        env = "POLAR_LICENSE_RELAY_MAX_INSTALLS_PER_ADDRESS"
+    )]
+    pub max_installs_per_address: u64,
+
     /// With --store: how long a check with a stored answer (within --stale-for) waits for a
     /// slow Polar before it gets that answer, stale (the call goes on and updates the store)
     #[arg(

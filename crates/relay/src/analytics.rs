@@ -13,7 +13,10 @@
 //! Every piece of state a request can create is bounded, and no request costs more than a
 //! request: the installs seen today ([`AnalyticsOptions::max_installs_per_day`], cleared when
 //! the UTC day turns) and the events waiting ([`MAX_WAITING`]) have caps, and a ping past
-//! either is dropped (counted); one ping is at most one event, sent in batches of
+//! either is dropped (counted); so that one client flooding made-up install ids cannot fill the
+//! day's cap and crowd out the real installs, each client address (an IPv6 one by its /64, which
+//! one machine is usually given whole) brings at most
+//! [`AnalyticsOptions::max_installs_per_address`] new installs a day; one ping is at most one event, sent in batches of
 //! [`MAX_BATCH`] by the background machine from the token's budget (its usage part). Each
 //! event's `external_id` is the install's and the day's, so Polar itself drops a day's second
 //! event of one install (`on_conflict_do_nothing` on the organization and `external_id`) even
@@ -22,7 +25,8 @@
 //! Off (the default), the route still answers, the same `202`, and keeps nothing: an app
 //! cannot tell, and sends nothing more for it.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::IpAddr;
 use std::sync::Mutex;
 
 use crate::clock::Now;
@@ -44,6 +48,11 @@ pub const MAX_BATCH: usize = 100;
 /// The default of [`AnalyticsOptions::max_installs_per_day`].
 pub const DEFAULT_MAX_INSTALLS_PER_DAY: usize = 100_000;
 
+/// The default of [`AnalyticsOptions::max_installs_per_address`]: an office or a school behind
+/// one address has fewer installs than this; a flood from one address fills 1 % of the default
+/// day's cap.
+pub const DEFAULT_MAX_INSTALLS_PER_ADDRESS: usize = 1_000;
+
 /// The most bytes of a field's value (an app version, an OS, an architecture, a face).
 const MAX_FIELD_BYTES: usize = 40;
 
@@ -63,6 +72,12 @@ pub struct AnalyticsOptions {
     /// the day's further installs are dropped, so a flood of made-up install ids costs the
     /// relay this much memory and the seller this many events a day, no more.
     pub max_installs_per_day: usize,
+    /// The new installs one client address brings per UTC day (default
+    /// [`DEFAULT_MAX_INSTALLS_PER_ADDRESS`]; an IPv6 address counted by its /64): past it the
+    /// address's pings of further installs are dropped, so the day's cap is not one client's
+    /// to fill. The addresses are kept only beside an install they brought (never more than
+    /// the day's installs).
+    pub max_installs_per_address: usize,
 }
 
 impl Default for AnalyticsOptions {
@@ -70,6 +85,7 @@ impl Default for AnalyticsOptions {
         AnalyticsOptions {
             enabled: false,
             max_installs_per_day: DEFAULT_MAX_INSTALLS_PER_DAY,
+            max_installs_per_address: DEFAULT_MAX_INSTALLS_PER_ADDRESS,
         }
     }
 }
@@ -77,8 +93,11 @@ impl Default for AnalyticsOptions {
 impl AnalyticsOptions {
     /// What is wrong with these options, if anything (`(field, why)`).
     pub fn problem(&self) -> Option<(&'static str, &'static str)> {
-        (self.max_installs_per_day == 0 || self.max_installs_per_day > 10_000_000)
-            .then_some(("max_installs_per_day", "must be from 1 to 10000000"))
+        if self.max_installs_per_day == 0 || self.max_installs_per_day > 10_000_000 {
+            return Some(("max_installs_per_day", "must be from 1 to 10000000"));
+        }
+        (self.max_installs_per_address == 0 || self.max_installs_per_address > 10_000_000)
+            .then_some(("max_installs_per_address", "must be from 1 to 10000000"))
     }
 }
 
@@ -113,6 +132,9 @@ struct State {
     /// The UTC day (days since 1970) `seen` is of.
     day: i64,
     seen: HashSet<String>,
+    /// The new installs each client address brought today (an entry only beside one: at most
+    /// `seen`'s size).
+    by_address: HashMap<String, usize>,
     /// Each event's JSON, waiting for its batch.
     waiting: VecDeque<String>,
     /// The batch under way.
@@ -219,10 +241,11 @@ impl Analytics {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Takes `ping` at `now`: the day's first of its install becomes an event waiting for
-    /// Polar; a repeat, a ping past the day's cap or the waiting cap, or any ping while
-    /// analytics is off is dropped. At most one event per ping.
-    pub(crate) fn take(&self, ping: Ping, now: Now) {
+    /// Takes `ping` from the client at `address` at `now`: the day's first of its install
+    /// becomes an event waiting for Polar; a repeat, a ping past the day's cap, the address's
+    /// share of it or the waiting cap, or any ping while analytics is off is dropped. At most
+    /// one event per ping.
+    pub(crate) fn take(&self, ping: Ping, address: &str, now: Now) {
         let mut s = self.state();
         if !self.options.enabled {
             s.counts.off += 1;
@@ -233,15 +256,23 @@ impl Analytics {
             s.day = day;
             s.seen.clear();
             s.seen.shrink_to(1024);
+            s.by_address.clear();
+            s.by_address.shrink_to(1024);
         }
         if s.seen.contains(&ping.install) {
             s.counts.repeated += 1;
             return;
         }
-        if s.seen.len() >= self.options.max_installs_per_day || s.waiting.len() >= MAX_WAITING {
+        let address = address_group(address);
+        let brought = s.by_address.get(&address).copied().unwrap_or(0);
+        if s.seen.len() >= self.options.max_installs_per_day
+            || s.waiting.len() >= MAX_WAITING
+            || brought >= self.options.max_installs_per_address
+        {
             s.counts.dropped += 1;
             return;
         }
+        s.by_address.insert(address, brought + 1);
         s.seen.insert(ping.install.clone());
         s.waiting.push_back(event_json(&ping, day));
         s.counts.taken += 1;
@@ -336,6 +367,22 @@ impl Analytics {
     }
 }
 
+/// The identity an address's share of the day's installs is counted by: an IPv6 address's /64
+/// (a home or a machine is handed a whole /64, so counting each address would give one client
+/// 2^64 shares), any other as the relay read it ([`crate::address::client_address`]).
+fn address_group(address: &str) -> String {
+    match address.parse::<IpAddr>() {
+        Ok(IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        Ok(IpAddr::V6(v6)) => v6
+            .to_ipv4_mapped()
+            .map_or_else(String::new, |v4| v4.to_string()),
+        _ => address.to_string(),
+    }
+}
+
 /// The event of `ping` on UTC day `day`, as Polar's ingest takes it: the install id as the
 /// external customer (no Polar customer is made of it), an `external_id` of the install and
 /// the day (Polar drops a second one), the fields in `metadata`.
@@ -376,23 +423,63 @@ mod tests {
         }
     }
 
+    /// The address most pings here come from.
+    const CLIENT: &str = "192.0.2.1";
+
+    /// Analytics on, `max` installs a day, the address's share not in the way.
     fn on(max: usize) -> Analytics {
         Analytics::new(AnalyticsOptions {
             enabled: true,
             max_installs_per_day: max,
+            max_installs_per_address: 10_000_000,
         })
+    }
+
+    #[test]
+    fn one_address_s_flood_leaves_the_day_s_cap_to_the_others() {
+        let a = Analytics::new(AnalyticsOptions {
+            enabled: true,
+            max_installs_per_day: 100,
+            max_installs_per_address: 10,
+        });
+        let now = at(86_400 * 20_000);
+        // One client floods made-up installs from one IPv4 address, from every address of one
+        // IPv6 /64, and from IPv4-mapped IPv6 spellings of its own address and one more: a
+        // share each of 198.51.100.7, 198.51.100.8 and the /64.
+        for n in 0..1_000 {
+            a.take(ping(n), "198.51.100.7", now);
+            a.take(ping(5_000 + n), &format!("2001:db8:1:2::{n:x}"), now);
+            a.take(
+                ping(9_000 + n),
+                &format!("::ffff:198.51.100.{}", n % 2 + 7),
+                now,
+            );
+        }
+        assert_eq!(a.held().0, 30, "the flood took its addresses' shares only");
+        // The day's real installs, each from its own address (another /64 for IPv6), still
+        // count.
+        for n in 0..50 {
+            a.take(ping(20_000 + n), &format!("203.0.113.{n}"), now);
+        }
+        a.take(ping(30_000), "2001:db8:1:3::1", now);
+        assert_eq!(a.held().0, 81);
+        assert_eq!(a.counts().taken, 81);
+        // The shares end with the day, as the installs do.
+        a.take(ping(1), "198.51.100.7", at(86_400 * 20_001));
+        assert_eq!(a.counts().taken, 82);
+        assert_eq!(a.state().by_address.len(), 1);
     }
 
     #[test]
     fn one_event_per_install_per_day() {
         let a = on(100);
         let day = 1_795_000_000 - 1_795_000_000 % 86_400;
-        a.take(ping(1), at(day + 10));
-        a.take(ping(1), at(day + 20_000));
-        a.take(ping(2), at(day + 30_000));
+        a.take(ping(1), CLIENT, at(day + 10));
+        a.take(ping(1), CLIENT, at(day + 20_000));
+        a.take(ping(2), CLIENT, at(day + 30_000));
         assert_eq!(a.held(), (2, 2));
         // The next UTC day: the same install is counted again.
-        a.take(ping(1), at(day + 86_400));
+        a.take(ping(1), CLIENT, at(day + 86_400));
         let c = a.counts();
         assert_eq!((c.taken, c.repeated), (3, 1));
     }
@@ -401,14 +488,14 @@ mod tests {
     fn the_day_s_installs_and_the_waiting_events_are_bounded() {
         let a = on(50);
         for n in 0..1_000 {
-            a.take(ping(n), at(86_400 * 20_000));
+            a.take(ping(n), CLIENT, at(86_400 * 20_000));
         }
         assert_eq!(a.held(), (50, 50));
         assert_eq!(a.counts().dropped, 950);
         // The waiting events' own cap, whatever the day's.
         let b = on(10_000_000);
         for n in 0..(MAX_WAITING as u32 + 10) {
-            b.take(ping(n), at(86_400 * 20_000));
+            b.take(ping(n), CLIENT, at(86_400 * 20_000));
         }
         assert_eq!(b.held(), (MAX_WAITING, MAX_WAITING));
         assert_eq!(b.counts().dropped, 10);
@@ -417,7 +504,7 @@ mod tests {
     #[test]
     fn off_keeps_nothing_and_asks_no_call() {
         let a = Analytics::new(AnalyticsOptions::default());
-        a.take(ping(1), at(0));
+        a.take(ping(1), CLIENT, at(0));
         assert_eq!(a.held(), (0, 0));
         assert_eq!(a.counts().off, 1);
         assert_eq!(
@@ -430,7 +517,7 @@ mod tests {
     fn batches_of_at_most_100_and_a_failed_one_is_sent_again() {
         let a = on(1_000);
         for n in 0..150 {
-            a.take(ping(n), at(86_400));
+            a.take(ping(n), CLIENT, at(86_400));
         }
         let (url, body) = a
             .next_batch("http://polar/", || false, || Ok(()), at(86_400))

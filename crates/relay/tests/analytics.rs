@@ -49,6 +49,7 @@ fn on(max_installs_per_day: usize) -> AnalyticsOptions {
     AnalyticsOptions {
         enabled: true,
         max_installs_per_day,
+        ..AnalyticsOptions::default()
     }
 }
 

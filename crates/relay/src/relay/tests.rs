@@ -368,6 +368,61 @@ mod relay {
             assert!(Relay::with_entropy(config, Box::new(transport), Box::new(|| None)).is_err());
         }
     }
+
+    /// The install analytics route counts the address's share by the client the per-IP limit
+    /// names (the proxy header's last entry when one is configured), not the proxy's own.
+    #[test]
+    fn an_install_ping_counts_for_the_client_the_proxy_names() {
+        let mut config = RelayConfig::for_tests();
+        config.limits = Limits {
+            per_ip: OFF,
+            ..Limits::default()
+        };
+        config.client_ip_header = Some("x-forwarded-for".into());
+        let relay = Relay::with_entropy(
+            config,
+            Box::new(|_: &HttpRequest| {
+                Err(TransportError::new(
+                    polar_license::TransportErrorKind::Connect,
+                    "no call is made",
+                ))
+            }),
+            Box::new(|| None),
+        )
+        .and_then(|r| {
+            r.with_analytics(crate::analytics::AnalyticsOptions {
+                enabled: true,
+                max_installs_per_day: 100,
+                max_installs_per_address: 2,
+            })
+        })
+        .expect("a relay");
+        let ping = |n: u32, client: &str| {
+            RelayRequest {
+            method: "POST".into(),
+            path: crate::types::ANALYTICS_ROUTE.into(),
+            headers: vec![
+                ("Content-Type".into(), "application/json".into()),
+                ("X-Forwarded-For".into(), client.into()),
+            ],
+            body: format!(
+                r#"{{"organization_id":"{ORG}","install":"{n:032x}","app_version":"1.0.0","os":"linux","arch":"x86_64","face":"rust"}}"#
+            )
+            .into_bytes(),
+            client_ip: "10.0.0.254".into(),
+        }
+        };
+        // Five installs behind one client, then one behind each of two others: all through
+        // the one proxy at 10.0.0.254.
+        for n in 0..5 {
+            assert_eq!(relay.handle(&ping(n, "198.51.100.7"), NOW).status, 202);
+        }
+        for (n, client) in [(10, "198.51.100.8"), (11, "6.6.6.6, 198.51.100.9")] {
+            assert_eq!(relay.handle(&ping(n, client), NOW).status, 202);
+        }
+        let (counts, (installs, _)) = relay.analytics_counts();
+        assert_eq!((counts.taken, counts.dropped, installs), (4, 3, 4));
+    }
 }
 
 #[cfg(test)]

@@ -38,16 +38,19 @@ impl Part for Install {
         None
     }
 
-    /// Taken (one event at most, bounded) or dropped, and answered at once.
+    /// Taken (one event at most, bounded; the client's address's share counted) or dropped,
+    /// and answered at once.
     fn begin(
         &self,
         relay: &Relay,
-        _: &RelayRequest,
+        req: &RelayRequest,
         now: Now,
         _: u32,
         _: &dyn Fn() -> Option<[u8; 16]>,
     ) -> Routed {
-        relay.analytics.take(self.ping.clone(), now);
+        relay
+            .analytics
+            .take(self.ping.clone(), &relay.client_of(req), now);
         let mut r = private(crate::analytics::accepted());
         r.set("access-control-allow-origin", "*");
         Routed::Answer(r)

@@ -52,3 +52,29 @@ fn every_suite_in_this_directory_is_a_module_of_this_binary() {
         "suites in tests/ that plugin.rs does not include: {missing:?}"
     );
 }
+
+/// The library builds no unit-test harness (`test = false` in Cargo.toml: one of no tests cost a
+/// compile and a link with Tauri): a unit test written in src/ would never run, so there is
+/// none, and a suite goes in this directory.
+#[test]
+fn the_library_has_no_unit_test_that_would_not_run() {
+    let mut dirs = vec![std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src")];
+    let mut found = Vec::new();
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("a directory of src/ listed") {
+            let path = entry.expect("an entry of src/").path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).expect("a file of src/ read");
+            if text.contains("#[test]") || text.contains("cfg(test)") {
+                found.push(path.display().to_string());
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "unit tests in the library, which builds none: {found:?}"
+    );
+}

@@ -78,6 +78,22 @@ if [[ -n "${RUSTDOC_CRATE:-}" ]]; then
         exit 0
     fi
 fi
+# PRINT_NATIVE_STATIC_LIBS (a crate name; scripts/test-windows.sh: the C ABI's): when the
+# build compiles that crate as a static library, rustc prints the native libraries a C program
+# links it with (`native-static-libs: ...`), as `cargo rustc -- --print native-static-libs`
+# would, but in a build of the caller's packages and features: `cargo rustc` takes one
+# package, and with that package's features alone the dependencies compile once more.
+if [[ -n "${PRINT_NATIVE_STATIC_LIBS:-}" ]]; then
+    prev=""
+    named=0
+    staticlib=0
+    for arg in "$@"; do
+        [[ "$prev" == --crate-name && "$arg" == "$PRINT_NATIVE_STATIC_LIBS" ]] && named=1
+        [[ "$prev" == --crate-type && "$arg" == staticlib ]] && staticlib=1
+        prev="$arg"
+    done
+    [[ $named == 1 && $staticlib == 1 ]] && set -- "$@" --print native-static-libs
+fi
 [[ $rustc_only == 1 ]] || exec "$driver" "$rustc" "$@"
 [[ "${CLIPPY_RUSTC_ONLY:-}" == lint ]] || exec "$rustc" "$@"
 

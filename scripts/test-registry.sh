@@ -107,8 +107,8 @@ check "crates: PUBLISH-ORDER puts each crate after its dependencies" bash -c "
     [[ \$(wc -l <'$ART/crates/PUBLISH-ORDER') -eq \$(ls '$ART'/crates/*.crate | wc -l) ]]"
 
 # --- the release workflow, linted -------------------------------------------------------------
-# actionlint (scripts/release/requirements-lint.txt, pinned by hash) in a venv of its own; its
-# shellcheck and pyflakes passes off (neither program is installed; the run lines call scripts).
+# actionlint (scripts/release/requirements-lint.txt, pinned by hash) in a venv of its own; its passes
+# of shellcheck and pyflakes off (neither program is installed; the run lines call scripts).
 lint_workflows() {
     local venv="$ROOT/target/release-tools/actionlint"
     if [[ ! -x "$venv/bin/actionlint" ]]; then
@@ -314,9 +314,11 @@ EMU_PORT="$(free_port)"
 "$PREFIX/bin/polar-license" emulator --port "$EMU_PORT" >"$LOGS/emulator.log" 2>&1 &
 PIDS+=($!)
 # run_launch PROGRAM: the quick start against the installed CLI's emulator, each with a cache
-# of its own (a fresh HOME), as README's C block shows it.
+# of its own (a fresh HOME), as README's C block shows it. (Its health route, which answers a
+# GET: `/__emulator/keys` takes only POST, so each of the three waited out wait_http's 30 s on
+# its 405, 93 s of the stage's 222 in the run of 2026-11-29.)
 run_launch() {
-    wait_http "http://127.0.0.1:$EMU_PORT/__emulator/keys" >/dev/null 2>&1 || sleep 1
+    wait_http "http://127.0.0.1:$EMU_PORT/__emulator/health" >/dev/null 2>&1 || sleep 1
     HOME="$(mktemp -d "$WORK/home.XXXX")" XDG_CACHE_HOME="" XDG_DATA_HOME="" \
         POLAR_ORGANIZATION_ID=2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10 POLAR_API_URL="http://127.0.0.1:$EMU_PORT" \
         LICENSE_KEY=DEMO-4F0C2A9E-5B7D-4E21-9C3A-1F2E3D4C5B6A "$1" | tee "$1.out" &&

@@ -71,11 +71,14 @@ fi
 # after it 256 s more, 132 crates compiled and 72 checked).
 CLIPPY_DRIVER="$(rustup which clippy-driver 2>/dev/null || command -v clippy-driver)"
 export CLIPPY_DRIVER RUSTC_WORKSPACE_WRAPPER="$ROOT/scripts/clippy-wrapper.sh" RUSTDOC_CRATE=polar_license_tauri
-echo "==> cargo test -p tauri-plugin-polar-license --all-targets --no-run (compiled by $CLIPPY_DRIVER: clippy)"
+# `--tests`: the suites (tests/plugin.rs) and the library they use, as `--all-targets` built
+# them but for the library's unit-test harness, which has no test (`test = false` in its
+# Cargo.toml; the crate has no example, bench or binary).
+echo "==> cargo test -p tauri-plugin-polar-license --tests --no-run (compiled by $CLIPPY_DRIVER: clippy)"
 # The fixtures step 4 reads: this run's only.
 rm -rf "${CARGO_TARGET_DIR:-target}/tmp/polar-license-tauri"
 # Built first (a failure to build shows in the run below, which then builds nothing new).
-build cargo test -p tauri-plugin-polar-license --all-targets --no-run 2>&1 | tee "$OUT/build.log"
+build cargo test -p tauri-plugin-polar-license --tests --no-run 2>&1 | tee "$OUT/build.log"
 rc=${PIPESTATUS[0]}
 # Cargo's line for each crate that warned: "warning: `tauri-plugin-polar-license` (lib test)
 # generated 1 warning" (kept from an earlier build's output when nothing was recompiled).

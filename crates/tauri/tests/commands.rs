@@ -36,7 +36,7 @@ use std::time::Duration;
 use tauri::test::{mock_builder, mock_context, noop_assets, MockRuntime};
 use tauri::{App, Listener, WebviewWindow};
 
-mod common;
+use crate::common;
 
 const HOUR: i64 = 3600;
 const DAY: i64 = 24 * HOUR;

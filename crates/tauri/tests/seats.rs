@@ -25,7 +25,7 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 use tauri::Listener;
 
-mod common;
+use crate::common;
 
 /// The seat's life at the relay (a test's only: `with_test_only_seat_seconds`): the plugin's
 /// thread beats every 1.33 s, and a relay out of reach ends the hold 4 s after the last answer.

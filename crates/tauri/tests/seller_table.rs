@@ -31,7 +31,7 @@ use std::time::Duration;
 use tauri::test::MockRuntime;
 use tauri::{App, WebviewWindow};
 
-mod common;
+use crate::common;
 
 /// The app of one row: the plugin on the mock runtime and its main window.
 struct TauriApp {

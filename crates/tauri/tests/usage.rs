@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use tauri::test::MockRuntime;
 use tauri::{App, WebviewWindow};
 
-mod common;
+use crate::common;
 
 const TOKENS: &str = "4b1d2c3e-5f6a-4b7c-8d9e-0f1a2b3c4d5e";
 const KEY: &str = "USE-1B2C3D4E-5F6A-4B7C-8D9E-0F1A2B3C4D5E";

@@ -29,7 +29,7 @@ use std::time::Duration;
 use tauri::test::MockRuntime;
 use tauri::{App, WebviewWindow};
 
-mod common;
+use crate::common;
 
 /// Granted the PRO flag.
 const KEY: &str = "TIER-1B2C3D4E-5F6A-4B7C-8D9E-0F1A2B3C4D5E";

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use tauri::test::MockRuntime;
 use tauri::{App, WebviewWindow};
 
-mod common;
+use crate::common;
 
 /// The app of one row: the plugin on the mock runtime and its main window, and what it was
 /// asked and answered.

@@ -5,7 +5,7 @@
 //! tests/seller_table.rs, tests/versions.rs, tests/usage.rs, tests/values.rs), and the seller's
 //! relay in process (tests/usage.rs, tests/values.rs).
 //!
-//! Each suite compiles this module on its own and uses part of it.
+//! Compiled once, in tests/plugin.rs (the suites are one binary); each suite uses part of it.
 #![allow(dead_code)]
 
 use polar_license::MachineBinding;

@@ -7,10 +7,9 @@
 // every engine (no storage or crypto of the browser's own): Chromium alone by default.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer } from 'node:http';
 import { eachEngine } from './engines.mjs';
 import { freshFolder, modulePage, newKey, serve } from './support.mjs';
-import { importAsApp, relaySigningKey } from '../js/emulator.mjs';
+import { nodeRelay } from '../js/emulator.mjs';
 
 const { POLAR_EMULATOR_URL: EMULATOR, CONSUMER, TOOLS } = process.env;
 const ORG = '2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10';
@@ -34,29 +33,17 @@ document.body.dataset.ready = '1';
 `;
 
 let site;
-let relayServer;
-let relayUrl;
+let relay;
 
 before(async () => {
   await freshFolder(CONSUMER, 'self-heal', { 'heal.js': PAGE, 'index.html': modulePage('./heal.js') });
   site = await serve(CONSUMER);
-  const relayPkg = await importAsApp('relay-import-heal-browser.mjs', 'polar-license/relay');
-  const relay = relayPkg.createRelay({
-    accessToken: 'polar_oat_emulator_demo_0123456789abcdef',
-    signingKey: relaySigningKey('heal-browser').text,
-    baseUrl: EMULATOR,
-    perIp: '1000/1000',
-    perKey: '1000/1000',
-    corsOrigins: [site.url],
-  });
-  relayServer = createServer(relayPkg.createNodeListener(relay));
-  await new Promise((ok) => relayServer.listen(0, '127.0.0.1', ok));
-  relayUrl = `http://127.0.0.1:${relayServer.address().port}`;
+  relay = await nodeRelay(EMULATOR, 'heal-browser', { perKey: '1000/1000', corsOrigins: [site.url] });
 });
 
 after(() => {
   site?.server.close();
-  relayServer?.close();
+  relay?.close();
 });
 
 async function activations(key) {
@@ -74,7 +61,7 @@ eachEngine(
       try {
         await page.waitFor(() => document.body?.dataset.ready);
         const install = (machine, label) =>
-          page.evaluate(([org, api, relay, m, k, l]) => window.heal.activate(org, api, relay, m, k, l), [ORG, EMULATOR, relayUrl, machine, key, label]);
+          page.evaluate(([org, api, relay, m, k, l]) => window.heal.activate(org, api, relay, m, k, l), [ORG, EMULATOR, relay.url, machine, key, label]);
         const first = await install('browser-machine-A', 'This browser');
         assert.ok(first.id, JSON.stringify(first));
         assert.equal(await activations(key), 1);

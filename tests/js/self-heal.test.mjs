@@ -10,8 +10,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { createServer } from 'node:http';
-import { ORG, PACKAGE_DIR, README_KEY, importAsApp, mapStorage, pkg, rejection, relaySigningKey } from './emulator.mjs';
+import { ORG, PACKAGE_DIR, README_KEY, mapStorage, nodeRelay, pkg, rejection } from './emulator.mjs';
 
 const { LicenseClient } = await pkg();
 const { startEmulator } = await import(pathToFileURL(join(PACKAGE_DIR, 'emulator.js')).href);
@@ -19,17 +18,9 @@ const { startEmulator } = await import(pathToFileURL(join(PACKAGE_DIR, 'emulator
 test('a reinstall at the limit adopts its own activation through the relay; no new one is taken', async (t) => {
   const polar = await startEmulator();
   t.after(() => polar.close());
-  const relayPkg = await importAsApp('relay-import-heal.mjs', 'polar-license/relay');
-  const relay = relayPkg.createRelay({
-    accessToken: 'polar_oat_emulator_demo_0123456789abcdef',
-    signingKey: relaySigningKey('heal-js').text,
-    baseUrl: polar.url,
-    perIp: '1000/1000',
-  });
-  const server = createServer(relayPkg.createNodeListener(relay));
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.after(() => new Promise((resolve) => server.close(resolve)));
-  const relayUrl = `http://127.0.0.1:${server.address().port}`;
+  const relay = await nodeRelay(polar.url, 'heal-js');
+  t.after(relay.close);
+  const relayUrl = relay.url;
   const install = (machineId, withRelay = true) =>
     new LicenseClient({ organizationId: ORG, baseUrl: polar.url, storage: mapStorage(), machineId, ...(withRelay ? { relay: relayUrl } : {}) });
 

@@ -315,6 +315,15 @@ export interface LicenseClientOptions {
    * `relay_keys`) before any request. An empty list is unsigned mode.
    */
   relayKeys?: string | readonly string[];
+  /**
+   * Self-healing activations (issue #80): your relay's URL (`https://`, or `http://` on
+   * loopback). With `machineId`, an `activate` that meets the activation limit lists the key's
+   * activations through the relay and, when one of them is this machine's own (a reinstall,
+   * a wiped storage), uses it: the answer is that activation, and no new one is taken. In
+   * signed mode the relay at `baseUrl` is asked without it. A bad URL rejects every call with
+   * `invalid_input` (field `relay_url`).
+   */
+  relay?: string;
 }
 
 /**

@@ -87,6 +87,7 @@ const JS_NAMES = {
   app_secret: 'appSecret',
   machine_id: 'machineId',
   relay_keys: 'relayKeys',
+  relay_url: 'relay',
 };
 
 const cacheError = (detail) => new LicenseError('cache_error', detail);
@@ -218,6 +219,7 @@ const CLIENT_OPTIONS = [
   'released',
   'trialBenefit',
   'trial',
+  'relay',
 ];
 const POLICY_OPTIONS = ['revalidateAfter', 'gracePeriod', 'clockTolerance'];
 /** The longest timeout, in seconds: a larger number is surely milliseconds. */
@@ -271,7 +273,7 @@ function clientOptions(o) {
   if (rest.organizationId === undefined) {
     return invalidOption('organization_id', 'organizationId', 'required: your Polar organization id (a UUID, in Polar under Settings)');
   }
-  for (const name of ['organizationId', 'server', 'baseUrl', 'appSecret', 'machineId']) {
+  for (const name of ['organizationId', 'server', 'baseUrl', 'appSecret', 'machineId', 'relay']) {
     if (rest[name] !== undefined && typeof rest[name] !== 'string') {
       return invalid('options', `${name} must be a string, got ${typeName(rest[name])}`);
     }

@@ -249,6 +249,21 @@ impl SchemaActivation {
     pub fn license(&self) -> &SchemaLicense {
         &self.license
     }
+
+    /// A heal's adoption (issue #80, [`crate::flow::heal`]): the license a validate of the
+    /// listed activation `id` (labelled `label`) granted, as that activation's answer.
+    pub(crate) fn adopted(license: SchemaLicense, id: &str, label: &str) -> SchemaActivation {
+        let id = license
+            .activation_ids
+            .as_ref()
+            .map_or(id, |(answered, _)| answered.as_str())
+            .to_string();
+        SchemaActivation {
+            id,
+            label: label.to_string(),
+            license,
+        }
+    }
 }
 
 impl ActivationData for SchemaActivation {

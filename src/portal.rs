@@ -12,6 +12,7 @@
 //! the public deactivate ([`crate::proto::DeactivateRequest`]) frees one.
 
 use crate::error::Error;
+use crate::json::JsonIn;
 use crate::key::Key;
 use crate::metadata::check_uuid_v4;
 use crate::model::{LicenseKeyActivation, LicenseKeyRead};
@@ -329,17 +330,16 @@ impl Portal {
         this_activation: Option<&str>,
     ) -> Result<PortalRequest, Error> {
         crate::metadata::check_key(key.expose())?;
-        let mut body = serde_json::json!({
-            "key": key.expose(),
-            "organization_id": self.organization_id,
-        });
+        // Written with the core's JSON writer, not serde's: the npm engine's heal sends it
+        // (issue #80), and its wasm links no serde.
+        let mut body = crate::json::JsonOut::new();
+        body.raw("{").key("key").str(key.expose());
+        body.key("organization_id").str(&self.organization_id);
         if let Some(id) = this_activation {
             let id = check_uuid_v4("activation_id", id)?;
-            if let Some(object) = body.as_object_mut() {
-                object.insert("activation_id".to_string(), serde_json::Value::String(id));
-            }
+            body.key("activation_id").str(&id);
         }
-        Ok(self.post(RELAY_DEVICES_PATH, body.to_string(), None))
+        Ok(self.post(RELAY_DEVICES_PATH, body.raw("}").done(), None))
     }
 
     /// Page `page` (from 1) of the session's customer's keys, 100 a page (read with
@@ -380,14 +380,15 @@ pub(crate) fn failure(what: &str, resp: &HttpResponse) -> PortalError {
         (401, Some("Unauthorized")) => PortalError::NotSignedIn,
         (404, Some("ResourceNotFound")) => PortalError::NotFound,
         (409, Some("customer_selection_required")) => {
-            let customers = serde_json::from_slice::<serde_json::Value>(&resp.body)
+            // The strict reader (as every failure's): the npm engine's heal links this.
+            let customers = crate::strict::parse(&resp.body)
                 .ok()
-                .and_then(|v| v.get("customers").and_then(|c| c.as_array()).cloned())
+                .and_then(|v| v.member("customers")?.items())
                 .unwrap_or_default()
                 .iter()
                 .filter_map(|c| {
-                    let id = c.get("id")?.as_str()?.to_string();
-                    let name = c.get("name").and_then(|n| n.as_str()).map(str::to_string);
+                    let id = c.member("id")?.string()?;
+                    let name = c.member("name").and_then(|n| n.string());
                     Some((id, name))
                 })
                 .collect();
@@ -543,54 +544,71 @@ pub fn parse_relay_devices(
     if resp.status != 200 {
         return Err(failure("relay devices", resp));
     }
-    let body = success_json("relay devices", resp)?;
+    // Read with the strict reader and the schema's RFC 3339 reader, not serde's and `time`'s
+    // parser: the npm engine's heal reads it too (issue #80), and its wasm links neither.
+    let body =
+        crate::strict::parse(&resp.body).map_err(|e| malformed("relay devices", &e.text()))?;
     let bad = |why: &str| malformed("relay devices", why);
+    // The time, and its order as (seconds, nanoseconds): sorting by them, not by the
+    // `OffsetDateTime`, keeps `time`'s comparisons and 128-bit arithmetic out of that wasm.
+    let time = |text: Option<String>| {
+        let t = crate::rfc3339::DateTime::parse(&text?)?;
+        let at = time::OffsetDateTime::from_unix_timestamp(t.unix_timestamp()).ok()?;
+        Some((
+            at.replace_nanosecond(t.nanosecond()).ok()?,
+            (t.unix_timestamp(), t.nanosecond()),
+        ))
+    };
     let key_id = body
-        .get("license_key_id")
-        .and_then(|v| v.as_str())
-        .ok_or_else(|| bad("no license_key_id"))?
-        .to_string();
-    let limit_activations = match body.get("limit_activations") {
-        None | Some(serde_json::Value::Null) => None,
-        Some(v) => Some(v.as_i64().ok_or_else(|| bad("limit_activations"))?),
+        .member("license_key_id")
+        .and_then(|v| v.string())
+        .ok_or_else(|| bad("no license_key_id"))?;
+    let limit_activations = match body.member("limit_activations") {
+        None => None,
+        Some(v) if v.is_null() => None,
+        Some(v) => match v.number() {
+            Some(crate::json::Num::Int(n)) => Some(n),
+            _ => return Err(bad("limit_activations")),
+        },
     };
     let listed = body
-        .get("activations")
-        .and_then(|v| v.as_array())
+        .member("activations")
+        .and_then(|v| v.items())
         .ok_or_else(|| bad("no activations"))?;
-    let rfc3339 = &time::format_description::well_known::Rfc3339;
     let mut devices = Vec::with_capacity(listed.len());
     for a in listed {
-        let text = |name: &str| {
-            a.get(name)
-                .and_then(|v| v.as_str())
-                .ok_or_else(|| bad(&["an activation without ", name].concat()))
-        };
-        let id = text("id")?.to_string();
-        let activated_at = time::OffsetDateTime::parse(text("created_at")?, rfc3339)
-            .map_err(|_| bad("an activation's created_at"))?;
+        let named = |name: &str| a.member(name).and_then(|v| v.string());
+        let text =
+            |name: &str| named(name).ok_or_else(|| bad(&["an activation without ", name].concat()));
+        let id = text("id")?;
+        let (activated_at, order) =
+            time(Some(text("created_at")?)).ok_or_else(|| bad("an activation's created_at"))?;
         // What the activation recorded of its machine (issue #80; none from a relay that
         // predates it), and when the relay last saw it.
-        let named = |name: &str| a.get(name).and_then(|v| v.as_str()).map(str::to_string);
-        let last_seen = match a.get("last_seen") {
-            None | Some(serde_json::Value::Null) => None,
+        let last_seen = match a.member("last_seen") {
+            None => None,
+            Some(v) if v.is_null() => None,
             Some(v) => Some(
-                v.as_str()
-                    .and_then(|t| time::OffsetDateTime::parse(t, rfc3339).ok())
-                    .ok_or_else(|| bad("an activation's last_seen"))?,
+                time(v.string())
+                    .ok_or_else(|| bad("an activation's last_seen"))?
+                    .0,
             ),
         };
-        devices.push(Device {
-            this_machine: this_activation.is_some_and(|here| here.eq_ignore_ascii_case(&id)),
-            id,
-            label: text("label")?.to_string(),
-            activated_at,
-            machine: named(crate::fingerprint::MACHINE_META),
-            platform: named(crate::fingerprint::PLATFORM_META),
-            last_seen,
-        });
+        devices.push((
+            order,
+            Device {
+                this_machine: this_activation.is_some_and(|here| here.eq_ignore_ascii_case(&id)),
+                id,
+                label: text("label")?,
+                activated_at,
+                machine: named(crate::fingerprint::MACHINE_META),
+                platform: named(crate::fingerprint::PLATFORM_META),
+                last_seen,
+            },
+        ));
     }
-    devices.sort_by_key(|d| d.activated_at);
+    devices.sort_by_key(|(order, _)| *order);
+    let devices = devices.into_iter().map(|(_, d)| d).collect();
     Ok(KeyDevices {
         key_id,
         limit_activations,
@@ -846,6 +864,11 @@ pub struct ListDevices {
     portal: Portal,
     /// `None`: through the seller's relay ([`ListDevices::via_relay`]).
     session: Option<SessionToken>,
+    /// The session path's answers read ([`ListDevices::session_answer`]), held by a listing
+    /// made with a session and called through this pointer: a shell that lists only through
+    /// the seller's relay (the npm engine's heal, issue #80) never links Polar's typed key
+    /// reading (serde's).
+    session_answer: Option<fn(&mut ListDevices, &HttpResponse) -> DevicesStep>,
     key: Key,
     this_activation: Option<String>,
     state: ListState,
@@ -869,6 +892,7 @@ impl ListDevices {
         ListDevices {
             portal,
             session: Some(session),
+            session_answer: Some(ListDevices::session_answer),
             key,
             this_activation,
             state: ListState::Page(1),
@@ -888,6 +912,7 @@ impl ListDevices {
         ListDevices {
             portal,
             session: None,
+            session_answer: None,
             key,
             this_activation,
             state: ListState::Relay,
@@ -964,13 +989,28 @@ impl ListDevices {
             Ok(r) => r,
             Err(e) => return self.finish(Err(e)),
         };
-        match (self.state.clone(), self.session.clone()) {
+        match (&self.state, self.session_answer) {
             (ListState::Relay, _) => {
                 let listed = parse_relay_devices(&response, self.this_activation.as_deref());
                 self.finish(listed)
             }
-            (ListState::Page(page), Some(session)) => {
-                let answer = match parse_key_page(&response) {
+            (ListState::Page(_) | ListState::Key, Some(read)) => read(self, &response),
+            (ListState::Done, _) | (_, None) => self.finish(Err(PortalError::Protocol(
+                Error::protocol(None, "an answer after the device list was done"),
+            ))),
+        }
+    }
+
+    /// The session path's answer ([`ListDevices::answer`]): a page of the customer's keys
+    /// (the next page asked, or the key's record once the key is found), or the key's record
+    /// with its activations.
+    fn session_answer(&mut self, response: &HttpResponse) -> DevicesStep {
+        let Some(session) = self.session.clone() else {
+            return self.finish(Err(PortalError::NotSignedIn));
+        };
+        match self.state {
+            ListState::Page(page) => {
+                let answer = match parse_key_page(response) {
                     Ok(a) => a,
                     Err(e) => return self.finish(Err(e)),
                 };
@@ -991,8 +1031,8 @@ impl ListDevices {
                 let made = self.portal.list_keys(&session, page + 1);
                 self.request(made)
             }
-            (ListState::Key, _) => {
-                let listed = parse_key_with_activations(&response).and_then(|read| {
+            _ => {
+                let listed = parse_key_with_activations(response).and_then(|read| {
                     let devices = devices_of(&read, self.this_activation.as_deref())?;
                     Ok(KeyDevices {
                         key_id: read.license_key.id.clone(),
@@ -1001,12 +1041,6 @@ impl ListDevices {
                     })
                 });
                 self.finish(listed)
-            }
-            (ListState::Done, _) | (ListState::Page(_), None) => {
-                self.finish(Err(PortalError::Protocol(Error::protocol(
-                    None,
-                    "an answer after the device list was done",
-                ))))
             }
         }
     }

@@ -189,6 +189,12 @@ impl DateTime {
             - self.offset * 60
     }
 
+    /// The fraction of its second, in nanoseconds (a device list orders activations made
+    /// within one second by it, as `time` did).
+    pub fn nanosecond(&self) -> u32 {
+        self.nanosecond
+    }
+
     /// Writes it as `time`'s `Rfc3339` formats it.
     pub fn write(&self, out: &mut String) {
         fn two(out: &mut String, n: i64) {

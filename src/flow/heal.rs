@@ -25,15 +25,17 @@
 //! A forged `meta` can adopt only an activation of a key its holder already has (the validate
 //! needs the whole key, and Polar compares the conditions): docs/threat-model.md.
 
+use super::check::Validated as License;
 use super::ctx::Ctx;
 use super::step::{Given, Heard, Machine, Want};
 use super::timed::Standalone;
 use super::update::{Activated, Update};
+use crate::answers::{SchemaActivation, SchemaLicense};
 use crate::error::{Error, Verdict};
 use crate::grace::StoredActivation;
 use crate::key::Key;
 use crate::model::{LicenseKeyActivation, LicenseKeyActivationRead, ValidatedLicenseKey};
-use crate::portal::{Device, KeyDevices, ListDevices, Portal, SessionToken};
+use crate::portal::{Device, KeyDevices, ListDevices};
 use crate::proto::{ActivateRequest, ValidateRequest};
 use crate::reason::Reason;
 use crate::slot::Slot;
@@ -42,43 +44,74 @@ use std::sync::Arc;
 /// How the machine has a slot for the key (the adoption's validate opens it anew).
 pub type Slots<'a> = Box<dyn Fn(&Key) -> Result<Arc<Slot>, Error> + 'a>;
 
-/// Where a heal lists the key's activations: the seller's relay (its devices route: no
-/// session, every live activation whatever the product's device management), or the
-/// customer's session (Polar's customer portal, which lists them only with device management
-/// on).
-#[derive(Debug, Clone)]
-pub enum Route {
-    /// The seller's relay ([`Portal::for_relay`]).
-    Relay(Portal),
-    /// A customer session ([`Portal::for_api`]).
-    Session(Portal, SessionToken),
+/// A license representation a heal adopts with: the activation answer it makes of the
+/// adoption's validate (Polar's grant, with the activation it names) and the listed row.
+pub trait Adopts: License {
+    /// The activate's answer for `row`, adopted with a validate that granted `license`
+    /// (`meta`: what the activate would have recorded, when the answer names no activation).
+    fn adopted(license: Self, row: &Device, meta: &crate::metadata::Metadata) -> Self::Activation;
 }
 
-enum Phase {
-    Activate(Box<Update>),
+impl Adopts for ValidatedLicenseKey {
+    fn adopted(
+        v: ValidatedLicenseKey,
+        row: &Device,
+        meta: &crate::metadata::Metadata,
+    ) -> LicenseKeyActivationRead {
+        let activation = v.activation.unwrap_or_else(|| LicenseKeyActivation {
+            id: row.id.clone(),
+            license_key_id: v.license_key.id.clone(),
+            label: row.label.clone(),
+            meta: meta.clone(),
+            created_at: row.activated_at,
+            modified_at: None,
+        });
+        LicenseKeyActivationRead {
+            activation,
+            license_key: v.license_key,
+        }
+    }
+}
+
+impl Adopts for SchemaLicense {
+    fn adopted(v: SchemaLicense, row: &Device, _: &crate::metadata::Metadata) -> SchemaActivation {
+        // The license as the validate read it, with the activation it names (its own JSON).
+        SchemaActivation::adopted(v, &row.id, &row.label)
+    }
+}
+
+enum Phase<L: License> {
+    /// The activation (no row), or the adoption's validate of the row: one phase, so that a
+    /// shell's drive has one call of the update machine's steps (the npm engine's wasm would
+    /// otherwise carry them twice).
+    Update(Box<Update<L>>, Option<Box<Device>>),
     List(Box<ListDevices>),
-    Adopt(Box<Update>, Box<Device>),
     Done,
 }
 
 /// One activation that adopts this machine's own activation at the limit.
-pub struct Heal<'a> {
+pub struct Heal<'a, L: Adopts = ValidatedLicenseKey> {
     key: Key,
     /// The activate request as bound to this machine (its conditions are the adoption's).
     req: ActivateRequest,
-    route: Option<Route>,
+    /// The listing of the key's activations at the limit, as the shell made it: through the
+    /// seller's relay ([`ListDevices::via_relay`]: every live activation, whatever the
+    /// product's device management), or a customer session ([`ListDevices::new`]: Polar's
+    /// portal, which lists them only with device management on). Made by the shell, so a
+    /// shell that lists only through the relay (the npm engine) links no session reading.
+    listing: Option<ListDevices>,
     slots: Slots<'a>,
     now: i64,
-    phase: Phase,
+    phase: Phase<L>,
     /// The activation's own answer, kept while the heal tries: it stands when no row is
     /// adopted.
-    limit: Option<Activated>,
-    answer: Option<Activated>,
+    limit: Option<Activated<L::Activation>>,
+    answer: Option<Activated<L::Activation>>,
     devices: Option<KeyDevices>,
     adopted: Option<String>,
 }
 
-impl std::fmt::Debug for Heal<'_> {
+impl<L: Adopts> std::fmt::Debug for Heal<'_, L> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Heal")
             .field("key", &self.key)
@@ -86,28 +119,28 @@ impl std::fmt::Debug for Heal<'_> {
     }
 }
 
-impl<'a> Heal<'a> {
+impl<'a, L: Adopts> Heal<'a, L> {
     /// A heal of `req`: `update` is its activation as the shell made it
-    /// ([`Update::activation`] with its own remembering), `route` where the key's activations
+    /// ([`Update::activation`] with its own remembering), `listing` how the key's activations
     /// are listed at the limit (`None`: nowhere, and the limit answer stands as before),
     /// `slots` how the key's slot is had, at `now` (unix seconds).
     pub fn new(
-        ctx: &Ctx<'_>,
+        ctx: &Ctx<'_, L>,
         req: &ActivateRequest,
-        update: Update,
-        route: Option<Route>,
+        update: Update<L>,
+        listing: Option<ListDevices>,
         slots: Slots<'a>,
         now: i64,
-    ) -> Heal<'a> {
+    ) -> Heal<'a, L> {
         // The request as the activation sent it (bound to this machine): a request the
         // activation refuses as input never gets to the limit, so the fallback is unused.
-        let req = Update::<ValidatedLicenseKey>::activation_request(ctx, req)
+        let req = Update::<L>::activation_request(ctx, req)
             .map(|(req, _)| req)
             .unwrap_or_else(|_| req.clone());
         let mut heal = Heal {
             key: update.key().clone(),
             req,
-            route,
+            listing,
             slots,
             now,
             phase: Phase::Done,
@@ -122,7 +155,7 @@ impl<'a> Heal<'a> {
 
     /// What the heal came to, as an activation: Polar's new activation, the adopted one (as
     /// Polar's validate granted it), or the limit.
-    pub fn activated(&mut self) -> Activated {
+    pub fn activated(&mut self) -> Activated<L::Activation> {
         self.answer
             .take()
             .or_else(|| self.limit.take())
@@ -147,62 +180,55 @@ impl<'a> Heal<'a> {
     /// What the heal wants next.
     pub fn want(&self) -> Want<'_> {
         match &self.phase {
-            Phase::Activate(update) | Phase::Adopt(update, _) => update.want(),
+            Phase::Update(update, _) => update.want(),
             Phase::List(list) => Standalone::want(list.as_ref()),
             Phase::Done => Want::Done,
         }
     }
 
     /// Gives the heal what happened in answer to its last [`Want`].
-    pub fn give(&mut self, ctx: &Ctx<'_>, given: Given) {
+    pub fn give(&mut self, ctx: &Ctx<'_, L>, given: Given) {
         let phase = std::mem::replace(&mut self.phase, Phase::Done);
         self.phase = match phase {
-            Phase::Activate(mut update) => {
+            Phase::Update(mut update, row) => {
                 update.give(ctx, given);
-                self.activating(ctx, update)
+                match row {
+                    None => self.activating(ctx, update),
+                    Some(row) => self.adopting(update, row),
+                }
             }
             Phase::List(mut list) => {
                 Standalone::give(list.as_mut(), given);
                 self.listing(ctx, list)
-            }
-            Phase::Adopt(mut update, row) => {
-                update.give(ctx, given);
-                self.adopting(update, row)
             }
             Phase::Done => Phase::Done,
         };
     }
 
     /// The activation driven on; once done, its answer, or the listing at the limit.
-    fn activating(&mut self, ctx: &Ctx<'_>, update: Box<Update>) -> Phase {
+    fn activating(&mut self, ctx: &Ctx<'_, L>, update: Box<Update<L>>) -> Phase<L> {
         if !matches!(update.want(), Want::Done) {
-            return Phase::Activate(update);
+            return Phase::Update(update, None);
         }
         let activated = update.activated();
         let at_limit = matches!(
             &activated.online,
             Ok(Verdict::Denied(d)) if d.reason == Reason::ActivationLimit
         );
-        let route = self
-            .route
+        let listing = self
+            .listing
             .take()
             .filter(|_| at_limit && ctx.machine.is_some());
-        let Some(route) = route else {
+        let Some(list) = listing else {
             self.answer = Some(activated);
             return Phase::Done;
         };
         self.limit = Some(activated);
-        let list = match route {
-            Route::Relay(portal) => ListDevices::via_relay(portal, self.key.clone(), None),
-            Route::Session(portal, session) => {
-                ListDevices::new(portal, session, self.key.clone(), None)
-            }
-        };
         self.listing(ctx, Box::new(list))
     }
 
     /// The listing driven on; once done, this machine's row adopted, or the limit.
-    fn listing(&mut self, ctx: &Ctx<'_>, mut list: Box<ListDevices>) -> Phase {
+    fn listing(&mut self, ctx: &Ctx<'_, L>, mut list: Box<ListDevices>) -> Phase<L> {
         if !matches!(Standalone::want(list.as_ref()), Want::Done) {
             return Phase::List(list);
         }
@@ -235,28 +261,18 @@ impl<'a> Heal<'a> {
 
     /// The adoption's validate driven on; once done, its grant as the activation, or the
     /// limit (Polar refused it: another machine's conditions, a key gone meanwhile).
-    fn adopting(&mut self, update: Box<Update>, row: Box<Device>) -> Phase {
+    fn adopting(&mut self, update: Box<Update<L>>, row: Box<Device>) -> Phase<L> {
         if !matches!(update.want(), Want::Done) {
-            return Phase::Adopt(update, row);
+            return Phase::Update(update, Some(row));
         }
         let validated = update.validated();
         let Ok(Verdict::Accepted(v)) = validated.online else {
             return Phase::Done;
         };
-        let activation = v.activation.unwrap_or_else(|| LicenseKeyActivation {
-            id: row.id.clone(),
-            license_key_id: v.license_key.id.clone(),
-            label: row.label.clone(),
-            meta: self.req.meta.clone(),
-            created_at: row.activated_at,
-            modified_at: None,
-        });
-        self.adopted = Some(activation.id.clone());
+        let read = L::adopted(v, &row, &self.req.meta);
+        self.adopted = Some(crate::grace::ActivationData::activation_id(&read).to_string());
         self.answer = Some(Activated {
-            online: Ok(Verdict::Accepted(LicenseKeyActivationRead {
-                activation,
-                license_key: v.license_key,
-            })),
+            online: Ok(Verdict::Accepted(read)),
             cache_error: validated.cache_error,
             lease: validated.lease,
             replaced_activation_id: None,
@@ -265,11 +281,11 @@ impl<'a> Heal<'a> {
     }
 }
 
-impl Machine for Heal<'_> {
+impl<L: Adopts> Machine<L> for Heal<'_, L> {
     fn want(&self) -> Want<'_> {
         Heal::want(self)
     }
-    fn give(&mut self, ctx: &Ctx<'_>, given: Given) {
+    fn give(&mut self, ctx: &Ctx<'_, L>, given: Given) {
         Heal::give(self, ctx, given);
     }
     fn key(&self) -> &Key {
@@ -277,7 +293,7 @@ impl Machine for Heal<'_> {
     }
     fn heard(&self) -> Option<Heard<'_>> {
         match &self.phase {
-            Phase::Activate(update) | Phase::Adopt(update, _) => update.heard(),
+            Phase::Update(update, _) => update.heard(),
             _ => None,
         }
     }

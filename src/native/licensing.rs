@@ -641,9 +641,9 @@ impl Licensing {
             Some(entry) => update.remembering(entry),
             None => update,
         };
-        let route = self.heal_route(session, relay_url);
+        let listing = self.heal_listing(update.key(), session, relay_url);
         let slots = Box::new(|key: &Key| self.slot(key));
-        let mut heal = flow::heal::Heal::new(&ctx, req, update, route, slots, now);
+        let mut heal = flow::heal::Heal::new(&ctx, req, update, listing, slots, now);
         self.drive_machine(&mut heal, &mut Held::default(), |_| false);
         let mut activated = heal.activated();
         let adopted = heal.adopted().map(str::to_string);
@@ -657,23 +657,25 @@ impl Licensing {
         (activated, adopted, devices)
     }
 
-    /// Where a heal lists the key's activations: the relay given, the builder's, signed
+    /// How a heal lists `key`'s activations: through the relay given, the builder's, signed
     /// mode's base URL (the relay), else the customer session; `None`: nowhere.
-    fn heal_route(
+    fn heal_listing(
         &self,
+        key: &Key,
         session: Option<&crate::portal::SessionToken>,
         relay_url: Option<&str>,
-    ) -> Option<flow::heal::Route> {
+    ) -> Option<crate::portal::ListDevices> {
+        use crate::portal::{ListDevices, Portal};
         let api = self.client.api();
         let relay = relay_url
             .or(self.relay_url.as_deref())
             .or((!self.relay_keys.is_empty()).then(|| api.base_url()));
         if let Some(relay) = relay {
-            if let Ok(portal) = crate::portal::Portal::for_relay(api, relay) {
-                return Some(flow::heal::Route::Relay(portal));
+            if let Ok(portal) = Portal::for_relay(api, relay) {
+                return Some(ListDevices::via_relay(portal, key.clone(), None));
             }
         }
-        session.map(|s| flow::heal::Route::Session(crate::portal::Portal::for_api(api), s.clone()))
+        session.map(|s| ListDevices::new(Portal::for_api(api), s.clone(), key.clone(), None))
     }
 
     /// `key` sealed to be remembered: the entry's name and bytes ([`Licensing::remember_key`]).

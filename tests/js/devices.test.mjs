@@ -12,8 +12,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { inspect } from 'node:util';
-import { createServer } from 'node:http';
-import { ORG, PACKAGE_DIR, README_KEY, importAsApp, mapStorage, pkg, rejection, relaySigningKey } from './emulator.mjs';
+import { ORG, PACKAGE_DIR, README_KEY, mapStorage, nodeRelay, pkg, rejection } from './emulator.mjs';
 
 const { LicenseClient } = await pkg();
 const devicesModule = await import(pathToFileURL(join(PACKAGE_DIR, 'devices.js')).href);
@@ -212,17 +211,9 @@ test("key recovery: the customer's keys this device can activate, the whole key 
 // through to fetch). This machine's marked; a key Polar does not know is `key_not_found`.
 test("without a session the seller's relay lists the devices", async (t) => {
   const polar = await emulator(t);
-  const relayPkg = await importAsApp('relay-import-devices.mjs', 'polar-license/relay');
-  const relay = relayPkg.createRelay({
-    accessToken: 'polar_oat_emulator_demo_0123456789abcdef',
-    signingKey: relaySigningKey('devices-js').text,
-    baseUrl: polar.url,
-    perIp: '1000/1000',
-  });
-  const server = createServer(relayPkg.createNodeListener(relay));
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.after(() => new Promise((resolve) => server.close(resolve)));
-  const relayUrl = `http://127.0.0.1:${server.address().port}`;
+  const relay = await nodeRelay(polar.url, 'devices-js');
+  t.after(relay.close);
+  const relayUrl = relay.url;
 
   const [old, here] = [client(polar), client(polar)];
   const oldId = (await old.activate(README_KEY, { label: 'Old laptop' })).activation.id;

@@ -158,6 +158,29 @@ export function relaySigningKey(kid) {
   return { text: `${kid}=k4.secret.${secret}`, pair: `${kid}=k4.public.${x}` };
 }
 
+/**
+ * The package's relay (`polar-license/relay`, imported as an app does) in front of the Polar at
+ * `baseUrl`, on loopback in this process, with the emulator's demo token, a new signing key
+ * named `kid` and the per-address limit out of the way; `options` are more of createRelay's.
+ * Resolves `{ url, close }`.
+ */
+export async function nodeRelay(baseUrl, kid, options = {}) {
+  const relayPkg = await importAsApp(`relay-import-${kid}.mjs`, 'polar-license/relay');
+  const relay = relayPkg.createRelay({
+    accessToken: 'polar_oat_emulator_demo_0123456789abcdef',
+    signingKey: relaySigningKey(kid).text,
+    baseUrl,
+    perIp: '1000/1000',
+    ...options,
+  });
+  const server = createServer(relayPkg.createNodeListener(relay));
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    close: () => new Promise((resolve) => server.close(resolve)),
+  };
+}
+
 /** The installed package, imported the way an app does (through its exports map). */
 export async function pkg() {
   return import(pathToFileURL(join(CONSUMER, 'node_modules', 'polar-license', 'node.js')).href);

@@ -50,6 +50,9 @@ pub(crate) struct ClientOptions {
     pub(crate) released: Option<f64>,
     /// `trialBenefit`: the benefit ids of the app's trial products.
     pub(crate) trial_benefits: Option<Vec<String>>,
+    /// `relay`: the seller's relay's URL, where an activate at the limit lists the key's
+    /// activations to adopt this machine's own (issue #80).
+    pub(crate) relay: Option<String>,
 }
 
 /// A `validate()` call's options.

@@ -199,6 +199,10 @@ pub struct Engine {
     pub(crate) runs: RefCell<crate::runs::Runs>,
     /// What the last [`Engine::check`] was handed (its slot and the slot's bytes).
     pub(crate) kept: RefCell<Option<crate::runs::Kept>>,
+    /// Where an activate at the limit lists the key's activations (issue #80, self-healing
+    /// activations): the `relay` option, else signed mode's base URL (the relay); `None`:
+    /// nowhere, and the limit stands.
+    pub(crate) relay: Option<polar_license::portal::Portal>,
 }
 
 fn build(o: ClientOptions, features: &Value) -> Result<Engine, Error> {
@@ -239,6 +243,14 @@ fn build(o: ClientOptions, features: &Value) -> Result<Engine, Error> {
     let machine = o
         .machine_id
         .map(|id| fingerprint_from(&id, api.organization_id()));
+    // The relay's URL checked as the native builder checks it (`https://`, or loopback).
+    let relay = match o.relay.as_deref() {
+        Some(url) => Some(polar_license::portal::Portal::for_relay(&api, url)?),
+        None if !relay_keys.is_empty() => {
+            polar_license::portal::Portal::for_relay(&api, api.base_url()).ok()
+        }
+        None => None,
+    };
     let seal = machine.clone().or_else(|| {
         o.seal_machine_id
             .map(|id| fingerprint_from(&id, api.organization_id()))
@@ -260,6 +272,7 @@ fn build(o: ClientOptions, features: &Value) -> Result<Engine, Error> {
         memo: polar_license::flow::Memo::default(),
         runs: RefCell::default(),
         kept: RefCell::default(),
+        relay,
     })
 }
 
@@ -454,6 +467,7 @@ impl Engine {
                     .filter_map(JsonIn::string)
                     .collect()
             }),
+            relay: text("relay"),
         };
         build(options, &features).map_err(|e| JsValue::from_str(&error_json(&e)))
     }

@@ -44,11 +44,13 @@ use crate::runs::{Again, Flow, Kept, Run};
 use polar_license::answers::SchemaLicense;
 use polar_license::error::{Error, Verdict};
 use polar_license::flow::check::Check;
+use polar_license::flow::heal::Heal;
 use polar_license::flow::update::Update;
 use polar_license::flow::{Ctx, Given, Slot, Stored, Want};
 use polar_license::grace::{CheckOutcome, LeaseWindow};
 use polar_license::json::{JsonIn, JsonOut as Json, Num};
 use polar_license::key::Key;
+use polar_license::portal::ListDevices;
 use polar_license::strict::{self, Value};
 use polar_license_wasm_steps::{self as steps, name};
 use std::cell::Cell;
@@ -227,15 +229,21 @@ impl Engine {
                     now,
                 )))
             }
-            // Bound to this machine and checked by the machine, before the slot is used.
+            // Bound to this machine and checked by the machine, before the slot is used; at the
+            // limit, the heal lists the key's activations through the relay and adopts this
+            // machine's own (issue #80), the same machine the native shell drives.
             "activate" => {
                 let req = self.activate_request(key.expose().to_string(), options);
-                Ok(Flow::Activate(Update::activation(
-                    &ctx,
-                    &req,
-                    |_| slot.clone(),
-                    now,
-                )))
+                let update = Update::activation(&ctx, &req, |_| slot.clone(), now);
+                let listing = self
+                    .relay
+                    .clone()
+                    .map(|portal| ListDevices::via_relay(portal, key.clone(), None));
+                let slots = slot.clone();
+                let slots = Box::new(move |_: &Key| slots.clone());
+                Ok(Flow::Activate(Box::new(Heal::new(
+                    &ctx, &req, update, listing, slots, now,
+                ))))
             }
             "deactivate" => Ok(Flow::Deactivate(Update::deactivate(
                 key.clone(),
@@ -310,9 +318,18 @@ impl Engine {
                 j.raw("}");
             }
             Want::Verify => return verify_json(&self.ed25519.take_asked()),
+            // A heal's listing of the key's activations through the relay (issue #80), and a
+            // wait its `429` asks for.
+            Want::Portal(request) => {
+                let (method, url) = (request.method.as_str(), &request.url);
+                return steps::send(method, url, &request.headers, &request.body, None);
+            }
+            Want::Wait(d) => {
+                return steps::wait(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+            }
             // The follow of a rotated key is no machine of this engine's, and neither are the
-            // timed machines (a check or an update never waits).
-            Want::Portal(_) | Want::Wait(_) | Want::Clock => return gone(),
+            // timed machines' clocks.
+            Want::Clock => return gone(),
             Want::Done => {
                 let run = runs.take(id);
                 drop(runs);
@@ -347,7 +364,11 @@ impl Engine {
                 Num::Int(n) => n,
                 Num::Float(x) => x as i64,
             });
-        let given = steps::storage_given(&kind, &v, body);
+        let given = match kind.as_str() {
+            // A heal's wait (this engine's runs are never stopped).
+            "waited" | "stopped" => Given::Waited,
+            _ => steps::storage_given(&kind, &v, body),
+        };
         self.advance(run, given, read_at);
         drop(runs);
         self.want(id)
@@ -389,8 +410,8 @@ impl Engine {
                 let window = self.leased(&run, validated.lease.take().as_ref(), accepted);
                 self.validated_json(&mut j, validated.outcome(), window.as_ref());
             }
-            Flow::Activate(update) => {
-                let activated = update.activated();
+            Flow::Activate(mut heal) => {
+                let activated = heal.activated();
                 let accepted = matches!(activated.online, Ok(Verdict::Accepted(_)));
                 let window = self.leased(&run, activated.lease.as_ref(), accepted);
                 match activated.online {

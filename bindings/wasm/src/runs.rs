@@ -5,6 +5,7 @@
 
 use polar_license::answers::SchemaLicense;
 use polar_license::flow::check::Check;
+use polar_license::flow::heal::Heal;
 use polar_license::flow::update::Update;
 use polar_license::flow::{Ctx, Given, Slot, Stored, Want};
 use polar_license::key::Key;
@@ -18,7 +19,8 @@ const LIVE: usize = 64;
 pub(crate) enum Flow {
     Check(Check<SchemaLicense>),
     Validate(Update<SchemaLicense>),
-    Activate(Update<SchemaLicense>),
+    /// An activate, which heals at the limit (issue #80) when the client names a relay.
+    Activate(Box<Heal<'static, SchemaLicense>>),
     Deactivate(Update<SchemaLicense>),
     /// Taken out of its run to answer (it is done).
     Taken,
@@ -29,7 +31,8 @@ impl Flow {
     pub(crate) fn want(&self) -> Want<'_> {
         match self {
             Flow::Check(check) => check.want(),
-            Flow::Validate(u) | Flow::Activate(u) | Flow::Deactivate(u) => u.want(),
+            Flow::Validate(u) | Flow::Deactivate(u) => u.want(),
+            Flow::Activate(heal) => heal.want(),
             Flow::Taken => Want::Done,
         }
     }
@@ -38,7 +41,8 @@ impl Flow {
     pub(crate) fn give(&mut self, ctx: &Ctx<'_, SchemaLicense>, given: Given) {
         match self {
             Flow::Check(check) => check.give(ctx, given),
-            Flow::Validate(u) | Flow::Activate(u) | Flow::Deactivate(u) => u.give(ctx, given),
+            Flow::Validate(u) | Flow::Deactivate(u) => u.give(ctx, given),
+            Flow::Activate(heal) => heal.give(ctx, given),
             Flow::Taken => {}
         }
     }

@@ -21,7 +21,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { eachEngine } from './engines.mjs';
-import { serve } from './support.mjs';
+import { axeViolations, gatePage, gateShot, serve } from './support.mjs';
 
 const { CONSUMER, TOOLS, SCREENSHOT, GATE_SHOTS } = process.env;
 if (!CONSUMER || !TOOLS) throw new Error('run scripts/test-wasm.sh (CONSUMER, TOOLS)');
@@ -36,22 +36,7 @@ const KNOWN_BUYER = 'jane.doe@gmail.com';
 const { DEFAULT_STRINGS } = await import(pathToFileURL(join(PACKAGE, 'ui.js')).href);
 const { startEmulator } = await import(pathToFileURL(join(PACKAGE, 'emulator.js')).href);
 
-const PAGE = `<!doctype html>
-<html lang="en">
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Example app: buy</title>
-<style>
-  body { margin: 0; font: 16px/1.4 system-ui, sans-serif; background: #f4f5f8; }
-  main { padding: 16px; }
-  h1 { font-size: 1rem; margin: 0 0 12px; }
-</style>
-<main>
-  <h1>Example app</h1>
-  <polar-license-gate device-label="Ada's laptop"></polar-license-gate>
-</main>
-<script src="./axe.min.js"></script>
-<script type="module">
+const PAGE = gatePage('buy', `<polar-license-gate device-label="Ada's laptop"></polar-license-gate>`, `
   import { LicenseClient } from './node_modules/polar-license/browser.js';
   import { Devices } from './node_modules/polar-license/devices.js';
   import './node_modules/polar-license/ui.js';
@@ -73,8 +58,7 @@ const PAGE = `<!doctype html>
   // What the seller's relay would answer: a checkout made for this purchase (set by the test).
   gate.checkout = () => window.gateTest.checkout;
   window.gateTest.ready = true;
-</script>
-`;
+`);
 
 let site;
 let emu;
@@ -160,19 +144,11 @@ eachEngine(
       for (const key of bought) {
         assert.ok(!snap.markup.includes(key) && !snap.events.includes(key), `${name}: the whole key shown`);
       }
-      const violations = await page.evaluate(async () => {
-        const { violations } = await window.axe.run(document, { resultTypes: ['violations'] });
-        return violations.map((v) => `${v.id} (${v.impact}): ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
-      });
-      assert.deepEqual(violations, [], `${browser.version}, ${name}: axe-core`);
+      assert.deepEqual(await axeViolations(page), [], `${browser.version}, ${name}: axe-core`);
       await page.screenshot(join(SHOTS, `${engine}-${name}.png`));
       // The guide's four (docs/guides/web.md): the open checkout, the code, still issuing, licensed.
       if (GATE_SHOTS && engine === 'chromium' && ['buy-pay', 'buy-code', 'buy-issuing', 'buy-licensed'].includes(name)) {
-        const box = await page.evaluate(() => {
-          const gate = document.querySelector('polar-license-gate').getBoundingClientRect();
-          return { x: 0, y: 0, width: Math.ceil(gate.right + gate.left), height: Math.ceil(document.querySelector('main').getBoundingClientRect().bottom) };
-        });
-        await page.screenshot(join(GATE_SHOTS, `${name}.png`), { clip: box });
+        await gateShot(page, join(GATE_SHOTS, `${name}.png`));
       }
       return snap;
     }

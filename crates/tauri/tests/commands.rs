@@ -261,13 +261,16 @@ impl Plugin {
             "request_sign_in_code",
             json!({ "email": "jane.doe@gmail.com" }),
         );
-        let code = self
-            .polar
+        let _: () = self.ok("sign_in", json!({ "code": self.last_code() }));
+    }
+
+    /// The last sign-in code the emulator would have emailed (`/__emulator/customer-session/codes`).
+    fn last_code(&self) -> String {
+        self.polar
             .customer_session_codes()
             .last()
             .and_then(|c| c["code"].as_str().map(str::to_string))
-            .expect("a code");
-        let _: () = self.ok("sign_in", json!({ "code": code }));
+            .expect("a code")
     }
 
     fn check(&self) -> LicenseState {
@@ -1497,13 +1500,8 @@ fn a_purchase_unlocks_with_no_key_typed_with_and_without_a_session() {
     assert!(receipt
         .user_message
         .contains("emailing a sign-in code to jane.doe@gmail.com"));
-    let code = w
-        .polar
-        .customer_session_codes()
-        .last()
-        .and_then(|c| c["code"].as_str().map(str::to_string))
-        .expect("the code sent to the checkout's address");
-    let _: () = w.ok("sign_in", json!({ "code": code }));
+    // The code sent to the checkout's address.
+    let _: () = w.ok("sign_in", json!({ "code": w.last_code() }));
     let bought: Bought = w.ok("buy_signed_in", json!({ "receipt": receipt }));
     assert!(bought.activated.is_some(), "{bought:?}");
 

@@ -16,12 +16,11 @@
 // engine calls are the package's fetch, which the engine-specific suites play in all three).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFile, mkdir, writeFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { eachEngine } from './engines.mjs';
-import { axeViolations, gatePage, gateShot, serve } from './support.mjs';
+import { axeViolations, gatePage, gateShot, serve, writeGatePage } from './support.mjs';
 
 const { CONSUMER, TOOLS, SCREENSHOT, GATE_SHOTS } = process.env;
 if (!CONSUMER || !TOOLS) throw new Error('run scripts/test-wasm.sh (CONSUMER, TOOLS)');
@@ -64,9 +63,7 @@ let site;
 let emu;
 
 before(async () => {
-  const require = createRequire(join(TOOLS, '..', 'package.json'));
-  await copyFile(require.resolve('axe-core/axe.min.js'), join(CONSUMER, 'axe.min.js'));
-  await writeFile(join(CONSUMER, 'gate-buy.html'), PAGE);
+  await writeGatePage(CONSUMER, TOOLS, 'gate-buy.html', PAGE);
   // The seller's success URL: a page of the app's origin.
   await writeFile(join(CONSUMER, 'thanks.html'), '<!doctype html><meta charset="utf-8"><title>Thanks</title><p>Thank you.</p>\n');
   site = await serve(CONSUMER);

@@ -30,15 +30,14 @@
 // app's strings; README's three lines as they are (the element made from options), last.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { eachEngine } from './engines.mjs';
-import { axeViolations, gatePage, gateShot, serve } from './support.mjs';
+import { axeViolations, gatePage, gateShot, serve, writeGatePage } from './support.mjs';
 
 const { CONSUMER, TOOLS, SCREENSHOT, GATE_SHOTS } = process.env;
 if (!CONSUMER || !TOOLS) throw new Error('run scripts/test-wasm.sh (CONSUMER, TOOLS)');
@@ -129,9 +128,7 @@ let site;
 let emu;
 
 before(async () => {
-  const require = createRequire(join(TOOLS, '..', 'package.json'));
-  await copyFile(require.resolve('axe-core/axe.min.js'), join(CONSUMER, 'axe.min.js'));
-  await writeFile(join(CONSUMER, 'gate.html'), PAGE);
+  await writeGatePage(CONSUMER, TOOLS, 'gate.html', PAGE);
   site = await serve(CONSUMER);
   // Polar's 2027-01 answers: the seat holder and the subscription reach the screen.
   emu = await startEmulator({

@@ -3,7 +3,8 @@
 // emulator, a fresh folder of pages in it, fresh emulator keys, and a page's status line.
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { extname, join, normalize } from 'node:path';
 import { randomBytes } from 'node:crypto';
 
@@ -107,4 +108,11 @@ export async function gateShot(page, path) {
     return { x: 0, y: 0, width: Math.ceil(gate.right + gate.left), height: Math.ceil(main.bottom) };
   });
   await page.screenshot(path, { clip: box });
+}
+
+/** `page` written into the consumer project as `file`, with the axe-core copy its pages load (`tools`: scripts/npm/node_modules). */
+export async function writeGatePage(consumer, tools, file, page) {
+  const require = createRequire(join(tools, '..', 'package.json'));
+  await copyFile(require.resolve('axe-core/axe.min.js'), join(consumer, 'axe.min.js'));
+  await writeFile(join(consumer, file), page);
 }

@@ -35,6 +35,8 @@ export class DevicesError extends Error {
   readonly customers?: { id: string; name: string | null }[];
   /** For Polar's refusal of a free: its HTTP status. */
   readonly status?: number;
+  /** For a purchase's failure: the core's next step after `message` (`key_issuing`: try again in a minute). */
+  readonly nextStep?: string;
 }
 
 /** One device (a live activation) of a key. */

@@ -21,6 +21,8 @@ export class DevicesError extends Error {
     if (error.retryAfter !== undefined) this.retryAfter = error.retryAfter;
     if (error.customers !== undefined) this.customers = error.customers;
     if (error.status !== undefined) this.status = error.status;
+    // The core's next step after `message` (a purchase's failures: `key_issuing`, …).
+    if (error.nextStep !== undefined) this.nextStep = error.nextStep;
   }
 }
 
@@ -246,7 +248,7 @@ export class Devices {
     const session = this.#session;
     const done = await this.#run((c) => (receipt !== undefined && session !== null
       ? c.Buying.signedIn(...this.#options, session, receipt.checkoutId ?? '', receipt.email ?? undefined, receipt.createdAt ?? undefined, receipt.benefitIds ?? [])
-      : new c.Buying(...this.#options, checkout, sessionToken ?? session ?? undefined, successUrl)));
+      : new c.Buying(...this.#options, checkout, sessionToken ?? (successUrl === undefined ? session ?? undefined : undefined), successUrl)));
     if (done.signIn) {
       if (typeof done.signIn.email === 'string') await this.requestCode(done.signIn.email);
       return { signIn: done.signIn };

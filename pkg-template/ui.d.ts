@@ -61,6 +61,12 @@ export interface GateStrings {
   account: string;
   pickAccount: string;
   noKeys: string;
+  buy: string;
+  buyTitle: string;
+  buyPay: string;
+  openCheckout: string;
+  buyFinding: string;
+  buyAgain: string;
   invalid_email: string;
   invalid_code: string;
   not_signed_in: string;
@@ -134,14 +140,14 @@ export interface GateCheckResult {
   };
 }
 
-export type GateState = 'empty' | 'checking' | 'activating' | 'licensed' | 'refused' | 'deactivating' | 'free-seat' | 'recover';
+export type GateState = 'empty' | 'checking' | 'activating' | 'licensed' | 'refused' | 'deactivating' | 'free-seat' | 'recover' | 'buy';
 
 /** Where "Free a seat" and "Lost your key?" are: the email, the account (when several have
  * that email), the code, the list. */
-export type GateStep = 'email' | 'customer' | 'code' | 'list';
+export type GateStep = 'email' | 'customer' | 'code' | 'list' | 'pay' | 'find';
 
 /** What the screen asks of polar-license/devices (a `Devices` has all of it). */
-export type GateDevices = Pick<Devices, 'signedIn' | 'requestCode' | 'signIn' | 'list' | 'free' | 'recover'>;
+export type GateDevices = Pick<Devices, 'signedIn' | 'requestCode' | 'signIn' | 'list' | 'free' | 'recover'> & Partial<Pick<Devices, 'buy'>>;
 
 /** What the screen shows of a licensed key (never the whole key). */
 export interface GateLicenseView {
@@ -163,7 +169,9 @@ export interface GateLicenseView {
 /** The `detail` of the `polar-license-change` event, sent at every change of state. */
 export interface GateChangeDetail {
   state: GateState;
-  /** With `state` `free-seat` or `recover`. */
+  /** With `state` `free-seat`, `recover` or `buy` (`pay`: the checkout's window open;
+   * `find`: the key bought being found and activated; `code`: no session from Polar, the code it
+   * emailed to the checkout's address asked for). */
   step?: GateStep;
   /** The reason code of a refusal (or of a failed deactivation; in `free-seat` and `recover`,
    * the `code` of polar-license/devices' failure), else `null`. */
@@ -186,7 +194,8 @@ export interface GateChangeDetail {
  * `--polar-gate-accent`, `--polar-gate-danger`, …) and `::part()` (`container`,
  * `title`, `form`, `label`, `input`, `hint`, `button`, `activate`, `deactivate`, `details`,
  * `message`, `actions`, `link`, `portal`, `retry`, `free-seat`, `lost-key`, `back`, `sign-in`,
- * `entry`, `next`, `list`, `pick`).
+ * `entry`, `next`, `list`, `pick`, `buy`, `checkout`). With `checkout` (and `devices` or
+ * `options`): "Buy a license", which ends licensed with no key typed.
  */
 export declare class PolarLicenseGate extends HTMLElement {
   /** The client (a `LicenseClient`, or any object of this shape). */
@@ -199,6 +208,10 @@ export declare class PolarLicenseGate extends HTMLElement {
   /** The app's product names by license-key benefit id (`{ '<benefit id>': 'Pro' }`): key
    * recovery's list shows them beside each key (Polar's key list names the benefit by id only). */
   products: Readonly<Record<string, string>>;
+  /** Buying in the app (issue #80): resolves to a checkout's URL (`…/checkout/polar_c_…`) made
+   * for this purchase (by the seller's relay or backend); with it, "Buy a license". A checkout
+   * link cannot be given: a page cannot read the redirect Polar answers it with. */
+  checkout: (() => string | Promise<string>) | null;
   /** The app's strings over the English ones. */
   get strings(): Readonly<GateStrings & ReasonStrings>;
   set strings(strings: Partial<GateStrings> & ReasonStrings);
@@ -218,6 +231,10 @@ export declare class PolarLicenseGate extends HTMLElement {
   freeSeat(): Promise<void>;
   /** Sign in by email code, pick one of the customer's keys, activate it here. */
   recoverKey(): Promise<void>;
+  /** "Buy a license": opens the checkout in a window of its own, then activates the key bought
+   * here (the session of the success URL when the window lands on this origin, else the code
+   * Polar emails to the checkout's address); Polar still issuing the key is waited for. */
+  buy(): Promise<void>;
 }
 
 declare global {

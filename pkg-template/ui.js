@@ -11,8 +11,11 @@
 // A refusal the library calls unverified (`kind`, e.g. offline) keeps the key in memory for
 // "Try again"; at the activation limit, "Free a seat" signs in by email code and lists the
 // key's devices through polar-license/devices (its `devices` property), frees the one picked
-// and activates the kept key; "Lost your key?" lists the customer's keys the same way. The
-// core decides each step (what is listed, what a failure is): this screen only shows them.
+// and activates the kept key; "Lost your key?" lists the customer's keys the same way. Set up
+// with a checkout (`checkout`), "Buy a license" opens it and ends licensed with no key typed
+// (issue #80): polar-license/devices' `buy`, the core's purchase machine. The core decides each
+// step (what is listed, what a failure is, how long a key still being issued is waited for):
+// this screen only shows them.
 
 const TAG = 'polar-license-gate';
 
@@ -68,6 +71,13 @@ export const DEFAULT_STRINGS = Object.freeze({
   account: 'Account {n}',
   pickAccount: 'Choose',
   noKeys: 'No key of this account can be activated here (none is active and unexpired). Check the email, or buy a license.',
+  // Buying in the app (`checkout`): the window of the checkout, then the key found and activated.
+  buy: 'Buy a license',
+  buyTitle: 'Buy a license',
+  buyPay: 'Pay in the checkout window: this screen goes on once you have paid and that window has closed.',
+  openCheckout: 'Open the checkout',
+  buyFinding: 'Finding the key you bought…',
+  buyAgain: 'Try again',
   // The failures of the sign-in and the lists (polar-license/devices' `code`).
   invalid_email: 'That does not look like an email address.',
   invalid_code: 'Enter the 6-character code from the email.',
@@ -164,7 +174,7 @@ dd { margin: 0; overflow-wrap: anywhere; }
 :host([state='licensed']) .message { color: var(--polar-gate-success, #146c2e); }
 :host([state='licensed'][reason]) .message { color: var(--polar-gate-danger, #b3261e); }
 :host([offline]) .message { color: var(--polar-gate-warning, #7a4a00); }
-:host([state='free-seat'][reason]) .message, :host([state='recover'][reason]) .message { color: var(--polar-gate-danger, #b3261e); }
+:host([state='free-seat'][reason]) .message, :host([state='recover'][reason]) .message, :host([state='buy'][reason]) .message { color: var(--polar-gate-danger, #b3261e); }
 ul { list-style: none; margin: 0; padding: 0; display: grid; gap: 0.5rem; }
 li { display: flex; flex-wrap: wrap; gap: 0.25rem 1rem; align-items: center; justify-content: space-between; padding: 0.5rem 0; border-top: 1px solid var(--polar-gate-muted, #c4c7cf); }
 li > span { flex: 1 1 10rem; }
@@ -197,6 +207,8 @@ const TEMPLATE = `<style>${STYLE}</style>
     <button part="button free-seat" class="secondary" type="button"></button>
     <button part="button lost-key" class="secondary" type="button"></button>
     <button part="button back" class="secondary" type="button"></button>
+    <button part="button buy" class="secondary" type="button"></button>
+    <a part="link checkout" target="_blank" rel="noopener"></a>
     <a part="link portal" target="_blank" rel="noopener noreferrer"></a>
   </div>
 </section>`;
@@ -230,6 +242,12 @@ export class PolarLicenseGate extends Base {
   #email = '';
   #items = [];
   #products = {};
+  /** What opens a checkout (`checkout`), else `null`. */
+  #checkout = null;
+  /** The purchase under way: `{ checkout, url, receipt?, more? }` (memory only). */
+  #purchase = null;
+  /** The core's words before the code step of a purchase without a session. */
+  #buyIntro = '';
 
   static get observedAttributes() {
     return ['portal-url', 'device-label', 'lang'];
@@ -250,7 +268,7 @@ export class PolarLicenseGate extends Base {
       details: $('dl'),
       message: $('.message'),
       deactivate: $('[part~=deactivate]'),
-      portal: $('a'),
+      portal: $('[part~=portal]'),
       actions: $('.actions'),
       flow: $('#flow'),
       intro: $('#intro'),
@@ -262,6 +280,8 @@ export class PolarLicenseGate extends Base {
       freeSeat: $('[part~=free-seat]'),
       lostKey: $('[part~=lost-key]'),
       back: $('[part~=back]'),
+      buy: $('[part~=buy]'),
+      checkoutLink: $('[part~=checkout]'),
     };
     this.#els.form.addEventListener('submit', (e) => {
       e.preventDefault();
@@ -272,9 +292,12 @@ export class PolarLicenseGate extends Base {
     });
     this.#els.deactivate.addEventListener('click', () => this.deactivate());
     // A stopped key that was checked is checked again (no new activation); else activated.
-    this.#els.retry.addEventListener('click', () => (this.#retry === 'check' ? this.refresh() : this.activate(this.#held)));
+    this.#els.retry.addEventListener('click', () =>
+      this.#retry === 'check' ? this.refresh() : this.#retry === 'buy' ? this.#bought(this.#purchase?.more ?? {}) : this.activate(this.#held),
+    );
     this.#els.freeSeat.addEventListener('click', () => this.freeSeat());
     this.#els.lostKey.addEventListener('click', () => this.recoverKey());
+    this.#els.buy.addEventListener('click', () => this.buy());
     this.#els.back.addEventListener('click', () => this.#back());
     this.#els.flow.addEventListener('submit', (e) => {
       e.preventDefault();
@@ -285,7 +308,7 @@ export class PolarLicenseGate extends Base {
   connectedCallback() {
     // A property the page set before this module defined the element (an own property that
     // hides the accessor): set again through it.
-    for (const name of ['strings', 'options', 'client', 'devices', 'products']) {
+    for (const name of ['strings', 'options', 'client', 'devices', 'products', 'checkout']) {
       if (Object.hasOwn(this, name)) {
         const value = this[name];
         delete this[name];
@@ -333,7 +356,7 @@ export class PolarLicenseGate extends Base {
 
   /**
    * "Free a seat" and "Lost your key?": a `Devices` of polar-license/devices (or an object with
-   * its `requestCode`, `signIn`, `list`, `free`, `recover` and `signedIn`); made from `options`
+   * its `requestCode`, `signIn`, `list`, `free`, `recover`, `signedIn` and, to buy, `buy`); made from `options`
    * when those are set. Without it the screen offers neither.
    */
   get devices() {
@@ -358,6 +381,22 @@ export class PolarLicenseGate extends Base {
     this.#render();
   }
 
+  /**
+   * Buying in the app (issue #80): what opens a checkout, a function resolving to the checkout's
+   * URL (`…/checkout/polar_c_…`, made for this purchase by the seller's relay or backend with
+   * the app's metadata, `POST /v1/checkouts/`). With it (and `devices`, or `options`) the
+   * screen offers "Buy a license". A checkout link cannot be given here: a page cannot read the
+   * redirect Polar answers it with (fetch's opaque redirect), so it would never learn the
+   * checkout to follow.
+   */
+  get checkout() {
+    return this.#checkout;
+  }
+  set checkout(checkout) {
+    this.#checkout = typeof checkout === 'function' ? checkout : null;
+    this.#render();
+  }
+
   /** Another client: nothing known here of the last one's key. */
   #reset() {
     this.#key = null;
@@ -374,7 +413,7 @@ export class PolarLicenseGate extends Base {
     this.#render();
   }
 
-  /** `empty`, `checking`, `activating`, `licensed`, `refused`, `deactivating`, `free-seat` or `recover`. */
+  /** `empty`, `checking`, `activating`, `licensed`, `refused`, `deactivating`, `free-seat`, `recover` or `buy`. */
   get state() {
     return this.#state;
   }
@@ -511,6 +550,76 @@ export class PolarLicenseGate extends Base {
     if (focused) (this.#step === 'list' ? this.#els.title : this.#els.entry).focus();
   }
 
+  /**
+   * "Buy a license": opens the checkout in a window of its own and, once the buyer has paid,
+   * activates the key bought here (no key typed). The steps are the core's purchase machine
+   * (polar-license/devices' `buy`); this screen carries what it asks for: the URL the buyer
+   * landed on after paying (its customer session, when the window reaches a page of this
+   * origin), else the code Polar emails to the checkout's address, and shows its words.
+   */
+  async buy() {
+    if (this.#busy || !this.#checkout) return;
+    // Opened inside the click (a popup blocker lets only those through), its page set below.
+    let win = null;
+    try {
+      win = globalThis.open?.('', '_blank') ?? null;
+    } catch {}
+    const devices = await this.#ready$();
+    if (!devices) return win?.close();
+    this.#step = 'pay';
+    this.#purchase = null;
+    this.#retry = false;
+    this.#set('buy');
+    let url = null;
+    if (!(await this.#work(async () => (url = String(await this.#checkout()))))) return win?.close();
+    this.#purchase = { checkout: url, url: /^https?:/.test(url) ? url : null };
+    if (win && this.#purchase.url) win.location.href = this.#purchase.url;
+    this.#set('buy', { message: this.#t('buyPay') });
+    if (this.#hasFocus()) this.#els.title.focus();
+    const landed = await landing(win);
+    if (this.#state !== 'buy' || this.#purchase?.checkout !== url) return;
+    await this.#bought(landed ? { successUrl: landed } : {});
+  }
+
+  /** The purchase machine run with `more` (the success URL, or the receipt once signed in). */
+  async #bought(more) {
+    const purchase = this.#purchase;
+    const client = await this.#ready();
+    if (!purchase || !client) return;
+    purchase.more = more;
+    this.#step = 'find';
+    this.#retry = false;
+    this.#set('buy');
+    const label = this.getAttribute('device-label') || defaultLabel();
+    // The client as buy() takes it (an IPC bridge may remember keys, or not).
+    const activating = { activate: (key, options) => client.activate(key, options), rememberKey: (key) => client.rememberKey?.(key) };
+    let end = null;
+    const ok = await this.#work(async () => (end = await this.#devices.buy(purchase.checkout, { ...more, client: activating, label })), this.#t('buyFinding'));
+    if (this.#purchase !== purchase) return;
+    if (!ok) {
+      // The core's failure (key_issuing: Polar is still issuing the key): "Try again" runs it again.
+      this.#retry = 'buy';
+      return this.#render();
+    }
+    if (end.signIn) {
+      // No session from Polar: the code it is emailing to the checkout's address.
+      purchase.receipt = end.signIn;
+      this.#email = end.signIn.email ?? '';
+      this.#buyIntro = [end.signIn.userMessage, end.signIn.nextStep].filter(Boolean).join(' ');
+      this.#step = 'code';
+      this.#set('buy');
+      if (this.#hasFocus()) this.#els.entry.focus();
+      return;
+    }
+    this.#key = end.key.key;
+    this.#held = null;
+    this.#purchase = null;
+    const result = await client.check(this.#key).catch((e) => this.#fail(e, this.#key));
+    const focused = this.#hasFocus();
+    if (result) this.#licensed(result, end.activation?.activation ?? null);
+    if (focused) this.#els.title.focus();
+  }
+
   async #ready$() {
     try {
       return this.#devices ?? (await this.#devicesPending?.()) ?? null;
@@ -522,6 +631,7 @@ export class PolarLicenseGate extends Base {
 
   #back() {
     if (this.#busy) return;
+    this.#purchase = null;
     const r = this.#refusal;
     if (this.#held && r) this.#set('refused', r);
     else this.#set('empty');
@@ -534,6 +644,13 @@ export class PolarLicenseGate extends Base {
     const value = entry.value.trim();
     const d = this.#devices;
     if (this.#busy || !d || this.#step === 'list' || this.#step === 'customer') return;
+    if (this.#state === 'buy') {
+      // The code of a purchase without a session: signed in, the machine again with its receipt.
+      entry.value = '';
+      if (this.#step === 'code' && (await this.#work(() => d.signIn(value)))) await this.#bought({ receipt: this.#purchase?.receipt });
+      else entry.focus();
+      return;
+    }
     if (this.#step === 'email') {
       this.#email = value;
       if (await this.#work(() => d.requestCode(value))) {
@@ -596,7 +713,7 @@ export class PolarLicenseGate extends Base {
         return false;
       }
       const name = code === 'invalid_input' && `invalid_${e.field}` in this.#strings ? `invalid_${e.field}` : code;
-      this.#set(state, { reason: code, message: await this.#sentence({ ...e, code: name, retryAfter: e?.retryAfter ?? undefined }, this.#held) });
+      this.#set(state, { reason: code, message: await this.#sentence({ ...e, code: name, message: e?.message, retryAfter: e?.retryAfter ?? undefined }, this.#held) });
       return false;
     } finally {
       this.#idle();
@@ -655,6 +772,9 @@ export class PolarLicenseGate extends Base {
       if (typeof error?.userMessage === 'string' && error.userMessage) return error.userMessage;
     }
     if (has(code)) return this.#t(code, values);
+    // A purchase's failure: the core's sentence and its next step (key_issuing: Polar is still
+    // issuing the key, never "wrong key").
+    if (typeof error?.nextStep === 'string' && error.name === 'DevicesError') return `${error.message} ${error.nextStep}`;
     // The library's words for the reason (the core's, every face's).
     if (typeof error?.userMessage === 'string' && error.userMessage) return error.userMessage;
     // A failure of polar-license/devices without a sentence of its own: its reason's.
@@ -668,7 +788,7 @@ export class PolarLicenseGate extends Base {
     this.#message = message;
     this.#view = state === 'licensed' || state === 'deactivating' ? view : {};
     this.#render();
-    const flow = state === 'free-seat' || state === 'recover';
+    const flow = state === 'free-seat' || state === 'recover' || state === 'buy';
     const detail = {
       state,
       ...(flow ? { step: this.#step } : {}),
@@ -692,15 +812,16 @@ export class PolarLicenseGate extends Base {
     if (this.#stopped) this.setAttribute('stopped', this.#stopped.kind);
     else this.removeAttribute('stopped');
     this.toggleAttribute('offline', licensedView && !!this.#view.offline);
-    const flow = state === 'free-seat' || state === 'recover';
+    const buying = state === 'buy';
+    const flow = state === 'free-seat' || state === 'recover' || (buying && this.#step === 'code');
     const busy = this.#busy || state === 'activating' || state === 'checking' || state === 'deactivating';
-    e.title.textContent = this.#t(licensedView ? 'licensedTitle' : state === 'free-seat' ? 'freeSeat' : state === 'recover' ? 'recoverTitle' : 'title');
+    e.title.textContent = this.#t(licensedView ? 'licensedTitle' : state === 'free-seat' ? 'freeSeat' : state === 'recover' ? 'recoverTitle' : buying ? 'buyTitle' : 'title');
     e.label.textContent = this.#t('keyLabel');
     e.hint.textContent = this.#t('keyHint');
     e.submit.textContent = this.#t('activate');
     e.deactivate.textContent = this.#t('deactivate');
     e.portal.textContent = this.#t('portal');
-    e.form.hidden = licensedView || flow;
+    e.form.hidden = licensedView || flow || buying;
     const held = redactKey(this.#held);
     const open = state === 'empty' || state === 'refused';
     const devices = !!(this.#devices || this.#devicesPending);
@@ -711,8 +832,16 @@ export class PolarLicenseGate extends Base {
     e.retry.hidden = !(state === 'refused' && this.#retry && this.#held);
     e.freeSeat.hidden = !(devices && state === 'refused' && this.#held && this.#reason === 'activation_limit');
     e.lostKey.hidden = !(devices && open);
-    e.back.hidden = !flow;
-    for (const b of [e.retry, e.freeSeat, e.lostKey, e.back, e.next]) setBusy(b, busy);
+    e.back.hidden = !(flow || buying);
+    e.buy.textContent = this.#t('buy');
+    e.buy.hidden = !(this.#checkout && devices && open);
+    e.checkoutLink.textContent = this.#t('openCheckout');
+    // Also while the purchase is followed: the buyer whose window a popup blocker stopped opens it here.
+    e.checkoutLink.hidden = !(buying && this.#step !== 'code' && !this.#reason && this.#purchase?.url);
+    if (!e.checkoutLink.hidden) e.checkoutLink.href = this.#purchase.url;
+    e.retry.hidden = !(buying ? this.#retry === 'buy' : state === 'refused' && this.#retry && this.#held);
+    if (buying) e.retry.textContent = this.#t('buyAgain');
+    for (const b of [e.retry, e.freeSeat, e.lostKey, e.back, e.next, e.buy]) setBusy(b, busy);
     e.flow.hidden = !flow;
     if (flow) {
       const customer = this.#step === 'customer';
@@ -725,7 +854,9 @@ export class PolarLicenseGate extends Base {
       e.entryLabel.textContent = this.#t(email ? 'emailLabel' : 'codeLabel');
       e.next.textContent = this.#t(email ? 'sendCode' : 'signIn');
       const picking = state === 'free-seat';
-      e.intro.textContent = customer
+      e.intro.textContent = buying
+        ? this.#buyIntro
+        : customer
         ? this.#t('accountsHint')
         : list
         ? this.#t(this.#items.length ? (picking ? 'devicesHint' : 'keysHint') : picking ? 'noDevices' : 'noKeys', { key: held })
@@ -768,7 +899,7 @@ export class PolarLicenseGate extends Base {
     const portal = this.getAttribute('portal-url');
     const stop = this.#stopped?.kind;
     e.portal.hidden = !portal || !(licensedView || (stop ? stop !== 'seat_revoked' : PORTAL_REASONS.has(this.#reason)));
-    e.actions.hidden = [e.deactivate, e.portal, e.retry, e.freeSeat, e.lostKey, e.back].every((b) => b.hidden);
+    e.actions.hidden = [e.deactivate, e.portal, e.retry, e.freeSeat, e.lostKey, e.back, e.buy, e.checkoutLink].every((b) => b.hidden);
     if (portal) e.portal.href = portal;
     else e.portal.removeAttribute('href');
     e.details.replaceChildren();
@@ -866,6 +997,36 @@ export class PolarLicenseGate extends Base {
   #hasFocus() {
     return this.shadowRoot.activeElement != null;
   }
+}
+
+/**
+ * The URL the checkout's window lands on once paid: the first page of this origin it shows
+ * (the seller's success URL, where Polar adds `customer_session_token`), the window then
+ * closed; `null` when there is no window or it is closed first (a success URL elsewhere: the
+ * purchase goes on without a session). A window on Polar's origin cannot be read: it is waited
+ * for.
+ */
+function landing(win) {
+  if (!win) return Promise.resolve(null);
+  return new Promise((resolve) => {
+    const timer = setInterval(() => {
+      let href = null;
+      try {
+        if (win.closed) return done(null);
+        href = win.location.href;
+      } catch {
+        return;
+      }
+      if (href && href !== 'about:blank' && new URL(href).origin === globalThis.location?.origin) {
+        win.close();
+        done(href);
+      }
+    }, 250);
+    const done = (value) => {
+      clearInterval(timer);
+      resolve(value);
+    };
+  });
 }
 
 function setBusy(button, busy) {

@@ -30,15 +30,14 @@
 // app's strings; README's three lines as they are (the element made from options), last.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { eachEngine } from './engines.mjs';
-import { serve } from './support.mjs';
+import { axeViolations, gatePage, gateShot, serve, writeGatePage } from './support.mjs';
 
 const { CONSUMER, TOOLS, SCREENSHOT, GATE_SHOTS } = process.env;
 if (!CONSUMER || !TOOLS) throw new Error('run scripts/test-wasm.sh (CONSUMER, TOOLS)');
@@ -68,22 +67,7 @@ const CORE_WORDS = await (async () => {
 const STOPPED_ROWS = JSON.parse(await readFile(join(dirname(fileURLToPath(import.meta.url)), '..', 'vectors', 'stopped-messages.json'), 'utf8')).rows;
 const { startEmulator } = await import(pathToFileURL(join(PACKAGE, 'emulator.js')).href);
 
-const PAGE = `<!doctype html>
-<html lang="en">
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Example app: activation</title>
-<style>
-  body { margin: 0; font: 16px/1.4 system-ui, sans-serif; background: #f4f5f8; }
-  main { padding: 16px; }
-  h1 { font-size: 1rem; margin: 0 0 12px; }
-</style>
-<main>
-  <h1>Example app</h1>
-  <polar-license-gate portal-url="${PORTAL}" device-label="Ada's laptop"></polar-license-gate>
-</main>
-<script src="./axe.min.js"></script>
-<script type="module">
+const PAGE = gatePage('activation', `<polar-license-gate portal-url="${PORTAL}" device-label="Ada's laptop"></polar-license-gate>`, `
   import { LicenseClient } from './node_modules/polar-license/browser.js';
   import './node_modules/polar-license/ui.js';
 
@@ -138,16 +122,13 @@ const PAGE = `<!doctype html>
     },
   });
   window.gateTest.ready = true;
-</script>
-`;
+`);
 
 let site;
 let emu;
 
 before(async () => {
-  const require = createRequire(join(TOOLS, '..', 'package.json'));
-  await copyFile(require.resolve('axe-core/axe.min.js'), join(CONSUMER, 'axe.min.js'));
-  await writeFile(join(CONSUMER, 'gate.html'), PAGE);
+  await writeGatePage(CONSUMER, TOOLS, 'gate.html', PAGE);
   site = await serve(CONSUMER);
   // Polar's 2027-01 answers: the seat holder and the subscription reach the screen.
   emu = await startEmulator({
@@ -258,20 +239,10 @@ eachEngine(TOOLS, (engine, browser) => {
     const working = ['activating', 'checking', 'deactivating'].includes(expect.state);
     assert.equal(snap.busy, working ? 'true' : 'false', `${where}: aria-busy`);
     if (!working) assert.deepEqual(snap.disabled, [], `${where}: aria-disabled buttons`);
-    const violations = await page.evaluate(async () => {
-      const { violations } = await window.axe.run(document, { resultTypes: ['violations'] });
-      return violations.map((v) => `${v.id} (${v.impact}): ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
-    });
-    assert.deepEqual(violations, [], `${where}: axe-core`);
+    assert.deepEqual(await axeViolations(page), [], `${where}: axe-core`);
     await page.screenshot(join(SHOTS, `${engine}-${name}.png`));
     if (GATE_SHOTS && engine === 'chromium' && !/^(bridge|subscription|deactivate-|grace-renewed|idle-)|-undated$/.test(name)) {
-      // The page's main (its heading and the gate), as wide as the gate and its margin.
-      const box = await page.evaluate(() => {
-        const gate = document.querySelector('polar-license-gate').getBoundingClientRect();
-        const main = document.querySelector('main').getBoundingClientRect();
-        return { x: 0, y: 0, width: Math.ceil(gate.right + gate.left), height: Math.ceil(main.bottom) };
-      });
-      await page.screenshot(join(GATE_SHOTS, `${name}.png`), { clip: box });
+      await gateShot(page, join(GATE_SHOTS, `${name}.png`));
     }
     return snap;
   }

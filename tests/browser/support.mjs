@@ -3,7 +3,8 @@
 // emulator, a fresh folder of pages in it, fresh emulator keys, and a page's status line.
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { extname, join, normalize } from 'node:path';
 import { randomBytes } from 'node:crypto';
 
@@ -66,4 +67,52 @@ export async function newKey(emulator, prefix, fields = {}) {
 export async function statusMatching(page, pattern) {
   await page.waitFor((re) => new RegExp(re).test(document.querySelector('#status')?.textContent ?? ''), pattern);
   return page.evaluate(() => document.querySelector('#status').textContent);
+}
+
+/**
+ * The example app's page around `<polar-license-gate>` (the gate suites' pages: the guides'
+ * screenshots show it): its head, `gate` (the element's tag with its attributes), axe-core,
+ * then `script` (a module).
+ */
+export const gatePage = (title, gate, script) => `<!doctype html>
+<html lang="en">
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Example app: ${title}</title>
+<style>
+  body { margin: 0; font: 16px/1.4 system-ui, sans-serif; background: #f4f5f8; }
+  main { padding: 16px; }
+  h1 { font-size: 1rem; margin: 0 0 12px; }
+</style>
+<main>
+  <h1>Example app</h1>
+  ${gate}
+</main>
+<script src="./axe.min.js"></script>
+<script type="module">${script}</script>
+`;
+
+/** axe-core's violations in the page (its shadow trees included), one line each. */
+export function axeViolations(page) {
+  return page.evaluate(async () => {
+    const { violations } = await window.axe.run(document, { resultTypes: ['violations'] });
+    return violations.map((v) => `${v.id} (${v.impact}): ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
+  });
+}
+
+/** A screenshot of the page's main (its heading and the gate) at `path`, as wide as the gate and its margin: the guides' pictures. */
+export async function gateShot(page, path) {
+  const box = await page.evaluate(() => {
+    const gate = document.querySelector('polar-license-gate').getBoundingClientRect();
+    const main = document.querySelector('main').getBoundingClientRect();
+    return { x: 0, y: 0, width: Math.ceil(gate.right + gate.left), height: Math.ceil(main.bottom) };
+  });
+  await page.screenshot(path, { clip: box });
+}
+
+/** `page` written into the consumer project as `file`, with the axe-core copy its pages load (`tools`: scripts/npm/node_modules). */
+export async function writeGatePage(consumer, tools, file, page) {
+  const require = createRequire(join(tools, '..', 'package.json'));
+  await copyFile(require.resolve('axe-core/axe.min.js'), join(consumer, 'axe.min.js'));
+  await writeFile(join(consumer, file), page);
 }

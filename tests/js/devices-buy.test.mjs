@@ -80,6 +80,19 @@ test('a purchase without a session sends the code to the checkout\'s address, th
   assert.ok((await app.check()).license);
 });
 
+test('a success URL\'s session wins over one held from an earlier sign-in: the key bought, not the signed-in customer\'s', async (t) => {
+  const polar = await emulator(t, 0);
+  const d = devices({ organizationId: ORG, baseUrl: polar.url });
+  // Signed in as a customer with keys of the same product (the code path), then a purchase by another buyer.
+  await d.requestCode('jane.doe@gmail.com');
+  await d.signIn((await (await fetch(`${polar.url}/__emulator/customer-session/codes`)).json()).codes[0].code);
+  const url = await open(polar);
+  const token = await pay(polar, url, 'second.buyer@example.com');
+  const bought = await d.buy(url, { successUrl: `https://app.example/thanks?customer_session_token=${token}` });
+  const mine = await (await fetch(`${polar.url}/v1/customer-portal/license-keys/`, { headers: { authorization: `Bearer ${token}` } })).json();
+  assert.deepEqual(mine.items.map((k) => k.id), [bought.key.id], 'the second buyer\'s key');
+});
+
 test('an expired checkout rejects typed, with the core\'s words', async (t) => {
   const polar = await emulator(t, 0);
   const url = await open(polar);

@@ -74,9 +74,16 @@ console.log(proName, alike);
 gate.strings = { freeSeat: 'Platz freigeben', lostKey: 'Schlüssel verloren?', tryAgain: 'Erneut mit {key}' };
 void gate.freeSeat();
 void gate.recoverKey();
+// Buying in the app (issue #80): the checkout made for this purchase, then "Buy a license".
+gate.checkout = async () => 'https://polar.sh/checkout/polar_c_example';
+void gate.buy();
+gate.checkout = null;
+// @ts-expect-error: a checkout link as a string is not a checkout (a page cannot follow its redirect)
+gate.checkout = 'https://buy.polar.sh/polar_cl_example';
 gate.addEventListener('polar-license-change', ({ detail }) => {
   const step: GateStep | undefined = detail.step;
   if (detail.state === 'free-seat' && detail.reason === 'code_invalid_or_expired') console.log(step);
+  if (detail.state === 'buy' && detail.step === 'code') console.log(DEFAULT_STRINGS.buyAgain);
 });
 // @ts-expect-error: a devices object needs the list and free calls
 gate.devices = { signedIn: false };

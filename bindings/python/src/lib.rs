@@ -32,6 +32,7 @@ use serde_json::{json, Value};
 use std::sync::Mutex;
 use std::time::Duration;
 
+mod buy;
 mod seats;
 
 /// `{"ok": value}`: what every call that can fail answers when it did not.
@@ -959,6 +960,54 @@ impl NativeLicensing {
                 Ok(answer) => activated_json(answer),
                 Err(e) => portal_err(&e),
             }
+        });
+        to_py(py, &value)
+    }
+
+    /// Opens a checkout from a checkout link (its URL or `polar_cl_…` secret), `email`
+    /// prefilled: the new checkout's URL (buying in the app, issue #80).
+    #[pyo3(signature = (link, email=None))]
+    fn open_checkout_link<'py>(
+        &self,
+        py: Python<'py>,
+        link: String,
+        email: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let value = py.detach(|| buy::open_link(&self.inner, &link, email.as_deref()));
+        to_py(py, &value)
+    }
+
+    /// Follows the checkout `checkout` until paid and activates the key bought with `label`
+    /// (the core's purchase machine): the session from `success_url`, else a sign-in.
+    #[pyo3(signature = (checkout, label, success_url=None))]
+    fn buy<'py>(
+        &self,
+        py: Python<'py>,
+        checkout: String,
+        label: String,
+        success_url: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let value = py.detach(|| buy::buy(&self.inner, &checkout, success_url.as_deref(), &label));
+        to_py(py, &value)
+    }
+
+    /// The rest of a purchase that ended with a sign-in, through the remembered session.
+    #[pyo3(signature = (checkout_id, email, created_at, benefit_ids, label))]
+    fn buy_signed_in<'py>(
+        &self,
+        py: Python<'py>,
+        checkout_id: String,
+        email: Option<String>,
+        created_at: Option<i64>,
+        benefit_ids: Vec<String>,
+        label: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let value = py.detach(|| {
+            buy::buy_signed_in(
+                &self.inner,
+                (checkout_id, email, created_at, benefit_ids),
+                &label,
+            )
         });
         to_py(py, &value)
     }

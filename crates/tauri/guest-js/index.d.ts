@@ -461,6 +461,44 @@ export declare function recoverKey(id: string, options?: { label?: string }): Pr
 /** Follows the rotated key (default: the remembered one) to its new string with this machine's activation (a DeviceError for the session's step, `key_not_found` when not rotated; a LicenseError when Polar refuses the new key). */
 export declare function followRotation(options?: { key?: string }): Promise<Followed>;
 
+/** A purchase's failure as the plugin sends it. */
+export interface PurchaseErrorData {
+  purchaseError: 'key_issuing' | 'checkout_expired' | 'checkout_failed' | 'checkout_not_found' | 'not_paid' | (string & {});
+  userMessage: string;
+  nextStep: string;
+}
+/** A purchase that ended without a key (issue #80), in the core's words. */
+export declare class PurchaseError extends Error {
+  readonly name: 'PurchaseError';
+  /** `key_issuing` (paid, Polar still issuing the key: try again), `checkout_expired`, `checkout_failed`, `checkout_not_found`, `not_paid`. */
+  readonly purchaseError: 'key_issuing' | 'checkout_expired' | 'checkout_failed' | 'checkout_not_found' | 'not_paid' | (string & {});
+  readonly userMessage: string;
+  readonly nextStep: string;
+  toJSON(): PurchaseErrorData;
+}
+/** A purchase that needs the code Polar emailed to the checkout's address. */
+export interface PurchaseSignIn {
+  checkoutId: string;
+  email: string | null;
+  /** Unix seconds. */
+  createdAt: number | null;
+  benefitIds: string[];
+  userMessage: string;
+  nextStep: string;
+}
+/** `buy`'s answer: the key bought, activated here (never the whole key), or the sign-in. */
+export interface Bought {
+  displayKey: string | null;
+  activated: Activated | null;
+  signIn: PurchaseSignIn | null;
+}
+/** Opens a checkout from the seller's checkout link: its URL (a PurchaseError `checkout_not_found`). */
+export declare function openCheckoutLink(link: string, options?: { email?: string }): Promise<string>;
+/** Follows `checkout` until paid and activates the key bought (a PurchaseError, a DeviceError, or a LicenseError for the activation). */
+export declare function buy(checkout: string, options?: { successUrl?: string; label?: string }): Promise<Bought>;
+/** The rest of a purchase that answered `signIn`, once signed in with the emailed code. */
+export declare function buySignedIn(receipt: PurchaseSignIn, options?: { label?: string }): Promise<Bought>;
+
 /** A seat held through the seller's relay (issue #67), as `seatAcquire` and `seatHeartbeat`
  * answer it. */
 export interface SeatInfo {

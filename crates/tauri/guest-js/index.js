@@ -96,7 +96,7 @@ async function call(command, entries = {}) {
   try {
     return await invoke(`plugin:polar-license|${command}`, args(entries));
   } catch (e) {
-    throw isDeviceError(e) ? new DeviceError(e) : isPluginError(e) ? new LicenseError(e) : e instanceof Error ? e : new Error(String(e));
+    throw typeof e?.purchaseError === 'string' ? new PurchaseError(e) : isDeviceError(e) ? new DeviceError(e) : isPluginError(e) ? new LicenseError(e) : e instanceof Error ? e : new Error(String(e));
   }
 }
 
@@ -211,6 +211,45 @@ export function recoverKey(id, options = {}) {
  * (`key_not_found`: not rotated), a LicenseError when Polar refuses the new key. */
 export function followRotation(options = {}) {
   return call('follow_rotation', { key: options.key });
+}
+
+// Buying in the app (issue #80): the core's purchase machine in the plugin; the whole key
+// never comes here.
+
+/** A purchase that ended without a key, in the core's words: `purchaseError` is
+ * `key_issuing` (paid, Polar still issuing the key: try again, never "wrong key"),
+ * `checkout_expired`, `checkout_failed`, `checkout_not_found` or `not_paid`. */
+export class PurchaseError extends Error {
+  constructor(data) {
+    super(data.userMessage);
+    this.name = 'PurchaseError';
+    this.purchaseError = data.purchaseError;
+    this.userMessage = data.userMessage;
+    this.nextStep = data.nextStep;
+  }
+
+  /** The plugin's fields as plain data. */
+  toJSON() {
+    const { purchaseError, userMessage, nextStep } = this;
+    return { purchaseError, userMessage, nextStep };
+  }
+}
+
+/** Opens a checkout from the seller's checkout link, `options.email` prefilled: its URL. */
+export function openCheckoutLink(link, options = {}) {
+  return call('open_checkout_link', { link, email: options.email });
+}
+
+/** Follows `checkout` until paid and activates the key bought here (the session of
+ * `options.successUrl`, the URL the buyer landed on), or `{ signIn }`: the code was sent to
+ * the checkout's address; `signIn(code)`, then `buySignedIn(signIn)`. */
+export function buy(checkout, options = {}) {
+  return call('buy', { checkout, successUrl: options.successUrl, label: options.label });
+}
+
+/** The rest of a purchase that answered `signIn`, once signed in with the emailed code. */
+export function buySignedIn(receipt, options = {}) {
+  return call('buy_signed_in', { receipt, label: options.label });
 }
 
 // Floating and CI seats (issue #67) through the seller's relay (the plugin's base URL). The

@@ -29,6 +29,7 @@
 //! the same [`Licensing`] through [`PolarLicenseExt`]. The guide: docs/guides/tauri.md.
 
 pub mod answers;
+pub mod buy;
 mod commands;
 mod seats;
 mod usage;
@@ -39,6 +40,7 @@ pub use answers::{
     RecoverError, RecoverableKey, RememberedKey, StatusState, StoppedInfo, SubscriptionInfo,
     TrialInfo, Validated,
 };
+pub use buy::{Bought, BuyError, PurchaseFailure, PurchaseSignIn};
 pub use polar_license::features::Entitlements;
 pub use polar_license::perpetual::ReleaseDate;
 pub use polar_license::trial::TrialDays;
@@ -304,6 +306,9 @@ pub fn init<R: Runtime>(organization_id: impl Into<String>, options: Options) ->
             commands::recoverable_keys,
             commands::recover_key,
             commands::follow_rotation,
+            buy::open_checkout_link,
+            buy::buy,
+            buy::buy_signed_in,
             seats::seat_acquire,
             seats::seat_heartbeat,
             seats::seat_release,

@@ -21,7 +21,7 @@ use polar_license_emulator::{
 use polar_license_relay::store::{MemoryBackend, StoreOptions};
 use polar_license_relay::{serve, Relay, RelayConfig, Running, StoreConfig};
 use polar_license_tauri::{
-    Activated, DeviceError, DeviceList, Entitlements, FeatureState, Followed, LicenseError,
+    Activated, Bought, DeviceError, DeviceList, Entitlements, FeatureState, Followed, LicenseError,
     LicenseState, Options, PerpetualState, PolarLicenseExt, RecoverableKey, ReleaseDate,
     RememberedKey, SeatError, SeatInfo, SeatReleased, StatusState, TrialDays, TrialInfo, Validated,
     CHECKED_EVENT, COMMANDS,
@@ -261,13 +261,16 @@ impl Plugin {
             "request_sign_in_code",
             json!({ "email": "jane.doe@gmail.com" }),
         );
-        let code = self
-            .polar
+        let _: () = self.ok("sign_in", json!({ "code": self.last_code() }));
+    }
+
+    /// The last sign-in code the emulator would have emailed (`/__emulator/customer-session/codes`).
+    fn last_code(&self) -> String {
+        self.polar
             .customer_session_codes()
             .last()
             .and_then(|c| c["code"].as_str().map(str::to_string))
-            .expect("a code");
-        let _: () = self.ok("sign_in", json!({ "code": code }));
+            .expect("a code")
     }
 
     fn check(&self) -> LicenseState {
@@ -1434,4 +1437,81 @@ fn a_reinstall_at_the_limit_reclaims_this_machines_activation() {
         Some(platform.as_str())
     );
     assert_eq!(listed.devices[0].last_seen, None);
+}
+
+/// Buying in the app (issue #80): `buy` follows a checkout of the demo seed's link to the key
+/// bought and activates it here, no key typed: with the session Polar adds to the success URL,
+/// and without one (a buyer Polar matched by email: the code sent to the checkout's address,
+/// then `buy_signed_in` through the session it opens). The buyer pays as Polar's hosted page
+/// would (the test confirms the checkout); no answer carries the whole key or the session.
+#[test]
+fn a_purchase_unlocks_with_no_key_typed_with_and_without_a_session() {
+    let w = Plugin::new("buy");
+    w.at_real_time();
+    let pay = |checkout: &str, email: &str| -> Option<String> {
+        let secret = checkout
+            .rsplit("/checkout/")
+            .next()
+            .expect("a checkout url");
+        let body = format!(r#"{{"customer_email":"{email}"}}"#);
+        let text = format!(
+            "POST /v1/checkouts/client/{secret}/confirm HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let answer = polar_license_testkit::http::raw_exchange(w.polar.port(), &text);
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        answer.json()["customer_session_token"]
+            .as_str()
+            .map(str::to_string)
+    };
+    let link = polar_license_emulator::DEMO_CHECKOUT_LINK;
+
+    // With the success URL's session: activated and remembered.
+    let checkout: String = w.ok("open_checkout_link", json!({ "link": link }));
+    let token = pay(&checkout, "new.buyer@example.com").expect("a new buyer's session");
+    let success = format!("https://app.example/thanks?customer_session_token={token}");
+    let bought: Bought = w.ok(
+        "buy",
+        json!({ "checkout": checkout, "successUrl": success, "label": "Tauri app" }),
+    );
+    assert!(bought.sign_in.is_none(), "{bought:?}");
+    assert!(bought
+        .display_key
+        .as_deref()
+        .is_some_and(|k| k.starts_with("****-")));
+    assert_eq!(
+        bought.activated.as_ref().map(|a| a.label.as_str()),
+        Some("Tauri app")
+    );
+    assert!(w.check().licensed, "the key bought is remembered");
+    assert!(w.polar.customer_session_codes().is_empty(), "no code sent");
+
+    // Without one: the code sent to the checkout's address, then the rest once signed in.
+    let checkout: String = w.ok("open_checkout_link", json!({ "link": link }));
+    assert_eq!(
+        pay(&checkout, "jane.doe@gmail.com"),
+        None,
+        "matched by email"
+    );
+    let first: Bought = w.ok("buy", json!({ "checkout": checkout }));
+    let receipt = first.sign_in.expect("a sign-in");
+    assert_eq!(receipt.email.as_deref(), Some("jane.doe@gmail.com"));
+    assert!(receipt
+        .user_message
+        .contains("emailing a sign-in code to jane.doe@gmail.com"));
+    // The code sent to the checkout's address.
+    let _: () = w.ok("sign_in", json!({ "code": w.last_code() }));
+    let bought: Bought = w.ok("buy_signed_in", json!({ "receipt": receipt }));
+    assert!(bought.activated.is_some(), "{bought:?}");
+
+    // A checkout that does not exist: the purchase's own failure, typed, in the core's words.
+    let missing = w
+        .invoke(
+            "buy",
+            json!({ "checkout": "polar_c_doesNotExist0123456789abcdefghijklmn" }),
+        )
+        .expect_err("no such checkout");
+    assert_eq!(missing["purchaseError"], "checkout_not_found", "{missing}");
+    assert!(missing["nextStep"].as_str().is_some_and(|s| !s.is_empty()));
 }

@@ -6,7 +6,8 @@ import os
 from datetime import date, datetime, timedelta, timezone
 
 from . import _native
-from ._errors import error_from, portal_error_from
+from ._buy import Purchase, PurchaseSignIn
+from ._errors import NotSignedIn, error_from, portal_error_from
 from ._report import (
     Activation,
     CacheStatus,
@@ -69,6 +70,14 @@ def _unwrap(answer: dict[str, Any]) -> Any:
     if "portal_error" in answer:
         raise portal_error_from(answer["portal_error"])
     return answer["ok"]
+
+
+def _purchased(d: dict[str, Any]) -> Union[Purchase, PurchaseSignIn]:
+    """A purchase's end: the key bought and its activation (Polar's refusal of the activation
+    raised), or the sign-in that finishes it."""
+    if "sign_in" in d:
+        return PurchaseSignIn._of(d["sign_in"])
+    return Purchase(d["key_id"], d["display_key"], _activation(_unwrap(d["activation"])))
 
 
 def _json(value: Mapping[str, Any]) -> str:
@@ -401,6 +410,51 @@ class Licensing:
         (nothing activated), :class:`NotSignedIn`, :class:`SessionExpired`, and what
         :meth:`activate` raises (:class:`LicenseDenied` ``activation_limit``, …)."""
         return _activation(_unwrap(self._native.recover_key(key_id, label)))
+
+    # Buying in the app (issue #80): the core's purchase machine.
+
+    def open_checkout_link(self, link: str, *, email: Optional[str] = None) -> str:
+        """Opens a checkout from the seller's checkout link (its URL or ``polar_cl_…``
+        secret), ``email`` prefilled: the new checkout's URL, for the buyer to pay at and for
+        :meth:`buy` to follow. Raises :class:`CheckoutNotFound` (no such link), …"""
+        from ._buy import purchase_answer
+
+        url: str = purchase_answer(self._native.open_checkout_link(link, email))
+        return url
+
+    def buy(self, checkout: str, label: str, *,
+            success_url: Optional[str] = None) -> Union[Purchase, PurchaseSignIn]:
+        """Buys in the app, no key typed: follows ``checkout`` (its URL or ``polar_c_…``
+        client secret) until the buyer has paid (read every 2 s, for 30 minutes at most),
+        finds the key bought through the customer session of ``success_url`` (the whole URL
+        the buyer's browser landed on: Polar adds ``customer_session_token`` to it), waits
+        while Polar is still issuing it, and activates it here with ``label`` (remembered when
+        remembering is on): a :class:`Purchase`.
+
+        Without a session (no ``success_url``, or a buyer Polar matched to an existing
+        customer by email, who gets none), Polar is asked to email a sign-in code to the
+        checkout's address: a :class:`PurchaseSignIn`; then :meth:`sign_in` with the code and
+        :meth:`buy_signed_in`. Raises :class:`KeyIssuing` (still missing two minutes after
+        paying: try again; never ``not_found``), :class:`CheckoutExpired`,
+        :class:`CheckoutFailed`, :class:`CheckoutNotFound`, :class:`NotPaid`, the portal's
+        :class:`PortalError`, :class:`InvalidInputError` (a ``success_url`` with no session
+        token, a bad checkout)."""
+        from ._buy import purchase_answer
+
+        return _purchased(purchase_answer(self._native.buy(checkout, label, success_url)))
+
+    def buy_signed_in(self, receipt: PurchaseSignIn, label: str) -> Purchase:
+        """The rest of a purchase that ended with :class:`PurchaseSignIn`, once signed in
+        (:meth:`sign_in` with the emailed code): the key bought found and activated here.
+        Raises as :meth:`buy` does, and :class:`NotSignedIn`."""
+        from ._buy import purchase_answer
+
+        created = None if receipt.created_at is None else int(receipt.created_at.timestamp())
+        end = _purchased(purchase_answer(self._native.buy_signed_in(
+            receipt.checkout_id, receipt.email, created, list(receipt.benefit_ids), label)))
+        if not isinstance(end, Purchase):
+            raise NotSignedIn("not_signed_in", "no customer session is remembered here")
+        return end
 
     def follow_rotation(self, old_key: str) -> RotatedKey:
         """Follows ``old_key`` after the key was rotated (Polar answers the old string

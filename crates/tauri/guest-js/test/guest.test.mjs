@@ -64,6 +64,12 @@ function callFor({ command, args }) {
       return () => guest.recoverKey(args.id, { label: args.label });
     case 'follow_rotation':
       return () => guest.followRotation({ key: args.key });
+    case 'open_checkout_link':
+      return () => guest.openCheckoutLink(args.link, { email: args.email });
+    case 'buy':
+      return () => guest.buy(args.checkout, { successUrl: args.successUrl, label: args.label });
+    case 'buy_signed_in':
+      return () => guest.buySignedIn(args.receipt, { label: args.label });
     case 'seat_acquire':
       return () => guest.seatAcquire({ key: args.key, machine: args.machine, ci: args.ci });
     case 'seat_heartbeat':
@@ -121,7 +127,11 @@ for (const { name, entries } of scenarios) {
             (v) => assert.fail(`resolved ${JSON.stringify(v)}`),
             (e) => e,
           );
-          if (typeof entry.err === 'object' && 'portalError' in entry.err) {
+          if (typeof entry.err === 'object' && 'purchaseError' in entry.err) {
+            assert.ok(error instanceof guest.PurchaseError, `${entry.command}: ${error}`);
+            assert.equal(error.message, entry.err.userMessage);
+            assert.deepEqual(error.toJSON(), entry.err);
+          } else if (typeof entry.err === 'object' && 'portalError' in entry.err) {
             assert.ok(error instanceof guest.DeviceError, `${entry.command}: ${error}`);
             assert.equal(error.name, 'DeviceError');
             assert.equal(error.message, entry.err.userMessage);

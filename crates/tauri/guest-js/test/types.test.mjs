@@ -32,6 +32,9 @@ const TYPE_OF = {
   recoverable_keys: 'RecoverableKey[]',
   recover_key: 'Activated',
   follow_rotation: 'Followed',
+  open_checkout_link: 'string',
+  buy: 'Bought',
+  buy_signed_in: 'Bought',
   seat_acquire: 'SeatInfo',
   seat_heartbeat: 'SeatInfo',
   seat_release: 'SeatReleased',
@@ -42,8 +45,8 @@ test('every answer the plugin gave has exactly the declared type', () => {
   assert.ok(existsSync(TSC), `${TSC}: npm ci in crates/tauri/guest-js (scripts/setup.sh does)`);
   const dir = fixturesDir();
   const lines = [
-    "import type { Activated, DeviceErrorData, DeviceList, EntitlementState, FeatureState, Followed, LicenseErrorData, RecoverableKey, LicenseState, ReasonClass, ReasonCode,",
-    "  RememberedKey, SeatErrorData, SeatInfo, SeatReleased, StatusState, UsageErrorData, UsageRecorded, Validated } from '../../index.js';",
+    "import type { Activated, Bought, DeviceErrorData, DeviceList, EntitlementState, FeatureState, Followed, LicenseErrorData, RecoverableKey, LicenseState, ReasonClass, ReasonCode,",
+    "  PurchaseErrorData, RememberedKey, SeatErrorData, SeatInfo, SeatReleased, StatusState, UsageErrorData, UsageRecorded, Validated } from '../../index.js';",
     "import { CHECKED_EVENT } from '../../index.js';",
   ];
   let n = 0;
@@ -55,6 +58,8 @@ test('every answer the plugin gave has exactly the declared type', () => {
         lines.push(`const a${n}: LicenseState = ${JSON.stringify(entry.payload)};`);
       } else if ('ok' in entry) {
         lines.push(`const a${n}: ${TYPE_OF[entry.command]} = ${JSON.stringify(entry.ok)};`);
+      } else if (typeof entry.err === 'object' && 'purchaseError' in entry.err) {
+        lines.push(`const a${n}: PurchaseErrorData = ${JSON.stringify(entry.err)};`);
       } else if (typeof entry.err === 'object' && 'portalError' in entry.err) {
         lines.push(`const a${n}: DeviceErrorData = ${JSON.stringify(entry.err)};`);
       } else if (typeof entry.err === 'object' && entry.command.startsWith('seat_')) {

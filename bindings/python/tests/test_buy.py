@@ -1,0 +1,114 @@
+"""Buying in the app from Python (issue #80 on the Python face): ``Licensing.buy`` follows a
+checkout of the demo seed's link to its key and activates it with no key typed, with the
+customer session Polar adds to the success URL (the key issued late: missing at first, waited
+for) and without one (a buyer Polar matched by email: the code sent to the checkout's address,
+then ``buy_signed_in``). The buyer pays as Polar's hosted page would (the test confirms the
+checkout); the emulator over loopback, in process."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+from pathlib import Path
+from typing import Any, Optional
+from urllib.parse import urlsplit
+
+import pytest
+
+from polar_license import (
+    CheckoutExpired,
+    InvalidInputError,
+    Licensing,
+    Purchase,
+    PurchaseSignIn,
+)
+from polar_license.emulator import Emulator
+
+LINK = "polar_cl_emulatorDemoLink0123456789abcdefghijk"  # the demo seed's checkout link
+KNOWN_BUYER = "jane.doe@gmail.com"  # a customer of the demo seed: matched by email, no session
+
+
+def request(polar: Emulator, method: str, path: str,
+            body: Optional[dict[str, Any]] = None) -> tuple[int, Any]:
+    """One request to the emulator (redirects not followed): the status and the JSON body."""
+    url = urlsplit(polar.url)
+    conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=10)
+    try:
+        data = None if body is None else json.dumps(body)
+        conn.request(method, path, body=data, headers={"content-type": "application/json"})
+        resp = conn.getresponse()
+        raw = resp.read()
+        if resp.status in (301, 302, 303, 307, 308):
+            return resp.status, resp.getheader("location")
+        return resp.status, json.loads(raw) if raw else None
+    finally:
+        conn.close()
+
+
+def licensing(polar: Emulator, cache: Path) -> Licensing:
+    return Licensing(polar.organization_id, base_url=polar.url, cache_dir=cache,
+                     remember_keys=True)
+
+
+def pay(polar: Emulator, checkout: str, email: str) -> Optional[str]:
+    """The buyer pays with ``email``, as Polar's page does: the session token, or None."""
+    status, body = request(polar, "POST",
+                           f"/v1/checkouts/client/{checkout.split('/checkout/')[1]}/confirm",
+                           {"customer_email": email})
+    assert status == 200, body
+    token: Optional[str] = body["customer_session_token"]
+    return token
+
+
+def test_a_purchase_with_the_success_urls_session_unlocks_with_no_key_typed(tmp_path: Path) -> None:
+    with Emulator() as polar:
+        assert request(polar, "POST", "/__emulator/checkouts", {"key_issue_delay_ms": 1500})[0] == 204
+        app = licensing(polar, tmp_path)
+        checkout = app.open_checkout_link(LINK)
+        assert "/checkout/polar_c_" in checkout
+        token = pay(polar, checkout, "new.buyer@example.com")
+        assert token is not None and token.startswith("polar_cst_")
+        began = time.monotonic()
+        bought = app.buy(checkout, "pytest",
+                         success_url=f"https://app.example/thanks?customer_session_token={token}")
+        assert isinstance(bought, Purchase), bought
+        assert time.monotonic() - began >= 1.4, "the key was missing at first: waited for"
+        assert bought.display_key.startswith("****-")
+        assert bought.activation.label == "pytest"
+        assert polar.sign_in_codes() == [], "the session did it: no code sent"
+        # Remembered: a check with no key licenses.
+        report = app.check()
+        assert report.licensed, report
+
+
+def test_a_purchase_without_a_session_sends_the_code_to_the_checkouts_address(tmp_path: Path) -> None:
+    with Emulator() as polar:
+        app = licensing(polar, tmp_path)
+        checkout = app.open_checkout_link(LINK)
+        assert pay(polar, checkout, KNOWN_BUYER) is None, "matched by email: no session"
+        first = app.buy(checkout, "pytest")
+        assert isinstance(first, PurchaseSignIn), first
+        assert first.email == KNOWN_BUYER
+        assert f"emailing a sign-in code to {KNOWN_BUYER}" in first.user_message
+        codes = polar.sign_in_codes()
+        assert [c["email"] for c in codes] == [KNOWN_BUYER]
+        app.sign_in(codes[-1]["code"])
+        bought = app.buy_signed_in(first, "pytest")
+        assert isinstance(bought, Purchase)
+        assert app.check().licensed
+
+
+def test_failures_are_typed_in_the_cores_words(tmp_path: Path) -> None:
+    with Emulator() as polar:
+        app = licensing(polar, tmp_path)
+        checkout = app.open_checkout_link(LINK)
+        with pytest.raises(InvalidInputError) as bad:
+            app.buy(checkout, "pytest", success_url="https://app.example/thanks")
+        assert bad.value.field == "success_url"
+        polar.set_clock_offset(25 * 3600)
+        with pytest.raises(CheckoutExpired) as expired:
+            app.buy(checkout, "pytest")
+        assert expired.value.code == "checkout_expired"
+        assert expired.value.detail == "This checkout expired before it was paid."
+        assert expired.value.next_step

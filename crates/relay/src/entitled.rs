@@ -316,17 +316,7 @@ impl Entitled {
         if matches!(r.phase, Phase::Meters(_)) && r.meters_after.is_none() {
             r.meters_after = Some(ingestions);
         }
-        let url = match r.phase {
-            Phase::Grants(page) => format!(
-                "{}/v1/benefit-grants/?customer_id={}&is_granted=true&limit={PAGE_LIMIT}&page={page}",
-                base_url, r.customer
-            ),
-            Phase::Meters(page) => format!(
-                "{}/v1/customer-meters/?customer_id={}&limit={PAGE_LIMIT}&page={page}",
-                base_url, r.customer
-            ),
-        };
-        Ok(url)
+        Ok(page_url(base_url, r))
     }
 
     /// Whether no customer's values are due: none wanted, none being read (a host whose
@@ -340,107 +330,218 @@ impl Entitled {
     /// Polar's answer to the read [`Entitled::next_read`] gave.
     pub(crate) fn answered(&self, answer: ReadAnswer, now: Now) {
         let mut state = locked(&self.state);
-        let Some(mut r) = state.reading.take() else {
+        let Some(r) = state.reading.take() else {
             return;
         };
-        let page = match answer {
-            Ok((200, _, body)) => serde_json::from_slice::<Json>(&body).ok(),
-            Ok((401 | 403, _, _)) => {
-                log::warn!(
-                    "relay: Polar refused the token's read of benefit grants or customer \
+        state.reading = paged(&mut state, r, answer, now);
+    }
+
+    /// A grant's own read of its customer's values, before its lease is made (issue #80: a
+    /// new customer's first activation read "not known" until the background had read them
+    /// and the client checked again, up to an hour later). Only for a client that asks for
+    /// the values (`nonce`) of a customer this relay holds none of, while Polar is asked at
+    /// all (not refused, no backoff, `breaker_open` false) and the token's budget gives the
+    /// call (`take`): the first page's URL on Polar at `base_url`, then
+    /// [`Entitled::first_answered`] with each answer. The values come from Polar's reads
+    /// alone, as the background's; a read that fails leaves the lease without them (the
+    /// background reads them later, as before).
+    pub(crate) fn first_read(
+        &self,
+        customer: &str,
+        nonce: Option<&str>,
+        base_url: &str,
+        breaker_open: impl FnOnce() -> bool,
+        take: impl FnOnce() -> Result<(), u64>,
+        now: Now,
+    ) -> Option<FirstPages> {
+        if !self.on || !nonce.is_some_and(asks_entitlements) {
+            return None;
+        }
+        polar_license::metadata::check_uuid_v4("customer_id", customer).ok()?;
+        let state = locked(&self.state);
+        let busy = state.refused
+            || now.monotonic_ms < state.after_ms
+            || state.known.contains_key(customer)
+            || state
+                .reading
+                .as_ref()
+                .is_some_and(|r| r.customer == customer);
+        if busy || breaker_open() || take().is_err() {
+            return None;
+        }
+        let reading = Reading::of(customer.to_string());
+        let url = page_url(base_url, &reading);
+        Some(FirstPages { reading, url })
+    }
+
+    /// Polar's answer to a page of a first read: the read with its next page's URL, once the
+    /// token's budget gives that call (`take`); `None` when it is done (the values kept, for
+    /// the lease to sign), failed or the budget is spent (the background reads them later).
+    /// `ingestions`: the usage batches the relay has ingested (the meters' first page notes
+    /// them, as the background's reads do).
+    pub(crate) fn first_answered(
+        &self,
+        read: FirstPages,
+        answer: ReadAnswer,
+        base_url: &str,
+        take: impl FnOnce() -> Result<(), u64>,
+        ingestions: u64,
+        now: Now,
+    ) -> Option<FirstPages> {
+        let mut state = locked(&self.state);
+        let customer = read.reading.customer.clone();
+        let Some(mut reading) = paged(&mut state, read.reading, answer, now) else {
+            // Done: the background need not read it again now.
+            if state.known.contains_key(&customer) {
+                state.wanted.retain(|c| *c != customer);
+            }
+            return None;
+        };
+        if take().is_err() {
+            want_read(&mut state, &customer);
+            return None;
+        }
+        if matches!(reading.phase, Phase::Meters(_)) && reading.meters_after.is_none() {
+            reading.meters_after = Some(ingestions);
+        }
+        let url = page_url(base_url, &reading);
+        Some(FirstPages { reading, url })
+    }
+}
+
+/// A grant's first read of its customer's values under way ([`Entitled::first_read`]): the
+/// page to ask for next.
+pub(crate) struct FirstPages {
+    reading: Reading,
+    url: String,
+}
+
+impl FirstPages {
+    /// The URL of the page to ask for next (a `GET` with the seller's token).
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+/// The URL of the read `r`'s next page on Polar at `base_url`.
+fn page_url(base_url: &str, r: &Reading) -> String {
+    match r.phase {
+        Phase::Grants(page) => format!(
+            "{}/v1/benefit-grants/?customer_id={}&is_granted=true&limit={PAGE_LIMIT}&page={page}",
+            base_url, r.customer
+        ),
+        Phase::Meters(page) => format!(
+            "{}/v1/customer-meters/?customer_id={}&limit={PAGE_LIMIT}&page={page}",
+            base_url, r.customer
+        ),
+    }
+}
+
+/// Polar's answer to a page of the read `r` taken into `state`: the read with its next page
+/// (`Some`), or `None` once it is done (its values kept), failed (read again later, after the
+/// backoff) or refused. The background's reads and a grant's first read
+/// ([`Entitled::first_read`]) page alike.
+fn paged(state: &mut State, mut r: Reading, answer: ReadAnswer, now: Now) -> Option<Reading> {
+    let page = match answer {
+        Ok((200, _, body)) => serde_json::from_slice::<Json>(&body).ok(),
+        Ok((401 | 403, _, _)) => {
+            log::warn!(
+                "relay: Polar refused the token's read of benefit grants or customer \
                      meters (it needs benefits:read and customer_meters:read): leases go \
                      without entitlements"
-                );
-                state.refused = true;
-                return;
-            }
-            Ok((status, retry_after, _)) => {
-                log::warn!("relay: an entitlements read answered {status}: again later");
-                return again(&mut state, r, now, retry_after);
-            }
-            Err(e) => {
-                log::warn!("relay: an entitlements read failed ({e}): again later");
-                return again(&mut state, r, now, None);
-            }
-        };
-        let Some((items, max_page)) = page.as_ref().and_then(|p| {
-            let items = page_items(p).ok()?.to_vec();
-            let max_page = p
-                .get("pagination")
-                .and_then(|g| g.get("max_page"))
-                .and_then(Json::as_u64)
-                .unwrap_or(1);
-            Some((items, max_page))
-        }) else {
-            log::warn!("relay: an entitlements read's answer is not Polar's list: again later");
-            return again(&mut state, r, now, None);
-        };
-        // The failures in a row start over once a whole read is done, never at a page: a read
-        // whose grants Polar answers and whose meters fail each time is a failure each time.
-        if max_page > u64::from(MAX_PAGES) {
-            state.failures.succeeded();
-            log::warn!(
-                "relay: a customer has more than {} grants or meters: its leases go without \
-                 entitlements",
-                PAGE_LIMIT * MAX_PAGES
             );
-            state.known.remove(&r.customer);
-            return;
+            state.refused = true;
+            return None;
         }
-        let next = |page: u32| u64::from(page) < max_page;
-        r.phase = match r.phase {
-            Phase::Grants(page) => {
-                r.grants.extend(items.iter().map(compact));
-                if next(page) {
-                    Phase::Grants(page + 1)
-                } else {
-                    Phase::Meters(1)
-                }
-            }
-            Phase::Meters(page) => {
-                r.meters.extend(items);
-                if next(page) {
-                    Phase::Meters(page + 1)
-                } else {
-                    let balances = meter_balances(&r.meters, &r.customer);
-                    let events = event_balances(&r.meters, &r.customer);
-                    // Never asked (no page sent): every batch kept counts as after it.
-                    let meters_after = r.meters_after.unwrap_or(0);
-                    let (customer, dirty, ingested) = (r.customer, r.dirty, r.ingested);
-                    state.failures.succeeded();
-                    if state.known.len() >= CUSTOMERS_KEPT && !state.known.contains_key(&customer) {
-                        let oldest = state
-                            .known
-                            .iter()
-                            .min_by_key(|(_, k)| k.read_ms)
-                            .map(|(c, _)| c.clone());
-                        if let Some(oldest) = oldest {
-                            state.known.remove(&oldest);
-                        }
-                    }
-                    state.known.insert(
-                        customer.clone(),
-                        Known {
-                            grants: r.grants,
-                            balances,
-                            events,
-                            meters_after,
-                            read_ms: now.monotonic_ms,
-                            stale: dirty,
-                            ingested,
-                        },
-                    );
-                    if dirty {
-                        want_read(&mut state, &customer);
-                    } else if ingested {
-                        want_read_for_usage(&mut state, &customer);
-                    }
-                    return;
-                }
-            }
-        };
-        state.reading = Some(r);
+        Ok((status, retry_after, _)) => {
+            log::warn!("relay: an entitlements read answered {status}: again later");
+            again(state, r, now, retry_after);
+            return None;
+        }
+        Err(e) => {
+            log::warn!("relay: an entitlements read failed ({e}): again later");
+            again(state, r, now, None);
+            return None;
+        }
+    };
+    let Some((items, max_page)) = page.as_ref().and_then(|p| {
+        let items = page_items(p).ok()?.to_vec();
+        let max_page = p
+            .get("pagination")
+            .and_then(|g| g.get("max_page"))
+            .and_then(Json::as_u64)
+            .unwrap_or(1);
+        Some((items, max_page))
+    }) else {
+        log::warn!("relay: an entitlements read's answer is not Polar's list: again later");
+        again(state, r, now, None);
+        return None;
+    };
+    // The failures in a row start over once a whole read is done, never at a page: a read
+    // whose grants Polar answers and whose meters fail each time is a failure each time.
+    if max_page > u64::from(MAX_PAGES) {
+        state.failures.succeeded();
+        log::warn!(
+            "relay: a customer has more than {} grants or meters: its leases go without \
+                 entitlements",
+            PAGE_LIMIT * MAX_PAGES
+        );
+        state.known.remove(&r.customer);
+        return None;
     }
+    let next = |page: u32| u64::from(page) < max_page;
+    r.phase = match r.phase {
+        Phase::Grants(page) => {
+            r.grants.extend(items.iter().map(compact));
+            if next(page) {
+                Phase::Grants(page + 1)
+            } else {
+                Phase::Meters(1)
+            }
+        }
+        Phase::Meters(page) => {
+            r.meters.extend(items);
+            if next(page) {
+                Phase::Meters(page + 1)
+            } else {
+                let balances = meter_balances(&r.meters, &r.customer);
+                let events = event_balances(&r.meters, &r.customer);
+                // Never asked (no page sent): every batch kept counts as after it.
+                let meters_after = r.meters_after.unwrap_or(0);
+                let (customer, dirty, ingested) = (r.customer, r.dirty, r.ingested);
+                state.failures.succeeded();
+                if state.known.len() >= CUSTOMERS_KEPT && !state.known.contains_key(&customer) {
+                    let oldest = state
+                        .known
+                        .iter()
+                        .min_by_key(|(_, k)| k.read_ms)
+                        .map(|(c, _)| c.clone());
+                    if let Some(oldest) = oldest {
+                        state.known.remove(&oldest);
+                    }
+                }
+                state.known.insert(
+                    customer.clone(),
+                    Known {
+                        grants: r.grants,
+                        balances,
+                        events,
+                        meters_after,
+                        read_ms: now.monotonic_ms,
+                        stale: dirty,
+                        ingested,
+                    },
+                );
+                if dirty {
+                    want_read(state, &customer);
+                } else if ingested {
+                    want_read_for_usage(state, &customer);
+                }
+                return None;
+            }
+        }
+    };
+    Some(r)
 }
 
 impl Entitled {

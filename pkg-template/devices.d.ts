@@ -35,6 +35,11 @@ export class DevicesError extends Error {
   readonly customers?: { id: string; name: string | null }[];
   /** For Polar's refusal of a free: its HTTP status. */
   readonly status?: number;
+  /** What to tell the person: the core's one sentence and next step as one line (every face's
+   * words for this failure). */
+  readonly userMessage?: string;
+  /** The one next step of `userMessage`, alone. */
+  readonly nextStep?: string;
 }
 
 /** One device (a live activation) of a key. */

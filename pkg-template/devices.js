@@ -21,6 +21,9 @@ export class DevicesError extends Error {
     if (error.retryAfter !== undefined) this.retryAfter = error.retryAfter;
     if (error.customers !== undefined) this.customers = error.customers;
     if (error.status !== undefined) this.status = error.status;
+    // The core's words (`PortalError::message`), as every face says them.
+    if (error.userMessage !== undefined) this.userMessage = error.userMessage;
+    if (error.nextStep !== undefined) this.nextStep = error.nextStep;
   }
 }
 

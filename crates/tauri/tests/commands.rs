@@ -1435,3 +1435,24 @@ fn a_reinstall_at_the_limit_reclaims_this_machines_activation() {
     );
     assert_eq!(listed.devices[0].last_seen, None);
 }
+
+/// Issue #80: a customer-portal failure's words are the core's (`PortalError::user_message`,
+/// one sentence and one next step), never this face's own.
+#[test]
+fn a_portal_failures_words_are_the_cores() {
+    use polar_license::portal::PortalError as P;
+    for e in [
+        P::CodeInvalidOrExpired,
+        P::SessionExpired,
+        P::NotSignedIn,
+        P::CustomerSelectionRequired(Vec::new()),
+        P::RateLimited(Some(9)),
+        P::RateLimited(None),
+        P::NotFound,
+        P::DeviceManagementOff,
+    ] {
+        let said = DeviceError::of(&e);
+        assert_eq!(said.user_message, e.user_message(), "{e:?}");
+        assert_eq!(said.portal_error, e.code(), "{e:?}");
+    }
+}

@@ -896,6 +896,88 @@ mod tests {
         assert_eq!(signed(&e, at(10 + 86_400_000)), None);
     }
 
+    /// A grant's first read (issue #80): only for a client that asks, of a customer held
+    /// nowhere, while Polar may be asked and the budget gives each page's call; its pages kept
+    /// as the background's, so the lease made after it is signed with them; one that fails
+    /// leaves the customer to the background.
+    #[test]
+    fn a_first_read_reads_a_new_customer_before_its_lease() {
+        let base = "http://polar.test";
+        let ok = || Ok(());
+        let first = |e: &Entitled, nonce: Option<&str>, open: bool, take: Result<(), u64>| {
+            e.first_read(CUSTOMER, nonce, base, || open, || take, at(0))
+        };
+        let e = Entitled::new(true);
+        assert!(
+            first(&e, Some("00ff-stop-facts"), false, Ok(())).is_none(),
+            "not asked"
+        );
+        assert!(first(&e, None, false, Ok(())).is_none(), "not asked");
+        assert!(
+            first(&e, Some(NONCE), true, Ok(())).is_none(),
+            "the breaker is open"
+        );
+        assert!(first(&e, Some(NONCE), false, Err(3)).is_none(), "no budget");
+        assert!(
+            e.first_read("not-a-uuid", Some(NONCE), base, || false, ok, at(0))
+                .is_none(),
+            "never a customer id that is not one"
+        );
+        assert!(
+            Entitled::new(false)
+                .first_read(CUSTOMER, Some(NONCE), base, || false, ok, at(0))
+                .is_none(),
+            "off"
+        );
+        // The pages, grants then meters, each a call of its own.
+        let read = first(&e, Some(NONCE), false, Ok(())).expect("a first read");
+        assert!(read
+            .url()
+            .starts_with(&format!("{base}/v1/benefit-grants/?customer_id={CUSTOMER}")));
+        let read = e
+            .first_answered(read, grants(10), base, ok, 4, at(1))
+            .expect("the meters next");
+        assert!(read.url().starts_with(&format!(
+            "{base}/v1/customer-meters/?customer_id={CUSTOMER}"
+        )));
+        assert!(
+            e.first_answered(read, meters(), base, ok, 4, at(2))
+                .is_none(),
+            "done"
+        );
+        let got = signed(&e, at(3)).expect("the lease after it is signed with them");
+        assert_eq!(got.value("size"), Some(&EntitlementValue::Int(10)));
+        assert_eq!(got.balance("calls"), Some(7.5));
+        assert!(
+            locked(&e.state).wanted.is_empty(),
+            "nothing left to the background"
+        );
+        // Held now: no first read again.
+        assert!(
+            first(&e, Some(NONCE), false, Ok(())).is_none(),
+            "held already"
+        );
+
+        // A read whose next page the budget refuses, or whose page fails, is the
+        // background's: the lease goes without them, the customer is wanted.
+        for failing in [true, false] {
+            let e = Entitled::new(true);
+            let read = first(&e, Some(NONCE), false, Ok(())).expect("a first read");
+            let next = if failing {
+                e.first_answered(read, Err("reset".into()), base, ok, 0, at(1))
+            } else {
+                e.first_answered(read, grants(10), base, || Err(5), 0, at(1))
+            };
+            assert!(next.is_none());
+            assert_eq!(signed(&e, at(2)), None);
+            assert_eq!(
+                locked(&e.state).wanted.front().map(String::as_str),
+                Some(CUSTOMER),
+                "failing: {failing}"
+            );
+        }
+    }
+
     /// A token Polar refuses turns the reads off; a failed read is tried again.
     #[test]
     fn a_refused_token_turns_the_reads_off_and_a_failure_retries() {

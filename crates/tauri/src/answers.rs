@@ -152,16 +152,27 @@ pub struct EntitlementState {
     /// answer stands on no signed lease: values need the seller's relay and its public key,
     /// signed mode); `not_licensed` (the check did not license: its state says why).
     pub state: String,
+    /// For `absent`, `unknown` and `unsigned`: what to tell the person, the core's one
+    /// sentence and next step as one line (`EntitlementState::message`, every face's words);
+    /// `null` otherwise.
+    #[serde(default)]
+    pub user_message: Option<String>,
+    /// The next step of `user_message`, alone.
+    #[serde(default)]
+    pub next_step: Option<String>,
 }
 
 impl EntitlementState {
     /// `name` of a check's report.
     pub fn of(report: &CheckReport, name: &str) -> EntitlementState {
         let (state, value) = report.entitlement_state(name);
+        let said = state.message();
         EntitlementState {
             name: name.to_string(),
             value: value.map(entitlement_json),
             state: state.code().to_string(),
+            user_message: said.as_ref().map(|m| m.text()),
+            next_step: said.as_ref().map(|m| m.next_step().to_string()),
         }
     }
 }

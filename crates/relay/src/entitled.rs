@@ -8,6 +8,10 @@
 //!   shared part, one customer at a time, only for customers whose keys a client in signed mode
 //!   checks: a grant's lease asks for its customer ([`Entitled::sign_in`]) when the cache has no
 //!   values for it, a webhook made them stale, or they are older than the store's `fresh_for`.
+//! * **Read first**, for a grant's lease of a customer the cache holds nothing of, when the
+//!   client asks for the values ([`Entitled::first_read`], issue #80): the exchange reads the
+//!   same pages between Polar's answer and the lease, so a new customer's first activation
+//!   carries its values; a read that cannot be made is left to the background.
 //! * **Signed** ([`Entitled::sign_in`]) into a grant's lease when the client asks
 //!   ([`polar_license::lease::ENTITLEMENTS_MARK`]) and the cache holds the customer's values,
 //!   unmarked and younger than the store's `stale_for`; otherwise the lease goes without the

@@ -178,6 +178,24 @@ struct Finish {
     made: bool,
 }
 
+impl Finish {
+    /// A call made, with its answer (`tail`: the client was answered already).
+    fn made(
+        pending: Box<Pending>,
+        flight: Option<String>,
+        upstream: Result<HttpResponse, TransportError>,
+        tail: bool,
+    ) -> Finish {
+        Finish {
+            pending,
+            flight,
+            upstream,
+            tail,
+            made: true,
+        }
+    }
+}
+
 /// What goes on after a stale answer: the call under way, or still waiting for its slot.
 enum Tail {
     Call(Box<Pending>, Option<String>),
@@ -411,32 +429,15 @@ impl Exchange {
                 },
                 Some(Given::Patience),
             ) => State::Fill(After::StaleSlot(pending, flight)),
-            (State::Asking(pending, flight), Some(Given::Upstream(upstream))) => self.answered(
-                relay,
-                now,
-                Finish {
-                    pending,
-                    flight,
-                    upstream,
-                    tail: false,
-                    made: true,
-                },
-            ),
+            (State::Asking(pending, flight), Some(Given::Upstream(upstream))) => {
+                self.answered(relay, now, Finish::made(pending, flight, upstream, false))
+            }
             (State::Asking(pending, flight), Some(Given::Patience)) => {
                 State::Fill(After::StaleCall(pending, flight))
             }
-            (State::Calling(pending, flight, tail), Some(Given::Upstream(upstream))) => self
-                .answered(
-                    relay,
-                    now,
-                    Finish {
-                        pending,
-                        flight,
-                        upstream,
-                        tail,
-                        made: true,
-                    },
-                ),
+            (State::Calling(pending, flight, tail), Some(Given::Upstream(upstream))) => {
+                self.answered(relay, now, Finish::made(pending, flight, upstream, tail))
+            }
             (State::FirstSlot(held), Some(Given::Slot)) => {
                 let need = first_page(&held.1);
                 self.ask(need, State::FirstPage(held))

@@ -5,12 +5,11 @@
 //! and what is kept of it are the cache's ([`crate::entitled::Entitled::first_read`]).
 
 use polar_license::proto::Operation;
-use polar_license::HttpRequest;
 
 use super::Relay;
 use crate::clock::Now;
 use crate::flow::{FirstRead, Upstream};
-use crate::pending::Pending;
+use crate::pending::{get_like, Pending};
 
 impl Relay {
     /// The first page's request of the read `pending`'s grant waits for, if any: only a
@@ -37,7 +36,7 @@ impl Relay {
             now,
         )?;
         Some(FirstRead {
-            request: read_request(&pending.request, pages.url()),
+            request: get_like(&pending.request, pages.url().to_string()),
             pages,
         })
     }
@@ -70,7 +69,7 @@ impl Relay {
             now,
         )?;
         Some(FirstRead {
-            request: read_request(&request, pages.url()),
+            request: get_like(&request, pages.url().to_string()),
             pages,
         })
     }
@@ -84,20 +83,4 @@ fn customer_of(op: Operation, body: &[u8]) -> Option<String> {
         _ => &v,
     };
     Some(license.get("customer_id")?.as_str()?.to_string())
-}
-
-/// A `GET` of `url` with the headers of the call `like` (the seller's token, Polar's version),
-/// without its body's type.
-fn read_request(like: &HttpRequest, url: &str) -> HttpRequest {
-    HttpRequest {
-        operation: like.operation,
-        url: url.to_string(),
-        headers: like
-            .headers
-            .iter()
-            .filter(|(k, _)| !k.eq_ignore_ascii_case("content-type"))
-            .cloned()
-            .collect(),
-        body: Vec::new(),
-    }
 }

@@ -21,7 +21,9 @@ export class DevicesError extends Error {
     if (error.retryAfter !== undefined) this.retryAfter = error.retryAfter;
     if (error.customers !== undefined) this.customers = error.customers;
     if (error.status !== undefined) this.status = error.status;
-    // The core's next step after `message` (a purchase's failures: `key_issuing`, …).
+    // The core's words (`PortalError::message`, a purchase's failures: `key_issuing`, …), as
+    // every face says them: the sentence and the next step after it.
+    if (error.userMessage !== undefined) this.userMessage = error.userMessage;
     if (error.nextStep !== undefined) this.nextStep = error.nextStep;
   }
 }

@@ -10,6 +10,9 @@ export interface Stopped {
   readonly at: number | null;
   /** For `paused`: when the subscription resumes, if Polar said. */
   readonly until: number | null;
+  /** Whether the key may license again as it is (resumed, renewed, re-seated, paid): worth
+   * checking again. The core's word (`StopKind::comes_back`); absent from older engines. */
+  readonly again?: boolean;
 }
 
 /**
@@ -109,6 +112,10 @@ export declare class LicenseError extends Error {
    * Absent otherwise.
    */
   readonly stopped?: Stopped;
+  /** `true` when the customer portal is the place for the next step (renew, free a device,
+   * find the new key): the core's word (`Denial::offers_portal`), so a face offers the portal
+   * link without a reason list of its own. Absent otherwise. */
+  readonly portal?: true;
   /**
    * A short sentence to show the person using the app ("Polar could not be reached: a network
    * login page or a proxy may be in the way. …"), for every answer the WebAssembly decided

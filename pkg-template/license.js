@@ -29,7 +29,7 @@ export const REASONS = Object.freeze(/* REASONS */ {});
  * any engine exists: written in at pack time from the engine's reason table like REASONS. */
 const CACHE_ERROR_SAID = /* CACHE_ERROR_SAID */ '';
 
-const EXTRAS = ['status', 'field', 'retryAfter', 'remainingUsages', 'timeout', 'cacheRefreshed', 'previouslyValid', 'activationGone', 'hint', 'userMessage', 'nextStep', 'fallback', 'paidThrough', 'trial', 'stopped'];
+const EXTRAS = ['status', 'field', 'retryAfter', 'remainingUsages', 'timeout', 'cacheRefreshed', 'previouslyValid', 'activationGone', 'hint', 'userMessage', 'nextStep', 'fallback', 'paidThrough', 'trial', 'stopped', 'portal'];
 
 /**
  * Why a call did not succeed. `code` is a stable reason code (see REASONS), `kind` tells a

@@ -97,13 +97,6 @@ export const DEFAULT_STRINGS = Object.freeze({
   locale: '',
 });
 
-/** The reasons after which the customer portal helps (seats, renewals, refunds). */
-const PORTAL_REASONS = new Set(['activation_limit', 'expired', 'inactive', 'usage_exhausted']);
-
-/** The stops after which the same key may license again (resumed, renewed, paid, re-seated):
- * "Try again" checks it. A refunded or replaced key does not come back. */
-const STOPS_AGAIN = new Set(['paused', 'canceled', 'seat_revoked', 'past_due']);
-
 /** The library's redaction of a key (src/key.rs `redact`). */
 export function redactKey(key) {
   const chars = [...String(key ?? '')];
@@ -237,6 +230,8 @@ export class PolarLicenseGate extends Base {
   #retry = false;
   /** Why the key of the refusal shown stopped (`{ kind, at, until }`), else `null`. */
   #stopped = null;
+  /** Whether the refusal shown offers the customer portal (the core's word). */
+  #portal = false;
   #refusal = null;
   #step = 'email';
   #email = '';
@@ -460,7 +455,7 @@ export class PolarLicenseGate extends Base {
       if (!key && codeOf(e) === 'invalid_input' && (e?.field ?? 'key') === 'key') this.#set('empty');
       else {
         // A key that may license again (a paused subscription resumed): "Try again" checks it.
-        if (key && STOPS_AGAIN.has(stopOf(e)?.kind)) [this.#held, this.#retry] = [key, 'check'];
+        if (key && stopOf(e)?.again) [this.#held, this.#retry] = [key, 'check'];
         await this.#fail(e, key);
       }
     } finally {
@@ -491,7 +486,7 @@ export class PolarLicenseGate extends Base {
       this.#retry = e?.kind === 'unverified';
       this.#held = this.#retry || codeOf(e) === 'activation_limit' ? text : null;
       await this.#fail(e, text);
-      this.#refusal = { reason: this.#reason, stopped: this.#stopped, message: this.#message };
+      this.#refusal = { reason: this.#reason, stopped: this.#stopped, message: this.#message, portal: this.#portal };
       if (focused) this.#els.input.focus();
     } finally {
       this.#idle();
@@ -745,7 +740,9 @@ export class PolarLicenseGate extends Base {
 
   async #fail(error, key) {
     const code = codeOf(error);
-    this.#set('refused', { reason: code, stopped: stopOf(error), message: await this.#sentence(error, key) });
+    // Whether the customer portal helps is the core's to say (the error's `portal`).
+    const portal = error?.portal === true;
+    this.#set('refused', { reason: code, stopped: stopOf(error), message: await this.#sentence(error, key), portal });
     return null;
   }
 
@@ -781,10 +778,11 @@ export class PolarLicenseGate extends Base {
     return this.#t(has(error?.reason) ? error.reason : 'unknown', values);
   }
 
-  #set(state, { reason = null, stopped = null, message = '', view = {} } = {}) {
+  #set(state, { reason = null, stopped = null, message = '', view = {}, portal = false } = {}) {
     this.#state = state;
     this.#reason = reason;
     this.#stopped = stopped;
+    this.#portal = portal;
     this.#message = message;
     this.#view = state === 'licensed' || state === 'deactivating' ? view : {};
     this.#render();
@@ -897,8 +895,7 @@ export class PolarLicenseGate extends Base {
     e.title.parentElement.setAttribute('aria-busy', busy ? 'true' : 'false');
     e.deactivate.hidden = !licensedView;
     const portal = this.getAttribute('portal-url');
-    const stop = this.#stopped?.kind;
-    e.portal.hidden = !portal || !(licensedView || (stop ? stop !== 'seat_revoked' : PORTAL_REASONS.has(this.#reason)));
+    e.portal.hidden = !portal || !(licensedView || this.#portal);
     e.actions.hidden = [e.deactivate, e.portal, e.retry, e.freeSeat, e.lostKey, e.back, e.buy, e.checkoutLink].every((b) => b.hidden);
     if (portal) e.portal.href = portal;
     else e.portal.removeAttribute('href');
@@ -1037,7 +1034,7 @@ function setBusy(button, busy) {
 /** A refusal's `stopped` (the seller's relay), when it names a kind. */
 function stopOf(error) {
   const s = error?.stopped;
-  return typeof s?.kind === 'string' ? { kind: s.kind, at: s.at ?? null, until: s.until ?? null } : null;
+  return typeof s?.kind === 'string' ? { kind: s.kind, at: s.at ?? null, until: s.until ?? null, again: s.again === true } : null;
 }
 
 function codeOf(error) {

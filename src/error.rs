@@ -150,10 +150,15 @@ impl Denial {
     /// [`Denial::message`]'s). `None` otherwise, and when the relay said why the key stopped
     /// ([`Denial::stopped`]: that says it, and a guess beside it would only contradict it).
     pub fn hint(&self) -> Option<&'static str> {
+        // The relay's word on why the key stopped says it all: a hint beside it would be a
+        // second sentence (issue #80), even the gone activation's.
+        if self.stopped.is_some() {
+            return None;
+        }
         if self.activation_gone && self.reason == Reason::NotFound {
             return Some(ACTIVATION_GONE);
         }
-        if !self.previously_valid || self.stopped.is_some() {
+        if !self.previously_valid {
             return None;
         }
         match self.reason {

@@ -182,6 +182,51 @@ impl Reason {
     }
 }
 
+impl Reason {
+    /// Whether the customer portal is the place for this reason's next step (issue #80: the
+    /// gate kept its own set of them): a key at its activation limit (free a gone device
+    /// there), expired (renew it), no longer active (see its state) or out of uses (upgrade).
+    /// A face that has the seller's portal address offers it beside the message.
+    pub const fn offers_portal(self) -> bool {
+        matches!(
+            self,
+            Reason::ActivationLimit | Reason::Expired | Reason::Inactive | Reason::UsageExhausted
+        )
+    }
+}
+
+impl crate::stopped::StopKind {
+    /// Whether a key stopped this way may license again as it is (a pause resumed, a
+    /// subscription renewed, a seat given back, a payment made), so a face offers to check it
+    /// again; a refunded or replaced key does not come back.
+    pub const fn comes_back(self) -> bool {
+        use crate::stopped::StopKind as K;
+        matches!(self, K::Paused | K::Canceled | K::SeatRevoked | K::PastDue)
+    }
+
+    /// Whether the customer portal is the place for the next step: every stop but a removed
+    /// seat (the team's admin gives it back, not the portal).
+    pub const fn offers_portal(self) -> bool {
+        !matches!(self, crate::stopped::StopKind::SeatRevoked)
+    }
+}
+
+impl crate::Denial {
+    /// Whether a face offers the customer portal beside this denial's message: by why the key
+    /// stopped when the relay said ([`crate::stopped::StopKind::offers_portal`]), else by its
+    /// reason ([`Reason::offers_portal`]).
+    pub fn offers_portal(&self) -> bool {
+        match self.stopped {
+            Some(s) => s.kind.offers_portal(),
+            // A key valid here before and now unknown: its step is to find the new key there.
+            None if self.reason == Reason::NotFound => {
+                self.previously_valid && !self.activation_gone
+            }
+            None => self.reason.offers_portal(),
+        }
+    }
+}
+
 impl crate::portal::PortalError {
     /// The portal step's failure as one sentence and one next step (issue #80: the Rust portal
     /// error said only its `Display`, written for logs): a failure with no portal answer says
@@ -318,6 +363,222 @@ mod tests {
         );
         for face in ["polar-license", "--", "`", "gate", "button", "click"] {
             assert!(!s.contains(face), "{what}: {s:?} speaks of a face ({face})");
+        }
+    }
+
+    /// Words that open a description, never an instruction: a next step that starts with one
+    /// says what happened a second time instead of what to do.
+    const NOT_A_STEP: [&str; 12] = [
+        "The", "This", "That", "It", "Its", "Your", "A", "An", "There", "You", "No", "Polar",
+    ];
+
+    /// One message of the table's shape: its sentence and its step each one sentence, the step
+    /// an instruction (it opens with a verb, not with what happened), the two not the same,
+    /// no word of a generic refund-or-subscription guess, and the joined line the two with
+    /// one colon between.
+    fn one_message(what: &str, m: &Message) {
+        one_sentence(what, m.sentence());
+        one_sentence(what, m.next_step());
+        let first = m.next_step().split(' ').next().unwrap_or_default();
+        assert!(
+            !NOT_A_STEP.contains(&first),
+            "{what}: {:?} is not an instruction",
+            m.next_step()
+        );
+        assert_ne!(
+            m.sentence().to_lowercase(),
+            m.next_step().to_lowercase(),
+            "{what}: the step repeats the sentence"
+        );
+        for guess in ["refund, ", "ended subscription", "or the seller)"] {
+            assert!(!m.text().contains(guess), "{what}: a generic guess: {m}");
+        }
+        assert_eq!(m.text().matches(": ").count(), 1, "{what}: {m}");
+    }
+
+    /// The table test of issue #80's "one sentence and one next step for every stop reason,
+    /// entitlement state and usage answer, from the core": every reason code (the contract's
+    /// and this library's additions, `Reason::ALL`), every denial the reasons make (with and
+    /// without the key valid here before, an activation gone), every way a key stops (with
+    /// and without its dates), every entitlement state, every seat and usage answer, every
+    /// error's own words, every portal and purchase failure: each is exactly one sentence
+    /// plus one next step, an instruction, with no guess beside it.
+    #[test]
+    fn every_message_the_core_says_is_one_sentence_and_one_instruction() {
+        use crate::grace::EntitlementState as S;
+        use crate::seat::SeatAnswer;
+        use crate::usage::UsageAnswer;
+        let mut said: Vec<(String, Message)> = Vec::new();
+        for r in Reason::ALL {
+            said.push((r.code().into(), r.message()));
+            for (previously_valid, activation_gone) in [(false, false), (true, false), (true, true)]
+            {
+                let d = crate::Denial {
+                    reason: r,
+                    detail: "Polar's detail.".into(),
+                    status: 404,
+                    remaining_usages: None,
+                    previously_valid,
+                    activation_gone,
+                    stopped: None,
+                };
+                said.push((format!("{} denial", r.code()), d.message()));
+                for kind in StopKind::ALL {
+                    let stopped = crate::Denial {
+                        stopped: Some(Stopped {
+                            kind,
+                            at: Some(1_800_000_000),
+                            until: None,
+                        }),
+                        ..d.clone()
+                    };
+                    // Why it stopped in place of the reason's words, never beside them.
+                    assert_eq!(stopped.hint(), None, "{} {}", r.code(), kind.code());
+                    said.push((format!("{} {}", r.code(), kind.code()), stopped.message()));
+                }
+            }
+        }
+        for kind in StopKind::ALL {
+            for (at, until) in [(None, None), (Some(1_800_000_000), Some(1_800_600_000))] {
+                said.push((kind.code().into(), Stopped { kind, at, until }.message()));
+            }
+        }
+        for state in [S::Absent, S::Unknown, S::Unsigned] {
+            let m = state.message();
+            assert!(m.is_some(), "{state:?} says nothing");
+            said.extend(m.map(|m| (state.code().to_string(), m)));
+        }
+        // The "not known" state's step is the person's to take: no relay flag (the seller's,
+        // and set already when a relay signs leases), no command line.
+        if let Some(m) = S::Unknown.message() {
+            assert!(!m.text().contains("sign-entitlements"), "{m}");
+        }
+        let seats = [
+            SeatAnswer::Full {
+                in_use: 3,
+                size: 3,
+                frees_at: Some(9),
+                retry_after: Some(12),
+            },
+            SeatAnswer::Full {
+                in_use: 1,
+                size: 1,
+                frees_at: None,
+                retry_after: None,
+            },
+            SeatAnswer::Gone,
+        ];
+        for a in &seats {
+            said.extend(a.message().map(|m| ("seat".to_string(), m)));
+        }
+        let usage = [
+            UsageAnswer::CreditsExhausted { balance: 0.0 },
+            UsageAnswer::Backlog { retry_after: None },
+        ];
+        for a in &usage {
+            let m = a.message();
+            assert!(m.is_some(), "{} says nothing", a.code());
+            said.extend(m.map(|m| (a.code().to_string(), m)));
+        }
+        let errors = [
+            crate::Error::invalid("key", "is required"),
+            crate::Error::invalid("activation_id", "is required"),
+            crate::Error::invalid("organization_id", "is not a UUID"),
+            crate::Error::Offline {
+                timeout: true,
+                detail: "timed out".into(),
+            },
+            crate::Error::RateLimited {
+                retry_after: Some(7),
+            },
+            crate::Error::RateLimited { retry_after: None },
+            crate::Error::NotYetVerified,
+        ];
+        for e in &errors {
+            said.push((e.reason().code().into(), e.message()));
+        }
+        for e in [
+            crate::purchase::PurchaseError::CheckoutNotFound,
+            crate::purchase::PurchaseError::CheckoutExpired,
+            crate::purchase::PurchaseError::CheckoutFailed,
+            crate::purchase::PurchaseError::NotPaid,
+            crate::purchase::PurchaseError::StillIssuing,
+            crate::purchase::PurchaseError::Portal(crate::portal::PortalError::SessionExpired),
+            crate::purchase::PurchaseError::Portal(
+                crate::portal::PortalError::CodeInvalidOrExpired,
+            ),
+        ] {
+            said.push((format!("purchase {e:?}"), purchase(&e)));
+        }
+        said.push(("sign-in".into(), purchase_sign_in(Some("a@b.example"))));
+        said.push(("sign-in".into(), purchase_sign_in(None)));
+        assert!(said.len() > 200, "{} messages", said.len());
+        for (what, m) in &said {
+            one_message(what, m);
+        }
+    }
+
+    /// Where the customer portal is the next step's place, the core says (the gate kept its
+    /// own set): the reasons whose step names the portal, every stop but a removed seat; and
+    /// which stopped keys may license again.
+    #[test]
+    fn the_portal_is_offered_where_the_step_needs_it() {
+        let offered: Vec<&str> = Reason::ALL
+            .into_iter()
+            .filter(|r| r.offers_portal())
+            .map(Reason::code)
+            .collect();
+        assert_eq!(
+            offered,
+            ["inactive", "expired", "usage_exhausted", "activation_limit"]
+        );
+        for r in Reason::ALL {
+            if r.next_step().contains("customer portal") {
+                assert!(r.offers_portal(), "{r}: its step names the portal");
+            }
+        }
+        let back: Vec<&str> = StopKind::ALL
+            .into_iter()
+            .filter(|k| k.comes_back())
+            .map(StopKind::code)
+            .collect();
+        assert_eq!(back, ["paused", "canceled", "seat_revoked", "past_due"]);
+        let denial = |reason, stopped: Option<StopKind>| crate::Denial {
+            reason,
+            detail: String::new(),
+            status: 404,
+            remaining_usages: None,
+            previously_valid: true,
+            activation_gone: false,
+            stopped: stopped.map(|kind| Stopped {
+                kind,
+                at: None,
+                until: None,
+            }),
+        };
+        assert!(denial(Reason::NotFound, Some(StopKind::Rotated)).offers_portal());
+        assert!(!denial(Reason::Inactive, Some(StopKind::SeatRevoked)).offers_portal());
+        assert!(denial(Reason::Inactive, None).offers_portal());
+        // Every denial whose step sends the person to the portal offers it, and no other.
+        for reason in Reason::ALL {
+            for stopped in std::iter::once(None).chain(StopKind::ALL.map(Some)) {
+                for (previously_valid, activation_gone) in
+                    [(false, false), (true, false), (true, true)]
+                {
+                    let d = crate::Denial {
+                        previously_valid,
+                        activation_gone,
+                        ..denial(reason, stopped)
+                    };
+                    let step = d.message().next_step().to_string();
+                    if step.contains("customer portal") {
+                        assert!(d.offers_portal(), "{d:?}: {step}");
+                    }
+                    if !d.offers_portal() {
+                        assert!(!step.contains("customer portal"), "{d:?}: {step}");
+                    }
+                }
+            }
         }
     }
 

@@ -77,6 +77,9 @@ test('sign in, list (this machine marked), free another and activate here at the
   await d.requestCode(EMAIL);
   const wrong = await rejection(d.signIn('ZZZZZ9'));
   assert.deepEqual([wrong.code, wrong.reason], ['code_invalid_or_expired', null]);
+  // The core's words for it (PortalError::message, issue #80), as every face's.
+  assert.equal(wrong.nextStep, 'Ask for a new code and type it within 30 minutes.');
+  assert.ok(wrong.userMessage.endsWith(': ask for a new code and type it within 30 minutes.'), wrong.userMessage);
   assert.equal(d.signedIn, false);
   const code = await lastCode(polar);
   await d.signIn(code.toLowerCase());

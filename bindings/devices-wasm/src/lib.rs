@@ -80,6 +80,11 @@ fn error(e: &PortalError) -> String {
     o.raw("{").key("error").raw("{").key("code").str(e.code());
     o.key("reason").opt_str(e.reason().map(|r| r.code()));
     o.key("message").str(&e.to_string());
+    // What to tell the person, the core's (`PortalError::message`): a face keeps no words of
+    // its own for the portal's failures (issue #80).
+    let said = e.message();
+    o.key("userMessage").str(&said.text());
+    o.key("nextStep").str(said.next_step());
     if let PortalError::Invalid(Error::InvalidInput { field, .. }) = e {
         o.key("field").str(field);
     }

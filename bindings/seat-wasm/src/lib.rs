@@ -135,8 +135,10 @@ fn error_object(o: &mut JsonOut, f: &Failure<'_>) {
             let said = answer
                 .message()
                 .unwrap_or_else(|| Reason::SeatsFull.message());
-            o.key("code").str("seats_full");
-            o.key("detail").str("seats_full");
+            // The core's code (`SeatAnswer::code`), never this face's spelling of it.
+            let code = answer.code().unwrap_or(Reason::SeatsFull.code());
+            o.key("code").str(code);
+            o.key("detail").str(code);
             o.key("userMessage").str(&said.text());
             o.key("nextStep").str(said.next_step());
             o.key("status").uint(409);
@@ -150,10 +152,12 @@ fn error_object(o: &mut JsonOut, f: &Failure<'_>) {
         Failure::Refused(_) => {
             // Not a reason code: its kind said here, `denied` as the Tauri face's; its words the
             // core's.
-            let said = SeatAnswer::Gone.message();
-            o.key("code").str("seat_gone");
+            let gone = SeatAnswer::Gone;
+            let said = gone.message();
+            let code = gone.code().unwrap_or(polar_license::seat::SEAT_GONE_CODE);
+            o.key("code").str(code);
             o.key("kind").str("denied");
-            o.key("detail").str("seat_gone");
+            o.key("detail").str(code);
             if let Some(said) = said {
                 o.key("userMessage").str(&said.text());
                 o.key("nextStep").str(said.next_step());

@@ -114,10 +114,17 @@ pub(crate) fn denial_json(denial: &Denial) -> String {
             j.key("hint").str(hint);
         }
     }
-    // Why the key stopped (issue #68): `{kind, at, until}`, the dates unix seconds or null.
+    // Whether the customer portal is the next step's place (the core's, `Denial::offers_portal`:
+    // no face keeps its own set of reasons, issue #80).
+    if denial.offers_portal() {
+        j.key("portal").bool(true);
+    }
+    // Why the key stopped (issue #68): `{kind, at, until, again}`, the dates unix seconds or
+    // null; `again`: the key may license again as it is (`StopKind::comes_back`).
     if let Some(s) = denial.stopped {
         j.key("stopped").raw("{");
         j.key("kind").str(s.kind.code());
+        j.key("again").bool(s.kind.comes_back());
         for (name, date) in [("at", s.at), ("until", s.until)] {
             match date {
                 Some(n) => j.key(name).int(n),

@@ -157,11 +157,17 @@ pub(crate) fn portal_failure(command: &str, error: &PortalError) -> Report {
         _ => ("error", None, 3, "error", "try again later".to_string()),
     };
     let mut m = base_object(Some(command), outcome);
-    let sentence = error.to_string();
+    let detail = error.to_string();
+    // What to tell the person is the core's one sentence and next step
+    // (`PortalError::message`, every face's words, issue #80); this command line adds only how
+    // to take that step from here (its commands and flags), as `from_here`.
+    let said = error.message();
     m.insert("reason".into(), json!(reason.map(Reason::code)));
-    m.insert("detail".into(), json!(sentence));
+    m.insert("detail".into(), json!(detail));
     m.insert("portal_error".into(), json!(kind));
-    m.insert("next_step".into(), json!(step));
+    m.insert("user_message".into(), json!(said.text()));
+    m.insert("next_step".into(), json!(said.next_step()));
+    m.insert("from_here".into(), json!(step));
     match error {
         PortalError::RateLimited(wait) => {
             m.insert("retry_after".into(), json!(wait));
@@ -186,8 +192,9 @@ pub(crate) fn portal_failure(command: &str, error: &PortalError) -> Report {
     Report {
         json: m,
         lines: vec![
-            format!("{outcome}: {kind} — {sentence}"),
-            format!("  what to do: {step}"),
+            format!("{outcome}: {kind} — {}", said.sentence()),
+            format!("  what to do: {}", said.next_step()),
+            format!("  from here: {step}"),
         ],
         to_stderr: true,
         exit,

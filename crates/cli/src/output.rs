@@ -1082,32 +1082,21 @@ pub fn entitlement_report(
         "entitlement".into(),
         json!({"name": name, "value": value, "state": code}),
     );
-    let headline = match (state, value) {
-        (EntitlementState::Granted, Some(v)) => {
-            r.lines = vec![v.to_string()];
-            r.to_stderr = false;
-            return r;
-        }
-        (EntitlementState::Absent, _) => {
-            r.exit = EXIT_ENTITLEMENT_ABSENT;
-            format!("entitlement {name}: not granted (Polar grants this key no such value)")
-        }
-        (EntitlementState::Unknown, _) => {
-            r.exit = EXIT_ENTITLEMENT_UNKNOWN;
-            format!(
-                "entitlement {name}: not known (the relay's lease carries no values: start it \
-                 with --sign-entitlements, or check again once it has read them)"
-            )
-        }
-        (EntitlementState::Unsigned, _) => {
-            r.exit = EXIT_ENTITLEMENT_UNKNOWN;
-            format!(
-                "entitlement {name}: not known in unsigned mode (values need the seller's relay: \
-                 point --base-url at it and pass --relay-key)"
-            )
-        }
-        _ => return r,
+    if let (EntitlementState::Granted, Some(v)) = (state, value) {
+        r.lines = vec![v.to_string()];
+        r.to_stderr = false;
+        return r;
+    }
+    // The core's one sentence and one next step for the state (issue #80: the command line
+    // kept its own wording, which told the seller to set a flag already set).
+    let Some(said) = state.message() else {
+        return r;
     };
+    r.exit = match state {
+        EntitlementState::Absent => EXIT_ENTITLEMENT_ABSENT,
+        _ => EXIT_ENTITLEMENT_UNKNOWN,
+    };
+    let headline = format!("entitlement {name}: {}", said.text());
     r.to_stderr = true;
     r.lines.insert(0, headline);
     r

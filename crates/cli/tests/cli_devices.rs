@@ -300,8 +300,19 @@ fn a_key_not_the_customers_an_expired_session_and_a_used_code() {
     polar.set_clock_offset(3601);
     let expired = cli(&polar, &here, &["devices", "--key", DEMO_KEY]);
     answered(&expired, 1, "portal_error", "session_expired");
+    // The core's words for it (issue #80), and how to take the step from here.
+    assert_eq!(
+        next_step(&expired),
+        polar_license::portal::PortalError::SessionExpired
+            .message()
+            .next_step(),
+        "{}",
+        expired.1
+    );
     assert!(
-        next_step(&expired).starts_with("sign in again"),
+        expired.1["from_here"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("sign in again")),
         "{}",
         expired.1
     );

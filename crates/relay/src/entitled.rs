@@ -8,6 +8,10 @@
 //!   shared part, one customer at a time, only for customers whose keys a client in signed mode
 //!   checks: a grant's lease asks for its customer ([`Entitled::sign_in`]) when the cache has no
 //!   values for it, a webhook made them stale, or they are older than the store's `fresh_for`.
+//! * **Read first**, for a grant's lease of a customer the cache holds nothing of, when the
+//!   client asks for the values ([`Entitled::first_read`], issue #80): the exchange reads the
+//!   same pages between Polar's answer and the lease, so a new customer's first activation
+//!   carries its values; a read that cannot be made is left to the background.
 //! * **Signed** ([`Entitled::sign_in`]) into a grant's lease when the client asks
 //!   ([`polar_license::lease::ENTITLEMENTS_MARK`]) and the cache holds the customer's values,
 //!   unmarked and younger than the store's `stale_for`; otherwise the lease goes without the
@@ -316,17 +320,7 @@ impl Entitled {
         if matches!(r.phase, Phase::Meters(_)) && r.meters_after.is_none() {
             r.meters_after = Some(ingestions);
         }
-        let url = match r.phase {
-            Phase::Grants(page) => format!(
-                "{}/v1/benefit-grants/?customer_id={}&is_granted=true&limit={PAGE_LIMIT}&page={page}",
-                base_url, r.customer
-            ),
-            Phase::Meters(page) => format!(
-                "{}/v1/customer-meters/?customer_id={}&limit={PAGE_LIMIT}&page={page}",
-                base_url, r.customer
-            ),
-        };
-        Ok(url)
+        Ok(page_url(base_url, r))
     }
 
     /// Whether no customer's values are due: none wanted, none being read (a host whose
@@ -340,107 +334,218 @@ impl Entitled {
     /// Polar's answer to the read [`Entitled::next_read`] gave.
     pub(crate) fn answered(&self, answer: ReadAnswer, now: Now) {
         let mut state = locked(&self.state);
-        let Some(mut r) = state.reading.take() else {
+        let Some(r) = state.reading.take() else {
             return;
         };
-        let page = match answer {
-            Ok((200, _, body)) => serde_json::from_slice::<Json>(&body).ok(),
-            Ok((401 | 403, _, _)) => {
-                log::warn!(
-                    "relay: Polar refused the token's read of benefit grants or customer \
+        state.reading = paged(&mut state, r, answer, now);
+    }
+
+    /// A grant's own read of its customer's values, before its lease is made (issue #80: a
+    /// new customer's first activation read "not known" until the background had read them
+    /// and the client checked again, up to an hour later). Only for a client that asks for
+    /// the values (`nonce`) of a customer this relay holds none of, while Polar is asked at
+    /// all (not refused, no backoff, `breaker_open` false) and the token's budget gives the
+    /// call (`take`): the first page's URL on Polar at `base_url`, then
+    /// [`Entitled::first_answered`] with each answer. The values come from Polar's reads
+    /// alone, as the background's; a read that fails leaves the lease without them (the
+    /// background reads them later, as before).
+    pub(crate) fn first_read(
+        &self,
+        customer: &str,
+        nonce: Option<&str>,
+        base_url: &str,
+        breaker_open: impl FnOnce() -> bool,
+        take: impl FnOnce() -> Result<(), u64>,
+        now: Now,
+    ) -> Option<FirstPages> {
+        if !self.on || !nonce.is_some_and(asks_entitlements) {
+            return None;
+        }
+        polar_license::metadata::check_uuid_v4("customer_id", customer).ok()?;
+        let state = locked(&self.state);
+        let busy = state.refused
+            || now.monotonic_ms < state.after_ms
+            || state.known.contains_key(customer)
+            || state
+                .reading
+                .as_ref()
+                .is_some_and(|r| r.customer == customer);
+        if busy || breaker_open() || take().is_err() {
+            return None;
+        }
+        let reading = Reading::of(customer.to_string());
+        let url = page_url(base_url, &reading);
+        Some(FirstPages { reading, url })
+    }
+
+    /// Polar's answer to a page of a first read: the read with its next page's URL, once the
+    /// token's budget gives that call (`take`); `None` when it is done (the values kept, for
+    /// the lease to sign), failed or the budget is spent (the background reads them later).
+    /// `ingestions`: the usage batches the relay has ingested (the meters' first page notes
+    /// them, as the background's reads do).
+    pub(crate) fn first_answered(
+        &self,
+        read: FirstPages,
+        answer: ReadAnswer,
+        base_url: &str,
+        take: impl FnOnce() -> Result<(), u64>,
+        ingestions: u64,
+        now: Now,
+    ) -> Option<FirstPages> {
+        let mut state = locked(&self.state);
+        let customer = read.reading.customer.clone();
+        let Some(mut reading) = paged(&mut state, read.reading, answer, now) else {
+            // Done: the background need not read it again now.
+            if state.known.contains_key(&customer) {
+                state.wanted.retain(|c| *c != customer);
+            }
+            return None;
+        };
+        if take().is_err() {
+            want_read(&mut state, &customer);
+            return None;
+        }
+        if matches!(reading.phase, Phase::Meters(_)) && reading.meters_after.is_none() {
+            reading.meters_after = Some(ingestions);
+        }
+        let url = page_url(base_url, &reading);
+        Some(FirstPages { reading, url })
+    }
+}
+
+/// A grant's first read of its customer's values under way ([`Entitled::first_read`]): the
+/// page to ask for next.
+pub(crate) struct FirstPages {
+    reading: Reading,
+    url: String,
+}
+
+impl FirstPages {
+    /// The URL of the page to ask for next (a `GET` with the seller's token).
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+/// The URL of the read `r`'s next page on Polar at `base_url`.
+fn page_url(base_url: &str, r: &Reading) -> String {
+    match r.phase {
+        Phase::Grants(page) => format!(
+            "{}/v1/benefit-grants/?customer_id={}&is_granted=true&limit={PAGE_LIMIT}&page={page}",
+            base_url, r.customer
+        ),
+        Phase::Meters(page) => format!(
+            "{}/v1/customer-meters/?customer_id={}&limit={PAGE_LIMIT}&page={page}",
+            base_url, r.customer
+        ),
+    }
+}
+
+/// Polar's answer to a page of the read `r` taken into `state`: the read with its next page
+/// (`Some`), or `None` once it is done (its values kept), failed (read again later, after the
+/// backoff) or refused. The background's reads and a grant's first read
+/// ([`Entitled::first_read`]) page alike.
+fn paged(state: &mut State, mut r: Reading, answer: ReadAnswer, now: Now) -> Option<Reading> {
+    let page = match answer {
+        Ok((200, _, body)) => serde_json::from_slice::<Json>(&body).ok(),
+        Ok((401 | 403, _, _)) => {
+            log::warn!(
+                "relay: Polar refused the token's read of benefit grants or customer \
                      meters (it needs benefits:read and customer_meters:read): leases go \
                      without entitlements"
-                );
-                state.refused = true;
-                return;
-            }
-            Ok((status, retry_after, _)) => {
-                log::warn!("relay: an entitlements read answered {status}: again later");
-                return again(&mut state, r, now, retry_after);
-            }
-            Err(e) => {
-                log::warn!("relay: an entitlements read failed ({e}): again later");
-                return again(&mut state, r, now, None);
-            }
-        };
-        let Some((items, max_page)) = page.as_ref().and_then(|p| {
-            let items = page_items(p).ok()?.to_vec();
-            let max_page = p
-                .get("pagination")
-                .and_then(|g| g.get("max_page"))
-                .and_then(Json::as_u64)
-                .unwrap_or(1);
-            Some((items, max_page))
-        }) else {
-            log::warn!("relay: an entitlements read's answer is not Polar's list: again later");
-            return again(&mut state, r, now, None);
-        };
-        // The failures in a row start over once a whole read is done, never at a page: a read
-        // whose grants Polar answers and whose meters fail each time is a failure each time.
-        if max_page > u64::from(MAX_PAGES) {
-            state.failures.succeeded();
-            log::warn!(
-                "relay: a customer has more than {} grants or meters: its leases go without \
-                 entitlements",
-                PAGE_LIMIT * MAX_PAGES
             );
-            state.known.remove(&r.customer);
-            return;
+            state.refused = true;
+            return None;
         }
-        let next = |page: u32| u64::from(page) < max_page;
-        r.phase = match r.phase {
-            Phase::Grants(page) => {
-                r.grants.extend(items.iter().map(compact));
-                if next(page) {
-                    Phase::Grants(page + 1)
-                } else {
-                    Phase::Meters(1)
-                }
-            }
-            Phase::Meters(page) => {
-                r.meters.extend(items);
-                if next(page) {
-                    Phase::Meters(page + 1)
-                } else {
-                    let balances = meter_balances(&r.meters, &r.customer);
-                    let events = event_balances(&r.meters, &r.customer);
-                    // Never asked (no page sent): every batch kept counts as after it.
-                    let meters_after = r.meters_after.unwrap_or(0);
-                    let (customer, dirty, ingested) = (r.customer, r.dirty, r.ingested);
-                    state.failures.succeeded();
-                    if state.known.len() >= CUSTOMERS_KEPT && !state.known.contains_key(&customer) {
-                        let oldest = state
-                            .known
-                            .iter()
-                            .min_by_key(|(_, k)| k.read_ms)
-                            .map(|(c, _)| c.clone());
-                        if let Some(oldest) = oldest {
-                            state.known.remove(&oldest);
-                        }
-                    }
-                    state.known.insert(
-                        customer.clone(),
-                        Known {
-                            grants: r.grants,
-                            balances,
-                            events,
-                            meters_after,
-                            read_ms: now.monotonic_ms,
-                            stale: dirty,
-                            ingested,
-                        },
-                    );
-                    if dirty {
-                        want_read(&mut state, &customer);
-                    } else if ingested {
-                        want_read_for_usage(&mut state, &customer);
-                    }
-                    return;
-                }
-            }
-        };
-        state.reading = Some(r);
+        Ok((status, retry_after, _)) => {
+            log::warn!("relay: an entitlements read answered {status}: again later");
+            again(state, r, now, retry_after);
+            return None;
+        }
+        Err(e) => {
+            log::warn!("relay: an entitlements read failed ({e}): again later");
+            again(state, r, now, None);
+            return None;
+        }
+    };
+    let Some((items, max_page)) = page.as_ref().and_then(|p| {
+        let items = page_items(p).ok()?.to_vec();
+        let max_page = p
+            .get("pagination")
+            .and_then(|g| g.get("max_page"))
+            .and_then(Json::as_u64)
+            .unwrap_or(1);
+        Some((items, max_page))
+    }) else {
+        log::warn!("relay: an entitlements read's answer is not Polar's list: again later");
+        again(state, r, now, None);
+        return None;
+    };
+    // The failures in a row start over once a whole read is done, never at a page: a read
+    // whose grants Polar answers and whose meters fail each time is a failure each time.
+    if max_page > u64::from(MAX_PAGES) {
+        state.failures.succeeded();
+        log::warn!(
+            "relay: a customer has more than {} grants or meters: its leases go without \
+                 entitlements",
+            PAGE_LIMIT * MAX_PAGES
+        );
+        state.known.remove(&r.customer);
+        return None;
     }
+    let next = |page: u32| u64::from(page) < max_page;
+    r.phase = match r.phase {
+        Phase::Grants(page) => {
+            r.grants.extend(items.iter().map(compact));
+            if next(page) {
+                Phase::Grants(page + 1)
+            } else {
+                Phase::Meters(1)
+            }
+        }
+        Phase::Meters(page) => {
+            r.meters.extend(items);
+            if next(page) {
+                Phase::Meters(page + 1)
+            } else {
+                let balances = meter_balances(&r.meters, &r.customer);
+                let events = event_balances(&r.meters, &r.customer);
+                // Never asked (no page sent): every batch kept counts as after it.
+                let meters_after = r.meters_after.unwrap_or(0);
+                let (customer, dirty, ingested) = (r.customer, r.dirty, r.ingested);
+                state.failures.succeeded();
+                if state.known.len() >= CUSTOMERS_KEPT && !state.known.contains_key(&customer) {
+                    let oldest = state
+                        .known
+                        .iter()
+                        .min_by_key(|(_, k)| k.read_ms)
+                        .map(|(c, _)| c.clone());
+                    if let Some(oldest) = oldest {
+                        state.known.remove(&oldest);
+                    }
+                }
+                state.known.insert(
+                    customer.clone(),
+                    Known {
+                        grants: r.grants,
+                        balances,
+                        events,
+                        meters_after,
+                        read_ms: now.monotonic_ms,
+                        stale: dirty,
+                        ingested,
+                    },
+                );
+                if dirty {
+                    want_read(state, &customer);
+                } else if ingested {
+                    want_read_for_usage(state, &customer);
+                }
+                return None;
+            }
+        }
+    };
+    Some(r)
 }
 
 impl Entitled {
@@ -793,6 +898,88 @@ mod tests {
         assert_eq!(c.entitlements, None);
         // Past `stale_for` (a day): not signed, read again.
         assert_eq!(signed(&e, at(10 + 86_400_000)), None);
+    }
+
+    /// A grant's first read (issue #80): only for a client that asks, of a customer held
+    /// nowhere, while Polar may be asked and the budget gives each page's call; its pages kept
+    /// as the background's, so the lease made after it is signed with them; one that fails
+    /// leaves the customer to the background.
+    #[test]
+    fn a_first_read_reads_a_new_customer_before_its_lease() {
+        let base = "http://polar.test";
+        let ok = || Ok(());
+        let first = |e: &Entitled, nonce: Option<&str>, open: bool, take: Result<(), u64>| {
+            e.first_read(CUSTOMER, nonce, base, || open, || take, at(0))
+        };
+        let e = Entitled::new(true);
+        assert!(
+            first(&e, Some("00ff-stop-facts"), false, Ok(())).is_none(),
+            "not asked"
+        );
+        assert!(first(&e, None, false, Ok(())).is_none(), "not asked");
+        assert!(
+            first(&e, Some(NONCE), true, Ok(())).is_none(),
+            "the breaker is open"
+        );
+        assert!(first(&e, Some(NONCE), false, Err(3)).is_none(), "no budget");
+        assert!(
+            e.first_read("not-a-uuid", Some(NONCE), base, || false, ok, at(0))
+                .is_none(),
+            "never a customer id that is not one"
+        );
+        assert!(
+            Entitled::new(false)
+                .first_read(CUSTOMER, Some(NONCE), base, || false, ok, at(0))
+                .is_none(),
+            "off"
+        );
+        // The pages, grants then meters, each a call of its own.
+        let read = first(&e, Some(NONCE), false, Ok(())).expect("a first read");
+        assert!(read
+            .url()
+            .starts_with(&format!("{base}/v1/benefit-grants/?customer_id={CUSTOMER}")));
+        let read = e
+            .first_answered(read, grants(10), base, ok, 4, at(1))
+            .expect("the meters next");
+        assert!(read.url().starts_with(&format!(
+            "{base}/v1/customer-meters/?customer_id={CUSTOMER}"
+        )));
+        assert!(
+            e.first_answered(read, meters(), base, ok, 4, at(2))
+                .is_none(),
+            "done"
+        );
+        let got = signed(&e, at(3)).expect("the lease after it is signed with them");
+        assert_eq!(got.value("size"), Some(&EntitlementValue::Int(10)));
+        assert_eq!(got.balance("calls"), Some(7.5));
+        assert!(
+            locked(&e.state).wanted.is_empty(),
+            "nothing left to the background"
+        );
+        // Held now: no first read again.
+        assert!(
+            first(&e, Some(NONCE), false, Ok(())).is_none(),
+            "held already"
+        );
+
+        // A read whose next page the budget refuses, or whose page fails, is the
+        // background's: the lease goes without them, the customer is wanted.
+        for failing in [true, false] {
+            let e = Entitled::new(true);
+            let read = first(&e, Some(NONCE), false, Ok(())).expect("a first read");
+            let next = if failing {
+                e.first_answered(read, Err("reset".into()), base, ok, 0, at(1))
+            } else {
+                e.first_answered(read, grants(10), base, || Err(5), 0, at(1))
+            };
+            assert!(next.is_none());
+            assert_eq!(signed(&e, at(2)), None);
+            assert_eq!(
+                locked(&e.state).wanted.front().map(String::as_str),
+                Some(CUSTOMER),
+                "failing: {failing}"
+            );
+        }
     }
 
     /// A token Polar refuses turns the reads off; a failed read is tried again.

@@ -83,6 +83,23 @@ impl Pending {
     }
 }
 
+/// A `GET` of `url` with the headers of the call `like` (the seller's token, Polar's
+/// version), without its body's type: a read that follows a verdict (a device listing's of
+/// the key's record, a grant's first read of its customer's values).
+pub(crate) fn get_like(like: &HttpRequest, url: String) -> HttpRequest {
+    HttpRequest {
+        operation: like.operation,
+        url,
+        headers: like
+            .headers
+            .iter()
+            .filter(|(k, _)| !k.eq_ignore_ascii_case("content-type"))
+            .cloned()
+            .collect(),
+        body: Vec::new(),
+    }
+}
+
 /// What the relay's routing decided for a request the machine let through
 /// ([`crate::flow::Exchange`] asks it and turns it into a [`Need`](crate::flow::Need)).
 pub(crate) enum Routed {

@@ -587,11 +587,33 @@ impl Asks for Relay {
     fn reads(&self) -> crate::reads::Reads<'_> {
         Relay::reads(self)
     }
+
+    #[cfg(feature = "entitlements")]
+    fn first_read(
+        &self,
+        pending: &Pending,
+        upstream: &Upstream,
+        now: Now,
+    ) -> Option<crate::flow::FirstRead> {
+        self.first_read_of(pending, upstream, now)
+    }
+
+    #[cfg(feature = "entitlements")]
+    fn first_answered(
+        &self,
+        read: crate::flow::FirstRead,
+        answer: Upstream,
+        now: Now,
+    ) -> Option<crate::flow::FirstRead> {
+        self.first_answered_of(read, answer, now)
+    }
 }
 
 // The relay's parts kept beside it: how a request begins once its route is read, its limits,
 // its verdicts made answers, and the unit tests' blocking host.
 mod begin;
+#[cfg(feature = "entitlements")]
+mod first_read;
 mod limits;
 #[cfg(test)]
 mod test_host;

@@ -172,6 +172,11 @@ use std::time::Duration;
 /// memory store and entitlements on, its webhook endpoint registered in Polar for the events
 /// that keep the values fresh; the relay's public key.
 fn signed_relay() -> (Emulator, Running, RelayKeys) {
+    signed_relay_of(seed())
+}
+
+/// [`signed_relay`] with the emulator seeded with `seed`.
+fn signed_relay_of(seed: Seed) -> (Emulator, Running, RelayKeys) {
     let options = Options {
         webhooks: polar_license_emulator::WebhookOptions {
             schedule_scale: 0.0001,
@@ -179,7 +184,7 @@ fn signed_relay() -> (Emulator, Running, RelayKeys) {
         },
         ..Options::default()
     };
-    let polar = Emulator::start(seed(), options).expect("starts");
+    let polar = Emulator::start(seed, options).expect("starts");
     let (endpoint, secret) = rig::endpoint(
         &polar,
         &[
@@ -310,6 +315,57 @@ fn the_relay_signs_a_keys_values_and_the_app_reads_them_offline_granted_changed_
         report.entitlements().and_then(|e| e.balance("API calls")),
         Some(50.0)
     );
+}
+
+/// Issue #80: a new customer's values are known from the first answer, not up to an hour
+/// later. The relay holds none of the customer's values yet, so it reads them from Polar
+/// before it makes the first lease: the first check's lease carries them, and so does a
+/// first activation's (on a relay of its own, which holds nothing either).
+#[test]
+fn the_first_answer_after_activation_carries_the_values() {
+    let (_polar, relay, keys) = signed_relay();
+    let checking = app(&relay, &keys);
+    let report = checking.check_report(Key::new(KEY));
+    assert!(report.outcome.is_licensed(), "{:?}", report.outcome);
+    let signed = report
+        .entitlements()
+        .expect("the first lease carries the values");
+    assert_eq!(
+        signed.value("max_upload_size"),
+        Some(&EntitlementValue::Int(10))
+    );
+    assert_eq!(signed.balance("API calls"), Some(50.0));
+    assert_eq!(
+        report.entitlement_state("max_upload_size").0,
+        polar_license::EntitlementState::Granted
+    );
+
+    // The key activated on up to 3 machines (Polar's activate answers 403 without a limit).
+    let mut activated_seed = seed();
+    for k in &mut activated_seed.license_keys {
+        if k.key == KEY {
+            k.limit_activations = Some(3);
+        }
+    }
+    let (_polar, relay, keys) = signed_relay_of(activated_seed);
+    let activating = app(&relay, &keys);
+    let req = polar_license::proto::ActivateRequest::new(KEY, "first-machine");
+    let activated = activating.activate_update(&req);
+    assert!(
+        matches!(activated.online, Ok(polar_license::Verdict::Accepted(_))),
+        "{:?}",
+        activated.online
+    );
+    let values = activated
+        .lease
+        .as_ref()
+        .and_then(|l| l.facts.entitlements())
+        .expect("the first activation's lease carries the values");
+    assert_eq!(
+        values.value("max_upload_size"),
+        Some(&EntitlementValue::Int(10))
+    );
+    assert_eq!(values.balance("API calls"), Some(50.0));
 }
 
 /// A lease whose values were altered does not verify: re-signed by another key, or its

@@ -188,6 +188,11 @@ export interface EntitlementState {
    * values need the seller's relay and its public key); `not_licensed` (`check` says why).
    */
   state: 'granted' | 'absent' | 'unknown' | 'unsigned' | 'not_licensed';
+  /** For `absent`, `unknown` and `unsigned`: the core's one sentence and next step for the
+   * person, as one line (every face's words); `null` otherwise. */
+  userMessage?: string | null;
+  /** The next step of `userMessage`, alone. */
+  nextStep?: string | null;
 }
 
 /** Why a key stopped (a denial's detail from the seller's relay, issue #68). */

@@ -152,16 +152,27 @@ pub struct EntitlementState {
     /// answer stands on no signed lease: values need the seller's relay and its public key,
     /// signed mode); `not_licensed` (the check did not license: its state says why).
     pub state: String,
+    /// For `absent`, `unknown` and `unsigned`: what to tell the person, the core's one
+    /// sentence and next step as one line (`EntitlementState::message`, every face's words);
+    /// `null` otherwise.
+    #[serde(default)]
+    pub user_message: Option<String>,
+    /// The next step of `user_message`, alone.
+    #[serde(default)]
+    pub next_step: Option<String>,
 }
 
 impl EntitlementState {
     /// `name` of a check's report.
     pub fn of(report: &CheckReport, name: &str) -> EntitlementState {
         let (state, value) = report.entitlement_state(name);
+        let said = state.message();
         EntitlementState {
             name: name.to_string(),
             value: value.map(entitlement_json),
             state: state.code().to_string(),
+            user_message: said.as_ref().map(|m| m.text()),
+            next_step: said.as_ref().map(|m| m.next_step().to_string()),
         }
     }
 }
@@ -820,55 +831,20 @@ impl DeviceError {
                 customers: Vec::new(),
             };
         }
-        let (class, message) = match error {
-            P::CodeInvalidOrExpired => (
-                "denied",
-                "That code is wrong, used or expired: ask for a new code and type it within \
-                 30 minutes."
-                    .to_string(),
-            ),
-            P::SessionExpired => (
-                "denied",
-                "Your sign-in has expired: sign in again with a new code.".to_string(),
-            ),
-            P::NotSignedIn => (
-                "error",
-                "Sign in first with the code emailed to you.".to_string(),
-            ),
-            P::CustomerSelectionRequired(_) => (
-                "error",
-                "Several accounts use this email: choose one and ask for a code again.".to_string(),
-            ),
-            P::RateLimited(Some(s)) => (
-                "unverified",
-                format!("Too many tries: wait {s} s, then try again."),
-            ),
-            P::RateLimited(None) => (
-                "unverified",
-                "Too many tries: wait 15 minutes, then try again.".to_string(),
-            ),
-            P::NotFound => (
-                "denied",
-                "This key is not among your keys: sign in with the email the key was bought \
-                 with."
-                    .to_string(),
-            ),
-            P::DeviceManagementOff => (
-                "denied",
-                "This product does not list devices: the seller must enable \"customers can \
-                 manage activations\"; meanwhile free a device in Polar's customer portal."
-                    .to_string(),
-            ),
-            _ => (
-                "error",
-                "Polar refused the request: try again later.".to_string(),
-            ),
+        let class = match error {
+            P::CodeInvalidOrExpired | P::SessionExpired | P::NotFound | P::DeviceManagementOff => {
+                "denied"
+            }
+            P::RateLimited(_) => "unverified",
+            _ => "error",
         };
         DeviceError {
             portal_error: error.code().to_string(),
             code: error.reason().map(|r| r.code().to_string()),
             class: class.to_string(),
-            user_message: message,
+            // The core's one sentence and next step (`PortalError::message`), as every face's
+            // (issue #80: this face kept its own wording of each portal failure).
+            user_message: error.user_message(),
             detail: error.to_string(),
             field: match error {
                 P::NotSignedIn => Some("session".to_string()),

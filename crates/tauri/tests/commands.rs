@@ -1515,3 +1515,24 @@ fn a_purchase_unlocks_with_no_key_typed_with_and_without_a_session() {
     assert_eq!(missing["purchaseError"], "checkout_not_found", "{missing}");
     assert!(missing["nextStep"].as_str().is_some_and(|s| !s.is_empty()));
 }
+
+/// Issue #80: a customer-portal failure's words are the core's (`PortalError::user_message`,
+/// one sentence and one next step), never this face's own.
+#[test]
+fn a_portal_failures_words_are_the_cores() {
+    use polar_license::portal::PortalError as P;
+    for e in [
+        P::CodeInvalidOrExpired,
+        P::SessionExpired,
+        P::NotSignedIn,
+        P::CustomerSelectionRequired(Vec::new()),
+        P::RateLimited(Some(9)),
+        P::RateLimited(None),
+        P::NotFound,
+        P::DeviceManagementOff,
+    ] {
+        let said = DeviceError::of(&e);
+        assert_eq!(said.user_message, e.user_message(), "{e:?}");
+        assert_eq!(said.portal_error, e.code(), "{e:?}");
+    }
+}

@@ -249,6 +249,13 @@ fn signed_values_are_read_typed_absent_names_are_absent_and_unsigned_mode_needs_
     assert!(raw["value"].is_i64(), "an integer stays an integer: {raw}");
     // A name the flag does not set: absent, no value.
     let seats = app.entitlement(KEY, "seats");
+    // The core's words for the state (issue #80), as every face's.
+    let absent = polar_license::EntitlementState::Absent.message();
+    assert_eq!(seats.user_message, absent.as_ref().map(|m| m.text()));
+    assert_eq!(
+        seats.next_step.as_deref(),
+        absent.as_ref().map(|m| m.next_step())
+    );
     assert_eq!((seats.state.as_str(), seats.value), ("absent", None));
     // A key that does not license: its state says so, no value.
     let unknown = app.entitlement(KEY.replace("TIER", "NONE").as_str(), "role");

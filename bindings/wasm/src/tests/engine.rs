@@ -1049,6 +1049,47 @@ fn the_js_reason_table_is_the_rust_one() {
         assert_eq!(row["code"], reason.code());
         assert_eq!(row["kind"], reason.class().as_str());
         assert_eq!(row["number"], reason.number());
+        // The words a JS face shows are the core's (issue #80), as the C and Python faces'.
+        assert_eq!(row["sentence"], reason.user_message());
+        assert_eq!(row["nextStep"], reason.next_step());
+        assert_eq!(row["userMessage"], reason.message().text());
+    }
+}
+
+/// A denial's error says whether the customer portal is the next step's place and whether a
+/// stopped key may license again, as the core decides (issue #80: the gate kept its own sets).
+#[wasm_bindgen_test]
+fn a_denials_portal_and_again_are_the_cores() {
+    use polar_license::stopped::{StopKind, Stopped};
+    use polar_license::{Denial, Reason};
+    for reason in Reason::ALL {
+        for kind in std::iter::once(None).chain(StopKind::ALL.map(Some)) {
+            let d = Denial {
+                reason,
+                detail: "Polar's detail".into(),
+                status: 404,
+                remaining_usages: None,
+                previously_valid: false,
+                activation_gone: false,
+                stopped: kind.map(|kind| Stopped {
+                    kind,
+                    at: None,
+                    until: None,
+                }),
+            };
+            let v = parsed(&crate::engine::denial_json(&d));
+            let e = &v["error"];
+            let portal = if d.offers_portal() {
+                json!(true)
+            } else {
+                Value::Null
+            };
+            assert_eq!(e["portal"], portal, "{reason:?} {kind:?}");
+            match kind {
+                Some(kind) => assert_eq!(e["stopped"]["again"], kind.comes_back()),
+                None => assert_eq!(e["stopped"], Value::Null),
+            }
+        }
     }
 }
 

@@ -47,17 +47,7 @@ pub(crate) fn read_ask(body: &[u8]) -> Result<DevicesAsk, RelayResponse> {
 /// The read of the key's record (`GET {base}/v1/license-keys/{id}`) made of the validate's
 /// call (its token, its version, its user agent): no body.
 pub(crate) fn read_request(base_url: &str, validate: &HttpRequest, key_id: &str) -> HttpRequest {
-    HttpRequest {
-        operation: validate.operation,
-        url: format!("{base_url}/v1/license-keys/{key_id}"),
-        headers: validate
-            .headers
-            .iter()
-            .filter(|(k, _)| !k.eq_ignore_ascii_case("content-type"))
-            .cloned()
-            .collect(),
-        body: Vec::new(),
-    }
+    crate::pending::get_like(validate, format!("{base_url}/v1/license-keys/{key_id}"))
 }
 
 /// The list made of Polar's `LicenseKeyWithActivations` (`body`): the key's id, its limit,

@@ -15,6 +15,15 @@ use crate::route::Route;
 use crate::store::Wants;
 use crate::types::{Finished, RelayRequest, RelayResponse};
 
+/// A grant's read of its customer's values before its lease ([`Asks::first_read`]): the
+/// request of the page to ask for next (a `GET` with the seller's token: never log it).
+#[cfg_attr(not(feature = "entitlements"), allow(dead_code))]
+pub(crate) struct FirstRead {
+    pub(crate) request: polar_license::HttpRequest,
+    #[cfg(feature = "entitlements")]
+    pub(crate) pages: crate::entitled::FirstPages,
+}
+
 /// Polar's answer to a call, or why there is none.
 pub type Upstream = Result<HttpResponse, TransportError>;
 
@@ -120,6 +129,18 @@ pub trait Asks {
         answer: &RelayResponse,
         at: Moment,
     ) -> Option<Result<Box<Pending>, Finished>>;
+
+    /// Before a grant's lease is made: the read of its customer's values it waits for (issue
+    /// #80, [`crate::entitled`]): the request of its first page when the client asks for the
+    /// values and the relay holds none of that customer's; `None` otherwise.
+    fn first_read(&self, _pending: &Pending, _upstream: &Upstream, _now: Now) -> Option<FirstRead> {
+        None
+    }
+    /// Polar's answer to a page of a first read: the next page's request, or `None` once the
+    /// read is over (its values kept for the lease, or left to the background).
+    fn first_answered(&self, _read: FirstRead, _answer: Upstream, _now: Now) -> Option<FirstRead> {
+        None
+    }
 
     // The background reads.
 

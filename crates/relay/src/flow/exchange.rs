@@ -14,7 +14,7 @@
 use polar_license::portal::Method;
 use polar_license::{HttpRequest, HttpResponse, TransportError, TransportErrorKind};
 
-use super::{Core, Moment};
+use super::{Core, FirstRead, Moment};
 use crate::clock::Now;
 use crate::pending::{Pending, Routed};
 use crate::route::target::Target;
@@ -178,6 +178,24 @@ struct Finish {
     made: bool,
 }
 
+impl Finish {
+    /// A call made, with its answer (`tail`: the client was answered already).
+    fn made(
+        pending: Box<Pending>,
+        flight: Option<String>,
+        upstream: Result<HttpResponse, TransportError>,
+        tail: bool,
+    ) -> Finish {
+        Finish {
+            pending,
+            flight,
+            upstream,
+            tail,
+            made: true,
+        }
+    }
+}
+
 /// What goes on after a stale answer: the call under way, or still waiting for its slot.
 enum Tail {
     Call(Box<Pending>, Option<String>),
@@ -202,6 +220,10 @@ enum State {
     },
     Asking(Box<Pending>, Option<String>),
     Calling(Box<Pending>, Option<String>, bool),
+    /// A grant's lease waits for its customer's values (issue #80): waiting for a slot to
+    /// read a page on (a host whose calls hold a thread), then for the page.
+    FirstSlot(Box<(Finish, FirstRead)>),
+    FirstPage(Box<(Finish, FirstRead)>),
     Signing(Finished),
     Answered(RelayResponse),
     Persisting(RelayResponse),
@@ -408,25 +430,24 @@ impl Exchange {
                 Some(Given::Patience),
             ) => State::Fill(After::StaleSlot(pending, flight)),
             (State::Asking(pending, flight), Some(Given::Upstream(upstream))) => {
-                State::Fill(After::Finish(Finish {
-                    pending,
-                    flight,
-                    upstream,
-                    tail: false,
-                    made: true,
-                }))
+                self.answered(relay, now, Finish::made(pending, flight, upstream, false))
             }
             (State::Asking(pending, flight), Some(Given::Patience)) => {
                 State::Fill(After::StaleCall(pending, flight))
             }
             (State::Calling(pending, flight, tail), Some(Given::Upstream(upstream))) => {
-                State::Fill(After::Finish(Finish {
-                    pending,
-                    flight,
-                    upstream,
-                    tail,
-                    made: true,
-                }))
+                self.answered(relay, now, Finish::made(pending, flight, upstream, tail))
+            }
+            (State::FirstSlot(held), Some(Given::Slot)) => {
+                let need = first_page(&held.1);
+                self.ask(need, State::FirstPage(held))
+            }
+            (State::FirstPage(held), Some(Given::Upstream(answer))) => {
+                let (finish, read) = *held;
+                match relay.first_answered(read, answer, now) {
+                    Some(read) => self.first_read(relay, finish, read),
+                    None => State::Fill(After::Finish(finish)),
+                }
             }
             (State::Signing(finished), Some(Given::Signature(signature))) => {
                 let (mut r, leased) = relay.assemble(finished, &signature);
@@ -690,6 +711,33 @@ impl Exchange {
         }
     }
 
+    /// Polar's answer to the call: kept, unless a grant's lease waits for its customer's
+    /// values first ([`super::Asks::first_read`], issue #80; never once the client was answered).
+    fn answered<C: Core + ?Sized>(&mut self, relay: &C, now: Now, finish: Finish) -> State {
+        if !finish.tail {
+            if let Some(read) = relay.first_read(&finish.pending, &finish.upstream, now) {
+                return self.first_read(relay, finish, read);
+            }
+        }
+        State::Fill(After::Finish(finish))
+    }
+
+    /// A page of a grant's first read asked for (a slot to call on first, where calls hold a
+    /// thread).
+    fn first_read<C: Core + ?Sized>(
+        &mut self,
+        relay: &C,
+        finish: Finish,
+        read: FirstRead,
+    ) -> State {
+        let held = Box::new((finish, read));
+        if relay.host().call_slots() {
+            return self.ask(Need::Slot { patience_ms: None }, State::FirstSlot(held));
+        }
+        let need = first_page(&held.1);
+        self.ask(need, State::FirstPage(held))
+    }
+
     /// An answer whose lease may wait for its signature.
     fn signed<C: Core + ?Sized>(&mut self, relay: &C, finished: Finished) -> State {
         match finished.pre_auth().map(<[u8]>::to_vec) {
@@ -768,6 +816,16 @@ impl Exchange {
                 self.signed(relay, finished)
             }
         }
+    }
+}
+
+/// The `GET` of a first read's page.
+fn first_page(read: &FirstRead) -> Need {
+    Need::Send {
+        request: read.request.clone(),
+        method: Method::Get,
+        flight: None,
+        patience_ms: None,
     }
 }
 

@@ -76,7 +76,7 @@ pub mod background;
 mod exchange;
 
 pub use asks::Core;
-pub(crate) use asks::{Asks, Moment, Upstream};
+pub(crate) use asks::{Asks, FirstRead, Moment, Upstream};
 #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
 pub(crate) use exchange::metrics_answer;
 pub use exchange::{Exchange, ExchangeOptions, Given, Load, Need};

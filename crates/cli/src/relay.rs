@@ -219,8 +219,7 @@ fn serve(g: &Global, a: &RelayServeArgs) -> u8 {
     let analytics = polar_license_relay::analytics::AnalyticsOptions {
         enabled: a.install_analytics,
         max_installs_per_day: usize::try_from(a.max_installs_per_day).unwrap_or(usize::MAX),
-        max_installs_per_address: usize::try_from(a.max_installs_per_address)
-            .unwrap_or(usize::MAX),
+        max_installs_per_address: usize::try_from(a.max_installs_per_address).unwrap_or(usize::MAX),
     };
     let mut relay = Relay::new(config, Box::new(transport))
         .and_then(|r| r.with_seats(seats))

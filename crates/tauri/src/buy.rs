@@ -51,10 +51,10 @@ pub struct PurchaseSignIn {
 pub enum BuyError {
     /// The checkout or the key bought.
     Purchase(PurchaseFailure),
-    /// A step of the customer portal, or no answer.
-    Portal(DeviceError),
+    /// A step of the customer portal, or no answer (boxed: the core's words make it large).
+    Portal(Box<DeviceError>),
     /// The activation of the key bought.
-    License(LicenseError),
+    License(Box<LicenseError>),
 }
 
 /// A purchase's own failure, in the core's words.
@@ -73,7 +73,7 @@ pub struct PurchaseFailure {
 impl BuyError {
     fn of(e: &PurchaseError) -> BuyError {
         if let PurchaseError::Portal(p) = e {
-            return BuyError::Portal(DeviceError::of(p));
+            return BuyError::Portal(Box::new(DeviceError::of(p)));
         }
         let said = e.message();
         BuyError::Purchase(PurchaseFailure {
@@ -105,9 +105,9 @@ async fn blocking<T: Send + 'static>(
     tauri::async_runtime::spawn_blocking(move || work(licensing))
         .await
         .map_err(|e| {
-            BuyError::License(LicenseError::of(&Error::Cache {
+            BuyError::License(Box::new(LicenseError::of(&Error::Cache {
                 detail: format!("the purchase task stopped: {e}"),
-            }))
+            })))
         })?
 }
 
@@ -126,9 +126,9 @@ fn bought(
             let read = match answer {
                 Ok(polar_license::Verdict::Accepted(read)) => read,
                 Ok(polar_license::Verdict::Denied(d)) => {
-                    return Err(BuyError::License(LicenseError::denied(&d)))
+                    return Err(BuyError::License(Box::new(LicenseError::denied(&d))))
                 }
-                Err(e) => return Err(BuyError::License(LicenseError::of(&e))),
+                Err(e) => return Err(BuyError::License(Box::new(LicenseError::of(&e)))),
             };
             Ok(Bought {
                 display_key: Some(key.key.redacted()),
@@ -141,7 +141,7 @@ fn bought(
                 licensing
                     .client()
                     .request_sign_in_code(email)
-                    .map_err(|e| BuyError::Portal(DeviceError::of(&e)))?;
+                    .map_err(|e| BuyError::Portal(Box::new(DeviceError::of(&e))))?;
             }
             let said = polar_license::message::purchase_sign_in(receipt.email.as_deref());
             Ok(Bought {
@@ -191,9 +191,11 @@ pub(crate) async fn buy(
     blocking(state.licensing(), move |l| {
         let session = success_url.as_deref().and_then(session_from_success_url);
         if success_url.is_some() && session.is_none() {
-            return Err(BuyError::License(LicenseError::of(&Error::invalid(
-                "success_url",
-                "carries no customer_session_token: pass the whole URL the browser landed on",
+            return Err(BuyError::License(Box::new(LicenseError::of(
+                &Error::invalid(
+                    "success_url",
+                    "carries no customer_session_token: pass the whole URL the browser landed on",
+                ),
             ))));
         }
         let end = l.buy(&checkout, session.as_ref(), &label);
@@ -211,9 +213,9 @@ pub(crate) async fn buy_signed_in(
 ) -> Result<Bought, BuyError> {
     let label = label.unwrap_or_else(polar_license::device_label::default_device_label);
     let Some(session) = state.session() else {
-        return Err(BuyError::Portal(DeviceError::of(
+        return Err(BuyError::Portal(Box::new(DeviceError::of(
             &polar_license::portal::PortalError::NotSignedIn,
-        )));
+        ))));
     };
     blocking(state.licensing(), move |l| {
         let receipt = Receipt::from_parts(

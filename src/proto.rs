@@ -932,10 +932,10 @@ mod http_date_tests {
 /// detail that does not read. The check flow reads it in [`crate::held`], where signed mode
 /// believes only the signed one.
 pub(crate) fn read_stopped_unsigned<T>(
-    mut verdict: crate::Verdict<T>,
+    mut verdict: Verdict<T>,
     response: &HttpResponse,
-) -> crate::Verdict<T> {
-    if let crate::Verdict::Denied(d) = &mut verdict {
+) -> Verdict<T> {
+    if let Verdict::Denied(d) = &mut verdict {
         d.stopped = response
             .single(crate::stopped::STOPPED_HEADER)
             .and_then(crate::stopped::Stopped::from_text);

@@ -137,13 +137,13 @@ impl UsageAnswer {
 
     /// What to tell the person using the app when a report is not recorded: one sentence and
     /// one next step. `None` for a recorded report.
-    pub fn message(&self) -> Option<crate::Message> {
+    pub fn message(&self) -> Option<crate::message::Message> {
         match self {
             UsageAnswer::Recorded { .. } => None,
             UsageAnswer::CreditsExhausted { .. } => {
                 Some(crate::reason::Reason::CreditsExhausted.message())
             }
-            UsageAnswer::Backlog { .. } => Some(crate::Message::fixed(
+            UsageAnswer::Backlog { .. } => Some(crate::message::Message::fixed(
                 "The usage is not recorded yet (the license server is busy).",
                 "Keep the app open while it is sent again.",
             )),

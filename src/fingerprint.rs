@@ -37,7 +37,7 @@ pub fn fingerprint_from(machine_id: &str, organization_id: &str) -> String {
     hash.update(organization_id.as_bytes());
     hash.update(b"\0");
     hash.update(machine_id.trim().as_bytes());
-    crate::cache::hex(&hash.finalize()[..16])
+    crate::hex::hex(&hash.finalize()[..16])
 }
 
 /// This machine's fingerprint for `organization_id`: `Ok(None)` when the OS has no machine id

@@ -195,131 +195,6 @@ impl Reason {
     }
 }
 
-impl crate::stopped::StopKind {
-    /// Whether a key stopped this way may license again as it is (a pause resumed, a
-    /// subscription renewed, a seat given back, a payment made), so a face offers to check it
-    /// again; a refunded or replaced key does not come back.
-    pub const fn comes_back(self) -> bool {
-        use crate::stopped::StopKind as K;
-        matches!(self, K::Paused | K::Canceled | K::SeatRevoked | K::PastDue)
-    }
-
-    /// Whether the customer portal is the place for the next step: every stop but a removed
-    /// seat (the team's admin gives it back, not the portal).
-    pub const fn offers_portal(self) -> bool {
-        !matches!(self, crate::stopped::StopKind::SeatRevoked)
-    }
-}
-
-impl crate::Denial {
-    /// Whether a face offers the customer portal beside this denial's message: by why the key
-    /// stopped when the relay said ([`crate::stopped::StopKind::offers_portal`]), else by its
-    /// reason ([`Reason::offers_portal`]).
-    pub fn offers_portal(&self) -> bool {
-        match self.stopped {
-            Some(s) => s.kind.offers_portal(),
-            // A key valid here before and now unknown: its step is to find the new key there.
-            None if self.reason == Reason::NotFound => {
-                self.previously_valid && !self.activation_gone
-            }
-            None => self.reason.offers_portal(),
-        }
-    }
-}
-
-impl crate::portal::PortalError {
-    /// The portal step's failure as one sentence and one next step (issue #80: the Rust portal
-    /// error said only its `Display`, written for logs): a failure with no portal answer says
-    /// its error's words ([`crate::Error::message`]), the portal's own refusals say theirs here.
-    /// No session, code or whole key is in them.
-    pub fn message(&self) -> Message {
-        use crate::portal::PortalError as P;
-        match self {
-            P::Invalid(e) | P::Protocol(e) | P::Offline(e) => e.message(),
-            P::CodeInvalidOrExpired => Message::fixed(
-                "The sign-in code is wrong, used or more than 30 minutes old.",
-                "Ask for a new code and type it within 30 minutes.",
-            ),
-            P::SessionExpired => {
-                Message::fixed("The sign-in has expired.", "Sign in again with your email.")
-            }
-            P::NotSignedIn => Message::fixed(
-                "You are not signed in to the customer portal.",
-                "Sign in with the email the license was bought with.",
-            ),
-            P::CustomerSelectionRequired(_) => Message::fixed(
-                "Several accounts of this seller use this email.",
-                "Choose one of them and ask for a code again.",
-            ),
-            P::RateLimited(Some(s)) => Message::new(
-                "Too many sign-in tries.",
-                format!("Wait {s} seconds, then try again."),
-            ),
-            P::RateLimited(None) => Message::fixed(
-                "Too many sign-in tries.",
-                "Wait 15 minutes, then try again.",
-            ),
-            P::NotFound => Message::fixed(
-                "This license key is not one of the signed-in account's keys.",
-                "Sign in with the email the key was bought with.",
-            ),
-            P::DeviceManagementOff => Message::fixed(
-                "The seller has not let customers see their devices for this product.",
-                "Free the device from the app on it, or ask the seller to free it.",
-            ),
-            P::Refused { .. } => Message::fixed(
-                "The customer portal refused the request.",
-                "Try again later, and tell the seller if it goes on.",
-            ),
-        }
-    }
-
-    /// [`crate::portal::PortalError::message`] as one line: what a face shows.
-    pub fn user_message(&self) -> String {
-        self.message().text()
-    }
-}
-
-/// What to tell a buyer whose purchase in the app ended without a key (issue #80): one sentence
-/// and one next step for each [`crate::purchase::PurchaseError`]. A key Polar has not issued yet
-/// is never "not found" (Polar issues #7125, #7454): it is still being issued.
-pub fn purchase(e: &crate::purchase::PurchaseError) -> Message {
-    use crate::portal::PortalError;
-    use crate::purchase::PurchaseError;
-    const RESTART: &str = "Start the purchase again.";
-    match e {
-        PurchaseError::CheckoutNotFound => Message::fixed("This checkout was not found.", RESTART),
-        PurchaseError::CheckoutExpired => {
-            Message::fixed("This checkout expired before it was paid.", RESTART)
-        }
-        PurchaseError::CheckoutFailed => Message::fixed("This checkout failed.", RESTART),
-        PurchaseError::NotPaid => Message::fixed(
-            "This checkout has not been paid yet.",
-            "Finish paying in the browser, then try again.",
-        ),
-        PurchaseError::StillIssuing | PurchaseError::Portal(PortalError::NotFound) => {
-            Message::fixed("Polar is still issuing your key.", "Try again in a minute.")
-        }
-        PurchaseError::Portal(PortalError::SessionExpired | PortalError::NotSignedIn) => {
-            Message::fixed(
-                "Your purchase is paid but this app is not signed in to your account.",
-                "Sign in with the code Polar emails to the address you paid with.",
-            )
-        }
-        PurchaseError::Portal(PortalError::CodeInvalidOrExpired) => Message::fixed(
-            "The code is wrong, used or more than 30 minutes old.",
-            "Ask for a new code and type it as the email shows it.",
-        ),
-        PurchaseError::Portal(p) => match p.reason() {
-            Some(r) => r.message(),
-            None => Message::fixed(
-                "Polar did not let this app read your purchase.",
-                "Find the key in the email Polar sent you and type it in.",
-            ),
-        },
-    }
-}
-
 /// What to tell a buyer whose purchase is paid but came with no session (Polar matched the
 /// buyer's email to an existing customer, PR #9972): the sign-in code is on its way to `email`.
 pub fn purchase_sign_in(email: Option<&str>) -> Message {
@@ -508,7 +383,7 @@ mod tests {
                 crate::portal::PortalError::CodeInvalidOrExpired,
             ),
         ] {
-            said.push((format!("purchase {e:?}"), purchase(&e)));
+            said.push((format!("purchase {e:?}"), e.message()));
         }
         said.push(("sign-in".into(), purchase_sign_in(Some("a@b.example"))));
         said.push(("sign-in".into(), purchase_sign_in(None)));

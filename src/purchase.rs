@@ -20,6 +20,7 @@ use core::time::Duration;
 
 use crate::error::Error;
 use crate::key::Key;
+use crate::message::Message;
 use crate::model::{LicenseKeyRead, LicenseKeyStatus};
 use crate::portal::{Method, Portal, PortalError, PortalRequest, SessionToken, MAX_PORTAL_PAGES};
 use crate::proto::{retry_after, Api, HttpResponse};
@@ -148,9 +149,44 @@ impl PurchaseError {
         }
     }
 
-    /// What to tell the buyer: one sentence and one next step ([`crate::message`]).
-    pub fn message(&self) -> crate::message::Message {
-        crate::message::purchase(self)
+    /// What to tell the buyer: one sentence and one next step for each failure, as
+    /// [`crate::message`] says the reasons'. A key Polar has not issued yet is never "not
+    /// found" (Polar issues #7125, #7454): it is still being issued.
+    pub fn message(&self) -> Message {
+        const RESTART: &str = "Start the purchase again.";
+        match self {
+            PurchaseError::CheckoutNotFound => {
+                Message::fixed("This checkout was not found.", RESTART)
+            }
+            PurchaseError::CheckoutExpired => {
+                Message::fixed("This checkout expired before it was paid.", RESTART)
+            }
+            PurchaseError::CheckoutFailed => Message::fixed("This checkout failed.", RESTART),
+            PurchaseError::NotPaid => Message::fixed(
+                "This checkout has not been paid yet.",
+                "Finish paying in the browser, then try again.",
+            ),
+            PurchaseError::StillIssuing | PurchaseError::Portal(PortalError::NotFound) => {
+                Message::fixed("Polar is still issuing your key.", "Try again in a minute.")
+            }
+            PurchaseError::Portal(PortalError::SessionExpired | PortalError::NotSignedIn) => {
+                Message::fixed(
+                    "Your purchase is paid but this app is not signed in to your account.",
+                    "Sign in with the code Polar emails to the address you paid with.",
+                )
+            }
+            PurchaseError::Portal(PortalError::CodeInvalidOrExpired) => Message::fixed(
+                "The code is wrong, used or more than 30 minutes old.",
+                "Ask for a new code and type it as the email shows it.",
+            ),
+            PurchaseError::Portal(p) => match p.reason() {
+                Some(r) => r.message(),
+                None => Message::fixed(
+                    "Polar did not let this app read your purchase.",
+                    "Find the key in the email Polar sent you and type it in.",
+                ),
+            },
+        }
     }
 }
 

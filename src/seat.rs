@@ -275,9 +275,9 @@ impl SeatAnswer {
     /// What to tell the person using the app when no seat is held: one sentence and one next
     /// step, with the seats in use and the wait for `seats_full`. `None` for a seat held or a
     /// release.
-    pub fn message(&self) -> Option<crate::Message> {
+    pub fn message(&self) -> Option<crate::message::Message> {
         use crate::decimal::digits;
-        use crate::Message;
+        use crate::message::Message;
         match self {
             SeatAnswer::Held(_) | SeatAnswer::Released(_) => None,
             SeatAnswer::Full {

@@ -52,6 +52,22 @@ pub enum StopKind {
 }
 
 impl StopKind {
+    /// Whether a key stopped this way may license again as it is (a pause resumed, a
+    /// subscription renewed, a seat given back, a payment made), so a face offers to check it
+    /// again; a refunded or replaced key does not come back.
+    pub const fn comes_back(self) -> bool {
+        matches!(
+            self,
+            StopKind::Paused | StopKind::Canceled | StopKind::SeatRevoked | StopKind::PastDue
+        )
+    }
+
+    /// Whether the customer portal is the place for the next step: every stop but a removed
+    /// seat (the team's admin gives it back, not the portal).
+    pub const fn offers_portal(self) -> bool {
+        !matches!(self, StopKind::SeatRevoked)
+    }
+
     /// Every kind, in a fixed order (the faces' tables follow it).
     pub const ALL: [StopKind; 6] = [
         StopKind::Paused,

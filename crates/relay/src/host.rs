@@ -244,29 +244,6 @@ pub fn metrics_route(path: &str, token: Option<&str>) -> Result<(String, String)
     Ok((path.to_string(), token.to_string()))
 }
 
-/// Sends a call the request machine asks for ([`crate::flow::Need::Send`]) through a
-/// native host's transport: a `POST` as the license routes take it, a `GET` (a device
-/// listing's read of the key's record, issue #64) with the call's URL and headers and no body.
-/// Only `relay serve`'s server and the tests drive a native exchange.
-#[cfg(all(not(target_arch = "wasm32"), any(test, feature = "server")))]
-pub(crate) fn send(
-    transport: &dyn polar_license::Transport,
-    request: &polar_license::HttpRequest,
-    method: polar_license::portal::Method,
-) -> Result<polar_license::HttpResponse, polar_license::TransportError> {
-    match method {
-        polar_license::portal::Method::Post => transport.send(request),
-        polar_license::portal::Method::Get => {
-            transport.send_portal(&polar_license::portal::PortalRequest {
-                method,
-                url: request.url.clone(),
-                headers: request.headers.clone(),
-                body: Vec::new(),
-            })
-        }
-    }
-}
-
 impl Host {
     /// The npm relay's host, from the runtime's user agent (`navigator.userAgent`, as the
     /// handler reads it): `Cloudflare-Workers` is [`Host::Workers`] (no socket peer: the

@@ -854,7 +854,7 @@ impl Server {
                     let relay = Arc::clone(&self.relay);
                     let mut sent = tokio::task::spawn_blocking(move || {
                         // Held until the call ends, even when the client has gone.
-                        let sent = crate::host::send(&*relay.transport, &request, method);
+                        let sent = crate::flow::send(&*relay.transport, &request, method);
                         (sent, permit)
                     });
                     let answered = match patience_ms {

@@ -79,4 +79,6 @@ pub use asks::Core;
 pub(crate) use asks::{Asks, FirstRead, Moment, Upstream};
 #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
 pub(crate) use exchange::metrics_answer;
+#[cfg(all(not(target_arch = "wasm32"), any(test, feature = "server")))]
+pub(crate) use exchange::send;
 pub use exchange::{Exchange, ExchangeOptions, Given, Load, Need};

@@ -47,7 +47,7 @@ impl Relay {
                 }
                 Need::Send {
                     request, method, ..
-                } => Given::Upstream(crate::host::send(&*self.transport, &request, method)),
+                } => Given::Upstream(crate::flow::send(&*self.transport, &request, method)),
                 // The calling thread is the slot.
                 Need::Slot { .. } => Given::Slot,
                 // Never asked: no patience is given, so no call goes on past its check.

@@ -1633,7 +1633,7 @@ impl Licensing {
             self.app_secret.as_deref(),
             days,
             (self.clock)(),
-            self.policy.clone(),
+            self.policy,
         );
         self.drive_machine(&mut trial, &mut Held::default(), |_| false);
         Ok(trial.report())

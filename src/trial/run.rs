@@ -111,7 +111,7 @@ impl LocalTrial {
                     .clone()
                     .unwrap_or_else(Error::no_remembered_key);
                 CheckReport {
-                    trial: Some(Box::new(answer.trial.clone())),
+                    trial: Some(Box::new(answer.trial)),
                     ..CheckReport::of(CheckOutcome::Unverified(error))
                 }
             }

@@ -518,7 +518,7 @@ impl AsyncLicensing {
             self.app_secret.as_deref(),
             days,
             (self.clock)(),
-            self.policy.clone(),
+            self.policy,
         );
         self.drive(&mut trial).await;
         Ok(trial.report())

@@ -18,8 +18,8 @@
 use polar_license::cache::install_secret_from_hex;
 use polar_license::error::Error;
 use polar_license::fingerprint::fingerprint_from;
-use polar_license::flow::Standalone;
-use polar_license::grace::{CheckOutcome, CheckReport, GracePolicy};
+use polar_license::flow::{Given, Standalone};
+use polar_license::grace::GracePolicy;
 use polar_license::json::{JsonIn, JsonOut, Num};
 use polar_license::proto::{Api, Server};
 use polar_license::strict::{self, Value};
@@ -147,38 +147,37 @@ impl Trial {
         self.want()
     }
 
-    /// What the loop gave (the step protocol's JSON; a body only with a response, which a
-    /// trial never asks): what the trial wants next.
-    pub fn give(&mut self, given: &str, body: Option<Vec<u8>>) -> String {
+    /// What the loop gave (the step protocol's JSON: a storage answer): what the trial wants
+    /// next. A given of another kind is one out of turn (the machine's `cache_error`).
+    pub fn give(&mut self, given: &str) -> String {
         if let (Ok(m), Some((kind, v))) = (&mut self.machine, steps::given(given)) {
-            m.give(steps::storage_given(&kind, &v, body.unwrap_or_default()));
+            m.give(steps::store_given(&kind, &v).unwrap_or(Given::Verified));
         }
         self.want()
     }
 
     fn want(&self) -> String {
-        let m = match &self.machine {
-            Ok(m) => m,
-            Err(e) => {
-                let mut j = JsonOut::new();
-                error_json(&mut j, e);
-                return steps::done(&j.raw("}}").done());
-            }
-        };
-        let want = m.want();
         let mut j = JsonOut::new();
-        if steps::storage_want(&mut j, &want) {
-            return j.done();
-        }
-        // Done (a trial wants nothing else).
-        let report: CheckReport = m.report();
-        let error = match &report.outcome {
-            CheckOutcome::Unverified(e) => e,
-            _ => return steps::done("null"),
+        let answer = match &self.machine {
+            Ok(m) => {
+                if steps::storage_want(&mut j, &m.want()) {
+                    return j.done();
+                }
+                // Done (a trial wants nothing else): its answer, or why the store failed.
+                m.answer()
+            }
+            Err(e) => Some(Err(e)),
         };
-        error_json(&mut j, error);
-        if let Some(trial) = &report.trial {
-            trial.write_json(j.key("trial"));
+        match answer {
+            Some(Ok(a)) => {
+                let error = a.error.clone().unwrap_or_else(Error::no_remembered_key);
+                error_json(&mut j, &error);
+                a.trial.write_json(j.key("trial"));
+            }
+            Some(Err(e)) => error_json(&mut j, e),
+            None => error_json(&mut j, &Error::Cache {
+                detail: "the trial ended without an answer".to_string(),
+            }),
         }
         steps::done(&j.raw("}}").done())
     }

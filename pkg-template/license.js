@@ -1044,6 +1044,9 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = [], 
           // The clock once the bytes are read: a record another tab wrote before is no
           // clock moved back (the check reads its time again).
           return { read: [read[1], read[0], clock, this.#now()] };
+        } else if (want.clock) {
+          // The clock, for a machine that reads it between its load and its write (the trial).
+          return { clock: this.#now() * 1000 };
         } else if (want.load) {
           // One plain entry (a local trial's record): its text, or why it could not be read.
           const text = await attempt(async () => (await s.get(want.load)) ?? null);
@@ -1240,7 +1243,7 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = [], 
         // The core's machine, driven by the package's one loop with this client's storage and
         // locks: the app's own slot, the shared one read while the app's holds nothing (issue
         // #62), the first record created only where still none is.
-        const run = new t.Trial(JSON.stringify(o), secret, this.#now());
+        const run = new t.Trial(JSON.stringify(o), secret);
         try {
           throw fail((await this.#run(run.start(), (given) => run.give(JSON.stringify(given)))).done.error);
         } finally {

@@ -1632,7 +1632,7 @@ impl Licensing {
             seal,
             self.app_secret.as_deref(),
             days,
-            (self.clock)(),
+            Some((self.clock)()),
             self.policy,
         );
         self.drive_machine(&mut trial, &mut Held::default(), |_| false);

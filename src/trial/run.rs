@@ -30,6 +30,7 @@ enum Step {
     Lock,
     LoadOwn,
     LoadShared,
+    Clock,
     Write,
     Unlock,
     Done,
@@ -44,11 +45,14 @@ pub struct LocalTrial {
     /// The app's own slot ([`TrialSeal::app_slot`]).
     slot: String,
     days: TrialDays,
-    now: i64,
+    /// The clock reading (unix seconds); `None` until the shell's clock is read.
+    now: Option<i64>,
     policy: GracePolicy,
     step: Step,
     /// What the app's slot held when loaded.
     own: Option<Vec<u8>>,
+    /// What the shared slot held, when it was loaded.
+    shared: Option<Vec<u8>>,
     /// The sealed record to store.
     bytes: Vec<u8>,
     answer: Option<LocalAnswer>,
@@ -63,11 +67,14 @@ pub struct LocalTrial {
 impl LocalTrial {
     /// The trial of `days` at `now` (unix seconds) under `seal`, in the slot of the app whose
     /// secret is `app_secret` (as `seal` was made with), with `policy`'s clock tolerance.
+    /// `now` `None`: the machine asks the shell's clock ([`Want::Clock`]) once the slots are
+    /// loaded, so that the reading falls between its load and its write (the npm package's
+    /// file store, whose processes share no lock: its race test meets there).
     pub fn new(
         seal: TrialSeal,
         app_secret: Option<&[u8]>,
         days: TrialDays,
-        now: i64,
+        now: Option<i64>,
         policy: GracePolicy,
     ) -> LocalTrial {
         LocalTrial {
@@ -78,6 +85,7 @@ impl LocalTrial {
             policy,
             step: Step::Lock,
             own: None,
+            shared: None,
             bytes: Vec::new(),
             answer: None,
             failed: None,
@@ -122,10 +130,20 @@ impl LocalTrial {
         }
     }
 
-    /// The slot's bytes are loaded: the answer, and the record to store, if any.
-    fn decide(&mut self, shared: Option<&[u8]>) {
-        let stored = self.seal.stored(self.own.as_deref(), shared);
-        let answer = local(stored.record, self.days, self.now, &self.policy);
+    /// The slots are loaded: the clock asked, else the answer.
+    fn loaded(&mut self) {
+        match self.now {
+            Some(now) => self.decide(now),
+            None => self.step = Step::Clock,
+        }
+    }
+
+    /// The slot's bytes are loaded and the clock read: the answer, and the record to store.
+    fn decide(&mut self, now: i64) {
+        let stored = self
+            .seal
+            .stored(self.own.as_deref(), self.shared.as_deref());
+        let answer = local(stored.record, self.days, now, &self.policy);
         self.step = match stored.write(&answer) {
             Some(record) => {
                 self.bytes = self.seal.seal(&record);
@@ -150,6 +168,7 @@ impl Standalone for LocalTrial {
             Step::Lock => Want::Lock(&self.slot),
             Step::LoadOwn => Want::Load(&self.slot),
             Step::LoadShared => Want::Load(&self.seal.slot),
+            Step::Clock => Want::Clock,
             Step::Write => Want::Write {
                 name: &self.slot,
                 bytes: &self.bytes,
@@ -176,15 +195,22 @@ impl Standalone for LocalTrial {
             }
             (Step::LoadOwn, Given::Loaded(Ok(own))) => {
                 self.own = own;
+                self.shared = None;
                 // The slot every app of the organization shared before issue #62: read only
                 // while the app's holds nothing.
                 if self.own.is_none() && self.seal.slot != self.slot {
                     self.step = Step::LoadShared;
                 } else {
-                    self.decide(None);
+                    self.loaded();
                 }
             }
-            (Step::LoadShared, Given::Loaded(Ok(shared))) => self.decide(shared.as_deref()),
+            (Step::LoadShared, Given::Loaded(Ok(shared))) => {
+                self.shared = shared;
+                self.loaded();
+            }
+            (Step::Clock, Given::Clock(ms)) => {
+                self.decide(i64::try_from(ms / 1000).unwrap_or(i64::MAX));
+            }
             (Step::LoadOwn | Step::LoadShared, Given::Loaded(Err(e))) => self.fail(e),
             (Step::Write, Given::Written(Ok(()))) => self.step = Step::Unlock,
             (Step::Write, Given::Written(Err(e))) => self.fail(e),
@@ -231,7 +257,7 @@ mod tests {
             seal(Some(b"app")),
             Some(b"app"),
             days,
-            now,
+            Some(now),
             GracePolicy::default(),
         )
     }
@@ -409,6 +435,29 @@ mod tests {
                 .unwrap()
                 .started,
             T0 - 2 * DAY
+        );
+    }
+
+    #[test]
+    fn without_a_reading_the_machine_asks_the_clock_between_its_load_and_its_write() {
+        let days = TrialDays::new(14).unwrap();
+        let policy = GracePolicy::default();
+        let mut t = LocalTrial::new(seal(Some(b"app")), Some(b"app"), days, None, policy);
+        t.give(Given::Locked(Ok(())));
+        t.give(Given::Loaded(Ok(None)));
+        t.give(Given::Loaded(Ok(None)));
+        assert!(matches!(t.want(), Want::Clock), "the clock after the loads");
+        t.give(Given::Clock(u64::try_from(T0).unwrap() * 1000 + 999));
+        let Want::Write { bytes, .. } = t.want() else {
+            panic!("the first record written after the clock");
+        };
+        let record = seal(Some(b"app")).open(bytes).unwrap();
+        assert_eq!(
+            record,
+            TrialRecord {
+                started: T0,
+                latest_seen: T0
+            }
         );
     }
 

@@ -517,7 +517,7 @@ impl AsyncLicensing {
             seal,
             self.app_secret.as_deref(),
             days,
-            (self.clock)(),
+            Some((self.clock)()),
             self.policy,
         );
         self.drive(&mut trial).await;

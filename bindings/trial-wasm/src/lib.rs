@@ -18,7 +18,7 @@
 use polar_license::cache::install_secret_from_hex;
 use polar_license::error::Error;
 use polar_license::fingerprint::fingerprint_from;
-use polar_license::flow::{Given, Standalone};
+use polar_license::flow::{Given, Standalone, Want};
 use polar_license::grace::GracePolicy;
 use polar_license::json::{JsonIn, JsonOut, Num};
 use polar_license::proto::{Api, Server};
@@ -101,7 +101,8 @@ impl Client {
 /// protocol (`polar-license-wasm-steps`), driven by `pkg-template/drive.js` with the client's
 /// storage: `{"lock": name}`, `{"load": name}` (the app's slot; while it holds nothing, the
 /// slot every app of the organization shared before issue #62, whose record is adopted when
-/// it is this app's), `{"write": [name, text], "compare"?: [name, null]}` (a first record,
+/// it is this app's), `{"clock": true}` (the client's clock, answered `{"clock": ms}`: read
+/// between the load and the write), `{"write": [name, text], "compare"?: [name, null]}` (a first record,
 /// stored only where still none is), `{"unlock": true}`, then `{"done": {"error": {code,
 /// detail, userMessage, field?, trial?: {local, state, startedAt, endsAt, daysLeft}}}}`: the
 /// error of a check with no key (`invalid_input`, field `key`) or `clock_rollback` with the
@@ -113,9 +114,10 @@ pub struct Trial {
 
 #[wasm_bindgen]
 impl Trial {
-    /// The trial's machine (nothing done yet: [`Trial::start`]).
+    /// The trial's machine (nothing done yet: [`Trial::start`]); it asks the client's clock
+    /// itself.
     #[wasm_bindgen(constructor)]
-    pub fn new(options: &str, secret: &str, now: f64) -> Trial {
+    pub fn new(options: &str, secret: &str) -> Trial {
         let client = Client::new(options);
         let d = GracePolicy::default();
         let policy = GracePolicy {
@@ -136,9 +138,8 @@ impl Trial {
         };
         let app_secret = client.app_secret.as_deref().map(str::as_bytes);
         Trial {
-            machine: days.map(|days| {
-                LocalTrial::new(client.seal(secret), app_secret, days, now as i64, policy)
-            }),
+            machine: days
+                .map(|days| LocalTrial::new(client.seal(secret), app_secret, days, None, policy)),
         }
     }
 
@@ -151,7 +152,13 @@ impl Trial {
     /// next. A given of another kind is one out of turn (the machine's `cache_error`).
     pub fn give(&mut self, given: &str) -> String {
         if let (Ok(m), Some((kind, v))) = (&mut self.machine, steps::given(given)) {
-            m.give(steps::store_given(&kind, &v).unwrap_or(Given::Verified));
+            let given = match (kind.as_str(), v.number()) {
+                // The client's clock (`{"clock": ms}`), read once the slots are loaded.
+                ("clock", Some(Num::Int(ms))) => Given::Clock(u64::try_from(ms).unwrap_or(0)),
+                ("clock", Some(Num::Float(ms))) => Given::Clock(ms as u64),
+                _ => steps::store_given(&kind, &v).unwrap_or(Given::Verified),
+            };
+            m.give(given);
         }
         self.want()
     }
@@ -160,8 +167,12 @@ impl Trial {
         let mut j = JsonOut::new();
         let answer = match &self.machine {
             Ok(m) => {
-                if steps::storage_want(&mut j, &m.want()) {
+                let want = m.want();
+                if steps::storage_want(&mut j, &want) {
                     return j.done();
+                }
+                if let Want::Clock = want {
+                    return "{\"clock\":true}".to_string();
                 }
                 // Done (a trial wants nothing else): its answer, or why the store failed.
                 m.answer()
@@ -175,9 +186,12 @@ impl Trial {
                 a.trial.write_json(j.key("trial"));
             }
             Some(Err(e)) => error_json(&mut j, e),
-            None => error_json(&mut j, &Error::Cache {
-                detail: "the trial ended without an answer".to_string(),
-            }),
+            None => error_json(
+                &mut j,
+                &Error::Cache {
+                    detail: "the trial ended without an answer".to_string(),
+                },
+            ),
         }
         steps::done(&j.raw("}}").done())
     }

@@ -513,13 +513,8 @@ impl AsyncLicensing {
             self.machine.as_deref(),
             self.app_secret.as_deref(),
         );
-        let mut trial = crate::trial::LocalTrial::new(
-            seal,
-            self.app_secret.as_deref(),
-            days,
-            Some((self.clock)()),
-            self.policy,
-        );
+        let (app, now) = (self.app_secret.as_deref(), Some((self.clock)()));
+        let mut trial = crate::trial::LocalTrial::new(seal, app, days, now, self.policy);
         self.drive(&mut trial).await;
         Ok(trial.report())
     }

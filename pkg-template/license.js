@@ -851,7 +851,7 @@ function ed25519(verifiers, entry) {
  * `crypto` with getRandomValues. The entries call it; its result is what they export, so
  * bundlers keep it even with `sideEffects: false`. `verifiers`: signed mode's Ed25519
  * verifiers, as loaders in order of preference (see `ed25519`); none is loaded until a client
- * meets a lease. `trial`: loads the local trial's add-on (`{ slot, step }`), called only by a
+ * meets a lease. `trial`: loads the local trial's add-on (its machine, `{ Trial }`), called only by a
  * client with `trial` on a check with no key and none remembered (issue #54). `stopped`: loads
  * polar_license_stopped.js's `said` (why a key stopped, in the core's words), called only for a
  * denial that carries why (issue #68; without it, such a denial says the reason's sentence).
@@ -1044,6 +1044,13 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = [], 
           // The clock once the bytes are read: a record another tab wrote before is no
           // clock moved back (the check reads its time again).
           return { read: [read[1], read[0], clock, this.#now()] };
+        } else if (want.clock) {
+          // The clock, for a machine that reads it between its load and its write (the trial).
+          return { clock: this.#now() * 1000 };
+        } else if (want.load) {
+          // One plain entry (a local trial's record): its text, or why it could not be read.
+          const text = await attempt(async () => (await s.get(want.load)) ?? null);
+          return { loaded: text instanceof LicenseError ? text.detail : [text] };
         } else if (want.lock) {
           const held = await lock(want.lock);
           if (held instanceof LicenseError) return { locked: held.detail };
@@ -1064,6 +1071,9 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = [], 
           const [name, text, keep] = want.write;
           const [ledger, holds] = want.compare ?? [];
           const failed = await attempt(async () => {
+            // A first record where still none is: the file store creates it atomically
+            // (node's processes share no lock), false when another's is there.
+            if (ledger === name && holds === null && s.create) return !(await s.create(name, text));
             if (ledger && ((await s.get(ledger)) ?? null) !== holds) return true;
             await s.set(name, text, keep === 'volatile' ? 'volatile' : keep === undefined);
           });
@@ -1219,7 +1229,7 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = [], 
       const remembered = await this.#remembered(engine, secret);
       const o = this.#options;
       if (remembered === null && o.trial) {
-        // The local trial: the core's step (its own wasm, loaded now), its record sealed in this
+        // The local trial: the core's machine (its own wasm, loaded now), its record sealed in this
         // store under the slot's lock. Rejects with the no-key answer or clock_rollback, with
         // its `trial`.
         let t;
@@ -1230,29 +1240,15 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = [], 
           // beside the JS (the web entry: a bundler that does not copy them).
           throw new LicenseError('load_error', `local trial: ${trial ? describe(e) : "not in this entry: import from 'polar-license'"}${entry === 'web' ? '; copy polar_license_trial.js and its .wasm beside your bundle' : ''}`);
         }
-        const json = JSON.stringify(o);
-        // The app's own slot; the one every app shared before (issue #62) read only while
-        // the app's holds nothing: the core adopts its record when it is this app's.
-        const name = t.slot(json, false);
-        const sharedName = t.slot(json, true);
-        throw fail(
-          await locked(name, async () => {
-            const s = this.#store;
-            for (let round = 0; ; round += 1) {
-              const stored = (await s.get(name)) ?? undefined;
-              const shared = stored === undefined ? (await s.get(sharedName)) ?? undefined : undefined;
-              const a = JSON.parse(t.step(json, secret, stored, shared, this.#now()));
-              // None read: the file store creates the record only where still none is (node's
-              // processes share no lock); another's created meanwhile is read and answered.
-              if (a.write !== null) {
-                if (stored === undefined && s.create) {
-                  if (!(await s.create(name, a.write)) && round < 2) continue;
-                } else await s.set(name, a.write, true);
-              }
-              return a.error;
-            }
-          }),
-        );
+        // The core's machine, driven by the package's one loop with this client's storage and
+        // locks: the app's own slot, the shared one read while the app's holds nothing (issue
+        // #62), the first record created only where still none is.
+        const run = new t.Trial(JSON.stringify(o), secret);
+        try {
+          throw fail((await this.#run(run.start(), (given) => run.give(JSON.stringify(given)))).done.error);
+        } finally {
+          run.free();
+        }
       }
       // None: the core's invalid_input (field `key`), with its user message.
       return remembered ?? value(engine.call('noRememberedKey', []));

@@ -19,12 +19,17 @@
 //!   subscription's `current_period_end` or the key's `expires_at`, whichever comes first.
 //!   Only a licensed answer is a trial: a revoked, disabled or expired key never is.
 //!
-//! The rule is pure (the caller passes `now`); the shells store the sealed bytes.
+//! The rule is pure (the caller passes `now`); its slot's IO (the lock, the loads, the sealed
+//! record's write) are the steps of a machine of the core, [`LocalTrial`], which every shell
+//! drives with its one loop.
 
 use crate::cache::{hex, unhex};
 use crate::error::Error;
 use crate::grace::{CheckOutcome, CheckReport, GracePolicy, LicenseData};
 use hmac::Mac;
+
+mod run;
+pub use run::LocalTrial;
 
 const DAY: i64 = 86_400;
 

@@ -122,6 +122,7 @@ impl Client {
                 Want::Unlock => Given::Unlocked,
                 Want::Mark(_) => Given::Marked(true),
                 Want::Read(slot) => Given::Read(Ok(stored(entries, slot))),
+                Want::Load(name) => Given::Loaded(Ok(entries.get(name).cloned())),
                 Want::Write {
                     name,
                     bytes,

@@ -30,8 +30,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Every kind of answer a shell can give, by the name the machine reports it under.
-const KINDS: [&str; 8] = [
-    "locked", "unlocked", "marked", "read", "written", "removed", "response", "verified",
+const KINDS: [&str; 9] = [
+    "locked", "unlocked", "marked", "read", "loaded", "written", "removed", "response", "verified",
 ];
 
 /// The kind of answer `want` asks for (`None`: done).
@@ -41,6 +41,7 @@ fn asked(want: &Want<'_>) -> Option<&'static str> {
         Want::Unlock => "unlocked",
         Want::Mark(_) => "marked",
         Want::Read(_) => "read",
+        Want::Load(_) => "loaded",
         Want::Write { .. } => "written",
         Want::Remove(_) => "removed",
         Want::Send(_) => "response",
@@ -205,6 +206,7 @@ impl Client {
                         ledger: entries.get(&slot.ledger).cloned(),
                         clock: entries.get(&slot.clock).cloned(),
                     })),
+                    Want::Load(name) => Given::Loaded(Ok(entries.get(name).cloned())),
                     Want::Write {
                         name, bytes, keep, ..
                     } => {
@@ -244,6 +246,7 @@ fn wrong_answer(kind: &str, loot: &Loot) -> Given {
         "unlocked" => Given::Unlocked,
         "marked" => Given::Marked(true),
         "read" => Given::Read(Ok(loot.stored.clone())),
+        "loaded" => Given::Loaded(Ok(loot.stored.record.clone())),
         "written" => Given::Written(Ok(())),
         "removed" => Given::Removed,
         "response" => Given::Response(Ok(loot.granted.clone())),

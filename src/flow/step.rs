@@ -67,6 +67,9 @@ pub enum Want<'m> {
     Mark(&'m str),
     /// Read the slot's record, ledger and clock note: [`Given::Read`].
     Read(&'m Slot),
+    /// Read one plain entry of the store, by its name (not a key's slot: a local trial's
+    /// record, [`crate::trial::LocalTrial`]): [`Given::Loaded`]. Its write is [`Want::Write`].
+    Load(&'m str),
     /// Store one entry as `keep` says: [`Given::Written`]; with `compare`, only while the
     /// entry it names still holds what it says, else store nothing: [`Given::Late`].
     Write {
@@ -114,6 +117,8 @@ pub enum Given {
     Marked(bool),
     /// The slot's bytes, or why they could not be read.
     Read(Result<Stored, Error>),
+    /// The entry's bytes (`None`: no entry), or why it could not be read ([`Want::Load`]).
+    Loaded(Result<Option<Vec<u8>>, Error>),
     /// The entry was stored, or why not.
     Written(Result<(), Error>),
     /// The entry was not stored: the compare's entry held something else (another writer's
@@ -138,6 +143,7 @@ impl Given {
             Given::Unlocked => "unlocked",
             Given::Marked(_) => "marked",
             Given::Read(_) => "read",
+            Given::Loaded(_) => "loaded",
             Given::Written(_) => "written",
             Given::Late => "late",
             Given::Removed => "removed",

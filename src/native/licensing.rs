@@ -944,6 +944,7 @@ impl Licensing {
                     Err(_) => true,
                 }),
                 Want::Read(slot) => Given::Read(self.read(slot)),
+                Want::Load(name) => Given::Loaded(self.store.load(name)),
                 Want::Write {
                     name,
                     bytes,
@@ -1615,6 +1616,8 @@ impl Licensing {
         }
     }
 
+    /// The trial's machine ([`crate::trial::LocalTrial`]: its slot's lock, loads and write
+    /// are its steps), driven by this shell's one loop.
     fn run_trial(&self, days: crate::trial::TrialDays) -> Result<CheckReport, Error> {
         let identity = self.identity()?;
         let secret = self.store.install_secret()?;
@@ -1625,26 +1628,10 @@ impl Licensing {
             identity.seal.as_deref(),
             self.app_secret.as_deref(),
         );
-        let slot = seal.app_slot(self.app_secret.as_deref());
-        let _lock = self.store.lock(&slot)?;
-        let own = self.store.load(&slot)?;
-        // The slot every app of the organization shares (the npm add-on's, and every face's
-        // before issue #62): read while this app's holds nothing, its record copied here
-        // when it is this app's.
-        let shared = match own {
-            None => self.store.load(&seal.slot)?,
-            Some(_) => None,
-        };
-        let stored = seal.stored(own.as_deref(), shared.as_deref());
-        let answer = crate::trial::local(stored.record, days, (self.clock)(), &self.policy);
-        if let Some(record) = stored.write(&answer) {
-            self.store.save(&slot, &seal.seal(&record))?;
-        }
-        let error = answer.error.unwrap_or_else(Error::no_remembered_key);
-        Ok(CheckReport {
-            trial: Some(Box::new(answer.trial)),
-            ..CheckReport::of(CheckOutcome::Unverified(error))
-        })
+        let (app, now) = (self.app_secret.as_deref(), Some((self.clock)()));
+        let mut trial = crate::trial::LocalTrial::new(seal, app, days, now, self.policy);
+        self.drive_machine(&mut trial, &mut Held::default(), |_| false);
+        Ok(trial.report())
     }
 
     /// [`Licensing::check_remembered`] as a future (see [`Licensing::check_async`]).

@@ -503,6 +503,7 @@ impl AsyncLicensing {
         }
     }
 
+    /// The trial's machine ([`crate::trial::LocalTrial`]), driven by this shell's one loop.
     async fn run_trial(&self, days: crate::trial::TrialDays) -> Result<CheckReport, Error> {
         let secret = self.install_secret().await?;
         let seal = crate::trial::TrialSeal::new(
@@ -512,34 +513,10 @@ impl AsyncLicensing {
             self.machine.as_deref(),
             self.app_secret.as_deref(),
         );
-        let name = storage_name(&seal.app_slot(self.app_secret.as_deref()));
-        let _lock = lock(&name).await?;
-        let own = self.store.get(&name).await?;
-        // The slot every app of the organization shares (the npm add-on's, and every face's
-        // before issue #62): read while this app's holds nothing, its record copied here
-        // when it is this app's.
-        let shared = match own {
-            None => self.store.get(&storage_name(&seal.slot)).await?,
-            Some(_) => None,
-        };
-        let stored = seal.stored(
-            own.as_deref().map(str::as_bytes),
-            shared.as_deref().map(str::as_bytes),
-        );
-        let answer = crate::trial::local(stored.record, days, (self.clock)(), &self.policy);
-        if let Some(record) = stored.write(&answer) {
-            // The sealed record is UTF-8 text (decimal lines and hex): lossless.
-            let bytes = seal.seal(&record);
-            self.store
-                .set(&name, &String::from_utf8_lossy(&bytes))
-                .await?;
-        }
-
-        let error = answer.error.unwrap_or_else(Error::no_remembered_key);
-        Ok(CheckReport {
-            trial: Some(Box::new(answer.trial)),
-            ..CheckReport::of(CheckOutcome::Unverified(error))
-        })
+        let (app, now) = (self.app_secret.as_deref(), Some((self.clock)()));
+        let mut trial = crate::trial::LocalTrial::new(seal, app, days, now, self.policy);
+        self.drive(&mut trial).await;
+        Ok(trial.report())
     }
 
     /// The one drive loop of this shell: does the IO a machine of the core asks for (the
@@ -565,6 +542,9 @@ impl AsyncLicensing {
                     Given::Marked(mark.is_some())
                 }
                 Want::Read(slot) => Given::Read(self.read(slot).await),
+                Want::Load(name) => Given::Loaded(
+                    (self.store.get(&storage_name(name)).await).map(|t| t.map(String::into_bytes)),
+                ),
                 // The storage keeps every write as it is given (no durability to choose).
                 Want::Write {
                     name,

@@ -3,6 +3,10 @@
 //! `polar_license::trial::local`) for `wasm32-unknown-unknown` only (natively this crate is
 //! empty).
 //!
+//! The trial is the core's machine, its slot's IO the steps of the package's one step protocol:
+//! `license.js` drives it with the package's one drive loop (`pkg-template/drive.js`) and the
+//! client's storage, as it drives the engine's machines; it orders nothing itself.
+//!
 //! The package's default engine carries no local trial (issue #54 caps what the default entry
 //! may grow). `license.js` loads this module only for a client built with `trial: N` whose
 //! `check()` has no key and none remembered; a keyed check, or a client without `trial`, never
@@ -14,12 +18,13 @@
 use polar_license::cache::install_secret_from_hex;
 use polar_license::error::Error;
 use polar_license::fingerprint::fingerprint_from;
+use polar_license::flow::{Given, Standalone, Want};
 use polar_license::grace::GracePolicy;
 use polar_license::json::{JsonIn, JsonOut, Num};
 use polar_license::proto::{Api, Server};
 use polar_license::strict::{self, Value};
-use polar_license::trial::{self, TrialDays, TrialSeal};
-use polar_license::wasm::STORAGE_PREFIX;
+use polar_license::trial::{LocalTrial, TrialDays, TrialSeal};
+use polar_license_wasm_steps as steps;
 use std::time::Duration;
 use wasm_bindgen::prelude::*;
 
@@ -89,85 +94,107 @@ impl Client {
     }
 }
 
-/// A store slot of the client's local trial (the package's prefix and `trial-` with 32 hex
-/// digits, as natively): with `shared` false the app's own slot (the origin, the organization
-/// and the app's secret: `TrialSeal::app_slot`, issue #62), with `shared` true the slot every
-/// app of the organization shared before it (read only while the app's own holds nothing, its
-/// record adopted when it is this app's). `options`: the client's options as JSON, as the
-/// engine gets them.
+/// A local trial's check for the client's `options` (JSON, as the engine gets them: `trial`
+/// days, the server, the organization, the machine and app secrets the store is sealed with,
+/// `gracePolicy.clockTolerance`) at `now` (unix seconds), with the install `secret` (hex): the
+/// core's machine (`polar_license::trial::LocalTrial`), whose steps are the package's one step
+/// protocol (`polar-license-wasm-steps`), driven by `pkg-template/drive.js` with the client's
+/// storage: `{"lock": name}`, `{"load": name}` (the app's slot; while it holds nothing, the
+/// slot every app of the organization shared before issue #62, whose record is adopted when
+/// it is this app's), `{"clock": true}` (the client's clock, answered `{"clock": ms}`: read
+/// between the load and the write), `{"write": [name, text], "compare"?: [name, null]}` (a first record,
+/// stored only where still none is), `{"unlock": true}`, then `{"done": {"error": {code,
+/// detail, userMessage, field?, trial?: {local, state, startedAt, endsAt, daysLeft}}}}`: the
+/// error of a check with no key (`invalid_input`, field `key`) or `clock_rollback` with the
+/// trial, as `Licensing::check_trial_report` answers natively, or `cache_error` with none.
 #[wasm_bindgen]
-pub fn slot(options: &str, shared: bool) -> String {
-    let client = Client::new(options);
-    let seal = client.seal("");
-    let name = match shared {
-        true => seal.slot,
-        false => seal.app_slot(client.app_secret.as_deref().map(str::as_bytes)),
-    };
-    [STORAGE_PREFIX, &name].concat()
+pub struct Trial {
+    machine: Result<LocalTrial, Error>,
 }
 
-/// The local trial at `now` (unix seconds) for a check with no key, for the client's
-/// `options` (JSON, as the engine gets them: `trial` days, the server, the organization, the
-/// machine and app secrets the store is sealed with, `gracePolicy.clockTolerance`), from the
-/// app's slot's stored text `stored` (`None`: nothing stored) or, when it holds nothing, the
-/// shared slot's `shared` (adopted when it opens under this app's seal; else this check
-/// starts the trial), with the install
-/// `secret` (hex). JSON: `{"error": {code, detail, userMessage, field?, trial: {local, state,
-/// startedAt, endsAt, daysLeft}}, "write": the text to store in the app's slot or null}`. The error is the one of
-/// a check with no key (`invalid_input`, field `key`) or `clock_rollback`, as
-/// `Licensing::check_trial_report` answers natively.
 #[wasm_bindgen]
-pub fn step(
-    options: &str,
-    secret: &str,
-    stored: Option<String>,
-    shared: Option<String>,
-    now: f64,
-) -> String {
-    let client = Client::new(options);
-    let seal = client.seal(secret);
-    let d = GracePolicy::default();
-    let policy = GracePolicy {
-        clock_tolerance: client
-            .clock_tolerance
-            .filter(|s| s.is_finite() && (0.0..=1e12).contains(s))
-            .map_or(d.clock_tolerance, |s| {
-                Duration::from_micros((s * 1e6) as u64)
-            }),
-        ..d
-    };
-    let mut j = JsonOut::new();
-    // license.js has checked the days (1 to 3650); the core's range again, for a direct caller.
-    let days = match TrialDays::new(client.days as u32) {
-        Ok(days) if client.days.fract() == 0.0 => days,
-        Ok(_) => {
-            error_json(
+impl Trial {
+    /// The trial's machine (nothing done yet: [`Trial::start`]); it asks the client's clock
+    /// itself.
+    #[wasm_bindgen(constructor)]
+    pub fn new(options: &str, secret: &str) -> Trial {
+        let client = Client::new(options);
+        let d = GracePolicy::default();
+        let policy = GracePolicy {
+            clock_tolerance: client
+                .clock_tolerance
+                .filter(|s| s.is_finite() && (0.0..=1e12).contains(s))
+                .map_or(d.clock_tolerance, |s| {
+                    Duration::from_micros((s * 1e6) as u64)
+                }),
+            ..d
+        };
+        // license.js has checked the days (1 to 3650); the core's range again, for a direct
+        // caller.
+        let days = match TrialDays::new(client.days as u32) {
+            Ok(days) if client.days.fract() == 0.0 => Ok(days),
+            Ok(_) => Err(Error::invalid("trial", "must be a whole number of days")),
+            Err(e) => Err(e),
+        };
+        let app_secret = client.app_secret.as_deref().map(str::as_bytes);
+        Trial {
+            machine: days
+                .map(|days| LocalTrial::new(client.seal(secret), app_secret, days, None, policy)),
+        }
+    }
+
+    /// What the trial wants first.
+    pub fn start(&self) -> String {
+        self.want()
+    }
+
+    /// What the loop gave (the step protocol's JSON: a storage answer): what the trial wants
+    /// next. A given of another kind is one out of turn (the machine's `cache_error`).
+    pub fn give(&mut self, given: &str) -> String {
+        if let (Ok(m), Some((kind, v))) = (&mut self.machine, steps::given(given)) {
+            let given = match (kind.as_str(), v.number()) {
+                // The client's clock (`{"clock": ms}`), read once the slots are loaded.
+                ("clock", Some(Num::Int(ms))) => Given::Clock(u64::try_from(ms).unwrap_or(0)),
+                ("clock", Some(Num::Float(ms))) => Given::Clock(ms as u64),
+                _ => steps::store_given(&kind, &v).unwrap_or(Given::Verified),
+            };
+            m.give(given);
+        }
+        self.want()
+    }
+
+    fn want(&self) -> String {
+        let mut j = JsonOut::new();
+        let answer = match &self.machine {
+            Ok(m) => {
+                let want = m.want();
+                if steps::storage_want(&mut j, &want) {
+                    return j.done();
+                }
+                if let Want::Clock = want {
+                    return "{\"clock\":true}".to_string();
+                }
+                // Done (a trial wants nothing else): its answer, or why the store failed.
+                m.answer()
+            }
+            Err(e) => Some(Err(e)),
+        };
+        match answer {
+            Some(Ok(a)) => {
+                let error = a.error.clone().unwrap_or_else(Error::no_remembered_key);
+                error_json(&mut j, &error);
+                a.trial.write_json(j.key("trial"));
+            }
+            Some(Err(e)) => error_json(&mut j, e),
+            None => error_json(
                 &mut j,
-                &Error::invalid("trial", "must be a whole number of days"),
-            );
-            return j.raw("}}").done();
+                &Error::Cache {
+                    detail: "the trial ended without an answer".to_string(),
+                },
+            ),
         }
-        Err(e) => {
-            error_json(&mut j, &e);
-            return j.raw("}}").done();
-        }
-    };
-    let stored = seal.stored(
-        stored.as_deref().map(str::as_bytes),
-        shared.as_deref().map(str::as_bytes),
-    );
-    let answer = trial::local(stored.record, days, now as i64, &policy);
-    let write = stored.write(&answer);
-    let error = answer.error.unwrap_or_else(Error::no_remembered_key);
-    error_json(&mut j, &error);
-    answer.trial.write_json(j.key("trial")).raw("}");
-    j.key("write");
-    match write {
-        // The sealed record is text (a header, decimal lines and hex): lossless.
-        Some(record) => j.str(std::str::from_utf8(&seal.seal(&record)).unwrap_or_default()),
-        None => j.null(),
-    };
-    j.raw("}").done()
+        steps::done(&j.raw("}}").done())
+    }
 }
 
 /// `{"error":{code, detail, userMessage, field?, status?` of `err` (left open for the trial),

@@ -17,9 +17,10 @@
 //!   `{"verified": [id, 1 or 0, …]}`;
 //! * `{"note": …}`: something the run's owner is told now (a seat held, a hold ended), then
 //!   `{"noted": true}`;
-//! * the storage wants of a client's machines (`read`, `lock`, `unlock`, `mark`, `write`,
-//!   `remove`: `storage_want`, read back by `storage_given`), which only a loop given the
-//!   client's storage does;
+//! * the storage wants of a client's machines (`read`, `load`, `lock`, `unlock`, `mark`,
+//!   `write`, `remove`: `storage_want`, read back by `storage_given`), which only a loop given
+//!   the client's storage does; `{"load": name}` (one plain entry, a local trial's record) is
+//!   answered `{"loaded": [text or null]}`, or `{"loaded": "why not"}`;
 //! * `{"done": …}`: the end; the loop hands it to the run's owner.
 //!
 //! Anything else is the loop's `protocol_error`: a wasm and a loop that do not match fail
@@ -141,7 +142,7 @@ fn text(bytes: &[u8]) -> &str {
     std::str::from_utf8(bytes).unwrap_or_default()
 }
 
-/// A storage want of a client's machine (`read`, `lock`, `unlock`, `mark` without the check's
+/// A storage want of a client's machine (`read`, `load`, `lock`, `unlock`, `mark` without the check's
 /// pending answer, `write` with its `compare`, `remove`) written into `j`; `false` for a want
 /// of another kind (nothing written).
 pub fn storage_want(j: &mut JsonOut, want: &Want<'_>) -> bool {
@@ -150,6 +151,9 @@ pub fn storage_want(j: &mut JsonOut, want: &Want<'_>) -> bool {
             j.raw("{\"read\":[").str(&name(&slot.name)).raw(",");
             j.str(&name(&slot.ledger)).raw(",").str(&name(&slot.clock));
             j.raw("]}");
+        }
+        Want::Load(n) => {
+            j.raw("{\"load\":").str(&name(n)).raw("}");
         }
         Want::Lock(slot) => {
             j.raw("{\"lock\":").str(&name(slot)).raw("}");
@@ -211,6 +215,15 @@ fn opt_text(v: Option<&Value>) -> Option<Vec<u8>> {
 /// a `response`; anything else is `verified`, whose answers the caller has handed in).
 pub fn storage_given(kind: &str, v: &Value, body: Vec<u8>) -> Given {
     match kind {
+        "response" => Given::Response(response(v, body)),
+        _ => store_given(kind, v).unwrap_or(Given::Verified),
+    }
+}
+
+/// A storage answer of kind `kind` as a machine is given it (`None`: no storage answer), for a
+/// module whose machine sends nothing (the local trial's: no response reader linked in).
+pub fn store_given(kind: &str, v: &Value) -> Option<Given> {
+    Some(match kind {
         "locked" => Given::Locked(outcome(v)),
         "unlocked" => Given::Unlocked,
         "marked" => Given::Marked(v.boolean() == Some(true)),
@@ -224,10 +237,15 @@ pub fn storage_given(kind: &str, v: &Value, body: Vec<u8>) -> Given {
                 detail: v.string().unwrap_or_default(),
             }),
         }),
+        "loaded" => Given::Loaded(match v.items() {
+            Some(text) => Ok(opt_text(text.first())),
+            None => Err(Error::Cache {
+                detail: v.string().unwrap_or_default(),
+            }),
+        }),
         "written" => Given::Written(outcome(v)),
         "late" => Given::Late,
         "removed" => Given::Removed,
-        "response" => Given::Response(response(v, body)),
-        _ => Given::Verified,
-    }
+        _ => return None,
+    })
 }

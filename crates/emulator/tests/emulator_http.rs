@@ -14,6 +14,9 @@ use polar_license_testkit::budgeted_emulator;
 use polar_license_testkit::http::HttpAnswer;
 use serde_json::{json, Value};
 
+mod common;
+use common::assert_error;
+
 const VALIDATE: &str = "/v1/customer-portal/license-keys/validate";
 const ACTIVATE: &str = "/v1/customer-portal/license-keys/activate";
 const DEACTIVATE: &str = "/v1/customer-portal/license-keys/deactivate";
@@ -139,12 +142,6 @@ fn deactivate(em: &Emulator, key: &str, activation_id: &str) -> HttpAnswer {
 fn activation_id(r: &HttpAnswer) -> String {
     assert_eq!(r.status, 200, "{}", r.text());
     r.json()["id"].as_str().expect("an id").to_string()
-}
-
-fn assert_error(r: &HttpAnswer, status: u16, error: &str, detail: &str) {
-    assert_eq!(r.status, status, "{}", r.text());
-    assert_eq!(r.json(), json!({"error": error, "detail": detail}));
-    assert_eq!(r.header("content-type"), Some("application/json"));
 }
 
 fn not_found(r: &HttpAnswer, detail: &str) {
@@ -1935,11 +1932,7 @@ fn a_rotated_key_answers_not_found_and_its_successor_is_the_same_license() {
         activate(&em, DEMO_KEY, json!({})),
         deactivate(&em, DEMO_KEY, &activation),
     ] {
-        assert_eq!(r.status, 404);
-        assert_eq!(
-            r.json(),
-            json!({"error": "ResourceNotFound", "detail": "Not found"})
-        );
+        assert_error(&r, 404, "ResourceNotFound", "Not found");
     }
     let r = validate(&em, &new_key, json!({"activation_id": activation}));
     assert_eq!(r.status, 200, "the activation stays with the key");

@@ -15,6 +15,9 @@ use polar_license_testkit::http::{json_request, HttpAnswer};
 use polar_license_testkit::{emulator_kept, ScratchDir};
 use serde_json::{json, Value};
 
+mod common;
+use common::assert_error;
+
 const ORG: &str = DEMO_ORGANIZATION_ID;
 const CALLS: &str = "4b1d2c3e-5f6a-4b7c-8d9e-0f1a2b3c4d5e";
 const TOKENS: &str = "5c2e3d4f-6a7b-4c8d-9e0f-1a2b3c4d5e6f";
@@ -262,11 +265,7 @@ fn a_credit_grant_gives_a_balance_that_events_consume() {
     assert_eq!(bad.json()["detail"][0]["msg"], "Invalid sorting criterion.");
     // An organization token is nobody on the portal, a session nobody on the org route.
     let r = json_request(em.port(), "GET", PORTAL, None, Some(DEMO_TOKEN));
-    assert_eq!(r.status, 401);
-    assert_eq!(
-        r.json(),
-        json!({"error": "Unauthorized", "detail": "Unauthorized"})
-    );
+    assert_error(&r, 401, "Unauthorized", "Unauthorized");
     let r = json_request(em.port(), "GET", METERS, None, Some(&token));
     assert_eq!(r.status, 401);
 }

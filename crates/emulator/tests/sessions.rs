@@ -23,7 +23,7 @@ const INVALID_TOKEN: &str =
 
 // ---- a raw HTTP client ---------------------------------------------------------------------
 
-use common::{raw_post as post, raw_request as request};
+use common::{key_id, raw_post as post, raw_request as request};
 
 fn bearer(token: &str) -> String {
     format!("Bearer {token}")
@@ -702,13 +702,6 @@ fn deactivate(em: &Emulator, key: &str, activation_id: &str) -> u16 {
         &json!({"key": key, "organization_id": ORG, "activation_id": activation_id}),
     )
     .status
-}
-
-fn key_id(em: &Emulator, key: &str) -> String {
-    em.key(key).expect("key")["id"]
-        .as_str()
-        .expect("id")
-        .to_string()
 }
 
 #[test]

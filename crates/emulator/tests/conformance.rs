@@ -10,7 +10,7 @@ use polar_license_testkit::http::{json_request, HttpAnswer};
 use serde_json::{json, Value};
 
 mod common;
-use common::{assert_error, key_id};
+use common::{assert_error, key_id, ok};
 
 const ORG: &str = DEMO_ORGANIZATION_ID;
 const LICENSE: &str = "7e4a5f6b-8c9d-4e0f-9a1b-3c4d5e6f7a8b";
@@ -411,9 +411,7 @@ fn the_portal_lists_the_customers_benefit_grants() {
 #[test]
 fn the_organization_reads_a_benefit_and_a_customer() {
     let em = start();
-    let r = get(&em, &format!("/v1/benefits/{LICENSE}"));
-    assert_eq!(r.status, 200, "{}", r.text());
-    let b = r.json();
+    let b = ok(&em, &format!("/v1/benefits/{LICENSE}"));
     assert_eq!(b["id"], LICENSE);
     assert_eq!(b["type"], "license_keys");
     assert_eq!(

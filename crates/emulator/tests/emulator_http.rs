@@ -15,7 +15,7 @@ use polar_license_testkit::http::HttpAnswer;
 use serde_json::{json, Value};
 
 mod common;
-use common::assert_error;
+use common::{assert_error, demo_with};
 
 const VALIDATE: &str = "/v1/customer-portal/license-keys/validate";
 const ACTIVATE: &str = "/v1/customer-portal/license-keys/activate";
@@ -942,14 +942,10 @@ fn cors_preflight_and_actual_requests() {
 
 #[test]
 fn sandbox_header_and_cache_control() {
-    let em = Emulator::start(
-        Seed::demo(),
-        Options {
-            sandbox: true,
-            ..Options::default()
-        },
-    )
-    .expect("starts");
+    let em = demo_with(Options {
+        sandbox: true,
+        ..Options::default()
+    });
     let r = validate(&em, DEMO_KEY, json!({}));
     assert_eq!(r.header("x-polar-sandbox"), Some("1"));
     assert_eq!(r.header("cache-control"), Some("private, no-store"));
@@ -1275,15 +1271,11 @@ fn token_authenticated_twins() {
 
 #[test]
 fn rate_limit_blocks_the_fourth_call_then_clears() {
-    let em = Emulator::start(
-        Seed::demo(),
-        Options {
-            rate_limit: true,
-            rate_limit_block: Duration::from_secs(2),
-            ..Options::default()
-        },
-    )
-    .expect("starts");
+    let em = demo_with(Options {
+        rate_limit: true,
+        rate_limit_block: Duration::from_secs(2),
+        ..Options::default()
+    });
     let body = json!({"key": DEMO_KEY, "organization_id": ORG});
     let origin = [("Origin", "https://app.example")];
     assert_eq!(post_h(&em, VALIDATE, &body, &origin).status, 200);

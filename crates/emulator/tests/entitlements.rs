@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 mod common;
 use common::{
-    assert_error, key_id, subscribe, take_events, tier_key, CUSTOMER, KEY, LICENSE, PRO,
+    assert_error, key_id, ok, subscribe, take_events, tier_key, CUSTOMER, KEY, LICENSE, PRO,
     SUBSCRIPTION,
 };
 
@@ -39,12 +39,6 @@ const INSUFFICIENT: &str =
 
 fn get(em: &Emulator, path: &str) -> HttpAnswer {
     json_request(em.port(), "GET", path, None, Some(DEMO_TOKEN))
-}
-
-fn ok(em: &Emulator, path: &str) -> Value {
-    let r = get(em, path);
-    assert_eq!(r.status, 200, "{path}: {}", r.text());
-    r.json()
 }
 
 // ---- the seed ------------------------------------------------------------------------------
@@ -334,9 +328,7 @@ fn the_grants_route_refuses_as_polar_does() {
 #[test]
 fn the_customer_state_carries_the_flags_values() {
     let em = start();
-    let r = get(&em, &format!("/v1/customers/{CUSTOMER}/state"));
-    assert_eq!(r.status, 200, "{}", r.text());
-    let state = r.json();
+    let state = ok(&em, &format!("/v1/customers/{CUSTOMER}/state"));
     assert_eq!(state["id"], CUSTOMER);
     assert_eq!(state["email"], "tier@example.com");
     assert_eq!(state["type"], "individual");

@@ -7,7 +7,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use polar_license_emulator::{Emulator, SeedKey, DEMO_TOKEN};
+use polar_license_emulator::{Emulator, Options, SeedKey, DEMO_TOKEN};
 use polar_license_testkit::http::{json_receiver, json_request, take_deliveries, HttpAnswer};
 /// The Feature Flag benefit, the license benefit the keys are bought with, the keys' customer,
 /// the tier key's subscription: the testkit's ids.
@@ -66,6 +66,18 @@ pub fn assert_error(r: &HttpAnswer, status: u16, error: &str, detail: &str) {
     assert_eq!(r.status, status, "{}", r.text());
     assert_eq!(r.json(), json!({"error": error, "detail": detail}));
     assert_eq!(r.header("content-type"), Some("application/json"));
+}
+
+/// `GET path` with the organization token: its JSON body, once it is a 200.
+pub fn ok(em: &Emulator, path: &str) -> Value {
+    let r = json_request(em.port(), "GET", path, None, Some(DEMO_TOKEN));
+    assert_eq!(r.status, 200, "{path}: {}", r.text());
+    r.json()
+}
+
+/// The emulator serving the demo seed with `options`.
+pub fn demo_with(options: Options) -> Emulator {
+    Emulator::start(polar_license_emulator::Seed::demo(), options).expect("starts")
 }
 
 /// The id Polar gave the seeded key `key` of `em`'s.

@@ -10,19 +10,12 @@ use std::time::{Duration, Instant};
 use polar_license::portal::SessionToken;
 use polar_license::purchase::{client_secret_of, PurchaseError};
 use polar_license::{Licensing, MachineBinding, Purchased};
-use polar_license_emulator::{Emulator, Options, Seed, DEMO_CHECKOUT_LINK};
+use polar_license_emulator::{Emulator, Seed, DEMO_CHECKOUT_LINK};
 use polar_license_testkit::http::raw_exchange;
-use polar_license_testkit::{licensing_builder, ScratchDir};
+use polar_license_testkit::{licensing_builder, shop_issuing_after, ScratchDir};
 
 const NEW_BUYER: &str = "new.buyer@example.com";
 const KNOWN_BUYER: &str = "jane.doe@gmail.com";
-
-/// The demo shop, its orders' keys issued `delay_ms` after payment.
-fn shop(delay_ms: u64) -> Emulator {
-    let mut seed = Seed::demo();
-    seed.key_issue_delay_ms = Some(delay_ms);
-    Emulator::start(seed, Options::default()).expect("emulator")
-}
 
 fn app(polar: &Emulator, dir: &ScratchDir) -> Licensing {
     licensing_builder(
@@ -72,7 +65,7 @@ fn licensed(app: &Licensing, purchased: Purchased) -> String {
 
 #[test]
 fn a_purchase_with_a_session_token_unlocks_with_no_key_typed_once_polar_issued_the_key() {
-    let polar = shop(1_500);
+    let polar = shop_issuing_after(1_500);
     let dir = ScratchDir::new("buying-session");
     let app = app(&polar, &dir);
     let url = app
@@ -96,7 +89,7 @@ fn a_purchase_with_a_session_token_unlocks_with_no_key_typed_once_polar_issued_t
 
 #[test]
 fn a_purchase_without_a_session_token_unlocks_through_the_emailed_code() {
-    let polar = shop(0);
+    let polar = shop_issuing_after(0);
     let dir = ScratchDir::new("buying-code");
     let app = app(&polar, &dir);
     let url = app
@@ -141,7 +134,7 @@ fn a_purchase_without_a_session_token_unlocks_through_the_emailed_code() {
 
 #[test]
 fn an_expired_checkout_is_said_as_such() {
-    let polar = shop(0);
+    let polar = shop_issuing_after(0);
     let dir = ScratchDir::new("buying-expired");
     let app = app(&polar, &dir);
     let url = app

@@ -9,7 +9,7 @@
 use polar_license::portal::{PortalError, SessionToken};
 use polar_license::{ActivateRequest, Licensing, Reason, Verdict};
 use polar_license_emulator::{Emulator, DEMO_ORGANIZATION_ID};
-use polar_license_testkit::ScratchDir;
+use polar_license_testkit::{signed_in, ScratchDir};
 
 const EMAIL: &str = "jane.doe@gmail.com";
 const KEY: &str = "ROTATE-6B1D2C3E-4F5A-4B6C-8D7E-9F0A1B2C3D4E";
@@ -26,16 +26,6 @@ fn licensing(em: &Emulator, dir: &ScratchDir) -> Licensing {
         .remember_keys(true)
         .build()
         .expect("licensing")
-}
-
-fn sign_in(em: &Emulator, lib: &Licensing) -> SessionToken {
-    lib.client().request_sign_in_code(EMAIL).expect("asked");
-    let code = em
-        .customer_session_codes()
-        .last()
-        .and_then(|c| c["code"].as_str().map(str::to_string))
-        .expect("a code");
-    lib.client().sign_in(&code).expect("signed in")
 }
 
 #[test]
@@ -67,7 +57,7 @@ fn the_app_follows_a_rotated_key_and_keeps_its_activation() {
     }
     assert!(!lib.check(KEY).is_licensed());
 
-    let session = sign_in(&em, &lib);
+    let session = signed_in(&em, &lib, EMAIL);
     let (new, verdict) = lib.follow_rotation(&session, KEY).expect("followed");
     assert_eq!(new.expose(), rotated);
     assert!(verdict.is_accepted(), "{verdict:?}");
@@ -115,7 +105,7 @@ fn following_fails_typed() {
     let em = emulator();
     let dir = ScratchDir::new("rotation-failures");
     let lib = licensing(&em, &dir);
-    let session = sign_in(&em, &lib);
+    let session = signed_in(&em, &lib, EMAIL);
     // Nothing cached of the key: no id to follow, nothing sent past the session.
     let before = em.request_count();
     assert!(matches!(

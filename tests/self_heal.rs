@@ -5,10 +5,9 @@
 //! labels and platforms). Through the seller's relay and through a customer session.
 #![cfg(not(target_arch = "wasm32"))]
 
-use polar_license::portal::SessionToken;
 use polar_license::{ActivateRequest, Licensing, MachineBinding, Reason, Verdict};
 use polar_license_emulator::{Emulator, DEMO_ORGANIZATION_ID};
-use polar_license_testkit::{cli_bin, relay_in_front_of, ScratchDir};
+use polar_license_testkit::{cli_bin, relay_in_front_of, signed_in, ScratchDir};
 
 const EMAIL: &str = "jane.doe@gmail.com";
 const KEY: &str = "HEAL-6B1D2C3E-4F5A-4B6C-8D7E-9F0A1B2C3D4E";
@@ -101,16 +100,6 @@ fn a_reinstall_at_the_limit_adopts_its_own_activation_through_the_relay() {
     assert_eq!(em.activations(KEY).len(), 1);
 }
 
-fn sign_in(em: &Emulator, lib: &Licensing) -> SessionToken {
-    lib.client().request_sign_in_code(EMAIL).expect("asked");
-    let code = em
-        .customer_session_codes()
-        .last()
-        .and_then(|c| c["code"].as_str().map(str::to_string))
-        .expect("a code");
-    lib.client().sign_in(&code).expect("signed in")
-}
-
 #[test]
 fn a_reinstall_at_the_limit_adopts_through_the_remembered_session_and_not_without_one() {
     let em = emulator();
@@ -130,7 +119,7 @@ fn a_reinstall_at_the_limit_adopts_through_the_remembered_session_and_not_withou
 
     // Signed in (the session remembered): the reinstall adopts its activation.
     let reinstalled = install(&em, &again, "machine-A", None);
-    let session = sign_in(&em, &reinstalled);
+    let session = signed_in(&em, &reinstalled, EMAIL);
     reinstalled
         .remember_session(&session, reinstalled.now() + 3600)
         .expect("remembered");

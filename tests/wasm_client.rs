@@ -15,7 +15,7 @@ use polar_license::wasm::{
 };
 use polar_license::{ActivateRequest, DeactivateRequest, Error, Reason, ValidateRequest, Verdict};
 use polar_license_testkit::fetch::{
-    self, dead, emulator, faulty, patch_key, random_hex, requests, set_fault,
+    self, dead, emulator, faulty, patch_key, random_uuid4, requests, set_fault,
 };
 use std::cell::Cell;
 use std::rc::Rc;
@@ -23,18 +23,6 @@ use std::time::Duration;
 use wasm_bindgen_test::wasm_bindgen_test;
 
 const ORG: &str = "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10";
-
-fn uuid4() -> String {
-    let h = random_hex(32);
-    format!(
-        "{}-{}-4{}-a{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[13..16],
-        &h[17..20],
-        &h[20..32]
-    )
-}
 
 /// Adds a fresh key to an emulator (so node and browser runs never share state).
 async fn new_key(base: &str, fields: serde_json::Value) -> String {
@@ -129,9 +117,9 @@ async fn other_conditions_are_a_mismatch() {
 async fn another_benefit_or_customer_is_a_mismatch() {
     let key = new_key(emulator(), serde_json::json!({})).await;
     let c = client(emulator());
-    let req = ValidateRequest::new(key.as_str()).benefit_id(uuid4());
+    let req = ValidateRequest::new(key.as_str()).benefit_id(random_uuid4());
     denied(c.validate(&req).await, Reason::BenefitMismatch);
-    let req = ValidateRequest::new(key.as_str()).customer_id(uuid4());
+    let req = ValidateRequest::new(key.as_str()).customer_id(random_uuid4());
     denied(c.validate(&req).await, Reason::CustomerMismatch);
 }
 

@@ -625,15 +625,7 @@ fn real_relay_app(mode: &Rc<Cell<u8>>, edited: &Rc<Cell<u32>>) -> AsyncLicensing
 /// good lease keeps its values, never the altered ones.
 #[wasm_bindgen_test]
 async fn through_a_real_relay() {
-    let hex = fetch::random_hex(32);
-    let customer = format!(
-        "{}-{}-4{}-8{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[13..16],
-        &hex[17..20],
-        &hex[20..32]
-    );
+    let customer = fetch::random_uuid4();
     let key = fetch::new_key(
         fetch::usage_polar(),
         "WASM-RELAY",

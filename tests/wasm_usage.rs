@@ -33,22 +33,9 @@ const TOKENS: &str = "4b1d2c3e-5f6a-4b7c-8d9e-0f1a2b3c4d5e";
 const CREDIT: &str = "6d3f4e5a-7b8c-4d9e-8f0a-2b3c4d5e6f7a";
 const METER: &str = "tokens_used";
 
-/// A new customer (a random UUID v4).
-fn new_customer() -> String {
-    let hex = polar_license_testkit::fetch::random_hex(32);
-    format!(
-        "{}-{}-4{}-8{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[13..16],
-        &hex[17..20],
-        &hex[20..32]
-    )
-}
-
 /// A fresh key of a new customer, granted the meter's credits.
 async fn customer_key() -> (String, String) {
-    let customer = new_customer();
+    let customer = polar_license_testkit::fetch::random_uuid4();
     let key = new_key(
         usage_polar(),
         "USE",

@@ -7,9 +7,9 @@
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 
-use polar_license_emulator::{Emulator, Options, Seed, DEMO_CHECKOUT_LINK};
+use polar_license_emulator::{Emulator, DEMO_CHECKOUT_LINK};
 use polar_license_testkit::http::raw_exchange;
-use polar_license_testkit::ScratchDir;
+use polar_license_testkit::{shop_issuing_after, ScratchDir};
 use serde_json::Value;
 
 mod common;
@@ -17,12 +17,6 @@ use common::{cli, cli_at};
 
 const NEW_BUYER: &str = "new.buyer@example.com";
 const KNOWN_BUYER: &str = "jane.doe@gmail.com";
-
-fn shop(delay_ms: u64) -> Emulator {
-    let mut seed = Seed::demo();
-    seed.key_issue_delay_ms = Some(delay_ms);
-    Emulator::start(seed, Options::default()).expect("emulator")
-}
 
 fn http(
     polar: &Emulator,
@@ -84,7 +78,7 @@ fn bought(got: &(i32, Value, String)) -> String {
 
 #[test]
 fn buy_with_the_success_urls_session_unlocks_with_no_key_typed() {
-    let polar = shop(1_500);
+    let polar = shop_issuing_after(1_500);
     let dir = ScratchDir::new("cli-buy-session");
     let url = open(&polar);
     let token = pay(&polar, &url, NEW_BUYER).expect("a new buyer's token");
@@ -114,7 +108,7 @@ fn buy_with_the_success_urls_session_unlocks_with_no_key_typed() {
 
 #[test]
 fn buy_without_a_session_sends_the_code_to_the_checkouts_address_then_unlocks() {
-    let polar = shop(0);
+    let polar = shop_issuing_after(0);
     let dir = ScratchDir::new("cli-buy-code");
     // `buy --link` prints the checkout's URL at once and follows it while the buyer pays.
     let mut child = cli_at(&polar, dir.path())
@@ -159,7 +153,7 @@ fn buy_without_a_session_sends_the_code_to_the_checkouts_address_then_unlocks() 
 
 #[test]
 fn buy_of_an_expired_checkout_says_so_with_exit_1() {
-    let polar = shop(0);
+    let polar = shop_issuing_after(0);
     let dir = ScratchDir::new("cli-buy-expired");
     let url = open(&polar);
     polar.set_clock_offset(25 * 3600);

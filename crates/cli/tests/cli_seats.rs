@@ -78,6 +78,14 @@ impl World {
         cmd
     }
 
+    /// The relay killed (and waited for): the time it was gone.
+    #[cfg(unix)]
+    fn relay_stopped(&mut self) -> std::time::Instant {
+        let _ = self.relay.child.kill();
+        let _ = self.relay.child.wait();
+        std::time::Instant::now()
+    }
+
     /// The signed seat lease of a `seat` command's JSON `v`, verified with the relay's key
     /// for the demo key on `machine` at the time `now`: its claims.
     fn seat_claims(&self, v: &Value, machine: &str, now: i64) -> Result<SeatClaims, NoLease> {
@@ -400,17 +408,21 @@ fn pids(file: &Path) -> Vec<u32> {
         .collect()
 }
 
-/// Waits (at most 10 s) until every one of `pids` is gone.
+/// Those of `pids` still running after a wait of at most 10 s for every one to be gone; each
+/// is killed then (SIGKILL), so that none is left running past the test, whatever it found.
 #[cfg(target_os = "linux")]
-fn all_gone_within_10_s(pids: &[u32]) -> bool {
+fn still_running_after_10_s(pids: &[u32]) -> Vec<u32> {
     let until = std::time::Instant::now() + Duration::from_secs(10);
-    while std::time::Instant::now() < until {
-        if pids.iter().all(|&p| gone(p)) {
-            return true;
-        }
+    while std::time::Instant::now() < until && !pids.iter().all(|&p| gone(p)) {
         std::thread::sleep(Duration::from_millis(20));
     }
-    false
+    let running: Vec<u32> = pids.iter().copied().filter(|&p| !gone(p)).collect();
+    for p in pids {
+        let _ = Command::new("kill")
+            .args(["-KILL", &p.to_string()])
+            .status();
+    }
+    running
 }
 
 /// A shell command for `seat run` that starts a child of its own (`sleep`, in the
@@ -440,14 +452,7 @@ fn seat_run_killed_by_sigkill_stops_its_command_and_what_the_command_started() {
     assert!(!started.iter().any(|&p| gone(p)), "running: {started:?}");
     holder.kill().expect("SIGKILL sent");
     let _ = holder.wait();
-    all_gone_within_10_s(&started);
-    let running: Vec<u32> = started.iter().copied().filter(|&p| !gone(p)).collect();
-    // Never left running past the test, whatever it found.
-    for p in &started {
-        let _ = Command::new("kill")
-            .args(["-KILL", &p.to_string()])
-            .status();
-    }
+    let running = still_running_after_10_s(&started);
     assert!(
         running.is_empty(),
         "still running 10 s after seat run was killed: {running:?} (the command, its child: {started:?})"
@@ -472,13 +477,7 @@ fn sighup_is_passed_on_to_the_commands_group_and_the_seat_released_after_it() {
         .status()
         .expect("kill runs");
     assert!(killed.success());
-    all_gone_within_10_s(&started);
-    let running: Vec<u32> = started.iter().copied().filter(|&p| !gone(p)).collect();
-    for p in &started {
-        let _ = Command::new("kill")
-            .args(["-KILL", &p.to_string()])
-            .status();
-    }
+    let running = still_running_after_10_s(&started);
     let out = holder.wait_with_output().expect("seat run ends");
     assert!(
         running.is_empty(),
@@ -504,7 +503,7 @@ fn an_acquisition_and_a_release_refused_429_are_asked_again_after_the_wait() {
     for job in 0..3 {
         let o = run(&w, &[], &["true"]);
         assert_eq!(o.status.code(), Some(0), "job {job}: {o:?}");
-        waited |= String::from_utf8_lossy(&o.stderr).contains("asked again");
+        waited |= said(&o, "asked again");
     }
     assert!(waited, "a 429 was met and waited out");
 }
@@ -523,10 +522,7 @@ fn a_seat_borrowed_for_offline_use_holds_until_its_end_whatever_a_return_says() 
     let seat_cmd = |args: &[&str]| w.seat(&[], args).launch();
     let refused = seat_cmd(&["borrow", "--days", "8", "--machine", "laptop"]);
     assert_ne!(refused.status.code(), Some(0), "{refused:?}");
-    assert!(
-        String::from_utf8_lossy(&refused.stderr).contains("borrow_days"),
-        "{refused:?}"
-    );
+    assert!(said(&refused, "borrow_days"), "{refused:?}");
     let o = seat_cmd(&[
         "borrow",
         "--days",
@@ -549,10 +545,7 @@ fn a_seat_borrowed_for_offline_use_holds_until_its_end_whatever_a_return_says() 
     // and says so; the job is still refused.
     let back = seat_cmd(&["return", "--seat", seat, "--machine", "laptop"]);
     assert_eq!(back.status.code(), Some(1), "{back:?}");
-    assert!(
-        String::from_utf8_lossy(&back.stderr).contains("borrowed seat"),
-        "{back:?}"
-    );
+    assert!(said(&back, "borrowed seat"), "{back:?}");
     assert_eq!(run(&w, &[], &["true"]).status.code(), Some(1));
 }
 
@@ -566,10 +559,7 @@ fn in_signed_mode_the_seat_holds_only_with_a_lease_that_verifies() {
     let o = run(&w, &["--relay-key", STRANGER], &["sh", "-c", "echo ran"]);
     assert_eq!(o.status.code(), Some(3), "{o:?}");
     assert!(o.stdout.is_empty(), "the command did not run");
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("no lease"),
-        "{o:?}"
-    );
+    assert!(said(&o, "no lease"), "{o:?}");
     assert_eq!(run(&w, &[], &["true"]).status.code(), Some(0));
 }
 
@@ -641,6 +631,58 @@ fn seat_acquire_heartbeat_and_release_one_at_a_time() {
     );
 }
 
+/// `seat run --ci --heartbeat EVERY` (seconds) of a command that says when it holds the seat
+/// (it touches `dir/ready`), then runs 90 s unless stopped (exit 9 then, with `stopped` on
+/// stdout): the holder, once its command runs.
+#[cfg(unix)]
+fn stoppable_holder(w: &World, ready: &str, every: &str) -> std::process::Child {
+    let ready = w._dir.path().join(ready);
+    let script = format!(
+        "trap 'echo stopped; exit 9' TERM; touch '{}'; i=0; while [ $i -lt 1800 ]; do sleep 0.05; i=$((i+1)); done; echo ran out",
+        ready.display()
+    );
+    let run = [
+        "run",
+        "--ci",
+        "--machine",
+        "job-runner",
+        "--heartbeat",
+        every,
+    ];
+    let mut cmd = w.seat(&[], &run);
+    cmd.args(["--", "sh", "-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let holder = cmd.spawn().expect("seat run starts");
+    wait_for(&ready, "the holder never got its seat");
+    holder
+}
+
+/// Whether a command's stderr says `words`.
+fn said(o: &std::process::Output, words: &str) -> bool {
+    String::from_utf8_lossy(&o.stderr).contains(words)
+}
+
+/// A [`stoppable_holder`]'s end: `seat run` exited with `code`, `(reason)` and `words` on
+/// stderr, its command stopped (not run out), within `window` of `since`.
+#[cfg(unix)]
+fn stopped_with(
+    holder: std::process::Child,
+    (since, window): (std::time::Instant, std::ops::RangeInclusive<Duration>),
+    (code, reason): (i32, &str),
+    words: &str,
+) {
+    let out = holder.wait_with_output().expect("seat run ends");
+    let took = since.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(code), "{reason}'s exit: {stderr}");
+    assert!(stderr.contains(&format!("({reason})")), "{stderr}");
+    assert!(stderr.contains(words), "{words:?}: {stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout, "stopped\n", "stopped, not run out: {stderr}");
+    assert!(window.contains(&took), "ended {took:?} after: {stderr}");
+}
+
 /// Issue #76 finding 2: `seat run` never outlives its seat's lease. The relay is killed while
 /// the command runs (heartbeats every 0.5 s, the seat's life 6 s, a test's only): the command is stopped
 /// (SIGTERM) at the lease's end, not before and not long after, and `seat run` exits with the
@@ -653,56 +695,15 @@ fn seat_run_stops_its_command_at_the_leases_end_when_the_relay_is_out_of_reach()
         &["--seat-ci-cap", "1", "--per-ip", "100/200"],
         &[("POLAR_LICENSE_RELAY_TEST_ONLY_SEAT_SECONDS", "6")],
     );
-    let ready = w._dir.path().join("ready-lost");
-    // The command says when it holds the seat, then runs 90 s unless stopped (exit 9 then).
-    let script = format!(
-        "trap 'echo stopped; exit 9' TERM; touch '{}'; i=0; while [ $i -lt 1800 ]; do sleep 0.05; i=$((i+1)); done; echo ran out",
-        ready.display()
-    );
-    let mut cmd = w.seat(
-        &[],
-        &[
-            "run",
-            "--ci",
-            "--machine",
-            "job-runner",
-            "--heartbeat",
-            "0.5",
-            "--",
-            "sh",
-            "-c",
-            &script,
-        ],
-    );
-    cmd.stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let holder = cmd.spawn().expect("seat run starts");
-    wait_for(&ready, "the holder never got its seat");
+    let holder = stoppable_holder(&w, "ready-lost", "0.5");
     // A few heartbeats answered, then the relay is gone.
     std::thread::sleep(Duration::from_secs(2));
-    let _ = w.relay.child.kill();
-    let _ = w.relay.child.wait();
-    let killed = std::time::Instant::now();
-    let out = holder.wait_with_output().expect("seat run ends");
-    let took = killed.elapsed();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "seat_lost's exit: {stderr}");
-    assert!(stderr.contains("(seat_lost)"), "{stderr}");
-    assert!(
-        stderr.contains("seat lost: the seat's lease ended at"),
-        "the core's words: {stderr}"
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "stopped\n",
-        "{stderr}"
-    );
+    let killed = w.relay_stopped();
     // Lost at the lease's end (6 s after the last renewal, at most 0.5 s before the kill; the
     // lease's end is in whole seconds).
-    assert!(
-        took >= Duration::from_secs(4) && took <= Duration::from_secs(10),
-        "lost {took:?} after the relay went: {stderr}"
-    );
+    let lease_end = Duration::from_secs(4)..=Duration::from_secs(10);
+    let words = "seat lost: the seat's lease ended at";
+    stopped_with(holder, (killed, lease_end), (3, "seat_lost"), words);
 }
 
 /// Issue #76: `seat run` holds its seat only while the relay says so. The relay is restarted
@@ -715,38 +716,12 @@ fn seat_run_stops_its_command_at_the_leases_end_when_the_relay_is_out_of_reach()
 #[test]
 fn seat_run_stops_its_command_when_the_relay_says_the_seat_is_gone() {
     let mut w = world();
-    let ready = w._dir.path().join("ready-gone");
-    // The command says when it holds the seat, then runs 90 s unless stopped (exit 9 then).
-    let script = format!(
-        "trap 'echo stopped; exit 9' TERM; touch '{}'; i=0; while [ $i -lt 1800 ]; do sleep 0.05; i=$((i+1)); done; echo ran out",
-        ready.display()
-    );
-    let mut cmd = w.seat(
-        &[],
-        &[
-            "run",
-            "--ci",
-            "--machine",
-            "job-runner",
-            "--heartbeat",
-            "0.4",
-            "--",
-            "sh",
-            "-c",
-            &script,
-        ],
-    );
-    cmd.stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let holder = cmd.spawn().expect("seat run starts");
-    wait_for(&ready, "the holder never got its seat");
+    let holder = stoppable_holder(&w, "ready-gone", "0.4");
     std::thread::sleep(Duration::from_secs(1));
     // The same relay (its key, its port) with a store that holds no seat.
     let port = w.relay.url.rsplit(':').next().expect("a port").to_string();
     let key = w._dir.path().join("relay.key");
-    let _ = w.relay.child.kill();
-    let _ = w.relay.child.wait();
-    let restarted = std::time::Instant::now();
+    let restarted = w.relay_stopped();
     let _again = Served::start_with_banner(
         relay_serve(BIN, &w.polar.url, key.to_str().expect("UTF-8"))
             .args(["--port", &port, "--store", "memory", "--seat-ci-cap", "1"])
@@ -755,47 +730,16 @@ fn seat_run_stops_its_command_when_the_relay_says_the_seat_is_gone() {
         "serving until killed",
     )
     .0;
-    let out = holder.wait_with_output().expect("seat run ends");
-    let took = restarted.elapsed();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "seat_gone's exit: {stderr}");
-    assert!(stderr.contains("(seat_gone)"), "{stderr}");
-    assert!(
-        stderr.contains("the command is stopped"),
-        "told once, when it happened: {stderr}"
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "stopped\n",
-        "stopped, not run out: {stderr}"
-    );
-    assert!(
-        took <= Duration::from_secs(20),
-        "stopped {took:?} after the relay forgot the seat: {stderr}"
-    );
+    // Stopped at the next heartbeat, long before the lease's end.
+    let at_once = Duration::ZERO..=Duration::from_secs(20);
+    let words = "the command is stopped";
+    stopped_with(holder, (restarted, at_once), (1, "seat_gone"), words);
 }
 
 /// A seat of the relay's key's kid (`w.pair`'s), signed by another key: a forged lease.
 fn forged_lease(w: &World, machine: &str) -> String {
-    use polar_license::lease::{key_hash, SigningKey};
     let kid = w.pair.split('=').next().expect("KID=");
-    let forger = SigningKey::generate(Some(kid)).expect("a key");
-    let now = polar_license_testkit::unix_now();
-    forger
-        .sign_seat(
-            &SeatClaims {
-                organization_id: DEMO_ORGANIZATION_ID.into(),
-                key_sha256: key_hash(&polar_license::Key::new(DEMO_KEY)),
-                seat: FORGED_SEAT.into(),
-                kind: "ci".into(),
-                issued_at: now,
-                expires_at: now + 300,
-                size: 1,
-                borrowed: false,
-            },
-            machine,
-        )
-        .expect("signed")
+    polar_license_testkit::forged_seat_lease(kid, DEMO_KEY, (FORGED_SEAT, "ci"), machine)
 }
 
 const FORGED_SEAT: &str = "6a1f4b7e-3c2d-4e5f-8a9b-0c1d2e3f4a5b";
@@ -831,10 +775,7 @@ fn a_forged_200_holds_no_seat_and_no_relay_keys_send_nothing() {
         let o = forged(&["acquire", "--ci", "--machine", "job-runner"]);
         assert_eq!(o.status.code(), Some(3), "{why}: {o:?}");
         assert!(o.stdout.is_empty(), "{why}: no seat printed: {o:?}");
-        assert!(
-            String::from_utf8_lossy(&o.stderr).contains("protocol_error"),
-            "{why}: {o:?}"
-        );
+        assert!(said(&o, "protocol_error"), "{why}: {o:?}");
         let o = forged(&[
             "run",
             "--ci",
@@ -866,10 +807,7 @@ fn a_forged_200_holds_no_seat_and_no_relay_keys_send_nothing() {
             .launch();
         assert_eq!(o.status.code(), Some(2), "{args:?}: {o:?}");
         assert!(o.stdout.is_empty(), "{args:?}: {o:?}");
-        assert!(
-            String::from_utf8_lossy(&o.stderr).contains("relay_keys"),
-            "{args:?}: {o:?}"
-        );
+        assert!(said(&o, "relay_keys"), "{args:?}: {o:?}");
     }
     assert_eq!(
         asked.load(std::sync::atomic::Ordering::SeqCst),

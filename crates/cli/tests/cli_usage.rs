@@ -10,9 +10,10 @@
 
 use polar_license_emulator::{Seed, DEMO_ORGANIZATION_ID, DEMO_TOKEN};
 use polar_license_testkit::{
-    clean_command, expect_json_field, meter, meter_credit, Launch, ScratchDir,
+    clean_command, expect_json_field, meter, meter_credit, Launch, ScratchDir, Served,
 };
 use serde_json::{json, Value};
+use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
@@ -40,10 +41,16 @@ fn seed_file(dir: &ScratchDir) -> String {
     common::seed_file(dir, "seed.json", &seed)
 }
 
+/// `usage tokens_used UNITS --key KEY --relay RELAY` with its cache in `dir/cache`.
 fn usage(relay: &str, dir: &ScratchDir, key: &str, units: &str) -> Output {
-    let cache = dir.path().join("cache");
+    usage_with(relay, &dir.path().join("cache"), key, units, &[])
+}
+
+/// The same with `options` added before the command and its cache in `cache`.
+fn usage_with(relay: &str, cache: &Path, key: &str, units: &str, options: &[&str]) -> Output {
     clean_command(BIN)
         .args(["--org", DEMO_ORGANIZATION_ID, "--json"])
+        .args(options)
         .args(["--cache-dir", cache.to_str().expect("UTF-8")])
         .args([
             "usage",
@@ -57,6 +64,17 @@ fn usage(relay: &str, dir: &ScratchDir, key: &str, units: &str) -> Output {
         .launch()
 }
 
+/// The relay in front of `polar` that records usage, signs and refuses at zero credits: it
+/// and its signing pair.
+fn metered_relay(dir: &ScratchDir, polar: &Served) -> (Served, String) {
+    let flags = [
+        "--record-usage",
+        "--sign-entitlements",
+        "--refuse-at-zero-credits",
+    ];
+    relay_with_store(dir, polar, DEMO_TOKEN, &flags)
+}
+
 fn json_of(o: &Output) -> Value {
     serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("one JSON object ({e}): {o:?}"))
 }
@@ -65,16 +83,7 @@ fn json_of(o: &Output) -> Value {
 fn usage_is_recorded_with_its_balance_then_refused_at_zero() {
     let dir = ScratchDir::new("cli-usage");
     let polar = emulator_on(&seed_file(&dir));
-    let (relay, _pair) = relay_with_store(
-        &dir,
-        &polar,
-        DEMO_TOKEN,
-        &[
-            "--record-usage",
-            "--sign-entitlements",
-            "--refuse-at-zero-credits",
-        ],
-    );
+    let (relay, _pair) = metered_relay(&dir, &polar);
     // Reports of 1 until the relay has read the customer's meters (its answer then carries
     // the balance), then of 4 down to zero and past it.
     let start = Instant::now();
@@ -165,19 +174,7 @@ fn a_report_the_relays_backlog_holds_is_usage_backlog_on_the_rust_face_and_the_c
 /// `usage` with `--relay-key` (issue #76): the relay's signed acknowledgement is required.
 fn usage_signed(relay: &str, dir: &ScratchDir, units: &str, pair: &str) -> Output {
     let cache = dir.path().join("cache-signed");
-    clean_command(BIN)
-        .args(["--org", DEMO_ORGANIZATION_ID, "--json", "--relay-key", pair])
-        .args(["--cache-dir", cache.to_str().expect("UTF-8")])
-        .args([
-            "usage",
-            "tokens_used",
-            units,
-            "--key",
-            KEY,
-            "--relay",
-            relay,
-        ])
-        .launch()
+    usage_with(relay, &cache, KEY, units, &["--relay-key", pair])
 }
 
 /// The command line in signed mode (`--relay-key`, issue #76) against a relay that signs its
@@ -191,16 +188,7 @@ fn a_forged_usage_acknowledgement_is_a_protocol_error_with_relay_keys() {
     use polar_license_testkit::usage_forger::{usage_forger, Answer};
     let dir = ScratchDir::new("cli-usage-forged");
     let polar = emulator_on(&seed_file(&dir));
-    let (relay, pair) = relay_with_store(
-        &dir,
-        &polar,
-        DEMO_TOKEN,
-        &[
-            "--record-usage",
-            "--sign-entitlements",
-            "--refuse-at-zero-credits",
-        ],
-    );
+    let (relay, pair) = metered_relay(&dir, &polar);
     // Recorded, signed, until the balance is known; then past zero.
     let start = Instant::now();
     loop {

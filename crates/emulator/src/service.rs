@@ -1081,7 +1081,7 @@ impl Core {
         let query = ex.head.target.split_once('?').map_or("", |(_, q)| q);
         let query = query.split('#').next().unwrap_or("");
         let mut filter = KeyFilter::default();
-        let (mut page, mut limit) = (1u64, 10u64);
+        let mut paging = portal::Paging::default();
         let mut errors = Vec::new();
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -1103,25 +1103,20 @@ impl Core {
                     Some(e) => errors.push(e),
                     None => filter.statuses.push(value),
                 },
-                "page" => match validate::query_positive_int("page", &value) {
-                    Ok(n) => page = n,
-                    Err(e) => errors.push(*e),
-                },
-                "limit" => match validate::query_positive_int("limit", &value) {
-                    Ok(n) => limit = n,
-                    Err(e) => errors.push(*e),
-                },
+                n if paging.take(n, &value, &mut errors) => {}
                 _ => {}
             }
         }
         if !errors.is_empty() {
             return Some(Resp::json(422, &error_body(&errors)));
         }
-        // "Size of a page, defaults to 10. Maximum is 100.": a larger limit gets 100.
-        let limit = limit.min(MAX_PAGE_LIMIT);
-        let list = self
-            .store
-            .list_keys(organization_id, &filter, page, limit, &ex.version);
+        let list = self.store.list_keys(
+            organization_id,
+            &filter,
+            paging.page,
+            paging.limit(),
+            &ex.version,
+        );
         Some(Resp::json(200, &list))
     }
 

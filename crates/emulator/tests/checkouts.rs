@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 const NEW_BUYER: &str = "new.buyer@example.com";
 const KNOWN_BUYER: &str = "jane.doe@gmail.com";
 
-use common::{raw_post as post, raw_request as request};
+use common::{assert_error, raw_post as post, raw_request as request};
 
 fn get(em: &Emulator, path: &str) -> HttpAnswer {
     request(em, "GET", path, None, &[])
@@ -132,11 +132,7 @@ fn an_organization_token_creates_a_checkout_that_its_client_secret_reads() {
     assert_eq!(r.json()["error"], "PolarRequestValidationError");
     // An unknown client secret: 404.
     let r = get(&em, &client("polar_c_nope"));
-    assert_eq!(r.status, 404, "{}", r.text());
-    assert_eq!(
-        r.json(),
-        json!({"error": "ResourceNotFound", "detail": "Not found"})
-    );
+    assert_error(&r, 404, "ResourceNotFound", "Not found");
     em.stop();
 }
 
@@ -284,10 +280,11 @@ fn confirm_refuses_a_second_time_a_missing_email_and_an_expired_checkout() {
         get(&em, &client(&open)),
         confirm(&em, &open, &json!({"customer_email": NEW_BUYER})),
     ] {
-        assert_eq!(r.status, 410, "{}", r.text());
-        assert_eq!(
-            r.json(),
-            json!({"error": "ExpiredCheckoutError", "detail": "This checkout session has expired."})
+        assert_error(
+            &r,
+            410,
+            "ExpiredCheckoutError",
+            "This checkout session has expired.",
         );
     }
     let r = post(

@@ -9,6 +9,9 @@ use polar_license_emulator::{
 use polar_license_testkit::http::{json_request, HttpAnswer};
 use serde_json::{json, Value};
 
+mod common;
+use common::{assert_error, key_id, ok};
+
 const ORG: &str = DEMO_ORGANIZATION_ID;
 const LICENSE: &str = "7e4a5f6b-8c9d-4e0f-9a1b-3c4d5e6f7a8b";
 const CUSTOMER: &str = "8f5b6a7c-9d0e-4f1a-8b2c-4d5e6f7a8b9c";
@@ -44,16 +47,26 @@ fn start() -> Emulator {
     Emulator::start(seed(), Options::default()).expect("the emulator starts")
 }
 
+/// `GET path` with the organization token.
+fn get(em: &Emulator, path: &str) -> HttpAnswer {
+    call(em, "GET", path, None)
+}
+
+/// A sign-in code asked for `email` (Polar's public `customer-session/request`).
+fn ask_code(em: &Emulator, email: &str) -> HttpAnswer {
+    let body = json!({"email": email, "organization_id": ORG}).to_string();
+    json_request(
+        em.port(),
+        "POST",
+        "/v1/customer-portal/customer-session/request",
+        Some(&body),
+        None,
+    )
+}
+
 /// `POST path` with an empty body (`Content-Length: 0`, as an HTTP client sends it).
 fn post_empty(em: &Emulator, path: &str, token: &str) -> HttpAnswer {
     json_request(em.port(), "POST", path, Some(""), Some(token))
-}
-
-fn key_id(em: &Emulator, key: &str) -> String {
-    em.key(key).expect("a key")["id"]
-        .as_str()
-        .expect("an id")
-        .to_string()
 }
 
 /// `server/polar/customer_session/service.py` (`_get_customer`): a `CustomerSessionCustomer
@@ -122,13 +135,7 @@ fn an_email_is_checked_as_polars_validator_checks_it() {
         ),
     ];
     for (email, reason) in cases {
-        let r = json_request(
-            em.port(),
-            "POST",
-            "/v1/customer-portal/customer-session/request",
-            Some(&json!({"email": email, "organization_id": ORG}).to_string()),
-            None,
-        );
+        let r = ask_code(&em, email);
         assert_eq!(r.status, 422, "{email}");
         assert_eq!(
             r.json()["detail"][0],
@@ -137,13 +144,7 @@ fn an_email_is_checked_as_polars_validator_checks_it() {
         );
     }
     // Upper case and surrounding spaces are fine (pydantic strips; the domain is lower-cased).
-    let r = json_request(
-        em.port(),
-        "POST",
-        "/v1/customer-portal/customer-session/request",
-        Some(&json!({"email": " CONF@GMAIL.COM ", "organization_id": ORG}).to_string()),
-        None,
-    );
+    let r = ask_code(&em, " CONF@GMAIL.COM ");
     assert_eq!(r.status, 202, "{}", r.text());
     assert_eq!(em.customer_session_codes().len(), 1);
 }
@@ -162,12 +163,7 @@ fn a_grants_benefit_carries_the_benefits_properties() {
             ..KeyUpdate::default()
         }
     ));
-    let r = call(
-        &em,
-        "GET",
-        &format!("/v1/benefit-grants/?customer_id={CUSTOMER}"),
-        None,
-    );
+    let r = get(&em, &format!("/v1/benefit-grants/?customer_id={CUSTOMER}"));
     assert_eq!(r.status, 200, "{}", r.text());
     let grants = r.json();
     let grant = &grants["items"][0];
@@ -205,28 +201,20 @@ fn the_organization_rotates_a_key_but_not_a_revoked_one() {
         &format!("/v1/license-keys/{revoked}/rotate"),
         DEMO_TOKEN,
     );
-    assert_eq!(r.status, 400);
-    assert_eq!(
-        r.json(),
-        json!({"error": "RotateNotPermitted", "detail": "License key cannot be rotated in its current status. Current status: revoked. Allowed statuses: disabled, granted."})
-    );
+    assert_error(&r, 400, "RotateNotPermitted", "License key cannot be rotated in its current status. Current status: revoked. Allowed statuses: disabled, granted.");
     let r = post_empty(
         &em,
         &format!("/v1/license-keys/{OTHER_V4}/rotate"),
         DEMO_TOKEN,
     );
-    assert_eq!(r.status, 404);
-    assert_eq!(
-        r.json(),
-        json!({"error": "ResourceNotFound", "detail": "Not found"})
-    );
+    assert_error(&r, 404, "ResourceNotFound", "Not found");
     let r = post_empty(
         &em,
         &format!("/v1/license-keys/{id}/rotate"),
         DEMO_TOKEN_READ_ONLY,
     );
     assert_eq!(r.status, 403);
-    let r = call(&em, "GET", &format!("/v1/license-keys/{id}/rotate"), None);
+    let r = get(&em, &format!("/v1/license-keys/{id}/rotate"));
     assert_eq!(r.status, 405);
 }
 
@@ -400,11 +388,7 @@ fn the_portal_lists_the_customers_benefit_grants() {
         &format!("/v1/customer-portal/benefit-grants/{OTHER_V4}"),
         Some(&token),
     );
-    assert_eq!(r.status, 404);
-    assert_eq!(
-        r.json(),
-        json!({"error": "ResourceNotFound", "detail": "Not found"})
-    );
+    assert_error(&r, 404, "ResourceNotFound", "Not found");
     // A revoked key's grant is no longer listed.
     assert!(em.update_key(
         KEY,
@@ -427,16 +411,14 @@ fn the_portal_lists_the_customers_benefit_grants() {
 #[test]
 fn the_organization_reads_a_benefit_and_a_customer() {
     let em = start();
-    let r = call(&em, "GET", &format!("/v1/benefits/{LICENSE}"), None);
-    assert_eq!(r.status, 200, "{}", r.text());
-    let b = r.json();
+    let b = ok(&em, &format!("/v1/benefits/{LICENSE}"));
     assert_eq!(b["id"], LICENSE);
     assert_eq!(b["type"], "license_keys");
     assert_eq!(
         b["properties"]["activations"],
         json!({"limit": 3, "enable_customer_admin": true})
     );
-    let r = call(&em, "GET", &format!("/v1/customers/{CUSTOMER}"), None);
+    let r = get(&em, &format!("/v1/customers/{CUSTOMER}"));
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["external_id"], "user-42");
     for path in [
@@ -450,7 +432,7 @@ fn the_organization_reads_a_benefit_and_a_customer() {
             json!({"error": "ResourceNotFound", "detail": "Not found"})
         );
     }
-    let r = call(&em, "GET", "/v1/customers/not-a-uuid", None);
+    let r = get(&em, "/v1/customers/not-a-uuid");
     assert_eq!(r.status, 422);
     assert_eq!(r.json()["detail"][0]["type"], "uuid_parsing");
     let r = get_as(
@@ -511,16 +493,16 @@ mod billing {
         r.json()["items"].clone()
     }
 
+    /// `POST /v1/events/ingest` of `events` (`{"events": [...]}`) with the organization token.
+    fn ingest_events(em: &Emulator, events: Value) -> HttpAnswer {
+        call(em, "POST", "/v1/events/ingest", Some(events))
+    }
+
     fn ingest(em: &Emulator, n: usize) {
         let events: Vec<Value> = (0..n)
             .map(|_| json!({"name": "api_call", "customer_id": CUSTOMER}))
             .collect();
-        let r = call(
-            em,
-            "POST",
-            "/v1/events/ingest",
-            Some(json!({ "events": events })),
-        );
+        let r = ingest_events(em, json!({ "events": events }));
         assert_eq!(r.status, 200, "{}", r.text());
     }
 
@@ -586,34 +568,26 @@ mod billing {
         assert_eq!(seats["seats"][0]["status"], "claimed");
         assert_eq!(seats["seats"][0]["email"], "seat@gmail.com");
         let r = get_as(&em, "/v1/customer-portal/seats", Some(&token));
-        assert_eq!(r.status, 400);
-        assert_eq!(
-            r.json(),
-            json!({"error": "BadRequest", "detail": "Either subscription_id or order_id must be provided"})
+        assert_error(
+            &r,
+            400,
+            "BadRequest",
+            "Either subscription_id or order_id must be provided",
         );
         let r = get_as(
             &em,
             &format!("/v1/customer-portal/seats?subscription_id={OTHER_V4}"),
             Some(&token),
         );
-        assert_eq!(r.status, 404);
-        assert_eq!(
-            r.json(),
-            json!({"error": "ResourceNotFound", "detail": "Subscription not found"})
-        );
+        assert_error(&r, 404, "ResourceNotFound", "Subscription not found");
 
-        let r = call(
-            &em,
-            "GET",
-            &format!("/v1/subscriptions/{SUBSCRIPTION}"),
-            None,
-        );
+        let r = get(&em, &format!("/v1/subscriptions/{SUBSCRIPTION}"));
         assert_eq!(r.status, 200, "{}", r.text());
         assert_eq!(r.json()["id"], SUBSCRIPTION);
-        let r = call(&em, "GET", &format!("/v1/subscriptions/{OTHER_V4}"), None);
+        let r = get(&em, &format!("/v1/subscriptions/{OTHER_V4}"));
         assert_eq!(r.status, 404);
 
-        let r = call(&em, "GET", "/v1/meters/", None);
+        let r = get(&em, "/v1/meters/");
         assert_eq!(r.status, 200, "{}", r.text());
         let names: Vec<&str> = r.json()["items"]
             .as_array()
@@ -629,9 +603,9 @@ mod billing {
             })
             .collect();
         assert_eq!(names, ["A tokens", "API calls"]);
-        let r = call(&em, "GET", "/v1/meters/?query=call", None);
+        let r = get(&em, "/v1/meters/?query=call");
         assert_eq!(r.json()["pagination"]["total_count"], 1);
-        let r = call(&em, "GET", &format!("/v1/meters/{CALLS}"), None);
+        let r = get(&em, &format!("/v1/meters/{CALLS}"));
         assert_eq!(r.json()["name"], "API calls");
         let r = get_as(&em, "/v1/meters/", Some(DEMO_TOKEN_READ_ONLY));
         assert_eq!(r.status, 403);
@@ -644,18 +618,16 @@ mod billing {
     #[test]
     fn the_organization_lists_its_events() {
         let em = Emulator::start(seed_with_credit(false), Options::default()).expect("starts");
-        let r = call(
+        let r = ingest_events(
             &em,
-            "POST",
-            "/v1/events/ingest",
-            Some(json!({"events": [
+            json!({"events": [
                 {"name": "api_call", "customer_id": CUSTOMER, "timestamp": "2026-01-01T00:00:00Z", "metadata": {"route": "/a"}},
                 {"name": "api_call", "external_customer_id": "user-42", "timestamp": "2026-01-02T00:00:00Z"},
                 {"name": "other", "customer_id": CUSTOMER, "timestamp": "2026-01-03T00:00:00Z"},
-            ]})),
+            ]}),
         );
         assert_eq!(r.status, 200, "{}", r.text());
-        let r = call(&em, "GET", "/v1/events/", None);
+        let r = get(&em, "/v1/events/");
         assert_eq!(r.status, 200, "{}", r.text());
         let list = r.json();
         assert_eq!(list["pagination"], json!({"total_count": 3, "max_page": 1}));
@@ -680,17 +652,12 @@ mod billing {
         assert_eq!(first["customer_id"], CUSTOMER);
         assert_eq!(first["customer"]["id"], CUSTOMER);
         assert_eq!(first["metadata"], json!({"route": "/a"}));
-        let r = call(
-            &em,
-            "GET",
-            "/v1/events/?name=api_call&sorting=timestamp",
-            None,
-        );
+        let r = get(&em, "/v1/events/?name=api_call&sorting=timestamp");
         assert_eq!(r.json()["items"][0]["timestamp"], "2026-01-01T00:00:00Z");
         assert_eq!(r.json()["pagination"]["total_count"], 2);
-        let r = call(&em, "GET", "/v1/events/?external_customer_id=user-42", None);
+        let r = get(&em, "/v1/events/?external_customer_id=user-42");
         assert_eq!(r.json()["pagination"]["total_count"], 1);
-        let r = call(&em, "GET", "/v1/events/?sorting=name", None);
+        let r = get(&em, "/v1/events/?sorting=name");
         assert_eq!(r.status, 422);
         assert_eq!(r.json()["detail"][0]["loc"], json!(["query", "sorting", 0]));
         let r = get_as(&em, "/v1/events/", Some(DEMO_TOKEN_READ_ONLY));
@@ -745,16 +712,14 @@ mod billing {
     #[test]
     fn one_ingest_answers_every_bad_event() {
         let em = Emulator::start(seed_with_credit(false), Options::default()).expect("starts");
-        let r = call(
+        let r = ingest_events(
             &em,
-            "POST",
-            "/v1/events/ingest",
-            Some(json!({"events": [
+            json!({"events": [
                 {"name": "api_call", "customer_id": OTHER_V4},
                 {"name": "api_call", "customer_id": CUSTOMER},
                 {"name": "api_call", "customer_id": CUSTOMER, "organization_id": ORG},
                 {"name": "api_call", "customer_id": CUSTOMER, "member_id": OTHER_V4},
-            ]})),
+            ]}),
         );
         assert_eq!(r.status, 422);
         assert_eq!(
@@ -794,7 +759,7 @@ mod billing {
         assert_eq!(sub["pause_at_period_end"], false);
         assert_eq!(sub["resumes_at"], Value::Null);
         assert!(sub["canceled_at"].is_string(), "{sub}");
-        let state = call(&em, "GET", &format!("/v1/customers/{CUSTOMER}/state"), None).json();
+        let state = get(&em, &format!("/v1/customers/{CUSTOMER}/state")).json();
         assert_eq!(
             state["active_subscriptions"][0]["canceled_at"], sub["canceled_at"],
             "{state}"

@@ -14,6 +14,9 @@ use polar_license_testkit::budgeted_emulator;
 use polar_license_testkit::http::HttpAnswer;
 use serde_json::{json, Value};
 
+mod common;
+use common::{assert_error, demo_with};
+
 const VALIDATE: &str = "/v1/customer-portal/license-keys/validate";
 const ACTIVATE: &str = "/v1/customer-portal/license-keys/activate";
 const DEACTIVATE: &str = "/v1/customer-portal/license-keys/deactivate";
@@ -139,12 +142,6 @@ fn deactivate(em: &Emulator, key: &str, activation_id: &str) -> HttpAnswer {
 fn activation_id(r: &HttpAnswer) -> String {
     assert_eq!(r.status, 200, "{}", r.text());
     r.json()["id"].as_str().expect("an id").to_string()
-}
-
-fn assert_error(r: &HttpAnswer, status: u16, error: &str, detail: &str) {
-    assert_eq!(r.status, status, "{}", r.text());
-    assert_eq!(r.json(), json!({"error": error, "detail": detail}));
-    assert_eq!(r.header("content-type"), Some("application/json"));
 }
 
 fn not_found(r: &HttpAnswer, detail: &str) {
@@ -945,14 +942,10 @@ fn cors_preflight_and_actual_requests() {
 
 #[test]
 fn sandbox_header_and_cache_control() {
-    let em = Emulator::start(
-        Seed::demo(),
-        Options {
-            sandbox: true,
-            ..Options::default()
-        },
-    )
-    .expect("starts");
+    let em = demo_with(Options {
+        sandbox: true,
+        ..Options::default()
+    });
     let r = validate(&em, DEMO_KEY, json!({}));
     assert_eq!(r.header("x-polar-sandbox"), Some("1"));
     assert_eq!(r.header("cache-control"), Some("private, no-store"));
@@ -1278,15 +1271,11 @@ fn token_authenticated_twins() {
 
 #[test]
 fn rate_limit_blocks_the_fourth_call_then_clears() {
-    let em = Emulator::start(
-        Seed::demo(),
-        Options {
-            rate_limit: true,
-            rate_limit_block: Duration::from_secs(2),
-            ..Options::default()
-        },
-    )
-    .expect("starts");
+    let em = demo_with(Options {
+        rate_limit: true,
+        rate_limit_block: Duration::from_secs(2),
+        ..Options::default()
+    });
     let body = json!({"key": DEMO_KEY, "organization_id": ORG});
     let origin = [("Origin", "https://app.example")];
     assert_eq!(post_h(&em, VALIDATE, &body, &origin).status, 200);
@@ -1935,11 +1924,7 @@ fn a_rotated_key_answers_not_found_and_its_successor_is_the_same_license() {
         activate(&em, DEMO_KEY, json!({})),
         deactivate(&em, DEMO_KEY, &activation),
     ] {
-        assert_eq!(r.status, 404);
-        assert_eq!(
-            r.json(),
-            json!({"error": "ResourceNotFound", "detail": "Not found"})
-        );
+        assert_error(&r, 404, "ResourceNotFound", "Not found");
     }
     let r = validate(&em, &new_key, json!({"activation_id": activation}));
     assert_eq!(r.status, 200, "the activation stays with the key");

@@ -14,7 +14,10 @@ use polar_license_testkit::{customers_key, emulator_kept, feature_flag, ScratchD
 use serde_json::{json, Value};
 
 mod common;
-use common::{subscribe, take_events, tier_key, CUSTOMER, KEY, LICENSE, PRO, SUBSCRIPTION};
+use common::{
+    assert_error, key_id, ok, subscribe, take_events, tier_key, CUSTOMER, KEY, LICENSE, PRO,
+    SUBSCRIPTION,
+};
 
 const ORG: &str = DEMO_ORGANIZATION_ID;
 const GRANTS: &str = "/v1/benefit-grants/";
@@ -36,12 +39,6 @@ const INSUFFICIENT: &str =
 
 fn get(em: &Emulator, path: &str) -> HttpAnswer {
     json_request(em.port(), "GET", path, None, Some(DEMO_TOKEN))
-}
-
-fn ok(em: &Emulator, path: &str) -> Value {
-    let r = get(em, path);
-    assert_eq!(r.status, 200, "{path}: {}", r.text());
-    r.json()
 }
 
 // ---- the seed ------------------------------------------------------------------------------
@@ -74,13 +71,6 @@ fn flag_in(list: &Value) -> Value {
         .find(|g| g["benefit_id"] == PRO)
         .expect("the flag's entry")
         .clone()
-}
-
-fn key_id(em: &Emulator, key: &str) -> String {
-    em.key(key).expect("the key")["id"]
-        .as_str()
-        .expect("an id")
-        .to_string()
 }
 
 /// A `BenefitGrant`'s fields in Polar's order (docs/polar-api.md §16.6).
@@ -313,11 +303,7 @@ fn the_grants_route_refuses_as_polar_does() {
     }
 
     let anonymous = json_request(em.port(), "GET", GRANTS, None, None);
-    assert_eq!(anonymous.status, 401);
-    assert_eq!(
-        anonymous.json(),
-        json!({"error": "Unauthorized", "detail": "Unauthorized"})
-    );
+    assert_error(&anonymous, 401, "Unauthorized", "Unauthorized");
     let read_only = json_request(em.port(), "GET", GRANTS, None, Some(DEMO_TOKEN_READ_ONLY));
     assert_eq!(read_only.status, 403);
     assert_eq!(
@@ -342,9 +328,7 @@ fn the_grants_route_refuses_as_polar_does() {
 #[test]
 fn the_customer_state_carries_the_flags_values() {
     let em = start();
-    let r = get(&em, &format!("/v1/customers/{CUSTOMER}/state"));
-    assert_eq!(r.status, 200, "{}", r.text());
-    let state = r.json();
+    let state = ok(&em, &format!("/v1/customers/{CUSTOMER}/state"));
     assert_eq!(state["id"], CUSTOMER);
     assert_eq!(state["email"], "tier@example.com");
     assert_eq!(state["type"], "individual");
@@ -405,11 +389,7 @@ fn the_customer_state_carries_the_flags_values() {
 fn the_customer_state_refuses_as_polar_does() {
     let em = start();
     let unknown = get(&em, &format!("/v1/customers/{OTHER_V4}/state"));
-    assert_eq!(unknown.status, 404);
-    assert_eq!(
-        unknown.json(),
-        json!({"error": "ResourceNotFound", "detail": "Not found"})
-    );
+    assert_error(&unknown, 404, "ResourceNotFound", "Not found");
     let bad = get(&em, "/v1/customers/nope/state");
     assert_eq!(bad.status, 422);
     assert_eq!(bad.json()["detail"][0]["loc"], json!(["path", "id"]));

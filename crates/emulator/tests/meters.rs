@@ -15,6 +15,9 @@ use polar_license_testkit::http::{json_request, HttpAnswer};
 use polar_license_testkit::{emulator_kept, ScratchDir};
 use serde_json::{json, Value};
 
+mod common;
+use common::{assert_error, ok};
+
 const ORG: &str = DEMO_ORGANIZATION_ID;
 const CALLS: &str = "4b1d2c3e-5f6a-4b7c-8d9e-0f1a2b3c4d5e";
 const TOKENS: &str = "5c2e3d4f-6a7b-4c8d-9e0f-1a2b3c4d5e6f";
@@ -27,12 +30,6 @@ const MEMBER: &str = "9a6c7b8d-0e1f-4a2b-9c3d-5e6f7a8b9c0d";
 const INGEST: &str = "/v1/events/ingest";
 const METERS: &str = "/v1/customer-meters/";
 const PORTAL: &str = "/v1/customer-portal/meters/";
-
-fn ok(em: &Emulator, path: &str) -> Value {
-    let r = json_request(em.port(), "GET", path, None, Some(DEMO_TOKEN));
-    assert_eq!(r.status, 200, "{path}: {}", r.text());
-    r.json()
-}
 
 fn ingest(em: &Emulator, events: Value) -> HttpAnswer {
     let body = json!({ "events": events }).to_string();
@@ -262,11 +259,7 @@ fn a_credit_grant_gives_a_balance_that_events_consume() {
     assert_eq!(bad.json()["detail"][0]["msg"], "Invalid sorting criterion.");
     // An organization token is nobody on the portal, a session nobody on the org route.
     let r = json_request(em.port(), "GET", PORTAL, None, Some(DEMO_TOKEN));
-    assert_eq!(r.status, 401);
-    assert_eq!(
-        r.json(),
-        json!({"error": "Unauthorized", "detail": "Unauthorized"})
-    );
+    assert_error(&r, 401, "Unauthorized", "Unauthorized");
     let r = json_request(em.port(), "GET", METERS, None, Some(&token));
     assert_eq!(r.status, 401);
 }
@@ -535,26 +528,13 @@ fn a_unique_meter_counts_distinct_values_per_day_and_in_all() {
         (Some(2.0), Some(3.0))
     );
     // Eight days by the hour: Polar's 422; an unknown meter: 404.
-    let long = json_request(
-        em.port(),
-        "GET",
-        &format!(
-            "/v1/meters/{ACTIVE}/quantities?start_timestamp=2026-03-01T00:00:00Z\
-             &end_timestamp=2026-03-09T00:00:00Z&interval=hour"
-        ),
-        None,
-        Some(DEMO_TOKEN),
-    );
+    let quantities_of = |meter: &str, range: &str| {
+        let path =
+            format!("/v1/meters/{meter}/quantities?start_timestamp=2026-03-01T00:00:00Z{range}");
+        json_request(em.port(), "GET", &path, None, Some(DEMO_TOKEN))
+    };
+    let long = quantities_of(ACTIVE, "&end_timestamp=2026-03-09T00:00:00Z&interval=hour");
     assert_eq!(long.status, 422, "{}", long.text());
-    let unknown = json_request(
-        em.port(),
-        "GET",
-        &format!(
-            "/v1/meters/{OTHER_V4}/quantities?start_timestamp=2026-03-01T00:00:00Z\
-             &end_timestamp=2026-03-02T00:00:00Z&interval=day"
-        ),
-        None,
-        Some(DEMO_TOKEN),
-    );
+    let unknown = quantities_of(OTHER_V4, "&end_timestamp=2026-03-02T00:00:00Z&interval=day");
     assert_eq!(unknown.status, 404);
 }

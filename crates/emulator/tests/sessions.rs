@@ -23,7 +23,7 @@ const INVALID_TOKEN: &str =
 
 // ---- a raw HTTP client ---------------------------------------------------------------------
 
-use common::{raw_post as post, raw_request as request};
+use common::{assert_error, demo_with, key_id, raw_post as post, raw_request as request};
 
 fn bearer(token: &str) -> String {
     format!("Bearer {token}")
@@ -82,12 +82,6 @@ fn sign_in(em: &Emulator) -> String {
     let r = post(em, AUTHENTICATE, &json!({"code": code}));
     assert_eq!(r.status, 200, "{}", r.text());
     r.json()["token"].as_str().expect("token").to_string()
-}
-
-fn assert_error(r: &HttpAnswer, status: u16, error: &str, detail: &str) {
-    assert_eq!(r.status, status, "{}", r.text());
-    assert_eq!(r.json(), json!({"error": error, "detail": detail}));
-    assert_eq!(r.header("content-type"), Some("application/json"));
 }
 
 fn assert_unauthorized(r: &HttpAnswer) {
@@ -315,14 +309,10 @@ fn a_code_expires_after_30_minutes_of_the_emulators_clock() {
 
 #[test]
 fn the_code_routes_share_6_a_minute_then_429_for_900_s() {
-    let em = Emulator::start(
-        Seed::demo(),
-        Options {
-            rate_limit: true,
-            ..Options::default()
-        },
-    )
-    .expect("starts");
+    let em = demo_with(Options {
+        rate_limit: true,
+        ..Options::default()
+    });
     for i in 0..6 {
         let r = if i % 2 == 0 {
             ask_code(&em, EMAIL)
@@ -609,14 +599,10 @@ fn customer_sessions_with_the_organization_token() {
 
 #[test]
 fn customer_sessions_spend_the_token_budget() {
-    let em = Emulator::start(
-        Seed::demo(),
-        Options {
-            token_budget: Some(2),
-            ..Options::default()
-        },
-    )
-    .expect("starts");
+    let em = demo_with(Options {
+        token_budget: Some(2),
+        ..Options::default()
+    });
     let body = json!({"customer_id": DEMO_CUSTOMER_ID});
     assert_eq!(post_as(&em, SESSIONS, Some(&body), DEMO_TOKEN).status, 201);
     assert_eq!(get_as(&em, "/v1/license-keys/", DEMO_TOKEN).status, 200);
@@ -702,13 +688,6 @@ fn deactivate(em: &Emulator, key: &str, activation_id: &str) -> u16 {
         &json!({"key": key, "organization_id": ORG, "activation_id": activation_id}),
     )
     .status
-}
-
-fn key_id(em: &Emulator, key: &str) -> String {
-    em.key(key).expect("key")["id"]
-        .as_str()
-        .expect("id")
-        .to_string()
 }
 
 #[test]

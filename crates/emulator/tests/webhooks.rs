@@ -17,6 +17,9 @@ use polar_license_emulator::{
 use polar_license_testkit::budgeted_emulator;
 use polar_license_testkit::http::{self, HttpAnswer};
 use serde_json::{json, Value};
+
+mod common;
+use common::assert_error;
 use sha2::Sha256;
 
 const OTHER_ORG: &str = "7c1d9e2a-4b3f-4a5e-9d8c-1b2a3c4d5e6f";
@@ -870,11 +873,7 @@ fn a_failing_receiver_gets_ten_tries_on_polars_backoff_and_one_failed_event_disa
         DEMO_TOKEN,
         None,
     );
-    assert_eq!(r.status, 404);
-    assert_eq!(
-        r.json(),
-        json!({"error": "ResourceNotFound", "detail": "Not found"})
-    );
+    assert_error(&r, 404, "ResourceNotFound", "Not found");
     let r = api(&polar, "GET", "/v1/webhooks/endpoints/not-a-uuid", None);
     assert_eq!(r.status, 422);
 }

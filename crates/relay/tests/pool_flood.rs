@@ -39,26 +39,9 @@ fn spellings() -> Vec<String> {
     ]
 }
 
-/// The `n`th of many spellings of the demo organization (case flips of its hex letters, with
-/// and without hyphens, braces, `urn:uuid:`): about a million exist.
+/// The `n`th of many spellings of the demo organization (the testkit's, about a million).
 fn spelling(n: usize) -> String {
-    let flipped: String = ORG
-        .chars()
-        .enumerate()
-        .map(|(i, c)| {
-            if c.is_ascii_alphabetic() && (n >> (i % 20)) & 1 == 1 {
-                c.to_ascii_uppercase()
-            } else {
-                c
-            }
-        })
-        .collect();
-    match n % 4 {
-        0 => flipped,
-        1 => flipped.replace('-', ""),
-        2 => format!("{{{flipped}}}"),
-        _ => format!("urn:uuid:{flipped}"),
-    }
+    polar_license_testkit::ids::spelling(ORG, n as u64)
 }
 
 fn relay_with(
@@ -478,8 +461,7 @@ fn a_relay_for_one_organization_refuses_another_before_any_write() {
 /// one pool, held state counted in the storage (`n:held`), an emptied pool deleted from it.
 #[test]
 fn on_the_paged_store_spellings_make_one_pool_and_an_empty_one_is_deleted() {
-    use polar_license::Transport;
-    use polar_license_relay::flow::{ExchangeOptions, Given, Need};
+    use polar_license_relay::flow::ExchangeOptions;
     use polar_license_relay::Relay;
 
     let polar = rig::budgeted_emulator(100_000);
@@ -502,16 +484,7 @@ fn on_the_paged_store_spellings_make_one_pool_and_an_empty_one_is_deleted() {
         let req = rig::request(&format!("{SEATS_PREFIX}{op}"), &[], &body.to_string());
         let mut drive = rig::Drive::with(&relay, req, rig::at(when), ExchangeOptions::default());
         drive.entropy = Some([when as u8; 16]);
-        let r = drive.run_with(|x, need| match need {
-            Need::Load(load) => {
-                if let Some(wants) = &load.store {
-                    host.fill(&b, wants);
-                }
-                x.give(Given::Loaded);
-            }
-            Need::Send { request, .. } => x.give(Given::Upstream(polar_http.send(&request))),
-            other => x.as_host(other),
-        });
+        let r = drive.run_paged(host, &b, &polar_http);
         host.save(&b);
         let v: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
         (r.status, v)

@@ -751,30 +751,12 @@ fn a_lease_ends_with_the_license_when_that_comes_first() {
 fn an_external_signer_signs_what_the_machine_asks_and_answers_as_polar() {
     use polar_license::Transport;
     use polar_license_relay::flow::{Given, Need};
-    use polar_license_relay::{Now, RelayRequest, Signer};
+    use polar_license_relay::{Now, RelayRequest};
     logs::capture();
     let polar = Emulator::start(Seed::demo(), Options::default()).expect("emulator starts");
-    let signing = SigningKey::generate(Some("ext")).expect("a key");
+    let (mut config, signing, secret) = rig::externally_signed(polar.url());
     let keys = signing.relay_keys();
-    let secret_text = signing.to_file_text();
-    let raw = secret_text
-        .trim()
-        .split_once("=k4.secret.")
-        .map(|(_, b64)| {
-            use base64_stand_in::decode;
-            decode(b64)
-        })
-        .expect("a key line");
-    let secret = ed25519_compact::SecretKey::from_slice(&raw).expect("64 bytes");
     let other = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new([9; 32]));
-    let mut config = RelayConfig::with_signer(
-        Server::Custom(polar.url()),
-        AccessToken::new(DEMO_TOKEN),
-        Signer::External {
-            kid: "ext".into(),
-            public_key: signing.public_paserk(),
-        },
-    );
     config.limits = generous();
     let relay = Relay::with_entropy(
         config,
@@ -981,31 +963,6 @@ fn the_machine_takes_the_per_ip_token_once_before_the_store_is_read() {
     };
     assert_eq!(refused.status, 429);
     assert!(refused.header("retry-after").is_some());
-}
-
-/// base64url without padding, for reading the key file in the test above.
-mod base64_stand_in {
-    pub fn decode(text: &str) -> Vec<u8> {
-        let value = |c: u8| match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'-' => 62,
-            _ => 63,
-        };
-        let mut out = Vec::new();
-        let mut acc = 0u32;
-        let mut bits = 0;
-        for c in text.bytes() {
-            acc = (acc << 6) | u32::from(value(c));
-            bits += 6;
-            if bits >= 8 {
-                bits -= 8;
-                out.push((acc >> bits) as u8);
-            }
-        }
-        out
-    }
 }
 
 // ---- The server's own defences: slow, silent and too many clients -------------------------

@@ -8,13 +8,13 @@ mod rig;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use polar_license::lease::{key_hash, SeatClaims, SigningKey};
+use polar_license::lease::SigningKey;
 use polar_license::seat::SeatAnswer;
 use polar_license::seat_hold::{HoldPoll, HoldState, HoldTerms};
 use polar_license::{system_clock_ms, Beating, Key, Reason};
 use polar_license_emulator::{DEMO_ORGANIZATION_ID, DEMO_TOKEN};
 use polar_license_relay::{Relay, SeatOptions, ServeOptions};
-use polar_license_testkit::{http, lease_proxy};
+use polar_license_testkit::{forged_seat_lease, http, lease_proxy};
 
 /// The seat's life on the relay (a test's only: `with_test_only_seat_seconds`): the guard
 /// beats every 1.33 s.
@@ -129,23 +129,8 @@ fn a_forged_200_is_no_seat() {
     let k = Key::new("GUARD-FORGED-4A5B6C");
     let relay_key = SigningKey::generate(Some("relay")).expect("a key");
     let terms = HoldTerms::new(relay_key.relay_keys(), DEMO_ORGANIZATION_ID).expect("terms");
-    let forger = SigningKey::generate(Some("relay")).expect("another key, the same kid");
-    let now = i64::try_from(system_clock_ms() / 1_000).expect("a time");
-    let lease = forger
-        .sign_seat(
-            &SeatClaims {
-                organization_id: DEMO_ORGANIZATION_ID.into(),
-                key_sha256: key_hash(&k),
-                seat: SEAT.into(),
-                kind: "floating".into(),
-                issued_at: now,
-                expires_at: now + 300,
-                size: 1,
-                borrowed: false,
-            },
-            "machine-A",
-        )
-        .expect("signed");
+    // Another key under the same kid.
+    let lease = forged_seat_lease("relay", k.expose(), (SEAT, "floating"), "machine-A");
     let body = format!(
         r#"{{"seat":"{SEAT}","kind":"floating","expires_at":"2099-01-15T08:00:00Z","expires_in":300,"in_use":1,"size":1}}"#
     );

@@ -97,6 +97,12 @@ fn held(s: &Seats, key: &str, machine: &str, answer: &(RelayResponse, Value), no
     claims.seat
 }
 
+/// A seat acquired by `machine` at `now` and [`held`].
+fn acquired(s: &Seats, key: &str, machine: &str, now: i64) -> String {
+    let answer = acquire(s, key, machine, rig::at(now));
+    held(s, key, machine, &answer, now)
+}
+
 fn key(polar: &Emulator, name: &str, limit: i64) -> String {
     rig::add_key(polar, format!("SEATS-{name}-4A5B6C"), Some(limit))
 }
@@ -137,14 +143,8 @@ fn seats_to_full_then_seats_full_and_a_release_frees_one_with_one_call_to_polar(
     let (polar, k, s) = seats_of("FULL", 2);
     polar.reset_request_count();
     let t = rig::now();
-    let a = held(&s, &k, "m-a", &acquire(&s, &k, "m-a", rig::at(t)), t);
-    let _b = held(
-        &s,
-        &k,
-        "m-b",
-        &acquire(&s, &k, "m-b", rig::at(t + 1)),
-        t + 1,
-    );
+    let a = acquired(&s, &k, "m-a", t);
+    let _b = acquired(&s, &k, "m-b", t + 1);
     let (r, v) = acquire(&s, &k, "m-c", rig::at(t + 2));
     assert_eq!(r.status, 409, "{v}");
     assert_eq!(v["reason"], "seats_full");
@@ -163,13 +163,7 @@ fn seats_to_full_then_seats_full_and_a_release_frees_one_with_one_call_to_polar(
     assert_eq!(v["released"], false);
     let (r, v) = release(&s, &k, "m-a", &a, rig::at(t + 3));
     assert_eq!((r.status, &v["released"]), (200, &json!(true)));
-    held(
-        &s,
-        &k,
-        "m-c",
-        &acquire(&s, &k, "m-c", rig::at(t + 4)),
-        t + 4,
-    );
+    acquired(&s, &k, "m-c", t + 4);
     assert_eq!(
         polar.request_count(),
         1,
@@ -181,20 +175,14 @@ fn seats_to_full_then_seats_full_and_a_release_frees_one_with_one_call_to_polar(
 fn a_seat_not_heard_from_within_its_life_is_culled_and_a_heartbeat_keeps_one() {
     let (_polar, k, s) = seats_of("CULL", 1);
     let t = rig::now();
-    let a = held(&s, &k, "m-a", &acquire(&s, &k, "m-a", rig::at(t)), t);
+    let a = acquired(&s, &k, "m-a", t);
     // A heartbeat at +200: held until +500, its new lease saying so.
     let (r, v) = heartbeat(&s, &k, "m-a", &a, rig::at(t + 200));
     assert_eq!(held(&s, &k, "m-a", &(r, v.clone()), t + 200), a);
     assert_eq!(v["expires_at"], rig::rfc3339(t + 500));
     assert_eq!(acquire(&s, &k, "m-b", rig::at(t + 499)).0.status, 409);
     // Not heard from by +500: free for the next machine; the late heartbeat finds it gone.
-    held(
-        &s,
-        &k,
-        "m-b",
-        &acquire(&s, &k, "m-b", rig::at(t + 500)),
-        t + 500,
-    );
+    acquired(&s, &k, "m-b", t + 500);
     let (r, v) = heartbeat(&s, &k, "m-a", &a, rig::at(t + 501));
     assert_eq!((r.status, &v["reason"]), (404, &json!("seat_gone")));
 }
@@ -203,7 +191,7 @@ fn a_seat_not_heard_from_within_its_life_is_culled_and_a_heartbeat_keeps_one() {
 fn a_heartbeat_from_another_machine_is_not_the_seats() {
     let (_polar, k, s) = seats_of("OTHER", 1);
     let t = rig::now();
-    let a = held(&s, &k, "m-a", &acquire(&s, &k, "m-a", rig::at(t)), t);
+    let a = acquired(&s, &k, "m-a", t);
     assert_eq!(heartbeat(&s, &k, "m-b", &a, rig::at(t + 1)).0.status, 404);
     assert_eq!(heartbeat(&s, &k, "m-a", &a, rig::at(t + 2)).0.status, 200);
 }
@@ -327,8 +315,8 @@ fn a_relay_restarted_mid_hold_keeps_every_seat() {
     let t = rig::now();
     let (a, b) = {
         let s = relay_over(&polar, redb(&path), SeatOptions::default());
-        let a = held(&s, &k, "m-a", &acquire(&s, &k, "m-a", rig::at(t)), t);
-        let b = held(&s, &k, "m-b", &acquire(&s, &k, "m-b", rig::at(t)), t);
+        let a = acquired(&s, &k, "m-a", t);
+        let b = acquired(&s, &k, "m-b", t);
         (a, b)
     };
     let s = relay_over(&polar, redb(&path), SeatOptions::default());
@@ -709,7 +697,7 @@ fn a_flood_of_acquisitions_on_a_full_key_meets_the_per_key_limit() {
     };
     polar.reset_request_count();
     let t = rig::now();
-    let mine = held(&s, &k, "m-a", &acquire(&s, &k, "m-a", rig::at(t)), t);
+    let mine = acquired(&s, &k, "m-a", t);
     // The verdict asked of Polar took one token of three; the flood's refusals take the rest.
     let flood: Vec<(u16, Value, Option<String>)> = (0..40)
         .map(|i| {
@@ -754,7 +742,7 @@ fn a_churn_loop_meets_its_limit_with_the_wait() {
     let t = rig::now();
     for i in 0..3 {
         let at = t + i * 10;
-        let seat = held(&s, &k, "m-a", &acquire(&s, &k, "m-a", rig::at(at)), at);
+        let seat = acquired(&s, &k, "m-a", at);
         assert_eq!(
             release(&s, &k, "m-a", &seat, rig::at(at + 1)).1["released"],
             true
@@ -777,13 +765,7 @@ fn a_churn_loop_meets_its_limit_with_the_wait() {
         read.expect_err("no seat").reason(),
         polar_license::Reason::RateLimited
     );
-    held(
-        &s,
-        &k,
-        "m-a",
-        &acquire(&s, &k, "m-a", rig::at(t + 601)),
-        t + 601,
-    );
+    acquired(&s, &k, "m-a", t + 601);
 }
 
 /// The store's byte cap (issue #62) never evicts a key's seat pool: a flood of other keys'
@@ -809,7 +791,7 @@ fn a_flood_past_the_stores_byte_cap_keeps_every_held_seat() {
         .expect("seat options");
     let s = Seats { relay, signer };
     let t = rig::now();
-    let seat = held(&s, &k, "m-a", &acquire(&s, &k, "m-a", rig::at(t)), t);
+    let seat = acquired(&s, &k, "m-a", t);
     // Unknown keys' denials, each stored: well past the cap (about 400 bytes each, counted).
     for i in 0..800 {
         let body =
@@ -897,7 +879,7 @@ fn a_keys_ordinary_activations_are_taken_from_its_seats() {
     let (_polar, k, s) = seats_of("ACTS", 3);
     let t = rig::now();
     // The pool made by a first seat, given back.
-    let seat = held(&s, &k, "m-a", &acquire(&s, &k, "m-a", rig::at(t)), t);
+    let seat = acquired(&s, &k, "m-a", t);
     release(&s, &k, "m-a", &seat, rig::at(t + 1));
     let first = activate(&s, &k, "laptop", rig::at(t + 2));
     activate(&s, &k, "desktop", rig::at(t + 3));
@@ -929,14 +911,8 @@ fn a_keys_ordinary_activations_are_taken_from_its_seats() {
 fn an_activation_is_refused_while_seats_held_fill_what_was_sold() {
     let (polar, k, s) = seats_of("ROOM", 3);
     let t = rig::now();
-    let a = held(&s, &k, "m-a", &acquire(&s, &k, "m-a", rig::at(t)), t);
-    held(
-        &s,
-        &k,
-        "m-b",
-        &acquire(&s, &k, "m-b", rig::at(t + 1)),
-        t + 1,
-    );
+    let a = acquired(&s, &k, "m-a", t);
+    acquired(&s, &k, "m-b", t + 1);
     // 2 seats and 0 activations of 3: one activation fits.
     activate(&s, &k, "laptop", rig::at(t + 2));
     // 2 seats and 1 activation of 3: the next is refused before Polar is asked.
@@ -976,7 +952,7 @@ fn an_activation_is_refused_while_seats_held_fill_what_was_sold() {
     // A benefit with the seller's own number of seats: activations are not counted in them,
     // nor refused for them.
     let (_polar, k, s) = benefit_seats("OWN", 2, None);
-    held(&s, &k, "m-a", &acquire(&s, &k, "m-a", rig::at(t)), t);
+    acquired(&s, &k, "m-a", t);
     activate(&s, &k, "laptop", rig::at(t + 1));
 }
 
@@ -1076,13 +1052,7 @@ fn a_borrowed_seat_licenses_offline_until_its_end_and_frees_by_itself() {
         "{v}"
     );
     // Its end passed: free by itself.
-    let other = held(
-        &s,
-        &k,
-        "m-b",
-        &acquire(&s, &k, "m-b", rig::at(t + week)),
-        t + week,
-    );
+    let other = acquired(&s, &k, "m-b", t + week);
     release(&s, &k, "m-b", &other, rig::at(t + week + 1));
     // A relay lends nothing by default.
     let plain = relay_over(&polar, rig::memory(1_000), SeatOptions::default());
@@ -1139,7 +1109,7 @@ fn a_released_borrow_still_counts_until_its_end() {
     }
     assert_eq!(lent, 1, "one seat, one offline licence");
     // Its end passed: free by itself.
-    held(&s, &k, "m-9", &acquire(&s, &k, "m-9", rig::at(end)), end);
+    acquired(&s, &k, "m-9", end);
 }
 
 /// Issue #76, finding 3: every heartbeat reads the pool again against the key's size now:
@@ -1157,14 +1127,8 @@ fn heartbeats_past_a_shrunk_key_lose_the_newest_seats() {
     let fresh = i64::try_from(StoreOptions::default().fresh_for).unwrap();
     let mut background = Background::new(None);
     let t = rig::now();
-    let a = held(&s, &k, "m-a", &acquire(&s, &k, "m-a", rig::at(t)), t);
-    let b = held(
-        &s,
-        &k,
-        "m-b",
-        &acquire(&s, &k, "m-b", rig::at(t + 1)),
-        t + 1,
-    );
+    let a = acquired(&s, &k, "m-a", t);
+    let b = acquired(&s, &k, "m-b", t + 1);
     // The first seat's read by id: no activation yet.
     rig::background_run(&s.relay, &mut background, rig::at(t + 1));
     let direct = rig::agent(Duration::from_secs(10));
@@ -1268,8 +1232,8 @@ fn health_and_metrics_report_the_seats_in_use() {
         serde_json::from_slice::<Value>(&r.body).expect("JSON")["seats"].clone()
     };
     assert_eq!(health(t)["in_use"], 0);
-    let a1 = held(&s, &a, "m1", &acquire(&s, &a, "m1", rig::at(t)), t);
-    held(&s, &a, "m2", &acquire(&s, &a, "m2", rig::at(t)), t);
+    let a1 = acquired(&s, &a, "m1", t);
+    acquired(&s, &a, "m2", t);
     let mut body: Value = serde_json::from_str(&seat_body(&b, "m3", None, None)).unwrap();
     body["borrow_days"] = json!(2);
     let (r, v) = call(&s.relay, "acquire", &body.to_string(), rig::at(t + 1));
@@ -1398,8 +1362,7 @@ fn an_activation_churn_loop_around_restarts_still_meets_its_limit() {
 /// with the wait, Polar not asked.
 #[test]
 fn on_the_workers_path_the_activation_churn_outlives_the_durable_object() {
-    use polar_license::Transport;
-    use polar_license_relay::flow::{ExchangeOptions, Given, Need};
+    use polar_license_relay::flow::ExchangeOptions;
 
     let polar = rig::emulator();
     let k = key(&polar, "ACHURN-WORKERS", 5);
@@ -1414,16 +1377,7 @@ fn on_the_workers_path_the_activation_churn_outlives_the_durable_object() {
         let path = format!("/v1/customer-portal/license-keys/{route}");
         let req = rig::request(&path, &[], &body.to_string());
         let drive = rig::Drive::with(&s.relay, req, rig::at(at), ExchangeOptions::default());
-        let r = drive.run_with(|x, need| match need {
-            Need::Load(load) => {
-                if let Some(wants) = &load.store {
-                    host.fill(&b, wants);
-                }
-                x.give(Given::Loaded);
-            }
-            Need::Send { request, .. } => x.give(Given::Upstream(polar_http.send(&request))),
-            other => x.as_host(other),
-        });
+        let r = drive.run_paged(&mut host, &b, &polar_http);
         host.save(&b);
         let v = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
         (r, v)

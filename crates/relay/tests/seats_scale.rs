@@ -116,6 +116,16 @@ fn relay_over(polar: &Emulator, backend: Arc<dyn Backend>) -> rig::Relayed {
         .expect("seat options")
 }
 
+/// The emulator, a key `SEATSCALE-{name}-…` of `limit` seats on it, a [`Counting`] store, and
+/// a relay over that store.
+fn counted(name: &str, limit: i64) -> (Emulator, String, Arc<Counting>, rig::Relayed) {
+    let polar = rig::emulator();
+    let key = rig::add_key(&polar, format!("SEATSCALE-{name}-4A5B6C"), Some(limit));
+    let store = Arc::new(Counting::default());
+    let relay = relay_over(&polar, Arc::clone(&store) as Arc<dyn Backend>);
+    (polar, key, store, relay)
+}
+
 fn call(relay: &rig::Relayed, op: &str, body: Value, at: i64) -> (RelayResponse, Value) {
     let req = rig::request(&format!("{SEATS_PREFIX}{op}"), &[], &body.to_string());
     let r = relay.handle(&req, rig::at(at));
@@ -152,10 +162,7 @@ fn seat_of(answer: &(RelayResponse, Value)) -> String {
 /// the fix: each of the heartbeats is a write.
 #[test]
 fn heartbeats_write_the_pool_once_a_snapshot() {
-    let polar = rig::emulator();
-    let key = rig::add_key(&polar, "SEATSCALE-SNAP-4A5B6C".into(), Some(3));
-    let store = Arc::new(Counting::default());
-    let relay = relay_over(&polar, Arc::clone(&store) as Arc<dyn Backend>);
+    let (_polar, key, store, relay) = counted("SNAP", 3);
     let t = rig::now();
     let a = seat_of(&acquire(&relay, &key, "m-a", t));
     let b = seat_of(&acquire(&relay, &key, "m-b", t));
@@ -210,10 +217,7 @@ fn heartbeats_write_the_pool_once_a_snapshot() {
 /// its next heartbeat; a clean stop writes the ends memory held.
 #[test]
 fn memory_ends_count_and_a_restart_relearns_its_seats() {
-    let polar = rig::emulator();
-    let key = rig::add_key(&polar, "SEATSCALE-ONE-4A5B6C".into(), Some(1));
-    let store = Arc::new(Counting::default());
-    let relay = relay_over(&polar, Arc::clone(&store) as Arc<dyn Backend>);
+    let (polar, key, store, relay) = counted("ONE", 1);
     let t = rig::now();
     let a = seat_of(&acquire(&relay, &key, "m-a", t));
     let (r, _) = heartbeat(&relay, &key, "m-a", &a, t + 2);

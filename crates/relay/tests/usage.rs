@@ -16,6 +16,7 @@ use polar_license_emulator::{Emulator, Options, Seed, DEMO_ORGANIZATION_ID, DEMO
 use polar_license_relay::store::{Backend, RedbBackend, StoreOptions};
 use polar_license_relay::{Running, ServeOptions, MAX_PENDING_PER_KEY, USAGE_ROUTE};
 use polar_license_testkit::ids::{CREDIT, CUSTOMER, LICENSE, SUBSCRIPTION};
+use polar_license_testkit::usage_forger::Answer;
 use polar_license_testkit::{
     consumed_units, meter, meter_credit, poll, subscribed_key, ScratchDir,
 };
@@ -181,6 +182,17 @@ fn until_balance_known(relay: &Running, key: &str, units: f64, tag: &str) -> (us
         std::thread::sleep(Duration::from_millis(100));
     }
     unreachable!()
+}
+
+/// A relay's usage answer `a` with its balance rewritten to a million (its token, if any,
+/// kept): the forger's lie.
+fn a_million(a: Answer) -> Answer {
+    let mut v = a.json();
+    v["balance"] = json!(1_000_000);
+    Answer {
+        body: v.to_string().into_bytes(),
+        ..a
+    }
 }
 
 /// The emulator, a relay in front of it (refusing usage at zero when `refuse`), and the units
@@ -536,7 +548,7 @@ fn nonsense_units_and_unlisted_events_are_refused_422_and_nothing_is_kept() {
 fn a_forged_usage_acknowledgement_changes_no_balance_and_is_not_recorded_in_signed_mode() {
     use polar_license::usage::UsageAnswer;
     use polar_license::Error;
-    use polar_license_testkit::usage_forger::{usage_forger, Answer};
+    use polar_license_testkit::usage_forger::usage_forger;
     let polar = Emulator::start(seed(), Options::default()).expect("starts");
     let (relay, _, keys) = relay_edited(&polar, |config, store| {
         config.limits = rig::unlimited();
@@ -569,17 +581,7 @@ fn a_forged_usage_acknowledgement_changes_no_balance_and_is_not_recorded_in_sign
         other => panic!("honest: {other:?}"),
     }
     // The balance rewritten in the body: the client reports the signed one.
-    let rich = usage_forger(
-        Some(&relay.url()),
-        Box::new(|a: Answer, _| {
-            let mut v = a.json();
-            v["balance"] = json!(1_000_000);
-            Answer {
-                body: v.to_string().into_bytes(),
-                ..a
-            }
-        }),
-    );
+    let rich = usage_forger(Some(&relay.url()), Box::new(|a: Answer, _| a_million(a)));
     match signed(&rich.url, &report("rich-1", 1.0)) {
         Ok(UsageAnswer::Recorded { balance, .. }) => {
             assert_eq!(balance, Some(10.0 - used - 2.0), "the signed balance");
@@ -589,15 +591,7 @@ fn a_forged_usage_acknowledgement_changes_no_balance_and_is_not_recorded_in_sign
     // The token stripped and the balance rewritten: no acknowledgement, nothing believed.
     let stripped = usage_forger(
         Some(&relay.url()),
-        Box::new(|a: Answer, _| {
-            let mut v = a.json();
-            v["balance"] = json!(1_000_000);
-            Answer {
-                body: v.to_string().into_bytes(),
-                ..a
-            }
-            .with_header(polar_license::lease::USAGE_HEADER, None)
-        }),
+        Box::new(|a: Answer, _| a_million(a).with_header(polar_license::lease::USAGE_HEADER, None)),
     );
     not_recorded(
         "a stripped token with a rewritten balance",
@@ -683,27 +677,13 @@ fn report_of(relay: &Running, units: f64, id: &str) -> (u16, Value) {
 #[test]
 fn on_the_workers_path_the_usage_acknowledgement_is_signed_by_the_host_and_verifies_in_the_client()
 {
-    use ct_codecs::Decoder;
-    use polar_license::proto::{HttpResponse, Server};
+    use polar_license::proto::HttpResponse;
     use polar_license::usage::{RecordUsage, UsageAnswer, UsageStep};
-    use polar_license::{AccessToken, Error, Transport};
+    use polar_license::{Error, Transport};
     use polar_license_relay::flow::{Given, Need};
-    use polar_license_relay::{RelayConfig, Signer};
     let polar = Emulator::start(seed(), Options::default()).expect("starts");
-    let signing = SigningKey::generate(Some("ext")).expect("a key");
-    let text = signing.to_file_text();
-    let b64 = text.trim().split_once("=k4.secret.").expect("a key line").1;
-    let raw = ct_codecs::Base64UrlSafeNoPadding::decode_to_vec(b64, None).expect("base64url");
-    let secret = ed25519_compact::SecretKey::from_slice(&raw).expect("64 bytes");
+    let (mut config, signing, secret) = rig::externally_signed(polar.url());
     let impostor = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new([9; 32]));
-    let mut config = RelayConfig::with_signer(
-        Server::Custom(polar.url()),
-        AccessToken::new(DEMO_TOKEN),
-        Signer::External {
-            kid: "ext".into(),
-            public_key: signing.public_paserk(),
-        },
-    );
     config.limits = rig::unlimited();
     let mut store = StoreOptions::default();
     store.usage = true;

@@ -12,13 +12,13 @@
 //!   given back); a plugin without relay keys holds none (`invalid_input`, `relay_keys`) and
 //!   sends nothing.
 
-use polar_license::lease::{key_hash, SeatClaims, SigningKey};
+use polar_license::lease::SigningKey;
 use polar_license::{system_clock_ms, AccessToken, Key, MachineBinding, Server, UreqTransport};
 use polar_license_emulator::{Emulator, Options as EmulatorOptions, Seed, SeedKey, DEMO_TOKEN};
 use polar_license_relay::store::{MemoryBackend, StoreOptions};
 use polar_license_relay::{serve, Relay, RelayConfig, SeatOptions, StoreConfig};
 use polar_license_tauri::{Options, SeatEnded, SeatError, SeatInfo, SEAT_ENDED_EVENT};
-use polar_license_testkit::{http, lease_proxy, ScratchDir};
+use polar_license_testkit::{forged_seat_lease, http, lease_proxy, ScratchDir};
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
@@ -166,23 +166,8 @@ fn a_forged_200_holds_no_seat_and_no_relay_keys_hold_none() {
     let org = polar_license_emulator::DEMO_ORGANIZATION_ID;
     let k = Key::new("SEAT-FORGED-TAURI-4A5B");
     let relay_key = SigningKey::generate(Some("relay")).expect("a key");
-    let forger = SigningKey::generate(Some("relay")).expect("another key, the same kid");
-    let now = i64::try_from(system_clock_ms() / 1_000).expect("a time");
-    let lease = forger
-        .sign_seat(
-            &SeatClaims {
-                organization_id: org.into(),
-                key_sha256: key_hash(&k),
-                seat: SEAT.into(),
-                kind: "floating".into(),
-                issued_at: now,
-                expires_at: now + 300,
-                size: 1,
-                borrowed: false,
-            },
-            "machine-A",
-        )
-        .expect("signed");
+    // Another key under the same kid.
+    let lease = forged_seat_lease("relay", k.expose(), (SEAT, "floating"), "machine-A");
     let body = format!(
         r#"{{"seat":"{SEAT}","kind":"floating","expires_at":"2099-01-15T08:00:00Z","expires_in":300,"in_use":1,"size":1}}"#
     );

@@ -164,6 +164,20 @@ pub fn random_hex(n: usize) -> String {
         .collect()
 }
 
+/// A random UUID v4 (a new customer's or benefit's id, so that node and browser runs never
+/// share one).
+pub fn random_uuid4() -> String {
+    let h = random_hex(32);
+    format!(
+        "{}-{}-4{}-8{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[13..16],
+        &h[17..20],
+        &h[20..32]
+    )
+}
+
 /// Adds a fresh key `<prefix>-<24 random hex digits>` to the emulator at `base`: `fields` are
 /// the emulator's SeedKey fields (`benefit_id`, `usage`, `limit_activations`, …).
 pub async fn new_key(base: &str, prefix: &str, fields: Value) -> String {

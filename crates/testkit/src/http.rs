@@ -285,23 +285,34 @@ pub fn take_deliveries(
 /// One HTTP/1.1 request read from `stream`: its headers skipped, its body (by its
 /// `content-length`) returned; `None` when the body did not arrive whole.
 fn read_body(stream: &std::net::TcpStream) -> Option<Vec<u8>> {
-    use std::io::{BufRead, BufReader, Read};
-    let mut reader = BufReader::new(stream.try_clone().ok()?);
-    let mut length = 0usize;
+    let mut reader = std::io::BufReader::new(stream.try_clone().ok()?);
+    read_message(&mut reader).map(|(_, body)| body)
+}
+
+/// One HTTP message from `r`: its head as sent (start line and headers, through the blank
+/// line) and its body by its `content-length` (none: empty); `None` when the stream ended
+/// first. The loopback proxies' and receivers' one reader.
+pub fn read_message(r: &mut impl std::io::BufRead) -> Option<(String, Vec<u8>)> {
+    let mut head = String::new();
     loop {
-        let mut h = String::new();
-        if reader.read_line(&mut h).unwrap_or(0) == 0 {
-            break;
+        let mut line = String::new();
+        if r.read_line(&mut line).ok()? == 0 {
+            return None;
         }
-        let h = h.trim_end().to_ascii_lowercase();
-        if h.is_empty() {
+        head.push_str(&line);
+        if line == "\r\n" {
             break;
-        }
-        if let Some(v) = h.strip_prefix("content-length:") {
-            length = v.trim().parse().unwrap_or(0);
         }
     }
+    let length = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
     let mut body = vec![0; length];
-    reader.read_exact(&mut body).ok()?;
-    Some(body)
+    r.read_exact(&mut body).ok()?;
+    Some((head, body))
 }

@@ -2,9 +2,10 @@
 //! values were altered is refused"), or answers nothing (the relay unreachable), for the native
 //! faces' tests (the CLI's, C's).
 
+use crate::http::read_message;
 use crate::leases::edit_payload;
 use polar_license::lease::LEASE_HEADER;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use std::sync::Arc;
@@ -63,32 +64,6 @@ pub fn proxy(upstream: &str, from: &'static [u8], to: &'static [u8]) -> Proxy {
     Proxy { url, mode, edited }
 }
 
-/// One HTTP message (head and a `content-length` body) from `r`.
-fn message(r: &mut impl BufRead) -> Option<(String, Vec<u8>)> {
-    let mut head = String::new();
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line).ok()? == 0 {
-            return None;
-        }
-        head.push_str(&line);
-        if line == "\r\n" {
-            break;
-        }
-    }
-    let length = head
-        .lines()
-        .find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("content-length")
-                .then(|| value.trim().parse::<usize>().ok())?
-        })
-        .unwrap_or(0);
-    let mut body = vec![0; length];
-    r.read_exact(&mut body).ok()?;
-    Some((head, body))
-}
-
 /// One request from `client` to `upstream` and its answer back, the lease edited when `edit`.
 fn pass_one(
     client: TcpStream,
@@ -96,12 +71,12 @@ fn pass_one(
     edit: Option<(&[u8], &[u8])>,
     edited: &AtomicU32,
 ) -> Option<()> {
-    let (head, body) = message(&mut BufReader::new(client.try_clone().ok()?))?;
+    let (head, body) = read_message(&mut BufReader::new(client.try_clone().ok()?))?;
     let head = head.replacen("\r\n", "\r\nconnection: close\r\n", 1);
     let mut up = TcpStream::connect(upstream).ok()?;
     up.write_all(head.as_bytes()).ok()?;
     up.write_all(&body).ok()?;
-    let (answer, body) = message(&mut BufReader::new(up))?;
+    let (answer, body) = read_message(&mut BufReader::new(up))?;
     let mut out = String::new();
     for line in answer.split_inclusive("\r\n") {
         match (line.split_once(':'), edit) {

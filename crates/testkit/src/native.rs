@@ -353,6 +353,14 @@ pub fn emulator_kept(seed: Seed, file: &std::path::Path) -> Emulator {
     Emulator::start(seed, options).expect("the emulator starts")
 }
 
+/// The demo shop, its orders' keys issued `delay_ms` after payment (the buying suites' start:
+/// a buyer who waits for the key, or one who gets it at once).
+pub fn shop_issuing_after(delay_ms: u64) -> Emulator {
+    let mut seed = Seed::demo();
+    seed.key_issue_delay_ms = Some(delay_ms);
+    Emulator::start(seed, Options::default()).expect("emulator")
+}
+
 /// The demo seed with one more key, `key`, of the demo customer's (`email`): one activation
 /// only. The customer-portal suites' start (a rotation, a reinstall at the limit).
 pub fn demo_with_one_seat_key(key: &str, email: &str) -> Emulator {
@@ -600,6 +608,50 @@ pub fn activated_bench_client(polar: &Emulator, dir: impl Into<PathBuf>) -> Lice
     licensing
 }
 
+/// `licensing`'s customer signed in at the emulator `polar` as `email`: the code asked for,
+/// read off the emulator's outbox (the newest sent) and typed back, as a user would.
+pub fn signed_in(
+    polar: &Emulator,
+    licensing: &Licensing,
+    email: &str,
+) -> polar_license::portal::SessionToken {
+    licensing
+        .client()
+        .request_sign_in_code(email)
+        .expect("asked");
+    let code = polar
+        .customer_session_codes()
+        .last()
+        .and_then(|c| c["code"].as_str().map(str::to_string))
+        .expect("a code");
+    licensing.client().sign_in(&code).expect("signed in")
+}
+
+/// A seat lease of the demo organization's for `key` on `machine` (the seat `seat` of `kind`,
+/// issued now for 300 s, one seat) signed by a new key named `kid`: a forger's, under the name
+/// of the relay's key, which verifies under no relay key the app trusts.
+pub fn forged_seat_lease(
+    kid: &str,
+    key: &str,
+    (seat, kind): (&str, &str),
+    machine: &str,
+) -> String {
+    use polar_license::lease::{key_hash, SeatClaims, SigningKey};
+    let forger = SigningKey::generate(Some(kid)).expect("a key");
+    let now = crate::unix_now();
+    let claims = SeatClaims {
+        organization_id: polar_license_emulator::DEMO_ORGANIZATION_ID.into(),
+        key_sha256: key_hash(&polar_license::Key::new(key)),
+        seat: seat.into(),
+        kind: kind.into(),
+        issued_at: now,
+        expires_at: now + 300,
+        size: 1,
+        borrowed: false,
+    };
+    forger.sign_seat(&claims, machine).expect("signed")
+}
+
 /// Requests that reached the emulator since the last call (the count is reset).
 pub fn take_requests(polar: &Emulator) -> u64 {
     let n = polar.request_count();
@@ -818,6 +870,29 @@ pub mod ids {
     pub const CREDIT: &str = "6d3f4e5a-7b8c-4d9e-8f0a-2b3c4d5e6f7a";
     /// The first key's subscription.
     pub const SUBSCRIPTION: &str = "9e0f1a2b-3c4d-4e5f-8a6b-7c8d9e0f1a2b";
+
+    /// The `n`th of many spellings of the UUID `id` that Polar reads as the same id (case
+    /// flips of its hex letters, with and without hyphens, braces, `urn:uuid:`): about a
+    /// million exist. The pool flood's test and attack both spell the organization so.
+    pub fn spelling(id: &str, n: u64) -> String {
+        let flipped: String = id
+            .chars()
+            .enumerate()
+            .map(|(i, c)| {
+                if c.is_ascii_alphabetic() && (n >> (i % 20)) & 1 == 1 {
+                    c.to_ascii_uppercase()
+                } else {
+                    c
+                }
+            })
+            .collect();
+        match n % 4 {
+            0 => flipped,
+            1 => flipped.replace('-', ""),
+            2 => format!("{{{flipped}}}"),
+            _ => format!("urn:uuid:{flipped}"),
+        }
+    }
 }
 
 /// The webhook events of a key's subscription lifecycle (docs/polar-api.md §16.6) that the

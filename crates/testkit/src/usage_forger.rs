@@ -3,7 +3,8 @@
 //! that answers every report itself, for the tests that a forged acknowledgement changes no
 //! balance a client reports and is never `recorded` in signed mode (the core's, the CLI's).
 
-use std::io::{BufRead, BufReader, Write};
+use crate::http::read_message;
+use std::io::{BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 
@@ -73,32 +74,6 @@ pub fn usage_forger(upstream: Option<&str>, edit: Box<Edit>) -> Forger {
     Forger { url, seen }
 }
 
-/// One HTTP message (head and a `content-length` body) from `r`.
-fn message(r: &mut impl BufRead) -> Option<(String, Vec<u8>)> {
-    let mut head = String::new();
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line).ok()? == 0 {
-            return None;
-        }
-        head.push_str(&line);
-        if line == "\r\n" {
-            break;
-        }
-    }
-    let length = head
-        .lines()
-        .find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("content-length")
-                .then(|| value.trim().parse::<usize>().ok())?
-        })
-        .unwrap_or(0);
-    let mut body = vec![0; length];
-    r.read_exact(&mut body).ok()?;
-    Some((head, body))
-}
-
 fn answer_of(head: &str, body: Vec<u8>) -> Option<Answer> {
     let mut lines = head.split("\r\n");
     let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
@@ -118,7 +93,7 @@ fn one(client: TcpStream, upstream: Option<&str>, edit: &Edit, seen: &Mutex<Vec<
     let Ok(reader) = client.try_clone() else {
         return;
     };
-    let Some((head, body)) = message(&mut BufReader::new(reader)) else {
+    let Some((head, body)) = read_message(&mut BufReader::new(reader)) else {
         return;
     };
     let genuine = match upstream {
@@ -130,7 +105,7 @@ fn one(client: TcpStream, upstream: Option<&str>, edit: &Edit, seen: &Mutex<Vec<
             if conn.write_all(head.as_bytes()).is_err() || conn.write_all(&body).is_err() {
                 return;
             }
-            let Some((h, b)) = message(&mut BufReader::new(conn)) else {
+            let Some((h, b)) = read_message(&mut BufReader::new(conn)) else {
                 return;
             };
             let Some(a) = answer_of(&h, b) else { return };

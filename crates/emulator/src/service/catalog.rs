@@ -15,13 +15,13 @@
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::portal::query_pairs;
-use super::{Auth, Core, Exchange, Resp, Step, MAX_PAGE_LIMIT};
+use super::portal::{query_pairs, Paging};
+use super::{Auth, Core, Exchange, Resp, Step};
 use crate::json::{obj, s, J};
 use crate::seed::Seed;
 use crate::state::{page_of, Listed};
 use crate::util::{fmt_ts, parse_uuid4};
-use crate::validate::{error_body, path_uuid_error, query_positive_int, VErr};
+use crate::validate::{error_body, path_uuid_error, VErr};
 
 /// The organizations' collection route.
 pub(super) const ORGANIZATIONS_PATH: &str = "/v1/organizations/";
@@ -138,24 +138,16 @@ impl Core {
             Err(r) => return r,
         };
         if id.is_empty() {
-            let (mut page, mut limit) = (1u64, 10u64);
+            let mut paging = Paging::default();
             let mut errors = Vec::new();
             for (name, value) in query_pairs(&ex.head.target) {
-                let slot = match name.as_str() {
-                    "page" => &mut page,
-                    "limit" => &mut limit,
-                    _ => continue,
-                };
-                match query_positive_int(&name, &value) {
-                    Ok(n) => *slot = n,
-                    Err(e) => errors.push(*e),
-                }
+                paging.take(&name, &value, &mut errors);
             }
             if !errors.is_empty() {
                 return Resp::json(422, &error_body(&errors));
             }
             let items = vec![self.organization_json(organization_id)];
-            return Resp::json(200, &page_of(items, page, limit.min(MAX_PAGE_LIMIT)));
+            return Resp::json(200, &page_of(items, paging.page, paging.limit()));
         }
         if let Some(e) = path_uuid_error("id", id) {
             return Resp::json(422, &error_body(&[e]));
@@ -174,16 +166,12 @@ impl Core {
             Ok(org) => org,
             Err(r) => return r,
         };
-        let (mut page, mut limit) = (1u64, 10u64);
+        let mut paging = Paging::default();
         let (mut types, mut ids) = (Vec::new(), Vec::new());
         let mut errors = Vec::new();
         for (name, value) in query_pairs(&ex.head.target) {
             match name.as_str() {
-                "page" | "limit" => match query_positive_int(&name, &value) {
-                    Ok(n) if name == "page" => page = n,
-                    Ok(n) => limit = n,
-                    Err(e) => errors.push(*e),
-                },
+                n if paging.take(n, &value, &mut errors) => {}
                 "type" if BENEFIT_TYPES.contains(&value.as_str()) => types.push(value),
                 "type" => errors.push(verr(
                     "type",
@@ -218,7 +206,7 @@ impl Core {
             })
             .map(|(_, _, j)| j)
             .collect();
-        Resp::json(200, &page_of(items, page, limit.min(MAX_PAGE_LIMIT)))
+        Resp::json(200, &page_of(items, paging.page, paging.limit()))
     }
 
     /// A listed benefit's id, type and `Benefit` object.

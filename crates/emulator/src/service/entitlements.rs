@@ -5,11 +5,11 @@
 
 use uuid::Uuid;
 
-use super::portal::query_pairs;
-use super::{Auth, Core, Exchange, Resp, Step, Time, MAX_PAGE_LIMIT};
+use super::portal::{query_pairs, Paging};
+use super::{Auth, Core, Exchange, Resp, Step, Time};
 use crate::json::J;
 use crate::state::{page_of, GrantFilter};
-use crate::validate::{error_body, path_uuid_error, query_positive_int, query_uuid_error, VErr};
+use crate::validate::{error_body, path_uuid_error, query_uuid_error, VErr};
 
 /// The benefit grants' list route (FastAPI's path, slash included).
 pub(super) const GRANTS_PATH: &str = "/v1/benefit-grants/";
@@ -86,7 +86,7 @@ impl Core {
             Err(r) => return r,
         };
         let mut filter = GrantFilter::default();
-        let (mut page, mut limit) = (1u64, 10u64);
+        let mut paging = Paging::default();
         let mut errors = Vec::new();
         for (name, value) in query_pairs(&ex.head.target) {
             match name.as_str() {
@@ -104,14 +104,7 @@ impl Core {
                     Ok(b) => filter.is_granted = Some(b),
                     Err(e) => errors.push(*e),
                 },
-                "page" => match query_positive_int("page", &value) {
-                    Ok(n) => page = n,
-                    Err(e) => errors.push(*e),
-                },
-                "limit" => match query_positive_int("limit", &value) {
-                    Ok(n) => limit = n,
-                    Err(e) => errors.push(*e),
-                },
+                n if paging.take(n, &value, &mut errors) => {}
                 _ => {}
             }
         }
@@ -119,7 +112,7 @@ impl Core {
             return Resp::json(422, &error_body(&errors));
         }
         let items = self.store.benefit_grants(organization_id, &filter);
-        Resp::json(200, &page_of(items, page, limit.min(MAX_PAGE_LIMIT)))
+        Resp::json(200, &page_of(items, paging.page, paging.limit()))
     }
 
     /// `GET /v1/customers/{id}/state`: the `CustomerState` of a customer of the token's

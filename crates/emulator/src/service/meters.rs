@@ -17,14 +17,13 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::method_not_allowed;
-use super::portal::query_pairs;
-use super::{unauthorized, Auth, Core, Exchange, Resp, Step, Time, MAX_PAGE_LIMIT};
+use super::portal::{query_pairs, Paging};
+use super::{unauthorized, Auth, Core, Exchange, Resp, Step, Time};
 use crate::json::{obj, s, J};
 use crate::state::{page_of, CustomerMeter, NewEvent, Who};
 use crate::util::parse_ts;
 use crate::validate::{
-    body_missing, body_not_object, error_body, path_uuid_error, query_positive_int,
-    query_uuid_error, uuid_error, VErr,
+    body_missing, body_not_object, error_body, path_uuid_error, query_uuid_error, uuid_error, VErr,
 };
 
 /// The ingest route.
@@ -514,7 +513,7 @@ impl MeterQuery {
                 None => into.extend(Uuid::parse_str(value).ok()),
             };
         let mut bad_sorting = None;
-        let mut page_errors = Vec::new();
+        let (mut paging, mut page_errors) = (Paging::default(), Vec::new());
         for (name, value) in query_pairs(&ex.head.target) {
             match name.as_str() {
                 "organization_id" if org => {
@@ -535,17 +534,11 @@ impl MeterQuery {
                         bad_sorting.get_or_insert(value.clone());
                     }
                 }
-                "page" => match query_positive_int("page", &value) {
-                    Ok(n) => q.page = n,
-                    Err(e) => page_errors.push(*e),
-                },
-                "limit" => match query_positive_int("limit", &value) {
-                    Ok(n) => q.limit = n.min(MAX_PAGE_LIMIT),
-                    Err(e) => page_errors.push(*e),
-                },
+                n if paging.take(n, &value, &mut page_errors) => {}
                 _ => {}
             }
         }
+        (q.page, q.limit) = (paging.page, paging.limit());
         errors.extend(page_errors);
         if let Some(value) = bad_sorting {
             errors.push(VErr::new(

@@ -11,7 +11,7 @@ use super::{
 };
 use crate::state::{RotateError, KEY_NOT_FOUND};
 use crate::util::percent_decode;
-use crate::validate::{error_body, path_uuid_error, query_positive_int, query_uuid_error};
+use crate::validate::{error_body, path_uuid_error, query_positive_int, query_uuid_error, VErr};
 
 const PORTAL_KEYS: &str = "/v1/customer-portal/license-keys/";
 
@@ -34,6 +34,44 @@ pub(super) fn query_pairs(target: &str) -> Vec<(String, String)> {
             )
         })
         .collect()
+}
+
+/// A list's `page` and `limit` as FastAPI reads them (each a positive integer, by default 1
+/// and 10): every list route's one reader of them.
+#[derive(Clone, Copy)]
+pub(super) struct Paging {
+    /// The page asked for.
+    pub(super) page: u64,
+    limit: u64,
+}
+
+impl Default for Paging {
+    fn default() -> Self {
+        Paging { page: 1, limit: 10 }
+    }
+}
+
+impl Paging {
+    /// Reads `name=value` when it is `page` or `limit` (a bad value's 422 error into
+    /// `errors`, in the query's order); false for any other parameter, left to the caller.
+    pub(super) fn take(&mut self, name: &str, value: &str, errors: &mut Vec<VErr>) -> bool {
+        let slot = match name {
+            "page" => &mut self.page,
+            "limit" => &mut self.limit,
+            _ => return false,
+        };
+        match query_positive_int(name, value) {
+            Ok(n) => *slot = n,
+            Err(e) => errors.push(*e),
+        }
+        true
+    }
+
+    /// The page's size: "Size of a page, defaults to 10. Maximum is 100." (a larger limit
+    /// gets 100).
+    pub(super) fn limit(&self) -> u64 {
+        self.limit.min(MAX_PAGE_LIMIT)
+    }
 }
 
 /// The last value of the query parameter `name` among `pairs` (a repeated parameter: the last
@@ -84,7 +122,7 @@ impl Core {
         let Some(session) = ex.session else {
             return unauthorized();
         };
-        let (mut page, mut limit, mut benefit_id) = (1u64, 10u64, None);
+        let (mut paging, mut benefit_id) = (Paging::default(), None);
         let mut errors = Vec::new();
         // A parameter given twice: the last one counts (Starlette's `QueryParams.get`).
         let mut last: Vec<(String, String)> = Vec::new();
@@ -94,14 +132,7 @@ impl Core {
         }
         for (name, value) in &last {
             match name.as_str() {
-                "page" => match query_positive_int("page", value) {
-                    Ok(n) => page = n,
-                    Err(e) => errors.push(*e),
-                },
-                "limit" => match query_positive_int("limit", value) {
-                    Ok(n) => limit = n,
-                    Err(e) => errors.push(*e),
-                },
+                n if paging.take(n, value, &mut errors) => {}
                 "benefit_id" => match query_uuid_error("benefit_id", value) {
                     Some(e) => errors.push(e),
                     None => benefit_id = Uuid::parse_str(value).ok(),
@@ -113,13 +144,12 @@ impl Core {
             return Resp::json(422, &error_body(&errors));
         }
         // "> 100 silently clamped to 100".
-        let limit = limit.min(MAX_PAGE_LIMIT);
         let list = self.store.customer_keys(
             session.organization_id,
             session.customer_id,
             benefit_id,
-            page,
-            limit,
+            paging.page,
+            paging.limit(),
             &ex.version,
         );
         Resp::json(200, &list)

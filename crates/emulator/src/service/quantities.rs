@@ -12,7 +12,7 @@ use super::portal::query_pairs;
 use super::{Core, Exchange, Resp};
 use crate::json::{obj, s, J};
 use crate::state::{Interval, QuantityQuery};
-use crate::util::{fmt_ts, parse_ts};
+use crate::util::fmt_ts;
 use crate::validate::{error_body, path_uuid_error, query_uuid_error, VErr};
 
 fn missing(name: &str) -> VErr {
@@ -38,15 +38,9 @@ impl Core {
         for (slot, name) in bounds.iter_mut().zip(["start_timestamp", "end_timestamp"]) {
             match last(name) {
                 None => errors.push(missing(name)),
-                Some(v) => match parse_ts(&v) {
+                Some(v) => match super::reads::query_timestamp(name, &v) {
                     Ok(t) => *slot = Some(t),
-                    Err(_) => errors.push(VErr::new(
-                        "datetime_from_date_parsing",
-                        vec![s("query"), s(name)],
-                        "Input should be a valid datetime or date, invalid character in year",
-                        &J::Str(v.clone()),
-                        Some(obj(vec![("error", s("invalid character in year"))])),
-                    )),
+                    Err(e) => errors.push(*e),
                 },
             }
         }

@@ -1,14 +1,14 @@
 //! What the entitlements and lifecycle suites seed and read alike: a Feature Flag benefit, the
 //! tier key of a subscription granting it, and a webhook endpoint's deliveries; and a raw HTTP
-//! request as a client sends it (the checkouts suite).
+//! request as a client sends it (the checkouts suite), and a seeded key's id.
 
 #![allow(dead_code)]
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use polar_license_emulator::{Emulator, SeedKey, DEMO_TOKEN};
-use polar_license_testkit::http::{json_receiver, json_request, take_deliveries};
+use polar_license_emulator::{Emulator, Options, SeedKey, DEMO_TOKEN};
+use polar_license_testkit::http::{json_receiver, json_request, take_deliveries, HttpAnswer};
 /// The Feature Flag benefit, the license benefit the keys are bought with, the keys' customer,
 /// the tier key's subscription: the testkit's ids.
 pub use polar_license_testkit::ids::{CUSTOMER, LICENSE, PRO, SUBSCRIPTION};
@@ -59,6 +59,33 @@ pub fn take_events(
         .map(|e| e["type"].as_str().unwrap_or("").to_string())
         .collect();
     (kinds, events)
+}
+
+/// `r` is Polar's error answer: `status`, `{"error": error, "detail": detail}` as JSON.
+pub fn assert_error(r: &HttpAnswer, status: u16, error: &str, detail: &str) {
+    assert_eq!(r.status, status, "{}", r.text());
+    assert_eq!(r.json(), json!({"error": error, "detail": detail}));
+    assert_eq!(r.header("content-type"), Some("application/json"));
+}
+
+/// `GET path` with the organization token: its JSON body, once it is a 200.
+pub fn ok(em: &Emulator, path: &str) -> Value {
+    let r = json_request(em.port(), "GET", path, None, Some(DEMO_TOKEN));
+    assert_eq!(r.status, 200, "{path}: {}", r.text());
+    r.json()
+}
+
+/// The emulator serving the demo seed with `options`.
+pub fn demo_with(options: Options) -> Emulator {
+    Emulator::start(polar_license_emulator::Seed::demo(), options).expect("starts")
+}
+
+/// The id Polar gave the seeded key `key` of `em`'s.
+pub fn key_id(em: &Emulator, key: &str) -> String {
+    em.key(key).expect("a key")["id"]
+        .as_str()
+        .expect("an id")
+        .to_string()
 }
 
 /// `method path` sent to `em` over loopback as an HTTP/1.1 client sends it (`headers` added, a

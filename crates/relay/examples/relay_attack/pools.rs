@@ -27,23 +27,7 @@ use super::rig;
 
 /// The `n`th of many spellings of the demo organization (as `tests/pool_flood.rs` makes them).
 fn spelling(n: u64) -> String {
-    let flipped: String = ORG
-        .chars()
-        .enumerate()
-        .map(|(i, c)| {
-            if c.is_ascii_alphabetic() && (n >> (i % 20)) & 1 == 1 {
-                c.to_ascii_uppercase()
-            } else {
-                c
-            }
-        })
-        .collect();
-    match n % 4 {
-        0 => flipped,
-        1 => flipped.replace('-', ""),
-        2 => format!("{{{flipped}}}"),
-        _ => format!("urn:uuid:{flipped}"),
-    }
+    polar_license_testkit::ids::spelling(ORG, n)
 }
 
 fn acquire(

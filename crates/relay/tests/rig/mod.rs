@@ -182,6 +182,31 @@ pub fn config_with(polar_url: String, token: &str, signer: SigningKey) -> RelayC
     RelayConfig::new(Server::Custom(polar_url), AccessToken::new(token), signer)
 }
 
+/// The configuration of a relay for Polar at `polar_url` with the demo token whose leases are
+/// signed outside it (`Signer::External`, kid `ext`), as the npm package's relay's are: the
+/// configuration, the signing key (its public half the configuration's), and its Ed25519
+/// secret read from the key file's text, for ed25519-compact (WebCrypto's stand-in) to sign
+/// what the machine asks.
+pub fn externally_signed(
+    polar_url: String,
+) -> (RelayConfig, SigningKey, ed25519_compact::SecretKey) {
+    let signing = SigningKey::generate(Some("ext")).expect("a key");
+    let text = signing.to_file_text();
+    let b64 = text.trim().split_once("=k4.secret.").expect("a key line").1;
+    let raw = ct_codecs::Base64UrlSafeNoPadding::decode_to_vec(b64, None).expect("base64url");
+    let secret = ed25519_compact::SecretKey::from_slice(&raw).expect("64 bytes");
+    let signer = polar_license_relay::Signer::External {
+        kid: "ext".into(),
+        public_key: signing.public_paserk(),
+    };
+    let config = RelayConfig::with_signer(
+        Server::Custom(polar_url),
+        AccessToken::new(DEMO_TOKEN),
+        signer,
+    );
+    (config, signing, secret)
+}
+
 /// A store over `backend` with `options`, verifying webhooks with `secret`.
 pub fn store(
     backend: Arc<dyn Backend>,
@@ -817,6 +842,27 @@ impl<'r> Drive<'r> {
             }
         }
         self.answer.expect("the exchange answered")
+    }
+
+    /// Driven as the Workers host drives it over its paged store `b`: a load filled from
+    /// `host`'s saved keys, a call sent to Polar through `polar`, the rest as
+    /// [`Drive::as_host`] gives it. The host saves `b`'s journal after, as it likes.
+    pub fn run_paged(
+        self,
+        host: &mut host::Host,
+        b: &PagedBackend,
+        polar: &impl Transport,
+    ) -> RelayResponse {
+        self.run_with(|x, need| match need {
+            Need::Load(load) => {
+                if let Some(wants) = &load.store {
+                    host.fill(b, wants);
+                }
+                x.give(Given::Loaded);
+            }
+            Need::Send { request, .. } => x.give(Given::Upstream(polar.send(&request))),
+            other => x.as_host(other),
+        })
     }
 
     /// What the blocking host gives for `need` when the test does not decide it: a flight

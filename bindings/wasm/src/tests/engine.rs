@@ -682,6 +682,7 @@ fn engine_answers_carry_codes_and_extras() {
             "detail": "License key is no longer active.",
             "userMessage": "This license key is no longer active: see its state in the customer portal.",
             "nextStep": "See its state in the customer portal.",
+            "portal": true,
             "status": 404
         })
     );

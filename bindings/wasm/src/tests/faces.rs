@@ -233,6 +233,10 @@ pub(super) fn native_json<T>(online: Result<Verdict<T>, Error>, ok: impl Fn(&T) 
             if let Some(n) = d.remaining_usages {
                 e["remainingUsages"] = json!(n);
             }
+            // The customer portal as the next step's place: the core's rule, as the engine says it.
+            if d.offers_portal() {
+                e["portal"] = json!(true);
+            }
             json!({ "error": e })
         }
         Err(err) => {

@@ -34,22 +34,22 @@ function client(stopped, Client = LicenseClient) {
   });
 }
 
-test('a denial carries why the key stopped, its code unchanged', async () => {
+test('a denial carries why the key stopped, its code unchanged, and whether it may come back', async () => {
   const key = await newKey({});
   assert.equal((await client('paused; at=1780272000; until=1780444800').check(key)).source, 'online');
   await patchKey(key, { status: 'revoked' });
   const e = await rejection(client('paused; at=1780272000; until=1780444800').check(key));
   assert.equal(e.code, 'inactive');
-  assert.deepEqual(e.stopped, { kind: 'paused', at: 1780272000, until: 1780444800 });
+  assert.deepEqual(e.stopped, { kind: 'paused', again: true, at: 1780272000, until: 1780444800 });
   assert.deepEqual(JSON.parse(JSON.stringify(e)).stopped, e.stopped, 'toJSON keeps it');
   const rotated = await rejection(client('rotated; at=5').check(key));
-  assert.deepEqual(rotated.stopped, { kind: 'rotated', at: 5, until: null });
+  assert.deepEqual(rotated.stopped, { kind: 'rotated', again: false, at: 5, until: null });
   const validated = await rejection(client('seat_revoked').validate(key));
-  assert.deepEqual(validated.stopped, { kind: 'seat_revoked', at: null, until: null });
+  assert.deepEqual(validated.stopped, { kind: 'seat_revoked', again: true, at: null, until: null });
   // A refused activation carries it too (issue #68: the activate machine reads it as validate).
   const activated = await rejection(client('refunded; at=7').activate(key, { label: 'stopped-test' }));
   assert.equal(activated.code, 'inactive');
-  assert.deepEqual(activated.stopped, { kind: 'refunded', at: 7, until: null });
+  assert.deepEqual(activated.stopped, { kind: 'refunded', again: false, at: 7, until: null });
   assert.equal('stopped' in (await rejection(client().activate(key, { label: 'stopped-test' }))), false);
   // No detail, or one that does not read: none.
   assert.equal('stopped' in (await rejection(client().check(key))), false);

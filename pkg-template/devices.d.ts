@@ -35,14 +35,11 @@ export class DevicesError extends Error {
   readonly customers?: { id: string; name: string | null }[];
   /** For Polar's refusal of a free: its HTTP status. */
   readonly status?: number;
-<<<<<<< HEAD
-  /** For a purchase's failure: the core's next step after `message` (`key_issuing`: try again in a minute). */
-=======
   /** What to tell the person: the core's one sentence and next step as one line (every face's
    * words for this failure). */
   readonly userMessage?: string;
-  /** The one next step of `userMessage`, alone. */
->>>>>>> words
+  /** The one next step of `userMessage`, alone (a purchase's `key_issuing`: try again in a
+   * minute). */
   readonly nextStep?: string;
 }
 

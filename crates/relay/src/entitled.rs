@@ -48,6 +48,11 @@ pub(crate) const PAGE_LIMIT: u32 = 100;
 /// out, which a client would read as "not granted").
 pub(crate) const MAX_PAGES: u32 = 10;
 
+/// Calls a first read makes on a request's path at most ([`Entitled::first_read`]): the first
+/// page of the grants and the first of the meters. A customer with more pages is left to the
+/// background, so one request costs its own call and these two, never a customer's every page.
+const FIRST_READ_CALLS: u32 = 2;
+
 /// How long the reads wait after one failed (Polar's 5xx, the network), doubled for each
 /// failure in a row up to 5 minutes ([`crate::backoff`], usage ingestion's rule too): on
 /// Workers each read past a wait is an alarm of the Durable Object (an invocation), so a Polar
@@ -375,7 +380,11 @@ impl Entitled {
         }
         let reading = Reading::of(customer.to_string());
         let url = page_url(base_url, &reading);
-        Some(FirstPages { reading, url })
+        Some(FirstPages {
+            reading,
+            url,
+            calls: 1,
+        })
     }
 
     /// Polar's answer to a page of a first read: the read with its next page's URL, once the
@@ -394,6 +403,7 @@ impl Entitled {
     ) -> Option<FirstPages> {
         let mut state = locked(&self.state);
         let customer = read.reading.customer.clone();
+        let calls = read.calls;
         let Some(mut reading) = paged(&mut state, read.reading, answer, now) else {
             // Done: the background need not read it again now.
             if state.known.contains_key(&customer) {
@@ -401,7 +411,8 @@ impl Entitled {
             }
             return None;
         };
-        if take().is_err() {
+        // More pages than a request's share, or no budget for the next: the background's.
+        if calls >= FIRST_READ_CALLS || take().is_err() {
             want_read(&mut state, &customer);
             return None;
         }
@@ -409,7 +420,11 @@ impl Entitled {
             reading.meters_after = Some(ingestions);
         }
         let url = page_url(base_url, &reading);
-        Some(FirstPages { reading, url })
+        Some(FirstPages {
+            reading,
+            url,
+            calls: calls + 1,
+        })
     }
 }
 
@@ -418,6 +433,8 @@ impl Entitled {
 pub(crate) struct FirstPages {
     reading: Reading,
     url: String,
+    /// The calls this read made so far (at most [`FIRST_READ_CALLS`]).
+    calls: u32,
 }
 
 impl FirstPages {
@@ -980,6 +997,32 @@ mod tests {
                 "failing: {failing}"
             );
         }
+
+        // A customer of two pages of grants: the request asks the first page only, the rest
+        // is the background's (one request is never a customer's every page).
+        let e = Entitled::new(true);
+        let read = first(&e, Some(NONCE), false, Ok(())).expect("a first read");
+        let two_pages = Ok((
+            200,
+            None,
+            json!({"items": [], "pagination": {"total_count": 150, "max_page": 2}})
+                .to_string()
+                .into_bytes(),
+        ));
+        let read = e
+            .first_answered(read, two_pages, base, ok, 0, at(1))
+            .expect("the grants' second page next");
+        assert!(read.url().contains("benefit-grants"));
+        assert!(
+            e.first_answered(read, grants(10), base, ok, 0, at(2))
+                .is_none(),
+            "two calls on the request's path at most"
+        );
+        assert_eq!(signed(&e, at(3)), None, "no partial values signed");
+        assert_eq!(
+            locked(&e.state).wanted.front().map(String::as_str),
+            Some(CUSTOMER)
+        );
     }
 
     /// A token Polar refuses turns the reads off; a failed read is tried again.

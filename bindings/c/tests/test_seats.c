@@ -347,6 +347,16 @@ static void the_relay_gone_keeps_the_seat_until_its_lease_ends(void) {
      * Linux, plain, ASan and valgrind), and the lease's end below in every run. */
     if ((long long)time(NULL) < (long long)end - 2) {
       r = beat(client, seat);
+      /* Under wine on a loaded machine the heartbeat to the stopped relay once returned only
+       * after the lease's end (session 48's full run): then SEAT_LOST is the right answer, and
+       * it is taken only when the clock says the lease had ended by the answer's return. */
+      if (polar_license_seat_result_error(r) == POLAR_LICENSE_SEAT_ERROR_SEAT_LOST &&
+          (long long)time(NULL) >= (long long)end - 1) {
+        fprintf(stderr, "  note: the heartbeat returned after the lease's end (%lld s late)\n",
+                (long long)time(NULL) - (long long)end);
+        polar_license_seat_result_free(r);
+        goto ended;
+      }
       CHECK_SEAT_ERROR(r, POLAR_LICENSE_SEAT_ERROR_OFFLINE);
       CHECK_INT(polar_license_seat_result_reason(r), POLAR_LICENSE_REASON_OFFLINE);
       polar_license_seat_result_free(r);
@@ -365,6 +375,7 @@ static void the_relay_gone_keeps_the_seat_until_its_lease_ends(void) {
       pause_ms(200);
     }
     while ((long long)time(NULL) <= (long long)end) pause_ms(100);
+  ended:
     CHECK(!polar_license_seat_held(seat));
     CHECK(polar_license_seat_lost(seat));
     CHECK_INT(polar_license_seat_next_ms(seat), -1);

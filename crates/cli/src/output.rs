@@ -1016,12 +1016,9 @@ pub fn limit_steps(r: &mut Report) {
             .iter()
             .position(|l| l.starts_with("  what to do:"))
             .map_or(r.lines.len(), |i| i + 1);
-        r.lines.insert(
-            at,
-            "  or from here: polar-license sign-in --email EMAIL, then polar-license devices \
-             and polar-license free ID"
-                .to_string(),
-        );
+        // The core words it around this command line's commands (`Steps::free_a_seat`).
+        let step = crate::devices::steps(false).free_a_seat();
+        r.lines.insert(at, format!("  or from here: {step}"));
     }
 }
 

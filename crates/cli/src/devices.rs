@@ -373,9 +373,15 @@ pub fn free(g: &Global, a: &FreeArgs) -> Report {
     } else if r.json.get("reason") == Some(&json!(Reason::NotFound.code())) {
         // Polar's 404 to a deactivate: no such live activation of this key (the core's words).
         let said = steps(false).already_freed();
+        // In place of the denial's sentence (the line after the outcome's) and its step.
         r.lines.retain(|l| !l.starts_with("  what to do:"));
-        r.lines
-            .insert(1, format!("  what to do: {}", said.next_step()));
+        if r.lines.len() > 1 {
+            r.lines[1] = format!("  {}", said.sentence());
+        }
+        r.lines.insert(
+            2.min(r.lines.len()),
+            format!("  what to do: {}", said.next_step()),
+        );
         r.json.insert("user_message".into(), json!(said.text()));
         r.json.insert("next_step".into(), json!(said.next_step()));
     }

@@ -448,6 +448,24 @@ mod tests {
         ] {
             said.push(("step".into(), Message::new("A list was shown.", step)));
         }
+        for state in [
+            crate::release::TrialState::Active,
+            crate::release::TrialState::Ended,
+            crate::release::TrialState::Refused,
+        ] {
+            let trial = crate::release::Trial {
+                local: true,
+                state,
+                started_at: None,
+                ends_at: None,
+                days_left: 0,
+            };
+            assert_eq!(
+                trial.message().is_some(),
+                state == crate::release::TrialState::Ended
+            );
+            said.extend(trial.message().map(|m| ("trial ended".to_string(), m)));
+        }
         said.push(("sign-in".into(), purchase_sign_in(Some("a@b.example"))));
         said.push(("sign-in".into(), purchase_sign_in(None)));
         assert!(said.len() > 200, "{} messages", said.len());

@@ -360,16 +360,6 @@ impl Error {
             Error::InvalidInput { field, .. } if field == "key" => {
                 Message::fixed("This license key is not valid.", "Check it for typos.")
             }
-            // The sign-in's fields are typed by the person (every face's sign-in), never set
-            // by the app: what to type, not the app's settings.
-            Error::InvalidInput { field, .. } if field == "email" => Message::fixed(
-                "That is not an email address.",
-                "Type the email the license was bought with.",
-            ),
-            Error::InvalidInput { field, .. } if field == "code" => Message::fixed(
-                "The sign-in code is the 6 letters and digits of the email.",
-                "Type the code again as the email shows it.",
-            ),
             Error::InvalidInput { field, .. } if field == "activation_id" => Message::fixed(
                 "This license key is not activated on this computer yet.",
                 "Activate it here.",

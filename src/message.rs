@@ -358,8 +358,6 @@ mod tests {
         let errors = [
             crate::Error::invalid("key", "is required"),
             crate::Error::invalid("activation_id", "is required"),
-            crate::Error::invalid("email", "is not an email address"),
-            crate::Error::invalid("code", "is 6 letters and digits"),
             crate::Error::invalid("organization_id", "is not a UUID"),
             crate::Error::Offline {
                 timeout: true,
@@ -408,6 +406,8 @@ mod tests {
             ..named
         };
         for e in [
+            crate::portal::PortalError::Invalid(crate::Error::invalid("email", "x")),
+            crate::portal::PortalError::Invalid(crate::Error::invalid("code", "x")),
             crate::portal::PortalError::CodeInvalidOrExpired,
             crate::portal::PortalError::SessionExpired,
             crate::portal::PortalError::NotSignedIn,

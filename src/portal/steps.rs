@@ -95,12 +95,14 @@ impl PortalError {
 impl Steps<'_> {
     /// What to say of a refused input the person typed at one of this face's portal steps,
     /// by its field (the error's `field`): the sign-in's email and code in the core's plain
-    /// words ([`crate::Error::message`]), an account or a device id named by where this face
+    /// words ([`PortalError::message`]), an account or a device id named by where this face
     /// lists them. `None` for a field no person types here (the app's own settings: the
     /// error's plain words say them).
     pub fn typed(&self, field: &str) -> Option<Message> {
         match field {
-            "email" | "code" => Some(crate::Error::invalid(field, "").message()),
+            "email" | "code" => {
+                Some(PortalError::Invalid(crate::Error::invalid(field, "")).message())
+            }
             "customer_id" => Some(Message::new(
                 "That account is not one the sign-in listed.",
                 format!(
@@ -283,7 +285,11 @@ mod tests {
         assert_eq!(NAMED.typed("organization_id"), None);
         assert_eq!(
             NAMED.typed("email").map(|m| m.text()),
-            Some(crate::Error::invalid("email", "x").message().text())
+            Some(
+                PortalError::Invalid(crate::Error::invalid("email", "x"))
+                    .message()
+                    .text()
+            )
         );
     }
 }

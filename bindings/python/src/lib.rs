@@ -280,8 +280,17 @@ const SESSION_SECONDS: i64 = 3600;
 /// …}` with contract §2's name (the CLI's `portal_error`) and the reason code the contract
 /// gives it, if any.
 fn portal_err(e: &PortalError) -> Value {
-    if let PortalError::Invalid(e) | PortalError::Protocol(e) | PortalError::Offline(e) = e {
-        return err(e);
+    if let PortalError::Invalid(inner)
+    | PortalError::Protocol(inner)
+    | PortalError::Offline(inner) = e
+    {
+        // The error's class and fields, in the portal's words (a sign-in's email or code is
+        // the person's to retype: `PortalError::message`, not the app's settings).
+        let mut out = err(inner);
+        let said = e.message();
+        out["error"]["user_message"] = json!(said.text());
+        out["error"]["next_step"] = json!(said.next_step());
+        return out;
     }
     // The name and the reason are the core's (every face gives the same).
     let (kind, reason) = (e.code(), e.reason());

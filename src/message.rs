@@ -389,18 +389,7 @@ mod tests {
         // commands, here placeholders with none of a face's characters): the core's words
         // around them, one sentence and one instruction too (issue #80: the command line
         // composed these itself).
-        let named = crate::portal::Steps {
-            sign_in: "SIGN-IN EMAIL",
-            code: "CODE",
-            customer: "CUSTOMER ID",
-            key: "KEY",
-            devices: "DEVICES",
-            free: "FREE ID",
-            activate: "ACTIVATE",
-            keys: "KEYS",
-            use_key: "USE ID",
-            relay: Some("RELAY URL"),
-        };
+        let named = crate::portal::Steps::PLACEHOLDERS;
         let no_relay = crate::portal::Steps {
             relay: None,
             ..named

@@ -93,6 +93,23 @@ impl PortalError {
 }
 
 impl Steps<'_> {
+    /// Names with none of the characters the core's table test refuses (a face's own: `--`,
+    /// backquotes, the command's name), so the sentences around them are checked as the core
+    /// words them.
+    #[cfg(test)]
+    pub(crate) const PLACEHOLDERS: Steps<'static> = Steps {
+        sign_in: "SIGN-IN EMAIL",
+        code: "CODE",
+        customer: "CUSTOMER ID",
+        key: "KEY",
+        devices: "DEVICES",
+        free: "FREE ID",
+        activate: "ACTIVATE",
+        keys: "KEYS",
+        use_key: "USE ID",
+        relay: Some("RELAY URL"),
+    };
+
     /// What to say of a refused input the person typed at one of this face's portal steps,
     /// by its field (the error's `field`): the sign-in's email and code in the core's plain
     /// words ([`PortalError::message`]), an account or a device id named by where this face
@@ -217,20 +234,7 @@ impl Steps<'_> {
 mod tests {
     use super::*;
 
-    /// Names with none of the characters the table test refuses (a face's own), so the
-    /// sentences around them are checked as the core words them.
-    const NAMED: Steps<'static> = Steps {
-        sign_in: "SIGN-IN EMAIL",
-        code: "CODE",
-        customer: "CUSTOMER ID",
-        key: "KEY",
-        devices: "DEVICES",
-        free: "FREE ID",
-        activate: "ACTIVATE",
-        keys: "KEYS",
-        use_key: "USE ID",
-        relay: Some("RELAY URL"),
-    };
+    const NAMED: Steps<'static> = Steps::PLACEHOLDERS;
 
     /// Every portal failure's step with a face's names: the plain sentence kept, the step
     /// naming each way it takes, in the core's words.

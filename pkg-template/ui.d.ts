@@ -67,15 +67,19 @@ export interface GateStrings {
   openCheckout: string;
   buyFinding: string;
   buyAgain: string;
-  invalid_email: string;
-  invalid_code: string;
-  not_signed_in: string;
-  customer_selection_required: string;
-  refused: string;
-  code_invalid_or_expired: string;
-  session_expired: string;
-  device_management_off: string;
-  key_not_found: string;
+  /** The failures of the sign-in and the lists (polar-license/devices' `code`, and
+   * `invalid_<field>` for a refused input): by default the error's `userMessage`, the library's
+   * one sentence and next step (as every face says it); set these for the app's own words.
+   * `{key}`: the redacted key. */
+  invalid_email?: string;
+  invalid_code?: string;
+  not_signed_in?: string;
+  customer_selection_required?: string;
+  refused?: string;
+  code_invalid_or_expired?: string;
+  session_expired?: string;
+  device_management_off?: string;
+  key_not_found?: string;
   /** A code without a string of its own (`{code}`). */
   unknown: string;
   /** Why the key stopped (a refusal's `stopped`, from the seller's relay): by default the

@@ -78,17 +78,9 @@ export const DEFAULT_STRINGS = Object.freeze({
   openCheckout: 'Open the checkout',
   buyFinding: 'Finding the key you bought…',
   buyAgain: 'Try again',
-  // The failures of the sign-in and the lists (polar-license/devices' `code`).
-  invalid_email: 'That does not look like an email address.',
-  invalid_code: 'Enter the 6-character code from the email.',
-  code_invalid_or_expired: 'That code is wrong, used or expired. Check it, or go back and ask for a new one.',
-  session_expired: 'The sign-in has expired. Enter your email again for a new code.',
-  device_management_off:
-    'This app does not let customers manage their devices (the seller has not turned it on). Deactivate the key in the app on the other device, or contact the seller.',
-  not_signed_in: 'Enter your email to get a sign-in code.',
-  customer_selection_required: 'Several accounts have this email. Contact the seller to find your key.',
-  refused: 'Polar refused this step. Try again later, or use the customer portal.',
-  key_not_found: 'The key {key} is not one of this account’s keys. Sign in with the email of its purchase.',
+  // The failures of the sign-in and the lists (polar-license/devices' `code`: a wrong code, an
+  // expired sign-in, `invalid_email`, …) are said in the library's words too, the error's
+  // `userMessage` (the core's `PortalError::message`); set a code here for the app's own words.
   // A refusal with a reason code (docs/interfaces.md §1) is said in the library's words, its
   // `userMessage` (the core's one sentence and next step, as every face says it); set a code
   // here (`not_found`, `seats_full`, …) for the app's own words in place of them.
@@ -769,8 +761,10 @@ export class PolarLicenseGate extends Base {
       if (typeof error?.userMessage === 'string' && error.userMessage) return error.userMessage;
     }
     if (has(code)) return this.#t(code, values);
-    // A purchase's failure: the core's sentence and its next step (key_issuing: Polar is still
+    // A failure of polar-license/devices: the core's words for it (a portal step's
+    // `userMessage`), or a purchase's sentence and its next step (key_issuing: Polar is still
     // issuing the key, never "wrong key").
+    if (error?.name === 'DevicesError' && typeof error.userMessage === 'string' && error.userMessage) return error.userMessage;
     if (typeof error?.nextStep === 'string' && error.name === 'DevicesError') return `${error.message} ${error.nextStep}`;
     // The library's words for the reason (the core's, every face's).
     if (typeof error?.userMessage === 'string' && error.userMessage) return error.userMessage;

@@ -385,6 +385,76 @@ mod tests {
         ] {
             said.push((format!("purchase {e:?}"), e.message()));
         }
+        // A portal failure's step with a face's names for its ways (the command line's
+        // commands, here placeholders with none of a face's characters): the core's words
+        // around them, one sentence and one instruction too (issue #80: the command line
+        // composed these itself).
+        let named = crate::portal::Steps::PLACEHOLDERS;
+        let no_relay = crate::portal::Steps {
+            relay: None,
+            ..named
+        };
+        for e in [
+            crate::portal::PortalError::Invalid(crate::Error::invalid("email", "x")),
+            crate::portal::PortalError::Invalid(crate::Error::invalid("code", "x")),
+            crate::portal::PortalError::CodeInvalidOrExpired,
+            crate::portal::PortalError::SessionExpired,
+            crate::portal::PortalError::NotSignedIn,
+            crate::portal::PortalError::CustomerSelectionRequired(vec![
+                ("c1".into(), Some("Jane".into())),
+                ("c2".into(), None),
+            ]),
+            crate::portal::PortalError::RateLimited(Some(900)),
+            crate::portal::PortalError::RateLimited(None),
+            crate::portal::PortalError::NotFound,
+            crate::portal::PortalError::DeviceManagementOff,
+            crate::portal::PortalError::Refused {
+                status: 403,
+                error: "NotPermitted".into(),
+                detail: String::new(),
+            },
+        ] {
+            for steps in [&named, &no_relay] {
+                said.push((format!("portal {e:?} here"), e.message_with(steps)));
+            }
+        }
+        for field in ["email", "code", "customer_id", "activation_id", "id"] {
+            said.extend(named.typed(field).map(|m| (format!("typed {field}"), m)));
+        }
+        said.push(("already freed".into(), named.already_freed()));
+        said.push(("code sent".into(), named.code_sent()));
+        said.push(("signed in".into(), named.signed_in()));
+        said.push(("followed".into(), named.followed_unremembered()));
+        for (this_device, active_here) in [(true, true), (false, true), (false, false)] {
+            said.push(("freed".into(), named.freed(this_device, active_here)));
+        }
+        // The steps said alone, beside a list (after the list's own line).
+        for step in [
+            named.free_one(),
+            named.use_one(),
+            named.free_a_seat(),
+            named.type_code(),
+        ] {
+            said.push(("step".into(), Message::new("A list was shown.", step)));
+        }
+        for state in [
+            crate::release::TrialState::Active,
+            crate::release::TrialState::Ended,
+            crate::release::TrialState::Refused,
+        ] {
+            let trial = crate::release::Trial {
+                local: true,
+                state,
+                started_at: None,
+                ends_at: None,
+                days_left: 0,
+            };
+            assert_eq!(
+                trial.message().is_some(),
+                state == crate::release::TrialState::Ended
+            );
+            said.extend(trial.message().map(|m| ("trial ended".to_string(), m)));
+        }
         said.push(("sign-in".into(), purchase_sign_in(Some("a@b.example"))));
         said.push(("sign-in".into(), purchase_sign_in(None)));
         assert!(said.len() > 200, "{} messages", said.len());

@@ -19,7 +19,9 @@ use crate::model::{LicenseKeyActivation, LicenseKeyRead};
 use crate::proto::{error_body, retry_after, Api, HttpResponse, Server};
 
 mod error;
+mod steps;
 pub use error::PortalError;
+pub use steps::Steps;
 
 /// `GET` or `POST`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -153,6 +153,19 @@ impl Trial {
         self.state == TrialState::Active
     }
 
+    /// What to tell the person of a trial that has ended (one sentence and one next step,
+    /// every face's words: the command line said its own); `None` while it runs (its days
+    /// left are data a face shows as it likes) and for a refused record (its outcome's reason,
+    /// `clock_rollback`, says why).
+    pub fn message(&self) -> Option<crate::message::Message> {
+        (self.state == TrialState::Ended).then(|| {
+            crate::message::Message::fixed(
+                "The trial of this app has ended.",
+                "Enter a license key to go on using it.",
+            )
+        })
+    }
+
     /// Writes the trial as the npm package reports it (`{"local":…,"state":…,"startedAt":…,
     /// "endsAt":…,"daysLeft":…}`, unknown times `null`): the engine's check answers and the
     /// local-trial add-on's answer share this one shape.

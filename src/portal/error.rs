@@ -142,6 +142,16 @@ impl PortalError {
     pub fn message(&self) -> Message {
         use PortalError as P;
         match self {
+            // The sign-in's fields are typed by the person (every face's sign-in), never set by
+            // the app: what to type, not the app's settings (the error's own words).
+            P::Invalid(Error::InvalidInput { field, .. }) if field == "email" => Message::fixed(
+                "That is not an email address.",
+                "Type the email the license was bought with.",
+            ),
+            P::Invalid(Error::InvalidInput { field, .. }) if field == "code" => Message::fixed(
+                "The sign-in code is the 6 letters and digits of the email.",
+                "Type the code again as the email shows it.",
+            ),
             P::Invalid(e) | P::Protocol(e) | P::Offline(e) => e.message(),
             P::CodeInvalidOrExpired => Message::fixed(
                 "The sign-in code is wrong, used or more than 30 minutes old.",

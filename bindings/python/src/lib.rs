@@ -280,8 +280,17 @@ const SESSION_SECONDS: i64 = 3600;
 /// …}` with contract §2's name (the CLI's `portal_error`) and the reason code the contract
 /// gives it, if any.
 fn portal_err(e: &PortalError) -> Value {
-    if let PortalError::Invalid(e) | PortalError::Protocol(e) | PortalError::Offline(e) = e {
-        return err(e);
+    if let PortalError::Invalid(inner)
+    | PortalError::Protocol(inner)
+    | PortalError::Offline(inner) = e
+    {
+        // The error's class and fields, in the portal's words (a sign-in's email or code is
+        // the person's to retype: `PortalError::message`, not the app's settings).
+        let mut out = err(inner);
+        let said = e.message();
+        out["error"]["user_message"] = json!(said.text());
+        out["error"]["next_step"] = json!(said.next_step());
+        return out;
     }
     // The name and the reason are the core's (every face gives the same).
     let (kind, reason) = (e.code(), e.reason());
@@ -486,11 +495,12 @@ fn seconds(field: &str, secs: f64) -> Result<Duration, Error> {
         .map_err(|_| Error::invalid(field, "must be a finite, non-negative number of seconds"))
 }
 
-/// The check's outcome kept whole for [`NativeLicensing::feature`]: the core answers a
-/// feature from it (no Python code decides what a verdict grants).
+/// The check's report kept whole for [`NativeLicensing::feature`] and
+/// [`NativeLicensing::entitlement_state`]: the core answers a feature and an entitlement's
+/// state from it (no Python code decides what a verdict grants or says).
 #[pyclass(frozen, module = "polar_license._native")]
 struct NativeOutcome {
-    outcome: CheckOutcome,
+    report: CheckReport,
 }
 
 /// The core's grace-aware `Licensing` (the Python class `polar_license.Licensing` wraps it).
@@ -617,12 +627,7 @@ impl NativeLicensing {
             None => self.inner.check_remembered_report(),
         });
         let answer = to_py(py, &report_json(&self.inner, &report))?.unbind();
-        Ok((
-            answer,
-            NativeOutcome {
-                outcome: report.outcome,
-            },
-        ))
+        Ok((answer, NativeOutcome { report }))
     }
 
     /// May this copy use `feature`, given a check's outcome? The core's answer, as a dict.
@@ -634,7 +639,31 @@ impl NativeLicensing {
     ) -> PyResult<Bound<'py, PyAny>> {
         to_py(
             py,
-            &feature_json(&self.inner.has_feature(&outcome.outcome, feature)),
+            &feature_json(&self.inner.has_feature(&outcome.report.outcome, feature)),
+        )
+    }
+
+    /// What a check's answer says of the entitlement `name` (the core's
+    /// `CheckReport::entitlement_state`): its state's code, the value when granted, and for
+    /// `absent`, `unknown` and `unsigned` the core's one sentence and next step
+    /// (`EntitlementState::message`, what the command line and Tauri say), as a dict.
+    fn entitlement_state<'py>(
+        &self,
+        py: Python<'py>,
+        outcome: &NativeOutcome,
+        name: &str,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (state, value) = outcome.report.entitlement_state(name);
+        let said = state.message();
+        to_py(
+            py,
+            &json!({
+                "name": name,
+                "state": state.code(),
+                "value": value,
+                "user_message": said.as_ref().map(|m| m.text()),
+                "next_step": said.as_ref().map(|m| m.next_step()),
+            }),
         )
     }
 

@@ -160,16 +160,21 @@ impl NativeSeat {
 
     /// The hold's request `ask` sent (the lock not held meanwhile), and its answer folded in:
     /// `{"ok": state}` or the heartbeat's `{"error": …}` (the seat kept while its lease runs;
-    /// `seat_lost` once it has ended so).
+    /// `seat_lost` once it has ended so). The heartbeat thread (`background`) is woken
+    /// ([`Beating::wake`]): its machine asks the hold again, which says when the next one is
+    /// due after this one (no schedule is kept here).
     fn send_heartbeat(&self, ask: &SeatAsk) -> Value {
         let answer = self.client.seat(ask);
-        self.with_hold(
-            |hold| match hold.heartbeat_answered(system_clock_ms(), &answer) {
-                Ok(HoldState::Lost) => lost_or_state(hold),
-                Ok(state) => ok(json!(state.as_str())),
-                Err(e) => err(&e),
-            },
-        )
+        let told =
+            self.with_hold(
+                |hold| match hold.heartbeat_answered(system_clock_ms(), &answer) {
+                    Ok(HoldState::Lost) => lost_or_state(hold),
+                    Ok(state) => ok(json!(state.as_str())),
+                    Err(e) => err(&e),
+                },
+            );
+        lock(&self.beating).wake();
+        told
     }
 
     /// Stops the thread and sends the release (none when already released): `{"ok": held}`,

@@ -219,6 +219,10 @@ def test_bad_input_is_refused_unsent(polar_emulator: Emulator, tmp_path: Path) -
         with pytest.raises(InvalidInputError) as raised:
             call()
         assert raised.value.field == field
+        # The core's words for what the person typed (issue #80), never the app's settings.
+        if field in ("email", "code"):
+            assert "settings" not in raised.value.user_message, raised.value.user_message
+            assert raised.value.next_step.startswith("Type the "), raised.value.next_step
     assert polar_emulator.request_count() == 0
 
 

@@ -32,6 +32,7 @@ from polar_license import (
 )
 from polar_license.emulator import DEMO_BENEFIT_ID, DEMO_KEY, Emulator
 
+from loopback_proxy import LoopbackProxy, answer
 from relay_process import CLI, clean_env, relay_serve
 
 pytestmark = pytest.mark.skipif(not Path(CLI).is_file(),
@@ -235,3 +236,49 @@ def test_a_seat_the_relay_no_longer_holds_is_gone(polar_emulator: Emulator, tmp_
     assert seat.state is SeatState.GONE and not seat.held and seat.lost is None
     assert seat.poll() is None and seat.next_wait is None
     assert seat.release() is False
+
+
+class Flaky(LoopbackProxy):
+    """The relay behind a proxy that answers heartbeats ``503`` while ``failing``, and counts
+    the heartbeats the app sent."""
+
+    def __init__(self, upstream: str) -> None:
+        super().__init__(upstream)
+        self.failing = False
+        self.heartbeats = 0
+
+    def on_post(self, handler: BaseHTTPRequestHandler, body: bytes) -> None:
+        if handler.path == "/v1/seats/heartbeat":
+            self.heartbeats += 1
+            if self.failing:
+                answer(handler, 503, [("content-type", "application/json")],
+                       b'{"error": "server_error", "detail": "down for the test"}')
+                return
+        super().on_post(handler, body)
+
+
+def test_the_apps_own_failed_heartbeat_brings_the_threads_retry_forward(
+        polar_emulator: Emulator, tmp_path: Path, one_seat: tuple[str, str]) -> None:
+    # The relay's default life (300 s): the thread's next heartbeat is 100 s away. The app's
+    # own heartbeat fails; the hold wants a retry a second later, and the thread, woken by the
+    # heartbeat (the core's Beating::wake), sends it then, not at its planned 100 s.
+    url, public = one_seat
+    proxy = Flaky(url)
+    try:
+        seat = app(polar_emulator, proxy.url, tmp_path / "a", [public]).acquire_seat(DEMO_KEY)
+        proxy.failing = True
+        with pytest.raises(LicenseUnverified):
+            seat.heartbeat()
+        assert proxy.heartbeats == 1 and seat.held
+        proxy.failing = False
+        before = seat.expires_at
+        deadline = time.monotonic() + 10
+        while proxy.heartbeats < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert proxy.heartbeats == 2, "the thread did not retry within 10 s"
+        while seat.expires_at == before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert seat.expires_at > before and seat.state is SeatState.HELD
+        assert seat.release() is True
+    finally:
+        proxy.server.shutdown()

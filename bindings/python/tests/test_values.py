@@ -136,9 +136,22 @@ def test_signed_values_are_read_typed_and_unsigned_mode_knows_none(
         assert report.entitlement(name) == value
     # A name the flag does not set: None, and the report knows the values (not "unknown").
     assert signed.entitlement("seats") is None and report.entitlement("seats") is None
+    # The states and their words are the core's (EntitlementState::message): granted says
+    # nothing, absent one sentence and its next step, as the command line and Tauri say them.
+    granted = signed.entitlement_state(report, "role")
+    assert granted and granted.state == "granted" and granted.value == VALUES["role"]
+    assert granted.user_message is None and granted.next_step is None
+    absent = signed.entitlement_state(report, "seats")
+    assert not absent and absent.state == "absent" and absent.value is None
+    assert absent.user_message == ("This license does not include this feature: "
+                                   "upgrade the license to use it.")
+    assert absent.next_step == "Upgrade the license to use it."
     # A check that does not license: no value.
-    assert not signed.check("NOT-A-KEY-OF-ANYONE").licensed
+    denied = signed.check("NOT-A-KEY-OF-ANYONE")
+    assert not denied.licensed
     assert signed.entitlement("role") is None
+    refused = signed.entitlement_state(denied, "role")
+    assert refused.state == "not_licensed" and refused.user_message is None
 
     # Unsigned mode, straight at the emulator: licensed, no value known (values need the
     # relay): entitlements is None, not {}.
@@ -147,6 +160,10 @@ def test_signed_values_are_read_typed_and_unsigned_mode_knows_none(
     assert report.licensed and report.lease is None, repr(report)
     assert report.entitlements is None
     assert plain.entitlement("role") is None
+    unsigned = plain.entitlement_state(report, "role")
+    assert unsigned.state == "unsigned" and unsigned.value is None
+    assert unsigned.user_message and unsigned.next_step
+    assert unsigned.user_message.endswith(unsigned.next_step[0].lower() + unsigned.next_step[1:])
     # The relay without its public key: unsigned too, nothing signed is read.
     keyless = app(seller.url, tmp_path / "keyless", None)
     report = keyless.check(KEY)

@@ -145,7 +145,7 @@ fn signed_in(
                 m,
                 vec![
                     format!("done: {}", said.sentence()),
-                    format!("  what to do: polar-license buy --checkout {checkout} --code CODE"),
+                    format!("  what to do: {}", code_step(checkout)),
                 ],
             );
         };
@@ -191,4 +191,15 @@ fn activated(checkout: &str, purchased: Purchased) -> Report {
         ));
     }
     r
+}
+
+/// The step of a purchase whose code was sent: the core's, naming this command line's way of
+/// typing the code for `checkout`.
+fn code_step(checkout: &str) -> String {
+    let code = format!("polar-license buy --checkout {checkout} --code CODE");
+    polar_license::portal::Steps {
+        code: &code,
+        ..crate::devices::steps(false)
+    }
+    .type_code()
 }

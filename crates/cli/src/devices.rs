@@ -15,7 +15,7 @@ use crate::args::{
 };
 use crate::output::{base_object, error_report, report, unix_when, Op, Report};
 use crate::run::{key_or_remembered, licensing_with};
-use polar_license::portal::{Device, PortalError, SessionToken};
+use polar_license::portal::{Device, PortalError, SessionToken, Steps};
 use polar_license::{Error, Key, Licensing, Reason};
 use serde_json::{json, Value};
 
@@ -32,136 +32,72 @@ pub(crate) fn plain_error(command: &str, error: &Error) -> Report {
 }
 
 /// The words for a refused input these commands take from the person at the terminal (the
-/// generic `user_message` of an `invalid_input` speaks of an app's settings): its sentence
-/// and next step.
+/// generic `user_message` of an `invalid_input` speaks of an app's settings): the core's
+/// sentence and next step for the field typed here (`Steps::typed`, its ids named by where
+/// this command line lists them).
 fn input_words(r: &mut Report) {
     if r.json.get("reason") != Some(&json!(Reason::InvalidInput.code())) {
         return;
     }
-    let (message, step) = match r.json.get("field").and_then(Value::as_str) {
-        Some("email") => (
-            "That is not an email address.",
-            "pass the email the license was bought with: --email jane@example.com",
-        ),
-        Some("code") => (
-            "The code is the 6 letters and digits of the email.",
-            "type the code again as the email shows it",
-        ),
-        Some("customer_id") => (
-            "The customer id is not one the sign-in listed.",
-            "copy one of the ids the sign-in listed",
-        ),
-        Some("activation_id") => (
-            "The device id is not one `polar-license devices` lists.",
-            "copy the id from `polar-license devices`",
-        ),
-        _ => return,
+    let field = r
+        .json
+        .get("field")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let Some(said) = steps(false).typed(field) else {
+        return;
     };
-    r.json.insert("user_message".into(), json!(message));
-    r.json.insert("next_step".into(), json!(step));
-    r.lines.push(format!("  what to do: {step}"));
+    r.json.insert("user_message".into(), json!(said.text()));
+    r.json.insert("next_step".into(), json!(said.next_step()));
+    r.lines.push(format!("  what to do: {}", said.next_step()));
+}
+
+/// How this command line takes a portal step (its commands and flags), for the core to word
+/// the step around (`PortalError::message_with`, `Steps::free_a_seat`): `relay` when the
+/// failing command could list through the seller's relay instead (`devices`).
+pub(crate) fn steps(relay: bool) -> Steps<'static> {
+    Steps {
+        sign_in: "polar-license sign-in --email EMAIL",
+        code: "polar-license sign-in --code CODE",
+        customer: "--customer-id ID",
+        key: "--key KEY",
+        devices: "polar-license devices",
+        free: "polar-license free ID",
+        activate: "polar-license activate",
+        keys: "polar-license recover",
+        use_key: "polar-license recover ID",
+        relay: relay.then_some("--relay URL"),
+    }
 }
 
 /// A portal step's failure: one sentence, its next step, and the exit code of contract §2
 /// (Polar refused: 1; refused before sending: 2; no answer: 3). `portal_error` names the
-/// failure for scripts.
+/// failure for scripts (the core's `PortalError::code`).
 pub(crate) fn portal_failure(command: &str, error: &PortalError) -> Report {
-    let sign_in = "polar-license sign-in --email EMAIL";
-    let (outcome, reason, exit, kind, step): (&str, Option<Reason>, u8, &str, String) = match error
-    {
+    let (outcome, exit): (&str, u8) = match error {
         PortalError::Invalid(e) | PortalError::Offline(e) | PortalError::Protocol(e) => {
             return plain_error(command, e)
         }
-        PortalError::CodeInvalidOrExpired => (
-            "denied",
-            None,
-            1,
-            "code_invalid_or_expired",
-            format!(
-                "ask for a new code ({sign_in}), then type it within 30 minutes; \
-                 each code works once"
-            ),
-        ),
-        PortalError::SessionExpired => (
-            "denied",
-            None,
-            1,
-            "session_expired",
-            format!("sign in again: {sign_in}"),
-        ),
-        PortalError::NotSignedIn => (
-            "error",
-            Some(Reason::InvalidInput),
-            2,
-            "not_signed_in",
-            // `devices` alone has another way in: the seller's relay needs no session.
-            if command == "devices" {
-                format!("sign in ({sign_in}), or list through the seller's relay with --relay URL")
-            } else {
-                format!("sign in first: {sign_in}")
-            },
-        ),
-        PortalError::CustomerSelectionRequired(customers) => {
-            let named = customers
-                .iter()
-                .map(|(id, name)| match name {
-                    Some(n) => format!("{id} ({n})"),
-                    None => id.clone(),
-                })
-                .collect::<Vec<_>>()
-                .join(", ");
-            (
-                "error",
-                Some(Reason::InvalidInput),
-                2,
-                "customer_selection_required",
-                format!("run sign-in again with --customer-id, one of: {named}"),
-            )
-        }
-        PortalError::RateLimited(wait) => (
-            "unverified",
-            Some(Reason::RateLimited),
-            3,
-            "rate_limited",
-            match wait {
-                Some(s) => format!("wait {s} s, then try again"),
-                None => "wait 15 minutes, then try again".to_string(),
-            },
-        ),
-        PortalError::NotFound => (
-            "denied",
-            Some(Reason::NotFound),
-            1,
-            "key_not_found",
-            "this key is not among the signed-in customer's keys: sign in with the email \
-             the key was bought with, or check the key (--key)"
-                .to_string(),
-        ),
-        PortalError::DeviceManagementOff => (
-            "denied",
-            None,
-            1,
-            "device_management_off",
-            "the seller must enable \"customers can manage activations\" \
-             (enable_customer_admin) on the product's license-key benefit; meanwhile free \
-             a device by its id (polar-license free ID) or in Polar's customer portal"
-                .to_string(),
-        ),
-        PortalError::Refused { status, .. } => (
-            "error",
-            None,
-            3,
-            "refused",
-            format!("Polar refused it ({status}): try again later"),
-        ),
-        _ => ("error", None, 3, "error", "try again later".to_string()),
+        PortalError::CodeInvalidOrExpired
+        | PortalError::SessionExpired
+        | PortalError::NotFound
+        | PortalError::DeviceManagementOff => ("denied", 1),
+        PortalError::NotSignedIn | PortalError::CustomerSelectionRequired(_) => ("error", 2),
+        PortalError::RateLimited(_) => ("unverified", 3),
+        _ => ("error", 3),
     };
+    let kind = error.code();
+    let reason = error.reason();
+    // What to tell the person is the core's one sentence and next step
+    // (`PortalError::message`, every face's words, issue #80), and the same step said with
+    // this command line's commands and flags (`PortalError::message_with`), as `from_here`:
+    // none of the words are this module's. `devices` alone has another way in: the seller's
+    // relay needs no session.
+    let said = error.message();
+    let here = error.message_with(&steps(command == "devices"));
+    let step = here.next_step();
     let mut m = base_object(Some(command), outcome);
     let detail = error.to_string();
-    // What to tell the person is the core's one sentence and next step
-    // (`PortalError::message`, every face's words, issue #80); this command line adds only how
-    // to take that step from here (its commands and flags), as `from_here`.
-    let said = error.message();
     m.insert("reason".into(), json!(reason.map(Reason::code)));
     m.insert("detail".into(), json!(detail));
     m.insert("portal_error".into(), json!(kind));
@@ -258,13 +194,12 @@ pub fn sign_in(g: &Global, a: &SignInArgs) -> Report {
         let mut m = base_object(Some(COMMAND), "done");
         m.insert("code_sent".into(), json!(true));
         m.insert("signed_in".into(), json!(false));
+        let said = steps(false).code_sent();
         return Report::ok(
             m,
             vec![
-                "done: if this email bought a license, Polar sent it a 6-character code \
-                 (valid 30 minutes)"
-                    .to_string(),
-                "  what to do: polar-license sign-in --code CODE".to_string(),
+                format!("done: {}", said.sentence()),
+                format!("  what to do: {}", said.next_step()),
             ],
         );
     };
@@ -280,12 +215,13 @@ pub fn sign_in(g: &Global, a: &SignInArgs) -> Report {
     m.insert("code_sent".into(), json!(sent));
     m.insert("signed_in".into(), json!(true));
     m.insert("session_expires_at".into(), json!(unix_when(expires_at)));
+    let said = steps(false).signed_in();
     Report::ok(
         m,
         vec![
-            "done: signed in (the session is sealed beside the cache for one hour)".to_string(),
+            format!("done: {}", said.sentence()),
             format!("  {:<12} {}", "until", unix_when(expires_at)),
-            "  what to do: polar-license devices".to_string(),
+            format!("  what to do: {}", said.next_step()),
         ],
     )
 }
@@ -406,7 +342,7 @@ pub fn devices(g: &Global, a: &DevicesArgs) -> Report {
         ));
     }
     if !devices.is_empty() {
-        lines.push("  to free one: polar-license free ID, then activate here".to_string());
+        lines.push(format!("  what to do: {}", steps(false).free_one()));
     }
     Report::ok(m, lines)
 }
@@ -431,20 +367,23 @@ pub fn free(g: &Global, a: &FreeArgs) -> Report {
         let this_machine = here.as_deref() == Some(a.id.as_str());
         r.json.insert("this_machine".into(), json!(this_machine));
         r.lines[0] = format!("done: freed activation {} of {}", a.id, key.redacted());
-        r.lines.push(if this_machine {
-            "  that was this machine's activation: it is no longer licensed here".to_string()
-        } else if here.is_some() {
-            "  a slot is free: activate the new machine there (polar-license activate)".to_string()
-        } else {
-            "  what to do: activate here: polar-license activate".to_string()
-        });
+        let said = steps(false).freed(this_machine, here.is_some());
+        r.lines.push(format!("  {}", said.sentence()));
+        r.lines.push(format!("  what to do: {}", said.next_step()));
     } else if r.json.get("reason") == Some(&json!(Reason::NotFound.code())) {
-        // Polar's 404 to a deactivate: no such live activation of this key.
-        let step = "this device is already freed, or it is not this key's: list them with \
-                    `polar-license devices`";
+        // Polar's 404 to a deactivate: no such live activation of this key (the core's words).
+        let said = steps(false).already_freed();
+        // In place of the denial's sentence (the line after the outcome's) and its step.
         r.lines.retain(|l| !l.starts_with("  what to do:"));
-        r.lines.insert(1, format!("  what to do: {step}"));
-        r.json.insert("next_step".into(), json!(step));
+        if r.lines.len() > 1 {
+            r.lines[1] = format!("  {}", said.sentence());
+        }
+        r.lines.insert(
+            2.min(r.lines.len()),
+            format!("  what to do: {}", said.next_step()),
+        );
+        r.json.insert("user_message".into(), json!(said.text()));
+        r.json.insert("next_step".into(), json!(said.next_step()));
     }
     r
 }
@@ -492,10 +431,9 @@ pub fn follow_rotation(g: &Global, a: &FollowRotationArgs) -> Report {
             r.lines
                 .push("  the new key is remembered in the old one's place".to_string());
         } else {
-            r.lines.push(
-                "  what to do: check the new key with --key, or remember it (polar-license recover lists it)"
-                    .to_string(),
-            );
+            let said = steps(false).followed_unremembered();
+            r.lines.push(format!("  {}", said.sentence()));
+            r.lines.push(format!("  what to do: {}", said.next_step()));
         }
     }
     r
@@ -516,14 +454,11 @@ pub fn recover(g: &Global, a: &RecoverArgs) -> Report {
     };
     if let Some(id) = a.id.as_deref() {
         let Some(chosen) = keys.into_iter().find(|k| k.id == id) else {
-            let mut r = plain_error(
+            // The core's words for an id typed here (`Steps::typed`, through plain_error).
+            return plain_error(
                 COMMAND,
                 &Error::invalid("id", "is not one of the keys `polar-license recover` lists"),
             );
-            let step = "copy an id from `polar-license recover`";
-            r.json.insert("next_step".into(), json!(step));
-            r.lines.push(format!("  what to do: {step}"));
-            return r;
         };
         let activate = ActivateArgs {
             key: AskedKeyArg {
@@ -578,7 +513,7 @@ pub fn recover(g: &Global, a: &RecoverArgs) -> Report {
         ));
     }
     if !keys.is_empty() {
-        lines.push("  to activate one here: polar-license recover ID".to_string());
+        lines.push(format!("  what to do: {}", steps(false).use_one()));
     }
     Report::ok(m, lines)
 }

@@ -143,3 +143,6 @@ fn field_name(arg: &str) -> Option<String> {
     name.starts_with(|c: char| c.is_ascii_alphabetic())
         .then_some(name)
 }
+
+#[cfg(test)]
+mod words_check;

@@ -990,8 +990,13 @@ pub fn trial_report(checked: &CheckReport) -> Report {
         }
         (CheckOutcome::Unverified(e), trial) => {
             let mut r = error_report(Some(Op::Check), None, e);
-            if trial.is_some_and(|t| t.state == TrialState::Ended) {
-                r.lines[0] = "trial ended: enter a license key to go on".to_string();
+            // The trial's words in place of the missing key's (the core's, `Trial::message`).
+            if let Some(said) = trial.and_then(|t| t.message()) {
+                r.json.insert("user_message".into(), json!(said.text()));
+                r.json.insert("next_step".into(), json!(said.next_step()));
+                r.lines[0] = format!("trial ended: {}", said.sentence());
+                r.lines.truncate(1);
+                r.lines.push(format!("  what to do: {}", said.next_step()));
             }
             r
         }
@@ -1016,12 +1021,9 @@ pub fn limit_steps(r: &mut Report) {
             .iter()
             .position(|l| l.starts_with("  what to do:"))
             .map_or(r.lines.len(), |i| i + 1);
-        r.lines.insert(
-            at,
-            "  or from here: polar-license sign-in --email EMAIL, then polar-license devices \
-             and polar-license free ID"
-                .to_string(),
-        );
+        // The core words it around this command line's commands (`Steps::free_a_seat`).
+        let step = crate::devices::steps(false).free_a_seat();
+        r.lines.insert(at, format!("  or from here: {step}"));
     }
 }
 

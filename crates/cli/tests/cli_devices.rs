@@ -142,7 +142,7 @@ fn sign_in_list_free_another_and_activate_here_at_the_limit() {
         &["activate", "--key", DEMO_KEY, "--label", "x"],
         1,
         &[
-            "or from here: polar-license sign-in --email EMAIL",
+            "or from here: Sign in (polar-license sign-in --email EMAIL)",
             "polar-license free ID",
         ],
     );
@@ -154,7 +154,7 @@ fn sign_in_list_free_another_and_activate_here_at_the_limit() {
     assert!(none.2.contains("sign-in --email"), "{}", none.2);
     assert!(
         none.2
-            .contains("or list through the seller's relay with --relay URL"),
+            .contains("or list the devices through the seller's relay (--relay URL)"),
         "{}",
         none.2
     );
@@ -213,7 +213,18 @@ fn sign_in_list_free_another_and_activate_here_at_the_limit() {
     // Freed twice: Polar no longer knows it.
     let again = cli(&polar, &new, &["free", &gone_id, "--key", DEMO_KEY]);
     answered(&again, 1, "reason", "not_found");
-    assert!(next_step(&again).contains("already freed"), "{}", again.1);
+    assert!(
+        again.1["user_message"]
+            .as_str()
+            .is_some_and(|s| s.contains("already freed")),
+        "{}",
+        again.1
+    );
+    assert!(
+        next_step(&again).contains("(polar-license devices)"),
+        "{}",
+        again.1
+    );
 
     // Now the new machine activates at what was the limit.
     let now = activate(&polar, &new, "New laptop");
@@ -242,15 +253,23 @@ fn device_management_off_says_the_seller_must_enable_it() {
     assert_eq!(off.0, 1, "{}", off.2);
     assert_eq!(off.1["outcome"], "denied", "{}", off.1);
     assert_eq!(off.1["portal_error"], "device_management_off", "{}", off.1);
+    // The seller's setting is named in the detail (for the seller and the logs); the person is
+    // told the way around it from here, in the core's words.
+    let detail = off.1["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("customers can manage activations")
+            && detail.contains("enable_customer_admin"),
+        "{}",
+        off.1
+    );
     says(
         &polar,
         &here,
         &["devices", "--key", DEMO_KEY],
         1,
         &[
-            "customers can manage activations",
-            "enable_customer_admin",
-            "free ID",
+            "from here: Free the device by its id (polar-license free ID)",
+            "ask the seller to free it",
         ],
     );
 }
@@ -293,7 +312,10 @@ fn a_key_not_the_customers_an_expired_session_and_a_used_code() {
         &here,
         &["sign-in", "--code", &used],
         1,
-        &["code_invalid_or_expired", "ask for a new code"],
+        &[
+            "code_invalid_or_expired",
+            "Ask for a new code (polar-license sign-in",
+        ],
     );
 
     // Polar's hour passes.
@@ -312,7 +334,7 @@ fn a_key_not_the_customers_an_expired_session_and_a_used_code() {
     assert!(
         expired.1["from_here"]
             .as_str()
-            .is_some_and(|s| s.starts_with("sign in again")),
+            .is_some_and(|s| s == "Sign in again (polar-license sign-in --email EMAIL)."),
         "{}",
         expired.1
     );
@@ -346,7 +368,7 @@ fn the_code_rate_limit_gives_the_wait() {
         &here,
         &["sign-in", "--email", EMAIL],
         3,
-        &["wait ", " s, then try again"],
+        &["from here: Wait ", " seconds, then try again."],
     );
 }
 
@@ -468,7 +490,7 @@ fn a_lost_key_is_recovered_by_signing_in_never_shown_whole() {
         assert!(!text.contains(whole), "{text}");
     }
     assert!(
-        text.contains("to activate one here: polar-license recover ID"),
+        text.contains("what to do: Activate one here by its id (polar-license recover ID)."),
         "{text}"
     );
 

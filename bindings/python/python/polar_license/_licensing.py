@@ -12,6 +12,7 @@ from ._report import (
     Activation,
     CacheStatus,
     CheckReport,
+    EntitlementState,
     FeatureAccess,
     KeyDevices,
     License,
@@ -229,6 +230,15 @@ class Licensing:
     def has_feature(self, report: CheckReport, name: str) -> bool:
         """``feature(report, name).granted``."""
         return self.feature(report, name).granted
+
+    def entitlement_state(self, report: CheckReport, name: str) -> EntitlementState:
+        """What ``report`` (a check of this ``Licensing``) says of the entitlement ``name``:
+        ``granted`` with its value, ``absent``, ``unknown``, ``unsigned`` or ``not_licensed``,
+        and for the three between the core's one sentence and next step to show
+        (``user_message``), the words every face says."""
+        if report._outcome is None:
+            raise ValueError("the report did not come from Licensing.check")
+        return EntitlementState._of(self._native.entitlement_state(report._outcome, name))
 
     def entitlement(self, name: str) -> Optional[Union[str, int, float, bool]]:
         """The entitlement value ``name`` as the last :meth:`check`'s licensed answer read it

@@ -197,6 +197,33 @@ class FeatureAccess:
 
 
 @record
+class EntitlementState:
+    """What a check's answer says of one entitlement (``Licensing.entitlement_state``): the
+    core's state and, when there is something to tell the person, the core's words."""
+
+    name: str
+    state: str
+    """``granted``; ``absent`` (the relay signed the key's values and this one is not among
+    them); ``unknown`` (the lease carries no values yet); ``unsigned`` (the answer stands on
+    no signed lease: values need the seller's relay); ``not_licensed`` (the check did not
+    license: its ``user_message`` says why)."""
+    value: Optional[EntitlementValue]
+    """The value when ``granted``, else ``None``."""
+    user_message: Optional[str]
+    """For ``absent``, ``unknown`` and ``unsigned``: the core's sentence and next step as one
+    line, to show as it is (the same words the command line and Tauri show); else ``None``."""
+    next_step: Optional[str]
+    """The next step of ``user_message`` alone."""
+
+    def __bool__(self) -> bool:
+        return self.state == "granted"
+
+    @classmethod
+    def _of(cls, d: dict[str, Any]) -> EntitlementState:
+        return cls(d["name"], d["state"], d["value"], d["user_message"], d["next_step"])
+
+
+@record
 class CheckReport:
     """A check's answer. ``licensed`` is the only thing that grants.
 

@@ -628,6 +628,27 @@ pub struct RelayServeArgs {
     )]
     pub max_installs_per_address: u64,
 
+    /// Make checkouts for the apps (POST /v1/checkouts/create, issue #80) of these products
+    /// only, with your token (which then needs checkouts:write): an app's Buy opens one with
+    /// its metadata and follows it to the key. None (the default): the route is off (404)
+    #[arg(
+        long = "checkout-product",
+        value_delimiter = ',',
+        value_name = "PRODUCT_ID,…",
+        env = "POLAR_LICENSE_RELAY_CHECKOUT_PRODUCTS"
+    )]
+    pub checkout_products: Vec<String>,
+
+    /// With --checkout-product: the origins a checkout's success URL may be on
+    /// (https://app.example.com); none: a request naming a success URL is refused
+    #[arg(
+        long = "checkout-origin",
+        value_delimiter = ',',
+        value_name = "ORIGIN,…",
+        env = "POLAR_LICENSE_RELAY_CHECKOUT_ORIGINS"
+    )]
+    pub checkout_origins: Vec<String>,
+
     /// With --store: how long a check with a stored answer (within --stale-for) waits for a
     /// slow Polar before it gets that answer, stale (the call goes on and updates the store)
     #[arg(

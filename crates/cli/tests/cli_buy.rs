@@ -165,3 +165,95 @@ fn buy_of_an_expired_checkout_says_so_with_exit_1() {
     assert_eq!(none.0, 2, "{}", none.2);
     polar.stop();
 }
+
+#[test]
+fn buy_through_the_relay_makes_the_checkout_with_the_apps_metadata_then_unlocks() {
+    use polar_license::lease::SigningKey;
+    use polar_license::{AccessToken, Server, UreqTransport};
+    use polar_license_relay::{serve_with, CheckoutOptions, Relay, RelayConfig, ServeOptions};
+    let polar = shop_issuing_after(0);
+    let dir = ScratchDir::new("cli-buy-relay");
+    // The seller's relay, selling the demo product with the seller's token.
+    let config = RelayConfig::new(
+        Server::Custom(polar.url()),
+        AccessToken::new(polar_license_emulator::DEMO_TOKEN),
+        SigningKey::generate(Some("cli-buy")).expect("a key"),
+    );
+    let transport = UreqTransport::new(
+        std::time::Duration::from_secs(2),
+        std::time::Duration::from_secs(5),
+        1 << 20,
+    );
+    let relay = Relay::new(config, Box::new(transport))
+        .and_then(|r| {
+            r.with_checkouts(CheckoutOptions {
+                products: vec![polar_license_emulator::DEMO_PRODUCT_ID.into()],
+                ..CheckoutOptions::default()
+            })
+        })
+        .expect("the relay");
+    let relay = serve_with(
+        std::sync::Arc::new(relay),
+        "127.0.0.1:0",
+        ServeOptions::default(),
+    )
+    .expect("it listens");
+    let mut child = cli_at(&polar, dir.path())
+        .args([
+            "--json",
+            "buy",
+            "--relay",
+            &relay.url(),
+            "--product",
+            polar_license_emulator::DEMO_PRODUCT_ID,
+            "--meta",
+            "campaign=autumn",
+            "--email",
+            KNOWN_BUYER,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("buy starts");
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    stderr.read_line(&mut line).expect("a line");
+    let Some(url) = line.trim().strip_prefix("open this page to pay: ") else {
+        let out = child.wait_with_output().expect("buy ends");
+        panic!(
+            "the checkout's URL first: {line}{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    };
+    let url = url.to_string();
+    assert_eq!(pay(&polar, &url, KNOWN_BUYER), None, "matched by email");
+    let out = child.wait_with_output().expect("buy ends");
+    assert_eq!(out.status.code(), Some(0));
+    let answer: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(answer["code_sent"], true, "{answer}");
+    let codes = polar.customer_session_codes();
+    let code = codes[0]["code"].as_str().expect("code").to_string();
+    let got = cli(
+        &polar,
+        dir.path(),
+        &["buy", "--checkout", &url, "--code", &code],
+    );
+    bought(&got);
+    unlocked(&polar, &dir);
+    // A product the relay does not sell: its refusal, rendered as a portal step's.
+    let refused = cli(
+        &polar,
+        dir.path(),
+        &[
+            "buy",
+            "--relay",
+            &relay.url(),
+            "--product",
+            "5b6c7d8e-9f0a-4b1c-8d2e-3f4a5b6c7d8e",
+        ],
+    );
+    assert_ne!(refused.0, 0, "{}", refused.2);
+    relay.stop();
+    polar.stop();
+}

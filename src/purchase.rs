@@ -752,6 +752,53 @@ mod tests {
         Api::new(ORG, &Server::parse("http://127.0.0.1:8787")).expect("api")
     }
 
+    #[test]
+    fn a_relay_checkout_is_asked_with_the_app_s_metadata_and_read_to_its_url() {
+        let mut ask = CheckoutAsk::new(BENEFIT.to_uppercase());
+        ask.metadata
+            .insert("app_version".into(), crate::MetaValue::Str("1.4.2".into()));
+        ask.customer_email = Some("jane@example.com".into());
+        let r = ask.request("http://127.0.0.1:8788/").expect("a request");
+        assert_eq!(r.method, Method::Post);
+        assert_eq!(r.url, "http://127.0.0.1:8788/v1/checkouts/create");
+        let body: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON");
+        assert_eq!(
+            body,
+            serde_json::json!({"product_id": BENEFIT, "metadata": {"app_version": "1.4.2"},
+                "customer_email": "jane@example.com"})
+        );
+        // Refused here, unsent: no product id, metadata past Polar's limits, a relay not
+        // https (off loopback).
+        assert!(CheckoutAsk::new("pro")
+            .request("https://r.example")
+            .is_err());
+        let mut big = CheckoutAsk::new(BENEFIT);
+        big.metadata
+            .insert("k".repeat(41), crate::MetaValue::Int(1));
+        assert!(big.request("https://r.example").is_err());
+        assert!(CheckoutAsk::new(BENEFIT)
+            .request("http://r.example")
+            .is_err());
+        // The answer: its URL (whose secret is the answer's), else its secret.
+        let url = format!("https://polar.sh/checkout/{SECRET}");
+        let made = serde_json::json!({"url": url, "client_secret": SECRET}).to_string();
+        assert_eq!(checkout_of_relay(&HttpResponse::new(201, made)), Ok(url));
+        let odd = serde_json::json!({"url": "https://x/", "client_secret": SECRET}).to_string();
+        assert_eq!(
+            checkout_of_relay(&HttpResponse::new(201, odd)),
+            Ok(SECRET.to_string())
+        );
+        let refused = HttpResponse::new(
+            403,
+            r#"{"error":"CheckoutProductNotAllowed","detail":"no"}"#,
+        );
+        assert!(matches!(
+            checkout_of_relay(&refused),
+            Err(PurchaseError::Portal(_))
+        ));
+        assert!(checkout_of_relay(&HttpResponse::new(201, "{}")).is_err());
+    }
+
     fn session() -> SessionToken {
         SessionToken::new("polar_cst_abcdefghijklmnopqrstuvwxyz0123456789A012345")
     }

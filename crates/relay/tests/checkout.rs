@@ -31,10 +31,13 @@ use serde_json::{json, Value};
 /// A product of the seller's that the relay does not sell.
 const OTHER_PRODUCT: &str = "5b6c7d8e-9f0a-4b1c-8d2e-3f4a5b6c7d8e";
 
+/// The relay's calls to Polar: each one's URL and JSON body, in order.
+type Calls = Arc<Mutex<Vec<(String, Value)>>>;
+
 /// The bodies of the relay's calls to Polar, kept in order.
 struct Recording {
     inner: UreqTransport,
-    calls: Arc<Mutex<Vec<(String, Value)>>>,
+    calls: Calls,
 }
 
 impl Transport for Recording {
@@ -58,10 +61,7 @@ impl Transport for Recording {
 
 /// A relay in front of `polar` selling the demo product, `config` adjusted by `adjust`,
 /// served; and its recorded calls.
-fn relay_with(
-    polar: &Emulator,
-    adjust: impl FnOnce(&mut RelayConfig),
-) -> (Running, Arc<Mutex<Vec<(String, Value)>>>) {
+fn relay_with(polar: &Emulator, adjust: impl FnOnce(&mut RelayConfig)) -> (Running, Calls) {
     let mut config = rig::config(polar.url(), "checkout-test");
     config.limits = rig::unlimited();
     adjust(&mut config);
@@ -81,7 +81,7 @@ fn relay_with(
     (running, calls)
 }
 
-fn relay(polar: &Emulator) -> (Running, Arc<Mutex<Vec<(String, Value)>>>) {
+fn relay(polar: &Emulator) -> (Running, Calls) {
     relay_with(polar, |_| {})
 }
 

@@ -322,12 +322,7 @@ impl CheckoutAsk {
     pub fn request(&self, relay_url: &str) -> Result<PortalRequest, Error> {
         let product_id = crate::metadata::check_uuid_v4("product_id", &self.product_id)?;
         crate::metadata::check_metadata("metadata", &self.metadata)?;
-        let base = crate::proto::Server::Custom(relay_url.to_string())
-            .base_url()
-            .map_err(|e| match e {
-                Error::InvalidInput { message, .. } => Error::invalid("relay_url", message),
-                other => other,
-            })?;
+        let base = crate::portal::relay_base(relay_url)?;
         let mut body = crate::json::JsonOut::new();
         body.raw("{").key("product_id").str(&product_id);
         if !self.metadata.is_empty() {
@@ -339,15 +334,10 @@ impl CheckoutAsk {
         if let Some(url) = &self.success_url {
             body.key("success_url").str(url);
         }
-        Ok(PortalRequest {
-            method: Method::Post,
-            url: [base.as_str(), RELAY_CHECKOUT_PATH].concat(),
-            headers: vec![
-                ("content-type", "application/json".to_string()),
-                ("accept", "application/json".to_string()),
-            ],
-            body: body.raw("}").done().into_bytes(),
-        })
+        Ok(crate::portal::json_post(
+            [base.as_str(), RELAY_CHECKOUT_PATH].concat(),
+            body.raw("}").done().into_bytes(),
+        ))
     }
 }
 

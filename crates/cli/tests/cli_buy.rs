@@ -59,6 +59,29 @@ fn pay(polar: &Emulator, url: &str, email: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// `buy` started with `args`, following its checkout while the test pays: the process, and the
+/// checkout's URL it prints on stderr first.
+fn buying(polar: &Emulator, dir: &ScratchDir, args: &[&str]) -> (std::process::Child, String) {
+    let mut child = cli_at(polar, dir.path())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("buy starts");
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    stderr.read_line(&mut line).expect("a line");
+    let Some(url) = line.trim().strip_prefix("open this page to pay: ") else {
+        let out = child.wait_with_output().expect("buy ends");
+        panic!(
+            "the checkout's URL first: {line}{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    };
+    (child, url.to_string())
+}
+
 /// `check` with no key: the remembered one, licensed.
 fn unlocked(polar: &Emulator, dir: &ScratchDir) {
     let checked = cli(polar, dir.path(), &["check"]);
@@ -111,21 +134,11 @@ fn buy_without_a_session_sends_the_code_to_the_checkouts_address_then_unlocks() 
     let polar = shop_issuing_after(0);
     let dir = ScratchDir::new("cli-buy-code");
     // `buy --link` prints the checkout's URL at once and follows it while the buyer pays.
-    let mut child = cli_at(&polar, dir.path())
-        .args(["--json", "buy", "--link", DEMO_CHECKOUT_LINK])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("buy starts");
-    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
-    let mut line = String::new();
-    stderr.read_line(&mut line).expect("a line");
-    let url = line
-        .trim()
-        .strip_prefix("open this page to pay: ")
-        .unwrap_or_else(|| panic!("the checkout's URL first: {line}"))
-        .to_string();
+    let (child, url) = buying(
+        &polar,
+        &dir,
+        &["--json", "buy", "--link", DEMO_CHECKOUT_LINK],
+    );
     assert_eq!(
         pay(&polar, &url, KNOWN_BUYER),
         None,
@@ -198,8 +211,10 @@ fn buy_through_the_relay_makes_the_checkout_with_the_apps_metadata_then_unlocks(
         ServeOptions::default(),
     )
     .expect("it listens");
-    let mut child = cli_at(&polar, dir.path())
-        .args([
+    let (child, url) = buying(
+        &polar,
+        &dir,
+        &[
             "--json",
             "buy",
             "--relay",
@@ -210,23 +225,8 @@ fn buy_through_the_relay_makes_the_checkout_with_the_apps_metadata_then_unlocks(
             "campaign=autumn",
             "--email",
             KNOWN_BUYER,
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("buy starts");
-    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
-    let mut line = String::new();
-    stderr.read_line(&mut line).expect("a line");
-    let Some(url) = line.trim().strip_prefix("open this page to pay: ") else {
-        let out = child.wait_with_output().expect("buy ends");
-        panic!(
-            "the checkout's URL first: {line}{}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-    };
-    let url = url.to_string();
+        ],
+    );
     assert_eq!(pay(&polar, &url, KNOWN_BUYER), None, "matched by email");
     let out = child.wait_with_output().expect("buy ends");
     assert_eq!(out.status.code(), Some(0));

@@ -82,6 +82,34 @@ fn buying(polar: &Emulator, dir: &ScratchDir, args: &[&str]) -> (std::process::C
     (child, url.to_string())
 }
 
+/// The buyer, matched by email, pays at `url` while `child` (a `buy --json`) follows it: no
+/// session, so the code goes to the checkout's address and `buy` stops once it is sent; the
+/// next `buy --checkout --code` activates the key bought, and `check` finds it licensed.
+fn paid_then_code(polar: &Emulator, dir: &ScratchDir, child: std::process::Child, url: &str) {
+    assert_eq!(
+        pay(polar, url, KNOWN_BUYER),
+        None,
+        "matched by email: no token"
+    );
+    let out = child.wait_with_output().expect("buy ends");
+    assert_eq!(out.status.code(), Some(0));
+    let answer: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(answer["code_sent"], true, "{answer}");
+    assert_eq!(answer["activated"], false, "{answer}");
+    // The code went to the checkout's address, not one typed.
+    let codes = polar.customer_session_codes();
+    assert_eq!(codes.len(), 1);
+    assert_eq!(codes[0]["email"], KNOWN_BUYER);
+    let code = codes[0]["code"].as_str().expect("code").to_string();
+    let got = cli(
+        polar,
+        dir.path(),
+        &["buy", "--checkout", url, "--code", &code],
+    );
+    bought(&got);
+    unlocked(polar, dir);
+}
+
 /// `check` with no key: the remembered one, licensed.
 fn unlocked(polar: &Emulator, dir: &ScratchDir) {
     let checked = cli(polar, dir.path(), &["check"]);
@@ -139,28 +167,7 @@ fn buy_without_a_session_sends_the_code_to_the_checkouts_address_then_unlocks() 
         &dir,
         &["--json", "buy", "--link", DEMO_CHECKOUT_LINK],
     );
-    assert_eq!(
-        pay(&polar, &url, KNOWN_BUYER),
-        None,
-        "matched by email: no token"
-    );
-    let out = child.wait_with_output().expect("buy ends");
-    assert_eq!(out.status.code(), Some(0));
-    let answer: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
-    assert_eq!(answer["code_sent"], true, "{answer}");
-    assert_eq!(answer["activated"], false, "{answer}");
-    // The code went to the checkout's address, not one typed.
-    let codes = polar.customer_session_codes();
-    assert_eq!(codes.len(), 1);
-    assert_eq!(codes[0]["email"], KNOWN_BUYER);
-    let code = codes[0]["code"].as_str().expect("code").to_string();
-    let got = cli(
-        &polar,
-        dir.path(),
-        &["buy", "--checkout", &url, "--code", &code],
-    );
-    bought(&got);
-    unlocked(&polar, &dir);
+    paid_then_code(&polar, &dir, child, &url);
     polar.stop();
 }
 
@@ -227,20 +234,7 @@ fn buy_through_the_relay_makes_the_checkout_with_the_apps_metadata_then_unlocks(
             KNOWN_BUYER,
         ],
     );
-    assert_eq!(pay(&polar, &url, KNOWN_BUYER), None, "matched by email");
-    let out = child.wait_with_output().expect("buy ends");
-    assert_eq!(out.status.code(), Some(0));
-    let answer: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
-    assert_eq!(answer["code_sent"], true, "{answer}");
-    let codes = polar.customer_session_codes();
-    let code = codes[0]["code"].as_str().expect("code").to_string();
-    let got = cli(
-        &polar,
-        dir.path(),
-        &["buy", "--checkout", &url, "--code", &code],
-    );
-    bought(&got);
-    unlocked(&polar, &dir);
+    paid_then_code(&polar, &dir, child, &url);
     // A product the relay does not sell: its refusal, rendered as a portal step's.
     let refused = cli(
         &polar,

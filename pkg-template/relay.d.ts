@@ -83,6 +83,21 @@ export interface RelayOptions {
    * `signEntitlements`): a report whose meter's balance is at or below zero is refused, 402
    * `credits_exhausted`, and not kept. Polar itself never refuses usage. Default false. */
   refuseAtZeroCredits?: boolean;
+  /** Make checkouts for apps on `POST /v1/checkouts/create` (issue #80, `relay serve
+   * --checkout-product` and `--checkout-origin`): an app names one of `products` and sends
+   * its metadata, the relay makes the checkout with the token (which then needs
+   * `checkouts:write`) and answers its `url` and `client_secret`. No product (the default):
+   * the route answers 404. */
+  checkout?: RelayCheckoutOptions;
+}
+
+/** The seller's checkout settings (issue #80). */
+export interface RelayCheckoutOptions {
+  /** The products an app may buy through the relay (their ids). */
+  products: string[];
+  /** The origins a checkout's success URL may be on (`https://app.example.com`); none: a
+   * request naming a success URL is refused (Polar's own confirmation page is used). */
+  successOrigins?: string[];
 }
 
 /** The seller's seat settings (issue #67). */

@@ -18,8 +18,7 @@
 //! a ping with any other field or a value that is not a short token.
 
 use crate::error::Error;
-use crate::portal::{Method, PortalRequest};
-use crate::proto::Server;
+use crate::portal::PortalRequest;
 use sha2::{Digest, Sha256};
 
 /// The relay's route for the ping (the relay's `ANALYTICS_ROUTE`).
@@ -74,12 +73,7 @@ impl InstallPing {
     /// naming it): the relay would refuse it too.
     pub fn request(&self, organization_id: &str, relay_url: &str) -> Result<PortalRequest, Error> {
         let organization_id = crate::metadata::check_uuid_v4("organization_id", organization_id)?;
-        let base = Server::Custom(relay_url.to_string())
-            .base_url()
-            .map_err(|e| match e {
-                Error::InvalidInput { message, .. } => Error::invalid("relay_url", message),
-                other => other,
-            })?;
+        let base = crate::portal::relay_base(relay_url)?;
         let hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
         if self.install.len() != 32 || !self.install.bytes().all(hex) {
             return Err(Error::invalid(
@@ -113,15 +107,10 @@ impl InstallPing {
             "arch": self.arch,
             "face": self.face,
         });
-        Ok(PortalRequest {
-            method: Method::Post,
-            url: [base.as_str(), ANALYTICS_PATH].concat(),
-            headers: vec![
-                ("content-type", "application/json".to_string()),
-                ("accept", "application/json".to_string()),
-            ],
-            body: body.to_string().into_bytes(),
-        })
+        Ok(crate::portal::json_post(
+            [base.as_str(), ANALYTICS_PATH].concat(),
+            body.to_string().into_bytes(),
+        ))
     }
 }
 

@@ -152,19 +152,13 @@ impl Portal {
     }
 
     fn post(&self, path: &str, body: String, token: Option<&SessionToken>) -> PortalRequest {
-        let mut headers = vec![
-            ("content-type", "application/json".to_string()),
-            ("accept", "application/json".to_string()),
-        ];
+        let mut request = json_post([self.base_url.as_str(), path].concat(), body.into_bytes());
         if let Some(token) = token {
-            headers.push(("authorization", ["Bearer ", token.expose()].concat()));
+            request
+                .headers
+                .push(("authorization", ["Bearer ", token.expose()].concat()));
         }
-        PortalRequest {
-            method: Method::Post,
-            url: [self.base_url.as_str(), path].concat(),
-            headers,
-            body: body.into_bytes(),
-        }
+        request
     }
 
     fn get(&self, path: &str, token: &SessionToken) -> PortalRequest {
@@ -241,12 +235,7 @@ impl Portal {
     /// [`Portal::relay_devices`].
     pub fn for_relay(api: &Api, relay_url: &str) -> Result<Portal, Error> {
         Ok(Portal {
-            base_url: Server::Custom(relay_url.to_string())
-                .base_url()
-                .map_err(|e| match e {
-                    Error::InvalidInput { message, .. } => Error::invalid("relay_url", message),
-                    other => other,
-                })?,
+            base_url: relay_base(relay_url)?,
             organization_id: api.organization_id().to_string(),
         })
     }
@@ -296,6 +285,31 @@ impl Portal {
     pub fn get_key(&self, token: &SessionToken, key_id: &str) -> Result<PortalRequest, Error> {
         let id = check_uuid_v4("key_id", key_id)?;
         Ok(self.get(&["/v1/customer-portal/license-keys/", &id].concat(), token))
+    }
+}
+
+/// The base URL of the seller's relay at `relay_url` (`https://`, or `http://` on loopback only:
+/// checked as a base URL is), a refusal naming `relay_url`.
+pub(crate) fn relay_base(relay_url: &str) -> Result<String, Error> {
+    Server::Custom(relay_url.to_string())
+        .base_url()
+        .map_err(|e| match e {
+            Error::InvalidInput { message, .. } => Error::invalid("relay_url", message),
+            other => other,
+        })
+}
+
+/// A `POST` of the JSON `body` to `url`, with no credential (a session's is added by the
+/// portal's own requests).
+pub(crate) fn json_post(url: String, body: Vec<u8>) -> PortalRequest {
+    PortalRequest {
+        method: Method::Post,
+        url,
+        headers: vec![
+            ("content-type", "application/json".to_string()),
+            ("accept", "application/json".to_string()),
+        ],
+        body,
     }
 }
 

@@ -285,6 +285,87 @@ pub fn checkout_of_link(resp: &HttpResponse) -> Result<String, PurchaseError> {
     }
 }
 
+/// The path of the seller's relay that makes a checkout with the seller's token (issue #80;
+/// the relay's `CHECKOUT_ROUTE`): what an app asks instead of a checkout link when it sends
+/// its own metadata.
+pub const RELAY_CHECKOUT_PATH: &str = "/v1/checkouts/create";
+
+/// A checkout an app asks the seller's relay to make ([`RELAY_CHECKOUT_PATH`]): a product the
+/// seller allows there, the app's metadata (Polar's limits, [`crate::metadata::check_metadata`]),
+/// the buyer's e-mail to prefill and a success URL on an origin the seller allows. The price
+/// and everything else of the checkout are the seller's: the relay takes nothing more.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct CheckoutAsk {
+    /// The product's id.
+    pub product_id: String,
+    /// The app's metadata, kept on the checkout (and its order) at Polar.
+    pub metadata: crate::metadata::Metadata,
+    /// The buyer's e-mail, prefilled.
+    pub customer_email: Option<String>,
+    /// Where Polar sends the buyer after paying (`None`: Polar's own confirmation page).
+    pub success_url: Option<String>,
+}
+
+impl CheckoutAsk {
+    /// A checkout of `product_id`, with no metadata, e-mail or success URL.
+    pub fn new(product_id: impl Into<String>) -> CheckoutAsk {
+        CheckoutAsk {
+            product_id: product_id.into(),
+            ..CheckoutAsk::default()
+        }
+    }
+
+    /// The `POST` of this ask to the seller's relay at `relay_url` (`https://`, or `http://`
+    /// on loopback only, as a base URL is checked), read with [`checkout_of_relay`]. A product
+    /// id that is no UUID or metadata past Polar's limits is refused here, unsent.
+    pub fn request(&self, relay_url: &str) -> Result<PortalRequest, Error> {
+        let product_id = crate::metadata::check_uuid_v4("product_id", &self.product_id)?;
+        crate::metadata::check_metadata("metadata", &self.metadata)?;
+        let base = crate::portal::relay_base(relay_url)?;
+        let mut body = crate::json::JsonOut::new();
+        body.raw("{").key("product_id").str(&product_id);
+        if !self.metadata.is_empty() {
+            body.key("metadata").meta(&self.metadata);
+        }
+        if let Some(email) = &self.customer_email {
+            body.key("customer_email").str(email);
+        }
+        if let Some(url) = &self.success_url {
+            body.key("success_url").str(url);
+        }
+        Ok(crate::portal::json_post(
+            [base.as_str(), RELAY_CHECKOUT_PATH].concat(),
+            body.raw("}").done().into_bytes(),
+        ))
+    }
+}
+
+/// Reads the relay's answer to [`CheckoutAsk::request`]: the new checkout's URL (to show the
+/// buyer, and to follow: [`Purchase::new`] takes it). The relay's refusals (a product it does
+/// not sell, a body it does not take, its rate) are the portal's typed failures.
+pub fn checkout_of_relay(resp: &HttpResponse) -> Result<String, PurchaseError> {
+    if !(200..300).contains(&resp.status) {
+        return Err(PurchaseError::Portal(crate::portal::failure(
+            "relay checkout",
+            resp,
+        )));
+    }
+    let body: serde_json::Value = serde_json::from_slice(&resp.body)
+        .map_err(|e| protocol(&["malformed relay checkout: ", &e.to_string()].concat()))?;
+    let url = body.get("url").and_then(|v| v.as_str());
+    let secret = body.get("client_secret").and_then(|v| v.as_str());
+    match (url, secret) {
+        (Some(url), Some(secret)) if client_secret_of(url).is_ok_and(|s| s == secret) => {
+            Ok(url.to_string())
+        }
+        (_, Some(secret)) if client_secret_of(secret).is_ok() => Ok(secret.to_string()),
+        _ => Err(protocol(
+            "malformed relay checkout: no checkout url or client secret",
+        )),
+    }
+}
+
 /// `text` for a URL's query: unreserved bytes as they are, every other byte `%XX`.
 fn percent_encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -659,6 +740,53 @@ mod tests {
 
     fn api() -> Api {
         Api::new(ORG, &Server::parse("http://127.0.0.1:8787")).expect("api")
+    }
+
+    #[test]
+    fn a_relay_checkout_is_asked_with_the_app_s_metadata_and_read_to_its_url() {
+        let mut ask = CheckoutAsk::new(BENEFIT.to_uppercase());
+        ask.metadata
+            .insert("app_version".into(), crate::MetaValue::Str("1.4.2".into()));
+        ask.customer_email = Some("jane@example.com".into());
+        let r = ask.request("http://127.0.0.1:8788/").expect("a request");
+        assert_eq!(r.method, Method::Post);
+        assert_eq!(r.url, "http://127.0.0.1:8788/v1/checkouts/create");
+        let body: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON");
+        assert_eq!(
+            body,
+            serde_json::json!({"product_id": BENEFIT, "metadata": {"app_version": "1.4.2"},
+                "customer_email": "jane@example.com"})
+        );
+        // Refused here, unsent: no product id, metadata past Polar's limits, a relay not
+        // https (off loopback).
+        assert!(CheckoutAsk::new("pro")
+            .request("https://r.example")
+            .is_err());
+        let mut big = CheckoutAsk::new(BENEFIT);
+        big.metadata
+            .insert("k".repeat(41), crate::MetaValue::Int(1));
+        assert!(big.request("https://r.example").is_err());
+        assert!(CheckoutAsk::new(BENEFIT)
+            .request("http://r.example")
+            .is_err());
+        // The answer: its URL (whose secret is the answer's), else its secret.
+        let url = format!("https://polar.sh/checkout/{SECRET}");
+        let made = serde_json::json!({"url": url, "client_secret": SECRET}).to_string();
+        assert_eq!(checkout_of_relay(&HttpResponse::new(201, made)), Ok(url));
+        let odd = serde_json::json!({"url": "https://x/", "client_secret": SECRET}).to_string();
+        assert_eq!(
+            checkout_of_relay(&HttpResponse::new(201, odd)),
+            Ok(SECRET.to_string())
+        );
+        let refused = HttpResponse::new(
+            403,
+            r#"{"error":"CheckoutProductNotAllowed","detail":"no"}"#,
+        );
+        assert!(matches!(
+            checkout_of_relay(&refused),
+            Err(PurchaseError::Portal(_))
+        ));
+        assert!(checkout_of_relay(&HttpResponse::new(201, "{}")).is_err());
     }
 
     fn session() -> SessionToken {

@@ -7,7 +7,10 @@ use crate::flow::update::Activated;
 use crate::model::LicenseKeyRead;
 use crate::portal::{PortalError, SessionToken};
 use crate::proto::ActivateRequest;
-use crate::purchase::{checkout_of_link, open_link, Bought, Purchase, PurchaseError, Receipt};
+use crate::purchase::{
+    checkout_of_link, checkout_of_relay, open_link, Bought, CheckoutAsk, Purchase, PurchaseError,
+    Receipt,
+};
 
 use super::{BlockingClient, Licensing};
 
@@ -44,6 +47,23 @@ impl BlockingClient {
             .portal_response(&request)
             .map_err(|e| PurchaseError::Portal(PortalError::Offline(e)))?;
         checkout_of_link(&response)
+    }
+
+    /// Asks the seller's relay at `relay_url` to make a checkout (`ask`: a product the seller
+    /// allows there, the app's metadata; issue #80): the new checkout's URL, to show the buyer
+    /// and to follow ([`Licensing::buy`]), as [`BlockingClient::open_checkout_link`]'s.
+    pub fn open_relay_checkout(
+        &self,
+        relay_url: &str,
+        ask: &CheckoutAsk,
+    ) -> Result<String, PurchaseError> {
+        let request = ask
+            .request(relay_url)
+            .map_err(|e| PurchaseError::Portal(PortalError::Invalid(e)))?;
+        let response = self
+            .portal_response(&request)
+            .map_err(|e| PurchaseError::Portal(PortalError::Offline(e)))?;
+        checkout_of_relay(&response)
     }
 }
 

@@ -32,7 +32,8 @@ use polar_license_relay::host::workers::{
 };
 use polar_license_relay::store::StoreOptions;
 use polar_license_relay::{
-    host, Host, Rate, RelayConfig, RelayRequest, RelayResponse, SeatOptions, Signer,
+    host, CheckoutOptions, Host, Rate, RelayConfig, RelayRequest, RelayResponse, SeatOptions,
+    Signer,
 };
 use serde_json::Value;
 use wasm_bindgen::prelude::*;
@@ -202,6 +203,27 @@ fn metrics_route(config: &JsValue) -> Result<Option<(String, String)>, JsError> 
     host::metrics_route(&path, token.as_deref())
         .map(Some)
         .map_err(|e| JsError::new(&e.text()))
+}
+
+/// `checkout: {products, successOrigins}` (issue #80, as `relay serve --checkout-product` and
+/// `--checkout-origin`): the products an app may buy through the relay's checkout route (none:
+/// the route is off), the origins a success URL may be on; checked by the core
+/// (`Relay::with_checkouts`).
+fn checkout_options(config: &JsValue) -> Result<CheckoutOptions, JsError> {
+    let checkout = get(config, "checkout");
+    if checkout.is_undefined() || checkout.is_null() {
+        return Ok(CheckoutOptions::default());
+    }
+    if !checkout.is_object() {
+        return Err(bad(
+            "checkout",
+            "must be an object: {products, successOrigins}",
+        ));
+    }
+    Ok(CheckoutOptions {
+        products: strings(&checkout, "products")?.unwrap_or_default(),
+        success_origins: strings(&checkout, "successOrigins")?.unwrap_or_default(),
+    })
 }
 
 /// An optional array of strings.
@@ -587,7 +609,8 @@ impl RelayCore {
     /// `webhookSilence`, `metricsPath` with `metricsToken`, `store`, with `store.roster` and
     /// `store.firstSeenShare`, `store.reconcileEvery`; `seats`: `seconds`, `ciCap`, `churn`,
     /// `churnSeconds`, `perBenefit`, as `relay serve`'s seat flags; `signEntitlements`,
-    /// `recordUsage`, `refuseAtZeroCredits`), and the handler's facts:
+    /// `recordUsage`, `refuseAtZeroCredits`; `checkout`: `products`, `successOrigins`, as
+    /// `relay serve`'s checkout flags), and the handler's facts:
     /// `storage` (its calls checked; `storage.paged`: read per key), `durableObject` (`true`
     /// inside the Durable Object, `false` a Worker without its binding), `userAgent`. Throws an `Error` naming the
     /// bad option; never one holding the token.
@@ -759,6 +782,7 @@ impl RelayCore {
             test_only_budget_seconds: test_only_budget_seconds(&config)?,
             timeout_ms,
             metrics,
+            checkouts: checkout_options(&config)?,
         })
         .map_err(|e| JsError::new(&e.text()))?;
         Ok(RelayCore {

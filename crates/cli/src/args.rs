@@ -628,6 +628,27 @@ pub struct RelayServeArgs {
     )]
     pub max_installs_per_address: u64,
 
+    /// Make checkouts for the apps (POST /v1/checkouts/create, issue #80) of these products
+    /// only, with your token (which then needs checkouts:write): an app's Buy opens one with
+    /// its metadata and follows it to the key. None (the default): the route is off (404)
+    #[arg(
+        long = "checkout-product",
+        value_delimiter = ',',
+        value_name = "PRODUCT_ID,…",
+        env = "POLAR_LICENSE_RELAY_CHECKOUT_PRODUCTS"
+    )]
+    pub checkout_products: Vec<String>,
+
+    /// With --checkout-product: the origins a checkout's success URL may be on
+    /// (https://app.example.com); none: a request naming a success URL is refused
+    #[arg(
+        long = "checkout-origin",
+        value_delimiter = ',',
+        value_name = "ORIGIN,…",
+        env = "POLAR_LICENSE_RELAY_CHECKOUT_ORIGINS"
+    )]
+    pub checkout_origins: Vec<String>,
+
     /// With --store: how long a check with a stored answer (within --stale-for) waits for a
     /// slow Polar before it gets that answer, stale (the call goes on and updates the store)
     #[arg(
@@ -999,7 +1020,7 @@ pub struct RecoverArgs {
 
 /// `buy`
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("checkout_from").required(true).args(["link", "checkout"])))]
+#[command(group(clap::ArgGroup::new("checkout_from").required(true).args(["link", "checkout", "relay"])))]
 pub struct BuyArgs {
     /// The seller's checkout link (its URL, `…/v1/checkout-links/polar_cl_…/redirect`, or its
     /// `polar_cl_…` secret): a new checkout is opened from it
@@ -1009,8 +1030,20 @@ pub struct BuyArgs {
     /// secret), e.g. by the seller's backend or an earlier `buy`
     #[arg(long, value_name = "CHECKOUT")]
     pub checkout: Option<String>,
-    /// The buyer's email, prefilled in a checkout opened from --link
-    #[arg(long, value_name = "EMAIL", requires = "link")]
+    /// The seller's relay (its URL): it makes the checkout of --product with the seller's
+    /// token and your --meta (the seller allows the product there: `relay serve
+    /// --checkout-product`)
+    #[arg(long, value_name = "URL", requires = "product")]
+    pub relay: Option<String>,
+    /// With --relay: the product to buy (its id)
+    #[arg(long, value_name = "PRODUCT_ID", requires = "relay")]
+    pub product: Option<String>,
+    /// With --relay: metadata kept on the checkout and its order at Polar, `K=V` (repeatable;
+    /// V an integer, a float, true/false, or else a string)
+    #[arg(long = "meta", value_name = "K=V", value_parser = parse_kv, requires = "relay")]
+    pub meta: Vec<(String, MetaValue)>,
+    /// The buyer's email, prefilled in a checkout opened from --link or --relay
+    #[arg(long, value_name = "EMAIL")]
     pub email: Option<String>,
     /// The URL the browser landed on after paying: Polar adds the customer session to it
     /// (`customer_session_token=`), which finds the key bought with no email code

@@ -1,5 +1,5 @@
 //! `buy` (issue #80): buying in the app from the command line. The checkout is opened (from a
-//! link) or taken as given, its URL printed to pay at, and the core's purchase machine follows it
+//! link, or made by the seller's relay with the app's metadata) or taken as given, its URL printed to pay at, and the core's purchase machine follows it
 //! ([`Licensing::buy`]: the checkout read until paid, the customer's keys listed through the
 //! session Polar handed to the success URL, a key still being issued waited for); the key bought
 //! is activated here and remembered, never printed whole. Without a session, the emailed code
@@ -12,7 +12,7 @@ use crate::devices::{code_asked, plain_error, portal_failure};
 use crate::output::{base_object, report, Op, Report};
 use crate::run::licensing_with;
 use polar_license::portal::PortalError;
-use polar_license::purchase::{session_from_success_url, PurchaseError, Receipt};
+use polar_license::purchase::{session_from_success_url, CheckoutAsk, PurchaseError, Receipt};
 use polar_license::{Error, Licensing, Purchased};
 use serde_json::json;
 
@@ -51,6 +51,17 @@ fn purchase_failure(checkout: &str, e: &PurchaseError) -> Report {
     }
 }
 
+/// A checkout made by the seller's relay (`--relay`, `--product`, `--meta`, `--email`): the
+/// request is the core's ([`polar_license::purchase::CheckoutAsk`]).
+fn relay_checkout(licensing: &Licensing, a: &BuyArgs) -> Result<String, PurchaseError> {
+    let mut ask = CheckoutAsk::new(a.product.clone().unwrap_or_default());
+    ask.metadata = a.meta.iter().cloned().collect();
+    ask.customer_email.clone_from(&a.email);
+    licensing
+        .client()
+        .open_relay_checkout(a.relay.as_deref().unwrap_or_default(), &ask)
+}
+
 /// The checkout's URL on stderr as soon as it is known (the buyer pays there while `buy`
 /// follows it), whatever `--json` says: stdout keeps its one answer.
 fn show_checkout(url: &str) {
@@ -66,6 +77,10 @@ pub fn buy(g: &Global, a: &BuyArgs) -> Report {
         Err(e) => return plain_error(COMMAND, &e),
     };
     let checkout = match (&a.link, &a.checkout) {
+        _ if a.relay.is_some() => match relay_checkout(&licensing, a) {
+            Ok(url) => url,
+            Err(e) => return purchase_failure(a.relay.as_deref().unwrap_or_default(), &e),
+        },
         (Some(link), _) => match licensing
             .client()
             .open_checkout_link(link, a.email.as_deref())
@@ -77,7 +92,10 @@ pub fn buy(g: &Global, a: &BuyArgs) -> Report {
         (None, None) => {
             return plain_error(
                 COMMAND,
-                &Error::invalid("checkout", "is required: pass --link or --checkout"),
+                &Error::invalid(
+                    "checkout",
+                    "is required: pass --link, --checkout or --relay",
+                ),
             )
         }
     };

@@ -223,7 +223,13 @@ fn serve(g: &Global, a: &RelayServeArgs) -> u8 {
     };
     let mut relay = Relay::new(config, Box::new(transport))
         .and_then(|r| r.with_seats(seats))
-        .and_then(|r| r.with_analytics(analytics));
+        .and_then(|r| r.with_analytics(analytics))
+        .and_then(|r| {
+            r.with_checkouts(polar_license_relay::CheckoutOptions {
+                products: a.checkout_products.clone(),
+                success_origins: a.checkout_origins.clone(),
+            })
+        });
     if let Some(s) = test_life {
         relay = relay.and_then(|r| r.with_test_only_seat_seconds(s));
     }

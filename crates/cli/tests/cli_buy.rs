@@ -59,6 +59,57 @@ fn pay(polar: &Emulator, url: &str, email: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// `buy` started with `args`, following its checkout while the test pays: the process, and the
+/// checkout's URL it prints on stderr first.
+fn buying(polar: &Emulator, dir: &ScratchDir, args: &[&str]) -> (std::process::Child, String) {
+    let mut child = cli_at(polar, dir.path())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("buy starts");
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    stderr.read_line(&mut line).expect("a line");
+    let Some(url) = line.trim().strip_prefix("open this page to pay: ") else {
+        let out = child.wait_with_output().expect("buy ends");
+        panic!(
+            "the checkout's URL first: {line}{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    };
+    (child, url.to_string())
+}
+
+/// The buyer, matched by email, pays at `url` while `child` (a `buy --json`) follows it: no
+/// session, so the code goes to the checkout's address and `buy` stops once it is sent; the
+/// next `buy --checkout --code` activates the key bought, and `check` finds it licensed.
+fn paid_then_code(polar: &Emulator, dir: &ScratchDir, child: std::process::Child, url: &str) {
+    assert_eq!(
+        pay(polar, url, KNOWN_BUYER),
+        None,
+        "matched by email: no token"
+    );
+    let out = child.wait_with_output().expect("buy ends");
+    assert_eq!(out.status.code(), Some(0));
+    let answer: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(answer["code_sent"], true, "{answer}");
+    assert_eq!(answer["activated"], false, "{answer}");
+    // The code went to the checkout's address, not one typed.
+    let codes = polar.customer_session_codes();
+    assert_eq!(codes.len(), 1);
+    assert_eq!(codes[0]["email"], KNOWN_BUYER);
+    let code = codes[0]["code"].as_str().expect("code").to_string();
+    let got = cli(
+        polar,
+        dir.path(),
+        &["buy", "--checkout", url, "--code", &code],
+    );
+    bought(&got);
+    unlocked(polar, dir);
+}
+
 /// `check` with no key: the remembered one, licensed.
 fn unlocked(polar: &Emulator, dir: &ScratchDir) {
     let checked = cli(polar, dir.path(), &["check"]);
@@ -111,43 +162,12 @@ fn buy_without_a_session_sends_the_code_to_the_checkouts_address_then_unlocks() 
     let polar = shop_issuing_after(0);
     let dir = ScratchDir::new("cli-buy-code");
     // `buy --link` prints the checkout's URL at once and follows it while the buyer pays.
-    let mut child = cli_at(&polar, dir.path())
-        .args(["--json", "buy", "--link", DEMO_CHECKOUT_LINK])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("buy starts");
-    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
-    let mut line = String::new();
-    stderr.read_line(&mut line).expect("a line");
-    let url = line
-        .trim()
-        .strip_prefix("open this page to pay: ")
-        .unwrap_or_else(|| panic!("the checkout's URL first: {line}"))
-        .to_string();
-    assert_eq!(
-        pay(&polar, &url, KNOWN_BUYER),
-        None,
-        "matched by email: no token"
-    );
-    let out = child.wait_with_output().expect("buy ends");
-    assert_eq!(out.status.code(), Some(0));
-    let answer: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
-    assert_eq!(answer["code_sent"], true, "{answer}");
-    assert_eq!(answer["activated"], false, "{answer}");
-    // The code went to the checkout's address, not one typed.
-    let codes = polar.customer_session_codes();
-    assert_eq!(codes.len(), 1);
-    assert_eq!(codes[0]["email"], KNOWN_BUYER);
-    let code = codes[0]["code"].as_str().expect("code").to_string();
-    let got = cli(
+    let (child, url) = buying(
         &polar,
-        dir.path(),
-        &["buy", "--checkout", &url, "--code", &code],
+        &dir,
+        &["--json", "buy", "--link", DEMO_CHECKOUT_LINK],
     );
-    bought(&got);
-    unlocked(&polar, &dir);
+    paid_then_code(&polar, &dir, child, &url);
     polar.stop();
 }
 
@@ -163,5 +183,71 @@ fn buy_of_an_expired_checkout_says_so_with_exit_1() {
     assert_eq!(got.1["next_step"], "Start the purchase again.", "{}", got.1);
     let none = cli(&polar, dir.path(), &["buy", "--checkout", "not a checkout"]);
     assert_eq!(none.0, 2, "{}", none.2);
+    polar.stop();
+}
+
+#[test]
+fn buy_through_the_relay_makes_the_checkout_with_the_apps_metadata_then_unlocks() {
+    use polar_license::lease::SigningKey;
+    use polar_license::{AccessToken, Server, UreqTransport};
+    use polar_license_relay::{serve_with, CheckoutOptions, Relay, RelayConfig, ServeOptions};
+    let polar = shop_issuing_after(0);
+    let dir = ScratchDir::new("cli-buy-relay");
+    // The seller's relay, selling the demo product with the seller's token.
+    let config = RelayConfig::new(
+        Server::Custom(polar.url()),
+        AccessToken::new(polar_license_emulator::DEMO_TOKEN),
+        SigningKey::generate(Some("cli-buy")).expect("a key"),
+    );
+    let transport = UreqTransport::new(
+        std::time::Duration::from_secs(2),
+        std::time::Duration::from_secs(5),
+        1 << 20,
+    );
+    let relay = Relay::new(config, Box::new(transport))
+        .and_then(|r| {
+            r.with_checkouts(CheckoutOptions {
+                products: vec![polar_license_emulator::DEMO_PRODUCT_ID.into()],
+                ..CheckoutOptions::default()
+            })
+        })
+        .expect("the relay");
+    let relay = serve_with(
+        std::sync::Arc::new(relay),
+        "127.0.0.1:0",
+        ServeOptions::default(),
+    )
+    .expect("it listens");
+    let (child, url) = buying(
+        &polar,
+        &dir,
+        &[
+            "--json",
+            "buy",
+            "--relay",
+            &relay.url(),
+            "--product",
+            polar_license_emulator::DEMO_PRODUCT_ID,
+            "--meta",
+            "campaign=autumn",
+            "--email",
+            KNOWN_BUYER,
+        ],
+    );
+    paid_then_code(&polar, &dir, child, &url);
+    // A product the relay does not sell: its refusal, rendered as a portal step's.
+    let refused = cli(
+        &polar,
+        dir.path(),
+        &[
+            "buy",
+            "--relay",
+            &relay.url(),
+            "--product",
+            "5b6c7d8e-9f0a-4b1c-8d2e-3f4a5b6c7d8e",
+        ],
+    );
+    assert_ne!(refused.0, 0, "{}", refused.2);
+    relay.stop();
     polar.stop();
 }

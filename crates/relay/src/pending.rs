@@ -83,6 +83,36 @@ impl Pending {
     }
 }
 
+impl Pending {
+    /// A call of Polar's that no license key asks (a checkout's creation, issue #80): `request`
+    /// made by its route's part, from `client`, the breaker's `ticket` taken. Its operation,
+    /// key, checked body and license call are empty and never read: its part finishes the
+    /// call itself ([`crate::routes::Part::finish`]), it leads no flight, keeps no entry and is
+    /// never answered stale ([`crate::routes::Part::may_be_stale`]).
+    pub(crate) fn unkeyed(
+        request: HttpRequest,
+        client: String,
+        ticket: breaker::Ticket,
+        route: Route,
+    ) -> Pending {
+        Pending {
+            op: Operation::Validate,
+            key: Key::new(String::new()),
+            checked: CheckedBody::default(),
+            call: Call::Validate(polar_license::proto::ValidateRequest::new("")),
+            request,
+            stored: None,
+            flight: None,
+            ticket: Some(ticket),
+            client,
+            early: false,
+            nonce: None,
+            route: Box::new(route),
+            read: false,
+        }
+    }
+}
+
 /// A `GET` of `url` with the headers of the call `like` (the seller's token, Polar's
 /// version), without its body's type: a read that follows a verdict (a device listing's of
 /// the key's record, a grant's first read of its customer's values).

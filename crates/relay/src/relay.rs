@@ -66,6 +66,9 @@ pub struct Relay {
     pub(crate) setup_watch: Option<crate::doctor::watch::Watch>,
     /// Install analytics (issue #80, [`Relay::with_analytics`]); off by default.
     pub(crate) analytics: crate::analytics::Analytics,
+    /// The products a checkout may be made of, and the success URLs' origins (issue #80,
+    /// [`Relay::with_checkouts`]); none: the checkout route is off.
+    pub(crate) checkouts: crate::routes::checkout::CheckoutOptions,
 }
 
 // Never the seller's token nor the signing key.
@@ -283,6 +286,7 @@ impl Relay {
             churned: crate::seats::Churned::default(),
             setup_watch,
             analytics: crate::analytics::Analytics::default(),
+            checkouts: crate::routes::checkout::CheckoutOptions::default(),
         })
     }
 

@@ -38,6 +38,12 @@ pub const SEATS_PREFIX: &str = "/v1/seats/";
 /// `app_version`, `os`, `arch` and `face`).
 pub const ANALYTICS_ROUTE: &str = "/v1/analytics/install";
 
+/// A checkout made through the relay (issue #80, the checkout route's part): `POST` with the
+/// product, the app's metadata and optionally the buyer's e-mail and a success URL in a JSON
+/// body; answered with the checkout's `url` and `client_secret`. Off (404) unless the seller
+/// allows products (`relay serve --checkout-product`).
+pub const CHECKOUT_ROUTE: &str = "/v1/checkouts/create";
+
 /// A key's devices through the relay (issue #64, `crate::devices`): `POST` with the key, the
 /// organization and optionally this machine's activation id in a JSON body.
 pub const DEVICES_ROUTE: &str = "/v1/devices/list";
@@ -193,6 +199,14 @@ pub const ROUTES: &[Route] = &[
     // turned it on.
     Route {
         path: ANALYTICS_ROUTE,
+        methods: &["POST"],
+        reads_body: true,
+        listener: Listener::Public,
+    },
+    // Checkouts made with the seller's token (issue #80; `routes/checkout.rs`): with products
+    // the seller allows.
+    Route {
+        path: CHECKOUT_ROUTE,
         methods: &["POST"],
         reads_body: true,
         listener: Listener::Public,

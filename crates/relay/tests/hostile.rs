@@ -55,7 +55,17 @@ fn start(polar: &polar_license_emulator::Emulator) -> Running {
     options.header_timeout = TIMEOUT;
     options.body_timeout = TIMEOUT;
     options.metrics_addr = Some("127.0.0.1:0".into());
-    rig::listen_with(config, options)
+    // Checkouts made (issue #80): their route is attacked with the others.
+    let relay = polar_license_relay::Relay::from(rig::relay(
+        config,
+        rig::upstream(std::time::Duration::from_secs(10)),
+    ))
+    .with_checkouts(polar_license_relay::CheckoutOptions {
+        products: vec![polar_license_emulator::DEMO_PRODUCT_ID.into()],
+        ..Default::default()
+    })
+    .expect("the checkout options");
+    rig::listen(relay, options)
 }
 
 fn addr_of(url: &str) -> SocketAddr {

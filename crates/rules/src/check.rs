@@ -7,7 +7,7 @@ use crate::validate::{self, error_body, json_invalid};
 
 /// A body Polar's validation accepts, its fields as pydantic read them (lax mode: an
 /// `increment_usage` of `"5"` is 5; ids in canonical lowercase form).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 #[non_exhaustive]
 pub struct CheckedBody {
     /// `key`.

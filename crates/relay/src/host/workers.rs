@@ -133,6 +133,8 @@ pub struct Config {
     pub timeout_ms: u64,
     /// The metrics route and its token, if on.
     pub metrics: Option<(String, String)>,
+    /// The checkouts' options (issue #80; no product: the route is off).
+    pub checkouts: crate::CheckoutOptions,
 }
 
 /// What the host reads of its storage: the values of the keys of each of `gets` (one call
@@ -459,6 +461,7 @@ impl Workers {
             test_only_budget_seconds,
             timeout_ms,
             metrics,
+            checkouts,
         } = config;
         let paged_storage = storage.is_some_and(|s| s.paged);
         let mut cached = None;
@@ -489,6 +492,7 @@ impl Workers {
         };
         let relay = Relay::with_entropy(relay_config, Box::new(unused), Box::new(|| None))
             .and_then(|r| r.with_seats(seats))
+            .and_then(|r| r.with_checkouts(checkouts))
             .and_then(|r| match test_only_seat_seconds {
                 Some(s) => r.with_test_only_seat_seconds(s),
                 None => Ok(r),

@@ -31,6 +31,8 @@ pub(crate) enum Route {
     Usage(Usage),
     /// An install's analytics ping.
     Install(Install),
+    /// A checkout made with the seller's token.
+    Checkout(Checkout),
     /// A webhook delivery (a store with a webhook secret).
     Webhook(Webhook),
     /// Answered by its route alone: an unknown path, a preflight, a refused method, size or
@@ -48,6 +50,7 @@ impl Route {
             Route::Devices(_) => "devices",
             Route::Usage(_) => "usage",
             Route::Install(_) => "analytics",
+            Route::Checkout(_) => "checkout",
             Route::Webhook(_) => "webhook",
             Route::Refused(_) => "refused",
         }
@@ -98,6 +101,14 @@ pub(crate) struct Usage {
 #[derive(Clone)]
 pub(crate) struct Install {
     pub(crate) ping: crate::analytics::Ping,
+}
+
+/// A checkout to make (issue #80), its body read and checked (a product the seller allows,
+/// the app's metadata within Polar's limits, a success URL on an origin the seller allows):
+/// the body of Polar's `POST /v1/checkouts/`, written once at the parse.
+#[derive(Clone)]
+pub(crate) struct Checkout {
+    pub(crate) polar_body: Vec<u8>,
 }
 
 /// A webhook delivery (any method: a method other than `POST` is the store's 405).

@@ -23,6 +23,8 @@ pub(crate) enum Target {
     Usage,
     /// An install's analytics ping (issue #80).
     Analytics,
+    /// A checkout made with the seller's token (issue #80).
+    Checkout,
     /// Polar's webhook deliveries.
     Webhook,
     /// `/healthz`, exactly (no query: `/healthz?x` is no health check).
@@ -58,6 +60,7 @@ impl Target {
             DEVICES_ROUTE => Target::Devices,
             USAGE_ROUTE => Target::Usage,
             crate::types::ANALYTICS_ROUTE => Target::Analytics,
+            crate::types::CHECKOUT_ROUTE => Target::Checkout,
             WEBHOOK_ROUTE => Target::Webhook,
             _ => Target::Unknown,
         }
@@ -71,6 +74,7 @@ impl Target {
             Target::Devices => "devices",
             Target::Usage => "usage",
             Target::Analytics => "analytics",
+            Target::Checkout => "checkout",
             Target::Webhook => "webhook",
             Target::Health | Target::Unknown => "other",
         }

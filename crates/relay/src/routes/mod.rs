@@ -15,12 +15,14 @@
 //! | devices | [`crate::types::DEVICES_ROUTE`] | `devices.rs` |
 //! | usage | [`crate::types::USAGE_ROUTE`] | `usage.rs` |
 //! | install analytics | [`crate::analytics::ANALYTICS_ROUTE`] | `install.rs` |
+//! | checkouts | [`crate::types::CHECKOUT_ROUTE`] | `checkout.rs` |
 //! | webhooks | [`crate::types::WEBHOOK_ROUTE`] | `webhook.rs` |
 //! | refused at the door | any request answered by its route alone | here ([`Refused`]) |
 //!
 //! (The operator's routes, `/healthz` and the metrics, are answered from the request's head
 //! before any body is read: [`Target::Health`], and the exchange's `operator`.)
 
+pub(crate) mod checkout;
 mod devices;
 mod install;
 mod license;
@@ -37,7 +39,7 @@ use crate::ids::OrgId;
 use crate::pending::{Pending, Routed};
 use crate::relay::Relay;
 use crate::route::target::Target;
-use crate::route::{Devices, Install, License, Refused, Route, Seat, Usage, Webhook};
+use crate::route::{Checkout, Devices, Install, License, Refused, Route, Seat, Usage, Webhook};
 use crate::seats::SeatOptions;
 use crate::store::Wants;
 use crate::types::{preflight, private, Finished, RelayRequest, RelayResponse};
@@ -55,6 +57,8 @@ pub(crate) struct Door<'a> {
     pub(crate) max_body: usize,
     /// The organization this relay serves, canonical (`None`: any).
     pub(crate) organization: Option<&'a str>,
+    /// Checkouts are made (the seller allows products).
+    pub(crate) checkouts: Option<&'a checkout::CheckoutOptions>,
 }
 
 impl Door<'_> {
@@ -77,6 +81,7 @@ impl Relay {
             webhook: store.is_some_and(|s| s.webhook_secret.is_some()),
             max_body: self.limits.max_body_bytes,
             organization: self.organization_id.as_deref(),
+            checkouts: Some(&self.checkouts).filter(|c| !c.products.is_empty()),
         }
     }
 
@@ -110,6 +115,9 @@ impl Route {
                 Usage::parse(req, door).map(Route::Usage)
             }
             Target::Analytics if !asks_preflight => Install::parse(req, door).map(Route::Install),
+            Target::Checkout if !asks_preflight && door.checkouts.is_some() => {
+                Checkout::parse(req, door).map(Route::Checkout)
+            }
             _ if asks_preflight => return refused(preflight(), "preflight"),
             Target::License(op) => License::parse(op, req, door).map(Route::License),
             _ => {
@@ -130,6 +138,7 @@ impl Route {
             Route::Devices(_) => Some("devices"),
             Route::Usage(_) => Some("usage"),
             Route::Install(_) => Some("analytics"),
+            Route::Checkout(_) => Some("checkout"),
             Route::Webhook(w) => w.preflight.then_some("preflight"),
             Route::Refused(r) => r.what,
         }
@@ -143,6 +152,7 @@ impl Route {
             Route::Devices(p) => p,
             Route::Usage(p) => p,
             Route::Install(p) => p,
+            Route::Checkout(p) => p,
             Route::Webhook(p) => p,
             Route::Refused(p) => p,
         }
@@ -155,7 +165,11 @@ impl Route {
             Route::License(l) => Some(&l.checked.key),
             Route::Devices(d) => Some(&d.verdict.key),
             Route::Usage(u) => Some(&u.verdict.key),
-            Route::Seat(_) | Route::Install(_) | Route::Webhook(_) | Route::Refused(_) => None,
+            Route::Seat(_)
+            | Route::Install(_)
+            | Route::Checkout(_)
+            | Route::Webhook(_)
+            | Route::Refused(_) => None,
         }
     }
 }

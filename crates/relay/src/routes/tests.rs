@@ -269,6 +269,8 @@ fn a_path_is_split_from_its_query_once() {
         ("/v1/seats/release?x", Target::Seat(SeatOp::Release)),
         ("/v1/devices/list?x=1", Target::Devices),
         ("/v1/usage/record", Target::Usage),
+        ("/v1/checkouts/create?x", Target::Checkout),
+        ("/v1/checkouts/", Target::Unknown),
         ("/v1/webhooks/polar?x", Target::Webhook),
         ("/healthz", Target::Health),
         ("/healthz?x", Target::Unknown),

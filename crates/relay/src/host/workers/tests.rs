@@ -117,9 +117,16 @@ fn workers_on(reconcile: u64, wake: Wake) -> Workers {
         test_only_budget_seconds: None,
         timeout_ms: 10_000,
         metrics: None,
+        checkouts: crate::CheckoutOptions {
+            products: vec![PRODUCT.into()],
+            ..crate::CheckoutOptions::default()
+        },
     })
     .expect("a relay")
 }
+
+/// The product the tests' relay sells through its checkout route.
+const PRODUCT: &str = "3f9e1c2d-7b4a-4e8f-9a1b-2c3d4e5f6a7b";
 
 /// The store opened from `stand`, each step's calls made: the steps' calls, in order.
 fn open(w: &mut Workers, stand: &mut Stand) -> Vec<StorageCall> {
@@ -466,4 +473,65 @@ fn a_lost_request_is_a_502_and_no_step_is_a_log_line() {
         other => panic!("{other:?}"),
     }
     assert!(matches!(w.want(id, None, at(0), None), Step::Last(r) if r.status == 502));
+}
+
+/// A checkout asked of the driver with `body`: its answer, and each call's URL and body (Polar
+/// answering a made checkout).
+fn checkout(w: &mut Workers, body: &Value) -> (RelayResponse, Vec<(String, Value)>) {
+    let id = w.start(RelayRequest {
+        method: "POST".into(),
+        path: crate::CHECKOUT_ROUTE.into(),
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: Vec::new(),
+        client_ip: "192.0.2.8".into(),
+    });
+    let mut got = None;
+    let mut answer = None;
+    let mut calls = Vec::new();
+    for _ in 0..100 {
+        match w.want(id, got.take(), at(0), Some([7; 16])) {
+            Step::Body { .. } => got = Some(Got::Body(body.to_string().into_bytes())),
+            Step::Send { request, .. } => {
+                let sent = serde_json::from_slice(&request.body).expect("JSON");
+                calls.push((request.url.clone(), sent));
+                let made = json!({"id": "c1", "url": "https://polar.sh/checkout/polar_c_abc", "client_secret": "polar_c_abc", "status": "open"});
+                got = Some(Got::Upstream(Ok(HttpResponse::new(201, made.to_string()))));
+            }
+            Step::Respond(r) => answer = Some(r),
+            Step::Done => return (answer.expect("an answer"), calls),
+            Step::Persist => got = Some(Got::Persisted(true)),
+            Step::Load(_) => panic!("a checkout reads nothing of the store"),
+            other => panic!("a step a checkout does not take: {other:?}"),
+        }
+    }
+    panic!("the request never ended")
+}
+
+/// The Workers host runs the checkout route's part as the native server does: one call of
+/// Polar's with the seller's token for an allowed product (its answer's url and secret), none
+/// for a product the seller does not sell.
+#[test]
+fn a_checkout_runs_the_same_part_on_the_workers_host() {
+    let mut w = workers(0);
+    let mut stand = Stand::default();
+    open(&mut w, &mut stand);
+    let (answer, calls) = checkout(
+        &mut w,
+        &json!({"product_id": PRODUCT, "metadata": {"app_version": "1.4.2"}}),
+    );
+    assert_eq!(answer.status, 201);
+    let made: Value = serde_json::from_slice(&answer.body).expect("JSON");
+    assert_eq!(made["client_secret"], "polar_c_abc");
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].0, "http://127.0.0.1:9/v1/checkouts/");
+    assert_eq!(
+        calls[0].1,
+        json!({"products": [PRODUCT], "metadata": {"app_version": "1.4.2"}})
+    );
+    let (refused, calls) = checkout(
+        &mut w,
+        &json!({"product_id": "5b6c7d8e-9f0a-4b1c-8d2e-3f4a5b6c7d8e"}),
+    );
+    assert_eq!(refused.status, 403);
+    assert!(calls.is_empty());
 }

@@ -33,7 +33,7 @@
 //! again before the second (seen meanwhile: not retired). At most
 //! [`RETIREMENTS_PER_ROUND`] are begun per minute, one at a time.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use polar_license::Key;
@@ -98,8 +98,9 @@ struct Counts {
 #[derive(Default)]
 struct State {
     records: HashMap<String, Record>,
-    /// `(seen, activation id)`, the oldest first.
-    by_age: BTreeSet<(i64, String)>,
+    /// No record was seen before this (unix seconds): a lower bound of the oldest's time, as
+    /// records only move forward or go (so the oldest is looked for only once one may be due).
+    floor: i64,
     retiring: Option<Retiring>,
     round_at: u64,
     round_begun: u32,
@@ -168,20 +169,23 @@ impl LastSeen {
             if now.saturating_sub(r.seen) < WRITE_EVERY_SECONDS && r.key_id == key_id {
                 return false;
             }
-            s.by_age.remove(&(r.seen, activation.to_string()));
             r.seen = now;
             r.key_id = key_id.to_string();
             r.organization_id = organization_id.to_string();
-            s.by_age.insert((now, activation.to_string()));
             return true;
         }
-        while s.records.len() >= self.max_records {
-            let Some((_, oldest)) = s.by_age.pop_first() else {
-                break;
-            };
-            s.records.remove(&oldest);
-            s.counts.dropped += 1;
+        // Past the cap, the one seen longest ago dropped: a pass over the records, which only
+        // an activation Polar granted can make (a flood needs as many real activations).
+        if s.records.len() >= self.max_records {
+            if let Some(oldest) = oldest_of(&s.records) {
+                s.records.remove(&oldest.1);
+                s.counts.dropped += 1;
+            }
         }
+        if s.records.is_empty() {
+            s.floor = now;
+        }
+        s.floor = s.floor.min(now);
         s.records.insert(
             activation.to_string(),
             Record {
@@ -190,7 +194,6 @@ impl LastSeen {
                 seen: now,
             },
         );
-        s.by_age.insert((now, activation.to_string()));
         true
     }
 
@@ -206,10 +209,7 @@ impl LastSeen {
 
     /// `activation` deactivated (through the relay, or retired): its record dropped.
     pub(crate) fn forget(&self, activation: &str) {
-        let mut s = locked(&self.state);
-        if let Some(r) = s.records.remove(activation) {
-            s.by_age.remove(&(r.seen, activation.to_string()));
-        }
+        locked(&self.state).records.remove(activation);
     }
 
     /// The operator's view (`/healthz`'s `last_seen`).
@@ -283,15 +283,25 @@ impl LastSeen {
                 Err(Some(1_000))
             }
             None => {
-                let Some((seen, activation)) = s.by_age.first().cloned() else {
-                    return Err(Some(LOOK_MS));
-                };
                 let after = self.retire_after.unwrap_or(0) + WRITE_EVERY_SECONDS;
-                let due_in = seen.saturating_add(after).saturating_sub(now.unix_seconds);
-                if due_in > 0 {
+                // The oldest looked for only once the floor says one may be due.
+                let mut due_in = s
+                    .floor
+                    .saturating_add(after)
+                    .saturating_sub(now.unix_seconds);
+                let mut oldest = None;
+                if due_in <= 0 {
+                    oldest = oldest_of(&s.records);
+                    let Some((seen, _)) = oldest else {
+                        return Err(Some(LOOK_MS));
+                    };
+                    s.floor = seen;
+                    due_in = seen.saturating_add(after).saturating_sub(now.unix_seconds);
+                }
+                let Some((_, activation)) = oldest.filter(|_| due_in <= 0) else {
                     let ms = u64::try_from(due_in).unwrap_or(0).saturating_mul(1_000);
                     return Err(Some(ms.min(LOOK_MS)));
-                }
+                };
                 if now.monotonic_ms.saturating_sub(s.round_at) >= ROUND_MS || s.round_at == 0 {
                     s.round_at = now.monotonic_ms.max(1);
                     s.round_begun = 0;
@@ -336,9 +346,7 @@ impl LastSeen {
             }
         };
         let drop_record = |s: &mut State, activation: &str| {
-            if let Some(r) = s.records.remove(activation) {
-                s.by_age.remove(&(r.seen, activation.to_string()));
-            }
+            s.records.remove(activation);
         };
         match answer {
             Ok((200, _, body)) if reading => {
@@ -387,6 +395,14 @@ impl LastSeen {
     }
 }
 
+/// The record seen longest ago: its time and activation id.
+fn oldest_of(records: &HashMap<String, Record>) -> Option<(i64, String)> {
+    records
+        .iter()
+        .min_by_key(|(_, r)| r.seen)
+        .map(|(id, r)| (r.seen, id.clone()))
+}
+
 /// The key's string in Polar's `LicenseKeyActivationRead` (`body`) of `activation`, when it is
 /// the recorded key's and organization's.
 fn key_of(body: &[u8], activation: &str, r: &Record) -> Option<Key> {
@@ -431,7 +447,6 @@ mod tests {
         }
         let s = locked(&l.state);
         assert_eq!(s.records.len(), 100);
-        assert_eq!(s.by_age.len(), 100);
         assert_eq!(s.counts.dropped, 9_900);
         drop(s);
         assert_eq!(l.of(KEY_ID, &id(9_999)), Some(1_000 + 9_999));

@@ -99,13 +99,7 @@ fn listing(ask: &DevicesAsk, body: &[u8], seen: &LastSeen) -> Option<(serde_json
             }
         }
         // When this relay last saw it validated (RFC 3339, to the hour), when it did.
-        let last_seen = seen
-            .of(key_id, id)
-            .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
-            .and_then(|t| {
-                t.format(&time::format_description::well_known::Rfc3339)
-                    .ok()
-            });
+        let last_seen = seen.of(key_id, id).map(crate::clock::rfc3339);
         if let (Some(last_seen), Some(row)) = (last_seen, row.as_object_mut()) {
             row.insert("last_seen".to_string(), Value::from(last_seen));
         }

@@ -100,20 +100,25 @@ fn json_of(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or(Value::Null)
 }
 
-/// The listed activations as `(id, label, this_machine)`.
-fn listed(v: &Value) -> Vec<(String, String, bool)> {
+/// Each listed activation of `v` made into `row`'s tuple.
+fn rows<T>(v: &Value, row: impl Fn(&Value) -> T) -> Vec<T> {
     v["activations"]
         .as_array()
         .expect("activations")
         .iter()
-        .map(|a| {
-            (
-                a["id"].as_str().expect("id").to_string(),
-                a["label"].as_str().expect("label").to_string(),
-                a["this_machine"].as_bool().expect("this_machine"),
-            )
-        })
+        .map(row)
         .collect()
+}
+
+/// The listed activations as `(id, label, this_machine)`.
+fn listed(v: &Value) -> Vec<(String, String, bool)> {
+    rows(v, |a| {
+        (
+            a["id"].as_str().expect("id").to_string(),
+            a["label"].as_str().expect("label").to_string(),
+            a["this_machine"].as_bool().expect("this_machine"),
+        )
+    })
 }
 
 fn config(polar: &Emulator, stored: bool) -> RelayConfig {
@@ -276,18 +281,12 @@ fn last_seen_at(relay: &rig::Relayed, key: &str, now: i64) -> Vec<(String, Optio
         rig::at(now),
     );
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-    let v = json_of(&String::from_utf8_lossy(&r.body));
-    v["activations"]
-        .as_array()
-        .expect("activations")
-        .iter()
-        .map(|a| {
-            (
-                a["id"].as_str().expect("id").to_string(),
-                a["last_seen"].as_str().map(str::to_string),
-            )
-        })
-        .collect()
+    rows(&json_of(&String::from_utf8_lossy(&r.body)), |a| {
+        (
+            a["id"].as_str().expect("id").to_string(),
+            a["last_seen"].as_str().map(str::to_string),
+        )
+    })
 }
 
 /// `/healthz`'s `last_seen` of `relay` at `now`.

@@ -47,6 +47,11 @@ export interface RelayOptions {
    * says `"warning"` and the relay warns in its log, again each such period (default 86400; 0:
    * never; the native `--webhook-silence`). */
   webhookSilence?: number;
+  /** Deactivate, through Polar, activations this relay saw validated and has not seen for this
+   * many days (and an hour more), a few a minute from the token's budget; 0 (the default):
+   * never; at most 3650 (the native `--retire-unseen-days`). The record is the relay's memory
+   * (a Durable Object's eviction forgets it; what is forgotten is never retired). */
+  retireUnseenDays?: number;
   /** The metrics route (Prometheus' text format), off by default: a path of its own, such as
    * `'/metrics'` (not `/healthz`, not one of the relay's routes). Needs `metricsToken`. */
   metricsPath?: string;

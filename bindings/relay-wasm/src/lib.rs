@@ -606,7 +606,7 @@ impl RelayCore {
     /// A relay from its options (`baseUrl`, or `server`: `'production'` or `'sandbox'`;
     /// `accessToken`, `kid`, `publicKey`, `leaseDays`, `organizationId`, `perIp`, `perKey`,
     /// `clientIpHeader`, `maxBodyBytes`, `corsOrigins`, `breakerFailures`, `breakerOpenFor`,
-    /// `webhookSilence`, `metricsPath` with `metricsToken`, `store`, with `store.roster` and
+    /// `webhookSilence`, `retireUnseenDays`, `metricsPath` with `metricsToken`, `store`, with `store.roster` and
     /// `store.firstSeenShare`, `store.reconcileEvery`; `seats`: `seconds`, `ciCap`, `churn`,
     /// `churnSeconds`, `perBenefit`, as `relay serve`'s seat flags; `signEntitlements`,
     /// `recordUsage`, `refuseAtZeroCredits`; `checkout`: `products`, `successOrigins`, as
@@ -688,6 +688,15 @@ impl RelayCore {
         // (0: never).
         if let Some(secs) = whole(&config, "webhookSilence", 1e9)? {
             relay_config.webhook_silence = secs as u64;
+        }
+        // As `relay serve`'s --retire-unseen-days: activations unseen this many days retired
+        // (0: never; the core's range, `Relay::with_entropy`: at most 3650).
+        if let Some(days) = whole(
+            &config,
+            "retireUnseenDays",
+            f64::from(polar_license_relay::last_seen::MAX_RETIRE_UNSEEN_DAYS),
+        )? {
+            relay_config.retire_unseen_days = days as u32;
         }
         let metrics = metrics_route(&config)?;
         // The breaker in front of Polar, as `relay serve`'s --breaker-failures (0 turns it off)

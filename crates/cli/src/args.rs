@@ -708,6 +708,19 @@ pub struct RelayServeArgs {
     )]
     pub check_setup_every: u64,
 
+    /// Deactivate, through Polar, activations this relay saw validated and has not seen for
+    /// this many days (and an hour more); a few a minute from the token's budget. Only those
+    /// the relay itself recorded (its memory since it started), never one seen within the
+    /// window; the token then needs license_keys:write. 0 (the default) turns it off; at most
+    /// 3650
+    #[arg(
+        long,
+        value_name = "DAYS",
+        default_value_t = 0,
+        env = "POLAR_LICENSE_RELAY_RETIRE_UNSEEN_DAYS"
+    )]
+    pub retire_unseen_days: u32,
+
     /// Calls to Polar in a row that failed (unreachable, timed out, a 502, 503 or 504) before
     /// the breaker stops calls: stored answers are then given at once, others get 502; 0 turns
     /// it off

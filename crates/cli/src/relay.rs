@@ -144,6 +144,7 @@ fn serve(g: &Global, a: &RelayServeArgs) -> u8 {
     config.cors_origins = (!a.cors_origins.is_empty()).then(|| a.cors_origins.clone());
     config.webhook_silence = a.webhook_silence;
     config.check_setup_every = a.check_setup_every;
+    config.retire_unseen_days = a.retire_unseen_days;
     // The option's range is the core's (the npm relay's breakerOpenFor reads it the same).
     let open_for_ms = match polar_license_relay::host::breaker_open_for(a.breaker_open_for) {
         Ok(ms) => ms,

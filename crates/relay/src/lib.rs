@@ -85,6 +85,8 @@ pub mod host;
 // The relay's machines: a request's exchange and the background reads (`flow`, public for the
 // hosts outside this crate: the Workers binding).
 pub mod flow;
+// When each activation was last seen, and the retirement of those unseen (issue #80).
+pub mod last_seen;
 mod leases;
 mod lifecycle;
 mod limit;

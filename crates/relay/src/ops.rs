@@ -262,6 +262,7 @@ impl Ops {
         stored: Option<&Stored>,
         breaker: &Breaker,
         setup: Option<serde_json::Value>,
+        last_seen: serde_json::Value,
         now: Now,
     ) -> RelayResponse {
         self.seen(now);
@@ -355,6 +356,8 @@ impl Ops {
                 })
             }),
             "webhooks": webhooks,
+            // The activations' last-seen record and its retirements (crate::last_seen).
+            "last_seen": last_seen,
             // The seller's set-up as the relay last checked it (crate::doctor; null: off).
             "setup": setup,
             "breaker": {

@@ -31,6 +31,8 @@ pub struct Reads<'a> {
     pub(crate) setup_watch: Option<&'a crate::doctor::watch::Watch>,
     /// The install analytics' events waiting (crate::analytics).
     pub(crate) analytics: &'a crate::analytics::Analytics,
+    /// When each activation was last seen, and its retirements (crate::last_seen).
+    pub(crate) last_seen: &'a crate::last_seen::LastSeen,
 }
 
 /// The roster's next read at `now` (its call taken from the budget: a refetch from the

@@ -69,6 +69,8 @@ pub struct Relay {
     /// The products a checkout may be made of, and the success URLs' origins (issue #80,
     /// [`Relay::with_checkouts`]); none: the checkout route is off.
     pub(crate) checkouts: crate::routes::checkout::CheckoutOptions,
+    /// When each activation was last seen, and its retirement (issue #80, crate::last_seen).
+    pub(crate) last_seen: crate::last_seen::LastSeen,
 }
 
 // Never the seller's token nor the signing key.
@@ -138,6 +140,7 @@ impl Relay {
             token: &self.token,
             setup_watch: self.setup_watch.as_ref(),
             analytics: &self.analytics,
+            last_seen: &self.last_seen,
         }
     }
 
@@ -162,6 +165,12 @@ impl Relay {
     ) -> Result<Relay, Error> {
         if !(1..=MAX_LEASE_DAYS).contains(&config.lease_days) {
             return Err(Error::invalid("lease_days", "must be 1 to 366 days"));
+        }
+        if config.retire_unseen_days > crate::last_seen::MAX_RETIRE_UNSEEN_DAYS {
+            return Err(Error::invalid(
+                "retire_unseen_days",
+                "must be 0 (never) to 3650 days",
+            ));
         }
         let organization_id = config
             .organization_id
@@ -287,6 +296,10 @@ impl Relay {
             setup_watch,
             analytics: crate::analytics::Analytics::default(),
             checkouts: crate::routes::checkout::CheckoutOptions::default(),
+            last_seen: crate::last_seen::LastSeen::new(
+                config.retire_unseen_days,
+                crate::last_seen::DEFAULT_MAX_RECORDS,
+            ),
         })
     }
 
@@ -428,8 +441,9 @@ impl Asks for Relay {
             .setup_watch
             .as_ref()
             .map(crate::doctor::watch::Watch::reading);
+        let last_seen = self.last_seen.reading();
         self.ops
-            .health(self.store.as_ref(), &self.breaker, setup, now)
+            .health(self.store.as_ref(), &self.breaker, setup, last_seen, now)
     }
 
     fn metrics(&self, now: Now) -> String {

@@ -383,6 +383,11 @@ pub struct RelayConfig {
     /// reports what it found (`setup`). Each check spends a few calls of the budget's shared
     /// part, none per request. 0 (the default): off.
     pub check_setup_every: u64,
+    /// Deactivate, through Polar, activations this relay saw and has not seen for this many
+    /// days (and an hour more: [`crate::last_seen`], which says what counts as seen); a few a
+    /// minute from the budget's shared part. 0 (the default): never. At most
+    /// [`crate::last_seen::MAX_RETIRE_UNSEEN_DAYS`].
+    pub retire_unseen_days: u32,
 }
 
 /// A relay's verdict store: where it keeps entries, how it answers from them, and the secret
@@ -424,6 +429,7 @@ impl RelayConfig {
             breaker: BreakerOptions::default(),
             host: Host::Native,
             check_setup_every: 0,
+            retire_unseen_days: 0,
         }
     }
 }

@@ -100,20 +100,25 @@ fn json_of(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or(Value::Null)
 }
 
-/// The listed activations as `(id, label, this_machine)`.
-fn listed(v: &Value) -> Vec<(String, String, bool)> {
+/// Each listed activation of `v` made into `row`'s tuple.
+fn rows<T>(v: &Value, row: impl Fn(&Value) -> T) -> Vec<T> {
     v["activations"]
         .as_array()
         .expect("activations")
         .iter()
-        .map(|a| {
-            (
-                a["id"].as_str().expect("id").to_string(),
-                a["label"].as_str().expect("label").to_string(),
-                a["this_machine"].as_bool().expect("this_machine"),
-            )
-        })
+        .map(row)
         .collect()
+}
+
+/// The listed activations as `(id, label, this_machine)`.
+fn listed(v: &Value) -> Vec<(String, String, bool)> {
+    rows(v, |a| {
+        (
+            a["id"].as_str().expect("id").to_string(),
+            a["label"].as_str().expect("label").to_string(),
+            a["this_machine"].as_bool().expect("this_machine"),
+        )
+    })
 }
 
 fn config(polar: &Emulator, stored: bool) -> RelayConfig {
@@ -255,4 +260,224 @@ fn listings_are_bounded_per_key_per_address_and_by_the_budget() {
         .collect();
     // The verdict and a read, a read, then no room: 429.
     assert_eq!(statuses, [200, 200, 429, 429], "{statuses:?}");
+}
+
+// ---- When the relay last saw each activation (issue #80, crate::last_seen) --------------------
+
+/// A validate of `key` naming `activation_id`, as the core receives it.
+fn validate_of(key: &str, activation_id: &str) -> polar_license_relay::RelayRequest {
+    rig::request(
+        &format!("{}validate", rig::PUBLIC),
+        &[],
+        &json!({"key": key, "organization_id": DEMO_ORGANIZATION_ID, "activation_id": activation_id})
+            .to_string(),
+    )
+}
+
+/// The device list of `key` asked of `relay` at `now`: each row's id and `last_seen`.
+fn last_seen_at(relay: &rig::Relayed, key: &str, now: i64) -> Vec<(String, Option<String>)> {
+    let r = relay.handle(
+        &rig::request(DEVICES_ROUTE, &[], &list_body(key, None)),
+        rig::at(now),
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    rows(&json_of(&String::from_utf8_lossy(&r.body)), |a| {
+        (
+            a["id"].as_str().expect("id").to_string(),
+            a["last_seen"].as_str().map(str::to_string),
+        )
+    })
+}
+
+/// `/healthz`'s `last_seen` of `relay` at `now`.
+fn record_of(relay: &rig::Relayed, now: i64) -> Value {
+    let r = relay.handle(&rig::get("/healthz"), rig::at(now));
+    json_of(&String::from_utf8_lossy(&r.body))["last_seen"].clone()
+}
+
+#[test]
+fn devices_say_when_the_relay_last_saw_each_activation_validated() {
+    let polar = rig::emulator();
+    let key = rig::add_key(&polar, "DEV-SEEN-1".into(), Some(3));
+    let direct = activate(&polar, &key, "validated at Polar only");
+    let never = activate(&polar, &key, "never validated");
+    // Validated at Polar itself (not through the relay): the relay never saw it.
+    let body =
+        json!({"key": key, "organization_id": DEMO_ORGANIZATION_ID, "activation_id": direct});
+    assert_eq!(at_polar(&polar, "validate", &body).status, 200);
+    for stored in [false, true] {
+        let seen = activate(&polar, &key, "seen through the relay");
+        let relay = rig::relay(
+            config(&polar, stored),
+            rig::upstream(Duration::from_secs(10)),
+        );
+        let t = rig::now() - rig::now() % 3_600;
+        let of = |now: i64| -> std::collections::HashMap<String, Option<String>> {
+            last_seen_at(&relay, &key, now).into_iter().collect()
+        };
+        assert_eq!(
+            relay.handle(&validate_of(&key, &seen), rig::at(t)).status,
+            200
+        );
+        let rows = of(t + 10);
+        assert_eq!(rows.len(), 3, "stored {stored}");
+        assert_eq!(rows[&seen], Some(rig::rfc3339(t)), "stored {stored}");
+        assert_eq!(rows[&direct], None);
+        assert_eq!(rows[&never], None);
+        // Seen again within the hour (Polar's answer or the store's): the record does not
+        // move; after it, it does.
+        assert_eq!(
+            relay
+                .handle(&validate_of(&key, &seen), rig::at(t + 1_800))
+                .status,
+            200
+        );
+        assert_eq!(of(t + 1_801)[&seen], Some(rig::rfc3339(t)));
+        assert_eq!(
+            relay
+                .handle(&validate_of(&key, &seen), rig::at(t + 3_600))
+                .status,
+            200
+        );
+        assert_eq!(of(t + 3_601)[&seen], Some(rig::rfc3339(t + 3_600)));
+        // Deactivated through the relay: its record ends with it.
+        let free =
+            json!({"key": key, "organization_id": DEMO_ORGANIZATION_ID, "activation_id": seen});
+        let r = relay.handle(
+            &rig::request(
+                &format!("{}deactivate", rig::PUBLIC),
+                &[],
+                &free.to_string(),
+            ),
+            rig::at(t + 3_602),
+        );
+        assert_eq!(r.status, 204);
+        assert_eq!(record_of(&relay, t + 3_603)["records"], json!(0));
+    }
+}
+
+#[test]
+fn hostile_validates_make_no_last_seen_record() {
+    let polar = rig::emulator();
+    let key = rig::add_key(&polar, "DEV-SEEN-2".into(), Some(3));
+    let other = rig::add_key(&polar, "DEV-SEEN-3".into(), Some(3));
+    let theirs = activate(&polar, &other, "another key's");
+    // Every key known (no roster): each made-up id is Polar's to answer, no first-seen 429.
+    let mut c = config(&polar, true);
+    if let Some(s) = c.store.as_mut() {
+        s.options.roster = false;
+    }
+    let relay = rig::relay(c, rig::upstream(Duration::from_secs(10)));
+    let t = rig::now();
+    // A flood of made-up activation ids under a real key, another key's activation, a made-up
+    // key: each Polar's 404, none recorded.
+    for n in 0..200u32 {
+        let made_up = format!("6b0c1f4e-2a3d-4e5f-8a9b-{n:012x}");
+        assert_eq!(
+            relay
+                .handle(&validate_of(&key, &made_up), rig::at(t))
+                .status,
+            404
+        );
+    }
+    assert_eq!(
+        relay.handle(&validate_of(&key, &theirs), rig::at(t)).status,
+        404
+    );
+    assert_eq!(
+        relay
+            .handle(&validate_of("NOT-A-KEY-OF-THIS-ORG", &theirs), rig::at(t))
+            .status,
+        404
+    );
+    // A validate naming no activation records nothing either.
+    assert_eq!(
+        relay
+            .handle(&rig::validate_request(&key), rig::at(t))
+            .status,
+        200
+    );
+    assert_eq!(record_of(&relay, t)["records"], json!(0));
+    // The real one is one record.
+    assert_eq!(
+        relay
+            .handle(&validate_of(&other, &theirs), rig::at(t))
+            .status,
+        200
+    );
+    assert_eq!(record_of(&relay, t)["records"], json!(1));
+}
+
+/// The relay's background machine run at `now` until it waits.
+fn background(
+    relay: &rig::Relayed,
+    machine: &mut polar_license_relay::flow::background::Background,
+    now: i64,
+) {
+    rig::background_run(relay, machine, rig::at(now));
+}
+
+#[test]
+fn devices_unseen_for_the_seller_s_days_are_retired_and_no_other() {
+    use polar_license_relay::flow::background::Background;
+    const DAY: i64 = 86_400;
+    for (days, stored) in [(2u32, false), (2, true), (0, true)] {
+        let polar = rig::emulator();
+        let key = rig::add_key(&polar, format!("DEV-SEEN-RETIRE-{days}-{stored}"), Some(4));
+        let gone = activate(&polar, &key, "a laptop gone");
+        let kept = activate(&polar, &key, "seen within the window");
+        let heard = activate(&polar, &key, "never validated through the relay");
+        let mut c = config(&polar, stored);
+        c.retire_unseen_days = days;
+        if let Some(s) = c.store.as_mut() {
+            s.options.roster = false;
+        }
+        let relay = rig::relay(c, rig::upstream(Duration::from_secs(10)));
+        let mut machine = Background::new(None);
+        let t = rig::now();
+        for a in [&gone, &kept] {
+            assert_eq!(relay.handle(&validate_of(&key, a), rig::at(t)).status, 200);
+        }
+        // A listing naming an activation (this machine's) is no sighting of it.
+        let r = relay.handle(
+            &rig::request(DEVICES_ROUTE, &[], &list_body(&key, Some(&heard))),
+            rig::at(t),
+        );
+        assert_eq!(r.status, 200);
+        // Seen again a day later, and just inside the window at the end.
+        assert_eq!(
+            relay
+                .handle(&validate_of(&key, &kept), rig::at(t + 2 * DAY))
+                .status,
+            200
+        );
+        // Just before the window and its hour of slack: nothing retired.
+        background(&relay, &mut machine, t + 2 * DAY + 3_599);
+        assert_eq!(polar_ids(&polar, &key).len(), 3);
+        let end = t + 2 * DAY + 3_600;
+        background(&relay, &mut machine, end);
+        let left = polar_ids(&polar, &key);
+        if days == 0 {
+            assert_eq!(left.len(), 3, "off: nothing retired");
+            assert_eq!(record_of(&relay, end)["retire_unseen_days"], Value::Null);
+            continue;
+        }
+        assert!(!left.contains(&gone), "stored {stored}: {left:?}");
+        assert!(left.contains(&kept) && left.contains(&heard), "{left:?}");
+        assert_eq!(record_of(&relay, end)["retired"], json!(1));
+        // Long after: the one seen retires in its turn; the one never seen through the relay
+        // never does.
+        background(&relay, &mut machine, end + 10 * DAY);
+        assert_eq!(polar_ids(&polar, &key), std::slice::from_ref(&heard));
+    }
+}
+
+/// The live activations of `key` at Polar (its public validate's view: the emulator's key
+/// read with the token).
+fn polar_ids(polar: &Emulator, key: &str) -> Vec<String> {
+    let relay = rig::relay(config(polar, false), rig::upstream(Duration::from_secs(10)));
+    last_seen_at(&relay, key, rig::now())
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect()
 }

@@ -18,11 +18,13 @@
 //! ```json
 //! {"license_key_id": "…", "limit_activations": 3,
 //!  "activations": [{"id": "…", "label": "…", "created_at": "…", "this_machine": false,
-//!                   "machine": "…", "platform": "linux/x86_64"}]}
+//!                   "machine": "…", "platform": "linux/x86_64",
+//!                   "last_seen": "2026-11-29T19:00:00Z"}]}
 //! ```
 //!
 //! (`machine` and `platform` when the activation's `meta` records them: issue #80, a
-//! reinstall at the limit finds its own row by the fingerprint) oldest first, with no lease. Freeing a device stays Polar's public deactivate (no token
+//! reinstall at the limit finds its own row by the fingerprint; `last_seen` when this relay
+//! saw the activation validated, to the hour: [`crate::last_seen`]) oldest first, with no lease. Freeing a device stays Polar's public deactivate (no token
 //! needed). The steps are the request machine's ([`crate::flow::Exchange`]): the read is a
 //! [`crate::flow::Need::Send`] whose method is `GET`.
 
@@ -30,6 +32,7 @@ use polar_license::{HttpRequest, HttpResponse, TransportError};
 
 use crate::types::RelayResponse;
 
+use crate::last_seen::LastSeen;
 use crate::route::devices::DevicesAsk;
 
 /// The body read (`422` in Polar's shape, `InvalidDevicesRequest`, with what is wrong): its
@@ -52,8 +55,9 @@ pub(crate) fn read_request(base_url: &str, validate: &HttpRequest, key_id: &str)
 
 /// The list made of Polar's `LicenseKeyWithActivations` (`body`): the key's id, its limit,
 /// its activations (id, label, `created_at` as Polar wrote it), oldest first, this machine's
-/// marked; and how many. `None`: not Polar's answer.
-fn listing(ask: &DevicesAsk, body: &[u8]) -> Option<(serde_json::Value, usize)> {
+/// marked, each with when this relay last saw it (`seen`) when it did; and how many. `None`:
+/// not Polar's answer.
+fn listing(ask: &DevicesAsk, body: &[u8], seen: &LastSeen) -> Option<(serde_json::Value, usize)> {
     use serde_json::Value;
     let v: Value = serde_json::from_slice(body).ok()?;
     let key_id = v.get("id")?.as_str()?;
@@ -94,6 +98,11 @@ fn listing(ask: &DevicesAsk, body: &[u8]) -> Option<(serde_json::Value, usize)> 
                 row.insert(name.to_string(), Value::from(value));
             }
         }
+        // When this relay last saw it validated (RFC 3339, to the hour), when it did.
+        let last_seen = seen.of(key_id, id).map(crate::clock::rfc3339);
+        if let (Some(last_seen), Some(row)) = (last_seen, row.as_object_mut()) {
+            row.insert("last_seen".to_string(), Value::from(last_seen));
+        }
         rows.push((at, row));
     }
     rows.sort_by_key(|(at, _)| *at);
@@ -126,6 +135,7 @@ pub(crate) fn refusal(mut r: RelayResponse) -> RelayResponse {
 pub(crate) fn answer(
     ask: &DevicesAsk,
     upstream: Result<HttpResponse, TransportError>,
+    seen: &LastSeen,
 ) -> RelayResponse {
     let upstream = match upstream {
         Ok(r) => r,
@@ -163,7 +173,7 @@ pub(crate) fn answer(
     }
     // Read as JSON values, Polar's fields passed as it wrote them (no model of the key: the
     // relay's wasm stays small).
-    let Some((body, listed)) = listing(ask, &upstream.body) else {
+    let Some((body, listed)) = listing(ask, &upstream.body, seen) else {
         log::warn!(
             "relay: devices {} 502 (Polar's answer did not read)",
             crate::logged::key(&ask.key)

@@ -155,6 +155,8 @@ enum Job {
     UsageList,
     /// A batch of install analytics events ingested (crate::analytics).
     Analytics,
+    /// A call of an unseen activation's retirement (crate::last_seen).
+    Retire,
     /// A read of the seller's set-up check (crate::doctor).
     Setup(crate::doctor::Probe),
 }
@@ -393,6 +395,36 @@ impl Background {
             Err(Some(ms)) => wait_for(ms),
             Err(None) => {}
         }
+        // Activations unseen for the seller's days, retired (crate::last_seen): a few a
+        // minute, each call from the budget's shared part, while it has half its room (the
+        // customers' checks first), and through the breaker.
+        let retire = relay.last_seen.next_call(
+            relay.base_url,
+            || relay.breaker.is_open(now),
+            || match relay.store {
+                Some(s) if s.budget(now).room(now.monotonic_ms) <= 0.5 => Err(1),
+                Some(s) => s.take(now, crate::store::Use::Shared),
+                None => Ok(()),
+            },
+            now,
+        );
+        match retire {
+            Ok((url, body)) => {
+                let mut headers = crate::reads::read_headers(relay);
+                if body.is_some() {
+                    headers.push(("content-type", "application/json".to_string()));
+                }
+                let id = self.put(Job::Retire);
+                return Poll::Send(Request {
+                    id,
+                    url,
+                    headers,
+                    body,
+                });
+            }
+            Err(Some(ms)) => wait_for(ms),
+            Err(None) => {}
+        }
         // The customers' values a grant's lease asked for (crate::entitled): first, as the
         // customers' checks are; each read's call from the budget's shared part (a read only
         // an ingested usage batch asked: its usage part).
@@ -502,6 +534,7 @@ impl Background {
                 | Job::Entitled
                 | Job::Usage
                 | Job::Analytics
+                | Job::Retire
                 | Job::Setup(_)
         );
         match job {
@@ -532,6 +565,13 @@ impl Background {
                     other => Err(format!("the host gave no answer of Polar's ({other:?})")),
                 };
                 relay.analytics.answered(&answer, now);
+            }
+            Job::Retire => {
+                let answer = match given {
+                    Given::Polar(answer) => answer,
+                    other => Err(format!("the host gave no answer of Polar's ({other:?})")),
+                };
+                relay.last_seen.answered(&answer, now);
             }
             Job::Entitled => {
                 let answer = match given {

@@ -362,6 +362,11 @@ mod relay {
                 organization_id: Some("not-a-uuid".into()),
                 ..RelayConfig::new(Server::Production, AccessToken::new("t"), key())
             },
+            // Retiring unseen activations: at most ten years (issue #80).
+            RelayConfig {
+                retire_unseen_days: crate::last_seen::MAX_RETIRE_UNSEEN_DAYS + 1,
+                ..RelayConfig::new(Server::Production, AccessToken::new("t"), key())
+            },
         ];
         for config in bad {
             let transport = |_: &HttpRequest| Ok(HttpResponse::new(500, ""));

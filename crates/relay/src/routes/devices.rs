@@ -56,13 +56,13 @@ impl Part for Devices {
         }
     }
 
-    /// The verdict kept as a validate's; the read's answer is the list, kept nowhere, with no
-    /// lease.
+    /// The verdict kept as a validate's; the read's answer is the list (each row with when the
+    /// relay last saw it, when it did: crate::last_seen), kept nowhere, with no lease.
     fn finish(&self, relay: &Relay, pending: &Pending, upstream: Upstream, at: Moment) -> Finished {
         if !pending.read {
             return relay.verdict_of(pending, upstream, at);
         }
-        let mut response = crate::devices::answer(&self.ask, upstream);
+        let mut response = crate::devices::answer(&self.ask, upstream, &relay.last_seen);
         add_cors(&mut response);
         Finished {
             response,

@@ -62,7 +62,7 @@ impl Part for License {
         waited: u32,
         entropy: &dyn Fn() -> Option<[u8; 16]>,
     ) -> Routed {
-        match relay.pending(
+        let routed = match relay.pending(
             self.op,
             &self.checked,
             req,
@@ -70,11 +70,23 @@ impl Part for License {
         ) {
             Ok(pending) => relay.route_pending(pending, now, waited, entropy, true),
             Err(r) => Routed::Answer(r),
+        };
+        // A validate the store answered with Polar's grant of its activation: seen.
+        if let Routed::Stored(f) = &routed {
+            self.saw(relay, &f.response, now.unix_seconds);
         }
+        routed
+    }
+
+    /// A stale answer (Polar out of reach) of Polar's earlier grant: the activation seen.
+    fn settle(&self, relay: &Relay, verdict: Finished, at: Moment) -> Finished {
+        self.saw(relay, &verdict.response, at.now.unix_seconds);
+        verdict
     }
 
     /// An activation or a deactivation Polar made is counted in the key's churn (issue #67),
-    /// then the verdict kept and leased.
+    /// then the verdict kept and leased; a validate Polar granted for its activation is that
+    /// activation seen, a deactivation Polar made ends its record (crate::last_seen).
     fn finish(&self, relay: &Relay, pending: &Pending, upstream: Upstream, at: Moment) -> Finished {
         let made_one = matches!(
             (self.op, upstream.as_ref().map(|u| u.status)),
@@ -100,8 +112,37 @@ impl Part for License {
                     at.now.unix_seconds,
                 );
             }
+            if let (Operation::Deactivate, Some(activation)) =
+                (self.op, self.checked.activation_id.as_deref())
+            {
+                relay.last_seen.forget(activation);
+            }
         }
-        relay.verdict_of(pending, upstream, at)
+        let finished = relay.verdict_of(pending, upstream, at);
+        self.saw(relay, &finished.response, at.now.unix_seconds);
+        finished
+    }
+}
+
+impl License {
+    /// `answer`, a validate's of an activation: when it is Polar's grant of that activation
+    /// (crate::last_seen::seen_in), the activation seen at `now` (unix seconds). Nothing for
+    /// any other answer, so a client makes no record of an activation Polar did not grant.
+    fn saw(&self, relay: &Relay, answer: &RelayResponse, now: i64) {
+        if self.op != Operation::Validate {
+            return;
+        }
+        let Some(asked) = self.checked.activation_id.as_deref() else {
+            return;
+        };
+        if let Some((activation, key_id)) =
+            crate::last_seen::seen_in(asked, answer.status, &answer.body)
+        {
+            let organization_id = OrgId::checked(&self.checked);
+            relay
+                .last_seen
+                .saw(&activation, &key_id, organization_id.as_str(), now);
+        }
     }
 }
 

@@ -183,11 +183,14 @@ test('ui.d.ts names every string of DEFAULT_STRINGS, and no other', async () => 
   assert.deepEqual([...declared].sort(), Object.keys(DEFAULT_STRINGS).sort());
   // The optional ones have no English string: why a key stopped, and the failures of the
   // sign-in and the lists (polar-license/devices' codes), are the core's sentence (the error's
-  // userMessage) unless the app sets its own words (issue #80: none of the gate's).
+  // userMessage) unless the app sets its own words (issue #80: none of the gate's); so are the
+  // licensed and offline states, a deactivation, an empty list and a failure with no words.
   const optional = [...dts.slice(start, dts.indexOf('\n}\n', start)).matchAll(/^  (\w+)\?: string;/gm)].map((m) => m[1]);
   const portal = ['invalid_email', 'invalid_code', 'not_signed_in', 'customer_selection_required', 'refused', 'code_invalid_or_expired', 'session_expired', 'device_management_off', 'key_not_found'];
   assert.ok(portal.every((k) => optional.includes(k)), optional.join());
-  assert.ok(optional.length > 0 && optional.every((k) => (k.startsWith('stopped_') || portal.includes(k)) && !(k in DEFAULT_STRINGS)), optional.join());
+  const said = ['licensed', 'offlineGrace', 'deactivated', 'noDevices', 'noKeys', 'unknown'];
+  assert.ok(said.every((k) => optional.includes(k)), optional.join());
+  assert.ok(optional.length > 0 && optional.every((k) => (k.startsWith('stopped_') || portal.includes(k) || said.includes(k)) && !(k in DEFAULT_STRINGS)), optional.join());
 });
 
 // Chromium alone by default (engines.mjs, enginesFor), Firefox and WebKit with FULL=1: the gate's

@@ -40,7 +40,7 @@ pub fn gate_words(name: &str) -> Option<String> {
     use polar_license::message;
     Some(match name {
         "licensed" => message::LICENSED.to_string(),
-        "offlineGrace" => message::licensed_offline(None).text(),
+        "offlineGrace" => message::LICENSED_OFFLINE_UNDATED.text(),
         "deactivated" => message::DEACTIVATED.text(),
         "noDevices" => message::NO_DEVICES.text(),
         "noKeys" => message::NO_KEYS.text(),

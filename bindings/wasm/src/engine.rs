@@ -399,13 +399,10 @@ impl Engine {
                 // What to tell the person, the core's words (issue #80): licensed, or licensed
                 // from the cache for the grace left because Polar could not be reached.
                 j.key("userMessage");
-                match fallback.filter(|_| *source == Source::Cache) {
-                    Some(_) => j.str(
-                        &polar_license::message::licensed_offline(
-                            grace_remaining.map(|d| d.as_secs()),
-                        )
-                        .text(),
-                    ),
+                match grace_remaining.filter(|_| fallback.is_some() && *source == Source::Cache) {
+                    Some(grace) => {
+                        j.str(&polar_license::message::licensed_offline(grace.as_secs()).text())
+                    }
                     None => j.str(polar_license::message::LICENSED),
                 };
                 j.key("features");

@@ -69,6 +69,8 @@ export interface DeviceList {
   limitActivations: number | null;
   /** Its live devices, oldest first. */
   devices: Device[];
+  /** With no device: the library's words for it (why, and what to do). */
+  userMessage?: string;
 }
 
 /** A key the signed-in customer can activate here (key recovery). */
@@ -147,7 +149,7 @@ export class Devices {
   /** The key's devices, `activationId` (this machine's, from a check) marked. */
   list(key: string, options?: { activationId?: string | null }): Promise<DeviceList>;
   /** Key recovery: the signed-in customer's keys this device can activate, newest first. */
-  recover(): Promise<RecoverableKey[]>;
+  recover(): Promise<RecoverableKey[] & { readonly userMessage?: string }>;
   /** Frees device `activationId` of `key` (no session needed). */
   free(key: string, activationId: string): Promise<void>;
   /**

@@ -125,7 +125,8 @@ export class Devices {
    * `activationId`) marked `thisMachine`: `{ keyId, limitActivations, devices: [{ id, label,
    * activatedAt (unix seconds), thisMachine, platform, lastSeen }] }` (`platform`: what the
    * activation's meta records, e.g. `linux/x86_64`; `lastSeen`: the relay's record, unix
-   * seconds; each `null` when not known).
+   * seconds; each `null` when not known), with `userMessage` when the list is empty (the
+   * core's words: why, and what to do).
    */
   async list(key, { activationId } = {}) {
     if (typeof key !== 'string') throw new DevicesError({ code: 'invalid_input', reason: 'invalid_input', field: 'key', message: 'key must be a string' });
@@ -143,12 +144,15 @@ export class Devices {
    * (granted, unexpired, newest first; the core decides): `[{ id, displayKey, benefitId,
    * createdAt (unix seconds), limitActivations, expiresAt (unix seconds or null) }]`. Each item's `key` is the whole key,
    * for the activation only: not enumerable, so `JSON.stringify` and `console.log` show none.
+   * An empty array has `userMessage` (not enumerable): the core's words for finding none.
    */
   async recover() {
     if (this.#session === null) throw new DevicesError({ code: 'not_signed_in', reason: 'invalid_input', message: 'not signed in' });
     const session = this.#session;
-    const { keys } = await this.#run((c) => new c.Recovery(...this.#options, session, Date.now() / 1000));
-    return keys.map(({ key, ...shown }) => Object.defineProperty(shown, 'key', { value: key, enumerable: false }));
+    const { keys, userMessage } = await this.#run((c) => new c.Recovery(...this.#options, session, Date.now() / 1000));
+    const found = keys.map(({ key, ...shown }) => Object.defineProperty(shown, 'key', { value: key, enumerable: false }));
+    // None found: the core's words for it (why, and what to do), beside the array's items.
+    return userMessage === undefined ? found : Object.defineProperty(found, 'userMessage', { value: userMessage });
   }
 
   /**

@@ -503,6 +503,9 @@ export interface CheckResult extends ValidateResult {
    * licenses (`grace_expired`); an online answer before then moves it.
    */
   graceEndsAt: number;
+  /** What to tell the person, the library's words (as every face says them): licensed, or
+   * licensed from the cache for the grace left while Polar cannot be reached. */
+  userMessage: string;
   /**
    * For a cache answer after Polar was asked: what happened online (e.g. `offline` for an
    * unreachable Polar, `protocol_error` for a captive portal's page). `null` when Polar
@@ -554,6 +557,8 @@ export interface ActivateResult {
 
 export interface DeactivateResult {
   activationId: string;
+  /** What to tell the person: the seat is free (the library's words). */
+  userMessage: string;
 }
 
 export interface CacheStatus {

@@ -11,8 +11,11 @@ export interface GateStrings {
   activate: string;
   activating: string;
   checking: string;
-  licensed: string;
-  offlineGrace: string;
+  /** By default the check's `userMessage`, the library's words (as every face says them); set
+   * these for the app's own: `offlineGrace` licensed from the cache while Polar cannot be reached
+   * (`{grace}`: the grace left, in the locale). */
+  licensed?: string;
+  offlineGrace?: string;
   holder: string;
   key: string;
   expires: string;
@@ -21,7 +24,8 @@ export interface GateStrings {
   device: string;
   deactivate: string;
   deactivating: string;
-  deactivated: string;
+  /** By default the deactivation's `userMessage`, the library's words. */
+  deactivated?: string;
   portal: string;
   /** "Try again" with the key kept from an unverified refusal (`{key}`). */
   tryAgain: string;
@@ -50,7 +54,8 @@ export interface GateStrings {
   free: string;
   /** `{device}`: its label. */
   freeing: string;
-  noDevices: string;
+  /** By default the empty list's `userMessage`, the library's words (`{key}`: the redacted key). */
+  noDevices?: string;
   keysHint: string;
   /** After a key's display form in key recovery (`{date}`; with the time when another key shares the day). */
   createdOn: string;
@@ -60,7 +65,8 @@ export interface GateStrings {
   /** An account without a name (`{n}`: its place). */
   account: string;
   pickAccount: string;
-  noKeys: string;
+  /** By default the empty recovery's `userMessage`, the library's words. */
+  noKeys?: string;
   buy: string;
   buyTitle: string;
   buyPay: string;
@@ -80,8 +86,9 @@ export interface GateStrings {
   session_expired?: string;
   device_management_off?: string;
   key_not_found?: string;
-  /** A code without a string of its own (`{code}`). */
-  unknown: string;
+  /** A failure the library has no words for (an error from outside it: `{code}`): by default
+   * the library's last resort. */
+  unknown?: string;
   /** Why the key stopped (a refusal's `stopped`, from the seller's relay): by default the
    * refusal's `userMessage`, the library's one sentence for it (as every face says it); set
    * these for the app's own words, said in place of it. `{at}`, `{until}`: dates in the

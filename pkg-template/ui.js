@@ -19,6 +19,14 @@
 
 const TAG = 'polar-license-gate';
 
+/**
+ * The core's words where an answer carries no `userMessage` of its own (a client of the app's own,
+ * such as an IPC bridge; an error from outside the library): licensed, licensed offline with no
+ * grace end known, deactivated, an empty device or key list, and a failure the library has no
+ * words for (`unknown`). Written in at pack time from the core (scripts/npm/gate-words.mjs).
+ */
+const CORE_WORDS = Object.freeze(/* CORE_WORDS */ {});
+
 /** The English strings; `gate.strings = { … }` overrides any of them. `{key}` is the redacted key. */
 export const DEFAULT_STRINGS = Object.freeze({
   title: 'Activate your license',
@@ -28,9 +36,10 @@ export const DEFAULT_STRINGS = Object.freeze({
   activate: 'Activate',
   activating: 'Activating {key}…',
   checking: 'Checking the license…',
-  licensed: 'This device is licensed.',
-  offlineGrace:
-    'Polar could not be reached: this device stays licensed for {grace} more. Connect to the internet before then to keep it licensed.',
+  // A licensed check's words, and a check licensed from the cache because Polar could not be
+  // reached (with its grace left), are the library's: the check's `userMessage` (the core's
+  // `message::LICENSED`, `message::licensed_offline`). Set `licensed` or `offlineGrace` (with
+  // `{grace}`, the localized duration) for the app's own words.
   holder: 'Licensed to',
   key: 'Key',
   expires: 'Expires',
@@ -39,7 +48,8 @@ export const DEFAULT_STRINGS = Object.freeze({
   device: 'This device',
   deactivate: 'Deactivate this device',
   deactivating: 'Deactivating this device…',
-  deactivated: 'This device is deactivated: its seat is free for another device.',
+  // A deactivation's words are the library's (the answer's `userMessage`, the core's
+  // `message::DEACTIVATED`); set `deactivated` for the app's own.
   portal: 'Open the customer portal',
   tryAgain: 'Try again with {key}',
   freeSeat: 'Free a seat',
@@ -61,8 +71,8 @@ export const DEFAULT_STRINGS = Object.freeze({
   deviceId: 'id …{id}',
   free: 'Free',
   freeing: 'Freeing the seat of {device}…',
-  noDevices:
-    'Polar lists no device for {key}: the seller may not let customers manage their devices. Deactivate the key in the app on the other device, or contact the seller.',
+  // An empty list says the library's words (the list's `userMessage`, the core's
+  // `message::NO_DEVICES`); set `noDevices` (with `{key}`) for the app's own.
   keysHint: 'Your keys for this app. Pick one to activate it on this device.',
   // After a key's display form in key recovery's list (its creation date).
   createdOn: 'created {date}',
@@ -70,7 +80,8 @@ export const DEFAULT_STRINGS = Object.freeze({
   accountsHint: 'Several accounts have this email. Pick the one of your purchase: Polar sends the code for it.',
   account: 'Account {n}',
   pickAccount: 'Choose',
-  noKeys: 'No key of this account can be activated here (none is active and unexpired). Check the email, or buy a license.',
+  // No key to recover: the library's words (`recover()`'s `userMessage`, the core's
+  // `message::NO_KEYS`); set `noKeys` for the app's own.
   // Buying in the app (`checkout`): the window of the checkout, then the key found and activated.
   buy: 'Buy a license',
   buyTitle: 'Buy a license',
@@ -84,7 +95,8 @@ export const DEFAULT_STRINGS = Object.freeze({
   // A refusal with a reason code (docs/interfaces.md §1) is said in the library's words, its
   // `userMessage` (the core's one sentence and next step, as every face says it); set a code
   // here (`not_found`, `seats_full`, …) for the app's own words in place of them.
-  unknown: 'The key could not be activated ({code}). Try again.',
+  // A failure with no words of the library's (an error from outside it): the core's last resort
+  // (`message::UNKNOWN`); set `unknown` (with `{code}`) for the app's own.
   // The locale of dates and durations (default: the element's `lang`, the page's, the browser's).
   locale: '',
 });
@@ -228,6 +240,8 @@ export class PolarLicenseGate extends Base {
   #step = 'email';
   #email = '';
   #items = [];
+  // The library's words for an empty list (its `userMessage`), shown when #items is empty.
+  #empty = '';
   #products = {};
   /** What opens a checkout (`checkout`), else `null`. */
   #checkout = null;
@@ -497,9 +511,9 @@ export class PolarLicenseGate extends Base {
     this.#set('deactivating', { ...shown, message: this.#t('deactivating') });
     try {
       // Without a key known here: the client's remembered one (an IPC bridge's main process).
-      await (this.#key ? client.deactivate(this.#key) : client.deactivate());
+      const done = await (this.#key ? client.deactivate(this.#key) : client.deactivate());
       this.#key = null;
-      this.#set('empty', { message: this.#t('deactivated') });
+      this.#set('empty', { message: this.#said('deactivated', done) });
       if (focused) this.#els.input.focus();
     } catch (e) {
       // Still licensed here: say why the seat could not be freed.
@@ -656,7 +670,9 @@ export class PolarLicenseGate extends Base {
   /** The list: the kept key's devices, or the customer's keys. */
   async #show() {
     const d = this.#devices;
-    this.#items = this.#state === 'free-seat' ? (await d.list(this.#held)).devices : await d.recover();
+    const listed = this.#state === 'free-seat' ? await d.list(this.#held) : await d.recover();
+    this.#items = listed?.devices ?? listed;
+    this.#empty = listed?.userMessage ?? '';
     this.#step = 'list';
     this.#set(this.#state);
   }
@@ -724,9 +740,8 @@ export class PolarLicenseGate extends Base {
       graceRemaining: result?.graceRemaining ?? null,
       offline: result?.source === 'cache' && result?.reason != null,
     };
-    const message = view.offline
-      ? this.#t('offlineGrace', { grace: this.#duration(view.graceRemaining ?? 0) })
-      : this.#t('licensed');
+    const name = view.offline ? 'offlineGrace' : 'licensed';
+    const message = this.#said(name, result, { grace: this.#duration(view.graceRemaining ?? 0) });
     this.#set('licensed', { view, message });
   }
 
@@ -769,7 +784,8 @@ export class PolarLicenseGate extends Base {
     // The library's words for the reason (the core's, every face's).
     if (typeof error?.userMessage === 'string' && error.userMessage) return error.userMessage;
     // A failure of polar-license/devices without a sentence of its own: its reason's.
-    return this.#t(has(error?.reason) ? error.reason : 'unknown', values);
+    if (has(error?.reason)) return this.#t(error.reason, values);
+    return this.#said('unknown', null, values);
   }
 
   #set(state, { reason = null, stopped = null, message = '', view = {}, portal = false } = {}) {
@@ -851,7 +867,9 @@ export class PolarLicenseGate extends Base {
         : customer
         ? this.#t('accountsHint')
         : list
-        ? this.#t(this.#items.length ? (picking ? 'devicesHint' : 'keysHint') : picking ? 'noDevices' : 'noKeys', { key: held })
+        ? this.#items.length
+          ? this.#t(picking ? 'devicesHint' : 'keysHint', { key: held })
+          : this.#said(picking ? 'noDevices' : 'noKeys', { userMessage: this.#empty }, { key: held })
         : this.#t(email ? 'emailHint' : 'codeHint', { email: this.#email });
       e.list.hidden = !list;
       const rows = list && !customer ? (picking ? this.#deviceRows(this.#items) : this.#keyRows(this.#items)) : [];
@@ -952,6 +970,17 @@ export class PolarLicenseGate extends Base {
   #dates(seconds) {
     const days = seconds.map((s) => (Number.isFinite(s) ? this.#date(s * 1000) : null));
     return seconds.map((s, i) => (days[i] && days.some((d, j) => j !== i && d === days[i]) ? this.#date(s * 1000, true) : days[i]));
+  }
+
+  /**
+   * The app's own words for `name` when it set them (`gate.strings`), else the library's: the
+   * `userMessage` of the answer (`from`), the core's sentence for it, or the core's words for
+   * `name` where the answer has none (issue #80: the screen keeps no words of its own for what
+   * happened).
+   */
+  #said(name, from, values = {}) {
+    if (Object.hasOwn(this.#strings, name)) return this.#t(name, values);
+    return typeof from?.userMessage === 'string' && from.userMessage ? from.userMessage : (CORE_WORDS[name] ?? '');
   }
 
   #t(name, values = {}) {

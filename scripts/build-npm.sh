@@ -235,6 +235,9 @@ node scripts/npm/reasons.mjs "$PKG"
 # Why a key stopped: the core's sentences written into polar_license_stopped.js from the
 # pack-time module (license.js imports it only for a denial that carries why).
 node scripts/npm/stopped.mjs "$PKG" "$OUT/stopped" "$version"
+# The gate's words where an answer carries none (an app's own client, an error from outside the
+# library): the core's, from the same pack-time module, written into ui.js.
+node scripts/npm/gate-words.mjs "$PKG" "$OUT/stopped"
 
 echo "==> default entries bundled: one module each (esbuild, not minified)"
 # Issue #38: every module an entry imports is a step of the module loader before the first

@@ -212,6 +212,54 @@ pub fn purchase_sign_in(email: Option<&str>) -> Message {
     }
 }
 
+/// What a licensed check says: no next step, there being nothing to do. Every face's words for
+/// a check that licenses this device online (the gate's licensed screen).
+pub const LICENSED: &str = "This device is licensed.";
+
+/// What a check licensed from the cache says when Polar could not be reached: how long the
+/// grace still lasts (`grace_remaining`, in seconds, as the check's answer gives it; worded
+/// here, in the core's English, so every face says the same duration) and what keeps the
+/// device licensed.
+pub fn licensed_offline(grace_remaining: u64) -> Message {
+    Message::new(
+        "Polar could not be reached, so this device stays licensed for ".to_string()
+            + &crate::decimal::duration_words(grace_remaining)
+            + " more.",
+        "Connect to the internet before then to keep it licensed.",
+    )
+}
+
+/// [`licensed_offline`] for a face that knows no grace end (an app's own client whose answer
+/// carries neither words nor seconds): the sentence names no duration. Apart, so that the npm
+/// engine, which always has the seconds, links none of its words.
+pub const LICENSED_OFFLINE_UNDATED: Message = Message::fixed(
+    "Polar could not be reached, so this device is licensed from its last check.",
+    "Connect to the internet to check the license again.",
+);
+
+/// What a deactivation that freed this device's seat says.
+pub const DEACTIVATED: Message = Message::fixed(
+    "This device is deactivated and its seat is free for another device.",
+    "Activate a license key to use the app here again.",
+);
+
+/// What an empty list of a key's devices says (Polar lists none: the seller may not let
+/// customers manage their devices).
+pub const NO_DEVICES: Message = Message::fixed(
+    "Polar lists no device for this license key.",
+    "Deactivate the key in the app on the other device, or contact the seller.",
+);
+
+/// What an empty list of a customer's keys says (none active and unexpired to activate here).
+pub const NO_KEYS: Message = Message::fixed(
+    "No license key of this account can be activated here.",
+    "Check the email you signed in with, or buy a license.",
+);
+
+/// What a failure the core has no words for says (an error from outside the library, such as
+/// an app's own adapter): a face's last resort, never a reason the core knows.
+pub const UNKNOWN: Message = Message::fixed("The license could not be checked.", "Try again.");
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -457,6 +505,20 @@ mod tests {
         }
         said.push(("sign-in".into(), purchase_sign_in(Some("a@b.example"))));
         said.push(("sign-in".into(), purchase_sign_in(None)));
+        // The answers with no failure in them (issue #80: the gate kept its own English).
+        one_sentence("licensed", LICENSED);
+        for grace in [0, 59, 3 * 86_400 + 7200] {
+            said.push((format!("licensed offline {grace}"), licensed_offline(grace)));
+        }
+        said.push(("licensed offline".into(), LICENSED_OFFLINE_UNDATED));
+        assert_eq!(
+            licensed_offline(3 * 86_400 + 7200).text(),
+            "Polar could not be reached, so this device stays licensed for 3 days 2 hours more: connect to the internet before then to keep it licensed."
+        );
+        said.push(("deactivated".into(), DEACTIVATED));
+        said.push(("no devices".into(), NO_DEVICES));
+        said.push(("no keys".into(), NO_KEYS));
+        said.push(("unknown".into(), UNKNOWN));
         assert!(said.len() > 200, "{} messages", said.len());
         for (what, m) in &said {
             one_message(what, m);

@@ -63,6 +63,19 @@ const CORE_WORDS = await (async () => {
   const rows = JSON.parse(new glue.Engine(options, 'null').call('reasonTable', []));
   return Object.fromEntries(rows.map((r) => [r.code, r.userMessage]));
 })();
+/** What the core says where nothing failed (src/message.rs: `LICENSED`, `DEACTIVATED`,
+ * `NO_DEVICES`, `UNKNOWN`, `licensed_offline`; issue #80: the gate kept its own English for them), each as
+ * its answer's `userMessage` hands it to the page: the gate shows these unless the app set its
+ * own (`licensed`, `deactivated`, `noDevices`, `offlineGrace`). */
+const CORE_SAID = {
+  licensed: 'This device is licensed.',
+  deactivated: 'This device is deactivated and its seat is free for another device: activate a license key to use the app here again.',
+  noDevices: 'Polar lists no device for this license key: deactivate the key in the app on the other device, or contact the seller.',
+  // A failure the library has no words for (an app's own client that threw): the last resort.
+  unknown: 'The license could not be checked: try again.',
+  // Within a week's grace: 6 days and some hours, or 7 days, in the core's words.
+  offlineGrace: /^Polar could not be reached, so this device stays licensed for (6 days( \d+ hours?)?|7 days) more: connect to the internet before then to keep it licensed\.$/,
+};
 /** Why a key stopped, each detail and its sentence: the table every face reads. */
 const STOPPED_ROWS = JSON.parse(await readFile(join(dirname(fileURLToPath(import.meta.url)), '..', 'vectors', 'stopped-messages.json'), 'utf8')).rows;
 const { startEmulator } = await import(pathToFileURL(join(PACKAGE, 'emulator.js')).href);
@@ -170,11 +183,14 @@ test('ui.d.ts names every string of DEFAULT_STRINGS, and no other', async () => 
   assert.deepEqual([...declared].sort(), Object.keys(DEFAULT_STRINGS).sort());
   // The optional ones have no English string: why a key stopped, and the failures of the
   // sign-in and the lists (polar-license/devices' codes), are the core's sentence (the error's
-  // userMessage) unless the app sets its own words (issue #80: none of the gate's).
+  // userMessage) unless the app sets its own words (issue #80: none of the gate's); so are the
+  // licensed and offline states, a deactivation, an empty list and a failure with no words.
   const optional = [...dts.slice(start, dts.indexOf('\n}\n', start)).matchAll(/^  (\w+)\?: string;/gm)].map((m) => m[1]);
   const portal = ['invalid_email', 'invalid_code', 'not_signed_in', 'customer_selection_required', 'refused', 'code_invalid_or_expired', 'session_expired', 'device_management_off', 'key_not_found'];
   assert.ok(portal.every((k) => optional.includes(k)), optional.join());
-  assert.ok(optional.length > 0 && optional.every((k) => (k.startsWith('stopped_') || portal.includes(k)) && !(k in DEFAULT_STRINGS)), optional.join());
+  const said = ['licensed', 'offlineGrace', 'deactivated', 'noDevices', 'noKeys', 'unknown'];
+  assert.ok(said.every((k) => optional.includes(k)), optional.join());
+  assert.ok(optional.length > 0 && optional.every((k) => (k.startsWith('stopped_') || portal.includes(k) || said.includes(k)) && !(k in DEFAULT_STRINGS)), optional.join());
 });
 
 // Chromium alone by default (engines.mjs, enginesFor), Firefox and WebKit with FULL=1: the gate's
@@ -244,7 +260,7 @@ eachEngine(TOOLS, (engine, browser) => {
     if (!working) assert.deepEqual(snap.disabled, [], `${where}: aria-disabled buttons`);
     assert.deepEqual(await axeViolations(page), [], `${where}: axe-core`);
     await page.screenshot(join(SHOTS, `${engine}-${name}.png`));
-    if (GATE_SHOTS && engine === 'chromium' && !/^(bridge|subscription|deactivate-|grace-renewed|idle-)|-undated$/.test(name)) {
+    if (GATE_SHOTS && engine === 'chromium' && !/^(adapter-|bridge|subscription|deactivate-|grace-renewed|idle-)|-undated$/.test(name)) {
       await gateShot(page, join(GATE_SHOTS, `${name}.png`));
     }
     return snap;
@@ -347,7 +363,7 @@ eachEngine(TOOLS, (engine, browser) => {
     await submit(key);
     await settled();
     // inState checks aria-busy and aria-disabled in every state; here also the cursor.
-    await inState('idle-licensed', { state: 'licensed', message: DEFAULT_STRINGS.licensed });
+    await inState('idle-licensed', { state: 'licensed', message: CORE_SAID.licensed });
     const cursor = () =>
       page.evaluate(() => {
         const root = document.querySelector('polar-license-gate').shadowRoot;
@@ -356,7 +372,7 @@ eachEngine(TOOLS, (engine, browser) => {
     assert.deepEqual(await cursor(), [`${DEFAULT_STRINGS.deactivate}: pointer`]);
     await page.evaluate(() => document.querySelector('polar-license-gate').shadowRoot.querySelector('[part~=deactivate]').click());
     await settled();
-    await inState('idle-deactivated', { state: 'empty', message: DEFAULT_STRINGS.deactivated });
+    await inState('idle-deactivated', { state: 'empty', message: CORE_SAID.deactivated });
     await submit('   ');
     await settled();
     await inState('idle-refused', { state: 'refused', reason: 'invalid_input', message: said('invalid_input', '   ') });
@@ -411,7 +427,7 @@ eachEngine(TOOLS, (engine, browser) => {
     assert.equal(emu.activations(key).length, 0);
     await press('retry');
     await settled();
-    const licensed = await inState('try-again-licensed', { state: 'licensed', message: DEFAULT_STRINGS.licensed });
+    const licensed = await inState('try-again-licensed', { state: 'licensed', message: CORE_SAID.licensed });
     assert.equal(Object.fromEntries(licensed.details)[DEFAULT_STRINGS.key], redactKey(key));
     assert.equal(emu.activations(key).length, 1);
     await page.evaluate(() => document.querySelector('polar-license-gate').deactivate());
@@ -470,7 +486,7 @@ eachEngine(TOOLS, (engine, browser) => {
 
     await press('pick', 0);
     await page.waitFor(() => document.querySelector('polar-license-gate').state === 'licensed');
-    snap = await inState('seat-freed', { state: 'licensed', message: DEFAULT_STRINGS.licensed });
+    snap = await inState('seat-freed', { state: 'licensed', message: CORE_SAID.licensed });
     assert.deepEqual(emu.activations(key).map((a) => a.label).sort(), ["Ada's laptop", 'Desktop']);
     assert.equal(Object.fromEntries(snap.details)[DEFAULT_STRINGS.device], "Ada's laptop");
     await page.evaluate(() => document.querySelector('polar-license-gate').deactivate());
@@ -493,7 +509,7 @@ eachEngine(TOOLS, (engine, browser) => {
     await page.waitFor(() => document.querySelector('polar-license-gate').state === 'free-seat' && window.gateTest.events.at(-1).step === 'list');
     const snap = await inState('free-seat-management-off', { state: 'free-seat', message: '' });
     assert.deepEqual(snap.items, []);
-    assert.equal(snap.intro, DEFAULT_STRINGS.noDevices.replace('{key}', redactKey(key)));
+    assert.equal(snap.intro, CORE_SAID.noDevices);
     await press('back');
     const back = await inState('free-seat-back', { state: 'refused', reason: 'activation_limit', message: said('activation_limit', key) });
     assert.ok(back.buttons.includes(DEFAULT_STRINGS.freeSeat));
@@ -602,7 +618,7 @@ eachEngine(TOOLS, (engine, browser) => {
     assert.ok(!byKey(customerKeys[1]).includes('Example Pro'), 'a key of another benefit: no product named');
     await press('pick', shown.indexOf(redactKey(lost)));
     await page.waitFor(() => document.querySelector('polar-license-gate').state === 'licensed');
-    snap = await inState('recovered', { state: 'licensed', message: DEFAULT_STRINGS.licensed });
+    snap = await inState('recovered', { state: 'licensed', message: CORE_SAID.licensed });
     assert.equal(Object.fromEntries(snap.details)[DEFAULT_STRINGS.key], redactKey(lost));
     assert.equal(emu.activations(lost).length, 1);
     await page.evaluate(() => document.querySelector('polar-license-gate').deactivate());
@@ -650,7 +666,7 @@ eachEngine(TOOLS, (engine, browser) => {
     assert.equal(busy.input, '');
     await page.evaluate(() => window.gateTest.release());
     await settled();
-    const snap = await inState('licensed', { state: 'licensed', message: DEFAULT_STRINGS.licensed });
+    const snap = await inState('licensed', { state: 'licensed', message: CORE_SAID.licensed });
     assert.equal(snap.title, DEFAULT_STRINGS.licensedTitle);
     assert.equal(snap.form, false);
     assert.equal(snap.deactivate, true);
@@ -674,8 +690,18 @@ eachEngine(TOOLS, (engine, browser) => {
     try {
       await page.evaluate(() => document.querySelector('polar-license-gate').refresh());
       await settled();
-      const snap = await inState('offline-grace', { state: 'licensed', message: /^Polar could not be reached: this device stays licensed for (6|7) days more\./ });
+      const snap = await inState('offline-grace', { state: 'licensed', message: CORE_SAID.offlineGrace });
       assert.match(snap.attrs, /\soffline(=""|\s|>)/);
+      // The app's own words in place of the core's, with the grace in the page's locale.
+      await page.evaluate(() => {
+        const gate = document.querySelector('polar-license-gate');
+        gate.strings = { offlineGrace: 'Offline for {grace} more.' };
+        return gate.refresh();
+      });
+      await settled();
+      const own = await snapshot();
+      await page.evaluate(() => (document.querySelector('polar-license-gate').strings = {}));
+      assert.match(own.message, /^Offline for \d+ (days?|hours?)[^.]* more\.$/);
     } finally {
       emu.setFault(null);
     }
@@ -698,7 +724,7 @@ eachEngine(TOOLS, (engine, browser) => {
     // The clock stays 8 days ahead: Polar's answer licenses again from then on.
     await page.evaluate(() => document.querySelector('polar-license-gate').refresh());
     await settled();
-    await inState('grace-renewed', { state: 'licensed', message: DEFAULT_STRINGS.licensed });
+    await inState('grace-renewed', { state: 'licensed', message: CORE_SAID.licensed });
   });
 
   test('deactivate this device: offline, still licensed and said why; then the seat freed, the form back', async () => {
@@ -719,7 +745,7 @@ eachEngine(TOOLS, (engine, browser) => {
       root.querySelector('[part~=deactivate]').click();
     });
     await settled();
-    const snap = await inState('deactivated', { state: 'empty', message: DEFAULT_STRINGS.deactivated });
+    const snap = await inState('deactivated', { state: 'empty', message: CORE_SAID.deactivated });
     assert.equal(emu.activations(key).length, 0);
     assert.equal(snap.focus, 'input');
   });
@@ -742,7 +768,7 @@ eachEngine(TOOLS, (engine, browser) => {
     ]) {
       await page.evaluate((k) => document.querySelector('polar-license-gate').activate(k), key);
       await settled();
-      const snap = await inState(`subscription-${kind}`, { state: 'licensed', message: DEFAULT_STRINGS.licensed });
+      const snap = await inState(`subscription-${kind}`, { state: 'licensed', message: CORE_SAID.licensed });
       const details = Object.fromEntries(snap.details);
       assert.match(details[DEFAULT_STRINGS[kind]] ?? '', year, JSON.stringify(snap.details));
       for (const other of ['expires', 'renews', 'ends'].filter((k) => k !== kind)) assert.equal(details[DEFAULT_STRINGS[other]], undefined);
@@ -758,7 +784,7 @@ eachEngine(TOOLS, (engine, browser) => {
     keys.push(key);
     await page.evaluate((k) => document.querySelector('polar-license-gate').activate(k), key);
     await settled();
-    await inState('subscription-before-stop', { state: 'licensed', message: DEFAULT_STRINGS.licensed });
+    await inState('subscription-before-stop', { state: 'licensed', message: CORE_SAID.licensed });
     // Polar's answer for each: the same 404 "no longer active".
     emu.updateKey(key, { status: 'revoked' });
     // Each detail as the table every face reads (tests/vectors/stopped-messages.json: noon UTC,
@@ -810,7 +836,7 @@ eachEngine(TOOLS, (engine, browser) => {
     await page.evaluate(() => (window.gateTest.stopped = null));
     await press('retry');
     await settled();
-    const snap = await inState('subscription-resumed', { state: 'licensed', message: DEFAULT_STRINGS.licensed });
+    const snap = await inState('subscription-resumed', { state: 'licensed', message: CORE_SAID.licensed });
     assert.equal(snap.attrs.includes(' stopped='), false, 'the attribute gone');
     assert.equal(emu.activations(key).length, 1, 'checked again, not activated again');
 
@@ -855,18 +881,33 @@ eachEngine(TOOLS, (engine, browser) => {
     await inState('bridge-empty', { state: 'empty' });
     await submit(key);
     await settled();
-    await inState('bridge-licensed', { state: 'licensed', message: DEFAULT_STRINGS.licensed });
+    await inState('bridge-licensed', { state: 'licensed', message: CORE_SAID.licensed });
     // A new bridge over the same client (a reloaded window): the gate knows no key.
     await page.evaluate(() => window.gateTest.bridge());
     await page.waitFor(() => document.querySelector('polar-license-gate').state === 'licensed');
-    const snap = await inState('bridge-reopened', { state: 'licensed', message: DEFAULT_STRINGS.licensed });
+    const snap = await inState('bridge-reopened', { state: 'licensed', message: CORE_SAID.licensed });
     const details = Object.fromEntries(snap.details);
     assert.equal(details[DEFAULT_STRINGS.key], redactKey(key));
     assert.equal(details[DEFAULT_STRINGS.holder], 'grace@example.com');
     await page.evaluate(() => document.querySelector('polar-license-gate').deactivate());
     await settled();
-    await inState('bridge-deactivated', { state: 'empty', message: DEFAULT_STRINGS.deactivated });
+    await inState('bridge-deactivated', { state: 'empty', message: CORE_SAID.deactivated });
     assert.equal(emu.activations(key).length, 0);
+  });
+
+  test("a client of the app's own whose failure has no words: the core's last resort, never the gate's", async () => {
+    const key = newKey();
+    keys.push(key);
+    await page.evaluate(() => {
+      const noKey = () => Promise.reject(Object.assign(new Error('no key'), { code: 'invalid_input', field: 'key' }));
+      document.querySelector('polar-license-gate').client = {
+        activate: () => Promise.reject(new Error('the adapter broke')),
+        check: noKey,
+        deactivate: noKey,
+      };
+    });
+    await settled();
+    await refused('adapter-unknown', key, 'unknown', CORE_SAID.unknown);
   });
 
   test("the app's strings replace the English ones", async () => {
@@ -913,7 +954,7 @@ eachEngine(TOOLS, (engine, browser) => {
         const gate = document.querySelector('polar-license-gate');
         return [gate.state, gate.shadowRoot.querySelector('[part~=message]').textContent];
       });
-      assert.deepEqual(got, ['licensed', DEFAULT_STRINGS.licensed], browser.version);
+      assert.deepEqual(got, ['licensed', CORE_SAID.licensed], browser.version);
       assert.equal(emu.activations(key).length, 1);
     });
   });

@@ -39,7 +39,9 @@ void devices({ organizationId: 'x' }).list(42);
 async function lostKey(d: Devices): Promise<string | undefined> {
   const keys: RecoverableKey[] = await d.recover();
   const first = keys[0];
-  if (!first) return undefined;
+  // None found: the library's words for it (issue #80).
+  const none: string | undefined = (await d.recover()).userMessage;
+  if (!first) return none;
   const shown: string = first.displayKey;
   const expires: number | null = first.expiresAt;
   const created: number = first.createdAt;

@@ -54,6 +54,11 @@ gate.addEventListener('polar-license-change', (event) => console.log(event.detai
 // @ts-expect-error: read-only
 gate.stopped = null;
 console.log(stopKind, resumes, pausedWords);
+// The licensed, offline, deactivated and empty-list words are the library's too (issue #80):
+// optional, the app's own only when set.
+const licensedWords: string | undefined = DEFAULT_STRINGS.licensed;
+gate.strings = { offlineGrace: 'Offline: noch {grace}.', noDevices: 'Keine Geräte für {key}.' };
+console.log(licensedWords);
 
 // "Free a seat" and "Lost your key?" (issue #64): polar-license/devices' Devices, or this shape.
 gate.devices = new Devices({ organizationId: '2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10' });

@@ -279,7 +279,14 @@ fn step(step: DevicesStep) -> String {
                 };
                 o.key("thisMachine").bool(d.this_machine).raw("}");
             }
-            answer(Ok(o.raw("]}").done()))
+            o.raw("]");
+            // An empty list says why and what to do, in the core's words (issue #80: the gate
+            // kept its own).
+            if found.devices.is_empty() {
+                o.key("userMessage")
+                    .str(&polar_license::message::NO_DEVICES.text());
+            }
+            answer(Ok(o.raw("}").done()))
         }
         DevicesStep::Done(Err(e)) => failed(&e),
     }
@@ -440,7 +447,13 @@ impl Recovery {
                 .opt_int(k.expires_at.map(|e| e.unix_timestamp()))
                 .raw("}");
         }
-        answer(Ok(o.raw("]}").done()))
+        o.raw("]");
+        // None to activate here: why and what to do, in the core's words (issue #80).
+        if keys.is_empty() {
+            o.key("userMessage")
+                .str(&polar_license::message::NO_KEYS.text());
+        }
+        answer(Ok(o.raw("}").done()))
     }
 }
 

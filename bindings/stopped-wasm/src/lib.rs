@@ -30,5 +30,24 @@ pub fn day(secs: i64) -> String {
     stopped::date(secs)
 }
 
+/// The core's words for what happened where nothing failed, and its last resort
+/// ([`polar_license::message`]), by the gate's name for them (`licensed`, `offlineGrace` with no
+/// grace end known, `deactivated`, `noDevices`, `noKeys`, `unknown`), as one line
+/// ([`polar_license::Message::text`]); `undefined` for another name. scripts/npm/gate-words.mjs
+/// writes them into ui.js, for a client of the app's own whose answers carry no `userMessage`.
+#[wasm_bindgen(js_name = gateWords)]
+pub fn gate_words(name: &str) -> Option<String> {
+    use polar_license::message;
+    Some(match name {
+        "licensed" => message::LICENSED.to_string(),
+        "offlineGrace" => message::LICENSED_OFFLINE_UNDATED.text(),
+        "deactivated" => message::DEACTIVATED.text(),
+        "noDevices" => message::NO_DEVICES.text(),
+        "noKeys" => message::NO_KEYS.text(),
+        "unknown" => message::UNKNOWN.text(),
+        _ => return None,
+    })
+}
+
 #[global_allocator]
 static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();

@@ -436,7 +436,11 @@ impl Engine {
                 match deactivated.answer {
                     Ok(Verdict::Accepted(())) => {
                         j.raw("{\"ok\":{\"activationId\":");
-                        j.opt_str(deactivated.activation_id.as_deref()).raw("}}")
+                        j.opt_str(deactivated.activation_id.as_deref());
+                        // The core's words for a freed seat (issue #80).
+                        j.key("userMessage")
+                            .str(&polar_license::message::DEACTIVATED.text())
+                            .raw("}}")
                     }
                     Ok(Verdict::Denied(d)) => j.raw(&denial_json(&d)),
                     Err(e) => j.raw(&error_json(&e)),

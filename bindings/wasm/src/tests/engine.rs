@@ -772,6 +772,11 @@ fn only_a_cached_answers_ledger_may_revert_and_its_clock_note_is_volatile() {
     let online = check(&e, &mut s, NOW, ok(200, &license(false)));
     assert_eq!(online["asked"], true);
     assert_eq!(online["answer"]["ok"]["source"], "online");
+    assert_eq!(
+        online["answer"]["ok"]["userMessage"],
+        polar_license::message::LICENSED,
+        "{online}"
+    );
     assert!(s.keeps.iter().all(|k| k == "durable"), "{:?}", s.keeps);
     for (at, names, keeps) in [
         (
@@ -914,6 +919,17 @@ fn an_activation_is_a_verdict_and_later_checks_validate_it() {
     };
     let begin = drive(&e, &mut s.clone(), &full, options, &failed(1, "refused"));
     assert_eq!(begin["answer"]["ok"]["reason"], "offline", "{begin}");
+    // Licensed from the cache while Polar is unreachable: the core's words, with the grace
+    // left as the answer gives it (issue #80: the gate worded the grace itself).
+    let grace = begin["answer"]["ok"]["graceRemaining"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(grace > 0, "{begin}");
+    assert_eq!(
+        begin["answer"]["ok"]["userMessage"],
+        polar_license::message::licensed_offline(grace).text(),
+        "{begin}"
+    );
     let body = begin["sent"].as_str().unwrap();
     assert!(body.contains(ACTIVATION), "{body}");
     assert!(body.contains("\"seat\":1"), "{body}");
@@ -927,6 +943,12 @@ fn an_activation_is_a_verdict_and_later_checks_validate_it() {
         "{gone}"
     );
     assert_eq!(gone["answer"]["ok"]["activationId"], ACTIVATION, "{gone}");
+    // The core's words for the freed seat (issue #80: the gate kept its own).
+    assert_eq!(
+        gone["answer"]["ok"]["userMessage"],
+        polar_license::message::DEACTIVATED.text(),
+        "{gone}"
+    );
     assert_eq!(gone["forgetKey"], true);
     let none = update(&e, &mut s, "deactivate", "", NOW, &failed(1, "unused"));
     assert_eq!(none["asked"], false);

@@ -268,6 +268,7 @@ pub(super) fn engine_json(text: &str) -> Value {
         e.remove("nextStep");
     }
     if let Some(o) = a.get_mut("ok").and_then(Value::as_object_mut) {
+        o.remove("userMessage");
         o.remove("features");
         if let Some(lease) = o.remove("lease") {
             assert_eq!(

@@ -35,10 +35,18 @@ fn main() {
             println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,lib{name}.so.{sover}");
         }
         "android" => println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,lib{name}.so"),
-        "macos" | "ios" | "tvos" | "watchos" | "visionos" => println!(
-            "cargo:rustc-cdylib-link-arg=-Wl,-install_name,@rpath/lib{name}.{sover}.dylib,\
-             -current_version,{major}.{minor}.{patch},-compatibility_version,{sover}"
-        ),
+        // The compatibility version in three parts (`0.1.0` for sover `0.1`): Apple's ld reads
+        // `0.1` and `0.1.0` as one version, but Zig's linker (the release's macOS builds off a
+        // Mac, scripts/release.sh) refuses a two-part one ("unable to parse
+        // -compatibility_version "0.1": InvalidVersion").
+        "macos" | "ios" | "tvos" | "watchos" | "visionos" => {
+            let parts = sover.split('.').count();
+            let compat = [sover.as_str(), ".0", ".0"][..4 - parts.min(3)].concat();
+            println!(
+                "cargo:rustc-cdylib-link-arg=-Wl,-install_name,@rpath/lib{name}.{sover}.dylib,\
+                 -current_version,{major}.{minor}.{patch},-compatibility_version,{compat}"
+            )
+        }
         _ => {}
     }
 }

@@ -57,6 +57,7 @@ test('granted by one of several benefits, not by another, and unknown features',
     'reason',
     'relaySource',
     'source',
+    'userMessage',
     'verifiedAt',
   ]);
   assert.equal(JSON.parse(JSON.stringify(pro)).hasFeature, undefined);

@@ -217,7 +217,7 @@ fn code_step(checkout: &str) -> String {
     let code = format!("polar-license buy --checkout {checkout} --code CODE");
     polar_license::portal::Steps {
         code: &code,
-        ..crate::devices::steps(false)
+        ..crate::output::steps(false)
     }
     .type_code()
 }

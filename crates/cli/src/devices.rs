@@ -13,9 +13,9 @@ use crate::args::{
     ActivateArgs, AskedKeyArg, DevicesArgs, FollowRotationArgs, FreeArgs, Global, RecoverArgs,
     SignInArgs,
 };
-use crate::output::{base_object, error_report, report, unix_when, Op, Report};
+use crate::output::{base_object, error_report, report, steps, unix_when, Op, Report};
 use crate::run::{key_or_remembered, licensing_with};
-use polar_license::portal::{Device, PortalError, SessionToken, Steps};
+use polar_license::portal::{Device, PortalError, SessionToken};
 use polar_license::{Error, Key, Licensing, Reason};
 use serde_json::{json, Value};
 
@@ -50,24 +50,6 @@ fn input_words(r: &mut Report) {
     r.json.insert("user_message".into(), json!(said.text()));
     r.json.insert("next_step".into(), json!(said.next_step()));
     r.lines.push(format!("  what to do: {}", said.next_step()));
-}
-
-/// How this command line takes a portal step (its commands and flags), for the core to word
-/// the step around (`PortalError::message_with`, `Steps::free_a_seat`): `relay` when the
-/// failing command could list through the seller's relay instead (`devices`).
-pub(crate) fn steps(relay: bool) -> Steps<'static> {
-    Steps {
-        sign_in: "polar-license sign-in --email EMAIL",
-        code: "polar-license sign-in --code CODE",
-        customer: "--customer-id ID",
-        key: "--key KEY",
-        devices: "polar-license devices",
-        free: "polar-license free ID",
-        activate: "polar-license activate",
-        keys: "polar-license recover",
-        use_key: "polar-license recover ID",
-        relay: relay.then_some("--relay URL"),
-    }
 }
 
 /// A portal step's failure: one sentence, its next step, and the exit code of contract §2

@@ -7,6 +7,7 @@
 use polar_license::features::{FeatureAccess, FeatureWhy};
 use polar_license::grace::LeaseWindow;
 use polar_license::lease::{EntitlementClaims, EntitlementValue};
+use polar_license::portal::Steps;
 use polar_license::proto::Relayed;
 use polar_license::stopped::Stopped;
 use polar_license::trial::{Trial, TrialState};
@@ -1022,7 +1023,7 @@ pub fn limit_steps(r: &mut Report) {
             .position(|l| l.starts_with("  what to do:"))
             .map_or(r.lines.len(), |i| i + 1);
         // The core words it around this command line's commands (`Steps::free_a_seat`).
-        let step = crate::devices::steps(false).free_a_seat();
+        let step = steps(false).free_a_seat();
         r.lines.insert(at, format!("  or from here: {step}"));
     }
 }
@@ -1102,4 +1103,22 @@ pub fn entitlement_report(
     r.to_stderr = true;
     r.lines.insert(0, headline);
     r
+}
+
+/// How this command line takes a portal step (its commands and flags), for the core to word
+/// the step around (`PortalError::message_with`, `Steps::free_a_seat`): `relay` when the
+/// failing command could list through the seller's relay instead (`devices`).
+pub(crate) fn steps(relay: bool) -> Steps<'static> {
+    Steps {
+        sign_in: "polar-license sign-in --email EMAIL",
+        code: "polar-license sign-in --code CODE",
+        customer: "--customer-id ID",
+        key: "--key KEY",
+        devices: "polar-license devices",
+        free: "polar-license free ID",
+        activate: "polar-license activate",
+        keys: "polar-license recover",
+        use_key: "polar-license recover ID",
+        relay: relay.then_some("--relay URL"),
+    }
 }

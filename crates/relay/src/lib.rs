@@ -70,6 +70,7 @@ mod agent;
 pub mod analytics;
 mod backoff;
 mod breaker;
+mod checkouts;
 mod clock;
 mod deliveries;
 // A key's devices through the relay (issue #64).
@@ -141,8 +142,9 @@ pub use types::{
     SEATS_PREFIX, SOURCE_HEADER, STALE_AFTER_MS, USER_AGENT, WEBHOOK_MAX_BODY_BYTES, WEBHOOK_ROUTE,
 };
 
+pub use checkouts::CheckoutOptions;
 pub use relay::Relay;
-pub use routes::checkout::{CheckoutOptions, MAX_CHECKOUT_BODY};
+pub use routes::checkout::MAX_CHECKOUT_BODY;
 pub use seats::{
     SeatOptions, ACTIVATION_CHURN, MAX_BORROW_DAYS, MAX_SEATS, SEAT_CHURN, SEAT_SECONDS,
     SNAPSHOT_SECONDS,

@@ -68,7 +68,7 @@ pub struct Relay {
     pub(crate) analytics: crate::analytics::Analytics,
     /// The products a checkout may be made of, and the success URLs' origins (issue #80,
     /// [`Relay::with_checkouts`]); none: the checkout route is off.
-    pub(crate) checkouts: crate::routes::checkout::CheckoutOptions,
+    pub(crate) checkouts: crate::checkouts::CheckoutOptions,
     /// When each activation was last seen, and its retirement (issue #80, crate::last_seen).
     pub(crate) last_seen: crate::last_seen::LastSeen,
 }
@@ -295,7 +295,7 @@ impl Relay {
             churned: crate::seats::Churned::default(),
             setup_watch,
             analytics: crate::analytics::Analytics::default(),
-            checkouts: crate::routes::checkout::CheckoutOptions::default(),
+            checkouts: crate::checkouts::CheckoutOptions::default(),
             last_seen: crate::last_seen::LastSeen::new(
                 config.retire_unseen_days,
                 crate::last_seen::DEFAULT_MAX_RECORDS,

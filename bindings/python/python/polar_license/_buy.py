@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from ._errors import portal_error_from
+from ._errors import portal_error_from, unwrap
 from ._record import record
 
 TYPE_CHECKING = False
@@ -81,9 +81,7 @@ def purchase_answer(answer: dict[str, Any]) -> Any:
             e["code"], e["detail"], user_message=e["user_message"], next_step=e["next_step"])
     if "portal_error" in answer:
         raise portal_error_from(answer["portal_error"])
-    from ._licensing import _unwrap
-
-    return _unwrap(answer)
+    return unwrap(answer)
 
 
 @record

@@ -394,3 +394,12 @@ def portal_error_from(payload: dict[str, Any]) -> PortalError:
         error=payload.get("error"),
         customers=[(c["id"], c["name"]) for c in customers],
     )
+
+
+def unwrap(answer: dict[str, Any]) -> Any:
+    """The ``ok`` value of a native answer, or its ``error`` (or ``portal_error``) raised."""
+    if "error" in answer:
+        raise error_from(answer["error"])
+    if "portal_error" in answer:
+        raise portal_error_from(answer["portal_error"])
+    return answer["ok"]

@@ -7,7 +7,8 @@ from datetime import date, datetime, timedelta, timezone
 
 from . import _native
 from ._buy import Purchase, PurchaseSignIn
-from ._errors import NotSignedIn, error_from, portal_error_from
+from ._errors import NotSignedIn, error_from
+from ._errors import unwrap as _unwrap
 from ._report import (
     Activation,
     CacheStatus,
@@ -62,15 +63,6 @@ def _activation(d: dict[str, Any]) -> Activation:
     ce = d["cache_error"]
     return Activation(d["id"], d["label"], License._of(d["license"]), Lease._of(d["lease"]),
                       None if ce is None else error_from(ce))
-
-
-def _unwrap(answer: dict[str, Any]) -> Any:
-    """The ``ok`` value of a native answer, or its ``error`` (or ``portal_error``) raised."""
-    if "error" in answer:
-        raise error_from(answer["error"])
-    if "portal_error" in answer:
-        raise portal_error_from(answer["portal_error"])
-    return answer["ok"]
 
 
 def _purchased(d: dict[str, Any]) -> Union[Purchase, PurchaseSignIn]:

@@ -26,7 +26,9 @@ use crate::pending::{Pending, Routed};
 use crate::relay::Relay;
 use crate::route::{Checkout, Route};
 use crate::store::Wants;
-use crate::types::{add_cors, check_origin, private, Finished, RelayRequest, RelayResponse};
+use crate::types::{add_cors, private, Finished, RelayRequest, RelayResponse};
+
+use crate::checkouts::CheckoutOptions;
 
 /// The most bytes of a checkout request's body (4 KiB, under the relay's own cap): a product
 /// id, an e-mail, a success URL and a few metadata entries fit many times over; the metadata
@@ -38,37 +40,6 @@ const MAX_URL_BYTES: usize = 2_048;
 
 /// The longest e-mail address taken (RFC 5321's path limit).
 const MAX_EMAIL_BYTES: usize = 254;
-
-/// The seller's checkout settings (`relay serve --checkout-product`, `--checkout-origin`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CheckoutOptions {
-    /// The products a checkout may be made of (their ids; none, the default: the route is
-    /// off).
-    pub products: Vec<String>,
-    /// The origins a checkout's success URL may be on (`https://app.example.com`; none: a
-    /// request with a success URL is refused, and Polar's own confirmation page is used).
-    pub success_origins: Vec<String>,
-}
-
-impl CheckoutOptions {
-    /// What is wrong with these options, if anything (`(field, why)`).
-    pub fn problem(&self) -> Option<(&'static str, &'static str)> {
-        if self
-            .products
-            .iter()
-            .any(|p| check_uuid_v4("checkout_products", p).is_err())
-        {
-            return Some(("checkout_products", "each must be a product's id (a UUID)"));
-        }
-        self.success_origins
-            .iter()
-            .any(|o| check_origin(o).is_err())
-            .then_some((
-                "checkout_origins",
-                "each must be an origin such as https://app.example.com (scheme, host and port; no path)",
-            ))
-    }
-}
 
 impl Relay {
     /// The relay with the seller's checkout settings (issue #80: the products an app may buy

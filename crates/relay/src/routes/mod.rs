@@ -58,7 +58,7 @@ pub(crate) struct Door<'a> {
     /// The organization this relay serves, canonical (`None`: any).
     pub(crate) organization: Option<&'a str>,
     /// Checkouts are made (the seller allows products).
-    pub(crate) checkouts: Option<&'a checkout::CheckoutOptions>,
+    pub(crate) checkouts: Option<&'a crate::checkouts::CheckoutOptions>,
 }
 
 impl Door<'_> {

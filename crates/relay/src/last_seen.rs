@@ -153,6 +153,16 @@ impl LastSeen {
         }
     }
 
+    /// Whether `activation`'s record moved less than [`WRITE_EVERY_SECONDS`] before `now`: a
+    /// grant of it now would write nothing, so its answer need not be read (a validate's hot
+    /// path: a chatty client's answers are parsed at most once an hour).
+    pub(crate) fn fresh(&self, activation: &str, now: i64) -> bool {
+        locked(&self.state)
+            .records
+            .get(activation)
+            .is_some_and(|r| now.saturating_sub(r.seen) < WRITE_EVERY_SECONDS)
+    }
+
     /// `activation` of the key `key_id` in `organization_id` seen at `now` (unix seconds), as a
     /// grant of Polar's said ([`seen_in`]): a new record (the oldest dropped past the cap), or
     /// its time moved when the last move is [`WRITE_EVERY_SECONDS`] old. Whether it wrote.

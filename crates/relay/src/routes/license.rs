@@ -135,6 +135,10 @@ impl License {
         let Some(asked) = self.checked.activation_id.as_deref() else {
             return;
         };
+        // Seen within the hour: nothing to write, so Polar's answer is not parsed again.
+        if relay.last_seen.fresh(asked, now) {
+            return;
+        }
         if let Some((activation, key_id)) =
             crate::last_seen::seen_in(asked, answer.status, &answer.body)
         {

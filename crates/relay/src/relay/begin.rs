@@ -10,6 +10,7 @@ use polar_license_rules::CheckedBody;
 
 use super::Relay;
 use crate::clock::Now;
+use crate::flow::Moment;
 use crate::pending::{breaker_refused, Pending, Routed};
 use crate::route::Route;
 use crate::types::{
@@ -30,7 +31,14 @@ impl Relay {
         entropy: Option<[u8; 16]>,
         waited: u32,
     ) -> Routed {
-        match route.part().begin(self, req, now, waited, &move || entropy) {
+        let at = Moment { now, entropy };
+        let b = crate::routes::Begin {
+            relay: self,
+            req,
+            at,
+            waited,
+        };
+        match route.part().begin(&b) {
             Routed::Answer(mut r) => {
                 add_cors(&mut r);
                 Routed::Answer(r)
@@ -45,11 +53,11 @@ impl Relay {
     pub(crate) fn route_pending(
         &self,
         pending: Pending,
-        now: Now,
+        at: Moment,
         waited: u32,
-        entropy: &dyn Fn() -> Option<[u8; 16]>,
         per_key: bool,
     ) -> Routed {
+        let Moment { now, entropy } = at;
         let may_wait = waited < FLIGHT_WAITS;
         let limited = per_key;
         match &self.store {
@@ -66,7 +74,7 @@ impl Relay {
                     breaker: &self.breaker,
                     per_key: &per_key,
                 };
-                s.routed(&around, pending, now, may_wait, entropy)
+                s.routed(&around, pending, now, may_wait, &move || entropy)
             }
             None => {
                 if let Some(r) = limited.then(|| self.per_key_limit(&pending, now)).flatten() {

@@ -19,13 +19,11 @@ use polar_license::metadata::{check_metadata, check_uuid_v4, Metadata};
 use polar_license::proto::{HttpRequest, Operation};
 use polar_license::Error;
 
-use super::{Door, Part, Refused};
-use crate::clock::Now;
+use super::{Begin, Door, Part, Refused};
 use crate::flow::{Moment, Upstream};
 use crate::pending::{Pending, Routed};
 use crate::relay::Relay;
 use crate::route::{Checkout, Route};
-use crate::store::Wants;
 use crate::types::{add_cors, private, Finished, RelayRequest, RelayResponse};
 
 use crate::checkouts::CheckoutOptions;
@@ -213,21 +211,12 @@ fn on_origin(url: &str, origin: &str) -> bool {
 }
 
 impl Part for Checkout {
-    /// Nothing of the store: a checkout is Polar's alone.
-    fn wants(&self, _: &Relay, _: &RelayRequest, _: i64) -> Option<Wants> {
-        None
-    }
+    // Nothing of the store (the default `wants`): a checkout is Polar's alone.
 
     /// One call of Polar's: through the breaker and, with a store, the token's budget (a
     /// refusal of either answers at once: 502, 429 with `Retry-After`).
-    fn begin(
-        &self,
-        relay: &Relay,
-        req: &RelayRequest,
-        now: Now,
-        _: u32,
-        _: &dyn Fn() -> Option<[u8; 16]>,
-    ) -> Routed {
+    fn begin(&self, b: &Begin<'_>) -> Routed {
+        let (relay, req, now) = (b.relay, b.req, b.at.now);
         let Some(ticket) = relay.breaker.allow(now) else {
             log::info!("relay: checkout 502 (the breaker is open: Polar not asked)");
             return Routed::Answer(RelayResponse::unreached("the relay could not reach Polar"));

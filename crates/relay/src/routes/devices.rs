@@ -4,8 +4,7 @@
 
 use polar_license::proto::Operation;
 
-use super::{Devices, Door, Part, Refused, Route};
-use crate::clock::Now;
+use super::{Begin, Devices, Door, Part, Refused, Route};
 use crate::flow::{Moment, Upstream};
 use crate::pending::{breaker_refused, Pending, Routed};
 use crate::relay::Relay;
@@ -41,19 +40,12 @@ impl Part for Devices {
         ))
     }
 
-    fn begin(
-        &self,
-        relay: &Relay,
-        req: &RelayRequest,
-        now: Now,
-        waited: u32,
-        entropy: &dyn Fn() -> Option<[u8; 16]>,
-    ) -> Routed {
-        let route = Route::Devices(self.clone());
-        match relay.pending(Operation::Validate, &self.verdict, req, route) {
-            Ok(pending) => relay.route_pending(pending, now, waited, entropy, true),
-            Err(r) => Routed::Answer(r),
-        }
+    fn begin(&self, b: &Begin<'_>) -> Routed {
+        b.routed(
+            Operation::Validate,
+            &self.verdict,
+            Route::Devices(self.clone()),
+        )
     }
 
     /// The verdict kept as a validate's; the read's answer is the list (each row with when the

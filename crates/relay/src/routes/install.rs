@@ -3,12 +3,9 @@
 //! (or dropped) and answered `202` at once, the same answer whether the seller turned
 //! analytics on or not.
 
-use super::{Door, Install, Part, Refused};
-use crate::clock::Now;
+use super::{Begin, Door, Install, Part, Refused};
 use crate::ids::OrgId;
 use crate::pending::Routed;
-use crate::relay::Relay;
-use crate::store::Wants;
 use crate::types::{private, RelayRequest};
 
 impl Install {
@@ -33,24 +30,15 @@ impl Install {
 }
 
 impl Part for Install {
-    /// Nothing of the store: the day's state is the relay's own, in memory.
-    fn wants(&self, _: &Relay, _: &RelayRequest, _: i64) -> Option<Wants> {
-        None
-    }
+    // Nothing of the store (the default `wants`): the day's state is the relay's own, in memory.
 
     /// Taken (one event at most, bounded; the client's address's share counted) or dropped,
     /// and answered at once.
-    fn begin(
-        &self,
-        relay: &Relay,
-        req: &RelayRequest,
-        now: Now,
-        _: u32,
-        _: &dyn Fn() -> Option<[u8; 16]>,
-    ) -> Routed {
+    fn begin(&self, b: &Begin<'_>) -> Routed {
+        let relay = b.relay;
         relay
             .analytics
-            .take(self.ping.clone(), &relay.client_of(req), now);
+            .take(self.ping.clone(), &relay.client_of(b.req), b.at.now);
         let mut r = private(crate::analytics::accepted());
         r.set("access-control-allow-origin", "*");
         Routed::Answer(r)

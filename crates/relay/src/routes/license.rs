@@ -7,8 +7,7 @@ use polar_license::lease::key_hash;
 use polar_license::proto::Operation;
 use polar_license_rules::CheckedBody;
 
-use super::{Door, License, Part, Refused};
-use crate::clock::Now;
+use super::{Begin, Door, License, Part, Refused, Route};
 use crate::flow::{Moment, Upstream};
 use crate::ids::OrgId;
 use crate::pending::{Pending, Routed};
@@ -54,26 +53,11 @@ impl Part for License {
         Some(verdict_wants(self.op, &self.checked, req))
     }
 
-    fn begin(
-        &self,
-        relay: &Relay,
-        req: &RelayRequest,
-        now: Now,
-        waited: u32,
-        entropy: &dyn Fn() -> Option<[u8; 16]>,
-    ) -> Routed {
-        let routed = match relay.pending(
-            self.op,
-            &self.checked,
-            req,
-            super::Route::License(self.clone()),
-        ) {
-            Ok(pending) => relay.route_pending(pending, now, waited, entropy, true),
-            Err(r) => Routed::Answer(r),
-        };
+    fn begin(&self, b: &Begin<'_>) -> Routed {
+        let routed = b.routed(self.op, &self.checked, Route::License(self.clone()));
         // A validate the store answered with Polar's grant of its activation: seen.
         if let Routed::Stored(f) = &routed {
-            self.saw(relay, &f.response, now.unix_seconds);
+            self.saw(b.relay, &f.response, b.at.now.unix_seconds);
         }
         routed
     }

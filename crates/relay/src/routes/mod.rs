@@ -33,7 +33,6 @@ mod webhook;
 use polar_license::proto::Operation;
 use polar_license_rules::{check_body, CheckedBody};
 
-use crate::clock::Now;
 use crate::flow::Moment;
 use crate::ids::OrgId;
 use crate::pending::{Pending, Routed};
@@ -177,19 +176,13 @@ impl Route {
 /// One route's part of the relay: what it wants from a host-kept store, how it begins, how a
 /// verdict becomes its answer, and what follows that answer.
 pub(crate) trait Part {
-    /// What the request reads or narrows in a host-kept store (`None`: nothing).
-    fn wants(&self, relay: &Relay, req: &RelayRequest, now_unix: i64) -> Option<Wants>;
+    /// What the request reads or narrows in a host-kept store (`None`, by default: nothing).
+    fn wants(&self, _relay: &Relay, _req: &RelayRequest, _now_unix: i64) -> Option<Wants> {
+        None
+    }
 
-    /// Every check after the per-IP limit: the answer, the call, or the wait (`waited`: the
-    /// waits for another check's call of the same entry so far).
-    fn begin(
-        &self,
-        relay: &Relay,
-        req: &RelayRequest,
-        now: Now,
-        waited: u32,
-        entropy: &dyn Fn() -> Option<[u8; 16]>,
-    ) -> Routed;
+    /// Every check after the per-IP limit: the answer, the call, or the wait.
+    fn begin(&self, b: &Begin<'_>) -> Routed;
 
     /// A verdict of the route's call (Polar's, the store's, a stale one) made the route's
     /// answer. The verdict as it is by default.
@@ -229,19 +222,48 @@ pub(crate) trait Part {
 }
 
 impl Part for Refused {
-    fn wants(&self, _: &Relay, _: &RelayRequest, _: i64) -> Option<Wants> {
-        None
+    fn begin(&self, _: &Begin<'_>) -> Routed {
+        Routed::Answer(self.answer.clone())
+    }
+}
+
+/// A request at its route's [`Part::begin`]: the relay, the request, the time (and a lease's
+/// id), and the waits for another check's call of the same entry so far.
+pub(crate) struct Begin<'a> {
+    pub(crate) relay: &'a Relay,
+    pub(crate) req: &'a RelayRequest,
+    pub(crate) at: Moment,
+    pub(crate) waited: u32,
+}
+
+impl Begin<'_> {
+    /// The call `op` of `checked` for `route`, made on the request's head, or its refusal as
+    /// the route's answer.
+    fn pending(
+        &self,
+        op: Operation,
+        checked: &CheckedBody,
+        route: Route,
+    ) -> Result<Pending, Routed> {
+        self.relay
+            .pending(op, checked, self.req, route)
+            .map_err(Routed::Answer)
     }
 
-    fn begin(
-        &self,
-        _: &Relay,
-        _: &RelayRequest,
-        _: Now,
-        _: u32,
-        _: &dyn Fn() -> Option<[u8; 16]>,
-    ) -> Routed {
-        Routed::Answer(self.answer.clone())
+    /// `pending` through the store, the per-key limit (taken here when `per_key`) and the
+    /// breaker ([`Relay::route_pending`]).
+    fn route(&self, pending: Pending, per_key: bool) -> Routed {
+        let r = self.relay;
+        r.route_pending(pending, self.at, self.waited, per_key)
+    }
+
+    /// The call `op` of `checked` for `route`, through the store, the per-key limit and the
+    /// breaker: a proving validate's and a license operation's begin.
+    fn routed(&self, op: Operation, checked: &CheckedBody, route: Route) -> Routed {
+        match self.pending(op, checked, route) {
+            Ok(pending) => self.route(pending, true),
+            Err(answer) => answer,
+        }
     }
 }
 

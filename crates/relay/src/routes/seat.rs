@@ -5,7 +5,7 @@
 
 use polar_license::proto::Operation;
 
-use super::{Door, Part, Refused, Route, Seat};
+use super::{Begin, Door, Part, Refused, Route, Seat};
 use crate::clock::Now;
 use crate::flow::Moment;
 use crate::locked::locked;
@@ -80,14 +80,8 @@ impl Part for Seat {
         })
     }
 
-    fn begin(
-        &self,
-        relay: &Relay,
-        req: &RelayRequest,
-        now: Now,
-        waited: u32,
-        entropy: &dyn Fn() -> Option<[u8; 16]>,
-    ) -> Routed {
+    fn begin(&self, b: &Begin<'_>) -> Routed {
+        let (relay, now) = (b.relay, b.at.now);
         let Some(s) = relay.store.as_ref() else {
             return Routed::Answer(RelayResponse::detail(404, "Not Found"));
         };
@@ -101,13 +95,8 @@ impl Part for Seat {
                 now,
             ));
         };
-        let route = Route::Seat(self.clone());
-        let pending = match relay.pending(Operation::Validate, checked, req, route) {
-            Ok(pending) => pending,
-            Err(r) => return Routed::Answer(r),
-        };
-        match relay.route_pending(pending, now, waited, entropy, true) {
-            Routed::Stored(f) => Routed::Stored(seated(relay, &self.ask, f, now, entropy())),
+        match b.routed(Operation::Validate, checked, Route::Seat(self.clone())) {
+            Routed::Stored(f) => Routed::Stored(seated(relay, &self.ask, f, now, b.at.entropy)),
             other => other,
         }
     }

@@ -5,7 +5,7 @@
 use polar_license::lease::{is_nonce, NONCE_HEADER};
 use polar_license::proto::Operation;
 
-use super::{Door, Part, Refused, Route, Usage};
+use super::{Begin, Door, Part, Refused, Route, Usage};
 use crate::clock::Now;
 use crate::flow::Moment;
 use crate::pending::{Pending, Routed};
@@ -52,25 +52,18 @@ impl Part for Usage {
     /// whether or not the verdict was stored. So it takes the per-key limit here, once (on its
     /// first pass, `waited` 0: not again after a wait for another call of the same key),
     /// before the store is asked.
-    fn begin(
-        &self,
-        relay: &Relay,
-        req: &RelayRequest,
-        now: Now,
-        waited: u32,
-        entropy: &dyn Fn() -> Option<[u8; 16]>,
-    ) -> Routed {
+    fn begin(&self, b: &Begin<'_>) -> Routed {
         let route = Route::Usage(self.clone());
-        let pending = match relay.pending(Operation::Validate, &self.verdict, req, route) {
+        let pending = match b.pending(Operation::Validate, &self.verdict, route) {
             Ok(pending) => pending,
-            Err(r) => return Routed::Answer(r),
+            Err(answer) => return answer,
         };
-        if waited == 0 {
-            if let Some(r) = relay.per_key_limit(&pending, now) {
+        if b.waited == 0 {
+            if let Some(r) = b.relay.per_key_limit(&pending, b.at.now) {
                 return Routed::Answer(private(r));
             }
         }
-        relay.route_pending(pending, now, waited, entropy, false)
+        b.route(pending, false)
     }
 
     /// The report's answer once its key's verdict is in, in the verdict's place: a grant

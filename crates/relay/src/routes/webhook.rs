@@ -3,8 +3,7 @@
 //! [`crate::deliveries`]), so its body is read after the route, by the store
 //! ([`crate::stored::Stored::webhook`]), not at the parse.
 
-use super::{Part, Webhook};
-use crate::clock::Now;
+use super::{Begin, Part, Webhook};
 use crate::pending::Routed;
 use crate::relay::Relay;
 use crate::store::{self, Wants};
@@ -40,18 +39,13 @@ impl Part for Webhook {
         })
     }
 
-    fn begin(
-        &self,
-        relay: &Relay,
-        req: &RelayRequest,
-        now: Now,
-        _waited: u32,
-        _entropy: &dyn Fn() -> Option<[u8; 16]>,
-    ) -> Routed {
+    fn begin(&self, b: &Begin<'_>) -> Routed {
+        let relay = b.relay;
         match relay.store.as_ref().filter(|s| s.webhook_secret.is_some()) {
             Some(s) => {
-                let client = relay.client_of(req);
-                Routed::Answer(s.webhook(req, &client, relay.limits.max_body_bytes, now))
+                let client = relay.client_of(b.req);
+                let max = relay.limits.max_body_bytes;
+                Routed::Answer(s.webhook(b.req, &client, max, b.at.now))
             }
             None => Routed::Answer(RelayResponse::detail(404, "Not Found")),
         }

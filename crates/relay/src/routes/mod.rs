@@ -237,17 +237,14 @@ pub(crate) struct Begin<'a> {
 }
 
 impl Begin<'_> {
-    /// The call `op` of `checked` for `route`, made on the request's head, or its refusal as
-    /// the route's answer.
+    /// The call `op` of `checked` for `route`, made on the request's head, or its refusal.
     fn pending(
         &self,
         op: Operation,
         checked: &CheckedBody,
         route: Route,
-    ) -> Result<Pending, Routed> {
-        self.relay
-            .pending(op, checked, self.req, route)
-            .map_err(Routed::Answer)
+    ) -> Result<Pending, RelayResponse> {
+        self.relay.pending(op, checked, self.req, route)
     }
 
     /// `pending` through the store, the per-key limit (taken here when `per_key`) and the
@@ -262,7 +259,7 @@ impl Begin<'_> {
     fn routed(&self, op: Operation, checked: &CheckedBody, route: Route) -> Routed {
         match self.pending(op, checked, route) {
             Ok(pending) => self.route(pending, true),
-            Err(answer) => answer,
+            Err(answer) => Routed::Answer(answer),
         }
     }
 }

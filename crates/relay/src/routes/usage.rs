@@ -56,7 +56,7 @@ impl Part for Usage {
         let route = Route::Usage(self.clone());
         let pending = match b.pending(Operation::Validate, &self.verdict, route) {
             Ok(pending) => pending,
-            Err(answer) => return answer,
+            Err(answer) => return Routed::Answer(answer),
         };
         if b.waited == 0 {
             if let Some(r) = b.relay.per_key_limit(&pending, b.at.now) {

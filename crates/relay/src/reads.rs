@@ -13,7 +13,7 @@ use crate::reconcile::{
     key_wants, list_cap, uuid_of, Check, ListPage, Outcome, IDLE_ROOM, KEY_ROWS, LIST_PAGE, POLL_MS,
 };
 use crate::roster::{usable, Job, Phase, Read, ReadAnswer, BACKOFF_MS, PAGE_LIMIT, UNREADABLE};
-use crate::store::{self, Entry, Mark, Use, Wants};
+use crate::store::{self, Entry, Mark, Narrow, Use, Wants};
 use crate::stored::Stored;
 
 /// The parts of the relay a background read uses. `pub` in name only (this module is the
@@ -597,9 +597,9 @@ fn narrow_key(
     keep_tag: Option<String>,
     now: Now,
 ) -> Option<usize> {
-    let narrowed = s
-        .backend
-        .narrow(None, &[format!("l:{license_key_id}")], &mut |e: &Entry| {
+    let narrowed = s.backend.narrow(
+        Narrow::own(&[format!("l:{license_key_id}")]),
+        &mut |e: &Entry| {
             if !e.grant || e.answered_at > started || e.mark == Mark::Revoked {
                 return None;
             }
@@ -616,7 +616,8 @@ fn narrow_key(
                 marked_at: now.unix_seconds,
                 ..e.clone()
             })
-        });
+        },
+    );
     match narrowed {
         Ok(n) => Some(n.unwrap_or(0)),
         Err(e) => {

@@ -110,16 +110,18 @@ impl Stored {
             }
         }
         let tag = format!("l:{license_key_id}");
-        let lifted =
-            self.backend
-                .narrow(None, &[tag], &mut |e: &crate::store::Entry| {
-                    (e.mark == crate::store::Mark::Revoked && e.marked_at <= started.unix_seconds)
-                        .then(|| crate::store::Entry {
-                            mark: crate::store::Mark::Stale,
-                            marked_at: now.unix_seconds,
-                            ..e.clone()
-                        })
-                });
+        let lifted = self.backend.narrow(
+            crate::store::Narrow::own(&[tag]),
+            &mut |e: &crate::store::Entry| {
+                (e.mark == crate::store::Mark::Revoked && e.marked_at <= started.unix_seconds).then(
+                    || crate::store::Entry {
+                        mark: crate::store::Mark::Stale,
+                        marked_at: now.unix_seconds,
+                        ..e.clone()
+                    },
+                )
+            },
+        );
         match lifted {
             Ok(n) => {
                 let n = n.unwrap_or(0);

@@ -11,7 +11,7 @@ use crate::clock::Now;
 use crate::leases::Leases;
 use crate::pending::{Pending, Routed};
 use crate::scrub::{scrub, unscrub};
-use crate::store::{self, Entry, Mark, Use};
+use crate::store::{self, Entry, Mark, Narrow, Use};
 use crate::stored::{Seen, Stored};
 use crate::types::Answered;
 use crate::types::{
@@ -451,9 +451,9 @@ impl Stored {
         // with their stand-in window over (marked at 0), never given while Polar cannot be
         // asked.
         let rotated = store::rotation(&event);
-        let narrowed = self
-            .backend
-            .narrow(Some((id, now.unix_seconds)), &tags, &mut |entry| {
+        let narrowed = self.backend.narrow(
+            Narrow::delivery(id, now.unix_seconds, &tags),
+            &mut |entry| {
                 let n = n.as_ref()?;
                 let mut e = store::narrowed(entry, n)?;
                 if e.marked_at != store::RECHECK_MARKED_AT {
@@ -463,7 +463,8 @@ impl Stored {
                     e.marked_at = 0;
                 }
                 Some(e)
-            });
+            },
+        );
         // A grant event's key refetched by id (crate::roster), once what it narrowed is
         // written: Polar's answer then ends a revocation the key's re-grant made obsolete.
         crate::roster::on_event(&self.roster, &event, now.monotonic_ms);
@@ -687,7 +688,7 @@ impl Stored {
             return;
         }
         let tag = store::key_tag(&pending.checked.organization_id, &key_hash(&pending.key));
-        let marked = self.backend.narrow(None, &[tag], &mut |e| {
+        let marked = self.backend.narrow(Narrow::own(&[tag]), &mut |e| {
             (e.mark == Mark::None).then(|| Entry {
                 mark: Mark::Stale,
                 marked_at: now.unix_seconds,

@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use polar_license_emulator::{Emulator, DEMO_ORGANIZATION_ID};
 use polar_license_relay::store::{
-    Backend, BudgetState, Entry, EntryId, EntryKind, MemoryBackend, StoreError, StoreOptions,
+    Backend, BudgetState, Entry, EntryId, EntryKind, MemoryBackend, Narrow, Narrower, StoreError,
+    StoreOptions,
 };
 use polar_license_relay::{RelayResponse, SeatOptions, SEATS_PREFIX, SNAPSHOT_SECONDS};
 use serde_json::{json, Value};
@@ -79,13 +80,8 @@ impl Backend for Counting {
     ) -> Result<Option<Entry>, StoreError> {
         self.update(id, f)
     }
-    fn narrow(
-        &self,
-        webhook: Option<(&str, i64)>,
-        tags: &[String],
-        f: &mut dyn FnMut(&Entry) -> Option<Entry>,
-    ) -> Result<Option<usize>, StoreError> {
-        self.inner.narrow(webhook, tags, f)
+    fn narrow(&self, what: Narrow<'_>, f: Narrower<'_>) -> Result<Option<usize>, StoreError> {
+        self.inner.narrow(what, f)
     }
     fn len(&self) -> Result<usize, StoreError> {
         self.inner.len()

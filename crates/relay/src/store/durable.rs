@@ -8,7 +8,7 @@
 use super::entry::tags;
 use super::{
     evictable, eviction_rank, held, passes_held_share, stored_bytes, Backend, BudgetState, Entry,
-    EntryId, StoreError, DEFAULT_MAX_BYTES, LAZY_COMMIT_MS, MAX_ENTRIES_PER_KEY,
+    EntryId, Narrow, Narrower, StoreError, DEFAULT_MAX_BYTES, LAZY_COMMIT_MS, MAX_ENTRIES_PER_KEY,
     WEBHOOK_MEMORY_SECONDS,
 };
 use crate::locked::locked;
@@ -737,12 +737,8 @@ impl Backend for RedbBackend {
 
     /// One write transaction: the webhook id looked up, each entry named read, narrowed
     /// and written, the id remembered.
-    fn narrow(
-        &self,
-        webhook: Option<(&str, i64)>,
-        tags: &[String],
-        f: &mut dyn FnMut(&Entry) -> Option<Entry>,
-    ) -> Result<Option<usize>, StoreError> {
+    fn narrow(&self, what: Narrow<'_>, f: Narrower<'_>) -> Result<Option<usize>, StoreError> {
+        let Narrow { webhook, tags } = what;
         let max_bytes = super::byte_cap(self.max_bytes.load(Ordering::Relaxed));
         self.counted(|counts| {
             self.transact(

@@ -7,7 +7,8 @@ use std::sync::Mutex;
 use super::entry::tags;
 use super::{
     evictable, eviction_rank, held, passes_held_share, stored_bytes, Backend, BudgetState, Entry,
-    EntryId, StoreError, DEFAULT_MAX_BYTES, MAX_ENTRIES_PER_KEY, WEBHOOK_MEMORY_SECONDS,
+    EntryId, Narrow, Narrower, StoreError, DEFAULT_MAX_BYTES, MAX_ENTRIES_PER_KEY,
+    WEBHOOK_MEMORY_SECONDS,
 };
 use crate::locked::locked;
 
@@ -240,12 +241,8 @@ impl Memory {
 
     /// [`Backend::narrow`] under the lock: `None` for a webhook id seen, else the entries
     /// written and the webhook ids forgotten.
-    pub(super) fn narrow(
-        &mut self,
-        webhook: Option<(&str, i64)>,
-        tags: &[String],
-        f: &mut dyn FnMut(&Entry) -> Option<Entry>,
-    ) -> Option<Narrowed> {
+    pub(super) fn narrow(&mut self, what: Narrow<'_>, f: Narrower<'_>) -> Option<Narrowed> {
+        let Narrow { webhook, tags } = what;
         if let Some((webhook_id, _)) = webhook {
             if self.webhooks.contains_key(webhook_id) {
                 return None;
@@ -404,15 +401,10 @@ impl<K: Keeper> Backend for K {
         Ok(written)
     }
 
-    fn narrow(
-        &self,
-        webhook: Option<(&str, i64)>,
-        tags: &[String],
-        f: &mut dyn FnMut(&Entry) -> Option<Entry>,
-    ) -> Result<Option<usize>, StoreError> {
+    fn narrow(&self, what: Narrow<'_>, f: Narrower<'_>) -> Result<Option<usize>, StoreError> {
         let store = self.memory();
         let mut m = store.lock();
-        let Some((written, forgotten)) = m.narrow(webhook, tags, f) else {
+        let Some((written, forgotten)) = m.narrow(what, f) else {
             return Ok(None);
         };
         // A mark changes an entry's bytes a little: past the cap, others go.
@@ -421,7 +413,7 @@ impl<K: Keeper> Backend for K {
             written: &written,
             removed: &removed,
             forgotten,
-            webhook,
+            webhook: what.webhook,
         });
         Ok(Some(written.len()))
     }

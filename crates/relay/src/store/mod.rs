@@ -189,6 +189,38 @@ impl std::fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
+/// What [`Backend::narrow`] narrows: every entry indexed under `tags`, each once, unless the
+/// webhook delivery `webhook` (its id, unix seconds) was seen; without one, a narrowing of the
+/// relay's own.
+#[derive(Clone, Copy, Debug)]
+pub struct Narrow<'a> {
+    /// The webhook delivery's id and when it came (unix seconds), to be remembered.
+    pub webhook: Option<(&'a str, i64)>,
+    /// The index rows whose entries are narrowed.
+    pub tags: &'a [String],
+}
+
+impl<'a> Narrow<'a> {
+    /// A narrowing of the relay's own (a deactivation, an increment it passed on).
+    pub fn own(tags: &'a [String]) -> Self {
+        Narrow {
+            webhook: None,
+            tags,
+        }
+    }
+
+    /// A webhook delivery's: `id`, come at `at` (unix seconds).
+    pub fn delivery(id: &'a str, at: i64, tags: &'a [String]) -> Self {
+        Narrow {
+            webhook: Some((id, at)),
+            tags,
+        }
+    }
+}
+
+/// How [`Backend::narrow`] narrows one entry: the entry to write (`None`: unchanged).
+pub type Narrower<'a> = &'a mut dyn FnMut(&Entry) -> Option<Entry>;
+
 /// Where entries and webhook ids live.
 ///
 /// A backend implements [`Backend::put`] or [`Backend::update`], or both: each is given in
@@ -262,12 +294,8 @@ pub trait Backend: Send + Sync {
     ///
     /// The default reads, then writes through [`Backend::apply_webhook`] (two steps, see
     /// [`Backend::update`]): every backend of this crate overrides it.
-    fn narrow(
-        &self,
-        webhook: Option<(&str, i64)>,
-        tags: &[String],
-        f: &mut dyn FnMut(&Entry) -> Option<Entry>,
-    ) -> Result<Option<usize>, StoreError> {
+    fn narrow(&self, what: Narrow<'_>, f: Narrower<'_>) -> Result<Option<usize>, StoreError> {
+        let Narrow { webhook, tags } = what;
         let mut updates: Vec<(EntryId, Entry)> = Vec::new();
         for tag in tags {
             for id in self.index(tag)? {

@@ -23,8 +23,8 @@
 use super::entry::tags;
 use super::{
     evictable, eviction_rank, held, passes_held_share, stored_bytes, Backend, BudgetState, Entry,
-    EntryId, JournalItem, StoreError, DEFAULT_MAX_BYTES, ENTRY_OVERHEAD, MAX_ENTRIES_PER_KEY,
-    MAX_ENTRY_BYTES,
+    EntryId, JournalItem, Narrow, Narrower, StoreError, DEFAULT_MAX_BYTES, ENTRY_OVERHEAD,
+    MAX_ENTRIES_PER_KEY, MAX_ENTRY_BYTES,
 };
 use crate::ids::{hex_id, id_of_hex};
 use crate::locked::locked;
@@ -600,12 +600,8 @@ impl Backend for PagedBackend {
         Ok(Some(entry))
     }
 
-    fn narrow(
-        &self,
-        webhook: Option<(&str, i64)>,
-        tags: &[String],
-        f: &mut dyn FnMut(&Entry) -> Option<Entry>,
-    ) -> Result<Option<usize>, StoreError> {
+    fn narrow(&self, what: Narrow<'_>, f: Narrower<'_>) -> Result<Option<usize>, StoreError> {
+        let Narrow { webhook, tags } = what;
         let mut p = locked(&self.inner);
         if let Some((webhook_id, _)) = webhook {
             if p.webhooks.contains_key(webhook_id) {
@@ -811,7 +807,9 @@ mod tests {
             host.fill(&b, &wants);
             assert!(host.reads <= 2 * 50 + 1, "{} reads for {tag}", host.reads);
             let changed = b
-                .narrow(Some((webhook, 5_000)), &n.tags, &mut |e| narrowed(e, &n))
+                .narrow(Narrow::delivery(webhook, 5_000, &n.tags), &mut |e| {
+                    narrowed(e, &n)
+                })
                 .unwrap();
             assert_eq!(changed, Some(if tag.starts_with("l:") { 1 } else { 50 }));
             host.save(&b);
@@ -871,7 +869,9 @@ mod tests {
         keep(&mut host, &b, 1, 1, 1_000);
         let b = host.start(16);
         let tags = vec!["l:lk-1".to_string()];
-        assert!(b.narrow(Some(("evt", 1)), &tags, &mut |_| None).is_err());
+        assert!(b
+            .narrow(Narrow::delivery("evt", 1, &tags), &mut |_| None)
+            .is_err());
     }
 
     #[test]

@@ -26,8 +26,8 @@ use polar_license_emulator::{
 use polar_license_relay::flow::background::Background;
 use polar_license_relay::flow::{Exchange, ExchangeOptions, Given, Need};
 use polar_license_relay::store::{
-    Backend, BudgetState, Entry, EntryId, JournalItem, MemoryBackend, PagedBackend, StoreError,
-    StoreOptions, Wants,
+    Backend, BudgetState, Entry, EntryId, JournalItem, MemoryBackend, Narrow, Narrower,
+    PagedBackend, StoreError, StoreOptions, Wants,
 };
 use polar_license_relay::{
     serve_with, Limits, Now, Rate, Relay, RelayConfig, RelayRequest, RelayResponse, Running,
@@ -1177,14 +1177,9 @@ impl<H: Hook> Backend for Hooked<H> {
         }
         self.inner.apply_webhook(webhook_id, at, updates)
     }
-    fn narrow(
-        &self,
-        webhook: Option<(&str, i64)>,
-        tags: &[String],
-        f: &mut dyn FnMut(&Entry) -> Option<Entry>,
-    ) -> Result<Option<usize>, StoreError> {
+    fn narrow(&self, what: Narrow<'_>, f: Narrower<'_>) -> Result<Option<usize>, StoreError> {
         self.hook.call(Call::Narrow)?;
-        self.inner.narrow(webhook, tags, &mut |entry| {
+        self.inner.narrow(what, &mut |entry| {
             self.inside(Call::Narrowing);
             let out = f(entry)?;
             self.hook.takes(&out).ok().map(|()| out)

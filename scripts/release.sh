@@ -315,6 +315,12 @@ step "npm (the library and the Tauri guest package)"
 if [[ $REUSE == 1 && -f "target/npm/polar-license-$VERSION.tgz" ]]; then
     echo "    reusing target/npm/polar-license-$VERSION.tgz"
 else
+    # Its packing tools (wasm-opt, zopfli, esbuild, the pinned nightly, wasm-bindgen), set up
+    # when missing, as the python part sets up maturin: a fresh clone has none of them.
+    bash scripts/setup-pack.sh >"$LOGS/setup-pack.log" 2>&1 || {
+        tail -n 20 "$LOGS/setup-pack.log"
+        exit 1
+    }
     build bash scripts/build-npm.sh >"$LOGS/build-npm.log" 2>&1 || {
         tail -n 30 "$LOGS/build-npm.log"
         exit 1

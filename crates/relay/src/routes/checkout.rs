@@ -71,17 +71,12 @@ impl Checkout {
     /// product (403 `CheckoutProductNotAllowed`), the success URL's origin (403
     /// `CheckoutOriginNotAllowed`).
     pub(super) fn parse(req: &RelayRequest, door: &Door<'_>) -> Result<Checkout, Refused> {
-        let refused = |answer| Refused {
-            answer,
-            what: Some("checkout"),
-        };
+        let refused = super::refusal("checkout");
         let Some(options) = door.checkouts else {
             return Err(refused(RelayResponse::detail(404, "Not Found")));
         };
-        if let Some(r) = super::refuses_post(req, door.max_body.min(MAX_CHECKOUT_BODY)) {
-            return Err(refused(r));
-        }
-        let ask = read_ask(&req.body).map_err(refused)?;
+        let max = door.max_body.min(MAX_CHECKOUT_BODY);
+        let ask = super::posted(req, max, &refused, read_ask)?;
         if !options.products.contains(&ask.product_id) {
             log::info!("relay: checkout 403 (a product the seller does not allow)");
             return Err(refused(private(RelayResponse::error(

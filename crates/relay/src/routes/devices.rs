@@ -16,14 +16,9 @@ impl Devices {
     /// body (422 `InvalidDevicesRequest`), the key's validate (Polar's rules, the
     /// organization).
     pub(super) fn parse(req: &RelayRequest, door: &Door<'_>) -> Result<Devices, Refused> {
-        let refused = |answer| Refused {
-            answer,
-            what: Some("devices"),
-        };
-        if let Some(r) = super::refuses_post(req, door.max_body) {
-            return Err(refused(r));
-        }
-        let ask = crate::devices::read_ask(&req.body).map_err(|r| refused(private(r)))?;
+        let refused = super::refusal("devices");
+        let read = |body: &[u8]| crate::devices::read_ask(body).map_err(private);
+        let ask = super::posted(req, door.max_body, &refused, read)?;
         let verdict =
             super::verdict_of(req, &ask.key, &ask.organization_id, door).map_err(refused)?;
         Ok(Devices { ask, verdict })

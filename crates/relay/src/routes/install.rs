@@ -12,15 +12,9 @@ impl Install {
     /// The route's checks in the relay's order: the method (405), the body's size (413), the
     /// body (422 `InvalidAnalyticsRequest`), the organization (another's: the private 404).
     pub(super) fn parse(req: &RelayRequest, door: &Door<'_>) -> Result<Install, Refused> {
-        let refused = |answer| Refused {
-            answer,
-            what: Some("analytics"),
-        };
-        if let Some(r) = super::refuses_post(req, door.max_body) {
-            return Err(refused(r));
-        }
-        let (organization_id, ping) =
-            crate::analytics::read_ping(&req.body).map_err(|r| refused(private(r)))?;
+        let refused = super::refusal("analytics");
+        let read = |body: &[u8]| crate::analytics::read_ping(body).map_err(private);
+        let (organization_id, ping) = super::posted(req, door.max_body, &refused, read)?;
         let serves = OrgId::parse(&organization_id).is_some_and(|org| door.serves(&org));
         if !serves {
             return Err(refused(super::another_organization()));

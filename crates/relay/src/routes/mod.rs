@@ -264,6 +264,28 @@ impl Begin<'_> {
     }
 }
 
+/// The refusal of the route `what` (its name for the per-IP limit) with an answer.
+fn refusal(what: &'static str) -> impl Fn(RelayResponse) -> Refused {
+    move |answer| Refused {
+        answer,
+        what: Some(what),
+    }
+}
+
+/// A body route's ask: the request a `POST` (405) of at most `max` bytes (413), its body read
+/// by `read`; each refusal the route's (`refused`).
+fn posted<A>(
+    req: &RelayRequest,
+    max: usize,
+    refused: &impl Fn(RelayResponse) -> Refused,
+    read: impl FnOnce(&[u8]) -> Result<A, RelayResponse>,
+) -> Result<A, Refused> {
+    if let Some(r) = refuses_post(req, max) {
+        return Err(refused(r));
+    }
+    read(&req.body).map_err(refused)
+}
+
 /// Whether `req` is a CORS preflight (any `OPTIONS`: the relay answers each one alike).
 pub(crate) fn is_preflight(req: &RelayRequest) -> bool {
     req.method.eq_ignore_ascii_case("OPTIONS")

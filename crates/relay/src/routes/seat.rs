@@ -20,17 +20,12 @@ impl Seat {
     /// body's size (413), the body (422 `InvalidSeatRequest`), the organization (404), the
     /// seller's borrowing.
     pub(super) fn parse(op: SeatOp, req: &RelayRequest, door: &Door<'_>) -> Result<Seat, Refused> {
-        let refused = |answer| Refused {
-            answer,
-            what: Some("seat"),
-        };
+        let refused = super::refusal("seat");
         let Some(options) = door.seats else {
             return Err(refused(RelayResponse::detail(404, "Not Found")));
         };
-        if let Some(r) = super::refuses_post(req, door.max_body) {
-            return Err(refused(r));
-        }
-        let ask = crate::seats::read_ask(op, &req.body).map_err(refused)?;
+        let read = |body: &[u8]| crate::seats::read_ask(op, body);
+        let ask = super::posted(req, door.max_body, &refused, read)?;
         // Another organization than the one this relay serves: refused before any state is
         // read or written, whatever the route (the ids compared in their canonical form).
         if !door.serves(&ask.organization_id) {

@@ -18,14 +18,9 @@ impl Usage {
     /// the method (405), the body's size (413), the body (422 `InvalidUsageRequest`), the
     /// seller's event names (422), the key's validate (Polar's rules, the organization).
     pub(super) fn parse(req: &RelayRequest, door: &Door<'_>) -> Result<Usage, Refused> {
-        let refused = |answer| Refused {
-            answer,
-            what: Some("usage"),
-        };
-        if let Some(r) = super::refuses_post(req, door.max_body) {
-            return Err(refused(r));
-        }
-        let ask = crate::usage::read_ask(&req.body).map_err(|r| refused(private(r)))?;
+        let refused = super::refusal("usage");
+        let read = |body: &[u8]| crate::usage::read_ask(body).map_err(private);
+        let ask = super::posted(req, door.max_body, &refused, read)?;
         let events = door.usage.flatten();
         if let Some(r) = crate::usage::refuses_event(&ask, events) {
             return Err(refused(private(r)));

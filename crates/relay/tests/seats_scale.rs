@@ -15,7 +15,7 @@ use std::time::Duration;
 use polar_license_emulator::{Emulator, DEMO_ORGANIZATION_ID};
 use polar_license_relay::store::{
     Backend, BudgetState, Entry, EntryId, EntryKind, MemoryBackend, Narrow, Narrower, StoreError,
-    StoreOptions,
+    StoreOptions, Updater, Writes,
 };
 use polar_license_relay::{RelayResponse, SeatOptions, SEATS_PREFIX, SNAPSHOT_SECONDS};
 use serde_json::{json, Value};
@@ -53,19 +53,10 @@ impl Backend for Counting {
     fn index(&self, tag: &str) -> Result<Vec<EntryId>, StoreError> {
         self.inner.index(tag)
     }
-    fn apply_webhook(
-        &self,
-        webhook_id: &str,
-        at: i64,
-        updates: &[(EntryId, Entry)],
-    ) -> Result<bool, StoreError> {
-        self.inner.apply_webhook(webhook_id, at, updates)
+    fn apply_webhook(&self, hook: &str, at: i64, updates: Writes<'_>) -> Result<bool, StoreError> {
+        self.inner.apply_webhook(hook, at, updates)
     }
-    fn update(
-        &self,
-        id: &EntryId,
-        f: &mut dyn FnMut(Option<&Entry>) -> Option<Entry>,
-    ) -> Result<Option<Entry>, StoreError> {
+    fn update(&self, id: &EntryId, f: Updater<'_>) -> Result<Option<Entry>, StoreError> {
         let r = self.inner.update(id, f)?;
         if let Some(e) = r.as_ref().filter(|e| e.kind() == EntryKind::SeatPool) {
             self.pool_writes.fetch_add(1, Ordering::SeqCst);
@@ -73,11 +64,7 @@ impl Backend for Counting {
         }
         Ok(r)
     }
-    fn update_lazily(
-        &self,
-        id: &EntryId,
-        f: &mut dyn FnMut(Option<&Entry>) -> Option<Entry>,
-    ) -> Result<Option<Entry>, StoreError> {
+    fn update_lazily(&self, id: &EntryId, f: Updater<'_>) -> Result<Option<Entry>, StoreError> {
         self.update(id, f)
     }
     fn narrow(&self, what: Narrow<'_>, f: Narrower<'_>) -> Result<Option<usize>, StoreError> {

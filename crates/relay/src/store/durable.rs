@@ -8,8 +8,8 @@
 use super::entry::tags;
 use super::{
     evictable, eviction_rank, held, passes_held_share, stored_bytes, Backend, BudgetState, Entry,
-    EntryId, Narrow, Narrower, StoreError, DEFAULT_MAX_BYTES, LAZY_COMMIT_MS, MAX_ENTRIES_PER_KEY,
-    WEBHOOK_MEMORY_SECONDS,
+    EntryId, Narrow, Narrower, StoreError, Updater, Writes, DEFAULT_MAX_BYTES, LAZY_COMMIT_MS,
+    MAX_ENTRIES_PER_KEY, WEBHOOK_MEMORY_SECONDS,
 };
 use crate::locked::locked;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
@@ -641,7 +641,7 @@ impl RedbBackend {
         &self,
         lazily: bool,
         id: &EntryId,
-        f: &mut dyn FnMut(Option<&Entry>) -> Option<Entry>,
+        f: Updater<'_>,
     ) -> Result<Option<Entry>, StoreError> {
         let max_bytes = super::byte_cap(self.max_bytes.load(Ordering::Relaxed));
         self.counted(|counts| {
@@ -717,21 +717,13 @@ impl Backend for RedbBackend {
 
     /// One write transaction: the entry read in it (redb has one writer at a time, so
     /// nothing commits between the read and the write), written, the oldest evicted.
-    fn update(
-        &self,
-        id: &EntryId,
-        f: &mut dyn FnMut(Option<&Entry>) -> Option<Entry>,
-    ) -> Result<Option<Entry>, StoreError> {
+    fn update(&self, id: &EntryId, f: Updater<'_>) -> Result<Option<Entry>, StoreError> {
         self.update_as(false, id, f)
     }
 
     /// [`RedbBackend::update`], committed without an fsync of its own within
     /// [`LAZY_COMMIT_MS`] of the last durable commit.
-    fn update_lazily(
-        &self,
-        id: &EntryId,
-        f: &mut dyn FnMut(Option<&Entry>) -> Option<Entry>,
-    ) -> Result<Option<Entry>, StoreError> {
+    fn update_lazily(&self, id: &EntryId, f: Updater<'_>) -> Result<Option<Entry>, StoreError> {
         self.update_as(true, id, f)
     }
 
@@ -800,25 +792,20 @@ impl Backend for RedbBackend {
             .collect())
     }
 
-    fn apply_webhook(
-        &self,
-        webhook_id: &str,
-        at: i64,
-        updates: &[(EntryId, Entry)],
-    ) -> Result<bool, StoreError> {
+    fn apply_webhook(&self, hook: &str, at: i64, updates: Writes<'_>) -> Result<bool, StoreError> {
         let max_bytes = super::byte_cap(self.max_bytes.load(Ordering::Relaxed));
         self.counted(|counts| {
             self.transact(
                 |w| {
                     let mut hooks = w.open_table(WEBHOOKS).map_err(|e| err("write", e))?;
-                    if seen(&hooks, webhook_id)? {
+                    if seen(&hooks, hook)? {
                         return Ok(false);
                     }
                     let mut t = Tables::open(w, *counts)?;
                     for (id, entry) in updates {
                         t.write(id, entry)?;
                     }
-                    remember(&mut hooks, webhook_id, at)?;
+                    remember(&mut hooks, hook, at)?;
                     t.make_room(None, 0, max_bytes)?;
                     *counts = Some(t.counts);
                     Ok(true)

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use super::entry::tags;
 use super::{
     evictable, eviction_rank, held, passes_held_share, stored_bytes, Backend, BudgetState, Entry,
-    EntryId, Narrow, Narrower, StoreError, DEFAULT_MAX_BYTES, MAX_ENTRIES_PER_KEY,
+    EntryId, Narrow, Narrower, StoreError, Updater, Writes, DEFAULT_MAX_BYTES, MAX_ENTRIES_PER_KEY,
     WEBHOOK_MEMORY_SECONDS,
 };
 use crate::locked::locked;
@@ -110,7 +110,7 @@ impl Memory {
     pub(super) fn update(
         &mut self,
         id: &EntryId,
-        f: &mut dyn FnMut(Option<&Entry>) -> Option<Entry>,
+        f: Updater<'_>,
         max: usize,
         max_bytes: usize,
     ) -> (Option<Entry>, Vec<EntryId>) {
@@ -275,18 +275,18 @@ impl Memory {
     /// written), else the webhook ids forgotten.
     pub(super) fn apply_webhook(
         &mut self,
-        webhook_id: &str,
+        hook: &str,
         at: i64,
-        updates: &[(EntryId, Entry)],
+        updates: Writes<'_>,
     ) -> Option<Vec<String>> {
-        if self.webhooks.contains_key(webhook_id) {
+        if self.webhooks.contains_key(hook) {
             return None;
         }
         for (id, entry) in updates {
             self.insert(id, entry);
         }
         let forgotten = self.prune_webhooks(at);
-        self.webhooks.insert(webhook_id.to_string(), at);
+        self.webhooks.insert(hook.to_string(), at);
         Some(forgotten)
     }
 
@@ -382,11 +382,7 @@ impl<K: Keeper> Backend for K {
         Ok(self.memory().lock().entries.get(id).cloned())
     }
 
-    fn update(
-        &self,
-        id: &EntryId,
-        f: &mut dyn FnMut(Option<&Entry>) -> Option<Entry>,
-    ) -> Result<Option<Entry>, StoreError> {
+    fn update(&self, id: &EntryId, f: Updater<'_>) -> Result<Option<Entry>, StoreError> {
         self.read(id);
         let store = self.memory();
         let mut m = store.lock();
@@ -428,15 +424,10 @@ impl<K: Keeper> Backend for K {
             .unwrap_or_default())
     }
 
-    fn apply_webhook(
-        &self,
-        webhook_id: &str,
-        at: i64,
-        updates: &[(EntryId, Entry)],
-    ) -> Result<bool, StoreError> {
+    fn apply_webhook(&self, hook: &str, at: i64, updates: Writes<'_>) -> Result<bool, StoreError> {
         let store = self.memory();
         let mut m = store.lock();
-        let Some(forgotten) = m.apply_webhook(webhook_id, at, updates) else {
+        let Some(forgotten) = m.apply_webhook(hook, at, updates) else {
             return Ok(false);
         };
         let removed = m.make_room(None, 0, store.max_bytes());
@@ -444,7 +435,7 @@ impl<K: Keeper> Backend for K {
             written: updates,
             removed: &removed,
             forgotten,
-            webhook: Some((webhook_id, at)),
+            webhook: Some((hook, at)),
         });
         Ok(true)
     }

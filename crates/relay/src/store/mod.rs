@@ -218,6 +218,13 @@ impl<'a> Narrow<'a> {
     }
 }
 
+/// How [`Backend::update`] changes one entry: given it as stored (`None`: there is none), the
+/// entry to write (`None`: unchanged).
+pub type Updater<'a> = &'a mut dyn FnMut(Option<&Entry>) -> Option<Entry>;
+
+/// The entries a webhook delivery writes ([`Backend::apply_webhook`]).
+pub type Writes<'a> = &'a [(EntryId, Entry)];
+
 /// How [`Backend::narrow`] narrows one entry: the entry to write (`None`: unchanged).
 pub type Narrower<'a> = &'a mut dyn FnMut(&Entry) -> Option<Entry>;
 
@@ -245,12 +252,7 @@ pub trait Backend: Send + Sync {
     fn index(&self, tag: &str) -> Result<Vec<EntryId>, StoreError>;
     /// In one step: unless `webhook_id` was seen, writes `updates` and remembers the id;
     /// `false` when it was seen (nothing written).
-    fn apply_webhook(
-        &self,
-        webhook_id: &str,
-        at: i64,
-        updates: &[(EntryId, Entry)],
-    ) -> Result<bool, StoreError>;
+    fn apply_webhook(&self, hook: &str, at: i64, updates: Writes<'_>) -> Result<bool, StoreError>;
     /// Reads the entry `id` and writes what `f` makes of it in one step: nothing else writes
     /// the store between that read and that write (a webhook acknowledged meanwhile is either
     /// in what `f` reads, or applied after its write). `f` gets the entry as stored now and
@@ -259,11 +261,7 @@ pub trait Backend: Send + Sync {
     /// The default reads and writes in two steps, with [`Backend::put`] (a backend of its own
     /// that cannot do better may lose a webhook's mark to a racing answer): every backend of
     /// this crate overrides it.
-    fn update(
-        &self,
-        id: &EntryId,
-        f: &mut dyn FnMut(Option<&Entry>) -> Option<Entry>,
-    ) -> Result<Option<Entry>, StoreError> {
+    fn update(&self, id: &EntryId, f: Updater<'_>) -> Result<Option<Entry>, StoreError> {
         let current = self.get(id)?;
         match f(current.as_ref()) {
             Some(entry) => {
@@ -279,11 +277,7 @@ pub trait Backend: Send + Sync {
     /// write whose loss leaves the store safe: a seat's heartbeat (lost, its seat is held to
     /// its previous heartbeat's end, never longer; no seat is granted by one). Seen by every
     /// reader at once, as any write is. The default is [`Backend::update`].
-    fn update_lazily(
-        &self,
-        id: &EntryId,
-        f: &mut dyn FnMut(Option<&Entry>) -> Option<Entry>,
-    ) -> Result<Option<Entry>, StoreError> {
+    fn update_lazily(&self, id: &EntryId, f: Updater<'_>) -> Result<Option<Entry>, StoreError> {
         self.update(id, f)
     }
     /// In one step: unless the webhook id of `webhook` (id, unix seconds) was seen, every

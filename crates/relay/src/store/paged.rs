@@ -23,8 +23,8 @@
 use super::entry::tags;
 use super::{
     evictable, eviction_rank, held, passes_held_share, stored_bytes, Backend, BudgetState, Entry,
-    EntryId, JournalItem, Narrow, Narrower, StoreError, DEFAULT_MAX_BYTES, ENTRY_OVERHEAD,
-    MAX_ENTRIES_PER_KEY, MAX_ENTRY_BYTES,
+    EntryId, JournalItem, Narrow, Narrower, StoreError, Updater, Writes, DEFAULT_MAX_BYTES,
+    ENTRY_OVERHEAD, MAX_ENTRIES_PER_KEY, MAX_ENTRY_BYTES,
 };
 use crate::ids::{hex_id, id_of_hex};
 use crate::locked::locked;
@@ -553,11 +553,7 @@ impl Backend for PagedBackend {
     }
 
     /// Refused for an entry not loaded: what it would write over is not known.
-    fn update(
-        &self,
-        id: &EntryId,
-        f: &mut dyn FnMut(Option<&Entry>) -> Option<Entry>,
-    ) -> Result<Option<Entry>, StoreError> {
+    fn update(&self, id: &EntryId, f: Updater<'_>) -> Result<Option<Entry>, StoreError> {
         let mut p = locked(&self.inner);
         if !p.entries.contains_key(id) {
             return Err(not_loaded());
@@ -646,20 +642,15 @@ impl Backend for PagedBackend {
             .unwrap_or_default())
     }
 
-    fn apply_webhook(
-        &self,
-        webhook_id: &str,
-        at: i64,
-        updates: &[(EntryId, Entry)],
-    ) -> Result<bool, StoreError> {
+    fn apply_webhook(&self, hook: &str, at: i64, updates: Writes<'_>) -> Result<bool, StoreError> {
         let mut p = locked(&self.inner);
-        if p.webhooks.contains_key(webhook_id) {
+        if p.webhooks.contains_key(hook) {
             return Ok(false);
         }
         for (id, entry) in updates {
             p.write(id, entry.clone());
         }
-        p.remember(webhook_id, at);
+        p.remember(hook, at);
         Ok(true)
     }
 

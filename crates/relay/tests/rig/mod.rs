@@ -27,7 +27,7 @@ use polar_license_relay::flow::background::Background;
 use polar_license_relay::flow::{Exchange, ExchangeOptions, Given, Need};
 use polar_license_relay::store::{
     Backend, BudgetState, Entry, EntryId, JournalItem, MemoryBackend, Narrow, Narrower,
-    PagedBackend, StoreError, StoreOptions, Wants,
+    PagedBackend, StoreError, StoreOptions, Updater, Wants, Writes,
 };
 use polar_license_relay::{
     serve_with, Limits, Now, Rate, Relay, RelayConfig, RelayRequest, RelayResponse, Running,
@@ -1141,11 +1141,7 @@ impl<H: Hook> Backend for Hooked<H> {
         self.hook.takes(entry)?;
         self.inner.put(id, entry)
     }
-    fn update(
-        &self,
-        id: &EntryId,
-        f: &mut dyn FnMut(Option<&Entry>) -> Option<Entry>,
-    ) -> Result<Option<Entry>, StoreError> {
+    fn update(&self, id: &EntryId, f: Updater<'_>) -> Result<Option<Entry>, StoreError> {
         self.hook.call(Call::Update)?;
         let mut refused = None;
         let written = self.inner.update(id, &mut |current| {
@@ -1165,17 +1161,12 @@ impl<H: Hook> Backend for Hooked<H> {
         self.hook.call(Call::Index)?;
         self.inner.index(tag)
     }
-    fn apply_webhook(
-        &self,
-        webhook_id: &str,
-        at: i64,
-        updates: &[(EntryId, Entry)],
-    ) -> Result<bool, StoreError> {
+    fn apply_webhook(&self, hook: &str, at: i64, updates: Writes<'_>) -> Result<bool, StoreError> {
         self.hook.call(Call::ApplyWebhook)?;
         for (_, entry) in updates {
             self.hook.takes(entry)?;
         }
-        self.inner.apply_webhook(webhook_id, at, updates)
+        self.inner.apply_webhook(hook, at, updates)
     }
     fn narrow(&self, what: Narrow<'_>, f: Narrower<'_>) -> Result<Option<usize>, StoreError> {
         self.hook.call(Call::Narrow)?;

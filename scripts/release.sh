@@ -265,6 +265,7 @@ fi
 
 # --- 3. the C library and the command line, per platform ---------------------------------------
 for t in $TARGETS; do
+    part c || part cli || break
     step "C library and CLI for $t"
     stage="$WORK/c/polar-license-c-$VERSION-$t"
     mkdir -p "$stage"

@@ -329,7 +329,7 @@ mod tests {
     #[test]
     fn every_message_the_core_says_is_one_sentence_and_one_instruction() {
         use crate::grace::EntitlementState as S;
-        use crate::seat::SeatAnswer;
+        use crate::seat::{SeatAnswer, SeatsFull};
         use crate::usage::UsageAnswer;
         let mut said: Vec<(String, Message)> = Vec::new();
         for r in Reason::ALL {
@@ -377,18 +377,18 @@ mod tests {
             assert!(!m.text().contains("sign-entitlements"), "{m}");
         }
         let seats = [
-            SeatAnswer::Full {
+            SeatAnswer::Full(SeatsFull {
                 in_use: 3,
                 size: 3,
                 frees_at: Some(9),
                 retry_after: Some(12),
-            },
-            SeatAnswer::Full {
+            }),
+            SeatAnswer::Full(SeatsFull {
                 in_use: 1,
                 size: 1,
                 frees_at: None,
                 retry_after: None,
-            },
+            }),
             SeatAnswer::Gone,
         ];
         for a in &seats {
@@ -735,25 +735,25 @@ mod tests {
     /// seat gone, the credits, the backlog; a denial says its reason's.
     #[test]
     fn every_seat_and_usage_answer_message_is_the_cores() {
-        use crate::seat::SeatAnswer;
+        use crate::seat::{SeatAnswer, SeatsFull};
         use crate::usage::UsageAnswer;
-        let full = SeatAnswer::Full {
+        let full = SeatAnswer::Full(SeatsFull {
             in_use: 2,
             size: 2,
             frees_at: Some(5),
             retry_after: Some(42),
-        };
+        });
         let m = full.message().unwrap_or_else(|| Message::fixed("", ""));
         assert_eq!(
             m.text(),
             "Every seat of this license is in use (2 of 2): try again in 42 seconds."
         );
-        let waitless = SeatAnswer::Full {
+        let waitless = SeatAnswer::Full(SeatsFull {
             in_use: 1,
             size: 1,
             frees_at: None,
             retry_after: None,
-        };
+        });
         assert_eq!(
             waitless.user_message().as_deref(),
             Some("Every seat of this license is in use (1 of 1): try again when one is free.")

@@ -246,23 +246,27 @@ impl Seat {
     }
 }
 
+/// A refusal with every seat in use (`seats_full`): `in_use` of `size`, the soonest frees at
+/// `frees_at` (unix seconds), `retry_after` seconds from the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeatsFull {
+    /// Seats in use.
+    pub in_use: u32,
+    /// The key's seats (or, for a CI seat, the CI cap).
+    pub size: u32,
+    /// When the soonest frees.
+    pub frees_at: Option<i64>,
+    /// Seconds until then, as the relay counted them.
+    pub retry_after: Option<u64>,
+}
+
 /// What the relay answered a seat request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SeatAnswer {
     /// The seat is held (acquired, or its life extended).
     Held(Seat),
-    /// Every seat is in use (`seats_full`): `in_use` of `size`, the soonest frees at
-    /// `frees_at` (unix seconds), `retry_after` seconds from the answer.
-    Full {
-        /// Seats in use.
-        in_use: u32,
-        /// The key's seats (or, for a CI seat, the CI cap).
-        size: u32,
-        /// When the soonest frees.
-        frees_at: Option<i64>,
-        /// Seconds until then, as the relay counted them.
-        retry_after: Option<u64>,
-    },
+    /// Every seat is in use (`seats_full`): how many, and when the soonest frees.
+    Full(SeatsFull),
     /// The seat is not held (culled, released, or another machine's): acquire again.
     Gone,
     /// A release: whether the seat was held.
@@ -280,12 +284,12 @@ impl SeatAnswer {
         use crate::message::Message;
         match self {
             SeatAnswer::Held(_) | SeatAnswer::Released(_) => None,
-            SeatAnswer::Full {
+            SeatAnswer::Full(SeatsFull {
                 in_use,
                 size,
                 retry_after,
                 ..
-            } => {
+            }) => {
                 let full = crate::reason::Reason::SeatsFull;
                 let sentence = [
                     full.user_message().trim_end_matches('.'),
@@ -322,7 +326,7 @@ impl SeatAnswer {
     pub fn code(&self) -> Option<&'static str> {
         match self {
             SeatAnswer::Held(_) | SeatAnswer::Released(_) => None,
-            SeatAnswer::Full { .. } => Some(crate::reason::Reason::SeatsFull.code()),
+            SeatAnswer::Full(_) => Some(crate::reason::Reason::SeatsFull.code()),
             SeatAnswer::Gone => Some(SEAT_GONE_CODE),
             SeatAnswer::Denied(d) => Some(d.reason.code()),
         }
@@ -394,14 +398,14 @@ pub fn read_seat_answer(op: SeatOp, resp: &HttpResponse) -> Result<SeatAnswer, E
             })?;
             Ok(SeatAnswer::Held(seat))
         }
-        (409, Some("seats_full")) => Ok(SeatAnswer::Full {
+        (409, Some("seats_full")) => Ok(SeatAnswer::Full(SeatsFull {
             in_use: count(body, "in_use").unwrap_or(0),
             size: count(body, "size").unwrap_or(0),
             frees_at: time(body, "frees_at"),
             retry_after: resp
                 .header("retry-after")
                 .and_then(|s| s.trim().parse().ok()),
-        }),
+        })),
         (404, Some("seat_gone")) => Ok(SeatAnswer::Gone),
         (422, None) if body.text_of("error") == Some("InvalidSeatRequest") => Err(Error::invalid(
             "seat",
@@ -435,12 +439,12 @@ mod tests {
     /// is no refusal.
     #[test]
     fn a_refusals_code_is_the_cores() {
-        let full = SeatAnswer::Full {
+        let full = SeatAnswer::Full(SeatsFull {
             in_use: 2,
             size: 2,
             frees_at: None,
             retry_after: None,
-        };
+        });
         assert_eq!(full.code(), Some("seats_full"));
         let gone = HttpResponse::new(404, &br#"{"reason":"seat_gone"}"#[..]);
         let gone = read_seat_answer(SeatOp::Heartbeat, &gone).unwrap();
@@ -602,12 +606,12 @@ mod tests {
         );
         assert!(matches!(
             read_seat_answer(SeatOp::Acquire, &full).unwrap(),
-            SeatAnswer::Full {
+            SeatAnswer::Full(SeatsFull {
                 in_use: 2,
                 size: 2,
                 frees_at: Some(_),
                 ..
-            }
+            })
         ));
         let gone = HttpResponse::new(
             404,
@@ -776,12 +780,12 @@ mod tests {
         .with_header("retry-after", " 30 ");
         assert_eq!(
             read_seat_answer(SeatOp::Acquire, &full).unwrap(),
-            SeatAnswer::Full {
+            SeatAnswer::Full(SeatsFull {
                 in_use: 0,
                 size: 0,
                 frees_at: None,
                 retry_after: Some(30)
-            }
+            })
         );
         let full = HttpResponse::new(
             409,
@@ -790,12 +794,12 @@ mod tests {
         );
         assert_eq!(
             read_seat_answer(SeatOp::Acquire, &full).unwrap(),
-            SeatAnswer::Full {
+            SeatAnswer::Full(SeatsFull {
                 in_use: 3,
                 size: 3,
                 frees_at: Some(1_800_000_000),
                 retry_after: None
-            }
+            })
         );
         let invalid = HttpResponse::new(
             422,

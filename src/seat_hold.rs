@@ -269,7 +269,7 @@ impl SeatHold {
                 hold.renewed(seat.clone(), &claims, now);
                 Ok(Ok(hold))
             }
-            full @ (SeatAnswer::Full { .. } | SeatAnswer::Denied(_)) => Ok(Err(full.clone())),
+            full @ (SeatAnswer::Full(_) | SeatAnswer::Denied(_)) => Ok(Err(full.clone())),
             SeatAnswer::Gone | SeatAnswer::Released(_) => Err(Error::Protocol {
                 status: None,
                 detail: "the relay answered an acquisition as a heartbeat or a release".into(),
@@ -533,7 +533,7 @@ impl SeatHold {
 fn summary(answer: &SeatAnswer) -> &'static str {
     match answer {
         SeatAnswer::Held(_) => "another seat",
-        SeatAnswer::Full { .. } => "seats_full",
+        SeatAnswer::Full(_) => "seats_full",
         SeatAnswer::Gone => "seat_gone",
         SeatAnswer::Released(_) => "a release's answer",
         SeatAnswer::Denied(_) => "a denial",
@@ -1008,12 +1008,12 @@ pub(crate) mod tests {
     #[test]
     fn an_acquisition_refused_is_handed_back_and_the_interval_follows_the_terms() {
         let r = rig();
-        let full = SeatAnswer::Full {
+        let full = SeatAnswer::Full(crate::seat::SeatsFull {
             in_use: 1,
             size: 1,
             frees_at: Some(1),
             retry_after: Some(2),
-        };
+        });
         let start = ms(r.now);
         assert_eq!(
             SeatHold::acquire(&r.terms, &r.ask(), &full, start)

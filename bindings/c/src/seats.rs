@@ -13,7 +13,7 @@ use super::enums::{polar_license_reason, polar_license_status};
 use super::out;
 use super::panic::read;
 use super::strings::to_cstring;
-use polar_license::seat::{SeatAnswer, SeatOp};
+use polar_license::seat::{SeatAnswer, SeatOp, SeatsFull};
 use polar_license::seat_hold::{HoldPoll, HoldState, SeatHold};
 use polar_license::{system_clock_ms, Key};
 use std::ffi::{c_char, CString};
@@ -174,12 +174,12 @@ impl polar_license_seat_result {
                 r.released = *held;
                 r
             }
-            SeatAnswer::Full {
+            SeatAnswer::Full(SeatsFull {
                 in_use,
                 size,
                 frees_at,
                 retry_after,
-            } => {
+            }) => {
                 // The core's words, with the count in use and the wait.
                 let said = answer.user_message().unwrap_or_default();
                 let code = answer.code().unwrap_or_default();

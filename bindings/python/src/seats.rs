@@ -11,7 +11,7 @@
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use polar_license::seat::{Seat, SeatAnswer, SeatAsk};
+use polar_license::seat::{Seat, SeatAnswer, SeatAsk, SeatsFull};
 use polar_license::seat_hold::{HoldPoll, HoldState, SeatHold};
 use polar_license::{system_clock_ms, Beating, BlockingClient, Denial, Error, Licensing, Reason};
 use pyo3::prelude::*;
@@ -43,12 +43,12 @@ fn seat_json(hold: &SeatHold) -> Value {
 /// denial of the key.
 fn refused_json(answer: &SeatAnswer) -> Value {
     match answer {
-        SeatAnswer::Full {
+        SeatAnswer::Full(SeatsFull {
             in_use,
             size,
             frees_at,
             retry_after,
-        } => {
+        }) => {
             // The core's words (its sentence with the relay's count, its next step with the
             // wait): none of this face's.
             let said = answer

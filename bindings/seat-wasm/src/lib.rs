@@ -44,7 +44,7 @@ use polar_license::key::Key;
 use polar_license::lease::{AskedEd25519, Ed25519, RelayKeys};
 use polar_license::proto::HttpResponse;
 use polar_license::reason::Reason;
-use polar_license::seat::{read_seat_answer, seat_request, SeatAnswer, SeatAsk, SeatOp};
+use polar_license::seat::{read_seat_answer, seat_request, SeatAnswer, SeatAsk, SeatOp, SeatsFull};
 use polar_license::seat_hold::{HoldPoll, HoldState, HoldTerms, SeatHold};
 use polar_license_wasm_steps as steps;
 use std::time::Duration;
@@ -124,12 +124,12 @@ fn error_object(o: &mut JsonOut, f: &Failure<'_>) {
             o.denial_members(d);
         }
         Failure::Refused(
-            answer @ SeatAnswer::Full {
+            answer @ SeatAnswer::Full(SeatsFull {
                 in_use,
                 size,
                 frees_at,
                 retry_after,
-            },
+            }),
         ) => {
             // The core's words (`SeatAnswer::message`), as every face's.
             let said = answer

@@ -190,7 +190,7 @@ fn relay_client(g: &Global) -> Result<BlockingClient, Error> {
 /// The words are the core's ([`SeatAnswer::user_message`]), the code after them.
 fn not_held(what: &str, answer: SeatAnswer) -> u8 {
     let reason = match &answer {
-        SeatAnswer::Full { .. } => Reason::SeatsFull,
+        SeatAnswer::Full(_) => Reason::SeatsFull,
         SeatAnswer::Denied(d) => d.reason,
         other => return unexpected(what, "an acquisition", &format!("{other:?}")),
     };

@@ -107,7 +107,7 @@ fn a_guard_whose_relay_stops_answering_is_lost_at_the_leases_end() {
     let b = loop {
         match direct.hold_seat(terms, Key::new(k.clone()), "machine-B", false) {
             Ok(Ok(b)) => break b,
-            Ok(Err(SeatAnswer::Full { .. })) if Instant::now() < deadline => {
+            Ok(Err(SeatAnswer::Full(_))) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(200));
             }
             other => panic!("machine-B: {other:?}"),

@@ -1277,7 +1277,7 @@ fn health_and_metrics_report_the_seats_in_use() {
 /// explicit release says how it went.
 #[test]
 fn a_seat_guard_holds_its_seat_and_gives_it_back_when_dropped() {
-    use polar_license::seat::SeatAnswer;
+    use polar_license::seat::{SeatAnswer, SeatsFull};
     use polar_license::seat_hold::HoldState;
     use polar_license::seat_hold::HoldTerms;
     let polar = rig::emulator();
@@ -1297,7 +1297,7 @@ fn a_seat_guard_holds_its_seat_and_gives_it_back_when_dropped() {
     assert_eq!((guard.seat().in_use, guard.seat().size), (1, 1));
     assert!(!format!("{guard:?}").contains(&k), "the key redacted");
     match client.hold_seat(&terms, Key::new(k.clone()), "machine-B", false) {
-        Ok(Err(SeatAnswer::Full { in_use, .. })) => assert_eq!(in_use, 1),
+        Ok(Err(SeatAnswer::Full(SeatsFull { in_use, .. }))) => assert_eq!(in_use, 1),
         other => panic!("machine-B while A holds the one seat: {other:?}"),
     }
     drop(guard);
@@ -1307,7 +1307,7 @@ fn a_seat_guard_holds_its_seat_and_gives_it_back_when_dropped() {
         .expect("the seat A's guard gave back");
     assert!(matches!(
         client.hold_seat(&terms, Key::new(k.clone()), "machine-A", false),
-        Ok(Err(SeatAnswer::Full { .. }))
+        Ok(Err(SeatAnswer::Full(_)))
     ));
     b.release().expect("released");
     let again = client

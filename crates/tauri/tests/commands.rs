@@ -1261,12 +1261,12 @@ fn a_seat_is_held_heartbeated_and_released_and_a_full_pool_is_typed() {
     assert!(full.error.user_message.contains("1 of 1"), "{full:?}");
     // The words are the core's (SeatAnswer::message), not the plugin's own: the same answer
     // said by the core gives the same sentence and step.
-    let said = polar_license::seat::SeatAnswer::Full {
+    let said = polar_license::seat::SeatAnswer::Full(polar_license::seat::SeatsFull {
         in_use: 1,
         size: 1,
         frees_at: full.frees_at,
         retry_after: full.error.retry_after,
-    }
+    })
     .message()
     .expect("seats_full has words");
     assert_eq!(full.error.user_message, said.text(), "{full:?}");

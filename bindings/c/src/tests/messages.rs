@@ -6,7 +6,7 @@ use super::*;
 use crate::result::polar_license_result;
 use crate::seats::polar_license_seat_result;
 use crate::usage::polar_license_usage_result;
-use polar_license::seat::SeatAnswer;
+use polar_license::seat::{SeatAnswer, SeatsFull};
 use polar_license::usage::UsageAnswer;
 use polar_license::{Error, Reason};
 
@@ -32,12 +32,12 @@ fn a_results_message_and_next_step_are_the_cores() {
 
 #[test]
 fn seats_full_and_credits_exhausted_say_the_cores_words() {
-    let full = SeatAnswer::Full {
+    let full = SeatAnswer::Full(SeatsFull {
         in_use: 2,
         size: 2,
         frees_at: None,
         retry_after: Some(30),
-    };
+    });
     let r = Box::into_raw(Box::new(polar_license_seat_result::of_answer(&full)));
     let said = full.message().expect("seats_full has words");
     assert_eq!(text(polar_license_seat_result_user_message(r)), said.text());

@@ -13,7 +13,7 @@ use super::enums::{polar_license_reason, polar_license_status};
 use super::out;
 use super::panic::read;
 use super::strings::to_cstring;
-use polar_license::seat::{SeatAnswer, SeatOp, SeatsFull};
+use polar_license::seat::{SeatAnswer, SeatOp};
 use polar_license::seat_hold::{HoldPoll, HoldState, SeatHold};
 use polar_license::{system_clock_ms, Key};
 use std::ffi::{c_char, CString};
@@ -174,22 +174,17 @@ impl polar_license_seat_result {
                 r.released = *held;
                 r
             }
-            SeatAnswer::Full(SeatsFull {
-                in_use,
-                size,
-                frees_at,
-                retry_after,
-            }) => {
+            SeatAnswer::Full(full) => {
                 // The core's words, with the count in use and the wait.
                 let said = answer.user_message().unwrap_or_default();
                 let code = answer.code().unwrap_or_default();
                 let mut r = Self::failed(polar_license_seat_error::SeatsFull, code, &said)
                     .said(answer.message());
                 r.reason = polar_license_reason::SeatsFull;
-                r.in_use = Some(*in_use);
-                r.size = Some(*size);
-                r.frees_at = *frees_at;
-                r.retry_after = *retry_after;
+                r.in_use = Some(full.in_use);
+                r.size = Some(full.size);
+                r.frees_at = full.frees_at;
+                r.retry_after = full.retry_after;
                 r
             }
             SeatAnswer::Gone => Self::failed(

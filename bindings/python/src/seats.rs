@@ -11,7 +11,7 @@
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use polar_license::seat::{Seat, SeatAnswer, SeatAsk, SeatsFull};
+use polar_license::seat::{Seat, SeatAnswer, SeatAsk};
 use polar_license::seat_hold::{HoldPoll, HoldState, SeatHold};
 use polar_license::{system_clock_ms, Beating, BlockingClient, Denial, Error, Licensing, Reason};
 use pyo3::prelude::*;
@@ -43,12 +43,7 @@ fn seat_json(hold: &SeatHold) -> Value {
 /// denial of the key.
 fn refused_json(answer: &SeatAnswer) -> Value {
     match answer {
-        SeatAnswer::Full(SeatsFull {
-            in_use,
-            size,
-            frees_at,
-            retry_after,
-        }) => {
+        SeatAnswer::Full(seats) => {
             // The core's words (its sentence with the relay's count, its next step with the
             // wait): none of this face's.
             let said = answer
@@ -66,8 +61,9 @@ fn refused_json(answer: &SeatAnswer) -> Value {
             let mut e = denial_json(&full);
             e["user_message"] = json!(said.text());
             e["next_step"] = json!(said.next_step());
-            e["retry_after"] = json!(retry_after);
-            e["seats"] = json!({ "in_use": in_use, "size": size, "frees_at": frees_at });
+            e["retry_after"] = json!(seats.retry_after);
+            e["seats"] =
+                json!({ "in_use": seats.in_use, "size": seats.size, "frees_at": seats.frees_at });
             json!({ "error": e })
         }
         SeatAnswer::Denied(d) => json!({ "error": denial_json(d) }),

@@ -16,7 +16,7 @@
 
 use crate::answers::LicenseError;
 use crate::PolarLicense;
-use polar_license::seat::{SeatAnswer, SeatAsk, SeatsFull, SEAT_GONE_CODE};
+use polar_license::seat::{SeatAnswer, SeatAsk, SEAT_GONE_CODE};
 use polar_license::seat_hold::{HoldPoll, HoldState, SeatHold};
 use polar_license::{system_clock_ms, Beating, Error, Key, Licensing};
 use serde::{Deserialize, Serialize};
@@ -227,20 +227,15 @@ impl SeatError {
     /// A refusal of the relay's (not a seat held).
     fn refused(answer: &SeatAnswer) -> SeatError {
         match answer {
-            SeatAnswer::Full(SeatsFull {
-                in_use,
-                size,
-                frees_at,
-                retry_after,
-            }) => {
+            SeatAnswer::Full(full) => {
                 let mut error = SeatError::seat(answer);
                 error.status = Some(409);
-                error.retry_after = *retry_after;
+                error.retry_after = full.retry_after;
                 SeatError {
                     error,
-                    in_use: Some(*in_use),
-                    size: Some(*size),
-                    frees_at: *frees_at,
+                    in_use: Some(full.in_use),
+                    size: Some(full.size),
+                    frees_at: full.frees_at,
                     gone: false,
                 }
             }

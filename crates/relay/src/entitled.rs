@@ -689,32 +689,35 @@ fn again(state: &mut State, r: Reading, now: Now, retry_after: Option<u64>) {
 
 /// Asks for a read of `customer` (once; a customer id that is not a UUID is never read).
 fn want_read(state: &mut State, customer: &str) {
-    if polar_license::metadata::check_uuid_v4("customer_id", customer).is_err() {
+    if !readable(customer) {
         return;
     }
+    // Wanted by a lease or a report now: its read is the shared part's.
+    state.wanted_for_usage.remove(customer);
+    if !wanted(state, customer) {
+        state.wanted.push_back(customer.to_string());
+    }
+}
+
+/// Whether `customer` may be read at all: a UUID (a customer id that is not one is never read).
+fn readable(customer: &str) -> bool {
+    polar_license::metadata::check_uuid_v4("customer_id", customer).is_ok()
+}
+
+/// Whether a read of `customer` is under way or asked already, or no more reads are kept
+/// (at most [`WANTED_KEPT`]).
+fn wanted(state: &State, customer: &str) -> bool {
     let reading = state
         .reading
         .as_ref()
         .is_some_and(|r| r.customer == customer);
-    // Wanted by a lease or a report now: its read is the shared part's.
-    state.wanted_for_usage.remove(customer);
-    if reading || state.wanted.iter().any(|c| c == customer) || state.wanted.len() >= WANTED_KEPT {
-        return;
-    }
-    state.wanted.push_back(customer.to_string());
+    reading || state.wanted.iter().any(|c| c == customer) || state.wanted.len() >= WANTED_KEPT
 }
 
 /// A read of `customer` asked only by an ingested usage batch (issue #76): its calls are the
 /// budget's usage part's, unless a lease or a report wants it too ([`want_read`]).
 fn want_read_for_usage(state: &mut State, customer: &str) {
-    if polar_license::metadata::check_uuid_v4("customer_id", customer).is_err() {
-        return;
-    }
-    let reading = state
-        .reading
-        .as_ref()
-        .is_some_and(|r| r.customer == customer);
-    if reading || state.wanted.iter().any(|c| c == customer) || state.wanted.len() >= WANTED_KEPT {
+    if !readable(customer) || wanted(state, customer) {
         return;
     }
     state.wanted_for_usage.insert(customer.to_string());

@@ -42,7 +42,8 @@
 # Reproducible: SOURCE_DATE_EPOCH (default: the last commit's time) dates every archive entry and
 # the SBOMs; tar entries sorted, owned by 0:0, gzip without a name or time; rustc's paths remapped
 # (--remap-path-prefix: the checkout and CARGO_HOME); cargo's and npm's own packers fix their
-# mtimes. Run twice, SHA256SUMS is the same (docs/releasing.md says what was compared).
+# mtimes. Run twice: docs/releasing.md says what came out the same and what not yet (wheels,
+# macOS and Windows binaries).
 #
 # --reuse (CI): takes target/npm/*.tgz (the wasm stage), target/python/wheels and sdist (the
 # python stage), target/release/polar-license (docs-build) and target/c-release (the C stage)
@@ -73,7 +74,7 @@ while [[ $# -gt 0 ]]; do
         --out) OUT="${2:?--out needs a directory}"; shift 2 ;;
         --targets) TARGETS="${2:?--targets needs triples}"; shift 2 ;;
         --parts) PARTS="${2:?--parts needs a list}"; shift 2 ;;
-        -h | --help) sed -n '2,49p' "${BASH_SOURCE[0]}"; exit 0 ;;
+        -h | --help) sed -n '2,/^# (One block/p' "${BASH_SOURCE[0]}"; exit 0 ;;
         *) echo "release: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done

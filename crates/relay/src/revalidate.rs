@@ -68,9 +68,7 @@ impl Stored {
         let (id, _) = pending.stored.as_ref()?;
         let current = self.current(id, "waiting for Polar");
         let reply = pending.standing_in();
-        let f = self.stored_answer(leases, pending, current.as_ref(), now, reply, &move || {
-            entropy
-        })?;
+        let f = self.stored_answer(leases, pending, current.as_ref(), now, reply, entropy)?;
         if reply == Reply::Stale {
             log::info!(
                 "relay: validate {}: Polar's answer not in yet; the stored answer given",

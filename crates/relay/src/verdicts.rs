@@ -40,7 +40,7 @@ impl Stored {
         mut pending: Pending,
         now: Now,
         may_wait: bool,
-        entropy: &dyn Fn() -> Option<[u8; 16]>,
+        entropy: Option<[u8; 16]>,
     ) -> Routed {
         let cacheable =
             pending.op == Operation::Validate && pending.checked.increment_usage.unwrap_or(0) == 0;
@@ -241,7 +241,7 @@ impl Stored {
         entry: Option<&Entry>,
         now: Now,
         reply: Reply,
-        entropy: &dyn Fn() -> Option<[u8; 16]>,
+        entropy: Option<[u8; 16]>,
     ) -> Option<Finished> {
         let stale = reply == Reply::Stale;
         let e = entry?;
@@ -342,7 +342,7 @@ impl Stored {
                         &upstream,
                         now,
                         e.answered_at,
-                        entropy(),
+                        entropy,
                     )
                     .ok()?;
                 #[cfg_attr(not(feature = "entitlements"), allow(unused_mut))]
@@ -545,9 +545,7 @@ impl Stored {
                 // An early refresh's grant is still fresh.
                 let reply = pending.standing_in();
                 let stale =
-                    self.stored_answer(leases, pending, current.as_ref(), now, reply, &move || {
-                        entropy
-                    });
+                    self.stored_answer(leases, pending, current.as_ref(), now, reply, entropy);
                 if let Some(f) = stale {
                     *response = f.response;
                     *unsigned = f.unsigned;
@@ -769,7 +767,7 @@ fn signed_denial(
     pending: &Pending,
     mut r: RelayResponse,
     now: Now,
-    entropy: &dyn Fn() -> Option<[u8; 16]>,
+    entropy: Option<[u8; 16]>,
     stop: Option<polar_license::stopped::Stopped>,
 ) -> Finished {
     let unsigned = |response| Finished {
@@ -788,7 +786,7 @@ fn signed_denial(
         &upstream,
         now,
         pending.nonce.as_deref(),
-        entropy(),
+        entropy,
     ) else {
         return unsigned(r);
     };

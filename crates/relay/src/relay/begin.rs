@@ -74,7 +74,7 @@ impl Relay {
                     breaker: &self.breaker,
                     per_key: &per_key,
                 };
-                s.routed(&around, pending, now, may_wait, &move || entropy)
+                s.routed(&around, pending, now, may_wait, entropy)
             }
             None => {
                 if let Some(r) = limited.then(|| self.per_key_limit(&pending, now)).flatten() {

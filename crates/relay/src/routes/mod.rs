@@ -250,8 +250,8 @@ impl Begin<'_> {
     /// `pending` through the store, the per-key limit (taken here when `per_key`) and the
     /// breaker ([`Relay::route_pending`]).
     fn route(&self, pending: Pending, per_key: bool) -> Routed {
-        let r = self.relay;
-        r.route_pending(pending, self.at, self.waited, per_key)
+        self.relay
+            .route_pending(pending, self.at, self.waited, per_key)
     }
 
     /// The call `op` of `checked` for `route`, through the store, the per-key limit and the

@@ -244,6 +244,40 @@ else
         tail -n 20 "$LOGS/sdist.log"
         exit 1
     }
+    # The wheels build from a copy of the module beside the library's crates as packaged
+    # (vendor/, patched in): each inside the copy's workspace, so cargo hashes them by their
+    # path in it. From bindings/python, the library (`../..`) is outside the module's workspace
+    # and cargo hashes it by its absolute path: the code was laid out differently per checkout
+    # directory and no two checkouts made the same wheel (docs/releasing.md).
+    PYSRC="$WORK/python-src"
+    mkdir -p "$PYSRC/vendor"
+    build env CARGO_TARGET_DIR="$WORK/python-package" cargo package --locked --allow-dirty --no-verify \
+        -p polar-license-rules -p polar-license -p polar-license-emulator >"$LOGS/python-vendor.log" 2>&1 || {
+        tail -n 20 "$LOGS/python-vendor.log"
+        exit 1
+    }
+    for c in polar-license-rules polar-license polar-license-emulator; do
+        tar -xzf "$WORK/python-package/package/$c-$VERSION.crate" -C "$PYSRC/vendor"
+    done
+    git ls-files -z bindings/python ':!bindings/python/tests' | while IFS= read -r -d '' f; do
+        mkdir -p "$PYSRC/$(dirname "${f#bindings/python/}")"
+        cp "$f" "$PYSRC/${f#bindings/python/}"
+    done
+    node - "$PYSRC/Cargo.toml" "$VERSION" <<'JS'
+const fs = require('node:fs');
+const [file, version] = process.argv.slice(2);
+const vendored = { 'polar-license': '../..', 'polar-license-emulator': '../../crates/emulator', 'polar-license-rules': null };
+let text = fs.readFileSync(file, 'utf8');
+for (const [name, from] of Object.entries(vendored)) {
+  if (from === null) continue;
+  const was = `${name} = { path = "${from}" }`;
+  if (!text.includes(was)) throw new Error(`bindings/python/Cargo.toml: no \`${was}\``);
+  text = text.replace(was, `${name} = { path = "vendor/${name}-${version}" }`);
+}
+text += '\n[patch.crates-io]\n' + Object.keys(vendored).map((n) => `${n} = { path = "vendor/${n}-${version}" }\n`).join('');
+fs.writeFileSync(file, text);
+JS
+    PYM="$PYSRC/Cargo.toml"
     for t in $TARGETS; do
         args=(--release --locked -m "$PYM" -o "$OUT/python" --target "$t")
         case "$t" in

@@ -274,6 +274,10 @@ for (const [name, from] of Object.entries(vendored)) {
   if (!text.includes(was)) throw new Error(`bindings/python/Cargo.toml: no \`${was}\``);
   text = text.replace(was, `${name} = { path = "vendor/${name}-${version}" }`);
 }
+// (vendor/ excluded: a path dependency inside the workspace's directory would be a member, its
+// dev-dependencies locked too.)
+if (!text.includes('\n[workspace]\n')) throw new Error('bindings/python/Cargo.toml: no [workspace] table');
+text = text.replace('\n[workspace]\n', '\n[workspace]\nexclude = ["vendor"]\n');
 text += '\n[patch.crates-io]\n' + Object.keys(vendored).map((n) => `${n} = { path = "vendor/${n}-${version}" }\n`).join('');
 fs.writeFileSync(file, text);
 JS

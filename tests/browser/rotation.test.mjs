@@ -9,10 +9,9 @@
 // own agent, never a bare library's, which is what Polar's edge refuses.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { createInterface } from 'node:readline';
 import { eachEngine } from './engines.mjs';
 import { freshFolder, modulePage, newKey, serve } from './support.mjs';
+import { served } from '../js/values-polar.mjs';
 
 const { CONSUMER, TOOLS, POLAR_CLI: CLI } = process.env;
 const ORG = '2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10';
@@ -44,13 +43,8 @@ let url;
 let site;
 
 before(async () => {
-  polar = spawn(CLI, ['emulator', '--port', '0'], { stdio: ['ignore', 'pipe', 'ignore'] });
-  const lines = createInterface({ input: polar.stdout });
-  const first = await new Promise((resolve, reject) => {
-    lines.once('line', resolve);
-    polar.once('exit', (code) => reject(new Error(`emulator exited ${code}`)));
-  });
-  url = first.replace(/^listening on /, '');
+  polar = await served(['emulator', '--port', '0'], { ready: null });
+  url = polar.url;
   await freshFolder(CONSUMER, 'rotation', { 'rotation.js': PAGE, 'index.html': modulePage('./rotation.js') });
   site = await serve(CONSUMER);
 });

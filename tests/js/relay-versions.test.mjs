@@ -13,9 +13,7 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { spawn } from 'node:child_process';
-import { createInterface } from 'node:readline';
-import { CLI, DEAD, ORG, README_KEY, REVOKED_KEY, importAsApp, relaySigningKey } from './emulator.mjs';
+import { CLI, DEAD, ORG, README_KEY, REVOKED_KEY, importAsApp, relaySigningKey, served } from './emulator.mjs';
 import { WORKERD, freePort, relayUnderWorkerd, storeWorker } from './workerd.mjs';
 
 const TOKEN = 'polar_oat_emulator_demo_0123456789abcdef';
@@ -92,13 +90,8 @@ test('workerd: the same, counted by the Workers host', { skip: existsSync(WORKER
 
 /** An emulator process of this file's own (the rotation changes its versions): its URL and stop. */
 async function ownEmulator() {
-  const polar = spawn(CLI, ['emulator', '--port', '0'], { stdio: ['ignore', 'pipe', 'ignore'] });
-  const lines = createInterface({ input: polar.stdout });
-  const first = await new Promise((resolve, reject) => {
-    lines.once('line', resolve);
-    polar.once('exit', (code) => reject(new Error(`emulator exited ${code}`)));
-  });
-  return { url: first.replace(/^listening on /, ''), stop: () => polar.kill() };
+  const polar = await served(['emulator', '--port', '0'], { ready: null });
+  return { url: polar.url, stop: polar.close };
 }
 
 // The January rotation through the Workers host (issue #78): the relay's validates (its

@@ -9,12 +9,10 @@
 // Against an emulator of this file alone, started from the native command line (POLAR_CLI).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { pathToFileURL } from 'node:url';
-import { CLI, ORG, PACKAGE_DIR, README_KEY, REVOKED_KEY, mapStorage, pkg, rejection } from './emulator.mjs';
+import { CLI, ORG, PACKAGE_DIR, README_KEY, REVOKED_KEY, mapStorage, pkg, rejection, served } from './emulator.mjs';
 
 const { LicenseClient } = await pkg();
 const { recordUsage } = await import(pathToFileURL(join(PACKAGE_DIR, 'usage.js')).href);
@@ -27,17 +25,12 @@ let polar;
 let url;
 
 before(async () => {
-  polar = spawn(CLI, ['emulator', '--port', '0'], { stdio: ['ignore', 'pipe', 'ignore'] });
-  const lines = createInterface({ input: polar.stdout });
-  const first = await new Promise((resolve, reject) => {
-    lines.once('line', resolve);
-    polar.once('exit', (code) => reject(new Error(`emulator exited ${code}`)));
-  });
-  url = first.replace(/^listening on /, '');
+  polar = await served(['emulator', '--port', '0'], { ready: null });
+  url = polar.url;
   assert.match(url, /^http:\/\/127\.0\.0\.1:\d+$/);
 });
 
-after(() => polar?.kill());
+after(() => polar?.close());
 
 async function control(method, path, body) {
   const resp = await fetch(`${url}${path}`, {

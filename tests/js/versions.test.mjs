@@ -7,9 +7,7 @@
 // with `--api-version 2027-01`, over loopback.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { createInterface } from 'node:readline';
-import { CLI, ORG, mapStorage, newKey, pkg, rejection, setFault } from './emulator.mjs';
+import { CLI, ORG, mapStorage, newKey, pkg, rejection, setFault, served } from './emulator.mjs';
 
 const { LicenseClient } = await pkg();
 
@@ -19,19 +17,12 @@ let polar;
 let url;
 
 before(async () => {
-  polar = spawn(CLI, ['emulator', '--port', '0', '--api-version', '2027-01'], {
-    stdio: ['ignore', 'pipe', 'ignore'],
-  });
-  const lines = createInterface({ input: polar.stdout });
-  const first = await new Promise((resolve, reject) => {
-    lines.once('line', resolve);
-    polar.once('exit', (code) => reject(new Error(`emulator exited ${code}`)));
-  });
-  url = first.replace(/^listening on /, '');
+  polar = await served(['emulator', '--port', '0', '--api-version', '2027-01'], { ready: null });
+  url = polar.url;
   assert.match(url, /^http:\/\/127\.0\.0\.1:\d+$/);
 });
 
-after(() => polar?.kill());
+after(() => polar?.close());
 
 const EXTRAS = {
   member: { email: 'seat@acme.io', external_id: 'seat-7' },

@@ -6,7 +6,7 @@
 // README's sizes).
 import initWasm from './polar_license.js';
 import WASM_GZIP_BASE64 from './polar_license_inline.js';
-import { base64Bytes, bind, webCryptoEd25519 } from './license.js';
+import { base64Bytes, bindSelfContained } from './license.js';
 import stoppedSaid from './polar_license_stopped.js';
 
 /**
@@ -23,18 +23,10 @@ function wasmResponse(gzipBase64) {
   return new Response(inflate.readable, { headers: { 'content-type': 'application/wasm' } });
 }
 
-const api = bind(
-  () => initWasm({ module_or_path: wasmResponse(WASM_GZIP_BASE64) }),
-  globalThis.crypto,
-  'inline',
-  null,
-  // Signed mode's Ed25519 (issue #38): the host's WebCrypto only (a wasm verifier here would
-  // be in every app's bundle; polar-license, the default entry, loads one on demand).
-  [() => webCryptoEd25519(globalThis.crypto?.subtle)],
-  null,
-  // Why a key stopped, in the core's words (issue #68): inside this entry too (nothing to fetch).
-  async () => stoppedSaid,
-);
+// Signed mode's Ed25519 (issue #38) is the host's WebCrypto only (a wasm verifier here would be
+// in every app's bundle; polar-license, the default entry, loads one on demand), and why a key
+// stopped (issue #68) is inside this entry too (nothing to fetch).
+const api = bindSelfContained(() => initWasm({ module_or_path: wasmResponse(WASM_GZIP_BASE64) }), 'inline', stoppedSaid);
 
 export const LicenseClient = api.LicenseClient;
 export const init = api.init;

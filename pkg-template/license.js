@@ -847,6 +847,15 @@ function ed25519(verifiers, entry) {
 }
 
 /**
+ * `bind` for an entry that loads nothing beside itself (polar-license/inline, the workerd
+ * entry): the host's WebCrypto is its only Ed25519, no files, no trial add-on, and `stoppedSaid`
+ * (polar_license_stopped.js's `said`) is bundled with it.
+ */
+export function bindSelfContained(load, entry, stoppedSaid) {
+  return bind(load, globalThis.crypto, entry, null, [() => webCryptoEd25519(globalThis.crypto?.subtle)], null, async () => stoppedSaid);
+}
+
+/**
  * Binds the API to a way of loading the wasm (fs in node, fetch in browsers) and a
  * `crypto` with getRandomValues. The entries call it; its result is what they export, so
  * bundlers keep it even with `sideEffects: false`. `verifiers`: signed mode's Ed25519

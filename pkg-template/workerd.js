@@ -7,20 +7,12 @@
 // remove (a KV namespace or a Durable Object's storage behind them) for a cache that outlives it.
 import { initSync } from './polar_license.js';
 import wasmModule from './polar_license_bg.wasm';
-import { bind, webCryptoEd25519 } from './license.js';
+import { bindSelfContained } from './license.js';
 import stoppedSaid from './polar_license_stopped.js';
 
-const api = bind(
-  () => initSync({ module: wasmModule }),
-  globalThis.crypto,
-  'workerd',
-  null,
-  // Signed mode's Ed25519: the Workers runtime's WebCrypto has it.
-  [() => webCryptoEd25519(globalThis.crypto?.subtle)],
-  null,
-  // Why a key stopped, in the core's words (issue #68), bundled with the Worker.
-  async () => stoppedSaid,
-);
+// Signed mode's Ed25519: the Workers runtime's WebCrypto has it. Why a key stopped, in the
+// core's words (issue #68): bundled with the Worker.
+const api = bindSelfContained(() => initSync({ module: wasmModule }), 'workerd', stoppedSaid);
 
 export const LicenseClient = api.LicenseClient;
 export const init = api.init;

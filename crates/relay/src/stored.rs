@@ -77,6 +77,19 @@ pub(crate) struct Flight {
 const FLIGHT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Stored {
+    /// The seats' pools in this store, under `options` ([`crate::seats::Pools`]).
+    pub(crate) fn pools<'a>(
+        &'a self,
+        options: &'a crate::seats::SeatOptions,
+    ) -> crate::seats::Pools<'a> {
+        crate::seats::Pools {
+            store: self.backend.as_ref(),
+            seen: &self.seats_seen,
+            live: &self.seats_live,
+            options,
+        }
+    }
+
     /// The entries of `license_key_id` are being marked revoked now (noted before they are
     /// written): a read by id under way does not lift that.
     pub(crate) fn note_revoked(&self, license_key_id: &str, now: Now) {

@@ -82,10 +82,7 @@ impl Part for Seat {
         };
         let Some(checked) = &self.verdict else {
             return Routed::Answer(crate::seats::release(
-                s.backend.as_ref(),
-                &s.seats_seen,
-                &s.seats_live,
-                &relay.seats,
+                &s.pools(&relay.seats),
                 &self.ask,
                 now,
             ));
@@ -143,10 +140,7 @@ fn seated(
         }
     }
     let settled = crate::seats::settle(
-        s.backend.as_ref(),
-        &s.seats_seen,
-        &s.seats_live,
-        &relay.seats,
+        &s.pools(&relay.seats),
         &relay.leases.signer,
         ask,
         verdict,

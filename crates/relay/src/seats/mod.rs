@@ -324,6 +324,16 @@ impl std::fmt::Display for StepError {
     }
 }
 
+/// Where the seats' pools are kept and by which options: the store, the operator's count of
+/// the seats (`seen`), the pools held in memory for a host that loads none (`live`).
+#[derive(Clone, Copy)]
+pub(crate) struct Pools<'a> {
+    pub(crate) store: &'a dyn Backend,
+    pub(crate) seen: &'a Seen,
+    pub(crate) live: &'a Live,
+    pub(crate) options: &'a SeatOptions,
+}
+
 /// One step on the pool `id`, read and written in one step of the store; the operator's count
 /// (`seen`) told what it left. What it writes (issue #76 finding 1): nothing when the pool is
 /// unchanged, nothing when there was no pool and the step gave no seat (a refused acquisition,
@@ -332,17 +342,17 @@ impl std::fmt::Display for StepError {
 /// else the pool. A new or grown pool the store refuses (the seats' share of its byte cap) is
 /// [`StepError::NoRoom`]: no seat is given that is not stored. `lazily`: a write that may
 /// wait for the store's next durable commit ([`Backend::update_lazily`]).
-#[allow(clippy::too_many_arguments)]
 fn step(
-    store: &dyn Backend,
-    seen: &Seen,
-    live: &Live,
+    pools: &Pools<'_>,
     id: &EntryId,
     now: i64,
-    windows: (i64, i64),
     lazily: bool,
     f: &mut dyn FnMut(&mut Pool) -> Outcome,
 ) -> Result<Outcome, StepError> {
+    let Pools {
+        store, seen, live, ..
+    } = *pools;
+    let windows = pools.options.windows();
     if !store.host_loads() {
         let mut outcome = Outcome::Gone;
         let mut ends = Vec::new();
@@ -437,12 +447,8 @@ fn seat_id(entropy: [u8; 16]) -> String {
 /// relay's answer to the key's validate, Polar's now or the store's): a denial or a failure
 /// passed on as it is; on a grant, the pool's step and its answer, with a seat lease signed
 /// here or to be signed elsewhere.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn settle(
-    store: &dyn Backend,
-    seen: &Seen,
-    live: &Live,
-    options: &SeatOptions,
+    pools: &Pools<'_>,
     signer: &SignWith,
     ask: &SeatAsk,
     verdict: Finished,
@@ -457,6 +463,7 @@ pub(crate) fn settle(
     if verdict.response.status != 200 || !leased {
         return verdict;
     }
+    let options = pools.options;
     let sizes = options.sizes(&verdict.response.body);
     let machine = ask.machine_digest();
     let life = i64::from(options.seconds);
@@ -473,33 +480,17 @@ pub(crate) fn settle(
                     "the relay has no randomness for a seat",
                 ));
             };
-            step(
-                store,
-                seen,
-                live,
-                &ask.pool_id(),
-                at,
-                options.windows(),
-                false,
-                &mut |pool| match lent {
-                    Some(days) => pool.borrow(sizes, &machine, &id, at, days),
-                    None => pool.acquire(sizes, &machine, ask.ci, &id, at, life),
-                },
-            )
+            step(pools, &ask.pool_id(), at, false, &mut |pool| match lent {
+                Some(days) => pool.borrow(sizes, &machine, &id, at, days),
+                None => pool.acquire(sizes, &machine, ask.ci, &id, at, life),
+            })
         }
         // A heartbeat's write may wait for the store's next durable commit (a second at most,
         // `Backend::update_lazily`): lost in a crash, its seat is held to its previous
         // heartbeat's end, never longer, and nothing is granted by it.
-        (SeatOp::Heartbeat, Some(id)) => step(
-            store,
-            seen,
-            live,
-            &ask.pool_id(),
-            at,
-            options.windows(),
-            true,
-            &mut |pool| pool.heartbeat(sizes, id, &machine, at, life),
-        ),
+        (SeatOp::Heartbeat, Some(id)) => step(pools, &ask.pool_id(), at, true, &mut |pool| {
+            pool.heartbeat(sizes, id, &machine, at, life)
+        }),
         _ => return plain(RelayResponse::detail(404, "Not Found")),
     };
     let outcome = match stepped {
@@ -554,29 +545,15 @@ pub(crate) fn settle(
 }
 
 /// A release: no verdict asked (freeing a seat grants nothing).
-pub(crate) fn release(
-    store: &dyn Backend,
-    seen: &Seen,
-    live: &Live,
-    options: &SeatOptions,
-    ask: &SeatAsk,
-    now: Now,
-) -> RelayResponse {
+pub(crate) fn release(pools: &Pools<'_>, ask: &SeatAsk, now: Now) -> RelayResponse {
     let Some(id) = &ask.seat else {
         return RelayResponse::detail(404, "Not Found");
     };
     let machine = ask.machine_digest();
     let at = now.unix_seconds;
-    match step(
-        store,
-        seen,
-        live,
-        &ask.pool_id(),
-        at,
-        options.windows(),
-        false,
-        &mut |pool| pool.release(id, &machine, at),
-    ) {
+    match step(pools, &ask.pool_id(), at, false, &mut |pool| {
+        pool.release(id, &machine, at)
+    }) {
         Ok(Outcome::Released(released)) => {
             log::info!(
                 "relay: seat release {} 200 (seat {id}{})",

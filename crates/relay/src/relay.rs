@@ -598,8 +598,13 @@ impl Asks for Relay {
         route: &Route,
         answer: &RelayResponse,
         at: Moment,
-    ) -> Option<Result<Box<Pending>, Finished>> {
-        route.part().follow(self, req, answer, at)
+    ) -> Option<crate::routes::Followed> {
+        route.part().follow(&crate::routes::Follow {
+            relay: self,
+            req,
+            answer,
+            at,
+        })
     }
 
     fn reads(&self) -> crate::reads::Reads<'_> {

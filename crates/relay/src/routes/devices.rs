@@ -4,7 +4,7 @@
 
 use polar_license::proto::Operation;
 
-use super::{Begin, Devices, Door, Part, Refused, Route};
+use super::{Begin, Devices, Door, Follow, Followed, Part, Refused, Route};
 use crate::flow::{Moment, Upstream};
 use crate::pending::{breaker_refused, Pending, Routed};
 use crate::relay::Relay;
@@ -61,14 +61,8 @@ impl Part for Devices {
     /// the `GET` of the key's record, within the per-key limit, the breaker and the token's
     /// budget (`Ok`); any other answer passes on without a lease or a signed denial, and so
     /// does a refusal of the read (`Err`).
-    fn follow(
-        &self,
-        relay: &Relay,
-        req: &RelayRequest,
-        answer: &RelayResponse,
-        at: Moment,
-    ) -> Option<Result<Box<Pending>, Finished>> {
-        let now = at.now;
+    fn follow(&self, f: &Follow<'_>) -> Option<Followed> {
+        let (relay, req, answer, now) = (f.relay, f.req, f.answer, f.at.now);
         let refused = |r: RelayResponse| {
             let mut response = crate::devices::refusal(r);
             add_cors(&mut response);

@@ -204,13 +204,7 @@ pub(crate) trait Part {
 
     /// What follows the request's answer: the call it leads to (`Ok`, a device listing's
     /// read), or the answer that replaces it (`Err`, a usage report's); `None`: it stands.
-    fn follow(
-        &self,
-        _relay: &Relay,
-        _req: &RelayRequest,
-        _answer: &RelayResponse,
-        _at: Moment,
-    ) -> Option<Result<Box<Pending>, Finished>> {
+    fn follow(&self, _: &Follow<'_>) -> Option<Followed> {
         None
     }
 
@@ -225,6 +219,19 @@ impl Part for Refused {
     fn begin(&self, _: &Begin<'_>) -> Routed {
         Routed::Answer(self.answer.clone())
     }
+}
+
+/// What follows a request's answer ([`Part::follow`]): the call it leads to (`Ok`), or the
+/// answer that replaces it (`Err`).
+pub(crate) type Followed = Result<Box<Pending>, Finished>;
+
+/// A request's answer at its route's [`Part::follow`]: the relay, the request, the answer and
+/// the time.
+pub(crate) struct Follow<'a> {
+    pub(crate) relay: &'a Relay,
+    pub(crate) req: &'a RelayRequest,
+    pub(crate) answer: &'a RelayResponse,
+    pub(crate) at: Moment,
 }
 
 /// A request at its route's [`Part::begin`]: the relay, the request, the time (and a lease's

@@ -5,10 +5,9 @@
 use polar_license::lease::{is_nonce, NONCE_HEADER};
 use polar_license::proto::Operation;
 
-use super::{Begin, Door, Part, Refused, Route, Usage};
+use super::{Begin, Door, Follow, Followed, Part, Refused, Route, Usage};
 use crate::clock::Now;
-use crate::flow::Moment;
-use crate::pending::{Pending, Routed};
+use crate::pending::Routed;
 use crate::relay::Relay;
 use crate::store::Wants;
 use crate::types::{add_cors, private, Finished, RelayRequest, RelayResponse};
@@ -65,16 +64,10 @@ impl Part for Usage {
     /// keeps the report ([`crate::usage::Usage::record`]), its acknowledgement signed here or
     /// to be signed by the host ([`crate::usage::sign_ack`]); any other answer passes on
     /// without a lease or a signed denial, and nothing is kept.
-    fn follow(
-        &self,
-        relay: &Relay,
-        req: &RelayRequest,
-        answer: &RelayResponse,
-        at: Moment,
-    ) -> Option<Result<Box<Pending>, Finished>> {
-        let mut f = recorded(relay, &self.ask, req, answer, at.now);
-        add_cors(&mut f.response);
-        Some(Err(f))
+    fn follow(&self, f: &Follow<'_>) -> Option<Followed> {
+        let mut recorded = recorded(f.relay, &self.ask, f.req, f.answer, f.at.now);
+        add_cors(&mut recorded.response);
+        Some(Err(recorded))
     }
 }
 

@@ -157,7 +157,10 @@ rel_for() {
     [[ "$(uname -s)" != Darwin ]] || return 0
     [[ -f "$APPLE_FW/Security.framework/Security.tbd" ]] ||
         node scripts/release/macos-frameworks.mjs "$APPLE_FW" Cargo.toml bindings/python/Cargo.toml >/dev/null
-    RELT+=(RUSTFLAGS="$REMAP -L framework=$APPLE_FW")
+    # -s: Zig's linker writes LC_UUID as a hash of what it wrote, the symbols' debug entries
+    # with them, which name rustc's randomly named temporary directory; stripped later, they
+    # left a UUID new at every link. Stripped by the linker, the UUID is the stripped file's.
+    RELT+=(RUSTFLAGS="$REMAP -L framework=$APPLE_FW -C link-arg=-s")
 }
 
 # tar_gz DIR_PARENT NAME ARCHIVE: a reproducible .tar.gz of DIR_PARENT/NAME (GNU tar: macOS's

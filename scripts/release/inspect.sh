@@ -38,7 +38,46 @@ macho() {
     # Apple silicon runs no code without a signature: the linker's ad-hoc one at least.
     if [[ "$arch" == arm64 ]]; then
         grep -q 'cmd LC_CODE_SIGNATURE' <<<"$headers" || fail "$file: no code signature (arm64 Macs refuse it)"
-        echo "$file: signed (LC_CODE_SIGNATURE)"
+        # A signature whose page hashes no longer match the bytes (a file changed after the
+        # link, unsigned again) is refused at load as surely as none.
+        python3 - "$file" <<'PY' || fail "$file: its code signature does not cover its bytes"
+import hashlib, struct, sys
+d = open(sys.argv[1], 'rb').read()
+ncmds = struct.unpack_from('<I', d, 16)[0]
+off, sig = 32, None
+for _ in range(ncmds):
+    cmd, size = struct.unpack_from('<II', d, off)
+    if cmd == 0x1D:
+        sig = struct.unpack_from('<II', d, off + 8)
+    off += size
+if sig is None:
+    sys.exit('no LC_CODE_SIGNATURE')
+base = sig[0]
+magic, _, count = struct.unpack_from('>III', d, base)
+if magic != 0xFADE0CC0:
+    sys.exit('no embedded signature blob')
+checked = 0
+for i in range(count):
+    _, at = struct.unpack_from('>II', d, base + 12 + 8 * i)
+    cd = base + at
+    if struct.unpack_from('>I', d, cd)[0] != 0xFADE0C02:
+        continue
+    hash_off, _, _, slots, limit = struct.unpack_from('>IIIII', d, cd + 16)
+    size, kind, _, page_log = struct.unpack_from('>BBBB', d, cd + 36)
+    if kind != 2 or size != 32:
+        sys.exit(f'hash type {kind} (expected SHA-256)')
+    page = 1 << page_log
+    for n in range(slots):
+        want = d[cd + hash_off + n * size: cd + hash_off + (n + 1) * size]
+        got = hashlib.sha256(d[n * page: min((n + 1) * page, limit)]).digest()
+        if want != got:
+            sys.exit(f'page {n}: hash does not match')
+    checked += slots
+if checked == 0:
+    sys.exit('no code directory')
+print(f'{checked} pages')
+PY
+        echo "$file: signed (LC_CODE_SIGNATURE, every page's SHA-256 matching)"
     fi
     local dylibs
     # (A dylib's own install name, LC_ID_DYLIB, is listed too: it loads nothing.)

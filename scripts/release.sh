@@ -42,8 +42,9 @@
 # Reproducible: SOURCE_DATE_EPOCH (default: the last commit's time) dates every archive entry and
 # the SBOMs; tar entries sorted, owned by 0:0, gzip without a name or time; rustc's paths remapped
 # (--remap-path-prefix: the checkout and CARGO_HOME); cargo's and npm's own packers fix their
-# mtimes. Run twice: docs/releasing.md says what came out the same and what not yet (wheels,
-# macOS and Windows binaries).
+# mtimes; the wheels built beside the library as packaged, the macOS files stripped by the
+# linker. Run twice: docs/releasing.md says what came out the same and what not yet (the
+# Windows binaries).
 #
 # --reuse (CI): takes target/npm/*.tgz (the wasm stage), target/python/wheels and sdist (the
 # python stage), target/release/polar-license (docs-build) and target/c-release (the C stage)

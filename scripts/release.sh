@@ -174,6 +174,17 @@ tar_gz() {
         -C "$1" -cf - "$2" | gzip -9n >"$3"
 }
 
+# win_names FILE…: on the Windows target, the raw-dylib import names rustc takes from its
+# randomly named temporary directories made the same at every build (scripts/release/
+# win-names.py); nothing elsewhere.
+win_names() {
+    [[ "$t" == *-windows-* ]] || return 0
+    python3 scripts/release/win-names.py "$@" >>"$LOGS/win-names.log" 2>&1 || {
+        tail -n 5 "$LOGS/win-names.log"
+        exit 1
+    }
+}
+
 # --- 1. the crates, in publishing order --------------------------------------------------------
 if part crates; then
 step "crates (cargo package$([[ $VERIFY == 1 ]] && echo ", each built as packaged"))"
@@ -328,6 +339,7 @@ for t in $TARGETS; do
         }
     fi
     cp LICENSE-MIT LICENSE-APACHE bindings/c/README.md "$stage/"
+    win_names "$stage/lib/libpolar_license.a" "$stage/lib/polar_license_c.dll"
     tar_gz "$WORK/c" "polar-license-c-$VERSION-$t" "$OUT/c/polar-license-c-$VERSION-$t.tar.gz"
     fi
     part cli || continue
@@ -348,6 +360,7 @@ for t in $TARGETS; do
     stage="$WORK/cli/polar-license-cli-$VERSION-$t"
     mkdir -p "$stage/bin"
     cp "$bin" "$stage/bin/$exe"
+    win_names "$stage/bin/$exe"
     cp LICENSE-MIT LICENSE-APACHE crates/cli/README.md "$stage/"
     tar_gz "$WORK/cli" "polar-license-cli-$VERSION-$t" "$OUT/cli/polar-license-cli-$VERSION-$t.tar.gz"
 done

@@ -65,6 +65,19 @@ export type ReasonKind = 'denied' | 'unverified' | 'error';
 /** Every reason code and its kind. */
 export declare const REASONS: Readonly<Record<ReasonCode, ReasonKind>>;
 
+/** What an error of the relay's add-ons (polar-license/seat's SeatError, polar-license/usage's
+ * UsageError) says beside its code. */
+export interface AddOnErrorWords {
+  readonly kind: ReasonKind;
+  readonly detail: string;
+  /** A sentence for the person using the app (the core's sentence and next step). */
+  readonly userMessage?: string;
+  /** Its next step alone (the core's). */
+  readonly nextStep?: string;
+  readonly status?: number;
+  toJSON(): Record<string, unknown>;
+}
+
 /** Why a call did not succeed. Every promise of this package rejects with one. */
 export declare class LicenseError extends Error {
   readonly name: 'LicenseError';

@@ -2,7 +2,7 @@
 // seller's relay, held only while the relay's signed lease runs (issue #76), heartbeated when
 // the core's machine says and given back when an AbortSignal aborts. Its wasm loads on the
 // first call; the default entry carries none of it.
-import type { ReasonCode, ReasonKind } from 'polar-license';
+import type { AddOnErrorWords, ReasonCode } from 'polar-license';
 
 /** Why a seat was not held, or was lost. At runtime a subclass of polar-license's LicenseError
  * (`instanceof LicenseError` holds); declared apart because its `code` may be `seat_gone`, no
@@ -14,13 +14,6 @@ export declare class SeatError extends Error {
    * lease did not verify, `offline`, …) or `seat_gone` (the relay freed the seat: not heard
    * from within its life). */
   readonly code: ReasonCode | 'seat_gone';
-  readonly kind: ReasonKind;
-  readonly detail: string;
-  /** A sentence for the person using the app (the core's sentence and next step). */
-  readonly userMessage?: string;
-  /** Its next step alone (the core's). */
-  readonly nextStep?: string;
-  readonly status?: number;
   /** The input at fault, for `invalid_input`. */
   readonly field?: string;
   /** `seats_full`, `rate_limited`: seconds to wait, when the relay said. */
@@ -35,8 +28,9 @@ export declare class SeatError extends Error {
   readonly gone: boolean;
   /** `seat_lost`: when the hold ended (unix seconds: the lease's end and the grace after it). */
   readonly endedAt?: number;
-  toJSON(): Record<string, unknown>;
 }
+/** Its kind, detail and words, as every add-on's error has them. */
+export interface SeatError extends AddOnErrorWords {}
 
 /** A seat as the relay last answered it. */
 export interface SeatInfo {

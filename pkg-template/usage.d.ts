@@ -1,6 +1,6 @@
 // polar-license/usage (issue #68 item 3): usage reported to the seller's relay with an
 // idempotency id. Its wasm loads on the first call; the default entry carries none of it.
-import type { ReasonCode, ReasonKind } from 'polar-license';
+import type { AddOnErrorWords, ReasonCode } from 'polar-license';
 
 /** Why a report was not recorded. At runtime a subclass of polar-license's LicenseError
  * (`instanceof LicenseError` holds); declared apart because its `code` may be
@@ -11,13 +11,6 @@ export declare class UsageError extends Error {
    * `offline`, `rate_limited`, …) or `usage_backlog` (too many reports wait at the relay: send
    * it again later with the same `id`). */
   readonly code: ReasonCode | 'usage_backlog' | 'load_error';
-  readonly kind: ReasonKind;
-  readonly detail: string;
-  /** A sentence for the person using the app (the core's sentence and next step). */
-  readonly userMessage?: string;
-  /** Its next step alone (the core's). */
-  readonly nextStep?: string;
-  readonly status?: number;
   /** The input at fault, for `invalid_input` (`meter`, `units`, `id`, `key`, …). */
   readonly field?: string;
   /** `usage_backlog`, `rate_limited`: seconds to wait, when the relay said. */
@@ -27,8 +20,9 @@ export declare class UsageError extends Error {
   /** The report's idempotency id: sent again with it, the report counts once (`''` when the
    * report was refused before it had one). */
   readonly id: string;
-  toJSON(): Record<string, unknown>;
 }
+/** Its kind, detail and words, as every add-on's error has them. */
+export interface UsageError extends AddOnErrorWords {}
 
 /** A recorded report. */
 export interface UsageRecorded {

@@ -26,6 +26,9 @@ async function report(key: string): Promise<number | null> {
       const balance: number | null = e.balance;
       const sentAs: string = e.id;
       const wait: number | undefined = e.retryAfter;
+      // (kind, detail and the words: AddOnErrorWords, merged into the class.)
+      const words: string = `${e.kind}: ${e.detail} ${e.userMessage ?? ''} ${e.nextStep ?? ''} ${e.status ?? ''}`;
+      void words;
       if (e.code === 'credits_exhausted' || e.code === 'usage_backlog') return balance;
       void sentAs;
       void wait;

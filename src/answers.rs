@@ -285,14 +285,7 @@ impl ActivationData for SchemaActivation {
 /// A denial (`Ok(Denied)`) or error, for an answer that is not a success: the one table,
 /// [`proto::failure`], over the error body as the strict reading sees it.
 fn refused<T>(op: Operation, a: &HttpResponse) -> Result<Verdict<T>, Error> {
-    proto::failure(
-        op,
-        a.status,
-        &a.body,
-        proto::error_body(a).as_ref(),
-        a.single("retry-after"),
-    )
-    .map(Verdict::Denied)
+    proto::classify_failure(op, a).map(Verdict::Denied)
 }
 
 /// The 200's body as Polar's JSON, else the `protocol_error` of a malformed answer (the same

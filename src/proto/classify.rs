@@ -163,7 +163,7 @@ fn not_polar(op: Operation, status: u16, body: &[u8]) -> Error {
 
 /// Maps a non-success response to a denial (`Ok`) or an error (`Err`). Only Polar's own
 /// error envelope is ever a denial.
-pub(super) fn classify_failure(op: Operation, resp: &HttpResponse) -> Result<Denial, Error> {
+pub(crate) fn classify_failure(op: Operation, resp: &HttpResponse) -> Result<Denial, Error> {
     failure(
         op,
         resp.status,

@@ -1243,16 +1243,22 @@ impl Licensing {
         self.forget_remembered(&key)
     }
 
-    fn key_seal(&self) -> Result<KeySeal, Error> {
+    /// A seal of this install, machine and app for this organization and server, made by
+    /// `make` ([`KeySeal::new`], [`KeySeal::session`], [`crate::trial::TrialSeal::new`]).
+    fn sealed<S>(&self, make: crate::keyseal::MakeSeal<S>) -> Result<S, Error> {
         let identity = self.identity()?;
         let secret = self.store.install_secret()?;
-        Ok(KeySeal::new(
+        Ok(make(
             self.client.api().base_url(),
             self.org(),
             &secret,
             identity.seal.as_deref(),
             self.app_secret.as_deref(),
         ))
+    }
+
+    fn key_seal(&self) -> Result<KeySeal, Error> {
+        self.sealed(KeySeal::new)
     }
 
     /// Remembers `key` for this organization and server, sealed beside the records
@@ -1285,15 +1291,7 @@ impl Licensing {
     }
 
     fn session_seal(&self) -> Result<KeySeal, Error> {
-        let identity = self.identity()?;
-        let secret = self.store.install_secret()?;
-        Ok(KeySeal::session(
-            self.client.api().base_url(),
-            self.org(),
-            &secret,
-            identity.seal.as_deref(),
-            self.app_secret.as_deref(),
-        ))
+        self.sealed(KeySeal::session)
     }
 
     /// Remembers a customer-portal session (issue #64) beside the cache until `expires_at`
@@ -1619,15 +1617,7 @@ impl Licensing {
     /// The trial's machine ([`crate::trial::LocalTrial`]: its slot's lock, loads and write
     /// are its steps), driven by this shell's one loop.
     fn run_trial(&self, days: crate::trial::TrialDays) -> Result<CheckReport, Error> {
-        let identity = self.identity()?;
-        let secret = self.store.install_secret()?;
-        let seal = crate::trial::TrialSeal::new(
-            self.client.api().base_url(),
-            self.org(),
-            &secret,
-            identity.seal.as_deref(),
-            self.app_secret.as_deref(),
-        );
+        let seal = self.sealed(crate::trial::TrialSeal::new)?;
         let (app, now) = (self.app_secret.as_deref(), Some((self.clock)()));
         let mut trial = crate::trial::LocalTrial::new(seal, app, days, now, self.policy);
         self.drive_machine(&mut trial, &mut Held::default(), |_| false);

@@ -503,16 +503,22 @@ impl AsyncLicensing {
         }
     }
 
+    /// A seal of this install (`secret`), machine and app for this organization and server,
+    /// made by `make` ([`crate::keyseal::KeySeal::new`], [`crate::trial::TrialSeal::new`]).
+    fn sealed<S>(&self, secret: &[u8], make: crate::keyseal::MakeSeal<S>) -> S {
+        make(
+            self.client.api().base_url(),
+            self.org(),
+            secret,
+            self.machine.as_deref(),
+            self.app_secret.as_deref(),
+        )
+    }
+
     /// The trial's machine ([`crate::trial::LocalTrial`]), driven by this shell's one loop.
     async fn run_trial(&self, days: crate::trial::TrialDays) -> Result<CheckReport, Error> {
         let secret = self.install_secret().await?;
-        let seal = crate::trial::TrialSeal::new(
-            self.client.api().base_url(),
-            self.org(),
-            &secret,
-            self.machine.as_deref(),
-            self.app_secret.as_deref(),
-        );
+        let seal = self.sealed(&secret, crate::trial::TrialSeal::new);
         let (app, now) = (self.app_secret.as_deref(), Some((self.clock)()));
         let mut trial = crate::trial::LocalTrial::new(seal, app, days, now, self.policy);
         self.drive(&mut trial).await;
@@ -785,13 +791,7 @@ impl AsyncLicensing {
             Ok(secret) => secret,
             Err(e) => return (Err(e), 0),
         };
-        let seal = crate::keyseal::KeySeal::new(
-            self.client.api().base_url(),
-            self.org(),
-            &secret,
-            self.machine.as_deref(),
-            self.app_secret.as_deref(),
-        );
+        let seal = self.sealed(&secret, crate::keyseal::KeySeal::new);
         let entry = self.usage_backlog_entry();
         let name = storage_name(&entry);
         let _lock = match lock(&name).await {

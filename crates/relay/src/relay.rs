@@ -598,13 +598,8 @@ impl Asks for Relay {
         route: &Route,
         answer: &RelayResponse,
         at: Moment,
-    ) -> Option<crate::routes::Followed> {
-        route.part().follow(&crate::routes::Follow {
-            relay: self,
-            req,
-            answer,
-            at,
-        })
+    ) -> Option<Result<Box<Pending>, Finished>> {
+        route.follows(self, req, answer, at)
     }
 
     fn reads(&self) -> crate::reads::Reads<'_> {

@@ -128,7 +128,7 @@ pub trait Asks {
         route: &Route,
         answer: &RelayResponse,
         at: Moment,
-    ) -> Option<crate::routes::Followed>;
+    ) -> Option<Result<Box<Pending>, Finished>>;
 
     /// Before a grant's lease is made: the read of its customer's values it waits for (issue
     /// #80, [`crate::entitled`]): the request of its first page when the client asks for the

@@ -157,6 +157,22 @@ impl Route {
         }
     }
 
+    /// What follows the request's `answer`: its part's [`Part::follow`].
+    pub(crate) fn follows(
+        &self,
+        relay: &Relay,
+        req: &RelayRequest,
+        answer: &RelayResponse,
+        at: Moment,
+    ) -> Option<Followed> {
+        self.part().follow(&Follow {
+            relay,
+            req,
+            answer,
+            at,
+        })
+    }
+
     /// The license key whose verdict the route asks (a license operation's, a device
     /// listing's, a usage report's: what the roster reads for it; a seat's is not read there).
     pub(crate) fn roster_key(&self) -> Option<&str> {

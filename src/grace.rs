@@ -1112,6 +1112,25 @@ impl<L> CheckReport<L> {
         }
     }
 
+    /// What a licensed answer tells the person using the app, in the core's words (issue #80,
+    /// [`crate::message::licensed`]): that the device is licensed, or that it stays licensed for
+    /// the grace left while Polar cannot be reached. `None` when the answer does not license
+    /// (its denial's or error's `user_message` says why).
+    pub fn licensed_message(&self) -> Option<String> {
+        match &self.outcome {
+            CheckOutcome::Licensed {
+                source,
+                grace_remaining,
+                ..
+            } => Some(crate::message::licensed(
+                *source,
+                *grace_remaining,
+                self.fallback.is_some(),
+            )),
+            CheckOutcome::Denied(_) | CheckOutcome::Unverified(_) => None,
+        }
+    }
+
     /// `true` when the cache holds what this check learned (or there was nothing to learn).
     pub fn cache_refreshed(&self) -> bool {
         self.cache_error.is_none()

@@ -229,6 +229,21 @@ pub fn licensed_offline(grace_remaining: u64) -> Message {
     )
 }
 
+/// What a licensed check says, the one rule every face's licensed words come from: from the
+/// cache because Polar could not be reached (`fell_back`) with `grace_remaining` left,
+/// [`licensed_offline`]; any other licensed answer (online, or from the cache while its answer
+/// was still fresh), [`LICENSED`]. [`crate::CheckReport::licensed_message`] reads a report by it.
+pub fn licensed(
+    source: crate::grace::Source,
+    grace_remaining: Option<core::time::Duration>,
+    fell_back: bool,
+) -> String {
+    match grace_remaining.filter(|_| fell_back && source == crate::grace::Source::Cache) {
+        Some(grace) => licensed_offline(grace.as_secs()).text(),
+        None => LICENSED.to_string(),
+    }
+}
+
 /// [`licensed_offline`] for a face that knows no grace end (an app's own client whose answer
 /// carries neither words nor seconds): the sentence names no duration. Apart, so that the npm
 /// engine, which always has the seconds, links none of its words.
@@ -523,6 +538,44 @@ mod tests {
         for (what, m) in &said {
             one_message(what, m);
         }
+    }
+
+    /// A licensed answer's words (the one rule every face reads, `licensed`): offline words
+    /// only from the cache after Polar could not be reached, with the grace it has left.
+    #[test]
+    fn a_licensed_answer_says_offline_only_when_it_fell_back_to_the_cache() {
+        use crate::grace::Source;
+        use core::time::Duration;
+        let left = Some(Duration::from_secs(3 * 86_400 + 7200));
+        assert_eq!(licensed(Source::Online, None, false), LICENSED);
+        assert_eq!(licensed(Source::Online, left, true), LICENSED);
+        // From the cache while its answer was fresh (Polar not asked): nothing went wrong.
+        assert_eq!(licensed(Source::Cache, left, false), LICENSED);
+        assert_eq!(
+            licensed(Source::Cache, left, true),
+            licensed_offline(3 * 86_400 + 7200).text()
+        );
+        assert_eq!(licensed(Source::Cache, None, true), LICENSED);
+        let down = || crate::Error::Offline {
+            timeout: false,
+            detail: "down".into(),
+        };
+        let report = |outcome| crate::CheckReport::<()> {
+            fallback: Some(down()),
+            ..crate::CheckReport::of(outcome)
+        };
+        let cached = report(crate::CheckOutcome::Licensed {
+            source: Source::Cache,
+            license: Box::new(()),
+            grace_remaining: left,
+            verified_at: 0,
+        });
+        assert_eq!(
+            cached.licensed_message(),
+            Some(licensed_offline(3 * 86_400 + 7200).text())
+        );
+        let denied = report(crate::CheckOutcome::Unverified(down()));
+        assert_eq!(denied.licensed_message(), None);
     }
 
     /// Where the customer portal is the next step's place, the core says (the gate kept its

@@ -399,12 +399,11 @@ impl Engine {
                 // What to tell the person, the core's words (issue #80): licensed, or licensed
                 // from the cache for the grace left because Polar could not be reached.
                 j.key("userMessage");
-                match grace_remaining.filter(|_| fallback.is_some() && *source == Source::Cache) {
-                    Some(grace) => {
-                        j.str(&polar_license::message::licensed_offline(grace.as_secs()).text())
-                    }
-                    None => j.str(polar_license::message::LICENSED),
-                };
+                j.str(&polar_license::message::licensed(
+                    *source,
+                    *grace_remaining,
+                    fallback.is_some(),
+                ));
                 j.key("features");
                 self.features_json(&mut j, outcome);
                 j.raw("}}").done()

@@ -287,6 +287,22 @@ fn accepted<T: Answer>(op: Op, shown: &str, requested: Option<&str>, answer: &T)
     if let Some(license) = answer.license() {
         m.insert("remaining_usages".into(), json!(license.remaining_usage()));
     }
+    // The core's words for a licensed answer and a freed seat (issue #80), as every face says
+    // them (a check from the cache says its own: `check_report`).
+    match op {
+        Op::Validate | Op::Check => {
+            m.insert(
+                "user_message".into(),
+                json!(polar_license::message::LICENSED),
+            );
+        }
+        Op::Deactivate => {
+            let said = polar_license::message::DEACTIVATED;
+            m.insert("user_message".into(), json!(said.text()));
+            m.insert("next_step".into(), json!(said.next_step()));
+        }
+        _ => {}
+    }
 
     let mut lines = vec![match op {
         Op::Validate | Op::Check => format!("licensed {shown}"),
@@ -474,6 +490,8 @@ pub fn check_report(
             // Signed mode: never past the end of the lease the report carries.
             let ends = checked.grace_ends_at(policy).map(unix_when);
             r.json.insert("grace_ends_at".into(), json!(ends));
+            r.json
+                .insert("user_message".into(), json!(checked.licensed_message()));
             if let Some(why) = &checked.fallback {
                 r.json.insert("reason".into(), json!(why.reason().code()));
                 r.json.insert("detail".into(), json!(why.detail()));

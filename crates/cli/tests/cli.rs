@@ -392,6 +392,19 @@ fn activation_lifecycle() {
     );
     assert_eq!(done.1["activation_id"], id.as_str());
     assert_eq!(done.1["status"], 204);
+    // The seat is free, in the core's words (issue #80).
+    assert_eq!(
+        (
+            done.1["user_message"].as_str(),
+            done.1["next_step"].as_str()
+        ),
+        (
+            Some(polar_license::message::DEACTIVATED.text().as_str()),
+            Some(polar_license::message::DEACTIVATED.next_step())
+        ),
+        "{}",
+        done.1
+    );
     denied(
         &validate_on(&["machine=A", "major=2"]),
         "not_found",

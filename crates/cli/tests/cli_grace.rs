@@ -108,6 +108,12 @@ fn online(a: &Answer) {
     assert!(a.v["reason"].is_null(), "{a:?}");
     assert!(a.str("verified_at").is_some(), "{a:?}");
     assert_eq!(a.v["license"]["key"], DEMO_KEY, "{a:?}");
+    // The core's words for a licensed device (issue #80), as every face says them.
+    assert_eq!(
+        a.str("user_message"),
+        Some(polar_license::message::LICENSED),
+        "{a:?}"
+    );
 }
 
 /// Licensed from the cache with `grace` seconds left (±2 s).
@@ -124,6 +130,17 @@ fn cached(a: &Answer, grace: i64) {
         "grace {left}, wanted {grace}: {a:?}"
     );
     assert_eq!(a.v["license"]["key"], DEMO_KEY, "{a:?}");
+    // Polar could not be reached (a reason is given): how long the device stays licensed,
+    // in the core's words; a fresh cache answer (Polar not asked) is simply licensed.
+    let said = a.str("user_message").expect("user_message");
+    if a.str("reason").is_some() {
+        assert!(
+            said.starts_with("Polar could not be reached, so this device stays licensed for "),
+            "{a:?}"
+        );
+    } else {
+        assert_eq!(said, polar_license::message::LICENSED, "{a:?}");
+    }
 }
 
 /// Not licensed: exit code, outcome and reason; no source, no grace.

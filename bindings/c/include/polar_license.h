@@ -1556,10 +1556,14 @@ int64_t polar_license_result_order_paid(const polar_license_result *result);
 
 // For an answer that does not license (a denial, an error, "not verified yet"): a short
 // sentence to show the person using the app (what happened and what they can do; the reason
-// and `polar_license_result_detail` are for logs), or `""`. Never NULL; owned by the result.
+// and `polar_license_result_detail` are for logs). For a licensed answer (an addition, issue
+// #80), the core's words for it: "This device is licensed.", or, from the cache because Polar
+// could not be reached, how long the device stays licensed and what keeps it so; for a done
+// deactivation, that the seat is free. Else `""`. Tell an answer by its outcome, not by
+// whether this is empty. Never NULL; owned by the result.
 const char *polar_license_result_user_message(const polar_license_result *result);
 
-// For an answer that does not license: the one next step of
+// For an answer that does not license (and a done deactivation): the one next step of
 // `polar_license_result_user_message` alone, the core's
 // words as every face shows them, for an app that shows the sentence and the step apart; `""`
 // otherwise. Never NULL; owned by the result.

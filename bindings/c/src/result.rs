@@ -254,11 +254,15 @@ impl polar_license_result {
         activation_id: Option<&str>,
     ) -> Self {
         let mut r = match answer {
-            Ok(Verdict::Accepted(())) => polar_license_result::success(
-                polar_license_outcome::Done,
-                204,
-                polar_license_source::None,
-            ),
+            Ok(Verdict::Accepted(())) => {
+                let mut r = polar_license_result::success(
+                    polar_license_outcome::Done,
+                    204,
+                    polar_license_source::None,
+                );
+                r.said(polar_license::message::DEACTIVATED);
+                r
+            }
             Ok(Verdict::Denied(d)) => polar_license_result::denied(&d),
             Err(e) => polar_license_result::error(&e),
         };
@@ -279,8 +283,8 @@ impl polar_license_result {
         r
     }
 
-    /// The core's words for an answer that does not license: its sentence and next step
-    /// (`Message`), passed on as they are.
+    /// The core's words for an answer: its sentence and next step (`Message`), passed on as
+    /// they are.
     fn said(&mut self, said: polar_license::Message) {
         self.user_message = to_cstring(&said.text());
         self.next_step = to_cstring(said.next_step());
@@ -316,6 +320,10 @@ impl polar_license_result {
     /// and why the cache could not be written.
     pub(crate) fn check(report: &CheckReport, policy: &GracePolicy) -> Self {
         let mut r = polar_license_result::check_answer(&report.outcome);
+        // A licensed answer's words: offline ones when it fell back to the cache.
+        if let Some(said) = report.licensed_message() {
+            r.user_message = to_cstring(&said);
+        }
         // Never past the end of the lease the report carries (signed mode).
         r.grace_ends_at = report.grace_ends_at(policy).unwrap_or(-1);
         if let Some(why) = &report.fallback {
@@ -404,6 +412,7 @@ impl polar_license_result {
                 r.set_activation(license.activation.as_ref());
                 r.grace_remaining = grace_remaining.map_or(-1, duration_secs);
                 r.verified_at = *verified_at;
+                r.user_message = to_cstring(polar_license::message::LICENSED);
                 r
             }
             CheckOutcome::Denied(d) => polar_license_result::denied(d),
@@ -852,7 +861,11 @@ pub extern "C" fn polar_license_result_order_paid(result: *const polar_license_r
 
 /// For an answer that does not license (a denial, an error, "not verified yet"): a short
 /// sentence to show the person using the app (what happened and what they can do; the reason
-/// and `polar_license_result_detail` are for logs), or `""`. Never NULL; owned by the result.
+/// and `polar_license_result_detail` are for logs). For a licensed answer (an addition, issue
+/// #80), the core's words for it: "This device is licensed.", or, from the cache because Polar
+/// could not be reached, how long the device stays licensed and what keeps it so; for a done
+/// deactivation, that the seat is free. Else `""`. Tell an answer by its outcome, not by
+/// whether this is empty. Never NULL; owned by the result.
 #[no_mangle]
 pub extern "C" fn polar_license_result_user_message(
     result: *const polar_license_result,
@@ -860,7 +873,7 @@ pub extern "C" fn polar_license_result_user_message(
     ffi_boundary! { read(result, |r| r.user_message.as_ptr()) }
 }
 
-/// For an answer that does not license: the one next step of
+/// For an answer that does not license (and a done deactivation): the one next step of
 /// `polar_license_result_user_message` alone, the core's
 /// words as every face shows them, for an app that shows the sentence and the step apart; `""`
 /// otherwise. Never NULL; owned by the result.

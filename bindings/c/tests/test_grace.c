@@ -51,6 +51,10 @@ static void offline_check_is_licensed_from_the_cache(void) {
   CHECK(polar_license_result_grace_remaining_seconds(r) > WEEK - 60);
   CHECK(polar_license_result_grace_remaining_seconds(r) <= WEEK);
   CHECK(polar_license_result_verified_at(r) > 0);
+  /* The core's words (issue #80): how long this device stays licensed, and what keeps it. */
+  CHECK(strncmp(polar_license_result_user_message(r),
+                "Polar could not be reached, so this device stays licensed for ", 62) == 0);
+  CHECK(strstr(polar_license_result_user_message(r), "connect to the internet") != NULL);
   CHECK_STR(polar_license_result_activation_id(r), id);
   CHECK_INT(polar_license_result_limit_activations(r), 3);
   polar_license_result_free(r);
@@ -80,6 +84,9 @@ static void a_fresh_verdict_answers_with_no_request(void) {
   CHECK_INT(emu_request_count(), before);
   CHECK_FROM(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE,
              POLAR_LICENSE_SOURCE_CACHE);
+  /* Nothing went wrong: simply licensed, no next step. */
+  CHECK_STR(polar_license_result_user_message(r), "This device is licensed.");
+  CHECK_STR(polar_license_result_next_step(r), "");
   polar_license_result_free(r);
   client_done(client, dir);
 }
@@ -198,6 +205,10 @@ static void deactivate_forgets_the_remembered_activation(void) {
   must(polar_license_client_deactivate(client, key, NULL, &r));
   CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_DONE, POLAR_LICENSE_REASON_NONE);
   CHECK_STR(polar_license_result_activation_id(r), id);
+  CHECK_STR(polar_license_result_user_message(r),
+            "This device is deactivated and its seat is free for another device: activate a "
+            "license key to use the app here again.");
+  CHECK_STR(polar_license_result_next_step(r), "Activate a license key to use the app here again.");
   polar_license_result_free(r);
   r = status(client, key);
   CHECK_STR(polar_license_result_activation_id(r), "");

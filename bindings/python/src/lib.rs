@@ -234,6 +234,8 @@ fn report_json(licensing: &Licensing, report: &CheckReport) -> Value {
         })),
         "features": features,
         "entitlements": report.entitlements().map(entitlements_json),
+        // The core's words for a licensed answer (issue #80): `CheckReport::licensed_message`.
+        "licensed_message": report.licensed_message(),
     })
 }
 

@@ -74,6 +74,9 @@ def test_check_asks_polar_when_stale(polar_emulator: Emulator, tmp_path: Path) -
     assert report.licensed and report.source is Source.ONLINE
     assert report.grace_remaining is None
     assert polar_emulator.request_count() == before + 1
+    # The core's words for a licensed device (issue #80), as every face says them.
+    assert report.licensed_message == "This device is licensed."
+    assert report.user_message == report.licensed_message
 
 
 @pytest.mark.parametrize(
@@ -161,11 +164,16 @@ def test_offline_within_grace_then_grace_expired(polar_emulator: Emulator, tmp_p
     assert report.licensed and report.source is Source.CACHE
     assert report.fallback is Reason.OFFLINE
     assert report.grace_remaining is not None and report.grace_remaining.total_seconds() > 0
+    # How long the device stays licensed while Polar cannot be reached, in the core's words.
+    said = report.licensed_message or ""
+    assert said.startswith("Polar could not be reached, so this device stays licensed for "), said
+    assert said.endswith("connect to the internet before then to keep it licensed."), said
 
     time.sleep(3.2)  # whole seconds: the grace ends after 2 s have fully passed
     expired = licensing.check(DEMO_KEY)
     assert not expired.licensed
     assert expired.reason is Reason.GRACE_EXPIRED
+    assert expired.licensed_message is None and expired.user_message
     assert isinstance(expired.error, LicenseUnverified)
 
 

@@ -261,6 +261,10 @@ class CheckReport:
     (read offline). ``{}``: Polar grants none. ``None``: not known: in unsigned mode (no
     ``relay_keys``: values need the seller's relay), with a relay started without
     ``--sign-entitlements`` or that had not read them yet, or when not licensed."""
+    licensed_message: Optional[str] = None
+    """For a licensed answer, the core's words for it (issue #80, the same on every face):
+    "This device is licensed.", or, from the cache because Polar could not be reached, how
+    long this device stays licensed and what keeps it so. ``None`` when not licensed."""
     _outcome: Optional[_native.NativeOutcome] = field(default=None, repr=False, compare=False)
 
     def entitlement(self, name: str) -> Optional[EntitlementValue]:
@@ -276,8 +280,10 @@ class CheckReport:
 
     @property
     def user_message(self) -> Optional[str]:
-        """A sentence for the person using the app when not licensed."""
-        return None if self.error is None else self.error.user_message
+        """A sentence for the person using the app: why it is not licensed, or, for a licensed
+        answer, :attr:`licensed_message` (an addition, issue #80). Tell the answer by
+        :attr:`licensed`, not by this."""
+        return self.licensed_message if self.error is None else self.error.user_message
 
     @property
     def detail(self) -> Optional[str]:
@@ -330,6 +336,7 @@ class CheckReport:
                 t["days_left"]),
             features={k: FeatureAccess._of(v) for k, v in d["features"].items()},
             entitlements=d["entitlements"],
+            licensed_message=d["licensed_message"],
             _outcome=native,
         )
 

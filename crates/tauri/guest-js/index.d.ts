@@ -122,7 +122,9 @@ export interface LicenseState {
   /** The reason code when not licensed. */
   code: ReasonCode | null;
   class: ReasonClass | null;
-  /** A sentence for the person using the app when not licensed. */
+  /** A sentence for the person using the app: why it is not licensed, or, for a licensed
+   * answer, the core's words for it ("This device is licensed.", or how long it stays licensed
+   * while Polar cannot be reached). Tell the answer by `licensed`, not by this. */
   userMessage: string | null;
   /** Its next step alone (the core's words), when not licensed. */
   nextStep?: string | null;

@@ -34,7 +34,10 @@ pub struct LicenseState {
     pub code: Option<String>,
     /// The reason's class when not licensed: `denied`, `unverified` or `error`.
     pub class: Option<String>,
-    /// A sentence for the person using the app when not licensed.
+    /// A sentence for the person using the app: why it is not licensed, or, for a licensed
+    /// answer, the core's words for it ("This device is licensed.", or how long it stays
+    /// licensed while Polar cannot be reached: [`CheckReport::licensed_message`]; an addition,
+    /// issue #80). Tell the answer by `licensed`, not by this.
     pub user_message: Option<String>,
     /// Its next step alone (the core's), when not licensed. (An addition.)
     #[serde(default)]
@@ -606,7 +609,7 @@ impl LicenseState {
             source: outcome.source().map(|s| s.as_str().to_string()),
             code: outcome.reason().map(|r| r.code().to_string()),
             class: outcome.reason().map(|r| r.class().as_str().to_string()),
-            user_message: outcome.user_message(),
+            user_message: outcome.user_message().or_else(|| report.licensed_message()),
             next_step: outcome.next_step(),
             hint: outcome.hint().map(str::to_string),
             detail: outcome.detail(),

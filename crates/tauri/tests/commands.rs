@@ -347,9 +347,10 @@ fn first_run_asks_for_a_key_then_activation_licenses_and_remembers_it() {
     assert_eq!(state.outcome, "licensed");
     assert_eq!(state.source.as_deref(), Some("cache"));
     assert_eq!(take_requests(&w.polar), 0, "a fresh cache asks nobody");
+    // A licensed answer's words are the core's (issue #80): nothing went wrong here.
     assert_eq!(
-        (state.code, state.user_message, state.needs_key),
-        (None, None, false)
+        (state.code, state.user_message.as_deref(), state.needs_key),
+        (None, Some(polar_license::message::LICENSED), false)
     );
     let verified = state.verified_at.expect("verified_at");
     assert_eq!(state.grace_ends_at, Some(verified + 7 * DAY));
@@ -391,6 +392,12 @@ fn offline_the_cache_licenses_within_the_grace_then_not() {
     assert_eq!(state.fallback.as_deref(), Some("offline"));
     assert_eq!(state.grace_ends_at, Some(verified + 7 * DAY));
     assert_eq!(state.grace_remaining, Some((4 * DAY) as u64));
+    // How long it stays licensed, in the core's words (issue #80).
+    assert_eq!(
+        state.user_message,
+        Some(polar_license::message::licensed_offline((4 * DAY) as u64).text()),
+        "{state:?}"
+    );
     assert!(state.features["export"].granted, "{:?}", state.features);
 
     w.clock.advance(5 * DAY);

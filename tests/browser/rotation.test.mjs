@@ -49,9 +49,9 @@ before(async () => {
   site = await serve(CONSUMER);
 });
 
-after(() => {
+after(async () => {
   site?.server.close();
-  polar?.kill();
+  await polar?.close();
 });
 
 async function control(method, path, body) {

@@ -43,8 +43,8 @@
 # the SBOMs; tar entries sorted, owned by 0:0, gzip without a name or time; rustc's paths remapped
 # (--remap-path-prefix: the checkout and CARGO_HOME); cargo's and npm's own packers fix their
 # mtimes; the wheels built beside the library as packaged, the macOS files stripped by the
-# linker. Run twice: docs/releasing.md says what came out the same and what not yet (the
-# Windows binaries).
+# linker, the Windows library's import names renamed and its CLI and DLL stripped (win_same).
+# Run twice: docs/releasing.md says what came out the same.
 #
 # --reuse (CI): takes target/npm/*.tgz (the wasm stage), target/python/wheels and sdist (the
 # python stage), target/release/polar-license (docs-build) and target/c-release (the C stage)
@@ -174,15 +174,24 @@ tar_gz() {
         -C "$1" -cf - "$2" | gzip -9n >"$3"
 }
 
-# win_names FILE…: on the Windows target, the raw-dylib import names rustc takes from its
-# randomly named temporary directories made the same at every build (scripts/release/
-# win-names.py); nothing elsewhere.
-win_names() {
+# win_same FILE…: on the Windows target, the files made the same at every build (nothing
+# elsewhere). rustc names its raw-dylib import symbols after randomly named temporary
+# directories: the static library's are renamed in order (scripts/release/win-names.py); the
+# CLI's and the DLL's symbol tables, whose order follows those names, are stripped (MinGW's
+# strip, its PE timestamp SOURCE_DATE_EPOCH's): a Windows backtrace names no function (the CLI
+# and the DLL do not panic: the C boundary catches).
+win_same() {
     [[ "$t" == *-windows-* ]] || return 0
-    python3 scripts/release/win-names.py "$@" >>"$LOGS/win-names.log" 2>&1 || {
-        tail -n 5 "$LOGS/win-names.log"
-        exit 1
-    }
+    local f
+    for f in "$@"; do
+        case "$f" in
+            *.a) python3 scripts/release/win-names.py "$f" ;;
+            *) x86_64-w64-mingw32-strip --strip-all "$f" ;;
+        esac >>"$LOGS/win-same.log" 2>&1 || {
+            tail -n 5 "$LOGS/win-same.log"
+            exit 1
+        }
+    done
 }
 
 # --- 1. the crates, in publishing order --------------------------------------------------------
@@ -339,7 +348,7 @@ for t in $TARGETS; do
         }
     fi
     cp LICENSE-MIT LICENSE-APACHE bindings/c/README.md "$stage/"
-    win_names "$stage/lib/libpolar_license.a" "$stage/lib/polar_license_c.dll"
+    win_same "$stage/lib/libpolar_license.a" "$stage/lib/polar_license_c.dll"
     tar_gz "$WORK/c" "polar-license-c-$VERSION-$t" "$OUT/c/polar-license-c-$VERSION-$t.tar.gz"
     fi
     part cli || continue
@@ -360,7 +369,7 @@ for t in $TARGETS; do
     stage="$WORK/cli/polar-license-cli-$VERSION-$t"
     mkdir -p "$stage/bin"
     cp "$bin" "$stage/bin/$exe"
-    win_names "$stage/bin/$exe"
+    win_same "$stage/bin/$exe"
     cp LICENSE-MIT LICENSE-APACHE crates/cli/README.md "$stage/"
     tar_gz "$WORK/cli" "polar-license-cli-$VERSION-$t" "$OUT/cli/polar-license-cli-$VERSION-$t.tar.gz"
 done

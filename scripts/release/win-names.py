@@ -1,25 +1,24 @@
 #!/usr/bin/env python3
-"""The Windows files' raw-dylib names made the same from one build to the next
-(scripts/release.sh, docs/releasing.md "reproducible"):
+"""The Windows static library's raw-dylib names made the same from one build to the next
+(scripts/release.sh's win_same, docs/releasing.md "reproducible"):
 
-    python3 scripts/release/win-names.py FILE...
+    python3 scripts/release/win-names.py LIBRARY.a...
 
 rustc writes the import libraries of its raw-dylib imports (std's, `windows-link`'s) into a
 temporary directory of a random name inside the build directory, and names their symbols after
 that path: `_head_<path>_rustcXXXXXX_kernel32_dll_imports_lib` and
-`__<path>_rustcXXXXXX_kernel32_dll_imports_lib_iname`. They reach the static library (its
-import-library members define and use them) and the symbol tables of the CLI and the DLL, so no
-two builds, and no two checkouts, gave the same bytes. Each such name becomes
+`__<path>_rustcXXXXXX_kernel32_dll_imports_lib_iname`. The static library's import-library
+members define and use them, so no two builds, and no two checkouts, gave the same library (the
+CLI and the DLL are stripped of their symbol tables instead). Each such name becomes
 `_head_polar_license_N_kernel32_dll_imports_lib` (and `__polar_license_N_…_iname`), N the
 order in which the file first names that directory: the same names a build's import library
 uses stay one name, two directories stay two.
 
-A PE file (.exe, .dll) is renamed by MinGW's objcopy in place. A static library is unpacked
-member by member, in order (its import libraries' members share names: `kernel32.dllt.o` once
-per directory), each member that holds such a name renamed by objcopy (it refuses the
-section-less `.dwo` members, which hold none), and packed again in the same order by MinGW's ar
-in deterministic mode, with its symbol index. Prints what it renamed; exit 1 on a tool's
-failure or a name left.
+The library is unpacked member by member, in order (its import libraries' members share names:
+`kernel32.dllt.o` once per directory), each member that holds such a name renamed by objcopy (it
+refuses the section-less `.dwo` members, which hold none), and packed again in the same order by
+MinGW's ar in deterministic mode, with its symbol index. Prints what it renamed; exit 1 on a
+tool's failure or a name left.
 """
 import os
 import re
@@ -115,13 +114,10 @@ def main(paths):
     if not paths:
         sys.exit("usage: win-names.py FILE...")
     for path in paths:
+        if not path.endswith(".a"):
+            sys.exit(f"win-names: {path}: not a static library (.a)")
         with tempfile.TemporaryDirectory() as workdir:
-            if path.endswith(".a") and not path.endswith(".dll.a"):
-                new = archive(path, workdir)
-            else:
-                new = renaming(symbols(path))
-                if new:
-                    objcopy(path, new, workdir)
+            new = archive(path, workdir)
         left = [s for s in symbols(path) if NAME.match(s) and "_rustc" in s]
         if left:
             sys.exit(f"win-names: {path}: {len(left)} names left, e.g. {left[0]}")

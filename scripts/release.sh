@@ -178,8 +178,8 @@ tar_gz() {
 # elsewhere). rustc names its raw-dylib import symbols after randomly named temporary
 # directories: the static library's are renamed in order (scripts/release/win-names.py); the
 # CLI's and the DLL's symbol tables, whose order follows those names, are stripped (MinGW's
-# strip, its PE timestamp SOURCE_DATE_EPOCH's): a Windows backtrace names no function (the CLI
-# and the DLL do not panic: the C boundary catches).
+# strip, its PE timestamp SOURCE_DATE_EPOCH's): a panic's backtrace on Windows then names no
+# function.
 win_same() {
     [[ "$t" == *-windows-* ]] || return 0
     local f

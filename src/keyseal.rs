@@ -120,7 +120,7 @@ pub(crate) fn derive(
 /// A seal's constructor: [`KeySeal::new`], [`KeySeal::session`], [`crate::trial::TrialSeal::new`]
 /// (the server's URL, the organization, the install secret, the machine's identity and the
 /// app's secret).
-pub type MakeSeal<S> = fn(&str, &str, &[u8], Option<&str>, Option<&[u8]>) -> S;
+pub(crate) type MakeSeal<S> = fn(&str, &str, &[u8], Option<&str>, Option<&[u8]>) -> S;
 
 impl KeySeal {
     /// The seal for `organization_id` on the server at `base_url` (only its origin counts, as

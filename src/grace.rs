@@ -1123,9 +1123,8 @@ impl<L> CheckReport<L> {
                 grace_remaining,
                 ..
             } => Some(crate::message::licensed(
-                *source,
                 *grace_remaining,
-                self.fallback.is_some(),
+                *source == Source::Cache && self.fallback.is_some(),
             )),
             CheckOutcome::Denied(_) | CheckOutcome::Unverified(_) => None,
         }

@@ -229,16 +229,12 @@ pub fn licensed_offline(grace_remaining: u64) -> Message {
     )
 }
 
-/// What a licensed check says, the one rule every face's licensed words come from: from the
-/// cache because Polar could not be reached (`fell_back`) with `grace_remaining` left,
+/// What a licensed check says, the one rule every face's licensed words come from: an answer
+/// from the cache because Polar could not be reached (`fell_back`) with `grace_remaining` left,
 /// [`licensed_offline`]; any other licensed answer (online, or from the cache while its answer
 /// was still fresh), [`LICENSED`]. [`crate::CheckReport::licensed_message`] reads a report by it.
-pub fn licensed(
-    source: crate::grace::Source,
-    grace_remaining: Option<core::time::Duration>,
-    fell_back: bool,
-) -> String {
-    match grace_remaining.filter(|_| fell_back && source == crate::grace::Source::Cache) {
+pub fn licensed(grace_remaining: Option<core::time::Duration>, fell_back: bool) -> String {
+    match grace_remaining.filter(|_| fell_back) {
         Some(grace) => licensed_offline(grace.as_secs()).text(),
         None => LICENSED.to_string(),
     }
@@ -547,15 +543,14 @@ mod tests {
         use crate::grace::Source;
         use core::time::Duration;
         let left = Some(Duration::from_secs(3 * 86_400 + 7200));
-        assert_eq!(licensed(Source::Online, None, false), LICENSED);
-        assert_eq!(licensed(Source::Online, left, true), LICENSED);
+        assert_eq!(licensed(None, false), LICENSED);
         // From the cache while its answer was fresh (Polar not asked): nothing went wrong.
-        assert_eq!(licensed(Source::Cache, left, false), LICENSED);
+        assert_eq!(licensed(left, false), LICENSED);
         assert_eq!(
-            licensed(Source::Cache, left, true),
+            licensed(left, true),
             licensed_offline(3 * 86_400 + 7200).text()
         );
-        assert_eq!(licensed(Source::Cache, None, true), LICENSED);
+        assert_eq!(licensed(None, true), LICENSED);
         let down = || crate::Error::Offline {
             timeout: false,
             detail: "down".into(),
@@ -576,6 +571,14 @@ mod tests {
         );
         let denied = report(crate::CheckOutcome::Unverified(down()));
         assert_eq!(denied.licensed_message(), None);
+        // An online answer never says offline, whatever else the report holds.
+        let online = report(crate::CheckOutcome::Licensed {
+            source: Source::Online,
+            license: Box::new(()),
+            grace_remaining: left,
+            verified_at: 0,
+        });
+        assert_eq!(online.licensed_message().as_deref(), Some(LICENSED));
     }
 
     /// Where the customer portal is the next step's place, the core says (the gate kept its

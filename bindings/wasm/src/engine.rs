@@ -400,9 +400,8 @@ impl Engine {
                 // from the cache for the grace left because Polar could not be reached.
                 j.key("userMessage");
                 j.str(&polar_license::message::licensed(
-                    *source,
                     *grace_remaining,
-                    fallback.is_some(),
+                    *source == Source::Cache && fallback.is_some(),
                 ));
                 j.key("features");
                 self.features_json(&mut j, outcome);

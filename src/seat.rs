@@ -12,7 +12,7 @@ use crate::key::Key;
 use crate::lease::{
     verify_seat_with, Ed25519, NoLease, RelayKeys, SeatClaims, SeatExpect, SEAT_HEADER,
 };
-use crate::proto::{HttpRequest, HttpResponse, Operation};
+use crate::proto::{ErrorBody, HttpRequest, HttpResponse, Operation};
 use crate::strict::Value;
 
 /// The relay's seat routes' prefix (`acquire`, `heartbeat`, `release` follow it).
@@ -415,7 +415,14 @@ pub fn read_seat_answer(op: SeatOp, resp: &HttpResponse) -> Result<SeatAnswer, E
         )),
         // Every 200 is read above: what is left is a failure, Polar's (passed on by the
         // relay) or one on the way.
-        _ => crate::proto::classify_failure(Operation::Validate, resp).map(SeatAnswer::Denied),
+        _ => crate::proto::failure(
+            Operation::Validate,
+            resp.status,
+            &resp.body,
+            json.as_ref().and_then(ErrorBody::read).as_ref(),
+            resp.single("retry-after"),
+        )
+        .map(SeatAnswer::Denied),
     }
 }
 

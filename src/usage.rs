@@ -21,7 +21,7 @@
 use crate::error::{Denial, Error};
 use crate::json::JsonOut;
 use crate::key::Key;
-use crate::proto::{HttpRequest, HttpResponse, Operation};
+use crate::proto::{ErrorBody, HttpRequest, HttpResponse, Operation};
 use crate::strict::Value;
 
 mod buffered;
@@ -278,7 +278,14 @@ pub fn read_usage_answer(resp: &HttpResponse) -> Result<UsageAnswer, Error> {
         }),
         // Every 200 is read above: what is left is a failure, Polar's (passed on by the
         // relay) or one on the way.
-        _ => crate::proto::classify_failure(Operation::Validate, resp).map(UsageAnswer::Denied),
+        _ => crate::proto::failure(
+            Operation::Validate,
+            resp.status,
+            &resp.body,
+            json.as_ref().and_then(ErrorBody::read).as_ref(),
+            resp.single("retry-after"),
+        )
+        .map(UsageAnswer::Denied),
     }
 }
 

@@ -288,9 +288,9 @@ fn accepted<T: Answer>(op: Op, shown: &str, requested: Option<&str>, answer: &T)
         m.insert("remaining_usages".into(), json!(license.remaining_usage()));
     }
     // The core's words for a licensed answer and a freed seat (issue #80), as every face says
-    // them (a check from the cache says its own: `check_report`).
+    // them (a check's, online or from the cache, are its report's: `check_report`).
     match op {
-        Op::Validate | Op::Check => {
+        Op::Validate => {
             m.insert(
                 "user_message".into(),
                 json!(polar_license::message::LICENSED),

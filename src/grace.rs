@@ -1117,16 +1117,25 @@ impl<L> CheckReport<L> {
     /// the grace left while Polar cannot be reached. `None` when the answer does not license
     /// (its denial's or error's `user_message` says why).
     pub fn licensed_message(&self) -> Option<String> {
+        self.outcome.is_licensed().then(|| self.user_message())
+    }
+
+    /// What this answer tells the person using the app, in the core's words, the same on every
+    /// face (issue #80): for an answer that does not license, its one sentence and one next step
+    /// ([`CheckOutcome::user_message`]); for a licensed one, [`CheckReport::licensed_message`]'s
+    /// words. A face shows it; whether the app runs is [`CheckOutcome::is_licensed`]'s to say.
+    pub fn user_message(&self) -> String {
         match &self.outcome {
             CheckOutcome::Licensed {
                 source,
                 grace_remaining,
                 ..
-            } => Some(crate::message::licensed(
+            } => crate::message::licensed(
                 *grace_remaining,
                 *source == Source::Cache && self.fallback.is_some(),
-            )),
-            CheckOutcome::Denied(_) | CheckOutcome::Unverified(_) => None,
+            ),
+            CheckOutcome::Denied(d) => d.user_message(),
+            CheckOutcome::Unverified(e) => e.user_message(),
         }
     }
 

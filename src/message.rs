@@ -571,6 +571,13 @@ mod tests {
         );
         let denied = report(crate::CheckOutcome::Unverified(down()));
         assert_eq!(denied.licensed_message(), None);
+        // The report's one message: a failure's words when it does not license, else the
+        // licensed words, chosen once here for every face.
+        assert_eq!(denied.user_message(), down().user_message());
+        assert_eq!(
+            cached.user_message(),
+            licensed_offline(3 * 86_400 + 7200).text()
+        );
         // An online answer never says offline, whatever else the report holds.
         let online = report(crate::CheckOutcome::Licensed {
             source: Source::Online,
@@ -579,6 +586,7 @@ mod tests {
             verified_at: 0,
         });
         assert_eq!(online.licensed_message().as_deref(), Some(LICENSED));
+        assert_eq!(online.user_message(), LICENSED);
     }
 
     /// Where the customer portal is the next step's place, the core says (the gate kept its

@@ -236,6 +236,9 @@ fn report_json(licensing: &Licensing, report: &CheckReport) -> Value {
         "entitlements": report.entitlements().map(entitlements_json),
         // The core's words for a licensed answer (issue #80): `CheckReport::licensed_message`.
         "licensed_message": report.licensed_message(),
+        // What the report tells the person, failure or licensed: `CheckReport::user_message`,
+        // the core's one choice between the two (no face makes it again).
+        "user_message": report.user_message(),
     })
 }
 
@@ -758,7 +761,11 @@ impl NativeLicensing {
     ) -> PyResult<Bound<'py, PyAny>> {
         let answer = py.detach(|| self.inner.deactivate(key, activation_id.as_deref()));
         let value = match answer {
-            Ok(Verdict::Accepted(())) => ok(Value::Null),
+            // The core's words for a freed seat (issue #80), as every face gives them.
+            Ok(Verdict::Accepted(())) => ok(json!({
+                "user_message": polar_license::message::DEACTIVATED.text(),
+                "next_step": polar_license::message::DEACTIVATED.next_step(),
+            })),
             Ok(Verdict::Denied(d)) => denied(&d),
             Err(e) => err(&e),
         };

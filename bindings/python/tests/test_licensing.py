@@ -276,7 +276,10 @@ def test_status_deactivate_and_remembered_key(polar_emulator: Emulator, tmp_path
     assert licensing.remembered_key() == "****-" + DEMO_KEY[-6:]
     assert licensing.check().licensed  # the remembered key
 
-    licensing.deactivate(DEMO_KEY)
+    said = licensing.deactivate(DEMO_KEY)
+    # The core's words for a freed seat (issue #80), the CLI's and C's too.
+    assert said.user_message.startswith("This device is deactivated and its seat is free")
+    assert said.next_step and said.user_message.endswith(said.next_step)
     assert polar_emulator.activations(DEMO_KEY) == []
     assert licensing.status(DEMO_KEY).activation_id is None
     assert licensing.remembered_key() is None

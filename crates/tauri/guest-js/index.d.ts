@@ -425,10 +425,17 @@ export declare function check(key?: string): Promise<LicenseState>;
 export declare function checkInBackground(key?: string): Promise<LicenseState>;
 /** Calls `handler` with each fresh state; resolves to the function that stops listening. */
 export declare function onChecked(handler: (state: LicenseState) => void): Promise<UnlistenFn>;
+/** `deactivate`'s answer (an addition): what to tell the person, the library's words. */
+export interface Deactivated {
+  /** The seat is free: the sentence and its next step, to show whole. */
+  userMessage: string;
+  /** The next step alone. */
+  nextStep: string;
+}
 /** Activates `key` on this machine and remembers it. */
 export declare function activate(key: string, options?: { label?: string }): Promise<Activated>;
 /** Deactivates the remembered activation (or `activationId`) of the remembered key (or `key`). */
-export declare function deactivate(options?: { key?: string; activationId?: string }): Promise<void>;
+export declare function deactivate(options?: { key?: string; activationId?: string }): Promise<Deactivated>;
 /** One online validation, no cache answer. */
 export declare function validate(options?: {
   key?: string;

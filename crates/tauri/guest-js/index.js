@@ -123,8 +123,8 @@ export function activate(key, options = {}) {
 }
 
 /** Deactivates the remembered activation (or `activationId`) of the remembered key (or `key`). */
-export async function deactivate(options = {}) {
-  await call('deactivate', { key: options.key, activationId: options.activationId });
+export function deactivate(options = {}) {
+  return call('deactivate', { key: options.key, activationId: options.activationId });
 }
 
 /** One online validation, no cache answer. */

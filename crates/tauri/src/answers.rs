@@ -36,8 +36,8 @@ pub struct LicenseState {
     pub class: Option<String>,
     /// A sentence for the person using the app: why it is not licensed, or, for a licensed
     /// answer, the core's words for it ("This device is licensed.", or how long it stays
-    /// licensed while Polar cannot be reached: [`CheckReport::licensed_message`]; an addition,
-    /// issue #80). Tell the answer by `licensed`, not by this.
+    /// licensed while Polar cannot be reached; an addition, issue #80): the core's
+    /// [`CheckReport::user_message`]. Tell the answer by `licensed`, not by this.
     pub user_message: Option<String>,
     /// Its next step alone (the core's), when not licensed. (An addition.)
     #[serde(default)]
@@ -443,6 +443,28 @@ pub struct Activated {
     pub lease: Option<LeaseInfo>,
 }
 
+/// `deactivate`'s answer (an addition, issue #80: it answered nothing): what to tell the person
+/// now that this device's seat is free, in the core's words (`polar_license::message::DEACTIVATED`,
+/// the same as every face's).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Deactivated {
+    /// The sentence and its next step, to show whole.
+    pub user_message: String,
+    /// The next step alone.
+    pub next_step: String,
+}
+
+impl Deactivated {
+    pub(crate) fn said() -> Deactivated {
+        let said = polar_license::message::DEACTIVATED;
+        Deactivated {
+            user_message: said.text(),
+            next_step: said.next_step().to_string(),
+        }
+    }
+}
+
 /// `followRotation`'s answer: the rotated key followed to its new string, validated with this
 /// machine's activation (the same one: no slot taken). The whole new key never reaches the
 /// webview: when the old key was the remembered one, the new one is remembered in its place.
@@ -609,7 +631,7 @@ impl LicenseState {
             source: outcome.source().map(|s| s.as_str().to_string()),
             code: outcome.reason().map(|r| r.code().to_string()),
             class: outcome.reason().map(|r| r.class().as_str().to_string()),
-            user_message: outcome.user_message().or_else(|| report.licensed_message()),
+            user_message: Some(report.user_message()),
             next_step: outcome.next_step(),
             hint: outcome.hint().map(str::to_string),
             detail: outcome.detail(),

@@ -4,9 +4,9 @@
 //! (`activate`, `validate`), on the runtime's blocking pool, as the cache reads do.
 
 use crate::answers::{
-    Activated, DeviceError, DeviceList, EntitlementState, FeatureState, Followed, LeaseInfo,
-    LicenseError, LicenseState, LicenseSummary, RecoverError, RecoverableKey, RememberedKey,
-    StatusState, Validated,
+    Activated, Deactivated, DeviceError, DeviceList, EntitlementState, FeatureState, Followed,
+    LeaseInfo, LicenseError, LicenseState, LicenseSummary, RecoverError, RecoverableKey,
+    RememberedKey, StatusState, Validated,
 };
 use crate::{PolarLicense, CHECKED_EVENT};
 use polar_license::grace::{CheckOutcome, CheckReport};
@@ -142,10 +142,11 @@ pub(crate) async fn deactivate(
     state: State<'_, PolarLicense>,
     key: Option<String>,
     activation_id: Option<String>,
-) -> Answer<()> {
+) -> Answer<Deactivated> {
     let licensing = state.licensing();
     let key = key_or_remembered(licensing, key).await?;
-    accepted(licensing.deactivate_async(key, activation_id.as_deref())).await
+    accepted(licensing.deactivate_async(key, activation_id.as_deref())).await?;
+    Ok(Deactivated::said())
 }
 
 /// One online validation with no cache answer (its answer still updates the cache).

@@ -35,10 +35,10 @@ mod seats;
 mod usage;
 
 pub use answers::{
-    Activated, CustomerChoice, DeviceError, DeviceInfo, DeviceList, EntitlementState, FeatureState,
-    Followed, LicenseError, LicenseState, LicenseSummary, MemberInfo, OrderInfo, PerpetualState,
-    RecoverError, RecoverableKey, RememberedKey, StatusState, StoppedInfo, SubscriptionInfo,
-    TrialInfo, Validated,
+    Activated, CustomerChoice, Deactivated, DeviceError, DeviceInfo, DeviceList, EntitlementState,
+    FeatureState, Followed, LicenseError, LicenseState, LicenseSummary, MemberInfo, OrderInfo,
+    PerpetualState, RecoverError, RecoverableKey, RememberedKey, StatusState, StoppedInfo,
+    SubscriptionInfo, TrialInfo, Validated,
 };
 pub use buy::{Bought, BuyError, PurchaseFailure, PurchaseSignIn};
 pub use polar_license::features::Entitlements;

@@ -21,10 +21,10 @@ use polar_license_emulator::{
 use polar_license_relay::store::{MemoryBackend, StoreOptions};
 use polar_license_relay::{serve, Relay, RelayConfig, Running, StoreConfig};
 use polar_license_tauri::{
-    Activated, Bought, DeviceError, DeviceList, Entitlements, FeatureState, Followed, LicenseError,
-    LicenseState, Options, PerpetualState, PolarLicenseExt, RecoverableKey, ReleaseDate,
-    RememberedKey, SeatError, SeatInfo, SeatReleased, StatusState, TrialDays, TrialInfo, Validated,
-    CHECKED_EVENT, COMMANDS,
+    Activated, Bought, Deactivated, DeviceError, DeviceList, Entitlements, FeatureState, Followed,
+    LicenseError, LicenseState, Options, PerpetualState, PolarLicenseExt, RecoverableKey,
+    ReleaseDate, RememberedKey, SeatError, SeatInfo, SeatReleased, StatusState, TrialDays,
+    TrialInfo, Validated, CHECKED_EVENT, COMMANDS,
 };
 use polar_license_testkit::{take_requests, unix_now, ScratchDir, Tape, World};
 use serde::de::DeserializeOwned;
@@ -602,7 +602,11 @@ fn deactivation_frees_the_slot_and_forgets_the_key() {
         validated.license.activation_id.as_deref(),
         Some(activated.activation_id.as_str())
     );
-    let _: () = w.ok("deactivate", json!({}));
+    let said: Deactivated = w.ok("deactivate", json!({}));
+    // The core's words for a freed seat, as every face gives them (issue #80).
+    let words = polar_license::message::DEACTIVATED;
+    assert_eq!(said.user_message, words.text());
+    assert_eq!(said.next_step, words.next_step());
     assert!(w.polar.activations(DEMO_KEY).is_empty(), "the slot is free");
     let remembered: RememberedKey = w.ok("remembered_key", json!({}));
     assert!(!remembered.remembered);

@@ -13,6 +13,7 @@ from ._report import (
     Activation,
     CacheStatus,
     CheckReport,
+    Deactivated,
     EntitlementState,
     FeatureAccess,
     KeyDevices,
@@ -281,9 +282,11 @@ class Licensing:
         return Validation(License._of(d["license"]), Lease._of(d["lease"]),
                           None if ce is None else error_from(ce))
 
-    def deactivate(self, key: str, activation_id: Optional[str] = None) -> None:
-        """Deactivates ``activation_id``, or the remembered activation, and forgets it."""
-        _unwrap(self._native.deactivate(key, activation_id))
+    def deactivate(self, key: str, activation_id: Optional[str] = None) -> Deactivated:
+        """Deactivates ``activation_id``, or the remembered activation, and forgets it; returns
+        what to tell the person (the seat is free)."""
+        said = _unwrap(self._native.deactivate(key, activation_id))
+        return Deactivated(said["user_message"], said["next_step"])
 
     def status(self, key: str) -> CacheStatus:
         """What the cache holds for ``key``, with no request."""

@@ -266,6 +266,7 @@ class CheckReport:
     "This device is licensed.", or, from the cache because Polar could not be reached, how
     long this device stays licensed and what keeps it so. ``None`` when not licensed."""
     _outcome: Optional[_native.NativeOutcome] = field(default=None, repr=False, compare=False)
+    _user_message: Optional[str] = field(default=None, repr=False, compare=False)
 
     def entitlement(self, name: str) -> Optional[EntitlementValue]:
         """The value of the entitlement ``name`` of this answer (``None``: not granted, or
@@ -283,7 +284,7 @@ class CheckReport:
         """A sentence for the person using the app: why it is not licensed, or, for a licensed
         answer, :attr:`licensed_message` (an addition, issue #80). Tell the answer by
         :attr:`licensed`, not by this."""
-        return self.licensed_message if self.error is None else self.error.user_message
+        return self._user_message
 
     @property
     def detail(self) -> Optional[str]:
@@ -338,6 +339,7 @@ class CheckReport:
             entitlements=d["entitlements"],
             licensed_message=d["licensed_message"],
             _outcome=native,
+            _user_message=d["user_message"],
         )
 
 
@@ -351,6 +353,18 @@ class Activation:
     lease: Optional[Lease]
     cache_error: Optional[LicenseError]
     """Polar activated but the cache could not remember it: keep ``id`` (or deactivate)."""
+
+
+@record
+class Deactivated:
+    """A good deactivation (``Licensing.deactivate``, an addition of issue #80: it returned
+    ``None``): this device's seat is free. What to tell the person, in the core's words, the
+    same on every face."""
+
+    user_message: str
+    """The sentence and its next step, to show whole."""
+    next_step: str
+    """The next step alone."""
 
 
 @record

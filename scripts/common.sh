@@ -145,7 +145,8 @@ libtest_counts() {
 }
 
 # `cargo_tool CRATE VERSION [cargo install flags...]`: installs a test tool that no registry has
-# built (wasm-bindgen-cli, geckodriver, cargo-fuzz: no package has them) with cargo, cheaply: the tools share one build directory
+# built (wasm-bindgen-cli, geckodriver, cbindgen, cargo-fuzz; Debian's cbindgen is 0.24, the
+# others have no package) with cargo, cheaply: the tools share one build directory
 # (~/.cache/polar-license/tools-target, kept between runs on a machine, so their common crates --
 # clap, serde, syn, ... -- are compiled once) and a release profile built for compile time, not
 # speed (opt-level 1, no LTO, 16 codegen units, no debug info): the tools only drive tests.

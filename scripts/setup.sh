@@ -33,9 +33,9 @@ NPM_DIR="scripts/npm"
 step_npm() { npm_ci_once "$NPM_DIR" npm prism bash scripts/npm-ci.sh; }
 
 # The C ABI's tools (scripts/setup-c.sh): gcc, g++, valgrind, cmake, strace,
-# systemd-socket-activate, ... from apt, and the sanitizer runtimes. (The pinned cbindgen is a
-# dev-dependency of polar-license-c, compiled inside the tests' build: bindings/c/src/tests/header.rs.)
+# systemd-socket-activate, ... from apt, and the sanitizer runtimes; the pinned cbindgen.
 step_c_tools() { bash scripts/setup-c.sh apt sanitizers; }
+step_cbindgen() { bash scripts/setup-c.sh cbindgen; }
 
 # The wasm toolchain (scripts/setup-wasm.sh): the wasm32 target, the pinned nightly the npm
 # package is built with, the pinned wasm-bindgen CLI, geckodriver, the three browser engines.
@@ -76,7 +76,7 @@ step_registry() {
 }
 
 FIRST=(npm c_tools wasm_target)
-BUILDS=(wasm_bindgen)
+BUILDS=(cbindgen wasm_bindgen)
 DOWNLOADS=(browsers wasm_toolchain tauri windows macos python registry)
 # Live fuzzing (the nightly toolchain, cargo-fuzz compiled) is the whole matrix's alone: the
 # default run replays the committed corpus through the same bodies on stable

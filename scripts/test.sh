@@ -131,7 +131,7 @@ start_stage() {
 
 # after_downloads CMD...: waits until the set-up's downloads lane has ended (scripts/setup.sh
 # --rest: apt, rustup, pip, npm -- all that the Tauri, Windows and macos stages need; on a fresh
-# machine the builds lane beside it compiles the wasm-bindgen CLI (geckodriver with FULL=1) for
+# machine the builds lane beside it compiles the wasm-bindgen CLI and cbindgen (geckodriver with FULL=1) for
 # minutes more), or else the whole setup-rest stage, then runs CMD.
 after_downloads() {
     while [[ ! -e target/setup-logs/downloads.ended && ! -e "$LOG_DIR/.setup-rest.ended" ]]; do
@@ -209,8 +209,8 @@ TOTAL_START="$(now)"
 
 # The set-up (scripts/setup.sh): first what the stages up to one-answer need (npm's Prism, the C
 # tools' apt packages such as strace, the wasm32 target: seconds once installed), then the rest
-# (browsers, WebKitGTK, wine and MinGW, the pinned nightly, Zig; the wasm-bindgen CLI
-# compiled; geckodriver and cargo-fuzz with FULL=1; cbindgen is a library in the tests' build) in the background beside fmt ... one-answer,
+# (browsers, WebKitGTK, wine and MinGW, the pinned nightly, Zig; the wasm-bindgen CLI,
+# cbindgen compiled; geckodriver and cargo-fuzz with FULL=1) in the background beside fmt ... one-answer,
 # which need none of it: on a fresh machine its minutes of apt and downloads pass while they
 # compile. Waited for before the first stage that needs it (setup-rest below); a failed step
 # fails that stage, named in its log.

@@ -22,7 +22,7 @@ const TYPE_OF = {
   remembered_key: 'RememberedKey',
   has_feature: 'FeatureState',
   entitlement: 'EntitlementState',
-  deactivate: 'null',
+  deactivate: 'Deactivated',
   forget_key: 'null',
   request_sign_in_code: 'null',
   sign_in: 'null',

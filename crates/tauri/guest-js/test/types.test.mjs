@@ -45,7 +45,7 @@ test('every answer the plugin gave has exactly the declared type', () => {
   assert.ok(existsSync(TSC), `${TSC}: npm ci in crates/tauri/guest-js (scripts/setup.sh does)`);
   const dir = fixturesDir();
   const lines = [
-    "import type { Activated, Bought, DeviceErrorData, DeviceList, EntitlementState, FeatureState, Followed, LicenseErrorData, RecoverableKey, LicenseState, ReasonClass, ReasonCode,",
+    "import type { Activated, Bought, Deactivated, DeviceErrorData, DeviceList, EntitlementState, FeatureState, Followed, LicenseErrorData, RecoverableKey, LicenseState, ReasonClass, ReasonCode,",
     "  PurchaseErrorData, RememberedKey, SeatErrorData, SeatInfo, SeatReleased, StatusState, UsageErrorData, UsageRecorded, Validated } from '../../index.js';",
     "import { CHECKED_EVENT } from '../../index.js';",
   ];

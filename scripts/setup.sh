@@ -18,7 +18,7 @@
 # (1.2s)`); a step should be quick when its work is already done (check, then skip). The exit
 # status is 1 when a step failed (every step still runs; the failed ones are named at the end).
 # A new step: define step_NAME; list it in FIRST only if a stage before the C stage needs it, in
-# WASM_BUILDS (what the npm build and the wasm stage need) or BUILDS if cargo compiles it; any other step runs in the downloads lane (DOWNLOADS lists their
+# BUILDS if cargo compiles it; any other step runs in the downloads lane (DOWNLOADS lists their
 # order; a step listed nowhere runs after them).
 set -u -o pipefail
 # shellcheck source=scripts/common.sh
@@ -76,13 +76,7 @@ step_registry() {
 }
 
 FIRST=(npm c_tools wasm_target)
-# The builds lane: first what the npm build and the wasm stage wait for (WASM_BUILDS, its end
-# marked by target/setup-logs/wasm-tools.ended), then the rest (BUILDS: cbindgen, for the C
-# stage). In the other order the npm build waited for cbindgen too: on a fresh machine the lane
-# compiled cbindgen 523 s, then the wasm-bindgen CLI 305 s, while the wasm stage waited (CI's
-# run of 2026-11-30).
-WASM_BUILDS=(wasm_bindgen)
-BUILDS=(cbindgen)
+BUILDS=(cbindgen wasm_bindgen)
 DOWNLOADS=(browsers wasm_toolchain tauri windows macos python registry)
 # Live fuzzing (the nightly toolchain, cargo-fuzz compiled) is the whole matrix's alone: the
 # default run replays the committed corpus through the same bodies on stable
@@ -93,13 +87,12 @@ DOWNLOADS=(browsers wasm_toolchain tauri windows macos python registry)
 # stage wait for, 904 s longer in the set-up of 2026-11-29.
 FULL_ONLY=(fuzz_nightly cargo_fuzz geckodriver)
 if full; then
-    WASM_BUILDS+=(geckodriver)
-    BUILDS+=(cargo_fuzz)
+    BUILDS+=(geckodriver cargo_fuzz)
     DOWNLOADS+=(fuzz_nightly)
 fi
 # Steps listed nowhere (a step added without a list) join the downloads lane.
 for fn in $(declare -F | awk '{ print $3 }' | sed -n 's/^step_//p'); do
-    [[ " ${FIRST[*]} ${WASM_BUILDS[*]} ${BUILDS[*]} ${DOWNLOADS[*]} ${FULL_ONLY[*]} " == *" $fn "* ]] || DOWNLOADS+=("$fn")
+    [[ " ${FIRST[*]} ${BUILDS[*]} ${DOWNLOADS[*]} ${FULL_ONLY[*]} " == *" $fn "* ]] || DOWNLOADS+=("$fn")
 done
 
 # rest: the downloads and the builds lanes at once, each lane's steps in order, each lane's
@@ -107,11 +100,10 @@ done
 rest() {
     local dir="$ROOT/target/setup-logs" lane failed=0
     mkdir -p "$dir"
-    echo "==> setup: the downloads (${DOWNLOADS[*]}) and the builds (${WASM_BUILDS[*]} ${BUILDS[*]}) at once; each lane's log follows when both end"
+    echo "==> setup: the downloads (${DOWNLOADS[*]}) and the builds (${BUILDS[*]}) at once; each lane's log follows when both end"
     # downloads.ended: the downloads lane is over (passed or not), for the test command's stages
-    # that need only it (scripts/test.sh, after_downloads), which start before the builds end;
-    # wasm-tools.ended: the builds lane's WASM_BUILDS are (after_wasm_tools).
-    rm -f "$dir/downloads.ended" "$dir/wasm-tools.ended"
+    # that need only it (scripts/test.sh, after_downloads), which start before the builds end.
+    rm -f "$dir/downloads.ended"
     (
         (run_steps setup "${DOWNLOADS[@]}")
         rc=$?
@@ -123,11 +115,7 @@ rest() {
     # compiling takes the cycles they leave, and still all of both cores when they have ended.
     (
         renice -n 10 -p "$BASHPID" >/dev/null
-        (run_steps setup "${WASM_BUILDS[@]}")
-        rc=$?
-        touch "$dir/wasm-tools.ended"
-        (run_steps setup "${BUILDS[@]}") || rc=1
-        exit "$rc"
+        run_steps setup "${BUILDS[@]}"
     ) </dev/null >"$dir/builds.log" 2>&1 &
     local builds=$!
     wait "$downloads" || failed=1

@@ -215,7 +215,7 @@ TOTAL_START="$(now)"
 # compile. Waited for before the first stage that needs it (setup-rest below); a failed step
 # fails that stage, named in its log.
 run_stage setup check bash scripts/setup.sh --first
-rm -f target/setup-logs/downloads.ended target/setup-logs/wasm-tools.ended
+rm -f target/setup-logs/downloads.ended
 start_stage setup-rest check bash scripts/setup.sh --rest
 # The npm package's build (scripts/build-npm.sh: the wasm modules with LTO and one codegen unit,
 # mostly on one core, then wasm-bindgen, wasm-opt and zopfli), from the set-up's end on (it
@@ -228,19 +228,7 @@ after_setup_rest() {
     while [[ ! -e "$LOG_DIR/.setup-rest.ended" ]]; do sleep 1; done
     "$@"
 }
-# after_wasm_tools CMD...: waits until the set-up's downloads lane and the wasm tools of its
-# builds lane (scripts/setup.sh's WASM_BUILDS: the wasm-bindgen CLI) have ended, or else the
-# whole setup-rest stage, then runs CMD: the npm build and the wasm stage need no more of it
-# (the rest of the builds lane, cbindgen, is the C stage's).
-wasm_tools_ready() {
-    [[ -e target/setup-logs/downloads.ended && -e target/setup-logs/wasm-tools.ended ]] ||
-        [[ -e "$LOG_DIR/.setup-rest.ended" ]]
-}
-after_wasm_tools() {
-    until wasm_tools_ready; do sleep 1; done
-    "$@"
-}
-start_stage npm-build check after_wasm_tools nice -n 5 bash scripts/build-npm.sh
+start_stage npm-build check after_setup_rest nice -n 5 bash scripts/build-npm.sh
 export NPM_BUILD_MARKS="$ROOT/$LOG_DIR"
 # The Tauri plugin and its guest package (scripts/test-tauri.sh): clippy, docs, the commands
 # through Tauri's mock runtime against the emulator, the guest package against Tauri's IPC mocks.
@@ -362,15 +350,11 @@ unset RUSTC_WORKSPACE_WRAPPER CLIPPY_RUSTC_ONLY
 if full; then
     run_stage one-answer check cargo test -q -p polar-license --test one_answer -- --nocapture
 fi
-# The stages below need the set-up's downloads lane and its wasm tools; the C stage alone needs
-# the rest of its builds lane (cbindgen), and waits for it itself (after_setup_rest): the wasm
-# stage, the run's longest in the foreground, starts when the tests stage ends, not when
-# cbindgen is compiled. setup-rest is counted after the wasm stage.
-until wasm_tools_ready; do sleep 1; done
+finish_stage setup-rest check
 # The C ABI: header drift, the example, C tests plain, under ASan/UBSan and under valgrind.
 # In the background beside the wasm stage: each used under half of the 2 cores alone (44 % and
 # 42 %: valgrind and ASan runs on one core, node suites waiting on timers and emulators).
-start_stage c summary after_setup_rest bash scripts/test-c.sh
+start_stage c summary bash scripts/test-c.sh
 # The fuzz targets' nightly ASan build (fuzz/target, a directory and a toolchain of its own),
 # at niceness 19 from here on: the cycles the stages before fuzz leave build it, and the fuzz
 # stage below finds it built (its targets then run with the cores to themselves, as before).
@@ -389,7 +373,6 @@ fi
 start_stage python summary env BUILD_NICE=10 bash scripts/test-python.sh
 # wasm in node and headless Chromium, the npm tarball in node and in a Vite page.
 run_stage wasm summary bash scripts/test-wasm.sh
-finish_stage setup-rest check
 finish_stage npm-build check
 # The seller table's values rows on the Workers relay (issue #68) need the npm package the wasm
 # stage installed: the Rust, CLI, C, Python and Tauri runners play those cells now
@@ -402,14 +385,11 @@ finish_stage c summary
 # build in directories of their own, so the stages below, in target, run beside them, and they
 # are waited for after docs (the seller table needs the Tauri stage's rows; the fuzz stage keeps
 # the cores to itself, its targets given their seconds of wall time each).
-# Every example in examples/, run as a user runs it (cargo run --example …; the tests stage
-# built them), beside the package stage: each used about one core of the two alone (CI's run
-# of 2026-11-30: 50 s of CPU in 64, 109 in 97).
-start_stage examples summary bash scripts/examples.sh
+# Every example in examples/, run as a user runs it (cargo run --example …).
+run_stage examples summary bash scripts/examples.sh
 # What would be published: the crate's and the npm package's file lists asserted, and
 # `cargo publish --dry-run` / `npm publish --dry-run` (after the wasm stage built the package).
 run_stage package summary bash scripts/package-check.sh
-finish_stage examples summary
 # The Python package's wheel (scripts/test-python.sh, started beside the wasm stage above) is
 # what the docs' `pip install polar-license` takes: waited for before docs.
 finish_stage python summary

@@ -508,6 +508,12 @@ export interface Bought {
 }
 /** Opens a checkout from the seller's checkout link: its URL (a PurchaseError `checkout_not_found`). */
 export declare function openCheckoutLink(link: string, options?: { email?: string }): Promise<string>;
+/** Asks the app's checkout relay (`Options::checkout_relay`) for a checkout of `productId`: its URL (a DeviceError: `invalid_input` for a bad ask or no relay, nothing sent; the relay's refusal). */
+export declare function openRelayCheckout(productId: string, options?: {
+  metadata?: Record<string, string | number | boolean>;
+  email?: string;
+  successUrl?: string;
+}): Promise<string>;
 /** Follows `checkout` until paid and activates the key bought (a PurchaseError, a DeviceError, or a LicenseError for the activation). */
 export declare function buy(checkout: string, options?: { successUrl?: string; label?: string }): Promise<Bought>;
 /** The rest of a purchase that answered `signIn`, once signed in with the emailed code. */

@@ -240,6 +240,18 @@ export function openCheckoutLink(link, options = {}) {
   return call('open_checkout_link', { link, email: options.email });
 }
 
+/** Asks the app's checkout relay (the plugin's `Options::checkout_relay`) for a checkout of
+ * `productId` with `options.metadata` kept on it, `options.email` prefilled and
+ * `options.successUrl`: its URL, to open for the buyer and to `buy`. */
+export function openRelayCheckout(productId, options = {}) {
+  return call('open_relay_checkout', {
+    productId,
+    metadata: options.metadata,
+    email: options.email,
+    successUrl: options.successUrl,
+  });
+}
+
 /** Follows `checkout` until paid and activates the key bought here (the session of
  * `options.successUrl`, the URL the buyer landed on), or `{ signIn }`: the code was sent to
  * the checkout's address; `signIn(code)`, then `buySignedIn(signIn)`. */

@@ -1,4 +1,5 @@
-//! Buying in the app (issue #80): `open_checkout_link`, `buy` and `buy_signed_in`. The steps are
+//! Buying in the app (issue #80): `open_checkout_link`, `open_relay_checkout`, `buy` and
+//! `buy_signed_in`. The steps are
 //! the core's purchase machine ([`Licensing::buy`], [`Licensing::buy_signed_in`]: the checkout
 //! read until paid, the customer's keys listed through the session Polar handed back, the key
 //! bought asked for until Polar has issued it, then activated and remembered); here its answers
@@ -6,7 +7,8 @@
 
 use crate::answers::{Activated, DeviceError, LicenseError};
 use crate::PolarLicense;
-use polar_license::purchase::{session_from_success_url, PurchaseError, Receipt};
+use polar_license::metadata::Metadata;
+use polar_license::purchase::{session_from_success_url, CheckoutAsk, PurchaseError, Receipt};
 use polar_license::{Error, Licensing, Purchased};
 use serde::{Deserialize, Serialize};
 use tauri::State;
@@ -171,6 +173,40 @@ pub(crate) async fn open_checkout_link(
     blocking(state.licensing(), move |l| {
         l.client()
             .open_checkout_link(&link, email.as_deref())
+            .map_err(|e| BuyError::of(&e))
+    })
+    .await
+}
+
+/// Asks the app's checkout relay ([`crate::Options::checkout_relay`]) to make a checkout of
+/// `productId` (a product the seller sells there) with the app's `metadata`, `email` prefilled
+/// and `successUrl` (on an origin the seller allows): the new checkout's URL, to open for the
+/// buyer and to `buy`. The core checks the ask before anything is sent.
+#[tauri::command]
+pub(crate) async fn open_relay_checkout(
+    state: State<'_, PolarLicense>,
+    product_id: String,
+    metadata: Option<Metadata>,
+    email: Option<String>,
+    success_url: Option<String>,
+) -> Result<String, BuyError> {
+    let Some(relay) = state.checkout_relay().map(str::to_string) else {
+        // As the core refuses a bad relay URL: the portal's `invalid_input`, nothing sent.
+        let none = Error::invalid(
+            "relay_url",
+            "no checkout relay: the app names it with Options::checkout_relay",
+        );
+        return Err(BuyError::of(&PurchaseError::Portal(
+            polar_license::portal::PortalError::Invalid(none),
+        )));
+    };
+    let mut ask = CheckoutAsk::new(product_id);
+    ask.metadata = metadata.unwrap_or_default();
+    ask.customer_email = email;
+    ask.success_url = success_url;
+    blocking(state.licensing(), move |l| {
+        l.client()
+            .open_relay_checkout(&relay, &ask)
             .map_err(|e| BuyError::of(&e))
     })
     .await

@@ -21,6 +21,7 @@
     "recover_key",
     "follow_rotation",
     "open_checkout_link",
+    "open_relay_checkout",
     "buy",
     "buy_signed_in",
     "seat_acquire",

@@ -19,7 +19,7 @@ use polar_license_emulator::{
     DEMO_KEY_REVOKED, DEMO_KEY_USAGE,
 };
 use polar_license_relay::store::{MemoryBackend, StoreOptions};
-use polar_license_relay::{serve, Relay, RelayConfig, Running, StoreConfig};
+use polar_license_relay::{serve, CheckoutOptions, Relay, RelayConfig, Running, StoreConfig};
 use polar_license_tauri::{
     Activated, Bought, Deactivated, DeviceError, DeviceList, Entitlements, FeatureState, Followed,
     LicenseError, LicenseState, Options, PerpetualState, PolarLicenseExt, RecoverableKey,
@@ -67,6 +67,9 @@ struct Signed {
     /// Whether the app holds the relay's public keys (signed mode); without them the app
     /// talks to the relay unsigned.
     keys: bool,
+    /// Whether the app talks to Polar itself, the relay only making its checkouts
+    /// (`Options::checkout_relay`).
+    app_to_polar: bool,
 }
 
 impl std::ops::Deref for Plugin {
@@ -105,6 +108,7 @@ impl Plugin {
             store: true,
             tape: false,
             keys: true,
+            app_to_polar: false,
         };
         Plugin::build(name, &["polar-license:default"], Some(signed), |o| o)
     }
@@ -117,6 +121,7 @@ impl Plugin {
             store: false,
             tape: true,
             keys: true,
+            app_to_polar: false,
         };
         Plugin::build(name, &["polar-license:default"], Some(signed), |o| o)
     }
@@ -145,7 +150,14 @@ impl Plugin {
             });
             let transport =
                 UreqTransport::new(Duration::from_secs(2), Duration::from_secs(5), 1024 * 1024);
-            let relay = Relay::new(config, Box::new(transport)).expect("the relay");
+            // It makes the app's checkouts of the demo product too (`openRelayCheckout`).
+            let relay = Relay::new(config, Box::new(transport))
+                .expect("the relay")
+                .with_checkouts(CheckoutOptions {
+                    products: vec![polar_license_emulator::DEMO_PRODUCT_ID.into()],
+                    success_origins: Vec::new(),
+                })
+                .expect("the checkout options");
             let running = serve(Arc::new(relay), "127.0.0.1:0").expect("the relay listens");
             (running, keys)
         });
@@ -157,6 +169,7 @@ impl Plugin {
         };
         let base_url = match (&tape, &relay) {
             (Some(tape), _) => tape.url.clone(),
+            _ if signed.is_some_and(|s| s.app_to_polar) => polar.url(),
             (None, Some((running, _))) => running.url(),
             (None, None) => polar.url(),
         };
@@ -173,6 +186,10 @@ impl Plugin {
             .base_url(base_url)
             .cache_dir(world.dir.path())
             .entitlements(entitlements);
+        let options = match &relay {
+            Some((running, _)) => options.checkout_relay(running.url()),
+            None => options,
+        };
         let options = app_options(options).configure(move |builder| {
             let builder = builder
                 .machine_binding(MachineBinding::Id("machine-A".into()))
@@ -798,6 +815,7 @@ fn a_forged_unsigned_expiry_never_licenses_a_revoked_key_in_signed_mode() {
             store: false,
             tape: true,
             keys,
+            app_to_polar: false,
         };
         Plugin::build(name, &["polar-license:default"], Some(signed), move |o| {
             o.released(released)
@@ -859,6 +877,7 @@ fn an_injected_unsigned_subscription_never_makes_a_revoked_key_perpetual() {
         store: false,
         tape: true,
         keys: true,
+        app_to_polar: false,
     };
     let app = Plugin::build(
         "signed-facts-subscription",
@@ -1525,6 +1544,107 @@ fn a_purchase_unlocks_with_no_key_typed_with_and_without_a_session() {
         .expect_err("no such checkout");
     assert_eq!(missing["purchaseError"], "checkout_not_found", "{missing}");
     assert!(missing["nextStep"].as_str().is_some_and(|s| !s.is_empty()));
+}
+
+/// Buying through the seller's relay (issue #80): `open_relay_checkout` asks the relay the app
+/// named (`Options::checkout_relay`) for a checkout of the product the webview names, with its
+/// metadata and e-mail; paid, `buy` activates the key bought. A bad ask is refused before
+/// anything is sent, an app that named no relay refuses, and the relay refuses what it does
+/// not sell.
+#[test]
+fn a_checkout_the_sellers_relay_makes_unlocks_with_no_key_typed() {
+    let signed = Signed {
+        lease_days: 7,
+        store: false,
+        tape: false,
+        keys: false,
+        app_to_polar: true,
+    };
+    let w = Plugin::build("relay-buy", &["polar-license:default"], Some(signed), |o| o);
+    w.at_real_time();
+    let product = polar_license_emulator::DEMO_PRODUCT_ID;
+    let checkout: String = w.ok(
+        "open_relay_checkout",
+        json!({
+            "productId": product,
+            "metadata": {"app_version": "1.4.2", "seats": 3, "beta": true},
+            "email": "relay.buyer@example.com",
+        }),
+    );
+    let secret = checkout
+        .rsplit("/checkout/")
+        .next()
+        .expect("a checkout url")
+        .to_string();
+    let read = polar_license_testkit::http::raw_exchange(
+        w.polar.port(),
+        &format!(
+            "GET /v1/checkouts/client/{secret} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    assert_eq!(read.status, 200, "{}", read.text());
+    assert_eq!(read.json()["product_id"], product);
+    assert_eq!(read.json()["customer_email"], "relay.buyer@example.com");
+    let body = r#"{"customer_email":"relay.buyer@example.com"}"#;
+    let paid = polar_license_testkit::http::raw_exchange(
+        w.polar.port(),
+        &format!(
+            "POST /v1/checkouts/client/{secret}/confirm HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert_eq!(paid.status, 200, "{}", paid.text());
+    let token = paid.json()["customer_session_token"]
+        .as_str()
+        .expect("a new buyer's session")
+        .to_string();
+    let success = format!("https://app.example/thanks?customer_session_token={token}");
+    let bought: Bought = w.ok(
+        "buy",
+        json!({ "checkout": checkout, "successUrl": success, "label": "Tauri app" }),
+    );
+    assert!(bought.activated.is_some(), "{bought:?}");
+
+    // Refused before anything is sent: a product id that is no UUID, metadata Polar refuses.
+    let bad = w
+        .invoke("open_relay_checkout", json!({ "productId": "pro-plan" }))
+        .expect_err("no UUID");
+    assert_eq!(bad["portalError"], "invalid_input", "{bad}");
+    assert_eq!(bad["field"], "product_id", "{bad}");
+    let many: serde_json::Map<String, Value> =
+        (0..51).map(|i| (format!("k{i}"), json!(i))).collect();
+    let bad = w
+        .invoke(
+            "open_relay_checkout",
+            json!({ "productId": product, "metadata": many }),
+        )
+        .expect_err("51 keys");
+    assert_eq!(bad["field"], "metadata", "{bad}");
+    // Refused by the relay: a product it does not sell; a success URL on no allowed origin.
+    for ask in [
+        json!({ "productId": "0b9c5a61-3f2e-4d7a-8c1b-5e6f7a8b9c0d" }),
+        json!({ "productId": product, "successUrl": "https://evil.example/thanks" }),
+    ] {
+        let refused = w
+            .invoke("open_relay_checkout", ask.clone())
+            .expect_err("the relay refuses");
+        assert_ne!(refused["portalError"], "invalid_input", "{ask}: {refused}");
+        assert!(
+            refused["userMessage"]
+                .as_str()
+                .is_some_and(|s| !s.is_empty()),
+            "{refused}"
+        );
+    }
+
+    // An app that named no relay: refused, nothing sent.
+    let plain = Plugin::new("relay-buy-none");
+    let none = plain
+        .invoke("open_relay_checkout", json!({ "productId": product }))
+        .expect_err("no relay named");
+    assert_eq!(none["portalError"], "invalid_input", "{none}");
+    assert_eq!(none["field"], "relay_url", "{none}");
 }
 
 /// Issue #80: a customer-portal failure's words are the core's (`PortalError::user_message`,

@@ -66,6 +66,13 @@ function callFor({ command, args }) {
       return () => guest.followRotation({ key: args.key });
     case 'open_checkout_link':
       return () => guest.openCheckoutLink(args.link, { email: args.email });
+    case 'open_relay_checkout':
+      return () =>
+        guest.openRelayCheckout(args.productId, {
+          metadata: args.metadata,
+          email: args.email,
+          successUrl: args.successUrl,
+        });
     case 'buy':
       return () => guest.buy(args.checkout, { successUrl: args.successUrl, label: args.label });
     case 'buy_signed_in':

@@ -33,6 +33,7 @@ const TYPE_OF = {
   recover_key: 'Activated',
   follow_rotation: 'Followed',
   open_checkout_link: 'string',
+  open_relay_checkout: 'string',
   buy: 'Bought',
   buy_signed_in: 'Bought',
   seat_acquire: 'SeatInfo',

@@ -150,13 +150,14 @@ libtest_counts() {
 # (~/.cache/polar-license/tools-target, kept between runs on a machine, so their common crates --
 # clap, serde, syn, ... -- are compiled once) and a release profile built for compile time, not
 # speed (opt-level 1, no LTO, 16 codegen units, no debug info): the tools only drive tests.
+# TOOL_OPT_LEVEL=0 for a tool whose runs are too short for the optimiser to pay back.
 cargo_tool() {
     local crate="$1" version="$2"
     shift 2
     local dir="${POLAR_TOOLS_TARGET:-$HOME/.cache/polar-license/tools-target}"
     mkdir -p "$dir"
     CARGO_TARGET_DIR="$dir" \
-        CARGO_PROFILE_RELEASE_OPT_LEVEL=1 \
+        CARGO_PROFILE_RELEASE_OPT_LEVEL="${TOOL_OPT_LEVEL:-1}" \
         CARGO_PROFILE_RELEASE_LTO=false \
         CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
         CARGO_PROFILE_RELEASE_DEBUG=0 \

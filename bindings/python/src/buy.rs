@@ -4,7 +4,7 @@
 //! was bought and its words are the core's; this file only turns them into the JSON the Python
 //! layer reads into `Purchase`, `PurchaseSignIn` and `PurchaseError`.
 
-use polar_license::purchase::{session_from_success_url, PurchaseError, Receipt};
+use polar_license::purchase::{session_from_success_url, CheckoutAsk, PurchaseError, Receipt};
 use polar_license::{Error, Licensing, Purchased};
 use serde_json::{json, Value};
 
@@ -58,6 +58,16 @@ fn purchased(licensing: &Licensing, answer: Result<Purchased, PurchaseError>) ->
 /// The checkout of a checkout link (`open_checkout_link`): its URL.
 pub(crate) fn open_link(licensing: &Licensing, link: &str, email: Option<&str>) -> Value {
     match licensing.client().open_checkout_link(link, email) {
+        Ok(url) => ok(json!(url)),
+        Err(e) => purchase_err(&e),
+    }
+}
+
+/// A checkout the seller's relay at `relay_url` makes (`open_relay_checkout`): its URL. The ask
+/// (a product the seller sells there, the app's metadata, the buyer's e-mail, a success URL) is
+/// checked by the core before anything is sent.
+pub(crate) fn open_relay(licensing: &Licensing, relay_url: &str, ask: &CheckoutAsk) -> Value {
+    match licensing.client().open_relay_checkout(relay_url, ask) {
         Ok(url) => ok(json!(url)),
         Err(e) => purchase_err(&e),
     }

@@ -1015,6 +1015,26 @@ impl NativeLicensing {
         to_py(py, &value)
     }
 
+    /// Asks the seller's relay at `relay_url` to make a checkout of `product_id` with the
+    /// app's `metadata`, `email` prefilled and `success_url`: the new checkout's URL.
+    #[pyo3(signature = (relay_url, product_id, metadata=None, email=None, success_url=None))]
+    fn open_relay_checkout<'py>(
+        &self,
+        py: Python<'py>,
+        relay_url: String,
+        product_id: String,
+        metadata: Option<&Bound<'_, PyDict>>,
+        email: Option<String>,
+        success_url: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let mut ask = polar_license::purchase::CheckoutAsk::new(product_id);
+        ask.metadata = pairs(metadata)?.into_iter().collect();
+        ask.customer_email = email;
+        ask.success_url = success_url;
+        let value = py.detach(|| buy::open_relay(&self.inner, &relay_url, &ask));
+        to_py(py, &value)
+    }
+
     /// Follows the checkout `checkout` until paid and activates the key bought with `label`
     /// (the core's purchase machine): the session from `success_url`, else a sign-in.
     #[pyo3(signature = (checkout, label, success_url=None))]

@@ -20,10 +20,12 @@ from polar_license import (
     CheckoutExpired,
     InvalidInputError,
     Licensing,
+    PortalError,
     Purchase,
     PurchaseSignIn,
 )
 from polar_license.emulator import Emulator
+from relay_process import relay_serve
 
 LINK = "polar_cl_emulatorDemoLink0123456789abcdefghijk"  # the demo seed's checkout link
 KNOWN_BUYER = "jane.doe@gmail.com"  # a customer of the demo seed: matched by email, no session
@@ -112,3 +114,56 @@ def test_failures_are_typed_in_the_cores_words(tmp_path: Path) -> None:
         assert expired.value.code == "checkout_expired"
         assert expired.value.detail == "This checkout expired before it was paid."
         assert expired.value.next_step
+
+
+DEMO_PRODUCT = "3f9e1c2d-7b4a-4e8f-9a1b-2c3d4e5f6a7b"  # the demo seed's product
+
+
+def test_a_checkout_the_sellers_relay_makes_unlocks_with_no_key_typed(tmp_path: Path) -> None:
+    with Emulator() as polar, relay_serve(polar, tmp_path / "signing.key",
+                                          "--checkout-product", DEMO_PRODUCT) as (relay_url, _):
+        app = licensing(polar, tmp_path / "cache")
+        checkout = app.open_relay_checkout(relay_url, DEMO_PRODUCT,
+                                           metadata={"app_version": "1.4.2", "seats": 3},
+                                           email="relay.buyer@example.com")
+        assert "/checkout/polar_c_" in checkout
+        # Polar's checkout, made by the relay with what the app asked: prefilled, open.
+        status, read = request(polar, "GET",
+                               f"/v1/checkouts/client/{checkout.split('/checkout/')[1]}")
+        assert status == 200, read
+        assert read["status"] == "open"
+        assert read["product_id"] == DEMO_PRODUCT
+        assert read["customer_email"] == "relay.buyer@example.com"
+        token = pay(polar, checkout, "relay.buyer@example.com")
+        assert token is not None
+        bought = app.buy(checkout, "pytest",
+                         success_url=f"https://app.example/thanks?customer_session_token={token}")
+        assert isinstance(bought, Purchase), bought
+        assert app.check().licensed
+
+
+def test_a_relay_checkout_asked_wrong_is_refused_before_or_by_the_relay(tmp_path: Path) -> None:
+    with Emulator() as polar, relay_serve(polar, tmp_path / "signing.key",
+                                          "--checkout-product", DEMO_PRODUCT) as (relay_url, _):
+        app = licensing(polar, tmp_path / "cache")
+        # Checked by the core, nothing sent: a product id that is no UUID, metadata past
+        # Polar's limits (51 keys), a relay URL that is no https:// (loopback aside).
+        with pytest.raises(InvalidInputError) as bad:
+            app.open_relay_checkout(relay_url, "pro-plan")
+        assert bad.value.field == "product_id"
+        with pytest.raises(InvalidInputError) as bad:
+            app.open_relay_checkout(relay_url, DEMO_PRODUCT,
+                                    metadata={f"k{i}": i for i in range(51)})
+        assert bad.value.field == "metadata"
+        with pytest.raises(InvalidInputError):
+            app.open_relay_checkout("http://relay.example.com", DEMO_PRODUCT)
+        with pytest.raises(TypeError):
+            app.open_relay_checkout(relay_url, DEMO_PRODUCT,
+                                    metadata={"tags": ["a"]})  # type: ignore[dict-item]
+        # Refused by the relay: a product it does not sell; a success URL on no origin the
+        # seller allowed (none here). The core's typed portal failures.
+        with pytest.raises(PortalError):
+            app.open_relay_checkout(relay_url, "0b9c5a61-3f2e-4d7a-8c1b-5e6f7a8b9c0d")
+        with pytest.raises(PortalError):
+            app.open_relay_checkout(relay_url, DEMO_PRODUCT,
+                                    success_url="https://evil.example/thanks")

@@ -427,6 +427,24 @@ class Licensing:
         url: str = purchase_answer(self._native.open_checkout_link(link, email))
         return url
 
+    def open_relay_checkout(self, relay_url: str, product_id: str, *,
+                            metadata: Optional[Mapping[str, MetaValue]] = None,
+                            email: Optional[str] = None,
+                            success_url: Optional[str] = None) -> str:
+        """Asks the seller's relay at ``relay_url`` (``relay serve --checkout-product``) to
+        make a checkout of ``product_id`` (a product the seller sells there), with the app's
+        ``metadata`` kept on it and its order at Polar, ``email`` prefilled and ``success_url``
+        (on an origin the seller allows) where Polar sends the buyer after paying: the new
+        checkout's URL, for the buyer to pay at and for :meth:`buy` to follow. A product id
+        that is no UUID or metadata past Polar's limits raises :class:`InvalidInputError`
+        before anything is sent; the relay's refusals are :class:`PortalError`\\ s."""
+        from ._buy import purchase_answer
+
+        url: str = purchase_answer(self._native.open_relay_checkout(
+            relay_url, product_id, None if metadata is None else dict(metadata), email,
+            success_url))
+        return url
+
     def buy(self, checkout: str, label: str, *,
             success_url: Optional[str] = None) -> Union[Purchase, PurchaseSignIn]:
         """Buys in the app, no key typed: follows ``checkout`` (its URL or ``polar_c_…``

@@ -37,6 +37,11 @@ pub struct ClientOptions {
     /// An organization access token: the token-authenticated `/v1/license-keys/…` routes
     /// instead of the public ones (backends only).
     pub access_token: Option<AccessToken>,
+    /// Where the customer portal and checkouts are (the session's sign-in, devices and keys,
+    /// key rotation, checkout links, buying in the app); `None` (the default): `server`. In
+    /// signed mode `server` is the seller's relay, which serves none of them: point this at
+    /// Polar ([`crate::proto::Server::Production`], or the emulator while developing).
+    pub portal_server: Option<Server>,
 }
 
 impl ClientOptions {
@@ -49,6 +54,7 @@ impl ClientOptions {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             access_token: None,
+            portal_server: None,
         }
     }
 
@@ -60,6 +66,9 @@ impl ClientOptions {
             return Err(Error::invalid("timeout", "must be greater than zero"));
         }
         let mut api = Api::new(&self.organization_id, &self.server)?;
+        if let Some(portal) = &self.portal_server {
+            api = api.with_portal(portal)?;
+        }
         if let Some(agent) = user_agent {
             api = api.with_user_agent(agent);
         }
@@ -107,6 +116,16 @@ macro_rules! client_setters {
         /// Talk to this base URL (`https://`, or `http://` on loopback only).
         pub fn base_url(mut self, url: impl Into<String>) -> Self {
             self.$($path).+.server = $crate::proto::Server::Custom(url.into());
+            self
+        }
+
+        /// Ask the customer portal and checkouts (sign-in, devices, the customer's keys, key
+        /// rotation, checkout links, buying in the app) at this base URL instead of the base
+        /// URL's (`https://`, or `http://` on loopback only). In signed mode the base URL is
+        /// the seller's relay, which serves none of them: set this to Polar's
+        /// (`https://api.polar.sh`, or the emulator while developing).
+        pub fn portal_base_url(mut self, url: impl Into<String>) -> Self {
+            self.$($path).+.portal_server = Some($crate::proto::Server::Custom(url.into()));
             self
         }
 
@@ -192,6 +211,7 @@ macro_rules! licensing_setters {
 pub(crate) use licensing_setters;
 
 #[cfg(test)]
+#[allow(clippy::expect_used)] // tests: a panic is the failure report
 mod tests {
     use super::*;
     use crate::reason::Reason;
@@ -214,5 +234,43 @@ mod tests {
             bad_org.api(None).map(drop).map_err(|e| e.reason()),
             Err(Reason::InvalidInput)
         );
+    }
+
+    /// Signed mode's split (issue #80): the license at the relay, the customer portal and the
+    /// checkouts at Polar when `portal_server` says so; both at `server` when it does not.
+    #[test]
+    fn the_portal_and_checkouts_go_where_portal_server_says() {
+        let mut o = ClientOptions::new("2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10");
+        o.server = Server::Custom("https://relay.example.com".into());
+        let api = o.api(None).expect("api");
+        assert_eq!(api.portal_base_url(), "https://relay.example.com");
+        o.portal_server = Some(Server::Production);
+        let api = o.api(None).expect("api");
+        assert_eq!(api.base_url(), "https://relay.example.com");
+        assert_eq!(api.portal_base_url(), "https://api.polar.sh");
+        let portal = crate::portal::Portal::for_api(&api);
+        let asked = portal.request_code("jane@example.com").expect("request");
+        assert!(
+            asked
+                .url
+                .starts_with("https://api.polar.sh/v1/customer-portal/"),
+            "{}",
+            asked.url
+        );
+        let link = crate::purchase::open_link(&api, "polar_cl_abc", None).expect("link");
+        assert!(
+            link.url
+                .starts_with("https://api.polar.sh/v1/checkout-links/"),
+            "{}",
+            link.url
+        );
+        assert!(
+            api.url(crate::proto::Operation::Validate)
+                .starts_with("https://relay.example.com/"),
+            "the license's routes stay at the relay"
+        );
+        o.portal_server = Some(Server::Custom("http://polar.example.com".into()));
+        let refused = o.api(None).map(drop).expect_err("plain http off loopback");
+        assert_eq!(refused.field(), Some("portal_base_url"));
     }
 }

@@ -146,7 +146,7 @@ impl Portal {
     /// The portal of a client's organization and server (both checked when the [`Api`] was).
     pub fn for_api(api: &Api) -> Portal {
         Portal {
-            base_url: api.base_url().to_string(),
+            base_url: api.portal_base_url().to_string(),
             organization_id: api.organization_id().to_string(),
         }
     }

@@ -466,6 +466,8 @@ impl ValidateBody<'_> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Api {
     base_url: String,
+    /// The customer portal's and checkouts' base URL (`base_url` unless set apart).
+    portal_base_url: String,
     organization_id: String,
     access_token: Option<AccessToken>,
     user_agent: Option<String>,
@@ -474,8 +476,10 @@ pub struct Api {
 impl Api {
     /// Checks the organization id (UUID v4) and the server's URL.
     pub fn new(organization_id: &str, server: &Server) -> Result<Api, Error> {
+        let base_url = server.base_url()?;
         Ok(Api {
-            base_url: server.base_url()?,
+            portal_base_url: base_url.clone(),
+            base_url,
             organization_id: check_uuid_v4("organization_id", organization_id)?,
             access_token: None,
             user_agent: None,
@@ -495,6 +499,17 @@ impl Api {
         Ok(self)
     }
 
+    /// Asks the customer portal and checkouts at `server` instead (signed mode: Polar, where
+    /// the base URL is the seller's relay). Its URL checked as a base URL is, a refusal naming
+    /// `portal_base_url`.
+    pub fn with_portal(mut self, server: &Server) -> Result<Api, Error> {
+        self.portal_base_url = server.base_url().map_err(|e| match e {
+            Error::InvalidInput { message, .. } => Error::invalid("portal_base_url", message),
+            other => other,
+        })?;
+        Ok(self)
+    }
+
     /// Sends this `User-Agent` header (browsers forbid it, so the wasm build leaves it out).
     pub fn with_user_agent(mut self, user_agent: impl Into<String>) -> Api {
         self.user_agent = Some(user_agent.into());
@@ -504,6 +519,12 @@ impl Api {
     /// The checked base URL.
     pub fn base_url(&self) -> &str {
         &self.base_url
+    }
+
+    /// The customer portal's and checkouts' checked base URL: the base URL unless
+    /// [`Api::with_portal`] set it apart.
+    pub fn portal_base_url(&self) -> &str {
+        &self.portal_base_url
     }
 
     /// The organization id, canonical form.

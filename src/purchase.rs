@@ -257,7 +257,13 @@ pub fn open_link(api: &Api, link: &str, email: Option<&str>) -> Result<PortalReq
             "is neither a checkout link's client secret (polar_cl_…) nor its URL",
         ));
     }
-    let mut url = [api.base_url(), "/v1/checkout-links/", secret, "/redirect"].concat();
+    let mut url = [
+        api.portal_base_url(),
+        "/v1/checkout-links/",
+        secret,
+        "/redirect",
+    ]
+    .concat();
     if let Some(email) = email {
         url.push_str("?customer_email=");
         url.push_str(&percent_encode(email));
@@ -516,7 +522,7 @@ impl Purchase {
     fn blank(api: &Api, session: Option<SessionToken>) -> Purchase {
         Purchase {
             portal: Portal::for_api(api),
-            base_url: api.base_url().to_string(),
+            base_url: api.portal_base_url().to_string(),
             organization_id: api.organization_id().to_string(),
             client_secret: String::new(),
             session,

@@ -72,6 +72,17 @@ pub struct Global {
     #[arg(long, global = true, env = "POLAR_API_URL", value_name = "URL")]
     pub base_url: Option<String>,
 
+    /// Ask Polar's customer portal and checkouts (sign-in, devices, recover, buy) at this base
+    /// URL instead of --base-url's: in signed mode --base-url is the seller's relay, which
+    /// serves neither (https://api.polar.sh; plain http:// only for loopback hosts)
+    #[arg(
+        long,
+        global = true,
+        env = "POLAR_LICENSE_PORTAL_URL",
+        value_name = "URL"
+    )]
+    pub portal_url: Option<String>,
+
     /// Where the offline cache lives (default: this command's own directory, the platform's
     /// local data dir plus `polar-license/polar-license`, e.g.
     /// ~/.local/share/polar-license/polar-license; an app built on the library has its own)

@@ -56,6 +56,9 @@ macro_rules! connect {
                 ServerChoice::Sandbox => Server::Sandbox,
             }),
         };
+        if let Some(url) = g.portal_url.as_deref().filter(|s| !s.is_empty()) {
+            builder = builder.portal_base_url(url);
+        }
         if let Some(t) = g.timeout {
             builder = builder
                 .timeout(t)

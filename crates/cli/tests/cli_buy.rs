@@ -186,18 +186,18 @@ fn buy_of_an_expired_checkout_says_so_with_exit_1() {
     polar.stop();
 }
 
-#[test]
-fn buy_through_the_relay_makes_the_checkout_with_the_apps_metadata_then_unlocks() {
+/// The seller's relay in front of `polar`, selling the demo product with the seller's token,
+/// served; and its public key pair (`KID=k4.public.…`, what `--relay-key` takes).
+fn checkout_relay(polar: &Emulator) -> (polar_license_relay::Running, String) {
     use polar_license::lease::SigningKey;
     use polar_license::{AccessToken, Server, UreqTransport};
     use polar_license_relay::{serve_with, CheckoutOptions, Relay, RelayConfig, ServeOptions};
-    let polar = shop_issuing_after(0);
-    let dir = ScratchDir::new("cli-buy-relay");
-    // The seller's relay, selling the demo product with the seller's token.
+    let key = SigningKey::generate(Some("cli-buy")).expect("a key");
+    let pair = key.public_pair();
     let config = RelayConfig::new(
         Server::Custom(polar.url()),
         AccessToken::new(polar_license_emulator::DEMO_TOKEN),
-        SigningKey::generate(Some("cli-buy")).expect("a key"),
+        key,
     );
     let transport = UreqTransport::new(
         std::time::Duration::from_secs(2),
@@ -218,6 +218,14 @@ fn buy_through_the_relay_makes_the_checkout_with_the_apps_metadata_then_unlocks(
         ServeOptions::default(),
     )
     .expect("it listens");
+    (relay, pair)
+}
+
+#[test]
+fn buy_through_the_relay_makes_the_checkout_with_the_apps_metadata_then_unlocks() {
+    let polar = shop_issuing_after(0);
+    let dir = ScratchDir::new("cli-buy-relay");
+    let (relay, _) = checkout_relay(&polar);
     let (child, url) = buying(
         &polar,
         &dir,
@@ -248,6 +256,100 @@ fn buy_through_the_relay_makes_the_checkout_with_the_apps_metadata_then_unlocks(
         ],
     );
     assert_ne!(refused.0, 0, "{}", refused.2);
+    relay.stop();
+    polar.stop();
+}
+
+/// Signed mode (issue #80): `--base-url` is the seller's relay, which serves no checkout nor
+/// customer portal. Without `--portal-url` the purchase reads its checkout at the relay and
+/// ends `checkout_not_found`; with it (Polar, here the emulator) the checkout is Polar's, the
+/// code goes to its address, the key bought is activated through the relay and the check is
+/// the relay's, signed.
+#[test]
+fn buy_in_signed_mode_reads_the_checkout_at_the_portal_url() {
+    let polar = shop_issuing_after(0);
+    let dir = ScratchDir::new("cli-buy-signed");
+    let (relay, pair) = checkout_relay(&polar);
+    let signed = |portal: Option<&str>| {
+        let mut cmd = polar_license_testkit::clean_command(common::BIN);
+        cmd.args([
+            "--base-url",
+            &relay.url(),
+            "--org",
+            &polar.organization_id(),
+        ])
+        .args(["--relay-key", &pair, "--json"])
+        .arg("--cache-dir")
+        .arg(dir.path());
+        if let Some(url) = portal {
+            cmd.args(["--portal-url", url]);
+        }
+        cmd
+    };
+    let product = polar_license_emulator::DEMO_PRODUCT_ID;
+    let ask = ["buy", "--relay", &relay.url(), "--product", product];
+
+    // No portal URL: the checkout is looked for at the relay.
+    let out = signed(None)
+        .args(ask)
+        .stdin(Stdio::null())
+        .output()
+        .expect("buy runs");
+    let answer: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(answer["purchase_error"], "checkout_not_found", "{answer}");
+
+    // A portal URL that is no base URL: refused, nothing sent.
+    let out = signed(Some("http://polar.example.com"))
+        .args(["check", "--key", "K"])
+        .output()
+        .expect("check runs");
+    assert_eq!(out.status.code(), Some(2));
+    let answer: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(answer["field"], "portal_base_url", "{answer}");
+
+    // With it: Polar's checkout, paid by a buyer matched by email (the code path).
+    let mut child = signed(Some(&polar.url()))
+        .args(ask)
+        .args(["--email", KNOWN_BUYER])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("buy starts");
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    stderr.read_line(&mut line).expect("a line");
+    let url = line
+        .trim()
+        .strip_prefix("open this page to pay: ")
+        .unwrap_or_else(|| panic!("the checkout's URL first: {line}"))
+        .to_string();
+    assert_eq!(pay(&polar, &url, KNOWN_BUYER), None, "matched by email");
+    let out = child.wait_with_output().expect("buy ends");
+    let answer: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(answer["code_sent"], true, "{answer}");
+    let codes = polar.customer_session_codes();
+    let code = codes
+        .last()
+        .and_then(|c| c["code"].as_str())
+        .expect("a code");
+    let out = signed(Some(&polar.url()))
+        .args(["buy", "--checkout", &url, "--code", code])
+        .output()
+        .expect("buy runs");
+    let answer: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(out.status.code(), Some(0), "{answer}");
+    assert_eq!(answer["key_remembered"], true, "{answer}");
+    let out = signed(Some(&polar.url()))
+        .arg("check")
+        .output()
+        .expect("check runs");
+    let answer: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(answer["outcome"], "licensed", "{answer}");
+    assert!(
+        answer["lease"].is_object(),
+        "signed: the relay's lease: {answer}"
+    );
     relay.stop();
     polar.stop();
 }

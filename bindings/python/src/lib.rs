@@ -522,7 +522,7 @@ impl NativeLicensing {
     #[pyo3(signature = (organization_id, app_id, base_url, server, cache_dir, grace_period,
         revalidate_after, clock_tolerance, timeout, connect_timeout, relay_keys, released,
         trial, trial_benefits, app_secret, require_activation, machine_binding, bind_machine,
-        remember_keys, entitlements, clock_offset=0))]
+        remember_keys, entitlements, clock_offset=0, portal_url=None))]
     fn build(
         py: Python<'_>,
         organization_id: String,
@@ -546,6 +546,7 @@ impl NativeLicensing {
         remember_keys: bool,
         entitlements: Option<String>,
         clock_offset: i64,
+        portal_url: Option<String>,
     ) -> PyResult<(Option<NativeLicensing>, Option<Py<PyAny>>)> {
         // Reads the machine id and may create the cache directory: no GIL meanwhile.
         let built = py.detach(move || -> Result<Licensing, Error> {
@@ -559,6 +560,9 @@ impl NativeLicensing {
             }
             if let Some(url) = base_url {
                 b = b.base_url(url);
+            }
+            if let Some(url) = portal_url {
+                b = b.portal_base_url(url);
             }
             if let Some(app_id) = app_id {
                 b = b.app_id(app_id);

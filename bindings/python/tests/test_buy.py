@@ -18,6 +18,7 @@ import pytest
 
 from polar_license import (
     CheckoutExpired,
+    CheckoutNotFound,
     InvalidInputError,
     Licensing,
     PortalError,
@@ -167,3 +168,33 @@ def test_a_relay_checkout_asked_wrong_is_refused_before_or_by_the_relay(tmp_path
         with pytest.raises(PortalError):
             app.open_relay_checkout(relay_url, DEMO_PRODUCT,
                                     success_url="https://evil.example/thanks")
+
+
+def test_in_signed_mode_the_portal_url_takes_the_purchase_to_polar(tmp_path: Path) -> None:
+    """Signed mode: ``base_url`` is the relay, which serves no checkout nor customer portal;
+    ``portal_url`` sends the purchase's reads and the session's listing to Polar, and the
+    check after it is the relay's, signed."""
+    with Emulator() as polar, relay_serve(polar, tmp_path / "signing.key",
+                                          "--checkout-product", DEMO_PRODUCT) as (relay_url, public):
+        def signed(portal_url: Optional[str], cache: str) -> Licensing:
+            return Licensing(polar.organization_id, base_url=relay_url, relay_keys=public,
+                             portal_url=portal_url, cache_dir=tmp_path / cache,
+                             remember_keys=True)
+
+        unset = signed(None, "unset")
+        checkout = unset.open_relay_checkout(relay_url, DEMO_PRODUCT)
+        with pytest.raises(CheckoutNotFound):
+            unset.buy(checkout, "pytest")  # asked at the relay, which has no checkouts
+        app = signed(polar.url, "cache")
+        checkout = app.open_relay_checkout(relay_url, DEMO_PRODUCT)
+        token = pay(polar, checkout, "signed.buyer@example.com")
+        assert token is not None
+        bought = app.buy(checkout, "pytest",
+                         success_url=f"https://app.example/thanks?customer_session_token={token}")
+        assert isinstance(bought, Purchase), bought
+        report = app.check()
+        assert report.licensed, report
+        assert report.lease is not None, "signed mode: the relay's lease"
+        with pytest.raises(InvalidInputError) as bad:
+            signed("http://polar.example.com", "bad")
+        assert bad.value.field == "portal_base_url"

@@ -100,6 +100,10 @@ class Licensing:
     :param base_url: another Polar (the emulator, a seller's relay); ``https://``, or
         ``http://`` on loopback only.
     :param server: ``"production"`` (default) or ``"sandbox"``.
+    :param portal_url: where the customer portal and checkouts are (sign-in, devices, the
+        customer's keys, key rotation, buying in the app; default: ``base_url``'s). In signed
+        mode ``base_url`` is the seller's relay, which serves none of them: set this to
+        Polar's (``https://api.polar.sh``, or the emulator while developing).
     :param cache_dir: keep the cache in this directory instead.
     :param grace_period: how long after the last good online verdict an unreachable Polar
         still licenses (default 7 days).
@@ -151,6 +155,7 @@ class Licensing:
         machine_binding: Union[bool, str] = True,
         remember_keys: bool = False,
         entitlements: Union[Mapping[str, Any], str, None] = None,
+        portal_url: Optional[str] = None,
         _clock_offset_for_testing: int = 0,
     ) -> None:
         keys = relay_keys if relay_keys is None or isinstance(relay_keys, str) else ",".join(relay_keys)
@@ -177,6 +182,7 @@ class Licensing:
             entitlements if entitlements is None or isinstance(entitlements, str)
             else _json(entitlements),
             _clock_offset_for_testing,
+            portal_url,
         )
         if native is None:
             raise error_from((error or {})["error"])

@@ -67,9 +67,6 @@ struct Signed {
     /// Whether the app holds the relay's public keys (signed mode); without them the app
     /// talks to the relay unsigned.
     keys: bool,
-    /// Whether the app talks to Polar itself, the relay only making its checkouts
-    /// (`Options::checkout_relay`).
-    app_to_polar: bool,
 }
 
 impl std::ops::Deref for Plugin {
@@ -108,7 +105,6 @@ impl Plugin {
             store: true,
             tape: false,
             keys: true,
-            app_to_polar: false,
         };
         Plugin::build(name, &["polar-license:default"], Some(signed), |o| o)
     }
@@ -121,7 +117,6 @@ impl Plugin {
             store: false,
             tape: true,
             keys: true,
-            app_to_polar: false,
         };
         Plugin::build(name, &["polar-license:default"], Some(signed), |o| o)
     }
@@ -169,7 +164,6 @@ impl Plugin {
         };
         let base_url = match (&tape, &relay) {
             (Some(tape), _) => tape.url.clone(),
-            _ if signed.is_some_and(|s| s.app_to_polar) => polar.url(),
             (None, Some((running, _))) => running.url(),
             (None, None) => polar.url(),
         };
@@ -178,6 +172,7 @@ impl Plugin {
             .filter(|_| signed.is_some_and(|s| s.keys))
             .map(|(_, keys)| keys.clone());
         let reader = world.clock.reader();
+        let polar_url = polar.url();
         let entitlements = Entitlements::new()
             .grant("export", [DEMO_BENEFIT_ID])
             .and_then(|e| e.grant("team", [TEAM_BENEFIT]))
@@ -195,8 +190,10 @@ impl Plugin {
                 .machine_binding(MachineBinding::Id("machine-A".into()))
                 .timeout(Duration::from_secs(2))
                 .clock(reader);
+            // Signed mode as an app sets it up: the relay for the license, Polar (here the
+            // emulator) for the customer portal and checkouts, which the relay does not serve.
             match relay_keys {
-                Some(keys) => builder.relay_keys(keys),
+                Some(keys) => builder.relay_keys(keys).portal_base_url(polar_url),
                 None => builder,
             }
         });
@@ -815,7 +812,6 @@ fn a_forged_unsigned_expiry_never_licenses_a_revoked_key_in_signed_mode() {
             store: false,
             tape: true,
             keys,
-            app_to_polar: false,
         };
         Plugin::build(name, &["polar-license:default"], Some(signed), move |o| {
             o.released(released)
@@ -877,7 +873,6 @@ fn an_injected_unsigned_subscription_never_makes_a_revoked_key_perpetual() {
         store: false,
         tape: true,
         keys: true,
-        app_to_polar: false,
     };
     let app = Plugin::build(
         "signed-facts-subscription",
@@ -1553,14 +1548,7 @@ fn a_purchase_unlocks_with_no_key_typed_with_and_without_a_session() {
 /// not sell.
 #[test]
 fn a_checkout_the_sellers_relay_makes_unlocks_with_no_key_typed() {
-    let signed = Signed {
-        lease_days: 7,
-        store: false,
-        tape: false,
-        keys: false,
-        app_to_polar: true,
-    };
-    let w = Plugin::build("relay-buy", &["polar-license:default"], Some(signed), |o| o);
+    let w = Plugin::signed("relay-buy", 7);
     w.at_real_time();
     let product = polar_license_emulator::DEMO_PRODUCT_ID;
     let checkout: String = w.ok(

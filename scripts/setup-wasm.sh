@@ -48,7 +48,18 @@ step_wasm_bindgen() {
         return 0
     fi
     # No --locked: the registry mirror lacks one of its locked dependencies.
-    cargo_tool wasm-bindgen-cli "$want" --force
+    # At opt-level 0 but for the crates that read, transform and write the test binaries
+    # (walrus, wasmparser, wasm-encoder, the CLI's support crate and theirs): its compile took
+    # 178 s of CPU instead of 296 at opt-level 1 throughout, and the test runner 16.4 to 17.2 s
+    # instead of 16.1 to 16.2 for the largest test binary (polar-license-wasm's unit tests,
+    # 14 MB, in node; about 33 such runs a test command); at opt-level 0 throughout it took
+    # 5.3 s more a run (measured 2026-11-29; the rest 2026-11-30, on 2 cores, /usr/bin/time).
+    local hot=() p
+    for p in walrus wasmparser wasm-encoder wasm-bindgen-cli-support wasm-bindgen-shared leb128 \
+        leb128fmt id-arena hashbrown indexmap gimli rustc-demangle; do
+        hot+=(--config "profile.release.package.\"$p\".opt-level=1")
+    done
+    TOOL_OPT_LEVEL=0 cargo_tool wasm-bindgen-cli "$want" --force "${hot[@]}"
 }
 
 # geckodriver (Mozilla's, from crates.io), which wasm-bindgen-test-runner drives Firefox ESR

@@ -1,9 +1,9 @@
 //! Buying in the app (issue #80): `open_checkout_link`, `open_relay_checkout`, `buy` and
-//! `buy_signed_in`. The steps are
-//! the core's purchase machine ([`Licensing::buy`], [`Licensing::buy_signed_in`]: the checkout
-//! read until paid, the customer's keys listed through the session Polar handed back, the key
-//! bought asked for until Polar has issued it, then activated and remembered); here its answers
-//! only become typed data for the webview. The whole key never crosses to the webview.
+//! `buy_signed_in`. The steps are the core's purchase machine ([`Licensing::buy`],
+//! [`Licensing::buy_signed_in`]: the checkout read until paid, the customer's keys listed
+//! through the session Polar handed back, the key bought asked for until Polar has issued it,
+//! then activated and remembered); here its answers only become typed data for the webview.
+//! The whole key never crosses to the webview.
 
 use crate::answers::{Activated, DeviceError, LicenseError};
 use crate::PolarLicense;

@@ -62,8 +62,14 @@ fn pay(polar: &Emulator, url: &str, email: &str) -> Option<String> {
 /// `buy` started with `args`, following its checkout while the test pays: the process, and the
 /// checkout's URL it prints on stderr first.
 fn buying(polar: &Emulator, dir: &ScratchDir, args: &[&str]) -> (std::process::Child, String) {
-    let mut child = cli_at(polar, dir.path())
-        .args(args)
+    let mut cmd = cli_at(polar, dir.path());
+    cmd.args(args);
+    buying_with(cmd)
+}
+
+/// [`buying`] with the whole command given (signed mode's, say).
+fn buying_with(mut cmd: std::process::Command) -> (std::process::Child, String) {
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -308,22 +314,9 @@ fn buy_in_signed_mode_reads_the_checkout_at_the_portal_url() {
     assert_eq!(answer["field"], "portal_base_url", "{answer}");
 
     // With it: Polar's checkout, paid by a buyer matched by email (the code path).
-    let mut child = signed(Some(&polar.url()))
-        .args(ask)
-        .args(["--email", KNOWN_BUYER])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("buy starts");
-    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
-    let mut line = String::new();
-    stderr.read_line(&mut line).expect("a line");
-    let url = line
-        .trim()
-        .strip_prefix("open this page to pay: ")
-        .unwrap_or_else(|| panic!("the checkout's URL first: {line}"))
-        .to_string();
+    let mut cmd = signed(Some(&polar.url()));
+    cmd.args(ask).args(["--email", KNOWN_BUYER]);
+    let (child, url) = buying_with(cmd);
     assert_eq!(pay(&polar, &url, KNOWN_BUYER), None, "matched by email");
     let out = child.wait_with_output().expect("buy ends");
     let answer: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");

@@ -1464,6 +1464,26 @@ fn a_reinstall_at_the_limit_reclaims_this_machines_activation() {
     assert_eq!(listed.devices[0].last_seen, None);
 }
 
+/// The buyer pays the checkout at `checkout` (its URL) with `email`, as Polar's hosted page
+/// does: the customer session Polar's answer carries, if any.
+fn pay(w: &Plugin, checkout: &str, email: &str) -> Option<String> {
+    let secret = checkout
+        .rsplit("/checkout/")
+        .next()
+        .expect("a checkout url");
+    let body = format!(r#"{{"customer_email":"{email}"}}"#);
+    let text = format!(
+        "POST /v1/checkouts/client/{secret}/confirm HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let answer = polar_license_testkit::http::raw_exchange(w.polar.port(), &text);
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    answer.json()["customer_session_token"]
+        .as_str()
+        .map(str::to_string)
+}
+
 /// Buying in the app (issue #80): `buy` follows a checkout of the demo seed's link to the key
 /// bought and activates it here, no key typed: with the session Polar adds to the success URL,
 /// and without one (a buyer Polar matched by email: the code sent to the checkout's address,
@@ -1473,23 +1493,7 @@ fn a_reinstall_at_the_limit_reclaims_this_machines_activation() {
 fn a_purchase_unlocks_with_no_key_typed_with_and_without_a_session() {
     let w = Plugin::new("buy");
     w.at_real_time();
-    let pay = |checkout: &str, email: &str| -> Option<String> {
-        let secret = checkout
-            .rsplit("/checkout/")
-            .next()
-            .expect("a checkout url");
-        let body = format!(r#"{{"customer_email":"{email}"}}"#);
-        let text = format!(
-            "POST /v1/checkouts/client/{secret}/confirm HTTP/1.1\r\nHost: 127.0.0.1\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        let answer = polar_license_testkit::http::raw_exchange(w.polar.port(), &text);
-        assert_eq!(answer.status, 200, "{}", answer.text());
-        answer.json()["customer_session_token"]
-            .as_str()
-            .map(str::to_string)
-    };
+    let pay = |checkout: &str, email: &str| pay(&w, checkout, email);
     let link = polar_license_emulator::DEMO_CHECKOUT_LINK;
 
     // With the success URL's session: activated and remembered.
@@ -1573,20 +1577,7 @@ fn a_checkout_the_sellers_relay_makes_unlocks_with_no_key_typed() {
     assert_eq!(read.status, 200, "{}", read.text());
     assert_eq!(read.json()["product_id"], product);
     assert_eq!(read.json()["customer_email"], "relay.buyer@example.com");
-    let body = r#"{"customer_email":"relay.buyer@example.com"}"#;
-    let paid = polar_license_testkit::http::raw_exchange(
-        w.polar.port(),
-        &format!(
-            "POST /v1/checkouts/client/{secret}/confirm HTTP/1.1\r\nHost: 127.0.0.1\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        ),
-    );
-    assert_eq!(paid.status, 200, "{}", paid.text());
-    let token = paid.json()["customer_session_token"]
-        .as_str()
-        .expect("a new buyer's session")
-        .to_string();
+    let token = pay(&w, &checkout, "relay.buyer@example.com").expect("a new buyer's session");
     let success = format!("https://app.example/thanks?customer_session_token={token}");
     let bought: Bought = w.ok(
         "buy",

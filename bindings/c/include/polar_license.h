@@ -892,6 +892,13 @@ polar_license_status polar_license_config_set_machine_id(polar_license_config *c
 polar_license_status polar_license_config_set_relay_url(polar_license_config *config,
                                                         const char *relay_url);
 
+// Asks the customer portal (the sign-in, devices through the session, the customer's keys,
+// key rotation) at this base URL instead of the base URL's (`https://…`, or `http://` for a
+// loopback host). In signed mode the base URL is the seller's relay, which serves no customer
+// portal: set this to Polar's (`https://api.polar.sh`, or the emulator while developing).
+polar_license_status polar_license_config_set_portal_url(polar_license_config *config,
+                                                         const char *portal_url);
+
 // Makes `polar_license_client_check` refuse, with `POLAR_LICENSE_REASON_INVALID_INPUT`
 // (field `activation_id`) and no request, when the cache remembers no activation for the key
 // (never activated here, deactivated, or the cache was deleted). Off by default: Polar

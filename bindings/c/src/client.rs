@@ -227,6 +227,9 @@ pub extern "C" fn polar_license_client_new(
         if !config.machine_binding {
             builder = builder.machine_binding(MachineBinding::Off);
         }
+        if let Some(url) = &config.portal_url {
+            builder = builder.portal_base_url(url.clone());
+        }
         if let Some(relay) = &config.relay_url {
             builder = builder.relay_url(relay.clone());
         }

@@ -30,6 +30,9 @@ pub struct polar_license_config {
     pub(crate) machine_id: Option<String>,
     /// The seller's relay for the heal at the activation limit (issue #80).
     pub(crate) relay_url: Option<String>,
+    /// Where the customer portal is, apart from the base URL (signed mode: Polar, where the
+    /// base URL is the relay; `polar_license_config_set_portal_url`).
+    pub(crate) portal_url: Option<String>,
     pub(crate) require_activation: bool,
     pub(crate) remember_keys: bool,
     /// Perpetual fallback: this build's release date (`polar_license_config_set_released`).
@@ -77,6 +80,7 @@ impl polar_license_config {
             machine_binding: true,
             machine_id: None,
             relay_url: None,
+            portal_url: None,
             require_activation: false,
             remember_keys: false,
             released: None,
@@ -484,6 +488,29 @@ pub extern "C" fn polar_license_config_set_relay_url(
         let checked = check_base_url(url);
         if checked.is_ok() {
             config.relay_url = Some(url.to_string());
+        }
+        config.settle(checked.map(|_| ()))
+    }
+}
+
+/// Asks the customer portal (the sign-in, devices through the session, the customer's keys,
+/// key rotation) at this base URL instead of the base URL's (`https://…`, or `http://` for a
+/// loopback host). In signed mode the base URL is the seller's relay, which serves no customer
+/// portal: set this to Polar's (`https://api.polar.sh`, or the emulator while developing).
+#[no_mangle]
+pub extern "C" fn polar_license_config_set_portal_url(
+    config: *mut polar_license_config,
+    portal_url: *const c_char,
+) -> polar_license_status {
+    ffi_boundary! {
+        let config = try_mut!(config);
+        let url = try_str!(portal_url);
+        let checked = check_base_url(url).map_err(|e| match e {
+            Error::InvalidInput { message, .. } => Error::invalid("portal_url", message),
+            other => other,
+        });
+        if checked.is_ok() {
+            config.portal_url = Some(url.to_string());
         }
         config.settle(checked.map(|_| ()))
     }

@@ -340,6 +340,39 @@ static void air_gapped_calls_refuse_bad_arguments(void) {
   client_done(client, dir);
 }
 
+/* Signed mode (issue #80): the base URL is the seller's relay, which serves no customer
+ * portal. A sign-in code asked there is refused; with polar_license_config_set_portal_url
+ * pointing at Polar (the emulator) it is sent, while the license stays the relay's. */
+static void in_signed_mode_the_portal_url_takes_the_sign_in_to_polar(void) {
+  relay rl;
+  char dir[64];
+  polar_license_config *config = NULL;
+  polar_license_client *client;
+  polar_license_portal_result *r = NULL;
+  relay_start(&rl);
+  temp_dir(dir);
+  client = app(dir, rl.url, relay_pair, 0);
+  must(polar_license_client_request_sign_in_code(client, "jane.doe@gmail.com", NULL, &r));
+  CHECK(polar_license_portal_result_error(r) != POLAR_LICENSE_PORTAL_ERROR_NONE);
+  polar_license_portal_result_free(r);
+  polar_license_client_free(client);
+
+  must(polar_license_config_new(&config));
+  must(polar_license_config_set_organization(config, DEMO_ORG));
+  must(polar_license_config_set_base_url(config, rl.url));
+  must(polar_license_config_set_portal_url(config, emu_url()));
+  must(polar_license_config_set_cache_dir(config, dir));
+  must(polar_license_config_add_relay_key(config, relay_pair));
+  must(polar_license_client_new(config, &client));
+  polar_license_config_free(config);
+  r = NULL;
+  must(polar_license_client_request_sign_in_code(client, "jane.doe@gmail.com", NULL, &r));
+  CHECK_INT(polar_license_portal_result_error(r), POLAR_LICENSE_PORTAL_ERROR_NONE);
+  polar_license_portal_result_free(r);
+  client_done(client, dir);
+  relay_stop(&rl);
+}
+
 /* A record made without a relay (no lease) licenses an unsigned app offline, never a signed
  * one; its status names no lease. */
 static void an_unsigned_record_never_licenses_offline_in_signed_mode(void) {
@@ -1250,6 +1283,7 @@ int main(void) {
   RUN(bad_relay_keys_and_nulls_are_clear_errors);
   RUN(air_gapped_calls_refuse_bad_arguments);
   RUN(an_unsigned_record_never_licenses_offline_in_signed_mode);
+  RUN(in_signed_mode_the_portal_url_takes_the_sign_in_to_polar);
   RUN(through_the_relay_the_cache_licenses_within_the_lease_only);
   RUN(through_the_relay_a_check_says_where_polars_verdict_came_from);
   RUN(the_forged_record_attack_is_refused_in_signed_mode);

@@ -291,12 +291,7 @@ impl Portal {
 /// The base URL of the seller's relay at `relay_url` (`https://`, or `http://` on loopback only:
 /// checked as a base URL is), a refusal naming `relay_url`.
 pub(crate) fn relay_base(relay_url: &str) -> Result<String, Error> {
-    Server::Custom(relay_url.to_string())
-        .base_url()
-        .map_err(|e| match e {
-            Error::InvalidInput { message, .. } => Error::invalid("relay_url", message),
-            other => other,
-        })
+    Server::Custom(relay_url.to_string()).base_url_of("relay_url")
 }
 
 /// A `POST` of the JSON `body` to `url`, with no credential (a session's is added by the

@@ -503,10 +503,7 @@ impl Api {
     /// the base URL is the seller's relay). Its URL checked as a base URL is, a refusal naming
     /// `portal_base_url`.
     pub fn with_portal(mut self, server: &Server) -> Result<Api, Error> {
-        self.portal_base_url = server.base_url().map_err(|e| match e {
-            Error::InvalidInput { message, .. } => Error::invalid("portal_base_url", message),
-            other => other,
-        })?;
+        self.portal_base_url = server.base_url_of("portal_base_url")?;
         Ok(self)
     }
 

@@ -68,6 +68,22 @@ impl BlockingClient {
 }
 
 impl Licensing {
+    /// Asks the seller's relay this licensing knows (the builder's
+    /// [`super::LicensingBuilder::relay_url`], else signed mode's base URL) to make a checkout
+    /// ([`BlockingClient::open_relay_checkout`]): the new checkout's URL. No relay known:
+    /// `invalid_input` naming `relay_url`, nothing sent.
+    pub fn open_relay_checkout(&self, ask: &CheckoutAsk) -> Result<String, PurchaseError> {
+        let Some(relay) = self.known_relay() else {
+            return Err(PurchaseError::Portal(PortalError::Invalid(
+                crate::Error::invalid(
+                    "relay_url",
+                    "no seller's relay: name it with LicensingBuilder::relay_url (in signed mode the base URL is the relay)",
+                ),
+            )));
+        };
+        self.client().open_relay_checkout(relay, ask)
+    }
+
     /// Buys in the app: follows the checkout (`checkout`: its URL or client secret) until the
     /// buyer has paid, finds the key bought through the customer `session` Polar handed back
     /// (the confirmation's answer, or the success URL's `customer_session_token`:

@@ -657,8 +657,16 @@ impl Licensing {
         (activated, adopted, devices)
     }
 
-    /// How a heal lists `key`'s activations: through the relay given, the builder's, signed
-    /// mode's base URL (the relay), else the customer session; `None`: nowhere.
+    /// The seller's relay this licensing knows: the builder's [`LicensingBuilder::relay_url`],
+    /// else signed mode's base URL (the relay); `None`: no relay.
+    pub(crate) fn known_relay(&self) -> Option<&str> {
+        self.relay_url
+            .as_deref()
+            .or((!self.relay_keys.is_empty()).then(|| self.client.api().base_url()))
+    }
+
+    /// How a heal lists `key`'s activations: through the relay given, the one this licensing
+    /// knows ([`Licensing::known_relay`]), else the customer session; `None`: nowhere.
     fn heal_listing(
         &self,
         key: &Key,
@@ -667,9 +675,7 @@ impl Licensing {
     ) -> Option<crate::portal::ListDevices> {
         use crate::portal::{ListDevices, Portal};
         let api = self.client.api();
-        let relay = relay_url
-            .or(self.relay_url.as_deref())
-            .or((!self.relay_keys.is_empty()).then(|| api.base_url()));
+        let relay = relay_url.or(self.known_relay());
         if let Some(relay) = relay {
             if let Ok(portal) = Portal::for_relay(api, relay) {
                 return Some(ListDevices::via_relay(portal, key.clone(), None));

@@ -41,6 +41,15 @@ impl Server {
             Server::Custom(url) => check_base_url(url),
         }
     }
+
+    /// [`Server::base_url`], a refusal naming `field` (a relay's URL, the portal's) instead of
+    /// `base_url`.
+    pub fn base_url_of(&self, field: &str) -> Result<String, Error> {
+        self.base_url().map_err(|e| match e {
+            Error::InvalidInput { message, .. } => Error::invalid(field, message),
+            other => other,
+        })
+    }
 }
 
 /// Checks a custom base URL: `https://`, or `http://` only for a loopback host; no user info,

@@ -505,10 +505,7 @@ pub extern "C" fn polar_license_config_set_portal_url(
     ffi_boundary! {
         let config = try_mut!(config);
         let url = try_str!(portal_url);
-        let checked = check_base_url(url).map_err(|e| match e {
-            Error::InvalidInput { message, .. } => Error::invalid("portal_url", message),
-            other => other,
-        });
+        let checked = Server::Custom(url.to_string()).base_url_of("portal_url");
         if checked.is_ok() {
             config.portal_url = Some(url.to_string());
         }

@@ -508,7 +508,7 @@ export interface Bought {
 }
 /** Opens a checkout from the seller's checkout link: its URL (a PurchaseError `checkout_not_found`). */
 export declare function openCheckoutLink(link: string, options?: { email?: string }): Promise<string>;
-/** Asks the app's checkout relay (`Options::checkout_relay`) for a checkout of `productId`: its URL (a DeviceError: `invalid_input` for a bad ask or no relay, nothing sent; the relay's refusal). */
+/** Asks the seller's relay the plugin knows (signed mode's base URL, or `relay_url` through `Options::configure`) for a checkout of `productId`: its URL (a DeviceError: `invalid_input` for a bad ask or no relay, nothing sent; the relay's refusal). */
 export declare function openRelayCheckout(productId: string, options?: {
   metadata?: Record<string, string | number | boolean>;
   email?: string;

@@ -240,7 +240,8 @@ export function openCheckoutLink(link, options = {}) {
   return call('open_checkout_link', { link, email: options.email });
 }
 
-/** Asks the app's checkout relay (the plugin's `Options::checkout_relay`) for a checkout of
+/** Asks the seller's relay the plugin knows (signed mode's base URL, or the builder's
+ * `relay_url` through `Options::configure`) for a checkout of
  * `productId` with `options.metadata` kept on it, `options.email` prefilled and
  * `options.successUrl`: its URL, to open for the buyer and to `buy`. */
 export function openRelayCheckout(productId, options = {}) {

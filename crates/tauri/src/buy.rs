@@ -178,10 +178,11 @@ pub(crate) async fn open_checkout_link(
     .await
 }
 
-/// Asks the app's checkout relay ([`crate::Options::checkout_relay`]) to make a checkout of
-/// `productId` (a product the seller sells there) with the app's `metadata`, `email` prefilled
-/// and `successUrl` (on an origin the seller allows): the new checkout's URL, to open for the
-/// buyer and to `buy`. The core checks the ask before anything is sent.
+/// Asks the seller's relay the plugin's [`Licensing`] knows (signed mode's base URL, or the
+/// builder's `relay_url`: [`Licensing::open_relay_checkout`]) to make a checkout of `productId`
+/// (a product the seller sells there) with the app's `metadata`, `email` prefilled and
+/// `successUrl` (on an origin the seller allows): the new checkout's URL, to open for the buyer
+/// and to `buy`. The core picks the relay and checks the ask before anything is sent.
 #[tauri::command]
 pub(crate) async fn open_relay_checkout(
     state: State<'_, PolarLicense>,
@@ -190,24 +191,12 @@ pub(crate) async fn open_relay_checkout(
     email: Option<String>,
     success_url: Option<String>,
 ) -> Result<String, BuyError> {
-    let Some(relay) = state.checkout_relay().map(str::to_string) else {
-        // As the core refuses a bad relay URL: the portal's `invalid_input`, nothing sent.
-        let none = Error::invalid(
-            "relay_url",
-            "no checkout relay: the app names it with Options::checkout_relay",
-        );
-        return Err(BuyError::of(&PurchaseError::Portal(
-            polar_license::portal::PortalError::Invalid(none),
-        )));
-    };
     let mut ask = CheckoutAsk::new(product_id);
     ask.metadata = metadata.unwrap_or_default();
     ask.customer_email = email;
     ask.success_url = success_url;
     blocking(state.licensing(), move |l| {
-        l.client()
-            .open_relay_checkout(&relay, &ask)
-            .map_err(|e| BuyError::of(&e))
+        l.open_relay_checkout(&ask).map_err(|e| BuyError::of(&e))
     })
     .await
 }

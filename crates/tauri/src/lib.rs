@@ -82,7 +82,6 @@ pub struct Options {
     released: Option<ReleaseDate>,
     trial: Option<TrialDays>,
     trial_benefits: Vec<String>,
-    checkout_relay: Option<String>,
     configure: Option<Configure>,
 }
 
@@ -97,7 +96,6 @@ impl Default for Options {
             released: None,
             trial: None,
             trial_benefits: Vec::new(),
-            checkout_relay: None,
             configure: None,
         }
     }
@@ -114,7 +112,6 @@ impl std::fmt::Debug for Options {
             .field("released", &self.released)
             .field("trial", &self.trial)
             .field("trial_benefits", &self.trial_benefits)
-            .field("checkout_relay", &self.checkout_relay)
             .field("configure", &self.configure.is_some())
             .finish()
     }
@@ -187,15 +184,6 @@ impl Options {
         self
     }
 
-    /// The seller's relay (its URL: `https://`, or `http://` on loopback) that makes the app's
-    /// checkouts (`relay serve --checkout-product`, issue #80): `openRelayCheckout` asks it for
-    /// one. The webview names the product, never where the request goes. Unset: that command
-    /// refuses (`invalid_input`, field `relay_url`).
-    pub fn checkout_relay(mut self, url: impl Into<String>) -> Self {
-        self.checkout_relay = Some(url.into());
-        self
-    }
-
     /// Anything else of the [`LicensingBuilder`] (grace policy, timeouts, proxy, machine
     /// binding, `require_activation`), applied last.
     pub fn configure(
@@ -251,8 +239,6 @@ pub struct PolarLicense {
     /// The seats held through the relay (issue #67), by id, each with the core's heartbeat
     /// thread (`Beating`): in memory only.
     seats: seats::Seats,
-    /// The relay that makes the app's checkouts ([`Options::checkout_relay`]).
-    checkout_relay: Option<String>,
 }
 
 impl PolarLicense {
@@ -267,11 +253,6 @@ impl PolarLicense {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
-    }
-
-    /// The relay that makes the app's checkouts, if the app named one.
-    pub(crate) fn checkout_relay(&self) -> Option<&str> {
-        self.checkout_relay.as_deref()
     }
 
     /// The seats held (issue #67).
@@ -337,14 +318,12 @@ pub fn init<R: Runtime>(organization_id: impl Into<String>, options: Options) ->
         .setup(move |app, _api| {
             let identifier = app.config().identifier.clone();
             let trial = options.trial.is_some();
-            let checkout_relay = options.checkout_relay.clone();
             let licensing = options.build(organization_id, &identifier)?;
             app.manage(PolarLicense {
                 licensing,
                 trial,
                 session: Arc::default(),
                 seats: seats::Seats::default(),
-                checkout_relay,
             });
             Ok(())
         })

@@ -181,10 +181,6 @@ impl Plugin {
             .base_url(base_url)
             .cache_dir(world.dir.path())
             .entitlements(entitlements);
-        let options = match &relay {
-            Some((running, _)) => options.checkout_relay(running.url()),
-            None => options,
-        };
         let options = app_options(options).configure(move |builder| {
             let builder = builder
                 .machine_binding(MachineBinding::Id("machine-A".into()))
@@ -1545,11 +1541,11 @@ fn a_purchase_unlocks_with_no_key_typed_with_and_without_a_session() {
     assert!(missing["nextStep"].as_str().is_some_and(|s| !s.is_empty()));
 }
 
-/// Buying through the seller's relay (issue #80): `open_relay_checkout` asks the relay the app
-/// named (`Options::checkout_relay`) for a checkout of the product the webview names, with its
-/// metadata and e-mail; paid, `buy` activates the key bought. A bad ask is refused before
-/// anything is sent, an app that named no relay refuses, and the relay refuses what it does
-/// not sell.
+/// Buying through the seller's relay (issue #80): `open_relay_checkout` asks the relay the
+/// plugin's licensing knows (signed mode's base URL: `Licensing::open_relay_checkout`) for a
+/// checkout of the product the webview names, with its metadata and e-mail; paid, `buy`
+/// activates the key bought. A bad ask is refused before anything is sent, an app that knows no
+/// relay refuses, and the relay refuses what it does not sell.
 #[test]
 fn a_checkout_the_sellers_relay_makes_unlocks_with_no_key_typed() {
     let w = Plugin::signed("relay-buy", 7);

@@ -288,6 +288,19 @@ impl Portal {
     }
 }
 
+/// The seller's relay a client knows, one rule for every face: the one it names (`relay_url`),
+/// else, in signed mode (`signed`: relay keys set), its base URL, since signed mode's base URL is
+/// the relay; `None`: none known. Where the heal at the activation limit lists a key's
+/// activations, devices are listed without a session and a checkout is asked for
+/// ([`crate::purchase::CheckoutAsk`]).
+pub fn known_relay<'a>(
+    relay_url: Option<&'a str>,
+    signed: bool,
+    base_url: &'a str,
+) -> Option<&'a str> {
+    relay_url.or(signed.then_some(base_url))
+}
+
 /// The base URL of the seller's relay at `relay_url` (`https://`, or `http://` on loopback only:
 /// checked as a base URL is), a refusal naming `relay_url`.
 pub(crate) fn relay_base(relay_url: &str) -> Result<String, Error> {

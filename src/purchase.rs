@@ -179,6 +179,24 @@ impl PurchaseError {
                 "The code is wrong, used or more than 30 minutes old.",
                 "Ask for a new code and type it as the email shows it.",
             ),
+            // The seller's relay refusing a checkout it was asked to make (its 403s,
+            // crates/relay's checkout route): the seller's settings, not the buyer's doing.
+            PurchaseError::Portal(PortalError::Refused { error, .. })
+                if error == "CheckoutProductNotAllowed" =>
+            {
+                Message::fixed(
+                    "This product cannot be bought from the app.",
+                    "Ask the seller to sell it through their relay.",
+                )
+            }
+            PurchaseError::Portal(PortalError::Refused { error, .. })
+                if error == "CheckoutOriginNotAllowed" =>
+            {
+                Message::fixed(
+                    "The seller's relay does not allow the page this app returns to after paying.",
+                    "Ask the seller to allow this app's success URL on their relay.",
+                )
+            }
             PurchaseError::Portal(p) => match p.reason() {
                 Some(r) => r.message(),
                 None => Message::fixed(
@@ -792,6 +810,25 @@ mod tests {
             checkout_of_relay(&refused),
             Err(PurchaseError::Portal(_))
         ));
+        // The relay's refusals said as the seller's settings, never as the buyer's purchase.
+        let said = |error: &str| match checkout_of_relay(&HttpResponse::new(
+            403,
+            serde_json::json!({"error": error, "detail": "no"}).to_string(),
+        )) {
+            Err(e) => (e.code(), e.message().text()),
+            Ok(url) => ("ok", url),
+        };
+        assert_eq!(
+            said("CheckoutProductNotAllowed"),
+            (
+                "refused",
+                "This product cannot be bought from the app: ask the seller to sell it through their relay.".to_string()
+            )
+        );
+        let (code, text) = said("CheckoutOriginNotAllowed");
+        assert_eq!(code, "refused");
+        assert!(text.contains("success URL"), "{text}");
+        assert!(!said("Other").1.contains("relay"));
         assert!(checkout_of_relay(&HttpResponse::new(201, "{}")).is_err());
     }
 

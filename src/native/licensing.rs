@@ -660,9 +660,11 @@ impl Licensing {
     /// The seller's relay this licensing knows: the builder's [`LicensingBuilder::relay_url`],
     /// else signed mode's base URL (the relay); `None`: no relay.
     pub(crate) fn known_relay(&self) -> Option<&str> {
-        self.relay_url
-            .as_deref()
-            .or((!self.relay_keys.is_empty()).then(|| self.client.api().base_url()))
+        crate::portal::known_relay(
+            self.relay_url.as_deref(),
+            !self.relay_keys.is_empty(),
+            self.client.api().base_url(),
+        )
     }
 
     /// How a heal lists `key`'s activations: through the relay given, the one this licensing

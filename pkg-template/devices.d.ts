@@ -125,10 +125,19 @@ export interface DevicesOptions {
   /** `'production'` (default) or `'sandbox'`. */
   server?: string;
   /**
+   * Where Polar's customer portal and checkouts are when `baseUrl` is not Polar: in signed
+   * mode `baseUrl` is the seller's relay, which serves neither (`https://api.polar.sh`, or the
+   * emulator while developing).
+   */
+  portalUrl?: string;
+  /**
    * The seller's relay's URL (issue #64): when not signed in, `list` asks the relay, where the
-   * key proves it is the customer's (no email code).
+   * key proves it is the customer's (no email code); `openRelayCheckout` asks it for a
+   * checkout. In signed mode (`relayKeys` given) the relay at `baseUrl` without it.
    */
   relay?: string;
+  /** A `LicenseClient`'s `relayKeys` (signed mode): only whether any are given is read here. */
+  relayKeys?: string | readonly string[];
   /** Called like the global fetch (default: the global one). */
   fetch?: typeof fetch;
   /** Each request's time limit, ms (default 30,000). */
@@ -152,6 +161,15 @@ export class Devices {
   recover(): Promise<RecoverableKey[] & { readonly userMessage?: string }>;
   /** Frees device `activationId` of `key` (no session needed). */
   free(key: string, activationId: string): Promise<void>;
+  /**
+   * A checkout the seller's relay makes for this app (issue #80): its URL, to open and then
+   * follow with `buy`. Rejects `invalid_input` (with `field`) before sending, or with the
+   * relay's refusal typed.
+   */
+  openRelayCheckout(
+    productId: string,
+    options?: { metadata?: Record<string, string | number | boolean>; email?: string; successUrl?: string },
+  ): Promise<string>;
   /**
    * Buying in the app (issue #80): follows the checkout until paid, finds the key bought
    * through the customer session (`sessionToken`, the `successUrl`'s, or this object's), waits

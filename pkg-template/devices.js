@@ -50,21 +50,26 @@ export class Devices {
 
   /**
    * `options`: `organizationId`, and `baseUrl` or `server` (`'sandbox'`), as the client's;
-   * `relay` (the seller's relay's URL: `list` asks it when not signed in, issue #64);
-   * `fetch` (default: the global one), `timeoutMs` (default 30 s).
+   * `portalUrl` (where Polar's portal and checkouts are when `baseUrl` is not Polar: in signed
+   * mode `baseUrl` is the relay); `relay` (the seller's relay's URL: `list` asks it when not
+   * signed in, issue #64, and `openRelayCheckout` asks it for a checkout; in signed mode,
+   * `relayKeys` given, the relay at `baseUrl` without it); `fetch` (default: the global one),
+   * `timeoutMs` (default 30 s). The options of a `LicenseClient` are taken as they are (the
+   * gate passes its `options` on); the others are ignored.
    */
   constructor(options = {}) {
     if (options === null || typeof options !== 'object') throw new DevicesError({ code: 'invalid_input', reason: 'invalid_input', field: 'options', message: 'options must be an object' });
-    const { organizationId, baseUrl, server, relay, fetch: fetchFn, timeoutMs } = options;
-    for (const [name, value] of [['organizationId', organizationId], ['baseUrl', baseUrl], ['server', server], ['relay', relay]]) {
+    const { organizationId, baseUrl, server, portalUrl, relay, relayKeys, fetch: fetchFn, timeoutMs } = options;
+    for (const [name, value] of [['organizationId', organizationId], ['baseUrl', baseUrl], ['server', server], ['portalUrl', portalUrl], ['relay', relay]]) {
       if (value !== undefined && typeof value !== 'string') throw new DevicesError({ code: 'invalid_input', reason: 'invalid_input', field: name, message: `${name} must be a string` });
     }
     if (fetchFn !== undefined && typeof fetchFn !== 'function') throw new DevicesError({ code: 'invalid_input', reason: 'invalid_input', field: 'fetch', message: 'fetch must be a function called like the global fetch' });
     if (timeoutMs !== undefined && !(Number.isFinite(timeoutMs) && timeoutMs > 0)) throw new DevicesError({ code: 'invalid_input', reason: 'invalid_input', field: 'timeoutMs', message: 'timeoutMs must be a positive number' });
-    // The core's three options, as the wasm takes them (it parses no JSON of its own).
-    this.#options = [organizationId ?? '', baseUrl, server];
-    // The seller's relay's URL (issue #64): without a session, `list` asks it.
-    this.#relay = relay ?? null;
+    // The core's four options, as the wasm takes them (it parses no JSON of its own).
+    this.#options = [organizationId ?? '', baseUrl, server, portalUrl];
+    // The seller's relay (issue #64: without a session, `list` asks it): the one named, else in
+    // signed mode the base URL; the core picks (`known_relay`), given both.
+    this.#relay = [relay, relayKeys !== undefined && relayKeys !== null && relayKeys.length > 0];
     this.#fetch = fetchFn ?? ((...a) => globalThis.fetch(...a));
     this.#timeout = timeoutMs ?? TIMEOUT_MS;
   }
@@ -131,11 +136,11 @@ export class Devices {
   async list(key, { activationId } = {}) {
     if (typeof key !== 'string') throw new DevicesError({ code: 'invalid_input', reason: 'invalid_input', field: 'key', message: 'key must be a string' });
     if (activationId !== undefined && activationId !== null && typeof activationId !== 'string') throw new DevicesError({ code: 'invalid_input', reason: 'invalid_input', field: 'activation_id', message: 'activationId must be a string' });
-    if (this.#session === null && this.#relay === null) throw new DevicesError({ code: 'not_signed_in', reason: 'invalid_input', message: 'not signed in' });
     const session = this.#session;
-    // The session when there is one; else the seller's relay (the key proves it is the caller's).
+    // The session when there is one; else the seller's relay (the key proves it is the
+    // caller's), and with none known the core's `not_signed_in`.
     return this.#run((c) => session === null
-      ? c.Listing.viaRelay(...this.#options, this.#relay, key, activationId ?? undefined)
+      ? c.Listing.viaRelay(...this.#options, ...this.#relay, key, activationId ?? undefined)
       : new c.Listing(...this.#options, session, key, activationId ?? undefined));
   }
 
@@ -228,6 +233,27 @@ export class Devices {
     if (remembered) await client.rememberKey(end.key);
     const followed = { activationId: end.activationId, remembered, license: end.license };
     return Object.defineProperty(followed, 'key', { value: end.key, enumerable: false });
+  }
+
+  /**
+   * A checkout the seller's relay makes for this app (issue #80, the relay's `checkout`
+   * settings): `productId` one of the products the relay sells, with the app's `metadata`
+   * (Polar's limits: kept on the checkout and its order), the buyer's `email` prefilled and the
+   * `successUrl` (on an origin the relay allows). Asks the relay of `relay` (in signed mode,
+   * the one at `baseUrl`). Resolves the checkout's URL, to open for the buyer and to follow
+   * with `buy` (the gate's `checkout` can be `() => devices.openRelayCheckout(productId)`).
+   * Rejects with `invalid_input` (its `field`: `product_id` not a UUID, `metadata` past
+   * Polar's limits, `relay_url` none known or not https) before sending, or the relay's
+   * refusal typed (`not_found`: a product it does not sell; `invalid_input`: a success URL on
+   * no allowed origin; `rate_limited`).
+   */
+  async openRelayCheckout(productId, { metadata, email, successUrl } = {}) {
+    for (const [name, value] of [['product_id', productId], ['email', email], ['success_url', successUrl]]) {
+      if (value !== undefined && typeof value !== 'string') throw new DevicesError({ code: 'invalid_input', reason: 'invalid_input', field: name, message: `${name} must be a string` });
+    }
+    if (metadata !== undefined && (metadata === null || typeof metadata !== 'object' || Array.isArray(metadata))) throw new DevicesError({ code: 'invalid_input', reason: 'invalid_input', field: 'metadata', message: 'metadata must be an object' });
+    const done = await this.#run((c) => new c.RelayCheckout(...this.#options, ...this.#relay, productId ?? '', metadata === undefined ? undefined : JSON.stringify(metadata), email, successUrl));
+    return done.url;
   }
 
   /**

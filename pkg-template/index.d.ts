@@ -344,6 +344,15 @@ export interface LicenseClientOptions {
    * `invalid_input` (field `relay_url`).
    */
   relay?: string;
+  /**
+   * Where Polar's customer portal and checkouts are (sign-in, devices, the customer's keys,
+   * key rotation, buying in the app), when `baseUrl` is not Polar: in signed mode `baseUrl` is
+   * your relay, which serves none of them, so set this to Polar's (`https://api.polar.sh`, or
+   * the emulator while developing). `polar-license/devices` takes it too (the gate passes its
+   * `options` on). A bad URL rejects every call with `invalid_input` (field
+   * `portal_base_url`).
+   */
+  portalUrl?: string;
 }
 
 /**

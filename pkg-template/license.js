@@ -88,7 +88,11 @@ const JS_NAMES = {
   machine_id: 'machineId',
   relay_keys: 'relayKeys',
   relay_url: 'relay',
+  portal_base_url: 'portalUrl',
 };
+
+/** Any of JS_NAMES' Rust names, as a word. */
+const OPTION_NAMES = new RegExp(`\\b(${Object.keys(JS_NAMES).join('|')})\\b`, 'g');
 
 const cacheError = (detail) => new LicenseError('cache_error', detail);
 
@@ -220,6 +224,7 @@ const CLIENT_OPTIONS = [
   'trialBenefit',
   'trial',
   'relay',
+  'portalUrl',
 ];
 const POLICY_OPTIONS = ['revalidateAfter', 'gracePeriod', 'clockTolerance'];
 /** The longest timeout, in seconds: a larger number is surely milliseconds. */
@@ -273,7 +278,7 @@ function clientOptions(o) {
   if (rest.organizationId === undefined) {
     return invalidOption('organization_id', 'organizationId', 'required: your Polar organization id (a UUID, in Polar under Settings)');
   }
-  for (const name of ['organizationId', 'server', 'baseUrl', 'appSecret', 'machineId', 'relay']) {
+  for (const name of ['organizationId', 'server', 'baseUrl', 'appSecret', 'machineId', 'relay', 'portalUrl']) {
     if (rest[name] !== undefined && typeof rest[name] !== 'string') {
       return invalid('options', `${name} must be a string, got ${typeName(rest[name])}`);
     }
@@ -362,7 +367,7 @@ function optionError(e, viaServer) {
   const base = e.field === 'base_url' && viaServer;
   let detail = e.detail;
   if (base) detail = detail.replace(/^base_url\b/, 'server');
-  detail = detail.replace(/\b(organization_id|base_url|grace_period|revalidate_after|clock_tolerance|app_secret|machine_id|relay_keys)\b/g, (n) => JS_NAMES[n]);
+  detail = detail.replace(OPTION_NAMES, (n) => JS_NAMES[n]);
   return new LicenseError(e.code, detail, { ...e, field: base ? 'server' : e.field });
 }
 

@@ -222,7 +222,7 @@ export declare class PolarLicenseGate extends HTMLElement {
   /** Buying in the app (issue #80): resolves to a checkout's URL (`…/checkout/polar_c_…`) made
    * for this purchase (by the seller's relay or backend); with it, "Buy a license". A checkout
    * link cannot be given: a page cannot read the redirect Polar answers it with. */
-  checkout: (() => string | Promise<string>) | null;
+  checkout: ((devices: Devices) => string | Promise<string>) | null;
   /** The app's strings over the English ones. */
   get strings(): Readonly<GateStrings & ReasonStrings>;
   set strings(strings: Partial<GateStrings> & ReasonStrings);

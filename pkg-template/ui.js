@@ -388,7 +388,8 @@ export class PolarLicenseGate extends Base {
    * the app's metadata, `POST /v1/checkouts/`). With it (and `devices`, or `options`) the
    * screen offers "Buy a license". A checkout link cannot be given here: a page cannot read the
    * redirect Polar answers it with (fetch's opaque redirect), so it would never learn the
-   * checkout to follow.
+   * checkout to follow. It is called with the gate's `devices`: `(devices) =>
+   * devices.openRelayCheckout(productId, { metadata })` has the seller's relay make one.
    */
   get checkout() {
     return this.#checkout;
@@ -572,7 +573,8 @@ export class PolarLicenseGate extends Base {
     this.#retry = false;
     this.#set('buy');
     let url = null;
-    if (!(await this.#work(async () => (url = String(await this.#checkout()))))) return win?.close();
+    // Called with the gate's devices, whose `openRelayCheckout` asks the seller's relay.
+    if (!(await this.#work(async () => (url = String(await this.#checkout(devices)))))) return win?.close();
     this.#purchase = { checkout: url, url: /^https?:/.test(url) ? url : null };
     if (win && this.#purchase.url) win.location.href = this.#purchase.url;
     this.#set('buy', { message: this.#t('buyPay') });

@@ -55,7 +55,11 @@ const PAGE = gatePage('buy', `<polar-license-gate device-label="Ada's laptop"></
   gate.devices = new Devices({ organizationId: q.get('org'), baseUrl: q.get('api') });
   gate.client = new LicenseClient({ organizationId: q.get('org'), baseUrl: q.get('api'), storage: 'memory', rememberKeys: true });
   // What the seller's relay would answer: a checkout made for this purchase (set by the test).
-  gate.checkout = () => window.gateTest.checkout;
+  // Called with the gate's devices (whose openRelayCheckout asks the relay): noted.
+  gate.checkout = (devices) => {
+    window.gateTest.checkoutGot = devices === gate.devices && typeof devices.openRelayCheckout === 'function';
+    return window.gateTest.checkout;
+  };
   window.gateTest.ready = true;
 `);
 
@@ -161,6 +165,7 @@ eachEngine(
       const snap = await inState('buy-pay', 'buy', 'pay');
       assert.equal(snap.message, DEFAULT_STRINGS.buyPay);
       assert.equal(snap.checkout, url, 'the checkout to open, should the window have been blocked');
+      assert.equal(await page.evaluate(() => window.gateTest.checkoutGot), true, 'checkout called with the gate\'s devices');
       assert.ok(await page.evaluate(() => window.gateTest.win && !window.gateTest.win.closed), 'the checkout opened in a window of its own');
     }
 

@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { inspect } from 'node:util';
-import { ORG, PACKAGE_DIR, README_KEY, mapStorage, pkg, rejection } from './emulator.mjs';
+import { ORG, PACKAGE_DIR, README_KEY, mapStorage, nodeRelay, pkg, rejection } from './emulator.mjs';
 
 const { LicenseClient } = await pkg();
 const { Devices, DevicesError } = await import(pathToFileURL(join(PACKAGE_DIR, 'devices.js')).href);
@@ -121,4 +121,37 @@ test('a key that was not rotated is not_found; no session, no client, no key: ty
   const bare = client(polar);
   const nothing = await rejection(d.followRotation(bare));
   assert.deepEqual([nothing.code, nothing.field], ['invalid_input', 'key']);
+});
+
+test('signed mode: the follow reads the customer\'s keys at the client\'s portalUrl and validates the new string at the relay', async (t) => {
+  const polar = await emulator(t);
+  const relay = await nodeRelay(polar.url, 'follow-signed');
+  t.after(relay.close);
+  const storage = mapStorage();
+  const signed = (portalUrl) => new LicenseClient({
+    organizationId: ORG,
+    baseUrl: relay.url,
+    relayKeys: relay.pair,
+    ...(portalUrl ? { portalUrl } : {}),
+    storage,
+    machineId: 'machine-follow-signed',
+    rememberKeys: true,
+    gracePolicy: { revalidateAfter: 0 },
+  });
+  const app = signed(polar.url);
+  const here = (await app.activate(README_KEY, { label: 'This laptop' })).activation.id;
+  const rotated = await rotate(polar, README_KEY);
+  assert.equal((await rejection(app.check(README_KEY))).code, 'not_found');
+  const d = await signedIn(polar);
+  // The same cache without portalUrl: the follow lists the keys at the relay, which serves no
+  // portal, and fails (a protocol error: its 404 is no portal answer), nothing written.
+  const lost = await rejection(d.followRotation(signed(undefined)));
+  assert.equal(lost.code, 'protocol_error', lost.message);
+  const followed = await d.followRotation(app);
+  assert.equal(followed.key, rotated, 'the new string');
+  assert.equal(followed.activationId, here, 'validated with this machine\'s activation');
+  // The new string's record holds the relay's lease, verified by the client's host.
+  const checked = await app.check();
+  assert.ok(checked.license, JSON.stringify(checked));
+  assert.equal(checked.lease?.kid, 'follow-signed', JSON.stringify(checked.lease));
 });

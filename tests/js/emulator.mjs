@@ -162,13 +162,14 @@ export function relaySigningKey(kid) {
  * The package's relay (`polar-license/relay`, imported as an app does) in front of the Polar at
  * `baseUrl`, on loopback in this process, with the emulator's demo token, a new signing key
  * named `kid` and the per-address limit out of the way; `options` are more of createRelay's.
- * Resolves `{ url, close }`.
+ * Resolves `{ url, pair, close }` (`pair`: the key for a client's `relayKeys`).
  */
 export async function nodeRelay(baseUrl, kid, options = {}) {
   const relayPkg = await importAsApp(`relay-import-${kid}.mjs`, 'polar-license/relay');
+  const signing = relaySigningKey(kid);
   const relay = relayPkg.createRelay({
     accessToken: 'polar_oat_emulator_demo_0123456789abcdef',
-    signingKey: relaySigningKey(kid).text,
+    signingKey: signing.text,
     baseUrl,
     perIp: '1000/1000',
     ...options,
@@ -177,6 +178,8 @@ export async function nodeRelay(baseUrl, kid, options = {}) {
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
     url: `http://127.0.0.1:${server.address().port}`,
+    // The relay's public key, `KID=k4.public.…`: a client's `relayKeys` (signed mode).
+    pair: signing.pair,
     close: () => new Promise((resolve) => server.close(resolve)),
   };
 }

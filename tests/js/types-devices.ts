@@ -65,3 +65,22 @@ async function rotated(d: Devices, client: LicenseClient): Promise<string> {
   return `${kept} ${remembered} ${again.license.displayKey} ${followed.key.length}`;
 }
 void rotated;
+
+// Signed mode (issue #80): one options object for the client, the devices and the gate, the
+// portal at Polar; a checkout the seller's relay makes, its URL to open and follow.
+async function signedPurchase(): Promise<string> {
+  const options = {
+    organizationId: '2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10',
+    baseUrl: 'https://relay.example.com',
+    relayKeys: ['relay-2026=k4.public.zevIf5uXysdQewS3wkNUerMNt6DoYLb_3Nnw5jAcsXQ'],
+    portalUrl: 'https://api.polar.sh',
+  };
+  const client = new LicenseClient({ ...options, storage: 'memory' });
+  const d = new Devices(options);
+  const url: string = await d.openRelayCheckout('3f9e1c2d-7b4a-4e8f-9a1b-2c3d4e5f6a7b', { metadata: { app_version: '1.4.2', seats: 3 }, email: 'a@example.com' });
+  // @ts-expect-error: metadata values are strings, numbers or booleans
+  await d.openRelayCheckout('3f9e1c2d-7b4a-4e8f-9a1b-2c3d4e5f6a7b', { metadata: { tags: ['a'] } });
+  await d.buy(url, { client });
+  return url;
+}
+void signedPurchase;

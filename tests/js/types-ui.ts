@@ -81,6 +81,8 @@ void gate.freeSeat();
 void gate.recoverKey();
 // Buying in the app (issue #80): the checkout made for this purchase, then "Buy a license".
 gate.checkout = async () => 'https://polar.sh/checkout/polar_c_example';
+// Called with the gate's devices: the seller's relay makes the checkout.
+gate.checkout = (devices) => devices.openRelayCheckout('3f9e1c2d-7b4a-4e8f-9a1b-2c3d4e5f6a7b', { metadata: { app_version: '1.4.2' } });
 void gate.buy();
 gate.checkout = null;
 // @ts-expect-error: a checkout link as a string is not a checkout (a page cannot follow its redirect)

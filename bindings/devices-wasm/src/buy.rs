@@ -9,10 +9,13 @@
 //! receipt), or `{"done": {"error": {code, reason, message, nextStep}}}` (`code`:
 //! `key_issuing`, `checkout_expired`, …, or the portal's).
 
+use polar_license::error::Error;
 use polar_license::flow::{Given, Standalone, Want};
 use polar_license::json::JsonOut;
 use polar_license::portal::{PortalError, SessionToken};
-use polar_license::purchase::{Bought, Purchase, PurchaseError, Receipt};
+use polar_license::purchase::{
+    checkout_of_relay, Bought, CheckoutAsk, Purchase, PurchaseError, Receipt,
+};
 use polar_license_wasm_steps as steps;
 use wasm_bindgen::prelude::*;
 
@@ -34,6 +37,9 @@ fn error(e: &PurchaseError) -> String {
     o.key("reason").opt_str(reason);
     o.key("message").str(m.sentence());
     o.key("nextStep").str(m.next_step());
+    if let PurchaseError::Portal(PortalError::Invalid(Error::InvalidInput { field, .. })) = e {
+        o.key("field").str(field);
+    }
     steps::done(&o.raw("}}").done())
 }
 
@@ -59,6 +65,7 @@ impl Buying {
         org: &str,
         base_url: Option<String>,
         server: Option<String>,
+        portal_url: Option<String>,
         checkout: &str,
         session: Option<String>,
         success_url: Option<String>,
@@ -68,7 +75,7 @@ impl Buying {
                 .as_deref()
                 .and_then(polar_license::purchase::session_from_success_url)
         });
-        match crate::api(org, base_url, server) {
+        match crate::api(org, base_url, server, portal_url) {
             Ok(api) => Buying {
                 machine: Some(Purchase::new(&api, checkout, session)),
                 first: None,
@@ -88,13 +95,14 @@ impl Buying {
         org: &str,
         base_url: Option<String>,
         server: Option<String>,
+        portal_url: Option<String>,
         session: &str,
         checkout_id: &str,
         email: Option<String>,
         created_at: Option<f64>,
         benefit_ids: Vec<String>,
     ) -> Buying {
-        match crate::api(org, base_url, server) {
+        match crate::api(org, base_url, server, portal_url) {
             Ok(api) => Buying {
                 machine: Some(Purchase::signed_in(
                     &api,
@@ -183,6 +191,118 @@ impl Buying {
                 }
                 Err(e) => error(&e),
             },
+        }
+    }
+}
+
+/// A checkout the seller's relay makes for the app (issue #80: `POST /v1/checkouts/create`,
+/// the core's `CheckoutAsk`): one request, its end `{"done": {"url": URL}}` (the checkout to
+/// open and then follow with [`Buying`]) or the error as a purchase's (`code`: the portal's,
+/// `invalid_input` with its `field` for an ask refused before sending).
+#[wasm_bindgen]
+pub struct RelayCheckout {
+    first: String,
+}
+
+/// The ask's request, or why it is not sent.
+#[allow(clippy::too_many_arguments)]
+fn relay_checkout(
+    org: &str,
+    base_url: Option<String>,
+    server: Option<String>,
+    portal_url: Option<String>,
+    relay_url: Option<String>,
+    signed: bool,
+    product_id: &str,
+    metadata: Option<String>,
+    email: Option<String>,
+    success_url: Option<String>,
+) -> Result<String, Error> {
+    let api = crate::api(org, base_url, server, portal_url)?;
+    let relay = polar_license::portal::known_relay(relay_url.as_deref(), signed, api.base_url())
+        .ok_or_else(|| {
+            Error::invalid(
+                "relay_url",
+                "no seller's relay: name it with the `relay` option (in signed mode the base URL is the relay)",
+            )
+        })?;
+    let mut ask = CheckoutAsk::new(product_id);
+    if let Some(text) = metadata {
+        ask.metadata = polar_license::strict::parse(text.as_bytes())
+            .ok()
+            .and_then(|v| polar_license::json::read_metadata(&v))
+            .ok_or_else(|| {
+                Error::invalid(
+                    "metadata",
+                    "must be an object of strings, numbers and booleans",
+                )
+            })?;
+    }
+    ask.customer_email = email;
+    ask.success_url = success_url;
+    let r = ask.request(relay)?;
+    Ok(steps::send(
+        r.method.as_str(),
+        &r.url,
+        &r.headers,
+        &r.body,
+        None,
+    ))
+}
+
+#[wasm_bindgen]
+impl RelayCheckout {
+    /// The ask of `product_id` (a UUID the relay sells), with the app's `metadata` (JSON text
+    /// of an object, Polar's limits), the buyer's `email` to prefill and the `success_url`,
+    /// sent to the relay the core's `known_relay` picks (`relay_url`, else in signed mode,
+    /// `signed`, the base URL).
+    #[wasm_bindgen(constructor)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        org: &str,
+        base_url: Option<String>,
+        server: Option<String>,
+        portal_url: Option<String>,
+        relay_url: Option<String>,
+        signed: bool,
+        product_id: &str,
+        metadata: Option<String>,
+        email: Option<String>,
+        success_url: Option<String>,
+    ) -> RelayCheckout {
+        let first = relay_checkout(
+            org,
+            base_url,
+            server,
+            portal_url,
+            relay_url,
+            signed,
+            product_id,
+            metadata,
+            email,
+            success_url,
+        )
+        .unwrap_or_else(|e| error(&PurchaseError::Portal(PortalError::Invalid(e))));
+        RelayCheckout { first }
+    }
+
+    /// The request (or its end, for an ask refused before anything is sent).
+    pub fn start(&self) -> String {
+        self.first.clone()
+    }
+
+    /// The relay's answer read: the checkout's URL, or its refusal typed.
+    pub fn give(&self, given: &str, body: Vec<u8>) -> String {
+        let read = crate::response(given, body)
+            .map_err(PurchaseError::Portal)
+            .and_then(|r| checkout_of_relay(&r));
+        match read {
+            Ok(url) => {
+                let mut o = JsonOut::new();
+                o.raw("{").key("url").str(&url).raw("}");
+                steps::done(&o.done())
+            }
+            Err(e) => error(&e),
         }
     }
 }

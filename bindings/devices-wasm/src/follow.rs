@@ -9,8 +9,10 @@
 //!
 //! The wants and givens are the package's one step protocol, written and read by the same code
 //! as the engine's (`polar-license-wasm-steps`: `read`, `lock`, `unlock`, `write` with its
-//! `compare`, `remove`, `send`), a customer-portal request as a `send` with its `method` (`GET`
-//! has no body).
+//! `compare`, `remove`, `send`, and in signed mode `verify`: the lease's signature, verified by
+//! the client's host as the engine's are), a customer-portal request as a `send` with its
+//! `method` (`GET` has no body). In signed mode the client's `portalUrl` is where the
+//! customer's keys are read (Polar), its base URL where the new string is validated (the relay).
 //! The answer: `{"done": {"key", "forgot", "activationId", "license": {…}}}` once Polar granted
 //! the new string, `{"done": {"key", "forgot", "denied": {reason, detail, userMessage,
 //! status}}}` when it denied it, or `{"done": {"error": …}}` (the portal's typed error, as the
@@ -26,7 +28,7 @@ use polar_license::flow::{Ctx, LeaseMemo, Memo, Slot, Want};
 use polar_license::grace::{GracePolicy, LicenseData};
 use polar_license::json::{JsonIn, JsonOut, Num};
 use polar_license::key::Key;
-use polar_license::lease::{Checked, Ed25519, RelayKeys};
+use polar_license::lease::{AskedEd25519, RelayKeys};
 use polar_license::portal::{PortalError, SessionToken};
 use polar_license::proto::{Api, Server};
 use polar_license::strict::{self, Value};
@@ -65,6 +67,9 @@ struct Parts {
     memo: Memo<SchemaLicense>,
     machine: Option<String>,
     require_activation: bool,
+    /// Signed mode's lease signatures, verified by the client's host (its WebCrypto or the
+    /// package's verifier, through the drive loop's `verify` want), as the engine's are.
+    ed25519: AskedEd25519,
 }
 
 impl Parts {
@@ -74,7 +79,7 @@ impl Parts {
             policy: &self.policy,
             relay_keys: &self.relay_keys,
             lease_memo: &self.lease_memo,
-            ed25519: &NoEd25519,
+            ed25519: &self.ed25519,
             memo: &self.memo,
             machine: self.machine.as_deref(),
             bound: true,
@@ -82,18 +87,6 @@ impl Parts {
             random: Some(random),
             clock: None,
         }
-    }
-}
-
-/// No Ed25519 in this module (its size: the core's `Builtin` is 28 KB of code): a lease
-/// signature is never valid here. Signed mode's clients talk to a relay, which serves no
-/// customer portal, so their follow ends at the portal's first page, as on every face, before
-/// a lease is read; and Polar itself answers no lease.
-struct NoEd25519;
-
-impl Ed25519 for NoEd25519 {
-    fn verify(&self, _: &[u8; 32], _: &[u8], _: &[u8; 64]) -> Checked {
-        Checked::Invalid
     }
 }
 
@@ -131,7 +124,11 @@ fn parts(options: &str, secret: &str) -> Result<(Parts, SlotOf), Error> {
         (None, Some(server)) => Server::parse(&server),
         (None, None) => Server::Production,
     };
-    let api = Api::new(&text(&o, "organizationId").unwrap_or_default(), &server)?;
+    let mut api = Api::new(&text(&o, "organizationId").unwrap_or_default(), &server)?;
+    // Signed mode's portal is Polar's, not the relay at the base URL (`portalUrl`).
+    if let Some(url) = text(&o, "portalUrl") {
+        api = api.with_portal(&Server::Custom(url))?;
+    }
     let p = o.member("gracePolicy").unwrap_or(Value::Null);
     let d = GracePolicy::default();
     let policy = GracePolicy {
@@ -170,6 +167,7 @@ fn parts(options: &str, secret: &str) -> Result<(Parts, SlotOf), Error> {
         memo: Memo::default(),
         machine,
         require_activation: o.member("requireActivation").and_then(|v| v.boolean()) == Some(true),
+        ed25519: AskedEd25519::default(),
     };
     Ok((parts, slots))
 }
@@ -238,6 +236,11 @@ impl Follower {
         };
         let given = steps::storage_given(&kind, &v, body.unwrap_or_default());
         if let (Some(parts), Some(follow)) = (&self.parts, &mut self.follow) {
+            // The host's answers to the signatures asked (`Given::Verified` then runs the
+            // step that asked again, which meets them).
+            if kind == "verified" {
+                steps::verified(&v, &parts.ed25519);
+            }
             RANDOM.with(|r| r.set(self.random));
             follow.give(&parts.ctx(), given);
             RANDOM.with(|r| r.set(None));
@@ -277,8 +280,13 @@ impl Follower {
                 j.raw("}}");
                 j.done()
             }
-            // The core's own Ed25519 (`Builtin`) answers at once, and the storage wants are
-            // written above: never here (nor a wait or the clock: a follow never waits).
+            // Signed mode: the lease signatures the step met, for the client's host to verify.
+            Want::Verify => match &self.parts {
+                Some(parts) => parts.ed25519.take_asked(),
+                None => self.done(),
+            },
+            // The storage wants are written above: never here (nor a wait or the clock: a
+            // follow never waits).
             _ => self.done(),
         }
     }

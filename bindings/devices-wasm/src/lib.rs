@@ -17,7 +17,7 @@
 //! `give(given, body)` answer what it wants next, `{"send": {method, url, headers: [[name,
 //! value]], body}}` or `{"done": …}`: the step's value, `{"error": {code, reason, message,
 //! retryAfter?, customers?}}` (`code`: the CLI's `portal_error`, docs/interfaces.md §2) or, for
-//! a free, Polar's `{"denied": …}`; written with the core's `JsonOut`. The options come as three
+//! a free, Polar's `{"denied": …}`; written with the core's `JsonOut`. The options come as four
 //! strings.
 
 #![cfg(target_arch = "wasm32")]
@@ -36,30 +36,37 @@ use wasm_bindgen::prelude::*;
 
 mod buy;
 mod follow;
-pub use buy::Buying;
+pub use buy::{Buying, RelayCheckout};
 pub use follow::Follower;
 
 /// The organization and server of the module's options (`organizationId`, and `baseUrl`,
-/// else `server`, else production), checked as the client checks them.
+/// else `server`, else production; `portalUrl`: where the portal and checkouts are when
+/// `baseUrl` is the relay, signed mode), checked as the client checks them.
 fn api(
     organization_id: &str,
     base_url: Option<String>,
     server: Option<String>,
+    portal_url: Option<String>,
 ) -> Result<Api, Error> {
     let server = match (base_url, server) {
         (Some(url), _) => Server::Custom(url),
         (None, Some(server)) => Server::parse(&server),
         (None, None) => Server::Production,
     };
-    Api::new(organization_id, &server)
+    let api = Api::new(organization_id, &server)?;
+    match portal_url {
+        Some(url) => api.with_portal(&Server::Custom(url)),
+        None => Ok(api),
+    }
 }
 
 fn portal(
     org: &str,
     base_url: Option<String>,
     server: Option<String>,
+    portal_url: Option<String>,
 ) -> Result<Portal, PortalError> {
-    api(org, base_url, server)
+    api(org, base_url, server, portal_url)
         .map(|api| Portal::for_api(&api))
         .map_err(PortalError::Invalid)
 }
@@ -163,10 +170,11 @@ impl Exchange {
         org: &str,
         base_url: Option<String>,
         server: Option<String>,
+        portal_url: Option<String>,
         email: &str,
         customer_id: Option<String>,
     ) -> Exchange {
-        let first = sent(portal(org, base_url, server).and_then(|p| {
+        let first = sent(portal(org, base_url, server, portal_url).and_then(|p| {
             p.request_code_for(email, customer_id.as_deref())
                 .map(|r| send(&r))
                 .map_err(PortalError::Invalid)
@@ -184,9 +192,10 @@ impl Exchange {
         org: &str,
         base_url: Option<String>,
         server: Option<String>,
+        portal_url: Option<String>,
         code: &str,
     ) -> Exchange {
-        let first = sent(portal(org, base_url, server).and_then(|p| {
+        let first = sent(portal(org, base_url, server, portal_url).and_then(|p| {
             p.authenticate(code)
                 .map(|r| send(&r))
                 .map_err(PortalError::Invalid)
@@ -205,10 +214,11 @@ impl Exchange {
         org: &str,
         base_url: Option<String>,
         server: Option<String>,
+        portal_url: Option<String>,
         key: &str,
         activation_id: &str,
     ) -> Exchange {
-        let made = api(org, base_url, server).and_then(|api| {
+        let made = api(org, base_url, server, portal_url).and_then(|api| {
             polar_license::metadata::check_key(key)?;
             api.deactivate_request(&DeactivateRequest::new(key, activation_id))
         });
@@ -301,11 +311,12 @@ impl Listing {
         org: &str,
         base_url: Option<String>,
         server: Option<String>,
+        portal_url: Option<String>,
         session: &str,
         key: &str,
         this_activation: Option<String>,
     ) -> Listing {
-        match portal(org, base_url, server) {
+        match portal(org, base_url, server, portal_url) {
             Ok(p) => Listing {
                 machine: Some(ListDevices::new(
                     p,
@@ -322,22 +333,36 @@ impl Listing {
         }
     }
 
-    /// The listing of `key`'s devices through the seller's relay at `relay_url` (issue #64: no
-    /// session; the key proves it is the caller's), `this_activation` marked.
+    /// The listing of `key`'s devices through the seller's relay (issue #64: no session; the
+    /// key proves it is the caller's), `this_activation` marked: the relay the core's
+    /// `known_relay` picks, `relay_url`, else in signed mode (`signed`) the base URL; none
+    /// known ends `not_signed_in` (a sign-in first).
     #[wasm_bindgen(js_name = viaRelay)]
+    #[allow(clippy::too_many_arguments)]
     pub fn via_relay(
         org: &str,
         base_url: Option<String>,
         server: Option<String>,
-        relay_url: &str,
+        portal_url: Option<String>,
+        relay_url: Option<String>,
+        signed: bool,
         key: &str,
         this_activation: Option<String>,
     ) -> Listing {
-        let relayed = api(org, base_url, server).and_then(|api| Portal::for_relay(&api, relay_url));
+        let relayed = api(org, base_url, server, portal_url).and_then(|api| {
+            polar_license::portal::known_relay(relay_url.as_deref(), signed, api.base_url())
+                .map(|url| Portal::for_relay(&api, url))
+                .transpose()
+        });
         match relayed {
-            Ok(p) => Listing {
+            Ok(Some(p)) => Listing {
                 machine: Some(ListDevices::via_relay(p, Key::new(key), this_activation)),
                 first: None,
+            },
+            // No session and no relay known: a sign-in first.
+            Ok(None) => Listing {
+                machine: None,
+                first: Some(PortalError::NotSignedIn),
             },
             Err(e) => Listing {
                 machine: None,
@@ -385,6 +410,7 @@ impl Recovery {
         org: &str,
         base_url: Option<String>,
         server: Option<String>,
+        portal_url: Option<String>,
         session: &str,
         now: f64,
     ) -> Recovery {
@@ -392,7 +418,7 @@ impl Recovery {
         #[allow(clippy::cast_possible_truncation)]
         let now = now as i64;
         Recovery {
-            portal: portal(org, base_url, server).map_err(Some),
+            portal: portal(org, base_url, server, portal_url).map_err(Some),
             session: SessionToken::new(session),
             now,
             page: 1,

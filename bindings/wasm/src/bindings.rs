@@ -53,6 +53,9 @@ pub(crate) struct ClientOptions {
     /// `relay`: the seller's relay's URL, where an activate at the limit lists the key's
     /// activations to adopt this machine's own (issue #80).
     pub(crate) relay: Option<String>,
+    /// `portalUrl`: where the customer portal and checkouts are when the base URL is the
+    /// relay (signed mode); checked here, used by `polar-license/devices`' follow.
+    pub(crate) portal_url: Option<String>,
 }
 
 /// A `validate()` call's options.

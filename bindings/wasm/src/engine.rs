@@ -245,19 +245,22 @@ fn build(o: ClientOptions, features: &Value) -> Result<Engine, Error> {
         return Err(Error::invalid("timeout", "must be greater than zero"));
     }
     // No User-Agent: browsers forbid setting it.
-    let api = Api::new(&o.organization_id, &server)?;
+    let mut api = Api::new(&o.organization_id, &server)?;
+    if let Some(url) = o.portal_url {
+        api = api.with_portal(&Server::Custom(url))?;
+    }
     policy.validate()?;
     let machine = o
         .machine_id
         .map(|id| fingerprint_from(&id, api.organization_id()));
     // The relay's URL checked as the native builder checks it (`https://`, or loopback).
-    let relay = match o.relay.as_deref() {
-        Some(url) => Some(polar_license::portal::Portal::for_relay(&api, url)?),
-        None if !relay_keys.is_empty() => {
-            polar_license::portal::Portal::for_relay(&api, api.base_url()).ok()
-        }
-        None => None,
-    };
+    let relay = polar_license::portal::known_relay(
+        o.relay.as_deref(),
+        !relay_keys.is_empty(),
+        api.base_url(),
+    )
+    .map(|url| polar_license::portal::Portal::for_relay(&api, url))
+    .transpose()?;
     let seal = machine.clone().or_else(|| {
         o.seal_machine_id
             .map(|id| fingerprint_from(&id, api.organization_id()))
@@ -438,7 +441,7 @@ impl Engine {
 
 #[wasm_bindgen]
 impl Engine {
-    /// `LicenseClient`'s options as JSON text (`organizationId`, `server`, `baseUrl`,
+    /// `LicenseClient`'s options as JSON text (`organizationId`, `server`, `baseUrl`, `portalUrl`, `relay`,
     /// `timeout`, `gracePolicy`, `appSecret`, `machineId`, `requireActivation`, `relayKeys`
     /// (comma-separated `KID=k4.public.…`: signed mode), in seconds
     /// where they are durations; `sealMachineId`: this machine's OS id, from the node entries),
@@ -482,6 +485,7 @@ impl Engine {
                     .collect()
             }),
             relay: text("relay"),
+            portal_url: text("portalUrl"),
         };
         build(options, &features).map_err(|e| JsValue::from_str(&error_json(&e)))
     }

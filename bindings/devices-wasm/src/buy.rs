@@ -204,52 +204,6 @@ pub struct RelayCheckout {
     first: String,
 }
 
-/// The ask's request, or why it is not sent.
-#[allow(clippy::too_many_arguments)]
-fn relay_checkout(
-    org: &str,
-    base_url: Option<String>,
-    server: Option<String>,
-    portal_url: Option<String>,
-    relay_url: Option<String>,
-    signed: bool,
-    product_id: &str,
-    metadata: Option<String>,
-    email: Option<String>,
-    success_url: Option<String>,
-) -> Result<String, Error> {
-    let api = crate::api(org, base_url, server, portal_url)?;
-    let relay = polar_license::portal::known_relay(relay_url.as_deref(), signed, api.base_url())
-        .ok_or_else(|| {
-            Error::invalid(
-                "relay_url",
-                "no seller's relay: name it with the `relay` option (in signed mode the base URL is the relay)",
-            )
-        })?;
-    let mut ask = CheckoutAsk::new(product_id);
-    if let Some(text) = metadata {
-        ask.metadata = polar_license::strict::parse(text.as_bytes())
-            .ok()
-            .and_then(|v| polar_license::json::read_metadata(&v))
-            .ok_or_else(|| {
-                Error::invalid(
-                    "metadata",
-                    "must be an object of strings, numbers and booleans",
-                )
-            })?;
-    }
-    ask.customer_email = email;
-    ask.success_url = success_url;
-    let r = ask.request(relay)?;
-    Ok(steps::send(
-        r.method.as_str(),
-        &r.url,
-        &r.headers,
-        &r.body,
-        None,
-    ))
-}
-
 #[wasm_bindgen]
 impl RelayCheckout {
     /// The ask of `product_id` (a UUID the relay sells), with the app's `metadata` (JSON text
@@ -270,19 +224,41 @@ impl RelayCheckout {
         email: Option<String>,
         success_url: Option<String>,
     ) -> RelayCheckout {
-        let first = relay_checkout(
-            org,
-            base_url,
-            server,
-            portal_url,
-            relay_url,
-            signed,
-            product_id,
-            metadata,
-            email,
-            success_url,
-        )
-        .unwrap_or_else(|e| error(&PurchaseError::Portal(PortalError::Invalid(e))));
+        // The ask's request, or why it is not sent.
+        let made = || -> Result<String, Error> {
+            let api = crate::api(org, base_url, server, portal_url)?;
+            let relay = polar_license::portal::known_relay(relay_url.as_deref(), signed, api.base_url())
+                .ok_or_else(|| {
+                    Error::invalid(
+                        "relay_url",
+                        "no seller's relay: name it with the `relay` option (in signed mode the base URL is the relay)",
+                    )
+                })?;
+            let mut ask = CheckoutAsk::new(product_id);
+            if let Some(text) = metadata {
+                ask.metadata = polar_license::strict::parse(text.as_bytes())
+                    .ok()
+                    .and_then(|v| polar_license::json::read_metadata(&v))
+                    .ok_or_else(|| {
+                        Error::invalid(
+                            "metadata",
+                            "must be an object of strings, numbers and booleans",
+                        )
+                    })?;
+            }
+            ask.customer_email = email;
+            ask.success_url = success_url;
+            let r = ask.request(relay)?;
+            Ok(steps::send(
+                r.method.as_str(),
+                &r.url,
+                &r.headers,
+                &r.body,
+                None,
+            ))
+        };
+        let first =
+            made().unwrap_or_else(|e| error(&PurchaseError::Portal(PortalError::Invalid(e))));
         RelayCheckout { first }
     }
 

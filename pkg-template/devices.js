@@ -241,11 +241,12 @@ export class Devices {
    * (Polar's limits: kept on the checkout and its order), the buyer's `email` prefilled and the
    * `successUrl` (on an origin the relay allows). Asks the relay of `relay` (in signed mode,
    * the one at `baseUrl`). Resolves the checkout's URL, to open for the buyer and to follow
-   * with `buy` (the gate's `checkout` can be `() => devices.openRelayCheckout(productId)`).
-   * Rejects with `invalid_input` (its `field`: `product_id` not a UUID, `metadata` past
-   * Polar's limits, `relay_url` none known or not https) before sending, or the relay's
-   * refusal typed (`not_found`: a product it does not sell; `invalid_input`: a success URL on
-   * no allowed origin; `rate_limited`).
+   * with `buy` (the gate calls its `checkout` with its devices: `(devices) =>
+   * devices.openRelayCheckout(productId)`). Rejects with `invalid_input` (its `field`:
+   * `product_id` not a UUID, `metadata` past Polar's limits, `relay_url` none known or not
+   * https) before sending, or the relay's refusal typed (`refused`, said as the seller's
+   * settings: a product it does not sell through the relay, a success URL on no origin it
+   * allows; `rate_limited`).
    */
   async openRelayCheckout(productId, { metadata, email, successUrl } = {}) {
     for (const [name, value] of [['product_id', productId], ['email', email], ['success_url', successUrl]]) {

@@ -49,8 +49,9 @@ export interface RelayOptions {
   webhookSilence?: number;
   /** Deactivate, through Polar, activations this relay saw validated and has not seen for this
    * many days (and an hour more), a few a minute from the token's budget; 0 (the default):
-   * never; at most 3650 (the native `--retire-unseen-days`). The record is the relay's memory
-   * (a Durable Object's eviction forgets it; what is forgotten is never retired). */
+   * never; at most 3650 (the native `--retire-unseen-days`). The record is kept in the Durable
+   * Object's storage per key: once it is woken again, a key's activations are known again at the
+   * key's next request (until then, not retired). */
   retireUnseenDays?: number;
   /** The metrics route (Prometheus' text format), off by default: a path of its own, such as
    * `'/metrics'` (not `/healthz`, not one of the relay's routes). Needs `metricsToken`. */

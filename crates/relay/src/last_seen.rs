@@ -16,10 +16,20 @@
 //! check. No key, no label, no address, no machine.
 //!
 //! **The bound.** At most [`DEFAULT_MAX_RECORDS`] records; past it the one seen longest ago is
-//! dropped for the new one. A request makes at most one record (its own activation's). The
-//! record lives in the relay's memory: a restart (or a Durable Object's eviction, on Workers)
-//! forgets it, and an activation is then known again from its next validate; what is forgotten
-//! is never retired.
+//! dropped for the new one. A request makes at most one record (its own activation's).
+//!
+//! **Kept in the store** (when the relay has one). Each time a record moves, the key's
+//! activations are written to the store too, one value per key (`EntryKind::LastSeen`, its id a
+//! digest of its own domain, the organization and the key's SHA-256; at most
+//! [`MAX_STORED_PER_KEY`] activations, the one seen longest ago dropped past it): one write
+//! per activation an hour at most, as the record moves. So a restarted relay (or a Durable Object woken
+//! again, on Workers, which loads the value with the request's own) knows a key's activations
+//! again as soon as any request of that key reads them: a device listing shows their times, and
+//! a validate brings the key's other activations back into the record, where the retirements
+//! find them. An activation whose key is never asked of the relay again is not known again (the
+//! relay keeps no list of keys), so it is not retired until then. A deactivation through the
+//! relay drops its activation from the value too. The value is evicted first under the store's
+//! byte cap, as a denial is: lost, a row shows no time until it is seen again.
 //!
 //! **Retiring** (off by default: [`crate::RelayConfig::retire_unseen_days`]). The background
 //! machine deactivates an activation this relay recorded and has not seen for that many days
@@ -41,9 +51,55 @@ use polar_license::Key;
 use crate::clock::Now;
 use crate::locked::locked;
 use crate::roster::ReadAnswer;
+use crate::store::{Backend, Entry, EntryId, EntryKind};
 
 /// Records kept at most; past it the one seen longest ago is dropped.
 pub const DEFAULT_MAX_RECORDS: usize = 100_000;
+
+/// A key's activations its stored value keeps at most (a key's activations are bounded by its
+/// limit, far under this); past it the one seen longest ago is dropped.
+pub const MAX_STORED_PER_KEY: usize = 64;
+
+/// The status a key's last-seen value is stored with: no answer of Polar's has it (its kind,
+/// [`EntryKind::LastSeen`], says what it is).
+const LAST_SEEN_STATUS: u16 = 0;
+
+/// The store's id of the last-seen value of the key string `key_sha256` (of
+/// `organization_id`): a digest of its own domain, no verdict's, pool's or lifecycle's id.
+pub(crate) fn stored_id(organization_id: &str, key_sha256: &str) -> EntryId {
+    crate::store::key_digest("last_seen", organization_id, key_sha256)
+}
+
+/// A stored last-seen value read: its key's id and each activation's time (canonical ids, at
+/// most [`MAX_STORED_PER_KEY`]); `None` for another kind of value or one that does not read.
+fn stored_of(entry: Option<&Entry>) -> Option<(String, Vec<(String, i64)>)> {
+    let e = entry.filter(|e| e.kind() == EntryKind::LastSeen)?;
+    let v: serde_json::Value = serde_json::from_str(&e.body).ok()?;
+    let key_id = crate::ids::canonical_uuid(v.get("key_id")?.as_str()?)?;
+    let seen = v
+        .get("seen")?
+        .as_object()?
+        .iter()
+        .filter_map(|(a, t)| Some((crate::ids::canonical_uuid(a)?, t.as_i64()?)))
+        .take(MAX_STORED_PER_KEY)
+        .collect();
+    Some((key_id, seen))
+}
+
+/// The value that keeps `seen` of the key `key_id`, written at `now`.
+fn stored_entry(key_id: &str, seen: &[(String, i64)], now: i64) -> Entry {
+    let seen: serde_json::Map<String, serde_json::Value> = seen
+        .iter()
+        .map(|(a, t)| (a.clone(), serde_json::Value::from(*t)))
+        .collect();
+    Entry {
+        answered_at: now,
+        status: LAST_SEEN_STATUS,
+        body: serde_json::json!({"key_id": key_id, "seen": seen}).to_string(),
+        kind: Some(EntryKind::LastSeen),
+        ..Entry::default()
+    }
+}
 
 /// A record's time moves at most once in this many seconds (an hour).
 pub const WRITE_EVERY_SECONDS: i64 = 3_600;
@@ -184,20 +240,9 @@ impl LastSeen {
             r.organization_id = organization_id.to_string();
             return true;
         }
-        // Past the cap, the one seen longest ago dropped: a pass over the records, which only
-        // an activation Polar granted can make (a flood needs as many real activations).
-        if s.records.len() >= self.max_records {
-            if let Some(oldest) = oldest_of(&s.records) {
-                s.records.remove(&oldest.1);
-                s.counts.dropped += 1;
-            }
-        }
-        if s.records.is_empty() {
-            s.floor = now;
-        }
-        s.floor = s.floor.min(now);
-        s.records.insert(
-            activation.to_string(),
+        self.insert(
+            s,
+            activation,
             Record {
                 key_id: key_id.to_string(),
                 organization_id: organization_id.to_string(),
@@ -205,6 +250,136 @@ impl LastSeen {
             },
         );
         true
+    }
+
+    /// A new record: past the cap, the one seen longest ago dropped (a pass over the records,
+    /// which only an activation Polar granted can make: a flood needs as many real
+    /// activations), and the floor moved down to it.
+    fn insert(&self, s: &mut State, activation: &str, record: Record) {
+        if s.records.len() >= self.max_records {
+            if let Some(oldest) = oldest_of(&s.records) {
+                s.records.remove(&oldest.1);
+                s.counts.dropped += 1;
+            }
+        }
+        if s.records.is_empty() {
+            s.floor = record.seen;
+        }
+        s.floor = s.floor.min(record.seen);
+        s.records.insert(activation.to_string(), record);
+    }
+
+    /// After [`LastSeen::saw`] wrote: `activation` of the key `key_id` seen at `now` kept in
+    /// `store` too, in the key's value (its string's SHA-256 `key_sha256`, of
+    /// `organization_id`), which is read in the same step; the key's other activations it kept
+    /// are known here again (for the list and the retirements). A store that fails keeps what
+    /// it had (the record here goes on).
+    pub(crate) fn keep(
+        &self,
+        store: &dyn Backend,
+        organization_id: &str,
+        key_sha256: &str,
+        activation: &str,
+        key_id: &str,
+        now: i64,
+    ) {
+        let mut kept = Vec::new();
+        let written = store.update(&stored_id(organization_id, key_sha256), &mut |current| {
+            // Another key's value (its id told apart by the digest: never in practice) is
+            // written over, as one that does not read.
+            let mut seen = stored_of(current)
+                .filter(|(k, _)| k.eq_ignore_ascii_case(key_id))
+                .map(|(_, seen)| seen)
+                .unwrap_or_default();
+            seen.retain(|(a, _)| a != activation);
+            if seen.len() >= MAX_STORED_PER_KEY {
+                if let Some(at) = (0..seen.len()).min_by_key(|&i| seen[i].1) {
+                    seen.remove(at);
+                }
+            }
+            seen.push((activation.to_string(), now));
+            kept.clone_from(&seen);
+            Some(stored_entry(key_id, &seen, now))
+        });
+        match written {
+            Ok(_) => self.adopt(key_id, organization_id, &kept),
+            Err(e) => log::debug!("relay: when an activation was last seen is not kept ({e})"),
+        }
+    }
+
+    /// The key's activations `store` kept (its string's SHA-256 `key_sha256`, of
+    /// `organization_id`, the key `key_id` as Polar named it), known here again: a device
+    /// listing reads them before it answers.
+    pub(crate) fn load(
+        &self,
+        store: &dyn Backend,
+        organization_id: &str,
+        key_sha256: &str,
+        key_id: &str,
+    ) {
+        match store.get(&stored_id(organization_id, key_sha256)) {
+            Ok(entry) => {
+                if let Some((k, seen)) = stored_of(entry.as_ref()) {
+                    if k.eq_ignore_ascii_case(key_id) {
+                        self.adopt(&k, organization_id, &seen);
+                    }
+                }
+            }
+            Err(e) => log::debug!("relay: when activations were last seen is not read ({e})"),
+        }
+    }
+
+    /// Stored times of the key `key_id`'s activations taken into the record: a new one
+    /// recorded (within the cap), a recorded one moved forward only.
+    fn adopt(&self, key_id: &str, organization_id: &str, seen: &[(String, i64)]) {
+        let mut s = locked(&self.state);
+        let s = &mut *s;
+        for (activation, at) in seen {
+            if let Some(r) = s.records.get_mut(activation) {
+                if r.key_id.eq_ignore_ascii_case(key_id) && *at > r.seen {
+                    r.seen = *at;
+                }
+                continue;
+            }
+            self.insert(
+                s,
+                activation,
+                Record {
+                    key_id: key_id.to_string(),
+                    organization_id: organization_id.to_string(),
+                    seen: *at,
+                },
+            );
+        }
+    }
+
+    /// `activation` deactivated through the relay: dropped from its key's stored value too
+    /// (the value removed once it keeps none).
+    pub(crate) fn forget_kept(
+        &self,
+        store: &dyn Backend,
+        organization_id: &str,
+        key_sha256: &str,
+        activation: &str,
+    ) {
+        self.forget(activation);
+        let written = store.update(&stored_id(organization_id, key_sha256), &mut |current| {
+            let (key_id, mut seen) = stored_of(current)?;
+            let before = seen.len();
+            seen.retain(|(a, _)| a != activation);
+            if seen.len() == before {
+                return None;
+            }
+            let now = current.map_or(0, |e| e.answered_at);
+            Some(if seen.is_empty() {
+                Entry::removal()
+            } else {
+                stored_entry(&key_id, &seen, now)
+            })
+        });
+        if let Err(e) = written {
+            log::debug!("relay: a deactivated activation's last-seen time is not dropped ({e})");
+        }
     }
 
     /// When `activation` of the key `key_id` was last seen (unix seconds), if recorded.
@@ -231,7 +406,8 @@ impl LastSeen {
             "dropped": s.counts.dropped,
             "retire_unseen_days": self.retire_after.map(|a| a / 86_400),
             "retired": s.counts.retired,
-            // The record is the relay's memory since it started.
+            // The record is the relay's memory since it started, with the activations of the
+            // keys asked since, which the store kept (when it has one).
             "since_start": true,
         })
     }
@@ -461,6 +637,81 @@ mod tests {
         drop(s);
         assert_eq!(l.of(KEY_ID, &id(9_999)), Some(1_000 + 9_999));
         assert_eq!(l.of(KEY_ID, &id(0)), None, "the oldest went first");
+    }
+
+    const DIGEST: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
+
+    /// What `store` keeps of the key `DIGEST` of `ORG`: each activation's time.
+    fn kept(store: &dyn Backend) -> Vec<(String, i64)> {
+        let e = store.get(&stored_id(ORG, DIGEST)).expect("read");
+        let mut seen = stored_of(e.as_ref()).map(|(_, s)| s).unwrap_or_default();
+        seen.sort();
+        seen
+    }
+
+    #[test]
+    fn the_store_keeps_what_a_restarted_relay_knows_again() {
+        let store = crate::store::MemoryBackend::new(100);
+        let l = LastSeen::new(2, 100);
+        for (n, t) in [(1, 10_000), (2, 20_000)] {
+            assert!(l.saw(&id(n), KEY_ID, ORG, t));
+            l.keep(&store, ORG, DIGEST, &id(n), KEY_ID, t);
+        }
+        assert_eq!(kept(&store), vec![(id(1), 10_000), (id(2), 20_000)]);
+        // Started again: nothing known until the key's value is read.
+        let again = LastSeen::new(2, 100);
+        assert_eq!(again.of(KEY_ID, &id(1)), None);
+        // Read for another key id (a value that is not this key's): nothing adopted.
+        again.load(&store, ORG, DIGEST, "3d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10");
+        assert_eq!(again.of(KEY_ID, &id(1)), None);
+        again.load(&store, ORG, DIGEST, KEY_ID);
+        assert_eq!(again.of(KEY_ID, &id(1)), Some(10_000));
+        assert_eq!(again.of(KEY_ID, &id(2)), Some(20_000));
+        // Known again, the one unseen is retired in its turn: its read is the first call.
+        let (url, body) = again
+            .next_call(
+                "https://api.polar.sh",
+                || false,
+                || Ok(()),
+                at(10_000 + 2 * 86_400 + 3_600),
+            )
+            .expect("a retirement due");
+        assert!(url.ends_with(&format!("/activations/{}", id(1))), "{url}");
+        assert!(body.is_none());
+        // A newer time here is never moved back by an older one kept.
+        assert!(again.saw(&id(2), KEY_ID, ORG, 30_000));
+        again.load(&store, ORG, DIGEST, KEY_ID);
+        assert_eq!(again.of(KEY_ID, &id(2)), Some(30_000));
+        // A deactivation drops it from the store, and the last one removes the value.
+        again.forget_kept(&store, ORG, DIGEST, &id(1));
+        assert_eq!(kept(&store), vec![(id(2), 20_000)]);
+        assert_eq!(again.of(KEY_ID, &id(1)), None);
+        again.forget_kept(&store, ORG, DIGEST, &id(2));
+        assert_eq!(store.get(&stored_id(ORG, DIGEST)).expect("read"), None);
+    }
+
+    #[test]
+    fn a_key_s_stored_value_is_bounded() {
+        let store = crate::store::MemoryBackend::new(100);
+        let l = LastSeen::new(0, 1_000);
+        let many = u32::try_from(MAX_STORED_PER_KEY).unwrap() + 10;
+        for n in 0..many {
+            l.keep(&store, ORG, DIGEST, &id(n), KEY_ID, 1_000 + i64::from(n));
+        }
+        let seen = kept(&store);
+        assert_eq!(seen.len(), MAX_STORED_PER_KEY);
+        assert!(
+            !seen.iter().any(|(a, _)| *a == id(0)),
+            "the one seen longest ago went first"
+        );
+        assert!(seen.iter().any(|(a, _)| *a == id(many - 1)));
+        // What the store holds of another kind at that id is no record.
+        let other = Entry {
+            body: "{\"key_id\":\"x\"}".to_string(),
+            kind: Some(EntryKind::Lifecycle),
+            ..Entry::default()
+        };
+        assert_eq!(stored_of(Some(&other)), None);
     }
 
     #[test]

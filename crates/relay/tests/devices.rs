@@ -472,6 +472,69 @@ fn devices_unseen_for_the_seller_s_days_are_retired_and_no_other() {
     }
 }
 
+/// The record outlives the relay (crate::last_seen: kept in the store): a relay over a file
+/// store sees two of a key's activations validated and stops; started again over the same file,
+/// its device list shows their times (its memory empty), and the one unseen since is retired
+/// once the seller's days have passed; a deactivation through the relay drops the other from
+/// the file too, so the next relay over it shows no time for it.
+#[test]
+fn a_restarted_relay_still_says_when_it_saw_each_activation_and_retires_from_it() {
+    use polar_license_relay::flow::background::Background;
+    use polar_license_relay::store::RedbBackend;
+    const DAY: i64 = 86_400;
+    let dir = polar_license_testkit::ScratchDir::new("relay-last-seen-restart");
+    let path = dir.path().join("store.redb");
+    let polar = rig::emulator();
+    let key = rig::add_key(&polar, "DEV-SEEN-RESTART".into(), Some(4));
+    let gone = activate(&polar, &key, "a laptop gone");
+    let kept = activate(&polar, &key, "seen later");
+    let over_the_file = || {
+        let mut c = config(&polar, false);
+        c.retire_unseen_days = 2;
+        let file = RedbBackend::open(&path, 1_000).expect("the file store");
+        c.store = rig::store(Arc::new(file), StoreOptions::default(), None);
+        if let Some(s) = c.store.as_mut() {
+            s.options.roster = false;
+        }
+        rig::relay(c, rig::upstream(Duration::from_secs(10)))
+    };
+    let t = rig::now() - rig::now() % 3_600;
+    {
+        let relay = over_the_file();
+        for (a, at) in [(&gone, t), (&kept, t + DAY)] {
+            assert_eq!(relay.handle(&validate_of(&key, a), rig::at(at)).status, 200);
+        }
+    }
+    // Started again over the same file: nothing in its memory, the times from the store.
+    let relay = over_the_file();
+    assert_eq!(record_of(&relay, t + DAY)["records"], json!(0));
+    let rows: std::collections::HashMap<_, _> = last_seen_at(&relay, &key, t + DAY + 10)
+        .into_iter()
+        .collect();
+    assert_eq!(rows[&gone], Some(rig::rfc3339(t)));
+    assert_eq!(rows[&kept], Some(rig::rfc3339(t + DAY)));
+    // The one unseen for the seller's two days (and the hour of slack) retired; the other not.
+    let mut machine = Background::new(None);
+    background(&relay, &mut machine, t + 2 * DAY + 3_600);
+    assert_eq!(polar_ids(&polar, &key), std::slice::from_ref(&kept));
+    // Deactivated through the relay: gone from the file too.
+    let free = json!({"key": key, "organization_id": DEMO_ORGANIZATION_ID, "activation_id": kept});
+    let r = relay.handle(
+        &rig::request(
+            &format!("{}deactivate", rig::PUBLIC),
+            &[],
+            &free.to_string(),
+        ),
+        rig::at(t + 2 * DAY + 3_700),
+    );
+    assert_eq!(r.status, 204);
+    drop(relay);
+    let relay = over_the_file();
+    let again = activate(&polar, &key, "a new laptop");
+    let rows = last_seen_at(&relay, &key, t + 2 * DAY + 3_800);
+    assert_eq!(rows, vec![(again, None)]);
+}
+
 /// The live activations of `key` at Polar (its public validate's view: the emulator's key
 /// read with the token).
 fn polar_ids(polar: &Emulator, key: &str) -> Vec<String> {

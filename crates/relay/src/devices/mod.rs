@@ -35,6 +35,15 @@ use crate::types::RelayResponse;
 use crate::last_seen::LastSeen;
 use crate::route::devices::DevicesAsk;
 
+/// Where the store keeps the key's last-seen times (crate::last_seen): the store, the
+/// organization (canonical) and the key string's SHA-256.
+#[derive(Clone, Copy)]
+pub(crate) struct Kept<'a> {
+    pub(crate) store: &'a dyn crate::store::Backend,
+    pub(crate) organization_id: &'a str,
+    pub(crate) key_sha256: &'a str,
+}
+
 /// The body read (`422` in Polar's shape, `InvalidDevicesRequest`, with what is wrong): its
 /// members and the activation id ([`crate::types::ask_object`]).
 pub(crate) fn read_ask(body: &[u8]) -> Result<DevicesAsk, RelayResponse> {
@@ -57,10 +66,19 @@ pub(crate) fn read_request(base_url: &str, validate: &HttpRequest, key_id: &str)
 /// its activations (id, label, `created_at` as Polar wrote it), oldest first, this machine's
 /// marked, each with when this relay last saw it (`seen`) when it did; and how many. `None`:
 /// not Polar's answer.
-fn listing(ask: &DevicesAsk, body: &[u8], seen: &LastSeen) -> Option<(serde_json::Value, usize)> {
+fn listing(
+    ask: &DevicesAsk,
+    body: &[u8],
+    seen: &LastSeen,
+    kept: Option<Kept<'_>>,
+) -> Option<(serde_json::Value, usize)> {
     use serde_json::Value;
     let v: Value = serde_json::from_slice(body).ok()?;
     let key_id = v.get("id")?.as_str()?;
+    // The times the store kept of the key's activations (a restarted relay's), known again.
+    if let Some(k) = kept {
+        seen.load(k.store, k.organization_id, k.key_sha256, key_id);
+    }
     let limit = match v.get("limit_activations") {
         None | Some(Value::Null) => Value::Null,
         Some(n) => Value::from(n.as_i64()?),
@@ -136,6 +154,7 @@ pub(crate) fn answer(
     ask: &DevicesAsk,
     upstream: Result<HttpResponse, TransportError>,
     seen: &LastSeen,
+    kept: Option<Kept<'_>>,
 ) -> RelayResponse {
     let upstream = match upstream {
         Ok(r) => r,
@@ -173,7 +192,7 @@ pub(crate) fn answer(
     }
     // Read as JSON values, Polar's fields passed as it wrote them (no model of the key: the
     // relay's wasm stays small).
-    let Some((body, listed)) = listing(ask, &upstream.body, seen) else {
+    let Some((body, listed)) = listing(ask, &upstream.body, seen, kept) else {
         log::warn!(
             "relay: devices {} 502 (Polar's answer did not read)",
             crate::logged::key(&ask.key)

@@ -49,7 +49,15 @@ impl Part for Devices {
         if !pending.read {
             return relay.verdict_of(pending, upstream, at);
         }
-        let mut response = crate::devices::answer(&self.ask, upstream, &relay.last_seen);
+        let digest =
+            polar_license::lease::key_hash(&polar_license::Key::new(self.verdict.key.clone()));
+        let organization_id = crate::ids::OrgId::checked(&self.verdict);
+        let kept = relay.store.as_ref().map(|s| crate::devices::Kept {
+            store: s.backend.as_ref(),
+            organization_id: organization_id.as_str(),
+            key_sha256: &digest,
+        });
+        let mut response = crate::devices::answer(&self.ask, upstream, &relay.last_seen, kept);
         add_cors(&mut response);
         Finished {
             response,

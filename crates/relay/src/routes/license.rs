@@ -99,7 +99,15 @@ impl Part for License {
             if let (Operation::Deactivate, Some(activation)) =
                 (self.op, self.checked.activation_id.as_deref())
             {
-                relay.last_seen.forget(activation);
+                match &relay.store {
+                    Some(s) => relay.last_seen.forget_kept(
+                        s.backend.as_ref(),
+                        organization_id.as_str(),
+                        &polar_license::lease::key_hash(&pending.key),
+                        activation,
+                    ),
+                    None => relay.last_seen.forget(activation),
+                }
             }
         }
         let finished = relay.verdict_of(pending, upstream, at);
@@ -127,9 +135,21 @@ impl License {
             crate::last_seen::seen_in(asked, answer.status, &answer.body)
         {
             let organization_id = OrgId::checked(&self.checked);
-            relay
+            let moved = relay
                 .last_seen
                 .saw(&activation, &key_id, organization_id.as_str(), now);
+            // Kept in the store too, when it moved (at most once an hour per activation).
+            if let (true, Some(s)) = (moved, &relay.store) {
+                let digest = key_hash(&polar_license::Key::new(self.checked.key.clone()));
+                relay.last_seen.keep(
+                    s.backend.as_ref(),
+                    organization_id.as_str(),
+                    &digest,
+                    &activation,
+                    &key_id,
+                    now,
+                );
+            }
         }
     }
 }
@@ -149,6 +169,9 @@ pub(crate) fn verdict_wants(op: Operation, checked: &CheckedBody, req: &RelayReq
     // Why the key stopped, kept by the webhooks (crate::lifecycle): read with the request's
     // own entries, for its denial's detail after a restart.
     let stopped = crate::lifecycle::stored_id(&checked.organization_id, &key);
+    // When the key's activations were last seen (crate::last_seen): a validate's grant moves
+    // it, a deactivation drops its activation, a device listing shows it.
+    let seen = crate::last_seen::stored_id(&checked.organization_id, &key);
     let tags = vec![store::key_tag(&checked.organization_id, &key)];
     match op {
         Operation::Activate => Wants {
@@ -161,7 +184,7 @@ pub(crate) fn verdict_wants(op: Operation, checked: &CheckedBody, req: &RelayReq
             entries: Vec::new(),
             tags,
             all: true,
-            later: vec![pool],
+            later: vec![pool, seen],
         },
         _ => {
             let id = store::checked_entry_id(
@@ -170,7 +193,7 @@ pub(crate) fn verdict_wants(op: Operation, checked: &CheckedBody, req: &RelayReq
                 crate::types::passed_version(req.header("polar-version")),
             );
             Wants {
-                entries: vec![id, stopped],
+                entries: vec![id, stopped, seen],
                 tags,
                 all: checked.increment_usage.unwrap_or(0) > 0,
                 later: Vec::new(),

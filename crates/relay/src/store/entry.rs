@@ -120,6 +120,10 @@ pub enum EntryKind {
     /// written `"kind":"lifecycle"`): never an answer; evicted first, as a denial (lost, a
     /// denial comes without its detail).
     Lifecycle,
+    /// When the relay last saw each of a key's activations (`crate::last_seen`, issue #80,
+    /// written `"kind":"last_seen"`): never an answer; evicted first, as a denial (lost, a row
+    /// shows no time until its activation is seen again, and nothing is retired for it).
+    LastSeen,
     /// Not a value: what a [`Backend::update`](super::Backend::update) step returns to delete
     /// the value it read ([`Entry::removal`]; issue #76, an empty seat pool). Every backend of
     /// this crate deletes the value and writes nothing; a backend of its own that writes it

@@ -155,7 +155,7 @@ test('unknown options are listed with every option there is, and a near one sugg
     e.detail,
     'options: unknown options `storag` (did you mean `storage`?), `clok` (did you mean `clock`?), ' +
       '`Features` (did you mean `features`?), `colour`; the options are organizationId, server, baseUrl, ' +
-      'timeout, gracePolicy, storage, appSecret, machineId, requireActivation, features, clock, cacheDir, appId, rememberKeys, fetch, relayKeys, released, trialBenefit, trial, relay',
+      'timeout, gracePolicy, storage, appSecret, machineId, requireActivation, features, clock, cacheDir, appId, rememberKeys, fetch, relayKeys, released, trialBenefit, trial, relay, portalUrl',
   );
   const policy = await firstCall({ organizationId: ORG, gracePolicy: { grace: 86400 } });
   assert.match(policy.detail, /unknown gracePolicy option `grace`; the gracePolicy options are revalidateAfter, gracePeriod, clockTolerance$/);

@@ -1757,3 +1757,27 @@ test('workerd: a delivery refused on its head (a signature header over its limit
     await rm(storeDir, { recursive: true, force: true });
   }
 });
+
+test("node: a Durable Object's store keeps when each activation was last seen: a relay started again over it lists the time", async () => {
+  const { durableStorage } = await import(pathToFileURL(join(PACKAGE_DIR, 'relay-handler.js')).href);
+  const fake = fakeDurable();
+  const options = { accessToken: TOKEN, signingKey: SIGNING_KEY, baseUrl: polar.url, perIp: '1000/1000', perKey: '1000/1000', store: { webhookSecret: SECRET } };
+  const relay = relayPkg.createRelay({ ...options, storage: durableStorage(fake) });
+  const key = newKey();
+  const made = await direct(relay, '/v1/customer-portal/license-keys/activate', { body: JSON.stringify({ key, organization_id: ORG, label: 'laptop' }) });
+  assert.equal(made.status, 200, made.body);
+  const activation = JSON.parse(made.body).id;
+  const seen = await direct(relay, VALIDATE, { body: JSON.stringify({ key, organization_id: ORG, activation_id: activation }) });
+  assert.equal(seen.status, 200, seen.body);
+  const list = async (r) => {
+    const listed = await direct(r, '/v1/devices/list', { body: JSON.stringify({ key, organization_id: ORG }) });
+    assert.equal(listed.status, 200, listed.body);
+    return JSON.parse(listed.body).activations.find((a) => a.id === activation);
+  };
+  const before = (await list(relay)).last_seen;
+  assert.match(before ?? '', /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/, 'seen: RFC 3339');
+  // A restart (the Durable Object evicted and created again): its memory empty, the time kept.
+  const restarted = relayPkg.createRelay({ ...options, storage: durableStorage(fake) });
+  assert.equal(JSON.parse((await direct(restarted, '/healthz', { method: 'GET' })).body).last_seen.records, 0);
+  assert.equal((await list(restarted)).last_seen, before);
+});

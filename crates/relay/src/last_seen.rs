@@ -86,16 +86,22 @@ fn stored_of(entry: Option<&Entry>) -> Option<(String, Vec<(String, i64)>)> {
     Some((key_id, seen))
 }
 
-/// The value that keeps `seen` of the key `key_id`, written at `now`.
+/// The value that keeps `seen` of the key `key_id`, written at `now`: `{"key_id": ID,
+/// "seen": {ACTIVATION: UNIX SECONDS, …}}`, written by hand (every id canonical: hex digits and
+/// hyphens only, nothing to escape).
 fn stored_entry(key_id: &str, seen: &[(String, i64)], now: i64) -> Entry {
-    let seen: serde_json::Map<String, serde_json::Value> = seen
-        .iter()
-        .map(|(a, t)| (a.clone(), serde_json::Value::from(*t)))
-        .collect();
+    let mut body = format!("{{\"key_id\":\"{key_id}\",\"seen\":{{");
+    for (n, (activation, at)) in seen.iter().enumerate() {
+        if n > 0 {
+            body.push(',');
+        }
+        body.push_str(&format!("\"{activation}\":{at}"));
+    }
+    body.push_str("}}");
     Entry {
         answered_at: now,
         status: LAST_SEEN_STATUS,
-        body: serde_json::json!({"key_id": key_id, "seen": seen}).to_string(),
+        body,
         kind: Some(EntryKind::LastSeen),
         ..Entry::default()
     }

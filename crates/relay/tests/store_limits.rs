@@ -141,7 +141,11 @@ fn an_answer_past_a_storage_value_is_answered_and_never_written() {
         (200, Some("store"))
     );
     assert_eq!(polar.request_count(), calls);
-    assert_eq!(store.len().expect("len"), 2, "its answer beside the last-seen value");
+    assert_eq!(
+        store.len().expect("len"),
+        2,
+        "its answer beside the last-seen value"
+    );
     relay.stop();
 }
 

@@ -26,13 +26,17 @@ impl Devices {
 }
 
 impl Part for Devices {
-    /// Its key's verdict, read as a validate's.
+    /// Its key's verdict, read as a validate's, and when its activations were last seen
+    /// (crate::last_seen, the store's copy: a restarted relay's rows).
     fn wants(&self, _relay: &Relay, req: &RelayRequest, _now_unix: i64) -> Option<Wants> {
-        Some(super::license::verdict_wants(
-            Operation::Validate,
-            &self.verdict,
-            req,
-        ))
+        let mut wants = super::license::verdict_wants(Operation::Validate, &self.verdict, req);
+        let digest =
+            polar_license::lease::key_hash(&polar_license::Key::new(self.verdict.key.clone()));
+        let seen = crate::last_seen::stored_id(&self.verdict.organization_id, &digest);
+        if !wants.entries.contains(&seen) {
+            wants.entries.push(seen);
+        }
+        Some(wants)
     }
 
     fn begin(&self, b: &Begin<'_>) -> Routed {

@@ -169,13 +169,16 @@ pub(crate) fn verdict_wants(op: Operation, checked: &CheckedBody, req: &RelayReq
     // Why the key stopped, kept by the webhooks (crate::lifecycle): read with the request's
     // own entries, for its denial's detail after a restart.
     let stopped = crate::lifecycle::stored_id(&checked.organization_id, &key);
-    // When the key's activations were last seen (crate::last_seen): a validate's grant moves
-    // it, a deactivation drops its activation, a device listing shows it.
+    // When the key's activations were last seen (crate::last_seen): a validate's grant of an
+    // activation moves it, a deactivation drops its activation (a device listing adds it; an
+    // activation reads it for the deactivation's sake).
     let seen = crate::last_seen::stored_id(&checked.organization_id, &key);
     let tags = vec![store::key_tag(&checked.organization_id, &key)];
     match op {
+        // With the key's last-seen value (crate::last_seen) in the same read, so that the
+        // deactivation that often follows finds it cached (no storage call of its own).
         Operation::Activate => Wants {
-            entries: vec![pool, stopped],
+            entries: vec![pool, stopped, seen],
             tags: Vec::new(),
             all: false,
             later: Vec::new(),
@@ -192,8 +195,12 @@ pub(crate) fn verdict_wants(op: Operation, checked: &CheckedBody, req: &RelayReq
                 &key,
                 crate::types::passed_version(req.header("polar-version")),
             );
+            let mut entries = vec![id, stopped];
+            if checked.activation_id.is_some() {
+                entries.push(seen);
+            }
             Wants {
-                entries: vec![id, stopped, seen],
+                entries,
                 tags,
                 all: checked.increment_usage.unwrap_or(0) > 0,
                 later: Vec::new(),

@@ -30,7 +30,7 @@ use polar_license::json::{JsonIn, JsonOut, Num};
 use polar_license::key::Key;
 use polar_license::lease::{AskedEd25519, RelayKeys};
 use polar_license::portal::{PortalError, SessionToken};
-use polar_license::proto::{Api, Server};
+use polar_license::proto::Api;
 use polar_license::strict::{self, Value};
 use polar_license_wasm_steps as steps;
 use std::cell::Cell;
@@ -119,16 +119,14 @@ pub struct Follower {
 fn parts(options: &str, secret: &str) -> Result<(Parts, SlotOf), Error> {
     let o = strict::parse(options.as_bytes())
         .map_err(|_| Error::invalid("options", "the client's options must be a JSON object"))?;
-    let server = match (text(&o, "baseUrl"), text(&o, "server")) {
-        (Some(url), _) => Server::Custom(url),
-        (None, Some(server)) => Server::parse(&server),
-        (None, None) => Server::Production,
-    };
-    let mut api = Api::new(&text(&o, "organizationId").unwrap_or_default(), &server)?;
-    // Signed mode's portal is Polar's, not the relay at the base URL (`portalUrl`).
-    if let Some(url) = text(&o, "portalUrl") {
-        api = api.with_portal(&Server::Custom(url))?;
-    }
+    // The module's own reading of the client's server options (signed mode's portal at
+    // `portalUrl`, Polar's, not the relay at the base URL).
+    let api = crate::api(
+        &text(&o, "organizationId").unwrap_or_default(),
+        text(&o, "baseUrl"),
+        text(&o, "server"),
+        text(&o, "portalUrl"),
+    )?;
     let p = o.member("gracePolicy").unwrap_or(Value::Null);
     let d = GracePolicy::default();
     let policy = GracePolicy {

@@ -86,6 +86,14 @@ fn stored_of(entry: Option<&Entry>) -> Option<(String, Vec<(String, i64)>)> {
     Some((key_id, seen))
 }
 
+/// [`stored_of`] when the value is the key `key_id`'s (another key's, which its id's digest
+/// tells apart, never in practice, reads as none).
+fn stored_for(entry: Option<&Entry>, key_id: &str) -> Option<Vec<(String, i64)>> {
+    stored_of(entry)
+        .filter(|(k, _)| k.eq_ignore_ascii_case(key_id))
+        .map(|(_, seen)| seen)
+}
+
 /// The value that keeps `seen` of the key `key_id`, written at `now`: `{"key_id": ID,
 /// "seen": {ACTIVATION: UNIX SECONDS, …}}`, written by hand (every id canonical: hex digits and
 /// hyphens only, nothing to escape).
@@ -291,12 +299,8 @@ impl LastSeen {
     ) {
         let mut kept = Vec::new();
         let written = store.update(&stored_id(organization_id, key_sha256), &mut |current| {
-            // Another key's value (its id told apart by the digest: never in practice) is
-            // written over, as one that does not read.
-            let mut seen = stored_of(current)
-                .filter(|(k, _)| k.eq_ignore_ascii_case(key_id))
-                .map(|(_, seen)| seen)
-                .unwrap_or_default();
+            // Another key's value is written over, as one that does not read.
+            let mut seen = stored_for(current, key_id).unwrap_or_default();
             seen.retain(|(a, _)| a != activation);
             if seen.len() >= MAX_STORED_PER_KEY {
                 if let Some(at) = (0..seen.len()).min_by_key(|&i| seen[i].1) {
@@ -325,10 +329,10 @@ impl LastSeen {
     ) {
         match store.get(&stored_id(organization_id, key_sha256)) {
             Ok(entry) => {
-                if let Some((k, seen)) = stored_of(entry.as_ref()) {
-                    if k.eq_ignore_ascii_case(key_id) {
-                        self.adopt(&k, organization_id, &seen);
-                    }
+                let seen = crate::ids::canonical_uuid(key_id)
+                    .and_then(|k| Some((stored_for(entry.as_ref(), &k)?, k)));
+                if let Some((seen, k)) = seen {
+                    self.adopt(&k, organization_id, &seen);
                 }
             }
             Err(e) => log::debug!("relay: when activations were last seen is not read ({e})"),

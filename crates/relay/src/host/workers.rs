@@ -134,7 +134,7 @@ pub struct Config {
     /// The metrics route and its token, if on.
     pub metrics: Option<(String, String)>,
     /// The checkouts' options (issue #80; no product: the route is off).
-    pub checkouts: crate::CheckoutOptions,
+    pub checkouts: crate::checkouts::CheckoutOptions,
 }
 
 /// What the host reads of its storage: the values of the keys of each of `gets` (one call

@@ -1,7 +1,6 @@
-//! How a request begins once its route is read: what the relay serves (the route's parse
-//! reads it, [`crate::routes::Door`]), the route's part asked to begin, and the two steps every
-//! part begins with: the call a checked body asks ([`Relay::pending`]) and that call through the
-//! store, the per-key limit and the breaker ([`Relay::route_pending`]).
+//! The two steps every route's part begins with (the part is asked to begin by its route,
+//! `Relay::begin_admitted` in `routes/`): the call a checked body asks ([`Relay::pending`]) and
+//! that call through the store, the per-key limit and the breaker ([`Relay::route_pending`]).
 
 use polar_license::lease::{is_nonce, NONCE_HEADER};
 use polar_license::proto::{Api, Operation, Server};
@@ -9,44 +8,14 @@ use polar_license::{Error, Key};
 use polar_license_rules::CheckedBody;
 
 use super::Relay;
-use crate::clock::Now;
 use crate::flow::Moment;
 use crate::pending::{breaker_refused, Pending, Routed};
 use crate::route::Route;
 use crate::types::{
-    add_cors, invalid, private, with_version, Call, RelayRequest, RelayResponse, FLIGHT_WAITS,
-    USER_AGENT,
+    invalid, private, with_version, Call, RelayRequest, RelayResponse, FLIGHT_WAITS, USER_AGENT,
 };
 
 impl Relay {
-    /// Every check of a request [`Asks::admit`] let through, its route's ([`Part::begin`]),
-    /// after `waited` waits for another check's call of the same entry (after
-    /// [`FLIGHT_WAITS`] it no longer waits and asks Polar itself, so no host answers a 502 of
-    /// its own): the answer, or the call to make.
-    pub(crate) fn begin_admitted(
-        &self,
-        req: &RelayRequest,
-        route: &Route,
-        now: Now,
-        entropy: Option<[u8; 16]>,
-        waited: u32,
-    ) -> Routed {
-        let at = Moment { now, entropy };
-        let b = crate::routes::Begin {
-            relay: self,
-            req,
-            at,
-            waited,
-        };
-        match route.part().begin(&b) {
-            Routed::Answer(mut r) => {
-                add_cors(&mut r);
-                Routed::Answer(r)
-            }
-            routed => routed,
-        }
-    }
-
     /// A request past its local checks, through the store (or, without one, the per-key limit
     /// and the breaker): the answer, the call, or the wait. The per-key limit is taken there
     /// when `per_key` (`false`: the route took it already, a usage report's).

@@ -1,6 +1,6 @@
 //! A verdict's answer: Polar's answer passed back (or the relay's 502 when it could not ask),
 //! kept in the store, with a lease on a grant (signed here, or to be signed elsewhere) or a
-//! signed denial; what every route's part finishes with ([`crate::routes::Part::finish`]).
+//! signed denial; what every route's part finishes with (a route part's `finish`).
 
 use polar_license::lease::{prepare, LeaseClaims, LEASE_HEADER};
 use polar_license::{HttpResponse, TransportError};

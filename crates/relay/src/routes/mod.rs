@@ -33,6 +33,7 @@ mod webhook;
 use polar_license::proto::Operation;
 use polar_license_rules::{check_body, CheckedBody};
 
+use crate::clock::Now;
 use crate::flow::Moment;
 use crate::ids::OrgId;
 use crate::pending::{Pending, Routed};
@@ -41,7 +42,7 @@ use crate::route::target::Target;
 use crate::route::{Checkout, Devices, Install, License, Refused, Route, Seat, Usage, Webhook};
 use crate::seats::SeatOptions;
 use crate::store::Wants;
-use crate::types::{preflight, private, Finished, RelayRequest, RelayResponse};
+use crate::types::{add_cors, preflight, private, Finished, RelayRequest, RelayResponse};
 
 /// What the relay serves, as a route's parse needs it (its routes on or off, its body cap, its
 /// organization, the seller's seat and usage settings): made by [`Relay::door`].
@@ -87,6 +88,34 @@ impl Relay {
     /// `req` read into its route ([`Route::parse`]: the one place a request is read).
     pub(crate) fn route_of(&self, req: &RelayRequest) -> Route {
         Route::parse(req, &self.door())
+    }
+
+    /// Every check of a request [`crate::flow::Asks::admit`] let through, its route's ([`Part::begin`]),
+    /// after `waited` waits for another check's call of the same entry (after
+    /// [`FLIGHT_WAITS`] it no longer waits and asks Polar itself, so no host answers a 502 of
+    /// its own): the answer, or the call to make.
+    pub(crate) fn begin_admitted(
+        &self,
+        req: &RelayRequest,
+        route: &Route,
+        now: Now,
+        entropy: Option<[u8; 16]>,
+        waited: u32,
+    ) -> Routed {
+        let at = Moment { now, entropy };
+        let b = Begin {
+            relay: self,
+            req,
+            at,
+            waited,
+        };
+        match route.part().begin(&b) {
+            Routed::Answer(mut r) => {
+                add_cors(&mut r);
+                Routed::Answer(r)
+            }
+            routed => routed,
+        }
     }
 }
 

@@ -43,10 +43,10 @@ const MAX_BODY = 4 * 1024 * 1024;
 /** The devices of a key, and the sign-in that lists them. */
 export class Devices {
   #options;
+  #settings = null;
   #fetch;
   #timeout;
   #session = null;
-  #relay = null;
 
   /**
    * `options`: `organizationId`, and `baseUrl` or `server` (`'sandbox'`), as the client's;
@@ -65,11 +65,11 @@ export class Devices {
     }
     if (fetchFn !== undefined && typeof fetchFn !== 'function') throw new DevicesError({ code: 'invalid_input', reason: 'invalid_input', field: 'fetch', message: 'fetch must be a function called like the global fetch' });
     if (timeoutMs !== undefined && !(Number.isFinite(timeoutMs) && timeoutMs > 0)) throw new DevicesError({ code: 'invalid_input', reason: 'invalid_input', field: 'timeoutMs', message: 'timeoutMs must be a positive number' });
-    // The core's four options, as the wasm takes them (it parses no JSON of its own).
-    this.#options = [organizationId ?? '', baseUrl, server, portalUrl];
-    // The seller's relay (issue #64: without a session, `list` asks it): the one named, else in
-    // signed mode the base URL; the core picks (`known_relay`), given both.
-    this.#relay = [relay, relayKeys !== undefined && relayKeys !== null && relayKeys.length > 0];
+    // The options as the wasm's `Settings` takes them, made once on the first call (it parses
+    // no JSON of its own): the organization and servers, and the seller's relay (issue #64:
+    // without a session, `list` asks it), the one named, else in signed mode the base URL: the
+    // core picks (`known_relay`), given both.
+    this.#options = [organizationId ?? '', baseUrl, server, portalUrl, relay, relayKeys !== undefined && relayKeys !== null && relayKeys.length > 0];
     this.#fetch = fetchFn ?? ((...a) => globalThis.fetch(...a));
     this.#timeout = timeoutMs ?? TIMEOUT_MS;
   }
@@ -80,12 +80,14 @@ export class Devices {
   }
 
   /**
-   * Runs `step` (one of the module's machines, made by `make(core)`) through the package's one
-   * drive loop, and frees it: its end's value, or a thrown DevicesError (a session Polar says
-   * has expired is forgotten).
+   * Runs `step` (one of the module's machines, made by `make(core, settings)`) through the
+   * package's one drive loop, and frees it: its end's value, or a thrown DevicesError (a
+   * session Polar says has expired is forgotten).
    */
   async #run(make) {
-    const step = make(await load());
+    const core = await load();
+    this.#settings ??= new core.Settings(...this.#options);
+    const step = make(core, this.#settings);
     try {
       const { done } = await drive(step.start(), (given, body) => step.give(JSON.stringify(given), body), {
         fetch: this.#fetch,
@@ -111,13 +113,13 @@ export class Devices {
   async requestCode(email, { customerId } = {}) {
     if (typeof email !== 'string') throw new DevicesError({ code: 'invalid_input', reason: 'invalid_input', field: 'email', message: 'email must be a string' });
     if (customerId !== undefined && typeof customerId !== 'string') throw new DevicesError({ code: 'invalid_input', reason: 'invalid_input', field: 'customer_id', message: 'customerId must be a string' });
-    await this.#run((c) => c.Exchange.requestCode(...this.#options, email, customerId));
+    await this.#run((c, s) => c.Exchange.requestCode(s, email, customerId));
   }
 
   /** Signs in with the emailed code (any case): the session is held here for its hour. */
   async signIn(code) {
     if (typeof code !== 'string') throw new DevicesError({ code: 'invalid_input', reason: 'invalid_input', field: 'code', message: 'code must be a string' });
-    this.#session = (await this.#run((c) => c.Exchange.signIn(...this.#options, code))).session;
+    this.#session = (await this.#run((c, s) => c.Exchange.signIn(s, code))).session;
   }
 
   /** Forgets the session. */
@@ -139,9 +141,9 @@ export class Devices {
     const session = this.#session;
     // The session when there is one; else the seller's relay (the key proves it is the
     // caller's), and with none known the core's `not_signed_in`.
-    return this.#run((c) => session === null
-      ? c.Listing.viaRelay(...this.#options, ...this.#relay, key, activationId ?? undefined)
-      : new c.Listing(...this.#options, session, key, activationId ?? undefined));
+    return this.#run((c, s) => session === null
+      ? c.Listing.viaRelay(s, key, activationId ?? undefined)
+      : new c.Listing(s, session, key, activationId ?? undefined));
   }
 
   /**
@@ -154,7 +156,7 @@ export class Devices {
   async recover() {
     if (this.#session === null) throw new DevicesError({ code: 'not_signed_in', reason: 'invalid_input', message: 'not signed in' });
     const session = this.#session;
-    const { keys, userMessage } = await this.#run((c) => new c.Recovery(...this.#options, session, Date.now() / 1000));
+    const { keys, userMessage } = await this.#run((c, s) => new c.Recovery(s, session, Date.now() / 1000));
     const found = keys.map(({ key, ...shown }) => Object.defineProperty(shown, 'key', { value: key, enumerable: false }));
     // None found: the core's words for it (why, and what to do), beside the array's items.
     return userMessage === undefined ? found : Object.defineProperty(found, 'userMessage', { value: userMessage });
@@ -170,7 +172,7 @@ export class Devices {
     for (const [name, value] of [['key', key], ['activation_id', activationId]]) {
       if (typeof value !== 'string') throw new DevicesError({ code: 'invalid_input', reason: 'invalid_input', field: name, message: `${name} must be a string` });
     }
-    const freed = await this.#run((c) => c.Exchange.free(...this.#options, key, activationId));
+    const freed = await this.#run((c, s) => c.Exchange.free(s, key, activationId));
     if (freed.denied) {
       const d = freed.denied;
       throw new DevicesError({ code: d.reason, reason: d.reason, status: d.status, message: d.userMessage });
@@ -253,7 +255,7 @@ export class Devices {
       if (value !== undefined && typeof value !== 'string') throw new DevicesError({ code: 'invalid_input', reason: 'invalid_input', field: name, message: `${name} must be a string` });
     }
     if (metadata !== undefined && (metadata === null || typeof metadata !== 'object' || Array.isArray(metadata))) throw new DevicesError({ code: 'invalid_input', reason: 'invalid_input', field: 'metadata', message: 'metadata must be an object' });
-    const done = await this.#run((c) => new c.RelayCheckout(...this.#options, ...this.#relay, productId ?? '', metadata === undefined ? undefined : JSON.stringify(metadata), email, successUrl));
+    const done = await this.#run((c, s) => new c.RelayCheckout(s, productId ?? '', metadata === undefined ? undefined : JSON.stringify(metadata), email, successUrl));
     return done.url;
   }
 
@@ -279,9 +281,9 @@ export class Devices {
     }
     if (client !== undefined && typeof client?.activate !== 'function') throw new DevicesError({ code: 'invalid_input', reason: 'invalid_input', field: 'client', message: "client must be a LicenseClient of 'polar-license'" });
     const session = this.#session;
-    const done = await this.#run((c) => (receipt !== undefined && session !== null
-      ? c.Buying.signedIn(...this.#options, session, receipt.checkoutId ?? '', receipt.email ?? undefined, receipt.createdAt ?? undefined, receipt.benefitIds ?? [])
-      : new c.Buying(...this.#options, checkout, sessionToken ?? (successUrl === undefined ? session ?? undefined : undefined), successUrl)));
+    const done = await this.#run((c, s) => (receipt !== undefined && session !== null
+      ? c.Buying.signedIn(s, session, receipt.checkoutId ?? '', receipt.email ?? undefined, receipt.createdAt ?? undefined, receipt.benefitIds ?? [])
+      : new c.Buying(s, checkout, sessionToken ?? (successUrl === undefined ? session ?? undefined : undefined), successUrl)));
     if (done.signIn) {
       if (typeof done.signIn.email === 'string') await this.requestCode(done.signIn.email);
       return { signIn: done.signIn };

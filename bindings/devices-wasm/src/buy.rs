@@ -17,6 +17,8 @@ use polar_license::purchase::{
     checkout_of_relay, Bought, CheckoutAsk, Purchase, PurchaseError, Receipt,
 };
 use polar_license_wasm_steps as steps;
+
+use crate::Settings;
 use wasm_bindgen::prelude::*;
 
 /// A purchase followed to its key.
@@ -62,10 +64,7 @@ impl Buying {
     /// after paying, whose `customer_session_token` is taken when `session` is not given.
     #[wasm_bindgen(constructor)]
     pub fn new(
-        org: &str,
-        base_url: Option<String>,
-        server: Option<String>,
-        portal_url: Option<String>,
+        settings: &Settings,
         checkout: &str,
         session: Option<String>,
         success_url: Option<String>,
@@ -75,9 +74,9 @@ impl Buying {
                 .as_deref()
                 .and_then(polar_license::purchase::session_from_success_url)
         });
-        match crate::api(org, base_url, server, portal_url) {
+        match settings.api() {
             Ok(api) => Buying {
-                machine: Some(Purchase::new(&api, checkout, session)),
+                machine: Some(Purchase::new(api, checkout, session)),
                 first: None,
             },
             Err(e) => Buying {
@@ -90,22 +89,18 @@ impl Buying {
     /// The rest of a purchase that ended with `signIn`, through the session the emailed code
     /// opened: the receipt's fields as `signIn` gave them.
     #[wasm_bindgen(js_name = signedIn)]
-    #[allow(clippy::too_many_arguments)]
     pub fn signed_in(
-        org: &str,
-        base_url: Option<String>,
-        server: Option<String>,
-        portal_url: Option<String>,
+        settings: &Settings,
         session: &str,
         checkout_id: &str,
         email: Option<String>,
         created_at: Option<f64>,
         benefit_ids: Vec<String>,
     ) -> Buying {
-        match crate::api(org, base_url, server, portal_url) {
+        match settings.api() {
             Ok(api) => Buying {
                 machine: Some(Purchase::signed_in(
-                    &api,
+                    api,
                     receipt_of(checkout_id, email, created_at, benefit_ids),
                     SessionToken::new(session),
                 )),
@@ -208,17 +203,10 @@ pub struct RelayCheckout {
 impl RelayCheckout {
     /// The ask of `product_id` (a UUID the relay sells), with the app's `metadata` (JSON text
     /// of an object, Polar's limits), the buyer's `email` to prefill and the `success_url`,
-    /// sent to the relay the core's `known_relay` picks (`relay_url`, else in signed mode,
-    /// `signed`, the base URL).
+    /// sent to the relay the settings know ([`Settings`]).
     #[wasm_bindgen(constructor)]
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
-        org: &str,
-        base_url: Option<String>,
-        server: Option<String>,
-        portal_url: Option<String>,
-        relay_url: Option<String>,
-        signed: bool,
+        settings: &Settings,
         product_id: &str,
         metadata: Option<String>,
         email: Option<String>,
@@ -226,9 +214,7 @@ impl RelayCheckout {
     ) -> RelayCheckout {
         // The ask's request, or why it is not sent.
         let made = || -> Result<String, Error> {
-            let api = crate::api(org, base_url, server, portal_url)?;
-            let relay = polar_license::portal::known_relay(relay_url.as_deref(), signed, api.base_url())
-                .ok_or_else(|| {
+            let relay = settings.relay()?.ok_or_else(|| {
                     Error::invalid(
                         "relay_url",
                         "no seller's relay: name it with the `relay` option (in signed mode the base URL is the relay)",

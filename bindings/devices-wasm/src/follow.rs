@@ -121,12 +121,15 @@ fn parts(options: &str, secret: &str) -> Result<(Parts, SlotOf), Error> {
         .map_err(|_| Error::invalid("options", "the client's options must be a JSON object"))?;
     // The module's own reading of the client's server options (signed mode's portal at
     // `portalUrl`, Polar's, not the relay at the base URL).
-    let api = crate::api(
+    let api = crate::Settings::new(
         &text(&o, "organizationId").unwrap_or_default(),
         text(&o, "baseUrl"),
         text(&o, "server"),
         text(&o, "portalUrl"),
-    )?;
+        None,
+        false,
+    )
+    .api?;
     let p = o.member("gracePolicy").unwrap_or(Value::Null);
     let d = GracePolicy::default();
     let policy = GracePolicy {

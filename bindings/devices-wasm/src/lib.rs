@@ -17,8 +17,8 @@
 //! `give(given, body)` answer what it wants next, `{"send": {method, url, headers: [[name,
 //! value]], body}}` or `{"done": …}`: the step's value, `{"error": {code, reason, message,
 //! retryAfter?, customers?}}` (`code`: the CLI's `portal_error`, docs/interfaces.md §2) or, for
-//! a free, Polar's `{"denied": …}`; written with the core's `JsonOut`. The options come as four
-//! strings.
+//! a free, Polar's `{"denied": …}`; written with the core's `JsonOut`. Every machine is made from the module's
+//! options read once ([`Settings`]).
 
 #![cfg(target_arch = "wasm32")]
 
@@ -39,36 +39,71 @@ mod follow;
 pub use buy::{Buying, RelayCheckout};
 pub use follow::Follower;
 
-/// The organization and server of the module's options (`organizationId`, and `baseUrl`,
-/// else `server`, else production; `portalUrl`: where the portal and checkouts are when
-/// `baseUrl` is the relay, signed mode), checked as the client checks them.
-fn api(
-    organization_id: &str,
-    base_url: Option<String>,
-    server: Option<String>,
-    portal_url: Option<String>,
-) -> Result<Api, Error> {
-    let server = match (base_url, server) {
-        (Some(url), _) => Server::Custom(url),
-        (None, Some(server)) => Server::parse(&server),
-        (None, None) => Server::Production,
-    };
-    let api = Api::new(organization_id, &server)?;
-    match portal_url {
-        Some(url) => api.with_portal(&Server::Custom(url)),
-        None => Ok(api),
+/// The module's options, read once (issue #77): the organization and server (`organizationId`,
+/// and `baseUrl`, else `server`, else production; `portalUrl`: where the portal and checkouts
+/// are when `baseUrl` is the relay, signed mode), checked as the client checks them, and the
+/// seller's relay (`relay`, and whether the client is in signed mode, whose base URL is the
+/// relay). `devices.js` makes one per `Devices` and every machine here is made from it.
+#[wasm_bindgen]
+pub struct Settings {
+    api: Result<Api, Error>,
+    relay_url: Option<String>,
+    signed: bool,
+}
+
+#[wasm_bindgen]
+impl Settings {
+    /// The options as the host's `Devices` took them (a bad one is each machine's first end,
+    /// `invalid_input` with its field, before anything is sent).
+    #[wasm_bindgen(constructor)]
+    pub fn new(
+        org: &str,
+        base_url: Option<String>,
+        server: Option<String>,
+        portal_url: Option<String>,
+        relay_url: Option<String>,
+        signed: bool,
+    ) -> Settings {
+        let server = match (base_url, server) {
+            (Some(url), _) => Server::Custom(url),
+            (None, Some(server)) => Server::parse(&server),
+            (None, None) => Server::Production,
+        };
+        let api = Api::new(org, &server).and_then(|api| match portal_url {
+            Some(url) => api.with_portal(&Server::Custom(url)),
+            None => Ok(api),
+        });
+        Settings {
+            api,
+            relay_url,
+            signed,
+        }
     }
 }
 
-fn portal(
-    org: &str,
-    base_url: Option<String>,
-    server: Option<String>,
-    portal_url: Option<String>,
-) -> Result<Portal, PortalError> {
-    api(org, base_url, server, portal_url)
-        .map(|api| Portal::for_api(&api))
-        .map_err(PortalError::Invalid)
+impl Settings {
+    /// The requests' builder, or why the options are refused.
+    fn api(&self) -> Result<&Api, Error> {
+        self.api.as_ref().map_err(Clone::clone)
+    }
+
+    /// Polar's customer portal at the options' server.
+    fn portal(&self) -> Result<Portal, PortalError> {
+        self.api()
+            .map(Portal::for_api)
+            .map_err(PortalError::Invalid)
+    }
+
+    /// The seller's relay the core's `known_relay` picks: `relay`, else in signed mode the
+    /// base URL; `None`: no relay known.
+    fn relay(&self) -> Result<Option<&str>, Error> {
+        let api = self.api()?;
+        Ok(polar_license::portal::known_relay(
+            self.relay_url.as_deref(),
+            self.signed,
+            api.base_url(),
+        ))
+    }
 }
 
 fn send(request: &PortalRequest) -> String {
@@ -166,15 +201,8 @@ impl Exchange {
     /// The request asking Polar to email a sign-in code to `email` (`customer_id`: one of a
     /// `customer_selection_required` answer's, or none); its end `{"done": true}`.
     #[wasm_bindgen(js_name = requestCode)]
-    pub fn request_code(
-        org: &str,
-        base_url: Option<String>,
-        server: Option<String>,
-        portal_url: Option<String>,
-        email: &str,
-        customer_id: Option<String>,
-    ) -> Exchange {
-        let first = sent(portal(org, base_url, server, portal_url).and_then(|p| {
+    pub fn request_code(settings: &Settings, email: &str, customer_id: Option<String>) -> Exchange {
+        let first = sent(settings.portal().and_then(|p| {
             p.request_code_for(email, customer_id.as_deref())
                 .map(|r| send(&r))
                 .map_err(PortalError::Invalid)
@@ -188,14 +216,8 @@ impl Exchange {
     /// The request signing in with the emailed `code`; its end `{"done": {"session": TOKEN}}`
     /// (the host keeps it in memory only, never logs it).
     #[wasm_bindgen(js_name = signIn)]
-    pub fn sign_in(
-        org: &str,
-        base_url: Option<String>,
-        server: Option<String>,
-        portal_url: Option<String>,
-        code: &str,
-    ) -> Exchange {
-        let first = sent(portal(org, base_url, server, portal_url).and_then(|p| {
+    pub fn sign_in(settings: &Settings, code: &str) -> Exchange {
+        let first = sent(settings.portal().and_then(|p| {
             p.authenticate(code)
                 .map(|r| send(&r))
                 .map_err(PortalError::Invalid)
@@ -210,15 +232,8 @@ impl Exchange {
     /// its end `{"done": true}`, or `{"done": {"denied": {reason, detail, userMessage,
     /// status}}}` (Polar's refusal: `not_found` when the device is already freed or not this
     /// key's), or the error (`offline`, `rate_limited`, …).
-    pub fn free(
-        org: &str,
-        base_url: Option<String>,
-        server: Option<String>,
-        portal_url: Option<String>,
-        key: &str,
-        activation_id: &str,
-    ) -> Exchange {
-        let made = api(org, base_url, server, portal_url).and_then(|api| {
+    pub fn free(settings: &Settings, key: &str, activation_id: &str) -> Exchange {
+        let made = settings.api().and_then(|api| {
             polar_license::metadata::check_key(key)?;
             api.deactivate_request(&DeactivateRequest::new(key, activation_id))
         });
@@ -308,15 +323,12 @@ impl Listing {
     /// this machine holds) marked.
     #[wasm_bindgen(constructor)]
     pub fn new(
-        org: &str,
-        base_url: Option<String>,
-        server: Option<String>,
-        portal_url: Option<String>,
+        settings: &Settings,
         session: &str,
         key: &str,
         this_activation: Option<String>,
     ) -> Listing {
-        match portal(org, base_url, server, portal_url) {
+        match settings.portal() {
             Ok(p) => Listing {
                 machine: Some(ListDevices::new(
                     p,
@@ -334,25 +346,13 @@ impl Listing {
     }
 
     /// The listing of `key`'s devices through the seller's relay (issue #64: no session; the
-    /// key proves it is the caller's), `this_activation` marked: the relay the core's
-    /// `known_relay` picks, `relay_url`, else in signed mode (`signed`) the base URL; none
-    /// known ends `not_signed_in` (a sign-in first).
+    /// key proves it is the caller's), `this_activation` marked: the relay the settings know
+    /// ([`Settings`]); none known ends `not_signed_in` (a sign-in first).
     #[wasm_bindgen(js_name = viaRelay)]
-    #[allow(clippy::too_many_arguments)]
-    pub fn via_relay(
-        org: &str,
-        base_url: Option<String>,
-        server: Option<String>,
-        portal_url: Option<String>,
-        relay_url: Option<String>,
-        signed: bool,
-        key: &str,
-        this_activation: Option<String>,
-    ) -> Listing {
-        let relayed = api(org, base_url, server, portal_url).and_then(|api| {
-            polar_license::portal::known_relay(relay_url.as_deref(), signed, api.base_url())
-                .map(|url| Portal::for_relay(&api, url))
-                .transpose()
+    pub fn via_relay(settings: &Settings, key: &str, this_activation: Option<String>) -> Listing {
+        let relayed = settings.relay().and_then(|relay| {
+            let api = settings.api()?;
+            relay.map(|url| Portal::for_relay(api, url)).transpose()
         });
         match relayed {
             Ok(Some(p)) => Listing {
@@ -406,19 +406,12 @@ pub struct Recovery {
 impl Recovery {
     /// The walk through `session`; `now`: the host's clock, unix seconds.
     #[wasm_bindgen(constructor)]
-    pub fn new(
-        org: &str,
-        base_url: Option<String>,
-        server: Option<String>,
-        portal_url: Option<String>,
-        session: &str,
-        now: f64,
-    ) -> Recovery {
+    pub fn new(settings: &Settings, session: &str, now: f64) -> Recovery {
         // Seconds since 1970 from the host's clock: far inside i64 (a NaN is 0).
         #[allow(clippy::cast_possible_truncation)]
         let now = now as i64;
         Recovery {
-            portal: portal(org, base_url, server, portal_url).map_err(Some),
+            portal: settings.portal().map_err(Some),
             session: SessionToken::new(session),
             now,
             page: 1,

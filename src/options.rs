@@ -206,6 +206,27 @@ macro_rules! licensing_setters {
             self.$($path).+.released = Some(date);
             self
         }
+
+        /// Trials ([`crate::trial`]): a local trial of `days` while the app has no key. The
+        /// first check with no key (`check_trial_report`, or `check_remembered_report` with
+        /// none remembered) starts it, sealed beside the records (natively in the cache; on
+        /// wasm in the storage, `polar-license.trial-<32 hex>`); every check then reports it
+        /// in [`CheckReport::trial`](crate::CheckReport::trial) (days left, its end, or ended),
+        /// and a clock set back past the policy's tolerance is `clock_rollback`. Wiping the
+        /// app's data (or the site's storage) restarts it. With it set, a key from a trial
+        /// product (a `trialing` subscription, API version 2027-01) is reported as a trial too.
+        pub fn trial(mut self, days: $crate::trial::TrialDays) -> Self {
+            self.$($path).+.trial = Some(days);
+            self
+        }
+
+        /// Trials: a key whose benefit is `benefit_id` (a seller's trial product) is reported
+        /// as a trial, with its end ([`CheckReport::trial`](crate::CheckReport::trial)), as is
+        /// a `trialing` subscription (2027-01).
+        pub fn trial_benefit(mut self, benefit_id: impl Into<String>) -> Self {
+            self.$($path).+.trial_benefits.push(benefit_id.into());
+            self
+        }
     };
 }
 pub(crate) use licensing_setters;

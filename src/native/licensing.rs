@@ -226,25 +226,6 @@ impl LicensingBuilder {
         self
     }
 
-    /// Trials ([`crate::trial`]): a local trial of `days` while the app has no key. The first
-    /// check with no key ([`Licensing::check_trial_report`], or
-    /// [`Licensing::check_remembered_report`] with none remembered) starts it, sealed in the
-    /// cache; every check then reports it in [`CheckReport::trial`] (days left, its end, or
-    /// ended), and a clock set back past the tolerance is `clock_rollback`. Wiping the app's
-    /// data restarts it. With it set, a key from a trial product (a `trialing` subscription,
-    /// API version 2027-01) is reported as a trial too.
-    pub fn trial(mut self, days: crate::trial::TrialDays) -> Self {
-        self.options.trial = Some(days);
-        self
-    }
-
-    /// Trials: a key whose benefit is `benefit_id` (a seller's trial product) is reported as a
-    /// trial, with its end ([`CheckReport::trial`]), as is a `trialing` subscription (2027-01).
-    pub fn trial_benefit(mut self, benefit_id: impl Into<String>) -> Self {
-        self.options.trial_benefits.push(benefit_id.into());
-        self
-    }
-
     /// The seller's relay (its URL) for what a relay answers with no customer session (issue
     /// #80): at the activation limit, [`Licensing::activate`] lists the key's activations
     /// through it (its devices route) and adopts the one this machine already holds. Signed

@@ -89,25 +89,6 @@ impl AsyncLicensingBuilder {
         self
     }
 
-    /// Trials ([`crate::trial`]): a local trial of `days` while the app has no key, as the
-    /// native `LicensingBuilder::trial`. The first [`AsyncLicensing::check_trial_report`]
-    /// starts it, sealed in the storage beside the records (`polar-license.trial-<32 hex>`);
-    /// later ones count it down, and a clock set back past the policy's tolerance is
-    /// `clock_rollback`. Clearing the site's or app's storage restarts it. With it set, a key
-    /// from a trial product (a `trialing` subscription, API version 2027-01) is reported as a
-    /// trial too ([`CheckReport::trial`]).
-    pub fn trial(mut self, days: crate::trial::TrialDays) -> Self {
-        self.options.trial = Some(days);
-        self
-    }
-
-    /// Trials: a key whose benefit is `benefit_id` (a seller's trial product) is reported as a
-    /// trial, with its end ([`CheckReport::trial`]), as is a `trialing` subscription (2027-01).
-    pub fn trial_benefit(mut self, benefit_id: impl Into<String>) -> Self {
-        self.options.trial_benefits.push(benefit_id.into());
-        self
-    }
-
     /// The clock (default: `Date.now()`). For tests.
     pub fn clock(mut self, clock: impl Fn() -> i64 + 'static) -> Self {
         self.clock = Rc::new(clock);

@@ -417,7 +417,7 @@ fn record_body<L: LicenseData>(r: &Record<L>) -> String {
     record_body_as(r, None)
 }
 
-/// [`record_body`], the activation sealed with `key` when there is one (the activation's
+/// A record's body (one line of compact JSON, its members in the format's order), the activation sealed with `key` when there is one (the activation's
 /// object then ends with its `"seal"` member: readers that do not know it skip it).
 fn record_body_as<L: LicenseData>(r: &Record<L>, key: Option<&MacKey>) -> String {
     let mut j = JsonOut::new();
@@ -530,7 +530,7 @@ fn or_default<J: JsonIn, T>(
     }
 }
 
-/// A record's body as [`record_body`] writes it (and as every version of the format wrote it):
+/// A record's body as [`record_body_as`] writes it (and as every version of the format wrote it):
 /// `None` when it is not one. Unknown members are ignored.
 fn read_record<L: LicenseData>(v: &L::Json) -> Option<Record<L>> {
     Some(Record {

@@ -210,7 +210,7 @@ struct Wire {
     act: Option<String>,
     status: String,
     license_expires_at: Option<String>,
-    /// Written only when there is one, and only for a client that asks ([`FACTS_HEADER`]).
+    /// Written only when there is one, and only for a client that asks ([`FACTS_MARK`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     sub_end: Option<String>,
     benefit: String,

@@ -73,7 +73,7 @@ pub struct Opened<L = ValidatedLicenseKey> {
     pub remembered: Option<StoredActivation>,
     /// The stored record, not trusted, held an activation that cannot be read (its own seal
     /// fails), or cannot be told not to have held one: "activate first" would take a second
-    /// slot ([`crate::flow::phases::check_request`]'s `cache_error`). A record that plainly
+    /// slot (`cache_error` from the check's first phase, `check_request`). A record that plainly
     /// held none (a bare key's verdict, read under another machine's seal) is not this.
     pub(crate) activation_lost: bool,
     /// The highest sequence number known for the slot.
@@ -208,7 +208,7 @@ pub(crate) fn noted_enough<L>(opened: &Opened<L>, write: &Record<L>, policy: &Gr
 }
 
 /// The writes that record a cached answer, in order: `write` is the record a
-/// [`Begin::Cached`] carries and `clock_only` what it said.
+/// `Begin::Cached` (the check's first phase) carries and `clock_only` what it said.
 ///
 /// With `clock_only` (a face that keeps clock notes, whose note of this record was read, and
 /// an answer within [`note_span`] of the record's own clock that does not stop a held clock):
@@ -280,15 +280,15 @@ pub fn seal<L: LicenseData>(
     }
 }
 
-/// Whether a cached answer's write (a [`Begin::Cached`] record sealed by [`seal`]) may store
-/// its ledger, the last write, so that a power cut can bring the ledger's previous version
-/// back: when the slot already has a trusted ledger, which [`seal`] then writes after the
-/// record. The record itself is stored durably first, so the ledger coming back is the one
-/// just below it, which still trusts it ([`open`] takes a record at or above its ledger), and
-/// the record put back in its place is the same verdict one answer earlier: at most one
-/// counted answer is lost, which a power cut before the write would have lost too. Verdicts
-/// (online answers, denials, activations) keep both writes durable: a ledger that came back
-/// below a denial would trust the grant before it.
+/// Whether a cached answer's write (the record of the check's first phase's `Begin::Cached`, sealed
+/// by [`seal`]) may store its ledger, the last write, so that a power cut can bring the ledger's
+/// previous version back: when the slot already has a trusted ledger, which [`seal`] then writes
+/// after the record. The record itself is stored durably first, so the ledger coming back is the
+/// one just below it, which still trusts it ([`open`] takes a record at or above its ledger), and
+/// the record put back in its place is the same verdict one answer earlier: at most one counted
+/// answer is lost, which a power cut before the write would have lost too. Verdicts (online
+/// answers, denials, activations) keep both writes durable: a ledger that came back below a denial
+/// would trust the grant before it.
 pub fn cached_ledger_may_revert<L>(opened: &Opened<L>) -> bool {
     opened.ledger
 }

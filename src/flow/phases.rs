@@ -125,7 +125,7 @@ pub enum Begin<L = ValidatedLicenseKey> {
         write: Box<Record<L>>,
         /// Whether Polar may be asked when the write fails.
         may_ask: bool,
-        /// The answer may be recorded as a clock note alone ([`cached_writes`]).
+        /// The answer may be recorded as a clock note alone ([`crate::slot::cached_writes`]).
         clock_only: bool,
     },
     /// Send the request.

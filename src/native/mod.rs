@@ -1,5 +1,5 @@
 //! The native shell (every target but `wasm32`): the IO around the sans-IO core, file for file
-//! the twin of [`crate::wasm`]'s.
+//! the twin of `crate::wasm`'s.
 //!
 //! | file | what |
 //! |---|---|

@@ -1,8 +1,8 @@
 //! The panic boundary and the NULL checks every `extern "C"` function starts with.
 //!
-//! A Rust panic must never unwind into C (that is undefined behaviour). [`ffi_boundary!`]
+//! A Rust panic must never unwind into C (that is undefined behaviour). `ffi_boundary!`
 //! runs a function body under [`std::panic::catch_unwind`] and turns a panic into the
-//! function's [`Boundary::on_panic`] value; [`try_ref!`], [`try_mut!`] and [`try_str!`] turn
+//! function's [`Boundary::on_panic`] value; `try_ref!`, `try_mut!` and `try_str!` turn
 //! a NULL pointer or a non-UTF-8 string into an early return of [`Boundary::on_null`] /
 //! [`Boundary::on_bad_utf8`].
 
@@ -105,8 +105,8 @@ macro_rules! ffi_boundary {
     }};
 }
 
-/// The reference behind a pointer argument (`as_ref` of a `*const T` for [`try_ref!`],
-/// `as_mut` of a `*mut T` for [`try_mut!`]), or an early return of [`Boundary::on_null`] when
+/// The reference behind a pointer argument (`as_ref` of a `*const T` for `try_ref!`,
+/// `as_mut` of a `*mut T` for `try_mut!`), or an early return of [`Boundary::on_null`] when
 /// it is NULL.
 ///
 /// The caller promises (in the C documentation) that a non-NULL pointer points to a live

@@ -17,8 +17,8 @@
 //! `give(given, body)` answer what it wants next, `{"send": {method, url, headers: [[name,
 //! value]], body}}` or `{"done": …}`: the step's value, `{"error": {code, reason, message,
 //! retryAfter?, customers?}}` (`code`: the CLI's `portal_error`, docs/interfaces.md §2) or, for
-//! a free, Polar's `{"denied": …}`; written with the core's `JsonOut`. Every machine is made from the module's
-//! options read once ([`Settings`]).
+//! a free, Polar's `{"denied": …}`; written with the core's `JsonOut`. Every machine is made
+//! from the module's options read once (`Settings`).
 
 #![cfg(target_arch = "wasm32")]
 

@@ -31,7 +31,7 @@ pub(crate) struct Pending {
     /// A stored grant asked again ahead of the end of its freshness: until Polar answers (or
     /// when it cannot), the grant still answers as fresh (`store`).
     pub(crate) early: bool,
-    /// The client's [`NONCE_HEADER`](polar_license::proto::NONCE_HEADER), when it sent one that is a nonce: signed into the
+    /// The client's [`NONCE_HEADER`](polar_license::lease::NONCE_HEADER), when it sent one that is a nonce: signed into the
     /// lease's claims, whoever answers (Polar now, or the store).
     pub(crate) nonce: Option<String>,
     /// The route this call is for ([`crate::route::Route`]): its part says how the call's

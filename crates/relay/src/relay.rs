@@ -467,7 +467,7 @@ impl Asks for Relay {
     }
 
     /// The answer to `req` that its head decides alone, before its body is read (the body
-    /// is ignored), else `None`: on [`WEBHOOK_ROUTE`] with a store and a webhook secret, a
+    /// is ignored), else `None`: on [`WEBHOOK_ROUTE`](crate::types::WEBHOOK_ROUTE) with a store and a webhook secret, a
     /// delivery from an address over its failed verifications (429) or whose headers are
     /// refused with no HMAC (400, 401; counted as a failure), the answers the route itself
     /// gives them (the relay's `deliveries` module). A host that reads the body before the core sees

@@ -100,7 +100,7 @@ pub(crate) struct Inner {
     /// No read before this monotonic ms (a failure's backoff, Polar's 429).
     not_before: u64,
     /// The unreadable roster's warning, until a host without a log takes it
-    /// ([`roster_warning`]).
+    /// ([`roster_warning`](crate::reads::roster_warning)).
     pub(crate) warning: Option<String>,
     /// License key ids a grant event other than a revocation named (a re-grant, an update):
     /// their refetch's "granted" may end a stored revocation. A revocation's own refetch never
@@ -261,7 +261,7 @@ impl Roster {
 
     /// A read of Polar's begun at `started_ms` (a page of the list, a refetch or a reconcile's
     /// read by id) says `key` is revoked, disabled or expired: it leaves the known set
-    /// ([`Roster::forget`]), unless Polar granted it since that read began (a re-grant while an
+    /// (as `Roster::forget` does), unless Polar granted it since that read began (a re-grant while an
     /// hourly relist ran: the relist's page is older than the grant). Whether it left.
     pub(crate) fn forget_read(&self, key: &Key, started_ms: u64) -> bool {
         let mut inner = self.lock();
@@ -540,8 +540,8 @@ pub(crate) fn client_group(client: &str) -> String {
     }
 }
 
-/// One read of Polar's for the roster ([`roster_read`]): a `GET` of its `url` with its
-/// `headers`, its answer given back to [`roster_answered`].
+/// One read of Polar's for the roster ([`roster_read`](crate::reads::roster_read)): a `GET` of its `url` with its
+/// `headers`, its answer given back to [`roster_answered`](crate::reads::roster_answered).
 pub struct Read {
     pub(crate) url: String,
     /// They hold the seller's token: never logged.

@@ -158,7 +158,7 @@ pub(crate) fn refuses_event(ask: &UsageAsk, events: Option<&[String]>) -> Option
 }
 
 /// The store's id of the buffer a report is kept in: what a store read per key loads with
-/// the report's validate ([`crate::wants`]).
+/// the report's validate (the usage route's `wants`, `routes/usage.rs`).
 pub(crate) fn buffer_of_ask(ask: &UsageAsk) -> EntryId {
     buffer_id(&ask.organization_id, &key_hash(&ask.key))
 }

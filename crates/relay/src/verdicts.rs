@@ -708,7 +708,7 @@ impl Stored {
     }
 }
 
-/// How a stored answer may be given ([`crate::Relay::stored_answer`]).
+/// How a stored answer may be given ([`Stored::stored_answer`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Reply {
     /// As fresh, unless a grant is due to be asked again ahead of its end

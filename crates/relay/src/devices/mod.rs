@@ -1,4 +1,4 @@
-//! A key's devices through the seller's relay (issue #64): `POST` [`DEVICES_ROUTE`] with the
+//! A key's devices through the seller's relay (issue #64): `POST` [`DEVICES_ROUTE`](crate::types::DEVICES_ROUTE) with the
 //! key in the body (a key never sits in a URL), as Polar's public routes take it:
 //!
 //! ```json

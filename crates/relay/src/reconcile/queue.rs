@@ -60,7 +60,7 @@ pub(crate) struct Queue {
     /// Whether the store's keys were read in (the worker's first turn).
     pub(crate) loaded: bool,
     /// With a store read per key (Workers): the last index row of the stored keys' listing
-    /// handed in, and whether the listing is done ([`crate::reconcile::reconcile_list`]).
+    /// handed in, and whether the listing is done ([`crate::reads::reconcile_list`]).
     pub(crate) listed_after: Option<String>,
     pub(crate) listed_all: bool,
     /// License key id (a UUID) → when it was last checked (unix seconds).
@@ -122,9 +122,9 @@ pub(crate) fn uuid_of(text: &str) -> Option<u128> {
     uuid::Uuid::parse_str(text).ok().map(|u| u.as_u128())
 }
 
-/// One reconcile read under way ([`crate::reconcile::reconcile_read`]): a `GET` of
+/// One reconcile read under way ([`crate::reads::reconcile_read`]): a `GET` of
 /// its `url` with its `headers`, its answer given back to
-/// [`crate::reconcile::reconcile_answered`]. It holds the key's id, when its read began, its last
+/// [`crate::reads::reconcile_answered`]. It holds the key's id, when its read began, its last
 /// check before.
 pub struct Check {
     pub(crate) url: String,
@@ -140,7 +140,7 @@ pub struct Check {
 
 impl Check {
     /// With a store read per key: what its answer narrows (the key's index row and its
-    /// entries), for the host to load before [`crate::reconcile::reconcile_answered`].
+    /// entries), for the host to load before [`crate::reads::reconcile_answered`].
     pub fn wants(&self) -> crate::store::Wants {
         super::key_wants(self.id)
     }

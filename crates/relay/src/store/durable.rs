@@ -64,7 +64,7 @@ pub struct RedbBackend {
 struct Counts {
     bytes: usize,
     pinned: usize,
-    /// Seat pools' and usage buffers' bytes ([`held`]), within [`super::held_share`].
+    /// Seat pools' and usage buffers' bytes ([`held`]), within [`crate::store::entry::held_share`].
     held: usize,
 }
 

@@ -119,7 +119,7 @@ struct Paged {
     /// The bytes they are counted for ([`stored_bytes`] each).
     bytes: usize,
     /// Of those, seat pools' and usage buffers' ([`held`]; kept in the storage as `n:held`),
-    /// within [`super::held_share`].
+    /// within [`crate::store::entry::held_share`].
     held: usize,
     journal: Vec<JournalItem>,
     budget: Option<BudgetState>,

@@ -93,6 +93,17 @@ fi
     echo "release: --reuse packs the host's builds only (add --host-only)" >&2
     exit 2
 }
+# Each platform's Rust standard library (rustup's): a fresh machine has the host's only, and a
+# build for a platform without it fails deep inside maturin with "can't find crate for `core`".
+if [[ ",$PARTS," =~ ,(python|c|cli), ]] && command -v rustup >/dev/null 2>&1; then
+    installed="$(rustup target list --installed)"
+    missing=()
+    for t in $TARGETS; do grep -qx "$t" <<<"$installed" || missing+=("$t"); done
+    if [[ ${#missing[@]} -gt 0 ]]; then
+        echo "==> release: rustup target add ${missing[*]}"
+        rustup target add "${missing[@]}"
+    fi
+fi
 
 VERSION="$(cargo metadata --format-version 1 --no-deps --locked |
     node -e 'const m = JSON.parse(require("fs").readFileSync(0, "utf8")); process.stdout.write(m.packages.find((p) => p.name === "polar-license").version)')"

@@ -863,4 +863,43 @@ mod tests {
             .next_call("http://polar", || false, || Ok(()), next)
             .is_ok());
     }
+
+    /// Two requests of one key's activations kept at the same moment (two threads held at a
+    /// barrier, each keeping its own activation into the key's one value): neither write is
+    /// lost, on the memory store and on the redb file. A keep that read the value and wrote it
+    /// back in two steps loses one of each pair here.
+    fn keeps_at_once_lose_nothing(store: &dyn Backend) {
+        let l = LastSeen::new(2, 1_000);
+        let rounds: u32 = 32; // 64 activations: MAX_STORED_PER_KEY, none dropped by the cap
+        for r in 0..rounds {
+            let gate = std::sync::Barrier::new(2);
+            std::thread::scope(|s| {
+                for n in [2 * r, 2 * r + 1] {
+                    let (l, gate) = (&l, &gate);
+                    s.spawn(move || {
+                        gate.wait();
+                        l.keep(store, ORG, DIGEST, &id(n), KEY_ID, 1_000 + i64::from(n));
+                    });
+                }
+            });
+        }
+        let all: Vec<(String, i64)> = (0..2 * rounds)
+            .map(|n| (id(n), 1_000 + i64::from(n)))
+            .collect();
+        assert_eq!(kept(store), all);
+    }
+
+    #[test]
+    fn keeps_at_once_lose_nothing_in_memory() {
+        keeps_at_once_lose_nothing(&crate::store::MemoryBackend::new(1_000));
+    }
+
+    #[cfg(feature = "durable")]
+    #[test]
+    fn keeps_at_once_lose_nothing_in_the_file() {
+        let dir = polar_license_testkit::ScratchDir::new("last-seen-at-once");
+        let store =
+            crate::store::RedbBackend::open(&dir.path().join("seen.redb"), 1_000).expect("opened");
+        keeps_at_once_lose_nothing(&store);
+    }
 }

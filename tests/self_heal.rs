@@ -82,6 +82,18 @@ fn a_reinstall_at_the_limit_adopts_its_own_activation_through_the_relay() {
         .list_devices_via_relay(&relay.url, KEY)
         .expect("listed");
     assert!(listed.devices.iter().all(|d| d.this_machine));
+    // With no session and no relay named, the one it was built with lists them (the core's
+    // known_relay, as npm's devices module picks); without one, sign in first.
+    let any = reinstalled
+        .list_devices_any(None, None, KEY)
+        .expect("listed through the builder's relay");
+    assert_eq!(any.devices.len(), 1);
+    assert!(any.devices[0].this_machine);
+    let unrelayed = install(&em, &ScratchDir::new("heal-no-relay"), "machine-A", None);
+    assert!(matches!(
+        unrelayed.list_devices_any(None, None, KEY),
+        Err(polar_license::portal::PortalError::NotSignedIn)
+    ));
 
     // A new machine at the limit: refused as before, and told the rows apart.
     let elsewhere = install(&em, &other, "machine-B", Some(&relay.url));

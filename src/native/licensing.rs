@@ -1374,7 +1374,8 @@ impl Licensing {
     }
 
     /// Reports `units` of `meter` used with `key` to the seller's relay at `relay_url`
-    /// (`None`: this licensing's base URL) (issue #68 item 3): the report's idempotency id
+    /// (`None`: the relay this licensing knows, the builder's [`LicensingBuilder::relay_url`]
+    /// else signed mode's base URL; with neither, the base URL) (issue #68 item 3): the report's idempotency id
     /// (`id`, the app's own, or a new UUID v4) and the relay's answer, through the core's
     /// machine ([`crate::usage::RecordUsage`]: the same id sent again while the relay cannot
     /// be reached, answers 5xx or asks to wait). With relay keys (signed mode) the answer is
@@ -1388,6 +1389,7 @@ impl Licensing {
         units: f64,
         id: Option<&str>,
     ) -> (String, Result<crate::usage::UsageAnswer, Error>) {
+        let relay_url = relay_url.or(self.known_relay());
         match BlockingClient::usage_report(key, meter, units, id) {
             Ok(report) => {
                 // Signed mode (relay keys set): the answer only from the relay's signed
@@ -1445,7 +1447,9 @@ impl Licensing {
 
     /// The devices of `key` by the way the app has (issue #64): through the customer
     /// `session` when there is one ([`Licensing::list_devices`]), else through the seller's
-    /// relay at `relay_url` when the app set one ([`Licensing::list_devices_via_relay`]), else
+    /// relay at `relay_url`, else the relay this licensing knows (the builder's
+    /// [`LicensingBuilder::relay_url`], else signed mode's base URL, as npm's devices module
+    /// picks: [`crate::portal::known_relay`]) ([`Licensing::list_devices_via_relay`]), else
     /// [`crate::portal::PortalError::NotSignedIn`] (sign in first). The one rule every face
     /// takes for "which way", written once.
     pub fn list_devices_any(
@@ -1454,7 +1458,7 @@ impl Licensing {
         relay_url: Option<&str>,
         key: impl Into<Key>,
     ) -> Result<crate::portal::KeyDevices, crate::portal::PortalError> {
-        match (session, relay_url) {
+        match (session, relay_url.or(self.known_relay())) {
             (Some(session), _) => self.list_devices(session, key),
             (None, Some(relay)) => self.list_devices_via_relay(relay, key),
             (None, None) => Err(crate::portal::PortalError::NotSignedIn),

@@ -485,7 +485,7 @@ pub extern "C" fn polar_license_config_set_relay_url(
     ffi_boundary! {
         let config = try_mut!(config);
         let url = try_str!(relay_url);
-        let checked = check_base_url(url);
+        let checked = Server::Custom(url.to_string()).base_url_of("relay_url");
         if checked.is_ok() {
             config.relay_url = Some(url.to_string());
         }

@@ -58,6 +58,7 @@ static void config_null_arguments(void) {
   CHECK_INT(polar_license_config_set_tls_roots(NULL, POLAR_LICENSE_TLS_ROOTS_SYSTEM), NUL_ARG);
   CHECK_INT(polar_license_config_set_base_url(NULL, "https://example.com"), NUL_ARG);
   CHECK_INT(polar_license_config_set_portal_url(NULL, "https://example.com"), NUL_ARG);
+  CHECK_INT(polar_license_config_set_relay_url(NULL, "https://example.com"), NUL_ARG);
   CHECK_INT(polar_license_config_set_timeout_ms(NULL, 1000), NUL_ARG);
   CHECK_INT(polar_license_config_set_connect_timeout_ms(NULL, 1000), NUL_ARG);
   CHECK_INT(polar_license_config_set_cache_dir(NULL, "/tmp"), NUL_ARG);
@@ -70,6 +71,7 @@ static void config_null_arguments(void) {
   CHECK_INT(polar_license_config_set_organization(config, NULL), NUL_ARG);
   CHECK_INT(polar_license_config_set_base_url(config, NULL), NUL_ARG);
   CHECK_INT(polar_license_config_set_portal_url(config, NULL), NUL_ARG);
+  CHECK_INT(polar_license_config_set_relay_url(config, NULL), NUL_ARG);
   CHECK_INT(polar_license_config_set_cache_dir(config, NULL), NUL_ARG);
   CHECK_INT(polar_license_config_set_app_secret(config, NULL, 0), NUL_ARG);
   CHECK_INT(polar_license_client_new(NULL, NULL), NUL_ARG);
@@ -82,6 +84,7 @@ static void config_invalid_utf8(void) {
   CHECK_INT(polar_license_config_set_organization(config, bad_utf8), BAD_UTF8);
   CHECK_INT(polar_license_config_set_base_url(config, bad_utf8), BAD_UTF8);
   CHECK_INT(polar_license_config_set_portal_url(config, bad_utf8), BAD_UTF8);
+  CHECK_INT(polar_license_config_set_relay_url(config, bad_utf8), BAD_UTF8);
   CHECK_INT(polar_license_config_set_cache_dir(config, bad_utf8), BAD_UTF8);
   polar_license_config_free(config);
 }
@@ -115,6 +118,11 @@ static void config_bad_values(void) {
   CHECK_INT(polar_license_config_set_portal_url(config, "http://polar.example.com"), BAD_INPUT);
   CHECK(strstr(polar_license_config_last_error(config), "portal_url") != NULL);
   CHECK_INT(polar_license_config_set_portal_url(config, "https://api.polar.sh"), OK);
+  /* The seller's relay: checked as a base URL is, the refusal naming relay_url. */
+  CHECK_INT(polar_license_config_set_relay_url(config, "http://relay.example.com"), BAD_INPUT);
+  CHECK(strstr(polar_license_config_last_error(config), "relay_url") != NULL);
+  CHECK_INT(polar_license_config_set_relay_url(config, "https://relay.example.com"), OK);
+  CHECK_STR(polar_license_config_last_error(config), "");
   CHECK_INT(polar_license_config_set_timeout_ms(config, 0), BAD_INPUT);
   CHECK_INT(polar_license_config_set_connect_timeout_ms(config, 0), BAD_INPUT);
   CHECK_INT(polar_license_config_set_cache_dir(config, ""), BAD_INPUT);

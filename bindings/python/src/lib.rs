@@ -522,7 +522,7 @@ impl NativeLicensing {
     #[pyo3(signature = (organization_id, app_id, base_url, server, cache_dir, grace_period,
         revalidate_after, clock_tolerance, timeout, connect_timeout, relay_keys, released,
         trial, trial_benefits, app_secret, require_activation, machine_binding, bind_machine,
-        remember_keys, entitlements, clock_offset=0, portal_url=None))]
+        remember_keys, entitlements, clock_offset=0, portal_url=None, relay_url=None))]
     fn build(
         py: Python<'_>,
         organization_id: String,
@@ -547,6 +547,7 @@ impl NativeLicensing {
         entitlements: Option<String>,
         clock_offset: i64,
         portal_url: Option<String>,
+        relay_url: Option<String>,
     ) -> PyResult<(Option<NativeLicensing>, Option<Py<PyAny>>)> {
         // Reads the machine id and may create the cache directory: no GIL meanwhile.
         let built = py.detach(move || -> Result<Licensing, Error> {
@@ -563,6 +564,12 @@ impl NativeLicensing {
             }
             if let Some(url) = portal_url {
                 b = b.portal_base_url(url);
+            }
+            // The seller's relay (issue #80: the heal at the activation limit, the devices, usage
+            // and checkouts a relay answers), checked here as C's setter checks it.
+            if let Some(url) = relay_url {
+                Server::Custom(url.clone()).base_url_of("relay_url")?;
+                b = b.relay_url(url);
             }
             if let Some(app_id) = app_id {
                 b = b.app_id(app_id);
@@ -914,15 +921,16 @@ impl NativeLicensing {
     }
 
     /// Reports `units` of `meter` used with `key` (`None`: the remembered key) to the seller's
-    /// relay at `relay` (`relay serve --record-usage`) with the idempotency id `id` (`None`: a
-    /// new one): the core's [`Licensing::record_usage`] (its checks, its sends of the same id).
-    #[pyo3(signature = (meter, units, relay, key=None, id=None))]
+    /// relay at `relay` (`relay serve --record-usage`; `None`: the relay the licensing knows,
+    /// `relay_url`, else its base URL) with the idempotency id `id` (`None`: a new one): the
+    /// core's [`Licensing::record_usage`] (its checks, its sends of the same id).
+    #[pyo3(signature = (meter, units, relay=None, key=None, id=None))]
     fn record_usage<'py>(
         &self,
         py: Python<'py>,
         meter: String,
         units: f64,
-        relay: String,
+        relay: Option<String>,
         key: Option<String>,
         id: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
@@ -930,7 +938,7 @@ impl NativeLicensing {
             Ok(key) => {
                 let (id, answer) =
                     self.inner
-                        .record_usage(Some(&relay), &key, &meter, units, id.as_deref());
+                        .record_usage(relay.as_deref(), &key, &meter, units, id.as_deref());
                 usage_json(&id, &answer)
             }
             Err(e) => err(&e),

@@ -424,6 +424,39 @@ def test_through_the_relay_without_a_sign_in_list_free_another_and_activate_here
     assert [d.id for d in here.list_devices(DEMO_KEY, relay=url).devices] == [mine.id]
 
 
+@pytest.mark.skipif(not Path(CLI).is_file(), reason="POLAR_LICENSE_CLI names no binary")
+def test_with_relay_url_a_reinstall_at_the_limit_reclaims_its_seat_with_no_sign_in(
+        polar_emulator: Emulator, relay: tuple[str, str], tmp_path: Path) -> None:
+    """``relay_url`` (issue #80's heal on Python, as C's and Tauri's relay option): at the
+    activation limit a reinstall on the same machine (a new cache) finds its own activation
+    through the seller's relay, with no sign-in, and takes none; ``list_devices`` uses the
+    relay when named none. Without it, the limit as before; a bad URL refused when made."""
+    polar, url = polar_emulator, relay[0]
+    held = [machine(polar, tmp_path / f"m{n}", f"machine-{n}").activate(DEMO_KEY, f"Machine {n}")
+            for n in range(3)]
+    assert len(polar.activations(DEMO_KEY)) == 3
+    bare = machine(polar, tmp_path / "bare", "machine-0")
+    with pytest.raises(LicenseDenied) as limit:
+        bare.activate(DEMO_KEY, "Machine 0")
+    assert limit.value.code is Reason.ACTIVATION_LIMIT
+    with pytest.raises(NotSignedIn):
+        bare.list_devices(DEMO_KEY)
+
+    again = Licensing(polar.organization_id, base_url=polar.url, cache_dir=tmp_path / "again",
+                      machine_binding="machine-0", relay_url=url)
+    assert again.activate(DEMO_KEY, "Machine 0").id == held[0].id
+    assert len(polar.activations(DEMO_KEY)) == 3  # none taken
+    assert again.check(DEMO_KEY).licensed
+    listed = again.list_devices(DEMO_KEY)
+    assert listed.this_machine is not None and listed.this_machine.id == held[0].id
+    assert len(listed.devices) == 3
+
+    with pytest.raises(InvalidInputError) as bad:
+        Licensing(polar.organization_id, base_url=polar.url, cache_dir=tmp_path / "bad",
+                  relay_url="http://relay.example.com")
+    assert bad.value.field == "relay_url"
+
+
 def test_a_reinstall_at_the_limit_reclaims_its_own_activation(tmp_path: Path) -> None:
     """Self-healing activations (issue #80): a reinstall on the same machine (a new cache) at
     the activation limit, signed in, ends licensed with the activation the machine already

@@ -21,6 +21,7 @@ import pytest
 from polar_license import (
     InvalidInputError,
     LicenseDenied,
+    LicenseFailure,
     LicenseUnverified,
     Licensing,
     Reason,
@@ -200,3 +201,20 @@ def test_a_report_the_relays_backlog_holds_is_usage_backlog(tmp_path: Path) -> N
             assert held.value.code is Reason.RATE_LIMITED  # the alias, as first shipped
             assert held.value.retry_after == 60
             assert held.value.usage_id == "py-held-101"
+
+
+@needs_cli
+def test_a_report_named_no_relay_goes_to_relay_url(
+        metered: tuple[Emulator, str], tmp_path: Path) -> None:
+    """``relay_url`` is where a report goes when ``record_usage`` names no relay (as C's and
+    Tauri's relay option); without it, the base URL (Polar, which takes no report)."""
+    polar, relay = metered
+    here = Licensing(polar.organization_id, base_url=polar.url, cache_dir=tmp_path / "a",
+                     relay_url=relay)
+    sent = here.record_usage(METER, 1, key=USE_KEY, id="py-relay-url")
+    assert sent.id == "py-relay-url" and sent.duplicate is False
+    assert here.record_usage(METER, 1, key=USE_KEY, id="py-relay-url").duplicate is True
+    with pytest.raises(LicenseFailure) as polar_took_none:
+        app(polar, tmp_path / "b").record_usage(METER, 1, key=USE_KEY, id="py-to-polar")
+    assert polar_took_none.value.code is Reason.PROTOCOL_ERROR
+    assert polar_took_none.value.usage_id == "py-to-polar"

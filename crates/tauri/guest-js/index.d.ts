@@ -675,7 +675,7 @@ export interface UsageOptions {
   id?: string;
   /** The key (default: the remembered key). */
   key?: string;
-  /** The seller's relay's URL (`relay serve --record-usage`); default the plugin's base URL. */
+  /** The seller's relay's URL (`relay serve --record-usage`); default the plugin's relay (`relay_url`), else its base URL. */
   relay?: string;
 }
 

@@ -104,6 +104,11 @@ class Licensing:
         customer's keys, key rotation, buying in the app; default: ``base_url``'s). In signed
         mode ``base_url`` is the seller's relay, which serves none of them: set this to
         Polar's (``https://api.polar.sh``, or the emulator while developing).
+    :param relay_url: the seller's relay (``https://``, or ``http://`` on loopback only): at
+        the activation limit :meth:`activate` lists the key's devices through it and, when one
+        is this machine's own (a reinstall), uses it instead of taking another, with no
+        sign-in; :meth:`list_devices` and :meth:`record_usage` use it when given no relay.
+        Signed mode needs none: its ``base_url`` is the relay.
     :param cache_dir: keep the cache in this directory instead.
     :param grace_period: how long after the last good online verdict an unreachable Polar
         still licenses (default 7 days).
@@ -156,6 +161,7 @@ class Licensing:
         remember_keys: bool = False,
         entitlements: Union[Mapping[str, Any], str, None] = None,
         portal_url: Optional[str] = None,
+        relay_url: Optional[str] = None,
         _clock_offset_for_testing: int = 0,
     ) -> None:
         keys = relay_keys if relay_keys is None or isinstance(relay_keys, str) else ",".join(relay_keys)
@@ -183,6 +189,7 @@ class Licensing:
             else _json(entitlements),
             _clock_offset_for_testing,
             portal_url,
+            relay_url,
         )
         if native is None:
             raise error_from((error or {})["error"])
@@ -346,16 +353,18 @@ class Licensing:
         """The live activations of ``key`` (``None``: the remembered key), this machine's
         marked, by the way the app has (the core picks, in this order, as every face does):
         through the remembered session when signed in, else through the seller's relay at
-        ``relay`` (its URL: the key proves it is the customer's, no email code), else
+        ``relay`` (its URL: the key proves it is the customer's, no email code; ``None``: the
+        ``relay_url`` this was made with, or in signed mode ``base_url``), else
         :class:`NotSignedIn` (no request). Raises :class:`KeyNotFound` (a key the relay's Polar
         does not know), :class:`SessionExpired`, :class:`DeviceManagementOff`, …"""
         return KeyDevices._of(_unwrap(self._native.list_devices(key, relay)))
 
-    def record_usage(self, meter: str, units: float, *, relay: str, key: Optional[str] = None,
-                     id: Optional[str] = None) -> UsageRecorded:
+    def record_usage(self, meter: str, units: float, *, relay: Optional[str] = None,
+                     key: Optional[str] = None, id: Optional[str] = None) -> UsageRecorded:
         """Reports ``units`` of ``meter`` (the event name the seller's meter counts) used with
         ``key`` (``None``: the remembered key) to the seller's relay at ``relay`` (its URL:
-        ``relay serve --record-usage``), with the idempotency id ``id`` (1 to 64 characters of
+        ``relay serve --record-usage``; ``None``: the ``relay_url`` this was made with, else
+        ``base_url``), with the idempotency id ``id`` (1 to 64 characters of
         ``A-Z a-z 0-9 - _ .``; ``None``: a new one). The core sends it again with the same id
         while the relay cannot be reached, answers 5xx or asks to wait (three sends at most); a
         report sent again with the same id counts once (``duplicate``).

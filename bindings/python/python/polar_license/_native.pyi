@@ -46,6 +46,7 @@ class NativeLicensing:
         entitlements: Optional[str],
         clock_offset: int = 0,
         portal_url: Optional[str] = None,
+        relay_url: Optional[str] = None,
     ) -> tuple[Optional[NativeLicensing], Optional[Answer]]: ...
     def check(self, key: Optional[str] = None) -> tuple[dict[str, Any], NativeOutcome]: ...
     def feature(self, outcome: NativeOutcome, feature: str) -> dict[str, Any]: ...
@@ -82,7 +83,7 @@ class NativeLicensing:
         self,
         meter: str,
         units: float,
-        relay: str,
+        relay: Optional[str] = None,
         key: Optional[str] = None,
         id: Optional[str] = None,
     ) -> Answer: ...

@@ -462,7 +462,7 @@ export declare function signOut(): Promise<void>;
 export declare function listDevices(
   key?: string,
   options?: {
-    /** Without a session: the seller's relay's URL, which lists the key's devices (issue #64). */
+    /** Without a session: the seller's relay's URL, which lists the key's devices (issue #64); default the plugin's relay (`relay_url`, or in signed mode its base URL). */
     relay?: string;
   },
 ): Promise<DeviceList>;

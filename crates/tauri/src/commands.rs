@@ -309,9 +309,9 @@ pub(crate) async fn sign_out(state: State<'_, PolarLicense>) -> PortalAnswer<()>
 }
 
 /// The devices of `key` (default: the remembered key) through the session, this machine's
-/// marked; with no session, through the seller's relay at `relay` when the app gives one
-/// (issue #64: the key proves it is the customer's, no email code). Which way is the core's
-/// (`Licensing::list_devices_any`).
+/// marked; with no session, through the seller's relay at `relay` (default: the plugin's,
+/// `relay_url`, or in signed mode its base URL; issue #64: the key proves it is the
+/// customer's, no email code). Which way is the core's (`Licensing::list_devices_any`).
 #[tauri::command]
 pub(crate) async fn list_devices(
     state: State<'_, PolarLicense>,

@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 mod base_url;
 mod classify;
 pub use base_url::{check_base_url, origin, Server, PRODUCTION_URL, SANDBOX_URL, USER_AGENT};
-pub(crate) use classify::classify_failure;
+pub(crate) use classify::{classify_failure, failure_named};
 pub use classify::{
     error_body, failure, retry_after, retry_after_value, ErrorBody, MAX_RETRY_AFTER,
 };

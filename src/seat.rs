@@ -415,7 +415,8 @@ pub fn read_seat_answer(op: SeatOp, resp: &HttpResponse) -> Result<SeatAnswer, E
         )),
         // Every 200 is read above: what is left is a failure, Polar's (passed on by the
         // relay) or one on the way.
-        _ => crate::proto::failure(
+        _ => crate::proto::failure_named(
+            "a seat request",
             Operation::Validate,
             resp.status,
             &resp.body,
@@ -432,6 +433,23 @@ mod tests {
     use super::*;
 
     const ORG: &str = "d2fcbff8-108b-411e-bf2b-6383e0a8802d";
+
+    /// A 404 or an unexpected status that is no answer of the relay's (a wrong URL, a proxy's
+    /// page) is a protocol error naming what was asked, not the validate it is classified as.
+    #[test]
+    fn a_page_that_is_not_the_relays_names_the_seat_request() {
+        for status in [404, 418] {
+            let resp = HttpResponse::new(status, &b"<html>Not Found</html>"[..]);
+            match read_seat_answer(SeatOp::Acquire, &resp) {
+                Err(e @ Error::Protocol { .. }) => {
+                    let said = e.to_string();
+                    assert!(said.contains("for a seat request"), "{said}");
+                    assert!(!said.contains("validate"), "{said}");
+                }
+                other => panic!("{status}: {other:?}"),
+            }
+        }
+    }
     const SEAT: &str = "6a1f4b7e-3c2d-4e5f-8a9b-0c1d2e3f4a5b";
 
     /// The one spelling of a refusal's code every face gives (C, the CLI, Tauri and npm's seat

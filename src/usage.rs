@@ -278,7 +278,8 @@ pub fn read_usage_answer(resp: &HttpResponse) -> Result<UsageAnswer, Error> {
         }),
         // Every 200 is read above: what is left is a failure, Polar's (passed on by the
         // relay) or one on the way.
-        _ => crate::proto::failure(
+        _ => crate::proto::failure_named(
+            "a usage report",
             Operation::Validate,
             resp.status,
             &resp.body,
@@ -697,6 +698,23 @@ mod tests {
     use super::*;
 
     const ORG: &str = "d2fcbff8-108b-411e-bf2b-6383e0a8802d";
+
+    /// A 404 or an unexpected status that is no answer of the relay's (a wrong URL, a proxy's
+    /// page) is a protocol error naming what was asked, not the validate it is classified as.
+    #[test]
+    fn a_page_that_is_not_the_relays_names_the_usage_report() {
+        for status in [404, 418] {
+            let resp = HttpResponse::new(status, &b"<html>Not Found</html>"[..]);
+            match read_usage_answer(&resp) {
+                Err(e @ Error::Protocol { .. }) => {
+                    let said = e.to_string();
+                    assert!(said.contains("for a usage report"), "{said}");
+                    assert!(!said.contains("validate"), "{said}");
+                }
+                other => panic!("{status}: {other:?}"),
+            }
+        }
+    }
 
     fn report() -> UsageReport {
         UsageReport::new(Key::new("POLAR-ABC-123"), "tokens_used", 3.0, [7; 16])

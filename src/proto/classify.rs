@@ -146,13 +146,13 @@ pub fn retry_after_value(value: &str) -> Option<u64> {
 }
 
 /// The protocol error for a status whose body is not Polar's error envelope.
-fn not_polar(op: Operation, status: u16, body: &[u8]) -> Error {
+fn not_polar(what: &str, status: u16, body: &[u8]) -> Error {
     Error::protocol(
         Some(status),
         [
             &digits(u64::from(status)),
             " for ",
-            op.as_str(),
+            what,
             " without Polar's error envelope (a wrong base URL, a removed Polar-Version, or a \
              proxy's or login page): ",
             &snippet(body),
@@ -184,6 +184,20 @@ pub fn failure(
     parsed: Option<&ErrorBody>,
     retry_after: Option<&str>,
 ) -> Result<Denial, Error> {
+    failure_named(op.as_str(), op, status, body, parsed, retry_after)
+}
+
+/// [`failure`] of a relay's own request that Polar's rules for `op` classify (a seat's, a usage
+/// report's: the relay passes Polar's validate answers on), its protocol errors naming `what`
+/// (`a usage report`), not the operation it is classified as.
+pub(crate) fn failure_named(
+    what: &str,
+    op: Operation,
+    status: u16,
+    body: &[u8],
+    parsed: Option<&ErrorBody>,
+    retry_after: Option<&str>,
+) -> Result<Denial, Error> {
     // 401's and 403's description when the body is not Polar's envelope.
     let description = || {
         parsed
@@ -192,7 +206,7 @@ pub fn failure(
     };
     match status {
         404 => {
-            let detail = envelope_detail(parsed).ok_or_else(|| not_polar(op, status, body))?;
+            let detail = envelope_detail(parsed).ok_or_else(|| not_polar(what, status, body))?;
             let reason = match detail.as_str() {
                 "License key is no longer active." => Reason::Inactive,
                 "License key has expired." => Reason::Expired,
@@ -285,7 +299,7 @@ pub fn failure(
             .concat(),
         }),
         _ => {
-            let what = parsed
+            let said = parsed
                 .and_then(|b| b.detail.clone().or_else(|| b.error.clone()))
                 .unwrap_or_else(|| snippet(body));
             Err(Error::protocol(
@@ -294,9 +308,9 @@ pub fn failure(
                     "unexpected status ",
                     &digits(u64::from(status)),
                     " for ",
-                    op.as_str(),
+                    what,
                     ": ",
-                    &what,
+                    &said,
                 ]
                 .concat(),
             ))

@@ -417,8 +417,9 @@ fn record_body<L: LicenseData>(r: &Record<L>) -> String {
     record_body_as(r, None)
 }
 
-/// A record's body (one line of compact JSON, its members in the format's order), the activation sealed with `key` when there is one (the activation's
-/// object then ends with its `"seal"` member: readers that do not know it skip it).
+/// A record's body (one line of compact JSON, its members in the format's order), the activation
+/// sealed with `key` when there is one (the activation's object then ends with its `"seal"` member:
+/// readers that do not know it skip it).
 fn record_body_as<L: LicenseData>(r: &Record<L>, key: Option<&MacKey>) -> String {
     let mut j = JsonOut::new();
     j.raw("{");

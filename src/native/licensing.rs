@@ -1373,14 +1373,14 @@ impl Licensing {
         Ok(listed)
     }
 
-    /// Reports `units` of `meter` used with `key` to the seller's relay at `relay_url`
-    /// (`None`: the relay this licensing knows, the builder's [`LicensingBuilder::relay_url`]
-    /// else signed mode's base URL; with neither, the base URL) (issue #68 item 3): the report's idempotency id
-    /// (`id`, the app's own, or a new UUID v4) and the relay's answer, through the core's
-    /// machine ([`crate::usage::RecordUsage`]: the same id sent again while the relay cannot
-    /// be reached, answers 5xx or asks to wait). With relay keys (signed mode) the answer is
-    /// believed only from the relay's signed acknowledgement (issue #76: an unsigned or forged
-    /// `recorded` is `protocol_error`). The id is empty only when none could be made.
+    /// Reports `units` of `meter` used with `key` to the seller's relay at `relay_url` (`None`: the
+    /// relay this licensing knows, the builder's [`LicensingBuilder::relay_url`] else signed mode's
+    /// base URL; with neither, the base URL) (issue #68 item 3): the report's idempotency id (`id`,
+    /// the app's own, or a new UUID v4) and the relay's answer, through the core's machine
+    /// ([`crate::usage::RecordUsage`]: the same id sent again while the relay cannot be reached,
+    /// answers 5xx or asks to wait). With relay keys (signed mode) the answer is believed only from
+    /// the relay's signed acknowledgement (issue #76: an unsigned or forged `recorded` is
+    /// `protocol_error`). The id is empty only when none could be made.
     pub fn record_usage(
         &self,
         relay_url: Option<&str>,

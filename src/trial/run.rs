@@ -6,8 +6,8 @@
 //! only do the IO it asks for.
 //!
 //! It needs none of a client's context beyond what it is built with (the seal, the days, the
-//! clock reading, the grace policy's tolerance): it is [`Standalone`], and so a [`Machine`](crate::flow::Machine) for
-//! any context.
+//! clock reading, the grace policy's tolerance): it is [`Standalone`], and so a
+//! [`Machine`](crate::flow::Machine) for any context.
 //!
 //! A store whose lock is not shared by every writer (node's processes over the file store)
 //! may see two first checks at once: the first record is written with a compare (stored only

@@ -1815,11 +1815,12 @@ bool polar_license_seat_result_released(const polar_license_seat_result *result)
 
 // Reports `units` of `meter` (the event name the seller's meter counts, 1 to 128 bytes of
 // printable text) used with `key` to the seller's relay (`relay serve --record-usage`): the
-// one `polar_license_config_set_relay_url` named, else the client's base URL. `units`: above 0, at most 1,000,000,000 (NaN, infinities,
-// zero and negatives are `INVALID_INPUT`, nothing sent). `id`: the report's idempotency id
-// (1 to 64 characters of `A-Z a-z 0-9 - _ .`), or NULL for a new one made here; a report sent
-// again with the same id is counted once. The core sends it again with the same id when the
-// relay cannot be reached, answers 5xx or asks to wait, three sends at most.
+// one `polar_license_config_set_relay_url` named, else the client's base URL. `units`: above 0, at
+// most 1,000,000,000 (NaN, infinities, zero and negatives are `INVALID_INPUT`, nothing sent).
+// `id`: the report's idempotency id (1 to 64 characters of `A-Z a-z 0-9 - _ .`), or NULL for a new
+// one made here; a report sent again with the same id is counted once. The core sends it again
+// with the same id when the relay cannot be reached, answers 5xx or asks to wait, three sends at
+// most.
 //
 // Returns `POLAR_LICENSE_STATUS_OK` and writes a usage result to `*out_result` whatever the
 // relay answered (`polar_license_usage_result_error`). Any other status means the call itself

@@ -10,7 +10,8 @@ use std::sync::Mutex;
 use crate::service::Core;
 use crate::util::lock;
 
-/// The state file of [`Options::state`](crate::Options::state): its path, and the text last written to it.
+/// The state file of [`Options::state`](crate::Options::state): its path, and the text last written
+/// to it.
 pub(crate) struct StateFile {
     path: PathBuf,
     last: Mutex<String>,

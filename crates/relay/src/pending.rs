@@ -31,8 +31,8 @@ pub(crate) struct Pending {
     /// A stored grant asked again ahead of the end of its freshness: until Polar answers (or
     /// when it cannot), the grant still answers as fresh (`store`).
     pub(crate) early: bool,
-    /// The client's [`NONCE_HEADER`](polar_license::lease::NONCE_HEADER), when it sent one that is a nonce: signed into the
-    /// lease's claims, whoever answers (Polar now, or the store).
+    /// The client's [`NONCE_HEADER`](polar_license::lease::NONCE_HEADER), when it sent one that is
+    /// a nonce: signed into the lease's claims, whoever answers (Polar now, or the store).
     pub(crate) nonce: Option<String>,
     /// The route this call is for ([`crate::route::Route`]): its part says how the call's
     /// answer finishes (a seat's answer settled on its verdict, a device list made of a read).
@@ -136,7 +136,8 @@ pub(crate) enum Routed {
     /// The answer, with no call to Polar (a preflight, a 404, a 413, a 422, a 429).
     Answer(RelayResponse),
     /// From the store; its lease, if any, waits for an external signature
-    /// ([`Finished::pre_auth`], then the relay's `assemble`): only with [`Signer::External`](crate::Signer::External).
+    /// ([`Finished::pre_auth`], then the relay's `assemble`): only with
+    /// [`Signer::External`](crate::Signer::External).
     Stored(Finished),
     /// Ask Polar [`Pending::request`], then keep its answer (the machine's finish).
     Ask(Box<Pending>),

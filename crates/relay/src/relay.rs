@@ -415,8 +415,8 @@ impl Relay {
         &self.base_url
     }
 
-    /// The call under way for the entry `flight` (its hex id, as a [`crate::flow::Need::Flight`] names it);
-    /// `None` when none is (it landed, or there is no store).
+    /// The call under way for the entry `flight` (its hex id, as a [`crate::flow::Need::Flight`]
+    /// names it); `None` when none is (it landed, or there is no store).
     #[cfg_attr(
         not(all(feature = "server", not(target_arch = "wasm32"))),
         allow(dead_code)
@@ -467,12 +467,12 @@ impl Asks for Relay {
     }
 
     /// The answer to `req` that its head decides alone, before its body is read (the body
-    /// is ignored), else `None`: on [`WEBHOOK_ROUTE`](crate::types::WEBHOOK_ROUTE) with a store and a webhook secret, a
-    /// delivery from an address over its failed verifications (429) or whose headers are
-    /// refused with no HMAC (400, 401; counted as a failure), the answers the route itself
-    /// gives them (the relay's `deliveries` module). A host that reads the body before the core sees
-    /// the request (the npm relay: up to 1 MiB for a webhook) asks this first, so a forged
-    /// post's body costs no read. Every other request: `None`.
+    /// is ignored), else `None`: on [`WEBHOOK_ROUTE`](crate::types::WEBHOOK_ROUTE) with a store and
+    /// a webhook secret, a delivery from an address over its failed verifications (429) or whose
+    /// headers are refused with no HMAC (400, 401; counted as a failure), the answers the route
+    /// itself gives them (the relay's `deliveries` module). A host that reads the body before the
+    /// core sees the request (the npm relay: up to 1 MiB for a webhook) asks this first, so a
+    /// forged post's body costs no read. Every other request: `None`.
     fn refuse_unread(&self, req: &RelayRequest, target: Target, now: Now) -> Option<RelayResponse> {
         if target != Target::Webhook || req.method != "POST" {
             return None;

@@ -261,8 +261,8 @@ impl Roster {
 
     /// A read of Polar's begun at `started_ms` (a page of the list, a refetch or a reconcile's
     /// read by id) says `key` is revoked, disabled or expired: it leaves the known set
-    /// (as `Roster::forget` does), unless Polar granted it since that read began (a re-grant while an
-    /// hourly relist ran: the relist's page is older than the grant). Whether it left.
+    /// (as `Roster::forget` does), unless Polar granted it since that read began (a re-grant while
+    /// an hourly relist ran: the relist's page is older than the grant). Whether it left.
     pub(crate) fn forget_read(&self, key: &Key, started_ms: u64) -> bool {
         let mut inner = self.lock();
         if inner.phase == Phase::Off {
@@ -540,8 +540,9 @@ pub(crate) fn client_group(client: &str) -> String {
     }
 }
 
-/// One read of Polar's for the roster ([`roster_read`](crate::reads::roster_read)): a `GET` of its `url` with its
-/// `headers`, its answer given back to [`roster_answered`](crate::reads::roster_answered).
+/// One read of Polar's for the roster ([`roster_read`](crate::reads::roster_read)): a `GET` of its
+/// `url` with its `headers`, its answer given back to
+/// [`roster_answered`](crate::reads::roster_answered).
 pub struct Read {
     pub(crate) url: String,
     /// They hold the seller's token: never logged.

@@ -58,9 +58,10 @@ impl std::fmt::Display for UsageError {
 impl std::error::Error for UsageError {}
 
 /// Reports `units` of `meter` used with `key` (default: the remembered key) to the seller's
-/// relay at `relay` (default: the plugin's relay, `relay_url`, else its base URL), with the app's idempotency `id` (default:
-/// a new UUID v4). Resolves to the recorded report; rejects with a [`UsageError`]. `units`
-/// `null` (what `JSON.stringify` makes of NaN and the infinities) is `invalid_input`.
+/// relay at `relay` (default: the plugin's relay, `relay_url`, else its base URL), with the app's
+/// idempotency `id` (default: a new UUID v4). Resolves to the recorded report; rejects with a
+/// [`UsageError`]. `units` `null` (what `JSON.stringify` makes of NaN and the infinities) is
+/// `invalid_input`.
 #[tauri::command]
 pub(crate) async fn record_usage(
     state: State<'_, PolarLicense>,

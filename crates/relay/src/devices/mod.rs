@@ -1,5 +1,6 @@
-//! A key's devices through the seller's relay (issue #64): `POST` [`DEVICES_ROUTE`](crate::types::DEVICES_ROUTE) with the
-//! key in the body (a key never sits in a URL), as Polar's public routes take it:
+//! A key's devices through the seller's relay (issue #64): `POST`
+//! [`DEVICES_ROUTE`](crate::types::DEVICES_ROUTE) with the key in the body (a key never sits in a
+//! URL), as Polar's public routes take it:
 //!
 //! ```json
 //! {"key": "…", "organization_id": "…", "activation_id": "…"}
@@ -24,9 +25,10 @@
 //!
 //! (`machine` and `platform` when the activation's `meta` records them: issue #80, a
 //! reinstall at the limit finds its own row by the fingerprint; `last_seen` when this relay
-//! saw the activation validated, to the hour: [`crate::last_seen`]) oldest first, with no lease. Freeing a device stays Polar's public deactivate (no token
-//! needed). The steps are the request machine's ([`crate::flow::Exchange`]): the read is a
-//! [`crate::flow::Need::Send`] whose method is `GET`.
+//! saw the activation validated, to the hour: [`crate::last_seen`]) oldest first, with no lease.
+//! Freeing a device stays Polar's public deactivate (no token needed). The steps are the request
+//! machine's ([`crate::flow::Exchange`]): the read is a [`crate::flow::Need::Send`] whose method is
+//! `GET`.
 
 use polar_license::{HttpRequest, HttpResponse, TransportError};
 

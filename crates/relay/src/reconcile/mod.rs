@@ -50,8 +50,8 @@ pub use queue::Check;
 pub(crate) use queue::{Outcome, Reconcile};
 
 /// How many index rows one page of the stored keys' listing holds at most
-/// ([`reconcile_list`](crate::reads::reconcile_list)): a storage read of bounded size (the Durable Object's
-/// `list({limit})`), 128 like the handler's writes.
+/// ([`reconcile_list`](crate::reads::reconcile_list)): a storage read of bounded size (the Durable
+/// Object's `list({limit})`), 128 like the handler's writes.
 pub(crate) const LIST_PAGE: usize = 128;
 
 /// The index rows whose tags name the stored grants' license key ids (`l:<id>`).

@@ -90,10 +90,10 @@ impl Relay {
         Route::parse(req, &self.door())
     }
 
-    /// Every check of a request [`crate::flow::Asks::admit`] let through, its route's ([`Part::begin`]),
-    /// after `waited` waits for another check's call of the same entry (after
-    /// [`FLIGHT_WAITS`](crate::types::FLIGHT_WAITS) it no longer waits and asks Polar itself, so no host answers a 502 of
-    /// its own): the answer, or the call to make.
+    /// Every check of a request [`crate::flow::Asks::admit`] let through, its route's
+    /// ([`Part::begin`]), after `waited` waits for another check's call of the same entry (after
+    /// [`FLIGHT_WAITS`](crate::types::FLIGHT_WAITS) it no longer waits and asks Polar itself, so no
+    /// host answers a 502 of its own): the answer, or the call to make.
     pub(crate) fn begin_admitted(
         &self,
         req: &RelayRequest,

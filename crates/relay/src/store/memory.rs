@@ -40,7 +40,8 @@ pub(super) struct Memory {
     sizes: HashMap<EntryId, usize>,
     bytes: usize,
     pinned: usize,
-    /// The bytes of seat pools and usage buffers ([`held`]), within [`held_share`](crate::store::entry::held_share).
+    /// The bytes of seat pools and usage buffers ([`held`]), within
+    /// [`held_share`](crate::store::entry::held_share).
     held: usize,
 }
 

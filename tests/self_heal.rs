@@ -94,6 +94,16 @@ fn a_reinstall_at_the_limit_adopts_its_own_activation_through_the_relay() {
         unrelayed.list_devices_any(None, None, KEY),
         Err(polar_license::portal::PortalError::NotSignedIn)
     ));
+    // A relay URL that is no base URL is refused when the licensing is built, naming it.
+    let bad = Licensing::builder(DEMO_ORGANIZATION_ID)
+        .base_url(em.url())
+        .cache_dir(&*ScratchDir::new("heal-bad-relay"))
+        .relay_url("http://relay.example.com")
+        .build();
+    match bad {
+        Err(polar_license::Error::InvalidInput { field, .. }) => assert_eq!(field, "relay_url"),
+        other => panic!("a bad relay URL: {:?}", other.map(|_| ())),
+    }
 
     // A new machine at the limit: refused as before, and told the rows apart.
     let elsewhere = install(&em, &other, "machine-B", Some(&relay.url));

@@ -229,8 +229,9 @@ impl LicensingBuilder {
     /// The seller's relay (its URL) for what a relay answers with no customer session (issue
     /// #80): at the activation limit, [`Licensing::activate`] lists the key's activations
     /// through it (its devices route) and adopts the one this machine already holds. Signed
-    /// mode needs none: its base URL is the relay. Checked when first used (a bad URL then
-    /// leaves the limit answer as it was).
+    /// mode needs none: its base URL is the relay. Checked by [`LicensingBuilder::build`] as a
+    /// base URL is (`https://`, or `http://` on loopback only): `invalid_input`, field
+    /// `relay_url`.
     pub fn relay_url(mut self, url: impl Into<String>) -> Self {
         self.relay_url = Some(url.into());
         self
@@ -244,6 +245,9 @@ impl LicensingBuilder {
 
     fn finish(self, client: BlockingClient) -> Result<Licensing, Error> {
         self.options.policy.validate()?;
+        if let Some(url) = &self.relay_url {
+            crate::proto::Server::Custom(url.clone()).base_url_of("relay_url")?;
+        }
         let org = client.api().organization_id().to_string();
         let store: Arc<dyn Store> = match (self.store, self.cache_dir, self.app_id) {
             (Some(store), _, _) => store,

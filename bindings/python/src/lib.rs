@@ -565,10 +565,9 @@ impl NativeLicensing {
             if let Some(url) = portal_url {
                 b = b.portal_base_url(url);
             }
-            // The seller's relay (issue #80: the heal at the activation limit, the devices, usage
-            // and checkouts a relay answers), checked here as C's setter checks it.
+            // The seller's relay (issue #80: the heal at the activation limit, the devices and
+            // usage a relay answers), checked by the core's build.
             if let Some(url) = relay_url {
-                Server::Custom(url.clone()).base_url_of("relay_url")?;
                 b = b.relay_url(url);
             }
             if let Some(app_id) = app_id {

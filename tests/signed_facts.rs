@@ -44,6 +44,8 @@ struct Forger {
     /// The forged expiry dressed as the relay's store answer (`polar-license-source: store`
     /// and an `age`), as a stored denial is replayed.
     as_stored: Arc<AtomicBool>,
+    /// Every validate's 200 with its `usage` set to 0 (the relay's lease kept).
+    no_usage: Arc<AtomicBool>,
 }
 
 struct Through<T> {
@@ -77,10 +79,18 @@ impl<T: Transport> Transport for Through<T> {
         if validate && response.status == 404 {
             *self.forger.denial.lock().unwrap() = Some(response.clone());
         }
-        if !(validate && response.status == 200 && self.forger.inject.load(Ordering::SeqCst)) {
+        let edits = self.forger.inject.load(Ordering::SeqCst);
+        let no_usage = self.forger.no_usage.load(Ordering::SeqCst);
+        if !(validate && response.status == 200 && (edits || no_usage)) {
             return Ok(response);
         }
         let mut body: Value = serde_json::from_slice(&response.body).expect("a JSON grant");
+        if no_usage {
+            body["usage"] = 0.into();
+            let mut forged = HttpResponse::new(200, serde_json::to_vec(&body).expect("JSON"));
+            forged.headers = response.headers.clone();
+            return Ok(forged);
+        }
         let ended = rfc3339(self.clock.now() - DAY);
         body["subscription"] = serde_json::json!({
             "id": "7b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d",
@@ -371,4 +381,47 @@ fn a_captured_signed_expiry_replayed_for_another_request_is_no_fallback() {
     w.offline();
     move_to(&w, start, expires + 4 * 3600);
     not_licensed(&app.check_report(DEMO_KEY));
+}
+
+/// Contract §5, only signed facts decide: a grant whose usage count is not the one its lease
+/// signed is no grant. The demo key has spent all 3 of its usages; a proxy sets the relay's
+/// answer's `usage` to 0 and keeps its genuine lease: the signed app takes nothing online from
+/// it (`protocol_error`) and answers from its cache, with the count the lease signed.
+#[test]
+fn a_grant_with_another_usage_count_than_its_lease_is_no_grant() {
+    let mut seed = polar_license_emulator::Seed::demo();
+    for k in seed.license_keys.iter_mut().filter(|k| k.key == DEMO_KEY) {
+        k.limit_usage = Some(3);
+        k.usage = 3;
+    }
+    let w = World::with_seed("facts-usage", seed).signed();
+    let start = unix_now();
+    w.set_clock(start);
+    let forger = Forger::default();
+    let app = app(&w, &forger, w.relay_keys(), start);
+    w.activate(&app);
+    let left = |r: &CheckReport| {
+        r.outcome
+            .license()
+            .and_then(|l| l.license_key.remaining_usage())
+    };
+    let first = app.check_report(DEMO_KEY);
+    assert_eq!(first.outcome.source(), Some(Source::Online), "{first:?}");
+    assert_eq!(left(&first), Some(0), "{first:?}");
+
+    forger.no_usage.store(true, Ordering::SeqCst);
+    move_to(&w, start, start + 60);
+    let edited = app.check_report(DEMO_KEY);
+    assert_eq!(edited.outcome.source(), Some(Source::Cache), "{edited:?}");
+    assert_eq!(
+        edited.fallback.as_ref().map(|e| e.reason()),
+        Some(Reason::ProtocolError),
+        "{edited:?}"
+    );
+    assert_eq!(left(&edited), Some(0), "{edited:?}");
+    forger.no_usage.store(false, Ordering::SeqCst);
+    move_to(&w, start, start + 120);
+    let honest = app.check_report(DEMO_KEY);
+    assert_eq!(honest.outcome.source(), Some(Source::Online), "{honest:?}");
+    assert_eq!(left(&honest), Some(0), "{honest:?}");
 }

@@ -813,3 +813,45 @@ fn a_signed_verdict_is_dated_from_its_lease_not_the_unsigned_date() {
     assert_eq!(record.good.as_ref().map(|g| g.verified_at), Some(now));
     assert_eq!(record.latest_seen, now);
 }
+
+/// The usages left of a key with a usage limit: the license's count as the check read it.
+fn usages_left(outcome: &polar_license::CheckOutcome) -> Option<i64> {
+    outcome
+        .license()
+        .and_then(|l| l.license_key.remaining_usage())
+}
+
+/// Contract §5, only signed facts decide: the usage count a metered feature reads is the one
+/// the lease signed. The demo key has spent all 3 of its usages; the attacker re-seals the
+/// record with none spent and keeps Polar unreachable. The signed app licenses nothing from
+/// that record (its lease was signed for another count), where the honest record licensed with
+/// its true count a moment before; an app without relay keys is fooled (today's ceiling).
+#[test]
+fn a_record_re_sealed_with_another_usage_count_licenses_nothing_in_signed_mode() {
+    let mut seed = polar_license_emulator::Seed::demo();
+    for k in seed.license_keys.iter_mut().filter(|k| k.key == DEMO_KEY) {
+        k.limit_usage = Some(3);
+        k.usage = 3;
+    }
+    let w = World::with_seed("signed-usage", seed).signed();
+    let signed = signed_and_activated(&w);
+    let online = signed.check(DEMO_KEY);
+    assert_eq!(usages_left(&online), Some(0), "{online:?}");
+    w.offline();
+    w.clock.advance(DAY);
+    let honest = signed.check(DEMO_KEY);
+    assert!(from_cache(&honest).is_some(), "{honest:?}");
+    assert_eq!(usages_left(&honest), Some(0), "{honest:?}");
+
+    w.forge(|r| {
+        let good = r.good.as_mut().unwrap();
+        good.license.license_key.usage = 0;
+    });
+    let forged = signed.check(DEMO_KEY);
+    assert!(!forged.is_licensed(), "{forged:?}");
+    assert_eq!(forged.reason(), Some(Reason::Offline), "{forged:?}");
+    let unsigned = w.app(RelayKeys::new());
+    let fooled = unsigned.check(DEMO_KEY);
+    assert!(from_cache(&fooled).is_some(), "{fooled:?}");
+    assert_eq!(usages_left(&fooled), Some(3), "{fooled:?}");
+}

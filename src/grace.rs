@@ -1599,13 +1599,25 @@ pub fn observe_validate<L: LicenseData>(
         }
         Ok((Verdict::Accepted(_), _)) => {
             let mut r = record?;
-            // (Never a denial received after this validate was asked: issue #53.)
+            // (Never a denial received after this validate was asked: issue #53.) A "not
+            // found" of the activation this record remembers is about that activation: a grant
+            // that did not ask it (a plain validate of the key) says nothing of it, and lifting
+            // it would let the deleted activation's old grant license again.
+            let remembered = r.activation.as_ref().map(|a| a.id.as_str());
+            let granted = r.good.as_ref().and_then(|g| g.activation_id.as_deref());
+            let asked_ours = [remembered, granted].into_iter().flatten().all(|ours| {
+                query
+                    .activation_id
+                    .as_deref()
+                    .is_some_and(|id| ours.eq_ignore_ascii_case(id))
+            });
             let lifted = r.denied.as_ref().is_some_and(|d| {
                 d.at <= now
-                    && matches!(
-                        d.reason,
-                        Reason::Inactive | Reason::Expired | Reason::NotFound
-                    )
+                    && match d.reason {
+                        Reason::Inactive | Reason::Expired => true,
+                        Reason::NotFound => asked_ours,
+                        _ => false,
+                    }
             });
             if lifted {
                 r.denied = None;

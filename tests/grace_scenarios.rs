@@ -984,3 +984,93 @@ fn a_grant_never_lifts_a_denial_received_after_it_was_asked() {
     let r = observe(T0 + 9, &other);
     assert!(r.denied.is_none(), "{r:?}");
 }
+
+/// A "not found" of the activation the record's grant is for speaks about that activation (it
+/// was deleted), not about the key: a grant of the key asked without it (a face's plain
+/// validate) does not lift it, so the deleted activation's old grant never licenses from the
+/// cache again; a grant that asked that activation does, and a key-level `inactive` is lifted
+/// by any grant of the key, as before.
+#[test]
+fn a_grant_of_the_key_alone_does_not_lift_a_deleted_activations_not_found() {
+    let policy = GracePolicy::default();
+    let ours = with_activation(ACT_A);
+    let grant = |at: i64, record: Option<grace::Record>| {
+        let answer = Ok(Verdict::Accepted(license(None)));
+        match grace::settle(record, &ours, at, &policy, answer, Some(at)) {
+            (StoreAction::Write(r), outcome) => {
+                assert!(outcome.is_licensed(), "{outcome:?}");
+                *r
+            }
+            other => panic!("{other:?}"),
+        }
+    };
+    let denied = |reason: Reason, detail: &str| {
+        let denial = Ok(Verdict::Denied(Denial {
+            reason,
+            detail: detail.into(),
+            status: 404,
+            remaining_usages: None,
+            previously_valid: false,
+            activation_gone: false,
+            stopped: None,
+        }));
+        match grace::settle(
+            Some(grant(T0, None)),
+            &ours,
+            T0 + 2 * H,
+            &policy,
+            denial,
+            None,
+        ) {
+            (StoreAction::Write(r), outcome) => {
+                assert!(!outcome.is_licensed(), "{outcome:?}");
+                *r
+            }
+            other => panic!("{other:?}"),
+        }
+    };
+    let plain = Ok((Verdict::Accepted(license(None)), Stamp::default()));
+    // A validate asked at `at` of `question`, the check's question being ours.
+    let observe = |record: grace::Record, question: &Query, at: i64| {
+        grace::observe_validate(Some(record), question, Some(&ours), at, &policy, &plain)
+            .expect("a record")
+    };
+    // Then Polar cannot be reached: does the record license?
+    let offline = |record: grace::Record| {
+        let (_, outcome) = grace::settle(
+            Some(record),
+            &ours,
+            T0 + 3 * H,
+            &policy,
+            Err(Error::Offline {
+                timeout: false,
+                detail: "connection refused".into(),
+            }),
+            None,
+        );
+        outcome
+    };
+    let gone = denied(Reason::NotFound, "Not found");
+    assert_eq!(
+        gone.denied.as_ref().map(|d| d.reason),
+        Some(Reason::NotFound)
+    );
+    // The key alone, or another activation: the denial stands, nothing licenses offline.
+    for question in [q(), q().activation_id(ACT_B)] {
+        let r = observe(gone.clone(), &question, T0 + 2 * H + MIN);
+        assert!(r.denied.is_some(), "{question:?}: {r:?}");
+        let outcome = offline(r);
+        assert!(!outcome.is_licensed(), "{question:?}: {outcome:?}");
+    }
+    // The same activation asked (other conditions): it exists, the denial is lifted.
+    let r = observe(gone, &q().activation_id(ACT_A), T0 + 2 * H + MIN);
+    assert!(r.denied.is_none(), "{r:?}");
+    // A key-level denial: any grant of the key lifts it.
+    let r = observe(
+        denied(Reason::Inactive, "License key is no longer active."),
+        &q(),
+        T0 + 2 * H + MIN,
+    );
+    assert!(r.denied.is_none(), "{r:?}");
+    assert!(offline(r).is_licensed());
+}

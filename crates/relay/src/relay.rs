@@ -561,6 +561,13 @@ impl Asks for Relay {
         pending.route.part().finish(self, pending, upstream, at)
     }
 
+    fn keep_made(&self, pending: &Pending, upstream: Upstream, at: Moment, made: bool) {
+        if made {
+            self.breaker.record(&upstream, pending.ticket, at.now);
+        }
+        pending.route.part().keep(self, pending, upstream, at);
+    }
+
     /// The answer with the externally made signature of [`Finished::pre_auth`]: the lease is
     /// added only when it verifies with the signer's public key (`true`); otherwise the answer
     /// goes without one, and an error is logged.

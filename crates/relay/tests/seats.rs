@@ -1396,3 +1396,52 @@ fn on_the_workers_path_the_activation_churn_outlives_the_durable_object() {
     let (r, v) = after_a_restart("activate", &activation, t + 601);
     assert_eq!(r.status, 200, "{v}");
 }
+
+/// An acquisition on a stored verdict past its refresh point is answered from the store at
+/// once while the verdict's call goes on (stale-while-revalidate, as every host drives it).
+/// The call's answer is then only kept: it takes no second seat, which no machine would hold
+/// (its answer is thrown away) and none could release.
+#[test]
+fn an_acquisition_answered_while_its_call_goes_on_takes_one_seat() {
+    use polar_license::Transport;
+    use polar_license_relay::flow::{ExchangeOptions, Given, Need};
+    let polar = rig::emulator();
+    let k = key(&polar, "TAIL", 3);
+    let signer = SigningKey::generate(Some("seats")).expect("a key");
+    let copy = SigningKey::from_file_text(&signer.to_file_text()).expect("the key");
+    let mut config = rig::config_with(polar.url(), polar_license_emulator::DEMO_TOKEN, copy);
+    config.limits = rig::unlimited();
+    let mut options = StoreOptions::default();
+    options.fresh_for = 4;
+    config.store = rig::store(rig::memory(1_000), options, None);
+    let relay = rig::relay(config, rig::upstream(Duration::from_secs(5)))
+        .with_seats(SeatOptions::default())
+        .expect("seat options");
+    let s = Seats { relay, signer };
+    let t0 = rig::now();
+    // The first acquisition asks Polar and keeps the key's verdict.
+    acquired(&s, &k, "m-a", t0);
+    // Past the verdict's refresh point (3 s of 4): the answer at once, the call after it.
+    let req = rig::request(
+        &format!("{SEATS_PREFIX}acquire"),
+        &[],
+        &seat_body(&k, "m-b", None, None),
+    );
+    let mut early = rig::Drive::with(&s.relay, req, rig::at(t0 + 3), ExchangeOptions::default());
+    assert_eq!(early.expect_send().0, Some(0));
+    early.give(Given::Patience);
+    let answered = early.expect_answer();
+    let v: Value = serde_json::from_slice(&answered.body).unwrap_or(Value::Null);
+    held(&s, &k, "m-b", &(answered, v), t0 + 3);
+    assert!(matches!(early.next(), Need::Call));
+    early.entropy = Some([8; 16]);
+    let polar_calls = rig::upstream(Duration::from_secs(5));
+    early.give(Given::Upstream(polar_calls.send(early.sent())));
+    assert!(matches!(early.next(), Need::Done));
+    // Two machines hold two of the three seats: the third is free for a third machine.
+    let (r, v) = acquire(&s, &k, "m-c", rig::at(t0 + 3));
+    assert_eq!(r.status, 200, "{v}");
+    let (r, v) = acquire(&s, &k, "m-d", rig::at(t0 + 3));
+    assert_eq!(r.status, 409, "{v}");
+    assert_eq!(v["in_use"], 3, "{v}");
+}

@@ -115,6 +115,9 @@ pub trait Asks {
         at: Moment,
         made: bool,
     ) -> Finished;
+    /// Polar's answer to a call whose client was answered already (a tail) only kept
+    /// ([`crate::routes::Part::keep`]); `made` as for [`Asks::finish_made`].
+    fn keep_made(&self, pending: &Pending, upstream: Upstream, at: Moment, made: bool);
     /// The answer with a lease signed elsewhere (`true` when the lease verified).
     fn assemble(&self, finished: Finished, signature: &[u8]) -> (RelayResponse, bool);
     /// What follows the answer, the route's part's to say ([`crate::routes::Part::follow`]):

@@ -805,15 +805,24 @@ impl Exchange {
                 if !made || refused {
                     relay.give_back(at.now);
                 }
-                let finished = relay.finish_made(&pending, upstream, at, made);
+                // The client answered already (a tail): Polar's answer is only kept.
+                let finished = match tail {
+                    true => {
+                        relay.keep_made(&pending, upstream, at, made);
+                        None
+                    }
+                    false => Some(relay.finish_made(&pending, upstream, at, made)),
+                };
                 if let Some(flight) = flight {
                     self.queue.push_back(Need::Landed(flight));
                 }
-                if tail {
-                    self.outstanding = Some(Need::Persist);
-                    return State::TailPersisting;
+                match finished {
+                    Some(finished) => self.signed(relay, finished),
+                    None => {
+                        self.outstanding = Some(Need::Persist);
+                        State::TailPersisting
+                    }
                 }
-                self.signed(relay, finished)
             }
         }
     }

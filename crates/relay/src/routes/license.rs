@@ -114,6 +114,11 @@ impl Part for License {
         self.saw(relay, &finished.response, at.now.unix_seconds);
         finished
     }
+
+    /// As [`Part::finish`]: all it does is Polar's answer's (the churn, the activation seen).
+    fn keep(&self, relay: &Relay, pending: &Pending, upstream: Upstream, at: Moment) {
+        self.finish(relay, pending, upstream, at);
+    }
 }
 
 impl License {

@@ -247,6 +247,14 @@ pub(crate) trait Part {
         self.settle(relay, relay.verdict_of(pending, upstream, at), at)
     }
 
+    /// Polar's answer to a call that goes on after its client was answered from the store
+    /// (stale-while-revalidate): only what Polar's answer does to the relay's state, the
+    /// verdict kept and leased by default. Nothing the route's answer makes is made again (a
+    /// seat taken here would be held by no machine: its answer is thrown away).
+    fn keep(&self, relay: &Relay, pending: &Pending, upstream: crate::flow::Upstream, at: Moment) {
+        relay.verdict_of(pending, upstream, at);
+    }
+
     /// What follows the request's answer: the call it leads to (`Ok`, a device listing's
     /// read), or the answer that replaces it (`Err`, a usage report's); `None`: it stands.
     fn follow(&self, _: &Follow<'_>) -> Option<Followed> {

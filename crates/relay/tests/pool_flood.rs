@@ -520,3 +520,32 @@ fn on_the_paged_store_spellings_make_one_pool_and_an_empty_one_is_deleted() {
     );
     assert_eq!(host.kv.get("n:held").and_then(Value::as_u64), Some(0));
 }
+
+/// A key activated once through the relay (no seat ever asked) gets a record of its activation
+/// churn (issue #67 item 4). Such a record holds no seat: it is not the seats' state, whose
+/// share of the store it would fill for good (keys sold over the years, each activated once),
+/// after which no new key could hold a seat or report usage. Here 60 keys are activated at
+/// `t`; two hours on (their churn windows over) a 61st key's seat is given.
+#[test]
+fn churn_records_of_keys_activated_once_leave_the_seats_share_free() {
+    let polar = rig::budgeted_emulator(100_000);
+    let store: Arc<dyn Backend> = Arc::new(MemoryBackend::new(100_000));
+    let relay = relay_on(&polar, Arc::clone(&store));
+    let t = rig::now();
+    for i in 0..60 {
+        let k = rig::add_key(&polar, format!("CHURN-KEY-{i:03}-4A5B6C"), Some(2));
+        let body = json!({"key": k, "organization_id": ORG, "label": "laptop"});
+        let (r, v) = call(
+            &relay,
+            "/v1/customer-portal/license-keys/activate",
+            &body,
+            rig::at(t),
+        );
+        assert_eq!(r.status, 200, "{i}: {v}");
+        let bytes = store.stored_bytes().expect("counted");
+        assert!(bytes <= CAP, "{i}: {bytes} bytes, past {CAP}");
+    }
+    let k = rig::add_key(&polar, "CHURN-LATE-4A5B6C".into(), Some(2));
+    let (r, v) = seat(&relay, "acquire", &k, ORG, "m", None, rig::at(t + 7_200));
+    assert_eq!(r.status, 200, "{v}");
+}

@@ -280,14 +280,19 @@ fn pool_of(entry: Option<&Entry>) -> Pool {
         .unwrap_or_default()
 }
 
-/// The store's value holding `pool` (no index tag: no webhook, listing or reconcile sees it).
+/// The store's value holding `pool` (no index tag: no webhook, listing or reconcile sees it):
+/// a seat pool, never evicted by the store's byte cap (`store::evictable`), or, holding no
+/// seat and no counted activation, its churn record alone (`EntryKind::SeatChurn`).
 fn entry_of(pool: &Pool, now: i64) -> Option<Entry> {
+    let kind = match pool.seats.is_empty() && pool.activations == 0 {
+        true => crate::store::EntryKind::SeatChurn,
+        false => crate::store::EntryKind::SeatPool,
+    };
     Some(Entry {
         answered_at: now,
-        // Never evicted by the store's byte cap (`store::evictable`).
         status: crate::store::SEAT_POOL_STATUS,
         body: serde_json::to_string(pool).ok()?,
-        kind: Some(crate::store::EntryKind::SeatPool),
+        kind: Some(kind),
         ..Entry::default()
     })
 }
@@ -603,9 +608,11 @@ pub(crate) fn release(pools: &Pools<'_>, ask: &SeatAsk, now: Now) -> RelayRespon
 /// no pool gets one for that record when the limit is on (its activations then unknown, 0,
 /// as a pool a first seat makes: read by id by [`crate::reconcile`]); with the limit off none
 /// is made. Only what Polar made is counted, so only a key Polar activated or deactivated
-/// (one the seller sold) ever gets a pool this way: pools are never evicted by the store's
-/// caps, and stay bounded by the keys sold, each record at most `churn`'s count of stamps
-/// ([`pool::MAX_CHURN`] at most), those past the window dropped at every write. With a store
+/// (one the seller sold) ever gets a pool this way, each record at most `churn`'s count of
+/// stamps ([`pool::MAX_CHURN`] at most), those past the window dropped at every write. Such
+/// a pool holds no seat: it is stored as the churn record alone (`EntryKind::SeatChurn`),
+/// which the byte cap evicts as it does a denial, so that keys activated once over the years
+/// never fill the seats' share of the store. With a store
 /// the host reads per key (a Durable Object's), the pool was loaded with the request
 /// ([`crate::routes::Part::wants`]: an activation's one read, a deactivation's with its key's
 /// entries, or alone when it has none).

@@ -124,6 +124,13 @@ pub enum EntryKind {
     /// written `"kind":"last_seen"`): never an answer; evicted first, as a denial (lost, a row
     /// shows no time until its activation is seen again, and nothing is retired for it).
     LastSeen,
+    /// A key's seat pool that holds no seat and no counted activation, only the stamps of
+    /// its churn (`crate::seats`: what an activation through the relay of a key that never
+    /// asked for a seat leaves; written `"kind":"seat_churn"`, with a pool's status, and
+    /// read as a pool): not held state, so keys activated once over the years never fill the
+    /// seats' share; evicted first, as a denial (lost, the key's churn is counted afresh,
+    /// the relay's memory still counting it while it runs).
+    SeatChurn,
     /// Not a value: what a [`Backend::update`](super::Backend::update) step returns to delete
     /// the value it read ([`Entry::removal`]; issue #76, an empty seat pool). Every backend of
     /// this crate deletes the value and writes nothing; a backend of its own that writes it

@@ -19,7 +19,7 @@ use polar_license::{
     HttpRequest, HttpResponse, MachineBinding, MetaValue, Purchased, Transport, TransportError,
     UreqTransport,
 };
-use polar_license_emulator::{Emulator, DEMO_PRODUCT_ID};
+use polar_license_emulator::{Emulator, DEMO_ORGANIZATION_ID, DEMO_PRODUCT_ID};
 use polar_license_relay::store::StoreOptions;
 use polar_license_relay::{
     serve_with, CheckoutOptions, Rate, Relay, RelayConfig, Running, ServeOptions, CHECKOUT_ROUTE,
@@ -219,18 +219,29 @@ fn checkout_requests_are_held_by_the_per_ip_limit_and_the_token_s_budget() {
     );
     assert_eq!(calls(&recorded), made, "a refused request costs no call");
     drop(relay);
-    // The token's budget (with a store): 3 calls a window, the fourth refused by the relay.
+    // The token's budget (with a store): 8 calls a window, of which checkouts take at most
+    // half: the fifth is refused by the relay, and a key never seen is still validated.
     let mut options = StoreOptions::default();
-    options.budget = 3;
+    options.budget = 8;
     options.reserve = 0;
     // No roster: its background pages would share the budget with the checkouts.
     options.roster = false;
     let (relay, recorded) = relay_with(&polar, |c| {
         c.store = rig::store(rig::memory(100), options, None);
     });
-    let statuses: Vec<u16> = (0..5).map(|_| ask(&relay, &body).0).collect();
-    assert_eq!(statuses, [201, 201, 201, 429, 429]);
-    assert_eq!(calls(&recorded), 3, "never past the budget");
+    let statuses: Vec<u16> = (0..6).map(|_| ask(&relay, &body).0).collect();
+    assert_eq!(statuses, [201, 201, 201, 201, 429, 429]);
+    assert_eq!(calls(&recorded), 4, "never past half the budget");
+    let validate = format!("{}/v1/customer-portal/license-keys/validate", relay.url());
+    let key =
+        json!({"key": polar_license_emulator::DEMO_KEY, "organization_id": DEMO_ORGANIZATION_ID});
+    let answer = rig::post_with(
+        &rig::agent(Duration::from_secs(10)),
+        &validate,
+        &key.to_string(),
+        &[],
+    );
+    assert_eq!(answer.status, 200, "{}", answer.body);
 }
 
 #[test]

@@ -208,8 +208,9 @@ fn on_origin(url: &str, origin: &str) -> bool {
 impl Part for Checkout {
     // Nothing of the store (the default `wants`): a checkout is Polar's alone.
 
-    /// One call of Polar's: through the breaker and, with a store, the token's budget (a
-    /// refusal of either answers at once: 502, 429 with `Retry-After`).
+    /// One call of Polar's: through the breaker and, with a store, the token's budget, never
+    /// past half its shared part (`Use::Checkout`: a flood of checkouts leaves licensing its
+    /// room); a refusal of either answers at once: 502, 429 with `Retry-After`.
     fn begin(&self, b: &Begin<'_>) -> Routed {
         let (relay, req, now) = (b.relay, b.req, b.at.now);
         let Some(ticket) = relay.breaker.allow(now) else {
@@ -217,7 +218,7 @@ impl Part for Checkout {
             return Routed::Answer(RelayResponse::unreached("the relay could not reach Polar"));
         };
         if let Some(s) = &relay.store {
-            if let Err(secs) = s.take(now, crate::store::Use::Shared) {
+            if let Err(secs) = s.take(now, crate::store::Use::Checkout) {
                 relay.breaker.abandon(Some(ticket), now);
                 log::info!("relay: checkout 429 (the token's budget is spent)");
                 return Routed::Answer(RelayResponse::rate_limited(secs));

@@ -37,6 +37,7 @@ pub struct Budget {
 /// | [`Use::Shared`]: other validates, a grant refreshed ahead of its end, idle reads | `S` |
 /// | [`Use::FirstSeen`]: a key neither in the roster nor granted in the store | `S - S/4` |
 /// | [`Use::Usage`]: a usage batch's ingestion, and the read of meters it asks | `S/2` |
+/// | [`Use::Checkout`]: a checkout made for an app (`POST /v1/checkouts/create`) | `S/2` |
 ///
 /// A refresh may spend half the reserve, rounded down (a grant past its freshness is what
 /// otherwise answers `stale`), never all of it: a store holding more grants than the budget refreshes
@@ -44,7 +45,8 @@ pub struct Budget {
 /// shared part (besides their own share, [`super::StoreOptions::first_seen_share`]). Usage
 /// ingestion (issue #76) comes last: it never brings the window past half the shared part, so a
 /// flood of reports (each batch a call, each batch a read of the customer's meters) always
-/// leaves a quarter of the shared part to first-seen keys and the rest to known ones. Past the
+/// leaves a quarter of the shared part to first-seen keys and the rest to known ones; so does
+/// a flood of checkouts, which no key is needed to send. Past the
 /// shared part, a known key's reserved call is also held to its and its client's fair part of
 /// the reserve (`crate::roster::Reserve`, issue #62).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +62,9 @@ pub enum Use {
     /// Background usage ingestion (`crate::usage`) and the read of a customer's meters an
     /// ingested batch asks (`crate::entitled`): the budget's last call in order.
     Usage,
+    /// A checkout made for an app (`crate::routes::checkout`): anyone may ask for one, so,
+    /// as usage, never past half the shared part.
+    Checkout,
 }
 
 /// The budget's window.
@@ -169,7 +174,7 @@ impl Budget {
             Use::Refresh => self.limit - self.reserve.div_ceil(2),
             Use::Shared => shared,
             Use::FirstSeen => shared - shared / 4,
-            Use::Usage => shared / 2,
+            Use::Usage | Use::Checkout => shared / 2,
         }
     }
 

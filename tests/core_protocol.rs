@@ -379,6 +379,35 @@ fn a_server_422_is_invalid_input_naming_the_field() {
     );
 }
 
+/// Only Polar's wrapper is a refusal of the input: a service's `PolarRequestValidationError`
+/// is one too; a 422 with the same list and no such `error` (a proxy's, a captive portal's) is
+/// no answer of Polar's, `protocol_error`, which a grace-aware check answers from the cache.
+#[test]
+fn a_422_not_in_polar_s_wrapper_is_protocol_error() {
+    let list = r#"[{"type":"missing","loc":["body","label"],"msg":"Field required","input":{}}]"#;
+    let invalid = |error: &str| {
+        let body = format!(r#"{{"error":{error},"detail":{list}}}"#);
+        validate_error(Ok(HttpResponse::new(422, body))).reason()
+    };
+    assert_eq!(invalid(r#""RequestValidationError""#), Reason::InvalidInput);
+    assert_eq!(
+        invalid(r#""PolarRequestValidationError""#),
+        Reason::InvalidInput
+    );
+    for not_polar in [
+        r#""Polar""#,
+        r#""XRequestValidationError""#,
+        "\"\"",
+        "null",
+        "7",
+    ] {
+        assert_eq!(invalid(not_polar), Reason::ProtocolError, "{not_polar}");
+    }
+    let bare = format!(r#"{{"detail":{list}}}"#);
+    let err = validate_error(Ok(HttpResponse::new(422, bare)));
+    assert_eq!(err.reason(), Reason::ProtocolError, "{err:?}");
+}
+
 /// Each local check refuses before the transport is called: zero requests.
 #[test]
 fn invalid_input_sends_zero_requests() {

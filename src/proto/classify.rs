@@ -318,9 +318,18 @@ pub(crate) fn failure_named(
     }
 }
 
-/// A 422 means the server found the input invalid: `invalid_input`, naming the first field.
+/// A 422 in Polar's wrapper means the server found the input invalid: `invalid_input`, naming the
+/// first field; any other 422 is no answer of Polar's (`protocol_error`).
 fn validation_error(parsed: Option<&ErrorBody>, body: &[u8]) -> Error {
-    let Some((field, msg)) = parsed.and_then(|b| b.invalid.clone()) else {
+    // Polar's own wrapper only (`RequestValidationError`, or a service's
+    // `PolarRequestValidationError`): a proxy's or a portal's 422 is no answer of Polar's, and
+    // must not keep a paying user from the cache (docs/interfaces.md §1).
+    let polar = |b: &&ErrorBody| {
+        b.error
+            .as_deref()
+            .is_some_and(|e| e.strip_prefix("Polar").unwrap_or(e) == "RequestValidationError")
+    };
+    let Some((field, msg)) = parsed.filter(polar).and_then(|b| b.invalid.clone()) else {
         return Error::protocol(Some(422), ["422: ", &snippet(body)].concat());
     };
     Error::InvalidInput {

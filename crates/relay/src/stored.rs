@@ -345,4 +345,20 @@ impl Stored {
             .stage_budget(budget.state(now.unix_seconds, now.monotonic_ms));
         retry_after.unwrap_or(60).min(3600) * 1000
     }
+
+    /// Polar's `answer` to a call of a route's own (a checkout, a device listing's read): a
+    /// 429 is learnt as [`Stored::learn_429`] learns a read's, so the token's other calls wait
+    /// for it instead of meeting it too.
+    pub(crate) fn learn_answer(&self, now: Now, answer: &crate::flow::Upstream) {
+        if let Ok(a) = answer {
+            if a.status == 429 {
+                self.learn_429(now, retry_after(a));
+            }
+        }
+    }
+}
+
+/// The seconds a 429's `Retry-After` asks (`None`: none, or not a number of seconds).
+pub(crate) fn retry_after(a: &HttpResponse) -> Option<u64> {
+    a.header("retry-after").and_then(|s| s.trim().parse().ok())
 }

@@ -330,3 +330,20 @@ fn checkout_made_by_the_relay_and_paid_licenses_the_native_client_with_no_key_ty
     // The relay made one call for the whole purchase: the rest is the client's and Polar's.
     assert_eq!(calls(&recorded), 1);
 }
+
+/// Polar's 429 to a checkout blocks the token's calls as a license call's 429 does: the next
+/// checkout is refused by the relay itself (`429`, no call), not sent into Polar's block.
+#[test]
+fn polar_s_429_to_a_checkout_blocks_the_next_call_in_the_relay() {
+    // The seller's token: one call a window at Polar.
+    let polar = rig::budgeted_emulator(1);
+    let body = json!({"product_id": DEMO_PRODUCT_ID}).to_string();
+    let mut options = StoreOptions::default();
+    options.roster = false;
+    let (relay, recorded) = relay_with(&polar, |c| {
+        c.store = rig::store(rig::memory(100), options, None);
+    });
+    let statuses: Vec<u16> = (0..4).map(|_| ask(&relay, &body).0).collect();
+    assert_eq!(statuses, [201, 429, 429, 429]);
+    assert_eq!(calls(&recorded), 2, "no call after Polar's 429");
+}

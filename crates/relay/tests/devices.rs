@@ -544,3 +544,33 @@ fn polar_ids(polar: &Emulator, key: &str) -> Vec<String> {
         .map(|(id, _)| id)
         .collect()
 }
+
+/// Polar's 429 to a listing's read blocks the token's calls as a license call's 429 does: the
+/// next listing's read is refused by the relay itself (`429`, no call), not sent into Polar's
+/// block.
+#[test]
+fn polar_s_429_to_a_read_blocks_the_next_read_in_the_relay() {
+    // Polar takes two calls a window from the relay (the verdict, the read).
+    let polar = rig::budgeted_emulator(2);
+    let key = rig::add_key(&polar, "DEV-LIST-429".into(), Some(2));
+    activate(&polar, &key, "one");
+    let mut c = config(&polar, true);
+    if let Some(store) = c.store.as_mut() {
+        store.options.roster = false;
+    }
+    let (relay, calls) = counted(c);
+    let t = rig::now();
+    let list = |at: i64| {
+        let r = relay.handle(
+            &rig::request(DEVICES_ROUTE, &[], &list_body(&key, None)),
+            rig::at(at),
+        );
+        r.status
+    };
+    assert_eq!(list(t), 200);
+    assert_eq!(calls().1, 1, "the read");
+    assert_eq!(list(t + 1), 429, "Polar's 429");
+    assert_eq!(calls().1, 2);
+    assert_eq!(list(t + 2), 429, "the relay's own");
+    assert_eq!(calls().1, 2, "no read into Polar's block");
+}

@@ -243,7 +243,12 @@ impl Part for Checkout {
     /// `expires_at` (201), nothing else of it; Polar's refusal of the body (a product it does
     /// not know, an e-mail it does not take) a 422; its 429 a 429; a token that may not make
     /// checkouts, or anything else, a 502 (logged: the seller's set-up, not the client's).
-    fn finish(&self, _: &Relay, _: &Pending, upstream: Upstream, _: Moment) -> Finished {
+    fn finish(&self, relay: &Relay, _: &Pending, upstream: Upstream, at: Moment) -> Finished {
+        // Polar's 429 blocks the token's every call for as long as it says, as a license
+        // call's does: the others would meet it too.
+        if let Some(s) = &relay.store {
+            s.learn_answer(at.now, &upstream);
+        }
         let mut response = answer(upstream);
         add_cors(&mut response);
         Finished {
@@ -292,13 +297,7 @@ fn answer(upstream: Upstream) -> RelayResponse {
             log::info!("relay: checkout 422 (Polar refused the checkout's body)");
             refuse("Polar refused the checkout (is the product archived, or the e-mail refused?)")
         }
-        429 => {
-            let secs = a
-                .header("retry-after")
-                .and_then(|s| s.trim().parse().ok())
-                .unwrap_or(60);
-            RelayResponse::rate_limited(secs)
-        }
+        429 => RelayResponse::rate_limited(crate::stored::retry_after(&a).unwrap_or(60)),
         status => {
             log::warn!(
                 "relay: checkout 502 (Polar answered {status}: does the token have checkouts:write?)"

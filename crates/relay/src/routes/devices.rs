@@ -53,6 +53,11 @@ impl Part for Devices {
         if !pending.read {
             return relay.verdict_of(pending, upstream, at);
         }
+        // Polar's 429 to the read blocks the token's every call for as long as it says, as
+        // a license call's does.
+        if let Some(s) = &relay.store {
+            s.learn_answer(at.now, &upstream);
+        }
         let digest =
             polar_license::lease::key_hash(&polar_license::Key::new(self.verdict.key.clone()));
         let organization_id = crate::ids::OrgId::checked(&self.verdict);

@@ -43,7 +43,7 @@
 //! again before the second (seen meanwhile: not retired). At most
 //! [`RETIREMENTS_PER_ROUND`] are begun per minute, one at a time.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
 use polar_license::Key;
@@ -165,9 +165,58 @@ struct Counts {
     retired: u64,
 }
 
+/// The records by activation id, and in the order they were seen: the oldest is found at once
+/// (a new record past the cap, the retirement's look), never by a pass over them all, which a
+/// device listing's adopted times would make at every insert of a full record.
+#[derive(Default)]
+struct Records {
+    by_id: HashMap<String, Record>,
+    by_seen: BTreeSet<(i64, String)>,
+}
+
+impl Records {
+    fn get(&self, activation: &str) -> Option<&Record> {
+        self.by_id.get(activation)
+    }
+
+    fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    /// `change` made to `activation`'s record, if there is one, its place in the order kept.
+    fn change<T>(&mut self, activation: &str, change: impl FnOnce(&mut Record) -> T) -> Option<T> {
+        let r = self.by_id.get_mut(activation)?;
+        self.by_seen.remove(&(r.seen, activation.to_string()));
+        let out = change(r);
+        self.by_seen.insert((r.seen, activation.to_string()));
+        Some(out)
+    }
+
+    fn insert(&mut self, activation: &str, record: Record) {
+        self.remove(activation);
+        self.by_seen.insert((record.seen, activation.to_string()));
+        self.by_id.insert(activation.to_string(), record);
+    }
+
+    fn remove(&mut self, activation: &str) {
+        if let Some(r) = self.by_id.remove(activation) {
+            self.by_seen.remove(&(r.seen, activation.to_string()));
+        }
+    }
+
+    /// The record seen longest ago: its time and activation id.
+    fn oldest(&self) -> Option<(i64, String)> {
+        self.by_seen.first().cloned()
+    }
+}
+
 #[derive(Default)]
 struct State {
-    records: HashMap<String, Record>,
+    records: Records,
     /// No record was seen before this (unix seconds): a lower bound of the oldest's time, as
     /// records only move forward or go (so the oldest is looked for only once one may be due).
     floor: i64,
@@ -245,14 +294,17 @@ impl LastSeen {
     ) -> bool {
         let mut s = locked(&self.state);
         let s = &mut *s;
-        if let Some(r) = s.records.get_mut(activation) {
+        let moved = s.records.change(activation, |r| {
             if now.saturating_sub(r.seen) < WRITE_EVERY_SECONDS && r.key_id == key_id {
                 return false;
             }
             r.seen = now;
             r.key_id = key_id.to_string();
             r.organization_id = organization_id.to_string();
-            return true;
+            true
+        });
+        if let Some(moved) = moved {
+            return moved;
         }
         self.insert(
             s,
@@ -266,13 +318,13 @@ impl LastSeen {
         true
     }
 
-    /// A new record: past the cap, the one seen longest ago dropped (a pass over the records,
-    /// which only an activation Polar granted can make: a flood needs as many real
-    /// activations), and the floor moved down to it.
+    /// A new record: past the cap, the one seen longest ago dropped (only an activation Polar
+    /// granted can make one: a flood needs as many real activations), and the floor moved
+    /// down to it.
     fn insert(&self, s: &mut State, activation: &str, record: Record) {
         if s.records.len() >= self.max_records {
-            if let Some(oldest) = oldest_of(&s.records) {
-                s.records.remove(&oldest.1);
+            if let Some((_, oldest)) = s.records.oldest() {
+                s.records.remove(&oldest);
                 s.counts.dropped += 1;
             }
         }
@@ -280,7 +332,7 @@ impl LastSeen {
             s.floor = record.seen;
         }
         s.floor = s.floor.min(record.seen);
-        s.records.insert(activation.to_string(), record);
+        s.records.insert(activation, record);
     }
 
     /// After [`LastSeen::saw`] wrote: `activation` of the key `key_id` seen at `now` kept in
@@ -345,10 +397,12 @@ impl LastSeen {
         let mut s = locked(&self.state);
         let s = &mut *s;
         for (activation, at) in seen {
-            if let Some(r) = s.records.get_mut(activation) {
+            let known = s.records.change(activation, |r| {
                 if r.key_id.eq_ignore_ascii_case(key_id) && *at > r.seen {
                     r.seen = *at;
                 }
+            });
+            if known.is_some() {
                 continue;
             }
             self.insert(
@@ -487,7 +541,7 @@ impl LastSeen {
                     .saturating_sub(now.unix_seconds);
                 let mut oldest = None;
                 if due_in <= 0 {
-                    oldest = oldest_of(&s.records);
+                    oldest = s.records.oldest();
                     let Some((seen, _)) = oldest else {
                         return Err(Some(LOOK_MS));
                     };
@@ -591,14 +645,6 @@ impl LastSeen {
     }
 }
 
-/// The record seen longest ago: its time and activation id.
-fn oldest_of(records: &HashMap<String, Record>) -> Option<(i64, String)> {
-    records
-        .iter()
-        .min_by_key(|(_, r)| r.seen)
-        .map(|(id, r)| (r.seen, id.clone()))
-}
-
 /// The key's string in Polar's `LicenseKeyActivationRead` (`body`) of `activation`, when it is
 /// the recorded key's and organization's.
 fn key_of(body: &[u8], activation: &str, r: &Record) -> Option<Key> {
@@ -647,6 +693,35 @@ mod tests {
         drop(s);
         assert_eq!(l.of(KEY_ID, &id(9_999)), Some(1_000 + 9_999));
         assert_eq!(l.of(KEY_ID, &id(0)), None, "the oldest went first");
+    }
+
+    /// The order by time follows every move (seen again, adopted later, forgotten): the
+    /// record dropped past the cap is always the one seen longest ago, and the order holds
+    /// exactly the records.
+    #[test]
+    fn the_oldest_follows_every_move() {
+        let l = LastSeen::new(0, 4);
+        for n in 0..4 {
+            l.saw(&id(n), KEY_ID, ORG, 10_000 + i64::from(n) * 10_000);
+        }
+        // id(0) seen again: id(1) is now the oldest.
+        l.saw(&id(0), KEY_ID, ORG, 100_000);
+        // Adopted times: id(1) moved past id(2), an older one for id(3) ignored.
+        l.adopt(KEY_ID, ORG, &[(id(1), 60_000), (id(3), 1)]);
+        l.forget(&id(2));
+        l.saw(&id(4), KEY_ID, ORG, 110_000);
+        l.saw(&id(5), KEY_ID, ORG, 120_000);
+        // Full at 4: id(3) (40,000) went, the oldest; then id(1) (60,000).
+        l.saw(&id(6), KEY_ID, ORG, 130_000);
+        assert_eq!(l.of(KEY_ID, &id(3)), None);
+        assert_eq!(l.of(KEY_ID, &id(1)), None);
+        for (n, at) in [(0, 100_000), (4, 110_000), (5, 120_000), (6, 130_000)] {
+            assert_eq!(l.of(KEY_ID, &id(n)), Some(at), "{n}");
+        }
+        let s = locked(&l.state);
+        let order: Vec<i64> = s.records.by_seen.iter().map(|(t, _)| *t).collect();
+        assert_eq!(order, [100_000, 110_000, 120_000, 130_000]);
+        assert_eq!(s.records.by_id.len(), 4);
     }
 
     const DIGEST: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";

@@ -114,13 +114,6 @@ fn lease_window<L: LicenseData>(
     let benefit_id = good.license.benefit_id();
     let machine = machine_of(&good.conditions);
     let activation_id = good.activation_id.as_deref();
-    let mut usages = String::new();
-    if let Some(left) = good.license.remaining_usage() {
-        if left < 0 {
-            usages.push('-');
-        }
-        crate::decimal::push_digits(&mut usages, left.unsigned_abs());
-    }
     // Everything the verification depends on, each part length-prefixed.
     let mut id = String::new();
     for part in [
@@ -130,11 +123,6 @@ fn lease_window<L: LicenseData>(
         activation_id.unwrap_or("\u{0}none"),
         benefit_id,
         machine.unwrap_or("\u{0}none"),
-        if usages.is_empty() {
-            "\u{0}none"
-        } else {
-            &usages
-        },
     ] {
         crate::decimal::push_digits(&mut id, part.len() as u64);
         id.push(':');
@@ -149,7 +137,6 @@ fn lease_window<L: LicenseData>(
             machine,
         };
         let lease = lease::verify_signed_with(token, keys, &expect, ed25519)?;
-        signed_usage(&lease, &good.license)?;
         Ok(LeaseWindow {
             not_before: lease.claims.not_before.max(lease.claims.issued_at),
             expires_at: lease.claims.expires_at,
@@ -157,21 +144,15 @@ fn lease_window<L: LicenseData>(
             kid: lease.kid,
         })
     })
+    .filter(|window| signed_usage(&window.facts, &good.license))
 }
 
-/// The usages left that `lease` signed (its `limit_usage` less its `usage`) are the ones
-/// `license` says: else the license is not the answer the lease was signed for (a body edited
-/// on its way, a record re-sealed with another count) and the lease is no lease for it, so a
-/// metered feature never reads an unsigned count in signed mode (contract §5).
-fn signed_usage<L: LicenseData>(lease: &lease::Lease, license: &L) -> Result<(), lease::NoLease> {
-    let signed = lease
-        .claims
-        .limit_usage
-        .map(|limit| limit.saturating_sub(lease.claims.usage));
-    match signed == license.remaining_usage() {
-        true => Ok(()),
-        false => Err(lease::NoLease::Mismatch),
-    }
+/// Whether the usages left that a lease signed ([`lease::SignedFacts::remaining_usage`]) are
+/// the ones `license` says: else the license is not the answer the lease was signed for (a
+/// body edited on its way, a record re-sealed with another count) and the lease is no lease
+/// for it, so a metered feature never reads an unsigned count in signed mode (contract §5).
+fn signed_usage<L: LicenseData>(facts: &lease::SignedFacts, license: &L) -> bool {
+    facts.remaining_usage() == license.remaining_usage()
 }
 
 /// What an online grant needs in signed mode: the request it answered.
@@ -286,7 +267,7 @@ pub fn hold_lease<L: LicenseData>(
     let why = match token {
         None => lease::NoLease::Missing,
         Some(token) => match lease::verify_with(token, keys, &expect, now, tolerance, ed25519) {
-            Ok(lease) if signed_usage(&lease, license).is_err() => lease::NoLease::Mismatch,
+            Ok(lease) if !signed_usage(lease.facts(), license) => lease::NoLease::Mismatch,
             Ok(lease) => {
                 fresh(granted.nonce, lease.claims.nonce.as_deref())?;
                 let window = LeaseWindow {

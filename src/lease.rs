@@ -683,6 +683,7 @@ impl Lease {
 /// unsigned, now or when a field is added later: like rustls's `ServerCertVerified`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedFacts {
+    remaining_usage: Option<i64>,
     license_expires_at: Option<i64>,
     subscription_ends_at: Option<i64>,
     issued_at: i64,
@@ -695,6 +696,9 @@ pub struct SignedFacts {
 impl SignedFacts {
     fn of(claims: &LeaseClaims) -> SignedFacts {
         SignedFacts {
+            remaining_usage: claims
+                .limit_usage
+                .map(|limit| limit.saturating_sub(claims.usage)),
             license_expires_at: claims.license_expires_at,
             subscription_ends_at: claims.subscription_ends_at,
             issued_at: claims.issued_at,
@@ -724,6 +728,12 @@ impl SignedFacts {
         return self.entitlements.as_ref();
         #[cfg(not(feature = "entitlements"))]
         None
+    }
+
+    /// The usages left before the key's `limit_usage` as the relay signed them (`None`: no
+    /// limit), which a license must say too for the lease to be its lease in signed mode.
+    pub fn remaining_usage(&self) -> Option<i64> {
+        self.remaining_usage
     }
 
     /// The license's `expires_at` as the relay signed it.
@@ -759,6 +769,7 @@ impl SignedFacts {
         issued_at: i64,
     ) -> SignedFacts {
         SignedFacts {
+            remaining_usage: None,
             license_expires_at,
             subscription_ends_at,
             issued_at,

@@ -522,13 +522,30 @@ impl Core {
     /// `revoked` moves the grant: `benefit_grant.revoked` when the key is revoked,
     /// `benefit_grant.created` when a revoked key is granted again (the same string); setting
     /// a key to `disabled`, or from `disabled`, leaves the grant alone and fires no grant
-    /// webhook (#13621); `benefit_grant.updated` for any other change (limits, usage, expiry).
+    /// webhook (#13621); `benefit_grant.updated` for any other change (limits, usage, expiry);
+    /// after a grant's webhook, `customer.state_changed`.
     fn update_key_json(
         &mut self,
         key: &str,
         update: &KeyUpdate,
         now: Time,
     ) -> Result<Option<J>, String> {
+        let (answer, granted) = self.update_key_grant(key, update, now)?;
+        if let Some((organization_id, customer_id)) = granted {
+            self.customer_changed(organization_id, customer_id, now);
+        }
+        Ok(answer)
+    }
+
+    /// [`Core::update_key_json`] without the customer's state after it (a change of several
+    /// keys sends it once, after them all): also the organization and customer whose grant's
+    /// webhook it sent, if it sent one.
+    pub(crate) fn update_key_grant(
+        &mut self,
+        key: &str,
+        update: &KeyUpdate,
+        now: Time,
+    ) -> Result<(Option<J>, Option<(uuid::Uuid, uuid::Uuid)>), String> {
         let before = self.store.grant_view(key);
         let answer = self.store.update_key(key, update, micros(now.wall))?;
         if let (Some(before), Some(after)) = (before, self.store.grant_view(key)) {
@@ -552,9 +569,10 @@ impl Core {
             };
             if let Some(change) = change {
                 self.emit_grant(key, &change, now);
+                return Ok((answer, Some((after.organization_id, after.customer_id))));
             }
         }
-        Ok(answer)
+        Ok((answer, None))
     }
 
     /// Emits the `benefit_grant.*` event of `change` to a key's key organization's endpoints.
@@ -573,6 +591,29 @@ impl Core {
             now.monotonic,
             || store.next_id(),
         );
+    }
+
+    /// `customer.state_changed` for the customer `customer_id` of `organization_id`, the
+    /// customer's state as it is now: Polar queues it after every `benefit_grant.*` webhook
+    /// (polar-license-api.md §15, #13977).
+    fn customer_changed(
+        &mut self,
+        organization_id: uuid::Uuid,
+        customer_id: uuid::Uuid,
+        now: Time,
+    ) {
+        let wall = self.clock(now);
+        if let Some(data) = self.store.customer_state(None, customer_id, wall) {
+            let store = &mut self.store;
+            self.webhooks.emit(
+                organization_id,
+                "customer.state_changed",
+                &data,
+                wall,
+                now.monotonic,
+                || store.next_id(),
+            );
+        }
     }
 
     /// A new billing period for a key, as when Polar cycles a subscription:
@@ -601,6 +642,9 @@ impl Core {
                     || store.next_id(),
                 );
             }
+        }
+        if let Some(view) = self.store.grant_view(key) {
+            self.customer_changed(view.organization_id, view.customer_id, now);
         }
         true
     }
@@ -649,20 +693,7 @@ impl Core {
             previous_display_key: before.display_key,
         };
         self.emit_grant(&rotated, &change, now);
-        // As Polar since #13977 (polar-license-api.md §15): a rotation also queues
-        // `customer.state_changed`, the customer's state as it is now.
-        let wall = self.clock(now);
-        if let Some(data) = self.store.customer_state(None, before.customer_id, wall) {
-            let store = &mut self.store;
-            self.webhooks.emit(
-                before.organization_id,
-                "customer.state_changed",
-                &data,
-                wall,
-                now.monotonic,
-                || store.next_id(),
-            );
-        }
+        self.customer_changed(before.organization_id, before.customer_id, now);
         Some(rotated)
     }
 
@@ -695,6 +726,9 @@ impl Core {
                     now.monotonic,
                     || store.next_id(),
                 );
+            }
+            if let Some(view) = self.store.grant_view(&key.key) {
+                self.customer_changed(view.organization_id, view.customer_id, now);
             }
         }
         Ok(())

@@ -102,10 +102,17 @@ pub(crate) struct KeyRec {
 }
 
 /// The prefix of a key string (`POLAR` of `POLAR-…`), as a benefit's `prefix`.
+/// The prefix a generated key was made with (polar-license-api.md: a benefit's `prefix`,
+/// stripped and upper-cased, `-`, an upper-case UUID4): what stands before a trailing `-UUID`.
+/// `None` for a bare UUID (a benefit with no prefix) and for a key of no generated shape.
 fn key_prefix(key: &str) -> Option<String> {
-    key.split_once('-')
-        .map(|(p, _)| p.to_string())
-        .filter(|p| !p.is_empty())
+    let (prefix, tail) = key
+        .len()
+        .checked_sub(37)
+        .and_then(|at| key.split_at_checked(at))?;
+    let uuid = tail.strip_prefix('-')?;
+    Uuid::parse_str(uuid).ok()?;
+    Some(prefix.trim().to_ascii_uppercase()).filter(|p| !p.is_empty())
 }
 
 /// Whether an answer carries the fields API version 2027-01 added (docs/polar-api.md §13).
@@ -557,11 +564,7 @@ impl Store {
             usage: k.usage,
             expires_at: k.expires_at,
             display_key: display_key(&k.key),
-            prefix: k
-                .key
-                .split_once('-')
-                .map(|(p, _)| p.to_string())
-                .filter(|p| !p.is_empty()),
+            prefix: key_prefix(&k.key),
             subscription_id: k.subscription.as_ref().map(|(id, _)| id.clone()),
             order_id: k.order.as_ref().map(|(id, _)| id.clone()),
             member,
@@ -691,13 +694,12 @@ impl Store {
     pub(crate) fn rotate_key(&mut self, key: &str, now: OffsetDateTime) -> Option<String> {
         let ki = self.find_any(key)?;
         let fresh = self.ids.next_id().to_string().to_ascii_uppercase();
-        let k = &mut self.keys[ki];
-        let rotated = match k.key.split_once('-') {
-            Some((prefix, _)) if !prefix.is_empty() && prefix.len() < 20 => {
-                format!("{prefix}-{fresh}")
-            }
-            _ => fresh,
+        // The benefit's current prefix (its first key's), imported keys too: none, a bare UUID.
+        let rotated = match self.license_benefit_props(&self.keys[ki]).prefix {
+            Some(prefix) => format!("{prefix}-{fresh}"),
+            None => fresh,
         };
+        let k = &mut self.keys[ki];
         k.key.clone_from(&rotated);
         k.modified_at = Some(now);
         Some(rotated)

@@ -535,8 +535,6 @@ impl Webhooks {
         monotonic: Duration,
         mut next_id: impl FnMut() -> Uuid,
     ) {
-        let fault = self.fault.take();
-        let reorder_second = std::mem::take(&mut self.reorder_waiting);
         let targets: Vec<(Uuid, String)> = self
             .endpoints
             .iter()
@@ -548,6 +546,12 @@ impl Webhooks {
             })
             .map(|e| (e.id, e.api_version.clone()))
             .collect();
+        // An event no endpoint takes delivers nothing: the fault waits for one that does.
+        if targets.is_empty() {
+            return;
+        }
+        let fault = self.fault.take();
+        let reorder_second = std::mem::take(&mut self.reorder_waiting);
         let large = match &fault {
             Some(WebhookFault::Large { bytes }) => Some(*bytes),
             _ => None,

@@ -218,6 +218,42 @@ fn the_organization_rotates_a_key_but_not_a_revoked_one() {
     assert_eq!(r.status, 405);
 }
 
+/// polar-license-api.md (rotation): the new string is the benefit's current prefix (stripped,
+/// upper-cased), `-` and an upper-case UUID4; a benefit with no prefix (its keys bare UUIDs, as a
+/// checkout issues them) gets a bare UUID, never the old string's first group as a prefix.
+#[test]
+fn a_rotated_key_takes_its_benefit_s_prefix_or_none() {
+    const BARE: &str = "50B22C51-07BD-4160-A61E-19B6CC6ED415";
+    const BARE_BENEFIT: &str = "7c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f";
+    let mut seed = seed();
+    seed.benefits.push(SeedBenefit {
+        id: BARE_BENEFIT.into(),
+        ..SeedBenefit::default()
+    });
+    seed.license_keys.push(SeedKey {
+        benefit_id: Some(BARE_BENEFIT.into()),
+        customer_id: Some(CUSTOMER.into()),
+        customer_email: Some("conf@gmail.com".into()),
+        ..SeedKey::new(BARE)
+    });
+    let em = Emulator::start(seed, Options::default()).expect("the emulator starts");
+    let rotated = |key: &str| {
+        let id = key_id(&em, key);
+        let r = post_empty(&em, &format!("/v1/license-keys/{id}/rotate"), DEMO_TOKEN);
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()["key"].as_str().expect("a key").to_string()
+    };
+    let new = rotated(BARE);
+    let parsed = uuid::Uuid::parse_str(&new).expect("a bare UUID");
+    assert_eq!((new.len(), parsed.get_version_num()), (36, 4), "{new}");
+    assert_eq!(new, new.to_ascii_uppercase());
+    // A key of the demo benefit, whose first key is `DEMO-<UUID>`: its prefix, `DEMO`.
+    let usage = rotated(polar_license_emulator::DEMO_KEY_USAGE);
+    let (prefix, rest) = usage.split_once('-').expect("a prefix");
+    assert_eq!(prefix, "DEMO", "{usage}");
+    assert!(uuid::Uuid::parse_str(rest).is_ok(), "{usage}");
+}
+
 /// `server/polar/license_key/endpoints.py` (`update`: `LicenseKeyUpdate`, answers
 /// `LicenseKeyRead`) and `schemas.py` (`usage: Int32`, `limit_activations`/`limit_usage`
 /// `Int32 | None` with `gt=0`, `status`, `expires_at`). Before: 404 (no route).

@@ -713,6 +713,68 @@ fn every_change_to_a_key_has_its_event() {
     );
 }
 
+/// polar-license-api.md §15: `customer.state_changed` is queued after every `benefit_grant.*`
+/// webhook, not only a rotation's: a revocation and a re-grant by `PATCH`, a new limit, a new
+/// period, a new key. Before, only a rotation queued it (a relay that watches the customer's
+/// state never heard of a revocation in tests).
+#[test]
+fn every_grant_event_is_followed_by_the_customers_state_changed() {
+    let polar = Emulator::start(seed(), fast()).expect("emulator");
+    let receiver = Receiver::start(|_, _| 200);
+    let mut events = GRANT_EVENTS.to_vec();
+    events.push("customer.state_changed");
+    register(&polar, &receiver.url, &events, None);
+    let id = polar.key(DEMO_KEY).expect("the key")["id"]
+        .as_str()
+        .expect("an id")
+        .to_string();
+    for status in ["revoked", "granted"] {
+        let body = json!({ "status": status });
+        let r = api(
+            &polar,
+            "PATCH",
+            &format!("/v1/license-keys/{id}"),
+            Some(&body),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    assert!(polar.update_key(
+        DEMO_KEY,
+        KeyUpdate {
+            limit_activations: Some(Some(7)),
+            ..KeyUpdate::default()
+        }
+    ));
+    assert!(polar.cycle_key(DEMO_KEY));
+    polar
+        .add_key(SeedKey::new("STATE-0A1B2C3D"))
+        .expect("a new key");
+    let got = receiver.wait_for(10);
+    thread::sleep(Duration::from_millis(300));
+    let kinds: Vec<String> = receiver
+        .received()
+        .iter()
+        .map(|r| r.json()["type"].as_str().expect("type").to_string())
+        .collect();
+    assert_eq!(got.len(), 10, "{kinds:?}");
+    let state = "customer.state_changed";
+    assert_eq!(
+        kinds,
+        [
+            "benefit_grant.revoked",
+            state,
+            "benefit_grant.created",
+            state,
+            "benefit_grant.updated",
+            state,
+            "benefit_grant.cycled",
+            state,
+            "benefit_grant.created",
+            state,
+        ]
+    );
+}
+
 /// polar-license-api.md §15 (#13977): a rotation sends `benefit_grant.updated` and queues
 /// `customer.state_changed`. Rotated twice (the emulator's own route over HTTP, then the
 /// native call; the customer portal's route calls the same rotation): each time both events,

@@ -82,7 +82,7 @@ impl Core {
             .grant_view(key)
             .is_some_and(|v| v.status != status)
         {
-            let _ = self.update_key_json(key, &update, now);
+            let _ = self.update_key_grant(key, &update, now);
         }
         let wall = self.clock(now);
         let kind = if granted {

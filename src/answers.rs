@@ -302,7 +302,7 @@ pub fn validate_answer(
 ) -> Result<Verdict<SchemaLicense>, Error> {
     let op = Operation::Validate;
     if a.status != 200 {
-        return refused(op, a);
+        return proto::unechoed(refused(op, a), expect.key);
     }
     let license =
         SchemaLicense::validated(json_200(op, a)?).map_err(|bad| proto::malformed(op, &bad.0))?;
@@ -318,7 +318,7 @@ pub fn activate_answer(
 ) -> Result<Verdict<SchemaActivation>, Error> {
     let op = Operation::Activate;
     if a.status != 200 {
-        return refused(op, a);
+        return proto::unechoed(refused(op, a), expect.key);
     }
     let read = json_200(op, a)?;
     let license = read

@@ -17,6 +17,8 @@ use std::time::Duration;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default connect timeout (TCP and TLS handshake; natively only: `fetch` has no such step).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest timeout a client takes (a day): a larger one is `invalid_input` (its field).
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(86_400);
 /// Default cap on a response body. Polar's answers are a few KB.
 pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 1024 * 1024;
 
@@ -58,12 +60,25 @@ impl ClientOptions {
         }
     }
 
-    /// Checks the settings (timeouts above zero, the organization a UUID v4, the base URL
-    /// `https://` or loopback `http://`) and makes the request builder, with this
-    /// `User-Agent` when the host lets one be set (browsers do not).
+    /// Checks the settings (timeouts above zero and at most [`MAX_TIMEOUT`], the organization
+    /// a UUID v4, the base URL `https://` or loopback `http://`) and makes the request builder,
+    /// with this `User-Agent` when the host lets one be set (browsers do not).
     pub fn api(&self, user_agent: Option<&str>) -> Result<Api, Error> {
         if self.timeout.is_zero() || self.connect_timeout.is_zero() {
             return Err(Error::invalid("timeout", "must be greater than zero"));
+        }
+        // A larger one is no timeout a check could wait for, and the clock's arithmetic past
+        // it is not the transport's to survive (a deadline beyond `Instant`'s range panics).
+        for (field, timeout) in [
+            ("timeout", self.timeout),
+            ("connect_timeout", self.connect_timeout),
+        ] {
+            if timeout > MAX_TIMEOUT {
+                return Err(Error::invalid(
+                    field,
+                    "must be at most a day (86400 seconds)",
+                ));
+            }
         }
         let mut api = Api::new(&self.organization_id, &self.server)?;
         if let Some(portal) = &self.portal_server {

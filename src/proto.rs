@@ -823,12 +823,42 @@ impl<'a> Expect<'a> {
     }
 }
 
+/// `answer`, to a request that sent the key `key`, with every copy of the key in the words
+/// taken from the server's body (a 5xx's or a foreign answer's start, a denial's detail) in its
+/// redacted form (`****-6ED415`): a server or a proxy that echoes the request (a FastAPI 422's
+/// `input`, a traceback page) never puts the key into an error or a detail, on any face.
+pub(crate) fn unechoed<T>(
+    answer: Result<Verdict<T>, Error>,
+    key: &str,
+) -> Result<Verdict<T>, Error> {
+    let hide = |text: &mut String| {
+        if !key.is_empty() && text.contains(key) {
+            *text = text.replace(key, &redact(key));
+        }
+    };
+    match answer {
+        Ok(Verdict::Denied(mut d)) => {
+            hide(&mut d.detail);
+            Ok(Verdict::Denied(d))
+        }
+        Err(Error::Protocol { status, mut detail }) => {
+            hide(&mut detail);
+            Err(Error::Protocol { status, detail })
+        }
+        Err(Error::ServerError { status, mut detail }) => {
+            hide(&mut detail);
+            Err(Error::ServerError { status, detail })
+        }
+        other => other,
+    }
+}
+
 /// Classifies a validate response and holds a 200 to the request ([`Expect::validated`]).
 pub fn parse_validate_for(
     resp: &HttpResponse,
     expect: &Expect<'_>,
 ) -> Result<Verdict<ValidatedLicenseKey>, Error> {
-    let verdict = parse_validate(resp)?;
+    let verdict = unechoed(parse_validate(resp), expect.key)?;
     if let Verdict::Accepted(v) = &verdict {
         let date = resp.date();
         let answered = v.activation.as_ref().map(|a| a.id.as_str());
@@ -842,7 +872,7 @@ pub fn parse_activate_for(
     resp: &HttpResponse,
     expect: &Expect<'_>,
 ) -> Result<Verdict<LicenseKeyActivationRead>, Error> {
-    let verdict = parse_activate(resp)?;
+    let verdict = unechoed(parse_activate(resp), expect.key)?;
     if let Verdict::Accepted(read) = &verdict {
         let date = resp.date();
         let facts = LicenseFacts::of(&read.license_key);
@@ -857,6 +887,11 @@ pub fn parse_deactivate(resp: &HttpResponse) -> Result<Verdict<()>, Error> {
         204 => Ok(Verdict::Accepted(())),
         _ => classify_failure(Operation::Deactivate, resp).map(Verdict::Denied),
     }
+}
+
+/// [`parse_deactivate`] of the answer to a deactivation of `key`: the key never in its words.
+pub fn parse_deactivate_for(resp: &HttpResponse, key: Option<&Key>) -> Result<Verdict<()>, Error> {
+    unechoed(parse_deactivate(resp), key.map_or("", Key::expose))
 }
 
 fn parse_json<T: DeserializeOwned>(

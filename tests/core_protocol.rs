@@ -10,6 +10,7 @@ use polar_license::{
 use polar_license_testkit::LICENSE_6_2;
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 const ORG: &str = "d2fcbff8-108b-411e-bf2b-6383e0a8802d";
 const KEY: &str = "MYAPP-50B22C51-07BD-4160-A61E-19B6CC6ED415";
@@ -406,6 +407,81 @@ fn a_422_not_in_polar_s_wrapper_is_protocol_error() {
     let bare = format!(r#"{{"detail":{list}}}"#);
     let err = validate_error(Ok(HttpResponse::new(422, bare)));
     assert_eq!(err.reason(), Reason::ProtocolError, "{err:?}");
+}
+
+/// A server or a proxy that echoes the request (a FastAPI 422's `input`, a traceback page, a
+/// denial's detail naming the key) never puts the key sent into an error or a detail: it is
+/// there in its redacted form, on validate, activate and deactivate alike.
+#[test]
+fn an_answer_that_echoes_the_key_never_carries_it() {
+    let echoes = [
+        (
+            422,
+            format!(r#"{{"detail":[{{"loc":["body","key"],"msg":"bad","input":"{KEY}"}}]}}"#),
+        ),
+        (500, format!("Traceback: validate({KEY}) failed")),
+        (502, format!("<html>upstream refused {KEY}</html>")),
+        (
+            404,
+            format!(r#"{{"error":"ResourceNotFound","detail":"{KEY} is not found"}}"#),
+        ),
+        (
+            403,
+            format!(r#"{{"error":"NotPermitted","detail":"{KEY}: no"}}"#),
+        ),
+    ];
+    let shown = |said: String| {
+        assert!(!said.contains(KEY), "{said}");
+        assert!(
+            said.contains("****-6ED415") || !said.contains("6ED415"),
+            "{said}"
+        );
+    };
+    for (status, body) in echoes {
+        let (client, _) = scripted(Ok(HttpResponse::new(status, body.clone())));
+        let validated = client.validate(&ValidateRequest::new(KEY));
+        let activated = client.activate(&ActivateRequest::new(KEY, "laptop"));
+        let deactivated = client.deactivate(&DeactivateRequest::new(KEY, ACTIVATION));
+        for said in [
+            format!("{validated:?}"),
+            format!("{activated:?}"),
+            format!("{deactivated:?}"),
+        ] {
+            shown(said);
+        }
+        if let Err(e) = &validated {
+            shown(e.detail());
+            shown(e.to_string());
+        }
+    }
+}
+
+/// A timeout past a day is refused when the client is built, naming its field: no deadline
+/// past the clock's range ever reaches the transport (whose arithmetic would panic on it).
+#[test]
+fn a_timeout_past_a_day_is_refused_naming_its_field() {
+    let day = polar_license::options::MAX_TIMEOUT;
+    let built = |timeout: Duration, connect: Duration| {
+        BlockingClient::builder(ORG)
+            .timeout(timeout)
+            .connect_timeout(connect)
+            .build()
+            .map(|_| ())
+            .map_err(|e| (e.reason(), e.field().map(str::to_string)))
+    };
+    let second = Duration::from_secs(1);
+    assert_eq!(built(day, day), Ok(()));
+    let huge = Duration::from_secs(u64::MAX / 2);
+    for (timeout, connect, field) in [
+        (day + second, second, "timeout"),
+        (huge, second, "timeout"),
+        (second, day + second, "connect_timeout"),
+    ] {
+        assert_eq!(
+            built(timeout, connect),
+            Err((Reason::InvalidInput, Some(field.to_string())))
+        );
+    }
 }
 
 /// Each local check refuses before the transport is called: zero requests.

@@ -744,3 +744,26 @@ fn with_no_cache_the_machines_answer_what_needs_none_and_take_no_slot() {
     assert_eq!(checked.cache_error.as_ref(), Some(&why));
     assert_eq!(w.requests(), 1);
 }
+
+/// A blank machine id would be every machine's (the same fingerprint everywhere: a copied cache
+/// or activation trusted anywhere): refused when the licensing is built, naming `machine_id`,
+/// on every face that passes it through (Python's `machine_binding=""`, C's setter).
+#[test]
+fn a_blank_machine_id_is_refused_when_built() {
+    let dir = polar_license_testkit::ScratchDir::new("blank-machine");
+    for blank in ["", "  ", "\t"] {
+        let built = polar_license::Licensing::builder(polar_license_emulator::DEMO_ORGANIZATION_ID)
+            .cache_dir(&*dir)
+            .machine_binding(polar_license::MachineBinding::Id(blank.to_string()))
+            .build();
+        match built {
+            Err(e) => assert_eq!(e.field(), Some("machine_id"), "{blank:?}: {e:?}"),
+            Ok(_) => panic!("{blank:?} was taken"),
+        }
+    }
+    let named = polar_license::Licensing::builder(polar_license_emulator::DEMO_ORGANIZATION_ID)
+        .cache_dir(&*dir)
+        .machine_binding(polar_license::MachineBinding::Id("m-1".into()))
+        .build();
+    assert!(named.is_ok());
+}

@@ -41,8 +41,8 @@ use crate::key::Key;
 use crate::lease::LEASE_HEADER;
 use crate::model::{LicenseKeyActivationRead, ValidatedLicenseKey};
 use crate::proto::{
-    parse_deactivate, ActivateRequest, DeactivateRequest, Expect, HttpRequest, HttpResponse, Stamp,
-    ValidateRequest,
+    parse_deactivate_for, ActivateRequest, DeactivateRequest, Expect, HttpRequest, HttpResponse,
+    Stamp, ValidateRequest,
 };
 use crate::slot::{seal, Keep, Opened, Slot};
 use std::collections::VecDeque;
@@ -815,7 +815,7 @@ impl<L: License> Update<L> {
                 ends_remembered,
                 ..
             } => {
-                let answer = response.and_then(|r| parse_deactivate(&r));
+                let answer = response.and_then(|r| parse_deactivate_for(&r, Some(&self.key)));
                 if self.unusable.is_some() {
                     // Sent online only: no lock is held, no record is told.
                     *online = Some(answer);

@@ -12,7 +12,7 @@ use crate::portal::{
     MAX_PORTAL_PAGES,
 };
 use crate::proto::{
-    parse_activate, parse_activate_for, parse_deactivate, parse_validate, parse_validate_for,
+    parse_activate, parse_activate_for, parse_deactivate_for, parse_validate, parse_validate_for,
     ActivateRequest, Api, DeactivateRequest, Expect, HttpRequest, HttpResponse, Stamp,
     ValidateRequest, USER_AGENT,
 };
@@ -414,7 +414,7 @@ impl BlockingClient {
             .transport
             .send(&request)
             .map_err(Error::from)
-            .and_then(|response| parse_deactivate(&response));
+            .and_then(|response| parse_deactivate_for(&response, req.key.as_ref()));
         super::events::request("deactivate", req.key.as_ref(), started, result.as_ref());
         result
     }

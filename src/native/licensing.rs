@@ -47,6 +47,7 @@ pub enum MachineBinding {
     #[default]
     Os,
     /// This id instead of the OS's (hashed the same way): for tests and for apps with their own.
+    /// A blank one is refused when the licensing is built (`invalid_input`, field `machine_id`).
     Id(String),
     /// No binding.
     Off,
@@ -247,6 +248,10 @@ impl LicensingBuilder {
         self.options.policy.validate()?;
         if let Some(url) = &self.relay_url {
             crate::proto::Server::Custom(url.clone()).base_url_of("relay_url")?;
+        }
+        // A blank id is every machine's: the binding would bind nothing.
+        if matches!(&self.machine, MachineBinding::Id(id) if id.trim().is_empty()) {
+            return Err(Error::invalid("machine_id", "is empty"));
         }
         let org = client.api().organization_id().to_string();
         let store: Arc<dyn Store> = match (self.store, self.cache_dir, self.app_id) {

@@ -11,7 +11,7 @@ use crate::portal::{
     MAX_PORTAL_PAGES,
 };
 use crate::proto::{
-    parse_activate, parse_activate_for, parse_deactivate, parse_validate, parse_validate_for,
+    parse_activate, parse_activate_for, parse_deactivate_for, parse_validate, parse_validate_for,
     ActivateRequest, Api, DeactivateRequest, Expect, HttpRequest, Stamp, ValidateRequest,
 };
 use std::rc::Rc;
@@ -168,7 +168,7 @@ impl AsyncClient {
     /// Deactivates an activation, freeing its slot. A second deactivate is `not_found`.
     pub async fn deactivate(&self, req: &DeactivateRequest) -> Result<Verdict<()>, Error> {
         let request = self.api.deactivate_request(req)?;
-        parse_deactivate(&self.transport.send(&request).await?)
+        parse_deactivate_for(&self.transport.send(&request).await?, req.key.as_ref())
     }
 }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import platform
+import sys
 import threading
 import time
 import uuid
@@ -236,6 +237,12 @@ def test_options_are_checked(tmp_path: Path) -> None:
         ({"base_url": "http://example.com"}, "base_url"),
         ({"grace_period": 0}, "grace_period"),
         ({"timeout": -1}, "timeout"),
+        # Past a day: refused by the core, never a panic inside the transport.
+        ({"timeout": sys.maxsize}, "timeout"),
+        ({"connect_timeout": 86_401}, "connect_timeout"),
+        # A blank machine id would be every machine's.
+        ({"machine_binding": ""}, "machine_id"),
+        ({"machine_binding": "  "}, "machine_id"),
         ({"released": "2026-13-01"}, "released"),
         ({"relay_keys": ["no-equals-sign"]}, "relay_keys"),
         ({"server": "staging"}, "server"),

@@ -831,11 +831,7 @@ pub(crate) fn unechoed<T>(
     answer: Result<Verdict<T>, Error>,
     key: &str,
 ) -> Result<Verdict<T>, Error> {
-    let hide = |text: &mut String| {
-        if !key.is_empty() && text.contains(key) {
-            *text = text.replace(key, &redact(key));
-        }
-    };
+    let hide = |text: &mut String| hide_in(text, key);
     match answer {
         Ok(Verdict::Denied(mut d)) => {
             hide(&mut d.detail);
@@ -850,6 +846,32 @@ pub(crate) fn unechoed<T>(
             Err(Error::ServerError { status, detail })
         }
         other => other,
+    }
+}
+
+/// `text` with every copy of `key` (not empty) in its redacted form. Compared by bytes, not by
+/// `str::replace`, whose two-way searcher would add a kilobyte to the npm entry for this one use.
+/// A match starts and ends on character boundaries: `key` is UTF-8 text too.
+fn hide_in(text: &mut String, key: &str) {
+    let (bytes, k) = (text.as_bytes(), key.as_bytes());
+    if k.is_empty() {
+        return;
+    }
+    let mut out = String::new();
+    let (mut last, mut at) = (0, 0);
+    while let Some(window) = bytes.get(at..at + k.len()) {
+        if window == k {
+            out.push_str(text.get(last..at).unwrap_or_default());
+            out.push_str(&redact(key));
+            at += k.len();
+            last = at;
+        } else {
+            at += 1;
+        }
+    }
+    if last > 0 {
+        out.push_str(text.get(last..).unwrap_or_default());
+        *text = out;
     }
 }
 
@@ -922,6 +944,32 @@ pub fn malformed(op: Operation, why: &str) -> Error {
         Some(200),
         ["malformed ", op.as_str(), " response: ", why].concat(),
     )
+}
+
+#[cfg(test)]
+mod hide_tests {
+    use super::hide_in;
+
+    #[test]
+    fn every_copy_of_the_key_is_redacted_and_nothing_else_moves() {
+        const KEY: &str = "MYAPP-50B22C51-07BD-4160-A61E-19B6CC6ED415";
+        let hidden = |text: &str| {
+            let mut t = text.to_string();
+            hide_in(&mut t, KEY);
+            t
+        };
+        assert_eq!(hidden("no key here"), "no key here");
+        assert_eq!(hidden(KEY), "****-6ED415");
+        assert_eq!(
+            hidden(&format!("é{KEY}✓ and {KEY}{KEY}.")),
+            "é****-6ED415✓ and ****-6ED415****-6ED415."
+        );
+        // A near miss stays as it was.
+        assert_eq!(hidden(&KEY[1..]), &KEY[1..]);
+        let mut untouched = String::from("text");
+        hide_in(&mut untouched, "");
+        assert_eq!(untouched, "text");
+    }
 }
 
 #[cfg(all(test, not(target_arch = "wasm32")))]

@@ -213,7 +213,7 @@ pub extern "C" fn polar_license_config_set_organization(
 ) -> polar_license_status {
     ffi_boundary! {
         let config = try_mut!(config);
-        let org = try_str!(organization_id);
+        let org = arg_str!(config, organization_id, "organization_id");
         let checked = check_uuid_v4("organization_id", org);
         if checked.is_ok() {
             config.organization_id = Some(org.to_string());
@@ -261,7 +261,7 @@ pub extern "C" fn polar_license_config_set_proxy(
         let setting = if proxy.is_null() {
             polar_license::ProxySetting::Environment
         } else {
-            match try_str!(proxy) {
+            match arg_str!(config, proxy, "proxy") {
                 "" => polar_license::ProxySetting::Direct,
                 url => polar_license::ProxySetting::Url(url.to_string()),
             }
@@ -308,7 +308,7 @@ pub extern "C" fn polar_license_config_set_base_url(
 ) -> polar_license_status {
     ffi_boundary! {
         let config = try_mut!(config);
-        let url = try_str!(base_url);
+        let url = arg_str!(config, base_url, "base_url");
         let checked = check_base_url(url);
         if checked.is_ok() {
             config.server = Server::Custom(url.to_string());
@@ -377,7 +377,7 @@ pub extern "C" fn polar_license_config_set_cache_dir(
 ) -> polar_license_status {
     ffi_boundary! {
         let config = try_mut!(config);
-        let dir = try_str!(cache_dir);
+        let dir = arg_str!(config, cache_dir, "cache_dir");
         if dir.is_empty() {
             return config.fail(
                 polar_license_status::InvalidInput,
@@ -461,7 +461,7 @@ pub extern "C" fn polar_license_config_set_machine_id(
 ) -> polar_license_status {
     ffi_boundary! {
         let config = try_mut!(config);
-        let id = try_str!(machine_id);
+        let id = arg_str!(config, machine_id, "machine_id");
         let checked = if id.trim().is_empty() {
             Err(polar_license::Error::invalid("machine_id", "is empty"))
         } else {
@@ -484,7 +484,7 @@ pub extern "C" fn polar_license_config_set_relay_url(
 ) -> polar_license_status {
     ffi_boundary! {
         let config = try_mut!(config);
-        let url = try_str!(relay_url);
+        let url = arg_str!(config, relay_url, "relay_url");
         let checked = Server::Custom(url.to_string()).base_url_of("relay_url");
         if checked.is_ok() {
             config.relay_url = Some(url.to_string());
@@ -504,7 +504,7 @@ pub extern "C" fn polar_license_config_set_portal_url(
 ) -> polar_license_status {
     ffi_boundary! {
         let config = try_mut!(config);
-        let url = try_str!(portal_url);
+        let url = arg_str!(config, portal_url, "portal_url");
         let checked = Server::Custom(url.to_string()).base_url_of("portal_url");
         if checked.is_ok() {
             config.portal_url = Some(url.to_string());
@@ -550,7 +550,7 @@ pub extern "C" fn polar_license_config_set_released(
             config.released = None;
             return config.ok();
         }
-        let text = try_str!(date);
+        let text = arg_str!(config, date, "date");
         if text.is_empty() {
             config.released = None;
             return config.ok();
@@ -605,7 +605,7 @@ pub extern "C" fn polar_license_config_add_trial_benefit(
 ) -> polar_license_status {
     ffi_boundary! {
         let config = try_mut!(config);
-        let id = try_str!(benefit_id);
+        let id = arg_str!(config, benefit_id, "benefit_id");
         config.trial_benefits.push(id.to_string());
         config.ok()
     }
@@ -678,8 +678,8 @@ pub extern "C" fn polar_license_config_add_feature(
 ) -> polar_license_status {
     ffi_boundary! {
         let config = try_mut!(config);
-        let name = try_str!(feature);
-        let id = try_str!(benefit_id);
+        let name = arg_str!(config, feature, "feature");
+        let id = arg_str!(config, benefit_id, "benefit_id");
         let entry = config.feature_entry(name);
         entry.benefits.push(id.to_string());
         let checked = Entitlements::new().grant(name, &entry.benefits).map(|_| ());
@@ -700,7 +700,7 @@ pub extern "C" fn polar_license_config_set_feature_metered(
 ) -> polar_license_status {
     ffi_boundary! {
         let config = try_mut!(config);
-        let name = try_str!(feature);
+        let name = arg_str!(config, feature, "feature");
         config.feature_entry(name).metered = metered;
         config.ok()
     }
@@ -719,7 +719,7 @@ pub extern "C" fn polar_license_config_set_entitlements_json(
 ) -> polar_license_status {
     ffi_boundary! {
         let config = try_mut!(config);
-        let json = try_str!(json);
+        let json = arg_str!(config, json, "json");
         config.entitlements_json = Some(json.to_string());
         let checked = Entitlements::from_json(json).map(|_| ());
         config.settle(checked)
@@ -745,7 +745,7 @@ pub extern "C" fn polar_license_config_add_relay_key(
 ) -> polar_license_status {
     ffi_boundary! {
         let config = try_mut!(config);
-        let pair = try_str!(kid_equals_public);
+        let pair = arg_str!(config, kid_equals_public, "kid_equals_public");
         config.relay_keys.push(pair.to_string());
         let checked = config.relay_keys().map(drop);
         config.settle(checked)
@@ -764,7 +764,7 @@ pub extern "C" fn polar_license_config_set_relay_keys(
 ) -> polar_license_status {
     ffi_boundary! {
         let config = try_mut!(config);
-        let list = try_str!(list);
+        let list = arg_str!(config, list, "list");
         config.relay_keys = list
             .split(',')
             .map(str::trim)

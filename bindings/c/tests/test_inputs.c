@@ -73,6 +73,10 @@ static void config_null_arguments(void) {
   CHECK_INT(polar_license_config_set_portal_url(config, NULL), NUL_ARG);
   CHECK_INT(polar_license_config_set_relay_url(config, NULL), NUL_ARG);
   CHECK_INT(polar_license_config_set_cache_dir(config, NULL), NUL_ARG);
+  /* The last error says why, naming the argument, never an earlier call's words. */
+  CHECK_INT(polar_license_config_set_organization(config, "nope"), BAD_INPUT);
+  CHECK_INT(polar_license_config_set_cache_dir(config, NULL), NUL_ARG);
+  CHECK_STR(polar_license_config_last_error(config), "cache_dir is NULL");
   CHECK_INT(polar_license_config_set_app_secret(config, NULL, 0), NUL_ARG);
   CHECK_INT(polar_license_client_new(NULL, NULL), NUL_ARG);
   CHECK_INT(polar_license_client_new(config, NULL), NUL_ARG);
@@ -86,6 +90,7 @@ static void config_invalid_utf8(void) {
   CHECK_INT(polar_license_config_set_portal_url(config, bad_utf8), BAD_UTF8);
   CHECK_INT(polar_license_config_set_relay_url(config, bad_utf8), BAD_UTF8);
   CHECK_INT(polar_license_config_set_cache_dir(config, bad_utf8), BAD_UTF8);
+  CHECK_STR(polar_license_config_last_error(config), "cache_dir is not valid UTF-8");
   polar_license_config_free(config);
 }
 

@@ -545,7 +545,7 @@ impl Core {
         key: &str,
         update: &KeyUpdate,
         now: Time,
-    ) -> Result<(Option<J>, Option<(uuid::Uuid, uuid::Uuid)>), String> {
+    ) -> Result<(Option<J>, Option<GrantOf>), String> {
         let before = self.store.grant_view(key);
         let answer = self.store.update_key(key, update, micros(now.wall))?;
         if let (Some(before), Some(after)) = (before, self.store.grant_view(key)) {
@@ -1505,3 +1505,6 @@ fn method_not_allowed(allowed: &str) -> Resp {
     r.set("allow", allowed);
     r
 }
+
+/// The organization and the customer whose grant's webhook a key's change sent.
+type GrantOf = (uuid::Uuid, uuid::Uuid);

@@ -389,11 +389,7 @@ fn a_captured_signed_expiry_replayed_for_another_request_is_no_fallback() {
 /// it (`protocol_error`) and answers from its cache, with the count the lease signed.
 #[test]
 fn a_grant_with_another_usage_count_than_its_lease_is_no_grant() {
-    let mut seed = polar_license_emulator::Seed::demo();
-    for k in seed.license_keys.iter_mut().filter(|k| k.key == DEMO_KEY) {
-        k.limit_usage = Some(3);
-        k.usage = 3;
-    }
+    let seed = polar_license_testkit::demo_usage_spent(3);
     let w = World::with_seed("facts-usage", seed).signed();
     let start = unix_now();
     w.set_clock(start);

@@ -828,11 +828,7 @@ fn usages_left(outcome: &polar_license::CheckOutcome) -> Option<i64> {
 /// its true count a moment before; an app without relay keys is fooled (today's ceiling).
 #[test]
 fn a_record_re_sealed_with_another_usage_count_licenses_nothing_in_signed_mode() {
-    let mut seed = polar_license_emulator::Seed::demo();
-    for k in seed.license_keys.iter_mut().filter(|k| k.key == DEMO_KEY) {
-        k.limit_usage = Some(3);
-        k.usage = 3;
-    }
+    let seed = polar_license_testkit::demo_usage_spent(3);
     let w = World::with_seed("signed-usage", seed).signed();
     let signed = signed_and_activated(&w);
     let online = signed.check(DEMO_KEY);

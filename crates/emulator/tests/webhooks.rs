@@ -477,6 +477,15 @@ const GRANT_EVENTS: &[&str] = &[
     "benefit_grant.cycled",
 ];
 
+/// [`GRANT_EVENTS`] and the customer's state after each.
+const GRANT_AND_STATE_EVENTS: &[&str] = &[
+    "benefit_grant.created",
+    "benefit_grant.updated",
+    "benefit_grant.revoked",
+    "benefit_grant.cycled",
+    "customer.state_changed",
+];
+
 fn revoke(polar: &Emulator, key: &str) {
     assert!(polar.update_key(
         key,
@@ -721,9 +730,7 @@ fn every_change_to_a_key_has_its_event() {
 fn every_grant_event_is_followed_by_the_customers_state_changed() {
     let polar = Emulator::start(seed(), fast()).expect("emulator");
     let receiver = Receiver::start(|_, _| 200);
-    let mut events = GRANT_EVENTS.to_vec();
-    events.push("customer.state_changed");
-    register(&polar, &receiver.url, &events, None);
+    register(&polar, &receiver.url, GRANT_AND_STATE_EVENTS, None);
     let id = polar.key(DEMO_KEY).expect("the key")["id"]
         .as_str()
         .expect("an id")
@@ -785,9 +792,7 @@ fn every_grant_event_is_followed_by_the_customers_state_changed() {
 fn a_rotation_queues_the_customers_state_changed() {
     let polar = Emulator::start(seed(), fast()).expect("emulator");
     let receiver = Receiver::start(|_, _| 200);
-    let mut events = GRANT_EVENTS.to_vec();
-    events.push("customer.state_changed");
-    let (_, secret) = register(&polar, &receiver.url, &events, None);
+    let (_, secret) = register(&polar, &receiver.url, GRANT_AND_STATE_EVENTS, None);
     let customer = polar.key(DEMO_KEY).expect("the key")["customer_id"].clone();
     let r = api(
         &polar,

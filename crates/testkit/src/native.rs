@@ -361,6 +361,21 @@ pub fn shop_issuing_after(delay_ms: u64) -> Emulator {
     Emulator::start(seed, Options::default()).expect("emulator")
 }
 
+/// The demo seed with the demo key's usages all spent: `limit` of a `limit_usage` of `limit`
+/// (a metered feature exhausted), for the suites that hold its count to the lease.
+pub fn demo_usage_spent(limit: i64) -> Seed {
+    let mut seed = Seed::demo();
+    for k in seed
+        .license_keys
+        .iter_mut()
+        .filter(|k| k.key == polar_license_emulator::DEMO_KEY)
+    {
+        k.limit_usage = Some(limit);
+        k.usage = limit;
+    }
+    seed
+}
+
 /// The demo seed with one more key, `key`, of the demo customer's (`email`): one activation
 /// only. The customer-portal suites' start (a rotation, a reinstall at the limit).
 pub fn demo_with_one_seat_key(key: &str, email: &str) -> Emulator {

@@ -300,9 +300,14 @@ pub fn validate_answer(
     a: &HttpResponse,
     expect: &Expect<'_>,
 ) -> Result<Verdict<SchemaLicense>, Error> {
+    proto::unechoed(validated(a, expect), expect.key)
+}
+
+/// [`validate_answer`] before the key sent is taken out of its words.
+fn validated(a: &HttpResponse, expect: &Expect<'_>) -> Result<Verdict<SchemaLicense>, Error> {
     let op = Operation::Validate;
     if a.status != 200 {
-        return proto::unechoed(refused(op, a), expect.key);
+        return refused(op, a);
     }
     let license =
         SchemaLicense::validated(json_200(op, a)?).map_err(|bad| proto::malformed(op, &bad.0))?;
@@ -316,9 +321,14 @@ pub fn activate_answer(
     a: &HttpResponse,
     expect: &Expect<'_>,
 ) -> Result<Verdict<SchemaActivation>, Error> {
+    proto::unechoed(activated(a, expect), expect.key)
+}
+
+/// [`activate_answer`] before the key sent is taken out of its words.
+fn activated(a: &HttpResponse, expect: &Expect<'_>) -> Result<Verdict<SchemaActivation>, Error> {
     let op = Operation::Activate;
     if a.status != 200 {
-        return proto::unechoed(refused(op, a), expect.key);
+        return refused(op, a);
     }
     let read = json_200(op, a)?;
     let license = read
@@ -344,5 +354,42 @@ pub fn deactivate_answer(a: &HttpResponse) -> Result<Verdict<()>, Error> {
     match a.status {
         204 => Ok(Verdict::Accepted(())),
         _ => refused(Operation::Deactivate, a),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+mod tests {
+    use super::*;
+
+    /// The npm engine's path takes the key sent out of an answer's words as the typed path
+    /// does (tests/core_protocol.rs::an_answer_that_echoes_the_key_never_carries_it).
+    #[test]
+    fn an_echoed_key_is_redacted_on_the_schema_path_too() {
+        const KEY: &str = "MYAPP-50B22C51-07BD-4160-A61E-19B6CC6ED415";
+        let expect = Expect {
+            key: KEY,
+            organization_id: "d2fcbff8-108b-411e-bf2b-6383e0a8802d",
+            activation_id: None,
+            benefit_id: None,
+            customer_id: None,
+            now: 0,
+        };
+        for (status, body) in [
+            (500, format!("Traceback: {KEY}")),
+            (
+                422,
+                format!(r#"{{"detail":[{{"loc":["body","key"],"msg":"x","input":"{KEY}"}}]}}"#),
+            ),
+            (200, format!(r#"{{"status":"{KEY}"}}"#)),
+        ] {
+            let a = HttpResponse::new(status, body);
+            for said in [
+                format!("{:?}", validate_answer(&a, &expect)),
+                format!("{:?}", activate_answer(&a, &expect)),
+            ] {
+                assert!(!said.contains(KEY), "{said}");
+            }
+        }
     }
 }

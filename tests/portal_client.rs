@@ -304,7 +304,15 @@ fn a_remembered_session_lasts_its_hour_and_is_sealed() {
     }
     // Another app secret: nothing opens (and its own slot is another).
     assert_eq!(build(b"two").remembered_session().expect("read"), None);
-    assert_eq!(lib.remembered_session().expect("read"), Some(token));
+    assert_eq!(lib.remembered_session().expect("read"), Some(token.clone()));
+    // Polar said an older session expired, while this one was remembered meanwhile (a
+    // sign-in of another thread or process): this one is kept; said of this one, it goes.
+    let older = SessionToken::new("polar_cst_older00000000000000000000000000000000000000");
+    lib.forget_session_if(&older).expect("compared");
+    assert_eq!(lib.remembered_session().expect("read"), Some(token.clone()));
+    lib.forget_session_if(&token).expect("forgotten");
+    assert_eq!(lib.remembered_session().expect("read"), None);
+    lib.remember_session(&token, 1_800_003_600).expect("sealed");
     // The hour is over: none, and forgotten for good.
     now.store(1_800_003_600, Ordering::SeqCst);
     assert_eq!(lib.remembered_session().expect("read"), None);

@@ -1337,6 +1337,26 @@ impl Licensing {
         self.store.remove(&seal.slot)
     }
 
+    /// Forgets the remembered session when it is still `used` (the one Polar said expired):
+    /// a sign-in made meanwhile, by another thread or process sharing this cache, is kept.
+    pub fn forget_session_if(&self, used: &crate::portal::SessionToken) -> Result<(), Error> {
+        let seal = self.session_seal()?;
+        let _lock = self.store.lock(&seal.slot)?;
+        let Some(bytes) = self.store.load(&seal.slot)? else {
+            return Ok(());
+        };
+        let still = seal.open(&bytes).ok().is_some_and(|plain| {
+            plain
+                .expose()
+                .split_once(':')
+                .is_some_and(|(_, token)| token == used.expose())
+        });
+        match still {
+            true => self.store.remove(&seal.slot),
+            false => Ok(()),
+        }
+    }
+
     /// The activation this machine's cache remembers for `key` (none when the cache cannot
     /// be read): what a device listing marks as this machine.
     fn this_activation(&self, key: &Key) -> Option<String> {

@@ -13,6 +13,7 @@ use polar_license::grace::{CheckOutcome, CheckReport};
 use polar_license::key::Key;
 use polar_license::licensing::{system_clock, Licensing, MachineBinding};
 use polar_license::metadata::check_key;
+use polar_license::portal::PortalError;
 use polar_license::proto::{ActivateRequest, ValidateRequest};
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -92,6 +93,29 @@ impl polar_license_client {
             .session
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = session;
+    }
+
+    /// `call` with this client's session (none: `not_signed_in`). When Polar no longer knows
+    /// it (`session_expired`) it is forgotten, unless another thread signed in meanwhile: the
+    /// session that thread holds is kept.
+    pub(crate) fn signed_in<T>(
+        &self,
+        call: impl FnOnce(&polar_license::portal::SessionToken) -> Result<T, PortalError>,
+    ) -> Result<T, PortalError> {
+        let Some(session) = self.session() else {
+            return Err(PortalError::NotSignedIn);
+        };
+        let answer = call(&session);
+        if matches!(answer, Err(PortalError::SessionExpired)) {
+            let mut held = self
+                .session
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if held.as_ref() == Some(&session) {
+                *held = None;
+            }
+        }
+        answer
     }
 
     /// Starts a call: this thread's last error is cleared.

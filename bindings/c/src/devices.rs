@@ -280,14 +280,8 @@ pub extern "C" fn polar_license_client_list_devices(
     out_result: *mut *mut polar_license_portal_result,
 ) -> super::enums::polar_license_status {
     portal_call!(client, out_result, [let key = arg_str!(client, key, "key");] {
-        let listed = match client.session() {
-            None => Err(PortalError::NotSignedIn),
-            Some(session) => client.licensing().list_devices(&session, key),
-        };
-        if listed == Err(PortalError::SessionExpired) {
-            // Polar no longer knows it: nothing is kept that cannot be used.
-            client.set_session(None);
-        }
+        // Polar no longer knowing the session: it is forgotten (nothing kept that cannot be used).
+        let listed = client.signed_in(|session| client.licensing().list_devices(session, key));
         polar_license_portal_result::of(listed.map(|found| polar_license_portal_result::listed(&found)))
     })
 }
@@ -554,13 +548,7 @@ pub extern "C" fn polar_license_client_recoverable_keys(
     out_result: *mut *mut polar_license_portal_result,
 ) -> super::enums::polar_license_status {
     portal_call!(client, out_result, [] {
-        let listed = match client.session() {
-            None => Err(PortalError::NotSignedIn),
-            Some(session) => client.licensing().recoverable_keys(&session),
-        };
-        if listed == Err(PortalError::SessionExpired) {
-            client.set_session(None);
-        }
+        let listed = client.signed_in(|session| client.licensing().recoverable_keys(session));
         polar_license_portal_result::of(listed.map(|keys| {
             let mut r = polar_license_portal_result::done();
             r.keys = keys
@@ -619,13 +607,8 @@ pub extern "C" fn polar_license_client_recover(
                 "out_result is NULL",
             );
         }
-        let recovered = match client.session() {
-            None => Err(PortalError::NotSignedIn),
-            Some(session) => client.licensing().recover_key(&session, key_id, label),
-        };
-        if matches!(recovered, Err(PortalError::SessionExpired)) {
-            client.set_session(None);
-        }
+        let recovered =
+            client.signed_in(|session| client.licensing().recover_key(session, key_id, label));
         let result = match recovered {
             Err(e) => polar_license_result::error(&recovery_error(&e)),
             Ok(activated) => polar_license_result::activated(activated),
@@ -713,13 +696,8 @@ pub extern "C" fn polar_license_client_follow_rotation(
     out_result: *mut *mut polar_license_portal_result,
 ) -> super::enums::polar_license_status {
     portal_call!(client, out_result, [let old_key = arg_str!(client, old_key, "old_key");] {
-        let followed = match client.session() {
-            None => Err(PortalError::NotSignedIn),
-            Some(session) => client.licensing().follow_rotation(&session, old_key),
-        };
-        if matches!(followed, Err(PortalError::SessionExpired)) {
-            client.set_session(None);
-        }
+        let followed =
+            client.signed_in(|session| client.licensing().follow_rotation(session, old_key));
         polar_license_portal_result::of(followed.map(|(new, verdict)| match verdict {
             Verdict::Accepted(v) => {
                 let mut r = polar_license_portal_result::done();

@@ -344,14 +344,16 @@ fn remembered_session(licensing: &Licensing) -> Result<SessionToken, PortalError
         .ok_or(PortalError::NotSignedIn)
 }
 
-/// A portal step's answer, the session forgotten when Polar no longer knows it (nothing is
-/// kept that cannot be used; the next step asks to sign in, with no request).
+/// A portal step's answer with `session`, which is forgotten when Polar no longer knows it
+/// (nothing is kept that cannot be used; the next step asks to sign in, with no request),
+/// unless a sign-in replaced it meanwhile.
 fn forgetting_expired<T>(
     licensing: &Licensing,
+    session: Option<&SessionToken>,
     answer: Result<T, PortalError>,
 ) -> Result<T, PortalError> {
-    if let Err(PortalError::SessionExpired) = answer {
-        let _ = licensing.forget_session();
+    if let (Err(PortalError::SessionExpired), Some(used)) = (&answer, session) {
+        let _ = licensing.forget_session_if(used);
     }
     answer
 }
@@ -377,7 +379,11 @@ fn devices_json(key: &Key, read: &polar_license::portal::KeyDevices) -> Value {
 /// of steps ([`Licensing::list_devices`], the sans-IO `ListDevices` every face drives).
 fn list_devices(licensing: &Licensing, key: &Key) -> Result<Value, PortalError> {
     let session = remembered_session(licensing)?;
-    let read = forgetting_expired(licensing, licensing.list_devices(&session, key.clone()))?;
+    let read = forgetting_expired(
+        licensing,
+        Some(&session),
+        licensing.list_devices(&session, key.clone()),
+    )?;
     Ok(devices_json(key, &read))
 }
 
@@ -394,6 +400,7 @@ fn list_devices_any(
         .map_err(PortalError::Offline)?;
     let read = forgetting_expired(
         licensing,
+        session.as_ref(),
         licensing.list_devices_any(session.as_ref(), relay, key.clone()),
     )?;
     Ok(devices_json(key, &read))
@@ -465,7 +472,11 @@ fn said(e: &mut Value, answer: &Result<polar_license::usage::UsageAnswer, Error>
 /// record id and redacted form only (the whole key never leaves the library).
 fn recoverable_keys(licensing: &Licensing) -> Result<Value, PortalError> {
     let session = remembered_session(licensing)?;
-    let keys = forgetting_expired(licensing, licensing.recoverable_keys(&session))?;
+    let keys = forgetting_expired(
+        licensing,
+        Some(&session),
+        licensing.recoverable_keys(&session),
+    )?;
     Ok(keys
         .iter()
         .map(|k| {
@@ -1002,6 +1013,7 @@ impl NativeLicensing {
             let recovered = remembered_session(&self.inner).and_then(|session| {
                 forgetting_expired(
                     &self.inner,
+                    Some(&session),
                     self.inner.recover_key(&session, &key_id, &label),
                 )
             });
@@ -1091,7 +1103,11 @@ impl NativeLicensing {
     ) -> PyResult<Bound<'py, PyAny>> {
         let value = py.detach(|| {
             let followed = remembered_session(&self.inner).and_then(|session| {
-                forgetting_expired(&self.inner, self.inner.follow_rotation(&session, old_key))
+                forgetting_expired(
+                    &self.inner,
+                    Some(&session),
+                    self.inner.follow_rotation(&session, old_key),
+                )
             });
             match followed {
                 Ok((new, Verdict::Accepted(v))) => ok(json!({

@@ -269,3 +269,33 @@ fn a_validate_is_verified_at_the_clients_clock() {
         "verified at {at}, the client's clock read {before}..={after}"
     );
 }
+
+/// A session Polar no longer knows is forgotten, but only when it is still the client's: a
+/// sign-in on another thread while the call was out keeps its new session.
+#[test]
+fn an_expired_session_is_forgotten_unless_another_thread_signed_in_meanwhile() {
+    use polar_license::portal::{PortalError, SessionToken};
+    let dir = ScratchDir::new("c-signed-in");
+    let client = client_of(demo_config("http://127.0.0.1:9", dir.path()));
+    // SAFETY: `client.0` is the live client `client_of` made (freed when `client` drops).
+    let held = unsafe { &*client.0 };
+    let (old, new) = (
+        SessionToken::new("polar_cst_old"),
+        SessionToken::new("polar_cst_new"),
+    );
+    assert_eq!(
+        held.signed_in(|_| Ok::<(), PortalError>(())),
+        Err(PortalError::NotSignedIn)
+    );
+    held.set_session(Some(old.clone()));
+    let answer = held.signed_in(|used| {
+        assert_eq!(used, &old);
+        held.set_session(Some(new.clone()));
+        Err::<(), _>(PortalError::SessionExpired)
+    });
+    assert_eq!(answer, Err(PortalError::SessionExpired));
+    assert_eq!(held.session(), Some(new.clone()), "the new sign-in is kept");
+    // The session used and expired, still the client's: forgotten.
+    let _ = held.signed_in(|_| Err::<(), _>(PortalError::SessionExpired));
+    assert_eq!(held.session(), None);
+}

@@ -349,7 +349,7 @@ impl Stored {
     /// Polar's `answer` to a call of a route's own (a checkout, a device listing's read): a
     /// 429 is learnt as [`Stored::learn_429`] learns a read's, so the token's other calls wait
     /// for it instead of meeting it too.
-    pub(crate) fn learn_answer(&self, now: Now, answer: &crate::flow::Upstream) {
+    pub(crate) fn learn_answer(&self, now: Now, answer: &Result<HttpResponse, TransportError>) {
         if let Ok(a) = answer {
             if a.status == 429 {
                 self.learn_429(now, retry_after(a));

@@ -946,32 +946,6 @@ pub fn malformed(op: Operation, why: &str) -> Error {
     )
 }
 
-#[cfg(test)]
-mod hide_tests {
-    use super::hide_in;
-
-    #[test]
-    fn every_copy_of_the_key_is_redacted_and_nothing_else_moves() {
-        const KEY: &str = "MYAPP-50B22C51-07BD-4160-A61E-19B6CC6ED415";
-        let hidden = |text: &str| {
-            let mut t = text.to_string();
-            hide_in(&mut t, KEY);
-            t
-        };
-        assert_eq!(hidden("no key here"), "no key here");
-        assert_eq!(hidden(KEY), "****-6ED415");
-        assert_eq!(
-            hidden(&format!("é{KEY}✓ and {KEY}{KEY}.")),
-            "é****-6ED415✓ and ****-6ED415****-6ED415."
-        );
-        // A near miss stays as it was.
-        assert_eq!(hidden(&KEY[1..]), &KEY[1..]);
-        let mut untouched = String::from("text");
-        hide_in(&mut untouched, "");
-        assert_eq!(untouched, "text");
-    }
-}
-
 #[cfg(all(test, not(target_arch = "wasm32")))]
 #[allow(clippy::unwrap_used)] // tests: a panic is the failure report
 mod http_date_tests {
@@ -1042,4 +1016,30 @@ pub(crate) fn read_stopped_unsigned<T>(
             .and_then(crate::stopped::Stopped::from_text);
     }
     verdict
+}
+
+#[cfg(test)]
+mod hide_tests {
+    use super::hide_in;
+
+    #[test]
+    fn every_copy_of_the_key_is_redacted_and_nothing_else_moves() {
+        const KEY: &str = "MYAPP-50B22C51-07BD-4160-A61E-19B6CC6ED415";
+        let hidden = |text: &str| {
+            let mut t = text.to_string();
+            hide_in(&mut t, KEY);
+            t
+        };
+        assert_eq!(hidden("no key here"), "no key here");
+        assert_eq!(hidden(KEY), "****-6ED415");
+        assert_eq!(
+            hidden(&format!("é{KEY}✓ and {KEY}{KEY}.")),
+            "é****-6ED415✓ and ****-6ED415****-6ED415."
+        );
+        // A near miss stays as it was.
+        assert_eq!(hidden(&KEY[1..]), &KEY[1..]);
+        let mut untouched = String::from("text");
+        hide_in(&mut untouched, "");
+        assert_eq!(untouched, "text");
+    }
 }

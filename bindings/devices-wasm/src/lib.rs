@@ -30,7 +30,7 @@ use polar_license::portal::{
     parse_authenticate, parse_key_page, parse_request_code, recoverable_keys, DevicesStep,
     ListDevices, Portal, PortalError, PortalRequest, SessionToken, MAX_PORTAL_PAGES,
 };
-use polar_license::proto::{parse_deactivate, Api, DeactivateRequest, HttpResponse, Server};
+use polar_license::proto::{parse_deactivate_for, Api, DeactivateRequest, HttpResponse, Server};
 use polar_license_wasm_steps as steps;
 use wasm_bindgen::prelude::*;
 
@@ -185,7 +185,8 @@ fn response(given: &str, body: Vec<u8>) -> Result<HttpResponse, PortalError> {
 enum Read {
     RequestCode,
     SignIn,
-    Free,
+    /// A free of an activation of this key (kept out of the answer's words).
+    Free(Key),
 }
 
 /// A one-request step of the portal (ask for a sign-in code, sign in, free a device): its
@@ -243,7 +244,7 @@ impl Exchange {
         };
         Exchange {
             first,
-            read: Read::Free,
+            read: Read::Free(Key::new(key)),
         }
     }
 
@@ -255,7 +256,7 @@ impl Exchange {
     /// Its answer read: the step's end.
     pub fn give(&self, given: &str, body: Vec<u8>) -> String {
         let r = response(given, body);
-        match self.read {
+        match &self.read {
             Read::RequestCode => answer(
                 r.and_then(|r| parse_request_code(&r))
                     .map(|()| "true".to_string()),
@@ -268,7 +269,7 @@ impl Exchange {
                     .raw("}")
                     .done()
             })),
-            Read::Free => freed(r),
+            Read::Free(key) => freed(r, key),
         }
     }
 }
@@ -477,9 +478,9 @@ impl Recovery {
 }
 
 /// Polar's answer to a free: `{"done": true}`, or Polar's refusal, or the error.
-fn freed(r: Result<HttpResponse, PortalError>) -> String {
+fn freed(r: Result<HttpResponse, PortalError>, key: &Key) -> String {
     let read = r.and_then(|r| {
-        parse_deactivate(&r).map_err(|e| match e {
+        parse_deactivate_for(&r, Some(key)).map_err(|e| match e {
             Error::RateLimited { retry_after, .. } => PortalError::RateLimited(retry_after),
             e => PortalError::Offline(e),
         })

@@ -12,7 +12,7 @@ use polar_license::proto::{
     self, ActivateRequest, Expect, HttpResponse, ValidateRequest, PRODUCTION_URL,
 };
 use polar_license::transport::{TransportError, TransportErrorKind};
-use polar_license::{Error, LicenseKeyActivationRead, ValidatedLicenseKey, Verdict};
+use polar_license::{Error, Key, LicenseKeyActivationRead, ValidatedLicenseKey, Verdict};
 use polar_license_testkit::answers::DETAILS_404;
 use serde_json::{json, Value};
 use wasm_bindgen_test::wasm_bindgen_test;
@@ -608,7 +608,8 @@ fn every_deactivate_answer_is_classified_as_natively() {
     all.push(("200".into(), answer(200, "{}")));
     for (name, a) in all {
         let native = native_json(
-            a.native().and_then(|r| proto::parse_deactivate(&r)),
+            a.native()
+                .and_then(|r| proto::parse_deactivate_for(&r, Some(&Key::new(KEY)))),
             |()| json!({ "activationId": ACTIVATION }),
         );
         let options = json!({ "activationId": ACTIVATION }).to_string();

@@ -227,7 +227,7 @@ fn both(e: &Engine, case: &Case) -> (&'static str, Value, Value, Option<String>)
             (kind(&r), native, step, record)
         }
         Operation::Deactivate => {
-            let r = proto::parse_deactivate(&resp);
+            let r = proto::parse_deactivate_for(&resp, Some(&Key::new(KEY)));
             let record = native_writes(r.as_ref().ok().and_then(|v| {
                 testing::deactivated::<ValidatedLicenseKey>(
                     &Opened::default(),

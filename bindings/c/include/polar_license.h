@@ -865,8 +865,9 @@ polar_license_status polar_license_config_set_grace_policy(polar_license_config 
                                                            uint64_t clock_tolerance_seconds);
 
 // Mixes a secret of the app's into the cache's seal (`secret_len` bytes are copied; any
-// bytes). Every program that reads the same cache must use the same secret (the command
-// line's `--app-secret` gives the bytes of its text).
+// bytes, at most 65536: a longer length is refused with `POLAR_LICENSE_STATUS_INVALID_INPUT`
+// before anything is read). Every program that reads the same cache must use the same secret
+// (the command line's `--app-secret` gives the bytes of its text).
 polar_license_status polar_license_config_set_app_secret(polar_license_config *config,
                                                          const uint8_t *secret,
                                                          size_t secret_len);

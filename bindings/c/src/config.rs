@@ -317,6 +317,9 @@ pub extern "C" fn polar_license_config_set_base_url(
     }
 }
 
+/// The longest app secret a config takes, in bytes.
+const MAX_APP_SECRET: usize = 65_536;
+
 fn millis(
     config: &polar_license_config,
     ms: u64,
@@ -414,8 +417,9 @@ pub extern "C" fn polar_license_config_set_grace_policy(
 }
 
 /// Mixes a secret of the app's into the cache's seal (`secret_len` bytes are copied; any
-/// bytes). Every program that reads the same cache must use the same secret (the command
-/// line's `--app-secret` gives the bytes of its text).
+/// bytes, at most 65536: a longer length is refused with `POLAR_LICENSE_STATUS_INVALID_INPUT`
+/// before anything is read). Every program that reads the same cache must use the same secret
+/// (the command line's `--app-secret` gives the bytes of its text).
 #[no_mangle]
 pub extern "C" fn polar_license_config_set_app_secret(
     config: *mut polar_license_config,
@@ -426,6 +430,13 @@ pub extern "C" fn polar_license_config_set_app_secret(
         let config = try_mut!(config);
         if secret.is_null() {
             return config.fail(polar_license_status::NullArgument, "secret is NULL");
+        }
+        // A length past any secret's (a `(size_t)-1` by mistake) is refused unread.
+        if secret_len > MAX_APP_SECRET {
+            return config.fail(
+                polar_license_status::InvalidInput,
+                "invalid input: app_secret: at most 65536 bytes",
+            );
         }
         // SAFETY: `secret` is not NULL and, per the contract, points to `secret_len`
         // readable bytes for the duration of the call; they are copied.

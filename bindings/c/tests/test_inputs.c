@@ -78,6 +78,10 @@ static void config_null_arguments(void) {
   CHECK_INT(polar_license_config_set_cache_dir(config, NULL), NUL_ARG);
   CHECK_STR(polar_license_config_last_error(config), "cache_dir is NULL");
   CHECK_INT(polar_license_config_set_app_secret(config, NULL, 0), NUL_ARG);
+  /* A length past any secret's ((size_t)-1 by mistake) is refused before a byte is read. */
+  CHECK_INT(polar_license_config_set_app_secret(config, (const uint8_t *)"x", SIZE_MAX), BAD_INPUT);
+  CHECK(strstr(polar_license_config_last_error(config), "app_secret") != NULL);
+  CHECK_INT(polar_license_config_set_app_secret(config, (const uint8_t *)"x", 1), OK);
   CHECK_INT(polar_license_client_new(NULL, NULL), NUL_ARG);
   CHECK_INT(polar_license_client_new(config, NULL), NUL_ARG);
   polar_license_config_free(config);

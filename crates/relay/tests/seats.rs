@@ -22,11 +22,21 @@ struct Seats {
 }
 
 fn relay_over(polar: &Emulator, backend: Arc<dyn Backend>, seats: SeatOptions) -> Seats {
+    relay_over_with(polar, backend, StoreOptions::default(), seats)
+}
+
+/// [`relay_over`] with the store's `options`.
+fn relay_over_with(
+    polar: &Emulator,
+    backend: Arc<dyn Backend>,
+    options: StoreOptions,
+    seats: SeatOptions,
+) -> Seats {
     let signer = SigningKey::generate(Some("seats")).expect("a key");
     let copy = SigningKey::from_file_text(&signer.to_file_text()).expect("the key");
     let mut config = rig::config_with(polar.url(), polar_license_emulator::DEMO_TOKEN, copy);
     config.limits = rig::unlimited();
-    config.store = rig::store(backend, StoreOptions::default(), None);
+    config.store = rig::store(backend, options, None);
     let relay = rig::relay(config, rig::upstream(Duration::from_secs(5)))
         .with_seats(seats)
         .expect("seat options");
@@ -1407,17 +1417,9 @@ fn an_acquisition_answered_while_its_call_goes_on_takes_one_seat() {
     use polar_license_relay::flow::{ExchangeOptions, Given, Need};
     let polar = rig::emulator();
     let k = key(&polar, "TAIL", 3);
-    let signer = SigningKey::generate(Some("seats")).expect("a key");
-    let copy = SigningKey::from_file_text(&signer.to_file_text()).expect("the key");
-    let mut config = rig::config_with(polar.url(), polar_license_emulator::DEMO_TOKEN, copy);
-    config.limits = rig::unlimited();
     let mut options = StoreOptions::default();
     options.fresh_for = 4;
-    config.store = rig::store(rig::memory(1_000), options, None);
-    let relay = rig::relay(config, rig::upstream(Duration::from_secs(5)))
-        .with_seats(SeatOptions::default())
-        .expect("seat options");
-    let s = Seats { relay, signer };
+    let s = relay_over_with(&polar, rig::memory(1_000), options, SeatOptions::default());
     let t0 = rig::now();
     // The first acquisition asks Polar and keeps the key's verdict.
     acquired(&s, &k, "m-a", t0);

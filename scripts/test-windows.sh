@@ -240,6 +240,20 @@ c_build() {
         return $rc
     fi
 }
+
+# The address an emulator started under wine printed first in LOG ("listening on URL"), waited
+# for up to a minute (wine starts a process slowly on a loaded machine: 20 s was once too few
+# beside a release build); empty when none came.
+listening() {
+    local url="" i
+    for i in $(seq 1 600); do
+        url="$(sed -n '1s/^listening on //p' "$1" | tr -d '\r')"
+        [[ -n "$url" ]] && break
+        sleep 0.1
+    done
+    echo "$url"
+}
+
 c_quick_start() {
     c_build 2>&1 | tee "$OUT/staticlib.log" | tail -n 2 || return 1
     local native lib="$C_LIB"
@@ -257,12 +271,14 @@ c_quick_start() {
         echo "size: validate.exe stripped $(stat -c %s "$OUT/validate.stripped.exe") bytes"
     [[ -n "$EXE" ]] || return 1
     wine "$EXE" emulator --port 0 >"$OUT/emulator.log" 2>&1 &
-    local pid=$! url="" i
-    for i in $(seq 1 200); do
-        url="$(sed -n '1s/^listening on //p' "$OUT/emulator.log" | tr -d '\r')"
-        [[ -n "$url" ]] && break
-        sleep 0.1
-    done
+    local pid=$! url
+    url="$(listening "$OUT/emulator.log")"
+    if [[ -z "$url" ]]; then
+        echo "  the emulator under wine printed no address within 60 s: $(tail -n 3 "$OUT/emulator.log")"
+        kill "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+        return 1
+    fi
     local ok=1 run
     for run in 1 2; do
         if out="$(POLAR_ORGANIZATION_ID=2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10 POLAR_API_URL="$url" \
@@ -308,12 +324,8 @@ c_suites() {
         forge="$(winepath -w "$BUILD/$TARGET/debug/polar-license-forge-c.exe" 2>/dev/null)"
     fi
     wine "$EXE" emulator --port 0 --api-version 2027-01 >"$OUT/c-emulator.log" 2>&1 &
-    local pid=$! url="" i
-    for i in $(seq 1 200); do
-        url="$(sed -n '1s/^listening on //p' "$OUT/c-emulator.log" | tr -d '\r')"
-        [[ -n "$url" ]] && break
-        sleep 0.1
-    done
+    local pid=$! url
+    url="$(listening "$OUT/c-emulator.log")"
     for t in "${C_SUITES[@]}"; do
         # shellcheck disable=SC2086 # the list is words
         if ! x86_64-w64-mingw32-gcc -std=c11 -Wall -Wextra -Werror -pedantic -pthread -static \

@@ -850,7 +850,7 @@ pub(crate) fn unechoed<T>(
 }
 
 /// `text` with every copy of `key` (not empty) in its redacted form. Compared by bytes, not by
-/// `str::replace`, whose two-way searcher would add a kilobyte to the npm entry for this one use.
+/// `str::replace`, which measured 302 bytes more in the npm entry (gzipped) for this one use.
 /// A match starts and ends on character boundaries: `key` is UTF-8 text too.
 fn hide_in(text: &mut String, key: &str) {
     let (bytes, k) = (text.as_bytes(), key.as_bytes());

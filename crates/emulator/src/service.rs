@@ -596,7 +596,7 @@ impl Core {
     /// `customer.state_changed` for the customer `customer_id` of `organization_id`, the
     /// customer's state as it is now: Polar queues it after every `benefit_grant.*` webhook
     /// (polar-license-api.md §15, #13977).
-    fn customer_changed(
+    pub(crate) fn customer_changed(
         &mut self,
         organization_id: uuid::Uuid,
         customer_id: uuid::Uuid,

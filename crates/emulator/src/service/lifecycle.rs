@@ -101,11 +101,8 @@ impl Core {
 
     /// `customer.state_changed` for the customer of `key`, after its grants' webhooks.
     fn state_changed(&mut self, key: &str, now: Time) {
-        let wall = self.clock(now);
         if let Some(p) = self.store.purchase_of(key) {
-            if let Some(state) = self.store.customer_state(None, p.customer_id, wall) {
-                self.queue(p.organization_id, "customer.state_changed", &state, now);
-            }
+            self.customer_changed(p.organization_id, p.customer_id, now);
         }
     }
 
